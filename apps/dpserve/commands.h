@@ -1,0 +1,11 @@
+// Each `dpserve <command>` registers its flags and its action here, one file per command.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace dpserve::app {
+
+void register_generate(CLI::App& app);
+void register_tokenize(CLI::App& app);  // `tokenize` and `detokenize`
+
+}  // namespace dpserve::app

@@ -1,0 +1,32 @@
+// dpserve: LLM inference on CPUs with data-parallel attention.
+#include <cstdio>
+#include <exception>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "apps/dpserve/commands.h"
+#include "core/check.h"
+
+int main(int argc, char** argv) {
+  // stdout carries generated text and JSON; logs go to stderr.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("dpserve"));
+  spdlog::set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
+  CLI::App app{"dpserve: LLM inference server for CPUs with data-parallel attention"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "dpserve 0.1.0");
+  dpserve::app::register_generate(app);
+  dpserve::app::register_tokenize(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const dpserve::Error& e) {
+    std::fprintf(stderr, "dpserve: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dpserve: internal error: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}

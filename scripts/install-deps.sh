@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs every Debian package dpserve needs to build, test and benchmark.
+# Idempotent: packages already present are left as they are.
+set -euo pipefail
+
+pkgs=(
+  build-essential cmake ninja-build pkg-config git
+  libopenmpi-dev openmpi-bin           # collectives between ranks
+  nlohmann-json3-dev                   # config.json, safetensors headers, HTTP bodies
+  libcpp-httplib-dev                   # HTTP server
+  libmsgpack-cxx-dev                   # per-step control message
+  libpcre2-dev                         # tokenizer pre-tokenizer regex
+  libcli11-dev                         # command line
+  libspdlog-dev libfmt-dev             # logging
+  libgtest-dev libgmock-dev libbenchmark-dev
+  python3-numpy python3-jinja2         # independent references used by tests
+  nodejs npm curl                      # real-client tests and tokenizer oracle
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "install-deps: all Debian packages present"
+fi
+
+# Node packages used only as test oracles / real clients (tests/node).
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ -f "$here/tests/node/package.json" ] && [ ! -d "$here/tests/node/node_modules" ]; then
+  echo "install-deps: npm install in tests/node"
+  (cd "$here/tests/node" && npm install --no-audit --no-fund --silent)
+fi

@@ -1,0 +1,28 @@
+// Element-wise and row-wise operators of the transformer block.
+#pragma once
+
+#include <cstdint>
+
+namespace dpserve {
+
+// y = x / rms(x) * w over each of `rows` rows of length n (x may alias y).
+void rmsnorm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps);
+
+// out[i] = silu(gate[i]) * up[i]
+void silu_mul(const float* gate, const float* up, float* out, int64_t n);
+
+// In-place softmax of n values; returns nothing, handles -inf entries
+// (exp(-inf) = 0; if every entry is -inf the result is all zeros).
+void softmax(float* x, int64_t n);
+
+// Rotary embedding of `n_heads` heads of size head_dim at one position.
+// cos/sin hold rot_dim/2 values for that position. `interleaved` rotates
+// adjacent pairs (x[2i], x[2i+1]) as llama2.c / Meta's original code does;
+// otherwise the two halves (x[i], x[i + rot_dim/2]) as Hugging Face does.
+void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t rot_dim, const float* cos,
+          const float* sin, bool interleaved);
+
+// y += x
+void add_inplace(float* y, const float* x, int64_t n);
+
+}  // namespace dpserve

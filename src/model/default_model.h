@@ -1,0 +1,20 @@
+// Which model to serve when the user names none.
+#pragma once
+
+#include <string>
+
+namespace dpserve {
+
+struct ModelLocation {
+  std::string model;      // HF folder or llama2.c checkpoint
+  std::string tokenizer;  // folder or file the tokenizer loads from
+  std::string why;        // one line for the log: which model and why
+};
+
+// `model_path` empty: the bundled stories260K from the shared reference data
+// when present, else the small generated model the set-up wrote
+// (models-generated/default). A llama2.c checkpoint's tokenizer is the
+// tok*.bin / tokenizer.bin beside it unless `tokenizer_path` is given.
+ModelLocation resolve_model(const std::string& model_path, const std::string& tokenizer_path);
+
+}  // namespace dpserve

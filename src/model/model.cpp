@@ -1,0 +1,240 @@
+#include "model/model.h"
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "core/check.h"
+#include "kernels/ops.h"
+#include "model/llama2c.h"
+#include "model/moe.h"
+
+namespace fs = std::filesystem;
+
+namespace dpserve {
+
+struct Model::Layer {
+  std::vector<float> attn_norm, mlp_norm, q_norm, k_norm;
+  WeightView wq, wk, wv, wo;
+  std::vector<float> bq, bk, bv;
+  // Dense MLP (this rank's slice of the intermediate dimension).
+  WeightView gate, up, down;
+  std::unique_ptr<MoeLayer> moe;
+};
+
+void ForwardBatch::add(const int32_t* toks, int64_t n, int64_t pos0, const int32_t* pages, bool all_logits) {
+  AttnSeq s;
+  s.q_row = int64_t(tokens.size());
+  s.n_q = n;
+  s.pos0 = pos0;
+  s.pages = pages;
+  tokens.insert(tokens.end(), toks, toks + n);
+  seqs.push_back(s);
+  if (all_logits) {
+    for (int64_t i = 0; i < n; ++i) logit_rows.push_back(s.q_row + i);
+  } else if (n > 0) {
+    logit_rows.push_back(s.q_row + n - 1);
+  }
+}
+
+Model::~Model() = default;
+
+std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& opts) {
+  std::unique_ptr<Model> m(new Model());
+  if (!fs::exists(path)) fail("model path {} does not exist", path);
+  if (fs::is_directory(path)) {
+    fs::path cfg_path = fs::path(path) / "config.json";
+    if (!fs::exists(cfg_path)) fail("{}: no config.json (expected a Hugging Face model folder)", path);
+    std::ifstream in(cfg_path);
+    nlohmann::json j;
+    try {
+      in >> j;
+    } catch (const std::exception& e) {
+      fail("{}: malformed JSON: {}", cfg_path.string(), e.what());
+    }
+    m->cfg_ = ModelConfig::from_hf_json(j);
+    load_safetensors_folder(path, m->store_);
+  } else {
+    load_llama2c(path, m->cfg_, m->store_);
+  }
+  m->par_ = opts.parallel;
+  m->comm_ = opts.comm;
+  if ((m->par_.attn.size > 1 || m->par_.mlp.size > 1 || m->par_.vocab.size > 1) && !m->comm_)
+    fail("internal: a sharded model needs a communicator");
+  m->init_layers();
+  return m;
+}
+
+KVPoolConfig Model::kv_config(int64_t n_pages, int64_t page_size) const {
+  return KVPoolConfig{cfg_.n_layers, n_kv_local_, cfg_.head_dim, page_size, n_pages};
+}
+
+void Model::init_layers() {
+  const auto& c = cfg_;
+  const int64_t hd = c.head_dim;
+  const ShardSpec& at = par_.attn;
+  if (c.n_heads % at.size != 0)
+    fail("--tp-size: {} attention heads cannot be split over {} ranks", c.n_heads, at.size);
+  n_heads_local_ = c.n_heads / at.size;
+  if (c.n_kv_heads >= at.size) {
+    if (c.n_kv_heads % at.size != 0)
+      fail("--tp-size: {} KV heads cannot be split over {} ranks", c.n_kv_heads, at.size);
+    n_kv_local_ = c.n_kv_heads / at.size;
+    kv_head0_ = at.rank * n_kv_local_;
+  } else {
+    // Fewer KV heads than ranks: each rank keeps a copy of the one KV head its query heads use.
+    n_kv_local_ = 1;
+    kv_head0_ = (at.rank * n_heads_local_) / (c.n_heads / c.n_kv_heads);
+  }
+  const int64_t q0 = at.rank * n_heads_local_ * hd;
+  const int64_t H = c.hidden;
+  rope_ = std::make_unique<RopeTable>(c);
+
+  auto mat = [&](const std::string& n, int64_t r, int64_t k) { return store_.matrix(n, r, k); };
+  auto slice_vec = [&](const std::string& n, int64_t full, int64_t b, int64_t len) {
+    auto v = store_.vector_f32(n, full);
+    return std::vector<float>(v.begin() + b, v.begin() + b + len);
+  };
+
+  const ShardSpec& ms = par_.mlp;
+  if (c.ffn > 0 && c.ffn % ms.size != 0 && c.n_experts == 0)
+    fail("--tp-size: intermediate_size {} cannot be split over {} ranks", c.ffn, ms.size);
+  ffn_local_ = c.ffn / ms.size;
+  layers_.resize(c.n_layers);
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    Layer& L = layers_[l];
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    L.attn_norm = store_.vector_f32(p + "input_layernorm.weight", H);
+    L.mlp_norm = store_.vector_f32(p + "post_attention_layernorm.weight", H);
+    L.wq = mat(p + "self_attn.q_proj.weight", c.n_heads * hd, H).row_slice(q0, n_heads_local_ * hd);
+    L.wk = mat(p + "self_attn.k_proj.weight", c.n_kv_heads * hd, H).row_slice(kv_head0_ * hd, n_kv_local_ * hd);
+    L.wv = mat(p + "self_attn.v_proj.weight", c.n_kv_heads * hd, H).row_slice(kv_head0_ * hd, n_kv_local_ * hd);
+    L.wo = mat(p + "self_attn.o_proj.weight", H, c.n_heads * hd).col_slice(q0, n_heads_local_ * hd);
+    if (c.qkv_bias) {
+      L.bq = slice_vec(p + "self_attn.q_proj.bias", c.n_heads * hd, q0, n_heads_local_ * hd);
+      L.bk = slice_vec(p + "self_attn.k_proj.bias", c.n_kv_heads * hd, kv_head0_ * hd, n_kv_local_ * hd);
+      L.bv = slice_vec(p + "self_attn.v_proj.bias", c.n_kv_heads * hd, kv_head0_ * hd, n_kv_local_ * hd);
+    }
+    if (c.qk_norm) {
+      L.q_norm = store_.vector_f32(p + "self_attn.q_norm.weight", hd);
+      L.k_norm = store_.vector_f32(p + "self_attn.k_norm.weight", hd);
+    }
+    if (c.layer_is_moe(l)) {
+      L.moe = std::make_unique<MoeLayer>(store_, c, p, ms);
+    } else {
+      const int64_t f0 = ms.begin(c.ffn);
+      L.gate = mat(p + "mlp.gate_proj.weight", c.ffn, H).row_slice(f0, ffn_local_);
+      L.up = mat(p + "mlp.up_proj.weight", c.ffn, H).row_slice(f0, ffn_local_);
+      L.down = mat(p + "mlp.down_proj.weight", H, c.ffn).col_slice(f0, ffn_local_);
+    }
+  }
+  final_norm_ = store_.vector_f32("model.norm.weight", H);
+  embed_ = mat("model.embed_tokens.weight", c.vocab, H);
+  lm_head_ = c.tie_embeddings || !store_.has("lm_head.weight") ? embed_ : mat("lm_head.weight", c.vocab, H);
+  if (!c.tie_embeddings && !store_.has("lm_head.weight"))
+    fail("weights: lm_head.weight is missing and tie_word_embeddings is false");
+  vocab0_ = par_.vocab.begin(c.vocab);
+  vocab_local_ = par_.vocab.end(c.vocab) - vocab0_;
+  lm_head_ = lm_head_.row_slice(vocab0_, vocab_local_);
+  for (auto& [n, t] : store_.all()) weight_bytes_ += t.numel() * int64_t(dtype_size(t.dtype));
+}
+
+static void grow(std::vector<float>& v, int64_t n) {
+  if (int64_t(v.size()) < n) v.resize(size_t(n));
+}
+
+void Model::attention(const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv) {
+  const auto& c = cfg_;
+  const int64_t T = b.n_tokens(), H = c.hidden, hd = c.head_dim;
+  const int64_t qd = n_heads_local_ * hd, kd = n_kv_local_ * hd;
+  grow(q_, T * qd);
+  grow(k_, T * kd);
+  grow(v_, T * kd);
+  grow(attn_, T * qd);
+  matmul(xn_.data(), T, H, L.wq, L.bq.empty() ? nullptr : L.bq.data(), q_.data(), qd);
+  matmul(xn_.data(), T, H, L.wk, L.bk.empty() ? nullptr : L.bk.data(), k_.data(), kd);
+  matmul(xn_.data(), T, H, L.wv, L.bv.empty() ? nullptr : L.bv.data(), v_.data(), kd);
+  if (c.qk_norm) {
+    rmsnorm(q_.data(), L.q_norm.data(), q_.data(), T * n_heads_local_, hd, float(c.rms_eps));
+    rmsnorm(k_.data(), L.k_norm.data(), k_.data(), T * n_kv_local_, hd, float(c.rms_eps));
+  }
+  // RoPE, then store K and V at each token's position.
+  const int64_t half = hd / 2;
+  const int64_t ps = kv.page_size();
+  for (const AttnSeq& s : b.seqs) {
+#pragma omp parallel for schedule(static) if (s.n_q > 8)
+    for (int64_t i = 0; i < s.n_q; ++i) {
+      const int64_t row = s.q_row + i, pos = s.pos0 + i;
+      float cs[1024];
+      DP_CHECK(half <= 512);
+      rope_->at(pos, cs, cs + half);
+      rope(&q_[row * qd], n_heads_local_, hd, hd, cs, cs + half, c.rope_interleaved);
+      rope(&k_[row * kd], n_kv_local_, hd, hd, cs, cs + half, c.rope_interleaved);
+      const int32_t page = s.pages[pos / ps];
+      for (int64_t h = 0; h < n_kv_local_; ++h) {
+        std::memcpy(kv.k_at(li, page, h, pos % ps), &k_[row * kd + h * hd], size_t(hd) * sizeof(float));
+        std::memcpy(kv.v_at(li, page, h, pos % ps), &v_[row * kd + h * hd], size_t(hd) * sizeof(float));
+      }
+    }
+  }
+  AttnParams ap{n_heads_local_, n_kv_local_, hd, float(1.0 / std::sqrt(double(hd)))};
+  paged_attention(q_.data(), qd, b.seqs.data(), int64_t(b.seqs.size()), kv.layer(li), ap, attn_.data(), qd);
+  grow(o_, T * H);
+  matmul(attn_.data(), T, qd, L.wo, nullptr, o_.data(), H);
+  if (par_.attn.size > 1) comm_->attn_allreduce(o_.data(), T * H);
+  add_inplace(x_.data(), o_.data(), T * H);
+}
+
+void Model::mlp(const Layer& L, int64_t T) {
+  const int64_t H = cfg_.hidden;
+  grow(o_, T * H);
+  if (L.moe) {
+    L.moe->forward(xn_.data(), T, o_.data());
+  } else {
+    const int64_t F = ffn_local_;
+    grow(gate_, T * F);
+    grow(up_, T * F);
+    matmul(xn_.data(), T, H, L.gate, nullptr, gate_.data(), F);
+    matmul(xn_.data(), T, H, L.up, nullptr, up_.data(), F);
+    silu_mul(gate_.data(), up_.data(), gate_.data(), T * F);
+    matmul(gate_.data(), T, F, L.down, nullptr, o_.data(), H);
+  }
+  if (par_.mlp.size > 1) comm_->mlp_allreduce(o_.data(), T * H);
+  add_inplace(x_.data(), o_.data(), T * H);
+}
+
+void Model::forward(const ForwardBatch& b, KVPool& kv, float* logits) {
+  const auto& c = cfg_;
+  const int64_t T = b.n_tokens(), H = c.hidden;
+  grow(x_, T * H);
+  grow(xn_, T * H);
+  for (int64_t t = 0; t < T; ++t) {
+    const int32_t id = b.tokens[t];
+    if (id < 0 || id >= c.vocab) fail("token id {} is outside the vocabulary [0, {})", id, c.vocab);
+    weight_row_to_f32(embed_, id, &x_[t * H]);
+  }
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const Layer& L = layers_[l];
+    rmsnorm(x_.data(), L.attn_norm.data(), xn_.data(), T, H, float(c.rms_eps));
+    attention(L, l, b, kv);
+    rmsnorm(x_.data(), L.mlp_norm.data(), xn_.data(), T, H, float(c.rms_eps));
+    mlp(L, T);
+  }
+  const int64_t R = int64_t(b.logit_rows.size());
+  if (R == 0) return;
+  grow(sel_, R * H);
+  for (int64_t r = 0; r < R; ++r)
+    rmsnorm(&x_[b.logit_rows[r] * H], final_norm_.data(), &sel_[r * H], 1, H, float(c.rms_eps));
+  if (par_.vocab.size == 1) {
+    matmul(sel_.data(), R, H, lm_head_, nullptr, logits, c.vocab);
+  } else {
+    grow(logits_local_, R * vocab_local_);
+    matmul(sel_.data(), R, H, lm_head_, nullptr, logits_local_.data(), vocab_local_);
+    comm_->vocab_allgather(logits_local_.data(), R, vocab_local_, logits, c.vocab);
+  }
+}
+
+}  // namespace dpserve

@@ -1,0 +1,75 @@
+// A decoder-only transformer (Llama, Qwen2, Qwen3, Qwen3-MoE) that runs one
+// forward pass over a ragged batch of sequences against a paged KV cache.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/attention.h"
+#include "kernels/matmul.h"
+#include "kv/kv_pool.h"
+#include "model/config.h"
+#include "model/parallel.h"
+#include "model/rope.h"
+#include "model/weight_store.h"
+
+namespace dpserve {
+
+// One step's work: every sequence's new tokens laid end to end.
+struct ForwardBatch {
+  std::vector<int32_t> tokens;
+  std::vector<AttnSeq> seqs;         // q_row, n_q, pos0, page table of each sequence
+  std::vector<int64_t> logit_rows;   // rows of `tokens` whose logits are wanted, in output order
+
+  // Appends a sequence; `pages` must cover pos0 + tokens.size() positions and stay alive.
+  void add(const int32_t* toks, int64_t n, int64_t pos0, const int32_t* pages, bool all_logits);
+  int64_t n_tokens() const { return int64_t(tokens.size()); }
+};
+
+struct LoadOptions {
+  ModelParallel parallel;
+  ModelComm* comm = nullptr;  // required when any shard size > 1
+};
+
+class Model {
+ public:
+  // `path`: a Hugging Face model folder, or a llama2.c checkpoint file.
+  static std::unique_ptr<Model> load(const std::string& path, const LoadOptions& opts = {});
+  ~Model();
+
+  const ModelConfig& config() const { return cfg_; }
+  const ModelParallel& parallel() const { return par_; }
+  int64_t local_kv_heads() const { return n_kv_local_; }
+  int64_t weight_bytes() const { return weight_bytes_; }
+
+  // A KV pool sized for this rank's share of the model.
+  KVPoolConfig kv_config(int64_t n_pages, int64_t page_size) const;
+
+  // Runs the batch, writes K/V of its tokens into `kv`, and fills
+  // logits[batch.logit_rows.size(), vocab].
+  void forward(const ForwardBatch& batch, KVPool& kv, float* logits);
+
+ private:
+  struct Layer;
+  Model() = default;
+  void init_layers();
+  void attention(const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv);
+  void mlp(const Layer& L, int64_t T);
+
+  ModelConfig cfg_;
+  ModelParallel par_;
+  ModelComm* comm_ = nullptr;
+  WeightStore store_;
+  std::unique_ptr<RopeTable> rope_;
+  std::vector<Layer> layers_;
+  WeightView embed_, lm_head_;
+  std::vector<float> final_norm_;
+  int64_t n_heads_local_ = 0, n_kv_local_ = 0, kv_head0_ = 0, ffn_local_ = 0, vocab0_ = 0, vocab_local_ = 0;
+  int64_t weight_bytes_ = 0;
+
+  // Scratch, grown as needed and reused step after step.
+  std::vector<float> x_, xn_, q_, k_, v_, attn_, o_, gate_, up_, h_, rope_cs_, logits_local_, sel_;
+};
+
+}  // namespace dpserve

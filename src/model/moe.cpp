@@ -1,0 +1,77 @@
+#include "model/moe.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "core/check.h"
+#include "kernels/ops.h"
+
+namespace dpserve {
+
+MoeLayer::MoeLayer(const WeightStore& store, const ModelConfig& c, const std::string& p, const ShardSpec& shard)
+    : cfg_(c) {
+  const int64_t H = c.hidden, F = c.moe_ffn, E = c.n_experts;
+  router_ = store.matrix(p + "mlp.gate.weight", E, H);
+  if (E % shard.size != 0)
+    fail("--ep-size/--tp-size: {} experts cannot be split evenly over {} ranks", E, shard.size);
+  e0_ = shard.begin(E);
+  for (int64_t e = e0_; e < shard.end(E); ++e) {
+    const std::string q = p + "mlp.experts." + std::to_string(e) + ".";
+    experts_.push_back(Expert{store.matrix(q + "gate_proj.weight", F, H), store.matrix(q + "up_proj.weight", F, H),
+                              store.matrix(q + "down_proj.weight", H, F)});
+  }
+}
+
+void MoeLayer::forward(const float* x, int64_t T, float* out) {
+  const int64_t H = cfg_.hidden, F = cfg_.moe_ffn, E = cfg_.n_experts, K = cfg_.n_experts_per_tok;
+  std::memset(out, 0, sizeof(float) * size_t(T * H));
+  if (T == 0) return;
+  if (int64_t(logits_.size()) < T * E) logits_.resize(size_t(T * E));
+  matmul(x, T, H, router_, nullptr, logits_.data(), E);
+
+  // Per local expert: the tokens that chose it and their routing weights.
+  const int64_t nloc = n_local_experts();
+  std::vector<std::vector<std::pair<int64_t, float>>> chosen(size_t(nloc));
+  std::vector<int64_t> idx(size_t(E));
+  for (int64_t t = 0; t < T; ++t) {
+    float* l = &logits_[t * E];
+    softmax(l, E);
+    std::iota(idx.begin(), idx.end(), 0);
+    // Ties go to the lower expert id, as torch.topk does on CPU for equal values in practice.
+    std::partial_sort(idx.begin(), idx.begin() + K, idx.end(), [&](int64_t a, int64_t b) {
+      return l[a] > l[b] || (l[a] == l[b] && a < b);
+    });
+    double sum = 0;
+    for (int64_t k = 0; k < K; ++k) sum += l[idx[k]];
+    for (int64_t k = 0; k < K; ++k) {
+      int64_t e = idx[k];
+      if (e < e0_ || e >= e0_ + nloc) continue;
+      float w = cfg_.norm_topk_prob ? float(l[e] / sum) : l[e];
+      chosen[size_t(e - e0_)].push_back({t, w});
+    }
+  }
+  for (int64_t e = 0; e < nloc; ++e) {
+    const auto& rows = chosen[size_t(e)];
+    const int64_t n = int64_t(rows.size());
+    if (n == 0) continue;  // no work for an expert no token chose
+    if (int64_t(xs_.size()) < n * H) xs_.resize(size_t(n * H));
+    if (int64_t(g_.size()) < n * F) g_.resize(size_t(n * F)), u_.resize(size_t(n * F));
+    if (int64_t(y_.size()) < n * H) y_.resize(size_t(n * H));
+    for (int64_t i = 0; i < n; ++i) std::memcpy(&xs_[i * H], x + rows[i].first * H, sizeof(float) * size_t(H));
+    const Expert& ex = experts_[size_t(e)];
+    matmul(xs_.data(), n, H, ex.gate, nullptr, g_.data(), F);
+    matmul(xs_.data(), n, H, ex.up, nullptr, u_.data(), F);
+    silu_mul(g_.data(), u_.data(), g_.data(), n * F);
+    matmul(g_.data(), n, F, ex.down, nullptr, y_.data(), H);
+    for (int64_t i = 0; i < n; ++i) {
+      float* o = out + rows[i].first * H;
+      const float w = rows[i].second;
+      const float* y = &y_[i * H];
+      for (int64_t j = 0; j < H; ++j) o[j] += w * y[j];
+    }
+  }
+}
+
+}  // namespace dpserve

@@ -1,0 +1,41 @@
+// A sparse mixture-of-experts MLP (Qwen3-MoE): softmax router, top-k experts per
+// token, weighted sum of the chosen experts' SiLU-gated MLPs.
+//
+// Experts are split over the MLP ranks (expert parallelism: whole experts per
+// rank). Each rank routes every token itself (the router is tiny and the
+// inputs are identical on every rank) and computes only its own experts; the
+// caller sums the partial outputs over ranks.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "kernels/matmul.h"
+#include "model/config.h"
+#include "model/parallel.h"
+#include "model/weight_store.h"
+
+namespace dpserve {
+
+class MoeLayer {
+ public:
+  MoeLayer(const WeightStore& store, const ModelConfig& c, const std::string& prefix, const ShardSpec& shard);
+
+  // out[T, hidden] = this rank's experts' share of the MoE output for x[T, hidden].
+  void forward(const float* x, int64_t T, float* out);
+
+  int64_t first_expert() const { return e0_; }
+  int64_t n_local_experts() const { return int64_t(experts_.size()); }
+
+ private:
+  struct Expert {
+    WeightView gate, up, down;
+  };
+  const ModelConfig& cfg_;
+  WeightView router_;
+  int64_t e0_ = 0;
+  std::vector<Expert> experts_;
+  std::vector<float> logits_, xs_, g_, u_, y_;
+};
+
+}  // namespace dpserve

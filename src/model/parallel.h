@@ -1,0 +1,37 @@
+// How one rank's model is sharded, and the collectives the forward pass needs.
+//
+// The model never calls MPI itself: a ModelComm implementation (src/dist) does.
+// With no ModelComm the model runs whole on one rank.
+#pragma once
+
+#include <cstdint>
+
+namespace dpserve {
+
+struct ShardSpec {
+  int rank = 0;
+  int size = 1;
+  // [begin, end) of n items split as evenly as possible, lower ranks first.
+  int64_t begin(int64_t n) const { return n * rank / size; }
+  int64_t end(int64_t n) const { return n * (rank + 1) / size; }
+};
+
+struct ModelParallel {
+  ShardSpec attn;  // attention heads: the ranks of this DP group
+  ShardSpec mlp;   // dense MLP intermediate dim / experts: every rank
+  ShardSpec vocab; // embedding + LM head vocabulary
+};
+
+class ModelComm {
+ public:
+  virtual ~ModelComm() = default;
+  // Sum x over the attention-TP group (after o_proj).
+  virtual void attn_allreduce(float* x, int64_t n) = 0;
+  // Sum x over the MLP group (after down_proj), for dense TP without DP attention.
+  virtual void mlp_allreduce(float* x, int64_t n) = 0;
+  // Concatenate each rank's vocab slice of `rows` logit rows into full rows.
+  virtual void vocab_allgather(const float* local, int64_t rows, int64_t local_cols, float* full,
+                               int64_t vocab) = 0;
+};
+
+}  // namespace dpserve

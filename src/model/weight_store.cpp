@@ -1,0 +1,140 @@
+#include "model/weight_store.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "core/bf16.h"
+#include "core/check.h"
+
+namespace fs = std::filesystem;
+
+namespace dpserve {
+
+int64_t TensorInfo::numel() const {
+  int64_t n = 1;
+  for (auto d : shape) n *= d;
+  return n;
+}
+
+void WeightStore::add(const std::string& name, TensorInfo t) { tensors_[name] = std::move(t); }
+
+const TensorInfo& WeightStore::get(const std::string& name) const {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) fail("weights: tensor \"{}\" not found in the model files", name);
+  return it->second;
+}
+
+static std::string shape_str(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+WeightView WeightStore::matrix(const std::string& name, int64_t rows, int64_t cols) const {
+  const TensorInfo& t = get(name);
+  if (t.shape.size() != 2 || t.shape[0] != rows || t.shape[1] != cols)
+    fail("weights: tensor \"{}\" in {} has shape {}, expected [{}, {}]", name, t.file, shape_str(t.shape), rows,
+         cols);
+  return WeightView{t.data, t.dtype, rows, cols, cols};
+}
+
+std::vector<float> WeightStore::vector_f32(const std::string& name, int64_t n) const {
+  const TensorInfo& t = get(name);
+  if (t.shape.size() != 1 || t.shape[0] != n)
+    fail("weights: tensor \"{}\" in {} has shape {}, expected [{}]", name, t.file, shape_str(t.shape), n);
+  std::vector<float> out(n);
+  WeightView v{t.data, t.dtype, 1, n, n};
+  weight_row_to_f32(v, 0, out.data());
+  return out;
+}
+
+void load_safetensors_file(const std::string& path, WeightStore& store) {
+  auto f = std::make_shared<MappedFile>(path);
+  const uint8_t* p = f->data();
+  size_t size = f->size();
+  if (size < 8) fail("safetensors: {} is truncated ({} bytes)", path, size);
+  uint64_t hlen = 0;
+  for (int i = 7; i >= 0; --i) hlen = (hlen << 8) | p[i];
+  if (hlen > size - 8 || hlen > (100u << 20)) fail("safetensors: {} has a header length of {} bytes, larger than the file", path, hlen);
+  nlohmann::json h;
+  try {
+    h = nlohmann::json::parse(p + 8, p + 8 + hlen);
+  } catch (const std::exception& e) {
+    fail("safetensors: {} has a malformed JSON header: {}", path, e.what());
+  }
+  if (!h.is_object()) fail("safetensors: {} header is not a JSON object", path);
+  const uint8_t* base = p + 8 + hlen;
+  uint64_t data_size = size - 8 - hlen;
+  for (auto& [name, v] : h.items()) {
+    if (name == "__metadata__") continue;
+    if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets"))
+      fail("safetensors: {}: entry \"{}\" lacks dtype/shape/data_offsets", path, name);
+    TensorInfo t;
+    t.file = path;
+    std::string dt = v["dtype"].is_string() ? v["dtype"].get<std::string>() : "";
+    if (dt == "BF16") t.dtype = DType::BF16;
+    else if (dt == "F16") t.dtype = DType::F16;
+    else if (dt == "F32") t.dtype = DType::F32;
+    else fail("safetensors: {}: tensor \"{}\" has unsupported dtype \"{}\" (supported: BF16, F16, F32)", path, name, dt);
+    if (!v["shape"].is_array()) fail("safetensors: {}: tensor \"{}\" has a malformed shape", path, name);
+    uint64_t numel = 1;
+    for (auto& d : v["shape"]) {
+      if (!d.is_number_integer() || d.get<int64_t>() < 0 || d.get<int64_t>() > (int64_t(1) << 40))
+        fail("safetensors: {}: tensor \"{}\" has an invalid dimension", path, name);
+      t.shape.push_back(d.get<int64_t>());
+      if (t.shape.back() != 0 && numel > (uint64_t(1) << 48) / uint64_t(t.shape.back()))
+        fail("safetensors: {}: tensor \"{}\" is impossibly large", path, name);
+      numel *= uint64_t(t.shape.back());
+    }
+    auto& off = v["data_offsets"];
+    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
+      fail("safetensors: {}: tensor \"{}\" has malformed data_offsets", path, name);
+    uint64_t b = off[0].get<uint64_t>(), e = off[1].get<uint64_t>();
+    if (b > e || e > data_size)
+      fail("safetensors: {}: tensor \"{}\" data [{}, {}) lies outside the file's {} data bytes (truncated file?)",
+           path, name, b, e, data_size);
+    if (e - b != numel * dtype_size(t.dtype))
+      fail("safetensors: {}: tensor \"{}\" has {} bytes but shape {} of {} needs {}", path, name, e - b,
+           shape_str(t.shape), dt, numel * dtype_size(t.dtype));
+    t.data = base + b;
+    store.add(name, std::move(t));
+  }
+  store.add_file(std::move(f));
+}
+
+void load_safetensors_folder(const std::string& dir, WeightStore& store) {
+  fs::path d(dir);
+  std::vector<std::string> files;
+  if (fs::exists(d / "model.safetensors.index.json")) {
+    std::ifstream in(d / "model.safetensors.index.json");
+    nlohmann::json idx;
+    try {
+      in >> idx;
+    } catch (const std::exception& e) {
+      fail("{}: malformed model.safetensors.index.json: {}", dir, e.what());
+    }
+    std::set<std::string> names;
+    if (!idx.contains("weight_map") || !idx["weight_map"].is_object())
+      fail("{}: model.safetensors.index.json has no weight_map", dir);
+    for (auto& [k, v] : idx["weight_map"].items())
+      if (v.is_string()) names.insert(v.get<std::string>());
+    for (auto& n : names) {
+      if (!fs::exists(d / n)) fail("{}: shard {} named in model.safetensors.index.json is missing", dir, n);
+      files.push_back((d / n).string());
+    }
+  } else if (fs::exists(d / "model.safetensors")) {
+    files.push_back((d / "model.safetensors").string());
+  } else {
+    for (auto& e : fs::directory_iterator(d))
+      if (e.path().extension() == ".safetensors") files.push_back(e.path().string());
+    std::sort(files.begin(), files.end());
+  }
+  if (files.empty()) fail("{}: no model.safetensors (or sharded *.safetensors) found", dir);
+  for (auto& f : files) load_safetensors_file(f, store);
+}
+
+}  // namespace dpserve

@@ -1,0 +1,51 @@
+// Named weight tensors backed by memory-mapped files (safetensors or llama2.c).
+// Tensors are views into the mappings: nothing is copied at load time.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/mapped_file.h"
+#include "kernels/matmul.h"
+
+namespace dpserve {
+
+struct TensorInfo {
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  const void* data = nullptr;
+  std::string file;  // for error messages
+
+  int64_t numel() const;
+};
+
+class WeightStore {
+ public:
+  void add_file(std::shared_ptr<MappedFile> f) { files_.push_back(std::move(f)); }
+  void add(const std::string& name, TensorInfo t);
+
+  bool has(const std::string& name) const { return tensors_.count(name) != 0; }
+  const TensorInfo& get(const std::string& name) const;
+  const std::map<std::string, TensorInfo>& all() const { return tensors_; }
+
+  // The named 2-D tensor as a matmul weight; checks its shape is [rows, cols].
+  WeightView matrix(const std::string& name, int64_t rows, int64_t cols) const;
+  // The named 1-D tensor of length n, converted to fp32.
+  std::vector<float> vector_f32(const std::string& name, int64_t n) const;
+
+ private:
+  std::vector<std::shared_ptr<MappedFile>> files_;
+  std::map<std::string, TensorInfo> tensors_;
+};
+
+// Loads every *.safetensors file of a Hugging Face model folder (single file or
+// sharded with model.safetensors.index.json).
+void load_safetensors_folder(const std::string& dir, WeightStore& store);
+
+// Parses one safetensors file into the store (validates header, dtypes, offsets).
+void load_safetensors_file(const std::string& path, WeightStore& store);
+
+}  // namespace dpserve
