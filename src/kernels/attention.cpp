@@ -1,0 +1,123 @@
+// paged_attention driver: validation, the reference, and the OpenMP split of
+// (sequence, KV head, query block) jobs over the per-ISA row kernels.
+#include "kernels/attention.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "core/check.h"
+#include "kernels/attention_impl.h"
+
+namespace dpserve {
+
+using kernels::AttnCtx;
+
+static void check_args(const float* q, const AttnSeq* seqs, int64_t n_seqs, const KVLayerView& kv,
+                       const AttnParams& p, float* out) {
+  if (p.n_heads <= 0 || p.n_kv_heads <= 0 || p.head_dim <= 0)
+    fail("attention: bad head counts ({} heads, {} kv heads, dim {})", p.n_heads, p.n_kv_heads, p.head_dim);
+  if (p.n_heads % p.n_kv_heads != 0)
+    fail("attention: {} query heads not a multiple of {} kv heads", p.n_heads, p.n_kv_heads);
+  if (kv.n_kv_heads != p.n_kv_heads || kv.head_dim != p.head_dim)
+    fail("attention: KV cache has {} heads of {}, expected {} of {}", kv.n_kv_heads, kv.head_dim, p.n_kv_heads,
+         p.head_dim);
+  if (kv.page_size <= 0) fail("attention: page size {} must be positive", kv.page_size);
+  if (n_seqs < 0 || (n_seqs > 0 && !seqs)) fail("attention: bad sequence list");
+  for (int64_t s = 0; s < n_seqs; ++s) {
+    const AttnSeq& a = seqs[s];
+    if (a.n_q < 0 || a.pos0 < 0 || a.q_row < 0) fail("attention: sequence {} has a negative field", s);
+    if (a.n_q > 0 && (!a.pages || !q || !out || !kv.k || !kv.v)) fail("attention: null pointer for sequence {}", s);
+  }
+}
+
+namespace ref {
+
+void paged_attention(const float* q, int64_t ldq, const AttnSeq* seqs, int64_t n_seqs, const KVLayerView& kv,
+                     const AttnParams& p, float* out, int64_t ldo) {
+  check_args(q, seqs, n_seqs, kv, p, out);
+  const int64_t hd = p.head_dim, group = p.n_heads / p.n_kv_heads;
+  std::vector<double> sc, acc(hd);
+  for (int64_t s = 0; s < n_seqs; ++s) {
+    const AttnSeq& a = seqs[s];
+    for (int64_t i = 0; i < a.n_q; ++i) {
+      const int64_t n_keys = a.pos0 + i + 1;
+      sc.assign(n_keys, 0.0);
+      for (int64_t h = 0; h < p.n_heads; ++h) {
+        const int64_t kvh = h / group;
+        const float* qh = q + (a.q_row + i) * ldq + h * hd;
+        auto key = [&](const float* base, int64_t j) {
+          return base + a.pages[j / kv.page_size] * kv.page_stride() + (kvh * kv.page_size + j % kv.page_size) * hd;
+        };
+        double mx = -INFINITY;
+        for (int64_t j = 0; j < n_keys; ++j) {
+          const float* kj = key(kv.k, j);
+          double d = 0;
+          for (int64_t e = 0; e < hd; ++e) d += double(qh[e]) * kj[e];
+          sc[j] = d * p.scale;
+          mx = std::max(mx, sc[j]);
+        }
+        double den = 0;
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (int64_t j = 0; j < n_keys; ++j) {
+          const double w = std::exp(sc[j] - mx);
+          den += w;
+          const float* vj = key(kv.v, j);
+          for (int64_t e = 0; e < hd; ++e) acc[e] += w * vj[e];
+        }
+        float* oh = out + (a.q_row + i) * ldo + h * hd;
+        for (int64_t e = 0; e < hd; ++e) oh[e] = float(acc[e] / den);
+      }
+    }
+  }
+}
+
+}  // namespace ref
+
+static kernels::AttnRowsFn pick_rows(KernelIsa isa) {
+  if (!kernel_isa_supported(isa)) fail("attention: kernel ISA {} not supported by this CPU", kernel_isa_name(isa));
+  switch (isa) {
+    case KernelIsa::Avx512Bf16:
+    case KernelIsa::Avx512: return kernels::avx512::attention_rows;
+    case KernelIsa::Avx2: return kernels::avx2::attention_rows;
+    case KernelIsa::Portable: return kernels::portable::attention_rows;
+  }
+  return kernels::portable::attention_rows;
+}
+
+void paged_attention_isa(KernelIsa isa, const float* q, int64_t ldq, const AttnSeq* seqs, int64_t n_seqs,
+                         const KVLayerView& kv, const AttnParams& p, float* out, int64_t ldo) {
+  check_args(q, seqs, n_seqs, kv, p, out);
+  const kernels::AttnRowsFn rows = pick_rows(isa);
+  const AttnCtx c{q, ldq, seqs, kv, p, out, ldo};
+
+  // Jobs of a few queries each: enough of them to balance causal prefill (later
+  // queries see more keys) over the threads, few enough to keep overhead low.
+  struct Job {
+    int64_t s, kvh, i0, i1;
+  };
+  thread_local std::vector<Job> jobs;
+  jobs.clear();
+  double work = 0;
+  constexpr int64_t kQBlock = 4;
+  for (int64_t s = 0; s < n_seqs; ++s) {
+    const AttnSeq& a = seqs[s];
+    for (int64_t i0 = 0; i0 < a.n_q; i0 += kQBlock)
+      for (int64_t h = 0; h < p.n_kv_heads; ++h) jobs.push_back({s, h, i0, std::min(a.n_q, i0 + kQBlock)});
+    work += double(a.n_q) * double(a.pos0 + a.n_q) * double(p.n_heads * p.head_dim);
+  }
+  const int64_t n_jobs = int64_t(jobs.size());
+  const Job* jp = jobs.data();
+  const bool parallel = n_jobs > 1 && work >= 1 << 16;
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+  for (int64_t j = 0; j < n_jobs; ++j) rows(c, jp[j].s, jp[j].kvh, jp[j].i0, jp[j].i1);
+}
+
+void paged_attention(const float* q, int64_t ldq, const AttnSeq* seqs, int64_t n_seqs, const KVLayerView& kv,
+                     const AttnParams& p, float* out, int64_t ldo) {
+  paged_attention_isa(best_kernel_isa(), q, ldq, seqs, n_seqs, kv, p, out, ldo);
+}
+
+}  // namespace dpserve

@@ -1,0 +1,100 @@
+// Internal: the attention algorithm, written once over a small set of vector
+// primitives (Ops) and instantiated per ISA in attention_*.cpp, inside each
+// file's target region. Ops must be a type local to that file (anonymous
+// namespace), so the instantiations never collide between ISAs.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "kernels/attention.h"
+
+namespace dpserve::kernels {
+
+struct AttnCtx {
+  const float* q;
+  int64_t ldq;
+  const AttnSeq* seqs;
+  KVLayerView kv;
+  AttnParams p;
+  float* out;
+  int64_t ldo;
+};
+
+// Queries [i0, i1) of sequence `s`, for the query heads of KV head `kvh`.
+using AttnRowsFn = void (*)(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, int64_t i1);
+
+namespace portable {
+void attention_rows(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, int64_t i1);
+}
+namespace avx2 {
+void attention_rows(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, int64_t i1);
+}
+namespace avx512 {
+void attention_rows(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, int64_t i1);
+}
+
+// Online softmax over the pages, one page of keys at a time: scores of all
+// heads of the group for the page, one rescale of the running sums per page.
+//
+// Ops: dot(a, b, d), axpy(acc, v, p, d) (acc += p v), scale(acc, c, d),
+// exp_sub_sum(x, n, shift) (x = exp(x - shift), returns the sum).
+template <class Ops>
+void attention_rows_impl(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, int64_t i1) {
+  const AttnSeq& seq = c.seqs[s];
+  const int64_t hd = c.p.head_dim, ps = c.kv.page_size;
+  const int64_t group = c.p.n_heads / c.p.n_kv_heads;
+  const int64_t h0 = kvh * group;
+  const int64_t head_off = kvh * ps * hd;  // offset of this KV head inside a page
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+
+  thread_local std::vector<float> scratch;
+  const size_t need = size_t(group * (ps + hd + 2));
+  if (scratch.size() < need) scratch.resize(need);
+  float* sc = scratch.data();              // [group][ps] scores of one page
+  float* acc = sc + group * ps;            // [group][hd] weighted sums of V
+  float* mx = acc + group * hd;            // [group] running max
+  float* den = mx + group;                 // [group] running denominator
+
+  for (int64_t i = i0; i < i1; ++i) {
+    const int64_t n_keys = seq.pos0 + i + 1;
+    const float* qrow = c.q + (seq.q_row + i) * c.ldq;
+    std::fill(acc, acc + group * hd, 0.0f);
+    std::fill(mx, mx + group, neg_inf);
+    std::fill(den, den + group, 0.0f);
+    for (int64_t j0 = 0; j0 < n_keys; j0 += ps) {
+      const int64_t nj = std::min(ps, n_keys - j0);
+      const int64_t page = seq.pages[j0 / ps];
+      const float* kp = c.kv.k + page * c.kv.page_stride() + head_off;
+      const float* vp = c.kv.v + page * c.kv.page_stride() + head_off;
+      for (int64_t g = 0; g < group; ++g) {
+        const float* qh = qrow + (h0 + g) * hd;
+        float* sg = sc + g * ps;
+        float m = neg_inf;
+        for (int64_t j = 0; j < nj; ++j) {
+          sg[j] = Ops::dot(qh, kp + j * hd, hd) * c.p.scale;
+          m = std::max(m, sg[j]);
+        }
+        const float m_new = std::max(mx[g], m);
+        const float corr = mx[g] == neg_inf ? 0.0f : std::exp(mx[g] - m_new);
+        const float sum = Ops::exp_sub_sum(sg, nj, m_new);
+        float* ag = acc + g * hd;
+        if (corr != 1.0f) Ops::scale(ag, corr, hd);
+        den[g] = den[g] * corr + sum;
+        mx[g] = m_new;
+        for (int64_t j = 0; j < nj; ++j) Ops::axpy(ag, vp + j * hd, sg[j], hd);
+      }
+    }
+    float* orow = c.out + (seq.q_row + i) * c.ldo;
+    for (int64_t g = 0; g < group; ++g) {
+      float* oh = orow + (h0 + g) * hd;
+      const float inv = 1.0f / den[g];
+      for (int64_t d = 0; d < hd; ++d) oh[d] = acc[g * hd + d] * inv;
+    }
+  }
+}
+
+}  // namespace dpserve::kernels

@@ -1,0 +1,41 @@
+// Portable attention primitives (plain C++).
+#include <cmath>
+
+#include "kernels/attention_impl.h"
+
+namespace dpserve::kernels::portable {
+
+namespace {
+
+struct Ops {
+  static float dot(const float* a, const float* b, int64_t d) {
+    float s[8] = {};
+    int64_t i = 0;
+    for (; i + 8 <= d; i += 8)
+      for (int j = 0; j < 8; ++j) s[j] += a[i + j] * b[i + j];
+    for (int j = 0; i + j < d; ++j) s[j] += a[i + j] * b[i + j];
+    return ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
+  }
+  static void axpy(float* acc, const float* v, float p, int64_t d) {
+    for (int64_t i = 0; i < d; ++i) acc[i] += p * v[i];
+  }
+  static void scale(float* acc, float c, int64_t d) {
+    for (int64_t i = 0; i < d; ++i) acc[i] *= c;
+  }
+  static float exp_sub_sum(float* x, int64_t n, float shift) {
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; ++i) {
+      x[i] = std::exp(x[i] - shift);
+      sum += x[i];
+    }
+    return sum;
+  }
+};
+
+}  // namespace
+
+void attention_rows(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, int64_t i1) {
+  attention_rows_impl<Ops>(c, s, kvh, i0, i1);
+}
+
+}  // namespace dpserve::kernels::portable

@@ -1,0 +1,39 @@
+#include "kernels/isa.h"
+
+#include <initializer_list>
+
+#include "core/cpu.h"
+
+namespace dpserve {
+
+bool kernel_isa_supported(KernelIsa isa) {
+  const CpuFeatures& f = cpu_features();
+  switch (isa) {
+    case KernelIsa::Portable: return true;
+    case KernelIsa::Avx2: return f.avx2 && f.fma && f.f16c;
+    case KernelIsa::Avx512: return f.avx512f && f.avx512bw && f.fma && f.f16c;
+    case KernelIsa::Avx512Bf16: return f.avx512f && f.avx512bw && f.avx512bf16 && f.fma && f.f16c;
+  }
+  return false;
+}
+
+KernelIsa best_kernel_isa() {
+  static const KernelIsa best = [] {
+    for (KernelIsa isa : {KernelIsa::Avx512Bf16, KernelIsa::Avx512, KernelIsa::Avx2})
+      if (kernel_isa_supported(isa)) return isa;
+    return KernelIsa::Portable;
+  }();
+  return best;
+}
+
+const char* kernel_isa_name(KernelIsa isa) {
+  switch (isa) {
+    case KernelIsa::Portable: return "portable";
+    case KernelIsa::Avx2: return "avx2";
+    case KernelIsa::Avx512: return "avx512";
+    case KernelIsa::Avx512Bf16: return "avx512-bf16";
+  }
+  return "?";
+}
+
+}  // namespace dpserve

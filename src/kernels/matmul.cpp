@@ -1,0 +1,157 @@
+// matmul driver: validation, bf16 packing of the activations, blocking and
+// OpenMP work split; the arithmetic is in the per-ISA blocks (matmul_*.cpp).
+#include "kernels/matmul.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "core/bf16.h"
+#include "core/check.h"
+#include "kernels/isa.h"
+#include "kernels/matmul_impl.h"
+
+namespace dpserve {
+
+using kernels::MatmulBlockFn;
+using kernels::MatmulTask;
+
+WeightView WeightView::row_slice(int64_t r0, int64_t n) const {
+  if (r0 < 0 || n < 0 || r0 + n > rows) fail("row_slice [{}, {}) out of range of a {}-row matrix", r0, r0 + n, rows);
+  WeightView v = *this;
+  v.data = static_cast<const char*>(data) + r0 * ld * int64_t(dtype_size(dtype));
+  v.rows = n;
+  return v;
+}
+
+WeightView WeightView::col_slice(int64_t c0, int64_t n) const {
+  if (c0 < 0 || n < 0 || c0 + n > cols) fail("col_slice [{}, {}) out of range of a {}-column matrix", c0, c0 + n, cols);
+  WeightView v = *this;
+  v.data = static_cast<const char*>(data) + c0 * int64_t(dtype_size(dtype));
+  v.cols = n;
+  return v;
+}
+
+float WeightView::at(int64_t r, int64_t c) const {
+  DP_CHECK(r >= 0 && r < rows && c >= 0 && c < cols, "({}, {}) outside {}x{}", r, c, rows, cols);
+  const int64_t i = r * ld + c;
+  switch (dtype) {
+    case DType::F32: return static_cast<const float*>(data)[i];
+    case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(data)[i]);
+    case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(data)[i]);
+  }
+  return 0.0f;
+}
+
+void weight_row_to_f32(const WeightView& w, int64_t r, float* out) {
+  if (r < 0 || r >= w.rows) fail("row {} out of range of a {}-row matrix", r, w.rows);
+  for (int64_t c = 0; c < w.cols; ++c) out[c] = w.at(r, c);
+}
+
+static void check_args(const float* x, int64_t M, int64_t ldx, const WeightView& w, float* y, int64_t ldy) {
+  if (M < 0) fail("matmul: negative M ({})", M);
+  if (w.rows < 0 || w.cols < 0) fail("matmul: bad weight shape {}x{}", w.rows, w.cols);
+  if (w.ld < w.cols) fail("matmul: weight row stride {} < columns {}", w.ld, w.cols);
+  if (M > 0 && ldx < w.cols) fail("matmul: activation row stride {} < K {}", ldx, w.cols);
+  if (M > 0 && ldy < w.rows) fail("matmul: output row stride {} < N {}", ldy, w.rows);
+  if (M > 0 && w.rows > 0 && (!y || (w.cols > 0 && (!x || !w.data)))) fail("matmul: null pointer");
+}
+
+namespace ref {
+
+void matmul(const float* x, int64_t M, int64_t ldx, const WeightView& w, const float* bias, float* y,
+            int64_t ldy) {
+  check_args(x, M, ldx, w, y, ldy);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < w.rows; ++n) {
+      double acc = 0.0;
+      for (int64_t k = 0; k < w.cols; ++k) {
+        float xv = x[m * ldx + k];
+        if (w.dtype == DType::BF16) xv = bf16_to_f32(f32_to_bf16(xv));
+        acc += double(xv) * double(w.at(n, k));
+      }
+      if (bias) acc += bias[n];
+      y[m * ldy + n] = float(acc);
+    }
+}
+
+}  // namespace ref
+
+static MatmulBlockFn pick_block(KernelIsa isa, DType dt) {
+  if (!kernel_isa_supported(isa)) fail("matmul: kernel ISA {} not supported by this CPU", kernel_isa_name(isa));
+  switch (isa) {
+    case KernelIsa::Avx512Bf16:
+      return dt == DType::BF16 ? kernels::avx512bf16::matmul_block : kernels::avx512::matmul_block;
+    case KernelIsa::Avx512: return kernels::avx512::matmul_block;
+    case KernelIsa::Avx2: return kernels::avx2::matmul_block;
+    case KernelIsa::Portable: return kernels::portable::matmul_block;
+  }
+  return kernels::portable::matmul_block;
+}
+
+void matmul_isa(KernelIsa isa, const float* x, int64_t M, int64_t ldx, const WeightView& w, const float* bias,
+                float* y, int64_t ldy) {
+  check_args(x, M, ldx, w, y, ldy);
+  const int64_t N = w.rows, K = w.cols;
+  if (M == 0 || N == 0) return;
+  if (K == 0) {
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) y[m * ldy + n] = bias ? bias[n] : 0.0f;
+    return;
+  }
+  MatmulTask t;
+  t.x = x;
+  t.ldx = ldx;
+  t.w = w;
+  t.bias = bias;
+  t.y = y;
+  t.ldy = ldy;
+
+  const bool big = M * N * K >= (int64_t(1) << 17);
+  const int threads = big ? omp_get_max_threads() : 1;
+
+  // Rounding the activations once per call (not per tile) keeps the inner loops
+  // pure multiply-adds; padding makes every row a whole number of 32-wide chunks.
+  thread_local std::vector<uint16_t> xb;
+  if (w.dtype == DType::BF16) {
+    const int64_t kp = (K + kernels::kBf16Pad - 1) / kernels::kBf16Pad * kernels::kBf16Pad;
+    if (int64_t(xb.size()) < M * kp) xb.resize(M * kp);
+    uint16_t* xbp = xb.data();
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && M > 1)
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t k = 0; k < K; ++k) xbp[m * kp + k] = f32_to_bf16(x[m * ldx + k]);
+      for (int64_t k = K; k < kp; ++k) xbp[m * kp + k] = 0;
+    }
+    t.xb = xbp;
+    t.ldxb = kp;
+  }
+
+  const MatmulBlockFn block = pick_block(isa, w.dtype);
+  if (threads <= 1) {
+    block(t, 0, M, 0, N);
+    return;
+  }
+  // Blocks of W rows sized to stay in L2 while the M tiles stream past them;
+  // tasks are ordered n-major so a thread reuses its W block across M.
+  const int64_t row_bytes = K * int64_t(dtype_size(w.dtype));
+  constexpr int64_t kGrain = 24;  // multiple of every ISA's register tile width
+  int64_t nb = std::max<int64_t>(kGrain, (int64_t(256) << 10) / row_bytes / kGrain * kGrain);
+  const int64_t per_thread = (N + threads - 1) / threads;
+  nb = std::min(nb, (per_thread + kGrain - 1) / kGrain * kGrain);
+  const int64_t mb = M <= 64 ? M : 64;
+  const int64_t n_blocks = (N + nb - 1) / nb, m_blocks = (M + mb - 1) / mb;
+  const int64_t tasks = n_blocks * m_blocks;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < tasks; ++i) {
+    const int64_t n0 = (i / m_blocks) * nb, m0 = (i % m_blocks) * mb;
+    block(t, m0, std::min(M, m0 + mb), n0, std::min(N, n0 + nb));
+  }
+}
+
+void matmul(const float* x, int64_t M, int64_t ldx, const WeightView& w, const float* bias, float* y,
+            int64_t ldy) {
+  matmul_isa(best_kernel_isa(), x, M, ldx, w, bias, y, ldy);
+}
+
+}  // namespace dpserve
