@@ -1,0 +1,303 @@
+#!/usr/bin/python3
+"""Independent float64 NumPy forward pass of Hugging Face Llama / Qwen2 / Qwen3 / Qwen3-MoE models.
+
+Written from the published architecture definitions (transformers' modeling_llama, modeling_qwen2,
+modeling_qwen3, modeling_qwen3_moe), not from dpserve's C++. It reads the model folder itself
+(config.json + safetensors, sharded or not) and converts bf16 / f16 / f32 weights exactly to float64.
+
+  /usr/bin/python3 ref_forward.py --model-path DIR --tokens 1,5,9 [--out logits.f32]
+
+`breaks` (a set of names, see BREAKS) switches on deliberate bugs; the tests use them to show that
+their tolerances catch such bugs. `emulate` ({"act", "kv"}) rounds matmul inputs / the KV cache to
+bf16, to estimate the error a bf16 runtime legitimately makes.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+
+import numpy as np
+
+BREAKS = {
+    "rope_interleaved": "RoPE rotates adjacent pairs (2i, 2i+1) instead of halves (i, i + d/2)",
+    "rope_neg": "RoPE rotates by -angle (rotate_half with the wrong sign)",
+    "rope_k_pos_plus1": "keys rotated at position + 1 (query/key position off by one)",
+    "no_rope_scaling": "rope_scaling ignored",
+    "gqa_modulo": "query head h reads kv head h % n_kv instead of h // (n_heads / n_kv)",
+    "skip_bias": "q/k/v projection biases ignored (Qwen2)",
+    "skip_q_norm": "per-head q_norm skipped (Qwen3)",
+    "skip_k_norm": "per-head k_norm skipped (Qwen3)",
+    "skip_norm_weight": "RMSNorm weights ignored (plain normalisation)",
+    "no_causal_mask": "attention sees later tokens",
+    "moe_flip_renorm": "norm_topk_prob applied the wrong way round (Qwen3-MoE)",
+}
+
+_ST_DTYPES = {"BF16": 2, "F16": 2, "F32": 4}
+
+
+def bf16_round(x):
+    """Round to the nearest bfloat16 (ties to even), returned as float64."""
+    u = np.asarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16 << 16
+    return u.astype(np.uint32).view(np.float32).astype(np.float64)
+
+
+def read_safetensors(path):
+    """{name: float64 array} from one .safetensors file; every field is checked."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) != 8:
+            raise ValueError(f"{path}: truncated (no header length)")
+        n = int.from_bytes(raw, "little")
+        if n > size - 8:
+            raise ValueError(f"{path}: header length {n} exceeds file size {size}")
+        header = json.loads(f.read(n).decode("utf-8"))
+        data = f.read()
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        dt, shape, (lo, hi) = info["dtype"], info["shape"], info["data_offsets"]
+        if dt not in _ST_DTYPES:
+            raise ValueError(f"{path}: {name}: unsupported dtype {dt}")
+        count = int(np.prod(shape)) if shape else 1
+        if hi - lo != count * _ST_DTYPES[dt] or hi > len(data) or lo < 0:
+            raise ValueError(f"{path}: {name}: bad data_offsets {lo},{hi} for {dt}{shape}")
+        buf = data[lo:hi]
+        if dt == "BF16":
+            bits = np.frombuffer(buf, dtype="<u2").astype(np.uint32) << 16
+            arr = bits.view(np.float32).astype(np.float64)
+        elif dt == "F16":
+            arr = np.frombuffer(buf, dtype="<f2").astype(np.float64)
+        else:
+            arr = np.frombuffer(buf, dtype="<f4").astype(np.float64)
+        out[name] = arr.reshape(shape)
+    return out
+
+
+def read_model_folder(path):
+    """(config dict, {tensor name: float64 array}) from a HF model folder."""
+    with open(os.path.join(path, "config.json")) as f:
+        config = json.load(f)
+    index = os.path.join(path, "model.safetensors.index.json")
+    tensors = {}
+    if os.path.exists(index):
+        with open(index) as f:
+            weight_map = json.load(f)["weight_map"]
+        for fname in sorted(set(weight_map.values())):
+            part = read_safetensors(os.path.join(path, fname))
+            for name in part:
+                if weight_map.get(name) != fname:
+                    raise ValueError(f"{fname}: {name} not mapped to this file by the index")
+            tensors.update(part)
+        missing = set(weight_map) - set(tensors)
+        if missing:
+            raise ValueError(f"index lists tensors not found in the shards: {sorted(missing)[:5]}")
+    else:
+        tensors = read_safetensors(os.path.join(path, "model.safetensors"))
+    return config, tensors
+
+
+def rope_inv_freq(config, head_dim, breaks=()):
+    """Per-pair inverse frequencies, including the llama3 / linear rope_scaling rules."""
+    theta = float(config.get("rope_theta", 10000.0))
+    inv = 1.0 / theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+    rs = config.get("rope_scaling")
+    if not rs or "no_rope_scaling" in breaks:
+        return inv
+    kind = rs.get("rope_type", rs.get("type"))
+    if kind == "linear":
+        return inv / float(rs["factor"])
+    if kind == "llama3":
+        factor = float(rs["factor"])
+        low, high = float(rs["low_freq_factor"]), float(rs["high_freq_factor"])
+        old_ctx = float(rs["original_max_position_embeddings"])
+        low_wavelen, high_wavelen = old_ctx / low, old_ctx / high
+        wavelen = 2 * math.pi / inv
+        scaled = np.where(wavelen > low_wavelen, inv / factor, inv)
+        smooth = (old_ctx / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+        return np.where(medium, smoothed, scaled)
+    if kind == "default":
+        return inv
+    raise ValueError(f"unsupported rope_scaling type {kind!r}")
+
+
+def apply_rope(x, positions, inv_freq, breaks=()):
+    """x: [T, heads, head_dim]. HF convention: emb = cat(freqs, freqs);
+    x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x2, x1)."""
+    ang = np.outer(positions.astype(np.float64), inv_freq)  # [T, d/2]
+    cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
+    if "rope_neg" in breaks:
+        sin = -sin
+    d2 = x.shape[-1] // 2
+    if "rope_interleaved" in breaks:
+        x1, x2 = x[..., 0::2], x[..., 1::2]
+        out = np.empty_like(x)
+        out[..., 0::2] = x1 * cos - x2 * sin
+        out[..., 1::2] = x2 * cos + x1 * sin
+        return out
+    x1, x2 = x[..., :d2], x[..., d2:]
+    return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+
+
+def rms_norm(x, w, eps, breaks=()):
+    y = x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)
+    return y if "skip_norm_weight" in breaks else y * w
+
+
+def silu(x):
+    return x / (1.0 + np.exp(-x))
+
+
+class RefModel:
+    """A loaded model; forward() maps a token sequence to logits [T, vocab]."""
+
+    def __init__(self, path):
+        self.path = path
+        self.config, self.w = read_model_folder(path)
+        c = self.config
+        arch = c["architectures"][0]
+        kinds = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2",
+                 "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3_moe"}
+        if arch not in kinds:
+            raise ValueError(f"unsupported architecture {arch}")
+        self.arch = kinds[arch]
+        self.hidden = c["hidden_size"]
+        self.n_layers = c["num_hidden_layers"]
+        self.n_heads = c["num_attention_heads"]
+        self.n_kv = c.get("num_key_value_heads", self.n_heads)
+        self.head_dim = c.get("head_dim") or self.hidden // self.n_heads
+        self.eps = float(c.get("rms_norm_eps", 1e-6))
+        self.vocab = c["vocab_size"]
+        self.tied = bool(c.get("tie_word_embeddings", False))
+        if self.n_heads % self.n_kv:
+            raise ValueError("num_attention_heads not a multiple of num_key_value_heads")
+
+    def is_sparse(self, layer):
+        c = self.config
+        if self.arch != "qwen3_moe":
+            return False
+        return (layer not in c.get("mlp_only_layers", []) and c["num_experts"] > 0
+                and (layer + 1) % c.get("decoder_sparse_step", 1) == 0)
+
+    def lm_head(self):
+        return self.w["model.embed_tokens.weight"] if self.tied else self.w["lm_head.weight"]
+
+    def forward(self, tokens, breaks=(), emulate=(), routing=None):
+        """Logits [T, vocab] (float64) of the sequence `tokens` starting at position 0.
+        If `routing` is a list, per-token minimum top-k router margins (logit of the last chosen
+        expert minus the best unchosen one, over sparse layers) are appended to it."""
+        for b in breaks:
+            if b not in BREAKS:
+                raise ValueError(f"unknown break {b}")
+        tokens = np.asarray(tokens, dtype=np.int64)
+        if tokens.ndim != 1 or len(tokens) == 0 or tokens.min() < 0 or tokens.max() >= self.vocab:
+            raise ValueError("tokens must be a non-empty list of ids < vocab_size")
+        w, T = self.w, len(tokens)
+        act = (lambda v: bf16_round(v)) if "act" in emulate else (lambda v: v)
+        kvq = (lambda v: bf16_round(v)) if "kv" in emulate else (lambda v: v)
+        positions = np.arange(T)
+        k_positions = positions + (1 if "rope_k_pos_plus1" in breaks else 0)
+        inv_freq = rope_inv_freq(self.config, self.head_dim, breaks)
+        group = self.n_heads // self.n_kv
+        scale = 1.0 / math.sqrt(self.head_dim)
+        causal = np.tril(np.ones((T, T), dtype=bool))
+        margins = np.full(T, np.inf)
+
+        x = w["model.embed_tokens.weight"][tokens].copy()
+        for i in range(self.n_layers):
+            p = f"model.layers.{i}."
+            h = act(rms_norm(x, w[p + "input_layernorm.weight"], self.eps, breaks))
+            q = h @ w[p + "self_attn.q_proj.weight"].T
+            k = h @ w[p + "self_attn.k_proj.weight"].T
+            v = h @ w[p + "self_attn.v_proj.weight"].T
+            if self.arch == "qwen2" and "skip_bias" not in breaks:
+                q = q + w[p + "self_attn.q_proj.bias"]
+                k = k + w[p + "self_attn.k_proj.bias"]
+                v = v + w[p + "self_attn.v_proj.bias"]
+            q = q.reshape(T, self.n_heads, self.head_dim)
+            k = k.reshape(T, self.n_kv, self.head_dim)
+            v = v.reshape(T, self.n_kv, self.head_dim)
+            if self.arch in ("qwen3", "qwen3_moe"):
+                if "skip_q_norm" not in breaks:
+                    q = rms_norm(q, w[p + "self_attn.q_norm.weight"], self.eps, breaks)
+                if "skip_k_norm" not in breaks:
+                    k = rms_norm(k, w[p + "self_attn.k_norm.weight"], self.eps, breaks)
+            q = apply_rope(q, positions, inv_freq, breaks)
+            k = kvq(apply_rope(k, k_positions, inv_freq, breaks))
+            v = kvq(v)
+            attn = np.empty((T, self.n_heads, self.head_dim))
+            for hh in range(self.n_heads):
+                kv = hh % self.n_kv if "gqa_modulo" in breaks else hh // group
+                s = (q[:, hh, :] @ k[:, kv, :].T) * scale
+                if "no_causal_mask" not in breaks:
+                    s = np.where(causal, s, -np.inf)
+                s = s - s.max(axis=1, keepdims=True)
+                e = np.exp(s)
+                attn[:, hh, :] = (e / e.sum(axis=1, keepdims=True)) @ v[:, kv, :]
+            x = x + act(attn.reshape(T, -1)) @ w[p + "self_attn.o_proj.weight"].T
+            h = act(rms_norm(x, w[p + "post_attention_layernorm.weight"], self.eps, breaks))
+            if self.is_sparse(i):
+                x = x + self._moe(p, h, breaks, act, margins)
+            else:
+                x = x + self._mlp(p + "mlp.", h, act)
+        x = act(rms_norm(x, w["model.norm.weight"], self.eps, breaks))
+        if routing is not None:
+            routing.extend(margins.tolist())
+        return x @ self.lm_head().T
+
+    def _mlp(self, p, h, act):
+        w = self.w
+        g = h @ w[p + "gate_proj.weight"].T
+        u = h @ w[p + "up_proj.weight"].T
+        return act(silu(g) * u) @ w[p + "down_proj.weight"].T
+
+    def _moe(self, p, h, breaks, act, margins):
+        # Qwen3MoeSparseMoeBlock: softmax over all experts, top-k, optional renormalisation of the
+        # k chosen probabilities, weighted sum of the chosen experts' SiLU-gated MLPs.
+        c, w = self.config, self.w
+        k = c["num_experts_per_tok"]
+        logits = h @ w[p + "mlp.gate.weight"].T  # [T, E]
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        order = np.argsort(-logits, axis=1, kind="stable")
+        top = order[:, :k]
+        if k < logits.shape[1]:
+            srt = np.take_along_axis(logits, order, axis=1)
+            np.minimum(margins, srt[:, k - 1] - srt[:, k], out=margins)
+        wts = np.take_along_axis(probs, top, axis=1)
+        renorm = bool(c.get("norm_topk_prob", False)) != ("moe_flip_renorm" in breaks)
+        if renorm:
+            wts = wts / wts.sum(axis=1, keepdims=True)
+        out = np.zeros_like(h)
+        for e in range(logits.shape[1]):
+            rows, slot = np.nonzero(top == e)
+            if len(rows) == 0:
+                continue
+            y = self._mlp(f"{p}mlp.experts.{e}.", h[rows], act)
+            out[rows] += wts[rows, slot][:, None] * y
+        return out
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description="float64 reference logits of a HF model folder")
+    ap.add_argument("--model-path", required=True)
+    ap.add_argument("--tokens", required=True, help="comma-separated token ids")
+    ap.add_argument("--out", help="write float32 logits [T, vocab] here (raw little-endian)")
+    ap.add_argument("--break", dest="breaks", action="append", default=[], choices=sorted(BREAKS))
+    a = ap.parse_args(argv)
+    m = RefModel(a.model_path)
+    logits = m.forward([int(t) for t in a.tokens.split(",")], breaks=set(a.breaks))
+    if a.out:
+        logits.astype("<f4").tofile(a.out)
+    print(json.dumps({"vocab_size": m.vocab, "argmax": logits.argmax(axis=1).tolist(),
+                      "logit_std": float(logits.std())}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

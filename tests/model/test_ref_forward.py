@@ -1,0 +1,398 @@
+#!/usr/bin/python3
+"""Checks of the NumPy reference itself and of tools/make_hf_model.py (no dpserve binary needed).
+
+The reference is what dpserve's logits are judged against, so it gets its own checks from angles that
+do not reuse its code paths: a token-by-token KV-cache decoder, HF's repeat_kv written as weight
+expansion, RoPE as complex multiplication, hand-made safetensors bytes, and invariants (causality,
+relative positions, scaling factor 1 == no scaling).
+
+  /usr/bin/python3 tests/model/test_ref_forward.py --work /tmp/refcheck
+"""
+import argparse
+import copy
+import json
+import math
+import os
+import subprocess
+import sys
+import traceback
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "reference"))
+import ref_forward as rf  # noqa: E402
+
+MAKE = os.path.join(HERE, "..", "..", "tools", "make_hf_model.py")
+WORK = None
+
+
+def make_model(name, *args):
+    out = os.path.join(WORK, name)
+    subprocess.run([sys.executable, MAKE, "--out", out, "--quiet", *args], check=True)
+    return out
+
+
+def close(a, b, tol=1e-10):
+    err = float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+    assert err <= tol, f"max abs difference {err:.3e} > {tol:.1e}"
+    return err
+
+
+def tokens(n, vocab, seed=0):
+    return np.random.default_rng(seed).integers(0, vocab, size=n)
+
+
+# ---------------------------------------------------------------- file format
+
+
+def test_safetensors_bytes_decode_exactly():
+    # Hand-made file: bf16 1.0, -2.0, 1.0078125, smallest subnormal; f16 1.0, -0.5; f32 pi.
+    bf = np.array([0x3F80, 0xC000, 0x3F81, 0x0001], dtype="<u2").tobytes()
+    hf = np.array([0x3C00, 0xB800], dtype="<u2").tobytes()
+    f4 = np.array([math.pi], dtype="<f4").tobytes()
+    header = {"__metadata__": {"format": "pt"},
+              "a": {"dtype": "BF16", "shape": [2, 2], "data_offsets": [0, 8]},
+              "b": {"dtype": "F16", "shape": [2], "data_offsets": [8, 12]},
+              "c": {"dtype": "F32", "shape": [1], "data_offsets": [12, 16]}}
+    hj = json.dumps(header).encode()
+    path = os.path.join(WORK, "hand.safetensors")
+    with open(path, "wb") as f:
+        f.write(len(hj).to_bytes(8, "little") + hj + bf + hf + f4)
+    t = rf.read_safetensors(path)
+    assert t["a"].shape == (2, 2)
+    assert t["a"].ravel().tolist() == [1.0, -2.0, 1.0078125, 2.0 ** -133], t["a"]
+    assert t["b"].tolist() == [1.0, -0.5]
+    assert t["c"][0] == float(np.float32(math.pi))
+    with open(path, "r+b") as f:  # truncated data must be refused
+        f.truncate(len(hj) + 8 + 10)
+    try:
+        rf.read_safetensors(path)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("truncated file accepted")
+
+
+def test_bf16_rounding_is_nearest_even():
+    sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
+    import make_hf_model as mk
+    x = np.array([1 + 2 ** -8, 1 + 3 * 2 ** -8, 1 + 2 ** -8 + 2 ** -20, -(1 + 2 ** -8), 3.0], dtype=np.float32)
+    bits = mk.f32_to_bf16_bits(x)
+    assert bits.tolist() == [0x3F80, 0x3F82, 0x3F81, 0xBF80, 0x4040], [hex(b) for b in bits]
+    assert rf.bf16_round(x).tolist() == [1.0, 1.015625, 1.0078125, -1.0, 3.0]
+
+
+def test_generated_folder_matches_config():
+    for arch in ("llama", "qwen2", "qwen3", "qwen3_moe"):
+        for dt, st in (("bf16", "BF16"), ("f16", "F16"), ("f32", "F32")):
+            path = make_model(f"cfg_{arch}_{dt}", "--arch", arch, "--dtype", dt)
+            with open(os.path.join(path, "model.safetensors"), "rb") as f:
+                n = int.from_bytes(f.read(8), "little")
+                header = json.loads(f.read(n))
+            assert header["__metadata__"] == {"format": "pt"}
+            assert (8 + n) % 8 == 0
+            m = rf.RefModel(path)
+            c = m.config
+            assert c["architectures"][0] in ("LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
+                                             "Qwen3MoeForCausalLM")
+            assert c["torch_dtype"] == {"bf16": "bfloat16", "f16": "float16", "f32": "float32"}[dt]
+            names = [k for k in header if k != "__metadata__"]
+            assert all(header[k]["dtype"] == st for k in names)
+            hd, h = m.head_dim, c["hidden_size"]
+            w = m.w
+            assert w["model.layers.0.self_attn.q_proj.weight"].shape == (c["num_attention_heads"] * hd, h)
+            assert w["model.layers.0.self_attn.k_proj.weight"].shape == (c["num_key_value_heads"] * hd, h)
+            assert ("model.layers.0.self_attn.q_proj.bias" in w) == (arch == "qwen2")
+            assert ("model.layers.0.self_attn.q_norm.weight" in w) == (arch in ("qwen3", "qwen3_moe"))
+            assert ("lm_head.weight" in w) == (not c["tie_word_embeddings"])
+            if arch == "qwen3_moe":
+                assert c["mlp_only_layers"] == [1]
+                assert "model.layers.1.mlp.gate_proj.weight" in w and "model.layers.1.mlp.gate.weight" not in w
+                assert w["model.layers.0.mlp.gate.weight"].shape == (c["num_experts"], h)
+                e = c["num_experts"] - 1
+                assert w[f"model.layers.2.mlp.experts.{e}.down_proj.weight"].shape == (h, c["moe_intermediate_size"])
+            # Norm weights spread around 1, biases nonzero, logits not flat.
+            nw = w["model.layers.0.input_layernorm.weight"]
+            assert 0.55 < nw.min() and nw.max() < 1.45 and nw.std() > 0.1
+            logits = m.forward(tokens(12, m.vocab))
+            assert logits.std() > 1.0, logits.std()
+
+
+def test_sharded_equals_single_file():
+    one = rf.RefModel(make_model("sh1", "--arch", "qwen2", "--dtype", "bf16", "--seed", "7"))
+    three_path = make_model("sh3", "--arch", "qwen2", "--dtype", "bf16", "--seed", "7", "--shards", "3")
+    files = sorted(f for f in os.listdir(three_path) if f.endswith(".safetensors"))
+    assert files == [f"model-0000{i}-of-00003.safetensors" for i in (1, 2, 3)], files
+    three = rf.RefModel(three_path)
+    assert sorted(one.w) == sorted(three.w)
+    for k in one.w:
+        assert np.array_equal(one.w[k], three.w[k]), k
+    with open(os.path.join(three_path, "model.safetensors.index.json")) as f:
+        idx = json.load(f)
+    assert idx["metadata"]["total_size"] == sum(v.size * 2 for v in one.w.values())
+
+
+def test_seed_changes_weights_and_dtype_keeps_values():
+    a = rf.RefModel(make_model("seed1", "--arch", "llama", "--seed", "1"))
+    b = rf.RefModel(make_model("seed2", "--arch", "llama", "--seed", "2"))
+    assert not np.array_equal(a.w["model.embed_tokens.weight"], b.w["model.embed_tokens.weight"])
+    c = rf.RefModel(make_model("seed1bf", "--arch", "llama", "--seed", "1", "--dtype", "bf16"))
+    # The bf16 file holds the f32 file's values rounded to bf16.
+    close(rf.bf16_round(a.w["model.layers.0.mlp.up_proj.weight"]), c.w["model.layers.0.mlp.up_proj.weight"], 0)
+
+
+# ---------------------------------------------------------------- RoPE
+
+
+def test_rope_is_complex_rotation_of_halves():
+    # HF rotate_half pairs element i with element i + d/2: as complex numbers z_i = x_i + j x_{i+d/2},
+    # RoPE multiplies z_i by exp(j * pos * inv_freq_i).
+    d, T = 16, 9
+    x = np.random.default_rng(3).normal(size=(T, 2, d))
+    inv = rf.rope_inv_freq({"rope_theta": 500.0}, d)
+    assert np.allclose(inv, 500.0 ** (-np.arange(0, d, 2) / d))
+    pos = np.arange(T) * 3
+    out = rf.apply_rope(x, pos, inv)
+    z = (x[..., : d // 2] + 1j * x[..., d // 2:]) * np.exp(1j * np.outer(pos, inv))[:, None, :]
+    close(out, np.concatenate([z.real, z.imag], axis=-1), 1e-12)
+
+
+def test_rope_depends_on_relative_position_only():
+    d = 32
+    rng = np.random.default_rng(4)
+    q, k = rng.normal(size=(1, 1, d)), rng.normal(size=(1, 1, d))
+    for cfg in ({"rope_theta": 10000.0},
+                {"rope_theta": 10000.0, "rope_scaling": {"rope_type": "linear", "factor": 4.0}},
+                {"rope_theta": 10000.0, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                                         "high_freq_factor": 4.0,
+                                                         "original_max_position_embeddings": 64}}):
+        inv = rf.rope_inv_freq(cfg, d)
+        dots = [float(np.sum(rf.apply_rope(q, np.array([m + s]), inv) * rf.apply_rope(k, np.array([n + s]), inv)))
+                for m, n, s in ((7, 3, 0), (7, 3, 11), (7, 3, 90))]
+        assert abs(dots[0] - dots[1]) < 1e-10 and abs(dots[0] - dots[2]) < 1e-10, dots
+
+
+def test_rope_scaling_factor_one_is_identity():
+    d = 32
+    base = rf.rope_inv_freq({"rope_theta": 10000.0}, d)
+    lin = rf.rope_inv_freq({"rope_theta": 10000.0, "rope_scaling": {"rope_type": "linear", "factor": 1.0}}, d)
+    l3 = rf.rope_inv_freq({"rope_theta": 10000.0, "rope_scaling": {
+        "rope_type": "llama3", "factor": 1.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 64}}, d)
+    close(base, lin, 1e-15)
+    close(base, l3, 1e-15)
+
+
+def test_rope_llama3_bands():
+    # theta 10000, d 16: wavelengths 2*pi*10000^(i/8) = 6.3, 19.9, 62.8, 199, ... With an original
+    # context of 64, low_freq_factor 1 and high_freq_factor 4: wavelength < 16 keeps its frequency,
+    # > 64 is divided by the factor, and 16..64 interpolates with
+    # smooth = (64 / wavelen - 1) / (4 - 1): f' = (1 - smooth) * f / factor + smooth * f.
+    d, factor = 16, 8.0
+    base = 10000.0 ** (-np.arange(0, d, 2) / d)
+    got = rf.rope_inv_freq({"rope_theta": 10000.0, "rope_scaling": {
+        "rope_type": "llama3", "factor": factor, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 64}}, d)
+    wl = 2 * math.pi / base
+    assert wl[0] < 16 and 16 < wl[1] < 64 and 16 < wl[2] < 64 and wl[3] > 64
+    assert got[0] == base[0]
+    for i in (1, 2):
+        s = (64 / wl[i] - 1) / 3
+        assert abs(got[i] - ((1 - s) * base[i] / factor + s * base[i])) < 1e-15
+    close(got[3:] * 1e6, base[3:] / factor * 1e6, 1e-9)
+    # linear: every frequency divided by the factor
+    lin = rf.rope_inv_freq({"rope_theta": 10000.0, "rope_scaling": {"type": "linear", "factor": 2.5}}, d)
+    close(lin * 1e6, base / 2.5 * 1e6, 1e-9)
+
+
+# ---------------------------------------------------------------- whole model
+
+
+def test_causal_prefix_logits_do_not_change():
+    for arch in ("llama", "qwen2", "qwen3", "qwen3_moe"):
+        m = rf.RefModel(make_model(f"causal_{arch}", "--arch", arch))
+        toks = tokens(40, m.vocab, seed=5)
+        full = m.forward(toks)
+        for t in (1, 2, 17, 39):
+            close(m.forward(toks[:t]), full[:t], 1e-9)
+
+
+def incremental_decode(m, toks):
+    """A second, structurally different forward: one token at a time against a growing KV cache,
+    per-head scalar-style loops, HF repeat_kv semantics (kv head = h // n_rep). Dense models only."""
+    w, c = m.w, m.config
+    inv = rf.rope_inv_freq(c, m.head_dim)
+    n_rep = m.n_heads // m.n_kv
+    kc = [[] for _ in range(m.n_layers)]
+    vc = [[] for _ in range(m.n_layers)]
+    rows = []
+    for pos, tok in enumerate(toks):
+        x = w["model.embed_tokens.weight"][tok].copy()
+        for i in range(m.n_layers):
+            p = f"model.layers.{i}."
+            h = x / math.sqrt(float(np.dot(x, x)) / len(x) + m.eps) * w[p + "input_layernorm.weight"]
+            heads_q, heads_k, heads_v = [], [], []
+            for kind, n, store in (("q", m.n_heads, heads_q), ("k", m.n_kv, heads_k), ("v", m.n_kv, heads_v)):
+                W = w[f"{p}self_attn.{kind}_proj.weight"]
+                b = w.get(f"{p}self_attn.{kind}_proj.bias")
+                for hh in range(n):
+                    r = slice(hh * m.head_dim, (hh + 1) * m.head_dim)
+                    vec = W[r] @ h + (b[r] if b is not None else 0.0)
+                    if kind in ("q", "k") and f"{p}self_attn.{kind}_norm.weight" in w:
+                        vec = vec / math.sqrt(float(np.dot(vec, vec)) / len(vec) + m.eps) * w[
+                            f"{p}self_attn.{kind}_norm.weight"]
+                    if kind in ("q", "k"):
+                        half = m.head_dim // 2
+                        z = (vec[:half] + 1j * vec[half:]) * np.exp(1j * pos * inv)
+                        vec = np.concatenate([z.real, z.imag])
+                    store.append(vec)
+            kc[i].append(heads_k)
+            vc[i].append(heads_v)
+            outs = []
+            for hh in range(m.n_heads):
+                kv = hh // n_rep
+                scores = np.array([np.dot(heads_q[hh], kc[i][t][kv]) for t in range(pos + 1)]) / math.sqrt(m.head_dim)
+                pr = np.exp(scores - scores.max())
+                pr /= pr.sum()
+                outs.append(sum(pr[t] * vc[i][t][kv] for t in range(pos + 1)))
+            x = x + w[p + "self_attn.o_proj.weight"] @ np.concatenate(outs)
+            h = x / math.sqrt(float(np.dot(x, x)) / len(x) + m.eps) * w[p + "post_attention_layernorm.weight"]
+            g = w[p + "mlp.gate_proj.weight"] @ h
+            u = w[p + "mlp.up_proj.weight"] @ h
+            x = x + w[p + "mlp.down_proj.weight"] @ (g / (1 + np.exp(-g)) * u)
+        x = x / math.sqrt(float(np.dot(x, x)) / len(x) + m.eps) * w["model.norm.weight"]
+        rows.append(m.lm_head() @ x)
+    return np.array(rows)
+
+
+def test_incremental_decoder_agrees():
+    cases = [("inc_llama3", ["--arch", "llama", "--rope-scaling", "llama3"]),
+             ("inc_linear", ["--arch", "llama", "--rope-scaling", "linear", "--rope-factor", "3"]),
+             ("inc_tied", ["--arch", "llama", "--tie-word-embeddings"]),
+             ("inc_qwen2", ["--arch", "qwen2", "--dtype", "bf16"]),
+             ("inc_qwen3", ["--arch", "qwen3", "--dtype", "f16"])]
+    for name, args in cases:
+        m = rf.RefModel(make_model(name, *args))
+        toks = tokens(70, m.vocab, seed=6)
+        close(incremental_decode(m, toks), m.forward(toks), 1e-9)
+
+
+def test_gqa_equals_mha_with_repeated_kv_heads():
+    # HF repeat_kv: kv head j serves query heads j*n_rep .. j*n_rep+n_rep-1. Expanding the k/v
+    # weights that way and running as plain MHA must give the same logits.
+    for arch in ("llama", "qwen2", "qwen3"):
+        m = rf.RefModel(make_model(f"gqa_{arch}", "--arch", arch, "--num-attention-heads", "4",
+                                   "--num-key-value-heads", "2"))
+        mha = copy.copy(m)
+        mha.w = dict(m.w)
+        rep = m.n_heads // m.n_kv
+        assert rep == 2
+        for i in range(m.n_layers):
+            for kind in ("k", "v"):
+                key = f"model.layers.{i}.self_attn.{kind}_proj."
+                W = m.w[key + "weight"].reshape(m.n_kv, m.head_dim, -1)
+                mha.w[key + "weight"] = np.repeat(W, rep, axis=0).reshape(m.n_heads * m.head_dim, -1)
+                if key + "bias" in m.w:
+                    mha.w[key + "bias"] = np.repeat(m.w[key + "bias"].reshape(m.n_kv, -1), rep, axis=0).ravel()
+        mha.n_kv = m.n_heads
+        toks = tokens(30, m.vocab, seed=7)
+        close(mha.forward(toks), m.forward(toks), 1e-10)
+        # and the wrong mapping is really different
+        assert np.abs(m.forward(toks, breaks={"gqa_modulo"}) - m.forward(toks)).max() > 1e-2
+
+
+def test_moe_all_experts_equals_dense_mixture():
+    # top-k = num_experts with renormalisation: every token is the softmax-weighted sum of all experts.
+    path = make_model("moe_all", "--arch", "qwen3_moe", "--num-experts", "4", "--num-experts-per-tok", "4",
+                      "--mlp-only-layers", "", "--num-hidden-layers", "1")
+    m = rf.RefModel(path)
+    toks = tokens(10, m.vocab, seed=8)
+    got = m.forward(toks)
+    dense = copy.copy(m)
+    dense.config = dict(m.config, num_experts=0)
+    calls = {}
+
+    def mixture_mlp(p, h, act):
+        if p != "model.layers.0.mlp.":
+            return rf.RefModel._mlp(m, p, h, act)
+        calls["n"] = calls.get("n", 0) + 1
+        logits = h @ m.w[p + "gate.weight"].T
+        pr = np.exp(logits - logits.max(axis=1, keepdims=True))
+        pr /= pr.sum(axis=1, keepdims=True)
+        return sum(pr[:, e:e + 1] * rf.RefModel._mlp(m, f"{p}experts.{e}.", h, act) for e in range(4))
+
+    dense._mlp = mixture_mlp
+    close(dense.forward(toks), got, 1e-10)
+    assert calls["n"] == 1
+
+
+def test_moe_topk_routing_picks_largest():
+    # top-1 without renormalisation: output = p_max * expert_argmax(h). Checked on layer 0 alone.
+    path = make_model("moe_top1", "--arch", "qwen3_moe", "--num-experts", "5", "--num-experts-per-tok", "1",
+                      "--norm-topk-prob", "false", "--mlp-only-layers", "", "--num-hidden-layers", "1")
+    m = rf.RefModel(path)
+    h = np.random.default_rng(9).normal(size=(6, m.hidden))
+    margins = np.full(6, np.inf)
+    out = m._moe("model.layers.0.", h, set(), lambda v: v, margins)
+    logits = h @ m.w["model.layers.0.mlp.gate.weight"].T
+    for t in range(6):
+        e = int(np.argmax(logits[t]))
+        p = np.exp(logits[t] - logits[t].max())
+        p /= p.sum()
+        want = p[e] * rf.RefModel._mlp(m, f"model.layers.0.mlp.experts.{e}.", h[t:t + 1], lambda v: v)[0]
+        close(out[t], want, 1e-12)
+        assert abs(margins[t] - (np.sort(logits[t])[-1] - np.sort(logits[t])[-2])) < 1e-12
+
+
+def test_sparse_layer_rule():
+    m = rf.RefModel(make_model("moe_rule", "--arch", "qwen3_moe", "--num-hidden-layers", "4",
+                               "--decoder-sparse-step", "2", "--mlp-only-layers", "3"))
+    assert [m.is_sparse(i) for i in range(4)] == [False, True, False, False]
+    assert "model.layers.1.mlp.gate.weight" in m.w and "model.layers.3.mlp.gate_proj.weight" in m.w
+
+
+def test_every_break_changes_logits():
+    # Each deliberate bug must change the output of a model it applies to (else the tolerance
+    # self-check in test_hf_reference.py would prove nothing).
+    models = {
+        "llama3": rf.RefModel(make_model("brk_llama", "--arch", "llama", "--rope-scaling", "llama3")),
+        "qwen2": rf.RefModel(make_model("brk_qwen2", "--arch", "qwen2")),
+        "qwen3": rf.RefModel(make_model("brk_qwen3", "--arch", "qwen3")),
+        "moe": rf.RefModel(make_model("brk_moe", "--arch", "qwen3_moe")),
+    }
+    use = {"skip_bias": "qwen2", "skip_q_norm": "qwen3", "skip_k_norm": "qwen3", "moe_flip_renorm": "moe",
+           "no_rope_scaling": "llama3"}
+    for b in rf.BREAKS:
+        m = models[use.get(b, "llama3")]
+        toks = tokens(50, m.vocab, seed=10)
+        diff = np.abs(m.forward(toks, breaks={b}) - m.forward(toks)).max()
+        assert diff > 0.05, f"{b}: only {diff:.3g}"
+
+
+def main():
+    global WORK
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", required=True, help="scratch folder for generated models")
+    ap.add_argument("-k", help="run only tests whose name contains this")
+    a = ap.parse_args()
+    WORK = a.work
+    os.makedirs(WORK, exist_ok=True)
+    tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_") and callable(f)]
+    if a.k:
+        tests = [(n, f) for n, f in tests if a.k in n]
+    passed = failed = 0
+    for name, fn in tests:
+        try:
+            fn()
+            print(f"PASS {name}")
+            passed += 1
+        except Exception:
+            print(f"FAIL {name}\n{traceback.format_exc()}")
+            failed += 1
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed or not passed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,419 @@
+#!/usr/bin/python3
+"""Writes a random-weight model as a real Hugging Face folder (config.json + safetensors).
+
+Used by the reference tests (tiny models of every supported architecture) and by the benchmarks
+(realistic shapes such as TinyLlama-1.1B). The safetensors files are serialized here, byte for byte
+as the format specifies, so nothing outside NumPy is needed.
+
+  /usr/bin/python3 tools/make_hf_model.py --arch qwen3 --dtype bf16 --out /tmp/tiny-qwen3
+  /usr/bin/python3 tools/make_hf_model.py --preset tinyllama-1.1b --out /tmp/tinyllama-shape
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+ARCHITECTURES = {
+    "llama": ("LlamaForCausalLM", "llama"),
+    "qwen2": ("Qwen2ForCausalLM", "qwen2"),
+    "qwen3": ("Qwen3ForCausalLM", "qwen3"),
+    "qwen3_moe": ("Qwen3MoeForCausalLM", "qwen3_moe"),
+}
+
+# Tiny defaults per architecture: small enough for a float64 reference in milliseconds, shaped like
+# the real thing (GQA, head_dim independent of hidden_size for Qwen3, sizes not all powers of two).
+TINY = {
+    "llama": dict(vocab_size=397, hidden_size=128, intermediate_size=344, num_hidden_layers=3,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=None),
+    "qwen2": dict(vocab_size=397, hidden_size=128, intermediate_size=344, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=None),
+    "qwen3": dict(vocab_size=397, hidden_size=96, intermediate_size=288, num_hidden_layers=3,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=32),
+    "qwen3_moe": dict(vocab_size=397, hidden_size=96, intermediate_size=256, num_hidden_layers=3,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=32,
+                      num_experts=8, num_experts_per_tok=2, moe_intermediate_size=64,
+                      mlp_only_layers="1"),  # one dense layer between sparse ones
+}
+
+PRESETS = {
+    "tiny": {},
+    # TinyLlama-1.1B shape (about 2.2 GB in bf16).
+    "tinyllama-1.1b": dict(arch="llama", dtype="bf16", vocab_size=32000, hidden_size=2048,
+                           intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
+                           num_key_value_heads=4, head_dim=None, rope_theta=10000.0,
+                           max_position_embeddings=2048),
+    # Qwen3-MoE-like benchmark shape: every layer sparse, 32 experts, top-4.
+    "qwen3-moe-bench": dict(arch="qwen3_moe", dtype="bf16", vocab_size=32000, hidden_size=1024,
+                            intermediate_size=3072, num_hidden_layers=16, num_attention_heads=16,
+                            num_key_value_heads=4, head_dim=64, num_experts=32,
+                            num_experts_per_tok=4, moe_intermediate_size=768,
+                            decoder_sparse_step=1, mlp_only_layers="", rope_theta=1000000.0,
+                            max_position_embeddings=4096),
+}
+
+DTYPES = {"bf16": ("BF16", 2), "f16": ("F16", 2), "f32": ("F32", 4)}
+TORCH_DTYPE = {"bf16": "bfloat16", "f16": "float16", "f32": "float32"}
+
+
+def f32_to_bf16_bits(x):
+    """Round float32 to bfloat16 (nearest, ties to even) and return the 16-bit patterns."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    u = u + (np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1)))
+    return (u >> np.uint32(16)).astype(np.uint16)
+
+
+def encode(values, dtype):
+    """float array -> raw little-endian bytes in the file dtype."""
+    if dtype == "bf16":
+        return f32_to_bf16_bits(np.asarray(values, dtype=np.float32)).astype("<u2").tobytes()
+    if dtype == "f16":
+        return np.asarray(values, dtype="<f2").tobytes()
+    return np.asarray(values, dtype="<f4").tobytes()
+
+
+class TensorSpec:
+    """One tensor to write: name, shape and how to draw its values."""
+
+    def __init__(self, name, shape, kind, scale=1.0):
+        self.name, self.shape, self.kind, self.scale = name, tuple(int(s) for s in shape), kind, scale
+
+    @property
+    def numel(self):
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+
+def build_config(a):
+    arch_name, model_type = ARCHITECTURES[a.arch]
+    cfg = {
+        "architectures": [arch_name],
+        "model_type": model_type,
+        "vocab_size": a.vocab_size,
+        "hidden_size": a.hidden_size,
+        "intermediate_size": a.intermediate_size,
+        "num_hidden_layers": a.num_hidden_layers,
+        "num_attention_heads": a.num_attention_heads,
+        "num_key_value_heads": a.num_key_value_heads,
+        "hidden_act": "silu",
+        "max_position_embeddings": a.max_position_embeddings,
+        "rms_norm_eps": a.rms_norm_eps,
+        "rope_theta": a.rope_theta,
+        "rope_scaling": None,
+        "tie_word_embeddings": bool(a.tie_word_embeddings),
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "attention_dropout": 0.0,
+        "initializer_range": 0.02,
+        "use_cache": True,
+        "torch_dtype": TORCH_DTYPE[a.dtype],
+        "transformers_version": "4.51.0",
+    }
+    if a.arch == "llama":
+        cfg["attention_bias"] = False
+        cfg["mlp_bias"] = False
+        cfg["pretraining_tp"] = 1
+    if a.arch == "qwen2":
+        cfg["use_sliding_window"] = False
+        cfg["sliding_window"] = a.max_position_embeddings
+        cfg["max_window_layers"] = a.num_hidden_layers
+    if a.arch in ("qwen3", "qwen3_moe"):
+        cfg["head_dim"] = a.head_dim
+        cfg["attention_bias"] = False
+        cfg["use_sliding_window"] = False
+        cfg["sliding_window"] = None
+        cfg["max_window_layers"] = a.num_hidden_layers
+    if a.arch == "qwen3_moe":
+        cfg["num_experts"] = a.num_experts
+        cfg["num_experts_per_tok"] = a.num_experts_per_tok
+        cfg["moe_intermediate_size"] = a.moe_intermediate_size
+        cfg["norm_topk_prob"] = bool(a.norm_topk_prob)
+        cfg["decoder_sparse_step"] = a.decoder_sparse_step
+        cfg["mlp_only_layers"] = list(a.mlp_only_layers)
+        cfg["output_router_logits"] = False
+        cfg["router_aux_loss_coef"] = 0.001
+    if a.rope_scaling == "llama3":
+        cfg["rope_scaling"] = {
+            "rope_type": "llama3",
+            "factor": a.rope_factor,
+            "low_freq_factor": a.low_freq_factor,
+            "high_freq_factor": a.high_freq_factor,
+            "original_max_position_embeddings": a.original_max_position_embeddings,
+        }
+    elif a.rope_scaling == "linear":
+        cfg["rope_scaling"] = {"rope_type": "linear", "factor": a.rope_factor}
+    return cfg
+
+
+def is_sparse_layer(a, layer):
+    # Qwen3-MoE rule: sparse unless listed in mlp_only_layers, and only every decoder_sparse_step-th.
+    return (layer not in a.mlp_only_layers and a.num_experts > 0
+            and (layer + 1) % a.decoder_sparse_step == 0)
+
+
+def build_tensors(a):
+    """Tensor list in HF naming. Scales keep activations O(1): matrices ~ N(0, 1/fan_in) (q/k a bit
+    larger so attention is not uniform), norm weights spread around 1 (a skipped norm weight shows),
+    biases clearly nonzero, LM head scaled so logits spread over several units."""
+    h, hd = a.hidden_size, a.head_dim
+    nq, nkv = a.num_attention_heads, a.num_key_value_heads
+    t = [TensorSpec("model.embed_tokens.weight", (a.vocab_size, h), "normal", 1.0)]
+    for i in range(a.num_hidden_layers):
+        p = f"model.layers.{i}."
+        t.append(TensorSpec(p + "input_layernorm.weight", (h,), "norm"))
+        t.append(TensorSpec(p + "self_attn.q_proj.weight", (nq * hd, h), "normal", 1.5 / np.sqrt(h)))
+        t.append(TensorSpec(p + "self_attn.k_proj.weight", (nkv * hd, h), "normal", 1.5 / np.sqrt(h)))
+        t.append(TensorSpec(p + "self_attn.v_proj.weight", (nkv * hd, h), "normal", 1.0 / np.sqrt(h)))
+        if a.arch == "qwen2":
+            t.append(TensorSpec(p + "self_attn.q_proj.bias", (nq * hd,), "normal", 0.5))
+            t.append(TensorSpec(p + "self_attn.k_proj.bias", (nkv * hd,), "normal", 0.5))
+            t.append(TensorSpec(p + "self_attn.v_proj.bias", (nkv * hd,), "normal", 0.3))
+        t.append(TensorSpec(p + "self_attn.o_proj.weight", (h, nq * hd), "normal", 1.0 / np.sqrt(nq * hd)))
+        if a.arch in ("qwen3", "qwen3_moe"):
+            t.append(TensorSpec(p + "self_attn.q_norm.weight", (hd,), "norm"))
+            t.append(TensorSpec(p + "self_attn.k_norm.weight", (hd,), "norm"))
+        t.append(TensorSpec(p + "post_attention_layernorm.weight", (h,), "norm"))
+        if a.arch == "qwen3_moe" and is_sparse_layer(a, i):
+            f = a.moe_intermediate_size
+            # Router logits spread over several units so near-ties between experts are rare.
+            t.append(TensorSpec(p + "mlp.gate.weight", (a.num_experts, h), "normal", 4.0 / np.sqrt(h)))
+            for e in range(a.num_experts):
+                q = f"{p}mlp.experts.{e}."
+                t.append(TensorSpec(q + "gate_proj.weight", (f, h), "normal", 1.0 / np.sqrt(h)))
+                t.append(TensorSpec(q + "up_proj.weight", (f, h), "normal", 1.0 / np.sqrt(h)))
+                t.append(TensorSpec(q + "down_proj.weight", (h, f), "normal", 1.0 / np.sqrt(f)))
+        else:
+            f = a.intermediate_size
+            t.append(TensorSpec(p + "mlp.gate_proj.weight", (f, h), "normal", 1.0 / np.sqrt(h)))
+            t.append(TensorSpec(p + "mlp.up_proj.weight", (f, h), "normal", 1.0 / np.sqrt(h)))
+            t.append(TensorSpec(p + "mlp.down_proj.weight", (h, f), "normal", 1.0 / np.sqrt(f)))
+    t.append(TensorSpec("model.norm.weight", (h,), "norm"))
+    if not a.tie_word_embeddings:
+        t.append(TensorSpec("lm_head.weight", (a.vocab_size, h), "normal", 2.5 / np.sqrt(h)))
+    return t
+
+
+class Sampler:
+    """Draws tensor values. Normal matrices go through a 65536-entry table of N(0,1) quantiles
+    indexed by random uint16s: exact enough for random weights and fast for billions of values
+    (no float64 arrays of the tensor's size)."""
+
+    CHUNK = 1 << 24
+
+    def __init__(self, seed, dtype):
+        self.seed, self.dtype = seed, dtype
+        # Quantiles of N(0,1) at (i+0.5)/65536 via the sorted values of a big deterministic sample
+        # would drift with the seed; use an inverse-CDF (Acklam's rational approximation) instead.
+        p = (np.arange(65536, dtype=np.float64) + 0.5) / 65536.0
+        self.normal_table = _norm_ppf(p)
+        self._tables = {}
+
+    def _table(self, scale):
+        key = float(scale)
+        if key not in self._tables:
+            vals = (self.normal_table * scale).astype(np.float32)
+            if self.dtype == "bf16":
+                self._tables[key] = f32_to_bf16_bits(vals).astype("<u2")
+            elif self.dtype == "f16":
+                self._tables[key] = vals.astype("<f2")
+            else:
+                self._tables[key] = vals.astype("<f4")
+        return self._tables[key]
+
+    def write(self, f, spec, index):
+        rng = np.random.default_rng([self.seed, index])
+        if spec.kind == "norm":
+            # Around 1 with visible spread: a norm whose weight is ignored changes the logits.
+            vals = rng.uniform(0.6, 1.4, size=spec.numel)
+            f.write(encode(vals, self.dtype))
+            return
+        table = self._table(spec.scale)
+        left = spec.numel
+        while left > 0:
+            n = min(left, self.CHUNK)
+            idx = rng.integers(0, 65536, size=n, dtype=np.uint16)
+            f.write(table[idx].tobytes())
+            left -= n
+
+
+def _norm_ppf(p):
+    # Acklam's inverse normal CDF approximation (relative error < 1.2e-9), written out here to
+    # avoid depending on SciPy.
+    a = [-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,
+         1.383577518672690e+02, -3.066479806614716e+01, 2.506628277459239e+00]
+    b = [-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
+         6.680131188771972e+01, -1.328068155288572e+01]
+    c = [-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00,
+         -2.549732539343734e+00, 4.374664141464968e+00, 2.938163982698783e+00]
+    d = [7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00,
+         3.754408661907416e+00]
+    lo, hi = 0.02425, 1 - 0.02425
+    out = np.empty_like(p)
+    m = p < lo
+    q = np.sqrt(-2 * np.log(p[m]))
+    out[m] = (((((c[0]*q+c[1])*q+c[2])*q+c[3])*q+c[4])*q+c[5]) / ((((d[0]*q+d[1])*q+d[2])*q+d[3])*q+1)
+    m = p > hi
+    q = np.sqrt(-2 * np.log(1 - p[m]))
+    out[m] = -(((((c[0]*q+c[1])*q+c[2])*q+c[3])*q+c[4])*q+c[5]) / ((((d[0]*q+d[1])*q+d[2])*q+d[3])*q+1)
+    m = (p >= lo) & (p <= hi)
+    q = p[m] - 0.5
+    r = q * q
+    out[m] = (((((a[0]*r+a[1])*r+a[2])*r+a[3])*r+a[4])*r+a[5])*q / (((((b[0]*r+b[1])*r+b[2])*r+b[3])*r+b[4])*r+1)
+    return out
+
+
+def split_shards(tensors, itemsize, n_shards):
+    """Contiguous groups of tensors with roughly equal byte counts (HF shards the same way).
+    May return fewer groups than asked when a few tensors dominate the size."""
+    target = sum(t.numel * itemsize for t in tensors) / n_shards
+    shards, acc = [[]], 0
+    for t in tensors:
+        if shards[-1] and acc >= target * len(shards) and len(shards) < n_shards:
+            shards.append([])
+        shards[-1].append(t)
+        acc += t.numel * itemsize
+    return shards
+
+
+def write_safetensors(path, tensors, sampler, dtype, index_of, progress):
+    st_dtype, itemsize = DTYPES[dtype]
+    header = {"__metadata__": {"format": "pt"}}
+    off = 0
+    for t in tensors:
+        n = t.numel * itemsize
+        header[t.name] = {"dtype": st_dtype, "shape": list(t.shape), "data_offsets": [off, off + n]}
+        off += n
+    hjson = json.dumps(header, separators=(",", ":")).encode()
+    hjson += b" " * ((8 - len(hjson) % 8) % 8)  # data starts 8-byte aligned, as the reference writer does
+    with open(path, "wb") as f:
+        f.write(len(hjson).to_bytes(8, "little"))
+        f.write(hjson)
+        for t in tensors:
+            sampler.write(f, t, index_of[t.name])
+            progress(t.numel * itemsize)
+    return off
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="output folder (created)")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="tiny",
+                    help="shape preset; explicit shape flags override it")
+    ap.add_argument("--arch", choices=sorted(ARCHITECTURES))
+    ap.add_argument("--dtype", choices=sorted(DTYPES))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--shards", type=int, default=1, help="number of safetensors files (>1 writes an index)")
+    for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                 "num_key_value_heads", "head_dim", "num_experts", "num_experts_per_tok",
+                 "moe_intermediate_size", "decoder_sparse_step", "max_position_embeddings",
+                 "original_max_position_embeddings"):
+        ap.add_argument("--" + name.replace("_", "-"), type=int, dest=name)
+    ap.add_argument("--mlp-only-layers", dest="mlp_only_layers",
+                    help="comma-separated layer indices that stay dense (Qwen3-MoE)")
+    ap.add_argument("--norm-topk-prob", dest="norm_topk_prob", choices=["true", "false"])
+    ap.add_argument("--rms-norm-eps", dest="rms_norm_eps", type=float)
+    ap.add_argument("--rope-theta", dest="rope_theta", type=float)
+    ap.add_argument("--rope-scaling", dest="rope_scaling", choices=["none", "llama3", "linear"])
+    ap.add_argument("--rope-factor", dest="rope_factor", type=float)
+    ap.add_argument("--low-freq-factor", dest="low_freq_factor", type=float)
+    ap.add_argument("--high-freq-factor", dest="high_freq_factor", type=float)
+    ap.add_argument("--tie-word-embeddings", dest="tie_word_embeddings", action="store_true", default=None)
+    ap.add_argument("--quiet", action="store_true")
+    a = ap.parse_args(argv)
+
+    preset = dict(PRESETS[a.preset])
+    arch = a.arch or preset.get("arch") or "llama"
+    if a.arch and preset.get("arch") and a.arch != preset["arch"]:
+        ap.error(f"--preset {a.preset} is a {preset['arch']} model, not {a.arch}")
+    a.arch = arch
+    a.dtype = a.dtype or preset.get("dtype") or "f32"
+    base = dict(
+        rms_norm_eps=1e-6, rope_theta=10000.0, rope_scaling="none", rope_factor=8.0,
+        low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=64,
+        max_position_embeddings=4096, tie_word_embeddings=False, num_experts=0, num_experts_per_tok=0,
+        moe_intermediate_size=0, norm_topk_prob="true", decoder_sparse_step=1, mlp_only_layers="")
+    if a.preset == "tiny":
+        base.update(TINY[arch])
+    base.update({k: v for k, v in preset.items() if k not in ("arch", "dtype")})
+    for k, v in base.items():
+        if getattr(a, k, None) is None:
+            setattr(a, k, v)
+    a.norm_topk_prob = a.norm_topk_prob in (True, "true")
+    if isinstance(a.mlp_only_layers, str):
+        a.mlp_only_layers = [int(x) for x in a.mlp_only_layers.split(",") if x.strip()]
+    if a.head_dim is None:
+        if a.hidden_size % a.num_attention_heads:
+            ap.error("hidden_size must be a multiple of num_attention_heads (or give --head-dim)")
+        a.head_dim = a.hidden_size // a.num_attention_heads
+    if arch in ("llama", "qwen2") and a.head_dim * a.num_attention_heads != a.hidden_size:
+        ap.error(f"{arch} has no head_dim field: head_dim must be hidden_size / num_attention_heads")
+    if a.num_attention_heads % a.num_key_value_heads:
+        ap.error("num_attention_heads must be a multiple of num_key_value_heads")
+    if a.head_dim % 2:
+        ap.error("head_dim must be even (RoPE rotates pairs)")
+    if arch != "qwen3_moe":
+        a.num_experts = 0
+    elif not (0 < a.num_experts_per_tok <= a.num_experts):
+        ap.error("need 0 < num_experts_per_tok <= num_experts")
+    if a.shards < 1:
+        ap.error("--shards must be >= 1")
+    return a
+
+
+def main(argv):
+    a = parse_args(argv)
+    os.makedirs(a.out, exist_ok=True)
+    cfg = build_config(a)
+    tensors = build_tensors(a)
+    index_of = {t.name: i for i, t in enumerate(tensors)}
+    itemsize = DTYPES[a.dtype][1]
+    total = sum(t.numel * itemsize for t in tensors)
+    sampler = Sampler(a.seed, a.dtype)
+    start = time.time()
+    done = [0]
+    tty = sys.stderr.isatty() and not a.quiet
+
+    def progress(n):
+        done[0] += n
+        if tty:
+            sys.stderr.write(f"\rmake_hf_model: {done[0] / 2**20:9.1f} / {total / 2**20:.1f} MiB")
+            sys.stderr.flush()
+
+    with open(os.path.join(a.out, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+        f.write("\n")
+    with open(os.path.join(a.out, "generation_config.json"), "w") as f:
+        json.dump({"bos_token_id": 1, "eos_token_id": 2, "do_sample": False}, f, indent=2)
+        f.write("\n")
+    for old in os.listdir(a.out):  # a rerun with another shard count must not leave stale files
+        if old.endswith(".safetensors") or old == "model.safetensors.index.json":
+            os.remove(os.path.join(a.out, old))
+    if a.shards == 1:
+        write_safetensors(os.path.join(a.out, "model.safetensors"), tensors, sampler, a.dtype, index_of, progress)
+    else:
+        groups = split_shards(tensors, itemsize, a.shards)
+        weight_map = {}
+        for k, group in enumerate(groups):
+            fname = f"model-{k + 1:05d}-of-{len(groups):05d}.safetensors"
+            write_safetensors(os.path.join(a.out, fname), group, sampler, a.dtype, index_of, progress)
+            for t in group:
+                weight_map[t.name] = fname
+        with open(os.path.join(a.out, "model.safetensors.index.json"), "w") as f:
+            json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
+            f.write("\n")
+    if tty:
+        sys.stderr.write("\n")
+    if not a.quiet:
+        n_params = sum(t.numel for t in tensors)
+        print(f"make_hf_model: wrote {cfg['architectures'][0]} {a.dtype} {n_params / 1e6:.2f}M params "
+              f"({total / 2**20:.1f} MiB, {a.shards} file(s)) to {a.out} in {time.time() - start:.1f}s",
+              file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
