@@ -33,8 +33,8 @@ void MoeLayer::forward(const float* x, int64_t T, float* out) {
 
   // Per local expert: the tokens that chose it and their routing weights.
   const int64_t nloc = n_local_experts();
-  std::vector<std::vector<std::pair<int64_t, float>>> chosen(size_t(nloc));
-  std::vector<int64_t> idx(size_t(E));
+  auto chosen = std::vector<std::vector<std::pair<int64_t, float>>>(static_cast<size_t>(nloc));
+  auto idx = std::vector<int64_t>(static_cast<size_t>(E));
   for (int64_t t = 0; t < T; ++t) {
     float* l = &logits_[t * E];
     softmax(l, E);
