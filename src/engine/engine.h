@@ -1,0 +1,61 @@
+// The engine as the frontend sees it, in rank 0's process: enqueue a request,
+// read its outputs as they come, cancel it, shut down. Thread-safe; only the
+// engine's own step thread talks to the other ranks.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/request.h"
+
+namespace dpserve {
+
+// A request's output queue, filled by the step thread and drained by one frontend thread.
+class RequestStream {
+ public:
+  virtual ~RequestStream() = default;
+  virtual uint64_t id() const = 0;
+  // Waits up to `timeout` for the next delivery; false on timeout. After a delivery with
+  // finished == true there are no more.
+  virtual bool next(Response& out, std::chrono::milliseconds timeout) = 0;
+};
+
+struct GroupStats {
+  int32_t dp_rank = 0;
+  int64_t running = 0;
+  int64_t waiting = 0;
+  int64_t kv_pages_used = 0;
+  int64_t kv_pages_total = 0;
+  int64_t prefix_hit_tokens = 0;    // cumulative prompt tokens served from the prefix cache
+  int64_t prefix_query_tokens = 0;  // cumulative prompt tokens looked up
+};
+
+struct EngineStats {
+  std::vector<GroupStats> groups;
+  int64_t prompt_tokens_total = 0;
+  int64_t generation_tokens_total = 0;
+  int64_t requests_finished_total = 0;
+  int64_t steps_total = 0;
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  // Queues a request (already validated by the frontend). The returned stream delivers
+  // tokens as they are sampled; a request the engine cannot run ends with finish_reason "error".
+  virtual std::shared_ptr<RequestStream> enqueue(Request r) = 0;
+  // Ends the request at the next step (its KV pages are freed on every rank of its group).
+  virtual void cancel(uint64_t id) = 0;
+  // Stops taking requests, lets running ones finish for up to `drain`, aborts the rest,
+  // stops every rank. Blocks until the step thread has exited.
+  virtual void shutdown(std::chrono::milliseconds drain) = 0;
+  virtual bool healthy() const = 0;
+  virtual EngineStats stats() const = 0;
+  virtual int64_t context_length() const = 0;
+  virtual int32_t dp_size() const = 0;
+};
+
+}  // namespace dpserve

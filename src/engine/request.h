@@ -1,0 +1,49 @@
+// Value types crossing the frontend <-> engine boundary: what a client asks for
+// and what the engine streams back.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/sampling_params.h"
+
+namespace dpserve {
+
+struct Request {
+  std::vector<int32_t> input_ids;
+  // Alternative to input_ids (SGLang /generate): rows x hidden floats, row-major.
+  std::vector<float> input_embeds;
+  int64_t input_embeds_rows = 0;
+  SamplingParams params;
+  int32_t top_logprobs = 0;     // alternatives per position to report (0 = none)
+  bool return_logprob = false;  // report the chosen token's logprob
+  std::string rid;              // client-chosen id, for logs and /abort_request
+};
+
+struct TokenLogprob {
+  int32_t token = 0;
+  float logprob = 0;
+};
+
+struct TokenOut {
+  int32_t token = 0;
+  float logprob = 0;                // valid when return_logprob
+  std::vector<TokenLogprob> top;    // top_logprobs alternatives, most likely first
+};
+
+// One delivery on a request's stream: zero or more new tokens, and whether it ended.
+struct Response {
+  uint64_t id = 0;
+  std::vector<TokenOut> tokens;
+  bool finished = false;
+  std::string finish_reason;  // "stop", "length", "abort", "error" when finished
+  std::string error;          // for "error": what went wrong with this request alone
+  int64_t prompt_tokens = 0;
+  int64_t cached_tokens = 0;  // prompt tokens served from the prefix cache
+  int64_t completion_tokens = 0;
+  int32_t dp_rank = 0;        // DP group that served it
+};
+
+}  // namespace dpserve
