@@ -1,0 +1,47 @@
+// The BPE `model` of tokenizer.json: merges applied by rank to one word, with byte-level input,
+// byte fallback, <unk> fusing and ignore_merges, and a word cache (the fast path for long prompts).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace dpserve {
+
+class BpeModel {
+ public:
+  // `byte_level`: words arrive as raw bytes and each byte starts as its GPT-2 char's token.
+  BpeModel(const nlohmann::json& model, bool byte_level);
+
+  void encode_word(std::string_view word, std::vector<int32_t>& out) const;
+  int32_t token_to_id(std::string_view token) const;  // -1 when absent
+  const std::string& id_to_token(int32_t id) const { return vocab_r_[id]; }
+  int32_t size() const { return static_cast<int32_t>(vocab_r_.size()); }  // max id + 1
+
+ private:
+  void merge(std::string_view word, std::vector<int32_t>& out) const;
+
+  struct Merge {
+    int32_t rank;
+    int32_t id;
+  };
+  std::unordered_map<std::string, int32_t> vocab_;
+  std::vector<std::string> vocab_r_;
+  std::unordered_map<uint64_t, Merge> merges_;
+  bool byte_level_;
+  std::array<int32_t, 256> byte_char_id_{};   // byte-level: token of each byte's char
+  std::array<int32_t, 256> fallback_id_{};     // byte_fallback: <0xNN> tokens
+  bool byte_fallback_ = false, fuse_unk_ = false, ignore_merges_ = false;
+  int32_t unk_id_ = -1;
+
+  mutable std::mutex cache_mu_;
+  mutable std::unordered_map<std::string, std::vector<int32_t>> cache_;
+};
+
+}  // namespace dpserve
