@@ -1,0 +1,424 @@
+#!/usr/bin/python3
+"""dpserve's logits on tiny random Hugging Face models against the independent float64 reference.
+
+For every case a model is written with tools/make_hf_model.py, dpserve_forward_probe runs batch
+schedules over it (one long prefill; several sequences prefilling and decoding together; sequences
+freed and new ones started so KV pages are reused) and every logit row is compared with
+reference/ref_forward.py on that sequence's token history. `dpserve generate` greedy output is
+checked token by token against the reference argmax.
+
+Tolerances (scale = standard deviation of the reference logits of the rows compared), on both the
+max abs error and the root-mean-square error:
+  f32 models:        max and rms <= 1e-4 * scale. fp32 activations and accumulation against float64
+                     leave ~1e-6 relative error; 1e-4 leaves room for long sums.
+  bf16 / f16 models: max <= 0.1 * scale, rms <= 0.02 * scale. dpserve rounds activations (and may
+                     round the KV cache) to bf16; the reference run with those roundings emulated
+                     lands at max 0.02-0.045 and rms 0.004-0.007 (printed by --self-check), while
+                     every deliberate bug below gives max >= ~1 and rms >= ~0.09.
+  argmax:            must match on every row whose reference top-2 gap exceeds 2 * the max tolerance
+                     (no other argmax is possible there when every logit is within tolerance).
+  greedy generate:   each generated token must be the reference argmax of its prefix; positions
+                     whose top-2 gap is below 8 x the rms error measured on the same model are
+                     skipped and counted (at most a quarter of them).
+  Qwen3-MoE:         token histories are chosen so that no token's top-k expert choice is within a
+                     margin of a tie in the reference (a legitimate rounding difference could flip
+                     it): 1e-3 (f32) or 0.2 (bf16; emulated bf16 moves router logits by <= 0.08)
+                     router-logit units.
+
+--self-check runs the same comparison on deliberately broken variants of the reference (RoPE on
+the wrong pairs, GQA mapped h % n_kv, bias / q_norm / k_norm skipped, ...) and fails unless every
+one of them is reported as a mismatch, so the tolerances above demonstrably catch those bugs.
+
+  /usr/bin/python3 tests/model/test_hf_reference.py --work DIR --self-check
+  /usr/bin/python3 tests/model/test_hf_reference.py --work DIR --probe PROBE --dpserve DPSERVE [--suite moe]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "reference"))
+import ref_forward as rf  # noqa: E402
+
+MAKE = os.path.join(HERE, "..", "..", "tools", "make_hf_model.py")
+# (max abs error, root-mean-square error), both relative to the std of the reference logits.
+TOL = {"f32": (1e-4, 1e-4), "bf16": (0.1, 0.02), "f16": (0.1, 0.02)}
+ROUTER_TIE = {"f32": 1e-3, "bf16": 0.2, "f16": 0.2}
+GREEDY_TOKENS = 24
+PROBE_TIMEOUT = 120
+
+
+class Case:
+    def __init__(self, name, dtype, args, seed):
+        self.name, self.dtype, self.args, self.seed = name, dtype, args, seed
+
+
+DENSE_CASES = [
+    Case("llama_rope_llama3_f32", "f32", ["--arch", "llama", "--rope-scaling", "llama3"], 11),
+    Case("llama_rope_llama3_bf16", "bf16", ["--arch", "llama", "--rope-scaling", "llama3"], 12),
+    Case("llama_rope_linear_f32", "f32", ["--arch", "llama", "--rope-scaling", "linear", "--rope-factor", "4"], 13),
+    Case("llama_rope_linear_bf16", "bf16", ["--arch", "llama", "--rope-scaling", "linear", "--rope-factor", "4"], 14),
+    Case("llama_tied_f32", "f32", ["--arch", "llama", "--tie-word-embeddings"], 15),
+    Case("llama_tied_bf16", "bf16", ["--arch", "llama", "--tie-word-embeddings"], 16),
+    Case("qwen2_f32", "f32", ["--arch", "qwen2"], 17),
+    Case("qwen2_bf16", "bf16", ["--arch", "qwen2"], 18),
+    Case("qwen3_f32", "f32", ["--arch", "qwen3"], 19),
+    Case("qwen3_bf16", "bf16", ["--arch", "qwen3"], 20),
+    Case("qwen2_f16", "f16", ["--arch", "qwen2"], 21),
+    Case("qwen3_bf16_sharded", "bf16", ["--arch", "qwen3", "--shards", "3", "--rope-theta", "1000000"], 22),
+]
+MOE_CASES = [
+    Case("qwen3_moe_f32", "f32", ["--arch", "qwen3_moe"], 31),
+    Case("qwen3_moe_bf16", "bf16", ["--arch", "qwen3_moe"], 32),
+    # decoder_sparse_step 2 (layers 1 and 3 sparse), no renormalisation of the top-k weights.
+    Case("qwen3_moe_step2_nonorm_f32", "f32", ["--arch", "qwen3_moe", "--num-hidden-layers", "4",
+                                               "--decoder-sparse-step", "2", "--mlp-only-layers", "",
+                                               "--norm-topk-prob", "false"], 33),
+]
+
+# Bugs the comparison must catch, per architecture (see ref_forward.BREAKS).
+COMMON_BREAKS = ["rope_interleaved", "rope_neg", "rope_k_pos_plus1", "gqa_modulo", "skip_norm_weight",
+                 "no_causal_mask"]
+ARCH_BREAKS = {"llama": [], "qwen2": ["skip_bias"], "qwen3": ["skip_q_norm", "skip_k_norm"],
+               "qwen3_moe": ["skip_q_norm", "skip_k_norm", "moe_flip_renorm"]}
+
+
+# ---------------------------------------------------------------- schedules
+
+
+class Schedule:
+    """Steps in the probe's JSON format plus the page options; token ids are filled in by
+    TokenSource so that each sequence's history is known before the probe runs."""
+
+    def __init__(self, name, steps, page_size=None, num_pages=None):
+        self.name, self.steps, self.page_size, self.num_pages = name, steps, page_size, num_pages
+
+
+def schedule_shapes():
+    """(name, [(free list, [(seq, n_tokens)])], page_size, num_pages)."""
+    long_prefill = ("long_prefill", [([], [(0, 100)])], None, None)
+    mixed = [([], [(0, 23), (1, 9)]),                      # two prefills
+             ([], [(0, 1), (1, 6), (2, 17)]),              # decode + chunked prefill + new prefill
+             ([], [(0, 1), (1, 1), (2, 1), (3, 31)])]
+    for s in range(6):                                     # decode, one sequence taking 3 tokens at once
+        mixed.append(([], [(0, 1), (1, 1), (2, 3 if s == 2 else 1), (3, 1)]))
+    reuse = [([], [(0, 30), (1, 30)])]                     # 16 of 24 pages of 4 tokens
+    reuse += [([], [(0, 1), (1, 1)]) for _ in range(4)]    # 34 tokens each: 18 pages in use
+    reuse += [([0, 1], [(0, 25), (2, 11)])]                # freed; seq 0 restarts at position 0
+    reuse += [([], [(0, 1), (2, 1)]) for _ in range(3)]
+    reuse += [([2], [(0, 1), (3, 13), (2, 5)])]            # seq 2 restarts too
+    reuse += [([], [(0, 1), (3, 1), (2, 1)]) for _ in range(3)]
+    return [long_prefill, ("mixed_batches", mixed, 8, None), ("free_and_reuse", reuse, 4, 24)]
+
+
+class TokenSource:
+    """Random token ids for the schedules. For MoE models, a token whose reference routing is
+    within `tie` of a top-k tie (in any sparse layer) is redrawn, because a legitimate rounding
+    difference could flip that expert choice."""
+
+    def __init__(self, model, seed, tie):
+        self.model, self.rng, self.tie = model, np.random.default_rng(seed), tie
+        self.redraws = 0
+
+    def extend(self, history, n):
+        out = list(history) + [int(t) for t in self.rng.integers(0, self.model.vocab, size=n)]
+        if self.model.arch != "qwen3_moe":
+            return out
+        for _ in range(50 * (n + 1)):
+            margins = []
+            self.model.forward(out, routing=margins)
+            bad = [p for p in range(len(history), len(out)) if margins[p] < self.tie]
+            if not bad:
+                return out
+            out[bad[0]] = int(self.rng.integers(0, self.model.vocab))
+            self.redraws += 1
+        raise RuntimeError("could not find tokens with clear MoE routing")
+
+
+def build_schedule(shape, src):
+    """Token-filled probe schedule, expected rows [(step, seq, pos, life)] and the final history of
+    each sequence life (a seq id restarted after a free is a new life)."""
+    name, steps, page_size, num_pages = shape
+    hist, life_of, lives, rows, out_steps = {}, {}, [], [], []
+    for s, (free, runs) in enumerate(steps):
+        for q in free:
+            if q not in hist:
+                raise ValueError(f"schedule {name}: free of unknown seq {q}")
+            del hist[q]
+        entries = []
+        for q, n in runs:
+            if q not in hist:
+                hist[q] = []
+                life_of[q] = len(lives)
+                lives.append(None)
+            start = len(hist[q])
+            hist[q] = src.extend(hist[q], n)
+            entries.append({"seq": q, "tokens": hist[q][start:]})
+            rows += [(s, q, start + j, life_of[q]) for j in range(n)]
+            lives[life_of[q]] = hist[q]
+        out_steps.append({"free": list(free), "run": entries})
+    return Schedule(name, out_steps, page_size, num_pages), rows, lives
+
+
+def reference_rows(model, rows, lives, breaks=()):
+    logits = [model.forward(h, breaks=breaks) for h in lives]
+    return np.stack([logits[life][pos] for (_, _, pos, life) in rows])
+
+
+# ---------------------------------------------------------------- comparison
+
+
+def compare(label, ref, got, dtype):
+    """Returns (ok, message, rms error / scale). ref float64 [N, V], got float32 [N, V]."""
+    if got.shape != ref.shape:
+        return False, f"{label}: shape {got.shape} != expected {ref.shape}", None
+    if not np.all(np.isfinite(got)):
+        return False, f"{label}: non-finite logits in {int(np.sum(~np.isfinite(got).all(axis=1)))} rows", None
+    scale = float(ref.std())
+    max_tol, rms_tol = TOL[dtype]
+    diff = np.abs(got.astype(np.float64) - ref)
+    err, rms = float(diff.max()) / scale, float(np.sqrt(np.mean(diff ** 2))) / scale
+    worst = np.unravel_index(int(diff.argmax()), diff.shape)
+    srt = np.sort(ref, axis=1)
+    clear = srt[:, -1] - srt[:, -2] > 2 * max_tol * scale
+    wrong = np.nonzero(clear & (got.argmax(axis=1) != ref.argmax(axis=1)))[0]
+    msg = (f"{label}: rows={ref.shape[0]} scale={scale:.3f} max_abs_err/scale={err:.2e} "
+           f"(tol {max_tol:.0e}; row {worst[0]}, token {worst[1]}) rms_err/scale={rms:.2e} (tol {rms_tol:.0e}) "
+           f"argmax_mismatch={len(wrong)}/{int(clear.sum())}")
+    return err <= max_tol and rms <= rms_tol and len(wrong) == 0, msg, rms
+
+
+def greedy_check(label, model, prompt, output, dtype, measured_rms=None, breaks=()):
+    """Every generated token must be the reference argmax of its prefix. Positions where the
+    reference top-2 gap is below 8 x the rms logit error measured for this model in the probe runs
+    (about 5.7 standard deviations of the difference of two logit errors; the rms tolerance when
+    nothing was measured) could legitimately go either way: they are skipped and counted, and more
+    than a quarter of them fails the check."""
+    full = list(prompt) + list(output)
+    margins = []
+    logits = model.forward(full, breaks=breaks, routing=margins)
+    rel = 8 * (TOL[dtype][1] if measured_rms is None else max(measured_rms, TOL["f32"][1]))
+    tol = rel * float(logits.std())
+    skips, bad, upto = 0, [], len(output)
+    if model.arch == "qwen3_moe":  # past a near-tie in routing, dpserve may legitimately differ
+        tie = ROUTER_TIE[dtype]
+        amb = [p for p in range(len(full)) if margins[p] < tie]
+        if amb:
+            upto = max(0, amb[0] - len(prompt) + 1)
+    for i in range(upto):
+        row = logits[len(prompt) - 1 + i]
+        srt = np.sort(row)
+        if srt[-1] - srt[-2] <= tol:
+            skips += 1
+            continue
+        if int(row.argmax()) != int(output[i]):
+            bad.append((i, int(output[i]), int(row.argmax())))
+    ok = not bad and skips <= upto // 4 and upto > 0
+    msg = (f"{label}: generated={len(output)} checked={upto - skips} near_ties_skipped={skips} "
+           f"(gap < {rel:.1e} * scale) "
+           f"mismatches={len(bad)}" + (f" first (index, got, want)={bad[0]}" if bad else ""))
+    return ok, msg
+
+
+# ---------------------------------------------------------------- running dpserve
+
+
+def run(cmd, label):
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"{label}: timed out after {PROBE_TIMEOUT}s: {' '.join(cmd)}")
+    if p.returncode != 0:
+        raise RuntimeError(f"{label}: exit code {p.returncode}: {' '.join(cmd)}\nstderr: {p.stderr.strip()[-2000:]}")
+    return p.stdout
+
+
+def parse_json_stdout(text, label):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        for line in reversed(text.strip().splitlines()):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                continue
+    raise RuntimeError(f"{label}: no JSON object on stdout: {text[-500:]!r}")
+
+
+def run_probe(probe, model_dir, sched, work, label):
+    sp = os.path.join(work, f"{sched.name}.schedule.json")
+    out = os.path.join(work, f"{sched.name}.logits.bin")
+    with open(sp, "w") as f:
+        json.dump({"steps": sched.steps}, f)
+    if os.path.exists(out):
+        os.remove(out)
+    cmd = [probe, "--model-path", model_dir, "--schedule", sp, "--out", out]
+    if sched.page_size:
+        cmd += ["--page-size", str(sched.page_size)]
+    if sched.num_pages:
+        cmd += ["--num-pages", str(sched.num_pages)]
+    meta = parse_json_stdout(run(cmd, label), label)
+    vocab = int(meta["vocab_size"])
+    data = np.fromfile(out, dtype="<f4")
+    if data.size % vocab:
+        raise RuntimeError(f"{label}: {out} holds {data.size} floats, not a multiple of vocab {vocab}")
+    return meta, data.reshape(-1, vocab)
+
+
+def make_model(case, work):
+    out = os.path.join(work, case.name)
+    subprocess.run([sys.executable, MAKE, "--out", out, "--dtype", case.dtype, "--seed", str(case.seed),
+                    "--quiet", *case.args], check=True)
+    return out
+
+
+def run_case(case, a, results):
+    model_dir = make_model(case, a.work)
+    model = rf.RefModel(model_dir)
+    src = TokenSource(model, case.seed + 1000, ROUTER_TIE[case.dtype])
+    measured = []
+    for shape in schedule_shapes():
+        label = f"{case.name}/{shape[0]}"
+        try:
+            sched, rows, lives = build_schedule(shape, src)
+            meta, got = run_probe(a.probe, model_dir, sched, a.work, label)
+            if meta["vocab_size"] != model.vocab:
+                raise RuntimeError(f"{label}: probe vocab_size {meta['vocab_size']} != {model.vocab}")
+            want_rows = [{"step": s, "seq": q, "pos": p} for (s, q, p, _) in rows]
+            got_rows = [{"step": r["step"], "seq": r["seq"], "pos": r["pos"]} for r in meta["rows"]]
+            if got_rows != want_rows:
+                first = next((i for i, (x, y) in enumerate(zip(got_rows, want_rows)) if x != y), None)
+                raise RuntimeError(f"{label}: probe rows differ from the schedule ({len(got_rows)} vs "
+                                   f"{len(want_rows)} rows; first difference at {first})")
+            ok, msg, err = compare(label, reference_rows(model, rows, lives), got, case.dtype)
+            if err is not None:
+                measured.append(err)
+        except Exception as e:  # noqa: BLE001 - every failure is reported under its case name
+            ok, msg = False, f"{label}: {e}"
+        results.append((ok, msg))
+        print(("PASS " if ok else "FAIL ") + msg, flush=True)
+    if model.arch == "qwen3_moe" and case.dtype != "f32":
+        # bf16 router logits move by up to ~0.08, so a greedy run soon meets a routing near-tie past
+        # which the reference cannot judge; the f32 MoE cases check generate instead.
+        return
+    label = f"{case.name}/generate"
+    try:
+        prompt = src.extend([], 12)
+        cmd = [a.dpserve, "generate", "--model-path", model_dir, "--prompt-ids", ",".join(map(str, prompt)),
+               "--max-new-tokens", str(GREEDY_TOKENS), "--temperature", "0", "--ignore-eos", "--json"]
+        res = parse_json_stdout(run(cmd, label), label)
+        if list(res["prompt_ids"]) != prompt:
+            raise RuntimeError(f"{label}: prompt_ids {res['prompt_ids']} != given {prompt}")
+        if len(res["output_ids"]) != GREEDY_TOKENS:
+            raise RuntimeError(f"{label}: {len(res['output_ids'])} output ids, asked for {GREEDY_TOKENS}")
+        ok, msg = greedy_check(label, model, prompt, res["output_ids"], case.dtype,
+                               max(measured) if measured else None)
+    except Exception as e:  # noqa: BLE001
+        ok, msg = False, f"{label}: {e}"
+    results.append((ok, msg))
+    print(("PASS " if ok else "FAIL ") + msg, flush=True)
+
+
+# ---------------------------------------------------------------- self-check
+
+
+def self_check_case(case, work, results):
+    """The comparison must accept bf16-rounding-sized errors and reject every deliberate bug."""
+    model = rf.RefModel(make_model(case, work))
+    src = TokenSource(model, case.seed + 1000, ROUTER_TIE[case.dtype])
+    shape = schedule_shapes()[1]  # mixed batches: prefill and decode rows
+    sched, rows, lives = build_schedule(shape, src)
+    ref = reference_rows(model, rows, lives)
+    measured = None
+    if case.dtype != "f32":
+        emu = [model.forward(h, emulate={"act", "kv"}) for h in lives]
+        emu_rows = np.stack([emu[life][pos] for (_, _, pos, life) in rows]).astype(np.float32)
+        ok, msg, measured = compare(f"selfcheck {case.name}: bf16-emulated reference", ref, emu_rows, case.dtype)
+        results.append((ok, msg + (" (accepted, as it must be)" if ok else " (REJECTED: tolerance too tight)")))
+        print(("PASS " if ok else "FAIL ") + results[-1][1], flush=True)
+    breaks = COMMON_BREAKS + ARCH_BREAKS[model.arch]
+    if (model.config.get("rope_scaling") or {}).get("rope_type"):
+        breaks = breaks + ["no_rope_scaling"]
+    for b in breaks:
+        bad_rows = reference_rows(model, rows, lives, breaks={b}).astype(np.float32)
+        ok, msg, _ = compare(f"selfcheck {case.name}: break {b}", ref, bad_rows, case.dtype)
+        caught = not ok
+        results.append((caught, msg + (" (caught)" if caught else " (NOT CAUGHT: tolerance too loose)")))
+        print(("PASS " if caught else "FAIL ") + results[-1][1], flush=True)
+    if model.arch == "qwen3_moe" and case.dtype != "f32":
+        return  # no generate check for bf16 MoE (see run_case)
+    # The greedy check must also be able to fail: greedy tokens of a broken model.
+    b = "rope_interleaved"
+    prompt = src.extend([], 12)
+    toks = list(prompt)
+    for _ in range(GREEDY_TOKENS):
+        toks.append(int(model.forward(toks, breaks={b})[-1].argmax()))
+    ok, msg = greedy_check(f"selfcheck {case.name}: greedy of break {b}", model, prompt, toks[12:], case.dtype,
+                           measured)
+    results.append((not ok, msg + (" (caught)" if not ok else " (NOT CAUGHT)")))
+    print(("PASS " if not ok else "FAIL ") + results[-1][1], flush=True)
+    toks = list(prompt)
+    for _ in range(GREEDY_TOKENS):
+        toks.append(int(model.forward(toks, emulate={"act", "kv"} if measured else ())[-1].argmax()))
+    ok, msg = greedy_check(f"selfcheck {case.name}: greedy of the {'bf16-emulated ' if measured else ''}reference",
+                           model, prompt, toks[12:], case.dtype, measured)
+    results.append((ok, msg))
+    print(("PASS " if ok else "FAIL ") + msg, flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", required=True, help="scratch folder (models, schedules, logits)")
+    ap.add_argument("--probe", help="dpserve_forward_probe binary")
+    ap.add_argument("--dpserve", help="dpserve binary (for the greedy generate check)")
+    ap.add_argument("--suite", choices=["dense", "moe"], default="dense")
+    ap.add_argument("--self-check", action="store_true", help="only check that the comparison catches bugs")
+    ap.add_argument("--cases", help="run only cases whose name contains this")
+    a = ap.parse_args()
+    os.makedirs(a.work, exist_ok=True)
+    cases = DENSE_CASES if a.suite == "dense" else MOE_CASES
+    if a.self_check:  # the reference side needs no dpserve support: check every architecture
+        cases = DENSE_CASES + MOE_CASES
+    if a.cases:
+        cases = [c for c in cases if a.cases in c.name]
+    results = []
+    t0 = time.time()
+    if a.self_check:
+        picks = [c for c in cases if c.name in ("llama_rope_llama3_f32", "llama_rope_llama3_bf16", "qwen2_bf16",
+                                                "qwen3_bf16", "qwen2_f16", "qwen3_moe_bf16", "qwen3_moe_f32")]
+        for c in picks or cases:
+            try:
+                self_check_case(c, a.work, results)
+            except Exception:  # noqa: BLE001
+                results.append((False, f"selfcheck {c.name}: {traceback.format_exc()}"))
+                print("FAIL " + results[-1][1], flush=True)
+    else:
+        for tool, flag in ((a.probe, "--probe"), (a.dpserve, "--dpserve")):
+            if not tool or not os.access(tool, os.X_OK):
+                print(f"FAIL: {flag} {tool!r} is not an executable")
+                print("0 passed, 1 failed")
+                return 1
+        for c in cases:
+            try:
+                run_case(c, a, results)
+            except Exception:  # noqa: BLE001
+                results.append((False, f"{c.name}: {traceback.format_exc()}"))
+                print("FAIL " + results[-1][1], flush=True)
+    failed = [m for ok, m in results if not ok]
+    if failed:
+        print("\nFailed cases:")
+        for m in failed:
+            print("  " + m.splitlines()[0])
+    print(f"({time.time() - t0:.1f}s)")
+    print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed or not results else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
