@@ -1,0 +1,91 @@
+// Streaming detokenization: pieces never split a UTF-8 char, never show U+FFFD that the full decode
+// does not have, and concatenate to exactly the full decode, for every tokenizer family.
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include "test_data.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/utf8.h"
+
+namespace dpserve {
+namespace {
+
+const char* kTexts[] = {
+    "Hello, world! How's it going?",
+    "你好，世界。这是一个测试。日本語のテキストも。한국어 문장.",
+    "مرحبا بالعالم، هذا اختبار.",
+    "नमस्ते दुनिया, यह एक परीक्षण है।",
+    "Family: 👨‍👩‍👧‍👦, thumbs 👍🏽👍🏿, flag 🇩🇪, rare 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 and 🫠.",
+    "def f(x):\n\treturn x  *  2   # spaces\n\n\n",
+    "1234567890 3.14159 0x1F -42",
+    "<|im_start|>user\nhi<|im_end|> <s> </s> <|begin_of_text|>",
+    "   leading and trailing   ",
+};
+
+void check_stream(const Tokenizer& tok, const std::vector<int32_t>& ids, bool skip) {
+  const std::string full = tok.decode(ids, skip);
+  IncrementalDecoder dec(tok, skip);
+  std::string joined;
+  for (int32_t id : ids) {
+    const std::string piece = dec.push(id);
+    ASSERT_TRUE(utf8::is_valid(piece)) << "piece splits a UTF-8 char";
+    joined += piece;
+    // Whatever was emitted is final: it must be a prefix of the full decode.
+    ASSERT_EQ(full.compare(0, joined.size(), joined), 0) << "emitted text is not a prefix of the full decode";
+  }
+  joined += dec.flush();
+  EXPECT_EQ(joined, full);
+}
+
+void check_tokenizer(const Tokenizer& tok) {
+  for (const char* text : kTexts) {
+    const auto ids = tok.encode(text, true);
+    check_stream(tok, ids, true);
+    check_stream(tok, ids, false);
+    // Streams of valid text never show U+FFFD.
+    if (tok.decode(ids, true).find(utf8::kReplacement) == std::string::npos) {
+      IncrementalDecoder dec(tok, true);
+      for (int32_t id : ids) EXPECT_EQ(dec.push(id).find(utf8::kReplacement), std::string::npos);
+    }
+  }
+  // Random id streams (arbitrary byte tokens, specials): still consistent, never invalid UTF-8.
+  std::mt19937 rng(1234);
+  std::uniform_int_distribution<int32_t> any(0, static_cast<int32_t>(tok.vocab_size() - 1));
+  std::uniform_int_distribution<int32_t> low(0, 300);
+  for (int round = 0; round < 200; ++round) {
+    std::vector<int32_t> ids(1 + round % 40);
+    for (auto& id : ids) id = (rng() & 1) ? any(rng) : low(rng);
+    check_stream(tok, ids, round % 2 == 0);
+    EXPECT_TRUE(utf8::is_valid(tok.decode(ids, false)));
+  }
+}
+
+TEST(IncrementalDecoder, Llama2c) { check_tokenizer(*Tokenizer::load(test::shared_path("models/stories260K/tok512.bin"))); }
+TEST(IncrementalDecoder, SentencePieceModel) {
+  check_tokenizer(*Tokenizer::load(test::shared_path("models/llama2-tokenizer/tokenizer.model")));
+}
+TEST(IncrementalDecoder, Qwen3) { check_tokenizer(*Tokenizer::load(test::shared_path("tokenizers/qwen3"))); }
+TEST(IncrementalDecoder, Llama3) { check_tokenizer(*Tokenizer::load(test::shared_path("tokenizers/llama3"))); }
+
+TEST(IncrementalDecoder, HoldsPartialCharUntilComplete) {
+  auto tok = Tokenizer::load(test::shared_path("models/llama2-tokenizer/tokenizer.model"));
+  // U+1F600 is spelled with four byte-fallback pieces in Llama-2: nothing may appear before the last.
+  const auto ids = tok->encode("\xF0\x9F\x98\x80", false);
+  const int32_t b0 = tok->piece_to_id("<0xF0>");
+  ASSERT_GE(b0, 0);
+  auto it = std::find(ids.begin(), ids.end(), b0);
+  ASSERT_NE(it, ids.end());
+  IncrementalDecoder dec(*tok, true);
+  std::string out;
+  for (auto i = ids.begin(); i != ids.end(); ++i) {
+    const std::string piece = dec.push(*i);
+    if (i >= it && i < it + 3) EXPECT_EQ(piece.find('\xF0'), std::string::npos);
+    out += piece;
+  }
+  out += dec.flush();
+  EXPECT_EQ(out, "\xF0\x9F\x98\x80");
+}
+
+}  // namespace
+}  // namespace dpserve
