@@ -1,0 +1,120 @@
+// The scheduler of one DP group: continuous batching with chunked prefill, paged KV allocation,
+// radix prefix reuse and preemption. Pure and deterministic: every rank of a group runs one on the
+// same inputs and forms bit-identical batches (no clocks, no randomness, ties broken by arrival order).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "kv/kv_pool.h"
+#include "kv/radix_cache.h"
+
+namespace dpserve {
+
+struct SchedulerConfig {
+  int64_t max_running_requests = 64;  // requests holding KV at once (decoding or mid-prefill), >= 1
+  int64_t chunked_prefill_size = 512; // max prompt tokens per step over all sequences (<= 0: unlimited)
+  int64_t max_prefill_tokens = 4096;  // hard cap on tokens in one step (prefill + decode), >= 1
+  bool enable_prefix_cache = true;
+};
+
+struct ScheduledSeq {
+  uint64_t id = 0;
+  std::vector<int32_t> tokens;   // tokens to run this step (a prompt chunk, or the 1 last token for decode)
+  int64_t pos0 = 0;              // position of tokens[0]
+  const int32_t* pages = nullptr;  // page table; covers pos0 + tokens.size() positions (valid until next schedule())
+  bool sample = false;           // true when this step produces the next token (last prompt chunk, or decode)
+};
+
+// Order of `seqs`: every decode first, in arrival order, then every prefill chunk, in arrival order.
+struct ScheduledBatch {
+  std::vector<ScheduledSeq> seqs;
+  int64_t n_tokens = 0;
+  bool has_prefill = false;
+  std::vector<uint64_t> preempted;  // requests pushed back to waiting this step (KV full)
+};
+
+// One per seq with sample == true in the last batch, in the same order.
+struct StepResult {
+  uint64_t id = 0;
+  int32_t token = 0;
+  bool finished = false;
+};
+
+struct SchedulerStats {
+  int64_t pages_used = 0;   // includes pages only the prefix cache holds
+  int64_t pages_total = 0;
+  int64_t cached_pages = 0;  // pages in the prefix tree
+  int64_t prefix_hit_tokens = 0;    // cumulative
+  int64_t prefix_query_tokens = 0;  // cumulative
+  int64_t preemptions = 0;          // cumulative
+  int64_t evicted_pages = 0;        // cumulative
+};
+
+class Scheduler {
+ public:
+  Scheduler(const SchedulerConfig& cfg, KVPool& pool);
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // New request with its prompt ids and its output budget. False when prompt + max_new_tokens can
+  // never fit the pool (the caller fails the request). Throws dpserve::Error for an empty prompt,
+  // max_new_tokens < 1 or an id already known.
+  bool add(uint64_t id, std::vector<int32_t> prompt, int64_t max_new_tokens);
+  // Drops the request: its pages are freed now (full pages go to the prefix cache). Unknown ids are
+  // ignored (the request may have finished already).
+  void abort(uint64_t id);
+  // Forms this step's batch and allocates its pages; preempts the newest requests if KV runs out.
+  ScheduledBatch schedule();
+  // Applies the last schedule(): advances every scheduled sequence, appends the sampled tokens, and
+  // retires the requests with finished == true (full pages into the prefix cache, the rest freed).
+  void commit(const std::vector<StepResult>& results);
+
+  int64_t running() const { return int64_t(running_.size()); }
+  int64_t waiting() const { return int64_t(waiting_.size()); }
+  bool has_work() const { return !running_.empty() || !waiting_.empty(); }
+  bool contains(uint64_t id) const { return reqs_.count(id) != 0; }
+  // Tokens (prompt + generated so far) of every running and waiting request.
+  int64_t tokens_in_flight() const;
+  // Prompt tokens this request got from the prefix cache at its first admission (0 if unknown).
+  int64_t cached_tokens(uint64_t id) const;
+  SchedulerStats stats() const;
+  const SchedulerConfig& config() const { return cfg_; }
+
+ private:
+  struct Req;
+  struct Budget;
+
+  bool grow(Req& r, int64_t new_len);        // page table covers new_len positions (evicting if needed)
+  int64_t fit_len(Req& r, int64_t want_len);  // longest len <= want_len the pool can hold now
+  void preempt(Req& r, ScheduledBatch& out);
+  void retire(Req& r);                       // cache full pages, free the table
+  void erase_running(const Req& r);
+  Req* newest_unscheduled(uint64_t after_serial, const std::vector<bool>& scheduled);
+  void add_seq(Req& r, int64_t n, ScheduledBatch& out, std::vector<ScheduledSeq>& prefills);
+
+  SchedulerConfig cfg_;
+  KVPool& pool_;
+  int64_t page_size_;
+  std::unique_ptr<RadixCache> cache_;           // null when the prefix cache is off
+  std::map<uint64_t, std::unique_ptr<Req>> reqs_;  // by id
+  std::vector<Req*> running_;                   // by arrival serial
+  std::deque<Req*> waiting_;                    // admission order (preempted ones at the front)
+  uint64_t next_serial_ = 0;
+  int64_t preemptions_ = 0;
+
+  // The last batch, for commit(): (id, tokens run, sample) of each seq, and its page tables.
+  struct Ran {
+    uint64_t id;
+    int64_t n;
+    bool sample;
+  };
+  std::vector<Ran> last_;
+  std::vector<std::vector<int32_t>> step_pages_;
+};
+
+}  // namespace dpserve

@@ -1,0 +1,65 @@
+// Radix prefix cache of one DP group: a tree over token ids at page granularity whose nodes own
+// KV pool pages, so requests with a common prompt prefix reuse the pages instead of recomputing them.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "kv/kv_pool.h"
+
+namespace dpserve {
+
+// Only whole pages are shared: one node = one page = `page_size` token ids. The cache holds one pool
+// reference on every page of the tree; a page also referenced by a request (refcount > 1) is in use.
+// Unused leaves are evicted least recently used first. "Recent" is a logical counter bumped by every
+// match/insert, never a clock, so every rank of a group evicts the same pages.
+class RadixCache {
+ public:
+  explicit RadixCache(KVPool& pool);
+  ~RadixCache();  // returns every page it still holds to the pool
+  RadixCache(const RadixCache&) = delete;
+  RadixCache& operator=(const RadixCache&) = delete;
+
+  // Longest cached prefix of `tokens`, in whole pages, at most `max_pages`. Each returned page is
+  // retained for the caller (release it, or keep it in a PageTable). Counts tokens.size() query tokens
+  // and the matched tokens as hits.
+  std::vector<int32_t> match(std::span<const int32_t> tokens, int64_t max_pages);
+
+  // Adds the first `n_pages` full pages of a sequence: page i holds tokens[i*ps, (i+1)*ps). Pages whose
+  // prefix is already cached are left alone (the tree keeps its own copy); new ones are retained by the
+  // cache. The caller still releases its own references afterwards. Returns the number of pages adopted.
+  int64_t insert(std::span<const int32_t> tokens, std::span<const int32_t> pages, int64_t n_pages);
+
+  // Frees up to `n_pages` unused leaf pages, least recently used first (ties: oldest node). Returns
+  // how many pages went back to the pool.
+  int64_t evict(int64_t n_pages);
+
+  int64_t cached_pages() const { return n_nodes_; }
+  int64_t evictable_pages() const;  // pages evict() could free now (walks the tree)
+  int64_t hit_tokens() const { return hit_tokens_; }
+  int64_t query_tokens() const { return query_tokens_; }
+  int64_t evicted_pages() const { return evicted_pages_; }
+
+ private:
+  struct Node {
+    std::vector<int32_t> key;  // the page's token ids
+    int32_t page = -1;
+    uint64_t last_use = 0;
+    uint64_t serial = 0;  // creation order, the LRU tie break
+    Node* parent = nullptr;
+    std::map<std::vector<int32_t>, std::unique_ptr<Node>> children;  // ordered: deterministic walks
+  };
+
+  KVPool& pool_;
+  int64_t page_size_;
+  Node root_;
+  uint64_t clock_ = 0;
+  uint64_t next_serial_ = 1;
+  int64_t n_nodes_ = 0;
+  int64_t hit_tokens_ = 0, query_tokens_ = 0, evicted_pages_ = 0;
+};
+
+}  // namespace dpserve
