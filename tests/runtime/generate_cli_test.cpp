@@ -1,0 +1,110 @@
+// `dpserve generate` on the bundled stories260K must print exactly what
+// Karpathy's llama2.c run.c prints (-t 0.0 -n 200): the expected text and ids
+// in shared/models/stories260K/expected were produced by run.c, not by us.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "core/shared_dir.h"
+
+namespace {
+
+std::string shared_file(const std::string& rel) {
+  std::string p = dpserve::shared_dir() + "/" + rel;
+  std::ifstream in(p, std::ios::binary);
+  if (!in) {
+    ADD_FAILURE() << "reference file missing: " << p << " (set DPSERVE_SHARED_DIR)";
+    return "";
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Runs a command, returns its stdout and exit status.
+std::pair<std::string, int> run(const std::string& cmd) {
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return {"", -1};
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int st = pclose(p);
+  return {out, WEXITSTATUS(st)};
+}
+
+const std::string kBin = DPSERVE_BIN;
+
+TEST(GenerateCli, Stories260KGreedyMatchesLlama2cByteForByte) {
+  std::string expected = shared_file("models/stories260K/expected/stories260K_greedy_n200.txt");
+  ASSERT_FALSE(expected.empty());
+  auto [out, rc] = run(kBin + " generate -n 200 --temperature 0 2>/dev/null");
+  ASSERT_EQ(rc, 0);
+  EXPECT_EQ(out, expected);
+}
+
+TEST(GenerateCli, Stories260KIdsMatchAcrossKernelPathsAndThreads) {
+  std::string ids_text = shared_file("models/stories260K/expected/stories260K_greedy_n200.ids.txt");
+  std::vector<int> expected;
+  std::stringstream ss(ids_text);
+  for (int v; ss >> v;) expected.push_back(v);
+  ASSERT_EQ(expected.size(), 201u);
+  std::string model = dpserve::shared_dir() + "/models/stories260K/stories260K.bin";
+  for (std::string env : {"", "DPSERVE_KERNELS=portable ", "DPSERVE_KERNELS=avx2 "}) {
+    for (int threads : {1, 2}) {
+      auto [out, rc] = run(env + kBin + " generate --json -n 200 --threads " + std::to_string(threads) +
+                           " --model-path " + model + " 2>/dev/null");
+      ASSERT_EQ(rc, 0) << env;
+      auto j = nlohmann::json::parse(out);
+      std::vector<int> got = j["prompt_ids"].get<std::vector<int>>();
+      auto o = j["output_ids"].get<std::vector<int>>();
+      got.insert(got.end(), o.begin(), o.end());
+      EXPECT_EQ(got, expected) << "kernels: " << env << " threads " << threads;
+      EXPECT_EQ(j["finish_reason"], "length");
+    }
+  }
+}
+
+TEST(GenerateCli, BadFlagsAndPathsGiveClearErrors) {
+  auto [o1, rc1] = run(kBin + " generate --model-path /nonexistent/model 2>&1");
+  EXPECT_NE(rc1, 0);
+  EXPECT_NE(o1.find("/nonexistent/model"), std::string::npos) << o1;
+  auto [o2, rc2] = run(kBin + " generate --prompt-ids 1,x,3 2>&1");
+  EXPECT_NE(rc2, 0);
+  EXPECT_NE(o2.find("--prompt-ids"), std::string::npos) << o2;
+  auto [o3, rc3] = run(kBin + " generate --prompt-ids 1,99999 -n 2 2>&1");
+  EXPECT_NE(rc3, 0);
+  EXPECT_NE(o3.find("99999"), std::string::npos) << o3;
+  auto [o4, rc4] = run(kBin + " generate --top-p 0 2>&1");
+  EXPECT_NE(rc4, 0);
+  EXPECT_NE(o4.find("top_p"), std::string::npos) << o4;
+}
+
+TEST(GenerateCli, DumpLogitsHasOneRowPerPositionAndArgmaxIsTheToken) {
+  std::string path = ::testing::TempDir() + "/logits.bin";
+  auto [out, rc] = run(kBin + " generate --json --prompt-ids 1,403,407 -n 5 --dump-logits " + path + " 2>/dev/null");
+  ASSERT_EQ(rc, 0);
+  auto j = nlohmann::json::parse(out);
+  auto outs = j["output_ids"].get<std::vector<int>>();
+  ASSERT_EQ(outs.size(), 5u);
+  std::ifstream in(path, std::ios::binary);
+  std::vector<float> l((3 + 5 - 1) * 512);
+  in.read(reinterpret_cast<char*>(l.data()), std::streamsize(l.size() * sizeof(float)));
+  ASSERT_EQ(in.gcount(), std::streamsize(l.size() * sizeof(float)));
+  in.peek();
+  EXPECT_TRUE(in.eof()) << "more rows than prompt_len + new_tokens - 1";
+  // Rows 2.. are the logits that chose output tokens 0..4 (greedy => argmax).
+  for (int r = 2; r < 7; ++r) {
+    const float* row = &l[size_t(r) * 512];
+    int best = int(std::max_element(row, row + 512) - row);
+    EXPECT_EQ(best, outs[size_t(r - 2)]) << "row " << r;
+  }
+}
+
+}  // namespace

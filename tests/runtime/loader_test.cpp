@@ -1,0 +1,186 @@
+// Model loading: malformed and hostile files give a clear dpserve::Error, never a crash.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "core/check.h"
+#include "model/config.h"
+#include "model/model.h"
+#include "model/weight_store.h"
+
+namespace fs = std::filesystem;
+using namespace dpserve;
+
+namespace {
+
+fs::path tmpdir(const std::string& name) {
+  fs::path d = fs::path(::testing::TempDir()) / ("dpserve_loader_" + name);
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+// Writes a safetensors file with the given header object and `data_bytes` zero bytes of data.
+void write_st(const fs::path& p, const nlohmann::json& header, size_t data_bytes, int64_t fake_len = -1) {
+  std::string h = header.dump();
+  uint64_t len = fake_len >= 0 ? uint64_t(fake_len) : h.size();
+  std::ofstream out(p, std::ios::binary);
+  for (int i = 0; i < 8; ++i) out.put(char((len >> (8 * i)) & 0xff));
+  out << h;
+  std::string data(data_bytes, '\0');
+  out << data;
+}
+
+std::string load_error(const fs::path& p) {
+  WeightStore s;
+  try {
+    load_safetensors_file(p.string(), s);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Safetensors, ValidFileLoadsWithShapesAndDtypes) {
+  auto d = tmpdir("valid");
+  nlohmann::json h = {{"a", {{"dtype", "BF16"}, {"shape", {2, 3}}, {"data_offsets", {0, 12}}}},
+                      {"b", {{"dtype", "F32"}, {"shape", {4}}, {"data_offsets", {12, 28}}}},
+                      {"__metadata__", {{"format", "pt"}}}};
+  write_st(d / "m.safetensors", h, 28);
+  WeightStore s;
+  load_safetensors_file((d / "m.safetensors").string(), s);
+  EXPECT_EQ(s.get("a").dtype, DType::BF16);
+  EXPECT_EQ(s.get("a").shape, (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(s.get("b").numel(), 4);
+  EXPECT_THROW(s.matrix("a", 3, 2), Error);
+  EXPECT_NO_THROW(s.matrix("a", 2, 3));
+}
+
+TEST(Safetensors, RejectsTruncatedAndInconsistentFiles) {
+  auto d = tmpdir("bad");
+  nlohmann::json ok = {{"a", {{"dtype", "F32"}, {"shape", {2, 2}}, {"data_offsets", {0, 16}}}}};
+  write_st(d / "trunc.safetensors", ok, 8);  // data cut short
+  EXPECT_NE(load_error(d / "trunc.safetensors").find("outside"), std::string::npos);
+
+  write_st(d / "hlen.safetensors", ok, 16, 1 << 30);  // header length past the end
+  EXPECT_NE(load_error(d / "hlen.safetensors").find("header length"), std::string::npos);
+
+  nlohmann::json neg = {{"a", {{"dtype", "F32"}, {"shape", {-2, 2}}, {"data_offsets", {0, 16}}}}};
+  write_st(d / "neg.safetensors", neg, 16);
+  EXPECT_NE(load_error(d / "neg.safetensors").find("invalid dimension"), std::string::npos);
+
+  nlohmann::json huge = {{"a", {{"dtype", "F32"}, {"shape", {int64_t(1) << 40, int64_t(1) << 40}}, {"data_offsets", {0, 16}}}}};
+  write_st(d / "huge.safetensors", huge, 16);
+  EXPECT_FALSE(load_error(d / "huge.safetensors").empty());
+
+  nlohmann::json mism = {{"a", {{"dtype", "F32"}, {"shape", {3, 2}}, {"data_offsets", {0, 16}}}}};
+  write_st(d / "mism.safetensors", mism, 16);
+  EXPECT_NE(load_error(d / "mism.safetensors").find("needs 24"), std::string::npos);
+
+  nlohmann::json dt = {{"a", {{"dtype", "I8"}, {"shape", {16}}, {"data_offsets", {0, 16}}}}};
+  write_st(d / "dt.safetensors", dt, 16);
+  EXPECT_NE(load_error(d / "dt.safetensors").find("unsupported dtype"), std::string::npos);
+
+  nlohmann::json rev = {{"a", {{"dtype", "F32"}, {"shape", {2}}, {"data_offsets", {8, 0}}}}};
+  write_st(d / "rev.safetensors", rev, 16);
+  EXPECT_FALSE(load_error(d / "rev.safetensors").empty());
+
+  std::ofstream(d / "tiny.safetensors") << "abc";
+  EXPECT_NE(load_error(d / "tiny.safetensors").find("truncated"), std::string::npos);
+
+  write_st(d / "json.safetensors", nlohmann::json::array({1, 2}), 0);
+  EXPECT_FALSE(load_error(d / "json.safetensors").empty());
+}
+
+TEST(ModelLoad, MissingFilesAndUnknownArchitecturesAreNamed) {
+  auto d = tmpdir("cfg");
+  try {
+    Model::load((d / "nope").string());
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("does not exist"), std::string::npos);
+  }
+  try {
+    Model::load(d.string());
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("config.json"), std::string::npos);
+  }
+  std::ofstream(d / "config.json") << R"({"architectures": ["GPT2LMHeadModel"], "hidden_size": 8})";
+  try {
+    Model::load(d.string());
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("GPT2LMHeadModel"), std::string::npos);
+  }
+  std::ofstream(d / "config.json", std::ios::trunc)
+      << R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 8, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "intermediate_size": 16, "vocab_size": 10})";
+  try {
+    Model::load(d.string());
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("safetensors"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ModelConfig, ParsesHfFieldsAndRejectsBadOnes) {
+  auto j = nlohmann::json::parse(R"({"architectures": ["Qwen3MoeForCausalLM"], "hidden_size": 64,
+      "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32,
+      "vocab_size": 100, "num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 32,
+      "intermediate_size": 128, "decoder_sparse_step": 2, "mlp_only_layers": [3], "norm_topk_prob": true,
+      "rope_scaling": {"rope_type": "llama3", "factor": 8.0}, "eos_token_id": [5, 6], "torch_dtype": "bfloat16"})");
+  ModelConfig c = ModelConfig::from_hf_json(j);
+  EXPECT_EQ(c.arch, Arch::Qwen3Moe);
+  EXPECT_TRUE(c.qk_norm);
+  EXPECT_EQ(c.head_dim, 32);
+  EXPECT_EQ(c.eos_ids, (std::vector<int32_t>{5, 6}));
+  // decoder_sparse_step 2: layers 1 and 3 are sparse, but 3 is listed as dense.
+  EXPECT_FALSE(c.layer_is_moe(0));
+  EXPECT_TRUE(c.layer_is_moe(1));
+  EXPECT_FALSE(c.layer_is_moe(2));
+  EXPECT_FALSE(c.layer_is_moe(3));
+  EXPECT_EQ(c.rope_scaling.type, RopeScaling::Type::Llama3);
+
+  auto bad = j;
+  bad["num_key_value_heads"] = 3;
+  EXPECT_THROW(ModelConfig::from_hf_json(bad), Error);
+  bad = j;
+  bad.erase("vocab_size");
+  try {
+    ModelConfig::from_hf_json(bad);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("vocab_size"), std::string::npos);
+  }
+  bad = j;
+  bad["rope_scaling"] = {{"rope_type", "yarn"}};
+  EXPECT_THROW(ModelConfig::from_hf_json(bad), Error);
+}
+
+TEST(Llama2c, TruncatedCheckpointIsAnError) {
+  auto d = tmpdir("l2c");
+  int32_t hdr[7] = {64, 172, 5, 8, 4, 512, 512};
+  std::ofstream out(d / "m.bin", std::ios::binary);
+  out.write(reinterpret_cast<char*>(hdr), sizeof hdr);
+  std::string some(1000, '\0');
+  out << some;
+  out.close();
+  try {
+    Model::load((d / "m.bin").string());
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
+  }
+  std::ofstream bad(d / "b.bin", std::ios::binary);
+  int32_t h2[7] = {-5, 1, 1, 1, 1, 1, 1};
+  bad.write(reinterpret_cast<char*>(h2), sizeof h2);
+  bad.close();
+  EXPECT_THROW(Model::load((d / "b.bin").string()), Error);
+}
+
+}  // namespace
