@@ -1,8 +1,81 @@
-// Placeholder until the SIMD primitives land: forwards to the portable kernel.
+// AVX2 attention primitives: 8-wide dot products, V accumulation and exp.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "kernels/attention.h"
+#include "kernels/simd_exp.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+// Inside the target region, so the shared algorithm is compiled for this ISA.
 #include "kernels/attention_impl.h"
 
 namespace dpserve::kernels::avx2 {
-void attention_rows(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, int64_t i1) {
-  portable::attention_rows(c, s, kvh, i0, i1);
+
+namespace {
+
+float hsum(__m256 v) {
+  __m128 b = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  b = _mm_add_ps(b, _mm_movehl_ps(b, b));
+  b = _mm_add_ss(b, _mm_movehdup_ps(b));
+  return _mm_cvtss_f32(b);
 }
+
+struct Ops {
+  static float dot(const float* a, const float* b, int64_t d) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= d; i += 16) {
+      s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+      s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    for (; i + 8 <= d; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    float r = hsum(_mm256_add_ps(s0, s1));
+    for (; i < d; ++i) r += a[i] * b[i];
+    return r;
+  }
+  static void axpy(float* acc, const float* v, float p, int64_t d) {
+    const __m256 pv = _mm256_set1_ps(p);
+    int64_t i = 0;
+    for (; i + 8 <= d; i += 8)
+      _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(pv, _mm256_loadu_ps(v + i), _mm256_loadu_ps(acc + i)));
+    for (; i < d; ++i) acc[i] += p * v[i];
+  }
+  static void scale(float* acc, float c, int64_t d) {
+    const __m256 cv = _mm256_set1_ps(c);
+    int64_t i = 0;
+    for (; i + 8 <= d; i += 8) _mm256_storeu_ps(acc + i, _mm256_mul_ps(cv, _mm256_loadu_ps(acc + i)));
+    for (; i < d; ++i) acc[i] *= c;
+  }
+  static float exp_sub_sum(float* x, int64_t n, float shift) {
+    __m256 sum = _mm256_setzero_ps();
+    const __m256 s = _mm256_set1_ps(shift);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
+      _mm256_storeu_ps(x + i, e);
+      sum = _mm256_add_ps(sum, e);
+    }
+    float r = hsum(sum);
+    for (; i < n; ++i) {
+      x[i] = std::exp(x[i] - shift);
+      r += x[i];
+    }
+    return r;
+  }
+};
+
+}  // namespace
+
+void attention_rows(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, int64_t i1) {
+  attention_rows_impl<Ops>(c, s, kvh, i0, i1);
+}
+
 }  // namespace dpserve::kernels::avx2
+
+#pragma GCC pop_options

@@ -6,9 +6,12 @@
 #include <array>
 #include <utility>
 
+#include "kernels/matmul_impl.h"  // before the target region: its std headers stay generic
+
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c,avx2")
 
+// Inside the target region, so the tile loop is compiled for this ISA.
 #include "kernels/matmul_tile.h"
 
 namespace dpserve::kernels::avx512bf16 {

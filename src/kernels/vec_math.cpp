@@ -2,7 +2,12 @@
 
 #include <cmath>
 
+#include "kernels/simd_exp.h"
+
 namespace dpserve {
+
+using kernels::exp256;
+using kernels::exp512;
 
 namespace {
 
@@ -19,14 +24,75 @@ float exp_sub_sum_portable(float* x, int64_t n, float shift) {
   return sum;
 }
 
+__attribute__((target("avx512f,avx512dq"))) void silu_mul_avx512(const float* gate, const float* up, float* out,
+                                                                int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
+    const __m512 g = _mm512_maskz_loadu_ps(m, gate + i);
+    const __m512 u = _mm512_maskz_loadu_ps(m, up + i);
+    const __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), g));
+    _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(one, e)), u));
+  }
+}
+
+__attribute__((target("avx512f,avx512dq"))) float exp_sub_sum_avx512(float* x, int64_t n, float shift) {
+  __m512 sum = _mm512_setzero_ps();
+  const __m512 s = _mm512_set1_ps(shift);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
+    const __m512 e = _mm512_maskz_mov_ps(m, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), s)));
+    _mm512_mask_storeu_ps(x + i, m, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  return _mm512_reduce_add_ps(sum);
+}
+
+__attribute__((target("avx2,fma"))) void silu_mul_avx2(const float* gate, const float* up, float* out, int64_t n) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), g));
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), _mm256_loadu_ps(up + i)));
+  }
+  silu_mul_portable(gate + i, up + i, out + i, n - i);
+}
+
+__attribute__((target("avx2,fma"))) float exp_sub_sum_avx2(float* x, int64_t n, float shift) {
+  __m256 sum = _mm256_setzero_ps();
+  const __m256 s = _mm256_set1_ps(shift);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
+    _mm256_storeu_ps(x + i, e);
+    sum = _mm256_add_ps(sum, e);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, sum);
+  float total = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
+  return total + exp_sub_sum_portable(x + i, n - i, shift);
+}
+
 }  // namespace
 
 void vec_silu_mul_isa(KernelIsa isa, const float* gate, const float* up, float* out, int64_t n) {
-  silu_mul_portable(gate, up, out, n);
+  switch (isa) {
+    case KernelIsa::Avx512Bf16:
+    case KernelIsa::Avx512: return silu_mul_avx512(gate, up, out, n);
+    case KernelIsa::Avx2: return silu_mul_avx2(gate, up, out, n);
+    case KernelIsa::Portable: return silu_mul_portable(gate, up, out, n);
+  }
 }
 
 float vec_exp_sub_sum_isa(KernelIsa isa, float* x, int64_t n, float shift) {
-  return exp_sub_sum_portable(x, n, shift);
+  switch (isa) {
+    case KernelIsa::Avx512Bf16:
+    case KernelIsa::Avx512: return exp_sub_sum_avx512(x, n, shift);
+    case KernelIsa::Avx2: return exp_sub_sum_avx2(x, n, shift);
+    case KernelIsa::Portable: return exp_sub_sum_portable(x, n, shift);
+  }
+  return 0.0f;
 }
 
 void vec_silu_mul(const float* gate, const float* up, float* out, int64_t n) {

@@ -1,0 +1,43 @@
+// Internal: vectorised expf (Cephes-style range reduction + degree-6
+// polynomial, ~2 ulp) for AVX-512 and AVX2. Inputs below -87.3 give exactly 0
+// (so exp(-inf) = 0 in softmax); inputs above 88.3 saturate at exp(88.3).
+#pragma once
+
+#include <immintrin.h>
+
+namespace dpserve::kernels {
+
+#define DPSERVE_EXP_POLY(V, FMA, SET1, r)                                                 \
+  FMA(FMA(FMA(FMA(FMA(SET1(1.9875691500e-4f), r, SET1(1.3981999507e-3f)), r,             \
+                  SET1(8.3334519073e-3f)), r, SET1(4.1665795894e-2f)), r,                \
+          SET1(1.6666665459e-1f)), r, SET1(5.0000001201e-1f))
+
+__attribute__((target("avx512f"), always_inline)) static inline __m512 exp512(__m512 x) {
+  const __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_LT_OQ);
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504089f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  const __m512 p = DPSERVE_EXP_POLY(__m512, _mm512_fmadd_ps, _mm512_set1_ps, r);
+  const __m512 y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+  return _mm512_maskz_mov_ps(__mmask16(~tiny), _mm512_scalef_ps(y, n));
+}
+
+__attribute__((target("avx2,fma"), always_inline)) static inline __m256 exp256(__m256 x) {
+  const __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_LT_OQ);
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504089f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  const __m256 p = DPSERVE_EXP_POLY(__m256, _mm256_fmadd_ps, _mm256_set1_ps, r);
+  const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
+  // 2^n built in the exponent field; n is in [-126, 127] after the clamp.
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_andnot_ps(tiny, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
+}
+
+#undef DPSERVE_EXP_POLY
+
+}  // namespace dpserve::kernels

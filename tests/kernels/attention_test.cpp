@@ -1,0 +1,155 @@
+// paged_attention on every ISA level vs a naive float64 attention written here
+// from the definition (softmax(q k^T * scale) v, causal, GQA), over scattered pages.
+#include "kernels/attention.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "core/check.h"
+#include "test_util.h"
+
+namespace dpserve {
+namespace {
+
+struct Case {
+  int64_t n_heads, n_kv, head_dim, page_size;
+  std::vector<std::pair<int64_t, int64_t>> seqs;  // (pos0, n_q)
+};
+
+struct Built {
+  std::vector<float> k, v, q;
+  std::vector<std::vector<int32_t>> tables;
+  std::vector<AttnSeq> seqs;
+  KVLayerView kv;
+  AttnParams p;
+  int64_t rows = 0, ld = 0;
+};
+
+// A pool with twice the pages needed, handed out in random order so every
+// sequence's pages are scattered and interleaved with the others'.
+Built build(const Case& c, uint32_t seed) {
+  Built b;
+  b.p = AttnParams{c.n_heads, c.n_kv, c.head_dim, float(1.0 / std::sqrt(double(c.head_dim)))};
+  int64_t total_pages = 0;
+  for (auto [pos0, nq] : c.seqs) total_pages += (pos0 + nq + c.page_size - 1) / c.page_size;
+  const int64_t pool = 2 * total_pages + 1;
+  std::mt19937 rng(seed);
+  std::vector<int32_t> perm(pool);
+  for (int64_t i = 0; i < pool; ++i) perm[i] = int32_t(i);
+  std::shuffle(perm.begin(), perm.end(), rng);
+  const int64_t stride = c.n_kv * c.page_size * c.head_dim;
+  b.k = test::random_floats(pool * stride, seed + 1);
+  b.v = test::random_floats(pool * stride, seed + 2);
+  b.kv = KVLayerView{b.k.data(), b.v.data(), c.page_size, c.n_kv, c.head_dim};
+  int64_t next = 0;
+  for (auto [pos0, nq] : c.seqs) {
+    std::vector<int32_t> t;
+    for (int64_t j = 0; j < (pos0 + nq + c.page_size - 1) / c.page_size; ++j) t.push_back(perm[next++]);
+    b.tables.push_back(t);
+  }
+  for (size_t s = 0; s < c.seqs.size(); ++s) {
+    b.seqs.push_back(AttnSeq{b.rows, c.seqs[s].second, c.seqs[s].first, b.tables[s].data()});
+    b.rows += c.seqs[s].second;
+  }
+  b.ld = c.n_heads * c.head_dim + 3;  // padded row stride
+  b.q = test::random_floats(b.rows * b.ld, seed + 3, -2.0f, 2.0f);
+  return b;
+}
+
+// The definition, in float64, reading K/V through the page table by hand.
+std::vector<double> naive(const Case& c, const Built& b) {
+  std::vector<double> out(b.rows * b.ld, 0.0);
+  const int64_t hd = c.head_dim, stride = c.n_kv * c.page_size * hd;
+  for (size_t s = 0; s < c.seqs.size(); ++s) {
+    const auto [pos0, nq] = c.seqs[s];
+    for (int64_t i = 0; i < nq; ++i)
+      for (int64_t h = 0; h < c.n_heads; ++h) {
+        const int64_t g = h / (c.n_heads / c.n_kv);
+        const int64_t row = b.seqs[s].q_row + i;
+        std::vector<double> w(pos0 + i + 1);
+        for (int64_t j = 0; j <= pos0 + i; ++j) {
+          const int64_t off = b.tables[s][j / c.page_size] * stride + (g * c.page_size + j % c.page_size) * hd;
+          double d = 0;
+          for (int64_t e = 0; e < hd; ++e) d += double(b.q[row * b.ld + h * hd + e]) * b.k[off + e];
+          w[j] = d / std::sqrt(double(hd));
+        }
+        const double mx = *std::max_element(w.begin(), w.end());
+        double den = 0;
+        for (double& x : w) den += (x = std::exp(x - mx));
+        for (int64_t j = 0; j <= pos0 + i; ++j) {
+          const int64_t off = b.tables[s][j / c.page_size] * stride + (g * c.page_size + j % c.page_size) * hd;
+          for (int64_t e = 0; e < hd; ++e) out[row * b.ld + h * hd + e] += w[j] / den * b.v[off + e];
+        }
+      }
+  }
+  return out;
+}
+
+const std::vector<Case>& cases() {
+  static const std::vector<Case> cs = {
+      {4, 4, 16, 4, {{0, 1}}},                          // GQA 1, a single token
+      {4, 2, 33, 5, {{0, 7}, {9, 1}, {3, 11}}},         // GQA 2, odd head dim and page size
+      {8, 2, 64, 16, {{37, 1}, {0, 40}, {100, 3}}},     // GQA 4, decode + prefill + extend
+      {6, 3, 20, 7, {{14, 14}, {6, 1}}},                // pos0 and n_q straddling page edges
+      {32, 4, 64, 16, {{0, 5}, {250, 1}}},              // TinyLlama heads
+  };
+  return cs;
+}
+
+TEST(PagedAttention, EveryIsaMatchesFloat64Definition) {
+  for (size_t ci = 0; ci < cases().size(); ++ci) {
+    const Case& c = cases()[ci];
+    const Built b = build(c, uint32_t(100 + ci));
+    const std::vector<double> want = naive(c, b);
+    std::vector<KernelIsa> isas = test::supported_isas();
+    for (int use_ref = 0; use_ref <= int(isas.size()); ++use_ref) {
+      std::vector<float> out(b.rows * b.ld, NAN);
+      const bool is_ref = use_ref == int(isas.size());
+      if (is_ref)
+        ref::paged_attention(b.q.data(), b.ld, b.seqs.data(), int64_t(b.seqs.size()), b.kv, b.p, out.data(), b.ld);
+      else
+        paged_attention_isa(isas[use_ref], b.q.data(), b.ld, b.seqs.data(), int64_t(b.seqs.size()), b.kv, b.p,
+                            out.data(), b.ld);
+      // Outputs are convex combinations of V in [-1, 1]; fp32 scores and a ~2 ulp exp give ~1e-6.
+      for (int64_t r = 0; r < b.rows; ++r)
+        for (int64_t e = 0; e < c.n_heads * c.head_dim; ++e)
+          ASSERT_NEAR(out[r * b.ld + e], want[r * b.ld + e], 1e-5)
+              << (is_ref ? "ref" : kernel_isa_name(isas[use_ref])) << " case " << ci << " row " << r << " elem " << e;
+    }
+  }
+}
+
+// A sequence's output must not depend on which other sequences share the batch.
+TEST(PagedAttention, SequenceAloneEqualsSequenceInBatch) {
+  const Case& c = cases()[2];
+  const Built b = build(c, 7);
+  for (KernelIsa isa : test::supported_isas()) {
+    std::vector<float> all(b.rows * b.ld, 0.0f);
+    paged_attention_isa(isa, b.q.data(), b.ld, b.seqs.data(), int64_t(b.seqs.size()), b.kv, b.p, all.data(), b.ld);
+    for (size_t s = 0; s < b.seqs.size(); ++s) {
+      std::vector<float> one(b.rows * b.ld, 0.0f);
+      paged_attention_isa(isa, b.q.data(), b.ld, &b.seqs[s], 1, b.kv, b.p, one.data(), b.ld);
+      const int64_t r0 = b.seqs[s].q_row, n = b.seqs[s].n_q;
+      EXPECT_EQ(0, std::memcmp(one.data() + r0 * b.ld, all.data() + r0 * b.ld, n * b.ld * 4))
+          << kernel_isa_name(isa) << " sequence " << s;
+    }
+  }
+}
+
+TEST(PagedAttention, BadParametersAreRejected) {
+  const Built b = build(cases()[1], 3);
+  AttnParams p = b.p;
+  std::vector<float> out(b.rows * b.ld);
+  p.n_heads = 5;  // not a multiple of 2 KV heads
+  EXPECT_THROW(paged_attention(b.q.data(), b.ld, b.seqs.data(), 1, b.kv, p, out.data(), b.ld), Error);
+  p = b.p;
+  p.head_dim = 32;  // does not match the cache
+  EXPECT_THROW(paged_attention(b.q.data(), b.ld, b.seqs.data(), 1, b.kv, p, out.data(), b.ld), Error);
+}
+
+}  // namespace
+}  // namespace dpserve

@@ -1,0 +1,139 @@
+// Element-wise operators vs their formulas evaluated in float64.
+#include "kernels/ops.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "core/check.h"
+#include "kernels/vec_math.h"
+#include "test_util.h"
+
+namespace dpserve {
+namespace {
+
+TEST(Ops, RmsnormMatchesFormulaInPlaceAndNot) {
+  for (int64_t n : {1, 7, 33, 2049}) {
+    const int64_t rows = 3;
+    const auto x = test::random_floats(rows * n, uint32_t(n), -3.0f, 3.0f);
+    const auto w = test::random_floats(n, uint32_t(n + 1));
+    std::vector<float> y(rows * n), inplace = x;
+    rmsnorm(x.data(), w.data(), y.data(), rows, n, 1e-5f);
+    rmsnorm(inplace.data(), w.data(), inplace.data(), rows, n, 1e-5f);
+    for (int64_t r = 0; r < rows; ++r) {
+      double ss = 0;
+      for (int64_t i = 0; i < n; ++i) ss += double(x[r * n + i]) * x[r * n + i];
+      const double inv = 1.0 / std::sqrt(ss / double(n) + 1e-5);
+      for (int64_t i = 0; i < n; ++i) {
+        const double want = x[r * n + i] * inv * w[i];
+        ASSERT_NEAR(y[r * n + i], want, 1e-5 * std::fabs(want) + 1e-7) << "n=" << n;
+        ASSERT_EQ(y[r * n + i], inplace[r * n + i]);
+      }
+    }
+  }
+}
+
+TEST(Ops, SiluMulMatchesFormulaOnEveryIsa) {
+  std::vector<float> g = test::random_floats(1001, 1, -20.0f, 20.0f);
+  g[0] = -100.0f;
+  g[1] = 100.0f;
+  g[2] = 0.0f;
+  g[3] = -87.5f;
+  const auto u = test::random_floats(g.size(), 2, -2.0f, 2.0f);
+  for (KernelIsa isa : test::supported_isas())
+    for (int64_t n : {int64_t(1), int64_t(7), int64_t(17), int64_t(g.size())}) {
+      std::vector<float> out(n, NAN);
+      vec_silu_mul_isa(isa, g.data(), u.data(), out.data(), n);
+      for (int64_t i = 0; i < n; ++i) {
+        const double want = double(g[i]) / (1.0 + std::exp(-double(g[i]))) * u[i];
+        ASSERT_NEAR(out[i], want, 2e-6 * std::fabs(want) + 1e-30) << kernel_isa_name(isa) << " g=" << g[i];
+      }
+    }
+  std::vector<float> out(g.size());
+  silu_mul(g.data(), u.data(), out.data(), int64_t(g.size()));
+  EXPECT_NEAR(out[10], g[10] / (1.0 + std::exp(-double(g[10]))) * u[10], 1e-5);
+}
+
+TEST(Ops, SoftmaxHandlesMinusInfinity) {
+  const float ninf = -std::numeric_limits<float>::infinity();
+  std::vector<float> base = test::random_floats(37, 5, -30.0f, 30.0f);
+  base[3] = base[20] = base[36] = ninf;
+  std::vector<float> x = base;
+  softmax(x.data(), int64_t(x.size()));
+  double mx = -INFINITY, den = 0;
+  for (float v : base) mx = std::max(mx, double(v));
+  // The kernel subtracts the max in fp32; the reference does the same so only exp and the sum are judged.
+  auto shifted = [&](float v) { return double(v - float(mx)); };
+  for (float v : base) den += std::exp(shifted(v));
+  double total = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double want = std::exp(shifted(base[i])) / den;
+    ASSERT_NEAR(x[i], want, 2e-6 * want + 1e-30) << i;
+    total += x[i];
+  }
+  EXPECT_EQ(x[3], 0.0f);
+  EXPECT_EQ(x[36], 0.0f);
+  EXPECT_NEAR(total, 1.0, 1e-5);
+
+  std::vector<float> all_inf(5, ninf);
+  softmax(all_inf.data(), 5);
+  for (float v : all_inf) EXPECT_EQ(v, 0.0f);
+
+  // Each ISA's exp loop on its own, with -inf and odd lengths.
+  for (KernelIsa isa : test::supported_isas())
+    for (int64_t n : {1, 15, 37}) {
+      std::vector<float> y(base.begin(), base.begin() + n);
+      const float sum = vec_exp_sub_sum_isa(isa, y.data(), n, 30.0f);
+      double want_sum = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const double want = std::exp(double(base[i] - 30.0f));
+        want_sum += want;
+        ASSERT_NEAR(y[i], want, 3e-7 * want) << kernel_isa_name(isa) << " i=" << i;
+      }
+      EXPECT_NEAR(sum, want_sum, 1e-6 * want_sum) << kernel_isa_name(isa);
+    }
+}
+
+TEST(Ops, RopeBothStylesMatchFormula) {
+  const int64_t n_heads = 3, head_dim = 10;
+  for (int64_t rot_dim : {10, 6}) {
+    const int64_t half = rot_dim / 2;
+    const double pos = 17, theta = 10000;
+    std::vector<float> cs(half), sn(half);
+    for (int64_t i = 0; i < half; ++i) {
+      const double a = pos * std::pow(theta, -2.0 * double(i) / double(rot_dim));
+      cs[i] = float(std::cos(a));
+      sn[i] = float(std::sin(a));
+    }
+    const auto x = test::random_floats(n_heads * head_dim, 9);
+    for (bool interleaved : {true, false}) {
+      std::vector<float> y = x;
+      rope(y.data(), n_heads, head_dim, rot_dim, cs.data(), sn.data(), interleaved);
+      for (int64_t h = 0; h < n_heads; ++h) {
+        const float* xh = x.data() + h * head_dim;
+        const float* yh = y.data() + h * head_dim;
+        for (int64_t i = 0; i < half; ++i) {
+          // Pair (a, b) rotated by angle i: (a cos - b sin, a sin + b cos).
+          const int64_t ia = interleaved ? 2 * i : i, ib = interleaved ? 2 * i + 1 : i + half;
+          EXPECT_NEAR(yh[ia], double(xh[ia]) * cs[i] - double(xh[ib]) * sn[i], 1e-6);
+          EXPECT_NEAR(yh[ib], double(xh[ia]) * sn[i] + double(xh[ib]) * cs[i], 1e-6);
+        }
+        for (int64_t d = rot_dim; d < head_dim; ++d) EXPECT_EQ(yh[d], xh[d]) << "beyond rot_dim must be untouched";
+      }
+    }
+  }
+  std::vector<float> x(10);
+  EXPECT_THROW(rope(x.data(), 1, 10, 11, x.data(), x.data(), false), Error);
+}
+
+TEST(Ops, AddInplace) {
+  auto y = test::random_floats(100003, 1);
+  const auto x = test::random_floats(100003, 2);
+  const auto y0 = y;
+  add_inplace(y.data(), x.data(), int64_t(y.size()));
+  for (size_t i = 0; i < y.size(); ++i) ASSERT_EQ(y[i], y0[i] + x[i]);
+}
+
+}  // namespace
+}  // namespace dpserve
