@@ -266,6 +266,86 @@ def _norm_ppf(p):
     return out
 
 
+# Qwen2's pre-tokenizer split pattern (tokenizer.json of Qwen/Qwen2-*), used with byte-level BPE.
+_QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]  # ids 0, 1, 2 = config's bos/eos ids
+
+
+def _byte_to_unicode():
+    # GPT-2 byte-level alphabet: printable bytes stand for themselves, the rest map to U+0100...
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    table, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(0x100 + extra)
+            extra += 1
+    return table
+
+
+def build_tokenizer(vocab_size, seed):
+    """A valid byte-level BPE tokenizer.json of exactly vocab_size ids: 3 special tokens, the 256
+    byte symbols, then merges that grow lowercase words (with and without a leading space).
+    It makes the folder complete (text prompts, chat, HTTP tests); its merges mean nothing."""
+    n_merges = vocab_size - len(SPECIAL_TOKENS) - 256
+    if n_merges < 0:
+        return None
+    b2u = _byte_to_unicode()
+    vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
+    for b in range(256):
+        vocab[b2u[b]] = len(vocab)
+    rng = np.random.default_rng([seed, 7919])
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    space = b2u[ord(" ")]
+    merges, grown = [], [space] + letters
+    while len(merges) < n_merges:
+        left = grown[int(rng.integers(len(grown)))]
+        right = letters[int(rng.integers(26))]
+        if left + right in vocab:
+            continue
+        merges.append(f"{left} {right}")
+        vocab[left + right] = len(vocab)
+        grown.append(left + right)
+    added = [{"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+              "normalized": False, "special": True} for i, t in enumerate(SPECIAL_TOKENS)]
+    return {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": added,
+        "normalizer": {"type": "NFC"},
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": _QWEN2_SPLIT}, "behavior": "Isolated", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]},
+        "post_processor": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
+                           "use_regex": False},
+        "decoder": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False},
+        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "",
+                  "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                  "vocab": vocab, "merges": merges},
+    }
+
+
+def write_tokenizer(out, vocab_size, seed):
+    tok = build_tokenizer(vocab_size, seed)
+    if tok is None:
+        print(f"make_hf_model: vocab_size {vocab_size} < 259: no tokenizer written", file=sys.stderr)
+        return
+    with open(os.path.join(out, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(tok, f, ensure_ascii=False)
+    cfg = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>",
+           "unk_token": "<unk>", "pad_token": None, "add_bos_token": False, "add_eos_token": False,
+           "model_max_length": 4096, "clean_up_tokenization_spaces": False,
+           "chat_template": ("{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
+                             "{% if add_generation_prompt %}<s>assistant\n{% endif %}")}
+    with open(os.path.join(out, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+        json.dump(cfg, f, indent=2)
+        f.write("\n")
+
+
+
 def split_shards(tensors, itemsize, n_shards):
     """Contiguous groups of tensors with roughly equal byte counts (HF shards the same way).
     May return fewer groups than asked when a few tensors dominate the size."""
@@ -322,6 +402,8 @@ def parse_args(argv):
     ap.add_argument("--low-freq-factor", dest="low_freq_factor", type=float)
     ap.add_argument("--high-freq-factor", dest="high_freq_factor", type=float)
     ap.add_argument("--tie-word-embeddings", dest="tie_word_embeddings", action="store_true", default=None)
+    ap.add_argument("--no-tokenizer", dest="tokenizer", action="store_false",
+                    help="do not write tokenizer.json / tokenizer_config.json")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
 
@@ -389,6 +471,8 @@ def main(argv):
     with open(os.path.join(a.out, "generation_config.json"), "w") as f:
         json.dump({"bos_token_id": 1, "eos_token_id": 2, "do_sample": False}, f, indent=2)
         f.write("\n")
+    if a.tokenizer:
+        write_tokenizer(a.out, a.vocab_size, a.seed)
     for old in os.listdir(a.out):  # a rerun with another shard count must not leave stale files
         if old.endswith(".safetensors") or old == "model.safetensors.index.json":
             os.remove(os.path.join(a.out, old))
