@@ -80,22 +80,22 @@ class Scheduler {
   bool contains(uint64_t id) const { return reqs_.count(id) != 0; }
   // Tokens (prompt + generated so far) of every running and waiting request.
   int64_t tokens_in_flight() const;
-  // Prompt tokens this request got from the prefix cache at its first admission (0 if unknown).
+  // Prompt tokens this request got from the prefix cache at its first admission (0 once it has
+  // finished or if unknown: read it before committing its last token).
   int64_t cached_tokens(uint64_t id) const;
   SchedulerStats stats() const;
   const SchedulerConfig& config() const { return cfg_; }
 
  private:
   struct Req;
-  struct Budget;
 
   bool grow(Req& r, int64_t new_len);        // page table covers new_len positions (evicting if needed)
   int64_t fit_len(Req& r, int64_t want_len);  // longest len <= want_len the pool can hold now
   void preempt(Req& r, ScheduledBatch& out);
-  void retire(Req& r);                       // cache full pages, free the table
+  void retire(Req& r);                       // cache the computed full pages, free the table
   void erase_running(const Req& r);
-  Req* newest_unscheduled(uint64_t after_serial, const std::vector<bool>& scheduled);
-  void add_seq(Req& r, int64_t n, ScheduledBatch& out, std::vector<ScheduledSeq>& prefills);
+  Req* newest_unscheduled();
+  void add_seq(Req& r, int64_t n, std::vector<ScheduledSeq>& dst);
 
   SchedulerConfig cfg_;
   KVPool& pool_;

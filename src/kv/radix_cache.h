@@ -24,9 +24,9 @@ class RadixCache {
   RadixCache& operator=(const RadixCache&) = delete;
 
   // Longest cached prefix of `tokens`, in whole pages, at most `max_pages`. Each returned page is
-  // retained for the caller (release it, or keep it in a PageTable). Counts tokens.size() query tokens
-  // and the matched tokens as hits.
-  std::vector<int32_t> match(std::span<const int32_t> tokens, int64_t max_pages);
+  // retained for the caller (release it, or keep it in a PageTable). With `count`, adds tokens.size()
+  // to the query tokens and the matched tokens to the hits (a retried lookup passes false).
+  std::vector<int32_t> match(std::span<const int32_t> tokens, int64_t max_pages, bool count = true);
 
   // Adds the first `n_pages` full pages of a sequence: page i holds tokens[i*ps, (i+1)*ps). Pages whose
   // prefix is already cached are left alone (the tree keeps its own copy); new ones are retained by the

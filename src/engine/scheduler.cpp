@@ -1,0 +1,296 @@
+#include "engine/scheduler.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "core/check.h"
+
+namespace dpserve {
+
+struct Scheduler::Req {
+  uint64_t id = 0;
+  uint64_t serial = 0;              // arrival order: every tie and "newest" is decided by it
+  std::vector<int32_t> tokens;      // prompt + generated so far
+  int64_t prompt_len = 0;
+  int64_t max_new = 0;
+  int64_t generated = 0;
+  PageTable table;                  // table.len = positions whose KV is computed
+  bool running = false;
+  bool decoding = false;            // prefill (or recompute after preemption) done
+  bool admitted_once = false;
+  bool looked_up = false;           // prefix lookup already counted in the hit statistics
+  bool in_batch = false;            // scheduled in the step being formed
+  int64_t cached = 0;
+};
+
+Scheduler::Scheduler(const SchedulerConfig& cfg, KVPool& pool)
+    : cfg_(cfg), pool_(pool), page_size_(pool.page_size()) {
+  if (cfg.max_running_requests < 1) fail("scheduler: max_running_requests must be >= 1 (got {})", cfg.max_running_requests);
+  if (cfg.max_prefill_tokens < 1) fail("scheduler: max_prefill_tokens must be >= 1 (got {})", cfg.max_prefill_tokens);
+  if (cfg.enable_prefix_cache) cache_ = std::make_unique<RadixCache>(pool);
+}
+
+Scheduler::~Scheduler() {
+  for (auto& [id, r] : reqs_) r->table.release(pool_);
+  cache_.reset();
+}
+
+bool Scheduler::add(uint64_t id, std::vector<int32_t> prompt, int64_t max_new_tokens) {
+  if (prompt.empty()) fail("request {}: empty prompt", id);
+  if (max_new_tokens < 1) fail("request {}: max_new_tokens must be >= 1 (got {})", id, max_new_tokens);
+  if (reqs_.count(id)) fail("request {}: id already in use", id);
+  // The last sampled token is never fed back, so a request writes at most prompt + max_new - 1 positions.
+  int64_t positions = int64_t(prompt.size()) + max_new_tokens - 1;
+  if ((positions + page_size_ - 1) / page_size_ > pool_.n_pages()) return false;
+  auto r = std::make_unique<Req>();
+  r->id = id;
+  r->serial = next_serial_++;
+  r->prompt_len = int64_t(prompt.size());
+  r->tokens = std::move(prompt);
+  r->max_new = max_new_tokens;
+  waiting_.push_back(r.get());
+  reqs_.emplace(id, std::move(r));
+  return true;
+}
+
+void Scheduler::erase_running(const Req& r) {
+  auto it = std::find(running_.begin(), running_.end(), &r);
+  DP_CHECK(it != running_.end());
+  running_.erase(it);
+}
+
+void Scheduler::retire(Req& r) {
+  // Only positions whose KV was computed can be shared; the partial last page is freed.
+  if (cache_) cache_->insert(r.tokens, r.table.pages, r.table.len / page_size_);
+  r.table.release(pool_);
+}
+
+void Scheduler::abort(uint64_t id) {
+  auto it = reqs_.find(id);
+  if (it == reqs_.end()) return;
+  Req& r = *it->second;
+  if (r.running) {
+    erase_running(r);
+  } else {
+    waiting_.erase(std::find(waiting_.begin(), waiting_.end(), &r));
+  }
+  retire(r);
+  reqs_.erase(it);
+}
+
+bool Scheduler::grow(Req& r, int64_t new_len) {
+  int64_t need = (new_len + page_size_ - 1) / page_size_ - int64_t(r.table.pages.size());
+  if (need > pool_.free_pages() && cache_) cache_->evict(need - pool_.free_pages());
+  return r.table.reserve(pool_, new_len);
+}
+
+int64_t Scheduler::fit_len(Req& r, int64_t want_len) {
+  int64_t have = int64_t(r.table.pages.size());
+  int64_t need = (want_len + page_size_ - 1) / page_size_ - have;
+  if (need > pool_.free_pages() && cache_) cache_->evict(need - pool_.free_pages());
+  if (need <= pool_.free_pages()) return want_len;
+  return std::min(want_len, (have + pool_.free_pages()) * page_size_);
+}
+
+void Scheduler::preempt(Req& r, ScheduledBatch& out) {
+  // With the prefix cache on, the computed full pages stay in the tree: the recompute will find
+  // them again unless eviction needed them in the meantime.
+  erase_running(r);
+  retire(r);
+  r.running = false;
+  r.decoding = false;
+  waiting_.push_front(&r);  // preempted newest-first, so the front ends up in arrival order
+  out.preempted.push_back(r.id);
+  ++preemptions_;
+}
+
+Scheduler::Req* Scheduler::newest_unscheduled() {
+  for (auto it = running_.rbegin(); it != running_.rend(); ++it)
+    if (!(*it)->in_batch) return *it;
+  return nullptr;
+}
+
+void Scheduler::add_seq(Req& r, int64_t n, std::vector<ScheduledSeq>& dst) {
+  int64_t len = r.table.len;
+  DP_CHECK(n >= 1 && len + n <= int64_t(r.tokens.size()));
+  bool ok = grow(r, len + n);
+  DP_CHECK(ok, "request {}: pages for {} positions", r.id, len + n);
+  step_pages_.push_back(r.table.pages);
+  ScheduledSeq s;
+  s.id = r.id;
+  s.tokens.assign(r.tokens.begin() + len, r.tokens.begin() + len + n);
+  s.pos0 = len;
+  s.pages = step_pages_.back().data();  // inner buffers survive moves of step_pages_
+  s.sample = len + n == int64_t(r.tokens.size());
+  r.in_batch = true;
+  dst.push_back(std::move(s));
+}
+
+ScheduledBatch Scheduler::schedule() {
+  ScheduledBatch out;
+  last_.clear();
+  step_pages_.clear();
+  std::vector<ScheduledSeq> decodes, prefills;
+  constexpr int64_t kUnlimited = std::numeric_limits<int64_t>::max();
+  int64_t total_left = cfg_.max_prefill_tokens;
+  int64_t prefill_left = cfg_.chunked_prefill_size > 0 ? cfg_.chunked_prefill_size : kUnlimited;
+  // Decodes are reserved their token first so a long prefill never starves them.
+  int64_t pending_decodes = 0;
+  for (Req* r : running_) {
+    r->in_batch = false;
+    if (r->decoding) ++pending_decodes;
+  }
+
+  // 1. Running requests, oldest first. Everything already in the batch is older than the request at
+  // hand, so a victim (the newest not yet scheduled) is newer than it or is the request itself.
+  std::vector<Req*> snapshot = running_;
+  for (Req* r : snapshot) {
+    if (!r->running) continue;  // preempted by an older request this step
+    if (r->decoding) {
+      --pending_decodes;
+      if (total_left <= 0) continue;  // token cap reached: decodes again next step
+      bool ok = grow(*r, r->table.len + 1);
+      while (!ok) {
+        Req* v = newest_unscheduled();
+        DP_CHECK(v != nullptr);
+        if (v != r && v->decoding) --pending_decodes;
+        preempt(*v, out);
+        if (v == r) break;
+        ok = grow(*r, r->table.len + 1);
+      }
+      if (!ok) continue;
+      add_seq(*r, 1, decodes);
+      total_left -= 1;
+    } else {
+      int64_t room = std::min(prefill_left, total_left - pending_decodes);
+      if (room <= 0) continue;
+      int64_t want = std::min(int64_t(r->tokens.size()) - r->table.len, room);
+      int64_t len = fit_len(*r, r->table.len + want);
+      while (len <= r->table.len) {
+        // A mid-prefill request only pushes out newer ones; if older ones hold the pool it waits
+        // (it keeps its pages and its place), which cannot deadlock because the oldest always runs.
+        Req* v = newest_unscheduled();
+        if (v == nullptr || v == r) break;
+        if (v->decoding) --pending_decodes;
+        preempt(*v, out);
+        len = fit_len(*r, r->table.len + want);
+      }
+      if (len <= r->table.len) continue;
+      int64_t n = len - r->table.len;
+      add_seq(*r, n, prefills);
+      prefill_left -= n;
+      total_left -= n;
+    }
+  }
+
+  // 2. Admission in arrival order (preempted requests first), strictly first come first served:
+  // the first request that does not fit stops admission so it is never overtaken. Nothing is admitted
+  // in a step that had to preempt: the pool is full, and it would only readmit what was just pushed out.
+  while (out.preempted.empty() && !waiting_.empty() && int64_t(running_.size()) < cfg_.max_running_requests) {
+    int64_t room = std::min(prefill_left, total_left);
+    if (room <= 0) break;
+    Req* r = waiting_.front();
+    DP_CHECK(r->table.pages.empty());
+    int64_t n_tok = int64_t(r->tokens.size());
+    if (cache_) {
+      // Leave at least one token to run, so the last chunk has logits to sample from.
+      bool count = !r->admitted_once && !r->looked_up;
+      r->table.pages = cache_->match(r->tokens, (n_tok - 1) / page_size_, count);
+      r->looked_up = true;
+    }
+    r->table.len = int64_t(r->table.pages.size()) * page_size_;
+    int64_t want = std::min(n_tok - r->table.len, room);
+    int64_t len = fit_len(*r, r->table.len + want);
+    if (len <= r->table.len) {
+      r->table.release(pool_);
+      break;
+    }
+    waiting_.pop_front();
+    r->running = true;
+    running_.insert(std::upper_bound(running_.begin(), running_.end(), r,
+                                     [](const Req* a, const Req* b) { return a->serial < b->serial; }),
+                    r);
+    if (!r->admitted_once) r->cached = r->table.len;
+    r->admitted_once = true;
+    int64_t n = len - r->table.len;
+    add_seq(*r, n, prefills);
+    prefill_left -= n;
+    total_left -= n;
+  }
+
+  out.has_prefill = !prefills.empty();
+  out.seqs = std::move(decodes);
+  for (auto& s : prefills) out.seqs.push_back(std::move(s));
+  for (const auto& s : out.seqs) {
+    out.n_tokens += int64_t(s.tokens.size());
+    last_.push_back(Ran{s.id, int64_t(s.tokens.size()), s.sample});
+  }
+  return out;
+}
+
+void Scheduler::commit(const std::vector<StepResult>& results) {
+  // Validate before touching any state, so a step-loop bug surfaces as an error, not a corrupt table.
+  std::vector<uint64_t> expected;  // sampled seqs whose request still exists (not aborted meanwhile)
+  for (const Ran& ran : last_)
+    if (ran.sample && reqs_.count(ran.id)) expected.push_back(ran.id);
+  size_t j = 0;
+  for (const StepResult& res : results) {
+    if (!reqs_.count(res.id)) continue;  // aborted after schedule()
+    if (j >= expected.size() || expected[j] != res.id)
+      fail("scheduler commit: result for request {} does not match the sampled sequences of the last step", res.id);
+    ++j;
+  }
+  if (j != expected.size())
+    fail("scheduler commit: {} sampled sequences of the last step got no result", expected.size() - j);
+
+  for (const Ran& ran : last_) {
+    auto it = reqs_.find(ran.id);
+    if (it == reqs_.end()) continue;
+    Req& r = *it->second;
+    r.table.len += ran.n;
+    DP_CHECK(r.table.len <= int64_t(r.tokens.size()) && r.table.len <= int64_t(r.table.pages.size()) * page_size_);
+  }
+  last_.clear();
+  for (const StepResult& res : results) {
+    auto it = reqs_.find(res.id);
+    if (it == reqs_.end()) continue;
+    Req& r = *it->second;
+    r.tokens.push_back(res.token);
+    ++r.generated;
+    r.decoding = true;
+    if (res.finished) {
+      erase_running(r);
+      retire(r);
+      reqs_.erase(it);
+    } else {
+      DP_CHECK(r.generated < r.max_new, "request {} went past max_new_tokens {} without finishing", r.id, r.max_new);
+    }
+  }
+}
+
+int64_t Scheduler::tokens_in_flight() const {
+  int64_t n = 0;
+  for (const auto& [id, r] : reqs_) n += int64_t(r->tokens.size());
+  return n;
+}
+
+int64_t Scheduler::cached_tokens(uint64_t id) const {
+  auto it = reqs_.find(id);
+  return it == reqs_.end() ? 0 : it->second->cached;
+}
+
+SchedulerStats Scheduler::stats() const {
+  SchedulerStats s;
+  s.pages_total = pool_.n_pages();
+  s.pages_used = pool_.n_pages() - pool_.free_pages();
+  s.preemptions = preemptions_;
+  if (cache_) {
+    s.cached_pages = cache_->cached_pages();
+    s.prefix_hit_tokens = cache_->hit_tokens();
+    s.prefix_query_tokens = cache_->query_tokens();
+    s.evicted_pages = cache_->evicted_pages();
+  }
+  return s;
+}
+
+}  // namespace dpserve

@@ -1,0 +1,587 @@
+// Scheduler simulations against the real KV pool and radix cache, with no model: a fake "model" writes
+// each scheduled token into a simulated KV store through the page table and derives the next token
+// from the history it reads back through the same table. A page shared or reused wrongly therefore
+// changes the outputs, which are checked against an independent sequential reference.
+#include "engine/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <tuple>
+
+#include "core/check.h"
+
+namespace dpserve {
+namespace {
+
+constexpr int64_t kPage = 4;
+constexpr int32_t kEos = 0;
+
+KVPoolConfig pool_cfg(int64_t n_pages) {
+  KVPoolConfig c;
+  c.n_layers = 1;
+  c.n_kv_heads = 1;
+  c.head_dim = 1;
+  c.page_size = kPage;
+  c.n_pages = n_pages;
+  return c;
+}
+
+// The fake model: FNV-1a of the whole history, mod 50.
+int32_t next_token(const std::vector<int32_t>& history) {
+  uint64_t h = 1469598103934665603ull;
+  for (int32_t t : history) {
+    h ^= uint64_t(uint32_t(t));
+    h *= 1099511628211ull;
+  }
+  return int32_t(h % 50);
+}
+
+// What a request must produce, computed without any scheduler.
+std::vector<int32_t> reference(std::vector<int32_t> prompt, int64_t max_new, bool stop_at_eos) {
+  std::vector<int32_t> out;
+  while (int64_t(out.size()) < max_new) {
+    int32_t t = next_token(prompt);
+    out.push_back(t);
+    prompt.push_back(t);
+    if (stop_at_eos && t == kEos) break;
+  }
+  return out;
+}
+
+std::vector<int32_t> prompt_of(uint32_t seed, int n) {
+  std::vector<int32_t> p;
+  uint32_t x = seed * 2654435761u + 12345u;
+  for (int i = 0; i < n; ++i) {
+    x = x * 1103515245u + 12345u;
+    p.push_back(int32_t(1 + (x >> 16) % 97));
+  }
+  return p;
+}
+
+// (id, pos0, n_tokens, sample) of one scheduled sequence.
+using Chunk = std::tuple<uint64_t, int64_t, int64_t, bool>;
+
+// Drives one Scheduler step by step like the step loop does.
+struct Sim {
+  KVPool pool;
+  Scheduler sched;
+  std::vector<int32_t> kv;  // simulated KV: the token stored at each (page, slot)
+  std::map<uint64_t, std::vector<int32_t>> out;
+  std::map<uint64_t, int64_t> max_new;
+  std::map<uint64_t, bool> done;
+  bool stop_at_eos = true;
+  int64_t steps = 0;
+
+  Sim(int64_t n_pages, SchedulerConfig cfg) : pool(pool_cfg(n_pages)), sched(cfg, pool), kv(size_t(n_pages * kPage), -1) {}
+
+  bool add(uint64_t id, std::vector<int32_t> prompt, int64_t mx) {
+    max_new[id] = mx;
+    out[id];
+    return sched.add(id, std::move(prompt), mx);
+  }
+
+  // One step; returns what ran.
+  std::vector<Chunk> step(ScheduledBatch* batch_out = nullptr) {
+    ScheduledBatch b = sched.schedule();
+    std::vector<Chunk> runs;
+    std::vector<StepResult> results;
+    int64_t n_tokens = 0;
+    for (const auto& s : b.seqs) {
+      runs.emplace_back(s.id, s.pos0, int64_t(s.tokens.size()), s.sample);
+      n_tokens += int64_t(s.tokens.size());
+      for (size_t i = 0; i < s.tokens.size(); ++i) {
+        int64_t p = s.pos0 + int64_t(i);
+        int32_t page = s.pages[p / kPage];
+        EXPECT_GE(page, 0);
+        EXPECT_LT(page, pool.n_pages());
+        EXPECT_GE(pool.refcount(page), 1);
+        kv[size_t(page * kPage + p % kPage)] = s.tokens[i];
+      }
+    }
+    EXPECT_EQ(n_tokens, b.n_tokens);
+    // Sampling reads the history back through the page table, after every write of the step.
+    for (const auto& s : b.seqs) {
+      if (!s.sample) continue;
+      std::vector<int32_t> hist;
+      int64_t end = s.pos0 + int64_t(s.tokens.size());
+      for (int64_t p = 0; p < end; ++p) hist.push_back(kv[size_t(s.pages[p / kPage] * kPage + p % kPage)]);
+      int32_t t = next_token(hist);
+      auto& o = out[s.id];
+      o.push_back(t);
+      bool fin = int64_t(o.size()) >= max_new[s.id] || (stop_at_eos && t == kEos);
+      if (fin) done[s.id] = true;
+      results.push_back({s.id, t, fin});
+    }
+    sched.commit(results);
+    ++steps;
+    if (batch_out) *batch_out = std::move(b);
+    return runs;
+  }
+
+  void run_to_end(int64_t max_steps = 10000) {
+    while (sched.has_work() && steps < max_steps) step();
+    ASSERT_FALSE(sched.has_work()) << "did not finish within " << max_steps << " steps";
+  }
+};
+
+SchedulerConfig cfg_of(int64_t max_running, int64_t chunk, int64_t max_tokens, bool cache) {
+  SchedulerConfig c;
+  c.max_running_requests = max_running;
+  c.chunked_prefill_size = chunk;
+  c.max_prefill_tokens = max_tokens;
+  c.enable_prefix_cache = cache;
+  return c;
+}
+
+TEST(Scheduler, ContinuousBatchingStepByStep) {
+  // Chunk 8, no prefix cache, ample pool. Expected batches worked out by hand from the policy:
+  // decodes first (arrival order), then mid-prefill chunks, then admissions while the chunk budget lasts.
+  Sim sim(64, cfg_of(8, 8, 100, false));
+  sim.stop_at_eos = false;
+  ASSERT_TRUE(sim.add(1, prompt_of(1, 10), 3));
+  ASSERT_TRUE(sim.add(2, prompt_of(2, 5), 2));
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{1, 0, 8, false}}));                 // budget 8 spent on 1
+  EXPECT_EQ(sim.sched.running(), 1);
+  EXPECT_EQ(sim.sched.waiting(), 1);
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{1, 8, 2, true}, {2, 0, 5, true}}));  // 1 ends, 2 fits in 6
+  ASSERT_TRUE(sim.add(3, prompt_of(3, 3), 1));
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{1, 10, 1, true}, {2, 5, 1, true}, {3, 0, 3, true}}));  // 2 and 3 finish
+  EXPECT_EQ(sim.sched.running(), 1);
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{1, 11, 1, true}}));  // 1's third token: done
+  EXPECT_FALSE(sim.sched.has_work());
+  EXPECT_EQ(sim.out[1], reference(prompt_of(1, 10), 3, false));
+  EXPECT_EQ(sim.out[2], reference(prompt_of(2, 5), 2, false));
+  EXPECT_EQ(sim.out[3], reference(prompt_of(3, 3), 1, false));
+  EXPECT_EQ(sim.pool.free_pages(), 64);
+}
+
+TEST(Scheduler, LongPromptIsChunkedAndKeepsItsPlace) {
+  Sim sim(64, cfg_of(8, 8, 100, false));
+  sim.stop_at_eos = false;
+  ASSERT_TRUE(sim.add(1, prompt_of(1, 21), 2));
+  ASSERT_TRUE(sim.add(2, prompt_of(2, 4), 2));
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{1, 0, 8, false}}));
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{1, 8, 8, false}}));  // 1 continues before 2 is admitted
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{1, 16, 5, true}, {2, 0, 3, false}}));  // 2 gets the 3 left
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{1, 21, 1, true}, {2, 3, 1, true}}));
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{2, 4, 1, true}}));
+  EXPECT_FALSE(sim.sched.has_work());
+  EXPECT_EQ(sim.out[1], reference(prompt_of(1, 21), 2, false));
+}
+
+TEST(Scheduler, PartialAdmissionChunkFillsTheBudget) {
+  // 2's prompt does not fit the rest of the budget whole: it starts with what is left.
+  Sim sim(64, cfg_of(8, 8, 100, false));
+  sim.stop_at_eos = false;
+  ASSERT_TRUE(sim.add(1, prompt_of(1, 5), 1));
+  ASSERT_TRUE(sim.add(2, prompt_of(2, 9), 1));
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{1, 0, 5, true}, {2, 0, 3, false}}));
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{2, 3, 6, true}}));
+  EXPECT_FALSE(sim.sched.has_work());
+  EXPECT_EQ(sim.out[2], reference(prompt_of(2, 9), 1, false));
+}
+
+TEST(Scheduler, MaxRunningRequestsLimitsAdmission) {
+  Sim sim(64, cfg_of(2, 0, 100, false));  // chunk <= 0: unlimited
+  sim.stop_at_eos = false;
+  ASSERT_TRUE(sim.add(1, prompt_of(1, 3), 2));
+  ASSERT_TRUE(sim.add(2, prompt_of(2, 3), 3));
+  ASSERT_TRUE(sim.add(3, prompt_of(3, 3), 1));
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{1, 0, 3, true}, {2, 0, 3, true}}));
+  EXPECT_EQ(sim.sched.waiting(), 1);
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{1, 3, 1, true}, {2, 3, 1, true}}));  // 1 finishes
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{2, 4, 1, true}, {3, 0, 3, true}}));
+  EXPECT_FALSE(sim.sched.has_work());
+}
+
+TEST(Scheduler, TokenCapReservesDecodesBeforePrefill) {
+  // Cap 6 tokens per step, chunk 8: two decodes leave 4 tokens for the new prompt.
+  Sim sim(64, cfg_of(8, 8, 6, false));
+  sim.stop_at_eos = false;
+  ASSERT_TRUE(sim.add(1, prompt_of(1, 2), 5));
+  ASSERT_TRUE(sim.add(2, prompt_of(2, 2), 5));
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{1, 0, 2, true}, {2, 0, 2, true}}));
+  ASSERT_TRUE(sim.add(3, prompt_of(3, 10), 1));
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{1, 2, 1, true}, {2, 2, 1, true}, {3, 0, 4, false}}));
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{1, 3, 1, true}, {2, 3, 1, true}, {3, 4, 4, false}}));
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{1, 4, 1, true}, {2, 4, 1, true}, {3, 8, 2, true}}));
+  sim.run_to_end();
+  EXPECT_EQ(sim.out[3], reference(prompt_of(3, 10), 1, false));
+}
+
+TEST(Scheduler, PreemptsTheNewestAndResumesWithIdenticalOutputs) {
+  // 6 pages of 4 positions: three requests of 5-token prompts growing to 13 positions cannot all stay.
+  for (bool cache : {false, true}) {
+    SCOPED_TRACE(cache ? "prefix cache on" : "prefix cache off");
+    Sim sim(6, cfg_of(8, 64, 100, cache));
+    sim.stop_at_eos = false;
+    for (uint64_t id = 1; id <= 3; ++id) ASSERT_TRUE(sim.add(id, prompt_of(uint32_t(id) + 10, 5), 9));
+    std::vector<uint64_t> preempted;
+    std::vector<int64_t> preempted_at;
+    while (sim.sched.has_work() && sim.steps < 200) {
+      ScheduledBatch b;
+      auto runs = sim.step(&b);
+      for (auto id : b.preempted) {
+        preempted.push_back(id);
+        // The preempted request is not in the batch of the step that pushed it out.
+        for (auto& r : runs) EXPECT_NE(std::get<0>(r), id);
+      }
+      // Never a step with nothing to do while work remains.
+      if (sim.sched.has_work()) {
+        EXPECT_FALSE(runs.empty() && b.preempted.empty()) << "step " << sim.steps;
+      }
+    }
+    ASSERT_FALSE(sim.sched.has_work());
+    ASSERT_FALSE(preempted.empty());
+    EXPECT_EQ(preempted.front(), 3u);  // the newest goes first
+    EXPECT_EQ(sim.sched.stats().preemptions, int64_t(preempted.size()));
+    for (uint64_t id = 1; id <= 3; ++id)
+      EXPECT_EQ(sim.out[id], reference(prompt_of(uint32_t(id) + 10, 5), 9, false)) << "request " << id;
+  }
+}
+
+TEST(Scheduler, RecomputeSamplesOnlyAtTheEndAndContinues) {
+  // Watch one preempted request: after readmission its tokens are prompt + generated, run as prefill
+  // chunks (sample only on the last) from position 0, and decoding resumes where it stopped.
+  Sim sim(5, cfg_of(8, 4, 100, false));
+  sim.stop_at_eos = false;
+  ASSERT_TRUE(sim.add(1, prompt_of(1, 4), 12));
+  ASSERT_TRUE(sim.add(2, prompt_of(2, 4), 6));
+  int64_t generated_when_preempted = -1;
+  bool saw_recompute = false;
+  while (sim.sched.has_work() && sim.steps < 200) {
+    ScheduledBatch b;
+    sim.step(&b);
+    for (auto id : b.preempted) {
+      ASSERT_EQ(id, 2u);
+      generated_when_preempted = int64_t(sim.out[2].size());
+    }
+    for (auto& s : b.seqs) {
+      if (s.id != 2 || generated_when_preempted < 0 || s.pos0 >= 4 + generated_when_preempted) continue;
+      saw_recompute = true;
+      // Chunks of the recompute: sample only when the chunk reaches the last known token.
+      EXPECT_EQ(s.sample, s.pos0 + int64_t(s.tokens.size()) == 4 + generated_when_preempted);
+    }
+  }
+  ASSERT_GE(generated_when_preempted, 1);
+  EXPECT_TRUE(saw_recompute);
+  EXPECT_EQ(sim.out[1], reference(prompt_of(1, 4), 12, false));
+  EXPECT_EQ(sim.out[2], reference(prompt_of(2, 4), 6, false));
+  EXPECT_EQ(sim.pool.free_pages(), 5);
+}
+
+TEST(Scheduler, OutputsUnderPressureEqualOutputsWithRoom) {
+  // Many requests with eos stops through a tiny pool vs. a huge one; same outputs, both finish.
+  for (bool cache : {false, true}) {
+    SCOPED_TRACE(cache ? "prefix cache on" : "prefix cache off");
+    Sim tight(12, cfg_of(16, 16, 32, cache));
+    Sim roomy(400, cfg_of(64, 0, 100000, cache));
+    for (uint64_t id = 1; id <= 20; ++id) {
+      // Half the prompts share a 9-token prefix so the cache has something to share.
+      auto p = prompt_of(uint32_t(id % 2 ? 7 : id), 9);
+      auto tail = prompt_of(uint32_t(id) + 100, int(id % 5) + 1);
+      p.insert(p.end(), tail.begin(), tail.end());
+      int64_t mx = int64_t(id % 7) + 3;
+      ASSERT_TRUE(tight.add(id, p, mx));
+      ASSERT_TRUE(roomy.add(id, p, mx));
+    }
+    tight.run_to_end();
+    roomy.run_to_end();
+    EXPECT_GT(tight.sched.stats().preemptions, 0);
+    EXPECT_EQ(roomy.sched.stats().preemptions, 0);
+    EXPECT_EQ(tight.out, roomy.out);
+    for (uint64_t id = 1; id <= 20; ++id) {
+      EXPECT_FALSE(roomy.out[id].empty());
+      EXPECT_TRUE(roomy.done[id]);
+    }
+  }
+}
+
+TEST(Scheduler, PrefixHitAfterIdenticalPromptAndSharedPrefix) {
+  Sim sim(64, cfg_of(8, 64, 100, true));
+  sim.stop_at_eos = false;
+  auto p = prompt_of(5, 10);  // 2 full pages + 2
+  ASSERT_TRUE(sim.add(1, p, 3));
+  sim.run_to_end();
+  // Request 1 computed 12 positions: 3 full pages went into the tree.
+  EXPECT_EQ(sim.sched.stats().cached_pages, 3);
+
+  // Identical prompt: the two full prompt pages are reused, prefill starts at position 8.
+  ASSERT_TRUE(sim.add(2, p, 3));
+  auto runs = sim.step();
+  EXPECT_EQ(runs, (std::vector<Chunk>{{2, 8, 2, true}}));
+  EXPECT_EQ(sim.sched.cached_tokens(2), 8);
+  sim.run_to_end();
+  EXPECT_EQ(sim.out[2], reference(p, 3, false));
+
+  // A prompt that is exactly 2 pages long still runs its last token (logits to sample from).
+  auto p8 = std::vector<int32_t>(p.begin(), p.begin() + 8);
+  ASSERT_TRUE(sim.add(3, p8, 2));
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{3, 4, 4, true}}));
+  EXPECT_EQ(sim.sched.cached_tokens(3), 4);
+  sim.run_to_end();
+  EXPECT_EQ(sim.out[3], reference(p8, 2, false));
+
+  // Shares 6 tokens with p: one page.
+  auto q = std::vector<int32_t>(p.begin(), p.begin() + 6);
+  q.push_back(90);
+  q.push_back(91);
+  q.push_back(92);
+  ASSERT_TRUE(sim.add(4, q, 2));
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{4, 4, 5, true}}));
+  EXPECT_EQ(sim.sched.cached_tokens(4), 4);
+  sim.run_to_end();
+  EXPECT_EQ(sim.out[4], reference(q, 2, false));
+
+  // Request 1's prompt + its outputs as a new prompt hits all three pages request 1 left behind.
+  auto cont = p;
+  cont.insert(cont.end(), sim.out[1].begin(), sim.out[1].end());
+  cont.push_back(44);  // 14 tokens
+  ASSERT_TRUE(sim.add(5, cont, 1));
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{5, 12, 2, true}}));
+  EXPECT_EQ(sim.out[5], reference(cont, 1, false));
+
+  auto st = sim.sched.stats();
+  EXPECT_EQ(st.prefix_query_tokens, 10 + 10 + 8 + 9 + 14);
+  EXPECT_EQ(st.prefix_hit_tokens, 0 + 8 + 4 + 4 + 12);
+}
+
+TEST(Scheduler, ConcurrentIdenticalPromptsShareOnlyWhatIsCached) {
+  // Two identical prompts at once: nothing is cached yet, both compute; the second insert keeps
+  // the tree's pages and frees its own duplicates.
+  Sim sim(64, cfg_of(8, 64, 100, true));
+  sim.stop_at_eos = false;
+  auto p = prompt_of(9, 12);
+  ASSERT_TRUE(sim.add(1, p, 2));
+  ASSERT_TRUE(sim.add(2, p, 2));
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{1, 0, 12, true}, {2, 0, 12, true}}));
+  sim.run_to_end();
+  EXPECT_EQ(sim.out[1], sim.out[2]);
+  EXPECT_EQ(sim.sched.stats().cached_pages, 3);  // 13 positions computed: 3 full pages, once
+  EXPECT_EQ(sim.pool.free_pages(), 64 - 3);
+}
+
+TEST(Scheduler, EvictsLeastRecentlyUsedPrefixesUnderPressure) {
+  // 10 pages. Requests A and B leave 2 full pages each in the tree; A is used again (so B is older);
+  // then a big request needs 8 pages: B's pages are evicted, A's pages survive as long as possible.
+  Sim sim(10, cfg_of(8, 64, 100, true));
+  sim.stop_at_eos = false;
+  auto a = prompt_of(1, 9);
+  auto b = prompt_of(2, 9);
+  ASSERT_TRUE(sim.add(1, a, 1));
+  sim.run_to_end();
+  ASSERT_TRUE(sim.add(2, b, 1));
+  sim.run_to_end();
+  ASSERT_TRUE(sim.add(3, a, 1));  // touches A's pages
+  sim.run_to_end();
+  EXPECT_EQ(sim.sched.stats().cached_pages, 4);
+  EXPECT_EQ(sim.pool.free_pages(), 6);
+  ASSERT_TRUE(sim.add(4, prompt_of(3, 29), 1));  // 29 positions: 8 pages, 2 must be evicted
+  sim.run_to_end();
+  EXPECT_EQ(sim.sched.stats().evicted_pages, 2);
+  EXPECT_EQ(sim.out[4], reference(prompt_of(3, 29), 1, false));
+  // A still hits, B does not.
+  ASSERT_TRUE(sim.add(5, a, 1));
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{5, 8, 1, true}}));
+  ASSERT_TRUE(sim.add(6, b, 1));
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{6, 0, 9, true}}));
+  EXPECT_EQ(sim.out[6], reference(b, 1, false));
+}
+
+TEST(Scheduler, AbortFreesPages) {
+  for (bool cache : {false, true}) {
+    SCOPED_TRACE(cache ? "prefix cache on" : "prefix cache off");
+    Sim sim(32, cfg_of(2, 8, 100, cache));
+    sim.stop_at_eos = false;
+    ASSERT_TRUE(sim.add(1, prompt_of(1, 6), 20));
+    ASSERT_TRUE(sim.add(2, prompt_of(2, 20), 20));  // mid-prefill after the first step
+    ASSERT_TRUE(sim.add(3, prompt_of(3, 6), 20));   // waiting (max_running 2)
+    sim.step();
+    sim.step();
+    EXPECT_EQ(sim.sched.running(), 2);
+    EXPECT_EQ(sim.sched.waiting(), 1);
+    EXPECT_LT(sim.pool.free_pages(), 32);
+    sim.sched.abort(3);
+    sim.sched.abort(2);
+    sim.sched.abort(1);
+    sim.sched.abort(99);  // unknown: ignored
+    EXPECT_EQ(sim.sched.running(), 0);
+    EXPECT_EQ(sim.sched.waiting(), 0);
+    EXPECT_EQ(sim.sched.tokens_in_flight(), 0);
+    auto st = sim.sched.stats();
+    // Whatever is not free is held by the prefix tree alone, and only with the cache on.
+    EXPECT_EQ(st.pages_used, st.cached_pages);
+    if (cache) {
+      EXPECT_GT(st.cached_pages, 0);
+    } else {
+      EXPECT_EQ(sim.pool.free_pages(), 32);
+    }
+    // The next schedule has nothing to do.
+    EXPECT_TRUE(sim.sched.schedule().seqs.empty());
+    sim.sched.commit({});
+  }
+}
+
+TEST(Scheduler, AbortBetweenScheduleAndCommit) {
+  Sim sim(32, cfg_of(4, 64, 100, false));
+  ASSERT_TRUE(sim.add(1, prompt_of(1, 6), 5));
+  ASSERT_TRUE(sim.add(2, prompt_of(2, 6), 5));
+  ScheduledBatch b = sim.sched.schedule();
+  ASSERT_EQ(b.seqs.size(), 2u);
+  sim.sched.abort(1);
+  // The step loop reports both; the aborted one is ignored.
+  sim.sched.commit({{1, 7, false}, {2, 8, false}});
+  EXPECT_EQ(sim.sched.running(), 1);
+  b = sim.sched.schedule();
+  ASSERT_EQ(b.seqs.size(), 1u);
+  EXPECT_EQ(b.seqs[0].id, 2u);
+  EXPECT_EQ(b.seqs[0].tokens, std::vector<int32_t>{8});
+  EXPECT_EQ(b.seqs[0].pos0, 6);
+  sim.sched.abort(2);
+  EXPECT_EQ(sim.pool.free_pages(), 32);
+}
+
+TEST(Scheduler, TwoInstancesFormIdenticalBatches) {
+  // Same inputs (arrivals and aborts at the same steps) into two schedulers over two pools.
+  auto cfg = cfg_of(6, 12, 20, true);
+  Sim s1(14, cfg), s2(14, cfg);
+  uint32_t x = 7;
+  auto rnd = [&x](uint32_t n) {
+    x = x * 1664525u + 1013904223u;
+    return (x >> 8) % n;
+  };
+  uint64_t next_id = 1;
+  int64_t preemptions = 0;
+  for (int step = 0; step < 400; ++step) {
+    if (step < 250 && rnd(3) == 0) {
+      int n = int(rnd(3));
+      for (int k = 0; k < n; ++k) {
+        auto p = prompt_of(rnd(6), 5);  // shared prefixes
+        auto tail = prompt_of(uint32_t(next_id), int(rnd(14)) + 1);
+        p.insert(p.end(), tail.begin(), tail.end());
+        int64_t mx = int64_t(rnd(12)) + 1;
+        bool ok1 = s1.add(next_id, p, mx), ok2 = s2.add(next_id, p, mx);
+        ASSERT_EQ(ok1, ok2);
+        ++next_id;
+      }
+    }
+    if (rnd(17) == 0 && next_id > 1) {
+      uint64_t victim = 1 + rnd(uint32_t(next_id - 1));
+      s1.sched.abort(victim);
+      s2.sched.abort(victim);
+    }
+    ScheduledBatch b1, b2;
+    s1.step(&b1);
+    s2.step(&b2);
+    ASSERT_EQ(b1.seqs.size(), b2.seqs.size()) << "step " << step;
+    for (size_t i = 0; i < b1.seqs.size(); ++i) {
+      const auto &a = b1.seqs[i], &b = b2.seqs[i];
+      ASSERT_EQ(a.id, b.id);
+      ASSERT_EQ(a.tokens, b.tokens);
+      ASSERT_EQ(a.pos0, b.pos0);
+      ASSERT_EQ(a.sample, b.sample);
+      int64_t n_pages = (a.pos0 + int64_t(a.tokens.size()) + kPage - 1) / kPage;
+      ASSERT_EQ(std::vector<int32_t>(a.pages, a.pages + n_pages), std::vector<int32_t>(b.pages, b.pages + n_pages));
+    }
+    ASSERT_EQ(b1.preempted, b2.preempted);
+    preemptions += int64_t(b1.preempted.size());
+  }
+  EXPECT_FALSE(s1.sched.has_work());
+  EXPECT_GT(preemptions, 0);  // the workload did exercise preemption
+  EXPECT_GT(s1.sched.stats().prefix_hit_tokens, 0);
+  EXPECT_EQ(s1.out, s2.out);
+}
+
+TEST(Scheduler, RandomWorkloadsMatchTheReferenceAndReturnEveryPage) {
+  for (uint32_t seed = 1; seed <= 30; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    uint32_t x = seed;
+    auto rnd = [&x](uint32_t n) {
+      x = x * 1664525u + 1013904223u;
+      return (x >> 8) % n;
+    };
+    bool cache = seed % 2 == 0;
+    int64_t n_pages = 6 + rnd(20);
+    Sim sim(n_pages, cfg_of(1 + rnd(8), int64_t(rnd(20)) - 2, 1 + rnd(24), cache));
+    std::map<uint64_t, std::vector<int32_t>> prompts;
+    std::map<uint64_t, bool> aborted;
+    uint64_t next_id = 1;
+    for (int step = 0; step < 3000 && (step < 100 || sim.sched.has_work()); ++step) {
+      if (step < 100 && rnd(4) == 0) {
+        auto p = prompt_of(rnd(4), 1 + int(rnd(6)));
+        auto tail = prompt_of(uint32_t(next_id * 31 + seed), int(rnd(10)));
+        p.insert(p.end(), tail.begin(), tail.end());
+        int64_t mx = 1 + rnd(15);
+        bool fits = (int64_t(p.size()) + mx - 1 + kPage - 1) / kPage <= n_pages;
+        ASSERT_EQ(sim.add(next_id, p, mx), fits);
+        if (fits) prompts[next_id] = p;
+        ++next_id;
+      }
+      if (rnd(40) == 0 && next_id > 1) {
+        uint64_t v = 1 + rnd(uint32_t(next_id - 1));
+        if (sim.sched.contains(v)) aborted[v] = true;
+        sim.sched.abort(v);
+      }
+      sim.step();
+    }
+    ASSERT_FALSE(sim.sched.has_work());
+    for (auto& [id, p] : prompts) {
+      auto ref = reference(p, sim.max_new[id], true);
+      if (aborted[id]) {
+        // An aborted request's partial output is a prefix of what it would have produced.
+        ASSERT_LE(sim.out[id].size(), ref.size());
+        EXPECT_EQ(sim.out[id], std::vector<int32_t>(ref.begin(), ref.begin() + sim.out[id].size())) << id;
+      } else {
+        EXPECT_EQ(sim.out[id], ref) << "request " << id;
+      }
+    }
+    auto st = sim.sched.stats();
+    EXPECT_EQ(st.pages_used, st.cached_pages);
+    if (!cache) {
+      EXPECT_EQ(sim.pool.free_pages(), n_pages);
+    }
+  }
+}
+
+TEST(Scheduler, RequestFillingThePoolAloneCompletes) {
+  // prompt 10 + 7 new = 16 positions written = exactly 4 pages.
+  Sim sim(4, cfg_of(4, 3, 100, true));
+  sim.stop_at_eos = false;
+  EXPECT_FALSE(sim.sched.add(1, prompt_of(1, 10), 8));  // 17 positions: never fits
+  ASSERT_TRUE(sim.add(2, prompt_of(2, 10), 7));
+  ASSERT_TRUE(sim.add(3, prompt_of(3, 10), 7));  // competes for the same pool
+  sim.run_to_end(500);
+  EXPECT_EQ(sim.out[2], reference(prompt_of(2, 10), 7, false));
+  EXPECT_EQ(sim.out[3], reference(prompt_of(3, 10), 7, false));
+}
+
+TEST(Scheduler, RejectsBadInput) {
+  KVPool pool(pool_cfg(8));
+  EXPECT_THROW(Scheduler(cfg_of(0, 8, 8, true), pool), Error);
+  EXPECT_THROW(Scheduler(cfg_of(1, 8, 0, true), pool), Error);
+  Scheduler s(cfg_of(4, 8, 8, true), pool);
+  EXPECT_THROW(s.add(1, {}, 4), Error);
+  EXPECT_THROW(s.add(1, {1, 2}, 0), Error);
+  ASSERT_TRUE(s.add(1, {1, 2}, 2));
+  EXPECT_THROW(s.add(1, {3}, 2), Error);
+  ASSERT_TRUE(s.add(2, {1, 2, 3}, 2));
+  auto b = s.schedule();
+  ASSERT_EQ(b.seqs.size(), 2u);
+  // A result for a request that was not sampled, results out of order, or a missing result are
+  // step-loop bugs; they leave the state as it was, so a correct commit still works.
+  EXPECT_THROW(s.commit({{1, 5, false}, {3, 5, false}}), Error);
+  EXPECT_THROW(s.commit({{2, 5, false}, {1, 5, false}}), Error);
+  EXPECT_THROW(s.commit({{1, 5, false}}), Error);
+  s.commit({{1, 5, false}, {2, 6, true}});
+  b = s.schedule();
+  ASSERT_EQ(b.seqs.size(), 1u);
+  EXPECT_EQ(b.seqs[0].tokens, std::vector<int32_t>{5});
+  EXPECT_EQ(b.seqs[0].pos0, 2);
+  EXPECT_THROW(s.commit({}), Error);
+  s.commit({{1, 9, true}});
+  EXPECT_FALSE(s.has_work());
+}
+
+}  // namespace
+}  // namespace dpserve
