@@ -1,0 +1,188 @@
+#include "server/generation.h"
+
+#include <thread>
+
+#include "server/metrics.h"
+#include "server/request_registry.h"
+
+namespace dpserve {
+
+namespace {
+
+double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+}  // namespace
+
+ChoiceRun::ChoiceRun(Engine& engine, const Tokenizer& tok, Request r, const GenSpec& spec, Metrics* metrics,
+                     RequestRegistry* registry, Clock::time_point arrival)
+    : engine_(engine),
+      metrics_(metrics),
+      registry_(registry),
+      dec_(tok, spec.skip_special_tokens),
+      stop_(spec.stop),
+      arrival_(arrival),
+      last_token_(arrival) {
+  // The prompt's last token gives the decoder its context (SentencePiece drops the space after BOS).
+  if (!r.input_ids.empty()) dec_.push(r.input_ids.back());
+  prompt_tokens_ = r.input_ids.empty() ? r.input_embeds_rows : int64_t(r.input_ids.size());
+  std::string rid = r.rid;
+  stream_ = engine_.enqueue(std::move(r));
+  id_ = stream_->id();
+  if (registry_) registry_->add(id_, rid);
+}
+
+ChoiceRun::~ChoiceRun() {
+  if (!finished_) engine_.cancel(id_);
+  if (registry_) registry_->remove(id_);
+}
+
+void ChoiceRun::finish(ChoiceDelta& out, const std::string& reason) {
+  finished_ = true;
+  out.finished = true;
+  out.finish_reason = reason;
+  if (metrics_) {
+    metrics_->e2e_latency.observe(seconds(Clock::now() - arrival_));
+    metrics_->count_finish(reason);
+    metrics_->completion_tokens += completion_tokens();
+    metrics_->prompt_tokens += prompt_tokens_;
+  }
+  if (registry_) registry_->remove(id_);
+}
+
+void ChoiceRun::abort(ChoiceDelta& out, const std::string& reason, const std::string& error) {
+  if (finished_) return;
+  engine_.cancel(id_);
+  out.text += stop_.flush();
+  out.error = error;
+  finish(out, reason);
+}
+
+bool ChoiceRun::poll(std::chrono::milliseconds timeout, ChoiceDelta& out) {
+  if (finished_) return false;
+  Response r;
+  if (!stream_->next(r, timeout)) return false;
+  const auto now = Clock::now();
+  if (r.prompt_tokens > 0) prompt_tokens_ = r.prompt_tokens;
+  cached_tokens_ = std::max(cached_tokens_, r.cached_tokens);
+  dp_rank_ = r.dp_rank;
+  if (!r.tokens.empty() && metrics_) {
+    if (output_ids_.empty()) {
+      metrics_->time_to_first_token.observe(seconds(now - arrival_));
+      for (size_t i = 1; i < r.tokens.size(); ++i) metrics_->inter_token_latency.observe(0);
+    } else {
+      double per = seconds(now - last_token_) / double(r.tokens.size());
+      for (size_t i = 0; i < r.tokens.size(); ++i) metrics_->inter_token_latency.observe(per);
+    }
+  }
+  if (!r.tokens.empty()) last_token_ = now;
+  for (auto& t : r.tokens) {
+    output_ids_.push_back(t.token);
+    out.tokens.push_back(t);
+    out.text += stop_.feed(dec_.push(t.token));
+    if (stop_.matched()) {
+      // The client's stop string ends the request here; whatever the engine made after it is dropped.
+      out.matched_stop = stop_.matched_stop();
+      engine_.cancel(id_);
+      finish(out, "stop");
+      return true;
+    }
+  }
+  if (r.finished) {
+    out.text += stop_.feed(dec_.flush());
+    if (stop_.matched()) {
+      out.matched_stop = stop_.matched_stop();
+      finish(out, "stop");
+      return true;
+    }
+    out.text += stop_.flush();
+    out.error = r.error;
+    finish(out, r.finish_reason.empty() ? "stop" : r.finish_reason);
+  }
+  return true;
+}
+
+Generation::Generation(Engine& engine, const Tokenizer& tok, const GenSpec& spec, Metrics* metrics,
+                       RequestRegistry* registry, const std::string& rid_prefix)
+    : engine_(engine) {
+  const auto arrival = Clock::now();
+  const size_t n_prompts = spec.prompts.empty() ? 1 : spec.prompts.size();
+  std::vector<int32_t> eos = tok.eos_ids();
+  for (size_t p = 0; p < n_prompts; ++p) {
+    for (int32_t c = 0; c < spec.n; ++c) {
+      Request r = spec.base;
+      if (!spec.prompts.empty()) {
+        r.input_ids = spec.prompts[p];
+      } else {
+        r.input_embeds = spec.input_embeds;
+        r.input_embeds_rows = spec.input_embeds_rows;
+      }
+      if (r.params.seed && c > 0) r.params.seed = *r.params.seed + uint64_t(c);
+      if (!r.params.ignore_eos)
+        for (int32_t e : eos) r.params.stop_token_ids.push_back(e);
+      r.rid = p < spec.rids.size() ? spec.rids[p] : rid_prefix;
+      runs_.push_back(std::make_unique<ChoiceRun>(engine, tok, std::move(r), spec, metrics, registry, arrival));
+    }
+  }
+}
+
+bool Generation::drive(const std::function<bool(size_t, const ChoiceDelta&)>& on_delta,
+                       const std::function<bool()>& client_gone) {
+  auto cancel_rest = [&](const std::string& reason, const std::string& error, bool tell) {
+    for (size_t i = 0; i < runs_.size(); ++i) {
+      if (runs_[i]->finished()) continue;
+      ChoiceDelta d;
+      runs_[i]->abort(d, reason, error);
+      if (tell) on_delta(i, d);
+    }
+  };
+  auto last_delivery = Clock::now();
+  auto last_gone_check = Clock::now();
+  for (;;) {
+    bool any_left = false, got = false;
+    for (size_t i = 0; i < runs_.size(); ++i) {
+      if (runs_[i]->finished()) continue;
+      any_left = true;
+      ChoiceDelta d;
+      if (runs_[i]->poll(std::chrono::milliseconds(0), d)) {
+        got = true;
+        if (!on_delta(i, d)) {
+          cancel_rest("abort", "client disconnected", false);
+          return false;
+        }
+      }
+    }
+    if (!any_left) return true;
+    const auto now = Clock::now();
+    if (got) {
+      last_delivery = now;
+      continue;
+    }
+    if (now - last_gone_check > std::chrono::milliseconds(50)) {
+      last_gone_check = now;
+      if (client_gone && client_gone()) {
+        cancel_rest("abort", "client disconnected", false);
+        return false;
+      }
+    }
+    // A stopped engine delivers nothing more: end the choices rather than hang the client.
+    if (!engine_.healthy() && now - last_delivery > std::chrono::seconds(3)) {
+      cancel_rest("abort", "the engine stopped", true);
+      return true;
+    }
+    for (auto& r : runs_) {
+      if (r->finished()) continue;
+      ChoiceDelta d;
+      size_t i = size_t(&r - &runs_[0]);
+      if (r->poll(std::chrono::milliseconds(20), d)) {
+        last_delivery = Clock::now();
+        if (!on_delta(i, d)) {
+          cancel_rest("abort", "client disconnected", false);
+          return false;
+        }
+      }
+      break;
+    }
+  }
+}
+
+}  // namespace dpserve

@@ -1,0 +1,91 @@
+// Drives the engine streams behind one HTTP request: prompts x n choices, each turned from token ids
+// into text (streaming detokenizer, stop strings) with its finish reason and token counts.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "server/request_parse.h"
+#include "server/stop_strings.h"
+#include "tokenizer/tokenizer.h"
+
+namespace dpserve {
+
+class Metrics;
+class RequestRegistry;
+
+using Clock = std::chrono::steady_clock;
+
+// What one choice produced since the last delivery.
+struct ChoiceDelta {
+  std::string text;              // final text only (held back while it may begin a stop string)
+  std::vector<TokenOut> tokens;  // tokens consumed (those after a matched stop string are dropped)
+  bool finished = false;
+  std::string finish_reason;     // stop, length, abort, error
+  std::string matched_stop;      // the stop string that ended it, if any
+  std::string error;
+};
+
+class ChoiceRun {
+ public:
+  ChoiceRun(Engine& engine, const Tokenizer& tok, Request r, const GenSpec& spec, Metrics* metrics,
+            RequestRegistry* registry, Clock::time_point arrival);
+  ~ChoiceRun();
+  ChoiceRun(const ChoiceRun&) = delete;
+  ChoiceRun& operator=(const ChoiceRun&) = delete;
+
+  // Takes the next delivery (waits up to `timeout`); false when nothing arrived.
+  bool poll(std::chrono::milliseconds timeout, ChoiceDelta& out);
+  // Ends the choice here with `reason` and tells the engine to drop it.
+  void abort(ChoiceDelta& out, const std::string& reason, const std::string& error = "");
+
+  bool finished() const { return finished_; }
+  uint64_t id() const { return id_; }
+  int64_t prompt_tokens() const { return prompt_tokens_; }
+  int64_t cached_tokens() const { return cached_tokens_; }
+  int64_t completion_tokens() const { return int64_t(output_ids_.size()); }
+  int32_t dp_rank() const { return dp_rank_; }
+  const std::vector<int32_t>& output_ids() const { return output_ids_; }
+
+ private:
+  void finish(ChoiceDelta& out, const std::string& reason);
+
+  Engine& engine_;
+  Metrics* metrics_;
+  RequestRegistry* registry_;
+  std::shared_ptr<RequestStream> stream_;
+  uint64_t id_ = 0;
+  IncrementalDecoder dec_;
+  StopMatcher stop_;
+  Clock::time_point arrival_, last_token_;
+  bool finished_ = false;
+  int64_t prompt_tokens_ = 0, cached_tokens_ = 0;
+  int32_t dp_rank_ = 0;
+  std::vector<int32_t> output_ids_;
+};
+
+class Generation {
+ public:
+  // Enqueues every choice: choice i is prompt i / n, copy i % n (seeded copies get seed + copy).
+  Generation(Engine& engine, const Tokenizer& tok, const GenSpec& spec, Metrics* metrics, RequestRegistry* registry,
+             const std::string& rid_prefix);
+
+  size_t size() const { return runs_.size(); }
+  ChoiceRun& choice(size_t i) { return *runs_[i]; }
+
+  // Feeds deliveries to `on_delta` until every choice has finished. Stops early, cancelling what is
+  // left, when `on_delta` returns false or `client_gone()` turns true (then returns false).
+  bool drive(const std::function<bool(size_t, const ChoiceDelta&)>& on_delta,
+             const std::function<bool()>& client_gone);
+
+ private:
+  Engine& engine_;
+  std::vector<std::unique_ptr<ChoiceRun>> runs_;
+};
+
+}  // namespace dpserve

@@ -1,0 +1,56 @@
+// Prometheus text exposition for /metrics: request latencies as histograms, token counters, and the
+// engine's per-DP-group queue, KV and prefix-cache gauges (label dp_rank).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/engine.h"
+
+namespace dpserve {
+
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> upper_bounds);
+  void observe(double v);
+  // Appends the _bucket / _sum / _count lines (with HELP and TYPE).
+  void render(std::string& out, const std::string& name, const std::string& help) const;
+
+ private:
+  std::vector<double> bounds_;
+  mutable std::mutex mu_;
+  std::vector<uint64_t> counts_;  // per bucket, not cumulative; the last is +Inf
+  double sum_ = 0;
+  uint64_t count_ = 0;
+};
+
+class Metrics {
+ public:
+  Metrics();
+
+  Histogram time_to_first_token;  // seconds
+  Histogram inter_token_latency;  // seconds per token after the first
+  Histogram e2e_latency;          // seconds from arrival to the last token
+
+  std::atomic<int64_t> prompt_tokens{0};
+  std::atomic<int64_t> completion_tokens{0};
+  std::atomic<int64_t> http_inflight{0};
+
+  void count_request(const std::string& route, int status);
+  // Finish reasons of generation choices (stop, length, abort, error).
+  void count_finish(const std::string& reason);
+
+  std::string render(const EngineStats& engine, bool healthy, bool draining) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::pair<std::string, int>, int64_t> requests_;
+  std::map<std::string, int64_t> finishes_;
+};
+
+}  // namespace dpserve

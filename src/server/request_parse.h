@@ -1,0 +1,57 @@
+// JSON bodies of /v1/completions, /v1/chat/completions and /generate -> validated generation specs.
+// Every problem becomes an ApiError (400/404) naming the parameter, before anything reaches the engine.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/request.h"
+
+namespace dpserve {
+
+class Tokenizer;
+
+// What the parser needs to know about the served model.
+struct ParseContext {
+  const Tokenizer* tok = nullptr;
+  int64_t context_length = 0;
+  std::string served_model_name;
+  std::optional<std::string> chat_template;  // from --chat-template or the tokenizer
+  int32_t max_n = 64;                        // choices per request
+  int32_t max_prompts = 256;                 // prompts in one batched completions / generate call
+};
+
+// One HTTP request's generation work: prompts x n choices sharing one set of parameters.
+struct GenSpec {
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<std::string> prompt_texts;  // as the client sent them (echo); "" for token prompts
+  std::vector<float> input_embeds;        // /generate input_embeds (then prompts is empty)
+  int64_t input_embeds_rows = 0;
+  Request base;                           // sampling params and logprob settings for each choice
+  int32_t n = 1;
+  bool stream = false;
+  bool include_usage = false;             // stream_options.include_usage
+  bool echo = false;                      // completions: prepend the prompt text
+  bool logprobs = false;                  // report logprobs in the response
+  bool skip_special_tokens = true;
+  std::vector<std::string> stop;
+  std::string model;
+  std::vector<std::string> rids;          // /generate: client ids, one per prompt (may be empty)
+  bool batched = false;                   // /generate got a list of prompts: answer with a list
+};
+
+// Parses the body text; malformed JSON or invalid UTF-8 -> 400.
+nlohmann::json parse_json_body(const std::string& body);
+
+GenSpec parse_completion_request(const nlohmann::json& body, const ParseContext& ctx);
+GenSpec parse_chat_request(const nlohmann::json& body, const ParseContext& ctx);
+GenSpec parse_generate_request(const nlohmann::json& body, const ParseContext& ctx);
+
+// The chat prompt text for `messages` (validated), rendered with the context's template.
+std::string render_chat_prompt(const nlohmann::json& body, const ParseContext& ctx);
+
+}  // namespace dpserve

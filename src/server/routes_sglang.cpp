@@ -1,0 +1,218 @@
+// SGLang-style routes: /generate, /health, /health_generate, /get_server_info, /abort_request, /metrics.
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "server/generation.h"
+#include "server/openai_error.h"
+#include "server/server_context.h"
+#include "server/sse.h"
+
+namespace dpserve {
+
+using json = nlohmann::json;
+
+namespace {
+
+struct GenState {
+  std::string text;
+  std::vector<int32_t> ids;
+  std::vector<TokenOut> tokens;
+  std::string finish_reason, matched_stop, error;
+};
+
+json meta_info(const GenSpec& spec, ChoiceRun& run, const GenState& st, const std::string& rid, double e2e) {
+  json fr = nullptr;
+  if (!st.finish_reason.empty()) {
+    fr = {{"type", st.finish_reason}};
+    if (!st.matched_stop.empty()) fr["matched"] = st.matched_stop;
+    if (!st.error.empty()) fr["message"] = st.error;
+  }
+  json m{{"id", rid},
+         {"finish_reason", fr},
+         {"prompt_tokens", run.prompt_tokens()},
+         {"completion_tokens", run.completion_tokens()},
+         {"cached_tokens", run.cached_tokens()},
+         {"dp_rank", run.dp_rank()},
+         {"e2e_latency", e2e}};
+  if (spec.logprobs) {
+    json lp = json::array(), top = json::array();
+    for (const auto& t : st.tokens) {
+      lp.push_back({t.logprob, t.token, nullptr});
+      json alts = json::array();
+      for (const auto& a : t.top) alts.push_back({a.logprob, a.token, nullptr});
+      top.push_back(alts);
+    }
+    m["output_token_logprobs"] = lp;
+    if (spec.base.top_logprobs > 0) m["output_top_logprobs"] = top;
+  }
+  return m;
+}
+
+void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
+  admit_generation(ctx);
+  json body = parse_json_body(req.body);
+  GenSpec spec = parse_generate_request(body, ctx.parse);
+  const std::string id = ctx.new_id("gen");
+  const auto t0 = Clock::now();
+  ++ctx.metrics.http_inflight;
+  std::shared_ptr<void> inflight(nullptr, [&ctx](void*) { --ctx.metrics.http_inflight; });
+  auto gen = std::make_shared<Generation>(ctx.engine, ctx.tok, spec, &ctx.metrics, &ctx.registry, id);
+  auto states = std::make_shared<std::vector<GenState>>(gen->size());
+  auto gone = client_gone_fn(ctx, req);
+  auto rid_of = [spec, id](size_t i) {
+    size_t p = i / size_t(spec.n);
+    return p < spec.rids.size() ? spec.rids[p] : fmt::format("{}-{}", id, i);
+  };
+  auto absorb = [states](size_t i, const ChoiceDelta& d) {
+    GenState& st = (*states)[i];
+    st.text += d.text;
+    for (const auto& t : d.tokens) st.ids.push_back(t.token);
+    st.tokens.insert(st.tokens.end(), d.tokens.begin(), d.tokens.end());
+    if (d.finished) {
+      st.finish_reason = d.finish_reason;
+      st.matched_stop = d.matched_stop;
+      st.error = d.error;
+    }
+  };
+  auto seconds_since = [t0] { return std::chrono::duration<double>(Clock::now() - t0).count(); };
+  auto note = [gen, states]() {
+    AccessInfo& ai = access_info();
+    for (size_t i = 0; i < gen->size(); ++i) {
+      ai.prompt_tokens += gen->choice(i).prompt_tokens();
+      ai.completion_tokens += gen->choice(i).completion_tokens();
+    }
+    if (!states->empty()) ai.finish = (*states)[0].finish_reason;
+  };
+  const bool as_list = spec.batched || spec.n > 1;
+
+  if (!spec.stream) {
+    if (!gen->drive([&](size_t i, const ChoiceDelta& d) { absorb(i, d); return true; }, gone)) {
+      res.status = 499;
+      return;
+    }
+    note();
+    json out = json::array();
+    for (size_t i = 0; i < gen->size(); ++i) {
+      const GenState& st = (*states)[i];
+      if (st.finish_reason == "error" && !as_list)
+        throw ApiError(400, st.error.empty() ? "The engine could not run this request" : st.error, "",
+                       "invalid_request_error", "engine_rejected");
+      out.push_back({{"text", st.text}, {"output_ids", st.ids},
+                     {"meta_info", meta_info(spec, gen->choice(i), st, rid_of(i), seconds_since())}});
+    }
+    send_json(res, 200, as_list ? out : out[0]);
+    return;
+  }
+  res.set_header("Cache-Control", "no-cache");
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [gen, states, spec, absorb, rid_of, seconds_since, note, gone, as_list, inflight](size_t,
+                                                                                       httplib::DataSink& sink) {
+        auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
+        bool ok = gen->drive(
+            [&](size_t i, const ChoiceDelta& d) {
+              absorb(i, d);
+              if (d.tokens.empty() && d.text.empty() && !d.finished) return true;
+              const GenState& st = (*states)[i];
+              // As SGLang does, each event carries the text and ids so far.
+              json j{{"text", st.text}, {"output_ids", st.ids},
+                     {"meta_info", meta_info(spec, gen->choice(i), st, rid_of(i), seconds_since())}};
+              if (as_list) j["index"] = i;
+              return write(sse_event(j));
+            },
+            gone);
+        if (!ok) return false;
+        note();
+        if (!write(sse_done())) return false;
+        sink.done();
+        return true;
+      });
+}
+
+// One greedy token through the engine per DP group (the router spreads concurrent requests).
+void handle_health_generate(ServerContext& ctx, httplib::Response& res) {
+  if (ctx.draining.load() || !ctx.engine.healthy()) {
+    send_json(res, 503, error_body(503, "The engine is not healthy", "", "engine_unavailable"));
+    return;
+  }
+  GenSpec spec;
+  spec.base.params.temperature = 0;
+  spec.base.params.max_new_tokens = 1;
+  spec.base.params.ignore_eos = true;
+  const int32_t bos = ctx.tok.bos_id();
+  const int32_t groups = std::max(1, ctx.engine.dp_size());
+  for (int32_t g = 0; g < groups; ++g) spec.prompts.push_back({bos >= 0 ? bos : 0});
+  spec.prompt_texts.resize(spec.prompts.size());
+  Generation gen(ctx.engine, ctx.tok, spec, nullptr, &ctx.registry, "health_generate");
+  std::vector<std::string> reasons(gen.size());
+  std::vector<int64_t> counts(gen.size(), 0);
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  gen.drive(
+      [&](size_t i, const ChoiceDelta& d) {
+        counts[i] += int64_t(d.tokens.size());
+        if (d.finished) reasons[i] = d.finish_reason;
+        return true;
+      },
+      [&] { return ctx.stopping.load() || Clock::now() > deadline; });
+  json ranks = json::array();
+  bool ok = true;
+  for (size_t i = 0; i < gen.size(); ++i) {
+    ranks.push_back(gen.choice(i).dp_rank());
+    ok = ok && counts[i] == 1 && reasons[i] == "length";
+  }
+  if (!ok) {
+    send_json(res, 503, error_body(503, "A test generation did not complete", "", "engine_unavailable"));
+    return;
+  }
+  send_json(res, 200, {{"status", "ok"}, {"dp_ranks", ranks}});
+}
+
+}  // namespace
+
+void register_sglang_routes(httplib::Server& svr, ServerContext& ctx) {
+  svr.Post("/generate", [&ctx](const httplib::Request& req, httplib::Response& res) { handle_generate(ctx, req, res); });
+  svr.Get("/health", [&ctx](const httplib::Request&, httplib::Response& res) {
+    const bool ok = ctx.engine.healthy() && !ctx.draining.load();
+    res.status = ok ? 200 : 503;
+    res.set_content(ok ? "ok\n" : "unavailable\n", "text/plain");
+  });
+  svr.Get("/health_generate",
+          [&ctx](const httplib::Request&, httplib::Response& res) { handle_health_generate(ctx, res); });
+  svr.Get("/get_server_info", [&ctx](const httplib::Request&, httplib::Response& res) {
+    json info = ctx.info.is_object() ? ctx.info : json::object();
+    info["served_model_name"] = ctx.opts.served_model_name;
+    info["context_length"] = ctx.parse.context_length;
+    info["dp_size"] = ctx.engine.dp_size();
+    info["vocab_size"] = ctx.tok.vocab_size();
+    info["has_chat_template"] = ctx.parse.chat_template.has_value();
+    info["max_body_bytes"] = ctx.opts.max_body_bytes;
+    info["api_key_required"] = !ctx.opts.api_key.empty();
+    info["draining"] = ctx.draining.load();
+    info["requests_in_flight"] = ctx.registry.size();
+    send_json(res, 200, info);
+  });
+  svr.Post("/abort_request", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    json body = parse_json_body(req.body);
+    bool all = false;
+    std::string rid;
+    if (auto it = body.find("abort_all"); it != body.end() && !it->is_null()) {
+      if (!it->is_boolean()) bad_param("abort_all", "'abort_all' must be a boolean");
+      all = it->get<bool>();
+    }
+    if (auto it = body.find("rid"); it != body.end() && !it->is_null()) {
+      if (!it->is_string()) bad_param("rid", "'rid' must be a string");
+      rid = it->get<std::string>();
+    }
+    if (!all && rid.empty()) bad_param("rid", "give 'rid' (the request's id) or 'abort_all': true");
+    auto ids = ctx.registry.find(rid, all);
+    for (uint64_t id : ids) ctx.engine.cancel(id);
+    send_json(res, 200, {{"aborted", ids.size()}});
+  });
+  svr.Get("/metrics", [&ctx](const httplib::Request&, httplib::Response& res) {
+    res.set_content(ctx.metrics.render(ctx.engine.stats(), ctx.engine.healthy(), ctx.draining.load()),
+                    "text/plain; version=0.0.4; charset=utf-8");
+  });
+}
+
+}  // namespace dpserve
