@@ -231,7 +231,10 @@ def greedy_check(label, model, prompt, output, dtype, measured_rms=None, breaks=
 
 def run(cmd, label):
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT)
+        # Passive OpenMP waiting: under ctest -j2 another test shares the cores, and spinning
+        # threads would slow both down without changing any result.
+        env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "passive"))
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT, env=env)
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"{label}: timed out after {PROBE_TIMEOUT}s: {' '.join(cmd)}")
     if p.returncode != 0:
