@@ -11,6 +11,7 @@
 #include "server/connection_watch.h"
 #include "server/openai_error.h"
 #include "server/server_context.h"
+#include "tokenizer/chat_template.h"
 
 namespace dpserve {
 
@@ -72,10 +73,16 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   c.parse.context_length = engine.context_length();
   c.parse.served_model_name = c.opts.served_model_name;
   c.parse.max_n = c.opts.max_n;
-  if (!c.opts.chat_template_path.empty())
-    c.parse.chat_template = read_file(c.opts.chat_template_path);
-  else
-    c.parse.chat_template = tok.chat_template();
+  // Parsed once here, so a broken template stops the server at start rather than failing each chat.
+  std::optional<std::string> tmpl =
+      c.opts.chat_template_path.empty() ? tok.chat_template() : std::optional(read_file(c.opts.chat_template_path));
+  if (tmpl) {
+    try {
+      c.parse.chat_template = std::make_shared<const ChatTemplate>(*tmpl);
+    } catch (const Error& e) {
+      fail("chat template{}: {}", c.opts.chat_template_path.empty() ? "" : " " + c.opts.chat_template_path, e.what());
+    }
+  }
 
   httplib::Server& s = *svr_;
   const int threads = std::max(4, c.opts.http_threads);

@@ -7,10 +7,7 @@
 #include "server/openai_error.h"
 #include "tokenizer/tokenizer.h"
 
-#if __has_include("tokenizer/chat_template.h")
 #include "tokenizer/chat_template.h"
-#define DPSERVE_HAVE_CHAT_TEMPLATE 1
-#endif
 
 namespace dpserve {
 
@@ -160,7 +157,6 @@ void check_lengths(GenSpec& spec, const ParseContext& ctx, std::optional<int64_t
                                      "tokens ({} in the prompt, {} for the completion). Lower '{}'",
                                      ctx.context_length, longest + mt, longest, mt, max_param));
   spec.base.params.max_new_tokens = mt;
-  if (auto err = spec.base.params.validate(); !err.empty()) bad_param("", err);
 }
 
 std::string content_text(const json& content, size_t i) {
@@ -283,20 +279,16 @@ std::string render_chat_prompt(const json& b, const ParseContext& ctx) {
                    "This model has no chat template, so /v1/chat/completions cannot format messages. Start the "
                    "server with --chat-template FILE, or use /v1/completions",
                    "messages", "invalid_request_error", "no_chat_template");
-#ifdef DPSERVE_HAVE_CHAT_TEMPLATE
   json context;
   context["messages"] = std::move(clean);
   context["add_generation_prompt"] = true;
   context["bos_token"] = ctx.tok ? ctx.tok->bos_token() : "";
   context["eos_token"] = ctx.tok ? ctx.tok->eos_token() : "";
   try {
-    return render_chat_template(*ctx.chat_template, context);
+    return ctx.chat_template->render(context);
   } catch (const Error& e) {
     throw ApiError(400, fmt::format("The chat template could not format these messages: {}", e.what()), "messages");
   }
-#else
-  throw ApiError(500, "This build has no chat template renderer", "", "server_error");
-#endif
 }
 
 GenSpec parse_chat_request(const json& b, const ParseContext& ctx) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,13 +15,14 @@
 namespace dpserve {
 
 class Tokenizer;
+class ChatTemplate;
 
 // What the parser needs to know about the served model.
 struct ParseContext {
   const Tokenizer* tok = nullptr;
   int64_t context_length = 0;
   std::string served_model_name;
-  std::optional<std::string> chat_template;  // from --chat-template or the tokenizer
+  std::shared_ptr<const ChatTemplate> chat_template;  // from --chat-template or the tokenizer; null: none
   int32_t max_n = 64;                        // choices per request
   int32_t max_prompts = 256;                 // prompts in one batched completions / generate call
 };

@@ -185,7 +185,7 @@ void register_sglang_routes(httplib::Server& svr, ServerContext& ctx) {
     info["context_length"] = ctx.parse.context_length;
     info["dp_size"] = ctx.engine.dp_size();
     info["vocab_size"] = ctx.tok.vocab_size();
-    info["has_chat_template"] = ctx.parse.chat_template.has_value();
+    info["has_chat_template"] = ctx.parse.chat_template != nullptr;
     info["max_body_bytes"] = ctx.opts.max_body_bytes;
     info["api_key_required"] = !ctx.opts.api_key.empty();
     info["draining"] = ctx.draining.load();
