@@ -1,5 +1,8 @@
 #include "dist/comm.h"
 
+// Only the C API is used; skip Open MPI / MPICH C++ bindings.
+#define OMPI_SKIP_MPICXX 1
+#define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
 
 #include <algorithm>

@@ -11,9 +11,10 @@ namespace dpserve {
 
 DpPaddingRequest parse_dp_padding_mode(std::string_view s) {
   if (s == "auto") return DpPaddingRequest::kAuto;
+  if (s == "sglang") return DpPaddingRequest::kSglang;
   if (s == "max_len") return DpPaddingRequest::kMaxLen;
   if (s == "sum_len") return DpPaddingRequest::kSumLen;
-  fail("--dp-padding-mode must be auto, max_len or sum_len (got '{}')", std::string(s));
+  fail("--dp-padding-mode must be auto, sglang, max_len or sum_len (got '{}')", std::string(s));
 }
 
 const char* to_string(DpPaddingMode m) { return m == DpPaddingMode::kMaxLen ? "max_len" : "sum_len"; }
@@ -21,6 +22,7 @@ const char* to_string(DpPaddingMode m) { return m == DpPaddingMode::kMaxLen ? "m
 const char* to_string(DpPaddingRequest m) {
   switch (m) {
     case DpPaddingRequest::kAuto: return "auto";
+    case DpPaddingRequest::kSglang: return "sglang";
     case DpPaddingRequest::kMaxLen: return "max_len";
     case DpPaddingRequest::kSumLen: return "sum_len";
   }
@@ -29,15 +31,20 @@ const char* to_string(DpPaddingRequest m) {
 
 const char* to_string(DpTransport t) { return t == DpTransport::kGatherScatter ? "gather_scatter" : "allreduce"; }
 
-DpPaddingMode choose_padding_mode(DpPaddingRequest req, std::span<const int64_t> group_tokens, bool any_prefill) {
+DpPaddingMode choose_padding_mode(DpPaddingRequest req, std::span<const int64_t> group_tokens, bool any_prefill,
+                                  int attn_tp_size) {
   if (req == DpPaddingRequest::kMaxLen) return DpPaddingMode::kMaxLen;
   if (req == DpPaddingRequest::kSumLen) return DpPaddingMode::kSumLen;
-  if (any_prefill) return DpPaddingMode::kSumLen;
   int64_t max_len = 0, sum_len = 0;
+  bool equal = true;
   for (int64_t n : group_tokens) {
     max_len = std::max(max_len, n);
     sum_len += n;
+    equal &= n == group_tokens[0];
   }
+  if (req == DpPaddingRequest::kAuto)
+    return equal && max_len % std::max(1, attn_tp_size) == 0 ? DpPaddingMode::kMaxLen : DpPaddingMode::kSumLen;
+  if (any_prefill) return DpPaddingMode::kSumLen;
   return sum_len * 2 > max_len * int64_t(group_tokens.size()) ? DpPaddingMode::kMaxLen : DpPaddingMode::kSumLen;
 }
 

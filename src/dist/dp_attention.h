@@ -17,8 +17,9 @@ namespace dpserve {
 //           multiple of attn_tp_size); rows past a group's count are padding (zeros).
 //  SUM_LEN: groups end to end, no padding.
 enum class DpPaddingMode { kMaxLen, kSumLen };
-// --dp-padding-mode: auto applies SGLang's rule per step (see choose_padding_mode).
-enum class DpPaddingRequest { kAuto, kMaxLen, kSumLen };
+// --dp-padding-mode: auto applies dpserve's measured rule per step, sglang SGLang's rule (see
+// choose_padding_mode).
+enum class DpPaddingRequest { kAuto, kSglang, kMaxLen, kSumLen };
 // Which collectives move the rows.
 //  kGatherScatter: all-gather (MAX_LEN) / all-gather-v (SUM_LEN) there, reduce-scatter of equal
 //                  blocks / per-group counts back, plus an all-gather-v inside the attention group.
@@ -27,14 +28,20 @@ enum class DpPaddingRequest { kAuto, kMaxLen, kSumLen };
 //                  ~2x the bytes; kept to compare.
 enum class DpTransport { kGatherScatter, kAllReduce };
 
-DpPaddingRequest parse_dp_padding_mode(std::string_view s);  // "auto" | "max_len" | "sum_len"
+DpPaddingRequest parse_dp_padding_mode(std::string_view s);  // "auto" | "sglang" | "max_len" | "sum_len"
 const char* to_string(DpPaddingMode m);
 const char* to_string(DpPaddingRequest m);
 const char* to_string(DpTransport t);
 
-// auto: SUM_LEN if any group is in prefill (extend); else MAX_LEN when
+// sglang: SUM_LEN if any group is in prefill (extend); else MAX_LEN when
 // sum_len * 2 > max_len * num_groups (groups nearly balanced, padding is cheap), else SUM_LEN.
-DpPaddingMode choose_padding_mode(DpPaddingRequest req, std::span<const int64_t> group_tokens, bool any_prefill);
+// auto: SUM_LEN, except MAX_LEN when every group has the same count and it is a multiple of
+// attn_tp_size (then both layouts are identical and MAX_LEN's plain all-gather is used). Tuned on
+// bench/dp_gather_bench (docs/distributed.md): over MPI, all-gather-v and reduce-scatter with counts
+// cost the same as their equal-block forms, so padding only adds bytes; SGLang's rule, made for
+// NCCL's equal-size all-gather, picked MAX_LEN 30-200% slower on skewed decode batches.
+DpPaddingMode choose_padding_mode(DpPaddingRequest req, std::span<const int64_t> group_tokens, bool any_prefill,
+                                  int attn_tp_size = 1);
 
 // Result of the once-per-step MLP sync (an all-gather over the MLP group).
 struct StepSync {

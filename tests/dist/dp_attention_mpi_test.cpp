@@ -148,9 +148,9 @@ INSTANTIATE_TEST_SUITE_P(All, DpGatherScatterMpi, ::testing::ValuesIn(all_cases(
   return std::string(to_string(info.param.mode)) + "_" + to_string(info.param.transport) + "_" + info.param.dist;
 });
 
-// Several consecutive steps with changing counts and auto mode, like a decode loop in which one group
+// Several consecutive steps with changing counts and the auto / sglang rules, like a decode loop in which one group
 // finishes early: the same communicators and DpGatherScatter object are reused.
-TEST(DpAttentionMpi, ConsecutiveStepsWithAutoMode) {
+TEST(DpAttentionMpi, ConsecutiveStepsWithChosenModes) {
   Comm world = Comm::world();
   const int w = world.size(), r = world.rank();
   TopologyConfig c;
@@ -168,7 +168,8 @@ TEST(DpAttentionMpi, ConsecutiveStepsWithAutoMode) {
     const int64_t mine_n = g == 0 ? 12 - step : std::max(0, 6 - step);  // group >0 finishes first
     const StepSync sync = mlp_sync(comms.mlp, t, mine_n, step == 0);
     if (!sync.any_work) break;
-    const DpPaddingMode mode = choose_padding_mode(DpPaddingRequest::kAuto, sync.group_tokens, sync.any_prefill);
+    const DpPaddingRequest rule = step % 2 ? DpPaddingRequest::kSglang : DpPaddingRequest::kAuto;
+    const DpPaddingMode mode = choose_padding_mode(rule, sync.group_tokens, sync.any_prefill, t.attn_tp_size);
     DpLayout L(sync.group_tokens, t.attn_tp_size, mode);
     std::vector<float> mine(size_t(mine_n * hidden));
     for (int64_t i = 0; i < mine_n; ++i)

@@ -109,9 +109,11 @@ TEST(DpLayout, NoTokensAnywhere) {
 }
 
 // SGLang's rule: MAX_LEN iff sum * 2 > max * groups; SUM_LEN for prefill.
-TEST(DpPadding, AutoFollowsSglangRule) {
+TEST(DpPadding, SglangRule) {
   using V = std::vector<int64_t>;
-  const auto pick = [](V v, bool prefill = false) { return choose_padding_mode(DpPaddingRequest::kAuto, v, prefill); };
+  const auto pick = [](V v, bool prefill = false) {
+    return choose_padding_mode(DpPaddingRequest::kSglang, v, prefill);
+  };
   EXPECT_EQ(pick(V{4, 4}), DpPaddingMode::kMaxLen);           // 16 > 8
   EXPECT_EQ(pick(V{5, 1}), DpPaddingMode::kMaxLen);           // 12 > 10
   EXPECT_EQ(pick(V{5, 0}), DpPaddingMode::kSumLen);           // 10 > 10 is false
@@ -123,8 +125,27 @@ TEST(DpPadding, AutoFollowsSglangRule) {
   EXPECT_EQ(choose_padding_mode(DpPaddingRequest::kSumLen, V{4, 4}, false), DpPaddingMode::kSumLen);
 }
 
+// dpserve's measured rule: MAX_LEN only when it adds no padding (equal counts, multiple of the
+// ranks per group), SUM_LEN otherwise, prefill or not.
+TEST(DpPadding, AutoRule) {
+  using V = std::vector<int64_t>;
+  const auto pick = [](V v, int a, bool prefill = false) {
+    return choose_padding_mode(DpPaddingRequest::kAuto, v, prefill, a);
+  };
+  EXPECT_EQ(pick(V{4, 4}, 1), DpPaddingMode::kMaxLen);
+  EXPECT_EQ(pick(V{4, 4}, 2), DpPaddingMode::kMaxLen);
+  EXPECT_EQ(pick(V{4, 4}, 1, true), DpPaddingMode::kMaxLen);  // identical layouts either way
+  EXPECT_EQ(pick(V{5, 5}, 2), DpPaddingMode::kSumLen);        // MAX_LEN would pad 5 -> 6
+  EXPECT_EQ(pick(V{5, 1}, 1), DpPaddingMode::kSumLen);        // SGLang would pick MAX_LEN here
+  // {3, 3, 3, 0} as a vector literal: GCC 12.2 -O2 -mavx512f miscompiles it to {3, 3, 3, 3} (SLP
+  // vectorizer); src/dist and these tests are built with -fno-tree-slp-vectorize for that reason.
+  EXPECT_EQ(pick(V{3, 3, 3, 0}, 1), DpPaddingMode::kSumLen);
+  EXPECT_EQ(pick(V{0, 0}, 1), DpPaddingMode::kMaxLen);        // empty either way
+}
+
 TEST(DpPadding, ParseFlag) {
   EXPECT_EQ(parse_dp_padding_mode("auto"), DpPaddingRequest::kAuto);
+  EXPECT_EQ(parse_dp_padding_mode("sglang"), DpPaddingRequest::kSglang);
   EXPECT_EQ(parse_dp_padding_mode("max_len"), DpPaddingRequest::kMaxLen);
   EXPECT_EQ(parse_dp_padding_mode("sum_len"), DpPaddingRequest::kSumLen);
   try {
