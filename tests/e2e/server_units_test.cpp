@@ -1,0 +1,369 @@
+// The HTTP frontend's translation pieces, without sockets or the engine: request parsing and
+// validation (with the real stories260K tokenizer), stop strings, SSE framing, error bodies, metrics.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "core/shared_dir.h"
+#include "server/metrics.h"
+#include "server/openai_error.h"
+#include "server/request_parse.h"
+#include "server/sse.h"
+#include "server/stop_strings.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+
+namespace dpserve {
+namespace {
+
+using json = nlohmann::json;
+
+const Tokenizer& stories_tok() {
+  static std::unique_ptr<Tokenizer> tok = [] {
+    std::string path = shared_dir() + "/models/stories260K/tok512.bin";
+    if (!std::filesystem::exists(path)) {
+      ADD_FAILURE() << "missing " << path << " (shared reference data)";
+      std::abort();
+    }
+    return Tokenizer::load(path);
+  }();
+  return *tok;
+}
+
+ParseContext stories_ctx() {
+  ParseContext c;
+  c.tok = &stories_tok();
+  c.context_length = 512;
+  c.served_model_name = "stories260K";
+  return c;
+}
+
+std::string fixture(const std::string& name) {
+  std::ifstream in(std::string(DPSERVE_E2E_FIXTURES) + "/" + name);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Runs `f` and returns the ApiError it must throw.
+template <typename F>
+ApiError expect_api_error(F&& f) {
+  try {
+    f();
+  } catch (const ApiError& e) {
+    return e;
+  }
+  ADD_FAILURE() << "no ApiError thrown";
+  return ApiError(0, "");
+}
+
+TEST(StopMatcher, FindsStopSplitAcrossPiecesAndDropsIt) {
+  StopMatcher m({"o w"});
+  std::string out;
+  out += m.feed("Hel");
+  out += m.feed("lo ");  // "o " could start "o w": held back
+  EXPECT_EQ(out, "Hell");
+  out += m.feed("wor");
+  EXPECT_TRUE(m.matched());
+  EXPECT_EQ(m.matched_stop(), "o w");
+  EXPECT_EQ(out, "Hell");
+  EXPECT_EQ(m.feed("ld"), "");
+  EXPECT_EQ(m.flush(), "");
+}
+
+TEST(StopMatcher, ReleasesHeldTextWhenTheStopDoesNotFollow) {
+  StopMatcher m({"bc"});
+  EXPECT_EQ(m.feed("ab"), "a");
+  EXPECT_EQ(m.feed("d"), "bd");
+  EXPECT_EQ(m.feed("xb"), "x");
+  EXPECT_EQ(m.flush(), "b");
+  EXPECT_FALSE(m.matched());
+}
+
+TEST(StopMatcher, EarliestOfSeveralStopsWins) {
+  StopMatcher m({"cd", "b"});
+  EXPECT_EQ(m.feed("abcd"), "a");
+  EXPECT_EQ(m.matched_stop(), "b");
+}
+
+TEST(StopMatcher, NoStopsPassesEverythingThrough) {
+  StopMatcher m({});
+  EXPECT_EQ(m.feed("abc"), "abc");
+  EXPECT_EQ(m.flush(), "");
+}
+
+// Tokens of a real tokenizer, decoded one at a time, with a stop string that spans several tokens.
+TEST(StopMatcher, StreamedTokensOfRealTokenizer) {
+  const Tokenizer& tok = stories_tok();
+  const std::string text = "Once upon a time, there was a little girl named Lily. She liked to play.";
+  std::vector<int32_t> ids = tok.encode(text, true);
+  ASSERT_GT(ids.size(), 10u);
+  const std::string full = tok.decode(ids, true);
+  const std::string stop = "was a lit";
+  const size_t at = full.find(stop);
+  ASSERT_NE(at, std::string::npos);
+  IncrementalDecoder dec(tok, true);
+  StopMatcher m({stop});
+  std::string out;
+  for (int32_t id : ids) {
+    out += m.feed(dec.push(id));
+    if (m.matched()) break;
+  }
+  if (!m.matched()) out += m.feed(dec.flush()) + m.flush();
+  EXPECT_TRUE(m.matched());
+  EXPECT_EQ(out, full.substr(0, at));
+}
+
+TEST(ParseJson, MalformedInvalidUtf8AndNonObject) {
+  auto e1 = expect_api_error([] { parse_json_body("{\"prompt\": "); });
+  EXPECT_EQ(e1.status(), 400);
+  EXPECT_EQ(e1.code(), "invalid_json");
+  auto e2 = expect_api_error([] { parse_json_body(std::string("{\"prompt\": \"a\xff\xfe b\"}")); });
+  EXPECT_EQ(e2.status(), 400);
+  EXPECT_EQ(e2.code(), "invalid_utf8");
+  auto e3 = expect_api_error([] { parse_json_body("[1, 2]"); });
+  EXPECT_EQ(e3.status(), 400);
+  auto e4 = expect_api_error([] { parse_json_body(""); });
+  EXPECT_EQ(e4.status(), 400);
+  EXPECT_EQ(parse_json_body("{\"a\": 1}")["a"], 1);
+}
+
+TEST(ErrorBody, HasOpenAiShape) {
+  ApiError e(400, "'temperature' must be a number", "temperature", "", "invalid_value");
+  json b = e.body();
+  ASSERT_TRUE(b.contains("error"));
+  EXPECT_EQ(b["error"]["message"], "'temperature' must be a number");
+  EXPECT_EQ(b["error"]["type"], "invalid_request_error");
+  EXPECT_EQ(b["error"]["param"], "temperature");
+  EXPECT_EQ(b["error"]["code"], "invalid_value");
+  json n = error_body(404, "no route");
+  EXPECT_TRUE(n["error"]["param"].is_null());
+  EXPECT_EQ(n["error"]["type"], "not_found_error");
+}
+
+TEST(ParseCompletion, ValidRequestBecomesTokensAndParams) {
+  auto ctx = stories_ctx();
+  json b = {{"model", "stories260K"}, {"prompt", "Once upon a time"}, {"temperature", 0}, {"top_k", 5},
+            {"top_p", 0.9},           {"seed", 7},                     {"max_tokens", 20}, {"stop", "Lily"},
+            {"logprobs", 2},          {"n", 3}};
+  GenSpec s = parse_completion_request(b, ctx);
+  ASSERT_EQ(s.prompts.size(), 1u);
+  EXPECT_EQ(s.prompts[0], stories_tok().encode("Once upon a time", true));
+  EXPECT_EQ(s.prompts[0][0], stories_tok().bos_id());
+  EXPECT_EQ(s.base.params.temperature, 0.0f);
+  EXPECT_EQ(s.base.params.top_k, 5);
+  EXPECT_FLOAT_EQ(s.base.params.top_p, 0.9f);
+  EXPECT_EQ(s.base.params.seed, 7u);
+  EXPECT_EQ(s.base.params.max_new_tokens, 20);
+  EXPECT_EQ(s.stop, std::vector<std::string>{"Lily"});
+  EXPECT_TRUE(s.base.return_logprob);
+  EXPECT_EQ(s.base.top_logprobs, 2);
+  EXPECT_EQ(s.n, 3);
+  EXPECT_FALSE(s.stream);
+}
+
+TEST(ParseCompletion, DefaultsAndPromptForms) {
+  auto ctx = stories_ctx();
+  GenSpec a = parse_completion_request({{"prompt", "hi"}}, ctx);
+  EXPECT_EQ(a.base.params.max_new_tokens, 16);  // OpenAI's completions default
+  EXPECT_EQ(a.model, "stories260K");
+  GenSpec b = parse_completion_request({{"prompt", {1, 5, 9}}}, ctx);
+  EXPECT_EQ(b.prompts[0], (std::vector<int32_t>{1, 5, 9}));
+  GenSpec c = parse_completion_request({{"prompt", {{1, 2}, {3}}}}, ctx);
+  EXPECT_EQ(c.prompts.size(), 2u);
+  GenSpec d = parse_completion_request({{"prompt", {"a", "b"}}, {"stream", true},
+                                        {"stream_options", {{"include_usage", true}}}}, ctx);
+  EXPECT_EQ(d.prompts.size(), 2u);
+  EXPECT_TRUE(d.include_usage);
+  // JSON null means "default", as OpenAI clients send it.
+  GenSpec e = parse_completion_request({{"prompt", "x"}, {"temperature", nullptr}, {"max_tokens", nullptr}}, ctx);
+  EXPECT_EQ(e.base.params.temperature, 1.0f);
+}
+
+struct BadCase {
+  json body;
+  std::string param;
+  int status = 400;
+};
+
+TEST(ParseCompletion, EveryBadInputNamesItsParameter) {
+  auto ctx = stories_ctx();
+  std::string long_prompt;
+  for (int i = 0; i < 600; ++i) long_prompt += " the";
+  std::vector<BadCase> cases = {
+      {{{"max_tokens", 5}}, "prompt"},
+      {{{"prompt", 5}}, "prompt"},
+      {{{"prompt", json::array()}}, "prompt"},
+      {{{"prompt", {1, "a"}}}, "prompt"},
+      {{{"prompt", {1, 512}}}, "prompt"},
+      {{{"prompt", {-1}}}, "prompt"},
+      {{{"prompt", long_prompt}}, "prompt"},
+      {{{"prompt", "hi"}, {"model", "gpt-4"}}, "model", 404},
+      {{{"prompt", "hi"}, {"model", 3}}, "model"},
+      {{{"prompt", "hi"}, {"temperature", "hot"}}, "temperature"},
+      {{{"prompt", "hi"}, {"temperature", -0.5}}, "temperature"},
+      {{{"prompt", "hi"}, {"temperature", 2.5}}, "temperature"},
+      {{{"prompt", "hi"}, {"top_p", 0}}, "top_p"},
+      {{{"prompt", "hi"}, {"top_p", 1.5}}, "top_p"},
+      {{{"prompt", "hi"}, {"top_k", 0}}, "top_k"},
+      {{{"prompt", "hi"}, {"top_k", 2.5}}, "top_k"},
+      {{{"prompt", "hi"}, {"min_p", 2}}, "min_p"},
+      {{{"prompt", "hi"}, {"frequency_penalty", 3}}, "frequency_penalty"},
+      {{{"prompt", "hi"}, {"presence_penalty", -3}}, "presence_penalty"},
+      {{{"prompt", "hi"}, {"repetition_penalty", 0}}, "repetition_penalty"},
+      {{{"prompt", "hi"}, {"max_tokens", 0}}, "max_tokens"},
+      {{{"prompt", "hi"}, {"max_tokens", -4}}, "max_tokens"},
+      {{{"prompt", "hi"}, {"max_tokens", 100000}}, "max_tokens"},
+      {{{"prompt", "hi"}, {"max_tokens", "10"}}, "max_tokens"},
+      {{{"prompt", "hi"}, {"n", 0}}, "n"},
+      {{{"prompt", "hi"}, {"n", 1000}}, "n"},
+      {{{"prompt", "hi"}, {"logprobs", 21}}, "logprobs"},
+      {{{"prompt", "hi"}, {"stop", {"a", "b", "c", "d", "e"}}}, "stop"},
+      {{{"prompt", "hi"}, {"stop", 4}}, "stop"},
+      {{{"prompt", "hi"}, {"stop", ""}}, "stop"},
+      {{{"prompt", "hi"}, {"stream", "yes"}}, "stream"},
+      {{{"prompt", "hi"}, {"stream_options", {{"include_usage", true}}}}, "stream_options"},
+      {{{"prompt", "hi"}, {"seed", "x"}}, "seed"},
+      {{{"prompt", "hi"}, {"echo", 1}}, "echo"},
+      {{{"prompt", "hi"}, {"stop_token_ids", {9999}}}, "stop_token_ids"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.body.dump());
+    ApiError e = expect_api_error([&] { parse_completion_request(c.body, ctx); });
+    EXPECT_EQ(e.status(), c.status);
+    EXPECT_EQ(e.param(), c.param);
+    EXPECT_FALSE(std::string(e.what()).empty());
+    EXPECT_EQ(e.body()["error"]["param"], c.param);
+  }
+}
+
+TEST(ParseChat, NoTemplateIsA400ThatSaysSo) {
+  auto ctx = stories_ctx();
+  json b = {{"messages", {{{"role", "user"}, {"content", "hi"}}}}};
+  ApiError e = expect_api_error([&] { parse_chat_request(b, ctx); });
+  EXPECT_EQ(e.status(), 400);
+  EXPECT_EQ(e.code(), "no_chat_template");
+  EXPECT_NE(std::string(e.what()).find("chat template"), std::string::npos);
+}
+
+TEST(ParseChat, ChatMlTemplateRendersTheConversation) {
+  auto ctx = stories_ctx();
+  ctx.chat_template = std::make_shared<const ChatTemplate>(fixture("chatml.jinja"));
+  json b = {{"messages",
+             {{{"role", "system"}, {"content", "Be brief."}},
+              {{"role", "user"}, {"content", {{{"type", "text"}, {"text", "Tell "}}, {{"type", "text"}, {"text", "a story"}}}}}}},
+            {"max_completion_tokens", 7}};
+  std::string text = render_chat_prompt(b, ctx);
+  EXPECT_EQ(text,
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nTell a story<|im_end|>\n"
+            "<|im_start|>assistant\n");
+  GenSpec s = parse_chat_request(b, ctx);
+  EXPECT_EQ(s.prompts[0], stories_tok().encode(text, false));
+  EXPECT_EQ(s.base.params.max_new_tokens, 7);
+  // No max tokens: the rest of the context.
+  GenSpec r = parse_chat_request({{"messages", b["messages"]}}, ctx);
+  EXPECT_EQ(r.base.params.max_new_tokens, 512 - int64_t(r.prompts[0].size()));
+}
+
+TEST(ParseChat, BadMessages) {
+  auto ctx = stories_ctx();
+  ctx.chat_template = std::make_shared<const ChatTemplate>(fixture("chatml.jinja"));
+  std::vector<BadCase> cases = {
+      {{{"messages", json::array()}}, "messages"},
+      {{{"messages", "hi"}}, "messages"},
+      {json::object(), "messages"},
+      {{{"messages", {{{"content", "x"}}}}}, "messages[0].role"},
+      {{{"messages", {{{"role", "wizard"}, {"content", "x"}}}}}, "messages[0].role"},
+      {{{"messages", {{{"role", "user"}}}}}, "messages[0].content"},
+      {{{"messages", {{{"role", "user"}, {"content", 5}}}}}, "messages[0].content"},
+      {{{"messages", {{{"role", "user"}, {"content", {{{"type", "image_url"}}}}}}}}, "messages[0].content"},
+      {{{"messages", {{{"role", "user"}, {"content", "x"}}}}, {"top_logprobs", 3}}, "top_logprobs"},
+      {{{"messages", {{{"role", "user"}, {"content", "x"}}}}, {"max_completion_tokens", 0}}, "max_completion_tokens"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.body.dump());
+    ApiError e = expect_api_error([&] { parse_chat_request(c.body, ctx); });
+    EXPECT_EQ(e.status(), c.status);
+    EXPECT_EQ(e.param(), c.param);
+  }
+}
+
+TEST(ParseGenerate, SglangForms) {
+  auto ctx = stories_ctx();
+  GenSpec a = parse_generate_request({{"text", "Once"}, {"sampling_params", {{"temperature", 0}}}}, ctx);
+  EXPECT_EQ(a.base.params.max_new_tokens, 128);
+  EXPECT_EQ(a.prompts[0], stories_tok().encode("Once", true));
+  EXPECT_FALSE(a.batched);
+  GenSpec b = parse_generate_request({{"input_ids", {{1, 2}, {1, 3}}}, {"rid", {"x", "y"}}}, ctx);
+  EXPECT_TRUE(b.batched);
+  EXPECT_EQ(b.rids, (std::vector<std::string>{"x", "y"}));
+  GenSpec c = parse_generate_request({{"input_embeds", {{0.5, 1.0}, {2.0, 3.0}, {1, 1}}}}, ctx);
+  EXPECT_EQ(c.input_embeds_rows, 3);
+  EXPECT_EQ(c.input_embeds.size(), 6u);
+  std::vector<BadCase> cases = {
+      {json::object(), "text"},
+      {{{"text", "a"}, {"input_ids", {1}}}, "text"},
+      {{{"input_ids", {{1}, 2}}}, "input_ids"},
+      {{{"input_embeds", {{1.0, 2.0}, {1.0}}}}, "input_embeds"},
+      {{{"text", "a"}, {"sampling_params", 3}}, "sampling_params"},
+      {{{"text", "a"}, {"sampling_params", {{"max_new_tokens", 0}}}}, "max_new_tokens"},
+      {{{"text", "a"}, {"sampling_params", {{"temperature", -1}}}}, "temperature"},
+      {{{"text", {"a", "b"}}, {"rid", "one"}}, "rid"},
+  };
+  for (const auto& cs : cases) {
+    SCOPED_TRACE(cs.body.dump());
+    ApiError e = expect_api_error([&] { parse_generate_request(cs.body, ctx); });
+    EXPECT_EQ(e.status(), cs.status);
+    EXPECT_EQ(e.param(), cs.param);
+  }
+}
+
+TEST(Sse, OneDataLinePerEventAndDone) {
+  std::string ev = sse_event({{"text", "two\nlines"}});
+  EXPECT_EQ(ev.rfind("data: ", 0), 0u);
+  EXPECT_EQ(ev.substr(ev.size() - 2), "\n\n");
+  EXPECT_EQ(ev.find('\n'), ev.size() - 2);
+  EXPECT_EQ(json::parse(ev.substr(6))["text"], "two\nlines");
+  EXPECT_EQ(sse_done(), "data: [DONE]\n\n");
+}
+
+TEST(Metrics, PrometheusTextWithCumulativeBucketsAndGroupLabels) {
+  Metrics m;
+  m.time_to_first_token.observe(0.003);
+  m.time_to_first_token.observe(0.004);
+  m.time_to_first_token.observe(7.0);
+  m.count_request("/v1/completions", 200);
+  EngineStats es;
+  es.groups.push_back({.dp_rank = 0, .running = 2, .waiting = 1, .kv_pages_used = 5, .kv_pages_total = 20,
+                       .prefix_hit_tokens = 3, .prefix_query_tokens = 12});
+  es.groups.push_back({.dp_rank = 1, .running = 0, .waiting = 0, .kv_pages_used = 0, .kv_pages_total = 20});
+  std::string text = m.render(es, true, false);
+  // Every sample line is `name{labels} value`; every name has a TYPE line.
+  std::regex sample(R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? [-+0-9.eE]+(Inf)?$)");
+  std::istringstream in(text);
+  int samples = 0;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("# ", 0) == 0) continue;
+    EXPECT_TRUE(std::regex_match(line, sample)) << line;
+    ++samples;
+  }
+  EXPECT_GT(samples, 20);
+  EXPECT_NE(text.find("dpserve_time_to_first_token_seconds_bucket{le=\"0.005\"} 2\n"), std::string::npos);
+  EXPECT_NE(text.find("dpserve_time_to_first_token_seconds_bucket{le=\"+Inf\"} 3\n"), std::string::npos);
+  EXPECT_NE(text.find("dpserve_time_to_first_token_seconds_count 3\n"), std::string::npos);
+  EXPECT_NE(text.find("dpserve_num_running_reqs{dp_rank=\"0\"} 2\n"), std::string::npos);
+  EXPECT_NE(text.find("dpserve_num_queue_reqs{dp_rank=\"0\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("dpserve_num_running_reqs{dp_rank=\"1\"} 0\n"), std::string::npos);
+  EXPECT_NE(text.find("dpserve_kv_usage{dp_rank=\"0\"} 0.25\n"), std::string::npos);
+  EXPECT_NE(text.find("dpserve_prefix_cache_hit_rate{dp_rank=\"0\"} 0.25\n"), std::string::npos);
+  EXPECT_NE(text.find("# TYPE dpserve_time_to_first_token_seconds histogram"), std::string::npos);
+  EXPECT_NE(text.find("dpserve_http_requests_total{route=\"/v1/completions\",status=\"200\"} 1\n"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace dpserve
