@@ -1,0 +1,89 @@
+// Every kind of bad input gets a 4xx with an OpenAI-style error body naming the problem, and the
+// server keeps serving: after each bad request a good one must still succeed.
+import { assert, assertOpenAIError, http, modelName, run } from './e2e_util.mjs';
+
+let model;
+async function stillServes() {
+  const r = await http('POST', '/v1/completions', { model, prompt: 'Once', max_tokens: 4, temperature: 0 });
+  assert.equal(r.status, 200, `server stopped serving: ${r.text}`);
+  assert.equal(r.json.usage.completion_tokens > 0, true);
+}
+
+const long = ' the'.repeat(700);
+const cases = [
+  // [name, path, body (object or raw string), status, param]
+  ['malformed JSON', '/v1/completions', '{"prompt": "a",', 400, null],
+  ['body is not an object', '/v1/completions', '[1,2]', 400, null],
+  ['empty body', '/v1/completions', '', 400, null],
+  ['invalid UTF-8', '/v1/completions', Buffer.concat([Buffer.from('{"prompt": "a'), Buffer.from([0xff, 0xfe]), Buffer.from('"}')]), 400, null],
+  ['lone surrogate escape', '/v1/completions', '{"prompt": "\\ud800 x"}', 400, null],
+  ['missing prompt', '/v1/completions', { max_tokens: 3 }, 400, 'prompt'],
+  ['prompt wrong type', '/v1/completions', { prompt: 12 }, 400, 'prompt'],
+  ['token id outside vocab', '/v1/completions', { prompt: [1, 99999] }, 400, 'prompt'],
+  ['unknown model', '/v1/completions', { model: 'gpt-nonexistent', prompt: 'a' }, 404, 'model'],
+  ['prompt longer than context', '/v1/completions', { prompt: long }, 400, 'prompt'],
+  ['max_tokens 0', '/v1/completions', { prompt: 'a', max_tokens: 0 }, 400, 'max_tokens'],
+  ['max_tokens negative', '/v1/completions', { prompt: 'a', max_tokens: -5 }, 400, 'max_tokens'],
+  ['max_tokens too large', '/v1/completions', { prompt: 'a', max_tokens: 100000 }, 400, 'max_tokens'],
+  ['max_tokens wrong type', '/v1/completions', { prompt: 'a', max_tokens: 'ten' }, 400, 'max_tokens'],
+  ['temperature wrong type', '/v1/completions', { prompt: 'a', temperature: 'hot' }, 400, 'temperature'],
+  ['temperature out of range', '/v1/completions', { prompt: 'a', temperature: 5 }, 400, 'temperature'],
+  ['top_p out of range', '/v1/completions', { prompt: 'a', top_p: 0 }, 400, 'top_p'],
+  ['top_k zero', '/v1/completions', { prompt: 'a', top_k: 0 }, 400, 'top_k'],
+  ['min_p out of range', '/v1/completions', { prompt: 'a', min_p: 1.5 }, 400, 'min_p'],
+  ['frequency_penalty out of range', '/v1/completions', { prompt: 'a', frequency_penalty: 9 }, 400, 'frequency_penalty'],
+  ['presence_penalty out of range', '/v1/completions', { prompt: 'a', presence_penalty: -9 }, 400, 'presence_penalty'],
+  ['n zero', '/v1/completions', { prompt: 'a', n: 0 }, 400, 'n'],
+  ['too many stop strings', '/v1/completions', { prompt: 'a', stop: ['a', 'b', 'c', 'd', 'e'] }, 400, 'stop'],
+  ['logprobs too many', '/v1/completions', { prompt: 'a', logprobs: 50 }, 400, 'logprobs'],
+  ['chat empty messages', '/v1/chat/completions', { messages: [] }, 400, 'messages'],
+  ['chat messages wrong type', '/v1/chat/completions', { messages: 'hi' }, 400, 'messages'],
+  ['chat bad role', '/v1/chat/completions', { messages: [{ role: 'robot', content: 'x' }] }, 400, 'messages[0].role'],
+  ['chat without template', '/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }] }, 400, 'messages'],
+  ['generate with nothing to generate from', '/generate', { sampling_params: {} }, 400, 'text'],
+  ['generate max_new_tokens 0', '/generate', { text: 'a', sampling_params: { max_new_tokens: 0 } }, 400, 'max_new_tokens'],
+  ['generate ragged input_embeds', '/generate', { input_embeds: [[1, 2], [3]] }, 400, 'input_embeds'],
+  ['abort_request without rid', '/abort_request', {}, 400, 'rid'],
+];
+
+const tests = [['model name', async () => { model = await modelName(); }]];
+for (const [name, path, body, status, param] of cases) {
+  tests.push([name, async () => {
+    const raw = typeof body === 'string' || Buffer.isBuffer(body);
+    const r = await http('POST', path, raw ? new Uint8Array(body instanceof Buffer ? body : Buffer.from(body)) : body);
+    const e = assertOpenAIError(r, status, param === null ? undefined : param);
+    if (status === 400) assert.equal(e.type, 'invalid_request_error');
+    await stillServes();
+  }]);
+}
+tests.push(['unknown route is a 404 with an error body', async () => {
+  assertOpenAIError(await http('GET', '/v1/nothing-here'), 404);
+  await stillServes();
+}]);
+tests.push(['oversized body is a 413 with an error body', async () => {
+  const big = JSON.stringify({ prompt: 'x'.repeat(33 << 20) });
+  const r = await http('POST', '/v1/completions', big);
+  assertOpenAIError(r, 413);
+  await stillServes();
+}]);
+tests.push(['client disconnect cancels the request', async () => {
+  const ac = new AbortController();
+  const p = fetch(`${process.env.DPSERVE_URL}/v1/completions`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, signal: ac.signal,
+    body: JSON.stringify({ model, prompt: 'Once', max_tokens: 400, temperature: 0, ignore_eos: true, stream: true }),
+  });
+  const res = await p;
+  const reader = res.body.getReader();
+  await reader.read();
+  ac.abort();
+  // The aborted choice is counted as finished with reason "abort" once the server notices.
+  let aborted = 0;
+  for (let i = 0; i < 100 && aborted === 0; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    const m = (await http('GET', '/metrics')).text.match(/^dpserve_finished_choices_total\{reason="abort"\} (\d+)$/m);
+    aborted = m ? Number(m[1]) : 0;
+  }
+  assert.ok(aborted >= 1, 'the server cancelled the abandoned request');
+  await stillServes();
+}]);
+run(tests);
