@@ -106,8 +106,8 @@ def schedule_shapes():
     mixed = [([], [(0, 23), (1, 9)]),                      # two prefills
              ([], [(0, 1), (1, 6), (2, 17)]),              # decode + chunked prefill + new prefill
              ([], [(0, 1), (1, 1), (2, 1), (3, 31)])]
-    for s in range(6):                                     # decode, one sequence taking 3 tokens at once
-        mixed.append(([], [(0, 1), (1, 1), (2, 3 if s == 2 else 1), (3, 1)]))
+    for s in range(6):  # decode; seq 2 takes 3 tokens once; seq 4 starts from a single token
+        mixed.append(([], [(0, 1), (1, 1), (2, 3 if s == 2 else 1), (3, 1)] + ([(4, 1)] if s >= 1 else [])))
     reuse = [([], [(0, 30), (1, 30)])]                     # 16 of 24 pages of 4 tokens
     reuse += [([], [(0, 1), (1, 1)]) for _ in range(4)]    # 34 tokens each: 18 pages in use
     reuse += [([0, 1], [(0, 25), (2, 11)])]                # freed; seq 0 restarts at position 0
