@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <tuple>
 
@@ -345,6 +346,56 @@ TEST(Scheduler, PrefixHitAfterIdenticalPromptAndSharedPrefix) {
   auto st = sim.sched.stats();
   EXPECT_EQ(st.prefix_query_tokens, 10 + 10 + 8 + 9 + 14);
   EXPECT_EQ(st.prefix_hit_tokens, 0 + 8 + 4 + 4 + 12);
+}
+
+TEST(Scheduler, UnwrittenLastPositionIsNeverShared) {
+  // Prompt 5 + 3 outputs = 8 tokens, but only 7 positions were computed (the last output is never fed
+  // back): only the first full page may enter the tree, not the second whose slot 7 was never written.
+  Sim sim(64, cfg_of(8, 64, 100, true));
+  sim.stop_at_eos = false;
+  auto p = prompt_of(4, 5);
+  ASSERT_TRUE(sim.add(1, p, 3));
+  sim.run_to_end();
+  EXPECT_EQ(sim.sched.stats().cached_pages, 1);
+  auto cont = p;
+  cont.insert(cont.end(), sim.out[1].begin(), sim.out[1].end());
+  cont.push_back(17);  // 9 tokens: up to 2 pages could match
+  ASSERT_TRUE(sim.add(2, cont, 2));
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{2, 4, 5, true}}));
+  sim.run_to_end();
+  EXPECT_EQ(sim.out[2], reference(cont, 2, false));
+}
+
+TEST(Scheduler, PreemptedRequestGoesBackToTheFrontOfTheQueue) {
+  // max_running 2: 3 waits behind 1 and 2. When 2 is preempted it must be readmitted before 3.
+  Sim sim(5, cfg_of(2, 4, 100, false));
+  sim.stop_at_eos = false;
+  ASSERT_TRUE(sim.add(1, prompt_of(1, 4), 12));
+  ASSERT_TRUE(sim.add(2, prompt_of(2, 4), 6));
+  ASSERT_TRUE(sim.add(3, prompt_of(3, 4), 2));
+  bool preempted = false;
+  std::vector<uint64_t> admitted_after;  // requests starting at position 0 after the preemption
+  while (sim.sched.has_work() && sim.steps < 200) {
+    ScheduledBatch b;
+    auto runs = sim.step(&b);
+    if (preempted)
+      for (auto& r : runs)
+        if (std::get<1>(r) == 0 &&
+            std::find(admitted_after.begin(), admitted_after.end(), std::get<0>(r)) == admitted_after.end())
+          admitted_after.push_back(std::get<0>(r));
+    if (!b.preempted.empty()) {
+      EXPECT_EQ(b.preempted, std::vector<uint64_t>{2});
+      if (!preempted) {
+        EXPECT_EQ(sim.sched.waiting(), 2);
+      }
+      preempted = true;
+    }
+  }
+  ASSERT_TRUE(preempted);
+  ASSERT_GE(admitted_after.size(), 2u);
+  EXPECT_EQ(admitted_after[0], 2u);
+  EXPECT_EQ(admitted_after[1], 3u);
+  for (uint64_t id = 1; id <= 3; ++id) EXPECT_EQ(sim.out[id], reference(prompt_of(uint32_t(id), 4), sim.max_new[id], false));
 }
 
 TEST(Scheduler, ConcurrentIdenticalPromptsShareOnlyWhatIsCached) {
