@@ -19,7 +19,7 @@ max abs error and the root-mean-square error:
                      (no other argmax is possible there when every logit is within tolerance).
   greedy generate:   each generated token must be the reference argmax of its prefix; positions
                      whose top-2 gap is below 8 x the rms error measured on the same model are
-                     skipped and counted (at most a quarter of them).
+                     skipped and counted (at least half of the 32 must be checked).
   Qwen3-MoE:         token histories are chosen so that no token's top-k expert choice is within a
                      margin of a tie in the reference (a legitimate rounding difference could flip
                      it): 1e-3 (f32) or 0.2 (bf16; emulated bf16 moves router logits by <= 0.08)
@@ -50,7 +50,7 @@ MAKE = os.path.join(HERE, "..", "..", "tools", "make_hf_model.py")
 # (max abs error, root-mean-square error), both relative to the std of the reference logits.
 TOL = {"f32": (1e-4, 1e-4), "bf16": (0.1, 0.02), "f16": (0.1, 0.02)}
 ROUTER_TIE = {"f32": 1e-3, "bf16": 0.2, "f16": 0.2}
-GREEDY_TOKENS = 24
+GREEDY_TOKENS = 32
 PROBE_TIMEOUT = 120
 
 
@@ -198,8 +198,9 @@ def greedy_check(label, model, prompt, output, dtype, measured_rms=None, breaks=
     """Every generated token must be the reference argmax of its prefix. Positions where the
     reference top-2 gap is below 8 x the rms logit error measured for this model in the probe runs
     (about 5.7 standard deviations of the difference of two logit errors; the rms tolerance when
-    nothing was measured) could legitimately go either way: they are skipped and counted, and more
-    than a quarter of them fails the check."""
+    nothing was measured) could legitimately go either way: they are skipped and counted. Random
+    tiny models often fall into loops that repeat the same near-tie, so up to half may be skipped;
+    fewer than half checked fails."""
     full = list(prompt) + list(output)
     margins = []
     logits = model.forward(full, breaks=breaks, routing=margins)
@@ -219,7 +220,7 @@ def greedy_check(label, model, prompt, output, dtype, measured_rms=None, breaks=
             continue
         if int(row.argmax()) != int(output[i]):
             bad.append((i, int(output[i]), int(row.argmax())))
-    ok = not bad and skips <= upto // 4 and upto > 0
+    ok = not bad and upto - skips >= (len(output) + 1) // 2
     msg = (f"{label}: generated={len(output)} checked={upto - skips} near_ties_skipped={skips} "
            f"(gap < {rel:.1e} * scale) "
            f"mismatches={len(bad)}" + (f" first (index, got, want)={bad[0]}" if bad else ""))
@@ -362,15 +363,15 @@ def self_check_case(case, work, results):
     toks = list(prompt)
     for _ in range(GREEDY_TOKENS):
         toks.append(int(model.forward(toks, breaks={b})[-1].argmax()))
-    ok, msg = greedy_check(f"selfcheck {case.name}: greedy of break {b}", model, prompt, toks[12:], case.dtype,
-                           measured)
+    ok, msg = greedy_check(f"selfcheck {case.name}: greedy of break {b}", model, prompt, toks[len(prompt):],
+                           case.dtype, measured)
     results.append((not ok, msg + (" (caught)" if not ok else " (NOT CAUGHT)")))
     print(("PASS " if not ok else "FAIL ") + results[-1][1], flush=True)
     toks = list(prompt)
     for _ in range(GREEDY_TOKENS):
         toks.append(int(model.forward(toks, emulate={"act", "kv"} if measured else ())[-1].argmax()))
     ok, msg = greedy_check(f"selfcheck {case.name}: greedy of the {'bf16-emulated ' if measured else ''}reference",
-                           model, prompt, toks[12:], case.dtype, measured)
+                           model, prompt, toks[len(prompt):], case.dtype, measured)
     results.append((ok, msg))
     print(("PASS " if ok else "FAIL ") + msg, flush=True)
 
