@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <queue>
-#include <tuple>
+#include <utility>
 
 #include "core/check.h"
 
@@ -26,6 +26,13 @@ RadixCache::~RadixCache() {
   for (auto it = order.rbegin(); it != order.rend(); ++it) (*it)->children.clear();
 }
 
+void RadixCache::touch(Node* n) {
+  bool leaf = n->children.empty();
+  if (leaf) leaves_.erase(lru_key(n));
+  n->last_use = clock_;
+  if (leaf) leaves_.emplace(lru_key(n), n);
+}
+
 std::vector<int32_t> RadixCache::match(std::span<const int32_t> tokens, int64_t max_pages, bool count) {
   ++clock_;
   if (count) query_tokens_ += int64_t(tokens.size());
@@ -37,7 +44,7 @@ std::vector<int32_t> RadixCache::match(std::span<const int32_t> tokens, int64_t 
     auto it = n->children.find(key);
     if (it == n->children.end()) break;
     n = it->second.get();
-    n->last_use = clock_;
+    touch(n);
     pool_.retain(n->page);
     pages.push_back(n->page);
   }
@@ -54,50 +61,59 @@ int64_t RadixCache::insert(std::span<const int32_t> tokens, std::span<const int3
     std::vector<int32_t> key(tokens.begin() + i * page_size_, tokens.begin() + (i + 1) * page_size_);
     auto it = n->children.find(key);
     if (it == n->children.end()) {
+      if (n != &root_ && n->children.empty()) leaves_.erase(lru_key(n));
       auto child = std::make_unique<Node>();
       child->key = key;
       child->page = pages[size_t(i)];
       child->serial = next_serial_++;
       child->parent = n;
+      child->last_use = clock_;
+      leaves_.emplace(lru_key(child.get()), child.get());
       pool_.retain(child->page);
       ++n_nodes_;
       ++adopted;
       it = n->children.emplace(std::move(key), std::move(child)).first;
     }
     n = it->second.get();
-    n->last_use = clock_;
+    touch(n);
   }
   return adopted;
 }
 
 int64_t RadixCache::evict(int64_t n_pages) {
   if (n_pages <= 0) return 0;
-  // Min-heap on (last_use, serial): both are plain counters, so the order is the same on every rank.
-  using Entry = std::tuple<uint64_t, uint64_t, Node*>;
-  auto later = [](const Entry& a, const Entry& b) {
-    return std::tie(std::get<0>(a), std::get<1>(a)) > std::tie(std::get<0>(b), std::get<1>(b));
-  };
-  std::priority_queue<Entry, std::vector<Entry>, decltype(later)> heap(later);
-  std::vector<Node*> stack{&root_};
-  while (!stack.empty()) {
-    Node* n = stack.back();
-    stack.pop_back();
-    for (auto& [k, c] : n->children) stack.push_back(c.get());
-    if (n != &root_ && n->children.empty() && pool_.refcount(n->page) == 1)
-      heap.emplace(n->last_use, n->serial, n);
-  }
+  // Two sources in LRU order: the leaf set (skipping pages in use), and the parents that become
+  // unused leaves during this call, in a small heap, so a whole chain can go in one call.
+  using Entry = std::pair<LruKey, Node*>;
+  auto later = [](const Entry& a, const Entry& b) { return a.first > b.first; };
+  std::priority_queue<Entry, std::vector<Entry>, decltype(later)> exposed(later);
+  auto it = leaves_.begin();
   int64_t freed = 0;
-  while (freed < n_pages && !heap.empty()) {
-    Node* n = std::get<2>(heap.top());
-    heap.pop();
+  while (freed < n_pages) {
+    while (it != leaves_.end() && pool_.refcount(it->second->page) != 1) ++it;
+    Node* n = nullptr;
+    if (it != leaves_.end() && (exposed.empty() || it->first < exposed.top().first)) {
+      n = it->second;
+      it = leaves_.erase(it);
+    } else if (!exposed.empty()) {
+      n = exposed.top().second;
+      exposed.pop();
+    } else {
+      break;
+    }
     Node* parent = n->parent;
     pool_.release(n->page);
     ++freed;
     --n_nodes_;
-    parent->children.erase(n->key);  // destroys n
-    if (parent != &root_ && parent->children.empty() && pool_.refcount(parent->page) == 1)
-      heap.emplace(parent->last_use, parent->serial, parent);
+    parent->children.erase(n->key);  // destroys n (a leaf)
+    if (parent != &root_ && parent->children.empty()) {
+      if (pool_.refcount(parent->page) == 1)
+        exposed.emplace(lru_key(parent), parent);
+      else
+        leaves_.emplace(lru_key(parent), parent);  // in use: skipped by the scan, kept as a leaf
+    }
   }
+  for (; !exposed.empty(); exposed.pop()) leaves_.emplace(exposed.top().first, exposed.top().second);
   evicted_pages_ += freed;
   return freed;
 }

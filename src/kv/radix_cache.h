@@ -53,9 +53,16 @@ class RadixCache {
     std::map<std::vector<int32_t>, std::unique_ptr<Node>> children;  // ordered: deterministic walks
   };
 
+  using LruKey = std::pair<uint64_t, uint64_t>;  // (last_use, serial): unique, never a pointer value
+  static LruKey lru_key(const Node* n) { return {n->last_use, n->serial}; }
+  void touch(Node* n);  // marks n used now, keeping leaves_ in step
+
   KVPool& pool_;
   int64_t page_size_;
   Node root_;
+  // Every leaf of the tree in LRU order, in use or not: eviction scans it from the oldest instead of
+  // walking the whole tree (in-use leaves, at most one per running request, are skipped).
+  std::map<LruKey, Node*> leaves_;
   uint64_t clock_ = 0;
   uint64_t next_serial_ = 1;
   int64_t n_nodes_ = 0;
