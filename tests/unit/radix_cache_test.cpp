@@ -3,7 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <numeric>
+#include <tuple>
 
 namespace dpserve {
 namespace {
@@ -142,6 +144,110 @@ TEST(RadixCache, DestructorReturnsEveryPage) {
     EXPECT_EQ(pool.free_pages(), 14);
   }
   EXPECT_EQ(pool.free_pages(), 64);
+}
+
+// A naive model of the cache: a flat map from every cached prefix to (page, last use, creation serial).
+struct NaiveCache {
+  struct E {
+    int32_t page;
+    uint64_t last_use, serial;
+  };
+  std::map<std::vector<int32_t>, E> entries;
+  uint64_t clock = 0, serial = 1;
+
+  std::vector<int32_t> match(const std::vector<int32_t>& toks) {
+    ++clock;
+    std::vector<int32_t> pages;
+    for (size_t end = 4; end <= toks.size(); end += 4) {
+      auto it = entries.find(std::vector<int32_t>(toks.begin(), toks.begin() + end));
+      if (it == entries.end()) break;
+      it->second.last_use = clock;
+      pages.push_back(it->second.page);
+    }
+    return pages;
+  }
+  void insert(const std::vector<int32_t>& toks, const std::vector<int32_t>& pages) {
+    ++clock;
+    for (size_t i = 0; i < pages.size(); ++i) {
+      std::vector<int32_t> key(toks.begin(), toks.begin() + 4 * (i + 1));
+      auto [it, fresh] = entries.try_emplace(key, E{pages[i], clock, serial});
+      if (fresh) ++serial;
+      it->second.last_use = clock;
+    }
+  }
+  // The page evict(1) must free: the least recently used entry nothing extends, used by nobody else.
+  int32_t victim(const KVPool& pool) const {
+    const std::vector<int32_t>* best = nullptr;
+    std::tuple<uint64_t, uint64_t> best_key{~0ull, ~0ull};
+    for (auto& [k, e] : entries) {
+      bool leaf = true;
+      for (auto& [k2, e2] : entries)
+        if (k2.size() == k.size() + 4 && std::equal(k.begin(), k.end(), k2.begin())) leaf = false;
+      if (!leaf || pool.refcount(e.page) != 1) continue;
+      if (std::make_tuple(e.last_use, e.serial) < best_key) {
+        best_key = {e.last_use, e.serial};
+        best = &k;
+      }
+    }
+    return best ? entries.at(*best).page : -1;
+  }
+};
+
+TEST(RadixCache, RandomOperationsMatchANaiveModel) {
+  KVPool pool(small_pool(48));
+  RadixCache cache(pool);
+  NaiveCache model;
+  uint32_t x = 3;
+  auto rnd = [&x](uint32_t n) {
+    x = x * 1664525u + 1013904223u;
+    return (x >> 8) % n;
+  };
+  auto random_seq = [&] {
+    std::vector<int32_t> t;
+    int n = 1 + int(rnd(20));
+    for (int i = 0; i < n; ++i) t.push_back(int32_t(rnd(i < 8 ? 2 : 3)));  // small alphabet: many shared prefixes
+    return t;
+  };
+  std::vector<std::vector<int32_t>> held;  // pages "requests" hold
+  int64_t evictions = 0;
+  for (int op = 0; op < 3000; ++op) {
+    uint32_t kind = rnd(4);
+    if (kind == 0) {
+      auto t = random_seq();
+      auto got = cache.match(t, 100);
+      ASSERT_EQ(got, model.match(t)) << "op " << op;
+      held.push_back(got);
+    } else if (kind == 1 && !held.empty()) {
+      size_t i = rnd(uint32_t(held.size()));
+      for (auto p : held[i]) pool.release(p);
+      held.erase(held.begin() + long(i));
+    } else if (kind == 2) {
+      auto t = random_seq();
+      int64_t n_full = int64_t(t.size()) / 4;
+      PageTable pt;
+      if (!pt.reserve(pool, n_full * 4)) continue;  // pool full: only explicit evictions below make room
+      cache.insert(t, pt.pages, n_full);
+      model.insert(t, pt.pages);  // both keep an existing prefix's page and adopt only fresh ones
+      pt.release(pool);
+    } else {
+      int32_t want = model.victim(pool);
+      int64_t freed = cache.evict(1);
+      ASSERT_EQ(freed, want >= 0 ? 1 : 0) << "op " << op;
+      if (want >= 0) {
+        EXPECT_EQ(pool.refcount(want), 0) << "op " << op;  // exactly the predicted page went back
+        for (auto it = model.entries.begin(); it != model.entries.end(); ++it)
+          if (it->second.page == want) {
+            model.entries.erase(it);
+            break;
+          }
+        ++evictions;
+      }
+    }
+    ASSERT_EQ(cache.cached_pages(), int64_t(model.entries.size())) << "op " << op;
+  }
+  EXPECT_GT(evictions, 100);
+  for (auto& h : held)
+    for (auto p : h) pool.release(p);
 }
 
 }  // namespace
