@@ -128,21 +128,18 @@ void matmul_isa(KernelIsa isa, const float* x, int64_t M, int64_t ldx, const Wei
   }
 
   const MatmulBlockFn block = pick_block(isa, w.dtype);
-  if (threads <= 1) {
-    block(t, 0, M, 0, N);
-    return;
-  }
-  // Blocks of W rows sized to stay in L2 while the M tiles stream past them;
-  // tasks are ordered n-major so a thread reuses its W block across M.
+  // Blocks of W rows sized to stay in L2 while the M tiles stream past them
+  // (tasks n-major, so a thread reuses its W block across M), and at most 32
+  // rows of x per block so the tiles' saved accumulators stay in L1.
   const int64_t row_bytes = K * int64_t(dtype_size(w.dtype));
   constexpr int64_t kGrain = 24;  // multiple of every ISA's register tile width
   int64_t nb = std::max<int64_t>(kGrain, (int64_t(256) << 10) / row_bytes / kGrain * kGrain);
   const int64_t per_thread = (N + threads - 1) / threads;
   nb = std::min(nb, (per_thread + kGrain - 1) / kGrain * kGrain);
-  const int64_t mb = M <= 64 ? M : 64;
+  const int64_t mb = std::min<int64_t>(M, 32);
   const int64_t n_blocks = (N + nb - 1) / nb, m_blocks = (M + mb - 1) / mb;
   const int64_t tasks = n_blocks * m_blocks;
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
   for (int64_t i = 0; i < tasks; ++i) {
     const int64_t n0 = (i / m_blocks) * nb, m0 = (i % m_blocks) * mb;
     block(t, m0, std::min(M, m0 + mb), n0, std::min(N, n0 + nb));

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <utility>
+#include <vector>
 
 #include "kernels/matmul_impl.h"  // before the target region: its std headers stay generic
 
@@ -35,11 +36,9 @@ struct Base {
   using WV = __m256;
   static constexpr int64_t kChunk = 8;
   static constexpr int kMaxMR = 3, kMaxNR = 4, kGemmNR = 4, kGemvNR = 4;
-  static constexpr int64_t kPrefetch = 0;
+  static constexpr int64_t kPanel = 512;
   static Acc zero() { return _mm256_setzero_ps(); }
   static Acc madd(Acc a, XV x, WV w) { return _mm256_fmadd_ps(x, w, a); }
-  template <typename T>
-  static void prefetch(const T* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
   static float reduce(Acc v) {
     __m128 b = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     b = _mm_add_ps(b, _mm_movehl_ps(b, b));

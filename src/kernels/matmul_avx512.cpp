@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <utility>
+#include <vector>
 
 #include "kernels/matmul_impl.h"  // before the target region: its std headers stay generic
 
@@ -29,11 +30,9 @@ struct Base {
   using WV = __m512;
   static constexpr int64_t kChunk = 16;
   static constexpr int kMaxMR = 4, kMaxNR = 8, kGemmNR = 6, kGemvNR = 8;
-  static constexpr int64_t kPrefetch = 0;
+  static constexpr int64_t kPanel = 512;
   static Acc zero() { return _mm512_setzero_ps(); }
   static Acc madd(Acc a, XV x, WV w) { return _mm512_fmadd_ps(x, w, a); }
-  template <typename T>
-  static void prefetch(const T* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
   static float reduce(Acc v) {
     const __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
     __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));

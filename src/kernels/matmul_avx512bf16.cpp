@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <utility>
+#include <vector>
 
 #include "kernels/matmul_impl.h"  // before the target region: its std headers stay generic
 
@@ -26,7 +27,7 @@ struct Policy {
   using WT = uint16_t;
   static constexpr int64_t kChunk = 32;
   static constexpr int kMaxMR = 4, kMaxNR = 8, kGemmNR = 6, kGemvNR = 8;
-  static constexpr int64_t kPrefetch = 0;
+  static constexpr int64_t kPanel = 1024;
   static Acc zero() { return _mm512_setzero_ps(); }
   static XV load_x(const uint16_t* p) { return (__m512bh)_mm512_loadu_si512(p); }
   static WV load_w(const uint16_t* p) { return (__m512bh)_mm512_loadu_si512(p); }
@@ -35,7 +36,6 @@ struct Policy {
   static WV load_w_tail(const uint16_t* p, int64_t n) {
     return (__m512bh)_mm512_maskz_loadu_epi16(__mmask32((uint64_t(1) << n) - 1), p);
   }
-  static void prefetch(const uint16_t* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
   static Acc madd(Acc a, XV x, WV w) { return _mm512_dpbf16_ps(a, x, w); }
   static float reduce(Acc v) {
     const __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
