@@ -10,6 +10,7 @@ pkgs=(
   libcpp-httplib-dev                   # HTTP server
   libmsgpack-cxx-dev                   # per-step control message
   libpcre2-dev                         # tokenizer pre-tokenizer regex
+  libicu-dev                           # tokenizer NFC normalization
   libcli11-dev                         # command line
   libspdlog-dev libfmt-dev             # logging
   libgtest-dev libgmock-dev libbenchmark-dev

@@ -14,7 +14,7 @@ namespace {
 using T = Value::Type;
 
 constexpr size_t kMaxOutput = 64u << 20;   // a template that writes more is runaway
-constexpr int64_t kMaxSteps = 20'000'000;  // loop iterations + expression evaluations
+constexpr int64_t kMaxSteps = 2'000'000;  // loop iterations + expression evaluations
 constexpr int kMaxDepth = 256;             // macro recursion
 
 [[noreturn]] void error(int line, const std::string& msg) { fail("chat template line {}: {}", line, msg); }

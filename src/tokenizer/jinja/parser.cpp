@@ -276,6 +276,11 @@ class Parser {
   }
 
   StmtPtr parse_statement(const std::string& word) {
+    if (++block_depth_ > 200) fail("chat template line {}: blocks nested too deeply", line_);
+    struct Exit {
+      int& d;
+      ~Exit() { --d; }
+    } exit_guard{block_depth_};
     auto s = std::make_unique<Stmt>();
     s->line = line_;
     if (word == "if") {
@@ -525,6 +530,13 @@ class Parser {
   }
 
   ExprPtr parse_unary(bool with_filter) {
+    struct Guard {
+      int& d;
+      Guard(int& x, int line) : d(x) {
+        if (++d > 200) fail("chat template line {}: expression nested too deeply", line);
+      }
+      ~Guard() { --d; }
+    } guard(nesting_, line_);
     ExprPtr e;
     if (accept("-")) {
       e = node(Expr::Kind::kNeg);
@@ -731,6 +743,8 @@ class Parser {
   std::vector<Tok> toks_;
   size_t ki_ = 0;
   int line_ = 0;
+  int nesting_ = 0;
+  int block_depth_ = 0;
 };
 
 }  // namespace

