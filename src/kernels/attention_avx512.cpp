@@ -33,7 +33,7 @@ struct Ops {
       const __mmask16 m = head_mask(d, i);
       s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s0);
     }
-    return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    return hsum512(_mm512_add_ps(s0, s1));
   }
   static void axpy(float* acc, const float* v, float p, int64_t d) {
     const __m512 pv = _mm512_set1_ps(p);
@@ -59,7 +59,7 @@ struct Ops {
       _mm512_mask_storeu_ps(x + i, m, e);
       sum = _mm512_add_ps(sum, e);
     }
-    return _mm512_reduce_add_ps(sum);
+    return hsum512(sum);
   }
 };
 

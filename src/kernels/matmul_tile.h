@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <utility>
 #include <vector>
 
@@ -29,12 +30,16 @@ namespace dpserve::kernels {
 // which keeps the exact per-lane order of a single pass over K.
 template <class P, int MR, int NR>
 void tile_kernel(const typename P::XT* x, int64_t ldx, const typename P::WT* w, int64_t ldw, int64_t k0, int64_t k1,
-                 int64_t K, typename P::Acc* saved, float* y, int64_t ldy, const float* bias) {
+                 int64_t K, float* saved, float* y, int64_t ldy, const float* bias) {
+  constexpr int64_t kLanes = int64_t(sizeof(typename P::Acc) / sizeof(float));
   typename P::Acc acc[MR][NR];
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
-    for (int j = 0; j < NR; ++j) acc[i][j] = k0 == 0 ? P::zero() : saved[i * NR + j];
+    for (int j = 0; j < NR; ++j) {
+      acc[i][j] = P::zero();
+      if (k0 > 0) std::memcpy(&acc[i][j], saved + (i * NR + j) * kLanes, sizeof(acc[i][j]));
+    }
   const int64_t kfull = std::min(k1, K / P::kChunk * P::kChunk);
   for (int64_t k = k0; k < kfull; k += P::kChunk) {
     typename P::XV xv[MR];
@@ -51,7 +56,7 @@ void tile_kernel(const typename P::XT* x, int64_t ldx, const typename P::WT* w, 
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
-      for (int j = 0; j < NR; ++j) saved[i * NR + j] = acc[i][j];
+      for (int j = 0; j < NR; ++j) std::memcpy(saved + (i * NR + j) * kLanes, &acc[i][j], sizeof(acc[i][j]));
     return;
   }
   if (kfull < K) {
@@ -74,7 +79,7 @@ void tile_kernel(const typename P::XT* x, int64_t ldx, const typename P::WT* w, 
 
 template <class P>
 using TileFn = void (*)(const typename P::XT*, int64_t, const typename P::WT*, int64_t, int64_t, int64_t, int64_t,
-                        typename P::Acc*, float*, int64_t, const float*);
+                        float*, float*, int64_t, const float*);
 
 template <class P, int MR, int... NRs>
 constexpr auto tile_row(std::integer_sequence<int, NRs...>) {
@@ -111,9 +116,11 @@ void block_loop(const typename P::XT* x, int64_t ldx, const typename P::WT* w, i
   const int64_t m_tiles = (m1 - m0 + P::kMaxMR - 1) / P::kMaxMR;
   const int nr_max = m_tiles == 1 ? P::kGemvNR : P::kGemmNR;
   const int64_t panel = m_tiles == 1 ? K : P::kPanel;
-  thread_local std::vector<typename P::Acc> saved_buf;
-  if (m_tiles > 1 && saved_buf.size() < size_t(m_tiles * P::kMaxMR * P::kMaxNR)) saved_buf.resize(m_tiles * P::kMaxMR * P::kMaxNR);
-  typename P::Acc* saved = saved_buf.data();
+  constexpr int64_t kLanes = int64_t(sizeof(typename P::Acc) / sizeof(float));
+  const int64_t tile_floats = P::kMaxMR * P::kMaxNR * kLanes;
+  thread_local std::vector<float> saved_buf;
+  if (m_tiles > 1 && saved_buf.size() < size_t(m_tiles * tile_floats)) saved_buf.resize(m_tiles * tile_floats);
+  float* saved = saved_buf.data();
   for (int64_t n = n0; n < n1; n += nr_max) {
     const int nr = int(std::min<int64_t>(nr_max, n1 - n));
     if (m_tiles == 1 && n + nr < n1) prefetch_strip<P>(w + (n + nr) * ldw, ldw, std::min<int64_t>(nr_max, n1 - n - nr), K, 0, 1);
@@ -121,7 +128,7 @@ void block_loop(const typename P::XT* x, int64_t ldx, const typename P::WT* w, i
       const int64_t k1 = std::min(K, k0 + panel);
       for (int64_t m = m0, mt = 0; m < m1; m += P::kMaxMR, ++mt) {
         const int mr = int(std::min<int64_t>(P::kMaxMR, m1 - m));
-        table[mr - 1][nr - 1](x + m * ldx, ldx, w + n * ldw, ldw, k0, k1, K, saved + mt * P::kMaxMR * P::kMaxNR,
+        table[mr - 1][nr - 1](x + m * ldx, ldx, w + n * ldw, ldw, k0, k1, K, saved + mt * tile_floats,
                               y + m * ldy + n, ldy, bias ? bias + n : nullptr);
       }
     }

@@ -1,4 +1,4 @@
-// Internal: vectorised expf (Cephes-style range reduction + degree-6
+// Internal: lane sum and vectorised expf (Cephes-style range reduction + degree-6
 // polynomial, ~2 ulp) for AVX-512 and AVX2. Inputs below -87.3 give exactly 0
 // (so exp(-inf) = 0 in softmax); inputs above 88.3 saturate at exp(88.3).
 #pragma once
@@ -39,5 +39,14 @@ __attribute__((target("avx2,fma"), always_inline)) static inline __m256 exp256(_
 }
 
 #undef DPSERVE_EXP_POLY
+
+// Sum of the 16 lanes in a fixed tree (GCC 12's _mm512_reduce_add_ps warns spuriously).
+__attribute__((target("avx512f,avx512dq"), always_inline)) static inline float hsum512(__m512 v) {
+  const __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+  __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  b = _mm_add_ps(b, _mm_movehl_ps(b, b));
+  b = _mm_add_ss(b, _mm_movehdup_ps(b));
+  return _mm_cvtss_f32(b);
+}
 
 }  // namespace dpserve::kernels

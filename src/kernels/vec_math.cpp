@@ -8,6 +8,7 @@ namespace dpserve {
 
 using kernels::exp256;
 using kernels::exp512;
+using kernels::hsum512;
 
 namespace {
 
@@ -45,7 +46,7 @@ __attribute__((target("avx512f,avx512dq"))) float exp_sub_sum_avx512(float* x, i
     _mm512_mask_storeu_ps(x + i, m, e);
     sum = _mm512_add_ps(sum, e);
   }
-  return _mm512_reduce_add_ps(sum);
+  return hsum512(sum);
 }
 
 __attribute__((target("avx2,fma"))) void silu_mul_avx2(const float* gate, const float* up, float* out, int64_t n) {
