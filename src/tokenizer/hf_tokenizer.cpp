@@ -68,7 +68,6 @@ class HfTokenizerImpl final : public Tokenizer {
     std::vector<int32_t> ids;
     ids.reserve(text.size() / 3 + 4);
     std::vector<std::string> words;
-    size_t offset = 0;
     for (const auto& seg : added_.split(text, false)) {
       if (seg.id >= 0) {
         ids.push_back(seg.id);
@@ -86,7 +85,6 @@ class HfTokenizerImpl final : public Tokenizer {
         pre_.split(part.text, at_start && part.text.data() == normalized.data(), words);
         for (const auto& w : words) model_->encode_word(w, ids);
       }
-      offset += seg.text.size();
     }
     if (add_special_tokens) {
       ids.insert(ids.begin(), prefix_.begin(), prefix_.end());

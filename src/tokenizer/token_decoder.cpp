@@ -125,7 +125,24 @@ void TokenDecoder::State::run(size_t i, std::string tok, std::string& out) {
     case Kind::kByteFallback: {
       const int b = parse_byte_token(tok);
       if (b >= 0) {
-        byte_runs_[i].push_back(static_cast<char>(b));
+        // Chars complete as soon as their last byte arrives, so a long run of byte tokens (CJK text
+        // in Llama-2) streams char by char instead of waiting for the run to end.
+        std::string& run_bytes = byte_runs_[i];
+        run_bytes.push_back(static_cast<char>(b));
+        size_t p = 0;
+        std::string ready;
+        while (p < run_bytes.size()) {
+          const utf8::Scan sc = utf8::scan(run_bytes, p);
+          if (sc.status == utf8::Status::kIncomplete) break;
+          if (sc.status == utf8::Status::kValid) {
+            ready.append(run_bytes, p, sc.len);
+          } else {
+            for (size_t k = 0; k < sc.len; ++k) ready.append(utf8::kReplacement);
+          }
+          p += sc.len;
+        }
+        run_bytes.erase(0, p);
+        if (!ready.empty()) run(i + 1, std::move(ready), out);
         return;
       }
       flush_from(i, out);
@@ -175,13 +192,9 @@ void TokenDecoder::State::run(size_t i, std::string tok, std::string& out) {
 void TokenDecoder::State::flush_from(size_t i, std::string& out) {
   std::string& run_bytes = byte_runs_[i];
   if (run_bytes.empty()) return;
+  // Only an incomplete char can be pending here: one U+FFFD per byte, as Hugging Face's ByteFallback.
   std::string text;
-  if (utf8::is_valid(run_bytes)) {
-    text = std::move(run_bytes);
-  } else {
-    // Hugging Face tokenizers: an invalid run yields one U+FFFD per byte.
-    for (size_t k = 0; k < run_bytes.size(); ++k) text.append(utf8::kReplacement);
-  }
+  for (size_t k = 0; k < run_bytes.size(); ++k) text.append(utf8::kReplacement);
   run_bytes.clear();
   run(i + 1, std::move(text), out);
 }

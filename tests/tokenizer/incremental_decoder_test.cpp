@@ -80,11 +80,32 @@ TEST(IncrementalDecoder, HoldsPartialCharUntilComplete) {
   std::string out;
   for (auto i = ids.begin(); i != ids.end(); ++i) {
     const std::string piece = dec.push(*i);
-    if (i >= it && i < it + 3) EXPECT_EQ(piece.find('\xF0'), std::string::npos);
+    if (i >= it && i < it + 3) {
+      EXPECT_EQ(piece.find('\xF0'), std::string::npos);
+    }
     out += piece;
   }
   out += dec.flush();
   EXPECT_EQ(out, "\xF0\x9F\x98\x80");
+}
+
+TEST(IncrementalDecoder, ByteRunsStreamCharByChar) {
+  // Two astral chars spelled with eight consecutive byte-fallback tokens: the first char must be
+  // emitted on its fourth byte, not held until the run ends.
+  auto tok = Tokenizer::load(test::shared_path("models/llama2-tokenizer/tokenizer.model"));
+  const std::string a = "\xF0\x9D\x94\x98", b = "\xF0\x9D\x94\xAB";  // U+1D518, U+1D52B
+  const auto ids = tok->encode(a + b, false);
+  const int32_t first_byte = tok->piece_to_id("<0xF0>");
+  auto it = std::find(ids.begin(), ids.end(), first_byte);
+  ASSERT_NE(it, ids.end());
+  ASSERT_GE(ids.end() - it, 8);
+  IncrementalDecoder dec(*tok, true);
+  std::string out;
+  for (auto i = ids.begin(); i != it + 4; ++i) out += dec.push(*i);
+  EXPECT_EQ(out.substr(out.size() - a.size()), a);
+  for (auto i = it + 4; i != ids.end(); ++i) out += dec.push(*i);
+  out += dec.flush();
+  EXPECT_EQ(out, tok->decode(ids, true));
 }
 
 }  // namespace
