@@ -129,6 +129,7 @@ void handle_generation(ServerContext& ctx, Api api, const httplib::Request& req,
         gone);
     if (!completed) {
       res.status = 499;  // the client is gone; nobody reads this
+      access_info().finish = "client_gone";
       return;
     }
     for (const auto& st : *states)
@@ -209,9 +210,12 @@ void handle_generation(ServerContext& ctx, Api api, const httplib::Request& req,
               return true;
             },
             gone);
-        if (!ok) return false;  // client gone: close the connection
         json usage = usage_of(*gen, spec.n);
         note_access(*states, usage);
+        if (!ok) {  // client gone: close the connection
+          access_info().finish = "client_gone";
+          return false;
+        }
         if (spec.include_usage) {
           json j{{"id", id}, {"object", chunk_object}, {"created", ctx.created}, {"model", spec.model},
                  {"choices", json::array()}, {"usage", usage}};

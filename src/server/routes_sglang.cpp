@@ -89,6 +89,7 @@ void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::R
   if (!spec.stream) {
     if (!gen->drive([&](size_t i, const ChoiceDelta& d) { absorb(i, d); return true; }, gone)) {
       res.status = 499;
+      access_info().finish = "client_gone";
       return;
     }
     note();
@@ -122,8 +123,11 @@ void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::R
               return write(sse_event(j));
             },
             gone);
-        if (!ok) return false;
         note();
+        if (!ok) {
+          access_info().finish = "client_gone";
+          return false;
+        }
         if (!write(sse_done())) return false;
         sink.done();
         return true;

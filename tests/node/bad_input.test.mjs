@@ -86,4 +86,23 @@ tests.push(['client disconnect cancels the request', async () => {
   assert.ok(aborted >= 1, 'the server cancelled the abandoned request');
   await stillServes();
 }]);
+tests.push(['client leaving a non-streaming request cancels it while it waits', async () => {
+  const count = async () => {
+    const m = (await http('GET', '/metrics')).text.match(/^dpserve_finished_choices_total\{reason="abort"\} (\d+)$/m);
+    return m ? Number(m[1]) : 0;
+  };
+  const before = await count();
+  // 64 choices of 450 tokens take seconds; the client gives up after 300 ms without reading anything.
+  await fetch(`${process.env.DPSERVE_URL}/v1/completions`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, signal: AbortSignal.timeout(300),
+    body: JSON.stringify({ model, prompt: 'Once', max_tokens: 450, n: 64, temperature: 1, ignore_eos: true }),
+  }).then(() => assert.fail('the request should not have completed'), () => {});
+  let after = before;
+  for (let i = 0; i < 100 && after < before + 64; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    after = await count();
+  }
+  assert.equal(after - before, 64, 'all 64 choices were aborted');
+  await stillServes();
+}]);
 run(tests);
