@@ -70,7 +70,9 @@ __attribute__((target("avx512f"))) double measure_read_bandwidth() {
         a2 = _mm512_add_epi32(a2, _mm512_load_si512(p + i + 128));
         a3 = _mm512_add_epi32(a3, _mm512_load_si512(p + i + 192));
       }
-      sink += _mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)));
+      alignas(64) int32_t lanes[16];
+      _mm512_store_si512(lanes, _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)));
+      for (int32_t v : lanes) sink += v;
     }
     const double dt = now_s() - t0;
     benchmark::DoNotOptimize(sink);
@@ -102,7 +104,9 @@ __attribute__((target("avx512f,avx512bf16"))) double measure_bf16_peak() {
       }
       __m512 s = a[0];
       for (int j = 1; j < 12; ++j) s = _mm512_add_ps(s, a[j]);
-      sink += _mm512_reduce_add_ps(s);
+      alignas(64) float lanes[16];
+      _mm512_store_ps(lanes, s);
+      for (float v : lanes) sink += v;
     }
     const double dt = now_s() - t0;
     benchmark::DoNotOptimize(sink);

@@ -5,6 +5,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "core/bf16.h"
@@ -47,6 +48,15 @@ float WeightView::at(int64_t r, int64_t c) const {
 void weight_row_to_f32(const WeightView& w, int64_t r, float* out) {
   if (r < 0 || r >= w.rows) fail("row {} out of range of a {}-row matrix", r, w.rows);
   for (int64_t c = 0; c < w.cols; ++c) out[c] = w.at(r, c);
+}
+
+// f32_to_bf16 (core/bf16.h) without a branch, so the packing loop vectorises.
+static inline uint16_t round_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  const uint32_t quiet_nan = (u >> 16) | 0x40u;
+  return uint16_t((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
 }
 
 static void check_args(const float* x, int64_t M, int64_t ldx, const WeightView& w, float* y, int64_t ldy) {
@@ -116,15 +126,20 @@ void matmul_isa(KernelIsa isa, const float* x, int64_t M, int64_t ldx, const Wei
   thread_local std::vector<uint16_t> xb;
   if (w.dtype == DType::BF16) {
     const int64_t kp = (K + kernels::kBf16Pad - 1) / kernels::kBf16Pad * kernels::kBf16Pad;
-    if (int64_t(xb.size()) < M * kp) xb.resize(M * kp);
+    // One spare cache line per row: with K a multiple of 2048 the rows would be
+    // 4 KiB apart and every row of a tile would fight for the same L1 sets.
+    const int64_t ld = kp + kernels::kBf16Pad;
+    if (int64_t(xb.size()) < M * ld) xb.resize(M * ld);
     uint16_t* xbp = xb.data();
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && M > 1)
     for (int64_t m = 0; m < M; ++m) {
-      for (int64_t k = 0; k < K; ++k) xbp[m * kp + k] = f32_to_bf16(x[m * ldx + k]);
-      for (int64_t k = K; k < kp; ++k) xbp[m * kp + k] = 0;
+      const float* xr = x + m * ldx;
+      uint16_t* out = xbp + m * ld;
+      for (int64_t k = 0; k < K; ++k) out[k] = round_bf16(xr[k]);
+      for (int64_t k = K; k < kp; ++k) out[k] = 0;
     }
     t.xb = xbp;
-    t.ldxb = kp;
+    t.ldxb = ld;
   }
 
   const MatmulBlockFn block = pick_block(isa, w.dtype);

@@ -25,12 +25,15 @@
 
 namespace dpserve::kernels {
 
+// Element k of W row j is at w[j * ldw + (k / kChunk) * wcs + k % kChunk]:
+// wcs = kChunk for W as stored, or a packed panel with chunks of all rows
+// interleaved (ldw = kChunk, wcs = rows * kChunk).
 // One register tile over K columns [k0, k1) (k0 a multiple of kChunk; k1 too
 // unless it is K). The accumulators come from / go to `saved` between panels,
 // which keeps the exact per-lane order of a single pass over K.
 template <class P, int MR, int NR>
-void tile_kernel(const typename P::XT* x, int64_t ldx, const typename P::WT* w, int64_t ldw, int64_t k0, int64_t k1,
-                 int64_t K, float* saved, float* y, int64_t ldy, const float* bias) {
+void tile_kernel(const typename P::XT* x, int64_t ldx, const typename P::WT* w, int64_t ldw, int64_t wcs, int64_t k0,
+                 int64_t k1, int64_t K, float* saved, float* y, int64_t ldy, const float* bias) {
   constexpr int64_t kLanes = int64_t(sizeof(typename P::Acc) / sizeof(float));
   typename P::Acc acc[MR][NR];
 #pragma GCC unroll 8
@@ -47,7 +50,7 @@ void tile_kernel(const typename P::XT* x, int64_t ldx, const typename P::WT* w, 
     for (int i = 0; i < MR; ++i) xv[i] = P::load_x(x + i * ldx + k);
 #pragma GCC unroll 8
     for (int j = 0; j < NR; ++j) {
-      const typename P::WV wv = P::load_w(w + j * ldw + k);
+      const typename P::WV wv = P::load_w(w + j * ldw + k / P::kChunk * wcs);
 #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i) acc[i][j] = P::madd(acc[i][j], xv[i], wv);
     }
@@ -66,7 +69,7 @@ void tile_kernel(const typename P::XT* x, int64_t ldx, const typename P::WT* w, 
     for (int i = 0; i < MR; ++i) xv[i] = P::load_x_tail(x + i * ldx + kfull, rem);
 #pragma GCC unroll 8
     for (int j = 0; j < NR; ++j) {
-      const typename P::WV wv = P::load_w_tail(w + j * ldw + kfull, rem);
+      const typename P::WV wv = P::load_w_tail(w + j * ldw + kfull / P::kChunk * wcs, rem);
 #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i) acc[i][j] = P::madd(acc[i][j], xv[i], wv);
     }
@@ -79,7 +82,7 @@ void tile_kernel(const typename P::XT* x, int64_t ldx, const typename P::WT* w, 
 
 template <class P>
 using TileFn = void (*)(const typename P::XT*, int64_t, const typename P::WT*, int64_t, int64_t, int64_t, int64_t,
-                        float*, float*, int64_t, const float*);
+                        int64_t, float*, float*, int64_t, const float*);
 
 template <class P, int MR, int... NRs>
 constexpr auto tile_row(std::integer_sequence<int, NRs...>) {
@@ -92,16 +95,17 @@ constexpr auto tile_table(std::integer_sequence<int, MRs...>) {
       tile_row<P, MRs + 1>(std::make_integer_sequence<int, P::kMaxNR>{})...};
 }
 
-// Prefetch part [part, part + 1) of `parts` of the cache lines of `rows` rows of W.
+// Prefetch part [part, part + 1) of `parts` of the cache lines of columns
+// [c0, c1) of `rows` rows of W.
 template <class P>
-inline void prefetch_strip(const typename P::WT* w, int64_t ldw, int64_t rows, int64_t K, int64_t part,
+inline void prefetch_panel(const typename P::WT* w, int64_t ldw, int64_t rows, int64_t c0, int64_t c1, int64_t part,
                            int64_t parts) {
   constexpr int64_t kLine = 64 / int64_t(sizeof(typename P::WT));
-  const int64_t lines = (K + kLine - 1) / kLine;
-  const int64_t l0 = lines * part / parts, l1 = lines * (part + 1) / parts;
+  const int64_t first = c0 / kLine, lines = (c1 + kLine - 1) / kLine - first;
+  const int64_t l0 = first + lines * part / parts, l1 = first + lines * (part + 1) / parts;
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t l = l0; l < l1; ++l)
-      _mm_prefetch(reinterpret_cast<const char*>(w + r * ldw + l * kLine), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(w + r * ldw + l * kLine), _MM_HINT_T1);
 }
 
 // y[m0:m1, n0:n1] in register tiles of up to kMaxMR x kMaxNR. W strips
@@ -121,15 +125,49 @@ void block_loop(const typename P::XT* x, int64_t ldx, const typename P::WT* w, i
   thread_local std::vector<float> saved_buf;
   if (m_tiles > 1 && saved_buf.size() < size_t(m_tiles * tile_floats)) saved_buf.resize(m_tiles * tile_floats);
   float* saved = saved_buf.data();
+  // Several x tiles share each W panel: copy it chunk-interleaved into a
+  // contiguous buffer first. W rows are often a multiple of 4 KiB apart, so
+  // unpacked they all land in the same L1 sets and evict each other.
+  const bool pack = m_tiles >= 3;
+  thread_local std::vector<typename P::WT> packed_buf;
+  const int64_t panel_chunks = (std::min(panel, K) + P::kChunk - 1) / P::kChunk;
+  if (pack && packed_buf.size() < size_t(panel_chunks * P::kMaxNR * P::kChunk))
+    packed_buf.resize(panel_chunks * P::kMaxNR * P::kChunk);
   for (int64_t n = n0; n < n1; n += nr_max) {
     const int nr = int(std::min<int64_t>(nr_max, n1 - n));
-    if (m_tiles == 1 && n + nr < n1) prefetch_strip<P>(w + (n + nr) * ldw, ldw, std::min<int64_t>(nr_max, n1 - n - nr), K, 0, 1);
     for (int64_t k0 = 0; k0 < K; k0 += panel) {
       const int64_t k1 = std::min(K, k0 + panel);
+      // The next panel (same strip further along K, or the next strip) is
+      // fetched while this one is computed, spread over the x tiles.
+      const bool next_in_strip = k1 < K;
+      const int64_t next_n = next_in_strip ? n : n + nr;
+      const int64_t next_rows = next_in_strip ? nr : std::min<int64_t>(nr_max, n1 - next_n);
+      const int64_t next_k0 = next_in_strip ? k1 : 0, next_k1 = std::min(K, next_k0 + panel);
+      const typename P::WT* wp = w + n * ldw;
+      int64_t wld = ldw, wcs = P::kChunk;
+      if (pack) {
+        typename P::WT* dst = packed_buf.data();
+        for (int64_t k = k0; k < k1; k += P::kChunk) {
+          const int64_t len = std::min<int64_t>(P::kChunk, k1 - k);
+          for (int j = 0; j < nr; ++j, dst += P::kChunk) {
+            const typename P::WT* src = w + (n + j) * ldw + k;
+            if (len == P::kChunk) {
+              std::memcpy(dst, src, P::kChunk * sizeof(typename P::WT));  // constant size: one vector move
+            } else {
+              std::memcpy(dst, src, size_t(len) * sizeof(typename P::WT));
+              std::memset(dst + len, 0, size_t(P::kChunk - len) * sizeof(typename P::WT));
+            }
+          }
+        }
+        wld = P::kChunk;
+        wcs = nr * P::kChunk;
+        wp = packed_buf.data() - k0 / P::kChunk * wcs;  // so absolute k indexes the panel
+      }
       for (int64_t m = m0, mt = 0; m < m1; m += P::kMaxMR, ++mt) {
+        if (next_rows > 0) prefetch_panel<P>(w + next_n * ldw, ldw, next_rows, next_k0, next_k1, mt, m_tiles);
         const int mr = int(std::min<int64_t>(P::kMaxMR, m1 - m));
-        table[mr - 1][nr - 1](x + m * ldx, ldx, w + n * ldw, ldw, k0, k1, K, saved + mt * tile_floats,
-                              y + m * ldy + n, ldy, bias ? bias + n : nullptr);
+        table[mr - 1][nr - 1](x + m * ldx, ldx, wp, wld, wcs, k0, k1, K, saved + mt * tile_floats, y + m * ldy + n,
+                              ldy, bias ? bias + n : nullptr);
       }
     }
   }
