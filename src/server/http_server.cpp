@@ -73,6 +73,8 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   c.parse.context_length = engine.context_length();
   c.parse.served_model_name = c.opts.served_model_name;
   c.parse.max_n = c.opts.max_n;
+  if (c.info.is_object() && c.info.contains("hidden_size") && c.info["hidden_size"].is_number_integer())
+    c.parse.hidden_size = c.info["hidden_size"].get<int64_t>();
   // Parsed once here, so a broken template stops the server at start rather than failing each chat.
   std::optional<std::string> tmpl =
       c.opts.chat_template_path.empty() ? tok.chat_template() : std::optional(read_file(c.opts.chat_template_path));

@@ -37,6 +37,8 @@ struct ServerOptions {
 // Usage: start(); ... on SIGTERM: begin_drain(); engine.shutdown(timeout); stop().
 class HttpServer {
  public:
+  // server_info: what /get_server_info reports (flags, model); its "hidden_size", when given, is
+  // used to check /generate input_embeds before they reach the engine.
   HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok, nlohmann::json server_info);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;

@@ -366,6 +366,9 @@ GenSpec parse_generate_request(const json& b, const ParseContext& ctx) {
         spec.input_embeds.push_back(x.get<float>());
       }
     }
+    if (ctx.hidden_size > 0 && int64_t(width) != ctx.hidden_size)
+      bad_param("input_embeds", fmt::format("'input_embeds' rows must have the model's hidden size {}, got {}",
+                                            ctx.hidden_size, width));
     spec.input_embeds_rows = int64_t(embeds->size());
   }
   if (int64_t(spec.prompts.size()) > ctx.max_prompts)

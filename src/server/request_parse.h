@@ -23,6 +23,7 @@ struct ParseContext {
   int64_t context_length = 0;
   std::string served_model_name;
   std::shared_ptr<const ChatTemplate> chat_template;  // from --chat-template or the tokenizer; null: none
+  int64_t hidden_size = 0;                    // input_embeds row width; 0: not checked here
   int32_t max_n = 64;                        // choices per request
   int32_t max_prompts = 256;                 // prompts in one batched completions / generate call
 };

@@ -313,7 +313,9 @@ TEST(ParseGenerate, SglangForms) {
       {{{"text", "a"}, {"sampling_params", {{"max_new_tokens", 0}}}}, "max_new_tokens"},
       {{{"text", "a"}, {"sampling_params", {{"temperature", -1}}}}, "temperature"},
       {{{"text", {"a", "b"}}, {"rid", "one"}}, "rid"},
+      {{{"input_embeds", {{1.0, 2.0, 3.0}}}}, "input_embeds"},  // hidden size 2 below
   };
+  ctx.hidden_size = 2;
   for (const auto& cs : cases) {
     SCOPED_TRACE(cs.body.dump());
     ApiError e = expect_api_error([&] { parse_generate_request(cs.body, ctx); });
