@@ -111,7 +111,11 @@ void paged_attention_isa(KernelIsa isa, const float* q, int64_t ldq, const AttnS
   const int64_t n_jobs = int64_t(jobs.size());
   const Job* jp = jobs.data();
   const bool parallel = n_jobs > 1 && work >= 1 << 16;
-#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+  if (!parallel) {
+    for (int64_t j = 0; j < n_jobs; ++j) rows(c, jp[j].s, jp[j].kvh, jp[j].i0, jp[j].i1);
+    return;
+  }
+#pragma omp parallel for schedule(dynamic, 1)
   for (int64_t j = 0; j < n_jobs; ++j) rows(c, jp[j].s, jp[j].kvh, jp[j].i0, jp[j].i1);
 }
 

@@ -131,12 +131,18 @@ void matmul_isa(KernelIsa isa, const float* x, int64_t M, int64_t ldx, const Wei
     const int64_t ld = kp + kernels::kBf16Pad;
     if (int64_t(xb.size()) < M * ld) xb.resize(M * ld);
     uint16_t* xbp = xb.data();
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && M > 1)
-    for (int64_t m = 0; m < M; ++m) {
+    auto pack_row = [&](int64_t m) {
       const float* xr = x + m * ldx;
       uint16_t* out = xbp + m * ld;
       for (int64_t k = 0; k < K; ++k) out[k] = round_bf16(xr[k]);
       for (int64_t k = K; k < kp; ++k) out[k] = 0;
+    };
+    // Explicit branches: even an if(false) parallel region costs a team set-up.
+    if (threads > 1 && M > 1) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+      for (int64_t m = 0; m < M; ++m) pack_row(m);
+    } else {
+      for (int64_t m = 0; m < M; ++m) pack_row(m);
     }
     t.xb = xbp;
     t.ldxb = ld;
@@ -154,10 +160,15 @@ void matmul_isa(KernelIsa isa, const float* x, int64_t M, int64_t ldx, const Wei
   const int64_t mb = std::min<int64_t>(M, 32);
   const int64_t n_blocks = (N + nb - 1) / nb, m_blocks = (M + mb - 1) / mb;
   const int64_t tasks = n_blocks * m_blocks;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-  for (int64_t i = 0; i < tasks; ++i) {
+  auto run = [&](int64_t i) {
     const int64_t n0 = (i / m_blocks) * nb, m0 = (i % m_blocks) * mb;
     block(t, m0, std::min(M, m0 + mb), n0, std::min(N, n0 + nb));
+  };
+  if (threads > 1) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t i = 0; i < tasks; ++i) run(i);
+  } else {
+    for (int64_t i = 0; i < tasks; ++i) run(i);
   }
 }
 

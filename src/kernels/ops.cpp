@@ -3,6 +3,7 @@
 // every element is computed the same way whatever the split).
 #include "kernels/ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -17,8 +18,7 @@ constexpr int64_t kParallelMin = int64_t(1) << 15;  // below this, a fork/join c
 
 void rmsnorm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps) {
   if (rows < 0 || n <= 0) fail("rmsnorm: bad shape {}x{}", rows, n);
-#pragma omp parallel for schedule(static) if (rows > 1 && rows * n >= kParallelMin)
-  for (int64_t r = 0; r < rows; ++r) {
+  auto row = [&](int64_t r) {
     const float* xr = x + r * n;
     float* yr = y + r * n;
     // 16 lanes then a tree: vectorisable without reassociation, same order always.
@@ -31,6 +31,12 @@ void rmsnorm(const float* x, const float* w, float* y, int64_t rows, int64_t n, 
       for (int j = 0; j < h; ++j) s[j] += s[j + h];
     const float inv = 1.0f / std::sqrt(s[0] / float(n) + eps);
     for (int64_t k = 0; k < n; ++k) yr[k] = (xr[k] * inv) * w[k];
+  };
+  if (rows > 1 && rows * n >= kParallelMin) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) row(r);
+  } else {
+    for (int64_t r = 0; r < rows; ++r) row(r);
   }
 }
 
@@ -38,7 +44,8 @@ void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
   if (n < 0) fail("silu_mul: negative n");
   constexpr int64_t kChunk = 4096;
   const int64_t chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  if (n < kParallelMin) return vec_silu_mul(gate, up, out, n);
+#pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t i0 = c * kChunk, i1 = std::min(n, i0 + kChunk);
     vec_silu_mul(gate + i0, up + i0, out + i0, i1 - i0);
@@ -82,7 +89,11 @@ void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t rot_dim, const fl
 }
 
 void add_inplace(float* y, const float* x, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= 4 * kParallelMin)
+  if (n < 4 * kParallelMin) {
+    for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+    return;
+  }
+#pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) y[i] += x[i];
 }
 

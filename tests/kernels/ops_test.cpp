@@ -14,8 +14,8 @@ namespace dpserve {
 namespace {
 
 TEST(Ops, RmsnormMatchesFormulaInPlaceAndNot) {
-  for (int64_t n : {1, 7, 33, 2049}) {
-    const int64_t rows = 3;
+  for (int64_t n : {1, 7, 33, 2049, 2051}) {
+    const int64_t rows = n == 2051 ? 40 : 3;  // 40 x 2051: the multi-threaded path
     const auto x = test::random_floats(rows * n, uint32_t(n), -3.0f, 3.0f);
     const auto w = test::random_floats(n, uint32_t(n + 1));
     std::vector<float> y(rows * n), inplace = x;
@@ -50,9 +50,14 @@ TEST(Ops, SiluMulMatchesFormulaOnEveryIsa) {
         ASSERT_NEAR(out[i], want, 2e-6 * std::fabs(want) + 1e-30) << kernel_isa_name(isa) << " g=" << g[i];
       }
     }
-  std::vector<float> out(g.size());
-  silu_mul(g.data(), u.data(), out.data(), int64_t(g.size()));
-  EXPECT_NEAR(out[10], g[10] / (1.0 + std::exp(-double(g[10]))) * u[10], 1e-5);
+  // Large enough for the multi-threaded split.
+  const auto gb = test::random_floats(100003, 3, -20.0f, 20.0f), ub = test::random_floats(100003, 4);
+  std::vector<float> out(gb.size());
+  silu_mul(gb.data(), ub.data(), out.data(), int64_t(gb.size()));
+  for (size_t i = 0; i < gb.size(); ++i) {
+    const double want = double(gb[i]) / (1.0 + std::exp(-double(gb[i]))) * ub[i];
+    ASSERT_NEAR(out[i], want, 2e-6 * std::fabs(want) + 1e-30) << i;
+  }
 }
 
 TEST(Ops, SoftmaxHandlesMinusInfinity) {
