@@ -90,8 +90,9 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   const int threads = std::max(4, c.opts.http_threads);
   s.new_task_queue = [threads] { return new httplib::ThreadPool(size_t(threads)); };
   s.set_payload_max_length(c.opts.max_body_bytes);
-  // Short keep-alive so stop() does not wait long on idle client connections.
-  s.set_keep_alive_timeout(2);
+  // Keep-alive longer than common clients' idle-socket timeout (Node's agentkeepalive: 4 s), so a
+  // client never reuses a connection the server is closing at that moment.
+  s.set_keep_alive_timeout(5);
 
   s.set_pre_routing_handler([&c](const httplib::Request& req, httplib::Response& res) {
     AccessInfo& ai = access_info();
