@@ -165,3 +165,35 @@ TEST(TokenizerVectors, SpmTokenizerJsonBasics) {
 
 }  // namespace
 }  // namespace dpserve
+
+namespace dpserve {
+namespace {
+
+// BOS / EOS / template come from tokenizer_config.json (Qwen3: no BOS, eos <|im_end|>; Llama-3: <|begin_of_text|>).
+TEST(TokenizerConfig, SpecialTokensAndTemplate) {
+  auto qwen = Tokenizer::load(test::shared_path("tokenizers/qwen3"));
+  EXPECT_EQ(qwen->bos_id(), -1);
+  EXPECT_EQ(qwen->eos_ids(), std::vector<int32_t>{151645});
+  EXPECT_EQ(qwen->eos_token(), "<|im_end|>");
+  EXPECT_EQ(qwen->piece_to_id("<|im_start|>"), 151644);
+  EXPECT_TRUE(qwen->is_special(151644));
+  EXPECT_FALSE(qwen->is_special(151667));  // <think> is an added, non-special token
+  EXPECT_EQ(qwen->vocab_size(), 151669);
+  ASSERT_TRUE(qwen->chat_template().has_value());
+  EXPECT_NE(qwen->chat_template()->find("<|im_start|>"), std::string::npos);
+  // Special tokens in text are matched as single ids; skip_special_tokens drops them on decode.
+  const auto ids = qwen->encode("<|im_start|>user\nhi<|im_end|>", false);
+  EXPECT_EQ(ids.front(), 151644);
+  EXPECT_EQ(ids.back(), 151645);
+  EXPECT_EQ(qwen->decode(ids, true), "user\nhi");
+  EXPECT_EQ(qwen->decode(ids, false), "<|im_start|>user\nhi<|im_end|>");
+
+  auto llama = Tokenizer::load(test::shared_path("tokenizers/llama3"));
+  EXPECT_EQ(llama->bos_id(), 128000);
+  EXPECT_EQ(llama->bos_token(), "<|begin_of_text|>");
+  EXPECT_EQ(llama->eos_ids(), std::vector<int32_t>{128001});
+  EXPECT_EQ(llama->vocab_size(), 128256);
+}
+
+}  // namespace
+}  // namespace dpserve
