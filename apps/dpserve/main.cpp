@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "dpserve 0.1.0");
   dpserve::app::register_generate(app);
   dpserve::app::register_tokenize(app);
+  dpserve::app::register_bench(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
