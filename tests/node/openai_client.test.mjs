@@ -23,6 +23,15 @@ run([
     assert.equal(info.status, 200);
     assert.equal(info.json.context_length, 512);  // stories260K
     assert.equal(info.json.served_model_name, model);
+    // Multi-rank runs say what topology they asked for; the server must really run it.
+    if (process.env.DPSERVE_EXPECT_WORLD) {
+      assert.equal(info.json.world_size, Number(process.env.DPSERVE_EXPECT_WORLD));
+      assert.equal(info.json.dp_size, Number(process.env.DPSERVE_EXPECT_DP));
+      const hg = await http('GET', '/health_generate');
+      assert.equal(hg.status, 200, hg.text);
+      assert.deepEqual([...new Set(hg.json.dp_ranks)].sort(), [...Array(Number(process.env.DPSERVE_EXPECT_DP)).keys()],
+        'a test generation ran in every DP group');
+    }
   }],
   ['completion (greedy) matches the offline generator', async () => {
     const r = await greedyCompletion();
