@@ -35,12 +35,12 @@ struct Ops {
     }
     return hsum512(_mm512_add_ps(s0, s1));
   }
-  static void axpy(float* acc, const float* v, float p, int64_t d) {
-    const __m512 pv = _mm512_set1_ps(p);
+  static void axpy_rows(float* acc, const float* v, const float* p, int64_t n, int64_t d) {
     for (int64_t i = 0; i < d; i += 16) {
       const __mmask16 m = head_mask(d, i);
-      _mm512_mask_storeu_ps(acc + i, m,
-                            _mm512_fmadd_ps(pv, _mm512_maskz_loadu_ps(m, v + i), _mm512_maskz_loadu_ps(m, acc + i)));
+      __m512 a = _mm512_maskz_loadu_ps(m, acc + i);
+      for (int64_t j = 0; j < n; ++j) a = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), _mm512_maskz_loadu_ps(m, v + j * d + i), a);
+      _mm512_mask_storeu_ps(acc + i, m, a);
     }
   }
   static void scale(float* acc, float c, int64_t d) {

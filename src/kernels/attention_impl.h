@@ -40,7 +40,8 @@ void attention_rows(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, int64_
 // Online softmax over the pages, one page of keys at a time: scores of all
 // heads of the group for the page, one rescale of the running sums per page.
 //
-// Ops: dot(a, b, d), axpy(acc, v, p, d) (acc += p v), scale(acc, c, d),
+// Ops: dot(a, b, d), axpy_rows(acc, v, p, n, d) (acc += sum_j p[j] v[j], j in
+// order, acc held in registers across the page), scale(acc, c, d),
 // exp_sub_sum(x, n, shift) (x = exp(x - shift), returns the sum).
 template <class Ops>
 void attention_rows_impl(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, int64_t i1) {
@@ -85,7 +86,7 @@ void attention_rows_impl(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, i
         if (corr != 1.0f) Ops::scale(ag, corr, hd);
         den[g] = den[g] * corr + sum;
         mx[g] = m_new;
-        for (int64_t j = 0; j < nj; ++j) Ops::axpy(ag, vp + j * hd, sg[j], hd);
+        Ops::axpy_rows(ag, vp, sg, nj, hd);
       }
     }
     float* orow = c.out + (seq.q_row + i) * c.ldo;

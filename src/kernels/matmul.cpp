@@ -150,7 +150,7 @@ void matmul_isa(KernelIsa isa, const float* x, int64_t M, int64_t ldx, const Wei
 
   const MatmulBlockFn block = pick_block(isa, w.dtype);
   // Blocks of W rows sized to stay in L2 while the M tiles stream past them
-  // (tasks n-major, so a thread reuses its W block across M), and at most 32
+  // (tasks n-major, so consecutive tasks share a W block), and at most 32
   // rows of x per block so the tiles' saved accumulators stay in L1.
   const int64_t row_bytes = K * int64_t(dtype_size(w.dtype));
   constexpr int64_t kGrain = 24;  // multiple of every ISA's register tile width
@@ -165,7 +165,9 @@ void matmul_isa(KernelIsa isa, const float* x, int64_t M, int64_t ldx, const Wei
     block(t, m0, std::min(M, m0 + mb), n0, std::min(N, n0 + nb));
   };
   if (threads > 1) {
-#pragma omp parallel for num_threads(threads) schedule(static)
+    // Dynamic: a core shared with other work (the server's threads, another
+    // process) must not leave its half of the product waiting on it.
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
     for (int64_t i = 0; i < tasks; ++i) run(i);
   } else {
     for (int64_t i = 0; i < tasks; ++i) run(i);
