@@ -137,12 +137,17 @@ void block_loop(const typename P::XT* x, int64_t ldx, const typename P::WT* w, i
     const int nr = int(std::min<int64_t>(nr_max, n1 - n));
     for (int64_t k0 = 0; k0 < K; k0 += panel) {
       const int64_t k1 = std::min(K, k0 + panel);
-      // The next panel (same strip further along K, or the next strip) is
-      // fetched while this one is computed, spread over the x tiles.
-      const bool next_in_strip = k1 < K;
-      const int64_t next_n = next_in_strip ? n : n + nr;
-      const int64_t next_rows = next_in_strip ? nr : std::min<int64_t>(nr_max, n1 - next_n);
-      const int64_t next_k0 = next_in_strip ? k1 : 0, next_k1 = std::min(K, next_k0 + panel);
+      // The panel kAhead panels further on (along K, then the next strips) is
+      // fetched while this one is computed, spread over the x tiles: far
+      // enough ahead to cover DRAM latency when W is read only once (small M).
+      constexpr int kAhead = 2;
+      int64_t next_n = n, next_k0 = k0;
+      for (int a = 0; a < kAhead; ++a) {
+        next_k0 += panel;
+        if (next_k0 >= K) next_k0 = 0, next_n += nr_max;
+      }
+      const int64_t next_rows = next_n < n1 ? std::min<int64_t>(nr_max, n1 - next_n) : 0;
+      const int64_t next_k1 = std::min(K, next_k0 + panel);
       const typename P::WT* wp = w + n * ldw;
       int64_t wld = ldw, wcs = P::kChunk;
       if (pack) {
