@@ -13,7 +13,7 @@ cmake --build build -j "$jobs"
 shared="${DPSERVE_SHARED_DIR:-$here/../shared}"
 if [ ! -f "$shared/models/stories260K/stories260K.bin" ] && [ ! -f models-generated/default/config.json ]; then
   echo "setup: $shared has no stories260K; writing a small random-weight default model to models-generated/default"
-  /usr/bin/python3 tools/make_hf_model.py --arch llama --preset tiny --dtype bf16 --with-tokenizer \
+  /usr/bin/python3 tools/make_hf_model.py --arch llama --preset tiny --dtype bf16 \
     --out models-generated/default
 fi
 echo "setup: done. Try: build/bin/dpserve generate --prompt 'Once upon a time'"

@@ -6,6 +6,7 @@
 namespace dpserve::app {
 
 void register_generate(CLI::App& app);
+void register_serve(CLI::App& app);
 void register_tokenize(CLI::App& app);  // `tokenize` and `detokenize`
 void register_bench(CLI::App& app);     // `bench serve`
 

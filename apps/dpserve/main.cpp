@@ -6,16 +6,19 @@
 #include <spdlog/spdlog.h>
 
 #include "apps/dpserve/commands.h"
+#include "apps/dpserve/launch.h"
 #include "core/check.h"
 
 int main(int argc, char** argv) {
   // stdout carries generated text and JSON; logs go to stderr.
   spdlog::set_default_logger(spdlog::stderr_color_mt("dpserve"));
   spdlog::set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
+  dpserve::app::remember_argv(argc, argv);
   CLI::App app{"dpserve: LLM inference server for CPUs with data-parallel attention"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "dpserve 0.1.0");
   dpserve::app::register_generate(app);
+  dpserve::app::register_serve(app);
   dpserve::app::register_tokenize(app);
   dpserve::app::register_bench(app);
   try {

@@ -190,17 +190,36 @@ void Model::attention(const Layer& L, int64_t li, const ForwardBatch& b, KVPool&
 
 void Model::mlp(const Layer& L, int64_t T) {
   const int64_t H = cfg_.hidden;
-  grow(o_, T * H);
+  // DP attention: the MLP runs over every group's rows (gathered), then each group takes its rows back.
+  const bool dp = comm_ && comm_->dp_gather_enabled();
+  const float* in = xn_.data();
+  int64_t rows = T;
+  if (dp) {
+    rows = comm_->dp_gather(xn_.data(), T, H, global_in_);
+    in = global_in_.data();
+  }
+  grow(o_, rows * H);
   if (L.moe) {
-    L.moe->forward(xn_.data(), T, o_.data());
-  } else {
+    std::vector<uint8_t> skip;
+    if (dp) {
+      skip.resize(size_t(rows));
+      for (int64_t r = 0; r < rows; ++r) skip[size_t(r)] = comm_->dp_is_padding(r);
+    }
+    L.moe->forward(in, rows, o_.data(), skip.empty() ? nullptr : skip.data());
+  } else if (rows > 0) {
     const int64_t F = ffn_local_;
-    grow(gate_, T * F);
-    grow(up_, T * F);
-    matmul(xn_.data(), T, H, L.gate, nullptr, gate_.data(), F);
-    matmul(xn_.data(), T, H, L.up, nullptr, up_.data(), F);
-    silu_mul(gate_.data(), up_.data(), gate_.data(), T * F);
-    matmul(gate_.data(), T, F, L.down, nullptr, o_.data(), H);
+    grow(gate_, rows * F);
+    grow(up_, rows * F);
+    matmul(in, rows, H, L.gate, nullptr, gate_.data(), F);
+    matmul(in, rows, H, L.up, nullptr, up_.data(), F);
+    silu_mul(gate_.data(), up_.data(), gate_.data(), rows * F);
+    matmul(gate_.data(), rows, F, L.down, nullptr, o_.data(), H);
+  }
+  if (dp) {
+    grow(global_out_, T * H);
+    comm_->dp_scatter(o_, H, global_out_.data(), T);
+    add_inplace(x_.data(), global_out_.data(), T * H);
+    return;
   }
   if (par_.mlp.size > 1) comm_->mlp_allreduce(o_.data(), T * H);
   add_inplace(x_.data(), o_.data(), T * H);
@@ -212,6 +231,10 @@ void Model::forward(const ForwardBatch& b, KVPool& kv, float* logits) {
   grow(x_, T * H);
   grow(xn_, T * H);
   for (int64_t t = 0; t < T; ++t) {
+    if (!b.row_embeds.empty() && b.row_embeds[t]) {
+      std::memcpy(&x_[t * H], b.row_embeds[t], sizeof(float) * size_t(H));
+      continue;
+    }
     const int32_t id = b.tokens[t];
     if (id < 0 || id >= c.vocab) fail("token id {} is outside the vocabulary [0, {})", id, c.vocab);
     weight_row_to_f32(embed_, id, &x_[t * H]);

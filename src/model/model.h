@@ -21,6 +21,8 @@ struct ForwardBatch {
   std::vector<int32_t> tokens;
   std::vector<AttnSeq> seqs;         // q_row, n_q, pos0, page table of each sequence
   std::vector<int64_t> logit_rows;   // rows of `tokens` whose logits are wanted, in output order
+  // Optional, one per row: an embedding [hidden] that replaces the token's (input_embeds requests).
+  std::vector<const float*> row_embeds;
 
   // Appends a sequence; `pages` must cover pos0 + tokens.size() positions and stay alive.
   void add(const int32_t* toks, int64_t n, int64_t pos0, const int32_t* pages, bool all_logits);
@@ -69,7 +71,7 @@ class Model {
   int64_t weight_bytes_ = 0;
 
   // Scratch, grown as needed and reused step after step.
-  std::vector<float> x_, xn_, q_, k_, v_, attn_, o_, gate_, up_, h_, rope_cs_, logits_local_, sel_;
+  std::vector<float> x_, xn_, q_, k_, v_, attn_, o_, gate_, up_, h_, rope_cs_, logits_local_, sel_, global_in_, global_out_;
 };
 
 }  // namespace dpserve

@@ -24,7 +24,7 @@ MoeLayer::MoeLayer(const WeightStore& store, const ModelConfig& c, const std::st
   }
 }
 
-void MoeLayer::forward(const float* x, int64_t T, float* out) {
+void MoeLayer::forward(const float* x, int64_t T, float* out, const uint8_t* skip) {
   const int64_t H = cfg_.hidden, F = cfg_.moe_ffn, E = cfg_.n_experts, K = cfg_.n_experts_per_tok;
   std::memset(out, 0, sizeof(float) * size_t(T * H));
   if (T == 0) return;
@@ -36,6 +36,7 @@ void MoeLayer::forward(const float* x, int64_t T, float* out) {
   auto chosen = std::vector<std::vector<std::pair<int64_t, float>>>(static_cast<size_t>(nloc));
   auto idx = std::vector<int64_t>(static_cast<size_t>(E));
   for (int64_t t = 0; t < T; ++t) {
+    if (skip && skip[t]) continue;
     float* l = &logits_[t * E];
     softmax(l, E);
     std::iota(idx.begin(), idx.end(), 0);

@@ -21,8 +21,9 @@ class MoeLayer {
  public:
   MoeLayer(const WeightStore& store, const ModelConfig& c, const std::string& prefix, const ShardSpec& shard);
 
-  // out[T, hidden] = this rank's experts' share of the MoE output for x[T, hidden].
-  void forward(const float* x, int64_t T, float* out);
+  // out[T, hidden] = this rank's experts' share of the MoE output for x[T, hidden]. Rows with
+  // skip[row] != 0 (DP padding) are routed nowhere and get zeros.
+  void forward(const float* x, int64_t T, float* out, const uint8_t* skip = nullptr);
 
   int64_t first_expert() const { return e0_; }
   int64_t n_local_experts() const { return int64_t(experts_.size()); }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace dpserve {
 
@@ -32,6 +33,17 @@ class ModelComm {
   // Concatenate each rank's vocab slice of `rows` logit rows into full rows.
   virtual void vocab_allgather(const float* local, int64_t rows, int64_t local_cols, float* full,
                                int64_t vocab) = 0;
+
+  // DP attention: the MLP runs on every group's rows at once. dp_gather collects this group's
+  // `rows` hidden rows from all groups into `global` and returns the global row count; after the
+  // MLP, dp_scatter sums every rank's partial output and hands back this group's rows.
+  virtual bool dp_gather_enabled() const { return false; }
+  virtual int64_t dp_gather(const float* local, int64_t rows, int64_t hidden, std::vector<float>& global) {
+    return 0;
+  }
+  virtual void dp_scatter(std::vector<float>& partial, int64_t hidden, float* local, int64_t rows) {}
+  // Global rows that are only padding (MAX_LEN): never routed to experts.
+  virtual bool dp_is_padding(int64_t row) const { return false; }
 };
 
 }  // namespace dpserve

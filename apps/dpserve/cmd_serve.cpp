@@ -1,0 +1,145 @@
+// `dpserve serve`: the OpenAI-compatible HTTP server. Rank 0 runs the frontend in
+// background threads and the step loop on its main thread; other ranks run the step loop.
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "apps/dpserve/commands.h"
+#include "apps/dpserve/launch.h"
+#include "apps/dpserve/runtime_flags.h"
+#include "core/check.h"
+#include "core/cpu.h"
+#include "engine/runtime.h"
+#include "model/default_model.h"
+#include "server/http_server.h"
+#include "tokenizer/tokenizer.h"
+
+namespace dpserve::app {
+
+namespace {
+
+struct ServeArgs {
+  RuntimeFlags rf;
+  ServerOptions so;
+  std::string log_level = "info";
+};
+
+void run_serve(ServeArgs& a) {
+  spdlog::set_level(spdlog::level::from_str(a.log_level));
+  relaunch_under_mpirun_if_needed(requested_world(a.rf));
+
+  // Signals are handled by one thread (rank 0) or ignored (other ranks: rank 0's shutdown
+  // broadcast stops them), so block them before any thread starts.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGUSR2);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+  ModelLocation loc = resolve_model(a.rf.rt.model_path, a.rf.tokenizer_path);
+  a.rf.rt.model_path = loc.model;
+  a.rf.rt.sched.enable_prefix_cache = !a.rf.disable_radix_cache;
+  if (loc.tokenizer.empty()) fail("no tokenizer found for {}: give --tokenizer-path", loc.model);
+  std::unique_ptr<Tokenizer> tok = Tokenizer::load(loc.tokenizer);
+  a.rf.rt.eos_ids = tok->eos_ids();
+
+  auto rt = Runtime::start(a.rf.rt);
+  DpEngine* engine = rt->engine();
+  if (!engine) {
+    rt->run();
+    return;
+  }
+  const ModelConfig& cfg = rt->model_config();
+  spdlog::info("{}", loc.why);
+  spdlog::info("model: {} ({} layers, hidden {}, {} heads / {} KV heads, vocab {}, context {}), kernels {}",
+               cfg.arch_name, cfg.n_layers, cfg.hidden, cfg.n_heads, cfg.n_kv_heads, cfg.vocab, cfg.max_pos,
+               cpu_kernel_name());
+  spdlog::info("{}", rt->describe());
+
+  if (a.so.served_model_name.empty()) {
+    std::string p = loc.model;
+    while (!p.empty() && p.back() == '/') p.pop_back();
+    a.so.served_model_name = p.substr(p.find_last_of('/') + 1);
+  }
+  nlohmann::json info = {{"model_path", loc.model},
+                         {"tokenizer_path", loc.tokenizer},
+                         {"served_model_name", a.so.served_model_name},
+                         {"architecture", cfg.arch_name},
+                         {"context_length", cfg.max_pos},
+                         {"tp_size", a.rf.rt.tp_size},
+                         {"dp_size", a.rf.rt.dp_size},
+                         {"enable_dp_attention", a.rf.rt.enable_dp_attention},
+                         {"ep_size", a.rf.rt.ep_size},
+                         {"load_balance_method", a.rf.rt.load_balance_method},
+                         {"dp_padding_mode", a.rf.rt.dp_padding_mode},
+                         {"world_size", rt->world_size()},
+                         {"page_size", a.rf.rt.page_size},
+                         {"max_running_requests", a.rf.rt.sched.max_running_requests},
+                         {"chunked_prefill_size", a.rf.rt.sched.chunked_prefill_size},
+                         {"max_total_tokens", rt->kv_tokens_per_rank()},
+                         {"kernels", cpu_kernel_name()},
+                         {"version", "0.1.0"}};
+  HttpServer server(a.so, *engine, *tok, info);
+  server.start();
+  spdlog::info("serving {} on http://{}:{} (OpenAI API under /v1)", a.so.served_model_name, a.so.host, server.port());
+
+  std::atomic<bool> loop_done{false};
+  std::thread sig_thread([&] {
+    while (!loop_done) {
+      timespec ts{0, 200 * 1000 * 1000};
+      siginfo_t si;
+      int s = sigtimedwait(&sigs, &si, &ts);
+      if (s == SIGTERM || s == SIGINT || s == SIGUSR2) {
+        spdlog::info("received signal {}: draining (up to {:.0f} s), then stopping every rank", s,
+                     a.so.shutdown_timeout_s);
+        server.begin_drain();
+        engine->shutdown(std::chrono::milliseconds(int64_t(a.so.shutdown_timeout_s * 1000)));
+        return;
+      }
+    }
+  });
+  rt->run();
+  loop_done = true;
+  sig_thread.join();
+  server.stop();
+  spdlog::info("stopped");
+}
+
+}  // namespace
+
+void register_serve(CLI::App& app) {
+  auto a = std::make_shared<ServeArgs>();
+  CLI::App* s = app.add_subcommand("serve", "Serve the model over an OpenAI-compatible HTTP API");
+  add_runtime_flags(s, a->rf);
+  s->add_option("--host", a->so.host, "Address to listen on")->capture_default_str()->envname("DPSERVE_HOST");
+  s->add_option("--port", a->so.port, "Port to listen on (0 = any free port)")
+      ->capture_default_str()->check(CLI::Range(0, 65535))->envname("DPSERVE_PORT");
+  s->add_option("--api-key", a->so.api_key, "Require 'Authorization: Bearer KEY' on every request")
+      ->envname("DPSERVE_API_KEY");
+  s->add_option("--served-model-name", a->so.served_model_name,
+                "Model name in the API (default: the model folder's name)")
+      ->envname("DPSERVE_SERVED_MODEL_NAME");
+  s->add_option("--chat-template", a->so.chat_template_path,
+                "Jinja chat template file (for models whose tokenizer_config.json has none)")
+      ->envname("DPSERVE_CHAT_TEMPLATE");
+  s->add_option("--max-body-bytes", a->so.max_body_bytes, "Largest request body accepted")
+      ->capture_default_str()->envname("DPSERVE_MAX_BODY_BYTES");
+  s->add_option("--max-queued-requests", a->so.max_queued_requests,
+                "Generation requests in flight beyond which new ones get 503 (0 = no limit)")
+      ->capture_default_str()->envname("DPSERVE_MAX_QUEUED_REQUESTS");
+  s->add_option("--shutdown-timeout", a->so.shutdown_timeout_s,
+                "Seconds in-flight requests may take to finish after SIGTERM before they are aborted")
+      ->capture_default_str()->envname("DPSERVE_SHUTDOWN_TIMEOUT");
+  s->add_option("--log-level", a->log_level, "trace, debug, info, warn, error")
+      ->capture_default_str()->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+      ->envname("DPSERVE_LOG_LEVEL");
+  s->callback([a] { run_serve(*a); });
+}
+
+}  // namespace dpserve::app

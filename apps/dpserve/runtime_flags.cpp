@@ -1,0 +1,59 @@
+#include "apps/dpserve/runtime_flags.h"
+
+namespace dpserve::app {
+
+void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
+  auto& o = f.rt;
+  c->add_option("--model-path", o.model_path,
+                "Hugging Face model folder or llama2.c checkpoint (.bin). Default: the bundled stories260K")
+      ->envname("DPSERVE_MODEL_PATH");
+  c->add_option("--tokenizer-path", f.tokenizer_path,
+                "Tokenizer folder or file. Default: the model folder, or the tok*.bin beside a llama2.c checkpoint")
+      ->envname("DPSERVE_TOKENIZER_PATH");
+  c->add_option("--tp-size", o.tp_size, "Ranks that shard one model copy (tensor parallelism)")
+      ->capture_default_str()->check(CLI::Range(1, 1024))->envname("DPSERVE_TP_SIZE");
+  c->add_option("--dp-size", o.dp_size,
+                "Data-parallel groups: with --enable-dp-attention, attention groups inside the tp ranks; "
+                "without it, independent replicas of tp ranks each")
+      ->capture_default_str()->check(CLI::Range(1, 1024))->envname("DPSERVE_DP_SIZE");
+  c->add_flag("--enable-dp-attention", o.enable_dp_attention,
+              "Attention data-parallel in dp groups of tp/dp ranks; MLP/MoE over all tp ranks")
+      ->envname("DPSERVE_ENABLE_DP_ATTENTION");
+  c->add_option("--ep-size", o.ep_size, "Expert-parallel ranks for MoE layers")
+      ->capture_default_str()->check(CLI::Range(1, 1024))->envname("DPSERVE_EP_SIZE");
+  c->add_option("--dp-padding-mode", o.dp_padding_mode,
+                "How DP groups' tokens are laid out for the MLP: auto (measured rule: sum_len unless all groups are equal), max_len, sum_len, sglang (SGLang's rule)")
+      ->capture_default_str()->check(CLI::IsMember({"auto", "max_len", "sum_len", "sglang"}))
+      ->envname("DPSERVE_DP_PADDING_MODE");
+  c->add_option("--load-balance-method", o.load_balance_method,
+                "How requests are spread over DP groups: round_robin, shortest_queue, least_tokens")
+      ->capture_default_str()->check(CLI::IsMember({"round_robin", "shortest_queue", "least_tokens"}))
+      ->envname("DPSERVE_LOAD_BALANCE_METHOD");
+  c->add_option("--threads", o.threads, "OpenMP threads per rank (0 = cores / ranks on this machine)")
+      ->capture_default_str()->check(CLI::Range(0, 1024))->envname("DPSERVE_THREADS");
+  c->add_option("--page-size", o.page_size, "KV cache page size in positions")
+      ->capture_default_str()->check(CLI::Range(1, 4096))->envname("DPSERVE_PAGE_SIZE");
+  c->add_option("--max-running-requests", o.sched.max_running_requests, "Requests decoding at once per DP group")
+      ->capture_default_str()->check(CLI::Range(1, 1 << 20))->envname("DPSERVE_MAX_RUNNING_REQUESTS");
+  c->add_option("--chunked-prefill-size", o.sched.chunked_prefill_size,
+                "Most prompt tokens prefilled per step per DP group (long prompts are split; <= 0: no limit)")
+      ->capture_default_str()->envname("DPSERVE_CHUNKED_PREFILL_SIZE");
+  c->add_option("--max-prefill-tokens", o.sched.max_prefill_tokens, "Most tokens in one step per DP group")
+      ->capture_default_str()->check(CLI::Range(1, 1 << 24))->envname("DPSERVE_MAX_PREFILL_TOKENS");
+  c->add_option("--max-total-tokens", o.max_total_tokens,
+                "KV cache positions per rank (0 = from --mem-fraction, capped at what can be used)")
+      ->capture_default_str()->check(CLI::Range(int64_t(0), int64_t(1) << 40))->envname("DPSERVE_MAX_TOTAL_TOKENS");
+  c->add_option("--mem-fraction", o.mem_fraction, "Share of available memory the KV caches of this machine may use")
+      ->capture_default_str()->check(CLI::Range(0.001, 0.95))->envname("DPSERVE_MEM_FRACTION");
+  c->add_flag("--disable-radix-cache", f.disable_radix_cache, "Do not reuse KV pages of shared prompt prefixes")
+      ->envname("DPSERVE_DISABLE_RADIX_CACHE");
+  c->add_option("--embed-cache-requests", o.embed_cache_requests,
+                "Requests whose input_embeds each rank holds until they finish (oldest evicted beyond)")
+      ->capture_default_str()->check(CLI::Range(1, 1 << 20))->envname("DPSERVE_EMBED_CACHE_REQUESTS");
+}
+
+int requested_world(const RuntimeFlags& f) {
+  return f.rt.enable_dp_attention ? f.rt.tp_size : f.rt.tp_size * f.rt.dp_size;
+}
+
+}  // namespace dpserve::app

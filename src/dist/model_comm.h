@@ -1,0 +1,44 @@
+// The model's collectives (model/parallel.h) over this rank's MPI communicators:
+// attention all-reduce inside the DP group, MLP all-reduce or DP gather/scatter
+// over the MLP group, and the LM head's vocab all-gather inside the DP group.
+#pragma once
+
+#include <memory>
+
+#include "dist/comm.h"
+#include "dist/dp_attention.h"
+#include "dist/topology.h"
+#include "model/parallel.h"
+
+namespace dpserve {
+
+// Shard specs the model should load with for this rank's topology.
+ModelParallel model_parallel_for(const Topology& topo);
+
+class DistModelComm : public ModelComm {
+ public:
+  DistModelComm(const Comms& comms, const Topology& topo, DpPaddingRequest padding,
+                DpTransport transport = DpTransport::kGatherScatter);
+
+  // Once per step, on every rank of the MLP group, before the forward pass.
+  void begin_step(const StepSync& sync);
+  DpPaddingMode last_mode() const { return layout_ ? layout_->mode() : DpPaddingMode::kSumLen; }
+
+  void attn_allreduce(float* x, int64_t n) override;
+  void mlp_allreduce(float* x, int64_t n) override;
+  void vocab_allgather(const float* local, int64_t rows, int64_t local_cols, float* full, int64_t vocab) override;
+  bool dp_gather_enabled() const override { return topo_.dp_attention; }
+  int64_t dp_gather(const float* local, int64_t rows, int64_t hidden, std::vector<float>& global) override;
+  void dp_scatter(std::vector<float>& partial, int64_t hidden, float* local, int64_t rows) override;
+  bool dp_is_padding(int64_t row) const override;
+
+ private:
+  const Comms& comms_;
+  Topology topo_;
+  DpPaddingRequest padding_;
+  std::unique_ptr<DpGatherScatter> gs_;
+  std::unique_ptr<DpLayout> layout_;
+  std::vector<float> gather_buf_;
+};
+
+}  // namespace dpserve

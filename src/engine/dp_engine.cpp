@@ -1,0 +1,219 @@
+#include "engine/dp_engine.h"
+
+#include <cmath>
+
+#include <spdlog/spdlog.h>
+
+#include "core/check.h"
+
+namespace dpserve {
+
+class DpEngine::Stream : public RequestStream {
+ public:
+  explicit Stream(uint64_t id) : id_(id) {}
+  uint64_t id() const override { return id_; }
+  bool next(Response& out, std::chrono::milliseconds timeout) override {
+    std::unique_lock lk(mu_);
+    if (!cv_.wait_for(lk, timeout, [&] { return !q_.empty(); })) return false;
+    out = std::move(q_.front());
+    q_.pop_front();
+    return true;
+  }
+  void push(Response r) {
+    {
+      std::lock_guard lk(mu_);
+      q_.push_back(std::move(r));
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  uint64_t id_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Response> q_;
+};
+
+DpEngine::DpEngine(EngineLimits lim) : lim_(lim), router_(lim.dp_size, lim.method) {
+  stats_.groups.resize(size_t(lim.dp_size));
+  for (int g = 0; g < lim.dp_size; ++g) stats_.groups[size_t(g)].dp_rank = g;
+}
+
+DpEngine::~DpEngine() = default;
+
+std::string DpEngine::validate(const Request& r) const {
+  if (r.input_embeds_rows > 0) {
+    if (!r.input_ids.empty()) return "give either input_ids or input_embeds, not both";
+    if (int64_t(r.input_embeds.size()) != r.input_embeds_rows * lim_.hidden)
+      return fmt::format("input_embeds must be {} rows of {} values", r.input_embeds_rows, lim_.hidden);
+    for (float v : r.input_embeds)
+      if (!std::isfinite(v)) return "input_embeds contains a non-finite value";
+  } else {
+    if (r.input_ids.empty()) return "the prompt is empty";
+    for (int32_t id : r.input_ids)
+      if (id < 0 || id >= lim_.vocab) return fmt::format("token id {} is outside the vocabulary [0, {})", id, lim_.vocab);
+  }
+  const int64_t n = r.input_embeds_rows > 0 ? r.input_embeds_rows : int64_t(r.input_ids.size());
+  if (n >= lim_.context_length)
+    return fmt::format("the prompt has {} tokens but the context length is {}", n, lim_.context_length);
+  if (r.params.max_new_tokens < 1) return "max_new_tokens must be at least 1";
+  if (auto e = r.params.validate(); !e.empty()) return e;
+  if (r.top_logprobs < 0 || r.top_logprobs > 20) return "top_logprobs must be in [0, 20]";
+  return {};
+}
+
+std::shared_ptr<RequestStream> DpEngine::enqueue(Request r) {
+  std::shared_ptr<Stream> s;
+  std::string err = validate(r);
+  {
+    std::lock_guard lk(mu_);
+    const uint64_t id = next_id_++;
+    s = std::make_shared<Stream>(id);
+    if (err.empty() && (draining_ || stopped_)) err = "the server is shutting down";
+    if (err.empty()) {
+      streams_[id] = s;
+      inbox_.push_back(Pending{id, std::move(r)});
+    }
+  }
+  if (!err.empty()) {
+    // Decided here, before any broadcast: a bad request never reaches the ranks.
+    Response resp;
+    resp.id = s->id();
+    resp.finished = true;
+    resp.finish_reason = "error";
+    resp.error = err;
+    s->push(std::move(resp));
+    return s;
+  }
+  cv_.notify_all();
+  return s;
+}
+
+void DpEngine::cancel(uint64_t id) {
+  {
+    std::lock_guard lk(mu_);
+    if (!streams_.count(id)) return;
+    cancels_.push_back(id);
+  }
+  cv_.notify_all();
+}
+
+void DpEngine::shutdown(std::chrono::milliseconds drain) {
+  std::unique_lock lk(mu_);
+  if (!draining_) {
+    draining_ = true;
+    drain_deadline_ = std::chrono::steady_clock::now() + drain;
+  }
+  cv_.notify_all();
+  cv_.wait(lk, [&] { return stopped_; });
+}
+
+bool DpEngine::healthy() const {
+  std::lock_guard lk(mu_);
+  return !draining_ && !stopped_;
+}
+
+EngineStats DpEngine::stats() const {
+  std::lock_guard lk(mu_);
+  return stats_;
+}
+
+StepControl DpEngine::next_step(bool idle) {
+  std::unique_lock lk(mu_);
+  if (idle) {
+    // Nothing runs anywhere: sleep until a request, a cancel or shutdown arrives.
+    cv_.wait(lk, [&] { return !inbox_.empty() || !cancels_.empty() || draining_; });
+  }
+  StepControl c;
+  c.step = ++step_;
+  int64_t taken = 0;
+  while (!inbox_.empty() && taken < lim_.max_new_requests_per_step) {
+    Pending p = std::move(inbox_.front());
+    inbox_.pop_front();
+    NewRequest nr;
+    nr.id = p.id;
+    const int64_t n = p.req.input_embeds_rows > 0 ? p.req.input_embeds_rows : int64_t(p.req.input_ids.size());
+    nr.group = router_.assign(p.id, n);
+    nr.req = std::move(p.req);
+    c.new_requests.push_back(std::move(nr));
+    ++taken;
+  }
+  c.cancels.swap(cancels_);
+  if (draining_) {
+    const bool late = std::chrono::steady_clock::now() >= drain_deadline_;
+    if (late) {
+      // Past the drain deadline: abort whatever is still in flight (queued ones included).
+      for (auto& [id, s] : streams_) c.cancels.push_back(id);
+    }
+    // Streams still open after the deadline are ended by mark_stopped() once the loop exits.
+    c.shutdown = streams_.empty() || late;
+    shutdown_sent_ |= c.shutdown;
+  }
+  return c;
+}
+
+void DpEngine::on_reports(std::vector<GroupReport>& reports) {
+  std::vector<std::pair<std::shared_ptr<Stream>, Response>> deliveries;
+  {
+    std::lock_guard lk(mu_);
+    ++stats_.steps_total;
+    for (auto& rep : reports) {
+      if (rep.group < 0 || rep.group >= lim_.dp_size) continue;
+      GroupStats& gs = stats_.groups[size_t(rep.group)];
+      gs.running = rep.running;
+      gs.waiting = rep.waiting;
+      gs.kv_pages_used = rep.pages_used;
+      gs.kv_pages_total = rep.pages_total;
+      gs.prefix_hit_tokens = rep.prefix_hit_tokens;
+      gs.prefix_query_tokens = rep.prefix_query_tokens;
+      for (auto& o : rep.outs) {
+        auto it = streams_.find(o.id);
+        if (it == streams_.end()) continue;
+        Response r;
+        r.id = o.id;
+        r.dp_rank = rep.group;
+        r.prompt_tokens = o.prompt_tokens;
+        r.cached_tokens = o.cached_tokens;
+        if (o.has_token) {
+          r.tokens.push_back(std::move(o.tok));
+          router_.on_token(o.id);
+          ++stats_.generation_tokens_total;
+        }
+        if (o.finish != Finish::kNone) {
+          r.finished = true;
+          r.finish_reason = finish_reason(o.finish);
+          r.error = o.error;
+          router_.on_finished(o.id);
+          ++stats_.requests_finished_total;
+          stats_.prompt_tokens_total += o.prompt_tokens;
+          deliveries.push_back({it->second, std::move(r)});
+          streams_.erase(it);
+        } else {
+          deliveries.push_back({it->second, std::move(r)});
+        }
+      }
+    }
+  }
+  for (auto& [s, r] : deliveries) s->push(std::move(r));
+}
+
+void DpEngine::mark_stopped(const std::string& why) {
+  std::map<uint64_t, std::shared_ptr<Stream>> left;
+  {
+    std::lock_guard lk(mu_);
+    stopped_ = true;
+    stop_reason_ = why;
+    left.swap(streams_);
+  }
+  for (auto& [id, s] : left) {
+    Response r;
+    r.id = id;
+    r.finished = true;
+    r.finish_reason = why.empty() ? "abort" : "error";
+    r.error = why;
+    s->push(std::move(r));
+  }
+  cv_.notify_all();
+}
+
+}  // namespace dpserve

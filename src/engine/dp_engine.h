@@ -1,0 +1,74 @@
+// The Engine of rank 0: request streams, the router, and the driver side of the
+// step loop. Frontend threads call enqueue / cancel / shutdown; the step thread
+// (the process's main thread, the only one that calls MPI) calls next_step and
+// on_reports.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+
+#include "engine/engine.h"
+#include "engine/rank_worker.h"
+#include "engine/router.h"
+
+namespace dpserve {
+
+struct EngineLimits {
+  int64_t vocab = 0;
+  int64_t hidden = 0;
+  int64_t context_length = 0;
+  int32_t dp_size = 1;
+  LoadBalanceMethod method = LoadBalanceMethod::kRoundRobin;
+  int64_t max_new_requests_per_step = 1024;
+};
+
+class DpEngine : public Engine, public StepDriver {
+ public:
+  explicit DpEngine(EngineLimits lim);
+  ~DpEngine() override;
+
+  std::shared_ptr<RequestStream> enqueue(Request r) override;
+  void cancel(uint64_t id) override;
+  void shutdown(std::chrono::milliseconds drain) override;
+  bool healthy() const override;
+  EngineStats stats() const override;
+  int64_t context_length() const override { return lim_.context_length; }
+  int32_t dp_size() const override { return lim_.dp_size; }
+
+  // Step-thread side.
+  StepControl next_step(bool idle) override;
+  void on_reports(std::vector<GroupReport>& reports) override;
+  // Called by the step thread when the loop has ended (normally or not).
+  void mark_stopped(const std::string& why = {});
+
+  // Empty when the request can run, else why not (ids outside the vocabulary, bad embeddings, ...).
+  std::string validate(const Request& r) const;
+
+ private:
+  class Stream;
+  struct Pending {
+    uint64_t id;
+    Request req;
+  };
+
+  EngineLimits lim_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Pending> inbox_;
+  std::vector<uint64_t> cancels_;
+  std::map<uint64_t, std::shared_ptr<Stream>> streams_;
+  Router router_;
+  uint64_t next_id_ = 1;
+  uint64_t step_ = 0;
+  bool draining_ = false;
+  bool shutdown_sent_ = false;
+  bool stopped_ = false;
+  std::string stop_reason_;
+  std::chrono::steady_clock::time_point drain_deadline_;
+  EngineStats stats_;
+};
+
+}  // namespace dpserve

@@ -1,0 +1,259 @@
+#include "engine/rank_worker.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+#include "core/check.h"
+
+namespace dpserve {
+
+struct RankWorker::Live {
+  Request req;
+  std::unique_ptr<Sampler> sampler;
+  int64_t prompt_len = 0;
+  int64_t generated = 0;
+  bool has_embeds = false;
+};
+
+namespace {
+
+// Stand-in id for a prompt position given as an embedding: negative (never a real token) and a
+// hash of the row, so the prefix cache shares KV only between identical embeddings.
+int32_t embed_placeholder(const float* row, int64_t hidden) {
+  uint64_t h = 1469598103934665603ull;
+  const auto* b = reinterpret_cast<const uint8_t*>(row);
+  for (int64_t i = 0; i < hidden * int64_t(sizeof(float)); ++i) h = (h ^ b[i]) * 1099511628211ull;
+  return -1 - int32_t(h & 0x3fffffff);
+}
+
+void log_softmax_top(const float* logits, int64_t V, int32_t chosen, int32_t top_n, TokenOut& out) {
+  float mx = *std::max_element(logits, logits + V);
+  double sum = 0;
+  for (int64_t i = 0; i < V; ++i) sum += std::exp(double(logits[i] - mx));
+  const double lse = double(mx) + std::log(sum);
+  out.logprob = float(double(logits[chosen]) - lse);
+  if (top_n > 0) {
+    std::vector<int32_t> idx(static_cast<size_t>(V));
+    for (int64_t i = 0; i < V; ++i) idx[size_t(i)] = int32_t(i);
+    const int64_t k = std::min<int64_t>(top_n, V);
+    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
+                      [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+    for (int64_t i = 0; i < k; ++i) out.top.push_back({idx[size_t(i)], float(double(logits[idx[size_t(i)]]) - lse)});
+  }
+}
+
+}  // namespace
+
+RankWorker::RankWorker(Model& model, const Topology& topo, const Comms& comms, DistModelComm& mcomm,
+                       WorkerOptions opts)
+    : model_(model), topo_(topo), comms_(comms), mcomm_(mcomm), opts_(std::move(opts)), control_(comms.world) {
+  DP_CHECK(opts_.kv_pages > 0);
+  kv_ = std::make_unique<KVPool>(model_.kv_config(opts_.kv_pages, opts_.page_size));
+  sched_ = std::make_unique<Scheduler>(opts_.sched, *kv_);
+}
+
+RankWorker::~RankWorker() = default;
+
+void RankWorker::finish(uint64_t id, Finish f, GroupReport& rep, const std::string& error) {
+  OutToken o;
+  o.id = id;
+  o.finish = f;
+  o.error = error;
+  auto it = live_.find(id);
+  if (it != live_.end()) {
+    o.prompt_tokens = it->second->prompt_len;
+    if (it->second->has_embeds) embed_fifo_.erase(std::find(embed_fifo_.begin(), embed_fifo_.end(), id));
+    live_.erase(it);
+  }
+  rep.outs.push_back(std::move(o));
+}
+
+void RankWorker::admit(NewRequest& nr, GroupReport& rep) {
+  const auto& cfg = model_.config();
+  auto l = std::make_unique<Live>();
+  l->req = std::move(nr.req);
+  Request& r = l->req;
+  std::vector<int32_t> prompt = r.input_ids;
+  if (r.input_embeds_rows > 0) {
+    // Decoded and validated once on rank 0; here only placed.
+    l->has_embeds = true;
+    prompt.clear();
+    for (int64_t i = 0; i < r.input_embeds_rows; ++i)
+      prompt.push_back(embed_placeholder(&r.input_embeds[size_t(i * cfg.hidden)], cfg.hidden));
+  }
+  l->prompt_len = int64_t(prompt.size());
+  l->sampler = std::make_unique<Sampler>(r.params, nr.id);
+  l->sampler->add_prompt(r.input_ids.data(), int64_t(r.input_ids.size()));
+  const uint64_t id = nr.id;
+  const int64_t max_new = std::min<int64_t>(r.params.max_new_tokens, cfg.max_pos - l->prompt_len);
+  if (max_new < 1) {
+    live_.emplace(id, std::move(l));
+    finish(id, Finish::kError, rep, "prompt fills the model's whole context");
+    return;
+  }
+  const bool embeds = l->has_embeds;
+  live_.emplace(id, std::move(l));
+  if (!sched_->add(id, std::move(prompt), max_new)) {
+    finish(id, Finish::kError, rep, "prompt + max_tokens needs more KV cache than this server has");
+    return;
+  }
+  if (embeds) {
+    embed_fifo_.push_back(id);
+    if (int64_t(embed_fifo_.size()) > opts_.embed_cache_requests) {
+      uint64_t victim = embed_fifo_.front();
+      ++counters_.embed_evictions;
+      spdlog::warn("input_embeds cache full ({} requests): evicting request {}", opts_.embed_cache_requests, victim);
+      sched_->abort(victim);
+      finish(victim, Finish::kError, rep, "input_embeds evicted from the rank cache (raise --embed-cache-requests)");
+    }
+  }
+}
+
+void RankWorker::apply(const StepControl& c, GroupReport& rep) {
+  for (const NewRequest& nr0 : c.new_requests) {
+    if (nr0.group != topo_.attn_dp_rank) continue;
+    NewRequest nr = nr0;
+    admit(nr, rep);
+  }
+  for (uint64_t id : c.cancels) {
+    if (!live_.count(id)) continue;
+    sched_->abort(id);
+    finish(id, Finish::kAbort, rep);
+  }
+}
+
+void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, GroupReport& rep) {
+  const auto& cfg = model_.config();
+  const int64_t V = cfg.vocab;
+  ForwardBatch fb;
+  std::vector<const ScheduledSeq*> sampled;
+  bool any_embeds = false;
+  for (const ScheduledSeq& s : b.seqs) {
+    fb.add(s.tokens.data(), int64_t(s.tokens.size()), s.pos0, s.pages, false);
+    if (!s.sample) fb.logit_rows.pop_back();
+    else sampled.push_back(&s);
+    Live& l = *live_.at(s.id);
+    if (l.has_embeds) any_embeds = true;
+  }
+  if (any_embeds) {
+    fb.row_embeds.assign(fb.tokens.size(), nullptr);
+    for (size_t i = 0; i < b.seqs.size(); ++i) {
+      const ScheduledSeq& s = b.seqs[i];
+      Live& l = *live_.at(s.id);
+      if (!l.has_embeds) continue;
+      for (int64_t k = 0; k < int64_t(s.tokens.size()); ++k) {
+        const int64_t pos = s.pos0 + k;
+        if (pos < l.req.input_embeds_rows)
+          fb.row_embeds[size_t(fb.seqs[i].q_row + k)] = &l.req.input_embeds[size_t(pos * cfg.hidden)];
+      }
+    }
+  }
+  logits_.resize(size_t(fb.logit_rows.size()) * size_t(V));
+  mcomm_.begin_step(sync);
+  model_.forward(fb, *kv_, logits_.data());
+  ++counters_.forward_steps;
+  if (b.seqs.empty()) ++counters_.idle_batches;
+
+  std::vector<StepResult> results;
+  for (size_t i = 0; i < sampled.size(); ++i) {
+    const ScheduledSeq& s = *sampled[i];
+    Live& l = *live_.at(s.id);
+    float* row = &logits_[i * size_t(V)];
+    OutToken o;
+    o.id = s.id;
+    o.has_token = true;
+    const bool want_lp = l.req.return_logprob || l.req.top_logprobs > 0;
+    std::vector<float> raw;
+    if (want_lp) raw.assign(row, row + V);
+    const int32_t tok = l.sampler->sample(row, V);
+    o.tok.token = tok;
+    if (want_lp) log_softmax_top(raw.data(), V, tok, l.req.top_logprobs, o.tok);
+    ++l.generated;
+    const auto& p = l.req.params;
+    Finish f = Finish::kNone;
+    if (!p.ignore_eos && std::find(opts_.eos_ids.begin(), opts_.eos_ids.end(), tok) != opts_.eos_ids.end())
+      f = Finish::kStop;
+    else if (std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), tok) != p.stop_token_ids.end())
+      f = Finish::kStop;
+    else if (l.generated >= p.max_new_tokens || l.prompt_len + l.generated >= cfg.max_pos)
+      f = Finish::kLength;
+    o.finish = f;
+    o.prompt_tokens = l.prompt_len;
+    o.cached_tokens = sched_->cached_tokens(s.id);
+    results.push_back(StepResult{s.id, tok, f != Finish::kNone});
+    rep.outs.push_back(std::move(o));
+    if (f != Finish::kNone) {
+      if (l.has_embeds) embed_fifo_.erase(std::find(embed_fifo_.begin(), embed_fifo_.end(), s.id));
+    }
+  }
+  sched_->commit(results);
+  for (const auto& r : results)
+    if (r.finished) live_.erase(r.id);
+}
+
+GroupReport RankWorker::make_report() {
+  GroupReport rep;
+  rep.group = topo_.attn_dp_rank;
+  return rep;
+}
+
+void RankWorker::exchange_reports(GroupReport& rep, StepDriver* driver, bool& any_work) {
+  SchedulerStats st = sched_->stats();
+  rep.running = sched_->running();
+  rep.waiting = sched_->waiting();
+  rep.pages_used = st.pages_used;
+  rep.pages_total = st.pages_total;
+  rep.prefix_hit_tokens = st.prefix_hit_tokens;
+  rep.prefix_query_tokens = st.prefix_query_tokens;
+  if (!topo_.is_group_leader) return;
+  std::vector<std::byte> bytes = encode(rep);
+  if (comms_.leaders.size() > 1) {
+    auto all = comms_.leaders.gatherv(bytes, 0);
+    if (driver) {
+      std::vector<GroupReport> reps;
+      for (auto& b : all) reps.push_back(decode_report(b.data(), b.size()));
+      for (auto& r : reps) any_work |= r.running + r.waiting > 0;
+      driver->on_reports(reps);
+    }
+  } else if (driver) {
+    std::vector<GroupReport> reps{rep};
+    any_work = rep.running + rep.waiting > 0;
+    driver->on_reports(reps);
+  }
+}
+
+void RankWorker::run(StepDriver* driver) {
+  DP_CHECK((topo_.rank == 0) == (driver != nullptr), "the step driver lives on world rank 0");
+  bool any_work = false;
+  while (true) {
+    // 1. Control broadcast: one message per step, whatever the number of new requests.
+    std::vector<std::byte> msg;
+    if (driver) msg = encode(driver->next_step(!any_work));
+    counters_.control_bytes += control_.broadcast(msg);
+    ++counters_.control_broadcasts;
+    StepControl ctrl = decode_control(msg.data(), msg.size());
+    ++counters_.steps;
+
+    GroupReport rep = make_report();
+    apply(ctrl, rep);
+    if (ctrl.shutdown) {
+      for (auto& [id, l] : live_) sched_->abort(id);
+      break;
+    }
+    // 2. Schedule this group's batch (identical on every rank of the group).
+    ScheduledBatch batch = sched_->schedule();
+    rep.step_tokens = batch.n_tokens;
+    // 3. MLP sync: every group's token count; a group with none runs an idle batch.
+    StepSync sync = mlp_sync(comms_.mlp, topo_, batch.n_tokens, batch.has_prefill);
+    // 4-5. Forward and sample.
+    if (sync.any_work) step_forward(batch, sync, rep);
+    // 6. Output gather to rank 0.
+    any_work = false;
+    exchange_reports(rep, driver, any_work);
+  }
+}
+
+}  // namespace dpserve

@@ -1,0 +1,84 @@
+// The step loop every rank runs in lockstep (DESIGN.md, "One step"): receive
+// rank 0's control message, schedule this DP group's batch, sync token counts
+// over the MLP group, run the forward pass (an idle batch when the group has
+// nothing to do), sample, and send the group's outputs to rank 0.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "dist/comm.h"
+#include "dist/control_channel.h"
+#include "dist/dp_attention.h"
+#include "dist/model_comm.h"
+#include "dist/topology.h"
+#include "engine/control_message.h"
+#include "engine/sampler.h"
+#include "engine/scheduler.h"
+#include "model/model.h"
+
+namespace dpserve {
+
+struct WorkerOptions {
+  SchedulerConfig sched;
+  int64_t page_size = 16;
+  int64_t kv_pages = 0;                    // pages in this rank's KV pool
+  int64_t embed_cache_requests = 256;      // requests whose input_embeds a rank holds at once
+  std::vector<int32_t> eos_ids;
+};
+
+// Rank 0's side of the loop: where control messages come from and reports go.
+class StepDriver {
+ public:
+  virtual ~StepDriver() = default;
+  // The next step's control message. `idle`: no group has work; the driver may block until some arrives.
+  virtual StepControl next_step(bool idle) = 0;
+  // Every group's report for the step just run (group order).
+  virtual void on_reports(std::vector<GroupReport>& reports) = 0;
+};
+
+struct WorkerCounters {
+  int64_t steps = 0;
+  int64_t forward_steps = 0;
+  int64_t idle_batches = 0;        // forwards with zero local tokens (other groups had work)
+  int64_t control_broadcasts = 0;
+  int64_t control_bytes = 0;
+  int64_t embed_evictions = 0;
+};
+
+class RankWorker {
+ public:
+  RankWorker(Model& model, const Topology& topo, const Comms& comms, DistModelComm& mcomm, WorkerOptions opts);
+  ~RankWorker();
+
+  // Runs steps until a control message says shutdown. `driver` is required on world rank 0, null elsewhere.
+  void run(StepDriver* driver);
+  const WorkerCounters& counters() const { return counters_; }
+
+ private:
+  struct Live;
+  void apply(const StepControl& c, GroupReport& rep);
+  void admit(NewRequest& nr, GroupReport& rep);
+  void finish(uint64_t id, Finish f, GroupReport& rep, const std::string& error = {});
+  void step_forward(const ScheduledBatch& b, const StepSync& sync, GroupReport& rep);
+  GroupReport make_report();
+  void exchange_reports(GroupReport& rep, StepDriver* driver, bool& any_work);
+
+  Model& model_;
+  Topology topo_;
+  const Comms& comms_;
+  DistModelComm& mcomm_;
+  WorkerOptions opts_;
+  std::unique_ptr<KVPool> kv_;
+  std::unique_ptr<Scheduler> sched_;
+  ControlChannel control_;
+  std::map<uint64_t, std::unique_ptr<Live>> live_;
+  std::deque<uint64_t> embed_fifo_;  // requests holding input_embeds, oldest first
+  std::vector<float> logits_;
+  WorkerCounters counters_;
+};
+
+}  // namespace dpserve

@@ -1,0 +1,139 @@
+#include "engine/runtime.h"
+
+#include <omp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "core/check.h"
+#include "dist/comm.h"
+#include "dist/model_comm.h"
+#include "dist/topology.h"
+#include "engine/rank_worker.h"
+#include "model/model.h"
+
+namespace dpserve {
+
+namespace {
+
+int64_t mem_available_bytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  int64_t kb = 0;
+  std::string unit;
+  while (in >> key >> kb >> unit)
+    if (key == "MemAvailable:") return kb * 1024;
+  return int64_t(4) << 30;
+}
+
+}  // namespace
+
+struct Runtime::Impl {
+  RuntimeOptions opts;
+  MpiRuntime mpi;
+  Topology topo;
+  Comms comms;
+  std::unique_ptr<DistModelComm> mcomm;
+  std::unique_ptr<Model> model;
+  std::unique_ptr<RankWorker> worker;
+  std::unique_ptr<DpEngine> engine;
+  int64_t kv_tokens = 0;
+};
+
+Runtime::Runtime(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Runtime::~Runtime() = default;
+
+std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
+  auto im = std::make_unique<Impl>();
+  Impl& I = *im;
+  I.opts = o;
+  try {
+    TopologyConfig tc;
+    tc.tp_size = o.tp_size;
+    tc.dp_size = o.dp_size;
+    tc.enable_dp_attention = o.enable_dp_attention;
+    tc.ep_size = o.ep_size;
+    tc.world_size = I.mpi.world_size();
+    tc.rank = I.mpi.world_rank();
+    I.topo = make_topology(tc);
+
+    const int local = std::max(1, local_world_size());
+    const int threads = o.threads > 0 ? o.threads
+                                      : std::max(1, int(std::thread::hardware_concurrency()) / local);
+    omp_set_num_threads(threads);
+
+    I.comms = Comms::create(I.topo);
+    I.mcomm = std::make_unique<DistModelComm>(I.comms, I.topo, parse_dp_padding_mode(o.dp_padding_mode));
+    LoadOptions lo;
+    lo.parallel = model_parallel_for(I.topo);
+    lo.comm = I.mcomm.get();
+    I.model = Model::load(o.model_path, lo);
+    const ModelConfig& cfg = I.model->config();
+
+    // KV pool: what the flags ask for, else a share of available memory, never more than can be used.
+    KVPoolConfig one = I.model->kv_config(1, o.page_size);
+    const int64_t bytes_per_token = KVPool::bytes_per_page(one) / o.page_size;
+    int64_t tokens = o.max_total_tokens;
+    if (tokens <= 0) {
+      tokens = int64_t(o.mem_fraction * double(mem_available_bytes()) / local) / bytes_per_token;
+      tokens = std::min<int64_t>(tokens, o.sched.max_running_requests * cfg.max_pos);
+      tokens = std::max<int64_t>(tokens, std::min<int64_t>(cfg.max_pos, 4096));
+    }
+    WorkerOptions wo;
+    wo.sched = o.sched;
+    wo.page_size = o.page_size;
+    wo.kv_pages = (tokens + o.page_size - 1) / o.page_size;
+    wo.embed_cache_requests = o.embed_cache_requests;
+    wo.eos_ids = o.eos_ids;
+    for (int32_t e : cfg.eos_ids)
+      if (std::find(wo.eos_ids.begin(), wo.eos_ids.end(), e) == wo.eos_ids.end()) wo.eos_ids.push_back(e);
+    I.kv_tokens = wo.kv_pages * o.page_size;
+    I.worker = std::make_unique<RankWorker>(*I.model, I.topo, I.comms, *I.mcomm, wo);
+
+    if (I.topo.rank == 0) {
+      EngineLimits lim;
+      lim.vocab = cfg.vocab;
+      lim.hidden = cfg.hidden;
+      lim.context_length = cfg.max_pos;
+      lim.dp_size = I.topo.world_size / I.topo.attn_tp_size;
+      lim.method = parse_load_balance_method(o.load_balance_method);
+      I.engine = std::make_unique<DpEngine>(lim);
+    }
+    // Every rank is ready before rank 0 starts taking requests.
+    I.comms.world.barrier();
+  } catch (const std::exception& e) {
+    if (I.mpi.world_size() > 1) abort_job(e.what());
+    throw;
+  }
+  return std::unique_ptr<Runtime>(new Runtime(std::move(im)));
+}
+
+int Runtime::rank() const { return impl_->topo.rank; }
+int Runtime::world_size() const { return impl_->topo.world_size; }
+const ModelConfig& Runtime::model_config() const { return impl_->model->config(); }
+int64_t Runtime::kv_tokens_per_rank() const { return impl_->kv_tokens; }
+DpEngine* Runtime::engine() { return impl_->engine.get(); }
+
+std::string Runtime::describe() const {
+  const auto& t = impl_->topo;
+  return fmt::format("rank {}/{}: DP group {} (slot {} of {}), {} KV positions, {} threads", t.rank, t.world_size,
+                     t.attn_dp_rank, t.attn_tp_rank, t.attn_tp_size, impl_->kv_tokens, omp_get_max_threads());
+}
+
+void Runtime::run() {
+  try {
+    impl_->worker->run(impl_->engine.get());
+  } catch (const std::exception& e) {
+    std::string msg = fmt::format("step loop failed: {}", e.what());
+    if (impl_->engine) impl_->engine->mark_stopped(msg);
+    if (impl_->topo.world_size > 1) abort_job(msg);
+    throw;
+  }
+  if (impl_->engine) impl_->engine->mark_stopped();
+}
+
+}  // namespace dpserve

@@ -1,0 +1,55 @@
+// Brings one rank up: topology from the flags and the MPI world, communicators,
+// this rank's shard of the model, its KV pool and step loop, and on rank 0 the
+// Engine the frontend talks to. Shared by `dpserve generate` and `dpserve serve`.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/dp_engine.h"
+#include "engine/scheduler.h"
+#include "model/config.h"
+
+namespace dpserve {
+
+struct RuntimeOptions {
+  std::string model_path;
+  int tp_size = 1;
+  int dp_size = 1;
+  int ep_size = 1;
+  bool enable_dp_attention = false;
+  std::string dp_padding_mode = "auto";
+  std::string load_balance_method = "round_robin";
+  SchedulerConfig sched;
+  int64_t page_size = 16;
+  int64_t max_total_tokens = 0;  // KV positions per rank's pool; 0 = from mem_fraction
+  double mem_fraction = 0.25;    // share of available memory this machine's KV pools may take
+  int threads = 0;               // per rank; 0 = cores / ranks on this machine
+  int64_t embed_cache_requests = 256;
+  std::vector<int32_t> eos_ids;  // from the tokenizer; merged with config.json's
+};
+
+class Runtime {
+ public:
+  // Collective: every rank of the MPI world calls it with the same options.
+  static std::unique_ptr<Runtime> start(const RuntimeOptions& opts);
+  ~Runtime();
+
+  int rank() const;
+  int world_size() const;
+  const ModelConfig& model_config() const;
+  std::string describe() const;
+  int64_t kv_tokens_per_rank() const;
+  // The engine (world rank 0 only; null elsewhere).
+  DpEngine* engine();
+  // Runs the step loop on this thread (it must be the thread that initialised MPI) until shutdown.
+  void run();
+
+ private:
+  struct Impl;
+  explicit Runtime(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dpserve

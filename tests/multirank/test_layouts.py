@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Greedy outputs must not depend on how the model is spread over ranks.
+
+Runs `dpserve generate --json --prompts-file` for prompts of very different lengths
+under several layouts (single rank; tp=2; tp=2 dp=2 and tp=4 dp=2 / dp=4 with DP
+attention; DP attention off with replicas; each padding mode; the TCP transport) and
+requires token-for-token equality with the single-rank run, which is itself checked
+against llama2.c's reference for stories260K (tests/runtime) and the NumPy reference
+for the HF architectures (tests/model).
+
+usage: test_layouts.py DPSERVE_BIN SHARED_DIR SCRATCH_DIR MAKE_MODEL_PY CASE
+"""
+import json
+import os
+import subprocess
+import sys
+
+BIN, SHARED, SCRATCH, MAKE_MODEL, CASE = sys.argv[1:6]
+os.makedirs(SCRATCH, exist_ok=True)
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+           OMPI_MCA_rmaps_base_oversubscribe="1")
+
+
+def run(args, env=None, timeout=240):
+    p = subprocess.run([BIN] + args, capture_output=True, text=True, env=env or ENV, timeout=timeout)
+    if p.returncode != 0:
+        raise SystemExit(f"FAIL: dpserve {' '.join(args)} exited {p.returncode}\n{p.stderr[-3000:]}")
+    return [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+
+
+def prompts_file(lines, name):
+    path = os.path.join(SCRATCH, name)
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def story_prompts():
+    long = " ".join(["Once upon a time, there was a little dog named Max who liked to run in the park."] * 12)
+    return ["", "Lily", "The cat sat on the mat and looked at the big red ball.", long,
+            "Tom and Sue went to the shop.", long[: len(long) // 2], "A", "One day"]
+
+
+def hf_model(arch):
+    out = os.path.join(SCRATCH, f"tiny-{arch}")
+    if not os.path.exists(os.path.join(out, "config.json")):
+        extra = ["--num-attention-heads", "4", "--num-key-value-heads", "2"]
+        if arch == "qwen3_moe":
+            extra += ["--num-experts", "8", "--num-experts-per-tok", "2", "--decoder-sparse-step", "1"]
+        subprocess.run(["/usr/bin/python3", MAKE_MODEL, "--arch", arch, "--preset", "tiny", "--dtype", "f32",
+                        "--max-position-embeddings", "1024", "--seed", "3", "--out", out, "--quiet"] + extra,
+                       check=True, timeout=120)
+    return out
+
+
+def id_prompts(vocab, n):
+    # Deterministic pseudo-random token ids, lengths from 1 to several hundred.
+    lens = [1, 3, 17, 250, 40, 7, 120, 2][:n]
+    out, x = [], 12345
+    for L in lens:
+        ids = []
+        for _ in range(L):
+            x = (x * 1103515245 + 12345) % (1 << 31)
+            ids.append(str(3 + x % (vocab - 3)))
+        out.append(ids)
+    return out
+
+
+LAYOUTS = {
+    "tp2": ["--tp-size", "2"],
+    "tp2_dp2": ["--tp-size", "2", "--dp-size", "2", "--enable-dp-attention"],
+    "tp4_dp2": ["--tp-size", "4", "--dp-size", "2", "--enable-dp-attention"],
+    "tp4_dp4": ["--tp-size", "4", "--dp-size", "4", "--enable-dp-attention"],
+    "dp2_replicas": ["--tp-size", "1", "--dp-size", "2"],
+}
+
+
+def compare(base, got, what):
+    assert len(base) == len(got), f"{what}: {len(got)} outputs, expected {len(base)}"
+    for i, (b, g) in enumerate(zip(base, got)):
+        if b["output_ids"] != g["output_ids"]:
+            raise SystemExit(f"FAIL: {what}: prompt {i} differs\n single: {b['output_ids']}\n layout: {g['output_ids']}")
+
+
+def check_layouts(common, layouts, extra_modes=False, env=None):
+    base = run(common + ["--threads", "1"])
+    assert all(len(o["output_ids"]) > 0 for o in base)
+    for name in layouts:
+        got = run(common + LAYOUTS[name] + ["--threads", "1"], env=env)
+        compare(base, got, name)
+        print(f"ok {name}: {len(got)} prompts identical")
+    if extra_modes:
+        for mode in ["max_len", "sum_len", "sglang"]:
+            got = run(common + LAYOUTS["tp2_dp2"] + ["--dp-padding-mode", mode, "--threads", "1"])
+            compare(base, got, f"tp2_dp2 {mode}")
+            print(f"ok tp2_dp2 padding {mode}")
+    return base
+
+
+if CASE == "stories":
+    model = os.path.join(SHARED, "models/stories260K/stories260K.bin")
+    if not os.path.exists(model):
+        raise SystemExit(f"FAIL: {model} missing (DPSERVE_SHARED_DIR)")
+    pf = prompts_file(story_prompts(), "stories.txt")
+    common = ["generate", "--json", "--model-path", model, "--prompts-file", pf, "-n", "24", "--max-running-requests", "8"]
+    check_layouts(common, ["tp2", "tp2_dp2", "tp4_dp2", "tp4_dp4", "dp2_replicas"], extra_modes=True)
+elif CASE == "tcp":
+    model = os.path.join(SHARED, "models/stories260K/stories260K.bin")
+    pf = prompts_file(story_prompts()[:4], "tcp.txt")
+    common = ["generate", "--json", "--model-path", model, "--prompts-file", pf, "-n", "16"]
+    env = dict(ENV, OMPI_MCA_btl="tcp,self", OMPI_MCA_pml="ob1", OMPI_MCA_btl_tcp_if_include="lo")
+    check_layouts(common, ["tp2", "tp2_dp2"], env=env)
+elif CASE == "imbalance":
+    # One prompt in total with dp=4: three groups run idle batches every step.
+    model = os.path.join(SHARED, "models/stories260K/stories260K.bin")
+    common = ["generate", "--json", "--model-path", model, "--prompt", "Once upon a time", "-n", "40"]
+    check_layouts(common, ["tp4_dp4"])
+    # Many long prompts in one group, short ones elsewhere, groups finishing at different steps.
+    pf = prompts_file([story_prompts()[3], "", story_prompts()[3], "", story_prompts()[3]], "imb.txt")
+    common = ["generate", "--json", "--model-path", model, "--prompts-file", pf, "-n", "30"]
+    check_layouts(common, ["tp2_dp2", "tp4_dp2"])
+elif CASE in ("qwen3", "qwen3_moe", "llama"):
+    model = hf_model(CASE)
+    with open(os.path.join(model, "config.json")) as f:
+        vocab = json.load(f)["vocab_size"]
+    pf = prompts_file([",".join(p) for p in id_prompts(vocab, 6)], f"{CASE}-ids.txt")
+    common = ["generate", "--json", "--model-path", model, "--prompts-file", pf, "--prompts-are-ids", "-n", "12",
+              "--ignore-eos"]
+    check_layouts(common, ["tp2", "tp2_dp2", "tp4_dp2", "tp4_dp4"], extra_modes=(CASE == "qwen3_moe"))
+else:
+    raise SystemExit(f"unknown case {CASE}")
+print("PASS")
