@@ -71,6 +71,8 @@ void run_serve(ServeArgs& a) {
                          {"tokenizer_path", loc.tokenizer},
                          {"served_model_name", a.so.served_model_name},
                          {"architecture", cfg.arch_name},
+                         {"hidden_size", cfg.hidden},
+                         {"vocab_size", cfg.vocab},
                          {"context_length", cfg.max_pos},
                          {"tp_size", a.rf.rt.tp_size},
                          {"dp_size", a.rf.rt.dp_size},

@@ -1,5 +1,7 @@
 // dpserve: LLM inference on CPUs with data-parallel attention.
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 #include <exception>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -8,6 +10,15 @@
 #include "apps/dpserve/commands.h"
 #include "apps/dpserve/launch.h"
 #include "core/check.h"
+
+namespace {
+// " (rank N)" under an MPI launcher, so a failing rank says which it is.
+std::string rank_tag() {
+  for (const char* v : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"})
+    if (const char* r = std::getenv(v); r && *r) return std::string(" (rank ") + r + ")";
+  return "";
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   // stdout carries generated text and JSON; logs go to stderr.
@@ -26,10 +37,10 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const dpserve::Error& e) {
-    std::fprintf(stderr, "dpserve: error: %s\n", e.what());
+    std::fprintf(stderr, "dpserve%s: error: %s\n", rank_tag().c_str(), e.what());
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "dpserve: internal error: %s\n", e.what());
+    std::fprintf(stderr, "dpserve%s: internal error: %s\n", rank_tag().c_str(), e.what());
     return 2;
   }
   return 0;

@@ -127,6 +127,30 @@ elif CASE in ("qwen3", "qwen3_moe", "llama"):
     common = ["generate", "--json", "--model-path", model, "--prompts-file", pf, "--prompts-are-ids", "-n", "12",
               "--ignore-eos"]
     check_layouts(common, ["tp2", "tp2_dp2", "tp4_dp2", "tp4_dp4"], extra_modes=(CASE == "qwen3_moe"))
+elif CASE == "startup_failure":
+    # One rank gets a model path that does not exist (MPMD launch): the whole job must end
+    # non-zero with that rank's message instead of the healthy rank waiting forever.
+    model = os.path.join(SHARED, "models/stories260K/stories260K.bin")
+    cmd = ["mpirun", "--oversubscribe", "--allow-run-as-root",
+           "-np", "1", BIN, "generate", "--tp-size", "2", "--model-path", model, "-n", "4", ":",
+           "-np", "1", BIN, "generate", "--tp-size", "2", "--model-path", "/nonexistent/rank1-model", "-n", "4"]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise SystemExit("FAIL: a rank failing at start-up left the job hanging")
+    out = p.stdout + p.stderr
+    assert p.returncode != 0, f"job exited 0 although rank 1 could not load its model:\n{out}"
+    assert ("(rank 1)" in out or "rank 1:" in out) and "/nonexistent/rank1-model" in out, f"rank 1's message is missing:\n{out}"
+    print("ok: start-up failure of rank 1 ended the job with its message")
+    # Mismatched flags between ranks (tp-size 2 in a world of 3) fail at start too.
+    cmd = ["mpirun", "--oversubscribe", "--allow-run-as-root", "-np", "3", BIN, "generate", "--tp-size", "2",
+           "--model-path", model, "-n", "4"]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise SystemExit("FAIL: a world-size mismatch left the job hanging")
+    assert p.returncode != 0 and "--tp-size" in (p.stdout + p.stderr), p.stdout + p.stderr
+    print("ok: world size mismatch names --tp-size")
 else:
     raise SystemExit(f"unknown case {CASE}")
 print("PASS")

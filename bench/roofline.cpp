@@ -1,0 +1,110 @@
+// Machine limits measured in the same run as the figures they scale.
+#include "bench/roofline.h"
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+
+namespace dpserve {
+
+namespace {
+constexpr int64_t kMiB = int64_t(1) << 20;
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+template <typename T>
+struct AlignedBuf {
+  T* p = nullptr;
+  size_t n = 0;
+  explicit AlignedBuf(size_t count) : n(count) {
+    p = static_cast<T*>(std::aligned_alloc(64, (count * sizeof(T) + 63) / 64 * 64));
+  }
+  ~AlignedBuf() { std::free(p); }
+};
+}  // namespace
+
+// Streaming read on all threads, in bytes/s.
+__attribute__((target("avx512f"))) double measure_read_bandwidth() {
+  if (!__builtin_cpu_supports("avx512f")) return 0;
+  static AlignedBuf<char> buf(size_t(1024) * kMiB);
+  static bool init = false;
+  if (!init) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < int64_t(buf.n); i += 4096) std::fill(buf.p + i, buf.p + std::min<int64_t>(i + 4096, buf.n), char(i));
+    init = true;
+  }
+  // Best of many ~128 MiB slices (each still 4x L3): on a shared machine the
+  // shortest passes are the ones nobody else interrupted.
+  constexpr int64_t kSlice = 128 * kMiB;
+  double best = 0;
+  for (int rep = 0; rep < 2; ++rep)
+    for (int64_t off = 0; off + kSlice <= int64_t(buf.n); off += kSlice) {
+      int64_t sink = 0;
+      const double t0 = now_s();
+#pragma omp parallel reduction(+ : sink)
+      {
+        const int nt = omp_get_num_threads(), id = omp_get_thread_num();
+        const int64_t per = kSlice / nt / 256 * 256;
+        const char* p = buf.p + off + id * per;
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t i = 0; i < per; i += 256) {
+          a0 = _mm512_add_epi32(a0, _mm512_load_si512(p + i));
+          a1 = _mm512_add_epi32(a1, _mm512_load_si512(p + i + 64));
+          a2 = _mm512_add_epi32(a2, _mm512_load_si512(p + i + 128));
+          a3 = _mm512_add_epi32(a3, _mm512_load_si512(p + i + 192));
+        }
+        alignas(64) int32_t lanes[16];
+        _mm512_store_si512(lanes, _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)));
+        for (int32_t v : lanes) sink += v;
+      }
+      const double dt = now_s() - t0;
+      __asm__ volatile("" : : "r"(&sink) : "memory");
+      best = std::max(best, double(kSlice / omp_get_max_threads() / 256 * 256 * omp_get_max_threads()) / dt);
+    }
+  return best;
+}
+
+// bf16 multiply-add peak in flop/s: independent vdpbf16ps chains in registers on every thread.
+__attribute__((target("avx512f,avx512bf16"))) double measure_bf16_peak() {
+  if (!__builtin_cpu_supports("avx512bf16")) return 0;
+  static double cached = 0;
+  if (cached > 0) return cached;
+  // Best of many ~7 ms runs, for the same reason as the bandwidth.
+  constexpr int64_t kIters = 2'000'000;
+  double best = 0;
+  for (int rep = 0; rep < 30; ++rep) {
+    float sink = 0;
+    const double t0 = now_s();
+#pragma omp parallel reduction(+ : sink)
+    {
+      __m512bh x = (__m512bh)_mm512_set1_epi16(short(0x3f80 + omp_get_thread_num()));
+      __m512bh y = (__m512bh)_mm512_set1_epi16(short(0x3f00));
+      __m512 a[12];
+      for (auto& v : a) v = _mm512_setzero_ps();
+      for (int64_t i = 0; i < kIters; ++i) {
+        // Asm barrier keeps the compiler from collapsing the chains.
+#pragma GCC unroll 12
+        for (int j = 0; j < 12; ++j) a[j] = _mm512_dpbf16_ps(a[j], x, y);
+        __asm__ volatile("" : "+v"(x), "+v"(y));
+      }
+      __m512 s = a[0];
+      for (int j = 1; j < 12; ++j) s = _mm512_add_ps(s, a[j]);
+      alignas(64) float lanes[16];
+      _mm512_store_ps(lanes, s);
+      for (float v : lanes) sink += v;
+    }
+    const double dt = now_s() - t0;
+    __asm__ volatile("" : : "r"(&sink) : "memory");
+    best = std::max(best, double(kIters) * 12 * 64 * omp_get_max_threads() / dt);
+  }
+  cached = best;
+  return best;
+}
+
+}  // namespace dpserve

@@ -1,0 +1,11 @@
+// Memory read bandwidth and bf16 multiply-add peak of this machine, measured on all
+// OpenMP threads as the best of many short runs (robust on a shared, noisy machine),
+// so benchmarks can print their figures as ratios to limits taken in the same run.
+#pragma once
+
+namespace dpserve {
+
+double measure_read_bandwidth();  // bytes/s, streaming reads of a buffer far larger than L3
+double measure_bf16_peak();       // flop/s (vdpbf16ps chains in registers); 0 without AVX-512 BF16
+
+}  // namespace dpserve
