@@ -32,13 +32,10 @@ struct AlignedBuf {
 // Streaming read on all threads, in bytes/s.
 __attribute__((target("avx512f"))) double measure_read_bandwidth() {
   if (!__builtin_cpu_supports("avx512f")) return 0;
-  static AlignedBuf<char> buf(size_t(1024) * kMiB);
-  static bool init = false;
-  if (!init) {
+  // Allocated per call and freed after, so the 1 GiB does not count in a later RSS figure.
+  AlignedBuf<char> buf(size_t(1024) * kMiB);
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < int64_t(buf.n); i += 4096) std::fill(buf.p + i, buf.p + std::min<int64_t>(i + 4096, buf.n), char(i));
-    init = true;
-  }
+  for (int64_t i = 0; i < int64_t(buf.n); i += 4096) std::fill(buf.p + i, buf.p + std::min<int64_t>(i + 4096, buf.n), char(i));
   // Best of many ~128 MiB slices (each still 4x L3): on a shared machine the
   // shortest passes are the ones nobody else interrupted.
   constexpr int64_t kSlice = 128 * kMiB;
