@@ -15,7 +15,7 @@ pkgs=(
   libspdlog-dev libfmt-dev             # logging
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-numpy python3-jinja2         # independent references used by tests
-  nodejs npm curl                      # real-client tests and tokenizer oracle
+  nodejs curl                          # real-client tests and tokenizer oracle
 )
 
 missing=()
@@ -33,9 +33,16 @@ else
   echo "install-deps: all Debian packages present"
 fi
 
+# npm ships inside the NodeSource nodejs package on these machines; Debian's own npm
+# package conflicts with it, so only fall back to it when no npm is on PATH.
+if ! command -v npm >/dev/null 2>&1; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends npm
+fi
+
 # Node packages used only as test oracles / real clients (tests/node).
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if [ -f "$here/tests/node/package.json" ] && [ ! -d "$here/tests/node/node_modules" ]; then
+if [ -f "$here/tests/node/package.json" ] && { [ ! -d "$here/tests/node/node_modules" ] || [ "$here/tests/node/package.json" -nt "$here/tests/node/node_modules" ]; }; then
   echo "install-deps: npm install in tests/node"
   (cd "$here/tests/node" && npm install --no-audit --no-fund --silent)
 fi
