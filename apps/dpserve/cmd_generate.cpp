@@ -191,6 +191,10 @@ void run_generate(GenerateArgs& a) {
   rt->run();
   client.join();
   if (failure) std::rethrow_exception(failure);
+  const WorkerCounters& wc = rt->counters();
+  std::fprintf(stderr, "steps=%lld control_broadcasts=%lld control_bytes=%lld max_new_requests_in_a_step=%lld\n",
+               (long long)wc.steps, (long long)wc.control_broadcasts, (long long)wc.control_bytes,
+               (long long)wc.max_new_requests);
 
   auto decode_text = [&](size_t i) -> std::string {
     if (!tok) return "";

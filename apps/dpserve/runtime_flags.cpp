@@ -29,6 +29,10 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
                 "How requests are spread over DP groups: round_robin, shortest_queue, least_tokens")
       ->capture_default_str()->check(CLI::IsMember({"round_robin", "shortest_queue", "least_tokens"}))
       ->envname("DPSERVE_LOAD_BALANCE_METHOD");
+  c->add_option("--dispatch", o.dispatch,
+                "How each step's requests reach the ranks: global (one broadcast, each rank keeps its group's "
+                "share) or group-leader (rank 0 sends each DP group leader its share, which it re-broadcasts)")
+      ->capture_default_str()->check(CLI::IsMember({"global", "group-leader"}))->envname("DPSERVE_DISPATCH");
   c->add_option("--threads", o.threads, "OpenMP threads per rank (0 = cores / ranks on this machine)")
       ->capture_default_str()->check(CLI::Range(0, 1024))->envname("DPSERVE_THREADS");
   c->add_option("--page-size", o.page_size, "KV cache page size in positions")

@@ -38,4 +38,32 @@ int64_t ControlChannel::broadcast(std::vector<std::byte>& msg) {
   return size;
 }
 
+namespace {
+constexpr int kControlTag = 7001;
+}
+
+void send_bytes(const Comm& comm, int dest, const std::vector<std::byte>& msg) {
+  if (msg.size() > size_t(INT32_MAX)) fail("control message of {} bytes is too large", msg.size());
+  MPI_Send(msg.data(), int(msg.size()), MPI_BYTE, dest, kControlTag, static_cast<MPI_Comm>(comm.native_handle()));
+}
+
+std::vector<std::byte> recv_bytes(const Comm& comm, int src) {
+  MPI_Comm c = static_cast<MPI_Comm>(comm.native_handle());
+  MPI_Status st;
+  int flag = 0;
+  auto sleep = std::chrono::microseconds(20);
+  for (int spins = 0;; ++spins) {
+    MPI_Iprobe(src, kControlTag, c, &flag, &st);
+    if (flag) break;
+    if (spins < 2000) continue;
+    std::this_thread::sleep_for(sleep);
+    if (sleep < std::chrono::microseconds(2000)) sleep *= 2;
+  }
+  int n = 0;
+  MPI_Get_count(&st, MPI_BYTE, &n);
+  std::vector<std::byte> out(static_cast<size_t>(n));
+  MPI_Recv(out.data(), n, MPI_BYTE, src, kControlTag, c, MPI_STATUS_IGNORE);
+  return out;
+}
+
 }  // namespace dpserve

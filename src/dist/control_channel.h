@@ -28,4 +28,10 @@ class ControlChannel {
   int64_t count_ = 0;
 };
 
+// Point-to-point pieces of the `group-leader` dispatch: rank 0 sends each DP group
+// leader its group's share, which the leader then re-broadcasts inside its group.
+void send_bytes(const Comm& comm, int dest, const std::vector<std::byte>& msg);
+// Waits (spin, then growing sleeps, as above) for a message from `src` and returns it.
+std::vector<std::byte> recv_bytes(const Comm& comm, int src);
+
 }  // namespace dpserve

@@ -49,13 +49,61 @@ void log_softmax_top(const float* logits, int64_t V, int32_t chosen, int32_t top
 
 RankWorker::RankWorker(Model& model, const Topology& topo, const Comms& comms, DistModelComm& mcomm,
                        WorkerOptions opts)
-    : model_(model), topo_(topo), comms_(comms), mcomm_(mcomm), opts_(std::move(opts)), control_(comms.world) {
+    : model_(model),
+      topo_(topo),
+      comms_(comms),
+      mcomm_(mcomm),
+      opts_(std::move(opts)),
+      control_(comms.world),
+      group_control_(comms.attn_tp) {
   DP_CHECK(opts_.kv_pages > 0);
   kv_ = std::make_unique<KVPool>(model_.kv_config(opts_.kv_pages, opts_.page_size));
   sched_ = std::make_unique<Scheduler>(opts_.sched, *kv_);
 }
 
 RankWorker::~RankWorker() = default;
+
+Dispatch parse_dispatch(const std::string& s) {
+  if (s == "global") return Dispatch::kGlobal;
+  if (s == "group-leader") return Dispatch::kGroupLeader;
+  fail("--dispatch: \"{}\" is not one of global, group-leader", s);
+}
+
+StepControl RankWorker::receive_control(StepDriver* driver, bool idle) {
+  std::vector<std::byte> msg;
+  if (opts_.dispatch == Dispatch::kGlobal) {
+    // One message for the whole world, serialized once; every rank keeps its group's share.
+    if (driver) msg = encode(driver->next_step(idle));
+    counters_.control_bytes += control_.broadcast(msg);
+    counters_.control_broadcasts = control_.broadcasts();
+    return decode_control(msg.data(), msg.size());
+  }
+  // group-leader: rank 0 splits the step by group and sends each leader its share.
+  if (driver) {
+    StepControl all = driver->next_step(idle);
+    const std::vector<int> leaders = topo_.group_leaders();
+    for (size_t g = 0; g < leaders.size(); ++g) {
+      StepControl part;
+      part.step = all.step;
+      part.cancels = all.cancels;
+      part.shutdown = all.shutdown;
+      for (const auto& nr : all.new_requests)
+        if (nr.group == int32_t(g)) part.new_requests.push_back(nr);
+      std::vector<std::byte> bytes = encode(part);
+      if (leaders[g] == 0) {
+        msg = std::move(bytes);
+      } else {
+        counters_.control_bytes += int64_t(bytes.size());
+        send_bytes(comms_.world, leaders[g], bytes);
+      }
+    }
+  } else if (topo_.is_group_leader) {
+    msg = recv_bytes(comms_.world, 0);
+  }
+  counters_.control_bytes += group_control_.broadcast(msg);
+  counters_.control_broadcasts = group_control_.broadcasts();
+  return decode_control(msg.data(), msg.size());
+}
 
 void RankWorker::finish(uint64_t id, Finish f, GroupReport& rep, const std::string& error) {
   OutToken o;
@@ -229,12 +277,9 @@ void RankWorker::run(StepDriver* driver) {
   DP_CHECK((topo_.rank == 0) == (driver != nullptr), "the step driver lives on world rank 0");
   bool any_work = false;
   while (true) {
-    // 1. Control broadcast: one message per step, whatever the number of new requests.
-    std::vector<std::byte> msg;
-    if (driver) msg = encode(driver->next_step(!any_work));
-    counters_.control_bytes += control_.broadcast(msg);
-    ++counters_.control_broadcasts;
-    StepControl ctrl = decode_control(msg.data(), msg.size());
+    // 1. Control message: one per step, whatever the number of new requests.
+    StepControl ctrl = receive_control(driver, !any_work);
+    counters_.max_new_requests = std::max<int64_t>(counters_.max_new_requests, int64_t(ctrl.new_requests.size()));
     ++counters_.steps;
 
     GroupReport rep = make_report();

@@ -8,6 +8,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "dist/comm.h"
@@ -22,7 +23,14 @@
 
 namespace dpserve {
 
+// How rank 0's per-step control message reaches the ranks.
+//  kGlobal: one broadcast over the world; each rank keeps its group's share (the default).
+//  kGroupLeader: rank 0 sends each group leader its group's share; the leader broadcasts it in its group.
+enum class Dispatch { kGlobal, kGroupLeader };
+Dispatch parse_dispatch(const std::string& s);
+
 struct WorkerOptions {
+  Dispatch dispatch = Dispatch::kGlobal;
   SchedulerConfig sched;
   int64_t page_size = 16;
   int64_t kv_pages = 0;                    // pages in this rank's KV pool
@@ -46,6 +54,7 @@ struct WorkerCounters {
   int64_t idle_batches = 0;        // forwards with zero local tokens (other groups had work)
   int64_t control_broadcasts = 0;
   int64_t control_bytes = 0;
+  int64_t max_new_requests = 0;    // most new requests one control message carried
   int64_t embed_evictions = 0;
 };
 
@@ -65,6 +74,7 @@ class RankWorker {
   void finish(uint64_t id, Finish f, GroupReport& rep, const std::string& error = {});
   void step_forward(const ScheduledBatch& b, const StepSync& sync, GroupReport& rep);
   GroupReport make_report();
+  StepControl receive_control(StepDriver* driver, bool idle);
   void exchange_reports(GroupReport& rep, StepDriver* driver, bool& any_work);
 
   Model& model_;
@@ -74,7 +84,8 @@ class RankWorker {
   WorkerOptions opts_;
   std::unique_ptr<KVPool> kv_;
   std::unique_ptr<Scheduler> sched_;
-  ControlChannel control_;
+  ControlChannel control_;        // over the world (global dispatch)
+  ControlChannel group_control_;  // over the DP group (group-leader dispatch)
   std::map<uint64_t, std::unique_ptr<Live>> live_;
   std::deque<uint64_t> embed_fifo_;  // requests holding input_embeds, oldest first
   std::vector<float> logits_;

@@ -85,6 +85,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     }
     WorkerOptions wo;
     wo.sched = o.sched;
+    wo.dispatch = parse_dispatch(o.dispatch);
     wo.page_size = o.page_size;
     wo.kv_pages = (tokens + o.page_size - 1) / o.page_size;
     wo.embed_cache_requests = o.embed_cache_requests;
@@ -117,6 +118,7 @@ int Runtime::world_size() const { return impl_->topo.world_size; }
 const ModelConfig& Runtime::model_config() const { return impl_->model->config(); }
 int64_t Runtime::kv_tokens_per_rank() const { return impl_->kv_tokens; }
 DpEngine* Runtime::engine() { return impl_->engine.get(); }
+const WorkerCounters& Runtime::counters() const { return impl_->worker->counters(); }
 
 std::string Runtime::describe() const {
   const auto& t = impl_->topo;

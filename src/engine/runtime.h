@@ -21,6 +21,7 @@ struct RuntimeOptions {
   bool enable_dp_attention = false;
   std::string dp_padding_mode = "auto";
   std::string load_balance_method = "round_robin";
+  std::string dispatch = "global";  // or "group-leader"
   SchedulerConfig sched;
   int64_t page_size = 16;
   int64_t max_total_tokens = 0;  // KV positions per rank's pool; 0 = from mem_fraction
@@ -43,6 +44,7 @@ class Runtime {
   int64_t kv_tokens_per_rank() const;
   // The engine (world rank 0 only; null elsewhere).
   DpEngine* engine();
+  const WorkerCounters& counters() const;
   // Runs the step loop on this thread (it must be the thread that initialised MPI) until shutdown.
   void run();
 

@@ -90,6 +90,10 @@ def check_layouts(common, layouts, extra_modes=False, env=None):
         compare(base, got, name)
         print(f"ok {name}: {len(got)} prompts identical")
     if extra_modes:
+        for name in ["tp2_dp2", "tp4_dp2"]:
+            got = run(common + LAYOUTS[name] + ["--dispatch", "group-leader", "--threads", "1"])
+            compare(base, got, f"{name} group-leader dispatch")
+            print(f"ok {name} --dispatch group-leader")
         for mode in ["max_len", "sum_len", "sglang"]:
             got = run(common + LAYOUTS["tp2_dp2"] + ["--dp-padding-mode", mode, "--threads", "1"])
             compare(base, got, f"tp2_dp2 {mode}")
@@ -104,6 +108,19 @@ if CASE == "stories":
     pf = prompts_file(story_prompts(), "stories.txt")
     common = ["generate", "--json", "--model-path", model, "--prompts-file", pf, "-n", "24", "--max-running-requests", "8"]
     check_layouts(common, ["tp2", "tp2_dp2", "tp4_dp2", "tp4_dp4", "dp2_replicas"], extra_modes=True)
+    # A burst of 100 requests: every step still sends exactly one control message.
+    pf = prompts_file([f"Story {i}: once upon a time" for i in range(100)], "burst.txt")
+    for extra in ([], LAYOUTS["tp2_dp2"]):
+        p = subprocess.run([BIN, "generate", "--json", "--model-path", model, "--prompts-file", pf, "-n", "4"] + extra,
+                           capture_output=True, text=True, env=ENV, timeout=240)
+        assert p.returncode == 0, p.stderr[-2000:]
+        line = [l for l in p.stderr.splitlines() if l.startswith("steps=")][-1]
+        stats = dict(kv.split("=") for kv in line.split())
+        assert int(stats["steps"]) == int(stats["control_broadcasts"]), stats
+        # Requests that arrive together ride one message (how many depends on when the step thread
+        # woke up, so only "more than one" is certain).
+        assert int(stats["max_new_requests_in_a_step"]) > 1, stats
+        print(f"ok burst of 100 {' '.join(extra) or 'single rank'}: {stats}")
 elif CASE == "tcp":
     model = os.path.join(SHARED, "models/stories260K/stories260K.bin")
     pf = prompts_file(story_prompts()[:4], "tcp.txt")
