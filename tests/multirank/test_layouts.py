@@ -94,6 +94,10 @@ def check_layouts(common, layouts, extra_modes=False, env=None):
             got = run(common + LAYOUTS[name] + ["--dispatch", "group-leader", "--threads", "1"])
             compare(base, got, f"{name} group-leader dispatch")
             print(f"ok {name} --dispatch group-leader")
+        for method in ["shortest_queue", "least_tokens"]:
+            got = run(common + LAYOUTS["tp2_dp2"] + ["--load-balance-method", method, "--threads", "1"])
+            compare(base, got, f"tp2_dp2 {method}")
+            print(f"ok tp2_dp2 --load-balance-method {method}")
         for mode in ["max_len", "sum_len", "sglang"]:
             got = run(common + LAYOUTS["tp2_dp2"] + ["--dp-padding-mode", mode, "--threads", "1"])
             compare(base, got, f"tp2_dp2 {mode}")
