@@ -12,6 +12,8 @@ ModelParallel model_parallel_for(const Topology& t) {
   p.mlp = ShardSpec{t.mlp_rank, t.mlp_size};
   // The LM head is split inside the DP group, so logits never cross groups.
   p.vocab = ShardSpec{t.attn_tp_rank, t.attn_tp_size};
+  p.ep = ShardSpec{t.ep_rank, t.ep_size};
+  p.moe_tp = ShardSpec{t.moe_tp_rank, t.moe_tp_size};
   return p;
 }
 

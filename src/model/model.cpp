@@ -123,7 +123,7 @@ void Model::init_layers() {
       L.k_norm = store_.vector_f32(p + "self_attn.k_norm.weight", hd);
     }
     if (c.layer_is_moe(l)) {
-      L.moe = std::make_unique<MoeLayer>(store_, c, p, ms);
+      L.moe = std::make_unique<MoeLayer>(store_, c, p, par_.ep, par_.moe_tp);
     } else {
       const int64_t f0 = ms.begin(c.ffn);
       L.gate = mat(p + "mlp.gate_proj.weight", c.ffn, H).row_slice(f0, ffn_local_);

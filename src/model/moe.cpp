@@ -10,22 +10,28 @@
 
 namespace dpserve {
 
-MoeLayer::MoeLayer(const WeightStore& store, const ModelConfig& c, const std::string& p, const ShardSpec& shard)
+MoeLayer::MoeLayer(const WeightStore& store, const ModelConfig& c, const std::string& p, const ShardSpec& ep,
+                   const ShardSpec& moe_tp)
     : cfg_(c) {
   const int64_t H = c.hidden, F = c.moe_ffn, E = c.n_experts;
   router_ = store.matrix(p + "mlp.gate.weight", E, H);
-  if (E % shard.size != 0)
-    fail("--ep-size/--tp-size: {} experts cannot be split evenly over {} ranks", E, shard.size);
-  e0_ = shard.begin(E);
-  for (int64_t e = e0_; e < shard.end(E); ++e) {
+  if (E % ep.size != 0) fail("--ep-size: {} experts cannot be split evenly over {} ranks", E, ep.size);
+  if (F % moe_tp.size != 0)
+    fail("--ep-size/--tp-size: moe_intermediate_size {} cannot be split over {} ranks (raise --ep-size)", F,
+         moe_tp.size);
+  e0_ = ep.begin(E);
+  ffn_local_ = F / moe_tp.size;
+  const int64_t f0 = moe_tp.rank * ffn_local_;
+  for (int64_t e = e0_; e < ep.end(E); ++e) {
     const std::string q = p + "mlp.experts." + std::to_string(e) + ".";
-    experts_.push_back(Expert{store.matrix(q + "gate_proj.weight", F, H), store.matrix(q + "up_proj.weight", F, H),
-                              store.matrix(q + "down_proj.weight", H, F)});
+    experts_.push_back(Expert{store.matrix(q + "gate_proj.weight", F, H).row_slice(f0, ffn_local_),
+                              store.matrix(q + "up_proj.weight", F, H).row_slice(f0, ffn_local_),
+                              store.matrix(q + "down_proj.weight", H, F).col_slice(f0, ffn_local_)});
   }
 }
 
 void MoeLayer::forward(const float* x, int64_t T, float* out, const uint8_t* skip) {
-  const int64_t H = cfg_.hidden, F = cfg_.moe_ffn, E = cfg_.n_experts, K = cfg_.n_experts_per_tok;
+  const int64_t H = cfg_.hidden, F = ffn_local_, E = cfg_.n_experts, K = cfg_.n_experts_per_tok;
   std::memset(out, 0, sizeof(float) * size_t(T * H));
   if (T == 0) return;
   if (int64_t(logits_.size()) < T * E) logits_.resize(size_t(T * E));

@@ -21,6 +21,10 @@ struct ModelParallel {
   ShardSpec attn;  // attention heads: the ranks of this DP group
   ShardSpec mlp;   // dense MLP intermediate dim / experts: every rank
   ShardSpec vocab; // embedding + LM head vocabulary
+  // MoE layers: whole experts split over `ep` ranks, each expert's intermediate dimension over
+  // `moe_tp` ranks (ep.size * moe_tp.size == mlp.size).
+  ShardSpec ep;
+  ShardSpec moe_tp;
 };
 
 class ModelComm {

@@ -72,6 +72,10 @@ LAYOUTS = {
     "tp4_dp2": ["--tp-size", "4", "--dp-size", "2", "--enable-dp-attention"],
     "tp4_dp4": ["--tp-size", "4", "--dp-size", "4", "--enable-dp-attention"],
     "dp2_replicas": ["--tp-size", "1", "--dp-size", "2"],
+    # MoE: whole experts per rank (expert parallel) instead of every expert split (the default).
+    "tp2_ep2": ["--tp-size", "2", "--ep-size", "2"],
+    "tp4_dp2_ep4": ["--tp-size", "4", "--dp-size", "2", "--enable-dp-attention", "--ep-size", "4"],
+    "tp4_dp2_ep2": ["--tp-size", "4", "--dp-size", "2", "--enable-dp-attention", "--ep-size", "2"],
 }
 
 
@@ -147,7 +151,10 @@ elif CASE in ("qwen3", "qwen3_moe", "llama"):
     pf = prompts_file([",".join(p) for p in id_prompts(vocab, 6)], f"{CASE}-ids.txt")
     common = ["generate", "--json", "--model-path", model, "--prompts-file", pf, "--prompts-are-ids", "-n", "12",
               "--ignore-eos"]
-    check_layouts(common, ["tp2", "tp2_dp2", "tp4_dp2", "tp4_dp4"], extra_modes=(CASE == "qwen3_moe"))
+    layouts = ["tp2", "tp2_dp2", "tp4_dp2", "tp4_dp4"]
+    if CASE == "qwen3_moe":
+        layouts += ["tp2_ep2", "tp4_dp2_ep4", "tp4_dp2_ep2"]
+    check_layouts(common, layouts, extra_modes=(CASE == "qwen3_moe"))
 elif CASE == "startup_failure":
     # One rank gets a model path that does not exist (MPMD launch): the whole job must end
     # non-zero with that rank's message instead of the healthy rank waiting forever.
