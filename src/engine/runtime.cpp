@@ -122,8 +122,10 @@ const WorkerCounters& Runtime::counters() const { return impl_->worker->counters
 
 std::string Runtime::describe() const {
   const auto& t = impl_->topo;
-  return fmt::format("rank {}/{}: DP group {} (slot {} of {}), {} KV positions, {} threads", t.rank, t.world_size,
-                     t.attn_dp_rank, t.attn_tp_rank, t.attn_tp_size, impl_->kv_tokens, omp_get_max_threads());
+  const int64_t per_token = KVPool::bytes_per_page(impl_->model->kv_config(1, 1));
+  return fmt::format("rank {}/{}: DP group {} (slot {} of {}), {} KV positions x {} KiB/token, {} threads", t.rank,
+                     t.world_size, t.attn_dp_rank, t.attn_tp_rank, t.attn_tp_size, impl_->kv_tokens,
+                     double(per_token) / 1024.0, omp_get_max_threads());
 }
 
 void Runtime::run() {
