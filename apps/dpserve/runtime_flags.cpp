@@ -19,7 +19,7 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
   c->add_flag("--enable-dp-attention", o.enable_dp_attention,
               "Attention data-parallel in dp groups of tp/dp ranks; MLP/MoE over all tp ranks")
       ->envname("DPSERVE_ENABLE_DP_ATTENTION");
-  c->add_option("--ep-size", o.ep_size, "Expert-parallel ranks for MoE layers")
+  c->add_option("--ep-size", o.ep_size, "MoE: ranks holding whole experts; each expert is also split over tp/ep ranks (1 = every expert split over all ranks)")
       ->capture_default_str()->check(CLI::Range(1, 1024))->envname("DPSERVE_EP_SIZE");
   c->add_option("--dp-padding-mode", o.dp_padding_mode,
                 "How DP groups' tokens are laid out for the MLP: auto (measured rule: sum_len unless all groups are equal), max_len, sum_len, sglang (SGLang's rule)")
