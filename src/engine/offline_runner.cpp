@@ -79,7 +79,7 @@ std::vector<GenResult> OfflineRunner::run(const std::vector<GenRequest>& reqs, c
       int64_t take = std::min<int64_t>(budget, int64_t(pr.size()) - done_prefill[cur]);
       bool last_chunk = done_prefill[cur] + take == int64_t(pr.size());
       b.add(pr.data() + done_prefill[cur], take, done_prefill[cur], tables[cur].pages.data(),
-            opts_.keep_logits || false);
+            opts_.keep_logits);
       if (!opts_.keep_logits && !last_chunk) b.logit_rows.pop_back();
       owners.push_back({cur, done_prefill[cur]});
       done_prefill[cur] += take;

@@ -16,6 +16,8 @@ namespace fs = std::filesystem;
 
 namespace dpserve {
 
+static constexpr int64_t kMaxHeadDim = 1024;
+
 struct Model::Layer {
   std::vector<float> attn_norm, mlp_norm, q_norm, k_norm;
   WeightView wq, wk, wv, wo;
@@ -89,6 +91,7 @@ void Model::init_layers() {
     n_kv_local_ = 1;
     kv_head0_ = (at.rank * n_heads_local_) / (c.n_heads / c.n_kv_heads);
   }
+  if (hd > kMaxHeadDim) fail("head_dim {} is larger than the {} this build supports", hd, kMaxHeadDim);
   const int64_t q0 = at.rank * n_heads_local_ * hd;
   const int64_t H = c.hidden;
   rope_ = std::make_unique<RopeTable>(c);
@@ -168,8 +171,7 @@ void Model::attention(const Layer& L, int64_t li, const ForwardBatch& b, KVPool&
 #pragma omp parallel for schedule(static) if (s.n_q > 8)
     for (int64_t i = 0; i < s.n_q; ++i) {
       const int64_t row = s.q_row + i, pos = s.pos0 + i;
-      float cs[1024];
-      DP_CHECK(half <= 512);
+      float cs[kMaxHeadDim];  // head_dim <= kMaxHeadDim is checked at load
       rope_->at(pos, cs, cs + half);
       rope(&q_[row * qd], n_heads_local_, hd, hd, cs, cs + half, c.rope_interleaved);
       rope(&k_[row * kd], n_kv_local_, hd, hd, cs, cs + half, c.rope_interleaved);

@@ -71,7 +71,7 @@ class Model {
   int64_t weight_bytes_ = 0;
 
   // Scratch, grown as needed and reused step after step.
-  std::vector<float> x_, xn_, q_, k_, v_, attn_, o_, gate_, up_, h_, rope_cs_, logits_local_, sel_, global_in_, global_out_;
+  std::vector<float> x_, xn_, q_, k_, v_, attn_, o_, gate_, up_, logits_local_, sel_, global_in_, global_out_;
 };
 
 }  // namespace dpserve
