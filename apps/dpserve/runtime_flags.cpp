@@ -19,6 +19,10 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
   c->add_flag("--enable-dp-attention", o.enable_dp_attention,
               "Attention data-parallel in dp groups of tp/dp ranks; MLP/MoE over all tp ranks")
       ->envname("DPSERVE_ENABLE_DP_ATTENTION");
+  c->add_flag("--enable-dp-lm-head", f.enable_dp_lm_head,
+              "Split the LM head inside each DP group so logits never cross groups (SGLang's flag; dpserve "
+              "always does this, so the flag changes nothing)")
+      ->envname("DPSERVE_ENABLE_DP_LM_HEAD");
   c->add_option("--ep-size", o.ep_size, "MoE: ranks holding whole experts; each expert is also split over tp/ep ranks (1 = every expert split over all ranks)")
       ->capture_default_str()->check(CLI::Range(1, 1024))->envname("DPSERVE_EP_SIZE");
   c->add_option("--dp-padding-mode", o.dp_padding_mode,
