@@ -191,10 +191,7 @@ void run_generate(GenerateArgs& a) {
   rt->run();
   client.join();
   if (failure) std::rethrow_exception(failure);
-  const WorkerCounters& wc = rt->counters();
-  std::fprintf(stderr, "steps=%lld control_broadcasts=%lld control_bytes=%lld max_new_requests_in_a_step=%lld\n",
-               (long long)wc.steps, (long long)wc.control_broadcasts, (long long)wc.control_bytes,
-               (long long)wc.max_new_requests);
+
 
   auto decode_text = [&](size_t i) -> std::string {
     if (!tok) return "";
@@ -236,6 +233,12 @@ void run_generate(GenerateArgs& a) {
   std::fprintf(stderr, "\nprompt: %lld tokens, first token after %.3f s (%.1f tok/s); decode: %lld tokens in %.3f s (%.1f tok/s)\n",
                (long long)prompt_tokens, t_first, t_first > 0 ? double(prompt_tokens) / t_first : 0.0,
                (long long)decode_tokens, decode_s, decode_s > 0 ? double(decode_tokens) / decode_s : 0.0);
+  const WorkerCounters& wc = rt->counters();
+  std::fprintf(stderr,
+               "steps=%lld control_broadcasts=%lld control_bytes=%lld max_new_requests_in_a_step=%lld "
+               "control_seconds=%.4f step_seconds=%.4f\n",
+               (long long)wc.steps, (long long)wc.control_broadcasts, (long long)wc.control_bytes,
+               (long long)wc.max_new_requests, wc.control_seconds, wc.busy_seconds);
 }
 
 // --dump-logits: every position's logits, straight from the single-rank runner.

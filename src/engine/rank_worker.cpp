@@ -1,6 +1,7 @@
 #include "engine/rank_worker.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -19,6 +20,10 @@ struct RankWorker::Live {
 };
 
 namespace {
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
 
 // Stand-in id for a prompt position given as an embedding: negative (never a real token) and a
 // hash of the row, so the prefix cache shares KV only between identical embeddings.
@@ -73,7 +78,11 @@ StepControl RankWorker::receive_control(StepDriver* driver, bool idle) {
   std::vector<std::byte> msg;
   if (opts_.dispatch == Dispatch::kGlobal) {
     // One message for the whole world, serialized once; every rank keeps its group's share.
-    if (driver) msg = encode(driver->next_step(idle));
+    if (driver) {
+      StepControl c = driver->next_step(idle);
+      step_t0_ = now_seconds();  // the idle wait above is not step time
+      msg = encode(c);
+    }
     counters_.control_bytes += control_.broadcast(msg);
     counters_.control_broadcasts = control_.broadcasts();
     return decode_control(msg.data(), msg.size());
@@ -81,6 +90,7 @@ StepControl RankWorker::receive_control(StepDriver* driver, bool idle) {
   // group-leader: rank 0 splits the step by group and sends each leader its share.
   if (driver) {
     StepControl all = driver->next_step(idle);
+    step_t0_ = now_seconds();
     const std::vector<int> leaders = topo_.group_leaders();
     for (size_t g = 0; g < leaders.size(); ++g) {
       StepControl part;
@@ -278,12 +288,15 @@ void RankWorker::run(StepDriver* driver) {
   bool any_work = false;
   while (true) {
     // 1. Control message: one per step, whatever the number of new requests.
+    step_t0_ = now_seconds();
     StepControl ctrl = receive_control(driver, !any_work);
     counters_.max_new_requests = std::max<int64_t>(counters_.max_new_requests, int64_t(ctrl.new_requests.size()));
     ++counters_.steps;
 
     GroupReport rep = make_report();
     apply(ctrl, rep);
+    const double t_control = now_seconds();
+    counters_.control_seconds += t_control - step_t0_;
     if (ctrl.shutdown) {
       for (auto& [id, l] : live_) sched_->abort(id);
       break;
@@ -298,6 +311,7 @@ void RankWorker::run(StepDriver* driver) {
     // 6. Output gather to rank 0.
     any_work = false;
     exchange_reports(rep, driver, any_work);
+    counters_.busy_seconds += now_seconds() - step_t0_;
   }
 }
 

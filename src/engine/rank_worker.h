@@ -55,6 +55,10 @@ struct WorkerCounters {
   int64_t control_broadcasts = 0;
   int64_t control_bytes = 0;
   int64_t max_new_requests = 0;    // most new requests one control message carried
+  // Rank 0: time spent on the control plane (serialize, broadcast, deserialize, keep own share)
+  // and in steps overall, both excluding the wait for new requests while idle.
+  double control_seconds = 0;
+  double busy_seconds = 0;
   int64_t embed_evictions = 0;
 };
 
@@ -90,6 +94,7 @@ class RankWorker {
   std::deque<uint64_t> embed_fifo_;  // requests holding input_embeds, oldest first
   std::vector<float> logits_;
   WorkerCounters counters_;
+  double step_t0_ = 0;  // start of the current step's work (after any idle wait)
 };
 
 }  // namespace dpserve
