@@ -78,9 +78,13 @@ SamplingParams unpack_params(const msgpack::object& o) {
   return p;
 }
 
+// Binary fields (token ids, embeddings) are read in place from the received buffer instead of
+// being copied into msgpack's zone first: large input_embeds are copied once, into the request.
+bool reference_bin(msgpack::type::object_type type, std::size_t, void*) { return type == msgpack::type::BIN; }
+
 msgpack::object_handle parse(const std::byte* data, size_t n) {
   try {
-    return msgpack::unpack(reinterpret_cast<const char*>(data), n);
+    return msgpack::unpack(reinterpret_cast<const char*>(data), n, &reference_bin);
   } catch (const std::exception& e) {
     fail("control message: malformed msgpack: {}", e.what());
   }
@@ -90,6 +94,10 @@ msgpack::object_handle parse(const std::byte* data, size_t n) {
 
 std::vector<std::byte> encode(const StepControl& c) {
   ByteSink sink;
+  size_t payload = 64 + 8 * c.cancels.size();
+  for (const auto& n : c.new_requests)
+    payload += 128 + 4 * (n.req.input_ids.size() + n.req.input_embeds.size() + n.req.params.stop_token_ids.size());
+  sink.out.reserve(payload);  // one allocation even for megabytes of embeddings
   Packer pk(sink);
   pk.pack_array(4);
   pk.pack(c.step);
