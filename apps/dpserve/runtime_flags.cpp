@@ -55,6 +55,10 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
       ->capture_default_str()->check(CLI::Range(0.001, 0.95))->envname("DPSERVE_MEM_FRACTION");
   c->add_flag("--disable-radix-cache", f.disable_radix_cache, "Do not reuse KV pages of shared prompt prefixes")
       ->envname("DPSERVE_DISABLE_RADIX_CACHE");
+  c->add_option("--watchdog-timeout", o.watchdog_timeout,
+                "Seconds one step may run before the job is stopped with a message (a rank stopped or a "
+                "collective is stuck); 0 = off")
+      ->capture_default_str()->check(CLI::Range(0.0, 1e7))->envname("DPSERVE_WATCHDOG_TIMEOUT");
   c->add_option("--embed-cache-requests", o.embed_cache_requests,
                 "Requests whose input_embeds each rank holds until they finish (oldest evicted beyond)")
       ->capture_default_str()->check(CLI::Range(1, 1 << 20))->envname("DPSERVE_EMBED_CACHE_REQUESTS");

@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -283,8 +286,36 @@ void RankWorker::exchange_reports(GroupReport& rep, StepDriver* driver, bool& an
   }
 }
 
+void RankWorker::watchdog_loop() {
+  while (!stop_watchdog_) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const double began = step_began_;
+    if (began > 0 && now_seconds() - began > opts_.watchdog_seconds) {
+      // A collective that never completes means another rank stopped or died; nothing this rank can
+      // do will finish the step, so end the job loudly instead of hanging (the launcher then stops
+      // every other rank).
+      std::fprintf(stderr,
+                   "rank %d: watchdog: step %lld has not finished after %.0f s (--watchdog-timeout); another "
+                   "rank has stopped or a collective is stuck. Stopping the job.\n",
+                   topo_.rank, (long long)counters_.steps, opts_.watchdog_seconds);
+      std::fflush(stderr);
+      std::_Exit(3);
+    }
+  }
+}
+
 void RankWorker::run(StepDriver* driver) {
   DP_CHECK((topo_.rank == 0) == (driver != nullptr), "the step driver lives on world rank 0");
+  std::thread watchdog;
+  if (opts_.watchdog_seconds > 0) watchdog = std::thread([this] { watchdog_loop(); });
+  struct Stop {
+    RankWorker* w;
+    std::thread& t;
+    ~Stop() {
+      w->stop_watchdog_ = true;
+      if (t.joinable()) t.join();
+    }
+  } stop{this, watchdog};
   bool any_work = false;
   while (true) {
     // 1. Control message: one per step, whatever the number of new requests.
@@ -297,6 +328,7 @@ void RankWorker::run(StepDriver* driver) {
     apply(ctrl, rep);
     const double t_control = now_seconds();
     counters_.control_seconds += t_control - step_t0_;
+    step_began_ = t_control;
     if (ctrl.shutdown) {
       for (auto& [id, l] : live_) sched_->abort(id);
       break;
@@ -312,6 +344,7 @@ void RankWorker::run(StepDriver* driver) {
     any_work = false;
     exchange_reports(rep, driver, any_work);
     counters_.busy_seconds += now_seconds() - step_t0_;
+    step_began_ = 0;
   }
 }
 

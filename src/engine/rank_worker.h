@@ -4,6 +4,7 @@
 // nothing to do), sample, and send the group's outputs to rank 0.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -36,6 +37,7 @@ struct WorkerOptions {
   int64_t kv_pages = 0;                    // pages in this rank's KV pool
   int64_t embed_cache_requests = 256;      // requests whose input_embeds a rank holds at once
   std::vector<int32_t> eos_ids;
+  double watchdog_seconds = 0;  // > 0: a step running longer than this ends the job
 };
 
 // Rank 0's side of the loop: where control messages come from and reports go.
@@ -95,6 +97,10 @@ class RankWorker {
   std::vector<float> logits_;
   WorkerCounters counters_;
   double step_t0_ = 0;  // start of the current step's work (after any idle wait)
+  // Watchdog: steady-clock seconds at which the running step began, 0 between steps.
+  std::atomic<double> step_began_{0};
+  std::atomic<bool> stop_watchdog_{false};
+  void watchdog_loop();
 };
 
 }  // namespace dpserve

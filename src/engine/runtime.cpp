@@ -86,6 +86,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     WorkerOptions wo;
     wo.sched = o.sched;
     wo.dispatch = parse_dispatch(o.dispatch);
+    wo.watchdog_seconds = o.watchdog_timeout;
     wo.page_size = o.page_size;
     wo.kv_pages = (tokens + o.page_size - 1) / o.page_size;
     wo.embed_cache_requests = o.embed_cache_requests;

@@ -28,6 +28,7 @@ struct RuntimeOptions {
   double mem_fraction = 0.25;    // share of available memory this machine's KV pools may take
   int threads = 0;               // per rank; 0 = cores / ranks on this machine
   int64_t embed_cache_requests = 256;
+  double watchdog_timeout = 600;  // seconds a step may take before the job is stopped; 0 = off
   std::vector<int32_t> eos_ids;  // from the tokenizer; merged with config.json's
 };
 
