@@ -100,40 +100,44 @@ static MatmulBlockFn pick_block(KernelIsa isa, DType dt) {
   return kernels::portable::matmul_block;
 }
 
-void matmul_isa(KernelIsa isa, const float* x, int64_t M, int64_t ldx, const WeightView& w, const float* bias,
-                float* y, int64_t ldy) {
-  check_args(x, M, ldx, w, y, ldy);
-  const int64_t N = w.rows, K = w.cols;
-  if (M == 0 || N == 0) return;
+// The products of one call: x times each output's weights. All share K and dtype.
+static void matmul_group(KernelIsa isa, const float* x, int64_t M, int64_t ldx, const MatmulOut* outs,
+                         int64_t n_outs) {
+  if (n_outs == 0 || M == 0) return;
+  const DType dt = outs[0].w.dtype;
+  const int64_t K = outs[0].w.cols;
+  int64_t n_total = 0;
+  for (int64_t i = 0; i < n_outs; ++i) {
+    const MatmulOut& o = outs[i];
+    check_args(x, M, ldx, o.w, o.y, o.ldy);
+    if (o.w.cols != K || o.w.dtype != dt) fail("matmul_multi: weights differ in K or dtype");
+    n_total += o.w.rows;
+  }
+  if (n_total == 0) return;
   if (K == 0) {
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t n = 0; n < N; ++n) y[m * ldy + n] = bias ? bias[n] : 0.0f;
+    for (int64_t i = 0; i < n_outs; ++i)
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < outs[i].w.rows; ++n) outs[i].y[m * outs[i].ldy + n] = outs[i].bias ? outs[i].bias[n] : 0.0f;
     return;
   }
-  MatmulTask t;
-  t.x = x;
-  t.ldx = ldx;
-  t.w = w;
-  t.bias = bias;
-  t.y = y;
-  t.ldy = ldy;
-
-  const bool big = M * N * K >= (int64_t(1) << 17);
+  const bool big = M * n_total * K >= (int64_t(1) << 17);
   const int threads = big ? omp_get_max_threads() : 1;
 
   // Rounding the activations once per call (not per tile) keeps the inner loops
   // pure multiply-adds; padding makes every row a whole number of 32-wide chunks.
   thread_local std::vector<uint16_t> xb;
-  if (w.dtype == DType::BF16) {
+  const uint16_t* xbp = nullptr;
+  int64_t ldxb = 0;
+  if (dt == DType::BF16) {
     const int64_t kp = (K + kernels::kBf16Pad - 1) / kernels::kBf16Pad * kernels::kBf16Pad;
     // One spare cache line per row: with K a multiple of 2048 the rows would be
     // 4 KiB apart and every row of a tile would fight for the same L1 sets.
     const int64_t ld = kp + kernels::kBf16Pad;
     if (int64_t(xb.size()) < M * ld) xb.resize(M * ld);
-    uint16_t* xbp = xb.data();
+    uint16_t* out_base = xb.data();
     auto pack_row = [&](int64_t m) {
       const float* xr = x + m * ldx;
-      uint16_t* out = xbp + m * ld;
+      uint16_t* out = out_base + m * ld;
       for (int64_t k = 0; k < K; ++k) out[k] = round_bf16(xr[k]);
       for (int64_t k = K; k < kp; ++k) out[k] = 0;
     };
@@ -144,25 +148,54 @@ void matmul_isa(KernelIsa isa, const float* x, int64_t M, int64_t ldx, const Wei
     } else {
       for (int64_t m = 0; m < M; ++m) pack_row(m);
     }
-    t.xb = xbp;
-    t.ldxb = ld;
+    xbp = out_base;
+    ldxb = ld;
   }
 
-  const MatmulBlockFn block = pick_block(isa, w.dtype);
+  const MatmulBlockFn block = pick_block(isa, dt);
   // Blocks of W rows sized to stay in L2 while the M tiles stream past them
   // (tasks n-major, so consecutive tasks share a W block), and at most 32
   // rows of x per block so the tiles' saved accumulators stay in L1.
-  const int64_t row_bytes = K * int64_t(dtype_size(w.dtype));
+  const int64_t row_bytes = K * int64_t(dtype_size(dt));
   constexpr int64_t kGrain = 24;  // multiple of every ISA's register tile width
   int64_t nb = std::max<int64_t>(kGrain, (int64_t(256) << 10) / row_bytes / kGrain * kGrain);
-  const int64_t per_thread = (N + threads - 1) / threads;
+  const int64_t per_thread = (n_total + threads - 1) / threads;
   nb = std::min(nb, (per_thread + kGrain - 1) / kGrain * kGrain);
   const int64_t mb = std::min<int64_t>(M, 32);
-  const int64_t n_blocks = (N + nb - 1) / nb, m_blocks = (M + mb - 1) / mb;
-  const int64_t tasks = n_blocks * m_blocks;
+  const int64_t m_blocks = (M + mb - 1) / mb;
+  // Tasks over every output's row blocks, laid end to end.
+  struct Part {
+    MatmulTask t;
+    int64_t first_task;
+    int64_t n_blocks;
+  };
+  std::vector<Part> parts;
+  int64_t tasks = 0;
+  for (int64_t i = 0; i < n_outs; ++i) {
+    const MatmulOut& o = outs[i];
+    if (o.w.rows == 0) continue;
+    Part p;
+    p.t.x = x;
+    p.t.ldx = ldx;
+    p.t.xb = xbp;
+    p.t.ldxb = ldxb;
+    p.t.w = o.w;
+    p.t.bias = o.bias;
+    p.t.y = o.y;
+    p.t.ldy = o.ldy;
+    p.first_task = tasks;
+    p.n_blocks = (o.w.rows + nb - 1) / nb;
+    tasks += p.n_blocks * m_blocks;
+    parts.push_back(p);
+  }
   auto run = [&](int64_t i) {
-    const int64_t n0 = (i / m_blocks) * nb, m0 = (i % m_blocks) * mb;
-    block(t, m0, std::min(M, m0 + mb), n0, std::min(N, n0 + nb));
+    size_t pi = 0;
+    while (pi + 1 < parts.size() && parts[pi + 1].first_task <= i) ++pi;
+    const Part& p = parts[pi];
+    const int64_t j = i - p.first_task;
+    const int64_t N = p.t.w.rows;
+    const int64_t n0 = (j / m_blocks) * nb, m0 = (j % m_blocks) * mb;
+    block(p.t, m0, std::min(M, m0 + mb), n0, std::min(N, n0 + nb));
   };
   if (threads > 1) {
     // Dynamic: a core shared with other work (the server's threads, another
@@ -172,6 +205,17 @@ void matmul_isa(KernelIsa isa, const float* x, int64_t M, int64_t ldx, const Wei
   } else {
     for (int64_t i = 0; i < tasks; ++i) run(i);
   }
+}
+
+void matmul_isa(KernelIsa isa, const float* x, int64_t M, int64_t ldx, const WeightView& w, const float* bias,
+                float* y, int64_t ldy) {
+  check_args(x, M, ldx, w, y, ldy);
+  MatmulOut o{w, bias, y, ldy};
+  matmul_group(isa, x, M, ldx, &o, 1);
+}
+
+void matmul_multi(const float* x, int64_t M, int64_t ldx, const MatmulOut* outs, int64_t n_outs) {
+  matmul_group(best_kernel_isa(), x, M, ldx, outs, n_outs);
 }
 
 void matmul(const float* x, int64_t M, int64_t ldx, const WeightView& w, const float* bias, float* y,

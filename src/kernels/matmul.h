@@ -43,6 +43,19 @@ void matmul(const float* x, int64_t M, int64_t ldx, const WeightView& w, const f
 void matmul_isa(KernelIsa isa, const float* x, int64_t M, int64_t ldx, const WeightView& w, const float* bias,
                 float* y, int64_t ldy);
 
+// One output of matmul_multi: y (row stride ldy) = x * w^T + bias.
+struct MatmulOut {
+  WeightView w;
+  const float* bias = nullptr;
+  float* y = nullptr;
+  int64_t ldy = 0;
+};
+
+// Several products of the same activations at once (q/k/v, gate/up): the weights must share K
+// and dtype. One activation packing and one parallel region instead of one per product; every
+// element is bit-identical to a separate matmul() call.
+void matmul_multi(const float* x, int64_t M, int64_t ldx, const MatmulOut* outs, int64_t n_outs);
+
 // Copy row `r` of W into fp32 `out` (embedding lookup).
 void weight_row_to_f32(const WeightView& w, int64_t r, float* out);
 

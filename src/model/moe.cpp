@@ -68,8 +68,8 @@ void MoeLayer::forward(const float* x, int64_t T, float* out, const uint8_t* ski
     if (int64_t(y_.size()) < n * H) y_.resize(size_t(n * H));
     for (int64_t i = 0; i < n; ++i) std::memcpy(&xs_[i * H], x + rows[i].first * H, sizeof(float) * size_t(H));
     const Expert& ex = experts_[size_t(e)];
-    matmul(xs_.data(), n, H, ex.gate, nullptr, g_.data(), F);
-    matmul(xs_.data(), n, H, ex.up, nullptr, u_.data(), F);
+    const MatmulOut gate_up[2] = {{ex.gate, nullptr, g_.data(), F}, {ex.up, nullptr, u_.data(), F}};
+    matmul_multi(xs_.data(), n, H, gate_up, 2);
     silu_mul(g_.data(), u_.data(), g_.data(), n * F);
     matmul(g_.data(), n, F, ex.down, nullptr, y_.data(), H);
     for (int64_t i = 0; i < n; ++i) {
