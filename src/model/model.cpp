@@ -16,8 +16,6 @@ namespace fs = std::filesystem;
 
 namespace dpserve {
 
-static constexpr int64_t kMaxHeadDim = 1024;
-
 struct Model::Layer {
   std::vector<float> attn_norm, mlp_norm, q_norm, k_norm;
   WeightView wq, wk, wv, wo;
@@ -91,7 +89,6 @@ void Model::init_layers() {
     n_kv_local_ = 1;
     kv_head0_ = (at.rank * n_heads_local_) / (c.n_heads / c.n_kv_heads);
   }
-  if (hd > kMaxHeadDim) fail("head_dim {} is larger than the {} this build supports", hd, kMaxHeadDim);
   const int64_t q0 = at.rank * n_heads_local_ * hd;
   const int64_t H = c.hidden;
   rope_ = std::make_unique<RopeTable>(c);
@@ -173,8 +170,7 @@ void Model::attention(const Layer& L, int64_t li, const ForwardBatch& b, KVPool&
 #pragma omp parallel for schedule(static) if (s.n_q > 8)
     for (int64_t i = 0; i < s.n_q; ++i) {
       const int64_t row = s.q_row + i, pos = s.pos0 + i;
-      float cs[kMaxHeadDim];  // head_dim <= kMaxHeadDim is checked at load
-      rope_->at(pos, cs, cs + half);
+      const float* cs = &rope_cs_[row * hd];  // filled once per forward, shared by every layer
       rope(&q_[row * qd], n_heads_local_, hd, hd, cs, cs + half, c.rope_interleaved);
       rope(&k_[row * kd], n_kv_local_, hd, hd, cs, cs + half, c.rope_interleaved);
       const int32_t page = s.pages[pos / ps];
@@ -243,6 +239,11 @@ void Model::forward(const ForwardBatch& b, KVPool& kv, float* logits) {
     if (id < 0 || id >= c.vocab) fail("token id {} is outside the vocabulary [0, {})", id, c.vocab);
     weight_row_to_f32(embed_, id, &x_[t * H]);
   }
+  // RoPE angles depend only on positions: compute them once for all layers.
+  const int64_t hd = c.head_dim, half = hd / 2;
+  grow(rope_cs_, T * hd);
+  for (const AttnSeq& s : b.seqs)
+    for (int64_t i = 0; i < s.n_q; ++i) rope_->at(s.pos0 + i, &rope_cs_[(s.q_row + i) * hd], &rope_cs_[(s.q_row + i) * hd + half]);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const Layer& L = layers_[l];
     rmsnorm(x_.data(), L.attn_norm.data(), xn_.data(), T, H, float(c.rms_eps));

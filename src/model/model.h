@@ -72,6 +72,7 @@ class Model {
 
   // Scratch, grown as needed and reused step after step.
   std::vector<float> x_, xn_, q_, k_, v_, attn_, o_, gate_, up_, logits_local_, sel_, global_in_, global_out_;
+  std::vector<float> rope_cs_;  // per token of the batch: head_dim/2 cos then head_dim/2 sin, once per forward
 };
 
 }  // namespace dpserve
