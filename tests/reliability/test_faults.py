@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """A rank that dies or stops under load must end the job loudly, never hang it.
 
-Starts the real `dpserve serve --tp-size 2` (dpserve launches mpirun itself), keeps clients
-sending requests, then SIGKILLs (case kill) or SIGSTOPs (case stop) rank 1. Requires: the
-server exits non-zero within a bound, its output names the failed rank (kill) or the watchdog
-(stop), every client request ends (a response or an error, none hangs), no process is left.
+Starts the real `dpserve serve` (dpserve launches mpirun itself) with LAYOUT (tp2: --tp-size 2;
+tp4dp2: --tp-size 4 --dp-size 2 --enable-dp-attention), keeps clients sending requests, then
+SIGKILLs (case kill) or SIGSTOPs (case stop) world rank RANK. Requires: within 10 s the server
+has exited non-zero or /health answers 503, and it exits within a further bound; its output names
+the failed rank (kill) or the watchdog (stop); every client request ends (a response or an
+error, none hangs); no process is left behind.
 
-usage: test_faults.py DPSERVE_BIN CASE
+usage: test_faults.py DPSERVE_BIN CASE [LAYOUT [RANK]]
 """
 import json
 import os
@@ -20,6 +22,10 @@ import urllib.error
 import urllib.request
 
 BIN, CASE = sys.argv[1], sys.argv[2]
+LAYOUT = sys.argv[3] if len(sys.argv) > 3 else "tp2"
+RANK = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+LAYOUTS = {"tp2": ["--tp-size", "2"],
+           "tp4dp2": ["--tp-size", "4", "--dp-size", "2", "--enable-dp-attention"]}
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_rmaps_base_oversubscribe="1")
 
@@ -58,7 +64,7 @@ def world_rank(pid):
 
 
 port = free_port()
-args = [BIN, "serve", "--tp-size", "2", "--port", str(port), "--threads", "1"]
+args = [BIN, "serve", *LAYOUTS[LAYOUT], "--port", str(port), "--threads", "1"]
 if CASE == "stop":
     args += ["--watchdog-timeout", "3"]
 server = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
@@ -77,8 +83,8 @@ try:
     else:
         raise SystemExit("FAIL: server did not become healthy\n" + "".join(log))
     procs = descendants(server.pid)
-    rank1 = [p for p in procs if world_rank(p) == 1]
-    assert rank1, f"no rank 1 among {procs}"
+    victim = [p for p in procs if world_rank(p) == RANK]
+    assert victim, f"no rank {RANK} among {procs}"
 
     # Clients that keep sending until the server goes away; each request must end.
     stop_clients = threading.Event()
@@ -104,27 +110,51 @@ try:
     for c in clients:
         c.start()
     time.sleep(1.0)
-    os.kill(rank1[0], signal.SIGKILL if CASE == "kill" else signal.SIGSTOP)
+    what = "killed" if CASE == "kill" else "stopped"
+    os.kill(victim[0], signal.SIGKILL if CASE == "kill" else signal.SIGSTOP)
     t0 = time.time()
+
+    # The promise: within 10 s the job is gone (non-zero) or says it is unhealthy. The watchdog
+    # case is given its timeout on top, since detecting a silent rank is what the timeout is for.
+    bound = 10 + (3 if CASE == "stop" else 0)
+    signalled = None
+    while time.time() - t0 < bound and signalled is None:
+        if server.poll() is not None:
+            signalled = f"exited {server.returncode}"
+            break
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+        except urllib.error.HTTPError as e:
+            if e.code == 503:
+                signalled = "health 503"
+        except Exception:
+            pass  # refused / timed out: keep polling until the process exits or the bound passes
+        time.sleep(0.2)
+    if signalled is None:
+        raise SystemExit(f"FAIL: {bound} s after rank {RANK} was {what} the job neither exited nor "
+                         f"reported 503 on /health\n" + "".join(log[-40:]))
+    t_signal = time.time() - t0
     try:
-        rc = server.wait(timeout=25)
+        rc = server.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        raise SystemExit(f"FAIL: the job still runs {time.time() - t0:.0f} s after rank 1 was "
-                         f"{'killed' if CASE == 'kill' else 'stopped'}\n" + "".join(log[-40:]))
+        raise SystemExit(f"FAIL: the job still runs {time.time() - t0:.0f} s after rank {RANK} was "
+                         f"{what}\n" + "".join(log[-40:]))
     stop_clients.set()
     for c in clients:
         c.join(timeout=35)
     out = "".join(log)
-    assert rc != 0, f"server exited 0 after losing rank 1\n{out[-3000:]}"
+    assert rc != 0, f"server exited 0 after losing rank {RANK}\n{out[-3000:]}"
     if CASE == "kill":
-        assert "rank 1" in out, f"the output does not name rank 1\n{out[-3000:]}"
+        assert f"rank {RANK}" in out, f"the output does not name rank {RANK}\n{out[-3000:]}"
     else:
         assert "watchdog" in out, f"the watchdog did not report\n{out[-3000:]}"
     assert not hung and not any(c.is_alive() for c in clients), f"client requests hung: {hung}"
     time.sleep(1.0)
     left = [p for p in procs if os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z"]
     assert not left, f"processes left behind: {left}"
-    print(f"PASS {CASE}: job ended {time.time() - t0:.1f} s after the fault, exit {rc}; "
+    print("\n".join(l.rstrip() for l in log if "rank" in l.lower())[-1500:])
+    print(f"PASS {CASE} rank {RANK} ({LAYOUT}): {signalled} {t_signal:.1f} s after the fault, job ended "
+          f"{time.time() - t0:.1f} s after it, exit {rc}; "
           f"{len(outcomes)} client requests ended ({outcomes.count('ok')} ok)")
 finally:
     for p in [server.pid] + procs:
