@@ -192,6 +192,7 @@ void register_bench(CLI::App& app) {
   s->add_flag("--disable-ignore-eos", a->no_ignore_eos, "Do not send ignore_eos (outputs may end early)");
   s->add_flag("--disable-progress", a->no_progress, "No progress bar even on a terminal");
   s->callback([a] { run_serve_bench(*a); });
+  register_bench_offline(*bench);
 }
 
 }  // namespace dpserve::app

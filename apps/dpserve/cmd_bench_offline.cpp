@@ -1,0 +1,247 @@
+// `dpserve bench offline`: fixed-shape batches through the real engine (every rank, no HTTP), for
+// prefill / decode throughput at a chosen batch size, like SGLang's bench_offline_throughput.
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "apps/dpserve/commands.h"
+#include "apps/dpserve/launch.h"
+#include "apps/dpserve/runtime_flags.h"
+#include "bench_client/stats.h"
+#include "core/check.h"
+#include "core/cpu.h"
+#include "engine/runtime.h"
+#include "model/default_model.h"
+
+namespace dpserve::app {
+
+namespace {
+
+struct OfflineBenchArgs {
+  RuntimeFlags rf;
+  int64_t batch_size = 8, input_len = 128, output_len = 64, num_batches = 1, warmup_batches = 1;
+  uint64_t seed = 1;
+  bool json = false;
+};
+
+// Prompt ids drawn from [3, vocab): distinct for every request and batch, so no prefix is shared and
+// the prefix cache cannot shorten a prefill.
+std::vector<int32_t> random_prompt(int64_t len, int64_t vocab, uint64_t salt) {
+  std::vector<int32_t> p(static_cast<size_t>(len));
+  uint64_t x = salt * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
+  const uint64_t span = uint64_t(vocab > 3 ? vocab - 3 : vocab);
+  const int32_t base = vocab > 3 ? 3 : 0;
+  for (auto& t : p) {
+    x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
+    t = base + int32_t((x * 0x2545F4914F6CDD1Dull >> 33) % span);
+  }
+  return p;
+}
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// What one batch measured, as seen by the client: every token is stamped when its delivery arrives.
+struct BatchTimes {
+  double prefill_s = 0;  // submit -> the last request's first token
+  double decode_s = 0;   // that moment -> the last token of the batch
+  std::vector<double> gaps_s;  // time between consecutive tokens of each request
+  int64_t steps = 0;
+};
+
+BatchTimes run_batch(DpEngine& engine, const OfflineBenchArgs& a, int64_t vocab, int64_t output_len, uint64_t salt) {
+  const size_t B = size_t(a.batch_size);
+  std::vector<std::shared_ptr<RequestStream>> streams(B);
+  std::vector<std::vector<double>> stamps(B);
+  std::vector<std::string> errors(B);
+  const int64_t steps0 = engine.stats().steps_total;
+  const double t0 = now_s();
+  for (size_t i = 0; i < B; ++i) {
+    Request r;
+    r.input_ids = random_prompt(a.input_len, vocab, salt * 1000003ull + i);
+    r.params.temperature = 0;
+    r.params.max_new_tokens = output_len;
+    r.params.ignore_eos = true;
+    streams[i] = engine.enqueue(std::move(r));
+  }
+  // One reader per request, so a token's stamp is when it was delivered, not when a single reader got to it.
+  std::vector<std::thread> readers;
+  readers.reserve(B);
+  for (size_t i = 0; i < B; ++i)
+    readers.emplace_back([&, i] {
+      Response resp;
+      while (true) {
+        if (!streams[i]->next(resp, std::chrono::milliseconds(1000))) continue;
+        const double t = now_s();
+        for (size_t k = 0; k < resp.tokens.size(); ++k) stamps[i].push_back(t);
+        if (resp.finished) {
+          if (resp.finish_reason != "length")
+            errors[i] = fmt::format("finished with '{}' {}", resp.finish_reason, resp.error);
+          break;
+        }
+      }
+    });
+  for (auto& th : readers) th.join();
+  BatchTimes bt;
+  bt.steps = engine.stats().steps_total - steps0;
+  double first_all = t0, end_all = t0;
+  for (size_t i = 0; i < B; ++i) {
+    if (!errors[i].empty()) fail("bench offline: request {} of the batch {}", i, errors[i]);
+    if (int64_t(stamps[i].size()) != output_len)
+      fail("bench offline: request {} produced {} tokens, expected {}", i, stamps[i].size(), output_len);
+    first_all = std::max(first_all, stamps[i].front());
+    end_all = std::max(end_all, stamps[i].back());
+    for (size_t k = 1; k < stamps[i].size(); ++k) bt.gaps_s.push_back(stamps[i][k] - stamps[i][k - 1]);
+  }
+  bt.prefill_s = first_all - t0;
+  bt.decode_s = end_all - first_all;
+  return bt;
+}
+
+void run_offline_bench(OfflineBenchArgs& a) {
+  relaunch_under_mpirun_if_needed(requested_world(a.rf));
+  ModelLocation loc = resolve_model(a.rf.rt.model_path, a.rf.tokenizer_path);
+  a.rf.rt.model_path = loc.model;
+  a.rf.rt.sched.enable_prefix_cache = !a.rf.disable_radix_cache;
+  auto rt = Runtime::start(a.rf.rt);
+  DpEngine* engine = rt->engine();
+  if (!engine) {  // other ranks: serve steps until rank 0 is done
+    rt->run();
+    return;
+  }
+  const ModelConfig& cfg = rt->model_config();
+  if (a.input_len + a.output_len > cfg.max_pos)
+    fail("--input-len {} + --output-len {} exceeds the model's context of {} positions", a.input_len, a.output_len,
+         cfg.max_pos);
+  spdlog::info("bench offline: {} ({} layers, hidden {}, {}), {}; {} batch(es) of {} x ({} in, {} out)", loc.model,
+               cfg.n_layers, cfg.hidden, dtype_name(cfg.dtype), rt->describe(), a.num_batches, a.batch_size,
+               a.input_len, a.output_len);
+
+  std::vector<BatchTimes> batches;
+  std::exception_ptr failure;
+  std::thread client([&] {
+    try {
+      // Warm-up: same prompts' shape, two tokens out, so weights are paged in and buffers sized.
+      for (int64_t w = 0; w < a.warmup_batches; ++w)
+        run_batch(*engine, a, cfg.vocab, std::min<int64_t>(a.output_len, 2), a.seed * 7919 + 1000 + uint64_t(w));
+      for (int64_t k = 0; k < a.num_batches; ++k) {
+        batches.push_back(run_batch(*engine, a, cfg.vocab, a.output_len, a.seed * 7919 + uint64_t(k)));
+        spdlog::info("batch {}/{}: prefill {:.3f} s, decode {:.3f} s, {} steps", k + 1, a.num_batches,
+                     batches.back().prefill_s, batches.back().decode_s, batches.back().steps);
+      }
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    engine->shutdown(std::chrono::milliseconds(0));
+  });
+  rt->run();
+  client.join();
+  if (failure) std::rethrow_exception(failure);
+
+  const int64_t B = a.batch_size, K = a.num_batches;
+  double prefill_s = 0, decode_s = 0;
+  int64_t steps = 0;
+  std::vector<double> gaps_ms;
+  for (const auto& b : batches) {
+    prefill_s += b.prefill_s;
+    decode_s += b.decode_s;
+    steps += b.steps;
+    for (double g : b.gaps_s) gaps_ms.push_back(g * 1e3);
+  }
+  const int64_t in_tokens = B * a.input_len * K, out_tokens = B * a.output_len * K;
+  // Tokens produced by decode steps: every one but each request's first (which prefill samples).
+  const int64_t decode_tokens = B * (a.output_len - 1) * K;
+  const double total_s = prefill_s + decode_s;
+  auto ratio = [](double n, double d) { return d > 0 ? n / d : 0.0; };
+  const bench::Summary itl = bench::summarize(gaps_ms);
+
+  nlohmann::json j{{"tool", "dpserve bench offline"},
+                   {"model_path", loc.model},
+                   {"arch", cfg.arch_name},
+                   {"dtype", dtype_name(cfg.dtype)},
+                   {"tp_size", a.rf.rt.tp_size},
+                   {"dp_size", a.rf.rt.dp_size},
+                   {"enable_dp_attention", a.rf.rt.enable_dp_attention},
+                   {"world_size", rt->world_size()},
+                   {"layout", rt->describe()},
+                   {"kernels", cpu_kernel_name()},
+                   {"batch_size", B},
+                   {"input_len", a.input_len},
+                   {"output_len", a.output_len},
+                   {"num_batches", K},
+                   {"warmup_batches", a.warmup_batches},
+                   {"input_tokens", in_tokens},
+                   {"output_tokens", out_tokens},
+                   {"decode_tokens", decode_tokens},
+                   {"steps", steps},
+                   {"prefill_seconds", prefill_s},
+                   {"decode_seconds", decode_s},
+                   {"total_seconds", total_s},
+                   {"prefill_tok_s", ratio(double(in_tokens), prefill_s)},
+                   {"decode_tok_s", ratio(double(decode_tokens), decode_s)},
+                   {"output_tok_s", ratio(double(out_tokens), total_s)},
+                   {"total_tok_s", ratio(double(in_tokens + out_tokens), total_s)},
+                   {"decode_step_ms", a.output_len > 1 ? 1e3 * decode_s / double(K * (a.output_len - 1)) : 0.0},
+                   {"itl_ms_mean", itl.mean},
+                   {"itl_ms_p50", itl.median},
+                   {"itl_ms_p90", itl.p90},
+                   {"itl_ms_p99", itl.p99},
+                   {"kv_tokens_per_rank", rt->kv_tokens_per_rank()}};
+  if (a.json) {
+    std::cout << j.dump() << "\n";
+  } else {
+    std::printf("dpserve bench offline: %s, %s\n", loc.model.c_str(), rt->describe().c_str());
+    std::printf("  batches            %lld x %lld requests (%lld in, %lld out)\n", (long long)K, (long long)B,
+                (long long)a.input_len, (long long)a.output_len);
+    std::printf("  prefill            %lld tokens in %.3f s = %.1f tok/s\n", (long long)in_tokens, prefill_s,
+                j["prefill_tok_s"].get<double>());
+    std::printf("  decode             %lld tokens in %.3f s = %.1f tok/s (%.2f ms per step)\n",
+                (long long)decode_tokens, decode_s, j["decode_tok_s"].get<double>(),
+                j["decode_step_ms"].get<double>());
+    std::printf("  output             %lld tokens in %.3f s = %.1f tok/s\n", (long long)out_tokens, total_s,
+                j["output_tok_s"].get<double>());
+    std::printf("  inter-token (ms)   mean %.2f  p50 %.2f  p90 %.2f  p99 %.2f\n", itl.mean, itl.median, itl.p90,
+                itl.p99);
+    std::printf("  steps              %lld\n", (long long)steps);
+  }
+  std::cout.flush();
+}
+
+}  // namespace
+
+void register_bench_offline(CLI::App& bench) {
+  auto a = std::make_shared<OfflineBenchArgs>();
+  CLI::App* o = bench.add_subcommand(
+      "offline",
+      "Throughput of the engine without HTTP: K batches of B random prompts of I tokens, O tokens out each "
+      "(greedy, EOS ignored), on every rank of the layout asked for.\n"
+      "Prefill time runs from submitting a batch to the last request's first token; decode time from there to "
+      "the batch's last token. With the default --chunked-prefill-size a large batch's prefill overlaps the "
+      "first requests' decode; give --chunked-prefill-size and --max-prefill-tokens >= B*I to keep the phases "
+      "apart.");
+  add_runtime_flags(o, a->rf);
+  o->add_option("--batch-size,-b", a->batch_size, "Requests per batch (B), submitted together")
+      ->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(4096)));
+  o->add_option("--input-len", a->input_len, "Prompt tokens per request (I), random ids")
+      ->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 24));
+  o->add_option("--output-len", a->output_len, "Tokens generated per request (O)")
+      ->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 24));
+  o->add_option("--num-batches", a->num_batches, "Measured batches (K), run one after another")
+      ->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+  o->add_option("--warmup-batches", a->warmup_batches, "Unmeasured batches first (same B and I, 2 tokens out)")
+      ->capture_default_str()->check(CLI::Range(int64_t(0), int64_t(100)));
+  o->add_option("--seed", a->seed, "Seed of the random prompt ids")->capture_default_str();
+  o->add_flag("--json", a->json,
+              "Print one JSON line instead of the table: tokens, seconds, prefill_tok_s, decode_tok_s, "
+              "output_tok_s, decode_step_ms, itl_ms_p50/p90/p99, steps, layout");
+  o->callback([a] { run_offline_bench(*a); });
+}
+
+}  // namespace dpserve::app
