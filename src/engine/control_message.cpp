@@ -150,7 +150,7 @@ StepControl decode_control(const std::byte* data, size_t n) {
 std::vector<std::byte> encode(const GroupReport& r) {
   ByteSink sink;
   Packer pk(sink);
-  pk.pack_array(9);
+  pk.pack_array(11);
   pk.pack(r.group);
   pk.pack(r.running);
   pk.pack(r.waiting);
@@ -177,6 +177,8 @@ std::vector<std::byte> encode(const GroupReport& r) {
     pk.pack(o.prompt_tokens);
     pk.pack(o.cached_tokens);
   }
+  pk.pack(r.preemptions);
+  pk.pack(r.cached_pages);
   return std::move(sink.out);
 }
 
@@ -185,6 +187,7 @@ GroupReport decode_report(const std::byte* data, size_t n) {
   const msgpack::object& o = h.get();
   GroupReport r;
   try {
+    if (o.type != msgpack::type::ARRAY || o.via.array.size != 11) fail("group report: expected 11 fields");
     const auto& a = o.via.array;
     r.group = a.ptr[0].as<int32_t>();
     r.running = a.ptr[1].as<int64_t>();
@@ -211,6 +214,8 @@ GroupReport decode_report(const std::byte* data, size_t n) {
       t.cached_tokens = e.ptr[8].via.array.ptr[1].as<int64_t>();
       r.outs.push_back(std::move(t));
     }
+    r.preemptions = a.ptr[9].as<int64_t>();
+    r.cached_pages = a.ptr[10].as<int64_t>();
   } catch (const msgpack::type_error&) {
     fail("group report: unexpected field types");
   }

@@ -48,6 +48,8 @@ struct GroupReport {
   int64_t prefix_query_tokens = 0;
   int64_t step_tokens = 0;
   std::vector<OutToken> outs;
+  int64_t preemptions = 0;   // cumulative, this group's scheduler
+  int64_t cached_pages = 0;  // pages in the prefix tree (reclaimable once no request uses them)
 };
 
 std::vector<std::byte> encode(const StepControl& c);

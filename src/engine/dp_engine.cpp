@@ -166,6 +166,8 @@ void DpEngine::on_reports(std::vector<GroupReport>& reports) {
       gs.kv_pages_total = rep.pages_total;
       gs.prefix_hit_tokens = rep.prefix_hit_tokens;
       gs.prefix_query_tokens = rep.prefix_query_tokens;
+      gs.preemptions = rep.preemptions;
+      gs.kv_pages_cached = rep.cached_pages;
       for (auto& o : rep.outs) {
         auto it = streams_.find(o.id);
         if (it == streams_.end()) continue;

@@ -31,6 +31,8 @@ struct GroupStats {
   int64_t kv_pages_total = 0;
   int64_t prefix_hit_tokens = 0;    // cumulative prompt tokens served from the prefix cache
   int64_t prefix_query_tokens = 0;  // cumulative prompt tokens looked up
+  int64_t preemptions = 0;          // cumulative requests pushed back to waiting because KV ran out
+  int64_t kv_pages_cached = 0;      // pages in the prefix tree (reclaimable once no request uses them)
 };
 
 struct EngineStats {

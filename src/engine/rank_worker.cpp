@@ -269,6 +269,8 @@ void RankWorker::exchange_reports(GroupReport& rep, StepDriver* driver, bool& an
   rep.pages_total = st.pages_total;
   rep.prefix_hit_tokens = st.prefix_hit_tokens;
   rep.prefix_query_tokens = st.prefix_query_tokens;
+  rep.preemptions = st.preemptions;
+  rep.cached_pages = st.cached_pages;
   if (!topo_.is_group_leader) return;
   std::vector<std::byte> bytes = encode(rep);
   if (comms_.leaders.size() > 1) {
