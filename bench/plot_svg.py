@@ -61,7 +61,10 @@ def line_chart(path, title, x_label, y_label, series, log_x=False, log_y=False, 
     pts = [(x, y) for s in series for x, y in s.points if y is not None]
     if not pts:
         raise ValueError(f"{path}: no data points")
-    left, right, top, bottom = 78, 200, 58 if subtitle else 44, 56
+    # The legend sits right of the plot; widen the picture so the longest name fits.
+    legend_w = 58 + int(6.8 * max(len(s.name) for s in series))
+    width += max(0, legend_w - 200)
+    left, right, top, bottom = 78, max(200, legend_w), 58 if subtitle else 44, 56
     pw, ph = width - left - right, height - top - bottom
     xs = sorted({x for x, _ in pts})
     ys = [y for _, y in pts]
