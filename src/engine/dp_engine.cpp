@@ -199,6 +199,26 @@ void DpEngine::on_reports(std::vector<GroupReport>& reports) {
   for (auto& [s, r] : deliveries) s->push(std::move(r));
 }
 
+void DpEngine::reject(const std::vector<NewRequest>& requests, const std::string& why) {
+  std::vector<std::pair<std::shared_ptr<Stream>, Response>> deliveries;
+  {
+    std::lock_guard lk(mu_);
+    for (const NewRequest& nr : requests) {
+      auto it = streams_.find(nr.id);
+      if (it == streams_.end()) continue;
+      router_.on_finished(nr.id);
+      Response r;
+      r.id = nr.id;
+      r.finished = true;
+      r.finish_reason = "error";
+      r.error = why;
+      deliveries.push_back({it->second, std::move(r)});
+      streams_.erase(it);
+    }
+  }
+  for (auto& [s, r] : deliveries) s->push(std::move(r));
+}
+
 void DpEngine::mark_stopped(const std::string& why) {
   std::map<uint64_t, std::shared_ptr<Stream>> left;
   {

@@ -41,6 +41,7 @@ class DpEngine : public Engine, public StepDriver {
   // Step-thread side.
   StepControl next_step(bool idle) override;
   void on_reports(std::vector<GroupReport>& reports) override;
+  void reject(const std::vector<NewRequest>& requests, const std::string& why) override;
   // Called by the step thread when the loop has ended (normally or not).
   void mark_stopped(const std::string& why = {});
 

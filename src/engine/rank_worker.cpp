@@ -77,6 +77,24 @@ Dispatch parse_dispatch(const std::string& s) {
   fail("--dispatch: \"{}\" is not one of global, group-leader", s);
 }
 
+namespace {
+
+// Rank 0 must broadcast every step, whatever one request holds: if the message cannot be built,
+// the new requests fail alone and the step goes out with cancels and shutdown only.
+std::vector<std::byte> encode_or_reject(StepControl& c, StepDriver* driver) {
+  try {
+    return encode(c);
+  } catch (const std::exception& e) {
+    spdlog::error("step {}: the control message could not be built ({}); failing its {} new requests", c.step,
+                  e.what(), c.new_requests.size());
+    driver->reject(c.new_requests, fmt::format("the request could not be sent to the ranks: {}", e.what()));
+    c.new_requests.clear();
+    return encode(c);
+  }
+}
+
+}  // namespace
+
 StepControl RankWorker::receive_control(StepDriver* driver, bool idle) {
   std::vector<std::byte> msg;
   if (opts_.dispatch == Dispatch::kGlobal) {
@@ -84,7 +102,7 @@ StepControl RankWorker::receive_control(StepDriver* driver, bool idle) {
     if (driver) {
       StepControl c = driver->next_step(idle);
       step_t0_ = now_seconds();  // the idle wait above is not step time
-      msg = encode(c);
+      msg = encode_or_reject(c, driver);
     }
     counters_.control_bytes += control_.broadcast(msg);
     counters_.control_broadcasts = control_.broadcasts();
@@ -102,7 +120,7 @@ StepControl RankWorker::receive_control(StepDriver* driver, bool idle) {
       part.shutdown = all.shutdown;
       for (const auto& nr : all.new_requests)
         if (nr.group == int32_t(g)) part.new_requests.push_back(nr);
-      std::vector<std::byte> bytes = encode(part);
+      std::vector<std::byte> bytes = encode_or_reject(part, driver);
       if (leaders[g] == 0) {
         msg = std::move(bytes);
       } else {
@@ -126,7 +144,7 @@ void RankWorker::finish(uint64_t id, Finish f, GroupReport& rep, const std::stri
   auto it = live_.find(id);
   if (it != live_.end()) {
     o.prompt_tokens = it->second->prompt_len;
-    if (it->second->has_embeds) embed_fifo_.erase(std::find(embed_fifo_.begin(), embed_fifo_.end(), id));
+    if (auto f = std::find(embed_fifo_.begin(), embed_fifo_.end(), id); f != embed_fifo_.end()) embed_fifo_.erase(f);
     live_.erase(it);
   }
   rep.outs.push_back(std::move(o));
@@ -177,7 +195,15 @@ void RankWorker::apply(const StepControl& c, GroupReport& rep) {
   for (const NewRequest& nr0 : c.new_requests) {
     if (nr0.group != topo_.attn_dp_rank) continue;
     NewRequest nr = nr0;
-    admit(nr, rep);
+    try {
+      admit(nr, rep);
+    } catch (const std::exception& e) {
+      // Every rank of the group admits the same bytes, so a failure here is the same on all of
+      // them: failing the one request keeps the group in lockstep and the others running.
+      spdlog::error("request {} could not be admitted: {}", nr0.id, e.what());
+      sched_->abort(nr0.id);
+      finish(nr0.id, Finish::kError, rep, fmt::format("the request could not be admitted: {}", e.what()));
+    }
   }
   for (uint64_t id : c.cancels) {
     if (!live_.count(id)) continue;

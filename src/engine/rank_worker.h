@@ -48,6 +48,9 @@ class StepDriver {
   virtual StepControl next_step(bool idle) = 0;
   // Every group's report for the step just run (group order).
   virtual void on_reports(std::vector<GroupReport>& reports) = 0;
+  // New requests of a step that could not be sent (their message failed to serialize): they end
+  // with this error and the step goes out without them.
+  virtual void reject(const std::vector<NewRequest>& requests, const std::string& why) = 0;
 };
 
 struct WorkerCounters {
