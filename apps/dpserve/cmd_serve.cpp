@@ -133,8 +133,17 @@ void register_serve(CLI::App& app) {
   s->add_option("--max-body-bytes", a->so.max_body_bytes, "Largest request body accepted")
       ->capture_default_str()->envname("DPSERVE_MAX_BODY_BYTES");
   s->add_option("--max-queued-requests", a->so.max_queued_requests,
-                "Generation requests in flight beyond which new ones get 503 (0 = no limit)")
+                "Generation requests in flight beyond which new ones get 429 with Retry-After (0 = no limit)")
       ->capture_default_str()->envname("DPSERVE_MAX_QUEUED_REQUESTS");
+  s->add_option("--http-threads", a->so.http_threads,
+                "Most HTTP connections served at once (a thread each, started on demand)")
+      ->capture_default_str()->check(CLI::Range(4, 4096))->envname("DPSERVE_HTTP_THREADS");
+  s->add_option("--http-read-timeout", a->so.http_read_timeout_s,
+                "Seconds a client may stay silent while sending a request before its connection is closed")
+      ->capture_default_str()->check(CLI::PositiveNumber)->envname("DPSERVE_HTTP_READ_TIMEOUT");
+  s->add_option("--http-request-timeout", a->so.http_request_timeout_s,
+                "Seconds a client may take to send a whole request, headers and body (0 = no limit)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber)->envname("DPSERVE_HTTP_REQUEST_TIMEOUT");
   s->add_option("--shutdown-timeout", a->so.shutdown_timeout_s,
                 "Seconds in-flight requests may take to finish after SIGTERM before they are aborted")
       ->capture_default_str()->envname("DPSERVE_SHUTDOWN_TIMEOUT");

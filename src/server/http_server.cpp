@@ -1,5 +1,11 @@
 #include "server/http_server.h"
 
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdlib>
 #include <ctime>
 #include <fstream>
 #include <sstream>
@@ -9,6 +15,7 @@
 
 #include "core/check.h"
 #include "server/connection_watch.h"
+#include "server/elastic_thread_pool.h"
 #include "server/openai_error.h"
 #include "server/server_context.h"
 #include "tokenizer/chat_template.h"
@@ -29,17 +36,27 @@ void send_json(httplib::Response& res, int status, const nlohmann::json& j) {
   res.set_content(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
 }
 
-void admit_generation(ServerContext& ctx) {
+std::shared_ptr<void> admit_generation(ServerContext& ctx, const httplib::Request& req) {
+  if (ctx.reaper) ctx.reaper->body_received(req.remote_addr, req.remote_port);
   if (ctx.draining.load())
     throw ApiError(503, "The server is shutting down and takes no new requests", "", "service_unavailable_error",
                    "server_draining");
   if (!ctx.engine.healthy())
     throw ApiError(503, "The engine is not ready (loading, or a rank failed)", "", "service_unavailable_error",
                    "engine_unavailable");
-  if (ctx.opts.max_queued_requests > 0 && ctx.metrics.http_inflight.load() >= ctx.opts.max_queued_requests)
-    throw ApiError(503,
-                   fmt::format("Too many requests in flight (limit {}); retry later", ctx.opts.max_queued_requests),
-                   "", "service_unavailable_error", "queue_full");
+  // Taken with one atomic step, so concurrent arrivals cannot all pass a check made before any counted.
+  const int64_t before = ctx.metrics.http_inflight.fetch_add(1);
+  std::shared_ptr<void> slot(nullptr, [&ctx](void*) { --ctx.metrics.http_inflight; });
+  if (ctx.opts.max_queued_requests > 0 && before >= ctx.opts.max_queued_requests) {
+    ctx.metrics.rejected_overload.fetch_add(1);
+    // 429 (not 503): the server is healthy but over its load bound, which OpenAI clients treat as
+    // "back off and retry" (with Retry-After); 503 stays for draining and a failed engine.
+    throw ApiError(429,
+                   fmt::format("Too many requests in flight (limit {}, --max-queued-requests); retry later",
+                               ctx.opts.max_queued_requests),
+                   "", "rate_limit_error", "queue_full");
+  }
+  return slot;
 }
 
 std::function<bool()> client_gone_fn(ServerContext& ctx, const httplib::Request& req) {
@@ -51,6 +68,30 @@ namespace {
 
 bool auth_exempt(const std::string& path) {
   return path == "/health" || path == "/health_generate" || path == "/metrics";
+}
+
+// cpp-httplib listens with a backlog of 5: when more clients connect at once than that, the kernel
+// drops their handshakes and they retry after 1, 2, 4, ... s, as if the server were stuck. Calling
+// listen() again on the bound socket raises the backlog (the kernel caps it at somaxconn).
+void widen_listen_backlog(int port) {
+  DIR* d = opendir("/proc/self/fd");
+  if (!d) return;
+  while (dirent* e = readdir(d)) {
+    char* end = nullptr;
+    const long fd = std::strtol(e->d_name, &end, 10);
+    if (end == e->d_name || *end != '\0' || fd == dirfd(d)) continue;
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    if (getsockopt(int(fd), SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
+    sockaddr_storage sa{};
+    socklen_t sl = sizeof sa;
+    if (getsockname(int(fd), reinterpret_cast<sockaddr*>(&sa), &sl) != 0) continue;
+    int p = -1;
+    if (sa.ss_family == AF_INET) p = ntohs(reinterpret_cast<sockaddr_in*>(&sa)->sin_port);
+    if (sa.ss_family == AF_INET6) p = ntohs(reinterpret_cast<sockaddr_in6*>(&sa)->sin6_port);
+    if (p == port && ::listen(int(fd), SOMAXCONN) != 0) spdlog::warn("cannot raise the listen backlog of port {}", port);
+  }
+  closedir(d);
 }
 
 std::string read_file(const std::string& path) {
@@ -87,9 +128,16 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   }
 
   httplib::Server& s = *svr_;
-  const int threads = std::max(4, c.opts.http_threads);
-  s.new_task_queue = [threads] { return new httplib::ThreadPool(size_t(threads)); };
+  // Threads start per connection on demand (up to the cap), so clients that connect and stay idle
+  // or send slowly hold only their own thread and never queue other clients behind them.
+  const size_t threads = size_t(std::max(4, c.opts.http_threads));
+  s.new_task_queue = [threads] { return new ElasticThreadPool(std::min<size_t>(8, threads), threads); };
   s.set_payload_max_length(c.opts.max_body_bytes);
+  const auto read_us = int64_t(c.opts.http_read_timeout_s * 1e6);
+  if (read_us <= 0) fail("--http-read-timeout must be > 0 (got {})", c.opts.http_read_timeout_s);
+  s.set_read_timeout(read_us / 1000000, read_us % 1000000);
+  if (c.opts.http_request_timeout_s < 0)
+    fail("--http-request-timeout must be >= 0 (got {})", c.opts.http_request_timeout_s);
   // Keep-alive longer than common clients' idle-socket timeout (Node's agentkeepalive: 4 s), so a
   // client never reuses a connection the server is closing at that moment.
   s.set_keep_alive_timeout(5);
@@ -98,6 +146,10 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
     AccessInfo& ai = access_info();
     ai = AccessInfo{};
     ai.start = std::chrono::steady_clock::now();
+    // The body is read after this handler returns, still under --http-request-timeout.
+    if (c.reaper)
+      c.reaper->headers_received(req.remote_addr, req.remote_port,
+                                 req.has_header("Transfer-Encoding") || req.get_header_value<uint64_t>("Content-Length") > 0);
     if (!c.opts.api_key.empty() && !auth_exempt(req.path)) {
       const std::string want = "Bearer " + c.opts.api_key;
       if (req.get_header_value("Authorization") != want) {
@@ -118,6 +170,7 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
     try {
       std::rethrow_exception(ep);
     } catch (const ApiError& e) {
+      if (e.status() == 429) res.set_header("Retry-After", "1");
       send_json(res, e.status(), e.body());
     } catch (const Error& e) {
       send_json(res, 400, error_body(400, e.what()));
@@ -145,6 +198,7 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   }));
 
   s.set_logger([&c](const httplib::Request& req, const httplib::Response& res) {
+    if (c.reaper) c.reaper->response_written(req.remote_addr, req.remote_port);
     const AccessInfo& ai = access_info();
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ai.start).count();
     std::string route = req.matches.empty() ? std::string("other") : req.path;
@@ -170,6 +224,10 @@ void HttpServer::start() {
            ctx_->opts.host, ctx_->opts.port);
     port_ = ctx_->opts.port;
   }
+  widen_listen_backlog(port_);
+  ctx_->reaper = std::make_unique<ConnectionReaper>(
+      port_, std::chrono::milliseconds(int64_t(ctx_->opts.http_request_timeout_s * 1000)),
+      ctx_->metrics.read_deadline_closed, ctx_->metrics.http_connections);
   thread_ = std::thread([this] { svr_->listen_after_bind(); });
   spdlog::info("serving {} on http://{}:{}", ctx_->opts.served_model_name, ctx_->opts.host, port_);
 }

@@ -30,7 +30,9 @@ struct ServerOptions {
   size_t max_body_bytes = 32 << 20;
   int64_t max_queued_requests = 0;  // > 0: generation requests beyond this many in flight get 503
   double shutdown_timeout_s = 30;
-  int http_threads = 256;           // connections served at once (each streaming client holds one)
+  int http_threads = 512;           // connections served at once (each holds a thread, started on demand)
+  double http_read_timeout_s = 5;   // longest wait for any single read from a client
+  double http_request_timeout_s = 60;  // longest time to receive a request, headers and body (0 = no limit)
   int32_t max_n = 64;               // choices per request
 };
 

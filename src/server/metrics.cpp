@@ -83,6 +83,14 @@ std::string Metrics::render(const EngineStats& es, bool healthy, bool draining) 
   for (const auto& g : es.groups) out += fmt::format("dpserve_kv_pages_used{{dp_rank=\"{}\"}} {}\n", g.dp_rank, g.kv_pages_used);
   header(out, "dpserve_kv_pages_total", "gauge", "KV cache pages per DP group");
   for (const auto& g : es.groups) out += fmt::format("dpserve_kv_pages_total{{dp_rank=\"{}\"}} {}\n", g.dp_rank, g.kv_pages_total);
+  header(out, "dpserve_kv_pages_cached", "gauge",
+         "KV cache pages held by the prefix cache per DP group (reclaimable once no request uses them)");
+  for (const auto& g : es.groups)
+    out += fmt::format("dpserve_kv_pages_cached{{dp_rank=\"{}\"}} {}\n", g.dp_rank, g.kv_pages_cached);
+  header(out, "dpserve_preemptions_total", "counter",
+         "Requests pushed back to the queue because the KV cache ran out (recomputed when readmitted), per DP group");
+  for (const auto& g : es.groups)
+    out += fmt::format("dpserve_preemptions_total{{dp_rank=\"{}\"}} {}\n", g.dp_rank, g.preemptions);
   header(out, "dpserve_kv_usage", "gauge", "Fraction of KV cache pages in use per DP group");
   for (const auto& g : es.groups)
     out += fmt::format("dpserve_kv_usage{{dp_rank=\"{}\"}} {}\n", g.dp_rank,
@@ -109,6 +117,15 @@ std::string Metrics::render(const EngineStats& es, bool healthy, bool draining) 
   out += fmt::format("dpserve_http_completion_tokens_total {}\n", completion_tokens.load());
   header(out, "dpserve_http_requests_inflight", "gauge", "HTTP requests being served");
   out += fmt::format("dpserve_http_requests_inflight {}\n", http_inflight.load());
+  header(out, "dpserve_http_connections", "gauge",
+         "Open client connections, sampled every 250 ms (0 with --http-request-timeout 0)");
+  out += fmt::format("dpserve_http_connections {}\n", http_connections.load());
+  header(out, "dpserve_http_rejected_overload_total", "counter",
+         "Generation requests answered 429 because --max-queued-requests were in flight");
+  out += fmt::format("dpserve_http_rejected_overload_total {}\n", rejected_overload.load());
+  header(out, "dpserve_http_slow_requests_closed_total", "counter",
+         "Connections closed because sending a request (headers and body) took longer than --http-request-timeout");
+  out += fmt::format("dpserve_http_slow_requests_closed_total {}\n", read_deadline_closed.load());
 
   {
     std::lock_guard<std::mutex> lk(mu_);

@@ -98,7 +98,7 @@ void note_access(const std::vector<ChoiceState>& states, const json& usage) {
 }
 
 void handle_generation(ServerContext& ctx, Api api, const httplib::Request& req, httplib::Response& res) {
-  admit_generation(ctx);
+  std::shared_ptr<void> inflight = admit_generation(ctx, req);
   json body = parse_json_body(req.body);
   GenSpec spec = api == Api::kChat ? parse_chat_request(body, ctx.parse) : parse_completion_request(body, ctx.parse);
   const std::string id = ctx.new_id(api == Api::kChat ? "chatcmpl" : "cmpl");
@@ -106,9 +106,7 @@ void handle_generation(ServerContext& ctx, Api api, const httplib::Request& req,
   const char* chunk_object = api == Api::kChat ? "chat.completion.chunk" : "text_completion";
   const bool top = spec.base.top_logprobs > 0;
 
-  ++ctx.metrics.http_inflight;
-  // Released with the last owner: this handler, or the streaming provider when the response is gone.
-  std::shared_ptr<void> inflight(nullptr, [&ctx](void*) { --ctx.metrics.http_inflight; });
+  // `inflight` is released with its last owner: this handler, or the streaming provider when the response is gone.
   auto gen = std::make_shared<Generation>(ctx.engine, ctx.tok, spec, &ctx.metrics, &ctx.registry, id);
   auto states = std::make_shared<std::vector<ChoiceState>>(gen->size());
   auto gone = client_gone_fn(ctx, req);

@@ -50,13 +50,11 @@ json meta_info(const GenSpec& spec, ChoiceRun& run, const GenState& st, const st
 }
 
 void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
-  admit_generation(ctx);
+  std::shared_ptr<void> inflight = admit_generation(ctx, req);
   json body = parse_json_body(req.body);
   GenSpec spec = parse_generate_request(body, ctx.parse);
   const std::string id = ctx.new_id("gen");
   const auto t0 = Clock::now();
-  ++ctx.metrics.http_inflight;
-  std::shared_ptr<void> inflight(nullptr, [&ctx](void*) { --ctx.metrics.http_inflight; });
   auto gen = std::make_shared<Generation>(ctx.engine, ctx.tok, spec, &ctx.metrics, &ctx.registry, id);
   auto states = std::make_shared<std::vector<GenState>>(gen->size());
   auto gone = client_gone_fn(ctx, req);

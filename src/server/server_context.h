@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -13,6 +14,7 @@
 #include "engine/engine.h"
 #include "server/http_server.h"
 #include "server/metrics.h"
+#include "server/connection_reaper.h"
 #include "server/request_parse.h"
 #include "server/request_registry.h"
 #include "tokenizer/tokenizer.h"
@@ -32,6 +34,7 @@ struct ServerContext {
   ParseContext parse;
   Metrics metrics;
   RequestRegistry registry;
+  std::unique_ptr<ConnectionReaper> reaper;  // set by HttpServer::start() once the port is known
   std::atomic<bool> draining{false};
   std::atomic<bool> stopping{false};
   std::atomic<uint64_t> next_id{1};
@@ -55,8 +58,9 @@ void register_sglang_routes(httplib::Server& svr, ServerContext& ctx);
 
 // Helpers the route files share.
 void send_json(httplib::Response& res, int status, const nlohmann::json& j);
-// 503 when the server drains or has --max-queued-requests generation requests in flight.
-void admit_generation(ServerContext& ctx);
+// 503 when the server drains, 429 when --max-queued-requests generation requests are in flight.
+// Returns the request's in-flight slot, released with its last owner.
+std::shared_ptr<void> admit_generation(ServerContext& ctx, const httplib::Request& req);
 // True once the client of `req` hung up or the server is stopping.
 std::function<bool()> client_gone_fn(ServerContext& ctx, const httplib::Request& req);
 
