@@ -15,7 +15,8 @@ const std::string kMetaSpace = "\xE2\x96\x81";  // U+2581
 bool is_byte_piece(const std::string& p, int* value) {
   if (p.size() != 6 || p.compare(0, 3, "<0x") != 0 || p[5] != '>') return false;
   char* end = nullptr;
-  const long v = std::strtol(p.substr(3, 2).c_str(), &end, 16);
+  const std::string hex = p.substr(3, 2);  // outlives `end`, which points into it
+  const long v = std::strtol(hex.c_str(), &end, 16);
   if (end == nullptr || *end != '\0') return false;
   *value = static_cast<int>(v);
   return true;
