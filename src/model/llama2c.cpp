@@ -46,7 +46,7 @@ void load_llama2c(const std::string& path, ModelConfig& c, WeightStore& store) {
       seq_len = hdr[6];
   if (version == 0) {
     shared_classifier = vocab > 0;
-    vocab = vocab < 0 ? -vocab : vocab;
+    vocab = vocab == INT32_MIN ? 0 : vocab < 0 ? -vocab : vocab;  // INT32_MIN has no positive twin
   }
   if (dim <= 0 || hidden <= 0 || layers <= 0 || heads <= 0 || kv_heads <= 0 || vocab <= 0 || seq_len <= 0 ||
       dim % heads != 0 || heads % kv_heads != 0 || dim > (1 << 16) || layers > 1024 || vocab > (1 << 22))
