@@ -1,6 +1,8 @@
 #include "model/config.h"
 
 #include <algorithm>
+#include <cmath>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
@@ -23,10 +25,22 @@ static int64_t req_int(const nlohmann::json& j, const char* key) {
   return v;
 }
 
+// nlohmann converts a float to an integer with a plain cast, undefined beyond the type's range.
+static bool int_like(const nlohmann::json& v) {
+  if (!v.is_number_float()) return true;
+  const double d = v.get<double>();
+  return d > -9.2e18 && d < 9.2e18;
+}
+
 template <typename T>
 static T opt(const nlohmann::json& j, const char* key, T def) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return def;
+  bool ok = true;
+  if constexpr (std::is_same_v<T, int64_t>) ok = int_like(*it);
+  if constexpr (std::is_same_v<T, std::vector<int64_t>>)
+    ok = it->is_array() && std::all_of(it->begin(), it->end(), [](const nlohmann::json& e) { return int_like(e); });
+  if (!ok) fail("config.json: field \"{}\" has the wrong type or is out of range", key);
   try {
     return it->get<T>();
   } catch (const std::exception&) {
@@ -83,6 +97,11 @@ ModelConfig ModelConfig::from_hf_json(const nlohmann::json& j) {
   c.max_pos = opt<int64_t>(j, "max_position_embeddings", 2048);
   c.rms_eps = opt<double>(j, "rms_norm_eps", 1e-6);
   c.rope_theta = opt<double>(j, "rope_theta", 10000.0);
+  // RoPE tables, RMSNorm and the context length are computed from these: reject nonsense here.
+  if (c.max_pos <= 0) fail("config.json: max_position_embeddings must be positive, got {}", c.max_pos);
+  if (!(c.rms_eps > 0 && std::isfinite(c.rms_eps))) fail("config.json: rms_norm_eps must be positive, got {}", c.rms_eps);
+  if (!(c.rope_theta > 0 && std::isfinite(c.rope_theta)))
+    fail("config.json: rope_theta must be positive, got {}", c.rope_theta);
   c.tie_embeddings = opt<bool>(j, "tie_word_embeddings", false);
   if (c.arch == Arch::Llama) c.qkv_bias = opt<bool>(j, "attention_bias", false);
   if (auto it = j.find("rope_scaling"); it != j.end() && it->is_object()) {
