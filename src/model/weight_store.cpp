@@ -69,6 +69,7 @@ void load_safetensors_file(const std::string& path, WeightStore& store) {
   if (!h.is_object()) fail("safetensors: {} header is not a JSON object", path);
   const uint8_t* base = p + 8 + hlen;
   uint64_t data_size = size - 8 - hlen;
+  std::vector<std::pair<std::pair<uint64_t, uint64_t>, std::string>> ranges;  // for the overlap check
   for (auto& [name, v] : h.items()) {
     if (name == "__metadata__") continue;
     if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets"))
@@ -100,9 +101,21 @@ void load_safetensors_file(const std::string& path, WeightStore& store) {
     if (e - b != numel * dtype_size(t.dtype))
       fail("safetensors: {}: tensor \"{}\" has {} bytes but shape {} of {} needs {}", path, name, e - b,
            shape_str(t.shape), dt, numel * dtype_size(t.dtype));
+    // The kernels read elements in place; the safetensors writer pads the header so they are aligned.
+    if ((8 + hlen + b) % dtype_size(t.dtype) != 0)
+      fail("safetensors: {}: tensor \"{}\" data at byte {} is not aligned to its {}-byte elements", path, name,
+           8 + hlen + b, dtype_size(t.dtype));
     t.data = base + b;
+    if (e > b) ranges.push_back({{b, e}, name});
     store.add(name, std::move(t));
   }
+  // Tensors sharing bytes are a crafted (or corrupt) file, as the format's own validation says.
+  std::sort(ranges.begin(), ranges.end());
+  for (size_t i = 1; i < ranges.size(); ++i)
+    if (ranges[i].first.first < ranges[i - 1].first.second)
+      fail("safetensors: {}: tensors \"{}\" and \"{}\" overlap (data [{}, {}) and [{}, {}))", path,
+           ranges[i - 1].second, ranges[i].second, ranges[i - 1].first.first, ranges[i - 1].first.second,
+           ranges[i].first.first, ranges[i].first.second);
   store.add_file(std::move(f));
 }
 
