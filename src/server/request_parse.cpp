@@ -155,7 +155,8 @@ void check_lengths(GenSpec& spec, const ParseContext& ctx, std::optional<int64_t
   if (mt > ctx.context_length - longest)
     bad_param(max_param, fmt::format("This model's maximum context length is {} tokens. However, you requested {} "
                                      "tokens ({} in the prompt, {} for the completion). Lower '{}'",
-                                     ctx.context_length, longest + mt, longest, mt, max_param));
+                                     ctx.context_length, fmt::to_string(__int128(longest) + mt), longest, mt,
+                                     max_param));  // 128-bit: mt may be near INT64_MAX
   spec.base.params.max_new_tokens = mt;
 }
 
@@ -183,7 +184,15 @@ json parse_json_body(const std::string& body) {
   if (body.empty()) throw ApiError(400, "The request body is empty; expected a JSON object", "", "invalid_request_error",
                                    "invalid_json");
   try {
-    json j = json::parse(body);
+    // Copying, rendering or printing a deeply nested value recurses once per level: a 400 kB body of
+    // nested arrays would overflow the stack. No API field nests anywhere near this deep.
+    static constexpr int kMaxDepth = 64;
+    json j = json::parse(body, [](int depth, json::parse_event_t, json&) {
+      if (depth > kMaxDepth)
+        throw ApiError(400, fmt::format("The request body nests deeper than {} levels", kMaxDepth), "",
+                       "invalid_request_error", "invalid_json");
+      return true;
+    });
     if (!j.is_object()) throw ApiError(400, "The request body must be a JSON object", "", "invalid_request_error",
                                        "invalid_json");
     return j;
