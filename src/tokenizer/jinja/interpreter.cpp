@@ -14,10 +14,38 @@ namespace {
 using T = Value::Type;
 
 constexpr size_t kMaxOutput = 64u << 20;   // a template that writes more is runaway
-constexpr int64_t kMaxSteps = 2'000'000;  // loop iterations + expression evaluations
+// loop iterations + expression evaluations. The fuzz build (scripts/fuzz.sh) lowers it, since a step
+// costs ~50x more under ASan and the cap must stop a template within libFuzzer's timeout there too.
+#ifndef DPSERVE_JINJA_MAX_STEPS
+#define DPSERVE_JINJA_MAX_STEPS 2'000'000
+#endif
+constexpr int64_t kMaxSteps = DPSERVE_JINJA_MAX_STEPS;
 constexpr int kMaxDepth = 256;             // macro recursion
 
 [[noreturn]] void error(int line, const std::string& msg) { fail("chat template line {}: {}", line, msg); }
+
+// Python ints do not overflow; ours are int64, so overflow is an error instead of undefined behaviour.
+int64_t add_int(int64_t x, int64_t y, int line) {
+  int64_t r;
+  if (__builtin_add_overflow(x, y, &r)) error(line, "integer overflow");
+  return r;
+}
+int64_t sub_int(int64_t x, int64_t y, int line) {
+  int64_t r;
+  if (__builtin_sub_overflow(x, y, &r)) error(line, "integer overflow");
+  return r;
+}
+int64_t mul_int(int64_t x, int64_t y, int line) {
+  int64_t r;
+  if (__builtin_mul_overflow(x, y, &r)) error(line, "integer overflow");
+  return r;
+}
+
+// float -> int as Python's int() truncates it; values outside int64 are an error, not UB.
+int64_t float_to_int(double d, int line) {
+  if (!(d > -9.2233720368547758e18 && d < 9.2233720368547758e18)) error(line, "float too large for int()");
+  return static_cast<int64_t>(d);
+}
 
 // ---- string helpers (Python semantics on code points) ----
 
@@ -234,8 +262,8 @@ Value slice(const Value& v, const Value* start, const Value* stop, const Value* 
     if (p->type != T::kInt) error(line, "slice indices must be integers");
     return std::make_pair(true, p->i);
   };
-  auto [has_step, st] = get(step, 1);
-  (void)has_step;
+  // A plain variable, not a structured binding: clang 14 cannot capture bindings in the lambda below.
+  const int64_t st = get(step, 1).second;
   if (st == 0) error(line, "slice step cannot be zero");
   std::vector<size_t> off;
   int64_t n;
@@ -338,9 +366,11 @@ class Interpreter {
         }
         if (st == 0) fail("range() step must not be zero");
         List out;
-        for (int64_t k = start; st > 0 ? k < stop : k > stop; k += st) {
-          if (out.size() > 10'000'000) fail("range() too large");
+        for (int64_t k = start; st > 0 ? k < stop : k > stop;) {
+          // Jinja2's sandbox (which transformers renders with) refuses ranges over 100000 items too.
+          if (out.size() >= 100'000) fail("range() too large (more than 100000 items)");
           out.push_back(Value::integer(k));
+          if (__builtin_add_overflow(k, st, &k)) break;  // the next value lies beyond int64: done
         }
         return Value::make_list(std::move(out));
       });
@@ -568,7 +598,7 @@ class Interpreter {
       }
       case Expr::Kind::kNeg: {
         const Value v = eval(*e.a, scope);
-        if (v.type == T::kInt || v.type == T::kBool) return Value::integer(-(v.type == T::kBool ? v.b : v.i));
+        if (v.type == T::kInt || v.type == T::kBool) return Value::integer(sub_int(0, v.type == T::kBool ? v.b : v.i, e.line));
         if (v.type == T::kFloat) return Value::number(-v.f);
         error(e.line, fmt::format("bad operand type for unary -: '{}'", type_name(v)));
       }
@@ -630,7 +660,11 @@ class Interpreter {
   }
 
   Value binary(const std::string& op, const Value& a, const Value& b, int line) {
-    if (op == "~") return Value::string(py_str(a) + py_str(b));
+    auto bounded = [&](std::string s) {  // memory stays bounded even when nothing is printed
+      if (s.size() > kMaxOutput) error(line, "string too large");
+      return Value::string(std::move(s));
+    };
+    if (op == "~") return bounded(py_str(a) + py_str(b));
     if (a.is_undefined()) error(line, fmt::format("'{}' is undefined", a.s));
     if (b.is_undefined()) error(line, fmt::format("'{}' is undefined", b.s));
     auto bad = [&]() -> Value {
@@ -639,19 +673,20 @@ class Interpreter {
     const bool ints = (a.type == T::kInt || a.type == T::kBool) && (b.type == T::kInt || b.type == T::kBool);
     const int64_t x = a.type == T::kBool ? a.b : a.i, y = b.type == T::kBool ? b.b : b.i;
     if (op == "+") {
-      if (a.is_string() && b.is_string()) return Value::string(a.s + b.s);
+      if (a.is_string() && b.is_string()) return bounded(a.s + b.s);
       if (a.type == T::kList && b.type == T::kList) {
         List l = *a.list;
         l.insert(l.end(), b.list->begin(), b.list->end());
         return Value::make_list(std::move(l));
       }
-      if (ints) return Value::integer(x + y);
+      if (ints) return Value::integer(add_int(x, y, line));
       if (a.is_number() && b.is_number()) return Value::number(a.as_double() + b.as_double());
       return bad();
     }
     if (op == "*") {
       if ((a.is_string() || a.type == T::kList) && (b.type == T::kInt)) {
-        if (b.i * static_cast<int64_t>(a.is_string() ? a.s.size() : a.list->size()) > static_cast<int64_t>(kMaxOutput)) error(line, "repetition too large");
+        const auto len = static_cast<int64_t>(a.is_string() ? a.s.size() : a.list->size());
+        if (b.i > 0 && len > 0 && b.i > static_cast<int64_t>(kMaxOutput) / len) error(line, "repetition too large");
         if (a.is_string()) {
           std::string s;
           for (int64_t k = 0; k < b.i; ++k) s += a.s;
@@ -661,12 +696,12 @@ class Interpreter {
         for (int64_t k = 0; k < b.i; ++k) l.insert(l.end(), a.list->begin(), a.list->end());
         return Value::make_list(std::move(l));
       }
-      if (ints) return Value::integer(x * y);
+      if (ints) return Value::integer(mul_int(x, y, line));
       if (a.is_number() && b.is_number()) return Value::number(a.as_double() * b.as_double());
       return bad();
     }
     if (!a.is_number() || !b.is_number()) return bad();
-    if (op == "-") return ints ? Value::integer(x - y) : Value::number(a.as_double() - b.as_double());
+    if (op == "-") return ints ? Value::integer(sub_int(x, y, line)) : Value::number(a.as_double() - b.as_double());
     if (op == "/") {
       if (b.as_double() == 0) error(line, "division by zero");
       return Value::number(a.as_double() / b.as_double());
@@ -674,6 +709,7 @@ class Interpreter {
     if (op == "//" || op == "%") {
       if (b.as_double() == 0) error(line, "integer division or modulo by zero");
       if (ints) {
+        if (x == INT64_MIN && y == -1) error(line, "integer overflow");  // the quotient is 2^63: SIGFPE
         int64_t q = x / y, r = x % y;
         if (r != 0 && ((r < 0) != (y < 0))) --q, r += y;
         return Value::integer(op == "//" ? q : r);
@@ -684,7 +720,7 @@ class Interpreter {
     if (op == "**") {
       if (ints && y >= 0) {
         int64_t r = 1;
-        for (int64_t k = 0; k < y && k < 64; ++k) r *= x;
+        for (int64_t k = 0; k < y && k < 64; ++k) r = mul_int(r, x, line);
         return Value::integer(r);
       }
       return Value::number(std::pow(a.as_double(), b.as_double()));
@@ -1014,14 +1050,14 @@ class Interpreter {
     if (name == "int") {
       if (v.type == T::kInt) return v;
       if (v.type == T::kBool) return Value::integer(v.b);
-      if (v.type == T::kFloat) return Value::integer(static_cast<int64_t>(v.f));
+      if (v.type == T::kFloat) return Value::integer(float_to_int(v.f, line));
       if (v.is_string()) {
         char* end = nullptr;
         const std::string t = py_strip(v.s, nullptr, true, true);
         const long long x = std::strtoll(t.c_str(), &end, 10);
         if (!t.empty() && end && *end == '\0') return Value::integer(x);
         const double d = std::strtod(t.c_str(), &end);
-        if (!t.empty() && end && *end == '\0') return Value::integer(static_cast<int64_t>(d));
+        if (!t.empty() && end && *end == '\0') return Value::integer(float_to_int(d, line));
       }
       const Value* dflt = arg(a, kw, 0, "default");
       return dflt ? *dflt : Value::integer(0);
@@ -1037,7 +1073,7 @@ class Interpreter {
       return dflt ? *dflt : Value::number(0);
     }
     if (name == "abs") {
-      if (v.type == T::kInt) return Value::integer(v.i < 0 ? -v.i : v.i);
+      if (v.type == T::kInt) return Value::integer(v.i < 0 ? sub_int(0, v.i, line) : v.i);
       if (v.type == T::kFloat) return Value::number(std::fabs(v.f));
       error(line, "abs needs a number");
     }
