@@ -1,0 +1,97 @@
+// HTTP JSON bodies -> validated generation specs (src/server/request_parse.h), with the real Qwen3
+// tokenizer and chat template. Only ApiError may escape; an accepted spec must satisfy the limits.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/check.h"
+#include "fuzz_util.h"
+#include "server/openai_error.h"
+#include "server/request_parse.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+
+namespace {
+
+using dpserve::ApiError;
+using dpserve::GenSpec;
+using dpserve::ParseContext;
+
+const ParseContext& context() {
+  static const std::unique_ptr<dpserve::Tokenizer> tok =
+      dpserve::Tokenizer::load(dpserve::fuzz::shared_file("tokenizers/qwen3"));
+  static const ParseContext ctx = [] {
+    ParseContext c;
+    c.tok = tok.get();
+    c.context_length = 512;  // small, so the length checks are reachable with short inputs
+    c.served_model_name = "fuzz-model";
+    c.chat_template = std::make_shared<dpserve::ChatTemplate>(tok->chat_template().value());
+    c.hidden_size = 4;
+    c.max_n = 8;
+    c.max_prompts = 16;
+    return c;
+  }();
+  return ctx;
+}
+
+void check_error(const ApiError& e) {
+  FUZZ_EXPECT(e.status() == 400 || e.status() == 404);
+  FUZZ_EXPECT(std::string(e.what()).size() > 0);
+  FUZZ_EXPECT(e.body().contains("error"));
+}
+
+// What the engine relies on for every accepted request.
+void check_spec(const GenSpec& s, const ParseContext& ctx) {
+  FUZZ_EXPECT(s.n >= 1 && s.n <= ctx.max_n);
+  FUZZ_EXPECT(int64_t(s.prompts.size()) <= ctx.max_prompts);
+  FUZZ_EXPECT(!s.prompts.empty() || s.input_embeds_rows > 0);
+  int64_t longest = s.input_embeds_rows;
+  for (const auto& p : s.prompts) {
+    FUZZ_EXPECT(!p.empty());
+    for (int32_t id : p) FUZZ_EXPECT(id >= 0 && id < ctx.tok->vocab_size());
+    longest = std::max<int64_t>(longest, int64_t(p.size()));
+  }
+  if (s.input_embeds_rows > 0)
+    FUZZ_EXPECT(int64_t(s.input_embeds.size()) == s.input_embeds_rows * ctx.hidden_size);
+  const auto& p = s.base.params;
+  FUZZ_EXPECT(p.max_new_tokens >= 1 && longest + p.max_new_tokens <= ctx.context_length);
+  FUZZ_EXPECT(p.temperature >= 0 && p.temperature <= 2);
+  FUZZ_EXPECT(p.top_p > 0 && p.top_p <= 1);
+  FUZZ_EXPECT(p.top_k == -1 || p.top_k >= 1);
+  for (int32_t id : p.stop_token_ids) FUZZ_EXPECT(id >= 0 && id < ctx.tok->vocab_size());
+  FUZZ_EXPECT(s.stop.size() <= 4);
+  for (const auto& st : s.stop) FUZZ_EXPECT(!st.empty());
+  FUZZ_EXPECT(s.base.top_logprobs >= 0 && s.base.top_logprobs <= 20);
+}
+
+}  // namespace
+
+// The tokenizer loads once, before the first input (it is slow under ASan).
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  context();
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const ParseContext& ctx = context();
+  const std::string body(reinterpret_cast<const char*>(data), size);
+  nlohmann::json j;
+  try {
+    j = dpserve::parse_json_body(body);
+  } catch (const ApiError& e) {
+    check_error(e);
+    return 0;
+  }
+  // One body through every endpoint's parser: each must accept it or answer with an ApiError.
+  using Parser = GenSpec (*)(const nlohmann::json&, const ParseContext&);
+  for (Parser parse : {Parser(&dpserve::parse_chat_request), Parser(&dpserve::parse_completion_request),
+                       Parser(&dpserve::parse_generate_request)}) {
+    try {
+      check_spec(parse(j, ctx), ctx);
+    } catch (const ApiError& e) {
+      check_error(e);
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,77 @@
+// The safetensors loader (src/model/weight_store.h) on arbitrary files: huge or negative shapes,
+// out-of-range or overlapping offsets and truncated data must give dpserve::Error. Every tensor it
+// accepts is checked against an independent reading of the header, and read in full (ASan/SEGV).
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/check.h"
+#include "core/dtype.h"
+#include "fuzz_util.h"
+#include "model/weight_store.h"
+
+namespace {
+
+const std::string& temp_path() {
+  static const std::string p = "/tmp/dpserve_fuzz_" + std::to_string(::getpid()) + ".safetensors";
+  return p;
+}
+
+void write_file(const std::string& path, const uint8_t* data, size_t size) {
+  FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) dpserve::fuzz::violated("cannot write the temp file", __FILE__, __LINE__);
+  if (size) std::fwrite(data, 1, size, f);
+  std::fclose(f);
+}
+
+// The accepted store against the file bytes: each tensor's data must be exactly its byte range.
+void check_store(const dpserve::WeightStore& store, const uint8_t* data, size_t size) {
+  uint64_t hlen = 0;
+  std::memcpy(&hlen, data, 8);
+  const auto h = nlohmann::json::parse(data + 8, data + 8 + hlen);
+  FUZZ_EXPECT(store.all().size() == h.size() - (h.contains("__metadata__") ? 1 : 0));
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  for (const auto& [name, t] : store.all()) {
+    const auto& off = h.at(name).at("data_offsets");
+    const uint64_t b = off[0].get<uint64_t>(), e = off[1].get<uint64_t>();
+    FUZZ_EXPECT(b <= e && e <= size - 8 - hlen);
+    int64_t numel = 1;
+    for (int64_t d : t.shape) {
+      FUZZ_EXPECT(d >= 0);
+      numel *= d;
+    }
+    FUZZ_EXPECT(numel == t.numel());
+    FUZZ_EXPECT(uint64_t(numel) * dpserve::dtype_size(t.dtype) == e - b);
+    // Reads the mapping: an out-of-bounds pointer faults here, a wrong one differs.
+    if (e > b) FUZZ_EXPECT(std::memcmp(t.data, data + 8 + hlen + b, e - b) == 0);
+    if (e > b) ranges.emplace_back(b, e);
+  }
+  std::sort(ranges.begin(), ranges.end());
+  for (size_t i = 1; i < ranges.size(); ++i) FUZZ_EXPECT(ranges[i].first >= ranges[i - 1].second);
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::string& path = temp_path();
+  write_file(path, data, size);
+  dpserve::WeightStore store;
+  try {
+    dpserve::load_safetensors_file(path, store);
+  } catch (const dpserve::Error& e) {
+    FUZZ_EXPECT(std::string(e.what()).find("safetensors") != std::string::npos);
+    return 0;
+  }
+  check_store(store, data, size);
+  // 1-D tensors go through the fp32 conversion the model uses for norms.
+  for (const auto& [name, t] : store.all())
+    if (t.shape.size() == 1) FUZZ_EXPECT(store.vector_f32(name, t.shape[0]).size() == size_t(t.shape[0]));
+  return 0;
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (clang, ASan + UBSan) in build-fuzz and runs each for a bounded time
+# on its checked-in corpus and dictionary. New inputs go to a scratch folder, never into the repo.
+# Exits non-zero on the first crash, leak, timeout, OOM or broken property, naming the input file.
+#   scripts/fuzz.sh [seconds-per-target] [target...]     (default 30 s, all targets)
+# Env: FUZZ_BUILD_DIR (default <repo>/build-fuzz), FUZZ_OUT (scratch, default a mktemp dir),
+#      FUZZ_JOBS (ninja -j, default 2).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+secs="${1:-30}"
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(request_parse tokenizer chat_template safetensors config)
+build="${FUZZ_BUILD_DIR:-$here/build-fuzz}"
+out="${FUZZ_OUT:-$(mktemp -d /tmp/dpserve-fuzz.XXXXXX)}"
+export DPSERVE_SHARED_DIR="${DPSERVE_SHARED_DIR:-$here/../shared}"
+
+if ! command -v clang++ >/dev/null 2>&1 || ! ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then
+  "$here/scripts/install-deps.sh"
+fi
+
+t0=$(date +%s)
+cmake -S "$here" -B "$build" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
+  -DDPSERVE_FUZZ=ON -DDPSERVE_BUILD_TESTS=OFF -DDPSERVE_BUILD_BENCH=OFF >/dev/null
+ninja -C "$build" -j "${FUZZ_JOBS:-2}" $(printf 'fuzz_%s ' "${targets[@]}")
+echo "fuzz: build took $(( $(date +%s) - t0 )) s; scratch folder $out"
+
+# UBSan findings abort (so libFuzzer saves the input); symbolized stacks make reports readable.
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
+status=0
+for t in "${targets[@]}"; do
+  corpus="$here/fuzz/corpus/$t"
+  dict="$here/fuzz/dict/$t.dict"
+  mkdir -p "$out/$t/new" "$out/$t/artifacts"
+  args=(-max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+        -artifact_prefix="$out/$t/artifacts/")
+  [ -f "$dict" ] && args+=(-dict="$dict")
+  [ -f "$here/fuzz/options/$t.max_len" ] && args+=(-max_len="$(cat "$here/fuzz/options/$t.max_len")")
+  echo "fuzz: $t for $secs s (log $out/$t/log)"
+  # The first corpus folder receives new inputs: the scratch one, the repo's is read only.
+  if ! nice -n 10 "$build/bin/fuzz_$t" "${args[@]}" "$out/$t/new" "$corpus" >"$out/$t/log" 2>&1; then
+    status=1
+    echo "fuzz: $t FAILED; last lines of $out/$t/log:"
+    tail -n 40 "$out/$t/log"
+    for a in "$out/$t/artifacts/"*; do [ -e "$a" ] && echo "fuzz: crashing input: $a"; done
+  else
+    grep -E '^(stat::number_of_executed_units|stat::new_units_added)|^#[0-9]+.*DONE' "$out/$t/log" | sed "s/^/fuzz: $t: /" || true
+  fi
+done
+echo "fuzz: total $(( $(date +%s) - t0 )) s"
+exit $status
