@@ -21,6 +21,7 @@ constexpr size_t kMaxOutput = 64u << 20;   // a template that writes more is run
 #endif
 constexpr int64_t kMaxSteps = DPSERVE_JINJA_MAX_STEPS;
 constexpr int kMaxDepth = 256;             // macro recursion
+constexpr int64_t kMaxListItems = 100'000;  // range() and list repetition, as Jinja2's sandbox caps range()
 
 [[noreturn]] void error(int line, const std::string& msg) { fail("chat template line {}: {}", line, msg); }
 
@@ -368,7 +369,7 @@ class Interpreter {
         List out;
         for (int64_t k = start; st > 0 ? k < stop : k > stop;) {
           // Jinja2's sandbox (which transformers renders with) refuses ranges over 100000 items too.
-          if (out.size() >= 100'000) fail("range() too large (more than 100000 items)");
+          if (static_cast<int64_t>(out.size()) >= kMaxListItems) fail("range() too large (more than 100000 items)");
           out.push_back(Value::integer(k));
           if (__builtin_add_overflow(k, st, &k)) break;  // the next value lies beyond int64: done
         }
@@ -686,11 +687,18 @@ class Interpreter {
     if (op == "*") {
       if ((a.is_string() || a.type == T::kList) && (b.type == T::kInt)) {
         const auto len = static_cast<int64_t>(a.is_string() ? a.s.size() : a.list->size());
-        if (b.i > 0 && len > 0 && b.i > static_cast<int64_t>(kMaxOutput) / len) error(line, "repetition too large");
+        // Lists hold ~100-byte values, so they get range()'s item cap rather than the byte cap.
+        const int64_t cap = a.is_string() ? static_cast<int64_t>(kMaxOutput) : kMaxListItems;
+        if (b.i > 0 && len > 0 && b.i > cap / len) error(line, "repetition too large");
         if (a.is_string()) {
-          std::string s;
-          for (int64_t k = 0; k < b.i; ++k) s += a.s;
-          return Value::string(s);
+          if (b.i <= 0 || len == 0) return Value::string("");
+          // Doubling: 'x' * 60000000 is ~26 appends, not 60 million.
+          const auto total = static_cast<size_t>(b.i * len);
+          std::string s = a.s;
+          s.reserve(total);
+          while (s.size() * 2 <= total) s += s;
+          s.append(s, 0, total - s.size());
+          return Value::string(std::move(s));
         }
         List l;
         for (int64_t k = 0; k < b.i; ++k) l.insert(l.end(), a.list->begin(), a.list->end());
