@@ -196,7 +196,7 @@ json parse_json_body(const std::string& body) {
     if (!j.is_object()) throw ApiError(400, "The request body must be a JSON object", "", "invalid_request_error",
                                        "invalid_json");
     return j;
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e400
     std::string what = e.what();
     bool utf8 = what.find("UTF-8") != std::string::npos || what.find("surrogate") != std::string::npos;
     throw ApiError(400,
