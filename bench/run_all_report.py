@@ -98,6 +98,11 @@ def num(x, digits=1):
     return f"{x:,.{digits}f}"
 
 
+def kv_per_token(j):
+    m = re.search(r"x ([0-9.]+ [KMG]iB)/token", j.get("layout", ""))
+    return m.group(1) if m else "?"
+
+
 def layout_name(j):
     tp, dp = j.get("tp_size", 1), j.get("dp_size", 1)
     name = f"tp={tp}"
@@ -205,8 +210,9 @@ def main():
                     L.append(f"DP attention on {models.get(key, {}).get('label', key)}, batch {B}: "
                              f"{lay} decodes {j['decode_tok_s']:.1f} tok/s vs {base['decode_tok_s']:.1f} for "
                              f"tp={j['tp_size']} alone (**{j['decode_tok_s'] / base['decode_tok_s']:.2f}x**, "
-                             f"issue 8's target 1.2x at 32+ requests); KV positions per rank "
-                             f"{j['kv_tokens_per_rank']} vs {base['kv_tokens_per_rank']}.")
+                             f"issue 8's target 1.2x at 32+ requests); KV cache per token on a rank "
+                             f"{kv_per_token(j)} vs {kv_per_token(base)}, KV pool {j['kv_tokens_per_rank']} vs "
+                             f"{base['kv_tokens_per_rank']} positions per rank.")
                     L.append("")
 
     # Serving.
