@@ -688,6 +688,8 @@ class Parser {
           for (auto& p : parts) s->args.push_back(std::move(p));
           e = std::move(s);
         } else {
+          // x[] has no index: the interpreter would dereference a null expression.
+          if (!parts[0]) fail("chat template line {}: empty subscript []", line_);
           auto s = node(Expr::Kind::kItem);
           s->a = std::move(e);
           s->b = std::move(parts[0]);
