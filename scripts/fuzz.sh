@@ -34,6 +34,7 @@ status=0
 for t in "${targets[@]}"; do
   corpus="$here/fuzz/corpus/$t"
   dict="$here/fuzz/dict/$t.dict"
+  [ -d "$corpus" ] || { echo "fuzz: no corpus folder $corpus (unknown target '$t'?)"; exit 2; }
   mkdir -p "$out/$t/new" "$out/$t/artifacts"
   args=(-max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
         -artifact_prefix="$out/$t/artifacts/")
@@ -41,7 +42,8 @@ for t in "${targets[@]}"; do
   [ -f "$here/fuzz/options/$t.max_len" ] && args+=(-max_len="$(cat "$here/fuzz/options/$t.max_len")")
   echo "fuzz: $t for $secs s (log $out/$t/log)"
   # The first corpus folder receives new inputs: the scratch one, the repo's is read only.
-  if ! nice -n 10 "$build/bin/fuzz_$t" "${args[@]}" "$out/$t/new" "$corpus" >"$out/$t/log" 2>&1; then
+  # timeout: a backstop in case libFuzzer itself wedges (its -timeout only covers single inputs).
+  if ! timeout -k 10 $((secs * 2 + 120)) nice -n 10 "$build/bin/fuzz_$t" "${args[@]}" "$out/$t/new" "$corpus" >"$out/$t/log" 2>&1; then
     status=1
     echo "fuzz: $t FAILED; last lines of $out/$t/log:"
     tail -n 40 "$out/$t/log"
