@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Sanitizer CI job (docs/sanitizers.md): builds build-asan (AddressSanitizer + UndefinedBehaviorSanitizer)
+# and runs the unit, kernel, model, tokenizer and HTTP e2e tests there, then builds build-tsan
+# (ThreadSanitizer) and runs the frontend/engine handoff tests there. Exits non-zero on any failed test
+# and on any sanitizer report, including reports from processes whose exit code a test ignores.
+#
+#   scripts/sanitize.sh [asan|tsan]...   (default: both)
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+
+jobs="${DPSERVE_BUILD_JOBS:-2}"
+supp="$here/tests/sanitizers"
+export DPSERVE_SHARED_DIR="${DPSERVE_SHARED_DIR:-$here/../shared}"
+# Open MPI refuses to run as root unless told; CI runs as root.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+
+# The e2e tests drive the server with the OpenAI Node client from tests/node (scripts/install-deps.sh).
+[[ -d tests/node/node_modules ]] || bash scripts/install-deps.sh
+
+phases=("$@")
+[[ ${#phases[@]} -gt 0 ]] || phases=(asan tsan)
+
+stamp() { date -u +%H:%M:%S; }
+t_start=$(date +%s)
+
+configure_and_build() {  # DIR SANITIZER [targets...]
+  local dir=$1 san=$2
+  shift 2
+  echo "== $(stamp) configure $dir (DPSERVE_SANITIZE=$san)"
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDPSERVE_SANITIZE="$san" \
+    -DDPSERVE_BUILD_BENCH=OFF >/dev/null
+  echo "== $(stamp) build $dir ${*:-(all)}"
+  cmake --build "$dir" -j "$jobs" ${1:+--target "$@"}
+}
+
+# Every sanitized process writes its reports to REPORTS/<tool>.<pid>; any such file fails the job.
+check_reports() {  # REPORTS NAME
+  local dir=$1 name=$2
+  shopt -s nullglob
+  local files=("$dir"/*)
+  shopt -u nullglob
+  if [[ ${#files[@]} -gt 0 ]]; then
+    echo "== $name: ${#files[@]} sanitizer report file(s):"
+    for f in "${files[@]}"; do echo "---- $f"; head -n 80 "$f"; done
+    return 1
+  fi
+  echo "== $name: no sanitizer reports"
+}
+
+status=0
+
+run_asan() {
+  configure_and_build build-asan address
+  local reports="$here/build-asan/sanitizer-reports"
+  rm -rf "$reports" && mkdir -p "$reports"
+  # halt_on_error: the first error ends the process (non-zero) rather than being one line in a log.
+  # Leaks are checked at exit; Open MPI's own allocations kept past MPI_Finalize are suppressed (lsan.supp).
+  export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:strict_init_order=1:detect_stack_use_after_return=1:check_initialization_order=1:log_path=$reports/asan"
+  export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0:fast_unwind_on_malloc=0"
+  export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$reports/ubsan"
+  # Unit tests (gtest: runtime, scheduler, radix cache, kernels, server units, tokenizer, bench client,
+  # topology, engine handoff), the model against the NumPy reference, tokenizer oracles, the real
+  # server over HTTP (one rank, and two ranks with DP attention), and collectives on 2 MPI ranks.
+  local sel='^(model_reference_hf|tokenizer_chat_template_vs_jinja2|tokenizer_npm_differential|tokenizer_cli|dist_mpi_np2|e2e_.*)$'
+  echo "== $(stamp) asan: ctest"
+  ctest --test-dir build-asan -j2 --no-tests=error --output-on-failure --timeout 600 -L 'unit|handoff' || status=1
+  ctest --test-dir build-asan -j2 --no-tests=error --output-on-failure --timeout 900 -R "$sel" || status=1
+  check_reports "$reports" asan || status=1
+  unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
+}
+
+run_tsan() {
+  configure_and_build build-tsan thread dpserve engine_threads_test
+  local reports="$here/build-tsan/sanitizer-reports"
+  rm -rf "$reports" && mkdir -p "$reports"
+  # One OpenMP thread per rank: libgomp is not TSan-instrumented, so its barriers are invisible and
+  # every parallel region would look like a race (docs/sanitizers.md). The handoff under test is
+  # between HTTP threads and the step thread, which this does not change.
+  export OMP_NUM_THREADS=1 DPSERVE_THREADS=1
+  export TSAN_OPTIONS="halt_on_error=0:exitcode=66:second_deadlock_stack=1:suppressions=$supp/tsan.supp:log_path=$reports/tsan"
+  echo "== $(stamp) tsan: ctest"
+  ctest --test-dir build-tsan --no-tests=error --output-on-failure --timeout 900 \
+    -R '^(EngineThreads\..*|e2e_concurrency|e2e_bad_input|e2e_sigterm)$' || status=1
+  check_reports "$reports" tsan || status=1
+  unset TSAN_OPTIONS OMP_NUM_THREADS DPSERVE_THREADS
+}
+
+for p in "${phases[@]}"; do
+  case $p in
+    asan) run_asan ;;
+    tsan) run_tsan ;;
+    *) echo "usage: $0 [asan|tsan]..." >&2; exit 2 ;;
+  esac
+done
+
+echo "== $(stamp) sanitize.sh: $(( $(date +%s) - t_start )) s, $([[ $status == 0 ]] && echo PASS || echo FAIL)"
+exit $status
