@@ -19,6 +19,7 @@ import subprocess
 import sys
 
 REPO, SCRATCH = sys.argv[1:3]
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(REPO, "bench"))
 import run_all_report as rep  # noqa: E402
 
