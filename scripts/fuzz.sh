@@ -2,13 +2,13 @@
 # Builds the libFuzzer targets (clang, ASan + UBSan) in build-fuzz and runs each for a bounded time
 # on its checked-in corpus and dictionary. New inputs go to a scratch folder, never into the repo.
 # Exits non-zero on the first crash, leak, timeout, OOM or broken property, naming the input file.
-#   scripts/fuzz.sh [seconds-per-target] [target...]     (default 30 s, all targets)
+#   scripts/fuzz.sh [seconds-per-target] [target...]     (default 25 s, all targets)
 # Env: FUZZ_BUILD_DIR (default <repo>/build-fuzz), FUZZ_OUT (scratch, default a mktemp dir),
 #      FUZZ_JOBS (ninja -j, default 2).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-secs="${1:-30}"
+secs="${1:-25}"
 shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(request_parse tokenizer chat_template safetensors config)
