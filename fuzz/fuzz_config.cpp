@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -50,6 +51,8 @@ void fuzz_hf_config(const uint8_t* data, size_t size) {
 
 void fuzz_llama2c(const uint8_t* data, size_t size) {
   static const std::string path = "/tmp/dpserve_fuzz_" + std::to_string(::getpid()) + ".llama2c.bin";
+  static const bool cleanup = std::atexit([] { std::remove(path.c_str()); }) == 0;  // runs before path dies
+  (void)cleanup;
   FILE* f = std::fopen(path.c_str(), "wb");
   if (!f) dpserve::fuzz::violated("cannot write the temp file", __FILE__, __LINE__);
   if (size) std::fwrite(data, 1, size, f);

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -21,6 +22,8 @@ namespace {
 
 const std::string& temp_path() {
   static const std::string p = "/tmp/dpserve_fuzz_" + std::to_string(::getpid()) + ".safetensors";
+  static const bool cleanup = std::atexit([] { std::remove(p.c_str()); }) == 0;  // runs before p dies
+  (void)cleanup;
   return p;
 }
 
