@@ -82,6 +82,23 @@ const tests = [
     assert.ok(steps1 > steps0 + 40, `engine steps went from ${steps0} to ${steps1}`);
     assert.equal(refused, 30);
   }],
+  ['input_embeds beyond each rank\'s cache (--embed-cache-requests 2) fail alone, the rest complete', async () => {
+    // Six long embeds requests, round-robin over two groups: three live per group, one more than
+    // the rank cache holds, so each group evicts its oldest, on every rank of the group alike.
+    const body = (k) => ({
+      input_embeds: Array.from({ length: 3 }, (_, r) => Array.from({ length: hidden }, (_, i) => 0.02 * Math.sin(i + r + k))),
+      sampling_params: { max_new_tokens: 64, temperature: 0, ignore_eos: true },
+    });
+    const rs = await Promise.all([0, 1, 2, 3, 4, 5].map((k) => http('POST', '/generate', body(k))));
+    const done = rs.filter((r) => r.status === 200);
+    const evicted = rs.filter((r) => r.status !== 200);
+    assert.equal(done.length, 4, rs.map((r) => r.status).join(','));
+    for (const r of done) assert.equal(r.json.meta_info.completion_tokens, 64);
+    for (const r of evicted) {
+      const e = assertOpenAIError(r, r.status);
+      assert.match(e.message, /evicted/);
+    }
+  }],
   ['healthy afterwards and a generation still completes', async () => {
     const h = await http('GET', '/health');
     assert.equal(h.status, 200);
