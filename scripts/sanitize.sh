@@ -65,10 +65,9 @@ run_asan() {
   # Unit tests (gtest: runtime, scheduler, radix cache, kernels, server units, tokenizer, bench client,
   # topology, engine handoff), the model against the NumPy reference, tokenizer oracles, the real
   # server over HTTP (one rank, and two ranks with DP attention), and collectives on 2 MPI ranks.
-  # E2E: every single-rank server test, and the OpenAI client against 2 ranks with DP attention (the
-  # other dp_attention variants repeat it on 2-4 ranks and are left out for time).
-  local e2e='e2e_openai_client|e2e_sse_curl|e2e_concurrency|e2e_bad_input|e2e_chat_template|e2e_api_key|e2e_sigterm|e2e_dp_attention_openai_client'
-  local sel="^(model_reference_hf|tokenizer_chat_template_vs_jinja2|tokenizer_npm_differential|tokenizer_cli|dist_mpi_np2|$e2e)\$"
+  # E2E: every HTTP test of the real server, one rank and 2-4 ranks with DP attention (each ~5-10 s).
+  # tokenizer_cli is left out: a dozen Qwen3 tokenizer loads under ASan pass its 120 s limit.
+  local sel='^(model_reference_hf|tokenizer_chat_template_vs_jinja2|tokenizer_npm_differential|dist_mpi_np2|e2e_.*)$'
   echo "== $(stamp) asan: ctest"
   ctest --test-dir build-asan -j2 --no-tests=error --output-on-failure --timeout 600 -L 'unit|handoff' || status=1
   ctest --test-dir build-asan -j2 --no-tests=error --output-on-failure --timeout 900 -R "$sel" || status=1
