@@ -142,7 +142,7 @@ void register_serve(CLI::App& app) {
                 "Seconds a client may stay silent while sending a request before its connection is closed")
       ->capture_default_str()->check(CLI::PositiveNumber)->envname("DPSERVE_HTTP_READ_TIMEOUT");
   s->add_option("--http-request-timeout", a->so.http_request_timeout_s,
-                "Seconds a client may take to send a whole request, headers and body (0 = no limit)")
+                "Seconds a client may take to send a request body after its headers (0 = no limit)")
       ->capture_default_str()->check(CLI::NonNegativeNumber)->envname("DPSERVE_HTTP_REQUEST_TIMEOUT");
   s->add_option("--shutdown-timeout", a->so.shutdown_timeout_s,
                 "Seconds in-flight requests may take to finish after SIGTERM before they are aborted")

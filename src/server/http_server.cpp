@@ -17,6 +17,7 @@
 #include "server/connection_watch.h"
 #include "server/elastic_thread_pool.h"
 #include "server/openai_error.h"
+#include "server/request_body.h"
 #include "server/server_context.h"
 #include "tokenizer/chat_template.h"
 
@@ -37,7 +38,6 @@ void send_json(httplib::Response& res, int status, const nlohmann::json& j) {
 }
 
 std::shared_ptr<void> admit_generation(ServerContext& ctx, const httplib::Request& req) {
-  if (ctx.reaper) ctx.reaper->body_received(req.remote_addr, req.remote_port);
   if (ctx.draining.load())
     throw ApiError(503, "The server is shutting down and takes no new requests", "", "service_unavailable_error",
                    "server_draining");
@@ -59,12 +59,38 @@ std::shared_ptr<void> admit_generation(ServerContext& ctx, const httplib::Reques
   return slot;
 }
 
+void post_route(httplib::Server& svr, ServerContext& ctx, const std::string& pattern, httplib::Server::Handler handler) {
+  BodyLimits limits;
+  limits.max_bytes = ctx.opts.max_body_bytes;
+  limits.deadline = std::chrono::milliseconds(int64_t(ctx.opts.http_request_timeout_s * 1000));
+  limits.cut_off = &ctx.metrics.read_deadline_closed;
+  post_with_body_limits(svr, pattern, limits, std::move(handler));
+}
+
 std::function<bool()> client_gone_fn(ServerContext& ctx, const httplib::Request& req) {
   auto watch = std::make_shared<ConnectionWatch>(req.local_addr, req.local_port, req.remote_addr, req.remote_port);
   return [watch, &ctx] { return ctx.stopping.load() || watch->closed(); };
 }
 
 namespace {
+
+// Counts the connections cpp-httplib has accepted and not yet closed: it runs each connection as
+// one task, from accept to close, so the count is exact without looking at any socket.
+class CountingThreadPool : public ElasticThreadPool {
+ public:
+  CountingThreadPool(size_t initial, size_t max_threads, std::atomic<int64_t>& open)
+      : ElasticThreadPool(initial, max_threads), open_(open) {}
+  void enqueue(std::function<void()> fn) override {
+    open_.fetch_add(1);
+    ElasticThreadPool::enqueue([this, fn = std::move(fn)] {
+      std::shared_ptr<void> done(nullptr, [this](void*) { open_.fetch_sub(1); });
+      fn();
+    });
+  }
+
+ private:
+  std::atomic<int64_t>& open_;
+};
 
 bool auth_exempt(const std::string& path) {
   return path == "/health" || path == "/health_generate" || path == "/metrics";
@@ -131,7 +157,9 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   // Threads start per connection on demand (up to the cap), so clients that connect and stay idle
   // or send slowly hold only their own thread and never queue other clients behind them.
   const size_t threads = size_t(std::max(4, c.opts.http_threads));
-  s.new_task_queue = [threads] { return new ElasticThreadPool(std::min<size_t>(8, threads), threads); };
+  s.new_task_queue = [threads, &c] {
+    return new CountingThreadPool(std::min<size_t>(8, threads), threads, c.metrics.http_connections);
+  };
   s.set_payload_max_length(c.opts.max_body_bytes);
   const auto read_us = int64_t(c.opts.http_read_timeout_s * 1e6);
   if (read_us <= 0) fail("--http-read-timeout must be > 0 (got {})", c.opts.http_read_timeout_s);
@@ -146,10 +174,6 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
     AccessInfo& ai = access_info();
     ai = AccessInfo{};
     ai.start = std::chrono::steady_clock::now();
-    // The body is read after this handler returns, still under --http-request-timeout.
-    if (c.reaper)
-      c.reaper->headers_received(req.remote_addr, req.remote_port,
-                                 req.has_header("Transfer-Encoding") || req.get_header_value<uint64_t>("Content-Length") > 0);
     if (!c.opts.api_key.empty() && !auth_exempt(req.path)) {
       const std::string want = "Bearer " + c.opts.api_key;
       if (req.get_header_value("Authorization") != want) {
@@ -184,7 +208,8 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
 
   // Statuses cpp-httplib produces itself (404 route, 413 body, 400 framing) still get an OpenAI body.
   s.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    // "Connection: close": post_with_body_limits already made the response and closes the connection.
+    if (!res.body.empty() || res.has_header("Connection")) return httplib::Server::HandlerResponse::Unhandled;
     std::string msg;
     std::string code;
     switch (res.status) {
@@ -198,7 +223,6 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   }));
 
   s.set_logger([&c](const httplib::Request& req, const httplib::Response& res) {
-    if (c.reaper) c.reaper->response_written(req.remote_addr, req.remote_port);
     const AccessInfo& ai = access_info();
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ai.start).count();
     std::string route = req.matches.empty() ? std::string("other") : req.path;
@@ -225,9 +249,6 @@ void HttpServer::start() {
     port_ = ctx_->opts.port;
   }
   widen_listen_backlog(port_);
-  ctx_->reaper = std::make_unique<ConnectionReaper>(
-      port_, std::chrono::milliseconds(int64_t(ctx_->opts.http_request_timeout_s * 1000)),
-      ctx_->metrics.read_deadline_closed, ctx_->metrics.http_connections);
   thread_ = std::thread([this] { svr_->listen_after_bind(); });
   spdlog::info("serving {} on http://{}:{}", ctx_->opts.served_model_name, ctx_->opts.host, port_);
 }

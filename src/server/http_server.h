@@ -32,7 +32,7 @@ struct ServerOptions {
   double shutdown_timeout_s = 30;
   int http_threads = 512;           // connections served at once (each holds a thread, started on demand)
   double http_read_timeout_s = 5;   // longest wait for any single read from a client
-  double http_request_timeout_s = 60;  // longest time to receive a request, headers and body (0 = no limit)
+  double http_request_timeout_s = 60;  // longest time to receive a request body after its headers (0 = no limit)
   int32_t max_n = 64;               // choices per request
 };
 

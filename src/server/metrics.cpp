@@ -118,13 +118,13 @@ std::string Metrics::render(const EngineStats& es, bool healthy, bool draining) 
   header(out, "dpserve_http_requests_inflight", "gauge", "HTTP requests being served");
   out += fmt::format("dpserve_http_requests_inflight {}\n", http_inflight.load());
   header(out, "dpserve_http_connections", "gauge",
-         "Open client connections, sampled every 250 ms (0 with --http-request-timeout 0)");
+         "Client connections accepted and not yet closed");
   out += fmt::format("dpserve_http_connections {}\n", http_connections.load());
   header(out, "dpserve_http_rejected_overload_total", "counter",
          "Generation requests answered 429 because --max-queued-requests were in flight");
   out += fmt::format("dpserve_http_rejected_overload_total {}\n", rejected_overload.load());
   header(out, "dpserve_http_slow_requests_closed_total", "counter",
-         "Connections closed because sending a request (headers and body) took longer than --http-request-timeout");
+         "Connections closed because a request body took longer than --http-request-timeout to arrive after its headers");
   out += fmt::format("dpserve_http_slow_requests_closed_total {}\n", read_deadline_closed.load());
 
   {

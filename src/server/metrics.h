@@ -41,8 +41,8 @@ class Metrics {
   std::atomic<int64_t> completion_tokens{0};
   std::atomic<int64_t> http_inflight{0};
   std::atomic<int64_t> rejected_overload{0};     // 429s from --max-queued-requests
-  std::atomic<int64_t> read_deadline_closed{0};  // connections closed for sending a request too slowly
-  std::atomic<int64_t> http_connections{0};      // open client connections (sampled 4 times a second)
+  std::atomic<int64_t> read_deadline_closed{0};  // connections closed for sending a request body too slowly
+  std::atomic<int64_t> http_connections{0};      // connections accepted and not yet closed
 
   void count_request(const std::string& route, int status);
   // Finish reasons of generation choices (stop, length, abort, error).

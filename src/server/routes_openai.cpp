@@ -234,10 +234,10 @@ json model_card(const ServerContext& ctx) {
 }  // namespace
 
 void register_openai_routes(httplib::Server& svr, ServerContext& ctx) {
-  svr.Post("/v1/completions", [&ctx](const httplib::Request& req, httplib::Response& res) {
+  post_route(svr, ctx, "/v1/completions", [&ctx](const httplib::Request& req, httplib::Response& res) {
     handle_generation(ctx, Api::kCompletion, req, res);
   });
-  svr.Post("/v1/chat/completions", [&ctx](const httplib::Request& req, httplib::Response& res) {
+  post_route(svr, ctx, "/v1/chat/completions", [&ctx](const httplib::Request& req, httplib::Response& res) {
     handle_generation(ctx, Api::kChat, req, res);
   });
   svr.Get("/v1/models", [&ctx](const httplib::Request&, httplib::Response& res) {

@@ -173,7 +173,7 @@ void handle_health_generate(ServerContext& ctx, httplib::Response& res) {
 }  // namespace
 
 void register_sglang_routes(httplib::Server& svr, ServerContext& ctx) {
-  svr.Post("/generate", [&ctx](const httplib::Request& req, httplib::Response& res) { handle_generate(ctx, req, res); });
+  post_route(svr, ctx, "/generate", [&ctx](const httplib::Request& req, httplib::Response& res) { handle_generate(ctx, req, res); });
   svr.Get("/health", [&ctx](const httplib::Request&, httplib::Response& res) {
     const bool ok = ctx.engine.healthy() && !ctx.draining.load();
     res.status = ok ? 200 : 503;
@@ -194,7 +194,7 @@ void register_sglang_routes(httplib::Server& svr, ServerContext& ctx) {
     info["requests_in_flight"] = ctx.registry.size();
     send_json(res, 200, info);
   });
-  svr.Post("/abort_request", [&ctx](const httplib::Request& req, httplib::Response& res) {
+  post_route(svr, ctx, "/abort_request", [&ctx](const httplib::Request& req, httplib::Response& res) {
     json body = parse_json_body(req.body);
     bool all = false;
     std::string rid;

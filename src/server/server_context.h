@@ -14,7 +14,6 @@
 #include "engine/engine.h"
 #include "server/http_server.h"
 #include "server/metrics.h"
-#include "server/connection_reaper.h"
 #include "server/request_parse.h"
 #include "server/request_registry.h"
 #include "tokenizer/tokenizer.h"
@@ -34,7 +33,6 @@ struct ServerContext {
   ParseContext parse;
   Metrics metrics;
   RequestRegistry registry;
-  std::unique_ptr<ConnectionReaper> reaper;  // set by HttpServer::start() once the port is known
   std::atomic<bool> draining{false};
   std::atomic<bool> stopping{false};
   std::atomic<uint64_t> next_id{1};
@@ -61,6 +59,8 @@ void send_json(httplib::Response& res, int status, const nlohmann::json& j);
 // 503 when the server drains, 429 when --max-queued-requests generation requests are in flight.
 // Returns the request's in-flight slot, released with its last owner.
 std::shared_ptr<void> admit_generation(ServerContext& ctx, const httplib::Request& req);
+// Registers a POST route whose body is bounded by --max-body-bytes and --http-request-timeout.
+void post_route(httplib::Server& svr, ServerContext& ctx, const std::string& pattern, httplib::Server::Handler handler);
 // True once the client of `req` hung up or the server is stopping.
 std::function<bool()> client_gone_fn(ServerContext& ctx, const httplib::Request& req);
 
