@@ -125,25 +125,16 @@ void run_offline_bench(OfflineBenchArgs& a) {
                a.input_len, a.output_len);
 
   std::vector<BatchTimes> batches;
-  std::exception_ptr failure;
-  std::thread client([&] {
-    try {
-      // Warm-up: same prompts' shape, two tokens out, so weights are paged in and buffers sized.
-      for (int64_t w = 0; w < a.warmup_batches; ++w)
-        run_batch(*engine, a, cfg.vocab, std::min<int64_t>(a.output_len, 2), a.seed * 7919 + 1000 + uint64_t(w));
-      for (int64_t k = 0; k < a.num_batches; ++k) {
-        batches.push_back(run_batch(*engine, a, cfg.vocab, a.output_len, a.seed * 7919 + uint64_t(k)));
-        spdlog::info("batch {}/{}: prefill {:.3f} s, decode {:.3f} s, {} steps", k + 1, a.num_batches,
-                     batches.back().prefill_s, batches.back().decode_s, batches.back().steps);
-      }
-    } catch (...) {
-      failure = std::current_exception();
+  rt->run_with_client([&](DpEngine& eng) {
+    // Warm-up: same prompts' shape, two tokens out, so weights are paged in and buffers sized.
+    for (int64_t w = 0; w < a.warmup_batches; ++w)
+      run_batch(eng, a, cfg.vocab, std::min<int64_t>(a.output_len, 2), a.seed * 7919 + 1000 + uint64_t(w));
+    for (int64_t k = 0; k < a.num_batches; ++k) {
+      batches.push_back(run_batch(eng, a, cfg.vocab, a.output_len, a.seed * 7919 + uint64_t(k)));
+      spdlog::info("batch {}/{}: prefill {:.3f} s, decode {:.3f} s, {} steps", k + 1, a.num_batches,
+                   batches.back().prefill_s, batches.back().decode_s, batches.back().steps);
     }
-    engine->shutdown(std::chrono::milliseconds(0));
   });
-  rt->run();
-  client.join();
-  if (failure) std::rethrow_exception(failure);
 
   const int64_t B = a.batch_size, K = a.num_batches;
   double prefill_s = 0, decode_s = 0;

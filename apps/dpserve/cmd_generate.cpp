@@ -142,55 +142,46 @@ void run_generate(GenerateArgs& a) {
 
   // The step loop runs on this (MPI) thread; a helper thread feeds the prompts and collects outputs.
   std::vector<Output> outs(prompts.size());
-  std::exception_ptr failure;
   double t_first = 0, t_end = 0;
   const auto t0 = std::chrono::steady_clock::now();
   auto secs = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
-  std::thread client([&] {
-    try {
-      std::vector<std::shared_ptr<RequestStream>> streams;
-      for (auto& p : prompts) {
-        Request r;
-        r.input_ids = p;
-        r.params = sp;
-        streams.push_back(engine->enqueue(std::move(r)));
-      }
-      const bool stream_text = !a.json && prompts.size() == 1;
-      Streamer st(stream_text ? tok.get() : nullptr, prompts[0].back());
-      for (size_t i = 0; i < streams.size(); ++i) {
-        Response resp;
-        while (true) {
-          if (!streams[i]->next(resp, std::chrono::milliseconds(1000))) continue;
-          for (auto& t : resp.tokens) {
-            if (outs[i].ids.empty() && i == 0) t_first = secs();
-            outs[i].ids.push_back(t.token);
-            if (stream_text) {
-              std::string piece = st.push(t.token);
-              std::fwrite(piece.data(), 1, piece.size(), stdout);
-              std::fflush(stdout);
-            }
-          }
-          if (resp.finished) {
-            outs[i].finish_reason = resp.finish_reason;
-            outs[i].error = resp.error;
-            break;
+  rt->run_with_client([&](DpEngine& eng) {
+    std::vector<std::shared_ptr<RequestStream>> streams;
+    for (auto& p : prompts) {
+      Request r;
+      r.input_ids = p;
+      r.params = sp;
+      streams.push_back(eng.enqueue(std::move(r)));
+    }
+    const bool stream_text = !a.json && prompts.size() == 1;
+    Streamer st(stream_text ? tok.get() : nullptr, prompts[0].back());
+    for (size_t i = 0; i < streams.size(); ++i) {
+      Response resp;
+      while (true) {
+        if (!streams[i]->next(resp, std::chrono::milliseconds(1000))) continue;
+        for (auto& t : resp.tokens) {
+          if (outs[i].ids.empty() && i == 0) t_first = secs();
+          outs[i].ids.push_back(t.token);
+          if (stream_text) {
+            std::string piece = st.push(t.token);
+            std::fwrite(piece.data(), 1, piece.size(), stdout);
+            std::fflush(stdout);
           }
         }
+        if (resp.finished) {
+          outs[i].finish_reason = resp.finish_reason;
+          outs[i].error = resp.error;
+          break;
+        }
       }
-      if (stream_text) {
-        std::string tail = st.flush();
-        std::fwrite(tail.data(), 1, tail.size(), stdout);
-        std::fflush(stdout);
-      }
-      t_end = secs();
-    } catch (...) {
-      failure = std::current_exception();
     }
-    engine->shutdown(std::chrono::milliseconds(0));
+    if (stream_text) {
+      std::string tail = st.flush();
+      std::fwrite(tail.data(), 1, tail.size(), stdout);
+      std::fflush(stdout);
+    }
+    t_end = secs();
   });
-  rt->run();
-  client.join();
-  if (failure) std::rethrow_exception(failure);
 
 
   auto decode_text = [&](size_t i) -> std::string {

@@ -141,4 +141,29 @@ void Runtime::run() {
   if (impl_->engine) impl_->engine->mark_stopped();
 }
 
+void Runtime::run_with_client(const std::function<void(DpEngine&)>& client) {
+  DpEngine* engine = impl_->engine.get();
+  if (!engine) {
+    run();
+    return;
+  }
+  std::exception_ptr failure;
+  std::thread t([&] {
+    try {
+      client(*engine);
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    engine->shutdown(std::chrono::milliseconds(0));
+  });
+  try {
+    run();
+  } catch (...) {
+    t.join();  // run() has ended every stream, so the client returns
+    throw;
+  }
+  t.join();
+  if (failure) std::rethrow_exception(failure);
+}
+
 }  // namespace dpserve

@@ -3,6 +3,7 @@
 // Engine the frontend talks to. Shared by `dpserve generate` and `dpserve serve`.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -48,6 +49,9 @@ class Runtime {
   const WorkerCounters& counters() const;
   // Runs the step loop on this thread (it must be the thread that initialised MPI) until shutdown.
   void run();
+  // run(), and on world rank 0 `client` on a helper thread meanwhile; the engine shuts down when
+  // the client returns or throws, and the client's exception is rethrown here.
+  void run_with_client(const std::function<void(DpEngine&)>& client);
 
  private:
   struct Impl;
