@@ -1,4 +1,4 @@
-// Cost of each collective of the dist layer at the sizes of one decode step (32 rows x 2048) and one
+// Cost of each collective of the parallel layer at the sizes of one decode step (32 rows x 2048) and one
 // prefill step (512 rows x 2048), next to the raw MPI call. Run under mpirun; prints a Markdown table.
 //   mpirun --oversubscribe --allow-run-as-root -np 4 build/bench/collectives_bench [--iters N]
 // Only the C API is used; skip Open MPI / MPICH C++ bindings.
@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "core/bf16.h"
-#include "dist/comm.h"
+#include "parallel/comm.h"
 
 namespace {
 

@@ -16,8 +16,8 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include "dist/comm.h"
-#include "dist/control_channel.h"
+#include "parallel/comm.h"
+#include "parallel/control_channel.h"
 #include "engine/control_message.h"
 
 using namespace dpserve;

@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "dist/comm.h"
-#include "dist/dp_attention.h"
+#include "parallel/comm.h"
+#include "parallel/dp_attention.h"
 
 namespace {
 

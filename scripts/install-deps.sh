@@ -5,6 +5,7 @@ set -euo pipefail
 
 pkgs=(
   build-essential cmake ninja-build pkg-config git
+  ccache                               # compiler cache: rebuilds of several trees share objects
   libopenmpi-dev openmpi-bin           # collectives between ranks
   nlohmann-json3-dev                   # config.json, safetensors headers, HTTP bodies
   libcpp-httplib-dev                   # HTTP server

@@ -67,7 +67,7 @@ run_asan() {
   # server over HTTP (one rank, and two ranks with DP attention), and collectives on 2 MPI ranks.
   # E2E: every HTTP test of the real server, one rank and 2-4 ranks with DP attention (each ~5-10 s).
   # tokenizer_cli is left out: a dozen Qwen3 tokenizer loads under ASan pass its 120 s limit.
-  local sel='^(model_reference_hf|tokenizer_chat_template_vs_jinja2|tokenizer_npm_differential|dist_mpi_np2|e2e_.*)$'
+  local sel='^(model_reference_hf|tokenizer_chat_template_vs_jinja2|tokenizer_npm_differential|parallel_mpi_np2|e2e_.*)$'
   echo "== $(stamp) asan: ctest"
   ctest --test-dir build-asan -j2 --no-tests=error --output-on-failure --timeout 600 -L 'unit|handoff' || status=1
   ctest --test-dir build-asan -j2 --no-tests=error --output-on-failure --timeout 900 -R "$sel" || status=1

@@ -7,6 +7,8 @@ cd "$here"
 
 bash scripts/install-deps.sh
 jobs="${DPSERVE_BUILD_JOBS:-$(nproc)}"
+# Trees at different paths (worktrees, a fresh clone) share ccache objects.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$(dirname "$here")}"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release ${DPSERVE_CMAKE_ARGS:-} >/dev/null
 cmake --build build -j "$jobs"
 

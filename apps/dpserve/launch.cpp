@@ -15,7 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/check.h"
-#include "dist/comm.h"
+#include "parallel/comm.h"
 
 namespace dpserve::app {
 

@@ -12,11 +12,11 @@
 #include <string>
 #include <vector>
 
-#include "dist/comm.h"
-#include "dist/control_channel.h"
-#include "dist/dp_attention.h"
-#include "dist/model_comm.h"
-#include "dist/topology.h"
+#include "parallel/comm.h"
+#include "parallel/control_channel.h"
+#include "parallel/dp_attention.h"
+#include "parallel/model_comm.h"
+#include "parallel/topology.h"
 #include "engine/control_message.h"
 #include "engine/sampler.h"
 #include "engine/scheduler.h"

@@ -10,9 +10,9 @@
 #include <spdlog/spdlog.h>
 
 #include "core/check.h"
-#include "dist/comm.h"
-#include "dist/model_comm.h"
-#include "dist/topology.h"
+#include "parallel/comm.h"
+#include "parallel/model_comm.h"
+#include "parallel/topology.h"
 #include "engine/rank_worker.h"
 #include "model/model.h"
 

@@ -1,6 +1,6 @@
 // How one rank's model is sharded, and the collectives the forward pass needs.
 //
-// The model never calls MPI itself: a ModelComm implementation (src/dist) does.
+// The model never calls MPI itself: a ModelComm implementation (src/parallel) does.
 // With no ModelComm the model runs whole on one rank.
 #pragma once
 

@@ -1,5 +1,5 @@
 // MPI process runtime and RAII communicators with the collectives the model needs, so no layer
-// above src/dist includes <mpi.h>. Only the step thread may call these (MPI_THREAD_FUNNELED).
+// above src/parallel includes <mpi.h>. Only the step thread may call these (MPI_THREAD_FUNNELED).
 #pragma once
 
 #include <cstddef>
@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "core/bf16.h"
-#include "dist/topology.h"
+#include "parallel/topology.h"
 
 namespace dpserve {
 
@@ -97,7 +97,7 @@ class Comm {
   // Variable sizes, sizes exchanged internally; root gets each rank's bytes, others an empty vector.
   std::vector<std::vector<std::byte>> gatherv(std::span<const std::byte> send, int root) const;
 
-  // Opaque MPI_Comm for the few places in src/dist that need raw MPI (and the benchmarks).
+  // Opaque MPI_Comm for the few places in src/parallel that need raw MPI (and the benchmarks).
   void* native_handle() const { return handle_; }
 
  private:

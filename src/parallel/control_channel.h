@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "dist/comm.h"
+#include "parallel/comm.h"
 
 namespace dpserve {
 

@@ -1,4 +1,4 @@
-#include "dist/dp_attention.h"
+#include "parallel/dp_attention.h"
 
 #include <algorithm>
 #include <cstring>

@@ -3,7 +3,7 @@
 
 #include <cstdlib>
 
-#include "dist/comm.h"
+#include "parallel/comm.h"
 
 namespace dpserve {
 namespace {

@@ -5,9 +5,9 @@
 
 #include <memory>
 
-#include "dist/comm.h"
-#include "dist/dp_attention.h"
-#include "dist/topology.h"
+#include "parallel/comm.h"
+#include "parallel/dp_attention.h"
+#include "parallel/topology.h"
 #include "model/parallel.h"
 
 namespace dpserve {

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "core/check.h"
-#include "dist/dp_attention.h"
+#include "parallel/dp_attention.h"
 
 namespace dpserve {
 namespace {

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "core/bf16.h"
-#include "dist/comm.h"
+#include "parallel/comm.h"
 
 namespace dpserve {
 namespace {
@@ -235,7 +235,7 @@ TEST(CommMpi, CommsFromTopologies) {
   }
 }
 
-// Not run by default: the CTest case "dist_mpi_one_rank_fails" runs it and expects mpirun to fail,
+// Not run by default: the CTest case "parallel_mpi_one_rank_fails" runs it and expects mpirun to fail,
 // proving a failure on a single rank fails the whole test.
 TEST(CommMpi, DISABLED_InjectedFailureOnLastRank) {
   World W;

@@ -1,4 +1,4 @@
-#include "dist/model_comm.h"
+#include "parallel/model_comm.h"
 
 #include <cstring>
 

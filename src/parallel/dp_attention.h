@@ -7,8 +7,8 @@
 #include <string_view>
 #include <vector>
 
-#include "dist/comm.h"
-#include "dist/topology.h"
+#include "parallel/comm.h"
+#include "parallel/topology.h"
 
 namespace dpserve {
 

@@ -1,4 +1,4 @@
-#include "dist/comm.h"
+#include "parallel/comm.h"
 
 // Only the C API is used; skip Open MPI / MPICH C++ bindings.
 #define OMPI_SKIP_MPICXX 1

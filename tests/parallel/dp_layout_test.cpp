@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "core/check.h"
-#include "dist/dp_attention.h"
+#include "parallel/dp_attention.h"
 
 namespace dpserve {
 namespace {
@@ -138,7 +138,7 @@ TEST(DpPadding, AutoRule) {
   EXPECT_EQ(pick(V{5, 5}, 2), DpPaddingMode::kSumLen);        // MAX_LEN would pad 5 -> 6
   EXPECT_EQ(pick(V{5, 1}, 1), DpPaddingMode::kSumLen);        // SGLang would pick MAX_LEN here
   // {3, 3, 3, 0} as a vector literal: GCC 12.2 -O2 -mavx512f miscompiles it to {3, 3, 3, 3} (SLP
-  // vectorizer); src/dist and these tests are built with -fno-tree-slp-vectorize for that reason.
+  // vectorizer); src/parallel and these tests are built with -fno-tree-slp-vectorize for that reason.
   EXPECT_EQ(pick(V{3, 3, 3, 0}, 1), DpPaddingMode::kSumLen);
   EXPECT_EQ(pick(V{0, 0}, 1), DpPaddingMode::kMaxLen);        // empty either way
 }

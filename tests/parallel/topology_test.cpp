@@ -1,5 +1,5 @@
 // Rank layout for the flag combinations SGLang users run, and the errors for impossible ones.
-#include "dist/topology.h"
+#include "parallel/topology.h"
 
 #include <gtest/gtest.h>
 

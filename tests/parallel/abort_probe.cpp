@@ -2,7 +2,7 @@
 // end if the failure takes the whole job down.
 #include <string>
 
-#include "dist/comm.h"
+#include "parallel/comm.h"
 
 int main(int argc, char** argv) {
   dpserve::MpiRuntime mpi(&argc, &argv);

@@ -1,4 +1,4 @@
-#include "dist/control_channel.h"
+#include "parallel/control_channel.h"
 
 #include <mpi.h>
 

@@ -5,7 +5,7 @@
 
 #include <cstdio>
 
-#include "dist/comm.h"
+#include "parallel/comm.h"
 
 namespace {
 
