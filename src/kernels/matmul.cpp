@@ -10,6 +10,7 @@
 
 #include "core/bf16.h"
 #include "core/check.h"
+#include "kernels/dequant.h"
 #include "kernels/isa.h"
 #include "kernels/matmul_impl.h"
 
@@ -21,33 +22,31 @@ using kernels::MatmulTask;
 WeightView WeightView::row_slice(int64_t r0, int64_t n) const {
   if (r0 < 0 || n < 0 || r0 + n > rows) fail("row_slice [{}, {}) out of range of a {}-row matrix", r0, r0 + n, rows);
   WeightView v = *this;
-  v.data = static_cast<const char*>(data) + r0 * ld * int64_t(dtype_size(dtype));
+  v.data = static_cast<const char*>(data) + r0 * dtype_row_bytes(dtype, ld);
   v.rows = n;
   return v;
 }
 
 WeightView WeightView::col_slice(int64_t c0, int64_t n) const {
   if (c0 < 0 || n < 0 || c0 + n > cols) fail("col_slice [{}, {}) out of range of a {}-column matrix", c0, c0 + n, cols);
+  // Block types are cut on block boundaries only (a tail that ends the row may be partial).
+  if (!dtype_row_splits(dtype, c0) || (c0 + n != cols && !dtype_row_splits(dtype, n)))
+    fail("col_slice [{}, {}) of a {} matrix does not fall on {}-element block boundaries", c0, c0 + n,
+         dtype_name(dtype), dtype_block_elems(dtype));
   WeightView v = *this;
-  v.data = static_cast<const char*>(data) + c0 * int64_t(dtype_size(dtype));
+  v.data = static_cast<const char*>(data) + dtype_row_bytes(dtype, c0);
   v.cols = n;
   return v;
 }
 
 float WeightView::at(int64_t r, int64_t c) const {
   DP_CHECK(r >= 0 && r < rows && c >= 0 && c < cols, "({}, {}) outside {}x{}", r, c, rows, cols);
-  const int64_t i = r * ld + c;
-  switch (dtype) {
-    case DType::F32: return static_cast<const float*>(data)[i];
-    case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(data)[i]);
-    case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(data)[i]);
-  }
-  return 0.0f;
+  return dequantize_at(dtype, static_cast<const char*>(data) + r * dtype_row_bytes(dtype, ld), c);
 }
 
 void weight_row_to_f32(const WeightView& w, int64_t r, float* out) {
   if (r < 0 || r >= w.rows) fail("row {} out of range of a {}-row matrix", r, w.rows);
-  for (int64_t c = 0; c < w.cols; ++c) out[c] = w.at(r, c);
+  dequantize_row(w.dtype, static_cast<const char*>(w.data) + r * dtype_row_bytes(w.dtype, w.ld), out, w.cols);
 }
 
 // f32_to_bf16 (core/bf16.h) without a branch, so the packing loop vectorises.
@@ -90,6 +89,7 @@ void matmul(const float* x, int64_t M, int64_t ldx, const WeightView& w, const f
 
 static MatmulBlockFn pick_block(KernelIsa isa, DType dt) {
   if (!kernel_isa_supported(isa)) fail("matmul: kernel ISA {} not supported by this CPU", kernel_isa_name(isa));
+  if (dtype_is_quantized(dt)) fail("matmul: no kernel for {} weights", dtype_name(dt));
   switch (isa) {
     case KernelIsa::Avx512Bf16:
       return dt == DType::BF16 ? kernels::avx512bf16::matmul_block : kernels::avx512::matmul_block;

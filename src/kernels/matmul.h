@@ -22,11 +22,11 @@ struct WeightView {
   DType dtype = DType::F32;
   int64_t rows = 0;  // N (output features)
   int64_t cols = 0;  // K (input features)
-  int64_t ld = 0;    // elements between consecutive rows (>= cols)
+  int64_t ld = 0;    // elements between consecutive rows (>= cols; whole blocks for block types)
 
   // Rows [r0, r0 + n) of this matrix.
   WeightView row_slice(int64_t r0, int64_t n) const;
-  // Columns [c0, c0 + n) of this matrix (strided view, no copy).
+  // Columns [c0, c0 + n) of this matrix (strided view, no copy); on block boundaries for block types.
   WeightView col_slice(int64_t c0, int64_t n) const;
   // Element (r, c) converted to fp32.
   float at(int64_t r, int64_t c) const;

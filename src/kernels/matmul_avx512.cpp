@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/check.h"
 #include "kernels/matmul_impl.h"  // before the target region: its std headers stay generic
 
 #pragma GCC push_options
@@ -84,6 +85,7 @@ void matmul_block(const MatmulTask& t, int64_t m0, int64_t m1, int64_t n0, int64
     case DType::BF16:
       return block_loop<Bf16>(t.xb, t.ldxb, static_cast<const uint16_t*>(t.w.data), t.w.ld, t.w.cols, t.bias, t.y,
                               t.ldy, m0, m1, n0, n1);
+    default: DP_CHECK(false, "float matmul block given {} weights", dtype_name(t.w.dtype));
   }
 }
 

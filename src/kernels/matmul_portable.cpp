@@ -2,6 +2,7 @@
 // baseline ISA. The fixed per-element order is 16 lanes over K (lane j takes
 // k = 16c + j) followed by a pairwise tree over the lanes.
 #include "core/bf16.h"
+#include "core/check.h"
 #include "kernels/matmul_impl.h"
 
 namespace dpserve::kernels::portable {
@@ -56,6 +57,7 @@ void matmul_block(const MatmulTask& t, int64_t m0, int64_t m1, int64_t n0, int64
           acc = dot(t.xb + m * t.ldxb, w, k, [](uint16_t v) { return bf16_to_f32(v); });
           break;
         }
+        default: DP_CHECK(false, "float matmul block given {} weights", dtype_name(t.w.dtype));
       }
       t.y[m * t.ldy + n] = acc + b;
     }

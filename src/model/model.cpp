@@ -139,7 +139,7 @@ void Model::init_layers() {
   vocab0_ = par_.vocab.begin(c.vocab);
   vocab_local_ = par_.vocab.end(c.vocab) - vocab0_;
   lm_head_ = lm_head_.row_slice(vocab0_, vocab_local_);
-  for (auto& [n, t] : store_.all()) weight_bytes_ += t.numel() * int64_t(dtype_size(t.dtype));
+  for (auto& [n, t] : store_.all()) weight_bytes_ += dtype_row_bytes(t.dtype, t.numel());
 }
 
 static void grow(std::vector<float>& v, int64_t n) {
