@@ -71,11 +71,7 @@ RankWorker::RankWorker(Model& model, const Topology& topo, const Comms& comms, D
 
 RankWorker::~RankWorker() = default;
 
-Dispatch parse_dispatch(const std::string& s) {
-  if (s == "global") return Dispatch::kGlobal;
-  if (s == "group-leader") return Dispatch::kGroupLeader;
-  fail("--dispatch: \"{}\" is not one of global, group-leader", s);
-}
+const char* to_string(Dispatch d) { return d == Dispatch::kGlobal ? "global" : "group-leader"; }
 
 namespace {
 

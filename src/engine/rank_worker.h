@@ -28,7 +28,7 @@ namespace dpserve {
 //  kGlobal: one broadcast over the world; each rank keeps its group's share (the default).
 //  kGroupLeader: rank 0 sends each group leader its group's share; the leader broadcasts it in its group.
 enum class Dispatch { kGlobal, kGroupLeader };
-Dispatch parse_dispatch(const std::string& s);
+const char* to_string(Dispatch d);  // "global" | "group-leader"
 
 struct WorkerOptions {
   Dispatch dispatch = Dispatch::kGlobal;

@@ -67,7 +67,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     omp_set_num_threads(threads);
 
     I.comms = Comms::create(I.topo);
-    I.mcomm = std::make_unique<DistModelComm>(I.comms, I.topo, parse_dp_padding_mode(o.dp_padding_mode));
+    I.mcomm = std::make_unique<DistModelComm>(I.comms, I.topo, o.dp_padding_mode);
     LoadOptions lo;
     lo.parallel = model_parallel_for(I.topo);
     lo.comm = I.mcomm.get();
@@ -85,7 +85,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     }
     WorkerOptions wo;
     wo.sched = o.sched;
-    wo.dispatch = parse_dispatch(o.dispatch);
+    wo.dispatch = o.dispatch;
     wo.watchdog_seconds = o.watchdog_timeout;
     wo.page_size = o.page_size;
     wo.kv_pages = (tokens + o.page_size - 1) / o.page_size;
@@ -102,7 +102,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
       lim.hidden = cfg.hidden;
       lim.context_length = cfg.max_pos;
       lim.dp_size = I.topo.world_size / I.topo.attn_tp_size;
-      lim.method = parse_load_balance_method(o.load_balance_method);
+      lim.method = o.load_balance_method;
       I.engine = std::make_unique<DpEngine>(lim);
     }
     // Every rank is ready before rank 0 starts taking requests.

@@ -10,6 +10,7 @@
 
 #include "engine/dp_engine.h"
 #include "engine/scheduler.h"
+#include "parallel/dp_attention.h"
 #include "model/config.h"
 
 namespace dpserve {
@@ -20,9 +21,9 @@ struct RuntimeOptions {
   int dp_size = 1;
   int ep_size = 1;
   bool enable_dp_attention = false;
-  std::string dp_padding_mode = "auto";
-  std::string load_balance_method = "round_robin";
-  std::string dispatch = "global";  // or "group-leader"
+  DpPaddingRequest dp_padding_mode = DpPaddingRequest::kAuto;
+  LoadBalanceMethod load_balance_method = LoadBalanceMethod::kRoundRobin;
+  Dispatch dispatch = Dispatch::kGlobal;
   SchedulerConfig sched;
   int64_t page_size = 16;
   int64_t max_total_tokens = 0;  // KV positions per rank's pool; 0 = from mem_fraction

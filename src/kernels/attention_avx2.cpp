@@ -39,15 +39,15 @@ struct Ops {
     for (; i < d; ++i) r += a[i] * b[i];
     return r;
   }
-  static void axpy_rows(float* acc, const float* v, const float* p, int64_t n, int64_t d) {
+  static void axpy_rows(float* acc, const float* v, int64_t ldv, const float* p, int64_t n, int64_t d) {
     int64_t i = 0;
     for (; i + 8 <= d; i += 8) {
       __m256 a = _mm256_loadu_ps(acc + i);
-      for (int64_t j = 0; j < n; ++j) a = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + j * d + i), a);
+      for (int64_t j = 0; j < n; ++j) a = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + j * ldv + i), a);
       _mm256_storeu_ps(acc + i, a);
     }
     for (; i < d; ++i)
-      for (int64_t j = 0; j < n; ++j) acc[i] += p[j] * v[j * d + i];
+      for (int64_t j = 0; j < n; ++j) acc[i] += p[j] * v[j * ldv + i];
   }
   static void scale(float* acc, float c, int64_t d) {
     const __m256 cv = _mm256_set1_ps(c);

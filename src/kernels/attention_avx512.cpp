@@ -35,11 +35,11 @@ struct Ops {
     }
     return hsum512(_mm512_add_ps(s0, s1));
   }
-  static void axpy_rows(float* acc, const float* v, const float* p, int64_t n, int64_t d) {
+  static void axpy_rows(float* acc, const float* v, int64_t ldv, const float* p, int64_t n, int64_t d) {
     for (int64_t i = 0; i < d; i += 16) {
       const __mmask16 m = head_mask(d, i);
       __m512 a = _mm512_maskz_loadu_ps(m, acc + i);
-      for (int64_t j = 0; j < n; ++j) a = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), _mm512_maskz_loadu_ps(m, v + j * d + i), a);
+      for (int64_t j = 0; j < n; ++j) a = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), _mm512_maskz_loadu_ps(m, v + j * ldv + i), a);
       _mm512_mask_storeu_ps(acc + i, m, a);
     }
   }

@@ -16,9 +16,9 @@ struct Ops {
     for (int j = 0; i + j < d; ++j) s[j] += a[i + j] * b[i + j];
     return ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
   }
-  static void axpy_rows(float* acc, const float* v, const float* p, int64_t n, int64_t d) {
+  static void axpy_rows(float* acc, const float* v, int64_t ldv, const float* p, int64_t n, int64_t d) {
     for (int64_t j = 0; j < n; ++j)
-      for (int64_t i = 0; i < d; ++i) acc[i] += p[j] * v[j * d + i];
+      for (int64_t i = 0; i < d; ++i) acc[i] += p[j] * v[j * ldv + i];
   }
   static void scale(float* acc, float c, int64_t d) {
     for (int64_t i = 0; i < d; ++i) acc[i] *= c;
