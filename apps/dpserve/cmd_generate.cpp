@@ -1,6 +1,4 @@
 // `dpserve generate`: offline generation from one prompt (or a file of prompts), streamed to stdout.
-#include <omp.h>
-
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -15,7 +13,6 @@
 #include "core/cpu.h"
 #include "apps/dpserve/launch.h"
 #include "apps/dpserve/runtime_flags.h"
-#include "engine/offline_runner.h"
 #include "engine/runtime.h"
 #include "model/default_model.h"
 #include "model/model.h"
@@ -97,6 +94,14 @@ void run_generate(GenerateArgs& a) {
   sp.ignore_eos = a.ignore_eos;
   if (auto err = sp.validate(); !err.empty()) fail("{}", err);
   if (!a.dump_logits.empty() && requested_world(a.rf) > 1) fail("--dump-logits works with --tp-size 1 only");
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> dump(nullptr, &std::fclose);
+  if (!a.dump_logits.empty()) {
+    dump.reset(std::fopen(a.dump_logits.c_str(), "wb"));
+    if (!dump) fail("--dump-logits: cannot write {}", a.dump_logits);
+    a.rf.rt.logits_tap = [f = dump.get()](uint64_t, int64_t, std::span<const float> l) {
+      std::fwrite(l.data(), sizeof(float), l.size(), f);
+    };
+  }
 
   auto rt = Runtime::start(a.rf.rt);
   const ModelConfig& cfg = rt->model_config();
@@ -232,43 +237,6 @@ void run_generate(GenerateArgs& a) {
                (long long)wc.max_new_requests, wc.control_seconds, wc.busy_seconds);
 }
 
-// --dump-logits: every position's logits, straight from the single-rank runner.
-void run_dump_logits(GenerateArgs& a) {
-  ModelLocation loc = resolve_model(a.rf.rt.model_path, a.rf.tokenizer_path);
-  if (a.rf.rt.threads > 0) omp_set_num_threads(a.rf.rt.threads);
-  auto model = Model::load(loc.model);
-  const auto& cfg = model->config();
-  std::vector<int32_t> prompt;
-  if (!a.prompt_ids.empty()) {
-    prompt = parse_ids(a.prompt_ids);
-  } else {
-    std::unique_ptr<Tokenizer> tok = Tokenizer::load(loc.tokenizer);
-    prompt = tok->encode(a.prompt, false);
-    if (!a.no_bos && tok->bos_id() >= 0) prompt.insert(prompt.begin(), tok->bos_id());
-  }
-  for (int32_t id : prompt)
-    if (id < 0 || id >= cfg.vocab) fail("prompt token id {} is outside the vocabulary [0, {})", id, cfg.vocab);
-  SamplingParams sp;
-  sp.temperature = a.temperature;
-  sp.max_new_tokens = a.max_new_tokens;
-  sp.ignore_eos = a.ignore_eos;
-  if (a.seed >= 0) sp.seed = uint64_t(a.seed);
-  RunnerOptions ro;
-  ro.page_size = a.rf.rt.page_size;
-  ro.keep_logits = true;
-  std::FILE* dump = std::fopen(a.dump_logits.c_str(), "wb");
-  if (!dump) fail("--dump-logits: cannot write {}", a.dump_logits);
-  OfflineRunner runner(*model, cfg.eos_ids, ro);
-  auto res = runner.run({GenRequest{prompt, sp}}, {},
-                        [&](size_t, int64_t, const float* l) { std::fwrite(l, sizeof(float), size_t(cfg.vocab), dump); });
-  std::fclose(dump);
-  nlohmann::json j;
-  j["prompt_ids"] = prompt;
-  j["output_ids"] = res[0].output;
-  j["finish_reason"] = res[0].finish_reason;
-  if (a.json) std::cout << j.dump() << "\n";
-}
-
 }  // namespace
 
 void register_generate(CLI::App& app) {
@@ -299,12 +267,8 @@ void register_generate(CLI::App& app) {
                 "Write float32 logits, row-major [positions, vocab]: one row per prompt position, then one per "
                 "decode step (prompt_len + new_tokens - 1 rows); single prompt, single rank");
   g->callback([a] {
-    if (!a->dump_logits.empty()) {
-      if (!a->prompts_file.empty()) fail("--dump-logits works with a single prompt");
-      run_dump_logits(*a);
-    } else {
-      run_generate(*a);
-    }
+    if (!a->dump_logits.empty() && !a->prompts_file.empty()) fail("--dump-logits works with a single prompt");
+    run_generate(*a);
   });
 }
 
