@@ -200,3 +200,81 @@ v1[36] = 1
 n1 = 1 * (8 + 8) + 8 + 6 * 8 + 1 * (64 + 2 * 32 + 64 + 3 * 128)
 write("config", "l2c_v1", b"\x01" + bytes(v1) + struct.pack(f"<{n1}f", *([0.5] * n1)))
 write("config", "l2c_v2", b"\x01" + bytes(v1[:4]) + struct.pack("<i", 2) + bytes(v1[8:]))
+
+
+# --- control_message: byte 0 even = a step's control message, odd = a group report ------------------
+# A msgpack writer of our own (github.com/msgpack/msgpack/spec.md), so the seeds do not come from
+# the encoder under test. Floats are float 32, as dpserve writes them.
+def mp(o):
+    if o is None:
+        return b"\xc0"
+    if o is True or o is False:
+        return b"\xc3" if o else b"\xc2"
+    if isinstance(o, int):
+        if 0 <= o < 128:
+            return bytes([o])
+        if -32 <= o < 0:
+            return struct.pack("b", o)
+        return b"\xcf" + struct.pack(">Q", o) if o >= 0 else b"\xd3" + struct.pack(">q", o)
+    if isinstance(o, float):
+        return b"\xca" + struct.pack(">f", o)
+    if isinstance(o, str):
+        b = o.encode()
+        return (bytes([0xa0 | len(b)]) if len(b) < 32 else b"\xd9" + bytes([len(b)])) + b
+    if isinstance(o, bytes):
+        return (b"\xc4" + bytes([len(o)]) if len(o) < 256 else b"\xc5" + struct.pack(">H", len(o))) + o
+    if isinstance(o, list):
+        return bytes([0x90 | len(o)]) + b"".join(mp(x) for x in o)
+    if isinstance(o, dict):
+        return bytes([0x80 | len(o)]) + b"".join(mp(k) + mp(v) for k, v in o.items())
+    raise TypeError(o)
+
+
+def i32s(*v):
+    return struct.pack(f"<{len(v)}i", *v)
+
+
+def u64s(*v):
+    return struct.pack(f"<{len(v)}Q", *v)
+
+
+params = {"temperature": 0.0, "top_k": -1, "top_p": 1.0, "min_p": 0.0, "repetition_penalty": 1.0,
+          "frequency_penalty": 0.0, "presence_penalty": 0.0, "max_new_tokens": 16, "ignore_eos": False}
+full_params = dict(params, temperature=0.7, top_k=40, top_p=0.9, seed=2 ** 64 - 1, max_new_tokens=2 ** 40,
+                   stop_token_ids=i32s(2, 151645))
+plain = {"id": 1, "group": 0, "input_ids": i32s(1, 2, 3), "params": params}
+embeds = {"id": 2, "group": 1, "input_ids": b"", "input_embeds": struct.pack("<8f", *range(8)), "embed_rows": 2,
+          "params": full_params, "top_logprobs": 5, "return_logprob": True}
+step = {"v": 1, "step": 7, "new": [plain, embeds], "cancels": u64s(9, 10), "shutdown": False}
+controls = {
+    "step": step,
+    "empty": {"v": 1, "step": 1, "new": [], "cancels": b"", "shutdown": False},
+    "shutdown": {"v": 1, "step": 2, "new": [], "cancels": u64s(1), "shutdown": True},
+    "version2": dict(step, v=2),
+    "unknown_field": dict(step, constraint="{}"),
+    "missing_field": {"v": 1, "step": 1, "new": [], "shutdown": False},
+    "wrong_type": dict(step, shutdown=1),
+    "group_range": dict(step, new=[dict(plain, group=2 ** 40)]),
+    "ragged_ids": dict(step, new=[dict(plain, input_ids=b"\x01\x02\x03")]),
+    "params_not_map": dict(step, new=[dict(plain, params=[1, 2])]),
+}
+for k, v in controls.items():
+    write("control_message", k, b"\x00" + mp(v))
+write("control_message", "truncated", b"\x00" + mp(step)[:-7])
+write("control_message", "huge_array", b"\x00\xdd\xff\xff\xff\xff")
+write("control_message", "deep", b"\x00" + b"\x91" * 64 + b"\x00")
+out_tok = {"id": 5, "token": 17, "logprob": -0.5, "top_ids": i32s(17, 3), "top_logprobs": struct.pack("<2f", -0.5, -2.0),
+           "finish": 2, "prompt_tokens": 12, "cached_tokens": 8}
+out_err = {"id": 6, "finish": 4, "error": "evicted", "prompt_tokens": 3, "cached_tokens": 0}
+report = {"v": 1, "group": 1, "running": 2, "waiting": 0, "pages_used": 5, "pages_total": 64,
+          "prefix_hit_tokens": 0, "prefix_query_tokens": 12, "step_tokens": 2, "preemptions": 0, "cached_pages": 1,
+          "outs": [out_tok, out_err]}
+reports = {
+    "report": report,
+    "report_empty": dict(report, outs=[]),
+    "report_unpaired": dict(report, outs=[{k: v for k, v in out_tok.items() if k != "logprob"}]),
+    "report_bad_finish": dict(report, outs=[dict(out_err, finish=9)]),
+    "report_ragged_top": dict(report, outs=[dict(out_tok, top_logprobs=struct.pack("<f", -1.0))]),
+}
+for k, v in reports.items():
+    write("control_message", k, b"\x01" + mp(v))

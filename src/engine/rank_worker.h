@@ -7,7 +7,8 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
-#include <map>
+#include <functional>
+#include <span>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,8 +37,11 @@ struct WorkerOptions {
   int64_t page_size = 16;
   int64_t kv_pages = 0;                    // pages in this rank's KV pool
   int64_t embed_cache_requests = 256;      // requests whose input_embeds a rank holds at once
-  std::vector<int32_t> eos_ids;
+  std::vector<int32_t> eos_ids;            // end requests (finish rules) unless ignore_eos
   double watchdog_seconds = 0;  // > 0: a step running longer than this ends the job
+  // Debugging (`generate --dump-logits`): when set, every position of every scheduled sequence gets
+  // logits, passed here (request id, position, the vocabulary's logits) before sampling, in step order.
+  std::function<void(uint64_t id, int64_t pos, std::span<const float> logits)> logits_tap;
 };
 
 // Rank 0's side of the loop: where control messages come from and reports go.
@@ -77,10 +81,11 @@ class RankWorker {
   const WorkerCounters& counters() const { return counters_; }
 
  private:
-  struct Live;
   void apply(const StepControl& c, GroupReport& rep);
   void admit(NewRequest& nr, GroupReport& rep);
-  void finish(uint64_t id, Finish f, GroupReport& rep, const std::string& error = {});
+  // Ends a request from outside the finish rules (cancel, admission failure, eviction): drops it from
+  // the scheduler and reports why.
+  void end(uint64_t id, Finish f, GroupReport& rep, const std::string& error = {});
   void step_forward(const ScheduledBatch& b, const StepSync& sync, GroupReport& rep);
   GroupReport make_report();
   StepControl receive_control(StepDriver* driver, bool idle);
@@ -95,7 +100,6 @@ class RankWorker {
   std::unique_ptr<Scheduler> sched_;
   ControlChannel control_;        // over the world (global dispatch)
   ControlChannel group_control_;  // over the DP group (group-leader dispatch)
-  std::map<uint64_t, std::unique_ptr<Live>> live_;
   std::deque<uint64_t> embed_fifo_;  // requests holding input_embeds, oldest first
   std::vector<float> logits_;
   WorkerCounters counters_;

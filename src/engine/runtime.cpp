@@ -91,6 +91,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     wo.kv_pages = (tokens + o.page_size - 1) / o.page_size;
     wo.embed_cache_requests = o.embed_cache_requests;
     wo.eos_ids = o.eos_ids;
+    if (I.topo.rank == 0) wo.logits_tap = o.logits_tap;
     for (int32_t e : cfg.eos_ids)
       if (std::find(wo.eos_ids.begin(), wo.eos_ids.end(), e) == wo.eos_ids.end()) wo.eos_ids.push_back(e);
     I.kv_tokens = wo.kv_pages * o.page_size;
@@ -117,6 +118,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
 int Runtime::rank() const { return impl_->topo.rank; }
 int Runtime::world_size() const { return impl_->topo.world_size; }
 const ModelConfig& Runtime::model_config() const { return impl_->model->config(); }
+const Model& Runtime::model() const { return *impl_->model; }
 int64_t Runtime::kv_tokens_per_rank() const { return impl_->kv_tokens; }
 DpEngine* Runtime::engine() { return impl_->engine.get(); }
 const WorkerCounters& Runtime::counters() const { return impl_->worker->counters(); }

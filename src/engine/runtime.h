@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <span>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +15,8 @@
 #include "model/config.h"
 
 namespace dpserve {
+
+class Model;
 
 struct RuntimeOptions {
   std::string model_path;
@@ -32,6 +35,8 @@ struct RuntimeOptions {
   int64_t embed_cache_requests = 256;
   double watchdog_timeout = 600;  // seconds a step may take before the job is stopped; 0 = off
   std::vector<int32_t> eos_ids;  // from the tokenizer; merged with config.json's
+  // Debugging: every position's logits before sampling (see WorkerOptions::logits_tap; rank 0 only).
+  std::function<void(uint64_t id, int64_t pos, std::span<const float> logits)> logits_tap;
 };
 
 class Runtime {
@@ -43,6 +48,7 @@ class Runtime {
   int rank() const;
   int world_size() const;
   const ModelConfig& model_config() const;
+  const Model& model() const;
   std::string describe() const;
   int64_t kv_tokens_per_rank() const;
   // The engine (world rank 0 only; null elsewhere).
