@@ -13,6 +13,7 @@
 #include "core/cpu.h"
 #include "apps/dpserve/launch.h"
 #include "apps/dpserve/runtime_flags.h"
+#include "engine/request_limits.h"
 #include "engine/runtime.h"
 #include "model/default_model.h"
 #include "model/model.h"
@@ -72,6 +73,23 @@ class Streamer {
   std::unique_ptr<IncrementalDecoder> dec_;
 };
 
+// Limit messages name this command's flags.
+std::string flag_name(RequestParam p) {
+  switch (p) {
+    case RequestParam::kPrompt: return "the prompt";
+    case RequestParam::kMaxNewTokens: return "--max-new-tokens";
+    case RequestParam::kTemperature: return "--temperature";
+    case RequestParam::kTopP: return "--top-p";
+    case RequestParam::kTopK: return "--top-k";
+    case RequestParam::kMinP: return "--min-p";
+    case RequestParam::kFrequencyPenalty: return "--frequency-penalty";
+    case RequestParam::kPresencePenalty: return "--presence-penalty";
+    case RequestParam::kRepetitionPenalty: return "--repetition-penalty";
+    case RequestParam::kSeed: return "--seed";
+    default: return field_name(p);
+  }
+}
+
 SamplingParams sampling_params(const GenerateArgs& a) {
   SamplingParams sp;
   sp.temperature = a.temperature;
@@ -84,13 +102,14 @@ SamplingParams sampling_params(const GenerateArgs& a) {
   if (a.seed >= 0) sp.seed = uint64_t(a.seed);
   sp.max_new_tokens = a.max_new_tokens;
   sp.ignore_eos = a.ignore_eos;
-  if (auto err = sp.validate(); !err.empty()) fail("{}", err);
+  // The sampling bounds need no model: a bad flag stops us before anything loads.
+  if (auto v = RequestLimits{}.check_sampling(sp, 0, flag_name)) fail("{}", v->message);
   return sp;
 }
 
 // The prompts as token ids: a file (text or ids per line), --prompt-ids, --prompt, or BOS alone.
 std::vector<std::vector<int32_t>> read_prompts(const GenerateArgs& a, const Tokenizer* tok, int32_t bos,
-                                               const std::string& model, int64_t vocab) {
+                                               const std::string& model) {
   auto encode = [&](const std::string& text) {
     if (!tok) fail("no tokenizer found for {}: give --tokenizer-path, or --prompt-ids", model);
     std::vector<int32_t> ids = tok->encode(text, false);
@@ -116,10 +135,20 @@ std::vector<std::vector<int32_t>> read_prompts(const GenerateArgs& a, const Toke
     if (bos < 0) fail("the model has no BOS token: give --prompt or --prompt-ids");
     prompts.push_back({bos});
   }
-  for (auto& p : prompts)
-    for (int32_t id : p)
-      if (id < 0 || id >= vocab) fail("prompt token id {} is outside the vocabulary [0, {})", id, vocab);
   return prompts;
+}
+
+// Each prompt with the sampling settings against the engine's limits (vocabulary, context), which
+// the engine would otherwise refuse one by one.
+void check_requests(const std::vector<std::vector<int32_t>>& prompts, const SamplingParams& sp,
+                    const RequestLimits& limits) {
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    Request r;
+    r.input_ids = prompts[i];
+    r.params = sp;
+    if (auto v = limits.check(r, flag_name))
+      fail("{}{}", prompts.size() > 1 ? fmt::format("prompt {}: ", i + 1) : std::string(), v->message);
+  }
 }
 
 // --dump-logits: the engine's step hands every position's logits to a file, in step order.
@@ -262,7 +291,8 @@ void run_generate(GenerateArgs& a) {
                cfg.n_layers, cfg.hidden, cfg.n_heads, cfg.n_kv_heads, cfg.vocab, dtype_name(cfg.dtype),
                cpu_kernel_name(), rt->describe());
 
-  const auto prompts = read_prompts(a, tok.get(), tok ? tok->bos_id() : cfg.bos_id, loc.model, cfg.vocab);
+  const auto prompts = read_prompts(a, tok.get(), tok ? tok->bos_id() : cfg.bos_id, loc.model);
+  check_requests(prompts, sp, rt->engine()->limits());
   const bool stream_text = !a.json && prompts.size() == 1;
   const Generated g = generate(*rt, prompts, sp, stream_text ? tok.get() : nullptr);
   for (size_t i = 0; i < prompts.size(); ++i)
@@ -282,8 +312,9 @@ void register_generate(CLI::App& app) {
   g->add_option("--prompts-file", a->prompts_file,
                 "File with one prompt per line, run together and spread over DP groups; one output line each");
   g->add_flag("--prompts-are-ids", a->prompts_are_ids, "Each line of --prompts-file is comma-separated token ids");
-  g->add_option("--max-new-tokens,-n", a->max_new_tokens, "Tokens to generate per prompt")->capture_default_str()
-      ->check(CLI::Range(int64_t(1), int64_t(1) << 30));
+  g->add_option("--max-new-tokens,-n", a->max_new_tokens,
+                "Tokens to generate per prompt (at least 1; prompt + this must fit the context)")
+      ->capture_default_str();
   g->add_option("--temperature,-t", a->temperature, "Sampling temperature; 0 = greedy")->capture_default_str();
   g->add_option("--top-k", a->top_k, "Keep the k most likely tokens (-1 = off)")->capture_default_str();
   g->add_option("--top-p", a->top_p, "Nucleus sampling mass (1 = off)")->capture_default_str();

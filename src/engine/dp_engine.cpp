@@ -1,7 +1,5 @@
 #include "engine/dp_engine.h"
 
-#include <cmath>
-
 #include <spdlog/spdlog.h>
 
 #include "core/check.h"
@@ -34,37 +32,22 @@ class DpEngine::Stream : public RequestStream {
   std::deque<Response> q_;
 };
 
-DpEngine::DpEngine(EngineLimits lim) : lim_(lim), router_(lim.dp_size, lim.method) {
+DpEngine::DpEngine(EngineLimits lim)
+    : lim_(lim),
+      req_limits_{.vocab = lim.vocab, .context_length = lim.context_length, .hidden = lim.hidden},
+      router_(lim.dp_size, lim.method) {
   stats_.groups.resize(size_t(lim.dp_size));
   for (int g = 0; g < lim.dp_size; ++g) stats_.groups[size_t(g)].dp_rank = g;
 }
 
 DpEngine::~DpEngine() = default;
 
-std::string DpEngine::validate(const Request& r) const {
-  if (r.input_embeds_rows > 0) {
-    if (!r.input_ids.empty()) return "give either input_ids or input_embeds, not both";
-    if (int64_t(r.input_embeds.size()) != r.input_embeds_rows * lim_.hidden)
-      return fmt::format("input_embeds must be {} rows of {} values", r.input_embeds_rows, lim_.hidden);
-    for (float v : r.input_embeds)
-      if (!std::isfinite(v)) return "input_embeds contains a non-finite value";
-  } else {
-    if (r.input_ids.empty()) return "the prompt is empty";
-    for (int32_t id : r.input_ids)
-      if (id < 0 || id >= lim_.vocab) return fmt::format("token id {} is outside the vocabulary [0, {})", id, lim_.vocab);
-  }
-  const int64_t n = r.input_embeds_rows > 0 ? r.input_embeds_rows : int64_t(r.input_ids.size());
-  if (n >= lim_.context_length)
-    return fmt::format("the prompt has {} tokens but the context length is {}", n, lim_.context_length);
-  if (r.params.max_new_tokens < 1) return "max_new_tokens must be at least 1";
-  if (auto e = r.params.validate(); !e.empty()) return e;
-  if (r.top_logprobs < 0 || r.top_logprobs > 20) return "top_logprobs must be in [0, 20]";
-  return {};
-}
-
 std::shared_ptr<RequestStream> DpEngine::enqueue(Request r) {
   std::shared_ptr<Stream> s;
-  std::string err = validate(r);
+  // The guard that keeps a bad request off the ranks, whoever the caller is; the frontends check
+  // the same limits first to name the field at fault.
+  std::string err;
+  if (auto v = req_limits_.check(r)) err = v->message;
   {
     std::lock_guard lk(mu_);
     const uint64_t id = next_id_++;

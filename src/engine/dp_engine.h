@@ -12,6 +12,7 @@
 
 #include "engine/engine.h"
 #include "engine/rank_worker.h"
+#include "engine/request_limits.h"
 #include "engine/router.h"
 
 namespace dpserve {
@@ -37,6 +38,7 @@ class DpEngine : public Engine, public StepDriver {
   EngineStats stats() const override;
   int64_t context_length() const override { return lim_.context_length; }
   int32_t dp_size() const override { return lim_.dp_size; }
+  const RequestLimits& limits() const override { return req_limits_; }
 
   // Step-thread side.
   StepControl next_step(bool idle) override;
@@ -44,9 +46,6 @@ class DpEngine : public Engine, public StepDriver {
   void reject(const std::vector<NewRequest>& requests, const std::string& why) override;
   // Called by the step thread when the loop has ended (normally or not).
   void mark_stopped(const std::string& why = {});
-
-  // Empty when the request can run, else why not (ids outside the vocabulary, bad embeddings, ...).
-  std::string validate(const Request& r) const;
 
  private:
   class Stream;
@@ -56,6 +55,7 @@ class DpEngine : public Engine, public StepDriver {
   };
 
   EngineLimits lim_;
+  RequestLimits req_limits_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Pending> inbox_;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/request.h"
+#include "engine/request_limits.h"
 
 namespace dpserve {
 
@@ -58,6 +59,8 @@ class Engine {
   virtual EngineStats stats() const = 0;
   virtual int64_t context_length() const = 0;
   virtual int32_t dp_size() const = 0;
+  // What a request may ask for (vocabulary, context, parameter bounds): enqueue() refuses the rest.
+  virtual const RequestLimits& limits() const = 0;
 };
 
 }  // namespace dpserve

@@ -106,7 +106,6 @@ Generation::Generation(Engine& engine, const Tokenizer& tok, const GenSpec& spec
     : engine_(engine) {
   const auto arrival = Clock::now();
   const size_t n_prompts = spec.prompts.empty() ? 1 : spec.prompts.size();
-  std::vector<int32_t> eos = tok.eos_ids();
   for (size_t p = 0; p < n_prompts; ++p) {
     for (int32_t c = 0; c < spec.n; ++c) {
       Request r = spec.base;
@@ -117,8 +116,6 @@ Generation::Generation(Engine& engine, const Tokenizer& tok, const GenSpec& spec
         r.input_embeds_rows = spec.input_embeds_rows;
       }
       if (r.params.seed && c > 0) r.params.seed = *r.params.seed + uint64_t(c);
-      if (!r.params.ignore_eos)
-        for (int32_t e : eos) r.params.stop_token_ids.push_back(e);
       r.rid = p < spec.rids.size() ? spec.rids[p] : rid_prefix;
       runs_.push_back(std::make_unique<ChoiceRun>(engine, tok, std::move(r), spec, metrics, registry, arrival));
     }

@@ -137,11 +137,10 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   c.created = int64_t(std::time(nullptr));
   if (c.opts.served_model_name.empty()) c.opts.served_model_name = "default";
   c.parse.tok = &tok;
-  c.parse.context_length = engine.context_length();
+  // The engine's limits; token ids must also be ones the tokenizer can turn back into text.
+  c.parse.limits = engine.limits();
+  c.parse.limits.vocab = std::min<int64_t>(c.parse.limits.vocab, tok.vocab_size());
   c.parse.served_model_name = c.opts.served_model_name;
-  c.parse.max_n = c.opts.max_n;
-  if (c.info.is_object() && c.info.contains("hidden_size") && c.info["hidden_size"].is_number_integer())
-    c.parse.hidden_size = c.info["hidden_size"].get<int64_t>();
   // Parsed once here, so a broken template stops the server at start rather than failing each chat.
   std::optional<std::string> tmpl =
       c.opts.chat_template_path.empty() ? tok.chat_template() : std::optional(read_file(c.opts.chat_template_path));

@@ -33,14 +33,12 @@ struct ServerOptions {
   int http_threads = 512;           // connections served at once (each holds a thread, started on demand)
   double http_read_timeout_s = 5;   // longest wait for any single read from a client
   double http_request_timeout_s = 60;  // longest time to receive a request body after its headers (0 = no limit)
-  int32_t max_n = 64;               // choices per request
 };
 
 // Usage: start(); ... on SIGTERM: begin_drain(); engine.shutdown(timeout); stop().
 class HttpServer {
  public:
-  // server_info: what /get_server_info reports (flags, model); its "hidden_size", when given, is
-  // used to check /generate input_embeds before they reach the engine.
+  // server_info: what /get_server_info reports (flags, model).
   HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok, nlohmann::json server_info);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;

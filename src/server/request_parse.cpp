@@ -22,13 +22,13 @@ const json* field(const json& b, const char* name) {
   return &*it;
 }
 
-std::optional<double> opt_number(const json& b, const char* name, double lo, double hi, bool lo_open = false) {
+// A number checked against its bound in RequestLimits.
+std::optional<double> opt_number(const json& b, const char* name, RequestParam p) {
   const json* v = field(b, name);
   if (!v) return std::nullopt;
   if (!v->is_number()) bad_param(name, fmt::format("'{}' must be a number, got {}", name, v->type_name()));
   double x = v->get<double>();
-  if (!std::isfinite(x) || (lo_open ? x <= lo : x < lo) || x > hi)
-    bad_param(name, fmt::format("'{}' must be in {}{}, {}], got {}", name, lo_open ? "(" : "[", lo, hi, x));
+  if (auto rule = RequestLimits::value_rule(p, x)) bad_param(name, fmt::format("'{}' {}, got {}", name, *rule, x));
   return x;
 }
 
@@ -41,11 +41,13 @@ int64_t as_int(const json& v, const std::string& name) {
   bad_param(name, fmt::format("'{}' must be an integer, got {}", name, v.is_number() ? v.dump() : v.type_name()));
 }
 
-std::optional<int64_t> opt_int(const json& b, const char* name, int64_t lo, int64_t hi) {
+// An integer; `p`, when given, names its bound in RequestLimits.
+std::optional<int64_t> opt_int(const json& b, const char* name, std::optional<RequestParam> p = std::nullopt) {
   const json* v = field(b, name);
   if (!v) return std::nullopt;
   int64_t x = as_int(*v, name);
-  if (x < lo || x > hi) bad_param(name, fmt::format("'{}' must be in [{}, {}], got {}", name, lo, hi, x));
+  if (p)
+    if (auto rule = RequestLimits::int_rule(*p, x)) bad_param(name, fmt::format("'{}' {}, got {}", name, *rule, x));
   return x;
 }
 
@@ -79,12 +81,10 @@ std::vector<std::string> parse_stop(const json& b) {
 std::vector<int32_t> parse_ids(const json& arr, const std::string& name, const ParseContext& ctx) {
   std::vector<int32_t> ids;
   ids.reserve(arr.size());
-  const int64_t vocab = ctx.tok ? ctx.tok->vocab_size() : INT32_MAX;
   for (const auto& v : arr) {
     if (!v.is_number_integer()) bad_param(name, fmt::format("'{}' token ids must be integers", name));
     int64_t id = v.get<int64_t>();
-    if (id < 0 || id >= vocab)
-      bad_param(name, fmt::format("token id {} in '{}' is outside the vocabulary [0, {})", id, name, vocab));
+    if (auto rule = ctx.limits.token_rule(id)) bad_param(name, fmt::format("token id {} in '{}' {}", id, name, *rule));
     ids.push_back(int32_t(id));
   }
   return ids;
@@ -92,16 +92,14 @@ std::vector<int32_t> parse_ids(const json& arr, const std::string& name, const P
 
 // The sampling fields shared by the OpenAI endpoints and SGLang's sampling_params.
 void parse_sampling(const json& b, SamplingParams& p, const ParseContext& ctx) {
-  if (auto v = opt_number(b, "temperature", 0, 2)) p.temperature = float(*v);
-  if (auto v = opt_number(b, "top_p", 0, 1, true)) p.top_p = float(*v);
-  if (auto v = opt_int(b, "top_k", -1, INT32_MAX)) {
-    if (*v == 0) bad_param("top_k", "'top_k' must be -1 (off) or at least 1, got 0");
-    p.top_k = int32_t(*v);
-  }
-  if (auto v = opt_number(b, "min_p", 0, 1)) p.min_p = float(*v);
-  if (auto v = opt_number(b, "frequency_penalty", -2, 2)) p.frequency_penalty = float(*v);
-  if (auto v = opt_number(b, "presence_penalty", -2, 2)) p.presence_penalty = float(*v);
-  if (auto v = opt_number(b, "repetition_penalty", 0, 2, true)) p.repetition_penalty = float(*v);
+  using P = RequestParam;
+  if (auto v = opt_number(b, "temperature", P::kTemperature)) p.temperature = float(*v);
+  if (auto v = opt_number(b, "top_p", P::kTopP)) p.top_p = float(*v);
+  if (auto v = opt_int(b, "top_k", P::kTopK)) p.top_k = int32_t(*v);
+  if (auto v = opt_number(b, "min_p", P::kMinP)) p.min_p = float(*v);
+  if (auto v = opt_number(b, "frequency_penalty", P::kFrequencyPenalty)) p.frequency_penalty = float(*v);
+  if (auto v = opt_number(b, "presence_penalty", P::kPresencePenalty)) p.presence_penalty = float(*v);
+  if (auto v = opt_number(b, "repetition_penalty", P::kRepetitionPenalty)) p.repetition_penalty = float(*v);
   for (const char* name : {"seed", "sampling_seed"}) {
     if (const json* v = field(b, name)) p.seed = uint64_t(as_int(*v, name));
   }
@@ -141,22 +139,15 @@ std::vector<int32_t> encode_text(const std::string& text, const ParseContext& ct
 // The length checks every endpoint shares; `default_to_rest` picks the room left in the context.
 void check_lengths(GenSpec& spec, const ParseContext& ctx, std::optional<int64_t> max_tokens, int64_t fallback,
                    bool default_to_rest, const std::string& prompt_param, const std::string& max_param) {
+  auto name = [&](RequestParam p) { return "'" + (p == RequestParam::kMaxNewTokens ? max_param : prompt_param) + "'"; };
   int64_t longest = spec.input_embeds_rows;
   for (const auto& p : spec.prompts) {
-    if (p.empty()) bad_param(prompt_param, fmt::format("'{}' is empty (no tokens)", prompt_param));
+    if (auto v = ctx.limits.check_prompt(p, name)) bad_param(prompt_param, v->message);
     longest = std::max<int64_t>(longest, int64_t(p.size()));
   }
-  if (longest >= ctx.context_length)
-    bad_param(prompt_param, fmt::format("This model's maximum context length is {} tokens, but the prompt has {} "
-                                        "tokens, leaving no room to generate",
-                                        ctx.context_length, longest));
-  int64_t mt = max_tokens ? *max_tokens : default_to_rest ? ctx.context_length - longest : fallback;
-  if (mt <= 0) bad_param(max_param, fmt::format("'{}' must be at least 1, got {}", max_param, mt));
-  if (mt > ctx.context_length - longest)
-    bad_param(max_param, fmt::format("This model's maximum context length is {} tokens. However, you requested {} "
-                                     "tokens ({} in the prompt, {} for the completion). Lower '{}'",
-                                     ctx.context_length, fmt::to_string(__int128(longest) + mt), longest, mt,
-                                     max_param));  // 128-bit: mt may be near INT64_MAX
+  if (auto v = ctx.limits.check_prompt_length(longest, RequestParam::kPrompt)) bad_param(prompt_param, v->message);
+  int64_t mt = max_tokens ? *max_tokens : default_to_rest ? ctx.limits.context_length - longest : fallback;
+  if (auto v = ctx.limits.check_max_new_tokens(longest, mt, name)) bad_param(max_param, v->message);
   spec.base.params.max_new_tokens = mt;
 }
 
@@ -240,14 +231,14 @@ GenSpec parse_completion_request(const json& b, const ParseContext& ctx) {
     bad_param("prompt", prompt->is_array() ? "'prompt' must not be an empty array"
                                            : "'prompt' must be a string, an array of strings, or token ids");
   }
-  if (int64_t(spec.prompts.size()) > ctx.max_prompts)
-    bad_param("prompt", fmt::format("at most {} prompts per request", ctx.max_prompts));
+  if (int64_t(spec.prompts.size()) > RequestLimits::kMaxPrompts)
+    bad_param("prompt", fmt::format("at most {} prompts per request", RequestLimits::kMaxPrompts));
   parse_sampling(b, spec.base.params, ctx);
   spec.stop = parse_stop(b);
   parse_stream(b, spec);
-  if (auto v = opt_int(b, "n", 1, ctx.max_n)) spec.n = int32_t(*v);
+  if (auto v = opt_int(b, "n", RequestParam::kN)) spec.n = int32_t(*v);
   if (auto v = opt_bool(b, "echo")) spec.echo = *v;
-  if (auto v = opt_int(b, "logprobs", 0, 20)) {
+  if (auto v = opt_int(b, "logprobs", RequestParam::kTopLogprobs)) {
     spec.logprobs = true;
     spec.base.return_logprob = true;
     spec.base.top_logprobs = int32_t(*v);
@@ -256,7 +247,7 @@ GenSpec parse_completion_request(const json& b, const ParseContext& ctx) {
   if (const json* bo = field(b, "best_of")) {
     if (as_int(*bo, "best_of") != spec.n) bad_param("best_of", "'best_of' other than n is not supported");
   }
-  check_lengths(spec, ctx, opt_int(b, "max_tokens", INT64_MIN, INT64_MAX), 16, false, "prompt", "max_tokens");
+  check_lengths(spec, ctx, opt_int(b, "max_tokens"), 16, false, "prompt", "max_tokens");
   return spec;
 }
 
@@ -310,18 +301,18 @@ GenSpec parse_chat_request(const json& b, const ParseContext& ctx) {
   parse_sampling(b, spec.base.params, ctx);
   spec.stop = parse_stop(b);
   parse_stream(b, spec);
-  if (auto v = opt_int(b, "n", 1, ctx.max_n)) spec.n = int32_t(*v);
+  if (auto v = opt_int(b, "n", RequestParam::kN)) spec.n = int32_t(*v);
   if (auto v = opt_bool(b, "logprobs")) spec.logprobs = *v;
-  if (auto v = opt_int(b, "top_logprobs", 0, 20)) {
+  if (auto v = opt_int(b, "top_logprobs", RequestParam::kTopLogprobs)) {
     if (!spec.logprobs) bad_param("top_logprobs", "'top_logprobs' requires 'logprobs' to be true");
     spec.base.top_logprobs = int32_t(*v);
   }
   spec.base.return_logprob = spec.logprobs;
   if (auto v = opt_bool(b, "skip_special_tokens")) spec.skip_special_tokens = *v;
-  std::optional<int64_t> mt = opt_int(b, "max_completion_tokens", INT64_MIN, INT64_MAX);
+  std::optional<int64_t> mt = opt_int(b, "max_completion_tokens");
   const char* mt_name = "max_completion_tokens";
   if (!mt) {
-    mt = opt_int(b, "max_tokens", INT64_MIN, INT64_MAX);
+    mt = opt_int(b, "max_tokens");
     mt_name = "max_tokens";
   }
   check_lengths(spec, ctx, mt, 0, true, "messages", mt_name);
@@ -370,18 +361,20 @@ GenSpec parse_generate_request(const json& b, const ParseContext& ctx) {
       if (width == 0) width = row.size();
       if (row.size() != width) bad_param("input_embeds", "'input_embeds' rows must all have the same length");
       for (const auto& x : row) {
-        if (!x.is_number() || !std::isfinite(x.get<double>()))
-          bad_param("input_embeds", "'input_embeds' must hold finite numbers");
-        spec.input_embeds.push_back(x.get<float>());
+        // Judged as the float the engine receives: 1e300 is a finite double but an infinite float.
+        const float f = x.is_number() ? x.get<float>() : 0.0f;
+        if (!x.is_number() || !std::isfinite(f))
+          bad_param("input_embeds", "'input_embeds' must hold finite numbers (within 32-bit float range)");
+        spec.input_embeds.push_back(f);
       }
     }
-    if (ctx.hidden_size > 0 && int64_t(width) != ctx.hidden_size)
+    if (ctx.limits.hidden > 0 && int64_t(width) != ctx.limits.hidden)
       bad_param("input_embeds", fmt::format("'input_embeds' rows must have the model's hidden size {}, got {}",
-                                            ctx.hidden_size, width));
+                                            ctx.limits.hidden, width));
     spec.input_embeds_rows = int64_t(embeds->size());
   }
-  if (int64_t(spec.prompts.size()) > ctx.max_prompts)
-    bad_param("text", fmt::format("at most {} prompts per request", ctx.max_prompts));
+  if (int64_t(spec.prompts.size()) > RequestLimits::kMaxPrompts)
+    bad_param("text", fmt::format("at most {} prompts per request", RequestLimits::kMaxPrompts));
 
   json sp = json::object();
   if (const json* v = field(b, "sampling_params")) {
@@ -390,11 +383,11 @@ GenSpec parse_generate_request(const json& b, const ParseContext& ctx) {
   }
   parse_sampling(sp, spec.base.params, ctx);
   spec.stop = parse_stop(sp);
-  if (auto v = opt_int(sp, "n", 1, ctx.max_n)) spec.n = int32_t(*v);
+  if (auto v = opt_int(sp, "n", RequestParam::kN)) spec.n = int32_t(*v);
   if (auto v = opt_bool(sp, "skip_special_tokens")) spec.skip_special_tokens = *v;
   if (auto v = opt_bool(b, "stream")) spec.stream = *v;
   if (auto v = opt_bool(b, "return_logprob")) spec.logprobs = *v;
-  if (auto v = opt_int(b, "top_logprobs_num", 0, 20)) spec.base.top_logprobs = int32_t(*v);
+  if (auto v = opt_int(b, "top_logprobs_num", RequestParam::kTopLogprobs)) spec.base.top_logprobs = int32_t(*v);
   spec.base.return_logprob = spec.logprobs;
   if (const json* rid = field(b, "rid")) {
     if (rid->is_string()) {
@@ -410,7 +403,7 @@ GenSpec parse_generate_request(const json& b, const ParseContext& ctx) {
     size_t want = std::max<size_t>(spec.prompts.size(), 1);
     if (spec.rids.size() != want) bad_param("rid", fmt::format("'rid' must name {} request(s)", want));
   }
-  check_lengths(spec, ctx, opt_int(sp, "max_new_tokens", INT64_MIN, INT64_MAX), 128, false,
+  check_lengths(spec, ctx, opt_int(sp, "max_new_tokens"), 128, false,
                 text ? "text" : ids ? "input_ids" : "input_embeds", "max_new_tokens");
   return spec;
 }

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/request.h"
+#include "engine/request_limits.h"
 
 namespace dpserve {
 
@@ -20,12 +21,11 @@ class ChatTemplate;
 // What the parser needs to know about the served model.
 struct ParseContext {
   const Tokenizer* tok = nullptr;
-  int64_t context_length = 0;
+  // The engine's limits, with the vocabulary narrowed to what the tokenizer can decode; hidden 0:
+  // input_embeds widths are left to the engine.
+  RequestLimits limits;
   std::string served_model_name;
   std::shared_ptr<const ChatTemplate> chat_template;  // from --chat-template or the tokenizer; null: none
-  int64_t hidden_size = 0;                    // input_embeds row width; 0: not checked here
-  int32_t max_n = 64;                        // choices per request
-  int32_t max_prompts = 256;                 // prompts in one batched completions / generate call
 };
 
 // One HTTP request's generation work: prompts x n choices sharing one set of parameters.

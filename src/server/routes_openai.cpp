@@ -228,7 +228,7 @@ void handle_generation(ServerContext& ctx, Api api, const httplib::Request& req,
 json model_card(const ServerContext& ctx) {
   return {{"id", ctx.opts.served_model_name}, {"object", "model"}, {"created", ctx.created},
           {"owned_by", "dpserve"}, {"root", ctx.opts.served_model_name},
-          {"max_model_len", ctx.parse.context_length}};
+          {"max_model_len", ctx.parse.limits.context_length}};
 }
 
 }  // namespace

@@ -184,7 +184,7 @@ void register_sglang_routes(httplib::Server& svr, ServerContext& ctx) {
   svr.Get("/get_server_info", [&ctx](const httplib::Request&, httplib::Response& res) {
     json info = ctx.info.is_object() ? ctx.info : json::object();
     info["served_model_name"] = ctx.opts.served_model_name;
-    info["context_length"] = ctx.parse.context_length;
+    info["context_length"] = ctx.parse.limits.context_length;
     info["dp_size"] = ctx.engine.dp_size();
     info["vocab_size"] = ctx.tok.vocab_size();
     info["has_chat_template"] = ctx.parse.chat_template != nullptr;

@@ -37,7 +37,7 @@ const Tokenizer& stories_tok() {
 ParseContext stories_ctx() {
   ParseContext c;
   c.tok = &stories_tok();
-  c.context_length = 512;
+  c.limits = RequestLimits{.vocab = stories_tok().vocab_size(), .context_length = 512, .hidden = 0};
   c.served_model_name = "stories260K";
   return c;
 }
@@ -315,7 +315,7 @@ TEST(ParseGenerate, SglangForms) {
       {{{"text", {"a", "b"}}, {"rid", "one"}}, "rid"},
       {{{"input_embeds", {{1.0, 2.0, 3.0}}}}, "input_embeds"},  // hidden size 2 below
   };
-  ctx.hidden_size = 2;
+  ctx.limits.hidden = 2;
   for (const auto& cs : cases) {
     SCOPED_TRACE(cs.body.dump());
     ApiError e = expect_api_error([&] { parse_generate_request(cs.body, ctx); });

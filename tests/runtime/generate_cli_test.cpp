@@ -83,7 +83,7 @@ TEST(GenerateCli, BadFlagsAndPathsGiveClearErrors) {
   EXPECT_NE(o3.find("99999"), std::string::npos) << o3;
   auto [o4, rc4] = run(kBin + " generate --top-p 0 2>&1");
   EXPECT_NE(rc4, 0);
-  EXPECT_NE(o4.find("top_p"), std::string::npos) << o4;
+  EXPECT_NE(o4.find("--top-p"), std::string::npos) << o4;
 }
 
 // Enum flags are parsed where they are defined: a bad value names the flag and the choices, from
