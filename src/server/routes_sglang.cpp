@@ -5,7 +5,8 @@
 
 #include "server/generation.h"
 #include "server/openai_error.h"
-#include "server/server_context.h"
+#include "server/route_helpers.h"
+#include "server/routes.h"
 #include "server/sse.h"
 
 namespace dpserve {

@@ -1,0 +1,24 @@
+// The HTTP frontend's settings, as `dpserve serve` parses them from its flags.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace dpserve {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 30000;                 // 0: any free port (see HttpServer::port())
+  std::string api_key;              // non-empty: requests need "Authorization: Bearer <key>"
+  std::string served_model_name;    // the name /v1/models reports and requests must use
+  std::string chat_template_path;   // a Jinja chat template file, overriding the tokenizer's
+  size_t max_body_bytes = 32 << 20;
+  int64_t max_queued_requests = 0;  // > 0: generation requests beyond this many in flight get 429
+  double shutdown_timeout_s = 30;
+  int http_threads = 512;           // connections served at once (each holds a thread, started on demand)
+  double http_read_timeout_s = 5;   // longest wait for any single read from a client
+  double http_request_timeout_s = 60;  // longest time to receive a request body after its headers (0 = no limit)
+};
+
+}  // namespace dpserve
