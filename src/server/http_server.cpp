@@ -1,6 +1,7 @@
 #include "server/http_server.h"
 
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <dirent.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -15,6 +16,7 @@
 
 #include "core/check.h"
 #include "server/elastic_thread_pool.h"
+#include "server/http_connection.h"
 #include "server/openai_error.h"
 #include "server/route_helpers.h"
 #include "server/routes.h"
@@ -82,10 +84,15 @@ std::string read_file(const std::string& path) {
 }  // namespace
 
 HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok, nlohmann::json server_info)
-    : ctx_(std::make_unique<ServerContext>(std::move(opts), engine, tok, std::move(server_info))),
-      svr_(std::make_unique<httplib::Server>()) {
+    : ctx_(std::make_unique<ServerContext>(std::move(opts), engine, tok, std::move(server_info))) {
   ServerContext& c = *ctx_;
   c.created = int64_t(std::time(nullptr));
+  // Request bodies (up to --max-body-bytes) are the process's biggest short-lived blocks. glibc
+  // raises its mmap threshold to the size of a freed mmapped block, so after one big body the next
+  // ones land in the connection threads' arenas, whose free memory it does not give back (RSS grew
+  // by about a body per big request). A fixed threshold keeps blocks of 4 MiB and more in their own
+  // mappings, returned when freed.
+  mallopt(M_MMAP_THRESHOLD, 4 << 20);
   if (c.opts.served_model_name.empty()) c.opts.served_model_name = "default";
   c.parse.tok = &tok;
   // The engine's limits; token ids must also be ones the tokenizer can turn back into text.
@@ -103,7 +110,15 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
     }
   }
 
-  httplib::Server& s = *svr_;
+  if (c.opts.http_request_timeout_s < 0)
+    fail("--http-request-timeout must be >= 0 (got {})", c.opts.http_request_timeout_s);
+  BodyLimits body_limits;
+  body_limits.max_bytes = c.opts.max_body_bytes;
+  body_limits.deadline = std::chrono::milliseconds(int64_t(c.opts.http_request_timeout_s * 1000));
+  body_limits.cut_off = &c.metrics.read_deadline_closed;
+  auto server = std::make_unique<ConnectionServer>(body_limits);
+  ConnectionServer& s = *server;
+  svr_ = std::move(server);
   // Threads start per connection on demand (up to the cap), so clients that connect and stay idle
   // or send slowly hold only their own thread and never queue other clients behind them.
   const size_t threads = size_t(std::max(4, c.opts.http_threads));
@@ -114,30 +129,23 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   const auto read_us = int64_t(c.opts.http_read_timeout_s * 1e6);
   if (read_us <= 0) fail("--http-read-timeout must be > 0 (got {})", c.opts.http_read_timeout_s);
   s.set_read_timeout(read_us / 1000000, read_us % 1000000);
-  if (c.opts.http_request_timeout_s < 0)
-    fail("--http-request-timeout must be >= 0 (got {})", c.opts.http_request_timeout_s);
   // Keep-alive longer than common clients' idle-socket timeout (Node's agentkeepalive: 4 s), so a
   // client never reuses a connection the server is closing at that moment.
   s.set_keep_alive_timeout(5);
 
-  s.set_pre_routing_handler([&c](const httplib::Request& req, httplib::Response& res) {
+  // Decided from the headers, before any body is read.
+  s.set_gate([&c](const httplib::Request& req) -> std::optional<ApiError> {
     AccessInfo& ai = access_info();
     ai = AccessInfo{};
     ai.start = std::chrono::steady_clock::now();
-    if (!c.opts.api_key.empty() && !auth_exempt(req.path)) {
-      const std::string want = "Bearer " + c.opts.api_key;
-      if (req.get_header_value("Authorization") != want) {
-        send_json(res, 401,
-                  error_body(401, "Invalid or missing API key: send 'Authorization: Bearer <key>'", "",
-                             "invalid_api_key"));
-        return httplib::Server::HandlerResponse::Handled;
-      }
-    }
-    if (c.draining.load() && req.path != "/metrics" && req.path != "/get_server_info") {
-      send_json(res, 503, error_body(503, "The server is shutting down", "", "server_draining"));
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    return httplib::Server::HandlerResponse::Unhandled;
+    std::optional<Caller> caller = c.auth.authenticate(req, auth_exempt(req.path));
+    if (!caller)
+      return ApiError(401, "Invalid or missing API key: send 'Authorization: Bearer <key>'", "", "",
+                      "invalid_api_key");
+    request_caller() = std::move(*caller);
+    if (c.draining.load() && req.path != "/metrics" && req.path != "/get_server_info")
+      return ApiError(503, "The server is shutting down", "", "", "server_draining");
+    return std::nullopt;
   });
 
   s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
@@ -158,8 +166,7 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
 
   // Statuses cpp-httplib produces itself (404 route, 413 body, 400 framing) still get an OpenAI body.
   s.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
-    // "Connection: close": post_with_body_limits already made the response and closes the connection.
-    if (!res.body.empty() || res.has_header("Connection")) return httplib::Server::HandlerResponse::Unhandled;
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
     std::string msg;
     std::string code;
     switch (res.status) {

@@ -1,4 +1,4 @@
-// JSON bodies of /v1/completions, /v1/chat/completions and /generate -> validated generation specs.
+// Parsed JSON bodies of /v1/completions, /v1/chat/completions and /generate -> validated generation specs.
 // Every problem becomes an ApiError (400/404) naming the parameter, before anything reaches the engine.
 #pragma once
 
@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -47,12 +48,18 @@ struct GenSpec {
   bool batched = false;                   // /generate got a list of prompts: answer with a list
 };
 
-// Parses the body text; malformed JSON or invalid UTF-8 -> 400.
-nlohmann::json parse_json_body(const std::string& body);
-
+// Each route reads its body with a table of the fields it knows (name -> how to read it): a field
+// not in the table is a 400 naming it; one of OpenAI's that this server does not implement is a 400
+// unless it has its default value. Adding a field is adding a table entry.
 GenSpec parse_completion_request(const nlohmann::json& body, const ParseContext& ctx);
 GenSpec parse_chat_request(const nlohmann::json& body, const ParseContext& ctx);
 GenSpec parse_generate_request(const nlohmann::json& body, const ParseContext& ctx);
+
+// Whether the route's table has a top-level field of this name (the JSON parser refuses others
+// as soon as it meets them, before their value is parsed).
+bool is_completion_field(std::string_view name);
+bool is_chat_field(std::string_view name);
+bool is_generate_field(std::string_view name);
 
 // The chat prompt text for `messages` (validated), rendered with the context's template.
 std::string render_chat_prompt(const nlohmann::json& body, const ParseContext& ctx);

@@ -5,6 +5,7 @@
 #include "server/generation.h"
 #include "server/openai_error.h"
 #include "server/openai_format.h"
+#include "server/request_id.h"
 #include "server/route_helpers.h"
 #include "server/routes.h"
 #include "server/sse.h"
@@ -42,15 +43,21 @@ void absorb(ChoiceState& st, const ChoiceDelta& d) {
 }
 
 void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request& req, httplib::Response& res) {
-  std::shared_ptr<void> inflight = admit_generation(ctx, req);
-  json body = parse_json_body(req.body);
-  auto spec = std::make_shared<const GenSpec>(api == OpenAiApi::kChat ? parse_chat_request(body, ctx.parse)
-                                                                      : parse_completion_request(body, ctx.parse));
-  const std::string id = ctx.new_id(api == OpenAiApi::kChat ? "chatcmpl" : "cmpl");
+  check_serving(ctx);
+  auto spec = std::make_shared<const GenSpec>([&] {
+    const bool chat = api == OpenAiApi::kChat;
+    json body = read_json_body(ctx, req, chat ? is_chat_field : is_completion_field);
+    return chat ? parse_chat_request(body, ctx.parse) : parse_completion_request(body, ctx.parse);
+  }());
+  release_body(req);
+  std::shared_ptr<void> inflight = admit_generation(ctx, *spec);
+  const std::string id = new_request_id(api == OpenAiApi::kChat ? "chatcmpl" : "cmpl");
   auto form = std::make_shared<const ChoiceFormatter>(api, *spec, ctx.tok);
 
   // `inflight` is released with its last owner: this handler, or the streaming provider when the response is gone.
-  auto gen = std::make_shared<Generation>(ctx.engine, ctx.tok, *spec, &ctx.metrics, &ctx.registry, id);
+  // Every choice answers to the response's id in /abort_request.
+  auto gen = std::make_shared<Generation>(ctx.engine, ctx.tok, *spec, &ctx.metrics, &ctx.registry,
+                                          [&id](size_t) { return id; }, request_caller().owner);
   auto states = std::make_shared<std::vector<ChoiceState>>(gen->size());
   auto gone = client_gone_fn(ctx, req);
 
@@ -96,7 +103,7 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
         bool ok = gen->drive(
             [&](size_t i, const ChoiceDelta& d) {
               ChoiceState& st = (*states)[i];
-              ChoicePiece p{.text = d.text, .tokens = d.tokens, .text_offset = st.sent, .finished = d.finished,
+              ChoicePiece p{.prefix = {}, .text = d.text, .tokens = d.tokens, .text_offset = st.sent, .finished = d.finished,
                             .finish_reason = d.finish_reason, .matched_stop = d.matched_stop};
               if (!st.started) {
                 st.started = true;
@@ -108,10 +115,8 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
               if (ch.is_null()) return true;
               st.sent += int64_t(p.prefix.size() + p.text.size());
               if (!chunk(json::array({std::move(ch)}), nullptr)) return false;
-              if (d.finished && d.finish_reason == "error")
-                return write(sse_event(error_body(400, d.error.empty() ? "The engine could not run this request"
-                                                                      : d.error,
-                                                  "", "engine_rejected")));
+              // A fault gets an error event right after the choice's last chunk, before [DONE].
+              if (json err = stream_error_event(d); !err.is_null()) return write(sse_event(err));
               return true;
             },
             gone);
@@ -137,10 +142,10 @@ json model_card(const ServerContext& ctx) {
 }  // namespace
 
 void register_openai_routes(httplib::Server& svr, ServerContext& ctx) {
-  post_route(svr, ctx, "/v1/completions", [&ctx](const httplib::Request& req, httplib::Response& res) {
+  svr.Post("/v1/completions", [&ctx](const httplib::Request& req, httplib::Response& res) {
     handle_generation(ctx, OpenAiApi::kCompletion, req, res);
   });
-  post_route(svr, ctx, "/v1/chat/completions", [&ctx](const httplib::Request& req, httplib::Response& res) {
+  svr.Post("/v1/chat/completions", [&ctx](const httplib::Request& req, httplib::Response& res) {
     handle_generation(ctx, OpenAiApi::kChat, req, res);
   });
   svr.Get("/v1/models", [&ctx](const httplib::Request&, httplib::Response& res) {

@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/engine.h"
+#include "server/admission.h"
+#include "server/auth.h"
 #include "server/metrics.h"
 #include "server/request_parse.h"
 #include "server/request_registry.h"
@@ -19,21 +21,26 @@ namespace dpserve {
 
 struct ServerContext {
   ServerContext(ServerOptions o, Engine& e, const Tokenizer& t, nlohmann::json i)
-      : opts(std::move(o)), engine(e), tok(t), info(std::move(i)) {}
+      : opts(std::move(o)),
+        engine(e),
+        tok(t),
+        info(std::move(i)),
+        auth(opts.api_keys, opts.admin_api_key),
+        admission(opts.max_queued_requests, opts.max_queued_tokens) {}
 
   ServerOptions opts;
   Engine& engine;
   const Tokenizer& tok;
   nlohmann::json info;
+  Auth auth;
+  Admission admission;
   ParseContext parse;
   Metrics metrics;
   RequestRegistry registry;
   std::atomic<bool> draining{false};
   std::atomic<bool> stopping{false};
-  std::atomic<uint64_t> next_id{1};
   int64_t created = 0;  // unix seconds at start, for "created" fields
 
-  std::string new_id(const char* prefix);
 };
 
 }  // namespace dpserve
