@@ -8,6 +8,7 @@
 
 #include "core/check.h"
 #include "fuzz_util.h"
+#include "server/json_body.h"
 #include "server/openai_error.h"
 #include "server/request_parse.h"
 #include "tokenizer/chat_template.h"
@@ -35,7 +36,7 @@ const ParseContext& context() {
 }
 
 void check_error(const ApiError& e) {
-  FUZZ_EXPECT(e.status() == 400 || e.status() == 404);
+  FUZZ_EXPECT(e.status() == 400 || e.status() == 404 || e.status() == 413);
   FUZZ_EXPECT(std::string(e.what()).size() > 0);
   FUZZ_EXPECT(e.body().contains("error"));
 }
@@ -45,6 +46,7 @@ void check_spec(const GenSpec& s, const ParseContext& ctx) {
   using dpserve::RequestLimits;
   FUZZ_EXPECT(s.n >= 1 && s.n <= RequestLimits::kMaxN);
   FUZZ_EXPECT(int64_t(s.prompts.size()) <= RequestLimits::kMaxPrompts);
+  FUZZ_EXPECT(std::max<int64_t>(int64_t(s.prompts.size()), 1) * s.n <= RequestLimits::kMaxChoices);
   FUZZ_EXPECT(!s.prompts.empty() || s.input_embeds_rows > 0);
   int64_t longest = s.input_embeds_rows;
   for (const auto& p : s.prompts) {

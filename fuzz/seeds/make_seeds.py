@@ -72,6 +72,32 @@ for k, v in req.items():
 write("request_parse", "bad_utf8", b'{"messages":[{"role":"user","content":"\xff\xfe"}]}')
 write("request_parse", "surrogate", b'{"prompt":"\\ud800"}')
 write("request_parse", "empty", b"")
+write("request_parse", "unknown_field", js({"prompt": "a", "x": [[], [], {}]}))
+write("request_parse", "big_ints", '{"prompt": [1, 9223372036854775808], "top_k": 18446744073709551615, '
+                                   '"seed": -9223372036854775808, "max_tokens": 1e19}')
+write("request_parse", "tiny_floats", js({"prompt": "a", "top_p": 1e-300, "repetition_penalty": 1e-300}))
+write("request_parse", "unsupported", js({"messages": [{"role": "user", "content": "hi"}], "logit_bias": {},
+                                          "tools": [], "response_format": {"type": "json_object"}}))
+
+# --- request_body: line 1 = framing ("chunked" or a Content-Length value), then the client's bytes --
+body_seeds = {
+    "cl": '12\n{"prompt":"a"}',
+    "cl_short": '20\n{"a":1}',
+    "cl_negative": "-5\n",
+    "cl_leading_zero": '007\n{"a":1}xyz',
+    "cl_huge": "99999999999999999999\n",
+    "cl_over_limit": "5000\n" + "x" * 5000,
+    "chunked": "chunked\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    "chunked_ext_trailer": "chunked\n5;a=b\r\nhello\r\n0\r\nX-Trailer: 1\r\nY: 2\r\n\r\n",
+    "chunked_lf_only": "chunked\n3\nabc\n0\n\n",
+    "chunked_bad_size": "chunked\nzz\r\nabc\r\n0\r\n\r\n",
+    "chunked_too_long_chunk": "chunked\n3\r\nabcdef\r\n0\r\n\r\n",
+    "chunked_over_limit": "chunked\nfff\r\n" + "y" * 4095 + "\r\n2\r\nzz\r\n0\r\n\r\n",
+    "chunked_truncated": "chunked\n10\r\nabc",
+    "chunked_no_end": "chunked\n3\r\nabc\r\n",
+}
+for k, v in body_seeds.items():
+    write("request_body", k, v)
 
 # --- tokenizer: byte 0 = tokenizer (bits 0-1) | ids mode (bit 2) | special flag (bit 3) -----------
 texts = ["Hello, world!", "  leading spaces and\ttabs\n\nnewlines", "caf\u00e9 e\u0301 \u4f60\u597d \U0001F44D\u200d",
