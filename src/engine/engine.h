@@ -47,8 +47,9 @@ struct EngineStats {
 class Engine {
  public:
   virtual ~Engine() = default;
-  // Queues a request (already validated by the frontend). The returned stream delivers
-  // tokens as they are sampled; a request the engine cannot run ends with finish_reason "error".
+  // Queues a request (frontends check it against limits() first, to name the field at fault). The
+  // returned stream delivers tokens as they are sampled; a request the engine cannot run, or one
+  // outside limits(), ends with finish_reason "error" without reaching the ranks.
   virtual std::shared_ptr<RequestStream> enqueue(Request r) = 0;
   // Ends the request at the next step (its KV pages are freed on every rank of its group).
   virtual void cancel(uint64_t id) = 0;
