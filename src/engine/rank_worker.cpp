@@ -334,7 +334,7 @@ void RankWorker::watchdog_loop() {
     if (const double began = step_began_; began > 0 && now - std::max(began, resumed) > limit)
       die(fmt::format("step {} has not finished after {:.0f} s (--watchdog-timeout); another rank has stopped or a "
                       "collective is stuck",
-                      counters_.steps, limit));
+                      watched_step_.load(), limit));
     // A silent rank 0 (stopped, or its step thread stuck outside a collective) leaves the other ranks
     // waiting here, outside any step; rank 0 sends at least a heartbeat every limit / 4.
     if (const double waited = control_wait_began_; waited > 0 && now - std::max(waited, resumed) > limit)
@@ -373,6 +373,7 @@ void RankWorker::run(StepDriver* driver) {
     apply(ctrl, rep);
     const double t_control = now_seconds();
     counters_.control_seconds += t_control - step_t0_;
+    watched_step_ = counters_.steps;
     step_began_ = t_control;
     if (ctrl.shutdown) {
       sched_->abort_all();

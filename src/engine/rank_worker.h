@@ -118,6 +118,7 @@ class RankWorker {
   // this rank began waiting for the next control message (not rank 0; armed after the first one).
   std::atomic<double> step_began_{0};
   std::atomic<double> control_wait_began_{0};
+  std::atomic<int64_t> watched_step_{0};  // counters_.steps, for the watchdog's message
   std::atomic<bool> stop_watchdog_{false};
   void watchdog_loop();
   [[noreturn]] void die(const std::string& why);
