@@ -31,7 +31,7 @@ struct ServeArgs {
 
 void run_serve(ServeArgs& a) {
   spdlog::set_level(spdlog::level::from_str(a.log_level));
-  relaunch_under_mpirun_if_needed(requested_world(a.rf));
+  relaunch_under_mpirun_if_needed(requested_world(a.rf), a.rf.rt.watchdog_timeout);
 
   // Signals are handled by one thread (rank 0) or ignored (other ranks: rank 0's shutdown
   // broadcast stops them), so block them before any thread starts.
@@ -157,6 +157,10 @@ void register_serve(CLI::App& app) {
   s->add_option("--shutdown-timeout", a->so.shutdown_timeout_s,
                 "Seconds in-flight requests may take to finish after SIGTERM before they are aborted")
       ->capture_default_str()->envname("DPSERVE_SHUTDOWN_TIMEOUT");
+  s->add_option("--stall-timeout", a->rf.rt.stall_timeout,
+                "Seconds the engine may go without a step while requests are pending before /health answers 503 "
+                "(a stuck step; --watchdog-timeout ends the job later); 0 = never")
+      ->capture_default_str()->check(CLI::Range(0.0, 1e7))->envname("DPSERVE_STALL_TIMEOUT");
   s->add_option("--log-level", a->log_level, "trace, debug, info, warn, error")
       ->capture_default_str()->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->envname("DPSERVE_LOG_LEVEL");

@@ -88,8 +88,8 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
   c->add_flag("--disable-radix-cache", f.disable_radix_cache, "Do not reuse KV pages of shared prompt prefixes")
       ->envname("DPSERVE_DISABLE_RADIX_CACHE");
   c->add_option("--watchdog-timeout", o.watchdog_timeout,
-                "Seconds one step may run before the job is stopped with a message (a rank stopped or a "
-                "collective is stuck); 0 = off")
+                "Seconds one step may run, or a rank may wait for rank 0's next step, before the job is "
+                "stopped with a message naming what stopped (a rank stopped or a collective is stuck); 0 = off")
       ->capture_default_str()->check(CLI::Range(0.0, 1e7))->envname("DPSERVE_WATCHDOG_TIMEOUT");
   c->add_option("--embed-cache-requests", o.embed_cache_requests,
                 "Requests whose input_embeds each rank holds until they finish (oldest evicted beyond)")

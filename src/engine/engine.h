@@ -57,6 +57,9 @@ class Engine {
   // stops every rank. Blocks until the step thread has exited.
   virtual void shutdown(std::chrono::milliseconds drain) = 0;
   virtual bool healthy() const = 0;
+  // True when requests are pending but the engine has made no step for longer than its stall
+  // timeout (a stuck collective or step; /health turns 503). Never true while idle.
+  virtual bool stalled() const = 0;
   virtual EngineStats stats() const = 0;
   virtual int64_t context_length() const = 0;
   virtual int32_t dp_size() const = 0;

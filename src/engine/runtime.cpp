@@ -95,8 +95,6 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     for (int32_t e : cfg.eos_ids)
       if (std::find(wo.eos_ids.begin(), wo.eos_ids.end(), e) == wo.eos_ids.end()) wo.eos_ids.push_back(e);
     I.kv_tokens = wo.kv_pages * o.page_size;
-    I.worker = std::make_unique<RankWorker>(*I.model, I.topo, I.comms, *I.mcomm, wo);
-
     if (I.topo.rank == 0) {
       EngineLimits lim;
       lim.vocab = cfg.vocab;
@@ -104,8 +102,11 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
       lim.context_length = cfg.max_pos;
       lim.dp_size = I.topo.world_size / I.topo.attn_tp_size;
       lim.method = o.load_balance_method;
+      lim.stall_seconds = o.stall_timeout;
       I.engine = std::make_unique<DpEngine>(lim);
+      wo.on_fatal = [engine = I.engine.get()](const std::string& why) { engine->mark_stopped(why); };
     }
+    I.worker = std::make_unique<RankWorker>(*I.model, I.topo, I.comms, *I.mcomm, wo);
     // Every rank is ready before rank 0 starts taking requests.
     I.comms.world.barrier();
   } catch (const std::exception& e) {
