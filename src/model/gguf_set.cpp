@@ -45,17 +45,19 @@ std::string find_gguf_model(const std::string& path) {
     if (ggufs.empty()) return "";
     std::sort(ggufs.begin(), ggufs.end());
     if (ggufs.size() == 1) return ggufs[0];
-    // Several files are fine when they are exactly one split set.
-    SplitName first;
-    bool one_set = parse_split_name(ggufs[0], first) && first.no == 1 && size_t(first.count) == ggufs.size();
-    for (size_t i = 0; one_set && i < ggufs.size(); ++i)
-      one_set = ggufs[i] == split_path(first.prefix, int(i) + 1, first.count);
-    if (one_set) return ggufs[0];
+    // Several files are fine when they are all parts of one split set (a missing part is then
+    // reported by GgufSet, naming it).
+    SplitName first, other;
+    bool one_set = parse_split_name(ggufs[0], first);
+    for (size_t i = 1; one_set && i < ggufs.size(); ++i)
+      one_set = parse_split_name(ggufs[i], other) && other.prefix == first.prefix && other.count == first.count;
+    if (one_set) return split_path(first.prefix, 1, first.count);
     std::string names;
     for (const auto& g : ggufs) names += (names.empty() ? "" : ", ") + fs::path(g).filename().string();
     fail("{} holds several GGUF models ({}): pass --model-path the .gguf file to use", path, names);
   }
-  if (!fs::is_regular_file(path, ec) || !has_gguf_magic(path)) return "";
+  // A .gguf name is taken at its word, so a damaged file gets the GGUF reader's diagnosis.
+  if (!fs::is_regular_file(path, ec) || (!has_gguf_magic(path) && fs::path(path).extension() != ".gguf")) return "";
   SplitName s;
   if (parse_split_name(path, s) && s.no != 1) return split_path(s.prefix, 1, s.count);
   return path;

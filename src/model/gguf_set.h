@@ -33,9 +33,9 @@ class GgufSet {
 };
 
 // The first GGUF file of the model `path` names: `path` itself (or its split set's first file)
-// when it is a GGUF file; for a folder without config.json, its only GGUF model. "" when `path`
-// is not a GGUF model (a Hugging Face folder, a llama2.c checkpoint). A folder with several GGUF
-// models is an error naming them.
+// when it is a GGUF file (it starts with the GGUF magic or is named *.gguf); for a folder without
+// config.json, its only GGUF model or split set. "" when `path` is not a GGUF model (a Hugging
+// Face folder, a llama2.c checkpoint). A folder with several GGUF models is an error naming them.
 std::string find_gguf_model(const std::string& path);
 
 }  // namespace dpserve
