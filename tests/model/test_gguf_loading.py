@@ -4,8 +4,9 @@
   * stories260K (llama2.c's real weights) converted to GGUF by tools/hf_to_gguf.py greedily
     generates exactly llama2.c's reference ids (shared/models/stories260K/expected), with the
     vocabulary read from the GGUF itself;
-  * the same model as a split set loads from any of its files and from its folder, and gives the
-    same ids; a folder with two models is an error naming both;
+  * the same model with general.alignment 256, as GGUF version 2, and as a split set (loaded from
+    any of its files and from its folder) gives the same ids; a folder with two models is an
+    error naming both;
   * bad files (truncated, wrong magic or version, lying sizes and offsets, overlapping tensors,
     absurd counts and dimensions, bad UTF-8, unknown or unsupported tensor types, unknown
     architectures, unknown pre-tokenizers) end dpserve with a message naming the problem, never
@@ -74,6 +75,20 @@ ref_tok = dpserve(["tokenize", "--model-path", os.path.join(stories, "stories260
                    "--json"])
 check(text.returncode == 0 and json.loads(text.stdout) == json.loads(ref_tok.stdout) == [403, 407, 261, 378],
       "dpserve tokenize reads the GGUF's own vocabulary (same ids as tok512.bin)")
+
+# --- general.alignment and GGUF version 2 (the same layout with another version number) -------------
+aligned = os.path.join(WORK, "stories260K-align256.gguf")
+hf_to_gguf(["--llama2c", os.path.join(stories, "stories260K.bin"), "--tokenizer", os.path.join(stories, "tok512.bin"),
+            "--outtype", "f32", "--alignment", "256", "--out", aligned])
+v2 = os.path.join(WORK, "stories260K-v2.gguf")
+with open(gguf, "rb") as f:
+    data = bytearray(f.read())
+data[4:8] = struct.pack("<I", 2)
+with open(v2, "wb") as f:
+    f.write(data)
+for path, what in [(aligned, "general.alignment 256"), (v2, "GGUF version 2")]:
+    got, err = generate_ids(path, 60)
+    check(got is not None and got["output_ids"] == expected[1:61], f"{what}: the same 60 ids {err}")
 
 # --- split sets and folders ----------------------------------------------------------------------
 split_dir = os.path.join(WORK, "split")
