@@ -28,10 +28,12 @@ CLI::Option* add_enum_option(CLI::App* c, const std::string& flag, E& target, st
 void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
   auto& o = f.rt;
   c->add_option("--model-path", o.model_path,
-                "Hugging Face model folder or llama2.c checkpoint (.bin). Default: the bundled stories260K")
+                "Hugging Face model folder, GGUF file (or a folder holding one, or any file of a split set), or "
+                "llama2.c checkpoint (.bin). Default: the bundled stories260K")
       ->envname("DPSERVE_MODEL_PATH");
   c->add_option("--tokenizer-path", f.tokenizer_path,
-                "Tokenizer folder or file. Default: the model folder, or the tok*.bin beside a llama2.c checkpoint")
+                "Tokenizer folder or file. Default: the model folder, a GGUF model's own vocabulary, or the tok*.bin "
+                "beside a llama2.c checkpoint")
       ->envname("DPSERVE_TOKENIZER_PATH");
   c->add_option("--tp-size", o.tp_size, "Ranks that shard one model copy (tensor parallelism)")
       ->capture_default_str()->check(CLI::Range(1, 1024))->envname("DPSERVE_TP_SIZE");
