@@ -75,8 +75,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     const ModelConfig& cfg = I.model->config();
 
     // KV pool: what the flags ask for, else a share of available memory, never more than can be used.
-    KVPoolConfig one = I.model->kv_config(1, o.page_size);
-    const int64_t bytes_per_token = KVPool::bytes_per_page(one) / o.page_size;
+    const int64_t bytes_per_token = I.model->kv_config(1, o.page_size).bytes_per_token();
     int64_t tokens = o.max_total_tokens;
     if (tokens <= 0) {
       tokens = int64_t(o.mem_fraction * double(mem_available_bytes()) / local) / bytes_per_token;
@@ -126,7 +125,7 @@ const WorkerCounters& Runtime::counters() const { return impl_->worker->counters
 
 std::string Runtime::describe() const {
   const auto& t = impl_->topo;
-  const int64_t per_token = KVPool::bytes_per_page(impl_->model->kv_config(1, 1));
+  const int64_t per_token = impl_->model->kv_config(1, 1).bytes_per_token();
   return fmt::format("rank {}/{}: DP group {} (slot {} of {}), {} KV positions x {} KiB/token, {} threads", t.rank,
                      t.world_size, t.attn_dp_rank, t.attn_tp_rank, t.attn_tp_size, impl_->kv_tokens,
                      double(per_token) / 1024.0, omp_get_max_threads());
