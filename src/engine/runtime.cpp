@@ -99,6 +99,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
       lim.vocab = cfg.vocab;
       lim.hidden = cfg.hidden;
       lim.context_length = cfg.max_pos;
+      lim.kv_bytes_per_page = I.model->kv_config(1, o.page_size).bytes_per_page();
       lim.dp_size = I.topo.world_size / I.topo.attn_tp_size;
       lim.method = o.load_balance_method;
       lim.stall_seconds = o.stall_timeout;
@@ -125,10 +126,16 @@ const WorkerCounters& Runtime::counters() const { return impl_->worker->counters
 
 std::string Runtime::describe() const {
   const auto& t = impl_->topo;
-  const int64_t per_token = impl_->model->kv_config(1, 1).bytes_per_token();
-  return fmt::format("rank {}/{}: DP group {} (slot {} of {}), {} KV positions x {} KiB/token, {} threads", t.rank,
-                     t.world_size, t.attn_dp_rank, t.attn_tp_rank, t.attn_tp_size, impl_->kv_tokens,
-                     double(per_token) / 1024.0, omp_get_max_threads());
+  const KVPoolConfig kv = impl_->model->kv_config(1, 1);
+  // MLA's latent is one row per token for all heads: tensor parallelism cannot split it, so every
+  // attention rank of a group holds the group's whole cache; DP attention holds it once per group.
+  std::string where;
+  if (kv.kind == KVKind::kLatent)
+    where = t.attn_tp_size > 1 ? fmt::format(", replicated on all {} attention ranks of the group", t.attn_tp_size)
+                               : std::string(", held once, by this rank's group");
+  return fmt::format("rank {}/{}: DP group {} (slot {} of {}), {} KV positions x {} KiB/token per rank ({}{}), {} threads",
+                     t.rank, t.world_size, t.attn_dp_rank, t.attn_tp_rank, t.attn_tp_size, impl_->kv_tokens,
+                     double(kv.bytes_per_token()) / 1024.0, kv.describe(), where, omp_get_max_threads());
 }
 
 void Runtime::run() {

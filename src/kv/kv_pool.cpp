@@ -26,12 +26,9 @@ int64_t KVPoolConfig::floats_per_position() const {
 }
 
 std::string KVPoolConfig::describe() const {
-  const double kib = double(bytes_per_token()) / 1024.0;
   if (kind == KVKind::kLatent)
-    return fmt::format("latent c_kv {} + k_pe {} fp32 per layer, {} layers: {:.1f} KiB/token", latent_dim, rope_dim,
-                       n_layers, kib);
-  return fmt::format("K and V of {} heads x {} fp32 per layer, {} layers: {:.1f} KiB/token", n_kv_heads, head_dim,
-                     n_layers, kib);
+    return fmt::format("MLA latent c_kv {} + k_pe {} fp32 x {} layers", latent_dim, rope_dim, n_layers);
+  return fmt::format("K and V of {} heads x {} fp32 x {} layers", n_kv_heads, head_dim, n_layers);
 }
 
 KVPool::KVPool(const KVPoolConfig& cfg) : cfg_(cfg) {

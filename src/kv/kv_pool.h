@@ -37,7 +37,7 @@ struct KVPoolConfig {
   // Bytes one position costs over all layers, and one page.
   int64_t bytes_per_token() const { return n_layers * floats_per_position() * int64_t(sizeof(float)); }
   int64_t bytes_per_page() const { return bytes_per_token() * page_size; }
-  // One line for logs, e.g. "latent c_kv 512 + k_pe 64 fp32 per layer, 27 layers: 61.9 KiB/token".
+  // What a position holds, for logs: "MLA latent c_kv 512 + k_pe 64 fp32 x 27 layers".
   std::string describe() const;
 };
 
