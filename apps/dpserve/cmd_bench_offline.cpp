@@ -125,16 +125,29 @@ void run_offline_bench(OfflineBenchArgs& a) {
                a.input_len, a.output_len);
 
   std::vector<BatchTimes> batches;
+  CollectiveTimes coll_start, coll_end;
   rt->run_with_client([&](DpEngine& eng) {
     // Warm-up: same prompts' shape, two tokens out, so weights are paged in and buffers sized.
     for (int64_t w = 0; w < a.warmup_batches; ++w)
       run_batch(eng, a, cfg.vocab, std::min<int64_t>(a.output_len, 2), a.seed * 7919 + 1000 + uint64_t(w));
+    coll_start = rt->collective_times();
     for (int64_t k = 0; k < a.num_batches; ++k) {
       batches.push_back(run_batch(eng, a, cfg.vocab, a.output_len, a.seed * 7919 + uint64_t(k)));
       spdlog::info("batch {}/{}: prefill {:.3f} s, decode {:.3f} s, {} steps", k + 1, a.num_batches,
                    batches.back().prefill_s, batches.back().decode_s, batches.back().steps);
     }
+    coll_end = rt->collective_times();
   });
+  // Rank 0's collectives during the measured batches (per call; a layer makes one of each kind).
+  const CollectiveTimes coll = coll_end.minus(coll_start);
+  nlohmann::json coll_j = nlohmann::json::object();
+  const std::pair<const char*, const CollectiveTimes::Entry*> kinds[] = {
+      {"attn_allreduce", &coll.attn_allreduce}, {"mlp_allreduce", &coll.mlp_allreduce},
+      {"dp_gather", &coll.dp_gather},           {"dp_scatter", &coll.dp_scatter},
+      {"vocab_allgather", &coll.vocab_allgather}};
+  for (const auto& [name, e] : kinds)
+    if (e->calls > 0)
+      coll_j[name] = {{"calls", e->calls}, {"seconds", e->seconds}, {"mean_us", e->mean_us()}, {"bytes", e->bytes}};
 
   const int64_t B = a.batch_size, K = a.num_batches;
   double prefill_s = 0, decode_s = 0;
@@ -184,7 +197,8 @@ void run_offline_bench(OfflineBenchArgs& a) {
                    {"itl_ms_p50", itl.median},
                    {"itl_ms_p90", itl.p90},
                    {"itl_ms_p99", itl.p99},
-                   {"kv_tokens_per_rank", rt->kv_tokens_per_rank()}};
+                   {"kv_tokens_per_rank", rt->kv_tokens_per_rank()},
+                   {"collectives_rank0", coll_j}};
   if (a.json) {
     std::cout << j.dump() << "\n";
   } else {
@@ -201,6 +215,10 @@ void run_offline_bench(OfflineBenchArgs& a) {
     std::printf("  inter-token (ms)   mean %.2f  p50 %.2f  p90 %.2f  p99 %.2f\n", itl.mean, itl.median, itl.p90,
                 itl.p99);
     std::printf("  steps              %lld\n", (long long)steps);
+    for (const auto& [name, e] : kinds)
+      if (e->calls > 0)
+        std::printf("  %-18s %lld calls, %.3f s, %.1f us per call, %.1f KiB per call (rank 0)\n", name,
+                    (long long)e->calls, e->seconds, e->mean_us(), double(e->bytes) / 1024.0 / double(e->calls));
   }
   std::cout.flush();
 }

@@ -123,6 +123,7 @@ const Model& Runtime::model() const { return *impl_->model; }
 int64_t Runtime::kv_tokens_per_rank() const { return impl_->kv_tokens; }
 DpEngine* Runtime::engine() { return impl_->engine.get(); }
 const WorkerCounters& Runtime::counters() const { return impl_->worker->counters(); }
+CollectiveTimes Runtime::collective_times() const { return impl_->mcomm->times(); }
 
 std::string Runtime::describe() const {
   const auto& t = impl_->topo;

@@ -12,6 +12,7 @@
 #include "engine/dp_engine.h"
 #include "engine/scheduler.h"
 #include "parallel/dp_attention.h"
+#include "parallel/model_comm.h"
 #include "model/config.h"
 
 namespace dpserve {
@@ -55,6 +56,8 @@ class Runtime {
   // The engine (world rank 0 only; null elsewhere).
   DpEngine* engine();
   const WorkerCounters& counters() const;
+  // This rank's time in the forward pass's collectives so far (readable while steps run).
+  CollectiveTimes collective_times() const;
   // Runs the step loop on this thread (it must be the thread that initialised MPI) until shutdown.
   void run();
   // run(), and on world rank 0 `client` on a helper thread meanwhile; the engine shuts down when

@@ -3,6 +3,7 @@
 // over the MLP group, and the LM head's vocab all-gather inside the DP group.
 #pragma once
 
+#include <atomic>
 #include <memory>
 
 #include "parallel/comm.h"
@@ -11,6 +12,19 @@
 #include "model/parallel.h"
 
 namespace dpserve {
+
+// Time spent in each collective the forward pass calls, on this rank, waiting for the other ranks
+// included (a collective cannot finish before its slowest member arrives).
+struct CollectiveTimes {
+  struct Entry {
+    int64_t calls = 0;
+    double seconds = 0;
+    int64_t bytes = 0;  // this rank's payload (what it sends in, summed over calls)
+    double mean_us() const { return calls ? 1e6 * seconds / double(calls) : 0.0; }
+  };
+  Entry attn_allreduce, mlp_allreduce, dp_gather, dp_scatter, vocab_allgather;
+  CollectiveTimes minus(const CollectiveTimes& before) const;
+};
 
 // Shard specs the model should load with for this rank's topology.
 ModelParallel model_parallel_for(const Topology& topo);
@@ -32,7 +46,16 @@ class DistModelComm : public ModelComm {
   void dp_scatter(std::vector<float>& partial, int64_t hidden, float* local, int64_t rows) override;
   bool dp_is_padding(int64_t row) const override;
 
+  // Totals since start; safe to read from another thread while steps run.
+  CollectiveTimes times() const;
+
  private:
+  struct Counter {
+    std::atomic<int64_t> calls{0}, nanos{0}, bytes{0};
+    void add(int64_t ns, int64_t b);
+    CollectiveTimes::Entry get() const;
+  };
+  Counter t_attn_, t_mlp_, t_gather_, t_scatter_, t_vocab_;
   const Comms& comms_;
   Topology topo_;
   DpPaddingRequest padding_;
