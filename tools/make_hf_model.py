@@ -85,10 +85,10 @@ PRESETS = {
                             max_position_embeddings=4096),
     # DeepSeek-V2-Lite's attention and expert shapes (hidden 2048, 16 heads, kv_lora_rank 512,
     # qk_nope 128 / qk_rope 64 / v 128, 64 experts top-6 of FFN 1408 plus 2 shared, first layer
-    # dense, YaRN as in its config) with 6 layers instead of 27 and a 32000 vocabulary, so that the
-    # bf16 weights (~6.1 GB) fit this machine beside everything else.
+    # dense, YaRN as in its config) with 4 layers instead of 27 and a 32000 vocabulary, so that the
+    # bf16 weights (4.1 GB) fit this shared 24 GiB machine beside everything else.
     "deepseek-v2-lite-bench": dict(arch="deepseek_v2", dtype="bf16", vocab_size=32000, hidden_size=2048,
-                                   intermediate_size=10944, num_hidden_layers=6, num_attention_heads=16,
+                                   intermediate_size=10944, num_hidden_layers=4, num_attention_heads=16,
                                    num_key_value_heads=16, head_dim=None, q_lora_rank=0, kv_lora_rank=512,
                                    qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128,
                                    num_experts=64, num_experts_per_tok=6, moe_intermediate_size=1408,
