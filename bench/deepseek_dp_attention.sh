@@ -23,6 +23,9 @@ jsonl="${DPSERVE_BENCH_OUT:-$PWD/deepseek_dp_attention.jsonl}"
 [ -f "$model/config.json" ] || /usr/bin/python3 "$here/tools/make_hf_model.py" --preset deepseek-v2-lite-bench --out "$model"
 cat "$model"/*.safetensors > /dev/null  # page cache, so no run pays for reading the file
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+# A rank waiting in a collective gives its core away instead of spinning: on a shared machine the
+# spinning rank otherwise takes the CPU its partner needs to arrive (applies to both layouts).
+export OMPI_MCA_mpi_yield_when_idle="${OMPI_MCA_mpi_yield_when_idle:-1}"
 declare -A flags=([tp]="--tp-size 2" [dp]="--tp-size 2 --dp-size 2 --enable-dp-attention")
 
 run() {  # layout batch [extra flags...] -> appends a JSON line, prints it
