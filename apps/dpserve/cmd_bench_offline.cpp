@@ -194,7 +194,9 @@ void run_offline_bench(OfflineBenchArgs& a) {
       {"vocab_allgather", &coll.vocab_allgather}};
   for (const auto& [name, e] : kinds)
     if (e->calls > 0)
-      coll_j[name] = {{"calls", e->calls}, {"seconds", e->seconds}, {"mean_us", e->mean_us()}, {"bytes", e->bytes}};
+      coll_j[name] = {{"calls", e->calls},         {"seconds", e->seconds},
+                      {"mean_us", e->mean_us()},    {"bytes", e->bytes},
+                      {"wait_seconds", e->wait_seconds}, {"mean_wait_us", e->mean_wait_us()}};
 
   const int64_t B = a.batch_size, K = a.num_batches;
   double prefill_s = 0, decode_s = 0;
@@ -276,8 +278,11 @@ void run_offline_bench(OfflineBenchArgs& a) {
                 kv_per_req / 1024.0);
     for (const auto& [name, e] : kinds)
       if (e->calls > 0)
-        std::printf("  %-18s %lld calls, %.3f s, %.1f us per call, %.1f KiB per call (rank 0)\n", name,
-                    (long long)e->calls, e->seconds, e->mean_us(), double(e->bytes) / 1024.0 / double(e->calls));
+        std::printf("  %-18s %lld calls, %.3f s, %.1f us per call%s, %.1f KiB per call (rank 0)\n", name,
+                    (long long)e->calls, e->seconds, e->mean_us(),
+                    e->wait_seconds > 0 ? fmt::format(" after {:.1f} us waiting for every rank", e->mean_wait_us()).c_str()
+                                        : "",
+                    double(e->bytes) / 1024.0 / double(e->calls));
   }
   std::cout.flush();
 }

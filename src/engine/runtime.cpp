@@ -67,7 +67,8 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     omp_set_num_threads(threads);
 
     I.comms = Comms::create(I.topo);
-    I.mcomm = std::make_unique<DistModelComm>(I.comms, I.topo, o.dp_padding_mode);
+    I.mcomm = std::make_unique<DistModelComm>(I.comms, I.topo, o.dp_padding_mode, DpTransport::kGatherScatter,
+                                              o.split_collective_waits);
     LoadOptions lo;
     lo.parallel = model_parallel_for(I.topo);
     lo.comm = I.mcomm.get();

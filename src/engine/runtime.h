@@ -36,6 +36,7 @@ struct RuntimeOptions {
   int64_t embed_cache_requests = 256;
   double watchdog_timeout = 600;  // seconds a step (or a wait for rank 0) may take before the job is stopped; 0 = off
   double stall_timeout = 60;      // Engine::stalled() (/health 503): pending work, no step for this long; 0 = off
+  bool split_collective_waits = false;  // diagnostics: a timed barrier before every forward collective
   std::vector<int32_t> eos_ids;  // from the tokenizer; merged with config.json's
   // Debugging: every position's logits before sampling (see WorkerOptions::logits_tap; rank 0 only).
   std::function<void(uint64_t id, int64_t pos, std::span<const float> logits)> logits_tap;

@@ -93,13 +93,8 @@ void MlaAttention::forward(const float* xn, int64_t T, const std::vector<AttnSeq
   grow(ckv_, T * lat);
   // The q path and the latent from the same activations, in one pass when the weights allow it.
   const WeightView& q_in = m_.q_lora_rank > 0 ? q_a_ : q_proj_;
-  float* q_in_out = nullptr;
-  if (m_.q_lora_rank > 0) {
-    grow(qa_, T * m_.q_lora_rank);
-    q_in_out = qa_.data();
-  } else {
-    q_in_out = q_.data();
-  }
+  if (m_.q_lora_rank > 0) grow(qa_, T * m_.q_lora_rank);
+  float* q_in_out = m_.q_lora_rank > 0 ? qa_.data() : q_.data();
   if (q_in.dtype == kv_a_.dtype) {
     const MatmulOut two[2] = {{q_in, nullptr, q_in_out, q_in.rows}, {kv_a_, nullptr, ckv_.data(), lat}};
     matmul_multi(xn, T, hidden_, two, 2);
