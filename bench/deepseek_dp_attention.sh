@@ -6,7 +6,7 @@
 # For each batch size (32 and 64 requests of 512 random prompt tokens, OUTPUT_LEN tokens out, greedy,
 # EOS ignored) the two layouts run back to back, alternating which goes first (A B, B A, ...), and the
 # ratio dp/tp of each round is printed. Then both run with --max-total-tokens fixed at what 32
-# requests need, to count how many of 64 requests each can run at once.
+# requests need, to count how many of 64 requests each can run at once (CAP_BATCH env: other than 64).
 #   bench/deepseek_dp_attention.sh [MODEL_DIR] [ROUNDS] [OUTPUT_LEN] [BATCHES]
 # Writes one JSON line per run (dpserve bench offline --json) to $DPSERVE_BENCH_OUT (default
 # ./deepseek_dp_attention.jsonl) and a summary table to stdout.
@@ -65,9 +65,11 @@ for b in $batches; do
     echo "  round $r, B=$b: output throughput dp/tp = $(/usr/bin/python3 -c "print(f'{${tps[dp]} / ${tps[tp]}:.2f}')")"
   done
 done
-# Same memory per rank for both: the KV pool of each rank holds what 32 requests need.
-cap=$((32 * (in_len + out_len)))
+# Same memory per rank for both: the KV pool of each rank holds what half of CAP_BATCH requests need
+# (CAP_BATCH=64 by default: room for 32; smaller values make a short run on a busy machine).
+cap_batch="${CAP_BATCH:-64}"
+cap=$((cap_batch / 2 * (in_len + out_len)))
 for layout in tp dp; do
-  line=$(run "$layout" 64 --max-total-tokens "$cap")
+  line=$(run "$layout" "$cap_batch" --max-total-tokens "$cap")
   summary "$line"
 done
