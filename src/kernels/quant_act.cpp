@@ -1,0 +1,148 @@
+#include "kernels/quant_act.h"
+
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "core/check.h"
+
+namespace dpserve {
+
+int64_t act_block_elems(DType t) {
+  switch (dtype_plain(t)) {
+    case DType::Q8_0:
+    case DType::Q4_0: return 32;
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K: return 256;
+    default: fail("no int8 activation format for {} weights", dtype_name(t));
+  }
+}
+
+void QuantActs::reset(int64_t block, int64_t M, int64_t K) {
+  DP_CHECK((block == 32 || block == 256) && K % block == 0 && M >= 0, "QuantActs: bad shape");
+  block_ = block;
+  M_ = M;
+  K_ = K;
+  ldq_ = (K + 63) / 64 * 64;
+  const size_t need = size_t(M * ldq_);
+  if (q_.size() < need) q_.resize(need);
+  if (d_.size() < size_t(M * (K / block))) d_.resize(size_t(M * (K / block)));
+  if (s32_.size() < size_t(M * (K / 32))) {
+    s32_.resize(size_t(M * (K / 32)));
+    s32h_.resize(size_t(M * (K / 32)));
+  }
+  if (s16_.size() < size_t(M * (K / 16))) s16_.resize(size_t(M * (K / 16)));
+}
+
+namespace {
+
+// The reference: one block of n elements.
+void quantize_block_ref(const float* x, int n, int8_t* q, float* d) {
+  float amax = 0;
+  for (int i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+  *d = amax / 127.0f;
+  const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+  for (int i = 0; i < n; ++i) q[i] = int8_t(std::nearbyint(x[i] * id));
+}
+
+// Code sums of a quantized row (every path shares this: it is exact integer arithmetic).
+void row_sums(const int8_t* q, int64_t K, int32_t* s32, int16_t* s32h, int16_t* s16) {
+  for (int64_t j = 0; j < K / 16; ++j) {
+    int s = 0;
+    for (int i = 0; i < 16; ++i) s += q[16 * j + i];
+    s16[j] = int16_t(s);
+  }
+  for (int64_t j = 0; j < K / 32; ++j) {
+    s32[j] = s16[2 * j] + s16[2 * j + 1];
+    s32h[j] = int16_t(s32[j]);
+  }
+}
+
+void quantize_rows_portable(const float* x, int64_t ldx, int64_t m0, int64_t m1, QuantActs& a) {
+  const int64_t K = a.cols(), B = a.block();
+  for (int64_t m = m0; m < m1; ++m) {
+    const float* xr = x + m * ldx;
+    int8_t* q = a.q(m);
+    for (int64_t b = 0; b < K / B; ++b) quantize_block_ref(xr + b * B, int(B), q + b * B, a.d(m) + b);
+    std::memset(q + K, 0, size_t((K + 63) / 64 * 64 - K));
+    row_sums(q, K, a.sum32(m), a.sum32_i16(m), a.sum16(m));
+  }
+}
+
+__attribute__((target("avx2,fma"))) void quantize_rows_avx2(const float* x, int64_t ldx, int64_t m0, int64_t m1,
+                                                           QuantActs& a) {
+  const int64_t K = a.cols(), B = a.block();
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  for (int64_t m = m0; m < m1; ++m) {
+    const float* xr = x + m * ldx;
+    int8_t* q = a.q(m);
+    for (int64_t b = 0; b < K / B; ++b) {
+      const float* xb = xr + b * B;
+      __m256 mx = _mm256_setzero_ps();
+      for (int64_t i = 0; i < B; i += 8) mx = _mm256_max_ps(mx, _mm256_and_ps(_mm256_loadu_ps(xb + i), abs_mask));
+      __m128 h = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+      h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+      h = _mm_max_ss(h, _mm_movehdup_ps(h));
+      const float amax = _mm_cvtss_f32(h);
+      a.d(m)[b] = amax / 127.0f;
+      const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+      for (int64_t i = 0; i < B; i += 32) {
+        // Round half to even (MXCSR default), then pack 4 x 8 int32 to 32 int8 (values fit).
+        const __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + i), id));
+        const __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + i + 8), id));
+        const __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + i + 16), id));
+        const __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + i + 24), id));
+        const __m256i w01 = _mm256_packs_epi32(i0, i1), w23 = _mm256_packs_epi32(i2, i3);
+        __m256i b8 = _mm256_packs_epi16(w01, w23);
+        // The packs interleave 128-bit lanes: restore element order.
+        b8 = _mm256_permutevar8x32_epi32(b8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + b * B + i), b8);
+      }
+    }
+    std::memset(q + K, 0, size_t((K + 63) / 64 * 64 - K));
+    row_sums(q, K, a.sum32(m), a.sum32_i16(m), a.sum16(m));
+  }
+}
+
+__attribute__((target("avx512f,avx512bw"))) void quantize_rows_avx512(const float* x, int64_t ldx, int64_t m0,
+                                                                      int64_t m1, QuantActs& a) {
+  const int64_t K = a.cols(), B = a.block();
+  for (int64_t m = m0; m < m1; ++m) {
+    const float* xr = x + m * ldx;
+    int8_t* q = a.q(m);
+    int16_t* s16 = a.sum16(m);
+    for (int64_t b = 0; b < K / B; ++b) {
+      const float* xb = xr + b * B;
+      __m512 mx = _mm512_setzero_ps();
+      for (int64_t i = 0; i < B; i += 16) mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(xb + i)));
+      const float amax = _mm512_reduce_max_ps(mx);
+      a.d(m)[b] = amax / 127.0f;
+      const __m512 id = _mm512_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+      for (int64_t i = 0; i < B; i += 16) {
+        const __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + i), id));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(q + b * B + i), _mm512_cvtepi32_epi8(v));
+        s16[(b * B + i) / 16] = int16_t(_mm512_reduce_add_epi32(v));
+      }
+    }
+    std::memset(q + K, 0, size_t((K + 63) / 64 * 64 - K));
+    for (int64_t j = 0; j < K / 32; ++j) {
+      a.sum32(m)[j] = s16[2 * j] + s16[2 * j + 1];
+      a.sum32_i16(m)[j] = int16_t(a.sum32(m)[j]);
+    }
+  }
+}
+
+}  // namespace
+
+void quantize_acts(KernelIsa isa, const float* x, int64_t ldx, int64_t m0, int64_t m1, QuantActs& a) {
+  DP_CHECK(m0 >= 0 && m1 <= a.rows(), "quantize_acts: rows [{}, {}) outside {}", m0, m1, a.rows());
+  switch (isa) {
+    case KernelIsa::Portable: return quantize_rows_portable(x, ldx, m0, m1, a);
+    case KernelIsa::Avx2: return quantize_rows_avx2(x, ldx, m0, m1, a);
+    default: return quantize_rows_avx512(x, ldx, m0, m1, a);
+  }
+}
+
+}  // namespace dpserve
