@@ -29,6 +29,9 @@
 
 namespace dpserve::kernels::qtile {
 
+// The tile loops must be one function: a call boundary would put the accumulators in memory.
+#define DP_QINLINE inline __attribute__((always_inline))
+
 // kLanes consecutive output rows inside one 16-row group: the group's bytes and where the tile's
 // rows sit in the group's 64-byte (4 bytes a row), 32-byte (f16) and 16-byte (u8) row vectors.
 struct Tile {
@@ -66,7 +69,7 @@ using Acc = typename P::F[MR][NR];
 struct Q8_0K {
   static constexpr int64_t kElems = 32, kBytes = 544;
   template <class P, int MR, int NR, bool PF>
-  static void run(const Tile* tl, const QuantActs& qa, int64_t m, int64_t nb, Acc<P, MR, NR>& acc) {
+  DP_QINLINE static void run(const Tile* tl, const QuantActs& qa, int64_t m, int64_t nb, Acc<P, MR, NR>& acc) {
     using I = typename P::I;
     using F = typename P::F;
     const Acts<MR> a(qa, m);
@@ -109,7 +112,7 @@ struct Q8_0K {
 // Four 64-byte nibble chunks (one 32-element sub-block): chunk c holds k-groups 2c (low nibbles)
 // and 2c + 1 (high) of the tile's rows. D += their dots with activation bytes x[0..32).
 template <class P, int MR, int NR>
-inline void nibble_subblock(const Tile* tl, int64_t byte0, const int8_t* const* x, int64_t k0,
+DP_QINLINE void nibble_subblock(const Tile* tl, int64_t byte0, const int8_t* const* x, int64_t k0,
                             typename P::I (&D)[MR][NR]) {
   using I = typename P::I;
   const I m4 = P::set1_8(0x0f);
@@ -135,7 +138,7 @@ inline void nibble_subblock(const Tile* tl, int64_t byte0, const int8_t* const* 
 struct Q4_0K {
   static constexpr int64_t kElems = 32, kBytes = 288;
   template <class P, int MR, int NR, bool PF>
-  static void run(const Tile* tl, const QuantActs& qa, int64_t m, int64_t nb, Acc<P, MR, NR>& acc) {
+  DP_QINLINE static void run(const Tile* tl, const QuantActs& qa, int64_t m, int64_t nb, Acc<P, MR, NR>& acc) {
     using I = typename P::I;
     using F = typename P::F;
     const Acts<MR> a(qa, m);
@@ -188,14 +191,14 @@ struct QkK {
 
   // Sub-block with fifth bits: as nibble_subblock, each code or-ed with its bit from `hb`.
   template <class P, int MR, int NR>
-  static void five_bit_subblock(const Tile* tl, int64_t byte0, const int8_t* const* x, int64_t k0,
+  DP_QINLINE static void five_bit_subblock(const Tile* tl, int64_t byte0, const int8_t* const* x, int64_t k0,
                                 typename P::I (&D)[MR][NR]) {
     using I = typename P::I;
     const I m4 = P::set1_8(0x0f), m10 = P::set1_8(0x10);
     I hb[NR];
 #pragma GCC unroll 4
     for (int j = 0; j < NR; ++j) hb[j] = P::load(tl[j].g + byte0 + tl[j].off4);
-    auto chunk = [&]<int C>() {
+    auto chunk = [&]<int C>() __attribute__((always_inline)) {
       I lo[NR], hi[NR];
 #pragma GCC unroll 4
       for (int j = 0; j < NR; ++j) {
@@ -218,7 +221,7 @@ struct QkK {
   }
 
   template <class P, int MR, int NR, bool PF>
-  static void run(const Tile* tl, const QuantActs& qa, int64_t m, int64_t nb, Acc<P, MR, NR>& acc) {
+  DP_QINLINE static void run(const Tile* tl, const QuantActs& qa, int64_t m, int64_t nb, Acc<P, MR, NR>& acc) {
     using I = typename P::I;
     using F = typename P::F;
     const Acts<MR> a(qa, m);
@@ -282,7 +285,7 @@ struct QkK {
 struct Q6_KK {
   static constexpr int64_t kElems = 256, kBytes = 3360;
   template <class P, int MR, int NR, bool PF>
-  static void run(const Tile* tl, const QuantActs& qa, int64_t m, int64_t nb, Acc<P, MR, NR>& acc) {
+  DP_QINLINE static void run(const Tile* tl, const QuantActs& qa, int64_t m, int64_t nb, Acc<P, MR, NR>& acc) {
     using I = typename P::I;
     using F = typename P::F;
     const Acts<MR> a(qa, m);
@@ -298,13 +301,13 @@ struct Q6_KK {
         const int64_t ub = blk + 288 + 384 * u;
         const int64_t k0 = 256 * b + 32 * u;
         // Sub-block h (16 elements) of unit u: chunks 2h, 2h + 1 and high-bit vector h.
-        auto sub = [&]<int H>() {
+        auto sub = [&]<int H>() __attribute__((always_inline)) {
           I D[MR][NR];
 #pragma GCC unroll 4
           for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
             for (int j = 0; j < NR; ++j) D[i][j] = P::zero();
-          auto chunk = [&]<int C>() {
+          auto chunk = [&]<int C>() __attribute__((always_inline)) {
             I lo[NR], hi[NR];
 #pragma GCC unroll 4
             for (int j = 0; j < NR; ++j) {
@@ -443,5 +446,7 @@ void qmatmul_block(const MatmulTask& t, int64_t m0, int64_t m1, int64_t n0, int6
     default: return;
   }
 }
+
+#undef DP_QINLINE
 
 }  // namespace dpserve::kernels::qtile
