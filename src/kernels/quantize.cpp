@@ -24,7 +24,12 @@ void q8_0(const float* x, uint8_t* b) {
   const float d = amax / 127.0f;
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   store_u16(b, f32_to_f16(d));
-  for (int i = 0; i < 32; ++i) b[2 + i] = uint8_t(int8_t(std::round(x[i] * id)));
+  for (int i = 0; i < 32; ++i) {
+    // roundf (half away from zero) without the libm call: x - trunc(x) is exact here.
+    const float v = x[i] * id, t = std::trunc(v);
+    const float r = std::fabs(v - t) >= 0.5f ? t + std::copysign(1.0f, v) : t;
+    b[2 + i] = uint8_t(int8_t(r));
+  }
 }
 
 // ggml's quantize_row_q4_0_ref: d = (the value of largest magnitude) / -8, so that value gets
@@ -46,12 +51,23 @@ void q4_0(const float* x, uint8_t* b) {
   }
 }
 
+// Sum of v[0..N) (N a multiple of 8) in one fixed order, eight lanes then a tree: short add
+// chains, and a weight still quantizes the same wherever it is compiled.
+template <int N>
+float sum_of(const float* v) {
+  float a[8] = {};
+  for (int i = 0; i < N; i += 8)
+    for (int l = 0; l < 8; ++l) a[l] += v[i + l];
+  return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+}
+
 // One sub-block's grid value = s * q - m (q in [0, nmax], m >= 0). Tries a few scales around
 // (max - min) / nmax, refits s and m by least squares to the codes each one gives, and keeps
 // the fit with the smallest squared error.
-void fit_asymmetric(const float* x, int n, int nmax, float& s_out, float& m_out) {
+template <int N>
+void fit_asymmetric(const float* x, int nmax, float& s_out, float& m_out) {
   float lo = 0, hi = x[0];
-  for (int i = 0; i < n; ++i) {
+  for (int i = 0; i < N; ++i) {
     lo = std::min(lo, x[i]);
     hi = std::max(hi, x[i]);
   }
@@ -60,41 +76,44 @@ void fit_asymmetric(const float* x, int n, int nmax, float& s_out, float& m_out)
     m_out = -lo;
     return;
   }
-  float best_err = INFINITY, best_s = (hi - lo) / float(nmax), best_m = -lo;
+  const float fmax = float(nmax);
+  float tmp[N];
   auto error_of = [&](float s, float m) {
-    float e = 0;
-    for (int i = 0; i < n; ++i) {
-      const float q = std::clamp(std::nearbyint((x[i] + m) / s), 0.0f, float(nmax));
+    const float inv = 1.0f / s;
+    for (int i = 0; i < N; ++i) {
+      const float q = std::min(std::max(std::nearbyint((x[i] + m) * inv), 0.0f), fmax);
       const float r = s * q - m - x[i];
-      e += r * r;
+      tmp[i] = r * r;
     }
-    return e;
+    return sum_of<N>(tmp);
   };
-  best_err = error_of(best_s, best_m);
+  float best_s = (hi - lo) / fmax, best_m = -lo;
+  float best_err = error_of(best_s, best_m);
+  const float sx = sum_of<N>(x);
+  float qs[N], qq[N], qx[N];
   for (int step = -4; step <= 4; ++step) {
-    const float iscale = (float(nmax) + 0.1f * float(step)) / (hi - lo);
+    const float iscale = (fmax + 0.1f * float(step)) / (hi - lo);
     // Codes under this scale, then the least-squares s, b of x ~ s q + b (b = -m <= 0).
-    double sq = 0, sqq = 0, sx = 0, sqx = 0;
-    for (int i = 0; i < n; ++i) {
-      const float q = std::clamp(std::nearbyint((x[i] - lo) * iscale), 0.0f, float(nmax));
-      sq += q;
-      sqq += double(q) * q;
-      sx += x[i];
-      sqx += double(q) * x[i];
+    for (int i = 0; i < N; ++i) {
+      const float q = std::min(std::max(std::nearbyint((x[i] - lo) * iscale), 0.0f), fmax);
+      qs[i] = q;
+      qq[i] = q * q;
+      qx[i] = q * x[i];
     }
-    const double det = double(n) * sqq - sq * sq;
-    if (det <= 0) continue;
-    double s = (double(n) * sqx - sq * sx) / det, b = (sx - s * sq) / double(n);
+    const float sq = sum_of<N>(qs), sqq = sum_of<N>(qq), sqx = sum_of<N>(qx);
+    const float det = float(N) * sqq - sq * sq;
+    if (!(det > 0)) continue;
+    float s = (float(N) * sqx - sq * sx) / det, b = (sx - s * sq) / float(N);
     if (b > 0) {  // the format's min is subtracted, never added
       b = 0;
       s = sqx / sqq;
     }
-    if (s <= 0) continue;
-    const float e = error_of(float(s), float(-b));
+    if (!(s > 0)) continue;
+    const float e = error_of(s, -b);
     if (e < best_err) {
       best_err = e;
-      best_s = float(s);
-      best_m = float(-b);
+      best_s = s;
+      best_m = -b;
     }
   }
   s_out = best_s;
@@ -103,34 +122,37 @@ void fit_asymmetric(const float* x, int n, int nmax, float& s_out, float& m_out)
 
 // Symmetric sub-block fit for Q6_K: grid value = s * q, q in [-32, 31]; s may be negative so the
 // value of largest magnitude can take code -32.
-float fit_symmetric(const float* x, int n) {
+template <int N>
+float fit_symmetric(const float* x) {
   float amax = 0, max = 0;
-  for (int i = 0; i < n; ++i)
+  for (int i = 0; i < N; ++i)
     if (std::fabs(x[i]) > amax) {
       amax = std::fabs(x[i]);
       max = x[i];
     }
   if (amax == 0) return 0;
+  float tmp[N];
   auto error_of = [&](float s) {
-    float e = 0;
-    for (int i = 0; i < n; ++i) {
-      const float q = std::clamp(std::nearbyint(x[i] / s), -32.0f, 31.0f);
+    const float inv = 1.0f / s;
+    for (int i = 0; i < N; ++i) {
+      const float q = std::min(std::max(std::nearbyint(x[i] * inv), -32.0f), 31.0f);
       const float r = s * q - x[i];
-      e += r * r;
+      tmp[i] = r * r;
     }
-    return e;
+    return sum_of<N>(tmp);
   };
   float best_s = max / -32.0f, best_err = error_of(best_s);
+  float qq[N], qx[N];
   for (int step = -4; step <= 4; ++step) {
     const float iscale = -(32.0f + 0.25f * float(step)) / max;
-    double sqq = 0, sqx = 0;
-    for (int i = 0; i < n; ++i) {
-      const float q = std::clamp(std::nearbyint(x[i] * iscale), -32.0f, 31.0f);
-      sqq += double(q) * q;
-      sqx += double(q) * x[i];
+    for (int i = 0; i < N; ++i) {
+      const float q = std::min(std::max(std::nearbyint(x[i] * iscale), -32.0f), 31.0f);
+      qq[i] = q * q;
+      qx[i] = q * x[i];
     }
-    if (sqq <= 0) continue;
-    const float s = float(sqx / sqq);
+    const float sqq = sum_of<N>(qq);
+    if (!(sqq > 0)) continue;
+    const float s = sum_of<N>(qx) / sqq;
     const float e = error_of(s);
     if (e < best_err) {
       best_err = e;
@@ -171,7 +193,7 @@ void pack_k_scales(const int* sc, const int* mn, uint8_t* s) {
 void qk_asym(const float* x, uint8_t* b, int bits) {
   const int nmax = (1 << bits) - 1;
   float s[8], m[8];
-  for (int j = 0; j < 8; ++j) fit_asymmetric(x + 32 * j, 32, nmax, s[j], m[j]);
+  for (int j = 0; j < 8; ++j) fit_asymmetric<32>(x + 32 * j, nmax, s[j], m[j]);
   const float smax = *std::max_element(s, s + 8), mmax = *std::max_element(m, m + 8);
   const uint16_t d16 = scale_f16(smax / 63.0f), dmin16 = scale_f16(mmax / 63.0f);
   const float d = f16_to_f32(d16), dmin = f16_to_f32(dmin16);
@@ -204,7 +226,7 @@ void q6_k(const float* x, uint8_t* b) {
   float s[16];
   float amax = 0;
   for (int j = 0; j < 16; ++j) {
-    s[j] = fit_symmetric(x + 16 * j, 16);
+    s[j] = fit_symmetric<16>(x + 16 * j);
     amax = std::max(amax, std::fabs(s[j]));
   }
   const uint16_t d16 = scale_f16(amax / 127.0f);

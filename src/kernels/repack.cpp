@@ -35,20 +35,26 @@ void plain_codes(DType t, const uint8_t* b, uint8_t* c) {
     case DType::Q4_K:
     case DType::Q5_K: {
       const uint8_t* qs = b + (t == DType::Q4_K ? 16 : 48);
-      for (int k = 0; k < 256; ++k) {
-        const int l = k % 32, pair = k / 64;
-        c[k] = (k % 64 < 32) ? (qs[32 * pair + l] & 15) : (qs[32 * pair + l] >> 4);
-        if (t == DType::Q5_K) c[k] = uint8_t(c[k] | (((b[16 + l] >> (k / 32)) & 1) << 4));
-      }
+      for (int pair = 0; pair < 4; ++pair)
+        for (int l = 0; l < 32; ++l) {
+          c[64 * pair + l] = qs[32 * pair + l] & 15;
+          c[64 * pair + 32 + l] = qs[32 * pair + l] >> 4;
+        }
+      if (t == DType::Q5_K)
+        for (int j = 0; j < 8; ++j)
+          for (int l = 0; l < 32; ++l) c[32 * j + l] = uint8_t(c[32 * j + l] | (((b[16 + l] >> j) & 1) << 4));
       return;
     }
     case DType::Q6_K:
-      for (int k = 0; k < 256; ++k) {
-        const int half = k / 128, l = k % 32, quarter = (k % 128) / 32;
-        const uint8_t q = b[64 * half + l + 32 * (quarter & 1)];
-        const int nib = quarter < 2 ? (q & 15) : (q >> 4);
-        c[k] = uint8_t(nib | (((b[128 + 32 * half + l] >> (2 * quarter)) & 3) << 4));
-      }
+      for (int half = 0; half < 2; ++half)
+        for (int l = 0; l < 32; ++l) {
+          const uint8_t q0 = b[64 * half + l], q1 = b[64 * half + 32 + l], h = b[128 + 32 * half + l];
+          uint8_t* o = c + 128 * half + l;
+          o[0] = uint8_t((q0 & 15) | ((h & 3) << 4));
+          o[32] = uint8_t((q1 & 15) | (((h >> 2) & 3) << 4));
+          o[64] = uint8_t((q0 >> 4) | (((h >> 4) & 3) << 4));
+          o[96] = uint8_t((q1 >> 4) | (((h >> 6) & 3) << 4));
+        }
       return;
     default: fail("repack: {} is not a block type", dtype_name(t));
   }
@@ -109,8 +115,8 @@ Layout layout(DType t) {
   }
 }
 
-// Byte offset, inside a 16-row block, of the code of element k of row r.
-// Also tells which nibble (0 low, 1 high, -1 whole byte) and, for Q5_K/Q6_K, where the high bits go.
+// Where, inside a 16-row block, the code of element k of row r is (reading single rows back):
+// its byte, which nibble (0 low, 1 high, -1 whole byte) and, for Q5_K/Q6_K, its high bits.
 struct CodeSlot {
   int byte, nibble;
   int hbyte = -1, hshift = 0;  // high bits: byte and bit position (Q5_K one bit, Q6_K two)
@@ -146,17 +152,6 @@ CodeSlot code_slot(DType t, int r, int k) {
   }
 }
 
-// Code bytes in the 16-row block for code value c (Q8_0 is stored + 128, i.e. sign bit flipped).
-void put_code(DType t, uint8_t* blk, const CodeSlot& s, uint8_t c) {
-  if (s.nibble < 0) {
-    blk[s.byte] = t == DType::Q8_0 ? uint8_t(c ^ 0x80) : c;
-    return;
-  }
-  blk[s.byte] |= uint8_t((c & 15) << (4 * s.nibble));
-  if (t == DType::Q5_K) blk[s.hbyte] |= uint8_t(((c >> 4) & 1) << s.hshift);
-  if (t == DType::Q6_K) blk[s.hbyte] |= uint8_t(((c >> 4) & 3) << s.hshift);
-}
-
 uint8_t get_code(DType t, const uint8_t* blk, const CodeSlot& s) {
   if (s.nibble < 0) return t == DType::Q8_0 ? uint8_t(blk[s.byte] ^ 0x80) : blk[s.byte];
   uint8_t c = (blk[s.byte] >> (4 * s.nibble)) & 15;
@@ -186,33 +181,82 @@ const SlotTable& slots(DType t) {
   }
 }
 
+// Writers of the 16-row code layouts (repack.h) from codes[row][element] of one block.
+// Nibble chunks: chunk c of the 32 elements from k0 holds k-groups 2c (low) and 2c + 1 (high).
+void put_nibbles(const uint8_t (*c)[256], int k0, uint8_t* out) {
+  for (int ch = 0; ch < 4; ++ch)
+    for (int r = 0; r < 16; ++r)
+      for (int i = 0; i < 4; ++i)
+        out[64 * ch + 4 * r + i] = uint8_t((c[r][k0 + 8 * ch + i] & 15) | ((c[r][k0 + 8 * ch + 4 + i] & 15) << 4));
+}
+
+// Q5_K's fifth bits of 32 elements: bit g of byte 4r + i is element 4g + i.
+void put_fifth_bits(const uint8_t (*c)[256], int k0, uint8_t* out) {
+  for (int r = 0; r < 16; ++r)
+    for (int i = 0; i < 4; ++i) {
+      int b = 0;
+      for (int g = 0; g < 8; ++g) b |= ((c[r][k0 + 4 * g + i] >> 4) & 1) << g;
+      out[4 * r + i] = uint8_t(b);
+    }
+}
+
+// Q6_K's top bit pairs of 32 elements: vector v, bits 2t of byte 4r + i are element 4(4v + t) + i.
+void put_bit_pairs(const uint8_t (*c)[256], int k0, uint8_t* out) {
+  for (int v = 0; v < 2; ++v)
+    for (int r = 0; r < 16; ++r)
+      for (int i = 0; i < 4; ++i) {
+        int b = 0;
+        for (int t = 0; t < 4; ++t) b |= ((c[r][k0 + 4 * (4 * v + t) + i] >> 4) & 3) << (2 * t);
+        out[64 * v + 4 * r + i] = uint8_t(b);
+      }
+}
+
 }  // namespace
 
 void interleave_group(DType t, const uint8_t* src, int64_t ld_bytes, int n_rows, int64_t cols, uint8_t* dst) {
   t = dtype_plain(t);
   const Layout L = layout(t);
   DP_CHECK(cols % L.be == 0 && n_rows >= 0 && n_rows <= 16, "interleave_group: bad shape");
-  const CodeSlot* tab = slots(t).s.data();
   const int64_t nb = cols / L.be;
-  std::memset(dst, 0, size_t(nb * L.xb));
-  uint8_t codes[256];
-  for (int r = 0; r < n_rows; ++r)
-    for (int64_t b = 0; b < nb; ++b) {
+  alignas(64) uint8_t codes[16][256];
+  std::memset(codes, 0, sizeof(codes));  // missing rows: code 0, scale 0
+  for (int64_t b = 0; b < nb; ++b) {
+    uint8_t* xb = dst + b * L.xb;
+    std::memset(xb, 0, size_t(L.xb));
+    for (int r = 0; r < n_rows; ++r) {
       const uint8_t* pb = src + r * ld_bytes + b * L.bb;
-      uint8_t* xb = dst + b * L.xb;
       for (int f = 0; f < L.n_fields; ++f) {
         const Field& F = L.fields[f];
         for (int i = 0; i < F.n / F.elem; ++i)
           std::memcpy(xb + F.to + (i * 16 + r) * F.elem, pb + F.from + i * F.elem, size_t(F.elem));
       }
-      plain_codes(t, pb, codes);
-      for (int k = 0; k < L.be; ++k) put_code(t, xb, tab[r * L.be + k], codes[k]);
+      plain_codes(t, pb, codes[r]);
     }
-  // Missing rows: Q8_0's zero code is stored as 0x80; their scales are already 0.
-  if (t == DType::Q8_0)
-    for (int r = n_rows; r < 16; ++r)
-      for (int64_t b = 0; b < nb; ++b)
-        for (int k = 0; k < 32; ++k) put_code(t, dst + b * L.xb, tab[r * 32 + k], 0);
+    switch (t) {
+      case DType::Q8_0:  // stored + 128 (vpdpbusd's unsigned operand)
+        for (int g = 0; g < 8; ++g)
+          for (int r = 0; r < 16; ++r)
+            for (int i = 0; i < 4; ++i) xb[32 + 64 * g + 4 * r + i] = uint8_t(codes[r][4 * g + i] ^ 0x80);
+        break;
+      case DType::Q4_0: put_nibbles(codes, 0, xb + 32); break;
+      case DType::Q4_K:
+        for (int j = 0; j < 8; ++j) put_nibbles(codes, 32 * j, xb + 256 + 256 * j);
+        break;
+      case DType::Q5_K:
+        for (int j = 0; j < 8; ++j) {
+          put_fifth_bits(codes, 32 * j, xb + 256 + 320 * j);
+          put_nibbles(codes, 32 * j, xb + 256 + 320 * j + 64);
+        }
+        break;
+      case DType::Q6_K:
+        for (int u = 0; u < 8; ++u) {
+          put_nibbles(codes, 32 * u, xb + 288 + 384 * u);
+          put_bit_pairs(codes, 32 * u, xb + 288 + 384 * u + 256);
+        }
+        break;
+      default: break;
+    }
+  }
 }
 
 void deinterleave_row(DType t, const uint8_t* group, int r, int64_t cols, uint8_t* dst) {
