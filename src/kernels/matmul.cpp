@@ -251,7 +251,21 @@ void matmul_isa(KernelIsa isa, const float* x, int64_t M, int64_t ldx, const Wei
 }
 
 void matmul_multi(const float* x, int64_t M, int64_t ldx, const MatmulOut* outs, int64_t n_outs) {
-  matmul_group(best_kernel_isa(), x, M, ldx, outs, n_outs);
+  // Weights of different types (a quantization mix such as llama.cpp's Q4_K_M: a Q6_K v_proj
+  // beside Q4_K q/k) run as one product per type; no output's bits change.
+  std::vector<MatmulOut> same;
+  std::vector<uint8_t> done(size_t(std::max<int64_t>(n_outs, 0)), 0);
+  for (int64_t i = 0; i < n_outs; ++i) {
+    if (done[size_t(i)]) continue;
+    same.clear();
+    for (int64_t j = i; j < n_outs; ++j)
+      if (!done[size_t(j)] && outs[j].w.dtype == outs[i].w.dtype) {
+        same.push_back(outs[j]);
+        done[size_t(j)] = 1;
+      }
+    if (same.size() == size_t(n_outs)) return matmul_group(best_kernel_isa(), x, M, ldx, outs, n_outs);
+    matmul_group(best_kernel_isa(), x, M, ldx, same.data(), int64_t(same.size()));
+  }
 }
 
 void matmul(const float* x, int64_t M, int64_t ldx, const WeightView& w, const float* bias, float* y,

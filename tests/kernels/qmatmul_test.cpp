@@ -167,18 +167,25 @@ TEST_P(QMatmul, BatchAndThreadInvariant) {
     }
 }
 
+// matmul_multi, including a mix of weight types (llama.cpp's Q4_K_M puts a Q6_K v_proj beside Q4_K
+// q/k), equals separate products bit for bit.
 TEST_P(QMatmul, MultiEqualsSeparateProducts) {
-  const DType t = GetParam();
+  const DType t = GetParam(), other = t == DType::Q6_K ? DType::Q8_0 : DType::Q6_K;
   const int64_t K = 512, M = 6;
-  const QWeights a = make_weights(t, 48, K, 1, false), b = make_weights(t, 21, K, 2, false);
+  const QWeights a = make_weights(t, 48, K, 1, false), b = make_weights(other, 21, K, 2, false),
+                 c = make_weights(t, 16, K, 3, false);
   const auto x = random_floats(M * K, 3);
-  std::vector<float> ya(M * 48), yb(M * 21), sa(M * 48), sb(M * 21);
-  const MatmulOut outs[2] = {{a.x16.view, nullptr, ya.data(), 48}, {b.x16.view, nullptr, yb.data(), 21}};
-  matmul_multi(x.data(), M, K, outs, 2);
+  std::vector<float> ya(M * 48), yb(M * 21), yc(M * 16), sa(M * 48), sb(M * 21), sc(M * 16);
+  const MatmulOut outs[3] = {{a.x16.view, nullptr, ya.data(), 48},
+                             {b.x16.view, nullptr, yb.data(), 21},
+                             {c.pv, nullptr, yc.data(), 16}};
+  matmul_multi(x.data(), M, K, outs, 3);
   matmul(x.data(), M, K, a.x16.view, nullptr, sa.data(), 48);
   matmul(x.data(), M, K, b.x16.view, nullptr, sb.data(), 21);
+  matmul(x.data(), M, K, c.pv, nullptr, sc.data(), 16);
   EXPECT_EQ(0, std::memcmp(ya.data(), sa.data(), ya.size() * 4));
   EXPECT_EQ(0, std::memcmp(yb.data(), sb.data(), yb.size() * 4));
+  EXPECT_EQ(0, std::memcmp(yc.data(), sc.data(), yc.size() * 4));
 }
 
 // Repacking loses nothing: every row comes back byte for byte, and the decoded rows agree.
