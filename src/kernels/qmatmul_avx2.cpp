@@ -76,7 +76,7 @@ struct Avx2 {
 }  // namespace
 
 namespace avx2 {
-void qmatmul_block(const MatmulTask& t, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+void qmatmul_block(const QBlockArgs& t, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   qtile::qmatmul_block<Avx2>(t, m0, m1, n0, n1);
 }
 }  // namespace avx2

@@ -29,7 +29,7 @@ struct Bw : qtile::Avx512Ops {
 }  // namespace
 
 namespace avx512 {
-void qmatmul_block(const MatmulTask& t, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+void qmatmul_block(const QBlockArgs& t, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   qtile::qmatmul_block<Bw>(t, m0, m1, n0, n1);
 }
 }  // namespace avx512

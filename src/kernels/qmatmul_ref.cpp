@@ -52,10 +52,10 @@ int code(DType t, const uint8_t* b, int k) {
   }
 }
 
-// acc after block b of a plain row against activation row m.
-float block_step(DType t, const uint8_t* blk, const QuantActs& a, int64_t m, int64_t b, float acc) {
-  const int8_t* q = a.q(m) + b * dtype_block_elems(t);
-  const float da = a.d(m)[b];
+// acc after block b of a plain row against the activation row `a`.
+float block_step(DType t, const uint8_t* blk, const QuantActRow& a, int64_t b, float acc) {
+  const int8_t* q = a.q + b * dtype_block_elems(t);
+  const float da = a.d[b];
   switch (t) {
     case DType::Q8_0:
     case DType::Q4_0: {
@@ -94,30 +94,33 @@ float block_step(DType t, const uint8_t* blk, const QuantActs& a, int64_t m, int
   }
 }
 
-// y[m0:m1, n0:n1] from plain rows (row n at rows + (n - row0) * ld_bytes).
-void plain_block(DType t, const uint8_t* rows, int64_t row0, int64_t ld_bytes, int64_t K, const QuantActs& a,
-                 const float* bias, float* y, int64_t ldy, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  const int64_t nb = K / dtype_block_elems(t), bb = dtype_block_bytes(t);
-  for (int64_t m = m0; m < m1; ++m)
+// y[m, n] for m in [m0, m1), n in [n0, n1) from plain rows (row n at rows + (n - row0) * ld_bytes),
+// written at y + (m - ym) * ldy + (n - yn).
+void plain_block(DType t, const uint8_t* rows, int64_t row0, int64_t ld_bytes, const kernels::QBlockArgs& a,
+                 int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t ym, int64_t yn) {
+  const int64_t K = a.w.cols, nb = K / dtype_block_elems(t), bb = dtype_block_bytes(t);
+  const QuantActLayout L(act_block_elems(t), K);
+  for (int64_t m = m0; m < m1; ++m) {
+    const QuantActRow x(static_cast<const uint8_t*>(a.act) + m * a.act_ld, L);
     for (int64_t n = n0; n < n1; ++n) {
       const uint8_t* row = rows + (n - row0) * ld_bytes;
       float acc = 0.0f;
-      for (int64_t b = 0; b < nb; ++b) acc = block_step(t, row + b * bb, a, m, b, acc);
-      y[m * ldy + n] = bias ? acc + bias[n] : acc;
+      for (int64_t b = 0; b < nb; ++b) acc = block_step(t, row + b * bb, x, b, acc);
+      a.y[(m - ym) * a.ldy + (n - yn)] = acc;
     }
+  }
 }
 
 }  // namespace
 
 namespace kernels::portable {
 
-void qmatmul_block(const MatmulTask& t, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  const WeightView& w = t.w;
+void qmatmul_block(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  const WeightView& w = a.w;
   const DType pt = dtype_plain(w.dtype);
   const int64_t ld_bytes = dtype_row_bytes(w.dtype, w.ld);
   if (dtype_row_group(w.dtype) == 1) {
-    plain_block(pt, static_cast<const uint8_t*>(w.data), 0, ld_bytes, w.cols, *t.xq, t.bias, t.y, t.ldy, m0, m1, n0,
-                n1);
+    plain_block(pt, static_cast<const uint8_t*>(w.data), 0, ld_bytes, a, m0, m1, n0, n1, m0, n0);
     return;
   }
   // Repacked: gather each group's rows back to plain blocks, then the same loop.
@@ -127,8 +130,7 @@ void qmatmul_block(const MatmulTask& t, int64_t m0, int64_t m1, int64_t n0, int6
   for (int64_t g0 = n0 / 16 * 16; g0 < n1; g0 += 16) {
     const uint8_t* group = static_cast<const uint8_t*>(w.data) + g0 * ld_bytes;
     for (int r = 0; r < 16 && g0 + r < w.rows; ++r) deinterleave_row(w.dtype, group, r, w.cols, plain.data() + r * row_bytes);
-    plain_block(pt, plain.data(), g0, row_bytes, w.cols, *t.xq, t.bias, t.y, t.ldy, m0, m1, std::max(n0, g0),
-                std::min(n1, g0 + 16));
+    plain_block(pt, plain.data(), g0, row_bytes, a, m0, m1, std::max(n0, g0), std::min(n1, g0 + 16), m0, n0);
   }
 }
 
@@ -138,16 +140,19 @@ namespace ref {
 
 void qmatmul(const float* x, int64_t M, int64_t ldx, const WeightView& w, const float* bias, float* y, int64_t ldy) {
   if (!dtype_is_quantized(w.dtype)) fail("ref::qmatmul: {} weights are not block-quantized", dtype_name(w.dtype));
-  QuantActs a;
-  a.reset(act_block_elems(w.dtype), M, w.cols);
-  quantize_acts(KernelIsa::Portable, x, ldx, 0, M, a);
-  kernels::MatmulTask t;
-  t.w = w;
-  t.xq = &a;
-  t.bias = bias;
-  t.y = y;
-  t.ldy = ldy;
-  kernels::portable::qmatmul_block(t, 0, M, 0, w.rows);
+  QuantActs acts;
+  acts.reset(act_block_elems(w.dtype), M, w.cols);
+  quantize_acts(KernelIsa::Portable, x, ldx, 0, M, acts);
+  kernels::QBlockArgs a;
+  a.act = acts.row(0);
+  a.act_ld = acts.ld();
+  a.w = w;
+  a.y = y;
+  a.ldy = ldy;
+  kernels::portable::qmatmul_block(a, 0, M, 0, w.rows);
+  if (bias)
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < w.rows; ++n) y[m * ldy + n] += bias[n];
 }
 
 }  // namespace ref

@@ -48,13 +48,14 @@ struct Acts {
   const int32_t* s32[MR];
   const int16_t* s32h[MR];
   const int16_t* s16[MR];
-  Acts(const QuantActs& a, int64_t m) {
+  Acts(const QBlockArgs& a, const QuantActLayout& L, int64_t m) {
     for (int i = 0; i < MR; ++i) {
-      q[i] = a.q(m + i);
-      d[i] = a.d(m + i);
-      s32[i] = a.sum32(m + i);
-      s32h[i] = a.sum32_i16(m + i);
-      s16[i] = a.sum16(m + i);
+      const QuantActRow r(static_cast<const uint8_t*>(a.act) + (m + i) * a.act_ld, L);
+      q[i] = r.q;
+      d[i] = r.d;
+      s32[i] = r.s32;
+      s32h[i] = r.s32h;
+      s16[i] = r.s16;
     }
   }
 };
@@ -69,10 +70,11 @@ using Acc = typename P::F[MR][NR];
 struct Q8_0K {
   static constexpr int64_t kElems = 32, kBytes = 544;
   template <class P, int MR, int NR, bool PF>
-  DP_QINLINE static void run(const Tile* tl, const QuantActs& qa, int64_t m, int64_t nb, Acc<P, MR, NR>& acc) {
+  DP_QINLINE static void run(const Tile* tl, const QBlockArgs& qa, const QuantActLayout& L, int64_t m, int64_t nb,
+                             Acc<P, MR, NR>& acc) {
     using I = typename P::I;
     using F = typename P::F;
-    const Acts<MR> a(qa, m);
+    const Acts<MR> a(qa, L, m);
     for (int64_t b = 0; b < nb; ++b) {
       I D[MR][NR];
 #pragma GCC unroll 4
@@ -138,10 +140,11 @@ DP_QINLINE void nibble_subblock(const Tile* tl, int64_t byte0, const int8_t* con
 struct Q4_0K {
   static constexpr int64_t kElems = 32, kBytes = 288;
   template <class P, int MR, int NR, bool PF>
-  DP_QINLINE static void run(const Tile* tl, const QuantActs& qa, int64_t m, int64_t nb, Acc<P, MR, NR>& acc) {
+  DP_QINLINE static void run(const Tile* tl, const QBlockArgs& qa, const QuantActLayout& L, int64_t m, int64_t nb,
+                             Acc<P, MR, NR>& acc) {
     using I = typename P::I;
     using F = typename P::F;
-    const Acts<MR> a(qa, m);
+    const Acts<MR> a(qa, L, m);
     for (int64_t b = 0; b < nb; ++b) {
       I D[MR][NR];
 #pragma GCC unroll 4
@@ -221,10 +224,11 @@ struct QkK {
   }
 
   template <class P, int MR, int NR, bool PF>
-  DP_QINLINE static void run(const Tile* tl, const QuantActs& qa, int64_t m, int64_t nb, Acc<P, MR, NR>& acc) {
+  DP_QINLINE static void run(const Tile* tl, const QBlockArgs& qa, const QuantActLayout& L, int64_t m, int64_t nb,
+                             Acc<P, MR, NR>& acc) {
     using I = typename P::I;
     using F = typename P::F;
-    const Acts<MR> a(qa, m);
+    const Acts<MR> a(qa, L, m);
     alignas(16) uint8_t sc[NR][8][16], mn[NR][8][16];
     for (int64_t b = 0; b < nb; ++b) {
       const int64_t blk = b * kBytes;
@@ -285,10 +289,11 @@ struct QkK {
 struct Q6_KK {
   static constexpr int64_t kElems = 256, kBytes = 3360;
   template <class P, int MR, int NR, bool PF>
-  DP_QINLINE static void run(const Tile* tl, const QuantActs& qa, int64_t m, int64_t nb, Acc<P, MR, NR>& acc) {
+  DP_QINLINE static void run(const Tile* tl, const QBlockArgs& qa, const QuantActLayout& L, int64_t m, int64_t nb,
+                             Acc<P, MR, NR>& acc) {
     using I = typename P::I;
     using F = typename P::F;
-    const Acts<MR> a(qa, m);
+    const Acts<MR> a(qa, L, m);
     const I m4 = P::set1_8(0x0f), m30 = P::set1_8(0x30);
     for (int64_t b = 0; b < nb; ++b) {
       const int64_t blk = b * kBytes;
@@ -364,40 +369,44 @@ struct Q6_KK {
   }
 };
 
-// One register tile: MR activation rows x NR lane tiles over the whole row, then the stores.
+// The block being computed: its first output row/column and where its outputs go.
+struct Out {
+  int64_t m0, n0, n1;
+  float* y;
+  int64_t ldy;
+};
+
+// One register tile: MR activation rows x NR lane tiles over the whole row, then the stores
+// (only the lanes inside [n0, n1)).
 template <class P, class K, int MR, int NR, bool PF>
-void tile(const Tile* tl, const QuantActs& a, int64_t m, int64_t nb, const float* bias, float* y, int64_t ldy,
-          int64_t n0, int64_t n1) {
+void tile(const Tile* tl, const QBlockArgs& a, const QuantActLayout& L, int64_t m, int64_t nb, const Out& o) {
   typename P::F acc[MR][NR];
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) acc[i][j] = P::setf(0.0f);
-  K::template run<P, MR, NR, PF>(tl, a, m, nb, acc);
+  K::template run<P, MR, NR, PF>(tl, a, L, m, nb, acc);
   for (int j = 0; j < NR; ++j) {
     const int64_t r0 = tl[j].row0;
-    const int lo = int(std::max<int64_t>(n0 - r0, 0)), hi = int(std::min<int64_t>(n1 - r0, P::kLanes));
+    const int lo = int(std::max<int64_t>(o.n0 - r0, 0)), hi = int(std::min<int64_t>(o.n1 - r0, P::kLanes));
     if (hi <= lo) continue;
-    for (int i = 0; i < MR; ++i) {
-      typename P::F v = acc[i][j];
-      if (bias) v = P::addf(v, P::load_masked(bias + r0, lo, hi));
-      P::store_masked(y + (m + i) * ldy + r0, v, lo, hi);
-    }
+    // Lane l is output column r0 + l, stored at y[.. + (r0 + l - n0)]; lanes below n0 are masked.
+    for (int i = 0; i < MR; ++i) P::store_masked(o.y + (m + i - o.m0) * o.ldy + (r0 - o.n0), acc[i][j], lo, hi);
   }
 }
 
 template <class P, class K, int MR>
-void tile_nr(int nr, bool gemv, const Tile* tl, const QuantActs& a, int64_t m, int64_t nb, const float* bias, float* y,
-             int64_t ldy, int64_t n0, int64_t n1) {
+void tile_nr(int nr, bool gemv, const Tile* tl, const QBlockArgs& a, const QuantActLayout& L, int64_t m, int64_t nb,
+             const Out& o) {
   if (gemv) {
     switch (nr) {
-      case 4: return tile<P, K, MR, 4, true>(tl, a, m, nb, bias, y, ldy, n0, n1);
-      case 3: return tile<P, K, MR, 3, true>(tl, a, m, nb, bias, y, ldy, n0, n1);
-      case 2: return tile<P, K, MR, 2, true>(tl, a, m, nb, bias, y, ldy, n0, n1);
-      default: return tile<P, K, MR, 1, true>(tl, a, m, nb, bias, y, ldy, n0, n1);
+      case 4: return tile<P, K, MR, 4, true>(tl, a, L, m, nb, o);
+      case 3: return tile<P, K, MR, 3, true>(tl, a, L, m, nb, o);
+      case 2: return tile<P, K, MR, 2, true>(tl, a, L, m, nb, o);
+      default: return tile<P, K, MR, 1, true>(tl, a, L, m, nb, o);
     }
   }
   switch (nr) {
-    case 2: return tile<P, K, MR, 2, false>(tl, a, m, nb, bias, y, ldy, n0, n1);
-    default: return tile<P, K, MR, 1, false>(tl, a, m, nb, bias, y, ldy, n0, n1);
+    case 2: return tile<P, K, MR, 2, false>(tl, a, L, m, nb, o);
+    default: return tile<P, K, MR, 1, false>(tl, a, L, m, nb, o);
   }
 }
 
@@ -405,15 +414,17 @@ void tile_nr(int nr, bool gemv, const Tile* tl, const QuantActs& a, int64_t m, i
 // kQuantGemvRows rows streams NR = kGemvNR lane tiles once (GEMV), larger ones go kGemmMR rows x
 // kGemmNR lane tiles at a time with the weights of the lane tiles reused from cache.
 template <class P, class K>
-void block(const MatmulTask& t, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  const WeightView& w = t.w;
+void block(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  const WeightView& w = a.w;
   const int64_t gstride = 16 * dtype_row_bytes(w.dtype, w.ld);
   const int64_t nb = w.cols / K::kElems;
+  const QuantActLayout L(K::kElems, w.cols);
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
   const int64_t T0 = n0 / P::kLanes, T1 = (n1 + P::kLanes - 1) / P::kLanes;
   const bool gemv = m1 - m0 <= kQuantGemvRows;
   const int NRmax = gemv ? P::kGemvNR : P::kGemmNR;
   const int MRmax = gemv ? int(kQuantGemvRows) : P::kGemmMR;
+  const Out o{m0, n0, n1, a.y, a.ldy};
   for (int64_t T = T0; T < T1; T += NRmax) {
     const int nr = int(std::min<int64_t>(NRmax, T1 - T));
     Tile tl[4];
@@ -425,10 +436,10 @@ void block(const MatmulTask& t, int64_t m0, int64_t m1, int64_t n0, int64_t n1) 
     for (int64_t m = m0; m < m1; m += MRmax) {
       const int mr = int(std::min<int64_t>(MRmax, m1 - m));
       switch (mr) {
-        case 1: tile_nr<P, K, 1>(nr, gemv, tl, *t.xq, m, nb, t.bias, t.y, t.ldy, n0, n1); break;
-        case 2: tile_nr<P, K, 2>(nr, gemv, tl, *t.xq, m, nb, t.bias, t.y, t.ldy, n0, n1); break;
-        case 3: tile_nr<P, K, 3>(nr, gemv, tl, *t.xq, m, nb, t.bias, t.y, t.ldy, n0, n1); break;
-        default: tile_nr<P, K, 4>(nr, gemv, tl, *t.xq, m, nb, t.bias, t.y, t.ldy, n0, n1); break;
+        case 1: tile_nr<P, K, 1>(nr, gemv, tl, a, L, m, nb, o); break;
+        case 2: tile_nr<P, K, 2>(nr, gemv, tl, a, L, m, nb, o); break;
+        case 3: tile_nr<P, K, 3>(nr, gemv, tl, a, L, m, nb, o); break;
+        default: tile_nr<P, K, 4>(nr, gemv, tl, a, L, m, nb, o); break;
       }
     }
   }
@@ -436,7 +447,7 @@ void block(const MatmulTask& t, int64_t m0, int64_t m1, int64_t n0, int64_t n1) 
 
 // The block for each repacked type.
 template <class P>
-void qmatmul_block(const MatmulTask& t, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+void qmatmul_block(const QBlockArgs& t, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   switch (t.w.dtype) {
     case DType::Q8_0_X16: return block<P, Q8_0K>(t, m0, m1, n0, n1);
     case DType::Q4_0_X16: return block<P, Q4_0K>(t, m0, m1, n0, n1);

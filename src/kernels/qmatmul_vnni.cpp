@@ -23,7 +23,7 @@ struct Vnni : qtile::Avx512Ops {
 }  // namespace
 
 namespace vnni {
-void qmatmul_block(const MatmulTask& t, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+void qmatmul_block(const QBlockArgs& t, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   qtile::qmatmul_block<Vnni>(t, m0, m1, n0, n1);
 }
 }  // namespace vnni

@@ -7,6 +7,10 @@
 // row alone and never on the code path. Alongside: the sums of the codes over each 16 and each 32
 // elements, which the kernels need for the weights' offsets and mins (sum_k (w_k - 8) a_k =
 // sum_k w_k a_k - 8 sum_k a_k, and so on).
+//
+// A prepared row is one self-contained run of bytes (the matmul driver keeps one per activation
+// row): K codes padded to a multiple of 64, then the block scales, the 32-element sums (int32,
+// then int16) and the 16-element sums (int16).
 #pragma once
 
 #include <cstdint>
@@ -20,38 +24,55 @@ namespace dpserve {
 // Activation block length for weights of type t (32 or 256).
 int64_t act_block_elems(DType t);
 
+// Byte offsets inside a prepared row of K elements in blocks of `block`.
+struct QuantActLayout {
+  int64_t block = 32, K = 0;
+  int64_t d = 0, s32 = 0, s32h = 0, s16 = 0, bytes = 0;
+  QuantActLayout(int64_t block, int64_t K);
+};
+
+// Bytes of one prepared row.
+inline int64_t quant_act_row_bytes(int64_t block, int64_t K) { return QuantActLayout(block, K).bytes; }
+
+// Quantizes one row of K fp32 values into `row` (quant_act_row_bytes bytes). Every ISA gives the
+// same bytes; `isa` only picks the code path.
+void quantize_act_row(KernelIsa isa, int64_t block, const float* x, int64_t K, void* row);
+
+// Read access to a prepared row.
+struct QuantActRow {
+  const int8_t* q;
+  const float* d;
+  const int32_t* s32;
+  const int16_t* s32h;
+  const int16_t* s16;
+  QuantActRow(const void* row, const QuantActLayout& L)
+      : q(static_cast<const int8_t*>(row)),
+        d(reinterpret_cast<const float*>(static_cast<const uint8_t*>(row) + L.d)),
+        s32(reinterpret_cast<const int32_t*>(static_cast<const uint8_t*>(row) + L.s32)),
+        s32h(reinterpret_cast<const int16_t*>(static_cast<const uint8_t*>(row) + L.s32h)),
+        s16(reinterpret_cast<const int16_t*>(static_cast<const uint8_t*>(row) + L.s16)) {}
+};
+
+// M prepared rows, 64-byte aligned and `ld` bytes apart (a spare cache line between rows, so rows
+// of a power-of-two length do not all map to the same L1 sets).
 class QuantActs {
  public:
-  // Room for M rows of K elements in blocks of `block` (K a multiple of block); keeps capacity.
   void reset(int64_t block, int64_t M, int64_t K);
-
   int64_t block() const { return block_; }
   int64_t rows() const { return M_; }
   int64_t cols() const { return K_; }
-
-  // Row m: K codes (padded with zeros to a multiple of 64), one scale per block, the sums of
-  // the codes over each 32 elements (int32 and int16) and each 16 (int16).
-  int8_t* q(int64_t m) { return q_.data() + m * ldq_; }
-  const int8_t* q(int64_t m) const { return q_.data() + m * ldq_; }
-  float* d(int64_t m) { return d_.data() + m * (K_ / block_); }
-  const float* d(int64_t m) const { return d_.data() + m * (K_ / block_); }
-  int32_t* sum32(int64_t m) { return s32_.data() + m * (K_ / 32); }
-  const int32_t* sum32(int64_t m) const { return s32_.data() + m * (K_ / 32); }
-  int16_t* sum32_i16(int64_t m) { return s32h_.data() + m * (K_ / 32); }
-  const int16_t* sum32_i16(int64_t m) const { return s32h_.data() + m * (K_ / 32); }
-  int16_t* sum16(int64_t m) { return s16_.data() + m * (K_ / 16); }
-  const int16_t* sum16(int64_t m) const { return s16_.data() + m * (K_ / 16); }
+  int64_t ld() const { return ld_; }
+  uint8_t* row(int64_t m) { return base() + m * ld_; }
+  const uint8_t* row(int64_t m) const { return const_cast<QuantActs*>(this)->base() + m * ld_; }
+  QuantActRow view(int64_t m) const { return QuantActRow(row(m), QuantActLayout(block_, K_)); }
 
  private:
-  int64_t block_ = 32, M_ = 0, K_ = 0, ldq_ = 0;
-  std::vector<int8_t> q_;
-  std::vector<float> d_;
-  std::vector<int32_t> s32_;
-  std::vector<int16_t> s32h_, s16_;
+  uint8_t* base() { return reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(buf_.data()) + 63) / 64 * 64); }
+  int64_t block_ = 32, M_ = 0, K_ = 0, ld_ = 0;
+  std::vector<uint8_t> buf_;
 };
 
 // Quantizes rows [m0, m1) of x (row stride ldx) into rows [m0, m1) of `a` (reset() first).
-// Every ISA gives the same bytes; `isa` only picks the code path.
 void quantize_acts(KernelIsa isa, const float* x, int64_t ldx, int64_t m0, int64_t m1, QuantActs& a);
 
 }  // namespace dpserve

@@ -179,6 +179,7 @@ void Model::init_layers(const LoadOptions& opts) {
   for (auto& [n, t] : store_.all()) {
     const auto it = prep.converted().find(n);
     weight_bytes_ += dtype_row_bytes(it == prep.converted().end() ? t.dtype : it->second, t.numel());
+    weight_params_ += t.numel();
   }
 }
 

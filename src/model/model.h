@@ -52,6 +52,8 @@ class Model {
   int64_t local_kv_heads() const { return n_kv_local_; }
   // Bytes of every tensor of the model as run (quantized / repacked matrices at their new size).
   int64_t weight_bytes() const { return weight_bytes_; }
+  // Elements of every tensor of the model (its parameter count).
+  int64_t weight_params() const { return weight_params_; }
 
   // A KV pool sized for this rank's share of the model (per-head K/V, or MLA's latent rows).
   KVPoolConfig kv_config(int64_t n_pages, int64_t page_size) const;
@@ -80,7 +82,7 @@ class Model {
   WeightView embed_, lm_head_;
   std::vector<float> final_norm_;
   int64_t n_heads_local_ = 0, n_kv_local_ = 0, kv_head0_ = 0, ffn_local_ = 0, vocab0_ = 0, vocab_local_ = 0;
-  int64_t weight_bytes_ = 0;
+  int64_t weight_bytes_ = 0, weight_params_ = 0;
   MlaPath mla_path_ = MlaPath::kAuto;
 
   // Scratch, grown as needed and reused step after step.

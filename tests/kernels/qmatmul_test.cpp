@@ -234,19 +234,24 @@ TEST(QuantActs, EveryIsaGivesTheSameCodes) {
       QuantActs a;
       a.reset(B, M, K);
       quantize_acts(isa, x.data(), K, 0, M, a);
-      for (int64_t m = 0; m < M; ++m) {
-        ASSERT_EQ(0, std::memcmp(a.q(m), ref.q(m), size_t(K))) << kernel_isa_name(isa);
-        ASSERT_EQ(0, std::memcmp(a.d(m), ref.d(m), size_t(K / B) * 4)) << kernel_isa_name(isa);
-        ASSERT_EQ(0, std::memcmp(a.sum16(m), ref.sum16(m), size_t(K / 16) * 2)) << kernel_isa_name(isa);
-      }
+      // The whole prepared rows: codes, scales and code sums.
+      for (int64_t m = 0; m < M; ++m)
+        ASSERT_EQ(0, std::memcmp(a.row(m), ref.row(m), size_t(quant_act_row_bytes(B, K)))) << kernel_isa_name(isa);
     }
     // The definition: d = amax / 127 and codes round-half-even(x * 127 / amax), checked directly.
+    const QuantActRow r = ref.view(0);
     for (int64_t b = 0; b < K / B; ++b) {
       float amax = 0;
       for (int64_t k = 0; k < B; ++k) amax = std::max(amax, std::fabs(x[b * B + k]));
-      ASSERT_EQ(ref.d(0)[b], amax / 127.0f);
+      ASSERT_EQ(r.d[b], amax / 127.0f);
       for (int64_t k = 0; k < B; ++k)
-        ASSERT_EQ(ref.q(0)[b * B + k], amax == 0 ? 0 : int(std::nearbyint(x[b * B + k] * (127.0f / amax))));
+        ASSERT_EQ(r.q[b * B + k], amax == 0 ? 0 : int(std::nearbyint(x[b * B + k] * (127.0f / amax))));
+    }
+    for (int64_t j = 0; j < K / 16; ++j) {
+      int s = 0;
+      for (int64_t k = 16 * j; k < 16 * j + 16; ++k) s += r.q[k];
+      ASSERT_EQ(r.s16[j], s);
+      if (j % 2 == 1) ASSERT_EQ(r.s32[j / 2], r.s16[j - 1] + r.s16[j]);
     }
   }
 }
