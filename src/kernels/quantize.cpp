@@ -91,8 +91,8 @@ void fit_asymmetric(const float* x, int nmax, float& s_out, float& m_out) {
   float best_err = error_of(best_s, best_m);
   const float sx = sum_of<N>(x);
   float qs[N], qq[N], qx[N];
-  for (int step = -4; step <= 4; ++step) {
-    const float iscale = (fmax + 0.1f * float(step)) / (hi - lo);
+  for (int step = -2; step <= 2; ++step) {
+    const float iscale = (fmax + 0.2f * float(step)) / (hi - lo);
     // Codes under this scale, then the least-squares s, b of x ~ s q + b (b = -m <= 0).
     for (int i = 0; i < N; ++i) {
       const float q = std::min(std::max(std::nearbyint((x[i] - lo) * iscale), 0.0f), fmax);
@@ -143,8 +143,8 @@ float fit_symmetric(const float* x) {
   };
   float best_s = max / -32.0f, best_err = error_of(best_s);
   float qq[N], qx[N];
-  for (int step = -4; step <= 4; ++step) {
-    const float iscale = -(32.0f + 0.25f * float(step)) / max;
+  for (int step = -2; step <= 2; ++step) {
+    const float iscale = -(32.0f + 0.5f * float(step)) / max;
     for (int i = 0; i < N; ++i) {
       const float q = std::min(std::max(std::nearbyint(x[i] * iscale), -32.0f), 31.0f);
       qq[i] = q * q;
