@@ -396,7 +396,7 @@ void tile(const Tile* tl, const QBlockArgs& a, const QuantActLayout& L, int64_t 
 template <class P, class K, int MR>
 void tile_nr(int nr, bool gemv, const Tile* tl, const QBlockArgs& a, const QuantActLayout& L, int64_t m, int64_t nb,
              const Out& o) {
-  if (gemv) {
+  if constexpr (MR <= kQuantGemvRows) if (gemv) {
     switch (nr) {
       case 4: return tile<P, K, MR, 4, true>(tl, a, L, m, nb, o);
       case 3: return tile<P, K, MR, 3, true>(tl, a, L, m, nb, o);
