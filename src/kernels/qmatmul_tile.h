@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <cstdlib>
 
 #include "kernels/qmatmul_impl.h"
 #include "kernels/quant_act.h"
@@ -60,8 +61,9 @@ struct Acts {
   }
 };
 
-// Prefetch distance of the GEMV path, in bytes ahead of the block being read in each stream.
-inline constexpr int64_t kPrefetchBytes = 2048;
+// EXPERIMENT
+inline int64_t prefetch_bytes() { static int64_t v = getenv("DPQ_PF") ? atoll(getenv("DPQ_PF")) : 2048; return v; }
+#define kPrefetchBytes prefetch_bytes()
 
 template <class P, int MR, int NR>
 using Acc = typename P::F[MR][NR];
@@ -422,7 +424,8 @@ void block(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) 
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
   const int64_t T0 = n0 / P::kLanes, T1 = (n1 + P::kLanes - 1) / P::kLanes;
   const bool gemv = m1 - m0 <= kQuantGemvRows;
-  const int NRmax = gemv ? P::kGemvNR : P::kGemmNR;
+  static const int env_nr = getenv("DPQ_NR") ? atoi(getenv("DPQ_NR")) : P::kGemvNR;
+  const int NRmax = gemv ? env_nr : P::kGemmNR;
   const int MRmax = gemv ? int(kQuantGemvRows) : P::kGemmMR;
   const Out o{m0, n0, n1, a.y, a.ldy};
   for (int64_t T = T0; T < T1; T += NRmax) {

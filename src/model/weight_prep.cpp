@@ -23,9 +23,9 @@ void WeightPrep::add(WeightView* slot, WeightRole role, int64_t layer, int64_t f
   if (!dtype_is_quantized(target)) return;
   // The recipe fits the whole matrix; this rank's slice of its columns must fit too.
   if (!dtype_row_splits(target, w.cols))
-    fail("--tp-size: {} is split into slices of {} columns, not whole {}-element {} blocks (use a --tp-size that "
-         "divides {} into multiples of {})",
-         name, w.cols, dtype_block_elems(target), dtype_name(target), full_cols, dtype_block_elems(target));
+    fail("--tp-size: {} ({} input columns) would be split into slices of {}, not whole {}-element {} blocks; "
+         "each rank's slice must be a multiple of {}",
+         name, full_cols, w.cols, dtype_block_elems(target), dtype_name(target), dtype_block_elems(target));
   items_.push_back(Item{slot, role, layer, full_cols, name, target});
   converted_[name] = target;
 }

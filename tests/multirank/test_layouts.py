@@ -209,11 +209,11 @@ elif CASE == "quant":
     prompts = id_prompts(512, 6)
     pf = prompts_file([",".join(p) for p in prompts], "quant-ids.txt")
 
-    def margin_at(method, ids, a, b):
+    def margin_at(model_dir, method, ids, a, b):
         """Single-rank logit of token a minus that of token b after `ids`."""
         import numpy as np
         path = os.path.join(SCRATCH, "logits.bin")
-        p = subprocess.run([BIN, "generate", "--model-path", model, "--prompt-ids", ",".join(map(str, ids)), "-n", "1",
+        p = subprocess.run([BIN, "generate", "--model-path", model_dir, "--prompt-ids", ",".join(map(str, ids)), "-n", "1",
                             "--quantization", method, "--dump-logits", path, "--threads", "1"],
                            capture_output=True, text=True, env=ENV, timeout=240)
         assert p.returncode == 0, p.stderr[-2000:]
@@ -238,13 +238,38 @@ elif CASE == "quant":
                 if b == g:
                     continue
                 k = next(j for j in range(len(b)) if b[j] != g[j])
-                m = margin_at(method, [int(t) for t in prompts[i]] + b[:k], b[k], g[k])
+                m = margin_at(model, method, [int(t) for t in prompts[i]] + b[:k], b[k], g[k])
                 assert m < NEAR_TIE, f"FAIL: {method} {name}: prompt {i} parts at token {k} where the single rank " \
                                      f"prefers {b[k]} over {g[k]} by {m:.4f} (not a near tie)"
                 parted += 1
                 print(f"  {method} {name}: prompt {i} parts at token {k}, single-rank margin {m:.4f} < {NEAR_TIE}")
             print(f"ok {method} {name}: {len(base) - parted} of {len(base)} prompts identical, the others part at "
                   f"near ties")
+    # MoE (8 experts, top 2; expert FFN 256 = one Q4_K block; o_proj 8 heads x 64): experts split
+    # whole (ep) or by columns.
+    moe = os.path.join(SCRATCH, "qwen3-moe-quant")
+    if not os.path.exists(os.path.join(moe, "config.json")):
+        subprocess.run(["/usr/bin/python3", MAKE_MODEL, "--arch", "qwen3_moe", "--preset", "tiny", "--dtype", "bf16",
+                        "--hidden-size", "256", "--num-attention-heads", "8", "--num-key-value-heads", "2",
+                        "--head-dim", "64", "--num-experts", "8", "--num-experts-per-tok", "2",
+                        "--moe-intermediate-size", "256", "--intermediate-size", "512", "--decoder-sparse-step", "1",
+                        "--vocab-size", "512",
+                        "--max-position-embeddings", "1024", "--seed", "6", "--out", moe, "--quiet"],
+                       check=True, timeout=120)
+    common = ["generate", "--json", "--model-path", moe, "--prompts-file", pf, "--prompts-are-ids", "-n", "12",
+              "--ignore-eos", "--quantization", "q4_k_m"]
+    base = [o["output_ids"] for o in run(common + ["--threads", "1"])]
+    assert [o["output_ids"] for o in run(common + LAYOUTS["dp2_replicas"] + ["--threads", "1"])] == base, \
+        "FAIL: MoE q4_k_m dp2_replicas differs from the single rank"
+    for name, flags in [("tp2_ep2", LAYOUTS["tp2_ep2"]), ("tp2_dp2_ep2", LAYOUTS["tp2_dp2"] + ["--ep-size", "2"])]:
+        got = [o["output_ids"] for o in run(common + flags + ["--threads", "1"])]
+        for i, (b, g) in enumerate(zip(base, got)):
+            if b != g:
+                k = next(j for j in range(len(b)) if b[j] != g[j])
+                m = margin_at(moe, "q4_k_m", [int(t) for t in prompts[i]] + b[:k], b[k], g[k])
+                assert m < NEAR_TIE, f"FAIL: MoE {name}: prompt {i} parts at token {k} by {m:.4f} (not a near tie)"
+                print(f"  MoE q4_k_m {name}: prompt {i} parts at token {k}, single-rank margin {m:.4f}")
+        print(f"ok MoE q4_k_m {name}")
     # A TP slice that is not whole blocks is a start-up error naming --tp-size: the FFN's 1024
     # columns over 8 ranks are 128, half a Q4_K block.
     p = subprocess.run([BIN, "generate", "--model-path", model, "--prompt-ids", "1,2,3", "-n", "2", "--tp-size", "8",
