@@ -3,10 +3,11 @@
 // Each row of x is cut into blocks of 32 elements (for Q8_0 / Q4_0 weights) or 256 (for the K
 // types: one scale per superblock, as llama.cpp's Q8_K), and each block becomes
 //   d = amax / 127,  q_k = round_half_even(x_k * (127 / amax))   (|q_k| <= 127; all 0 if amax = 0)
-// in fp32 with exactly these two roundings, on every ISA, so the codes of a row depend on that
-// row alone and never on the code path. Alongside: the sums of the codes over each 16 and each 32
-// elements, which the kernels need for the weights' offsets and mins (sum_k (w_k - 8) a_k =
-// sum_k w_k a_k - 8 sum_k a_k, and so on).
+// in fp32 with exactly these roundings, on every ISA; for 32-element blocks d is then rounded to
+// f16 as llama.cpp's Q8_0 activation blocks store it (so Q8_0 / Q4_0 products match llama.cpp's).
+// The codes of a row depend on that row alone and never on the code path. Alongside: the sums of
+// the codes over each 16 and each 32 elements, which the kernels need for the weights' offsets and
+// mins (sum_k (w_k - 8) a_k = sum_k w_k a_k - 8 sum_k a_k, and so on).
 //
 // A prepared row is one self-contained run of bytes (the matmul driver keeps one per activation
 // row): K codes padded to a multiple of 64, then the block scales, the 32-element sums (int32,

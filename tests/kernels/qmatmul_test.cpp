@@ -76,7 +76,8 @@ std::string label(DType t, bool repacked, KernelIsa isa, int64_t M, int64_t N, i
 
 // Float64 product of dequantized weights and unquantized x, with a bound on what quantizing the
 // activations may change: each x_k becomes q_k * da with |q_k da - x_k| <= da (1/2 + 2^-20) (one
-// rounding to an integer code, plus the fp32 rounding of da and of 127 / amax), so
+// rounding to an integer code, plus the fp32 rounding of da and of 127 / amax; for 32-element
+// blocks da is f16 and that adds up to 127 da 2^-11), so
 // |y - exact| <= sum_k |w_k| da_b(k) (1/2 + 2^-20), plus fp32 accumulation: one rounding per
 // block product and per add, at most (K / block + 8) * 2^-23 of sum_k |w_k x_k|.
 void expect_near_f64(const QWeights& w, const std::vector<float>& x, int64_t M, int64_t ldx, const float* bias,
@@ -96,7 +97,8 @@ void expect_near_f64(const QWeights& w, const std::vector<float>& x, int64_t M, 
           exact += double(row[k]) * xr[k];
           mag += std::fabs(double(row[k]) * xr[k]);
         }
-        quant_err += wsum * (amax / 127.0) * (0.5 + std::ldexp(1.0, -20));
+        // 32-element blocks: d rounded to f16 moves each q_k d by up to 127 d 2^-11 more.
+        quant_err += wsum * (amax / 127.0) * (0.5 + (B == 32 ? 127 * std::ldexp(1.0, -11) : 0.0) + std::ldexp(1.0, -20));
       }
       const double tol = quant_err + (double(K / B) + 8) * std::ldexp(1.0, -23) * (mag + quant_err) + 1e-30;
       ASSERT_NEAR(y[m * ldy + n], exact, tol) << what << " m=" << m << " n=" << n;
@@ -238,12 +240,13 @@ TEST(QuantActs, EveryIsaGivesTheSameCodes) {
       for (int64_t m = 0; m < M; ++m)
         ASSERT_EQ(0, std::memcmp(a.row(m), ref.row(m), size_t(quant_act_row_bytes(B, K)))) << kernel_isa_name(isa);
     }
-    // The definition: d = amax / 127 and codes round-half-even(x * 127 / amax), checked directly.
+    // The definition: d = amax / 127 (f16-rounded for 32-blocks) and codes round-half-even(x * 127 / amax), checked directly.
     const QuantActRow r = ref.view(0);
     for (int64_t b = 0; b < K / B; ++b) {
       float amax = 0;
       for (int64_t k = 0; k < B; ++k) amax = std::max(amax, std::fabs(x[b * B + k]));
-      ASSERT_EQ(r.d[b], amax / 127.0f);
+      // 32-element blocks keep d rounded to f16 (as llama.cpp's Q8_0 activation blocks).
+      ASSERT_EQ(r.d[b], B == 32 ? f16_to_f32(f32_to_f16(amax / 127.0f)) : amax / 127.0f);
       for (int64_t k = 0; k < B; ++k)
         ASSERT_EQ(r.q[b * B + k], amax == 0 ? 0 : int(std::nearbyint(x[b * B + k] * (127.0f / amax))));
     }
@@ -251,7 +254,9 @@ TEST(QuantActs, EveryIsaGivesTheSameCodes) {
       int s = 0;
       for (int64_t k = 16 * j; k < 16 * j + 16; ++k) s += r.q[k];
       ASSERT_EQ(r.s16[j], s);
-      if (j % 2 == 1) ASSERT_EQ(r.s32[j / 2], r.s16[j - 1] + r.s16[j]);
+      if (j % 2 == 1) {
+        ASSERT_EQ(r.s32[j / 2], r.s16[j - 1] + r.s16[j]);
+      }
     }
   }
 }
