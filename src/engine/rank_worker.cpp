@@ -92,6 +92,7 @@ StepControl RankWorker::receive_control(StepDriver* driver, bool idle) {
     if (driver) {
       StepControl c = driver->next_step(idle, heartbeat);
       step_t0_ = now_seconds();  // the idle wait above is not step time
+      arm_control_send();
       msg = encode_or_reject(c, driver);
     }
     counters_.control_bytes += control_.broadcast(msg);
@@ -102,6 +103,7 @@ StepControl RankWorker::receive_control(StepDriver* driver, bool idle) {
   if (driver) {
     StepControl all = driver->next_step(idle, heartbeat);
     step_t0_ = now_seconds();
+    arm_control_send();
     const std::vector<int> leaders = topo_.group_leaders();
     for (size_t g = 0; g < leaders.size(); ++g) {
       StepControl part;
@@ -293,6 +295,14 @@ void RankWorker::exchange_reports(GroupReport& rep, StepDriver* driver, bool& an
     any_work = rep.running + rep.waiting > 0;
     driver->on_reports(reps);
   }
+}
+
+void RankWorker::arm_control_send() {
+  // Rank 0's send of the control message is watched like a step: a stopped rank stops draining its
+  // messages, and once the transport's buffers are full (heartbeats pile up) or the message takes the
+  // rendezvous path, the send blocks. Unwatched, rank 0 would wait there forever, healthy on /health.
+  watched_step_ = counters_.steps + 1;
+  step_began_ = step_t0_;
 }
 
 std::string RankWorker::control_source() const {

@@ -123,6 +123,7 @@ class RankWorker {
   void watchdog_loop();
   [[noreturn]] void die(const std::string& why);
   std::string control_source() const;  // "rank 0", or "rank 0 (via group leader rank N)"
+  void arm_control_send();              // rank 0: the watchdog also covers sending the control message
 };
 
 }  // namespace dpserve
