@@ -129,7 +129,9 @@ ExprId json_number(Grammar& g, std::optional<NumberBound> lo, std::optional<Numb
     const ExprId exponent = g.seq({g.bytes(ByteSet::of('e') | ByteSet::of('E')),
                                    g.optional(g.bytes(ByteSet::of('+') | ByteSet::of('-'))),
                                    g.repeat(digit_range(g, '0', '9'), 1, 2)});
-    return g.seq({*integers(g, std::nullopt, std::nullopt), g.optional(fraction(g)), g.optional(exponent)});
+    // "-0.5" needs a "-0" integer part.
+    return g.seq({g.optional(g.literal("-")), naturals(g, 0, unbounded_top()), g.optional(fraction(g)),
+                  g.optional(exponent)});
   }
   const std::optional<int64_t> ilo = int_lo(lo), ihi = int_hi(hi);
   std::vector<ExprId> alts;

@@ -23,6 +23,13 @@ CodepointSet space() {
   return s;
 }
 CodepointSet ascii() { return CodepointSet::of(0, 0x7F); }
+CodepointSet non_ascii() { return CodepointSet::of(0x80, CodepointSet::kMax); }
+// ASCII characters no dialect counts as whitespace: Python's \s also takes \x1c-\x1f.
+CodepointSet ascii_non_space() {
+  CodepointSet s = space();
+  s.add(0x1C, 0x1F);
+  return s.complement().intersect(ascii());
+}
 // `.`: any character but the line terminators of either dialect.
 CodepointSet dot() {
   CodepointSet s;
@@ -236,15 +243,16 @@ class RegexParser {
     ++pos_;
   }
 
-  // After '\': a class (\d ...) or one character. Inside a class, `set` receives it and the
-  // returned expression is unused; `shorthand_wide` (in a class) notes \d \w \s, whose Unicode
-  // meanings in Python are wider than ours.
-  ExprId parse_escape(bool in_class, CodepointSet* set, bool* shorthand_wide = nullptr) {
+  // After '\': a class (\d ...) or one character. Inside a class the result goes to `narrow` (the
+  // characters every dialect puts in it) and `wide` (those some dialect does, for use under a
+  // negation) and the returned expression is unused.
+  ExprId parse_escape(bool in_class, CodepointSet* narrow, CodepointSet* wide = nullptr) {
     const size_t at = pos_;
     ++pos_;
     if (!more()) error(at, "trailing backslash");
     const char c = p_[pos_++];
-    CodepointSet s;
+    CodepointSet s, w;
+    bool shorthand = false;
     auto hex = [&](size_t n) {
       uint32_t v = 0;
       for (size_t k = 0; k < n; ++k) {
@@ -255,13 +263,14 @@ class RegexParser {
       return v;
     };
     switch (c) {
-      case 'd': s = digit(); if (shorthand_wide) *shorthand_wide = true; break;
-      case 'w': s = word(); if (shorthand_wide) *shorthand_wide = true; break;
-      case 's': s = space(); if (shorthand_wide) *shorthand_wide = true; break;
-      // The complements stay within ASCII, where both dialects agree.
-      case 'D': s = digit().complement().intersect(ascii()); break;
-      case 'W': s = word().complement().intersect(ascii()); break;
-      case 'S': s = space().complement().intersect(ascii()); break;
+      // Narrow: ASCII meanings both dialects share. Wide: Python's Unicode \d \w \s reach past
+      // ASCII, and its \s takes \x1c-\x1f too.
+      case 'd': s = digit(); w = non_ascii(); w.add(digit()); shorthand = true; break;
+      case 'w': s = word(); w = non_ascii(); w.add(word()); shorthand = true; break;
+      case 's': s = space(); w = non_ascii(); w.add(space()); w.add(0x1C, 0x1F); shorthand = true; break;
+      case 'D': s = digit().complement().intersect(ascii()); w = digit().complement(); shorthand = true; break;
+      case 'W': s = word().complement().intersect(ascii()); w = word().complement(); shorthand = true; break;
+      case 'S': s = ascii_non_space(); w = space().complement(); shorthand = true; break;
       case 'n': s = CodepointSet::of('\n', '\n'); break;
       case 't': s = CodepointSet::of('\t', '\t'); break;
       case 'r': s = CodepointSet::of('\r', '\r'); break;
@@ -329,7 +338,8 @@ class RegexParser {
         break;
     }
     if (in_class) {
-      set->add(s);
+      narrow->add(s);
+      if (wide) wide->add(shorthand ? w : s);
       return -1;
     }
     return chars(s);
@@ -344,20 +354,19 @@ class RegexParser {
       ++pos_;
     }
     if (more() && peek() == ']') error(pos_, "']' first in a class means different things in Python and JavaScript; escape it");
-    CodepointSet set;
-    bool wide = false;
-    // One class item: a character (returned) or a shorthand class (added to `set`, returns -1).
+    // A positive class takes what every dialect puts in it; a negated one leaves out what any does.
+    CodepointSet narrow, wide;
+    // One class item: a character (returned) or a shorthand class (added to the sets, returns -1).
     auto item = [&]() -> int64_t {
       if (peek() == '\\') {
-        CodepointSet one;
-        bool w = false;
-        parse_escape(true, &one, &w);
-        wide = wide || w;
-        if (w || one.ranges().size() != 1 || one.ranges()[0].lo != one.ranges()[0].hi) {
-          set.add(one);
-          return -1;
-        }
-        return one.ranges()[0].lo;
+        CodepointSet n, w;
+        parse_escape(true, &n, &w);
+        if (n.ranges().size() == 1 && n.ranges()[0].lo == n.ranges()[0].hi && w.ranges().size() == 1 &&
+            w.ranges()[0].lo == w.ranges()[0].hi)
+          return n.ranges()[0].lo;
+        narrow.add(n);
+        wide.add(w);
+        return -1;
       }
       return next_codepoint();
     };
@@ -369,17 +378,16 @@ class RegexParser {
         const int64_t hi = item();
         if (hi < 0) error(dash, "a range cannot end in a class shorthand");
         if (hi < lo) error(dash, "range out of order in character class");
-        set.add(uint32_t(lo), uint32_t(hi));
+        narrow.add(uint32_t(lo), uint32_t(hi));
+        wide.add(uint32_t(lo), uint32_t(hi));
       } else {
-        set.add(uint32_t(lo));
+        narrow.add(uint32_t(lo));
+        wide.add(uint32_t(lo));
       }
     }
     if (!more()) error(at, "unterminated character class");
     ++pos_;
-    if (!negate) return set;
-    CodepointSet out = set.complement();
-    // Python's \d \w \s are wider than ours, so their complement is only safe within ASCII.
-    return wide ? out.intersect(ascii()) : out;
+    return negate ? wide.complement() : narrow;
   }
 
   Grammar& g_;
