@@ -15,6 +15,10 @@ namespace {
 
 // A rule whose expanded body is larger than this stays a call instead of being copied into callers.
 constexpr uint64_t kInlineBudget = 20000;
+// Rules up to this size are copied at every use; larger ones at their first use only and called
+// from the others, so a sub-schema repeated by maxItems or by optional-property chains is built
+// once (and its states share token-mask cache entries across uses).
+constexpr uint64_t kCopyEverywhere = 256;
 constexpr size_t kMaxNfaStates = size_t(1) << 21;
 constexpr size_t kMaxDfaStates = size_t(1) << 18;
 
@@ -61,6 +65,7 @@ class AutomatonBuilder {
       if (g_.rule_body(int32_t(r)) < 0) fail("rule '{}' is used but never defined", g_.rule_name(int32_t(r)));
     }
     find_recursive_rules();
+    copied_.assign(g_.num_rules(), false);
     auto a = std::make_shared<Automaton>();
     // Rules become automaton rules in the order they are first called; the root is rule 0.
     index_of_.assign(g_.num_rules(), -1);
@@ -236,7 +241,10 @@ class AutomatonBuilder {
         return {s, t};
       }
       case ExprKind::kRef: {
-        if (inlinable(ex.rule)) return build_expr(nfa, g_.rule_body(ex.rule), depth + 1);
+        if (inlinable(ex.rule) && (size_of(g_.rule_body(ex.rule)) <= kCopyEverywhere || !copied_[size_t(ex.rule)])) {
+          copied_[size_t(ex.rule)] = true;
+          return build_expr(nfa, g_.rule_body(ex.rule), depth + 1);
+        }
         if (index_of_[size_t(ex.rule)] < 0) {
           index_of_[size_t(ex.rule)] = int32_t(order_.size());
           order_.push_back(ex.rule);
@@ -453,6 +461,7 @@ class AutomatonBuilder {
 
   const Grammar& g_;
   std::vector<bool> recursive_;
+  std::vector<bool> copied_;  // inlined somewhere already
   std::unordered_map<ExprId, uint64_t> size_memo_;
   std::vector<int32_t> index_of_;  // grammar rule -> automaton rule, -1: not (yet) a rule of its own
   std::vector<int32_t> order_;     // automaton rule -> grammar rule

@@ -18,7 +18,7 @@ std::shared_ptr<const Automaton> CompileCache::get(const ConstraintSpec& spec) {
   // Compiled outside the lock: a slow schema does not hold up requests with cached ones.
   Slot slot;
   try {
-    slot.automaton = compile_constraint(spec);
+    slot.automaton = compile_constraint(spec, json_);
   } catch (const Error& e) {
     slot.error = e.what();
   }

@@ -15,7 +15,8 @@ namespace dpserve::constrain {
 
 class CompileCache {
  public:
-  explicit CompileCache(size_t capacity = 256) : capacity_(capacity) {}
+  // `json`: how JSON constraints are compiled (the server's whitespace policy).
+  explicit CompileCache(size_t capacity = 256, JsonSchemaOptions json = {}) : capacity_(capacity), json_(std::move(json)) {}
 
   // The automaton for `spec`, compiled on a miss. Throws dpserve::Error as compile_constraint does.
   std::shared_ptr<const Automaton> get(const ConstraintSpec& spec);
@@ -30,6 +31,7 @@ class CompileCache {
     std::list<std::string>::iterator lru;
   };
   size_t capacity_;
+  JsonSchemaOptions json_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, Slot> map_;
   std::list<std::string> lru_;  // most recent first

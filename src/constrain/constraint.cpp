@@ -16,10 +16,10 @@ const char* constraint_kind_name(ConstraintKind k) {
   return "?";
 }
 
-std::shared_ptr<const Automaton> compile_constraint(const ConstraintSpec& spec) {
+std::shared_ptr<const Automaton> compile_constraint(const ConstraintSpec& spec, const JsonSchemaOptions& json) {
   switch (spec.kind) {
-    case ConstraintKind::kJsonSchema: return Automaton::build(json_schema_grammar(spec.text));
-    case ConstraintKind::kJsonObject: return Automaton::build(json_object_grammar());
+    case ConstraintKind::kJsonSchema: return Automaton::build(json_schema_grammar(spec.text, json));
+    case ConstraintKind::kJsonObject: return Automaton::build(json_object_grammar(json));
     case ConstraintKind::kRegex: return Automaton::build(regex_grammar(spec.text));
     case ConstraintKind::kEbnf: return Automaton::build(gbnf_grammar(spec.text));
   }

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "constrain/automaton.h"
+#include "constrain/json_schema_compiler.h"
 
 namespace dpserve::constrain {
 
@@ -27,6 +28,6 @@ struct ConstraintSpec {
 };
 
 // Throws dpserve::Error with a message naming the unsupported or invalid construct.
-std::shared_ptr<const Automaton> compile_constraint(const ConstraintSpec& spec);
+std::shared_ptr<const Automaton> compile_constraint(const ConstraintSpec& spec, const JsonSchemaOptions& json = {});
 
 }  // namespace dpserve::constrain

@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "constrain/automaton.h"
 #include "constrain/json_number.h"
 #include "constrain/json_schema_merge.h"
 #include "constrain/json_string_format.h"
@@ -97,10 +98,19 @@ JsonSchemaCompiler::JsonSchemaCompiler(Grammar& g, JsonSchemaOptions opt) : g_(g
 
 ExprId JsonSchemaCompiler::ws() {
   if (ws_ < 0) {
-    ByteSet s = ByteSet::of(' ');
-    s.set('\t');
-    s.set('\n');
-    ws_ = opt_.max_whitespace > 0 ? g_.repeat(g_.bytes(s), 0, opt_.max_whitespace) : g_.empty();
+    if (opt_.whitespace.empty()) {
+      ws_ = g_.empty();
+    } else {
+      // Whitespace separates JSON tokens: a pattern that could match anything else would let the
+      // output stop being JSON.
+      auto probe = Automaton::build(regex_grammar(opt_.whitespace));
+      for (uint32_t r = 0; r < probe->num_rules(); ++r)
+        for (int32_t st = 0; st < probe->rule(r).num_states(); ++st)
+          for (int b = 0; b < 256; ++b)
+            if (b != ' ' && b != '\t' && b != '\n' && b != '\r' && probe->rule(r).step(st, uint8_t(b)) >= 0)
+              fail("the JSON whitespace pattern '{}' matches more than spaces, tabs and line breaks", opt_.whitespace);
+      ws_ = compile_regex(g_, opt_.whitespace, RegexOptions{});
+    }
   }
   return ws_;
 }
@@ -108,6 +118,12 @@ ExprId JsonSchemaCompiler::ws() {
 ExprId JsonSchemaCompiler::json_string_literal(std::string_view s) { return g_.literal(Schema(std::string(s)).dump()); }
 
 ExprId JsonSchemaCompiler::literal_value(const Schema& v) { return g_.literal(v.dump()); }
+
+ExprId JsonSchemaCompiler::as_rule(ExprId e) {
+  const int32_t r = g_.add_rule(fmt::format("value{}", g_.num_rules()));
+  g_.set_body(r, e);
+  return g_.ref(r);
+}
 
 // One character of a JSON string: a character JSON allows raw, or an escape (no lone surrogates:
 // validators count a \uD83D\uDE00 pair as one character, we would count two).
@@ -506,7 +522,9 @@ ExprId JsonSchemaCompiler::compile_array(const Schema& s, const std::string& pat
   std::vector<ExprId> items;
   for (int64_t i = 0; i < k; ++i)
     items.push_back(compile(prefix[size_t(i)], fmt::format("{}/prefixItems/{}", path, i), depth + 1));
-  const ExprId r = rest_false ? -1 : compile(rest, path + "/items", depth + 1);
+  // maxItems unrolls the item once per position: as a rule of its own, a large item is built once
+  // and called from the other positions (the automaton builder decides by its size).
+  const ExprId r = rest_false ? -1 : as_rule(compile(rest, path + "/items", depth + 1));
   const ExprId comma = g_.seq({ws(), g_.literal(","), ws()});
   // tail(i): the items from position i on, each after a comma.
   ExprId tail = -1;

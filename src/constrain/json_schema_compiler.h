@@ -5,6 +5,7 @@
 // A keyword that constrains values but cannot be enforced is an error naming it, never ignored.
 #pragma once
 
+#include <cstdint>
 #include <deque>
 #include <map>
 #include <string>
@@ -19,9 +20,9 @@
 namespace dpserve::constrain {
 
 struct JsonSchemaOptions {
-  // Whitespace between JSON tokens: at most this many of space, tab, newline (0: compact). Bounded
-  // so a model cannot stall in whitespace; pretty-printing a few levels deep still fits.
-  int32_t max_whitespace = 16;
+  // Whitespace allowed between JSON tokens, as a regular expression ("" for compact output). The
+  // default is any run of space, tab and newline, as SGLang's default grammar backend allows.
+  std::string whitespace = "[ \\n\\t]*";
   // Upper bounds above this are enforced as this (a stricter bound; outputs stay valid): each
   // repetition is unrolled into the automaton.
   int32_t max_repeat = 1024;
@@ -51,6 +52,7 @@ class JsonSchemaCompiler {
   ExprId literal_value(const Schema& v);
   ExprId string_char();
   ExprId extra_key(const std::vector<std::string>& declared);
+  ExprId as_rule(ExprId e);  // a rule of its own, so the automaton builder may share it
   const Schema& doc() const { return docs_.back(); }
 
   Grammar& g_;

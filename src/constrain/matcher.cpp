@@ -74,9 +74,14 @@ void apply_mask(const uint64_t* mask, float* logits, int64_t n) {
   for (int64_t w = 0; w * 64 < n; ++w) {
     const uint64_t m = mask[w];
     if (m == ~uint64_t(0)) continue;
+    float* row = logits + w * 64;
     const int64_t lim = std::min<int64_t>(64, n - w * 64);
+    if (m == 0) {
+      std::fill(row, row + lim, ninf);
+      continue;
+    }
     for (int64_t b = 0; b < lim; ++b)
-      if (!((m >> b) & 1)) logits[w * 64 + b] = ninf;
+      if (!((m >> b) & 1)) row[b] = ninf;
   }
 }
 

@@ -6,6 +6,7 @@
 // adaptive token mask cache, over our own automaton).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -36,6 +37,7 @@ class TokenMaskCache {
   const std::shared_ptr<const Automaton>& automaton_ptr() const { return a_; }
   size_t entries() const;
   uint64_t misses() const { return misses_; }
+  double compute_seconds() const { return compute_seconds_; }  // spent computing entries
 
  private:
   Entry compute(uint32_t rule, int32_t state) const;
@@ -44,6 +46,7 @@ class TokenMaskCache {
   mutable std::mutex mu_;
   std::unordered_map<uint64_t, std::shared_ptr<const Entry>> map_;
   uint64_t misses_ = 0;
+  double compute_seconds_ = 0;
 };
 
 }  // namespace dpserve::constrain

@@ -88,6 +88,19 @@ void VocabIndex::build_trie() {
   tokens.resize(order.size());
   std::vector<int32_t> fill(tok_begin.begin(), tok_begin.end() - 1);
   for (size_t k = 0; k < order.size(); ++k) tokens[size_t(fill[size_t(term[k])]++)] = order[k];
+
+  // Subtree byte sets, children folded into parents from the back of the preorder.
+  const size_t n = node_byte.size();
+  std::vector<int32_t> parent(n, -1), last_at_depth(max_depth_ + 1, -1);
+  for (size_t i = 0; i < n; ++i) {
+    parent[i] = node_depth[i] > 1 ? last_at_depth[node_depth[i] - 1] : -1;
+    last_at_depth[node_depth[i]] = int32_t(i);
+  }
+  subtree_bytes.assign(n, ByteSet{});
+  for (size_t i = n; i-- > 0;) {
+    subtree_bytes[i].set(node_byte[i]);
+    if (parent[i] >= 0) subtree_bytes[size_t(parent[i])] |= subtree_bytes[i];
+  }
 }
 
 }  // namespace dpserve::constrain

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "constrain/byte_set.h"
+
 namespace dpserve {
 class Tokenizer;
 }
@@ -43,6 +45,8 @@ class VocabIndex {
   std::vector<int32_t> node_end;
   std::vector<int32_t> tok_begin;  // num_nodes + 1 entries
   std::vector<int32_t> tokens;
+  // Every byte on node i and below it: a state that loops on all of them accepts the whole subtree.
+  std::vector<ByteSet> subtree_bytes;
   size_t max_depth() const { return max_depth_; }
 
  private:

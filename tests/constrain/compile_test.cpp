@@ -102,7 +102,25 @@ TEST(JsonSchema, PropertiesInOrderRequiredEnforcedExtrasRefused) {
   EXPECT_FALSE(accepts(a, R"({"b":1,,"a":true})"));
   EXPECT_FALSE(accepts(a, " {\"a\":true}"));            // nothing before the value
   EXPECT_FALSE(accepts(a, "{\"a\":true} "));            // nor after
-  EXPECT_FALSE(accepts(a, "{" + std::string(17, ' ') + "\"a\":true}"));  // whitespace is bounded (16)
+  EXPECT_TRUE(accepts(a, "{\n" + std::string(40, ' ') + "\"a\":true}"));  // any [ \n\t]* by default
+  EXPECT_FALSE(accepts(a, "{\r\"a\":true}"));
+}
+
+TEST(JsonSchema, WhitespacePolicy) {
+  const char* s = R"({"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]})";
+  JsonSchemaOptions compact;
+  compact.whitespace = "";
+  auto c = Automaton::build(json_schema_grammar(s, compact));
+  EXPECT_TRUE(accepts(c, R"({"a":1})"));
+  EXPECT_FALSE(accepts(c, R"({"a": 1})"));
+  JsonSchemaOptions one_space;
+  one_space.whitespace = "[ ]?";
+  auto o = Automaton::build(json_schema_grammar(s, one_space));
+  EXPECT_TRUE(accepts(o, R"({ "a": 1 })"));
+  EXPECT_FALSE(accepts(o, R"({"a":  1})"));
+  JsonSchemaOptions bad;
+  bad.whitespace = "[ x]*";
+  EXPECT_NE(error_of([&] { json_schema_grammar(s, bad); }).find("matches more than spaces"), std::string::npos);
 }
 
 TEST(JsonSchema, AdditionalPropertiesNeverShadowDeclaredOnes) {
