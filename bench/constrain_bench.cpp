@@ -15,6 +15,7 @@
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -23,7 +24,7 @@
 #include "constrain/compile_cache.h"
 #include "constrain/json_schema_compiler.h"
 #include "constrain/matcher.h"
-#include "engine/offline_runner.h"
+#include "engine/runtime.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -116,6 +117,40 @@ MaskRun run_masks(const std::vector<std::string>& schemas, std::shared_ptr<const
   return out;
 }
 
+double now_s() { return std::chrono::duration<double>(Clock::now().time_since_epoch()).count(); }
+
+// Decode step time at batch `n`: n greedy requests of 16-token prompts, `decode` tokens each, all
+// running together; the time from every request's first token to the last token, per step.
+double decode_step_ms(DpEngine& engine, int n, int decode, int64_t vocab) {
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (int i = 0; i < n; ++i) {
+    Request r;
+    for (int k = 0; k < 16; ++k) r.input_ids.push_back(int32_t(3 + (i * 16 + k) * 7919 % (vocab - 3)));
+    r.params.temperature = 0;
+    r.params.max_new_tokens = decode;
+    r.params.ignore_eos = true;
+    streams.push_back(engine.enqueue(std::move(r)));
+  }
+  std::vector<double> first(size_t(n), 0), last(size_t(n), 0);
+  std::vector<std::thread> readers;
+  for (int i = 0; i < n; ++i)
+    readers.emplace_back([&, i] {
+      Response resp;
+      for (;;) {
+        if (!streams[size_t(i)]->next(resp, std::chrono::milliseconds(1000))) continue;
+        if (!resp.tokens.empty()) {
+          last[size_t(i)] = now_s();
+          if (first[size_t(i)] == 0) first[size_t(i)] = last[size_t(i)];
+        }
+        if (resp.finished) return;
+      }
+    });
+  for (auto& t : readers) t.join();
+  const double t_first = *std::max_element(first.begin(), first.end());
+  const double t_last = *std::max_element(last.begin(), last.end());
+  return 1000.0 * (t_last - t_first) / double(decode - 1);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -160,7 +195,7 @@ int main(int argc, char** argv) {
     ct.push_back(ms_since(t0));
     if (t["function"]["name"] == "get_current_weather") weather_ms = ct.back();
     if (getenv("CONSTRAIN_BENCH_VERBOSE"))
-      std::printf("  %-28s %7.2f ms, %zu states\n", t["function"]["name"].get<std::string>().c_str(), ct.back(), a->num_states());
+      std::printf("  %-28s %7.2f ms, %zu states, %zu bytes serialized\n", t["function"]["name"].get<std::string>().c_str(), ct.back(), a->num_states(), a->serialize().size());
   }
   CompileCache cache;
   cache.get({ConstraintKind::kJsonSchema, schemas[0]});
@@ -171,33 +206,11 @@ int main(int argc, char** argv) {
               "cached: %.0f ns (target <= 50 ms)\n",
               schemas.size(), percentile(ct, 0.5), percentile(ct, 0.9), percentile(ct, 1.0), weather_ms, hit_us);
 
-  std::unique_ptr<Model> model;
-  std::unique_ptr<OfflineRunner> runner;
-  if (!model_path.empty()) {
-    model = Model::load(model_path);
-    runner = std::make_unique<OfflineRunner>(*model, std::vector<int32_t>{});
-    SamplingParams sp;
-    sp.temperature = 0;
-    sp.max_new_tokens = 2;
-    sp.ignore_eos = true;
-    runner->run({GenRequest{{1, 2, 3, 4}, sp}});  // warm the weights into the page cache
-  }
   std::vector<double> decode_ms, cold_mean, warm_mean;
+  // A/B rounds: the decode step (the engine alone, no masks), then the mask runs (engine idle).
+  auto rounds_fn = [&](DpEngine* engine, int64_t model_vocab) {
   for (int r = 0; r < rounds; ++r) {
-    if (runner) {
-      std::vector<GenRequest> reqs;
-      for (int i = 0; i < requests; ++i) {
-        SamplingParams sp;
-        sp.temperature = 0;
-        sp.max_new_tokens = decode;
-        sp.ignore_eos = true;
-        std::vector<int32_t> prompt;
-        for (int k = 0; k < 16; ++k) prompt.push_back(3 + (i * 16 + k) * 7919 % 30000);
-        reqs.push_back(GenRequest{prompt, sp});
-      }
-      runner->run(reqs);
-      decode_ms.push_back(1000.0 * runner->stats().decode_seconds / double(decode - 1));
-    }
+    if (engine) decode_ms.push_back(decode_step_ms(*engine, requests, decode, model_vocab));
     // Cold: every finished request is replaced by one with a schema not seen yet in this run.
     const MaskRun cold = run_masks(schemas, vocab, requests, steps, 1234 + uint64_t(r));
     // Steady state: a server that has served its tools before (caches warmed by earlier requests).
@@ -213,9 +226,25 @@ int main(int argc, char** argv) {
                   (mr == &cold ? cold_mean : warm_mean).back(), percentile(mr->step_ms, 0.5),
                   percentile(mr->step_ms, 0.99), (unsigned long long)mr->misses, mr->compute_ms, (long long)mr->finished);
     }
-    if (runner) std::printf("round %d: decode step at batch %d: %.1f ms\n", r, requests, decode_ms.back());
+    if (engine) std::printf("round %d: decode step at batch %d: %.1f ms\n", r, requests, decode_ms.back());
   }
-  if (runner) {
+  };
+  if (model_path.empty()) {
+    rounds_fn(nullptr, 0);
+  } else {
+    RuntimeOptions ro;
+    ro.model_path = model_path;
+    ro.threads = threads;
+    ro.sched.max_running_requests = requests;
+    ro.max_total_tokens = int64_t(requests) * (16 + decode) + 64;
+    auto rt = Runtime::start(ro);
+    const int64_t v = rt->model_config().vocab;
+    rt->run_with_client([&](DpEngine& engine) {
+      decode_step_ms(engine, 1, 3, v);  // warm the weights into the page cache
+      rounds_fn(&engine, v);
+    });
+  }
+  if (!decode_ms.empty()) {
     const double d = percentile(decode_ms, 0.5), c = percentile(cold_mean, 0.5), w = percentile(warm_mean, 0.5);
     std::printf("mask time per step / TinyLlama-1.1B decode step at batch %d (%.1f ms, %d threads): steady state "
                 "%.2f ms = %.2f%%, cold %.2f ms = %.2f%% (target <= 5%%)\n",

@@ -48,6 +48,7 @@ void run_serve(ServeArgs& a) {
   if (loc.tokenizer.empty()) fail("no tokenizer found for {}: give --tokenizer-path", loc.model);
   std::unique_ptr<Tokenizer> tok = Tokenizer::load(loc.tokenizer);
   a.rf.rt.eos_ids = tok->eos_ids();
+  a.rf.rt.tokenizer = tok.get();
 
   auto rt = Runtime::start(a.rf.rt);
   DpEngine* engine = rt->engine();

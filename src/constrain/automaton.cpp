@@ -8,7 +8,7 @@ namespace dpserve::constrain {
 namespace {
 
 constexpr uint32_t kMagic = 0x31415044;  // "DPA1"
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;
 
 class Writer {
  public:
@@ -101,6 +101,8 @@ void Automaton::finish() {
   fingerprint_ = fnv1a(serialize());
 }
 
+// Transitions are sparse (a state reads a few byte classes), so they travel as (class, target)
+// lists rather than the dense table: a tool schema is tens of kilobytes, not megabytes.
 std::string Automaton::serialize() const {
   Writer w;
   w.u32(kMagic);
@@ -111,8 +113,24 @@ std::string Automaton::serialize() const {
     w.i32(r.start);
     w.u32(r.n_classes);
     w.out.append(reinterpret_cast<const char*>(r.byte_class.data()), 256);
-    w.vec(r.next);
+    std::vector<uint16_t> counts;
+    std::vector<uint8_t> classes;
+    std::vector<int32_t> targets;
+    for (int32_t s = 0; s < r.num_states(); ++s) {
+      uint16_t k = 0;
+      for (uint32_t c = 0; c < r.n_classes; ++c) {
+        const int32_t t = r.next[size_t(s) * r.n_classes + c];
+        if (t < 0) continue;
+        ++k;
+        classes.push_back(uint8_t(c));
+        targets.push_back(t);
+      }
+      counts.push_back(k);
+    }
     w.vec(r.flags);
+    w.vec(counts);
+    w.vec(classes);
+    w.vec(targets);
     w.vec(r.call_begin);
     w.vec(r.calls);
   }
@@ -132,19 +150,29 @@ std::shared_ptr<const Automaton> Automaton::deserialize(std::string_view data) {
     r.start = rd.i32();
     r.n_classes = rd.u32();
     rd.raw(r.byte_class.data(), 256);
-    r.next = rd.vec<int32_t>();
     r.flags = rd.vec<uint8_t>();
+    const auto counts = rd.vec<uint16_t>();
+    const auto classes = rd.vec<uint8_t>();
+    const auto targets = rd.vec<int32_t>();
     r.call_begin = rd.vec<uint32_t>();
     r.calls = rd.vec<Call>();
     // Everything the run time indexes with is checked, so a corrupt buffer cannot read out of bounds.
     const size_t ns = r.flags.size();
-    if (r.n_classes == 0 || r.n_classes > 256 || ns == 0 || r.next.size() != ns * r.n_classes ||
+    if (r.n_classes == 0 || r.n_classes > 256 || ns == 0 || counts.size() != ns || classes.size() != targets.size() ||
         r.call_begin.size() != ns + 1 || r.start < 0 || size_t(r.start) >= ns || r.call_begin.back() != r.calls.size())
       fail("constraint automaton: inconsistent tables in rule {}", i);
     for (uint8_t c : r.byte_class)
       if (c >= r.n_classes) fail("constraint automaton: bad byte class in rule {}", i);
-    for (int32_t t : r.next)
-      if (t < -1 || t >= int32_t(ns)) fail("constraint automaton: bad transition in rule {}", i);
+    r.next.assign(ns * r.n_classes, -1);
+    size_t k = 0;
+    for (size_t s = 0; s < ns; ++s) {
+      for (uint16_t j = 0; j < counts[s]; ++j, ++k) {
+        if (k >= classes.size() || classes[k] >= r.n_classes || targets[k] < 0 || size_t(targets[k]) >= ns)
+          fail("constraint automaton: bad transition in rule {}", i);
+        r.next[s * r.n_classes + classes[k]] = targets[k];
+      }
+    }
+    if (k != classes.size()) fail("constraint automaton: bad transition count in rule {}", i);
     for (size_t s = 0; s < ns; ++s)
       if (r.call_begin[s] > r.call_begin[s + 1]) fail("constraint automaton: bad call table in rule {}", i);
     for (const Call& c : r.calls)

@@ -341,9 +341,13 @@ class AutomatonBuilder {
         for (auto [rule, t] : nfa.st[size_t(x)].calls) calls.push_back({rule, t});
       }
       r.next.resize((d + 1) * n_classes, -1);
+      // Classes with the same targets (all letters of a string, say) share one closure.
       for (uint32_t c = 0; c < n_classes; ++c) {
         if (buckets[c].empty()) continue;
-        const int32_t to = intern(closure(buckets[c]));
+        int32_t to = -1;
+        for (uint32_t p = 0; p < c && to < 0; ++p)
+          if (r.next[d * n_classes + p] >= 0 && buckets[p] == buckets[c]) to = r.next[d * n_classes + p];
+        if (to < 0) to = intern(closure(buckets[c]));
         r.next[d * n_classes + c] = to;  // intern may grow `sets` but not `r.next` rows already made
       }
       std::sort(calls.begin(), calls.end());

@@ -21,8 +21,10 @@ namespace dpserve::constrain {
 
 struct JsonSchemaOptions {
   // Whitespace allowed between JSON tokens, as a regular expression ("" for compact output). The
-  // default is any run of space, tab and newline, as SGLang's default grammar backend allows.
-  std::string whitespace = "[ \\n\\t]*";
+  // default takes json.dumps' style (one space) and pretty-printing (a newline and up to 16 spaces
+  // of indentation), and is bounded: with any run of whitespace allowed, a model (a random one
+  // always) can fill its whole output with it, since hundreds of tokens are whitespace.
+  std::string whitespace = "(?:[ ]|\\n[ ]{0,16})?";
   // Upper bounds above this are enforced as this (a stricter bound; outputs stay valid): each
   // repetition is unrolled into the automaton.
   int32_t max_repeat = 1024;

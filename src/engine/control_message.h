@@ -24,7 +24,8 @@ namespace dpserve {
 inline constexpr uint32_t kControlMessageVersion = 1;
 
 // Fields: id, group, input_ids, params, and optional input_embeds + embed_rows, top_logprobs,
-// return_logprob. Request::rid stays on rank 0 (logs, /abort_request).
+// return_logprob, constraint (the compiled automaton, constrain/automaton.h's serialization),
+// logit_bias. Request::rid stays on rank 0 (logs, /abort_request).
 struct NewRequest {
   uint64_t id = 0;
   int32_t group = 0;

@@ -18,6 +18,7 @@
 #include "parallel/dp_attention.h"
 #include "parallel/model_comm.h"
 #include "parallel/topology.h"
+#include "constrain/matcher_registry.h"
 #include "engine/control_message.h"
 #include "engine/sampler.h"
 #include "engine/scheduler.h"
@@ -42,6 +43,8 @@ struct WorkerOptions {
   // Debugging (`generate --dump-logits`): when set, every position of every scheduled sequence gets
   // logits, passed here (request id, position, the vocabulary's logits) before sampling, in step order.
   std::function<void(uint64_t id, int64_t pos, std::span<const float> logits)> logits_tap;
+  // The served tokenizer's vocabulary for structured outputs (null: requests with a constraint fail).
+  std::shared_ptr<const constrain::VocabIndex> vocab;
 };
 
 // Rank 0's side of the loop: where control messages come from and reports go.
@@ -98,6 +101,8 @@ class RankWorker {
   WorkerOptions opts_;
   std::unique_ptr<KVPool> kv_;
   std::unique_ptr<Scheduler> sched_;
+  std::unique_ptr<constrain::MatcherRegistry> matchers_;  // structured outputs (null without a vocabulary)
+  std::vector<uint64_t> masks_;                          // this step's allowed-token masks
   ControlChannel control_;        // over the world (global dispatch)
   ControlChannel group_control_;  // over the DP group (group-leader dispatch)
   std::deque<uint64_t> embed_fifo_;  // requests holding input_embeds, oldest first

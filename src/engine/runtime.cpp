@@ -9,12 +9,14 @@
 
 #include <spdlog/spdlog.h>
 
+#include "constrain/vocab_index.h"
 #include "core/check.h"
 #include "parallel/comm.h"
 #include "parallel/model_comm.h"
 #include "parallel/topology.h"
 #include "engine/rank_worker.h"
 #include "model/model.h"
+#include "tokenizer/tokenizer.h"
 
 namespace dpserve {
 
@@ -94,6 +96,12 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     if (I.topo.rank == 0) wo.logits_tap = o.logits_tap;
     for (int32_t e : cfg.eos_ids)
       if (std::find(wo.eos_ids.begin(), wo.eos_ids.end(), e) == wo.eos_ids.end()) wo.eos_ids.push_back(e);
+    if (o.tokenizer) {
+      // Every rank builds the same index from the same files; grammar masks use the model's width.
+      if (o.tokenizer->vocab_size() > cfg.vocab)
+        fail("the tokenizer has {} tokens but the model's vocabulary is {}", o.tokenizer->vocab_size(), cfg.vocab);
+      wo.vocab = constrain::VocabIndex::from_tokenizer(*o.tokenizer, cfg.vocab, wo.eos_ids);
+    }
     I.kv_tokens = wo.kv_pages * o.page_size;
     I.worker = std::make_unique<RankWorker>(*I.model, I.topo, I.comms, *I.mcomm, wo);
 

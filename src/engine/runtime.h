@@ -16,6 +16,8 @@
 
 namespace dpserve {
 
+class Tokenizer;
+
 class Model;
 
 struct RuntimeOptions {
@@ -35,6 +37,9 @@ struct RuntimeOptions {
   int64_t embed_cache_requests = 256;
   double watchdog_timeout = 600;  // seconds a step may take before the job is stopped; 0 = off
   std::vector<int32_t> eos_ids;  // from the tokenizer; merged with config.json's
+  // The served tokenizer (loaded on every rank): structured outputs build their vocabulary index
+  // from it. Null: requests with an output constraint fail.
+  const Tokenizer* tokenizer = nullptr;
   // Debugging: every position's logits before sampling (see WorkerOptions::logits_tap; rank 0 only).
   std::function<void(uint64_t id, int64_t pos, std::span<const float> logits)> logits_tap;
 };

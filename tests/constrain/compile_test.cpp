@@ -102,7 +102,11 @@ TEST(JsonSchema, PropertiesInOrderRequiredEnforcedExtrasRefused) {
   EXPECT_FALSE(accepts(a, R"({"b":1,,"a":true})"));
   EXPECT_FALSE(accepts(a, " {\"a\":true}"));            // nothing before the value
   EXPECT_FALSE(accepts(a, "{\"a\":true} "));            // nor after
-  EXPECT_TRUE(accepts(a, "{\n" + std::string(40, ' ') + "\"a\":true}"));  // any [ \n\t]* by default
+  // Default whitespace: one space, or a newline and up to 16 spaces of indentation.
+  EXPECT_TRUE(accepts(a, "{\n" + std::string(16, ' ') + "\"a\":true\n}"));
+  EXPECT_FALSE(accepts(a, "{\n" + std::string(17, ' ') + "\"a\":true}"));
+  EXPECT_FALSE(accepts(a, "{  \"a\":true}"));
+  EXPECT_FALSE(accepts(a, "{\t\"a\":true}"));
   EXPECT_FALSE(accepts(a, "{\r\"a\":true}"));
 }
 
