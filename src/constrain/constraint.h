@@ -16,6 +16,7 @@ enum class ConstraintKind : uint8_t {
   kJsonObject,  // any JSON object (text unused)
   kRegex,       // text: a regular expression the whole output must match
   kEbnf,        // text: a GBNF grammar with a `root` rule
+  kToolCalls,   // text: a ToolCallSpec (tool_call_grammar.h), for tool_choice required / named
 };
 
 const char* constraint_kind_name(ConstraintKind k);

@@ -12,6 +12,7 @@
 #include "constrain/json_schema_compiler.h"
 #include "constrain/matcher.h"
 #include "constrain/regex_compiler.h"
+#include "constrain/tool_call_grammar.h"
 #include "core/check.h"
 
 namespace dpserve::constrain {
@@ -223,6 +224,55 @@ name ::= [A-Z] [a-z]{1,5} ("\x21")?
   EXPECT_NE(error_of([] { gbnf("root ::= \"a\"\nroot ::= \"b\""); }).find("defined twice"), std::string::npos);
   EXPECT_NE(error_of([] { gbnf("root ::= \"a\" (\"b\""); }).find("line 1"), std::string::npos);
   EXPECT_NE(error_of([] { gbnf("root ::= x\nx ::= \"a\" x"); }).find("can never be satisfied"), std::string::npos);
+}
+
+ToolCallSpec weather_tools(ToolCallFormat f) {
+  ToolCallSpec s;
+  s.format = f;
+  s.tools.push_back({"get_weather", nlohmann::ordered_json::parse(
+                                        R"({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})")});
+  s.tools.push_back({"get_time", nlohmann::ordered_json::parse(R"({"type": "object", "properties": {}})")});
+  return s;
+}
+
+TEST(ToolCalls, HermesFormat) {
+  ToolCallSpec s = weather_tools(ToolCallFormat::kHermes);
+  auto a = Automaton::build(tool_call_grammar(s));
+  const std::string call = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
+  const std::string time = "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>";
+  EXPECT_TRUE(accepts(a, call));
+  EXPECT_TRUE(accepts(a, call + "\n" + time));  // parallel calls
+  EXPECT_FALSE(accepts(a, ""));                  // required: at least one
+  EXPECT_FALSE(accepts(a, "Sure! " + call));
+  EXPECT_FALSE(accepts(a, "<tool_call>\n{\"name\": \"get_news\", \"arguments\": {}}\n</tool_call>"));
+  EXPECT_FALSE(accepts(a, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {}}\n</tool_call>"));
+  s.only = "get_time";
+  auto named = Automaton::build(tool_call_grammar(s));
+  EXPECT_TRUE(accepts(named, time));
+  EXPECT_FALSE(accepts(named, call));
+  EXPECT_FALSE(accepts(named, time + "\n" + time));  // a named function: one call
+  s.only.reset();
+  s.parallel = false;
+  EXPECT_FALSE(accepts(Automaton::build(tool_call_grammar(s)), call + "\n" + time));
+  s.only = "nope";
+  EXPECT_NE(error_of([&] { tool_call_grammar(s); }).find("'nope'"), std::string::npos);
+  EXPECT_EQ(ToolCallSpec::from_text(s.to_text()).to_text(), s.to_text());
+}
+
+TEST(ToolCalls, Llama3FormatAndThinking) {
+  ToolCallSpec s = weather_tools(ToolCallFormat::kLlama3);
+  auto a = Automaton::build(tool_call_grammar(s));
+  EXPECT_TRUE(accepts(a, R"({"name": "get_weather", "parameters": {"city": "Oslo"}})"));
+  EXPECT_TRUE(accepts(a, R"({"name": "get_time", "parameters": {}}; {"name": "get_time", "parameters": {}})"));
+  EXPECT_FALSE(accepts(a, R"({"name": "get_weather", "arguments": {"city": "Oslo"}})"));
+  s = weather_tools(ToolCallFormat::kHermes);
+  s.think = true;
+  auto t = Automaton::build(tool_call_grammar(s));
+  const std::string call = "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>";
+  EXPECT_TRUE(accepts(t, call));
+  EXPECT_TRUE(accepts(t, "<think>I need </thin the time 日本</think>\n\n" + call));
+  EXPECT_FALSE(accepts(t, "<think>a</think>b</think>" + call));  // the block ends at the first </think>
+  EXPECT_FALSE(accepts(t, "<think>unfinished" + call));
 }
 
 TEST(Automaton, SerializationRoundTrip) {

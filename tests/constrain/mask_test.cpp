@@ -13,6 +13,7 @@
 #include "constrain/json_schema_compiler.h"
 #include "constrain/matcher.h"
 #include "constrain/regex_compiler.h"
+#include "constrain/tool_call_grammar.h"
 #include "reference_recognizer.h"
 #include "tests/tokenizer/test_data.h"
 #include "tokenizer/tokenizer.h"
@@ -216,6 +217,19 @@ bang  ::= "" | "!"
   for (uint64_t seed = 1; seed <= 4; ++seed) walk_and_compare(gbnf_grammar(g), odd_vocab(), seed, 60, 2);
 }
 
+ToolCallSpec tools_spec(bool think) {
+  ToolCallSpec s;
+  s.tools.push_back({"get_weather", nlohmann::ordered_json::parse(
+                                        R"({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})")});
+  s.tools.push_back({"get_time", nlohmann::ordered_json::parse(R"({"type": "object", "properties": {}})")});
+  s.think = think;
+  return s;
+}
+
+TEST(MaskOddVocab, ToolCallsWithThinking) {
+  for (uint64_t seed = 1; seed <= 4; ++seed) walk_and_compare(tool_call_grammar(tools_spec(true)), odd_vocab(), seed, 80, 2);
+}
+
 struct RealTokenizer {
   std::unique_ptr<Tokenizer> tok;
   Vocab vocab;
@@ -244,6 +258,7 @@ TEST(MaskQwen3, RegexAndGbnf) {
   walk_and_compare(regex("(Yes|No), because [a-z ]{3,12}\\."), qwen3(), 13, 20, 5);
   walk_and_compare(gbnf_grammar(kArithmetic), qwen3(), 14, 30, 6);
 }
+TEST(MaskQwen3, ToolCalls) { walk_and_compare(tool_call_grammar(tools_spec(true)), qwen3(), 15, 30, 6); }
 TEST(MaskLlama3, ToolSchema) { walk_and_compare(schema(kToolSchema), llama3(), 21, 40, 8); }
 TEST(MaskLlama3, RecursiveRef) { walk_and_compare(schema(kRecursiveSchema), llama3(), 22, 40, 8); }
 TEST(MaskLlama2ByteFallback, UnicodeRegex) {
