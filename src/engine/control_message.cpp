@@ -238,6 +238,7 @@ const std::array kStepControl = {
     WIRE_FIELD(StepControl, "new", new_requests),
     WIRE_FIELD(StepControl, "cancels", cancels),
     WIRE_FIELD(StepControl, "shutdown", shutdown),
+    WIRE_OPTIONAL(StepControl, "flush_cache", flush_cache, v.flush_cache),
 };
 
 // The chosen token's alternatives, as two parallel arrays.

@@ -32,12 +32,13 @@ struct NewRequest {
   Request req;
 };
 
-// Fields: v, step, new, cancels, shutdown.
+// Fields: v, step, new, cancels, shutdown, and optional flush_cache.
 struct StepControl {
   uint64_t step = 0;
   std::vector<NewRequest> new_requests;
   std::vector<uint64_t> cancels;
   bool shutdown = false;
+  bool flush_cache = false;  // drop every rank's prefix cache before this step's requests
 };
 
 // Fields: id, prompt_tokens, cached_tokens, and optional token + logprob (has_token), top_ids +

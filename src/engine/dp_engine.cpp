@@ -101,14 +101,25 @@ EngineStats DpEngine::stats() const {
   return stats_;
 }
 
+bool DpEngine::flush_cache() {
+  {
+    std::lock_guard lk(mu_);
+    if (!inbox_.empty() || !streams_.empty() || draining_ || stopped_) return false;
+    flush_pending_ = true;
+  }
+  cv_.notify_all();
+  return true;
+}
+
 StepControl DpEngine::next_step(bool idle) {
   std::unique_lock lk(mu_);
   if (idle) {
-    // Nothing runs anywhere: sleep until a request, a cancel or shutdown arrives.
-    cv_.wait(lk, [&] { return !inbox_.empty() || !cancels_.empty() || draining_; });
+    // Nothing runs anywhere: sleep until a request, a cancel, a cache flush or shutdown arrives.
+    cv_.wait(lk, [&] { return !inbox_.empty() || !cancels_.empty() || draining_ || flush_pending_; });
   }
   StepControl c;
   c.step = ++step_;
+  c.flush_cache = std::exchange(flush_pending_, false);
   int64_t taken = 0;
   while (!inbox_.empty() && taken < lim_.max_new_requests_per_step) {
     Pending p = std::move(inbox_.front());

@@ -35,6 +35,7 @@ class DpEngine : public Engine, public StepDriver {
   void cancel(uint64_t id) override;
   void shutdown(std::chrono::milliseconds drain) override;
   bool healthy() const override;
+  bool flush_cache() override;
   EngineStats stats() const override;
   int64_t context_length() const override { return lim_.context_length; }
   int32_t dp_size() const override { return lim_.dp_size; }
@@ -66,6 +67,7 @@ class DpEngine : public Engine, public StepDriver {
   uint64_t step_ = 0;
   bool draining_ = false;
   bool shutdown_sent_ = false;
+  bool flush_pending_ = false;
   bool stopped_ = false;
   std::string stop_reason_;
   std::chrono::steady_clock::time_point drain_deadline_;

@@ -56,6 +56,9 @@ class Engine {
   // stops every rank. Blocks until the step thread has exited.
   virtual void shutdown(std::chrono::milliseconds drain) = 0;
   virtual bool healthy() const = 0;
+  // SGLang's /flush_cache: every rank drops its prefix cache at the next step. Done only when no
+  // request is queued or running anywhere (false, nothing done, otherwise).
+  virtual bool flush_cache() = 0;
   virtual EngineStats stats() const = 0;
   virtual int64_t context_length() const = 0;
   virtual int32_t dp_size() const = 0;

@@ -150,7 +150,10 @@ void RankWorker::admit(NewRequest& nr, GroupReport& rep) {
       prompt.push_back(embed_placeholder(&r.input_embeds[size_t(i * cfg.hidden)], cfg.hidden));
   }
   const int64_t prompt_len = int64_t(prompt.size());
-  const int64_t max_new = std::min<int64_t>(r.params.max_new_tokens, cfg.max_pos - prompt_len);
+  const int64_t ctx_len = opts_.context_length > 0 ? opts_.context_length : cfg.max_pos;
+  const int64_t max_new = std::min<int64_t>(r.params.max_new_tokens, ctx_len - prompt_len);
+  // --random-seed: requests without a seed draw from a stream set by the server's seed and their id.
+  if (!r.params.seed && opts_.random_seed) r.params.seed = *opts_.random_seed * 0x9E3779B97F4A7C15ull + id;
   if (max_new < 1) {
     OutToken o;
     o.id = id;
@@ -192,6 +195,7 @@ void RankWorker::admit(NewRequest& nr, GroupReport& rep) {
 }
 
 void RankWorker::apply(const StepControl& c, GroupReport& rep) {
+  if (c.flush_cache) sched_->flush_prefix_cache();
   for (const NewRequest& nr0 : c.new_requests) {
     if (nr0.group != topo_.attn_dp_rank) continue;
     NewRequest nr = nr0;

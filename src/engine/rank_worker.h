@@ -10,6 +10,7 @@
 #include <functional>
 #include <span>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,8 @@ struct WorkerOptions {
   int64_t kv_pages = 0;                    // pages in this rank's KV pool
   int64_t embed_cache_requests = 256;      // requests whose input_embeds a rank holds at once
   std::vector<int32_t> eos_ids;            // end requests (finish rules) unless ignore_eos
+  int64_t context_length = 0;              // positions a request may use (0: the model's)
+  std::optional<uint64_t> random_seed;     // mixed into the seed of requests without one (--random-seed)
   double watchdog_seconds = 0;  // > 0: a step running longer than this ends the job
   // Debugging (`generate --dump-logits`): when set, every position of every scheduled sequence gets
   // logits, passed here (request id, position, the vocabulary's logits) before sampling, in step order.

@@ -33,6 +33,12 @@ struct RuntimeOptions {
   int64_t page_size = 16;
   int64_t max_total_tokens = 0;  // KV positions per rank's pool; 0 = from mem_fraction
   double mem_fraction = 0.25;    // share of available memory this machine's KV pools may take
+  // SGLang's --mem-fraction-static (> 0 replaces mem_fraction): the share of this machine's memory
+  // for weights and KV caches together; the KV pool gets what the weights leave of it.
+  double mem_fraction_static = 0;
+  int64_t context_length = 0;    // SGLang's --context-length: at most the model's (0 = the model's)
+  uint64_t random_seed = 0;      // SGLang's --random-seed: the sampling seed of requests without one
+  bool has_random_seed = false;
   int threads = 0;               // per rank; 0 = cores / ranks on this machine
   int64_t embed_cache_requests = 256;
   double watchdog_timeout = 600;  // seconds a step may take before the job is stopped; 0 = off

@@ -127,6 +127,17 @@ void parse_sglang_constraint(const json& sp, std::string_view raw_body, Request&
   }
 }
 
+void parse_output_constraint(const json& body, std::string_view raw_body, Request& r, const ParseContext& ctx) {
+  const bool rf = field(body, "response_format") != nullptr;
+  const bool ext = field(body, "regex") || field(body, "ebnf");
+  if (rf && ext) bad_param("response_format", "give one of 'response_format', 'regex' and 'ebnf'");
+  if (rf) {
+    parse_response_format(body, raw_body, r, ctx);
+  } else if (ext) {
+    parse_sglang_constraint(body, raw_body, r, ctx);
+  }
+}
+
 void parse_logit_bias(const json& body, Request& r, const ParseContext& ctx) {
   const json* lb = field(body, "logit_bias");
   if (!lb) return;

@@ -28,6 +28,8 @@ std::shared_ptr<const constrain::Automaton> compile_or_400(const constrain::Cons
 
 // OpenAI response_format on a chat request.
 void parse_response_format(const nlohmann::json& body, std::string_view raw_body, Request& r, const ParseContext& ctx);
+// The OpenAI routes' output constraint: response_format, or SGLang's regex / ebnf extensions (at most one).
+void parse_output_constraint(const nlohmann::json& body, std::string_view raw_body, Request& r, const ParseContext& ctx);
 // SGLang's constraint fields inside sampling_params (the body's "sampling_params" object).
 void parse_sglang_constraint(const nlohmann::json& sp, std::string_view raw_body, Request& r, const ParseContext& ctx);
 // OpenAI logit_bias: {"token id": bias in [-100, 100]}.
