@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -292,6 +293,8 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
       }
       constrain::apply_mask(mask, logits, V);
     }
+    if (opts_.token_limit > 0 && opts_.token_limit < V)
+      std::fill(logits + opts_.token_limit, logits + V, -std::numeric_limits<float>::infinity());
     for (const LogitBias& lb : st.req.logit_bias) logits[lb.token] += lb.bias;
     OutToken o;
     o.id = s.id;

@@ -48,6 +48,9 @@ struct WorkerOptions {
   std::function<void(uint64_t id, int64_t pos, std::span<const float> logits)> logits_tap;
   // The served tokenizer's vocabulary for structured outputs (null: requests with a constraint fail).
   std::shared_ptr<const constrain::VocabIndex> vocab;
+  // Ids at or past this have no token (a model's vocabulary padded past its tokenizer's): never
+  // sampled. 0: no limit.
+  int64_t token_limit = 0;
 };
 
 // Rank 0's side of the loop: where control messages come from and reports go.

@@ -116,6 +116,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
       if (o.tokenizer->vocab_size() > cfg.vocab)
         fail("the tokenizer has {} tokens but the model's vocabulary is {}", o.tokenizer->vocab_size(), cfg.vocab);
       wo.vocab = constrain::VocabIndex::from_tokenizer(*o.tokenizer, cfg.vocab, wo.eos_ids);
+      wo.token_limit = o.tokenizer->vocab_size();
     }
     I.kv_tokens = wo.kv_pages * o.page_size;
     I.worker = std::make_unique<RankWorker>(*I.model, I.topo, I.comms, *I.mcomm, wo);
