@@ -295,7 +295,7 @@ void print_stats(const std::vector<std::vector<int32_t>>& prompts, const Generat
 }
 
 void run_generate(GenerateArgs& a) {
-  relaunch_under_mpirun_if_needed(requested_world(a.rf));
+  relaunch_under_mpirun_if_needed(requested_world(a.rf), a.rf.rt.watchdog_timeout);
   ModelLocation loc = resolve_model(a.rf.rt.model_path, a.rf.tokenizer_path);
   a.rf.rt.model_path = loc.model;
   a.rf.rt.sched.enable_prefix_cache = !a.rf.disable_radix_cache;

@@ -33,7 +33,7 @@ struct ServeArgs {
 
 void run_serve(ServeArgs& a) {
   spdlog::set_level(spdlog::level::from_str(a.log_level));
-  relaunch_under_mpirun_if_needed(requested_world(a.rf));
+  relaunch_under_mpirun_if_needed(requested_world(a.rf), a.rf.rt.watchdog_timeout);
 
   // Signals are handled by one thread (rank 0) or ignored (other ranks: rank 0's shutdown
   // broadcast stops them), so block them before any thread starts.
@@ -181,6 +181,10 @@ void register_serve(CLI::App& app) {
   s->add_flag("--enable-metrics", a->enable_metrics,
               "Accepted for SGLang compatibility: /metrics is always on (dpserve_* and sglang:* names)")
       ->envname("DPSERVE_ENABLE_METRICS");
+  s->add_option("--stall-timeout", a->rf.rt.stall_timeout,
+                "Seconds the engine may go without a step while requests are pending before /health answers 503 "
+                "(a stuck step; --watchdog-timeout ends the job later); 0 = never")
+      ->capture_default_str()->check(CLI::Range(0.0, 1e7))->envname("DPSERVE_STALL_TIMEOUT");
   s->add_option("--log-level", a->log_level, "trace, debug, info, warn, error")
       ->capture_default_str()->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->envname("DPSERVE_LOG_LEVEL");

@@ -28,10 +28,12 @@ CLI::Option* add_enum_option(CLI::App* c, const std::string& flag, E& target, st
 void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
   auto& o = f.rt;
   c->add_option("--model-path", o.model_path,
-                "Hugging Face model folder or llama2.c checkpoint (.bin). Default: the bundled stories260K")
+                "Hugging Face model folder, GGUF file (or a folder holding one, or any file of a split set), or "
+                "llama2.c checkpoint (.bin). Default: the bundled stories260K")
       ->envname("DPSERVE_MODEL_PATH");
   c->add_option("--tokenizer-path", f.tokenizer_path,
-                "Tokenizer folder or file. Default: the model folder, or the tok*.bin beside a llama2.c checkpoint")
+                "Tokenizer folder or file. Default: the model folder, a GGUF model's own vocabulary, or the tok*.bin "
+                "beside a llama2.c checkpoint")
       ->envname("DPSERVE_TOKENIZER_PATH");
   c->add_option("--tp-size,--tp,--tensor-parallel-size", o.tp_size, "Ranks that shard one model copy (tensor parallelism)")
       ->capture_default_str()->check(CLI::Range(1, 1024))->envname("DPSERVE_TP_SIZE");
@@ -103,8 +105,8 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
   c->add_flag("--disable-radix-cache", f.disable_radix_cache, "Do not reuse KV pages of shared prompt prefixes")
       ->envname("DPSERVE_DISABLE_RADIX_CACHE");
   c->add_option("--watchdog-timeout", o.watchdog_timeout,
-                "Seconds one step may run before the job is stopped with a message (a rank stopped or a "
-                "collective is stuck); 0 = off")
+                "Seconds one step may run, or a rank may wait for rank 0's next step, before the job is "
+                "stopped with a message naming what stopped (a rank stopped or a collective is stuck); 0 = off")
       ->capture_default_str()->check(CLI::Range(0.0, 1e7))->envname("DPSERVE_WATCHDOG_TIMEOUT");
   c->add_option("--embed-cache-requests", o.embed_cache_requests,
                 "Requests whose input_embeds each rank holds until they finish (oldest evicted beyond)")

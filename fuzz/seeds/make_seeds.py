@@ -304,3 +304,164 @@ reports = {
 }
 for k, v in reports.items():
     write("control_message", k, b"\x01" + mp(v))
+# --- gguf: whole files (tools/gguf_format.py writes the valid ones) -------------------------------
+import sys  # noqa: E402
+
+sys.path.insert(0, os.path.join(REPO, "tools"))
+import numpy as np  # noqa: E402
+
+import gguf_format as G  # noqa: E402
+
+
+def gguf_bytes(w):
+    path = os.path.join(ROOT, "..", "seeds", ".tmp.gguf")
+    w.write(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    os.remove(path)
+    return data
+
+
+def q8_rows(rows, cols, seed):
+    """Valid Q8_0 blocks: f16 scale 0.01, random int8 codes."""
+    rng = np.random.default_rng(seed)
+    blocks = np.zeros((rows, cols // 32, 34), dtype=np.uint8)
+    blocks[:, :, 0:2] = np.frombuffer(np.float16(0.01).tobytes(), dtype=np.uint8)
+    blocks[:, :, 2:] = rng.integers(0, 256, size=(rows, cols // 32, 32), dtype=np.uint8)
+    return blocks
+
+
+def tiny_model(arch="llama", hidden=8, heads=2, kv=1, ffn=16, vocab=8, qtype=None, vocab_kind="llama",
+               experts=0, extra_kv=(), extra_tensors=()):
+    """A complete small GGUF model: metadata, vocabulary and F32 (or Q8_0) tensors."""
+    w = G.GgufWriter()
+    hd = hidden // heads
+    w.add("general.architecture", G.STRING, arch)
+    p = arch + "."
+    for k, v in [("block_count", 1), ("context_length", 64), ("embedding_length", hidden),
+                 ("feed_forward_length", ffn), ("attention.head_count", heads), ("attention.head_count_kv", kv)]:
+        w.add(p + k, G.U32, v)
+    w.add(p + "attention.layer_norm_rms_epsilon", G.F32, 1e-5)
+    w.add(p + "rope.freq_base", G.F32, 10000.0)
+    if experts:
+        w.add(p + "expert_count", G.U32, experts)
+        w.add(p + "expert_used_count", G.U32, 2)
+        w.add(p + "expert_feed_forward_length", G.U32, ffn)
+    for k, t, v in extra_kv:
+        w.add(k, t, v)
+    if vocab_kind == "llama":
+        toks = ["<unk>", "<s>", "</s>", "<0x0A>", "\u2581a", "b", "\u2581", "a"][:vocab]
+        w.add("tokenizer.ggml.model", G.STRING, "llama")
+        w.add_array("tokenizer.ggml.tokens", G.STRING, toks)
+        w.add_array("tokenizer.ggml.scores", G.F32, np.arange(len(toks), dtype="<f4") * -1)
+        w.add_array("tokenizer.ggml.token_type", G.I32, np.array([2, 3, 3, 6, 1, 1, 1, 1][:vocab], dtype="<i4"))
+        w.add("tokenizer.ggml.bos_token_id", G.U32, 1)
+        w.add("tokenizer.ggml.eos_token_id", G.U32, 2)
+    elif vocab_kind == "gpt2":
+        toks = ["a", "b", "\u0120", "\u0120a", "ab", "<|im_end|>", "c", "\u010a"][:vocab]
+        w.add("tokenizer.ggml.model", G.STRING, "gpt2")
+        w.add("tokenizer.ggml.pre", G.STRING, "qwen2")
+        w.add_array("tokenizer.ggml.tokens", G.STRING, toks)
+        w.add_array("tokenizer.ggml.token_type", G.I32, np.array([1, 1, 1, 1, 1, 3, 1, 1][:vocab], dtype="<i4"))
+        w.add_array("tokenizer.ggml.merges", G.STRING, ["\u0120 a", "a b"])
+        w.add("tokenizer.ggml.eos_token_id", G.U32, 5)
+        w.add("tokenizer.chat_template", G.STRING, "{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    rng = np.random.default_rng(7)
+
+    def mat(name, rows, cols):
+        if qtype == "q8_0" and cols % 32 == 0:
+            b = q8_rows(rows, cols, len(w.tensors))
+            w.add_tensor(G.TensorSpec(name, G.GGML_Q8_0, (rows, cols), lambda b=b: b))
+        else:
+            a = (rng.standard_normal((rows, cols)) * 0.3).astype("<f4")
+            w.add_tensor(G.TensorSpec(name, G.GGML_F32, (rows, cols), lambda a=a: a))
+
+    def vec(name, n):
+        a = np.ones(n, dtype="<f4")
+        w.add_tensor(G.TensorSpec(name, G.GGML_F32, (n,), lambda a=a: a))
+    mat("token_embd.weight", vocab, hidden)
+    vec("blk.0.attn_norm.weight", hidden)
+    mat("blk.0.attn_q.weight", heads * hd, hidden)
+    mat("blk.0.attn_k.weight", kv * hd, hidden)
+    mat("blk.0.attn_v.weight", kv * hd, hidden)
+    mat("blk.0.attn_output.weight", hidden, heads * hd)
+    if arch in ("qwen3", "qwen3moe"):
+        vec("blk.0.attn_q_norm.weight", hd)
+        vec("blk.0.attn_k_norm.weight", hd)
+    vec("blk.0.ffn_norm.weight", hidden)
+    if experts:
+        mat("blk.0.ffn_gate_inp.weight", experts, hidden)
+        for n, shape in [("ffn_gate_exps", (experts, ffn, hidden)), ("ffn_up_exps", (experts, ffn, hidden)),
+                         ("ffn_down_exps", (experts, hidden, ffn))]:
+            a = (rng.standard_normal(shape) * 0.3).astype("<f4")
+            w.add_tensor(G.TensorSpec(f"blk.0.{n}.weight", G.GGML_F32, shape, lambda a=a: a))
+    else:
+        mat("blk.0.ffn_gate.weight", ffn, hidden)
+        mat("blk.0.ffn_up.weight", ffn, hidden)
+        mat("blk.0.ffn_down.weight", hidden, ffn)
+    vec("output_norm.weight", hidden)
+    for t in extra_tensors:
+        w.add_tensor(t)
+    return w
+
+
+def raw_gguf(kv=b"", n_kv=0, tensors=b"", n_tensors=0, version=3, data=b"", magic=b"GGUF"):
+    """Hand-made bytes for files no writer would produce."""
+    head = magic + struct.pack("<IQQ", version, n_tensors, n_kv) + kv + tensors
+    head += b"\0" * ((32 - len(head) % 32) % 32)
+    return head + data
+
+
+def kv(key, vtype, value, elem=None):
+    return G.gguf_string(key) + struct.pack("<I", vtype) + G.encode_value(vtype, value, elem)
+
+
+def tinfo(name, dims, ggml_type, offset):
+    return G.gguf_string(name) + struct.pack("<I", len(dims)) + struct.pack(f"<{len(dims)}Q", *dims) + \
+        struct.pack("<IQ", ggml_type, offset)
+
+
+valid = gguf_bytes(tiny_model())
+write("gguf", "llama_f32", valid)
+write("gguf", "llama_q8_0", gguf_bytes(tiny_model(hidden=32, ffn=32, qtype="q8_0")))
+write("gguf", "qwen3moe_gpt2", gguf_bytes(tiny_model(arch="qwen3moe", experts=4, vocab_kind="gpt2")))
+write("gguf", "qwen2_no_vocab", gguf_bytes(tiny_model(arch="qwen2", vocab_kind=None, extra_tensors=[
+    G.TensorSpec(f"blk.0.attn_{x}.bias", G.GGML_F32, (n,), lambda n=n: np.zeros(n, dtype="<f4"))
+    for x, n in (("q", 8), ("k", 4), ("v", 4))])))
+write("gguf", "truncated_data", valid[:-7])
+write("gguf", "truncated_header", valid[:100])
+write("gguf", "wrong_magic", b"GGUG" + valid[4:])
+write("gguf", "version1", valid[:4] + struct.pack("<I", 1) + valid[8:])
+write("gguf", "big_endian", valid[:4] + struct.pack(">I", 3) + valid[8:])
+write("gguf", "huge_counts", raw_gguf(n_kv=(1 << 62), n_tensors=(1 << 62)))
+write("gguf", "huge_string", raw_gguf(kv=G.gguf_string("k") + struct.pack("<IQ", G.STRING, 1 << 60), n_kv=1))
+write("gguf", "huge_array", raw_gguf(kv=G.gguf_string("k") + struct.pack("<IIQ", G.ARRAY, G.STRING, 1 << 40), n_kv=1))
+write("gguf", "huge_f32_array", raw_gguf(kv=G.gguf_string("k") + struct.pack("<IIQ", G.ARRAY, G.F32, 1 << 61), n_kv=1))
+write("gguf", "nested_array", raw_gguf(kv=G.gguf_string("k") + struct.pack("<IIQ", G.ARRAY, G.ARRAY, 1), n_kv=1))
+write("gguf", "bad_utf8_key", raw_gguf(kv=struct.pack("<Q", 2) + b"\xc3\x28" + struct.pack("<IB", G.U8, 1), n_kv=1))
+write("gguf", "bad_utf8_value", raw_gguf(kv=G.gguf_string("k") + struct.pack("<IQ", G.STRING, 3) + b"a\xff\xfe", n_kv=1))
+write("gguf", "bad_type", raw_gguf(kv=G.gguf_string("k") + struct.pack("<I", 77), n_kv=1))
+write("gguf", "bad_bool", raw_gguf(kv=G.gguf_string("k") + struct.pack("<IB", G.BOOL, 7), n_kv=1))
+write("gguf", "dup_key", raw_gguf(kv=kv("k", G.U8, 1) + kv("k", G.U8, 2), n_kv=2))
+write("gguf", "bad_alignment", raw_gguf(kv=kv("general.alignment", G.U32, 3), n_kv=1))
+write("gguf", "alignment_u64", raw_gguf(kv=kv("general.alignment", G.U64, 64), n_kv=1))
+f32x4 = struct.pack("<4f", 1, 2, 3, 4)
+write("gguf", "overlap", raw_gguf(tensors=tinfo("a", [4], 0, 0) + tinfo("b", [4], 0, 0), n_tensors=2, data=f32x4))
+write("gguf", "offset_out", raw_gguf(tensors=tinfo("a", [4], 0, 64), n_tensors=1, data=f32x4))
+write("gguf", "offset_wrap", raw_gguf(tensors=tinfo("a", [4], 0, (1 << 64) - 32), n_tensors=1, data=f32x4))
+write("gguf", "misaligned", raw_gguf(tensors=tinfo("a", [4], 0, 4), n_tensors=1, data=f32x4 * 2))
+write("gguf", "unknown_type", raw_gguf(tensors=tinfo("a", [4], 99, 0), n_tensors=1, data=f32x4))
+write("gguf", "iq2_xxs", raw_gguf(tensors=tinfo("a", [256], 16, 0), n_tensors=1, data=bytes(96)))
+write("gguf", "zero_dim", raw_gguf(tensors=tinfo("a", [0], 0, 0), n_tensors=1, data=f32x4))
+write("gguf", "five_dims", raw_gguf(tensors=tinfo("a", [1, 1, 1, 1, 4], 0, 0), n_tensors=1, data=f32x4))
+write("gguf", "huge_dims", raw_gguf(tensors=tinfo("a", [1 << 40, 1 << 40], 0, 0), n_tensors=1, data=f32x4))
+write("gguf", "partial_block", raw_gguf(tensors=tinfo("a", [31, 2], 8, 0), n_tensors=1, data=bytes(68)))
+write("gguf", "dup_tensor", raw_gguf(tensors=tinfo("a", [4], 0, 0) + tinfo("a", [4], 0, 32), n_tensors=2,
+                                     data=f32x4 + bytes(16) + f32x4))
+write("gguf", "unknown_arch", gguf_bytes(tiny_model(arch="mamba")))
+write("gguf", "unknown_pre", gguf_bytes(tiny_model(vocab_kind="gpt2"))
+                                        .replace(b"qwen2", b"qwen9"))
+write("gguf", "split_count", gguf_bytes(tiny_model(extra_kv=[("split.count", G.U16, 2)])))
+write("gguf", "unsupported_tensor_type", gguf_bytes(tiny_model(extra_tensors=[
+    G.TensorSpec("blk.0.extra.weight", 16, (1, 256), lambda: np.zeros(66, dtype=np.uint8))])))
+write("gguf", "empty", b"")

@@ -54,6 +54,8 @@ std::shared_ptr<RequestStream> DpEngine::enqueue(Request r) {
     s = std::make_shared<Stream>(id);
     if (err.empty() && (draining_ || stopped_)) err = "the server is shutting down";
     if (err.empty()) {
+      // Work arriving at an idle engine starts the stall clock (it may have slept for hours).
+      if (streams_.empty()) last_progress_ = std::chrono::steady_clock::now();
       streams_[id] = s;
       inbox_.push_back(Pending{id, std::move(r)});
     }
@@ -96,6 +98,12 @@ bool DpEngine::healthy() const {
   return !draining_ && !stopped_;
 }
 
+bool DpEngine::stalled() const {
+  std::lock_guard lk(mu_);
+  if (lim_.stall_seconds <= 0 || streams_.empty()) return false;
+  return std::chrono::steady_clock::now() - last_progress_ > std::chrono::duration<double>(lim_.stall_seconds);
+}
+
 EngineStats DpEngine::stats() const {
   std::lock_guard lk(mu_);
   return stats_;
@@ -111,11 +119,16 @@ bool DpEngine::flush_cache() {
   return true;
 }
 
-StepControl DpEngine::next_step(bool idle) {
+StepControl DpEngine::next_step(bool idle, std::chrono::milliseconds max_idle_wait) {
   std::unique_lock lk(mu_);
   if (idle) {
-    // Nothing runs anywhere: sleep until a request, a cancel, a cache flush or shutdown arrives.
-    cv_.wait(lk, [&] { return !inbox_.empty() || !cancels_.empty() || draining_ || flush_pending_; });
+    // Nothing runs anywhere: sleep until a request, a cancel, a cache flush or shutdown arrives, or until the
+    // heartbeat is due (then the message goes out empty).
+    auto ready = [&] { return !inbox_.empty() || !cancels_.empty() || draining_ || flush_pending_; };
+    if (max_idle_wait.count() > 0)
+      cv_.wait_for(lk, max_idle_wait, ready);
+    else
+      cv_.wait(lk, ready);
   }
   StepControl c;
   c.step = ++step_;
@@ -151,6 +164,7 @@ void DpEngine::on_reports(std::vector<GroupReport>& reports) {
   {
     std::lock_guard lk(mu_);
     ++stats_.steps_total;
+    last_progress_ = std::chrono::steady_clock::now();
     for (auto& rep : reports) {
       if (rep.group < 0 || rep.group >= lim_.dp_size) continue;
       GroupStats& gs = stats_.groups[size_t(rep.group)];
@@ -220,6 +234,9 @@ void DpEngine::mark_stopped(const std::string& why) {
     stopped_ = true;
     stop_reason_ = why;
     left.swap(streams_);
+    // If the step loop still runs (the watchdog ends streams first), its next step shuts it down.
+    draining_ = true;
+    drain_deadline_ = std::chrono::steady_clock::now();
   }
   for (auto& [id, s] : left) {
     Response r;
@@ -227,6 +244,7 @@ void DpEngine::mark_stopped(const std::string& why) {
     r.finished = true;
     r.finish_reason = why.empty() ? "abort" : "error";
     r.error = why;
+    r.engine_fault = !why.empty();
     s->push(std::move(r));
   }
   cv_.notify_all();

@@ -24,6 +24,7 @@ struct EngineLimits {
   int32_t dp_size = 1;
   LoadBalanceMethod method = LoadBalanceMethod::kRoundRobin;
   int64_t max_new_requests_per_step = 1024;
+  double stall_seconds = 60;  // stalled(): pending work and no step for this long (<= 0: never)
 };
 
 class DpEngine : public Engine, public StepDriver {
@@ -36,16 +37,19 @@ class DpEngine : public Engine, public StepDriver {
   void shutdown(std::chrono::milliseconds drain) override;
   bool healthy() const override;
   bool flush_cache() override;
+  bool stalled() const override;
   EngineStats stats() const override;
   int64_t context_length() const override { return lim_.context_length; }
   int32_t dp_size() const override { return lim_.dp_size; }
   const RequestLimits& limits() const override { return req_limits_; }
 
   // Step-thread side.
-  StepControl next_step(bool idle) override;
+  StepControl next_step(bool idle, std::chrono::milliseconds max_idle_wait) override;
   void on_reports(std::vector<GroupReport>& reports) override;
   void reject(const std::vector<NewRequest>& requests, const std::string& why) override;
-  // Called by the step thread when the loop has ended (normally or not).
+  // Called when the step loop has ended, or is about to (the watchdog): normally (open streams end
+  // with "abort"), or because the engine failed (`why` given: open streams end with "error", `why`
+  // and engine_fault). A loop still running shuts down at its next step.
   void mark_stopped(const std::string& why = {});
 
  private:
@@ -71,6 +75,8 @@ class DpEngine : public Engine, public StepDriver {
   bool stopped_ = false;
   std::string stop_reason_;
   std::chrono::steady_clock::time_point drain_deadline_;
+  // Stall detection: the last step's end, or when work arrived at an idle engine if later.
+  std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();
   EngineStats stats_;
 };
 

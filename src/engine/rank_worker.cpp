@@ -88,11 +88,13 @@ std::vector<std::byte> encode_or_reject(StepControl& c, StepDriver* driver) {
 }  // namespace
 
 StepControl RankWorker::receive_control(StepDriver* driver, bool idle) {
+  // Rank 0 heart-beats while idle so the other ranks' watchdog can tell a stopped rank 0 from an idle one.
+  const auto heartbeat = std::chrono::milliseconds(int64_t(opts_.watchdog_seconds * 1000 / 4));
   std::vector<std::byte> msg;
   if (opts_.dispatch == Dispatch::kGlobal) {
     // One message for the whole world, serialized once; every rank keeps its group's share.
     if (driver) {
-      StepControl c = driver->next_step(idle);
+      StepControl c = driver->next_step(idle, heartbeat);
       step_t0_ = now_seconds();  // the idle wait above is not step time
       msg = encode_or_reject(c, driver);
     }
@@ -102,7 +104,7 @@ StepControl RankWorker::receive_control(StepDriver* driver, bool idle) {
   }
   // group-leader: rank 0 splits the step by group and sends each leader its share.
   if (driver) {
-    StepControl all = driver->next_step(idle);
+    StepControl all = driver->next_step(idle, heartbeat);
     step_t0_ = now_seconds();
     const std::vector<int> leaders = topo_.group_leaders();
     for (size_t g = 0; g < leaders.size(); ++g) {
@@ -358,21 +360,52 @@ void RankWorker::exchange_reports(GroupReport& rep, StepDriver* driver, bool& an
   }
 }
 
+std::string RankWorker::control_source() const {
+  const int leader = topo_.world_rank_of(topo_.attn_dp_rank, 0);
+  if (opts_.dispatch == Dispatch::kGroupLeader && !topo_.is_group_leader && leader != 0)
+    return fmt::format("rank 0 (via group leader rank {})", leader);
+  return "rank 0";
+}
+
+void RankWorker::die(const std::string& why) {
+  std::fprintf(stderr, "rank %d: watchdog: %s. Stopping the job.\n", topo_.rank, why.c_str());
+  std::fflush(stderr);
+  if (opts_.on_fatal) {
+    // Let rank 0's open streams end with the reason (the server writes a final error event), but
+    // never wait long: whatever hangs the step may hang this too.
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    std::thread([f = opts_.on_fatal, why, done] {
+      f(why);
+      *done = true;
+    }).detach();
+    for (int i = 0; i < 100 && !*done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (*done) std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the HTTP threads write
+  }
+  // Nothing this rank can do will finish the step; the launcher stops every other rank when one exits.
+  std::_Exit(3);
+}
+
 void RankWorker::watchdog_loop() {
+  const double limit = opts_.watchdog_seconds;
+  const auto tick = std::chrono::milliseconds(std::clamp<int64_t>(int64_t(limit * 1000 / 20), 10, 200));
+  double last = now_seconds(), resumed = 0;
   while (!stop_watchdog_) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    const double began = step_began_;
-    if (began > 0 && now_seconds() - began > opts_.watchdog_seconds) {
-      // A collective that never completes means another rank stopped or died; nothing this rank can
-      // do will finish the step, so end the job loudly instead of hanging (the launcher then stops
-      // every other rank).
-      std::fprintf(stderr,
-                   "rank %d: watchdog: step %lld has not finished after %.0f s (--watchdog-timeout); another "
-                   "rank has stopped or a collective is stuck. Stopping the job.\n",
-                   topo_.rank, (long long)counters_.steps, opts_.watchdog_seconds);
-      std::fflush(stderr);
-      std::_Exit(3);
-    }
+    std::this_thread::sleep_for(tick);
+    const double now = now_seconds();
+    // A tick far longer than asked means this process itself was stopped (SIGSTOP, then SIGCONT):
+    // the time it lost is not the others' fault, so waits count again from now.
+    if (now - last > std::chrono::duration<double>(tick).count() + 1.0) resumed = now;
+    last = now;
+    if (const double began = step_began_; began > 0 && now - std::max(began, resumed) > limit)
+      die(fmt::format("step {} has not finished after {:.0f} s (--watchdog-timeout); another rank has stopped or a "
+                      "collective is stuck",
+                      watched_step_.load(), limit));
+    // A silent rank 0 (stopped, or its step thread stuck outside a collective) leaves the other ranks
+    // waiting here, outside any step; rank 0 sends at least a heartbeat every limit / 4.
+    if (const double waited = control_wait_began_; waited > 0 && now - std::max(waited, resumed) > limit)
+      die(fmt::format("no control message from {} for {:.0f} s (--watchdog-timeout; rank 0 sends one at least "
+                      "every {:.1f} s, a heartbeat when idle): {} has stopped or hangs",
+                      control_source(), limit, limit / 4, control_source()));
   }
 }
 
@@ -388,11 +421,16 @@ void RankWorker::run(StepDriver* driver) {
       if (t.joinable()) t.join();
     }
   } stop{this, watchdog};
-  bool any_work = false;
+  // The first step goes out at once, idle or not: it tells the other ranks that rank 0's loop runs,
+  // which arms their wait for rank 0 (below).
+  bool any_work = true;
   while (true) {
     // 1. Control message: one per step, whatever the number of new requests.
     step_t0_ = now_seconds();
+    // Armed once rank 0 has sent its first message (its start-up may take a while).
+    if (!driver && counters_.steps > 0) control_wait_began_ = step_t0_;
     StepControl ctrl = receive_control(driver, !any_work);
+    control_wait_began_ = 0;
     counters_.max_new_requests = std::max<int64_t>(counters_.max_new_requests, int64_t(ctrl.new_requests.size()));
     ++counters_.steps;
 
@@ -400,6 +438,7 @@ void RankWorker::run(StepDriver* driver) {
     apply(ctrl, rep);
     const double t_control = now_seconds();
     counters_.control_seconds += t_control - step_t0_;
+    watched_step_ = counters_.steps;
     step_began_ = t_control;
     if (ctrl.shutdown) {
       sched_->abort_all();

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -42,7 +43,14 @@ struct WorkerOptions {
   std::vector<int32_t> eos_ids;            // end requests (finish rules) unless ignore_eos
   int64_t context_length = 0;              // positions a request may use (0: the model's)
   std::optional<uint64_t> random_seed;     // mixed into the seed of requests without one (--random-seed)
-  double watchdog_seconds = 0;  // > 0: a step running longer than this ends the job
+  // > 0: the step watchdog. A step running longer than this, or (on other ranks than 0) a wait this
+  // long for rank 0's next control message, ends the job with a message naming what stopped. Rank 0
+  // sends a heartbeat (an empty message) at least every watchdog_seconds / 4 when idle, so a silent
+  // rank 0 is told apart from an idle one.
+  double watchdog_seconds = 0;
+  // Rank 0: called by the watchdog (on its own thread, bounded to a second) before the job ends, so
+  // open request streams end with the reason instead of being cut.
+  std::function<void(const std::string& why)> on_fatal;
   // Debugging (`generate --dump-logits`): when set, every position of every scheduled sequence gets
   // logits, passed here (request id, position, the vocabulary's logits) before sampling, in step order.
   std::function<void(uint64_t id, int64_t pos, std::span<const float> logits)> logits_tap;
@@ -57,8 +65,10 @@ struct WorkerOptions {
 class StepDriver {
  public:
   virtual ~StepDriver() = default;
-  // The next step's control message. `idle`: no group has work; the driver may block until some arrives.
-  virtual StepControl next_step(bool idle) = 0;
+  // The next step's control message. `idle`: no group has work; the driver may block until some
+  // arrives, but for at most `max_idle_wait` (zero: no limit): then it returns an empty message, a
+  // heartbeat that tells the other ranks rank 0 is alive.
+  virtual StepControl next_step(bool idle, std::chrono::milliseconds max_idle_wait) = 0;
   // Every group's report for the step just run (group order).
   virtual void on_reports(std::vector<GroupReport>& reports) = 0;
   // New requests of a step that could not be sent (their message failed to serialize): they end
@@ -115,10 +125,15 @@ class RankWorker {
   std::vector<float> logits_;
   WorkerCounters counters_;
   double step_t0_ = 0;  // start of the current step's work (after any idle wait)
-  // Watchdog: steady-clock seconds at which the running step began, 0 between steps.
+  // Watchdog: steady-clock seconds at which the running step began, 0 between steps; and at which
+  // this rank began waiting for the next control message (not rank 0; armed after the first one).
   std::atomic<double> step_began_{0};
+  std::atomic<double> control_wait_began_{0};
+  std::atomic<int64_t> watched_step_{0};  // counters_.steps, for the watchdog's message
   std::atomic<bool> stop_watchdog_{false};
   void watchdog_loop();
+  [[noreturn]] void die(const std::string& why);
+  std::string control_source() const;  // "rank 0", or "rank 0 (via group leader rank N)"
 };
 
 }  // namespace dpserve

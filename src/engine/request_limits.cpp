@@ -32,7 +32,7 @@ const FloatBound* float_bound(P p) {
 
 constexpr int64_t kMaxTopK = std::numeric_limits<int32_t>::max();
 
-std::string quoted(P p) { return "'" + field_name(p) + "'"; }
+std::string quoted(P p) { return fmt::format("'{}'", field_name(p)); }
 
 }  // namespace
 

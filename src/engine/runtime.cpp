@@ -119,8 +119,6 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
       wo.token_limit = o.tokenizer->vocab_size();
     }
     I.kv_tokens = wo.kv_pages * o.page_size;
-    I.worker = std::make_unique<RankWorker>(*I.model, I.topo, I.comms, *I.mcomm, wo);
-
     if (I.topo.rank == 0) {
       EngineLimits lim;
       lim.vocab = cfg.vocab;
@@ -128,8 +126,11 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
       lim.context_length = ctx_len;
       lim.dp_size = I.topo.world_size / I.topo.attn_tp_size;
       lim.method = o.load_balance_method;
+      lim.stall_seconds = o.stall_timeout;
       I.engine = std::make_unique<DpEngine>(lim);
+      wo.on_fatal = [engine = I.engine.get()](const std::string& why) { engine->mark_stopped(why); };
     }
+    I.worker = std::make_unique<RankWorker>(*I.model, I.topo, I.comms, *I.mcomm, wo);
     // Every rank is ready before rank 0 starts taking requests.
     I.comms.world.barrier();
   } catch (const std::exception& e) {

@@ -41,7 +41,8 @@ struct RuntimeOptions {
   bool has_random_seed = false;
   int threads = 0;               // per rank; 0 = cores / ranks on this machine
   int64_t embed_cache_requests = 256;
-  double watchdog_timeout = 600;  // seconds a step may take before the job is stopped; 0 = off
+  double watchdog_timeout = 600;  // seconds a step (or a wait for rank 0) may take before the job is stopped; 0 = off
+  double stall_timeout = 60;      // Engine::stalled() (/health 503): pending work, no step for this long; 0 = off
   std::vector<int32_t> eos_ids;  // from the tokenizer; merged with config.json's
   // The served tokenizer (loaded on every rank): structured outputs build their vocabulary index
   // from it. Null: requests with an output constraint fail.

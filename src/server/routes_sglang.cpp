@@ -191,9 +191,12 @@ void handle_health_generate(ServerContext& ctx, httplib::Response& res) {
 void register_sglang_routes(httplib::Server& svr, ServerContext& ctx) {
   svr.Post("/generate", [&ctx](const httplib::Request& req, httplib::Response& res) { handle_generate(ctx, req, res); });
   svr.Get("/health", [&ctx](const httplib::Request&, httplib::Response& res) {
-    const bool ok = ctx.engine.healthy() && !ctx.draining.load();
+    // stalled(): requests are pending and the engine has made no step for --stall-timeout.
+    const bool stalled = ctx.engine.stalled();
+    const bool ok = ctx.engine.healthy() && !ctx.draining.load() && !stalled;
     res.status = ok ? 200 : 503;
-    res.set_content(ok ? "ok\n" : "unavailable\n", "text/plain");
+    res.set_content(ok ? "ok\n" : stalled ? "stalled: no engine step while requests are pending\n" : "unavailable\n",
+                    "text/plain");
   });
   svr.Get("/health_generate",
           [&ctx](const httplib::Request&, httplib::Response& res) { handle_health_generate(ctx, res); });
