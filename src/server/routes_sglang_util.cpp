@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 
 #include "server/openai_error.h"
+#include "server/route_helpers.h"
+#include "server/routes.h"
 #include "server/server_context.h"
 
 namespace dpserve {
@@ -22,7 +24,7 @@ void check_model_field(const ServerContext& ctx, const json& b) {
 }
 
 void handle_tokenize(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
-  const json b = parse_json_body(req.body);
+  const json b = read_json_body(ctx, req);
   for (const auto& [k, v] : b.items())
     if (k != "model" && k != "prompt" && k != "add_special_tokens")
       bad_param(k, fmt::format("Unrecognized request argument supplied: {}", k));
@@ -39,7 +41,7 @@ void handle_tokenize(ServerContext& ctx, const httplib::Request& req, httplib::R
     if (!s.is_string()) bad_param("prompt", "'prompt' must be a string or an array of strings");
     return ctx.tok.encode(s.get<std::string>(), add_special);
   };
-  json out{{"max_model_len", ctx.parse.context_length}};
+  json out{{"max_model_len", ctx.parse.limits.context_length}};
   if (p->is_string()) {
     const auto ids = encode(*p);
     out["tokens"] = ids;
@@ -58,7 +60,7 @@ void handle_tokenize(ServerContext& ctx, const httplib::Request& req, httplib::R
 }
 
 void handle_detokenize(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
-  const json b = parse_json_body(req.body);
+  const json b = read_json_body(ctx, req);
   for (const auto& [k, v] : b.items())
     if (k != "model" && k != "tokens" && k != "skip_special_tokens")
       bad_param(k, fmt::format("Unrecognized request argument supplied: {}", k));
@@ -109,9 +111,9 @@ void register_sglang_util_routes(httplib::Server& svr, ServerContext& ctx) {
                {"architectures", json::array({ctx.info.value("architecture", "")})}});
   });
   for (const char* path : {"/tokenize", "/v1/tokenize"})
-    post_route(svr, ctx, path, [&ctx](const httplib::Request& req, httplib::Response& res) { handle_tokenize(ctx, req, res); });
+    svr.Post(path, [&ctx](const httplib::Request& req, httplib::Response& res) { handle_tokenize(ctx, req, res); });
   for (const char* path : {"/detokenize", "/v1/detokenize"})
-    post_route(svr, ctx, path, [&ctx](const httplib::Request& req, httplib::Response& res) { handle_detokenize(ctx, req, res); });
+    svr.Post(path, [&ctx](const httplib::Request& req, httplib::Response& res) { handle_detokenize(ctx, req, res); });
   auto flush = [&ctx](const httplib::Request&, httplib::Response& res) {
     if (ctx.engine.flush_cache()) {
       res.status = 200;
