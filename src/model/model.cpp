@@ -25,6 +25,7 @@ struct Model::Layer {
   // Dense MLP (this rank's slice of the intermediate dimension).
   WeightView gate, up, down;
   std::unique_ptr<MoeLayer> moe;
+  std::unique_ptr<MlaAttention> mla;  // DeepSeek: replaces wq/wk/wv/wo
 };
 
 void ForwardBatch::add(const int32_t* toks, int64_t n, int64_t pos0, const int32_t* pages, bool all_logits) {
@@ -73,6 +74,9 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
 }
 
 KVPoolConfig Model::kv_config(int64_t n_pages, int64_t page_size) const {
+  // MLA's latent row is per token, not per head: every attention rank of a group holds all of it.
+  if (cfg_.mla.enabled())
+    return KVPoolConfig::latent(cfg_.n_layers, cfg_.mla.kv_lora_rank, cfg_.mla.qk_rope_head_dim, page_size, n_pages);
   return KVPoolConfig{cfg_.n_layers, n_kv_local_, cfg_.head_dim, page_size, n_pages};
 }
 
@@ -104,7 +108,9 @@ void Model::init_layers() {
   };
 
   const ShardSpec& ms = par_.mlp;
-  if (c.ffn > 0 && c.ffn % ms.size != 0 && c.n_experts == 0)
+  bool any_dense = false;
+  for (int64_t l = 0; l < c.n_layers; ++l) any_dense |= !c.layer_is_moe(l);
+  if (any_dense && c.ffn % ms.size != 0)
     fail("--tp-size: intermediate_size {} cannot be split over {} ranks", c.ffn, ms.size);
   ffn_local_ = c.ffn / ms.size;
   layers_.resize(c.n_layers);
@@ -113,22 +119,26 @@ void Model::init_layers() {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     L.attn_norm = store_.vector_f32(p + "input_layernorm.weight", H);
     L.mlp_norm = store_.vector_f32(p + "post_attention_layernorm.weight", H);
-    L.wq = mat(p + "self_attn.q_proj.weight", c.n_heads * hd, H).row_slice(q0, n_heads_local_ * hd);
-    L.wk = mat(p + "self_attn.k_proj.weight", c.n_kv_heads * hd, H).row_slice(kv_head0_ * hd, n_kv_local_ * hd);
-    L.wv = mat(p + "self_attn.v_proj.weight", c.n_kv_heads * hd, H).row_slice(kv_head0_ * hd, n_kv_local_ * hd);
-    L.wo = shard_cols(mat(p + "self_attn.o_proj.weight", H, c.n_heads * hd), q0, n_heads_local_ * hd,
-                      p + "self_attn.o_proj.weight", "--tp-size (with --dp-size)");
-    if (c.qkv_bias) {
-      L.bq = slice_vec(p + "self_attn.q_proj.bias", c.n_heads * hd, q0, n_heads_local_ * hd);
-      L.bk = slice_vec(p + "self_attn.k_proj.bias", c.n_kv_heads * hd, kv_head0_ * hd, n_kv_local_ * hd);
-      L.bv = slice_vec(p + "self_attn.v_proj.bias", c.n_kv_heads * hd, kv_head0_ * hd, n_kv_local_ * hd);
-    }
-    if (c.qk_norm) {
-      L.q_norm = store_.vector_f32(p + "self_attn.q_norm.weight", hd);
-      L.k_norm = store_.vector_f32(p + "self_attn.k_norm.weight", hd);
+    if (c.mla.enabled()) {
+      L.mla = std::make_unique<MlaAttention>(store_, c, p, at);
+    } else {
+      L.wq = mat(p + "self_attn.q_proj.weight", c.n_heads * hd, H).row_slice(q0, n_heads_local_ * hd);
+      L.wk = mat(p + "self_attn.k_proj.weight", c.n_kv_heads * hd, H).row_slice(kv_head0_ * hd, n_kv_local_ * hd);
+      L.wv = mat(p + "self_attn.v_proj.weight", c.n_kv_heads * hd, H).row_slice(kv_head0_ * hd, n_kv_local_ * hd);
+      L.wo = shard_cols(mat(p + "self_attn.o_proj.weight", H, c.n_heads * hd), q0, n_heads_local_ * hd,
+                        p + "self_attn.o_proj.weight", "--tp-size (with --dp-size)");
+      if (c.qkv_bias) {
+        L.bq = slice_vec(p + "self_attn.q_proj.bias", c.n_heads * hd, q0, n_heads_local_ * hd);
+        L.bk = slice_vec(p + "self_attn.k_proj.bias", c.n_kv_heads * hd, kv_head0_ * hd, n_kv_local_ * hd);
+        L.bv = slice_vec(p + "self_attn.v_proj.bias", c.n_kv_heads * hd, kv_head0_ * hd, n_kv_local_ * hd);
+      }
+      if (c.qk_norm) {
+        L.q_norm = store_.vector_f32(p + "self_attn.q_norm.weight", hd);
+        L.k_norm = store_.vector_f32(p + "self_attn.k_norm.weight", hd);
+      }
     }
     if (c.layer_is_moe(l)) {
-      L.moe = std::make_unique<MoeLayer>(store_, c, p, par_.ep, par_.moe_tp);
+      L.moe = std::make_unique<MoeLayer>(store_, c, p, par_);
     } else {
       const int64_t f0 = ms.begin(c.ffn);
       L.gate = mat(p + "mlp.gate_proj.weight", c.ffn, H).row_slice(f0, ffn_local_);
@@ -152,7 +162,16 @@ static void grow(std::vector<float>& v, int64_t n) {
   if (int64_t(v.size()) < n) v.resize(size_t(n));
 }
 
+void Model::mla_attention(const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv) {
+  const int64_t T = b.n_tokens(), H = cfg_.hidden;
+  grow(o_, T * H);
+  L.mla->forward(xn_.data(), T, b.seqs, rope_cs_.data(), kv, li, o_.data(), mla_path_);
+  if (par_.attn.size > 1) comm_->attn_allreduce(o_.data(), T * H);
+  add_inplace(x_.data(), o_.data(), T * H);
+}
+
 void Model::attention(const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv) {
+  if (L.mla) return mla_attention(L, li, b, kv);
   const auto& c = cfg_;
   const int64_t T = b.n_tokens(), H = c.hidden, hd = c.head_dim;
   const int64_t qd = n_heads_local_ * hd, kd = n_kv_local_ * hd;
@@ -186,7 +205,7 @@ void Model::attention(const Layer& L, int64_t li, const ForwardBatch& b, KVPool&
       }
     }
   }
-  AttnParams ap{n_heads_local_, n_kv_local_, hd, float(1.0 / std::sqrt(double(hd)))};
+  AttnParams ap{n_heads_local_, n_kv_local_, hd, float(1.0 / std::sqrt(double(hd))), c.sliding_window};
   paged_attention(q_.data(), qd, b.seqs.data(), int64_t(b.seqs.size()), kv.layer(li), ap, attn_.data(), qd);
   grow(o_, T * H);
   matmul(attn_.data(), T, qd, L.wo, nullptr, o_.data(), H);
@@ -246,7 +265,7 @@ void Model::forward(const ForwardBatch& b, KVPool& kv, float* logits) {
     weight_row_to_f32(embed_, id, &x_[t * H]);
   }
   // RoPE angles depend only on positions: compute them once for all layers.
-  const int64_t hd = c.head_dim, half = hd / 2;
+  const int64_t hd = rope_->dim(), half = hd / 2;
   grow(rope_cs_, T * hd);
   for (const AttnSeq& s : b.seqs)
     for (int64_t i = 0; i < s.n_q; ++i) rope_->at(s.pos0 + i, &rope_cs_[(s.q_row + i) * hd], &rope_cs_[(s.q_row + i) * hd + half]);

@@ -1,5 +1,7 @@
-// A decoder-only transformer (Llama, Qwen2, Qwen3, Qwen3-MoE) that runs one
-// forward pass over a ragged batch of sequences against a paged KV cache.
+// A decoder-only transformer (Llama, Mistral, Qwen2, Qwen3, Qwen3-MoE, Mixtral,
+// DeepSeek-V2/V3) that runs one forward pass over a ragged batch of sequences
+// against a paged KV cache. The attention kind (per-head GQA or MLA's latent)
+// decides the cache layout.
 #pragma once
 
 #include <memory>
@@ -10,6 +12,7 @@
 #include "kernels/matmul.h"
 #include "kv/kv_pool.h"
 #include "model/config.h"
+#include "model/mla_attention.h"
 #include "model/parallel.h"
 #include "model/rope.h"
 #include "model/weight_store.h"
@@ -45,8 +48,10 @@ class Model {
   int64_t local_kv_heads() const { return n_kv_local_; }
   int64_t weight_bytes() const { return weight_bytes_; }
 
-  // A KV pool sized for this rank's share of the model.
+  // A KV pool sized for this rank's share of the model (per-head K/V, or MLA's latent rows).
   KVPoolConfig kv_config(int64_t n_pages, int64_t page_size) const;
+  // MLA only: force the absorbed or the decompressed form for every sequence (tests compare them).
+  void set_mla_path(MlaPath p) { mla_path_ = p; }
 
   // Runs the batch, writes K/V of its tokens into `kv`, and fills
   // logits[batch.logit_rows.size(), vocab].
@@ -57,6 +62,7 @@ class Model {
   Model() = default;
   void init_layers();
   void attention(const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv);
+  void mla_attention(const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv);
   void mlp(const Layer& L, int64_t T);
 
   ModelConfig cfg_;
@@ -69,10 +75,11 @@ class Model {
   std::vector<float> final_norm_;
   int64_t n_heads_local_ = 0, n_kv_local_ = 0, kv_head0_ = 0, ffn_local_ = 0, vocab0_ = 0, vocab_local_ = 0;
   int64_t weight_bytes_ = 0;
+  MlaPath mla_path_ = MlaPath::kAuto;
 
   // Scratch, grown as needed and reused step after step.
   std::vector<float> x_, xn_, q_, k_, v_, attn_, o_, gate_, up_, logits_local_, sel_, global_in_, global_out_;
-  std::vector<float> rope_cs_;  // per token of the batch: head_dim/2 cos then head_dim/2 sin, once per forward
+  std::vector<float> rope_cs_;  // per token of the batch: rope dim/2 cos then rope dim/2 sin, once per forward
 };
 
 }  // namespace dpserve

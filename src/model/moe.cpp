@@ -3,18 +3,41 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <numeric>
 
 #include "core/check.h"
 #include "kernels/ops.h"
 
 namespace dpserve {
 
-MoeLayer::MoeLayer(const WeightStore& store, const ModelConfig& c, const std::string& p, const ShardSpec& ep,
-                   const ShardSpec& moe_tp)
-    : cfg_(c) {
+namespace {
+
+// Where the MoE block's tensors live, per architecture.
+struct MoeNames {
+  std::string block;  // the sparse block under the layer prefix
+  MlpNames expert;
+};
+
+MoeNames moe_names(const ModelConfig& c) {
+  if (c.arch == Arch::Mixtral) return {"block_sparse_moe.", {"w1.weight", "w3.weight", "w2.weight"}};
+  return {"mlp.", {}};
+}
+
+std::vector<float> correction_bias(const WeightStore& store, const ModelConfig& c, const std::string& block) {
+  if (c.routing.topk != MoeRouting::TopK::NoauxTc) return {};
+  return store.vector_f32(block + "gate.e_score_correction_bias", c.n_experts);
+}
+
+}  // namespace
+
+MoeLayer::MoeLayer(const WeightStore& store, const ModelConfig& c, const std::string& layer,
+                   const ModelParallel& par)
+    : cfg_(c),
+      route_(c.routing, c.n_experts, c.n_experts_per_tok, correction_bias(store, c, layer + moe_names(c).block)) {
+  const ShardSpec &ep = par.ep, &moe_tp = par.moe_tp;
+  const MoeNames names = moe_names(c);
+  const std::string p = layer + names.block;
   const int64_t H = c.hidden, F = c.moe_ffn, E = c.n_experts;
-  router_ = store.matrix(p + "mlp.gate.weight", E, H);
+  router_ = store.matrix(p + "gate.weight", E, H);
   if (E % ep.size != 0) fail("--ep-size: {} experts cannot be split evenly over {} ranks", E, ep.size);
   if (F % moe_tp.size != 0)
     fail("--ep-size/--tp-size: moe_intermediate_size {} cannot be split over {} ranks (raise --ep-size)", F,
@@ -23,12 +46,14 @@ MoeLayer::MoeLayer(const WeightStore& store, const ModelConfig& c, const std::st
   ffn_local_ = F / moe_tp.size;
   const int64_t f0 = moe_tp.rank * ffn_local_;
   for (int64_t e = e0_; e < ep.end(E); ++e) {
-    const std::string q = p + "mlp.experts." + std::to_string(e) + ".";
-    experts_.push_back(Expert{store.matrix(q + "gate_proj.weight", F, H).row_slice(f0, ffn_local_),
-                              store.matrix(q + "up_proj.weight", F, H).row_slice(f0, ffn_local_),
-                              shard_cols(store.matrix(q + "down_proj.weight", H, F), f0, ffn_local_,
-                                         q + "down_proj.weight", "--tp-size / --ep-size")});
+    const std::string q = p + "experts." + std::to_string(e) + ".";
+    experts_.push_back(Expert{store.matrix(q + names.expert.gate, F, H).row_slice(f0, ffn_local_),
+                              store.matrix(q + names.expert.up, F, H).row_slice(f0, ffn_local_),
+                              shard_cols(store.matrix(q + names.expert.down, H, F), f0, ffn_local_,
+                                         q + names.expert.down, "--tp-size / --ep-size")});
   }
+  if (c.n_shared_experts > 0)
+    shared_ = DenseMlp(store, p + "shared_experts.", names.expert, H, c.n_shared_experts * F, par.mlp, "shared experts'");
 }
 
 void MoeLayer::forward(const float* x, int64_t T, float* out, const uint8_t* skip) {
@@ -41,23 +66,14 @@ void MoeLayer::forward(const float* x, int64_t T, float* out, const uint8_t* ski
   // Per local expert: the tokens that chose it and their routing weights.
   const int64_t nloc = n_local_experts();
   auto chosen = std::vector<std::vector<std::pair<int64_t, float>>>(static_cast<size_t>(nloc));
-  auto idx = std::vector<int64_t>(static_cast<size_t>(E));
+  picks_.resize(size_t(K));
   for (int64_t t = 0; t < T; ++t) {
     if (skip && skip[t]) continue;
-    float* l = &logits_[t * E];
-    softmax(l, E);
-    std::iota(idx.begin(), idx.end(), 0);
-    // Ties go to the lower expert id, as torch.topk does on CPU for equal values in practice.
-    std::partial_sort(idx.begin(), idx.begin() + K, idx.end(), [&](int64_t a, int64_t b) {
-      return l[a] > l[b] || (l[a] == l[b] && a < b);
-    });
-    double sum = 0;
-    for (int64_t k = 0; k < K; ++k) sum += l[idx[k]];
-    for (int64_t k = 0; k < K; ++k) {
-      int64_t e = idx[k];
+    route_.route(&logits_[t * E], picks_.data());
+    for (const ExpertChoice& pk : picks_) {
+      const int64_t e = pk.expert;
       if (e < e0_ || e >= e0_ + nloc) continue;
-      float w = cfg_.norm_topk_prob ? float(l[e] / sum) : l[e];
-      chosen[size_t(e - e0_)].push_back({t, w});
+      chosen[size_t(e - e0_)].push_back({t, pk.weight});
     }
   }
   for (int64_t e = 0; e < nloc; ++e) {
@@ -80,6 +96,8 @@ void MoeLayer::forward(const float* x, int64_t T, float* out, const uint8_t* ski
       for (int64_t j = 0; j < H; ++j) o[j] += w * y[j];
     }
   }
+  // Shared experts see every row; DP padding rows are zeros and their output is ignored.
+  if (!shared_.empty()) shared_.forward(x, T, out, true);
 }
 
 }  // namespace dpserve

@@ -1,4 +1,4 @@
-// Rotary position embedding frequencies, with the llama3 and linear scaling rules.
+// Rotary position embedding frequencies, with the llama3, linear and YaRN scaling rules.
 #pragma once
 
 #include <vector>
@@ -9,13 +9,17 @@ namespace dpserve {
 
 class RopeTable {
  public:
+  // Rotates the model's rotary dimension: head_dim, or qk_rope_head_dim for MLA.
   explicit RopeTable(const ModelConfig& c);
-  // cos/sin of every frequency (head_dim/2 values each) at position pos.
+  // cos/sin of every frequency (dim()/2 values each) at position pos; YaRN scales both by its
+  // cos/sin magnitude factor.
   void at(int64_t pos, float* cos, float* sin) const;
   int64_t half() const { return int64_t(inv_freq_.size()); }
+  int64_t dim() const { return 2 * half(); }
 
  private:
   std::vector<double> inv_freq_;
+  double magnitude_ = 1.0;
 };
 
 }  // namespace dpserve
