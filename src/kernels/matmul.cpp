@@ -13,6 +13,9 @@
 #include "kernels/dequant.h"
 #include "kernels/isa.h"
 #include "kernels/matmul_impl.h"
+#include "kernels/qmatmul_impl.h"
+#include "kernels/quant_act.h"
+#include "kernels/repack.h"
 
 namespace dpserve {
 
@@ -21,6 +24,9 @@ using kernels::MatmulTask;
 
 WeightView WeightView::row_slice(int64_t r0, int64_t n) const {
   if (r0 < 0 || n < 0 || r0 + n > rows) fail("row_slice [{}, {}) out of range of a {}-row matrix", r0, r0 + n, rows);
+  // Repacked types interleave rows in groups: a slice starts on a group.
+  if (r0 % dtype_row_group(dtype) != 0)
+    fail("row_slice at row {} of a {} matrix does not start a {}-row group", r0, dtype_name(dtype), dtype_row_group(dtype));
   WeightView v = *this;
   v.data = static_cast<const char*>(data) + r0 * dtype_row_bytes(dtype, ld);
   v.rows = n;
@@ -34,18 +40,32 @@ WeightView WeightView::col_slice(int64_t c0, int64_t n) const {
     fail("col_slice [{}, {}) of a {} matrix does not fall on {}-element block boundaries", c0, c0 + n,
          dtype_name(dtype), dtype_block_elems(dtype));
   WeightView v = *this;
-  v.data = static_cast<const char*>(data) + dtype_row_bytes(dtype, c0);
+  v.data = static_cast<const char*>(data) + dtype_row_bytes(dtype, c0) * dtype_row_group(dtype);
   v.cols = n;
   return v;
 }
 
 float WeightView::at(int64_t r, int64_t c) const {
   DP_CHECK(r >= 0 && r < rows && c >= 0 && c < cols, "({}, {}) outside {}x{}", r, c, rows, cols);
+  if (dtype_row_group(dtype) > 1) {
+    std::vector<float> row(static_cast<size_t>(cols));
+    weight_row_to_f32(*this, r, row.data());
+    return row[size_t(c)];
+  }
   return dequantize_at(dtype, static_cast<const char*>(data) + r * dtype_row_bytes(dtype, ld), c);
 }
 
 void weight_row_to_f32(const WeightView& w, int64_t r, float* out) {
   if (r < 0 || r >= w.rows) fail("row {} out of range of a {}-row matrix", r, w.rows);
+  if (dtype_row_group(w.dtype) > 1) {  // repacked: gather the row's blocks back first
+    const int64_t g = r / 16;
+    thread_local std::vector<uint8_t> plain;
+    plain.resize(size_t(dtype_row_bytes(w.dtype, w.cols)));
+    deinterleave_row(w.dtype, static_cast<const uint8_t*>(w.data) + g * 16 * dtype_row_bytes(w.dtype, w.ld),
+                     int(r % 16), w.cols, plain.data());
+    dequantize_row(dtype_plain(w.dtype), plain.data(), out, w.cols);
+    return;
+  }
   dequantize_row(w.dtype, static_cast<const char*>(w.data) + r * dtype_row_bytes(w.dtype, w.ld), out, w.cols);
 }
 
@@ -89,7 +109,7 @@ void matmul(const float* x, int64_t M, int64_t ldx, const WeightView& w, const f
 
 static MatmulBlockFn pick_block(KernelIsa isa, DType dt) {
   if (!kernel_isa_supported(isa)) fail("matmul: kernel ISA {} not supported by this CPU", kernel_isa_name(isa));
-  if (dtype_is_quantized(dt)) fail("matmul: no kernel for {} weights", dtype_name(dt));
+  if (dtype_is_quantized(dt)) return kernels::qmatmul_block_fn(isa, dt);
   switch (isa) {
     case KernelIsa::Avx512Bf16:
       return dt == DType::BF16 ? kernels::avx512bf16::matmul_block : kernels::avx512::matmul_block;
@@ -111,6 +131,7 @@ static void matmul_group(KernelIsa isa, const float* x, int64_t M, int64_t ldx, 
     const MatmulOut& o = outs[i];
     check_args(x, M, ldx, o.w, o.y, o.ldy);
     if (o.w.cols != K || o.w.dtype != dt) fail("matmul_multi: weights differ in K or dtype");
+    if (!dtype_row_splits(dt, K)) fail("matmul: K = {} is not whole {} blocks", K, dtype_name(dt));
     n_total += o.w.rows;
   }
   if (n_total == 0) return;
@@ -151,13 +172,27 @@ static void matmul_group(KernelIsa isa, const float* x, int64_t M, int64_t ldx, 
     xbp = out_base;
     ldxb = ld;
   }
+  // Block-quantized weights: the activations as int8 blocks, once for every weight row.
+  // (Through a pointer: inside the parallel region `xq` would name each thread's own copy.)
+  thread_local QuantActs xq;
+  QuantActs* xqp = &xq;
+  if (dtype_is_quantized(dt)) {
+    xqp->reset(act_block_elems(dt), M, K);
+    if (threads > 1 && M > 1) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+      for (int64_t m = 0; m < M; ++m) quantize_acts(isa, x, ldx, m, m + 1, *xqp);
+    } else {
+      quantize_acts(isa, x, ldx, 0, M, *xqp);
+    }
+  }
 
   const MatmulBlockFn block = pick_block(isa, dt);
   // Blocks of W rows sized to stay in L2 while the M tiles stream past them
   // (tasks n-major, so consecutive tasks share a W block), and at most 32
   // rows of x per block so the tiles' saved accumulators stay in L1.
-  const int64_t row_bytes = K * int64_t(dtype_size(dt));
-  constexpr int64_t kGrain = 24;  // multiple of every ISA's register tile width
+  const int64_t row_bytes = dtype_row_bytes(dt, K);
+  // A multiple of every ISA's register tile width (quantized: of 16-row groups, 4 per GEMV tile).
+  const int64_t kGrain = dtype_is_quantized(dt) ? 64 : 24;
   int64_t nb = std::max<int64_t>(kGrain, (int64_t(256) << 10) / row_bytes / kGrain * kGrain);
   const int64_t per_thread = (n_total + threads - 1) / threads;
   nb = std::min(nb, (per_thread + kGrain - 1) / kGrain * kGrain);
@@ -179,6 +214,7 @@ static void matmul_group(KernelIsa isa, const float* x, int64_t M, int64_t ldx, 
     p.t.ldx = ldx;
     p.t.xb = xbp;
     p.t.ldxb = ldxb;
+    p.t.xq = xqp;
     p.t.w = o.w;
     p.t.bias = o.bias;
     p.t.y = o.y;
@@ -215,7 +251,21 @@ void matmul_isa(KernelIsa isa, const float* x, int64_t M, int64_t ldx, const Wei
 }
 
 void matmul_multi(const float* x, int64_t M, int64_t ldx, const MatmulOut* outs, int64_t n_outs) {
-  matmul_group(best_kernel_isa(), x, M, ldx, outs, n_outs);
+  // Weights of different types (a quantization mix such as llama.cpp's Q4_K_M: a Q6_K v_proj
+  // beside Q4_K q/k) run as one product per type; no output's bits change.
+  std::vector<MatmulOut> same;
+  std::vector<uint8_t> done(size_t(std::max<int64_t>(n_outs, 0)), 0);
+  for (int64_t i = 0; i < n_outs; ++i) {
+    if (done[size_t(i)]) continue;
+    same.clear();
+    for (int64_t j = i; j < n_outs; ++j)
+      if (!done[size_t(j)] && outs[j].w.dtype == outs[i].w.dtype) {
+        same.push_back(outs[j]);
+        done[size_t(j)] = 1;
+      }
+    if (same.size() == size_t(n_outs)) return matmul_group(best_kernel_isa(), x, M, ldx, outs, n_outs);
+    matmul_group(best_kernel_isa(), x, M, ldx, same.data(), int64_t(same.size()));
+  }
 }
 
 void matmul(const float* x, int64_t M, int64_t ldx, const WeightView& w, const float* bias, float* y,

@@ -51,9 +51,9 @@ struct MatmulOut {
   int64_t ldy = 0;
 };
 
-// Several products of the same activations at once (q/k/v, gate/up): the weights must share K
-// and dtype. One activation packing and one parallel region instead of one per product; every
-// element is bit-identical to a separate matmul() call.
+// Several products of the same activations at once (q/k/v, gate/up): the weights must share K.
+// One activation packing and one parallel region per weight dtype instead of one per product;
+// every element is bit-identical to a separate matmul() call.
 void matmul_multi(const float* x, int64_t M, int64_t ldx, const MatmulOut* outs, int64_t n_outs);
 
 // Copy row `r` of W into fp32 `out` (embedding lookup).

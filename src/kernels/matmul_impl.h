@@ -8,6 +8,10 @@
 
 #include "kernels/matmul.h"
 
+namespace dpserve {
+class QuantActs;
+}
+
 namespace dpserve::kernels {
 
 // For BF16 weights, activations are rounded to bf16 and each row is zero-padded
@@ -19,6 +23,7 @@ struct MatmulTask {
   int64_t ldx = 0;
   const uint16_t* xb = nullptr;  // bf16 activations (BF16 weights), padded rows
   int64_t ldxb = 0;
+  const QuantActs* xq = nullptr; // int8 activations (block-quantized weights, kernels/quant_act.h)
   WeightView w;
   const float* bias = nullptr;
   float* y = nullptr;

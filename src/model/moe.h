@@ -22,6 +22,8 @@
 
 namespace dpserve {
 
+class WeightPrep;
+
 class MoeLayer {
  public:
   // `prefix`: the layer's "model.layers.N." (tensor names follow the architecture).
@@ -30,6 +32,9 @@ class MoeLayer {
   // out[T, hidden] = this rank's experts' share of the MoE output for x[T, hidden]. Rows with
   // skip[row] != 0 (DP padding) are routed nowhere and get zeros.
   void forward(const float* x, int64_t T, float* out, const uint8_t* skip = nullptr);
+
+  // Registers this rank's expert matrices (and the router, which recipes keep float) with `prep`.
+  void add_weights(WeightPrep& prep, int64_t layer, const std::string& prefix);
 
   int64_t first_expert() const { return e0_; }
   int64_t n_local_experts() const { return int64_t(experts_.size()); }
