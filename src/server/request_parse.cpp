@@ -472,6 +472,11 @@ GenSpec parse_completion_request(const json& b, const ParseContext& ctx, std::st
     spec.base.top_logprobs = int32_t(*st.top_logprobs);
   }
   if (st.best_of && *st.best_of != spec.n) bad_param("best_of", "'best_of' other than n is not supported");
+  // OpenAI answers echo + logprobs with the prompt tokens' logprobs too; the engine does not compute
+  // logits for prompt positions, so the combination is refused rather than answered without them.
+  if (spec.echo && spec.logprobs)
+    throw ApiError(400, "'echo' together with 'logprobs' (logprobs of the prompt tokens) is not supported by this server",
+                   "echo", "", "unsupported_parameter");
   parse_logit_bias(b, spec.base, ctx);
   parse_output_constraint(b, raw_body, spec.base, ctx);
   check_choices(spec, "n");

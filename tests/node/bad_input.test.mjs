@@ -65,6 +65,7 @@ const cases = [
   ['unknown response_format type', '/v1/completions', { prompt: 'a', response_format: { type: 'yaml' } }, 400, 'response_format.type'],
   ['generate regex with a backreference', '/generate', { text: 'a', sampling_params: { regex: '(a)\\1' } }, 400, 'sampling_params.regex'],
   ['unsupported suffix', '/v1/completions', { prompt: 'a', suffix: 'end' }, 400, 'suffix'],
+  ['echo with logprobs (prompt logprobs)', '/v1/completions', { prompt: 'a', echo: true, logprobs: 2 }, 400, 'echo'],
   // One request cannot ask for more than 256 sequences (prompts x n).
   ['too many choices', '/v1/completions', { prompt: Array.from({ length: 16 }, () => 'a'), n: 17 }, 400, 'n'],
 ];
