@@ -65,7 +65,9 @@ int main(int argc, char** argv) {
   const double peak = measure_bf16_peak();
   // Peak RSS from here on: reset the high-water mark left by the bandwidth buffer.
   std::ofstream("/proc/self/clear_refs") << "5";
-  auto model = Model::load(model_path);
+  LoadOptions lo;
+  lo.threads = threads;
+  auto model = Model::load(model_path, lo);
   const ModelConfig& c = model->config();
   // Bytes read per decoded token: every matrix once; the embedding only when it is also the LM head.
   const int64_t embed_bytes = c.vocab * c.hidden * int64_t(dtype_size(c.dtype));

@@ -235,8 +235,9 @@ void run_generate(GenerateArgs& a) {
 // --dump-logits: every position's logits, straight from the single-rank runner.
 void run_dump_logits(GenerateArgs& a) {
   ModelLocation loc = resolve_model(a.rf.rt.model_path, a.rf.tokenizer_path);
-  if (a.rf.rt.threads > 0) omp_set_num_threads(a.rf.rt.threads);
-  auto model = Model::load(loc.model);
+  LoadOptions lo;
+  lo.threads = a.rf.rt.threads;
+  auto model = Model::load(loc.model, lo);
   const auto& cfg = model->config();
   std::vector<int32_t> prompt;
   if (!a.prompt_ids.empty()) {

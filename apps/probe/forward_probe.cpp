@@ -38,8 +38,9 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads);
   CLI11_PARSE(app, argc, argv);
   try {
-    if (threads > 0) omp_set_num_threads(threads);
-    auto model = Model::load(model_path);
+    LoadOptions lo;
+    lo.threads = threads;
+    auto model = Model::load(model_path, lo);
     const int64_t V = model->config().vocab;
     KVPool kv(model->kv_config(num_pages, page_size));
     std::ifstream in(schedule);

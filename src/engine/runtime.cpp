@@ -71,6 +71,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     LoadOptions lo;
     lo.parallel = model_parallel_for(I.topo);
     lo.comm = I.mcomm.get();
+    lo.threads = threads;
     I.model = Model::load(o.model_path, lo);
     const ModelConfig& cfg = I.model->config();
 
@@ -126,7 +127,7 @@ std::string Runtime::describe() const {
   const int64_t per_token = KVPool::bytes_per_page(impl_->model->kv_config(1, 1));
   return fmt::format("rank {}/{}: DP group {} (slot {} of {}), {} KV positions x {} KiB/token, {} threads", t.rank,
                      t.world_size, t.attn_dp_rank, t.attn_tp_rank, t.attn_tp_size, impl_->kv_tokens,
-                     double(per_token) / 1024.0, omp_get_max_threads());
+                     double(per_token) / 1024.0, impl_->model->threads());
 }
 
 void Runtime::run() {

@@ -32,6 +32,7 @@ struct ForwardBatch {
 struct LoadOptions {
   ModelParallel parallel;
   ModelComm* comm = nullptr;  // required when any shard size > 1
+  int threads = 0;            // members of the model's thread team (0 = the machine's cores)
 };
 
 class Model {
@@ -44,20 +45,26 @@ class Model {
   const ModelParallel& parallel() const { return par_; }
   int64_t local_kv_heads() const { return n_kv_local_; }
   int64_t weight_bytes() const { return weight_bytes_; }
+  // The thread team that runs every forward pass (its caller is member 0, the step thread).
+  ThreadTeam& team() { return *team_; }
+  int threads() const { return team_->size(); }
 
   // A KV pool sized for this rank's share of the model.
   KVPoolConfig kv_config(int64_t n_pages, int64_t page_size) const;
 
-  // Runs the batch, writes K/V of its tokens into `kv`, and fills
-  // logits[batch.logit_rows.size(), vocab].
+  // Runs the batch on the thread team, writes K/V of its tokens into `kv`, and fills
+  // logits[batch.logit_rows.size(), vocab]. Collectives (ModelComm) are called from the calling
+  // thread only.
   void forward(const ForwardBatch& batch, KVPool& kv, float* logits);
 
  private:
   struct Layer;
   Model() = default;
   void init_layers();
-  void attention(const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv);
-  void mlp(const Layer& L, int64_t T);
+  // One member's part of forward(); every member runs it.
+  void forward_member(Team& t, const ForwardBatch& b, KVPool& kv, float* logits);
+  void attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv);
+  void mlp(Team& t, const Layer& L, int64_t T);
 
   ModelConfig cfg_;
   ModelParallel par_;
@@ -70,9 +77,16 @@ class Model {
   int64_t n_heads_local_ = 0, n_kv_local_ = 0, kv_head0_ = 0, ffn_local_ = 0, vocab0_ = 0, vocab_local_ = 0;
   int64_t weight_bytes_ = 0;
 
-  // Scratch, grown as needed and reused step after step.
-  std::vector<float> x_, xn_, q_, k_, v_, attn_, o_, gate_, up_, logits_local_, sel_, global_in_, global_out_;
+  std::unique_ptr<ThreadTeam> team_;
+
+  // Scratch, grown as needed (on the step thread, or by the leader between barriers) and reused
+  // step after step.
+  std::vector<float> x_, xn_, q_, k_, v_, attn_, o_, h_, logits_local_, sel_, global_in_, global_out_;
   std::vector<float> rope_cs_;  // per token of the batch: head_dim/2 cos then head_dim/2 sin, once per forward
+  std::vector<int64_t> row_pos_;     // position of each token of the batch
+  std::vector<int32_t> page_of_row_;  // KV page of each token's position
+  std::vector<uint8_t> skip_;     // DP padding rows of the gathered MLP input
+  int64_t mlp_rows_ = 0;          // rows of the MLP input this step (all groups' with DP attention)
 };
 
 }  // namespace dpserve
