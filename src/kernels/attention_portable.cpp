@@ -1,5 +1,7 @@
 // Portable attention primitives (plain C++).
+#include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "kernels/attention_impl.h"
 
@@ -15,6 +17,14 @@ struct Ops {
       for (int j = 0; j < 8; ++j) s[j] += a[i + j] * b[i + j];
     for (int j = 0; i + j < d; ++j) s[j] += a[i + j] * b[i + j];
     return ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
+  }
+  static float scores(const float* q, const float* k, int64_t ldk, int64_t n, int64_t d, float scale, float* out) {
+    float m = -std::numeric_limits<float>::infinity();
+    for (int64_t j = 0; j < n; ++j) {
+      out[j] = dot(q, k + j * ldk, d) * scale;
+      m = std::max(m, out[j]);
+    }
+    return m;
   }
   static void axpy_rows(float* acc, const float* v, const float* p, int64_t n, int64_t d) {
     for (int64_t j = 0; j < n; ++j)
