@@ -167,7 +167,7 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
   const Range r = t.share(T * per_row);
   for (int64_t item = r.begin; item < r.end; ++item) {
     const int64_t row = item / per_row, h = item % per_row;
-    const float* cs = &rope_cs_[row * hd];  // filled once per forward, shared by every layer
+    const float* cs = rope_->row(row_pos_[size_t(row)]);
     if (h < nh) {
       float* qh = &q_[row * qd + h * hd];
       if (c.qk_norm) rmsnorm(qh, L.q_norm.data(), qh, 1, hd, eps);
@@ -270,8 +270,7 @@ void Model::mlp(Team& t, const Layer& L, int64_t T) {
 
 void Model::forward_member(Team& t, const ForwardBatch& b, KVPool& kv, float* logits) {
   const auto& c = cfg_;
-  const int64_t T = b.n_tokens(), H = c.hidden, hd = c.head_dim, half = hd / 2;
-  // Embeddings, and the RoPE angles of every token (they depend only on positions: once for all layers).
+  const int64_t T = b.n_tokens(), H = c.hidden;
   const Range r = t.share(T);
   for (int64_t i = r.begin; i < r.end; ++i) {
     if (!b.row_embeds.empty() && b.row_embeds[i]) {
@@ -279,7 +278,6 @@ void Model::forward_member(Team& t, const ForwardBatch& b, KVPool& kv, float* lo
     } else {
       weight_row_to_f32(embed_, b.tokens[i], &x_[i * H]);
     }
-    rope_->at(row_pos_[size_t(i)], &rope_cs_[i * hd], &rope_cs_[i * hd + half]);
   }
   t.barrier();
   for (int64_t l = 0; l < c.n_layers; ++l) {
@@ -323,17 +321,20 @@ void Model::forward(const ForwardBatch& b, KVPool& kv, float* logits) {
   grow(o_, T * H);
   grow(h_, T * ffn_local_);
   grow(global_out_, T * H);
-  grow(rope_cs_, T * hd);
   grow(sel_, R * H);
   grow(logits_local_, R * vocab_local_);
   grow(row_pos_, T);
   grow(page_of_row_, T);
   const int64_t ps = kv.page_size();
-  for (const AttnSeq& s : b.seqs)
+  int64_t max_pos = 0;
+  for (const AttnSeq& s : b.seqs) {
     for (int64_t i = 0; i < s.n_q; ++i) {
       row_pos_[size_t(s.q_row + i)] = s.pos0 + i;
       page_of_row_[size_t(s.q_row + i)] = s.pages[(s.pos0 + i) / ps];
     }
+    max_pos = std::max(max_pos, s.pos0 + s.n_q);
+  }
+  rope_->ensure(max_pos);  // RoPE angles depend only on positions: computed once, for every step
   for (const auto& L : layers_)
     if (L.moe) L.moe->reserve(T);
   team_->run([&](Team& t) { forward_member(t, b, kv, logits); });

@@ -82,7 +82,6 @@ class Model {
   // Scratch, grown as needed (on the step thread, or by the leader between barriers) and reused
   // step after step.
   std::vector<float> x_, xn_, q_, k_, v_, attn_, o_, h_, logits_local_, sel_, global_in_, global_out_;
-  std::vector<float> rope_cs_;  // per token of the batch: head_dim/2 cos then head_dim/2 sin, once per forward
   std::vector<int64_t> row_pos_;     // position of each token of the batch
   std::vector<int32_t> page_of_row_;  // KV page of each token's position
   std::vector<uint8_t> skip_;     // DP padding rows of the gathered MLP input
