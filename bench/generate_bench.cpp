@@ -1,20 +1,24 @@
-// End-to-end single-rank generation benchmark on a model of realistic shape:
-// prefill of a long prompt, single-stream decode, and batched decode, each
-// printed next to the roofline measured in the same run (read bandwidth for
-// single-stream decode, bf16 peak for prefill and batched decode), plus peak RSS.
+// End-to-end single-rank generation benchmark on a model of realistic shape, through the engine's
+// scheduler and step as `dpserve generate` runs them: prefill of a long prompt, single-stream
+// decode, and batched decode, each printed next to the roofline measured in the same run (read
+// bandwidth for single-stream decode, bf16 peak for prefill and batched decode), plus peak RSS.
 //
 //   /usr/bin/python3 tools/make_hf_model.py --preset tinyllama-1.1b --out /tmp/tinyllama
 //   build/bin/generate_bench --model-path /tmp/tinyllama [--threads 2]
 #include <omp.h>
 
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
 #include "bench/roofline.h"
-#include "engine/offline_runner.h"
+#include "core/check.h"
+#include "engine/runtime.h"
 #include "model/model.h"
 
 using namespace dpserve;
@@ -45,6 +49,54 @@ std::vector<int32_t> prompt_of(int64_t n, int64_t vocab, int32_t salt) {
   return p;
 }
 
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+struct Run {
+  double prefill_seconds = 0;  // submit -> every request's first token
+  double decode_seconds = 0;   // from there -> the last token
+};
+
+// Greedy requests (EOS ignored) through the engine's scheduler and step, stamped as they are delivered.
+Run run(DpEngine& engine, const std::vector<std::vector<int32_t>>& prompts, int64_t new_tokens) {
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  const double t0 = now_s();
+  for (const auto& p : prompts) {
+    Request r;
+    r.input_ids = p;
+    r.params.temperature = 0;
+    r.params.max_new_tokens = new_tokens;
+    r.params.ignore_eos = true;
+    streams.push_back(engine.enqueue(std::move(r)));
+  }
+  // One reader per request, so each token is stamped when it is delivered.
+  std::vector<double> first(streams.size(), 0), last(streams.size(), 0);
+  std::vector<std::string> errors(streams.size());
+  std::vector<std::thread> readers;
+  for (size_t i = 0; i < streams.size(); ++i)
+    readers.emplace_back([&, i] {
+      Response resp;
+      while (true) {
+        if (!streams[i]->next(resp, std::chrono::milliseconds(1000))) continue;
+        if (!resp.tokens.empty()) {
+          last[i] = now_s();
+          if (first[i] == 0) first[i] = last[i];
+        }
+        if (resp.finished) {
+          if (resp.finish_reason != "length") errors[i] = resp.finish_reason + " " + resp.error;
+          return;
+        }
+      }
+    });
+  for (auto& t : readers) t.join();
+  double first_all = t0, last_all = t0;
+  for (size_t i = 0; i < streams.size(); ++i) {
+    if (!errors[i].empty()) fail("generate_bench: a request ended with {}", errors[i]);
+    first_all = std::max(first_all, first[i]);
+    last_all = std::max(last_all, last[i]);
+  }
+  return Run{first_all - t0, last_all - first_all};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -65,58 +117,56 @@ int main(int argc, char** argv) {
   const double peak = measure_bf16_peak();
   // Peak RSS from here on: reset the high-water mark left by the bandwidth buffer.
   std::ofstream("/proc/self/clear_refs") << "5";
-  LoadOptions lo;
-  lo.threads = threads;
-  auto model = Model::load(model_path, lo);
-  const ModelConfig& c = model->config();
+  // The engine as `dpserve generate` runs it, one rank: a whole prompt per step, room for the batch.
+  RuntimeOptions ro;
+  ro.model_path = model_path;
+  ro.threads = threads;
+  ro.sched.chunked_prefill_size = 4096;
+  ro.sched.max_prefill_tokens = 4096;
+  ro.sched.max_running_requests = std::max<int64_t>(batch, 1);
+  ro.max_total_tokens = std::max(prompt_len + 16, batch * (16 + decode)) + 64;
+  auto rt = Runtime::start(ro);
+  const Model& model = rt->model();
+  const ModelConfig& c = model.config();
   // Bytes read per decoded token: every matrix once; the embedding only when it is also the LM head.
   const int64_t embed_bytes = c.vocab * c.hidden * int64_t(dtype_size(c.dtype));
-  const int64_t stream_bytes = model->weight_bytes() - (c.tie_embeddings ? 0 : embed_bytes);
+  const int64_t stream_bytes = model.weight_bytes() - (c.tie_embeddings ? 0 : embed_bytes);
   const double flops_per_token = double(stream_bytes) / double(dtype_size(c.dtype)) * 2.0;
   std::printf("machine: %d threads, read bandwidth %.1f GB/s, bf16 peak %.1f GFLOP/s\n", omp_get_max_threads(),
               bw / 1e9, peak / 1e9);
   std::printf("model: %s, %lld layers, hidden %lld, %.2f GB weights, %.2f GB read per token\n", c.arch_name.c_str(),
-              (long long)c.n_layers, (long long)c.hidden, double(model->weight_bytes()) / 1e9, double(stream_bytes) / 1e9);
+              (long long)c.n_layers, (long long)c.hidden, double(model.weight_bytes()) / 1e9, double(stream_bytes) / 1e9);
 
-  RunnerOptions ro;
-  ro.prefill_chunk = 4096;
-  OfflineRunner runner(*model, {}, ro);
-  auto req = [&](int64_t plen, int64_t n, int32_t salt) {
-    SamplingParams sp;
-    sp.temperature = 0;
-    sp.max_new_tokens = n;
-    sp.ignore_eos = true;
-    return GenRequest{prompt_of(plen, c.vocab, salt), sp};
-  };
+  rt->run_with_client([&](DpEngine& engine) {
+    // Warm the weights into the page cache and the caches' first touch.
+    run(engine, {prompt_of(8, c.vocab, 99)}, 2);
 
-  // Warm the weights into the page cache and the caches' first touch.
-  runner.run({req(8, 2, 99)});
+    const Run pre = run(engine, {prompt_of(prompt_len, c.vocab, 1)}, 1);
+    const double prefill_tps = double(prompt_len) / pre.prefill_seconds;
+    // Attention flops are small next to the matmuls at this length; count matmuls only.
+    const double prefill_frac = peak > 0 ? prefill_tps * flops_per_token / peak : 0;
+    std::printf("prefill %lld tokens: %.1f tok/s = %.1f%% of bf16 peak\n", (long long)prompt_len, prefill_tps,
+                100 * prefill_frac);
 
-  runner.run({req(prompt_len, 1, 1)});
-  const double prefill_tps = double(prompt_len) / runner.stats().prefill_seconds;
-  // Attention flops are small next to the matmuls at this length; count matmuls only.
-  const double prefill_frac = peak > 0 ? prefill_tps * flops_per_token / peak : 0;
-  std::printf("prefill %lld tokens: %.1f tok/s = %.1f%% of bf16 peak\n", (long long)prompt_len, prefill_tps,
-              100 * prefill_frac);
+    const Run one = run(engine, {prompt_of(16, c.vocab, 2)}, decode);
+    const double decode_tps = double(decode - 1) / one.decode_seconds;
+    std::printf("decode, 1 sequence: %.2f tok/s = %.1f%% of the bandwidth limit (%.2f tok/s)\n", decode_tps,
+                100 * decode_tps * double(stream_bytes) / bw, bw / double(stream_bytes));
 
-  runner.run({req(16, decode, 2)});
-  const double decode_tps = double(decode - 1) / runner.stats().decode_seconds;
-  std::printf("decode, 1 sequence: %.2f tok/s = %.1f%% of the bandwidth limit (%.2f tok/s)\n", decode_tps,
-              100 * decode_tps * double(stream_bytes) / bw, bw / double(stream_bytes));
+    std::vector<std::vector<int32_t>> prompts;
+    for (int64_t i = 0; i < batch; ++i) prompts.push_back(prompt_of(16, c.vocab, int32_t(10 + i)));
+    const Run many = run(engine, prompts, decode);
+    const double batch_tps = double(batch * (decode - 1)) / many.decode_seconds;
+    std::printf("decode, %lld sequences: %.1f tok/s = %.1f%% of the compute limit (%.1f tok/s)\n", (long long)batch,
+                batch_tps, peak > 0 ? 100 * batch_tps * flops_per_token / peak : 0.0,
+                peak > 0 ? peak / flops_per_token : 0.0);
+  });
 
-  std::vector<GenRequest> reqs;
-  for (int64_t i = 0; i < batch; ++i) reqs.push_back(req(16, decode, int32_t(10 + i)));
-  runner.run(reqs);
-  const double batch_tps = double(batch * (decode - 1)) / runner.stats().decode_seconds;
-  std::printf("decode, %lld sequences: %.1f tok/s = %.1f%% of the compute limit (%.1f tok/s)\n", (long long)batch,
-              batch_tps, peak > 0 ? 100 * batch_tps * flops_per_token / peak : 0.0,
-              peak > 0 ? peak / flops_per_token : 0.0);
-
-  const int64_t kv_bytes = KVPool::bytes_per_page(model->kv_config(1, 16)) / 16 * batch * (16 + decode);
+  const int64_t kv_bytes = KVPool::bytes_per_page(model.kv_config(1, 16)) / 16 * rt->kv_tokens_per_rank();
   const int64_t rss = peak_rss_bytes();
   std::printf("peak RSS %.2f GB; bound = weights %.2f GB + KV %.2f GB + 0.30 GB = %.2f GB (%s)\n", double(rss) / 1e9,
-              double(model->weight_bytes()) / 1e9, double(kv_bytes) / 1e9,
-              double(model->weight_bytes() + kv_bytes) / 1e9 + 0.3,
-              double(rss) <= double(model->weight_bytes() + kv_bytes) + 0.3e9 ? "within" : "OVER");
+              double(model.weight_bytes()) / 1e9, double(kv_bytes) / 1e9,
+              double(model.weight_bytes() + kv_bytes) / 1e9 + 0.3,
+              double(rss) <= double(model.weight_bytes() + kv_bytes) + 0.3e9 ? "within" : "OVER");
   return 0;
 }

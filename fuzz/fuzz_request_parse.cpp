@@ -1,5 +1,6 @@
 // HTTP JSON bodies -> validated generation specs (src/server/request_parse.h), with the real Qwen3
 // tokenizer and chat template. Only ApiError may escape; an accepted spec must satisfy the limits.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -7,6 +8,7 @@
 
 #include "core/check.h"
 #include "fuzz_util.h"
+#include "server/json_body.h"
 #include "server/openai_error.h"
 #include "server/request_parse.h"
 #include "tokenizer/chat_template.h"
@@ -24,27 +26,27 @@ const ParseContext& context() {
   static const ParseContext ctx = [] {
     ParseContext c;
     c.tok = tok.get();
-    c.context_length = 512;  // small, so the length checks are reachable with short inputs
+    // A small context, so the length checks are reachable with short inputs.
+    c.limits = dpserve::RequestLimits{.vocab = tok->vocab_size(), .context_length = 512, .hidden = 4};
     c.served_model_name = "fuzz-model";
     c.chat_template = std::make_shared<dpserve::ChatTemplate>(tok->chat_template().value());
-    c.hidden_size = 4;
-    c.max_n = 8;
-    c.max_prompts = 16;
     return c;
   }();
   return ctx;
 }
 
 void check_error(const ApiError& e) {
-  FUZZ_EXPECT(e.status() == 400 || e.status() == 404);
+  FUZZ_EXPECT(e.status() == 400 || e.status() == 404 || e.status() == 413);
   FUZZ_EXPECT(std::string(e.what()).size() > 0);
   FUZZ_EXPECT(e.body().contains("error"));
 }
 
 // What the engine relies on for every accepted request.
 void check_spec(const GenSpec& s, const ParseContext& ctx) {
-  FUZZ_EXPECT(s.n >= 1 && s.n <= ctx.max_n);
-  FUZZ_EXPECT(int64_t(s.prompts.size()) <= ctx.max_prompts);
+  using dpserve::RequestLimits;
+  FUZZ_EXPECT(s.n >= 1 && s.n <= RequestLimits::kMaxN);
+  FUZZ_EXPECT(int64_t(s.prompts.size()) <= RequestLimits::kMaxPrompts);
+  FUZZ_EXPECT(std::max<int64_t>(int64_t(s.prompts.size()), 1) * s.n <= RequestLimits::kMaxChoices);
   FUZZ_EXPECT(!s.prompts.empty() || s.input_embeds_rows > 0);
   int64_t longest = s.input_embeds_rows;
   for (const auto& p : s.prompts) {
@@ -53,9 +55,9 @@ void check_spec(const GenSpec& s, const ParseContext& ctx) {
     longest = std::max<int64_t>(longest, int64_t(p.size()));
   }
   if (s.input_embeds_rows > 0)
-    FUZZ_EXPECT(int64_t(s.input_embeds.size()) == s.input_embeds_rows * ctx.hidden_size);
+    FUZZ_EXPECT(int64_t(s.input_embeds.size()) == s.input_embeds_rows * ctx.limits.hidden);
   const auto& p = s.base.params;
-  FUZZ_EXPECT(p.max_new_tokens >= 1 && longest + p.max_new_tokens <= ctx.context_length);
+  FUZZ_EXPECT(p.max_new_tokens >= 1 && longest + p.max_new_tokens <= ctx.limits.context_length);
   FUZZ_EXPECT(p.temperature >= 0 && p.temperature <= 2);
   FUZZ_EXPECT(p.top_p > 0 && p.top_p <= 1);
   FUZZ_EXPECT(p.top_k == -1 || p.top_k >= 1);
@@ -63,6 +65,17 @@ void check_spec(const GenSpec& s, const ParseContext& ctx) {
   FUZZ_EXPECT(s.stop.size() <= 4);
   for (const auto& st : s.stop) FUZZ_EXPECT(!st.empty());
   FUZZ_EXPECT(s.base.top_logprobs >= 0 && s.base.top_logprobs <= 20);
+  // And what the engine itself will check when each choice is enqueued.
+  for (size_t i = 0; i < std::max<size_t>(s.prompts.size(), 1); ++i) {
+    dpserve::Request r = s.base;
+    if (s.prompts.empty()) {
+      r.input_embeds = s.input_embeds;
+      r.input_embeds_rows = s.input_embeds_rows;
+    } else {
+      r.input_ids = s.prompts[i];
+    }
+    FUZZ_EXPECT(!ctx.limits.check(r));
+  }
 }
 
 }  // namespace

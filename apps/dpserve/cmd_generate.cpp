@@ -1,6 +1,4 @@
 // `dpserve generate`: offline generation from one prompt (or a file of prompts), streamed to stdout.
-#include <omp.h>
-
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -15,7 +13,7 @@
 #include "core/cpu.h"
 #include "apps/dpserve/launch.h"
 #include "apps/dpserve/runtime_flags.h"
-#include "engine/offline_runner.h"
+#include "engine/request_limits.h"
 #include "engine/runtime.h"
 #include "model/default_model.h"
 #include "model/model.h"
@@ -75,15 +73,24 @@ class Streamer {
   std::unique_ptr<IncrementalDecoder> dec_;
 };
 
-void run_generate(GenerateArgs& a) {
-  relaunch_under_mpirun_if_needed(requested_world(a.rf));
-  ModelLocation loc = resolve_model(a.rf.rt.model_path, a.rf.tokenizer_path);
-  a.rf.rt.model_path = loc.model;
-  a.rf.rt.sched.enable_prefix_cache = !a.rf.disable_radix_cache;
-  std::unique_ptr<Tokenizer> tok;
-  if (!loc.tokenizer.empty()) tok = Tokenizer::load(loc.tokenizer);
-  if (tok) a.rf.rt.eos_ids = tok->eos_ids();
+// Limit messages name this command's flags.
+std::string flag_name(RequestParam p) {
+  switch (p) {
+    case RequestParam::kPrompt: return "the prompt";
+    case RequestParam::kMaxNewTokens: return "--max-new-tokens";
+    case RequestParam::kTemperature: return "--temperature";
+    case RequestParam::kTopP: return "--top-p";
+    case RequestParam::kTopK: return "--top-k";
+    case RequestParam::kMinP: return "--min-p";
+    case RequestParam::kFrequencyPenalty: return "--frequency-penalty";
+    case RequestParam::kPresencePenalty: return "--presence-penalty";
+    case RequestParam::kRepetitionPenalty: return "--repetition-penalty";
+    case RequestParam::kSeed: return "--seed";
+    default: return field_name(p);
+  }
+}
 
+SamplingParams sampling_params(const GenerateArgs& a) {
   SamplingParams sp;
   sp.temperature = a.temperature;
   sp.top_k = a.top_k;
@@ -95,24 +102,16 @@ void run_generate(GenerateArgs& a) {
   if (a.seed >= 0) sp.seed = uint64_t(a.seed);
   sp.max_new_tokens = a.max_new_tokens;
   sp.ignore_eos = a.ignore_eos;
-  if (auto err = sp.validate(); !err.empty()) fail("{}", err);
-  if (!a.dump_logits.empty() && requested_world(a.rf) > 1) fail("--dump-logits works with --tp-size 1 only");
+  // The sampling bounds need no model: a bad flag stops us before anything loads.
+  if (auto v = RequestLimits{}.check_sampling(sp, 0, flag_name)) fail("{}", v->message);
+  return sp;
+}
 
-  auto rt = Runtime::start(a.rf.rt);
-  const ModelConfig& cfg = rt->model_config();
-  DpEngine* engine = rt->engine();
-  if (!engine) {  // other ranks: serve steps until rank 0 is done
-    rt->run();
-    return;
-  }
-  spdlog::info("{}", loc.why);
-  spdlog::info("model: {} layers, hidden {}, {} heads / {} KV heads, vocab {}, {} weights, kernels {}; {}",
-               cfg.n_layers, cfg.hidden, cfg.n_heads, cfg.n_kv_heads, cfg.vocab, dtype_name(cfg.dtype),
-               cpu_kernel_name(), rt->describe());
-
-  const int32_t bos = tok ? tok->bos_id() : cfg.bos_id;
-  auto make_prompt = [&](const std::string& text) {
-    if (!tok) fail("no tokenizer found for {}: give --tokenizer-path, or --prompt-ids", loc.model);
+// The prompts as token ids: a file (text or ids per line), --prompt-ids, --prompt, or BOS alone.
+std::vector<std::vector<int32_t>> read_prompts(const GenerateArgs& a, const Tokenizer* tok, int32_t bos,
+                                               const std::string& model) {
+  auto encode = [&](const std::string& text) {
+    if (!tok) fail("no tokenizer found for {}: give --tokenizer-path, or --prompt-ids", model);
     std::vector<int32_t> ids = tok->encode(text, false);
     if (!a.no_bos && bos >= 0) ids.insert(ids.begin(), bos);
     return ids;
@@ -122,7 +121,7 @@ void run_generate(GenerateArgs& a) {
     std::ifstream in(a.prompts_file);
     if (!in) fail("--prompts-file: cannot open {}", a.prompts_file);
     for (std::string line; std::getline(in, line);)
-      prompts.push_back(a.prompts_are_ids ? parse_ids(line) : make_prompt(line));
+      prompts.push_back(a.prompts_are_ids ? parse_ids(line) : encode(line));
     if (prompts.empty()) fail("--prompts-file: {} has no prompts", a.prompts_file);
     for (auto& p : prompts)
       if (p.empty()) fail("--prompts-file: a line has no token ids");
@@ -130,22 +129,57 @@ void run_generate(GenerateArgs& a) {
     prompts.push_back(parse_ids(a.prompt_ids));
     if (prompts[0].empty()) fail("--prompt-ids: no ids given");
   } else if (!a.prompt.empty()) {
-    prompts.push_back(make_prompt(a.prompt));
+    prompts.push_back(encode(a.prompt));
   } else {
     // No prompt: start from BOS alone, as llama2.c's run.c does.
     if (bos < 0) fail("the model has no BOS token: give --prompt or --prompt-ids");
     prompts.push_back({bos});
   }
-  for (auto& p : prompts)
-    for (int32_t id : p)
-      if (id < 0 || id >= cfg.vocab) fail("prompt token id {} is outside the vocabulary [0, {})", id, cfg.vocab);
+  return prompts;
+}
 
-  // The step loop runs on this (MPI) thread; a helper thread feeds the prompts and collects outputs.
-  std::vector<Output> outs(prompts.size());
-  double t_first = 0, t_end = 0;
+// Each prompt with the sampling settings against the engine's limits (vocabulary, context), which
+// the engine would otherwise refuse one by one.
+void check_requests(const std::vector<std::vector<int32_t>>& prompts, const SamplingParams& sp,
+                    const RequestLimits& limits) {
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    Request r;
+    r.input_ids = prompts[i];
+    r.params = sp;
+    if (auto v = limits.check(r, flag_name))
+      fail("{}{}", prompts.size() > 1 ? fmt::format("prompt {}: ", i + 1) : std::string(), v->message);
+  }
+}
+
+// --dump-logits: the engine's step hands every position's logits to a file, in step order.
+using File = std::unique_ptr<std::FILE, int (*)(std::FILE*)>;
+File open_logits_dump(GenerateArgs& a) {
+  File f(nullptr, &std::fclose);
+  if (a.dump_logits.empty()) return f;
+  if (requested_world(a.rf) > 1) fail("--dump-logits works with --tp-size 1 only");
+  f.reset(std::fopen(a.dump_logits.c_str(), "wb"));
+  if (!f) fail("--dump-logits: cannot write {}", a.dump_logits);
+  a.rf.rt.logits_tap = [fp = f.get()](uint64_t, int64_t, std::span<const float> l) {
+    std::fwrite(l.data(), sizeof(float), l.size(), fp);
+  };
+  return f;
+}
+
+struct Generated {
+  std::vector<Output> outs;
+  double t_first = 0;  // seconds to the first prompt's first token
+  double t_end = 0;    // seconds to the last token
+};
+
+// Runs the prompts through the engine (this thread runs the step loop; a helper thread feeds the
+// prompts and reads the streams). With `stream_to` the single prompt's text is printed as it comes.
+Generated generate(Runtime& rt, const std::vector<std::vector<int32_t>>& prompts, const SamplingParams& sp,
+                   const Tokenizer* stream_to) {
+  Generated g;
+  g.outs.resize(prompts.size());
   const auto t0 = std::chrono::steady_clock::now();
   auto secs = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
-  rt->run_with_client([&](DpEngine& eng) {
+  rt.run_with_client([&](DpEngine& eng) {
     std::vector<std::shared_ptr<RequestStream>> streams;
     for (auto& p : prompts) {
       Request r;
@@ -153,78 +187,81 @@ void run_generate(GenerateArgs& a) {
       r.params = sp;
       streams.push_back(eng.enqueue(std::move(r)));
     }
-    const bool stream_text = !a.json && prompts.size() == 1;
-    Streamer st(stream_text ? tok.get() : nullptr, prompts[0].back());
+    Streamer st(stream_to, prompts[0].back());
+    auto print = [](const std::string& s) {
+      std::fwrite(s.data(), 1, s.size(), stdout);
+      std::fflush(stdout);
+    };
     for (size_t i = 0; i < streams.size(); ++i) {
+      Output& out = g.outs[i];
       Response resp;
       while (true) {
         if (!streams[i]->next(resp, std::chrono::milliseconds(1000))) continue;
         for (auto& t : resp.tokens) {
-          if (outs[i].ids.empty() && i == 0) t_first = secs();
-          outs[i].ids.push_back(t.token);
-          if (stream_text) {
-            std::string piece = st.push(t.token);
-            std::fwrite(piece.data(), 1, piece.size(), stdout);
-            std::fflush(stdout);
-          }
+          if (out.ids.empty() && i == 0) g.t_first = secs();
+          out.ids.push_back(t.token);
+          if (stream_to) print(st.push(t.token));
         }
         if (resp.finished) {
-          outs[i].finish_reason = resp.finish_reason;
-          outs[i].error = resp.error;
+          out.finish_reason = resp.finish_reason;
+          out.error = resp.error;
           break;
         }
       }
     }
-    if (stream_text) {
-      std::string tail = st.flush();
-      std::fwrite(tail.data(), 1, tail.size(), stdout);
-      std::fflush(stdout);
-    }
-    t_end = secs();
+    if (stream_to) print(st.flush());
+    g.t_end = secs();
   });
+  return g;
+}
 
-
-  auto decode_text = [&](size_t i) -> std::string {
+// stdout: one JSON object per prompt (--json), or one text line per prompt when there are several
+// (a single prompt's text was streamed already).
+void print_outputs(const GenerateArgs& a, const std::vector<std::vector<int32_t>>& prompts, const Generated& g,
+                   const Tokenizer* tok) {
+  auto text = [&](size_t i) -> std::string {
     if (!tok) return "";
-    Streamer d(tok.get(), prompts[i].back());
+    Streamer d(tok, prompts[i].back());
     std::string s;
-    for (auto id : outs[i].ids) s += d.push(id);
+    for (auto id : g.outs[i].ids) s += d.push(id);
     return s + d.flush();
   };
-  int64_t prompt_tokens = 0, out_tokens = 0;
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    prompt_tokens += int64_t(prompts[i].size());
-    out_tokens += int64_t(outs[i].ids.size());
-    if (outs[i].finish_reason == "error") fail("prompt {}: {}", i + 1, outs[i].error);
-  }
   if (a.json) {
     for (size_t i = 0; i < prompts.size(); ++i) {
       nlohmann::json j;
       j["prompt_ids"] = prompts[i];
-      j["output_ids"] = outs[i].ids;
-      j["text"] = decode_text(i);
-      j["finish_reason"] = outs[i].finish_reason;
+      j["output_ids"] = g.outs[i].ids;
+      j["text"] = text(i);
+      j["finish_reason"] = g.outs[i].finish_reason;
       j["prompt_tokens"] = prompts[i].size();
-      j["completion_tokens"] = outs[i].ids.size();
-      j["time_to_first_token_s"] = t_first;
-      j["total_seconds"] = t_end;
+      j["completion_tokens"] = g.outs[i].ids.size();
+      j["time_to_first_token_s"] = g.t_first;
+      j["total_seconds"] = g.t_end;
       std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     }
   } else if (prompts.size() > 1) {
     for (size_t i = 0; i < prompts.size(); ++i) {
-      std::string t = decode_text(i);
+      std::string t = text(i);
       for (auto& ch : t)
         if (ch == '\n') ch = ' ';
       std::cout << t << "\n";
     }
   }
   std::cout.flush();
-  const double decode_s = t_end - t_first;
+}
+
+// stderr: throughput and rank 0's step and control-plane counters.
+void print_stats(const std::vector<std::vector<int32_t>>& prompts, const Generated& g, const WorkerCounters& wc) {
+  int64_t prompt_tokens = 0, out_tokens = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    prompt_tokens += int64_t(prompts[i].size());
+    out_tokens += int64_t(g.outs[i].ids.size());
+  }
+  const double decode_s = g.t_end - g.t_first;
   const int64_t decode_tokens = out_tokens - int64_t(prompts.size());
   std::fprintf(stderr, "\nprompt: %lld tokens, first token after %.3f s (%.1f tok/s); decode: %lld tokens in %.3f s (%.1f tok/s)\n",
-               (long long)prompt_tokens, t_first, t_first > 0 ? double(prompt_tokens) / t_first : 0.0,
+               (long long)prompt_tokens, g.t_first, g.t_first > 0 ? double(prompt_tokens) / g.t_first : 0.0,
                (long long)decode_tokens, decode_s, decode_s > 0 ? double(decode_tokens) / decode_s : 0.0);
-  const WorkerCounters& wc = rt->counters();
   std::fprintf(stderr,
                "steps=%lld control_broadcasts=%lld control_bytes=%lld max_new_requests_in_a_step=%lld "
                "control_seconds=%.4f step_seconds=%.4f\n",
@@ -232,42 +269,36 @@ void run_generate(GenerateArgs& a) {
                (long long)wc.max_new_requests, wc.control_seconds, wc.busy_seconds);
 }
 
-// --dump-logits: every position's logits, straight from the single-rank runner.
-void run_dump_logits(GenerateArgs& a) {
+void run_generate(GenerateArgs& a) {
+  relaunch_under_mpirun_if_needed(requested_world(a.rf), a.rf.rt.watchdog_timeout);
   ModelLocation loc = resolve_model(a.rf.rt.model_path, a.rf.tokenizer_path);
-  LoadOptions lo;
-  lo.threads = a.rf.rt.threads;
-  auto model = Model::load(loc.model, lo);
-  const auto& cfg = model->config();
-  std::vector<int32_t> prompt;
-  if (!a.prompt_ids.empty()) {
-    prompt = parse_ids(a.prompt_ids);
-  } else {
-    std::unique_ptr<Tokenizer> tok = Tokenizer::load(loc.tokenizer);
-    prompt = tok->encode(a.prompt, false);
-    if (!a.no_bos && tok->bos_id() >= 0) prompt.insert(prompt.begin(), tok->bos_id());
+  a.rf.rt.model_path = loc.model;
+  a.rf.rt.sched.enable_prefix_cache = !a.rf.disable_radix_cache;
+  std::unique_ptr<Tokenizer> tok;
+  if (!loc.tokenizer.empty()) tok = Tokenizer::load(loc.tokenizer);
+  if (tok) a.rf.rt.eos_ids = tok->eos_ids();
+  const SamplingParams sp = sampling_params(a);
+  File dump = open_logits_dump(a);
+
+  auto rt = Runtime::start(a.rf.rt);
+  if (!rt->engine()) {  // other ranks: serve steps until rank 0 is done
+    rt->run();
+    return;
   }
-  for (int32_t id : prompt)
-    if (id < 0 || id >= cfg.vocab) fail("prompt token id {} is outside the vocabulary [0, {})", id, cfg.vocab);
-  SamplingParams sp;
-  sp.temperature = a.temperature;
-  sp.max_new_tokens = a.max_new_tokens;
-  sp.ignore_eos = a.ignore_eos;
-  if (a.seed >= 0) sp.seed = uint64_t(a.seed);
-  RunnerOptions ro;
-  ro.page_size = a.rf.rt.page_size;
-  ro.keep_logits = true;
-  std::FILE* dump = std::fopen(a.dump_logits.c_str(), "wb");
-  if (!dump) fail("--dump-logits: cannot write {}", a.dump_logits);
-  OfflineRunner runner(*model, cfg.eos_ids, ro);
-  auto res = runner.run({GenRequest{prompt, sp}}, {},
-                        [&](size_t, int64_t, const float* l) { std::fwrite(l, sizeof(float), size_t(cfg.vocab), dump); });
-  std::fclose(dump);
-  nlohmann::json j;
-  j["prompt_ids"] = prompt;
-  j["output_ids"] = res[0].output;
-  j["finish_reason"] = res[0].finish_reason;
-  if (a.json) std::cout << j.dump() << "\n";
+  const ModelConfig& cfg = rt->model_config();
+  spdlog::info("{}", loc.why);
+  spdlog::info("model: {} layers, hidden {}, {} heads / {} KV heads, vocab {}, {} weights, kernels {}; {}",
+               cfg.n_layers, cfg.hidden, cfg.n_heads, cfg.n_kv_heads, cfg.vocab, dtype_name(cfg.dtype),
+               cpu_kernel_name(), rt->describe());
+
+  const auto prompts = read_prompts(a, tok.get(), tok ? tok->bos_id() : cfg.bos_id, loc.model);
+  check_requests(prompts, sp, rt->engine()->limits());
+  const bool stream_text = !a.json && prompts.size() == 1;
+  const Generated g = generate(*rt, prompts, sp, stream_text ? tok.get() : nullptr);
+  for (size_t i = 0; i < prompts.size(); ++i)
+    if (g.outs[i].finish_reason == "error") fail("prompt {}: {}", i + 1, g.outs[i].error);
+  print_outputs(a, prompts, g, tok.get());
+  print_stats(prompts, g, rt->counters());
 }
 
 }  // namespace
@@ -281,8 +312,9 @@ void register_generate(CLI::App& app) {
   g->add_option("--prompts-file", a->prompts_file,
                 "File with one prompt per line, run together and spread over DP groups; one output line each");
   g->add_flag("--prompts-are-ids", a->prompts_are_ids, "Each line of --prompts-file is comma-separated token ids");
-  g->add_option("--max-new-tokens,-n", a->max_new_tokens, "Tokens to generate per prompt")->capture_default_str()
-      ->check(CLI::Range(int64_t(1), int64_t(1) << 30));
+  g->add_option("--max-new-tokens,-n", a->max_new_tokens,
+                "Tokens to generate per prompt (at least 1; prompt + this must fit the context)")
+      ->capture_default_str();
   g->add_option("--temperature,-t", a->temperature, "Sampling temperature; 0 = greedy")->capture_default_str();
   g->add_option("--top-k", a->top_k, "Keep the k most likely tokens (-1 = off)")->capture_default_str();
   g->add_option("--top-p", a->top_p, "Nucleus sampling mass (1 = off)")->capture_default_str();
@@ -300,12 +332,8 @@ void register_generate(CLI::App& app) {
                 "Write float32 logits, row-major [positions, vocab]: one row per prompt position, then one per "
                 "decode step (prompt_len + new_tokens - 1 rows); single prompt, single rank");
   g->callback([a] {
-    if (!a->dump_logits.empty()) {
-      if (!a->prompts_file.empty()) fail("--dump-logits works with a single prompt");
-      run_dump_logits(*a);
-    } else {
-      run_generate(*a);
-    }
+    if (!a->dump_logits.empty() && !a->prompts_file.empty()) fail("--dump-logits works with a single prompt");
+    run_generate(*a);
   });
 }
 

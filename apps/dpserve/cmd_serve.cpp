@@ -31,7 +31,7 @@ struct ServeArgs {
 
 void run_serve(ServeArgs& a) {
   spdlog::set_level(spdlog::level::from_str(a.log_level));
-  relaunch_under_mpirun_if_needed(requested_world(a.rf));
+  relaunch_under_mpirun_if_needed(requested_world(a.rf), a.rf.rt.watchdog_timeout);
 
   // Signals are handled by one thread (rank 0) or ignored (other ranks: rank 0's shutdown
   // broadcast stops them), so block them before any thread starts.
@@ -78,8 +78,8 @@ void run_serve(ServeArgs& a) {
                          {"dp_size", a.rf.rt.dp_size},
                          {"enable_dp_attention", a.rf.rt.enable_dp_attention},
                          {"ep_size", a.rf.rt.ep_size},
-                         {"load_balance_method", a.rf.rt.load_balance_method},
-                         {"dp_padding_mode", a.rf.rt.dp_padding_mode},
+                         {"load_balance_method", to_string(a.rf.rt.load_balance_method)},
+                         {"dp_padding_mode", to_string(a.rf.rt.dp_padding_mode)},
                          {"world_size", rt->world_size()},
                          {"page_size", a.rf.rt.page_size},
                          {"max_running_requests", a.rf.rt.sched.max_running_requests},
@@ -122,8 +122,14 @@ void register_serve(CLI::App& app) {
   s->add_option("--host", a->so.host, "Address to listen on")->capture_default_str()->envname("DPSERVE_HOST");
   s->add_option("--port", a->so.port, "Port to listen on (0 = any free port)")
       ->capture_default_str()->check(CLI::Range(0, 65535))->envname("DPSERVE_PORT");
-  s->add_option("--api-key", a->so.api_key, "Require 'Authorization: Bearer KEY' on every request")
-      ->envname("DPSERVE_API_KEY");
+  s->add_option("--api-key", a->so.api_keys,
+                "Require 'Authorization: Bearer KEY' on every request but /health, /health_generate and /metrics; "
+                "several keys (repeat the flag, or comma-separate) let several clients in, each aborting only its "
+                "own requests")
+      ->delimiter(',')->envname("DPSERVE_API_KEY");
+  s->add_option("--admin-api-key", a->so.admin_api_key,
+                "A key that passes everywhere and may abort any request; /abort_request {\"abort_all\": true} needs it")
+      ->envname("DPSERVE_ADMIN_API_KEY");
   s->add_option("--served-model-name", a->so.served_model_name,
                 "Model name in the API (default: the model folder's name)")
       ->envname("DPSERVE_SERVED_MODEL_NAME");
@@ -133,8 +139,12 @@ void register_serve(CLI::App& app) {
   s->add_option("--max-body-bytes", a->so.max_body_bytes, "Largest request body accepted")
       ->capture_default_str()->envname("DPSERVE_MAX_BODY_BYTES");
   s->add_option("--max-queued-requests", a->so.max_queued_requests,
-                "Generation requests in flight beyond which new ones get 429 with Retry-After (0 = no limit)")
-      ->capture_default_str()->envname("DPSERVE_MAX_QUEUED_REQUESTS");
+                "Sequences (prompts x n, summed over the generation requests in flight) beyond which new requests get "
+                "429 with Retry-After; a request that alone needs more gets 400 (0 = no limit)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber)->envname("DPSERVE_MAX_QUEUED_REQUESTS");
+  s->add_option("--max-queued-tokens", a->so.max_queued_tokens,
+                "The same bound on tokens: prompt + max_tokens of every sequence in flight (0 = no limit)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber)->envname("DPSERVE_MAX_QUEUED_TOKENS");
   s->add_option("--http-threads", a->so.http_threads,
                 "Most HTTP connections served at once (a thread each, started on demand)")
       ->capture_default_str()->check(CLI::Range(4, 4096))->envname("DPSERVE_HTTP_THREADS");
@@ -147,6 +157,10 @@ void register_serve(CLI::App& app) {
   s->add_option("--shutdown-timeout", a->so.shutdown_timeout_s,
                 "Seconds in-flight requests may take to finish after SIGTERM before they are aborted")
       ->capture_default_str()->envname("DPSERVE_SHUTDOWN_TIMEOUT");
+  s->add_option("--stall-timeout", a->rf.rt.stall_timeout,
+                "Seconds the engine may go without a step while requests are pending before /health answers 503 "
+                "(a stuck step; --watchdog-timeout ends the job later); 0 = never")
+      ->capture_default_str()->check(CLI::Range(0.0, 1e7))->envname("DPSERVE_STALL_TIMEOUT");
   s->add_option("--log-level", a->log_level, "trace, debug, info, warn, error")
       ->capture_default_str()->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->envname("DPSERVE_LOG_LEVEL");

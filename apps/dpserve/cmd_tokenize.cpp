@@ -59,7 +59,8 @@ std::vector<int32_t> parse_ids(const std::string& s) {
 
 void add_common(CLI::App* c, TokenizeArgs& a) {
   c->add_option("--model-path", a.model_path,
-                "Model folder, tokenizer-only folder, or llama2.c checkpoint. Default: the bundled stories260K")
+                "Model folder, tokenizer-only folder, GGUF model, or llama2.c checkpoint. Default: the bundled "
+                "stories260K")
       ->envname("DPSERVE_MODEL_PATH");
   c->add_option("--tokenizer-path", a.tokenizer_path, "Tokenizer folder or file (overrides --model-path)");
   c->add_flag("--json", a.json, "Machine-readable JSON output");

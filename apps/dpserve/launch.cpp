@@ -14,6 +14,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "apps/dpserve/rank_watch.h"
 #include "core/check.h"
 #include "parallel/comm.h"
 
@@ -39,7 +40,7 @@ std::string find_in_path(const std::string& name) {
 
 void remember_argv(int argc, char** argv) { g_argv.assign(argv, argv + argc); }
 
-void relaunch_under_mpirun_if_needed(int world) {
+void relaunch_under_mpirun_if_needed(int world, double watchdog_seconds) {
   if (world <= 1 || launched_under_mpi()) return;
   const char* env_launcher = std::getenv("DPSERVE_MPIRUN");
   std::string mpirun = env_launcher && *env_launcher ? env_launcher : find_in_path("mpirun");
@@ -77,10 +78,14 @@ void relaunch_under_mpirun_if_needed(int world) {
     std::fprintf(stderr, "dpserve: cannot execute %s: %s\n", mpirun.c_str(), std::strerror(errno));
     _exit(127);
   }
+  // Half the watchdog: a stopped rank is named here before the others' watchdog ends the job
+  // without knowing which rank it waited for.
+  StoppedRankWatch watch(child, world, watchdog_seconds / 2);
   while (true) {
     int status = 0;
     pid_t r = waitpid(child, &status, WNOHANG);
     if (r == child) std::exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    watch.poll();
     timespec ts{0, 100 * 1000 * 1000};
     siginfo_t info;
     int sig = sigtimedwait(&block, &info, &ts);

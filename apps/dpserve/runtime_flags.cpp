@@ -1,14 +1,39 @@
 #include "apps/dpserve/runtime_flags.h"
 
+#include <string>
+#include <vector>
+
 namespace dpserve::app {
+
+namespace {
+
+// An option whose value is one of an enum's names (each layer's to_string owns the spelling): the
+// string becomes the enum here, once, and a bad value is an error naming the flag and the choices.
+template <typename E>
+CLI::Option* add_enum_option(CLI::App* c, const std::string& flag, E& target, std::vector<E> values,
+                             const std::string& help) {
+  std::vector<std::string> names;
+  for (E v : values) names.push_back(to_string(v));
+  auto set = [&target, values](const std::string& s) {
+    for (E v : values)
+      if (s == to_string(v)) target = v;
+  };
+  return c->add_option_function<std::string>(flag, set, help)
+      ->check(CLI::IsMember(names))
+      ->default_str(to_string(target));
+}
+
+}  // namespace
 
 void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
   auto& o = f.rt;
   c->add_option("--model-path", o.model_path,
-                "Hugging Face model folder or llama2.c checkpoint (.bin). Default: the bundled stories260K")
+                "Hugging Face model folder, GGUF file (or a folder holding one, or any file of a split set), or "
+                "llama2.c checkpoint (.bin). Default: the bundled stories260K")
       ->envname("DPSERVE_MODEL_PATH");
   c->add_option("--tokenizer-path", f.tokenizer_path,
-                "Tokenizer folder or file. Default: the model folder, or the tok*.bin beside a llama2.c checkpoint")
+                "Tokenizer folder or file. Default: the model folder, a GGUF model's own vocabulary, or the tok*.bin "
+                "beside a llama2.c checkpoint")
       ->envname("DPSERVE_TOKENIZER_PATH");
   c->add_option("--tp-size", o.tp_size, "Ranks that shard one model copy (tensor parallelism)")
       ->capture_default_str()->check(CLI::Range(1, 1024))->envname("DPSERVE_TP_SIZE");
@@ -19,24 +44,33 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
   c->add_flag("--enable-dp-attention", o.enable_dp_attention,
               "Attention data-parallel in dp groups of tp/dp ranks; MLP/MoE over all tp ranks")
       ->envname("DPSERVE_ENABLE_DP_ATTENTION");
-  c->add_flag("--enable-dp-lm-head", f.enable_dp_lm_head,
-              "Split the LM head inside each DP group so logits never cross groups (SGLang's flag; dpserve "
-              "always does this, so the flag changes nothing)")
-      ->envname("DPSERVE_ENABLE_DP_LM_HEAD");
+  // SGLang's --enable-dp-lm-head selects what dpserve always does (the LM head split inside each DP
+  // group, so logits never cross groups); SGLang's default, the LM head split over every rank, is not
+  // built. The flag is refused with that explanation rather than accepted and ignored.
+  c->add_flag_callback(
+       "--enable-dp-lm-head",
+       [] {
+         throw CLI::ValidationError("--enable-dp-lm-head",
+                                    "dpserve always splits the LM head inside each DP group (what this flag "
+                                    "selects in SGLang); drop the flag");
+       })
+      ->group("");
   c->add_option("--ep-size", o.ep_size, "MoE: ranks holding whole experts; each expert is also split over tp/ep ranks (1 = every expert split over all ranks)")
       ->capture_default_str()->check(CLI::Range(1, 1024))->envname("DPSERVE_EP_SIZE");
-  c->add_option("--dp-padding-mode", o.dp_padding_mode,
-                "How DP groups' tokens are laid out for the MLP: auto (measured rule: sum_len unless all groups are equal), max_len, sum_len, sglang (SGLang's rule)")
-      ->capture_default_str()->check(CLI::IsMember({"auto", "max_len", "sum_len", "sglang"}))
+  add_enum_option(c, "--dp-padding-mode", o.dp_padding_mode,
+                  {DpPaddingRequest::kAuto, DpPaddingRequest::kMaxLen, DpPaddingRequest::kSumLen,
+                   DpPaddingRequest::kSglang},
+                  "How DP groups' tokens are laid out for the MLP: auto (measured rule: sum_len unless all groups "
+                  "are equal), max_len, sum_len, sglang (SGLang's rule)")
       ->envname("DPSERVE_DP_PADDING_MODE");
-  c->add_option("--load-balance-method", o.load_balance_method,
-                "How requests are spread over DP groups: round_robin, shortest_queue, least_tokens")
-      ->capture_default_str()->check(CLI::IsMember({"round_robin", "shortest_queue", "least_tokens"}))
+  add_enum_option(c, "--load-balance-method", o.load_balance_method,
+                  {LoadBalanceMethod::kRoundRobin, LoadBalanceMethod::kShortestQueue, LoadBalanceMethod::kLeastTokens},
+                  "How requests are spread over DP groups: round_robin, shortest_queue, least_tokens")
       ->envname("DPSERVE_LOAD_BALANCE_METHOD");
-  c->add_option("--dispatch", o.dispatch,
-                "How each step's requests reach the ranks: global (one broadcast, each rank keeps its group's "
-                "share) or group-leader (rank 0 sends each DP group leader its share, which it re-broadcasts)")
-      ->capture_default_str()->check(CLI::IsMember({"global", "group-leader"}))->envname("DPSERVE_DISPATCH");
+  add_enum_option(c, "--dispatch", o.dispatch, {Dispatch::kGlobal, Dispatch::kGroupLeader},
+                  "How each step's requests reach the ranks: global (one broadcast, each rank keeps its group's "
+                  "share) or group-leader (rank 0 sends each DP group leader its share, which it re-broadcasts)")
+      ->envname("DPSERVE_DISPATCH");
   c->add_option("--threads", o.threads, "OpenMP threads per rank (0 = cores / ranks on this machine)")
       ->capture_default_str()->check(CLI::Range(0, 1024))->envname("DPSERVE_THREADS");
   c->add_option("--page-size", o.page_size, "KV cache page size in positions")
@@ -56,8 +90,8 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
   c->add_flag("--disable-radix-cache", f.disable_radix_cache, "Do not reuse KV pages of shared prompt prefixes")
       ->envname("DPSERVE_DISABLE_RADIX_CACHE");
   c->add_option("--watchdog-timeout", o.watchdog_timeout,
-                "Seconds one step may run before the job is stopped with a message (a rank stopped or a "
-                "collective is stuck); 0 = off")
+                "Seconds one step may run, or a rank may wait for rank 0's next step, before the job is "
+                "stopped with a message naming what stopped (a rank stopped or a collective is stuck); 0 = off")
       ->capture_default_str()->check(CLI::Range(0.0, 1e7))->envname("DPSERVE_WATCHDOG_TIMEOUT");
   c->add_option("--embed-cache-requests", o.embed_cache_requests,
                 "Requests whose input_embeds each rank holds until they finish (oldest evicted beyond)")

@@ -14,7 +14,6 @@ struct RuntimeFlags {
   RuntimeOptions rt;
   std::string tokenizer_path;
   bool disable_radix_cache = false;
-  bool enable_dp_lm_head = false;  // accepted for SGLang compatibility; always the behaviour here
 };
 
 void add_runtime_flags(CLI::App* cmd, RuntimeFlags& f);

@@ -72,6 +72,32 @@ for k, v in req.items():
 write("request_parse", "bad_utf8", b'{"messages":[{"role":"user","content":"\xff\xfe"}]}')
 write("request_parse", "surrogate", b'{"prompt":"\\ud800"}')
 write("request_parse", "empty", b"")
+write("request_parse", "unknown_field", js({"prompt": "a", "x": [[], [], {}]}))
+write("request_parse", "big_ints", '{"prompt": [1, 9223372036854775808], "top_k": 18446744073709551615, '
+                                   '"seed": -9223372036854775808, "max_tokens": 1e19}')
+write("request_parse", "tiny_floats", js({"prompt": "a", "top_p": 1e-300, "repetition_penalty": 1e-300}))
+write("request_parse", "unsupported", js({"messages": [{"role": "user", "content": "hi"}], "logit_bias": {},
+                                          "tools": [], "response_format": {"type": "json_object"}}))
+
+# --- request_body: line 1 = framing ("chunked" or a Content-Length value), then the client's bytes --
+body_seeds = {
+    "cl": '12\n{"prompt":"a"}',
+    "cl_short": '20\n{"a":1}',
+    "cl_negative": "-5\n",
+    "cl_leading_zero": '007\n{"a":1}xyz',
+    "cl_huge": "99999999999999999999\n",
+    "cl_over_limit": "5000\n" + "x" * 5000,
+    "chunked": "chunked\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    "chunked_ext_trailer": "chunked\n5;a=b\r\nhello\r\n0\r\nX-Trailer: 1\r\nY: 2\r\n\r\n",
+    "chunked_lf_only": "chunked\n3\nabc\n0\n\n",
+    "chunked_bad_size": "chunked\nzz\r\nabc\r\n0\r\n\r\n",
+    "chunked_too_long_chunk": "chunked\n3\r\nabcdef\r\n0\r\n\r\n",
+    "chunked_over_limit": "chunked\nfff\r\n" + "y" * 4095 + "\r\n2\r\nzz\r\n0\r\n\r\n",
+    "chunked_truncated": "chunked\n10\r\nabc",
+    "chunked_no_end": "chunked\n3\r\nabc\r\n",
+}
+for k, v in body_seeds.items():
+    write("request_body", k, v)
 
 # --- tokenizer: byte 0 = tokenizer (bits 0-1) | ids mode (bit 2) | special flag (bit 3) -----------
 texts = ["Hello, world!", "  leading spaces and\ttabs\n\nnewlines", "caf\u00e9 e\u0301 \u4f60\u597d \U0001F44D\u200d",
@@ -200,3 +226,242 @@ v1[36] = 1
 n1 = 1 * (8 + 8) + 8 + 6 * 8 + 1 * (64 + 2 * 32 + 64 + 3 * 128)
 write("config", "l2c_v1", b"\x01" + bytes(v1) + struct.pack(f"<{n1}f", *([0.5] * n1)))
 write("config", "l2c_v2", b"\x01" + bytes(v1[:4]) + struct.pack("<i", 2) + bytes(v1[8:]))
+
+
+# --- control_message: byte 0 even = a step's control message, odd = a group report ------------------
+# A msgpack writer of our own (github.com/msgpack/msgpack/spec.md), so the seeds do not come from
+# the encoder under test. Floats are float 32, as dpserve writes them.
+def mp(o):
+    if o is None:
+        return b"\xc0"
+    if o is True or o is False:
+        return b"\xc3" if o else b"\xc2"
+    if isinstance(o, int):
+        if 0 <= o < 128:
+            return bytes([o])
+        if -32 <= o < 0:
+            return struct.pack("b", o)
+        return b"\xcf" + struct.pack(">Q", o) if o >= 0 else b"\xd3" + struct.pack(">q", o)
+    if isinstance(o, float):
+        return b"\xca" + struct.pack(">f", o)
+    if isinstance(o, str):
+        b = o.encode()
+        return (bytes([0xa0 | len(b)]) if len(b) < 32 else b"\xd9" + bytes([len(b)])) + b
+    if isinstance(o, bytes):
+        return (b"\xc4" + bytes([len(o)]) if len(o) < 256 else b"\xc5" + struct.pack(">H", len(o))) + o
+    if isinstance(o, list):
+        return bytes([0x90 | len(o)]) + b"".join(mp(x) for x in o)
+    if isinstance(o, dict):
+        return bytes([0x80 | len(o)]) + b"".join(mp(k) + mp(v) for k, v in o.items())
+    raise TypeError(o)
+
+
+def i32s(*v):
+    return struct.pack(f"<{len(v)}i", *v)
+
+
+def u64s(*v):
+    return struct.pack(f"<{len(v)}Q", *v)
+
+
+params = {"temperature": 0.0, "top_k": -1, "top_p": 1.0, "min_p": 0.0, "repetition_penalty": 1.0,
+          "frequency_penalty": 0.0, "presence_penalty": 0.0, "max_new_tokens": 16, "ignore_eos": False}
+full_params = dict(params, temperature=0.7, top_k=40, top_p=0.9, seed=2 ** 64 - 1, max_new_tokens=2 ** 40,
+                   stop_token_ids=i32s(2, 151645))
+plain = {"id": 1, "group": 0, "input_ids": i32s(1, 2, 3), "params": params}
+embeds = {"id": 2, "group": 1, "input_ids": b"", "input_embeds": struct.pack("<8f", *range(8)), "embed_rows": 2,
+          "params": full_params, "top_logprobs": 5, "return_logprob": True}
+step = {"v": 1, "step": 7, "new": [plain, embeds], "cancels": u64s(9, 10), "shutdown": False}
+controls = {
+    "step": step,
+    "empty": {"v": 1, "step": 1, "new": [], "cancels": b"", "shutdown": False},
+    "shutdown": {"v": 1, "step": 2, "new": [], "cancels": u64s(1), "shutdown": True},
+    "version2": dict(step, v=2),
+    "unknown_field": dict(step, constraint="{}"),
+    "missing_field": {"v": 1, "step": 1, "new": [], "shutdown": False},
+    "wrong_type": dict(step, shutdown=1),
+    "group_range": dict(step, new=[dict(plain, group=2 ** 40)]),
+    "ragged_ids": dict(step, new=[dict(plain, input_ids=b"\x01\x02\x03")]),
+    "params_not_map": dict(step, new=[dict(plain, params=[1, 2])]),
+}
+for k, v in controls.items():
+    write("control_message", k, b"\x00" + mp(v))
+write("control_message", "truncated", b"\x00" + mp(step)[:-7])
+write("control_message", "huge_array", b"\x00\xdd\xff\xff\xff\xff")
+write("control_message", "deep", b"\x00" + b"\x91" * 64 + b"\x00")
+out_tok = {"id": 5, "token": 17, "logprob": -0.5, "top_ids": i32s(17, 3), "top_logprobs": struct.pack("<2f", -0.5, -2.0),
+           "finish": 2, "prompt_tokens": 12, "cached_tokens": 8}
+out_err = {"id": 6, "finish": 4, "error": "evicted", "prompt_tokens": 3, "cached_tokens": 0}
+report = {"v": 1, "group": 1, "running": 2, "waiting": 0, "pages_used": 5, "pages_total": 64,
+          "prefix_hit_tokens": 0, "prefix_query_tokens": 12, "step_tokens": 2, "preemptions": 0, "cached_pages": 1,
+          "outs": [out_tok, out_err]}
+reports = {
+    "report": report,
+    "report_empty": dict(report, outs=[]),
+    "report_unpaired": dict(report, outs=[{k: v for k, v in out_tok.items() if k != "logprob"}]),
+    "report_bad_finish": dict(report, outs=[dict(out_err, finish=9)]),
+    "report_ragged_top": dict(report, outs=[dict(out_tok, top_logprobs=struct.pack("<f", -1.0))]),
+}
+for k, v in reports.items():
+    write("control_message", k, b"\x01" + mp(v))
+# --- gguf: whole files (tools/gguf_format.py writes the valid ones) -------------------------------
+import sys  # noqa: E402
+
+sys.path.insert(0, os.path.join(REPO, "tools"))
+import numpy as np  # noqa: E402
+
+import gguf_format as G  # noqa: E402
+
+
+def gguf_bytes(w):
+    path = os.path.join(ROOT, "..", "seeds", ".tmp.gguf")
+    w.write(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    os.remove(path)
+    return data
+
+
+def q8_rows(rows, cols, seed):
+    """Valid Q8_0 blocks: f16 scale 0.01, random int8 codes."""
+    rng = np.random.default_rng(seed)
+    blocks = np.zeros((rows, cols // 32, 34), dtype=np.uint8)
+    blocks[:, :, 0:2] = np.frombuffer(np.float16(0.01).tobytes(), dtype=np.uint8)
+    blocks[:, :, 2:] = rng.integers(0, 256, size=(rows, cols // 32, 32), dtype=np.uint8)
+    return blocks
+
+
+def tiny_model(arch="llama", hidden=8, heads=2, kv=1, ffn=16, vocab=8, qtype=None, vocab_kind="llama",
+               experts=0, extra_kv=(), extra_tensors=()):
+    """A complete small GGUF model: metadata, vocabulary and F32 (or Q8_0) tensors."""
+    w = G.GgufWriter()
+    hd = hidden // heads
+    w.add("general.architecture", G.STRING, arch)
+    p = arch + "."
+    for k, v in [("block_count", 1), ("context_length", 64), ("embedding_length", hidden),
+                 ("feed_forward_length", ffn), ("attention.head_count", heads), ("attention.head_count_kv", kv)]:
+        w.add(p + k, G.U32, v)
+    w.add(p + "attention.layer_norm_rms_epsilon", G.F32, 1e-5)
+    w.add(p + "rope.freq_base", G.F32, 10000.0)
+    if experts:
+        w.add(p + "expert_count", G.U32, experts)
+        w.add(p + "expert_used_count", G.U32, 2)
+        w.add(p + "expert_feed_forward_length", G.U32, ffn)
+    for k, t, v in extra_kv:
+        w.add(k, t, v)
+    if vocab_kind == "llama":
+        toks = ["<unk>", "<s>", "</s>", "<0x0A>", "\u2581a", "b", "\u2581", "a"][:vocab]
+        w.add("tokenizer.ggml.model", G.STRING, "llama")
+        w.add_array("tokenizer.ggml.tokens", G.STRING, toks)
+        w.add_array("tokenizer.ggml.scores", G.F32, np.arange(len(toks), dtype="<f4") * -1)
+        w.add_array("tokenizer.ggml.token_type", G.I32, np.array([2, 3, 3, 6, 1, 1, 1, 1][:vocab], dtype="<i4"))
+        w.add("tokenizer.ggml.bos_token_id", G.U32, 1)
+        w.add("tokenizer.ggml.eos_token_id", G.U32, 2)
+    elif vocab_kind == "gpt2":
+        toks = ["a", "b", "\u0120", "\u0120a", "ab", "<|im_end|>", "c", "\u010a"][:vocab]
+        w.add("tokenizer.ggml.model", G.STRING, "gpt2")
+        w.add("tokenizer.ggml.pre", G.STRING, "qwen2")
+        w.add_array("tokenizer.ggml.tokens", G.STRING, toks)
+        w.add_array("tokenizer.ggml.token_type", G.I32, np.array([1, 1, 1, 1, 1, 3, 1, 1][:vocab], dtype="<i4"))
+        w.add_array("tokenizer.ggml.merges", G.STRING, ["\u0120 a", "a b"])
+        w.add("tokenizer.ggml.eos_token_id", G.U32, 5)
+        w.add("tokenizer.chat_template", G.STRING, "{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    rng = np.random.default_rng(7)
+
+    def mat(name, rows, cols):
+        if qtype == "q8_0" and cols % 32 == 0:
+            b = q8_rows(rows, cols, len(w.tensors))
+            w.add_tensor(G.TensorSpec(name, G.GGML_Q8_0, (rows, cols), lambda b=b: b))
+        else:
+            a = (rng.standard_normal((rows, cols)) * 0.3).astype("<f4")
+            w.add_tensor(G.TensorSpec(name, G.GGML_F32, (rows, cols), lambda a=a: a))
+
+    def vec(name, n):
+        a = np.ones(n, dtype="<f4")
+        w.add_tensor(G.TensorSpec(name, G.GGML_F32, (n,), lambda a=a: a))
+    mat("token_embd.weight", vocab, hidden)
+    vec("blk.0.attn_norm.weight", hidden)
+    mat("blk.0.attn_q.weight", heads * hd, hidden)
+    mat("blk.0.attn_k.weight", kv * hd, hidden)
+    mat("blk.0.attn_v.weight", kv * hd, hidden)
+    mat("blk.0.attn_output.weight", hidden, heads * hd)
+    if arch in ("qwen3", "qwen3moe"):
+        vec("blk.0.attn_q_norm.weight", hd)
+        vec("blk.0.attn_k_norm.weight", hd)
+    vec("blk.0.ffn_norm.weight", hidden)
+    if experts:
+        mat("blk.0.ffn_gate_inp.weight", experts, hidden)
+        for n, shape in [("ffn_gate_exps", (experts, ffn, hidden)), ("ffn_up_exps", (experts, ffn, hidden)),
+                         ("ffn_down_exps", (experts, hidden, ffn))]:
+            a = (rng.standard_normal(shape) * 0.3).astype("<f4")
+            w.add_tensor(G.TensorSpec(f"blk.0.{n}.weight", G.GGML_F32, shape, lambda a=a: a))
+    else:
+        mat("blk.0.ffn_gate.weight", ffn, hidden)
+        mat("blk.0.ffn_up.weight", ffn, hidden)
+        mat("blk.0.ffn_down.weight", hidden, ffn)
+    vec("output_norm.weight", hidden)
+    for t in extra_tensors:
+        w.add_tensor(t)
+    return w
+
+
+def raw_gguf(kv=b"", n_kv=0, tensors=b"", n_tensors=0, version=3, data=b"", magic=b"GGUF"):
+    """Hand-made bytes for files no writer would produce."""
+    head = magic + struct.pack("<IQQ", version, n_tensors, n_kv) + kv + tensors
+    head += b"\0" * ((32 - len(head) % 32) % 32)
+    return head + data
+
+
+def kv(key, vtype, value, elem=None):
+    return G.gguf_string(key) + struct.pack("<I", vtype) + G.encode_value(vtype, value, elem)
+
+
+def tinfo(name, dims, ggml_type, offset):
+    return G.gguf_string(name) + struct.pack("<I", len(dims)) + struct.pack(f"<{len(dims)}Q", *dims) + \
+        struct.pack("<IQ", ggml_type, offset)
+
+
+valid = gguf_bytes(tiny_model())
+write("gguf", "llama_f32", valid)
+write("gguf", "llama_q8_0", gguf_bytes(tiny_model(hidden=32, ffn=32, qtype="q8_0")))
+write("gguf", "qwen3moe_gpt2", gguf_bytes(tiny_model(arch="qwen3moe", experts=4, vocab_kind="gpt2")))
+write("gguf", "qwen2_no_vocab", gguf_bytes(tiny_model(arch="qwen2", vocab_kind=None, extra_tensors=[
+    G.TensorSpec(f"blk.0.attn_{x}.bias", G.GGML_F32, (n,), lambda n=n: np.zeros(n, dtype="<f4"))
+    for x, n in (("q", 8), ("k", 4), ("v", 4))])))
+write("gguf", "truncated_data", valid[:-7])
+write("gguf", "truncated_header", valid[:100])
+write("gguf", "wrong_magic", b"GGUG" + valid[4:])
+write("gguf", "version1", valid[:4] + struct.pack("<I", 1) + valid[8:])
+write("gguf", "big_endian", valid[:4] + struct.pack(">I", 3) + valid[8:])
+write("gguf", "huge_counts", raw_gguf(n_kv=(1 << 62), n_tensors=(1 << 62)))
+write("gguf", "huge_string", raw_gguf(kv=G.gguf_string("k") + struct.pack("<IQ", G.STRING, 1 << 60), n_kv=1))
+write("gguf", "huge_array", raw_gguf(kv=G.gguf_string("k") + struct.pack("<IIQ", G.ARRAY, G.STRING, 1 << 40), n_kv=1))
+write("gguf", "huge_f32_array", raw_gguf(kv=G.gguf_string("k") + struct.pack("<IIQ", G.ARRAY, G.F32, 1 << 61), n_kv=1))
+write("gguf", "nested_array", raw_gguf(kv=G.gguf_string("k") + struct.pack("<IIQ", G.ARRAY, G.ARRAY, 1), n_kv=1))
+write("gguf", "bad_utf8_key", raw_gguf(kv=struct.pack("<Q", 2) + b"\xc3\x28" + struct.pack("<IB", G.U8, 1), n_kv=1))
+write("gguf", "bad_utf8_value", raw_gguf(kv=G.gguf_string("k") + struct.pack("<IQ", G.STRING, 3) + b"a\xff\xfe", n_kv=1))
+write("gguf", "bad_type", raw_gguf(kv=G.gguf_string("k") + struct.pack("<I", 77), n_kv=1))
+write("gguf", "bad_bool", raw_gguf(kv=G.gguf_string("k") + struct.pack("<IB", G.BOOL, 7), n_kv=1))
+write("gguf", "dup_key", raw_gguf(kv=kv("k", G.U8, 1) + kv("k", G.U8, 2), n_kv=2))
+write("gguf", "bad_alignment", raw_gguf(kv=kv("general.alignment", G.U32, 3), n_kv=1))
+write("gguf", "alignment_u64", raw_gguf(kv=kv("general.alignment", G.U64, 64), n_kv=1))
+f32x4 = struct.pack("<4f", 1, 2, 3, 4)
+write("gguf", "overlap", raw_gguf(tensors=tinfo("a", [4], 0, 0) + tinfo("b", [4], 0, 0), n_tensors=2, data=f32x4))
+write("gguf", "offset_out", raw_gguf(tensors=tinfo("a", [4], 0, 64), n_tensors=1, data=f32x4))
+write("gguf", "offset_wrap", raw_gguf(tensors=tinfo("a", [4], 0, (1 << 64) - 32), n_tensors=1, data=f32x4))
+write("gguf", "misaligned", raw_gguf(tensors=tinfo("a", [4], 0, 4), n_tensors=1, data=f32x4 * 2))
+write("gguf", "unknown_type", raw_gguf(tensors=tinfo("a", [4], 99, 0), n_tensors=1, data=f32x4))
+write("gguf", "iq2_xxs", raw_gguf(tensors=tinfo("a", [256], 16, 0), n_tensors=1, data=bytes(96)))
+write("gguf", "zero_dim", raw_gguf(tensors=tinfo("a", [0], 0, 0), n_tensors=1, data=f32x4))
+write("gguf", "five_dims", raw_gguf(tensors=tinfo("a", [1, 1, 1, 1, 4], 0, 0), n_tensors=1, data=f32x4))
+write("gguf", "huge_dims", raw_gguf(tensors=tinfo("a", [1 << 40, 1 << 40], 0, 0), n_tensors=1, data=f32x4))
+write("gguf", "partial_block", raw_gguf(tensors=tinfo("a", [31, 2], 8, 0), n_tensors=1, data=bytes(68)))
+write("gguf", "dup_tensor", raw_gguf(tensors=tinfo("a", [4], 0, 0) + tinfo("a", [4], 0, 32), n_tensors=2,
+                                     data=f32x4 + bytes(16) + f32x4))
+write("gguf", "unknown_arch", gguf_bytes(tiny_model(arch="mamba")))
+write("gguf", "unknown_pre", gguf_bytes(tiny_model(vocab_kind="gpt2"))
+                                        .replace(b"qwen2", b"qwen9"))
+write("gguf", "split_count", gguf_bytes(tiny_model(extra_kv=[("split.count", G.U16, 2)])))
+write("gguf", "unsupported_tensor_type", gguf_bytes(tiny_model(extra_tensors=[
+    G.TensorSpec("blk.0.extra.weight", 16, (1, 256), lambda: np.zeros(66, dtype=np.uint8))])))
+write("gguf", "empty", b"")

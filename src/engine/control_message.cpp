@@ -1,22 +1,16 @@
 #include "engine/control_message.h"
 
+#include <array>
 #include <cstring>
+#include <optional>
+#include <string_view>
+#include <type_traits>
 
 #include <msgpack.hpp>
 
 #include "core/check.h"
 
 namespace dpserve {
-
-const char* finish_reason(Finish f) {
-  switch (f) {
-    case Finish::kStop: return "stop";
-    case Finish::kLength: return "length";
-    case Finish::kAbort: return "abort";
-    case Finish::kError: return "error";
-    default: return "";
-  }
-}
 
 namespace {
 
@@ -28,66 +22,299 @@ struct ByteSink {
     out.insert(out.end(), b, b + n);
   }
 };
-using Packer = msgpack::packer<ByteSink>;
+// msgpack-c packs an integral float as an integer (so -0.0 would arrive as +0.0); floats are
+// written here as float 32 with their exact bits instead.
+struct Packer : msgpack::packer<ByteSink> {
+  explicit Packer(ByteSink& s) : msgpack::packer<ByteSink>(s), sink(s) {}
+  void pack_f32(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, sizeof u);
+    const char b[5] = {char(0xca), char(u >> 24), char(u >> 16), char(u >> 8), char(u)};
+    sink.write(b, sizeof b);
+  }
+  ByteSink& sink;
+};
+using Object = msgpack::object;
+
+// ---- values ----
+// Token ids, embeddings and id lists travel as raw little-endian arrays in a msgpack bin (every rank
+// of one job runs on the same architecture), read in place from the received buffer.
 
 template <typename T>
-void pack_pod_vector(Packer& pk, const std::vector<T>& v) {
-  pk.pack_bin(uint32_t(v.size() * sizeof(T)));
-  pk.pack_bin_body(reinterpret_cast<const char*>(v.data()), uint32_t(v.size() * sizeof(T)));
+void write_value(Packer& pk, const std::vector<T>& v) {
+  static_assert(std::is_arithmetic_v<T>);
+  const uint32_t bytes = uint32_t(v.size() * sizeof(T));
+  pk.pack_bin(bytes);
+  pk.pack_bin_body(reinterpret_cast<const char*>(v.data()), bytes);
 }
 
 template <typename T>
-std::vector<T> unpack_pod_vector(const msgpack::object& o) {
-  if (o.type != msgpack::type::BIN || o.via.bin.size % sizeof(T) != 0) fail("control message: bad binary field");
-  std::vector<T> v(o.via.bin.size / sizeof(T));
+void read_value(const Object& o, std::vector<T>& v) {
+  if (o.type != msgpack::type::BIN || o.via.bin.size % sizeof(T) != 0) throw msgpack::type_error();
+  v.resize(o.via.bin.size / sizeof(T));
   if (!v.empty()) std::memcpy(v.data(), o.via.bin.ptr, o.via.bin.size);
-  return v;
 }
 
-void pack_params(Packer& pk, const SamplingParams& p) {
-  pk.pack_array(12);
-  pk.pack(p.temperature);
-  pk.pack(p.top_k);
-  pk.pack(p.top_p);
-  pk.pack(p.min_p);
-  pk.pack(p.repetition_penalty);
-  pk.pack(p.frequency_penalty);
-  pk.pack(p.presence_penalty);
-  pk.pack(p.seed.has_value());
-  pk.pack(p.seed.value_or(0));
-  pk.pack(p.max_new_tokens);
-  pk.pack(p.ignore_eos);
-  pack_pod_vector(pk, p.stop_token_ids);
+template <typename T>
+void write_value(Packer& pk, const T& v) {
+  pk.pack(v);
+}
+void write_value(Packer& pk, float v) { pk.pack_f32(v); }
+
+// msgpack-c's conversions throw msgpack::type_error on a wrong type and on integers out of range.
+template <typename T>
+void read_value(const Object& o, T& v) {
+  o.convert(v);
 }
 
-SamplingParams unpack_params(const msgpack::object& o) {
-  const auto& a = o.via.array;
-  if (o.type != msgpack::type::ARRAY || a.size != 12) fail("control message: bad sampling params");
-  SamplingParams p;
-  p.temperature = a.ptr[0].as<float>();
-  p.top_k = a.ptr[1].as<int32_t>();
-  p.top_p = a.ptr[2].as<float>();
-  p.min_p = a.ptr[3].as<float>();
-  p.repetition_penalty = a.ptr[4].as<float>();
-  p.frequency_penalty = a.ptr[5].as<float>();
-  p.presence_penalty = a.ptr[6].as<float>();
-  if (a.ptr[7].as<bool>()) p.seed = a.ptr[8].as<uint64_t>();
-  p.max_new_tokens = a.ptr[9].as<int64_t>();
-  p.ignore_eos = a.ptr[10].as<bool>();
-  p.stop_token_ids = unpack_pod_vector<int32_t>(a.ptr[11]);
-  return p;
+void write_value(Packer& pk, const std::optional<uint64_t>& v) { pk.pack(*v); }
+void read_value(const Object& o, std::optional<uint64_t>& v) { v = o.as<uint64_t>(); }
+
+void write_value(Packer& pk, Finish f) { pk.pack(uint8_t(f)); }
+void read_value(const Object& o, Finish& f) {
+  const auto v = o.as<uint8_t>();
+  if (v > uint8_t(kLastFinish)) throw msgpack::type_error();
+  f = Finish(v);
 }
+
+// ---- named fields ----
+
+template <typename T>
+struct Field {
+  const char* name;
+  void (*write)(Packer&, const T&);
+  void (*read)(const Object&, T&);
+  bool (*present)(const T&);  // null: required, always written; else optional, written when true
+};
+
+// A field stored at `path` (an expression on `v`), required or optional.
+#define WIRE_FIELD(T, name, path)                                               \
+  Field<T> {                                                                    \
+    name, [](Packer& pk, const T& v) { write_value(pk, v.path); },              \
+        [](const Object& o, T& v) { read_value(o, v.path); }, nullptr           \
+  }
+#define WIRE_OPTIONAL(T, name, path, when)                                      \
+  Field<T> {                                                                    \
+    name, [](Packer& pk, const T& v) { write_value(pk, v.path); },              \
+        [](const Object& o, T& v) { read_value(o, v.path); },                   \
+        [](const T& v) { return bool(when); }                                   \
+  }
+
+constexpr std::string_view kVersionKey = "v";
+
+void write_key(Packer& pk, std::string_view k) {
+  pk.pack_str(uint32_t(k.size()));
+  pk.pack_str_body(k.data(), uint32_t(k.size()));
+}
+
+// A field name as it may appear in an error message (bytes from the wire, so shortened).
+std::string shown(std::string_view k) { return std::string(k.substr(0, 40)); }
+
+template <typename T, size_t N>
+void write_fields(Packer& pk, const T& v, const std::array<Field<T>, N>& fields, bool versioned) {
+  uint32_t n = versioned ? 1 : 0;
+  for (const auto& f : fields) n += !f.present || f.present(v);
+  pk.pack_map(n);
+  if (versioned) {
+    write_key(pk, kVersionKey);
+    pk.pack(kControlMessageVersion);
+  }
+  for (const auto& f : fields) {
+    if (f.present && !f.present(v)) continue;
+    write_key(pk, f.name);
+    f.write(pk, v);
+  }
+}
+
+template <typename T, size_t N>
+void read_fields(const Object& o, T& out, const std::array<Field<T>, N>& fields, const char* what, bool versioned) {
+  static_assert(N <= 64);
+  if (o.type != msgpack::type::MAP) fail("{}: expected a map of named fields", what);
+  uint64_t seen = 0;
+  bool version_seen = false;
+  for (uint32_t i = 0; i < o.via.map.size; ++i) {
+    const msgpack::object_kv& kv = o.via.map.ptr[i];
+    if (kv.key.type != msgpack::type::STR) fail("{}: a field name is not a string", what);
+    const std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
+    if (versioned && key == kVersionKey) {
+      if (version_seen) fail("{}: field 'v' appears twice", what);
+      version_seen = true;
+      if (kv.val.type != msgpack::type::POSITIVE_INTEGER || kv.val.via.u64 != kControlMessageVersion)
+        fail("{}: format version {} but this rank reads version {}: every rank must run the same dpserve build",
+             what, kv.val.type == msgpack::type::POSITIVE_INTEGER ? std::to_string(kv.val.via.u64) : "(not a number)",
+             kControlMessageVersion);
+      continue;
+    }
+    size_t f = 0;
+    while (f < N && key != fields[f].name) ++f;
+    if (f == N) fail("{}: unknown field '{}'", what, shown(key));
+    if (seen >> f & 1) fail("{}: field '{}' appears twice", what, shown(key));
+    seen |= uint64_t(1) << f;
+    try {
+      fields[f].read(kv.val, out);
+    } catch (const msgpack::type_error&) {
+      fail("{}: field '{}' has the wrong type or is out of range", what, fields[f].name);
+    }
+  }
+  if (versioned && !version_seen) fail("{}: no format version (field 'v')", what);
+  for (size_t f = 0; f < N; ++f)
+    if (!fields[f].present && !(seen >> f & 1)) fail("{}: required field '{}' is missing", what, fields[f].name);
+}
+
+// ---- the messages ----
+
+const std::array kParams = {
+    WIRE_FIELD(SamplingParams, "temperature", temperature),
+    WIRE_FIELD(SamplingParams, "top_k", top_k),
+    WIRE_FIELD(SamplingParams, "top_p", top_p),
+    WIRE_FIELD(SamplingParams, "min_p", min_p),
+    WIRE_FIELD(SamplingParams, "repetition_penalty", repetition_penalty),
+    WIRE_FIELD(SamplingParams, "frequency_penalty", frequency_penalty),
+    WIRE_FIELD(SamplingParams, "presence_penalty", presence_penalty),
+    WIRE_OPTIONAL(SamplingParams, "seed", seed, v.seed.has_value()),
+    WIRE_FIELD(SamplingParams, "max_new_tokens", max_new_tokens),
+    WIRE_FIELD(SamplingParams, "ignore_eos", ignore_eos),
+    WIRE_OPTIONAL(SamplingParams, "stop_token_ids", stop_token_ids, !v.stop_token_ids.empty()),
+};
+
+void write_value(Packer& pk, const SamplingParams& p) { write_fields(pk, p, kParams, false); }
+void read_value(const Object& o, SamplingParams& p) { read_fields(o, p, kParams, "control message: params", false); }
+
+const std::array kNewRequest = {
+    WIRE_FIELD(NewRequest, "id", id),
+    WIRE_FIELD(NewRequest, "group", group),
+    WIRE_FIELD(NewRequest, "input_ids", req.input_ids),
+    WIRE_OPTIONAL(NewRequest, "input_embeds", req.input_embeds, !v.req.input_embeds.empty()),
+    WIRE_OPTIONAL(NewRequest, "embed_rows", req.input_embeds_rows, v.req.input_embeds_rows != 0),
+    WIRE_FIELD(NewRequest, "params", req.params),
+    WIRE_OPTIONAL(NewRequest, "top_logprobs", req.top_logprobs, v.req.top_logprobs != 0),
+    WIRE_OPTIONAL(NewRequest, "return_logprob", req.return_logprob, v.req.return_logprob),
+};
+
+void write_value(Packer& pk, const std::vector<NewRequest>& reqs) {
+  pk.pack_array(uint32_t(reqs.size()));
+  for (const auto& r : reqs) write_fields(pk, r, kNewRequest, false);
+}
+void read_value(const Object& o, std::vector<NewRequest>& reqs) {
+  if (o.type != msgpack::type::ARRAY) throw msgpack::type_error();
+  reqs.resize(o.via.array.size);
+  for (uint32_t i = 0; i < o.via.array.size; ++i)
+    read_fields(o.via.array.ptr[i], reqs[i], kNewRequest, "control message: new request", false);
+}
+
+const std::array kStepControl = {
+    WIRE_FIELD(StepControl, "step", step),
+    WIRE_FIELD(StepControl, "new", new_requests),
+    WIRE_FIELD(StepControl, "cancels", cancels),
+    WIRE_FIELD(StepControl, "shutdown", shutdown),
+};
+
+// The chosen token's alternatives, as two parallel arrays.
+void write_top_ids(Packer& pk, const OutToken& t) {
+  std::vector<int32_t> ids;
+  for (const auto& a : t.tok.top) ids.push_back(a.token);
+  write_value(pk, ids);
+}
+void write_top_logprobs(Packer& pk, const OutToken& t) {
+  std::vector<float> lps;
+  for (const auto& a : t.tok.top) lps.push_back(a.logprob);
+  write_value(pk, lps);
+}
+// Read into tok.top: ids first fill the tokens, logprobs the values; the sizes must agree
+// (checked once the whole entry is read).
+void read_top_ids(const Object& o, OutToken& t) {
+  std::vector<int32_t> ids;
+  read_value(o, ids);
+  t.tok.top.resize(std::max(t.tok.top.size(), ids.size()));
+  for (size_t i = 0; i < ids.size(); ++i) t.tok.top[i].token = ids[i];
+  if (t.tok.top.size() != ids.size()) throw msgpack::type_error();
+}
+void read_top_logprobs(const Object& o, OutToken& t) {
+  std::vector<float> lps;
+  read_value(o, lps);
+  t.tok.top.resize(std::max(t.tok.top.size(), lps.size()));
+  for (size_t i = 0; i < lps.size(); ++i) t.tok.top[i].logprob = lps[i];
+  if (t.tok.top.size() != lps.size()) throw msgpack::type_error();
+}
+bool has_top(const OutToken& t) { return !t.tok.top.empty(); }
+
+const std::array kOutToken = {
+    WIRE_FIELD(OutToken, "id", id),
+    WIRE_OPTIONAL(OutToken, "token", tok.token, v.has_token),
+    WIRE_OPTIONAL(OutToken, "logprob", tok.logprob, v.has_token),
+    Field<OutToken>{"top_ids", &write_top_ids, &read_top_ids, &has_top},
+    Field<OutToken>{"top_logprobs", &write_top_logprobs, &read_top_logprobs, &has_top},
+    WIRE_OPTIONAL(OutToken, "finish", finish, v.finish != Finish::kNone),
+    WIRE_OPTIONAL(OutToken, "error", error, !v.error.empty()),
+    WIRE_FIELD(OutToken, "prompt_tokens", prompt_tokens),
+    WIRE_FIELD(OutToken, "cached_tokens", cached_tokens),
+};
+
+void write_value(Packer& pk, const std::vector<OutToken>& outs) {
+  pk.pack_array(uint32_t(outs.size()));
+  for (const auto& t : outs) write_fields(pk, t, kOutToken, false);
+}
+void read_value(const Object& o, std::vector<OutToken>& outs) {
+  if (o.type != msgpack::type::ARRAY) throw msgpack::type_error();
+  outs.resize(o.via.array.size);
+  for (uint32_t i = 0; i < o.via.array.size; ++i) {
+    const Object& e = o.via.array.ptr[i];
+    read_fields(e, outs[i], kOutToken, "group report: output", false);
+    // The token and its logprob come together, and so do the two halves of the alternatives.
+    bool has_token = false, has_logprob = false, has_ids = false, has_lps = false;
+    for (uint32_t k = 0; k < e.via.map.size; ++k) {
+      const std::string_view key(e.via.map.ptr[k].key.via.str.ptr, e.via.map.ptr[k].key.via.str.size);
+      has_token |= key == "token";
+      has_logprob |= key == "logprob";
+      has_ids |= key == "top_ids";
+      has_lps |= key == "top_logprobs";
+    }
+    if (has_token != has_logprob || has_ids != has_lps)
+      fail("group report: output: 'token' / 'logprob' and 'top_ids' / 'top_logprobs' come in pairs");
+    outs[i].has_token = has_token;
+  }
+}
+
+const std::array kGroupReport = {
+    WIRE_FIELD(GroupReport, "group", group),
+    WIRE_FIELD(GroupReport, "running", running),
+    WIRE_FIELD(GroupReport, "waiting", waiting),
+    WIRE_FIELD(GroupReport, "pages_used", pages_used),
+    WIRE_FIELD(GroupReport, "pages_total", pages_total),
+    WIRE_FIELD(GroupReport, "prefix_hit_tokens", prefix_hit_tokens),
+    WIRE_FIELD(GroupReport, "prefix_query_tokens", prefix_query_tokens),
+    WIRE_FIELD(GroupReport, "step_tokens", step_tokens),
+    WIRE_FIELD(GroupReport, "preemptions", preemptions),
+    WIRE_FIELD(GroupReport, "cached_pages", cached_pages),
+    WIRE_FIELD(GroupReport, "outs", outs),
+};
+
+#undef WIRE_FIELD
+#undef WIRE_OPTIONAL
 
 // Binary fields (token ids, embeddings) are read in place from the received buffer instead of
 // being copied into msgpack's zone first: large input_embeds are copied once, into the request.
 bool reference_bin(msgpack::type::object_type type, std::size_t, void*) { return type == msgpack::type::BIN; }
 
-msgpack::object_handle parse(const std::byte* data, size_t n) {
+msgpack::object_handle parse(const std::byte* data, size_t n, const char* what) {
+  // No container can hold more elements than the message has bytes; without these limits a few
+  // bytes declaring a 4-billion-element array would make msgpack allocate that many objects. The
+  // format nests 4 levels deep (message, list, entry, params).
+  const size_t cap = std::min<size_t>(n, UINT32_MAX);
+  const msgpack::unpack_limit limit(cap, cap, cap, cap, cap, 8);
   try {
-    return msgpack::unpack(reinterpret_cast<const char*>(data), n, &reference_bin);
+    return msgpack::unpack(reinterpret_cast<const char*>(data), n, &reference_bin, nullptr, limit);
   } catch (const std::exception& e) {
-    fail("control message: malformed msgpack: {}", e.what());
+    fail("{}: malformed msgpack: {}", what, e.what());
   }
+}
+
+template <typename T, size_t N>
+T decode(const std::byte* data, size_t n, const std::array<Field<T>, N>& fields, const char* what) {
+  auto h = parse(data, n, what);
+  T out;
+  read_fields(h.get(), out, fields, what, true);
+  return out;
 }
 
 }  // namespace
@@ -96,130 +323,25 @@ std::vector<std::byte> encode(const StepControl& c) {
   ByteSink sink;
   size_t payload = 64 + 8 * c.cancels.size();
   for (const auto& n : c.new_requests)
-    payload += 128 + 4 * (n.req.input_ids.size() + n.req.input_embeds.size() + n.req.params.stop_token_ids.size());
+    payload += 256 + 4 * (n.req.input_ids.size() + n.req.input_embeds.size() + n.req.params.stop_token_ids.size());
   sink.out.reserve(payload);  // one allocation even for megabytes of embeddings
   Packer pk(sink);
-  pk.pack_array(4);
-  pk.pack(c.step);
-  pk.pack_array(uint32_t(c.new_requests.size()));
-  for (const auto& n : c.new_requests) {
-    pk.pack_array(8);
-    pk.pack(n.id);
-    pk.pack(n.group);
-    pack_pod_vector(pk, n.req.input_ids);
-    pack_pod_vector(pk, n.req.input_embeds);
-    pk.pack(n.req.input_embeds_rows);
-    pack_params(pk, n.req.params);
-    pk.pack(n.req.top_logprobs);
-    pk.pack(n.req.return_logprob);
-  }
-  pack_pod_vector(pk, c.cancels);
-  pk.pack(c.shutdown);
+  write_fields(pk, c, kStepControl, true);
   return std::move(sink.out);
 }
 
 StepControl decode_control(const std::byte* data, size_t n) {
-  auto h = parse(data, n);
-  const msgpack::object& o = h.get();
-  StepControl c;
-  try {
-    const auto& a = o.via.array;
-    c.step = a.ptr[0].as<uint64_t>();
-    const auto& reqs = a.ptr[1].via.array;
-    for (uint32_t i = 0; i < reqs.size; ++i) {
-      const auto& r = reqs.ptr[i].via.array;
-      NewRequest nr;
-      nr.id = r.ptr[0].as<uint64_t>();
-      nr.group = r.ptr[1].as<int32_t>();
-      nr.req.input_ids = unpack_pod_vector<int32_t>(r.ptr[2]);
-      nr.req.input_embeds = unpack_pod_vector<float>(r.ptr[3]);
-      nr.req.input_embeds_rows = r.ptr[4].as<int64_t>();
-      nr.req.params = unpack_params(r.ptr[5]);
-      nr.req.top_logprobs = r.ptr[6].as<int32_t>();
-      nr.req.return_logprob = r.ptr[7].as<bool>();
-      c.new_requests.push_back(std::move(nr));
-    }
-    c.cancels = unpack_pod_vector<uint64_t>(a.ptr[2]);
-    c.shutdown = a.ptr[3].as<bool>();
-  } catch (const msgpack::type_error&) {
-    fail("control message: unexpected field types");
-  }
-  return c;
+  return decode(data, n, kStepControl, "control message");
 }
 
 std::vector<std::byte> encode(const GroupReport& r) {
   ByteSink sink;
+  sink.out.reserve(256 + 96 * r.outs.size());
   Packer pk(sink);
-  pk.pack_array(11);
-  pk.pack(r.group);
-  pk.pack(r.running);
-  pk.pack(r.waiting);
-  pk.pack(r.pages_used);
-  pk.pack(r.pages_total);
-  pk.pack(r.prefix_hit_tokens);
-  pk.pack(r.prefix_query_tokens);
-  pk.pack(r.step_tokens);
-  pk.pack_array(uint32_t(r.outs.size()));
-  for (const auto& o : r.outs) {
-    pk.pack_array(9);
-    pk.pack(o.id);
-    pk.pack(o.has_token);
-    pk.pack(o.tok.token);
-    pk.pack(o.tok.logprob);
-    std::vector<int32_t> ids;
-    std::vector<float> lps;
-    for (auto& t : o.tok.top) ids.push_back(t.token), lps.push_back(t.logprob);
-    pack_pod_vector(pk, ids);
-    pack_pod_vector(pk, lps);
-    pk.pack(uint8_t(o.finish));
-    pk.pack(o.error);
-    pk.pack_array(2);
-    pk.pack(o.prompt_tokens);
-    pk.pack(o.cached_tokens);
-  }
-  pk.pack(r.preemptions);
-  pk.pack(r.cached_pages);
+  write_fields(pk, r, kGroupReport, true);
   return std::move(sink.out);
 }
 
-GroupReport decode_report(const std::byte* data, size_t n) {
-  auto h = parse(data, n);
-  const msgpack::object& o = h.get();
-  GroupReport r;
-  try {
-    if (o.type != msgpack::type::ARRAY || o.via.array.size != 11) fail("group report: expected 11 fields");
-    const auto& a = o.via.array;
-    r.group = a.ptr[0].as<int32_t>();
-    r.running = a.ptr[1].as<int64_t>();
-    r.waiting = a.ptr[2].as<int64_t>();
-    r.pages_used = a.ptr[3].as<int64_t>();
-    r.pages_total = a.ptr[4].as<int64_t>();
-    r.prefix_hit_tokens = a.ptr[5].as<int64_t>();
-    r.prefix_query_tokens = a.ptr[6].as<int64_t>();
-    r.step_tokens = a.ptr[7].as<int64_t>();
-    const auto& outs = a.ptr[8].via.array;
-    for (uint32_t i = 0; i < outs.size; ++i) {
-      const auto& e = outs.ptr[i].via.array;
-      OutToken t;
-      t.id = e.ptr[0].as<uint64_t>();
-      t.has_token = e.ptr[1].as<bool>();
-      t.tok.token = e.ptr[2].as<int32_t>();
-      t.tok.logprob = e.ptr[3].as<float>();
-      auto ids = unpack_pod_vector<int32_t>(e.ptr[4]);
-      auto lps = unpack_pod_vector<float>(e.ptr[5]);
-      for (size_t k = 0; k < ids.size() && k < lps.size(); ++k) t.tok.top.push_back({ids[k], lps[k]});
-      t.finish = Finish(e.ptr[6].as<uint8_t>());
-      t.error = e.ptr[7].as<std::string>();
-      t.prompt_tokens = e.ptr[8].via.array.ptr[0].as<int64_t>();
-      t.cached_tokens = e.ptr[8].via.array.ptr[1].as<int64_t>();
-      r.outs.push_back(std::move(t));
-    }
-    r.preemptions = a.ptr[9].as<int64_t>();
-    r.cached_pages = a.ptr[10].as<int64_t>();
-  } catch (const msgpack::type_error&) {
-    fail("group report: unexpected field types");
-  }
-  return r;
-}
+GroupReport decode_report(const std::byte* data, size_t n) { return decode(data, n, kGroupReport, "group report"); }
 
 }  // namespace dpserve

@@ -1,6 +1,14 @@
-// What travels between ranks each step, serialized once with msgpack:
-// rank 0's control message (new requests with their DP group, cancellations,
-// shutdown) and each group leader's report back (sampled tokens, finishes, loads).
+// What travels between ranks each step, serialized once with msgpack: rank 0's control message
+// (new requests with their DP group, cancellations, shutdown) and each group leader's report back
+// (sampled tokens, finishes, loads).
+//
+// Wire format: every struct is a msgpack map from field name to value, and each message carries
+// its format version under "v". Decoding is strict, because every rank of a group must act on the
+// same bytes: a different version, an unknown or repeated field, a missing required field or a
+// value of the wrong type or range is a dpserve::Error naming the field. Optional fields (marked
+// below) are left out when they hold their default, so new per-request inputs (a constraint spec,
+// image payloads) are new optional fields and cost nothing for requests that do not use them;
+// changing what an existing field means bumps the version.
 #pragma once
 
 #include <cstddef>
@@ -8,16 +16,22 @@
 #include <string>
 #include <vector>
 
+#include "engine/finish.h"
 #include "engine/request.h"
 
 namespace dpserve {
 
+inline constexpr uint32_t kControlMessageVersion = 1;
+
+// Fields: id, group, input_ids, params, and optional input_embeds + embed_rows, top_logprobs,
+// return_logprob. Request::rid stays on rank 0 (logs, /abort_request).
 struct NewRequest {
   uint64_t id = 0;
   int32_t group = 0;
   Request req;
 };
 
+// Fields: v, step, new, cancels, shutdown.
 struct StepControl {
   uint64_t step = 0;
   std::vector<NewRequest> new_requests;
@@ -25,9 +39,8 @@ struct StepControl {
   bool shutdown = false;
 };
 
-enum class Finish : uint8_t { kNone = 0, kStop, kLength, kAbort, kError };
-const char* finish_reason(Finish f);
-
+// Fields: id, prompt_tokens, cached_tokens, and optional token + logprob (has_token), top_ids +
+// top_logprobs, finish, error.
 struct OutToken {
   uint64_t id = 0;
   bool has_token = false;  // false for a finish without a new token (abort, error)
@@ -38,6 +51,8 @@ struct OutToken {
   int64_t cached_tokens = 0;
 };
 
+// Fields: v, group, running, waiting, pages_used, pages_total, prefix_hit_tokens,
+// prefix_query_tokens, step_tokens, preemptions, cached_pages, outs.
 struct GroupReport {
   int32_t group = 0;
   int64_t running = 0;

@@ -1,7 +1,5 @@
 #include "engine/dp_engine.h"
 
-#include <cmath>
-
 #include <spdlog/spdlog.h>
 
 #include "core/check.h"
@@ -34,43 +32,30 @@ class DpEngine::Stream : public RequestStream {
   std::deque<Response> q_;
 };
 
-DpEngine::DpEngine(EngineLimits lim) : lim_(lim), router_(lim.dp_size, lim.method) {
+DpEngine::DpEngine(EngineLimits lim)
+    : lim_(lim),
+      req_limits_{.vocab = lim.vocab, .context_length = lim.context_length, .hidden = lim.hidden},
+      router_(lim.dp_size, lim.method) {
   stats_.groups.resize(size_t(lim.dp_size));
   for (int g = 0; g < lim.dp_size; ++g) stats_.groups[size_t(g)].dp_rank = g;
 }
 
 DpEngine::~DpEngine() = default;
 
-std::string DpEngine::validate(const Request& r) const {
-  if (r.input_embeds_rows > 0) {
-    if (!r.input_ids.empty()) return "give either input_ids or input_embeds, not both";
-    if (int64_t(r.input_embeds.size()) != r.input_embeds_rows * lim_.hidden)
-      return fmt::format("input_embeds must be {} rows of {} values", r.input_embeds_rows, lim_.hidden);
-    for (float v : r.input_embeds)
-      if (!std::isfinite(v)) return "input_embeds contains a non-finite value";
-  } else {
-    if (r.input_ids.empty()) return "the prompt is empty";
-    for (int32_t id : r.input_ids)
-      if (id < 0 || id >= lim_.vocab) return fmt::format("token id {} is outside the vocabulary [0, {})", id, lim_.vocab);
-  }
-  const int64_t n = r.input_embeds_rows > 0 ? r.input_embeds_rows : int64_t(r.input_ids.size());
-  if (n >= lim_.context_length)
-    return fmt::format("the prompt has {} tokens but the context length is {}", n, lim_.context_length);
-  if (r.params.max_new_tokens < 1) return "max_new_tokens must be at least 1";
-  if (auto e = r.params.validate(); !e.empty()) return e;
-  if (r.top_logprobs < 0 || r.top_logprobs > 20) return "top_logprobs must be in [0, 20]";
-  return {};
-}
-
 std::shared_ptr<RequestStream> DpEngine::enqueue(Request r) {
   std::shared_ptr<Stream> s;
-  std::string err = validate(r);
+  // The guard that keeps a bad request off the ranks, whoever the caller is; the frontends check
+  // the same limits first to name the field at fault.
+  std::string err;
+  if (auto v = req_limits_.check(r)) err = v->message;
   {
     std::lock_guard lk(mu_);
     const uint64_t id = next_id_++;
     s = std::make_shared<Stream>(id);
     if (err.empty() && (draining_ || stopped_)) err = "the server is shutting down";
     if (err.empty()) {
+      // Work arriving at an idle engine starts the stall clock (it may have slept for hours).
+      if (streams_.empty()) last_progress_ = std::chrono::steady_clock::now();
       streams_[id] = s;
       inbox_.push_back(Pending{id, std::move(r)});
     }
@@ -113,16 +98,27 @@ bool DpEngine::healthy() const {
   return !draining_ && !stopped_;
 }
 
+bool DpEngine::stalled() const {
+  std::lock_guard lk(mu_);
+  if (lim_.stall_seconds <= 0 || streams_.empty()) return false;
+  return std::chrono::steady_clock::now() - last_progress_ > std::chrono::duration<double>(lim_.stall_seconds);
+}
+
 EngineStats DpEngine::stats() const {
   std::lock_guard lk(mu_);
   return stats_;
 }
 
-StepControl DpEngine::next_step(bool idle) {
+StepControl DpEngine::next_step(bool idle, std::chrono::milliseconds max_idle_wait) {
   std::unique_lock lk(mu_);
   if (idle) {
-    // Nothing runs anywhere: sleep until a request, a cancel or shutdown arrives.
-    cv_.wait(lk, [&] { return !inbox_.empty() || !cancels_.empty() || draining_; });
+    // Nothing runs anywhere: sleep until a request, a cancel or shutdown arrives, or until the
+    // heartbeat is due (then the message goes out empty).
+    auto ready = [&] { return !inbox_.empty() || !cancels_.empty() || draining_; };
+    if (max_idle_wait.count() > 0)
+      cv_.wait_for(lk, max_idle_wait, ready);
+    else
+      cv_.wait(lk, ready);
   }
   StepControl c;
   c.step = ++step_;
@@ -157,6 +153,7 @@ void DpEngine::on_reports(std::vector<GroupReport>& reports) {
   {
     std::lock_guard lk(mu_);
     ++stats_.steps_total;
+    last_progress_ = std::chrono::steady_clock::now();
     for (auto& rep : reports) {
       if (rep.group < 0 || rep.group >= lim_.dp_size) continue;
       GroupStats& gs = stats_.groups[size_t(rep.group)];
@@ -226,6 +223,9 @@ void DpEngine::mark_stopped(const std::string& why) {
     stopped_ = true;
     stop_reason_ = why;
     left.swap(streams_);
+    // If the step loop still runs (the watchdog ends streams first), its next step shuts it down.
+    draining_ = true;
+    drain_deadline_ = std::chrono::steady_clock::now();
   }
   for (auto& [id, s] : left) {
     Response r;
@@ -233,6 +233,7 @@ void DpEngine::mark_stopped(const std::string& why) {
     r.finished = true;
     r.finish_reason = why.empty() ? "abort" : "error";
     r.error = why;
+    r.engine_fault = !why.empty();
     s->push(std::move(r));
   }
   cv_.notify_all();

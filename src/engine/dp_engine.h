@@ -12,6 +12,7 @@
 
 #include "engine/engine.h"
 #include "engine/rank_worker.h"
+#include "engine/request_limits.h"
 #include "engine/router.h"
 
 namespace dpserve {
@@ -23,6 +24,7 @@ struct EngineLimits {
   int32_t dp_size = 1;
   LoadBalanceMethod method = LoadBalanceMethod::kRoundRobin;
   int64_t max_new_requests_per_step = 1024;
+  double stall_seconds = 60;  // stalled(): pending work and no step for this long (<= 0: never)
 };
 
 class DpEngine : public Engine, public StepDriver {
@@ -34,19 +36,20 @@ class DpEngine : public Engine, public StepDriver {
   void cancel(uint64_t id) override;
   void shutdown(std::chrono::milliseconds drain) override;
   bool healthy() const override;
+  bool stalled() const override;
   EngineStats stats() const override;
   int64_t context_length() const override { return lim_.context_length; }
   int32_t dp_size() const override { return lim_.dp_size; }
+  const RequestLimits& limits() const override { return req_limits_; }
 
   // Step-thread side.
-  StepControl next_step(bool idle) override;
+  StepControl next_step(bool idle, std::chrono::milliseconds max_idle_wait) override;
   void on_reports(std::vector<GroupReport>& reports) override;
   void reject(const std::vector<NewRequest>& requests, const std::string& why) override;
-  // Called by the step thread when the loop has ended (normally or not).
+  // Called when the step loop has ended, or is about to (the watchdog): normally (open streams end
+  // with "abort"), or because the engine failed (`why` given: open streams end with "error", `why`
+  // and engine_fault). A loop still running shuts down at its next step.
   void mark_stopped(const std::string& why = {});
-
-  // Empty when the request can run, else why not (ids outside the vocabulary, bad embeddings, ...).
-  std::string validate(const Request& r) const;
 
  private:
   class Stream;
@@ -56,6 +59,7 @@ class DpEngine : public Engine, public StepDriver {
   };
 
   EngineLimits lim_;
+  RequestLimits req_limits_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Pending> inbox_;
@@ -69,6 +73,8 @@ class DpEngine : public Engine, public StepDriver {
   bool stopped_ = false;
   std::string stop_reason_;
   std::chrono::steady_clock::time_point drain_deadline_;
+  // Stall detection: the last step's end, or when work arrived at an idle engine if later.
+  std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();
   EngineStats stats_;
 };
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/request.h"
+#include "engine/request_limits.h"
 
 namespace dpserve {
 
@@ -46,8 +47,9 @@ struct EngineStats {
 class Engine {
  public:
   virtual ~Engine() = default;
-  // Queues a request (already validated by the frontend). The returned stream delivers
-  // tokens as they are sampled; a request the engine cannot run ends with finish_reason "error".
+  // Queues a request (frontends check it against limits() first, to name the field at fault). The
+  // returned stream delivers tokens as they are sampled; a request the engine cannot run, or one
+  // outside limits(), ends with finish_reason "error" without reaching the ranks.
   virtual std::shared_ptr<RequestStream> enqueue(Request r) = 0;
   // Ends the request at the next step (its KV pages are freed on every rank of its group).
   virtual void cancel(uint64_t id) = 0;
@@ -55,9 +57,14 @@ class Engine {
   // stops every rank. Blocks until the step thread has exited.
   virtual void shutdown(std::chrono::milliseconds drain) = 0;
   virtual bool healthy() const = 0;
+  // True when requests are pending but the engine has made no step for longer than its stall
+  // timeout (a stuck collective or step; /health turns 503). Never true while idle.
+  virtual bool stalled() const = 0;
   virtual EngineStats stats() const = 0;
   virtual int64_t context_length() const = 0;
   virtual int32_t dp_size() const = 0;
+  // What a request may ask for (vocabulary, context, parameter bounds): enqueue() refuses the rest.
+  virtual const RequestLimits& limits() const = 0;
 };
 
 }  // namespace dpserve

@@ -14,14 +14,6 @@
 
 namespace dpserve {
 
-struct RankWorker::Live {
-  Request req;
-  std::unique_ptr<Sampler> sampler;
-  int64_t prompt_len = 0;
-  int64_t generated = 0;
-  bool has_embeds = false;
-};
-
 namespace {
 
 double now_seconds() {
@@ -66,16 +58,12 @@ RankWorker::RankWorker(Model& model, const Topology& topo, const Comms& comms, D
       group_control_(comms.attn_tp) {
   DP_CHECK(opts_.kv_pages > 0);
   kv_ = std::make_unique<KVPool>(model_.kv_config(opts_.kv_pages, opts_.page_size));
-  sched_ = std::make_unique<Scheduler>(opts_.sched, *kv_);
+  sched_ = std::make_unique<Scheduler>(opts_.sched, *kv_, FinishRules{opts_.eos_ids});
 }
 
 RankWorker::~RankWorker() = default;
 
-Dispatch parse_dispatch(const std::string& s) {
-  if (s == "global") return Dispatch::kGlobal;
-  if (s == "group-leader") return Dispatch::kGroupLeader;
-  fail("--dispatch: \"{}\" is not one of global, group-leader", s);
-}
+const char* to_string(Dispatch d) { return d == Dispatch::kGlobal ? "global" : "group-leader"; }
 
 namespace {
 
@@ -96,11 +84,13 @@ std::vector<std::byte> encode_or_reject(StepControl& c, StepDriver* driver) {
 }  // namespace
 
 StepControl RankWorker::receive_control(StepDriver* driver, bool idle) {
+  // Rank 0 heart-beats while idle so the other ranks' watchdog can tell a stopped rank 0 from an idle one.
+  const auto heartbeat = std::chrono::milliseconds(int64_t(opts_.watchdog_seconds * 1000 / 4));
   std::vector<std::byte> msg;
   if (opts_.dispatch == Dispatch::kGlobal) {
     // One message for the whole world, serialized once; every rank keeps its group's share.
     if (driver) {
-      StepControl c = driver->next_step(idle);
+      StepControl c = driver->next_step(idle, heartbeat);
       step_t0_ = now_seconds();  // the idle wait above is not step time
       msg = encode_or_reject(c, driver);
     }
@@ -110,7 +100,7 @@ StepControl RankWorker::receive_control(StepDriver* driver, bool idle) {
   }
   // group-leader: rank 0 splits the step by group and sends each leader its share.
   if (driver) {
-    StepControl all = driver->next_step(idle);
+    StepControl all = driver->next_step(idle, heartbeat);
     step_t0_ = now_seconds();
     const std::vector<int> leaders = topo_.group_leaders();
     for (size_t g = 0; g < leaders.size(); ++g) {
@@ -136,47 +126,47 @@ StepControl RankWorker::receive_control(StepDriver* driver, bool idle) {
   return decode_control(msg.data(), msg.size());
 }
 
-void RankWorker::finish(uint64_t id, Finish f, GroupReport& rep, const std::string& error) {
+void RankWorker::end(uint64_t id, Finish f, GroupReport& rep, const std::string& error) {
   OutToken o;
   o.id = id;
   o.finish = f;
   o.error = error;
-  auto it = live_.find(id);
-  if (it != live_.end()) {
-    o.prompt_tokens = it->second->prompt_len;
-    if (auto f = std::find(embed_fifo_.begin(), embed_fifo_.end(), id); f != embed_fifo_.end()) embed_fifo_.erase(f);
-    live_.erase(it);
-  }
+  if (const RequestState* st = sched_->find(id)) o.prompt_tokens = st->prompt_len;
+  if (auto it = std::find(embed_fifo_.begin(), embed_fifo_.end(), id); it != embed_fifo_.end()) embed_fifo_.erase(it);
+  sched_->abort(id);
   rep.outs.push_back(std::move(o));
 }
 
 void RankWorker::admit(NewRequest& nr, GroupReport& rep) {
   const auto& cfg = model_.config();
-  auto l = std::make_unique<Live>();
-  l->req = std::move(nr.req);
-  Request& r = l->req;
+  const uint64_t id = nr.id;
+  Request& r = nr.req;
   std::vector<int32_t> prompt = r.input_ids;
   if (r.input_embeds_rows > 0) {
     // Decoded and validated once on rank 0; here only placed.
-    l->has_embeds = true;
     prompt.clear();
     for (int64_t i = 0; i < r.input_embeds_rows; ++i)
       prompt.push_back(embed_placeholder(&r.input_embeds[size_t(i * cfg.hidden)], cfg.hidden));
   }
-  l->prompt_len = int64_t(prompt.size());
-  l->sampler = std::make_unique<Sampler>(r.params, nr.id);
-  l->sampler->add_prompt(r.input_ids.data(), int64_t(r.input_ids.size()));
-  const uint64_t id = nr.id;
-  const int64_t max_new = std::min<int64_t>(r.params.max_new_tokens, cfg.max_pos - l->prompt_len);
+  const int64_t prompt_len = int64_t(prompt.size());
+  const int64_t max_new = std::min<int64_t>(r.params.max_new_tokens, cfg.max_pos - prompt_len);
   if (max_new < 1) {
-    live_.emplace(id, std::move(l));
-    finish(id, Finish::kError, rep, "prompt fills the model's whole context");
+    OutToken o;
+    o.id = id;
+    o.finish = Finish::kError;
+    o.error = "prompt fills the model's whole context";
+    o.prompt_tokens = prompt_len;
+    rep.outs.push_back(std::move(o));
     return;
   }
-  const bool embeds = l->has_embeds;
-  live_.emplace(id, std::move(l));
-  if (!sched_->add(id, std::move(prompt), max_new)) {
-    finish(id, Finish::kError, rep, "prompt + max_tokens needs more KV cache than this server has");
+  const bool embeds = r.input_embeds_rows > 0;
+  if (!sched_->add(RequestState(id, std::move(r), std::move(prompt), max_new))) {
+    OutToken o;
+    o.id = id;
+    o.finish = Finish::kError;
+    o.error = "prompt + max_tokens needs more KV cache than this server has";
+    o.prompt_tokens = prompt_len;
+    rep.outs.push_back(std::move(o));
     return;
   }
   if (embeds) {
@@ -185,8 +175,7 @@ void RankWorker::admit(NewRequest& nr, GroupReport& rep) {
       uint64_t victim = embed_fifo_.front();
       ++counters_.embed_evictions;
       spdlog::warn("input_embeds cache full ({} requests): evicting request {}", opts_.embed_cache_requests, victim);
-      sched_->abort(victim);
-      finish(victim, Finish::kError, rep, "input_embeds evicted from the rank cache (raise --embed-cache-requests)");
+      end(victim, Finish::kError, rep, "input_embeds evicted from the rank cache (raise --embed-cache-requests)");
     }
   }
 }
@@ -201,41 +190,31 @@ void RankWorker::apply(const StepControl& c, GroupReport& rep) {
       // Every rank of the group admits the same bytes, so a failure here is the same on all of
       // them: failing the one request keeps the group in lockstep and the others running.
       spdlog::error("request {} could not be admitted: {}", nr0.id, e.what());
-      sched_->abort(nr0.id);
-      finish(nr0.id, Finish::kError, rep, fmt::format("the request could not be admitted: {}", e.what()));
+      end(nr0.id, Finish::kError, rep, fmt::format("the request could not be admitted: {}", e.what()));
     }
   }
-  for (uint64_t id : c.cancels) {
-    if (!live_.count(id)) continue;
-    sched_->abort(id);
-    finish(id, Finish::kAbort, rep);
-  }
+  for (uint64_t id : c.cancels)
+    if (sched_->contains(id)) end(id, Finish::kAbort, rep);
 }
 
 void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, GroupReport& rep) {
   const auto& cfg = model_.config();
   const int64_t V = cfg.vocab;
+  const bool all_logits = bool(opts_.logits_tap);
   ForwardBatch fb;
-  std::vector<const ScheduledSeq*> sampled;
   bool any_embeds = false;
   for (const ScheduledSeq& s : b.seqs) {
-    fb.add(s.tokens.data(), int64_t(s.tokens.size()), s.pos0, s.pages, false);
-    if (!s.sample) fb.logit_rows.pop_back();
-    else sampled.push_back(&s);
-    Live& l = *live_.at(s.id);
-    if (l.has_embeds) any_embeds = true;
+    fb.add(s.tokens.data(), int64_t(s.tokens.size()), s.pos0, s.pages, all_logits);
+    if (!all_logits && !s.sample) fb.logit_rows.pop_back();
+    any_embeds |= s.state->has_embeds();
   }
   if (any_embeds) {
     fb.row_embeds.assign(fb.tokens.size(), nullptr);
     for (size_t i = 0; i < b.seqs.size(); ++i) {
       const ScheduledSeq& s = b.seqs[i];
-      Live& l = *live_.at(s.id);
-      if (!l.has_embeds) continue;
-      for (int64_t k = 0; k < int64_t(s.tokens.size()); ++k) {
-        const int64_t pos = s.pos0 + k;
-        if (pos < l.req.input_embeds_rows)
-          fb.row_embeds[size_t(fb.seqs[i].q_row + k)] = &l.req.input_embeds[size_t(pos * cfg.hidden)];
-      }
+      if (!s.state->has_embeds()) continue;
+      for (int64_t k = 0; k < int64_t(s.tokens.size()); ++k)
+        fb.row_embeds[size_t(fb.seqs[i].q_row + k)] = s.state->embed_row(s.pos0 + k, cfg.hidden);
     }
   }
   logits_.resize(size_t(fb.logit_rows.size()) * size_t(V));
@@ -244,41 +223,43 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
   ++counters_.forward_steps;
   if (b.seqs.empty()) ++counters_.idle_batches;
 
+  // Sample every sequence that reached its last known token; the finish rules run in commit().
   std::vector<StepResult> results;
-  for (size_t i = 0; i < sampled.size(); ++i) {
-    const ScheduledSeq& s = *sampled[i];
-    Live& l = *live_.at(s.id);
-    float* row = &logits_[i * size_t(V)];
+  const size_t first_out = rep.outs.size();
+  size_t row = 0;
+  for (const ScheduledSeq& s : b.seqs) {
+    if (all_logits) {
+      for (int64_t k = 0; k < int64_t(s.tokens.size()); ++k)
+        opts_.logits_tap(s.id, s.pos0 + k, std::span<const float>(&logits_[(row + size_t(k)) * size_t(V)], size_t(V)));
+      row += s.tokens.size();
+      if (!s.sample) continue;
+    } else if (!s.sample) {
+      continue;
+    } else {
+      ++row;
+    }
+    RequestState& st = *s.state;
+    float* logits = &logits_[(row - 1) * size_t(V)];
     OutToken o;
     o.id = s.id;
     o.has_token = true;
-    const bool want_lp = l.req.return_logprob || l.req.top_logprobs > 0;
     std::vector<float> raw;
-    if (want_lp) raw.assign(row, row + V);
-    const int32_t tok = l.sampler->sample(row, V);
+    if (st.wants_logprobs()) raw.assign(logits, logits + V);
+    const int32_t tok = st.sampler.sample(logits, V);
     o.tok.token = tok;
-    if (want_lp) log_softmax_top(raw.data(), V, tok, l.req.top_logprobs, o.tok);
-    ++l.generated;
-    const auto& p = l.req.params;
-    Finish f = Finish::kNone;
-    if (!p.ignore_eos && std::find(opts_.eos_ids.begin(), opts_.eos_ids.end(), tok) != opts_.eos_ids.end())
-      f = Finish::kStop;
-    else if (std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), tok) != p.stop_token_ids.end())
-      f = Finish::kStop;
-    else if (l.generated >= p.max_new_tokens || l.prompt_len + l.generated >= cfg.max_pos)
-      f = Finish::kLength;
-    o.finish = f;
-    o.prompt_tokens = l.prompt_len;
-    o.cached_tokens = sched_->cached_tokens(s.id);
-    results.push_back(StepResult{s.id, tok, f != Finish::kNone});
+    if (st.wants_logprobs()) log_softmax_top(raw.data(), V, tok, st.req.top_logprobs, o.tok);
+    o.prompt_tokens = st.prompt_len;
+    o.cached_tokens = st.cached;
+    results.push_back(StepResult{s.id, tok});
     rep.outs.push_back(std::move(o));
-    if (f != Finish::kNone) {
-      if (l.has_embeds) embed_fifo_.erase(std::find(embed_fifo_.begin(), embed_fifo_.end(), s.id));
-    }
   }
-  sched_->commit(results);
-  for (const auto& r : results)
-    if (r.finished) live_.erase(r.id);
+  results = sched_->commit(std::move(results));
+  for (size_t i = 0; i < results.size(); ++i) {
+    const StepResult& r = results[i];
+    rep.outs[first_out + i].finish = r.finish;
+    if (r.finish == Finish::kNone) continue;
+    if (auto it = std::find(embed_fifo_.begin(), embed_fifo_.end(), r.id); it != embed_fifo_.end()) embed_fifo_.erase(it);
+  }
 }
 
 GroupReport RankWorker::make_report() {
@@ -314,21 +295,52 @@ void RankWorker::exchange_reports(GroupReport& rep, StepDriver* driver, bool& an
   }
 }
 
+std::string RankWorker::control_source() const {
+  const int leader = topo_.world_rank_of(topo_.attn_dp_rank, 0);
+  if (opts_.dispatch == Dispatch::kGroupLeader && !topo_.is_group_leader && leader != 0)
+    return fmt::format("rank 0 (via group leader rank {})", leader);
+  return "rank 0";
+}
+
+void RankWorker::die(const std::string& why) {
+  std::fprintf(stderr, "rank %d: watchdog: %s. Stopping the job.\n", topo_.rank, why.c_str());
+  std::fflush(stderr);
+  if (opts_.on_fatal) {
+    // Let rank 0's open streams end with the reason (the server writes a final error event), but
+    // never wait long: whatever hangs the step may hang this too.
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    std::thread([f = opts_.on_fatal, why, done] {
+      f(why);
+      *done = true;
+    }).detach();
+    for (int i = 0; i < 100 && !*done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (*done) std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the HTTP threads write
+  }
+  // Nothing this rank can do will finish the step; the launcher stops every other rank when one exits.
+  std::_Exit(3);
+}
+
 void RankWorker::watchdog_loop() {
+  const double limit = opts_.watchdog_seconds;
+  const auto tick = std::chrono::milliseconds(std::clamp<int64_t>(int64_t(limit * 1000 / 20), 10, 200));
+  double last = now_seconds(), resumed = 0;
   while (!stop_watchdog_) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    const double began = step_began_;
-    if (began > 0 && now_seconds() - began > opts_.watchdog_seconds) {
-      // A collective that never completes means another rank stopped or died; nothing this rank can
-      // do will finish the step, so end the job loudly instead of hanging (the launcher then stops
-      // every other rank).
-      std::fprintf(stderr,
-                   "rank %d: watchdog: step %lld has not finished after %.0f s (--watchdog-timeout); another "
-                   "rank has stopped or a collective is stuck. Stopping the job.\n",
-                   topo_.rank, (long long)counters_.steps, opts_.watchdog_seconds);
-      std::fflush(stderr);
-      std::_Exit(3);
-    }
+    std::this_thread::sleep_for(tick);
+    const double now = now_seconds();
+    // A tick far longer than asked means this process itself was stopped (SIGSTOP, then SIGCONT):
+    // the time it lost is not the others' fault, so waits count again from now.
+    if (now - last > std::chrono::duration<double>(tick).count() + 1.0) resumed = now;
+    last = now;
+    if (const double began = step_began_; began > 0 && now - std::max(began, resumed) > limit)
+      die(fmt::format("step {} has not finished after {:.0f} s (--watchdog-timeout); another rank has stopped or a "
+                      "collective is stuck",
+                      watched_step_.load(), limit));
+    // A silent rank 0 (stopped, or its step thread stuck outside a collective) leaves the other ranks
+    // waiting here, outside any step; rank 0 sends at least a heartbeat every limit / 4.
+    if (const double waited = control_wait_began_; waited > 0 && now - std::max(waited, resumed) > limit)
+      die(fmt::format("no control message from {} for {:.0f} s (--watchdog-timeout; rank 0 sends one at least "
+                      "every {:.1f} s, a heartbeat when idle): {} has stopped or hangs",
+                      control_source(), limit, limit / 4, control_source()));
   }
 }
 
@@ -344,11 +356,16 @@ void RankWorker::run(StepDriver* driver) {
       if (t.joinable()) t.join();
     }
   } stop{this, watchdog};
-  bool any_work = false;
+  // The first step goes out at once, idle or not: it tells the other ranks that rank 0's loop runs,
+  // which arms their wait for rank 0 (below).
+  bool any_work = true;
   while (true) {
     // 1. Control message: one per step, whatever the number of new requests.
     step_t0_ = now_seconds();
+    // Armed once rank 0 has sent its first message (its start-up may take a while).
+    if (!driver && counters_.steps > 0) control_wait_began_ = step_t0_;
     StepControl ctrl = receive_control(driver, !any_work);
+    control_wait_began_ = 0;
     counters_.max_new_requests = std::max<int64_t>(counters_.max_new_requests, int64_t(ctrl.new_requests.size()));
     ++counters_.steps;
 
@@ -356,9 +373,10 @@ void RankWorker::run(StepDriver* driver) {
     apply(ctrl, rep);
     const double t_control = now_seconds();
     counters_.control_seconds += t_control - step_t0_;
+    watched_step_ = counters_.steps;
     step_began_ = t_control;
     if (ctrl.shutdown) {
-      for (auto& [id, l] : live_) sched_->abort(id);
+      sched_->abort_all();
       break;
     }
     // 2. Schedule this group's batch (identical on every rank of the group).

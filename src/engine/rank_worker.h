@@ -5,9 +5,11 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <deque>
-#include <map>
+#include <functional>
+#include <span>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,7 +30,7 @@ namespace dpserve {
 //  kGlobal: one broadcast over the world; each rank keeps its group's share (the default).
 //  kGroupLeader: rank 0 sends each group leader its group's share; the leader broadcasts it in its group.
 enum class Dispatch { kGlobal, kGroupLeader };
-Dispatch parse_dispatch(const std::string& s);
+const char* to_string(Dispatch d);  // "global" | "group-leader"
 
 struct WorkerOptions {
   Dispatch dispatch = Dispatch::kGlobal;
@@ -36,16 +38,28 @@ struct WorkerOptions {
   int64_t page_size = 16;
   int64_t kv_pages = 0;                    // pages in this rank's KV pool
   int64_t embed_cache_requests = 256;      // requests whose input_embeds a rank holds at once
-  std::vector<int32_t> eos_ids;
-  double watchdog_seconds = 0;  // > 0: a step running longer than this ends the job
+  std::vector<int32_t> eos_ids;            // end requests (finish rules) unless ignore_eos
+  // > 0: the step watchdog. A step running longer than this, or (on other ranks than 0) a wait this
+  // long for rank 0's next control message, ends the job with a message naming what stopped. Rank 0
+  // sends a heartbeat (an empty message) at least every watchdog_seconds / 4 when idle, so a silent
+  // rank 0 is told apart from an idle one.
+  double watchdog_seconds = 0;
+  // Rank 0: called by the watchdog (on its own thread, bounded to a second) before the job ends, so
+  // open request streams end with the reason instead of being cut.
+  std::function<void(const std::string& why)> on_fatal;
+  // Debugging (`generate --dump-logits`): when set, every position of every scheduled sequence gets
+  // logits, passed here (request id, position, the vocabulary's logits) before sampling, in step order.
+  std::function<void(uint64_t id, int64_t pos, std::span<const float> logits)> logits_tap;
 };
 
 // Rank 0's side of the loop: where control messages come from and reports go.
 class StepDriver {
  public:
   virtual ~StepDriver() = default;
-  // The next step's control message. `idle`: no group has work; the driver may block until some arrives.
-  virtual StepControl next_step(bool idle) = 0;
+  // The next step's control message. `idle`: no group has work; the driver may block until some
+  // arrives, but for at most `max_idle_wait` (zero: no limit): then it returns an empty message, a
+  // heartbeat that tells the other ranks rank 0 is alive.
+  virtual StepControl next_step(bool idle, std::chrono::milliseconds max_idle_wait) = 0;
   // Every group's report for the step just run (group order).
   virtual void on_reports(std::vector<GroupReport>& reports) = 0;
   // New requests of a step that could not be sent (their message failed to serialize): they end
@@ -77,10 +91,11 @@ class RankWorker {
   const WorkerCounters& counters() const { return counters_; }
 
  private:
-  struct Live;
   void apply(const StepControl& c, GroupReport& rep);
   void admit(NewRequest& nr, GroupReport& rep);
-  void finish(uint64_t id, Finish f, GroupReport& rep, const std::string& error = {});
+  // Ends a request from outside the finish rules (cancel, admission failure, eviction): drops it from
+  // the scheduler and reports why.
+  void end(uint64_t id, Finish f, GroupReport& rep, const std::string& error = {});
   void step_forward(const ScheduledBatch& b, const StepSync& sync, GroupReport& rep);
   GroupReport make_report();
   StepControl receive_control(StepDriver* driver, bool idle);
@@ -95,15 +110,19 @@ class RankWorker {
   std::unique_ptr<Scheduler> sched_;
   ControlChannel control_;        // over the world (global dispatch)
   ControlChannel group_control_;  // over the DP group (group-leader dispatch)
-  std::map<uint64_t, std::unique_ptr<Live>> live_;
   std::deque<uint64_t> embed_fifo_;  // requests holding input_embeds, oldest first
   std::vector<float> logits_;
   WorkerCounters counters_;
   double step_t0_ = 0;  // start of the current step's work (after any idle wait)
-  // Watchdog: steady-clock seconds at which the running step began, 0 between steps.
+  // Watchdog: steady-clock seconds at which the running step began, 0 between steps; and at which
+  // this rank began waiting for the next control message (not rank 0; armed after the first one).
   std::atomic<double> step_began_{0};
+  std::atomic<double> control_wait_began_{0};
+  std::atomic<int64_t> watched_step_{0};  // counters_.steps, for the watchdog's message
   std::atomic<bool> stop_watchdog_{false};
   void watchdog_loop();
+  [[noreturn]] void die(const std::string& why);
+  std::string control_source() const;  // "rank 0", or "rank 0 (via group leader rank N)"
 };
 
 }  // namespace dpserve

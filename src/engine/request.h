@@ -39,7 +39,11 @@ struct Response {
   std::vector<TokenOut> tokens;
   bool finished = false;
   std::string finish_reason;  // "stop", "length", "abort", "error" when finished
-  std::string error;          // for "error": what went wrong with this request alone
+  std::string error;          // for "error": what went wrong (with this request, or with the engine)
+  // "error" because the engine failed, not this request: a rank fault, the step watchdog, the step
+  // loop stopping. The stream was cut mid-generation; the server ends it with a final error event
+  // (a 5xx error, not a 400).
+  bool engine_fault = false;
   int64_t prompt_tokens = 0;
   int64_t cached_tokens = 0;  // prompt tokens served from the prefix cache
   int64_t completion_tokens = 0;

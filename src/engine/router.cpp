@@ -4,13 +4,6 @@
 
 namespace dpserve {
 
-LoadBalanceMethod parse_load_balance_method(const std::string& s) {
-  if (s == "round_robin") return LoadBalanceMethod::kRoundRobin;
-  if (s == "shortest_queue") return LoadBalanceMethod::kShortestQueue;
-  if (s == "least_tokens") return LoadBalanceMethod::kLeastTokens;
-  fail("--load-balance-method: \"{}\" is not one of round_robin, shortest_queue, least_tokens", s);
-}
-
 const char* to_string(LoadBalanceMethod m) {
   switch (m) {
     case LoadBalanceMethod::kRoundRobin: return "round_robin";

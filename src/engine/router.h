@@ -12,9 +12,7 @@ namespace dpserve {
 
 enum class LoadBalanceMethod { kRoundRobin, kShortestQueue, kLeastTokens };
 
-// "round_robin" | "shortest_queue" | "least_tokens"; throws naming --load-balance-method otherwise.
-LoadBalanceMethod parse_load_balance_method(const std::string& s);
-const char* to_string(LoadBalanceMethod m);
+const char* to_string(LoadBalanceMethod m);  // "round_robin" | "shortest_queue" | "least_tokens"
 
 class Router {
  public:

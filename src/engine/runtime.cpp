@@ -67,7 +67,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     omp_set_num_threads(threads);
 
     I.comms = Comms::create(I.topo);
-    I.mcomm = std::make_unique<DistModelComm>(I.comms, I.topo, parse_dp_padding_mode(o.dp_padding_mode));
+    I.mcomm = std::make_unique<DistModelComm>(I.comms, I.topo, o.dp_padding_mode);
     LoadOptions lo;
     lo.parallel = model_parallel_for(I.topo);
     lo.comm = I.mcomm.get();
@@ -86,26 +86,28 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     }
     WorkerOptions wo;
     wo.sched = o.sched;
-    wo.dispatch = parse_dispatch(o.dispatch);
+    wo.dispatch = o.dispatch;
     wo.watchdog_seconds = o.watchdog_timeout;
     wo.page_size = o.page_size;
     wo.kv_pages = (tokens + o.page_size - 1) / o.page_size;
     wo.embed_cache_requests = o.embed_cache_requests;
     wo.eos_ids = o.eos_ids;
+    if (I.topo.rank == 0) wo.logits_tap = o.logits_tap;
     for (int32_t e : cfg.eos_ids)
       if (std::find(wo.eos_ids.begin(), wo.eos_ids.end(), e) == wo.eos_ids.end()) wo.eos_ids.push_back(e);
     I.kv_tokens = wo.kv_pages * o.page_size;
-    I.worker = std::make_unique<RankWorker>(*I.model, I.topo, I.comms, *I.mcomm, wo);
-
     if (I.topo.rank == 0) {
       EngineLimits lim;
       lim.vocab = cfg.vocab;
       lim.hidden = cfg.hidden;
       lim.context_length = cfg.max_pos;
       lim.dp_size = I.topo.world_size / I.topo.attn_tp_size;
-      lim.method = parse_load_balance_method(o.load_balance_method);
+      lim.method = o.load_balance_method;
+      lim.stall_seconds = o.stall_timeout;
       I.engine = std::make_unique<DpEngine>(lim);
+      wo.on_fatal = [engine = I.engine.get()](const std::string& why) { engine->mark_stopped(why); };
     }
+    I.worker = std::make_unique<RankWorker>(*I.model, I.topo, I.comms, *I.mcomm, wo);
     // Every rank is ready before rank 0 starts taking requests.
     I.comms.world.barrier();
   } catch (const std::exception& e) {
@@ -118,6 +120,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
 int Runtime::rank() const { return impl_->topo.rank; }
 int Runtime::world_size() const { return impl_->topo.world_size; }
 const ModelConfig& Runtime::model_config() const { return impl_->model->config(); }
+const Model& Runtime::model() const { return *impl_->model; }
 int64_t Runtime::kv_tokens_per_rank() const { return impl_->kv_tokens; }
 DpEngine* Runtime::engine() { return impl_->engine.get(); }
 const WorkerCounters& Runtime::counters() const { return impl_->worker->counters(); }

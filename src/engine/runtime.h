@@ -4,15 +4,19 @@
 #pragma once
 
 #include <functional>
+#include <span>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "engine/dp_engine.h"
 #include "engine/scheduler.h"
+#include "parallel/dp_attention.h"
 #include "model/config.h"
 
 namespace dpserve {
+
+class Model;
 
 struct RuntimeOptions {
   std::string model_path;
@@ -20,17 +24,20 @@ struct RuntimeOptions {
   int dp_size = 1;
   int ep_size = 1;
   bool enable_dp_attention = false;
-  std::string dp_padding_mode = "auto";
-  std::string load_balance_method = "round_robin";
-  std::string dispatch = "global";  // or "group-leader"
+  DpPaddingRequest dp_padding_mode = DpPaddingRequest::kAuto;
+  LoadBalanceMethod load_balance_method = LoadBalanceMethod::kRoundRobin;
+  Dispatch dispatch = Dispatch::kGlobal;
   SchedulerConfig sched;
   int64_t page_size = 16;
   int64_t max_total_tokens = 0;  // KV positions per rank's pool; 0 = from mem_fraction
   double mem_fraction = 0.25;    // share of available memory this machine's KV pools may take
   int threads = 0;               // per rank; 0 = cores / ranks on this machine
   int64_t embed_cache_requests = 256;
-  double watchdog_timeout = 600;  // seconds a step may take before the job is stopped; 0 = off
+  double watchdog_timeout = 600;  // seconds a step (or a wait for rank 0) may take before the job is stopped; 0 = off
+  double stall_timeout = 60;      // Engine::stalled() (/health 503): pending work, no step for this long; 0 = off
   std::vector<int32_t> eos_ids;  // from the tokenizer; merged with config.json's
+  // Debugging: every position's logits before sampling (see WorkerOptions::logits_tap; rank 0 only).
+  std::function<void(uint64_t id, int64_t pos, std::span<const float> logits)> logits_tap;
 };
 
 class Runtime {
@@ -42,6 +49,7 @@ class Runtime {
   int rank() const;
   int world_size() const;
   const ModelConfig& model_config() const;
+  const Model& model() const;
   std::string describe() const;
   int64_t kv_tokens_per_rank() const;
   // The engine (world rank 0 only; null elsewhere).

@@ -4,24 +4,7 @@
 #include <cmath>
 #include <limits>
 
-#include <fmt/format.h>
-
 namespace dpserve {
-
-std::string SamplingParams::validate() const {
-  if (!(temperature >= 0.0f) || temperature > 100.0f) return fmt::format("temperature must be in [0, 100], got {}", temperature);
-  if (!(top_p > 0.0f && top_p <= 1.0f)) return fmt::format("top_p must be in (0, 1], got {}", top_p);
-  if (!(min_p >= 0.0f && min_p <= 1.0f)) return fmt::format("min_p must be in [0, 1], got {}", min_p);
-  if (top_k == 0 || top_k < -1) return fmt::format("top_k must be -1 (off) or positive, got {}", top_k);
-  if (!(repetition_penalty > 0.0f && repetition_penalty <= 10.0f))
-    return fmt::format("repetition_penalty must be in (0, 10], got {}", repetition_penalty);
-  if (!(frequency_penalty >= -2.0f && frequency_penalty <= 2.0f))
-    return fmt::format("frequency_penalty must be in [-2, 2], got {}", frequency_penalty);
-  if (!(presence_penalty >= -2.0f && presence_penalty <= 2.0f))
-    return fmt::format("presence_penalty must be in [-2, 2], got {}", presence_penalty);
-  if (max_new_tokens < 0) return fmt::format("max_new_tokens must be >= 0, got {}", max_new_tokens);
-  return {};
-}
 
 int32_t argmax(const float* x, int64_t n) {
   int64_t best = 0;

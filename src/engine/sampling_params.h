@@ -1,4 +1,4 @@
-// Per-request sampling settings (OpenAI / SGLang semantics).
+// Per-request sampling settings (OpenAI / SGLang semantics); their bounds are in request_limits.h.
 #pragma once
 
 #include <cstdint>
@@ -20,9 +20,6 @@ struct SamplingParams {
   int64_t max_new_tokens = 128;
   bool ignore_eos = false;
   std::vector<int32_t> stop_token_ids;
-
-  // Empty when valid, else a message naming the bad field.
-  std::string validate() const;
 };
 
 }  // namespace dpserve

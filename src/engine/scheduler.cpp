@@ -7,24 +7,21 @@
 
 namespace dpserve {
 
+// The request's state plus what only scheduling needs.
 struct Scheduler::Req {
-  uint64_t id = 0;
+  explicit Req(RequestState s) : st(std::move(s)) {}
+  RequestState st;
   uint64_t serial = 0;              // arrival order: every tie and "newest" is decided by it
-  std::vector<int32_t> tokens;      // prompt + generated so far
-  int64_t prompt_len = 0;
-  int64_t max_new = 0;
-  int64_t generated = 0;
   PageTable table;                  // table.len = positions whose KV is computed
   bool running = false;
   bool decoding = false;            // prefill (or recompute after preemption) done
   bool admitted_once = false;
   bool looked_up = false;           // prefix lookup already counted in the hit statistics
   bool in_batch = false;            // scheduled in the step being formed
-  int64_t cached = 0;
 };
 
-Scheduler::Scheduler(const SchedulerConfig& cfg, KVPool& pool)
-    : cfg_(cfg), pool_(pool), page_size_(pool.page_size()) {
+Scheduler::Scheduler(const SchedulerConfig& cfg, KVPool& pool, FinishRules rules)
+    : cfg_(cfg), rules_(std::move(rules)), pool_(pool), page_size_(pool.page_size()) {
   if (cfg.max_running_requests < 1) fail("scheduler: max_running_requests must be >= 1 (got {})", cfg.max_running_requests);
   if (cfg.max_prefill_tokens < 1) fail("scheduler: max_prefill_tokens must be >= 1 (got {})", cfg.max_prefill_tokens);
   if (cfg.enable_prefix_cache) cache_ = std::make_unique<RadixCache>(pool);
@@ -35,19 +32,16 @@ Scheduler::~Scheduler() {
   cache_.reset();
 }
 
-bool Scheduler::add(uint64_t id, std::vector<int32_t> prompt, int64_t max_new_tokens) {
-  if (prompt.empty()) fail("request {}: empty prompt", id);
-  if (max_new_tokens < 1) fail("request {}: max_new_tokens must be >= 1 (got {})", id, max_new_tokens);
+bool Scheduler::add(RequestState st) {
+  const uint64_t id = st.id;
+  if (st.tokens.empty() || st.prompt_len != int64_t(st.tokens.size())) fail("request {}: empty prompt", id);
+  if (st.max_new < 1) fail("request {}: max_new_tokens must be >= 1 (got {})", id, st.max_new);
   if (reqs_.count(id)) fail("request {}: id already in use", id);
   // The last sampled token is never fed back, so a request writes at most prompt + max_new - 1 positions.
-  int64_t positions = int64_t(prompt.size()) + max_new_tokens - 1;
+  int64_t positions = st.prompt_len + st.max_new - 1;
   if ((positions + page_size_ - 1) / page_size_ > pool_.n_pages()) return false;
-  auto r = std::make_unique<Req>();
-  r->id = id;
+  auto r = std::make_unique<Req>(std::move(st));
   r->serial = next_serial_++;
-  r->prompt_len = int64_t(prompt.size());
-  r->tokens = std::move(prompt);
-  r->max_new = max_new_tokens;
   waiting_.push_back(r.get());
   reqs_.emplace(id, std::move(r));
   return true;
@@ -61,7 +55,7 @@ void Scheduler::erase_running(const Req& r) {
 
 void Scheduler::retire(Req& r) {
   // Only positions whose KV was computed can be shared; the partial last page is freed.
-  if (cache_) cache_->insert(r.tokens, r.table.pages, r.table.len / page_size_);
+  if (cache_) cache_->insert(r.st.tokens, r.table.pages, r.table.len / page_size_);
   r.table.release(pool_);
 }
 
@@ -76,6 +70,10 @@ void Scheduler::abort(uint64_t id) {
   }
   retire(r);
   reqs_.erase(it);
+}
+
+void Scheduler::abort_all() {
+  while (!reqs_.empty()) abort(reqs_.begin()->first);
 }
 
 bool Scheduler::grow(Req& r, int64_t new_len) {
@@ -100,7 +98,7 @@ void Scheduler::preempt(Req& r, ScheduledBatch& out) {
   r.running = false;
   r.decoding = false;
   waiting_.push_front(&r);  // preempted newest-first, so the front ends up in arrival order
-  out.preempted.push_back(r.id);
+  out.preempted.push_back(r.st.id);
   ++preemptions_;
 }
 
@@ -112,16 +110,18 @@ Scheduler::Req* Scheduler::newest_unscheduled() {
 
 void Scheduler::add_seq(Req& r, int64_t n, std::vector<ScheduledSeq>& dst) {
   int64_t len = r.table.len;
-  DP_CHECK(n >= 1 && len + n <= int64_t(r.tokens.size()));
+  const std::vector<int32_t>& tokens = r.st.tokens;
+  DP_CHECK(n >= 1 && len + n <= int64_t(tokens.size()));
   bool ok = grow(r, len + n);
-  DP_CHECK(ok, "request {}: pages for {} positions", r.id, len + n);
+  DP_CHECK(ok, "request {}: pages for {} positions", r.st.id, len + n);
   step_pages_.push_back(r.table.pages);
   ScheduledSeq s;
-  s.id = r.id;
-  s.tokens.assign(r.tokens.begin() + len, r.tokens.begin() + len + n);
+  s.id = r.st.id;
+  s.state = &r.st;
+  s.tokens.assign(tokens.begin() + len, tokens.begin() + len + n);
   s.pos0 = len;
   s.pages = step_pages_.back().data();  // inner buffers survive moves of step_pages_
-  s.sample = len + n == int64_t(r.tokens.size());
+  s.sample = len + n == int64_t(tokens.size());
   r.in_batch = true;
   dst.push_back(std::move(s));
 }
@@ -164,7 +164,7 @@ ScheduledBatch Scheduler::schedule() {
     } else {
       int64_t room = std::min(prefill_left, total_left - pending_decodes);
       if (room <= 0) continue;
-      int64_t want = std::min(int64_t(r->tokens.size()) - r->table.len, room);
+      int64_t want = std::min(int64_t(r->st.tokens.size()) - r->table.len, room);
       int64_t len = fit_len(*r, r->table.len + want);
       while (len <= r->table.len) {
         // A mid-prefill request only pushes out newer ones; if older ones hold the pool it waits
@@ -191,11 +191,11 @@ ScheduledBatch Scheduler::schedule() {
     if (room <= 0) break;
     Req* r = waiting_.front();
     DP_CHECK(r->table.pages.empty());
-    int64_t n_tok = int64_t(r->tokens.size());
+    int64_t n_tok = int64_t(r->st.tokens.size());
     if (cache_) {
       // Leave at least one token to run, so the last chunk has logits to sample from.
       bool count = !r->admitted_once && !r->looked_up;
-      r->table.pages = cache_->match(r->tokens, (n_tok - 1) / page_size_, count);
+      r->table.pages = cache_->match(r->st.tokens, (n_tok - 1) / page_size_, count);
       r->looked_up = true;
     }
     r->table.len = int64_t(r->table.pages.size()) * page_size_;
@@ -210,7 +210,7 @@ ScheduledBatch Scheduler::schedule() {
     running_.insert(std::upper_bound(running_.begin(), running_.end(), r,
                                      [](const Req* a, const Req* b) { return a->serial < b->serial; }),
                     r);
-    if (!r->admitted_once) r->cached = r->table.len;
+    if (!r->admitted_once) r->st.cached = r->table.len;
     r->admitted_once = true;
     int64_t n = len - r->table.len;
     add_seq(*r, n, prefills);
@@ -228,7 +228,7 @@ ScheduledBatch Scheduler::schedule() {
   return out;
 }
 
-void Scheduler::commit(const std::vector<StepResult>& results) {
+std::vector<StepResult> Scheduler::commit(std::vector<StepResult> results) {
   // Validate before touching any state, so a step-loop bug surfaces as an error, not a corrupt table.
   std::vector<uint64_t> expected;  // sampled seqs whose request still exists (not aborted meanwhile)
   for (const Ran& ran : last_)
@@ -248,35 +248,34 @@ void Scheduler::commit(const std::vector<StepResult>& results) {
     if (it == reqs_.end()) continue;
     Req& r = *it->second;
     r.table.len += ran.n;
-    DP_CHECK(r.table.len <= int64_t(r.tokens.size()) && r.table.len <= int64_t(r.table.pages.size()) * page_size_);
+    DP_CHECK(r.table.len <= int64_t(r.st.tokens.size()) && r.table.len <= int64_t(r.table.pages.size()) * page_size_);
   }
   last_.clear();
-  for (const StepResult& res : results) {
+  for (StepResult& res : results) {
     auto it = reqs_.find(res.id);
     if (it == reqs_.end()) continue;
     Req& r = *it->second;
-    r.tokens.push_back(res.token);
-    ++r.generated;
+    r.st.tokens.push_back(res.token);
     r.decoding = true;
-    if (res.finished) {
+    res.finish = rules_.after_token(r.st);
+    if (res.finish != Finish::kNone) {
       erase_running(r);
       retire(r);
       reqs_.erase(it);
-    } else {
-      DP_CHECK(r.generated < r.max_new, "request {} went past max_new_tokens {} without finishing", r.id, r.max_new);
     }
   }
+  return results;
 }
 
 int64_t Scheduler::tokens_in_flight() const {
   int64_t n = 0;
-  for (const auto& [id, r] : reqs_) n += int64_t(r->tokens.size());
+  for (const auto& [id, r] : reqs_) n += int64_t(r->st.tokens.size());
   return n;
 }
 
-int64_t Scheduler::cached_tokens(uint64_t id) const {
+RequestState* Scheduler::find(uint64_t id) {
   auto it = reqs_.find(id);
-  return it == reqs_.end() ? 0 : it->second->cached;
+  return it == reqs_.end() ? nullptr : &it->second->st;
 }
 
 SchedulerStats Scheduler::stats() const {

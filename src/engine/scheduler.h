@@ -1,6 +1,8 @@
 // The scheduler of one DP group: continuous batching with chunked prefill, paged KV allocation,
-// radix prefix reuse and preemption. Pure and deterministic: every rank of a group runs one on the
-// same inputs and forms bit-identical batches (no clocks, no randomness, ties broken by arrival order).
+// radix prefix reuse and preemption. It owns every request's state on the ranks (RequestState)
+// from add() to the request's end and applies the finish rules when it commits a token. Pure and
+// deterministic: every rank of a group runs one on the same inputs and forms bit-identical batches
+// (no clocks, no randomness, ties broken by arrival order).
 #pragma once
 
 #include <cstdint>
@@ -9,6 +11,8 @@
 #include <memory>
 #include <vector>
 
+#include "engine/finish_rules.h"
+#include "engine/request_state.h"
 #include "kv/kv_pool.h"
 #include "kv/radix_cache.h"
 
@@ -23,6 +27,7 @@ struct SchedulerConfig {
 
 struct ScheduledSeq {
   uint64_t id = 0;
+  RequestState* state = nullptr;  // the request's state (valid until it ends: commit() or abort())
   std::vector<int32_t> tokens;   // tokens to run this step (a prompt chunk, or the 1 last token for decode)
   int64_t pos0 = 0;              // position of tokens[0]
   const int32_t* pages = nullptr;  // page table; covers pos0 + tokens.size() positions (valid until next schedule())
@@ -41,7 +46,7 @@ struct ScheduledBatch {
 struct StepResult {
   uint64_t id = 0;
   int32_t token = 0;
-  bool finished = false;
+  Finish finish = Finish::kNone;  // set by commit(): the finish rules' verdict on `token`
 };
 
 struct SchedulerStats {
@@ -56,33 +61,35 @@ struct SchedulerStats {
 
 class Scheduler {
  public:
-  Scheduler(const SchedulerConfig& cfg, KVPool& pool);
+  Scheduler(const SchedulerConfig& cfg, KVPool& pool, FinishRules rules = {});
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  // New request with its prompt ids and its output budget. False when prompt + max_new_tokens can
-  // never fit the pool (the caller fails the request). Throws dpserve::Error for an empty prompt,
-  // max_new_tokens < 1 or an id already known.
-  bool add(uint64_t id, std::vector<int32_t> prompt, int64_t max_new_tokens);
+  // Takes a new request (its prompt in st.tokens, its output budget in st.max_new). False when
+  // prompt + max_new can never fit the pool (the caller fails the request; the state is dropped).
+  // Throws dpserve::Error for an empty prompt, max_new < 1 or an id already known.
+  bool add(RequestState st);
   // Drops the request: its pages are freed now (full pages go to the prefix cache). Unknown ids are
   // ignored (the request may have finished already).
   void abort(uint64_t id);
+  void abort_all();
   // Forms this step's batch and allocates its pages; preempts the newest requests if KV runs out.
   ScheduledBatch schedule();
-  // Applies the last schedule(): advances every scheduled sequence, appends the sampled tokens, and
-  // retires the requests with finished == true (full pages into the prefix cache, the rest freed).
-  void commit(const std::vector<StepResult>& results);
+  // Applies the last schedule(): advances every scheduled sequence, appends the sampled tokens,
+  // sets each result's finish from the finish rules and retires the requests that finished (full
+  // pages into the prefix cache, the rest freed; their states are gone afterwards). Returns the
+  // results with their finish set.
+  std::vector<StepResult> commit(std::vector<StepResult> results);
 
   int64_t running() const { return int64_t(running_.size()); }
   int64_t waiting() const { return int64_t(waiting_.size()); }
   bool has_work() const { return !running_.empty() || !waiting_.empty(); }
   bool contains(uint64_t id) const { return reqs_.count(id) != 0; }
+  // The state of a running or waiting request; null once it has ended (or if unknown).
+  RequestState* find(uint64_t id);
   // Tokens (prompt + generated so far) of every running and waiting request.
   int64_t tokens_in_flight() const;
-  // Prompt tokens this request got from the prefix cache at its first admission (0 once it has
-  // finished or if unknown: read it before committing its last token).
-  int64_t cached_tokens(uint64_t id) const;
   SchedulerStats stats() const;
   const SchedulerConfig& config() const { return cfg_; }
 
@@ -98,6 +105,7 @@ class Scheduler {
   void add_seq(Req& r, int64_t n, std::vector<ScheduledSeq>& dst);
 
   SchedulerConfig cfg_;
+  FinishRules rules_;
   KVPool& pool_;
   int64_t page_size_;
   std::unique_ptr<RadixCache> cache_;           // null when the prefix cache is off

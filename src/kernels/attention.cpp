@@ -23,6 +23,10 @@ static void check_args(const float* q, const AttnSeq* seqs, int64_t n_seqs, cons
     fail("attention: KV cache has {} heads of {}, expected {} of {}", kv.n_kv_heads, kv.head_dim, p.n_kv_heads,
          p.head_dim);
   if (kv.page_size <= 0) fail("attention: page size {} must be positive", kv.page_size);
+  if (kv.v_dim < 0 || kv.k_row_stride() < kv.head_dim || kv.v_row_stride() < kv.value_dim())
+    fail("attention: KV rows ({} / {} floats) narrower than the key ({}) / value ({}) width", kv.k_row_stride(),
+         kv.v_row_stride(), kv.head_dim, kv.value_dim());
+  if (p.window < 0) fail("attention: negative sliding window {}", p.window);
   if (n_seqs < 0 || (n_seqs > 0 && !seqs)) fail("attention: bad sequence list");
   for (int64_t s = 0; s < n_seqs; ++s) {
     const AttnSeq& a = seqs[s];
@@ -36,22 +40,28 @@ namespace ref {
 void paged_attention(const float* q, int64_t ldq, const AttnSeq* seqs, int64_t n_seqs, const KVLayerView& kv,
                      const AttnParams& p, float* out, int64_t ldo) {
   check_args(q, seqs, n_seqs, kv, p, out);
-  const int64_t hd = p.head_dim, group = p.n_heads / p.n_kv_heads;
-  std::vector<double> sc, acc(hd);
+  const int64_t hd = p.head_dim, vd = kv.value_dim(), group = p.n_heads / p.n_kv_heads;
+  std::vector<double> sc, acc(vd);
   for (int64_t s = 0; s < n_seqs; ++s) {
     const AttnSeq& a = seqs[s];
     for (int64_t i = 0; i < a.n_q; ++i) {
       const int64_t n_keys = a.pos0 + i + 1;
-      sc.assign(n_keys, 0.0);
+      const int64_t first = p.window > 0 ? std::max<int64_t>(0, n_keys - p.window) : 0;
+      sc.assign(n_keys, -INFINITY);
       for (int64_t h = 0; h < p.n_heads; ++h) {
         const int64_t kvh = h / group;
         const float* qh = q + (a.q_row + i) * ldq + h * hd;
-        auto key = [&](const float* base, int64_t j) {
-          return base + a.pages[j / kv.page_size] * kv.page_stride() + (kvh * kv.page_size + j % kv.page_size) * hd;
+        auto key = [&](int64_t j) {
+          return kv.k + a.pages[j / kv.page_size] * kv.k_page_stride() +
+                 (kvh * kv.page_size + j % kv.page_size) * kv.k_row_stride();
+        };
+        auto value = [&](int64_t j) {
+          return kv.v + a.pages[j / kv.page_size] * kv.v_page_stride() +
+                 (kvh * kv.page_size + j % kv.page_size) * kv.v_row_stride();
         };
         double mx = -INFINITY;
-        for (int64_t j = 0; j < n_keys; ++j) {
-          const float* kj = key(kv.k, j);
+        for (int64_t j = first; j < n_keys; ++j) {
+          const float* kj = key(j);
           double d = 0;
           for (int64_t e = 0; e < hd; ++e) d += double(qh[e]) * kj[e];
           sc[j] = d * p.scale;
@@ -59,14 +69,14 @@ void paged_attention(const float* q, int64_t ldq, const AttnSeq* seqs, int64_t n
         }
         double den = 0;
         std::fill(acc.begin(), acc.end(), 0.0);
-        for (int64_t j = 0; j < n_keys; ++j) {
+        for (int64_t j = first; j < n_keys; ++j) {
           const double w = std::exp(sc[j] - mx);
           den += w;
-          const float* vj = key(kv.v, j);
-          for (int64_t e = 0; e < hd; ++e) acc[e] += w * vj[e];
+          const float* vj = value(j);
+          for (int64_t e = 0; e < vd; ++e) acc[e] += w * vj[e];
         }
-        float* oh = out + (a.q_row + i) * ldo + h * hd;
-        for (int64_t e = 0; e < hd; ++e) oh[e] = float(acc[e] / den);
+        float* oh = out + (a.q_row + i) * ldo + h * vd;
+        for (int64_t e = 0; e < vd; ++e) oh[e] = float(acc[e] / den);
       }
     }
   }

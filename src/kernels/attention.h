@@ -1,8 +1,11 @@
 // Causal attention of a ragged batch of sequences against a paged KV cache.
 //
-// KV layout, per layer: K and V are each [num_pages][n_kv_heads][page_size][head_dim]
+// KV layout, per layer: K and V are each [num_pages][n_kv_heads][page_size][row]
 // fp32, so one head's keys inside a page are contiguous. A sequence's page
-// table lists its pages in position order.
+// table lists its pages in position order. Keys and values may differ in width,
+// and a row may be wider than what is read: MLA's latent cache is one KV head
+// whose rows are [c_kv | k_pe], read whole as the key and its c_kv prefix as the
+// value (v == k).
 #pragma once
 
 #include <cstdint>
@@ -17,8 +20,16 @@ struct KVLayerView {
   const float* v = nullptr;
   int64_t page_size = 0;
   int64_t n_kv_heads = 0;
-  int64_t head_dim = 0;
-  int64_t page_stride() const { return n_kv_heads * page_size * head_dim; }
+  int64_t head_dim = 0;  // width of a key (and of a query head)
+  int64_t v_dim = 0;     // width of a value; 0: head_dim
+  int64_t k_row = 0;     // floats from one position's key to the next; 0: head_dim
+  int64_t v_row = 0;     // the same for values; 0: the value width
+
+  int64_t value_dim() const { return v_dim ? v_dim : head_dim; }
+  int64_t k_row_stride() const { return k_row ? k_row : head_dim; }
+  int64_t v_row_stride() const { return v_row ? v_row : value_dim(); }
+  int64_t k_page_stride() const { return n_kv_heads * page_size * k_row_stride(); }
+  int64_t v_page_stride() const { return n_kv_heads * page_size * v_row_stride(); }
 };
 
 struct AttnSeq {
@@ -33,9 +44,10 @@ struct AttnParams {
   int64_t n_kv_heads = 0;  // KV heads (this rank's); n_heads % n_kv_heads == 0
   int64_t head_dim = 0;
   float scale = 1.0f;      // usually 1/sqrt(head_dim)
+  int64_t window = 0;      // > 0: the query at position p sees only keys (p - window, p] (sliding window)
 };
 
-// q: [rows, n_heads * head_dim] with row stride ldq; out likewise (ldo).
+// q: [rows, n_heads * head_dim] with row stride ldq; out: [rows, n_heads * value width] (ldo).
 // The KV of every query position must already be written to the cache.
 // Collective over the team (every member calls it; returns after a barrier); the overloads
 // without a Team run on the calling thread alone.

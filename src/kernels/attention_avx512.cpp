@@ -70,7 +70,7 @@ struct Ops {
   }
   // Four 16-wide column chunks at once: four independent FMA chains instead of one (the sum
   // over j of each element keeps its order, so the bits are those of one chunk at a time).
-  static void axpy_rows(float* acc, const float* v, const float* p, int64_t n, int64_t d) {
+  static void axpy_rows(float* acc, const float* v, int64_t ldv, const float* p, int64_t n, int64_t d) {
     for (int64_t i = 0; i < d; i += 64) {
       __mmask16 m[4];
       __m512 a[4];
@@ -80,7 +80,7 @@ struct Ops {
       }
       for (int64_t j = 0; j < n; ++j) {
         const __m512 pj = _mm512_set1_ps(p[j]);
-        for (int c = 0; c < 4; ++c) a[c] = _mm512_fmadd_ps(pj, _mm512_maskz_loadu_ps(m[c], v + j * d + i + 16 * c), a[c]);
+        for (int c = 0; c < 4; ++c) a[c] = _mm512_fmadd_ps(pj, _mm512_maskz_loadu_ps(m[c], v + j * ldv + i + 16 * c), a[c]);
       }
       for (int c = 0; c < 4; ++c) _mm512_mask_storeu_ps(acc + i + 16 * c, m[c], a[c]);
     }

@@ -41,70 +41,69 @@ void attention_rows(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, int64_
 // heads of the group for the page, one rescale of the running sums per page.
 //
 // Ops: scores(q, k, ldk, n, d, scale, out) (out[j] = (q . k[j * ldk]) * scale for j < n, each
-// in one fixed order whatever n; returns their max), axpy_rows(acc, v, p, n, d) (acc += sum_j p[j] v[j], j in order, acc
-// held in registers across the page), scale(acc, c, d), exp_sub_sum(x, n, shift)
-// (x = exp(x - shift), returns the sum).
+// in one fixed order whatever n; returns their max), axpy_rows(acc, v, ldv, p, n, d)
+// (acc += sum_j p[j] v[j * ldv], j in order, acc held in registers across the page),
+// scale(acc, c, d), exp_sub_sum(x, n, shift) (x = exp(x - shift), returns the sum).
 template <class Ops>
 void attention_rows_impl(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, int64_t i1) {
   const AttnSeq& seq = c.seqs[s];
-  const int64_t hd = c.p.head_dim, ps = c.kv.page_size;
+  const int64_t hd = c.p.head_dim, vd = c.kv.value_dim(), ps = c.kv.page_size;
+  const int64_t kr = c.kv.k_row_stride(), vr = c.kv.v_row_stride();
   const int64_t group = c.p.n_heads / c.p.n_kv_heads;
   const int64_t h0 = kvh * group;
-  const int64_t head_off = kvh * ps * hd;  // offset of this KV head inside a page
   const float neg_inf = -std::numeric_limits<float>::infinity();
 
   thread_local std::vector<float> scratch;
-  const size_t need = size_t(group * (ps + hd + 2));
+  const size_t need = size_t(group * (ps + vd + 2));
   if (scratch.size() < need) scratch.resize(need);
   float* sc = scratch.data();              // [group][ps] scores of one page
-  float* acc = sc + group * ps;            // [group][hd] weighted sums of V
-  float* mx = acc + group * hd;            // [group] running max
+  float* acc = sc + group * ps;            // [group][vd] weighted sums of V
+  float* mx = acc + group * vd;            // [group] running max
   float* den = mx + group;                 // [group] running denominator
 
   for (int64_t i = i0; i < i1; ++i) {
     const int64_t n_keys = seq.pos0 + i + 1;
+    const int64_t first = c.p.window > 0 ? std::max<int64_t>(0, n_keys - c.p.window) : 0;
     const float* qrow = c.q + (seq.q_row + i) * c.ldq;
-    std::fill(acc, acc + group * hd, 0.0f);
+    std::fill(acc, acc + group * vd, 0.0f);
     std::fill(mx, mx + group, neg_inf);
     std::fill(den, den + group, 0.0f);
-    for (int64_t j0 = 0; j0 < n_keys; j0 += ps) {
-      const int64_t nj = std::min(ps, n_keys - j0);
+    for (int64_t j0 = first - first % ps; j0 < n_keys; j0 += ps) {
+      const int64_t jb = std::max(j0, first);  // first visible key of this page
+      const int64_t nj = std::min(j0 + ps, n_keys) - jb;
       const int64_t page = seq.pages[j0 / ps];
-      const float* kp = c.kv.k + page * c.kv.page_stride() + head_off;
-      const float* vp = c.kv.v + page * c.kv.page_stride() + head_off;
-      constexpr int64_t kAhead = 1;
-      if (j0 + kAhead * ps < n_keys) {
+      const float* kp = c.kv.k + page * c.kv.k_page_stride() + (kvh * ps + jb - j0) * kr;
+      const float* vp = c.kv.v + page * c.kv.v_page_stride() + (kvh * ps + jb - j0) * vr;
+      if (j0 + ps < n_keys) {
         // Pages are scattered over the pool, so the hardware prefetcher cannot guess the next
         // one: fetch its keys and values while this page is computed.
-        const int64_t next = seq.pages[j0 / ps + kAhead];
-        const int64_t nn = std::min(ps, n_keys - j0 - kAhead * ps) * hd;
-        const char* kn = reinterpret_cast<const char*>(c.kv.k + next * c.kv.page_stride() + head_off);
-        const char* vn = reinterpret_cast<const char*>(c.kv.v + next * c.kv.page_stride() + head_off);
-        for (int64_t b = 0; b < nn * int64_t(sizeof(float)); b += 64) {
-          __builtin_prefetch(kn + b);
-          __builtin_prefetch(vn + b);
-        }
+        const int64_t next = seq.pages[j0 / ps + 1];
+        const int64_t nn = std::min(ps, n_keys - j0 - ps);
+        const char* kn = reinterpret_cast<const char*>(c.kv.k + next * c.kv.k_page_stride() + kvh * ps * kr);
+        const char* vn = reinterpret_cast<const char*>(c.kv.v + next * c.kv.v_page_stride() + kvh * ps * vr);
+        for (int64_t b = 0; b < nn * kr * int64_t(sizeof(float)); b += 64) __builtin_prefetch(kn + b);
+        for (int64_t b = 0; b < nn * vr * int64_t(sizeof(float)); b += 64) __builtin_prefetch(vn + b);
       }
       for (int64_t g = 0; g < group; ++g) {
         const float* qh = qrow + (h0 + g) * hd;
         float* sg = sc + g * ps;
-        const float m = Ops::scores(qh, kp, hd, nj, hd, c.p.scale, sg);
+        const float m = Ops::scores(qh, kp, kr, nj, hd, c.p.scale, sg);
         const float m_new = std::max(mx[g], m);
         // exp(0) is 1 exactly: skip the call when the running max did not move (most pages).
         const float corr = mx[g] == neg_inf ? 0.0f : mx[g] == m_new ? 1.0f : std::exp(mx[g] - m_new);
         const float sum = Ops::exp_sub_sum(sg, nj, m_new);
-        float* ag = acc + g * hd;
-        if (corr != 1.0f) Ops::scale(ag, corr, hd);
+        float* ag = acc + g * vd;
+        if (corr != 1.0f) Ops::scale(ag, corr, vd);
         den[g] = den[g] * corr + sum;
         mx[g] = m_new;
-        Ops::axpy_rows(ag, vp, sg, nj, hd);
+        Ops::axpy_rows(ag, vp, vr, sg, nj, vd);
       }
     }
     float* orow = c.out + (seq.q_row + i) * c.ldo;
     for (int64_t g = 0; g < group; ++g) {
-      float* oh = orow + (h0 + g) * hd;
+      float* oh = orow + (h0 + g) * vd;
       const float inv = 1.0f / den[g];
-      for (int64_t d = 0; d < hd; ++d) oh[d] = acc[g * hd + d] * inv;
+      for (int64_t d = 0; d < vd; ++d) oh[d] = acc[g * vd + d] * inv;
     }
   }
 }

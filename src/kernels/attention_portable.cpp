@@ -26,9 +26,9 @@ struct Ops {
     }
     return m;
   }
-  static void axpy_rows(float* acc, const float* v, const float* p, int64_t n, int64_t d) {
+    static void axpy_rows(float* acc, const float* v, int64_t ldv, const float* p, int64_t n, int64_t d) {
     for (int64_t j = 0; j < n; ++j)
-      for (int64_t i = 0; i < d; ++i) acc[i] += p[j] * v[j * d + i];
+      for (int64_t i = 0; i < d; ++i) acc[i] += p[j] * v[j * ldv + i];
   }
   static void scale(float* acc, float c, int64_t d) {
     for (int64_t i = 0; i < d; ++i) acc[i] *= c;

@@ -20,6 +20,9 @@ struct RopeScaling {
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
   double original_max_position_embeddings = 8192;
+  // GGUF files (llama.cpp's converter) store llama3-style scaling as one divisor per frequency
+  // (`rope_freqs.weight`); applied on top of `type` when present.
+  std::vector<float> freq_factors;
 };
 
 struct ModelConfig {

@@ -4,6 +4,7 @@
 
 #include "core/check.h"
 #include "core/shared_dir.h"
+#include "model/gguf_set.h"
 
 namespace fs = std::filesystem;
 
@@ -45,6 +46,8 @@ ModelLocation resolve_model(const std::string& model_path, const std::string& to
   if (!fs::exists(loc.model)) fail("--model-path {} does not exist", loc.model);
   if (!tokenizer_path.empty()) {
     loc.tokenizer = tokenizer_path;
+  } else if (std::string gguf = find_gguf_model(loc.model); !gguf.empty()) {
+    loc.tokenizer = gguf;  // a GGUF model carries its vocabulary
   } else if (fs::is_directory(loc.model)) {
     loc.tokenizer = loc.model;
   } else {

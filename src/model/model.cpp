@@ -10,6 +10,8 @@
 
 #include "core/check.h"
 #include "kernels/ops.h"
+#include "model/gguf_loader.h"
+#include "model/gguf_set.h"
 #include "model/llama2c.h"
 #include "model/moe.h"
 
@@ -46,7 +48,9 @@ Model::~Model() = default;
 std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& opts) {
   std::unique_ptr<Model> m(new Model());
   if (!fs::exists(path)) fail("model path {} does not exist", path);
-  if (fs::is_directory(path)) {
+  if (!find_gguf_model(path).empty()) {
+    load_gguf(path, m->cfg_, m->store_);
+  } else if (fs::is_directory(path)) {
     fs::path cfg_path = fs::path(path) / "config.json";
     if (!fs::exists(cfg_path)) fail("{}: no config.json (expected a Hugging Face model folder)", path);
     std::ifstream in(cfg_path);
@@ -115,7 +119,8 @@ void Model::init_layers() {
     L.wq = mat(p + "self_attn.q_proj.weight", c.n_heads * hd, H).row_slice(q0, n_heads_local_ * hd);
     L.wk = mat(p + "self_attn.k_proj.weight", c.n_kv_heads * hd, H).row_slice(kv_head0_ * hd, n_kv_local_ * hd);
     L.wv = mat(p + "self_attn.v_proj.weight", c.n_kv_heads * hd, H).row_slice(kv_head0_ * hd, n_kv_local_ * hd);
-    L.wo = mat(p + "self_attn.o_proj.weight", H, c.n_heads * hd).col_slice(q0, n_heads_local_ * hd);
+    L.wo = shard_cols(mat(p + "self_attn.o_proj.weight", H, c.n_heads * hd), q0, n_heads_local_ * hd,
+                      p + "self_attn.o_proj.weight", "--tp-size (with --dp-size)");
     if (c.qkv_bias) {
       L.bq = slice_vec(p + "self_attn.q_proj.bias", c.n_heads * hd, q0, n_heads_local_ * hd);
       L.bk = slice_vec(p + "self_attn.k_proj.bias", c.n_kv_heads * hd, kv_head0_ * hd, n_kv_local_ * hd);
@@ -131,7 +136,8 @@ void Model::init_layers() {
       const int64_t f0 = ms.begin(c.ffn);
       L.gate = mat(p + "mlp.gate_proj.weight", c.ffn, H).row_slice(f0, ffn_local_);
       L.up = mat(p + "mlp.up_proj.weight", c.ffn, H).row_slice(f0, ffn_local_);
-      L.down = mat(p + "mlp.down_proj.weight", H, c.ffn).col_slice(f0, ffn_local_);
+      L.down = shard_cols(mat(p + "mlp.down_proj.weight", H, c.ffn), f0, ffn_local_, p + "mlp.down_proj.weight",
+                          "--tp-size");
     }
   }
   final_norm_ = store_.vector_f32("model.norm.weight", H);

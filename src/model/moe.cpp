@@ -25,7 +25,8 @@ MoeLayer::MoeLayer(const WeightStore& store, const ModelConfig& c, const std::st
     const std::string q = p + "mlp.experts." + std::to_string(e) + ".";
     experts_.push_back(Expert{store.matrix(q + "gate_proj.weight", F, H).row_slice(f0, ffn_local_),
                               store.matrix(q + "up_proj.weight", F, H).row_slice(f0, ffn_local_),
-                              store.matrix(q + "down_proj.weight", H, F).col_slice(f0, ffn_local_)});
+                              shard_cols(store.matrix(q + "down_proj.weight", H, F), f0, ffn_local_,
+                                         q + "down_proj.weight", "--tp-size / --ep-size")});
   }
 }
 

@@ -25,6 +25,7 @@ RopeTable::RopeTable(const ModelConfig& c) {
         f = (1.0 - smooth) * f / s.factor + smooth * f;
       }
     }
+    if (!s.freq_factors.empty()) f /= double(s.freq_factors[size_t(i)]);
     inv_freq_[i] = f;
   }
 }

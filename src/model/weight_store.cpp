@@ -42,6 +42,15 @@ WeightView WeightStore::matrix(const std::string& name, int64_t rows, int64_t co
   return WeightView{t.data, t.dtype, rows, cols, cols};
 }
 
+WeightView shard_cols(const WeightView& w, int64_t c0, int64_t n, const std::string& name, const char* flag) {
+  const int64_t b = dtype_block_elems(w.dtype);
+  if (c0 % b != 0 || (c0 + n) % b != 0)
+    fail("{}: this rank's share of {} is columns [{}, {}) of {}, which do not fall on the {}-element blocks of its "
+         "{} weights; choose a split of whole blocks",
+         flag, name, c0, c0 + n, w.cols, b, dtype_name(w.dtype));
+  return w.col_slice(c0, n);
+}
+
 std::vector<float> WeightStore::vector_f32(const std::string& name, int64_t n) const {
   const TensorInfo& t = get(name);
   if (t.shape.size() != 1 || t.shape[0] != n)

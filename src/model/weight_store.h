@@ -41,6 +41,11 @@ class WeightStore {
   std::map<std::string, TensorInfo> tensors_;
 };
 
+// Columns [c0, c0 + n) of `w`, one rank's share of a sharded matrix. A quantized row splits only
+// between its blocks: a share that starts or ends inside a block is a start-up error naming
+// `flag`, the option that chose the split, and `name`, the tensor.
+WeightView shard_cols(const WeightView& w, int64_t c0, int64_t n, const std::string& name, const char* flag);
+
 // Loads every *.safetensors file of a Hugging Face model folder (single file or
 // sharded with model.safetensors.index.json).
 void load_safetensors_folder(const std::string& dir, WeightStore& store);

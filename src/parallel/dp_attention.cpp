@@ -9,14 +9,6 @@
 
 namespace dpserve {
 
-DpPaddingRequest parse_dp_padding_mode(std::string_view s) {
-  if (s == "auto") return DpPaddingRequest::kAuto;
-  if (s == "sglang") return DpPaddingRequest::kSglang;
-  if (s == "max_len") return DpPaddingRequest::kMaxLen;
-  if (s == "sum_len") return DpPaddingRequest::kSumLen;
-  fail("--dp-padding-mode must be auto, sglang, max_len or sum_len (got '{}')", std::string(s));
-}
-
 const char* to_string(DpPaddingMode m) { return m == DpPaddingMode::kMaxLen ? "max_len" : "sum_len"; }
 
 const char* to_string(DpPaddingRequest m) {

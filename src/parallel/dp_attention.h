@@ -4,7 +4,6 @@
 
 #include <cstdint>
 #include <span>
-#include <string_view>
 #include <vector>
 
 #include "parallel/comm.h"
@@ -28,9 +27,8 @@ enum class DpPaddingRequest { kAuto, kSglang, kMaxLen, kSumLen };
 //                  ~2x the bytes; kept to compare.
 enum class DpTransport { kGatherScatter, kAllReduce };
 
-DpPaddingRequest parse_dp_padding_mode(std::string_view s);  // "auto" | "sglang" | "max_len" | "sum_len"
 const char* to_string(DpPaddingMode m);
-const char* to_string(DpPaddingRequest m);
+const char* to_string(DpPaddingRequest m);  // "auto" | "sglang" | "max_len" | "sum_len" (--dp-padding-mode)
 const char* to_string(DpTransport t);
 
 // sglang: SUM_LEN if any group is in prefill (extend); else MAX_LEN when

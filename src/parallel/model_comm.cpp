@@ -25,7 +25,7 @@ DistModelComm::DistModelComm(const Comms& comms, const Topology& topo, DpPadding
 
 void DistModelComm::begin_step(const StepSync& sync) {
   if (!topo_.dp_attention) return;
-  DpPaddingMode m = choose_padding_mode(padding_, sync.group_tokens, sync.any_prefill);
+  DpPaddingMode m = choose_padding_mode(padding_, sync.group_tokens, sync.any_prefill, topo_.attn_tp_size);
   layout_ = std::make_unique<DpLayout>(sync.group_tokens, topo_.attn_tp_size, m);
 }
 

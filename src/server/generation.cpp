@@ -14,7 +14,7 @@ double seconds(Clock::duration d) { return std::chrono::duration<double>(d).coun
 }  // namespace
 
 ChoiceRun::ChoiceRun(Engine& engine, const Tokenizer& tok, Request r, const GenSpec& spec, Metrics* metrics,
-                     RequestRegistry* registry, Clock::time_point arrival)
+                     RequestRegistry* registry, const std::string& owner, Clock::time_point arrival)
     : engine_(engine),
       metrics_(metrics),
       registry_(registry),
@@ -28,7 +28,7 @@ ChoiceRun::ChoiceRun(Engine& engine, const Tokenizer& tok, Request r, const GenS
   std::string rid = r.rid;
   stream_ = engine_.enqueue(std::move(r));
   id_ = stream_->id();
-  if (registry_) registry_->add(id_, rid);
+  if (registry_) registry_->add(id_, rid, owner);
 }
 
 ChoiceRun::~ChoiceRun() {
@@ -49,11 +49,12 @@ void ChoiceRun::finish(ChoiceDelta& out, const std::string& reason) {
   if (registry_) registry_->remove(id_);
 }
 
-void ChoiceRun::abort(ChoiceDelta& out, const std::string& reason, const std::string& error) {
+void ChoiceRun::abort(ChoiceDelta& out, const std::string& reason, const std::string& error, bool fault) {
   if (finished_) return;
   engine_.cancel(id_);
   out.text += stop_.flush();
   out.error = error;
+  out.fault = fault;
   finish(out, reason);
 }
 
@@ -96,17 +97,18 @@ bool ChoiceRun::poll(std::chrono::milliseconds timeout, ChoiceDelta& out) {
     }
     out.text += stop_.flush();
     out.error = r.error;
+    out.fault = r.finish_reason == "error";
     finish(out, r.finish_reason.empty() ? "stop" : r.finish_reason);
   }
   return true;
 }
 
 Generation::Generation(Engine& engine, const Tokenizer& tok, const GenSpec& spec, Metrics* metrics,
-                       RequestRegistry* registry, const std::string& rid_prefix)
+                       RequestRegistry* registry, const std::function<std::string(size_t)>& rid_of,
+                       const std::string& owner)
     : engine_(engine) {
   const auto arrival = Clock::now();
   const size_t n_prompts = spec.prompts.empty() ? 1 : spec.prompts.size();
-  std::vector<int32_t> eos = tok.eos_ids();
   for (size_t p = 0; p < n_prompts; ++p) {
     for (int32_t c = 0; c < spec.n; ++c) {
       Request r = spec.base;
@@ -117,10 +119,8 @@ Generation::Generation(Engine& engine, const Tokenizer& tok, const GenSpec& spec
         r.input_embeds_rows = spec.input_embeds_rows;
       }
       if (r.params.seed && c > 0) r.params.seed = *r.params.seed + uint64_t(c);
-      if (!r.params.ignore_eos)
-        for (int32_t e : eos) r.params.stop_token_ids.push_back(e);
-      r.rid = p < spec.rids.size() ? spec.rids[p] : rid_prefix;
-      runs_.push_back(std::make_unique<ChoiceRun>(engine, tok, std::move(r), spec, metrics, registry, arrival));
+      r.rid = rid_of(runs_.size());
+      runs_.push_back(std::make_unique<ChoiceRun>(engine, tok, std::move(r), spec, metrics, registry, owner, arrival));
     }
   }
 }
@@ -131,7 +131,7 @@ bool Generation::drive(const std::function<bool(size_t, const ChoiceDelta&)>& on
     for (size_t i = 0; i < runs_.size(); ++i) {
       if (runs_[i]->finished()) continue;
       ChoiceDelta d;
-      runs_[i]->abort(d, reason, error);
+      runs_[i]->abort(d, reason, error, /*fault=*/tell);
       if (tell) on_delta(i, d);
     }
   };

@@ -29,12 +29,16 @@ struct ChoiceDelta {
   std::string finish_reason;     // stop, length, abort, error
   std::string matched_stop;      // the stop string that ended it, if any
   std::string error;
+  // It ended because something failed (the engine refused or lost it, or stopped), not because it
+  // was done or cancelled: streams tell the client with an error event.
+  bool fault = false;
 };
 
 class ChoiceRun {
  public:
+  // Enqueues `r` and registers it (by r.rid, for `owner`) while it runs.
   ChoiceRun(Engine& engine, const Tokenizer& tok, Request r, const GenSpec& spec, Metrics* metrics,
-            RequestRegistry* registry, Clock::time_point arrival);
+            RequestRegistry* registry, const std::string& owner, Clock::time_point arrival);
   ~ChoiceRun();
   ChoiceRun(const ChoiceRun&) = delete;
   ChoiceRun& operator=(const ChoiceRun&) = delete;
@@ -42,7 +46,7 @@ class ChoiceRun {
   // Takes the next delivery (waits up to `timeout`); false when nothing arrived.
   bool poll(std::chrono::milliseconds timeout, ChoiceDelta& out);
   // Ends the choice here with `reason` and tells the engine to drop it.
-  void abort(ChoiceDelta& out, const std::string& reason, const std::string& error = "");
+  void abort(ChoiceDelta& out, const std::string& reason, const std::string& error = "", bool fault = false);
 
   bool finished() const { return finished_; }
   uint64_t id() const { return id_; }
@@ -71,9 +75,10 @@ class ChoiceRun {
 
 class Generation {
  public:
-  // Enqueues every choice: choice i is prompt i / n, copy i % n (seeded copies get seed + copy).
+  // Enqueues every choice: choice i is prompt i / n, copy i % n (seeded copies get seed + copy),
+  // registered as rid_of(i) for `owner`.
   Generation(Engine& engine, const Tokenizer& tok, const GenSpec& spec, Metrics* metrics, RequestRegistry* registry,
-             const std::string& rid_prefix);
+             const std::function<std::string(size_t)>& rid_of, const std::string& owner);
 
   size_t size() const { return runs_.size(); }
   ChoiceRun& choice(size_t i) { return *runs_[i]; }

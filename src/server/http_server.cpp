@@ -1,6 +1,7 @@
 #include "server/http_server.h"
 
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <dirent.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -14,63 +15,15 @@
 #include <spdlog/spdlog.h>
 
 #include "core/check.h"
-#include "server/connection_watch.h"
 #include "server/elastic_thread_pool.h"
+#include "server/http_connection.h"
 #include "server/openai_error.h"
-#include "server/request_body.h"
+#include "server/route_helpers.h"
+#include "server/routes.h"
 #include "server/server_context.h"
 #include "tokenizer/chat_template.h"
 
 namespace dpserve {
-
-std::string ServerContext::new_id(const char* prefix) {
-  return fmt::format("{}-{:x}{:06x}", prefix, created, next_id.fetch_add(1));
-}
-
-AccessInfo& access_info() {
-  thread_local AccessInfo info;
-  return info;
-}
-
-void send_json(httplib::Response& res, int status, const nlohmann::json& j) {
-  res.status = status;
-  res.set_content(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
-}
-
-std::shared_ptr<void> admit_generation(ServerContext& ctx, const httplib::Request& req) {
-  if (ctx.draining.load())
-    throw ApiError(503, "The server is shutting down and takes no new requests", "", "service_unavailable_error",
-                   "server_draining");
-  if (!ctx.engine.healthy())
-    throw ApiError(503, "The engine is not ready (loading, or a rank failed)", "", "service_unavailable_error",
-                   "engine_unavailable");
-  // Taken with one atomic step, so concurrent arrivals cannot all pass a check made before any counted.
-  const int64_t before = ctx.metrics.http_inflight.fetch_add(1);
-  std::shared_ptr<void> slot(nullptr, [&ctx](void*) { --ctx.metrics.http_inflight; });
-  if (ctx.opts.max_queued_requests > 0 && before >= ctx.opts.max_queued_requests) {
-    ctx.metrics.rejected_overload.fetch_add(1);
-    // 429 (not 503): the server is healthy but over its load bound, which OpenAI clients treat as
-    // "back off and retry" (with Retry-After); 503 stays for draining and a failed engine.
-    throw ApiError(429,
-                   fmt::format("Too many requests in flight (limit {}, --max-queued-requests); retry later",
-                               ctx.opts.max_queued_requests),
-                   "", "rate_limit_error", "queue_full");
-  }
-  return slot;
-}
-
-void post_route(httplib::Server& svr, ServerContext& ctx, const std::string& pattern, httplib::Server::Handler handler) {
-  BodyLimits limits;
-  limits.max_bytes = ctx.opts.max_body_bytes;
-  limits.deadline = std::chrono::milliseconds(int64_t(ctx.opts.http_request_timeout_s * 1000));
-  limits.cut_off = &ctx.metrics.read_deadline_closed;
-  post_with_body_limits(svr, pattern, limits, std::move(handler));
-}
-
-std::function<bool()> client_gone_fn(ServerContext& ctx, const httplib::Request& req) {
-  auto watch = std::make_shared<ConnectionWatch>(req.local_addr, req.local_port, req.remote_addr, req.remote_port);
-  return [watch, &ctx] { return ctx.stopping.load() || watch->closed(); };
-}
 
 namespace {
 
@@ -131,17 +84,21 @@ std::string read_file(const std::string& path) {
 }  // namespace
 
 HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok, nlohmann::json server_info)
-    : ctx_(std::make_unique<ServerContext>(std::move(opts), engine, tok, std::move(server_info))),
-      svr_(std::make_unique<httplib::Server>()) {
+    : ctx_(std::make_unique<ServerContext>(std::move(opts), engine, tok, std::move(server_info))) {
   ServerContext& c = *ctx_;
   c.created = int64_t(std::time(nullptr));
+  // Request bodies (up to --max-body-bytes) are the process's biggest short-lived blocks. glibc
+  // raises its mmap threshold to the size of a freed mmapped block, so after one big body the next
+  // ones land in the connection threads' arenas, whose free memory it does not give back (RSS grew
+  // by about a body per big request). A fixed threshold keeps blocks of 4 MiB and more in their own
+  // mappings, returned when freed.
+  mallopt(M_MMAP_THRESHOLD, 4 << 20);
   if (c.opts.served_model_name.empty()) c.opts.served_model_name = "default";
   c.parse.tok = &tok;
-  c.parse.context_length = engine.context_length();
+  // The engine's limits; token ids must also be ones the tokenizer can turn back into text.
+  c.parse.limits = engine.limits();
+  c.parse.limits.vocab = std::min<int64_t>(c.parse.limits.vocab, tok.vocab_size());
   c.parse.served_model_name = c.opts.served_model_name;
-  c.parse.max_n = c.opts.max_n;
-  if (c.info.is_object() && c.info.contains("hidden_size") && c.info["hidden_size"].is_number_integer())
-    c.parse.hidden_size = c.info["hidden_size"].get<int64_t>();
   // Parsed once here, so a broken template stops the server at start rather than failing each chat.
   std::optional<std::string> tmpl =
       c.opts.chat_template_path.empty() ? tok.chat_template() : std::optional(read_file(c.opts.chat_template_path));
@@ -153,7 +110,15 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
     }
   }
 
-  httplib::Server& s = *svr_;
+  if (c.opts.http_request_timeout_s < 0)
+    fail("--http-request-timeout must be >= 0 (got {})", c.opts.http_request_timeout_s);
+  BodyLimits body_limits;
+  body_limits.max_bytes = c.opts.max_body_bytes;
+  body_limits.deadline = std::chrono::milliseconds(int64_t(c.opts.http_request_timeout_s * 1000));
+  body_limits.cut_off = &c.metrics.read_deadline_closed;
+  auto server = std::make_unique<ConnectionServer>(body_limits);
+  ConnectionServer& s = *server;
+  svr_ = std::move(server);
   // Threads start per connection on demand (up to the cap), so clients that connect and stay idle
   // or send slowly hold only their own thread and never queue other clients behind them.
   const size_t threads = size_t(std::max(4, c.opts.http_threads));
@@ -164,30 +129,23 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   const auto read_us = int64_t(c.opts.http_read_timeout_s * 1e6);
   if (read_us <= 0) fail("--http-read-timeout must be > 0 (got {})", c.opts.http_read_timeout_s);
   s.set_read_timeout(read_us / 1000000, read_us % 1000000);
-  if (c.opts.http_request_timeout_s < 0)
-    fail("--http-request-timeout must be >= 0 (got {})", c.opts.http_request_timeout_s);
   // Keep-alive longer than common clients' idle-socket timeout (Node's agentkeepalive: 4 s), so a
   // client never reuses a connection the server is closing at that moment.
   s.set_keep_alive_timeout(5);
 
-  s.set_pre_routing_handler([&c](const httplib::Request& req, httplib::Response& res) {
+  // Decided from the headers, before any body is read.
+  s.set_gate([&c](const httplib::Request& req) -> std::optional<ApiError> {
     AccessInfo& ai = access_info();
     ai = AccessInfo{};
     ai.start = std::chrono::steady_clock::now();
-    if (!c.opts.api_key.empty() && !auth_exempt(req.path)) {
-      const std::string want = "Bearer " + c.opts.api_key;
-      if (req.get_header_value("Authorization") != want) {
-        send_json(res, 401,
-                  error_body(401, "Invalid or missing API key: send 'Authorization: Bearer <key>'", "",
-                             "invalid_api_key"));
-        return httplib::Server::HandlerResponse::Handled;
-      }
-    }
-    if (c.draining.load() && req.path != "/metrics" && req.path != "/get_server_info") {
-      send_json(res, 503, error_body(503, "The server is shutting down", "", "server_draining"));
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    return httplib::Server::HandlerResponse::Unhandled;
+    std::optional<Caller> caller = c.auth.authenticate(req, auth_exempt(req.path));
+    if (!caller)
+      return ApiError(401, "Invalid or missing API key: send 'Authorization: Bearer <key>'", "", "",
+                      "invalid_api_key");
+    request_caller() = std::move(*caller);
+    if (c.draining.load() && req.path != "/metrics" && req.path != "/get_server_info")
+      return ApiError(503, "The server is shutting down", "", "", "server_draining");
+    return std::nullopt;
   });
 
   s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
@@ -208,8 +166,7 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
 
   // Statuses cpp-httplib produces itself (404 route, 413 body, 400 framing) still get an OpenAI body.
   s.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
-    // "Connection: close": post_with_body_limits already made the response and closes the connection.
-    if (!res.body.empty() || res.has_header("Connection")) return httplib::Server::HandlerResponse::Unhandled;
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
     std::string msg;
     std::string code;
     switch (res.status) {

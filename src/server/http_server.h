@@ -2,8 +2,6 @@
 // limits, draining for graceful shutdown and a one-line access log per request.
 #pragma once
 
-#include <cstddef>
-#include <cstdint>
 #include <memory>
 #include <string>
 #include <thread>
@@ -11,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/engine.h"
+#include "server/server_options.h"
 #include "tokenizer/tokenizer.h"
 
 namespace httplib {
@@ -21,26 +20,10 @@ namespace dpserve {
 
 struct ServerContext;
 
-struct ServerOptions {
-  std::string host = "127.0.0.1";
-  int port = 30000;                 // 0: any free port (see HttpServer::port())
-  std::string api_key;              // non-empty: requests need "Authorization: Bearer <key>"
-  std::string served_model_name;    // the name /v1/models reports and requests must use
-  std::string chat_template_path;   // a Jinja chat template file, overriding the tokenizer's
-  size_t max_body_bytes = 32 << 20;
-  int64_t max_queued_requests = 0;  // > 0: generation requests beyond this many in flight get 503
-  double shutdown_timeout_s = 30;
-  int http_threads = 512;           // connections served at once (each holds a thread, started on demand)
-  double http_read_timeout_s = 5;   // longest wait for any single read from a client
-  double http_request_timeout_s = 60;  // longest time to receive a request body after its headers (0 = no limit)
-  int32_t max_n = 64;               // choices per request
-};
-
 // Usage: start(); ... on SIGTERM: begin_drain(); engine.shutdown(timeout); stop().
 class HttpServer {
  public:
-  // server_info: what /get_server_info reports (flags, model); its "hidden_size", when given, is
-  // used to check /generate input_embeds before they reach the engine.
+  // server_info: what /get_server_info reports (flags, model).
   HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok, nlohmann::json server_info);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;

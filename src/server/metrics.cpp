@@ -68,7 +68,8 @@ void Metrics::count_finish(const std::string& reason) {
   ++finishes_[reason];
 }
 
-std::string Metrics::render(const EngineStats& es, bool healthy, bool draining) const {
+std::string Metrics::render(const EngineStats& es, bool healthy, bool draining, int64_t sequences,
+                            int64_t tokens) const {
   std::string out;
   header(out, "dpserve_healthy", "gauge", "1 when every rank is alive and the model is loaded");
   out += fmt::format("dpserve_healthy {}\n", healthy ? 1 : 0);
@@ -120,8 +121,14 @@ std::string Metrics::render(const EngineStats& es, bool healthy, bool draining) 
   header(out, "dpserve_http_connections", "gauge",
          "Client connections accepted and not yet closed");
   out += fmt::format("dpserve_http_connections {}\n", http_connections.load());
+  header(out, "dpserve_http_sequences_inflight", "gauge",
+         "Sequences (prompts x n) of the generation requests being served (--max-queued-requests bounds it)");
+  out += fmt::format("dpserve_http_sequences_inflight {}\n", sequences);
+  header(out, "dpserve_http_tokens_inflight", "gauge",
+         "Prompt + max_tokens of those sequences (--max-queued-tokens bounds it)");
+  out += fmt::format("dpserve_http_tokens_inflight {}\n", tokens);
   header(out, "dpserve_http_rejected_overload_total", "counter",
-         "Generation requests answered 429 because --max-queued-requests were in flight");
+         "Generation requests answered 429 because --max-queued-requests or --max-queued-tokens left no room");
   out += fmt::format("dpserve_http_rejected_overload_total {}\n", rejected_overload.load());
   header(out, "dpserve_http_slow_requests_closed_total", "counter",
          "Connections closed because a request body took longer than --http-request-timeout to arrive after its headers");

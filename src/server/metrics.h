@@ -40,7 +40,7 @@ class Metrics {
   std::atomic<int64_t> prompt_tokens{0};
   std::atomic<int64_t> completion_tokens{0};
   std::atomic<int64_t> http_inflight{0};
-  std::atomic<int64_t> rejected_overload{0};     // 429s from --max-queued-requests
+  std::atomic<int64_t> rejected_overload{0};     // 429s from --max-queued-requests / --max-queued-tokens
   std::atomic<int64_t> read_deadline_closed{0};  // connections closed for sending a request body too slowly
   std::atomic<int64_t> http_connections{0};      // connections accepted and not yet closed
 
@@ -48,7 +48,9 @@ class Metrics {
   // Finish reasons of generation choices (stop, length, abort, error).
   void count_finish(const std::string& reason);
 
-  std::string render(const EngineStats& engine, bool healthy, bool draining) const;
+  // `sequences` / `tokens`: the generation work the HTTP frontend has admitted and not finished.
+  std::string render(const EngineStats& engine, bool healthy, bool draining, int64_t sequences = 0,
+                     int64_t tokens = 0) const;
 
  private:
   mutable std::mutex mu_;

@@ -1,11 +1,14 @@
-// POST routes that read their own request body, so it is bounded in size and in time: a client that
-// trickles its body (never silent long enough for the per-read timeout) is cut off at a deadline.
+// Reading a request's body off its connection, bounded in size and in time: Content-Length (a plain
+// non-negative decimal, nothing else) or chunked transfer coding (extensions and trailer fields
+// allowed and ignored). A client that trickles its body, never silent long enough for the per-read
+// timeout, is cut off at a deadline.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include <httplib.h>
@@ -18,10 +21,16 @@ struct BodyLimits {
   std::atomic<int64_t>* cut_off = nullptr;  // counts requests ended at the deadline
 };
 
-// Registers `handler` for POST `pattern`; it runs with req.body filled once the whole body is in.
-// A body past the deadline gets 408 and one over the limit 413; in both cases the connection is
-// then closed, since the rest of that body is never read.
-void post_with_body_limits(httplib::Server& svr, const std::string& pattern, const BodyLimits& limits,
-                           httplib::Server::Handler handler);
+// How reading one body ended.
+struct BodyRead {
+  int status = 0;        // 0: the whole body is in; else the status to answer (400, 408, 413, 503)
+  std::string message;
+  std::string code;      // OpenAI error code
+};
+
+// Reads the body `req` declares from `in` into `body`. Headers that declare no body mean an empty
+// one (RFC 9112 6.3). `stop()` true (the server is stopping) ends the read with 503.
+BodyRead read_request_body(httplib::Stream& in, const httplib::Request& req, const BodyLimits& limits,
+                           std::string& body, const std::function<bool()>& stop);
 
 }  // namespace dpserve

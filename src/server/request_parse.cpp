@@ -1,13 +1,15 @@
 #include "server/request_parse.h"
 
 #include <cmath>
+#include <limits>
+#include <string_view>
+
 #include <fmt/format.h>
 
 #include "core/check.h"
 #include "server/openai_error.h"
-#include "tokenizer/tokenizer.h"
-
 #include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
 
 namespace dpserve {
 
@@ -15,122 +17,90 @@ using json = nlohmann::json;
 
 namespace {
 
-// A present, non-null field, or nullptr (clients send null for "use the default").
-const json* field(const json& b, const char* name) {
-  auto it = b.find(name);
-  if (it == b.end() || it->is_null()) return nullptr;
-  return &*it;
-}
+using P = RequestParam;
 
-std::optional<double> opt_number(const json& b, const char* name, double lo, double hi, bool lo_open = false) {
-  const json* v = field(b, name);
-  if (!v) return std::nullopt;
-  if (!v->is_number()) bad_param(name, fmt::format("'{}' must be a number, got {}", name, v->type_name()));
-  double x = v->get<double>();
-  if (!std::isfinite(x) || (lo_open ? x <= lo : x < lo) || x > hi)
-    bad_param(name, fmt::format("'{}' must be in {}{}, {}], got {}", name, lo_open ? "(" : "[", lo, hi, x));
+// What the fields of one body have said so far; the route's `finish` turns it into a GenSpec once
+// every field has been read (fields arrive in key order, and some depend on others).
+struct ParseState {
+  explicit ParseState(const ParseContext& c) : ctx(c) {}
+  const ParseContext& ctx;
+  GenSpec spec;
+  const json* prompt = nullptr;          // completions "prompt", chat "messages"
+  const json* text = nullptr;            // /generate: exactly one of these three
+  const json* input_ids = nullptr;
+  const json* input_embeds = nullptr;
+  const json* sampling_params = nullptr;
+  const json* stream_options = nullptr;
+  const json* rid = nullptr;
+  std::optional<int64_t> max_tokens, max_completion_tokens, max_new_tokens, best_of, top_logprobs;
+  bool logprobs = false;
+};
+
+// Reads one present, non-null field (clients send null for "use the default").
+using FieldFn = void (*)(const json& v, const std::string& name, ParseState& st);
+struct Field {
+  std::string_view name;
+  FieldFn read;
+};
+using FieldTable = std::vector<Field>;
+
+// ---- values ----
+
+double number(const json& v, const std::string& name, P p) {
+  if (!v.is_number()) bad_param(name, fmt::format("'{}' must be a number, got {}", name, v.type_name()));
+  const double x = v.get<double>();
+  if (auto rule = RequestLimits::value_rule(p, x)) bad_param(name, fmt::format("'{}' {}, got {}", name, *rule, x));
   return x;
 }
 
-int64_t as_int(const json& v, const std::string& name) {
-  if (v.is_number_integer()) return v.get<int64_t>();
-  if (v.is_number_float()) {
-    double d = v.get<double>();
-    if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9.0e18) return int64_t(d);
-  }
-  bad_param(name, fmt::format("'{}' must be an integer, got {}", name, v.is_number() ? v.dump() : v.type_name()));
-}
-
-std::optional<int64_t> opt_int(const json& b, const char* name, int64_t lo, int64_t hi) {
-  const json* v = field(b, name);
-  if (!v) return std::nullopt;
-  int64_t x = as_int(*v, name);
-  if (x < lo || x > hi) bad_param(name, fmt::format("'{}' must be in [{}, {}], got {}", name, lo, hi, x));
-  return x;
-}
-
-std::optional<bool> opt_bool(const json& b, const char* name) {
-  const json* v = field(b, name);
-  if (!v) return std::nullopt;
-  if (!v->is_boolean()) bad_param(name, fmt::format("'{}' must be a boolean, got {}", name, v->type_name()));
-  return v->get<bool>();
-}
-
-std::vector<std::string> parse_stop(const json& b) {
-  const json* v = field(b, "stop");
-  if (!v) return {};
-  std::vector<std::string> out;
-  if (v->is_string()) {
-    out.push_back(v->get<std::string>());
-  } else if (v->is_array()) {
-    if (v->size() > 4) bad_param("stop", fmt::format("'stop' takes at most 4 strings, got {}", v->size()));
-    for (const auto& s : *v) {
-      if (!s.is_string()) bad_param("stop", "'stop' must be a string or an array of strings");
-      out.push_back(s.get<std::string>());
-    }
+// A JSON integer as int64, never wrapped: nlohmann keeps 2^63 and up as unsigned, where
+// get<int64_t>() would turn 2^64-1 into -1. Integral floats (1e3) count; out of range is a 400.
+int64_t integer(const json& v, const std::string& name, std::optional<P> p = std::nullopt) {
+  auto out_of_range = [&](const std::string& shown) {
+    const std::string rule = p ? RequestLimits::rule(*p)
+                               : fmt::format("must be an integer in [{}, {}]", std::numeric_limits<int64_t>::min(),
+                                             std::numeric_limits<int64_t>::max());
+    bad_param(name, fmt::format("'{}' {}, got {}", name, rule, shown));
+  };
+  int64_t x = 0;
+  if (v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    if (u > uint64_t(std::numeric_limits<int64_t>::max())) out_of_range(std::to_string(u));
+    x = int64_t(u);
+  } else if (v.is_number_integer()) {
+    x = v.get<int64_t>();
+  } else if (v.is_number_float() && std::isfinite(v.get<double>()) && v.get<double>() == std::floor(v.get<double>())) {
+    const double d = v.get<double>();
+    // [-2^63, 2^63): both bounds are exact doubles.
+    if (d < -9223372036854775808.0 || d >= 9223372036854775808.0) out_of_range(v.dump());
+    x = int64_t(d);
   } else {
-    bad_param("stop", "'stop' must be a string or an array of strings");
+    bad_param(name, fmt::format("'{}' must be an integer, got {}", name, v.is_number() ? v.dump() : v.type_name()));
   }
-  for (const auto& s : out)
-    if (s.empty()) bad_param("stop", "'stop' strings must not be empty");
-  return out;
+  if (p)
+    if (auto rule = RequestLimits::int_rule(*p, x)) bad_param(name, fmt::format("'{}' {}, got {}", name, *rule, x));
+  return x;
 }
 
-std::vector<int32_t> parse_ids(const json& arr, const std::string& name, const ParseContext& ctx) {
+bool boolean(const json& v, const std::string& name) {
+  if (!v.is_boolean()) bad_param(name, fmt::format("'{}' must be a boolean, got {}", name, v.type_name()));
+  return v.get<bool>();
+}
+
+std::vector<int32_t> token_ids(const json& arr, const std::string& name, const ParseContext& ctx) {
   std::vector<int32_t> ids;
   ids.reserve(arr.size());
-  const int64_t vocab = ctx.tok ? ctx.tok->vocab_size() : INT32_MAX;
   for (const auto& v : arr) {
     if (!v.is_number_integer()) bad_param(name, fmt::format("'{}' token ids must be integers", name));
-    int64_t id = v.get<int64_t>();
-    if (id < 0 || id >= vocab)
-      bad_param(name, fmt::format("token id {} in '{}' is outside the vocabulary [0, {})", id, name, vocab));
+    // 2^63 and up stay unsigned in nlohmann: INT64_MAX stands for them (outside any vocabulary).
+    const int64_t id = v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max())
+                           ? std::numeric_limits<int64_t>::max()
+                           : v.get<int64_t>();
+    if (auto rule = ctx.limits.token_rule(id))
+      bad_param(name, fmt::format("token id {} in '{}' {}", v.dump(), name, *rule));
     ids.push_back(int32_t(id));
   }
   return ids;
-}
-
-// The sampling fields shared by the OpenAI endpoints and SGLang's sampling_params.
-void parse_sampling(const json& b, SamplingParams& p, const ParseContext& ctx) {
-  if (auto v = opt_number(b, "temperature", 0, 2)) p.temperature = float(*v);
-  if (auto v = opt_number(b, "top_p", 0, 1, true)) p.top_p = float(*v);
-  if (auto v = opt_int(b, "top_k", -1, INT32_MAX)) {
-    if (*v == 0) bad_param("top_k", "'top_k' must be -1 (off) or at least 1, got 0");
-    p.top_k = int32_t(*v);
-  }
-  if (auto v = opt_number(b, "min_p", 0, 1)) p.min_p = float(*v);
-  if (auto v = opt_number(b, "frequency_penalty", -2, 2)) p.frequency_penalty = float(*v);
-  if (auto v = opt_number(b, "presence_penalty", -2, 2)) p.presence_penalty = float(*v);
-  if (auto v = opt_number(b, "repetition_penalty", 0, 2, true)) p.repetition_penalty = float(*v);
-  for (const char* name : {"seed", "sampling_seed"}) {
-    if (const json* v = field(b, name)) p.seed = uint64_t(as_int(*v, name));
-  }
-  if (auto v = opt_bool(b, "ignore_eos")) p.ignore_eos = *v;
-  if (const json* v = field(b, "stop_token_ids")) {
-    if (!v->is_array()) bad_param("stop_token_ids", "'stop_token_ids' must be an array of token ids");
-    p.stop_token_ids = parse_ids(*v, "stop_token_ids", ctx);
-  }
-}
-
-void check_model(const json& b, const ParseContext& ctx, GenSpec& spec) {
-  spec.model = ctx.served_model_name;
-  const json* m = field(b, "model");
-  if (!m) return;
-  if (!m->is_string()) bad_param("model", "'model' must be a string");
-  std::string name = m->get<std::string>();
-  if (name != ctx.served_model_name)
-    throw ApiError(404, fmt::format("The model '{}' does not exist; this server serves '{}'", name,
-                                    ctx.served_model_name),
-                   "model", "invalid_request_error", "model_not_found");
-}
-
-void parse_stream(const json& b, GenSpec& spec) {
-  if (auto v = opt_bool(b, "stream")) spec.stream = *v;
-  if (const json* so = field(b, "stream_options")) {
-    if (!so->is_object()) bad_param("stream_options", "'stream_options' must be an object");
-    if (!spec.stream) bad_param("stream_options", "'stream_options' is only allowed when 'stream' is true");
-    if (auto v = opt_bool(*so, "include_usage")) spec.include_usage = *v;
-  }
 }
 
 std::vector<int32_t> encode_text(const std::string& text, const ParseContext& ctx, bool add_special) {
@@ -138,26 +108,264 @@ std::vector<int32_t> encode_text(const std::string& text, const ParseContext& ct
   return ctx.tok->encode(text, add_special);
 }
 
-// The length checks every endpoint shares; `default_to_rest` picks the room left in the context.
+// ---- fields every generation route shares (SGLang's inside sampling_params) ----
+
+template <P kParam>
+void sampling_float(const json& v, const std::string& name, ParseState& st) {
+  const float x = float(number(v, name, kParam));
+  SamplingParams& p = st.spec.base.params;
+  switch (kParam) {
+    case P::kTemperature: p.temperature = x; break;
+    case P::kTopP: p.top_p = x; break;
+    case P::kMinP: p.min_p = x; break;
+    case P::kFrequencyPenalty: p.frequency_penalty = x; break;
+    case P::kPresencePenalty: p.presence_penalty = x; break;
+    case P::kRepetitionPenalty: p.repetition_penalty = x; break;
+    default: break;
+  }
+}
+
+void top_k(const json& v, const std::string& name, ParseState& st) {
+  st.spec.base.params.top_k = int32_t(integer(v, name, P::kTopK));
+}
+
+void seed(const json& v, const std::string& name, ParseState& st) {
+  st.spec.base.params.seed = uint64_t(integer(v, name, P::kSeed));  // negative seeds keep their bits
+}
+
+void ignore_eos(const json& v, const std::string& name, ParseState& st) {
+  st.spec.base.params.ignore_eos = boolean(v, name);
+}
+
+void stop_token_ids(const json& v, const std::string& name, ParseState& st) {
+  if (!v.is_array()) bad_param(name, fmt::format("'{}' must be an array of token ids", name));
+  st.spec.base.params.stop_token_ids = token_ids(v, name, st.ctx);
+}
+
+void stop(const json& v, const std::string& name, ParseState& st) {
+  std::vector<std::string>& out = st.spec.stop;
+  out.clear();
+  if (v.is_string()) {
+    out.push_back(v.get<std::string>());
+  } else if (v.is_array()) {
+    if (v.size() > 4) bad_param(name, fmt::format("'{}' takes at most 4 strings, got {}", name, v.size()));
+    for (const auto& s : v) {
+      if (!s.is_string()) bad_param(name, fmt::format("'{}' must be a string or an array of strings", name));
+      out.push_back(s.get<std::string>());
+    }
+  } else {
+    bad_param(name, fmt::format("'{}' must be a string or an array of strings", name));
+  }
+  for (const auto& s : out)
+    if (s.empty()) bad_param(name, fmt::format("'{}' strings must not be empty", name));
+}
+
+void n(const json& v, const std::string& name, ParseState& st) { st.spec.n = int32_t(integer(v, name, P::kN)); }
+
+void skip_special_tokens(const json& v, const std::string& name, ParseState& st) {
+  st.spec.skip_special_tokens = boolean(v, name);
+}
+
+const FieldTable kSamplingFields = {
+    {"temperature", sampling_float<P::kTemperature>},
+    {"top_p", sampling_float<P::kTopP>},
+    {"top_k", top_k},
+    {"min_p", sampling_float<P::kMinP>},
+    {"frequency_penalty", sampling_float<P::kFrequencyPenalty>},
+    {"presence_penalty", sampling_float<P::kPresencePenalty>},
+    {"repetition_penalty", sampling_float<P::kRepetitionPenalty>},
+    {"seed", seed},
+    {"sampling_seed", seed},
+    {"ignore_eos", ignore_eos},
+    {"stop_token_ids", stop_token_ids},
+    {"stop", stop},
+    {"n", n},
+    {"skip_special_tokens", skip_special_tokens},
+};
+
+// ---- fields of the OpenAI routes ----
+
+void model(const json& v, const std::string& name, ParseState& st) {
+  if (!v.is_string()) bad_param(name, "'model' must be a string");
+  const std::string m = v.get<std::string>();
+  if (m != st.ctx.served_model_name)
+    throw ApiError(404, fmt::format("The model '{}' does not exist; this server serves '{}'", m,
+                                    st.ctx.served_model_name),
+                   "model", "invalid_request_error", "model_not_found");
+}
+
+void stream(const json& v, const std::string& name, ParseState& st) { st.spec.stream = boolean(v, name); }
+void stream_options(const json& v, const std::string& name, ParseState& st) {
+  if (!v.is_object()) bad_param(name, "'stream_options' must be an object");
+  st.stream_options = &v;
+}
+void prompt(const json& v, const std::string&, ParseState& st) { st.prompt = &v; }
+void max_tokens(const json& v, const std::string& name, ParseState& st) { st.max_tokens = integer(v, name); }
+void max_completion_tokens(const json& v, const std::string& name, ParseState& st) {
+  st.max_completion_tokens = integer(v, name);
+}
+void echo(const json& v, const std::string& name, ParseState& st) { st.spec.echo = boolean(v, name); }
+void best_of(const json& v, const std::string& name, ParseState& st) { st.best_of = integer(v, name); }
+// Completions: how many alternatives to report per position. Chat: whether to report logprobs.
+void completion_logprobs(const json& v, const std::string& name, ParseState& st) {
+  st.top_logprobs = integer(v, name, P::kTopLogprobs);
+  st.logprobs = true;
+}
+void chat_logprobs(const json& v, const std::string& name, ParseState& st) { st.logprobs = boolean(v, name); }
+void top_logprobs(const json& v, const std::string& name, ParseState& st) {
+  st.top_logprobs = integer(v, name, P::kTopLogprobs);
+}
+// OpenAI's end-user id: it changes nothing in the output, so it is only type-checked.
+void user(const json& v, const std::string& name, ParseState&) {
+  if (!v.is_string()) bad_param(name, fmt::format("'{}' must be a string", name));
+}
+
+// A field of OpenAI's API this server does not implement: its default or empty value ({} for
+// logit_bias, [] for tools, false for store) is accepted, anything else is a 400 naming it.
+void unsupported(const json& v, const std::string& name, ParseState&) {
+  const bool empty = (v.is_boolean() && !v.get<bool>()) || (v.is_object() && v.empty()) ||
+                     (v.is_array() && v.empty()) || (v.is_string() && v.get<std::string>().empty());
+  const bool default_choice = (name == "tool_choice" && v == "none") ||
+                              (name == "response_format" && v.is_object() && v.size() == 1 && v.value("type", "") == "text") ||
+                              (name == "service_tier" && (v == "auto" || v == "default"));
+  if (!empty && !default_choice)
+    throw ApiError(400, fmt::format("'{}' is not supported by this server", name), name, "", "unsupported_parameter");
+}
+
+FieldTable with_sampling(FieldTable own) {
+  own.insert(own.end(), kSamplingFields.begin(), kSamplingFields.end());
+  return own;
+}
+
+const FieldTable& completion_fields() {
+  static const FieldTable t = with_sampling({
+      {"model", model},       {"prompt", prompt},         {"max_tokens", max_tokens},
+      {"echo", echo},         {"logprobs", completion_logprobs}, {"best_of", best_of},
+      {"stream", stream},     {"stream_options", stream_options}, {"user", user},
+      {"suffix", unsupported}, {"logit_bias", unsupported},
+  });
+  return t;
+}
+
+const FieldTable& chat_fields() {
+  static const FieldTable t = with_sampling({
+      {"model", model},
+      {"messages", prompt},
+      {"max_tokens", max_tokens},
+      {"max_completion_tokens", max_completion_tokens},
+      {"logprobs", chat_logprobs},
+      {"top_logprobs", top_logprobs},
+      {"stream", stream},
+      {"stream_options", stream_options},
+      {"user", user},
+      {"logit_bias", unsupported},
+      {"tools", unsupported},
+      {"tool_choice", unsupported},
+      {"parallel_tool_calls", unsupported},
+      {"functions", unsupported},
+      {"function_call", unsupported},
+      {"response_format", unsupported},
+      {"modalities", unsupported},
+      {"audio", unsupported},
+      {"prediction", unsupported},
+      {"reasoning_effort", unsupported},
+      {"web_search_options", unsupported},
+      {"store", unsupported},
+      {"metadata", unsupported},
+      {"service_tier", unsupported},
+  });
+  return t;
+}
+
+// ---- fields of SGLang's /generate ----
+
+void text(const json& v, const std::string&, ParseState& st) { st.text = &v; }
+void input_ids(const json& v, const std::string&, ParseState& st) { st.input_ids = &v; }
+void input_embeds(const json& v, const std::string&, ParseState& st) { st.input_embeds = &v; }
+void sampling_params(const json& v, const std::string& name, ParseState& st) {
+  if (!v.is_object()) bad_param(name, "'sampling_params' must be an object");
+  st.sampling_params = &v;
+}
+void return_logprob(const json& v, const std::string& name, ParseState& st) { st.logprobs = boolean(v, name); }
+void rid(const json& v, const std::string&, ParseState& st) { st.rid = &v; }
+void max_new_tokens(const json& v, const std::string& name, ParseState& st) { st.max_new_tokens = integer(v, name); }
+
+const FieldTable& generate_fields() {
+  static const FieldTable t = {
+      {"text", text},
+      {"input_ids", input_ids},
+      {"input_embeds", input_embeds},
+      {"sampling_params", sampling_params},
+      {"stream", stream},
+      {"return_logprob", return_logprob},
+      {"top_logprobs_num", top_logprobs},
+      {"rid", rid},
+  };
+  return t;
+}
+
+const FieldTable& generate_sampling_fields() {
+  static const FieldTable t = with_sampling({{"max_new_tokens", max_new_tokens}});
+  return t;
+}
+
+const Field* find_field(const FieldTable& t, std::string_view name) {
+  for (const auto& f : t)
+    if (f.name == name) return &f;
+  return nullptr;
+}
+
+// Reads every field of `obj` with its table entry; an unknown one is a 400 naming it (`prefix`
+// names the object it sits in, e.g. "sampling_params.").
+void read_fields(const json& obj, const FieldTable& table, ParseState& st, const std::string& prefix = "") {
+  for (const auto& [key, value] : obj.items()) {
+    const Field* f = find_field(table, key);
+    if (!f)
+      throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}{}", prefix, key), prefix + key, "",
+                     "unknown_parameter");
+    if (!value.is_null()) f->read(value, key, st);
+  }
+}
+
+// ---- once every field is read ----
+
+// The length checks every route shares; `default_to_rest` picks the room left in the context.
 void check_lengths(GenSpec& spec, const ParseContext& ctx, std::optional<int64_t> max_tokens, int64_t fallback,
                    bool default_to_rest, const std::string& prompt_param, const std::string& max_param) {
+  auto name = [&](P p) { return "'" + (p == P::kMaxNewTokens ? max_param : prompt_param) + "'"; };
   int64_t longest = spec.input_embeds_rows;
   for (const auto& p : spec.prompts) {
-    if (p.empty()) bad_param(prompt_param, fmt::format("'{}' is empty (no tokens)", prompt_param));
+    if (auto v = ctx.limits.check_prompt(p, name)) bad_param(prompt_param, v->message);
     longest = std::max<int64_t>(longest, int64_t(p.size()));
   }
-  if (longest >= ctx.context_length)
-    bad_param(prompt_param, fmt::format("This model's maximum context length is {} tokens, but the prompt has {} "
-                                        "tokens, leaving no room to generate",
-                                        ctx.context_length, longest));
-  int64_t mt = max_tokens ? *max_tokens : default_to_rest ? ctx.context_length - longest : fallback;
-  if (mt <= 0) bad_param(max_param, fmt::format("'{}' must be at least 1, got {}", max_param, mt));
-  if (mt > ctx.context_length - longest)
-    bad_param(max_param, fmt::format("This model's maximum context length is {} tokens. However, you requested {} "
-                                     "tokens ({} in the prompt, {} for the completion). Lower '{}'",
-                                     ctx.context_length, fmt::to_string(__int128(longest) + mt), longest, mt,
-                                     max_param));  // 128-bit: mt may be near INT64_MAX
+  if (auto v = ctx.limits.check_prompt_length(longest, P::kPrompt)) bad_param(prompt_param, v->message);
+  int64_t mt = max_tokens ? *max_tokens : default_to_rest ? ctx.limits.context_length - longest : fallback;
+  if (auto v = ctx.limits.check_max_new_tokens(longest, mt, name)) bad_param(max_param, v->message);
   spec.base.params.max_new_tokens = mt;
+}
+
+void check_prompt_count(const GenSpec& spec, const std::string& prompt_param) {
+  if (int64_t(spec.prompts.size()) > RequestLimits::kMaxPrompts)
+    bad_param(prompt_param, fmt::format("at most {} prompts per request", RequestLimits::kMaxPrompts));
+}
+
+// prompts x n: one request may not ask for more sequences than a server-wide limit allows.
+void check_choices(const GenSpec& spec, const std::string& n_param) {
+  const int64_t prompts = std::max<int64_t>(int64_t(spec.prompts.size()), 1);
+  if (prompts * spec.n > RequestLimits::kMaxChoices)
+    bad_param(n_param, fmt::format("{} prompts x '{}' {} = {} choices; at most {} per request", prompts, n_param,
+                                   spec.n, prompts * spec.n, RequestLimits::kMaxChoices));
+}
+
+void finish_stream_options(ParseState& st) {
+  if (!st.stream_options) return;
+  if (!st.spec.stream) bad_param("stream_options", "'stream_options' is only allowed when 'stream' is true");
+  for (const auto& [key, value] : st.stream_options->items()) {
+    if (key != "include_usage")
+      throw ApiError(400, fmt::format("Unrecognized request argument supplied: stream_options.{}", key),
+                     "stream_options." + key, "", "unknown_parameter");
+    if (!value.is_null()) st.spec.include_usage = boolean(value, "include_usage");
+  }
 }
 
 std::string content_text(const json& content, size_t i) {
@@ -178,38 +386,23 @@ std::string content_text(const json& content, size_t i) {
   bad_param(param, fmt::format("'{}' must be a string or an array of text parts", param));
 }
 
-}  // namespace
-
-json parse_json_body(const std::string& body) {
-  if (body.empty()) throw ApiError(400, "The request body is empty; expected a JSON object", "", "invalid_request_error",
-                                   "invalid_json");
-  try {
-    // Copying, rendering or printing a deeply nested value recurses once per level: a 400 kB body of
-    // nested arrays would overflow the stack. No API field nests anywhere near this deep.
-    static constexpr int kMaxDepth = 64;
-    json j = json::parse(body, [](int depth, json::parse_event_t, json&) {
-      if (depth > kMaxDepth)
-        throw ApiError(400, fmt::format("The request body nests deeper than {} levels", kMaxDepth), "",
-                       "invalid_request_error", "invalid_json");
-      return true;
-    });
-    if (!j.is_object()) throw ApiError(400, "The request body must be a JSON object", "", "invalid_request_error",
-                                       "invalid_json");
-    return j;
-  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e400
-    std::string what = e.what();
-    bool utf8 = what.find("UTF-8") != std::string::npos || what.find("surrogate") != std::string::npos;
-    throw ApiError(400,
-                   utf8 ? fmt::format("The request body is not valid UTF-8: {}", what)
-                        : fmt::format("The request body is not valid JSON: {}", what),
-                   "", "invalid_request_error", utf8 ? "invalid_utf8" : "invalid_json");
-  }
+const json* present(const json& b, const char* name) {
+  auto it = b.find(name);
+  return it == b.end() || it->is_null() ? nullptr : &*it;
 }
 
+}  // namespace
+
+bool is_completion_field(std::string_view name) { return find_field(completion_fields(), name) != nullptr; }
+bool is_chat_field(std::string_view name) { return find_field(chat_fields(), name) != nullptr; }
+bool is_generate_field(std::string_view name) { return find_field(generate_fields(), name) != nullptr; }
+
 GenSpec parse_completion_request(const json& b, const ParseContext& ctx) {
-  GenSpec spec;
-  check_model(b, ctx, spec);
-  const json* prompt = field(b, "prompt");
+  ParseState st(ctx);
+  GenSpec& spec = st.spec;
+  spec.model = ctx.served_model_name;
+  read_fields(b, completion_fields(), st);
+  const json* prompt = st.prompt;
   if (!prompt) bad_param("prompt", "'prompt' is required");
   auto add_text = [&](const json& t) {
     spec.prompt_texts.push_back(t.get<std::string>());
@@ -218,6 +411,8 @@ GenSpec parse_completion_request(const json& b, const ParseContext& ctx) {
   if (prompt->is_string()) {
     add_text(*prompt);
   } else if (prompt->is_array() && !prompt->empty()) {
+    if (int64_t(prompt->size()) > RequestLimits::kMaxPrompts && !(*prompt)[0].is_number())
+      bad_param("prompt", fmt::format("at most {} prompts per request", RequestLimits::kMaxPrompts));
     const auto& first = (*prompt)[0];
     if (first.is_string()) {
       for (const auto& t : *prompt) {
@@ -225,12 +420,12 @@ GenSpec parse_completion_request(const json& b, const ParseContext& ctx) {
         add_text(t);
       }
     } else if (first.is_number()) {
-      spec.prompts.push_back(parse_ids(*prompt, "prompt", ctx));
+      spec.prompts.push_back(token_ids(*prompt, "prompt", ctx));
       spec.prompt_texts.emplace_back();
     } else if (first.is_array()) {
       for (const auto& p : *prompt) {
         if (!p.is_array()) bad_param("prompt", "'prompt' mixes token arrays with other types");
-        spec.prompts.push_back(parse_ids(p, "prompt", ctx));
+        spec.prompts.push_back(token_ids(p, "prompt", ctx));
         spec.prompt_texts.emplace_back();
       }
     } else {
@@ -240,28 +435,21 @@ GenSpec parse_completion_request(const json& b, const ParseContext& ctx) {
     bad_param("prompt", prompt->is_array() ? "'prompt' must not be an empty array"
                                            : "'prompt' must be a string, an array of strings, or token ids");
   }
-  if (int64_t(spec.prompts.size()) > ctx.max_prompts)
-    bad_param("prompt", fmt::format("at most {} prompts per request", ctx.max_prompts));
-  parse_sampling(b, spec.base.params, ctx);
-  spec.stop = parse_stop(b);
-  parse_stream(b, spec);
-  if (auto v = opt_int(b, "n", 1, ctx.max_n)) spec.n = int32_t(*v);
-  if (auto v = opt_bool(b, "echo")) spec.echo = *v;
-  if (auto v = opt_int(b, "logprobs", 0, 20)) {
+  check_prompt_count(spec, "prompt");
+  finish_stream_options(st);
+  if (st.top_logprobs) {
     spec.logprobs = true;
     spec.base.return_logprob = true;
-    spec.base.top_logprobs = int32_t(*v);
+    spec.base.top_logprobs = int32_t(*st.top_logprobs);
   }
-  if (auto v = opt_bool(b, "skip_special_tokens")) spec.skip_special_tokens = *v;
-  if (const json* bo = field(b, "best_of")) {
-    if (as_int(*bo, "best_of") != spec.n) bad_param("best_of", "'best_of' other than n is not supported");
-  }
-  check_lengths(spec, ctx, opt_int(b, "max_tokens", INT64_MIN, INT64_MAX), 16, false, "prompt", "max_tokens");
+  if (st.best_of && *st.best_of != spec.n) bad_param("best_of", "'best_of' other than n is not supported");
+  check_choices(spec, "n");
+  check_lengths(spec, ctx, st.max_tokens, 16, false, "prompt", "max_tokens");
   return spec;
 }
 
 std::string render_chat_prompt(const json& b, const ParseContext& ctx) {
-  const json* msgs = field(b, "messages");
+  const json* msgs = present(b, "messages");
   if (!msgs) bad_param("messages", "'messages' is required");
   if (!msgs->is_array()) bad_param("messages", "'messages' must be an array");
   if (msgs->empty()) bad_param("messages", "'messages' must contain at least one message");
@@ -269,14 +457,14 @@ std::string render_chat_prompt(const json& b, const ParseContext& ctx) {
   for (size_t i = 0; i < msgs->size(); ++i) {
     const json& m = (*msgs)[i];
     if (!m.is_object()) bad_param(fmt::format("messages[{}]", i), fmt::format("'messages[{}]' must be an object", i));
-    const json* role = field(m, "role");
+    const json* role = present(m, "role");
     if (!role || !role->is_string())
       bad_param(fmt::format("messages[{}].role", i), fmt::format("'messages[{}].role' is required", i));
     std::string r = role->get<std::string>();
     if (r != "system" && r != "user" && r != "assistant" && r != "tool" && r != "developer")
       bad_param(fmt::format("messages[{}].role", i),
                 fmt::format("'messages[{}].role' must be system, developer, user, assistant or tool, got '{}'", i, r));
-    const json* content = field(m, "content");
+    const json* content = present(m, "content");
     if (!content && r != "assistant")
       bad_param(fmt::format("messages[{}].content", i), fmt::format("'messages[{}].content' is required", i));
     json out = m;
@@ -301,39 +489,37 @@ std::string render_chat_prompt(const json& b, const ParseContext& ctx) {
 }
 
 GenSpec parse_chat_request(const json& b, const ParseContext& ctx) {
-  GenSpec spec;
-  check_model(b, ctx, spec);
+  ParseState st(ctx);
+  GenSpec& spec = st.spec;
+  spec.model = ctx.served_model_name;
+  read_fields(b, chat_fields(), st);
   std::string text = render_chat_prompt(b, ctx);
   // The template already spells BOS where the model wants it.
   spec.prompts.push_back(encode_text(text, ctx, false));
   spec.prompt_texts.push_back(text);
-  parse_sampling(b, spec.base.params, ctx);
-  spec.stop = parse_stop(b);
-  parse_stream(b, spec);
-  if (auto v = opt_int(b, "n", 1, ctx.max_n)) spec.n = int32_t(*v);
-  if (auto v = opt_bool(b, "logprobs")) spec.logprobs = *v;
-  if (auto v = opt_int(b, "top_logprobs", 0, 20)) {
+  finish_stream_options(st);
+  spec.logprobs = st.logprobs;
+  if (st.top_logprobs) {
     if (!spec.logprobs) bad_param("top_logprobs", "'top_logprobs' requires 'logprobs' to be true");
-    spec.base.top_logprobs = int32_t(*v);
+    spec.base.top_logprobs = int32_t(*st.top_logprobs);
   }
   spec.base.return_logprob = spec.logprobs;
-  if (auto v = opt_bool(b, "skip_special_tokens")) spec.skip_special_tokens = *v;
-  std::optional<int64_t> mt = opt_int(b, "max_completion_tokens", INT64_MIN, INT64_MAX);
-  const char* mt_name = "max_completion_tokens";
-  if (!mt) {
-    mt = opt_int(b, "max_tokens", INT64_MIN, INT64_MAX);
-    mt_name = "max_tokens";
-  }
-  check_lengths(spec, ctx, mt, 0, true, "messages", mt_name);
+  check_choices(spec, "n");
+  const bool completion_named = st.max_completion_tokens.has_value();
+  check_lengths(spec, ctx, completion_named ? st.max_completion_tokens : st.max_tokens, 0, true, "messages",
+                completion_named ? "max_completion_tokens" : "max_tokens");
   return spec;
 }
 
 GenSpec parse_generate_request(const json& b, const ParseContext& ctx) {
-  GenSpec spec;
+  ParseState st(ctx);
+  GenSpec& spec = st.spec;
   spec.model = ctx.served_model_name;
-  const json* text = field(b, "text");
-  const json* ids = field(b, "input_ids");
-  const json* embeds = field(b, "input_embeds");
+  read_fields(b, generate_fields(), st);
+  if (st.sampling_params) read_fields(*st.sampling_params, generate_sampling_fields(), st, "sampling_params.");
+  const json* text = st.text;
+  const json* ids = st.input_ids;
+  const json* embeds = st.input_embeds;
   if (int(text != nullptr) + int(ids != nullptr) + int(embeds != nullptr) != 1)
     bad_param("text", "give exactly one of 'text', 'input_ids' or 'input_embeds'");
   if (text) {
@@ -348,17 +534,21 @@ GenSpec parse_generate_request(const json& b, const ParseContext& ctx) {
     } else {
       bad_param("text", "'text' must be a string or a non-empty array of strings");
     }
+    if (int64_t(spec.prompt_texts.size()) > RequestLimits::kMaxPrompts)
+      bad_param("text", fmt::format("at most {} prompts per request", RequestLimits::kMaxPrompts));
     for (const auto& t : spec.prompt_texts) spec.prompts.push_back(encode_text(t, ctx, true));
   } else if (ids) {
     if (!ids->is_array() || ids->empty()) bad_param("input_ids", "'input_ids' must be a non-empty array");
     if ((*ids)[0].is_array()) {
       spec.batched = true;
+      if (int64_t(ids->size()) > RequestLimits::kMaxPrompts)
+        bad_param("input_ids", fmt::format("at most {} prompts per request", RequestLimits::kMaxPrompts));
       for (const auto& p : *ids) {
         if (!p.is_array()) bad_param("input_ids", "'input_ids' mixes token arrays with other types");
-        spec.prompts.push_back(parse_ids(p, "input_ids", ctx));
+        spec.prompts.push_back(token_ids(p, "input_ids", ctx));
       }
     } else {
-      spec.prompts.push_back(parse_ids(*ids, "input_ids", ctx));
+      spec.prompts.push_back(token_ids(*ids, "input_ids", ctx));
     }
     spec.prompt_texts.resize(spec.prompts.size());
   } else {
@@ -370,33 +560,23 @@ GenSpec parse_generate_request(const json& b, const ParseContext& ctx) {
       if (width == 0) width = row.size();
       if (row.size() != width) bad_param("input_embeds", "'input_embeds' rows must all have the same length");
       for (const auto& x : row) {
-        if (!x.is_number() || !std::isfinite(x.get<double>()))
-          bad_param("input_embeds", "'input_embeds' must hold finite numbers");
-        spec.input_embeds.push_back(x.get<float>());
+        // Judged as the float the engine receives: 1e300 is a finite double but an infinite float.
+        const float f = x.is_number() ? x.get<float>() : 0.0f;
+        if (!x.is_number() || !std::isfinite(f))
+          bad_param("input_embeds", "'input_embeds' must hold finite numbers (within 32-bit float range)");
+        spec.input_embeds.push_back(f);
       }
     }
-    if (ctx.hidden_size > 0 && int64_t(width) != ctx.hidden_size)
+    if (ctx.limits.hidden > 0 && int64_t(width) != ctx.limits.hidden)
       bad_param("input_embeds", fmt::format("'input_embeds' rows must have the model's hidden size {}, got {}",
-                                            ctx.hidden_size, width));
+                                            ctx.limits.hidden, width));
     spec.input_embeds_rows = int64_t(embeds->size());
   }
-  if (int64_t(spec.prompts.size()) > ctx.max_prompts)
-    bad_param("text", fmt::format("at most {} prompts per request", ctx.max_prompts));
-
-  json sp = json::object();
-  if (const json* v = field(b, "sampling_params")) {
-    if (!v->is_object()) bad_param("sampling_params", "'sampling_params' must be an object");
-    sp = *v;
-  }
-  parse_sampling(sp, spec.base.params, ctx);
-  spec.stop = parse_stop(sp);
-  if (auto v = opt_int(sp, "n", 1, ctx.max_n)) spec.n = int32_t(*v);
-  if (auto v = opt_bool(sp, "skip_special_tokens")) spec.skip_special_tokens = *v;
-  if (auto v = opt_bool(b, "stream")) spec.stream = *v;
-  if (auto v = opt_bool(b, "return_logprob")) spec.logprobs = *v;
-  if (auto v = opt_int(b, "top_logprobs_num", 0, 20)) spec.base.top_logprobs = int32_t(*v);
+  check_prompt_count(spec, text ? "text" : "input_ids");
+  spec.logprobs = st.logprobs;
+  if (st.top_logprobs) spec.base.top_logprobs = int32_t(*st.top_logprobs);
   spec.base.return_logprob = spec.logprobs;
-  if (const json* rid = field(b, "rid")) {
+  if (const json* rid = st.rid) {
     if (rid->is_string()) {
       spec.rids.push_back(rid->get<std::string>());
     } else if (rid->is_array()) {
@@ -410,8 +590,9 @@ GenSpec parse_generate_request(const json& b, const ParseContext& ctx) {
     size_t want = std::max<size_t>(spec.prompts.size(), 1);
     if (spec.rids.size() != want) bad_param("rid", fmt::format("'rid' must name {} request(s)", want));
   }
-  check_lengths(spec, ctx, opt_int(sp, "max_new_tokens", INT64_MIN, INT64_MAX), 128, false,
-                text ? "text" : ids ? "input_ids" : "input_embeds", "max_new_tokens");
+  check_choices(spec, "n");
+  check_lengths(spec, ctx, st.max_new_tokens, 128, false, text ? "text" : ids ? "input_ids" : "input_embeds",
+                "max_new_tokens");
   return spec;
 }
 

@@ -1,4 +1,4 @@
-// JSON bodies of /v1/completions, /v1/chat/completions and /generate -> validated generation specs.
+// Parsed JSON bodies of /v1/completions, /v1/chat/completions and /generate -> validated generation specs.
 // Every problem becomes an ApiError (400/404) naming the parameter, before anything reaches the engine.
 #pragma once
 
@@ -6,11 +6,13 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "engine/request.h"
+#include "engine/request_limits.h"
 
 namespace dpserve {
 
@@ -20,12 +22,11 @@ class ChatTemplate;
 // What the parser needs to know about the served model.
 struct ParseContext {
   const Tokenizer* tok = nullptr;
-  int64_t context_length = 0;
+  // The engine's limits, with the vocabulary narrowed to what the tokenizer can decode; hidden 0:
+  // input_embeds widths are left to the engine.
+  RequestLimits limits;
   std::string served_model_name;
   std::shared_ptr<const ChatTemplate> chat_template;  // from --chat-template or the tokenizer; null: none
-  int64_t hidden_size = 0;                    // input_embeds row width; 0: not checked here
-  int32_t max_n = 64;                        // choices per request
-  int32_t max_prompts = 256;                 // prompts in one batched completions / generate call
 };
 
 // One HTTP request's generation work: prompts x n choices sharing one set of parameters.
@@ -47,12 +48,18 @@ struct GenSpec {
   bool batched = false;                   // /generate got a list of prompts: answer with a list
 };
 
-// Parses the body text; malformed JSON or invalid UTF-8 -> 400.
-nlohmann::json parse_json_body(const std::string& body);
-
+// Each route reads its body with a table of the fields it knows (name -> how to read it): a field
+// not in the table is a 400 naming it; one of OpenAI's that this server does not implement is a 400
+// unless it has its default value. Adding a field is adding a table entry.
 GenSpec parse_completion_request(const nlohmann::json& body, const ParseContext& ctx);
 GenSpec parse_chat_request(const nlohmann::json& body, const ParseContext& ctx);
 GenSpec parse_generate_request(const nlohmann::json& body, const ParseContext& ctx);
+
+// Whether the route's table has a top-level field of this name (the JSON parser refuses others
+// as soon as it meets them, before their value is parsed).
+bool is_completion_field(std::string_view name);
+bool is_chat_field(std::string_view name);
+bool is_generate_field(std::string_view name);
 
 // The chat prompt text for `messages` (validated), rendered with the context's template.
 std::string render_chat_prompt(const nlohmann::json& body, const ParseContext& ctx);

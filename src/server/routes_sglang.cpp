@@ -5,7 +5,9 @@
 
 #include "server/generation.h"
 #include "server/openai_error.h"
-#include "server/server_context.h"
+#include "server/request_id.h"
+#include "server/route_helpers.h"
+#include "server/routes.h"
 #include "server/sse.h"
 
 namespace dpserve {
@@ -50,18 +52,25 @@ json meta_info(const GenSpec& spec, ChoiceRun& run, const GenState& st, const st
 }
 
 void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
-  std::shared_ptr<void> inflight = admit_generation(ctx, req);
-  json body = parse_json_body(req.body);
-  GenSpec spec = parse_generate_request(body, ctx.parse);
-  const std::string id = ctx.new_id("gen");
+  check_serving(ctx);
+  GenSpec spec = [&] {
+    json body = read_json_body(ctx, req, is_generate_field);
+    return parse_generate_request(body, ctx.parse);
+  }();
+  release_body(req);
+  std::shared_ptr<void> inflight = admit_generation(ctx, spec);
+  std::shared_ptr<void> rids = claim_rids(ctx, spec.rids);
+  const std::string id = new_request_id("gen");
   const auto t0 = Clock::now();
-  auto gen = std::make_shared<Generation>(ctx.engine, ctx.tok, spec, &ctx.metrics, &ctx.registry, id);
-  auto states = std::make_shared<std::vector<GenState>>(gen->size());
-  auto gone = client_gone_fn(ctx, req);
+  // Choice i answers to its prompt's client rid, else to "<id>-<i>" (what meta_info.id reports).
   auto rid_of = [spec, id](size_t i) {
     size_t p = i / size_t(spec.n);
     return p < spec.rids.size() ? spec.rids[p] : fmt::format("{}-{}", id, i);
   };
+  auto gen = std::make_shared<Generation>(ctx.engine, ctx.tok, spec, &ctx.metrics, &ctx.registry, rid_of,
+                                          request_caller().owner);
+  auto states = std::make_shared<std::vector<GenState>>(gen->size());
+  auto gone = client_gone_fn(ctx, req);
   auto absorb = [states](size_t i, const ChoiceDelta& d) {
     GenState& st = (*states)[i];
     st.text += d.text;
@@ -106,8 +115,8 @@ void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::R
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
       "text/event-stream",
-      [gen, states, spec, absorb, rid_of, seconds_since, note, gone, as_list, inflight](size_t,
-                                                                                       httplib::DataSink& sink) {
+      [gen, states, spec, absorb, rid_of, seconds_since, note, gone, as_list, inflight, rids](size_t,
+                                                                                             httplib::DataSink& sink) {
         auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
         bool ok = gen->drive(
             [&](size_t i, const ChoiceDelta& d) {
@@ -118,7 +127,13 @@ void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::R
               json j{{"text", st.text}, {"output_ids", st.ids},
                      {"meta_info", meta_info(spec, gen->choice(i), st, rid_of(i), seconds_since())}};
               if (as_list) j["index"] = i;
-              return write(sse_event(j));
+              if (!write(sse_event(j))) return false;
+              // A fault gets an error event right after the choice's last event, before [DONE].
+              if (json err = stream_error_event(d); !err.is_null()) {
+                if (as_list) err["index"] = i;
+                return write(sse_event(err));
+              }
+              return true;
             },
             gone);
         note();
@@ -146,7 +161,8 @@ void handle_health_generate(ServerContext& ctx, httplib::Response& res) {
   const int32_t groups = std::max(1, ctx.engine.dp_size());
   for (int32_t g = 0; g < groups; ++g) spec.prompts.push_back({bos >= 0 ? bos : 0});
   spec.prompt_texts.resize(spec.prompts.size());
-  Generation gen(ctx.engine, ctx.tok, spec, nullptr, &ctx.registry, "health_generate");
+  Generation gen(ctx.engine, ctx.tok, spec, nullptr, &ctx.registry, [](size_t) { return std::string("health_generate"); },
+                 "");
   std::vector<std::string> reasons(gen.size());
   std::vector<int64_t> counts(gen.size(), 0);
   const auto deadline = Clock::now() + std::chrono::seconds(60);
@@ -173,29 +189,35 @@ void handle_health_generate(ServerContext& ctx, httplib::Response& res) {
 }  // namespace
 
 void register_sglang_routes(httplib::Server& svr, ServerContext& ctx) {
-  post_route(svr, ctx, "/generate", [&ctx](const httplib::Request& req, httplib::Response& res) { handle_generate(ctx, req, res); });
+  svr.Post("/generate", [&ctx](const httplib::Request& req, httplib::Response& res) { handle_generate(ctx, req, res); });
   svr.Get("/health", [&ctx](const httplib::Request&, httplib::Response& res) {
-    const bool ok = ctx.engine.healthy() && !ctx.draining.load();
+    // stalled(): requests are pending and the engine has made no step for --stall-timeout.
+    const bool stalled = ctx.engine.stalled();
+    const bool ok = ctx.engine.healthy() && !ctx.draining.load() && !stalled;
     res.status = ok ? 200 : 503;
-    res.set_content(ok ? "ok\n" : "unavailable\n", "text/plain");
+    res.set_content(ok ? "ok\n" : stalled ? "stalled: no engine step while requests are pending\n" : "unavailable\n",
+                    "text/plain");
   });
   svr.Get("/health_generate",
           [&ctx](const httplib::Request&, httplib::Response& res) { handle_health_generate(ctx, res); });
   svr.Get("/get_server_info", [&ctx](const httplib::Request&, httplib::Response& res) {
     json info = ctx.info.is_object() ? ctx.info : json::object();
     info["served_model_name"] = ctx.opts.served_model_name;
-    info["context_length"] = ctx.parse.context_length;
+    info["context_length"] = ctx.parse.limits.context_length;
     info["dp_size"] = ctx.engine.dp_size();
     info["vocab_size"] = ctx.tok.vocab_size();
     info["has_chat_template"] = ctx.parse.chat_template != nullptr;
     info["max_body_bytes"] = ctx.opts.max_body_bytes;
-    info["api_key_required"] = !ctx.opts.api_key.empty();
+    info["max_queued_requests"] = ctx.opts.max_queued_requests;
+    info["max_queued_tokens"] = ctx.opts.max_queued_tokens;
+    info["api_key_required"] = ctx.auth.keys_required();
+    info["admin_api_key_set"] = ctx.auth.has_admin_key();
     info["draining"] = ctx.draining.load();
     info["requests_in_flight"] = ctx.registry.size();
     send_json(res, 200, info);
   });
-  post_route(svr, ctx, "/abort_request", [&ctx](const httplib::Request& req, httplib::Response& res) {
-    json body = parse_json_body(req.body);
+  svr.Post("/abort_request", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    json body = read_json_body(ctx, req, [](std::string_view k) { return k == "rid" || k == "abort_all"; });
     bool all = false;
     std::string rid;
     if (auto it = body.find("abort_all"); it != body.end() && !it->is_null()) {
@@ -207,12 +229,22 @@ void register_sglang_routes(httplib::Server& svr, ServerContext& ctx) {
       rid = it->get<std::string>();
     }
     if (!all && rid.empty()) bad_param("rid", "give 'rid' (the request's id) or 'abort_all': true");
-    auto ids = ctx.registry.find(rid, all);
+    const Caller& caller = request_caller();
+    // As SGLang's --admin-api-key: aborting everyone's requests takes the admin key, and is refused
+    // outright when the server has none.
+    if (all && !caller.admin)
+      throw ApiError(403,
+                     ctx.auth.has_admin_key() ? "'abort_all' needs the admin API key (--admin-api-key)"
+                                              : "'abort_all' is disabled: the server was started without --admin-api-key",
+                     "abort_all", "", "admin_only");
+    // A caller aborts its own requests; the admin, anyone's.
+    auto ids = all ? ctx.registry.all() : ctx.registry.find(rid, caller);
     for (uint64_t id : ids) ctx.engine.cancel(id);
     send_json(res, 200, {{"aborted", ids.size()}});
   });
   svr.Get("/metrics", [&ctx](const httplib::Request&, httplib::Response& res) {
-    res.set_content(ctx.metrics.render(ctx.engine.stats(), ctx.engine.healthy(), ctx.draining.load()),
+    res.set_content(ctx.metrics.render(ctx.engine.stats(), ctx.engine.healthy(), ctx.draining.load(),
+                                       ctx.admission.sequences(), ctx.admission.tokens()),
                     "text/plain; version=0.0.4; charset=utf-8");
   });
 }

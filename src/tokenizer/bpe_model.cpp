@@ -44,28 +44,51 @@ BpeModel::BpeModel(const nlohmann::json& m, bool byte_level) : byte_level_(byte_
 
   const auto& merges = m.at("merges");
   merges_.reserve(merges.size() * 2);
-  int32_t rank = 0;
-  std::string a, b;
   for (const auto& mg : merges) {
     if (mg.is_string()) {  // "a b" (older files)
       const std::string& s = mg.get_ref<const std::string&>();
       const size_t sp = s.find(' ', 1);
       if (sp == std::string::npos) fail("tokenizer.json: bad merge '{}'", s);
-      a = s.substr(0, sp);
-      b = s.substr(sp + 1);
+      add_merge(s.substr(0, sp), s.substr(sp + 1));
     } else {
-      a = mg.at(0).get<std::string>();
-      b = mg.at(1).get<std::string>();
+      add_merge(mg.at(0).get<std::string>(), mg.at(1).get<std::string>());
     }
-    const int32_t ia = token_to_id(a), ib = token_to_id(b), ic = token_to_id(a + b);
-    if (ia < 0 || ib < 0 || ic < 0) fail("tokenizer.json: merge '{} {}' uses tokens missing from the vocab", a, b);
-    merges_.emplace(pair_key(ia, ib), Merge{rank++, ic});  // the first (best) rank wins on duplicates
   }
+  BpeOptions o;
+  o.byte_level = byte_level;
+  o.byte_fallback = m.value("byte_fallback", false);
+  o.fuse_unk = m.value("fuse_unk", false);
+  o.ignore_merges = m.value("ignore_merges", false);
+  if (m.contains("unk_token") && m["unk_token"].is_string()) o.unk_token = m["unk_token"].get<std::string>();
+  finish(o);
+}
 
-  byte_fallback_ = m.value("byte_fallback", false);
-  fuse_unk_ = m.value("fuse_unk", false);
-  ignore_merges_ = m.value("ignore_merges", false);
-  if (m.contains("unk_token") && m["unk_token"].is_string()) unk_id_ = token_to_id(m["unk_token"].get<std::string>());
+BpeModel::BpeModel(std::vector<std::string> tokens, const std::vector<std::string>& merges, const BpeOptions& o)
+    : vocab_r_(std::move(tokens)), byte_level_(o.byte_level) {
+  vocab_.reserve(vocab_r_.size() * 2);
+  for (size_t i = 0; i < vocab_r_.size(); ++i)
+    if (!vocab_r_[i].empty()) vocab_.emplace(vocab_r_[i], static_cast<int32_t>(i));  // first id wins on repeats
+  merges_.reserve(merges.size() * 2);
+  for (const std::string& s : merges) {
+    const size_t sp = s.find(' ', 1);
+    if (sp == std::string::npos) fail("BPE merge '{}' has no space between its two tokens", s);
+    add_merge(s.substr(0, sp), s.substr(sp + 1));
+  }
+  finish(o);
+}
+
+void BpeModel::add_merge(const std::string& a, const std::string& b) {
+  const int32_t ia = token_to_id(a), ib = token_to_id(b), ic = token_to_id(a + b);
+  if (ia < 0 || ib < 0 || ic < 0) fail("BPE merge '{} {}' uses tokens missing from the vocabulary", a, b);
+  const auto rank = static_cast<int32_t>(n_merges_++);
+  merges_.emplace(pair_key(ia, ib), Merge{rank, ic});  // the first (best) rank wins on duplicates
+}
+
+void BpeModel::finish(const BpeOptions& o) {
+  byte_fallback_ = o.byte_fallback;
+  fuse_unk_ = o.fuse_unk;
+  ignore_merges_ = o.ignore_merges;
+  if (!o.unk_token.empty()) unk_id_ = token_to_id(o.unk_token);
   const auto& chars = byte_level::byte_to_char();
   for (int i = 0; i < 256; ++i) {
     byte_char_id_[i] = token_to_id(chars[i]);

@@ -14,10 +14,19 @@
 
 namespace dpserve {
 
+struct BpeOptions {
+  bool byte_level = false;  // words arrive as raw bytes and each byte starts as its GPT-2 char's token
+  bool byte_fallback = false, fuse_unk = false, ignore_merges = false;
+  std::string unk_token;  // "" for none
+};
+
 class BpeModel {
  public:
-  // `byte_level`: words arrive as raw bytes and each byte starts as its GPT-2 char's token.
+  // tokenizer.json's "model" object. `byte_level`: see BpeOptions.
   BpeModel(const nlohmann::json& model, bool byte_level);
+  // A vocabulary given as arrays (a GGUF file): `tokens[id]`, and the merges best first, each
+  // "left right" split at its first space after the first byte (byte-level tokens hold no space).
+  BpeModel(std::vector<std::string> tokens, const std::vector<std::string>& merges, const BpeOptions& options);
 
   void encode_word(std::string_view word, std::vector<int32_t>& out) const;
   int32_t token_to_id(std::string_view token) const;  // -1 when absent
@@ -26,6 +35,8 @@ class BpeModel {
 
  private:
   void merge(std::string_view word, std::vector<int32_t>& out) const;
+  void add_merge(const std::string& a, const std::string& b);
+  void finish(const BpeOptions& o);
 
   struct Merge {
     int32_t rank;
@@ -34,6 +45,7 @@ class BpeModel {
   std::unordered_map<std::string, int32_t> vocab_;
   std::vector<std::string> vocab_r_;
   std::unordered_map<uint64_t, Merge> merges_;
+  size_t n_merges_ = 0;
   bool byte_level_;
   std::array<int32_t, 256> byte_char_id_{};   // byte-level: token of each byte's char
   std::array<int32_t, 256> fallback_id_{};     // byte_fallback: <0xNN> tokens

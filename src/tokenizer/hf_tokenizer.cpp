@@ -48,7 +48,7 @@ std::optional<std::string> token_text(const json& cfg, const char* key) {
 
 class HfTokenizerImpl final : public Tokenizer {
  public:
-  HfTokenizerImpl(const std::string& json_path) {
+  explicit HfTokenizerImpl(const std::string& json_path) {
     const fs::path path(json_path);
     const fs::path dir = path.parent_path();
     const json tj = read_json(path, true);
@@ -61,6 +61,27 @@ class HfTokenizerImpl final : public Tokenizer {
     } catch (const Error& e) {
       fail("{}: {}", json_path, e.what());
     }
+  }
+
+  explicit HfTokenizerImpl(HfTokenizerParts p) {
+    normalizer_ = Normalizer::from_json(p.normalizer);
+    pre_ = PreTokenizer::from_json(p.pre_tokenizer);
+    decoder_ = TokenDecoder::from_json(p.decoder);
+    model_ = std::move(p.model);
+    DP_CHECK(model_ != nullptr);
+    vocab_size_ = model_->size();
+    for (const AddedToken& t : p.added) add_token(t);
+    for (auto* ids : {&p.prefix, &p.suffix, &p.eos_ids})
+      for (int32_t id : *ids)
+        if (id < 0 || id >= vocab_size_) fail("special token id {} is outside the vocabulary [0, {})", id, vocab_size_);
+    if (p.bos_id >= vocab_size_) fail("BOS id {} is outside the vocabulary [0, {})", p.bos_id, vocab_size_);
+    prefix_ = std::move(p.prefix);
+    suffix_ = std::move(p.suffix);
+    bos_id_ = p.bos_id;
+    if (bos_id_ >= 0) bos_token_ = id_to_piece(bos_id_);
+    eos_ids_ = std::move(p.eos_ids);
+    if (!eos_ids_.empty()) eos_token_ = id_to_piece(eos_ids_[0]);
+    chat_template_ = std::move(p.chat_template);
   }
 
   std::vector<int32_t> encode(std::string_view raw, bool add_special_tokens) const override {
@@ -157,14 +178,18 @@ class HfTokenizerImpl final : public Tokenizer {
         t.lstrip = a.value("lstrip", false);
         t.rstrip = a.value("rstrip", false);
         t.single_word = a.value("single_word", false);
-        if (t.id < 0) fail("added token '{}' has a negative id", t.content);
-        added_.add(t);
-        added_by_id_[t.id] = t;
-        has_normalized_added_ = has_normalized_added_ || t.normalized;
-        vocab_size_ = std::max<int64_t>(vocab_size_, t.id + 1);
+        add_token(t);
       }
     }
     parse_post_processor(tj.value("post_processor", json(nullptr)));
+  }
+
+  void add_token(const AddedToken& t) {
+    if (t.id < 0) fail("added token '{}' has a negative id", t.content);
+    added_.add(t);
+    added_by_id_[t.id] = t;
+    has_normalized_added_ = has_normalized_added_ || t.normalized;
+    vocab_size_ = std::max<int64_t>(vocab_size_, t.id + 1);
   }
 
   void parse_post_processor(const json& p) {
@@ -267,6 +292,14 @@ class HfTokenizerImpl final : public Tokenizer {
 
 std::unique_ptr<Tokenizer> HfTokenizer::load(const std::string& json_path) {
   return std::make_unique<HfTokenizerImpl>(json_path);
+}
+
+std::unique_ptr<Tokenizer> HfTokenizer::from_parts(HfTokenizerParts parts) {
+  try {
+    return std::make_unique<HfTokenizerImpl>(std::move(parts));
+  } catch (const json::exception& e) {
+    fail("unexpected tokenizer layout: {}", e.what());
+  }
 }
 
 }  // namespace dpserve

@@ -1,5 +1,6 @@
 #include "tokenizer/sentencepiece_tokenizer.h"
 
+#include <algorithm>
 #include <cstring>
 #include <queue>
 
@@ -187,22 +188,54 @@ std::unique_ptr<SentencePieceTokenizer> SentencePieceTokenizer::from_model_proto
     if (*id < 0) *id = -1;
   }
   t->finalize(kMetaSpace);
+  t->use_hf_decoder_and_specials();
+  return t;
+}
+
+std::unique_ptr<SentencePieceTokenizer> SentencePieceTokenizer::from_vocab(SpmVocab v) {
+  const auto n = static_cast<int64_t>(v.pieces.size());
+  if (n == 0) fail("SentencePiece vocabulary has no pieces");
+  if (int64_t(v.scores.size()) != n || int64_t(v.types.size()) != n)
+    fail("SentencePiece vocabulary has {} pieces but {} scores and {} types", n, v.scores.size(), v.types.size());
+  for (int32_t id : {v.bos, v.eos, v.unk})
+    if (id >= n) fail("SentencePiece vocabulary: special id {} is outside [0, {})", id, n);
+  for (int32_t id : v.extra_stop_ids)
+    if (id < 0 || id >= n) fail("SentencePiece vocabulary: stop id {} is outside [0, {})", id, n);
+  auto t = std::unique_ptr<SentencePieceTokenizer>(new SentencePieceTokenizer());
+  t->pieces_ = std::move(v.pieces);
+  t->scores_ = std::move(v.scores);
+  t->types_ = std::move(v.types);
+  t->bos_ = v.bos < 0 ? -1 : v.bos;
+  t->eos_ = v.eos < 0 ? -1 : v.eos;
+  t->unk_ = v.unk < 0 ? -1 : v.unk;
+  t->add_bos_ = v.add_bos;
+  t->add_eos_ = v.add_eos;
+  t->add_dummy_prefix_ = v.add_dummy_prefix;
+  t->remove_extra_whitespaces_ = v.remove_extra_whitespaces;
+  t->extra_stop_ids_ = std::move(v.extra_stop_ids);
+  t->chat_template_ = std::move(v.chat_template);
+  t->finalize(kMetaSpace);
+  t->use_hf_decoder_and_specials();
+  return t;
+}
+
+void SentencePieceTokenizer::use_hf_decoder_and_specials() {
   // HF's Llama tokenizer decodes with Replace(▁→' '), ByteFallback, Fuse, Strip(1 leading space).
   using K = TokenDecoder::Kind;
   std::vector<TokenDecoder::Step> steps = {{K::kReplace, kMetaSpace, " "}, {K::kByteFallback, "", ""},
                                            {K::kFuse, "", ""}, {K::kStrip, " ", ""}};
-  steps[3].start = t->add_dummy_prefix_ ? 1 : 0;
-  t->decoder_ = TokenDecoder::from_steps(std::move(steps));
+  steps[3].start = add_dummy_prefix_ ? 1 : 0;
+  decoder_ = TokenDecoder::from_steps(std::move(steps));
+  const auto n = static_cast<int32_t>(pieces_.size());
   for (int32_t i = 0; i < n; ++i) {
-    if (t->types_[i] == kControl || t->types_[i] == kUnknown || t->types_[i] == kUserDefined) {
+    if (types_[i] == kControl || types_[i] == kUnknown || types_[i] == kUserDefined) {
       AddedToken a;
       a.id = i;
-      a.content = t->pieces_[i];
-      a.special = t->types_[i] != kUserDefined;
-      t->specials_.add(a);
+      a.content = pieces_[i];
+      a.special = types_[i] != kUserDefined;
+      specials_.add(a);
     }
   }
-  return t;
 }
 
 void SentencePieceTokenizer::finalize(const std::string& space) {
@@ -221,8 +254,11 @@ void SentencePieceTokenizer::finalize(const std::string& space) {
 }
 
 std::vector<int32_t> SentencePieceTokenizer::eos_ids() const {
-  if (eos_ < 0) return {};
-  return {eos_};
+  std::vector<int32_t> ids;
+  if (eos_ >= 0) ids.push_back(eos_);
+  for (int32_t id : extra_stop_ids_)
+    if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+  return ids;
 }
 
 std::string SentencePieceTokenizer::id_to_piece(int32_t id) const {
@@ -243,7 +279,7 @@ bool SentencePieceTokenizer::is_special(int32_t id) const {
 std::vector<int32_t> SentencePieceTokenizer::encode(std::string_view raw, bool add_special_tokens) const {
   const std::string text = utf8::repair(raw);
   std::vector<int32_t> out;
-  if (add_special_tokens && bos_ >= 0) out.push_back(bos_);
+  if (add_special_tokens && add_bos_ && bos_ >= 0) out.push_back(bos_);
   if (llama2c_ || specials_.empty()) {
     encode_segment(text, out);
   } else {
@@ -255,6 +291,7 @@ std::vector<int32_t> SentencePieceTokenizer::encode(std::string_view raw, bool a
       }
     }
   }
+  if (add_special_tokens && add_eos_ && eos_ >= 0) out.push_back(eos_);
   return out;
 }
 

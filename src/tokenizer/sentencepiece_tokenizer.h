@@ -13,18 +13,32 @@
 
 namespace dpserve {
 
+// A SentencePiece vocabulary given as arrays (a GGUF `llama` vocabulary).
+struct SpmVocab {
+  std::vector<std::string> pieces;
+  std::vector<float> scores;
+  std::vector<uint8_t> types;  // SentencePieceTokenizer::Type of each piece
+  int32_t bos = 1, eos = 2, unk = 0;  // -1: none
+  bool add_bos = true, add_eos = false;
+  bool add_dummy_prefix = true, remove_extra_whitespaces = false;
+  std::vector<int32_t> extra_stop_ids;  // end-of-turn ids besides EOS
+  std::optional<std::string> chat_template;
+};
+
 class SentencePieceTokenizer final : public Tokenizer {
  public:
   // llama2.c: int32 max_token_length, then per token float32 score, int32 len, bytes.
   static std::unique_ptr<SentencePieceTokenizer> from_llama2c(const std::string& path);
   // sentencepiece ModelProto (BPE models only).
   static std::unique_ptr<SentencePieceTokenizer> from_model_proto(const std::string& path);
+  // Encodes as HF's Llama tokenizer does with these pieces; throws dpserve::Error on bad ids / sizes.
+  static std::unique_ptr<SentencePieceTokenizer> from_vocab(SpmVocab v);
 
   std::vector<int32_t> encode(std::string_view text, bool add_special_tokens) const override;
-  int32_t bos_id() const override { return bos_; }
+  int32_t bos_id() const override { return add_bos_ ? bos_ : -1; }
   std::vector<int32_t> eos_ids() const override;
   int64_t vocab_size() const override { return static_cast<int64_t>(pieces_.size()); }
-  std::optional<std::string> chat_template() const override { return std::nullopt; }
+  std::optional<std::string> chat_template() const override { return chat_template_; }
   std::string id_to_piece(int32_t id) const override;
   int32_t piece_to_id(std::string_view piece) const override;
   bool is_special(int32_t id) const override;
@@ -39,6 +53,7 @@ class SentencePieceTokenizer final : public Tokenizer {
   class Llama2cStream;
   class SpmStream;
   void finalize(const std::string& space);
+  void use_hf_decoder_and_specials();
   void encode_segment(std::string_view text, std::vector<int32_t>& out) const;
 
   bool llama2c_ = false;
@@ -52,6 +67,9 @@ class SentencePieceTokenizer final : public Tokenizer {
   bool add_dummy_prefix_ = true;
   bool remove_extra_whitespaces_ = false;
   int32_t bos_ = 1, eos_ = 2, unk_ = 0;
+  bool add_bos_ = true, add_eos_ = false;
+  std::vector<int32_t> extra_stop_ids_;
+  std::optional<std::string> chat_template_;
   AddedTokens specials_;  // control pieces matched in text (HF LlamaTokenizerFast behaviour)
   TokenDecoder decoder_;
 };

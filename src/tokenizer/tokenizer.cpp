@@ -3,6 +3,8 @@
 #include <filesystem>
 
 #include "core/check.h"
+#include "model/gguf_set.h"
+#include "tokenizer/gguf_vocab.h"
 #include "tokenizer/hf_tokenizer.h"
 #include "tokenizer/sentencepiece_tokenizer.h"
 
@@ -14,6 +16,7 @@ Tokenizer::~Tokenizer() = default;
 
 std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& path) {
   std::error_code ec;
+  if (!find_gguf_model(path).empty()) return load_gguf_tokenizer(path);
   if (fs::is_directory(path, ec)) {
     const fs::path dir(path);
     if (fs::exists(dir / "tokenizer.json")) return HfTokenizer::load((dir / "tokenizer.json").string());

@@ -1,5 +1,6 @@
 // Text <-> token ids for the models dpserve serves: Hugging Face tokenizer.json (byte-level BPE and
-// SentencePiece-style BPE), SentencePiece tokenizer.model and llama2.c tokenizer.bin files.
+// SentencePiece-style BPE), SentencePiece tokenizer.model, llama2.c tokenizer.bin files and the
+// vocabulary inside a GGUF model.
 #pragma once
 
 #include <cstdint>
@@ -27,7 +28,8 @@ class Tokenizer {
  public:
   // path: a folder holding tokenizer.json (+ tokenizer_config.json, special_tokens_map.json,
   // generation_config.json where present) or tokenizer.model / tokenizer.bin, or a tokenizer file
-  // itself (tokenizer.json, a SentencePiece .model, a llama2.c .bin). Throws dpserve::Error.
+  // itself (tokenizer.json, a SentencePiece .model, a llama2.c .bin), or a GGUF model (file or a
+  // folder holding one, see find_gguf_model). Throws dpserve::Error.
   static std::unique_ptr<Tokenizer> load(const std::string& path);
   virtual ~Tokenizer();
 

@@ -2,13 +2,16 @@
 // validation (with the real stories260K tokenizer), stop strings, SSE framing, error bodies, metrics.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
 
 #include "core/shared_dir.h"
+#include "server/json_body.h"
 #include "server/metrics.h"
 #include "server/openai_error.h"
 #include "server/request_parse.h"
@@ -37,7 +40,7 @@ const Tokenizer& stories_tok() {
 ParseContext stories_ctx() {
   ParseContext c;
   c.tok = &stories_tok();
-  c.context_length = 512;
+  c.limits = RequestLimits{.vocab = stories_tok().vocab_size(), .context_length = 512, .hidden = 0};
   c.served_model_name = "stories260K";
   return c;
 }
@@ -130,6 +133,68 @@ TEST(ParseJson, MalformedInvalidUtf8AndNonObject) {
   auto e4 = expect_api_error([] { parse_json_body(""); });
   EXPECT_EQ(e4.status(), 400);
   EXPECT_EQ(parse_json_body("{\"a\": 1}")["a"], 1);
+}
+
+TEST(ParseJson, LimitsAreEnforcedWhileParsing) {
+  // An unknown top-level key stops the parse at the key: the broken value after it is never read.
+  JsonLimits known;
+  known.known_field = [](std::string_view k) { return k == "prompt"; };
+  auto e1 = expect_api_error([&] { parse_json_body("{\"prompt\": 1, \"x\": [[[ broken", known); });
+  EXPECT_EQ(e1.status(), 400);
+  EXPECT_EQ(e1.param(), "x");
+  EXPECT_EQ(e1.code(), "unknown_parameter");
+  // Nested keys are the route's business, not the parser's.
+  EXPECT_EQ(parse_json_body("{\"prompt\": {\"x\": 1}}", known)["prompt"]["x"], 1);
+  // 64 levels parse, 65 do not.
+  std::string deep64 = "{\"a\": " + std::string(63, '[') + std::string(63, ']') + "}";
+  std::string deep65 = "{\"a\": " + std::string(64, '[') + std::string(64, ']') + "}";
+  EXPECT_NO_THROW(parse_json_body(deep64));
+  EXPECT_EQ(expect_api_error([&] { parse_json_body(deep65); }).status(), 400);
+  // The memory budget: 16 MiB plus 4 bytes per body byte by default; here a small floor.
+  JsonLimits small;
+  small.memory_floor = 1 << 20;
+  std::string many = "{\"a\": [";
+  for (int i = 0; i < 20000; ++i) many += "[],";
+  many += "[]]}";
+  auto e2 = expect_api_error([&] { parse_json_body(many, small); });
+  EXPECT_EQ(e2.status(), 413);
+  EXPECT_EQ(e2.code(), "body_too_complex");
+  EXPECT_NO_THROW(parse_json_body(many));  // within the default floor
+  // A deadline already past, or a client gone, stops the parse (checked every few thousand values).
+  std::string big = "{\"a\": [";
+  for (int i = 0; i < 20000; ++i) big += "1,";
+  big += "1]}";
+  JsonLimits late;
+  late.deadline = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+  EXPECT_EQ(expect_api_error([&] { parse_json_body(big, late); }).status(), 408);
+  JsonLimits gone;
+  gone.cancelled = [] { return true; };
+  EXPECT_EQ(expect_api_error([&] { parse_json_body(big, gone); }).status(), 499);
+}
+
+// CPU time for 8x as many objects must grow about 8x (nlohmann's callback parser grew ~64x: it
+// searched each array at every object's end). A ratio of CPU times, with a wide margin.
+TEST(ParseJson, TimeIsLinearInArraysOfObjects) {
+  auto body = [](int n) {
+    std::string s = "{\"a\": [";
+    for (int i = 0; i < n; ++i) s += "{\"k\":1},";
+    return s + "{}]}";
+  };
+  JsonLimits roomy;
+  roomy.memory_floor = size_t(1) << 30;
+  auto cpu = [&](const std::string& b) {
+    double best = 1e9;
+    for (int rep = 0; rep < 3; ++rep) {
+      const std::clock_t t0 = std::clock();
+      json j = parse_json_body(b, roomy);
+      EXPECT_TRUE(j["a"].is_array());
+      best = std::min(best, double(std::clock() - t0) / CLOCKS_PER_SEC);
+    }
+    return best;
+  };
+  const std::string small = body(25000), large = body(200000);
+  const double t_small = cpu(small), t_large = cpu(large);
+  EXPECT_LT(t_large, 24 * std::max(t_small, 1e-4)) << t_small << " s vs " << t_large << " s";
 }
 
 TEST(ErrorBody, HasOpenAiShape) {
@@ -315,7 +380,7 @@ TEST(ParseGenerate, SglangForms) {
       {{{"text", {"a", "b"}}, {"rid", "one"}}, "rid"},
       {{{"input_embeds", {{1.0, 2.0, 3.0}}}}, "input_embeds"},  // hidden size 2 below
   };
-  ctx.hidden_size = 2;
+  ctx.limits.hidden = 2;
   for (const auto& cs : cases) {
     SCOPED_TRACE(cs.body.dump());
     ApiError e = expect_api_error([&] { parse_generate_request(cs.body, ctx); });

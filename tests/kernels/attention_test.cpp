@@ -1,5 +1,7 @@
 // paged_attention on every ISA level vs a naive float64 attention written here
-// from the definition (softmax(q k^T * scale) v, causal, GQA), over scattered pages.
+// from the definition (softmax(q k^T * scale) v, causal, GQA, optional sliding
+// window), over scattered pages; also MLA's latent layout, where the value is the
+// first v_dim floats of the key row.
 #include "kernels/attention.h"
 
 #include <gtest/gtest.h>
@@ -18,6 +20,9 @@ namespace {
 struct Case {
   int64_t n_heads, n_kv, head_dim, page_size;
   std::vector<std::pair<int64_t, int64_t>> seqs;  // (pos0, n_q)
+  int64_t window = 0;
+  int64_t v_dim = 0;    // 0: head_dim
+  bool latent = false;  // V aliases K: value = first v_dim floats of each key row
 };
 
 struct Built {
@@ -33,7 +38,8 @@ struct Built {
 // sequence's pages are scattered and interleaved with the others'.
 Built build(const Case& c, uint32_t seed) {
   Built b;
-  b.p = AttnParams{c.n_heads, c.n_kv, c.head_dim, float(1.0 / std::sqrt(double(c.head_dim)))};
+  b.p = AttnParams{c.n_heads, c.n_kv, c.head_dim, float(1.0 / std::sqrt(double(c.head_dim))), c.window};
+  const int64_t vd = c.v_dim ? c.v_dim : c.head_dim;
   int64_t total_pages = 0;
   for (auto [pos0, nq] : c.seqs) total_pages += (pos0 + nq + c.page_size - 1) / c.page_size;
   const int64_t pool = 2 * total_pages + 1;
@@ -43,8 +49,12 @@ Built build(const Case& c, uint32_t seed) {
   std::shuffle(perm.begin(), perm.end(), rng);
   const int64_t stride = c.n_kv * c.page_size * c.head_dim;
   b.k = test::random_floats(pool * stride, seed + 1);
-  b.v = test::random_floats(pool * stride, seed + 2);
-  b.kv = KVLayerView{b.k.data(), b.v.data(), c.page_size, c.n_kv, c.head_dim};
+  b.v = test::random_floats(pool * c.n_kv * c.page_size * vd, seed + 2);
+  b.kv = KVLayerView{b.k.data(), b.v.data(), c.page_size, c.n_kv, c.head_dim, c.v_dim};
+  if (c.latent) {
+    b.kv.v = b.k.data();
+    b.kv.v_row = c.head_dim;
+  }
   int64_t next = 0;
   for (auto [pos0, nq] : c.seqs) {
     std::vector<int32_t> t;
@@ -55,7 +65,7 @@ Built build(const Case& c, uint32_t seed) {
     b.seqs.push_back(AttnSeq{b.rows, c.seqs[s].second, c.seqs[s].first, b.tables[s].data()});
     b.rows += c.seqs[s].second;
   }
-  b.ld = c.n_heads * c.head_dim + 3;  // padded row stride
+  b.ld = c.n_heads * std::max(c.head_dim, vd) + 3;  // padded row stride
   b.q = test::random_floats(b.rows * b.ld, seed + 3, -2.0f, 2.0f);
   return b;
 }
@@ -63,15 +73,19 @@ Built build(const Case& c, uint32_t seed) {
 // The definition, in float64, reading K/V through the page table by hand.
 std::vector<double> naive(const Case& c, const Built& b) {
   std::vector<double> out(b.rows * b.ld, 0.0);
-  const int64_t hd = c.head_dim, stride = c.n_kv * c.page_size * hd;
+  const int64_t hd = c.head_dim, vd = c.v_dim ? c.v_dim : hd, stride = c.n_kv * c.page_size * hd;
+  const int64_t v_row = c.latent ? hd : vd;
+  const float* vbase = c.latent ? b.k.data() : b.v.data();
   for (size_t s = 0; s < c.seqs.size(); ++s) {
     const auto [pos0, nq] = c.seqs[s];
     for (int64_t i = 0; i < nq; ++i)
       for (int64_t h = 0; h < c.n_heads; ++h) {
         const int64_t g = h / (c.n_heads / c.n_kv);
         const int64_t row = b.seqs[s].q_row + i;
-        std::vector<double> w(pos0 + i + 1);
-        for (int64_t j = 0; j <= pos0 + i; ++j) {
+        // Keys the query at position pos0 + i sees: all earlier ones, or the last `window`.
+        const int64_t first = c.window > 0 ? std::max<int64_t>(0, pos0 + i + 1 - c.window) : 0;
+        std::vector<double> w(pos0 + i + 1, -INFINITY);
+        for (int64_t j = first; j <= pos0 + i; ++j) {
           const int64_t off = b.tables[s][j / c.page_size] * stride + (g * c.page_size + j % c.page_size) * hd;
           double d = 0;
           for (int64_t e = 0; e < hd; ++e) d += double(b.q[row * b.ld + h * hd + e]) * b.k[off + e];
@@ -80,9 +94,10 @@ std::vector<double> naive(const Case& c, const Built& b) {
         const double mx = *std::max_element(w.begin(), w.end());
         double den = 0;
         for (double& x : w) den += (x = std::exp(x - mx));
-        for (int64_t j = 0; j <= pos0 + i; ++j) {
-          const int64_t off = b.tables[s][j / c.page_size] * stride + (g * c.page_size + j % c.page_size) * hd;
-          for (int64_t e = 0; e < hd; ++e) out[row * b.ld + h * hd + e] += w[j] / den * b.v[off + e];
+        for (int64_t j = first; j <= pos0 + i; ++j) {
+          const int64_t off = (b.tables[s][j / c.page_size] * c.n_kv * c.page_size + g * c.page_size +
+                               j % c.page_size) * v_row;
+          for (int64_t e = 0; e < vd; ++e) out[row * b.ld + h * vd + e] += w[j] / den * vbase[off + e];
         }
       }
   }
@@ -96,6 +111,14 @@ const std::vector<Case>& cases() {
       {8, 2, 64, 16, {{37, 1}, {0, 40}, {100, 3}}},     // GQA 4, decode + prefill + extend
       {6, 3, 20, 7, {{14, 14}, {6, 1}}},                // pos0 and n_q straddling page edges
       {32, 4, 64, 16, {{0, 5}, {250, 1}}},              // TinyLlama heads
+      // Sliding window: shorter than a page, straddling pages, longer than some sequences.
+      {4, 2, 16, 4, {{0, 9}, {13, 2}, {30, 1}}, 3},
+      {4, 2, 16, 5, {{0, 23}, {40, 1}, {7, 6}}, 11},
+      // Wider values than keys, separate V cache.
+      {4, 2, 24, 4, {{5, 3}, {0, 10}}, 0, 40},
+      // MLA latent: one KV head, key = [c_kv | k_pe] (72), value = c_kv (64, the key row's prefix).
+      {8, 1, 72, 4, {{0, 6}, {17, 1}, {9, 4}}, 0, 64, true},
+      {16, 1, 72, 16, {{60, 1}, {0, 33}}, 0, 64, true},
   };
   return cs;
 }
@@ -116,7 +139,7 @@ TEST(PagedAttention, EveryIsaMatchesFloat64Definition) {
                             out.data(), b.ld);
       // Outputs are convex combinations of V in [-1, 1]; fp32 scores and a ~2 ulp exp give ~1e-6.
       for (int64_t r = 0; r < b.rows; ++r)
-        for (int64_t e = 0; e < c.n_heads * c.head_dim; ++e)
+        for (int64_t e = 0; e < c.n_heads * (c.v_dim ? c.v_dim : c.head_dim); ++e)
           ASSERT_NEAR(out[r * b.ld + e], want[r * b.ld + e], 1e-5)
               << (is_ref ? "ref" : kernel_isa_name(isas[use_ref])) << " case " << ci << " row " << r << " elem " << e;
     }
@@ -148,6 +171,12 @@ TEST(PagedAttention, BadParametersAreRejected) {
   EXPECT_THROW(paged_attention(b.q.data(), b.ld, b.seqs.data(), 1, b.kv, p, out.data(), b.ld), Error);
   p = b.p;
   p.head_dim = 32;  // does not match the cache
+  EXPECT_THROW(paged_attention(b.q.data(), b.ld, b.seqs.data(), 1, b.kv, p, out.data(), b.ld), Error);
+  KVLayerView kv = b.kv;
+  kv.k_row = b.kv.head_dim - 1;  // rows narrower than the key
+  EXPECT_THROW(paged_attention(b.q.data(), b.ld, b.seqs.data(), 1, kv, b.p, out.data(), b.ld), Error);
+  p = b.p;
+  p.window = -1;
   EXPECT_THROW(paged_attention(b.q.data(), b.ld, b.seqs.data(), 1, b.kv, p, out.data(), b.ld), Error);
 }
 

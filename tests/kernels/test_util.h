@@ -2,7 +2,12 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <iterator>
 #include <random>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "kernels/isa.h"
@@ -23,6 +28,21 @@ inline std::vector<KernelIsa> supported_isas() {
   for (KernelIsa i : {KernelIsa::Portable, KernelIsa::Avx2, KernelIsa::Avx512, KernelIsa::Avx512Bf16})
     if (kernel_isa_supported(i)) out.push_back(i);
   return out;
+}
+
+// Bytes of a fixture file in tests/kernels/fixtures (see the README beside each set).
+inline std::vector<uint8_t> read_fixture(const std::string& rel) {
+  const std::string path = std::string(DPSERVE_KERNEL_FIXTURES) + "/" + rel;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("missing fixture " + path);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+inline std::vector<float> read_fixture_f32(const std::string& rel) {
+  const std::vector<uint8_t> b = read_fixture(rel);
+  std::vector<float> v(b.size() / 4);
+  std::memcpy(v.data(), b.data(), v.size() * 4);
+  return v;
 }
 
 }  // namespace dpserve::test

@@ -53,6 +53,16 @@ def hf_model(arch):
     return out
 
 
+def gguf_model():
+    """The tiny llama (Q/K permuted for adjacent-pair RoPE) as an F16 GGUF from our own writer."""
+    out = os.path.join(SCRATCH, "tiny-llama-f16.gguf")
+    if not os.path.exists(out):
+        hf = hf_model("llama")
+        subprocess.run(["/usr/bin/python3", os.path.join(os.path.dirname(MAKE_MODEL), "hf_to_gguf.py"), hf,
+                        "--outtype", "f16", "--out", out], check=True, timeout=120, stderr=subprocess.DEVNULL)
+    return out
+
+
 def id_prompts(vocab, n):
     # Deterministic pseudo-random token ids, lengths from 1 to several hundred.
     lens = [1, 3, 17, 250, 40, 7, 120, 2][:n]
@@ -155,6 +165,21 @@ elif CASE in ("qwen3", "qwen3_moe", "llama"):
     if CASE == "qwen3_moe":
         layouts += ["tp2_ep2", "tp4_dp2_ep4", "tp4_dp2_ep2"]
     check_layouts(common, layouts, extra_modes=(CASE == "qwen3_moe"))
+elif CASE in ("gguf", "gguf_quantized"):
+    # GGUF models: F16 (our writer), and llama-quantize's Q8_0 llama and Q4_0 Qwen3-MoE (committed
+    # fixtures; their 32-element blocks split over 2 and 4 ranks).
+    if CASE == "gguf":
+        models = [(gguf_model(), 397, ["tp2", "tp2_dp2", "tp4_dp2"])]
+    else:
+        fix = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "model", "fixtures", "gguf")
+        models = [(os.path.join(fix, "llama-q-Q8_0.gguf"), 512, ["tp2", "tp2_dp2", "tp4_dp2"]),
+                  (os.path.join(fix, "qwen3moe-q-Q4_0.gguf"), 320, ["tp2", "tp2_dp2", "tp2_ep2", "tp4_dp2_ep4"])]
+    for model, vocab, layouts in models:
+        pf = prompts_file([",".join(p) for p in id_prompts(vocab, 6)], f"{CASE}-{os.path.basename(model)}.txt")
+        common = ["generate", "--json", "--model-path", model, "--prompts-file", pf, "--prompts-are-ids", "-n", "12",
+                  "--ignore-eos"]
+        check_layouts(common, layouts)
+        print(f"ok {os.path.basename(model)}")
 elif CASE == "startup_failure":
     # One rank gets a model path that does not exist (MPMD launch): the whole job must end
     # non-zero with that rank's message instead of the healthy rank waiting forever.

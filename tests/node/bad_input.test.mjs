@@ -44,6 +44,25 @@ const cases = [
   ['generate max_new_tokens 0', '/generate', { text: 'a', sampling_params: { max_new_tokens: 0 } }, 400, 'max_new_tokens'],
   ['generate ragged input_embeds', '/generate', { input_embeds: [[1, 2], [3]] }, 400, 'input_embeds'],
   ['abort_request without rid', '/abort_request', {}, 400, 'rid'],
+  // Integers at and past 2^63 are out of range, never wrapped to negative (2^64-1 was top_k -1).
+  ['max_tokens 2^64-1', '/v1/completions', '{"prompt": "a", "max_tokens": 18446744073709551615}', 400, 'max_tokens'],
+  ['max_tokens 2^63', '/v1/completions', '{"prompt": "a", "max_tokens": 9223372036854775808}', 400, 'max_tokens'],
+  ['top_k 2^64-1', '/v1/completions', '{"prompt": "a", "top_k": 18446744073709551615}', 400, 'top_k'],
+  ['seed 2^64-1', '/v1/completions', '{"prompt": "a", "seed": 18446744073709551615}', 400, 'seed'],
+  ['n 2^63', '/v1/completions', '{"prompt": "a", "n": 9223372036854775808}', 400, 'n'],
+  ['token id 2^63', '/v1/completions', '{"prompt": [1, 9223372036854775808]}', 400, 'prompt'],
+  ['max_new_tokens 1e19', '/generate', '{"text": "a", "sampling_params": {"max_new_tokens": 1e19}}', 400, 'max_new_tokens'],
+  // Values the engine would see as 0 (1e-300 as a 32-bit float) are refused here, naming the field.
+  ['top_p 1e-300', '/v1/completions', { prompt: 'a', top_p: 1e-300 }, 400, 'top_p'],
+  ['repetition_penalty 1e-300', '/v1/completions', { prompt: 'a', repetition_penalty: 1e-300 }, 400, 'repetition_penalty'],
+  ['generate top_p 1e-300', '/generate', { text: 'a', sampling_params: { top_p: 1e-300 } }, 400, 'top_p'],
+  // Fields the route does not know, or OpenAI fields this server does not implement, are named.
+  ['unknown field', '/v1/completions', { prompt: 'a', max_tokenz: 3 }, 400, 'max_tokenz'],
+  ['unknown sampling_params field', '/generate', { text: 'a', sampling_params: { temprature: 0 } }, 400, 'sampling_params.temprature'],
+  ['unsupported logit_bias', '/v1/completions', { prompt: 'a', logit_bias: { 5: 10 } }, 400, 'logit_bias'],
+  ['unsupported suffix', '/v1/completions', { prompt: 'a', suffix: 'end' }, 400, 'suffix'],
+  // One request cannot ask for more than 256 sequences (prompts x n).
+  ['too many choices', '/v1/completions', { prompt: Array.from({ length: 16 }, () => 'a'), n: 17 }, 400, 'n'],
 ];
 
 const tests = [['model name', async () => { model = await modelName(); }]];
@@ -56,6 +75,14 @@ for (const [name, path, body, status, param] of cases) {
     await stillServes();
   }]);
 }
+tests.push(['accepted: the largest int64 seed, a negative seed, OpenAI defaults of unsupported fields, user', async () => {
+  for (const body of ['{"prompt": "a", "max_tokens": 2, "seed": 9223372036854775807}',
+    '{"prompt": "a", "max_tokens": 2, "seed": -1}',
+    '{"prompt": "a", "max_tokens": 2, "logit_bias": {}, "user": "u-1", "suffix": null}']) {
+    const r = await http('POST', '/v1/completions', new Uint8Array(Buffer.from(body)));
+    assert.equal(r.status, 200, `${body}: ${r.text}`);
+  }
+}]);
 tests.push(['unknown route is a 404 with an error body', async () => {
   assertOpenAIError(await http('GET', '/v1/nothing-here'), 404);
   await stillServes();

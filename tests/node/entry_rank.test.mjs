@@ -3,7 +3,7 @@
 // multi-rank DP-attention server, so "every rank carries on" means real MPI ranks in lockstep.
 // The good requests' greedy text must equal what the same prompts give one at a time (batch
 // invariance: batching and neighbours never change a greedy token).
-import { assert, assertOpenAIError, http, modelName, run } from './e2e_util.mjs';
+import { assert, assertOpenAIError, http, modelName, run, sse } from './e2e_util.mjs';
 
 let model;
 let hidden;
@@ -98,6 +98,31 @@ const tests = [
       const e = assertOpenAIError(r, r.status);
       assert.match(e.message, /evicted/);
     }
+  }],
+  ['a stream ended by an engine fault (an evicted input_embeds) gets an error event before [DONE]', async () => {
+    const body = (k) => ({
+      input_embeds: Array.from({ length: 3 }, (_, r) => Array.from({ length: hidden }, (_, i) => 0.03 * Math.cos(i + r + k))),
+      sampling_params: { max_new_tokens: 64, temperature: 0, ignore_eos: true }, stream: true,
+    });
+    const streams = await Promise.all([0, 1, 2, 3, 4, 5].map((k) => sse('/generate', body(k))));
+    let faulted = 0;
+    for (const events of streams) {
+      assert.equal(events[events.length - 1], '[DONE]', 'every stream ends with [DONE]');
+      const parsed = events.slice(0, -1).map((e) => JSON.parse(e));
+      const errors = parsed.filter((e) => e.error);
+      const last = parsed.filter((e) => !e.error).pop();
+      if (last.meta_info.finish_reason.type === 'error') {
+        ++faulted;
+        assert.equal(errors.length, 1, 'one error event');
+        assert.match(errors[0].error.message, /evicted/);
+        assert.equal(typeof errors[0].error.type, 'string');
+        assert.ok(parsed.indexOf(errors[0]) === parsed.length - 1, 'the error event is the last before [DONE]');
+      } else {
+        assert.equal(errors.length, 0, 'no error event in a stream that completed');
+        assert.equal(last.meta_info.completion_tokens, 64);
+      }
+    }
+    assert.equal(faulted, 2, 'two evicted (one per group)');
   }],
   ['healthy afterwards and a generation still completes', async () => {
     const h = await http('GET', '/health');

@@ -1,11 +1,16 @@
-// --max-queued-requests 4 (set by the CTest registration): with 4 generation requests in flight, new
-// ones get 429 with an OpenAI error body and Retry-After (what OpenAI clients back off and retry on);
-// the admitted ones still complete, and once they drain new requests are accepted again.
+// --max-queued-requests 64 --max-queued-tokens 28000 (set by the CTest registration): admission counts
+// sequences (prompts x n) and tokens (prompt + max_tokens of each), not requests. With 4 requests of
+// n=16 in flight (64 sequences), new ones get 429 with an OpenAI error body and Retry-After (what
+// OpenAI clients back off and retry on); the admitted ones still complete, and once they drain new
+// requests are accepted again. A request that alone needs more than a bound gets 400; one that fits
+// the sequences but not the tokens left waits like any other (429).
 import OpenAI from 'openai';
 import { URL_BASE, assert, assertOpenAIError, client, http, modelName, run } from './e2e_util.mjs';
 import { complete, metrics, post, sleep, total, waitIdle } from './reliability_util.mjs';
 
-const LIMIT = Number(process.env.DPSERVE_QUEUE_LIMIT || 4);
+const SEQUENCES = Number(process.env.DPSERVE_QUEUE_LIMIT || 64);
+const TOKENS = Number(process.env.DPSERVE_QUEUE_TOKENS || 28000);
+const HELD = 4, N = 16;  // HELD x N = SEQUENCES
 
 // A long streaming request read to its end: {choices: Map(index -> {tokens, finish}), done}.
 async function heldStream(prompt, n, maxTokens) {
@@ -42,14 +47,15 @@ async function heldStream(prompt, n, maxTokens) {
 }
 
 run([
-  ['beyond --max-queued-requests new requests get 429; admitted ones complete; accepted again after', async () => {
+  ['beyond --max-queued-requests sequences new requests get 429; admitted ones complete; accepted again after', async () => {
     const model = await modelName();
     const info = (await http('GET', '/get_server_info')).json;
+    assert.equal(info.max_queued_requests, SEQUENCES);
     const maxTokens = Math.min(Number(info.context_length) - 16, 400);
-    const n = 16;  // 4 x 16 choices of 400 tokens, 2 running at a time: seconds of work
+    const n = N;  // 4 x 16 choices of 400 tokens, 2 running at a time: seconds of work
     await waitIdle();
     const held = [];
-    for (let i = 0; i < LIMIT; i++) {
+    for (let i = 0; i < HELD; i++) {
       held.push(heldStream(`Story number ${i}:`, n, maxTokens));
       // Admitted (counted in flight) before the next one is sent.
       for (let k = 0; total(await metrics(), 'dpserve_http_requests_inflight') < i + 1; k++) {
@@ -80,7 +86,8 @@ run([
       (err) => err instanceof OpenAI.RateLimitError && err.status === 429);
     const m = await metrics();
     // The held requests were in flight for the whole burst: had one ended, a burst request would have got in.
-    assert.equal(total(m, 'dpserve_http_requests_inflight'), LIMIT, 'the admitted requests are still running');
+    assert.equal(total(m, 'dpserve_http_requests_inflight'), HELD, 'the admitted requests are still running');
+    assert.equal(total(m, 'dpserve_http_sequences_inflight'), SEQUENCES, 'their sequences are counted');
     assert.equal(total(m, 'dpserve_http_rejected_overload_total') - rejected0, burst.length + 1, '429s counted');
     // Health and metrics are not generation requests: they still answer.
     assert.equal((await http('GET', '/health')).status, 200);
@@ -96,7 +103,39 @@ run([
     });
     await waitIdle();
     // Drained: accepted again, up to the limit at once.
-    const again = await Promise.all(Array.from({ length: LIMIT }, (_, i) => complete({ prompt: `After ${i}`, max_tokens: 8, temperature: 0 })));
+    const again = await Promise.all(Array.from({ length: HELD }, (_, i) => complete({ prompt: `After ${i}`, max_tokens: 8, temperature: 0 })));
     for (const r of again) assert.ok(['length', 'stop'].includes(r.finish));
+  }],
+  ['a request that alone needs more sequences or tokens than the bounds is a 400, not a 429', async () => {
+    // 5 prompts x n 13 = 65 sequences.
+    const seq = await post('/v1/completions', { prompt: ['a', 'b', 'c', 'd', 'e'], n: 13, max_tokens: 4 });
+    assertOpenAIError(seq, 400, 'n');
+    assert.match(seq.json.error.message, /--max-queued-requests/);
+    // 64 sequences x (prompt + 480) tokens > 28000.
+    const tok = await post('/v1/completions', { prompt: ['a', 'b', 'c', 'd'], n: 16, max_tokens: 480 });
+    assertOpenAIError(tok, 400, 'n');
+    assert.match(tok.json.error.message, /--max-queued-tokens/);
+    // /generate counts the same way (one prompt x n 64 = 64 sequences fits; its tokens decide).
+    const gen = await post('/generate', { text: 'a', sampling_params: { n: 64, max_new_tokens: 480 } });
+    assertOpenAIError(gen, 400, 'n');
+  }],
+  ['a request that fits the sequences but not the tokens left waits its turn (429)', async () => {
+    await waitIdle();
+    // 2 x 16 sequences of ~406 tokens in flight: ~13000 of 28000 tokens, 32 of 64 sequences.
+    const held = [heldStream('Story A:', N, 400), heldStream('Story B:', N, 400)];
+    for (let k = 0; total(await metrics(), 'dpserve_http_requests_inflight') < 2; k++) {
+      assert.ok(k < 2000, 'held requests admitted');
+      await sleep(5);
+    }
+    const m = await metrics();
+    assert.ok(total(m, 'dpserve_http_tokens_inflight') > 12000, `tokens in flight ${total(m, 'dpserve_http_tokens_inflight')}`);
+    // 32 more sequences fit the sequence bound exactly, but 32 x ~500 tokens do not fit what is left.
+    const r = await post('/v1/completions', { prompt: 'Hi', n: 32, max_tokens: 495 });
+    const e = assertOpenAIError(r, 429);
+    assert.match(e.message, /tokens/);
+    // Small work still gets in beside them.
+    const small = await post('/v1/completions', { prompt: 'Hi', n: 4, max_tokens: 8 });
+    assert.equal(small.status, 200, small.text);
+    for (const d of await Promise.all(held)) assert.ok(d.done);
   }],
 ]);

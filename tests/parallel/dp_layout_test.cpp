@@ -143,18 +143,5 @@ TEST(DpPadding, AutoRule) {
   EXPECT_EQ(pick(V{0, 0}, 1), DpPaddingMode::kMaxLen);        // empty either way
 }
 
-TEST(DpPadding, ParseFlag) {
-  EXPECT_EQ(parse_dp_padding_mode("auto"), DpPaddingRequest::kAuto);
-  EXPECT_EQ(parse_dp_padding_mode("sglang"), DpPaddingRequest::kSglang);
-  EXPECT_EQ(parse_dp_padding_mode("max_len"), DpPaddingRequest::kMaxLen);
-  EXPECT_EQ(parse_dp_padding_mode("sum_len"), DpPaddingRequest::kSumLen);
-  try {
-    parse_dp_padding_mode("maxlen");
-    FAIL() << "accepted a bad mode";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("--dp-padding-mode"), std::string::npos) << e.what();
-  }
-}
-
 }  // namespace
 }  // namespace dpserve

@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""A rank that dies or stops under load must end the job loudly, never hang it.
+"""A rank that dies or stops must end the job loudly, never hang it.
 
 Starts the real `dpserve serve` (dpserve launches mpirun itself) with LAYOUT (tp2: --tp-size 2;
 tp4dp2: --tp-size 4 --dp-size 2 --enable-dp-attention), keeps clients sending requests, then
-SIGKILLs (case kill) or SIGSTOPs (case stop) world rank RANK. Requires: within 10 s the server
-has exited non-zero or /health answers 503, and it exits within a further bound; its output names
-the failed rank (kill) or the watchdog (stop); every client request ends (a response or an
-error, none hangs); no process is left behind.
+SIGKILLs (case kill) or SIGSTOPs (case stop) world rank RANK. Case stop_idle SIGSTOPs the rank of an
+idle server, then sends one request. Requires: within 10 s (plus the 3 s watchdog for a stop) the
+server has exited non-zero or /health answers 503, and it exits within a further bound; its output
+names the failed rank (kill) or the watchdog (stop; for rank 0, the watchdog of another rank naming
+rank 0: a stopped process cannot report itself); every client request ends (a response or an error,
+none hangs); no process is left behind.
 
 usage: test_faults.py DPSERVE_BIN CASE [LAYOUT [RANK]]
 """
+import http.client
 import json
 import os
 import signal
@@ -25,7 +28,10 @@ BIN, CASE = sys.argv[1], sys.argv[2]
 LAYOUT = sys.argv[3] if len(sys.argv) > 3 else "tp2"
 RANK = int(sys.argv[4]) if len(sys.argv) > 4 else 1
 LAYOUTS = {"tp2": ["--tp-size", "2"],
-           "tp4dp2": ["--tp-size", "4", "--dp-size", "2", "--enable-dp-attention"]}
+           "tp4dp2": ["--tp-size", "4", "--dp-size", "2", "--enable-dp-attention"],
+           # Started by mpirun directly (as on many machines): no dpserve launcher watches the ranks,
+           # so a stopped rank 0 must be noticed by the other ranks themselves.
+           "tp2_mpirun": ["--tp-size", "2"]}
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_rmaps_base_oversubscribe="1")
 
@@ -65,7 +71,10 @@ def world_rank(pid):
 
 port = free_port()
 args = [BIN, "serve", *LAYOUTS[LAYOUT], "--port", str(port), "--threads", "1"]
-if CASE == "stop":
+if LAYOUT.endswith("_mpirun"):
+    args = ["mpirun", "-np", LAYOUTS[LAYOUT][1], "--oversubscribe", "--allow-run-as-root", "--bind-to", "none"] + args
+STOP = CASE in ("stop", "stop_idle")
+if STOP:
     args += ["--watchdog-timeout", "3"]
 server = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
                           start_new_session=True)
@@ -88,35 +97,59 @@ try:
 
     # Clients that keep sending until the server goes away; each request must end.
     stop_clients = threading.Event()
-    outcomes, hung = [], []
+    outcomes, hung, fault_events = [], [], []
+
+    def one_request(i):
+        """False when the request hung (no byte for 30 s)."""
+        body = json.dumps({"prompt": f"Once upon a time {i}", "max_tokens": 200, "stream": True}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", data=body,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                try:
+                    text = r.read().decode(errors="replace")
+                except http.client.IncompleteRead as e:  # cut mid-stream: keep what came
+                    text = e.partial.decode(errors="replace")
+                    outcomes.append("IncompleteRead")
+                else:
+                    outcomes.append("ok")
+            # A stream the engine ended because of a fault carries the reason in a final error event.
+            events = [l[6:] for l in text.splitlines() if l.startswith("data: ") and '"error"' in l]
+            fault_events.extend(e for e in events if "watchdog" in e)
+        except socket.timeout:
+            hung.append(i)
+            return False
+        except Exception as e:  # refused / reset / 503: the request ended with an error
+            outcomes.append(type(e).__name__)
+            time.sleep(0.05)
+        return True
 
     def client(i):
-        while not stop_clients.is_set():
-            body = json.dumps({"prompt": f"Once upon a time {i}", "max_tokens": 200, "stream": True}).encode()
-            req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", data=body,
-                                         headers={"Content-Type": "application/json"})
-            try:
-                with urllib.request.urlopen(req, timeout=30) as r:
-                    r.read()
-                outcomes.append("ok")
-            except socket.timeout:
-                hung.append(i)
-                return
-            except Exception as e:  # refused / reset / 503: the request ended with an error
-                outcomes.append(type(e).__name__)
-                time.sleep(0.05)
+        while not stop_clients.is_set() and one_request(i):
+            pass
 
-    clients = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(4)]
+    clients = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(0 if CASE == "stop_idle" else 4)]
     for c in clients:
         c.start()
-    time.sleep(1.0)
+    if CASE == "stop_idle":
+        # Idle for more than twice the watchdog: rank 0's heartbeats keep the other ranks' watchdog quiet.
+        time.sleep(6.5)
+        assert server.poll() is None, "an idle server ended on its own\n" + "".join(log[-40:])
+        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200
+    else:
+        time.sleep(1.0)
     what = "killed" if CASE == "kill" else "stopped"
     os.kill(victim[0], signal.SIGKILL if CASE == "kill" else signal.SIGSTOP)
     t0 = time.time()
+    if CASE == "stop_idle":
+        # A request sent to the frozen server: it must end once the job does (connection closed).
+        late = threading.Thread(target=one_request, args=(99,), daemon=True)
+        late.start()
+        clients.append(late)
 
     # The promise: within 10 s the job is gone (non-zero) or says it is unhealthy. The watchdog
     # case is given its timeout on top, since detecting a silent rank is what the timeout is for.
-    bound = 10 + (3 if CASE == "stop" else 0)
+    bound = 10 + (3 if STOP else 0)
     signalled = None
     while time.time() - t0 < bound and signalled is None:
         if server.poll() is not None:
@@ -148,6 +181,14 @@ try:
         assert f"rank {RANK}" in out, f"the output does not name rank {RANK}\n{out[-3000:]}"
     else:
         assert "watchdog" in out, f"the watchdog did not report\n{out[-3000:]}"
+        if RANK == 0:
+            assert "rank 0 has stopped" in out, f"rank 0 is not named\n{out[-3000:]}"
+        if RANK == 0 and LAYOUT.endswith("_mpirun"):
+            assert "no control message from rank 0" in out, f"the other rank did not notice\n{out[-3000:]}"
+        if RANK != 0 and LAYOUT.endswith("_mpirun"):
+            # No launcher kills the stopped rank: rank 0's own watchdog fires, and its open streams end
+            # with an error event giving the reason before the process exits.
+            assert fault_events, f"no stream got the watchdog's error event ({outcomes})\n{out[-2000:]}"
     assert not hung and not any(c.is_alive() for c in clients), f"client requests hung: {hung}"
     time.sleep(1.0)
     left = [p for p in procs if os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z"]
@@ -155,7 +196,8 @@ try:
     print("\n".join(l.rstrip() for l in log if "rank" in l.lower())[-1500:])
     print(f"PASS {CASE} rank {RANK} ({LAYOUT}): {signalled} {t_signal:.1f} s after the fault, job ended "
           f"{time.time() - t0:.1f} s after it, exit {rc}; "
-          f"{len(outcomes)} client requests ended ({outcomes.count('ok')} ok)")
+          f"{len(outcomes)} client requests ended ({outcomes.count('ok')} ok, {len(fault_events)} with the fault's "
+          f"error event)")
 finally:
     for p in [server.pid] + procs:
         try:

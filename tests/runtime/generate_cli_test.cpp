@@ -83,7 +83,37 @@ TEST(GenerateCli, BadFlagsAndPathsGiveClearErrors) {
   EXPECT_NE(o3.find("99999"), std::string::npos) << o3;
   auto [o4, rc4] = run(kBin + " generate --top-p 0 2>&1");
   EXPECT_NE(rc4, 0);
-  EXPECT_NE(o4.find("top_p"), std::string::npos) << o4;
+  EXPECT_NE(o4.find("--top-p"), std::string::npos) << o4;
+}
+
+// Enum flags are parsed where they are defined: a bad value names the flag and the choices, from
+// the command line and from the environment alike.
+TEST(GenerateCli, EnumFlagsRejectUnknownValuesNamingTheFlag) {
+  for (const std::string flag : {"--dp-padding-mode", "--load-balance-method", "--dispatch"}) {
+    auto [out, rc] = run(kBin + " generate -n 2 " + flag + " nope 2>&1");
+    EXPECT_NE(rc, 0) << flag;
+    EXPECT_NE(out.find(flag), std::string::npos) << out;
+  }
+  auto [o1, rc1] = run(kBin + " generate -n 2 --dp-padding-mode maxlen 2>&1");
+  EXPECT_NE(o1.find("max_len"), std::string::npos) << "the choices are listed: " << o1;
+  auto [o2, rc2] = run("DPSERVE_DISPATCH=leader " + kBin + " generate -n 2 2>&1");
+  EXPECT_NE(rc2, 0);
+  EXPECT_NE(o2.find("--dispatch"), std::string::npos) << o2;
+  // Every valid spelling is accepted (one rank: the values change nothing observable here).
+  for (const std::string ok : {"--dp-padding-mode sum_len", "--dp-padding-mode sglang", "--dispatch group-leader",
+                               "--load-balance-method least_tokens"}) {
+    auto [out, rc] = run(kBin + " generate -n 2 " + ok + " 2>&1");
+    EXPECT_EQ(rc, 0) << ok << ": " << out;
+  }
+}
+
+// SGLang's --enable-dp-lm-head selects what dpserve always does; it is refused with that reason
+// instead of being accepted and ignored.
+TEST(GenerateCli, DpLmHeadFlagIsRefusedWithTheReason) {
+  auto [out, rc] = run(kBin + " generate -n 2 --enable-dp-lm-head 2>&1");
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("--enable-dp-lm-head"), std::string::npos) << out;
+  EXPECT_NE(out.find("always"), std::string::npos) << out;
 }
 
 TEST(GenerateCli, DumpLogitsHasOneRowPerPositionAndArgmaxIsTheToken) {

@@ -106,19 +106,3 @@ TEST(Sampler, PenaltiesFollowTheirDefinitions) {
   std::vector<float> d = {1.0f, 0.95f};
   EXPECT_EQ(p.sample(d.data(), 2), 1);  // 1.0 - 0.1 < 0.95
 }
-
-TEST(SamplingParams, ValidationNamesTheField) {
-  SamplingParams sp;
-  EXPECT_EQ(sp.validate(), "");
-  sp.top_p = 1.5f;
-  EXPECT_NE(sp.validate().find("top_p"), std::string::npos);
-  sp = SamplingParams{};
-  sp.temperature = -1;
-  EXPECT_NE(sp.validate().find("temperature"), std::string::npos);
-  sp = SamplingParams{};
-  sp.top_k = 0;
-  EXPECT_NE(sp.validate().find("top_k"), std::string::npos);
-  sp = SamplingParams{};
-  sp.min_p = std::nanf("");
-  EXPECT_NE(sp.validate().find("min_p"), std::string::npos);
-}

@@ -199,6 +199,37 @@ TEST(EngineThreads, ShutdownWhileClientsStreamEndsEveryStream) {
   });
 }
 
+// What rank 0's watchdog does before the job ends (WorkerOptions::on_fatal): open streams end at
+// once with "error", the reason, and engine_fault set, so the server can tell a fault from a bad
+// request; requests that end normally or are cancelled never carry the flag.
+TEST(EngineThreads, EngineFaultEndsOpenStreamsDistinctly) {
+  with_engine([&](DpEngine& engine) {
+    Drained ok = drain(*engine.enqueue(greedy({1}, 3)));
+    EXPECT_EQ(ok.finish_reason, "length");
+    auto bad = engine.enqueue(greedy({1, 100000}, 3));
+    Response r;
+    ASSERT_TRUE(bad->next(r, std::chrono::milliseconds(5000)));
+    EXPECT_EQ(r.finish_reason, "error");
+    EXPECT_FALSE(r.engine_fault) << "a bad request is not an engine fault";
+
+    auto s = engine.enqueue(greedy({1, 403, 407}, 400));
+    ASSERT_TRUE(s->next(r, std::chrono::milliseconds(5000)));  // running
+    ASSERT_FALSE(r.finished);
+    engine.mark_stopped("rank 0: watchdog: step 9 has not finished after 3 s");
+    bool ended = false;
+    for (int i = 0; i < 500 && !ended; ++i) {
+      if (!s->next(r, std::chrono::milliseconds(10))) continue;
+      ended = r.finished;
+    }
+    ASSERT_TRUE(ended);
+    EXPECT_EQ(r.finish_reason, "error");
+    EXPECT_TRUE(r.engine_fault);
+    EXPECT_NE(r.error.find("watchdog"), std::string::npos) << r.error;
+    EXPECT_FALSE(engine.healthy());
+    engine.shutdown(std::chrono::milliseconds(0));  // the loop still ends (it was told to at the fault)
+  });
+}
+
 }  // namespace
 }  // namespace dpserve
 

@@ -1,5 +1,7 @@
 // Test helper: encodes a batch of texts (hex-encoded bytes) with dpserve's tokenizer and decodes the ids.
 // Output: [{"ids": [...], "text": decode(keep specials), "text_skip": decode(skip specials)} | {"error": msg}].
+// `tokenize_batch TOKENIZER --info` prints what the tokenizer says of itself instead:
+// {"vocab_size", "bos_id", "eos_ids", "chat_template" (or null), "hello": encode("Hello", add_special)}.
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -12,11 +14,19 @@
 
 int main(int argc, char** argv) {
   if (argc != 3) {
-    std::fprintf(stderr, "usage: tokenize_batch TOKENIZER CASES.json\n");
+    std::fprintf(stderr, "usage: tokenize_batch TOKENIZER CASES.json|--info\n");
     return 2;
   }
   try {
     auto tok = dpserve::Tokenizer::load(argv[1]);
+    if (std::string(argv[2]) == "--info") {
+      nlohmann::json info = {{"vocab_size", tok->vocab_size()}, {"bos_id", tok->bos_id()}, {"eos_ids", tok->eos_ids()},
+                             {"hello", tok->encode("Hello", true)}};
+      const auto tmpl = tok->chat_template();
+      info["chat_template"] = tmpl ? nlohmann::json(*tmpl) : nlohmann::json(nullptr);
+      std::cout << info.dump();
+      return 0;
+    }
     std::ifstream f(argv[2], std::ios::binary);
     std::stringstream ss;
     ss << f.rdbuf();

@@ -63,7 +63,17 @@ std::vector<int32_t> prompt_of(uint32_t seed, int n) {
 // (id, pos0, n_tokens, sample) of one scheduled sequence.
 using Chunk = std::tuple<uint64_t, int64_t, int64_t, bool>;
 
-// Drives one Scheduler step by step like the step loop does.
+// A request as the step loop builds it: the prompt, greedy, EOS honoured unless told otherwise.
+RequestState request(uint64_t id, std::vector<int32_t> prompt, int64_t max_new, bool stop_at_eos = true) {
+  Request r;
+  r.input_ids = prompt;
+  r.params.temperature = 0;
+  r.params.max_new_tokens = max_new;
+  r.params.ignore_eos = !stop_at_eos;
+  return RequestState(id, std::move(r), std::move(prompt), max_new);
+}
+
+// Drives one Scheduler step by step like the step loop does; the scheduler's finish rules know kEos.
 struct Sim {
   KVPool pool;
   Scheduler sched;
@@ -74,12 +84,13 @@ struct Sim {
   bool stop_at_eos = true;
   int64_t steps = 0;
 
-  Sim(int64_t n_pages, SchedulerConfig cfg) : pool(pool_cfg(n_pages)), sched(cfg, pool), kv(size_t(n_pages * kPage), -1) {}
+  Sim(int64_t n_pages, SchedulerConfig cfg)
+      : pool(pool_cfg(n_pages)), sched(cfg, pool, FinishRules{{kEos}}), kv(size_t(n_pages * kPage), -1) {}
 
   bool add(uint64_t id, std::vector<int32_t> prompt, int64_t mx) {
     max_new[id] = mx;
     out[id];
-    return sched.add(id, std::move(prompt), mx);
+    return sched.add(request(id, std::move(prompt), mx, stop_at_eos));
   }
 
   // One step; returns what ran.
@@ -102,19 +113,29 @@ struct Sim {
     }
     EXPECT_EQ(n_tokens, b.n_tokens);
     // Sampling reads the history back through the page table, after every write of the step.
+    std::vector<Finish> expected;
     for (const auto& s : b.seqs) {
       if (!s.sample) continue;
+      EXPECT_EQ(s.state, sched.find(s.id));
       std::vector<int32_t> hist;
       int64_t end = s.pos0 + int64_t(s.tokens.size());
       for (int64_t p = 0; p < end; ++p) hist.push_back(kv[size_t(s.pages[p / kPage] * kPage + p % kPage)]);
       int32_t t = next_token(hist);
       auto& o = out[s.id];
       o.push_back(t);
-      bool fin = int64_t(o.size()) >= max_new[s.id] || (stop_at_eos && t == kEos);
-      if (fin) done[s.id] = true;
-      results.push_back({s.id, t, fin});
+      // What the finish rules must decide, worked out here independently.
+      expected.push_back(stop_at_eos && t == kEos             ? Finish::kStop
+                         : int64_t(o.size()) >= max_new[s.id] ? Finish::kLength
+                                                              : Finish::kNone);
+      if (expected.back() != Finish::kNone) done[s.id] = true;
+      results.push_back({s.id, t});
     }
-    sched.commit(results);
+    results = sched.commit(std::move(results));
+    for (size_t i = 0; i < results.size(); ++i) {
+      if (!sched.contains(results[i].id) && results[i].finish == Finish::kNone) continue;  // aborted meanwhile
+      EXPECT_EQ(results[i].finish, expected[i]) << "request " << results[i].id;
+      EXPECT_EQ(sched.contains(results[i].id), results[i].finish == Finish::kNone);
+    }
     ++steps;
     if (batch_out) *batch_out = std::move(b);
     return runs;
@@ -312,7 +333,7 @@ TEST(Scheduler, PrefixHitAfterIdenticalPromptAndSharedPrefix) {
   ASSERT_TRUE(sim.add(2, p, 3));
   auto runs = sim.step();
   EXPECT_EQ(runs, (std::vector<Chunk>{{2, 8, 2, true}}));
-  EXPECT_EQ(sim.sched.cached_tokens(2), 8);
+  EXPECT_EQ(sim.sched.find(2)->cached, 8);
   sim.run_to_end();
   EXPECT_EQ(sim.out[2], reference(p, 3, false));
 
@@ -320,7 +341,7 @@ TEST(Scheduler, PrefixHitAfterIdenticalPromptAndSharedPrefix) {
   auto p8 = std::vector<int32_t>(p.begin(), p.begin() + 8);
   ASSERT_TRUE(sim.add(3, p8, 2));
   EXPECT_EQ(sim.step(), (std::vector<Chunk>{{3, 4, 4, true}}));
-  EXPECT_EQ(sim.sched.cached_tokens(3), 4);
+  EXPECT_EQ(sim.sched.find(3)->cached, 4);
   sim.run_to_end();
   EXPECT_EQ(sim.out[3], reference(p8, 2, false));
 
@@ -331,7 +352,7 @@ TEST(Scheduler, PrefixHitAfterIdenticalPromptAndSharedPrefix) {
   q.push_back(92);
   ASSERT_TRUE(sim.add(4, q, 2));
   EXPECT_EQ(sim.step(), (std::vector<Chunk>{{4, 4, 5, true}}));
-  EXPECT_EQ(sim.sched.cached_tokens(4), 4);
+  EXPECT_EQ(sim.sched.find(4)->cached, 4);
   sim.run_to_end();
   EXPECT_EQ(sim.out[4], reference(q, 2, false));
 
@@ -482,7 +503,7 @@ TEST(Scheduler, AbortBetweenScheduleAndCommit) {
   ASSERT_EQ(b.seqs.size(), 2u);
   sim.sched.abort(1);
   // The step loop reports both; the aborted one is ignored.
-  sim.sched.commit({{1, 7, false}, {2, 8, false}});
+  sim.sched.commit({{1, 7}, {2, 8}});
   EXPECT_EQ(sim.sched.running(), 1);
   b = sim.sched.schedule();
   ASSERT_EQ(b.seqs.size(), 1u);
@@ -599,7 +620,7 @@ TEST(Scheduler, RequestFillingThePoolAloneCompletes) {
   // prompt 10 + 7 new = 16 positions written = exactly 4 pages.
   Sim sim(4, cfg_of(4, 3, 100, true));
   sim.stop_at_eos = false;
-  EXPECT_FALSE(sim.sched.add(1, prompt_of(1, 10), 8));  // 17 positions: never fits
+  EXPECT_FALSE(sim.sched.add(request(1, prompt_of(1, 10), 8)));  // 17 positions: never fits
   ASSERT_TRUE(sim.add(2, prompt_of(2, 10), 7));
   ASSERT_TRUE(sim.add(3, prompt_of(3, 10), 7));  // competes for the same pool
   sim.run_to_end(500);
@@ -612,26 +633,53 @@ TEST(Scheduler, RejectsBadInput) {
   EXPECT_THROW(Scheduler(cfg_of(0, 8, 8, true), pool), Error);
   EXPECT_THROW(Scheduler(cfg_of(1, 8, 0, true), pool), Error);
   Scheduler s(cfg_of(4, 8, 8, true), pool);
-  EXPECT_THROW(s.add(1, {}, 4), Error);
-  EXPECT_THROW(s.add(1, {1, 2}, 0), Error);
-  ASSERT_TRUE(s.add(1, {1, 2}, 2));
-  EXPECT_THROW(s.add(1, {3}, 2), Error);
-  ASSERT_TRUE(s.add(2, {1, 2, 3}, 2));
+  EXPECT_THROW(s.add(request(1, {}, 4)), Error);
+  EXPECT_THROW(s.add(request(1, {1, 2}, 0)), Error);
+  ASSERT_TRUE(s.add(request(1, {1, 2}, 2)));
+  EXPECT_THROW(s.add(request(1, {3}, 2)), Error);
+  RequestState two = request(2, {1, 2, 3}, 2);
+  two.req.params.stop_token_ids = {6};
+  ASSERT_TRUE(s.add(std::move(two)));
   auto b = s.schedule();
   ASSERT_EQ(b.seqs.size(), 2u);
   // A result for a request that was not sampled, results out of order, or a missing result are
   // step-loop bugs; they leave the state as it was, so a correct commit still works.
-  EXPECT_THROW(s.commit({{1, 5, false}, {3, 5, false}}), Error);
-  EXPECT_THROW(s.commit({{2, 5, false}, {1, 5, false}}), Error);
-  EXPECT_THROW(s.commit({{1, 5, false}}), Error);
-  s.commit({{1, 5, false}, {2, 6, true}});
+  EXPECT_THROW(s.commit({{1, 5}, {3, 5}}), Error);
+  EXPECT_THROW(s.commit({{2, 5}, {1, 5}}), Error);
+  EXPECT_THROW(s.commit({{1, 5}}), Error);
+  const auto ok = s.commit({{1, 5}, {2, 6}});
+  EXPECT_EQ(ok[0].finish, Finish::kNone);
+  EXPECT_EQ(ok[1].finish, Finish::kStop);  // 6 is one of request 2's stop ids
+  EXPECT_EQ(s.find(2), nullptr);
+  ASSERT_NE(s.find(1), nullptr);
+  EXPECT_EQ(s.find(1)->tokens, (std::vector<int32_t>{1, 2, 5}));
   b = s.schedule();
   ASSERT_EQ(b.seqs.size(), 1u);
   EXPECT_EQ(b.seqs[0].tokens, std::vector<int32_t>{5});
   EXPECT_EQ(b.seqs[0].pos0, 2);
   EXPECT_THROW(s.commit({}), Error);
-  s.commit({{1, 9, true}});
+  const auto last = s.commit({{1, 9}});
+  EXPECT_EQ(last[0].finish, Finish::kLength);  // its second token of 2
   EXPECT_FALSE(s.has_work());
+}
+
+// The finish rules on their own (engine/finish_rules.h), each rule and their order.
+TEST(FinishRules, EosStopIdsAndLength) {
+  const FinishRules rules{{2, 7}};
+  auto after = [&](std::vector<int32_t> generated, int64_t max_new, bool ignore_eos, std::vector<int32_t> stop_ids) {
+    RequestState st = request(1, {100, 101}, max_new, !ignore_eos);
+    st.req.params.stop_token_ids = std::move(stop_ids);
+    st.tokens.insert(st.tokens.end(), generated.begin(), generated.end());
+    return rules.after_token(st);
+  };
+  EXPECT_EQ(after({5}, 4, false, {}), Finish::kNone);
+  EXPECT_EQ(after({7}, 4, false, {}), Finish::kStop);                 // any of the EOS ids
+  EXPECT_EQ(after({2}, 4, true, {}), Finish::kNone);                  // ignore_eos
+  EXPECT_EQ(after({5, 9}, 4, true, {9}), Finish::kStop);              // stop ids hold even with ignore_eos
+  EXPECT_EQ(after({5, 6, 8, 3}, 4, false, {}), Finish::kLength);      // the 4th of 4
+  EXPECT_EQ(after({5, 6, 8, 2}, 4, false, {}), Finish::kStop);        // EOS as the last allowed token is a stop
+  EXPECT_EQ(after({5, 6, 8}, 4, false, {8}), Finish::kStop);
+  EXPECT_EQ(after({100}, 4, false, {}), Finish::kNone);               // prompt ids are not stop ids
 }
 
 }  // namespace

@@ -1,0 +1,38 @@
+// One request's life on the ranks of its DP group, from admission to its last token: what the
+// control message carried, the tokens so far, its output budget and its sampler's random stream.
+// The Scheduler owns it (engine/scheduler.h) and the step samples into it; every rank of the group
+// builds it from the same message bytes, so it is identical on all of them. Per-request state that
+// must advance in lockstep (e.g. a structured-output automaton) belongs here.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "engine/request.h"
+#include "engine/sampler.h"
+
+namespace dpserve {
+
+struct RequestState {
+  // `prompt` is what the KV cache sees: req.input_ids, or one placeholder id per input_embeds row.
+  // `max_new`: the output budget, max_new_tokens already clipped to the model's context.
+  RequestState(uint64_t id, Request req, std::vector<int32_t> prompt, int64_t max_new);
+
+  uint64_t id = 0;
+  Request req;                  // as received (read-only on the ranks)
+  std::vector<int32_t> tokens;  // prompt + generated so far (the input of a recompute after preemption)
+  int64_t prompt_len = 0;
+  int64_t max_new = 0;
+  int64_t cached = 0;           // prompt tokens served from the prefix cache at first admission
+  Sampler sampler;              // seeded by params.seed, else by the id (same stream on every rank)
+
+  int64_t generated() const { return int64_t(tokens.size()) - prompt_len; }
+  bool has_embeds() const { return req.input_embeds_rows > 0; }
+  // The embedding given for prompt position `pos`, or null when that position is a token.
+  const float* embed_row(int64_t pos, int64_t hidden) const {
+    return pos < req.input_embeds_rows ? &req.input_embeds[size_t(pos * hidden)] : nullptr;
+  }
+  bool wants_logprobs() const { return req.return_logprob || req.top_logprobs > 0; }
+};
+
+}  // namespace dpserve

@@ -1,0 +1,193 @@
+#include "model/gguf_config.h"
+
+#include <cmath>
+#include <cstring>
+#include <map>
+
+#include "core/check.h"
+#include "model/gguf_types.h"
+
+namespace dpserve {
+
+namespace {
+
+// Upper bounds that keep a hostile file from sizing tables by absurd values before the tensor
+// shapes (checked when the layers load) would catch them.
+constexpr int64_t kMaxLayers = 4096;
+constexpr int64_t kMaxWidth = int64_t(1) << 20;
+
+class Keys {
+ public:
+  Keys(const GgufMetadata& m, std::string arch) : m_(m), p_(std::move(arch) + ".") {}
+
+  std::string key(const char* k) const { return p_ + k; }
+
+  int64_t required(const char* k, int64_t max) const {
+    const auto v = m_.get_int(key(k));
+    if (!v) fail("GGUF {}: metadata key \"{}\" is missing", m_.where(), key(k));
+    return check(k, *v, max);
+  }
+  std::optional<int64_t> optional(const char* k, int64_t max) const {
+    const auto v = m_.get_int(key(k));
+    if (!v) return std::nullopt;
+    return check(k, *v, max);
+  }
+  // A per-layer count stored as one integer or an array of `layers` equal integers.
+  std::optional<int64_t> per_layer(const char* k, int64_t layers, int64_t max) const {
+    const GgufValue* v = m_.find(key(k));
+    if (!v || v->type != GgufType::Array) return optional(k, max);
+    if (int64_t(v->count) != layers || v->elem == GgufType::String || v->elem == GgufType::F32 ||
+        v->elem == GgufType::F64)
+      fail("GGUF {}: metadata key \"{}\" must be an integer or an array of {} integers", m_.where(), key(k), layers);
+    for (uint64_t i = 1; i < v->count; ++i)
+      if (v->int_at(i) != v->int_at(0))
+        fail("GGUF {}: metadata key \"{}\" differs between layers, which dpserve does not support", m_.where(),
+             key(k));
+    return check(k, v->int_at(0), max);
+  }
+  std::optional<double> number(const char* k) const { return m_.get_float(key(k)); }
+
+ private:
+  int64_t check(const char* k, int64_t v, int64_t max) const {
+    if (v <= 0 || v > max) fail("GGUF {}: metadata key \"{}\" is {}, out of range (1 to {})", m_.where(), key(k), v, max);
+    return v;
+  }
+  const GgufMetadata& m_;
+  std::string p_;
+};
+
+std::string layer_tensor(int64_t l, const char* what) { return "blk." + std::to_string(l) + "." + what; }
+
+void read_rope(const GgufSet& g, const Keys& k, ModelConfig& c) {
+  const GgufMetadata& m = g.metadata();
+  c.rope_theta = k.number("rope.freq_base").value_or(10000.0);
+  if (!(c.rope_theta > 0 && std::isfinite(c.rope_theta)))
+    fail("GGUF {}: {} must be positive, got {}", m.where(), k.key("rope.freq_base"), c.rope_theta);
+  if (const auto d = k.optional("rope.dimension_count", kMaxWidth); d && *d != c.head_dim)
+    fail("GGUF {}: {} is {} but heads are {} wide: partial RoPE is not supported", m.where(),
+         k.key("rope.dimension_count"), *d, c.head_dim);
+  // As llama.cpp: a factor without a type means linear scaling; the old key is rope.scale_linear.
+  std::string type = m.get_string(k.key("rope.scaling.type")).value_or("linear");
+  double factor = k.number("rope.scaling.factor").value_or(k.number("rope.scale_linear").value_or(0.0));
+  if (!std::isfinite(factor) || factor < 0)
+    fail("GGUF {}: {} is {}, out of range", m.where(), k.key("rope.scaling.factor"), factor);
+  if (type == "linear") {
+    if (factor != 0.0 && factor != 1.0) {
+      c.rope_scaling.type = RopeScaling::Type::Linear;
+      c.rope_scaling.factor = factor;
+    }
+  } else if (type != "none") {
+    fail("GGUF {}: {} \"{}\" is not supported (supported: none, linear, and llama3-style factors in "
+         "rope_freqs.weight)",
+         m.where(), k.key("rope.scaling.type"), type);
+  }
+  // llama3-style scaling: llama.cpp's converter stores one divisor per frequency.
+  if (const GgufTensorInfo* t = g.tensor("rope_freqs.weight")) {
+    if (t->type != 0 || t->ne.size() != 1 || t->ne[0] != c.head_dim / 2)
+      fail("GGUF {}: rope_freqs.weight must be F32 of {} elements (head_dim / 2), is {} of {}", t->file,
+           c.head_dim / 2, ggml_type_name(t->type), t->numel());
+    c.rope_scaling.freq_factors.resize(size_t(c.head_dim / 2));
+    std::memcpy(c.rope_scaling.freq_factors.data(), t->data, sizeof(float) * size_t(c.head_dim / 2));
+    for (float f : c.rope_scaling.freq_factors)
+      if (!(f > 0 && std::isfinite(f))) fail("GGUF {}: rope_freqs.weight holds {}, factors must be positive", t->file, f);
+  }
+}
+
+void read_special_ids(const GgufMetadata& m, ModelConfig& c) {
+  if (const auto b = m.get_int("tokenizer.ggml.bos_token_id"); b && *b >= 0 && *b < c.vocab) c.bos_id = int32_t(*b);
+  for (const char* k : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"})
+    if (const auto e = m.get_int(k); e && *e >= 0 && *e < c.vocab) {
+      bool seen = false;
+      for (int32_t x : c.eos_ids) seen = seen || x == *e;
+      if (!seen) c.eos_ids.push_back(int32_t(*e));
+    }
+}
+
+// The element type of most matrix elements (what a "Q4_K_M" file mostly is).
+DType dominant_dtype(const GgufSet& g) {
+  std::map<DType, int64_t> elems;
+  for (const GgufTensorInfo* t : g.tensors())
+    if (t->ne.size() >= 2)
+      if (auto d = ggml_type_to_dtype(t->type)) elems[*d] += t->numel();
+  DType best = DType::F32;
+  int64_t most = -1;
+  for (auto [d, n] : elems)
+    if (n > most) best = d, most = n;
+  return best;
+}
+
+}  // namespace
+
+const GgufArch& gguf_model_arch(const GgufSet& g) {
+  const GgufMetadata& m = g.metadata();
+  const auto name = m.get_string("general.architecture");
+  if (!name) fail("GGUF {}: metadata key \"general.architecture\" is missing", m.where());
+  const GgufArch* a = find_gguf_arch(*name);
+  if (!a)
+    fail("GGUF {}: architecture \"{}\" is not one dpserve runs (supported: {})", m.where(), *name,
+         gguf_arch_names());
+  return *a;
+}
+
+ModelConfig gguf_model_config(const GgufSet& g) {
+  const GgufMetadata& m = g.metadata();
+  const GgufArch& a = gguf_model_arch(g);
+  const Keys k(m, std::string(a.name));
+  ModelConfig c;
+  c.arch = a.arch;
+  c.arch_name = std::string(a.name);
+  c.n_layers = k.required("block_count", kMaxLayers);
+  c.hidden = k.required("embedding_length", kMaxWidth);
+  c.max_pos = k.required("context_length", int64_t(1) << 40);
+  const auto heads = k.per_layer("attention.head_count", c.n_layers, kMaxWidth);
+  if (!heads) fail("GGUF {}: metadata key \"{}\" is missing", m.where(), k.key("attention.head_count"));
+  c.n_heads = *heads;
+  c.n_kv_heads = k.per_layer("attention.head_count_kv", c.n_layers, kMaxWidth).value_or(c.n_heads);
+  if (const auto kl = k.optional("attention.key_length", kMaxWidth)) {
+    c.head_dim = *kl;
+  } else {
+    if (c.hidden % c.n_heads != 0)
+      fail("GGUF {}: embedding_length {} is not divisible by head_count {}", m.where(), c.hidden, c.n_heads);
+    c.head_dim = c.hidden / c.n_heads;
+  }
+  if (const auto vl = k.optional("attention.value_length", kMaxWidth); vl && *vl != c.head_dim)
+    fail("GGUF {}: attention.value_length {} differs from key_length {}, which dpserve does not support", m.where(),
+         *vl, c.head_dim);
+  if (c.n_heads % c.n_kv_heads != 0)
+    fail("GGUF {}: head_count {} is not a multiple of head_count_kv {}", m.where(), c.n_heads, c.n_kv_heads);
+  if (c.head_dim % 2 != 0) fail("GGUF {}: heads of {} elements: RoPE needs an even width", m.where(), c.head_dim);
+  const auto eps = k.number("attention.layer_norm_rms_epsilon");
+  if (!eps) fail("GGUF {}: metadata key \"{}\" is missing", m.where(), k.key("attention.layer_norm_rms_epsilon"));
+  c.rms_eps = *eps;
+  if (!(c.rms_eps > 0 && std::isfinite(c.rms_eps)))
+    fail("GGUF {}: {} must be positive, got {}", m.where(), k.key("attention.layer_norm_rms_epsilon"), c.rms_eps);
+  if (a.moe) {
+    c.ffn = k.optional("feed_forward_length", kMaxWidth * 16).value_or(0);
+  } else {
+    c.ffn = k.required("feed_forward_length", kMaxWidth * 16);
+  }
+  c.rope_interleaved = a.rope_interleaved;
+  c.qkv_bias = a.qkv_bias || (a.arch == Arch::Llama && g.tensor("blk.0.attn_q.bias"));
+  c.qk_norm = a.qk_norm;
+  read_rope(g, k, c);
+  if (a.read_extra) a.read_extra(m, std::string(a.name) + ".", c);
+
+  const GgufTensorInfo* emb = g.tensor("token_embd.weight");
+  if (!emb || emb->ne.size() != 2)
+    fail("GGUF {}: tensor \"token_embd.weight\" is missing or not 2-D", m.where());
+  c.vocab = emb->ne[1];
+  if (const auto v = k.optional("vocab_size", int64_t(1) << 32); v && *v != c.vocab)
+    fail("GGUF {}: {} is {} but token_embd.weight has {} rows", m.where(), k.key("vocab_size"), *v, c.vocab);
+  c.tie_embeddings = g.tensor("output.weight") == nullptr;
+  if (a.moe)
+    for (int64_t l = 0; l < c.n_layers; ++l)
+      if (!g.tensor(layer_tensor(l, "ffn_gate_inp.weight"))) c.mlp_only_layers.push_back(l);
+  if (!c.mlp_only_layers.empty() && c.ffn <= 0)
+    fail("GGUF {}: layer {} has no router (ffn_gate_inp) and {} is missing for its dense MLP", m.where(),
+         c.mlp_only_layers[0], k.key("feed_forward_length"));
+  read_special_ids(m, c);
+  c.dtype = dominant_dtype(g);
+  return c;
+}
+
+}  // namespace dpserve

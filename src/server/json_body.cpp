@@ -1,0 +1,143 @@
+#include "server/json_body.h"
+
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "server/openai_error.h"
+
+namespace dpserve {
+
+using json = nlohmann::json;
+
+namespace {
+
+constexpr size_t kValueCost = sizeof(json);  // a slot in an array or object
+constexpr size_t kBoxCost = 64;              // the heap object behind an array, object or string
+constexpr size_t kCheckEvery = 4096;         // events between deadline / cancel checks
+
+[[noreturn]] void refuse(int status, std::string message, std::string code) {
+  throw ApiError(status, std::move(message), "", "", std::move(code));
+}
+
+// Builds the DOM itself, appending to the open container: each event costs O(1), where nlohmann's
+// callback parser searched the parent for discarded values at every object's end.
+class Builder : public json::json_sax_t {
+ public:
+  Builder(const JsonLimits& limits, size_t budget) : limits_(limits), budget_(budget) {}
+
+  json take() { return std::move(root_); }
+
+  bool null() override { return put(json(nullptr), 0); }
+  bool boolean(bool v) override { return put(json(v), 0); }
+  bool number_integer(number_integer_t v) override { return put(json(v), 0); }
+  bool number_unsigned(number_unsigned_t v) override { return put(json(v), 0); }
+  bool number_float(number_float_t v, const string_t&) override { return put(json(v), 0); }
+  bool string(string_t& v) override {
+    const size_t n = v.size();
+    return put(json(std::move(v)), kBoxCost + n);
+  }
+  bool binary(binary_t&) override { refuse(400, "The request body is not valid JSON", "invalid_json"); }
+
+  bool start_object(std::size_t) override { return open(json::object()); }
+  bool start_array(std::size_t) override { return open(json::array()); }
+  bool end_object() override { return close(); }
+  bool end_array() override {
+    // Doubling leaves up to half of a big array's slots unused; give them back now.
+    if (stack_.back()->size() >= 1024) stack_.back()->get_ref<json::array_t&>().shrink_to_fit();
+    return close();
+  }
+
+  bool key(string_t& k) override {
+    if (stack_.size() == 1 && limits_.known_field && !limits_.known_field(k))
+      throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}", k), k, "", "unknown_parameter");
+    charge(kBoxCost + k.size());
+    key_ = std::move(k);
+    return true;
+  }
+
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& ex) override {
+    const std::string what = ex.what();
+    const bool utf8 = what.find("UTF-8") != std::string::npos || what.find("surrogate") != std::string::npos;
+    refuse(400,
+           utf8 ? fmt::format("The request body is not valid UTF-8: {}", what)
+                : fmt::format("The request body is not valid JSON: {}", what),
+           utf8 ? "invalid_utf8" : "invalid_json");
+  }
+
+ private:
+  void charge(size_t bytes) {
+    used_ += bytes;
+    if (used_ > budget_)
+      refuse(413,
+             fmt::format("The request body's JSON would take more than {} MiB once parsed (16 MiB plus 4 bytes per "
+                         "byte of body); send fewer, larger values",
+                         budget_ >> 20),
+             "body_too_complex");
+    if (++events_ % kCheckEvery == 0) {
+      if (std::chrono::steady_clock::now() > limits_.deadline)
+        refuse(408, "The request body could not be parsed within --http-request-timeout", "request_timeout");
+      if (limits_.cancelled && limits_.cancelled())
+        refuse(499, "The client closed the connection", "client_closed");
+    }
+  }
+
+  bool put(json v, size_t extra) {
+    charge(kValueCost + extra);
+    if (stack_.empty()) {
+      root_ = std::move(v);
+    } else if (stack_.back()->is_array()) {
+      stack_.back()->get_ref<json::array_t&>().push_back(std::move(v));
+    } else {
+      (*stack_.back())[std::move(key_)] = std::move(v);
+    }
+    return true;
+  }
+
+  bool open(json v) {
+    if (int(stack_.size()) >= limits_.max_depth)
+      refuse(400, fmt::format("The request body nests deeper than {} levels", limits_.max_depth), "invalid_json");
+    charge(kValueCost + kBoxCost);
+    json* slot;
+    if (stack_.empty()) {
+      root_ = std::move(v);
+      slot = &root_;
+    } else if (stack_.back()->is_array()) {
+      auto& arr = stack_.back()->get_ref<json::array_t&>();
+      arr.push_back(std::move(v));
+      slot = &arr.back();
+    } else {
+      slot = &((*stack_.back())[std::move(key_)] = std::move(v));
+    }
+    stack_.push_back(slot);
+    return true;
+  }
+
+  bool close() {
+    stack_.pop_back();
+    return true;
+  }
+
+  const JsonLimits& limits_;
+  size_t budget_;
+  size_t used_ = 0;
+  size_t events_ = 0;
+  json root_;
+  // Open containers, innermost last. A pointer into an array stays valid while that array is open:
+  // only the innermost container grows, and it is always the last element of its parent.
+  std::vector<json*> stack_;
+  std::string key_;
+};
+
+}  // namespace
+
+json parse_json_body(const std::string& body, const JsonLimits& limits) {
+  if (body.empty()) refuse(400, "The request body is empty; expected a JSON object", "invalid_json");
+  Builder b(limits, limits.memory_floor + limits.memory_per_body_byte * body.size());
+  json::sax_parse(body, &b);
+  json j = b.take();
+  if (!j.is_object()) refuse(400, "The request body must be a JSON object", "invalid_json");
+  return j;
+}
+
+}  // namespace dpserve

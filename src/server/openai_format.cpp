@@ -1,0 +1,121 @@
+#include "server/openai_format.h"
+
+#include <span>
+
+#include "core/check.h"
+#include "server/generation.h"
+
+namespace dpserve {
+
+using json = nlohmann::json;
+
+namespace {
+
+std::string token_text(const Tokenizer& tok, int32_t id) {
+  const int32_t one[1] = {id};
+  try {
+    return tok.decode(std::span<const int32_t>(one, 1), false);
+  } catch (const Error&) {
+    return "";
+  }
+}
+
+json bytes_of(const std::string& s) {
+  json b = json::array();
+  for (unsigned char c : s) b.push_back(int(c));
+  return b;
+}
+
+// Completions-style logprobs for `tokens`, whose text starts at `offset` in the choice's text.
+json completion_logprobs(const Tokenizer& tok, const std::vector<TokenOut>& tokens, int64_t offset, bool with_top) {
+  json lp{{"tokens", json::array()}, {"token_logprobs", json::array()}, {"top_logprobs", json::array()},
+          {"text_offset", json::array()}};
+  for (const auto& t : tokens) {
+    std::string s = token_text(tok, t.token);
+    lp["tokens"].push_back(s);
+    lp["token_logprobs"].push_back(t.logprob);
+    lp["text_offset"].push_back(offset);
+    offset += int64_t(s.size());
+    if (with_top) {
+      json top = json::object();
+      for (const auto& a : t.top) top[token_text(tok, a.token)] = a.logprob;
+      lp["top_logprobs"].push_back(top);
+    } else {
+      lp["top_logprobs"].push_back(nullptr);
+    }
+  }
+  return lp;
+}
+
+json chat_logprobs(const Tokenizer& tok, const std::vector<TokenOut>& tokens) {
+  json content = json::array();
+  for (const auto& t : tokens) {
+    std::string s = token_text(tok, t.token);
+    json top = json::array();
+    for (const auto& a : t.top) {
+      std::string as = token_text(tok, a.token);
+      top.push_back({{"token", as}, {"logprob", a.logprob}, {"bytes", bytes_of(as)}});
+    }
+    content.push_back({{"token", s}, {"logprob", t.logprob}, {"bytes", bytes_of(s)}, {"top_logprobs", top}});
+  }
+  return {{"content", content}};
+}
+
+}  // namespace
+
+const char* ChoiceFormatter::object() const {
+  return api_ == OpenAiApi::kChat ? "chat.completion" : "text_completion";
+}
+
+const char* ChoiceFormatter::chunk_object() const {
+  return api_ == OpenAiApi::kChat ? "chat.completion.chunk" : "text_completion";
+}
+
+std::string ChoiceFormatter::prefix(size_t index) const {
+  if (api_ != OpenAiApi::kCompletion || !spec_.echo) return "";
+  return spec_.prompt_texts[index / size_t(spec_.n)];
+}
+
+json ChoiceFormatter::opening(size_t index) const {
+  if (api_ != OpenAiApi::kChat) return nullptr;
+  return {{"index", index}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"logprobs", nullptr},
+          {"finish_reason", nullptr}};
+}
+
+json ChoiceFormatter::choice(size_t index, const ChoicePiece& p, bool streamed) const {
+  if (streamed && p.text.empty() && p.prefix.empty() && p.tokens.empty() && !p.finished) return nullptr;
+  json ch{{"index", index}};
+  if (api_ == OpenAiApi::kChat) {
+    if (streamed)
+      ch["delta"] = p.text.empty() && p.finished ? json::object() : json{{"content", p.text}};
+    else
+      ch["message"] = {{"role", "assistant"}, {"content", p.text}};
+    ch["logprobs"] = spec_.logprobs ? chat_logprobs(tok_, p.tokens) : json(nullptr);
+  } else {
+    ch["text"] = p.prefix + p.text;
+    ch["logprobs"] = spec_.logprobs ? completion_logprobs(tok_, p.tokens, p.text_offset + int64_t(p.prefix.size()),
+                                                          spec_.base.top_logprobs > 0)
+                                    : json(nullptr);
+  }
+  ch["finish_reason"] = p.finished ? json(p.finish_reason) : json(nullptr);
+  if (!p.matched_stop.empty()) ch["matched_stop"] = p.matched_stop;
+  return ch;
+}
+
+json usage_of(Generation& gen, int32_t n) {
+  int64_t prompt = 0, cached = 0, completion = 0;
+  for (size_t i = 0; i < gen.size(); ++i) {
+    ChoiceRun& c = gen.choice(i);
+    completion += c.completion_tokens();
+    if (i % size_t(n) == 0) {  // a prompt counts once however many choices it has
+      prompt += c.prompt_tokens();
+      cached += c.cached_tokens();
+    }
+  }
+  return {{"prompt_tokens", prompt},
+          {"completion_tokens", completion},
+          {"total_tokens", prompt + completion},
+          {"prompt_tokens_details", {{"cached_tokens", cached}}}};
+}
+
+}  // namespace dpserve

@@ -1,0 +1,58 @@
+// The JSON of OpenAI choices, written once per API: a whole choice (non-streaming) and a streamed
+// piece of one come from the same formatter, so the two paths cannot drift apart.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/request.h"
+#include "server/request_parse.h"
+#include "tokenizer/tokenizer.h"
+
+namespace dpserve {
+
+class Generation;
+
+enum class OpenAiApi { kCompletion, kChat };
+
+// What a choice says at once: all of it (non-streaming) or what one delivery added (streaming).
+struct ChoicePiece {
+  std::string prefix;         // text before the generated text: the echoed prompt, in a choice's first piece
+  std::string text;           // generated text
+  std::vector<TokenOut> tokens;
+  int64_t text_offset = 0;    // bytes of the choice's text sent before this piece (completions logprobs)
+  bool finished = false;
+  std::string finish_reason;  // when finished
+  std::string matched_stop;
+};
+
+class ChoiceFormatter {
+ public:
+  ChoiceFormatter(OpenAiApi api, const GenSpec& spec, const Tokenizer& tok) : api_(api), spec_(spec), tok_(tok) {}
+
+  // "chat.completion" / "text_completion", and the streamed chunks' object.
+  const char* object() const;
+  const char* chunk_object() const;
+
+  // The text a choice starts with before anything generated (completions with echo: the prompt).
+  std::string prefix(size_t index) const;
+  // Chat streams open each choice with an empty assistant delta; completions need none (null).
+  nlohmann::json opening(size_t index) const;
+  // Choice `index`: the whole of it (streamed false) or one streamed piece. A piece with no text, no
+  // tokens and no finish says nothing (null).
+  nlohmann::json choice(size_t index, const ChoicePiece& p, bool streamed) const;
+
+ private:
+  OpenAiApi api_;
+  const GenSpec& spec_;
+  const Tokenizer& tok_;
+};
+
+// usage: prompt tokens counted once per prompt however many choices it has.
+nlohmann::json usage_of(Generation& gen, int32_t n);
+
+}  // namespace dpserve

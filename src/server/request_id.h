@@ -1,0 +1,11 @@
+// Request ids ("cmpl-…", "gen-…"): 128 random bits each, so a client cannot guess another's id and
+// cancel it through /abort_request.
+#pragma once
+
+#include <string>
+
+namespace dpserve {
+
+std::string new_request_id(const char* prefix);
+
+}  // namespace dpserve

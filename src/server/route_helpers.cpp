@@ -1,0 +1,115 @@
+#include "server/route_helpers.h"
+
+#include <malloc.h>
+
+#include <fmt/format.h>
+
+#include "server/connection_watch.h"
+#include "server/openai_error.h"
+#include "server/http_connection.h"
+#include "server/json_body.h"
+
+namespace dpserve {
+
+using json = nlohmann::json;
+
+AccessInfo& access_info() {
+  thread_local AccessInfo info;
+  return info;
+}
+
+Caller& request_caller() {
+  thread_local Caller caller;
+  return caller;
+}
+
+std::shared_ptr<void> claim_rids(ServerContext& ctx, const std::vector<std::string>& rids) {
+  if (rids.empty()) return nullptr;
+  std::string taken;
+  const std::string owner = request_caller().owner;
+  if (!ctx.registry.claim(owner, rids, &taken))
+    bad_param("rid", fmt::format("'rid' '{}' is already used by a running request (or repeats in this one)", taken));
+  return std::shared_ptr<void>(nullptr, [&ctx, owner, rids](void*) { ctx.registry.release(owner, rids); });
+}
+
+void send_json(httplib::Response& res, int status, const nlohmann::json& j) {
+  res.status = status;
+  res.set_content(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
+}
+
+void check_serving(ServerContext& ctx) {
+  if (ctx.draining.load())
+    throw ApiError(503, "The server is shutting down and takes no new requests", "", "service_unavailable_error",
+                   "server_draining");
+  if (!ctx.engine.healthy())
+    throw ApiError(503, "The engine is not ready (loading, or a rank failed)", "", "service_unavailable_error",
+                   "engine_unavailable");
+}
+
+std::shared_ptr<void> admit_generation(ServerContext& ctx, const GenSpec& spec) {
+  check_serving(ctx);
+  const int64_t n = spec.n;
+  int64_t sequences = 0, tokens = 0;
+  auto count = [&](int64_t prompt_len) {
+    sequences += n;
+    tokens += n * (prompt_len + spec.base.params.max_new_tokens);
+  };
+  if (spec.prompts.empty()) count(spec.input_embeds_rows);
+  for (const auto& p : spec.prompts) count(int64_t(p.size()));
+  std::shared_ptr<void> slot;
+  switch (ctx.admission.admit(sequences, tokens, slot)) {
+    case Admission::Verdict::kAdmitted: break;
+    case Admission::Verdict::kTooBig:
+      bad_param("n", fmt::format("This request needs {} sequences and {} tokens (prompt + max_tokens each); the "
+                                 "server admits at most {} sequences (--max-queued-requests) and {} tokens "
+                                 "(--max-queued-tokens) at once",
+                                 sequences, tokens, ctx.admission.max_sequences(), ctx.admission.max_tokens()));
+    case Admission::Verdict::kBusy:
+      ctx.metrics.rejected_overload.fetch_add(1);
+      // 429 (not 503): the server is healthy but over its load bound, which OpenAI clients treat as
+      // "back off and retry" (with Retry-After); 503 stays for draining and a failed engine.
+      throw ApiError(429,
+                     fmt::format("Too much work in flight ({} of {} sequences, --max-queued-requests; {} of {} tokens, "
+                                 "--max-queued-tokens; 0 = no limit) for this request's {} sequences and {} tokens; "
+                                 "retry later",
+                                 ctx.admission.sequences(), ctx.admission.max_sequences(), ctx.admission.tokens(),
+                                 ctx.admission.max_tokens(), sequences, tokens),
+                     "", "rate_limit_error", "queue_full");
+  }
+  ++ctx.metrics.http_inflight;
+  return std::shared_ptr<void>(nullptr, [&ctx, slot](void*) { --ctx.metrics.http_inflight; });
+}
+
+json read_json_body(ServerContext& ctx, const httplib::Request& req, std::function<bool(std::string_view)> known) {
+  JsonLimits lim;
+  if (ctx.opts.http_request_timeout_s > 0)
+    lim.deadline = access_info().start +
+                   std::chrono::milliseconds(int64_t(ctx.opts.http_request_timeout_s * 1000));
+  lim.cancelled = client_gone_fn(ctx, req);
+  lim.known_field = std::move(known);
+  return parse_json_body(req.body, lim);
+}
+
+void release_body(const httplib::Request& req) {
+  // cpp-httplib's Request is a non-const object in its connection loop (request_body filled it), so
+  // clearing it here is well defined; nothing reads the body after the route has parsed it.
+  std::string& body = const_cast<httplib::Request&>(req).body;
+  const bool big = body.capacity() >= (1 << 20);
+  std::string().swap(body);
+  if (big) malloc_trim(0);
+}
+
+json stream_error_event(const ChoiceDelta& d) {
+  if (!d.fault) return nullptr;
+  if (d.finish_reason == "error")
+    return error_body(400, d.error.empty() ? "The engine could not run this request" : d.error, "", "engine_rejected");
+  return error_body(503, d.error.empty() ? "The engine stopped" : d.error, "", "engine_unavailable");
+}
+
+std::function<bool()> client_gone_fn(ServerContext& ctx, const httplib::Request&) {
+  const ConnectionState* conn = ConnectionServer::current();
+  ConnectionWatch watch(conn ? conn->fd : -1);
+  return [watch, &ctx] { return ctx.stopping.load() || watch.closed(); };
+}
+
+}  // namespace dpserve

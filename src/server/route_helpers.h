@@ -1,0 +1,58 @@
+// What every route handler does alike: admission of generation work, JSON replies, noticing that
+// the client left, and the facts the access log prints. (Bodies are read, bounded, before any route
+// runs: see http_connection.h.)
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "server/generation.h"
+#include "server/server_context.h"
+
+namespace dpserve {
+
+// Per-request facts for the access log line, filled by the route on the worker thread that also
+// writes the response and logs it.
+struct AccessInfo {
+  std::chrono::steady_clock::time_point start;
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  std::string finish;
+};
+AccessInfo& access_info();
+// Who sent the request being served on this thread (set from its headers, before its body is read).
+Caller& request_caller();
+
+void send_json(httplib::Response& res, int status, const nlohmann::json& j);
+// 503 when the server drains or the engine is down (checked before the body is parsed).
+void check_serving(ServerContext& ctx);
+// Takes on a parsed request's sequences and tokens: 429 when what is in flight leaves no room under
+// --max-queued-requests / --max-queued-tokens, 400 when the request alone exceeds them. Returns its
+// in-flight slot, released with its last owner.
+std::shared_ptr<void> admit_generation(ServerContext& ctx, const GenSpec& spec);
+// The request's JSON body, parsed under JsonLimits: done within --http-request-timeout of the end of
+// its headers, stopped when the client leaves or the server stops, top-level fields refused as
+// soon as `known` says no.
+nlohmann::json read_json_body(ServerContext& ctx, const httplib::Request& req,
+                              std::function<bool(std::string_view)> known = nullptr);
+// Frees the body text once it is parsed; after a big one, gives the freed memory back to the
+// system (glibc keeps freed small blocks otherwise, and RSS stays high).
+void release_body(const httplib::Request& req);
+// Reserves the client-chosen rids of a request for its caller while it runs: a 400 naming 'rid' when
+// one is live already. Released with the returned handle's last owner.
+std::shared_ptr<void> claim_rids(ServerContext& ctx, const std::vector<std::string>& rids);
+// The SSE error event for a streamed choice that ended by a fault (null when it did not): the
+// engine refused or lost the request (engine_rejected), or stopped (engine_unavailable).
+nlohmann::json stream_error_event(const ChoiceDelta& d);
+// True once the client of `req` hung up or the server is stopping.
+std::function<bool()> client_gone_fn(ServerContext& ctx, const httplib::Request& req);
+
+}  // namespace dpserve

@@ -1,0 +1,15 @@
+// The route tables: each registers its routes on the server, translating HTTP for the context's engine.
+#pragma once
+
+#include <httplib.h>
+
+#include "server/server_context.h"
+
+namespace dpserve {
+
+// /v1/completions, /v1/chat/completions, /v1/models.
+void register_openai_routes(httplib::Server& svr, ServerContext& ctx);
+// /generate, /health, /health_generate, /get_server_info, /abort_request, /metrics.
+void register_sglang_routes(httplib::Server& svr, ServerContext& ctx);
+
+}  // namespace dpserve

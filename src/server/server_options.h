@@ -1,0 +1,27 @@
+// The HTTP frontend's settings, as `dpserve serve` parses them from its flags.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace dpserve {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 30000;                 // 0: any free port (see HttpServer::port())
+  std::vector<std::string> api_keys;  // non-empty: requests need "Authorization: Bearer <one of them>"
+  std::string admin_api_key;        // non-empty: this key may abort any request, and all of them
+  std::string served_model_name;    // the name /v1/models reports and requests must use
+  std::string chat_template_path;   // a Jinja chat template file, overriding the tokenizer's
+  size_t max_body_bytes = 32 << 20;
+  int64_t max_queued_requests = 0;  // > 0: sequences (prompts x n) in flight beyond which requests get 429
+  int64_t max_queued_tokens = 0;    // > 0: the same for tokens (prompt + max_tokens of each sequence)
+  double shutdown_timeout_s = 30;
+  int http_threads = 512;           // connections served at once (each holds a thread, started on demand)
+  double http_read_timeout_s = 5;   // longest wait for any single read from a client
+  double http_request_timeout_s = 60;  // longest time to receive a request body after its headers (0 = no limit)
+};
+
+}  // namespace dpserve

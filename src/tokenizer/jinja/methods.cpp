@@ -1,0 +1,130 @@
+#include "tokenizer/jinja/methods.h"
+
+#include "core/check.h"
+#include "tokenizer/jinja/py_string.h"
+#include "tokenizer/jinja/value_ops.h"
+
+namespace dpserve::jinja {
+
+using T = Value::Type;
+
+Value dict_method(const Value& obj, const std::string& name) {
+  auto d = obj.dict;
+  if (name == "items") {
+    return Value::function([d](std::vector<Value>&, KwArgs&) {
+      List l;
+      for (const auto& kv : d->items) l.push_back(pair_value(kv.first, kv.second));
+      return Value::make_list(std::move(l));
+    });
+  }
+  if (name == "keys" || name == "values") {
+    const bool keys = name == "keys";
+    return Value::function([d, keys](std::vector<Value>&, KwArgs&) {
+      List l;
+      for (const auto& kv : d->items) l.push_back(keys ? Value::string(kv.first) : kv.second);
+      return Value::make_list(std::move(l));
+    });
+  }
+  if (name == "get") {
+    return Value::function([d](std::vector<Value>& a, KwArgs&) {
+      if (a.empty()) fail("get() expects a key");
+      if (a[0].is_string()) {
+        if (const Value* v = d->find(a[0].s)) return *v;
+      }
+      return a.size() > 1 ? a[1] : Value::none();
+    });
+  }
+  return Value::undefined(name);
+}
+
+Value string_method(const Value& obj, const std::string& name) {
+  const std::string s = obj.s;
+  auto fn = [](auto f) { return Value::function(f); };
+  if (name == "strip" || name == "lstrip" || name == "rstrip") {
+    const bool l = name != "rstrip", r = name != "lstrip";
+    return fn([s, l, r](std::vector<Value>& a, KwArgs&) {
+      return Value::string(py_strip(s, a.empty() || a[0].is_none() ? nullptr : &a[0], l, r));
+    });
+  }
+  if (name == "split") {
+    return fn([s](std::vector<Value>& a, KwArgs& kw) {
+      const Value* sep = arg(a, kw, 0, "sep");
+      const Value* mx = arg(a, kw, 1, "maxsplit");
+      List l;
+      for (auto& p : py_split(s, sep, mx && mx->type == T::kInt ? mx->i : -1)) l.push_back(Value::string(p));
+      return Value::make_list(std::move(l));
+    });
+  }
+  if (name == "startswith" || name == "endswith") {
+    const bool start = name == "startswith";
+    return fn([s, start](std::vector<Value>& a, KwArgs&) {
+      if (a.empty()) fail("{}() expects an argument", start ? "startswith" : "endswith");
+      List cands = a[0].type == T::kList ? *a[0].list : List{a[0]};
+      for (const auto& c : cands) {
+        if (!c.is_string()) fail("{}() argument must be str", start ? "startswith" : "endswith");
+        if (c.s.size() <= s.size() &&
+            (start ? s.compare(0, c.s.size(), c.s) == 0 : s.compare(s.size() - c.s.size(), c.s.size(), c.s) == 0)) {
+          return Value::boolean(true);
+        }
+      }
+      return Value::boolean(false);
+    });
+  }
+  if (name == "upper" || name == "lower" || name == "capitalize" || name == "title") {
+    const int mode = name == "lower" ? 0 : name == "upper" ? 1 : name == "capitalize" ? 2 : 3;
+    return fn([s, mode](std::vector<Value>&, KwArgs&) { return Value::string(map_case(s, mode)); });
+  }
+  if (name == "replace") {
+    return fn([s](std::vector<Value>& a, KwArgs&) {
+      if (a.size() < 2 || !a[0].is_string() || !a[1].is_string()) fail("replace() expects two strings");
+      return Value::string(py_replace(s, a[0].s, a[1].s, a.size() > 2 && a[2].type == T::kInt ? a[2].i : -1));
+    });
+  }
+  if (name == "find" || name == "count") {
+    const bool find = name == "find";
+    return fn([s, find](std::vector<Value>& a, KwArgs&) {
+      if (a.empty() || !a[0].is_string()) fail("{}() expects a string", find ? "find" : "count");
+      if (find) {
+        const size_t p = s.find(a[0].s);
+        if (p == std::string::npos) return Value::integer(-1);
+        return Value::integer(static_cast<int64_t>(cp_offsets(s.substr(0, p)).size() - 1));
+      }
+      int64_t n = 0;
+      if (a[0].s.empty()) return Value::integer(static_cast<int64_t>(cp_offsets(s).size()));
+      for (size_t p = s.find(a[0].s); p != std::string::npos; p = s.find(a[0].s, p + a[0].s.size())) ++n;
+      return Value::integer(n);
+    });
+  }
+  if (name == "join") {
+    return fn([s](std::vector<Value>& a, KwArgs&) {
+      if (a.empty()) fail("join() expects an iterable");
+      std::string out;
+      bool first = true;
+      for (const auto& x : iterate(a[0], 0)) {
+        if (!x.is_string()) fail("join(): sequence item must be str, not {}", type_name(x));
+        if (!first) out += s;
+        out += x.s;
+        first = false;
+      }
+      return Value::string(out);
+    });
+  }
+  if (name == "splitlines") {
+    return fn([s](std::vector<Value>&, KwArgs&) {
+      List l;
+      size_t b = 0;
+      for (size_t k = 0; k < s.size(); ++k) {
+        if (s[k] == '\n' || s[k] == '\r') {
+          l.push_back(Value::string(s.substr(b, k - b)));
+          if (s[k] == '\r' && k + 1 < s.size() && s[k + 1] == '\n') ++k;
+          b = k + 1;
+        }
+      }
+      if (b < s.size()) l.push_back(Value::string(s.substr(b)));
+      return Value::make_list(std::move(l));
+    });
+  }
+  return Value::undefined(name);
+}
+
+}  // namespace dpserve::jinja

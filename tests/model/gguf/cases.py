@@ -1,0 +1,82 @@
+"""The tiny GGUF models compared with llama.cpp: how each is made (our own writers, so a test can
+rebuild the float files and check their sha256 against the manifest) and the prompts they run."""
+import os
+import subprocess
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.normpath(os.path.join(HERE, "..", "..", ".."))
+PY = "/usr/bin/python3"
+
+# name -> make_hf_model.py flags, hf_to_gguf.py flags (the tokenizer may come from the shared
+# data) and the variants compared: "F32" is our writer's file itself (rebuilt by the test and
+# checked against its sha256), the others llama-quantize's (committed: the tests cannot run
+# llama.cpp). Float cases use the small default shapes of make_hf_model.py; quantized cases have
+# one layer so the committed files stay small.
+CASES = {
+    # Llama: converter-permuted Q/K, llama3 RoPE scaling (rope_freqs.weight), untied output,
+    # SentencePiece vocabulary of stories260K (512 pieces).
+    "llama": dict(
+        hf=["--arch", "llama", "--vocab-size", "512", "--num-hidden-layers", "2", "--rope-scaling", "llama3",
+            "--rope-theta", "500000", "--original-max-position-embeddings", "32", "--seed", "11", "--no-tokenizer"],
+        gguf=["--tokenizer", "{shared}/models/stories260K/tok512.bin"], variants=["F32"]),
+    # Qwen2: Q/K/V biases, byte-level BPE vocabulary (pre "qwen2").
+    "qwen2": dict(hf=["--arch", "qwen2", "--seed", "12"], gguf=[], variants=["F32"]),
+    # Qwen3: per-head q/k norm, head_dim independent of hidden.
+    "qwen3": dict(hf=["--arch", "qwen3", "--seed", "13"], gguf=[], variants=["F32"]),
+    # Qwen3-MoE: 8 experts, top 2, stacked expert tensors, every layer sparse (llama.cpp has no
+    # dense layers in qwen3moe).
+    "qwen3moe": dict(hf=["--arch", "qwen3_moe", "--num-hidden-layers", "2", "--mlp-only-layers", "",
+                         "--seed", "14"], gguf=[], variants=["F32"]),
+    # Quantized: every matrix row is 256 elements wide (hidden 256, FFN 256, attention 256), so
+    # llama-quantize uses the K-quant types on every tensor instead of falling back to Q5_0 /
+    # Q8_0 for rows that are not whole 256-element blocks.
+    "llama-q": dict(
+        hf=["--arch", "llama", "--vocab-size", "512", "--hidden-size", "256", "--intermediate-size", "256",
+            "--num-hidden-layers", "1", "--num-attention-heads", "4", "--num-key-value-heads", "2",
+            "--seed", "21", "--no-tokenizer"],
+        gguf=["--tokenizer", "{shared}/models/stories260K/tok512.bin"],
+        variants=["Q8_0", "Q4_0", "Q4_K_M", "Q5_K_M", "Q6_K"]),
+    "qwen2-q": dict(
+        hf=["--arch", "qwen2", "--vocab-size", "320", "--hidden-size", "256", "--intermediate-size", "256",
+            "--num-hidden-layers", "1", "--num-attention-heads", "4", "--num-key-value-heads", "2",
+            "--seed", "22"],
+        gguf=[], variants=["Q4_K_M"]),
+    "qwen3-q": dict(
+        hf=["--arch", "qwen3", "--vocab-size", "320", "--hidden-size", "256", "--intermediate-size", "256",
+            "--num-hidden-layers", "1", "--num-attention-heads", "4", "--num-key-value-heads", "2",
+            "--head-dim", "64", "--seed", "23"],
+        gguf=[], variants=["Q5_K_M"]),
+    "qwen3moe-q": dict(
+        hf=["--arch", "qwen3_moe", "--vocab-size", "320", "--hidden-size", "256", "--intermediate-size", "256",
+            "--num-hidden-layers", "1", "--num-attention-heads", "4", "--num-key-value-heads", "2",
+            "--head-dim", "64", "--num-experts", "4", "--num-experts-per-tok", "2", "--moe-intermediate-size", "256",
+            "--decoder-sparse-step", "1", "--mlp-only-layers", "", "--seed", "24"],
+        gguf=[], variants=["Q4_0", "Q4_K_M"]),
+}
+
+N_DECODE = 8
+
+
+def prompts(vocab):
+    """Deterministic prompt ids: one token, a short and a longer prompt."""
+    out, x = [], 2024
+    for n in (1, 7, 30):
+        ids = []
+        for _ in range(n):
+            x = (x * 1103515245 + 12345) % (1 << 31)
+            ids.append(3 + x % (vocab - 3))
+        out.append(ids)
+    return out
+
+
+def make_f32(name, work, shared):
+    """Writes the case's HF folder and its F32 GGUF under `work`; returns the GGUF path."""
+    c = CASES[name]
+    hf = os.path.join(work, f"hf-{name}")
+    out = os.path.join(work, f"{name}-F32.gguf")
+    subprocess.run([PY, os.path.join(REPO, "tools/make_hf_model.py"), "--dtype", "f32", "--quiet", "--out", hf]
+                   + c["hf"], check=True, timeout=300)
+    subprocess.run([PY, os.path.join(REPO, "tools/hf_to_gguf.py"), hf, "--outtype", "f32", "--out", out]
+                   + [a.format(shared=shared) for a in c["gguf"]], check=True, timeout=300,
+                   stderr=subprocess.DEVNULL)
+    return out

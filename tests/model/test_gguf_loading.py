@@ -1,0 +1,284 @@
+#!/usr/bin/python3
+"""GGUF models through the real `dpserve` command: what loads and what is refused, and how.
+
+  * stories260K (llama2.c's real weights) converted to GGUF by tools/hf_to_gguf.py greedily
+    generates exactly llama2.c's reference ids (shared/models/stories260K/expected), with the
+    vocabulary read from the GGUF itself;
+  * the same model with general.alignment 256, as GGUF version 2, and as a split set (loaded from
+    any of its files and from its folder) gives the same ids; a folder with two models is an
+    error naming both;
+  * bad files (truncated, wrong magic or version, lying sizes and offsets, overlapping tensors,
+    absurd counts and dimensions, bad UTF-8, unknown or unsupported tensor types, unknown
+    architectures, unknown pre-tokenizers) end dpserve with a message naming the problem, never
+    a crash;
+  * a quantized model whose shard would cut a block names --tp-size.
+
+usage: test_gguf_loading.py DPSERVE_BIN SHARED_DIR WORK_DIR
+"""
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+
+import numpy as np
+
+BIN, SHARED, WORK = sys.argv[1:4]
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "tools"))
+import gguf_format as G  # noqa: E402
+
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+           OMPI_MCA_rmaps_base_oversubscribe="1")
+os.makedirs(WORK, exist_ok=True)
+failures = []
+
+
+def dpserve(args, timeout=120):
+    return subprocess.run([BIN] + args, capture_output=True, text=True, timeout=timeout, env=ENV)
+
+
+def check(ok, what):
+    print(("ok " if ok else "FAIL ") + what)
+    if not ok:
+        failures.append(what)
+
+
+def generate_ids(model, n=40):
+    p = dpserve(["generate", "--json", "--model-path", model, "--prompt", "", "-n", str(n), "--temperature", "0",
+                 "--ignore-eos", "--threads", "2"])
+    if p.returncode != 0:
+        return None, p.stderr[-2000:]
+    return json.loads(p.stdout.strip().splitlines()[-1]), ""
+
+
+def hf_to_gguf(args):
+    subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "hf_to_gguf.py")] + args, check=True,
+                   timeout=300, stderr=subprocess.DEVNULL)
+
+
+# --- stories260K as GGUF against llama2.c's reference --------------------------------------------
+stories = os.path.join(SHARED, "models", "stories260K")
+gguf = os.path.join(WORK, "stories260K.gguf")
+hf_to_gguf(["--llama2c", os.path.join(stories, "stories260K.bin"), "--tokenizer", os.path.join(stories, "tok512.bin"),
+            "--outtype", "f32", "--out", gguf])
+with open(os.path.join(stories, "expected", "stories260K_greedy_n200.ids.txt")) as f:
+    expected = [int(x) for x in f.read().split()]
+out, err = generate_ids(gguf, 60)
+# llama2.c's ids start with BOS; the GGUF's vocabulary must supply that BOS (add_bos) itself.
+check(out is not None and out["prompt_ids"] == expected[:1] and out["output_ids"] == expected[1:61],
+      f"stories260K.gguf greedy == llama2.c's 60 reference ids {'' if out else err}")
+text = dpserve(["tokenize", "--model-path", gguf, "--text", "Once upon a time", "--json"])
+ref_tok = dpserve(["tokenize", "--model-path", os.path.join(stories, "stories260K.bin"), "--text", "Once upon a time",
+                   "--json"])
+check(text.returncode == 0 and json.loads(text.stdout) == json.loads(ref_tok.stdout) == [403, 407, 261, 378],
+      "dpserve tokenize reads the GGUF's own vocabulary (same ids as tok512.bin)")
+
+# --- general.alignment and GGUF version 2 (the same layout with another version number) -------------
+aligned = os.path.join(WORK, "stories260K-align256.gguf")
+hf_to_gguf(["--llama2c", os.path.join(stories, "stories260K.bin"), "--tokenizer", os.path.join(stories, "tok512.bin"),
+            "--outtype", "f32", "--alignment", "256", "--out", aligned])
+v2 = os.path.join(WORK, "stories260K-v2.gguf")
+with open(gguf, "rb") as f:
+    data = bytearray(f.read())
+data[4:8] = struct.pack("<I", 2)
+with open(v2, "wb") as f:
+    f.write(data)
+for path, what in [(aligned, "general.alignment 256"), (v2, "GGUF version 2")]:
+    got, err = generate_ids(path, 60)
+    check(got is not None and got["output_ids"] == expected[1:61], f"{what}: the same 60 ids {err}")
+
+# --- split sets and folders ----------------------------------------------------------------------
+split_dir = os.path.join(WORK, "split")
+shutil.rmtree(split_dir, ignore_errors=True)
+os.makedirs(split_dir)
+hf_to_gguf(["--llama2c", os.path.join(stories, "stories260K.bin"), "--tokenizer", os.path.join(stories, "tok512.bin"),
+            "--outtype", "f32", "--split-max-tensors", "20", "--out", os.path.join(split_dir, "stories")])
+parts = sorted(os.listdir(split_dir))
+check(len(parts) >= 3, f"split set written as {len(parts)} files")
+base, _ = generate_ids(gguf, 16)
+for target in [os.path.join(split_dir, parts[0]), os.path.join(split_dir, parts[-1]), split_dir]:
+    got, err = generate_ids(target, 16)
+    check(got is not None and got["output_ids"] == base["output_ids"], f"split set via {os.path.relpath(target, WORK)}")
+os.remove(os.path.join(split_dir, parts[1]))
+p = dpserve(["generate", "--model-path", split_dir, "--prompt-ids", "1", "-n", "1"])
+check(p.returncode == 1 and "split file 2 of" in p.stderr and "missing" in p.stderr, "missing split file is named")
+two = os.path.join(WORK, "two")
+shutil.rmtree(two, ignore_errors=True)
+os.makedirs(two)
+shutil.copy(gguf, os.path.join(two, "a.gguf"))
+shutil.copy(gguf, os.path.join(two, "b.gguf"))
+p = dpserve(["generate", "--model-path", two, "--prompt-ids", "1", "-n", "1"])
+check(p.returncode == 1 and "a.gguf" in p.stderr and "b.gguf" in p.stderr, "a folder of two GGUF models names both")
+one = os.path.join(WORK, "one")
+shutil.rmtree(one, ignore_errors=True)
+os.makedirs(one)
+shutil.copy(gguf, os.path.join(one, "model.gguf"))
+got, err = generate_ids(one, 16)
+check(got is not None and got["output_ids"] == base["output_ids"], "a folder holding one GGUF loads with nothing else")
+
+# --- bad files -------------------------------------------------------------------------------------
+with open(gguf, "rb") as f:
+    good = f.read()
+
+
+def raw(kv=b"", n_kv=0, tensors=b"", n_tensors=0, version=3, data=b""):
+    head = b"GGUF" + struct.pack("<IQQ", version, n_tensors, n_kv) + kv + tensors
+    head += b"\0" * ((32 - len(head) % 32) % 32)
+    return head + data
+
+
+def kv(key, vtype, value, elem=None):
+    return G.gguf_string(key) + struct.pack("<I", vtype) + G.encode_value(vtype, value, elem)
+
+
+def tinfo(name, dims, ggml_type, offset):
+    return (G.gguf_string(name) + struct.pack("<I", len(dims)) + struct.pack(f"<{len(dims)}Q", *dims)
+            + struct.pack("<IQ", ggml_type, offset))
+
+
+def patched_model(drop=(), extra_kv=(), replace_kv=None, extra_tensors=(), retype=None):
+    """stories260K.gguf rewritten with changes, through our writer."""
+    w = G.GgufWriter()
+    src = open_gguf(gguf)
+    for key, (vt, val, elem) in src["kv"].items():
+        if key in drop:
+            continue
+        if replace_kv and key in replace_kv:
+            vt, val, elem = replace_kv[key]
+        w.add(key, vt, val, elem)
+    for k, vt, val in extra_kv:
+        w.add(k, vt, val)
+    for name, (typ, shape, data) in src["tensors"].items():
+        if name in drop:
+            continue
+        if retype and name == retype[0]:
+            typ, data = retype[1], np.zeros(G.TensorSpec(name, retype[1], shape, None).nbytes, np.uint8)
+        w.add_tensor(G.TensorSpec(name, typ, shape, lambda d=data: d))
+    for t in extra_tensors:
+        w.add_tensor(t)
+    return w
+
+
+def open_gguf(path):
+    """Our own small reader of the files our writer made (metadata values and tensor bytes)."""
+    b = open(path, "rb").read()
+    pos = [24]
+
+    def u(fmt):
+        v = struct.unpack_from(fmt, b, pos[0])
+        pos[0] += struct.calcsize(fmt)
+        return v[0]
+
+    def s():
+        n = u("<Q")
+        pos[0] += n
+        return b[pos[0] - n:pos[0]].decode()
+
+    def val(vt):
+        if vt == G.STRING:
+            return s(), None
+        if vt == G.ARRAY:
+            et, n = u("<I"), u("<Q")
+            return [val(et)[0] for _ in range(n)], et
+        return u(G._SCALAR[vt]), None
+    n_t, n_kv = struct.unpack_from("<QQ", b, 8)
+    out = {"kv": {}, "tensors": {}}
+    for _ in range(n_kv):
+        k = s()
+        vt = u("<I")
+        v, et = val(vt)
+        out["kv"][k] = (vt, v, et)
+    infos = []
+    for _ in range(n_t):
+        name = s()
+        nd = u("<I")
+        dims = [u("<Q") for _ in range(nd)]
+        typ, off = u("<I"), u("<Q")
+        infos.append((name, typ, tuple(reversed(dims)), off))
+    start = (pos[0] + 31) // 32 * 32
+    for name, typ, shape, off in infos:
+        n = G.TensorSpec(name, typ, shape, None).nbytes
+        out["tensors"][name] = (typ, shape, np.frombuffer(b, np.uint8, n, start + off))
+    return out
+
+
+def write(name, data_or_writer):
+    path = os.path.join(WORK, name + ".gguf")
+    if isinstance(data_or_writer, G.GgufWriter):
+        data_or_writer.write(path)
+    else:
+        with open(path, "wb") as f:
+            f.write(data_or_writer)
+    return path
+
+
+f32x4 = struct.pack("<4f", 1, 2, 3, 4)
+BAD = [
+    ("truncated", good[:-1000], "truncated"),
+    ("truncated_header", good[:200], "truncated"),
+    ("wrong_magic", b"GGUX" + good[4:], "not a GGUF file"),
+    ("version1", good[:4] + struct.pack("<I", 1) + good[8:], "version 1"),
+    ("version9", good[:4] + struct.pack("<I", 9) + good[8:], "unknown GGUF version 9"),
+    ("big_endian", good[:4] + struct.pack(">I", 3) + good[8:], "big-endian"),
+    ("huge_counts", raw(n_kv=1 << 62, n_tensors=1 << 62), "more than the file can hold"),
+    ("huge_string_array", raw(kv=G.gguf_string("k") + struct.pack("<IIQ", G.ARRAY, G.STRING, 1 << 40), n_kv=1),
+     "claims 1099511627776 strings"),
+    ("huge_float_array", raw(kv=G.gguf_string("k") + struct.pack("<IIQ", G.ARRAY, G.F32, 1 << 61), n_kv=1),
+     "more than the"),
+    ("nested_array", raw(kv=G.gguf_string("k") + struct.pack("<IIQ", G.ARRAY, G.ARRAY, 1), n_kv=1), "array of arrays"),
+    ("bad_utf8_key", raw(kv=struct.pack("<Q", 2) + b"\xc3\x28" + struct.pack("<IB", G.U8, 1), n_kv=1), "not valid UTF-8"),
+    # "<s>" (length 3) in the tokens array becomes the 3 bytes "<\xff>"
+    ("bad_utf8_token", good.replace(b"\x03\x00\x00\x00\x00\x00\x00\x00<s>", b"\x03\x00\x00\x00\x00\x00\x00\x00<\xff>", 1),
+     "not valid UTF-8"),
+    ("overlap", raw(tensors=tinfo("a", [4], 0, 0) + tinfo("b", [4], 0, 0), n_tensors=2, data=f32x4), "overlap"),
+    ("offset_outside", raw(tensors=tinfo("a", [4], 0, 64), n_tensors=1, data=f32x4), "lies outside"),
+    ("offset_wrap", raw(tensors=tinfo("a", [4], 0, (1 << 64) - 32), n_tensors=1, data=f32x4), "lies outside"),
+    ("size_lie", raw(tensors=tinfo("a", [1 << 20], 0, 0), n_tensors=1, data=f32x4), "lies outside"),
+    ("misaligned", raw(tensors=tinfo("a", [4], 0, 4), n_tensors=1, data=f32x4 * 2), "not a multiple of the alignment"),
+    ("bad_alignment", raw(kv=kv("general.alignment", G.U32, 48), n_kv=1), "not a power of two"),
+    ("unknown_type_id", raw(tensors=tinfo("a", [4], 99, 0), n_tensors=1, data=f32x4), "unknown GGML type id 99"),
+    ("absurd_dims", raw(tensors=tinfo("a", [1 << 40, 1 << 40], 0, 0), n_tensors=1, data=f32x4), "impossibly large"),
+    ("zero_dim", raw(tensors=tinfo("a", [0], 0, 0), n_tensors=1, data=f32x4), "dimension 0 of size 0"),
+    ("partial_block", raw(tensors=tinfo("a", [31, 2], 8, 0), n_tensors=1, data=bytes(68)), "not a whole number"),
+    ("unknown_arch", patched_model(replace_kv={"general.architecture": (G.STRING, "mamba", None)}),
+     'architecture "mamba" is not one dpserve runs'),
+    ("iq4_nl_tensor", patched_model(retype=("blk.0.attn_q.weight", 20)),
+     'tensor "blk.0.attn_q.weight" has type IQ4_NL, which dpserve cannot compute with'),
+    ("q4_1_tensor", patched_model(retype=("blk.0.ffn_up.weight", 3)), 'tensor "blk.0.ffn_up.weight" has type Q4_1'),
+    ("missing_tensor", patched_model(drop=("blk.3.ffn_down.weight",)), 'tensor "blk.3.ffn_down.weight" is missing'),
+    ("stray_tensor", patched_model(extra_tensors=[G.TensorSpec("blk.0.attn_q_norm.weight", 0, (8,),
+                                                               lambda: np.ones(8, "<f4"))]),
+     'tensor "blk.0.attn_q_norm.weight" is not used by this llama model'),
+    ("missing_key", patched_model(drop=("llama.block_count",)), '"llama.block_count" is missing'),
+    ("wrong_key_type", patched_model(replace_kv={"llama.block_count": (G.STRING, "five", None)}),
+     '"llama.block_count" is a string, expected an integer'),
+    ("yarn", patched_model(extra_kv=[("llama.rope.scaling.type", G.STRING, "yarn")]), '"yarn" is not supported'),
+]
+for name, data, expect in BAD:
+    path = write("bad_" + name, data)
+    p = dpserve(["generate", "--model-path", path, "--prompt-ids", "1", "-n", "1"])
+    check(p.returncode == 1 and expect in p.stderr and "internal" not in p.stderr,
+          f"{name}: exit {p.returncode}, message has '{expect}'" + ("" if p.returncode == 1 and expect in p.stderr
+                                                                  else f"\n   stderr: {p.stderr[-600:]}"))
+
+# A gpt2 vocabulary with an unknown pre-tokenizer: the tokenizer (not the weights) refuses it.
+w = patched_model(drop=("tokenizer.ggml.model", "tokenizer.ggml.scores"),
+                  extra_kv=[("tokenizer.ggml.model", G.STRING, "gpt2"), ("tokenizer.ggml.pre", G.STRING, "falcon")])
+w.add_array("tokenizer.ggml.merges", G.STRING, [])
+path = write("bad_pre", w)
+p = dpserve(["tokenize", "--model-path", path, "--text", "hi"])
+check(p.returncode == 1 and 'tokenizer.ggml.pre "falcon" is not a pre-tokenizer dpserve knows' in p.stderr,
+      f"unknown pre-tokenizer is named: {p.stderr[-300:]}")
+
+# --- block-aligned shards of quantized tensors ------------------------------------------------------
+q4k = os.path.join(HERE, "fixtures", "gguf", "llama-q-Q4_K_M.gguf")
+p = dpserve(["generate", "--model-path", q4k, "--prompt-ids", "1", "-n", "1", "--tp-size", "2"], timeout=240)
+check(p.returncode != 0 and "--tp-size" in p.stderr and "256-element blocks" in p.stderr,
+      f"Q4_K_M at --tp-size 2 (a 256-wide row cut at 128) names --tp-size: {p.stderr[-400:]}")
+
+if failures:
+    raise SystemExit(f"FAIL: {len(failures)} check(s): " + "; ".join(failures))
+print("PASS")

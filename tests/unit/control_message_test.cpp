@@ -1,0 +1,401 @@
+// The per-step wire format (engine/control_message.h): every field survives a round trip, optional
+// fields cost nothing when unused, a message written by hand from the msgpack spec (not by our
+// encoder) decodes to the values it spells, and everything a lockstep protocol must refuse is
+// refused with the field's name.
+#include "engine/control_message.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+#include "core/check.h"
+
+namespace dpserve {
+namespace {
+
+// ---- a msgpack writer of our own, straight from the spec (github.com/msgpack/msgpack/spec.md) ----
+struct W {
+  std::vector<std::byte> b;
+  W& raw(std::initializer_list<int> bytes) {
+    for (int x : bytes) b.push_back(std::byte(x));
+    return *this;
+  }
+  W& map(int n) { return raw({0x80 | n}); }  // fixmap, n < 16
+  W& arr(int n) { return raw({0x90 | n}); }  // fixarray, n < 16
+  W& str(const std::string& s) {
+    raw({0xa0 | int(s.size())});  // fixstr, < 32 bytes
+    for (char c : s) b.push_back(std::byte(c));
+    return *this;
+  }
+  W& uint(uint64_t v) {
+    if (v < 128) return raw({int(v)});  // positive fixint
+    raw({0xcf});                         // uint 64, big-endian
+    for (int i = 7; i >= 0; --i) b.push_back(std::byte((v >> (8 * i)) & 0xff));
+    return *this;
+  }
+  W& neg1() { return raw({0xff}); }  // negative fixint -1
+  W& f32(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    raw({0xca});
+    for (int i = 3; i >= 0; --i) b.push_back(std::byte((u >> (8 * i)) & 0xff));
+    return *this;
+  }
+  W& boolean(bool v) { return raw({v ? 0xc3 : 0xc2}); }
+  W& bin(const void* p, size_t n) {  // bin 8
+    raw({0xc4, int(n)});
+    const auto* c = static_cast<const std::byte*>(p);
+    b.insert(b.end(), c, c + n);
+    return *this;
+  }
+  // Key and value of one field.
+  W& kv(const std::string& k) { return str(k); }
+};
+
+// The 9 required sampling fields, each spelled out.
+W& greedy_params(W& w, int64_t max_new) {
+  w.map(9);
+  w.kv("temperature").f32(0);
+  w.kv("top_k").neg1();
+  w.kv("top_p").f32(1);
+  w.kv("min_p").f32(0);
+  w.kv("repetition_penalty").f32(1);
+  w.kv("frequency_penalty").f32(0);
+  w.kv("presence_penalty").f32(0);
+  w.kv("max_new_tokens").uint(uint64_t(max_new));
+  w.kv("ignore_eos").boolean(true);
+  return w;
+}
+
+// A control message with one request (ids 5 and 70000) for group 1 and one cancel, by hand.
+W hand_control(int version = 1) {
+  const int32_t ids[] = {5, 70000};
+  const uint64_t cancels[] = {9};
+  W w;
+  w.map(5);
+  w.kv("v").uint(uint64_t(version));
+  w.kv("step").uint(7);
+  w.kv("new").arr(1);
+  w.map(4);
+  w.kv("id").uint(3);
+  w.kv("group").uint(1);
+  w.kv("input_ids").bin(ids, sizeof ids);
+  w.kv("params");
+  greedy_params(w, 300);
+  w.kv("cancels").bin(cancels, sizeof cancels);
+  w.kv("shutdown").boolean(false);
+  return w;
+}
+
+StepControl decode(const W& w) { return decode_control(w.b.data(), w.b.size()); }
+
+std::string error_of(const std::vector<std::byte>& b, bool report = false) {
+  try {
+    if (report)
+      decode_report(b.data(), b.size());
+    else
+      decode_control(b.data(), b.size());
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+NewRequest full_request() {
+  NewRequest n;
+  n.id = 0xfedcba9876543210ull;
+  n.group = 3;
+  n.req.input_ids = {};
+  n.req.input_embeds = {0.5f, -1.25f, 3e-8f, 7.0f, -0.0f, 1e30f};
+  n.req.input_embeds_rows = 2;
+  auto& p = n.req.params;
+  p.temperature = 0.7f;
+  p.top_k = 40;
+  p.top_p = 0.9f;
+  p.min_p = 0.05f;
+  p.repetition_penalty = 1.1f;
+  p.frequency_penalty = -0.0f;  // the sign of a zero survives too
+  p.presence_penalty = 0.25f;
+  p.seed = 0xffffffffffffffffull;
+  p.max_new_tokens = int64_t(1) << 40;
+  p.ignore_eos = true;
+  p.stop_token_ids = {2, 151645, 0};
+  n.req.top_logprobs = 5;
+  n.req.return_logprob = true;
+  return n;
+}
+
+void expect_same(const NewRequest& a, const NewRequest& b) {
+  EXPECT_EQ(a.id, b.id);
+  EXPECT_EQ(a.group, b.group);
+  EXPECT_EQ(a.req.input_ids, b.req.input_ids);
+  ASSERT_EQ(a.req.input_embeds.size(), b.req.input_embeds.size());
+  // Bit patterns, so -0.0 and every rounding survive.
+  // (memcmp only when there are bytes: an empty vector's data() may be null, which memcmp forbids.)
+  if (!a.req.input_embeds.empty())
+    EXPECT_EQ(0, std::memcmp(a.req.input_embeds.data(), b.req.input_embeds.data(), 4 * a.req.input_embeds.size()));
+  EXPECT_EQ(a.req.input_embeds_rows, b.req.input_embeds_rows);
+  const auto &p = a.req.params, &q = b.req.params;
+  EXPECT_EQ(p.temperature, q.temperature);
+  EXPECT_EQ(p.top_k, q.top_k);
+  EXPECT_EQ(p.top_p, q.top_p);
+  EXPECT_EQ(p.min_p, q.min_p);
+  EXPECT_EQ(p.repetition_penalty, q.repetition_penalty);
+  EXPECT_EQ(p.frequency_penalty, q.frequency_penalty);
+  EXPECT_EQ(std::signbit(p.frequency_penalty), std::signbit(q.frequency_penalty));
+  EXPECT_EQ(p.presence_penalty, q.presence_penalty);
+  EXPECT_EQ(p.seed, q.seed);
+  EXPECT_EQ(p.max_new_tokens, q.max_new_tokens);
+  EXPECT_EQ(p.ignore_eos, q.ignore_eos);
+  EXPECT_EQ(p.stop_token_ids, q.stop_token_ids);
+  EXPECT_EQ(a.req.top_logprobs, b.req.top_logprobs);
+  EXPECT_EQ(a.req.return_logprob, b.req.return_logprob);
+}
+
+TEST(ControlMessage, EveryFieldSurvivesTheRoundTrip) {
+  StepControl c;
+  c.step = 123456789012ull;
+  c.new_requests.push_back(full_request());
+  NewRequest plain;
+  plain.id = 1;
+  plain.req.input_ids = {1, 2, 3, 2147483647};
+  c.new_requests.push_back(plain);
+  c.cancels = {4, 0, 0xffffffffffffffffull};
+  c.shutdown = true;
+  const auto bytes = encode(c);
+  const StepControl d = decode_control(bytes.data(), bytes.size());
+  EXPECT_EQ(d.step, c.step);
+  ASSERT_EQ(d.new_requests.size(), 2u);
+  expect_same(d.new_requests[0], c.new_requests[0]);
+  expect_same(d.new_requests[1], c.new_requests[1]);
+  EXPECT_FALSE(d.new_requests[1].req.params.seed.has_value());
+  EXPECT_EQ(d.cancels, c.cancels);
+  EXPECT_TRUE(d.shutdown);
+}
+
+TEST(ControlMessage, ReportRoundTrip) {
+  GroupReport r;
+  r.group = 2;
+  r.running = 64;
+  r.waiting = 3;
+  r.pages_used = 100;
+  r.pages_total = 4096;
+  r.prefix_hit_tokens = int64_t(1) << 50;
+  r.prefix_query_tokens = 7;
+  r.step_tokens = 65;
+  r.preemptions = 11;
+  r.cached_pages = 12;
+  OutToken a;
+  a.id = 5;
+  a.has_token = true;
+  a.tok.token = 151643;
+  a.tok.logprob = -0.125f;
+  a.tok.top = {{151643, -0.125f}, {17, -2.5f}};
+  a.finish = Finish::kLength;
+  a.prompt_tokens = 12;
+  a.cached_tokens = 8;
+  OutToken b;
+  b.id = 6;
+  b.finish = Finish::kError;
+  b.error = "input_embeds evicted";
+  r.outs = {a, b};
+  const auto bytes = encode(r);
+  const GroupReport d = decode_report(bytes.data(), bytes.size());
+  EXPECT_EQ(d.group, 2);
+  EXPECT_EQ(d.running, 64);
+  EXPECT_EQ(d.waiting, 3);
+  EXPECT_EQ(d.pages_used, 100);
+  EXPECT_EQ(d.pages_total, 4096);
+  EXPECT_EQ(d.prefix_hit_tokens, int64_t(1) << 50);
+  EXPECT_EQ(d.prefix_query_tokens, 7);
+  EXPECT_EQ(d.step_tokens, 65);
+  EXPECT_EQ(d.preemptions, 11);
+  EXPECT_EQ(d.cached_pages, 12);
+  ASSERT_EQ(d.outs.size(), 2u);
+  EXPECT_EQ(d.outs[0].id, 5u);
+  EXPECT_TRUE(d.outs[0].has_token);
+  EXPECT_EQ(d.outs[0].tok.token, 151643);
+  EXPECT_EQ(d.outs[0].tok.logprob, -0.125f);
+  ASSERT_EQ(d.outs[0].tok.top.size(), 2u);
+  EXPECT_EQ(d.outs[0].tok.top[1].token, 17);
+  EXPECT_EQ(d.outs[0].tok.top[1].logprob, -2.5f);
+  EXPECT_EQ(d.outs[0].finish, Finish::kLength);
+  EXPECT_EQ(d.outs[0].prompt_tokens, 12);
+  EXPECT_EQ(d.outs[0].cached_tokens, 8);
+  EXPECT_FALSE(d.outs[1].has_token);
+  EXPECT_TRUE(d.outs[1].tok.top.empty());
+  EXPECT_EQ(d.outs[1].finish, Finish::kError);
+  EXPECT_EQ(d.outs[1].error, "input_embeds evicted");
+}
+
+TEST(ControlMessage, UnusedOptionalFieldsAreLeftOut) {
+  StepControl c;
+  NewRequest plain;
+  plain.req.input_ids = {1};
+  c.new_requests.push_back(plain);
+  const auto small = encode(c);
+  const std::string text(reinterpret_cast<const char*>(small.data()), small.size());
+  for (const char* absent : {"input_embeds", "embed_rows", "seed", "stop_token_ids", "top_logprobs", "return_logprob"})
+    EXPECT_EQ(text.find(absent), std::string::npos) << absent;
+  for (const char* present : {"temperature", "max_new_tokens", "input_ids", "shutdown"})
+    EXPECT_NE(text.find(present), std::string::npos) << present;
+}
+
+TEST(ControlMessage, HandWrittenMessageDecodesToWhatItSpells) {
+  const StepControl c = decode(hand_control());
+  EXPECT_EQ(c.step, 7u);
+  ASSERT_EQ(c.new_requests.size(), 1u);
+  const NewRequest& n = c.new_requests[0];
+  EXPECT_EQ(n.id, 3u);
+  EXPECT_EQ(n.group, 1);
+  EXPECT_EQ(n.req.input_ids, (std::vector<int32_t>{5, 70000}));
+  EXPECT_EQ(n.req.params.temperature, 0.0f);
+  EXPECT_EQ(n.req.params.top_k, -1);
+  EXPECT_EQ(n.req.params.max_new_tokens, 300);
+  EXPECT_TRUE(n.req.params.ignore_eos);
+  EXPECT_FALSE(n.req.params.seed.has_value());
+  EXPECT_TRUE(n.req.params.stop_token_ids.empty());
+  EXPECT_EQ(c.cancels, (std::vector<uint64_t>{9}));
+  EXPECT_FALSE(c.shutdown);
+  // Fields may come in any order: the same message with "shutdown" first.
+  W w;
+  w.map(5).kv("shutdown").boolean(true).kv("v").uint(1).kv("step").uint(8).kv("new").arr(0);
+  const uint64_t none = 0;
+  w.kv("cancels").bin(&none, 0);
+  const StepControl d = decode(w);
+  EXPECT_TRUE(d.shutdown);
+  EXPECT_EQ(d.step, 8u);
+}
+
+TEST(ControlMessage, RefusesWhatRanksCouldReadDifferently) {
+  EXPECT_NE(error_of(hand_control(2).b).find("version 2"), std::string::npos) << error_of(hand_control(2).b);
+  auto with_extra = [](const std::string& key) {
+    W w = hand_control();
+    w.b[0] = std::byte(0x86);  // six fields
+    w.kv(key).uint(1);
+    return w.b;
+  };
+  // A field this build does not know (e.g. from a newer dpserve) is an error, never skipped.
+  EXPECT_NE(error_of(with_extra("constraint")).find("unknown field 'constraint'"), std::string::npos);
+  EXPECT_NE(error_of(with_extra("step")).find("'step' appears twice"), std::string::npos);
+  // Missing required field.
+  W w;
+  w.map(4).kv("v").uint(1).kv("step").uint(1).kv("new").arr(0).kv("shutdown").boolean(false);
+  EXPECT_NE(error_of(w.b).find("required field 'cancels' is missing"), std::string::npos) << error_of(w.b);
+  // No version at all.
+  W nv;
+  nv.map(1).kv("step").uint(1);
+  EXPECT_NE(error_of(nv.b).find("version"), std::string::npos);
+  // Wrong type, and an integer out of its field's range (group is int32).
+  W t = hand_control();
+  const std::string s(reinterpret_cast<const char*>(t.b.data()), t.b.size());
+  const size_t at = s.find("shutdown") + 8;
+  t.b[at] = std::byte(0x01);  // 1 instead of false
+  EXPECT_NE(error_of(t.b).find("field 'shutdown' has the wrong type"), std::string::npos) << error_of(t.b);
+  W g;
+  g.map(5).kv("v").uint(1).kv("step").uint(1).kv("new").arr(1);
+  g.map(4).kv("id").uint(1).kv("group").uint(uint64_t(1) << 40).kv("input_ids").bin("", 0).kv("params");
+  greedy_params(g, 1);
+  const uint64_t none = 0;
+  g.kv("cancels").bin(&none, 0).kv("shutdown").boolean(false);
+  EXPECT_NE(error_of(g.b).find("field 'group' has the wrong type or is out of range"), std::string::npos)
+      << error_of(g.b);
+  // Token ids whose byte count is not a multiple of 4.
+  W odd;
+  odd.map(5).kv("v").uint(1).kv("step").uint(1).kv("new").arr(1);
+  odd.map(4).kv("id").uint(1).kv("group").uint(0).kv("input_ids").bin("\1\0\0\0\2\0\0", 7).kv("params");
+  greedy_params(odd, 1);
+  odd.kv("cancels").bin(&none, 0).kv("shutdown").boolean(false);
+  EXPECT_NE(error_of(odd.b).find("field 'input_ids' has the wrong type"), std::string::npos) << error_of(odd.b);
+}
+
+TEST(ControlMessage, MalformedBytesAreErrorsNotCrashes) {
+  const auto good = hand_control().b;
+  for (size_t cut = 0; cut < good.size(); ++cut) {
+    std::vector<std::byte> t(good.begin(), good.begin() + long(cut));
+    EXPECT_NE(error_of(t), "") << "accepted a message cut at " << cut;
+  }
+  // 5 bytes declaring an array of 2^32 - 1 elements: refused before anything is allocated.
+  std::vector<std::byte> huge = {std::byte(0xdd), std::byte(0xff), std::byte(0xff), std::byte(0xff), std::byte(0xff)};
+  EXPECT_NE(error_of(huge).find("size overflow"), std::string::npos) << error_of(huge);
+  // Nesting deeper than the format ever goes.
+  std::vector<std::byte> deep(64, std::byte(0x91));
+  deep.push_back(std::byte(0x00));
+  EXPECT_NE(error_of(deep), "");
+  EXPECT_NE(error_of(good, /*report=*/true), "") << "a control message read as a report";
+}
+
+TEST(ControlMessage, ReportRefusesUnpairedAndUnknownValues) {
+  auto report_with_out = [](auto&& fill_out, int n_fields) {
+    W w;
+    w.map(12).kv("v").uint(1);
+    for (const char* k : {"group", "running", "waiting", "pages_used", "pages_total", "prefix_hit_tokens",
+                          "prefix_query_tokens", "step_tokens", "preemptions", "cached_pages"})
+      w.kv(k).uint(0);
+    w.kv("outs").arr(1).map(n_fields);
+    w.kv("id").uint(1).kv("prompt_tokens").uint(1).kv("cached_tokens").uint(0);
+    fill_out(w);
+    return w.b;
+  };
+  const auto ok = report_with_out([](W& w) { w.kv("token").uint(3).kv("logprob").f32(-1); }, 5);
+  EXPECT_EQ(error_of(ok, true), "");
+  const auto unpaired = report_with_out([](W& w) { w.kv("token").uint(3); }, 4);
+  EXPECT_NE(error_of(unpaired, true).find("pairs"), std::string::npos) << error_of(unpaired, true);
+  const auto bad_finish = report_with_out([](W& w) { w.kv("finish").uint(9); }, 4);
+  EXPECT_NE(error_of(bad_finish, true).find("'finish'"), std::string::npos) << error_of(bad_finish, true);
+  const int32_t ids[] = {1, 2};
+  const float lps[] = {-1};
+  const auto ragged = report_with_out([&](W& w) { w.kv("top_ids").bin(ids, 8).kv("top_logprobs").bin(lps, 4); }, 5);
+  EXPECT_NE(error_of(ragged, true), "");
+}
+
+// The fuzz corpus seeds are written by fuzz/seeds/make_seeds.py with its own msgpack writer: the
+// valid ones must decode to the values that script spells.
+std::vector<std::byte> seed(const std::string& name) {
+  std::ifstream in(std::string(DPSERVE_SOURCE_DIR) + "/fuzz/corpus/control_message/seed_" + name, std::ios::binary);
+  std::vector<char> c((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_FALSE(c.empty()) << name;
+  std::vector<std::byte> b;
+  for (size_t i = 1; i < c.size(); ++i) b.push_back(std::byte(c[i]));  // byte 0 picks the format
+  return b;
+}
+
+TEST(ControlMessage, SeedsWrittenByPythonDecode) {
+  const auto s = seed("step");
+  const StepControl c = decode_control(s.data(), s.size());
+  EXPECT_EQ(c.step, 7u);
+  ASSERT_EQ(c.new_requests.size(), 2u);
+  EXPECT_EQ(c.new_requests[0].req.input_ids, (std::vector<int32_t>{1, 2, 3}));
+  const Request& e = c.new_requests[1].req;
+  EXPECT_EQ(c.new_requests[1].group, 1);
+  EXPECT_EQ(e.input_embeds, (std::vector<float>{0, 1, 2, 3, 4, 5, 6, 7}));
+  EXPECT_EQ(e.input_embeds_rows, 2);
+  EXPECT_EQ(e.params.temperature, 0.7f);
+  EXPECT_EQ(e.params.seed, 0xffffffffffffffffull);
+  EXPECT_EQ(e.params.max_new_tokens, int64_t(1) << 40);
+  EXPECT_EQ(e.params.stop_token_ids, (std::vector<int32_t>{2, 151645}));
+  EXPECT_EQ(e.top_logprobs, 5);
+  EXPECT_TRUE(e.return_logprob);
+  EXPECT_EQ(c.cancels, (std::vector<uint64_t>{9, 10}));
+  const auto r = seed("report");
+  const GroupReport g = decode_report(r.data(), r.size());
+  EXPECT_EQ(g.group, 1);
+  ASSERT_EQ(g.outs.size(), 2u);
+  EXPECT_EQ(g.outs[0].tok.token, 17);
+  ASSERT_EQ(g.outs[0].tok.top.size(), 2u);
+  EXPECT_EQ(g.outs[0].tok.top[1].logprob, -2.0f);
+  EXPECT_EQ(g.outs[0].finish, Finish::kLength);
+  EXPECT_EQ(g.outs[1].finish, Finish::kError);
+  EXPECT_EQ(g.outs[1].error, "evicted");
+  for (const char* bad : {"version2", "unknown_field", "missing_field", "wrong_type", "group_range", "ragged_ids"}) {
+    const auto b = seed(bad);
+    EXPECT_NE(error_of(b), "") << bad;
+  }
+}
+
+}  // namespace
+}  // namespace dpserve

@@ -1,0 +1,544 @@
+#!/usr/bin/python3
+"""Converts a Hugging Face model folder into one GGUF file, the way llama.cpp's converter lays it
+out, so tests and benchmarks can build GGUF models at run time (written for dpserve; needs NumPy
+only).
+
+What it writes:
+  * tensors under llama.cpp's names (token_embd, blk.N.attn_q, ..., output), F32 / F16 / BF16
+    (1-D tensors, norms and the MoE router stay F32, as llama.cpp's converter keeps them);
+  * `llama` models: Q/K rows permuted per head (llama.cpp's converter does this so that GGML's
+    RoPE on adjacent pairs equals Hugging Face's rotate-half), llama3 RoPE scaling as
+    rope_freqs.weight (one divisor per frequency), linear as rope.scaling.*;
+  * Qwen3-MoE experts stacked into blk.N.ffn_{gate,up,down}_exps [experts, rows, cols];
+  * the vocabulary: tokenizer.json (byte-level BPE -> `gpt2` with merges and the pre-tokenizer
+    name), tokenizer.model (SentencePiece -> `llama` with scores and types) or a llama2.c
+    tokenizer.bin; BOS/EOS ids, add_bos/add_eos and the chat template from tokenizer_config.json.
+
+  /usr/bin/python3 tools/hf_to_gguf.py /tmp/tiny-llama --out /tmp/tiny-llama.gguf --outtype f16
+  /usr/bin/python3 tools/hf_to_gguf.py --vocab-only --tokenizer ../shared/tokenizers/qwen3 --out /tmp/qwen3-vocab.gguf
+  /usr/bin/python3 tools/hf_to_gguf.py --llama2c ../shared/models/stories260K/stories260K.bin \\
+      --tokenizer ../shared/models/stories260K/tok512.bin --out /tmp/stories260K.gguf
+"""
+import argparse
+import json
+import math
+import os
+import struct
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gguf_format as G  # noqa: E402
+
+ARCH = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2",
+        "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3moe"}
+OUTTYPES = {"f32": (G.GGML_F32, 0), "f16": (G.GGML_F16, 1), "bf16": (G.GGML_BF16, 32)}  # (type, general.file_type)
+
+# Hugging Face -> llama.cpp tensor names (the per-layer part).
+LAYER_NAMES = {
+    "input_layernorm.weight": "attn_norm.weight",
+    "self_attn.q_proj.weight": "attn_q.weight",
+    "self_attn.k_proj.weight": "attn_k.weight",
+    "self_attn.v_proj.weight": "attn_v.weight",
+    "self_attn.o_proj.weight": "attn_output.weight",
+    "self_attn.q_proj.bias": "attn_q.bias",
+    "self_attn.k_proj.bias": "attn_k.bias",
+    "self_attn.v_proj.bias": "attn_v.bias",
+    "self_attn.q_norm.weight": "attn_q_norm.weight",
+    "self_attn.k_norm.weight": "attn_k_norm.weight",
+    "post_attention_layernorm.weight": "ffn_norm.weight",
+    "mlp.gate_proj.weight": "ffn_gate.weight",
+    "mlp.up_proj.weight": "ffn_up.weight",
+    "mlp.down_proj.weight": "ffn_down.weight",
+    "mlp.gate.weight": "ffn_gate_inp.weight",
+}
+EXPERT_NAMES = {"gate_proj.weight": "ffn_gate_exps.weight", "up_proj.weight": "ffn_up_exps.weight",
+                "down_proj.weight": "ffn_down_exps.weight"}
+GLOBAL_NAMES = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+                "lm_head.weight": "output.weight"}
+
+# Token types (llama.cpp's llama_token_type; SentencePiece's piece types use the same numbers).
+NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+
+# Pre-tokenizers recognised from tokenizer.json's Split regex -> tokenizer.ggml.pre.
+_LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                 r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+_QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+PRE_BY_REGEX = {_LLAMA3_SPLIT: "llama-bpe", _QWEN2_SPLIT: "qwen2"}
+
+
+# --- reading Hugging Face files ---------------------------------------------------------------
+
+def read_safetensors(folder):
+    """name -> (NumPy array view of the file, dtype name) for every *.safetensors in `folder`."""
+    out = {}
+    for fn in sorted(os.listdir(folder)):
+        if not fn.endswith(".safetensors"):
+            continue
+        path = os.path.join(folder, fn)
+        mm = np.memmap(path, dtype=np.uint8, mode="r")
+        hlen = int.from_bytes(bytes(mm[:8]), "little")
+        header = json.loads(bytes(mm[8:8 + hlen]))
+        base = 8 + hlen
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            b, e = info["data_offsets"]
+            np_dtype = {"F32": "<f4", "F16": "<f2", "BF16": "<u2"}[info["dtype"]]
+            arr = mm[base + b:base + e].view(np_dtype).reshape(info["shape"])
+            out[name] = (arr, info["dtype"])
+    if not out:
+        raise SystemExit(f"hf_to_gguf: no *.safetensors in {folder}")
+    return out
+
+
+def to_f32(arr, dtype):
+    if dtype == "BF16":
+        return (arr.astype(np.uint32) << np.uint32(16)).view(np.float32)
+    return arr.astype(np.float32)
+
+
+def convert(arr, dtype, ggml_type):
+    """arr (source dtype, BF16 as uint16 bits) -> the bytes of ggml_type."""
+    if ggml_type == G.GGML_F32:
+        return to_f32(arr, dtype).astype("<f4")
+    if ggml_type == G.GGML_F16:
+        return arr.astype("<f2") if dtype == "F16" else to_f32(arr, dtype).astype("<f2")
+    if dtype == "BF16":
+        return arr.astype("<u2")
+    u = np.ascontiguousarray(to_f32(arr, dtype)).view(np.uint32)  # round to nearest even
+    return ((u + (np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1)))) >> np.uint32(16)).astype("<u2")
+
+
+def permute_rows(w, n_head):
+    """llama.cpp's converter: within each head, rows (i, half + i) of HF's rotate-half layout
+    become adjacent rows (2i, 2i + 1)."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def load_json(path):
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+# --- vocabularies ------------------------------------------------------------------------------
+
+class Vocab:
+    def __init__(self, model):
+        self.model = model  # "llama" or "gpt2"
+        self.tokens, self.types, self.scores, self.merges = [], [], None, None
+        self.pre = None
+        self.ids = {}  # tokenizer.ggml.<name>_token_id
+        self.flags = {}  # tokenizer.ggml.<name> bools
+        self.chat_template = None
+
+
+def looks_special(text):
+    return text.startswith("<|") and text.endswith("|>")
+
+
+def vocab_from_tokenizer_json(folder, vocab_size, pre):
+    tj = load_json(os.path.join(folder, "tokenizer.json"))
+    m = tj["model"]
+    pt = tj.get("pre_tokenizer") or {}
+    steps = pt.get("pretokenizers", [pt])
+    if m.get("type", "BPE") != "BPE" or not any(s.get("type") == "ByteLevel" for s in steps):
+        raise SystemExit("hf_to_gguf: tokenizer.json is not a byte-level BPE (a SentencePiece model needs tokenizer.model)")
+    v = Vocab("gpt2")
+    if pre is None:
+        splits = [s for s in steps if s.get("type") == "Split"]
+        regex = splits[0]["pattern"].get("Regex") if splits else None
+        pre = PRE_BY_REGEX.get(regex)
+        if pre is None:
+            raise SystemExit("hf_to_gguf: unknown pre-tokenizer in tokenizer.json: give --pre NAME")
+    v.pre = pre
+    by_id = {i: t for t, i in m["vocab"].items()}
+    added = {a["id"]: a for a in tj.get("added_tokens", [])}
+    n = max([vocab_size or 0] + [i + 1 for i in by_id] + [i + 1 for i in added])
+    for i in range(n):
+        if i in added:
+            a = added[i]
+            v.tokens.append(a["content"])
+            v.types.append(CONTROL if a.get("special") or looks_special(a["content"]) else USER_DEFINED)
+        elif i in by_id:
+            v.tokens.append(by_id[i])
+            v.types.append(NORMAL)
+        else:
+            v.tokens.append(f"[PAD{i}]")
+            v.types.append(UNUSED)
+    v.merges = [mg if isinstance(mg, str) else f"{mg[0]} {mg[1]}" for mg in m["merges"]]
+    return v
+
+
+def read_varint(b, i):
+    v, shift = 0, 0
+    while True:
+        c = b[i]
+        i += 1
+        v |= (c & 0x7F) << shift
+        if not c & 0x80:
+            return v, i
+        shift += 7
+
+
+def proto_fields(b):
+    """(field, wire, value) of a protobuf message: varints as ints, length-delimited as bytes."""
+    i = 0
+    while i < len(b):
+        tag, i = read_varint(b, i)
+        field, wire = tag >> 3, tag & 7
+        if wire == 0:
+            val, i = read_varint(b, i)
+        elif wire == 1:
+            val, i = b[i:i + 8], i + 8
+        elif wire == 2:
+            n, i = read_varint(b, i)
+            val, i = b[i:i + n], i + n
+        elif wire == 5:
+            val, i = b[i:i + 4], i + 4
+        else:
+            raise SystemExit(f"hf_to_gguf: unsupported protobuf wire type {wire}")
+        yield field, wire, val
+
+
+def vocab_from_sentencepiece(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    v = Vocab("llama")
+    v.scores = []
+    v.ids = {"bos": 1, "eos": 2, "unknown": 0}
+    model_type = 1
+    for field, wire, val in proto_fields(data):
+        if field == 1 and wire == 2:  # SentencePiece
+            piece, score, typ = "", 0.0, NORMAL
+            for f, w, x in proto_fields(val):
+                if f == 1:
+                    piece = x.decode("utf-8")
+                elif f == 2 and w == 5:
+                    score = struct.unpack("<f", x)[0]
+                elif f == 3:
+                    typ = x
+            v.tokens.append(piece)
+            v.scores.append(score)
+            v.types.append(typ)
+        elif field == 2 and wire == 2:  # TrainerSpec
+            for f, w, x in proto_fields(val):
+                if w == 0 and f == 3:
+                    model_type = x
+                elif w == 0 and f in (40, 41, 42):
+                    v.ids[{40: "unknown", 41: "bos", 42: "eos"}[f]] = x if x < 2**63 else x - 2**64
+        elif field == 3 and wire == 2:  # NormalizerSpec
+            for f, w, x in proto_fields(val):
+                if w == 0 and f == 3:
+                    v.flags["add_space_prefix"] = bool(x)
+                elif w == 0 and f == 4:
+                    v.flags["remove_extra_whitespaces"] = bool(x)
+    if model_type != 2:
+        raise SystemExit(f"hf_to_gguf: {path}: SentencePiece model type {model_type} is not BPE")
+    v.ids = {k: i for k, i in v.ids.items() if i >= 0}
+    return v
+
+
+def vocab_from_llama2c(path):
+    """llama2.c tokenizer.bin: int32 max length, then per token f32 score, int32 length, bytes.
+    Spaces become U+2581 and ids 0/1/2 are <unk>/<s>/</s>, as llama.cpp's llama2.c converter does."""
+    with open(path, "rb") as f:
+        data = f.read()
+    v = Vocab("llama")
+    v.scores = []
+    i = 4
+    while i < len(data):
+        score, n = struct.unpack_from("<fi", data, i)
+        text = data[i + 8:i + 8 + n].decode("utf-8")
+        i += 8 + n
+        tid = len(v.tokens)
+        typ = NORMAL
+        if tid == 0:
+            text, typ = "<unk>", UNKNOWN
+        elif tid in (1, 2):
+            text, typ = ("<s>", "</s>")[tid - 1], CONTROL
+        elif len(text) == 6 and text.startswith("<0x") and text.endswith(">"):
+            typ = BYTE
+        v.tokens.append(text.replace(" ", "\u2581"))
+        v.scores.append(score)
+        v.types.append(typ)
+    v.ids = {"bos": 1, "eos": 2, "unknown": 0}
+    return v
+
+
+def read_vocab(path, vocab_size, pre):
+    """The vocabulary in `path` (a folder or a tokenizer file), with tokenizer_config.json's ids,
+    flags and chat template where a folder has them."""
+    folder = path if os.path.isdir(path) else os.path.dirname(path)
+    if os.path.isdir(path):
+        if os.path.exists(os.path.join(path, "tokenizer.model")):
+            v = vocab_from_sentencepiece(os.path.join(path, "tokenizer.model"))
+        elif os.path.exists(os.path.join(path, "tokenizer.json")):
+            v = vocab_from_tokenizer_json(path, vocab_size, pre)
+        elif os.path.exists(os.path.join(path, "tokenizer.bin")):
+            v = vocab_from_llama2c(os.path.join(path, "tokenizer.bin"))
+        else:
+            raise SystemExit(f"hf_to_gguf: no tokenizer.model, tokenizer.json or tokenizer.bin in {path}")
+    elif path.endswith(".model"):
+        v = vocab_from_sentencepiece(path)
+    elif path.endswith(".json"):
+        v = vocab_from_tokenizer_json(folder, vocab_size, pre)
+    else:
+        v = vocab_from_llama2c(path)
+    if vocab_size and len(v.tokens) < vocab_size:  # the model has more rows than the tokenizer names
+        for i in range(len(v.tokens), vocab_size):
+            v.tokens.append(f"[PAD{i}]")
+            v.types.append(UNUSED)
+            if v.scores is not None:
+                v.scores.append(-1000.0)
+    if vocab_size and len(v.tokens) > vocab_size:
+        raise SystemExit(f"hf_to_gguf: the tokenizer has {len(v.tokens)} tokens, the model {vocab_size}")
+    cfg = load_json(os.path.join(folder, "tokenizer_config.json")) if os.path.isdir(folder) else None
+    if cfg:
+        index = {t: i for i, t in enumerate(v.tokens)}
+        for name in ("bos", "eos", "unk", "pad"):
+            tok = cfg.get(f"{name}_token")
+            if isinstance(tok, dict):
+                tok = tok.get("content")
+            if isinstance(tok, str) and tok in index:
+                v.ids["unknown" if name == "unk" else "padding" if name == "pad" else name] = index[tok]
+        for flag in ("add_bos_token", "add_eos_token"):
+            if isinstance(cfg.get(flag), bool):
+                v.flags[flag] = cfg[flag]
+        tmpl = cfg.get("chat_template")
+        if isinstance(tmpl, list):
+            tmpl = next((t["template"] for t in tmpl if t.get("name") == "default"), tmpl[0]["template"] if tmpl else None)
+        v.chat_template = tmpl
+    return v
+
+
+def add_vocab(w, v):
+    w.add("tokenizer.ggml.model", G.STRING, v.model)
+    if v.pre:
+        w.add("tokenizer.ggml.pre", G.STRING, v.pre)
+    w.add_array("tokenizer.ggml.tokens", G.STRING, v.tokens)
+    if v.scores is not None:
+        w.add_array("tokenizer.ggml.scores", G.F32, np.asarray(v.scores, dtype="<f4"))
+    w.add_array("tokenizer.ggml.token_type", G.I32, np.asarray(v.types, dtype="<i4"))
+    if v.merges is not None:
+        w.add_array("tokenizer.ggml.merges", G.STRING, v.merges)
+    for name, i in v.ids.items():
+        w.add(f"tokenizer.ggml.{name}_token_id", G.U32, i)
+    for name, val in v.flags.items():
+        w.add(f"tokenizer.ggml.{name}", G.BOOL, val)
+    if v.chat_template:
+        w.add("tokenizer.chat_template", G.STRING, v.chat_template)
+
+
+# --- model -------------------------------------------------------------------------------------
+
+def llama3_rope_factors(c, head_dim):
+    """llama.cpp's converter: one divisor per frequency that turns RoPE into llama3's scaled RoPE."""
+    rs = c["rope_scaling"]
+    base = c.get("rope_theta", 10000.0)
+    factor, lo, hi = rs.get("factor", 8.0), rs.get("low_freq_factor", 1.0), rs.get("high_freq_factor", 4.0)
+    old = rs.get("original_max_position_embeddings", 8192)
+    out = []
+    for i in range(0, head_dim, 2):
+        freq = 1.0 / base ** (i / head_dim)
+        wavelen = 2 * math.pi / freq
+        if wavelen < old / hi:
+            out.append(1.0)
+        elif wavelen > old / lo:
+            out.append(factor)
+        else:
+            smooth = (old / wavelen - lo) / (hi - lo)
+            out.append(1.0 / ((1 - smooth) / factor + smooth))
+    return np.asarray(out, dtype="<f4")
+
+
+def add_model(w, folder, outtype):
+    c = load_json(os.path.join(folder, "config.json"))
+    arch = ARCH.get((c.get("architectures") or [""])[0])
+    if arch is None:
+        raise SystemExit(f"hf_to_gguf: architecture {c.get('architectures')} is not supported")
+    ggml_type, file_type = OUTTYPES[outtype]
+    hidden, n_head = c["hidden_size"], c["num_attention_heads"]
+    n_kv = c.get("num_key_value_heads", n_head)
+    head_dim = c.get("head_dim") or hidden // n_head
+    n_layers = c["num_hidden_layers"]
+    w.add("general.architecture", G.STRING, arch)
+    w.add("general.name", G.STRING, os.path.basename(os.path.normpath(folder)))
+    w.add("general.file_type", G.U32, file_type)
+    p = arch + "."
+    w.add(p + "context_length", G.U32, c.get("max_position_embeddings", 2048))
+    w.add(p + "embedding_length", G.U32, hidden)
+    w.add(p + "block_count", G.U32, n_layers)
+    if c.get("intermediate_size"):
+        w.add(p + "feed_forward_length", G.U32, c["intermediate_size"])
+    w.add(p + "attention.head_count", G.U32, n_head)
+    w.add(p + "attention.head_count_kv", G.U32, n_kv)
+    w.add(p + "attention.layer_norm_rms_epsilon", G.F32, c.get("rms_norm_eps", 1e-6))
+    w.add(p + "rope.freq_base", G.F32, c.get("rope_theta", 10000.0))
+    w.add(p + "rope.dimension_count", G.U32, head_dim)
+    if "head_dim" in c and c["head_dim"]:
+        w.add(p + "attention.key_length", G.U32, head_dim)
+        w.add(p + "attention.value_length", G.U32, head_dim)
+    if arch == "llama":
+        w.add(p + "vocab_size", G.U32, c["vocab_size"])
+    rs = c.get("rope_scaling") or {}
+    rtype = rs.get("rope_type", rs.get("type"))
+    if rtype == "linear":
+        w.add(p + "rope.scaling.type", G.STRING, "linear")
+        w.add(p + "rope.scaling.factor", G.F32, rs["factor"])
+    elif rtype not in (None, "default", "llama3"):
+        raise SystemExit(f"hf_to_gguf: rope_scaling {rtype} is not supported")
+    if arch == "qwen3moe":
+        if c.get("mlp_only_layers") or c.get("decoder_sparse_step", 1) != 1:
+            print("hf_to_gguf: note: dense layers in a qwen3moe GGUF load in dpserve but not in llama.cpp",
+                  file=sys.stderr)
+        if not c.get("norm_topk_prob", True):
+            raise SystemExit("hf_to_gguf: qwen3moe GGUF files always renormalise the top-k weights; "
+                             "norm_topk_prob false cannot be written")
+        w.add(p + "expert_count", G.U32, c["num_experts"])
+        w.add(p + "expert_used_count", G.U32, c["num_experts_per_tok"])
+        w.add(p + "expert_feed_forward_length", G.U32, c["moe_intermediate_size"])
+
+    st = read_safetensors(folder)
+
+    def spec(gguf_name, hf_name, permute_heads=None, force_f32=False):
+        arr, dtype = st[hf_name]
+        t = G.GGML_F32 if (force_f32 or arr.ndim == 1) else ggml_type
+
+        def produce(arr=arr, dtype=dtype, t=t):
+            a = np.asarray(arr)
+            if permute_heads:
+                a = permute_rows(a, permute_heads)
+            return convert(a, dtype, t)
+        return G.TensorSpec(gguf_name, t, arr.shape, produce)
+
+    w.add_tensor(spec("token_embd.weight", "model.embed_tokens.weight"))
+    if rtype == "llama3":
+        factors = llama3_rope_factors(c, head_dim)
+        w.add_tensor(G.TensorSpec("rope_freqs.weight", G.GGML_F32, factors.shape, lambda f=factors: f))
+    for layer in range(n_layers):
+        hp = f"model.layers.{layer}."
+        for hf, gg in LAYER_NAMES.items():
+            if hp + hf not in st:
+                continue
+            heads = None
+            if arch == "llama" and hf.startswith("self_attn.q_proj"):
+                heads = n_head
+            elif arch == "llama" and hf.startswith("self_attn.k_proj"):
+                heads = n_kv
+            w.add_tensor(spec(f"blk.{layer}.{gg}", hp + hf, heads, force_f32=(gg == "ffn_gate_inp.weight")))
+        n_exp = c.get("num_experts", 0)
+        if n_exp and hp + "mlp.experts.0.gate_proj.weight" in st:
+            for hf, gg in EXPERT_NAMES.items():
+                parts = [st[f"{hp}mlp.experts.{e}.{hf}"] for e in range(n_exp)]
+                shape = (n_exp,) + parts[0][0].shape
+
+                def produce(parts=parts):
+                    return np.stack([convert(np.asarray(a), d, ggml_type) for a, d in parts])
+                w.add_tensor(G.TensorSpec(f"blk.{layer}.{gg}", ggml_type, shape, produce))
+    w.add_tensor(spec("output_norm.weight", "model.norm.weight"))
+    if "lm_head.weight" in st and not c.get("tie_word_embeddings", False):
+        w.add_tensor(spec("output.weight", "lm_head.weight"))
+    return c
+
+
+def add_llama2c(w, path, outtype):
+    """A llama2.c checkpoint (legacy v0 header): its weights already rotate adjacent pairs, which
+    is GGML's RoPE, so Q/K are written as they are."""
+    with open(path, "rb") as f:
+        data = f.read()
+    dim, hidden, layers, heads, kv_heads, vocab, seq_len = struct.unpack_from("<7i", data, 0)
+    shared = vocab > 0
+    vocab = abs(vocab)
+    hd = dim // heads
+    kv_dim = kv_heads * hd
+    arr = np.frombuffer(data, dtype="<f4", offset=28)
+    pos = [0]
+
+    def take(*shape):
+        n = int(np.prod(shape))
+        a = arr[pos[0]:pos[0] + n].reshape(shape)
+        pos[0] += n
+        return a
+    emb = take(vocab, dim)
+    t = {"token_embd.weight": emb}
+    for name, shape in [("attn_norm.weight", (dim,)), ("attn_q.weight", (dim, dim)), ("attn_k.weight", (kv_dim, dim)),
+                        ("attn_v.weight", (kv_dim, dim)), ("attn_output.weight", (dim, dim)), ("ffn_norm.weight", (dim,)),
+                        ("ffn_gate.weight", (hidden, dim)), ("ffn_down.weight", (dim, hidden)),
+                        ("ffn_up.weight", (hidden, dim))]:
+        for layer in range(layers):
+            t[f"blk.{layer}.{name}"] = take(*shape)
+    t["output_norm.weight"] = take(dim)
+    take(seq_len * hd // 2)
+    take(seq_len * hd // 2)
+    if not shared:
+        t["output.weight"] = take(vocab, dim)
+    ggml_type, file_type = OUTTYPES[outtype]
+    w.add("general.architecture", G.STRING, "llama")
+    w.add("general.name", G.STRING, os.path.splitext(os.path.basename(path))[0])
+    w.add("general.file_type", G.U32, file_type)
+    for key, vt, val in [("context_length", G.U32, seq_len), ("embedding_length", G.U32, dim),
+                         ("block_count", G.U32, layers), ("feed_forward_length", G.U32, hidden),
+                         ("attention.head_count", G.U32, heads), ("attention.head_count_kv", G.U32, kv_heads),
+                         ("attention.layer_norm_rms_epsilon", G.F32, 1e-5), ("rope.freq_base", G.F32, 10000.0),
+                         ("rope.dimension_count", G.U32, hd), ("vocab_size", G.U32, vocab)]:
+        w.add("llama." + key, vt, val)
+    order = ["token_embd.weight"] + [n for layer in range(layers) for n in t if n.startswith(f"blk.{layer}.")]
+    order += [n for n in ("output_norm.weight", "output.weight") if n in t]
+    for name in order:
+        a = t[name]
+        typ = G.GGML_F32 if a.ndim == 1 else ggml_type
+        w.add_tensor(G.TensorSpec(name, typ, a.shape, lambda a=a, typ=typ: convert(a, "F32", typ)))
+    return {"vocab_size": vocab}
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", nargs="?", help="Hugging Face model folder (config.json + *.safetensors)")
+    ap.add_argument("--llama2c", help="convert this llama2.c checkpoint instead of a folder")
+    ap.add_argument("--out", required=True, help="output .gguf (with --split-max-tensors: the name prefix)")
+    ap.add_argument("--outtype", choices=sorted(OUTTYPES), default="f16", help="matrix type (default f16)")
+    ap.add_argument("--tokenizer", help="tokenizer folder or file (default: the model folder)")
+    ap.add_argument("--pre", help="tokenizer.ggml.pre for a byte-level BPE (default: recognised from tokenizer.json)")
+    ap.add_argument("--vocab-only", action="store_true", help="write the vocabulary and no tensors")
+    ap.add_argument("--no-vocab", action="store_true", help="write no vocabulary")
+    ap.add_argument("--alignment", type=int, default=32, help="general.alignment (default 32, not written)")
+    ap.add_argument("--split-max-tensors", type=int, default=0, help="write a split set of this many tensors per file")
+    a = ap.parse_args(argv)
+    w = G.GgufWriter(alignment=a.alignment)
+    if a.alignment != 32:
+        w.add("general.alignment", G.U32, a.alignment)
+    cfg = {}
+    if a.vocab_only:
+        if not a.tokenizer:
+            ap.error("--vocab-only needs --tokenizer")
+        w.add("general.architecture", G.STRING, "llama")
+        w.add("general.name", G.STRING, "vocab")
+    elif a.llama2c:
+        cfg = add_llama2c(w, a.llama2c, a.outtype)
+    elif a.model:
+        cfg = add_model(w, a.model, a.outtype)
+    else:
+        ap.error("give a model folder, --llama2c or --vocab-only")
+    if not a.no_vocab:
+        tok = a.tokenizer or a.model
+        if tok is None:
+            ap.error("give --tokenizer")
+        add_vocab(w, read_vocab(tok, cfg.get("vocab_size"), a.pre))
+    if a.split_max_tensors > 0:
+        paths = w.write_split(a.out, a.split_max_tensors)
+    else:
+        w.write(a.out)
+        paths = [a.out]
+    total = sum(os.path.getsize(p) for p in paths)
+    print(f"hf_to_gguf: wrote {len(w.tensors)} tensors, {len(w.kv)} keys, {total / 2**20:.2f} MiB to "
+          f"{', '.join(paths)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
