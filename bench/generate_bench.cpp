@@ -162,7 +162,7 @@ int main(int argc, char** argv) {
                 peak > 0 ? peak / flops_per_token : 0.0);
   });
 
-  const int64_t kv_bytes = KVPool::bytes_per_page(model.kv_config(1, 16)) / 16 * rt->kv_tokens_per_rank();
+  const int64_t kv_bytes = model.kv_config(1, 16).bytes_per_token() * rt->kv_tokens_per_rank();
   const int64_t rss = peak_rss_bytes();
   std::printf("peak RSS %.2f GB; bound = weights %.2f GB + KV %.2f GB + 0.30 GB = %.2f GB (%s)\n", double(rss) / 1e9,
               double(model.weight_bytes()) / 1e9, double(kv_bytes) / 1e9,

@@ -6,7 +6,9 @@ Used by the reference tests (tiny models of every supported architecture) and by
 as the format specifies, so nothing outside NumPy is needed.
 
   /usr/bin/python3 tools/make_hf_model.py --arch qwen3 --dtype bf16 --out /tmp/tiny-qwen3
+  /usr/bin/python3 tools/make_hf_model.py --arch deepseek_v3 --out /tmp/tiny-v3
   /usr/bin/python3 tools/make_hf_model.py --preset tinyllama-1.1b --out /tmp/tinyllama-shape
+  /usr/bin/python3 tools/make_hf_model.py --preset deepseek-v2-lite-bench --out /tmp/v2-lite-shape
 """
 import argparse
 import json
@@ -21,7 +23,12 @@ ARCHITECTURES = {
     "qwen2": ("Qwen2ForCausalLM", "qwen2"),
     "qwen3": ("Qwen3ForCausalLM", "qwen3"),
     "qwen3_moe": ("Qwen3MoeForCausalLM", "qwen3_moe"),
+    "mistral": ("MistralForCausalLM", "mistral"),
+    "mixtral": ("MixtralForCausalLM", "mixtral"),
+    "deepseek_v2": ("DeepseekV2ForCausalLM", "deepseek_v2"),
+    "deepseek_v3": ("DeepseekV3ForCausalLM", "deepseek_v3"),
 }
+DEEPSEEK = ("deepseek_v2", "deepseek_v3")
 
 # Tiny defaults per architecture: small enough for a float64 reference in milliseconds, shaped like
 # the real thing (GQA, head_dim independent of hidden_size for Qwen3, sizes not all powers of two).
@@ -36,6 +43,30 @@ TINY = {
                       num_attention_heads=4, num_key_value_heads=2, head_dim=32,
                       num_experts=8, num_experts_per_tok=2, moe_intermediate_size=64,
                       mlp_only_layers="1"),  # one dense layer between sparse ones
+    "mistral": dict(vocab_size=397, hidden_size=128, intermediate_size=344, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, head_dim=None, sliding_window=16),
+    # Mixtral: every layer sparse, 8 experts top-2, expert FFN = intermediate_size.
+    "mixtral": dict(vocab_size=397, hidden_size=96, intermediate_size=64, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, head_dim=None, num_experts=8,
+                    num_experts_per_tok=2),
+    # DeepSeek-V2-Lite-like: plain q_proj (q_lora_rank null), softmax router, greedy top-k, no
+    # renormalisation, 2 shared experts, first layer dense.
+    "deepseek_v2": dict(vocab_size=397, hidden_size=128, intermediate_size=256, num_hidden_layers=3,
+                        num_attention_heads=4, num_key_value_heads=4, head_dim=None, q_lora_rank=0,
+                        kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16,
+                        num_experts=8, num_experts_per_tok=3, moe_intermediate_size=32, n_shared_experts=2,
+                        first_k_dense_replace=1, moe_layer_freq=1, topk_method="greedy", scoring_func="softmax",
+                        norm_topk_prob="false", routed_scaling_factor=1.0, n_group=1, topk_group=1),
+    # DeepSeek-V3-like: q LoRA, sigmoid router with noaux_tc group-limited selection and a correction
+    # bias, normalised and scaled weights, a shared expert, first layer dense, YaRN.
+    "deepseek_v3": dict(vocab_size=397, hidden_size=128, intermediate_size=256, num_hidden_layers=3,
+                        num_attention_heads=4, num_key_value_heads=4, head_dim=None, q_lora_rank=48,
+                        kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16,
+                        num_experts=16, num_experts_per_tok=4, moe_intermediate_size=32, n_shared_experts=1,
+                        first_k_dense_replace=1, moe_layer_freq=1, topk_method="noaux_tc",
+                        scoring_func="sigmoid", norm_topk_prob="true", routed_scaling_factor=2.5, n_group=4,
+                        topk_group=2, rope_scaling="yarn", rope_factor=40.0,
+                        original_max_position_embeddings=128, yarn_mscale=1.0, yarn_mscale_all_dim=1.0),
 }
 
 PRESETS = {
@@ -52,6 +83,20 @@ PRESETS = {
                             num_experts_per_tok=4, moe_intermediate_size=768,
                             decoder_sparse_step=1, mlp_only_layers="", rope_theta=1000000.0,
                             max_position_embeddings=4096),
+    # DeepSeek-V2-Lite's attention and expert shapes (hidden 2048, 16 heads, kv_lora_rank 512,
+    # qk_nope 128 / qk_rope 64 / v 128, 64 experts top-6 of FFN 1408 plus 2 shared, first layer
+    # dense, YaRN as in its config) with 4 layers instead of 27 and a 32000 vocabulary, so that the
+    # bf16 weights (4.1 GB) fit this shared 24 GiB machine beside everything else.
+    "deepseek-v2-lite-bench": dict(arch="deepseek_v2", dtype="bf16", vocab_size=32000, hidden_size=2048,
+                                   intermediate_size=10944, num_hidden_layers=4, num_attention_heads=16,
+                                   num_key_value_heads=16, head_dim=None, q_lora_rank=0, kv_lora_rank=512,
+                                   qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128,
+                                   num_experts=64, num_experts_per_tok=6, moe_intermediate_size=1408,
+                                   n_shared_experts=2, first_k_dense_replace=1, moe_layer_freq=1,
+                                   topk_method="greedy", scoring_func="softmax", norm_topk_prob="false",
+                                   routed_scaling_factor=1.0, n_group=1, topk_group=1, rope_scaling="yarn",
+                                   rope_factor=40.0, original_max_position_embeddings=4096, yarn_mscale=0.707,
+                                   yarn_mscale_all_dim=0.707, max_position_embeddings=163840),
 }
 
 DTYPES = {"bf16": ("BF16", 2), "f16": ("F16", 2), "f32": ("F32", 4)}
@@ -127,6 +172,42 @@ def build_config(a):
         cfg["use_sliding_window"] = False
         cfg["sliding_window"] = None
         cfg["max_window_layers"] = a.num_hidden_layers
+    if a.arch in ("mistral", "mixtral"):
+        cfg["sliding_window"] = a.sliding_window or None
+        cfg["rope_theta"] = a.rope_theta
+    if a.arch == "mixtral":
+        cfg["num_local_experts"] = a.num_experts
+        cfg["num_experts_per_tok"] = a.num_experts_per_tok
+        cfg["output_router_logits"] = False
+        cfg["router_aux_loss_coef"] = 0.02
+        cfg["router_jitter_noise"] = 0.0
+    if a.arch in DEEPSEEK:
+        cfg.update({
+            "q_lora_rank": a.q_lora_rank or None,
+            "kv_lora_rank": a.kv_lora_rank,
+            "qk_nope_head_dim": a.qk_nope_head_dim,
+            "qk_rope_head_dim": a.qk_rope_head_dim,
+            "v_head_dim": a.v_head_dim,
+            "n_routed_experts": a.num_experts,
+            "n_shared_experts": a.n_shared_experts or None,
+            "num_experts_per_tok": a.num_experts_per_tok,
+            "moe_intermediate_size": a.moe_intermediate_size,
+            "first_k_dense_replace": a.first_k_dense_replace,
+            "moe_layer_freq": a.moe_layer_freq,
+            "topk_method": a.topk_method,
+            "scoring_func": a.scoring_func,
+            "norm_topk_prob": bool(a.norm_topk_prob),
+            "routed_scaling_factor": a.routed_scaling_factor,
+            "n_group": a.n_group,
+            "topk_group": a.topk_group,
+            "attention_bias": False,
+            "aux_loss_alpha": 0.001,
+            "seq_aux": True,
+            "pretraining_tp": 1,
+        })
+        if a.arch == "deepseek_v3":
+            cfg["ep_size"] = 1
+            cfg["num_nextn_predict_layers"] = 0
     if a.arch == "qwen3_moe":
         cfg["num_experts"] = a.num_experts
         cfg["num_experts_per_tok"] = a.num_experts_per_tok
@@ -146,13 +227,59 @@ def build_config(a):
         }
     elif a.rope_scaling == "linear":
         cfg["rope_scaling"] = {"rope_type": "linear", "factor": a.rope_factor}
+    elif a.rope_scaling == "yarn":
+        # DeepSeek's own key names ("type", not "rope_type").
+        cfg["rope_scaling"] = {
+            "type": "yarn",
+            "factor": a.rope_factor,
+            "original_max_position_embeddings": a.original_max_position_embeddings,
+            "beta_fast": a.beta_fast,
+            "beta_slow": a.beta_slow,
+            "mscale": a.yarn_mscale,
+            "mscale_all_dim": a.yarn_mscale_all_dim,
+        }
     return cfg
 
 
 def is_sparse_layer(a, layer):
+    if a.num_experts <= 0:
+        return False
+    if a.arch == "mixtral":
+        return True
+    if a.arch in DEEPSEEK:
+        # DeepSeek: dense before first_k_dense_replace, then every moe_layer_freq-th layer.
+        return layer >= a.first_k_dense_replace and layer % a.moe_layer_freq == 0
     # Qwen3-MoE rule: sparse unless listed in mlp_only_layers, and only every decoder_sparse_step-th.
-    return (layer not in a.mlp_only_layers and a.num_experts > 0
-            and (layer + 1) % a.decoder_sparse_step == 0)
+    return layer not in a.mlp_only_layers and (layer + 1) % a.decoder_sparse_step == 0
+
+
+def mlp_tensors(prefix, f, h, names=("gate_proj", "up_proj", "down_proj")):
+    gate, up, down = names
+    return [TensorSpec(f"{prefix}{gate}.weight", (f, h), "normal", 1.0 / np.sqrt(h)),
+            TensorSpec(f"{prefix}{up}.weight", (f, h), "normal", 1.0 / np.sqrt(h)),
+            TensorSpec(f"{prefix}{down}.weight", (h, f), "normal", 1.0 / np.sqrt(f))]
+
+
+def mla_tensors(a, p):
+    """DeepSeek-V2/V3 attention, HF names and shapes."""
+    h, nq = a.hidden_size, a.num_attention_heads
+    qd = a.qk_nope_head_dim + a.qk_rope_head_dim
+    r, rd = a.kv_lora_rank, a.qk_rope_head_dim
+    t = []
+    if a.q_lora_rank:
+        t.append(TensorSpec(p + "self_attn.q_a_proj.weight", (a.q_lora_rank, h), "normal", 1.0 / np.sqrt(h)))
+        t.append(TensorSpec(p + "self_attn.q_a_layernorm.weight", (a.q_lora_rank,), "norm"))
+        t.append(TensorSpec(p + "self_attn.q_b_proj.weight", (nq * qd, a.q_lora_rank), "normal",
+                            1.5 / np.sqrt(a.q_lora_rank)))
+    else:
+        t.append(TensorSpec(p + "self_attn.q_proj.weight", (nq * qd, h), "normal", 1.5 / np.sqrt(h)))
+    t.append(TensorSpec(p + "self_attn.kv_a_proj_with_mqa.weight", (r + rd, h), "normal", 1.5 / np.sqrt(h)))
+    t.append(TensorSpec(p + "self_attn.kv_a_layernorm.weight", (r,), "norm"))
+    t.append(TensorSpec(p + "self_attn.kv_b_proj.weight", (nq * (a.qk_nope_head_dim + a.v_head_dim), r), "normal",
+                        1.5 / np.sqrt(r)))
+    t.append(TensorSpec(p + "self_attn.o_proj.weight", (h, nq * a.v_head_dim), "normal",
+                        1.0 / np.sqrt(nq * a.v_head_dim)))
+    return t
 
 
 def build_tensors(a):
@@ -165,6 +292,22 @@ def build_tensors(a):
     for i in range(a.num_hidden_layers):
         p = f"model.layers.{i}."
         t.append(TensorSpec(p + "input_layernorm.weight", (h,), "norm"))
+        if a.arch in DEEPSEEK:
+            t += mla_tensors(a, p)
+            t.append(TensorSpec(p + "post_attention_layernorm.weight", (h,), "norm"))
+            if is_sparse_layer(a, i):
+                # Router logits spread over several units so near-ties between experts are rare.
+                t.append(TensorSpec(p + "mlp.gate.weight", (a.num_experts, h), "normal", 4.0 / np.sqrt(h)))
+                if a.topk_method == "noaux_tc":
+                    # Non-negative, so sigmoid + bias never drops below the 0 that masked groups get.
+                    t.append(TensorSpec(p + "mlp.gate.e_score_correction_bias", (a.num_experts,), "bias"))
+                for e in range(a.num_experts):
+                    t += mlp_tensors(f"{p}mlp.experts.{e}.", a.moe_intermediate_size, h)
+                if a.n_shared_experts:
+                    t += mlp_tensors(p + "mlp.shared_experts.", a.moe_intermediate_size * a.n_shared_experts, h)
+            else:
+                t += mlp_tensors(p + "mlp.", a.intermediate_size, h)
+            continue
         t.append(TensorSpec(p + "self_attn.q_proj.weight", (nq * hd, h), "normal", 1.5 / np.sqrt(h)))
         t.append(TensorSpec(p + "self_attn.k_proj.weight", (nkv * hd, h), "normal", 1.5 / np.sqrt(h)))
         t.append(TensorSpec(p + "self_attn.v_proj.weight", (nkv * hd, h), "normal", 1.0 / np.sqrt(h)))
@@ -177,7 +320,11 @@ def build_tensors(a):
             t.append(TensorSpec(p + "self_attn.q_norm.weight", (hd,), "norm"))
             t.append(TensorSpec(p + "self_attn.k_norm.weight", (hd,), "norm"))
         t.append(TensorSpec(p + "post_attention_layernorm.weight", (h,), "norm"))
-        if a.arch == "qwen3_moe" and is_sparse_layer(a, i):
+        if a.arch == "mixtral":
+            t.append(TensorSpec(p + "block_sparse_moe.gate.weight", (a.num_experts, h), "normal", 4.0 / np.sqrt(h)))
+            for e in range(a.num_experts):
+                t += mlp_tensors(f"{p}block_sparse_moe.experts.{e}.", a.intermediate_size, h, ("w1", "w3", "w2"))
+        elif a.arch == "qwen3_moe" and is_sparse_layer(a, i):
             f = a.moe_intermediate_size
             # Router logits spread over several units so near-ties between experts are rare.
             t.append(TensorSpec(p + "mlp.gate.weight", (a.num_experts, h), "normal", 4.0 / np.sqrt(h)))
@@ -230,6 +377,9 @@ class Sampler:
             # Around 1 with visible spread: a norm whose weight is ignored changes the logits.
             vals = rng.uniform(0.6, 1.4, size=spec.numel)
             f.write(encode(vals, self.dtype))
+            return
+        if spec.kind == "bias":
+            f.write(encode(rng.uniform(0.0, 0.3, size=spec.numel), self.dtype))
             return
         table = self._table(spec.scale)
         left = spec.numel
@@ -390,14 +540,23 @@ def parse_args(argv):
     for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                  "num_key_value_heads", "head_dim", "num_experts", "num_experts_per_tok",
                  "moe_intermediate_size", "decoder_sparse_step", "max_position_embeddings",
-                 "original_max_position_embeddings"):
+                 "original_max_position_embeddings", "sliding_window", "q_lora_rank", "kv_lora_rank",
+                 "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "n_shared_experts",
+                 "first_k_dense_replace", "moe_layer_freq", "n_group", "topk_group"):
         ap.add_argument("--" + name.replace("_", "-"), type=int, dest=name)
+    ap.add_argument("--topk-method", dest="topk_method", choices=["greedy", "group_limited_greedy", "noaux_tc"])
+    ap.add_argument("--scoring-func", dest="scoring_func", choices=["softmax", "sigmoid"])
+    ap.add_argument("--routed-scaling-factor", dest="routed_scaling_factor", type=float)
+    ap.add_argument("--beta-fast", dest="beta_fast", type=float)
+    ap.add_argument("--beta-slow", dest="beta_slow", type=float)
+    ap.add_argument("--yarn-mscale", dest="yarn_mscale", type=float)
+    ap.add_argument("--yarn-mscale-all-dim", dest="yarn_mscale_all_dim", type=float)
     ap.add_argument("--mlp-only-layers", dest="mlp_only_layers",
                     help="comma-separated layer indices that stay dense (Qwen3-MoE)")
     ap.add_argument("--norm-topk-prob", dest="norm_topk_prob", choices=["true", "false"])
     ap.add_argument("--rms-norm-eps", dest="rms_norm_eps", type=float)
     ap.add_argument("--rope-theta", dest="rope_theta", type=float)
-    ap.add_argument("--rope-scaling", dest="rope_scaling", choices=["none", "llama3", "linear"])
+    ap.add_argument("--rope-scaling", dest="rope_scaling", choices=["none", "llama3", "linear", "yarn"])
     ap.add_argument("--rope-factor", dest="rope_factor", type=float)
     ap.add_argument("--low-freq-factor", dest="low_freq_factor", type=float)
     ap.add_argument("--high-freq-factor", dest="high_freq_factor", type=float)
@@ -417,7 +576,11 @@ def parse_args(argv):
         rms_norm_eps=1e-6, rope_theta=10000.0, rope_scaling="none", rope_factor=8.0,
         low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=64,
         max_position_embeddings=4096, tie_word_embeddings=False, num_experts=0, num_experts_per_tok=0,
-        moe_intermediate_size=0, norm_topk_prob="true", decoder_sparse_step=1, mlp_only_layers="")
+        moe_intermediate_size=0, norm_topk_prob="true", decoder_sparse_step=1, mlp_only_layers="",
+        sliding_window=0, q_lora_rank=0, kv_lora_rank=0, qk_nope_head_dim=0, qk_rope_head_dim=0, v_head_dim=0,
+        n_shared_experts=0, first_k_dense_replace=0, moe_layer_freq=1, n_group=1, topk_group=1,
+        topk_method="greedy", scoring_func="softmax", routed_scaling_factor=1.0, beta_fast=32.0, beta_slow=1.0,
+        yarn_mscale=1.0, yarn_mscale_all_dim=0.0)
     if a.preset == "tiny":
         base.update(TINY[arch])
     base.update({k: v for k, v in preset.items() if k not in ("arch", "dtype")})
@@ -427,17 +590,33 @@ def parse_args(argv):
     a.norm_topk_prob = a.norm_topk_prob in (True, "true")
     if isinstance(a.mlp_only_layers, str):
         a.mlp_only_layers = [int(x) for x in a.mlp_only_layers.split(",") if x.strip()]
+    if arch in DEEPSEEK:
+        if not (a.kv_lora_rank > 0 and a.qk_nope_head_dim > 0 and a.qk_rope_head_dim > 0 and a.v_head_dim > 0):
+            ap.error("deepseek needs positive --kv-lora-rank, --qk-nope-head-dim, --qk-rope-head-dim, --v-head-dim")
+        if a.qk_rope_head_dim % 2:
+            ap.error("qk_rope_head_dim must be even (RoPE rotates pairs)")
+        if a.rope_scaling not in ("none", "yarn"):
+            ap.error("deepseek models take --rope-scaling none or yarn")
+        a.head_dim = a.qk_nope_head_dim + a.qk_rope_head_dim  # only for the checks below
+        a.num_key_value_heads = a.num_attention_heads
+        if a.num_experts and a.topk_method != "greedy":
+            if a.num_experts % a.n_group or a.topk_group > a.n_group or \
+                    a.num_experts_per_tok > a.topk_group * (a.num_experts // a.n_group):
+                ap.error("n_group must divide the experts, topk_group <= n_group, and the kept groups hold "
+                         "at least num_experts_per_tok experts")
+    elif a.rope_scaling == "yarn":
+        ap.error("--rope-scaling yarn is written in DeepSeek's form; use it with --arch deepseek_v2/v3")
     if a.head_dim is None:
         if a.hidden_size % a.num_attention_heads:
             ap.error("hidden_size must be a multiple of num_attention_heads (or give --head-dim)")
         a.head_dim = a.hidden_size // a.num_attention_heads
-    if arch in ("llama", "qwen2") and a.head_dim * a.num_attention_heads != a.hidden_size:
+    if arch in ("llama", "qwen2", "mistral", "mixtral") and a.head_dim * a.num_attention_heads != a.hidden_size:
         ap.error(f"{arch} has no head_dim field: head_dim must be hidden_size / num_attention_heads")
     if a.num_attention_heads % a.num_key_value_heads:
         ap.error("num_attention_heads must be a multiple of num_key_value_heads")
     if a.head_dim % 2:
         ap.error("head_dim must be even (RoPE rotates pairs)")
-    if arch != "qwen3_moe":
+    if arch not in ("qwen3_moe", "mixtral") + DEEPSEEK:
         a.num_experts = 0
     elif not (0 < a.num_experts_per_tok <= a.num_experts):
         ap.error("need 0 < num_experts_per_tok <= num_experts")

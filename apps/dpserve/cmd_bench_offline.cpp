@@ -1,5 +1,6 @@
 // `dpserve bench offline`: fixed-shape batches through the real engine (every rank, no HTTP), for
 // prefill / decode throughput at a chosen batch size, like SGLang's bench_offline_throughput.
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -54,10 +55,50 @@ struct BatchTimes {
   double decode_s = 0;   // that moment -> the last token of the batch
   std::vector<double> gaps_s;  // time between consecutive tokens of each request
   int64_t steps = 0;
+  // Sampled every 10 ms from the engine's stats: most requests running at once over all groups, and
+  // most KV bytes held at once, as the mean over ranks (each rank holds its group's pages).
+  int64_t peak_running = 0;
+  double peak_kv_bytes_per_rank = 0;
+  double kv_bytes_per_rank_per_running = 0;  // at that peak: per rank, per request running then
 };
 
-BatchTimes run_batch(DpEngine& engine, const OfflineBenchArgs& a, int64_t vocab, int64_t output_len, uint64_t salt) {
+// Samples the engine's group stats until stopped: peak running requests and peak KV bytes per rank.
+class PeakMonitor {
+ public:
+  PeakMonitor(DpEngine& eng, int64_t ranks_per_group, int64_t world) : t_([this, &eng, ranks_per_group, world] {
+      while (!stop_) {
+        const EngineStats s = eng.stats();
+        int64_t running = 0;
+        double bytes = 0;
+        for (const GroupStats& g : s.groups) {
+          running += g.running;
+          bytes += double(ranks_per_group) * double(g.kv_pages_used * g.kv_bytes_per_page);
+        }
+        peak_running = std::max(peak_running, running);
+        if (bytes / double(world) > peak_bytes) {
+          peak_bytes = bytes / double(world);
+          running_at_peak_bytes = running;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }) {}
+  ~PeakMonitor() {
+    stop_ = true;
+    t_.join();
+  }
+  int64_t peak_running = 0;
+  double peak_bytes = 0;
+  int64_t running_at_peak_bytes = 0;
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::thread t_;
+};
+
+BatchTimes run_batch(DpEngine& engine, const OfflineBenchArgs& a, int64_t vocab, int64_t output_len, uint64_t salt,
+                     int64_t ranks_per_group, int64_t world) {
   const size_t B = size_t(a.batch_size);
+  auto monitor = std::make_unique<PeakMonitor>(engine, ranks_per_group, world);
   std::vector<std::shared_ptr<RequestStream>> streams(B);
   std::vector<std::vector<double>> stamps(B);
   std::vector<std::string> errors(B);
@@ -90,6 +131,11 @@ BatchTimes run_batch(DpEngine& engine, const OfflineBenchArgs& a, int64_t vocab,
     });
   for (auto& th : readers) th.join();
   BatchTimes bt;
+  bt.peak_running = monitor->peak_running;
+  bt.peak_kv_bytes_per_rank = monitor->peak_bytes;
+  if (monitor->running_at_peak_bytes > 0)
+    bt.kv_bytes_per_rank_per_running = monitor->peak_bytes / double(monitor->running_at_peak_bytes);
+  monitor.reset();
   bt.steps = engine.stats().steps_total - steps0;
   double first_all = t0, end_all = t0;
   for (size_t i = 0; i < B; ++i) {
@@ -125,22 +171,44 @@ void run_offline_bench(OfflineBenchArgs& a) {
                a.input_len, a.output_len);
 
   std::vector<BatchTimes> batches;
+  CollectiveTimes coll_start, coll_end;
+  const int64_t world = rt->world_size(), rpg = world / engine->dp_size();
   rt->run_with_client([&](DpEngine& eng) {
     // Warm-up: same prompts' shape, two tokens out, so weights are paged in and buffers sized.
     for (int64_t w = 0; w < a.warmup_batches; ++w)
-      run_batch(eng, a, cfg.vocab, std::min<int64_t>(a.output_len, 2), a.seed * 7919 + 1000 + uint64_t(w));
+      run_batch(eng, a, cfg.vocab, std::min<int64_t>(a.output_len, 2), a.seed * 7919 + 1000 + uint64_t(w), rpg, world);
+    coll_start = rt->collective_times();
     for (int64_t k = 0; k < a.num_batches; ++k) {
-      batches.push_back(run_batch(eng, a, cfg.vocab, a.output_len, a.seed * 7919 + uint64_t(k)));
+      batches.push_back(run_batch(eng, a, cfg.vocab, a.output_len, a.seed * 7919 + uint64_t(k), rpg, world));
       spdlog::info("batch {}/{}: prefill {:.3f} s, decode {:.3f} s, {} steps", k + 1, a.num_batches,
                    batches.back().prefill_s, batches.back().decode_s, batches.back().steps);
     }
+    coll_end = rt->collective_times();
   });
+  // Rank 0's collectives during the measured batches (per call; a layer makes one of each kind).
+  const CollectiveTimes coll = coll_end.minus(coll_start);
+  nlohmann::json coll_j = nlohmann::json::object();
+  const std::pair<const char*, const CollectiveTimes::Entry*> kinds[] = {
+      {"attn_allreduce", &coll.attn_allreduce}, {"mlp_allreduce", &coll.mlp_allreduce},
+      {"dp_gather", &coll.dp_gather},           {"dp_scatter", &coll.dp_scatter},
+      {"vocab_allgather", &coll.vocab_allgather}};
+  for (const auto& [name, e] : kinds)
+    if (e->calls > 0)
+      coll_j[name] = {{"calls", e->calls},         {"seconds", e->seconds},
+                      {"mean_us", e->mean_us()},    {"bytes", e->bytes},
+                      {"wait_seconds", e->wait_seconds}, {"mean_wait_us", e->mean_wait_us()}};
 
   const int64_t B = a.batch_size, K = a.num_batches;
   double prefill_s = 0, decode_s = 0;
-  int64_t steps = 0;
+  int64_t steps = 0, peak_running = 0;
+  double peak_kv = 0, kv_per_req = 0;
   std::vector<double> gaps_ms;
   for (const auto& b : batches) {
+    peak_running = std::max(peak_running, b.peak_running);
+    if (b.peak_kv_bytes_per_rank > peak_kv) {
+      peak_kv = b.peak_kv_bytes_per_rank;
+      kv_per_req = b.kv_bytes_per_rank_per_running;
+    }
     prefill_s += b.prefill_s;
     decode_s += b.decode_s;
     steps += b.steps;
@@ -184,7 +252,11 @@ void run_offline_bench(OfflineBenchArgs& a) {
                    {"itl_ms_p50", itl.median},
                    {"itl_ms_p90", itl.p90},
                    {"itl_ms_p99", itl.p99},
-                   {"kv_tokens_per_rank", rt->kv_tokens_per_rank()}};
+                   {"kv_tokens_per_rank", rt->kv_tokens_per_rank()},
+                   {"peak_running_requests", peak_running},
+                   {"peak_kv_bytes_per_rank", peak_kv},
+                   {"kv_bytes_per_rank_per_running_request", kv_per_req},
+                   {"collectives_rank0", coll_j}};
   if (a.json) {
     std::cout << j.dump() << "\n";
   } else {
@@ -201,6 +273,16 @@ void run_offline_bench(OfflineBenchArgs& a) {
     std::printf("  inter-token (ms)   mean %.2f  p50 %.2f  p90 %.2f  p99 %.2f\n", itl.mean, itl.median, itl.p90,
                 itl.p99);
     std::printf("  steps              %lld\n", (long long)steps);
+    std::printf("  peak running       %lld requests at once (all groups)\n", (long long)peak_running);
+    std::printf("  peak KV per rank   %.1f MiB, %.1f KiB per rank per request running then\n", peak_kv / 1048576.0,
+                kv_per_req / 1024.0);
+    for (const auto& [name, e] : kinds)
+      if (e->calls > 0)
+        std::printf("  %-18s %lld calls, %.3f s, %.1f us per call%s, %.1f KiB per call (rank 0)\n", name,
+                    (long long)e->calls, e->seconds, e->mean_us(),
+                    e->wait_seconds > 0 ? fmt::format(" after {:.1f} us waiting for every rank", e->mean_wait_us()).c_str()
+                                        : "",
+                    double(e->bytes) / 1024.0 / double(e->calls));
   }
   std::cout.flush();
 }

@@ -93,6 +93,10 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
                 "Seconds one step may run, or a rank may wait for rank 0's next step, before the job is "
                 "stopped with a message naming what stopped (a rank stopped or a collective is stuck); 0 = off")
       ->capture_default_str()->check(CLI::Range(0.0, 1e7))->envname("DPSERVE_WATCHDOG_TIMEOUT");
+  c->add_flag("--split-collective-waits", o.split_collective_waits,
+              "Diagnostics: a barrier before every collective of the forward pass, timed apart, so that "
+              "`bench offline` can tell waiting for the slowest rank from moving the data (slows every step)")
+      ->envname("DPSERVE_SPLIT_COLLECTIVE_WAITS");
   c->add_option("--embed-cache-requests", o.embed_cache_requests,
                 "Requests whose input_embeds each rank holds until they finish (oldest evicted beyond)")
       ->capture_default_str()->check(CLI::Range(1, 1 << 20))->envname("DPSERVE_EMBED_CACHE_REQUESTS");

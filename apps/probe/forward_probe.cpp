@@ -3,7 +3,7 @@
 // independent reference implementation.
 //
 //   dpserve_forward_probe --model-path DIR --schedule SCHED.json --out LOGITS.bin
-//       [--page-size N] [--num-pages N] [--threads N]
+//       [--page-size N] [--num-pages N] [--threads N] [--mla-path auto|absorbed|decompressed]
 //
 // SCHED.json: {"steps": [{"free": [seq...], "run": [{"seq": 0, "tokens": [...]}, ...]}, ...]}
 // Each step frees the listed sequences (pages back to the pool; the id may be
@@ -30,17 +30,23 @@ int main(int argc, char** argv) {
   std::string model_path, schedule, out;
   int64_t page_size = 4, num_pages = 256;
   int threads = 0;
+  std::string mla_path = "auto";
   app.add_option("--model-path", model_path, "model folder or llama2.c checkpoint")->required();
   app.add_option("--schedule", schedule, "schedule JSON")->required();
   app.add_option("--out", out, "logits output file")->required();
   app.add_option("--page-size", page_size)->capture_default_str();
   app.add_option("--num-pages", num_pages)->capture_default_str();
   app.add_option("--threads", threads);
+  app.add_option("--mla-path", mla_path, "MLA models: attention form for every sequence (auto: by cost)")
+      ->check(CLI::IsMember({"auto", "absorbed", "decompressed"}));
   CLI11_PARSE(app, argc, argv);
   try {
     LoadOptions lo;
     lo.threads = threads;
     auto model = Model::load(model_path, lo);
+    model->set_mla_path(mla_path == "absorbed"       ? MlaPath::kAbsorbed
+                        : mla_path == "decompressed" ? MlaPath::kDecompressed
+                                                     : MlaPath::kAuto);
     const int64_t V = model->config().vocab;
     KVPool kv(model->kv_config(num_pages, page_size));
     std::ifstream in(schedule);

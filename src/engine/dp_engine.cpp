@@ -160,6 +160,7 @@ void DpEngine::on_reports(std::vector<GroupReport>& reports) {
       gs.running = rep.running;
       gs.waiting = rep.waiting;
       gs.kv_pages_used = rep.pages_used;
+      gs.kv_bytes_per_page = lim_.kv_bytes_per_page;
       gs.kv_pages_total = rep.pages_total;
       gs.prefix_hit_tokens = rep.prefix_hit_tokens;
       gs.prefix_query_tokens = rep.prefix_query_tokens;

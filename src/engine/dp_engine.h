@@ -21,6 +21,7 @@ struct EngineLimits {
   int64_t vocab = 0;
   int64_t hidden = 0;
   int64_t context_length = 0;
+  int64_t kv_bytes_per_page = 0;  // one KV page on one rank
   int32_t dp_size = 1;
   LoadBalanceMethod method = LoadBalanceMethod::kRoundRobin;
   int64_t max_new_requests_per_step = 1024;

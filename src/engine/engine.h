@@ -34,6 +34,7 @@ struct GroupStats {
   int64_t prefix_query_tokens = 0;  // cumulative prompt tokens looked up
   int64_t preemptions = 0;          // cumulative requests pushed back to waiting because KV ran out
   int64_t kv_pages_cached = 0;      // pages in the prefix tree (reclaimable once no request uses them)
+  int64_t kv_bytes_per_page = 0;    // on each rank of the group (what the attention kind stores)
 };
 
 struct EngineStats {

@@ -67,7 +67,8 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     omp_set_num_threads(threads);
 
     I.comms = Comms::create(I.topo);
-    I.mcomm = std::make_unique<DistModelComm>(I.comms, I.topo, o.dp_padding_mode);
+    I.mcomm = std::make_unique<DistModelComm>(I.comms, I.topo, o.dp_padding_mode, DpTransport::kGatherScatter,
+                                              o.split_collective_waits);
     LoadOptions lo;
     lo.parallel = model_parallel_for(I.topo);
     lo.comm = I.mcomm.get();
@@ -76,8 +77,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     const ModelConfig& cfg = I.model->config();
 
     // KV pool: what the flags ask for, else a share of available memory, never more than can be used.
-    KVPoolConfig one = I.model->kv_config(1, o.page_size);
-    const int64_t bytes_per_token = KVPool::bytes_per_page(one) / o.page_size;
+    const int64_t bytes_per_token = I.model->kv_config(1, o.page_size).bytes_per_token();
     int64_t tokens = o.max_total_tokens;
     if (tokens <= 0) {
       tokens = int64_t(o.mem_fraction * double(mem_available_bytes()) / local) / bytes_per_token;
@@ -101,6 +101,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
       lim.vocab = cfg.vocab;
       lim.hidden = cfg.hidden;
       lim.context_length = cfg.max_pos;
+      lim.kv_bytes_per_page = I.model->kv_config(1, o.page_size).bytes_per_page();
       lim.dp_size = I.topo.world_size / I.topo.attn_tp_size;
       lim.method = o.load_balance_method;
       lim.stall_seconds = o.stall_timeout;
@@ -124,13 +125,20 @@ const Model& Runtime::model() const { return *impl_->model; }
 int64_t Runtime::kv_tokens_per_rank() const { return impl_->kv_tokens; }
 DpEngine* Runtime::engine() { return impl_->engine.get(); }
 const WorkerCounters& Runtime::counters() const { return impl_->worker->counters(); }
+CollectiveTimes Runtime::collective_times() const { return impl_->mcomm->times(); }
 
 std::string Runtime::describe() const {
   const auto& t = impl_->topo;
-  const int64_t per_token = KVPool::bytes_per_page(impl_->model->kv_config(1, 1));
-  return fmt::format("rank {}/{}: DP group {} (slot {} of {}), {} KV positions x {} KiB/token, {} threads", t.rank,
-                     t.world_size, t.attn_dp_rank, t.attn_tp_rank, t.attn_tp_size, impl_->kv_tokens,
-                     double(per_token) / 1024.0, impl_->model->threads());
+  const KVPoolConfig kv = impl_->model->kv_config(1, 1);
+  // MLA's latent is one row per token for all heads: tensor parallelism cannot split it, so every
+  // attention rank of a group holds the group's whole cache; DP attention holds it once per group.
+  std::string where;
+  if (kv.kind == KVKind::kLatent)
+    where = t.attn_tp_size > 1 ? fmt::format(", replicated on all {} attention ranks of the group", t.attn_tp_size)
+                               : std::string(", held once, by this rank's group");
+  return fmt::format("rank {}/{}: DP group {} (slot {} of {}), {} KV positions x {} KiB/token per rank ({}{}), {} threads",
+                     t.rank, t.world_size, t.attn_dp_rank, t.attn_tp_rank, t.attn_tp_size, impl_->kv_tokens,
+                     double(kv.bytes_per_token()) / 1024.0, kv.describe(), where, impl_->model->threads());
 }
 
 void Runtime::run() {

@@ -12,6 +12,7 @@
 #include "engine/dp_engine.h"
 #include "engine/scheduler.h"
 #include "parallel/dp_attention.h"
+#include "parallel/model_comm.h"
 #include "model/config.h"
 
 namespace dpserve {
@@ -35,6 +36,7 @@ struct RuntimeOptions {
   int64_t embed_cache_requests = 256;
   double watchdog_timeout = 600;  // seconds a step (or a wait for rank 0) may take before the job is stopped; 0 = off
   double stall_timeout = 60;      // Engine::stalled() (/health 503): pending work, no step for this long; 0 = off
+  bool split_collective_waits = false;  // diagnostics: a timed barrier before every forward collective
   std::vector<int32_t> eos_ids;  // from the tokenizer; merged with config.json's
   // Debugging: every position's logits before sampling (see WorkerOptions::logits_tap; rank 0 only).
   std::function<void(uint64_t id, int64_t pos, std::span<const float> logits)> logits_tap;
@@ -55,6 +57,8 @@ class Runtime {
   // The engine (world rank 0 only; null elsewhere).
   DpEngine* engine();
   const WorkerCounters& counters() const;
+  // This rank's time in the forward pass's collectives so far (readable while steps run).
+  CollectiveTimes collective_times() const;
   // Runs the step loop on this thread (it must be the thread that initialised MPI) until shutdown.
   void run();
   // run(), and on world rank 0 `client` on a helper thread meanwhile; the engine shuts down when

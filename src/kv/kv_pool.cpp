@@ -3,18 +3,42 @@
 #include <cstdlib>
 #include <new>
 
+#include <fmt/format.h>
+
 #include "core/check.h"
 
 namespace dpserve {
 
-int64_t KVPool::bytes_per_page(const KVPoolConfig& c) {
-  return 2 * c.n_layers * c.n_kv_heads * c.page_size * c.head_dim * int64_t(sizeof(float));
+KVPoolConfig KVPoolConfig::latent(int64_t n_layers, int64_t latent_dim, int64_t rope_dim, int64_t page_size,
+                                  int64_t n_pages) {
+  KVPoolConfig c;
+  c.n_layers = n_layers;
+  c.page_size = page_size;
+  c.n_pages = n_pages;
+  c.kind = KVKind::kLatent;
+  c.latent_dim = latent_dim;
+  c.rope_dim = rope_dim;
+  return c;
+}
+
+int64_t KVPoolConfig::floats_per_position() const {
+  return kind == KVKind::kLatent ? latent_dim + rope_dim : 2 * n_kv_heads * head_dim;
+}
+
+std::string KVPoolConfig::describe() const {
+  if (kind == KVKind::kLatent)
+    return fmt::format("MLA latent c_kv {} + k_pe {} fp32 x {} layers", latent_dim, rope_dim, n_layers);
+  return fmt::format("K and V of {} heads x {} fp32 x {} layers", n_kv_heads, head_dim, n_layers);
 }
 
 KVPool::KVPool(const KVPoolConfig& cfg) : cfg_(cfg) {
-  DP_CHECK(cfg.n_layers > 0 && cfg.n_kv_heads > 0 && cfg.head_dim > 0 && cfg.page_size > 0 && cfg.n_pages > 0);
-  layer_stride_ = cfg.n_pages * cfg.n_kv_heads * cfg.page_size * cfg.head_dim;
-  data_.reset(static_cast<float*>(std::calloc(size_t(2 * cfg.n_layers * layer_stride_), sizeof(float))));
+  DP_CHECK(cfg.n_layers > 0 && cfg.page_size > 0 && cfg.n_pages > 0);
+  if (cfg.kind == KVKind::kLatent)
+    DP_CHECK(cfg.latent_dim > 0 && cfg.rope_dim >= 0);
+  else
+    DP_CHECK(cfg.n_kv_heads > 0 && cfg.head_dim > 0);
+  layer_floats_ = cfg.n_pages * cfg.page_size * cfg.floats_per_position();
+  data_.reset(static_cast<float*>(std::calloc(size_t(cfg.n_layers * layer_floats_), sizeof(float))));
   if (!data_) fail("KV cache: cannot allocate {} MiB for {} pages", bytes() >> 20, cfg.n_pages);
   refs_.assign(size_t(cfg.n_pages), 0);
   free_.reserve(size_t(cfg.n_pages));
@@ -43,17 +67,27 @@ void KVPool::release(int32_t page) {
 void KVPool::FreeDeleter::operator()(float* p) const { std::free(p); }
 
 KVLayerView KVPool::layer(int64_t l) const {
-  const float* base = data_.get() + 2 * l * layer_stride_;
-  return KVLayerView{base, base + layer_stride_, cfg_.page_size, cfg_.n_kv_heads, cfg_.head_dim};
+  const float* base = data_.get() + l * layer_floats_;
+  if (cfg_.kind == KVKind::kLatent) {
+    const int64_t row = cfg_.latent_dim + cfg_.rope_dim;
+    return KVLayerView{base, base, cfg_.page_size, 1, row, cfg_.latent_dim, row, row};
+  }
+  return KVLayerView{base, base + layer_floats_ / 2, cfg_.page_size, cfg_.n_kv_heads, cfg_.head_dim};
 }
 
 float* KVPool::k_at(int64_t l, int32_t page, int64_t h, int64_t slot) {
-  return data_.get() + 2 * l * layer_stride_ +
+  DP_CHECK(cfg_.kind == KVKind::kPerHead);
+  return data_.get() + l * layer_floats_ +
          ((int64_t(page) * cfg_.n_kv_heads + h) * cfg_.page_size + slot) * cfg_.head_dim;
 }
 
 float* KVPool::v_at(int64_t l, int32_t page, int64_t h, int64_t slot) {
-  return k_at(l, page, h, slot) + layer_stride_;
+  return k_at(l, page, h, slot) + layer_floats_ / 2;
+}
+
+float* KVPool::latent_at(int64_t l, int32_t page, int64_t slot) {
+  DP_CHECK(cfg_.kind == KVKind::kLatent);
+  return data_.get() + l * layer_floats_ + (int64_t(page) * cfg_.page_size + slot) * cfg_.floats_per_position();
 }
 
 bool PageTable::reserve(KVPool& pool, int64_t new_len) {

@@ -10,8 +10,11 @@
 
 namespace dpserve {
 
+double yarn_mscale(double factor, double m) { return factor <= 1.0 ? 1.0 : 0.1 * m * std::log(factor) + 1.0; }
+
 bool ModelConfig::layer_is_moe(int64_t layer) const {
   if (n_experts <= 0) return false;
+  if (is_deepseek()) return layer >= first_k_dense_replace && moe_layer_freq > 0 && layer % moe_layer_freq == 0;
   if (std::find(mlp_only_layers.begin(), mlp_only_layers.end(), layer) != mlp_only_layers.end()) return false;
   return decoder_sparse_step > 0 && (layer + 1) % decoder_sparse_step == 0;
 }
@@ -57,6 +60,79 @@ static std::vector<int32_t> id_list(const nlohmann::json& v) {
   return out;
 }
 
+// DeepSeek-V2/V3 attention: MLA dimensions (num_key_value_heads in their configs is the head count
+// after decompression, not a cache layout).
+static void parse_mla(const nlohmann::json& j, ModelConfig& c) {
+  auto& m = c.mla;
+  m.q_lora_rank = opt<int64_t>(j, "q_lora_rank", 0);
+  if (m.q_lora_rank < 0) fail("config.json: q_lora_rank must be positive or null, got {}", m.q_lora_rank);
+  m.kv_lora_rank = req_int(j, "kv_lora_rank");
+  m.qk_nope_head_dim = req_int(j, "qk_nope_head_dim");
+  m.qk_rope_head_dim = req_int(j, "qk_rope_head_dim");
+  m.v_head_dim = req_int(j, "v_head_dim");
+  if (m.qk_rope_head_dim % 2 != 0) fail("config.json: qk_rope_head_dim {} must be even for RoPE", m.qk_rope_head_dim);
+  if (opt<bool>(j, "attention_bias", false))
+    fail("config.json: attention_bias true is not supported for {} (no published checkpoint uses it)", c.arch_name);
+  c.head_dim = m.q_head_dim();
+  c.n_kv_heads = c.n_heads;
+}
+
+// DeepSeekMoE: routed + shared experts, and the gate's selection rule. Defaults are those of the
+// published configuration classes (V2: softmax / greedy; V3: sigmoid / noaux_tc, normalised).
+static void parse_deepseek_moe(const nlohmann::json& j, ModelConfig& c) {
+  const bool v3 = c.arch == Arch::DeepseekV3;
+  c.n_experts = opt<int64_t>(j, "n_routed_experts", 0);
+  if (c.n_experts < 0) fail("config.json: n_routed_experts must be positive or null");
+  if (c.n_experts == 0) return;  // a dense model
+  c.n_experts_per_tok = req_int(j, "num_experts_per_tok");
+  c.moe_ffn = req_int(j, "moe_intermediate_size");
+  c.n_shared_experts = opt<int64_t>(j, "n_shared_experts", 0);
+  c.first_k_dense_replace = opt<int64_t>(j, "first_k_dense_replace", 0);
+  c.moe_layer_freq = opt<int64_t>(j, "moe_layer_freq", 1);
+  if (c.n_shared_experts < 0 || c.first_k_dense_replace < 0 || c.moe_layer_freq < 1)
+    fail("config.json: n_shared_experts / first_k_dense_replace must be >= 0 and moe_layer_freq >= 1");
+  auto& r = c.routing;
+  const std::string scoring = opt<std::string>(j, "scoring_func", v3 ? "sigmoid" : "softmax");
+  if (scoring == "softmax") r.scoring = MoeRouting::Scoring::Softmax;
+  else if (scoring == "sigmoid") r.scoring = MoeRouting::Scoring::Sigmoid;
+  else fail("config.json: scoring_func \"{}\" is not supported (softmax, sigmoid)", scoring);
+  // "gready" is how DeepSeek-V2's own modeling code spells greedy.
+  const std::string method = opt<std::string>(j, "topk_method", v3 ? "noaux_tc" : "greedy");
+  if (method == "greedy" || method == "gready") r.topk = MoeRouting::TopK::Greedy;
+  else if (method == "group_limited_greedy") r.topk = MoeRouting::TopK::GroupLimitedGreedy;
+  else if (method == "noaux_tc") r.topk = MoeRouting::TopK::NoauxTc;
+  else fail("config.json: topk_method \"{}\" is not supported (greedy, group_limited_greedy, noaux_tc)", method);
+  if (r.topk != MoeRouting::TopK::Greedy) {
+    r.n_group = req_int(j, "n_group");
+    r.topk_group = req_int(j, "topk_group");
+    if (c.n_experts % r.n_group != 0)
+      fail("config.json: n_routed_experts {} is not a multiple of n_group {}", c.n_experts, r.n_group);
+    if (r.topk_group > r.n_group) fail("config.json: topk_group {} exceeds n_group {}", r.topk_group, r.n_group);
+    if (c.n_experts_per_tok > r.topk_group * (c.n_experts / r.n_group))
+      fail("config.json: num_experts_per_tok {} exceeds the {} experts of topk_group {} groups", c.n_experts_per_tok,
+           r.topk_group * (c.n_experts / r.n_group), r.topk_group);
+    if (r.topk == MoeRouting::TopK::NoauxTc && c.n_experts / r.n_group < 2)
+      fail("config.json: noaux_tc scores each group by its two best experts; n_group {} leaves fewer", r.n_group);
+  }
+  // Both reference implementations normalise only when more than one expert is chosen.
+  r.normalize = opt<bool>(j, "norm_topk_prob", v3) && c.n_experts_per_tok > 1;
+  r.scaling = opt<double>(j, "routed_scaling_factor", 1.0);
+  if (!(r.scaling > 0 && std::isfinite(r.scaling))) fail("config.json: routed_scaling_factor must be positive");
+  r.scale_normalized = v3;
+}
+
+// Mistral / Mixtral attend over a sliding window; Qwen2/Qwen3 configs carry the field but switch it
+// on with use_sliding_window. A window the runtime would ignore is an error, never a silent change.
+static void parse_sliding_window(const nlohmann::json& j, ModelConfig& c) {
+  if (c.arch == Arch::Llama || c.arch == Arch::Mixtral) {
+    c.sliding_window = opt<int64_t>(j, "sliding_window", 0);
+    if (c.sliding_window < 0) fail("config.json: sliding_window must be positive or null, got {}", c.sliding_window);
+    if (c.sliding_window >= c.max_pos) c.sliding_window = 0;  // never narrower than the context: no effect
+  } else if (opt<bool>(j, "use_sliding_window", false)) {
+    fail("config.json: use_sliding_window true is not supported for {}", c.arch_name);
+  }
+}
+
 ModelConfig ModelConfig::from_hf_json(const nlohmann::json& j) {
   if (!j.is_object()) fail("config.json: not a JSON object");
   ModelConfig c;
@@ -65,29 +141,38 @@ ModelConfig ModelConfig::from_hf_json(const nlohmann::json& j) {
     arch = (*it)[0].get<std::string>();
   if (arch.empty()) fail("config.json: missing \"architectures\"");
   c.arch_name = arch;
-  if (arch == "LlamaForCausalLM" || arch == "MistralForCausalLM") {
-    c.arch = Arch::Llama;
-  } else if (arch == "Qwen2ForCausalLM") {
-    c.arch = Arch::Qwen2;
-    c.qkv_bias = true;
-  } else if (arch == "Qwen3ForCausalLM") {
-    c.arch = Arch::Qwen3;
-    c.qk_norm = true;
-  } else if (arch == "Qwen3MoeForCausalLM") {
-    c.arch = Arch::Qwen3Moe;
-    c.qk_norm = true;
-  } else {
-    fail("config.json: unsupported architecture \"{}\" (supported: LlamaForCausalLM, MistralForCausalLM, "
-         "Qwen2ForCausalLM, Qwen3ForCausalLM, Qwen3MoeForCausalLM)",
-         arch);
+  struct Known {
+    const char* name;
+    Arch arch;
+  };
+  static constexpr Known kArchs[] = {
+      {"LlamaForCausalLM", Arch::Llama},           {"MistralForCausalLM", Arch::Llama},
+      {"Qwen2ForCausalLM", Arch::Qwen2},           {"Qwen3ForCausalLM", Arch::Qwen3},
+      {"Qwen3MoeForCausalLM", Arch::Qwen3Moe},     {"MixtralForCausalLM", Arch::Mixtral},
+      {"DeepseekV2ForCausalLM", Arch::DeepseekV2}, {"DeepseekV3ForCausalLM", Arch::DeepseekV3},
+  };
+  const Known* known = nullptr;
+  for (const Known& k : kArchs)
+    if (arch == k.name) known = &k;
+  if (!known) {
+    std::string names;
+    for (const Known& k : kArchs) names += std::string(names.empty() ? "" : ", ") + k.name;
+    fail("config.json: unsupported architecture \"{}\" (supported: {})", arch, names);
   }
+  c.arch = known->arch;
+  c.qkv_bias = c.arch == Arch::Qwen2;
+  c.qk_norm = c.arch == Arch::Qwen3 || c.arch == Arch::Qwen3Moe;
+  if (auto act = opt<std::string>(j, "hidden_act", "silu"); act != "silu")
+    fail("config.json: hidden_act \"{}\" is not supported (only silu)", act);
   c.hidden = req_int(j, "hidden_size");
   c.n_layers = req_int(j, "num_hidden_layers");
   c.n_heads = req_int(j, "num_attention_heads");
   c.n_kv_heads = j.contains("num_key_value_heads") ? req_int(j, "num_key_value_heads") : c.n_heads;
   c.vocab = req_int(j, "vocab_size");
   c.head_dim = opt<int64_t>(j, "head_dim", 0);
-  if (c.head_dim <= 0) {
+  if (c.is_deepseek()) {
+    parse_mla(j, c);
+  } else if (c.head_dim <= 0) {
     if (c.hidden % c.n_heads != 0) fail("config.json: hidden_size {} is not divisible by num_attention_heads {}", c.hidden, c.n_heads);
     c.head_dim = c.hidden / c.n_heads;
   }
@@ -104,6 +189,7 @@ ModelConfig ModelConfig::from_hf_json(const nlohmann::json& j) {
     fail("config.json: rope_theta must be positive, got {}", c.rope_theta);
   c.tie_embeddings = opt<bool>(j, "tie_word_embeddings", false);
   if (c.arch == Arch::Llama) c.qkv_bias = opt<bool>(j, "attention_bias", false);
+  parse_sliding_window(j, c);
   if (auto it = j.find("rope_scaling"); it != j.end() && it->is_object()) {
     std::string type = opt<std::string>(*it, "rope_type", opt<std::string>(*it, "type", std::string()));
     if (type == "llama3") {
@@ -116,23 +202,45 @@ ModelConfig ModelConfig::from_hf_json(const nlohmann::json& j) {
     } else if (type == "linear") {
       c.rope_scaling.type = RopeScaling::Type::Linear;
       c.rope_scaling.factor = opt<double>(*it, "factor", 1.0);
+    } else if (type == "yarn" && c.is_deepseek()) {
+      auto& r = c.rope_scaling;
+      r.type = RopeScaling::Type::Yarn;
+      r.factor = opt<double>(*it, "factor", 1.0);
+      r.original_max_position_embeddings = opt<double>(*it, "original_max_position_embeddings", 4096.0);
+      r.beta_fast = opt<double>(*it, "beta_fast", 32.0);
+      r.beta_slow = opt<double>(*it, "beta_slow", 1.0);
+      r.mscale = opt<double>(*it, "mscale", 1.0);
+      r.mscale_all_dim = opt<double>(*it, "mscale_all_dim", 0.0);
+      if (!(r.factor > 0 && r.original_max_position_embeddings > 0 && r.beta_fast > 0 && r.beta_slow > 0))
+        fail("config.json: rope_scaling yarn needs positive factor, original_max_position_embeddings, beta_fast "
+             "and beta_slow");
     } else if (!type.empty() && type != "default") {
-      fail("config.json: unsupported rope_scaling type \"{}\" (supported: llama3, linear)", type);
+      fail("config.json: unsupported rope_scaling type \"{}\" for {} (supported: llama3, linear{})", type, arch,
+           c.is_deepseek() ? ", yarn" : "");
     }
   }
   if (c.arch == Arch::Qwen3Moe) {
     c.n_experts = req_int(j, "num_experts");
     c.n_experts_per_tok = req_int(j, "num_experts_per_tok");
     c.moe_ffn = req_int(j, "moe_intermediate_size");
-    c.norm_topk_prob = opt<bool>(j, "norm_topk_prob", false);
+    c.routing.normalize = opt<bool>(j, "norm_topk_prob", false);
     c.decoder_sparse_step = opt<int64_t>(j, "decoder_sparse_step", 1);
     c.mlp_only_layers = opt<std::vector<int64_t>>(j, "mlp_only_layers", {});
     c.ffn = opt<int64_t>(j, "intermediate_size", 0);
-    if (c.n_experts_per_tok > c.n_experts)
-      fail("config.json: num_experts_per_tok {} exceeds num_experts {}", c.n_experts_per_tok, c.n_experts);
+  } else if (c.arch == Arch::Mixtral) {
+    // Every layer sparse; softmax over all experts, the top k renormalised (MixtralSparseMoeBlock).
+    c.n_experts = req_int(j, "num_local_experts");
+    c.n_experts_per_tok = req_int(j, "num_experts_per_tok");
+    c.moe_ffn = req_int(j, "intermediate_size");
+    c.routing.normalize = true;
+  } else if (c.is_deepseek()) {
+    c.ffn = req_int(j, "intermediate_size");
+    parse_deepseek_moe(j, c);
   } else {
     c.ffn = req_int(j, "intermediate_size");
   }
+  if (c.n_experts_per_tok > c.n_experts)
+    fail("config.json: num_experts_per_tok {} exceeds the {} experts", c.n_experts_per_tok, c.n_experts);
   if (auto it = j.find("bos_token_id"); it != j.end() && it->is_number_integer()) c.bos_id = it->get<int32_t>();
   if (auto it = j.find("eos_token_id"); it != j.end()) c.eos_ids = id_list(*it);
   std::string dt = opt<std::string>(j, "torch_dtype", "bfloat16");

@@ -11,10 +11,10 @@
 
 namespace dpserve {
 
-enum class Arch { Llama, Qwen2, Qwen3, Qwen3Moe };
+enum class Arch { Llama, Qwen2, Qwen3, Qwen3Moe, Mixtral, DeepseekV2, DeepseekV3 };
 
 struct RopeScaling {
-  enum class Type { None, Linear, Llama3 };
+  enum class Type { None, Linear, Llama3, Yarn };
   Type type = Type::None;
   double factor = 1.0;
   double low_freq_factor = 1.0;
@@ -23,6 +23,42 @@ struct RopeScaling {
   // GGUF files (llama.cpp's converter) store llama3-style scaling as one divisor per frequency
   // (`rope_freqs.weight`); applied on top of `type` when present.
   std::vector<float> freq_factors;
+  // YaRN (DeepSeek's form): frequency ramp between beta_fast and beta_slow rotations; cos/sin scaled
+  // by mscale(factor, mscale) / mscale(factor, mscale_all_dim), softmax by mscale(factor, mscale_all_dim)^2.
+  double beta_fast = 32;
+  double beta_slow = 1;
+  double mscale = 1;
+  double mscale_all_dim = 0;
+};
+
+// 0.1 * m * ln(factor) + 1 for factor > 1, else 1 (YaRN's attention temperature).
+double yarn_mscale(double factor, double m);
+
+// Multi-head latent attention (DeepSeek-V2/V3). Keys and values of every head are decompressed from
+// one per-token latent: c_kv (kv_lora_rank, RMS-normalised) plus a single rotated key k_pe
+// (qk_rope_head_dim) shared by all heads.
+struct MlaConfig {
+  int64_t q_lora_rank = 0;  // 0: q_proj straight from the hidden state (V2-Lite)
+  int64_t kv_lora_rank = 0;
+  int64_t qk_nope_head_dim = 0;
+  int64_t qk_rope_head_dim = 0;
+  int64_t v_head_dim = 0;
+  bool enabled() const { return kv_lora_rank > 0; }
+  int64_t q_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
+};
+
+// How a MoE router turns its logits into (expert, weight) pairs.
+struct MoeRouting {
+  enum class Scoring { Softmax, Sigmoid };
+  enum class TopK { Greedy, GroupLimitedGreedy, NoauxTc };
+  Scoring scoring = Scoring::Softmax;
+  TopK topk = TopK::Greedy;
+  int64_t n_group = 1;     // experts are n_group equal groups; only topk_group groups compete
+  int64_t topk_group = 1;
+  bool normalize = false;  // divide the chosen weights by their sum
+  double scaling = 1.0;    // routed_scaling_factor
+  // DeepSeek-V3 multiplies by `scaling` after normalising; DeepSeek-V2 only when it does not normalise.
+  bool scale_normalized = false;
 };
 
 struct ModelConfig {
@@ -43,20 +79,28 @@ struct ModelConfig {
   bool tie_embeddings = false;
   bool qkv_bias = false;  // Qwen2
   bool qk_norm = false;   // Qwen3: per-head RMSNorm of q and k before RoPE
+  int64_t sliding_window = 0;  // > 0: a query sees only the last sliding_window positions (Mistral)
+  MlaConfig mla;               // DeepSeek-V2/V3 attention (enabled() == false elsewhere)
 
-  // Mixture of experts (Qwen3-MoE).
-  int64_t n_experts = 0;
+  // Mixture of experts (Qwen3-MoE, Mixtral, DeepSeek-V2/V3).
+  int64_t n_experts = 0;  // routed experts
   int64_t n_experts_per_tok = 0;
   int64_t moe_ffn = 0;
-  bool norm_topk_prob = true;
+  MoeRouting routing;
+  int64_t n_shared_experts = 0;  // DeepSeek: one dense MLP of n_shared * moe_ffn beside the routed ones
+  // Which layers are sparse. Qwen3-MoE: (layer + 1) % decoder_sparse_step == 0 and not in
+  // mlp_only_layers; DeepSeek: layer >= first_k_dense_replace and layer % moe_layer_freq == 0.
   int64_t decoder_sparse_step = 1;
   std::vector<int64_t> mlp_only_layers;
+  int64_t first_k_dense_replace = 0;
+  int64_t moe_layer_freq = 1;
 
   int32_t bos_id = -1;
   std::vector<int32_t> eos_ids;
   DType dtype = DType::BF16;  // dtype of the weights as stored
 
   bool layer_is_moe(int64_t layer) const;
+  bool is_deepseek() const { return arch == Arch::DeepseekV2 || arch == Arch::DeepseekV3; }
 
   // Parses a Hugging Face config.json; throws dpserve::Error naming the missing or bad field.
   static ModelConfig from_hf_json(const nlohmann::json& j);

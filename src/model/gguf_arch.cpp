@@ -22,7 +22,7 @@ void read_qwen3moe(const GgufMetadata& m, const std::string& p, ModelConfig& c) 
   c.n_experts = positive(m, p + "expert_count");
   c.n_experts_per_tok = positive(m, p + "expert_used_count");
   c.moe_ffn = positive(m, p + "expert_feed_forward_length");
-  c.norm_topk_prob = true;
+  c.routing.normalize = true;
   c.decoder_sparse_step = 1;
   if (c.n_experts_per_tok > c.n_experts)
     fail("GGUF {}: {}expert_used_count {} exceeds expert_count {}", m.where(), p, c.n_experts_per_tok, c.n_experts);

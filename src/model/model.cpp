@@ -26,6 +26,7 @@ struct Model::Layer {
   // Dense MLP (this rank's slice of the intermediate dimension).
   WeightView gate, up, down;
   std::unique_ptr<MoeLayer> moe;
+  std::unique_ptr<MlaAttention> mla;  // DeepSeek: replaces wq/wk/wv/wo
 };
 
 void ForwardBatch::add(const int32_t* toks, int64_t n, int64_t pos0, const int32_t* pages, bool all_logits) {
@@ -76,6 +77,9 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
 }
 
 KVPoolConfig Model::kv_config(int64_t n_pages, int64_t page_size) const {
+  // MLA's latent row is per token, not per head: every attention rank of a group holds all of it.
+  if (cfg_.mla.enabled())
+    return KVPoolConfig::latent(cfg_.n_layers, cfg_.mla.kv_lora_rank, cfg_.mla.qk_rope_head_dim, page_size, n_pages);
   return KVPoolConfig{cfg_.n_layers, n_kv_local_, cfg_.head_dim, page_size, n_pages};
 }
 
@@ -107,7 +111,9 @@ void Model::init_layers() {
   };
 
   const ShardSpec& ms = par_.mlp;
-  if (c.ffn > 0 && c.ffn % ms.size != 0 && c.n_experts == 0)
+  bool any_dense = false;
+  for (int64_t l = 0; l < c.n_layers; ++l) any_dense |= !c.layer_is_moe(l);
+  if (any_dense && c.ffn % ms.size != 0)
     fail("--tp-size: intermediate_size {} cannot be split over {} ranks", c.ffn, ms.size);
   ffn_local_ = c.ffn / ms.size;
   layers_.resize(c.n_layers);
@@ -116,22 +122,26 @@ void Model::init_layers() {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     L.attn_norm = store_.vector_f32(p + "input_layernorm.weight", H);
     L.mlp_norm = store_.vector_f32(p + "post_attention_layernorm.weight", H);
-    L.wq = mat(p + "self_attn.q_proj.weight", c.n_heads * hd, H).row_slice(q0, n_heads_local_ * hd);
-    L.wk = mat(p + "self_attn.k_proj.weight", c.n_kv_heads * hd, H).row_slice(kv_head0_ * hd, n_kv_local_ * hd);
-    L.wv = mat(p + "self_attn.v_proj.weight", c.n_kv_heads * hd, H).row_slice(kv_head0_ * hd, n_kv_local_ * hd);
-    L.wo = shard_cols(mat(p + "self_attn.o_proj.weight", H, c.n_heads * hd), q0, n_heads_local_ * hd,
-                      p + "self_attn.o_proj.weight", "--tp-size (with --dp-size)");
-    if (c.qkv_bias) {
-      L.bq = slice_vec(p + "self_attn.q_proj.bias", c.n_heads * hd, q0, n_heads_local_ * hd);
-      L.bk = slice_vec(p + "self_attn.k_proj.bias", c.n_kv_heads * hd, kv_head0_ * hd, n_kv_local_ * hd);
-      L.bv = slice_vec(p + "self_attn.v_proj.bias", c.n_kv_heads * hd, kv_head0_ * hd, n_kv_local_ * hd);
-    }
-    if (c.qk_norm) {
-      L.q_norm = store_.vector_f32(p + "self_attn.q_norm.weight", hd);
-      L.k_norm = store_.vector_f32(p + "self_attn.k_norm.weight", hd);
+    if (c.mla.enabled()) {
+      L.mla = std::make_unique<MlaAttention>(store_, c, p, at);
+    } else {
+      L.wq = mat(p + "self_attn.q_proj.weight", c.n_heads * hd, H).row_slice(q0, n_heads_local_ * hd);
+      L.wk = mat(p + "self_attn.k_proj.weight", c.n_kv_heads * hd, H).row_slice(kv_head0_ * hd, n_kv_local_ * hd);
+      L.wv = mat(p + "self_attn.v_proj.weight", c.n_kv_heads * hd, H).row_slice(kv_head0_ * hd, n_kv_local_ * hd);
+      L.wo = shard_cols(mat(p + "self_attn.o_proj.weight", H, c.n_heads * hd), q0, n_heads_local_ * hd,
+                        p + "self_attn.o_proj.weight", "--tp-size (with --dp-size)");
+      if (c.qkv_bias) {
+        L.bq = slice_vec(p + "self_attn.q_proj.bias", c.n_heads * hd, q0, n_heads_local_ * hd);
+        L.bk = slice_vec(p + "self_attn.k_proj.bias", c.n_kv_heads * hd, kv_head0_ * hd, n_kv_local_ * hd);
+        L.bv = slice_vec(p + "self_attn.v_proj.bias", c.n_kv_heads * hd, kv_head0_ * hd, n_kv_local_ * hd);
+      }
+      if (c.qk_norm) {
+        L.q_norm = store_.vector_f32(p + "self_attn.q_norm.weight", hd);
+        L.k_norm = store_.vector_f32(p + "self_attn.k_norm.weight", hd);
+      }
     }
     if (c.layer_is_moe(l)) {
-      L.moe = std::make_unique<MoeLayer>(store_, c, p, par_.ep, par_.moe_tp);
+      L.moe = std::make_unique<MoeLayer>(store_, c, p, par_);
     } else {
       const int64_t f0 = ms.begin(c.ffn);
       L.gate = mat(p + "mlp.gate_proj.weight", c.ffn, H).row_slice(f0, ffn_local_);
@@ -156,7 +166,20 @@ static void grow(std::vector<T>& v, int64_t n) {
   if (int64_t(v.size()) < n) v.resize(size_t(n));
 }
 
+void Model::mla_attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv) {
+  // MlaAttention is not a team collective yet: the leader runs it (its products on one thread,
+  // its per-head loops with OpenMP) while the other members wait at the barrier.
+  const int64_t T = b.n_tokens(), H = cfg_.hidden;
+  if (t.leader()) {
+    L.mla->forward(xn_.data(), T, b.seqs, rope_cs_.data(), kv, li, o_.data(), mla_path_);
+    if (par_.attn.size > 1) comm_->attn_allreduce(o_.data(), T * H);
+  }
+  t.barrier();
+  add_inplace(t, x_.data(), o_.data(), T * H);
+}
+
 void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv) {
+  if (L.mla) return mla_attention(t, L, li, b, kv);
   const auto& c = cfg_;
   const int64_t T = b.n_tokens(), H = c.hidden, hd = c.head_dim;
   const int64_t nh = n_heads_local_, nkv = n_kv_local_;
@@ -194,7 +217,7 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
     }
   }
   t.barrier();
-  AttnParams ap{nh, nkv, hd, float(1.0 / std::sqrt(double(hd)))};
+  AttnParams ap{nh, nkv, hd, float(1.0 / std::sqrt(double(hd))), c.sliding_window};
   paged_attention(t, q_.data(), qd, b.seqs.data(), int64_t(b.seqs.size()), kv.layer(li), ap, attn_.data(), qd);
   if (par_.attn.size > 1) {
     matmul(t, attn_.data(), T, qd, L.wo, nullptr, o_.data(), H);
@@ -327,6 +350,8 @@ void Model::forward(const ForwardBatch& b, KVPool& kv, float* logits) {
   grow(o_, T * H);
   grow(h_, T * ffn_local_);
   grow(global_out_, T * H);
+  bool has_mla = false;
+  for (const auto& L : layers_) has_mla = has_mla || L.mla != nullptr;
   grow(sel_, R * H);
   grow(logits_local_, R * vocab_local_);
   grow(row_pos_, T);
@@ -341,6 +366,11 @@ void Model::forward(const ForwardBatch& b, KVPool& kv, float* logits) {
     max_pos = std::max(max_pos, s.pos0 + s.n_q);
   }
   rope_->ensure(max_pos);  // RoPE angles depend only on positions: computed once, for every step
+  if (has_mla) {  // MlaAttention reads the angles per token of the batch
+    const int64_t rd = rope_->dim();
+    grow(rope_cs_, T * rd);
+    for (int64_t i = 0; i < T; ++i) std::memcpy(&rope_cs_[i * rd], rope_->row(row_pos_[size_t(i)]), sizeof(float) * size_t(rd));
+  }
   for (const auto& L : layers_)
     if (L.moe) L.moe->reserve(T);
   team_->run([&](Team& t) { forward_member(t, b, kv, logits); });

@@ -1,5 +1,7 @@
-// A decoder-only transformer (Llama, Qwen2, Qwen3, Qwen3-MoE) that runs one
-// forward pass over a ragged batch of sequences against a paged KV cache.
+// A decoder-only transformer (Llama, Mistral, Qwen2, Qwen3, Qwen3-MoE, Mixtral,
+// DeepSeek-V2/V3) that runs one forward pass over a ragged batch of sequences
+// against a paged KV cache. The attention kind (per-head GQA or MLA's latent)
+// decides the cache layout.
 #pragma once
 
 #include <memory>
@@ -10,6 +12,7 @@
 #include "kernels/matmul.h"
 #include "kv/kv_pool.h"
 #include "model/config.h"
+#include "model/mla_attention.h"
 #include "model/parallel.h"
 #include "model/rope.h"
 #include "model/weight_store.h"
@@ -49,8 +52,10 @@ class Model {
   ThreadTeam& team() { return *team_; }
   int threads() const { return team_->size(); }
 
-  // A KV pool sized for this rank's share of the model.
+  // A KV pool sized for this rank's share of the model (per-head K/V, or MLA's latent rows).
   KVPoolConfig kv_config(int64_t n_pages, int64_t page_size) const;
+  // MLA only: force the absorbed or the decompressed form for every sequence (tests compare them).
+  void set_mla_path(MlaPath p) { mla_path_ = p; }
 
   // Runs the batch on the thread team, writes K/V of its tokens into `kv`, and fills
   // logits[batch.logit_rows.size(), vocab]. Collectives (ModelComm) are called from the calling
@@ -65,6 +70,8 @@ class Model {
   void forward_member(Team& t, const ForwardBatch& b, KVPool& kv, float* logits);
   void attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv);
   void mlp(Team& t, const Layer& L, int64_t T);
+  // MLA layers (DeepSeek-V2/V3): model/mla_attention.h, run by the team's leader for now.
+  void mla_attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv);
 
   ModelConfig cfg_;
   ModelParallel par_;
@@ -76,6 +83,7 @@ class Model {
   std::vector<float> final_norm_;
   int64_t n_heads_local_ = 0, n_kv_local_ = 0, kv_head0_ = 0, ffn_local_ = 0, vocab0_ = 0, vocab_local_ = 0;
   int64_t weight_bytes_ = 0;
+  MlaPath mla_path_ = MlaPath::kAuto;
 
   std::unique_ptr<ThreadTeam> team_;
 
@@ -86,6 +94,7 @@ class Model {
   std::vector<int32_t> page_of_row_;  // KV page of each token's position
   std::vector<uint8_t> skip_;     // DP padding rows of the gathered MLP input
   int64_t mlp_rows_ = 0;          // rows of the MLP input this step (all groups' with DP attention)
+  std::vector<float> rope_cs_;  // MLA: per token of the batch, rope dim/2 cos then sin
 };
 
 }  // namespace dpserve

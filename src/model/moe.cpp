@@ -9,11 +9,35 @@
 
 namespace dpserve {
 
-MoeLayer::MoeLayer(const WeightStore& store, const ModelConfig& c, const std::string& p, const ShardSpec& ep,
-                   const ShardSpec& moe_tp)
-    : cfg_(c) {
+namespace {
+
+// Where the MoE block's tensors live, per architecture.
+struct MoeNames {
+  std::string block;  // the sparse block under the layer prefix
+  MlpNames expert;
+};
+
+MoeNames moe_names(const ModelConfig& c) {
+  if (c.arch == Arch::Mixtral) return {"block_sparse_moe.", {"w1.weight", "w3.weight", "w2.weight"}};
+  return {"mlp.", {}};
+}
+
+std::vector<float> correction_bias(const WeightStore& store, const ModelConfig& c, const std::string& block) {
+  if (c.routing.topk != MoeRouting::TopK::NoauxTc) return {};
+  return store.vector_f32(block + "gate.e_score_correction_bias", c.n_experts);
+}
+
+}  // namespace
+
+MoeLayer::MoeLayer(const WeightStore& store, const ModelConfig& c, const std::string& layer,
+                   const ModelParallel& par)
+    : cfg_(c),
+      route_(c.routing, c.n_experts, c.n_experts_per_tok, correction_bias(store, c, layer + moe_names(c).block)) {
+  const ShardSpec &ep = par.ep, &moe_tp = par.moe_tp;
+  const MoeNames names = moe_names(c);
+  const std::string p = layer + names.block;
   const int64_t H = c.hidden, F = c.moe_ffn, E = c.n_experts;
-  router_ = store.matrix(p + "mlp.gate.weight", E, H);
+  router_ = store.matrix(p + "gate.weight", E, H);
   if (E % ep.size != 0) fail("--ep-size: {} experts cannot be split evenly over {} ranks", E, ep.size);
   if (F % moe_tp.size != 0)
     fail("--ep-size/--tp-size: moe_intermediate_size {} cannot be split over {} ranks (raise --ep-size)", F,
@@ -22,12 +46,14 @@ MoeLayer::MoeLayer(const WeightStore& store, const ModelConfig& c, const std::st
   ffn_local_ = F / moe_tp.size;
   const int64_t f0 = moe_tp.rank * ffn_local_;
   for (int64_t e = e0_; e < ep.end(E); ++e) {
-    const std::string q = p + "mlp.experts." + std::to_string(e) + ".";
-    experts_.push_back(Expert{store.matrix(q + "gate_proj.weight", F, H).row_slice(f0, ffn_local_),
-                              store.matrix(q + "up_proj.weight", F, H).row_slice(f0, ffn_local_),
-                              shard_cols(store.matrix(q + "down_proj.weight", H, F), f0, ffn_local_,
-                                         q + "down_proj.weight", "--tp-size / --ep-size")});
+    const std::string q = p + "experts." + std::to_string(e) + ".";
+    experts_.push_back(Expert{store.matrix(q + names.expert.gate, F, H).row_slice(f0, ffn_local_),
+                              store.matrix(q + names.expert.up, F, H).row_slice(f0, ffn_local_),
+                              shard_cols(store.matrix(q + names.expert.down, H, F), f0, ffn_local_,
+                                         q + names.expert.down, "--tp-size / --ep-size")});
   }
+  if (c.n_shared_experts > 0)
+    shared_ = DenseMlp(store, p + "shared_experts.", names.expert, H, c.n_shared_experts * F, par.mlp, "shared experts'");
 }
 
 void MoeLayer::reserve(int64_t T) {
@@ -35,26 +61,21 @@ void MoeLayer::reserve(int64_t T) {
   if (int64_t(logits_.size()) < T * E) logits_.resize(size_t(T * E));
   if (int64_t(pick_e_.size()) < T * K) pick_e_.resize(size_t(T * K)), pick_w_.resize(size_t(T * K));
   if (int64_t(h_.size()) < T * K * ffn_local_) h_.resize(size_t(T * K * ffn_local_));
+  if (int64_t(shared_h_.size()) < T * shared_.ffn_local()) shared_h_.resize(size_t(T * shared_.ffn_local()));
 }
 
 void MoeLayer::route(const float* logits, int32_t* experts, float* weights) const {
   const int64_t E = cfg_.n_experts, K = cfg_.n_experts_per_tok;
-  thread_local std::vector<float> probs;
-  probs.assign(logits, logits + E);
-  float* l = probs.data();
-  softmax(l, E);
-  int32_t idx[256];
-  DP_CHECK(E <= 256, "{} experts", E);
-  for (int64_t e = 0; e < E; ++e) idx[e] = int32_t(e);
-  // Ties go to the lower expert id, as torch.topk does on CPU for equal values in practice.
-  std::partial_sort(idx, idx + K, idx + E, [&](int32_t a, int32_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); });
-  double sum = 0;
-  for (int64_t k = 0; k < K; ++k) sum += l[idx[k]];
+  thread_local std::vector<float> scratch;
+  thread_local std::vector<ExpertChoice> picks;
+  scratch.assign(logits, logits + E);
+  picks.resize(size_t(K));
+  route_.route(scratch.data(), picks.data());
   // Ascending expert ids: the weighted sum then adds a token's experts in a fixed order.
-  std::sort(idx, idx + K);
+  std::sort(picks.begin(), picks.end(), [](const ExpertChoice& a, const ExpertChoice& b) { return a.expert < b.expert; });
   for (int64_t k = 0; k < K; ++k) {
-    experts[k] = idx[k];
-    weights[k] = cfg_.norm_topk_prob ? float(l[idx[k]] / sum) : l[idx[k]];
+    experts[k] = picks[size_t(k)].expert;
+    weights[k] = picks[size_t(k)].weight;
   }
 }
 
@@ -159,6 +180,8 @@ void MoeLayer::forward(Team& t, const float* x, int64_t T, float* out, bool accu
   } else {
     t.barrier();  // the zeroed rows are complete before anyone reads them
   }
+  // Shared experts see every row; DP padding rows are zeros and their output is ignored.
+  if (!shared_.empty()) shared_.forward(t, x, T, out, shared_h_.data());
 }
 
 }  // namespace dpserve

@@ -1,11 +1,13 @@
-// A sparse mixture-of-experts MLP (Qwen3-MoE): softmax router, top-k experts per
-// token, weighted sum of the chosen experts' SiLU-gated MLPs.
+// A sparse mixture-of-experts MLP (Qwen3-MoE, Mixtral, DeepSeekMoE): a router picks
+// k experts per token (model/moe_router.h), the output is the weighted sum of the chosen
+// experts' SiLU-gated MLPs, plus DeepSeek's always-on shared experts.
 //
 // Experts are split over the MLP ranks: whole experts over the expert-parallel
 // ranks, and each expert's intermediate dimension over the MoE tensor-parallel
 // ranks. Each rank routes every token itself (the router is tiny and the inputs
 // are identical on every rank) and computes only its share, skipping experts no
-// token chose; the caller sums the partial outputs over ranks.
+// token chose; shared experts are split over all MLP ranks like a dense MLP. The
+// caller sums the partial outputs over ranks.
 #pragma once
 
 #include <string>
@@ -13,6 +15,8 @@
 
 #include "kernels/matmul.h"
 #include "model/config.h"
+#include "model/dense_mlp.h"
+#include "model/moe_router.h"
 #include "model/parallel.h"
 #include "model/weight_store.h"
 
@@ -20,8 +24,8 @@ namespace dpserve {
 
 class MoeLayer {
  public:
-  MoeLayer(const WeightStore& store, const ModelConfig& c, const std::string& prefix, const ShardSpec& ep,
-           const ShardSpec& moe_tp);
+  // `prefix`: the layer's "model.layers.N." (tensor names follow the architecture).
+  MoeLayer(const WeightStore& store, const ModelConfig& c, const std::string& prefix, const ModelParallel& par);
 
   // out[T, hidden] = this rank's experts' share of the MoE output for x[T, hidden] (`accumulate`:
   // added to out instead). Rows with skip[row] != 0 (DP padding) are routed nowhere (zeros).
@@ -40,6 +44,8 @@ class MoeLayer {
   };
   const ModelConfig& cfg_;
   WeightView router_;
+  MoeRouter route_;
+  DenseMlp shared_;
   int64_t e0_ = 0;
   std::vector<Expert> experts_;
   int64_t ffn_local_ = 0;
@@ -47,6 +53,7 @@ class MoeLayer {
   void route(const float* logits, int32_t* experts, float* weights) const;
   std::vector<float> logits_, h_, pick_w_;
   std::vector<int32_t> pick_e_;
+  std::vector<float> shared_h_;  // the shared experts' gated rows
 };
 
 }  // namespace dpserve

@@ -1,15 +1,41 @@
 #include "model/rope.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace dpserve {
 
+namespace {
+
+// YaRN as DeepSeek-V2/V3 define it: frequencies whose wavelength fits the original context many
+// times (more than beta_fast rotations) are kept, those rotating fewer than beta_slow times are
+// divided by `factor`, and a linear ramp over the dimension indices blends the two in between.
+void yarn(const RopeScaling& s, double theta, int64_t dim, std::vector<double>& inv_freq) {
+  const int64_t half = dim / 2;
+  auto correction_dim = [&](double rotations) {
+    return double(dim) * std::log(s.original_max_position_embeddings / (rotations * 2.0 * M_PI)) /
+           (2.0 * std::log(theta));
+  };
+  const double low = std::max(std::floor(correction_dim(s.beta_fast)), 0.0);
+  double high = std::min(std::ceil(correction_dim(s.beta_slow)), double(dim - 1));
+  if (low == high) high += 0.001;
+  for (int64_t i = 0; i < half; ++i) {
+    const double extra = inv_freq[size_t(i)];  // unscaled
+    const double inter = extra / s.factor;
+    const double ramp = std::clamp((double(i) - low) / (high - low), 0.0, 1.0);
+    inv_freq[size_t(i)] = inter * ramp + extra * (1.0 - ramp);
+  }
+}
+
+}  // namespace
+
 RopeTable::RopeTable(const ModelConfig& c) {
-  const int64_t half = c.head_dim / 2;
+  const int64_t dim = c.mla.enabled() ? c.mla.qk_rope_head_dim : c.head_dim;
+  const int64_t half = dim / 2;
   inv_freq_.resize(half);
   const auto& s = c.rope_scaling;
   for (int64_t i = 0; i < half; ++i) {
-    double f = 1.0 / std::pow(c.rope_theta, double(2 * i) / double(c.head_dim));
+    double f = 1.0 / std::pow(c.rope_theta, double(2 * i) / double(dim));
     if (s.type == RopeScaling::Type::Linear) {
       f /= s.factor;
     } else if (s.type == RopeScaling::Type::Llama3) {
@@ -28,13 +54,17 @@ RopeTable::RopeTable(const ModelConfig& c) {
     if (!s.freq_factors.empty()) f /= double(s.freq_factors[size_t(i)]);
     inv_freq_[i] = f;
   }
+  if (s.type == RopeScaling::Type::Yarn) {
+    yarn(s, c.rope_theta, dim, inv_freq_);
+    magnitude_ = yarn_mscale(s.factor, s.mscale) / yarn_mscale(s.factor, s.mscale_all_dim);
+  }
 }
 
 void RopeTable::at(int64_t pos, float* cos, float* sin) const {
   for (size_t i = 0; i < inv_freq_.size(); ++i) {
     double a = double(pos) * inv_freq_[i];
-    cos[i] = float(std::cos(a));
-    sin[i] = float(std::sin(a));
+    cos[i] = float(magnitude_ * std::cos(a));
+    sin[i] = float(magnitude_ * std::sin(a));
   }
 }
 

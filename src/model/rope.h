@@ -1,4 +1,4 @@
-// Rotary position embedding frequencies, with the llama3 and linear scaling rules.
+// Rotary position embedding frequencies, with the llama3, linear and YaRN scaling rules.
 #pragma once
 
 #include <vector>
@@ -9,10 +9,13 @@ namespace dpserve {
 
 class RopeTable {
  public:
+  // Rotates the model's rotary dimension: head_dim, or qk_rope_head_dim for MLA.
   explicit RopeTable(const ModelConfig& c);
-  // cos/sin of every frequency (head_dim/2 values each) at position pos.
+  // cos/sin of every frequency (dim()/2 values each) at position pos; YaRN scales both by its
+  // cos/sin magnitude factor.
   void at(int64_t pos, float* cos, float* sin) const;
   int64_t half() const { return int64_t(inv_freq_.size()); }
+  int64_t dim() const { return 2 * half(); }
 
   // The table of at() for positions [0, n): computed once, grown in steps as longer sequences
   // come (not thread-safe: grow on one thread, then read from any).
@@ -24,6 +27,7 @@ class RopeTable {
   std::vector<double> inv_freq_;
   std::vector<float> table_;
   int64_t table_pos_ = 0;
+  double magnitude_ = 1.0;
 };
 
 }  // namespace dpserve

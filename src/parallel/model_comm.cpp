@@ -1,10 +1,52 @@
 #include "parallel/model_comm.h"
 
+#include <chrono>
 #include <cstring>
 
 #include "core/check.h"
 
 namespace dpserve {
+
+namespace {
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+CollectiveTimes::Entry diff(const CollectiveTimes::Entry& a, const CollectiveTimes::Entry& b) {
+  return {a.calls - b.calls, a.seconds - b.seconds, a.bytes - b.bytes, a.wait_seconds - b.wait_seconds};
+}
+
+}  // namespace
+
+CollectiveTimes CollectiveTimes::minus(const CollectiveTimes& b) const {
+  return {diff(attn_allreduce, b.attn_allreduce), diff(mlp_allreduce, b.mlp_allreduce), diff(dp_gather, b.dp_gather),
+          diff(dp_scatter, b.dp_scatter), diff(vocab_allgather, b.vocab_allgather)};
+}
+
+void DistModelComm::Counter::add(int64_t ns, int64_t b, int64_t wait_ns) {
+  calls.fetch_add(1, std::memory_order_relaxed);
+  nanos.fetch_add(ns, std::memory_order_relaxed);
+  bytes.fetch_add(b, std::memory_order_relaxed);
+  wait_nanos.fetch_add(wait_ns, std::memory_order_relaxed);
+}
+
+CollectiveTimes::Entry DistModelComm::Counter::get() const {
+  return {calls.load(std::memory_order_relaxed), 1e-9 * double(nanos.load(std::memory_order_relaxed)),
+          bytes.load(std::memory_order_relaxed), 1e-9 * double(wait_nanos.load(std::memory_order_relaxed))};
+}
+
+int64_t DistModelComm::wait_for_all(const Comm& c) const {
+  if (!split_waits_) return 0;
+  const int64_t t0 = now_ns();
+  c.barrier();
+  return now_ns() - t0;
+}
+
+CollectiveTimes DistModelComm::times() const {
+  return {t_attn_.get(), t_mlp_.get(), t_gather_.get(), t_scatter_.get(), t_vocab_.get()};
+}
 
 ModelParallel model_parallel_for(const Topology& t) {
   ModelParallel p;
@@ -18,8 +60,8 @@ ModelParallel model_parallel_for(const Topology& t) {
 }
 
 DistModelComm::DistModelComm(const Comms& comms, const Topology& topo, DpPaddingRequest padding,
-                             DpTransport transport)
-    : comms_(comms), topo_(topo), padding_(padding) {
+                             DpTransport transport, bool split_waits)
+    : split_waits_(split_waits), comms_(comms), topo_(topo), padding_(padding) {
   if (topo_.dp_attention) gs_ = std::make_unique<DpGatherScatter>(comms_.mlp, comms_.attn_tp, transport);
 }
 
@@ -30,11 +72,19 @@ void DistModelComm::begin_step(const StepSync& sync) {
 }
 
 void DistModelComm::attn_allreduce(float* x, int64_t n) {
-  if (comms_.attn_tp.size() > 1) comms_.attn_tp.allreduce_sum(std::span<float>(x, size_t(n)));
+  if (comms_.attn_tp.size() <= 1) return;
+  const int64_t wait = wait_for_all(comms_.attn_tp);
+  const int64_t t0 = now_ns();
+  comms_.attn_tp.allreduce_sum(std::span<float>(x, size_t(n)));
+  t_attn_.add(now_ns() - t0, n * int64_t(sizeof(float)), wait);
 }
 
 void DistModelComm::mlp_allreduce(float* x, int64_t n) {
-  if (comms_.mlp.size() > 1) comms_.mlp.allreduce_sum(std::span<float>(x, size_t(n)));
+  if (comms_.mlp.size() <= 1) return;
+  const int64_t wait = wait_for_all(comms_.mlp);
+  const int64_t t0 = now_ns();
+  comms_.mlp.allreduce_sum(std::span<float>(x, size_t(n)));
+  t_mlp_.add(now_ns() - t0, n * int64_t(sizeof(float)), wait);
 }
 
 void DistModelComm::vocab_allgather(const float* local, int64_t rows, int64_t local_cols, float* full,
@@ -48,6 +98,8 @@ void DistModelComm::vocab_allgather(const float* local, int64_t rows, int64_t lo
     displs[r] = rows * s.begin(vocab);
   }
   DP_CHECK(counts[c.rank()] == rows * local_cols);
+  const int64_t wait = wait_for_all(c);
+  const int64_t t0 = now_ns();
   gather_buf_.resize(size_t(rows * vocab));
   c.allgatherv<float>(std::span<const float>(local, size_t(rows * local_cols)), gather_buf_, counts, displs);
   // Blocks arrive rank-major ([rank][row][cols]); logits are row-major [row][vocab].
@@ -57,6 +109,7 @@ void DistModelComm::vocab_allgather(const float* local, int64_t rows, int64_t lo
     for (int64_t i = 0; i < rows; ++i)
       std::memcpy(full + i * vocab + c0, &gather_buf_[size_t(displs[r] + i * w)], sizeof(float) * size_t(w));
   }
+  t_vocab_.add(now_ns() - t0, rows * local_cols * int64_t(sizeof(float)), wait);
 }
 
 int64_t DistModelComm::dp_gather(const float* local, int64_t rows, int64_t hidden, std::vector<float>& global) {
@@ -65,15 +118,21 @@ int64_t DistModelComm::dp_gather(const float* local, int64_t rows, int64_t hidde
            layout_->group_tokens(gs_->group()));
   const int64_t g = layout_->global_rows();
   if (int64_t(global.size()) < g * hidden) global.resize(size_t(g * hidden));
+  const int64_t wait = wait_for_all(comms_.mlp);
+  const int64_t t0 = now_ns();
   gs_->gather(*layout_, std::span<const float>(local, size_t(rows * hidden)),
               std::span<float>(global.data(), size_t(g * hidden)), hidden);
+  t_gather_.add(now_ns() - t0, rows * hidden * int64_t(sizeof(float)), wait);
   return g;
 }
 
 void DistModelComm::dp_scatter(std::vector<float>& partial, int64_t hidden, float* local, int64_t rows) {
   const int64_t g = layout_->global_rows();
+  const int64_t wait = wait_for_all(comms_.mlp);
+  const int64_t t0 = now_ns();
   gs_->scatter(*layout_, std::span<float>(partial.data(), size_t(g * hidden)),
                std::span<float>(local, size_t(rows * hidden)), hidden);
+  t_scatter_.add(now_ns() - t0, g * hidden * int64_t(sizeof(float)), wait);
 }
 
 bool DistModelComm::dp_is_padding(int64_t row) const { return layout_ && layout_->is_padding(row); }

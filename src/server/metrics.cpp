@@ -92,6 +92,14 @@ std::string Metrics::render(const EngineStats& es, bool healthy, bool draining, 
          "Requests pushed back to the queue because the KV cache ran out (recomputed when readmitted), per DP group");
   for (const auto& g : es.groups)
     out += fmt::format("dpserve_preemptions_total{{dp_rank=\"{}\"}} {}\n", g.dp_rank, g.preemptions);
+  header(out, "dpserve_kv_bytes_used", "gauge",
+         "KV cache bytes in use on each rank of a DP group (pages in use x the bytes the attention kind stores per "
+         "page: per-head K/V, or MLA's latent row, which every attention rank of the group holds whole)");
+  for (const auto& g : es.groups)
+    out += fmt::format("dpserve_kv_bytes_used{{dp_rank=\"{}\"}} {}\n", g.dp_rank, g.kv_pages_used * g.kv_bytes_per_page);
+  header(out, "dpserve_kv_bytes_total", "gauge", "KV cache bytes of each rank of a DP group");
+  for (const auto& g : es.groups)
+    out += fmt::format("dpserve_kv_bytes_total{{dp_rank=\"{}\"}} {}\n", g.dp_rank, g.kv_pages_total * g.kv_bytes_per_page);
   header(out, "dpserve_kv_usage", "gauge", "Fraction of KV cache pages in use per DP group");
   for (const auto& g : es.groups)
     out += fmt::format("dpserve_kv_usage{{dp_rank=\"{}\"}} {}\n", g.dp_rank,

@@ -406,7 +406,7 @@ TEST(Metrics, PrometheusTextWithCumulativeBucketsAndGroupLabels) {
   m.count_request("/v1/completions", 200);
   EngineStats es;
   es.groups.push_back({.dp_rank = 0, .running = 2, .waiting = 1, .kv_pages_used = 5, .kv_pages_total = 20,
-                       .prefix_hit_tokens = 3, .prefix_query_tokens = 12});
+                       .prefix_hit_tokens = 3, .prefix_query_tokens = 12, .kv_bytes_per_page = 1000});
   es.groups.push_back({.dp_rank = 1, .running = 0, .waiting = 0, .kv_pages_used = 0, .kv_pages_total = 20});
   std::string text = m.render(es, true, false);
   // Every sample line is `name{labels} value`; every name has a TYPE line.
@@ -426,6 +426,8 @@ TEST(Metrics, PrometheusTextWithCumulativeBucketsAndGroupLabels) {
   EXPECT_NE(text.find("dpserve_num_queue_reqs{dp_rank=\"0\"} 1\n"), std::string::npos);
   EXPECT_NE(text.find("dpserve_num_running_reqs{dp_rank=\"1\"} 0\n"), std::string::npos);
   EXPECT_NE(text.find("dpserve_kv_usage{dp_rank=\"0\"} 0.25\n"), std::string::npos);
+  EXPECT_NE(text.find("dpserve_kv_bytes_used{dp_rank=\"0\"} 5000\n"), std::string::npos);
+  EXPECT_NE(text.find("dpserve_kv_bytes_total{dp_rank=\"0\"} 20000\n"), std::string::npos);
   EXPECT_NE(text.find("dpserve_prefix_cache_hit_rate{dp_rank=\"0\"} 0.25\n"), std::string::npos);
   EXPECT_NE(text.find("# TYPE dpserve_time_to_first_token_seconds histogram"), std::string::npos);
   EXPECT_NE(text.find("dpserve_http_requests_total{route=\"/v1/completions\",status=\"200\"} 1\n"),

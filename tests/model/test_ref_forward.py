@@ -21,6 +21,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "reference"))
+import ref_deepseek as ds  # noqa: E402
 import ref_forward as rf  # noqa: E402
 
 MAKE = os.path.join(HERE, "..", "..", "tools", "make_hf_model.py")
@@ -360,14 +361,138 @@ def test_every_break_changes_logits():
         "qwen2": rf.RefModel(make_model("brk_qwen2", "--arch", "qwen2")),
         "qwen3": rf.RefModel(make_model("brk_qwen3", "--arch", "qwen3")),
         "moe": rf.RefModel(make_model("brk_moe", "--arch", "qwen3_moe")),
+        "mistral": rf.RefModel(make_model("brk_mistral", "--arch", "mistral")),
+        "mixtral": rf.RefModel(make_model("brk_mixtral", "--arch", "mixtral")),
+        "v2g": rf.RefModel(make_model("brk_v2g", "--arch", "deepseek_v2", *V2_GROUPED)),
+        "v3": rf.RefModel(make_model("brk_v3", "--arch", "deepseek_v3")),
     }
     use = {"skip_bias": "qwen2", "skip_q_norm": "qwen3", "skip_k_norm": "qwen3", "moe_flip_renorm": "moe",
-           "no_rope_scaling": "llama3"}
+           "no_rope_scaling": "llama3", "no_sliding_window": "mistral", "mixtral_no_renorm": "mixtral",
+           "mla_rope_order": "v3", "skip_kv_a_norm": "v3", "no_mscale": "v3", "group_limit_ignored": "v2g",
+           "group_score_max": "v3", "moe_scale_rule_swapped": "v2g"}
     for b in rf.BREAKS:
         m = models[use.get(b, "llama3")]
         toks = tokens(50, m.vocab, seed=10)
         diff = np.abs(m.forward(toks, breaks={b}) - m.forward(toks)).max()
         assert diff > 0.05, f"{b}: only {diff:.3g}"
+
+
+# ---------------------------------------------------------------- DeepSeek / Mixtral
+
+# A DeepSeek-V2 variant that exercises what the V2-Lite-like default does not: YaRN whose cos/sin
+# magnitude is not 1 (mscale != mscale_all_dim), group-limited greedy routing, normalised top-k with
+# a routed scaling factor (which V2 then does not apply), a sparse layer only every other layer.
+V2_GROUPED = ["--rope-scaling", "yarn", "--rope-factor", "40", "--original-max-position-embeddings", "128",
+              "--yarn-mscale", "1.0", "--yarn-mscale-all-dim", "0.707", "--topk-method", "group_limited_greedy",
+              "--n-group", "4", "--topk-group", "2", "--norm-topk-prob", "true", "--routed-scaling-factor", "2.0",
+              "--moe-layer-freq", "2", "--num-hidden-layers", "4"]
+
+
+def test_deepseek_rope_order_is_pairwise_rotation_up_to_a_permutation():
+    # De-interleaving then rotating halves rotates each adjacent pair (x_2i, x_2i+1) by angle i and
+    # stores the results permuted; q and k get the same permutation, so every q.k equals that of
+    # the pairwise rotation (what llama.cpp's "normal" RoPE and dpserve's interleaved kernel do).
+    d, T = 8, 11
+    rng = np.random.default_rng(4)
+    q, k = rng.normal(size=(T, 3, d)), rng.normal(size=(T, 1, d))
+    inv = 10000.0 ** (-np.arange(0, d, 2) / d)
+    pos = np.arange(T) * 2 + 1
+    qr, kr = ds.rope(q, pos, inv, 1.0), ds.rope(k, pos, inv, 1.0)
+    zq = (q[..., 0::2] + 1j * q[..., 1::2]) * np.exp(1j * np.outer(pos, inv))[:, None, :]
+    zk = (k[..., 0::2] + 1j * k[..., 1::2]) * np.exp(1j * np.outer(pos, inv))[:, None, :]
+    pair_q = np.stack([zq.real, zq.imag], axis=-1).reshape(T, 3, d)
+    pair_k = np.stack([zk.real, zk.imag], axis=-1).reshape(T, 1, d)
+    close(np.einsum("thd,skd->tsh", qr, kr), np.einsum("thd,skd->tsh", pair_q, pair_k), 1e-12)
+    close(qr, np.concatenate([zq.real, zq.imag], axis=-1), 1e-12)  # the stored permutation
+
+
+def test_yarn_by_hand():
+    # dim 8, base 10000, L = 4096: d(32) = 8 ln(4096 / 64 pi) / (2 ln 10000) = 1.3086 -> low 1;
+    # d(1) = 8 ln(4096 / 2 pi) / (2 ln 10000) = 2.8141 -> high 3. Ramp over i = 0..3: 0, 0, 0.5, 1.
+    cfg = {"rope_theta": 10000.0, "rope_scaling": {"type": "yarn", "factor": 40.0, "beta_fast": 32, "beta_slow": 1,
+                                                   "original_max_position_embeddings": 4096, "mscale": 0.9,
+                                                   "mscale_all_dim": 0.6}}
+    inv, mag = ds.rope_frequencies(cfg, 8)
+    base = 10000.0 ** (-np.arange(0, 8, 2) / 8)
+    ramp = np.array([0.0, 0.0, 0.5, 1.0])
+    close(inv, base / 40 * ramp + base * (1 - ramp), 1e-15)
+    close(mag, (0.1 * 0.9 * math.log(40) + 1) / (0.1 * 0.6 * math.log(40) + 1), 1e-15)
+    c2 = {"qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "rope_scaling": cfg["rope_scaling"]}
+    close(ds.softmax_scale(c2), 24 ** -0.5 * (0.1 * 0.6 * math.log(40) + 1) ** 2, 1e-15)
+    close(ds.softmax_scale(dict(c2, rope_scaling=None)), 24 ** -0.5, 1e-15)
+    close(ds.yarn_mscale(0.5, 3.0), 1.0, 0)
+
+
+def test_mla_absorbed_decoder_agrees():
+    # Token by token over a cache of latent rows [c_kv | rotated k_pe] only, with the weight-absorbed
+    # form, against the decompressed full-sequence forward: the latent is all MLA needs to cache.
+    for name, args in (("mla_v2", ["--arch", "deepseek_v2", *V2_GROUPED]), ("mla_v3", ["--arch", "deepseek_v3"])):
+        m = rf.RefModel(make_model(name, *args))
+        toks = tokens(30, m.vocab, seed=5)
+        w, c = m.w, m.config
+        inv, mag = ds.rope_frequencies(c, c["qk_rope_head_dim"])
+        caches = [[] for _ in range(m.n_layers)]
+        rows = []
+        for t, tok in enumerate(toks):
+            x = w["model.embed_tokens.weight"][tok].copy()
+            for i in range(m.n_layers):
+                p = f"model.layers.{i}."
+                h = rf.rms_norm(x, w[p + "input_layernorm.weight"], m.eps)
+                x = x + ds.Mla(c, w, p, rf.rms_norm, m.eps).decode_absorbed(h, t, caches[i], inv, mag)
+                h = rf.rms_norm(x, w[p + "post_attention_layernorm.weight"], m.eps)[None, :]
+                x = x + (m._deepseek_moe(p, h, (), lambda v: v, np.full(1, np.inf)) if m.is_sparse(i)
+                         else m._mlp(p + "mlp.", h, lambda v: v))[0]
+            rows.append(rf.rms_norm(x, w["model.norm.weight"], m.eps) @ m.lm_head().T)
+        close(np.stack(rows), m.forward(toks), 1e-9)
+
+
+def test_deepseek_gate_by_hand():
+    # 8 experts in 4 groups of 2, k = 2, keep 2 groups. Scores chosen by hand (sigmoid of logits).
+    s = np.array([[0.90, 0.10, 0.80, 0.75, 0.20, 0.95, 0.30, 0.35]])
+    logit = np.log(s / (1 - s))
+    h = np.ones((1, 8))  # with W[i, j] = logit_i / 8 the router logits are exactly `logit`
+    w = {"g.gate.weight": np.diag(logit[0])[:, :] @ np.ones((8, 8)) / 8,
+         "g.gate.e_score_correction_bias": np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.2, 0.2])}
+    base = {"architectures": ["DeepseekV3ForCausalLM"], "num_experts_per_tok": 2, "n_routed_experts": 8,
+            "n_group": 4, "topk_group": 2, "scoring_func": "sigmoid", "norm_topk_prob": True,
+            "routed_scaling_factor": 2.5}
+    # noaux_tc: choice = s + bias = .9 .1 | .8 .75 | .2 .95 | .5 .55; groups by top-2 sum: 1.0, 1.55,
+    # 1.15, 1.05 -> groups 1 and 2 -> experts 5 (.95) and 2 (.8); weights from s without bias,
+    # normalised then scaled by 2.5.
+    top, wts = ds.gate(dict(base, topk_method="noaux_tc"), w, "g.", h)
+    assert top.tolist() == [[5, 2]], top
+    close(wts, [[2.5 * 0.95 / 1.75, 2.5 * 0.80 / 1.75]], 1e-12)
+    # Group by best expert instead: 0.9, 0.8, 0.95, 0.55 -> groups 2 and 0 -> experts 5 and 0.
+    top, _ = ds.gate(dict(base, topk_method="noaux_tc"), w, "g.", h, breaks={"group_score_max"})
+    assert top.tolist() == [[5, 0]], top
+    # group_limited_greedy (no bias; groups by best: .9 .8 .95 .35 -> 2 and 0) -> 5 and 0. V2's rule:
+    # normalised weights are not scaled.
+    v2 = dict(base, architectures=["DeepseekV2ForCausalLM"], topk_method="group_limited_greedy")
+    top, wts = ds.gate(v2, w, "g.", h)
+    assert top.tolist() == [[5, 0]], top
+    close(wts, [[0.95 / 1.85, 0.90 / 1.85]], 1e-12)
+    # Unnormalised V2 weights are scaled; greedy ignores groups: 5 (.95) and 0 (.9).
+    top, wts = ds.gate(dict(v2, topk_method="greedy", norm_topk_prob=False), w, "g.", h)
+    assert top.tolist() == [[5, 0]]
+    close(wts, [[2.5 * 0.95, 2.5 * 0.90]], 1e-12)
+
+
+def test_deepseek_sparse_layer_rule():
+    c = {"n_routed_experts": 8, "first_k_dense_replace": 2, "moe_layer_freq": 3}
+    assert [ds.is_sparse(c, i) for i in range(8)] == [False, False, False, True, False, False, True, False]
+    assert not ds.is_sparse(dict(c, n_routed_experts=None), 5)
+
+
+def test_sliding_window_masks_old_keys():
+    # Logits of a sequence shorter than the window equal the plain causal model's; beyond it, the
+    # first tokens stop mattering: changing token 0 leaves the logits at positions >= window alone.
+    m = rf.RefModel(make_model("win", "--arch", "mistral", "--sliding-window", "6", "--num-hidden-layers", "1"))
+    toks = tokens(20, m.vocab, seed=8)
+    close(m.forward(toks[:6]), m.forward(toks[:6], breaks={"no_sliding_window"}), 1e-12)
+    other = toks.copy()
+    other[0] = (other[0] + 1) % m.vocab
+    close(m.forward(toks)[6:], m.forward(other)[6:], 1e-12)
+    assert np.abs(m.forward(toks)[5] - m.forward(other)[5]).max() > 1e-3
 
 
 def main():

@@ -47,6 +47,8 @@ def hf_model(arch):
         extra = ["--num-attention-heads", "4", "--num-key-value-heads", "2"]
         if arch == "qwen3_moe":
             extra += ["--num-experts", "8", "--num-experts-per-tok", "2", "--decoder-sparse-step", "1"]
+        if arch == "mixtral":
+            extra += ["--sliding-window", "64"]
         subprocess.run(["/usr/bin/python3", MAKE_MODEL, "--arch", arch, "--preset", "tiny", "--dtype", "f32",
                         "--max-position-embeddings", "1024", "--seed", "3", "--out", out, "--quiet"] + extra,
                        check=True, timeout=120)
@@ -154,7 +156,7 @@ elif CASE == "imbalance":
     pf = prompts_file([story_prompts()[3], "", story_prompts()[3], "", story_prompts()[3]], "imb.txt")
     common = ["generate", "--json", "--model-path", model, "--prompts-file", pf, "-n", "30"]
     check_layouts(common, ["tp2_dp2", "tp4_dp2"])
-elif CASE in ("qwen3", "qwen3_moe", "llama"):
+elif CASE in ("qwen3", "qwen3_moe", "llama", "deepseek_v2", "deepseek_v3", "mixtral"):
     model = hf_model(CASE)
     with open(os.path.join(model, "config.json")) as f:
         vocab = json.load(f)["vocab_size"]
@@ -162,8 +164,12 @@ elif CASE in ("qwen3", "qwen3_moe", "llama"):
     common = ["generate", "--json", "--model-path", model, "--prompts-file", pf, "--prompts-are-ids", "-n", "12",
               "--ignore-eos"]
     layouts = ["tp2", "tp2_dp2", "tp4_dp2", "tp4_dp4"]
-    if CASE == "qwen3_moe":
+    if CASE in ("qwen3_moe", "deepseek_v3"):
         layouts += ["tp2_ep2", "tp4_dp2_ep4", "tp4_dp2_ep2"]
+    elif CASE == "deepseek_v2":  # MLA with TP / DP attention, experts split or whole
+        layouts = ["tp2", "tp2_dp2", "tp4_dp4", "tp2_ep2"]
+    elif CASE == "mixtral":
+        layouts = ["tp2", "tp2_dp2", "tp2_ep2"]
     check_layouts(common, layouts, extra_modes=(CASE == "qwen3_moe"))
 elif CASE in ("gguf", "gguf_quantized"):
     # GGUF models: F16 (our writer), and llama-quantize's Q8_0 llama and Q4_0 Qwen3-MoE (committed

@@ -48,3 +48,38 @@ TEST(KVPool, SlotsOfDifferentPagesHeadsAndLayersDoNotOverlap) {
   EXPECT_EQ(view.k + (2 * view.n_kv_heads + 1) * view.page_size * view.head_dim + 1 * view.head_dim,
             pool.k_at(1, 2, 1, 1));
 }
+
+// MLA: one row [c_kv | k_pe] per position and layer, whatever the head count; the attention view
+// reads the whole row as the key and its c_kv prefix as the value.
+TEST(KVPool, LatentRowsDoNotOverlapAndTheViewAliasesValueAndKey) {
+  const int64_t L = 2, R = 6, P = 2, ps = 3, pages = 4;
+  KVPool pool(KVPoolConfig::latent(L, R, P, ps, pages));
+  float v = 0;
+  for (int l = 0; l < L; ++l)
+    for (int p = 0; p < pages; ++p)
+      for (int s = 0; s < ps; ++s)
+        for (int d = 0; d < R + P; ++d) pool.latent_at(l, p, s)[d] = v++;
+  v = 0;
+  for (int l = 0; l < L; ++l)
+    for (int p = 0; p < pages; ++p)
+      for (int s = 0; s < ps; ++s)
+        for (int d = 0; d < R + P; ++d) ASSERT_EQ(pool.latent_at(l, p, s)[d], v++);
+  const KVLayerView view = pool.layer(1);
+  EXPECT_EQ(view.n_kv_heads, 1);
+  EXPECT_EQ(view.head_dim, R + P);
+  EXPECT_EQ(view.value_dim(), R);
+  EXPECT_EQ(view.k, view.v);
+  EXPECT_EQ(view.k + 2 * view.k_page_stride() + 1 * view.k_row_stride(), pool.latent_at(1, 2, 1));
+}
+
+// The pool counts bytes per position from what the attention kind stores, not from heads.
+TEST(KVPool, BytesPerTokenFollowTheAttentionKind) {
+  const KVPoolConfig per_head{27, 2, 128, 16, 10};
+  EXPECT_EQ(per_head.bytes_per_token(), 27 * 2 * 2 * 128 * 4);
+  EXPECT_EQ(per_head.bytes_per_page(), per_head.bytes_per_token() * 16);
+  // DeepSeek-V2-Lite: kv_lora_rank 512 + qk_rope_head_dim 64, fp32, whatever the number of heads.
+  const KVPoolConfig mla = KVPoolConfig::latent(27, 512, 64, 16, 10);
+  EXPECT_EQ(mla.bytes_per_token(), 27 * 576 * 4);
+  EXPECT_EQ(KVPool(mla).bytes(), mla.bytes_per_page() * 10);
+  EXPECT_NE(mla.describe().find("latent"), std::string::npos);
+}

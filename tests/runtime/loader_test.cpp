@@ -162,6 +162,105 @@ TEST(ModelConfig, ParsesHfFieldsAndRejectsBadOnes) {
   EXPECT_THROW(ModelConfig::from_hf_json(bad), Error);
 }
 
+// The field names and defaults of DeepSeek-V2-Lite's and DeepSeek-V3's published config.json.
+TEST(ModelConfig, ParsesDeepseekV2LiteAndV3) {
+  auto v2 = nlohmann::json::parse(R"({"architectures": ["DeepseekV2ForCausalLM"], "hidden_size": 2048,
+      "num_hidden_layers": 27, "num_attention_heads": 16, "num_key_value_heads": 16, "vocab_size": 102400,
+      "intermediate_size": 10944, "q_lora_rank": null, "kv_lora_rank": 512, "qk_nope_head_dim": 128,
+      "qk_rope_head_dim": 64, "v_head_dim": 128, "n_routed_experts": 64, "n_shared_experts": 2,
+      "num_experts_per_tok": 6, "moe_intermediate_size": 1408, "first_k_dense_replace": 1, "moe_layer_freq": 1,
+      "topk_method": "greedy", "n_group": 1, "topk_group": 1, "norm_topk_prob": false, "scoring_func": "softmax",
+      "routed_scaling_factor": 1.0, "max_position_embeddings": 163840, "rope_theta": 10000,
+      "rope_scaling": {"beta_fast": 32, "beta_slow": 1, "factor": 40, "mscale": 0.707, "mscale_all_dim": 0.707,
+                       "original_max_position_embeddings": 4096, "type": "yarn"}, "hidden_act": "silu"})");
+  ModelConfig c = ModelConfig::from_hf_json(v2);
+  EXPECT_EQ(c.arch, Arch::DeepseekV2);
+  EXPECT_TRUE(c.mla.enabled());
+  EXPECT_EQ(c.mla.q_lora_rank, 0);
+  EXPECT_EQ(c.mla.q_head_dim(), 192);
+  EXPECT_EQ(c.rope_scaling.type, RopeScaling::Type::Yarn);
+  EXPECT_DOUBLE_EQ(c.rope_scaling.mscale_all_dim, 0.707);
+  EXPECT_EQ(c.n_experts, 64);
+  EXPECT_EQ(c.n_shared_experts, 2);
+  EXPECT_FALSE(c.layer_is_moe(0));
+  EXPECT_TRUE(c.layer_is_moe(1));
+  EXPECT_TRUE(c.layer_is_moe(26));
+  EXPECT_EQ(c.routing.topk, MoeRouting::TopK::Greedy);
+  EXPECT_FALSE(c.routing.normalize);
+
+  auto v3 = v2;
+  v3["architectures"] = {"DeepseekV3ForCausalLM"};
+  v3["q_lora_rank"] = 1536;
+  v3["n_routed_experts"] = 256;
+  v3["n_group"] = 8;
+  v3["topk_group"] = 4;
+  v3["num_experts_per_tok"] = 8;
+  v3["first_k_dense_replace"] = 3;
+  for (const char* k : {"topk_method", "scoring_func", "norm_topk_prob"}) v3.erase(k);  // V3's defaults
+  v3["routed_scaling_factor"] = 2.5;
+  c = ModelConfig::from_hf_json(v3);
+  EXPECT_EQ(c.arch, Arch::DeepseekV3);
+  EXPECT_EQ(c.mla.q_lora_rank, 1536);
+  EXPECT_EQ(c.routing.topk, MoeRouting::TopK::NoauxTc);
+  EXPECT_EQ(c.routing.scoring, MoeRouting::Scoring::Sigmoid);
+  EXPECT_TRUE(c.routing.normalize);
+  EXPECT_TRUE(c.routing.scale_normalized);
+  EXPECT_FALSE(c.layer_is_moe(2));
+  EXPECT_TRUE(c.layer_is_moe(3));
+
+  // What cannot be honoured is refused, naming the field.
+  auto expect_error = [](nlohmann::json j, const char* field) {
+    try {
+      ModelConfig::from_hf_json(j);
+      ADD_FAILURE() << "accepted bad " << field;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(field), std::string::npos) << e.what();
+    }
+  };
+  auto bad = v3;
+  bad["topk_group"] = 9;
+  expect_error(bad, "topk_group");
+  bad = v3;
+  bad["n_group"] = 7;
+  expect_error(bad, "n_group");
+  bad = v3;
+  bad["topk_method"] = "sinkhorn";
+  expect_error(bad, "topk_method");
+  bad = v3;
+  bad["scoring_func"] = "relu";
+  expect_error(bad, "scoring_func");
+  bad = v3;
+  bad["attention_bias"] = true;
+  expect_error(bad, "attention_bias");
+  bad = v3;
+  bad["rope_scaling"]["type"] = "dynamic";
+  expect_error(bad, "rope_scaling");
+}
+
+TEST(ModelConfig, SlidingWindowIsHonouredOrRefused) {
+  auto mixtral = nlohmann::json::parse(R"({"architectures": ["MixtralForCausalLM"], "hidden_size": 64,
+      "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100,
+      "intermediate_size": 128, "num_local_experts": 8, "num_experts_per_tok": 2, "sliding_window": 4096,
+      "max_position_embeddings": 32768})");
+  ModelConfig c = ModelConfig::from_hf_json(mixtral);
+  EXPECT_EQ(c.arch, Arch::Mixtral);
+  EXPECT_EQ(c.sliding_window, 4096);
+  EXPECT_EQ(c.n_experts, 8);
+  EXPECT_EQ(c.moe_ffn, 128);
+  EXPECT_TRUE(c.routing.normalize);
+  EXPECT_TRUE(c.layer_is_moe(0) && c.layer_is_moe(1));
+  mixtral["sliding_window"] = nullptr;
+  EXPECT_EQ(ModelConfig::from_hf_json(mixtral).sliding_window, 0);
+  mixtral["sliding_window"] = 40000;  // wider than the context: changes nothing
+  EXPECT_EQ(ModelConfig::from_hf_json(mixtral).sliding_window, 0);
+  auto qwen2 = nlohmann::json::parse(R"({"architectures": ["Qwen2ForCausalLM"], "hidden_size": 64,
+      "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100, "intermediate_size": 128,
+      "use_sliding_window": false, "sliding_window": 32})");
+  EXPECT_EQ(ModelConfig::from_hf_json(qwen2).sliding_window, 0);
+  qwen2["use_sliding_window"] = true;
+  EXPECT_THROW(ModelConfig::from_hf_json(qwen2), Error);
+}
+
 TEST(Llama2c, TruncatedCheckpointIsAnError) {
   auto d = tmpdir("l2c");
   int32_t hdr[7] = {64, 172, 5, 8, 4, 512, 512};

@@ -1,8 +1,10 @@
 #!/usr/bin/python3
-"""Independent float64 NumPy forward pass of Hugging Face Llama / Qwen2 / Qwen3 / Qwen3-MoE models.
+"""Independent float64 NumPy forward pass of Hugging Face Llama / Mistral / Qwen2 / Qwen3 / Qwen3-MoE /
+Mixtral / DeepSeek-V2 / DeepSeek-V3 models.
 
-Written from the published architecture definitions (transformers' modeling_llama, modeling_qwen2,
-modeling_qwen3, modeling_qwen3_moe), not from dpserve's C++. It reads the model folder itself
+Written from the published architecture definitions (transformers' modeling_llama, modeling_mistral,
+modeling_qwen2, modeling_qwen3, modeling_qwen3_moe, modeling_mixtral; DeepSeek's papers and
+modeling_deepseek semantics in ref_deepseek.py), not from dpserve's C++. It reads the model folder itself
 (config.json + safetensors, sharded or not) and converts bf16 / f16 / f32 weights exactly to float64.
 
   /usr/bin/python3 ref_forward.py --model-path DIR --tokens 1,5,9 [--out logits.f32]
@@ -19,6 +21,8 @@ import sys
 
 import numpy as np
 
+import ref_deepseek as ds
+
 BREAKS = {
     "rope_interleaved": "RoPE rotates adjacent pairs (2i, 2i+1) instead of halves (i, i + d/2)",
     "rope_neg": "RoPE rotates by -angle (rotate_half with the wrong sign)",
@@ -31,6 +35,9 @@ BREAKS = {
     "skip_norm_weight": "RMSNorm weights ignored (plain normalisation)",
     "no_causal_mask": "attention sees later tokens",
     "moe_flip_renorm": "norm_topk_prob applied the wrong way round (Qwen3-MoE)",
+    "no_sliding_window": "sliding_window ignored (Mistral / Mixtral)",
+    "mixtral_no_renorm": "Mixtral's top-k weights left unnormalised",
+    **ds.BREAKS,
 }
 
 _ST_DTYPES = {"BF16": 2, "F16": 2, "F32": 4}
@@ -161,8 +168,9 @@ class RefModel:
         self.config, self.w = read_model_folder(path)
         c = self.config
         arch = c["architectures"][0]
-        kinds = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2",
-                 "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3_moe"}
+        kinds = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2",
+                 "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3_moe", "MixtralForCausalLM": "mixtral",
+                 "DeepseekV2ForCausalLM": "deepseek_v2", "DeepseekV3ForCausalLM": "deepseek_v3"}
         if arch not in kinds:
             raise ValueError(f"unsupported architecture {arch}")
         self.arch = kinds[arch]
@@ -176,9 +184,17 @@ class RefModel:
         self.tied = bool(c.get("tie_word_embeddings", False))
         if self.n_heads % self.n_kv:
             raise ValueError("num_attention_heads not a multiple of num_key_value_heads")
+        self.deepseek = self.arch in ("deepseek_v2", "deepseek_v3")
+        # Mistral / Mixtral: a query at position i sees keys j with i - j < sliding_window.
+        self.window = c.get("sliding_window") if self.arch in ("mistral", "mixtral") else None
+        self.moe = self.arch in ("qwen3_moe", "mixtral") or (self.deepseek and bool(c.get("n_routed_experts")))
 
     def is_sparse(self, layer):
         c = self.config
+        if self.deepseek:
+            return ds.is_sparse(c, layer)
+        if self.arch == "mixtral":
+            return True
         if self.arch != "qwen3_moe":
             return False
         return (layer not in c.get("mlp_only_layers", []) and c["num_experts"] > 0
@@ -202,16 +218,28 @@ class RefModel:
         kvq = (lambda v: bf16_round(v)) if "kv" in emulate else (lambda v: v)
         positions = np.arange(T)
         k_positions = positions + (1 if "rope_k_pos_plus1" in breaks else 0)
-        inv_freq = rope_inv_freq(self.config, self.head_dim, breaks)
+        if self.deepseek:
+            inv_freq, mag = ds.rope_frequencies(self.config, self.config["qk_rope_head_dim"], breaks)
+        else:
+            inv_freq = rope_inv_freq(self.config, self.head_dim, breaks)
         group = self.n_heads // self.n_kv
         scale = 1.0 / math.sqrt(self.head_dim)
         causal = np.tril(np.ones((T, T), dtype=bool))
+        if self.window and "no_sliding_window" not in breaks:
+            causal &= np.subtract.outer(positions, positions) < self.window
         margins = np.full(T, np.inf)
 
         x = w["model.embed_tokens.weight"][tokens].copy()
         for i in range(self.n_layers):
             p = f"model.layers.{i}."
             h = act(rms_norm(x, w[p + "input_layernorm.weight"], self.eps, breaks))
+            if self.deepseek:
+                mla = ds.Mla(self.config, w, p, rms_norm, self.eps)
+                x = x + mla.forward(h, positions, inv_freq, mag, breaks, act, kvq)
+                h = act(rms_norm(x, w[p + "post_attention_layernorm.weight"], self.eps, breaks))
+                x = x + (self._deepseek_moe(p, h, breaks, act, margins) if self.is_sparse(i)
+                         else self._mlp(p + "mlp.", h, act))
+                continue
             q = h @ w[p + "self_attn.q_proj.weight"].T
             k = h @ w[p + "self_attn.k_proj.weight"].T
             v = h @ w[p + "self_attn.v_proj.weight"].T
@@ -250,18 +278,37 @@ class RefModel:
             routing.extend(margins.tolist())
         return x @ self.lm_head().T
 
-    def _mlp(self, p, h, act):
+    def _mlp(self, p, h, act, names=("gate_proj", "up_proj", "down_proj")):
         w = self.w
-        g = h @ w[p + "gate_proj.weight"].T
-        u = h @ w[p + "up_proj.weight"].T
-        return act(silu(g) * u) @ w[p + "down_proj.weight"].T
+        g = h @ w[f"{p}{names[0]}.weight"].T
+        u = h @ w[f"{p}{names[1]}.weight"].T
+        return act(silu(g) * u) @ w[f"{p}{names[2]}.weight"].T
+
+    def _deepseek_moe(self, p, h, breaks, act, margins):
+        # DeepseekV2MoE / DeepseekV3MoE: routed experts weighted by the gate, plus the shared experts
+        # (one MLP of n_shared_experts * moe_intermediate_size) on every token.
+        c = self.config
+        top, wts = ds.gate(c, self.w, p + "mlp.", h, breaks, margins)
+        out = np.zeros_like(h)
+        for e in range(c["n_routed_experts"]):
+            rows, slot = np.nonzero(top == e)
+            if len(rows):
+                out[rows] += wts[rows, slot][:, None] * self._mlp(f"{p}mlp.experts.{e}.", h[rows], act)
+        if c.get("n_shared_experts"):
+            out += self._mlp(p + "mlp.shared_experts.", h, act)
+        return out
 
     def _moe(self, p, h, breaks, act, margins):
         # Qwen3MoeSparseMoeBlock: softmax over all experts, top-k, optional renormalisation of the
         # k chosen probabilities, weighted sum of the chosen experts' SiLU-gated MLPs.
+        # MixtralSparseMoeBlock: the same with the top-k always renormalised, tensors under
+        # block_sparse_moe with experts' w1 (gate), w3 (up), w2 (down).
         c, w = self.config, self.w
         k = c["num_experts_per_tok"]
-        logits = h @ w[p + "mlp.gate.weight"].T  # [T, E]
+        mixtral = self.arch == "mixtral"
+        block = p + ("block_sparse_moe." if mixtral else "mlp.")
+        names = ("w1", "w3", "w2") if mixtral else ("gate_proj", "up_proj", "down_proj")
+        logits = h @ w[block + "gate.weight"].T  # [T, E]
         probs = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs /= probs.sum(axis=1, keepdims=True)
         order = np.argsort(-logits, axis=1, kind="stable")
@@ -271,6 +318,8 @@ class RefModel:
             np.minimum(margins, srt[:, k - 1] - srt[:, k], out=margins)
         wts = np.take_along_axis(probs, top, axis=1)
         renorm = bool(c.get("norm_topk_prob", False)) != ("moe_flip_renorm" in breaks)
+        if mixtral:
+            renorm = "mixtral_no_renorm" not in breaks
         if renorm:
             wts = wts / wts.sum(axis=1, keepdims=True)
         out = np.zeros_like(h)
@@ -278,7 +327,7 @@ class RefModel:
             rows, slot = np.nonzero(top == e)
             if len(rows) == 0:
                 continue
-            y = self._mlp(f"{p}mlp.experts.{e}.", h[rows], act)
+            y = self._mlp(f"{block}experts.{e}.", h[rows], act, names)
             out[rows] += wts[rows, slot][:, None] * y
         return out
 

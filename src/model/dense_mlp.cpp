@@ -1,0 +1,57 @@
+#include "model/dense_mlp.h"
+
+#include "core/check.h"
+#include "kernels/ops.h"
+
+namespace dpserve {
+
+DenseMlp::DenseMlp(const WeightStore& store, const std::string& prefix, const MlpNames& n, int64_t hidden,
+                   int64_t ffn, const ShardSpec& split, const char* what)
+    : hidden_(hidden) {
+  if (ffn % split.size != 0) fail("--tp-size: {} intermediate size {} cannot be split over {} ranks", what, ffn, split.size);
+  ffn_local_ = ffn / split.size;
+  const int64_t f0 = split.rank * ffn_local_;
+  gate_ = store.matrix(prefix + n.gate, ffn, hidden).row_slice(f0, ffn_local_);
+  up_ = store.matrix(prefix + n.up, ffn, hidden).row_slice(f0, ffn_local_);
+  down_ = shard_cols(store.matrix(prefix + n.down, hidden, ffn), f0, ffn_local_, prefix + n.down, "--tp-size");
+}
+
+void DenseMlp::forward(const float* x, int64_t rows, float* out, bool accumulate) {
+  const int64_t H = hidden_, F = ffn_local_;
+  if (rows == 0) return;
+  if (int64_t(g_.size()) < rows * F) g_.resize(size_t(rows * F)), u_.resize(size_t(rows * F));
+  const MatmulOut gate_up[2] = {{gate_, nullptr, g_.data(), F}, {up_, nullptr, u_.data(), F}};
+  matmul_multi(x, rows, H, gate_up, 2);
+  silu_mul(g_.data(), u_.data(), g_.data(), rows * F);
+  if (!accumulate) {
+    matmul(g_.data(), rows, F, down_, nullptr, out, H);
+    return;
+  }
+  if (int64_t(y_.size()) < rows * H) y_.resize(size_t(rows * H));
+  matmul(g_.data(), rows, F, down_, nullptr, y_.data(), H);
+  add_inplace(out, y_.data(), rows * H);
+}
+
+void DenseMlp::forward(Team& t, const float* x, int64_t rows, float* out, float* h) const {
+  if (rows == 0) return;
+  MatmulJob gu;  // h = silu(x gate^T) * (x up^T)
+  gu.x = x;
+  gu.ldx = hidden_;
+  gu.M = rows;
+  gu.w = gate_;
+  gu.w_up = up_;
+  gu.y = h;
+  gu.ldy = ffn_local_;
+  matmul_jobs(t, &gu, 1);
+  MatmulJob down;
+  down.x = h;
+  down.ldx = ffn_local_;
+  down.M = rows;
+  down.w = down_;
+  down.y = out;
+  down.ldy = hidden_;
+  down.store = MatmulStore::Add;
+  matmul_jobs(t, &down, 1);
+}
+
+}  // namespace dpserve

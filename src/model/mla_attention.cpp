@@ -1,0 +1,207 @@
+#include "model/mla_attention.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "core/bf16.h"
+#include "core/check.h"
+#include "kernels/dequant.h"
+#include "kernels/ops.h"
+
+namespace dpserve {
+
+namespace {
+
+void grow(std::vector<float>& v, int64_t n) {
+  if (int64_t(v.size()) < n) v.resize(size_t(n));
+}
+
+}  // namespace
+
+MlaAttention::MlaAttention(const WeightStore& store, const ModelConfig& c, const std::string& prefix,
+                           const ShardSpec& attn)
+    : m_(c.mla), hidden_(c.hidden), eps_(float(c.rms_eps)) {
+  const int64_t H = c.n_heads, qd = m_.q_head_dim(), r = m_.kv_lora_rank, rd = m_.qk_rope_head_dim;
+  const int64_t nope = m_.qk_nope_head_dim, vd = m_.v_head_dim, kvw = nope + vd;
+  if (H % attn.size != 0) fail("--tp-size: {} attention heads cannot be split over {} ranks", H, attn.size);
+  heads_ = H / attn.size;
+  const int64_t h0 = attn.rank * heads_;
+  const std::string a = prefix + "self_attn.";
+  if (m_.q_lora_rank > 0) {
+    q_a_ = store.matrix(a + "q_a_proj.weight", m_.q_lora_rank, hidden_);
+    q_a_norm_ = store.vector_f32(a + "q_a_layernorm.weight", m_.q_lora_rank);
+    q_b_ = store.matrix(a + "q_b_proj.weight", H * qd, m_.q_lora_rank).row_slice(h0 * qd, heads_ * qd);
+  } else {
+    q_proj_ = store.matrix(a + "q_proj.weight", H * qd, hidden_).row_slice(h0 * qd, heads_ * qd);
+  }
+  kv_a_ = store.matrix(a + "kv_a_proj_with_mqa.weight", r + rd, hidden_);
+  kv_a_norm_ = store.vector_f32(a + "kv_a_layernorm.weight", r);
+  kv_b_ = store.matrix(a + "kv_b_proj.weight", H * kvw, r).row_slice(h0 * kvw, heads_ * kvw);
+  o_proj_ = shard_cols(store.matrix(a + "o_proj.weight", hidden_, H * vd), h0 * vd, heads_ * vd, a + "o_proj.weight",
+                       "--tp-size (with --dp-size)");
+
+  double scale = 1.0 / std::sqrt(double(qd));
+  const RopeScaling& rs = c.rope_scaling;
+  if (rs.type == RopeScaling::Type::Yarn && rs.mscale_all_dim != 0) {
+    const double m = yarn_mscale(rs.factor, rs.mscale_all_dim);
+    scale *= m * m;
+  }
+  scale_ = float(scale);
+
+  // W_UK^T of each local head, [r, nope], for projecting q_nope into the latent space. Float
+  // weights are transposed exactly in their own type; block-quantized ones are decoded to fp32.
+  const DType src = kv_b_.dtype;
+  const DType dt = dtype_is_quantized(src) ? DType::F32 : src;
+  const size_t es = dtype_size(dt);
+  uk_t_data_.resize(size_t(heads_ * r * nope) * es);
+  std::vector<float> row(static_cast<size_t>(r));
+  for (int64_t h = 0; h < heads_; ++h) {
+    uint8_t* dst = uk_t_data_.data() + size_t(h * r * nope) * es;
+    for (int64_t n = 0; n < nope; ++n) {
+      const int64_t src_row = h * kvw + n;
+      const char* sp = static_cast<const char*>(kv_b_.data) + src_row * dtype_row_bytes(src, kv_b_.ld);
+      if (dt == DType::F32) {
+        dequantize_row(src, sp, row.data(), r);
+        for (int64_t k = 0; k < r; ++k) std::memcpy(dst + size_t(k * nope + n) * es, &row[size_t(k)], es);
+      } else {
+        for (int64_t k = 0; k < r; ++k) std::memcpy(dst + size_t(k * nope + n) * es, sp + size_t(k) * es, es);
+      }
+    }
+    uk_t_.push_back(WeightView{dst, dt, r, nope, nope});
+    uv_.push_back(kv_b_.row_slice(h * kvw + nope, vd));
+  }
+}
+
+MlaPath MlaAttention::choose(int64_t n_q, int64_t n_keys) const {
+  const double r = double(m_.kv_lora_rank), nope = double(m_.qk_nope_head_dim), vd = double(m_.v_head_dim);
+  const double rd = double(m_.qk_rope_head_dim), q = double(n_q), k = double(n_keys);
+  // Multiply-adds per head: absorbing projects each query in and out of the latent space and
+  // attends over rows of r + rd (values r); decompressing rebuilds k_nope and v for every position.
+  const double absorbed = q * (nope + vd) * r + q * k * (2 * r + rd);
+  const double decompressed = k * (nope + vd) * r + q * k * (nope + rd + vd);
+  return absorbed <= decompressed ? MlaPath::kAbsorbed : MlaPath::kDecompressed;
+}
+
+void MlaAttention::forward(const float* xn, int64_t T, const std::vector<AttnSeq>& seqs, const float* rope_cs,
+                           KVPool& kv, int64_t layer, float* out, MlaPath path) {
+  if (T == 0) return;
+  const int64_t qd = m_.q_head_dim(), r = m_.kv_lora_rank, rd = m_.qk_rope_head_dim, nope = m_.qk_nope_head_dim;
+  const int64_t vd = m_.v_head_dim, lat = r + rd, Hq = heads_ * qd;
+  DP_CHECK(kv.config().kind == KVKind::kLatent && kv.config().latent_dim == r && kv.config().rope_dim == rd,
+           "MLA needs a latent KV pool of {} + {}", r, rd);
+  grow(q_, T * Hq);
+  grow(ckv_, T * lat);
+  // The q path and the latent from the same activations, in one pass when the weights allow it.
+  const WeightView& q_in = m_.q_lora_rank > 0 ? q_a_ : q_proj_;
+  if (m_.q_lora_rank > 0) grow(qa_, T * m_.q_lora_rank);
+  float* q_in_out = m_.q_lora_rank > 0 ? qa_.data() : q_.data();
+  if (q_in.dtype == kv_a_.dtype) {
+    const MatmulOut two[2] = {{q_in, nullptr, q_in_out, q_in.rows}, {kv_a_, nullptr, ckv_.data(), lat}};
+    matmul_multi(xn, T, hidden_, two, 2);
+  } else {
+    matmul(xn, T, hidden_, q_in, nullptr, q_in_out, q_in.rows);
+    matmul(xn, T, hidden_, kv_a_, nullptr, ckv_.data(), lat);
+  }
+  if (m_.q_lora_rank > 0) {
+    rmsnorm(qa_.data(), q_a_norm_.data(), qa_.data(), T, m_.q_lora_rank, eps_);
+    matmul(qa_.data(), T, m_.q_lora_rank, q_b_, nullptr, q_.data(), Hq);
+  }
+  // Normalise c_kv, rotate k_pe and every head's q_pe (adjacent pairs), store the latent rows.
+  const int64_t ps = kv.page_size();
+  for (const AttnSeq& s : seqs) {
+#pragma omp parallel for schedule(static) if (s.n_q > 8)
+    for (int64_t i = 0; i < s.n_q; ++i) {
+      const int64_t row = s.q_row + i, pos = s.pos0 + i;
+      float* c = &ckv_[row * lat];
+      rmsnorm(c, kv_a_norm_.data(), c, 1, r, eps_);
+      const float* cs = rope_cs + row * rd;
+      rope(c + r, 1, rd, rd, cs, cs + rd / 2, true);
+      rope(&q_[row * Hq + nope], heads_, qd, rd, cs, cs + rd / 2, true);
+      std::memcpy(kv.latent_at(layer, s.pages[pos / ps], pos % ps), c, size_t(lat) * sizeof(float));
+    }
+  }
+  grow(attn_, T * heads_ * vd);
+  std::vector<int64_t> absorbed_seqs;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const AttnSeq& s = seqs[i];
+    if (s.n_q == 0) continue;
+    const MlaPath p = path == MlaPath::kAuto ? choose(s.n_q, s.pos0 + s.n_q) : path;
+    if (p == MlaPath::kAbsorbed)
+      absorbed_seqs.push_back(int64_t(i));
+    else
+      decompressed(s, kv, layer);
+  }
+  if (!absorbed_seqs.empty()) absorbed(absorbed_seqs, seqs, kv, layer);
+  matmul(attn_.data(), T, heads_ * vd, o_proj_, nullptr, out, hidden_);
+}
+
+void MlaAttention::absorbed(const std::vector<int64_t>& which, const std::vector<AttnSeq>& seqs, KVPool& kv,
+                            int64_t layer) {
+  const int64_t qd = m_.q_head_dim(), r = m_.kv_lora_rank, rd = m_.qk_rope_head_dim, nope = m_.qk_nope_head_dim;
+  const int64_t vd = m_.v_head_dim, lat = r + rd, Hq = heads_ * qd;
+  // The chosen sequences' query rows, end to end.
+  std::vector<AttnSeq> local;
+  int64_t Ta = 0;
+  for (int64_t i : which) {
+    AttnSeq s = seqs[size_t(i)];
+    s.q_row = Ta;
+    Ta += s.n_q;
+    local.push_back(s);
+  }
+  grow(gq_, Ta * Hq);
+  for (size_t i = 0; i < which.size(); ++i) {
+    const AttnSeq& s = seqs[size_t(which[i])];
+    std::memcpy(&gq_[local[i].q_row * Hq], &q_[s.q_row * Hq], size_t(s.n_q * Hq) * sizeof(float));
+  }
+  // Per head: [W_UK^T q_nope | q_pe], a query against the latent rows [c_kv | k_pe].
+  grow(qabs_, Ta * heads_ * lat);
+  for (int64_t h = 0; h < heads_; ++h) {
+    matmul(&gq_[h * qd], Ta, Hq, uk_t_[size_t(h)], nullptr, &qabs_[h * lat], heads_ * lat);
+    for (int64_t t = 0; t < Ta; ++t)
+      std::memcpy(&qabs_[(t * heads_ + h) * lat + r], &gq_[t * Hq + h * qd + nope], size_t(rd) * sizeof(float));
+  }
+  grow(olat_, Ta * heads_ * r);
+  const AttnParams ap{heads_, 1, lat, scale_};
+  paged_attention(qabs_.data(), heads_ * lat, local.data(), int64_t(local.size()), kv.layer(layer), ap,
+                  olat_.data(), heads_ * r);
+  // Each head's weighted latent back through W_UV, then into the batch's rows.
+  grow(oabs_, Ta * heads_ * vd);
+  for (int64_t h = 0; h < heads_; ++h)
+    matmul(&olat_[h * r], Ta, heads_ * r, uv_[size_t(h)], nullptr, &oabs_[h * vd], heads_ * vd);
+  for (size_t i = 0; i < which.size(); ++i) {
+    const AttnSeq& s = seqs[size_t(which[i])];
+    std::memcpy(&attn_[s.q_row * heads_ * vd], &oabs_[local[i].q_row * heads_ * vd],
+                size_t(s.n_q * heads_ * vd) * sizeof(float));
+  }
+}
+
+void MlaAttention::decompressed(const AttnSeq& s, KVPool& kv, int64_t layer) {
+  const int64_t qd = m_.q_head_dim(), r = m_.kv_lora_rank, rd = m_.qk_rope_head_dim, nope = m_.qk_nope_head_dim;
+  const int64_t vd = m_.v_head_dim, lat = r + rd, Hq = heads_ * qd, kvw = nope + vd;
+  const int64_t nk = s.pos0 + s.n_q, ps = kv.page_size();
+  grow(lat_, nk * lat);
+  for (int64_t j = 0; j < nk; ++j)
+    std::memcpy(&lat_[j * lat], kv.latent_at(layer, s.pages[j / ps], j % ps), size_t(lat) * sizeof(float));
+  // k_nope and v of every local head at every position: kv_b_proj(c_kv).
+  grow(kvd_, nk * heads_ * kvw);
+  matmul(lat_.data(), nk, lat, kv_b_, nullptr, kvd_.data(), heads_ * kvw);
+  // Per-head K = [k_nope | k_pe] and V, as one page of nk positions.
+  grow(ks_, heads_ * nk * qd);
+  grow(vs_, heads_ * nk * vd);
+#pragma omp parallel for schedule(static) if (nk * heads_ > 256)
+  for (int64_t j = 0; j < nk; ++j)
+    for (int64_t h = 0; h < heads_; ++h) {
+      const float* src = &kvd_[(j * heads_ + h) * kvw];
+      float* k = &ks_[(h * nk + j) * qd];
+      std::memcpy(k, src, size_t(nope) * sizeof(float));
+      std::memcpy(k + nope, &lat_[j * lat + r], size_t(rd) * sizeof(float));
+      std::memcpy(&vs_[(h * nk + j) * vd], src + nope, size_t(vd) * sizeof(float));
+    }
+  const int32_t page0 = 0;
+  const AttnSeq one{0, s.n_q, s.pos0, &page0};
+  const KVLayerView view{ks_.data(), vs_.data(), nk, heads_, qd, vd};
+  const AttnParams ap{heads_, heads_, qd, scale_};
+  paged_attention(&q_[s.q_row * Hq], Hq, &one, 1, view, ap, &attn_[s.q_row * heads_ * vd], heads_ * vd);
+}
+
+}  // namespace dpserve

@@ -1,0 +1,65 @@
+// Multi-head latent attention (DeepSeek-V2/V3) of one layer, for this rank's heads.
+//
+// Per token: q = q_proj(x) (or q_b_proj(rmsnorm(q_a_proj(x)))), split per head into q_nope and
+// q_pe; [c_kv | k_pe] = kv_a_proj_with_mqa(x); c_kv is RMS-normalised (kv_a_layernorm) and k_pe
+// rotated; that row is the token's whole KV cache entry (KVKind::kLatent), shared by all heads.
+// kv_b_proj maps c_kv to every head's k_nope (W_UK) and value (W_UV). RoPE rotates adjacent pairs
+// of q_pe / k_pe: DeepSeek's reference de-interleaves both before a half rotation, a permutation
+// that leaves q_pe . k_pe equal to the pairwise rotation's.
+//
+// Two equal forms of the same attention, chosen per sequence by arithmetic cost:
+//  * absorbed (decode): q_nope is projected into the latent space (W_UK^T q_nope), attention runs
+//    over the cached rows directly as one shared KV head (key [c_kv | k_pe], value c_kv), and each
+//    head's latent output is mapped back by W_UV. Reads each cached row once for all heads.
+//  * decompressed (prefill): k_nope and v of every cached position are rebuilt with kv_b_proj and
+//    ordinary multi-head attention runs on them.
+// Softmax scale: (qk_nope + qk_rope)^-1/2, times mscale(factor, mscale_all_dim)^2 under YaRN.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "kernels/attention.h"
+#include "kernels/matmul.h"
+#include "kv/kv_pool.h"
+#include "model/config.h"
+#include "model/parallel.h"
+#include "model/weight_store.h"
+
+namespace dpserve {
+
+enum class MlaPath { kAuto, kAbsorbed, kDecompressed };
+
+class MlaAttention {
+ public:
+  // `prefix`: "model.layers.N."; heads are split over `attn` (the DP group's attention ranks).
+  MlaAttention(const WeightStore& store, const ModelConfig& c, const std::string& prefix, const ShardSpec& attn);
+
+  // xn: the normalised hidden states [T, hidden] of the batch's tokens (rows laid out as `seqs`
+  // says); rope_cs: per row, rope_dim/2 cos then rope_dim/2 sin. Writes every token's latent row
+  // to layer `layer` of `kv` and this rank's heads' share of o_proj to out[T, hidden] (the caller
+  // sums it over the attention ranks).
+  void forward(const float* xn, int64_t T, const std::vector<AttnSeq>& seqs, const float* rope_cs, KVPool& kv,
+               int64_t layer, float* out, MlaPath path = MlaPath::kAuto);
+
+  // Which form the cost model picks for n_q queries over n_keys positions.
+  MlaPath choose(int64_t n_q, int64_t n_keys) const;
+
+ private:
+  void absorbed(const std::vector<int64_t>& which, const std::vector<AttnSeq>& seqs, KVPool& kv, int64_t layer);
+  void decompressed(const AttnSeq& s, KVPool& kv, int64_t layer);
+
+  MlaConfig m_;
+  int64_t hidden_ = 0, heads_ = 0;  // heads_: this rank's
+  float eps_ = 1e-6f, scale_ = 1.0f;
+  WeightView q_proj_, q_a_, q_b_, kv_a_, kv_b_, o_proj_;
+  std::vector<float> q_a_norm_, kv_a_norm_;
+  std::vector<WeightView> uk_t_;   // per local head: W_UK^T [kv_lora_rank, qk_nope] (a transposed copy)
+  std::vector<WeightView> uv_;     // per local head: W_UV [v_head_dim, kv_lora_rank] (a view)
+  std::vector<uint8_t> uk_t_data_;
+
+  // Scratch, reused step after step.
+  std::vector<float> q_, qa_, ckv_, attn_, gq_, qabs_, olat_, oabs_, lat_, kvd_, ks_, vs_;
+};
+
+}  // namespace dpserve
