@@ -1,10 +1,11 @@
 // End-to-end single-rank generation benchmark on a model of realistic shape, through the engine's
 // scheduler and step as `dpserve generate` runs them: prefill of a long prompt, single-stream
 // decode, and batched decode, each printed next to the roofline measured in the same run (read
-// bandwidth for single-stream decode, bf16 peak for prefill and batched decode), plus peak RSS.
+// bandwidth for single-stream decode, bf16 peak for prefill and batched decode -- the int8
+// vpdpbusd peak with --quantization), plus peak RSS.
 //
 //   /usr/bin/python3 tools/make_hf_model.py --preset tinyllama-1.1b --out /tmp/tinyllama
-//   build/bin/generate_bench --model-path /tmp/tinyllama [--threads 2]
+//   build/bin/generate_bench --model-path /tmp/tinyllama [--threads 2] [--quantization q4_k_m]
 #include <omp.h>
 
 #include <chrono>
@@ -110,16 +111,23 @@ int main(int argc, char** argv) {
   app.add_option("--prompt-len", prompt_len, "prefill length")->capture_default_str();
   app.add_option("--decode-tokens", decode, "tokens decoded per sequence")->capture_default_str();
   app.add_option("--batch", batch, "sequences in the batched decode")->capture_default_str();
+  std::string quant = "none";
+  app.add_option("--quantization", quant, "quantize the float weights on load, as dpserve --quantization")
+      ->capture_default_str()
+      ->check([](const std::string& s) { return quantization_from_name(s) ? "" : "unknown method " + s; });
   CLI11_PARSE(app, argc, argv);
   if (threads > 0) omp_set_num_threads(threads);
+  const Quantization q = *quantization_from_name(quant);
+  const bool int8 = q != Quantization::kNone;
 
   const double bw = measure_read_bandwidth();
-  const double peak = measure_bf16_peak();
+  const double peak = int8 ? measure_int8_peak() : measure_bf16_peak();
   // Peak RSS from here on: reset the high-water mark left by the bandwidth buffer.
   std::ofstream("/proc/self/clear_refs") << "5";
   // The engine as `dpserve generate` runs it, one rank: a whole prompt per step, room for the batch.
   RuntimeOptions ro;
   ro.model_path = model_path;
+  ro.quantization = q;
   ro.threads = threads;
   ro.sched.chunked_prefill_size = 4096;
   ro.sched.max_prefill_tokens = 4096;
@@ -128,12 +136,13 @@ int main(int argc, char** argv) {
   auto rt = Runtime::start(ro);
   const Model& model = rt->model();
   const ModelConfig& c = model.config();
-  // Bytes read per decoded token: every matrix once; the embedding only when it is also the LM head.
+  // Bytes read per decoded token: every matrix once; the embedding only when it is also the LM head
+  // (quantizing keeps the embedding table as stored).
   const int64_t embed_bytes = c.vocab * c.hidden * int64_t(dtype_size(c.dtype));
   const int64_t stream_bytes = model.weight_bytes() - (c.tie_embeddings ? 0 : embed_bytes);
-  const double flops_per_token = double(stream_bytes) / double(dtype_size(c.dtype)) * 2.0;
-  std::printf("machine: %d threads, read bandwidth %.1f GB/s, bf16 peak %.1f GFLOP/s\n", omp_get_max_threads(),
-              bw / 1e9, peak / 1e9);
+  const double flops_per_token = 2.0 * double(model.weight_params() - (c.tie_embeddings ? 0 : c.vocab * c.hidden));
+  std::printf("machine: %d threads, read bandwidth %.1f GB/s, %s peak %.1f G%s/s\n", omp_get_max_threads(), bw / 1e9,
+              int8 ? "int8" : "bf16", peak / 1e9, int8 ? "OP" : "FLOP");
   std::printf("model: %s, %lld layers, hidden %lld, %.2f GB weights, %.2f GB read per token\n", c.arch_name.c_str(),
               (long long)c.n_layers, (long long)c.hidden, double(model.weight_bytes()) / 1e9, double(stream_bytes) / 1e9);
 
@@ -145,8 +154,8 @@ int main(int argc, char** argv) {
     const double prefill_tps = double(prompt_len) / pre.prefill_seconds;
     // Attention flops are small next to the matmuls at this length; count matmuls only.
     const double prefill_frac = peak > 0 ? prefill_tps * flops_per_token / peak : 0;
-    std::printf("prefill %lld tokens: %.1f tok/s = %.1f%% of bf16 peak\n", (long long)prompt_len, prefill_tps,
-                100 * prefill_frac);
+    std::printf("prefill %lld tokens: %.1f tok/s = %.1f%% of %s peak\n", (long long)prompt_len, prefill_tps,
+                100 * prefill_frac, int8 ? "int8" : "bf16");
 
     const Run one = run(engine, {prompt_of(16, c.vocab, 2)}, decode);
     const double decode_tps = double(decode - 1) / one.decode_seconds;

@@ -7,5 +7,6 @@ namespace dpserve {
 
 double measure_read_bandwidth();  // bytes/s, streaming reads of a buffer far larger than L3
 double measure_bf16_peak();       // flop/s (vdpbf16ps chains in registers); 0 without AVX-512 BF16
+double measure_int8_peak();       // int8 op/s (vpdpbusd chains: 2 ops per u8 x s8 product); 0 without VNNI
 
 }  // namespace dpserve

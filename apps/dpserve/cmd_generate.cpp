@@ -287,8 +287,11 @@ void run_generate(GenerateArgs& a) {
   }
   const ModelConfig& cfg = rt->model_config();
   spdlog::info("{}", loc.why);
-  spdlog::info("model: {} layers, hidden {}, {} heads / {} KV heads, vocab {}, {} weights, kernels {}; {}",
+  spdlog::info("model: {} layers, hidden {}, {} heads / {} KV heads, vocab {}, {} weights{}, kernels {}; {}",
                cfg.n_layers, cfg.hidden, cfg.n_heads, cfg.n_kv_heads, cfg.vocab, dtype_name(cfg.dtype),
+               a.rf.rt.quantization == Quantization::kNone
+                   ? ""
+                   : std::string(" quantized to ") + to_string(a.rf.rt.quantization),
                cpu_kernel_name(), rt->describe());
 
   const auto prompts = read_prompts(a, tok.get(), tok ? tok->bos_id() : cfg.bos_id, loc.model);

@@ -31,6 +31,24 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
                 "Hugging Face model folder, GGUF file (or a folder holding one, or any file of a split set), or "
                 "llama2.c checkpoint (.bin). Default: the bundled stories260K")
       ->envname("DPSERVE_MODEL_PATH");
+  // Our names are llama.cpp's block types; SGLang's w8a8_int8 (int8 weights and activations)
+  // means q8_0; SGLang's other methods are refused with the reason.
+  c->add_option_function<std::string>(
+       "--quantization", [&o](const std::string& s) { o.quantization = *quantization_from_name(s); },
+       "Quantize float (bf16/f16/f32) weight matrices on load: q8_0, q4_0 and q4_k (every matrix that type; "
+       "the LM head Q6_K for the 4-bit ones), q4_k_m (llama.cpp's Q4_K_M mix), none. SGLang's w8a8_int8 maps "
+       "to q8_0. Norms stay fp32, the embedding table keeps its type (only looked-up rows are read); "
+       "matrices already quantized (GGUF) keep theirs")
+      ->check(CLI::Validator(
+          [](std::string& s) -> std::string {
+            if (quantization_from_name(s)) return "";
+            const std::string why = quantization_refusal(s);
+            return why.empty() ? "unknown method '" + s + "' (choose q8_0, q4_0, q4_k, q4_k_m or none)"
+                               : "'" + s + "' is not supported: " + why;
+          },
+          "METHOD"))
+      ->default_str("none")
+      ->envname("DPSERVE_QUANTIZATION");
   c->add_option("--tokenizer-path", f.tokenizer_path,
                 "Tokenizer folder or file. Default: the model folder, a GGUF model's own vocabulary, or the tok*.bin "
                 "beside a llama2.c checkpoint")

@@ -51,4 +51,26 @@ inline float f16_to_f32(f16_t h) {
   return f;
 }
 
+// Round to nearest even, overflow to infinity, subnormals kept (as NumPy's astype(float16)).
+inline f16_t f32_to_f16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  const uint32_t sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
+  if (a > 0x7f800000u) return f16_t(sign | 0x7e00u);   // NaN
+  if (a >= 0x477ff000u) return f16_t(sign | 0x7c00u);  // 65520 and up round to infinity
+  auto round_shift = [](uint32_t m, int shift) {
+    uint32_t q = m >> shift;
+    const uint32_t rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (q & 1u))) ++q;
+    return q;
+  };
+  const int e = int(a >> 23);
+  if (e < 113) {  // below 2^-14: an f16 subnormal (units of 2^-24), or zero
+    if (e < 102) return f16_t(sign);
+    return f16_t(sign | round_shift((a & 0x7fffffu) | 0x800000u, 126 - e));
+  }
+  // A carry out of the mantissa correctly bumps the exponent.
+  return f16_t(sign | round_shift((uint32_t(e - 112) << 23) | (a & 0x7fffffu), 13));
+}
+
 }  // namespace dpserve

@@ -14,9 +14,10 @@ static CpuFeatures detect() {
   f.avx512f = __builtin_cpu_supports("avx512f");
   f.avx512bw = __builtin_cpu_supports("avx512bw");
   f.avx512bf16 = __builtin_cpu_supports("avx512bf16");
+  f.avx512vnni = __builtin_cpu_supports("avx512vnni");
   std::string cap = std::getenv("DPSERVE_KERNELS") ? std::getenv("DPSERVE_KERNELS") : "";
   if (cap == "portable") f = CpuFeatures{};
-  if (cap == "avx2") f.avx512f = f.avx512bw = f.avx512bf16 = false;
+  if (cap == "avx2") f.avx512f = f.avx512bw = f.avx512bf16 = f.avx512vnni = false;
   return f;
 }
 

@@ -10,6 +10,7 @@ struct CpuFeatures {
   bool avx512f = false;
   bool avx512bw = false;
   bool avx512bf16 = false;
+  bool avx512vnni = false;  // vpdpbusd / vpdpwssd (the int8 kernels of quantized weights)
 };
 
 // Detected once; DPSERVE_KERNELS=portable|avx2|avx512 caps what is used.

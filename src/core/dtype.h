@@ -3,6 +3,11 @@
 // A block type stores `block_elems` consecutive elements of one row in `block_bytes` bytes
 // (scales and quants together, GGML's layout byte for byte, so GGUF tensors are used in place).
 // Float types are blocks of one element. A row of n elements must be a whole number of blocks.
+//
+// The *_X16 types hold the same blocks repacked for the int8 kernels (kernels/repack.h): rows in
+// groups of 16, each block's 16 rows interleaved four bytes at a time. A row still takes
+// `block_bytes` per block, so sizes and row offsets are the plain type's; only whole groups of
+// 16 rows can be addressed. Layers never see the difference: the matmul dispatches on it.
 #pragma once
 
 #include <cstddef>
@@ -21,12 +26,19 @@ enum class DType {
   Q4_K,  // 256 elements: f16 d, f16 dmin, 8 x 6-bit scale/min, 4-bit (144 bytes, 4.5 bits/weight)
   Q5_K,  // 256 elements: as Q4_K plus one high bit per element       (176 bytes, 5.5 bits/weight)
   Q6_K,  // 256 elements: 4+2-bit quants, 16 x int8 scales, f16 d    (210 bytes, 6.5625 bits/weight)
+  // Repacked (16-row interleaved) forms of the five above; layouts in kernels/repack.h.
+  Q8_0_X16,
+  Q4_0_X16,
+  Q4_K_X16,
+  Q5_K_X16,
+  Q6_K_X16,
 };
 
 struct DTypeTraits {
   const char* name;
   int64_t block_elems;
   int64_t block_bytes;
+  int64_t row_group = 1;  // rows stored interleaved (16 for the *_X16 types)
 };
 
 inline constexpr DTypeTraits dtype_traits(DType t) {
@@ -39,6 +51,11 @@ inline constexpr DTypeTraits dtype_traits(DType t) {
     case DType::Q4_K: return {"Q4_K", 256, 144};
     case DType::Q5_K: return {"Q5_K", 256, 176};
     case DType::Q6_K: return {"Q6_K", 256, 210};
+    case DType::Q8_0_X16: return {"Q8_0x16", 32, 34, 16};
+    case DType::Q4_0_X16: return {"Q4_0x16", 32, 18, 16};
+    case DType::Q4_K_X16: return {"Q4_Kx16", 256, 144, 16};
+    case DType::Q5_K_X16: return {"Q5_Kx16", 256, 176, 16};
+    case DType::Q6_K_X16: return {"Q6_Kx16", 256, 210, 16};
   }
   return {"?", 1, 1};
 }
@@ -47,6 +64,31 @@ inline bool dtype_is_quantized(DType t) { return dtype_traits(t).block_elems > 1
 inline int64_t dtype_block_elems(DType t) { return dtype_traits(t).block_elems; }
 inline int64_t dtype_block_bytes(DType t) { return dtype_traits(t).block_bytes; }
 inline const char* dtype_name(DType t) { return dtype_traits(t).name; }
+inline int64_t dtype_row_group(DType t) { return dtype_traits(t).row_group; }
+
+// The block type a repacked type holds (Q4_0_X16 -> Q4_0); other types map to themselves.
+inline constexpr DType dtype_plain(DType t) {
+  switch (t) {
+    case DType::Q8_0_X16: return DType::Q8_0;
+    case DType::Q4_0_X16: return DType::Q4_0;
+    case DType::Q4_K_X16: return DType::Q4_K;
+    case DType::Q5_K_X16: return DType::Q5_K;
+    case DType::Q6_K_X16: return DType::Q6_K;
+    default: return t;
+  }
+}
+
+// The repacked form of a block type (Q4_0 -> Q4_0_X16); float and repacked types map to themselves.
+inline constexpr DType dtype_interleaved(DType t) {
+  switch (t) {
+    case DType::Q8_0: return DType::Q8_0_X16;
+    case DType::Q4_0: return DType::Q4_0_X16;
+    case DType::Q4_K: return DType::Q4_K_X16;
+    case DType::Q5_K: return DType::Q5_K_X16;
+    case DType::Q6_K: return DType::Q6_K_X16;
+    default: return t;
+  }
+}
 
 // Bytes of one element: float types only (block types have no per-element size).
 inline size_t dtype_size(DType t) { return size_t(dtype_traits(t).block_bytes / dtype_traits(t).block_elems); }

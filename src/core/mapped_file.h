@@ -16,6 +16,9 @@ class MappedFile {
   MappedFile& operator=(const MappedFile&) = delete;
 
   const uint8_t* data() const { return data_; }
+  // Drops this process's pages of [p, p + n) (whole pages inside the range; a range outside the
+  // mapping is ignored). They are read from the file again if touched later.
+  void release(const void* p, size_t n) const;
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
 

@@ -73,6 +73,8 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     lo.parallel = model_parallel_for(I.topo);
     lo.comm = I.mcomm.get();
     lo.threads = threads;
+    lo.quantization = o.quantization;
+    lo.verbose = I.mpi.world_rank() == 0;
     I.model = Model::load(o.model_path, lo);
     const ModelConfig& cfg = I.model->config();
 

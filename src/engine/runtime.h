@@ -14,6 +14,7 @@
 #include "parallel/dp_attention.h"
 #include "parallel/model_comm.h"
 #include "model/config.h"
+#include "model/quant_recipe.h"
 
 namespace dpserve {
 
@@ -21,6 +22,7 @@ class Model;
 
 struct RuntimeOptions {
   std::string model_path;
+  Quantization quantization = Quantization::kNone;  // float weights to block types on load
   int tp_size = 1;
   int dp_size = 1;
   int ep_size = 1;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <numeric>
 #include <vector>
 
 #include "core/bf16.h"
@@ -13,6 +14,7 @@
 #include "kernels/dequant.h"
 #include "kernels/isa.h"
 #include "kernels/matmul_kernel.h"
+#include "kernels/repack.h"
 #include "kernels/vec_math.h"
 
 namespace dpserve {
@@ -23,6 +25,9 @@ using kernels::find_matmul_kernel;
 
 WeightView WeightView::row_slice(int64_t r0, int64_t n) const {
   if (r0 < 0 || n < 0 || r0 + n > rows) fail("row_slice [{}, {}) out of range of a {}-row matrix", r0, r0 + n, rows);
+  // Repacked types interleave rows in groups: a slice starts on a group.
+  if (r0 % dtype_row_group(dtype) != 0)
+    fail("row_slice at row {} of a {} matrix does not start a {}-row group", r0, dtype_name(dtype), dtype_row_group(dtype));
   WeightView v = *this;
   v.data = static_cast<const char*>(data) + r0 * dtype_row_bytes(dtype, ld);
   v.rows = n;
@@ -36,18 +41,32 @@ WeightView WeightView::col_slice(int64_t c0, int64_t n) const {
     fail("col_slice [{}, {}) of a {} matrix does not fall on {}-element block boundaries", c0, c0 + n,
          dtype_name(dtype), dtype_block_elems(dtype));
   WeightView v = *this;
-  v.data = static_cast<const char*>(data) + dtype_row_bytes(dtype, c0);
+  v.data = static_cast<const char*>(data) + dtype_row_bytes(dtype, c0) * dtype_row_group(dtype);
   v.cols = n;
   return v;
 }
 
 float WeightView::at(int64_t r, int64_t c) const {
   DP_CHECK(r >= 0 && r < rows && c >= 0 && c < cols, "({}, {}) outside {}x{}", r, c, rows, cols);
+  if (dtype_row_group(dtype) > 1) {
+    std::vector<float> row(static_cast<size_t>(cols));
+    weight_row_to_f32(*this, r, row.data());
+    return row[size_t(c)];
+  }
   return dequantize_at(dtype, static_cast<const char*>(data) + r * dtype_row_bytes(dtype, ld), c);
 }
 
 void weight_row_to_f32(const WeightView& w, int64_t r, float* out) {
   if (r < 0 || r >= w.rows) fail("row {} out of range of a {}-row matrix", r, w.rows);
+  if (dtype_row_group(w.dtype) > 1) {  // repacked: gather the row's blocks back first
+    const int64_t g = r / 16;
+    thread_local std::vector<uint8_t> plain;
+    plain.resize(size_t(dtype_row_bytes(w.dtype, w.cols)));
+    deinterleave_row(w.dtype, static_cast<const uint8_t*>(w.data) + g * 16 * dtype_row_bytes(w.dtype, w.ld),
+                     int(r % 16), w.cols, plain.data());
+    dequantize_row(dtype_plain(w.dtype), plain.data(), out, w.cols);
+    return;
+  }
   dequantize_row(w.dtype, static_cast<const char*>(w.data) + r * dtype_row_bytes(w.dtype, w.ld), out, w.cols);
 }
 
@@ -132,6 +151,7 @@ void validate(KernelIsa isa, const MatmulJob* jobs, int64_t n_jobs, MatmulOrder 
     check_args(j.x, j.M, j.ldx, j.w, j.y, j.ldy);
     if (j.M > 0 && j.w.rows > 0 && j.w.cols > 0 && !find_matmul_kernel(j.w.dtype, isa, j.M))
       fail("matmul: no kernel for {} weights", dtype_name(j.w.dtype));
+    if (!dtype_row_splits(j.w.dtype, j.w.cols)) fail("matmul: K = {} is not whole {} blocks", j.w.cols, dtype_name(j.w.dtype));
     if (j.w_up.data) {
       if (j.w_up.dtype != j.w.dtype || j.w_up.rows != j.w.rows || j.w_up.cols != j.w.cols || j.w_up.ld < j.w_up.cols)
         fail("matmul: gated pair with different weights ({} {}x{} and {} {}x{})", dtype_name(j.w.dtype), j.w.rows,
@@ -287,7 +307,7 @@ void matmul_jobs_isa(KernelIsa isa, Team& t, const MatmulJob* jobs, int64_t n_jo
   const int64_t N = plans.empty() ? 0 : plans[0].N;
   int64_t grain = 1, row_bytes = 0;
   for (const Plan& p : plans) {
-    grain = std::max(grain, p.k->n_grain);
+    grain = std::lcm(grain, p.k->n_grain);  // every job's blocks start on its own grain
     row_bytes += dtype_row_bytes(p.job->w.dtype, p.job->w.cols) * (p.job->w_up.data ? 2 : 1);
   }
   int64_t nb = std::max<int64_t>(grain, kBlockWeightBytes / std::max<int64_t>(row_bytes, 1) / grain * grain);
@@ -312,8 +332,7 @@ void matmul_multi(Team& t, const float* x, int64_t M, int64_t ldx, const MatmulO
   thread_local std::vector<MatmulJob> jobs;
   jobs.clear();
   for (int64_t i = 0; i < n_outs; ++i) {
-    if (outs[i].w.cols != outs[0].w.cols || outs[i].w.dtype != outs[0].w.dtype)
-      fail("matmul_multi: weights differ in K or dtype");
+    if (outs[i].w.cols != outs[0].w.cols) fail("matmul_multi: weights differ in K");
     MatmulJob j;
     j.x = x;
     j.ldx = ldx;

@@ -93,9 +93,9 @@ struct MatmulOut {
   int64_t ldy = 0;
 };
 
-// Several products of the same activations at once (q/k/v; the weights share K and dtype): one
-// activation preparation and one split of the work; every element is bit-identical to a
-// separate matmul() call.
+// Several products of the same activations at once (q/k/v; the weights share K, their dtypes may
+// differ, as in llama.cpp's Q4_K_M mix): one activation preparation per weight format and one
+// split of the work; every element is bit-identical to a separate matmul() call.
 void matmul_multi(Team& t, const float* x, int64_t M, int64_t ldx, const MatmulOut* outs, int64_t n_outs);
 void matmul_multi(const float* x, int64_t M, int64_t ldx, const MatmulOut* outs, int64_t n_outs);
 

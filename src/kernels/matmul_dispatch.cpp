@@ -2,6 +2,7 @@
 #include <cstring>
 
 #include "kernels/matmul_kernel.h"
+#include "kernels/qmatmul_impl.h"
 
 namespace dpserve::kernels {
 
@@ -36,6 +37,7 @@ void f32_prepare_row(const float* x, int64_t K, void* dst) {
 }
 
 const MatmulKernel* find_matmul_kernel(DType w, KernelIsa isa, int64_t /*M*/) {
+  if (dtype_is_quantized(w)) return quant_matmul_kernel(w, isa);  // kernels/qmatmul.cpp
   switch (isa) {
     case KernelIsa::Avx512Bf16:
       if (w == DType::BF16) return &avx512bf16::kBf16;

@@ -14,6 +14,7 @@
 #include "model/gguf_set.h"
 #include "model/llama2c.h"
 #include "model/moe.h"
+#include "model/weight_prep.h"
 
 namespace fs = std::filesystem;
 
@@ -70,7 +71,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   m->comm_ = opts.comm;
   if ((m->par_.attn.size > 1 || m->par_.mlp.size > 1 || m->par_.vocab.size > 1) && !m->comm_)
     fail("internal: a sharded model needs a communicator");
-  m->init_layers();
+  m->init_layers(opts);
   const int threads = opts.threads > 0 ? opts.threads : int(std::max(1u, std::thread::hardware_concurrency()));
   m->team_ = std::make_unique<ThreadTeam>(threads);
   return m;
@@ -83,7 +84,7 @@ KVPoolConfig Model::kv_config(int64_t n_pages, int64_t page_size) const {
   return KVPoolConfig{cfg_.n_layers, n_kv_local_, cfg_.head_dim, page_size, n_pages};
 }
 
-void Model::init_layers() {
+void Model::init_layers(const LoadOptions& opts) {
   const auto& c = cfg_;
   const int64_t hd = c.head_dim;
   const ShardSpec& at = par_.attn;
@@ -158,7 +159,31 @@ void Model::init_layers() {
   vocab0_ = par_.vocab.begin(c.vocab);
   vocab_local_ = par_.vocab.end(c.vocab) - vocab0_;
   lm_head_ = lm_head_.row_slice(vocab0_, vocab_local_);
-  for (auto& [n, t] : store_.all()) weight_bytes_ += dtype_row_bytes(t.dtype, t.numel());
+  // The matrices as the kernels run them (model/weight_prep.h): block types repacked, float
+  // weights quantized when --quantization asks; the converted copies replace the mapping.
+  WeightPrep prep(opts.quantization, c.n_layers, [this](const void* p, size_t n) { store_.release(p, n); },
+                  opts.verbose);
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    Layer& L = layers_[l];
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    prep.add(&L.wq, WeightRole::kAttnQ, l, H, p + "self_attn.q_proj.weight");
+    prep.add(&L.wk, WeightRole::kAttnK, l, H, p + "self_attn.k_proj.weight");
+    prep.add(&L.wv, WeightRole::kAttnV, l, H, p + "self_attn.v_proj.weight");
+    prep.add(&L.wo, WeightRole::kAttnO, l, c.n_heads * hd, p + "self_attn.o_proj.weight");
+    prep.add(&L.gate, WeightRole::kMlpGate, l, H, p + "mlp.gate_proj.weight");
+    prep.add(&L.up, WeightRole::kMlpUp, l, H, p + "mlp.up_proj.weight");
+    prep.add(&L.down, WeightRole::kMlpDown, l, c.ffn, p + "mlp.down_proj.weight");
+    if (L.moe) L.moe->add_weights(prep, l, p);
+  }
+  prep.add(&lm_head_, WeightRole::kLmHead, -1, H, store_.has("lm_head.weight") && !c.tie_embeddings
+                                                       ? "lm_head.weight" : "model.embed_tokens.weight");
+  prep.run();
+  converted_ = prep.take_buffers();
+  for (auto& [n, t] : store_.all()) {
+    const auto it = prep.converted().find(n);
+    weight_bytes_ += dtype_row_bytes(it == prep.converted().end() ? t.dtype : it->second, t.numel());
+    weight_params_ += t.numel();
+  }
 }
 
 template <class T>

@@ -14,7 +14,9 @@
 #include "model/config.h"
 #include "model/mla_attention.h"
 #include "model/parallel.h"
+#include "model/quant_recipe.h"
 #include "model/rope.h"
+#include "kernels/repack.h"
 #include "model/weight_store.h"
 
 namespace dpserve {
@@ -36,6 +38,8 @@ struct LoadOptions {
   ModelParallel parallel;
   ModelComm* comm = nullptr;  // required when any shard size > 1
   int threads = 0;            // members of the model's thread team (0 = the machine's cores)
+  Quantization quantization = Quantization::kNone;  // float matrices to block types on load
+  bool verbose = true;  // say how long converting the weights took (one rank of many)
 };
 
 class Model {
@@ -47,10 +51,13 @@ class Model {
   const ModelConfig& config() const { return cfg_; }
   const ModelParallel& parallel() const { return par_; }
   int64_t local_kv_heads() const { return n_kv_local_; }
+  // Bytes of every tensor of the model as run (quantized / repacked matrices at their new size).
   int64_t weight_bytes() const { return weight_bytes_; }
   // The thread team that runs every forward pass (its caller is member 0, the step thread).
   ThreadTeam& team() { return *team_; }
   int threads() const { return team_->size(); }
+  // Elements of every tensor of the model (its parameter count).
+  int64_t weight_params() const { return weight_params_; }
 
   // A KV pool sized for this rank's share of the model (per-head K/V, or MLA's latent rows).
   KVPoolConfig kv_config(int64_t n_pages, int64_t page_size) const;
@@ -65,7 +72,7 @@ class Model {
  private:
   struct Layer;
   Model() = default;
-  void init_layers();
+  void init_layers(const LoadOptions& opts);
   // One member's part of forward(); every member runs it.
   void forward_member(Team& t, const ForwardBatch& b, KVPool& kv, float* logits);
   void attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv);
@@ -79,10 +86,11 @@ class Model {
   WeightStore store_;
   std::unique_ptr<RopeTable> rope_;
   std::vector<Layer> layers_;
+  std::vector<AlignedBytes> converted_;  // matrices quantized / repacked on load (model/weight_prep.h)
   WeightView embed_, lm_head_;
   std::vector<float> final_norm_;
   int64_t n_heads_local_ = 0, n_kv_local_ = 0, kv_head0_ = 0, ffn_local_ = 0, vocab0_ = 0, vocab_local_ = 0;
-  int64_t weight_bytes_ = 0;
+  int64_t weight_bytes_ = 0, weight_params_ = 0;
   MlaPath mla_path_ = MlaPath::kAuto;
 
   std::unique_ptr<ThreadTeam> team_;

@@ -6,6 +6,7 @@
 
 #include "core/check.h"
 #include "kernels/ops.h"
+#include "model/weight_prep.h"
 
 namespace dpserve {
 
@@ -54,6 +55,16 @@ MoeLayer::MoeLayer(const WeightStore& store, const ModelConfig& c, const std::st
   }
   if (c.n_shared_experts > 0)
     shared_ = DenseMlp(store, p + "shared_experts.", names.expert, H, c.n_shared_experts * F, par.mlp, "shared experts'");
+}
+
+void MoeLayer::add_weights(WeightPrep& prep, int64_t layer, const std::string& p) {
+  prep.add(&router_, WeightRole::kRouter, layer, cfg_.hidden, p + "mlp.gate.weight");
+  for (size_t i = 0; i < experts_.size(); ++i) {
+    const std::string q = p + "mlp.experts." + std::to_string(e0_ + int64_t(i)) + ".";
+    prep.add(&experts_[i].gate, WeightRole::kMlpGate, layer, cfg_.hidden, q + "gate_proj.weight");
+    prep.add(&experts_[i].up, WeightRole::kMlpUp, layer, cfg_.hidden, q + "up_proj.weight");
+    prep.add(&experts_[i].down, WeightRole::kMlpDown, layer, cfg_.moe_ffn, q + "down_proj.weight");
+  }
 }
 
 void MoeLayer::reserve(int64_t T) {

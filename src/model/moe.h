@@ -22,6 +22,8 @@
 
 namespace dpserve {
 
+class WeightPrep;
+
 class MoeLayer {
  public:
   // `prefix`: the layer's "model.layers.N." (tensor names follow the architecture).
@@ -34,6 +36,9 @@ class MoeLayer {
   void forward(Team& t, const float* x, int64_t T, float* out, bool accumulate, const uint8_t* skip = nullptr);
   // Sizes the scratch for up to T rows (on the step thread, before the team runs).
   void reserve(int64_t T);
+
+  // Registers this rank's expert matrices (and the router, which recipes keep float) with `prep`.
+  void add_weights(WeightPrep& prep, int64_t layer, const std::string& prefix);
 
   int64_t first_expert() const { return e0_; }
   int64_t n_local_experts() const { return int64_t(experts_.size()); }

@@ -61,6 +61,10 @@ std::vector<float> WeightStore::vector_f32(const std::string& name, int64_t n) c
   return out;
 }
 
+void WeightStore::release(const void* p, size_t n) const {
+  for (const auto& f : files_) f->release(p, n);
+}
+
 void load_safetensors_file(const std::string& path, WeightStore& store) {
   auto f = std::make_shared<MappedFile>(path);
   const uint8_t* p = f->data();

@@ -35,6 +35,8 @@ class WeightStore {
   WeightView matrix(const std::string& name, int64_t rows, int64_t cols) const;
   // The named 1-D tensor of length n, converted to fp32.
   std::vector<float> vector_f32(const std::string& name, int64_t n) const;
+  // The bytes at [p, p + n) of a mapped file are no longer needed (see MappedFile::release).
+  void release(const void* p, size_t n) const;
 
  private:
   std::vector<std::shared_ptr<MappedFile>> files_;

@@ -46,14 +46,14 @@ TOLERANCE = {
     "Q4_K_M": (0.05, 0.005),
     "Q5_K_M": (0.05, 0.005),
     "Q6_K": (0.05, 0.005),
-    # Q8_0 / Q4_0: llama.cpp rounds each 32-element activation block's scale to f16, dpserve keeps
-    # it fp32; that alone moves these random models' logits by rms 0.009-0.0105, max 0.037-0.052
-    # x scale (measured; a NumPy emulation with gguf-py's decoder reproduces dpserve exactly with
-    # fp32 scales and llama.cpp to 0.002 with f16 ones, see fixtures/gguf/README.md). Q4_0's own
-    # quantization error is rms 0.15-0.19 x scale; Q8_0's is 0.017, so for Q8_0 this comparison
-    # only catches gross faults (a wrong tensor, layout or scale), which is what it is for.
-    "Q8_0": (0.1, 0.02),
-    "Q4_0": (0.1, 0.02),
+    # Q8_0 / Q4_0: llama.cpp's activation blocks (Q8_0) store each 32-element block's scale as f16,
+    # and dpserve's do too: measured max 1.9e-2 / rms 6.9e-4 (llama Q8_0), 3.6e-2 / 1.4e-3 (llama
+    # Q4_0), 1.5e-6 / 1.6e-7 (qwen3moe Q4_0); the few larger rows are activation codes a step apart
+    # at a rounding boundary (the K types' qwen3 case). With fp32 scales instead the difference was
+    # rms 0.009-0.0105, so these bounds catch that too. The quantization's own error is rms 0.017
+    # (Q8_0) to 0.19 (Q4_0) x scale: a wrong decoder, layout or scale is far outside.
+    "Q8_0": (0.05, 0.005),
+    "Q4_0": (0.05, 0.005),
 }
 
 

@@ -186,6 +186,97 @@ elif CASE in ("gguf", "gguf_quantized"):
                   "--ignore-eos"]
         check_layouts(common, layouts)
         print(f"ok {os.path.basename(model)}")
+elif CASE == "quant":
+    # Quantized on load (--quantization q4_k_m: Q4_K, Q6_K for the LM head and for v_proj /
+    # down_proj of layers 2 and 3; then q8_0 and q4_0); every TP slice holds whole blocks
+    # (o_proj's 16 heads x 64 and the FFN's 1024 columns split into multiples of 256 up to tp=4).
+    #
+    # Replicas (no partial sums across ranks) must match the single rank exactly: the kernels are
+    # batch invariant. TP layouts sum partial products in another order (the MLP's two halves, then
+    # the all-reduce), a difference of one rounding; when it moves an activation across an int8
+    # rounding boundary the next layer sees a different code, so greedy tokens may part where the
+    # single-rank run itself is nearly tied. (Verified: one rank computing down_proj as two halves
+    # reproduces tp2_dp2's tokens exactly.) So a TP layout may part from the single rank only at a
+    # position where the single rank's top two logits are within NEAR_TIE of each other.
+    NEAR_TIE = 0.1
+    model = os.path.join(SCRATCH, "qwen3-quant")
+    if not os.path.exists(os.path.join(model, "config.json")):
+        subprocess.run(["/usr/bin/python3", MAKE_MODEL, "--arch", "qwen3", "--dtype", "bf16", "--hidden-size", "256",
+                        "--intermediate-size", "1024", "--num-hidden-layers", "4", "--num-attention-heads", "16",
+                        "--num-key-value-heads", "4", "--head-dim", "64", "--vocab-size", "512",
+                        "--max-position-embeddings", "1024", "--seed", "5", "--out", model, "--quiet"],
+                       check=True, timeout=120)
+    prompts = id_prompts(512, 6)
+    pf = prompts_file([",".join(p) for p in prompts], "quant-ids.txt")
+
+    def margin_at(model_dir, method, ids, a, b):
+        """Single-rank logit of token a minus that of token b after `ids`."""
+        import numpy as np
+        path = os.path.join(SCRATCH, "logits.bin")
+        p = subprocess.run([BIN, "generate", "--model-path", model_dir, "--prompt-ids", ",".join(map(str, ids)), "-n", "1",
+                            "--quantization", method, "--dump-logits", path, "--threads", "1"],
+                           capture_output=True, text=True, env=ENV, timeout=240)
+        assert p.returncode == 0, p.stderr[-2000:]
+        row = np.fromfile(path, dtype=np.float32).reshape(-1, 512)[len(ids) - 1]
+        assert int(row.argmax()) == a, f"dump-logits disagrees with generate at {ids[-3:]}"
+        return float(row[a] - row[b])
+
+    for method in ["q4_k_m", "q8_0", "q4_0"]:
+        common = ["generate", "--json", "--model-path", model, "--prompts-file", pf, "--prompts-are-ids", "-n", "12",
+                  "--ignore-eos", "--quantization", method]
+        p = subprocess.run([BIN] + common + ["--threads", "1"], capture_output=True, text=True, env=ENV, timeout=240)
+        assert p.returncode == 0 and f"--quantization {method}" in p.stderr, p.stderr[-2000:]
+        print(f"{method}: " + [l for l in p.stderr.splitlines() if l.startswith("weights:")][0])
+        base = [o["output_ids"] for o in run(common + ["--threads", "1"])]
+        got = [o["output_ids"] for o in run(common + LAYOUTS["dp2_replicas"] + ["--threads", "1"])]
+        assert got == base, f"FAIL: {method} dp2_replicas differs from the single rank"
+        print(f"ok {method} dp2_replicas: identical")
+        for name in (["tp2", "tp2_dp2", "tp4_dp2"] if method == "q4_k_m" else ["tp2_dp2"]):
+            got = [o["output_ids"] for o in run(common + LAYOUTS[name] + ["--threads", "1"])]
+            parted = 0
+            for i, (b, g) in enumerate(zip(base, got)):
+                if b == g:
+                    continue
+                k = next(j for j in range(len(b)) if b[j] != g[j])
+                m = margin_at(model, method, [int(t) for t in prompts[i]] + b[:k], b[k], g[k])
+                assert m < NEAR_TIE, f"FAIL: {method} {name}: prompt {i} parts at token {k} where the single rank " \
+                                     f"prefers {b[k]} over {g[k]} by {m:.4f} (not a near tie)"
+                parted += 1
+                print(f"  {method} {name}: prompt {i} parts at token {k}, single-rank margin {m:.4f} < {NEAR_TIE}")
+            print(f"ok {method} {name}: {len(base) - parted} of {len(base)} prompts identical, the others part at "
+                  f"near ties")
+    # MoE (8 experts, top 2; expert FFN 256 = one Q4_K block; o_proj 8 heads x 64): experts split
+    # whole (ep) or by columns.
+    moe = os.path.join(SCRATCH, "qwen3-moe-quant")
+    if not os.path.exists(os.path.join(moe, "config.json")):
+        subprocess.run(["/usr/bin/python3", MAKE_MODEL, "--arch", "qwen3_moe", "--preset", "tiny", "--dtype", "bf16",
+                        "--hidden-size", "256", "--num-attention-heads", "8", "--num-key-value-heads", "2",
+                        "--head-dim", "64", "--num-experts", "8", "--num-experts-per-tok", "2",
+                        "--moe-intermediate-size", "256", "--intermediate-size", "512", "--decoder-sparse-step", "1",
+                        "--vocab-size", "512",
+                        "--max-position-embeddings", "1024", "--seed", "6", "--out", moe, "--quiet"],
+                       check=True, timeout=120)
+    common = ["generate", "--json", "--model-path", moe, "--prompts-file", pf, "--prompts-are-ids", "-n", "12",
+              "--ignore-eos", "--quantization", "q4_k_m"]
+    base = [o["output_ids"] for o in run(common + ["--threads", "1"])]
+    assert [o["output_ids"] for o in run(common + LAYOUTS["dp2_replicas"] + ["--threads", "1"])] == base, \
+        "FAIL: MoE q4_k_m dp2_replicas differs from the single rank"
+    for name, flags in [("tp2_ep2", LAYOUTS["tp2_ep2"]), ("tp2_dp2_ep2", LAYOUTS["tp2_dp2"] + ["--ep-size", "2"])]:
+        got = [o["output_ids"] for o in run(common + flags + ["--threads", "1"])]
+        for i, (b, g) in enumerate(zip(base, got)):
+            if b != g:
+                k = next(j for j in range(len(b)) if b[j] != g[j])
+                m = margin_at(moe, "q4_k_m", [int(t) for t in prompts[i]] + b[:k], b[k], g[k])
+                assert m < NEAR_TIE, f"FAIL: MoE {name}: prompt {i} parts at token {k} by {m:.4f} (not a near tie)"
+                print(f"  MoE q4_k_m {name}: prompt {i} parts at token {k}, single-rank margin {m:.4f}")
+        print(f"ok MoE q4_k_m {name}")
+    # A TP slice that is not whole blocks is a start-up error naming --tp-size: the FFN's 1024
+    # columns over 8 ranks are 128, half a Q4_K block.
+    p = subprocess.run([BIN, "generate", "--model-path", model, "--prompt-ids", "1,2,3", "-n", "2", "--tp-size", "8",
+                        "--quantization", "q4_k"], capture_output=True, text=True, env=ENV, timeout=240)
+    out = p.stdout + p.stderr
+    assert p.returncode != 0 and "--tp-size" in out and "Q4_K" in out, out[-2000:]
+    print("ok: a TP slice of half a block names --tp-size")
 elif CASE == "startup_failure":
     # One rank gets a model path that does not exist (MPMD launch): the whole job must end
     # non-zero with that rank's message instead of the healthy rank waiting forever.

@@ -1,0 +1,227 @@
+// Microbenchmarks of the quantized-weight kernels on the TinyLlama-1.1B shapes, each reported
+// as a fraction of a machine limit measured in the same run:
+//  * GEMV (decode, M = 1): weight bytes streamed per second over the streaming-read bandwidth
+//    (weights cycled through copies far larger than L3, so every product reads DRAM);
+//  * GEMM (prefill M = 512, batched decode M = 32): int8 op/s (2 per multiply-add) over the
+//    vpdpbusd peak;
+//  * quantizing fp32 rows and repacking plain blocks (what loading a model costs), ns per weight.
+//
+//   OMP_NUM_THREADS=2 build/bin/quant_kernels_bench --benchmark_counters_tabular=true
+#include <benchmark/benchmark.h>
+#include <omp.h>
+
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "bench/roofline.h"
+#include "core/bf16.h"
+#include "kernels/isa.h"
+#include "kernels/matmul.h"
+#include "kernels/quantize.h"
+#include "kernels/repack.h"
+
+namespace dpserve {
+namespace {
+
+constexpr int64_t kMiB = int64_t(1) << 20;
+const DType kTypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+struct Timer {
+  double t0 = 0, total = 0, best = 1e30;
+  void start() { t0 = now_s(); }
+  void stop() {
+    const double dt = now_s() - t0;
+    total += dt;
+    best = std::min(best, dt);
+  }
+  double mean(const benchmark::State& s) const { return total / double(s.iterations()); }
+};
+
+// Plain rows of random codes with small finite scales (the values do not matter for speed,
+// only that they are ordinary numbers).
+std::vector<uint8_t> random_plain(DType t, int64_t n, int64_t k) {
+  const int64_t bb = dtype_block_bytes(t), nb = n * k / dtype_block_elems(t);
+  std::vector<uint8_t> p(size_t(nb * bb));
+  std::mt19937 rng(7);
+  for (auto& b : p) b = uint8_t(rng());
+  const uint16_t d = f32_to_f16(1.0f / 256);
+  for (int64_t b = 0; b < nb; ++b) {
+    uint8_t* blk = p.data() + b * bb;
+    std::memcpy(t == DType::Q6_K ? blk + 208 : blk, &d, 2);
+    if (t == DType::Q4_K || t == DType::Q5_K) std::memcpy(blk + 2, &d, 2);
+  }
+  return p;
+}
+
+// Copies of one weight matrix (plain or repacked) adding up to at least `min_total` bytes.
+struct QWeightSet {
+  std::vector<uint8_t> plain;
+  std::vector<AlignedBytes> copies;
+  WeightView base;
+  QWeightSet(DType t, int64_t n, int64_t k, bool repacked, int64_t min_total) {
+    plain = random_plain(t, n, k);
+    WeightView v{plain.data(), t, n, k, k};
+    InterleavedWeight x;
+    if (repacked) {
+      x = interleave(v);
+      v = x.view;
+    }
+    const int64_t bytes = dtype_row_bytes(t, k) * interleaved_rows(n);
+    const int64_t count = std::max<int64_t>(1, (min_total + bytes - 1) / bytes);
+    for (int64_t c = 0; c < count; ++c) {
+      copies.emplace_back(size_t(bytes));
+      std::memcpy(copies.back().data(), v.data, size_t(repacked ? bytes : dtype_row_bytes(t, k) * n));
+    }
+    base = v;
+  }
+  WeightView view(size_t i) const {
+    WeightView v = base;
+    v.data = copies[i % copies.size()].data();
+    return v;
+  }
+};
+
+KernelIsa isa_arg(int64_t a) { return a == 0 ? best_kernel_isa() : a == 1 ? KernelIsa::Avx512 : KernelIsa::Avx2; }
+
+void BM_ReadBandwidth(benchmark::State& state) {
+  double bw = 0;
+  for (auto _ : state) bw = measure_read_bandwidth();
+  state.counters["GB/s"] = bw / 1e9;
+}
+
+void BM_Int8Peak(benchmark::State& state) {
+  double peak = 0;
+  for (auto _ : state) peak = measure_int8_peak();
+  state.counters["GOP/s"] = peak / 1e9;
+}
+
+// Args: type, K, N, repacked, isa (0 best, 1 avx512bw, 2 avx2), dram (0: one copy, read from
+// cache: the kernel's compute ceiling).
+void BM_QGemv(benchmark::State& state) {
+  const DType t = kTypes[state.range(0)];
+  const int64_t K = state.range(1), N = state.range(2);
+  const KernelIsa isa = isa_arg(state.range(4));
+  if (!kernel_isa_supported(isa)) return state.SkipWithError("ISA not supported");
+  const bool dram = state.range(5) != 0;
+  const QWeightSet ws(t, N, K, state.range(3) != 0, dram ? 512 * kMiB : 0);
+  std::vector<float> x(static_cast<size_t>(K)), y(static_cast<size_t>(N));
+  for (int64_t i = 0; i < K; ++i) x[size_t(i)] = float(i % 7) - 3.0f;
+  size_t i = 0;
+  Timer timer;
+  for (auto _ : state) {
+    timer.start();
+    matmul_isa(isa, x.data(), 1, K, ws.view(i++), nullptr, y.data(), N);
+    benchmark::ClobberMemory();
+    timer.stop();
+  }
+  const double bw = measure_read_bandwidth();
+  const double bytes = double(dtype_row_bytes(t, K) * N);
+  state.SetLabel(std::string(dtype_name(t)) + (state.range(3) ? "x16 " : " plain ") + kernel_isa_name(isa) +
+                 (dram ? "" : " in-cache"));
+  state.counters["GB/s"] = bytes / timer.mean(state) / 1e9;
+  state.counters["bw_GB/s"] = bw / 1e9;
+  state.counters["frac_bw"] = bytes / timer.mean(state) / bw;
+  state.counters["best_frac_bw"] = bytes / timer.best / bw;
+}
+
+// Args: type, M, K, N, isa.
+void BM_QGemm(benchmark::State& state) {
+  const DType t = kTypes[state.range(0)];
+  const int64_t M = state.range(1), K = state.range(2), N = state.range(3);
+  const KernelIsa isa = isa_arg(state.range(4));
+  if (!kernel_isa_supported(isa)) return state.SkipWithError("ISA not supported");
+  const QWeightSet ws(t, N, K, true, 0);
+  std::vector<float> x(size_t(M * K)), y(size_t(M * N));
+  std::mt19937 rng(2);
+  std::uniform_real_distribution<float> d(-1, 1);
+  for (float& v : x) v = d(rng);
+  Timer timer;
+  for (auto _ : state) {
+    timer.start();
+    matmul_isa(isa, x.data(), M, K, ws.view(0), nullptr, y.data(), N);
+    benchmark::ClobberMemory();
+    timer.stop();
+  }
+  const double ops = 2.0 * double(M) * double(N) * double(K);
+  const double peak = measure_int8_peak();
+  state.SetLabel(std::string(dtype_name(t)) + "x16 " + kernel_isa_name(isa));
+  state.counters["GOP/s"] = ops / timer.mean(state) / 1e9;
+  state.counters["peak_GOP/s"] = peak / 1e9;
+  state.counters["frac_peak"] = peak > 0 ? ops / timer.mean(state) / peak : 0;
+  state.counters["best_frac_peak"] = peak > 0 ? ops / timer.best / peak : 0;
+}
+
+// Load-time work per weight: quantize fp32 rows (one thread), repack plain blocks (all threads).
+void BM_Quantize(benchmark::State& state) {
+  const DType t = kTypes[state.range(0)];
+  const int64_t n = 64 * 256;
+  std::vector<float> x(static_cast<size_t>(n));
+  std::mt19937 rng(3);
+  std::normal_distribution<float> g;
+  for (float& v : x) v = g(rng);
+  std::vector<uint8_t> out(size_t(dtype_row_bytes(t, n)));
+  for (auto _ : state) {
+    quantize_row(t, x.data(), out.data(), n);
+    benchmark::ClobberMemory();
+  }
+  state.SetLabel(dtype_name(t));
+  state.counters["ns/weight"] = benchmark::Counter(double(n), benchmark::Counter::kIsIterationInvariantRate |
+                                                                  benchmark::Counter::kInvert);
+}
+
+void BM_Repack(benchmark::State& state) {
+  const DType t = kTypes[state.range(0)];
+  const int64_t n = 2048, k = 2048;
+  const std::vector<uint8_t> plain = random_plain(t, n, k);
+  for (auto _ : state) {
+    InterleavedWeight x = interleave(WeightView{plain.data(), t, n, k, k});
+    benchmark::DoNotOptimize(x.bytes.data());
+  }
+  state.SetLabel(dtype_name(t));
+  state.counters["ns/weight"] = benchmark::Counter(double(n * k), benchmark::Counter::kIsIterationInvariantRate |
+                                                                      benchmark::Counter::kInvert);
+}
+
+BENCHMARK(BM_ReadBandwidth)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Int8Peak)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+// Every type on the FFN shapes; the attention and LM-head shapes at Q4_0; plain vs repacked and
+// the other ISA paths at Q4_0 / Q8_0 gate_proj.
+BENCHMARK(BM_QGemv)
+    ->ArgNames({"type", "K", "N", "x16", "isa", "dram"})
+    ->ArgsProduct({{0, 1, 2, 3, 4}, {2048}, {5632}, {1}, {0}, {1}})
+    ->ArgsProduct({{0, 1, 2, 4}, {5632}, {2048}, {1}, {0}, {1}})
+    ->ArgsProduct({{0, 1, 2, 3, 4}, {2048}, {256}, {1}, {0}, {0}})
+    ->Args({1, 2048, 2048, 1, 0, 1})
+    ->Args({1, 2048, 256, 1, 0, 1})
+    ->Args({4, 2048, 32000, 1, 0, 1})
+    ->Args({1, 2048, 5632, 0, 0, 1})
+    ->Args({0, 2048, 5632, 0, 0, 1})
+    ->Args({1, 2048, 5632, 1, 1, 1})
+    ->Args({1, 2048, 5632, 1, 2, 1})
+    ->Args({0, 2048, 5632, 1, 1, 1})
+    ->Args({0, 2048, 5632, 1, 2, 1})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+BENCHMARK(BM_QGemm)
+    ->ArgNames({"type", "M", "K", "N", "isa"})
+    ->ArgsProduct({{0, 1, 2, 4}, {32, 512}, {2048}, {5632}, {0}})
+    ->ArgsProduct({{0, 1, 2, 4}, {512}, {5632}, {2048}, {0}})
+    ->Args({3, 512, 2048, 5632, 0})
+    ->Args({1, 512, 2048, 5632, 1})
+    ->Args({1, 512, 2048, 5632, 2})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_Quantize)->DenseRange(0, 4)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Repack)->DenseRange(0, 4)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+}  // namespace dpserve
+
+BENCHMARK_MAIN();

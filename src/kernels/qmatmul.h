@@ -1,0 +1,31 @@
+// Products with block-quantized weights (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K and their repacked *_X16
+// forms): what every code path computes, bit for bit.
+//
+// matmul() (kernels/matmul.h) takes these weights like any other. The activations are quantized
+// to int8 first (kernels/quant_act.h: blocks of 32 for Q8_0/Q4_0, 256 for the K types, as
+// llama.cpp does). Then, for each output y[m, n], over the blocks b of the row in order, with
+// integer dot products (exact) and fp32 steps (each rounded once; fma is fused):
+//   Q8_0:  D = sum_k q_k a_k                           acc = fma(float(D), d_b * da_b, acc)
+//   Q4_0:  D = sum_k (q_k - 8) a_k                     acc = fma(float(D), d_b * da_b, acc)
+//   Q4_K, Q5_K (sub-blocks j of 32, 6-bit scale sc_j and min m_j):
+//          S = sum_j sc_j sum_{k in j} q_k a_k         acc = fma(float(S), d * da_b, acc)
+//          N = sum_j m_j sum_{k in j} a_k              acc = fma(float(N), -(dmin * da_b), acc)
+//   Q6_K (sub-blocks j of 16, int8 scale sc_j):
+//          S = sum_j sc_j sum_{k in j} (q_k - 32) a_k  acc = fma(float(S), d * da_b, acc)
+// starting from acc = 0; then y = acc (+ bias[n]). d, dmin are the block's f16 scales, da_b the
+// activation block's fp32 scale, a_k its int8 codes. Since nothing here depends on how rows and
+// columns are tiled, on M or on the thread count, every path (the scalar reference below, AVX2,
+// AVX-512, AVX-512 VNNI; GEMV and GEMM tiles; plain or repacked weights) gives the same bits,
+// and batch invariance (matmul.h) holds.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/matmul.h"
+
+namespace dpserve::ref {
+
+// The definition above, one output at a time, in plain C++ (any quantized dtype and stride).
+void qmatmul(const float* x, int64_t M, int64_t ldx, const WeightView& w, const float* bias, float* y, int64_t ldy);
+
+}  // namespace dpserve::ref

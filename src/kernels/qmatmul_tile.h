@@ -1,0 +1,466 @@
+// Internal: the int8 kernels for repacked (*_X16, kernels/repack.h) weights, shared by
+// qmatmul_avx2.cpp, qmatmul_avx512.cpp and qmatmul_vnni.cpp. Each includes this inside its
+// `#pragma GCC target` region with a file-local policy P:
+//
+//   I, F            int32 / fp32 vectors of kLanes lanes (16: zmm, 8: ymm); a lane is an output row
+//   kGemvNR, kGemmMR, kGemmNR   tile shapes (lane tiles x activation rows)
+//   zero load bcast32 set1 set1_8 and_ or_and(a, b, m) = a | (b & m) xor_ add sub mullo
+//   srli16 slli16<s> slli32<s>  (16-bit lane shifts: whole-byte masks make them byte shifts)
+//   dot4(acc, u8, s8)   acc + per lane the sum of four u8 x s8 products (no saturation for our
+//                       codes: at most 63 x 127 x 2 per pair)
+//   dot4_q8(acc, w, a)  the same for Q8_0's stored bytes (code + 128); kQ8Offset says whether
+//                       the result still carries + 128 * sum(a) (vpdpbusd) or not (sign trick)
+//   dot2(acc, i16, i16) acc + per lane the sum of two int16 x int16 products
+//   load_f16 load_u8_i32 load_i8_i32 pair_u8 pair_i8 (two byte vectors as int16 pairs)
+//   cvt fma mul neg setf load_masked store_masked prefetch
+//
+// Every path computes each block's integer dot exactly and then the fp32 steps of
+// kernels/qmatmul.h in the same order, so it matches the scalar reference bit for bit.
+#pragma once
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <cstdlib>
+
+#include "kernels/qmatmul_impl.h"
+#include "kernels/quant_act.h"
+
+namespace dpserve::kernels::qtile {
+
+// The tile loops must be one function: a call boundary would put the accumulators in memory.
+#define DP_QINLINE inline __attribute__((always_inline))
+
+// kLanes consecutive output rows inside one 16-row group: the group's bytes and where the tile's
+// rows sit in the group's 64-byte (4 bytes a row), 32-byte (f16) and 16-byte (u8) row vectors.
+struct Tile {
+  const uint8_t* g = nullptr;
+  int off4 = 0, off2 = 0, off1 = 0;
+  int64_t row0 = 0;
+};
+
+// Activation rows of one tile of MR rows.
+template <int MR>
+struct Acts {
+  const int8_t* q[MR];
+  const float* d[MR];
+  const int32_t* s32[MR];
+  const int16_t* s32h[MR];
+  const int16_t* s16[MR];
+  Acts(const QBlockArgs& a, const QuantActLayout& L, int64_t m) {
+    for (int i = 0; i < MR; ++i) {
+      const QuantActRow r(static_cast<const uint8_t*>(a.act) + (m + i) * a.act_ld, L);
+      q[i] = r.q;
+      d[i] = r.d;
+      s32[i] = r.s32;
+      s32h[i] = r.s32h;
+      s16[i] = r.s16;
+    }
+  }
+};
+
+// EXPERIMENT
+inline int64_t prefetch_bytes() { static int64_t v = getenv("DPQ_PF") ? atoll(getenv("DPQ_PF")) : 2048; return v; }
+#define kPrefetchBytes prefetch_bytes()
+
+template <class P, int MR, int NR>
+using Acc = typename P::F[MR][NR];
+
+// Q8_0 (544 bytes per 16-row block): 8 k-groups of 64 bytes after 16 f16 scales.
+struct Q8_0K {
+  static constexpr int64_t kElems = 32, kBytes = 544;
+  template <class P, int MR, int NR, bool PF>
+  DP_QINLINE static void run(const Tile* tl, const QBlockArgs& qa, const QuantActLayout& L, int64_t m, int64_t nb,
+                             Acc<P, MR, NR>& acc) {
+    using I = typename P::I;
+    using F = typename P::F;
+    const Acts<MR> a(qa, L, m);
+    for (int64_t b = 0; b < nb; ++b) {
+      I D[MR][NR];
+#pragma GCC unroll 4
+      for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; ++j) D[i][j] = P::zero();
+#pragma GCC unroll 8
+      for (int g = 0; g < 8; ++g) {
+        I w[NR];
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; ++j) w[j] = P::load(tl[j].g + b * kBytes + 32 + 64 * g + tl[j].off4);
+#pragma GCC unroll 4
+        for (int i = 0; i < MR; ++i) {
+          const I x = P::bcast32(a.q[i] + 32 * b + 4 * g);
+#pragma GCC unroll 4
+          for (int j = 0; j < NR; ++j) D[i][j] = P::dot4_q8(D[i][j], w[j], x);
+        }
+      }
+      F dw[NR];
+#pragma GCC unroll 4
+      for (int j = 0; j < NR; ++j) {
+        dw[j] = P::load_f16(tl[j].g + b * kBytes + tl[j].off2);
+        if (PF)
+          for (int64_t o = 0; o < kBytes; o += 64) P::prefetch(tl[j].g + b * kBytes + kPrefetchBytes + o);
+      }
+#pragma GCC unroll 4
+      for (int i = 0; i < MR; ++i) {
+        const F da = P::setf(a.d[i][b]);
+        const I corr = P::set1(P::kQ8Offset * a.s32[i][b]);
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; ++j) acc[i][j] = P::fma(P::cvt(P::sub(D[i][j], corr)), P::mul(dw[j], da), acc[i][j]);
+      }
+    }
+  }
+};
+
+// Four 64-byte nibble chunks (one 32-element sub-block): chunk c holds k-groups 2c (low nibbles)
+// and 2c + 1 (high) of the tile's rows. D += their dots with activation bytes x[0..32).
+template <class P, int MR, int NR>
+DP_QINLINE void nibble_subblock(const Tile* tl, int64_t byte0, const int8_t* const* x, int64_t k0,
+                            typename P::I (&D)[MR][NR]) {
+  using I = typename P::I;
+  const I m4 = P::set1_8(0x0f);
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) {
+    I lo[NR], hi[NR];
+#pragma GCC unroll 4
+    for (int j = 0; j < NR; ++j) {
+      const I raw = P::load(tl[j].g + byte0 + 64 * c + tl[j].off4);
+      lo[j] = P::and_(raw, m4);
+      hi[j] = P::and_(P::srli16(raw, 4), m4);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; ++i) {
+      const I x0 = P::bcast32(x[i] + k0 + 8 * c), x1 = P::bcast32(x[i] + k0 + 8 * c + 4);
+#pragma GCC unroll 4
+      for (int j = 0; j < NR; ++j) D[i][j] = P::dot4(P::dot4(D[i][j], lo[j], x0), hi[j], x1);
+    }
+  }
+}
+
+// Q4_0 (288 bytes per 16-row block): 16 f16 scales, one nibble sub-block; codes offset by 8.
+struct Q4_0K {
+  static constexpr int64_t kElems = 32, kBytes = 288;
+  template <class P, int MR, int NR, bool PF>
+  DP_QINLINE static void run(const Tile* tl, const QBlockArgs& qa, const QuantActLayout& L, int64_t m, int64_t nb,
+                             Acc<P, MR, NR>& acc) {
+    using I = typename P::I;
+    using F = typename P::F;
+    const Acts<MR> a(qa, L, m);
+    for (int64_t b = 0; b < nb; ++b) {
+      I D[MR][NR];
+#pragma GCC unroll 4
+      for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; ++j) D[i][j] = P::zero();
+      nibble_subblock<P, MR, NR>(tl, b * kBytes + 32, a.q, 32 * b, D);
+      F dw[NR];
+#pragma GCC unroll 4
+      for (int j = 0; j < NR; ++j) {
+        dw[j] = P::load_f16(tl[j].g + b * kBytes + tl[j].off2);
+        if (PF)
+          for (int64_t o = 0; o < kBytes; o += 64) P::prefetch(tl[j].g + b * kBytes + kPrefetchBytes + o);
+      }
+#pragma GCC unroll 4
+      for (int i = 0; i < MR; ++i) {
+        const F da = P::setf(a.d[i][b]);
+        const I corr = P::set1(8 * a.s32[i][b]);
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; ++j) acc[i][j] = P::fma(P::cvt(P::sub(D[i][j], corr)), P::mul(dw[j], da), acc[i][j]);
+      }
+    }
+  }
+};
+
+// The eight 6-bit scales and mins of 16 rows of a Q4_K / Q5_K block (12 x 16 transposed scale
+// bytes at `s`), decoded with 128-bit byte operations into sc[j][row], mn[j][row].
+inline void decode_k_scales(const uint8_t* s, uint8_t (&sc)[8][16], uint8_t (&mn)[8][16]) {
+  __m128i v[12];
+  for (int i = 0; i < 12; ++i) v[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 16 * i));
+  const __m128i m63 = _mm_set1_epi8(63), m15 = _mm_set1_epi8(15), m30 = _mm_set1_epi8(0x30);
+  for (int j = 0; j < 4; ++j) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(sc[j]), _mm_and_si128(v[j], m63));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(mn[j]), _mm_and_si128(v[j + 4], m63));
+    // Sub-block j + 4: low four bits from byte 8 + j, top two from the spare bits of j / j + 4.
+    const __m128i hs = _mm_and_si128(_mm_srli_epi16(v[j], 2), m30), hm = _mm_and_si128(_mm_srli_epi16(v[j + 4], 2), m30);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(sc[j + 4]), _mm_or_si128(_mm_and_si128(v[j + 8], m15), hs));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(mn[j + 4]),
+                     _mm_or_si128(_mm_and_si128(_mm_srli_epi16(v[j + 8], 4), m15), hm));
+  }
+}
+
+// Q4_K (2304 B) and Q5_K (2816 B) per 16-row superblock: d, dmin, scales, 8 sub-blocks.
+template <bool kFive>
+struct QkK {
+  static constexpr int64_t kElems = 256, kBytes = kFive ? 2816 : 2304, kSub = kFive ? 320 : 256;
+
+  // Sub-block with fifth bits: as nibble_subblock, each code or-ed with its bit from `hb`.
+  template <class P, int MR, int NR>
+  DP_QINLINE static void five_bit_subblock(const Tile* tl, int64_t byte0, const int8_t* const* x, int64_t k0,
+                                typename P::I (&D)[MR][NR]) {
+    using I = typename P::I;
+    const I m4 = P::set1_8(0x0f), m10 = P::set1_8(0x10);
+    I hb[NR];
+#pragma GCC unroll 4
+    for (int j = 0; j < NR; ++j) hb[j] = P::load(tl[j].g + byte0 + tl[j].off4);
+    auto chunk = [&]<int C>() __attribute__((always_inline)) {
+      I lo[NR], hi[NR];
+#pragma GCC unroll 4
+      for (int j = 0; j < NR; ++j) {
+        const I raw = P::load(tl[j].g + byte0 + 64 + 64 * C + tl[j].off4);
+        // Bit g of hb is the fifth bit of k-group g: move it to bit 4 of each byte.
+        lo[j] = P::or_and(P::and_(raw, m4), P::template shift16<4 - 2 * C>(hb[j]), m10);
+        hi[j] = P::or_and(P::and_(P::srli16(raw, 4), m4), P::template shift16<3 - 2 * C>(hb[j]), m10);
+      }
+#pragma GCC unroll 4
+      for (int i = 0; i < MR; ++i) {
+        const I x0 = P::bcast32(x[i] + k0 + 8 * C), x1 = P::bcast32(x[i] + k0 + 8 * C + 4);
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; ++j) D[i][j] = P::dot4(P::dot4(D[i][j], lo[j], x0), hi[j], x1);
+      }
+    };
+    chunk.template operator()<0>();
+    chunk.template operator()<1>();
+    chunk.template operator()<2>();
+    chunk.template operator()<3>();
+  }
+
+  template <class P, int MR, int NR, bool PF>
+  DP_QINLINE static void run(const Tile* tl, const QBlockArgs& qa, const QuantActLayout& L, int64_t m, int64_t nb,
+                             Acc<P, MR, NR>& acc) {
+    using I = typename P::I;
+    using F = typename P::F;
+    const Acts<MR> a(qa, L, m);
+    alignas(16) uint8_t sc[NR][8][16], mn[NR][8][16];
+    for (int64_t b = 0; b < nb; ++b) {
+      const int64_t blk = b * kBytes;
+#pragma GCC unroll 4
+      for (int j = 0; j < NR; ++j) decode_k_scales(tl[j].g + blk + 64, sc[j], mn[j]);
+      I S[MR][NR];
+#pragma GCC unroll 4
+      for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; ++j) S[i][j] = P::zero();
+      for (int s = 0; s < 8; ++s) {
+        I D[MR][NR];
+#pragma GCC unroll 4
+        for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+          for (int j = 0; j < NR; ++j) D[i][j] = P::zero();
+        if constexpr (kFive)
+          five_bit_subblock<P, MR, NR>(tl, blk + 256 + kSub * s, a.q, 256 * b + 32 * s, D);
+        else
+          nibble_subblock<P, MR, NR>(tl, blk + 256 + kSub * s, a.q, 256 * b + 32 * s, D);
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; ++j) {
+          const I scj = P::load_u8_i32(&sc[j][s][tl[j].off1]);
+#pragma GCC unroll 4
+          for (int i = 0; i < MR; ++i) S[i][j] = P::add(S[i][j], P::mullo(D[i][j], scj));
+        }
+        if (PF)
+          for (int j = 0; j < NR; ++j)
+            for (int64_t o = 0; o < kSub; o += 64) P::prefetch(tl[j].g + blk + 256 + kSub * s + kPrefetchBytes + o);
+      }
+      // The mins: N = sum_j mn_j * (sum of the activation codes of sub-block j), two j a step.
+      F dd[NR], dm[NR];
+#pragma GCC unroll 4
+      for (int j = 0; j < NR; ++j) {
+        dd[j] = P::load_f16(tl[j].g + blk + tl[j].off2);
+        dm[j] = P::load_f16(tl[j].g + blk + 32 + tl[j].off2);
+      }
+#pragma GCC unroll 4
+      for (int i = 0; i < MR; ++i) {
+        const F da = P::setf(a.d[i][b]);
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; ++j) {
+          I N = P::zero();
+#pragma GCC unroll 4
+          for (int p = 0; p < 4; ++p)
+            N = P::dot2(N, P::pair_u8(&mn[j][2 * p][tl[j].off1], &mn[j][2 * p + 1][tl[j].off1]),
+                        P::bcast32(a.s32h[i] + 8 * b + 2 * p));
+          acc[i][j] = P::fma(P::cvt(S[i][j]), P::mul(dd[j], da), acc[i][j]);
+          acc[i][j] = P::fma(P::cvt(N), P::neg(P::mul(dm[j], da)), acc[i][j]);
+        }
+      }
+    }
+  }
+};
+
+// Q6_K (3360 B per 16-row superblock): 16 f16 d, 16 x 16 int8 scales, then per 32 elements four
+// nibble chunks and two vectors of high bit pairs. Sub-blocks are 16 elements (chunks 0-1, 2-3).
+struct Q6_KK {
+  static constexpr int64_t kElems = 256, kBytes = 3360;
+  template <class P, int MR, int NR, bool PF>
+  DP_QINLINE static void run(const Tile* tl, const QBlockArgs& qa, const QuantActLayout& L, int64_t m, int64_t nb,
+                             Acc<P, MR, NR>& acc) {
+    using I = typename P::I;
+    using F = typename P::F;
+    const Acts<MR> a(qa, L, m);
+    const I m4 = P::set1_8(0x0f), m30 = P::set1_8(0x30);
+    for (int64_t b = 0; b < nb; ++b) {
+      const int64_t blk = b * kBytes;
+      I S[MR][NR];
+#pragma GCC unroll 4
+      for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; ++j) S[i][j] = P::zero();
+      for (int u = 0; u < 8; ++u) {
+        const int64_t ub = blk + 288 + 384 * u;
+        const int64_t k0 = 256 * b + 32 * u;
+        // Sub-block h (16 elements) of unit u: chunks 2h, 2h + 1 and high-bit vector h.
+        auto sub = [&]<int H>() __attribute__((always_inline)) {
+          I D[MR][NR];
+#pragma GCC unroll 4
+          for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+            for (int j = 0; j < NR; ++j) D[i][j] = P::zero();
+          auto chunk = [&]<int C>() __attribute__((always_inline)) {
+            I lo[NR], hi[NR];
+#pragma GCC unroll 4
+            for (int j = 0; j < NR; ++j) {
+              const I raw = P::load(tl[j].g + ub + 64 * (2 * H + C) + tl[j].off4);
+              const I hb = P::load(tl[j].g + ub + 256 + 64 * H + tl[j].off4);
+              // k-group 4H + t has its high bits at 2t..2t+1 of hb: move them to bits 4-5.
+              lo[j] = P::or_and(P::and_(raw, m4), P::template shift16<4 - 4 * C>(hb), m30);
+              hi[j] = P::or_and(P::and_(P::srli16(raw, 4), m4), P::template shift16<2 - 4 * C>(hb), m30);
+            }
+#pragma GCC unroll 4
+            for (int i = 0; i < MR; ++i) {
+              const int64_t k = k0 + 16 * H + 8 * C;
+              const I x0 = P::bcast32(a.q[i] + k), x1 = P::bcast32(a.q[i] + k + 4);
+#pragma GCC unroll 4
+              for (int j = 0; j < NR; ++j) D[i][j] = P::dot4(P::dot4(D[i][j], lo[j], x0), hi[j], x1);
+            }
+          };
+          chunk.template operator()<0>();
+          chunk.template operator()<1>();
+#pragma GCC unroll 4
+          for (int j = 0; j < NR; ++j) {
+            const I scj = P::load_i8_i32(tl[j].g + blk + 32 + 16 * (2 * u + H) + tl[j].off1);
+#pragma GCC unroll 4
+            for (int i = 0; i < MR; ++i) S[i][j] = P::add(S[i][j], P::mullo(D[i][j], scj));
+          }
+        };
+        sub.template operator()<0>();
+        sub.template operator()<1>();
+        if (PF)
+          for (int j = 0; j < NR; ++j)
+            for (int64_t o = 0; o < 384; o += 64) P::prefetch(tl[j].g + ub + kPrefetchBytes + o);
+      }
+      // The codes are stored + 32: S -= 32 * sum_j sc_j * (activation code sum of sub-block j).
+      F dd[NR];
+#pragma GCC unroll 4
+      for (int j = 0; j < NR; ++j) dd[j] = P::load_f16(tl[j].g + blk + tl[j].off2);
+#pragma GCC unroll 4
+      for (int i = 0; i < MR; ++i) {
+        const F da = P::setf(a.d[i][b]);
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; ++j) {
+          I C = P::zero();
+#pragma GCC unroll 8
+          for (int p = 0; p < 8; ++p)
+            C = P::dot2(C,
+                        P::pair_i8(tl[j].g + blk + 32 + 16 * (2 * p) + tl[j].off1,
+                                   tl[j].g + blk + 32 + 16 * (2 * p + 1) + tl[j].off1),
+                        P::bcast32(a.s16[i] + 16 * b + 2 * p));
+          const I Sx = P::sub(S[i][j], P::template slli32<5>(C));
+          acc[i][j] = P::fma(P::cvt(Sx), P::mul(dd[j], da), acc[i][j]);
+        }
+      }
+    }
+  }
+};
+
+// The block being computed: its first output row/column and where its outputs go.
+struct Out {
+  int64_t m0, n0, n1;
+  float* y;
+  int64_t ldy;
+};
+
+// One register tile: MR activation rows x NR lane tiles over the whole row, then the stores
+// (only the lanes inside [n0, n1)).
+template <class P, class K, int MR, int NR, bool PF>
+void tile(const Tile* tl, const QBlockArgs& a, const QuantActLayout& L, int64_t m, int64_t nb, const Out& o) {
+  typename P::F acc[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) acc[i][j] = P::setf(0.0f);
+  K::template run<P, MR, NR, PF>(tl, a, L, m, nb, acc);
+  for (int j = 0; j < NR; ++j) {
+    const int64_t r0 = tl[j].row0;
+    const int lo = int(std::max<int64_t>(o.n0 - r0, 0)), hi = int(std::min<int64_t>(o.n1 - r0, P::kLanes));
+    if (hi <= lo) continue;
+    // Lane l is output column r0 + l, stored at y[.. + (r0 + l - n0)]; lanes below n0 are masked.
+    for (int i = 0; i < MR; ++i) P::store_masked(o.y + (m + i - o.m0) * o.ldy + (r0 - o.n0), acc[i][j], lo, hi);
+  }
+}
+
+template <class P, class K, int MR>
+void tile_nr(int nr, bool gemv, const Tile* tl, const QBlockArgs& a, const QuantActLayout& L, int64_t m, int64_t nb,
+             const Out& o) {
+  if constexpr (MR <= kQuantGemvRows) if (gemv) {
+    switch (nr) {
+      case 4: return tile<P, K, MR, 4, true>(tl, a, L, m, nb, o);
+      case 3: return tile<P, K, MR, 3, true>(tl, a, L, m, nb, o);
+      case 2: return tile<P, K, MR, 2, true>(tl, a, L, m, nb, o);
+      default: return tile<P, K, MR, 1, true>(tl, a, L, m, nb, o);
+    }
+  }
+  switch (nr) {
+    case 2: return tile<P, K, MR, 2, false>(tl, a, L, m, nb, o);
+    default: return tile<P, K, MR, 1, false>(tl, a, L, m, nb, o);
+  }
+}
+
+// y[m0:m1, n0:n1]: lane tiles covering [n0, n1); each activation-row tile of up to
+// kQuantGemvRows rows streams NR = kGemvNR lane tiles once (GEMV), larger ones go kGemmMR rows x
+// kGemmNR lane tiles at a time with the weights of the lane tiles reused from cache.
+template <class P, class K>
+void block(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  const WeightView& w = a.w;
+  const int64_t gstride = 16 * dtype_row_bytes(w.dtype, w.ld);
+  const int64_t nb = w.cols / K::kElems;
+  const QuantActLayout L(K::kElems, w.cols);
+  const uint8_t* base = static_cast<const uint8_t*>(w.data);
+  const int64_t T0 = n0 / P::kLanes, T1 = (n1 + P::kLanes - 1) / P::kLanes;
+  const bool gemv = m1 - m0 <= kQuantGemvRows;
+  static const int env_nr = getenv("DPQ_NR") ? atoi(getenv("DPQ_NR")) : P::kGemvNR;
+  const int NRmax = gemv ? env_nr : P::kGemmNR;
+  const int MRmax = gemv ? int(kQuantGemvRows) : P::kGemmMR;
+  const Out o{m0, n0, n1, a.y, a.ldy};
+  for (int64_t T = T0; T < T1; T += NRmax) {
+    const int nr = int(std::min<int64_t>(NRmax, T1 - T));
+    Tile tl[4];
+    for (int j = 0; j < nr; ++j) {
+      const int64_t r0 = (T + j) * P::kLanes;
+      const int in = int(r0 % 16);
+      tl[j] = Tile{base + r0 / 16 * gstride, 4 * in, 2 * in, in, r0};
+    }
+    for (int64_t m = m0; m < m1; m += MRmax) {
+      const int mr = int(std::min<int64_t>(MRmax, m1 - m));
+      switch (mr) {
+        case 1: tile_nr<P, K, 1>(nr, gemv, tl, a, L, m, nb, o); break;
+        case 2: tile_nr<P, K, 2>(nr, gemv, tl, a, L, m, nb, o); break;
+        case 3: tile_nr<P, K, 3>(nr, gemv, tl, a, L, m, nb, o); break;
+        default: tile_nr<P, K, 4>(nr, gemv, tl, a, L, m, nb, o); break;
+      }
+    }
+  }
+}
+
+// The block for each repacked type.
+template <class P>
+void qmatmul_block(const QBlockArgs& t, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  switch (t.w.dtype) {
+    case DType::Q8_0_X16: return block<P, Q8_0K>(t, m0, m1, n0, n1);
+    case DType::Q4_0_X16: return block<P, Q4_0K>(t, m0, m1, n0, n1);
+    case DType::Q4_K_X16: return block<P, QkK<false>>(t, m0, m1, n0, n1);
+    case DType::Q5_K_X16: return block<P, QkK<true>>(t, m0, m1, n0, n1);
+    case DType::Q6_K_X16: return block<P, Q6_KK>(t, m0, m1, n0, n1);
+    default: return;
+  }
+}
+
+#undef DP_QINLINE
+
+}  // namespace dpserve::kernels::qtile

@@ -1,0 +1,72 @@
+// The *_X16 weight layouts (core/dtype.h) and the conversions between them and GGML's blocks.
+//
+// The int8 kernels compute 16 output rows at once, one per 32-bit lane, with instructions that
+// multiply four consecutive bytes of a lane by four broadcast activation bytes (vpdpbusd, or
+// vpmaddubsw + vpmaddwd). So a group of 16 rows stores, block after block, the quants of the 16
+// rows interleaved four at a time: "k-group" g of a block (elements 4g..4g+3) is 64 bytes, byte
+// 4r + i being element 4g + i of row r. AVX2 reads the first or second 32 bytes (rows 0-7 or
+// 8-15) of the same 64. Per-row scalars (f16 scales, 6-bit and int8 sub-block scales) are stored
+// as vectors of 16, row r at index r. A group takes exactly the bytes of its 16 plain rows.
+//
+// Per 16-row block, in byte order:
+//   Q8_0_X16 (544 B):  d[16] f16 | 8 k-groups x 64 B of (q + 128) as u8 (unsigned for vpdpbusd)
+//   Q4_0_X16 (288 B):  d[16] f16 | 4 nibble chunks x 64 B
+//   Q4_K_X16 (2304 B): d[16] f16 | dmin[16] f16 | 12 x 16 B scale bytes (byte s of row r at
+//                      16 s + r, GGML's packing of 6-bit scales and mins) | 8 sub-blocks x
+//                      4 nibble chunks x 64 B
+//   Q5_K_X16 (2816 B): as Q4_K, each sub-block preceded by 64 B of fifth bits: bit g of byte
+//                      4r + i is the fifth bit of element 4g + i of row r in the sub-block
+//   Q6_K_X16 (3360 B): d[16] f16 | 16 x 16 B int8 scales (scale j of row r at 16 j + r) | per
+//                      32 elements: 4 nibble chunks x 64 B (low four bits), 2 x 64 B of high
+//                      bit pairs (bits 2t, 2t+1 of byte 4r + i of pair-vector v belong to
+//                      element 4(4v + t) + i of row r)
+// A nibble chunk c of 32 elements holds k-group 2c in its low and 2c + 1 in its high nibbles.
+// Rows past the end of the matrix (the last group of a matrix whose rows are not a multiple of
+// 16) are zero: scale 0, so they read as zeros and are never stored.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "core/dtype.h"
+#include "kernels/matmul.h"
+
+namespace dpserve {
+
+// Rows of the matrix interleave() produces for `rows` plain rows (rounded up to 16).
+inline int64_t interleaved_rows(int64_t rows) { return (rows + 15) / 16 * 16; }
+
+// One group: `n_rows` (<= 16) plain rows of `cols` elements (row stride `ld_bytes`) at `src`,
+// written as one 16-row group of type dtype_interleaved(t) at `dst`.
+void interleave_group(DType t, const uint8_t* src, int64_t ld_bytes, int n_rows, int64_t cols, uint8_t* dst);
+
+// Row `r` (0..15) of the group at `group` (cols elements) as plain blocks of dtype_plain(t).
+void deinterleave_row(DType t, const uint8_t* group, int r, int64_t cols, uint8_t* dst);
+
+// 64-byte aligned bytes (the kernels' 64-byte loads then never straddle two cache lines more
+// often than the layout itself makes them).
+class AlignedBytes {
+ public:
+  AlignedBytes() = default;
+  explicit AlignedBytes(size_t n);
+  uint8_t* data() const { return p_.get(); }
+  size_t size() const { return n_; }
+
+ private:
+  struct Free {
+    void operator()(uint8_t* p) const;
+  };
+  std::unique_ptr<uint8_t, Free> p_;
+  size_t n_ = 0;
+};
+
+// A whole quantized matrix (plain block type, any row stride) in its repacked form: `view` has
+// dtype_interleaved(w.dtype), the same rows and cols, ld = cols, and points into `bytes`.
+// Groups are repacked in parallel on the calling thread's OpenMP team.
+struct InterleavedWeight {
+  AlignedBytes bytes;
+  WeightView view;
+};
+InterleavedWeight interleave(const WeightView& w);
+
+}  // namespace dpserve

@@ -1,0 +1,103 @@
+#include "model/weight_prep.h"
+
+#include <omp.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <vector>
+
+#include "core/check.h"
+#include "kernels/quantize.h"
+
+namespace dpserve {
+
+WeightPrep::WeightPrep(Quantization q, int64_t n_layers, std::function<void(const void*, size_t)> release,
+                       bool verbose)
+    : q_(q), n_layers_(n_layers), release_(std::move(release)), verbose_(verbose), progress_(verbose && ::isatty(2)) {}
+
+void WeightPrep::add(WeightView* slot, WeightRole role, int64_t layer, int64_t full_cols, const std::string& name) {
+  const WeightView& w = *slot;
+  if (!w.data || w.rows == 0 || dtype_row_group(w.dtype) > 1) return;
+  const DType target = dtype_is_quantized(w.dtype) ? w.dtype : quantized_type(q_, role, layer, n_layers_, full_cols, w.dtype);
+  if (!dtype_is_quantized(target)) return;
+  // The recipe fits the whole matrix; this rank's slice of its columns must fit too.
+  if (!dtype_row_splits(target, w.cols))
+    fail("--tp-size: {} ({} input columns) would be split into slices of {}, not whole {}-element {} blocks; "
+         "each rank's slice must be a multiple of {}",
+         name, full_cols, w.cols, dtype_block_elems(target), dtype_name(target), dtype_block_elems(target));
+  items_.push_back(Item{slot, role, layer, full_cols, name, target});
+  converted_[name] = target;
+}
+
+WeightView WeightPrep::convert(const Item& it) {
+  const WeightView& w = *it.slot;
+  const int64_t rows = interleaved_rows(w.rows);
+  const int64_t row_bytes = dtype_row_bytes(it.target, w.cols);
+  AlignedBytes out(size_t(rows * row_bytes));
+  const int64_t groups = rows / 16;
+  const DType src_t = w.dtype;
+  const int64_t src_ld_bytes = dtype_row_bytes(src_t, w.ld);
+  const uint8_t* src = static_cast<const uint8_t*>(w.data);
+  uint8_t* dst = out.data();
+  if (dtype_is_quantized(src_t)) {
+#pragma omp parallel for schedule(dynamic, 8)
+    for (int64_t g = 0; g < groups; ++g)
+      interleave_group(src_t, src + g * 16 * src_ld_bytes, src_ld_bytes, int(std::min<int64_t>(16, w.rows - 16 * g)),
+                       w.cols, dst + g * 16 * row_bytes);
+  } else {
+    // Float rows: to fp32, quantize, then repack, 16 rows at a time per thread.
+#pragma omp parallel
+    {
+      std::vector<float> f(static_cast<size_t>(w.cols));
+      std::vector<uint8_t> plain(static_cast<size_t>(16 * row_bytes));
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t g = 0; g < groups; ++g) {
+        const int n = int(std::min<int64_t>(16, w.rows - 16 * g));
+        for (int r = 0; r < n; ++r) {
+          weight_row_to_f32(w, 16 * g + r, f.data());
+          quantize_row(it.target, f.data(), plain.data() + r * row_bytes, w.cols);
+        }
+        interleave_group(it.target, plain.data(), row_bytes, n, w.cols, dst + g * 16 * row_bytes);
+      }
+    }
+  }
+  // The source rows (with any columns of other ranks between them) are no longer needed here.
+  release_(src, size_t(src_ld_bytes * (w.rows - 1) + dtype_row_bytes(src_t, w.cols)));
+  old_bytes_ += dtype_row_bytes(src_t, w.cols) * w.rows;
+  new_bytes_ += rows * row_bytes;
+  WeightView v{out.data(), dtype_interleaved(it.target), w.rows, w.cols, w.cols};
+  owned_.push_back(std::move(out));
+  return v;
+}
+
+void WeightPrep::run() {
+  if (items_.empty()) return;
+  const auto t0 = std::chrono::steady_clock::now();
+  int64_t total = 0, done = 0, quantized = 0;
+  for (const Item& it : items_) total += it.slot->rows * it.slot->cols;
+  int last_pct = -1;
+  for (const Item& it : items_) {
+    if (!dtype_is_quantized(it.slot->dtype)) ++quantized;
+    *it.slot = convert(it);
+    done += it.slot->rows * it.slot->cols;
+    const int pct = int(100 * done / total);
+    if (progress_ && pct != last_pct) {
+      last_pct = pct;
+      const int bar = pct * 30 / 100;
+      std::fprintf(stderr, "\r%s weights [%.*s%*s] %3d%%", quantized ? "quantizing" : "repacking", bar,
+                   "##############################", 30 - bar, "", pct);
+      std::fflush(stderr);
+    }
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (progress_) std::fprintf(stderr, "\r%60s\r", "");
+  if (verbose_)
+    std::fprintf(stderr, "weights: %lld matrices %s in %.2f s (%.1f MB -> %.1f MB, %s)\n", (long long)items_.size(),
+               quantized ? "quantized and repacked" : "repacked", secs, double(old_bytes_) / 1e6,
+               double(new_bytes_) / 1e6,
+               quantized ? (std::string("--quantization ") + to_string(q_)).c_str() : "16-row interleaved");
+  items_.clear();
+}
+
+}  // namespace dpserve

@@ -1,0 +1,63 @@
+// Brings a rank's weight matrices into the form the kernels run fastest: block-quantized
+// matrices (GGUF) are repacked to their 16-row interleaved *_X16 form, and float matrices are
+// quantized first when --quantization asks (model/quant_recipe.h). The converted bytes are owned
+// here and replace the mapping: the source pages are dropped from this process as each matrix is
+// done, so peak RSS stays near the converted size. Float matrices without a recipe stay as
+// mapped. Prints the time taken, with a progress bar on a terminal.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "kernels/matmul.h"
+#include "kernels/repack.h"
+#include "model/quant_recipe.h"
+
+namespace dpserve {
+
+class WeightPrep {
+ public:
+  // `release(p, n)`: the n source bytes at p are no longer needed by this matrix (drop the pages
+  // of a mapping; a no-op elsewhere). `verbose`: print the summary line, and a progress bar if
+  // stderr is a terminal (one rank of many says it).
+  WeightPrep(Quantization q, int64_t n_layers, std::function<void(const void*, size_t)> release, bool verbose);
+
+  // Registers a matrix (this rank's slice of the tensor `name`, which has `full_cols` input
+  // features) for conversion; `slot` is overwritten by run().
+  void add(WeightView* slot, WeightRole role, int64_t layer, int64_t full_cols, const std::string& name);
+
+  // Converts every registered matrix (in parallel over each one's rows), then reports.
+  void run();
+
+  // Bytes of the converted matrices, and of what they replaced.
+  int64_t new_bytes() const { return new_bytes_; }
+  int64_t old_bytes() const { return old_bytes_; }
+  // The block type each converted tensor now has (by name).
+  const std::map<std::string, DType>& converted() const { return converted_; }
+  // The owned buffers (kept alive by the model).
+  std::vector<AlignedBytes> take_buffers() { return std::move(owned_); }
+
+ private:
+  struct Item {
+    WeightView* slot;
+    WeightRole role;
+    int64_t layer, full_cols;
+    std::string name;
+    DType target;
+  };
+  WeightView convert(const Item& it);
+
+  Quantization q_;
+  int64_t n_layers_;
+  std::function<void(const void*, size_t)> release_;
+  bool verbose_, progress_;
+  std::vector<Item> items_;
+  std::map<std::string, DType> converted_;
+  std::vector<AlignedBytes> owned_;
+  int64_t new_bytes_ = 0, old_bytes_ = 0;
+};
+
+}  // namespace dpserve
