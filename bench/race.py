@@ -120,8 +120,14 @@ def main():
     res = {"peer_commit": a.peer_commit, "threads": a.threads, "quick": a.quick, "rounds": a.rounds,
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "load_start": open("/proc/loadavg").read().split()[:3], "samples": [], "commands": {}}
+    def save():  # after every sample: a run stopped early keeps what it measured
+        with open(a.out, "w") as f:
+            json.dump(res, f, indent=1)
+
     log("machine limits (start)")
     res["limits_start"] = limits(a.kernels_bench)
+    log(f"read {res['limits_start']['bandwidth_gb_s']:.1f} GB/s, bf16 peak {res['limits_start']['bf16_gflop_s']:.0f} GFLOP/s")
+    save()
     for r in range(a.rounds):
         for key, (hf, gguf) in models.items():
             for m in measures:
@@ -138,6 +144,7 @@ def main():
                 res["samples"].append({"round": r, "model": key, "measure": m, "peer": vals["peer"],
                                        "dpserve": vals["dpserve"], "ratio": vals["dpserve"] / vals["peer"],
                                        "load": open("/proc/loadavg").read().split()[:3]})
+                save()
     log("machine limits (end)")
     res["limits_end"] = limits(a.kernels_bench)
     res["load_end"] = open("/proc/loadavg").read().split()[:3]
