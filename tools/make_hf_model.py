@@ -150,8 +150,8 @@ def build_config(a):
         "rope_theta": a.rope_theta,
         "rope_scaling": None,
         "tie_word_embeddings": bool(a.tie_word_embeddings),
-        "bos_token_id": 1,
-        "eos_token_id": 2,
+        "bos_token_id": a.bos_token_id,
+        "eos_token_id": a.eos_token_id,
         "attention_dropout": 0.0,
         "initializer_range": 0.02,
         "use_cache": True,
@@ -563,6 +563,9 @@ def parse_args(argv):
     ap.add_argument("--tie-word-embeddings", dest="tie_word_embeddings", action="store_true", default=None)
     ap.add_argument("--no-tokenizer", dest="tokenizer", action="store_false",
                     help="do not write tokenizer.json / tokenizer_config.json")
+    ap.add_argument("--bos-token-id", dest="bos_token_id", type=int, default=1,
+                    help="config.json's bos_token_id (match the tokenizer served with --tokenizer-path)")
+    ap.add_argument("--eos-token-id", dest="eos_token_id", type=int, default=2, help="config.json's eos_token_id")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
 
@@ -648,7 +651,7 @@ def main(argv):
         json.dump(cfg, f, indent=2)
         f.write("\n")
     with open(os.path.join(a.out, "generation_config.json"), "w") as f:
-        json.dump({"bos_token_id": 1, "eos_token_id": 2, "do_sample": False}, f, indent=2)
+        json.dump({"bos_token_id": a.bos_token_id, "eos_token_id": a.eos_token_id, "do_sample": False}, f, indent=2)
         f.write("\n")
     if a.tokenizer:
         write_tokenizer(a.out, a.vocab_size, a.seed)

@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "apps/dpserve/commands.h"
+#include "constrain/constraint.h"
 #include "core/check.h"
 #include "core/cpu.h"
 #include "apps/dpserve/launch.h"
@@ -32,7 +33,30 @@ struct GenerateArgs {
   int32_t top_k = -1;
   int64_t seed = -1;
   bool ignore_eos = false, json = false, no_bos = false, prompts_are_ids = false;
+  std::string regex, json_schema, ebnf;  // an output constraint (at most one)
 };
+
+// The output constraint of --regex / --json-schema / --ebnf (a file path or the text itself), or null.
+std::shared_ptr<const constrain::Automaton> output_constraint(const GenerateArgs& a) {
+  auto text = [](const std::string& v) {
+    std::ifstream f(v);
+    if (!f) return v;
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+  };
+  constrain::ConstraintSpec spec;
+  std::string flag;
+  if (!a.regex.empty()) spec = {constrain::ConstraintKind::kRegex, a.regex}, flag = "--regex";
+  if (!a.json_schema.empty()) spec = {constrain::ConstraintKind::kJsonSchema, text(a.json_schema)}, flag = "--json-schema";
+  if (!a.ebnf.empty()) spec = {constrain::ConstraintKind::kEbnf, text(a.ebnf)}, flag = "--ebnf";
+  if (flag.empty()) return nullptr;
+  try {
+    return constrain::compile_constraint(spec);
+  } catch (const Error& e) {
+    fail("{}: {}", flag, e.what());
+  }
+}
 
 std::vector<int32_t> parse_ids(const std::string& s) {
   std::vector<int32_t> ids;
@@ -174,7 +198,7 @@ struct Generated {
 // Runs the prompts through the engine (this thread runs the step loop; a helper thread feeds the
 // prompts and reads the streams). With `stream_to` the single prompt's text is printed as it comes.
 Generated generate(Runtime& rt, const std::vector<std::vector<int32_t>>& prompts, const SamplingParams& sp,
-                   const Tokenizer* stream_to) {
+                   const Tokenizer* stream_to, std::shared_ptr<const constrain::Automaton> constraint) {
   Generated g;
   g.outs.resize(prompts.size());
   const auto t0 = std::chrono::steady_clock::now();
@@ -185,6 +209,7 @@ Generated generate(Runtime& rt, const std::vector<std::vector<int32_t>>& prompts
       Request r;
       r.input_ids = p;
       r.params = sp;
+      r.constraint = constraint;
       streams.push_back(eng.enqueue(std::move(r)));
     }
     Streamer st(stream_to, prompts[0].back());
@@ -279,6 +304,11 @@ void run_generate(GenerateArgs& a) {
   if (tok) a.rf.rt.eos_ids = tok->eos_ids();
   const SamplingParams sp = sampling_params(a);
   File dump = open_logits_dump(a);
+  const auto constraint = output_constraint(a);
+  if (constraint) {
+    if (!tok) fail("--regex / --json-schema / --ebnf need a tokenizer (give --tokenizer-path)");
+    a.rf.rt.tokenizer = tok.get();
+  }
 
   auto rt = Runtime::start(a.rf.rt);
   if (!rt->engine()) {  // other ranks: serve steps until rank 0 is done
@@ -297,7 +327,7 @@ void run_generate(GenerateArgs& a) {
   const auto prompts = read_prompts(a, tok.get(), tok ? tok->bos_id() : cfg.bos_id, loc.model);
   check_requests(prompts, sp, rt->engine()->limits());
   const bool stream_text = !a.json && prompts.size() == 1;
-  const Generated g = generate(*rt, prompts, sp, stream_text ? tok.get() : nullptr);
+  const Generated g = generate(*rt, prompts, sp, stream_text ? tok.get() : nullptr, constraint);
   for (size_t i = 0; i < prompts.size(); ++i)
     if (g.outs[i].finish_reason == "error") fail("prompt {}: {}", i + 1, g.outs[i].error);
   print_outputs(a, prompts, g, tok.get());
@@ -327,6 +357,11 @@ void register_generate(CLI::App& app) {
   g->add_option("--frequency-penalty", a->frequency_penalty, "OpenAI frequency penalty")->capture_default_str();
   g->add_option("--presence-penalty", a->presence_penalty, "OpenAI presence penalty")->capture_default_str();
   g->add_option("--seed", a->seed, "Seed for reproducible sampling (-1 = per-request default)")->capture_default_str();
+  auto* rx = g->add_option("--regex", a->regex, "Constrain each output to fully match this regular expression");
+  auto* js = g->add_option("--json-schema", a->json_schema, "Constrain each output to JSON valid under this schema (a file or the text)");
+  auto* eb = g->add_option("--ebnf", a->ebnf, "Constrain each output to this GBNF grammar (a file or the text; start rule: root)");
+  rx->excludes(js)->excludes(eb);
+  js->excludes(eb);
   g->add_flag("--ignore-eos", a->ignore_eos, "Keep generating past end-of-sequence tokens");
   g->add_flag("--no-bos", a->no_bos, "Do not prepend BOS to a text prompt");
   g->add_flag("--json", a->json,

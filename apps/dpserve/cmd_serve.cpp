@@ -16,6 +16,7 @@
 #include "core/cpu.h"
 #include "engine/runtime.h"
 #include "model/default_model.h"
+#include "server/chat_output.h"
 #include "server/http_server.h"
 #include "tokenizer/tokenizer.h"
 
@@ -27,6 +28,7 @@ struct ServeArgs {
   RuntimeFlags rf;
   ServerOptions so;
   std::string log_level = "info";
+  bool enable_metrics = false;  // accepted; metrics are always on
 };
 
 void run_serve(ServeArgs& a) {
@@ -48,6 +50,7 @@ void run_serve(ServeArgs& a) {
   if (loc.tokenizer.empty()) fail("no tokenizer found for {}: give --tokenizer-path", loc.model);
   std::unique_ptr<Tokenizer> tok = Tokenizer::load(loc.tokenizer);
   a.rf.rt.eos_ids = tok->eos_ids();
+  a.rf.rt.tokenizer = tok.get();
 
   auto rt = Runtime::start(a.rf.rt);
   DpEngine* engine = rt->engine();
@@ -157,6 +160,27 @@ void register_serve(CLI::App& app) {
   s->add_option("--shutdown-timeout", a->so.shutdown_timeout_s,
                 "Seconds in-flight requests may take to finish after SIGTERM before they are aborted")
       ->capture_default_str()->envname("DPSERVE_SHUTDOWN_TIMEOUT");
+  s->add_option_function<std::string>(
+       "--tool-call-parser", [a](const std::string& v) { a->so.tool_call_parser = parse_tool_call_parser(v); },
+       "Format of the model's tool calls, picked out of chat outputs into tool_calls and enforced for "
+       "tool_choice required / named: qwen3, qwen25, qwen, hermes (<tool_call> JSON blocks) or llama3 (JSON)")
+      ->check(CLI::IsMember({"none", "qwen3", "qwen25", "qwen", "hermes", "llama3"}))->envname("DPSERVE_TOOL_CALL_PARSER");
+  s->add_option_function<std::string>(
+       "--reasoning-parser", [a](const std::string& v) { a->so.reasoning_parser = parse_reasoning_parser(v); },
+       "Move the model's <think>...</think> block into reasoning_content: qwen3 (also deepseek-r1)")
+      ->check(CLI::IsMember({"none", "qwen3", "deepseek-r1"}))->envname("DPSERVE_REASONING_PARSER");
+  auto* ws = s->add_option("--constrained-json-whitespace-pattern", a->so.json_whitespace,
+                           "Regex of the whitespace JSON outputs (response_format, json_schema, tools) may put "
+                           "between tokens; only spaces, tabs and line breaks")
+                 ->capture_default_str()->envname("DPSERVE_CONSTRAINED_JSON_WHITESPACE_PATTERN");
+  s->add_flag_callback("--constrained-json-disable-any-whitespace", [a] { a->so.json_whitespace.clear(); },
+                       "Compact JSON outputs: no whitespace between tokens")
+      ->excludes(ws);
+  s->add_flag("--log-requests", a->so.log_requests, "Log each request's prompt and output (as SGLang's --log-requests)")
+      ->envname("DPSERVE_LOG_REQUESTS");
+  s->add_flag("--enable-metrics", a->enable_metrics,
+              "Accepted for SGLang compatibility: /metrics is always on (dpserve_* and sglang:* names)")
+      ->envname("DPSERVE_ENABLE_METRICS");
   s->add_option("--stall-timeout", a->rf.rt.stall_timeout,
                 "Seconds the engine may go without a step while requests are pending before /health answers 503 "
                 "(a stuck step; --watchdog-timeout ends the job later); 0 = never")

@@ -53,9 +53,9 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
                 "Tokenizer folder or file. Default: the model folder, a GGUF model's own vocabulary, or the tok*.bin "
                 "beside a llama2.c checkpoint")
       ->envname("DPSERVE_TOKENIZER_PATH");
-  c->add_option("--tp-size", o.tp_size, "Ranks that shard one model copy (tensor parallelism)")
+  c->add_option("--tp-size,--tp,--tensor-parallel-size", o.tp_size, "Ranks that shard one model copy (tensor parallelism)")
       ->capture_default_str()->check(CLI::Range(1, 1024))->envname("DPSERVE_TP_SIZE");
-  c->add_option("--dp-size", o.dp_size,
+  c->add_option("--dp-size,--dp,--data-parallel-size", o.dp_size,
                 "Data-parallel groups: with --enable-dp-attention, attention groups inside the tp ranks; "
                 "without it, independent replicas of tp ranks each")
       ->capture_default_str()->check(CLI::Range(1, 1024))->envname("DPSERVE_DP_SIZE");
@@ -105,6 +105,21 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
       ->capture_default_str()->check(CLI::Range(int64_t(0), int64_t(1) << 40))->envname("DPSERVE_MAX_TOTAL_TOKENS");
   c->add_option("--mem-fraction", o.mem_fraction, "Share of available memory the KV caches of this machine may use")
       ->capture_default_str()->check(CLI::Range(0.001, 0.95))->envname("DPSERVE_MEM_FRACTION");
+  auto* mfs = c->add_option("--mem-fraction-static", o.mem_fraction_static,
+                "As SGLang: the share of this machine's memory for weights and KV caches together (the KV pools "
+                "get what the weights leave); replaces --mem-fraction")
+      ->check(CLI::Range(0.001, 0.95))->envname("DPSERVE_MEM_FRACTION_STATIC");
+  c->get_option("--mem-fraction")->excludes(mfs);
+  c->add_option("--context-length", o.context_length,
+                "Positions a request may use, prompt and output (at most the model's; default: the model's)")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 31))->envname("DPSERVE_CONTEXT_LENGTH");
+  c->add_option_function<uint64_t>(
+       "--random-seed", [&o](uint64_t v) { o.random_seed = v, o.has_random_seed = true; },
+       "Seed of the sampling of requests that give none (each request still draws its own stream)")
+      ->envname("DPSERVE_RANDOM_SEED");
+  c->add_flag("--trust-remote-code", f.trust_remote_code,
+              "Accepted for SGLang compatibility; has no effect (dpserve runs no code from model folders)")
+      ->envname("DPSERVE_TRUST_REMOTE_CODE");
   c->add_flag("--disable-radix-cache", f.disable_radix_cache, "Do not reuse KV pages of shared prompt prefixes")
       ->envname("DPSERVE_DISABLE_RADIX_CACHE");
   c->add_option("--watchdog-timeout", o.watchdog_timeout,

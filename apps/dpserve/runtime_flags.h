@@ -14,6 +14,7 @@ struct RuntimeFlags {
   RuntimeOptions rt;
   std::string tokenizer_path;
   bool disable_radix_cache = false;
+  bool trust_remote_code = false;  // accepted, no effect
 };
 
 void add_runtime_flags(CLI::App* cmd, RuntimeFlags& f);

@@ -8,6 +8,7 @@
 
 #include <msgpack.hpp>
 
+#include "constrain/automaton.h"
 #include "core/check.h"
 
 namespace dpserve {
@@ -75,6 +76,34 @@ void read_value(const Object& o, Finish& f) {
   const auto v = o.as<uint8_t>();
   if (v > uint8_t(kLastFinish)) throw msgpack::type_error();
   f = Finish(v);
+}
+
+// The compiled constraint, as the automaton's own serialization in a bin.
+void write_value(Packer& pk, const std::shared_ptr<const constrain::Automaton>& a) {
+  const std::string bytes = a->serialize();
+  pk.pack_bin(uint32_t(bytes.size()));
+  pk.pack_bin_body(bytes.data(), uint32_t(bytes.size()));
+}
+void read_value(const Object& o, std::shared_ptr<const constrain::Automaton>& a) {
+  if (o.type != msgpack::type::BIN) throw msgpack::type_error();
+  try {
+    a = constrain::Automaton::deserialize(std::string_view(o.via.bin.ptr, o.via.bin.size));
+  } catch (const Error& e) {
+    fail("control message: field 'constraint': {}", e.what());
+  }
+}
+
+// logit_bias: (int32 token, float32 bias) records in a bin.
+void write_value(Packer& pk, const std::vector<LogitBias>& v) {
+  static_assert(sizeof(LogitBias) == 8);
+  const uint32_t bytes = uint32_t(v.size() * sizeof(LogitBias));
+  pk.pack_bin(bytes);
+  pk.pack_bin_body(reinterpret_cast<const char*>(v.data()), bytes);
+}
+void read_value(const Object& o, std::vector<LogitBias>& v) {
+  if (o.type != msgpack::type::BIN || o.via.bin.size % sizeof(LogitBias) != 0) throw msgpack::type_error();
+  v.resize(o.via.bin.size / sizeof(LogitBias));
+  if (!v.empty()) std::memcpy(v.data(), o.via.bin.ptr, o.via.bin.size);
 }
 
 // ---- named fields ----
@@ -189,6 +218,8 @@ const std::array kNewRequest = {
     WIRE_FIELD(NewRequest, "params", req.params),
     WIRE_OPTIONAL(NewRequest, "top_logprobs", req.top_logprobs, v.req.top_logprobs != 0),
     WIRE_OPTIONAL(NewRequest, "return_logprob", req.return_logprob, v.req.return_logprob),
+    WIRE_OPTIONAL(NewRequest, "constraint", req.constraint, v.req.constraint != nullptr),
+    WIRE_OPTIONAL(NewRequest, "logit_bias", req.logit_bias, !v.req.logit_bias.empty()),
 };
 
 void write_value(Packer& pk, const std::vector<NewRequest>& reqs) {
@@ -207,6 +238,7 @@ const std::array kStepControl = {
     WIRE_FIELD(StepControl, "new", new_requests),
     WIRE_FIELD(StepControl, "cancels", cancels),
     WIRE_FIELD(StepControl, "shutdown", shutdown),
+    WIRE_OPTIONAL(StepControl, "flush_cache", flush_cache, v.flush_cache),
 };
 
 // The chosen token's alternatives, as two parallel arrays.

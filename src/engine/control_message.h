@@ -24,19 +24,21 @@ namespace dpserve {
 inline constexpr uint32_t kControlMessageVersion = 1;
 
 // Fields: id, group, input_ids, params, and optional input_embeds + embed_rows, top_logprobs,
-// return_logprob. Request::rid stays on rank 0 (logs, /abort_request).
+// return_logprob, constraint (the compiled automaton, constrain/automaton.h's serialization),
+// logit_bias. Request::rid stays on rank 0 (logs, /abort_request).
 struct NewRequest {
   uint64_t id = 0;
   int32_t group = 0;
   Request req;
 };
 
-// Fields: v, step, new, cancels, shutdown.
+// Fields: v, step, new, cancels, shutdown, and optional flush_cache.
 struct StepControl {
   uint64_t step = 0;
   std::vector<NewRequest> new_requests;
   std::vector<uint64_t> cancels;
   bool shutdown = false;
+  bool flush_cache = false;  // drop every rank's prefix cache before this step's requests
 };
 
 // Fields: id, prompt_tokens, cached_tokens, and optional token + logprob (has_token), top_ids +

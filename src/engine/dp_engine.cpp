@@ -109,12 +109,22 @@ EngineStats DpEngine::stats() const {
   return stats_;
 }
 
+bool DpEngine::flush_cache() {
+  {
+    std::lock_guard lk(mu_);
+    if (!inbox_.empty() || !streams_.empty() || draining_ || stopped_) return false;
+    flush_pending_ = true;
+  }
+  cv_.notify_all();
+  return true;
+}
+
 StepControl DpEngine::next_step(bool idle, std::chrono::milliseconds max_idle_wait) {
   std::unique_lock lk(mu_);
   if (idle) {
-    // Nothing runs anywhere: sleep until a request, a cancel or shutdown arrives, or until the
+    // Nothing runs anywhere: sleep until a request, a cancel, a cache flush or shutdown arrives, or until the
     // heartbeat is due (then the message goes out empty).
-    auto ready = [&] { return !inbox_.empty() || !cancels_.empty() || draining_; };
+    auto ready = [&] { return !inbox_.empty() || !cancels_.empty() || draining_ || flush_pending_; };
     if (max_idle_wait.count() > 0)
       cv_.wait_for(lk, max_idle_wait, ready);
     else
@@ -122,6 +132,7 @@ StepControl DpEngine::next_step(bool idle, std::chrono::milliseconds max_idle_wa
   }
   StepControl c;
   c.step = ++step_;
+  c.flush_cache = std::exchange(flush_pending_, false);
   int64_t taken = 0;
   while (!inbox_.empty() && taken < lim_.max_new_requests_per_step) {
     Pending p = std::move(inbox_.front());

@@ -37,6 +37,7 @@ class DpEngine : public Engine, public StepDriver {
   void cancel(uint64_t id) override;
   void shutdown(std::chrono::milliseconds drain) override;
   bool healthy() const override;
+  bool flush_cache() override;
   bool stalled() const override;
   EngineStats stats() const override;
   int64_t context_length() const override { return lim_.context_length; }
@@ -71,6 +72,7 @@ class DpEngine : public Engine, public StepDriver {
   uint64_t step_ = 0;
   bool draining_ = false;
   bool shutdown_sent_ = false;
+  bool flush_pending_ = false;
   bool stopped_ = false;
   std::string stop_reason_;
   std::chrono::steady_clock::time_point drain_deadline_;

@@ -58,6 +58,9 @@ class Engine {
   // stops every rank. Blocks until the step thread has exited.
   virtual void shutdown(std::chrono::milliseconds drain) = 0;
   virtual bool healthy() const = 0;
+  // SGLang's /flush_cache: every rank drops its prefix cache at the next step. Done only when no
+  // request is queued or running anywhere (false, nothing done, otherwise).
+  virtual bool flush_cache() = 0;
   // True when requests are pending but the engine has made no step for longer than its stall
   // timeout (a stuck collective or step; /health turns 503). Never true while idle.
   virtual bool stalled() const = 0;

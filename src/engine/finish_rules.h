@@ -15,7 +15,8 @@ struct FinishRules {
   std::vector<int32_t> eos_ids;  // the model's and the tokenizer's end-of-sequence ids
 
   // Called with the request's newest token already appended to st.tokens:
-  //  kStop   the token is an EOS id (unless params.ignore_eos) or one of params.stop_token_ids;
+  //  kStop   the token is an EOS id (unless params.ignore_eos) or one of params.stop_token_ids,
+  //          or the output is complete under the request's constraint (nothing may follow);
   //  kLength the request has its max_new tokens (max_new_tokens, or the context is full);
   //  kNone   it goes on.
   Finish after_token(const RequestState& st) const;

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -41,7 +42,9 @@ void log_softmax_top(const float* logits, int64_t V, int32_t chosen, int32_t top
     const int64_t k = std::min<int64_t>(top_n, V);
     std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
                       [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
-    for (int64_t i = 0; i < k; ++i) out.top.push_back({idx[size_t(i)], float(double(logits[idx[size_t(i)]]) - lse)});
+    // Masked tokens (-inf) are not alternatives: a constrained request may allow fewer than k.
+    for (int64_t i = 0; i < k && std::isfinite(logits[idx[size_t(i)]]); ++i)
+      out.top.push_back({idx[size_t(i)], float(double(logits[idx[size_t(i)]]) - lse)});
   }
 }
 
@@ -59,6 +62,7 @@ RankWorker::RankWorker(Model& model, const Topology& topo, const Comms& comms, D
   DP_CHECK(opts_.kv_pages > 0);
   kv_ = std::make_unique<KVPool>(model_.kv_config(opts_.kv_pages, opts_.page_size));
   sched_ = std::make_unique<Scheduler>(opts_.sched, *kv_, FinishRules{opts_.eos_ids});
+  if (opts_.vocab) matchers_ = std::make_unique<constrain::MatcherRegistry>(opts_.vocab);
 }
 
 RankWorker::~RankWorker() = default;
@@ -92,6 +96,7 @@ StepControl RankWorker::receive_control(StepDriver* driver, bool idle) {
     if (driver) {
       StepControl c = driver->next_step(idle, heartbeat);
       step_t0_ = now_seconds();  // the idle wait above is not step time
+      arm_control_send();
       msg = encode_or_reject(c, driver);
     }
     counters_.control_bytes += control_.broadcast(msg);
@@ -102,6 +107,7 @@ StepControl RankWorker::receive_control(StepDriver* driver, bool idle) {
   if (driver) {
     StepControl all = driver->next_step(idle, heartbeat);
     step_t0_ = now_seconds();
+    arm_control_send();
     const std::vector<int> leaders = topo_.group_leaders();
     for (size_t g = 0; g < leaders.size(); ++g) {
       StepControl part;
@@ -149,7 +155,10 @@ void RankWorker::admit(NewRequest& nr, GroupReport& rep) {
       prompt.push_back(embed_placeholder(&r.input_embeds[size_t(i * cfg.hidden)], cfg.hidden));
   }
   const int64_t prompt_len = int64_t(prompt.size());
-  const int64_t max_new = std::min<int64_t>(r.params.max_new_tokens, cfg.max_pos - prompt_len);
+  const int64_t ctx_len = opts_.context_length > 0 ? opts_.context_length : cfg.max_pos;
+  const int64_t max_new = std::min<int64_t>(r.params.max_new_tokens, ctx_len - prompt_len);
+  // --random-seed: requests without a seed draw from a stream set by the server's seed and their id.
+  if (!r.params.seed && opts_.random_seed) r.params.seed = *opts_.random_seed * 0x9E3779B97F4A7C15ull + id;
   if (max_new < 1) {
     OutToken o;
     o.id = id;
@@ -160,7 +169,17 @@ void RankWorker::admit(NewRequest& nr, GroupReport& rep) {
     return;
   }
   const bool embeds = r.input_embeds_rows > 0;
-  if (!sched_->add(RequestState(id, std::move(r), std::move(prompt), max_new))) {
+  RequestState st(id, std::move(r), std::move(prompt), max_new);
+  if (st.req.constraint) {
+    // The same automaton bytes on every rank of the group: the same matcher, the same masks.
+    if (!matchers_) fail("structured outputs need the tokenizer on every rank (this engine has none)");
+    if (opts_.vocab->mask_size() != cfg.vocab)
+      fail("the tokenizer's vocabulary index is {} wide, the model's logits {}", opts_.vocab->mask_size(), cfg.vocab);
+    st.matcher = matchers_->make(st.req.constraint);
+  }
+  for (const LogitBias& b : st.req.logit_bias)
+    if (b.token < 0 || b.token >= cfg.vocab) fail("logit_bias token {} is outside the vocabulary", b.token);
+  if (!sched_->add(std::move(st))) {
     OutToken o;
     o.id = id;
     o.finish = Finish::kError;
@@ -181,6 +200,7 @@ void RankWorker::admit(NewRequest& nr, GroupReport& rep) {
 }
 
 void RankWorker::apply(const StepControl& c, GroupReport& rep) {
+  if (c.flush_cache) sched_->flush_prefix_cache();
   for (const NewRequest& nr0 : c.new_requests) {
     if (nr0.group != topo_.attn_dp_rank) continue;
     NewRequest nr = nr0;
@@ -224,8 +244,11 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
   if (b.seqs.empty()) ++counters_.idle_batches;
 
   // Sample every sequence that reached its last known token; the finish rules run in commit().
-  std::vector<StepResult> results;
-  const size_t first_out = rep.outs.size();
+  struct Pick {
+    const ScheduledSeq* seq;
+    float* logits;
+  };
+  std::vector<Pick> picks;
   size_t row = 0;
   for (const ScheduledSeq& s : b.seqs) {
     if (all_logits) {
@@ -238,14 +261,56 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
     } else {
       ++row;
     }
+    picks.push_back(Pick{&s, &logits_[(row - 1) * size_t(V)]});
+  }
+  // Structured outputs: each constrained sequence's allowed tokens, over the thread team (a mask
+  // depends on its own request only, so the order of the work does not matter).
+  const size_t words = size_t((V + 63) / 64);
+  std::vector<size_t> constrained;
+  for (size_t i = 0; i < picks.size(); ++i)
+    if (picks[i].seq->state->matcher) constrained.push_back(i);
+  masks_.resize(constrained.size() * words);
+  std::vector<std::string> mask_errors(constrained.size());
+#pragma omp parallel for schedule(dynamic, 1)
+  for (size_t k = 0; k < constrained.size(); ++k) {
+    try {
+      picks[constrained[k]].seq->state->matcher->fill_mask(&masks_[k * words]);
+    } catch (const std::exception& e) {
+      mask_errors[k] = e.what();
+    }
+  }
+  std::vector<StepResult> results;
+  std::vector<std::pair<uint64_t, std::string>> failed;
+  const size_t first_out = rep.outs.size();
+  for (size_t i = 0, k = 0; i < picks.size(); ++i) {
+    const ScheduledSeq& s = *picks[i].seq;
     RequestState& st = *s.state;
-    float* logits = &logits_[(row - 1) * size_t(V)];
+    float* logits = picks[i].logits;
+    if (st.matcher) {
+      const uint64_t* mask = &masks_[k * words];
+      const std::string& err = mask_errors[k++];
+      bool any = false;
+      for (size_t w = 0; w < words && !any; ++w) any = mask[w] != 0;
+      if (!err.empty() || !any) {
+        failed.push_back({s.id, err.empty() ? "the output constraint allows no token here" : err});
+        continue;
+      }
+      constrain::apply_mask(mask, logits, V);
+    }
+    if (opts_.token_limit > 0 && opts_.token_limit < V)
+      std::fill(logits + opts_.token_limit, logits + V, -std::numeric_limits<float>::infinity());
+    for (const LogitBias& lb : st.req.logit_bias) logits[lb.token] += lb.bias;
     OutToken o;
     o.id = s.id;
     o.has_token = true;
+    // Logprobs describe the distribution the token was drawn from: after the mask and the bias.
     std::vector<float> raw;
     if (st.wants_logprobs()) raw.assign(logits, logits + V);
     const int32_t tok = st.sampler.sample(logits, V);
+    if (st.matcher && !st.matcher->accept(tok)) {
+      failed.push_back({s.id, fmt::format("sampled token {} breaks the output constraint", tok)});
+      continue;
+    }
     o.tok.token = tok;
     if (st.wants_logprobs()) log_softmax_top(raw.data(), V, tok, st.req.top_logprobs, o.tok);
     o.prompt_tokens = st.prompt_len;
@@ -253,6 +318,8 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
     results.push_back(StepResult{s.id, tok});
     rep.outs.push_back(std::move(o));
   }
+  // Ended before commit, so commit does not expect their tokens (same on every rank of the group).
+  for (const auto& [id, why] : failed) end(id, Finish::kError, rep, why);
   results = sched_->commit(std::move(results));
   for (size_t i = 0; i < results.size(); ++i) {
     const StepResult& r = results[i];
@@ -293,6 +360,14 @@ void RankWorker::exchange_reports(GroupReport& rep, StepDriver* driver, bool& an
     any_work = rep.running + rep.waiting > 0;
     driver->on_reports(reps);
   }
+}
+
+void RankWorker::arm_control_send() {
+  // Rank 0's send of the control message is watched like a step: a stopped rank stops draining its
+  // messages, and once the transport's buffers are full (heartbeats pile up) or the message takes the
+  // rendezvous path, the send blocks. Unwatched, rank 0 would wait there forever, healthy on /health.
+  watched_step_ = counters_.steps + 1;
+  step_began_ = step_t0_;
 }
 
 std::string RankWorker::control_source() const {

@@ -11,6 +11,7 @@
 #include <functional>
 #include <span>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,7 @@
 #include "parallel/dp_attention.h"
 #include "parallel/model_comm.h"
 #include "parallel/topology.h"
+#include "constrain/matcher_registry.h"
 #include "engine/control_message.h"
 #include "engine/sampler.h"
 #include "engine/scheduler.h"
@@ -39,6 +41,8 @@ struct WorkerOptions {
   int64_t kv_pages = 0;                    // pages in this rank's KV pool
   int64_t embed_cache_requests = 256;      // requests whose input_embeds a rank holds at once
   std::vector<int32_t> eos_ids;            // end requests (finish rules) unless ignore_eos
+  int64_t context_length = 0;              // positions a request may use (0: the model's)
+  std::optional<uint64_t> random_seed;     // mixed into the seed of requests without one (--random-seed)
   // > 0: the step watchdog. A step running longer than this, or (on other ranks than 0) a wait this
   // long for rank 0's next control message, ends the job with a message naming what stopped. Rank 0
   // sends a heartbeat (an empty message) at least every watchdog_seconds / 4 when idle, so a silent
@@ -50,6 +54,11 @@ struct WorkerOptions {
   // Debugging (`generate --dump-logits`): when set, every position of every scheduled sequence gets
   // logits, passed here (request id, position, the vocabulary's logits) before sampling, in step order.
   std::function<void(uint64_t id, int64_t pos, std::span<const float> logits)> logits_tap;
+  // The served tokenizer's vocabulary for structured outputs (null: requests with a constraint fail).
+  std::shared_ptr<const constrain::VocabIndex> vocab;
+  // Ids at or past this have no token (a model's vocabulary padded past its tokenizer's): never
+  // sampled. 0: no limit.
+  int64_t token_limit = 0;
 };
 
 // Rank 0's side of the loop: where control messages come from and reports go.
@@ -108,6 +117,8 @@ class RankWorker {
   WorkerOptions opts_;
   std::unique_ptr<KVPool> kv_;
   std::unique_ptr<Scheduler> sched_;
+  std::unique_ptr<constrain::MatcherRegistry> matchers_;  // structured outputs (null without a vocabulary)
+  std::vector<uint64_t> masks_;                          // this step's allowed-token masks
   ControlChannel control_;        // over the world (global dispatch)
   ControlChannel group_control_;  // over the DP group (group-leader dispatch)
   std::deque<uint64_t> embed_fifo_;  // requests holding input_embeds, oldest first
@@ -123,6 +134,7 @@ class RankWorker {
   void watchdog_loop();
   [[noreturn]] void die(const std::string& why);
   std::string control_source() const;  // "rank 0", or "rank 0 (via group leader rank N)"
+  void arm_control_send();              // rank 0: the watchdog also covers sending the control message
 };
 
 }  // namespace dpserve

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -10,6 +11,16 @@
 #include "engine/sampling_params.h"
 
 namespace dpserve {
+
+namespace constrain {
+class Automaton;
+}
+
+// OpenAI's logit_bias: added to a token's logit before sampling (-100 all but bans it).
+struct LogitBias {
+  int32_t token = 0;
+  float bias = 0;
+};
 
 struct Request {
   std::vector<int32_t> input_ids;
@@ -20,6 +31,10 @@ struct Request {
   int32_t top_logprobs = 0;     // alternatives per position to report (0 = none)
   bool return_logprob = false;  // report the chosen token's logprob
   std::string rid;              // client-chosen id, for logs and /abort_request
+  // Structured output: the automaton the output must follow (compiled once on rank 0, cached by
+  // the constraint's text, carried to the ranks in the control message); null when free.
+  std::shared_ptr<const constrain::Automaton> constraint;
+  std::vector<LogitBias> logit_bias;
 };
 
 struct TokenLogprob {

@@ -6,7 +6,10 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
+
+#include "constrain/matcher.h"
 
 #include "engine/request.h"
 #include "engine/sampler.h"
@@ -25,6 +28,9 @@ struct RequestState {
   int64_t max_new = 0;
   int64_t cached = 0;           // prompt tokens served from the prefix cache at first admission
   Sampler sampler;              // seeded by params.seed, else by the id (same stream on every rank)
+  // The structured-output state, advanced by every sampled token on every rank of the group (null
+  // without a constraint).
+  std::unique_ptr<constrain::Matcher> matcher;
 
   int64_t generated() const { return int64_t(tokens.size()) - prompt_len; }
   bool has_embeds() const { return req.input_embeds_rows > 0; }

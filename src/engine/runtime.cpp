@@ -9,26 +9,30 @@
 
 #include <spdlog/spdlog.h>
 
+#include "constrain/vocab_index.h"
 #include "core/check.h"
 #include "parallel/comm.h"
 #include "parallel/model_comm.h"
 #include "parallel/topology.h"
 #include "engine/rank_worker.h"
 #include "model/model.h"
+#include "tokenizer/tokenizer.h"
 
 namespace dpserve {
 
 namespace {
 
-int64_t mem_available_bytes() {
+int64_t meminfo_bytes(const char* field) {
   std::ifstream in("/proc/meminfo");
   std::string key;
   int64_t kb = 0;
   std::string unit;
   while (in >> key >> kb >> unit)
-    if (key == "MemAvailable:") return kb * 1024;
+    if (key == field) return kb * 1024;
   return int64_t(4) << 30;
 }
+
+int64_t mem_available_bytes() { return meminfo_bytes("MemAvailable:"); }
 
 }  // namespace
 
@@ -77,14 +81,25 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     lo.verbose = I.mpi.world_rank() == 0;
     I.model = Model::load(o.model_path, lo);
     const ModelConfig& cfg = I.model->config();
+    if (o.context_length > cfg.max_pos)
+      fail("--context-length {} is longer than the model's context ({} positions)", o.context_length, cfg.max_pos);
+    const int64_t ctx_len = o.context_length > 0 ? o.context_length : cfg.max_pos;
 
     // KV pool: what the flags ask for, else a share of available memory, never more than can be used.
     const int64_t bytes_per_token = I.model->kv_config(1, o.page_size).bytes_per_token();
     int64_t tokens = o.max_total_tokens;
-    if (tokens <= 0) {
+    if (tokens <= 0 && o.mem_fraction_static > 0) {
+      // SGLang's meaning: weights and KV together take this share of the machine's memory.
+      const int64_t budget = int64_t(o.mem_fraction_static * double(meminfo_bytes("MemTotal:")) / local);
+      if (budget <= I.model->weight_bytes())
+        fail("--mem-fraction-static {}: {:.2f} GB per rank does not hold this rank's {:.2f} GB of weights",
+             o.mem_fraction_static, double(budget) / 1e9, double(I.model->weight_bytes()) / 1e9);
+      tokens = (budget - I.model->weight_bytes()) / bytes_per_token;
+      tokens = std::min<int64_t>(tokens, o.sched.max_running_requests * ctx_len);
+    } else if (tokens <= 0) {
       tokens = int64_t(o.mem_fraction * double(mem_available_bytes()) / local) / bytes_per_token;
-      tokens = std::min<int64_t>(tokens, o.sched.max_running_requests * cfg.max_pos);
-      tokens = std::max<int64_t>(tokens, std::min<int64_t>(cfg.max_pos, 4096));
+      tokens = std::min<int64_t>(tokens, o.sched.max_running_requests * ctx_len);
+      tokens = std::max<int64_t>(tokens, std::min<int64_t>(ctx_len, 4096));
     }
     WorkerOptions wo;
     wo.sched = o.sched;
@@ -94,15 +109,24 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     wo.kv_pages = (tokens + o.page_size - 1) / o.page_size;
     wo.embed_cache_requests = o.embed_cache_requests;
     wo.eos_ids = o.eos_ids;
+    wo.context_length = ctx_len;
+    wo.random_seed = o.has_random_seed ? std::optional<uint64_t>(o.random_seed) : std::nullopt;
     if (I.topo.rank == 0) wo.logits_tap = o.logits_tap;
     for (int32_t e : cfg.eos_ids)
       if (std::find(wo.eos_ids.begin(), wo.eos_ids.end(), e) == wo.eos_ids.end()) wo.eos_ids.push_back(e);
+    if (o.tokenizer) {
+      // Every rank builds the same index from the same files; grammar masks use the model's width.
+      if (o.tokenizer->vocab_size() > cfg.vocab)
+        fail("the tokenizer has {} tokens but the model's vocabulary is {}", o.tokenizer->vocab_size(), cfg.vocab);
+      wo.vocab = constrain::VocabIndex::from_tokenizer(*o.tokenizer, cfg.vocab, wo.eos_ids);
+      wo.token_limit = o.tokenizer->vocab_size();
+    }
     I.kv_tokens = wo.kv_pages * o.page_size;
     if (I.topo.rank == 0) {
       EngineLimits lim;
       lim.vocab = cfg.vocab;
       lim.hidden = cfg.hidden;
-      lim.context_length = cfg.max_pos;
+      lim.context_length = ctx_len;
       lim.kv_bytes_per_page = I.model->kv_config(1, o.page_size).bytes_per_page();
       lim.dp_size = I.topo.world_size / I.topo.attn_tp_size;
       lim.method = o.load_balance_method;

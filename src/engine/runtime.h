@@ -18,6 +18,8 @@
 
 namespace dpserve {
 
+class Tokenizer;
+
 class Model;
 
 struct RuntimeOptions {
@@ -34,12 +36,21 @@ struct RuntimeOptions {
   int64_t page_size = 16;
   int64_t max_total_tokens = 0;  // KV positions per rank's pool; 0 = from mem_fraction
   double mem_fraction = 0.25;    // share of available memory this machine's KV pools may take
+  // SGLang's --mem-fraction-static (> 0 replaces mem_fraction): the share of this machine's memory
+  // for weights and KV caches together; the KV pool gets what the weights leave of it.
+  double mem_fraction_static = 0;
+  int64_t context_length = 0;    // SGLang's --context-length: at most the model's (0 = the model's)
+  uint64_t random_seed = 0;      // SGLang's --random-seed: the sampling seed of requests without one
+  bool has_random_seed = false;
   int threads = 0;               // per rank; 0 = cores / ranks on this machine
   int64_t embed_cache_requests = 256;
   double watchdog_timeout = 600;  // seconds a step (or a wait for rank 0) may take before the job is stopped; 0 = off
   double stall_timeout = 60;      // Engine::stalled() (/health 503): pending work, no step for this long; 0 = off
   bool split_collective_waits = false;  // diagnostics: a timed barrier before every forward collective
   std::vector<int32_t> eos_ids;  // from the tokenizer; merged with config.json's
+  // The served tokenizer (loaded on every rank): structured outputs build their vocabulary index
+  // from it. Null: requests with an output constraint fail.
+  const Tokenizer* tokenizer = nullptr;
   // Debugging: every position's logits before sampling (see WorkerOptions::logits_tap; rank 0 only).
   std::function<void(uint64_t id, int64_t pos, std::span<const float> logits)> logits_tap;
 };

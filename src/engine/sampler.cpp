@@ -42,6 +42,30 @@ int32_t Sampler::sample(float* logits, int64_t vocab) {
   int32_t tok;
   if (p_.temperature == 0.0f || p_.top_k == 1) {
     tok = argmax(logits, vocab);
+  } else if (p_.top_k <= 0 && p_.top_p >= 1.0f && p_.min_p <= 0.0f) {
+    // Nothing truncates the distribution: one pass over the softmax in id order, no sort (sorting a
+    // 150k vocabulary per token costs milliseconds). Deterministic for a seed all the same.
+    const float ninf = -std::numeric_limits<float>::infinity();
+    float mx = ninf;
+    for (int64_t i = 0; i < vocab; ++i) mx = std::max(mx, logits[i]);
+    if (mx == ninf) {
+      tok = argmax(logits, vocab);
+    } else {
+      const double inv_t = 1.0 / double(p_.temperature);
+      double total = 0;
+      for (int64_t i = 0; i < vocab; ++i)
+        if (logits[i] > ninf) total += std::exp((double(logits[i]) - mx) * inv_t);
+      double r = std::uniform_real_distribution<double>(0.0, total)(rng_);
+      tok = -1;
+      int32_t last = 0;
+      for (int64_t i = 0; i < vocab && tok < 0; ++i) {
+        if (!(logits[i] > ninf)) continue;
+        last = int32_t(i);
+        r -= std::exp((double(logits[i]) - mx) * inv_t);
+        if (r < 0) tok = int32_t(i);
+      }
+      if (tok < 0) tok = last;  // rounding left r at the very end
+    }
   } else {
     // Candidates sorted by logit (ties: lower id first), so the draw is reproducible.
     cand_.clear();

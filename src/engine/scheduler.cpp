@@ -76,6 +76,10 @@ void Scheduler::abort_all() {
   while (!reqs_.empty()) abort(reqs_.begin()->first);
 }
 
+void Scheduler::flush_prefix_cache() {
+  if (cache_) cache_->evict(pool_.n_pages());
+}
+
 bool Scheduler::grow(Req& r, int64_t new_len) {
   int64_t need = (new_len + page_size_ - 1) / page_size_ - int64_t(r.table.pages.size());
   if (need > pool_.free_pages() && cache_) cache_->evict(need - pool_.free_pages());

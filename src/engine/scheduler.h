@@ -74,6 +74,8 @@ class Scheduler {
   // ignored (the request may have finished already).
   void abort(uint64_t id);
   void abort_all();
+  // Drops every prefix-cache page no request holds (SGLang's /flush_cache).
+  void flush_prefix_cache();
   // Forms this step's batch and allocates its pages; preempts the newest requests if KV runs out.
   ScheduledBatch schedule();
   // Applies the last schedule(): advances every scheduled sequence, appends the sampled tokens,

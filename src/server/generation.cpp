@@ -2,6 +2,9 @@
 
 #include <thread>
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
 #include "server/metrics.h"
 #include "server/request_registry.h"
 
@@ -14,7 +17,8 @@ double seconds(Clock::duration d) { return std::chrono::duration<double>(d).coun
 }  // namespace
 
 ChoiceRun::ChoiceRun(Engine& engine, const Tokenizer& tok, Request r, const GenSpec& spec, Metrics* metrics,
-                     RequestRegistry* registry, const std::string& owner, Clock::time_point arrival)
+                     RequestRegistry* registry, const std::string& owner, Clock::time_point arrival,
+                     std::string log_prompt)
     : engine_(engine),
       metrics_(metrics),
       registry_(registry),
@@ -26,6 +30,9 @@ ChoiceRun::ChoiceRun(Engine& engine, const Tokenizer& tok, Request r, const GenS
   if (!r.input_ids.empty()) dec_.push(r.input_ids.back());
   prompt_tokens_ = r.input_ids.empty() ? r.input_embeds_rows : int64_t(r.input_ids.size());
   std::string rid = r.rid;
+  log_ = spec.log_requests;
+  log_prompt_ = std::move(log_prompt);
+  rid_ = rid;
   stream_ = engine_.enqueue(std::move(r));
   id_ = stream_->id();
   if (registry_) registry_->add(id_, rid, owner);
@@ -38,6 +45,12 @@ ChoiceRun::~ChoiceRun() {
 
 void ChoiceRun::finish(ChoiceDelta& out, const std::string& reason) {
   finished_ = true;
+  if (log_) {
+    log_output_ += out.text;
+    auto cut = [](const std::string& s) { return s.size() > 4096 ? s.substr(0, 4096) + "..." : s; };
+    spdlog::info("request {} (rid {}): finish={} prompt_tokens={} completion_tokens={} prompt={:?} output={:?}", id_,
+                 rid_, reason, prompt_tokens_, completion_tokens(), cut(log_prompt_), cut(log_output_));
+  }
   out.finished = true;
   out.finish_reason = reason;
   if (metrics_) {
@@ -76,6 +89,14 @@ bool ChoiceRun::poll(std::chrono::milliseconds timeout, ChoiceDelta& out) {
     }
   }
   if (!r.tokens.empty()) last_token_ = now;
+  struct LogText {  // what this delivery adds to the choice's text, for --log-requests
+    ChoiceRun& run;
+    ChoiceDelta& out;
+    size_t from;
+    ~LogText() {
+      if (run.log_ && !run.finished_ && out.text.size() > from) run.log_output_ += out.text.substr(from);
+    }
+  } log_text{*this, out, out.text.size()};
   for (auto& t : r.tokens) {
     output_ids_.push_back(t.token);
     out.tokens.push_back(t);
@@ -120,7 +141,12 @@ Generation::Generation(Engine& engine, const Tokenizer& tok, const GenSpec& spec
       }
       if (r.params.seed && c > 0) r.params.seed = *r.params.seed + uint64_t(c);
       r.rid = rid_of(runs_.size());
-      runs_.push_back(std::make_unique<ChoiceRun>(engine, tok, std::move(r), spec, metrics, registry, owner, arrival));
+      std::string shown = spec.log_requests ? (p < spec.prompt_texts.size() && !spec.prompt_texts[p].empty()
+                                                      ? spec.prompt_texts[p]
+                                                      : fmt::format("<{} token ids>", r.input_ids.size()))
+                                            : std::string();
+      runs_.push_back(std::make_unique<ChoiceRun>(engine, tok, std::move(r), spec, metrics, registry, owner, arrival,
+                                                  std::move(shown)));
     }
   }
 }

@@ -36,9 +36,11 @@ struct ChoiceDelta {
 
 class ChoiceRun {
  public:
-  // Enqueues `r` and registers it (by r.rid, for `owner`) while it runs.
+  // Enqueues `r` and registers it (by r.rid, for `owner`) while it runs. `log_prompt`: with
+  // spec.log_requests, the prompt as the log shows it.
   ChoiceRun(Engine& engine, const Tokenizer& tok, Request r, const GenSpec& spec, Metrics* metrics,
-            RequestRegistry* registry, const std::string& owner, Clock::time_point arrival);
+            RequestRegistry* registry, const std::string& owner, Clock::time_point arrival,
+            std::string log_prompt = {});
   ~ChoiceRun();
   ChoiceRun(const ChoiceRun&) = delete;
   ChoiceRun& operator=(const ChoiceRun&) = delete;
@@ -71,6 +73,8 @@ class ChoiceRun {
   int64_t prompt_tokens_ = 0, cached_tokens_ = 0;
   int32_t dp_rank_ = 0;
   std::vector<int32_t> output_ids_;
+  bool log_ = false;
+  std::string log_prompt_, log_output_, rid_;
 };
 
 class Generation {

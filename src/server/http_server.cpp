@@ -99,6 +99,14 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   c.parse.limits = engine.limits();
   c.parse.limits.vocab = std::min<int64_t>(c.parse.limits.vocab, tok.vocab_size());
   c.parse.served_model_name = c.opts.served_model_name;
+  c.parse.constraints = &c.constraints;
+  try {  // a bad whitespace pattern is a start-up error, not a 400 on every JSON request
+    constrain::json_object_grammar(constrain::JsonSchemaOptions{c.opts.json_whitespace});
+  } catch (const Error& e) {
+    fail("--constrained-json-whitespace-pattern: {}", e.what());
+  }
+  c.parse.tool_parser = c.opts.tool_call_parser;
+  c.parse.reasoning_parser = c.opts.reasoning_parser;
   // Parsed once here, so a broken template stops the server at start rather than failing each chat.
   std::optional<std::string> tmpl =
       c.opts.chat_template_path.empty() ? tok.chat_template() : std::optional(read_file(c.opts.chat_template_path));
@@ -191,6 +199,7 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
 
   register_openai_routes(s, c);
   register_sglang_routes(s, c);
+  register_sglang_util_routes(s, c);
 }
 
 HttpServer::~HttpServer() { stop(); }

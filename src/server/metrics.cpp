@@ -40,17 +40,20 @@ void Histogram::observe(double v) {
   ++count_;
 }
 
-void Histogram::render(std::string& out, const std::string& name, const std::string& help) const {
+void Histogram::render(std::string& out, const std::string& name, const std::string& help,
+                       const std::string& labels) const {
   std::lock_guard<std::mutex> lk(mu_);
   header(out, name, "histogram", help);
+  const std::string pre = labels.empty() ? "" : labels + ",";
+  const std::string only = labels.empty() ? "" : "{" + labels + "}";
   uint64_t cum = 0;
   for (size_t i = 0; i < bounds_.size(); ++i) {
     cum += counts_[i];
-    out += fmt::format("{}_bucket{{le=\"{}\"}} {}\n", name, fmt_double(bounds_[i]), cum);
+    out += fmt::format("{}_bucket{{{}le=\"{}\"}} {}\n", name, pre, fmt_double(bounds_[i]), cum);
   }
   cum += counts_.back();
-  out += fmt::format("{}_bucket{{le=\"+Inf\"}} {}\n", name, cum);
-  out += fmt::format("{}_sum {}\n{}_count {}\n", name, fmt_double(sum_), name, count_);
+  out += fmt::format("{}_bucket{{{}le=\"+Inf\"}} {}\n", name, pre, cum);
+  out += fmt::format("{}_sum{} {}\n{}_count{} {}\n", name, only, fmt_double(sum_), name, only, count_);
 }
 
 Metrics::Metrics()
@@ -155,6 +158,36 @@ std::string Metrics::render(const EngineStats& es, bool healthy, bool draining, 
   time_to_first_token.render(out, "dpserve_time_to_first_token_seconds", "Time from arrival to the first token");
   inter_token_latency.render(out, "dpserve_inter_token_latency_seconds", "Time between tokens of a request");
   e2e_latency.render(out, "dpserve_e2e_request_latency_seconds", "Time from arrival to the last token");
+  return out;
+}
+
+std::string Metrics::render_sglang(const EngineStats& es, const std::string& model_name, int64_t page_size) const {
+  std::string out;
+  const std::string m = fmt::format("model_name=\"{}\"", escape_label(model_name));
+  auto per_group = [&](const char* name, const char* type, const char* help, auto value) {
+    header(out, name, type, help);
+    for (const auto& g : es.groups) out += fmt::format("{}{{{},dp_rank=\"{}\"}} {}\n", name, m, g.dp_rank, value(g));
+  };
+  per_group("sglang:num_running_reqs", "gauge", "The number of running requests.", [](const GroupStats& g) { return g.running; });
+  per_group("sglang:num_queue_reqs", "gauge", "The number of requests in the waiting queue.",
+            [](const GroupStats& g) { return g.waiting; });
+  per_group("sglang:num_used_tokens", "gauge", "The number of used tokens (KV positions held, page granular).",
+            [&](const GroupStats& g) { return g.kv_pages_used * page_size; });
+  per_group("sglang:token_usage", "gauge", "The token usage (fraction of the KV cache in use).", [](const GroupStats& g) {
+    return fmt_double(g.kv_pages_total > 0 ? double(g.kv_pages_used) / double(g.kv_pages_total) : 0.0);
+  });
+  per_group("sglang:cache_hit_rate", "gauge", "The prefix cache hit rate.", [](const GroupStats& g) {
+    return fmt_double(g.prefix_query_tokens > 0 ? double(g.prefix_hit_tokens) / double(g.prefix_query_tokens) : 0.0);
+  });
+  header(out, "sglang:prompt_tokens_total", "counter", "Number of prefill tokens processed.");
+  out += fmt::format("sglang:prompt_tokens_total{{{}}} {}\n", m, es.prompt_tokens_total);
+  header(out, "sglang:generation_tokens_total", "counter", "Number of generation tokens processed.");
+  out += fmt::format("sglang:generation_tokens_total{{{}}} {}\n", m, es.generation_tokens_total);
+  header(out, "sglang:num_requests_total", "counter", "Number of requests processed.");
+  out += fmt::format("sglang:num_requests_total{{{}}} {}\n", m, es.requests_finished_total);
+  time_to_first_token.render(out, "sglang:time_to_first_token_seconds", "Histogram of time to first token in seconds.", m);
+  inter_token_latency.render(out, "sglang:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", m);
+  e2e_latency.render(out, "sglang:e2e_request_latency_seconds", "Histogram of End-to-end request latency in seconds", m);
   return out;
 }
 

@@ -19,7 +19,7 @@ class Histogram {
   explicit Histogram(std::vector<double> upper_bounds);
   void observe(double v);
   // Appends the _bucket / _sum / _count lines (with HELP and TYPE).
-  void render(std::string& out, const std::string& name, const std::string& help) const;
+  void render(std::string& out, const std::string& name, const std::string& help, const std::string& labels = "") const;
 
  private:
   std::vector<double> bounds_;
@@ -51,6 +51,8 @@ class Metrics {
   // `sequences` / `tokens`: the generation work the HTTP frontend has admitted and not finished.
   std::string render(const EngineStats& engine, bool healthy, bool draining, int64_t sequences = 0,
                      int64_t tokens = 0) const;
+  // The same numbers under SGLang's metric names (sglang:*, label model_name), for its dashboards.
+  std::string render_sglang(const EngineStats& engine, const std::string& model_name, int64_t page_size) const;
 
  private:
   mutable std::mutex mu_;

@@ -47,6 +47,18 @@ json completion_logprobs(const Tokenizer& tok, const std::vector<TokenOut>& toke
   return lp;
 }
 
+json tool_calls_json(const std::vector<ToolCall>& calls, size_t first_index, bool streamed) {
+  json out = json::array();
+  for (size_t k = 0; k < calls.size(); ++k) {
+    json c{{"id", calls[k].id},
+           {"type", "function"},
+           {"function", {{"name", calls[k].name}, {"arguments", calls[k].arguments}}}};
+    if (streamed) c["index"] = first_index + k;
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
 json chat_logprobs(const Tokenizer& tok, const std::vector<TokenOut>& tokens) {
   json content = json::array();
   for (const auto& t : tokens) {
@@ -85,7 +97,25 @@ json ChoiceFormatter::opening(size_t index) const {
 json ChoiceFormatter::choice(size_t index, const ChoicePiece& p, bool streamed) const {
   if (streamed && p.text.empty() && p.prefix.empty() && p.tokens.empty() && !p.finished) return nullptr;
   json ch{{"index", index}};
-  if (api_ == OpenAiApi::kChat) {
+  if (api_ == OpenAiApi::kChat && p.chat) {
+    const ChatDelta& d = *p.chat;
+    if (streamed) {
+      json delta = json::object();
+      if (!d.reasoning.empty()) delta["reasoning_content"] = d.reasoning;
+      if (!d.content.empty()) delta["content"] = d.content;
+      if (!d.tool_calls.empty()) delta["tool_calls"] = tool_calls_json(d.tool_calls, p.first_call, true);
+      // Text held back (it may open a tag) with nothing else to say: no chunk yet.
+      if (delta.empty() && (!spec_.logprobs || p.tokens.empty()) && !p.finished) return nullptr;
+      ch["delta"] = std::move(delta);
+    } else {
+      json msg{{"role", "assistant"},
+               {"content", d.content.empty() && !d.tool_calls.empty() ? json(nullptr) : json(d.content)}};
+      if (reasoning_field_) msg["reasoning_content"] = d.reasoning.empty() ? json(nullptr) : json(d.reasoning);
+      if (!d.tool_calls.empty()) msg["tool_calls"] = tool_calls_json(d.tool_calls, 0, false);
+      ch["message"] = std::move(msg);
+    }
+    ch["logprobs"] = spec_.logprobs ? chat_logprobs(tok_, p.tokens) : json(nullptr);
+  } else if (api_ == OpenAiApi::kChat) {
     if (streamed)
       ch["delta"] = p.text.empty() && p.finished ? json::object() : json{{"content", p.text}};
     else

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/request.h"
+#include "server/chat_output.h"
 #include "server/request_parse.h"
 #include "tokenizer/tokenizer.h"
 
@@ -28,11 +29,16 @@ struct ChoicePiece {
   bool finished = false;
   std::string finish_reason;  // when finished
   std::string matched_stop;
+  // Chat: the text split into reasoning, content and tool calls (null: all of it is content).
+  const ChatDelta* chat = nullptr;
+  size_t first_call = 0;      // streamed: index of the first tool call in `chat` within the choice
 };
 
 class ChoiceFormatter {
  public:
-  ChoiceFormatter(OpenAiApi api, const GenSpec& spec, const Tokenizer& tok) : api_(api), spec_(spec), tok_(tok) {}
+  // `reasoning_field`: chat messages carry reasoning_content (a --reasoning-parser runs).
+  ChoiceFormatter(OpenAiApi api, const GenSpec& spec, const Tokenizer& tok, bool reasoning_field = false)
+      : api_(api), spec_(spec), tok_(tok), reasoning_field_(reasoning_field) {}
 
   // "chat.completion" / "text_completion", and the streamed chunks' object.
   const char* object() const;
@@ -50,6 +56,7 @@ class ChoiceFormatter {
   OpenAiApi api_;
   const GenSpec& spec_;
   const Tokenizer& tok_;
+  bool reasoning_field_;
 };
 
 // usage: prompt tokens counted once per prompt however many choices it has.

@@ -7,7 +7,9 @@
 #include <fmt/format.h>
 
 #include "core/check.h"
+#include "server/constraint_parse.h"
 #include "server/openai_error.h"
+#include "server/tools_parse.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
@@ -220,6 +222,20 @@ void user(const json& v, const std::string& name, ParseState&) {
   if (!v.is_string()) bad_param(name, fmt::format("'{}' must be a string", name));
 }
 
+// Read after the whole body, by the structured-output parsers (constraint_parse.h, tools_parse.h):
+// they need the field together with others and in the client's key order.
+void later(const json&, const std::string&, ParseState&) {}
+
+// OpenAI fields that change nothing in the output (docs/api.md lists them): accepted, type-checked.
+void output_neutral(const json& v, const std::string& name, ParseState&) {
+  const bool ok = name == "metadata" ? v.is_object() : name == "store" ? v.is_boolean() : v.is_string();
+  if (!ok) bad_param(name, fmt::format("'{}' has the wrong type ({})", name, v.type_name()));
+}
+
+void separate_reasoning(const json& v, const std::string& name, ParseState& st) {
+  st.spec.separate_reasoning = boolean(v, name);
+}
+
 // A field of OpenAI's API this server does not implement: its default or empty value ({} for
 // logit_bias, [] for tools, false for store) is accepted, anything else is a 400 naming it.
 void unsupported(const json& v, const std::string& name, ParseState&) {
@@ -242,7 +258,10 @@ const FieldTable& completion_fields() {
       {"model", model},       {"prompt", prompt},         {"max_tokens", max_tokens},
       {"echo", echo},         {"logprobs", completion_logprobs}, {"best_of", best_of},
       {"stream", stream},     {"stream_options", stream_options}, {"user", user},
-      {"suffix", unsupported}, {"logit_bias", unsupported},
+      {"suffix", unsupported}, {"logit_bias", later}, {"response_format", later},
+      {"regex", later},       {"ebnf", later},
+      {"metadata", output_neutral}, {"store", output_neutral}, {"service_tier", unsupported},
+      {"prompt_cache_key", output_neutral}, {"safety_identifier", output_neutral},
   });
   return t;
 }
@@ -258,20 +277,26 @@ const FieldTable& chat_fields() {
       {"stream", stream},
       {"stream_options", stream_options},
       {"user", user},
-      {"logit_bias", unsupported},
-      {"tools", unsupported},
-      {"tool_choice", unsupported},
-      {"parallel_tool_calls", unsupported},
+      {"logit_bias", later},
+      {"tools", later},
+      {"tool_choice", later},
+      {"parallel_tool_calls", later},
+      {"response_format", later},
+      {"regex", later},
+      {"ebnf", later},
+      {"chat_template_kwargs", later},
+      {"separate_reasoning", separate_reasoning},
       {"functions", unsupported},
       {"function_call", unsupported},
-      {"response_format", unsupported},
       {"modalities", unsupported},
       {"audio", unsupported},
       {"prediction", unsupported},
       {"reasoning_effort", unsupported},
       {"web_search_options", unsupported},
-      {"store", unsupported},
-      {"metadata", unsupported},
+      {"store", output_neutral},
+      {"metadata", output_neutral},
+      {"prompt_cache_key", output_neutral},
+      {"safety_identifier", output_neutral},
       {"service_tier", unsupported},
   });
   return t;
@@ -305,7 +330,11 @@ const FieldTable& generate_fields() {
 }
 
 const FieldTable& generate_sampling_fields() {
-  static const FieldTable t = with_sampling({{"max_new_tokens", max_new_tokens}});
+  static const FieldTable t = with_sampling({{"max_new_tokens", max_new_tokens},
+                                             {"regex", later},
+                                             {"json_schema", later},
+                                             {"ebnf", later},
+                                             {"logit_bias", later}});
   return t;
 }
 
@@ -397,7 +426,7 @@ bool is_completion_field(std::string_view name) { return find_field(completion_f
 bool is_chat_field(std::string_view name) { return find_field(chat_fields(), name) != nullptr; }
 bool is_generate_field(std::string_view name) { return find_field(generate_fields(), name) != nullptr; }
 
-GenSpec parse_completion_request(const json& b, const ParseContext& ctx) {
+GenSpec parse_completion_request(const json& b, const ParseContext& ctx, std::string_view raw_body) {
   ParseState st(ctx);
   GenSpec& spec = st.spec;
   spec.model = ctx.served_model_name;
@@ -443,6 +472,8 @@ GenSpec parse_completion_request(const json& b, const ParseContext& ctx) {
     spec.base.top_logprobs = int32_t(*st.top_logprobs);
   }
   if (st.best_of && *st.best_of != spec.n) bad_param("best_of", "'best_of' other than n is not supported");
+  parse_logit_bias(b, spec.base, ctx);
+  parse_output_constraint(b, raw_body, spec.base, ctx);
   check_choices(spec, "n");
   check_lengths(spec, ctx, st.max_tokens, 16, false, "prompt", "max_tokens");
   return spec;
@@ -477,6 +508,13 @@ std::string render_chat_prompt(const json& b, const ParseContext& ctx) {
                    "server with --chat-template FILE, or use /v1/completions",
                    "messages", "invalid_request_error", "no_chat_template");
   json context;
+  // chat_template_kwargs (SGLang / vLLM): extra template variables, e.g. {"enable_thinking": false}.
+  if (const json* kw = present(b, "chat_template_kwargs")) {
+    if (!kw->is_object()) bad_param("chat_template_kwargs", "'chat_template_kwargs' must be an object");
+    for (const auto& [k, v] : kw->items())
+      if (k != "messages" && k != "tools") context[k] = v;
+  }
+  if (tools_for_template(b)) context["tools"] = b["tools"];
   context["messages"] = std::move(clean);
   context["add_generation_prompt"] = true;
   context["bos_token"] = ctx.tok ? ctx.tok->bos_token() : "";
@@ -488,7 +526,7 @@ std::string render_chat_prompt(const json& b, const ParseContext& ctx) {
   }
 }
 
-GenSpec parse_chat_request(const json& b, const ParseContext& ctx) {
+GenSpec parse_chat_request(const json& b, const ParseContext& ctx, std::string_view raw_body) {
   ParseState st(ctx);
   GenSpec& spec = st.spec;
   spec.model = ctx.served_model_name;
@@ -504,6 +542,16 @@ GenSpec parse_chat_request(const json& b, const ParseContext& ctx) {
     spec.base.top_logprobs = int32_t(*st.top_logprobs);
   }
   spec.base.return_logprob = spec.logprobs;
+  parse_logit_bias(b, spec.base, ctx);
+  parse_output_constraint(b, raw_body, spec.base, ctx);
+  // Where the template leaves the reasoning block: Qwen3 closes an empty one when thinking is off.
+  {
+    const size_t end = text.find_last_not_of(" \t\r\n");
+    const std::string_view tail = std::string_view(text).substr(0, end == std::string::npos ? 0 : end + 1);
+    spec.reasoning_open = tail.size() >= 7 && tail.substr(tail.size() - 7) == "<think>";
+    spec.reasoning_closed = tail.size() >= 8 && tail.substr(tail.size() - 8) == "</think>";
+  }
+  parse_tools(b, raw_body, spec, ctx);
   check_choices(spec, "n");
   const bool completion_named = st.max_completion_tokens.has_value();
   check_lengths(spec, ctx, completion_named ? st.max_completion_tokens : st.max_tokens, 0, true, "messages",
@@ -511,12 +559,16 @@ GenSpec parse_chat_request(const json& b, const ParseContext& ctx) {
   return spec;
 }
 
-GenSpec parse_generate_request(const json& b, const ParseContext& ctx) {
+GenSpec parse_generate_request(const json& b, const ParseContext& ctx, std::string_view raw_body) {
   ParseState st(ctx);
   GenSpec& spec = st.spec;
   spec.model = ctx.served_model_name;
   read_fields(b, generate_fields(), st);
-  if (st.sampling_params) read_fields(*st.sampling_params, generate_sampling_fields(), st, "sampling_params.");
+  if (st.sampling_params) {
+    read_fields(*st.sampling_params, generate_sampling_fields(), st, "sampling_params.");
+    parse_logit_bias(*st.sampling_params, spec.base, ctx);
+    parse_sglang_constraint(*st.sampling_params, raw_body, spec.base, ctx);
+  }
   const json* text = st.text;
   const json* ids = st.input_ids;
   const json* embeds = st.input_embeds;

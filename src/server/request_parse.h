@@ -13,11 +13,15 @@
 
 #include "engine/request.h"
 #include "engine/request_limits.h"
+#include "server/chat_output.h"
 
 namespace dpserve {
 
 class Tokenizer;
 class ChatTemplate;
+namespace constrain {
+class CompileCache;
+}
 
 // What the parser needs to know about the served model.
 struct ParseContext {
@@ -27,6 +31,9 @@ struct ParseContext {
   RequestLimits limits;
   std::string served_model_name;
   std::shared_ptr<const ChatTemplate> chat_template;  // from --chat-template or the tokenizer; null: none
+  constrain::CompileCache* constraints = nullptr;     // structured outputs, compiled once per text
+  ToolCallParser tool_parser = ToolCallParser::kNone;        // --tool-call-parser
+  ReasoningParser reasoning_parser = ReasoningParser::kNone;  // --reasoning-parser
 };
 
 // One HTTP request's generation work: prompts x n choices sharing one set of parameters.
@@ -46,14 +53,22 @@ struct GenSpec {
   std::string model;
   std::vector<std::string> rids;          // /generate: client ids, one per prompt (may be empty)
   bool batched = false;                   // /generate got a list of prompts: answer with a list
+  // Chat output parsing: the tools whose calls are picked out of the text (empty: none), and where
+  // the prompt leaves the reasoning block (opened: the output starts inside it; closed: no thinking).
+  std::vector<std::string> tool_names;
+  bool log_requests = false;              // --log-requests: each choice's prompt and output go to the log
+  bool separate_reasoning = true;
+  bool reasoning_open = false;
+  bool reasoning_closed = false;
 };
 
 // Each route reads its body with a table of the fields it knows (name -> how to read it): a field
 // not in the table is a 400 naming it; one of OpenAI's that this server does not implement is a 400
-// unless it has its default value. Adding a field is adding a table entry.
-GenSpec parse_completion_request(const nlohmann::json& body, const ParseContext& ctx);
-GenSpec parse_chat_request(const nlohmann::json& body, const ParseContext& ctx);
-GenSpec parse_generate_request(const nlohmann::json& body, const ParseContext& ctx);
+// unless it has its default value. Adding a field is adding a table entry. `raw_body`: the body as
+// sent, for what keeps the client's key order (JSON Schemas).
+GenSpec parse_completion_request(const nlohmann::json& body, const ParseContext& ctx, std::string_view raw_body = {});
+GenSpec parse_chat_request(const nlohmann::json& body, const ParseContext& ctx, std::string_view raw_body = {});
+GenSpec parse_generate_request(const nlohmann::json& body, const ParseContext& ctx, std::string_view raw_body = {});
 
 // Whether the route's table has a top-level field of this name (the JSON parser refuses others
 // as soon as it meets them, before their value is parsed).

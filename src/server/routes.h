@@ -11,5 +11,7 @@ namespace dpserve {
 void register_openai_routes(httplib::Server& svr, ServerContext& ctx);
 // /generate, /health, /health_generate, /get_server_info, /abort_request, /metrics.
 void register_sglang_routes(httplib::Server& svr, ServerContext& ctx);
+// /get_model_info, /tokenize, /detokenize (also under /v1/), /flush_cache.
+void register_sglang_util_routes(httplib::Server& svr, ServerContext& ctx);
 
 }  // namespace dpserve

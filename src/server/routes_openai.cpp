@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include "core/check.h"
+#include "server/chat_output.h"
 #include "server/generation.h"
 #include "server/openai_error.h"
 #include "server/openai_format.h"
@@ -23,7 +24,34 @@ struct ChoiceState {
   std::string finish_reason, matched_stop, error;
   int64_t sent = 0;              // streaming: bytes of text (prompt echo included) already sent
   bool started = false;          // streaming: the choice's opening sent
+  std::shared_ptr<ChatOutputParser> parser;  // chat under a reasoning / tool-call parser
+  size_t calls_sent = 0;                     // streaming: tool calls already in a delta
 };
+
+// Chat choices are split into reasoning, content and tool calls when a parser has work to do.
+std::shared_ptr<ChatOutputParser> chat_parser(const ServerContext& ctx, const GenSpec& spec, const std::string& id,
+                                              size_t index) {
+  const ReasoningParser r = spec.separate_reasoning ? ctx.parse.reasoning_parser : ReasoningParser::kNone;
+  if (r == ReasoningParser::kNone && spec.tool_names.empty()) return nullptr;
+  return std::make_shared<ChatOutputParser>(r, ctx.parse.tool_parser, spec.tool_names, spec.reasoning_open,
+                                            std::hash<std::string>{}(id) + index);
+}
+
+ChatDelta feed_parser(ChatOutputParser& p, const std::string& text, bool finished) {
+  ChatDelta d = p.feed(text);
+  if (finished) {
+    ChatDelta rest = p.finish();
+    d.reasoning += rest.reasoning;
+    d.content += rest.content;
+    for (auto& c : rest.tool_calls) d.tool_calls.push_back(std::move(c));
+  }
+  return d;
+}
+
+// A stop that ended a turn of tool calls is reported as OpenAI does.
+std::string chat_finish(const std::string& reason, const ChoiceState& st) {
+  return reason == "stop" && st.parser && st.parser->tool_calls_made() > 0 ? "tool_calls" : reason;
+}
 
 void note_access(const std::vector<ChoiceState>& states, const json& usage) {
   AccessInfo& ai = access_info();
@@ -47,12 +75,16 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
   auto spec = std::make_shared<const GenSpec>([&] {
     const bool chat = api == OpenAiApi::kChat;
     json body = read_json_body(ctx, req, chat ? is_chat_field : is_completion_field);
-    return chat ? parse_chat_request(body, ctx.parse) : parse_completion_request(body, ctx.parse);
+    GenSpec s = chat ? parse_chat_request(body, ctx.parse, req.body) : parse_completion_request(body, ctx.parse, req.body);
+    s.log_requests = ctx.opts.log_requests;
+    return s;
   }());
   release_body(req);
   std::shared_ptr<void> inflight = admit_generation(ctx, *spec);
   const std::string id = new_request_id(api == OpenAiApi::kChat ? "chatcmpl" : "cmpl");
-  auto form = std::make_shared<const ChoiceFormatter>(api, *spec, ctx.tok);
+  const bool reasoning_field =
+      api == OpenAiApi::kChat && spec->separate_reasoning && ctx.parse.reasoning_parser != ReasoningParser::kNone;
+  auto form = std::make_shared<const ChoiceFormatter>(api, *spec, ctx.tok, reasoning_field);
 
   // `inflight` is released with its last owner: this handler, or the streaming provider when the response is gone.
   // Every choice answers to the response's id in /abort_request.
@@ -73,11 +105,15 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
                        "invalid_request_error", "engine_rejected");
     json choices = json::array();
     for (size_t i = 0; i < states->size(); ++i) {
-      const ChoiceState& st = (*states)[i];
+      ChoiceState& st = (*states)[i];
+      ChatDelta parsed;
+      if (api == OpenAiApi::kChat) st.parser = chat_parser(ctx, *spec, id, i);
+      if (st.parser) parsed = feed_parser(*st.parser, st.text, true);
       choices.push_back(form->choice(i,
                                     ChoicePiece{.prefix = form->prefix(i), .text = st.text, .tokens = st.tokens,
-                                                .finished = true, .finish_reason = st.finish_reason,
-                                                .matched_stop = st.matched_stop},
+                                                .finished = true, .finish_reason = chat_finish(st.finish_reason, st),
+                                                .matched_stop = st.matched_stop,
+                                                .chat = st.parser ? &parsed : nullptr},
                                     false));
     }
     json usage = usage_of(*gen, spec->n);
@@ -92,7 +128,7 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
   res.set_chunked_content_provider(
-      "text/event-stream", [&ctx, spec, form, id, gen, states, gone, inflight](size_t, httplib::DataSink& sink) {
+      "text/event-stream", [&ctx, api, spec, form, id, gen, states, gone, inflight](size_t, httplib::DataSink& sink) {
         auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
         auto chunk = [&](json choices, json usage) {
           json j{{"id", id}, {"object", form->chunk_object()}, {"created", ctx.created}, {"model", spec->model},
@@ -107,10 +143,19 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
                             .finish_reason = d.finish_reason, .matched_stop = d.matched_stop};
               if (!st.started) {
                 st.started = true;
+                if (api == OpenAiApi::kChat) st.parser = chat_parser(ctx, *spec, id, i);
                 if (json open = form->opening(i); !open.is_null() && !chunk(json::array({open}), nullptr)) return false;
                 p.prefix = form->prefix(i);
               }
               absorb(st, d);
+              ChatDelta parsed;
+              if (st.parser) {
+                parsed = feed_parser(*st.parser, d.text, d.finished);
+                p.chat = &parsed;
+                p.first_call = st.calls_sent;
+                st.calls_sent += parsed.tool_calls.size();
+                if (d.finished) p.finish_reason = chat_finish(d.finish_reason, st);
+              }
               json ch = form->choice(i, p, true);
               if (ch.is_null()) return true;
               st.sent += int64_t(p.prefix.size() + p.text.size());

@@ -55,7 +55,9 @@ void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::R
   check_serving(ctx);
   GenSpec spec = [&] {
     json body = read_json_body(ctx, req, is_generate_field);
-    return parse_generate_request(body, ctx.parse);
+    GenSpec s = parse_generate_request(body, ctx.parse, req.body);
+    s.log_requests = ctx.opts.log_requests;
+    return s;
   }();
   release_body(req);
   std::shared_ptr<void> inflight = admit_generation(ctx, spec);
@@ -243,8 +245,11 @@ void register_sglang_routes(httplib::Server& svr, ServerContext& ctx) {
     send_json(res, 200, {{"aborted", ids.size()}});
   });
   svr.Get("/metrics", [&ctx](const httplib::Request&, httplib::Response& res) {
-    res.set_content(ctx.metrics.render(ctx.engine.stats(), ctx.engine.healthy(), ctx.draining.load(),
-                                       ctx.admission.sequences(), ctx.admission.tokens()),
+    const EngineStats stats = ctx.engine.stats();
+    res.set_content(ctx.metrics.render(stats, ctx.engine.healthy(), ctx.draining.load(), ctx.admission.sequences(),
+                                       ctx.admission.tokens()) +
+                        ctx.metrics.render_sglang(stats, ctx.opts.served_model_name,
+                                                  ctx.info.value("page_size", int64_t(1))),
                     "text/plain; version=0.0.4; charset=utf-8");
   });
 }

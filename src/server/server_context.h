@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "constrain/compile_cache.h"
 #include "engine/engine.h"
 #include "server/admission.h"
 #include "server/auth.h"
@@ -26,7 +27,8 @@ struct ServerContext {
         tok(t),
         info(std::move(i)),
         auth(opts.api_keys, opts.admin_api_key),
-        admission(opts.max_queued_requests, opts.max_queued_tokens) {}
+        admission(opts.max_queued_requests, opts.max_queued_tokens),
+        constraints(256, constrain::JsonSchemaOptions{opts.json_whitespace}) {}
 
   ServerOptions opts;
   Engine& engine;
@@ -34,6 +36,7 @@ struct ServerContext {
   nlohmann::json info;
   Auth auth;
   Admission admission;
+  constrain::CompileCache constraints;  // structured outputs by their text (compiled here, on rank 0)
   ParseContext parse;
   Metrics metrics;
   RequestRegistry registry;

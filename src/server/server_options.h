@@ -6,6 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "constrain/json_schema_compiler.h"
+#include "server/chat_output.h"
+
 namespace dpserve {
 
 struct ServerOptions {
@@ -22,6 +25,12 @@ struct ServerOptions {
   int http_threads = 512;           // connections served at once (each holds a thread, started on demand)
   double http_read_timeout_s = 5;   // longest wait for any single read from a client
   double http_request_timeout_s = 60;  // longest time to receive a request body after its headers (0 = no limit)
+  // Whitespace JSON outputs may put between tokens (a regex; "" for compact JSON), as SGLang's
+  // --constrained-json-whitespace-pattern.
+  std::string json_whitespace = constrain::JsonSchemaOptions{}.whitespace;
+  ToolCallParser tool_call_parser = ToolCallParser::kNone;     // --tool-call-parser
+  ReasoningParser reasoning_parser = ReasoningParser::kNone;   // --reasoning-parser
+  bool log_requests = false;  // SGLang's --log-requests: each request's prompt and output in the log
 };
 
 }  // namespace dpserve

@@ -134,6 +134,13 @@ class HfTokenizerImpl final : public Tokenizer {
     auto it = added_by_id_.find(id);
     return it != added_by_id_.end() && it->second.special;
   }
+  std::string token_bytes(int32_t id) const override {
+    if (auto it = added_by_id_.find(id); it != added_by_id_.end()) return it->second.content;
+    if (id < 0 || id >= model_->size()) return "";
+    const std::string& piece = model_->id_to_token(id);
+    if (decoder_.steps().empty()) return " " + piece;  // no decoder: HF joins tokens with spaces
+    return decoder_.raw_bytes(piece);
+  }
   std::string bos_token() const override { return bos_token_; }
   std::string eos_token() const override { return eos_token_; }
 

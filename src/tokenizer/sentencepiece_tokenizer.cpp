@@ -276,6 +276,14 @@ bool SentencePieceTokenizer::is_special(int32_t id) const {
          (types_[id] == kControl || types_[id] == kUnknown);
 }
 
+std::string SentencePieceTokenizer::token_bytes(int32_t id) const {
+  if (id < 0 || id >= static_cast<int32_t>(pieces_.size())) return "";
+  int v;
+  if (types_[size_t(id)] == kByte && is_byte_piece(pieces_[size_t(id)], &v)) return std::string(1, static_cast<char>(v));
+  if (llama2c_) return pieces_[size_t(id)];
+  return decoder_.raw_bytes(pieces_[size_t(id)]);
+}
+
 std::vector<int32_t> SentencePieceTokenizer::encode(std::string_view raw, bool add_special_tokens) const {
   const std::string text = utf8::repair(raw);
   std::vector<int32_t> out;

@@ -42,6 +42,7 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::string id_to_piece(int32_t id) const override;
   int32_t piece_to_id(std::string_view piece) const override;
   bool is_special(int32_t id) const override;
+  std::string token_bytes(int32_t id) const override;
   std::string bos_token() const override { return bos_ >= 0 ? pieces_[bos_] : ""; }
   std::string eos_token() const override { return eos_ >= 0 ? pieces_[eos_] : ""; }
   std::unique_ptr<DecodeStream> decode_stream(bool skip_special_tokens) const override;

@@ -81,6 +81,48 @@ TokenDecoder TokenDecoder::from_steps(std::vector<Step> steps) {
   return d;
 }
 
+std::string TokenDecoder::raw_bytes(std::string tok) const {
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    const Step& s = steps_[i];
+    switch (s.kind) {
+      case Kind::kByteLevel: {
+        std::string bytes;
+        bool ok = true;
+        for (size_t p = 0; p < tok.size() && ok;) {
+          size_t len = 0;
+          const int b = byte_level::char_to_byte(utf8::decode_at(tok, p, &len));
+          if (b < 0) ok = false;
+          bytes.push_back(static_cast<char>(b));
+          p += len;
+        }
+        if (ok) tok = std::move(bytes);
+        break;
+      }
+      case Kind::kReplace:
+        replace_all(tok, s.a, s.b);
+        break;
+      case Kind::kMetaspace:
+        replace_all(tok, s.a, " ");
+        break;
+      case Kind::kByteFallback:
+        if (const int b = parse_byte_token(tok); b >= 0) tok = std::string(1, static_cast<char>(b));
+        break;
+      case Kind::kFuse:
+        break;
+      case Kind::kStrip: {
+        if (fused_[i] || s.a.empty()) break;
+        const std::string& c = s.a;
+        size_t b = 0, e = tok.size();
+        for (int k = 0; k < s.start && tok.compare(b, c.size(), c) == 0 && b + c.size() <= e; ++k) b += c.size();
+        for (int k = 0; k < s.stop && e >= b + c.size() && tok.compare(e - c.size(), c.size(), c) == 0; ++k) e -= c.size();
+        tok = tok.substr(b, e - b);
+        break;
+      }
+    }
+  }
+  return tok;
+}
+
 TokenDecoder::State::State(const TokenDecoder& d)
     : d_(d), byte_runs_(d.steps_.size()), strip_left_(d.steps_.size()), strip_held_(d.steps_.size()) {
   for (size_t i = 0; i < d.steps_.size(); ++i) strip_left_[i] = d.steps_[i].start;

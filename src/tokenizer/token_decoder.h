@@ -43,6 +43,10 @@ class TokenDecoder {
   };
 
   const std::vector<Step>& steps() const { return steps_; }
+  // One token's raw bytes in the middle of a text: the per-token steps without the UTF-8 repair
+  // and without what only acts at the start or end of the whole text (Metaspace's first-token
+  // strip, Strip after Fuse).
+  std::string raw_bytes(std::string token) const;
 
  private:
   std::vector<Step> steps_;

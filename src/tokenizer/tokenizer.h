@@ -48,6 +48,10 @@ class Tokenizer {
   // Id of a vocabulary entry or added token spelled exactly `piece`, or -1.
   virtual int32_t piece_to_id(std::string_view piece) const = 0;
   virtual bool is_special(int32_t id) const = 0;
+  // The bytes `id` adds to the text when decoded in the middle of a sequence, before any UTF-8
+  // repair (a byte-fallback token or a partial byte-level token gives its raw byte): what
+  // grammar-constrained decoding matches. "" for ids outside the vocabulary.
+  virtual std::string token_bytes(int32_t id) const = 0;
   // Text of the BOS / EOS tokens for chat templates ("" when none).
   virtual std::string bos_token() const = 0;
   virtual std::string eos_token() const = 0;

@@ -171,6 +171,28 @@ elif CASE in ("qwen3", "qwen3_moe", "llama", "deepseek_v2", "deepseek_v3", "mixt
     elif CASE == "mixtral":
         layouts = ["tp2", "tp2_dp2", "tp2_ep2"]
     check_layouts(common, layouts, extra_modes=(CASE == "qwen3_moe"))
+elif CASE == "constrained":
+    # Structured output: every rank of a group advances the request's automaton from the same
+    # tokens and masks alike, so constrained outputs (greedy and seeded sampling) are the same
+    # token for token on one rank, on two ranks sharing a group (tp2, tp4_dp2) and with DP attention.
+    model = hf_model("qwen3")  # its own byte-level tokenizer sits in the folder
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": -50, "maximum": 50},
+                                               "tag": {"enum": ["red", "green"]},
+                                               "xs": {"type": "array", "items": {"type": "string", "maxLength": 4},
+                                                      "maxItems": 3}},
+              "required": ["n", "tag", "xs"], "additionalProperties": False}
+    pf = prompts_file(["hello", "a much longer prompt about the weather and the sea", "x", "json please"], "constrained.txt")
+    for sampling in (["--temperature", "0"], ["--temperature", "1", "--seed", "11"]):
+        common = ["generate", "--json", "--model-path", model, "--prompts-file", pf, "-n", "120",
+                  "--json-schema", json.dumps(schema)] + sampling
+        base = check_layouts(common, ["tp2", "tp2_dp2", "tp4_dp2"])
+        for o in base:
+            if o["finish_reason"] != "stop":
+                continue
+            v = json.loads(o["text"])
+            assert set(v) == {"n", "tag", "xs"} and -50 <= v["n"] <= 50 and v["tag"] in ("red", "green"), o["text"]
+            assert len(v["xs"]) <= 3 and all(isinstance(x, str) and len(x) <= 4 for x in v["xs"]), o["text"]
+        print(f"ok constrained {' '.join(sampling)}: outputs valid, {sum(o['finish_reason'] == 'stop' for o in base)} complete")
 elif CASE in ("gguf", "gguf_quantized"):
     # GGUF models: F16 (our writer), and llama-quantize's Q8_0 llama and Q4_0 Qwen3-MoE (committed
     # fixtures; their 32-element blocks split over 2 and 4 ranks).

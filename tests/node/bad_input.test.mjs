@@ -59,7 +59,11 @@ const cases = [
   // Fields the route does not know, or OpenAI fields this server does not implement, are named.
   ['unknown field', '/v1/completions', { prompt: 'a', max_tokenz: 3 }, 400, 'max_tokenz'],
   ['unknown sampling_params field', '/generate', { text: 'a', sampling_params: { temprature: 0 } }, 400, 'sampling_params.temprature'],
-  ['unsupported logit_bias', '/v1/completions', { prompt: 'a', logit_bias: { 5: 10 } }, 400, 'logit_bias'],
+  ['logit_bias beyond 100', '/v1/completions', { prompt: 'a', logit_bias: { 5: 101 } }, 400, 'logit_bias'],
+  ['logit_bias key not a token id', '/v1/completions', { prompt: 'a', logit_bias: { x: 1 } }, 400, 'logit_bias'],
+  ['logit_bias id past the vocabulary', '/v1/completions', { prompt: 'a', logit_bias: { 100000000: 1 } }, 400, 'logit_bias'],
+  ['unknown response_format type', '/v1/completions', { prompt: 'a', response_format: { type: 'yaml' } }, 400, 'response_format.type'],
+  ['generate regex with a backreference', '/generate', { text: 'a', sampling_params: { regex: '(a)\\1' } }, 400, 'sampling_params.regex'],
   ['unsupported suffix', '/v1/completions', { prompt: 'a', suffix: 'end' }, 400, 'suffix'],
   // One request cannot ask for more than 256 sequences (prompts x n).
   ['too many choices', '/v1/completions', { prompt: Array.from({ length: 16 }, () => 'a'), n: 17 }, 400, 'n'],

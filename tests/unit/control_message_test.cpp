@@ -12,6 +12,8 @@
 #include <iterator>
 #include <string>
 
+#include "constrain/automaton.h"
+#include "constrain/regex_compiler.h"
 #include "core/check.h"
 
 namespace dpserve {
@@ -239,10 +241,67 @@ TEST(ControlMessage, UnusedOptionalFieldsAreLeftOut) {
   c.new_requests.push_back(plain);
   const auto small = encode(c);
   const std::string text(reinterpret_cast<const char*>(small.data()), small.size());
-  for (const char* absent : {"input_embeds", "embed_rows", "seed", "stop_token_ids", "top_logprobs", "return_logprob"})
+  for (const char* absent : {"input_embeds", "embed_rows", "seed", "stop_token_ids", "top_logprobs", "return_logprob",
+                             "constraint", "logit_bias"})
     EXPECT_EQ(text.find(absent), std::string::npos) << absent;
   for (const char* present : {"temperature", "max_new_tokens", "input_ids", "shutdown"})
     EXPECT_NE(text.find(present), std::string::npos) << present;
+}
+
+TEST(ControlMessage, ConstraintAndLogitBiasTravel) {
+  StepControl c;
+  NewRequest n;
+  n.id = 7;
+  n.req.input_ids = {1};
+  n.req.constraint = constrain::Automaton::build(constrain::regex_grammar("a[bc]*(d|ef)"));
+  n.req.logit_bias = {{5, -100.0f}, {151645, 2.5f}, {0, -0.0f}};
+  c.new_requests.push_back(n);
+  const auto bytes = encode(c);
+  const StepControl d = decode_control(bytes.data(), bytes.size());
+  ASSERT_EQ(d.new_requests.size(), 1u);
+  const Request& r = d.new_requests[0].req;
+  ASSERT_NE(r.constraint, nullptr);
+  EXPECT_EQ(r.constraint->fingerprint(), n.req.constraint->fingerprint());
+  EXPECT_EQ(r.constraint->serialize(), n.req.constraint->serialize());
+  ASSERT_EQ(r.logit_bias.size(), 3u);
+  EXPECT_EQ(r.logit_bias[1].token, 151645);
+  EXPECT_EQ(r.logit_bias[1].bias, 2.5f);
+  EXPECT_TRUE(std::signbit(r.logit_bias[2].bias));
+}
+
+TEST(ControlMessage, CorruptConstraintIsRefusedByName) {
+  const int32_t ids[] = {5};
+  const char junk[] = "DPA?not an automaton";
+  W w;
+  w.map(4);
+  w.kv("v").uint(1);
+  w.kv("step").uint(1);
+  w.kv("new").arr(1);
+  w.map(5);
+  w.kv("id").uint(3);
+  w.kv("group").uint(0);
+  w.kv("input_ids").bin(ids, sizeof ids);
+  w.kv("params");
+  greedy_params(w, 10);
+  w.kv("constraint").bin(junk, sizeof junk);
+  w.kv("shutdown").boolean(false);
+  const std::string e = error_of(w.b);
+  EXPECT_NE(e.find("field 'constraint'"), std::string::npos) << e;
+  // Odd-sized logit_bias records are a type error naming the field.
+  W v;
+  v.map(4);
+  v.kv("v").uint(1);
+  v.kv("step").uint(1);
+  v.kv("new").arr(1);
+  v.map(5);
+  v.kv("id").uint(3);
+  v.kv("group").uint(0);
+  v.kv("input_ids").bin(ids, sizeof ids);
+  v.kv("params");
+  greedy_params(v, 10);
+  v.kv("logit_bias").bin(ids, 4);
+  v.kv("shutdown").boolean(false);
+  EXPECT_NE(error_of(v.b).find("field 'logit_bias'"), std::string::npos);
 }
 
 TEST(ControlMessage, HandWrittenMessageDecodesToWhatItSpells) {

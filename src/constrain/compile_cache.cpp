@@ -1,0 +1,50 @@
+#include "constrain/compile_cache.h"
+
+#include "core/check.h"
+
+namespace dpserve::constrain {
+
+std::shared_ptr<const Automaton> CompileCache::get(const ConstraintSpec& spec) {
+  const std::string key = spec.key();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = map_.find(key); it != map_.end()) {
+      ++hits_;
+      lru_.splice(lru_.begin(), lru_, it->second.lru);
+      if (it->second.automaton) return it->second.automaton;
+      throw Error(it->second.error);
+    }
+  }
+  // Compiled outside the lock: a slow schema does not hold up requests with cached ones.
+  Slot slot;
+  try {
+    slot.automaton = compile_constraint(spec, json_);
+  } catch (const Error& e) {
+    slot.error = e.what();
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  ++misses_;
+  auto [it, fresh] = map_.try_emplace(key, std::move(slot));
+  if (fresh) {
+    lru_.push_front(key);
+    it->second.lru = lru_.begin();
+    while (map_.size() > capacity_) {
+      map_.erase(lru_.back());
+      lru_.pop_back();
+    }
+  }
+  if (it->second.automaton) return it->second.automaton;
+  throw Error(it->second.error);
+}
+
+uint64_t CompileCache::hits() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return hits_;
+}
+
+uint64_t CompileCache::misses() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return misses_;
+}
+
+}  // namespace dpserve::constrain

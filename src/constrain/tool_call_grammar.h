@@ -1,0 +1,40 @@
+// The grammar of a tool-calling turn, for tool_choice "required" (one or more calls, any tool) and
+// a named function (exactly one call of it), in the format the model's template teaches:
+//   hermes (Qwen 2.5 / 3, Hermes):  <tool_call>\n{"name": "f", "arguments": {...}}\n</tool_call>
+//   llama3 (Llama 3.1 JSON):        {"name": "f", "parameters": {...}}, calls joined by "; "
+// Arguments follow each tool's JSON Schema. With `think`, a <think>...</think> block may come first.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "constrain/grammar.h"
+#include "constrain/json_schema_compiler.h"
+
+namespace dpserve::constrain {
+
+enum class ToolCallFormat { kHermes, kLlama3 };
+
+struct ToolCallSpec {
+  ToolCallFormat format = ToolCallFormat::kHermes;
+  std::vector<std::pair<std::string, nlohmann::ordered_json>> tools;  // name, parameters schema
+  std::optional<std::string> only;  // a named function: exactly one call of it
+  bool parallel = true;             // several calls in one turn (ignored with `only`)
+  bool think = false;               // a reasoning block may precede the calls
+
+  // Canonical text (the compile cache key) and back.
+  std::string to_text() const;
+  static ToolCallSpec from_text(std::string_view text);  // throws dpserve::Error
+};
+
+// Throws dpserve::Error naming the tool whose schema cannot be enforced.
+Grammar tool_call_grammar(const ToolCallSpec& spec, const JsonSchemaOptions& opt = {});
+
+// Any text (whole UTF-8 characters) not containing `stop`, then `stop`: a KMP automaton as
+// right-recursive rules (tail calls, so it runs in constant stack). `stop` must be ASCII.
+ExprId text_until(Grammar& g, std::string_view stop);
+
+}  // namespace dpserve::constrain

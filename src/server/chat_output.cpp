@@ -1,0 +1,225 @@
+#include "server/chat_output.h"
+
+#include <nlohmann/json.hpp>
+
+#include "core/check.h"
+
+namespace dpserve {
+
+namespace {
+
+constexpr std::string_view kThinkOpen = "<think>";
+constexpr std::string_view kThinkClose = "</think>";
+constexpr std::string_view kCallOpen = "<tool_call>";
+constexpr std::string_view kCallClose = "</tool_call>";
+
+// Length of the longest suffix of `s` that is a proper prefix of `tag` (text that may still become it).
+size_t partial_tag(std::string_view s, std::string_view tag) {
+  for (size_t n = std::min(s.size(), tag.size() - 1); n > 0; --n)
+    if (s.substr(s.size() - n) == tag.substr(0, n)) return n;
+  return 0;
+}
+
+bool all_space(std::string_view s) { return s.find_first_not_of(" \t\r\n") == std::string_view::npos; }
+
+}  // namespace
+
+ReasoningParser parse_reasoning_parser(const std::string& name) {
+  if (name.empty() || name == "none") return ReasoningParser::kNone;
+  if (name == "qwen3" || name == "deepseek-r1") return ReasoningParser::kQwen3;
+  fail("--reasoning-parser: '{}' is not one of qwen3, deepseek-r1", name);
+}
+
+ToolCallParser parse_tool_call_parser(const std::string& name) {
+  if (name.empty() || name == "none") return ToolCallParser::kNone;
+  if (name == "hermes" || name == "qwen" || name == "qwen25" || name == "qwen3") return ToolCallParser::kHermes;
+  if (name == "llama3") return ToolCallParser::kLlama3;
+  fail("--tool-call-parser: '{}' is not one of hermes, qwen, qwen25, qwen3, llama3", name);
+}
+
+ChatOutputParser::ChatOutputParser(ReasoningParser r, ToolCallParser t, std::vector<std::string> tool_names,
+                                   bool in_reasoning, uint64_t id_seed)
+    : reasoning_(r), tools_(tool_names.empty() ? ToolCallParser::kNone : t), names_(std::move(tool_names)),
+      mode_(r == ReasoningParser::kNone ? Mode::kContent : in_reasoning ? Mode::kReasoning : Mode::kStart),
+      seed_(id_seed) {}
+
+std::string ChatOutputParser::next_id() {
+  // Distinct per call and per choice; OpenAI's ids are "call_" and 24 alphanumerics.
+  static constexpr char kAlnum[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  uint64_t x = seed_ * 0x9E3779B97F4A7C15ull + calls_ * 0xD1B54A32D192ED03ull + 0x632BE59BD9B4E019ull;
+  std::string id = "call_";
+  for (int i = 0; i < 24; ++i) {
+    x ^= x >> 31;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 29;
+    id.push_back(kAlnum[x % 62]);
+  }
+  return id;
+}
+
+bool ChatOutputParser::parse_call(const std::string& json_text, ChatDelta& out) {
+  nlohmann::ordered_json j;
+  try {
+    j = nlohmann::ordered_json::parse(json_text);
+  } catch (const nlohmann::json::exception&) {
+    return false;
+  }
+  if (!j.is_object() || !j.contains("name") || !j["name"].is_string()) return false;
+  const std::string name = j["name"].get<std::string>();
+  if (std::find(names_.begin(), names_.end(), name) == names_.end()) return false;
+  nlohmann::ordered_json args = j.contains("arguments") ? j["arguments"] : j.contains("parameters") ? j["parameters"]
+                                                                                                      : nlohmann::ordered_json::object();
+  ToolCall c;
+  c.id = next_id();
+  c.name = name;
+  c.arguments = args.is_string() ? args.get<std::string>() : args.dump();
+  out.tool_calls.push_back(std::move(c));
+  ++calls_;
+  return true;
+}
+
+void ChatOutputParser::content_step(bool final, ChatDelta& out) {
+  // Leading newlines after </think> are the template's separator, not content.
+  if (!content_started_) {
+    const size_t k = buf_.find_first_not_of('\n');
+    buf_.erase(0, k == std::string::npos ? buf_.size() : k);
+    if (buf_.empty()) return;
+    content_started_ = true;
+    if (tools_ == ToolCallParser::kLlama3) {
+      const size_t p = buf_.find_first_not_of(" \t\r\n");
+      if (p != std::string::npos && buf_[p] == '{') {
+        mode_ = Mode::kJsonCalls;  // a JSON tool call: held whole until the end
+        return;
+      }
+    }
+  }
+  if (tools_ != ToolCallParser::kHermes) {
+    out.content += buf_;
+    buf_.clear();
+    return;
+  }
+  const size_t at = buf_.find(kCallOpen);
+  if (at != std::string::npos) {
+    std::string before = buf_.substr(0, at);
+    if (calls_ == 0 || !all_space(before)) out.content += before;
+    buf_.erase(0, at + kCallOpen.size());
+    mode_ = Mode::kToolBlock;
+    return;
+  }
+  const size_t keep = final ? 0 : partial_tag(buf_, kCallOpen);
+  std::string ready = buf_.substr(0, buf_.size() - keep);
+  // Whitespace between or after calls is not content; held until something else shows up.
+  if (calls_ > 0 && all_space(ready) && !final) return;
+  if (calls_ == 0 || !all_space(ready)) out.content += ready;
+  buf_.erase(0, buf_.size() - keep);
+}
+
+void ChatOutputParser::run(bool final, ChatDelta& out) {
+  for (;;) {
+    const Mode before = mode_;
+    const size_t size_before = buf_.size();
+    switch (mode_) {
+      case Mode::kStart: {
+        // Reasoning only when the output opens with <think> (whitespace may precede it).
+        const size_t p = buf_.find_first_not_of(" \t\r\n");
+        if (p == std::string::npos) {
+          if (final) mode_ = Mode::kContent;
+          break;
+        }
+        std::string_view rest = std::string_view(buf_).substr(p);
+        if (rest.substr(0, kThinkOpen.size()) == kThinkOpen) {
+          buf_.erase(0, p + kThinkOpen.size());
+          mode_ = Mode::kReasoning;
+        } else if (!final && kThinkOpen.substr(0, rest.size()) == rest) {
+          break;  // may still become <think>
+        } else {
+          mode_ = Mode::kContent;
+        }
+        break;
+      }
+      case Mode::kReasoning: {
+        const size_t at = buf_.find(kThinkClose);
+        if (at != std::string::npos) {
+          out.reasoning += buf_.substr(0, at);
+          buf_.erase(0, at + kThinkClose.size());
+          mode_ = Mode::kContent;
+          break;
+        }
+        const size_t keep = final ? 0 : partial_tag(buf_, kThinkClose);
+        out.reasoning += buf_.substr(0, buf_.size() - keep);
+        buf_.erase(0, buf_.size() - keep);
+        break;
+      }
+      case Mode::kContent:
+        content_step(final, out);
+        break;
+      case Mode::kToolBlock: {
+        const size_t at = buf_.find(kCallClose);
+        if (at != std::string::npos) {
+          const std::string inner = buf_.substr(0, at);
+          if (!parse_call(inner, out)) out.content += std::string(kCallOpen) + inner + std::string(kCallClose);
+          buf_.erase(0, at + kCallClose.size());
+          mode_ = Mode::kContent;
+        } else if (final) {
+          // The output ended inside a block (EOS before the closing tag): a complete call still counts.
+          if (!parse_call(buf_, out)) out.content += std::string(kCallOpen) + buf_;
+          buf_.clear();
+          mode_ = Mode::kContent;
+        }
+        break;
+      }
+      case Mode::kJsonCalls: {
+        if (!final) break;
+        // One or more objects joined by ';' (Llama 3.1's JSON tool calling), all valid or none.
+        ChatDelta calls;
+        const size_t saved = calls_;
+        bool ok = true;
+        size_t start = 0;
+        int depth = 0;
+        bool in_str = false, esc = false;
+        for (size_t i = 0; i <= buf_.size() && ok; ++i) {
+          const char c = i < buf_.size() ? buf_[i] : ';';
+          if (in_str) {
+            if (esc) esc = false;
+            else if (c == '\\') esc = true;
+            else if (c == '"') in_str = false;
+            continue;
+          }
+          if (c == '"') in_str = true;
+          if (c == '{' || c == '[') ++depth;
+          if (c == '}' || c == ']') --depth;
+          if (c == ';' && depth == 0) {
+            const std::string part = buf_.substr(start, i - start);
+            if (!all_space(part)) ok = parse_call(part, calls);
+            start = i + 1;
+          }
+        }
+        if (ok && !calls.tool_calls.empty()) {
+          for (auto& c : calls.tool_calls) out.tool_calls.push_back(std::move(c));
+        } else {
+          calls_ = saved;
+          out.content += buf_;
+        }
+        buf_.clear();
+        mode_ = Mode::kContent;
+        break;
+      }
+    }
+    if (mode_ == before && buf_.size() == size_before) return;
+  }
+}
+
+ChatDelta ChatOutputParser::feed(std::string_view text) {
+  buf_.append(text);
+  ChatDelta out;
+  run(false, out);
+  return out;
+}
+
+ChatDelta ChatOutputParser::finish() {
+  ChatDelta out;
+  run(true, out);
+  return out;
+}
+
+}  // namespace dpserve

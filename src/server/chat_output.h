@@ -1,0 +1,64 @@
+// What a chat model writes, split the way OpenAI clients read it: reasoning (Qwen3's <think>...
+// </think>, under --reasoning-parser), content, and tool calls (under --tool-call-parser: Hermes /
+// Qwen <tool_call> JSON blocks, or Llama-3 JSON objects). The same parser serves whole responses
+// (feed everything, then finish) and streams (feed each delivery): text is released as soon as it
+// cannot be the start of a tag, a tool call once it is complete.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace dpserve {
+
+enum class ReasoningParser { kNone, kQwen3 };
+enum class ToolCallParser { kNone, kHermes, kLlama3 };
+
+// Flag values: "qwen3" (also "deepseek-r1": the same tags); "" or "none".
+ReasoningParser parse_reasoning_parser(const std::string& name);
+// "hermes", "qwen", "qwen25", "qwen3" (the <tool_call> format), "llama3"; "" or "none".
+ToolCallParser parse_tool_call_parser(const std::string& name);
+
+struct ToolCall {
+  std::string id;         // "call_..."
+  std::string name;
+  std::string arguments;  // a JSON object as text, as OpenAI sends it
+};
+
+struct ChatDelta {
+  std::string reasoning;
+  std::string content;
+  std::vector<ToolCall> tool_calls;
+  bool empty() const { return reasoning.empty() && content.empty() && tool_calls.empty(); }
+};
+
+class ChatOutputParser {
+ public:
+  // `tool_names`: the request's tools (a call of another name stays text); empty: no tool parsing.
+  // `in_reasoning`: the prompt already opened a <think> block (the template ends with it).
+  // `id_seed` makes the tool call ids (distinct per choice).
+  ChatOutputParser(ReasoningParser r, ToolCallParser t, std::vector<std::string> tool_names, bool in_reasoning,
+                   uint64_t id_seed);
+
+  ChatDelta feed(std::string_view text);
+  ChatDelta finish();
+  size_t tool_calls_made() const { return calls_; }
+
+ private:
+  void run(bool final, ChatDelta& out);
+  void content_step(bool final, ChatDelta& out);
+  bool parse_call(const std::string& json_text, ChatDelta& out);
+  std::string next_id();
+
+  ReasoningParser reasoning_;
+  ToolCallParser tools_;
+  std::vector<std::string> names_;
+  enum class Mode { kStart, kReasoning, kContent, kToolBlock, kJsonCalls } mode_;
+  std::string buf_;       // text not released yet
+  bool content_started_ = false;
+  size_t calls_ = 0;
+  uint64_t seed_;
+};
+
+}  // namespace dpserve

@@ -1,0 +1,160 @@
+#include "server/constraint_parse.h"
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "constrain/compile_cache.h"
+#include "core/check.h"
+#include "server/openai_error.h"
+#include "server/request_parse.h"
+#include "tokenizer/tokenizer.h"
+
+namespace dpserve {
+
+using json = nlohmann::json;
+using ojson = nlohmann::ordered_json;
+using constrain::ConstraintKind;
+using constrain::ConstraintSpec;
+
+namespace {
+
+const json* field(const json& b, const char* name) {
+  auto it = b.find(name);
+  if (it == b.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+}  // namespace
+
+ojson original_subtree(std::string_view raw_body, const std::vector<std::string>& path) {
+  ojson cur;
+  try {
+    cur = ojson::parse(raw_body);
+  } catch (const ojson::exception&) {
+    return nullptr;  // the body already parsed once; this cannot fail in practice
+  }
+  for (const auto& k : path) {
+    if (!cur.is_object() || !cur.contains(k)) return nullptr;
+    ojson next = std::move(cur[k]);
+    cur = std::move(next);
+  }
+  return cur;
+}
+
+std::shared_ptr<const constrain::Automaton> compile_or_400(const ConstraintSpec& spec, const std::string& param,
+                                                           const ParseContext& ctx) {
+  try {
+    if (ctx.constraints) return ctx.constraints->get(spec);
+    return constrain::compile_constraint(spec);
+  } catch (const Error& e) {
+    throw ApiError(400, fmt::format("'{}' cannot be enforced: {}", param, e.what()), param, "invalid_request_error",
+                   "unsupported_constraint");
+  }
+}
+
+void parse_response_format(const json& body, std::string_view raw_body, Request& r, const ParseContext& ctx) {
+  const json* rf = field(body, "response_format");
+  if (!rf) return;
+  if (!rf->is_object()) bad_param("response_format", "'response_format' must be an object with a 'type'");
+  const json* type = field(*rf, "type");
+  if (!type || !type->is_string())
+    bad_param("response_format.type", "'response_format.type' must be one of text, json_object, json_schema");
+  const std::string t = type->get<std::string>();
+  for (const auto& [k, v] : rf->items())
+    if (k != "type" && k != "json_schema") bad_param("response_format." + k, fmt::format("'response_format.{}' is not a known field", k));
+  if (t == "text") return;
+  if (t == "json_object") {
+    r.constraint = compile_or_400({ConstraintKind::kJsonObject, ""}, "response_format", ctx);
+    return;
+  }
+  if (t != "json_schema")
+    bad_param("response_format.type", fmt::format("'response_format.type' must be one of text, json_object, "
+                                                  "json_schema; got '{}'", t));
+  const json* js = field(*rf, "json_schema");
+  if (!js || !js->is_object())
+    bad_param("response_format.json_schema", "'response_format.json_schema' must be an object with a 'schema'");
+  for (const auto& [k, v] : js->items()) {
+    if (k == "name") {
+      if (!v.is_string() || v.get<std::string>().empty() || v.get<std::string>().size() > 64)
+        bad_param("response_format.json_schema.name", "'response_format.json_schema.name' must be a string of 1 to 64 characters");
+    } else if (k == "strict") {
+      // Enforced either way: the grammar always holds the output to the schema.
+      if (!v.is_boolean() && !v.is_null())
+        bad_param("response_format.json_schema.strict", "'response_format.json_schema.strict' must be a boolean");
+    } else if (k == "schema") {
+      if (!v.is_object() && !v.is_boolean())
+        bad_param("response_format.json_schema.schema", "'response_format.json_schema.schema' must be a JSON Schema object");
+    } else if (k != "description") {
+      bad_param("response_format.json_schema." + k, fmt::format("'response_format.json_schema.{}' is not a known field", k));
+    }
+  }
+  if (!field(*js, "name")) bad_param("response_format.json_schema.name", "'response_format.json_schema.name' is required");
+  const json* schema = field(*js, "schema");
+  if (!schema) {  // OpenAI leaves the schema optional: any JSON object then
+    r.constraint = compile_or_400({ConstraintKind::kJsonObject, ""}, "response_format", ctx);
+    return;
+  }
+  const ojson written = original_subtree(raw_body, {"response_format", "json_schema", "schema"});
+  const std::string text = written.is_null() ? schema->dump() : written.dump();
+  r.constraint = compile_or_400({ConstraintKind::kJsonSchema, text}, "response_format.json_schema.schema", ctx);
+}
+
+void parse_sglang_constraint(const json& sp, std::string_view raw_body, Request& r, const ParseContext& ctx) {
+  const json* regex = field(sp, "regex");
+  const json* schema = field(sp, "json_schema");
+  const json* ebnf = field(sp, "ebnf");
+  if (int(regex != nullptr) + int(schema != nullptr) + int(ebnf != nullptr) > 1)
+    bad_param("sampling_params", "give at most one of 'regex', 'json_schema' and 'ebnf'");
+  if (regex) {
+    if (!regex->is_string()) bad_param("sampling_params.regex", "'regex' must be a string");
+    r.constraint = compile_or_400({ConstraintKind::kRegex, regex->get<std::string>()}, "sampling_params.regex", ctx);
+  } else if (ebnf) {
+    if (!ebnf->is_string()) bad_param("sampling_params.ebnf", "'ebnf' must be a string");
+    r.constraint = compile_or_400({ConstraintKind::kEbnf, ebnf->get<std::string>()}, "sampling_params.ebnf", ctx);
+  } else if (schema) {
+    // SGLang takes the schema as JSON text; an object is accepted too.
+    std::string text;
+    if (schema->is_string()) {
+      text = schema->get<std::string>();
+    } else if (schema->is_object() || schema->is_boolean()) {
+      const ojson written = original_subtree(raw_body, {"sampling_params", "json_schema"});
+      text = written.is_null() ? schema->dump() : written.dump();
+    } else {
+      bad_param("sampling_params.json_schema", "'json_schema' must be a JSON Schema (as text or an object)");
+    }
+    r.constraint = compile_or_400({ConstraintKind::kJsonSchema, text}, "sampling_params.json_schema", ctx);
+  }
+}
+
+void parse_output_constraint(const json& body, std::string_view raw_body, Request& r, const ParseContext& ctx) {
+  const bool rf = field(body, "response_format") != nullptr;
+  const bool ext = field(body, "regex") || field(body, "ebnf");
+  if (rf && ext) bad_param("response_format", "give one of 'response_format', 'regex' and 'ebnf'");
+  if (rf) {
+    parse_response_format(body, raw_body, r, ctx);
+  } else if (ext) {
+    parse_sglang_constraint(body, raw_body, r, ctx);
+  }
+}
+
+void parse_logit_bias(const json& body, Request& r, const ParseContext& ctx) {
+  const json* lb = field(body, "logit_bias");
+  if (!lb) return;
+  if (!lb->is_object()) bad_param("logit_bias", "'logit_bias' must be an object mapping token ids to biases");
+  if (lb->size() > 1024) bad_param("logit_bias", "'logit_bias' takes at most 1024 tokens");
+  const int64_t vocab = ctx.tok ? ctx.tok->vocab_size() : INT32_MAX;
+  for (const auto& [k, v] : lb->items()) {
+    char* end = nullptr;
+    errno = 0;
+    const long long id = std::strtoll(k.c_str(), &end, 10);
+    if (k.empty() || *end != '\0' || errno != 0 || id < 0 || id >= vocab)
+      bad_param("logit_bias", fmt::format("'logit_bias' key '{}' is not a token id in [0, {})", k, vocab));
+    if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < -100 || v.get<double>() > 100)
+      bad_param("logit_bias", fmt::format("'logit_bias' values must be numbers in [-100, 100], got {} for token {}",
+                                          v.dump(), k));
+    r.logit_bias.push_back(LogitBias{int32_t(id), float(v.get<double>())});
+  }
+}
+
+}  // namespace dpserve

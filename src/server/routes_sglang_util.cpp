@@ -1,0 +1,131 @@
+// SGLang's utility routes: /get_model_info, /tokenize and /detokenize (also under /v1/, with the
+// shapes SGLang and vLLM share), and /flush_cache (every rank drops its prefix cache when nothing
+// is in flight, else 400 as SGLang answers).
+#include <fmt/format.h>
+
+#include "server/openai_error.h"
+#include "server/route_helpers.h"
+#include "server/routes.h"
+#include "server/server_context.h"
+
+namespace dpserve {
+
+using json = nlohmann::json;
+
+namespace {
+
+void check_model_field(const ServerContext& ctx, const json& b) {
+  auto m = b.find("model");
+  if (m == b.end() || m->is_null()) return;
+  if (!m->is_string()) bad_param("model", "'model' must be a string");
+  if (*m != ctx.opts.served_model_name)
+    throw ApiError(404, fmt::format("The model '{}' does not exist", m->get<std::string>()), "model",
+                   "invalid_request_error", "model_not_found");
+}
+
+void handle_tokenize(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
+  const json b = read_json_body(ctx, req);
+  for (const auto& [k, v] : b.items())
+    if (k != "model" && k != "prompt" && k != "add_special_tokens")
+      bad_param(k, fmt::format("Unrecognized request argument supplied: {}", k));
+  check_model_field(ctx, b);
+  bool add_special = true;
+  if (auto a = b.find("add_special_tokens"); a != b.end() && !a->is_null()) {
+    if (!a->is_boolean()) bad_param("add_special_tokens", "'add_special_tokens' must be a boolean");
+    add_special = a->get<bool>();
+  }
+  auto p = b.find("prompt");
+  if (p == b.end() || !(p->is_string() || p->is_array()))
+    bad_param("prompt", "'prompt' must be a string or an array of strings");
+  auto encode = [&](const json& s) {
+    if (!s.is_string()) bad_param("prompt", "'prompt' must be a string or an array of strings");
+    return ctx.tok.encode(s.get<std::string>(), add_special);
+  };
+  json out{{"max_model_len", ctx.parse.limits.context_length}};
+  if (p->is_string()) {
+    const auto ids = encode(*p);
+    out["tokens"] = ids;
+    out["count"] = ids.size();
+  } else {
+    json tokens = json::array(), counts = json::array();
+    for (const auto& s : *p) {
+      const auto ids = encode(s);
+      tokens.push_back(ids);
+      counts.push_back(ids.size());
+    }
+    out["tokens"] = tokens;
+    out["count"] = counts;
+  }
+  send_json(res, 200, out);
+}
+
+void handle_detokenize(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
+  const json b = read_json_body(ctx, req);
+  for (const auto& [k, v] : b.items())
+    if (k != "model" && k != "tokens" && k != "skip_special_tokens")
+      bad_param(k, fmt::format("Unrecognized request argument supplied: {}", k));
+  check_model_field(ctx, b);
+  bool skip = false;
+  if (auto s = b.find("skip_special_tokens"); s != b.end() && !s->is_null()) {
+    if (!s->is_boolean()) bad_param("skip_special_tokens", "'skip_special_tokens' must be a boolean");
+    skip = s->get<bool>();
+  }
+  auto t = b.find("tokens");
+  if (t == b.end() || !t->is_array()) bad_param("tokens", "'tokens' must be an array of token ids (or of arrays)");
+  auto decode = [&](const json& ids) {
+    std::vector<int32_t> v;
+    for (const auto& x : ids) {
+      if (!x.is_number_integer() || x.get<int64_t>() < 0 || x.get<int64_t>() >= ctx.tok.vocab_size())
+        bad_param("tokens", fmt::format("'tokens' holds {}, not a token id in [0, {})", x.dump(), ctx.tok.vocab_size()));
+      v.push_back(x.get<int32_t>());
+    }
+    return ctx.tok.decode(v, skip);
+  };
+  json out;
+  if (!t->empty() && (*t)[0].is_array()) {
+    out["text"] = json::array();
+    for (const auto& ids : *t) {
+      if (!ids.is_array()) bad_param("tokens", "'tokens' mixes arrays with ids");
+      out["text"].push_back(decode(ids));
+    }
+  } else {
+    out["text"] = decode(*t);
+  }
+  send_json(res, 200, out);
+}
+
+}  // namespace
+
+void register_sglang_util_routes(httplib::Server& svr, ServerContext& ctx) {
+  svr.Get("/get_model_info", [&ctx](const httplib::Request&, httplib::Response& res) {
+    send_json(res, 200,
+              {{"model_path", ctx.info.value("model_path", "")},
+               {"tokenizer_path", ctx.info.value("tokenizer_path", "")},
+               {"served_model_name", ctx.opts.served_model_name},
+               {"is_generation", true},
+               {"preferred_sampling_params", nullptr},
+               {"weight_version", "default"},
+               {"has_image_understanding", false},
+               {"has_audio_understanding", false},
+               {"model_type", ctx.info.value("architecture", "")},
+               {"architectures", json::array({ctx.info.value("architecture", "")})}});
+  });
+  for (const char* path : {"/tokenize", "/v1/tokenize"})
+    svr.Post(path, [&ctx](const httplib::Request& req, httplib::Response& res) { handle_tokenize(ctx, req, res); });
+  for (const char* path : {"/detokenize", "/v1/detokenize"})
+    svr.Post(path, [&ctx](const httplib::Request& req, httplib::Response& res) { handle_detokenize(ctx, req, res); });
+  auto flush = [&ctx](const httplib::Request&, httplib::Response& res) {
+    if (ctx.engine.flush_cache()) {
+      res.status = 200;
+      res.set_content("Cache flushed.\n", "text/plain");
+    } else {
+      res.status = 400;
+      res.set_content("Cache not flushed: requests are queued or running (retry when the server is idle).\n",
+                      "text/plain");
+    }
+  };
+  svr.Get("/flush_cache", flush);
+  svr.Post("/flush_cache", flush);
+}
+
+}  // namespace dpserve

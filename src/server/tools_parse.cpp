@@ -1,0 +1,112 @@
+#include "server/tools_parse.h"
+
+#include <fmt/format.h>
+
+#include "constrain/tool_call_grammar.h"
+#include "server/chat_output.h"
+#include "server/constraint_parse.h"
+#include "server/openai_error.h"
+#include "server/request_parse.h"
+
+namespace dpserve {
+
+using json = nlohmann::json;
+using ojson = nlohmann::ordered_json;
+
+namespace {
+
+bool valid_name(const std::string& n) {
+  if (n.empty() || n.size() > 64) return false;
+  for (char c : n)
+    if (!(std::isalnum(uint8_t(c)) || c == '_' || c == '-')) return false;
+  return true;
+}
+
+}  // namespace
+
+bool tools_for_template(const json& body) {
+  auto t = body.find("tools");
+  if (t == body.end() || !t->is_array() || t->empty()) return false;
+  auto c = body.find("tool_choice");
+  return !(c != body.end() && c->is_string() && *c == "none");
+}
+
+void parse_tools(const json& body, std::string_view raw_body, GenSpec& spec, const ParseContext& ctx) {
+  auto t = body.find("tools");
+  const bool has_tools = t != body.end() && !t->is_null();
+  auto c = body.find("tool_choice");
+  const bool has_choice = c != body.end() && !c->is_null();
+  if (auto p = body.find("parallel_tool_calls"); p != body.end() && !p->is_null() && !p->is_boolean())
+    bad_param("parallel_tool_calls", "'parallel_tool_calls' must be a boolean");
+  if (!has_tools) {
+    if (has_choice && !(c->is_string() && *c == "none"))
+      bad_param("tool_choice", "'tool_choice' needs 'tools'");
+    return;
+  }
+  if (!t->is_array()) bad_param("tools", "'tools' must be an array of {\"type\": \"function\", \"function\": {...}}");
+  if (t->size() > 128) bad_param("tools", "'tools' takes at most 128 functions");
+  std::vector<std::string> names;
+  for (size_t i = 0; i < t->size(); ++i) {
+    const json& tool = (*t)[i];
+    const std::string p = fmt::format("tools[{}]", i);
+    if (!tool.is_object() || tool.value("type", "") != "function" || !tool.contains("function") ||
+        !tool["function"].is_object())
+      bad_param(p, fmt::format("'{}' must be {{\"type\": \"function\", \"function\": {{\"name\": ...}}}}", p));
+    const json& f = tool["function"];
+    if (!f.contains("name") || !f["name"].is_string() || !valid_name(f["name"].get<std::string>()))
+      bad_param(p + ".function.name", fmt::format("'{}.function.name' must be 1 to 64 of a-z, A-Z, 0-9, _ and -", p));
+    const std::string name = f["name"].get<std::string>();
+    if (std::find(names.begin(), names.end(), name) != names.end())
+      bad_param(p + ".function.name", fmt::format("two tools are named '{}'", name));
+    if (f.contains("parameters") && !f["parameters"].is_null() && !f["parameters"].is_object())
+      bad_param(p + ".function.parameters", fmt::format("'{}.function.parameters' must be a JSON Schema object", p));
+    for (const auto& [k, v] : f.items())
+      if (k != "name" && k != "description" && k != "parameters" && k != "strict")
+        bad_param(p + ".function." + k, fmt::format("'{}.function.{}' is not a known field", p, k));
+    names.push_back(name);
+  }
+  std::string choice = "auto";
+  std::optional<std::string> only;
+  if (has_choice) {
+    if (c->is_string()) {
+      choice = c->get<std::string>();
+      if (choice != "none" && choice != "auto" && choice != "required")
+        bad_param("tool_choice", fmt::format("'tool_choice' must be none, auto, required or a named function; got '{}'",
+                                             choice));
+    } else if (c->is_object() && c->value("type", "") == "function" && c->contains("function") &&
+               (*c)["function"].is_object() && (*c)["function"].contains("name") && (*c)["function"]["name"].is_string()) {
+      only = (*c)["function"]["name"].get<std::string>();
+      if (std::find(names.begin(), names.end(), *only) == names.end())
+        bad_param("tool_choice", fmt::format("'tool_choice' names the function '{}', which is not among the tools", *only));
+      choice = "function";
+    } else {
+      bad_param("tool_choice", "'tool_choice' must be none, auto, required or {\"type\": \"function\", \"function\": {\"name\": ...}}");
+    }
+  }
+  if (choice == "none") return;
+  if (ctx.tool_parser == ToolCallParser::kNone)
+    bad_param("tools", "this server parses no tool calls: start it with --tool-call-parser (e.g. qwen3, hermes, llama3)");
+  spec.tool_names = names;
+  if (choice == "auto") return;
+  if (spec.base.constraint)
+    bad_param("tool_choice", fmt::format("'tool_choice' {} cannot be combined with another output constraint "
+                                         "(response_format, regex, ebnf)", choice));
+  constrain::ToolCallSpec ts;
+  ts.format = ctx.tool_parser == ToolCallParser::kLlama3 ? constrain::ToolCallFormat::kLlama3
+                                                         : constrain::ToolCallFormat::kHermes;
+  const ojson written = original_subtree(raw_body, {"tools"});
+  for (size_t i = 0; i < names.size(); ++i) {
+    ojson params = written.is_array() && i < written.size() && written[i].contains("function")
+                       ? written[i]["function"].value("parameters", ojson(nullptr))
+                       : ojson(nullptr);
+    if (params.is_null()) params = ojson::object();
+    ts.tools.push_back({names[i], params});
+  }
+  ts.only = only;
+  ts.parallel = body.value("parallel_tool_calls", true);
+  // A model that thinks first may still do so before its calls.
+  ts.think = ctx.reasoning_parser != ReasoningParser::kNone && !spec.reasoning_closed;
+  spec.base.constraint = compile_or_400({constrain::ConstraintKind::kToolCalls, ts.to_text()}, "tools", ctx);
+}
+
+}  // namespace dpserve

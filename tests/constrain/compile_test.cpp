@@ -1,0 +1,350 @@
+// Compilers and automaton, case by case, with expected answers taken from the JSON Schema, regex
+// and GBNF definitions (not from our output): boundaries of ranges and lengths, escapes, property
+// order, refused constructs named in the error, serialization round trips and corrupt buffers.
+#include <functional>
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include "constrain/compile_cache.h"
+#include "constrain/constraint.h"
+#include "constrain/gbnf_compiler.h"
+#include "constrain/json_schema_compiler.h"
+#include "constrain/matcher.h"
+#include "constrain/regex_compiler.h"
+#include "constrain/tool_call_grammar.h"
+#include "core/check.h"
+
+namespace dpserve::constrain {
+namespace {
+
+std::shared_ptr<const VocabIndex> bytes_vocab() {
+  static auto v = [] {
+    std::vector<std::string> b;
+    for (int i = 0; i < 256; ++i) b.push_back(std::string(1, char(i)));
+    b.push_back("");
+    std::vector<bool> text(257, true);
+    text[256] = false;
+    return std::make_shared<VocabIndex>(b, text, std::vector<int32_t>{256}, 257);
+  }();
+  return v;
+}
+
+// Is `s` a complete output of the automaton?
+bool accepts(std::shared_ptr<const Automaton> a, const std::string& s) {
+  Matcher m(std::make_shared<TokenMaskCache>(a, bytes_vocab()));
+  for (char c : s)
+    if (!m.accept(uint8_t(c))) return false;
+  return m.accept(256);
+}
+
+std::shared_ptr<const Automaton> schema(const std::string& s) { return Automaton::build(json_schema_grammar(s)); }
+std::shared_ptr<const Automaton> regex(const std::string& s) { return Automaton::build(regex_grammar(s)); }
+std::shared_ptr<const Automaton> gbnf(const std::string& s) { return Automaton::build(gbnf_grammar(s)); }
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(JsonSchema, IntegerBoundsAreExact) {
+  auto a = schema(R"({"type": "integer", "minimum": -12, "exclusiveMaximum": 105})");
+  for (const char* ok : {"-12", "-1", "0", "7", "99", "104"}) EXPECT_TRUE(accepts(a, ok)) << ok;
+  for (const char* bad : {"-13", "105", "1000", "-0", "007", "1.0", "5e1"}) EXPECT_FALSE(accepts(a, bad)) << bad;
+  auto big = schema(R"({"type": "integer", "minimum": 1000, "maximum": 987654})");
+  for (const char* ok : {"1000", "1999", "9999", "10000", "987654", "987599"}) EXPECT_TRUE(accepts(big, ok)) << ok;
+  for (const char* bad : {"999", "987655", "988000", "1000000"}) EXPECT_FALSE(accepts(big, bad)) << bad;
+  // Draft 4 form of the exclusive bound.
+  auto d4 = schema(R"({"type": "integer", "minimum": 3, "exclusiveMinimum": true})");
+  EXPECT_FALSE(accepts(d4, "3"));
+  EXPECT_TRUE(accepts(d4, "4"));
+}
+
+TEST(JsonSchema, NumberBoundsHold) {
+  auto a = schema(R"({"type": "number", "minimum": -1.5, "maximum": 2.25})");
+  for (const char* ok : {"-1", "0", "0.5", "1.999", "2", "-0.75"}) EXPECT_TRUE(accepts(a, ok)) << ok;
+  for (const char* bad : {"-1.6", "-2", "3", "2.5", "1e1"}) EXPECT_FALSE(accepts(a, bad)) << bad;
+  auto pos = schema(R"({"type": "number", "exclusiveMinimum": 0})");
+  EXPECT_FALSE(accepts(pos, "0"));
+  EXPECT_FALSE(accepts(pos, "-1"));
+  EXPECT_TRUE(accepts(pos, "1.5"));
+  EXPECT_NE(error_of([] { schema(R"({"type": "number", "minimum": 0.1, "maximum": 0.9})"); }).find("too narrow"),
+            std::string::npos);
+  auto any = schema(R"({"type": "number"})");
+  for (const char* ok : {"0", "-0.5", "12.25e-3", "3E+2"}) EXPECT_TRUE(accepts(any, ok)) << ok;
+  for (const char* bad : {"01", ".5", "1.", "+1", "1e", "NaN", "1e999"}) EXPECT_FALSE(accepts(any, bad)) << bad;
+}
+
+TEST(JsonSchema, StringLengthCountsCharactersNotBytes) {
+  auto a = schema(R"({"type": "string", "minLength": 2, "maxLength": 3})");
+  EXPECT_TRUE(accepts(a, R"("ab")"));
+  EXPECT_TRUE(accepts(a, "\"日本語\""));          // 3 characters, 9 bytes
+  EXPECT_TRUE(accepts(a, R"("\n\u00e9")"));        // escapes count one each
+  EXPECT_FALSE(accepts(a, R"("a")"));
+  EXPECT_FALSE(accepts(a, R"("abcd")"));
+  EXPECT_FALSE(accepts(a, "\"a\nb\""));            // raw control characters are not JSON
+  EXPECT_FALSE(accepts(a, R"("\ud83d\ude00")"));   // surrogate escapes: validators count a pair as one
+  EXPECT_FALSE(accepts(a, "\"\xC3\""));            // invalid UTF-8
+}
+
+TEST(JsonSchema, PropertiesInOrderRequiredEnforcedExtrasRefused) {
+  auto a = schema(R"({"type": "object", "properties": {"b": {"type": "integer"}, "a": {"type": "boolean"}},
+                      "required": ["a"], "additionalProperties": false})");
+  EXPECT_TRUE(accepts(a, R"({"a":true})"));
+  EXPECT_TRUE(accepts(a, R"({"b":1,"a":false})"));
+  EXPECT_TRUE(accepts(a, "{ \"b\" : 1 ,\n  \"a\": true }"));
+  EXPECT_FALSE(accepts(a, R"({"b":1})"));             // a is required
+  EXPECT_FALSE(accepts(a, R"({"a":true,"b":1})"));    // schema order
+  EXPECT_FALSE(accepts(a, R"({"a":true,"c":1})"));    // no extras
+  EXPECT_FALSE(accepts(a, R"({"b":1,,"a":true})"));
+  EXPECT_FALSE(accepts(a, " {\"a\":true}"));            // nothing before the value
+  EXPECT_FALSE(accepts(a, "{\"a\":true} "));            // nor after
+  // Default whitespace: one space, or a newline and up to 16 spaces of indentation.
+  EXPECT_TRUE(accepts(a, "{\n" + std::string(16, ' ') + "\"a\":true\n}"));
+  EXPECT_FALSE(accepts(a, "{\n" + std::string(17, ' ') + "\"a\":true}"));
+  EXPECT_FALSE(accepts(a, "{  \"a\":true}"));
+  EXPECT_FALSE(accepts(a, "{\t\"a\":true}"));
+  EXPECT_FALSE(accepts(a, "{\r\"a\":true}"));
+}
+
+TEST(JsonSchema, WhitespacePolicy) {
+  const char* s = R"({"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]})";
+  JsonSchemaOptions compact;
+  compact.whitespace = "";
+  auto c = Automaton::build(json_schema_grammar(s, compact));
+  EXPECT_TRUE(accepts(c, R"({"a":1})"));
+  EXPECT_FALSE(accepts(c, R"({"a": 1})"));
+  JsonSchemaOptions one_space;
+  one_space.whitespace = "[ ]?";
+  auto o = Automaton::build(json_schema_grammar(s, one_space));
+  EXPECT_TRUE(accepts(o, R"({ "a": 1 })"));
+  EXPECT_FALSE(accepts(o, R"({"a":  1})"));
+  JsonSchemaOptions bad;
+  bad.whitespace = "[ x]*";
+  EXPECT_NE(error_of([&] { json_schema_grammar(s, bad); }).find("matches more than spaces"), std::string::npos);
+}
+
+TEST(JsonSchema, AdditionalPropertiesNeverShadowDeclaredOnes) {
+  auto a = schema(R"({"type": "object", "properties": {"id": {"type": "integer"}},
+                      "additionalProperties": {"type": "string"}})");
+  EXPECT_TRUE(accepts(a, R"({"id":1,"name":"x"})"));
+  EXPECT_TRUE(accepts(a, R"({"i":"x","idx":"y"})"));
+  EXPECT_FALSE(accepts(a, R"({"id":1,"id":"x"})"));  // a duplicate would take the extras' schema
+  EXPECT_FALSE(accepts(a, R"({"name":1})"));
+}
+
+TEST(JsonSchema, EnumConstAndTypeUnions) {
+  auto a = schema(R"({"enum": ["a\"b", 1.5, null, {"k": [1]}]})");
+  for (const char* ok : {R"("a\"b")", "1.5", "null", R"({"k":[1]})"}) EXPECT_TRUE(accepts(a, ok)) << ok;
+  EXPECT_FALSE(accepts(a, R"("ab")"));
+  auto u = schema(R"({"type": ["string", "null"], "maxLength": 1})");
+  EXPECT_TRUE(accepts(u, "null"));
+  EXPECT_TRUE(accepts(u, R"("x")"));
+  EXPECT_FALSE(accepts(u, R"("xy")"));
+}
+
+TEST(JsonSchema, ArraysCountItems) {
+  auto a = schema(R"({"type": "array", "prefixItems": [{"type": "integer"}, {"type": "string"}],
+                      "items": {"type": "boolean"}, "minItems": 1, "maxItems": 3})");
+  for (const char* ok : {"[1]", R"([1,"a"])", R"([1,"a",true])"}) EXPECT_TRUE(accepts(a, ok)) << ok;
+  for (const char* bad : {"[]", R"(["a"])", R"([1,"a",true,false])", "[1,true]"}) EXPECT_FALSE(accepts(a, bad)) << bad;
+}
+
+TEST(JsonSchema, RecursiveRefsAndOneOfDiscriminators) {
+  auto a = schema(R"({"$defs": {"t": {"type": "object", "properties": {"k": {"type": "array", "items": {"$ref": "#/$defs/t"}}}}},
+                      "$ref": "#/$defs/t"})");
+  EXPECT_TRUE(accepts(a, R"({"k":[{"k":[{}]},{}]})"));
+  EXPECT_FALSE(accepts(a, R"({"k":[1]})"));
+  auto o = schema(R"({"oneOf": [{"type": "object", "properties": {"t": {"const": "a"}}, "required": ["t"]},
+                                {"type": "object", "properties": {"t": {"const": "b"}, "x": {"type": "integer"}}, "required": ["t"]}]})");
+  EXPECT_TRUE(accepts(o, R"({"t":"b","x":2})"));
+  EXPECT_FALSE(accepts(o, R"({"t":"c"})"));
+}
+
+TEST(JsonSchema, RefusalsNameTheConstruct) {
+  EXPECT_NE(error_of([] { schema(R"({"type": "object", "properties": {"x": {"not": {}}}})"); })
+                .find("'not' is not supported (at #/properties/x)"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { schema(R"({"oneOf": [{"type": "string"}, {"type": "string", "maxLength": 3}]})"); }).find("oneOf"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { schema(R"({"type": "string", "format": "ipv6"})"); }).find("format 'ipv6'"), std::string::npos);
+  EXPECT_NE(error_of([] { schema("{not json"); }).find("not valid JSON"), std::string::npos);
+  EXPECT_NE(error_of([] { schema(R"({"type": "strin"})"); }).find("unknown type 'strin'"), std::string::npos);
+  EXPECT_NE(error_of([] { schema(R"({"$ref": "#/$defs/missing"})"); }).find("does not resolve"), std::string::npos);
+}
+
+TEST(JsonSchema, LargeUpperBoundsBecomeStricterNotLooser) {
+  auto a = schema(R"({"type": "string", "maxLength": 100000})");
+  EXPECT_TRUE(accepts(a, "\"" + std::string(1024, 'x') + "\""));
+  EXPECT_FALSE(accepts(a, "\"" + std::string(1025, 'x') + "\""));
+}
+
+TEST(Regex, FullMatchAndDialectSubset) {
+  auto a = regex(R"(\d{2,3}-[^\s\d]+)");
+  EXPECT_TRUE(accepts(a, "12-ab"));
+  EXPECT_TRUE(accepts(a, "123-_!"));
+  EXPECT_FALSE(accepts(a, "1-ab"));
+  EXPECT_FALSE(accepts(a, "12-a b"));
+  EXPECT_FALSE(accepts(a, "12-\x1d"));  // Python's \s takes the separators \x1c-\x1f
+  EXPECT_FALSE(accepts(a, "12-é"));     // négated shorthand classes stay within ASCII
+  auto dot = regex("a.c");
+  EXPECT_TRUE(accepts(dot, "a日c"));
+  EXPECT_FALSE(accepts(dot, "a\nc"));
+  EXPECT_FALSE(accepts(dot, "a\u2028c"));
+  EXPECT_TRUE(accepts(regex("^(ab|c)*$"), "abcab"));
+  EXPECT_TRUE(accepts(regex("x{,2}"), ""));
+  EXPECT_TRUE(accepts(regex("a{"), "a{"));  // not a quantifier: a literal brace
+}
+
+TEST(Regex, RefusalsNameTheConstruct) {
+  for (auto [p, needle] : std::vector<std::pair<const char*, const char*>>{
+           {"(a)\\1", "backreferences"}, {"(?=x)", "lookaround"}, {"\\bx", "word boundaries"},
+           {"(?i)x", "inline flags"}, {"a^b", "'^'"}, {"[", "unterminated character class"}, {"x**", "multiple repeat"}}) {
+    EXPECT_NE(error_of([p] { regex(p); }).find(needle), std::string::npos) << p;
+  }
+}
+
+TEST(Gbnf, SyntaxAndErrors) {
+  auto a = gbnf(R"(
+# a comment
+root ::= greeting " " name   # trailing comment
+greeting ::= "hi" | "hello"
+name ::= [A-Z] [a-z]{1,5} ("\x21")?
+)");
+  EXPECT_TRUE(accepts(a, "hi Bob"));
+  EXPECT_TRUE(accepts(a, "hello Alicia!"));
+  EXPECT_FALSE(accepts(a, "hey Bob"));
+  EXPECT_NE(error_of([] { gbnf("root ::= x"); }).find("rule 'x' is used but never defined"), std::string::npos);
+  EXPECT_NE(error_of([] { gbnf("start ::= \"a\""); }).find("no rule named 'root'"), std::string::npos);
+  EXPECT_NE(error_of([] { gbnf("root ::= root \"a\" | \"b\""); }).find("left-recursive"), std::string::npos);
+  EXPECT_NE(error_of([] { gbnf("root ::= \"a\"\nroot ::= \"b\""); }).find("defined twice"), std::string::npos);
+  EXPECT_NE(error_of([] { gbnf("root ::= \"a\" (\"b\""); }).find("line 1"), std::string::npos);
+  EXPECT_NE(error_of([] { gbnf("root ::= x\nx ::= \"a\" x"); }).find("can never be satisfied"), std::string::npos);
+}
+
+ToolCallSpec weather_tools(ToolCallFormat f) {
+  ToolCallSpec s;
+  s.format = f;
+  s.tools.push_back({"get_weather", nlohmann::ordered_json::parse(
+                                        R"({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})")});
+  s.tools.push_back({"get_time", nlohmann::ordered_json::parse(R"({"type": "object", "properties": {}})")});
+  return s;
+}
+
+TEST(ToolCalls, HermesFormat) {
+  ToolCallSpec s = weather_tools(ToolCallFormat::kHermes);
+  auto a = Automaton::build(tool_call_grammar(s));
+  const std::string call = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
+  const std::string time = "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>";
+  EXPECT_TRUE(accepts(a, call));
+  EXPECT_TRUE(accepts(a, call + "\n" + time));  // parallel calls
+  EXPECT_FALSE(accepts(a, ""));                  // required: at least one
+  EXPECT_FALSE(accepts(a, "Sure! " + call));
+  EXPECT_FALSE(accepts(a, "<tool_call>\n{\"name\": \"get_news\", \"arguments\": {}}\n</tool_call>"));
+  EXPECT_FALSE(accepts(a, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {}}\n</tool_call>"));
+  s.only = "get_time";
+  auto named = Automaton::build(tool_call_grammar(s));
+  EXPECT_TRUE(accepts(named, time));
+  EXPECT_FALSE(accepts(named, call));
+  EXPECT_FALSE(accepts(named, time + "\n" + time));  // a named function: one call
+  s.only.reset();
+  s.parallel = false;
+  EXPECT_FALSE(accepts(Automaton::build(tool_call_grammar(s)), call + "\n" + time));
+  s.only = "nope";
+  EXPECT_NE(error_of([&] { tool_call_grammar(s); }).find("'nope'"), std::string::npos);
+  EXPECT_EQ(ToolCallSpec::from_text(s.to_text()).to_text(), s.to_text());
+}
+
+TEST(ToolCalls, Llama3FormatAndThinking) {
+  ToolCallSpec s = weather_tools(ToolCallFormat::kLlama3);
+  auto a = Automaton::build(tool_call_grammar(s));
+  EXPECT_TRUE(accepts(a, R"({"name": "get_weather", "parameters": {"city": "Oslo"}})"));
+  EXPECT_TRUE(accepts(a, R"({"name": "get_time", "parameters": {}}; {"name": "get_time", "parameters": {}})"));
+  EXPECT_FALSE(accepts(a, R"({"name": "get_weather", "arguments": {"city": "Oslo"}})"));
+  s = weather_tools(ToolCallFormat::kHermes);
+  s.think = true;
+  auto t = Automaton::build(tool_call_grammar(s));
+  const std::string call = "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>";
+  EXPECT_TRUE(accepts(t, call));
+  EXPECT_TRUE(accepts(t, "<think>I need </thin the time 日本</think>\n\n" + call));
+  EXPECT_FALSE(accepts(t, "<think>a</think>b</think>" + call));  // the block ends at the first </think>
+  EXPECT_FALSE(accepts(t, "<think>unfinished" + call));
+}
+
+TEST(Automaton, SerializationRoundTrip) {
+  for (const auto& a : {schema(R"({"type": "object", "properties": {"a": {"type": "string"}}})"),
+                        Automaton::build(json_object_grammar()), gbnf("root ::= \"(\" root \")\" | \"x\"")}) {
+    const std::string bytes = a->serialize();
+    auto b = Automaton::deserialize(bytes);
+    EXPECT_EQ(b->serialize(), bytes);
+    EXPECT_EQ(b->fingerprint(), a->fingerprint());
+  }
+  auto nested = gbnf("root ::= \"(\" root \")\" | \"x\"");
+  auto copy = Automaton::deserialize(nested->serialize());
+  EXPECT_TRUE(accepts(copy, "((x))"));
+  EXPECT_FALSE(accepts(copy, "((x)"));
+}
+
+TEST(Automaton, CorruptBuffersAreErrorsNotCrashes) {
+  const std::string good = schema(R"({"type": "array", "items": {"type": "integer"}})")->serialize();
+  for (size_t n = 0; n < good.size(); n += 7) EXPECT_THROW(Automaton::deserialize(good.substr(0, n)), Error);
+  std::mt19937 rng(5);
+  int refused = 0;
+  for (int i = 0; i < 2000; ++i) {
+    std::string bad = good;
+    bad[std::uniform_int_distribution<size_t>(0, bad.size() - 1)(rng)] ^= char(1 << (i % 8));
+    try {
+      auto a = Automaton::deserialize(bad);
+      accepts(a, "[1,2]");  // whatever it accepts, reading it stays in bounds
+    } catch (const Error&) {
+      ++refused;
+    }
+  }
+  EXPECT_GT(refused, 0);
+}
+
+TEST(CompileCache, CompilesOnceAndRemembersFailures) {
+  CompileCache cache(2);
+  ConstraintSpec s{ConstraintKind::kRegex, "a+"};
+  auto a = cache.get(s), b = cache.get(s);
+  EXPECT_EQ(a.get(), b.get());
+  EXPECT_EQ(cache.misses(), 1u);
+  ConstraintSpec bad{ConstraintKind::kRegex, "(a"};
+  EXPECT_THROW(cache.get(bad), Error);
+  EXPECT_THROW(cache.get(bad), Error);
+  EXPECT_EQ(cache.misses(), 2u);
+  cache.get({ConstraintKind::kRegex, "b"});
+  cache.get({ConstraintKind::kRegex, "c"});  // capacity 2: "a+" is gone
+  cache.get(s);
+  EXPECT_EQ(cache.misses(), 5u);
+}
+
+TEST(Matcher, EndsOnlyWhereTheGrammarDoesAndRefusesSpecialTokens) {
+  std::vector<std::string> bytes = {"a", "b", "ab", "<s>", "</s>"};
+  auto v = std::make_shared<VocabIndex>(bytes, std::vector<bool>{true, true, true, false, false},
+                                        std::vector<int32_t>{4}, 8);
+  Matcher m(std::make_shared<TokenMaskCache>(regex("a(b)?"), v));
+  std::vector<uint64_t> mask(v->mask_words());
+  m.fill_mask(mask.data());
+  EXPECT_EQ(mask[0], 0b101u);  // "a", "ab"
+  EXPECT_FALSE(m.accept(3));   // a special token
+  EXPECT_FALSE(m.accept(4));   // EOS before the grammar may end
+  EXPECT_TRUE(m.accept(0));
+  m.fill_mask(mask.data());
+  EXPECT_EQ(mask[0], 0b10010u);  // "b" or EOS
+  EXPECT_TRUE(m.can_end());
+  EXPECT_FALSE(m.must_end());
+  EXPECT_TRUE(m.accept(1));
+  EXPECT_TRUE(m.must_end());
+  m.fill_mask(mask.data());
+  EXPECT_EQ(mask[0], 0b10000u);  // only EOS
+  EXPECT_TRUE(m.accept(4));
+  EXPECT_TRUE(m.ended());
+}
+
+}  // namespace
+}  // namespace dpserve::constrain

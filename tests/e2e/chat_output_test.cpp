@@ -1,0 +1,140 @@
+// The chat output parser: reasoning / content / tool calls as the formats define them (Qwen3's
+// <think> tags, Hermes' <tool_call> JSON blocks, Llama 3.1's JSON objects), and streaming: feeding
+// the text in any split yields the same reasoning, content and calls as feeding it whole.
+#include "server/chat_output.h"
+
+#include <random>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "core/check.h"
+
+namespace dpserve {
+namespace {
+
+const std::vector<std::string> kTools = {"get_weather", "get_time"};
+
+ChatDelta whole(ReasoningParser r, ToolCallParser t, const std::string& text, bool in_reasoning = false) {
+  ChatOutputParser p(r, t, kTools, in_reasoning, 7);
+  ChatDelta a = p.feed(text), b = p.finish();
+  a.reasoning += b.reasoning;
+  a.content += b.content;
+  for (auto& c : b.tool_calls) a.tool_calls.push_back(c);
+  return a;
+}
+
+// The same text fed in random pieces (and byte by byte), deltas concatenated.
+void expect_streams_alike(ReasoningParser r, ToolCallParser t, const std::string& text, bool in_reasoning = false) {
+  const ChatDelta ref = whole(r, t, text, in_reasoning);
+  std::mt19937 rng(1);
+  for (int trial = 0; trial < 30; ++trial) {
+    ChatOutputParser p(r, t, kTools, in_reasoning, 7);
+    ChatDelta acc;
+    auto add = [&](ChatDelta d) {
+      acc.reasoning += d.reasoning;
+      acc.content += d.content;
+      for (auto& c : d.tool_calls) acc.tool_calls.push_back(c);
+    };
+    for (size_t i = 0; i < text.size();) {
+      const size_t n = trial == 0 ? 1 : std::uniform_int_distribution<size_t>(1, 9)(rng);
+      add(p.feed(text.substr(i, n)));
+      i += n;
+    }
+    add(p.finish());
+    EXPECT_EQ(acc.reasoning, ref.reasoning) << text;
+    EXPECT_EQ(acc.content, ref.content) << text;
+    ASSERT_EQ(acc.tool_calls.size(), ref.tool_calls.size()) << text;
+    for (size_t k = 0; k < acc.tool_calls.size(); ++k) {
+      EXPECT_EQ(acc.tool_calls[k].name, ref.tool_calls[k].name);
+      EXPECT_EQ(acc.tool_calls[k].arguments, ref.tool_calls[k].arguments);
+      EXPECT_EQ(acc.tool_calls[k].id, ref.tool_calls[k].id);
+    }
+  }
+}
+
+TEST(ChatOutput, HermesToolCalls) {
+  const std::string text =
+      "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"days\": 2}}\n"
+      "</tool_call>\n<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>";
+  const ChatDelta d = whole(ReasoningParser::kNone, ToolCallParser::kHermes, text);
+  EXPECT_EQ(d.content, "Let me check.\n");
+  ASSERT_EQ(d.tool_calls.size(), 2u);
+  EXPECT_EQ(d.tool_calls[0].name, "get_weather");
+  EXPECT_EQ(nlohmann::json::parse(d.tool_calls[0].arguments), nlohmann::json({{"city", "Paris"}, {"days", 2}}));
+  EXPECT_EQ(d.tool_calls[1].arguments, "{}");
+  EXPECT_EQ(d.tool_calls[0].id.rfind("call_", 0), 0u);
+  EXPECT_EQ(d.tool_calls[0].id.size(), 29u);
+  EXPECT_NE(d.tool_calls[0].id, d.tool_calls[1].id);
+  expect_streams_alike(ReasoningParser::kNone, ToolCallParser::kHermes, text);
+}
+
+TEST(ChatOutput, HermesLeavesWhatIsNotACallAsText) {
+  // An unknown tool, broken JSON, a lone tag: text, as written.
+  for (const std::string text : {"<tool_call>\n{\"name\": \"rm_rf\", \"arguments\": {}}\n</tool_call>",
+                                 "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {</tool_call> after",
+                                 "a < b and <tool_ x", "no calls here"}) {
+    const ChatDelta d = whole(ReasoningParser::kNone, ToolCallParser::kHermes, text);
+    EXPECT_TRUE(d.tool_calls.empty()) << text;
+    EXPECT_EQ(d.content, text);
+    expect_streams_alike(ReasoningParser::kNone, ToolCallParser::kHermes, text);
+  }
+  // The output ended before the closing tag (EOS): a complete call still counts.
+  const ChatDelta d = whole(ReasoningParser::kNone, ToolCallParser::kHermes,
+                            "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n");
+  ASSERT_EQ(d.tool_calls.size(), 1u);
+  EXPECT_EQ(d.content, "");
+}
+
+TEST(ChatOutput, Qwen3Reasoning) {
+  const std::string text = "<think>\nThe user wants the time.\n</think>\n\nIt is noon.";
+  const ChatDelta d = whole(ReasoningParser::kQwen3, ToolCallParser::kNone, text);
+  EXPECT_EQ(d.reasoning, "\nThe user wants the time.\n");
+  EXPECT_EQ(d.content, "It is noon.");
+  expect_streams_alike(ReasoningParser::kQwen3, ToolCallParser::kNone, text);
+  // No <think> at the start: all content. Opened by the prompt: reasoning until </think>.
+  EXPECT_EQ(whole(ReasoningParser::kQwen3, ToolCallParser::kNone, "Hi <think>x</think>").content, "Hi <think>x</think>");
+  const ChatDelta p = whole(ReasoningParser::kQwen3, ToolCallParser::kNone, "hmm</think>\n\nok", true);
+  EXPECT_EQ(p.reasoning, "hmm");
+  EXPECT_EQ(p.content, "ok");
+  // Unfinished thinking is reasoning.
+  EXPECT_EQ(whole(ReasoningParser::kQwen3, ToolCallParser::kNone, "<think>still going").reasoning, "still going");
+}
+
+TEST(ChatOutput, ReasoningThenToolCall) {
+  const std::string text =
+      "<think>I should call it.</think>\n\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": "
+      "\"Oslo\"}}\n</tool_call>";
+  const ChatDelta d = whole(ReasoningParser::kQwen3, ToolCallParser::kHermes, text);
+  EXPECT_EQ(d.reasoning, "I should call it.");
+  EXPECT_EQ(d.content, "");
+  ASSERT_EQ(d.tool_calls.size(), 1u);
+  expect_streams_alike(ReasoningParser::kQwen3, ToolCallParser::kHermes, text);
+}
+
+TEST(ChatOutput, Llama3JsonCalls) {
+  const std::string text =
+      "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Oslo; Norway\"}}; {\"name\": \"get_time\", "
+      "\"parameters\": {}}";
+  const ChatDelta d = whole(ReasoningParser::kNone, ToolCallParser::kLlama3, text);
+  ASSERT_EQ(d.tool_calls.size(), 2u);
+  EXPECT_EQ(nlohmann::json::parse(d.tool_calls[0].arguments)["city"], "Oslo; Norway");
+  EXPECT_EQ(d.content, "");
+  expect_streams_alike(ReasoningParser::kNone, ToolCallParser::kLlama3, text);
+  for (const std::string plain : {"The answer is {x}.", "{\"name\": \"other\", \"parameters\": {}}", "{not json"}) {
+    const ChatDelta p = whole(ReasoningParser::kNone, ToolCallParser::kLlama3, plain);
+    EXPECT_TRUE(p.tool_calls.empty()) << plain;
+    EXPECT_EQ(p.content, plain);
+  }
+}
+
+TEST(ChatOutput, ParserNames) {
+  EXPECT_EQ(parse_tool_call_parser("qwen25"), ToolCallParser::kHermes);
+  EXPECT_EQ(parse_tool_call_parser("llama3"), ToolCallParser::kLlama3);
+  EXPECT_THROW(parse_tool_call_parser("mistral"), Error);
+  EXPECT_EQ(parse_reasoning_parser("qwen3"), ReasoningParser::kQwen3);
+  EXPECT_THROW(parse_reasoning_parser("o1"), Error);
+}
+
+}  // namespace
+}  // namespace dpserve

@@ -1,0 +1,309 @@
+// Structured outputs end to end against `dpserve serve` with a tiny random-weight model and a real
+// tokenizer (Qwen3 or Llama-3). A random model writes anything at all, so every output that passes
+// here passes because of the grammar. Outputs are checked by independent validators: ajv (draft
+// 2020-12 + ajv-formats) for JSON Schemas, JavaScript's RegExp for regexes and GBNF grammars.
+//
+// Environment: CONSTRAIN_SCHEMAS (random schemas per run, default 40), CONSTRAIN_SEED (default:
+// fresh each run, printed), TOOL_FORMAT (qwen3 | llama3: the --tool-call-parser the server runs).
+import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
+
+import { schemaGenerator, boundStrings } from '../constrain/schema_gen.mjs';
+import { assert, assertOpenAIError, client, http, modelName, run, sse, URL_BASE } from './e2e_util.mjs';
+
+const require = createRequire(import.meta.url);
+const Ajv2020 = require('ajv/dist/2020').default;
+const addFormats = require('ajv-formats').default;
+const ajv = new Ajv2020({ strict: false, allErrors: true });
+addFormats(ajv);
+
+const seed = Number(process.env.CONSTRAIN_SEED ?? (Date.now() % 1000000007));
+const nSchemas = Number(process.env.CONSTRAIN_SCHEMAS ?? 40);
+const toolFormat = process.env.TOOL_FORMAT ?? 'qwen3';
+console.log(`seed ${seed} (CONSTRAIN_SEED=${seed} reproduces the corpus), ${nSchemas} random schemas, tools ${toolFormat}`);
+let rs = seed >>> 0;
+const rand = () => {
+  rs = (rs * 1664525 + 1013904223) >>> 0;
+  return rs / 4294967296;
+};
+const TOOLS = JSON.parse(readFileSync(new URL('../constrain/fixtures/tool_schemas.json', import.meta.url)));
+// The Qwen3 template thinks unless told not to; the Llama template ignores the variable.
+const NO_THINK = { enable_thinking: false };
+
+// Runs `fns` with at most `limit` in flight: the engine batches them like a server under load.
+async function pool(fns, limit) {
+  const out = new Array(fns.length);
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(limit, fns.length) }, async () => {
+    while (next < fns.length) {
+      const i = next++;
+      out[i] = await fns[i]();
+    }
+  }));
+  return out;
+}
+
+// Content and finish reason of a chat request, streamed or whole.
+async function chat(body, stream) {
+  if (!stream) {
+    const r = await http('POST', '/v1/chat/completions', body);
+    assert.equal(r.status, 200, r.text.slice(0, 400));
+    const ch = r.json.choices[0];
+    return { text: ch.message.content ?? '', finish: ch.finish_reason, message: ch.message };
+  }
+  const events = await sse('/v1/chat/completions', { ...body, stream: true });
+  assert.equal(events.at(-1), '[DONE]');
+  let text = '', finish = null;
+  for (const e of events.slice(0, -1)) {
+    const j = JSON.parse(e);
+    const ch = j.choices[0];
+    if (!ch) continue;
+    text += ch.delta?.content ?? '';
+    if (ch.finish_reason) finish = ch.finish_reason;
+  }
+  return { text, finish };
+}
+
+function validateJson(text, schema, what) {
+  let v;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    assert.fail(`${what}: not JSON: ${JSON.stringify(text.slice(0, 300))}`);
+  }
+  const validate = ajv.compile(schema);
+  assert.ok(validate(v), `${what}: ${JSON.stringify(text.slice(0, 300))} fails: ${ajv.errorsText(validate.errors)}\n` +
+                         `schema ${JSON.stringify(schema)}`);
+}
+
+const tests = [];
+
+tests.push(['json_schema outputs validate: random and real-world tool schemas, sampled / greedy, streamed / whole', async () => {
+  const model = await modelName();
+  const next = schemaGenerator(seed);
+  const cases = [];
+  // Random schemas with free strings bounded (a random model rarely closes a string by itself).
+  for (let i = 0; i < nSchemas; ++i) cases.push({ id: `random ${i}`, schema: boundStrings(next(), 24, rand), max: 400 });
+  // Real tool schemas, their free strings bounded too (constrain_schema_corpus draws from them unchanged).
+  const tools = TOOLS.filter(() => rand() < Math.min(1, (nSchemas + 10) / TOOLS.length));
+  for (const t of tools) cases.push({ id: `tool ${t.function.name}`, schema: boundStrings(t.function.parameters, 32, rand), max: 500 });
+  let stopped = 0, cut = 0;
+  const results = await pool(cases.map((c, i) => async () => {
+    const greedy = i % 2 === 0, stream = i % 3 === 0;
+    const body = {
+      model, messages: [{ role: 'user', content: `Fill in ${c.id}.` }], max_tokens: c.max,
+      temperature: greedy ? 0 : 1, seed: seed + i, chat_template_kwargs: NO_THINK,
+      response_format: { type: 'json_schema', json_schema: { name: 'out', schema: c.schema, strict: true } },
+    };
+    return { c, ...(await chat(body, stream)), how: `${greedy ? 'greedy' : 'sampled'} ${stream ? 'streamed' : 'whole'}` };
+  }), 16);
+  for (const r of results) {
+    if (r.finish === 'length') {
+      ++cut;  // the token budget ran out mid-document: nothing complete to validate
+      continue;
+    }
+    assert.equal(r.finish, 'stop', `${r.c.id}: finish ${r.finish}`);
+    ++stopped;
+    validateJson(r.text, r.c.schema, `${r.c.id} (${r.how})`);
+  }
+  console.log(`  ${cases.length} schemas: ${stopped} complete outputs validated, ${cut} cut by max_tokens`);
+  assert.ok(stopped >= 0.8 * cases.length, `only ${stopped} of ${cases.length} outputs completed`);
+}]);
+
+tests.push(['SGLang /generate: json_schema, regex and ebnf outputs match', async () => {
+  // Patterns whose meaning JavaScript's RegExp (u flag) shares with Python's re.
+  const regexes = ['(yes|no|maybe)', '[A-Z][a-z]{2,8}( [A-Z][a-z]{2,8})?', '\\d{3}-\\d{4}', '#[0-9a-f]{6}',
+    '-?\\d{1,4}(\\.\\d{1,2})?', '[a-z]+@[a-z]+\\.(com|org)', '(\\d{1,3}\\.){3}\\d{1,3}', '[^\\s]{3,10}', '.{5,12}',
+    'x{2,4}y?z*', '(ab|cd)*ef', '[\\u4e00-\\u9fff]{1,4}', '(true|false)', '\\w+ \\w+', 'Q: [a-z ]{1,20}\\? A: (yes|no)',
+    '[^a-z]{2,6}', '(a|b|c){1,3}[.!?]'];
+  const ebnf = [
+    ['root ::= greeting ", " name "!"\ngreeting ::= "Hello" | "Hi"\nname ::= [A-Z] [a-z]{1,8}', /^(Hello|Hi), [A-Z][a-z]{1,8}!$/u],
+    ['root ::= item ("," item)*\nitem ::= [0-9]+ | "x"', /^([0-9]+|x)(,([0-9]+|x))*$/u],
+  ];
+  const balanced = (s) => {  // root ::= "(" root ")" | "x"
+    let d = 0;
+    while (s[d] === '(') ++d;
+    return s === '('.repeat(d) + 'x' + ')'.repeat(d);
+  };
+  const jobs = [];
+  regexes.forEach((p, i) => jobs.push({ sp: { regex: p }, check: (t) => new RegExp(`^(?:${p})$`, 'u').test(t), what: `regex /${p}/`, i }));
+  ebnf.forEach(([g, re], i) => jobs.push({ sp: { ebnf: g }, check: (t) => re.test(t), what: `ebnf ${JSON.stringify(g)}`, i }));
+  jobs.push({ sp: { ebnf: 'root ::= "(" root ")" | "x"' }, check: balanced, what: 'ebnf balanced', i: 0 });
+  const schema = { type: 'object', properties: { n: { type: 'integer', minimum: -3, maximum: 3 }, s: { enum: ['a', 'b'] } },
+                   required: ['n', 's'], additionalProperties: false };
+  jobs.push({ sp: { json_schema: JSON.stringify(schema) }, check: (t) => { validateJson(t, schema, 'generate'); return true; },
+              what: 'json_schema', i: 0 });
+  const out = await pool(jobs.flatMap((j) => [0, 1].map((rep) => async () => {
+    const stream = rep === 1;
+    const body = { text: 'Output:', stream, sampling_params: { ...j.sp, max_new_tokens: 200, temperature: rep === 0 ? 0 : 1, seed: seed + j.i } };
+    let text, finish;
+    if (!stream) {
+      const r = await http('POST', '/generate', body);
+      assert.equal(r.status, 200, r.text.slice(0, 300));
+      text = r.json.text;
+      finish = r.json.meta_info.finish_reason.type;
+    } else {
+      const events = (await sse('/generate', body)).filter((e) => e !== '[DONE]').map((e) => JSON.parse(e));
+      text = events.at(-1).text;
+      finish = events.at(-1).meta_info.finish_reason?.type;
+    }
+    return { j, text, finish, stream };
+  })), 12);
+  for (const { j, text, finish, stream } of out) {
+    if (finish === 'length') continue;
+    assert.equal(finish, 'stop', `${j.what}: ${finish}`);
+    assert.ok(j.check(text), `${j.what} (${stream ? 'streamed' : 'whole'}): ${JSON.stringify(text)} does not match`);
+  }
+  const done = out.filter((o) => o.finish === 'stop').length;
+  assert.ok(done >= 0.8 * out.length, `only ${done} of ${out.length} finished`);
+}]);
+
+function toolSubset() {
+  const names = ['get_current_weather', 'get_time', 'convert_currency'];
+  return TOOLS.filter((t) => names.includes(t.function.name));
+}
+
+function checkCalls(calls, tools) {
+  assert.ok(Array.isArray(calls) && calls.length >= 1, `no tool calls: ${JSON.stringify(calls)}`);
+  for (const c of calls) {
+    assert.equal(c.type, 'function');
+    assert.match(c.id, /^call_[A-Za-z0-9]{24}$/);
+    const tool = tools.find((t) => t.function.name === c.function.name);
+    assert.ok(tool, `call of an unknown tool ${c.function.name}`);
+    validateJson(c.function.arguments, tool.function.parameters ?? {}, `arguments of ${c.function.name}`);
+  }
+}
+
+tests.push(['OpenAI client tools flow: required call -> tool result -> answer; named; streamed calls', async () => {
+  const c = client();
+  const model = await modelName();
+  const tools = toolSubset();
+  const user = { role: 'user', content: 'What is the weather in Paris, and what time is it?' };
+  const r1 = await c.chat.completions.create({ model, messages: [user], tools, tool_choice: 'required', max_tokens: 400,
+                                               temperature: 1, seed, chat_template_kwargs: NO_THINK });
+  const m1 = r1.choices[0].message;
+  if (r1.choices[0].finish_reason !== 'length') {
+    assert.equal(r1.choices[0].finish_reason, 'tool_calls');
+    checkCalls(m1.tool_calls, tools);
+    // The tool's answer goes back; the model replies (auto: text or more calls, all well-formed).
+    const messages = [user, m1, ...m1.tool_calls.map((tc) => ({ role: 'tool', tool_call_id: tc.id, content: '{"ok": true}' }))];
+    const r2 = await c.chat.completions.create({ model, messages, tools, max_tokens: 40, chat_template_kwargs: NO_THINK });
+    assert.equal(r2.choices[0].message.role, 'assistant');
+    assert.ok(['stop', 'length', 'tool_calls'].includes(r2.choices[0].finish_reason));
+    if (r2.choices[0].message.tool_calls) checkCalls(r2.choices[0].message.tool_calls, tools);
+  }
+  // A named function: exactly one call of it.
+  const r3 = await c.chat.completions.create({ model, messages: [user], tools, max_tokens: 200, chat_template_kwargs: NO_THINK,
+                                               tool_choice: { type: 'function', function: { name: 'get_time' } } });
+  assert.equal(r3.choices[0].finish_reason, 'tool_calls');
+  assert.equal(r3.choices[0].message.tool_calls.length, 1);
+  assert.equal(r3.choices[0].message.tool_calls[0].function.name, 'get_time');
+  checkCalls(r3.choices[0].message.tool_calls, tools);
+  // Streamed: the deltas assemble into well-formed calls.
+  const stream = await c.chat.completions.create({ model, messages: [user], tools, tool_choice: 'required', max_tokens: 400,
+                                                   stream: true, temperature: 0, chat_template_kwargs: NO_THINK });
+  const calls = [];
+  let finish = null;
+  for await (const chunk of stream) {
+    const ch = chunk.choices[0];
+    if (!ch) continue;
+    for (const d of ch.delta?.tool_calls ?? []) {
+      calls[d.index] ??= { id: '', type: 'function', function: { name: '', arguments: '' } };
+      if (d.id) calls[d.index].id = d.id;
+      if (d.function?.name) calls[d.index].function.name += d.function.name;
+      if (d.function?.arguments) calls[d.index].function.arguments += d.function.arguments;
+    }
+    if (ch.finish_reason) finish = ch.finish_reason;
+  }
+  if (finish !== 'length') {
+    assert.equal(finish, 'tool_calls');
+    checkCalls(calls, tools);
+  }
+  // tool_choice none: a plain answer, no calls parsed.
+  const r4 = await c.chat.completions.create({ model, messages: [user], tools, tool_choice: 'none', max_tokens: 10 });
+  assert.equal(r4.choices[0].message.tool_calls, undefined);
+}]);
+
+tests.push(['reasoning_content: a <think> block moves out of the content, streamed and whole', async () => {
+  if (toolFormat !== 'qwen3') return;  // the Qwen3 reasoning parser runs with the Qwen3 tokenizer
+  const model = await modelName();
+  // A regex pins the output, so the split is checked on known text.
+  const body = { model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 60, regex: '<think>\nplan [a-z]{3}\n</think>\n\nanswer [0-9]{2}' };
+  const whole = await http('POST', '/v1/chat/completions', body);
+  assert.equal(whole.status, 200, whole.text);
+  const m = whole.json.choices[0].message;
+  assert.match(m.reasoning_content, /^\nplan [a-z]{3}\n$/);
+  assert.match(m.content, /^answer [0-9]{2}$/);
+  const events = await sse('/v1/chat/completions', { ...body, stream: true, temperature: 0 });
+  let reasoning = '', content = '';
+  for (const e of events.slice(0, -1)) {
+    const d = JSON.parse(e).choices[0]?.delta ?? {};
+    reasoning += d.reasoning_content ?? '';
+    content += d.content ?? '';
+  }
+  assert.match(reasoning, /^\nplan [a-z]{3}\n$/);
+  assert.match(content, /^answer [0-9]{2}$/);
+}]);
+
+tests.push(['logit_bias steers greedy output; logprobs describe the masked distribution', async () => {
+  const model = await modelName();
+  const tok = (await http('POST', '/tokenize', { prompt: ' yes', add_special_tokens: false })).json.tokens;
+  assert.equal(tok.length, 1);
+  const r = await http('POST', '/v1/completions', { model, prompt: 'Say:', max_tokens: 3, temperature: 0, logit_bias: { [tok[0]]: 100 } });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.choices[0].text, ' yes yes yes');
+  // Under a regex allowing two tokens' texts, the top alternatives are those and their probabilities sum to 1.
+  const lp = await http('POST', '/v1/chat/completions', { model, messages: [{ role: 'user', content: 'x' }], max_tokens: 1,
+                                                          regex: '(yes|no)', logprobs: true, top_logprobs: 5 });
+  assert.equal(lp.status, 200, lp.text);
+  const first = lp.json.choices[0].logprobs.content[0];
+  for (const a of first.top_logprobs) assert.ok(['y', 'n', 'yes', 'no', 'ye'].some((p) => p.startsWith(a.token) || a.token.startsWith(p)),
+                                                `alternative ${JSON.stringify(a.token)} is outside the constraint`);
+  const total = first.top_logprobs.reduce((s, a) => s + Math.exp(a.logprob), 0);
+  assert.ok(Math.abs(total - 1) < 1e-3, `masked alternatives sum to ${total}`);
+}]);
+
+tests.push(['refusals name the field or the construct', async () => {
+  const model = await modelName();
+  const base = { model, messages: [{ role: 'user', content: 'x' }], max_tokens: 5 };
+  const js = (schema) => ({ ...base, response_format: { type: 'json_schema', json_schema: { name: 'x', schema } } });
+  let e = assertOpenAIError(await http('POST', '/v1/completions', { model, prompt: 'x', suffix: 'y' }), 400, 'suffix');
+  assert.match(e.message, /suffix/);
+  e = assertOpenAIError(await http('POST', '/v1/chat/completions', { ...base, made_up_field: 1 }), 400, 'made_up_field');
+  e = assertOpenAIError(await http('POST', '/v1/chat/completions', js({ type: 'object', properties: { a: { not: {} } } })), 400,
+                        'response_format.json_schema.schema');
+  assert.match(e.message, /'not' is not supported \(at #\/properties\/a\)/);
+  e = assertOpenAIError(await http('POST', '/v1/chat/completions', js({ type: 'array', items: { type: 'string' }, uniqueItems: true })), 400);
+  assert.match(e.message, /uniqueItems/);
+  e = assertOpenAIError(await http('POST', '/v1/chat/completions', { ...base, response_format: { type: 'yaml' } }), 400, 'response_format.type');
+  e = assertOpenAIError(await http('POST', '/v1/chat/completions', { ...base, tool_choice: 'required' }), 400, 'tool_choice');
+  e = assertOpenAIError(await http('POST', '/v1/chat/completions', { ...base, logit_bias: { 5: 200 } }), 400, 'logit_bias');
+  e = assertOpenAIError(await http('POST', '/generate', { text: 'x', sampling_params: { regex: '(a)\\1' } }), 400, 'sampling_params.regex');
+  assert.match(e.message, /backreferences/);
+  e = assertOpenAIError(await http('POST', '/generate', { text: 'x', sampling_params: { ebnf: 'root ::= root "a" | "b"' } }), 400, 'sampling_params.ebnf');
+  assert.match(e.message, /left-recursive/);
+  e = assertOpenAIError(await http('POST', '/generate', { text: 'x', sampling_params: { grammar: 'x' } }), 400, 'sampling_params.grammar');
+  // Fields OpenAI documents as output-neutral are accepted.
+  const ok = await http('POST', '/v1/chat/completions', { ...base, user: 'u1', metadata: { k: 'v' }, store: false });
+  assert.equal(ok.status, 200, ok.text);
+}]);
+
+tests.push(['SGLang utility routes and metric names', async () => {
+  const t = await http('POST', '/tokenize', { prompt: ['Hello world', 'é'], add_special_tokens: false });
+  assert.equal(t.status, 200, t.text);
+  assert.equal(t.json.count.length, 2);
+  const d = await http('POST', '/detokenize', { tokens: t.json.tokens });
+  assert.deepEqual(d.json.text, ['Hello world', 'é']);
+  const info = await http('GET', '/get_model_info');
+  assert.equal(info.json.is_generation, true);
+  assert.ok(info.json.model_path.length > 0);
+  const f = await http('POST', '/flush_cache');
+  assert.equal(f.status, 200, f.text);
+  const m = await http('GET', '/metrics');
+  for (const name of ['sglang:num_running_reqs{', 'sglang:num_queue_reqs{', 'sglang:token_usage{', 'sglang:prompt_tokens_total{',
+                      'sglang:generation_tokens_total{', 'sglang:time_to_first_token_seconds_bucket{', 'dpserve_num_running_reqs{'])
+    assert.ok(m.text.includes(name), `metric ${name} missing`);
+  assert.match(m.text, /sglang:num_running_reqs\{model_name="[^"]+",dp_rank="0"\} 0/);
+}]);
+
+run(tests);
