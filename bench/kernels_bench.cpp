@@ -96,6 +96,24 @@ struct WeightSet {
 
 KernelIsa bench_isa() { return best_kernel_isa(); }
 
+// The kernels run on a thread team as in the forward pass, one member per OpenMP thread (so
+// OMP_NUM_THREADS sets both the team and the threads of the roofline measurements).
+ThreadTeam& bench_team() {
+  static ThreadTeam team(omp_get_max_threads());
+  return team;
+}
+
+void team_matmul(const float* x, int64_t M, int64_t K, const WeightView& w, float* y, int64_t N) {
+  MatmulJob j;
+  j.x = x;
+  j.ldx = K;
+  j.M = M;
+  j.w = w;
+  j.y = y;
+  j.ldy = N;
+  bench_team().run([&](Team& t) { matmul_jobs_isa(bench_isa(), t, &j, 1); });
+}
+
 void BM_Gemv(benchmark::State& state) {
   const int64_t K = state.range(0), N = state.range(1);
   const WeightSet ws(N, K, 512 * kMiB);
@@ -104,7 +122,7 @@ void BM_Gemv(benchmark::State& state) {
   Timer timer;
   for (auto _ : state) {
     timer.start();
-    matmul_isa(bench_isa(), x.data(), 1, K, ws.view(i++), nullptr, y.data(), N);
+    team_matmul(x.data(), 1, K, ws.view(i++), y.data(), N);
     benchmark::ClobberMemory();
     timer.stop();
   }
@@ -126,7 +144,7 @@ void BM_Gemm(benchmark::State& state) {
   Timer timer;
   for (auto _ : state) {
     timer.start();
-    matmul_isa(bench_isa(), x.data(), M, K, ws.view(0), nullptr, y.data(), N);
+    team_matmul(x.data(), M, K, ws.view(0), y.data(), N);
     benchmark::ClobberMemory();
     timer.stop();
   }
@@ -163,7 +181,9 @@ void BM_AttentionDecode(benchmark::State& state) {
   Timer timer;
   for (auto _ : state) {
     timer.start();
-    paged_attention(q.data(), n_heads * hd, seqs.data(), batch, kv, p, out.data(), n_heads * hd);
+    bench_team().run([&](Team& t) {
+      paged_attention(t, q.data(), n_heads * hd, seqs.data(), batch, kv, p, out.data(), n_heads * hd);
+    });
     benchmark::ClobberMemory();
     timer.stop();
   }

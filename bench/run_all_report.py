@@ -9,7 +9,7 @@ Every figure is printed next to the limit the machine sets, measured in the same
            decode steps at the batch roofline above
 
 usage: run_all_report.py RESULTS_DIR OUT_MD
-  RESULTS_DIR holds machine.json, kernels.json, offline.jsonl, serve.jsonl, models.json
+  RESULTS_DIR holds machine.json, kernels.json, offline.jsonl, serve.jsonl, models.json (and race.json)
 """
 import datetime
 import json
@@ -287,6 +287,27 @@ def main():
                    subtitle=sub, width=820)
         L += ["![output tokens/s vs concurrency](bench-throughput.svg)", "",
               "![TTFT and ITL p50/p90/p99 vs concurrency](bench-latency.svg)", ""]
+
+    # The race against llama.cpp (bench/race.py, with --peer-bin).
+    rj = os.path.join(res_dir, "race.json")
+    if os.path.exists(rj):
+        with open(rj) as f:
+            race = json.load(f)
+        names = {"tg": "single-stream decode (llama-bench tg)", "pp": "prefill (llama-bench pp)",
+                 "b32": "32 sequences, decode (llama-batched-bench S_TG)"}
+        L += [f"### Against llama.cpp {race['peer_commit']} (`bench/race.py`, {race['rounds']} rounds, "
+              f"A/B alternated, {race['threads']} threads)", "",
+              "| model | measure | dpserve tok/s (median) | llama.cpp tok/s (median) | dpserve / llama.cpp: median (range) |",
+              "|---|---|---:|---:|---:|"]
+        for k, v in race["summary"].items():
+            key, _, meas = k.partition("/")
+            L.append(f"| {key} | {names.get(meas, meas)} | {v['dpserve_median']:.1f} | {v['peer_median']:.1f} | "
+                     f"**{v['ratio_median']:.2f}** ({v['ratio_min']:.2f}-{v['ratio_max']:.2f}) |")
+        ls, le = race["limits_start"], race["limits_end"]
+        L += ["", f"Limits in the race's own run (start / end): read {ls['bandwidth_gb_s']:.1f} / "
+              f"{le['bandwidth_gb_s']:.1f} GB/s, bf16 peak {ls['bf16_gflop_s']:.0f} / {le['bf16_gflop_s']:.0f} GFLOP/s; "
+              f"load {' '.join(race['load_start'])} / {' '.join(race['load_end'])}.", ""]
+        L += ["Race commands:", "", "```"] + sorted(set(race["commands"].values())) + ["```", ""]
 
     L.append("Commands (from `bench/run-all`):")
     L.append("")

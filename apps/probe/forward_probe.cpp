@@ -41,8 +41,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "absorbed", "decompressed"}));
   CLI11_PARSE(app, argc, argv);
   try {
-    if (threads > 0) omp_set_num_threads(threads);
-    auto model = Model::load(model_path);
+    LoadOptions lo;
+    lo.threads = threads;
+    auto model = Model::load(model_path, lo);
     model->set_mla_path(mla_path == "absorbed"       ? MlaPath::kAbsorbed
                         : mla_path == "decompressed" ? MlaPath::kDecompressed
                                                      : MlaPath::kAuto);

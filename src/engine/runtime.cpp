@@ -76,6 +76,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     LoadOptions lo;
     lo.parallel = model_parallel_for(I.topo);
     lo.comm = I.mcomm.get();
+    lo.threads = threads;
     lo.quantization = o.quantization;
     lo.verbose = I.mpi.world_rank() == 0;
     I.model = Model::load(o.model_path, lo);
@@ -163,7 +164,7 @@ std::string Runtime::describe() const {
                                : std::string(", held once, by this rank's group");
   return fmt::format("rank {}/{}: DP group {} (slot {} of {}), {} KV positions x {} KiB/token per rank ({}{}), {} threads",
                      t.rank, t.world_size, t.attn_dp_rank, t.attn_tp_rank, t.attn_tp_size, impl_->kv_tokens,
-                     double(kv.bytes_per_token()) / 1024.0, kv.describe(), where, omp_get_max_threads());
+                     double(kv.bytes_per_token()) / 1024.0, kv.describe(), where, impl_->model->threads());
 }
 
 void Runtime::run() {

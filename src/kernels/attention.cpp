@@ -1,8 +1,6 @@
-// paged_attention driver: validation, the reference, and the OpenMP split of
-// (sequence, KV head, query block) jobs over the per-ISA row kernels.
+// paged_attention driver: validation, the reference, and the split of (sequence, KV head,
+// query block) jobs over the team, run by the per-ISA row kernels.
 #include "kernels/attention.h"
-
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -97,42 +95,44 @@ static kernels::AttnRowsFn pick_rows(KernelIsa isa) {
   return kernels::portable::attention_rows;
 }
 
-void paged_attention_isa(KernelIsa isa, const float* q, int64_t ldq, const AttnSeq* seqs, int64_t n_seqs,
+void paged_attention_isa(KernelIsa isa, Team& t, const float* q, int64_t ldq, const AttnSeq* seqs, int64_t n_seqs,
                          const KVLayerView& kv, const AttnParams& p, float* out, int64_t ldo) {
   check_args(q, seqs, n_seqs, kv, p, out);
   const kernels::AttnRowsFn rows = pick_rows(isa);
   const AttnCtx c{q, ldq, seqs, kv, p, out, ldo};
 
-  // Jobs of a few queries each: enough of them to balance causal prefill (later
-  // queries see more keys) over the threads, few enough to keep overhead low.
+  // Jobs of a few queries each: enough of them to balance causal prefill (later queries see
+  // more keys) over the members, few enough to keep overhead low. Every member lists the same.
   struct Job {
     int64_t s, kvh, i0, i1;
   };
   thread_local std::vector<Job> jobs;
   jobs.clear();
-  double work = 0;
   constexpr int64_t kQBlock = 4;
   for (int64_t s = 0; s < n_seqs; ++s) {
     const AttnSeq& a = seqs[s];
     for (int64_t i0 = 0; i0 < a.n_q; i0 += kQBlock)
       for (int64_t h = 0; h < p.n_kv_heads; ++h) jobs.push_back({s, h, i0, std::min(a.n_q, i0 + kQBlock)});
-    const double keys = p.window > 0 ? double(std::min(a.pos0 + a.n_q, p.window)) : double(a.pos0 + a.n_q);
-    work += double(a.n_q) * keys * double(p.n_heads * (p.head_dim + kv.value_dim()));
   }
-  const int64_t n_jobs = int64_t(jobs.size());
   const Job* jp = jobs.data();
-  const bool parallel = n_jobs > 1 && work >= 1 << 16;
-  if (!parallel) {
-    for (int64_t j = 0; j < n_jobs; ++j) rows(c, jp[j].s, jp[j].kvh, jp[j].i0, jp[j].i1);
-    return;
-  }
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t j = 0; j < n_jobs; ++j) rows(c, jp[j].s, jp[j].kvh, jp[j].i0, jp[j].i1);
+  t.dynamic(int64_t(jobs.size()), 1, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) rows(c, jp[j].s, jp[j].kvh, jp[j].i0, jp[j].i1);
+  });
+}
+
+void paged_attention_isa(KernelIsa isa, const float* q, int64_t ldq, const AttnSeq* seqs, int64_t n_seqs,
+                         const KVLayerView& kv, const AttnParams& p, float* out, int64_t ldo) {
+  paged_attention_isa(isa, Team::solo(), q, ldq, seqs, n_seqs, kv, p, out, ldo);
+}
+
+void paged_attention(Team& t, const float* q, int64_t ldq, const AttnSeq* seqs, int64_t n_seqs,
+                     const KVLayerView& kv, const AttnParams& p, float* out, int64_t ldo) {
+  paged_attention_isa(best_kernel_isa(), t, q, ldq, seqs, n_seqs, kv, p, out, ldo);
 }
 
 void paged_attention(const float* q, int64_t ldq, const AttnSeq* seqs, int64_t n_seqs, const KVLayerView& kv,
                      const AttnParams& p, float* out, int64_t ldo) {
-  paged_attention_isa(best_kernel_isa(), q, ldq, seqs, n_seqs, kv, p, out, ldo);
+  paged_attention_isa(best_kernel_isa(), Team::solo(), q, ldq, seqs, n_seqs, kv, p, out, ldo);
 }
 
 }  // namespace dpserve

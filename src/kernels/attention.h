@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "kernels/isa.h"
+#include "kernels/team.h"
 
 namespace dpserve {
 
@@ -48,10 +49,16 @@ struct AttnParams {
 
 // q: [rows, n_heads * head_dim] with row stride ldq; out: [rows, n_heads * value width] (ldo).
 // The KV of every query position must already be written to the cache.
+// Collective over the team (every member calls it; returns after a barrier); the overloads
+// without a Team run on the calling thread alone.
+void paged_attention(Team& t, const float* q, int64_t ldq, const AttnSeq* seqs, int64_t n_seqs,
+                     const KVLayerView& kv, const AttnParams& p, float* out, int64_t ldo);
 void paged_attention(const float* q, int64_t ldq, const AttnSeq* seqs, int64_t n_seqs,
                      const KVLayerView& kv, const AttnParams& p, float* out, int64_t ldo);
 
 // paged_attention on one given ISA level (Avx512Bf16 is the same as Avx512 here).
+void paged_attention_isa(KernelIsa isa, Team& t, const float* q, int64_t ldq, const AttnSeq* seqs, int64_t n_seqs,
+                         const KVLayerView& kv, const AttnParams& p, float* out, int64_t ldo);
 void paged_attention_isa(KernelIsa isa, const float* q, int64_t ldq, const AttnSeq* seqs, int64_t n_seqs,
                          const KVLayerView& kv, const AttnParams& p, float* out, int64_t ldo);
 

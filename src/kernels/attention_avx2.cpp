@@ -39,8 +39,26 @@ struct Ops {
     for (; i < d; ++i) r += a[i] * b[i];
     return r;
   }
-  static void axpy_rows(float* acc, const float* v, int64_t ldv, const float* p, int64_t n, int64_t d) {
+  static float scores(const float* q, const float* k, int64_t ldk, int64_t n, int64_t d, float scale, float* out) {
+    float m = -std::numeric_limits<float>::infinity();
+    for (int64_t j = 0; j < n; ++j) {
+      out[j] = dot(q, k + j * ldk, d) * scale;
+      m = std::max(m, out[j]);
+    }
+    return m;
+  }
+    static void axpy_rows(float* acc, const float* v, int64_t ldv, const float* p, int64_t n, int64_t d) {
     int64_t i = 0;
+    // Four chunks at once: independent FMA chains, each element's sum over j in the same order.
+    for (; i + 32 <= d; i += 32) {
+      __m256 a[4];
+      for (int c = 0; c < 4; ++c) a[c] = _mm256_loadu_ps(acc + i + 8 * c);
+      for (int64_t j = 0; j < n; ++j) {
+        const __m256 pj = _mm256_set1_ps(p[j]);
+        for (int c = 0; c < 4; ++c) a[c] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + j * ldv + i + 8 * c), a[c]);
+      }
+      for (int c = 0; c < 4; ++c) _mm256_storeu_ps(acc + i + 8 * c, a[c]);
+    }
     for (; i + 8 <= d; i += 8) {
       __m256 a = _mm256_loadu_ps(acc + i);
       for (int64_t j = 0; j < n; ++j) a = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + j * ldv + i), a);

@@ -40,9 +40,10 @@ void attention_rows(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, int64_
 // Online softmax over the pages, one page of keys at a time: scores of all
 // heads of the group for the page, one rescale of the running sums per page.
 //
-// Ops: dot(a, b, d), axpy_rows(acc, v, ldv, p, n, d) (acc += sum_j p[j] v[j * ldv],
-// j in order, acc held in registers across the page), scale(acc, c, d),
-// exp_sub_sum(x, n, shift) (x = exp(x - shift), returns the sum).
+// Ops: scores(q, k, ldk, n, d, scale, out) (out[j] = (q . k[j * ldk]) * scale for j < n, each
+// in one fixed order whatever n; returns their max), axpy_rows(acc, v, ldv, p, n, d)
+// (acc += sum_j p[j] v[j * ldv], j in order, acc held in registers across the page),
+// scale(acc, c, d), exp_sub_sum(x, n, shift) (x = exp(x - shift), returns the sum).
 template <class Ops>
 void attention_rows_impl(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, int64_t i1) {
   const AttnSeq& seq = c.seqs[s];
@@ -73,16 +74,23 @@ void attention_rows_impl(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, i
       const int64_t page = seq.pages[j0 / ps];
       const float* kp = c.kv.k + page * c.kv.k_page_stride() + (kvh * ps + jb - j0) * kr;
       const float* vp = c.kv.v + page * c.kv.v_page_stride() + (kvh * ps + jb - j0) * vr;
+      if (j0 + ps < n_keys) {
+        // Pages are scattered over the pool, so the hardware prefetcher cannot guess the next
+        // one: fetch its keys and values while this page is computed.
+        const int64_t next = seq.pages[j0 / ps + 1];
+        const int64_t nn = std::min(ps, n_keys - j0 - ps);
+        const char* kn = reinterpret_cast<const char*>(c.kv.k + next * c.kv.k_page_stride() + kvh * ps * kr);
+        const char* vn = reinterpret_cast<const char*>(c.kv.v + next * c.kv.v_page_stride() + kvh * ps * vr);
+        for (int64_t b = 0; b < nn * kr * int64_t(sizeof(float)); b += 64) __builtin_prefetch(kn + b);
+        for (int64_t b = 0; b < nn * vr * int64_t(sizeof(float)); b += 64) __builtin_prefetch(vn + b);
+      }
       for (int64_t g = 0; g < group; ++g) {
         const float* qh = qrow + (h0 + g) * hd;
         float* sg = sc + g * ps;
-        float m = neg_inf;
-        for (int64_t j = 0; j < nj; ++j) {
-          sg[j] = Ops::dot(qh, kp + j * kr, hd) * c.p.scale;
-          m = std::max(m, sg[j]);
-        }
+        const float m = Ops::scores(qh, kp, kr, nj, hd, c.p.scale, sg);
         const float m_new = std::max(mx[g], m);
-        const float corr = mx[g] == neg_inf ? 0.0f : std::exp(mx[g] - m_new);
+        // exp(0) is 1 exactly: skip the call when the running max did not move (most pages).
+        const float corr = mx[g] == neg_inf ? 0.0f : mx[g] == m_new ? 1.0f : std::exp(mx[g] - m_new);
         const float sum = Ops::exp_sub_sum(sg, nj, m_new);
         float* ag = acc + g * vd;
         if (corr != 1.0f) Ops::scale(ag, corr, vd);

@@ -1,5 +1,7 @@
 // Portable attention primitives (plain C++).
+#include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "kernels/attention_impl.h"
 
@@ -16,7 +18,15 @@ struct Ops {
     for (int j = 0; i + j < d; ++j) s[j] += a[i + j] * b[i + j];
     return ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
   }
-  static void axpy_rows(float* acc, const float* v, int64_t ldv, const float* p, int64_t n, int64_t d) {
+  static float scores(const float* q, const float* k, int64_t ldk, int64_t n, int64_t d, float scale, float* out) {
+    float m = -std::numeric_limits<float>::infinity();
+    for (int64_t j = 0; j < n; ++j) {
+      out[j] = dot(q, k + j * ldk, d) * scale;
+      m = std::max(m, out[j]);
+    }
+    return m;
+  }
+    static void axpy_rows(float* acc, const float* v, int64_t ldv, const float* p, int64_t n, int64_t d) {
     for (int64_t j = 0; j < n; ++j)
       for (int64_t i = 0; i < d; ++i) acc[i] += p[j] * v[j * ldv + i];
   }

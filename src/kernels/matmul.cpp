@@ -1,26 +1,27 @@
-// matmul driver: validation, bf16 packing of the activations, blocking and
-// OpenMP work split; the arithmetic is in the per-ISA blocks (matmul_*.cpp).
+// matmul driver: validation, one preparation of each activation row, the split of the blocks
+// over the thread team, and the epilogue (bias, SwiGLU, scale, Set/Add). The arithmetic is in
+// the kernels (matmul_kernel.h), found by weight format and ISA.
 #include "kernels/matmul.h"
 
-#include <omp.h>
-
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <numeric>
 #include <vector>
 
 #include "core/bf16.h"
 #include "core/check.h"
 #include "kernels/dequant.h"
 #include "kernels/isa.h"
-#include "kernels/matmul_impl.h"
-#include "kernels/qmatmul_impl.h"
-#include "kernels/quant_act.h"
+#include "kernels/matmul_kernel.h"
 #include "kernels/repack.h"
+#include "kernels/vec_math.h"
 
 namespace dpserve {
 
-using kernels::MatmulBlockFn;
-using kernels::MatmulTask;
+using kernels::MatmulBlockArgs;
+using kernels::MatmulKernel;
+using kernels::find_matmul_kernel;
 
 WeightView WeightView::row_slice(int64_t r0, int64_t n) const {
   if (r0 < 0 || n < 0 || r0 + n > rows) fail("row_slice [{}, {}) out of range of a {}-row matrix", r0, r0 + n, rows);
@@ -69,15 +70,6 @@ void weight_row_to_f32(const WeightView& w, int64_t r, float* out) {
   dequantize_row(w.dtype, static_cast<const char*>(w.data) + r * dtype_row_bytes(w.dtype, w.ld), out, w.cols);
 }
 
-// f32_to_bf16 (core/bf16.h) without a branch, so the packing loop vectorises.
-static inline uint16_t round_bf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-  const uint32_t quiet_nan = (u >> 16) | 0x40u;
-  return uint16_t((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
-}
-
 static void check_args(const float* x, int64_t M, int64_t ldx, const WeightView& w, float* y, int64_t ldy) {
   if (M < 0) fail("matmul: negative M ({})", M);
   if (w.rows < 0 || w.cols < 0) fail("matmul: bad weight shape {}x{}", w.rows, w.cols);
@@ -107,170 +99,279 @@ void matmul(const float* x, int64_t M, int64_t ldx, const WeightView& w, const f
 
 }  // namespace ref
 
-static MatmulBlockFn pick_block(KernelIsa isa, DType dt) {
-  if (!kernel_isa_supported(isa)) fail("matmul: kernel ISA {} not supported by this CPU", kernel_isa_name(isa));
-  if (dtype_is_quantized(dt)) return kernels::qmatmul_block_fn(isa, dt);
-  switch (isa) {
-    case KernelIsa::Avx512Bf16:
-      return dt == DType::BF16 ? kernels::avx512bf16::matmul_block : kernels::avx512::matmul_block;
-    case KernelIsa::Avx512: return kernels::avx512::matmul_block;
-    case KernelIsa::Avx2: return kernels::avx2::matmul_block;
-    case KernelIsa::Portable: return kernels::portable::matmul_block;
+namespace {
+
+// Prepared activations up to this size are made by every member for itself (no barrier); larger
+// ones are split over the team into a shared buffer.
+constexpr int64_t kPrivateActBytes = 64 << 10;
+// Bytes between prepared rows beyond the kernel's row: rows of a power-of-two length would all
+// map to the same L1 sets.
+constexpr int64_t kStagger = 64;
+// Weight bytes per block, so a block's rows stay in L2 while the activation tiles pass them.
+constexpr int64_t kBlockWeightBytes = 256 << 10;
+
+// A grow-only 64-byte-aligned buffer owned by one thread.
+struct LocalBuf {
+  void* p = nullptr;
+  size_t bytes = 0;
+  ~LocalBuf() { std::free(p); }
+  void* get(size_t n) {
+    if (n > bytes) {
+      std::free(p);
+      bytes = (n + n / 4 + 63) / 64 * 64;
+      p = std::aligned_alloc(64, bytes);
+      if (!p) fail("out of memory: {} bytes of matmul scratch", bytes);
+    }
+    return p;
   }
-  return kernels::portable::matmul_block;
+};
+
+// One distinct set of activation rows and its place in the prepared buffer.
+struct Source {
+  const float* x;
+  int64_t ldx, M;
+  const int32_t* rows;
+  const MatmulKernel* k;
+  int64_t K, row_bytes, offset;
+  const float* row(int64_t m) const { return x + (rows ? int64_t(rows[m]) : m) * ldx; }
+};
+
+struct Plan {
+  const MatmulJob* job;
+  const MatmulKernel* k;
+  size_t src;
+  int64_t N, nb, n_blocks, mb, m_blocks, first_task;
+};
+
+void validate(KernelIsa isa, const MatmulJob* jobs, int64_t n_jobs, MatmulOrder order) {
+  if (!kernel_isa_supported(isa)) fail("matmul: kernel ISA {} not supported by this CPU", kernel_isa_name(isa));
+  if (n_jobs < 0 || (n_jobs > 0 && !jobs)) fail("matmul: bad job list");
+  for (int64_t i = 0; i < n_jobs; ++i) {
+    const MatmulJob& j = jobs[i];
+    check_args(j.x, j.M, j.ldx, j.w, j.y, j.ldy);
+    if (j.M > 0 && j.w.rows > 0 && j.w.cols > 0 && !find_matmul_kernel(j.w.dtype, isa, j.M))
+      fail("matmul: no kernel for {} weights", dtype_name(j.w.dtype));
+    if (!dtype_row_splits(j.w.dtype, j.w.cols)) fail("matmul: K = {} is not whole {} blocks", j.w.cols, dtype_name(j.w.dtype));
+    if (j.w_up.data) {
+      if (j.w_up.dtype != j.w.dtype || j.w_up.rows != j.w.rows || j.w_up.cols != j.w.cols || j.w_up.ld < j.w_up.cols)
+        fail("matmul: gated pair with different weights ({} {}x{} and {} {}x{})", dtype_name(j.w.dtype), j.w.rows,
+             j.w.cols, dtype_name(j.w_up.dtype), j.w_up.rows, j.w_up.cols);
+      if (j.bias) fail("matmul: a gated pair takes no bias");
+    }
+    if (order == MatmulOrder::ColumnsInJobOrder && j.w.rows != jobs[0].w.rows)
+      fail("matmul: jobs computed column block by column block must have the same N ({} vs {})", j.w.rows,
+           jobs[0].w.rows);
+  }
 }
 
-// The products of one call: x times each output's weights. All share K and dtype.
-static void matmul_group(KernelIsa isa, const float* x, int64_t M, int64_t ldx, const MatmulOut* outs,
-                         int64_t n_outs) {
-  if (n_outs == 0 || M == 0) return;
-  const DType dt = outs[0].w.dtype;
-  const int64_t K = outs[0].w.cols;
-  int64_t n_total = 0;
-  for (int64_t i = 0; i < n_outs; ++i) {
-    const MatmulOut& o = outs[i];
-    check_args(x, M, ldx, o.w, o.y, o.ldy);
-    if (o.w.cols != K || o.w.dtype != dt) fail("matmul_multi: weights differ in K or dtype");
-    if (!dtype_row_splits(dt, K)) fail("matmul: K = {} is not whole {} blocks", K, dtype_name(dt));
-    n_total += o.w.rows;
+// Computes job p's block [m0, m1) x [n0, n1) and writes it through the epilogue.
+void run_block(const Plan& p, const Source& s, const uint8_t* act, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  thread_local LocalBuf tmp_buf, up_buf;
+  const MatmulJob& j = *p.job;
+  const int64_t bn = n1 - n0, bm = m1 - m0;
+  MatmulBlockArgs a;
+  a.act = act + s.offset + m0 * s.row_bytes;
+  a.act_ld = s.row_bytes;
+  a.w = j.w;
+  const bool direct = j.store == MatmulStore::Set && !j.out_rows && !j.scale && !j.w_up.data;
+  float* v;
+  int64_t ldv;
+  if (direct) {
+    v = j.y + m0 * j.ldy + n0;
+    ldv = j.ldy;
+  } else {
+    v = static_cast<float*>(tmp_buf.get(size_t(bm * bn) * sizeof(float)));
+    ldv = bn;
   }
-  if (n_total == 0) return;
-  if (K == 0) {
-    for (int64_t i = 0; i < n_outs; ++i)
-      for (int64_t m = 0; m < M; ++m)
-        for (int64_t n = 0; n < outs[i].w.rows; ++n) outs[i].y[m * outs[i].ldy + n] = outs[i].bias ? outs[i].bias[n] : 0.0f;
+  auto compute = [&](const WeightView& w, float* out) {
+    if (s.K == 0) {
+      for (int64_t m = 0; m < bm; ++m) std::fill(out + m * ldv, out + m * ldv + bn, 0.0f);
+      return;
+    }
+    a.w = w;
+    a.y = out;
+    a.ldy = ldv;
+    p.k->block(a, 0, bm, n0, n1);
+  };
+  compute(j.w, v);
+  if (j.bias)
+    for (int64_t m = 0; m < bm; ++m)
+      for (int64_t n = 0; n < bn; ++n) v[m * ldv + n] += j.bias[n0 + n];
+  if (direct) return;
+  if (j.w_up.data) {
+    float* u = static_cast<float*>(up_buf.get(size_t(bm * bn) * sizeof(float)));
+    compute(j.w_up, u);
+    vec_silu_mul(v, u, v, bm * bn);  // element-wise, so the same bits however the block is cut
+  }
+  for (int64_t m = 0; m < bm; ++m) {
+    const float* vr = v + m * ldv;
+    const int64_t orow = j.out_rows ? int64_t(j.out_rows[m0 + m]) : m0 + m;
+    float* dst = j.y + orow * j.ldy + n0;
+    if (j.scale) {
+      const float sc = j.scale[m0 + m];
+      if (j.store == MatmulStore::Add) {
+        for (int64_t n = 0; n < bn; ++n) dst[n] += sc * vr[n];
+      } else {
+        for (int64_t n = 0; n < bn; ++n) dst[n] = sc * vr[n];
+      }
+    } else if (j.store == MatmulStore::Add) {
+      for (int64_t n = 0; n < bn; ++n) dst[n] += vr[n];
+    } else {
+      std::memcpy(dst, vr, size_t(bn) * sizeof(float));
+    }
+  }
+}
+
+}  // namespace
+
+void matmul_jobs_isa(KernelIsa isa, Team& t, const MatmulJob* jobs, int64_t n_jobs, MatmulOrder order) {
+  validate(isa, jobs, n_jobs, order);
+  // Every member builds the same plan (a few jobs: cheaper than sharing it).
+  thread_local std::vector<Source> srcs;
+  thread_local std::vector<Plan> plans;
+  srcs.clear();
+  plans.clear();
+  int64_t act_bytes = 0, act_rows = 0;
+  for (int64_t i = 0; i < n_jobs; ++i) {
+    const MatmulJob& j = jobs[i];
+    if (j.M == 0 || j.w.rows == 0) continue;
+    const MatmulKernel* k = find_matmul_kernel(j.w.dtype, isa, j.M);
+    const int64_t K = j.w.cols;
+    size_t si = 0;
+    while (si < srcs.size() && !(srcs[si].x == j.x && srcs[si].ldx == j.ldx && srcs[si].M == j.M &&
+                                 srcs[si].rows == j.rows && srcs[si].K == K &&
+                                 srcs[si].k->prepare_row == k->prepare_row))
+      ++si;
+    if (si == srcs.size()) {
+      const int64_t rb = (k->act_row_bytes(K) + 63) / 64 * 64 + kStagger;
+      srcs.push_back(Source{j.x, j.ldx, j.M, j.rows, k, K, rb, act_bytes});
+      act_bytes += j.M * rb;
+      act_rows += j.M;
+    }
+    plans.push_back(Plan{&j, k, si, j.w.rows, 0, 0, 0, 0, 0});
+  }
+
+  // 1. Activations, prepared once per call.
+  const uint8_t* act = nullptr;
+  auto prepare = [&](uint8_t* buf, int64_t r0, int64_t r1) {
+    int64_t base = 0;
+    for (const Source& s : srcs) {
+      const int64_t a = std::max(r0 - base, int64_t(0)), b = std::min(r1 - base, s.M);
+      for (int64_t m = a; m < b; ++m) s.k->prepare_row(s.row(m), s.K, buf + s.offset + m * s.row_bytes);
+      base += s.M;
+    }
+  };
+  if (act_bytes <= kPrivateActBytes || t.size() == 1) {
+    thread_local LocalBuf own;
+    uint8_t* buf = static_cast<uint8_t*>(own.get(size_t(act_bytes)));
+    prepare(buf, 0, act_rows);
+    act = buf;
+  } else {
+    uint8_t* buf = static_cast<uint8_t*>(t.shared_scratch(0, size_t(act_bytes)));
+    const Range r = t.share(act_rows);
+    prepare(buf, r.begin, r.end);
+    t.barrier();
+    act = buf;
+  }
+
+  // 2. Blocks: W rows sized to stay in L2 while the activation tiles pass them, at least a few
+  // per member so a member that loses its core for a while does not hold up the others.
+  int64_t tasks = 0;
+  if (order == MatmulOrder::Any) {
+    for (Plan& p : plans) {
+      const int64_t grain = p.k->n_grain;
+      const int64_t row_bytes = dtype_row_bytes(p.job->w.dtype, p.job->w.cols) * (p.job->w_up.data ? 2 : 1);
+      int64_t nb = std::max<int64_t>(grain, kBlockWeightBytes / std::max<int64_t>(row_bytes, 1) / grain * grain);
+      const int64_t per_member = (p.N + 4 * t.size() - 1) / (4 * t.size());
+      nb = std::max(grain, std::min(nb, (per_member + grain - 1) / grain * grain));
+      p.nb = nb;
+      p.n_blocks = (p.N + nb - 1) / nb;
+      p.mb = std::min(p.job->M, p.k->max_rows);
+      p.m_blocks = (p.job->M + p.mb - 1) / p.mb;
+      p.first_task = tasks;
+      tasks += p.n_blocks * p.m_blocks;
+    }
+    t.dynamic(tasks, 1, [&](int64_t i0, int64_t i1) {
+      size_t pi = 0;
+      for (int64_t i = i0; i < i1; ++i) {
+        while (pi + 1 < plans.size() && plans[pi + 1].first_task <= i) ++pi;
+        const Plan& p = plans[pi];
+        const int64_t j = i - p.first_task;
+        const int64_t n0 = (j / p.m_blocks) * p.nb, m0 = (j % p.m_blocks) * p.mb;
+        run_block(p, srcs[p.src], act, m0, std::min(p.job->M, m0 + p.mb), n0, std::min(p.N, n0 + p.nb));
+      }
+    });
     return;
   }
-  const bool big = M * n_total * K >= (int64_t(1) << 17);
-  const int threads = big ? omp_get_max_threads() : 1;
-
-  // Rounding the activations once per call (not per tile) keeps the inner loops
-  // pure multiply-adds; padding makes every row a whole number of 32-wide chunks.
-  thread_local std::vector<uint16_t> xb;
-  const uint16_t* xbp = nullptr;
-  int64_t ldxb = 0;
-  if (dt == DType::BF16) {
-    const int64_t kp = (K + kernels::kBf16Pad - 1) / kernels::kBf16Pad * kernels::kBf16Pad;
-    // One spare cache line per row: with K a multiple of 2048 the rows would be
-    // 4 KiB apart and every row of a tile would fight for the same L1 sets.
-    const int64_t ld = kp + kernels::kBf16Pad;
-    if (int64_t(xb.size()) < M * ld) xb.resize(M * ld);
-    uint16_t* out_base = xb.data();
-    auto pack_row = [&](int64_t m) {
-      const float* xr = x + m * ldx;
-      uint16_t* out = out_base + m * ld;
-      for (int64_t k = 0; k < K; ++k) out[k] = round_bf16(xr[k]);
-      for (int64_t k = K; k < kp; ++k) out[k] = 0;
-    };
-    // Explicit branches: even an if(false) parallel region costs a team set-up.
-    if (threads > 1 && M > 1) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-      for (int64_t m = 0; m < M; ++m) pack_row(m);
-    } else {
-      for (int64_t m = 0; m < M; ++m) pack_row(m);
+  // ColumnsInJobOrder: one task per column block, every job in list order inside it.
+  const int64_t N = plans.empty() ? 0 : plans[0].N;
+  int64_t grain = 1, row_bytes = 0;
+  for (const Plan& p : plans) {
+    grain = std::lcm(grain, p.k->n_grain);  // every job's blocks start on its own grain
+    row_bytes += dtype_row_bytes(p.job->w.dtype, p.job->w.cols) * (p.job->w_up.data ? 2 : 1);
+  }
+  int64_t nb = std::max<int64_t>(grain, kBlockWeightBytes / std::max<int64_t>(row_bytes, 1) / grain * grain);
+  const int64_t per_member = (N + 4 * t.size() - 1) / (4 * t.size());
+  nb = std::max(grain, std::min(nb, (per_member + grain - 1) / grain * grain));
+  t.dynamic((N + nb - 1) / nb, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t n0 = b * nb, n1 = std::min(N, n0 + nb);
+      for (const Plan& p : plans) {
+        const int64_t mb = p.k->max_rows;
+        for (int64_t m0 = 0; m0 < p.job->M; m0 += mb) run_block(p, srcs[p.src], act, m0, std::min(p.job->M, m0 + mb), n0, n1);
+      }
     }
-    xbp = out_base;
-    ldxb = ld;
-  }
-  // Block-quantized weights: the activations as int8 blocks, once for every weight row.
-  // (Through a pointer: inside the parallel region `xq` would name each thread's own copy.)
-  thread_local QuantActs xq;
-  QuantActs* xqp = &xq;
-  if (dtype_is_quantized(dt)) {
-    xqp->reset(act_block_elems(dt), M, K);
-    if (threads > 1 && M > 1) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-      for (int64_t m = 0; m < M; ++m) quantize_acts(isa, x, ldx, m, m + 1, *xqp);
-    } else {
-      quantize_acts(isa, x, ldx, 0, M, *xqp);
-    }
-  }
-
-  const MatmulBlockFn block = pick_block(isa, dt);
-  // Blocks of W rows sized to stay in L2 while the M tiles stream past them
-  // (tasks n-major, so consecutive tasks share a W block), and at most 32
-  // rows of x per block so the tiles' saved accumulators stay in L1.
-  const int64_t row_bytes = dtype_row_bytes(dt, K);
-  // A multiple of every ISA's register tile width (quantized: of 16-row groups, 4 per GEMV tile).
-  const int64_t kGrain = dtype_is_quantized(dt) ? 64 : 24;
-  int64_t nb = std::max<int64_t>(kGrain, (int64_t(256) << 10) / row_bytes / kGrain * kGrain);
-  const int64_t per_thread = (n_total + threads - 1) / threads;
-  nb = std::min(nb, (per_thread + kGrain - 1) / kGrain * kGrain);
-  const int64_t mb = std::min<int64_t>(M, 32);
-  const int64_t m_blocks = (M + mb - 1) / mb;
-  // Tasks over every output's row blocks, laid end to end.
-  struct Part {
-    MatmulTask t;
-    int64_t first_task;
-    int64_t n_blocks;
-  };
-  std::vector<Part> parts;
-  int64_t tasks = 0;
-  for (int64_t i = 0; i < n_outs; ++i) {
-    const MatmulOut& o = outs[i];
-    if (o.w.rows == 0) continue;
-    Part p;
-    p.t.x = x;
-    p.t.ldx = ldx;
-    p.t.xb = xbp;
-    p.t.ldxb = ldxb;
-    p.t.xq = xqp;
-    p.t.w = o.w;
-    p.t.bias = o.bias;
-    p.t.y = o.y;
-    p.t.ldy = o.ldy;
-    p.first_task = tasks;
-    p.n_blocks = (o.w.rows + nb - 1) / nb;
-    tasks += p.n_blocks * m_blocks;
-    parts.push_back(p);
-  }
-  auto run = [&](int64_t i) {
-    size_t pi = 0;
-    while (pi + 1 < parts.size() && parts[pi + 1].first_task <= i) ++pi;
-    const Part& p = parts[pi];
-    const int64_t j = i - p.first_task;
-    const int64_t N = p.t.w.rows;
-    const int64_t n0 = (j / m_blocks) * nb, m0 = (j % m_blocks) * mb;
-    block(p.t, m0, std::min(M, m0 + mb), n0, std::min(N, n0 + nb));
-  };
-  if (threads > 1) {
-    // Dynamic: a core shared with other work (the server's threads, another
-    // process) must not leave its half of the product waiting on it.
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-    for (int64_t i = 0; i < tasks; ++i) run(i);
-  } else {
-    for (int64_t i = 0; i < tasks; ++i) run(i);
-  }
+  });
 }
 
-void matmul_isa(KernelIsa isa, const float* x, int64_t M, int64_t ldx, const WeightView& w, const float* bias,
-                float* y, int64_t ldy) {
-  check_args(x, M, ldx, w, y, ldy);
-  MatmulOut o{w, bias, y, ldy};
-  matmul_group(isa, x, M, ldx, &o, 1);
+void matmul_jobs(Team& t, const MatmulJob* jobs, int64_t n_jobs, MatmulOrder order) {
+  matmul_jobs_isa(best_kernel_isa(), t, jobs, n_jobs, order);
+}
+
+void matmul_multi(Team& t, const float* x, int64_t M, int64_t ldx, const MatmulOut* outs, int64_t n_outs) {
+  thread_local std::vector<MatmulJob> jobs;
+  jobs.clear();
+  for (int64_t i = 0; i < n_outs; ++i) {
+    if (outs[i].w.cols != outs[0].w.cols) fail("matmul_multi: weights differ in K");
+    MatmulJob j;
+    j.x = x;
+    j.ldx = ldx;
+    j.M = M;
+    j.w = outs[i].w;
+    j.bias = outs[i].bias;
+    j.y = outs[i].y;
+    j.ldy = outs[i].ldy;
+    jobs.push_back(j);
+  }
+  matmul_jobs(t, jobs.data(), n_outs);
 }
 
 void matmul_multi(const float* x, int64_t M, int64_t ldx, const MatmulOut* outs, int64_t n_outs) {
-  // Weights of different types (a quantization mix such as llama.cpp's Q4_K_M: a Q6_K v_proj
-  // beside Q4_K q/k) run as one product per type; no output's bits change.
-  std::vector<MatmulOut> same;
-  std::vector<uint8_t> done(size_t(std::max<int64_t>(n_outs, 0)), 0);
-  for (int64_t i = 0; i < n_outs; ++i) {
-    if (done[size_t(i)]) continue;
-    same.clear();
-    for (int64_t j = i; j < n_outs; ++j)
-      if (!done[size_t(j)] && outs[j].w.dtype == outs[i].w.dtype) {
-        same.push_back(outs[j]);
-        done[size_t(j)] = 1;
-      }
-    if (same.size() == size_t(n_outs)) return matmul_group(best_kernel_isa(), x, M, ldx, outs, n_outs);
-    matmul_group(best_kernel_isa(), x, M, ldx, same.data(), int64_t(same.size()));
-  }
+  matmul_multi(Team::solo(), x, M, ldx, outs, n_outs);
+}
+
+void matmul(Team& t, const float* x, int64_t M, int64_t ldx, const WeightView& w, const float* bias, float* y,
+            int64_t ldy) {
+  const MatmulOut o{w, bias, y, ldy};
+  matmul_multi(t, x, M, ldx, &o, 1);
 }
 
 void matmul(const float* x, int64_t M, int64_t ldx, const WeightView& w, const float* bias, float* y,
             int64_t ldy) {
-  matmul_isa(best_kernel_isa(), x, M, ldx, w, bias, y, ldy);
+  matmul(Team::solo(), x, M, ldx, w, bias, y, ldy);
+}
+
+void matmul_isa(KernelIsa isa, const float* x, int64_t M, int64_t ldx, const WeightView& w, const float* bias,
+                float* y, int64_t ldy) {
+  MatmulJob j;
+  j.x = x;
+  j.ldx = ldx;
+  j.M = M;
+  j.w = w;
+  j.bias = bias;
+  j.y = y;
+  j.ldy = ldy;
+  matmul_jobs_isa(isa, Team::solo(), &j, 1);
 }
 
 }  // namespace dpserve

@@ -1,19 +1,26 @@
 // Matrix products against weights: y[m, n] = sum_k x[m, k] * W[n, k] (+ bias[n]).
 //
-// W is row-major [N, K] as stored in safetensors / llama2.c files (row stride
-// `ld` elements, so a column slice of a larger matrix needs no copy). x and y
-// are fp32. Accumulation is fp32. For BF16 weights the activations are rounded
-// to bf16 first (the products are then exact in fp32), on every code path.
+// W is row-major [N, K] as stored in safetensors / llama2.c / GGUF files (row stride `ld`
+// elements, so a column slice of a larger matrix needs no copy), in any DType the kernels
+// know. x and y are fp32; accumulation is fp32. The entry point dispatches on (weight format,
+// ISA, M) to a kernel (kernels/matmul_kernel.h); callers never branch on the weight format.
+// For BF16 weights the activations are rounded to bf16 first (the products are then exact in
+// fp32), on every code path.
 //
-// Batch invariance: the value of y[m, n] depends only on x[m, :] and W[n, :],
-// never on M, on the other rows, or on the number of threads. The engine relies
-// on this so that batching never changes a greedy output.
+// Threads: the products are collective over a thread team (kernels/team.h): every member calls
+// with the same arguments, does its share, and the call returns (after a barrier) once the whole
+// output is written. The overloads without a Team run on the calling thread alone.
+//
+// Batch invariance: the value of y[m, n] depends only on x[m, :] and W[n, :], never on M, on
+// the other rows, on which other products share the call, or on the number of threads. The
+// engine relies on this so that batching never changes a greedy output.
 #pragma once
 
 #include <cstdint>
 
 #include "core/dtype.h"
 #include "kernels/isa.h"
+#include "kernels/team.h"
 
 namespace dpserve {
 
@@ -32,16 +39,51 @@ struct WeightView {
   float at(int64_t r, int64_t c) const;
 };
 
+// What a product does with each value v = x[m] . W[n] (+ bias[n]).
+enum class MatmulStore {
+  Set,  // y = v
+  Add,  // y += v (e.g. the residual stream, or a weighted sum of experts)
+};
+
+// One product of a matmul_jobs call.
+struct MatmulJob {
+  // Activations: row m (m < M) is x + row(m) * ldx, with row(m) = rows ? rows[m] : m.
+  const float* x = nullptr;
+  int64_t ldx = 0;
+  int64_t M = 0;
+  const int32_t* rows = nullptr;
+  WeightView w;
+  const float* bias = nullptr;  // [N] or null
+  // Gated pair (SwiGLU): when w_up.data is set, v = silu(x . W[n]) * (x . W_up[n]); same shape
+  // and dtype as w, no bias.
+  WeightView w_up;
+  // Output row of m: y + out_row(m) * ldy, out_row(m) = out_rows ? out_rows[m] : m; v is
+  // multiplied by scale[m] when scale is set.
+  float* y = nullptr;
+  int64_t ldy = 0;
+  const int32_t* out_rows = nullptr;
+  const float* scale = nullptr;
+  MatmulStore store = MatmulStore::Set;
+};
+
+// How the work of a matmul_jobs call may be ordered.
+enum class MatmulOrder {
+  Any,  // outputs of different jobs never overlap
+  // Several jobs Add into the same outputs (a token's experts): all jobs have the same N, and
+  // every output column block is computed by one member running the jobs in list order, so
+  // each element's sum has the same order whatever the team.
+  ColumnsInJobOrder,
+};
+
+// Collective: every member of t calls it with the same jobs. Jobs with the same activations
+// (x, ldx, M, rows) share one preparation of them (bf16 rounding, quantization).
+void matmul_jobs(Team& t, const MatmulJob* jobs, int64_t n_jobs, MatmulOrder order = MatmulOrder::Any);
+
 // y[M, N] (row stride ldy) = x[M, K] (row stride ldx) * W^T, plus bias (may be null).
-// Runs on the calling thread's OpenMP team (parallel over N and M tiles).
+void matmul(Team& t, const float* x, int64_t M, int64_t ldx, const WeightView& w, const float* bias, float* y,
+            int64_t ldy);
 void matmul(const float* x, int64_t M, int64_t ldx, const WeightView& w, const float* bias, float* y,
             int64_t ldy);
-
-// matmul on one given ISA level (tests and benchmarks force each path with it);
-// fails if the CPU lacks that level. Results may differ between levels in the
-// last bits; within one level they are batch- and thread-invariant.
-void matmul_isa(KernelIsa isa, const float* x, int64_t M, int64_t ldx, const WeightView& w, const float* bias,
-                float* y, int64_t ldy);
 
 // One output of matmul_multi: y (row stride ldy) = x * w^T + bias.
 struct MatmulOut {
@@ -51,10 +93,19 @@ struct MatmulOut {
   int64_t ldy = 0;
 };
 
-// Several products of the same activations at once (q/k/v, gate/up): the weights must share K.
-// One activation packing and one parallel region per weight dtype instead of one per product;
-// every element is bit-identical to a separate matmul() call.
+// Several products of the same activations at once (q/k/v; the weights share K, their dtypes may
+// differ, as in llama.cpp's Q4_K_M mix): one activation preparation per weight format and one
+// split of the work; every element is bit-identical to a separate matmul() call.
+void matmul_multi(Team& t, const float* x, int64_t M, int64_t ldx, const MatmulOut* outs, int64_t n_outs);
 void matmul_multi(const float* x, int64_t M, int64_t ldx, const MatmulOut* outs, int64_t n_outs);
+
+// The same products on one given ISA level (tests and benchmarks force each path with it); fails
+// if the CPU lacks that level. Results may differ between levels in the last bits; within one
+// level they are batch- and thread-invariant.
+void matmul_jobs_isa(KernelIsa isa, Team& t, const MatmulJob* jobs, int64_t n_jobs,
+                     MatmulOrder order = MatmulOrder::Any);
+void matmul_isa(KernelIsa isa, const float* x, int64_t M, int64_t ldx, const WeightView& w, const float* bias,
+                float* y, int64_t ldy);
 
 // Copy row `r` of W into fp32 `out` (embedding lookup).
 void weight_row_to_f32(const WeightView& w, int64_t r, float* out);

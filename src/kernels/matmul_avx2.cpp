@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "core/check.h"
-#include "kernels/matmul_impl.h"  // before the target region: its std headers stay generic
+#include "kernels/matmul_kernel.h"  // before the target region: its std headers stay generic
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
@@ -77,20 +77,15 @@ struct Bf16 : Base {
 
 }  // namespace
 
-void matmul_block(const MatmulTask& t, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  switch (t.w.dtype) {
-    case DType::F32:
-      return block_loop<F32>(t.x, t.ldx, static_cast<const float*>(t.w.data), t.w.ld, t.w.cols, t.bias, t.y, t.ldy,
-                             m0, m1, n0, n1);
-    case DType::F16:
-      return block_loop<F16>(t.x, t.ldx, static_cast<const uint16_t*>(t.w.data), t.w.ld, t.w.cols, t.bias, t.y,
-                             t.ldy, m0, m1, n0, n1);
-    case DType::BF16:
-      return block_loop<Bf16>(t.xb, t.ldxb, static_cast<const uint16_t*>(t.w.data), t.w.ld, t.w.cols, t.bias, t.y,
-                              t.ldy, m0, m1, n0, n1);
-    default: DP_CHECK(false, "float matmul block given {} weights", dtype_name(t.w.dtype));
-  }
+template <class P>
+void typed_block(const MatmulBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  block_loop<P>(static_cast<const typename P::XT*>(a.act), a.act_ld / int64_t(sizeof(typename P::XT)),
+                static_cast<const typename P::WT*>(a.w.data), a.w.ld, a.w.cols, a.y, a.ldy, m0, m1, n0, n1);
 }
+
+const MatmulKernel kF32{"avx2 f32", f32_act_row_bytes, f32_prepare_row, typed_block<F32>, 24, 32};
+const MatmulKernel kF16{"avx2 f16", f32_act_row_bytes, f32_prepare_row, typed_block<F16>, 24, 32};
+const MatmulKernel kBf16{"avx2 bf16", bf16_act_row_bytes, bf16_prepare_row, typed_block<Bf16>, 24, 32};
 
 }  // namespace dpserve::kernels::avx2
 

@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include "kernels/matmul_impl.h"  // before the target region: its std headers stay generic
+#include "kernels/matmul_kernel.h"  // before the target region: its std headers stay generic
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c,avx2")
@@ -48,10 +48,12 @@ struct Policy {
 
 }  // namespace
 
-void matmul_block(const MatmulTask& t, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  block_loop<Policy>(t.xb, t.ldxb, static_cast<const uint16_t*>(t.w.data), t.w.ld, t.w.cols, t.bias, t.y, t.ldy,
-                     m0, m1, n0, n1);
+void bf16_block(const MatmulBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  block_loop<Policy>(static_cast<const uint16_t*>(a.act), a.act_ld / 2, static_cast<const uint16_t*>(a.w.data), a.w.ld,
+                     a.w.cols, a.y, a.ldy, m0, m1, n0, n1);
 }
+
+const MatmulKernel kBf16{"avx512-bf16 bf16", bf16_act_row_bytes, bf16_prepare_row, bf16_block, 24, 32};
 
 }  // namespace dpserve::kernels::avx512bf16
 

@@ -1,9 +1,8 @@
-// Portable matmul block: plain C++ that the compiler vectorises for the build's
-// baseline ISA. The fixed per-element order is 16 lanes over K (lane j takes
-// k = 16c + j) followed by a pairwise tree over the lanes.
+// Portable matmul kernels: plain C++ that the compiler vectorises for the build's baseline ISA.
+// The fixed per-element order is 16 lanes over K (lane j takes k = 16c + j) followed by a
+// pairwise tree over the lanes.
 #include "core/bf16.h"
-#include "core/check.h"
-#include "kernels/matmul_impl.h"
+#include "kernels/matmul_kernel.h"
 
 namespace dpserve::kernels::portable {
 
@@ -17,51 +16,35 @@ float reduce_lanes(float* s) {
   return s[0];
 }
 
-template <typename WT, typename XT, typename Conv>
-float dot(const XT* x, const WT* w, int64_t k, Conv conv) {
-  float s[kLanes] = {};
-  int64_t c = 0;
-  for (; c + kLanes <= k; c += kLanes)
-    for (int j = 0; j < kLanes; ++j) s[j] += conv(x[c + j]) * conv(w[c + j]);
-  for (int j = 0; c + j < k; ++j) s[j] += conv(x[c + j]) * conv(w[c + j]);
-  return reduce_lanes(s);
-}
-
-}  // namespace
-
-void matmul_block(const MatmulTask& t, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  const int64_t k = t.w.cols;
+template <typename WT, typename XT, float (*ConvW)(WT), float (*ConvX)(XT)>
+void typed_block(const MatmulBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  const int64_t k = a.w.cols, ldx = a.act_ld / int64_t(sizeof(XT));
+  const XT* x = static_cast<const XT*>(a.act);
   for (int64_t n = n0; n < n1; ++n) {
-    const float b = t.bias ? t.bias[n] : 0.0f;
+    const WT* w = static_cast<const WT*>(a.w.data) + n * a.w.ld;
     for (int64_t m = m0; m < m1; ++m) {
-      float acc = 0.0f;
-      switch (t.w.dtype) {
-        case DType::F32: {
-          const float* w = static_cast<const float*>(t.w.data) + n * t.w.ld;
-          acc = dot(t.x + m * t.ldx, w, k, [](float v) { return v; });
-          break;
-        }
-        case DType::F16: {
-          const uint16_t* w = static_cast<const uint16_t*>(t.w.data) + n * t.w.ld;
-          const float* x = t.x + m * t.ldx;
-          float s[kLanes] = {};
-          int64_t c = 0;
-          for (; c + kLanes <= k; c += kLanes)
-            for (int j = 0; j < kLanes; ++j) s[j] += x[c + j] * f16_to_f32(w[c + j]);
-          for (int j = 0; c + j < k; ++j) s[j] += x[c + j] * f16_to_f32(w[c + j]);
-          acc = reduce_lanes(s);
-          break;
-        }
-        case DType::BF16: {
-          const uint16_t* w = static_cast<const uint16_t*>(t.w.data) + n * t.w.ld;
-          acc = dot(t.xb + m * t.ldxb, w, k, [](uint16_t v) { return bf16_to_f32(v); });
-          break;
-        }
-        default: DP_CHECK(false, "float matmul block given {} weights", dtype_name(t.w.dtype));
-      }
-      t.y[m * t.ldy + n] = acc + b;
+      const XT* xr = x + m * ldx;
+      float s[kLanes] = {};
+      int64_t c = 0;
+      for (; c + kLanes <= k; c += kLanes)
+        for (int j = 0; j < kLanes; ++j) s[j] += ConvX(xr[c + j]) * ConvW(w[c + j]);
+      for (int j = 0; c + j < k; ++j) s[j] += ConvX(xr[c + j]) * ConvW(w[c + j]);
+      a.y[(m - m0) * a.ldy + (n - n0)] = reduce_lanes(s);
     }
   }
 }
+
+float as_float(float v) { return v; }
+float from_f16(uint16_t v) { return f16_to_f32(v); }
+float from_bf16(uint16_t v) { return bf16_to_f32(v); }
+
+}  // namespace
+
+const MatmulKernel kF32{"portable f32", f32_act_row_bytes, f32_prepare_row,
+                        typed_block<float, float, as_float, as_float>, 8, 32};
+const MatmulKernel kF16{"portable f16", f32_act_row_bytes, f32_prepare_row,
+                        typed_block<uint16_t, float, from_f16, as_float>, 8, 32};
+const MatmulKernel kBf16{"portable bf16", bf16_act_row_bytes, bf16_prepare_row,
+                         typed_block<uint16_t, uint16_t, from_bf16, from_bf16>, 8, 32};
 
 }  // namespace dpserve::kernels::portable

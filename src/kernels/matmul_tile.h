@@ -21,7 +21,7 @@
 
 #include <immintrin.h>
 
-#include "kernels/matmul_impl.h"
+#include "kernels/matmul_kernel.h"
 
 namespace dpserve::kernels {
 
@@ -33,7 +33,7 @@ namespace dpserve::kernels {
 // which keeps the exact per-lane order of a single pass over K.
 template <class P, int MR, int NR>
 void tile_kernel(const typename P::XT* x, int64_t ldx, const typename P::WT* w, int64_t ldw, int64_t wcs, int64_t k0,
-                 int64_t k1, int64_t K, float* saved, float* y, int64_t ldy, const float* bias) {
+                 int64_t k1, int64_t K, float* saved, float* y, int64_t ldy) {
   constexpr int64_t kLanes = int64_t(sizeof(typename P::Acc) / sizeof(float));
   typename P::Acc acc[MR][NR];
 #pragma GCC unroll 8
@@ -77,12 +77,12 @@ void tile_kernel(const typename P::XT* x, int64_t ldx, const typename P::WT* w, 
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
-    for (int j = 0; j < NR; ++j) y[i * ldy + j] = P::reduce(acc[i][j]) + (bias ? bias[j] : 0.0f);
+    for (int j = 0; j < NR; ++j) y[i * ldy + j] = P::reduce(acc[i][j]);
 }
 
 template <class P>
 using TileFn = void (*)(const typename P::XT*, int64_t, const typename P::WT*, int64_t, int64_t, int64_t, int64_t,
-                        int64_t, float*, float*, int64_t, const float*);
+                        int64_t, float*, float*, int64_t);
 
 template <class P, int MR, int... NRs>
 constexpr auto tile_row(std::integer_sequence<int, NRs...>) {
@@ -114,8 +114,8 @@ inline void prefetch_panel(const typename P::WT* w, int64_t ldw, int64_t rows, i
 // wait in a small buffer between panels). One x tile only (decode): no panels,
 // and the next strip is prefetched instead, as nothing else hides its latency.
 template <class P>
-void block_loop(const typename P::XT* x, int64_t ldx, const typename P::WT* w, int64_t ldw, int64_t K,
-                const float* bias, float* y, int64_t ldy, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+void block_loop(const typename P::XT* x, int64_t ldx, const typename P::WT* w, int64_t ldw, int64_t K, float* y,
+                int64_t ldy, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   static constexpr auto table = tile_table<P>(std::make_integer_sequence<int, P::kMaxMR>{});
   const int64_t m_tiles = (m1 - m0 + P::kMaxMR - 1) / P::kMaxMR;
   const int nr_max = m_tiles == 1 ? P::kGemvNR : P::kGemmNR;
@@ -171,8 +171,8 @@ void block_loop(const typename P::XT* x, int64_t ldx, const typename P::WT* w, i
       for (int64_t m = m0, mt = 0; m < m1; m += P::kMaxMR, ++mt) {
         if (next_rows > 0) prefetch_panel<P>(w + next_n * ldw, ldw, next_rows, next_k0, next_k1, mt, m_tiles);
         const int mr = int(std::min<int64_t>(P::kMaxMR, m1 - m));
-        table[mr - 1][nr - 1](x + m * ldx, ldx, wp, wld, wcs, k0, k1, K, saved + mt * tile_floats, y + m * ldy + n,
-                              ldy, bias ? bias + n : nullptr);
+        table[mr - 1][nr - 1](x + m * ldx, ldx, wp, wld, wcs, k0, k1, K, saved + mt * tile_floats, y + (m - m0) * ldy + (n - n0),
+                              ldy);
       }
     }
   }

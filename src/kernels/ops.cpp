@@ -1,6 +1,5 @@
-// Element-wise and row-wise operators. Plain loops the compiler vectorises;
-// the large ones split over OpenMP threads (the split never changes a result,
-// every element is computed the same way whatever the split).
+// Element-wise and row-wise operators. Plain loops the compiler vectorises, split over the
+// team (the split never changes a result: every element is computed the same way whatever it is).
 #include "kernels/ops.h"
 
 #include <algorithm>
@@ -13,44 +12,52 @@
 namespace dpserve {
 
 namespace {
-constexpr int64_t kParallelMin = int64_t(1) << 15;  // below this, a fork/join costs more than it saves
+
+// 16 lanes then a tree: vectorisable without reassociation, the same order always.
+float sum_squares(const float* x, int64_t n) {
+  float s[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 16; ++j) s[j] += x[i + j] * x[i + j];
+  for (int j = 0; i + j < n; ++j) s[j] += x[i + j] * x[i + j];
+  for (int h = 8; h >= 1; h /= 2)
+    for (int j = 0; j < h; ++j) s[j] += s[j + h];
+  return s[0];
+}
+
+void rmsnorm_cols(const float* xr, const float* w, float* yr, int64_t n, int64_t c0, int64_t c1, float eps) {
+  const float inv = 1.0f / std::sqrt(sum_squares(xr, n) / float(n) + eps);
+  for (int64_t k = c0; k < c1; ++k) yr[k] = (xr[k] * inv) * w[k];
+}
+
+}  // namespace
+
+void rmsnorm(Team& t, const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps) {
+  if (rows < 0 || n <= 0) fail("rmsnorm: bad shape {}x{}", rows, n);
+  if (rows >= t.size() || x == y) {
+    // Whole rows per member (in place, a row's sum must be read before any of it is written).
+    const Range r = t.share(rows);
+    for (int64_t i = r.begin; i < r.end; ++i) rmsnorm_cols(x + i * n, w, y + i * n, n, 0, n, eps);
+  } else {
+    // Fewer rows than members: every member sums each row (cheap) and writes its columns.
+    const Range c = t.share(n, 16);
+    for (int64_t i = 0; i < rows; ++i) rmsnorm_cols(x + i * n, w, y + i * n, n, c.begin, c.end, eps);
+  }
+  t.barrier();
 }
 
 void rmsnorm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps) {
-  if (rows < 0 || n <= 0) fail("rmsnorm: bad shape {}x{}", rows, n);
-  auto row = [&](int64_t r) {
-    const float* xr = x + r * n;
-    float* yr = y + r * n;
-    // 16 lanes then a tree: vectorisable without reassociation, same order always.
-    float s[16] = {};
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-      for (int j = 0; j < 16; ++j) s[j] += xr[i + j] * xr[i + j];
-    for (int j = 0; i + j < n; ++j) s[j] += xr[i + j] * xr[i + j];
-    for (int h = 8; h >= 1; h /= 2)
-      for (int j = 0; j < h; ++j) s[j] += s[j + h];
-    const float inv = 1.0f / std::sqrt(s[0] / float(n) + eps);
-    for (int64_t k = 0; k < n; ++k) yr[k] = (xr[k] * inv) * w[k];
-  };
-  if (rows > 1 && rows * n >= kParallelMin) {
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) row(r);
-  } else {
-    for (int64_t r = 0; r < rows; ++r) row(r);
-  }
+  rmsnorm(Team::solo(), x, w, y, rows, n, eps);
 }
 
-void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
+void silu_mul(Team& t, const float* gate, const float* up, float* out, int64_t n) {
   if (n < 0) fail("silu_mul: negative n");
-  constexpr int64_t kChunk = 4096;
-  const int64_t chunks = (n + kChunk - 1) / kChunk;
-  if (n < kParallelMin) return vec_silu_mul(gate, up, out, n);
-#pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t i0 = c * kChunk, i1 = std::min(n, i0 + kChunk);
-    vec_silu_mul(gate + i0, up + i0, out + i0, i1 - i0);
-  }
+  const Range r = t.share(n, 64);
+  vec_silu_mul(gate + r.begin, up + r.begin, out + r.begin, r.size());
+  t.barrier();
 }
+
+void silu_mul(const float* gate, const float* up, float* out, int64_t n) { silu_mul(Team::solo(), gate, up, out, n); }
 
 void softmax(float* x, int64_t n) {
   if (n <= 0) return;
@@ -88,13 +95,12 @@ void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t rot_dim, const fl
   }
 }
 
-void add_inplace(float* y, const float* x, int64_t n) {
-  if (n < 4 * kParallelMin) {
-    for (int64_t i = 0; i < n; ++i) y[i] += x[i];
-    return;
-  }
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+void add_inplace(Team& t, float* y, const float* x, int64_t n) {
+  const Range r = t.share(n, 16);
+  for (int64_t i = r.begin; i < r.end; ++i) y[i] += x[i];
+  t.barrier();
 }
+
+void add_inplace(float* y, const float* x, int64_t n) { add_inplace(Team::solo(), y, x, n); }
 
 }  // namespace dpserve

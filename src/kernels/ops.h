@@ -1,14 +1,22 @@
 // Element-wise and row-wise operators of the transformer block.
+//
+// The Team overloads are collective (kernels/team.h): every member calls with the same
+// arguments, and the call returns after a barrier once the whole output is written. How the
+// work is split never changes a bit of the result.
 #pragma once
 
 #include <cstdint>
 
+#include "kernels/team.h"
+
 namespace dpserve {
 
 // y = x / rms(x) * w over each of `rows` rows of length n (x may alias y).
+void rmsnorm(Team& t, const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps);
 void rmsnorm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps);
 
 // out[i] = silu(gate[i]) * up[i]
+void silu_mul(Team& t, const float* gate, const float* up, float* out, int64_t n);
 void silu_mul(const float* gate, const float* up, float* out, int64_t n);
 
 // In-place softmax of n values; returns nothing, handles -inf entries
@@ -23,6 +31,7 @@ void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t rot_dim, const fl
           const float* sin, bool interleaved);
 
 // y += x
+void add_inplace(Team& t, float* y, const float* x, int64_t n);
 void add_inplace(float* y, const float* x, int64_t n);
 
 }  // namespace dpserve

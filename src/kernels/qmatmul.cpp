@@ -2,6 +2,7 @@
 // on the SIMD paths: those only read the repacked layout, so plain rows are repacked a couple of
 // groups at a time into a per-thread buffer first (the model repacks once at load instead).
 #include <algorithm>
+#include <array>
 
 #include "core/check.h"
 #include "core/cpu.h"
@@ -35,19 +36,28 @@ void via_scratch(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_
   }
 }
 
-// The current driver's block: the prepared rows in MatmulTask::xq, output at absolute (m, n), bias.
-template <QBlockFn Block>
-void with_task(const MatmulTask& t, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  QBlockArgs a;
-  a.act = t.xq->row(0);
-  a.act_ld = t.xq->ld();
-  a.w = t.w;
-  a.y = t.y + m0 * t.ldy + n0;
-  a.ldy = t.ldy;
-  Block(a, m0, m1, n0, n1);
-  if (t.bias)
-    for (int64_t m = m0; m < m1; ++m)
-      for (int64_t n = n0; n < n1; ++n) t.y[m * t.ldy + n] += t.bias[n];
+// Activation rows for the kernels: int8 blocks of B elements with their scales and code sums.
+template <KernelIsa I, int B>
+int64_t act_bytes(int64_t K) {
+  return quant_act_row_bytes(B, K);
+}
+template <KernelIsa I, int B>
+void prepare(const float* x, int64_t K, void* dst) {
+  quantize_act_row(I, B, x, K, dst);
+}
+
+constexpr int kIsas = 4;                                    // KernelIsa's values
+constexpr int kTypes = int(DType::Q6_K_X16) + 1;             // DType's values
+// Column blocks start on whole GEMV tiles of 16-row groups (four groups per tile).
+constexpr int64_t kQuantGrain = 64;
+// Activation rows per block: their prepared rows and accumulators stay in L1.
+constexpr int64_t kQuantMaxRows = 32;
+
+template <KernelIsa I>
+MatmulKernel make_kernel(DType t) {
+  const bool k_type = act_block_elems(t) == 256;
+  return MatmulKernel{dtype_name(t), k_type ? act_bytes<I, 256> : act_bytes<I, 32>,
+                      k_type ? prepare<I, 256> : prepare<I, 32>, qblock_fn(I, t), kQuantGrain, kQuantMaxRows};
 }
 
 }  // namespace
@@ -66,19 +76,22 @@ QBlockFn qblock_fn(KernelIsa isa, DType t) {
   return portable::qmatmul_block;
 }
 
-MatmulBlockFn qmatmul_block_fn(KernelIsa isa, DType t) {
-  const bool repacked = dtype_row_group(t) > 1;
-  switch (isa) {
-    case KernelIsa::Portable: return with_task<portable::qmatmul_block>;
-    case KernelIsa::Avx2: return repacked ? with_task<avx2::qmatmul_block> : with_task<via_scratch<avx2::qmatmul_block>>;
-    case KernelIsa::Avx512:
-      return repacked ? with_task<avx512::qmatmul_block> : with_task<via_scratch<avx512::qmatmul_block>>;
-    case KernelIsa::Avx512Bf16:
-      if (cpu_features().avx512vnni)
-        return repacked ? with_task<vnni::qmatmul_block> : with_task<via_scratch<vnni::qmatmul_block>>;
-      return repacked ? with_task<avx512::qmatmul_block> : with_task<via_scratch<avx512::qmatmul_block>>;
-  }
-  return with_task<portable::qmatmul_block>;
+const MatmulKernel* quant_matmul_kernel(DType t, KernelIsa isa) {
+  if (!dtype_is_quantized(t)) return nullptr;
+  // Built once (the blocks are picked at run time: VNNI or not); thread-safe static init.
+  static const auto table = [] {
+    std::array<std::array<MatmulKernel, kTypes>, kIsas> k{};
+    for (int i = 0; i < kTypes; ++i) {
+      const DType d = DType(i);
+      if (!dtype_is_quantized(d)) continue;
+      k[int(KernelIsa::Portable)][i] = make_kernel<KernelIsa::Portable>(d);
+      k[int(KernelIsa::Avx2)][i] = make_kernel<KernelIsa::Avx2>(d);
+      k[int(KernelIsa::Avx512)][i] = make_kernel<KernelIsa::Avx512>(d);
+      k[int(KernelIsa::Avx512Bf16)][i] = make_kernel<KernelIsa::Avx512Bf16>(d);
+    }
+    return k;
+  }();
+  return &table[size_t(isa)][size_t(t)];
 }
 
 }  // namespace dpserve::kernels

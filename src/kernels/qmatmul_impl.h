@@ -9,17 +9,12 @@
 
 #include "kernels/isa.h"
 #include "kernels/matmul.h"
-#include "kernels/matmul_impl.h"
+#include "kernels/matmul_kernel.h"
 
 namespace dpserve::kernels {
 
-struct QBlockArgs {
-  const void* act = nullptr;  // prepared activation row m at act + m * act_ld bytes
-  int64_t act_ld = 0;
-  WeightView w;
-  float* y = nullptr;  // the block's output (m, n) at y[(m - m0) * ldy + (n - n0)]
-  int64_t ldy = 0;
-};
+// A block is a MatmulKernel block (kernels/matmul_kernel.h): output relative to (m0, n0), no bias.
+using QBlockArgs = MatmulBlockArgs;
 
 using QBlockFn = void (*)(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 
@@ -48,7 +43,7 @@ void qmatmul_block(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int6
 // of groups at a time into a per-thread buffer on the way).
 QBlockFn qblock_fn(KernelIsa isa, DType t);
 
-// For the current matmul driver (matmul.cpp): the block over MatmulTask::xq, plus bias.
-MatmulBlockFn qmatmul_block_fn(KernelIsa isa, DType t);
-
+// The matmul kernel (kernels/matmul_kernel.h) for block-quantized weights of type t on `isa`:
+// activation rows prepared by quantize_act_row, blocks from qblock_fn. Null for float types.
+const MatmulKernel* quant_matmul_kernel(DType t, KernelIsa isa);
 }  // namespace dpserve::kernels

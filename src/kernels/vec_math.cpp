@@ -57,7 +57,15 @@ __attribute__((target("avx2,fma"))) void silu_mul_avx2(const float* gate, const 
     const __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), g));
     _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), _mm256_loadu_ps(up + i)));
   }
-  silu_mul_portable(gate + i, up + i, out + i, n - i);
+  if (i == n) return;
+  // The tail through the same vector code (zero-padded), so an element's value never depends on
+  // where a caller's range happens to end.
+  alignas(32) float g8[8] = {}, u8[8] = {};
+  for (int64_t j = 0; i + j < n; ++j) g8[j] = gate[i + j], u8[j] = up[i + j];
+  const __m256 g = _mm256_load_ps(g8);
+  const __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), g));
+  _mm256_store_ps(g8, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), _mm256_load_ps(u8)));
+  for (int64_t j = 0; i + j < n; ++j) out[i + j] = g8[j];
 }
 
 __attribute__((target("avx2,fma"))) float exp_sub_sum_avx2(float* x, int64_t n, float shift) {

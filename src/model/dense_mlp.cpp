@@ -32,4 +32,26 @@ void DenseMlp::forward(const float* x, int64_t rows, float* out, bool accumulate
   add_inplace(out, y_.data(), rows * H);
 }
 
+void DenseMlp::forward(Team& t, const float* x, int64_t rows, float* out, float* h) const {
+  if (rows == 0) return;
+  MatmulJob gu;  // h = silu(x gate^T) * (x up^T)
+  gu.x = x;
+  gu.ldx = hidden_;
+  gu.M = rows;
+  gu.w = gate_;
+  gu.w_up = up_;
+  gu.y = h;
+  gu.ldy = ffn_local_;
+  matmul_jobs(t, &gu, 1);
+  MatmulJob down;
+  down.x = h;
+  down.ldx = ffn_local_;
+  down.M = rows;
+  down.w = down_;
+  down.y = out;
+  down.ldy = hidden_;
+  down.store = MatmulStore::Add;
+  matmul_jobs(t, &down, 1);
+}
+
 }  // namespace dpserve

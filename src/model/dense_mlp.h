@@ -27,6 +27,9 @@ class DenseMlp {
   bool empty() const { return ffn_local_ == 0; }
   // out[rows, hidden] (+)= this rank's share of the MLP of x[rows, hidden].
   void forward(const float* x, int64_t rows, float* out, bool accumulate);
+  // The same on the thread team (collective), added into out; h: rows x ffn_local() scratch.
+  void forward(Team& t, const float* x, int64_t rows, float* out, float* h) const;
+  int64_t ffn_local() const { return ffn_local_; }
 
  private:
   WeightView gate_, up_, down_;

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -71,6 +72,8 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   if ((m->par_.attn.size > 1 || m->par_.mlp.size > 1 || m->par_.vocab.size > 1) && !m->comm_)
     fail("internal: a sharded model needs a communicator");
   m->init_layers(opts);
+  const int threads = opts.threads > 0 ? opts.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  m->team_ = std::make_unique<ThreadTeam>(threads);
   return m;
 }
 
@@ -183,136 +186,219 @@ void Model::init_layers(const LoadOptions& opts) {
   }
 }
 
-static void grow(std::vector<float>& v, int64_t n) {
+template <class T>
+static void grow(std::vector<T>& v, int64_t n) {
   if (int64_t(v.size()) < n) v.resize(size_t(n));
 }
 
-void Model::mla_attention(const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv) {
+void Model::mla_attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv) {
+  // MlaAttention is not a team collective yet: the leader runs it (its products on one thread,
+  // its per-head loops with OpenMP) while the other members wait at the barrier.
   const int64_t T = b.n_tokens(), H = cfg_.hidden;
-  grow(o_, T * H);
-  L.mla->forward(xn_.data(), T, b.seqs, rope_cs_.data(), kv, li, o_.data(), mla_path_);
-  if (par_.attn.size > 1) comm_->attn_allreduce(o_.data(), T * H);
-  add_inplace(x_.data(), o_.data(), T * H);
+  if (t.leader()) {
+    L.mla->forward(xn_.data(), T, b.seqs, rope_cs_.data(), kv, li, o_.data(), mla_path_);
+    if (par_.attn.size > 1) comm_->attn_allreduce(o_.data(), T * H);
+  }
+  t.barrier();
+  add_inplace(t, x_.data(), o_.data(), T * H);
 }
 
-void Model::attention(const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv) {
-  if (L.mla) return mla_attention(L, li, b, kv);
+void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv) {
+  if (L.mla) return mla_attention(t, L, li, b, kv);
   const auto& c = cfg_;
   const int64_t T = b.n_tokens(), H = c.hidden, hd = c.head_dim;
-  const int64_t qd = n_heads_local_ * hd, kd = n_kv_local_ * hd;
-  grow(q_, T * qd);
-  grow(k_, T * kd);
-  grow(v_, T * kd);
-  grow(attn_, T * qd);
-  // q, k and v in one pass over the activations (one parallel region instead of three).
+  const int64_t nh = n_heads_local_, nkv = n_kv_local_;
+  const int64_t qd = nh * hd, kd = nkv * hd;
+  // q, k and v in one pass over the activations.
   const MatmulOut qkv[3] = {{L.wq, L.bq.empty() ? nullptr : L.bq.data(), q_.data(), qd},
                             {L.wk, L.bk.empty() ? nullptr : L.bk.data(), k_.data(), kd},
                             {L.wv, L.bv.empty() ? nullptr : L.bv.data(), v_.data(), kd}};
-  matmul_multi(xn_.data(), T, H, qkv, 3);
-  if (c.qk_norm) {
-    rmsnorm(q_.data(), L.q_norm.data(), q_.data(), T * n_heads_local_, hd, float(c.rms_eps));
-    rmsnorm(k_.data(), L.k_norm.data(), k_.data(), T * n_kv_local_, hd, float(c.rms_eps));
-  }
-  // RoPE, then store K and V at each token's position.
-  const int64_t half = hd / 2;
-  const int64_t ps = kv.page_size();
-  for (const AttnSeq& s : b.seqs) {
-#pragma omp parallel for schedule(static) if (s.n_q > 8)
-    for (int64_t i = 0; i < s.n_q; ++i) {
-      const int64_t row = s.q_row + i, pos = s.pos0 + i;
-      const float* cs = &rope_cs_[row * hd];  // filled once per forward, shared by every layer
-      rope(&q_[row * qd], n_heads_local_, hd, hd, cs, cs + half, c.rope_interleaved);
-      rope(&k_[row * kd], n_kv_local_, hd, hd, cs, cs + half, c.rope_interleaved);
-      const int32_t page = s.pages[pos / ps];
-      for (int64_t h = 0; h < n_kv_local_; ++h) {
-        std::memcpy(kv.k_at(li, page, h, pos % ps), &k_[row * kd + h * hd], size_t(hd) * sizeof(float));
-        std::memcpy(kv.v_at(li, page, h, pos % ps), &v_[row * kd + h * hd], size_t(hd) * sizeof(float));
-      }
+  matmul_multi(t, xn_.data(), T, H, qkv, 3);
+  // Per head of every token: q/k norm (Qwen3), RoPE, and K/V into the cache at its position.
+  const int64_t half = hd / 2, ps = kv.page_size();
+  const float eps = float(c.rms_eps);
+  const int64_t per_row = nh + 2 * nkv;
+  const Range r = t.share(T * per_row);
+  for (int64_t item = r.begin; item < r.end; ++item) {
+    const int64_t row = item / per_row, h = item % per_row;
+    const float* cs = rope_->row(row_pos_[size_t(row)]);
+    if (h < nh) {
+      float* qh = &q_[row * qd + h * hd];
+      if (c.qk_norm) rmsnorm(qh, L.q_norm.data(), qh, 1, hd, eps);
+      rope(qh, 1, hd, hd, cs, cs + half, c.rope_interleaved);
+      continue;
+    }
+    const int64_t pos = row_pos_[size_t(row)];
+    const int32_t page = page_of_row_[size_t(row)];
+    if (h < nh + nkv) {
+      const int64_t kh = h - nh;
+      float* k = &k_[row * kd + kh * hd];
+      if (c.qk_norm) rmsnorm(k, L.k_norm.data(), k, 1, hd, eps);
+      rope(k, 1, hd, hd, cs, cs + half, c.rope_interleaved);
+      std::memcpy(kv.k_at(li, page, kh, pos % ps), k, size_t(hd) * sizeof(float));
+    } else {
+      const int64_t vh = h - nh - nkv;
+      std::memcpy(kv.v_at(li, page, vh, pos % ps), &v_[row * kd + vh * hd], size_t(hd) * sizeof(float));
     }
   }
-  AttnParams ap{n_heads_local_, n_kv_local_, hd, float(1.0 / std::sqrt(double(hd))), c.sliding_window};
-  paged_attention(q_.data(), qd, b.seqs.data(), int64_t(b.seqs.size()), kv.layer(li), ap, attn_.data(), qd);
-  grow(o_, T * H);
-  matmul(attn_.data(), T, qd, L.wo, nullptr, o_.data(), H);
-  if (par_.attn.size > 1) comm_->attn_allreduce(o_.data(), T * H);
-  add_inplace(x_.data(), o_.data(), T * H);
+  t.barrier();
+  AttnParams ap{nh, nkv, hd, float(1.0 / std::sqrt(double(hd))), c.sliding_window};
+  paged_attention(t, q_.data(), qd, b.seqs.data(), int64_t(b.seqs.size()), kv.layer(li), ap, attn_.data(), qd);
+  if (par_.attn.size > 1) {
+    matmul(t, attn_.data(), T, qd, L.wo, nullptr, o_.data(), H);
+    if (t.leader()) comm_->attn_allreduce(o_.data(), T * H);
+    t.barrier();
+    add_inplace(t, x_.data(), o_.data(), T * H);
+    return;
+  }
+  // One rank: o_proj adds straight into the residual stream.
+  MatmulJob o;
+  o.x = attn_.data();
+  o.ldx = qd;
+  o.M = T;
+  o.w = L.wo;
+  o.y = x_.data();
+  o.ldy = H;
+  o.store = MatmulStore::Add;
+  matmul_jobs(t, &o, 1);
 }
 
-void Model::mlp(const Layer& L, int64_t T) {
+void Model::mlp(Team& t, const Layer& L, int64_t T) {
   const int64_t H = cfg_.hidden;
   // DP attention: the MLP runs over every group's rows (gathered), then each group takes its rows back.
   const bool dp = comm_ && comm_->dp_gather_enabled();
-  const float* in = xn_.data();
-  int64_t rows = T;
   if (dp) {
-    rows = comm_->dp_gather(xn_.data(), T, H, global_in_);
-    in = global_in_.data();
-  }
-  grow(o_, rows * H);
-  if (L.moe) {
-    std::vector<uint8_t> skip;
-    if (dp) {
-      skip.resize(size_t(rows));
-      for (int64_t r = 0; r < rows; ++r) skip[size_t(r)] = comm_->dp_is_padding(r);
+    if (t.leader()) {
+      mlp_rows_ = comm_->dp_gather(xn_.data(), T, H, global_in_);
+      grow(o_, mlp_rows_ * H);
+      if (L.moe) {
+        L.moe->reserve(mlp_rows_);
+        skip_.resize(size_t(mlp_rows_));
+        for (int64_t r = 0; r < mlp_rows_; ++r) skip_[size_t(r)] = comm_->dp_is_padding(r);
+      } else {
+        grow(h_, mlp_rows_ * ffn_local_);
+      }
     }
-    L.moe->forward(in, rows, o_.data(), skip.empty() ? nullptr : skip.data());
-  } else if (rows > 0) {
-    const int64_t F = ffn_local_;
-    grow(gate_, rows * F);
-    grow(up_, rows * F);
-    const MatmulOut gate_up[2] = {{L.gate, nullptr, gate_.data(), F}, {L.up, nullptr, up_.data(), F}};
-    matmul_multi(in, rows, H, gate_up, 2);
-    silu_mul(gate_.data(), up_.data(), gate_.data(), rows * F);
-    matmul(gate_.data(), rows, F, L.down, nullptr, o_.data(), H);
+    t.barrier();
+  } else {
+    mlp_rows_ = T;
   }
+  const float* in = dp ? global_in_.data() : xn_.data();
+  const int64_t rows = mlp_rows_;
+  // Alone (no TP, no DP attention) the MLP output goes straight into the residual stream.
+  const bool direct = !dp && par_.mlp.size == 1;
+  if (L.moe) {
+    L.moe->forward(t, in, rows, direct ? x_.data() : o_.data(), direct, dp ? skip_.data() : nullptr);
+  } else {
+    const int64_t F = ffn_local_;
+    MatmulJob gu;  // h = silu(x gate^T) * (x up^T)
+    gu.x = in;
+    gu.ldx = H;
+    gu.M = rows;
+    gu.w = L.gate;
+    gu.w_up = L.up;
+    gu.y = h_.data();
+    gu.ldy = F;
+    matmul_jobs(t, &gu, 1);
+    MatmulJob down;
+    down.x = h_.data();
+    down.ldx = F;
+    down.M = rows;
+    down.w = L.down;
+    down.y = direct ? x_.data() : o_.data();
+    down.ldy = H;
+    down.store = direct ? MatmulStore::Add : MatmulStore::Set;
+    matmul_jobs(t, &down, 1);
+  }
+  if (direct) return;
   if (dp) {
-    grow(global_out_, T * H);
-    comm_->dp_scatter(o_, H, global_out_.data(), T);
-    add_inplace(x_.data(), global_out_.data(), T * H);
+    if (t.leader()) comm_->dp_scatter(o_, H, global_out_.data(), T);
+    t.barrier();
+    add_inplace(t, x_.data(), global_out_.data(), T * H);
     return;
   }
-  if (par_.mlp.size > 1) comm_->mlp_allreduce(o_.data(), T * H);
-  add_inplace(x_.data(), o_.data(), T * H);
+  if (t.leader()) comm_->mlp_allreduce(o_.data(), T * H);
+  t.barrier();
+  add_inplace(t, x_.data(), o_.data(), T * H);
+}
+
+void Model::forward_member(Team& t, const ForwardBatch& b, KVPool& kv, float* logits) {
+  const auto& c = cfg_;
+  const int64_t T = b.n_tokens(), H = c.hidden;
+  const Range r = t.share(T);
+  for (int64_t i = r.begin; i < r.end; ++i) {
+    if (!b.row_embeds.empty() && b.row_embeds[i]) {
+      std::memcpy(&x_[i * H], b.row_embeds[i], sizeof(float) * size_t(H));
+    } else {
+      weight_row_to_f32(embed_, b.tokens[i], &x_[i * H]);
+    }
+  }
+  t.barrier();
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const Layer& L = layers_[l];
+    rmsnorm(t, x_.data(), L.attn_norm.data(), xn_.data(), T, H, float(c.rms_eps));
+    attention(t, L, l, b, kv);
+    rmsnorm(t, x_.data(), L.mlp_norm.data(), xn_.data(), T, H, float(c.rms_eps));
+    mlp(t, L, T);
+  }
+  const int64_t R = int64_t(b.logit_rows.size());
+  if (R == 0) return;
+  const Range rr = t.share(R);
+  for (int64_t i = rr.begin; i < rr.end; ++i)
+    std::memcpy(&sel_[i * H], &x_[b.logit_rows[i] * H], sizeof(float) * size_t(H));
+  t.barrier();
+  rmsnorm(t, sel_.data(), final_norm_.data(), sel_.data(), R, H, float(c.rms_eps));
+  if (par_.vocab.size == 1) {
+    matmul(t, sel_.data(), R, H, lm_head_, nullptr, logits, c.vocab);
+  } else {
+    matmul(t, sel_.data(), R, H, lm_head_, nullptr, logits_local_.data(), vocab_local_);
+    if (t.leader()) comm_->vocab_allgather(logits_local_.data(), R, vocab_local_, logits, c.vocab);
+  }
 }
 
 void Model::forward(const ForwardBatch& b, KVPool& kv, float* logits) {
   const auto& c = cfg_;
-  const int64_t T = b.n_tokens(), H = c.hidden;
-  grow(x_, T * H);
-  grow(xn_, T * H);
+  const int64_t T = b.n_tokens(), H = c.hidden, hd = c.head_dim;
+  // Everything that can fail on bad input fails here, on the step thread, before the team starts.
   for (int64_t t = 0; t < T; ++t) {
-    if (!b.row_embeds.empty() && b.row_embeds[t]) {
-      std::memcpy(&x_[t * H], b.row_embeds[t], sizeof(float) * size_t(H));
-      continue;
-    }
+    if (!b.row_embeds.empty() && b.row_embeds[t]) continue;
     const int32_t id = b.tokens[t];
     if (id < 0 || id >= c.vocab) fail("token id {} is outside the vocabulary [0, {})", id, c.vocab);
-    weight_row_to_f32(embed_, id, &x_[t * H]);
   }
-  // RoPE angles depend only on positions: compute them once for all layers.
-  const int64_t hd = rope_->dim(), half = hd / 2;
-  grow(rope_cs_, T * hd);
-  for (const AttnSeq& s : b.seqs)
-    for (int64_t i = 0; i < s.n_q; ++i) rope_->at(s.pos0 + i, &rope_cs_[(s.q_row + i) * hd], &rope_cs_[(s.q_row + i) * hd + half]);
-  for (int64_t l = 0; l < c.n_layers; ++l) {
-    const Layer& L = layers_[l];
-    rmsnorm(x_.data(), L.attn_norm.data(), xn_.data(), T, H, float(c.rms_eps));
-    attention(L, l, b, kv);
-    rmsnorm(x_.data(), L.mlp_norm.data(), xn_.data(), T, H, float(c.rms_eps));
-    mlp(L, T);
-  }
-  const int64_t R = int64_t(b.logit_rows.size());
-  if (R == 0) return;
+  const int64_t qd = n_heads_local_ * hd, kd = n_kv_local_ * hd, R = int64_t(b.logit_rows.size());
+  grow(x_, T * H);
+  grow(xn_, T * H);
+  grow(q_, T * qd);
+  grow(k_, T * kd);
+  grow(v_, T * kd);
+  grow(attn_, T * qd);
+  grow(o_, T * H);
+  grow(h_, T * ffn_local_);
+  grow(global_out_, T * H);
+  bool has_mla = false;
+  for (const auto& L : layers_) has_mla = has_mla || L.mla != nullptr;
   grow(sel_, R * H);
-  for (int64_t r = 0; r < R; ++r)
-    rmsnorm(&x_[b.logit_rows[r] * H], final_norm_.data(), &sel_[r * H], 1, H, float(c.rms_eps));
-  if (par_.vocab.size == 1) {
-    matmul(sel_.data(), R, H, lm_head_, nullptr, logits, c.vocab);
-  } else {
-    grow(logits_local_, R * vocab_local_);
-    matmul(sel_.data(), R, H, lm_head_, nullptr, logits_local_.data(), vocab_local_);
-    comm_->vocab_allgather(logits_local_.data(), R, vocab_local_, logits, c.vocab);
+  grow(logits_local_, R * vocab_local_);
+  grow(row_pos_, T);
+  grow(page_of_row_, T);
+  const int64_t ps = kv.page_size();
+  int64_t max_pos = 0;
+  for (const AttnSeq& s : b.seqs) {
+    for (int64_t i = 0; i < s.n_q; ++i) {
+      row_pos_[size_t(s.q_row + i)] = s.pos0 + i;
+      page_of_row_[size_t(s.q_row + i)] = s.pages[(s.pos0 + i) / ps];
+    }
+    max_pos = std::max(max_pos, s.pos0 + s.n_q);
   }
+  rope_->ensure(max_pos);  // RoPE angles depend only on positions: computed once, for every step
+  if (has_mla) {  // MlaAttention reads the angles per token of the batch
+    const int64_t rd = rope_->dim();
+    grow(rope_cs_, T * rd);
+    for (int64_t i = 0; i < T; ++i) std::memcpy(&rope_cs_[i * rd], rope_->row(row_pos_[size_t(i)]), sizeof(float) * size_t(rd));
+  }
+  for (const auto& L : layers_)
+    if (L.moe) L.moe->reserve(T);
+  team_->run([&](Team& t) { forward_member(t, b, kv, logits); });
 }
 
 }  // namespace dpserve

@@ -37,6 +37,7 @@ struct ForwardBatch {
 struct LoadOptions {
   ModelParallel parallel;
   ModelComm* comm = nullptr;  // required when any shard size > 1
+  int threads = 0;            // members of the model's thread team (0 = the machine's cores)
   Quantization quantization = Quantization::kNone;  // float matrices to block types on load
   bool verbose = true;  // say how long converting the weights took (one rank of many)
 };
@@ -52,6 +53,9 @@ class Model {
   int64_t local_kv_heads() const { return n_kv_local_; }
   // Bytes of every tensor of the model as run (quantized / repacked matrices at their new size).
   int64_t weight_bytes() const { return weight_bytes_; }
+  // The thread team that runs every forward pass (its caller is member 0, the step thread).
+  ThreadTeam& team() { return *team_; }
+  int threads() const { return team_->size(); }
   // Elements of every tensor of the model (its parameter count).
   int64_t weight_params() const { return weight_params_; }
 
@@ -60,17 +64,21 @@ class Model {
   // MLA only: force the absorbed or the decompressed form for every sequence (tests compare them).
   void set_mla_path(MlaPath p) { mla_path_ = p; }
 
-  // Runs the batch, writes K/V of its tokens into `kv`, and fills
-  // logits[batch.logit_rows.size(), vocab].
+  // Runs the batch on the thread team, writes K/V of its tokens into `kv`, and fills
+  // logits[batch.logit_rows.size(), vocab]. Collectives (ModelComm) are called from the calling
+  // thread only.
   void forward(const ForwardBatch& batch, KVPool& kv, float* logits);
 
  private:
   struct Layer;
   Model() = default;
   void init_layers(const LoadOptions& opts);
-  void attention(const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv);
-  void mla_attention(const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv);
-  void mlp(const Layer& L, int64_t T);
+  // One member's part of forward(); every member runs it.
+  void forward_member(Team& t, const ForwardBatch& b, KVPool& kv, float* logits);
+  void attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv);
+  void mlp(Team& t, const Layer& L, int64_t T);
+  // MLA layers (DeepSeek-V2/V3): model/mla_attention.h, run by the team's leader for now.
+  void mla_attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv);
 
   ModelConfig cfg_;
   ModelParallel par_;
@@ -85,9 +93,16 @@ class Model {
   int64_t weight_bytes_ = 0, weight_params_ = 0;
   MlaPath mla_path_ = MlaPath::kAuto;
 
-  // Scratch, grown as needed and reused step after step.
-  std::vector<float> x_, xn_, q_, k_, v_, attn_, o_, gate_, up_, logits_local_, sel_, global_in_, global_out_;
-  std::vector<float> rope_cs_;  // per token of the batch: rope dim/2 cos then rope dim/2 sin, once per forward
+  std::unique_ptr<ThreadTeam> team_;
+
+  // Scratch, grown as needed (on the step thread, or by the leader between barriers) and reused
+  // step after step.
+  std::vector<float> x_, xn_, q_, k_, v_, attn_, o_, h_, logits_local_, sel_, global_in_, global_out_;
+  std::vector<int64_t> row_pos_;     // position of each token of the batch
+  std::vector<int32_t> page_of_row_;  // KV page of each token's position
+  std::vector<uint8_t> skip_;     // DP padding rows of the gathered MLP input
+  int64_t mlp_rows_ = 0;          // rows of the MLP input this step (all groups' with DP attention)
+  std::vector<float> rope_cs_;  // MLA: per token of the batch, rope dim/2 cos then sin
 };
 
 }  // namespace dpserve

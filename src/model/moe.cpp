@@ -67,48 +67,132 @@ void MoeLayer::add_weights(WeightPrep& prep, int64_t layer, const std::string& p
   }
 }
 
-void MoeLayer::forward(const float* x, int64_t T, float* out, const uint8_t* skip) {
-  const int64_t H = cfg_.hidden, F = ffn_local_, E = cfg_.n_experts, K = cfg_.n_experts_per_tok;
-  std::memset(out, 0, sizeof(float) * size_t(T * H));
-  if (T == 0) return;
+void MoeLayer::reserve(int64_t T) {
+  const int64_t E = cfg_.n_experts, K = cfg_.n_experts_per_tok;
   if (int64_t(logits_.size()) < T * E) logits_.resize(size_t(T * E));
-  matmul(x, T, H, router_, nullptr, logits_.data(), E);
+  if (int64_t(pick_e_.size()) < T * K) pick_e_.resize(size_t(T * K)), pick_w_.resize(size_t(T * K));
+  if (int64_t(h_.size()) < T * K * ffn_local_) h_.resize(size_t(T * K * ffn_local_));
+  if (int64_t(shared_h_.size()) < T * shared_.ffn_local()) shared_h_.resize(size_t(T * shared_.ffn_local()));
+}
 
-  // Per local expert: the tokens that chose it and their routing weights.
-  const int64_t nloc = n_local_experts();
-  auto chosen = std::vector<std::vector<std::pair<int64_t, float>>>(static_cast<size_t>(nloc));
-  picks_.resize(size_t(K));
-  for (int64_t t = 0; t < T; ++t) {
-    if (skip && skip[t]) continue;
-    route_.route(&logits_[t * E], picks_.data());
-    for (const ExpertChoice& pk : picks_) {
-      const int64_t e = pk.expert;
-      if (e < e0_ || e >= e0_ + nloc) continue;
-      chosen[size_t(e - e0_)].push_back({t, pk.weight});
-    }
+void MoeLayer::route(const float* logits, int32_t* experts, float* weights) const {
+  const int64_t E = cfg_.n_experts, K = cfg_.n_experts_per_tok;
+  thread_local std::vector<float> scratch;
+  thread_local std::vector<ExpertChoice> picks;
+  scratch.assign(logits, logits + E);
+  picks.resize(size_t(K));
+  route_.route(scratch.data(), picks.data());
+  // Ascending expert ids: the weighted sum then adds a token's experts in a fixed order.
+  std::sort(picks.begin(), picks.end(), [](const ExpertChoice& a, const ExpertChoice& b) { return a.expert < b.expert; });
+  for (int64_t k = 0; k < K; ++k) {
+    experts[k] = picks[size_t(k)].expert;
+    weights[k] = picks[size_t(k)].weight;
   }
-  for (int64_t e = 0; e < nloc; ++e) {
-    const auto& rows = chosen[size_t(e)];
-    const int64_t n = int64_t(rows.size());
-    if (n == 0) continue;  // no work for an expert no token chose
-    if (int64_t(xs_.size()) < n * H) xs_.resize(size_t(n * H));
-    if (int64_t(g_.size()) < n * F) g_.resize(size_t(n * F)), u_.resize(size_t(n * F));
-    if (int64_t(y_.size()) < n * H) y_.resize(size_t(n * H));
-    for (int64_t i = 0; i < n; ++i) std::memcpy(&xs_[i * H], x + rows[i].first * H, sizeof(float) * size_t(H));
-    const Expert& ex = experts_[size_t(e)];
-    const MatmulOut gate_up[2] = {{ex.gate, nullptr, g_.data(), F}, {ex.up, nullptr, u_.data(), F}};
-    matmul_multi(xs_.data(), n, H, gate_up, 2);
-    silu_mul(g_.data(), u_.data(), g_.data(), n * F);
-    matmul(g_.data(), n, F, ex.down, nullptr, y_.data(), H);
-    for (int64_t i = 0; i < n; ++i) {
-      float* o = out + rows[i].first * H;
-      const float w = rows[i].second;
-      const float* y = &y_[i * H];
-      for (int64_t j = 0; j < H; ++j) o[j] += w * y[j];
+}
+
+void MoeLayer::forward(Team& t, const float* x, int64_t T, float* out, bool accumulate, const uint8_t* skip) {
+  const int64_t H = cfg_.hidden, F = ffn_local_, E = cfg_.n_experts, K = cfg_.n_experts_per_tok;
+  const int64_t nloc = n_local_experts();
+  DP_CHECK(int64_t(pick_e_.size()) >= T * K, "MoeLayer::forward before reserve({})", T);
+  if (!accumulate) {
+    const Range r = t.share(T);
+    std::memset(out + r.begin * H, 0, sizeof(float) * size_t(r.size() * H));
+  }
+  // Router logits, then each token's top-k (split over the members for a long batch; a few
+  // tokens every member routes for itself rather than wait at a barrier).
+  matmul(t, x, T, H, router_, nullptr, logits_.data(), E);
+  thread_local std::vector<int32_t> own_e;
+  thread_local std::vector<float> own_w;
+  const int32_t* pe;
+  const float* pw;
+  constexpr int64_t kOwnRouting = 16;
+  if (T <= kOwnRouting) {
+    own_e.resize(size_t(T * K));
+    own_w.resize(size_t(T * K));
+    for (int64_t i = 0; i < T; ++i) {
+      if (skip && skip[i]) {
+        std::fill_n(&own_e[i * K], K, int32_t(-1));
+        continue;
+      }
+      route(&logits_[i * E], &own_e[i * K], &own_w[i * K]);
     }
+    pe = own_e.data();
+    pw = own_w.data();
+  } else {
+    const Range r = t.share(T);
+    for (int64_t i = r.begin; i < r.end; ++i) {
+      if (skip && skip[i]) {
+        std::fill_n(&pick_e_[i * K], K, int32_t(-1));
+        continue;
+      }
+      route(&logits_[i * E], &pick_e_[i * K], &pick_w_[i * K]);
+    }
+    t.barrier();
+    pe = pick_e_.data();
+    pw = pick_w_.data();
+  }
+  // Per local expert, its tokens in ascending order (counting sort; every member builds the same
+  // lists for itself), and the rows of h they fill.
+  thread_local std::vector<int32_t> count, first, tok;
+  thread_local std::vector<float> wt;
+  count.assign(size_t(nloc) + 1, 0);
+  for (int64_t i = 0; i < T * K; ++i)
+    if (pe[i] >= e0_ && pe[i] < e0_ + nloc) ++count[size_t(pe[i] - e0_)];
+  first.assign(size_t(nloc) + 1, 0);
+  for (int64_t e = 0; e < nloc; ++e) first[size_t(e + 1)] = first[size_t(e)] + count[size_t(e)];
+  const int64_t slots = first[size_t(nloc)];
+  tok.resize(size_t(slots));
+  wt.resize(size_t(slots));
+  std::fill(count.begin(), count.end(), 0);
+  for (int64_t i = 0; i < T * K; ++i) {
+    const int32_t e = pe[i];
+    if (e < e0_ || e >= e0_ + nloc) continue;
+    const int32_t at = first[size_t(e - e0_)] + count[size_t(e - e0_)]++;
+    tok[size_t(at)] = int32_t(i / K);
+    wt[size_t(at)] = pw[i];
+  }
+  // The chosen experts' gate/up products, then their down products summed into each token's
+  // row in ascending expert order, all as two team-wide passes.
+  thread_local std::vector<MatmulJob> jobs;
+  jobs.clear();
+  for (int64_t e = 0; e < nloc; ++e) {
+    const int64_t n = first[size_t(e + 1)] - first[size_t(e)];
+    if (n == 0) continue;  // no work for an expert no token chose
+    MatmulJob j;
+    j.x = x;
+    j.ldx = H;
+    j.M = n;
+    j.rows = &tok[size_t(first[size_t(e)])];
+    j.w = experts_[size_t(e)].gate;
+    j.w_up = experts_[size_t(e)].up;
+    j.y = &h_[size_t(first[size_t(e)] * F)];
+    j.ldy = F;
+    jobs.push_back(j);
+  }
+  if (!jobs.empty()) matmul_jobs(t, jobs.data(), int64_t(jobs.size()));
+  jobs.clear();
+  for (int64_t e = 0; e < nloc; ++e) {
+    const int64_t n = first[size_t(e + 1)] - first[size_t(e)];
+    if (n == 0) continue;
+    MatmulJob j;
+    j.x = &h_[size_t(first[size_t(e)] * F)];
+    j.ldx = F;
+    j.M = n;
+    j.w = experts_[size_t(e)].down;
+    j.y = out;
+    j.ldy = H;
+    j.out_rows = &tok[size_t(first[size_t(e)])];
+    j.scale = &wt[size_t(first[size_t(e)])];
+    j.store = MatmulStore::Add;
+    jobs.push_back(j);
+  }
+  if (!jobs.empty()) {
+    matmul_jobs(t, jobs.data(), int64_t(jobs.size()), MatmulOrder::ColumnsInJobOrder);
+  } else {
+    t.barrier();  // the zeroed rows are complete before anyone reads them
   }
   // Shared experts see every row; DP padding rows are zeros and their output is ignored.
-  if (!shared_.empty()) shared_.forward(x, T, out, true);
+  if (!shared_.empty()) shared_.forward(t, x, T, out, shared_h_.data());
 }
 
 }  // namespace dpserve

@@ -29,9 +29,13 @@ class MoeLayer {
   // `prefix`: the layer's "model.layers.N." (tensor names follow the architecture).
   MoeLayer(const WeightStore& store, const ModelConfig& c, const std::string& prefix, const ModelParallel& par);
 
-  // out[T, hidden] = this rank's experts' share of the MoE output for x[T, hidden]. Rows with
-  // skip[row] != 0 (DP padding) are routed nowhere and get zeros.
-  void forward(const float* x, int64_t T, float* out, const uint8_t* skip = nullptr);
+  // out[T, hidden] = this rank's experts' share of the MoE output for x[T, hidden] (`accumulate`:
+  // added to out instead). Rows with skip[row] != 0 (DP padding) are routed nowhere (zeros).
+  // Collective over the team: router, top-k, the chosen experts' products back to back, and the
+  // weighted sum, with no per-expert fork/join or copies. Buffers must be reserve()d for T first.
+  void forward(Team& t, const float* x, int64_t T, float* out, bool accumulate, const uint8_t* skip = nullptr);
+  // Sizes the scratch for up to T rows (on the step thread, before the team runs).
+  void reserve(int64_t T);
 
   // Registers this rank's expert matrices (and the router, which recipes keep float) with `prep`.
   void add_weights(WeightPrep& prep, int64_t layer, const std::string& prefix);
@@ -50,8 +54,11 @@ class MoeLayer {
   int64_t e0_ = 0;
   std::vector<Expert> experts_;
   int64_t ffn_local_ = 0;
-  std::vector<float> logits_, xs_, g_, u_, y_;
-  std::vector<ExpertChoice> picks_;
+  // One token's k experts (ascending ids) and their weights, from its router logits.
+  void route(const float* logits, int32_t* experts, float* weights) const;
+  std::vector<float> logits_, h_, pick_w_;
+  std::vector<int32_t> pick_e_;
+  std::vector<float> shared_h_;  // the shared experts' gated rows
 };
 
 }  // namespace dpserve

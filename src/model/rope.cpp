@@ -68,4 +68,13 @@ void RopeTable::at(int64_t pos, float* cos, float* sin) const {
   }
 }
 
+void RopeTable::ensure(int64_t n) {
+  if (n <= table_pos_) return;
+  const int64_t h = half();
+  const int64_t grown = (n + 1023) / 1024 * 1024;
+  table_.resize(size_t(grown * 2 * h));
+  for (int64_t p = table_pos_; p < grown; ++p) at(p, &table_[size_t(p * 2 * h)], &table_[size_t(p * 2 * h + h)]);
+  table_pos_ = grown;
+}
+
 }  // namespace dpserve

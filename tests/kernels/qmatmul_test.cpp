@@ -7,7 +7,6 @@
 //    itself is checked against something we did not write the same way;
 //  * batch and thread invariance, matmul_multi, repacking round trips and slices.
 #include <gtest/gtest.h>
-#include <omp.h>
 
 #include <cmath>
 #include <cstring>
@@ -21,6 +20,7 @@
 #include "kernels/quant_act.h"
 #include "kernels/quantize.h"
 #include "kernels/repack.h"
+#include "kernels/team.h"
 #include "test_util.h"
 
 namespace dpserve {
@@ -143,7 +143,7 @@ TEST_P(QMatmul, EveryPathMatchesTheReferenceBitForBitOnOddSizes) {
 }
 
 // Row m of an M-row product equals the 1-row product of x[m] (GEMV vs GEMM tiles), on one and
-// two threads, for shapes that take the blocked, threaded path.
+// a team of three, for shapes that take the blocked, threaded path.
 TEST_P(QMatmul, BatchAndThreadInvariant) {
   const DType t = GetParam();
   const int64_t N = 301, K = 2048;
@@ -153,17 +153,23 @@ TEST_P(QMatmul, BatchAndThreadInvariant) {
       const auto x = random_floats(M * K, 12);
       const auto bias = random_floats(N, 13);
       std::vector<float> y_all(size_t(M * N)), y_one(static_cast<size_t>(N)), y_1t(size_t(M * N));
-      matmul_isa(isa, x.data(), M, K, w.x16.view, bias.data(), y_all.data(), N);
-      const int saved = omp_get_max_threads();
-      omp_set_num_threads(1);
+      // Three members on a two-core machine: shares of odd sizes, members that lose their core.
+      ThreadTeam team(3);
+      MatmulJob j;
+      j.x = x.data();
+      j.ldx = K;
+      j.M = M;
+      j.w = w.x16.view;
+      j.bias = bias.data();
+      j.y = y_all.data();
+      j.ldy = N;
+      team.run([&](Team& tm) { matmul_jobs_isa(isa, tm, &j, 1); });
       matmul_isa(isa, x.data(), M, K, w.x16.view, bias.data(), y_1t.data(), N);
-      omp_set_num_threads(2);
       for (int64_t m = 0; m < M; ++m) {
         matmul_isa(isa, x.data() + m * K, 1, K, w.x16.view, bias.data(), y_one.data(), N);
         ASSERT_EQ(0, std::memcmp(y_one.data(), y_all.data() + m * N, size_t(N) * 4))
             << label(t, true, isa, M, N, K) << ": row " << m << " differs from the M=1 product";
       }
-      omp_set_num_threads(saved);
       ASSERT_EQ(0, std::memcmp(y_all.data(), y_1t.data(), y_all.size() * 4))
           << label(t, true, isa, M, N, K) << ": 1 thread vs 2 threads differ";
     }

@@ -112,7 +112,10 @@ SUITES = {"dense": DENSE_CASES, "moe": MOE_CASES, "deepseek": DEEPSEEK_CASES, "m
 # MLA: both attention forms forced on every sequence must match the reference and each other (max abs
 # difference / scale): in fp32 they differ only in summation order; in bf16 they round different
 # activations (each is within the bf16 tolerance of the reference, so together within about twice it).
-MLA_PATH_TOL = {"f32": 1e-5, "bf16": 0.25, "f16": 0.25}
+# fp32: each form measures up to ~9e-6 from the float64 reference, so up to about twice that from the
+# other; 1e-5 failed at 1.00e-05 on the grouped-YaRN case once the engine's kernels changed their
+# summation order (thread team, new tiles), 2e-5 still flags any real difference between the forms.
+MLA_PATH_TOL = {"f32": 2e-5, "bf16": 0.25, "f16": 0.25}
 
 # Bugs the comparison must catch, per architecture (see ref_forward.BREAKS).
 COMMON_BREAKS = ["rope_interleaved", "rope_neg", "rope_k_pos_plus1", "gqa_modulo", "skip_norm_weight",

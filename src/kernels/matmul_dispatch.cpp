@@ -1,0 +1,70 @@
+// Which kernel computes a product: by (weight format, ISA, M). New formats register here.
+#include <cstring>
+
+#include "kernels/matmul_kernel.h"
+#include "kernels/qmatmul_impl.h"
+
+namespace dpserve::kernels {
+
+namespace {
+
+// f32_to_bf16 (core/bf16.h) without a branch, so the loop vectorises.
+inline uint16_t round_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  const uint32_t quiet_nan = (u >> 16) | 0x40u;
+  return uint16_t((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
+}
+
+}  // namespace
+
+int64_t bf16_act_row_bytes(int64_t K) { return (K + kBf16Pad - 1) / kBf16Pad * kBf16Pad * 2; }
+
+void bf16_prepare_row(const float* x, int64_t K, void* dst) {
+  uint16_t* out = static_cast<uint16_t*>(dst);
+  const int64_t kp = (K + kBf16Pad - 1) / kBf16Pad * kBf16Pad;
+  for (int64_t k = 0; k < K; ++k) out[k] = round_bf16(x[k]);
+  for (int64_t k = K; k < kp; ++k) out[k] = 0;
+}
+
+int64_t f32_act_row_bytes(int64_t K) { return (K + 15) / 16 * 16 * 4; }
+
+void f32_prepare_row(const float* x, int64_t K, void* dst) {
+  float* out = static_cast<float*>(dst);
+  std::memcpy(out, x, size_t(K) * 4);
+  for (int64_t k = K; k < (K + 15) / 16 * 16; ++k) out[k] = 0.0f;
+}
+
+const MatmulKernel* find_matmul_kernel(DType w, KernelIsa isa, int64_t /*M*/) {
+  if (dtype_is_quantized(w)) return quant_matmul_kernel(w, isa);  // kernels/qmatmul.cpp
+  switch (isa) {
+    case KernelIsa::Avx512Bf16:
+      if (w == DType::BF16) return &avx512bf16::kBf16;
+      [[fallthrough]];
+    case KernelIsa::Avx512:
+      switch (w) {
+        case DType::F32: return &avx512::kF32;
+        case DType::F16: return &avx512::kF16;
+        case DType::BF16: return &avx512::kBf16;
+        default: return nullptr;
+      }
+    case KernelIsa::Avx2:
+      switch (w) {
+        case DType::F32: return &avx2::kF32;
+        case DType::F16: return &avx2::kF16;
+        case DType::BF16: return &avx2::kBf16;
+        default: return nullptr;
+      }
+    case KernelIsa::Portable:
+      switch (w) {
+        case DType::F32: return &portable::kF32;
+        case DType::F16: return &portable::kF16;
+        case DType::BF16: return &portable::kBf16;
+        default: return nullptr;
+      }
+  }
+  return nullptr;
+}
+
+}  // namespace dpserve::kernels

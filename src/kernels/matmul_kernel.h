@@ -1,0 +1,68 @@
+// How a weight format plugs into matmul: a kernel is two team-agnostic functions, "prepare
+// activation rows" and "compute the block y[m0:m1, n0:n1]", plus its tiling grain. The driver
+// (matmul.cpp) validates, prepares each activation row once per call, splits the blocks over
+// the team and applies the epilogue (bias, SwiGLU, scaling, Set/Add); find_matmul_kernel
+// (matmul_dispatch.cpp) picks the kernel for (weight format, ISA, M).
+//
+// Contract for a kernel's block: each y[m, n] is computed by one fixed sequence of operations
+// that depends only on activation row m and weight row n (never on the block bounds), so
+// however the driver cuts the work, every bit of the result is the same (batch invariance).
+#pragma once
+
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "kernels/isa.h"
+#include "kernels/matmul.h"
+
+namespace dpserve::kernels {
+
+struct MatmulBlockArgs {
+  const void* act = nullptr;  // prepared activation row m at act + m * act_ld bytes
+  int64_t act_ld = 0;
+  WeightView w;
+  float* y = nullptr;  // the block's output (m, n) at y[(m - m0) * ldy + (n - n0)]
+  int64_t ldy = 0;
+};
+
+struct MatmulKernel {
+  const char* name;
+  // Bytes of one prepared row of K activations (the kernel's own format: bf16, fp32, blocks of
+  // int8 with scales...). The driver adds 64 bytes of stagger between rows so rows of a power-of-
+  // two length do not all map to the same L1 sets.
+  int64_t (*act_row_bytes)(int64_t K);
+  // Prepares one row of K fp32 activations into `dst` (act_row_bytes(K) bytes, 64-byte aligned).
+  void (*prepare_row)(const float* x, int64_t K, void* dst);
+  // y[m0:m1, n0:n1] = act[m0:m1] . W[n0:n1]^T (no bias), m1 - m0 <= max_rows.
+  void (*block)(const MatmulBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+  int64_t n_grain;   // column blocks are multiples of this (the register tile width), except the last
+  int64_t max_rows;  // most activation rows per block call
+};
+
+// The kernel for W's format on this ISA for M activation rows, or null if there is none.
+const MatmulKernel* find_matmul_kernel(DType w, KernelIsa isa, int64_t M);
+
+// BF16 activation rows for bf16 weights: rounded to nearest even, zero-padded to whole
+// kBf16Pad-element chunks, so blocks only need masked loads on W.
+inline constexpr int64_t kBf16Pad = 32;
+int64_t bf16_act_row_bytes(int64_t K);
+void bf16_prepare_row(const float* x, int64_t K, void* dst);
+// fp32 activation rows (F32 / F16 weights): copied, zero-padded to whole 16-element chunks.
+int64_t f32_act_row_bytes(int64_t K);
+void f32_prepare_row(const float* x, int64_t K, void* dst);
+
+// The per-ISA kernels of the float formats (matmul_<isa>.cpp).
+namespace portable {
+extern const MatmulKernel kF32, kF16, kBf16;
+}
+namespace avx2 {
+extern const MatmulKernel kF32, kF16, kBf16;
+}
+namespace avx512 {
+extern const MatmulKernel kF32, kF16, kBf16;
+}
+namespace avx512bf16 {
+extern const MatmulKernel kBf16;
+}
+
+}  // namespace dpserve::kernels
