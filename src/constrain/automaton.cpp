@@ -54,13 +54,13 @@ class Reader {
     const uint32_t n = u32();
     need(size_t(n) * sizeof(T));
     std::vector<T> v(n);
-    std::memcpy(v.data(), d_.data() + pos_, size_t(n) * sizeof(T));
+    if (n > 0) std::memcpy(v.data(), d_.data() + pos_, size_t(n) * sizeof(T));  // an empty v's data() may be null
     pos_ += size_t(n) * sizeof(T);
     return v;
   }
   void raw(void* p, size_t n) {
     need(n);
-    std::memcpy(p, d_.data() + pos_, n);
+    if (n > 0) std::memcpy(p, d_.data() + pos_, n);
     pos_ += n;
   }
   bool done() const { return pos_ == d_.size(); }
