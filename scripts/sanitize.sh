@@ -69,7 +69,11 @@ run_asan() {
   # tokenizer_cli is left out: a dozen Qwen3 tokenizer loads under ASan pass its 120 s limit.
   local sel='^(model_reference_hf|tokenizer_chat_template_vs_jinja2|tokenizer_npm_differential|parallel_mpi_np2|e2e_.*)$'
   echo "== $(stamp) asan: ctest"
-  ctest --test-dir build-asan -j2 --no-tests=error --output-on-failure --timeout 600 -L 'unit|handoff' || status=1
+  # The token-mask tests over the real 128k-152k vocabularies compare every mask with a brute-force
+  # reference: 2-5 s in the normal build, 3-5+ minutes each under ASan. MaskOddVocab runs the same
+  # checks over a small vocabulary here; the normal build runs them all.
+  ctest --test-dir build-asan -j2 --no-tests=error --output-on-failure --timeout 600 -L 'unit|handoff' \
+    -E '^Mask(Qwen3|Llama3|Llama2ByteFallback)\.' || status=1
   ctest --test-dir build-asan -j2 --no-tests=error --output-on-failure --timeout 900 -R "$sel" || status=1
   check_reports "$reports" asan || status=1
   unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
