@@ -22,7 +22,7 @@ fi
 
 t0=$(date +%s)
 cmake -S "$here" -B "$build" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang \
-  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
   -DDPSERVE_FUZZ=ON -DDPSERVE_BUILD_TESTS=OFF -DDPSERVE_BUILD_BENCH=OFF >/dev/null
 ninja -C "$build" -j "${FUZZ_JOBS:-2}" $(printf 'fuzz_%s ' "${targets[@]}")
 echo "fuzz: build took $(( $(date +%s) - t0 )) s; scratch folder $out"
