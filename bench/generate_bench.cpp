@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
   std::string model_path;
   int threads = 0;
   int64_t prompt_len = 512, decode = 64, batch = 32;
-  app.add_option("--model-path", model_path, "HF model folder (e.g. tools/make_hf_model.py --preset tinyllama-1.1b)")
+  app.add_option("--model-path", model_path, "HF model folder (e.g. tools/make_hf_model.py --preset tinyllama-1.1b) or GGUF file")
       ->required();
   app.add_option("--threads", threads, "OpenMP threads (0 = all cores)");
   app.add_option("--prompt-len", prompt_len, "prefill length")->capture_default_str();
@@ -118,10 +118,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (threads > 0) omp_set_num_threads(threads);
   const Quantization q = *quantization_from_name(quant);
-  const bool int8 = q != Quantization::kNone;
-
   const double bw = measure_read_bandwidth();
-  const double peak = int8 ? measure_int8_peak() : measure_bf16_peak();
   // Peak RSS from here on: reset the high-water mark left by the bandwidth buffer.
   std::ofstream("/proc/self/clear_refs") << "5";
   // The engine as `dpserve generate` runs it, one rank: a whole prompt per step, room for the batch.
@@ -136,10 +133,12 @@ int main(int argc, char** argv) {
   auto rt = Runtime::start(ro);
   const Model& model = rt->model();
   const ModelConfig& c = model.config();
-  // Bytes read per decoded token: every matrix once; the embedding only when it is also the LM head
-  // (quantizing keeps the embedding table as stored).
-  const int64_t embed_bytes = c.vocab * c.hidden * int64_t(dtype_size(c.dtype));
-  const int64_t stream_bytes = model.weight_bytes() - (c.tie_embeddings ? 0 : embed_bytes);
+  // Quantized weights (--quantization, or a GGUF file's block types) run on the int8 kernels.
+  const bool int8 = model.quantized();
+  const double peak = int8 ? measure_int8_peak() : measure_bf16_peak();
+  // Bytes read per decoded token: every matrix once; the embedding table (in whatever type the
+  // file stores it) only when it is also the LM head.
+  const int64_t stream_bytes = model.weight_bytes() - (c.tie_embeddings ? 0 : model.embedding_bytes());
   const double flops_per_token = 2.0 * double(model.weight_params() - (c.tie_embeddings ? 0 : c.vocab * c.hidden));
   std::printf("machine: %d threads, read bandwidth %.1f GB/s, %s peak %.1f G%s/s\n", omp_get_max_threads(), bw / 1e9,
               int8 ? "int8" : "bf16", peak / 1e9, int8 ? "OP" : "FLOP");

@@ -181,7 +181,9 @@ void Model::init_layers(const LoadOptions& opts) {
   converted_ = prep.take_buffers();
   for (auto& [n, t] : store_.all()) {
     const auto it = prep.converted().find(n);
-    weight_bytes_ += dtype_row_bytes(it == prep.converted().end() ? t.dtype : it->second, t.numel());
+    const DType as_run = it == prep.converted().end() ? t.dtype : it->second;
+    weight_bytes_ += dtype_row_bytes(as_run, t.numel());
+    quantized_ = quantized_ || dtype_is_quantized(as_run);
     weight_params_ += t.numel();
   }
 }

@@ -58,6 +58,11 @@ class Model {
   int threads() const { return team_->size(); }
   // Elements of every tensor of the model (its parameter count).
   int64_t weight_params() const { return weight_params_; }
+  // Bytes of the token embedding table as stored (a decode step reads a row of it, not all of it,
+  // unless it is also the LM head).
+  int64_t embedding_bytes() const { return embed_.rows * dtype_row_bytes(embed_.dtype, embed_.cols); }
+  // Whether any tensor runs in a block-quantized type (a GGUF file, or --quantization).
+  bool quantized() const { return quantized_; }
 
   // A KV pool sized for this rank's share of the model (per-head K/V, or MLA's latent rows).
   KVPoolConfig kv_config(int64_t n_pages, int64_t page_size) const;
@@ -91,6 +96,7 @@ class Model {
   std::vector<float> final_norm_;
   int64_t n_heads_local_ = 0, n_kv_local_ = 0, kv_head0_ = 0, ffn_local_ = 0, vocab0_ = 0, vocab_local_ = 0;
   int64_t weight_bytes_ = 0, weight_params_ = 0;
+  bool quantized_ = false;
   MlaPath mla_path_ = MlaPath::kAuto;
 
   std::unique_ptr<ThreadTeam> team_;
