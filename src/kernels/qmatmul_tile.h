@@ -61,9 +61,9 @@ struct Acts {
   }
 };
 
-// EXPERIMENT
-inline int64_t prefetch_bytes() { static int64_t v = getenv("DPQ_PF") ? atoll(getenv("DPQ_PF")) : 2048; return v; }
-#define kPrefetchBytes prefetch_bytes()
+// How far ahead of the block being multiplied a GEMV prefetches the same tile's weights: a few
+// blocks, so DRAM latency is covered while the lines still arrive before they are needed.
+constexpr int64_t kPrefetchBytes = 2048;
 
 template <class P, int MR, int NR>
 using Acc = typename P::F[MR][NR];
@@ -424,8 +424,8 @@ void block(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) 
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
   const int64_t T0 = n0 / P::kLanes, T1 = (n1 + P::kLanes - 1) / P::kLanes;
   const bool gemv = m1 - m0 <= kQuantGemvRows;
-  static const int env_nr = getenv("DPQ_NR") ? atoi(getenv("DPQ_NR")) : P::kGemvNR;
-  const int NRmax = gemv ? env_nr : P::kGemmNR;
+  static_assert(P::kGemvNR <= 4 && P::kGemmNR <= 4, "at most 4 lane tiles (Tile tl[4] below)");
+  const int NRmax = gemv ? P::kGemvNR : P::kGemmNR;
   const int MRmax = gemv ? int(kQuantGemvRows) : P::kGemmMR;
   const Out o{m0, n0, n1, a.y, a.ldy};
   for (int64_t T = T0; T < T1; T += NRmax) {
