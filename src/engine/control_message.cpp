@@ -106,6 +106,53 @@ void read_value(const Object& o, std::vector<LogitBias>& v) {
   if (!v.empty()) std::memcpy(v.data(), o.via.bin.ptr, o.via.bin.size);
 }
 
+// Prompt positions' logprobs: one bin of int32 n, int32 k, then n records of (int32 token,
+// float32 logprob, k x (int32 id, float32 logprob)). Every entry has the same k alternatives.
+void write_value(Packer& pk, const std::vector<TokenOut>& v) {
+  const int32_t k = v.empty() ? 0 : int32_t(v[0].top.size());
+  std::vector<uint32_t> words{uint32_t(v.size()), uint32_t(k)};
+  words.reserve(2 + v.size() * size_t(2 + 2 * k));
+  auto bits = [](float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, sizeof u);
+    return u;
+  };
+  for (const TokenOut& t : v) {
+    DP_CHECK(int32_t(t.top.size()) == k, "prompt logprob entries with different numbers of alternatives");
+    words.push_back(uint32_t(t.token));
+    words.push_back(bits(t.logprob));
+    for (const TokenLogprob& a : t.top) {
+      words.push_back(uint32_t(a.token));
+      words.push_back(bits(a.logprob));
+    }
+  }
+  write_value(pk, words);
+}
+void read_value(const Object& o, std::vector<TokenOut>& v) {
+  std::vector<uint32_t> words;
+  read_value(o, words);
+  if (words.size() < 2) throw msgpack::type_error();
+  const uint64_t n = words[0], k = words[1];
+  // (n and k first bounded by the size, so the product cannot wrap.)
+  if (n > words.size() || k > words.size() || words.size() != 2 + n * (2 + 2 * k)) throw msgpack::type_error();
+  auto flt = [](uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+  };
+  v.resize(size_t(n));
+  size_t w = 2;
+  for (TokenOut& t : v) {
+    t.token = int32_t(words[w++]);
+    t.logprob = flt(words[w++]);
+    t.top.resize(size_t(k));
+    for (TokenLogprob& a : t.top) {
+      a.token = int32_t(words[w++]);
+      a.logprob = flt(words[w++]);
+    }
+  }
+}
+
 // ---- named fields ----
 
 template <typename T>
@@ -218,6 +265,7 @@ const std::array kNewRequest = {
     WIRE_FIELD(NewRequest, "params", req.params),
     WIRE_OPTIONAL(NewRequest, "top_logprobs", req.top_logprobs, v.req.top_logprobs != 0),
     WIRE_OPTIONAL(NewRequest, "return_logprob", req.return_logprob, v.req.return_logprob),
+    WIRE_OPTIONAL(NewRequest, "prompt_logprobs", req.prompt_logprobs, v.req.prompt_logprobs),
     WIRE_OPTIONAL(NewRequest, "constraint", req.constraint, v.req.constraint != nullptr),
     WIRE_OPTIONAL(NewRequest, "logit_bias", req.logit_bias, !v.req.logit_bias.empty()),
 };
@@ -276,6 +324,7 @@ const std::array kOutToken = {
     WIRE_OPTIONAL(OutToken, "logprob", tok.logprob, v.has_token),
     Field<OutToken>{"top_ids", &write_top_ids, &read_top_ids, &has_top},
     Field<OutToken>{"top_logprobs", &write_top_logprobs, &read_top_logprobs, &has_top},
+    WIRE_OPTIONAL(OutToken, "prompt", prompt, !v.prompt.empty()),
     WIRE_OPTIONAL(OutToken, "finish", finish, v.finish != Finish::kNone),
     WIRE_OPTIONAL(OutToken, "error", error, !v.error.empty()),
     WIRE_FIELD(OutToken, "prompt_tokens", prompt_tokens),

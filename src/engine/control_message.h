@@ -24,8 +24,8 @@ namespace dpserve {
 inline constexpr uint32_t kControlMessageVersion = 1;
 
 // Fields: id, group, input_ids, params, and optional input_embeds + embed_rows, top_logprobs,
-// return_logprob, constraint (the compiled automaton, constrain/automaton.h's serialization),
-// logit_bias. Request::rid stays on rank 0 (logs, /abort_request).
+// return_logprob, prompt_logprobs, constraint (the compiled automaton, constrain/automaton.h's
+// serialization), logit_bias. Request::rid stays on rank 0 (logs, /abort_request).
 struct NewRequest {
   uint64_t id = 0;
   int32_t group = 0;
@@ -42,11 +42,12 @@ struct StepControl {
 };
 
 // Fields: id, prompt_tokens, cached_tokens, and optional token + logprob (has_token), top_ids +
-// top_logprobs, finish, error.
+// top_logprobs, prompt (the prompt positions' entries, one bin), finish, error.
 struct OutToken {
   uint64_t id = 0;
   bool has_token = false;  // false for a finish without a new token (abort, error)
   TokenOut tok;
+  std::vector<TokenOut> prompt;  // prompt_logprobs: this step's prompt positions (Response::prompt)
   Finish finish = Finish::kNone;
   std::string error;
   int64_t prompt_tokens = 0;

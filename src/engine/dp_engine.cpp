@@ -185,6 +185,7 @@ void DpEngine::on_reports(std::vector<GroupReport>& reports) {
         r.dp_rank = rep.group;
         r.prompt_tokens = o.prompt_tokens;
         r.cached_tokens = o.cached_tokens;
+        r.prompt = std::move(o.prompt);
         if (o.has_token) {
           r.tokens.push_back(std::move(o.tok));
           router_.on_token(o.id);

@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/check.h"
+#include "kernels/vec_math.h"
 
 namespace dpserve {
 
@@ -48,6 +49,36 @@ void log_softmax_top(const float* logits, int64_t V, int32_t chosen, int32_t top
   }
 }
 
+// One prompt row's entry: log-softmax of `chosen` and the top_n best alternatives (ties to the lower
+// id, as log_softmax_top). A prompt can have thousands of rows over a vocabulary of 150k, so this is
+// the vectorised exp (kernels/vec_math.h, into `scratch`: the row itself stays as it was) and one
+// pass keeping the best top_n, instead of a double exp and a partial sort per row.
+void prompt_row_logprob(const float* logits, int64_t V, int32_t chosen, int32_t top_n, std::vector<float>& scratch,
+                        TokenOut& out) {
+  const float mx = *std::max_element(logits, logits + V);
+  scratch.assign(logits, logits + V);
+  const double lse = double(mx) + std::log(double(vec_exp_sub_sum(scratch.data(), V, mx)));
+  out.token = chosen;
+  out.logprob = float(double(logits[chosen]) - lse);
+  out.top.clear();
+  if (top_n <= 0) return;
+  std::vector<std::pair<float, int32_t>> best;  // sorted, best first
+  best.reserve(size_t(top_n) + 1);
+  for (int64_t i = 0; i < V; ++i) {
+    const float v = logits[i];
+    if (int32_t(best.size()) == top_n && !(v > best.back().first)) continue;
+    if (!std::isfinite(v)) continue;
+    auto at = std::find_if(best.begin(), best.end(), [&](const auto& b) { return v > b.first; });
+    best.insert(at, {v, int32_t(i)});
+    if (int32_t(best.size()) > top_n) best.pop_back();
+  }
+  for (const auto& [v, id] : best) out.top.push_back({id, float(double(v) - lse)});
+}
+
+// The logits buffer a step may fill for prompt logprobs (rows x vocab floats): the scheduler's
+// per-step row budget is derived from it.
+constexpr int64_t kPromptLogprobBytes = int64_t(64) << 20;
+
 }  // namespace
 
 RankWorker::RankWorker(Model& model, const Topology& topo, const Comms& comms, DistModelComm& mcomm,
@@ -60,6 +91,9 @@ RankWorker::RankWorker(Model& model, const Topology& topo, const Comms& comms, D
       control_(comms.world),
       group_control_(comms.attn_tp) {
   DP_CHECK(opts_.kv_pages > 0);
+  if (opts_.sched.max_prompt_logprob_rows <= 0)
+    opts_.sched.max_prompt_logprob_rows =
+        std::max<int64_t>(1, kPromptLogprobBytes / (int64_t(sizeof(float)) * model_.config().vocab));
   kv_ = std::make_unique<KVPool>(model_.kv_config(opts_.kv_pages, opts_.page_size));
   sched_ = std::make_unique<Scheduler>(opts_.sched, *kv_, FinishRules{opts_.eos_ids});
   if (opts_.vocab) matchers_ = std::make_unique<constrain::MatcherRegistry>(opts_.vocab);
@@ -177,6 +211,7 @@ void RankWorker::admit(NewRequest& nr, GroupReport& rep) {
       fail("the tokenizer's vocabulary index is {} wide, the model's logits {}", opts_.vocab->mask_size(), cfg.vocab);
     st.matcher = matchers_->make(st.req.constraint);
   }
+  if (st.req.prompt_logprobs && embeds) fail("prompt logprobs need token ids, not input_embeds");
   for (const LogitBias& b : st.req.logit_bias)
     if (b.token < 0 || b.token >= cfg.vocab) fail("logit_bias token {} is outside the vocabulary", b.token);
   if (!sched_->add(std::move(st))) {
@@ -223,9 +258,29 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
   const bool all_logits = bool(opts_.logits_tap);
   ForwardBatch fb;
   bool any_embeds = false;
-  for (const ScheduledSeq& s : b.seqs) {
-    fb.add(s.tokens.data(), int64_t(s.tokens.size()), s.pos0, s.pages, all_logits);
-    if (!all_logits && !s.sample) fb.logit_rows.pop_back();
+  // Prompt logprobs: the rows of a prefill chunk whose next prompt token is still to be reported
+  // (row k, at position pos0 + k, gives the logprob of the token at pos0 + k + 1). Each seq's
+  // rows [first, first + count) of the chunk, their logits ahead of its sample row.
+  struct PromptRows {
+    int64_t first = 0, count = 0;
+  };
+  std::vector<PromptRows> prompt_rows(b.seqs.size());
+  for (size_t i = 0; i < b.seqs.size(); ++i) {
+    const ScheduledSeq& s = b.seqs[i];
+    const int64_t n = int64_t(s.tokens.size());
+    if (s.state->needs_prompt_logprobs()) {
+      const RequestState& st = *s.state;
+      const int64_t first = std::max<int64_t>(0, st.prompt_lp_next - 1 - s.pos0);
+      const int64_t end = std::min<int64_t>(n, st.prompt_len - 1 - s.pos0);
+      if (end > first) prompt_rows[i] = PromptRows{first, end - first};
+    }
+    fb.add(s.tokens.data(), n, s.pos0, s.pages, all_logits);
+    if (!all_logits) {  // add() gave the last row; this seq wants its prompt rows and/or its sample row
+      fb.logit_rows.pop_back();
+      const int64_t q_row = fb.seqs.back().q_row;
+      for (int64_t k = 0; k < prompt_rows[i].count; ++k) fb.logit_rows.push_back(q_row + prompt_rows[i].first + k);
+      if (s.sample) fb.logit_rows.push_back(q_row + n - 1);
+    }
     any_embeds |= s.state->has_embeds();
   }
   if (any_embeds) {
@@ -249,8 +304,40 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
     float* logits;
   };
   std::vector<Pick> picks;
+  std::vector<OutToken> prompt_outs;  // this step's prompt logprobs, one entry per request
   size_t row = 0;
-  for (const ScheduledSeq& s : b.seqs) {
+  for (size_t i = 0; i < b.seqs.size(); ++i) {
+    const ScheduledSeq& s = b.seqs[i];
+    if (prompt_rows[i].count > 0) {
+      // Only the group leader's report reaches rank 0; the others skip the vocabulary passes (the
+      // rows themselves are the same on every rank: the forward's collectives need that).
+      if (topo_.is_group_leader) {
+        const RequestState& st = *s.state;
+        OutToken o;
+        o.id = s.id;
+        o.prompt.resize(size_t(prompt_rows[i].count));
+        // As for sampled tokens, ids past the tokenizer's vocabulary are no tokens: the softmax
+        // runs over the ids below the limit only.
+        const int64_t limit = opts_.token_limit > 0 && opts_.token_limit < V ? opts_.token_limit : V;
+        // With every row computed (logits_tap) the chunk's rows are all there, else only these.
+        const size_t base = row + size_t(all_logits ? prompt_rows[i].first : 0);
+        const int64_t first = prompt_rows[i].first, count = prompt_rows[i].count;
+#pragma omp parallel
+        {
+          std::vector<float> scratch;
+#pragma omp for schedule(dynamic, 4)
+          for (int64_t k = 0; k < count; ++k) {
+            const float* lg = &logits_[(base + size_t(k)) * size_t(V)];
+            const int64_t pos = s.pos0 + first + k + 1;  // the prompt position it scores
+            prompt_row_logprob(lg, limit, st.tokens[size_t(pos)], st.req.top_logprobs, scratch, o.prompt[size_t(k)]);
+          }
+        }
+        o.prompt_tokens = st.prompt_len;
+        o.cached_tokens = st.cached;
+        prompt_outs.push_back(std::move(o));
+      }
+      if (!all_logits) row += size_t(prompt_rows[i].count);
+    }
     if (all_logits) {
       for (int64_t k = 0; k < int64_t(s.tokens.size()); ++k)
         opts_.logits_tap(s.id, s.pos0 + k, std::span<const float>(&logits_[(row + size_t(k)) * size_t(V)], size_t(V)));
@@ -279,6 +366,8 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
       mask_errors[k] = e.what();
     }
   }
+  // Ahead of the sampled tokens, so a request's prompt entries reach the frontend before its first token.
+  for (OutToken& o : prompt_outs) rep.outs.push_back(std::move(o));
   std::vector<StepResult> results;
   std::vector<std::pair<uint64_t, std::string>> failed;
   const size_t first_out = rep.outs.size();

@@ -30,6 +30,9 @@ struct Request {
   SamplingParams params;
   int32_t top_logprobs = 0;     // alternatives per position to report (0 = none)
   bool return_logprob = false;  // report the chosen token's logprob
+  // Also report every prompt token's logprob (positions 1.., with top_logprobs alternatives each):
+  // completions' echo + logprobs. Costs logits for every prompt row, so only such requests pay.
+  bool prompt_logprobs = false;
   std::string rid;              // client-chosen id, for logs and /abort_request
   // Structured output: the automaton the output must follow (compiled once on rank 0, cached by
   // the constraint's text, carried to the ranks in the control message); null when free.
@@ -52,6 +55,9 @@ struct TokenOut {
 struct Response {
   uint64_t id = 0;
   std::vector<TokenOut> tokens;
+  // prompt_logprobs: the next prompt positions' entries (the token at that position, its logprob
+  // and alternatives), continuing where the last delivery stopped; the first is position 1.
+  std::vector<TokenOut> prompt;
   bool finished = false;
   std::string finish_reason;  // "stop", "length", "abort", "error" when finished
   std::string error;          // for "error": what went wrong (with this request, or with the engine)

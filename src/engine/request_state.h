@@ -27,6 +27,9 @@ struct RequestState {
   int64_t prompt_len = 0;
   int64_t max_new = 0;
   int64_t cached = 0;           // prompt tokens served from the prefix cache at first admission
+  // prompt_logprobs: the next prompt position whose logprob is still to be reported (position 0 has
+  // none). Advanced by Scheduler::commit, so identical on every rank of the group.
+  int64_t prompt_lp_next = 1;
   Sampler sampler;              // seeded by params.seed, else by the id (same stream on every rank)
   // The structured-output state, advanced by every sampled token on every rank of the group (null
   // without a constraint).
@@ -39,6 +42,8 @@ struct RequestState {
     return pos < req.input_embeds_rows ? &req.input_embeds[size_t(pos * hidden)] : nullptr;
   }
   bool wants_logprobs() const { return req.return_logprob || req.top_logprobs > 0; }
+  // Some prompt positions still need their logits (so their KV cannot come from the prefix cache).
+  bool needs_prompt_logprobs() const { return req.prompt_logprobs && prompt_lp_next < prompt_len; }
 };
 
 }  // namespace dpserve

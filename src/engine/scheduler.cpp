@@ -138,6 +138,11 @@ ScheduledBatch Scheduler::schedule() {
   constexpr int64_t kUnlimited = std::numeric_limits<int64_t>::max();
   int64_t total_left = cfg_.max_prefill_tokens;
   int64_t prefill_left = cfg_.chunked_prefill_size > 0 ? cfg_.chunked_prefill_size : kUnlimited;
+  int64_t lp_rows_left = cfg_.max_prompt_logprob_rows > 0 ? cfg_.max_prompt_logprob_rows : kUnlimited;
+  // A chunk of a request that still reports prompt logprobs is held to the row budget too.
+  auto lp_room = [&](const Req& r, int64_t room) {
+    return r.st.needs_prompt_logprobs() ? std::min(room, lp_rows_left) : room;
+  };
   // Decodes are reserved their token first so a long prefill never starves them.
   int64_t pending_decodes = 0;
   for (Req* r : running_) {
@@ -166,7 +171,7 @@ ScheduledBatch Scheduler::schedule() {
       add_seq(*r, 1, decodes);
       total_left -= 1;
     } else {
-      int64_t room = std::min(prefill_left, total_left - pending_decodes);
+      int64_t room = lp_room(*r, std::min(prefill_left, total_left - pending_decodes));
       if (room <= 0) continue;
       int64_t want = std::min(int64_t(r->st.tokens.size()) - r->table.len, room);
       int64_t len = fit_len(*r, r->table.len + want);
@@ -181,6 +186,7 @@ ScheduledBatch Scheduler::schedule() {
       }
       if (len <= r->table.len) continue;
       int64_t n = len - r->table.len;
+      if (r->st.needs_prompt_logprobs()) lp_rows_left -= n;
       add_seq(*r, n, prefills);
       prefill_left -= n;
       total_left -= n;
@@ -191,12 +197,15 @@ ScheduledBatch Scheduler::schedule() {
   // the first request that does not fit stops admission so it is never overtaken. Nothing is admitted
   // in a step that had to preempt: the pool is full, and it would only readmit what was just pushed out.
   while (out.preempted.empty() && !waiting_.empty() && int64_t(running_.size()) < cfg_.max_running_requests) {
-    int64_t room = std::min(prefill_left, total_left);
-    if (room <= 0) break;
     Req* r = waiting_.front();
+    int64_t room = lp_room(*r, std::min(prefill_left, total_left));
+    if (room <= 0) break;
     DP_CHECK(r->table.pages.empty());
     int64_t n_tok = int64_t(r->st.tokens.size());
-    if (cache_) {
+    // Prompt positions that still need logits must be computed: such a request takes nothing from
+    // the prefix cache (its pages still go into it when it ends). A recompute after preemption, once
+    // every prompt logprob was reported, uses the cache as usual.
+    if (cache_ && !r->st.needs_prompt_logprobs()) {
       // Leave at least one token to run, so the last chunk has logits to sample from.
       bool count = !r->admitted_once && !r->looked_up;
       r->table.pages = cache_->match(r->st.tokens, (n_tok - 1) / page_size_, count);
@@ -217,6 +226,7 @@ ScheduledBatch Scheduler::schedule() {
     if (!r->admitted_once) r->st.cached = r->table.len;
     r->admitted_once = true;
     int64_t n = len - r->table.len;
+    if (r->st.needs_prompt_logprobs()) lp_rows_left -= n;
     add_seq(*r, n, prefills);
     prefill_left -= n;
     total_left -= n;
@@ -252,6 +262,9 @@ std::vector<StepResult> Scheduler::commit(std::vector<StepResult> results) {
     if (it == reqs_.end()) continue;
     Req& r = *it->second;
     r.table.len += ran.n;
+    // The rows just run reported the logprobs of the prompt positions after them (RankWorker).
+    if (r.st.req.prompt_logprobs)
+      r.st.prompt_lp_next = std::max(r.st.prompt_lp_next, std::min(r.st.prompt_len, r.table.len + 1));
     DP_CHECK(r.table.len <= int64_t(r.st.tokens.size()) && r.table.len <= int64_t(r.table.pages.size()) * page_size_);
   }
   last_.clear();

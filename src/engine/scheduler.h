@@ -23,6 +23,9 @@ struct SchedulerConfig {
   int64_t chunked_prefill_size = 512; // max prompt tokens per step over all sequences (<= 0: unlimited)
   int64_t max_prefill_tokens = 4096;  // hard cap on tokens in one step (prefill + decode), >= 1
   bool enable_prefix_cache = true;
+  // Prompt tokens per step over the prefill chunks of requests that want prompt logprobs (each such
+  // token is a row of logits, vocab floats): bounds that memory. <= 0: unlimited.
+  int64_t max_prompt_logprob_rows = 0;
 };
 
 struct ScheduledSeq {

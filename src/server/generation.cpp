@@ -31,6 +31,7 @@ ChoiceRun::ChoiceRun(Engine& engine, const Tokenizer& tok, Request r, const GenS
   prompt_tokens_ = r.input_ids.empty() ? r.input_embeds_rows : int64_t(r.input_ids.size());
   std::string rid = r.rid;
   log_ = spec.log_requests;
+  prompt_only_ = spec.prompt_only;
   log_prompt_ = std::move(log_prompt);
   rid_ = rid;
   stream_ = engine_.enqueue(std::move(r));
@@ -79,6 +80,14 @@ bool ChoiceRun::poll(std::chrono::milliseconds timeout, ChoiceDelta& out) {
   if (r.prompt_tokens > 0) prompt_tokens_ = r.prompt_tokens;
   cached_tokens_ = std::max(cached_tokens_, r.cached_tokens);
   dp_rank_ = r.dp_rank;
+  // Prompt logprobs come in pieces (one per prefill chunk) ahead of the first token; they are handed
+  // out together, with the first token or the end, so a choice's first piece holds all of them.
+  prompt_lps_.insert(prompt_lps_.end(), std::make_move_iterator(r.prompt.begin()),
+                     std::make_move_iterator(r.prompt.end()));
+  if (prompt_only_) r.tokens.clear();  // max_tokens 0: the one token the engine made is not part of the answer
+  if (r.tokens.empty() && !r.finished) return false;  // nothing to tell yet
+  out.prompt = std::move(prompt_lps_);
+  prompt_lps_.clear();
   if (!r.tokens.empty() && metrics_) {
     if (output_ids_.empty()) {
       metrics_->time_to_first_token.observe(seconds(now - arrival_));
@@ -119,7 +128,10 @@ bool ChoiceRun::poll(std::chrono::milliseconds timeout, ChoiceDelta& out) {
     out.text += stop_.flush();
     out.error = r.error;
     out.fault = r.finish_reason == "error";
-    finish(out, r.finish_reason.empty() ? "stop" : r.finish_reason);
+    std::string reason = r.finish_reason.empty() ? "stop" : r.finish_reason;
+    // max_tokens 0: the prompt alone, ended by the length limit whatever the dropped token was.
+    if (prompt_only_ && reason == "stop") reason = "length";
+    finish(out, reason);
   }
   return true;
 }

@@ -25,6 +25,9 @@ using Clock = std::chrono::steady_clock;
 struct ChoiceDelta {
   std::string text;              // final text only (held back while it may begin a stop string)
   std::vector<TokenOut> tokens;  // tokens consumed (those after a matched stop string are dropped)
+  // Prompt logprobs (Request::prompt_logprobs): positions 1.. of the prompt, all in one delta, the
+  // one that carries the first token or the end.
+  std::vector<TokenOut> prompt;
   bool finished = false;
   std::string finish_reason;     // stop, length, abort, error
   std::string matched_stop;      // the stop string that ended it, if any
@@ -75,6 +78,8 @@ class ChoiceRun {
   std::vector<int32_t> output_ids_;
   bool log_ = false;
   std::string log_prompt_, log_output_, rid_;
+  bool prompt_only_ = false;           // GenSpec::prompt_only: generated tokens are dropped
+  std::vector<TokenOut> prompt_lps_;   // prompt logprobs received, not yet handed out
 };
 
 class Generation {

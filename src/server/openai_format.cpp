@@ -26,10 +26,52 @@ json bytes_of(const std::string& s) {
   return b;
 }
 
-// Completions-style logprobs for `tokens`, whose text starts at `offset` in the choice's text.
-json completion_logprobs(const Tokenizer& tok, const std::vector<TokenOut>& tokens, int64_t offset, bool with_top) {
+// The echoed prompt's part of completions-style logprobs: every prompt token, the first with null
+// logprob and alternatives (nothing precedes it), then `prompt`'s entries for the positions after
+// it. A token's text_offset is where its text starts in the echoed prompt: the length of the prompt's
+// tokens before it, decoded as the echo is (clamped to `prefix_len` should the two ever differ, e.g.
+// a text prompt the tokenizer normalizes).
+void prompt_logprobs(const Tokenizer& tok, const std::vector<int32_t>& ids, const std::vector<TokenOut>& prompt,
+                     bool with_top, bool skip_special, int64_t prefix_len, json& lp) {
+  IncrementalDecoder dec(tok, skip_special);
+  int64_t at = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    // Entries come for positions 1..; fewer when the request ended early (an error).
+    if (i > 0 && i - 1 >= prompt.size()) break;
+    const int32_t id = i == 0 ? ids[0] : prompt[i - 1].token;
+    lp["tokens"].push_back(token_text(tok, id));
+    lp["text_offset"].push_back(std::min(at, prefix_len));
+    if (i == 0) {
+      lp["token_logprobs"].push_back(nullptr);
+      lp["top_logprobs"].push_back(nullptr);
+    } else {
+      const TokenOut& t = prompt[i - 1];
+      lp["token_logprobs"].push_back(t.logprob);
+      if (with_top) {
+        json top = json::object();
+        for (const auto& a : t.top) top[token_text(tok, a.token)] = a.logprob;
+        lp["top_logprobs"].push_back(top);
+      } else {
+        lp["top_logprobs"].push_back(nullptr);
+      }
+    }
+    try {
+      at += int64_t(dec.push(id).size());
+    } catch (const Error&) {
+    }
+  }
+}
+
+// Completions-style logprobs for `tokens`, whose text starts at `offset` in the choice's text; with
+// `prompt_ids`, the echoed prompt's part (prompt_logprobs above) first.
+json completion_logprobs(const Tokenizer& tok, const std::vector<TokenOut>& tokens, int64_t offset, bool with_top,
+                         const std::vector<int32_t>* prompt_ids = nullptr,
+                         const std::vector<TokenOut>* prompt = nullptr, bool skip_special = true,
+                         int64_t prefix_len = 0) {
   json lp{{"tokens", json::array()}, {"token_logprobs", json::array()}, {"top_logprobs", json::array()},
           {"text_offset", json::array()}};
+  if (prompt_ids && !prompt_ids->empty())
+    prompt_logprobs(tok, *prompt_ids, *prompt, with_top, skip_special, prefix_len, lp);
   for (const auto& t : tokens) {
     std::string s = token_text(tok, t.token);
     lp["tokens"].push_back(s);
@@ -85,7 +127,14 @@ const char* ChoiceFormatter::chunk_object() const {
 
 std::string ChoiceFormatter::prefix(size_t index) const {
   if (api_ != OpenAiApi::kCompletion || !spec_.echo) return "";
-  return spec_.prompt_texts[index / size_t(spec_.n)];
+  const size_t p = index / size_t(spec_.n);
+  if (!spec_.prompt_texts[p].empty() || spec_.prompts[p].empty()) return spec_.prompt_texts[p];
+  // A prompt given as token ids echoes as their text (as the generated text is decoded).
+  try {
+    return tok_.decode(std::span<const int32_t>(spec_.prompts[p]), spec_.skip_special_tokens);
+  } catch (const Error&) {
+    return "";
+  }
 }
 
 json ChoiceFormatter::opening(size_t index) const {
@@ -95,7 +144,8 @@ json ChoiceFormatter::opening(size_t index) const {
 }
 
 json ChoiceFormatter::choice(size_t index, const ChoicePiece& p, bool streamed) const {
-  if (streamed && p.text.empty() && p.prefix.empty() && p.tokens.empty() && !p.finished) return nullptr;
+  if (streamed && p.text.empty() && p.prefix.empty() && p.tokens.empty() && !p.echo_logprobs && !p.finished)
+    return nullptr;
   json ch{{"index", index}};
   if (api_ == OpenAiApi::kChat && p.chat) {
     const ChatDelta& d = *p.chat;
@@ -123,8 +173,10 @@ json ChoiceFormatter::choice(size_t index, const ChoicePiece& p, bool streamed) 
     ch["logprobs"] = spec_.logprobs ? chat_logprobs(tok_, p.tokens) : json(nullptr);
   } else {
     ch["text"] = p.prefix + p.text;
+    const std::vector<int32_t>* prompt_ids = p.echo_logprobs ? &spec_.prompts[index / size_t(spec_.n)] : nullptr;
     ch["logprobs"] = spec_.logprobs ? completion_logprobs(tok_, p.tokens, p.text_offset + int64_t(p.prefix.size()),
-                                                          spec_.base.top_logprobs > 0)
+                                                          spec_.base.top_logprobs > 0, prompt_ids, &p.prompt,
+                                                          spec_.skip_special_tokens, int64_t(p.prefix.size()))
                                     : json(nullptr);
   }
   ch["finish_reason"] = p.finished ? json(p.finish_reason) : json(nullptr);

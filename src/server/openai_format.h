@@ -23,6 +23,10 @@ enum class OpenAiApi { kCompletion, kChat };
 // What a choice says at once: all of it (non-streaming) or what one delivery added (streaming).
 struct ChoicePiece {
   std::string prefix;         // text before the generated text: the echoed prompt, in a choice's first piece
+  // The choice's first piece of a completion with echo + logprobs: its logprobs open with the
+  // prompt's tokens (the first without a logprob), then `prompt`, positions 1.. of the prompt.
+  bool echo_logprobs = false;
+  std::vector<TokenOut> prompt;
   std::string text;           // generated text
   std::vector<TokenOut> tokens;
   int64_t text_offset = 0;    // bytes of the choice's text sent before this piece (completions logprobs)
@@ -44,8 +48,11 @@ class ChoiceFormatter {
   const char* object() const;
   const char* chunk_object() const;
 
-  // The text a choice starts with before anything generated (completions with echo: the prompt).
+  // The text a choice starts with before anything generated (completions with echo: the prompt as
+  // sent, or the token ids' text).
   std::string prefix(size_t index) const;
+  // Whether a choice's first piece carries the prompt's logprobs (completions with echo + logprobs).
+  bool echo_logprobs() const { return api_ == OpenAiApi::kCompletion && spec_.base.prompt_logprobs; }
   // Chat streams open each choice with an empty assistant delta; completions need none (null).
   nlohmann::json opening(size_t index) const;
   // Choice `index`: the whole of it (streamed false) or one streamed piece. A piece with no text, no

@@ -472,15 +472,21 @@ GenSpec parse_completion_request(const json& b, const ParseContext& ctx, std::st
     spec.base.top_logprobs = int32_t(*st.top_logprobs);
   }
   if (st.best_of && *st.best_of != spec.n) bad_param("best_of", "'best_of' other than n is not supported");
-  // OpenAI answers echo + logprobs with the prompt tokens' logprobs too; the engine does not compute
-  // logits for prompt positions, so the combination is refused rather than answered without them.
-  if (spec.echo && spec.logprobs)
-    throw ApiError(400, "'echo' together with 'logprobs' (logprobs of the prompt tokens) is not supported by this server",
-                   "echo", "", "unsupported_parameter");
+  // echo + logprobs (OpenAI, vLLM): the logprobs cover the prompt's tokens too (the first has none).
+  spec.base.prompt_logprobs = spec.echo && spec.logprobs;
   parse_logit_bias(b, spec.base, ctx);
   parse_output_constraint(b, raw_body, spec.base, ctx);
   check_choices(spec, "n");
-  check_lengths(spec, ctx, st.max_tokens, 16, false, "prompt", "max_tokens");
+  // max_tokens 0 with echo returns the prompt alone (with logprobs: scores it, as lm-eval-harness
+  // asks); the engine still runs one step, whose token is dropped. Without echo there would be
+  // nothing to return.
+  std::optional<int64_t> max_tokens = st.max_tokens;
+  if (max_tokens && *max_tokens == 0) {
+    if (!spec.echo) bad_param("max_tokens", "'max_tokens' must be at least 1 (0 is allowed only with 'echo': true)");
+    spec.prompt_only = true;
+    max_tokens = 1;
+  }
+  check_lengths(spec, ctx, max_tokens, 16, false, "prompt", "max_tokens");
   return spec;
 }
 

@@ -48,6 +48,9 @@ struct GenSpec {
   bool include_usage = false;             // stream_options.include_usage
   bool echo = false;                      // completions: prepend the prompt text
   bool logprobs = false;                  // report logprobs in the response
+  // completions' max_tokens 0 (with echo: score the prompt): the engine runs the prompt and samples
+  // one token, which is dropped; the choice is the prompt alone, finish_reason "length".
+  bool prompt_only = false;
   bool skip_special_tokens = true;
   std::vector<std::string> stop;
   std::string model;

@@ -21,6 +21,7 @@ namespace {
 struct ChoiceState {
   std::string text;              // generated text (without the echoed prompt)
   std::vector<TokenOut> tokens;
+  std::vector<TokenOut> prompt;  // echo + logprobs: the prompt positions' logprobs
   std::string finish_reason, matched_stop, error;
   int64_t sent = 0;              // streaming: bytes of text (prompt echo included) already sent
   bool started = false;          // streaming: the choice's opening sent
@@ -63,6 +64,7 @@ void note_access(const std::vector<ChoiceState>& states, const json& usage) {
 void absorb(ChoiceState& st, const ChoiceDelta& d) {
   st.text += d.text;
   st.tokens.insert(st.tokens.end(), d.tokens.begin(), d.tokens.end());
+  st.prompt.insert(st.prompt.end(), d.prompt.begin(), d.prompt.end());
   if (d.finished) {
     st.finish_reason = d.finish_reason;
     st.matched_stop = d.matched_stop;
@@ -110,7 +112,8 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
       if (api == OpenAiApi::kChat) st.parser = chat_parser(ctx, *spec, id, i);
       if (st.parser) parsed = feed_parser(*st.parser, st.text, true);
       choices.push_back(form->choice(i,
-                                    ChoicePiece{.prefix = form->prefix(i), .text = st.text, .tokens = st.tokens,
+                                    ChoicePiece{.prefix = form->prefix(i), .echo_logprobs = form->echo_logprobs(),
+                                                .prompt = st.prompt, .text = st.text, .tokens = st.tokens,
                                                 .finished = true, .finish_reason = chat_finish(st.finish_reason, st),
                                                 .matched_stop = st.matched_stop,
                                                 .chat = st.parser ? &parsed : nullptr},
@@ -146,6 +149,8 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
                 if (api == OpenAiApi::kChat) st.parser = chat_parser(ctx, *spec, id, i);
                 if (json open = form->opening(i); !open.is_null() && !chunk(json::array({open}), nullptr)) return false;
                 p.prefix = form->prefix(i);
+                p.echo_logprobs = form->echo_logprobs();
+                p.prompt = d.prompt;
               }
               absorb(st, d);
               ChatDelta parsed;

@@ -65,7 +65,8 @@ const cases = [
   ['unknown response_format type', '/v1/completions', { prompt: 'a', response_format: { type: 'yaml' } }, 400, 'response_format.type'],
   ['generate regex with a backreference', '/generate', { text: 'a', sampling_params: { regex: '(a)\\1' } }, 400, 'sampling_params.regex'],
   ['unsupported suffix', '/v1/completions', { prompt: 'a', suffix: 'end' }, 400, 'suffix'],
-  ['echo with logprobs (prompt logprobs)', '/v1/completions', { prompt: 'a', echo: true, logprobs: 2 }, 400, 'echo'],
+  // max_tokens 0 is for scoring a prompt, which only echo returns.
+  ['max_tokens 0 without echo', '/v1/completions', { prompt: 'a', echo: false, max_tokens: 0, logprobs: 1 }, 400, 'max_tokens'],
   // One request cannot ask for more than 256 sequences (prompts x n).
   ['too many choices', '/v1/completions', { prompt: Array.from({ length: 16 }, () => 'a'), n: 17 }, 400, 'n'],
 ];

@@ -129,6 +129,49 @@ run([
     const r = await oa.completions.create({ model, prompt: tokenize(PROMPT), max_tokens: N, temperature: 0 });
     assert.equal(r.choices[0].text, greedy);
   }],
+  ['echo + logprobs + max_tokens 0 scores the prompt (lm-eval-harness\'s call)', async () => {
+    const ids = tokenize(PROMPT);
+    const r = await oa.completions.create({ model, prompt: PROMPT, echo: true, logprobs: 2, max_tokens: 0, temperature: 0 });
+    const c = r.choices[0];
+    assert.equal(c.text, PROMPT);
+    assert.equal(c.finish_reason, 'length');
+    assert.equal(r.usage.completion_tokens, 0);
+    assert.equal(r.usage.prompt_tokens, ids.length);
+    const lp = c.logprobs;
+    assert.equal(lp.tokens.length, ids.length);
+    assert.equal(lp.token_logprobs[0], null);
+    assert.equal(lp.top_logprobs[0], null);
+    for (let i = 1; i < ids.length; ++i) {
+      assert.ok(lp.token_logprobs[i] <= 0, `logprob ${lp.token_logprobs[i]} at ${i}`);
+      const alts = Object.values(lp.top_logprobs[i]);
+      assert.ok(alts.length >= 1 && alts.length <= 2);
+      // The prompt token is no likelier than the best alternative.
+      assert.ok(lp.token_logprobs[i] <= Math.max(...alts) + 1e-6);
+    }
+    // text_offset points into the echoed text: each token's text (SentencePiece drops the space
+    // that opens the text; BOS has none) sits between its offset and the next.
+    const off = [...lp.text_offset, c.text.length];
+    for (let i = 1; i < ids.length; ++i) {
+      assert.ok(off[i] <= off[i + 1], `text_offset not increasing at ${i}: ${lp.text_offset}`);
+      assert.equal(c.text.slice(off[i], off[i + 1]).trimStart(), lp.tokens[i].trimStart(), `token ${i} at ${off[i]}`);
+    }
+  }],
+  ['prompt logprobs equal the logprobs of the same tokens when they were generated', async () => {
+    // Two code paths: /generate reports each sampled token's logprob from its decode step; echo
+    // scores the same tokens as prompt positions, all rows of one prefill.
+    const ids = tokenize(PROMPT);
+    const g = await http('POST', '/generate', { input_ids: ids, return_logprob: true,
+      sampling_params: { max_new_tokens: 8, temperature: 0, ignore_eos: true } });
+    assert.equal(g.status, 200, g.text);
+    const out = g.json.output_ids;
+    const want = g.json.meta_info.output_token_logprobs.map((e) => e[0]);
+    assert.equal(out.length, 8);
+    const r = await oa.completions.create({ model, prompt: [...ids, ...out], echo: true, logprobs: 0, max_tokens: 0 });
+    const got = r.choices[0].logprobs.token_logprobs.slice(ids.length);
+    assert.equal(got.length, 8);
+    for (let i = 0; i < 8; ++i) assert.ok(Math.abs(got[i] - want[i]) < 1e-3, `token ${i}: ${got[i]} vs ${want[i]}`);
+    assert.ok(r.choices[0].text.startsWith(PROMPT), r.choices[0].text);
+  }],
   ['chat without a chat template: 400 that says so', async () => {
     await assert.rejects(
       oa.chat.completions.create({ model, messages: [{ role: 'user', content: 'Hi' }] }),

@@ -128,6 +128,7 @@ NewRequest full_request() {
   p.stop_token_ids = {2, 151645, 0};
   n.req.top_logprobs = 5;
   n.req.return_logprob = true;
+  n.req.prompt_logprobs = true;
   return n;
 }
 
@@ -156,6 +157,7 @@ void expect_same(const NewRequest& a, const NewRequest& b) {
   EXPECT_EQ(p.stop_token_ids, q.stop_token_ids);
   EXPECT_EQ(a.req.top_logprobs, b.req.top_logprobs);
   EXPECT_EQ(a.req.return_logprob, b.req.return_logprob);
+  EXPECT_EQ(a.req.prompt_logprobs, b.req.prompt_logprobs);
 }
 
 TEST(ControlMessage, EveryFieldSurvivesTheRoundTrip) {
@@ -200,6 +202,7 @@ TEST(ControlMessage, ReportRoundTrip) {
   a.finish = Finish::kLength;
   a.prompt_tokens = 12;
   a.cached_tokens = 8;
+  a.prompt = {{3, -1.5f, {{3, -1.5f}, {9, -0.0f}}}, {151935, -7.25f, {{4, -0.25f}, {1, -3.0f}}}};
   OutToken b;
   b.id = 6;
   b.finish = Finish::kError;
@@ -228,6 +231,19 @@ TEST(ControlMessage, ReportRoundTrip) {
   EXPECT_EQ(d.outs[0].finish, Finish::kLength);
   EXPECT_EQ(d.outs[0].prompt_tokens, 12);
   EXPECT_EQ(d.outs[0].cached_tokens, 8);
+  ASSERT_EQ(d.outs[0].prompt.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    const TokenOut &x = a.prompt[i], &y = d.outs[0].prompt[i];
+    EXPECT_EQ(x.token, y.token);
+    EXPECT_EQ(x.logprob, y.logprob);
+    ASSERT_EQ(y.top.size(), 2u);
+    for (size_t k = 0; k < 2; ++k) {
+      EXPECT_EQ(x.top[k].token, y.top[k].token);
+      EXPECT_EQ(x.top[k].logprob, y.top[k].logprob);
+      EXPECT_EQ(std::signbit(x.top[k].logprob), std::signbit(y.top[k].logprob));
+    }
+  }
+  EXPECT_TRUE(d.outs[1].prompt.empty());
   EXPECT_FALSE(d.outs[1].has_token);
   EXPECT_TRUE(d.outs[1].tok.top.empty());
   EXPECT_EQ(d.outs[1].finish, Finish::kError);
@@ -242,7 +258,7 @@ TEST(ControlMessage, UnusedOptionalFieldsAreLeftOut) {
   const auto small = encode(c);
   const std::string text(reinterpret_cast<const char*>(small.data()), small.size());
   for (const char* absent : {"input_embeds", "embed_rows", "seed", "stop_token_ids", "top_logprobs", "return_logprob",
-                             "constraint", "logit_bias"})
+                             "prompt_logprobs", "constraint", "logit_bias"})
     EXPECT_EQ(text.find(absent), std::string::npos) << absent;
   for (const char* present : {"temperature", "max_new_tokens", "input_ids", "shutdown"})
     EXPECT_NE(text.find(present), std::string::npos) << present;
@@ -410,6 +426,23 @@ TEST(ControlMessage, ReportRefusesUnpairedAndUnknownValues) {
   const float lps[] = {-1};
   const auto ragged = report_with_out([&](W& w) { w.kv("top_ids").bin(ids, 8).kv("top_logprobs").bin(lps, 4); }, 5);
   EXPECT_NE(error_of(ragged, true), "");
+  // Prompt logprobs: n = 1 entry with k = 1 alternative is 2 + 1 * (2 + 2) words; one short is refused.
+  uint32_t words[6] = {1, 1, 7, 0, 7, 0};
+  const float half = -0.5f;
+  std::memcpy(&words[3], &half, 4);
+  std::memcpy(&words[5], &half, 4);
+  const auto prompt_ok = report_with_out([&](W& w) { w.kv("prompt").bin(words, 24); }, 4);
+  EXPECT_EQ(error_of(prompt_ok, true), "");
+  const GroupReport pr = decode_report(prompt_ok.data(), prompt_ok.size());
+  ASSERT_EQ(pr.outs.at(0).prompt.size(), 1u);
+  EXPECT_EQ(pr.outs[0].prompt[0].token, 7);
+  EXPECT_EQ(pr.outs[0].prompt[0].logprob, -0.5f);
+  ASSERT_EQ(pr.outs[0].prompt[0].top.size(), 1u);
+  const auto prompt_short = report_with_out([&](W& w) { w.kv("prompt").bin(words, 20); }, 4);
+  EXPECT_NE(error_of(prompt_short, true).find("'prompt'"), std::string::npos) << error_of(prompt_short, true);
+  words[0] = 0xffffffffu;  // a count the bytes cannot hold
+  const auto prompt_huge = report_with_out([&](W& w) { w.kv("prompt").bin(words, 24); }, 4);
+  EXPECT_NE(error_of(prompt_huge, true), "");
 }
 
 // The fuzz corpus seeds are written by fuzz/seeds/make_seeds.py with its own msgpack writer: the

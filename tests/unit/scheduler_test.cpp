@@ -82,6 +82,7 @@ struct Sim {
   std::map<uint64_t, int64_t> max_new;
   std::map<uint64_t, bool> done;
   bool stop_at_eos = true;
+  bool prompt_logprobs = false;  // requests added from now on report prompt logprobs
   int64_t steps = 0;
 
   Sim(int64_t n_pages, SchedulerConfig cfg)
@@ -90,7 +91,9 @@ struct Sim {
   bool add(uint64_t id, std::vector<int32_t> prompt, int64_t mx) {
     max_new[id] = mx;
     out[id];
-    return sched.add(request(id, std::move(prompt), mx, stop_at_eos));
+    RequestState st = request(id, std::move(prompt), mx, stop_at_eos);
+    st.req.prompt_logprobs = prompt_logprobs;
+    return sched.add(std::move(st));
   }
 
   // One step; returns what ran.
@@ -367,6 +370,54 @@ TEST(Scheduler, PrefixHitAfterIdenticalPromptAndSharedPrefix) {
   auto st = sim.sched.stats();
   EXPECT_EQ(st.prefix_query_tokens, 10 + 10 + 8 + 9 + 14);
   EXPECT_EQ(st.prefix_hit_tokens, 0 + 8 + 4 + 4 + 12);
+}
+
+TEST(Scheduler, PromptLogprobRequestsComputeEveryPromptPosition) {
+  // A request reporting prompt logprobs needs the logits of every prompt position, so it takes
+  // nothing from the prefix cache; it still leaves its pages there, and once its prompt logprobs are
+  // done (a later recompute) nothing stops it from using the cache.
+  Sim sim(64, cfg_of(8, 64, 100, true));
+  sim.stop_at_eos = false;
+  auto p = prompt_of(5, 10);
+  ASSERT_TRUE(sim.add(1, p, 3));
+  sim.run_to_end();
+  EXPECT_EQ(sim.sched.stats().cached_pages, 3);
+  const auto before = sim.sched.stats();
+
+  sim.prompt_logprobs = true;
+  ASSERT_TRUE(sim.add(2, p, 2));
+  EXPECT_TRUE(sim.sched.find(2)->needs_prompt_logprobs());
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{2, 0, 10, true}}));  // the whole prompt, from position 0
+  EXPECT_EQ(sim.sched.find(2)->cached, 0);
+  EXPECT_EQ(sim.sched.find(2)->prompt_lp_next, 10);  // positions 1..9 reported
+  EXPECT_FALSE(sim.sched.find(2)->needs_prompt_logprobs());
+  EXPECT_EQ(sim.sched.stats().prefix_hit_tokens, before.prefix_hit_tokens);
+  sim.run_to_end();
+  EXPECT_EQ(sim.out[2], reference(p, 2, false));
+
+  // Without prompt logprobs the same prompt hits the cache again.
+  sim.prompt_logprobs = false;
+  ASSERT_TRUE(sim.add(3, p, 1));
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{3, 8, 2, true}}));
+}
+
+TEST(Scheduler, PromptLogprobRowsPerStepAreBounded) {
+  // Row budget 5 per step (the logits buffer), chunk budget 8: the prompt-logprob request runs 5
+  // tokens a step; a plain request admitted behind it takes the rest of the chunk budget.
+  SchedulerConfig cfg = cfg_of(8, 8, 100, false);
+  cfg.max_prompt_logprob_rows = 5;
+  Sim sim(64, cfg);
+  sim.stop_at_eos = false;
+  sim.prompt_logprobs = true;
+  ASSERT_TRUE(sim.add(1, prompt_of(1, 12), 1));
+  sim.prompt_logprobs = false;
+  ASSERT_TRUE(sim.add(2, prompt_of(2, 3), 1));
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{1, 0, 5, false}, {2, 0, 3, true}}));
+  EXPECT_EQ(sim.sched.find(1)->prompt_lp_next, 6);
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{1, 5, 5, false}}));
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{1, 10, 2, true}}));
+  EXPECT_FALSE(sim.sched.has_work());
+  EXPECT_EQ(sim.out[1], reference(prompt_of(1, 12), 1, false));
 }
 
 TEST(Scheduler, UnwrittenLastPositionIsNeverShared) {
