@@ -13,6 +13,7 @@
 #include "core/check.h"
 #include "parallel/comm.h"
 #include "parallel/model_comm.h"
+#include "parallel/placement.h"
 #include "parallel/topology.h"
 #include "engine/rank_worker.h"
 #include "model/model.h"
@@ -46,6 +47,7 @@ struct Runtime::Impl {
   std::unique_ptr<RankWorker> worker;
   std::unique_ptr<DpEngine> engine;
   int64_t kv_tokens = 0;
+  std::string placement;  // "host-a: ranks 0-1; host-b: ranks 2-3" (world > 1)
 };
 
 Runtime::Runtime(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -71,6 +73,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     omp_set_num_threads(threads);
 
     I.comms = Comms::create(I.topo);
+    if (I.topo.world_size > 1) I.placement = format_placement(gather_host_names(I.comms.world));
     I.mcomm = std::make_unique<DistModelComm>(I.comms, I.topo, o.dp_padding_mode, DpTransport::kGatherScatter,
                                               o.split_collective_waits);
     LoadOptions lo;
@@ -162,9 +165,10 @@ std::string Runtime::describe() const {
   if (kv.kind == KVKind::kLatent)
     where = t.attn_tp_size > 1 ? fmt::format(", replicated on all {} attention ranks of the group", t.attn_tp_size)
                                : std::string(", held once, by this rank's group");
-  return fmt::format("rank {}/{}: DP group {} (slot {} of {}), {} KV positions x {} KiB/token per rank ({}{}), {} threads",
+  return fmt::format("rank {}/{}: DP group {} (slot {} of {}), {} KV positions x {} KiB/token per rank ({}{}), {} threads{}",
                      t.rank, t.world_size, t.attn_dp_rank, t.attn_tp_rank, t.attn_tp_size, impl_->kv_tokens,
-                     double(kv.bytes_per_token()) / 1024.0, kv.describe(), where, impl_->model->threads());
+                     double(kv.bytes_per_token()) / 1024.0, kv.describe(), where, impl_->model->threads(),
+                     impl_->placement.empty() ? "" : "; hosts: " + impl_->placement);
 }
 
 void Runtime::run() {

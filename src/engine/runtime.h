@@ -65,6 +65,8 @@ class Runtime {
   int world_size() const;
   const ModelConfig& model_config() const;
   const Model& model() const;
+  // One line for the start-up log: this rank's group, KV budget, threads and, with several ranks,
+  // which host each rank runs on (collected once at start).
   std::string describe() const;
   int64_t kv_tokens_per_rank() const;
   // The engine (world rank 0 only; null elsewhere).
