@@ -17,6 +17,7 @@ pkgs=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-numpy python3-jinja2         # independent references used by tests
   nodejs curl                          # real-client tests and tokenizer oracle
+  iproute2 util-linux                  # tests/multihost: network namespaces, veth pairs, unshare
   clang libclang-rt-14-dev libomp-14-dev  # scripts/fuzz.sh: libFuzzer runtime, OpenMP for clang
 )
 
