@@ -6,7 +6,8 @@ For each case and variant: the F32 file is rebuilt with our writer and must hash
 llama.cpp read; quantized files are the committed llama-quantize outputs. dpserve_forward_probe
 runs llama.cpp's prompts and its greedy continuations twice (one sequence at a time, and all
 sequences batched in each step) and every logit row is compared with llama.cpp's; then
-`dpserve generate` must reproduce llama.cpp's greedy ids.
+`dpserve generate` must reproduce llama.cpp's greedy ids. DeepSeek cases also load the Hugging
+Face folder the GGUF came from (and the older single-attn_kv_b layout): the logits must be equal.
 
 Tolerances (`scale` = standard deviation of llama.cpp's logits of the case):
   F32: max 1e-4 x scale, rms 2e-5 x scale. Both run fp32 activations, fp32 KV (the fixtures were
@@ -154,6 +155,25 @@ def check_greedy(args, name, gguf, prompts, greedy, ref_rows, max_err, scale):
     return ok
 
 
+def same_as_hf(args, name, ours, steps, vocab):
+    """The GGUF holds the Hugging Face folder's own f32 weights (nothing permuted: the deepseek2
+    converter keeps the pairwise RoPE layout), so dpserve must compute the very same logits from
+    either, bit for bit; also from the older layout with one attn_kv_b (--kv-b joined)."""
+    hf = os.path.join(args.work, f"hf-{name}")
+    joined = os.path.join(args.work, f"{name}-F32-joined.gguf")
+    if not os.path.exists(joined):
+        cases.make_f32(name, args.work, args.shared, ["--kv-b", "joined"], tag="F32-joined")
+    ok = True
+    for tag, model in (("hf", hf), ("joined", joined)):
+        got, _ = probe(args, model, steps, args.work, f"{name}-{tag}", vocab)
+        diff = float(np.abs(got.astype(np.float64) - ours).max())
+        good = got.shape == ours.shape and diff == 0.0
+        print(f"{'ok' if good else 'FAIL'} {name}: {tag} logits {'equal' if good else 'differ from'} the GGUF's "
+              f"(max difference {diff:.3g})")
+        ok &= good
+    return ok
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--probe", required=True)
@@ -190,6 +210,8 @@ def main():
                 ok, mx = compare(f"{name} {var} {sname}", ours, info, ref_rows, scale, tol)
                 case_ok &= ok
                 worst = max(worst, mx)
+                if var == "F32" and cases.CASES[name].get("same_as_hf"):
+                    case_ok &= same_as_hf(a, name, ours, steps, entry["vocab"])
             case_ok &= check_greedy(a, f"{name} {var}", gguf, prompts, greedy, ref_rows, worst, scale)
             if not case_ok:
                 failed.append(f"{name} {var}")
