@@ -194,14 +194,12 @@ static void grow(std::vector<T>& v, int64_t n) {
 }
 
 void Model::mla_attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv) {
-  // MlaAttention is not a team collective yet: the leader runs it (its products on one thread,
-  // its per-head loops with OpenMP) while the other members wait at the barrier.
   const int64_t T = b.n_tokens(), H = cfg_.hidden;
-  if (t.leader()) {
-    L.mla->forward(xn_.data(), T, b.seqs, rope_cs_.data(), kv, li, o_.data(), mla_path_);
-    if (par_.attn.size > 1) comm_->attn_allreduce(o_.data(), T * H);
+  L.mla->forward(t, xn_.data(), T, b.seqs, rope_cs_.data(), kv, li, o_.data(), mla_path_);
+  if (par_.attn.size > 1) {
+    if (t.leader()) comm_->attn_allreduce(o_.data(), T * H);
+    t.barrier();
   }
-  t.barrier();
   add_inplace(t, x_.data(), o_.data(), T * H);
 }
 

@@ -73,13 +73,13 @@ def run(cmd, timeout=300):
     return p.stdout
 
 
-def probe(args, gguf, steps, work, tag, vocab):
+def probe(args, gguf, steps, work, tag, vocab, threads=2):
     sched = os.path.join(work, f"{tag}.sched.json")
     out = os.path.join(work, f"{tag}.logits")
     with open(sched, "w") as f:
         json.dump({"steps": steps}, f)
-    info = json.loads(run([args.probe, "--model-path", gguf, "--schedule", sched, "--out", out, "--threads", "2",
-                           "--page-size", "8"]))
+    info = json.loads(run([args.probe, "--model-path", gguf, "--schedule", sched, "--out", out, "--threads",
+                           str(threads), "--page-size", "8"]))
     assert info["vocab_size"] == vocab, info["vocab_size"]
     return np.fromfile(out, dtype="<f4").reshape(-1, vocab), info
 
@@ -158,14 +158,16 @@ def check_greedy(args, name, gguf, prompts, greedy, ref_rows, max_err, scale):
 def same_as_hf(args, name, ours, steps, vocab):
     """The GGUF holds the Hugging Face folder's own f32 weights (nothing permuted: the deepseek2
     converter keeps the pairwise RoPE layout), so dpserve must compute the very same logits from
-    either, bit for bit; also from the older layout with one attn_kv_b (--kv-b joined)."""
+    either, bit for bit; also from the older layout with one attn_kv_b (--kv-b joined), and with
+    1 or 3 threads instead of 2 (the MLA attention is split over the thread team by rows and by
+    heads; no value may depend on the split)."""
     hf = os.path.join(args.work, f"hf-{name}")
     joined = os.path.join(args.work, f"{name}-F32-joined.gguf")
     if not os.path.exists(joined):
         cases.make_f32(name, args.work, args.shared, ["--kv-b", "joined"], tag="F32-joined")
     ok = True
-    for tag, model in (("hf", hf), ("joined", joined)):
-        got, _ = probe(args, model, steps, args.work, f"{name}-{tag}", vocab)
+    for tag, model, threads in (("hf", hf, 2), ("joined", joined, 2), ("1 thread", hf, 1), ("3 threads", hf, 3)):
+        got, _ = probe(args, model, steps, args.work, f"{name}-{tag.replace(' ', '')}", vocab, threads)
         diff = float(np.abs(got.astype(np.float64) - ours).max())
         good = got.shape == ours.shape and diff == 0.0
         print(f"{'ok' if good else 'FAIL'} {name}: {tag} logits {'equal' if good else 'differ from'} the GGUF's "
