@@ -83,43 +83,49 @@ MlaPath MlaAttention::choose(int64_t n_q, int64_t n_keys) const {
   return absorbed <= decompressed ? MlaPath::kAbsorbed : MlaPath::kDecompressed;
 }
 
+MlaPath MlaAttention::pick(const AttnSeq& s, MlaPath forced) const {
+  return forced == MlaPath::kAuto ? choose(s.n_q, s.pos0 + s.n_q) : forced;
+}
+
+void MlaAttention::reserve(int64_t T, const std::vector<AttnSeq>& seqs, MlaPath path) {
+  const int64_t qd = m_.q_head_dim(), r = m_.kv_lora_rank, rd = m_.qk_rope_head_dim;
+  const int64_t vd = m_.v_head_dim, lat = r + rd, Hq = heads_ * qd, kvw = m_.qk_nope_head_dim + vd;
+  int64_t Ta = 0, max_keys = 0;
+  for (const AttnSeq& s : seqs) {
+    if (s.n_q == 0) continue;
+    if (pick(s, path) == MlaPath::kAbsorbed)
+      Ta += s.n_q;
+    else
+      max_keys = std::max(max_keys, s.pos0 + s.n_q);
+  }
+  grow(q_, T * Hq);
+  grow(ckv_, T * lat);
+  if (m_.q_lora_rank > 0) grow(qa_, T * m_.q_lora_rank);
+  grow(attn_, T * heads_ * vd);
+  grow(gq_, Ta * Hq);
+  grow(qabs_, Ta * heads_ * lat);
+  grow(olat_, Ta * heads_ * r);
+  grow(oabs_, Ta * heads_ * vd);
+  grow(lat_, max_keys * lat);
+  grow(kvd_, max_keys * heads_ * kvw);
+  grow(ks_, heads_ * max_keys * qd);
+  grow(vs_, heads_ * max_keys * vd);
+}
+
 void MlaAttention::forward(Team& t, const float* xn, int64_t T, const std::vector<AttnSeq>& seqs,
                            const float* rope_cs, KVPool& kv, int64_t layer, float* out, MlaPath path) {
   if (T == 0) return;
   const int64_t qd = m_.q_head_dim(), r = m_.kv_lora_rank, rd = m_.qk_rope_head_dim, nope = m_.qk_nope_head_dim;
-  const int64_t vd = m_.v_head_dim, lat = r + rd, Hq = heads_ * qd, kvw = nope + vd;
+  const int64_t vd = m_.v_head_dim, lat = r + rd, Hq = heads_ * qd;
   DP_CHECK(kv.config().kind == KVKind::kLatent && kv.config().latent_dim == r && kv.config().rope_dim == rd,
            "MLA needs a latent KV pool of {} + {}", r, rd);
-  // Every member makes the same choices; the leader sizes the scratch for all of them.
+  // Every member makes the same choices (reserve() sized the scratch for them).
   std::vector<int64_t> absorbed_seqs, decompressed_seqs;
-  int64_t Ta = 0, max_keys = 0;
   for (size_t i = 0; i < seqs.size(); ++i) {
     const AttnSeq& s = seqs[i];
     if (s.n_q == 0) continue;
-    const MlaPath p = path == MlaPath::kAuto ? choose(s.n_q, s.pos0 + s.n_q) : path;
-    if (p == MlaPath::kAbsorbed) {
-      absorbed_seqs.push_back(int64_t(i));
-      Ta += s.n_q;
-    } else {
-      decompressed_seqs.push_back(int64_t(i));
-      max_keys = std::max(max_keys, s.pos0 + s.n_q);
-    }
+    (pick(s, path) == MlaPath::kAbsorbed ? absorbed_seqs : decompressed_seqs).push_back(int64_t(i));
   }
-  if (t.leader()) {
-    grow(q_, T * Hq);
-    grow(ckv_, T * lat);
-    if (m_.q_lora_rank > 0) grow(qa_, T * m_.q_lora_rank);
-    grow(attn_, T * heads_ * vd);
-    grow(gq_, Ta * Hq);
-    grow(qabs_, Ta * heads_ * lat);
-    grow(olat_, Ta * heads_ * r);
-    grow(oabs_, Ta * heads_ * vd);
-    grow(lat_, max_keys * lat);
-    grow(kvd_, max_keys * heads_ * kvw);
-    grow(ks_, heads_ * max_keys * qd);
-    grow(vs_, heads_ * max_keys * vd);
-  }
-  t.barrier();
   // The q path and the latent from the same activations, in one pass when the weights allow it.
   const WeightView& q_in = m_.q_lora_rank > 0 ? q_a_ : q_proj_;
   float* q_in_out = m_.q_lora_rank > 0 ? qa_.data() : q_.data();
@@ -174,18 +180,19 @@ void MlaAttention::absorbed(Team& t, const std::vector<int64_t>& which, const st
     Ta += s.n_q;
     local.push_back(s);
   }
-  if (t.leader())
-    for (size_t i = 0; i < which.size(); ++i) {
-      const AttnSeq& s = seqs[size_t(which[i])];
-      std::memcpy(&gq_[local[i].q_row * Hq], &q_[s.q_row * Hq], size_t(s.n_q * Hq) * sizeof(float));
-    }
-  t.barrier();
   // Each member takes a share of the heads through the whole chain (every head's result is the
   // same whichever member computes it and whatever heads share its calls, so the split does not
   // change a bit): [W_UK^T q_nope | q_pe] per head, a query against the latent rows [c_kv | k_pe]
-  // as one shared KV head; then the weighted latent back through W_UV into the batch's rows.
+  // as one shared KV head; then the weighted latent back through W_UV into the batch's rows. A
+  // member reads only its own heads' columns, so nothing waits between the steps.
   const Range hs = t.share(heads_);
   if (!hs.empty()) {
+    for (size_t i = 0; i < which.size(); ++i) {  // its heads' query columns, the chosen rows end to end
+      const AttnSeq& s = seqs[size_t(which[i])];
+      for (int64_t j = 0; j < s.n_q; ++j)
+        std::memcpy(&gq_[(local[i].q_row + j) * Hq + hs.begin * qd], &q_[(s.q_row + j) * Hq + hs.begin * qd],
+                    size_t(hs.size() * qd) * sizeof(float));
+    }
     for (int64_t h = hs.begin; h < hs.end; ++h) {
       matmul(&gq_[h * qd], Ta, Hq, uk_t_[size_t(h)], nullptr, &qabs_[h * lat], heads_ * lat);
       for (int64_t i = 0; i < Ta; ++i)

@@ -44,10 +44,14 @@ class MlaAttention {
   void forward(Team& t, const float* xn, int64_t T, const std::vector<AttnSeq>& seqs, const float* rope_cs,
                KVPool& kv, int64_t layer, float* out, MlaPath path = MlaPath::kAuto);
 
+  // Sizes the scratch for a batch (before the collective forward; not thread-safe).
+  void reserve(int64_t T, const std::vector<AttnSeq>& seqs, MlaPath path = MlaPath::kAuto);
+
   // Which form the cost model picks for n_q queries over n_keys positions.
   MlaPath choose(int64_t n_q, int64_t n_keys) const;
 
  private:
+  MlaPath pick(const AttnSeq& s, MlaPath forced) const;
   void absorbed(Team& t, const std::vector<int64_t>& which, const std::vector<AttnSeq>& seqs, KVPool& kv,
                 int64_t layer);
   void decompressed(Team& t, const AttnSeq& s, KVPool& kv, int64_t layer);
@@ -61,7 +65,7 @@ class MlaAttention {
   std::vector<WeightView> uv_;     // per local head: W_UV [v_head_dim, kv_lora_rank] (a view)
   std::vector<uint8_t> uk_t_data_;
 
-  // Scratch, reused step after step (sized by the leader, shared by the team).
+  // Scratch, reused step after step (sized by reserve(), shared by the team).
   std::vector<float> q_, qa_, ckv_, attn_, gq_, qabs_, olat_, oabs_, lat_, kvd_, ks_, vs_;
 };
 

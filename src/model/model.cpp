@@ -396,8 +396,10 @@ void Model::forward(const ForwardBatch& b, KVPool& kv, float* logits) {
     grow(rope_cs_, T * rd);
     for (int64_t i = 0; i < T; ++i) std::memcpy(&rope_cs_[i * rd], rope_->row(row_pos_[size_t(i)]), sizeof(float) * size_t(rd));
   }
-  for (const auto& L : layers_)
+  for (const auto& L : layers_) {
     if (L.moe) L.moe->reserve(T);
+    if (L.mla) L.mla->reserve(T, b.seqs, mla_path_);
+  }
   team_->run([&](Team& t) { forward_member(t, b, kv, logits); });
 }
 
