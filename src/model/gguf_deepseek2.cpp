@@ -1,5 +1,6 @@
 #include "model/gguf_deepseek2.h"
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 
@@ -150,7 +151,9 @@ void read_yarn(const Reader& k, ModelConfig& c) {
   if (k.has("attention.temperature_scale")) k.bad("attention.temperature_scale", "is not supported");
   s.type = RopeScaling::Type::Yarn;
   s.factor = *factor;
-  s.original_max_position_embeddings = double(k.count("rope.scaling.original_context_length", 1, int64_t(1) << 20));
+  // llama.cpp falls back to the training context when the original one is not given.
+  s.original_max_position_embeddings =
+      double(k.count("rope.scaling.original_context_length", 1, std::min(c.max_pos, kMaxWidth)));
   s.beta_fast = k.number("rope.scaling.yarn_beta_fast").value_or(32.0);
   s.beta_slow = k.number("rope.scaling.yarn_beta_slow").value_or(1.0);
   if (!(s.beta_fast > 0 && s.beta_slow > 0)) k.bad("rope.scaling.yarn_beta_fast", "betas must be positive");
