@@ -9,7 +9,12 @@ What it writes:
   * `llama` models: Q/K rows permuted per head (llama.cpp's converter does this so that GGML's
     RoPE on adjacent pairs equals Hugging Face's rotate-half), llama3 RoPE scaling as
     rope_freqs.weight (one divisor per frequency), linear as rope.scaling.*;
-  * Qwen3-MoE experts stacked into blk.N.ffn_{gate,up,down}_exps [experts, rows, cols];
+  * Qwen3-MoE and DeepSeek experts stacked into blk.N.ffn_{gate,up,down}_exps [experts, rows, cols];
+  * DeepSeek-V2/V3 as `deepseek2`: kv_b_proj split per head into attn_k_b (W_UK transposed) and
+    attn_v_b with the attention.*_mla keys, as llama.cpp's converter does since its absorbed MLA
+    (--kv-b joined writes the older single attn_kv_b); the router's meaning in llama.cpp's terms
+    (expert_gating_func, expert_weights_norm / _scale, expert groups), refusing a config whose
+    meaning those keys cannot express; YaRN with yarn_log_multiplier = 0.1 x mscale_all_dim;
   * the vocabulary: tokenizer.json (byte-level BPE -> `gpt2` with merges and the pre-tokenizer
     name), tokenizer.model (SentencePiece -> `llama` with scores and types) or a llama2.c
     tokenizer.bin; BOS/EOS ids, add_bos/add_eos and the chat template from tokenizer_config.json.
@@ -32,7 +37,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gguf_format as G  # noqa: E402
 
 ARCH = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2",
-        "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3moe"}
+        "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3moe",
+        "DeepseekV2ForCausalLM": "deepseek2", "DeepseekV3ForCausalLM": "deepseek2"}
 OUTTYPES = {"f32": (G.GGML_F32, 0), "f16": (G.GGML_F16, 1), "bf16": (G.GGML_BF16, 32)}  # (type, general.file_type)
 
 # Hugging Face -> llama.cpp tensor names (the per-layer part).
@@ -52,6 +58,16 @@ LAYER_NAMES = {
     "mlp.up_proj.weight": "ffn_up.weight",
     "mlp.down_proj.weight": "ffn_down.weight",
     "mlp.gate.weight": "ffn_gate_inp.weight",
+    # DeepSeek-V2/V3 (multi-head latent attention, DeepSeekMoE)
+    "self_attn.q_a_proj.weight": "attn_q_a.weight",
+    "self_attn.q_a_layernorm.weight": "attn_q_a_norm.weight",
+    "self_attn.q_b_proj.weight": "attn_q_b.weight",
+    "self_attn.kv_a_proj_with_mqa.weight": "attn_kv_a_mqa.weight",
+    "self_attn.kv_a_layernorm.weight": "attn_kv_a_norm.weight",
+    "mlp.gate.e_score_correction_bias": "exp_probs_b.bias",
+    "mlp.shared_experts.gate_proj.weight": "ffn_gate_shexp.weight",
+    "mlp.shared_experts.up_proj.weight": "ffn_up_shexp.weight",
+    "mlp.shared_experts.down_proj.weight": "ffn_down_shexp.weight",
 }
 EXPERT_NAMES = {"gate_proj.weight": "ffn_gate_exps.weight", "up_proj.weight": "ffn_up_exps.weight",
                 "down_proj.weight": "ffn_down_exps.weight"}
@@ -356,7 +372,87 @@ def llama3_rope_factors(c, head_dim):
     return np.asarray(out, dtype="<f4")
 
 
-def add_model(w, folder, outtype):
+def deepseek2_keys(w, p, c, kv_b):
+    """DeepSeek-V2/V3 metadata as llama.cpp's converter writes it, and what llama.cpp reads it as."""
+    r, rd = c["kv_lora_rank"], c["qk_rope_head_dim"]
+    nope, vd = c["qk_nope_head_dim"], c["v_head_dim"]
+    v3 = c["architectures"][0] == "DeepseekV3ForCausalLM"
+    # llama.cpp reads q_lora_rank for every layer count but V2-Lite's 27 (its files have none):
+    # 0 keeps small q_proj models loadable there and means the same to dpserve.
+    w.add(p + "attention.q_lora_rank", G.U32, c.get("q_lora_rank") or 0)
+    w.add(p + "attention.kv_lora_rank", G.U32, r)
+    w.add(p + "rope.dimension_count", G.U32, rd)
+    if kv_b == "split":  # the cache seen as one MQA head of [c_kv | k_pe]
+        w.add(p + "attention.head_count_kv", G.U32, 1)
+        w.add(p + "attention.key_length", G.U32, r + rd)
+        w.add(p + "attention.value_length", G.U32, r)
+        w.add(p + "attention.key_length_mla", G.U32, nope + rd)
+        w.add(p + "attention.value_length_mla", G.U32, vd)
+    else:
+        w.add(p + "attention.head_count_kv", G.U32, c["num_attention_heads"])
+        w.add(p + "attention.key_length", G.U32, nope + rd)
+        w.add(p + "attention.value_length", G.U32, vd)
+    w.add(p + "vocab_size", G.U32, c["vocab_size"])
+    n_exp = c.get("n_routed_experts")
+    w.add(p + "leading_dense_block_count", G.U32,
+          c.get("first_k_dense_replace") or 0 if n_exp else c["num_hidden_layers"])
+    if not n_exp:
+        return
+    if c.get("moe_layer_freq", 1) != 1:
+        raise SystemExit("hf_to_gguf: deepseek2 GGUF files have every layer after the dense ones sparse; "
+                         "moe_layer_freq != 1 cannot be written")
+    k = c["num_experts_per_tok"]
+    scoring = c.get("scoring_func") or ("sigmoid" if v3 else "softmax")
+    method = c.get("topk_method") or ("noaux_tc" if v3 else "greedy")
+    norm = bool(c.get("norm_topk_prob", v3))
+    scale = c.get("routed_scaling_factor") or 1.0
+    groups = c.get("n_group") or 1
+    # llama.cpp: selection on the scores (+ exp_probs_b); with groups, the groups of the largest sum
+    # of their two best; weights divided by their sum when normalised, then always scaled.
+    if method == "group_limited_greedy" and groups > 1:
+        raise SystemExit("hf_to_gguf: group_limited_greedy ranks groups by their best expert; llama.cpp's deepseek2 "
+                         "ranks them by the sum of the best two (noaux_tc's rule): not expressible")
+    if not v3 and norm and k > 1 and scale != 1.0:
+        raise SystemExit("hf_to_gguf: DeepSeek-V2 does not scale normalised weights; llama.cpp always scales: "
+                         "routed_scaling_factor must be 1 with norm_topk_prob")
+    if norm and k == 1:
+        raise SystemExit("hf_to_gguf: the reference skips normalising a single expert, llama.cpp does not")
+    w.add(p + "expert_count", G.U32, n_exp)
+    w.add(p + "expert_used_count", G.U32, k)
+    w.add(p + "expert_feed_forward_length", G.U32, c["moe_intermediate_size"])
+    w.add(p + "expert_shared_count", G.U32, c.get("n_shared_experts") or 0)
+    w.add(p + "expert_weights_scale", G.F32, scale)
+    if norm:
+        w.add(p + "expert_weights_norm", G.BOOL, True)
+    w.add(p + "expert_gating_func", G.U32, {"softmax": 1, "sigmoid": 2}[scoring])
+    if method != "greedy":
+        w.add(p + "expert_group_count", G.U32, groups)
+        w.add(p + "expert_group_used_count", G.U32, c.get("topk_group") or 1)
+
+
+def deepseek2_yarn(w, p, rs):
+    """YaRN: llama.cpp takes mscale equal to mscale_all_dim and reads 0.1 x mscale_all_dim."""
+    mad = rs.get("mscale_all_dim", 0.0)
+    if rs.get("mscale", 1.0) != mad and not (mad in (0.0, 1.0) and rs.get("mscale", 1.0) == 1.0):
+        raise SystemExit("hf_to_gguf: llama.cpp assumes yarn mscale == mscale_all_dim; this config differs")
+    if mad == 0.0:
+        raise SystemExit("hf_to_gguf: yarn without mscale_all_dim has no yarn_log_multiplier in llama.cpp's terms")
+    w.add(p + "rope.scaling.type", G.STRING, "yarn")
+    w.add(p + "rope.scaling.factor", G.F32, rs["factor"])
+    w.add(p + "rope.scaling.original_context_length", G.U32, rs["original_max_position_embeddings"])
+    w.add(p + "rope.scaling.yarn_beta_fast", G.F32, rs.get("beta_fast", 32.0))
+    w.add(p + "rope.scaling.yarn_beta_slow", G.F32, rs.get("beta_slow", 1.0))
+    w.add(p + "rope.scaling.yarn_log_multiplier", G.F32, 0.1 * mad)
+
+
+def split_kv_b(a, c):
+    """kv_b_proj [H * (nope + vd), r] -> attn_k_b [H, r, nope] (W_UK transposed), attn_v_b [H, vd, r]."""
+    h, nope, vd = c["num_attention_heads"], c["qk_nope_head_dim"], c["v_head_dim"]
+    kv = a.reshape(h, nope + vd, a.shape[-1])
+    return np.ascontiguousarray(kv[:, :nope, :].transpose(0, 2, 1)), np.ascontiguousarray(kv[:, nope:, :])
+
+
+def add_model(w, folder, outtype, kv_b="split"):
     c = load_json(os.path.join(folder, "config.json"))
     arch = ARCH.get((c.get("architectures") or [""])[0])
     if arch is None:
@@ -376,11 +472,15 @@ def add_model(w, folder, outtype):
     if c.get("intermediate_size"):
         w.add(p + "feed_forward_length", G.U32, c["intermediate_size"])
     w.add(p + "attention.head_count", G.U32, n_head)
-    w.add(p + "attention.head_count_kv", G.U32, n_kv)
+    if arch != "deepseek2":
+        w.add(p + "attention.head_count_kv", G.U32, n_kv)
     w.add(p + "attention.layer_norm_rms_epsilon", G.F32, c.get("rms_norm_eps", 1e-6))
     w.add(p + "rope.freq_base", G.F32, c.get("rope_theta", 10000.0))
-    w.add(p + "rope.dimension_count", G.U32, head_dim)
-    if "head_dim" in c and c["head_dim"]:
+    if arch == "deepseek2":
+        deepseek2_keys(w, p, c, kv_b)
+    else:
+        w.add(p + "rope.dimension_count", G.U32, head_dim)
+    if "head_dim" in c and c["head_dim"] and arch != "deepseek2":
         w.add(p + "attention.key_length", G.U32, head_dim)
         w.add(p + "attention.value_length", G.U32, head_dim)
     if arch == "llama":
@@ -390,6 +490,8 @@ def add_model(w, folder, outtype):
     if rtype == "linear":
         w.add(p + "rope.scaling.type", G.STRING, "linear")
         w.add(p + "rope.scaling.factor", G.F32, rs["factor"])
+    elif rtype == "yarn" and arch == "deepseek2":
+        deepseek2_yarn(w, p, rs)
     elif rtype not in (None, "default", "llama3"):
         raise SystemExit(f"hf_to_gguf: rope_scaling {rtype} is not supported")
     if arch == "qwen3moe":
@@ -431,7 +533,16 @@ def add_model(w, folder, outtype):
             elif arch == "llama" and hf.startswith("self_attn.k_proj"):
                 heads = n_kv
             w.add_tensor(spec(f"blk.{layer}.{gg}", hp + hf, heads, force_f32=(gg == "ffn_gate_inp.weight")))
-        n_exp = c.get("num_experts", 0)
+        if hp + "self_attn.kv_b_proj.weight" in st:
+            arr, dtype = st[hp + "self_attn.kv_b_proj.weight"]
+            if kv_b == "split":
+                for i, gg in enumerate(["attn_k_b.weight", "attn_v_b.weight"]):
+                    part = split_kv_b(np.asarray(arr), c)[i]
+                    w.add_tensor(G.TensorSpec(f"blk.{layer}.{gg}", ggml_type, part.shape,
+                                              lambda part=part, dtype=dtype: convert(part, dtype, ggml_type)))
+            else:
+                w.add_tensor(spec(f"blk.{layer}.attn_kv_b.weight", hp + "self_attn.kv_b_proj.weight"))
+        n_exp = c.get("num_experts") or c.get("n_routed_experts") or 0
         if n_exp and hp + "mlp.experts.0.gate_proj.weight" in st:
             for hf, gg in EXPERT_NAMES.items():
                 parts = [st[f"{hp}mlp.experts.{e}.{hf}"] for e in range(n_exp)]
@@ -504,6 +615,9 @@ def main(argv):
     ap.add_argument("--outtype", choices=sorted(OUTTYPES), default="f16", help="matrix type (default f16)")
     ap.add_argument("--tokenizer", help="tokenizer folder or file (default: the model folder)")
     ap.add_argument("--pre", help="tokenizer.ggml.pre for a byte-level BPE (default: recognised from tokenizer.json)")
+    ap.add_argument("--kv-b", choices=["split", "joined"], default="split",
+                    help="DeepSeek kv_b_proj: attn_k_b + attn_v_b as llama.cpp writes it now (default), or the "
+                         "older single attn_kv_b")
     ap.add_argument("--vocab-only", action="store_true", help="write the vocabulary and no tensors")
     ap.add_argument("--no-vocab", action="store_true", help="write no vocabulary")
     ap.add_argument("--alignment", type=int, default=32, help="general.alignment (default 32, not written)")
@@ -521,7 +635,7 @@ def main(argv):
     elif a.llama2c:
         cfg = add_llama2c(w, a.llama2c, a.outtype)
     elif a.model:
-        cfg = add_model(w, a.model, a.outtype)
+        cfg = add_model(w, a.model, a.outtype, a.kv_b)
     else:
         ap.error("give a model folder, --llama2c or --vocab-only")
     if not a.no_vocab:

@@ -3,7 +3,8 @@
 #include <array>
 
 #include "core/check.h"
-#include "model/gguf_file.h"
+#include "model/gguf_deepseek2.h"
+#include "model/gguf_set.h"
 
 namespace dpserve {
 
@@ -18,7 +19,8 @@ int64_t positive(const GgufMetadata& m, const std::string& key) {
 
 // Qwen3-MoE: llama.cpp always renormalises the top-k routing weights for this architecture (as
 // the released models' norm_topk_prob says), has no dense layers in between and no shared experts.
-void read_qwen3moe(const GgufMetadata& m, const std::string& p, ModelConfig& c) {
+void read_qwen3moe(const GgufSet& g, const std::string& p, ModelConfig& c) {
+  const GgufMetadata& m = g.metadata();
   c.n_experts = positive(m, p + "expert_count");
   c.n_experts_per_tok = positive(m, p + "expert_used_count");
   c.moe_ffn = positive(m, p + "expert_feed_forward_length");
@@ -30,11 +32,14 @@ void read_qwen3moe(const GgufMetadata& m, const std::string& p, ModelConfig& c) 
     fail("GGUF {}: {}expert_shared_count is not 0: shared experts are not supported for qwen3moe", m.where(), p);
 }
 
-constexpr std::array<GgufArch, 4> kArchs = {{
-    {"llama", Arch::Llama, true, false, false, false, nullptr},
-    {"qwen2", Arch::Qwen2, false, true, false, false, nullptr},
-    {"qwen3", Arch::Qwen3, false, false, true, false, nullptr},
-    {"qwen3moe", Arch::Qwen3Moe, false, false, true, true, read_qwen3moe},
+// deepseek2 (DeepSeek-V2, V2-Lite, V3, R1): llama.cpp's converter permutes nothing; its RoPE for
+// this architecture rotates adjacent pairs of q_pe / k_pe, as dpserve's MLA does for every model.
+constexpr std::array<GgufArch, 5> kArchs = {{
+    {"llama", Arch::Llama, true, false, false, false, false, nullptr},
+    {"qwen2", Arch::Qwen2, false, true, false, false, false, nullptr},
+    {"qwen3", Arch::Qwen3, false, false, true, false, false, nullptr},
+    {"qwen3moe", Arch::Qwen3Moe, false, false, true, true, false, read_qwen3moe},
+    {"deepseek2", Arch::DeepseekV2, false, false, false, true, true, read_deepseek2},
 }};
 
 }  // namespace

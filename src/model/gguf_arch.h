@@ -9,7 +9,7 @@
 
 namespace dpserve {
 
-class GgufMetadata;
+class GgufSet;
 
 struct GgufArch {
   std::string_view name;  // general.architecture
@@ -20,14 +20,18 @@ struct GgufArch {
   bool qkv_bias;  // attn_{q,k,v}.bias required (Qwen2); llama allows them, others reject them
   bool qk_norm;   // attn_q_norm / attn_k_norm required (Qwen3)
   bool moe;       // layers with ffn_gate_inp route to the stacked experts ffn_*_exps
+  // Multi-head latent attention (deepseek2): read_extra sets the head widths, the KV layout and
+  // the RoPE width from the MLA keys instead of the common key_length / head_count_kv rules.
+  bool mla;
   // Architecture-specific metadata beyond the common keys (may be null); `prefix` is "<arch>.".
-  void (*read_extra)(const GgufMetadata& meta, const std::string& prefix, ModelConfig& c);
+  // Gets the whole set because some facts are in the tensors (deepseek2's exp_probs_b).
+  void (*read_extra)(const GgufSet& g, const std::string& prefix, ModelConfig& c);
 };
 
 // The row for `name`, or null when dpserve does not run that architecture.
 const GgufArch* find_gguf_arch(std::string_view name);
 
-// "llama, qwen2, qwen3, qwen3moe" (error messages and docs).
+// "llama, qwen2, qwen3, qwen3moe, deepseek2" (error messages and docs).
 std::string gguf_arch_names();
 
 }  // namespace dpserve

@@ -63,9 +63,11 @@ void read_rope(const GgufSet& g, const Keys& k, ModelConfig& c) {
   c.rope_theta = k.number("rope.freq_base").value_or(10000.0);
   if (!(c.rope_theta > 0 && std::isfinite(c.rope_theta)))
     fail("GGUF {}: {} must be positive, got {}", m.where(), k.key("rope.freq_base"), c.rope_theta);
-  if (const auto d = k.optional("rope.dimension_count", kMaxWidth); d && *d != c.head_dim)
+  // MLA rotates only the qk_rope_head_dim part (its reader took the width from this key).
+  const int64_t width = c.mla.enabled() ? c.mla.qk_rope_head_dim : c.head_dim;
+  if (const auto d = k.optional("rope.dimension_count", kMaxWidth); d && *d != width)
     fail("GGUF {}: {} is {} but heads are {} wide: partial RoPE is not supported", m.where(),
-         k.key("rope.dimension_count"), *d, c.head_dim);
+         k.key("rope.dimension_count"), *d, width);
   // As llama.cpp: a factor without a type means linear scaling; the old key is rope.scale_linear.
   std::string type = m.get_string(k.key("rope.scaling.type")).value_or("linear");
   double factor = k.number("rope.scaling.factor").value_or(k.number("rope.scale_linear").value_or(0.0));
@@ -76,18 +78,20 @@ void read_rope(const GgufSet& g, const Keys& k, ModelConfig& c) {
       c.rope_scaling.type = RopeScaling::Type::Linear;
       c.rope_scaling.factor = factor;
     }
+  } else if (type == "yarn" && c.rope_scaling.type == RopeScaling::Type::Yarn) {
+    // read with the architecture's keys (deepseek2's YaRN)
   } else if (type != "none") {
-    fail("GGUF {}: {} \"{}\" is not supported (supported: none, linear, and llama3-style factors in "
-         "rope_freqs.weight)",
-         m.where(), k.key("rope.scaling.type"), type);
+    fail("GGUF {}: {} \"{}\" is not supported for {} (supported: none, linear, llama3-style factors in "
+         "rope_freqs.weight, and yarn for deepseek2)",
+         m.where(), k.key("rope.scaling.type"), type, c.arch_name);
   }
   // llama3-style scaling: llama.cpp's converter stores one divisor per frequency.
   if (const GgufTensorInfo* t = g.tensor("rope_freqs.weight")) {
-    if (t->type != 0 || t->ne.size() != 1 || t->ne[0] != c.head_dim / 2)
-      fail("GGUF {}: rope_freqs.weight must be F32 of {} elements (head_dim / 2), is {} of {}", t->file,
-           c.head_dim / 2, ggml_type_name(t->type), t->numel());
-    c.rope_scaling.freq_factors.resize(size_t(c.head_dim / 2));
-    std::memcpy(c.rope_scaling.freq_factors.data(), t->data, sizeof(float) * size_t(c.head_dim / 2));
+    if (t->type != 0 || t->ne.size() != 1 || t->ne[0] != width / 2)
+      fail("GGUF {}: rope_freqs.weight must be F32 of {} elements (the rotated width / 2), is {} of {}", t->file,
+           width / 2, ggml_type_name(t->type), t->numel());
+    c.rope_scaling.freq_factors.resize(size_t(width / 2));
+    std::memcpy(c.rope_scaling.freq_factors.data(), t->data, sizeof(float) * size_t(width / 2));
     for (float f : c.rope_scaling.freq_factors)
       if (!(f > 0 && std::isfinite(f))) fail("GGUF {}: rope_freqs.weight holds {}, factors must be positive", t->file, f);
   }
@@ -142,15 +146,19 @@ ModelConfig gguf_model_config(const GgufSet& g) {
   const auto heads = k.per_layer("attention.head_count", c.n_layers, kMaxWidth);
   if (!heads) fail("GGUF {}: metadata key \"{}\" is missing", m.where(), k.key("attention.head_count"));
   c.n_heads = *heads;
-  c.n_kv_heads = k.per_layer("attention.head_count_kv", c.n_layers, kMaxWidth).value_or(c.n_heads);
-  if (const auto kl = k.optional("attention.key_length", kMaxWidth)) {
-    c.head_dim = *kl;
+  if (a.mla) {
+    a.read_extra(g, std::string(a.name) + ".", c);  // head widths, cache layout, experts, YaRN
   } else {
-    if (c.hidden % c.n_heads != 0)
-      fail("GGUF {}: embedding_length {} is not divisible by head_count {}", m.where(), c.hidden, c.n_heads);
-    c.head_dim = c.hidden / c.n_heads;
+    c.n_kv_heads = k.per_layer("attention.head_count_kv", c.n_layers, kMaxWidth).value_or(c.n_heads);
+    if (const auto kl = k.optional("attention.key_length", kMaxWidth)) {
+      c.head_dim = *kl;
+    } else {
+      if (c.hidden % c.n_heads != 0)
+        fail("GGUF {}: embedding_length {} is not divisible by head_count {}", m.where(), c.hidden, c.n_heads);
+      c.head_dim = c.hidden / c.n_heads;
+    }
   }
-  if (const auto vl = k.optional("attention.value_length", kMaxWidth); vl && *vl != c.head_dim)
+  if (const auto vl = k.optional("attention.value_length", kMaxWidth); !a.mla && vl && *vl != c.head_dim)
     fail("GGUF {}: attention.value_length {} differs from key_length {}, which dpserve does not support", m.where(),
          *vl, c.head_dim);
   if (c.n_heads % c.n_kv_heads != 0)
@@ -170,7 +178,7 @@ ModelConfig gguf_model_config(const GgufSet& g) {
   c.qkv_bias = a.qkv_bias || (a.arch == Arch::Llama && g.tensor("blk.0.attn_q.bias"));
   c.qk_norm = a.qk_norm;
   read_rope(g, k, c);
-  if (a.read_extra) a.read_extra(m, std::string(a.name) + ".", c);
+  if (a.read_extra && !a.mla) a.read_extra(g, std::string(a.name) + ".", c);
 
   const GgufTensorInfo* emb = g.tensor("token_embd.weight");
   if (!emb || emb->ne.size() != 2)
@@ -179,9 +187,12 @@ ModelConfig gguf_model_config(const GgufSet& g) {
   if (const auto v = k.optional("vocab_size", int64_t(1) << 32); v && *v != c.vocab)
     fail("GGUF {}: {} is {} but token_embd.weight has {} rows", m.where(), k.key("vocab_size"), *v, c.vocab);
   c.tie_embeddings = g.tensor("output.weight") == nullptr;
-  if (a.moe)
+  if (a.moe && !c.is_deepseek())  // deepseek2 names its dense layers: leading_dense_block_count
     for (int64_t l = 0; l < c.n_layers; ++l)
       if (!g.tensor(layer_tensor(l, "ffn_gate_inp.weight"))) c.mlp_only_layers.push_back(l);
+  for (int64_t l = 0; l < c.n_layers && c.ffn <= 0; ++l)
+    if (c.is_deepseek() && !c.layer_is_moe(l))
+      fail("GGUF {}: layer {} is dense but {} is missing for its MLP", m.where(), l, k.key("feed_forward_length"));
   if (!c.mlp_only_layers.empty() && c.ffn <= 0)
     fail("GGUF {}: layer {} has no router (ffn_gate_inp) and {} is missing for its dense MLP", m.where(),
          c.mlp_only_layers[0], k.key("feed_forward_length"));

@@ -2,11 +2,15 @@
 
 #include <array>
 #include <charconv>
+#include <cstring>
+#include <map>
 #include <set>
 
 #include <fmt/ranges.h>
 
 #include "core/check.h"
+#include "kernels/dequant.h"
+#include "model/gguf_deepseek2.h"
 #include "model/gguf_config.h"
 #include "model/gguf_set.h"
 #include "model/gguf_types.h"
@@ -16,7 +20,17 @@ namespace dpserve {
 namespace {
 
 // When a per-layer tensor belongs in a layer.
-enum class Use { Always, QkvBias, QkNorm, Dense, Router, Experts };
+enum class Use {
+  Always, QkvBias, QkNorm, Dense, Router, Experts,
+  Kv,          // attn_k / attn_v: every architecture but deepseek2 (MLA)
+  Q,           // attn_q: all but MLA with a q LoRA
+  QLora,       // deepseek2 with attention.q_lora_rank > 0
+  Mla,         // deepseek2: the latent's down-projection and norm
+  KvB,         // deepseek2, older files: kv_b_proj as it is
+  KvBSplit,    // deepseek2, llama.cpp's converter since its absorbed MLA: attn_k_b / attn_v_b
+  RouterBias,  // deepseek2's exp_probs_b (optional: noaux_tc selection)
+  Shared,      // deepseek2's shared experts
+};
 
 struct LayerName {
   std::string_view gguf;  // after "blk.N."
@@ -25,25 +39,37 @@ struct LayerName {
 };
 
 // llama.cpp's tensor names (llama-arch.cpp) onto the names src/model loads.
-constexpr std::array<LayerName, 18> kLayerNames = {{
+constexpr std::array<LayerName, 30> kLayerNames = {{
     {"attn_norm.weight", "input_layernorm.weight", Use::Always},
-    {"attn_q.weight", "self_attn.q_proj.weight", Use::Always},
-    {"attn_k.weight", "self_attn.k_proj.weight", Use::Always},
-    {"attn_v.weight", "self_attn.v_proj.weight", Use::Always},
+    {"attn_q.weight", "self_attn.q_proj.weight", Use::Q},
+    {"attn_k.weight", "self_attn.k_proj.weight", Use::Kv},
+    {"attn_v.weight", "self_attn.v_proj.weight", Use::Kv},
     {"attn_output.weight", "self_attn.o_proj.weight", Use::Always},
     {"attn_q.bias", "self_attn.q_proj.bias", Use::QkvBias},
     {"attn_k.bias", "self_attn.k_proj.bias", Use::QkvBias},
     {"attn_v.bias", "self_attn.v_proj.bias", Use::QkvBias},
     {"attn_q_norm.weight", "self_attn.q_norm.weight", Use::QkNorm},
     {"attn_k_norm.weight", "self_attn.k_norm.weight", Use::QkNorm},
+    {"attn_q_a.weight", "self_attn.q_a_proj.weight", Use::QLora},
+    {"attn_q_a_norm.weight", "self_attn.q_a_layernorm.weight", Use::QLora},
+    {"attn_q_b.weight", "self_attn.q_b_proj.weight", Use::QLora},
+    {"attn_kv_a_mqa.weight", "self_attn.kv_a_proj_with_mqa.weight", Use::Mla},
+    {"attn_kv_a_norm.weight", "self_attn.kv_a_layernorm.weight", Use::Mla},
+    {"attn_kv_b.weight", "self_attn.kv_b_proj.weight", Use::KvB},
+    {"attn_k_b.weight", "", Use::KvBSplit},  // rebuilt into kv_b_proj (see add_kv_b)
+    {"attn_v_b.weight", "", Use::KvBSplit},
     {"ffn_norm.weight", "post_attention_layernorm.weight", Use::Always},
     {"ffn_gate.weight", "mlp.gate_proj.weight", Use::Dense},
     {"ffn_up.weight", "mlp.up_proj.weight", Use::Dense},
     {"ffn_down.weight", "mlp.down_proj.weight", Use::Dense},
     {"ffn_gate_inp.weight", "mlp.gate.weight", Use::Router},
+    {"exp_probs_b.bias", "mlp.gate.e_score_correction_bias", Use::RouterBias},
     {"ffn_gate_exps.weight", "gate_proj.weight", Use::Experts},
     {"ffn_up_exps.weight", "up_proj.weight", Use::Experts},
     {"ffn_down_exps.weight", "down_proj.weight", Use::Experts},
+    {"ffn_gate_shexp.weight", "mlp.shared_experts.gate_proj.weight", Use::Shared},
+    {"ffn_up_shexp.weight", "mlp.shared_experts.up_proj.weight", Use::Shared},
+    {"ffn_down_shexp.weight", "mlp.shared_experts.down_proj.weight", Use::Shared},
 }};
 
 struct GlobalName {
@@ -56,14 +82,30 @@ constexpr std::array<GlobalName, 3> kGlobalNames = {{
     {"output.weight", "lm_head.weight", false},  // absent: tied to token_embd
 }};
 
-bool applies(Use u, const ModelConfig& c, int64_t layer) {
+// What decides which tensors a layer has, beyond the config.
+struct Layout {
+  const ModelConfig& c;
+  bool split_kv_b = false;  // deepseek2: attn_k_b / attn_v_b instead of attn_kv_b
+};
+
+bool applies(Use u, const Layout& lay, int64_t layer) {
+  const ModelConfig& c = lay.c;
+  const bool mla = c.mla.enabled();
   switch (u) {
     case Use::Always: return true;
     case Use::QkvBias: return c.qkv_bias;
     case Use::QkNorm: return c.qk_norm;
     case Use::Dense: return !c.layer_is_moe(layer);
     case Use::Router:
-    case Use::Experts: return c.layer_is_moe(layer);
+    case Use::Experts:
+    case Use::RouterBias: return c.layer_is_moe(layer);
+    case Use::Shared: return c.layer_is_moe(layer) && c.n_shared_experts > 0;
+    case Use::Kv: return !mla;
+    case Use::Q: return !mla || c.mla.q_lora_rank == 0;
+    case Use::QLora: return mla && c.mla.q_lora_rank > 0;
+    case Use::Mla: return mla;
+    case Use::KvB: return mla && !lay.split_kv_b;
+    case Use::KvBSplit: return mla && lay.split_kv_b;
   }
   return false;
 }
@@ -74,7 +116,15 @@ const char* why_not(Use u) {
     case Use::QkNorm: return "this architecture has no per-head Q/K norm";
     case Use::Dense: return "the layer is a mixture of experts";
     case Use::Router:
-    case Use::Experts: return "the layer is dense";
+    case Use::Experts:
+    case Use::RouterBias: return "the layer is dense";
+    case Use::Shared: return "the layer is dense or expert_shared_count is 0";
+    case Use::Kv: return "multi-head latent attention has no per-head K/V projections";
+    case Use::Q: return "attention.q_lora_rank is set: the query goes through attn_q_a / attn_q_b";
+    case Use::QLora: return "attention.q_lora_rank is 0 or absent, or the model has no latent attention";
+    case Use::Mla: return "the model has no latent attention";
+    case Use::KvB: return "attention.key_length_mla says kv_b is split into attn_k_b / attn_v_b";
+    case Use::KvBSplit: return "attention.key_length_mla is absent: kv_b is one attn_kv_b tensor";
     default: return "";
   }
 }
@@ -116,13 +166,60 @@ void add_experts(const GgufTensorInfo& t, DType dt, int64_t n_experts, const std
               TensorInfo{dt, {rows, cols}, static_cast<const uint8_t*>(t.data) + e * bytes, t.file});
 }
 
+// llama.cpp's converter stores kv_b_proj [H * (nope + vd), r] split per head for its absorbed
+// MLA: attn_k_b [H, r, nope] (each head's W_UK transposed) and attn_v_b [H, vd, r]. MlaAttention
+// loads kv_b_proj (and transposes W_UK itself), so it is rebuilt here: float types are moved
+// exactly in their own type; when either part is block-quantized (a k_b row is only nope wide)
+// both are decoded to fp32.
+void add_kv_b(const GgufTensorInfo& kb, const GgufTensorInfo& vb, const ModelConfig& c, const std::string& prefix,
+              WeightStore& store) {
+  const int64_t H = c.n_heads, r = c.mla.kv_lora_rank, nope = c.mla.qk_nope_head_dim, vd = c.mla.v_head_dim;
+  const int64_t kvw = nope + vd;
+  if (kb.ne != std::vector<int64_t>{nope, r, H})
+    fail("GGUF {}: tensor \"{}\" must be [{} heads, kv_lora_rank {}, qk_nope {}] (listed fastest first: {} x {} x {}), "
+         "has dimensions {}", kb.file, kb.name, H, r, nope, nope, r, H, fmt::join(kb.ne, " x "));
+  if (vb.ne != std::vector<int64_t>{r, vd, H})
+    fail("GGUF {}: tensor \"{}\" must be [{} heads, v_head_dim {}, kv_lora_rank {}] (listed fastest first: {} x {} x "
+         "{}), has dimensions {}", vb.file, vb.name, H, vd, r, r, vd, H, fmt::join(vb.ne, " x "));
+  const DType kt = tensor_dtype(kb), vt = tensor_dtype(vb);
+  const DType out = kt == vt && !dtype_is_quantized(kt) ? kt : DType::F32;
+  const size_t es = dtype_size(out);
+  std::vector<uint8_t> bytes(size_t(H * kvw * r) * es);
+  std::vector<float> row(size_t(std::max(r, nope)));
+  const auto* kp = static_cast<const uint8_t*>(kb.data);
+  const auto* vp = static_cast<const uint8_t*>(vb.data);
+  for (int64_t h = 0; h < H; ++h) {
+    for (int64_t k = 0; k < r; ++k) {  // row k of the head's W_UK^T is column k of its k_nope rows
+      const uint8_t* src = kp + (h * r + k) * dtype_row_bytes(kt, nope);
+      if (out == DType::F32) dequantize_row(kt, src, row.data(), nope);
+      for (int64_t n = 0; n < nope; ++n)
+        std::memcpy(&bytes[size_t((h * kvw + n) * r + k) * es],
+                    out == DType::F32 ? static_cast<const void*>(&row[size_t(n)]) : src + size_t(n) * es, es);
+    }
+    for (int64_t j = 0; j < vd; ++j) {
+      const uint8_t* src = vp + (h * vd + j) * dtype_row_bytes(vt, r);
+      uint8_t* dst = &bytes[size_t((h * kvw + nope + j) * r) * es];
+      if (out == DType::F32) {
+        dequantize_row(vt, src, row.data(), r);
+        std::memcpy(dst, row.data(), size_t(r) * es);
+      } else {
+        std::memcpy(dst, src, size_t(r) * es);
+      }
+    }
+  }
+  store.add_owned(prefix + "self_attn.kv_b_proj.weight", TensorInfo{out, {H * kvw, r}, nullptr, kb.file},
+                  std::move(bytes));
+}
+
 }  // namespace
 
 void load_gguf(const std::string& path, ModelConfig& config, WeightStore& store) {
   const GgufSet g(path);
   config = gguf_model_config(g);
   const ModelConfig& c = config;
+  const Layout lay{c, c.mla.enabled() && deepseek2_split_kv_b(g, c.arch_name + ".")};
   std::set<std::string> seen;
+  std::map<int64_t, std::array<const GgufTensorInfo*, 2>> kv_b_parts;  // layer -> attn_k_b, attn_v_b
   for (const GgufTensorInfo* tp : g.tensors()) {
     const GgufTensorInfo& t = *tp;
     if (t.name == "rope_freqs.weight") continue;  // read into the config
@@ -136,13 +233,15 @@ void load_gguf(const std::string& path, ModelConfig& config, WeightStore& store)
       for (const LayerName& n : kLayerNames)
         if (n.gguf == rest) rule = &n;
       if (!rule) fail("GGUF {}: tensor \"{}\" is not one dpserve uses for a {} model", t.file, t.name, c.arch_name);
-      if (!applies(rule->use, c, layer))
+      if (!applies(rule->use, lay, layer))
         fail("GGUF {}: tensor \"{}\" is not used by this {} model ({})", t.file, t.name, c.arch_name,
              why_not(rule->use));
       const DType dt = tensor_dtype(t);
       const std::string prefix = "model.layers." + std::to_string(layer) + ".";
       if (rule->use == Use::Experts) {
         add_experts(t, dt, c.n_experts, prefix, rule->hf, store);
+      } else if (rule->use == Use::KvBSplit) {
+        kv_b_parts[layer][rest == "attn_k_b.weight" ? 0 : 1] = &t;
       } else {
         store.add(prefix + std::string(rule->hf), TensorInfo{dt, hf_shape(t), t.data, t.file});
       }
@@ -163,9 +262,19 @@ void load_gguf(const std::string& path, ModelConfig& config, WeightStore& store)
   for (int64_t l = 0; l < c.n_layers; ++l)
     for (const LayerName& n : kLayerNames) {
       const std::string name = "blk." + std::to_string(l) + "." + std::string(n.gguf);
-      if (applies(n.use, c, l) && !seen.count(name))
+      if (applies(n.use, lay, l) && n.use != Use::RouterBias && !seen.count(name))
         fail("GGUF {}: tensor \"{}\" is missing (a {} model needs it)", g.path(), name, c.arch_name);
     }
+  for (const auto& [l, parts] : kv_b_parts)
+    add_kv_b(*parts[0], *parts[1], c, "model.layers." + std::to_string(l) + ".", store);
+  // noaux_tc selection without exp_probs_b (groups only, as DeepSeek-V2's files): llama.cpp then
+  // selects on the unbiased scores, which is a zero bias.
+  if (c.routing.topk == MoeRouting::TopK::NoauxTc)
+    for (int64_t l = 0; l < c.n_layers; ++l)
+      if (c.layer_is_moe(l) && !seen.count("blk." + std::to_string(l) + ".exp_probs_b.bias"))
+        store.add_owned("model.layers." + std::to_string(l) + ".mlp.gate.e_score_correction_bias",
+                        TensorInfo{DType::F32, {c.n_experts}, nullptr, g.path()},
+                        std::vector<uint8_t>(size_t(c.n_experts) * sizeof(float), 0));
   for (const auto& f : g.files()) store.add_file(f->mapping());
 }
 

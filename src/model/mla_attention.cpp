@@ -1,5 +1,6 @@
 #include "model/mla_attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -82,35 +83,75 @@ MlaPath MlaAttention::choose(int64_t n_q, int64_t n_keys) const {
   return absorbed <= decompressed ? MlaPath::kAbsorbed : MlaPath::kDecompressed;
 }
 
-void MlaAttention::forward(const float* xn, int64_t T, const std::vector<AttnSeq>& seqs, const float* rope_cs,
-                           KVPool& kv, int64_t layer, float* out, MlaPath path) {
+MlaPath MlaAttention::pick(const AttnSeq& s, MlaPath forced) const {
+  return forced == MlaPath::kAuto ? choose(s.n_q, s.pos0 + s.n_q) : forced;
+}
+
+void MlaAttention::reserve(int64_t T, const std::vector<AttnSeq>& seqs, MlaPath path) {
+  const int64_t qd = m_.q_head_dim(), r = m_.kv_lora_rank, rd = m_.qk_rope_head_dim;
+  const int64_t vd = m_.v_head_dim, lat = r + rd, Hq = heads_ * qd, kvw = m_.qk_nope_head_dim + vd;
+  int64_t Ta = 0, max_keys = 0;
+  for (const AttnSeq& s : seqs) {
+    if (s.n_q == 0) continue;
+    if (pick(s, path) == MlaPath::kAbsorbed)
+      Ta += s.n_q;
+    else
+      max_keys = std::max(max_keys, s.pos0 + s.n_q);
+  }
+  grow(q_, T * Hq);
+  grow(ckv_, T * lat);
+  if (m_.q_lora_rank > 0) grow(qa_, T * m_.q_lora_rank);
+  grow(attn_, T * heads_ * vd);
+  grow(gq_, Ta * Hq);
+  grow(qabs_, Ta * heads_ * lat);
+  grow(olat_, Ta * heads_ * r);
+  grow(oabs_, Ta * heads_ * vd);
+  grow(lat_, max_keys * lat);
+  grow(kvd_, max_keys * heads_ * kvw);
+  grow(ks_, heads_ * max_keys * qd);
+  grow(vs_, heads_ * max_keys * vd);
+}
+
+void MlaAttention::forward(Team& t, const float* xn, int64_t T, const std::vector<AttnSeq>& seqs,
+                           const float* rope_cs, KVPool& kv, int64_t layer, float* out, MlaPath path) {
   if (T == 0) return;
   const int64_t qd = m_.q_head_dim(), r = m_.kv_lora_rank, rd = m_.qk_rope_head_dim, nope = m_.qk_nope_head_dim;
   const int64_t vd = m_.v_head_dim, lat = r + rd, Hq = heads_ * qd;
   DP_CHECK(kv.config().kind == KVKind::kLatent && kv.config().latent_dim == r && kv.config().rope_dim == rd,
            "MLA needs a latent KV pool of {} + {}", r, rd);
-  grow(q_, T * Hq);
-  grow(ckv_, T * lat);
+  // Every member makes the same choices (reserve() sized the scratch for them).
+  std::vector<int64_t> absorbed_seqs, decompressed_seqs;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const AttnSeq& s = seqs[i];
+    if (s.n_q == 0) continue;
+    (pick(s, path) == MlaPath::kAbsorbed ? absorbed_seqs : decompressed_seqs).push_back(int64_t(i));
+  }
   // The q path and the latent from the same activations, in one pass when the weights allow it.
   const WeightView& q_in = m_.q_lora_rank > 0 ? q_a_ : q_proj_;
-  if (m_.q_lora_rank > 0) grow(qa_, T * m_.q_lora_rank);
   float* q_in_out = m_.q_lora_rank > 0 ? qa_.data() : q_.data();
   if (q_in.dtype == kv_a_.dtype) {
     const MatmulOut two[2] = {{q_in, nullptr, q_in_out, q_in.rows}, {kv_a_, nullptr, ckv_.data(), lat}};
-    matmul_multi(xn, T, hidden_, two, 2);
+    matmul_multi(t, xn, T, hidden_, two, 2);
   } else {
-    matmul(xn, T, hidden_, q_in, nullptr, q_in_out, q_in.rows);
-    matmul(xn, T, hidden_, kv_a_, nullptr, ckv_.data(), lat);
+    matmul(t, xn, T, hidden_, q_in, nullptr, q_in_out, q_in.rows);
+    matmul(t, xn, T, hidden_, kv_a_, nullptr, ckv_.data(), lat);
   }
   if (m_.q_lora_rank > 0) {
-    rmsnorm(qa_.data(), q_a_norm_.data(), qa_.data(), T, m_.q_lora_rank, eps_);
-    matmul(qa_.data(), T, m_.q_lora_rank, q_b_, nullptr, q_.data(), Hq);
+    const Range rows = t.share(T);
+    if (!rows.empty())
+      rmsnorm(&qa_[rows.begin * m_.q_lora_rank], q_a_norm_.data(), &qa_[rows.begin * m_.q_lora_rank], rows.size(),
+              m_.q_lora_rank, eps_);
+    t.barrier();
+    matmul(t, qa_.data(), T, m_.q_lora_rank, q_b_, nullptr, q_.data(), Hq);
   }
-  // Normalise c_kv, rotate k_pe and every head's q_pe (adjacent pairs), store the latent rows.
+  // Normalise c_kv, rotate k_pe and every head's q_pe (adjacent pairs), store the latent rows:
+  // each member its share of the batch's rows.
   const int64_t ps = kv.page_size();
+  const Range mine = t.share(T);
   for (const AttnSeq& s : seqs) {
-#pragma omp parallel for schedule(static) if (s.n_q > 8)
-    for (int64_t i = 0; i < s.n_q; ++i) {
+    const int64_t i0 = std::max(mine.begin - s.q_row, int64_t(0));
+    const int64_t i1 = std::min(mine.end - s.q_row, s.n_q);
+    for (int64_t i = i0; i < i1; ++i) {
       const int64_t row = s.q_row + i, pos = s.pos0 + i;
       float* c = &ckv_[row * lat];
       rmsnorm(c, kv_a_norm_.data(), c, 1, r, eps_);
@@ -120,22 +161,13 @@ void MlaAttention::forward(const float* xn, int64_t T, const std::vector<AttnSeq
       std::memcpy(kv.latent_at(layer, s.pages[pos / ps], pos % ps), c, size_t(lat) * sizeof(float));
     }
   }
-  grow(attn_, T * heads_ * vd);
-  std::vector<int64_t> absorbed_seqs;
-  for (size_t i = 0; i < seqs.size(); ++i) {
-    const AttnSeq& s = seqs[i];
-    if (s.n_q == 0) continue;
-    const MlaPath p = path == MlaPath::kAuto ? choose(s.n_q, s.pos0 + s.n_q) : path;
-    if (p == MlaPath::kAbsorbed)
-      absorbed_seqs.push_back(int64_t(i));
-    else
-      decompressed(s, kv, layer);
-  }
-  if (!absorbed_seqs.empty()) absorbed(absorbed_seqs, seqs, kv, layer);
-  matmul(attn_.data(), T, heads_ * vd, o_proj_, nullptr, out, hidden_);
+  t.barrier();
+  for (int64_t i : decompressed_seqs) decompressed(t, seqs[size_t(i)], kv, layer);
+  if (!absorbed_seqs.empty()) absorbed(t, absorbed_seqs, seqs, kv, layer);
+  matmul(t, attn_.data(), T, heads_ * vd, o_proj_, nullptr, out, hidden_);
 }
 
-void MlaAttention::absorbed(const std::vector<int64_t>& which, const std::vector<AttnSeq>& seqs, KVPool& kv,
+void MlaAttention::absorbed(Team& t, const std::vector<int64_t>& which, const std::vector<AttnSeq>& seqs, KVPool& kv,
                             int64_t layer) {
   const int64_t qd = m_.q_head_dim(), r = m_.kv_lora_rank, rd = m_.qk_rope_head_dim, nope = m_.qk_nope_head_dim;
   const int64_t vd = m_.v_head_dim, lat = r + rd, Hq = heads_ * qd;
@@ -148,48 +180,51 @@ void MlaAttention::absorbed(const std::vector<int64_t>& which, const std::vector
     Ta += s.n_q;
     local.push_back(s);
   }
-  grow(gq_, Ta * Hq);
-  for (size_t i = 0; i < which.size(); ++i) {
-    const AttnSeq& s = seqs[size_t(which[i])];
-    std::memcpy(&gq_[local[i].q_row * Hq], &q_[s.q_row * Hq], size_t(s.n_q * Hq) * sizeof(float));
+  // Each member takes a share of the heads through the whole chain (every head's result is the
+  // same whichever member computes it and whatever heads share its calls, so the split does not
+  // change a bit): [W_UK^T q_nope | q_pe] per head, a query against the latent rows [c_kv | k_pe]
+  // as one shared KV head; then the weighted latent back through W_UV into the batch's rows. A
+  // member reads only its own heads' columns, so nothing waits between the steps.
+  const Range hs = t.share(heads_);
+  if (!hs.empty()) {
+    for (size_t i = 0; i < which.size(); ++i) {  // its heads' query columns, the chosen rows end to end
+      const AttnSeq& s = seqs[size_t(which[i])];
+      for (int64_t j = 0; j < s.n_q; ++j)
+        std::memcpy(&gq_[(local[i].q_row + j) * Hq + hs.begin * qd], &q_[(s.q_row + j) * Hq + hs.begin * qd],
+                    size_t(hs.size() * qd) * sizeof(float));
+    }
+    for (int64_t h = hs.begin; h < hs.end; ++h) {
+      matmul(&gq_[h * qd], Ta, Hq, uk_t_[size_t(h)], nullptr, &qabs_[h * lat], heads_ * lat);
+      for (int64_t i = 0; i < Ta; ++i)
+        std::memcpy(&qabs_[(i * heads_ + h) * lat + r], &gq_[i * Hq + h * qd + nope], size_t(rd) * sizeof(float));
+    }
+    const AttnParams ap{hs.size(), 1, lat, scale_};
+    paged_attention(&qabs_[hs.begin * lat], heads_ * lat, local.data(), int64_t(local.size()), kv.layer(layer), ap,
+                    &olat_[hs.begin * r], heads_ * r);
+    for (int64_t h = hs.begin; h < hs.end; ++h)
+      matmul(&olat_[h * r], Ta, heads_ * r, uv_[size_t(h)], nullptr, &oabs_[h * vd], heads_ * vd);
+    for (size_t i = 0; i < which.size(); ++i) {
+      const AttnSeq& s = seqs[size_t(which[i])];
+      for (int64_t j = 0; j < s.n_q; ++j)
+        std::memcpy(&attn_[(s.q_row + j) * heads_ * vd + hs.begin * vd],
+                    &oabs_[(local[i].q_row + j) * heads_ * vd + hs.begin * vd], size_t(hs.size() * vd) * sizeof(float));
+    }
   }
-  // Per head: [W_UK^T q_nope | q_pe], a query against the latent rows [c_kv | k_pe].
-  grow(qabs_, Ta * heads_ * lat);
-  for (int64_t h = 0; h < heads_; ++h) {
-    matmul(&gq_[h * qd], Ta, Hq, uk_t_[size_t(h)], nullptr, &qabs_[h * lat], heads_ * lat);
-    for (int64_t t = 0; t < Ta; ++t)
-      std::memcpy(&qabs_[(t * heads_ + h) * lat + r], &gq_[t * Hq + h * qd + nope], size_t(rd) * sizeof(float));
-  }
-  grow(olat_, Ta * heads_ * r);
-  const AttnParams ap{heads_, 1, lat, scale_};
-  paged_attention(qabs_.data(), heads_ * lat, local.data(), int64_t(local.size()), kv.layer(layer), ap,
-                  olat_.data(), heads_ * r);
-  // Each head's weighted latent back through W_UV, then into the batch's rows.
-  grow(oabs_, Ta * heads_ * vd);
-  for (int64_t h = 0; h < heads_; ++h)
-    matmul(&olat_[h * r], Ta, heads_ * r, uv_[size_t(h)], nullptr, &oabs_[h * vd], heads_ * vd);
-  for (size_t i = 0; i < which.size(); ++i) {
-    const AttnSeq& s = seqs[size_t(which[i])];
-    std::memcpy(&attn_[s.q_row * heads_ * vd], &oabs_[local[i].q_row * heads_ * vd],
-                size_t(s.n_q * heads_ * vd) * sizeof(float));
-  }
+  t.barrier();
 }
 
-void MlaAttention::decompressed(const AttnSeq& s, KVPool& kv, int64_t layer) {
+void MlaAttention::decompressed(Team& t, const AttnSeq& s, KVPool& kv, int64_t layer) {
   const int64_t qd = m_.q_head_dim(), r = m_.kv_lora_rank, rd = m_.qk_rope_head_dim, nope = m_.qk_nope_head_dim;
   const int64_t vd = m_.v_head_dim, lat = r + rd, Hq = heads_ * qd, kvw = nope + vd;
   const int64_t nk = s.pos0 + s.n_q, ps = kv.page_size();
-  grow(lat_, nk * lat);
-  for (int64_t j = 0; j < nk; ++j)
+  const Range js = t.share(nk);
+  for (int64_t j = js.begin; j < js.end; ++j)
     std::memcpy(&lat_[j * lat], kv.latent_at(layer, s.pages[j / ps], j % ps), size_t(lat) * sizeof(float));
+  t.barrier();
   // k_nope and v of every local head at every position: kv_b_proj(c_kv).
-  grow(kvd_, nk * heads_ * kvw);
-  matmul(lat_.data(), nk, lat, kv_b_, nullptr, kvd_.data(), heads_ * kvw);
+  matmul(t, lat_.data(), nk, lat, kv_b_, nullptr, kvd_.data(), heads_ * kvw);
   // Per-head K = [k_nope | k_pe] and V, as one page of nk positions.
-  grow(ks_, heads_ * nk * qd);
-  grow(vs_, heads_ * nk * vd);
-#pragma omp parallel for schedule(static) if (nk * heads_ > 256)
-  for (int64_t j = 0; j < nk; ++j)
+  for (int64_t j = js.begin; j < js.end; ++j)
     for (int64_t h = 0; h < heads_; ++h) {
       const float* src = &kvd_[(j * heads_ + h) * kvw];
       float* k = &ks_[(h * nk + j) * qd];
@@ -197,11 +232,12 @@ void MlaAttention::decompressed(const AttnSeq& s, KVPool& kv, int64_t layer) {
       std::memcpy(k + nope, &lat_[j * lat + r], size_t(rd) * sizeof(float));
       std::memcpy(&vs_[(h * nk + j) * vd], src + nope, size_t(vd) * sizeof(float));
     }
+  t.barrier();
   const int32_t page0 = 0;
   const AttnSeq one{0, s.n_q, s.pos0, &page0};
   const KVLayerView view{ks_.data(), vs_.data(), nk, heads_, qd, vd};
   const AttnParams ap{heads_, heads_, qd, scale_};
-  paged_attention(&q_[s.q_row * Hq], Hq, &one, 1, view, ap, &attn_[s.q_row * heads_ * vd], heads_ * vd);
+  paged_attention(t, &q_[s.q_row * Hq], Hq, &one, 1, view, ap, &attn_[s.q_row * heads_ * vd], heads_ * vd);
 }
 
 }  // namespace dpserve

@@ -38,16 +38,23 @@ class MlaAttention {
   // xn: the normalised hidden states [T, hidden] of the batch's tokens (rows laid out as `seqs`
   // says); rope_cs: per row, rope_dim/2 cos then rope_dim/2 sin. Writes every token's latent row
   // to layer `layer` of `kv` and this rank's heads' share of o_proj to out[T, hidden] (the caller
-  // sums it over the attention ranks).
-  void forward(const float* xn, int64_t T, const std::vector<AttnSeq>& seqs, const float* rope_cs, KVPool& kv,
-               int64_t layer, float* out, MlaPath path = MlaPath::kAuto);
+  // sums it over the attention ranks). Collective over the team (every member calls it with the
+  // same arguments; returns after a barrier): products split as the matmul kernels split them,
+  // the absorbed form's per-head chain by heads, so every value is the same for any team size.
+  void forward(Team& t, const float* xn, int64_t T, const std::vector<AttnSeq>& seqs, const float* rope_cs,
+               KVPool& kv, int64_t layer, float* out, MlaPath path = MlaPath::kAuto);
+
+  // Sizes the scratch for a batch (before the collective forward; not thread-safe).
+  void reserve(int64_t T, const std::vector<AttnSeq>& seqs, MlaPath path = MlaPath::kAuto);
 
   // Which form the cost model picks for n_q queries over n_keys positions.
   MlaPath choose(int64_t n_q, int64_t n_keys) const;
 
  private:
-  void absorbed(const std::vector<int64_t>& which, const std::vector<AttnSeq>& seqs, KVPool& kv, int64_t layer);
-  void decompressed(const AttnSeq& s, KVPool& kv, int64_t layer);
+  MlaPath pick(const AttnSeq& s, MlaPath forced) const;
+  void absorbed(Team& t, const std::vector<int64_t>& which, const std::vector<AttnSeq>& seqs, KVPool& kv,
+                int64_t layer);
+  void decompressed(Team& t, const AttnSeq& s, KVPool& kv, int64_t layer);
 
   MlaConfig m_;
   int64_t hidden_ = 0, heads_ = 0;  // heads_: this rank's
@@ -58,7 +65,7 @@ class MlaAttention {
   std::vector<WeightView> uv_;     // per local head: W_UV [v_head_dim, kv_lora_rank] (a view)
   std::vector<uint8_t> uk_t_data_;
 
-  // Scratch, reused step after step.
+  // Scratch, reused step after step (sized by reserve(), shared by the team).
   std::vector<float> q_, qa_, ckv_, attn_, gq_, qabs_, olat_, oabs_, lat_, kvd_, ks_, vs_;
 };
 

@@ -194,14 +194,12 @@ static void grow(std::vector<T>& v, int64_t n) {
 }
 
 void Model::mla_attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv) {
-  // MlaAttention is not a team collective yet: the leader runs it (its products on one thread,
-  // its per-head loops with OpenMP) while the other members wait at the barrier.
   const int64_t T = b.n_tokens(), H = cfg_.hidden;
-  if (t.leader()) {
-    L.mla->forward(xn_.data(), T, b.seqs, rope_cs_.data(), kv, li, o_.data(), mla_path_);
-    if (par_.attn.size > 1) comm_->attn_allreduce(o_.data(), T * H);
+  L.mla->forward(t, xn_.data(), T, b.seqs, rope_cs_.data(), kv, li, o_.data(), mla_path_);
+  if (par_.attn.size > 1) {
+    if (t.leader()) comm_->attn_allreduce(o_.data(), T * H);
+    t.barrier();
   }
-  t.barrier();
   add_inplace(t, x_.data(), o_.data(), T * H);
 }
 
@@ -398,8 +396,10 @@ void Model::forward(const ForwardBatch& b, KVPool& kv, float* logits) {
     grow(rope_cs_, T * rd);
     for (int64_t i = 0; i < T; ++i) std::memcpy(&rope_cs_[i * rd], rope_->row(row_pos_[size_t(i)]), sizeof(float) * size_t(rd));
   }
-  for (const auto& L : layers_)
+  for (const auto& L : layers_) {
     if (L.moe) L.moe->reserve(T);
+    if (L.mla) L.mla->reserve(T, b.seqs, mla_path_);
+  }
   team_->run([&](Team& t) { forward_member(t, b, kv, logits); });
 }
 

@@ -22,6 +22,12 @@ int64_t TensorInfo::numel() const {
 
 void WeightStore::add(const std::string& name, TensorInfo t) { tensors_[name] = std::move(t); }
 
+void WeightStore::add_owned(const std::string& name, TensorInfo t, std::vector<uint8_t> bytes) {
+  owned_.push_back(std::make_unique<std::vector<uint8_t>>(std::move(bytes)));
+  t.data = owned_.back()->data();
+  add(name, std::move(t));
+}
+
 const TensorInfo& WeightStore::get(const std::string& name) const {
   auto it = tensors_.find(name);
   if (it == tensors_.end()) fail("weights: tensor \"{}\" not found in the model files", name);

@@ -1,5 +1,6 @@
-// Named weight tensors backed by memory-mapped files (safetensors or llama2.c).
-// Tensors are views into the mappings: nothing is copied at load time.
+// Named weight tensors backed by memory-mapped files (safetensors, GGUF or llama2.c).
+// Tensors are views into the mappings: nothing is copied at load time, except the few a loader
+// rearranges (add_owned).
 #pragma once
 
 #include <map>
@@ -26,6 +27,9 @@ class WeightStore {
  public:
   void add_file(std::shared_ptr<MappedFile> f) { files_.push_back(std::move(f)); }
   void add(const std::string& name, TensorInfo t);
+  // A tensor the loader built in memory (e.g. a GGUF tensor rearranged into the layout the layers
+  // load); the store keeps `bytes` alive and points t.data at them.
+  void add_owned(const std::string& name, TensorInfo t, std::vector<uint8_t> bytes);
 
   bool has(const std::string& name) const { return tensors_.count(name) != 0; }
   const TensorInfo& get(const std::string& name) const;
@@ -40,6 +44,7 @@ class WeightStore {
 
  private:
   std::vector<std::shared_ptr<MappedFile>> files_;
+  std::vector<std::unique_ptr<std::vector<uint8_t>>> owned_;
   std::map<std::string, TensorInfo> tensors_;
 };
 

@@ -6,7 +6,8 @@ For each case and variant: the F32 file is rebuilt with our writer and must hash
 llama.cpp read; quantized files are the committed llama-quantize outputs. dpserve_forward_probe
 runs llama.cpp's prompts and its greedy continuations twice (one sequence at a time, and all
 sequences batched in each step) and every logit row is compared with llama.cpp's; then
-`dpserve generate` must reproduce llama.cpp's greedy ids.
+`dpserve generate` must reproduce llama.cpp's greedy ids. DeepSeek cases also load the Hugging
+Face folder the GGUF came from (and the older single-attn_kv_b layout): the logits must be equal.
 
 Tolerances (`scale` = standard deviation of llama.cpp's logits of the case):
   F32: max 1e-4 x scale, rms 2e-5 x scale. Both run fp32 activations, fp32 KV (the fixtures were
@@ -72,13 +73,13 @@ def run(cmd, timeout=300):
     return p.stdout
 
 
-def probe(args, gguf, steps, work, tag, vocab):
+def probe(args, gguf, steps, work, tag, vocab, threads=2):
     sched = os.path.join(work, f"{tag}.sched.json")
     out = os.path.join(work, f"{tag}.logits")
     with open(sched, "w") as f:
         json.dump({"steps": steps}, f)
-    info = json.loads(run([args.probe, "--model-path", gguf, "--schedule", sched, "--out", out, "--threads", "2",
-                           "--page-size", "8"]))
+    info = json.loads(run([args.probe, "--model-path", gguf, "--schedule", sched, "--out", out, "--threads",
+                           str(threads), "--page-size", "8"]))
     assert info["vocab_size"] == vocab, info["vocab_size"]
     return np.fromfile(out, dtype="<f4").reshape(-1, vocab), info
 
@@ -154,6 +155,27 @@ def check_greedy(args, name, gguf, prompts, greedy, ref_rows, max_err, scale):
     return ok
 
 
+def same_as_hf(args, name, ours, steps, vocab):
+    """The GGUF holds the Hugging Face folder's own f32 weights (nothing permuted: the deepseek2
+    converter keeps the pairwise RoPE layout), so dpserve must compute the very same logits from
+    either, bit for bit; also from the older layout with one attn_kv_b (--kv-b joined), and with
+    1 or 3 threads instead of 2 (the MLA attention is split over the thread team by rows and by
+    heads; no value may depend on the split)."""
+    hf = os.path.join(args.work, f"hf-{name}")
+    joined = os.path.join(args.work, f"{name}-F32-joined.gguf")
+    if not os.path.exists(joined):
+        cases.make_f32(name, args.work, args.shared, ["--kv-b", "joined"], tag="F32-joined")
+    ok = True
+    for tag, model, threads in (("hf", hf, 2), ("joined", joined, 2), ("1 thread", hf, 1), ("3 threads", hf, 3)):
+        got, _ = probe(args, model, steps, args.work, f"{name}-{tag.replace(' ', '')}", vocab, threads)
+        diff = float(np.abs(got.astype(np.float64) - ours).max())
+        good = got.shape == ours.shape and diff == 0.0
+        print(f"{'ok' if good else 'FAIL'} {name}: {tag} logits {'equal' if good else 'differ from'} the GGUF's "
+              f"(max difference {diff:.3g})")
+        ok &= good
+    return ok
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--probe", required=True)
@@ -190,6 +212,8 @@ def main():
                 ok, mx = compare(f"{name} {var} {sname}", ours, info, ref_rows, scale, tol)
                 case_ok &= ok
                 worst = max(worst, mx)
+                if var == "F32" and cases.CASES[name].get("same_as_hf"):
+                    case_ok &= same_as_hf(a, name, ours, steps, entry["vocab"])
             case_ok &= check_greedy(a, f"{name} {var}", gguf, prompts, greedy, ref_rows, worst, scale)
             if not case_ok:
                 failed.append(f"{name} {var}")

@@ -11,6 +11,9 @@
     absurd counts and dimensions, bad UTF-8, unknown or unsupported tensor types, unknown
     architectures, unknown pre-tokenizers) end dpserve with a message naming the problem, never
     a crash;
+  * bad deepseek2 files (a missing MLA key, YaRN without its attention temperature, an unknown
+    gating function, metadata and tensors of different kv_b layouts, a missing or stray tensor)
+    are refused naming the key or tensor;
   * a quantized model whose shard would cut a block names --tp-size.
 
 usage: test_gguf_loading.py DPSERVE_BIN SHARED_DIR WORK_DIR
@@ -139,10 +142,10 @@ def tinfo(name, dims, ggml_type, offset):
             + struct.pack("<IQ", ggml_type, offset))
 
 
-def patched_model(drop=(), extra_kv=(), replace_kv=None, extra_tensors=(), retype=None):
-    """stories260K.gguf rewritten with changes, through our writer."""
+def patched_model(drop=(), extra_kv=(), replace_kv=None, extra_tensors=(), retype=None, base=None):
+    """stories260K.gguf (or `base`) rewritten with changes, through our writer."""
     w = G.GgufWriter()
-    src = open_gguf(gguf)
+    src = open_gguf(base or gguf)
     for key, (vt, val, elem) in src["kv"].items():
         if key in drop:
             continue
@@ -256,6 +259,28 @@ BAD = [
     ("wrong_key_type", patched_model(replace_kv={"llama.block_count": (G.STRING, "five", None)}),
      '"llama.block_count" is a string, expected an integer'),
     ("yarn", patched_model(extra_kv=[("llama.rope.scaling.type", G.STRING, "yarn")]), '"yarn" is not supported'),
+]
+# deepseek2: a tiny DeepSeek-V3-like model as our writer lays it out (llama.cpp's converter layout).
+ds_hf = os.path.join(WORK, "hf-deepseek-v3")
+subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.py"), "--arch", "deepseek_v3",
+                "--quiet", "--out", ds_hf], check=True, timeout=300)
+ds = os.path.join(WORK, "deepseek-v3.gguf")
+hf_to_gguf([ds_hf, "--outtype", "bf16", "--out", ds])
+BAD += [
+    ("ds_missing_kv_lora", patched_model(drop=("deepseek2.attention.kv_lora_rank",), base=ds),
+     '"deepseek2.attention.kv_lora_rank" is missing'),
+    ("ds_yarn_no_log_mul", patched_model(drop=("deepseek2.rope.scaling.yarn_log_multiplier",), base=ds),
+     "yarn_log_multiplier: missing"),
+    ("ds_gating", patched_model(replace_kv={"deepseek2.expert_gating_func": (G.U32, 3, None)}, base=ds),
+     "deepseek2.expert_gating_func: 3 is not supported"),
+    # the older per-head layout (no *_mla keys) with the split tensors
+    ("ds_layout", patched_model(drop=("deepseek2.attention.key_length_mla", "deepseek2.attention.value_length_mla"),
+                                base=ds), "deepseek2.attention.head_count_kv is 1, expected 4"),
+    ("ds_missing_v_b", patched_model(drop=("blk.1.attn_v_b.weight",), base=ds),
+     'tensor "blk.1.attn_v_b.weight" is missing'),
+    ("ds_stray_attn_k", patched_model(extra_tensors=[G.TensorSpec("blk.0.attn_k.weight", 0, (4, 128),
+                                                                  lambda: np.ones((4, 128), "<f4"))], base=ds),
+     "multi-head latent attention has no per-head K/V projections"),
 ]
 for name, data, expect in BAD:
     path = write("bad_" + name, data)

@@ -27,6 +27,13 @@ CASES = {
     # dense layers in qwen3moe).
     "qwen3moe": dict(hf=["--arch", "qwen3_moe", "--num-hidden-layers", "2", "--mlp-only-layers", "",
                          "--seed", "14"], gguf=[], variants=["F32"]),
+    # deepseek2 (llama.cpp's converter layout: kv_b split into attn_k_b / attn_v_b, the *_mla keys),
+    # DeepSeek-V2-Lite-like: plain q_proj, softmax router, greedy top 3 of 8, 2 shared experts,
+    # first layer dense.
+    "deepseek_v2": dict(hf=["--arch", "deepseek_v2", "--seed", "15"], gguf=[], variants=["F32"], same_as_hf=True),
+    # DeepSeek-V3-like: q LoRA, sigmoid router with exp_probs_b, 4 groups of 4 (2 used), top 4,
+    # normalised and scaled by 2.5, a shared expert, first layer dense, YaRN (factor 40).
+    "deepseek_v3": dict(hf=["--arch", "deepseek_v3", "--seed", "16"], gguf=[], variants=["F32"], same_as_hf=True),
     # Quantized: every matrix row is 256 elements wide (hidden 256, FFN 256, attention 256), so
     # llama-quantize uses the K-quant types on every tensor instead of falling back to Q5_0 /
     # Q8_0 for rows that are not whole 256-element blocks.
@@ -69,14 +76,15 @@ def prompts(vocab):
     return out
 
 
-def make_f32(name, work, shared):
-    """Writes the case's HF folder and its F32 GGUF under `work`; returns the GGUF path."""
+def make_f32(name, work, shared, extra=(), tag="F32"):
+    """Writes the case's HF folder and its F32 GGUF under `work` (`extra`: more hf_to_gguf.py
+    flags, written as <name>-<tag>.gguf); returns the GGUF path."""
     c = CASES[name]
     hf = os.path.join(work, f"hf-{name}")
-    out = os.path.join(work, f"{name}-F32.gguf")
+    out = os.path.join(work, f"{name}-{tag}.gguf")
     subprocess.run([PY, os.path.join(REPO, "tools/make_hf_model.py"), "--dtype", "f32", "--quiet", "--out", hf]
                    + c["hf"], check=True, timeout=300)
     subprocess.run([PY, os.path.join(REPO, "tools/hf_to_gguf.py"), hf, "--outtype", "f32", "--out", out]
-                   + [a.format(shared=shared) for a in c["gguf"]], check=True, timeout=300,
+                   + [a.format(shared=shared) for a in c["gguf"]] + list(extra), check=True, timeout=300,
                    stderr=subprocess.DEVNULL)
     return out

@@ -53,11 +53,19 @@ def main():
     ap.add_argument("--shared", required=True)
     ap.add_argument("--work", required=True)
     ap.add_argument("--llamacpp-commit", default="3f545bec")
+    ap.add_argument("--cases", help="comma-separated cases to (re)make; the others keep their manifest entries")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     os.makedirs(OUT, exist_ok=True)
     manifest = {"llama.cpp": a.llamacpp_commit, "n_decode": cases.N_DECODE, "cases": {}}
-    for name in cases.CASES:
+    names = list(cases.CASES)
+    if a.cases:
+        names = a.cases.split(",")
+        old = json.load(open(os.path.join(OUT, "manifest.json")))
+        if old["llama.cpp"] != a.llamacpp_commit or old["n_decode"] != cases.N_DECODE:
+            raise SystemExit("the kept cases were made with another llama.cpp or n_decode: remake them all")
+        manifest["cases"] = {n: e for n, e in old["cases"].items() if n in cases.CASES and n not in names}
+    for name in names:
         f32 = cases.make_f32(name, a.work, os.path.abspath(a.shared))
         vocab = json.load(open(os.path.join(a.work, f"hf-{name}", "config.json")))["vocab_size"]
         ps = cases.prompts(vocab)
@@ -94,6 +102,7 @@ def main():
                                                           "rms": float(np.sqrt((qerr ** 2).mean()) / f32_prefill.std())}}
             print(f"{name} {var}: {os.path.getsize(gguf)} bytes, greedy {[g for g, _ in res]}")
         manifest["cases"][name] = entry
+    manifest["cases"] = {n: manifest["cases"][n] for n in cases.CASES if n in manifest["cases"]}  # cases.py order
     with open(os.path.join(OUT, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
         f.write("\n")
