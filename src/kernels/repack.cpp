@@ -11,8 +11,8 @@
 
 namespace dpserve {
 
-AlignedBytes::AlignedBytes(size_t n) : n_(n) {
-  p_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, (n + 63) / 64 * 64)));
+AlignedBytes::AlignedBytes(size_t n, size_t align) : n_(n) {
+  p_.reset(static_cast<uint8_t*>(std::aligned_alloc(align, (n + align - 1) / align * align)));
   if (n && !p_) fail("out of memory allocating {} bytes for repacked weights", n);
 }
 

@@ -48,7 +48,8 @@ void deinterleave_row(DType t, const uint8_t* group, int r, int64_t cols, uint8_
 class AlignedBytes {
  public:
   AlignedBytes() = default;
-  explicit AlignedBytes(size_t n);
+  // `align`: a power of two (64 for cache lines, 2 MiB for a region huge pages can back).
+  explicit AlignedBytes(size_t n, size_t align = 64);
   uint8_t* data() const { return p_.get(); }
   size_t size() const { return n_; }
 

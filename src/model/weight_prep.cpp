@@ -1,10 +1,14 @@
 #include "model/weight_prep.h"
 
 #include <omp.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
 #include <vector>
 
 #include "core/check.h"
@@ -12,15 +16,34 @@
 
 namespace dpserve {
 
+namespace {
+constexpr size_t kHugePage = size_t(2) << 20;
+}  // namespace
+
+bool WeightPrep::copy_float_weights() {
+  const char* e = std::getenv("DPSERVE_WEIGHTS");
+  if (!e || !*e || std::string(e) == "copied") return true;
+  if (std::string(e) == "mapped") return false;
+  fail("DPSERVE_WEIGHTS={}: expected 'copied' (the default) or 'mapped'", e);
+}
+
 WeightPrep::WeightPrep(Quantization q, int64_t n_layers, std::function<void(const void*, size_t)> release,
                        bool verbose)
-    : q_(q), n_layers_(n_layers), release_(std::move(release)), verbose_(verbose), progress_(verbose && ::isatty(2)) {}
+    : q_(q),
+      n_layers_(n_layers),
+      release_(std::move(release)),
+      verbose_(verbose),
+      progress_(verbose && ::isatty(2)),
+      copy_floats_(copy_float_weights()) {}
 
 void WeightPrep::add(WeightView* slot, WeightRole role, int64_t layer, int64_t full_cols, const std::string& name) {
   const WeightView& w = *slot;
   if (!w.data || w.rows == 0 || dtype_row_group(w.dtype) > 1) return;
   const DType target = dtype_is_quantized(w.dtype) ? w.dtype : quantized_type(q_, role, layer, n_layers_, full_cols, w.dtype);
-  if (!dtype_is_quantized(target)) return;
+  if (!dtype_is_quantized(target)) {
+    if (copy_floats_) items_.push_back(Item{slot, role, layer, full_cols, name, w.dtype});
+    return;
+  }
   // The recipe fits the whole matrix; this rank's slice of its columns must fit too.
   if (!dtype_row_splits(target, w.cols))
     fail("--tp-size: {} ({} input columns) would be split into slices of {}, not whole {}-element {} blocks; "
@@ -30,8 +53,27 @@ void WeightPrep::add(WeightView* slot, WeightRole role, int64_t layer, int64_t f
   converted_[name] = target;
 }
 
+WeightView WeightPrep::copy(const Item& it) {
+  const WeightView& w = *it.slot;
+  const int64_t rb = dtype_row_bytes(w.dtype, w.cols), ldb = dtype_row_bytes(w.dtype, w.ld);
+  const size_t n = size_t(rb * w.rows);
+  AlignedBytes out(n, n >= kHugePage ? kHugePage : 64);
+  // A hint: without transparent huge pages the copy still works, on 4 KiB pages.
+  if (n >= kHugePage) ::madvise(out.data(), (n + kHugePage - 1) / kHugePage * kHugePage, MADV_HUGEPAGE);
+  const uint8_t* src = static_cast<const uint8_t*>(w.data);
+  uint8_t* dst = out.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < w.rows; ++r) std::memcpy(dst + r * rb, src + r * ldb, size_t(rb));
+  release_(src, size_t(ldb * (w.rows - 1) + rb));
+  copied_bytes_ += int64_t(n);
+  WeightView v{dst, w.dtype, w.rows, w.cols, w.cols};
+  owned_.push_back(std::move(out));
+  return v;
+}
+
 WeightView WeightPrep::convert(const Item& it) {
   const WeightView& w = *it.slot;
+  if (it.target == w.dtype && !dtype_is_quantized(w.dtype)) return copy(it);
   const int64_t rows = interleaved_rows(w.rows);
   const int64_t row_bytes = dtype_row_bytes(it.target, w.cols);
   AlignedBytes out(size_t(rows * row_bytes));
@@ -74,29 +116,37 @@ WeightView WeightPrep::convert(const Item& it) {
 void WeightPrep::run() {
   if (items_.empty()) return;
   const auto t0 = std::chrono::steady_clock::now();
-  int64_t total = 0, done = 0, quantized = 0;
+  int64_t total = 0, done = 0, quantized = 0, converted = 0;
   for (const Item& it : items_) total += it.slot->rows * it.slot->cols;
+  for (const Item& it : items_)
+    if (dtype_is_quantized(it.target)) {
+      ++converted;
+      if (!dtype_is_quantized(it.slot->dtype)) ++quantized;
+    }
+  const char* what = quantized ? "quantizing" : converted ? "repacking" : "copying";
   int last_pct = -1;
   for (const Item& it : items_) {
-    if (!dtype_is_quantized(it.slot->dtype)) ++quantized;
     *it.slot = convert(it);
     done += it.slot->rows * it.slot->cols;
     const int pct = int(100 * done / total);
     if (progress_ && pct != last_pct) {
       last_pct = pct;
       const int bar = pct * 30 / 100;
-      std::fprintf(stderr, "\r%s weights [%.*s%*s] %3d%%", quantized ? "quantizing" : "repacking", bar,
-                   "##############################", 30 - bar, "", pct);
+      std::fprintf(stderr, "\r%s weights [%.*s%*s] %3d%%", what, bar, "##############################", 30 - bar, "",
+                   pct);
       std::fflush(stderr);
     }
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (progress_) std::fprintf(stderr, "\r%60s\r", "");
-  if (verbose_)
-    std::fprintf(stderr, "weights: %lld matrices %s in %.2f s (%.1f MB -> %.1f MB, %s)\n", (long long)items_.size(),
-               quantized ? "quantized and repacked" : "repacked", secs, double(old_bytes_) / 1e6,
-               double(new_bytes_) / 1e6,
-               quantized ? (std::string("--quantization ") + to_string(q_)).c_str() : "16-row interleaved");
+  if (verbose_ && converted)
+    std::fprintf(stderr, "weights: %lld matrices %s (%.1f MB -> %.1f MB, %s)\n", (long long)converted,
+                 quantized ? "quantized and repacked" : "repacked", double(old_bytes_) / 1e6, double(new_bytes_) / 1e6,
+                 quantized ? (std::string("--quantization ") + to_string(q_)).c_str() : "16-row interleaved");
+  if (verbose_ && copied_bytes_)
+    std::fprintf(stderr, "weights: %lld float matrices copied out of the file mapping into huge pages (%.1f MB)\n",
+                 (long long)(int64_t(items_.size()) - converted), double(copied_bytes_) / 1e6);
+  if (verbose_) std::fprintf(stderr, "weights: prepared in %.2f s\n", secs);
   items_.clear();
 }
 

@@ -1,9 +1,13 @@
 // Brings a rank's weight matrices into the form the kernels run fastest: block-quantized
 // matrices (GGUF) are repacked to their 16-row interleaved *_X16 form, and float matrices are
-// quantized first when --quantization asks (model/quant_recipe.h). The converted bytes are owned
-// here and replace the mapping: the source pages are dropped from this process as each matrix is
-// done, so peak RSS stays near the converted size. Float matrices without a recipe stay as
-// mapped. Prints the time taken, with a progress bar on a terminal.
+// quantized first when --quantization asks (model/quant_recipe.h). Float matrices without a
+// recipe are copied out of the file mapping into anonymous memory on 2 MiB pages: a decode step
+// streams every matrix once, and from 4 KiB file pages that ran ~12 % slower here
+// (docs/benchmarks.md); DPSERVE_WEIGHTS=mapped keeps them in the mapping (shared by the ranks of
+// one host through the page cache, where copies are one per rank). The new bytes are owned here
+// and replace the mapping: the source pages are dropped from this process as each matrix is done,
+// so peak RSS stays near the converted size. Prints the time taken, with a progress bar on a
+// terminal.
 #pragma once
 
 #include <cstdint>
@@ -49,6 +53,9 @@ class WeightPrep {
     DType target;
   };
   WeightView convert(const Item& it);
+  WeightView copy(const Item& it);  // a float matrix as it is, rows packed, in owned huge pages
+  // DPSERVE_WEIGHTS: "copied" (default) or "mapped"; anything else is a start-up error.
+  static bool copy_float_weights();
 
   Quantization q_;
   int64_t n_layers_;
@@ -57,7 +64,8 @@ class WeightPrep {
   std::vector<Item> items_;
   std::map<std::string, DType> converted_;
   std::vector<AlignedBytes> owned_;
-  int64_t new_bytes_ = 0, old_bytes_ = 0;
+  bool copy_floats_;
+  int64_t new_bytes_ = 0, old_bytes_ = 0, copied_bytes_ = 0;
 };
 
 }  // namespace dpserve
