@@ -26,6 +26,14 @@ json bytes_of(const std::string& s) {
   return b;
 }
 
+// One position's `top_logprobs` entry: its alternatives by token text, or null when none were asked.
+json top_logprobs_entry(const Tokenizer& tok, const TokenOut& t, bool with_top) {
+  if (!with_top) return nullptr;
+  json top = json::object();
+  for (const auto& a : t.top) top[token_text(tok, a.token)] = a.logprob;
+  return top;
+}
+
 // The echoed prompt's part of completions-style logprobs: every prompt token, the first with null
 // logprob and alternatives (nothing precedes it), then `prompt`'s entries for the positions after
 // it. A token's text_offset is where its text starts in the echoed prompt: the length of the prompt's
@@ -47,13 +55,7 @@ void prompt_logprobs(const Tokenizer& tok, const std::vector<int32_t>& ids, cons
     } else {
       const TokenOut& t = prompt[i - 1];
       lp["token_logprobs"].push_back(t.logprob);
-      if (with_top) {
-        json top = json::object();
-        for (const auto& a : t.top) top[token_text(tok, a.token)] = a.logprob;
-        lp["top_logprobs"].push_back(top);
-      } else {
-        lp["top_logprobs"].push_back(nullptr);
-      }
+      lp["top_logprobs"].push_back(top_logprobs_entry(tok, t, with_top));
     }
     try {
       at += int64_t(dec.push(id).size());
@@ -78,13 +80,7 @@ json completion_logprobs(const Tokenizer& tok, const std::vector<TokenOut>& toke
     lp["token_logprobs"].push_back(t.logprob);
     lp["text_offset"].push_back(offset);
     offset += int64_t(s.size());
-    if (with_top) {
-      json top = json::object();
-      for (const auto& a : t.top) top[token_text(tok, a.token)] = a.logprob;
-      lp["top_logprobs"].push_back(top);
-    } else {
-      lp["top_logprobs"].push_back(nullptr);
-    }
+    lp["top_logprobs"].push_back(top_logprobs_entry(tok, t, with_top));
   }
   return lp;
 }
