@@ -59,6 +59,25 @@ ImagePreprocessConfig ImagePreprocessConfig::load(const std::string& model_dir) 
   return c;
 }
 
+VisionTokenIds VisionTokenIds::load(const std::string& model_dir) {
+  VisionTokenIds ids;
+  const auto path = std::filesystem::path(model_dir) / "config.json";
+  if (!std::filesystem::is_regular_file(path)) return ids;  // a llama2.c file or a GGUF: no images
+  std::ifstream in(path);
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("vision_config")) return ids;
+  auto id = [&](const char* key) -> int32_t {
+    if (!j.contains(key)) fail("{}: vision model without {}", path.string(), key);
+    if (!j[key].is_number_integer() || j[key].get<int64_t>() < 0)
+      fail("{}: {} must be a token id", path.string(), key);
+    return int32_t(j[key].get<int64_t>());
+  };
+  ids.image_pad = id("image_token_id");
+  ids.vision_start = id("vision_start_token_id");
+  ids.vision_end = id("vision_end_token_id");
+  return ids;
+}
+
 std::vector<float> image_patches(const ImageInput& img, const ImagePreprocessConfig& c) {
   const int ps = c.patch_size, m = c.merge_size, tp = c.temporal_patch_size;
   DP_CHECK(img.height > 0 && img.width > 0 && img.height % c.factor() == 0 &&

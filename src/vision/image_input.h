@@ -29,6 +29,19 @@ struct ImagePreprocessConfig {
   static ImagePreprocessConfig load(const std::string& model_dir);
 };
 
+// The prompt tokens that frame an image (config.json's image_token_id, vision_start_token_id,
+// vision_end_token_id). A prompt names each image with one <|image_pad|>; the frontend expands it
+// to ImageInput::tokens() copies, so the ranks find image k's rows as the k-th run of image_pad.
+struct VisionTokenIds {
+  int32_t image_pad = -1;
+  int32_t vision_start = -1;
+  int32_t vision_end = -1;
+
+  bool takes_images() const { return image_pad >= 0; }
+  // From `<dir>/config.json`: all -1 when the model has no vision_config (a text-only model).
+  static VisionTokenIds load(const std::string& model_dir);
+};
+
 // One materialized image: RGB, 8 bits per channel, row-major [height][width][3], already resized
 // so both edges are multiples of ImagePreprocessConfig::factor().
 struct ImageInput {
