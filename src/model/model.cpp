@@ -68,6 +68,17 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
       // Newer Qwen2.5-VL checkpoints nest the language model and the tower one level deeper.
       m->store_.rename_prefix("model.language_model.", "model.");
       m->store_.rename_prefix("model.visual.", "visual.");
+      m->image_cfg_ = ImagePreprocessConfig::load(path);
+      m->vision_ids_ = VisionTokenIds::load(path);
+      const auto& v = m->cfg_.vision;
+      const auto& p = m->image_cfg_;
+      if (p.patch_size != v.patch || p.merge_size != v.merge || p.temporal_patch_size != v.temporal_patch ||
+          v.in_chans != 3)
+        fail("{}: preprocessor_config.json (patch {}, merge {}, temporal {}) does not match vision_config (patch {}, "
+             "merge {}, temporal {}, {} channels)",
+             path, p.patch_size, p.merge_size, p.temporal_patch_size, v.patch, v.merge, v.temporal_patch, v.in_chans);
+      if (m->vision_ids_.image_pad < 0 || m->vision_ids_.image_pad >= m->cfg_.vocab)
+        fail("{}: image_token_id is outside the vocabulary", path);
     }
   } else {
     load_llama2c(path, m->cfg_, m->store_);

@@ -17,6 +17,7 @@
 #include "model/quant_recipe.h"
 #include "model/rope.h"
 #include "model/vision_tower.h"
+#include "vision/image_input.h"
 #include "kernels/repack.h"
 #include "model/weight_store.h"
 
@@ -74,6 +75,9 @@ class Model {
   // embeddings: patches [grid_h * grid_w, patch_row] (vision/image_input.h image_patches) to
   // out [image_tokens(grid_h, grid_w), hidden], run on the model's thread team.
   bool takes_images() const { return vision_ != nullptr; }
+  // The folder's preprocessor_config.json and the image token ids (config.json), for takes_images().
+  const ImagePreprocessConfig& image_config() const { return image_cfg_; }
+  const VisionTokenIds& vision_tokens() const { return vision_ids_; }
   int64_t image_tokens(int64_t grid_h, int64_t grid_w) const { return vision_->tokens(grid_h, grid_w); }
   void encode_image(const float* patches, int64_t grid_h, int64_t grid_w, float* out);
 
@@ -103,6 +107,8 @@ class Model {
   std::unique_ptr<RopeTable> rope_;
   std::vector<Layer> layers_;
   std::unique_ptr<VisionTower> vision_;
+  ImagePreprocessConfig image_cfg_;
+  VisionTokenIds vision_ids_;
   std::vector<AlignedBytes> converted_;  // matrices quantized / repacked on load (model/weight_prep.h)
   WeightView embed_, lm_head_;
   std::vector<float> final_norm_;
