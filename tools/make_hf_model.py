@@ -678,6 +678,9 @@ def parse_args(argv):
     ap.add_argument("--tie-word-embeddings", dest="tie_word_embeddings", action="store_true", default=None)
     ap.add_argument("--no-tokenizer", dest="tokenizer", action="store_false",
                     help="do not write tokenizer.json / tokenizer_config.json")
+    for name in ("depth", "hidden_size", "intermediate_size", "num_heads"):
+        ap.add_argument("--vision-" + name.replace("_", "-"), type=int, dest="vision_" + name,
+                        help=f"qwen2_5_vl: vision_config {name} (default {VISION_TINY[name]})")
     ap.add_argument("--tokenizer-dir", dest="tokenizer_dir",
                     help="qwen2_5_vl: folder with the real Qwen tokenizer.json / tokenizer_config.json to copy "
                          "(default: $DPSERVE_SHARED_DIR/tokenizers/qwen3)")
@@ -694,6 +697,15 @@ def parse_args(argv):
     a.arch = arch
     a.dtype = a.dtype or preset.get("dtype") or "f32"
     vl = arch == "qwen2_5_vl"
+    for name in ("depth", "hidden_size", "intermediate_size", "num_heads"):
+        if getattr(a, "vision_" + name) is not None:
+            if not vl:
+                ap.error(f"--vision-{name.replace('_', '-')} is for --arch qwen2_5_vl")
+            VISION_TINY[name] = getattr(a, "vision_" + name)
+    if vl and (VISION_TINY["hidden_size"] // VISION_TINY["num_heads"]) % 4:
+        ap.error("the vision head size (hidden_size / num_heads) must be a multiple of 4 (2-D RoPE)")
+    if vl:
+        VISION_TINY["fullatt_block_indexes"] = [i for i in range(VISION_TINY["depth"]) if i % 2 == 1]
     if a.bos_token_id is None:
         a.bos_token_id = 151643 if vl else 1  # Qwen: <|endoftext|>
     if a.eos_token_id is None:

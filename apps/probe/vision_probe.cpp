@@ -8,7 +8,9 @@
 //
 // --tokens: the prompt with ONE <|image_pad|> per image (expanded here to the image's token count,
 // as the server does). Images: binary PPM (P6), edges multiples of patch_size x merge_size.
-// stdout: {"tokens": [expanded prompt], "generated": [...], "positions": [3 per prompt token]}
+// stdout: {"tokens": [expanded prompt], "generated": [...], "positions": [3 per prompt token],
+//          "delta": M-RoPE decode shift, "tower_seconds": image_patches + tower, all images}
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -69,6 +71,7 @@ int main(int argc, char** argv) {
     if (!fe) fail("cannot write {}", out_embeds);
     std::vector<std::vector<float>> embeds;
     std::vector<std::array<int64_t, 2>> grids;
+    const auto t0 = std::chrono::steady_clock::now();
     for (const auto& path : images) {
       const ImageInput img = read_ppm(path);
       const auto patches = image_patches(img, pre);
@@ -79,6 +82,7 @@ int main(int argc, char** argv) {
       grids.push_back({gh / pre.merge_size, gw / pre.merge_size});
     }
     std::fclose(fe);
+    const double tower_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     // Expand each image_pad to its image's tokens; remember which embedding row each one takes.
     std::vector<int32_t> prompt;
     std::vector<const float*> row_embed;
@@ -132,7 +136,7 @@ int main(int argc, char** argv) {
     }
     std::fclose(fl);
     std::cout << nlohmann::json{{"tokens", prompt}, {"generated", generated}, {"positions", mp.pos},
-                                {"delta", mp.delta}}.dump() << "\n";
+                                {"delta", mp.delta}, {"tower_seconds", tower_s}}.dump() << "\n";
   } catch (const std::exception& e) {
     std::fprintf(stderr, "dpserve_vision_probe: error: %s\n", e.what());
     return 1;

@@ -108,31 +108,45 @@ void VisionTower::attention(Team& t, const Block& b, bool full, int64_t P) {
     rope(&qkv_[size_t(row * ld + D + h * hd)], 1, hd, hd, cs, cs + hd / 2, false);
   }
   t.barrier();
-  // Bidirectional attention of each row over its window (or the whole image).
+  // Bidirectional attention of each row over its window (or the whole image), one (window, head)
+  // at a time: its keys gathered transposed and its values gathered, so both inner loops run over
+  // contiguous floats.
   const float scale = float(1.0 / std::sqrt(double(hd)));
-  std::vector<float> p;
-  std::vector<double> acc(static_cast<size_t>(hd));
-  for (int64_t it = r.begin; it < r.end; ++it) {
-    const int64_t row = it / H, h = it % H;
-    const std::vector<int32_t>& keys = full ? all_rows_ : windows_[size_t(window_of_[size_t(row)])];
-    const float* qv = &qkv_[size_t(row * ld + h * hd)];
-    p.resize(keys.size());
-    for (size_t j = 0; j < keys.size(); ++j) {
-      const float* kv = &qkv_[size_t(keys[j] * ld + D + h * hd)];
-      float s = 0.f;
-      for (int64_t d = 0; d < hd; ++d) s += qv[d] * kv[d];
-      p[j] = s * scale;
+  const int64_t n_win = full ? 1 : int64_t(windows_.size());
+  std::vector<float> kt, vv, p;
+  t.dynamic(n_win * H, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t it = b0; it < b1; ++it) {
+      const std::vector<int32_t>& rows = full ? all_rows_ : windows_[size_t(it / H)];
+      const int64_t h = it % H, nk = int64_t(rows.size());
+      if (nk == 0) continue;
+      kt.resize(size_t(hd * nk));
+      vv.resize(size_t(nk * hd));
+      p.resize(size_t(nk));
+      for (int64_t j = 0; j < nk; ++j) {
+        const float* src = &qkv_[size_t(rows[size_t(j)] * ld + D + h * hd)];
+        for (int64_t d = 0; d < hd; ++d) kt[size_t(d * nk + j)] = src[d];
+        std::memcpy(&vv[size_t(j * hd)], src + D, sizeof(float) * size_t(hd));
+      }
+      for (int64_t i = 0; i < nk; ++i) {
+        const int32_t row = rows[size_t(i)];
+        const float* q = &qkv_[size_t(row * ld + h * hd)];
+        std::fill(p.begin(), p.end(), 0.f);
+        for (int64_t d = 0; d < hd; ++d) {
+          const float qd = q[d] * scale;
+          const float* k = &kt[size_t(d * nk)];
+          for (int64_t j = 0; j < nk; ++j) p[size_t(j)] += qd * k[j];
+        }
+        softmax(p.data(), nk);
+        float* o = &attn_[size_t(row * D + h * hd)];
+        std::fill(o, o + hd, 0.f);
+        for (int64_t j = 0; j < nk; ++j) {
+          const float pj = p[size_t(j)];
+          const float* v = &vv[size_t(j * hd)];
+          for (int64_t d = 0; d < hd; ++d) o[d] += pj * v[d];
+        }
+      }
     }
-    softmax(p.data(), int64_t(p.size()));
-    std::fill(acc.begin(), acc.end(), 0.0);
-    for (size_t j = 0; j < keys.size(); ++j) {
-      const float* vv = &qkv_[size_t(keys[j] * ld + 2 * D + h * hd)];
-      for (int64_t d = 0; d < hd; ++d) acc[size_t(d)] += double(p[j]) * vv[d];
-    }
-    float* o = &attn_[size_t(row * D + h * hd)];
-    for (int64_t d = 0; d < hd; ++d) o[d] = float(acc[size_t(d)]);
-  }
-  t.barrier();
+  });
   matmul(t, attn_.data(), P, D, b.proj, b.proj_b.data(), h_.data(), D);
   add_inplace(t, x_.data(), h_.data(), P * D);
 }
