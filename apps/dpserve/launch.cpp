@@ -157,20 +157,27 @@ void check_node_flags(const NodeJoinOptions& n, int world) {
 void relaunch_node_job(const NodeJoinOptions& n, int world, double watchdog_seconds) {
   if (launched_under_mpi()) return;  // already this node's job (or the user's own launcher)
   const HostPort addr = parse_host_port(n.dist_init_addr, "--dist-init-addr");
+  std::unique_ptr<RendezvousServer> rendezvous;
+  std::string uri;
+  if (n.node_rank != 0) uri = rendezvous_get(addr, "ompi_server", n.timeout_seconds, "--dist-timeout");
+  // Holds ompi-server's URI file for this node's mpirun; removed when the job ends (or start-up fails).
   char tmpl[] = "/tmp/dpserve-node-XXXXXX";
   if (!mkdtemp(tmpl)) fail("cannot create a temporary directory: {}", std::strerror(errno));
   const std::string dir = tmpl;
-  std::unique_ptr<RendezvousServer> rendezvous;
   pid_t server = -1;
-  std::string uri;
   if (n.node_rank == 0) {
-    const std::string ip = resolve_ipv4(addr.host, "--dist-init-addr");
-    rendezvous = std::make_unique<RendezvousServer>(addr);
-    std::tie(server, uri) = start_ompi_server(ip, dir, n.timeout_seconds);
+    try {
+      const std::string ip = resolve_ipv4(addr.host, "--dist-init-addr");
+      rendezvous = std::make_unique<RendezvousServer>(addr);
+      std::tie(server, uri) = start_ompi_server(ip, dir, n.timeout_seconds);
+    } catch (...) {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+      throw;
+    }
     rendezvous->set("ompi_server", uri);
     spdlog::info("node 0 of {}: rendezvous at {}, ompi-server {}", n.nnodes, addr.str(), uri);
   } else {
-    uri = rendezvous_get(addr, "ompi_server", n.timeout_seconds, "--dist-timeout");
     spdlog::info("node {} of {}: joining through {} (ompi-server {})", n.node_rank, n.nnodes, addr.str(), uri);
   }
   const std::string uri_file = dir + "/ompi-server.uri";
