@@ -29,7 +29,7 @@ struct ServeBenchArgs {
   int64_t random_input_len = 1024, random_output_len = 1024, sharegpt_output_len = 0;
   double random_range_ratio = 0.0, timeout = 300;
   uint64_t seed = 1;
-  bool no_ignore_eos = false, no_progress = false;
+  bool no_ignore_eos = false, no_progress = false, prompt_token_ids = false;
 };
 
 double parse_rate(const std::string& s) {
@@ -77,6 +77,12 @@ void run_serve_bench(const ServeBenchArgs& a) {
   cc.api_key = a.api_key;
   cc.timeout_s = a.timeout;
   cc.ignore_eos = !a.no_ignore_eos;
+  if (a.prompt_token_ids) {
+    if (cc.backend != Backend::openai || cc.endpoint.find("chat") != std::string::npos)
+      fail("--prompt-token-ids needs --backend openai with a completions endpoint (chat messages are text)");
+    if (a.tokenizer_path.empty()) fail("--prompt-token-ids needs --tokenizer-path (the ids come from it)");
+    cc.prompt_token_ids = true;
+  }
   const double rate = parse_rate(a.request_rate);
   if (a.num_prompts == 0) fail("--num-prompts must be >= 1");
   StreamClient client(cc);
@@ -98,6 +104,9 @@ void run_serve_bench(const ServeBenchArgs& a) {
   } else {
     fail("--dataset must be random or sharegpt, got '{}'", a.dataset);
   }
+  // Sent as ids, a prompt is exactly its ids (not what its decoded text re-encodes to).
+  if (cc.prompt_token_ids)
+    for (auto& r : reqs) r.prompt_len = int64_t(r.prompt_ids.size());
 
   RunConfig rc;
   rc.request_rate = rate;
@@ -128,6 +137,7 @@ void run_serve_bench(const ServeBenchArgs& a) {
                           {"workers", run.workers},
                           {"seed", a.seed},
                           {"ignore_eos", cc.ignore_eos},
+                          {"prompt_token_ids", cc.prompt_token_ids},
                           {"tokenizer", a.tokenizer_path},
                           {"tag", a.tag}};
   if (a.dataset == "random") {
@@ -190,6 +200,9 @@ void register_bench(CLI::App& app) {
       ->capture_default_str();
   s->add_option("--tag", a->tag, "Free text stored in the JSON result line (e.g. the server's name)");
   s->add_flag("--disable-ignore-eos", a->no_ignore_eos, "Do not send ignore_eos (outputs may end early)");
+  s->add_flag("--prompt-token-ids", a->prompt_token_ids,
+              "openai completions: send each prompt as token ids, so servers with different tokenizers "
+              "(e.g. llama-server on a GGUF) process the same tokens; needs --tokenizer-path");
   s->add_flag("--disable-progress", a->no_progress, "No progress bar even on a terminal");
   s->callback([a] { run_serve_bench(*a); });
   register_bench_offline(*bench);

@@ -33,7 +33,11 @@ struct ServeArgs {
 
 void run_serve(ServeArgs& a) {
   spdlog::set_level(spdlog::level::from_str(a.log_level));
-  relaunch_under_mpirun_if_needed(requested_world(a.rf), a.rf.rt.watchdog_timeout);
+  check_node_flags(a.rf.rt.nodes, requested_world(a.rf));
+  if (a.rf.rt.nodes.nnodes > 1)
+    relaunch_node_job(a.rf.rt.nodes, requested_world(a.rf), a.rf.rt.watchdog_timeout);
+  else
+    relaunch_under_mpirun_if_needed(requested_world(a.rf), a.rf.rt.watchdog_timeout);
 
   // Signals are handled by one thread (rank 0) or ignored (other ranks: rank 0's shutdown
   // broadcast stops them), so block them before any thread starts.
@@ -185,6 +189,19 @@ void register_serve(CLI::App& app) {
                 "Seconds the engine may go without a step while requests are pending before /health answers 503 "
                 "(a stuck step; --watchdog-timeout ends the job later); 0 = never")
       ->capture_default_str()->check(CLI::Range(0.0, 1e7))->envname("DPSERVE_STALL_TIMEOUT");
+  s->add_option("--nnodes", a->rf.rt.nodes.nnodes,
+                "Nodes of one job started separately (SGLang's launch): each node runs `dpserve serve` with the "
+                "same flags and its own --node-rank; (tp, or tp x dp without DP attention) / nnodes ranks per node")
+      ->capture_default_str()->envname("DPSERVE_NNODES");
+  s->add_option("--node-rank", a->rf.rt.nodes.node_rank,
+                "This node's place 0..nnodes-1; node 0 holds ranks 0.. and serves HTTP")
+      ->capture_default_str()->envname("DPSERVE_NODE_RANK");
+  s->add_option("--dist-init-addr", a->rf.rt.nodes.dist_init_addr,
+                "HOST:PORT on node 0 where the nodes meet (a tiny TCP rendezvous; MPI does the rest)")
+      ->envname("DPSERVE_DIST_INIT_ADDR");
+  s->add_option("--dist-timeout", a->rf.rt.nodes.timeout_seconds,
+                "Seconds a node waits for the others to join (or for node 0's --dist-init-addr to answer)")
+      ->capture_default_str()->check(CLI::Range(0.1, 1e6))->envname("DPSERVE_DIST_TIMEOUT");
   s->add_option("--log-level", a->log_level, "trace, debug, info, warn, error")
       ->capture_default_str()->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->envname("DPSERVE_LOG_LEVEL");

@@ -8,7 +8,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -17,6 +23,7 @@
 #include "apps/dpserve/rank_watch.h"
 #include "core/check.h"
 #include "parallel/comm.h"
+#include "parallel/rendezvous.h"
 
 namespace dpserve::app {
 
@@ -40,21 +47,26 @@ std::string find_in_path(const std::string& name) {
 
 void remember_argv(int argc, char** argv) { g_argv.assign(argv, argv + argc); }
 
-void relaunch_under_mpirun_if_needed(int world, double watchdog_seconds) {
-  if (world <= 1 || launched_under_mpi()) return;
+namespace {
+
+// Runs `mpirun -np np <extra> <this command line>` as a child, forwards SIGTERM / SIGINT to it as
+// SIGUSR2 (graceful drain), watches for stopped ranks, and exits with its status.
+[[noreturn]] void run_under_mpirun(int np, const std::vector<std::string>& extra, double watchdog_seconds,
+                                   const std::function<void()>& at_exit) {
   const char* env_launcher = std::getenv("DPSERVE_MPIRUN");
   std::string mpirun = env_launcher && *env_launcher ? env_launcher : find_in_path("mpirun");
   if (mpirun.empty())
     fail("{} ranks requested (--tp-size / --dp-size) but mpirun was not found on PATH; install openmpi-bin "
          "(scripts/install-deps.sh) or start dpserve under your MPI launcher",
-         world);
+         np);
   std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
-  std::vector<std::string> args = {mpirun, "-np", std::to_string(world), "--oversubscribe", "--bind-to", "none"};
+  std::vector<std::string> args = {mpirun, "-np", std::to_string(np), "--oversubscribe", "--bind-to", "none"};
   if (geteuid() == 0) args.push_back("--allow-run-as-root");
+  args.insert(args.end(), extra.begin(), extra.end());
   // A rank that exits non-zero takes the job down (the default, stated for clarity).
   args.push_back(self);
   for (size_t i = 1; i < g_argv.size(); ++i) args.push_back(g_argv[i]);
-  spdlog::info("starting {} ranks: {}", world, [&] {
+  spdlog::info("starting {} ranks: {}", np, [&] {
     std::string s;
     for (auto& a : args) s += a + " ";
     return s;
@@ -80,17 +92,110 @@ void relaunch_under_mpirun_if_needed(int world, double watchdog_seconds) {
   }
   // Half the watchdog: a stopped rank is named here before the others' watchdog ends the job
   // without knowing which rank it waited for.
-  StoppedRankWatch watch(child, world, watchdog_seconds / 2);
+  StoppedRankWatch watch(child, np, watchdog_seconds / 2);
   while (true) {
     int status = 0;
     pid_t r = waitpid(child, &status, WNOHANG);
-    if (r == child) std::exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    if (r == child) {
+      if (at_exit) at_exit();
+      std::exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    }
     watch.poll();
     timespec ts{0, 100 * 1000 * 1000};
     siginfo_t info;
     int sig = sigtimedwait(&block, &info, &ts);
     if (sig == SIGTERM || sig == SIGINT) kill(child, SIGUSR2);
   }
+}
+
+// Node 0: Open MPI's ompi-server (the rendezvous service MPI_Comm_connect / accept across separately
+// started mpiruns needs), its out-of-band channel on the --dist-init-addr address. Returns its pid and
+// URI.
+std::pair<pid_t, std::string> start_ompi_server(const std::string& ip, const std::string& dir, double timeout) {
+  const std::string exe = find_in_path("ompi-server");
+  if (exe.empty()) fail("--nnodes: node 0 needs Open MPI's ompi-server on PATH (package openmpi-bin)");
+  const std::string uri_file = dir + "/ompi-server.uri";
+  pid_t pid = fork();
+  if (pid < 0) fail("cannot fork to start ompi-server: {}", std::strerror(errno));
+  if (pid == 0) {
+    // Keep it on the address the other nodes were told, unless the user chose interfaces.
+    if (!std::getenv("OMPI_MCA_oob_tcp_if_include")) setenv("OMPI_MCA_oob_tcp_if_include", (ip + "/32").c_str(), 1);
+    execl(exe.c_str(), exe.c_str(), "--no-daemonize", "--report-uri", uri_file.c_str(), (char*)nullptr);
+    _exit(127);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  while (true) {
+    std::ifstream in(uri_file);
+    std::string uri;
+    if (in && std::getline(in, uri) && !uri.empty()) return {pid, uri};
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) fail("ompi-server exited before it reported its address");
+    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > timeout) {
+      kill(pid, SIGKILL);
+      fail("ompi-server did not report its address within {} s (--dist-timeout)", timeout);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+}  // namespace
+
+void check_node_flags(const NodeJoinOptions& n, int world) {
+  if (n.nnodes < 1) fail("--nnodes {}: must be at least 1", n.nnodes);
+  if (n.node_rank < 0 || n.node_rank >= n.nnodes)
+    fail("--node-rank {} is out of range for --nnodes {}: give each node one of 0..{}", n.node_rank, n.nnodes,
+         n.nnodes - 1);
+  if (n.nnodes == 1) return;
+  if (n.dist_init_addr.empty())
+    fail("--nnodes {} needs --dist-init-addr HOST:PORT (an address of node 0 that every node can reach)", n.nnodes);
+  parse_host_port(n.dist_init_addr, "--dist-init-addr");
+  if (world % n.nnodes != 0)
+    fail("{} ranks (--tp-size / --dp-size) cannot be spread evenly over --nnodes {}", world, n.nnodes);
+  if (n.timeout_seconds <= 0) fail("--dist-timeout {}: must be positive", n.timeout_seconds);
+}
+
+void relaunch_node_job(const NodeJoinOptions& n, int world, double watchdog_seconds) {
+  if (launched_under_mpi()) return;  // already this node's job (or the user's own launcher)
+  const HostPort addr = parse_host_port(n.dist_init_addr, "--dist-init-addr");
+  std::unique_ptr<RendezvousServer> rendezvous;
+  std::string uri;
+  if (n.node_rank != 0) uri = rendezvous_get(addr, "ompi_server", n.timeout_seconds, "--dist-timeout");
+  // Holds ompi-server's URI file for this node's mpirun; removed when the job ends (or start-up fails).
+  char tmpl[] = "/tmp/dpserve-node-XXXXXX";
+  if (!mkdtemp(tmpl)) fail("cannot create a temporary directory: {}", std::strerror(errno));
+  const std::string dir = tmpl;
+  pid_t server = -1;
+  if (n.node_rank == 0) {
+    try {
+      const std::string ip = resolve_ipv4(addr.host, "--dist-init-addr");
+      rendezvous = std::make_unique<RendezvousServer>(addr);
+      std::tie(server, uri) = start_ompi_server(ip, dir, n.timeout_seconds);
+    } catch (...) {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+      throw;
+    }
+    rendezvous->set("ompi_server", uri);
+    spdlog::info("node 0 of {}: rendezvous at {}, ompi-server {}", n.nnodes, addr.str(), uri);
+  } else {
+    spdlog::info("node {} of {}: joining through {} (ompi-server {})", n.node_rank, n.nnodes, addr.str(), uri);
+  }
+  const std::string uri_file = dir + "/ompi-server.uri";
+  std::ofstream(uri_file) << uri << "\n";
+  auto cleanup = [server, dir] {
+    if (server > 0) {
+      kill(server, SIGTERM);
+      waitpid(server, nullptr, 0);
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  };
+  run_under_mpirun(world / n.nnodes, {"--ompi-server", "file:" + uri_file}, watchdog_seconds, cleanup);
+}
+
+void relaunch_under_mpirun_if_needed(int world, double watchdog_seconds) {
+  if (world <= 1 || launched_under_mpi()) return;
+  run_under_mpirun(world, {}, watchdog_seconds, nullptr);
 }
 
 }  // namespace dpserve::app

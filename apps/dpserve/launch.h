@@ -2,6 +2,8 @@
 // launcher re-executes itself under `mpirun -np N`, so users never type mpirun.
 #pragma once
 
+#include "parallel/node_join.h"
+
 namespace dpserve::app {
 
 // Remembers argv for a later relaunch (call first thing in main).
@@ -12,5 +14,14 @@ void remember_argv(int argc, char** argv);
 // that stays stopped for half of `watchdog_seconds` is killed with a message naming it
 // (StoppedRankWatch; 0 = off). Throws dpserve::Error when mpirun cannot be found.
 void relaunch_under_mpirun_if_needed(int world, double watchdog_seconds);
+
+// `serve --nnodes N --node-rank R --dist-init-addr HOST:PORT`: errors naming the flag for a node rank
+// out of range, a missing or malformed address, ranks that do not divide over the nodes.
+void check_node_flags(const NodeJoinOptions& nodes, int world);
+// N > 1 and no MPI launcher yet: node 0 starts Open MPI's ompi-server and the rendezvous at
+// HOST:PORT; other nodes fetch ompi-server's address there (bounded by --dist-timeout, then an error
+// naming the address). Then, like relaunch_under_mpirun_if_needed, runs this node's world / N ranks
+// under `mpirun --ompi-server ...` and exits with its status (the ranks join in node_join.h).
+void relaunch_node_job(const NodeJoinOptions& nodes, int world, double watchdog_seconds);
 
 }  // namespace dpserve::app

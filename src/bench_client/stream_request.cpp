@@ -47,6 +47,8 @@ std::string StreamClient::body_for(const BenchRequest& req, int64_t max_tokens) 
   } else {
     if (cfg_.endpoint.find("chat") != std::string::npos)
       b["messages"] = json::array({json{{"role", "user"}, {"content", req.prompt}}});
+    else if (cfg_.prompt_token_ids && !req.prompt_ids.empty())
+      b["prompt"] = req.prompt_ids;
     else
       b["prompt"] = req.prompt;
     b["max_tokens"] = max_tokens;

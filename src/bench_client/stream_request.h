@@ -23,6 +23,9 @@ struct ClientConfig {
   std::string api_key;       // Authorization: Bearer, when set
   double timeout_s = 300;    // whole request, and the longest silence between two reads
   bool ignore_eos = true;    // generate exactly output_len tokens where the server supports it
+  // openai completions: send the prompt as its token ids (an array "prompt", as the OpenAI API
+  // allows) instead of text, so servers with different tokenizers see the same tokens.
+  bool prompt_token_ids = false;
 };
 
 struct RequestResult {

@@ -13,6 +13,7 @@
 #include "core/check.h"
 #include "parallel/comm.h"
 #include "parallel/model_comm.h"
+#include "parallel/node_join.h"
 #include "parallel/placement.h"
 #include "parallel/topology.h"
 #include "engine/rank_worker.h"
@@ -58,6 +59,11 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
   Impl& I = *im;
   I.opts = o;
   try {
+    if (o.nodes.nnodes > 1)
+      join_nodes(o.nodes, {{"--tp-size", o.tp_size},
+                           {"--dp-size", o.dp_size},
+                           {"--ep-size", o.ep_size},
+                           {"--enable-dp-attention", o.enable_dp_attention ? 1 : 0}});
     TopologyConfig tc;
     tc.tp_size = o.tp_size;
     tc.dp_size = o.dp_size;

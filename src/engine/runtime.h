@@ -13,6 +13,7 @@
 #include "engine/scheduler.h"
 #include "parallel/dp_attention.h"
 #include "parallel/model_comm.h"
+#include "parallel/node_join.h"
 #include "model/config.h"
 #include "model/quant_recipe.h"
 
@@ -47,6 +48,9 @@ struct RuntimeOptions {
   double watchdog_timeout = 600;  // seconds a step (or a wait for rank 0) may take before the job is stopped; 0 = off
   double stall_timeout = 60;      // Engine::stalled() (/health 503): pending work, no step for this long; 0 = off
   bool split_collective_waits = false;  // diagnostics: a timed barrier before every forward collective
+  // `serve --nnodes N --node-rank R --dist-init-addr HOST:PORT`: this process is one node's job; the
+  // nodes join into one world before anything else (parallel/node_join.h).
+  NodeJoinOptions nodes;
   std::vector<int32_t> eos_ids;  // from the tokenizer; merged with config.json's
   // The served tokenizer (loaded on every rank): structured outputs build their vocabulary index
   // from it. Null: requests with an output constraint fail.

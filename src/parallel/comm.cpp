@@ -7,12 +7,14 @@
 
 #include <algorithm>
 #include <climits>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <numeric>
 #include <type_traits>
 
 #include "core/check.h"
+#include "parallel/job_world.h"
 
 namespace dpserve {
 
@@ -89,6 +91,14 @@ bool mpi_initialized() {
   return init && !fin;
 }
 
+namespace {
+MPI_Comm g_world = MPI_COMM_WORLD;
+}  // namespace
+
+MPI_Comm job_world() { return g_world; }
+
+void set_job_world(MPI_Comm world) { g_world = world; }
+
 MpiRuntime::MpiRuntime(int* argc, char*** argv) {
   int init = 0;
   MPI_Initialized(&init);
@@ -102,20 +112,41 @@ MpiRuntime::MpiRuntime(int* argc, char*** argv) {
   MPI_Comm_size(MPI_COMM_WORLD, &size_);
 }
 
+int MpiRuntime::world_rank() const {
+  int r = rank_;
+  if (mpi_initialized()) MPI_Comm_rank(g_world, &r);
+  return r;
+}
+
+int MpiRuntime::world_size() const {
+  int s = size_;
+  if (mpi_initialized()) MPI_Comm_size(g_world, &s);
+  return s;
+}
+
 MpiRuntime::~MpiRuntime() {
-  if (finalize_ && mpi_initialized()) MPI_Finalize();
+  if (!finalize_ || !mpi_initialized()) return;
+  // Several node jobs joined into one world (node_join.h). MPI_Comm_disconnect would be the clean way
+  // out, but with Open MPI 4.1 it waits forever in a PMIx fence across the jobs (tried); so each job
+  // finalizes alone, and a write to a peer job's connection that closed first must not end this
+  // process with SIGPIPE (it did, exit 141, before this).
+  if (g_world != MPI_COMM_WORLD) {
+    signal(SIGPIPE, SIG_IGN);
+    g_world = MPI_COMM_WORLD;
+  }
+  MPI_Finalize();
 }
 
 void abort_job(const std::string& message, int code) {
   int rank = -1;
-  if (mpi_initialized()) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (mpi_initialized()) MPI_Comm_rank(g_world, &rank);
   if (rank >= 0)
     std::fprintf(stderr, "rank %d: %s\n", rank, message.c_str());
   else
     std::fprintf(stderr, "%s\n", message.c_str());
   std::fflush(stderr);
   std::fflush(stdout);
-  if (rank >= 0) MPI_Abort(MPI_COMM_WORLD, code);
+  if (rank >= 0) MPI_Abort(g_world, code);
   std::_Exit(code);
 }
 
@@ -154,9 +185,9 @@ void Comm::reset() {
 Comm Comm::world() {
   DP_CHECK(mpi_initialized(), "MPI is not initialised (create an MpiRuntime first)");
   Comm c;
-  c.handle_ = MPI_COMM_WORLD;
-  MPI_Comm_rank(MPI_COMM_WORLD, &c.rank_);
-  MPI_Comm_size(MPI_COMM_WORLD, &c.size_);
+  c.handle_ = g_world;
+  MPI_Comm_rank(g_world, &c.rank_);
+  MPI_Comm_size(g_world, &c.size_);
   return c;
 }
 

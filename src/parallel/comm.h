@@ -30,8 +30,9 @@ class MpiRuntime {
   MpiRuntime(const MpiRuntime&) = delete;
   MpiRuntime& operator=(const MpiRuntime&) = delete;
 
-  int world_rank() const { return rank_; }
-  int world_size() const { return size_; }
+  // Of the job's world: MPI_COMM_WORLD, or the nodes joined by join_nodes() (node_join.h).
+  int world_rank() const;
+  int world_size() const;
 
  private:
   int rank_ = 0;

@@ -200,6 +200,19 @@ TEST(BenchStreamClient, CountsChunksWhenTheServerSendsNoUsage) {
   EXPECT_FALSE(b.contains("model"));
 }
 
+// --prompt-token-ids: the completions prompt goes out as the dataset's ids, not its decoded text.
+TEST(BenchStreamClient, OpenAiCompletionsWithTokenIdPrompt) {
+  ServerScript s;
+  SseTestServer srv(s);
+  ClientConfig cfg{srv.url(), Backend::openai, "/v1/completions", "", "", 30, true};
+  cfg.prompt_token_ids = true;
+  StreamClient c(cfg);
+  const RequestResult r = c.send(request(), steady_seconds());
+  ASSERT_TRUE(r.success) << r.error;
+  EXPECT_EQ(r.output_tokens, kChunks);
+  EXPECT_EQ(srv.last_body()["prompt"], json::array({1, 2, 3}));
+}
+
 TEST(BenchStreamClient, SglangGenerateWithInputIds) {
   ServerScript s;
   SseTestServer srv(s);
