@@ -317,6 +317,13 @@ try:
     finally:
         rc = srv.stop()
         check(rc == 0, f"text server exits 0 on SIGTERM (got {rc})")
+
+    # A prefix without a path would also match other hosts ("http://a.com" matches "http://a.com.evil/"):
+    # a start-up error naming the flag.
+    r = subprocess.run([BIN, "serve", "--port", "0", "--allowed-image-url-prefix", "http://a.com"],
+                       capture_output=True, text=True, timeout=120)
+    check(r.returncode != 0 and "--allowed-image-url-prefix http://a.com: must be an http(s) URL with a host and a path"
+          in r.stdout + r.stderr, f"prefix without a path refused at start (exit {r.returncode})")
 finally:
     host.shutdown()
     shutil.rmtree(tmp, ignore_errors=True)
