@@ -461,15 +461,17 @@ json message_content(const json& content, size_t i, std::vector<ImageRef>* image
 // queued, and each prompt's image_pad tokens expanded to their images' lengths. A model without
 // images refuses them; for one with images, the prompt must name each image with exactly one
 // image_pad (the chat template writes it; /generate's text or input_ids spell it).
+void refuse_images_without_vision(const std::vector<ImageRef>& refs, const ParseContext& ctx) {
+  if (!refs.empty() && (!ctx.images || !ctx.images->tokens.takes_images()))
+    throw ApiError(400, fmt::format("The model '{}' does not accept images", ctx.served_model_name), refs[0].param,
+                   "invalid_request_error", "images_not_supported");
+}
+
 void attach_images(GenSpec& spec, const std::vector<ImageRef>& refs, bool raw_base64, const ParseContext& ctx,
                    const std::string& prompt_param) {
+  refuse_images_without_vision(refs, ctx);
   const ImageOptions* io = ctx.images;
-  if (!io || !io->tokens.takes_images()) {
-    if (!refs.empty())
-      throw ApiError(400, fmt::format("The model '{}' does not accept images", ctx.served_model_name), refs[0].param,
-                     "invalid_request_error", "images_not_supported");
-    return;
-  }
+  if (!io || !io->tokens.takes_images()) return;
   const int32_t pad = io->tokens.image_pad;
   if (int64_t(refs.size()) > io->max_images)
     bad_param(refs[0].param, fmt::format("{} images in one request; at most {} (--max-images-per-request)",
@@ -603,6 +605,8 @@ std::string render_chat_prompt(const json& b, const ParseContext& ctx, std::vect
     out["content"] = content ? message_content(*content, i, images) : json(std::string());
     clean.push_back(std::move(out));
   }
+  // Before the template sees a content list it may not expect.
+  if (images) refuse_images_without_vision(*images, ctx);
   if (!ctx.chat_template)
     throw ApiError(400,
                    "This model has no chat template, so /v1/chat/completions cannot format messages. Start the "
