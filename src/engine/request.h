@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/sampling_params.h"
+#include "vision/image_input.h"
 
 namespace dpserve {
 
@@ -38,6 +39,9 @@ struct Request {
   // the constraint's text, carried to the ranks in the control message); null when free.
   std::shared_ptr<const constrain::Automaton> constraint;
   std::vector<LogitBias> logit_bias;
+  // Images, materialized on rank 0 (decoded, RGB, resized), in prompt order: image k fills the k-th
+  // run of the model's image_pad token in input_ids (the frontend expanded each run to its length).
+  std::vector<ImageInput> images;
 };
 
 struct TokenLogprob {
