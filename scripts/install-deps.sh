@@ -13,9 +13,11 @@ pkgs=(
   libpcre2-dev                         # tokenizer pre-tokenizer regex
   libicu-dev                           # tokenizer NFC normalization
   libcli11-dev                         # command line
+  libjpeg-dev libpng-dev               # image inputs (libjpeg-turbo, libpng)
   libspdlog-dev libfmt-dev             # logging
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-numpy python3-jinja2         # independent references used by tests
+  python3-pil                          # image preprocessing reference (tests/vision)
   nodejs curl                          # real-client tests and tokenizer oracle
   iproute2 util-linux                  # tests/multihost: network namespaces, veth pairs, unshare
   clang libclang-rt-14-dev libomp-14-dev  # scripts/fuzz.sh: libFuzzer runtime, OpenMP for clang

@@ -19,6 +19,7 @@
 #include "server/chat_output.h"
 #include "server/http_server.h"
 #include "tokenizer/tokenizer.h"
+#include "vision/image_input.h"
 
 namespace dpserve::app {
 
@@ -73,6 +74,14 @@ void run_serve(ServeArgs& a) {
     std::string p = loc.model;
     while (!p.empty() && p.back() == '/') p.pop_back();
     a.so.served_model_name = p.substr(p.find_last_of('/') + 1);
+  }
+  // Images: read on rank 0 only, where requests are parsed and images materialized.
+  a.so.images.tokens = VisionTokenIds::load(loc.model);
+  if (a.so.images.tokens.takes_images()) {
+    a.so.images.preprocess = ImagePreprocessConfig::load(loc.model);
+    spdlog::info("images: image_pad token {}, patch {} x merge {}, {}..{} pixels", a.so.images.tokens.image_pad,
+                 a.so.images.preprocess.patch_size, a.so.images.preprocess.merge_size,
+                 a.so.images.preprocess.min_pixels, a.so.images.preprocess.max_pixels);
   }
   nlohmann::json info = {{"model_path", loc.model},
                          {"tokenizer_path", loc.tokenizer},
@@ -180,6 +189,21 @@ void register_serve(CLI::App& app) {
   s->add_flag_callback("--constrained-json-disable-any-whitespace", [a] { a->so.json_whitespace.clear(); },
                        "Compact JSON outputs: no whitespace between tokens")
       ->excludes(ws);
+  s->add_option("--allowed-image-url-prefix", a->so.images.allowed_url_prefixes,
+                "Let image inputs name remote http(s) URLs starting with this prefix (repeatable; a prefix needs "
+                "a path, e.g. https://images.example.com/); without it only data: URLs and base64 are accepted")
+      ->envname("DPSERVE_ALLOWED_IMAGE_URL_PREFIX");
+  s->add_option("--image-fetch-timeout", a->so.images.fetch_timeout_s,
+                "Seconds a remote image may take to download, connect to last byte")
+      ->capture_default_str()->check(CLI::PositiveNumber)->envname("DPSERVE_IMAGE_FETCH_TIMEOUT");
+  s->add_option("--max-image-bytes", a->so.images.max_bytes,
+                "Largest encoded image (JPEG/PNG file, after base64 decoding or as downloaded)")
+      ->capture_default_str()->check(CLI::PositiveNumber)->envname("DPSERVE_MAX_IMAGE_BYTES");
+  s->add_option("--max-image-pixels", a->so.images.limits.max_decoded_pixels,
+                "Largest decoded image (width x height, read from the file's header before decoding)")
+      ->capture_default_str()->check(CLI::PositiveNumber)->envname("DPSERVE_MAX_IMAGE_PIXELS");
+  s->add_option("--max-images-per-request", a->so.images.max_images, "Most images in one request")
+      ->capture_default_str()->check(CLI::PositiveNumber)->envname("DPSERVE_MAX_IMAGES_PER_REQUEST");
   s->add_flag("--log-requests", a->so.log_requests, "Log each request's prompt and output (as SGLang's --log-requests)")
       ->envname("DPSERVE_LOG_REQUESTS");
   s->add_flag("--enable-metrics", a->enable_metrics,

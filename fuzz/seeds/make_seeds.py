@@ -272,6 +272,9 @@ plain = {"id": 1, "group": 0, "input_ids": i32s(1, 2, 3), "params": params}
 embeds = {"id": 2, "group": 1, "input_ids": b"", "input_embeds": struct.pack("<8f", *range(8)), "embed_rows": 2,
           "params": full_params, "top_logprobs": 5, "return_logprob": True}
 step = {"v": 1, "step": 7, "new": [plain, embeds], "cancels": u64s(9, 10), "shutdown": False}
+# Images: a 1x2 RGB image (6 bytes) with a hash needing all 64 bits, then the shapes a rank must refuse.
+image = {"height": 1, "width": 2, "rgb": bytes([0, 1, 2, 253, 254, 255]), "hash": 2 ** 64 - 1}
+with_images = dict(plain, images=[image, dict(image, hash=5)])
 controls = {
     "step": step,
     "empty": {"v": 1, "step": 1, "new": [], "cancels": b"", "shutdown": False},
@@ -283,6 +286,11 @@ controls = {
     "group_range": dict(step, new=[dict(plain, group=2 ** 40)]),
     "ragged_ids": dict(step, new=[dict(plain, input_ids=b"\x01\x02\x03")]),
     "params_not_map": dict(step, new=[dict(plain, params=[1, 2])]),
+    "images": dict(step, new=[with_images]),
+    "image_ragged": dict(step, new=[dict(plain, images=[dict(image, rgb=b"\x00" * 5)])]),
+    "image_zero": dict(step, new=[dict(plain, images=[dict(image, height=0, rgb=b"")])]),
+    "image_no_hash": dict(step, new=[dict(plain, images=[{k: v for k, v in image.items() if k != "hash"}])]),
+    "image_not_map": dict(step, new=[dict(plain, images=[[1, 2]])]),
 }
 for k, v in controls.items():
     write("control_message", k, b"\x00" + mp(v))

@@ -239,6 +239,31 @@ void read_fields(const Object& o, T& out, const std::array<Field<T>, N>& fields,
 
 // ---- the messages ----
 
+const std::array kImage = {
+    WIRE_FIELD(ImageInput, "height", height),
+    WIRE_FIELD(ImageInput, "width", width),
+    WIRE_FIELD(ImageInput, "rgb", rgb),
+    WIRE_FIELD(ImageInput, "hash", hash),
+};
+
+// Images: an array of maps. Each is checked whole once read, so the ranks never index outside rgb.
+void write_value(Packer& pk, const std::vector<ImageInput>& imgs) {
+  pk.pack_array(uint32_t(imgs.size()));
+  for (const auto& img : imgs) write_fields(pk, img, kImage, false);
+}
+void read_value(const Object& o, std::vector<ImageInput>& imgs) {
+  if (o.type != msgpack::type::ARRAY) throw msgpack::type_error();
+  imgs.resize(o.via.array.size);
+  for (uint32_t i = 0; i < o.via.array.size; ++i) {
+    ImageInput& img = imgs[i];
+    read_fields(o.via.array.ptr[i], img, kImage, "control message: image", false);
+    if (img.height <= 0 || img.width <= 0)
+      fail("control message: image {} has a non-positive size {}x{}", i, img.height, img.width);
+    if (img.rgb.size() != uint64_t(img.height) * uint64_t(img.width) * 3)
+      fail("control message: image {} is {}x{} but carries {} RGB bytes", i, img.height, img.width, img.rgb.size());
+  }
+}
+
 const std::array kParams = {
     WIRE_FIELD(SamplingParams, "temperature", temperature),
     WIRE_FIELD(SamplingParams, "top_k", top_k),
@@ -268,6 +293,7 @@ const std::array kNewRequest = {
     WIRE_OPTIONAL(NewRequest, "prompt_logprobs", req.prompt_logprobs, v.req.prompt_logprobs),
     WIRE_OPTIONAL(NewRequest, "constraint", req.constraint, v.req.constraint != nullptr),
     WIRE_OPTIONAL(NewRequest, "logit_bias", req.logit_bias, !v.req.logit_bias.empty()),
+    WIRE_OPTIONAL(NewRequest, "images", req.images, !v.req.images.empty()),
 };
 
 void write_value(Packer& pk, const std::vector<NewRequest>& reqs) {
@@ -380,7 +406,7 @@ bool reference_bin(msgpack::type::object_type type, std::size_t, void*) { return
 msgpack::object_handle parse(const std::byte* data, size_t n, const char* what) {
   // No container can hold more elements than the message has bytes; without these limits a few
   // bytes declaring a 4-billion-element array would make msgpack allocate that many objects. The
-  // format nests 4 levels deep (message, list, entry, params).
+  // format nests 5 levels deep (message, list, entry, params or images, image).
   const size_t cap = std::min<size_t>(n, UINT32_MAX);
   const msgpack::unpack_limit limit(cap, cap, cap, cap, cap, 8);
   try {
@@ -403,8 +429,10 @@ T decode(const std::byte* data, size_t n, const std::array<Field<T>, N>& fields,
 std::vector<std::byte> encode(const StepControl& c) {
   ByteSink sink;
   size_t payload = 64 + 8 * c.cancels.size();
-  for (const auto& n : c.new_requests)
+  for (const auto& n : c.new_requests) {
     payload += 256 + 4 * (n.req.input_ids.size() + n.req.input_embeds.size() + n.req.params.stop_token_ids.size());
+    for (const auto& img : n.req.images) payload += 64 + img.rgb.size();
+  }
   sink.out.reserve(payload);  // one allocation even for megabytes of embeddings
   Packer pk(sink);
   write_fields(pk, c, kStepControl, true);

@@ -25,7 +25,8 @@ inline constexpr uint32_t kControlMessageVersion = 1;
 
 // Fields: id, group, input_ids, params, and optional input_embeds + embed_rows, top_logprobs,
 // return_logprob, prompt_logprobs, constraint (the compiled automaton, constrain/automaton.h's
-// serialization), logit_bias. Request::rid stays on rank 0 (logs, /abort_request).
+// serialization), logit_bias, images (each a map: height, width, rgb as one bin, hash; rgb must
+// hold height x width x 3 bytes). Request::rid stays on rank 0 (logs, /abort_request).
 struct NewRequest {
   uint64_t id = 0;
   int32_t group = 0;

@@ -147,6 +147,7 @@ Generation::Generation(Engine& engine, const Tokenizer& tok, const GenSpec& spec
       Request r = spec.base;
       if (!spec.prompts.empty()) {
         r.input_ids = spec.prompts[p];
+        r.images = spec.images;
       } else {
         r.input_embeds = spec.input_embeds;
         r.input_embeds_rows = spec.input_embeds_rows;

@@ -105,6 +105,8 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   } catch (const Error& e) {
     fail("--constrained-json-whitespace-pattern: {}", e.what());
   }
+  for (const auto& p : c.opts.images.allowed_url_prefixes) check_image_url_prefix(p);
+  c.parse.images = &c.opts.images;
   c.parse.tool_parser = c.opts.tool_call_parser;
   c.parse.reasoning_parser = c.opts.reasoning_parser;
   // Parsed once here, so a broken template stops the server at start rather than failing each chat.

@@ -1,5 +1,6 @@
 #include "server/request_parse.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string_view>
@@ -12,6 +13,7 @@
 #include "server/tools_parse.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
+#include "vision/image_resize.h"
 
 namespace dpserve {
 
@@ -34,6 +36,7 @@ struct ParseState {
   const json* sampling_params = nullptr;
   const json* stream_options = nullptr;
   const json* rid = nullptr;
+  const json* image_data = nullptr;      // /generate
   std::optional<int64_t> max_tokens, max_completion_tokens, max_new_tokens, best_of, top_logprobs;
   bool logprobs = false;
 };
@@ -313,6 +316,7 @@ void sampling_params(const json& v, const std::string& name, ParseState& st) {
 }
 void return_logprob(const json& v, const std::string& name, ParseState& st) { st.logprobs = boolean(v, name); }
 void rid(const json& v, const std::string&, ParseState& st) { st.rid = &v; }
+void image_data(const json& v, const std::string&, ParseState& st) { st.image_data = &v; }
 void max_new_tokens(const json& v, const std::string& name, ParseState& st) { st.max_new_tokens = integer(v, name); }
 
 const FieldTable& generate_fields() {
@@ -325,6 +329,7 @@ const FieldTable& generate_fields() {
       {"return_logprob", return_logprob},
       {"top_logprobs_num", top_logprobs},
       {"rid", rid},
+      {"image_data", image_data},
   };
   return t;
 }
@@ -397,22 +402,108 @@ void finish_stream_options(ParseState& st) {
   }
 }
 
-std::string content_text(const json& content, size_t i) {
+// One message's content for the template. A string stays a string, and so does a list of text
+// parts (joined: every template reads a string). A list with images keeps its parts, as
+// {"type": "text", "text": ...} and {"type": "image"}, so a vision template places each image where
+// the client put it; the images' URLs go to `images` in order.
+json message_content(const json& content, size_t i, std::vector<ImageRef>* images) {
   const std::string param = fmt::format("messages[{}].content", i);
   if (content.is_string()) return content.get<std::string>();
-  if (content.is_array()) {
-    std::string out;
-    for (const auto& part : content) {
-      if (!part.is_object() || !part.contains("type") || part["type"] != "text" || !part.contains("text") ||
-          !part["text"].is_string())
-        bad_param(param, fmt::format("'{}' parts must be {{\"type\": \"text\", \"text\": ...}}; only text "
-                                     "content is supported",
-                                     param));
-      out += part["text"].get<std::string>();
+  if (!content.is_array()) bad_param(param, fmt::format("'{}' must be a string or an array of content parts", param));
+  std::string text;
+  json parts = json::array();
+  bool any_image = false;
+  for (size_t k = 0; k < content.size(); ++k) {
+    const json& part = content[k];
+    const std::string pp = fmt::format("{}[{}]", param, k);
+    if (!part.is_object() || !part.contains("type") || !part["type"].is_string())
+      bad_param(pp, fmt::format("'{}' must be an object with a 'type' (\"text\" or \"image_url\")", pp));
+    const std::string type = part["type"].get<std::string>();
+    if (type != "text" && type != "image_url")
+      bad_param(pp + ".type", fmt::format("'{}.type' must be \"text\" or \"image_url\", got '{}'", pp,
+                                          type.substr(0, 40)));
+    for (const auto& [key, value] : part.items())
+      if (key != "type" && key != (type == "image_url" ? "image_url" : "text"))
+        throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}.{}", pp, key), pp + "." + key,
+                       "", "unknown_parameter");
+    if (type == "text") {
+      if (!part.contains("text") || !part["text"].is_string())
+        bad_param(pp, fmt::format("'{}.text' must be a string", pp));
+      text += part["text"].get<std::string>();
+      parts.push_back({{"type", "text"}, {"text", part["text"]}});
+    } else {  // image_url
+      const json* iu = part.contains("image_url") ? &part["image_url"] : nullptr;
+      if (!iu || !iu->is_object() || !iu->contains("url") || !(*iu)["url"].is_string())
+        bad_param(pp + ".image_url", fmt::format("'{}.image_url' must be an object with a string 'url'", pp));
+      for (const auto& [key, value] : iu->items()) {
+        if (key == "url") continue;
+        const std::string kp = pp + ".image_url." + key;
+        if (key != "detail")
+          throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}", kp), kp, "", "unknown_parameter");
+        // The model's preprocessor (min_pixels / max_pixels) decides the resolution; "low" and
+        // "high" would ask for something else, so only the default is accepted.
+        if (!value.is_null() && value != "auto")
+          bad_param(kp, fmt::format("'{}' must be \"auto\": the image's resolution is set by the model's "
+                                    "preprocessor (min_pixels / max_pixels), not by the request",
+                                    kp));
+      }
+      if (!images) throw ApiError(400, "This route does not accept images", pp);
+      images->push_back({(*iu)["url"].get<std::string>(), pp + ".image_url.url"});
+      parts.push_back({{"type", "image"}});
+      any_image = true;
     }
-    return out;
   }
-  bad_param(param, fmt::format("'{}' must be a string or an array of text parts", param));
+  if (any_image) return parts;
+  return text;
+}
+
+// The request's images, materialized (decoded, RGB, resized) here on rank 0 before anything is
+// queued, and each prompt's image_pad tokens expanded to their images' lengths. A model without
+// images refuses them; for one with images, the prompt must name each image with exactly one
+// image_pad (the chat template writes it; /generate's text or input_ids spell it).
+void refuse_images_without_vision(const std::vector<ImageRef>& refs, const ParseContext& ctx) {
+  if (!refs.empty() && (!ctx.images || !ctx.images->tokens.takes_images()))
+    throw ApiError(400, fmt::format("The model '{}' does not accept images", ctx.served_model_name), refs[0].param,
+                   "invalid_request_error", "images_not_supported");
+}
+
+void attach_images(GenSpec& spec, const std::vector<ImageRef>& refs, bool raw_base64, const ParseContext& ctx,
+                   const std::string& prompt_param) {
+  refuse_images_without_vision(refs, ctx);
+  const ImageOptions* io = ctx.images;
+  if (!io || !io->tokens.takes_images()) return;
+  const int32_t pad = io->tokens.image_pad;
+  if (int64_t(refs.size()) > io->max_images)
+    bad_param(refs[0].param, fmt::format("{} images in one request; at most {} (--max-images-per-request)",
+                                         refs.size(), io->max_images));
+  if (!refs.empty() && spec.prompts.size() != 1)
+    bad_param(refs[0].param, "images go with exactly one prompt of token ids or text (not input_embeds, not a batch)");
+  for (const auto& p : spec.prompts) {
+    const size_t pads = size_t(std::count(p.begin(), p.end(), pad));
+    if (pads != refs.size())
+      bad_param(prompt_param, fmt::format("the prompt has {} image_pad token(s) (id {}) but the request carries {} "
+                                          "image(s): each image needs exactly one, where it belongs in the prompt",
+                                          pads, pad, refs.size()));
+  }
+  if (refs.empty()) return;
+  for (const ImageRef& r : refs) {
+    const std::string bytes = image_bytes(r.source, raw_base64, *io, r.param);
+    try {
+      spec.images.push_back(materialize_image(bytes, io->preprocess, io->limits));
+    } catch (const Error& e) {
+      bad_param(r.param, e.what());
+    }
+  }
+  std::vector<int32_t> expanded;
+  size_t k = 0;
+  for (int32_t t : spec.prompts[0]) {
+    if (t != pad) {
+      expanded.push_back(t);
+      continue;
+    }
+    expanded.insert(expanded.end(), size_t(spec.images[k++].tokens(io->preprocess)), pad);
+  }
+  spec.prompts[0] = std::move(expanded);
 }
 
 const json* present(const json& b, const char* name) {
@@ -486,11 +577,12 @@ GenSpec parse_completion_request(const json& b, const ParseContext& ctx, std::st
     spec.prompt_only = true;
     max_tokens = 1;
   }
+  attach_images(spec, {}, false, ctx, "prompt");
   check_lengths(spec, ctx, max_tokens, 16, false, "prompt", "max_tokens");
   return spec;
 }
 
-std::string render_chat_prompt(const json& b, const ParseContext& ctx) {
+std::string render_chat_prompt(const json& b, const ParseContext& ctx, std::vector<ImageRef>* images) {
   const json* msgs = present(b, "messages");
   if (!msgs) bad_param("messages", "'messages' is required");
   if (!msgs->is_array()) bad_param("messages", "'messages' must be an array");
@@ -510,9 +602,11 @@ std::string render_chat_prompt(const json& b, const ParseContext& ctx) {
     if (!content && r != "assistant")
       bad_param(fmt::format("messages[{}].content", i), fmt::format("'messages[{}].content' is required", i));
     json out = m;
-    out["content"] = content ? content_text(*content, i) : std::string();
+    out["content"] = content ? message_content(*content, i, images) : json(std::string());
     clean.push_back(std::move(out));
   }
+  // Before the template sees a content list it may not expect.
+  if (images) refuse_images_without_vision(*images, ctx);
   if (!ctx.chat_template)
     throw ApiError(400,
                    "This model has no chat template, so /v1/chat/completions cannot format messages. Start the "
@@ -542,7 +636,8 @@ GenSpec parse_chat_request(const json& b, const ParseContext& ctx, std::string_v
   GenSpec& spec = st.spec;
   spec.model = ctx.served_model_name;
   read_fields(b, chat_fields(), st);
-  std::string text = render_chat_prompt(b, ctx);
+  std::vector<ImageRef> image_refs;
+  std::string text = render_chat_prompt(b, ctx, &image_refs);
   // The template already spells BOS where the model wants it.
   spec.prompts.push_back(encode_text(text, ctx, false));
   spec.prompt_texts.push_back(text);
@@ -564,6 +659,7 @@ GenSpec parse_chat_request(const json& b, const ParseContext& ctx, std::string_v
   }
   parse_tools(b, raw_body, spec, ctx);
   check_choices(spec, "n");
+  attach_images(spec, image_refs, false, ctx, "messages");
   const bool completion_named = st.max_completion_tokens.has_value();
   check_lengths(spec, ctx, completion_named ? st.max_completion_tokens : st.max_tokens, 0, true, "messages",
                 completion_named ? "max_completion_tokens" : "max_tokens");
@@ -654,6 +750,19 @@ GenSpec parse_generate_request(const json& b, const ParseContext& ctx, std::stri
     if (spec.rids.size() != want) bad_param("rid", fmt::format("'rid' must name {} request(s)", want));
   }
   check_choices(spec, "n");
+  std::vector<ImageRef> image_refs;
+  if (const json* im = st.image_data) {
+    auto add = [&](const json& v, const std::string& param) {
+      if (!v.is_string()) bad_param(param, fmt::format("'{}' must be a string (a data: URL, base64, or an http(s) URL)", param));
+      image_refs.push_back({v.get<std::string>(), param});
+    };
+    if (im->is_array()) {
+      for (size_t i = 0; i < im->size(); ++i) add((*im)[i], fmt::format("image_data[{}]", i));
+    } else {
+      add(*im, "image_data");
+    }
+  }
+  attach_images(spec, image_refs, true, ctx, text ? "text" : ids ? "input_ids" : "input_embeds");
   check_lengths(spec, ctx, st.max_new_tokens, 128, false, text ? "text" : ids ? "input_ids" : "input_embeds",
                 "max_new_tokens");
   return spec;

@@ -14,6 +14,7 @@
 #include "engine/request.h"
 #include "engine/request_limits.h"
 #include "server/chat_output.h"
+#include "server/image_source.h"
 
 namespace dpserve {
 
@@ -34,6 +35,8 @@ struct ParseContext {
   constrain::CompileCache* constraints = nullptr;     // structured outputs, compiled once per text
   ToolCallParser tool_parser = ToolCallParser::kNone;        // --tool-call-parser
   ReasoningParser reasoning_parser = ReasoningParser::kNone;  // --reasoning-parser
+  // The model's image tokens and preprocessing, and the image flags; null: a model without images.
+  const ImageOptions* images = nullptr;
 };
 
 // One HTTP request's generation work: prompts x n choices sharing one set of parameters.
@@ -42,6 +45,9 @@ struct GenSpec {
   std::vector<std::string> prompt_texts;  // as the client sent them (echo); "" for token prompts
   std::vector<float> input_embeds;        // /generate input_embeds (then prompts is empty)
   int64_t input_embeds_rows = 0;
+  // Materialized images, in prompt order (one prompt only); each prompt's image_pad tokens are
+  // already expanded to the images' lengths. Every choice's Request carries them.
+  std::vector<ImageInput> images;
   Request base;                           // sampling params and logprob settings for each choice
   int32_t n = 1;
   bool stream = false;
@@ -79,7 +85,16 @@ bool is_completion_field(std::string_view name);
 bool is_chat_field(std::string_view name);
 bool is_generate_field(std::string_view name);
 
-// The chat prompt text for `messages` (validated), rendered with the context's template.
-std::string render_chat_prompt(const nlohmann::json& body, const ParseContext& ctx);
+// An image a request names: where it comes from (a URL or base64) and the parameter it sits in.
+struct ImageRef {
+  std::string source;
+  std::string param;
+};
+
+// The chat prompt text for `messages` (validated), rendered with the context's template. Image
+// parts reach the template as {"type": "image"} entries of a content list (as Hugging Face's
+// processors pass them) and are appended to `images` in order; null `images`: image parts are a 400.
+std::string render_chat_prompt(const nlohmann::json& body, const ParseContext& ctx,
+                               std::vector<ImageRef>* images = nullptr);
 
 }  // namespace dpserve

@@ -8,6 +8,7 @@
 
 #include "constrain/json_schema_compiler.h"
 #include "server/chat_output.h"
+#include "server/image_source.h"
 
 namespace dpserve {
 
@@ -31,6 +32,9 @@ struct ServerOptions {
   ToolCallParser tool_call_parser = ToolCallParser::kNone;     // --tool-call-parser
   ReasoningParser reasoning_parser = ReasoningParser::kNone;   // --reasoning-parser
   bool log_requests = false;  // SGLang's --log-requests: each request's prompt and output in the log
+  // Image inputs: the limits and URL policy from the flags, the token ids and preprocessing from
+  // the model folder (config.json, preprocessor_config.json).
+  ImageOptions images;
 };
 
 }  // namespace dpserve

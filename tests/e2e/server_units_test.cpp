@@ -345,7 +345,16 @@ TEST(ParseChat, BadMessages) {
       {{{"messages", {{{"role", "wizard"}, {"content", "x"}}}}}, "messages[0].role"},
       {{{"messages", {{{"role", "user"}}}}}, "messages[0].content"},
       {{{"messages", {{{"role", "user"}, {"content", 5}}}}}, "messages[0].content"},
-      {{{"messages", {{{"role", "user"}, {"content", {{{"type", "image_url"}}}}}}}}, "messages[0].content"},
+      {{{"messages", {{{"role", "user"}, {"content", {{{"type", "image_url"}}}}}}}}, "messages[0].content[0].image_url"},
+      {{{"messages", {{{"role", "user"}, {"content", {{{"type", "audio"}}}}}}}}, "messages[0].content[0].type"},
+      {{{"messages", {{{"role", "user"}, {"content", {{{"type", "text"}, {"text", "a"}, {"x", 1}}}}}}}},
+       "messages[0].content[0].x"},
+      // An image for a model without image tokens (stories260K): refused naming the part.
+      {{{"messages", {{{"role", "user"}, {"content", {{{"type", "image_url"}, {"image_url", {{"url", "data:x"}}}}}}}}}},
+       "messages[0].content[0].image_url.url"},
+      {{{"messages",
+         {{{"role", "user"}, {"content", {{{"type", "image_url"}, {"image_url", {{"url", "data:x"}, {"detail", "low"}}}}}}}}}},
+       "messages[0].content[0].image_url.detail"},
       {{{"messages", {{{"role", "user"}, {"content", "x"}}}}, {"top_logprobs", 3}}, "top_logprobs"},
       {{{"messages", {{{"role", "user"}, {"content", "x"}}}}, {"max_completion_tokens", 0}}, "max_completion_tokens"},
   };

@@ -87,6 +87,15 @@ CONVERSATIONS = {
                                      {"type": "text", "text": "  this  "}]},
         {"role": "assistant", "content": "A cat."},
     ],
+    # Image parts as dpserve hands them to templates ({"type": "image"}, as Hugging Face's processors
+    # do), plus the OpenAI spelling, which Qwen2-VL's template also recognizes.
+    "image_parts": [
+        {"role": "system", "content": "Look closely."},
+        {"role": "user", "content": [{"type": "text", "text": "Compare "}, {"type": "image"},
+                                     {"type": "text", "text": " and "}, {"type": "image"}]},
+        {"role": "assistant", "content": "They differ."},
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:x"}}, {"type": "text", "text": "?"}]},
+    ],
 }
 
 
@@ -106,7 +115,9 @@ def build_cases(shared):
     special = {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"}
     for tname, src in template_sources(shared).items():
         for cname, msgs in CONVERSATIONS.items():
-            if cname == "content_parts" and tname != "chatml_parts":
+            if cname == "content_parts" and tname not in ("chatml_parts", "qwen2_vl"):
+                continue
+            if cname == "image_parts" and tname not in ("chatml_parts", "qwen2_vl"):
                 continue
             for agp in (True, False):
                 variants = [{}]
@@ -115,6 +126,8 @@ def build_cases(shared):
                                 {"tools": TOOLS, "builtin_tools": ["brave_search", "get_weather"]}]
                 if tname == "qwen3" and cname in ("single_user", "thinking_history"):
                     variants += [{"enable_thinking": False}, {"enable_thinking": True}]
+                if tname == "qwen2_vl" and cname == "image_parts":
+                    variants += [{"add_vision_id": True}]
                 for extra in variants:
                     ctx = {"messages": msgs, "add_generation_prompt": agp, **special, **extra}
                     cases.append({"name": f"{tname}/{cname}/agp={agp}/{sorted(extra)}", "template": src, "context": ctx})

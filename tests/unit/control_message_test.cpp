@@ -258,7 +258,7 @@ TEST(ControlMessage, UnusedOptionalFieldsAreLeftOut) {
   const auto small = encode(c);
   const std::string text(reinterpret_cast<const char*>(small.data()), small.size());
   for (const char* absent : {"input_embeds", "embed_rows", "seed", "stop_token_ids", "top_logprobs", "return_logprob",
-                             "prompt_logprobs", "constraint", "logit_bias"})
+                             "prompt_logprobs", "constraint", "logit_bias", "images"})
     EXPECT_EQ(text.find(absent), std::string::npos) << absent;
   for (const char* present : {"temperature", "max_new_tokens", "input_ids", "shutdown"})
     EXPECT_NE(text.find(present), std::string::npos) << present;
@@ -283,6 +283,39 @@ TEST(ControlMessage, ConstraintAndLogitBiasTravel) {
   EXPECT_EQ(r.logit_bias[1].token, 151645);
   EXPECT_EQ(r.logit_bias[1].bias, 2.5f);
   EXPECT_TRUE(std::signbit(r.logit_bias[2].bias));
+}
+
+TEST(ControlMessage, ImagesTravel) {
+  StepControl c;
+  NewRequest n;
+  n.id = 9;
+  n.req.input_ids = {1, 151655, 151655, 2};
+  ImageInput a;
+  a.height = 2;
+  a.width = 3;
+  for (int i = 0; i < 18; ++i) a.rgb.push_back(uint8_t(i * 14 + 3));
+  a.hash = 0xfedcba9876543210ull;
+  ImageInput b;
+  b.height = 1;
+  b.width = 1;
+  b.rgb = {255, 0, 128};
+  b.hash = 0;
+  n.req.images = {a, b};
+  c.new_requests.push_back(n);
+  const auto bytes = encode(c);
+  const StepControl d = decode_control(bytes.data(), bytes.size());
+  ASSERT_EQ(d.new_requests.size(), 1u);
+  const auto& got = d.new_requests[0].req.images;
+  ASSERT_EQ(got.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    const ImageInput& want = n.req.images[i];
+    EXPECT_EQ(got[i].height, want.height);
+    EXPECT_EQ(got[i].width, want.width);
+    EXPECT_EQ(got[i].rgb, want.rgb);
+    EXPECT_EQ(got[i].hash, want.hash);
+  }
+  // Canonical: encoding what was decoded gives the same bytes.
+  EXPECT_EQ(encode(d), bytes);
 }
 
 TEST(ControlMessage, CorruptConstraintIsRefusedByName) {
@@ -486,6 +519,26 @@ TEST(ControlMessage, SeedsWrittenByPythonDecode) {
   for (const char* bad : {"version2", "unknown_field", "missing_field", "wrong_type", "group_range", "ragged_ids"}) {
     const auto b = seed(bad);
     EXPECT_NE(error_of(b), "") << bad;
+  }
+  const auto im = seed("images");
+  const StepControl ic = decode_control(im.data(), im.size());
+  ASSERT_EQ(ic.new_requests.size(), 1u);
+  const auto& imgs = ic.new_requests[0].req.images;
+  ASSERT_EQ(imgs.size(), 2u);
+  EXPECT_EQ(imgs[0].height, 1);
+  EXPECT_EQ(imgs[0].width, 2);
+  EXPECT_EQ(imgs[0].rgb, (std::vector<uint8_t>{0, 1, 2, 253, 254, 255}));
+  EXPECT_EQ(imgs[0].hash, 0xffffffffffffffffull);
+  EXPECT_EQ(imgs[1].hash, 5u);
+  const std::pair<const char*, const char*> bad_images[] = {
+      {"image_ragged", "is 1x2 but carries 5 RGB bytes"},
+      {"image_zero", "non-positive size 0x2"},
+      {"image_no_hash", "required field 'hash' is missing"},
+      {"image_not_map", "image: expected a map"},
+  };
+  for (const auto& [name, want] : bad_images) {
+    const std::string e = error_of(seed(name));
+    EXPECT_NE(e.find(want), std::string::npos) << name << ": " << e;
   }
 }
 

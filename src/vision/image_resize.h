@@ -1,0 +1,40 @@
+// Resizing an image the way Qwen2-VL's image processor does: smart_resize picks the target size
+// (edges multiples of patch_size * merge_size, pixel count inside [min_pixels, max_pixels], aspect
+// kept), and a bicubic resample that reproduces Pillow's Image.resize(size, BICUBIC) byte for byte
+// (Hugging Face's Qwen2VLImageProcessor resizes the uint8 image with Pillow, so Pillow is the spec).
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "vision/image_input.h"
+
+namespace dpserve {
+
+// (height, width) Qwen2VLImageProcessor resizes an image of height x width to. An aspect ratio
+// above 200 is a dpserve::Error, as the processor's ValueError.
+std::pair<int64_t, int64_t> smart_resize(int64_t height, int64_t width, int64_t factor,
+                                         int64_t min_pixels, int64_t max_pixels);
+
+// Pillow's BICUBIC resample (cubic a = -0.5, support widened by the downscale factor; a horizontal
+// pass then a vertical pass, each in 22-bit fixed point rounded and clipped to uint8). A pass whose
+// size does not change is skipped, as Pillow does.
+std::vector<uint8_t> resize_bicubic_rgb(const std::vector<uint8_t>& rgb, int32_t height,
+                                        int32_t width, int32_t out_height, int32_t out_width);
+
+// Limits on what a client may send, checked before the expensive work.
+struct ImageLimits {
+  int64_t max_decoded_pixels = int64_t(1) << 25;  // 32 Mi pixels (96 MiB as RGB)
+};
+
+// Encoded JPEG/PNG bytes -> the ImageInput the ranks receive: decoded to RGB, resized by
+// smart_resize + bicubic, hashed (64-bit FNV-1a of the encoded bytes). Bad input is a dpserve::Error.
+ImageInput materialize_image(std::string_view bytes, const ImagePreprocessConfig& cfg,
+                             const ImageLimits& limits);
+
+// 64-bit FNV-1a of `bytes`.
+uint64_t fnv1a64(std::string_view bytes);
+
+}  // namespace dpserve
