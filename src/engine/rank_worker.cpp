@@ -193,11 +193,6 @@ void RankWorker::admit(NewRequest& nr, GroupReport& rep) {
   const auto& cfg = model_.config();
   const uint64_t id = nr.id;
   Request& r = nr.req;
-  // Images arrive materialized, but running the vision tower and splicing its rows into the
-  // image_pad positions (issue 18's model half) is not built yet: refuse rather than read the
-  // image_pad tokens as text.
-  if (!r.images.empty())
-    fail("this server cannot run a vision tower yet, so the {} image(s) cannot be used", r.images.size());
   std::vector<int32_t> prompt = r.input_ids;
   if (r.input_embeds_rows > 0) {
     // Decoded and validated once on rank 0; here only placed.
