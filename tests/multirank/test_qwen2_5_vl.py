@@ -12,15 +12,21 @@ the resize runs). Checks:
      tp=2 and tp=2 dp=2 with DP attention, on a prompt with one image and a prompt with two;
   3. the prefix cache keys image tokens by the image: the same text with image A, then B, then A
      again, one request at a time (--max-running-requests 1), gives each the output it has alone
-     (A and B differ, so reusing A's KV for B would show).
+     (A and B differ, so reusing A's KV for B would show);
+  4. `dpserve serve` (tp=2 dp=2, DP attention) answering /generate with the same text and the PNG as
+     image_data gives the same output ids as `dpserve generate` (item 1's run).
 
 usage: test_qwen2_5_vl.py DPSERVE_BIN SHARED_DIR SCRATCH_DIR MAKE_MODEL_PY
 """
+import base64
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 
 import numpy as np
 from PIL import Image
@@ -140,6 +146,39 @@ def main():
         failures.append(f"A, B, A one at a time gave {seq}, alone {alone}")
     else:
         print("prefix cache: A, B, A one at a time equal their runs alone")
+    # 4. The server's answer equals generate's.
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    log = open(os.path.join(SCRATCH, "serve.log"), "w")
+    srv = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--port", str(port), "--threads", "1",
+                            "--tp-size", "2", "--dp-size", "2", "--enable-dp-attention"] + base,
+                           stdout=log, stderr=subprocess.STDOUT, env=ENV)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.2)
+        body = {"text": PROMPT, "image_data": base64.b64encode(open(paths["a.png"], "rb").read()).decode(),
+                "sampling_params": {"max_new_tokens": N, "temperature": 0, "ignore_eos": True}}
+        req = urllib.request.Request(url + "/generate", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=120) as r:
+            served = json.loads(r.read().decode())["output_ids"]
+        if served != out["output_ids"]:
+            failures.append(f"server /generate gave {served}, dpserve generate {out['output_ids']}")
+        else:
+            print("serve (tp2 dp2) /generate with image_data: equal to dpserve generate")
+    except OSError as e:
+        failures.append(f"server: {e}")
+    finally:
+        srv.terminate()
+        srv.wait(60)
     if failures:
         print("FAIL:\n  " + "\n  ".join(failures))
         return 1
