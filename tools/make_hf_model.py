@@ -7,6 +7,7 @@ as the format specifies, so nothing outside NumPy is needed.
 
   /usr/bin/python3 tools/make_hf_model.py --arch qwen3 --dtype bf16 --out /tmp/tiny-qwen3
   /usr/bin/python3 tools/make_hf_model.py --arch deepseek_v3 --out /tmp/tiny-v3
+  /usr/bin/python3 tools/make_hf_model.py --arch qwen2_5_vl --out /tmp/tiny-vl --tokenizer-dir DIR
   /usr/bin/python3 tools/make_hf_model.py --preset tinyllama-1.1b --out /tmp/tinyllama-shape
   /usr/bin/python3 tools/make_hf_model.py --preset deepseek-v2-lite-bench --out /tmp/v2-lite-shape
 """
@@ -27,6 +28,7 @@ ARCHITECTURES = {
     "mixtral": ("MixtralForCausalLM", "mixtral"),
     "deepseek_v2": ("DeepseekV2ForCausalLM", "deepseek_v2"),
     "deepseek_v3": ("DeepseekV3ForCausalLM", "deepseek_v3"),
+    "qwen2_5_vl": ("Qwen2_5_VLForConditionalGeneration", "qwen2_5_vl"),
 }
 DEEPSEEK = ("deepseek_v2", "deepseek_v3")
 
@@ -37,6 +39,12 @@ TINY = {
                   num_attention_heads=4, num_key_value_heads=2, head_dim=None),
     "qwen2": dict(vocab_size=397, hidden_size=128, intermediate_size=344, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2, head_dim=None),
+    # Qwen2.5-VL: a Qwen2 language model (q/k/v biases, M-RoPE) behind a vision tower. The vocabulary
+    # covers the real Qwen tokenizer (its vision special tokens sit at 151652..151656); embeddings
+    # are tied as in Qwen2.5-VL-3B so the file stays small.
+    "qwen2_5_vl": dict(vocab_size=151936, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, head_dim=None, tie_word_embeddings=True,
+                       rope_theta=1000000.0),
     "qwen3": dict(vocab_size=397, hidden_size=96, intermediate_size=288, num_hidden_layers=3,
                   num_attention_heads=4, num_key_value_heads=2, head_dim=32),
     "qwen3_moe": dict(vocab_size=397, hidden_size=96, intermediate_size=256, num_hidden_layers=3,
@@ -162,10 +170,12 @@ def build_config(a):
         cfg["attention_bias"] = False
         cfg["mlp_bias"] = False
         cfg["pretraining_tp"] = 1
-    if a.arch == "qwen2":
+    if a.arch in ("qwen2", "qwen2_5_vl"):
         cfg["use_sliding_window"] = False
         cfg["sliding_window"] = a.max_position_embeddings
         cfg["max_window_layers"] = a.num_hidden_layers
+    if a.arch == "qwen2_5_vl":
+        cfg.update(vision_model_config(a))
     if a.arch in ("qwen3", "qwen3_moe"):
         cfg["head_dim"] = a.head_dim
         cfg["attention_bias"] = False
@@ -241,6 +251,108 @@ def build_config(a):
     return cfg
 
 
+# Qwen2.5-VL's vision tower, tiny: 3 blocks (block 1 attends over the whole image, the others within
+# 112-pixel windows), head_dim 16. Image token ids as in the published Qwen2.5-VL configs.
+VISION_TINY = dict(depth=3, hidden_size=32, intermediate_size=48, num_heads=2, patch_size=14,
+                   spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[1],
+                   tokens_per_second=2, in_chans=3, hidden_act="silu")
+VISION_TOKENS = dict(vision_start_token_id=151652, vision_end_token_id=151653, vision_token_id=151654,
+                     image_token_id=151655, video_token_id=151656)
+
+
+def mrope_section(head_dim):
+    """Temporal / height / width shares of the head_dim / 2 rotary frequencies, in the proportions of
+    the published configs ([16, 24, 24] for head_dim 128)."""
+    half = head_dim // 2
+    t = max(1, half // 4)
+    h = (half - t) // 2
+    return [t, h, half - t - h]
+
+
+def vision_model_config(a):
+    vc = dict(VISION_TINY)
+    vc["out_hidden_size"] = a.hidden_size
+    vc["model_type"] = "qwen2_5_vl"
+    out = {"vision_config": vc,
+           "rope_scaling": {"type": "mrope", "mrope_section": mrope_section(a.head_dim)}}
+    out.update(VISION_TOKENS)
+    return out
+
+
+def vision_tensors():
+    """Qwen2.5-VL's vision tower in HF naming (visual.*)."""
+    v = VISION_TINY
+    d, f, c = v["hidden_size"], v["intermediate_size"], v["in_chans"]
+    k = c * v["temporal_patch_size"] * v["patch_size"] ** 2
+    m = d * v["spatial_merge_size"] ** 2
+    t = [TensorSpec("visual.patch_embed.proj.weight",
+                    (d, c, v["temporal_patch_size"], v["patch_size"], v["patch_size"]), "normal", 1.0 / np.sqrt(k))]
+    for i in range(v["depth"]):
+        p = f"visual.blocks.{i}."
+        t.append(TensorSpec(p + "norm1.weight", (d,), "norm"))
+        t.append(TensorSpec(p + "norm2.weight", (d,), "norm"))
+        t.append(TensorSpec(p + "attn.qkv.weight", (3 * d, d), "normal", 1.5 / np.sqrt(d)))
+        t.append(TensorSpec(p + "attn.qkv.bias", (3 * d,), "normal", 0.3))
+        t.append(TensorSpec(p + "attn.proj.weight", (d, d), "normal", 1.0 / np.sqrt(d)))
+        t.append(TensorSpec(p + "attn.proj.bias", (d,), "normal", 0.2))
+        for n, shape, fan in (("gate_proj", (f, d), d), ("up_proj", (f, d), d), ("down_proj", (d, f), f)):
+            t.append(TensorSpec(p + f"mlp.{n}.weight", shape, "normal", 1.0 / np.sqrt(fan)))
+            t.append(TensorSpec(p + f"mlp.{n}.bias", (shape[0],), "normal", 0.2))
+    t.append(TensorSpec("visual.merger.ln_q.weight", (d,), "norm"))
+    t.append(TensorSpec("visual.merger.mlp.0.weight", (m, m), "normal", 1.0 / np.sqrt(m)))
+    t.append(TensorSpec("visual.merger.mlp.0.bias", (m,), "normal", 0.2))
+    t.append(TensorSpec("visual.merger.mlp.2.weight", (VISION_TINY_OUT[0], m), "normal", 1.0 / np.sqrt(m)))
+    t.append(TensorSpec("visual.merger.mlp.2.bias", (VISION_TINY_OUT[0],), "normal", 0.2))
+    return t
+
+
+VISION_TINY_OUT = [0]  # out_hidden_size (the LM hidden size), set before vision_tensors() runs
+
+# Qwen2-VL's chat format (ChatML; a default system turn; each image content part becomes
+# <|vision_start|><|image_pad|><|vision_end|>, which the server expands to the image's tokens).
+VL_CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if loop.first and message['role'] != 'system' -%}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    "{%- endif -%}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{%- if message['content'] is string -%}{{ message['content'] }}"
+    "{%- else -%}{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'image' or part['type'] == 'image_url' -%}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{%- elif part['type'] == 'text' -%}{{ part['text'] }}"
+    "{%- endif -%}{%- endfor -%}{%- endif -%}"
+    "<|im_end|>\n"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}<|im_start|>assistant\n{%- endif -%}")
+
+
+def write_vl_files(out, tokenizer_dir):
+    """preprocessor_config.json, and the real Qwen tokenizer (copied from tokenizer_dir) with the
+    chat template above: the folder is then all `dpserve serve` needs."""
+    pre = {"image_processor_type": "Qwen2VLImageProcessor", "processor_class": "Qwen2_5_VLProcessor",
+           "do_resize": True, "do_rescale": True, "do_normalize": True, "do_convert_rgb": True,
+           "rescale_factor": 1 / 255, "resample": 3,
+           "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
+           "min_pixels": 3136, "max_pixels": 12845056, "patch_size": VISION_TINY["patch_size"],
+           "temporal_patch_size": VISION_TINY["temporal_patch_size"],
+           "merge_size": VISION_TINY["spatial_merge_size"]}
+    with open(os.path.join(out, "preprocessor_config.json"), "w") as f:
+        json.dump(pre, f, indent=2)
+        f.write("\n")
+    if tokenizer_dir is None:
+        return
+    with open(os.path.join(tokenizer_dir, "tokenizer.json"), "rb") as src, \
+            open(os.path.join(out, "tokenizer.json"), "wb") as dst:
+        dst.write(src.read())
+    with open(os.path.join(tokenizer_dir, "tokenizer_config.json"), encoding="utf-8") as f:
+        tc = json.load(f)
+    tc["chat_template"] = VL_CHAT_TEMPLATE
+    with open(os.path.join(out, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+        json.dump(tc, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+
+
 def is_sparse_layer(a, layer):
     if a.num_experts <= 0:
         return False
@@ -311,7 +423,7 @@ def build_tensors(a):
         t.append(TensorSpec(p + "self_attn.q_proj.weight", (nq * hd, h), "normal", 1.5 / np.sqrt(h)))
         t.append(TensorSpec(p + "self_attn.k_proj.weight", (nkv * hd, h), "normal", 1.5 / np.sqrt(h)))
         t.append(TensorSpec(p + "self_attn.v_proj.weight", (nkv * hd, h), "normal", 1.0 / np.sqrt(h)))
-        if a.arch == "qwen2":
+        if a.arch in ("qwen2", "qwen2_5_vl"):
             t.append(TensorSpec(p + "self_attn.q_proj.bias", (nq * hd,), "normal", 0.5))
             t.append(TensorSpec(p + "self_attn.k_proj.bias", (nkv * hd,), "normal", 0.5))
             t.append(TensorSpec(p + "self_attn.v_proj.bias", (nkv * hd,), "normal", 0.3))
@@ -341,6 +453,9 @@ def build_tensors(a):
     t.append(TensorSpec("model.norm.weight", (h,), "norm"))
     if not a.tie_word_embeddings:
         t.append(TensorSpec("lm_head.weight", (a.vocab_size, h), "normal", 2.5 / np.sqrt(h)))
+    if a.arch == "qwen2_5_vl":
+        VISION_TINY_OUT[0] = h
+        t += vision_tensors()
     return t
 
 
@@ -563,9 +678,15 @@ def parse_args(argv):
     ap.add_argument("--tie-word-embeddings", dest="tie_word_embeddings", action="store_true", default=None)
     ap.add_argument("--no-tokenizer", dest="tokenizer", action="store_false",
                     help="do not write tokenizer.json / tokenizer_config.json")
-    ap.add_argument("--bos-token-id", dest="bos_token_id", type=int, default=1,
+    for name in ("depth", "hidden_size", "intermediate_size", "num_heads"):
+        ap.add_argument("--vision-" + name.replace("_", "-"), type=int, dest="vision_" + name,
+                        help=f"qwen2_5_vl: vision_config {name} (default {VISION_TINY[name]})")
+    ap.add_argument("--tokenizer-dir", dest="tokenizer_dir",
+                    help="qwen2_5_vl: folder with the real Qwen tokenizer.json / tokenizer_config.json to copy "
+                         "(default: $DPSERVE_SHARED_DIR/tokenizers/qwen3)")
+    ap.add_argument("--bos-token-id", dest="bos_token_id", type=int, default=None,
                     help="config.json's bos_token_id (match the tokenizer served with --tokenizer-path)")
-    ap.add_argument("--eos-token-id", dest="eos_token_id", type=int, default=2, help="config.json's eos_token_id")
+    ap.add_argument("--eos-token-id", dest="eos_token_id", type=int, default=None, help="config.json's eos_token_id")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
 
@@ -575,6 +696,26 @@ def parse_args(argv):
         ap.error(f"--preset {a.preset} is a {preset['arch']} model, not {a.arch}")
     a.arch = arch
     a.dtype = a.dtype or preset.get("dtype") or "f32"
+    vl = arch == "qwen2_5_vl"
+    for name in ("depth", "hidden_size", "intermediate_size", "num_heads"):
+        if getattr(a, "vision_" + name) is not None:
+            if not vl:
+                ap.error(f"--vision-{name.replace('_', '-')} is for --arch qwen2_5_vl")
+            VISION_TINY[name] = getattr(a, "vision_" + name)
+    if vl and (VISION_TINY["hidden_size"] // VISION_TINY["num_heads"]) % 4:
+        ap.error("the vision head size (hidden_size / num_heads) must be a multiple of 4 (2-D RoPE)")
+    if vl:
+        VISION_TINY["fullatt_block_indexes"] = [i for i in range(VISION_TINY["depth"]) if i % 2 == 1]
+    if a.bos_token_id is None:
+        a.bos_token_id = 151643 if vl else 1  # Qwen: <|endoftext|>
+    if a.eos_token_id is None:
+        a.eos_token_id = 151645 if vl else 2  # Qwen: <|im_end|>
+    if vl and a.tokenizer:
+        if a.tokenizer_dir is None and os.environ.get("DPSERVE_SHARED_DIR"):
+            a.tokenizer_dir = os.path.join(os.environ["DPSERVE_SHARED_DIR"], "tokenizers", "qwen3")
+        if a.tokenizer_dir is None or not os.path.isfile(os.path.join(a.tokenizer_dir, "tokenizer.json")):
+            ap.error("--arch qwen2_5_vl copies the real Qwen tokenizer: give --tokenizer-dir (a folder with "
+                     "tokenizer.json and tokenizer_config.json), set DPSERVE_SHARED_DIR, or pass --no-tokenizer")
     base = dict(
         rms_norm_eps=1e-6, rope_theta=10000.0, rope_scaling="none", rope_factor=8.0,
         low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=64,
@@ -613,7 +754,7 @@ def parse_args(argv):
         if a.hidden_size % a.num_attention_heads:
             ap.error("hidden_size must be a multiple of num_attention_heads (or give --head-dim)")
         a.head_dim = a.hidden_size // a.num_attention_heads
-    if arch in ("llama", "qwen2", "mistral", "mixtral") and a.head_dim * a.num_attention_heads != a.hidden_size:
+    if arch in ("llama", "qwen2", "qwen2_5_vl", "mistral", "mixtral") and a.head_dim * a.num_attention_heads != a.hidden_size:
         ap.error(f"{arch} has no head_dim field: head_dim must be hidden_size / num_attention_heads")
     if a.num_attention_heads % a.num_key_value_heads:
         ap.error("num_attention_heads must be a multiple of num_key_value_heads")
@@ -653,7 +794,9 @@ def main(argv):
     with open(os.path.join(a.out, "generation_config.json"), "w") as f:
         json.dump({"bos_token_id": a.bos_token_id, "eos_token_id": a.eos_token_id, "do_sample": False}, f, indent=2)
         f.write("\n")
-    if a.tokenizer:
+    if a.arch == "qwen2_5_vl":
+        write_vl_files(a.out, a.tokenizer_dir if a.tokenizer else None)
+    elif a.tokenizer:
         write_tokenizer(a.out, a.vocab_size, a.seed)
     for old in os.listdir(a.out):  # a rerun with another shard count must not leave stale files
         if old.endswith(".safetensors") or old == "model.safetensors.index.json":

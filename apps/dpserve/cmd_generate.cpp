@@ -19,6 +19,8 @@
 #include "model/default_model.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
+#include "vision/image_input.h"
+#include "vision/image_resize.h"
 
 namespace dpserve::app {
 
@@ -34,7 +36,53 @@ struct GenerateArgs {
   int64_t seed = -1;
   bool ignore_eos = false, json = false, no_bos = false, prompts_are_ids = false;
   std::string regex, json_schema, ebnf;  // an output constraint (at most one)
+  std::vector<std::string> images;       // JPEG / PNG files, one per <|image_pad|> of the prompt
 };
+
+// --image: each file materialized as the server does (decoded, resized by the model's image
+// processor rules, hashed); the k-th <|image_pad|> over the prompts, in order, takes the k-th image
+// and is expanded to its token count. Returns each prompt's images.
+std::vector<std::vector<ImageInput>> attach_images(const GenerateArgs& a, const std::string& model,
+                                                   std::vector<std::vector<int32_t>>& prompts) {
+  std::vector<std::vector<ImageInput>> per_prompt(prompts.size());
+  if (a.images.empty()) return per_prompt;
+  const VisionTokenIds ids = VisionTokenIds::load(model);
+  if (!ids.takes_images()) fail("--image: the model at {} takes no images", model);
+  const ImagePreprocessConfig pc = ImagePreprocessConfig::load(model);
+  std::vector<ImageInput> images;
+  for (const std::string& path : a.images) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail("--image: cannot open {}", path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    try {
+      images.push_back(materialize_image(ss.str(), pc, ImageLimits{}));
+    } catch (const Error& e) {
+      fail("--image {}: {}", path, e.what());
+    }
+  }
+  size_t k = 0;
+  for (size_t p = 0; p < prompts.size(); ++p) {
+    std::vector<int32_t> expanded;
+    for (int32_t t : prompts[p]) {
+      if (t != ids.image_pad) {
+        expanded.push_back(t);
+        continue;
+      }
+      if (k < images.size()) {
+        expanded.insert(expanded.end(), size_t(images[k].tokens(pc)), t);
+        per_prompt[p].push_back(images[k]);
+      }
+      ++k;
+    }
+    prompts[p] = std::move(expanded);
+  }
+  if (k != images.size())
+    fail("--image: {} image(s) given, but the prompts hold {} <|image_pad|> token(s) (id {}; the chat format writes "
+         "<|vision_start|><|image_pad|><|vision_end|> per image)",
+         images.size(), k, ids.image_pad);
+  return per_prompt;
+}
 
 // The output constraint of --regex / --json-schema / --ebnf (a file path or the text itself), or null.
 std::shared_ptr<const constrain::Automaton> output_constraint(const GenerateArgs& a) {
@@ -198,18 +246,20 @@ struct Generated {
 // Runs the prompts through the engine (this thread runs the step loop; a helper thread feeds the
 // prompts and reads the streams). With `stream_to` the single prompt's text is printed as it comes.
 Generated generate(Runtime& rt, const std::vector<std::vector<int32_t>>& prompts, const SamplingParams& sp,
-                   const Tokenizer* stream_to, std::shared_ptr<const constrain::Automaton> constraint) {
+                   const Tokenizer* stream_to, std::shared_ptr<const constrain::Automaton> constraint,
+                   const std::vector<std::vector<ImageInput>>& images) {
   Generated g;
   g.outs.resize(prompts.size());
   const auto t0 = std::chrono::steady_clock::now();
   auto secs = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
   rt.run_with_client([&](DpEngine& eng) {
     std::vector<std::shared_ptr<RequestStream>> streams;
-    for (auto& p : prompts) {
+    for (size_t i = 0; i < prompts.size(); ++i) {
       Request r;
-      r.input_ids = p;
+      r.input_ids = prompts[i];
       r.params = sp;
       r.constraint = constraint;
+      r.images = images[i];
       streams.push_back(eng.enqueue(std::move(r)));
     }
     Streamer st(stream_to, prompts[0].back());
@@ -324,10 +374,11 @@ void run_generate(GenerateArgs& a) {
                    : std::string(" quantized to ") + to_string(a.rf.rt.quantization),
                cpu_kernel_name(), rt->describe());
 
-  const auto prompts = read_prompts(a, tok.get(), tok ? tok->bos_id() : cfg.bos_id, loc.model);
+  auto prompts = read_prompts(a, tok.get(), tok ? tok->bos_id() : cfg.bos_id, loc.model);
+  const auto images = attach_images(a, loc.model, prompts);
   check_requests(prompts, sp, rt->engine()->limits());
   const bool stream_text = !a.json && prompts.size() == 1;
-  const Generated g = generate(*rt, prompts, sp, stream_text ? tok.get() : nullptr, constraint);
+  const Generated g = generate(*rt, prompts, sp, stream_text ? tok.get() : nullptr, constraint, images);
   for (size_t i = 0; i < prompts.size(); ++i)
     if (g.outs[i].finish_reason == "error") fail("prompt {}: {}", i + 1, g.outs[i].error);
   print_outputs(a, prompts, g, tok.get());
@@ -362,6 +413,9 @@ void register_generate(CLI::App& app) {
   auto* eb = g->add_option("--ebnf", a->ebnf, "Constrain each output to this GBNF grammar (a file or the text; start rule: root)");
   rx->excludes(js)->excludes(eb);
   js->excludes(eb);
+  g->add_option("--image", a->images,
+                 "JPEG or PNG file for the next <|image_pad|> token of the prompt(s), in order (vision-language "
+                 "models; repeatable)");
   g->add_flag("--ignore-eos", a->ignore_eos, "Keep generating past end-of-sequence tokens");
   g->add_flag("--no-bos", a->no_bos, "Do not prepend BOS to a text prompt");
   g->add_flag("--json", a->json,

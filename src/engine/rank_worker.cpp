@@ -13,6 +13,7 @@
 
 #include "core/check.h"
 #include "kernels/vec_math.h"
+#include "model/mrope.h"
 
 namespace dpserve {
 
@@ -28,6 +29,17 @@ int32_t embed_placeholder(const float* row, int64_t hidden) {
   uint64_t h = 1469598103934665603ull;
   const auto* b = reinterpret_cast<const uint8_t*>(row);
   for (int64_t i = 0; i < hidden * int64_t(sizeof(float)); ++i) h = (h ^ b[i]) * 1099511628211ull;
+  return -1 - int32_t(h & 0x3fffffff);
+}
+
+// Stand-in id for token k of an image: negative (never a real token, never looked up in the
+// embedding table) and derived from the image's content hash, so the prefix cache shares KV only
+// between prompts holding the same image at the same place.
+int32_t image_placeholder(uint64_t hash, int64_t k) {
+  uint64_t h = hash ^ (uint64_t(k) + 1) * 0x9E3779B97F4A7C15ull;
+  h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;
+  h = (h ^ (h >> 27)) * 0x94D049BB133111EBull;
+  h ^= h >> 31;
   return -1 - int32_t(h & 0x3fffffff);
 }
 
@@ -181,11 +193,6 @@ void RankWorker::admit(NewRequest& nr, GroupReport& rep) {
   const auto& cfg = model_.config();
   const uint64_t id = nr.id;
   Request& r = nr.req;
-  // Images arrive materialized, but running the vision tower and splicing its rows into the
-  // image_pad positions (issue 18's model half) is not built yet: refuse rather than read the
-  // image_pad tokens as text.
-  if (!r.images.empty())
-    fail("this server cannot run a vision tower yet, so the {} image(s) cannot be used", r.images.size());
   std::vector<int32_t> prompt = r.input_ids;
   if (r.input_embeds_rows > 0) {
     // Decoded and validated once on rank 0; here only placed.
@@ -208,7 +215,38 @@ void RankWorker::admit(NewRequest& nr, GroupReport& rep) {
     return;
   }
   const bool embeds = r.input_embeds_rows > 0;
+  const bool images = !r.images.empty();
+  MropePositions mrope;
+  std::vector<int32_t> image_row;
+  if (images) {
+    if (!model_.takes_images()) fail("this model takes no images");
+    if (embeds) fail("a request carries either input_embeds or images, not both");
+    const ImagePreprocessConfig& pc = model_.image_config();
+    const int32_t pad = model_.vision_tokens().image_pad;
+    std::vector<std::array<int64_t, 2>> grids;
+    for (const ImageInput& img : r.images) {
+      if (img.height <= 0 || img.width <= 0 || img.height % pc.factor() != 0 || img.width % pc.factor() != 0 ||
+          img.rgb.size() != size_t(img.height) * size_t(img.width) * 3)
+        fail("image {}x{} is not an RGB image with edges multiple of {}", img.height, img.width, pc.factor());
+      grids.push_back({img.grid_h(pc) / pc.merge_size, img.grid_w(pc) / pc.merge_size});
+    }
+    // Checks that the image_pad runs match the images' token counts.
+    mrope = mrope_positions(prompt.data(), prompt_len, pad, grids);
+    image_row.assign(size_t(prompt_len), -1);
+    int32_t row = 0;
+    size_t img = 0;
+    int64_t k = 0;
+    for (int64_t i = 0; i < prompt_len; ++i) {
+      if (prompt[size_t(i)] != pad) continue;
+      image_row[size_t(i)] = row++;
+      prompt[size_t(i)] = image_placeholder(r.images[img].hash, k);
+      if (++k == grids[img][0] * grids[img][1]) ++img, k = 0;
+    }
+  }
   RequestState st(id, std::move(r), std::move(prompt), max_new);
+  st.mrope_pos = std::move(mrope.pos);
+  st.mrope_delta = mrope.delta;
+  st.image_row = std::move(image_row);
   if (st.req.constraint) {
     // The same automaton bytes on every rank of the group: the same matcher, the same masks.
     if (!matchers_) fail("structured outputs need the tokenizer on every rank (this engine has none)");
@@ -217,6 +255,7 @@ void RankWorker::admit(NewRequest& nr, GroupReport& rep) {
     st.matcher = matchers_->make(st.req.constraint);
   }
   if (st.req.prompt_logprobs && embeds) fail("prompt logprobs need token ids, not input_embeds");
+  if (st.req.prompt_logprobs && images) fail("prompt logprobs are not supported with images");
   for (const LogitBias& b : st.req.logit_bias)
     if (b.token < 0 || b.token >= cfg.vocab) fail("logit_bias token {} is outside the vocabulary", b.token);
   if (!sched_->add(std::move(st))) {
@@ -228,13 +267,14 @@ void RankWorker::admit(NewRequest& nr, GroupReport& rep) {
     rep.outs.push_back(std::move(o));
     return;
   }
-  if (embeds) {
+  if (embeds || images) {  // both hold their inputs on every rank of the group until the request ends
     embed_fifo_.push_back(id);
     if (int64_t(embed_fifo_.size()) > opts_.embed_cache_requests) {
       uint64_t victim = embed_fifo_.front();
       ++counters_.embed_evictions;
       spdlog::warn("input_embeds cache full ({} requests): evicting request {}", opts_.embed_cache_requests, victim);
-      end(victim, Finish::kError, rep, "input_embeds evicted from the rank cache (raise --embed-cache-requests)");
+      end(victim, Finish::kError, rep,
+          "input_embeds / images evicted from the rank cache (raise --embed-cache-requests)");
     }
   }
 }
@@ -257,12 +297,36 @@ void RankWorker::apply(const StepControl& c, GroupReport& rep) {
     if (sched_->contains(id)) end(id, Finish::kAbort, rep);
 }
 
+void RankWorker::encode_images(RequestState& st, int64_t pos0, int64_t n) {
+  if (!st.image_embeds.empty()) return;
+  const int64_t end = std::min(pos0 + n, st.prompt_len);
+  bool reaches = false;
+  for (int64_t p = pos0; p < end && !reaches; ++p) reaches = st.image_row[size_t(p)] >= 0;
+  if (!reaches) return;
+  // Every rank of the request's group runs the tower itself (docs/models.md: measured against
+  // rank 0 encoding and shipping the rows).
+  const ImagePreprocessConfig& pc = model_.image_config();
+  const int64_t H = model_.config().hidden;
+  int64_t rows = 0;
+  for (const ImageInput& img : st.req.images) rows += img.tokens(pc);
+  st.image_embeds.resize(size_t(rows * H));
+  const double t0 = now_seconds();
+  int64_t at = 0;
+  for (const ImageInput& img : st.req.images) {
+    const std::vector<float> patches = image_patches(img, pc);
+    model_.encode_image(patches.data(), img.grid_h(pc), img.grid_w(pc), &st.image_embeds[size_t(at * H)]);
+    at += img.tokens(pc);
+    ++counters_.images_encoded;
+  }
+  counters_.image_seconds += now_seconds() - t0;
+}
+
 void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, GroupReport& rep) {
   const auto& cfg = model_.config();
   const int64_t V = cfg.vocab;
   const bool all_logits = bool(opts_.logits_tap);
   ForwardBatch fb;
-  bool any_embeds = false;
+  bool any_embeds = false, any_images = false;
   // Prompt logprobs: the rows of a prefill chunk whose next prompt token is still to be reported
   // (row k, at position pos0 + k, gives the logprob of the token at pos0 + k + 1). Each seq's
   // rows [first, first + count) of the chunk, their logits ahead of its sample row.
@@ -287,20 +351,47 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
       if (s.sample) fb.logit_rows.push_back(q_row + n - 1);
     }
     any_embeds |= s.state->has_embeds();
+    if (s.state->has_images()) {
+      any_images = true;
+      encode_images(*s.state, s.pos0, n);
+    }
   }
-  if (any_embeds) {
+  if (any_embeds || any_images) {
     fb.row_embeds.assign(fb.tokens.size(), nullptr);
     for (size_t i = 0; i < b.seqs.size(); ++i) {
       const ScheduledSeq& s = b.seqs[i];
-      if (!s.state->has_embeds()) continue;
-      for (int64_t k = 0; k < int64_t(s.tokens.size()); ++k)
-        fb.row_embeds[size_t(fb.seqs[i].q_row + k)] = s.state->embed_row(s.pos0 + k, cfg.hidden);
+      const RequestState& st = *s.state;
+      if (!st.has_embeds() && !st.has_images()) continue;
+      for (int64_t k = 0; k < int64_t(s.tokens.size()); ++k) {
+        const int64_t pos = s.pos0 + k;
+        const float* e = st.has_embeds() ? st.embed_row(pos, cfg.hidden)
+                         : pos < st.prompt_len && st.image_row[size_t(pos)] >= 0
+                             ? &st.image_embeds[size_t(st.image_row[size_t(pos)]) * size_t(cfg.hidden)]
+                             : nullptr;
+        fb.row_embeds[size_t(fb.seqs[i].q_row + k)] = e;
+      }
+    }
+  }
+  if (any_images) {
+    // M-RoPE rows: the image requests' from their table, every other row at its position on all axes.
+    fb.mrope_pos.resize(3 * fb.tokens.size());
+    for (size_t i = 0; i < b.seqs.size(); ++i) {
+      const ScheduledSeq& s = b.seqs[i];
+      for (int64_t k = 0; k < int64_t(s.tokens.size()); ++k) {
+        const int64_t pos = s.pos0 + k;
+        for (int a = 0; a < 3; ++a)
+          fb.mrope_pos[size_t(3 * (fb.seqs[i].q_row + k) + a)] =
+              s.state->has_images() ? s.state->mrope_at(pos, a) : int32_t(pos);
+      }
     }
   }
   logits_.resize(size_t(fb.logit_rows.size()) * size_t(V));
   mcomm_.begin_step(sync);
   model_.forward(fb, *kv_, logits_.data());
   ++counters_.forward_steps;
+  for (const ScheduledSeq& s : b.seqs)  // a prefilled prompt needs its images' embeddings no more
+    if (s.state->has_images() && s.pos0 + int64_t(s.tokens.size()) >= s.state->prompt_len)
+      std::vector<float>().swap(s.state->image_embeds);
   if (b.seqs.empty()) ++counters_.idle_batches;
 
   // Sample every sequence that reached its last known token; the finish rules run in commit().

@@ -88,6 +88,8 @@ struct WorkerCounters {
   double control_seconds = 0;
   double busy_seconds = 0;
   int64_t embed_evictions = 0;
+  int64_t images_encoded = 0;     // vision tower runs (one per image per prefill that reached it)
+  double image_seconds = 0;       // time in image_patches + the tower
 };
 
 class RankWorker {
@@ -105,6 +107,9 @@ class RankWorker {
   // Ends a request from outside the finish rules (cancel, admission failure, eviction): drops it from
   // the scheduler and reports why.
   void end(uint64_t id, Finish f, GroupReport& rep, const std::string& error = {});
+  // The tower output of every image of `st`, if the chunk [pos0, pos0 + n) reaches an image row and
+  // it is not held already.
+  void encode_images(RequestState& st, int64_t pos0, int64_t n);
   void step_forward(const ScheduledBatch& b, const StepSync& sync, GroupReport& rep);
   GroupReport make_report();
   StepControl receive_control(StepDriver* driver, bool idle);

@@ -41,6 +41,20 @@ struct RequestState {
   const float* embed_row(int64_t pos, int64_t hidden) const {
     return pos < req.input_embeds_rows ? &req.input_embeds[size_t(pos * hidden)] : nullptr;
   }
+  // Images (req.images, vision-language models), set at admission:
+  bool has_images() const { return !req.images.empty(); }
+  std::vector<int32_t> mrope_pos;   // M-RoPE (temporal, height, width) of each prompt position
+  int64_t mrope_delta = 0;          // position - index of every later token (model/mrope.h)
+  std::vector<int32_t> image_row;   // prompt position -> row of image_embeds, -1 for a text token
+  // The vision tower's output for every image (rows x hidden, prompt order): computed when a prefill
+  // chunk first reaches an image row, dropped once the prompt is prefilled, recomputed if a
+  // preemption restarts the prefill.
+  std::vector<float> image_embeds;
+  // The M-RoPE position `axis` (0..2) of any position of the request (prompt or generated).
+  int32_t mrope_at(int64_t pos, int axis) const {
+    return pos < prompt_len ? mrope_pos[size_t(3 * pos + axis)] : int32_t(pos + mrope_delta);
+  }
+
   bool wants_logprobs() const { return req.return_logprob || req.top_logprobs > 0; }
   // Some prompt positions still need their logits (so their KV cannot come from the prefix cache).
   bool needs_prompt_logprobs() const { return req.prompt_logprobs && prompt_lp_next < prompt_len; }

@@ -133,6 +133,35 @@ static void parse_sliding_window(const nlohmann::json& j, ModelConfig& c) {
   }
 }
 
+// Qwen2.5-VL's vision_config (defaults: the published Qwen2_5_VLVisionConfig).
+static void parse_vision(const nlohmann::json& j, ModelConfig& c) {
+  if (c.arch_name != "Qwen2_5_VLForConditionalGeneration")
+    fail("config.json: vision_config is only supported for Qwen2_5_VLForConditionalGeneration");
+  auto& v = c.vision;
+  v.depth = req_int(j, "depth");
+  v.hidden = req_int(j, "hidden_size");
+  v.ffn = req_int(j, "intermediate_size");
+  v.n_heads = req_int(j, "num_heads");
+  v.patch = opt<int64_t>(j, "patch_size", 14);
+  v.merge = opt<int64_t>(j, "spatial_merge_size", 2);
+  v.temporal_patch = opt<int64_t>(j, "temporal_patch_size", 2);
+  v.in_chans = opt<int64_t>(j, "in_chans", opt<int64_t>(j, "in_channels", 3));
+  v.window_size = opt<int64_t>(j, "window_size", 112);
+  v.fullatt_blocks = opt<std::vector<int64_t>>(j, "fullatt_block_indexes", {});
+  v.out_hidden = opt<int64_t>(j, "out_hidden_size", c.hidden);
+  if (v.patch <= 0 || v.merge <= 0 || v.temporal_patch <= 0 || v.in_chans <= 0 || v.window_size <= 0)
+    fail("config.json: vision_config sizes must be positive");
+  if (v.hidden % v.n_heads != 0 || v.head_dim() % 4 != 0)
+    fail("config.json: vision_config hidden_size / num_heads must be a multiple of 4 (2-D RoPE)");
+  if (v.window_tokens() < 1)
+    fail("config.json: vision_config window_size {} is below patch_size x spatial_merge_size", v.window_size);
+  if (v.out_hidden != c.hidden)
+    fail("config.json: vision_config out_hidden_size {} differs from hidden_size {}", v.out_hidden, c.hidden);
+  if (auto act = opt<std::string>(j, "hidden_act", "silu"); act != "silu")
+    fail("config.json: vision_config hidden_act \"{}\" is not supported (only silu)", act);
+  if (c.mrope_section.empty()) fail("config.json: a Qwen2.5-VL model needs rope_scaling.mrope_section");
+}
+
 ModelConfig ModelConfig::from_hf_json(const nlohmann::json& j) {
   if (!j.is_object()) fail("config.json: not a JSON object");
   ModelConfig c;
@@ -150,6 +179,8 @@ ModelConfig ModelConfig::from_hf_json(const nlohmann::json& j) {
       {"Qwen2ForCausalLM", Arch::Qwen2},           {"Qwen3ForCausalLM", Arch::Qwen3},
       {"Qwen3MoeForCausalLM", Arch::Qwen3Moe},     {"MixtralForCausalLM", Arch::Mixtral},
       {"DeepseekV2ForCausalLM", Arch::DeepseekV2}, {"DeepseekV3ForCausalLM", Arch::DeepseekV3},
+      // A Qwen2 language model (q/k/v biases, M-RoPE) behind a vision tower (model/vision_tower.h).
+      {"Qwen2_5_VLForConditionalGeneration", Arch::Qwen2},
   };
   const Known* known = nullptr;
   for (const Known& k : kArchs)
@@ -214,6 +245,16 @@ ModelConfig ModelConfig::from_hf_json(const nlohmann::json& j) {
       if (!(r.factor > 0 && r.original_max_position_embeddings > 0 && r.beta_fast > 0 && r.beta_slow > 0))
         fail("config.json: rope_scaling yarn needs positive factor, original_max_position_embeddings, beta_fast "
              "and beta_slow");
+    } else if (type == "mrope" || (it->contains("mrope_section") && (type.empty() || type == "default"))) {
+      // Multimodal RoPE: plain frequencies, chosen per section from 3-D positions.
+      c.mrope_section = opt<std::vector<int64_t>>(*it, "mrope_section", {});
+      int64_t sum = 0;
+      for (int64_t s : c.mrope_section) {
+        if (s < 0) fail("config.json: rope_scaling.mrope_section entries must be non-negative");
+        sum += s;
+      }
+      if (c.mrope_section.size() != 3 || sum != c.head_dim / 2)
+        fail("config.json: rope_scaling.mrope_section must be 3 numbers summing to head_dim / 2 = {}", c.head_dim / 2);
     } else if (!type.empty() && type != "default") {
       fail("config.json: unsupported rope_scaling type \"{}\" for {} (supported: llama3, linear{})", type, arch,
            c.is_deepseek() ? ", yarn" : "");
@@ -243,6 +284,8 @@ ModelConfig ModelConfig::from_hf_json(const nlohmann::json& j) {
     fail("config.json: num_experts_per_tok {} exceeds the {} experts", c.n_experts_per_tok, c.n_experts);
   if (auto it = j.find("bos_token_id"); it != j.end() && it->is_number_integer()) c.bos_id = it->get<int32_t>();
   if (auto it = j.find("eos_token_id"); it != j.end()) c.eos_ids = id_list(*it);
+  if (auto it = j.find("vision_config"); it != j.end() && it->is_object()) parse_vision(*it, c);
+  else if (arch == "Qwen2_5_VLForConditionalGeneration") fail("config.json: {} without vision_config", arch);
   std::string dt = opt<std::string>(j, "torch_dtype", "bfloat16");
   c.dtype = dt == "float32" ? DType::F32 : dt == "float16" ? DType::F16 : DType::BF16;
   return c;

@@ -61,6 +61,26 @@ struct MoeRouting {
   bool scale_normalized = false;
 };
 
+// Qwen2.5-VL's vision tower (config.json "vision_config"); depth 0 for a text-only model.
+struct VisionConfig {
+  int64_t depth = 0;
+  int64_t hidden = 0;
+  int64_t ffn = 0;
+  int64_t n_heads = 0;
+  int64_t patch = 14;
+  int64_t merge = 2;           // spatial_merge_size: merge x merge patches become one LM token
+  int64_t temporal_patch = 2;
+  int64_t in_chans = 3;
+  int64_t window_size = 112;   // pixels; attention windows span window_size / patch / merge merged tokens
+  std::vector<int64_t> fullatt_blocks;  // blocks attending over the whole image
+  int64_t out_hidden = 0;      // the merger's output (the LM's hidden size)
+  bool enabled() const { return depth > 0; }
+  int64_t head_dim() const { return hidden / n_heads; }
+  int64_t patch_row() const { return in_chans * temporal_patch * patch * patch; }
+  // Merged tokens along a window's edge.
+  int64_t window_tokens() const { return window_size / patch / merge; }
+};
+
 struct ModelConfig {
   Arch arch = Arch::Llama;
   std::string arch_name;  // as in config.json "architectures"
@@ -81,6 +101,10 @@ struct ModelConfig {
   bool qk_norm = false;   // Qwen3: per-head RMSNorm of q and k before RoPE
   int64_t sliding_window = 0;  // > 0: a query sees only the last sliding_window positions (Mistral)
   MlaConfig mla;               // DeepSeek-V2/V3 attention (enabled() == false elsewhere)
+  // Multimodal RoPE (Qwen2-VL / Qwen2.5-VL): how many of the head_dim/2 rotary frequencies follow a
+  // token's temporal, height and width position, in that order (sums to head_dim/2); empty: 1-D RoPE.
+  std::vector<int64_t> mrope_section;
+  VisionConfig vision;         // Qwen2.5-VL's vision tower (enabled() == false elsewhere)
 
   // Mixture of experts (Qwen3-MoE, Mixtral, DeepSeek-V2/V3).
   int64_t n_experts = 0;  // routed experts

@@ -64,6 +64,22 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
     }
     m->cfg_ = ModelConfig::from_hf_json(j);
     load_safetensors_folder(path, m->store_);
+    if (m->cfg_.vision.enabled()) {
+      // Newer Qwen2.5-VL checkpoints nest the language model and the tower one level deeper.
+      m->store_.rename_prefix("model.language_model.", "model.");
+      m->store_.rename_prefix("model.visual.", "visual.");
+      m->image_cfg_ = ImagePreprocessConfig::load(path);
+      m->vision_ids_ = VisionTokenIds::load(path);
+      const auto& v = m->cfg_.vision;
+      const auto& p = m->image_cfg_;
+      if (p.patch_size != v.patch || p.merge_size != v.merge || p.temporal_patch_size != v.temporal_patch ||
+          v.in_chans != 3)
+        fail("{}: preprocessor_config.json (patch {}, merge {}, temporal {}) does not match vision_config (patch {}, "
+             "merge {}, temporal {}, {} channels)",
+             path, p.patch_size, p.merge_size, p.temporal_patch_size, v.patch, v.merge, v.temporal_patch, v.in_chans);
+      if (m->vision_ids_.image_pad < 0 || m->vision_ids_.image_pad >= m->cfg_.vocab)
+        fail("{}: image_token_id is outside the vocabulary", path);
+    }
   } else {
     load_llama2c(path, m->cfg_, m->store_);
   }
@@ -75,6 +91,12 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   const int threads = opts.threads > 0 ? opts.threads : int(std::max(1u, std::thread::hardware_concurrency()));
   m->team_ = std::make_unique<ThreadTeam>(threads);
   return m;
+}
+
+void Model::encode_image(const float* patches, int64_t grid_h, int64_t grid_w, float* out) {
+  if (!vision_) fail("this model takes no images");
+  vision_->prepare(grid_h, grid_w);
+  team_->run([&](Team& t) { vision_->forward(t, patches, grid_h, grid_w, out); });
 }
 
 KVPoolConfig Model::kv_config(int64_t n_pages, int64_t page_size) const {
@@ -156,6 +178,7 @@ void Model::init_layers(const LoadOptions& opts) {
   lm_head_ = c.tie_embeddings || !store_.has("lm_head.weight") ? embed_ : mat("lm_head.weight", c.vocab, H);
   if (!c.tie_embeddings && !store_.has("lm_head.weight"))
     fail("weights: lm_head.weight is missing and tie_word_embeddings is false");
+  if (c.vision.enabled()) vision_ = std::make_unique<VisionTower>(store_, c.vision);
   vocab0_ = par_.vocab.begin(c.vocab);
   vocab_local_ = par_.vocab.end(c.vocab) - vocab0_;
   lm_head_ = lm_head_.row_slice(vocab0_, vocab_local_);
@@ -221,7 +244,7 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
   const Range r = t.share(T * per_row);
   for (int64_t item = r.begin; item < r.end; ++item) {
     const int64_t row = item / per_row, h = item % per_row;
-    const float* cs = rope_->row(row_pos_[size_t(row)]);
+    const float* cs = b.mrope_pos.empty() ? rope_->row(row_pos_[size_t(row)]) : &mrope_cs_[size_t(row * hd)];
     if (h < nh) {
       float* qh = &q_[row * qd + h * hd];
       if (c.qk_norm) rmsnorm(qh, L.q_norm.data(), qh, 1, hd, eps);
@@ -391,6 +414,30 @@ void Model::forward(const ForwardBatch& b, KVPool& kv, float* logits) {
     max_pos = std::max(max_pos, s.pos0 + s.n_q);
   }
   rope_->ensure(max_pos);  // RoPE angles depend only on positions: computed once, for every step
+  if (!b.mrope_pos.empty()) {
+    // M-RoPE: frequency i rotates by the temporal, height or width position as mrope_section says.
+    if (c.mrope_section.empty()) fail("internal: M-RoPE positions for a model without mrope_section");
+    DP_CHECK(int64_t(b.mrope_pos.size()) == 3 * T, "mrope_pos holds {} values for {} rows", b.mrope_pos.size(), T);
+    int32_t hi = 0;
+    for (int32_t p : b.mrope_pos) {
+      if (p < 0) fail("internal: negative M-RoPE position {}", p);
+      hi = std::max(hi, p);
+    }
+    rope_->ensure(int64_t(hi) + 1);
+    const int64_t half = hd / 2;
+    std::vector<int32_t> sec(static_cast<size_t>(half));
+    for (int64_t i = 0, k = 0, end = c.mrope_section[0]; i < half; ++i) {
+      while (i >= end) end += c.mrope_section[size_t(++k)];
+      sec[size_t(i)] = int32_t(k);
+    }
+    grow(mrope_cs_, T * hd);
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t i = 0; i < half; ++i) {
+        const float* src = rope_->row(b.mrope_pos[size_t(3 * t + sec[size_t(i)])]);
+        mrope_cs_[size_t(t * hd + i)] = src[i];
+        mrope_cs_[size_t(t * hd + half + i)] = src[half + i];
+      }
+  }
   if (has_mla) {  // MlaAttention reads the angles per token of the batch
     const int64_t rd = rope_->dim();
     grow(rope_cs_, T * rd);

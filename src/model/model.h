@@ -16,6 +16,8 @@
 #include "model/parallel.h"
 #include "model/quant_recipe.h"
 #include "model/rope.h"
+#include "model/vision_tower.h"
+#include "vision/image_input.h"
 #include "kernels/repack.h"
 #include "model/weight_store.h"
 
@@ -28,6 +30,9 @@ struct ForwardBatch {
   std::vector<int64_t> logit_rows;   // rows of `tokens` whose logits are wanted, in output order
   // Optional, one per row: an embedding [hidden] that replaces the token's (input_embeds requests).
   std::vector<const float*> row_embeds;
+  // Optional, 3 per row: M-RoPE (temporal, height, width) positions of each row (models with
+  // mrope_section only). Empty: every row rotates at its KV position, as 1-D RoPE does.
+  std::vector<int32_t> mrope_pos;
 
   // Appends a sequence; `pages` must cover pos0 + tokens.size() positions and stay alive.
   void add(const int32_t* toks, int64_t n, int64_t pos0, const int32_t* pages, bool all_logits);
@@ -66,6 +71,16 @@ class Model {
 
   // A KV pool sized for this rank's share of the model (per-head K/V, or MLA's latent rows).
   KVPoolConfig kv_config(int64_t n_pages, int64_t page_size) const;
+  // Vision-language models (Qwen2.5-VL): whether the model has a vision tower, and one image's
+  // embeddings: patches [grid_h * grid_w, patch_row] (vision/image_input.h image_patches) to
+  // out [image_tokens(grid_h, grid_w), hidden], run on the model's thread team.
+  bool takes_images() const { return vision_ != nullptr; }
+  // The folder's preprocessor_config.json and the image token ids (config.json), for takes_images().
+  const ImagePreprocessConfig& image_config() const { return image_cfg_; }
+  const VisionTokenIds& vision_tokens() const { return vision_ids_; }
+  int64_t image_tokens(int64_t grid_h, int64_t grid_w) const { return vision_->tokens(grid_h, grid_w); }
+  void encode_image(const float* patches, int64_t grid_h, int64_t grid_w, float* out);
+
   // MLA only: force the absorbed or the decompressed form for every sequence (tests compare them).
   void set_mla_path(MlaPath p) { mla_path_ = p; }
 
@@ -91,6 +106,9 @@ class Model {
   WeightStore store_;
   std::unique_ptr<RopeTable> rope_;
   std::vector<Layer> layers_;
+  std::unique_ptr<VisionTower> vision_;
+  ImagePreprocessConfig image_cfg_;
+  VisionTokenIds vision_ids_;
   std::vector<AlignedBytes> converted_;  // matrices quantized / repacked on load (model/weight_prep.h)
   WeightView embed_, lm_head_;
   std::vector<float> final_norm_;
@@ -109,6 +127,7 @@ class Model {
   std::vector<uint8_t> skip_;     // DP padding rows of the gathered MLP input
   int64_t mlp_rows_ = 0;          // rows of the MLP input this step (all groups' with DP attention)
   std::vector<float> rope_cs_;  // MLA: per token of the batch, rope dim/2 cos then sin
+  std::vector<float> mrope_cs_;  // M-RoPE rows: per token of the batch, head_dim/2 cos then sin
 };
 
 }  // namespace dpserve

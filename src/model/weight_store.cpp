@@ -169,4 +169,14 @@ void load_safetensors_folder(const std::string& dir, WeightStore& store) {
   for (auto& f : files) load_safetensors_file(f, store);
 }
 
+void WeightStore::rename_prefix(const std::string& from, const std::string& to) {
+  std::map<std::string, TensorInfo> out;
+  for (auto& [n, t] : tensors_) {
+    std::string name = n.rfind(from, 0) == 0 ? to + n.substr(from.size()) : n;
+    if (out.count(name)) fail("weights: {} appears under two prefixes", name);
+    out.emplace(std::move(name), t);
+  }
+  tensors_ = std::move(out);
+}
+
 }  // namespace dpserve

@@ -31,6 +31,10 @@ class WeightStore {
   // load); the store keeps `bytes` alive and points t.data at them.
   void add_owned(const std::string& name, TensorInfo t, std::vector<uint8_t> bytes);
 
+  // Every tensor named `from`... is renamed `to`... (checkpoints that nest the same modules under
+  // another prefix, e.g. Qwen2.5-VL's model.language_model. for model.).
+  void rename_prefix(const std::string& from, const std::string& to);
+
   bool has(const std::string& name) const { return tensors_.count(name) != 0; }
   const TensorInfo& get(const std::string& name) const;
   const std::map<std::string, TensorInfo>& all() const { return tensors_; }
