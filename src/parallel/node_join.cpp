@@ -98,6 +98,18 @@ void check_flags(MPI_Comm merged, int local_rank, int node_rank, int nnodes, con
                                      "--node-rank 0..{}", all[size_t(a) * size_t(w)], nnodes - 1));
 }
 
+// Folds the nodes on the far side of `inter` into `merged` (the accepting side orders first, so
+// ranks follow node rank), frees what it replaces, and checks the newcomers' flags.
+void merge_nodes(MPI_Comm inter, bool high, MPI_Comm& merged, int local_rank, const NodeJoinOptions& o,
+                 const NodeFlagValues& flags) {
+  MPI_Comm next = MPI_COMM_NULL;
+  MPI_Intercomm_merge(inter, high ? 1 : 0, &next);
+  MPI_Comm_free(&inter);
+  MPI_Comm_free(&merged);
+  merged = next;
+  check_flags(merged, local_rank, o.node_rank, o.nnodes, flags);
+}
+
 }  // namespace
 
 void join_nodes(const NodeJoinOptions& o, const NodeFlagValues& must_match) {
@@ -126,13 +138,9 @@ void join_nodes(const NodeJoinOptions& o, const NodeFlagValues& must_match) {
       const std::string p = rendezvous_get(addr, "mpi_port", o.timeout_seconds, "--dist-timeout");
       std::snprintf(port, sizeof port, "%s", p.c_str());
     }
-    MPI_Comm inter = MPI_COMM_NULL, next = MPI_COMM_NULL;
+    MPI_Comm inter = MPI_COMM_NULL;
     MPI_Comm_connect(port, MPI_INFO_NULL, 0, MPI_COMM_WORLD, &inter);
-    MPI_Intercomm_merge(inter, 1, &next);
-    MPI_Comm_free(&inter);
-    MPI_Comm_free(&merged);
-    merged = next;
-    check_flags(merged, local_rank, o.node_rank, o.nnodes, flags);
+    merge_nodes(inter, /*high=*/true, merged, local_rank, o, flags);
   }
   // Everyone already joined accepts the next node, until all are in (each accept is collective over
   // the nodes joined so far; a later node's connect waits for it).
@@ -140,13 +148,9 @@ void join_nodes(const NodeJoinOptions& o, const NodeFlagValues& must_match) {
   MPI_Comm_size(merged, &size);
   watch.joined = size / local_size;
   while (size < o.nnodes * local_size) {
-    MPI_Comm inter = MPI_COMM_NULL, next = MPI_COMM_NULL;
+    MPI_Comm inter = MPI_COMM_NULL;
     MPI_Comm_accept(port, MPI_INFO_NULL, 0, merged, &inter);
-    MPI_Intercomm_merge(inter, 0, &next);
-    MPI_Comm_free(&inter);
-    MPI_Comm_free(&merged);
-    merged = next;
-    check_flags(merged, local_rank, o.node_rank, o.nnodes, flags);
+    merge_nodes(inter, /*high=*/false, merged, local_rank, o, flags);
     MPI_Comm_size(merged, &size);
     watch.joined = size / local_size;
   }
