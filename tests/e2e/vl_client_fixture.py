@@ -3,7 +3,8 @@
 Qwen2.5-VL folder that `dpserve serve` takes with no other file (make_hf_model --arch qwen2_5_vl with
 the real Qwen tokenizer and its chat template), two images made here with Pillow (a PNG and a JPEG,
 neither a multiple of 28, so the resize runs) and the prompts the chat template renders for the
-test's messages, rendered by jinja2 (an engine independent of dpserve's) into cases.json.
+test's messages, rendered by jinja2 (an engine independent of dpserve's) into cases.json; and four
+more images, each sent once by the /metrics check.
 
 usage: vl_client_fixture.py MAKE_HF_MODEL QWEN3_TOKENIZER_DIR OUT_DIR
 """
@@ -31,6 +32,11 @@ images = {
 }
 for name, arr in images.items():
     Image.fromarray(arr.astype(np.uint8)).save(os.path.join(OUT, name))
+# Images sent once each (the /metrics check counts vision tower runs, which a prefix-cache hit skips).
+fresh = []
+for k, (h, w, ext) in enumerate([(48, 64, "png"), (90, 50, "jpg"), (120, 33, "png"), (70, 70, "jpg")]):
+    fresh.append({"image": os.path.join(OUT, f"fresh{k}.{ext}"), "mime": "image/png" if ext == "png" else "image/jpeg"})
+    Image.fromarray(rng.integers(0, 256, (h, w, 3)).astype(np.uint8)).save(fresh[-1]["image"])
 
 with open(os.path.join(model, "tokenizer_config.json"), encoding="utf-8") as f:
     template = jinja2.Environment().from_string(json.load(f)["chat_template"])
@@ -50,4 +56,4 @@ with open(os.path.join(model, "tokenizer.json"), encoding="utf-8") as f:
     tj = json.load(f)
 token_limit = 1 + max(max(tj["model"]["vocab"].values()), max(t["id"] for t in tj["added_tokens"]))
 with open(os.path.join(OUT, "cases.json"), "w") as f:
-    json.dump({"model": model, "token_limit": token_limit, "cases": cases}, f, indent=1)
+    json.dump({"model": model, "token_limit": token_limit, "cases": cases, "fresh": fresh}, f, indent=1)

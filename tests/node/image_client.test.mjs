@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { assert, client, modelName, run } from './e2e_util.mjs';
+import { assert, assertOpenAIError, client, http, modelName, run } from './e2e_util.mjs';
 
 const fix = JSON.parse(readFileSync(`${process.env.VL_FIXTURE}/cases.json`, 'utf8'));
 const N = 12;
@@ -48,6 +48,28 @@ function generate(c, dir, k) {
     return row[id] - max - Math.log(sum);
   });
   return out;
+}
+
+// /metrics as {name or name{labels}: value}.
+async function metrics() {
+  const r = await http('GET', '/metrics');
+  assert.equal(r.status, 200);
+  const m = {};
+  for (const line of r.text.split('\n')) {
+    const hit = /^([a-z_:]+(?:\{[^}]*\})?) (\S+)$/.exec(line);
+    if (hit) m[hit[1]] = Number(hit[2]);
+  }
+  return m;
+}
+
+// The server's request log lines for chat completions from line `from` on (DPSERVE_LOG: run_e2e.sh).
+async function chatLogLines(from, want) {
+  for (let tries = 0; ; tries++) {
+    const lines = readFileSync(process.env.DPSERVE_LOG, 'utf8').split('\n').slice(from)
+      .filter((l) => l.includes('POST /v1/chat/completions'));
+    if (lines.length >= want || tries > 50) return lines;
+    await new Promise((res) => setTimeout(res, 100));
+  }
 }
 
 function request(c, extra = {}) {
@@ -91,6 +113,64 @@ run([
         assert.ok(t.logprob >= t.top_logprobs[0].logprob - 1e-4, 'greedy picks the argmax');
       }
     }
+  }],
+  ['/metrics counts the images sent and their time; the request log splits each one\'s time to first token', async () => {
+    const before = await metrics();
+    const logFrom = readFileSync(process.env.DPSERVE_LOG, 'utf8').split('\n').length - 1;
+    // Fresh images only (a prefix-cache hit would skip the tower): 1, 2 and 1 images, one streamed;
+    // then a bad image (a 400: nothing counted) and a text-only chat (no image fields in its log line).
+    const f = fix.fresh;
+    const sent = [[f[0]], [f[1], f[2]], [f[3]]];
+    for (const [k, imgs] of sent.entries()) {
+      const parts = [{ text: 'Describe' }, ...imgs];
+      if (k === 2) {
+        for await (const ch of await request({ parts }, { stream: true })) assert.ok(ch.choices);
+      } else {
+        const r = await request({ parts });
+        assert.equal(r.choices[0].finish_reason, 'length');
+      }
+    }
+    const truncated = readFileSync(f[0].image).subarray(0, 100).toString('base64');
+    const bad = await http('POST', '/v1/chat/completions', { model, max_tokens: 2, messages: [{ role: 'user',
+      content: [{ type: 'image_url', image_url: { url: `data:image/png;base64,${truncated}` } }] }] });
+    assertOpenAIError(bad, 400, 'messages[0].content[0].image_url.url');
+    await oa.chat.completions.create({ model, max_tokens: 2, messages: [{ role: 'user', content: 'Hello' }] });
+
+    const after = await metrics();
+    const delta = (k) => after[k] - before[k];
+    const nImages = sent.flat().length;
+    assert.equal(delta('dpserve_images_total'), nImages, 'images materialized');
+    assert.equal(delta('dpserve_images_encoded_total'), nImages, 'vision tower runs');
+    for (const stage of ['decode', 'preprocess', 'encoder'])
+      assert.ok(delta(`dpserve_image_seconds_total{stage="${stage}"}`) > 0, `${stage} seconds grew`);
+
+    const lines = await chatLogLines(logFrom, sent.length + 2);
+    assert.equal(lines.length, sent.length + 2, lines.join('\n'));
+    const field = (l, k) => { const m = new RegExp(` ${k}=([0-9.]+)`).exec(l); return m ? Number(m[1]) : undefined; };
+    let decodeMs = 0;
+    let encoderMs = 0;
+    let preprocessMs = 0;
+    for (const [k, imgs] of sent.entries()) {
+      const l = lines[k];
+      assert.equal(field(l, 'images'), imgs.length, l);
+      for (const key of ['image_decode_ms', 'image_preprocess_ms', 'image_encoder_ms', 'prefill_ms'])
+        assert.ok(field(l, key) >= 0, `${key} in ${l}`);
+      decodeMs += field(l, 'image_decode_ms');
+      preprocessMs += field(l, 'image_preprocess_ms');
+      encoderMs += field(l, 'image_encoder_ms');
+      // The split fits in the request's own time (the line's last field).
+      const total = Number(/ ([0-9.]+)ms$/.exec(l)[1]);
+      assert.ok(field(l, 'image_encoder_ms') + field(l, 'prefill_ms') <= total + 0.1, l);
+    }
+    // The log's figures (rounded to 1 us) add up to the counters' growth.
+    const near = (ms, stage) => {
+      const want = 1e3 * delta(`dpserve_image_seconds_total{stage="${stage}"}`);
+      assert.ok(Math.abs(ms - want) <= 0.0006 * sent.length + 1e-6, `${stage}: the log's ${ms} ms, the counter's ${want} ms`);
+    };
+    near(decodeMs, 'decode');
+    near(preprocessMs, 'preprocess');
+    near(encoderMs, 'encoder');
+    for (const l of lines.slice(sent.length)) assert.ok(!/ images=/.test(l), `no image fields: ${l}`);
   }],
   ['chat streaming with an image: deltas concatenate to the offline answer, usage last', async () => {
     for (const i of [1, 2]) {
