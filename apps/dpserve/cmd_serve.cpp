@@ -57,6 +57,11 @@ void run_serve(ServeArgs& a) {
   a.rf.rt.eos_ids = tok->eos_ids();
   a.rf.rt.tokenizer = tok.get();
 
+  // The vision tower's runs on rank 0, for /metrics and the request log (server/image_timing.h).
+  auto encoder_times = std::make_shared<EncoderTimes>();
+  a.rf.rt.image_tap = [encoder_times](uint64_t id, int64_t images, double seconds) {
+    encoder_times->record(id, images, seconds);
+  };
   auto rt = Runtime::start(a.rf.rt);
   DpEngine* engine = rt->engine();
   if (!engine) {
@@ -104,6 +109,7 @@ void run_serve(ServeArgs& a) {
                          {"kernels", cpu_kernel_name()},
                          {"version", "0.1.0"}};
   HttpServer server(a.so, *engine, *tok, info);
+  server.set_encoder_times(encoder_times);
   server.start();
   spdlog::info("serving {} on http://{}:{} (OpenAI API under /v1)", a.so.served_model_name, a.so.host, server.port());
 

@@ -318,7 +318,9 @@ void RankWorker::encode_images(RequestState& st, int64_t pos0, int64_t n) {
     at += img.tokens(pc);
     ++counters_.images_encoded;
   }
-  counters_.image_seconds += now_seconds() - t0;
+  const double took = now_seconds() - t0;
+  counters_.image_seconds += took;
+  if (opts_.image_tap) opts_.image_tap(st.id, int64_t(st.req.images.size()), took);
 }
 
 void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, GroupReport& rep) {

@@ -54,6 +54,10 @@ struct WorkerOptions {
   // Debugging (`generate --dump-logits`): when set, every position of every scheduled sequence gets
   // logits, passed here (request id, position, the vocabulary's logits) before sampling, in step order.
   std::function<void(uint64_t id, int64_t pos, std::span<const float> logits)> logits_tap;
+  // Called after this rank ran the vision tower for a request: its `images`, and `seconds` in
+  // image_patches + the tower (the server's metrics and request log; rank 0 only, so it sees the
+  // requests of rank 0's DP group).
+  std::function<void(uint64_t id, int64_t images, double seconds)> image_tap;
   // The served tokenizer's vocabulary for structured outputs (null: requests with a constraint fail).
   std::shared_ptr<const constrain::VocabIndex> vocab;
   // Ids at or past this have no token (a model's vocabulary padded past its tokenizer's): never

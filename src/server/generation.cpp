@@ -1,5 +1,6 @@
 #include "server/generation.h"
 
+#include <algorithm>
 #include <thread>
 
 #include <fmt/format.h>
@@ -34,6 +35,7 @@ ChoiceRun::ChoiceRun(Engine& engine, const Tokenizer& tok, Request r, const GenS
   prompt_only_ = spec.prompt_only;
   log_prompt_ = std::move(log_prompt);
   rid_ = rid;
+  has_images_ = !r.images.empty();
   stream_ = engine_.enqueue(std::move(r));
   id_ = stream_->id();
   if (registry_) registry_->add(id_, rid, owner);
@@ -41,6 +43,7 @@ ChoiceRun::ChoiceRun(Engine& engine, const Tokenizer& tok, Request r, const GenS
 
 ChoiceRun::~ChoiceRun() {
   if (!finished_) engine_.cancel(id_);
+  if (has_images_ && !ttft_s_ && metrics_ && metrics_->encoder) metrics_->encoder->take(id_);
   if (registry_) registry_->remove(id_);
 }
 
@@ -88,6 +91,10 @@ bool ChoiceRun::poll(std::chrono::milliseconds timeout, ChoiceDelta& out) {
   if (r.tokens.empty() && !r.finished) return false;  // nothing to tell yet
   out.prompt = std::move(prompt_lps_);
   prompt_lps_.clear();
+  if (!r.tokens.empty() && output_ids_.empty()) {
+    ttft_s_ = seconds(now - arrival_);
+    if (has_images_ && metrics_ && metrics_->encoder) encoder_s_ = metrics_->encoder->take(id_);
+  }
   if (!r.tokens.empty() && metrics_) {
     if (output_ids_.empty()) {
       metrics_->time_to_first_token.observe(seconds(now - arrival_));
@@ -134,6 +141,17 @@ bool ChoiceRun::poll(std::chrono::milliseconds timeout, ChoiceDelta& out) {
     finish(out, reason);
   }
   return true;
+}
+
+std::string image_timing_log(size_t images, const MaterializeTimes& times, Generation& gen) {
+  if (images == 0 || gen.size() == 0) return "";
+  const ChoiceRun& c = gen.choice(0);
+  auto ms = [](double s) { return fmt::format("{:.3f}", s * 1e3); };
+  const auto enc = c.encoder_seconds();
+  const auto ttft = c.first_token_seconds();
+  return fmt::format(" images={} image_decode_ms={} image_preprocess_ms={} image_encoder_ms={} prefill_ms={}",
+                     images, ms(times.decode_s), ms(times.preprocess_s),
+                     enc ? ms(*enc) : "n/a", ttft ? ms(std::max(0.0, *ttft - enc.value_or(0.0))) : "n/a");
 }
 
 Generation::Generation(Engine& engine, const Tokenizer& tok, const GenSpec& spec, Metrics* metrics,

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,10 @@ class ChoiceRun {
   int64_t completion_tokens() const { return int64_t(output_ids_.size()); }
   int32_t dp_rank() const { return dp_rank_; }
   const std::vector<int32_t>& output_ids() const { return output_ids_; }
+  // Seconds from enqueueing to the first token (nullopt before it); the vision tower's seconds for
+  // this choice's images when rank 0 ran them (its own DP group), taken at the first token.
+  std::optional<double> first_token_seconds() const { return ttft_s_; }
+  std::optional<double> encoder_seconds() const { return encoder_s_; }
 
  private:
   void finish(ChoiceDelta& out, const std::string& reason);
@@ -80,7 +85,17 @@ class ChoiceRun {
   std::string log_prompt_, log_output_, rid_;
   bool prompt_only_ = false;           // GenSpec::prompt_only: generated tokens are dropped
   std::vector<TokenOut> prompt_lps_;   // prompt logprobs received, not yet handed out
+  bool has_images_ = false;
+  std::optional<double> ttft_s_, encoder_s_;
 };
+
+// The request log's time-to-first-token split for a request with images (empty without):
+// " images=N image_decode_ms=… image_preprocess_ms=… image_encoder_ms=… prefill_ms=…" of its first
+// choice. Decode and preprocess ran in the handler before queueing; prefill_ms is enqueue to first
+// token less the encoder (so queue waits count in it); the encoder is "n/a" when another DP group ran
+// it (prefill_ms then includes it).
+class Generation;
+std::string image_timing_log(size_t images, const MaterializeTimes& times, Generation& gen);
 
 class Generation {
  public:

@@ -194,9 +194,9 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ai.start).count();
     std::string route = req.matches.empty() ? std::string("other") : req.path;
     c.metrics.count_request(res.status == 404 ? std::string("unmatched") : route, res.status);
-    spdlog::info("{} {} {} {} prompt_tokens={} completion_tokens={}{} {:.1f}ms", req.remote_addr, req.method,
+    spdlog::info("{} {} {} {} prompt_tokens={} completion_tokens={}{}{} {:.1f}ms", req.remote_addr, req.method,
                  req.path, res.status, ai.prompt_tokens, ai.completion_tokens,
-                 ai.finish.empty() ? "" : " finish=" + ai.finish, ms);
+                 ai.finish.empty() ? "" : " finish=" + ai.finish, ai.extra, ms);
   });
 
   register_openai_routes(s, c);
@@ -205,6 +205,8 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
 }
 
 HttpServer::~HttpServer() { stop(); }
+
+void HttpServer::set_encoder_times(std::shared_ptr<EncoderTimes> t) { ctx_->metrics.encoder = std::move(t); }
 
 void HttpServer::start() {
   if (ctx_->opts.port == 0) {

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/engine.h"
+#include "server/image_timing.h"
 #include "server/server_options.h"
 #include "tokenizer/tokenizer.h"
 
@@ -29,6 +30,9 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
+  // Where rank 0's vision tower runs are recorded (RuntimeOptions::image_tap): /metrics and the
+  // request log read them. Before start().
+  void set_encoder_times(std::shared_ptr<EncoderTimes> t);
   void start();            // binds and serves in background threads; throws dpserve::Error if the port is taken
   int port() const;        // actual port (when opts.port == 0)
   void begin_drain();      // new requests get 503, /health 503

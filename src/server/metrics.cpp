@@ -66,6 +66,13 @@ void Metrics::count_request(const std::string& route, int status) {
   ++requests_[{route, status}];
 }
 
+void Metrics::count_images(int64_t n, const MaterializeTimes& t) {
+  if (n <= 0) return;
+  images_materialized += n;
+  image_decode_seconds.fetch_add(t.decode_s);
+  image_preprocess_seconds.fetch_add(t.preprocess_s);
+}
+
 void Metrics::count_finish(const std::string& reason) {
   std::lock_guard<std::mutex> lk(mu_);
   ++finishes_[reason];
@@ -144,6 +151,22 @@ std::string Metrics::render(const EngineStats& es, bool healthy, bool draining, 
   header(out, "dpserve_http_slow_requests_closed_total", "counter",
          "Connections closed because a request body took longer than --http-request-timeout to arrive after its headers");
   out += fmt::format("dpserve_http_slow_requests_closed_total {}\n", read_deadline_closed.load());
+
+  header(out, "dpserve_images_total", "counter",
+         "Images decoded and resized on rank 0 for requests it queued (a bad image's 400 is not counted)");
+  out += fmt::format("dpserve_images_total {}\n", images_materialized.load());
+  header(out, "dpserve_images_encoded_total", "counter",
+         "Images the vision tower ran for the requests of rank 0's DP group (all requests at --dp-size 1; "
+         "again after a preemption)");
+  out += fmt::format("dpserve_images_encoded_total {}\n", encoder ? encoder->images() : 0);
+  header(out, "dpserve_image_seconds_total", "counter",
+         "Seconds spent on images: decode (file to RGB) and preprocess (smart_resize + bicubic) on rank 0 for "
+         "dpserve_images_total, encoder (patches + vision tower) for dpserve_images_encoded_total");
+  out += fmt::format("dpserve_image_seconds_total{{stage=\"decode\"}} {}\n", fmt_double(image_decode_seconds.load()));
+  out += fmt::format("dpserve_image_seconds_total{{stage=\"preprocess\"}} {}\n",
+                     fmt_double(image_preprocess_seconds.load()));
+  out += fmt::format("dpserve_image_seconds_total{{stage=\"encoder\"}} {}\n",
+                     fmt_double(encoder ? encoder->seconds() : 0.0));
 
   {
     std::lock_guard<std::mutex> lk(mu_);

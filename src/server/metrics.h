@@ -5,12 +5,15 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "engine/engine.h"
+#include "server/image_timing.h"
+#include "vision/image_resize.h"
 
 namespace dpserve {
 
@@ -43,6 +46,14 @@ class Metrics {
   std::atomic<int64_t> rejected_overload{0};     // 429s from --max-queued-requests / --max-queued-tokens
   std::atomic<int64_t> read_deadline_closed{0};  // connections closed for sending a request body too slowly
   std::atomic<int64_t> http_connections{0};      // connections accepted and not yet closed
+  // Images materialized (decoded + resized) on rank 0, and the time that took.
+  std::atomic<int64_t> images_materialized{0};
+  std::atomic<double> image_decode_seconds{0};
+  std::atomic<double> image_preprocess_seconds{0};
+  // The vision tower's runs on rank 0 (set by `serve` for a model that takes images; null otherwise).
+  std::shared_ptr<EncoderTimes> encoder;
+
+  void count_images(int64_t n, const MaterializeTimes& t);
 
   void count_request(const std::string& route, int status);
   // Finish reasons of generation choices (stop, length, abort, error).

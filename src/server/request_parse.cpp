@@ -489,7 +489,7 @@ void attach_images(GenSpec& spec, const std::vector<ImageRef>& refs, bool raw_ba
   for (const ImageRef& r : refs) {
     const std::string bytes = image_bytes(r.source, raw_base64, *io, r.param);
     try {
-      spec.images.push_back(materialize_image(bytes, io->preprocess, io->limits));
+      spec.images.push_back(materialize_image(bytes, io->preprocess, io->limits, &spec.image_times));
     } catch (const Error& e) {
       bad_param(r.param, e.what());
     }

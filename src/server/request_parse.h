@@ -48,6 +48,7 @@ struct GenSpec {
   // Materialized images, in prompt order (one prompt only); each prompt's image_pad tokens are
   // already expanded to the images' lengths. Every choice's Request carries them.
   std::vector<ImageInput> images;
+  MaterializeTimes image_times;           // decoding and resizing them, here on rank 0
   Request base;                           // sampling params and logprob settings for each choice
   int32_t n = 1;
   bool stream = false;

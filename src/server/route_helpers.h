@@ -26,6 +26,7 @@ struct AccessInfo {
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
   std::string finish;
+  std::string extra;  // more " key=value" fields for the log line (image_timing_log)
 };
 AccessInfo& access_info();
 // Who sent the request being served on this thread (set from its headers, before its body is read).

@@ -83,6 +83,7 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
   }());
   release_body(req);
   std::shared_ptr<void> inflight = admit_generation(ctx, *spec);
+  ctx.metrics.count_images(int64_t(spec->images.size()), spec->image_times);
   const std::string id = new_request_id(api == OpenAiApi::kChat ? "chatcmpl" : "cmpl");
   const bool reasoning_field =
       api == OpenAiApi::kChat && spec->separate_reasoning && ctx.parse.reasoning_parser != ReasoningParser::kNone;
@@ -121,6 +122,7 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
     }
     json usage = usage_of(*gen, spec->n);
     note_access(*states, usage);
+    access_info().extra = image_timing_log(spec->images.size(), spec->image_times, *gen);
     send_json(res, 200,
               {{"id", id}, {"object", form->object()}, {"created", ctx.created}, {"model", spec->model},
                {"choices", choices}, {"usage", usage}});
@@ -172,6 +174,7 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
             gone);
         json usage = usage_of(*gen, spec->n);
         note_access(*states, usage);
+        access_info().extra = image_timing_log(spec->images.size(), spec->image_times, *gen);
         if (!ok) {  // client gone: close the connection
           access_info().finish = "client_gone";
           return false;

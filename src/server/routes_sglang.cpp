@@ -61,6 +61,7 @@ void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::R
   }();
   release_body(req);
   std::shared_ptr<void> inflight = admit_generation(ctx, spec);
+  ctx.metrics.count_images(int64_t(spec.images.size()), spec.image_times);
   std::shared_ptr<void> rids = claim_rids(ctx, spec.rids);
   const std::string id = new_request_id("gen");
   const auto t0 = Clock::now();
@@ -85,8 +86,9 @@ void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::R
     }
   };
   auto seconds_since = [t0] { return std::chrono::duration<double>(Clock::now() - t0).count(); };
-  auto note = [gen, states]() {
+  auto note = [gen, states, images = spec.images.size(), times = spec.image_times]() {
     AccessInfo& ai = access_info();
+    ai.extra = image_timing_log(images, times, *gen);
     for (size_t i = 0; i < gen->size(); ++i) {
       ai.prompt_tokens += gen->choice(i).prompt_tokens();
       ai.completion_tokens += gen->choice(i).completion_tokens();

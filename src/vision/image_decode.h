@@ -22,6 +22,11 @@ enum class ImageFormat { kUnknown, kJpeg, kPng };
 // The format named by the first bytes of `data` (JPEG: FF D8 FF; PNG: the 8-byte signature).
 ImageFormat sniff_image_format(std::string_view data);
 
+// Scans a JPEG may have: each one costs a pass over the whole image, so a progressive JPEG of
+// thousands of tiny scans would take minutes of CPU; past this it is refused (a dpserve::Error
+// naming the limit) as the scan starts.
+inline constexpr int kMaxJpegScans = 100;
+
 // Decodes `data`; refuses images of more than `max_pixels` pixels from the header alone.
 DecodedImage decode_image(std::string_view data, int64_t max_pixels);
 

@@ -1,6 +1,7 @@
 #include "vision/image_resize.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include "core/check.h"
@@ -136,8 +137,11 @@ uint64_t fnv1a64(std::string_view bytes) {
 }
 
 ImageInput materialize_image(std::string_view bytes, const ImagePreprocessConfig& cfg,
-                             const ImageLimits& limits) {
+                             const ImageLimits& limits, MaterializeTimes* times) {
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
   DecodedImage d = decode_image(bytes, limits.max_decoded_pixels);
+  const auto t1 = Clock::now();
   const auto [h, w] = smart_resize(d.height, d.width, cfg.factor(), cfg.min_pixels, cfg.max_pixels);
   ImageInput img;
   img.height = int32_t(h);
@@ -146,6 +150,10 @@ ImageInput materialize_image(std::string_view bytes, const ImagePreprocessConfig
   img.rgb = (h == d.height && w == d.width)
                 ? std::move(d.rgb)
                 : resize_bicubic_rgb(d.rgb, d.height, d.width, int32_t(h), int32_t(w));
+  if (times) {
+    times->decode_s += std::chrono::duration<double>(t1 - t0).count();
+    times->preprocess_s += std::chrono::duration<double>(Clock::now() - t1).count();
+  }
   return img;
 }
 

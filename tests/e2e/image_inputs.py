@@ -34,6 +34,9 @@ import struct
 import numpy as np
 from PIL import Image
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "vision"))
+from jpeg_scans import progressive_jpeg  # noqa: E402
+
 BIN, MAKE_MODEL, TOKENIZER, TEMPLATE = sys.argv[1:5]
 PAD, VSTART, VEND = 151655, 151652, 151653  # Qwen2-VL's ids, also in the Qwen3 vocabulary
 PRE = {"patch_size": 14, "temporal_patch_size": 2, "merge_size": 2, "min_pixels": 3136, "max_pixels": 28 * 28 * 16,
@@ -256,6 +259,8 @@ try:
             ("slow remote file", HOST + "/ok/slow.png", "took longer than 1 s"),
             ("data over --max-image-bytes", data_url(png(400, 400, 3)), "larger than 100000 bytes"),
             ("aspect ratio over 200", data_url(png(1, 300)), "aspect ratio"),
+            ("progressive JPEG of 2000 scans", data_url(progressive_jpeg(900, 900, 2000), "image/jpeg"),
+             "bad JPEG image: more than 100 scans"),
         ]
         for what, url, needle in bad:
             expect_400(srv, "/v1/chat/completions", chat([{"type": "text", "text": "x"}, image_part(url)]), needle,

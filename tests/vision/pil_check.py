@@ -7,7 +7,8 @@ Makes real JPEG and PNG files, runs vision_dump on them and checks:
     resize(size, BICUBIC) of that RGB byte for byte, and the hash is FNV-1a-64 of the file;
   * image_patches: equal (within float32 rounding) to pixel_values computed the way Hugging Face's
     Qwen2VLImageProcessor does (rescale, normalize, repeat frames, reshape/transpose);
-  * bad files (truncated, zero-sized, 100k x 100k header, GIF, text, empty, aspect > 200) exit
+  * bad files (truncated, zero-sized, 100k x 100k header, GIF, text, empty, aspect > 200, a
+    progressive JPEG of more than 100 scans, also on a 4000 x 4000 image with 5000 scans) exit
     with a clear error under a 512 MiB address-space limit: no crash, no large allocation.
 Usage: pil_check.py PATH/TO/vision_dump
 """
@@ -23,6 +24,9 @@ import zlib
 
 import numpy as np
 from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from jpeg_scans import progressive_jpeg  # noqa: E402
 
 DUMP = sys.argv[1]
 TMP = tempfile.mkdtemp(prefix="vision_pil_")
@@ -206,6 +210,8 @@ case("gray8_grayalpha16_28x40.png", png_bytes(rng.integers(0, 65536, (28, 40, 2)
 case("rgb_q90_57x91.jpg", save(rgb(57, 91, 15), "JPEG", quality=90), [QWEN, ODD])
 case("rgb_444_123x77.jpg", save(rgb(123, 77, 16), "JPEG", quality=95, subsampling=0), [QWEN])
 case("rgb_progressive_301x199.jpg", save(rgb(301, 199, 17), "JPEG", progressive=True), [QWEN, SMALL])
+# Exactly at the scan limit (kMaxJpegScans = 100): still decoded, as Pillow decodes it.
+case("gray_flat_100_scans.jpg", progressive_jpeg(70, 90, 100), [QWEN])
 case("rgb_1100x1500.jpg", save(rgb(1100, 1500, 18), "JPEG", quality=85), [QWEN, SMALL])
 case("gray_65x49.jpg", save(Image.fromarray(content(65, 49, 19)[..., 0]), "JPEG"), [QWEN])
 case("rgb_15x17.jpg", save(rgb(15, 17, 20), "JPEG"), [QWEN])
@@ -260,6 +266,9 @@ bad("zero_height.jpg", jpeg_with_size(good_jpg, 64, 0), "bad JPEG image")
 bad("limit_decoded.png", good_png, "above the limit", extra=("4000",))
 bad("image.gif", save(rgb(16, 16, 24), "GIF"), "GIF images are not supported")
 bad("text.txt", b"hello, this is not an image", "not a JPEG or PNG")
+# One scan past the limit: refused by name (each scan is a pass over the image; see image_decode.h).
+bad("scans_101.jpg", progressive_jpeg(70, 90, 101), "bad JPEG image: more than 100 scans")
+bad("scans_5000_16mpx.jpg", progressive_jpeg(4000, 4000, 5000), "bad JPEG image: more than 100 scans")
 bad("cmyk.jpg", save(Image.new("CMYK", (16, 16), (10, 20, 30, 40)), "JPEG"), "CMYK/YCCK color space is not supported")
 bad("empty.bin", b"", "image is empty")
 bad("aspect_1x201.png", save(rgb(1, 201, 25), "PNG"), "aspect ratio")
