@@ -1,0 +1,111 @@
+#!/usr/bin/python3
+"""Pipelined image transfer over real MPI ranks (engine/image_transfer.h, issue 18).
+
+A tiny random Qwen2.5-VL folder (tools/make_hf_model.py) and two images made here with Pillow: a
+"large" 560 x 420 JPEG (705,600 RGB bytes once resized, which already is a multiple of 28) and a
+small 230 x 170 PNG. Three prompts: the large image, the small one, text only. With
+--tp-size 4 --dp-size 2 --enable-dp-attention the round-robin router puts them in groups 0, 1, 0
+(ranks {0,1} and {2,3}). With --image-bytes-per-step 65536 the large image crosses in 11 chunks
+over 11 steps. Checks, for the global and the group-leader dispatch:
+  1. the output ids equal one rank's with the images inside the step message
+     (`dpserve generate --image --image-transfer step-message`, the path before pipelining; the
+     pipelined one-rank path is held to the NumPy reference by multirank_qwen2_5_vl);
+  2. each rank received exactly its group's image bytes (ranks 0-1: the large image, ranks 2-3: the
+     small one), rank 0 sent each image once to each other rank of its group and nothing to the
+     others, and the large image arrived in at least 11 chunks.
+
+usage: test_image_pipeline.py DPSERVE_BIN SHARED_DIR SCRATCH_DIR MAKE_MODEL_PY
+"""
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+BIN, SHARED, SCRATCH, MAKE_MODEL = sys.argv[1:5]
+os.makedirs(SCRATCH, exist_ok=True)
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+           OMPI_MCA_rmaps_base_oversubscribe="1")
+IMG = "<|im_start|>user <|vision_start|><|image_pad|><|vision_end|>Describe it.<|im_end|><|im_start|>assistant"
+TEXT = "<|im_start|>user Say something.<|im_end|><|im_start|>assistant"
+BUDGET = 65536
+N = 6
+
+
+def run(args, timeout=240):
+    p = subprocess.run([BIN, "generate", "--json", "--ignore-eos", "-n", str(N), "--threads", "1"] + args,
+                       capture_output=True, text=True, env=ENV, timeout=timeout)
+    if p.returncode != 0:
+        raise SystemExit(f"FAIL: dpserve generate {' '.join(args)} exited {p.returncode}\n{p.stderr[-3000:]}")
+    outs = [json.loads(line)["output_ids"] for line in p.stdout.splitlines() if line.strip()]
+    stats = {}
+    for m in re.finditer(r"image_transfer rank=(\d+) bytes_in=(\d+) chunks_in=(\d+) bytes_sent=(\d+)", p.stderr):
+        stats[int(m.group(1))] = tuple(int(x) for x in m.group(2, 3, 4))
+    return outs, stats
+
+
+def smart_resize(h, w, factor=28, min_pixels=3136, max_pixels=12845056):
+    hb, wb = max(factor, round(h / factor) * factor), max(factor, round(w / factor) * factor)
+    assert min_pixels <= hb * wb <= max_pixels
+    return hb, wb
+
+
+def main():
+    model = os.path.join(SCRATCH, "tiny-vl")
+    subprocess.run(["/usr/bin/python3", MAKE_MODEL, "--arch", "qwen2_5_vl", "--seed", "3", "--quiet",
+                    "--max-position-embeddings", "1024", "--tokenizer-dir",
+                    os.path.join(SHARED, "tokenizers", "qwen3"), "--out", model], check=True, timeout=120)
+    rng = np.random.default_rng(11)
+    yy, xx = np.mgrid[0:420, 0:560]
+    large = np.stack([yy * 0.5, xx * 0.4, (yy + xx) * 0.25], axis=-1) + rng.integers(-30, 30, size=(420, 560, 3))
+    small = rng.integers(0, 256, size=(170, 230, 3))
+    paths = {"large": os.path.join(SCRATCH, "large.jpg"), "small": os.path.join(SCRATCH, "small.png")}
+    Image.fromarray(np.clip(large, 0, 255).astype(np.uint8)).save(paths["large"], quality=90)
+    Image.fromarray(small.astype(np.uint8)).save(paths["small"])
+    nbytes = {k: (lambda hw: hw[0] * hw[1] * 3)(smart_resize(*a.shape[:2])) for k, a in
+              (("large", large), ("small", small))}
+    pfile = os.path.join(SCRATCH, "prompts.txt")
+    with open(pfile, "w") as f:
+        f.write(IMG + "\n" + IMG + "\n" + TEXT + "\n")
+    common = ["--model-path", model, "--prompts-file", pfile, "--image", paths["large"], "--image", paths["small"]]
+    failures = []
+
+    ref, _ = run(common + ["--image-transfer", "step-message"])
+    print("tp1 step-message:", ref)
+    for dispatch in ("global", "group-leader"):
+        got, st = run(common + ["--tp-size", "4", "--dp-size", "2", "--enable-dp-attention", "--dispatch", dispatch,
+                                "--image-bytes-per-step", str(BUDGET)])
+        name = f"tp4 dp2 pipelined ({dispatch})"
+        if got != ref:
+            failures.append(f"{name}: outputs {got} differ from one rank's {ref}")
+        else:
+            print(f"{name}: outputs identical")
+        if sorted(st) != [0, 1, 2, 3]:
+            failures.append(f"{name}: image_transfer lines for ranks {sorted(st)}, expected 0-3")
+            continue
+        want_in = {0: nbytes["large"], 1: nbytes["large"], 2: nbytes["small"], 3: nbytes["small"]}
+        for r in range(4):
+            if st[r][0] != want_in[r]:
+                failures.append(f"{name}: rank {r} received {st[r][0]} image bytes, its group's images hold "
+                                f"{want_in[r]}")
+        want_sent = nbytes["large"] + 2 * nbytes["small"]
+        if st[0][2] != want_sent:
+            failures.append(f"{name}: rank 0 sent {st[0][2]} bytes, expected {want_sent} (the large image to rank 1, "
+                            f"the small one to ranks 2 and 3)")
+        if st[1][1] < math.ceil(nbytes["large"] / BUDGET):
+            failures.append(f"{name}: the large image arrived in {st[1][1]} chunks, expected at least "
+                            f"{math.ceil(nbytes['large'] / BUDGET)}")
+        print(f"{name}: per rank (bytes_in, chunks_in, bytes_sent): {st}")
+    if failures:
+        print("FAIL:\n  " + "\n  ".join(failures))
+        return 1
+    print("OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
