@@ -12,16 +12,25 @@ over 11 steps. Checks, for the global and the group-leader dispatch:
      pipelined one-rank path is held to the NumPy reference by multirank_qwen2_5_vl);
   2. each rank received exactly its group's image bytes (ranks 0-1: the large image, ranks 2-3: the
      small one), rank 0 sent each image once to each other rank of its group and nothing to the
-     others, and the large image arrived in at least 11 chunks.
+     others, and the large image arrived in at least 11 chunks;
+  3. a request cancelled while its image is still crossing: `dpserve serve` (tp=2 dp=2, DP
+     attention) with --image-bytes-per-step 64, so the large image needs 11,025 steps to reach
+     rank 1; /abort_request while it crosses ends it with "abort", and afterwards the small image,
+     sent to each group, answers as on one rank (no stale chunk or held request is left behind).
 
 usage: test_image_pipeline.py DPSERVE_BIN SHARED_DIR SCRATCH_DIR MAKE_MODEL_PY
 """
+import base64
 import json
 import math
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
+import time
+import urllib.request
 
 import numpy as np
 from PIL import Image
@@ -33,6 +42,7 @@ ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIR
 IMG = "<|im_start|>user <|vision_start|><|image_pad|><|vision_end|>Describe it.<|im_end|><|im_start|>assistant"
 TEXT = "<|im_start|>user Say something.<|im_end|><|im_start|>assistant"
 BUDGET = 65536
+SLOW = 64  # bytes per step in the cancel case: the large image needs 11,025 steps
 N = 6
 
 
@@ -52,6 +62,63 @@ def smart_resize(h, w, factor=28, min_pixels=3136, max_pixels=12845056):
     hb, wb = max(factor, round(h / factor) * factor), max(factor, round(w / factor) * factor)
     assert min_pixels <= hb * wb <= max_pixels
     return hb, wb
+
+
+def post(url, body, timeout=120):
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read().decode())
+
+
+def cancel_while_crossing(model, paths, failures):
+    small_ref, _ = run(["--model-path", model, "--prompt", IMG, "--image", paths["small"],
+                        "--image-transfer", "step-message"])
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    log = open(os.path.join(SCRATCH, "serve.log"), "w")
+    srv = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--port", str(port), "--threads", "1",
+                            "--model-path", model, "--tp-size", "2", "--dp-size", "2", "--enable-dp-attention",
+                            "--image-bytes-per-step", str(SLOW)], stdout=log, stderr=subprocess.STDOUT, env=ENV)
+    url = f"http://127.0.0.1:{port}"
+    sp = {"max_new_tokens": N, "temperature": 0, "ignore_eos": True}
+    try:
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.2)
+        post(url + "/generate", {"text": "Hi", "sampling_params": {"max_new_tokens": 1}})  # group 0: big goes to 1
+        big = {}
+        body = {"text": IMG, "rid": "big", "sampling_params": sp,
+                "image_data": base64.b64encode(open(paths["large"], "rb").read()).decode()}
+        t = threading.Thread(target=lambda: big.update(post(url + "/generate", body)))
+        t.start()
+        time.sleep(0.5)
+        aborted = post(url + "/abort_request", {"rid": "big"})
+        t.join(120)
+        reason = big.get("meta_info", {}).get("finish_reason", {}).get("type")
+        if aborted.get("aborted") != 1 or reason != "abort":
+            failures.append(f"cancel while crossing: /abort_request said {aborted}, the request ended {reason!r} "
+                            f"(expected 1 and 'abort')")
+        small = base64.b64encode(open(paths["small"], "rb").read()).decode()
+        for g in (0, 1):
+            t0 = time.time()
+            out = post(url + "/generate", {"text": IMG, "image_data": small, "sampling_params": sp})
+            print(f"small image, group {g}: {time.time() - t0:.2f} s")
+            if out["output_ids"] != small_ref[0]:
+                failures.append(f"after the cancel, the small image (group {g}) gave {out['output_ids']}, one rank "
+                                f"{small_ref[0]}")
+        if not any(f.startswith(("cancel", "after the cancel")) for f in failures):
+            print("serve: cancelled while its image crossed, then both groups answer as one rank")
+    except OSError as e:
+        failures.append(f"server: {e}")
+    finally:
+        srv.terminate()
+        srv.wait(60)
 
 
 def main():
@@ -100,6 +167,7 @@ def main():
             failures.append(f"{name}: the large image arrived in {st[1][1]} chunks, expected at least "
                             f"{math.ceil(nbytes['large'] / BUDGET)}")
         print(f"{name}: per rank (bytes_in, chunks_in, bytes_sent): {st}")
+    cancel_while_crossing(model, paths, failures)
     if failures:
         print("FAIL:\n  " + "\n  ".join(failures))
         return 1
