@@ -14,9 +14,10 @@ over 11 steps. Checks, for the global and the group-leader dispatch:
      small one), rank 0 sent each image once to each other rank of its group and nothing to the
      others, and the large image arrived in at least 11 chunks;
   3. a request cancelled while its image is still crossing: `dpserve serve` (tp=2 dp=2, DP
-     attention) with --image-bytes-per-step 64, so the large image needs 11,025 steps to reach
-     rank 1; /abort_request while it crosses ends it with "abort", and afterwards the small image,
-     sent to each group, answers as on one rank (no stale chunk or held request is left behind).
+     attention) with --image-bytes-per-step 8, so the large image needs 88,200 steps to reach
+     rank 1: while it crosses, /metrics counts it as waiting in group 1; /abort_request then ends it
+     with "abort", and afterwards a tiny 56 x 56 image, sent to each group, answers as on one rank
+     (no stale chunk or held request is left behind).
 
 usage: test_image_pipeline.py DPSERVE_BIN SHARED_DIR SCRATCH_DIR MAKE_MODEL_PY
 """
@@ -42,7 +43,7 @@ ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIR
 IMG = "<|im_start|>user <|vision_start|><|image_pad|><|vision_end|>Describe it.<|im_end|><|im_start|>assistant"
 TEXT = "<|im_start|>user Say something.<|im_end|><|im_start|>assistant"
 BUDGET = 65536
-SLOW = 64  # bytes per step in the cancel case: the large image needs 11,025 steps
+SLOW = 8  # bytes per step in the cancel case: the large image needs 88,200 steps, the tiny one 1,176
 N = 6
 
 
@@ -70,9 +71,16 @@ def post(url, body, timeout=120):
         return json.loads(r.read().decode())
 
 
+def queued(url, group):
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
+        m = re.search(r'dpserve_num_queue_reqs\{dp_rank="%d"\} (\d+)' % group, r.read().decode())
+    return int(m.group(1)) if m else -1
+
+
 def cancel_while_crossing(model, paths, failures):
-    small_ref, _ = run(["--model-path", model, "--prompt", IMG, "--image", paths["small"],
-                        "--image-transfer", "step-message"])
+    # The server tokenizes /generate's text without a BOS; generate prepends one unless --no-bos.
+    tiny_ref, _ = run(["--model-path", model, "--prompt", IMG, "--image", paths["tiny"], "--no-bos",
+                       "--image-transfer", "step-message"])
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -97,23 +105,27 @@ def cancel_while_crossing(model, paths, failures):
                 "image_data": base64.b64encode(open(paths["large"], "rb").read()).decode()}
         t = threading.Thread(target=lambda: big.update(post(url + "/generate", body)))
         t.start()
-        time.sleep(0.5)
+        # Held on its group's ranks until the last byte arrives: counted as waiting meanwhile.
+        deadline = time.time() + 60
+        while queued(url, 1) != 1 and t.is_alive() and time.time() < deadline:
+            time.sleep(0.005)
+        if queued(url, 1) != 1:
+            failures.append("cancel while crossing: the request never showed as waiting in group 1")
         aborted = post(url + "/abort_request", {"rid": "big"})
         t.join(120)
         reason = big.get("meta_info", {}).get("finish_reason", {}).get("type")
         if aborted.get("aborted") != 1 or reason != "abort":
             failures.append(f"cancel while crossing: /abort_request said {aborted}, the request ended {reason!r} "
                             f"(expected 1 and 'abort')")
-        small = base64.b64encode(open(paths["small"], "rb").read()).decode()
+        tiny = base64.b64encode(open(paths["tiny"], "rb").read()).decode()
         for g in (0, 1):
-            t0 = time.time()
-            out = post(url + "/generate", {"text": IMG, "image_data": small, "sampling_params": sp})
-            print(f"small image, group {g}: {time.time() - t0:.2f} s")
-            if out["output_ids"] != small_ref[0]:
-                failures.append(f"after the cancel, the small image (group {g}) gave {out['output_ids']}, one rank "
-                                f"{small_ref[0]}")
+            out = post(url + "/generate", {"text": IMG, "image_data": tiny, "sampling_params": sp})
+            if out["output_ids"] != tiny_ref[0]:
+                failures.append(f"after the cancel, the tiny image (group {g}) gave {out['output_ids']}, one rank "
+                                f"{tiny_ref[0]}")
         if not any(f.startswith(("cancel", "after the cancel")) for f in failures):
-            print("serve: cancelled while its image crossed, then both groups answer as one rank")
+            print("serve: cancelled while its image crossed (counted as waiting meanwhile), then both groups "
+                  "answer as one rank")
     except OSError as e:
         failures.append(f"server: {e}")
     finally:
@@ -130,7 +142,9 @@ def main():
     yy, xx = np.mgrid[0:420, 0:560]
     large = np.stack([yy * 0.5, xx * 0.4, (yy + xx) * 0.25], axis=-1) + rng.integers(-30, 30, size=(420, 560, 3))
     small = rng.integers(0, 256, size=(170, 230, 3))
-    paths = {"large": os.path.join(SCRATCH, "large.jpg"), "small": os.path.join(SCRATCH, "small.png")}
+    paths = {"large": os.path.join(SCRATCH, "large.jpg"), "small": os.path.join(SCRATCH, "small.png"),
+             "tiny": os.path.join(SCRATCH, "tiny.png")}
+    Image.fromarray(rng.integers(0, 256, size=(56, 56, 3)).astype(np.uint8)).save(paths["tiny"])
     Image.fromarray(np.clip(large, 0, 255).astype(np.uint8)).save(paths["large"], quality=90)
     Image.fromarray(small.astype(np.uint8)).save(paths["small"])
     nbytes = {k: (lambda hw: hw[0] * hw[1] * 3)(smart_resize(*a.shape[:2])) for k, a in
