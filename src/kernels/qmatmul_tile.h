@@ -74,11 +74,15 @@ struct Q8_0K {
     using F = typename P::F;
     const Acts<MR> a(qa, L, m);
     for (int64_t b = 0; b < nb; ++b) {
+      // D starts at minus the code offset's share (exact integers: the same D as subtracting it
+      // after the dot, one operation per activation row instead of one per output vector).
       I D[MR][NR];
 #pragma GCC unroll 4
-      for (int i = 0; i < MR; ++i)
+      for (int i = 0; i < MR; ++i) {
+        const I neg_corr = P::set1(-P::kQ8Offset * a.s32[i][b]);
 #pragma GCC unroll 4
-        for (int j = 0; j < NR; ++j) D[i][j] = P::zero();
+        for (int j = 0; j < NR; ++j) D[i][j] = neg_corr;
+      }
 #pragma GCC unroll 8
       for (int g = 0; g < 8; ++g) {
         I w[NR];
@@ -99,9 +103,8 @@ struct Q8_0K {
 #pragma GCC unroll 4
       for (int i = 0; i < MR; ++i) {
         const F da = P::setf(a.d[i][b]);
-        const I corr = P::set1(P::kQ8Offset * a.s32[i][b]);
 #pragma GCC unroll 4
-        for (int j = 0; j < NR; ++j) acc[i][j] = P::fma(P::cvt(P::sub(D[i][j], corr)), P::mul(dw[j], da), acc[i][j]);
+        for (int j = 0; j < NR; ++j) acc[i][j] = P::fma(P::cvt(D[i][j]), P::mul(dw[j], da), acc[i][j]);
       }
     }
   }
@@ -142,11 +145,15 @@ struct Q4_0K {
     using F = typename P::F;
     const Acts<MR> a(qa, L, m);
     for (int64_t b = 0; b < nb; ++b) {
+      // D starts at minus the code offset's share (exact integers: the same D as subtracting it
+      // after the dot, one operation per activation row instead of one per output vector).
       I D[MR][NR];
 #pragma GCC unroll 4
-      for (int i = 0; i < MR; ++i)
+      for (int i = 0; i < MR; ++i) {
+        const I neg_corr = P::set1(-8 * a.s32[i][b]);
 #pragma GCC unroll 4
-        for (int j = 0; j < NR; ++j) D[i][j] = P::zero();
+        for (int j = 0; j < NR; ++j) D[i][j] = neg_corr;
+      }
       nibble_subblock<P, MR, NR>(tl, b * kBytes + 32, a.q, 32 * b, D);
       F dw[NR];
 #pragma GCC unroll 4
@@ -156,9 +163,8 @@ struct Q4_0K {
 #pragma GCC unroll 4
       for (int i = 0; i < MR; ++i) {
         const F da = P::setf(a.d[i][b]);
-        const I corr = P::set1(8 * a.s32[i][b]);
 #pragma GCC unroll 4
-        for (int j = 0; j < NR; ++j) acc[i][j] = P::fma(P::cvt(P::sub(D[i][j], corr)), P::mul(dw[j], da), acc[i][j]);
+        for (int j = 0; j < NR; ++j) acc[i][j] = P::fma(P::cvt(D[i][j]), P::mul(dw[j], da), acc[i][j]);
       }
     }
   }
