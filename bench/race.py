@@ -12,6 +12,7 @@ end of the run. Measures:
 
   bench/race.py --dpserve BIN --kernels-bench BIN --peer-bin DIR --peer-commit SHA \\
       --model dense=HF_DIR,GGUF --model moe=HF_DIR,GGUF [--rounds 3] [--threads 2] \\
+      [--model q4_0=FILE.gguf,FILE.gguf] \\
       [--measures tg,pp,b32] [--quick] --out race.json
 
 The peer is only run, never built; its GGUF files are the same weights as the HF folders
@@ -95,7 +96,7 @@ def main():
     ap.add_argument("--kernels-bench", required=True)
     ap.add_argument("--peer-bin", required=True, help="folder with llama-bench and llama-batched-bench")
     ap.add_argument("--peer-commit", default="unknown")
-    ap.add_argument("--model", action="append", required=True, help="KEY=HF_DIR,GGUF")
+    ap.add_argument("--model", action="append", required=True, help="KEY=HF_DIR,GGUF (or KEY=GGUF,GGUF: dpserve loads the same file)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--measures", default="tg,pp,b32")
@@ -108,7 +109,9 @@ def main():
         hf, _, gguf = paths.partition(",")
         if not (key and hf and gguf):
             ap.error(f"--model {m!r}: expected KEY=HF_DIR,GGUF")
-        for p in (os.path.join(hf, "config.json"), gguf):
+        # dpserve's side is an HF folder or a GGUF file (quantized races run both on one file).
+        ours = hf if hf.endswith(".gguf") else os.path.join(hf, "config.json")
+        for p in (ours, gguf):
             if not os.path.exists(p):
                 ap.error(f"--model {key}: {p} does not exist")
         models[key] = (hf, gguf)

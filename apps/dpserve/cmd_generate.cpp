@@ -184,9 +184,9 @@ std::vector<std::vector<int32_t>> read_prompts(const GenerateArgs& a, const Toke
                                                const std::string& model) {
   auto encode = [&](const std::string& text) {
     if (!tok) fail("no tokenizer found for {}: give --tokenizer-path, or --prompt-ids", model);
-    std::vector<int32_t> ids = tok->encode(text, false);
-    if (!a.no_bos && bos >= 0) ids.insert(ids.begin(), bos);
-    return ids;
+    // The tokenizer's own special tokens, as Hugging Face's encode adds them: BOS only where the
+    // model asks for one (Llama: yes; Qwen: add_bos_token false, no BOS).
+    return tok->encode(text, !a.no_bos);
   };
   std::vector<std::vector<int32_t>> prompts;
   if (!a.prompts_file.empty()) {
@@ -428,7 +428,7 @@ void register_generate(CLI::App& app) {
                  "JPEG or PNG file for the next <|image_pad|> token of the prompt(s), in order (vision-language "
                  "models; repeatable)");
   g->add_flag("--ignore-eos", a->ignore_eos, "Keep generating past end-of-sequence tokens");
-  g->add_flag("--no-bos", a->no_bos, "Do not prepend BOS to a text prompt");
+  g->add_flag("--no-bos", a->no_bos, "Do not add the tokenizer's special tokens (BOS) to a text prompt");
   g->add_flag("--json", a->json,
               "Print one JSON object per prompt on stdout: prompt_ids, output_ids, text, finish_reason, timings");
   g->add_option("--dump-logits", a->dump_logits,

@@ -19,6 +19,16 @@ namespace dpserve {
 
 namespace {
 
+// Items [0, n) of per-step host work (prompt logprob rows, grammar masks) on the model's thread
+// team, in chunks. Not OpenMP: an OpenMP region's workers spin on after it ends, while the team
+// runs the next forward pass on the same cores. Little work runs on the step thread alone.
+template <class F>
+void on_team(ThreadTeam& team, int64_t n, int64_t chunk, F&& fn) {
+  if (n <= 0) return;
+  if (n <= chunk || team.size() == 1) return fn(int64_t(0), n);
+  team.run([&](Team& t) { t.dynamic(n, chunk, fn); });
+}
+
 double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -446,16 +456,14 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
         // With every row computed (logits_tap) the chunk's rows are all there, else only these.
         const size_t base = row + size_t(all_logits ? prompt_rows[i].first : 0);
         const int64_t first = prompt_rows[i].first, count = prompt_rows[i].count;
-#pragma omp parallel
-        {
-          std::vector<float> scratch;
-#pragma omp for schedule(dynamic, 4)
-          for (int64_t k = 0; k < count; ++k) {
+        on_team(model_.team(), count, 4, [&](int64_t k0, int64_t k1) {
+          thread_local std::vector<float> scratch;
+          for (int64_t k = k0; k < k1; ++k) {
             const float* lg = &logits_[(base + size_t(k)) * size_t(V)];
             const int64_t pos = s.pos0 + first + k + 1;  // the prompt position it scores
             prompt_row_logprob(lg, limit, st.tokens[size_t(pos)], st.req.top_logprobs, scratch, o.prompt[size_t(k)]);
           }
-        }
+        });
         o.prompt_tokens = st.prompt_len;
         o.cached_tokens = st.cached;
         prompt_outs.push_back(std::move(o));
@@ -482,14 +490,15 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
     if (picks[i].seq->state->matcher) constrained.push_back(i);
   masks_.resize(constrained.size() * words);
   std::vector<std::string> mask_errors(constrained.size());
-#pragma omp parallel for schedule(dynamic, 1)
-  for (size_t k = 0; k < constrained.size(); ++k) {
-    try {
-      picks[constrained[k]].seq->state->matcher->fill_mask(&masks_[k * words]);
-    } catch (const std::exception& e) {
-      mask_errors[k] = e.what();
+  on_team(model_.team(), int64_t(constrained.size()), 1, [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      try {
+        picks[constrained[size_t(k)]].seq->state->matcher->fill_mask(&masks_[size_t(k) * words]);
+      } catch (const std::exception& e) {
+        mask_errors[size_t(k)] = e.what();
+      }
     }
-  }
+  });
   // Ahead of the sampled tokens, so a request's prompt entries reach the frontend before its first token.
   for (OutToken& o : prompt_outs) rep.outs.push_back(std::move(o));
   std::vector<StepResult> results;

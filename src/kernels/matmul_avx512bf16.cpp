@@ -26,7 +26,9 @@ struct Policy {
   using XT = uint16_t;
   using WT = uint16_t;
   static constexpr int64_t kChunk = 32;
-  static constexpr int kMaxMR = 4, kMaxNR = 8, kGemmNR = 6, kGemvNR = 8;
+  // A GEMV walks one W row at a time: each thread's rows then form one sequential stream the
+  // hardware prefetchers follow (8 rows at once, 8 streams, measured 1.3x slower on Zen 4).
+  static constexpr int kMaxMR = 4, kMaxNR = 8, kGemmNR = 6, kGemvNR = 1;
   static constexpr int64_t kPanel = 1024;
   static Acc zero() { return _mm512_setzero_ps(); }
   static XV load_x(const uint16_t* p) { return (__m512bh)_mm512_loadu_si512(p); }

@@ -14,7 +14,7 @@ namespace {
 struct Avx2 {
   using I = __m256i;
   using F = __m256;
-  static constexpr int kLanes = 8, kGemvNR = 4, kGemmMR = 2, kGemmNR = 2;
+  static constexpr int kLanes = 8, kGemvNR = 2, kGemmMR = 2, kGemmNR = 2;
   static constexpr int32_t kQ8Offset = 0;
   static I zero() { return _mm256_setzero_si256(); }
   static I load(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
@@ -70,7 +70,6 @@ struct Avx2 {
     if (lo == 0 && hi == 8) _mm256_storeu_ps(p, v);
     else _mm256_maskstore_ps(p, lanes(lo, hi), v);
   }
-  static void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
 };
 
 }  // namespace

@@ -13,7 +13,7 @@ namespace dpserve::kernels::qtile {
 struct Avx512Ops {
   using I = __m512i;
   using F = __m512;
-  static constexpr int kLanes = 16, kGemvNR = 4, kGemmMR = 4, kGemmNR = 2;
+  static constexpr int kLanes = 16, kGemvNR = 1, kGemmMR = 4, kGemmNR = 2;
   static I zero() { return _mm512_setzero_si512(); }
   static I load(const void* p) { return _mm512_loadu_si512(p); }
   static I bcast32(const void* p) {
@@ -57,7 +57,6 @@ struct Avx512Ops {
     if (lo == 0 && hi == 16) _mm512_storeu_ps(p, v);
     else _mm512_mask_storeu_ps(p, lanes(lo, hi), v);
   }
-  static void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
 };
 
 }  // namespace dpserve::kernels::qtile

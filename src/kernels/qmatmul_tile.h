@@ -12,7 +12,7 @@
 //                       the result still carries + 128 * sum(a) (vpdpbusd) or not (sign trick)
 //   dot2(acc, i16, i16) acc + per lane the sum of two int16 x int16 products
 //   load_f16 load_u8_i32 load_i8_i32 pair_u8 pair_i8 (two byte vectors as int16 pairs)
-//   cvt fma mul neg setf load_masked store_masked prefetch
+//   cvt fma mul neg setf load_masked store_masked
 //
 // Every path computes each block's integer dot exactly and then the fp32 steps of
 // kernels/qmatmul.h in the same order, so it matches the scalar reference bit for bit.
@@ -61,28 +61,28 @@ struct Acts {
   }
 };
 
-// How far ahead of the block being multiplied a GEMV prefetches the same tile's weights: a few
-// blocks, so DRAM latency is covered while the lines still arrive before they are needed.
-constexpr int64_t kPrefetchBytes = 2048;
-
 template <class P, int MR, int NR>
 using Acc = typename P::F[MR][NR];
 
 // Q8_0 (544 bytes per 16-row block): 8 k-groups of 64 bytes after 16 f16 scales.
 struct Q8_0K {
   static constexpr int64_t kElems = 32, kBytes = 544;
-  template <class P, int MR, int NR, bool PF>
+  template <class P, int MR, int NR>
   DP_QINLINE static void run(const Tile* tl, const QBlockArgs& qa, const QuantActLayout& L, int64_t m, int64_t nb,
                              Acc<P, MR, NR>& acc) {
     using I = typename P::I;
     using F = typename P::F;
     const Acts<MR> a(qa, L, m);
     for (int64_t b = 0; b < nb; ++b) {
+      // D starts at minus the code offset's share (exact integers: the same D as subtracting it
+      // after the dot, one operation per activation row instead of one per output vector).
       I D[MR][NR];
 #pragma GCC unroll 4
-      for (int i = 0; i < MR; ++i)
+      for (int i = 0; i < MR; ++i) {
+        const I neg_corr = P::set1(-P::kQ8Offset * a.s32[i][b]);
 #pragma GCC unroll 4
-        for (int j = 0; j < NR; ++j) D[i][j] = P::zero();
+        for (int j = 0; j < NR; ++j) D[i][j] = neg_corr;
+      }
 #pragma GCC unroll 8
       for (int g = 0; g < 8; ++g) {
         I w[NR];
@@ -99,15 +99,12 @@ struct Q8_0K {
 #pragma GCC unroll 4
       for (int j = 0; j < NR; ++j) {
         dw[j] = P::load_f16(tl[j].g + b * kBytes + tl[j].off2);
-        if (PF)
-          for (int64_t o = 0; o < kBytes; o += 64) P::prefetch(tl[j].g + b * kBytes + kPrefetchBytes + o);
       }
 #pragma GCC unroll 4
       for (int i = 0; i < MR; ++i) {
         const F da = P::setf(a.d[i][b]);
-        const I corr = P::set1(P::kQ8Offset * a.s32[i][b]);
 #pragma GCC unroll 4
-        for (int j = 0; j < NR; ++j) acc[i][j] = P::fma(P::cvt(P::sub(D[i][j], corr)), P::mul(dw[j], da), acc[i][j]);
+        for (int j = 0; j < NR; ++j) acc[i][j] = P::fma(P::cvt(D[i][j]), P::mul(dw[j], da), acc[i][j]);
       }
     }
   }
@@ -141,32 +138,33 @@ DP_QINLINE void nibble_subblock(const Tile* tl, int64_t byte0, const int8_t* con
 // Q4_0 (288 bytes per 16-row block): 16 f16 scales, one nibble sub-block; codes offset by 8.
 struct Q4_0K {
   static constexpr int64_t kElems = 32, kBytes = 288;
-  template <class P, int MR, int NR, bool PF>
+  template <class P, int MR, int NR>
   DP_QINLINE static void run(const Tile* tl, const QBlockArgs& qa, const QuantActLayout& L, int64_t m, int64_t nb,
                              Acc<P, MR, NR>& acc) {
     using I = typename P::I;
     using F = typename P::F;
     const Acts<MR> a(qa, L, m);
     for (int64_t b = 0; b < nb; ++b) {
+      // D starts at minus the code offset's share (exact integers: the same D as subtracting it
+      // after the dot, one operation per activation row instead of one per output vector).
       I D[MR][NR];
 #pragma GCC unroll 4
-      for (int i = 0; i < MR; ++i)
+      for (int i = 0; i < MR; ++i) {
+        const I neg_corr = P::set1(-8 * a.s32[i][b]);
 #pragma GCC unroll 4
-        for (int j = 0; j < NR; ++j) D[i][j] = P::zero();
+        for (int j = 0; j < NR; ++j) D[i][j] = neg_corr;
+      }
       nibble_subblock<P, MR, NR>(tl, b * kBytes + 32, a.q, 32 * b, D);
       F dw[NR];
 #pragma GCC unroll 4
       for (int j = 0; j < NR; ++j) {
         dw[j] = P::load_f16(tl[j].g + b * kBytes + tl[j].off2);
-        if (PF)
-          for (int64_t o = 0; o < kBytes; o += 64) P::prefetch(tl[j].g + b * kBytes + kPrefetchBytes + o);
       }
 #pragma GCC unroll 4
       for (int i = 0; i < MR; ++i) {
         const F da = P::setf(a.d[i][b]);
-        const I corr = P::set1(8 * a.s32[i][b]);
 #pragma GCC unroll 4
-        for (int j = 0; j < NR; ++j) acc[i][j] = P::fma(P::cvt(P::sub(D[i][j], corr)), P::mul(dw[j], da), acc[i][j]);
+        for (int j = 0; j < NR; ++j) acc[i][j] = P::fma(P::cvt(D[i][j]), P::mul(dw[j], da), acc[i][j]);
       }
     }
   }
@@ -225,7 +223,7 @@ struct QkK {
     chunk.template operator()<3>();
   }
 
-  template <class P, int MR, int NR, bool PF>
+  template <class P, int MR, int NR>
   DP_QINLINE static void run(const Tile* tl, const QBlockArgs& qa, const QuantActLayout& L, int64_t m, int64_t nb,
                              Acc<P, MR, NR>& acc) {
     using I = typename P::I;
@@ -257,9 +255,6 @@ struct QkK {
 #pragma GCC unroll 4
           for (int i = 0; i < MR; ++i) S[i][j] = P::add(S[i][j], P::mullo(D[i][j], scj));
         }
-        if (PF)
-          for (int j = 0; j < NR; ++j)
-            for (int64_t o = 0; o < kSub; o += 64) P::prefetch(tl[j].g + blk + 256 + kSub * s + kPrefetchBytes + o);
       }
       // The mins: N = sum_j mn_j * (sum of the activation codes of sub-block j), two j a step.
       F dd[NR], dm[NR];
@@ -290,7 +285,7 @@ struct QkK {
 // nibble chunks and two vectors of high bit pairs. Sub-blocks are 16 elements (chunks 0-1, 2-3).
 struct Q6_KK {
   static constexpr int64_t kElems = 256, kBytes = 3360;
-  template <class P, int MR, int NR, bool PF>
+  template <class P, int MR, int NR>
   DP_QINLINE static void run(const Tile* tl, const QBlockArgs& qa, const QuantActLayout& L, int64_t m, int64_t nb,
                              Acc<P, MR, NR>& acc) {
     using I = typename P::I;
@@ -343,9 +338,6 @@ struct Q6_KK {
         };
         sub.template operator()<0>();
         sub.template operator()<1>();
-        if (PF)
-          for (int j = 0; j < NR; ++j)
-            for (int64_t o = 0; o < 384; o += 64) P::prefetch(tl[j].g + ub + kPrefetchBytes + o);
       }
       // The codes are stored + 32: S -= 32 * sum_j sc_j * (activation code sum of sub-block j).
       F dd[NR];
@@ -380,12 +372,12 @@ struct Out {
 
 // One register tile: MR activation rows x NR lane tiles over the whole row, then the stores
 // (only the lanes inside [n0, n1)).
-template <class P, class K, int MR, int NR, bool PF>
+template <class P, class K, int MR, int NR>
 void tile(const Tile* tl, const QBlockArgs& a, const QuantActLayout& L, int64_t m, int64_t nb, const Out& o) {
   typename P::F acc[MR][NR];
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) acc[i][j] = P::setf(0.0f);
-  K::template run<P, MR, NR, PF>(tl, a, L, m, nb, acc);
+  K::template run<P, MR, NR>(tl, a, L, m, nb, acc);
   for (int j = 0; j < NR; ++j) {
     const int64_t r0 = tl[j].row0;
     const int lo = int(std::max<int64_t>(o.n0 - r0, 0)), hi = int(std::min<int64_t>(o.n1 - r0, P::kLanes));
@@ -396,25 +388,18 @@ void tile(const Tile* tl, const QBlockArgs& a, const QuantActLayout& L, int64_t 
 }
 
 template <class P, class K, int MR>
-void tile_nr(int nr, bool gemv, const Tile* tl, const QBlockArgs& a, const QuantActLayout& L, int64_t m, int64_t nb,
-             const Out& o) {
-  if constexpr (MR <= kQuantGemvRows) if (gemv) {
-    switch (nr) {
-      case 4: return tile<P, K, MR, 4, true>(tl, a, L, m, nb, o);
-      case 3: return tile<P, K, MR, 3, true>(tl, a, L, m, nb, o);
-      case 2: return tile<P, K, MR, 2, true>(tl, a, L, m, nb, o);
-      default: return tile<P, K, MR, 1, true>(tl, a, L, m, nb, o);
-    }
-  }
-  switch (nr) {
-    case 2: return tile<P, K, MR, 2, false>(tl, a, L, m, nb, o);
-    default: return tile<P, K, MR, 1, false>(tl, a, L, m, nb, o);
-  }
+void tile_nr(int nr, const Tile* tl, const QBlockArgs& a, const QuantActLayout& L, int64_t m, int64_t nb, const Out& o) {
+  if (nr == 2) return tile<P, K, MR, 2>(tl, a, L, m, nb, o);
+  return tile<P, K, MR, 1>(tl, a, L, m, nb, o);
 }
 
 // y[m0:m1, n0:n1]: lane tiles covering [n0, n1); each activation-row tile of up to
-// kQuantGemvRows rows streams NR = kGemvNR lane tiles once (GEMV), larger ones go kGemmMR rows x
+// kQuantGemvRows rows streams kGemvNR lane tiles once (GEMV), larger ones go kGemmMR rows x
 // kGemmNR lane tiles at a time with the weights of the lane tiles reused from cache.
+// A GEMV reads exactly one 16-row group at a time (kGemvNR x kLanes = 16), so each thread walks
+// its rows as one sequential stream: the hardware prefetchers then keep DRAM busy on their own.
+// Several groups at once (several streams) or software prefetches ahead of each stream measured
+// 1.2-1.6x slower on Zen 4 (bench/quant_kernels_bench.cpp).
 template <class P, class K>
 void block(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   const WeightView& w = a.w;
@@ -424,13 +409,13 @@ void block(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) 
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
   const int64_t T0 = n0 / P::kLanes, T1 = (n1 + P::kLanes - 1) / P::kLanes;
   const bool gemv = m1 - m0 <= kQuantGemvRows;
-  static_assert(P::kGemvNR <= 4 && P::kGemmNR <= 4, "at most 4 lane tiles (Tile tl[4] below)");
+  static_assert(P::kGemvNR <= 2 && P::kGemmNR <= 2, "at most 2 lane tiles (tile_nr)");
   const int NRmax = gemv ? P::kGemvNR : P::kGemmNR;
   const int MRmax = gemv ? int(kQuantGemvRows) : P::kGemmMR;
   const Out o{m0, n0, n1, a.y, a.ldy};
   for (int64_t T = T0; T < T1; T += NRmax) {
     const int nr = int(std::min<int64_t>(NRmax, T1 - T));
-    Tile tl[4];
+    Tile tl[2];
     for (int j = 0; j < nr; ++j) {
       const int64_t r0 = (T + j) * P::kLanes;
       const int in = int(r0 % 16);
@@ -439,10 +424,10 @@ void block(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) 
     for (int64_t m = m0; m < m1; m += MRmax) {
       const int mr = int(std::min<int64_t>(MRmax, m1 - m));
       switch (mr) {
-        case 1: tile_nr<P, K, 1>(nr, gemv, tl, a, L, m, nb, o); break;
-        case 2: tile_nr<P, K, 2>(nr, gemv, tl, a, L, m, nb, o); break;
-        case 3: tile_nr<P, K, 3>(nr, gemv, tl, a, L, m, nb, o); break;
-        default: tile_nr<P, K, 4>(nr, gemv, tl, a, L, m, nb, o); break;
+        case 1: tile_nr<P, K, 1>(nr, tl, a, L, m, nb, o); break;
+        case 2: tile_nr<P, K, 2>(nr, tl, a, L, m, nb, o); break;
+        case 3: tile_nr<P, K, 3>(nr, tl, a, L, m, nb, o); break;
+        default: tile_nr<P, K, 4>(nr, tl, a, L, m, nb, o); break;
       }
     }
   }
