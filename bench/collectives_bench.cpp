@@ -1,6 +1,6 @@
 // Cost of each collective of the parallel layer at the sizes of one decode step (32 rows x 2048) and one
 // prefill step (512 rows x 2048), next to the raw MPI call. Run under mpirun; prints a Markdown table.
-//   mpirun --oversubscribe --allow-run-as-root -np 4 build/bench/collectives_bench [--iters N]
+//   mpirun --oversubscribe --allow-run-as-root -np 4 build/bench/collectives_bench [--iters N] [--reps N] [--rows 32,512,4096]
 // Only the C API is used; skip Open MPI / MPICH C++ bindings.
 #define OMPI_SKIP_MPICXX 1
 #define MPICH_SKIP_MPICXX 1
@@ -55,9 +55,23 @@ std::vector<Timing> measure(const dpserve::Comm& world, int iters, int reps,
 int main(int argc, char** argv) {
   dpserve::MpiRuntime mpi(&argc, &argv);
   int iters = 10, reps = 15;
+  std::vector<int64_t> row_sizes = {32, 512};
   for (int i = 1; i + 1 < argc; ++i) {
     if (std::strcmp(argv[i], "--iters") == 0) iters = std::max(1, std::atoi(argv[i + 1]));
     if (std::strcmp(argv[i], "--reps") == 0) reps = std::max(1, std::atoi(argv[i + 1]));
+    if (std::strcmp(argv[i], "--rows") == 0) {  // comma-separated, e.g. 32,512,4096 (a 4096-token prefill)
+      row_sizes.clear();
+      for (const char* p = argv[i + 1]; *p;) {
+        char* end = nullptr;
+        const long long v = std::strtoll(p, &end, 10);
+        if (end == p || v <= 0) {
+          std::fprintf(stderr, "--rows: expected comma-separated positive row counts, got '%s'\n", argv[i + 1]);
+          return 2;
+        }
+        row_sizes.push_back(v);
+        p = *end == ',' ? end + 1 : end;
+      }
+    }
   }
   Comm world = Comm::world();
   const int w = world.size(), r = world.rank();
@@ -69,7 +83,7 @@ int main(int argc, char** argv) {
     std::printf("| collective | rows x 2048 | dtype | bytes | dpserve min | dpserve median | raw MPI call | raw min | raw median |\n");
     std::printf("|---|---|---|---|---|---|---|---|---|\n");
   }
-  for (int64_t rows : {int64_t(32), int64_t(512)}) {
+  for (int64_t rows : row_sizes) {
     const int64_t n = rows * hidden;
     const int64_t nb = (rows + w - 1) / w * hidden;  // per-rank block of gathers / reduce-scatters
     std::vector<float> f(size_t(n), 1.0f + r), fa(size_t(nb * w), 0.5f), fb(size_t(nb), 0.0f);

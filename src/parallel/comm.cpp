@@ -155,7 +155,7 @@ void abort_job(const std::string& message, int code) {
 Comm::~Comm() { reset(); }
 
 Comm::Comm(Comm&& o) noexcept
-    : handle_(o.handle_), owned_(o.owned_), rank_(o.rank_), size_(o.size_) {
+    : handle_(o.handle_), owned_(o.owned_), rank_(o.rank_), size_(o.size_), scratch_(std::move(o.scratch_)) {
   o.handle_ = nullptr;
   o.owned_ = false;
 }
@@ -167,6 +167,7 @@ Comm& Comm::operator=(Comm&& o) noexcept {
     owned_ = o.owned_;
     rank_ = o.rank_;
     size_ = o.size_;
+    scratch_ = std::move(o.scratch_);
     o.handle_ = nullptr;
     o.owned_ = false;
   }
@@ -265,27 +266,75 @@ void Comm::allgatherv_inplace(std::span<T> buf, std::span<const int64_t> counts,
 template <typename T> void Comm::reduce_scatter(std::span<const T> send, std::span<T> recv) const {
   DP_CHECK(send.size() == recv.size() * size_t(size_), "reduce_scatter: send {} != {} x recv {}", send.size(),
            size_, recv.size());
-  // Open MPI 4.1's MPI_Reduce_scatter_block measured 4-12x slower than MPI_Reduce_scatter with equal
-  // counts at 32-512 x 2048 fp32 (bench/collectives_bench), so equal blocks go through the latter.
-  std::vector<int> c(size_, to_int(recv.size(), "reduce_scatter"));
-  check_mpi(MPI_Reduce_scatter(send.data(), recv.data(), c.data(), mpi_type<T>(), sum_op<T>(), as_mpi(handle_)),
-            "MPI_Reduce_scatter");
+  to_int(recv.size(), "reduce_scatter");
+  const std::vector<int64_t> counts(size_t(size_), int64_t(recv.size()));
+  reduce_scatter_pairwise<T>(send, recv, counts);
 }
 
 template <typename T>
 void Comm::reduce_scatter(std::span<const T> send, std::span<T> recv, std::span<const int64_t> counts) const {
   DP_CHECK(counts.size() == size_t(size_));
-  std::vector<int> c(size_);
   int64_t total = 0;
   for (int r = 0; r < size_; ++r) {
-    c[r] = to_int(counts[r], "reduce_scatter");
+    to_int(counts[r], "reduce_scatter");
     total += counts[r];
   }
   DP_CHECK(int64_t(send.size()) == total && int64_t(recv.size()) == counts[rank_],
            "reduce_scatter: send {} (want {}), recv {} (want {})", send.size(), total, recv.size(), counts[rank_]);
-  to_int(total, "reduce_scatter total");
-  check_mpi(MPI_Reduce_scatter(send.data(), recv.data(), c.data(), mpi_type<T>(), sum_op<T>(), as_mpi(handle_)),
-            "MPI_Reduce_scatter");
+  reduce_scatter_pairwise<T>(send, recv, counts);
+}
+
+// Why not MPI_Reduce_scatter: Open MPI 4.1's (tuned ring / recursive halving) took 1.5-2x the time of an
+// MPI_Allreduce of the same buffer from 1 MiB up on 2 ranks (docs/distributed.md, "reduce-scatter"),
+// although it moves half the bytes; MPI_Reduce_scatter_block was slower still. Here every rank posts
+// one receive per peer for the peers' partials of its own block and one send per peer of that peer's
+// block, then adds the partials itself: each rank sends and receives (size-1)/size of the buffer once,
+// with no temporary copy of the whole send buffer. The partials are added in rank order (rank 0's
+// first), so a block's sum does not depend on which rank owns it or on arrival order.
+template <typename T>
+void Comm::reduce_scatter_pairwise(std::span<const T> send, std::span<T> recv, std::span<const int64_t> counts) const {
+  const int n = size_;
+  std::vector<int64_t> begin(size_t(n), 0);
+  for (int r = 1; r < n; ++r) begin[r] = begin[r - 1] + counts[r - 1];
+  const size_t mine = size_t(counts[rank_]);
+  const T* own = send.data() + begin[rank_];
+  if (n == 1) {
+    std::copy(own, own + mine, recv.data());
+    return;
+  }
+  // The peers' partials of this rank's block: peer p's in slot p, or p - 1 past this rank.
+  if (scratch_.size() < mine * sizeof(T) * size_t(n - 1)) scratch_.resize(mine * sizeof(T) * size_t(n - 1));
+  T* parts = reinterpret_cast<T*>(scratch_.data());
+  auto slot = [&](int p) { return parts + mine * size_t(p < rank_ ? p : p - 1); };
+  auto part = [&](int p) -> const T* { return p == rank_ ? own : slot(p); };
+  constexpr int kTag = 0x5253;  // "RS"; no other point-to-point traffic uses this communicator's tag
+  const MPI_Comm c = as_mpi(handle_);
+  std::vector<MPI_Request> requests;
+  requests.reserve(2 * size_t(n - 1));
+  for (int k = 1; k < n; ++k) {
+    const int from = (rank_ - k + n) % n;  // staggered, so no rank is every peer's first partner
+    const int to = (rank_ + k) % n;
+    if (mine > 0) {
+      requests.emplace_back();
+      check_mpi(MPI_Irecv(slot(from), int(mine), mpi_type<T>(), from, kTag, c, &requests.back()), "MPI_Irecv");
+    }
+    if (counts[to] > 0) {
+      requests.emplace_back();
+      check_mpi(MPI_Isend(send.data() + begin[to], int(counts[to]), mpi_type<T>(), to, kTag, c, &requests.back()),
+                "MPI_Isend");
+    }
+  }
+  check_mpi(MPI_Waitall(int(requests.size()), requests.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
+  T* out = recv.data();
+  std::copy(part(0), part(0) + mine, out);
+  for (int p = 1; p < n; ++p) {
+    const T* in = part(p);
+    if constexpr (std::is_same_v<T, bf16_t>) {
+      for (size_t i = 0; i < mine; ++i) out[i] = f32_to_bf16(bf16_to_f32(out[i]) + bf16_to_f32(in[i]));
+    } else {
+      for (size_t i = 0; i < mine; ++i) out[i] += in[i];
+    }
+  }
 }
 
 template <typename T> void Comm::broadcast(std::span<T> data, int root) const {

@@ -86,6 +86,9 @@ class Comm {
   void allgatherv_inplace(std::span<T> buf, std::span<const int64_t> counts, std::span<const int64_t> displs) const;
 
   // send holds size() blocks of recv.size() elements; rank r receives the sum over ranks of block r.
+  // Point-to-point underneath (MPI_Isend / MPI_Irecv with every peer, see comm.cpp for why); the
+  // ranks' partials are added in rank order, so results do not depend on timing. recv must not
+  // overlap send.
   template <typename T> void reduce_scatter(std::span<const T> send, std::span<T> recv) const;
   // send holds sum(counts) elements laid end to end; rank r receives the sum of its counts[r] part.
   template <typename T>
@@ -103,10 +106,13 @@ class Comm {
 
  private:
   void reset();
+  template <typename T>
+  void reduce_scatter_pairwise(std::span<const T> send, std::span<T> recv, std::span<const int64_t> counts) const;
   void* handle_ = nullptr;
   bool owned_ = false;
   int rank_ = 0;
   int size_ = 0;
+  mutable std::vector<std::byte> scratch_;  // reduce_scatter's received partials, kept between calls
 };
 
 // The communicators a rank needs, created once at start from its topology (collective over the
