@@ -8,8 +8,9 @@
 namespace dpserve::jinja {
 
 constexpr size_t kMaxOutput = 64u << 20;   // a template that writes more is runaway
-// loop iterations + expression evaluations. The fuzz build (scripts/fuzz.sh) lowers it, since a step
-// costs ~50x more under ASan and the cap must stop a template within libFuzzer's timeout there too.
+// loop iterations + expression evaluations. The fuzz build (scripts/fuzz.sh) and the sanitizer builds
+// (scripts/sanitize.sh) lower it: a step costs ~50x more under ASan, and the cap must stop a template
+// within libFuzzer's timeout there, and the runaway-template test within seconds.
 #ifndef DPSERVE_JINJA_MAX_STEPS
 #define DPSERVE_JINJA_MAX_STEPS 2'000'000
 #endif
