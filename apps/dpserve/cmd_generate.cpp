@@ -344,6 +344,15 @@ void print_stats(const std::vector<std::vector<int32_t>>& prompts, const Generat
                (long long)wc.max_new_requests, wc.control_seconds, wc.busy_seconds);
 }
 
+// stderr, every rank of a model that takes images: what the pipelined image transfer moved here.
+void print_image_transfer(const Runtime& rt) {
+  if (!rt.model().takes_images()) return;
+  const ImageTransferCounters& c = rt.image_counters();
+  std::fprintf(stderr, "image_transfer rank=%d bytes_in=%lld chunks_in=%lld bytes_sent=%lld requests_held=%lld\n",
+               rt.rank(), (long long)c.bytes_in, (long long)c.chunks_in, (long long)c.bytes_sent,
+               (long long)c.requests_held);
+}
+
 void run_generate(GenerateArgs& a) {
   relaunch_under_mpirun_if_needed(requested_world(a.rf), a.rf.rt.watchdog_timeout);
   ModelLocation loc = resolve_model(a.rf.rt.model_path, a.rf.tokenizer_path);
@@ -363,6 +372,7 @@ void run_generate(GenerateArgs& a) {
   auto rt = Runtime::start(a.rf.rt);
   if (!rt->engine()) {  // other ranks: serve steps until rank 0 is done
     rt->run();
+    print_image_transfer(*rt);
     return;
   }
   const ModelConfig& cfg = rt->model_config();
@@ -383,6 +393,7 @@ void run_generate(GenerateArgs& a) {
     if (g.outs[i].finish_reason == "error") fail("prompt {}: {}", i + 1, g.outs[i].error);
   print_outputs(a, prompts, g, tok.get());
   print_stats(prompts, g, rt->counters());
+  print_image_transfer(*rt);
 }
 
 }  // namespace

@@ -133,6 +133,17 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
   c->add_option("--embed-cache-requests", o.embed_cache_requests,
                 "Requests whose input_embeds each rank holds until they finish (oldest evicted beyond)")
       ->capture_default_str()->check(CLI::Range(1, 1 << 20))->envname("DPSERVE_EMBED_CACHE_REQUESTS");
+  add_enum_option(c, "--image-transfer", o.image_transfer,
+                  {ImageTransferMode::kPipelined, ImageTransferMode::kStepMessage},
+                  "How rank 0 ships decoded images to the ranks: pipelined (in chunks of at most "
+                  "--image-bytes-per-step over the next steps, only to the request's DP group, which admits the "
+                  "request once all its bytes arrived) or step-message (inside the step's control message, to "
+                  "every rank)")
+      ->envname("DPSERVE_IMAGE_TRANSFER");
+  c->add_option("--image-bytes-per-step", o.image_bytes_per_step,
+                "Pipelined image transfer: RGB bytes rank 0 sends per step (all groups together), so one large "
+                "image delays the other requests' steps by a bounded copy")
+      ->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 30))->envname("DPSERVE_IMAGE_BYTES_PER_STEP");
 }
 
 int requested_world(const RuntimeFlags& f) {

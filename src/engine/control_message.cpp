@@ -242,7 +242,7 @@ void read_fields(const Object& o, T& out, const std::array<Field<T>, N>& fields,
 const std::array kImage = {
     WIRE_FIELD(ImageInput, "height", height),
     WIRE_FIELD(ImageInput, "width", width),
-    WIRE_FIELD(ImageInput, "rgb", rgb),
+    WIRE_OPTIONAL(ImageInput, "rgb", rgb, !v.rgb.empty()),
     WIRE_FIELD(ImageInput, "hash", hash),
 };
 
@@ -259,7 +259,8 @@ void read_value(const Object& o, std::vector<ImageInput>& imgs) {
     read_fields(o.via.array.ptr[i], img, kImage, "control message: image", false);
     if (img.height <= 0 || img.width <= 0)
       fail("control message: image {} has a non-positive size {}x{}", i, img.height, img.width);
-    if (img.rgb.size() != uint64_t(img.height) * uint64_t(img.width) * 3)
+    // No bytes: they follow in image chunks (checked against images_follow with the request).
+    if (!img.rgb.empty() && img.rgb.size() != uint64_t(img.height) * uint64_t(img.width) * 3)
       fail("control message: image {} is {}x{} but carries {} RGB bytes", i, img.height, img.width, img.rgb.size());
   }
 }
@@ -294,6 +295,7 @@ const std::array kNewRequest = {
     WIRE_OPTIONAL(NewRequest, "constraint", req.constraint, v.req.constraint != nullptr),
     WIRE_OPTIONAL(NewRequest, "logit_bias", req.logit_bias, !v.req.logit_bias.empty()),
     WIRE_OPTIONAL(NewRequest, "images", req.images, !v.req.images.empty()),
+    WIRE_OPTIONAL(NewRequest, "images_follow", images_follow, v.images_follow),
 };
 
 void write_value(Packer& pk, const std::vector<NewRequest>& reqs) {
@@ -303,8 +305,30 @@ void write_value(Packer& pk, const std::vector<NewRequest>& reqs) {
 void read_value(const Object& o, std::vector<NewRequest>& reqs) {
   if (o.type != msgpack::type::ARRAY) throw msgpack::type_error();
   reqs.resize(o.via.array.size);
-  for (uint32_t i = 0; i < o.via.array.size; ++i)
-    read_fields(o.via.array.ptr[i], reqs[i], kNewRequest, "control message: new request", false);
+  for (uint32_t i = 0; i < o.via.array.size; ++i) {
+    NewRequest& r = reqs[i];
+    read_fields(o.via.array.ptr[i], r, kNewRequest, "control message: new request", false);
+    if (r.images_follow && r.req.images.empty()) fail("control message: request {}: images_follow without images", r.id);
+    for (const ImageInput& img : r.req.images)
+      if (img.rgb.empty() != r.images_follow)
+        fail("control message: request {}: an image {} RGB bytes but images_follow is {}", r.id,
+             img.rgb.empty() ? "without" : "with", r.images_follow);
+  }
+}
+
+// Image chunks: (u64 id, i32 group, u32 image, u64 offset, u64 size) records in one bin.
+static_assert(sizeof(ImageChunk) == 32);
+void write_value(Packer& pk, const std::vector<ImageChunk>& v) {
+  const uint32_t bytes = uint32_t(v.size() * sizeof(ImageChunk));
+  pk.pack_bin(bytes);
+  pk.pack_bin_body(reinterpret_cast<const char*>(v.data()), bytes);
+}
+void read_value(const Object& o, std::vector<ImageChunk>& v) {
+  if (o.type != msgpack::type::BIN || o.via.bin.size % sizeof(ImageChunk) != 0) throw msgpack::type_error();
+  v.resize(o.via.bin.size / sizeof(ImageChunk));
+  if (!v.empty()) std::memcpy(v.data(), o.via.bin.ptr, o.via.bin.size);
+  for (const ImageChunk& c : v)
+    if (c.size == 0 || c.offset + c.size < c.offset) throw msgpack::type_error();
 }
 
 const std::array kStepControl = {
@@ -313,6 +337,7 @@ const std::array kStepControl = {
     WIRE_FIELD(StepControl, "cancels", cancels),
     WIRE_FIELD(StepControl, "shutdown", shutdown),
     WIRE_OPTIONAL(StepControl, "flush_cache", flush_cache, v.flush_cache),
+    WIRE_OPTIONAL(StepControl, "image_chunks", image_chunks, !v.image_chunks.empty()),
 };
 
 // The chosen token's alternatives, as two parallel arrays.
@@ -428,7 +453,7 @@ T decode(const std::byte* data, size_t n, const std::array<Field<T>, N>& fields,
 
 std::vector<std::byte> encode(const StepControl& c) {
   ByteSink sink;
-  size_t payload = 64 + 8 * c.cancels.size();
+  size_t payload = 64 + 8 * c.cancels.size() + sizeof(ImageChunk) * c.image_chunks.size();
   for (const auto& n : c.new_requests) {
     payload += 256 + 4 * (n.req.input_ids.size() + n.req.input_embeds.size() + n.req.params.stop_token_ids.size());
     for (const auto& img : n.req.images) payload += 64 + img.rgb.size();

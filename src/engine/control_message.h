@@ -26,20 +26,35 @@ inline constexpr uint32_t kControlMessageVersion = 1;
 // Fields: id, group, input_ids, params, and optional input_embeds + embed_rows, top_logprobs,
 // return_logprob, prompt_logprobs, constraint (the compiled automaton, constrain/automaton.h's
 // serialization), logit_bias, images (each a map: height, width, rgb as one bin, hash; rgb must
-// hold height x width x 3 bytes). Request::rid stays on rank 0 (logs, /abort_request).
+// hold height x width x 3 bytes, or nothing when images_follow), images_follow. Request::rid stays
+// on rank 0 (logs, /abort_request).
 struct NewRequest {
   uint64_t id = 0;
   int32_t group = 0;
   Request req;
+  // The images carry their sizes and hashes but no RGB bytes: those follow in image_chunks over the
+  // next steps, to the request's group only (engine/image_transfer.h).
+  bool images_follow = false;
 };
 
-// Fields: v, step, new, cancels, shutdown, and optional flush_cache.
+// A piece of one image's RGB bytes, sent this step from rank 0 to the ranks of `group`.
+struct ImageChunk {
+  uint64_t id = 0;      // request
+  int32_t group = 0;
+  uint32_t image = 0;   // index in the request's images
+  uint64_t offset = 0;  // into the image's RGB bytes
+  uint64_t size = 0;
+};
+
+// Fields: v, step, new, cancels, shutdown, and optional flush_cache, image_chunks (32-byte records
+// in one bin).
 struct StepControl {
   uint64_t step = 0;
   std::vector<NewRequest> new_requests;
   std::vector<uint64_t> cancels;
   bool shutdown = false;
   bool flush_cache = false;  // drop every rank's prefix cache before this step's requests
+  std::vector<ImageChunk> image_chunks;
 };
 
 // Fields: id, prompt_tokens, cached_tokens, and optional token + logprob (has_token), top_ids +

@@ -111,7 +111,8 @@ RankWorker::RankWorker(Model& model, const Topology& topo, const Comms& comms, D
       mcomm_(mcomm),
       opts_(std::move(opts)),
       control_(comms.world),
-      group_control_(comms.attn_tp) {
+      group_control_(comms.attn_tp),
+      images_(topo, comms.world, opts_.image_transfer, opts_.image_bytes_per_step) {
   DP_CHECK(opts_.kv_pages > 0);
   if (opts_.sched.max_prompt_logprob_rows <= 0)
     opts_.sched.max_prompt_logprob_rows =
@@ -129,13 +130,14 @@ namespace {
 
 // Rank 0 must broadcast every step, whatever one request holds: if the message cannot be built,
 // the new requests fail alone and the step goes out with cancels and shutdown only.
-std::vector<std::byte> encode_or_reject(StepControl& c, StepDriver* driver) {
+std::vector<std::byte> encode_or_reject(StepControl& c, StepDriver* driver, ImageTransfer& images) {
   try {
     return encode(c);
   } catch (const std::exception& e) {
     spdlog::error("step {}: the control message could not be built ({}); failing its {} new requests", c.step,
                   e.what(), c.new_requests.size());
     driver->reject(c.new_requests, fmt::format("the request could not be sent to the ranks: {}", e.what()));
+    images.forget(c.new_requests, c);
     c.new_requests.clear();
     return encode(c);
   }
@@ -153,7 +155,8 @@ StepControl RankWorker::receive_control(StepDriver* driver, bool idle) {
       StepControl c = driver->next_step(idle, heartbeat);
       step_t0_ = now_seconds();  // the idle wait above is not step time
       arm_control_send();
-      msg = encode_or_reject(c, driver);
+      images_.plan(c);
+      msg = encode_or_reject(c, driver, images_);
     }
     counters_.control_bytes += control_.broadcast(msg);
     counters_.control_broadcasts = control_.broadcasts();
@@ -164,6 +167,7 @@ StepControl RankWorker::receive_control(StepDriver* driver, bool idle) {
     StepControl all = driver->next_step(idle, heartbeat);
     step_t0_ = now_seconds();
     arm_control_send();
+    images_.plan(all);
     const std::vector<int> leaders = topo_.group_leaders();
     for (size_t g = 0; g < leaders.size(); ++g) {
       StepControl part;
@@ -172,7 +176,9 @@ StepControl RankWorker::receive_control(StepDriver* driver, bool idle) {
       part.shutdown = all.shutdown;
       for (const auto& nr : all.new_requests)
         if (nr.group == int32_t(g)) part.new_requests.push_back(nr);
-      std::vector<std::byte> bytes = encode_or_reject(part, driver);
+      for (const auto& ch : all.image_chunks)
+        if (ch.group == int32_t(g)) part.image_chunks.push_back(ch);
+      std::vector<std::byte> bytes = encode_or_reject(part, driver, images_);
       if (leaders[g] == 0) {
         msg = std::move(bytes);
       } else {
@@ -289,22 +295,42 @@ void RankWorker::admit(NewRequest& nr, GroupReport& rep) {
   }
 }
 
+void RankWorker::admit_or_end(NewRequest& nr, GroupReport& rep) {
+  const uint64_t id = nr.id;
+  try {
+    admit(nr, rep);
+  } catch (const std::exception& e) {
+    // Every rank of the group admits the same bytes, so a failure here is the same on all of
+    // them: failing the one request keeps the group in lockstep and the others running.
+    spdlog::error("request {} could not be admitted: {}", id, e.what());
+    end(id, Finish::kError, rep, fmt::format("the request could not be admitted: {}", e.what()));
+  }
+}
+
 void RankWorker::apply(const StepControl& c, GroupReport& rep) {
   if (c.flush_cache) sched_->flush_prefix_cache();
+  // Requests whose images finished arriving last step go first: they came before this step's.
+  for (NewRequest& nr : images_.take_ready()) admit_or_end(nr, rep);
   for (const NewRequest& nr0 : c.new_requests) {
     if (nr0.group != topo_.attn_dp_rank) continue;
     NewRequest nr = nr0;
-    try {
-      admit(nr, rep);
-    } catch (const std::exception& e) {
-      // Every rank of the group admits the same bytes, so a failure here is the same on all of
-      // them: failing the one request keeps the group in lockstep and the others running.
-      spdlog::error("request {} could not be admitted: {}", nr0.id, e.what());
-      end(nr0.id, Finish::kError, rep, fmt::format("the request could not be admitted: {}", e.what()));
+    if (nr.images_follow)
+      images_.hold(std::move(nr));
+    else
+      admit_or_end(nr, rep);
+  }
+  for (uint64_t id : c.cancels) {
+    int64_t prompt_tokens = 0;
+    if (images_.drop(id, &prompt_tokens)) {
+      OutToken o;
+      o.id = id;
+      o.finish = Finish::kAbort;
+      o.prompt_tokens = prompt_tokens;
+      rep.outs.push_back(std::move(o));
+    } else if (sched_->contains(id)) {
+      end(id, Finish::kAbort, rep);
     }
   }
-  for (uint64_t id : c.cancels)
-    if (sched_->contains(id)) end(id, Finish::kAbort, rep);
 }
 
 void RankWorker::encode_images(RequestState& st, int64_t pos0, int64_t n) {
@@ -534,7 +560,7 @@ GroupReport RankWorker::make_report() {
 void RankWorker::exchange_reports(GroupReport& rep, StepDriver* driver, bool& any_work) {
   SchedulerStats st = sched_->stats();
   rep.running = sched_->running();
-  rep.waiting = sched_->waiting();
+  rep.waiting = sched_->waiting() + images_.held();  // requests waiting for their images count too
   rep.pages_used = st.pages_used;
   rep.pages_total = st.pages_total;
   rep.prefix_hit_tokens = st.prefix_hit_tokens;
@@ -635,7 +661,8 @@ void RankWorker::run(StepDriver* driver) {
     step_t0_ = now_seconds();
     // Armed once rank 0 has sent its first message (its start-up may take a while).
     if (!driver && counters_.steps > 0) control_wait_began_ = step_t0_;
-    StepControl ctrl = receive_control(driver, !any_work);
+    // Rank 0 does not sleep while image bytes wait to be sent.
+    StepControl ctrl = receive_control(driver, !any_work && !images_.sending());
     control_wait_began_ = 0;
     counters_.max_new_requests = std::max<int64_t>(counters_.max_new_requests, int64_t(ctrl.new_requests.size()));
     ++counters_.steps;
@@ -650,6 +677,8 @@ void RankWorker::run(StepDriver* driver) {
       sched_->abort_all();
       break;
     }
+    // The step's image chunks move while the forward pass runs; they land before the report.
+    images_.start(ctrl.image_chunks);
     // 2. Schedule this group's batch (identical on every rank of the group).
     ScheduledBatch batch = sched_->schedule();
     rep.step_tokens = batch.n_tokens;
@@ -657,6 +686,7 @@ void RankWorker::run(StepDriver* driver) {
     StepSync sync = mlp_sync(comms_.mlp, topo_, batch.n_tokens, batch.has_prefill);
     // 4-5. Forward and sample.
     if (sync.any_work) step_forward(batch, sync, rep);
+    images_.finish();
     // 6. Output gather to rank 0.
     any_work = false;
     exchange_reports(rep, driver, any_work);

@@ -22,6 +22,7 @@
 #include "parallel/topology.h"
 #include "constrain/matcher_registry.h"
 #include "engine/control_message.h"
+#include "engine/image_transfer.h"
 #include "engine/sampler.h"
 #include "engine/scheduler.h"
 #include "model/model.h"
@@ -40,6 +41,8 @@ struct WorkerOptions {
   int64_t page_size = 16;
   int64_t kv_pages = 0;                    // pages in this rank's KV pool
   int64_t embed_cache_requests = 256;      // requests whose input_embeds a rank holds at once
+  ImageTransferMode image_transfer = ImageTransferMode::kPipelined;
+  int64_t image_bytes_per_step = int64_t(4) << 20;  // pipelined: image bytes rank 0 sends per step
   std::vector<int32_t> eos_ids;            // end requests (finish rules) unless ignore_eos
   int64_t context_length = 0;              // positions a request may use (0: the model's)
   std::optional<uint64_t> random_seed;     // mixed into the seed of requests without one (--random-seed)
@@ -104,10 +107,12 @@ class RankWorker {
   // Runs steps until a control message says shutdown. `driver` is required on world rank 0, null elsewhere.
   void run(StepDriver* driver);
   const WorkerCounters& counters() const { return counters_; }
+  const ImageTransferCounters& image_counters() const { return images_.counters(); }
 
  private:
   void apply(const StepControl& c, GroupReport& rep);
   void admit(NewRequest& nr, GroupReport& rep);
+  void admit_or_end(NewRequest& nr, GroupReport& rep);  // admit; a failure ends that request alone
   // Ends a request from outside the finish rules (cancel, admission failure, eviction): drops it from
   // the scheduler and reports why.
   void end(uint64_t id, Finish f, GroupReport& rep, const std::string& error = {});
@@ -131,6 +136,7 @@ class RankWorker {
   ControlChannel control_;        // over the world (global dispatch)
   ControlChannel group_control_;  // over the DP group (group-leader dispatch)
   std::deque<uint64_t> embed_fifo_;  // requests holding input_embeds, oldest first
+  ImageTransfer images_;             // pipelined image bytes; requests waiting for theirs
   std::vector<float> logits_;
   WorkerCounters counters_;
   double step_t0_ = 0;  // start of the current step's work (after any idle wait)

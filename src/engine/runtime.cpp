@@ -117,6 +117,8 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     wo.page_size = o.page_size;
     wo.kv_pages = (tokens + o.page_size - 1) / o.page_size;
     wo.embed_cache_requests = o.embed_cache_requests;
+    wo.image_transfer = o.image_transfer;
+    wo.image_bytes_per_step = o.image_bytes_per_step;
     wo.eos_ids = o.eos_ids;
     wo.context_length = ctx_len;
     wo.random_seed = o.has_random_seed ? std::optional<uint64_t>(o.random_seed) : std::nullopt;
@@ -161,6 +163,7 @@ const Model& Runtime::model() const { return *impl_->model; }
 int64_t Runtime::kv_tokens_per_rank() const { return impl_->kv_tokens; }
 DpEngine* Runtime::engine() { return impl_->engine.get(); }
 const WorkerCounters& Runtime::counters() const { return impl_->worker->counters(); }
+const ImageTransferCounters& Runtime::image_counters() const { return impl_->worker->image_counters(); }
 CollectiveTimes Runtime::collective_times() const { return impl_->mcomm->times(); }
 
 std::string Runtime::describe() const {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/dp_engine.h"
+#include "engine/image_transfer.h"
 #include "engine/scheduler.h"
 #include "parallel/dp_attention.h"
 #include "parallel/model_comm.h"
@@ -45,6 +46,8 @@ struct RuntimeOptions {
   bool has_random_seed = false;
   int threads = 0;               // per rank; 0 = cores / ranks on this machine
   int64_t embed_cache_requests = 256;
+  ImageTransferMode image_transfer = ImageTransferMode::kPipelined;  // how image bytes reach the ranks
+  int64_t image_bytes_per_step = int64_t(4) << 20;                   // pipelined: rank 0's send budget per step
   double watchdog_timeout = 600;  // seconds a step (or a wait for rank 0) may take before the job is stopped; 0 = off
   double stall_timeout = 60;      // Engine::stalled() (/health 503): pending work, no step for this long; 0 = off
   bool split_collective_waits = false;  // diagnostics: a timed barrier before every forward collective
@@ -78,6 +81,7 @@ class Runtime {
   // The engine (world rank 0 only; null elsewhere).
   DpEngine* engine();
   const WorkerCounters& counters() const;
+  const ImageTransferCounters& image_counters() const;
   // This rank's time in the forward pass's collectives so far (readable while steps run).
   CollectiveTimes collective_times() const;
   // Runs the step loop on this thread (it must be the thread that initialised MPI) until shutdown.

@@ -318,6 +318,54 @@ TEST(ControlMessage, ImagesTravel) {
   EXPECT_EQ(encode(d), bytes);
 }
 
+// Pipelined images (engine/image_transfer.h): the request carries sizes and hashes only, the bytes
+// follow as chunk records; a request whose images and images_follow disagree is refused by name.
+TEST(ControlMessage, ImagesFollowInChunks) {
+  StepControl c;
+  NewRequest n;
+  n.id = 4;
+  n.group = 1;
+  n.req.input_ids = {1, 151655, 2};
+  ImageInput a;
+  a.height = 28;
+  a.width = 56;
+  a.hash = 77;
+  n.req.images = {a};
+  n.images_follow = true;
+  c.new_requests.push_back(n);
+  c.image_chunks = {{4, 1, 0, 0, 3000}, {4, 1, 0, 3000, 1704}, {9, 0, 2, (uint64_t(1) << 33), 1}};
+  const auto bytes = encode(c);
+  const StepControl d = decode_control(bytes.data(), bytes.size());
+  ASSERT_EQ(d.new_requests.size(), 1u);
+  EXPECT_TRUE(d.new_requests[0].images_follow);
+  ASSERT_EQ(d.new_requests[0].req.images.size(), 1u);
+  EXPECT_TRUE(d.new_requests[0].req.images[0].rgb.empty());
+  EXPECT_EQ(d.new_requests[0].req.images[0].hash, 77u);
+  ASSERT_EQ(d.image_chunks.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(d.image_chunks[i].id, c.image_chunks[i].id);
+    EXPECT_EQ(d.image_chunks[i].group, c.image_chunks[i].group);
+    EXPECT_EQ(d.image_chunks[i].image, c.image_chunks[i].image);
+    EXPECT_EQ(d.image_chunks[i].offset, c.image_chunks[i].offset);
+    EXPECT_EQ(d.image_chunks[i].size, c.image_chunks[i].size);
+  }
+  EXPECT_EQ(encode(d), bytes);
+
+  StepControl bad = c;
+  bad.image_chunks.clear();
+  bad.new_requests[0].images_follow = false;  // no bytes, and none to follow
+  auto b = encode(bad);
+  EXPECT_NE(error_of(b).find("an image without RGB bytes but images_follow is false"), std::string::npos) << error_of(b);
+  bad.new_requests[0].images_follow = true;
+  bad.new_requests[0].req.images[0].rgb.assign(28 * 56 * 3, 1);  // bytes, and more to follow
+  b = encode(bad);
+  EXPECT_NE(error_of(b).find("an image with RGB bytes but images_follow is true"), std::string::npos) << error_of(b);
+  bad = c;
+  bad.image_chunks[1].size = 0;
+  b = encode(bad);
+  EXPECT_NE(error_of(b).find("'image_chunks' has the wrong type or is out of range"), std::string::npos) << error_of(b);
+}
+
 TEST(ControlMessage, CorruptConstraintIsRefusedByName) {
   const int32_t ids[] = {5};
   const char junk[] = "DPA?not an automaton";
