@@ -1,26 +1,44 @@
 #include "apps/dpserve/rank_watch.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <string>
 
 namespace dpserve::app {
 
 namespace {
 
+// The whole of a /proc file, or "" if it cannot be read. Plain read(2): a rank that exits between open and
+// read makes read fail with ESRCH, and libstdc++'s filebuf turns that into an exception that an
+// istreambuf_iterator does not catch (it ended a server that had stopped cleanly).
+std::string read_proc_file(const std::string& path) {
+  std::string out;
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, size_t(n));
+  }
+  close(fd);
+  return out;
+}
+
 double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 // (parent pid, state) from /proc/<pid>/stat; the command name may hold spaces and parentheses.
 bool read_stat(pid_t pid, pid_t& ppid, char& state) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string s = read_proc_file("/proc/" + std::to_string(pid) + "/stat");
   const size_t close = s.rfind(')');
   if (close == std::string::npos || close + 4 >= s.size()) return false;
   state = s[close + 2];
@@ -29,8 +47,7 @@ bool read_stat(pid_t pid, pid_t& ppid, char& state) {
 }
 
 int world_rank(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
-  std::string env((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string env = read_proc_file("/proc/" + std::to_string(pid) + "/environ");
   const std::string key = "OMPI_COMM_WORLD_RANK=";
   for (size_t at = 0; at < env.size();) {
     const size_t end = env.find('\0', at);
