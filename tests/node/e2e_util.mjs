@@ -61,18 +61,29 @@ export function assertOpenAIError(r, status, param) {
   return e;
 }
 
+// tokenize() and offlineGreedy() run the CLI synchronously, which blocks the event loop: a pooled
+// keep-alive socket the server closes meanwhile (idle > 5 s, e.g. under ASan) is then reused before
+// its FIN is seen, and the next request fails with a connection error. So both remember their
+// answers; call them before a test's first request (see openai_client.test.mjs) where they are slow.
+const cliAnswers = new Map();
+function cli(args, timeout, stderr = 'pipe') {
+  const key = JSON.stringify(args);
+  if (!cliAnswers.has(key))
+    cliAnswers.set(key, execFileSync(process.env.DPSERVE_BIN, args,
+      { encoding: 'utf8', timeout, stdio: ['ignore', 'pipe', stderr] }));
+  return cliAnswers.get(key);
+}
+
 // Token ids of `text` by the CLI's tokenizer for the default model.
 export function tokenize(text, addSpecial = true) {
   const args = ['tokenize', '--text', text, '--json'];
   if (addSpecial) args.push('--add-special-tokens');
-  return JSON.parse(execFileSync(process.env.DPSERVE_BIN, args, { encoding: 'utf8', timeout: 60000 }));
+  return JSON.parse(cli(args, 60000));
 }
 
 // Greedy text from the offline `dpserve generate` (no server, no batching): an independent path.
 export function offlineGreedy(prompt, n) {
-  return execFileSync(process.env.DPSERVE_BIN,
-    ['generate', '--prompt', prompt, '-n', String(n), '--temperature', '0'],
-    { encoding: 'utf8', timeout: 120000, stdio: ['ignore', 'pipe', 'ignore'] });
+  return cli(['generate', '--prompt', prompt, '-n', String(n), '--temperature', '0'], 120000, 'ignore');
 }
 
 export async function modelName() {

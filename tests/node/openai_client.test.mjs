@@ -7,6 +7,8 @@ const N = 40;
 const oa = client();
 let model;
 let greedy;  // the server's greedy completion of PROMPT (N tokens, or fewer at EOS)
+// The offline answers, before any request: they block the event loop (e2e_util.mjs).
+for (const p of [PROMPT, 'Lily and Ben']) tokenize(p), offlineGreedy(p, N);
 
 async function greedyCompletion(extra = {}) {
   return oa.completions.create({ model, prompt: PROMPT, max_tokens: N, temperature: 0, ...extra });
