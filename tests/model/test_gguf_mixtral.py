@@ -21,7 +21,7 @@ A tiny random Mixtral (tools/make_hf_model.py, bf16) goes through tools/hf_to_gg
     summation order (relative 1e-7) moved an int8 activation code by one step (3 of 116 rows,
     max 0.027 x scale, measured; a swapped expert moves every row by far more). Greedy ids equal
     on the three layouts. And the Q8_0 file stays the
-    same model as the bf16 folder: logits within rms 0.1 x their standard deviation (Q8_0's own
+    same model as the bf16 folder: logits within rms 0.08 x their standard deviation (Q8_0's own
     error, measured 0.057; a few rows more where quantization flips a token's near-tied second
     expert; llama.cpp's Q8_0 against F32 is rms 0.017 on tests/model/fixtures' dense llama).
 
@@ -297,7 +297,7 @@ def main():
     scale = want.std()
     err = np.abs(got - want)
     mx, rms = err.max() / scale, np.sqrt((err ** 2).mean()) / scale
-    check(rms <= 0.1, f"Q8_0 GGUF against the bf16 folder: rms {rms:.4f} x scale (tolerance 0.1), max {mx:.3f}")
+    check(rms <= 0.08, f"Q8_0 GGUF against the bf16 folder: rms {rms:.4f} x scale (tolerance 0.08), max {mx:.3f}")
     if failures:
         raise SystemExit(f"FAIL: {len(failures)} check(s): " + "; ".join(failures))
     print("PASS")
