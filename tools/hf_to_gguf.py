@@ -504,7 +504,7 @@ def split_kv_b(a, c):
     return np.ascontiguousarray(kv[:, :nope, :].transpose(0, 2, 1)), np.ascontiguousarray(kv[:, nope:, :])
 
 
-def add_model(w, folder, outtype, kv_b="split"):
+def add_model(w, folder, outtype, kv_b="split", experts_form="stacked"):
     c = load_json(os.path.join(folder, "config.json"))
     arch = ARCH.get((c.get("architectures") or [""])[0])
     if arch is None:
@@ -609,7 +609,13 @@ def add_model(w, folder, outtype, kv_b="split"):
         experts, names = f"{hp}mlp.experts.", EXPERT_NAMES
         if mixtral:
             experts, names = f"{hp}block_sparse_moe.experts.", MIXTRAL_EXPERT_NAMES
-        if n_exp and experts + "0." + next(iter(names)) in st:
+        if n_exp and experts + "0." + next(iter(names)) in st and experts_form == "split":
+            if arch != "llama":
+                raise SystemExit("hf_to_gguf: --experts split is the older llama (Mixtral) layout only")
+            for hf, gg in names.items():  # blk.N.ffn_gate.E.weight, ...
+                for e in range(n_exp):
+                    w.add_tensor(spec(f"blk.{layer}.{gg[:-len('_exps.weight')]}.{e}.weight", f"{experts}{e}.{hf}"))
+        elif n_exp and experts + "0." + next(iter(names)) in st:
             for hf, gg in names.items():
                 parts = [st[f"{experts}{e}.{hf}"] for e in range(n_exp)]
                 shape = (n_exp,) + parts[0][0].shape
@@ -685,6 +691,9 @@ def main(argv):
     ap.add_argument("--kv-b", choices=["split", "joined"], default="split",
                     help="DeepSeek kv_b_proj: attn_k_b + attn_v_b as llama.cpp writes it now (default), or the "
                          "older single attn_kv_b")
+    ap.add_argument("--experts", choices=["stacked", "split"], default="stacked",
+                    help="MoE experts: one 3-D ffn_*_exps tensor per layer (default), or for Mixtral the older "
+                         "one tensor per expert (blk.N.ffn_gate.E.weight), which llama.cpp no longer loads")
     ap.add_argument("--vocab-only", action="store_true", help="write the vocabulary and no tensors")
     ap.add_argument("--no-vocab", action="store_true", help="write no vocabulary")
     ap.add_argument("--alignment", type=int, default=32, help="general.alignment (default 32, not written)")
@@ -702,7 +711,7 @@ def main(argv):
     elif a.llama2c:
         cfg = add_llama2c(w, a.llama2c, a.outtype)
     elif a.model:
-        cfg = add_model(w, a.model, a.outtype, a.kv_b)
+        cfg = add_model(w, a.model, a.outtype, a.kv_b, a.experts)
     else:
         ap.error("give a model folder, --llama2c or --vocab-only")
     if not a.no_vocab:

@@ -16,7 +16,8 @@
     are refused naming the key or tensor;
   * bad Mixtral files (llama with expert_count): routing keys that ask for another rule (groups,
     sigmoid, shared experts, a scale, no renormalisation, experts of another width), an
-    expert_count the stacked tensors do not have, a missing router, a dense FFN tensor;
+    expert_count the stacked tensors do not have, a missing router, a dense FFN tensor, and in the
+    older per-expert layout a missing expert or one beyond expert_count;
   * a quantized model whose shard would cut a block names --tp-size.
 
 usage: test_gguf_loading.py DPSERVE_BIN SHARED_DIR WORK_DIR
@@ -292,6 +293,8 @@ subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.p
                 "--quiet", "--out", mix_hf], check=True, timeout=300)
 mix = os.path.join(WORK, "mixtral.gguf")
 hf_to_gguf([mix_hf, "--outtype", "bf16", "--out", mix])
+mix_split = os.path.join(WORK, "mixtral-split.gguf")
+hf_to_gguf([mix_hf, "--outtype", "bf16", "--experts", "split", "--out", mix_split])
 BAD += [
     ("mix_no_used", patched_model(drop=("llama.expert_used_count",), base=mix), '"llama.expert_used_count" is missing'),
     ("mix_groups", patched_model(extra_kv=[("llama.expert_group_count", G.U32, 2)], base=mix),
@@ -310,6 +313,11 @@ BAD += [
      'must be 3-D [4 experts, rows, cols] (expert_count)'),
     ("mix_missing_router", patched_model(drop=("blk.1.ffn_gate_inp.weight",), base=mix),
      'tensor "blk.1.ffn_gate_inp.weight" is missing'),
+    ("mix_split_missing", patched_model(drop=("blk.1.ffn_up.5.weight",), base=mix_split),
+     'tensor "blk.1.ffn_up.5.weight" is missing (the layer stores its experts one tensor each)'),
+    ("mix_split_range", patched_model(extra_tensors=[G.TensorSpec("blk.0.ffn_gate.8.weight", 0, (64, 96),
+                                                                  lambda: np.ones((64, 96), "<f4"))], base=mix_split),
+     'tensor "blk.0.ffn_gate.8.weight" must be expert < 8 (expert_count)'),
     ("mix_dense_ffn", patched_model(extra_tensors=[G.TensorSpec("blk.0.ffn_up.weight", 0, (64, 96),
                                                                 lambda: np.ones((64, 96), "<f4"))], base=mix),
      'tensor "blk.0.ffn_up.weight" is not used by this llama model (the layer is a mixture of experts)'),

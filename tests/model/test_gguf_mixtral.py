@@ -20,7 +20,9 @@ A tiny random Mixtral (tools/make_hf_model.py, bf16) goes through tools/hf_to_gg
     are bit-equal to the GGUF's in most rows; the others differ where the permuted Q/K rows' fp32
     summation order (relative 1e-7) moved an int8 activation code by one step (3 of 116 rows,
     max 0.027 x scale, measured; a swapped expert moves every row by far more). Greedy ids equal
-    on the three layouts. And the Q8_0 file stays the
+    on the three layouts.
+  * The older per-expert layout (blk.N.ffn_gate.E.weight, `--experts split`) gives the stacked
+    file's logits exactly. And the Q8_0 file stays the
     same model as the bf16 folder: logits within rms 0.08 x their standard deviation (Q8_0's own
     error, measured 0.057; a few rows more where quantization flips a token's near-tied second
     expert; llama.cpp's Q8_0 against F32 is rms 0.017 on tests/model/fixtures' dense llama).
@@ -267,6 +269,11 @@ def main():
     check(same >= 0.9 * len(row_err) and row_err.max() <= 0.05,
           f"bf16 GGUF logits equal the folder's: {same} of {len(row_err)} rows bit for bit, the others within "
           f"{row_err.max():.4f} x scale (tolerance: 90 % equal, max 0.05)")
+    # The older layout, one tensor per expert (blk.N.ffn_gate.E.weight): the same views, the same logits.
+    split = os.path.join(a.work, "mixtral-bf16-split.gguf")
+    run([PY, os.path.join(REPO, "tools", "hf_to_gguf.py"), hf, "--outtype", "bf16", "--experts", "split", "--out", split])
+    got_split = probe_logits(a, split, ps, "gguf-bf16-split", vocab)
+    check(np.array_equal(got_split, got), "bf16 GGUF with one tensor per expert: logits equal the stacked file's")
     base = greedy(a, ref, pfile, "1 rank")
     for layout in LAYOUTS:
         ids_hf = base if layout == "1 rank" else greedy(a, ref, pfile, layout)
