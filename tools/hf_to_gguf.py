@@ -9,7 +9,10 @@ What it writes:
   * `llama` models: Q/K rows permuted per head (llama.cpp's converter does this so that GGML's
     RoPE on adjacent pairs equals Hugging Face's rotate-half), llama3 RoPE scaling as
     rope_freqs.weight (one divisor per frequency), linear as rope.scaling.*;
-  * Qwen3-MoE and DeepSeek experts stacked into blk.N.ffn_{gate,up,down}_exps [experts, rows, cols];
+  * Qwen3-MoE, Mixtral and DeepSeek experts stacked into blk.N.ffn_{gate,up,down}_exps
+    [experts, rows, cols]; Mixtral as llama.cpp's converter writes it: `llama` with expert_count /
+    expert_used_count, experts feed_forward_length wide, the router block_sparse_moe.gate as
+    ffn_gate_inp (w1 / w3 / w2 -> gate / up / down);
   * DeepSeek-V2/V3 as `deepseek2`: kv_b_proj split per head into attn_k_b (W_UK transposed) and
     attn_v_b with the attention.*_mla keys, as llama.cpp's converter does since its absorbed MLA
     (--kv-b joined writes the older single attn_kv_b); the router's meaning in llama.cpp's terms
@@ -18,6 +21,10 @@ What it writes:
   * the vocabulary: tokenizer.json (byte-level BPE -> `gpt2` with merges and the pre-tokenizer
     name), tokenizer.model (SentencePiece -> `llama` with scores and types) or a llama2.c
     tokenizer.bin; BOS/EOS ids, add_bos/add_eos and the chat template from tokenizer_config.json.
+
+  * --outtype q8_0 / q4_0: matrices as Q8_0 / Q4_0 blocks, quantized here as ggml's reference
+    quantizers do (llama.cpp's converter writes q8_0 itself; its Q4_0 comes from llama-quantize);
+    a matrix whose rows are not whole 32-element blocks stays F16, the router and 1-D tensors F32.
 
   /usr/bin/python3 tools/hf_to_gguf.py /tmp/tiny-llama --out /tmp/tiny-llama.gguf --outtype f16
   /usr/bin/python3 tools/hf_to_gguf.py --vocab-only --tokenizer ../shared/tokenizers/qwen3 --out /tmp/qwen3-vocab.gguf
@@ -37,9 +44,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gguf_format as G  # noqa: E402
 
 ARCH = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2",
-        "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3moe",
+        "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3moe", "MixtralForCausalLM": "llama",
         "DeepseekV2ForCausalLM": "deepseek2", "DeepseekV3ForCausalLM": "deepseek2"}
-OUTTYPES = {"f32": (G.GGML_F32, 0), "f16": (G.GGML_F16, 1), "bf16": (G.GGML_BF16, 32)}  # (type, general.file_type)
+# (type, general.file_type)
+OUTTYPES = {"f32": (G.GGML_F32, 0), "f16": (G.GGML_F16, 1), "bf16": (G.GGML_BF16, 32), "q8_0": (G.GGML_Q8_0, 7),
+            "q4_0": (G.GGML_Q4_0, 2)}
 
 # Hugging Face -> llama.cpp tensor names (the per-layer part).
 LAYER_NAMES = {
@@ -58,6 +67,7 @@ LAYER_NAMES = {
     "mlp.up_proj.weight": "ffn_up.weight",
     "mlp.down_proj.weight": "ffn_down.weight",
     "mlp.gate.weight": "ffn_gate_inp.weight",
+    "block_sparse_moe.gate.weight": "ffn_gate_inp.weight",  # Mixtral
     # DeepSeek-V2/V3 (multi-head latent attention, DeepSeekMoE)
     "self_attn.q_a_proj.weight": "attn_q_a.weight",
     "self_attn.q_a_layernorm.weight": "attn_q_a_norm.weight",
@@ -71,6 +81,9 @@ LAYER_NAMES = {
 }
 EXPERT_NAMES = {"gate_proj.weight": "ffn_gate_exps.weight", "up_proj.weight": "ffn_up_exps.weight",
                 "down_proj.weight": "ffn_down_exps.weight"}
+# Mixtral's experts (block_sparse_moe.experts.E.*): w1 is the gate, w3 the up and w2 the down projection.
+MIXTRAL_EXPERT_NAMES = {"w1.weight": "ffn_gate_exps.weight", "w3.weight": "ffn_up_exps.weight",
+                        "w2.weight": "ffn_down_exps.weight"}
 GLOBAL_NAMES = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
                 "lm_head.weight": "output.weight"}
 
@@ -116,8 +129,47 @@ def to_f32(arr, dtype):
     return arr.astype(np.float32)
 
 
+def round_half_away(x):
+    """C's roundf (ties away from zero), not NumPy's ties-to-even; x - trunc(x) is exact, where
+    |x| + 0.5 could round up (0.49999997 + 0.5 is 1.0 in fp32)."""
+    t = np.trunc(x)
+    return t + np.sign(x) * (np.abs(x - t) >= np.float32(0.5))
+
+
+def quantize_blocks(x, ggml_type):
+    """fp32 rows (last dimension a multiple of 32) -> Q8_0 / Q4_0 blocks as uint8, as ggml's
+    quantize_row_q8_0_ref / quantize_row_q4_0_ref compute them (fp32 arithmetic, the scale d
+    stored as f16 but the codes computed with the unrounded d)."""
+    shape = x.shape
+    b = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, 32)
+    with np.errstate(divide="ignore"):
+        if ggml_type == G.GGML_Q8_0:
+            d = np.abs(b).max(axis=1) / np.float32(127)
+            inv = np.where(d != 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
+            q = round_half_away(b * inv[:, None]).astype(np.int8).view(np.uint8)
+        else:
+            # d = -(the element of largest magnitude, the first on ties) / 8; codes
+            # min(15, trunc(x / d + 8.5)), element j in the low nibble of byte j, j + 16 in the high.
+            big = b[np.arange(len(b)), np.abs(b).argmax(axis=1)]
+            d = (big / np.float32(-8)).astype(np.float32)
+            inv = np.where(d != 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
+            c = np.minimum(15, np.trunc(b * inv[:, None] + np.float32(8.5))).astype(np.uint8)
+            q = c[:, :16] | (c[:, 16:] << np.uint8(4))
+    out = np.concatenate([d.astype("<f2").view(np.uint8).reshape(-1, 2), q], axis=1)
+    return out.reshape(*shape[:-1], -1)
+
+
+def matrix_type(ggml_type, shape):
+    """Quantized types only for rows of whole 32-element blocks (else F16, as llama.cpp's converter)."""
+    if ggml_type in (G.GGML_Q8_0, G.GGML_Q4_0) and shape[-1] % 32 != 0:
+        return G.GGML_F16
+    return ggml_type
+
+
 def convert(arr, dtype, ggml_type):
     """arr (source dtype, BF16 as uint16 bits) -> the bytes of ggml_type."""
+    if ggml_type in (G.GGML_Q8_0, G.GGML_Q4_0):
+        return quantize_blocks(to_f32(arr, dtype), ggml_type)
     if ggml_type == G.GGML_F32:
         return to_f32(arr, dtype).astype("<f4")
     if ggml_type == G.GGML_F16:
@@ -452,7 +504,7 @@ def split_kv_b(a, c):
     return np.ascontiguousarray(kv[:, :nope, :].transpose(0, 2, 1)), np.ascontiguousarray(kv[:, nope:, :])
 
 
-def add_model(w, folder, outtype, kv_b="split"):
+def add_model(w, folder, outtype, kv_b="split", experts_form="stacked"):
     c = load_json(os.path.join(folder, "config.json"))
     arch = ARCH.get((c.get("architectures") or [""])[0])
     if arch is None:
@@ -494,6 +546,16 @@ def add_model(w, folder, outtype, kv_b="split"):
         deepseek2_yarn(w, p, rs)
     elif rtype not in (None, "default", "llama3"):
         raise SystemExit(f"hf_to_gguf: rope_scaling {rtype} is not supported")
+    mixtral = c["architectures"][0] == "MixtralForCausalLM"
+    if mixtral:
+        # llama.cpp's llama MoE: experts feed_forward_length (= intermediate_size) wide, softmax,
+        # top-k renormalised, which is MixtralSparseMoeBlock.
+        w.add(p + "expert_count", G.U32, c["num_local_experts"])
+        w.add(p + "expert_used_count", G.U32, c["num_experts_per_tok"])
+    if arch == "llama" and (c.get("sliding_window") or 0) and c["sliding_window"] < c.get("max_position_embeddings", 2048):
+        raise SystemExit(f"hf_to_gguf: sliding_window {c['sliding_window']} is narrower than the context: a llama GGUF "
+                         "has no key for it (llama.cpp attends over the whole context), so the file would be another "
+                         "model")
     if arch == "qwen3moe":
         if c.get("mlp_only_layers") or c.get("decoder_sparse_step", 1) != 1:
             print("hf_to_gguf: note: dense layers in a qwen3moe GGUF load in dpserve but not in llama.cpp",
@@ -509,7 +571,7 @@ def add_model(w, folder, outtype, kv_b="split"):
 
     def spec(gguf_name, hf_name, permute_heads=None, force_f32=False):
         arr, dtype = st[hf_name]
-        t = G.GGML_F32 if (force_f32 or arr.ndim == 1) else ggml_type
+        t = G.GGML_F32 if (force_f32 or arr.ndim == 1) else matrix_type(ggml_type, arr.shape)
 
         def produce(arr=arr, dtype=dtype, t=t):
             a = np.asarray(arr)
@@ -538,19 +600,30 @@ def add_model(w, folder, outtype, kv_b="split"):
             if kv_b == "split":
                 for i, gg in enumerate(["attn_k_b.weight", "attn_v_b.weight"]):
                     part = split_kv_b(np.asarray(arr), c)[i]
-                    w.add_tensor(G.TensorSpec(f"blk.{layer}.{gg}", ggml_type, part.shape,
-                                              lambda part=part, dtype=dtype: convert(part, dtype, ggml_type)))
+                    t = matrix_type(ggml_type, part.shape)
+                    w.add_tensor(G.TensorSpec(f"blk.{layer}.{gg}", t, part.shape,
+                                              lambda part=part, dtype=dtype, t=t: convert(part, dtype, t)))
             else:
                 w.add_tensor(spec(f"blk.{layer}.attn_kv_b.weight", hp + "self_attn.kv_b_proj.weight"))
-        n_exp = c.get("num_experts") or c.get("n_routed_experts") or 0
-        if n_exp and hp + "mlp.experts.0.gate_proj.weight" in st:
-            for hf, gg in EXPERT_NAMES.items():
-                parts = [st[f"{hp}mlp.experts.{e}.{hf}"] for e in range(n_exp)]
+        n_exp = c.get("num_experts") or c.get("n_routed_experts") or c.get("num_local_experts") or 0
+        experts, names = f"{hp}mlp.experts.", EXPERT_NAMES
+        if mixtral:
+            experts, names = f"{hp}block_sparse_moe.experts.", MIXTRAL_EXPERT_NAMES
+        if n_exp and experts + "0." + next(iter(names)) in st and experts_form == "split":
+            if arch != "llama":
+                raise SystemExit("hf_to_gguf: --experts split is the older llama (Mixtral) layout only")
+            for hf, gg in names.items():  # blk.N.ffn_gate.E.weight, ...
+                for e in range(n_exp):
+                    w.add_tensor(spec(f"blk.{layer}.{gg[:-len('_exps.weight')]}.{e}.weight", f"{experts}{e}.{hf}"))
+        elif n_exp and experts + "0." + next(iter(names)) in st:
+            for hf, gg in names.items():
+                parts = [st[f"{experts}{e}.{hf}"] for e in range(n_exp)]
                 shape = (n_exp,) + parts[0][0].shape
+                t = matrix_type(ggml_type, shape)
 
-                def produce(parts=parts):
-                    return np.stack([convert(np.asarray(a), d, ggml_type) for a, d in parts])
-                w.add_tensor(G.TensorSpec(f"blk.{layer}.{gg}", ggml_type, shape, produce))
+                def produce(parts=parts, t=t):
+                    return np.stack([convert(np.asarray(a), d, t) for a, d in parts])
+                w.add_tensor(G.TensorSpec(f"blk.{layer}.{gg}", t, shape, produce))
     w.add_tensor(spec("output_norm.weight", "model.norm.weight"))
     if "lm_head.weight" in st and not c.get("tie_word_embeddings", False):
         w.add_tensor(spec("output.weight", "lm_head.weight"))
@@ -602,7 +675,7 @@ def add_llama2c(w, path, outtype):
     order += [n for n in ("output_norm.weight", "output.weight") if n in t]
     for name in order:
         a = t[name]
-        typ = G.GGML_F32 if a.ndim == 1 else ggml_type
+        typ = G.GGML_F32 if a.ndim == 1 else matrix_type(ggml_type, a.shape)
         w.add_tensor(G.TensorSpec(name, typ, a.shape, lambda a=a, typ=typ: convert(a, "F32", typ)))
     return {"vocab_size": vocab}
 
@@ -618,6 +691,9 @@ def main(argv):
     ap.add_argument("--kv-b", choices=["split", "joined"], default="split",
                     help="DeepSeek kv_b_proj: attn_k_b + attn_v_b as llama.cpp writes it now (default), or the "
                          "older single attn_kv_b")
+    ap.add_argument("--experts", choices=["stacked", "split"], default="stacked",
+                    help="MoE experts: one 3-D ffn_*_exps tensor per layer (default), or for Mixtral the older "
+                         "one tensor per expert (blk.N.ffn_gate.E.weight), which llama.cpp no longer loads")
     ap.add_argument("--vocab-only", action="store_true", help="write the vocabulary and no tensors")
     ap.add_argument("--no-vocab", action="store_true", help="write no vocabulary")
     ap.add_argument("--alignment", type=int, default=32, help="general.alignment (default 32, not written)")
@@ -635,7 +711,7 @@ def main(argv):
     elif a.llama2c:
         cfg = add_llama2c(w, a.llama2c, a.outtype)
     elif a.model:
-        cfg = add_model(w, a.model, a.outtype, a.kv_b)
+        cfg = add_model(w, a.model, a.outtype, a.kv_b, a.experts)
     else:
         ap.error("give a model folder, --llama2c or --vocab-only")
     if not a.no_vocab:

@@ -32,10 +32,52 @@ void read_qwen3moe(const GgufSet& g, const std::string& p, ModelConfig& c) {
     fail("GGUF {}: {}expert_shared_count is not 0: shared experts are not supported for qwen3moe", m.where(), p);
 }
 
+// llama with <arch>.expert_count > 0 is how llama.cpp stores Mixtral (its converter writes
+// MixtralForCausalLM as `llama`): every layer a MoE whose experts are feed_forward_length wide
+// (blk.N.ffn_gate_inp + the stacked ffn_*_exps), softmax over the router logits, the top
+// expert_used_count renormalised to sum 1 (llama.cpp's build_moe_ffn with norm_w for this
+// architecture). llama.cpp reads no other routing key for llama; one that would ask for another
+// rule (groups, shared experts, sigmoid, no renormalisation, a scale) is refused by name rather
+// than run with Mixtral's.
+void read_llama(const GgufSet& g, const std::string& p, ModelConfig& c) {
+  const GgufMetadata& m = g.metadata();
+  const auto n = m.get_int(p + "expert_count");
+  if (!n || *n == 0) {
+    if (m.get_int(p + "expert_used_count").value_or(0) != 0)
+      fail("GGUF {}: {}expert_used_count is set but {}expert_count is {}", m.where(), p, p, n ? "0" : "missing");
+    return;
+  }
+  c.n_experts = positive(m, p + "expert_count");
+  c.n_experts_per_tok = positive(m, p + "expert_used_count");
+  if (c.n_experts_per_tok > c.n_experts)
+    fail("GGUF {}: {}expert_used_count {} exceeds expert_count {}", m.where(), p, c.n_experts_per_tok, c.n_experts);
+  c.moe_ffn = c.ffn;  // llama.cpp sizes llama's experts by feed_forward_length
+  c.ffn = 0;          // no dense layer: every layer has a router (a missing one is a missing tensor)
+  c.routing.normalize = true;
+  c.decoder_sparse_step = 1;
+  auto refuse = [&](const char* key, const std::string& why) {
+    fail("GGUF {}: metadata key \"{}{}\" {}: a llama MoE (Mixtral) routes by softmax over all experts, top "
+         "expert_used_count renormalised, as llama.cpp does",
+         m.where(), p, key, why);
+  };
+  if (const auto f = m.get_int(p + "expert_feed_forward_length"); f && *f != c.moe_ffn)
+    refuse("expert_feed_forward_length", fmt::format("is {} but llama experts are feed_forward_length ({}) wide", *f,
+                                                     c.moe_ffn));
+  for (const char* k : {"expert_shared_count", "expert_shared_feed_forward_length"})
+    if (m.get_int(p + k).value_or(0) != 0) refuse(k, "asks for shared experts, which dpserve does not run for llama");
+  if (m.get_int(p + "expert_group_count").value_or(0) > 1) refuse("expert_group_count", "asks for expert groups");
+  if (const auto f = m.get_int(p + "expert_gating_func"); f && *f != 1)
+    refuse("expert_gating_func", fmt::format("is {}, not 1 (softmax)", *f));
+  if (m.has(p + "expert_weights_norm") && !m.get_bool(p + "expert_weights_norm").value_or(true))
+    refuse("expert_weights_norm", "is false");
+  if (const auto s = m.get_float(p + "expert_weights_scale"); s && *s != 0.0 && *s != 1.0)
+    refuse("expert_weights_scale", fmt::format("is {}", *s));
+}
+
 // deepseek2 (DeepSeek-V2, V2-Lite, V3, R1): llama.cpp's converter permutes nothing; its RoPE for
 // this architecture rotates adjacent pairs of q_pe / k_pe, as dpserve's MLA does for every model.
 constexpr std::array<GgufArch, 5> kArchs = {{
-    {"llama", Arch::Llama, true, false, false, false, false, nullptr},
+    {"llama", Arch::Llama, true, false, false, false, false, read_llama},
     {"qwen2", Arch::Qwen2, false, true, false, false, false, nullptr},
     {"qwen3", Arch::Qwen3, false, false, true, false, false, nullptr},
     {"qwen3moe", Arch::Qwen3Moe, false, false, true, true, false, read_qwen3moe},

@@ -19,7 +19,9 @@ struct GgufArch {
   bool rope_interleaved;
   bool qkv_bias;  // attn_{q,k,v}.bias required (Qwen2); llama allows them, others reject them
   bool qk_norm;   // attn_q_norm / attn_k_norm required (Qwen3)
-  bool moe;       // layers with ffn_gate_inp route to the stacked experts ffn_*_exps
+  // Layers with ffn_gate_inp route to the stacked experts ffn_*_exps, the others are dense. (llama
+  // has no such mix: its read_extra makes every layer sparse when expert_count > 0, i.e. Mixtral.)
+  bool moe;
   // Multi-head latent attention (deepseek2): read_extra sets the head widths, the KV layout and
   // the RoPE width from the MLA keys instead of the common key_length / head_count_kv rules.
   bool mla;

@@ -153,6 +153,28 @@ DType tensor_dtype(const GgufTensorInfo& t) {
 // GGUF lists dimensions fastest first; the store (like safetensors) slowest first.
 std::vector<int64_t> hf_shape(const GgufTensorInfo& t) { return std::vector<int64_t>(t.ne.rbegin(), t.ne.rend()); }
 
+// Older llama (Mixtral) files, from before llama.cpp stacked the experts: one 2-D tensor per
+// expert, "ffn_gate.3.weight" -> the stacked tensor's row ("ffn_gate_exps.weight") and 3.
+const LayerName* split_expert_name(std::string_view rest, int64_t& expert) {
+  for (const LayerName& n : kLayerNames) {
+    if (n.use != Use::Experts) continue;
+    const std::string_view stem = n.gguf.substr(0, n.gguf.find("_exps"));  // "ffn_gate"
+    if (rest.size() <= stem.size() + 8 || rest.substr(0, stem.size() + 1) != std::string(stem) + "." ||
+        rest.substr(rest.size() - 7) != ".weight")
+      continue;
+    const std::string_view num = rest.substr(stem.size() + 1, rest.size() - stem.size() - 8);
+    const auto r = std::from_chars(num.data(), num.data() + num.size(), expert);
+    if (r.ec == std::errc() && r.ptr == num.data() + num.size() && expert >= 0) return &n;
+  }
+  return nullptr;
+}
+
+// "blk.N.ffn_gate.E.weight"
+std::string per_expert_name(int64_t layer, const LayerName& n, int64_t e) {
+  return "blk." + std::to_string(layer) + "." + std::string(n.gguf.substr(0, n.gguf.find("_exps"))) + "." +
+         std::to_string(e) + ".weight";
+}
+
 // blk.N.ffn_*_exps [experts, rows, cols] -> model.layers.N.mlp.experts.E.* [rows, cols], views in place.
 void add_experts(const GgufTensorInfo& t, DType dt, int64_t n_experts, const std::string& prefix, std::string_view hf,
                  WeightStore& store) {
@@ -232,6 +254,23 @@ void load_gguf(const std::string& path, ModelConfig& config, WeightStore& store)
       const LayerName* rule = nullptr;
       for (const LayerName& n : kLayerNames)
         if (n.gguf == rest) rule = &n;
+      int64_t expert = -1;
+      if (!rule && c.arch == Arch::Llama && (rule = split_expert_name(rest, expert)) != nullptr) {
+        if (!applies(rule->use, lay, layer))
+          fail("GGUF {}: tensor \"{}\" is not used by this {} model ({})", t.file, t.name, c.arch_name,
+               why_not(rule->use));
+        const bool down = rule->gguf == "ffn_down_exps.weight";
+        const std::vector<int64_t> want = down ? std::vector<int64_t>{c.moe_ffn, c.hidden}
+                                               : std::vector<int64_t>{c.hidden, c.moe_ffn};
+        if (expert >= c.n_experts || t.ne != want)
+          fail("GGUF {}: tensor \"{}\" must be expert < {} (expert_count) of dimensions {} (listed fastest first), "
+               "has dimensions {}", t.file, t.name, c.n_experts, fmt::join(want, " x "), fmt::join(t.ne, " x "));
+        store.add("model.layers." + std::to_string(layer) + ".mlp.experts." + std::to_string(expert) + "." +
+                      std::string(rule->hf),
+                  TensorInfo{tensor_dtype(t), hf_shape(t), t.data, t.file});
+        seen.insert(t.name);
+        continue;
+      }
       if (!rule) fail("GGUF {}: tensor \"{}\" is not one dpserve uses for a {} model", t.file, t.name, c.arch_name);
       if (!applies(rule->use, lay, layer))
         fail("GGUF {}: tensor \"{}\" is not used by this {} model ({})", t.file, t.name, c.arch_name,
@@ -262,8 +301,22 @@ void load_gguf(const std::string& path, ModelConfig& config, WeightStore& store)
   for (int64_t l = 0; l < c.n_layers; ++l)
     for (const LayerName& n : kLayerNames) {
       const std::string name = "blk." + std::to_string(l) + "." + std::string(n.gguf);
-      if (applies(n.use, lay, l) && n.use != Use::RouterBias && !seen.count(name))
-        fail("GGUF {}: tensor \"{}\" is missing (a {} model needs it)", g.path(), name, c.arch_name);
+      if (!applies(n.use, lay, l) || n.use == Use::RouterBias) continue;
+      if (n.use == Use::Experts && c.arch == Arch::Llama) {  // stacked, or one tensor per expert
+        int64_t split = 0;
+        for (int64_t e = 0; e < c.n_experts; ++e) split += seen.count(per_expert_name(l, n, e));
+        if (split > 0 && seen.count(name))
+          fail("GGUF {}: layer {} has both \"{}\" and per-expert tensors such as \"{}\"", g.path(), l, name,
+               per_expert_name(l, n, 0));
+        if (split > 0) {
+          for (int64_t e = 0; e < c.n_experts; ++e)
+            if (!seen.count(per_expert_name(l, n, e)))
+              fail("GGUF {}: tensor \"{}\" is missing (the layer stores its experts one tensor each)", g.path(),
+                   per_expert_name(l, n, e));
+          continue;
+        }
+      }
+      if (!seen.count(name)) fail("GGUF {}: tensor \"{}\" is missing (a {} model needs it)", g.path(), name, c.arch_name);
     }
   for (const auto& [l, parts] : kv_b_parts)
     add_kv_b(*parts[0], *parts[1], c, "model.layers." + std::to_string(l) + ".", store);

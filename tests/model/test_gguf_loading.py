@@ -14,6 +14,10 @@
   * bad deepseek2 files (a missing MLA key, YaRN without its attention temperature, an unknown
     gating function, metadata and tensors of different kv_b layouts, a missing or stray tensor)
     are refused naming the key or tensor;
+  * bad Mixtral files (llama with expert_count): routing keys that ask for another rule (groups,
+    sigmoid, shared experts, a scale, no renormalisation, experts of another width), an
+    expert_count the stacked tensors do not have, a missing router, a dense FFN tensor, and in the
+    older per-expert layout a missing expert or one beyond expert_count;
   * a quantized model whose shard would cut a block names --tp-size.
 
 usage: test_gguf_loading.py DPSERVE_BIN SHARED_DIR WORK_DIR
@@ -281,6 +285,42 @@ BAD += [
     ("ds_stray_attn_k", patched_model(extra_tensors=[G.TensorSpec("blk.0.attn_k.weight", 0, (4, 128),
                                                                   lambda: np.ones((4, 128), "<f4"))], base=ds),
      "multi-head latent attention has no per-head K/V projections"),
+]
+# Mixtral as llama.cpp stores it (llama + expert_count / expert_used_count, stacked experts): routing
+# keys llama.cpp's llama MoE would not honour either are refused by name, as are layouts it cannot be.
+mix_hf = os.path.join(WORK, "hf-mixtral")
+subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.py"), "--arch", "mixtral",
+                "--quiet", "--out", mix_hf], check=True, timeout=300)
+mix = os.path.join(WORK, "mixtral.gguf")
+hf_to_gguf([mix_hf, "--outtype", "bf16", "--out", mix])
+mix_split = os.path.join(WORK, "mixtral-split.gguf")
+hf_to_gguf([mix_hf, "--outtype", "bf16", "--experts", "split", "--out", mix_split])
+BAD += [
+    ("mix_no_used", patched_model(drop=("llama.expert_used_count",), base=mix), '"llama.expert_used_count" is missing'),
+    ("mix_groups", patched_model(extra_kv=[("llama.expert_group_count", G.U32, 2)], base=mix),
+     '"llama.expert_group_count" asks for expert groups'),
+    ("mix_sigmoid", patched_model(extra_kv=[("llama.expert_gating_func", G.U32, 2)], base=mix),
+     '"llama.expert_gating_func" is 2, not 1 (softmax)'),
+    ("mix_shared", patched_model(extra_kv=[("llama.expert_shared_feed_forward_length", G.U32, 64)], base=mix),
+     '"llama.expert_shared_feed_forward_length" asks for shared experts'),
+    ("mix_scale", patched_model(extra_kv=[("llama.expert_weights_scale", G.F32, 2.5)], base=mix),
+     '"llama.expert_weights_scale" is 2.5'),
+    ("mix_no_norm", patched_model(extra_kv=[("llama.expert_weights_norm", G.BOOL, False)], base=mix),
+     '"llama.expert_weights_norm" is false'),
+    ("mix_expert_ffn", patched_model(extra_kv=[("llama.expert_feed_forward_length", G.U32, 32)], base=mix),
+     'llama experts are feed_forward_length (64) wide'),
+    ("mix_expert_count", patched_model(replace_kv={"llama.expert_count": (G.U32, 4, None)}, base=mix),
+     'must be 3-D [4 experts, rows, cols] (expert_count)'),
+    ("mix_missing_router", patched_model(drop=("blk.1.ffn_gate_inp.weight",), base=mix),
+     'tensor "blk.1.ffn_gate_inp.weight" is missing'),
+    ("mix_split_missing", patched_model(drop=("blk.1.ffn_up.5.weight",), base=mix_split),
+     'tensor "blk.1.ffn_up.5.weight" is missing (the layer stores its experts one tensor each)'),
+    ("mix_split_range", patched_model(extra_tensors=[G.TensorSpec("blk.0.ffn_gate.8.weight", 0, (64, 96),
+                                                                  lambda: np.ones((64, 96), "<f4"))], base=mix_split),
+     'tensor "blk.0.ffn_gate.8.weight" must be expert < 8 (expert_count)'),
+    ("mix_dense_ffn", patched_model(extra_tensors=[G.TensorSpec("blk.0.ffn_up.weight", 0, (64, 96),
+                                                                lambda: np.ones((64, 96), "<f4"))], base=mix),
+     'tensor "blk.0.ffn_up.weight" is not used by this llama model (the layer is a mixture of experts)'),
 ]
 for name, data, expect in BAD:
     path = write("bad_" + name, data)
