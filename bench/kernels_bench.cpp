@@ -23,6 +23,7 @@
 #include "kernels/attention.h"
 #include "kernels/isa.h"
 #include "kernels/matmul.h"
+#include "kernels/repack.h"
 
 namespace dpserve {
 namespace {
@@ -77,10 +78,12 @@ void BM_Bf16Peak(benchmark::State& state) {
 
 // Enough copies of a bf16 weight matrix to exceed L3 several times, cycled so
 // every product reads its weights from DRAM, as in decode.
+// `repacked`: in the BF16_X8 layout the model loads bf16 weights into (kernels/repack.h).
 struct WeightSet {
   std::vector<std::unique_ptr<AlignedBuf<uint16_t>>> copies;
+  std::vector<InterleavedWeight> packed;
   int64_t n, k;
-  WeightSet(int64_t n_, int64_t k_, int64_t min_total) : n(n_), k(k_) {
+  WeightSet(int64_t n_, int64_t k_, int64_t min_total, bool repacked = false) : n(n_), k(k_) {
     const int64_t bytes = n * k * 2;
     const int64_t count = std::max<int64_t>(1, (min_total + bytes - 1) / bytes);
     std::mt19937 rng(1);
@@ -89,9 +92,16 @@ struct WeightSet {
       copies.push_back(std::make_unique<AlignedBuf<uint16_t>>(size_t(n * k)));
       uint16_t* p = copies.back()->p;
       for (int64_t i = 0; i < n * k; ++i) p[i] = f32_to_bf16(d(rng));
+      if (repacked) {
+        packed.push_back(interleave(WeightView{p, DType::BF16, n, k, k}));
+        copies.back().reset();
+      }
     }
   }
-  WeightView view(size_t i) const { return WeightView{copies[i % copies.size()]->p, DType::BF16, n, k, k}; }
+  WeightView view(size_t i) const {
+    if (!packed.empty()) return packed[i % packed.size()].view;
+    return WeightView{copies[i % copies.size()]->p, DType::BF16, n, k, k};
+  }
 };
 
 KernelIsa bench_isa() { return best_kernel_isa(); }
@@ -116,7 +126,7 @@ void team_matmul(const float* x, int64_t M, int64_t K, const WeightView& w, floa
 
 void BM_Gemv(benchmark::State& state) {
   const int64_t K = state.range(0), N = state.range(1);
-  const WeightSet ws(N, K, 512 * kMiB);
+  const WeightSet ws(N, K, 512 * kMiB, state.range(2) != 0);
   std::vector<float> x(K, 0.5f), y(N);
   size_t i = 0;
   Timer timer;
@@ -136,15 +146,17 @@ void BM_Gemv(benchmark::State& state) {
 
 void BM_Gemm(benchmark::State& state) {
   const int64_t M = state.range(0), K = state.range(1), N = state.range(2);
-  const WeightSet ws(N, K, 0);
+  // dram: weights cycled through >= 512 MiB of copies (read from DRAM, as in a decode step).
+  const WeightSet ws(N, K, state.range(4) ? 512 * kMiB : 0, state.range(3) != 0);
   std::vector<float> x(M * K), y(M * N);
   std::mt19937 rng(2);
   std::uniform_real_distribution<float> d(-1, 1);
   for (float& v : x) v = d(rng);
   Timer timer;
+  size_t i = 0;
   for (auto _ : state) {
     timer.start();
-    team_matmul(x.data(), M, K, ws.view(0), y.data(), N);
+    team_matmul(x.data(), M, K, ws.view(i++), y.data(), N);
     benchmark::ClobberMemory();
     timer.stop();
   }
@@ -198,23 +210,20 @@ void BM_AttentionDecode(benchmark::State& state) {
 
 BENCHMARK(BM_ReadBandwidth)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Bf16Peak)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+// x8: 0 = bf16 rows as stored, 1 = the BF16_X8 layout the model loads bf16 weights into.
 BENCHMARK(BM_Gemv)
-    ->ArgNames({"K", "N"})
-    ->Args({2048, 2048})
-    ->Args({2048, 256})
-    ->Args({2048, 5632})
-    ->Args({5632, 2048})
-    ->Args({2048, 32000})
+    ->ArgNames({"K", "N", "x8"})
+    ->ArgsProduct({{2048}, {2048, 256, 5632, 32000}, {0, 1}})
+    ->Args({5632, 2048, 0})
+    ->Args({5632, 2048, 1})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
+// dram = 1: the weights come from DRAM (cycled copies), as a batched decode step reads them.
 BENCHMARK(BM_Gemm)
-    ->ArgNames({"M", "K", "N"})
-    ->Args({32, 2048, 2048})
-    ->Args({32, 2048, 5632})
-    ->Args({32, 5632, 2048})
-    ->Args({512, 2048, 2048})
-    ->Args({512, 2048, 5632})
-    ->Args({512, 5632, 2048})
+    ->ArgNames({"M", "K", "N", "x8", "dram"})
+    ->ArgsProduct({{32, 512}, {2048}, {2048, 5632}, {0, 1}, {0}})
+    ->ArgsProduct({{32, 512}, {5632}, {2048}, {0, 1}, {0}})
+    ->ArgsProduct({{8, 32}, {2048}, {5632}, {0, 1}, {1}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_AttentionDecode)

@@ -73,7 +73,7 @@ struct QWeightSet {
       x = interleave(v);
       v = x.view;
     }
-    const int64_t bytes = dtype_row_bytes(t, k) * interleaved_rows(n);
+    const int64_t bytes = dtype_row_bytes(t, k) * interleaved_rows(t, n);
     const int64_t count = std::max<int64_t>(1, (min_total + bytes - 1) / bytes);
     for (int64_t c = 0; c < count; ++c) {
       copies.emplace_back(size_t(bytes));

@@ -5,9 +5,11 @@
 // Float types are blocks of one element. A row of n elements must be a whole number of blocks.
 //
 // The *_X16 types hold the same blocks repacked for the int8 kernels (kernels/repack.h): rows in
-// groups of 16, each block's 16 rows interleaved four bytes at a time. A row still takes
-// `block_bytes` per block, so sizes and row offsets are the plain type's; only whole groups of
-// 16 rows can be addressed. Layers never see the difference: the matmul dispatches on it.
+// groups of 16, each block's 16 rows interleaved four bytes at a time. BF16_X8 holds bf16 weights
+// in groups of 8 rows, each 32-element chunk of the 8 rows stored together (the bf16 kernels read a
+// group as one stream). A row still takes `block_bytes` per block, so sizes and row offsets are the
+// plain type's; only whole groups of rows can be addressed. Layers never see the difference: the
+// matmul dispatches on it.
 #pragma once
 
 #include <cstddef>
@@ -32,13 +34,15 @@ enum class DType {
   Q4_K_X16,
   Q5_K_X16,
   Q6_K_X16,
+  BF16_X8,  // bf16 in 8-row groups of 32-element chunks (kernels/repack.h); rows of whole chunks
 };
 
 struct DTypeTraits {
   const char* name;
   int64_t block_elems;
   int64_t block_bytes;
-  int64_t row_group = 1;  // rows stored interleaved (16 for the *_X16 types)
+  int64_t row_group = 1;  // rows stored interleaved (16 for the *_X16 types, 8 for BF16_X8)
+  bool quantized = false;  // integer codes with scales (a block of floats is not)
 };
 
 inline constexpr DTypeTraits dtype_traits(DType t) {
@@ -46,21 +50,22 @@ inline constexpr DTypeTraits dtype_traits(DType t) {
     case DType::F32: return {"F32", 1, 4};
     case DType::BF16: return {"BF16", 1, 2};
     case DType::F16: return {"F16", 1, 2};
-    case DType::Q8_0: return {"Q8_0", 32, 34};
-    case DType::Q4_0: return {"Q4_0", 32, 18};
-    case DType::Q4_K: return {"Q4_K", 256, 144};
-    case DType::Q5_K: return {"Q5_K", 256, 176};
-    case DType::Q6_K: return {"Q6_K", 256, 210};
-    case DType::Q8_0_X16: return {"Q8_0x16", 32, 34, 16};
-    case DType::Q4_0_X16: return {"Q4_0x16", 32, 18, 16};
-    case DType::Q4_K_X16: return {"Q4_Kx16", 256, 144, 16};
-    case DType::Q5_K_X16: return {"Q5_Kx16", 256, 176, 16};
-    case DType::Q6_K_X16: return {"Q6_Kx16", 256, 210, 16};
+    case DType::Q8_0: return {"Q8_0", 32, 34, 1, true};
+    case DType::Q4_0: return {"Q4_0", 32, 18, 1, true};
+    case DType::Q4_K: return {"Q4_K", 256, 144, 1, true};
+    case DType::Q5_K: return {"Q5_K", 256, 176, 1, true};
+    case DType::Q6_K: return {"Q6_K", 256, 210, 1, true};
+    case DType::Q8_0_X16: return {"Q8_0x16", 32, 34, 16, true};
+    case DType::Q4_0_X16: return {"Q4_0x16", 32, 18, 16, true};
+    case DType::Q4_K_X16: return {"Q4_Kx16", 256, 144, 16, true};
+    case DType::Q5_K_X16: return {"Q5_Kx16", 256, 176, 16, true};
+    case DType::Q6_K_X16: return {"Q6_Kx16", 256, 210, 16, true};
+    case DType::BF16_X8: return {"BF16x8", 32, 64, 8};
   }
   return {"?", 1, 1};
 }
 
-inline bool dtype_is_quantized(DType t) { return dtype_traits(t).block_elems > 1; }
+inline bool dtype_is_quantized(DType t) { return dtype_traits(t).quantized; }
 inline int64_t dtype_block_elems(DType t) { return dtype_traits(t).block_elems; }
 inline int64_t dtype_block_bytes(DType t) { return dtype_traits(t).block_bytes; }
 inline const char* dtype_name(DType t) { return dtype_traits(t).name; }
@@ -74,11 +79,13 @@ inline constexpr DType dtype_plain(DType t) {
     case DType::Q4_K_X16: return DType::Q4_K;
     case DType::Q5_K_X16: return DType::Q5_K;
     case DType::Q6_K_X16: return DType::Q6_K;
+    case DType::BF16_X8: return DType::BF16;
     default: return t;
   }
 }
 
-// The repacked form of a block type (Q4_0 -> Q4_0_X16); float and repacked types map to themselves.
+// The repacked form of a block type (Q4_0 -> Q4_0_X16, BF16 -> BF16_X8); other float and repacked
+// types map to themselves.
 inline constexpr DType dtype_interleaved(DType t) {
   switch (t) {
     case DType::Q8_0: return DType::Q8_0_X16;
@@ -86,6 +93,7 @@ inline constexpr DType dtype_interleaved(DType t) {
     case DType::Q4_K: return DType::Q4_K_X16;
     case DType::Q5_K: return DType::Q5_K_X16;
     case DType::Q6_K: return DType::Q6_K_X16;
+    case DType::BF16: return DType::BF16_X8;
     default: return t;
   }
 }

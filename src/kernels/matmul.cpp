@@ -58,12 +58,12 @@ float WeightView::at(int64_t r, int64_t c) const {
 
 void weight_row_to_f32(const WeightView& w, int64_t r, float* out) {
   if (r < 0 || r >= w.rows) fail("row {} out of range of a {}-row matrix", r, w.rows);
-  if (dtype_row_group(w.dtype) > 1) {  // repacked: gather the row's blocks back first
-    const int64_t g = r / 16;
+  if (const int64_t G = dtype_row_group(w.dtype); G > 1) {  // repacked: gather the row's blocks back first
+    const int64_t g = r / G;
     thread_local std::vector<uint8_t> plain;
     plain.resize(size_t(dtype_row_bytes(w.dtype, w.cols)));
-    deinterleave_row(w.dtype, static_cast<const uint8_t*>(w.data) + g * 16 * dtype_row_bytes(w.dtype, w.ld),
-                     int(r % 16), w.cols, plain.data());
+    deinterleave_row(w.dtype, static_cast<const uint8_t*>(w.data) + g * G * dtype_row_bytes(w.dtype, w.ld),
+                     int(r % G), w.cols, plain.data());
     dequantize_row(dtype_plain(w.dtype), plain.data(), out, w.cols);
     return;
   }
@@ -89,7 +89,7 @@ void matmul(const float* x, int64_t M, int64_t ldx, const WeightView& w, const f
       double acc = 0.0;
       for (int64_t k = 0; k < w.cols; ++k) {
         float xv = x[m * ldx + k];
-        if (w.dtype == DType::BF16) xv = bf16_to_f32(f32_to_bf16(xv));
+        if (dtype_plain(w.dtype) == DType::BF16) xv = bf16_to_f32(f32_to_bf16(xv));
         acc += double(xv) * double(w.at(n, k));
       }
       if (bias) acc += bias[n];

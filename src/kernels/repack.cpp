@@ -213,8 +213,36 @@ void put_bit_pairs(const uint8_t (*c)[256], int k0, uint8_t* out) {
 
 }  // namespace
 
+namespace {
+
+// BF16_X8: chunk c of the group is 8 rows x 32 bf16 (row r's 64 bytes at 64 r), chunks in order.
+constexpr int64_t kBf16Chunk = 32, kBf16ChunkBytes = 64, kBf16Rows = 8;
+
+void interleave_bf16(const uint8_t* src, int64_t ld_bytes, int n_rows, int64_t cols, uint8_t* dst) {
+  DP_CHECK(cols % kBf16Chunk == 0 && n_rows >= 0 && n_rows <= kBf16Rows, "interleave_group: bad bf16 shape");
+  for (int64_t c = 0; c < cols / kBf16Chunk; ++c) {
+    uint8_t* out = dst + c * kBf16Rows * kBf16ChunkBytes;
+    for (int r = 0; r < kBf16Rows; ++r) {
+      if (r < n_rows) {
+        std::memcpy(out + r * kBf16ChunkBytes, src + r * ld_bytes + c * kBf16ChunkBytes, kBf16ChunkBytes);
+      } else {
+        std::memset(out + r * kBf16ChunkBytes, 0, kBf16ChunkBytes);  // padding rows: zeros, never stored
+      }
+    }
+  }
+}
+
+void deinterleave_bf16(const uint8_t* group, int r, int64_t cols, uint8_t* dst) {
+  DP_CHECK(cols % kBf16Chunk == 0 && r >= 0 && r < kBf16Rows, "deinterleave_row: bad bf16 shape");
+  for (int64_t c = 0; c < cols / kBf16Chunk; ++c)
+    std::memcpy(dst + c * kBf16ChunkBytes, group + (c * kBf16Rows + r) * kBf16ChunkBytes, kBf16ChunkBytes);
+}
+
+}  // namespace
+
 void interleave_group(DType t, const uint8_t* src, int64_t ld_bytes, int n_rows, int64_t cols, uint8_t* dst) {
   t = dtype_plain(t);
+  if (t == DType::BF16) return interleave_bf16(src, ld_bytes, n_rows, cols, dst);
   const Layout L = layout(t);
   DP_CHECK(cols % L.be == 0 && n_rows >= 0 && n_rows <= 16, "interleave_group: bad shape");
   const int64_t nb = cols / L.be;
@@ -261,6 +289,7 @@ void interleave_group(DType t, const uint8_t* src, int64_t ld_bytes, int n_rows,
 
 void deinterleave_row(DType t, const uint8_t* group, int r, int64_t cols, uint8_t* dst) {
   t = dtype_plain(t);
+  if (t == DType::BF16) return deinterleave_bf16(group, r, cols, dst);
   const Layout L = layout(t);
   DP_CHECK(cols % L.be == 0 && r >= 0 && r < 16, "deinterleave_row: bad shape");
   const CodeSlot* tab = slots(t).s.data();
@@ -279,18 +308,21 @@ void deinterleave_row(DType t, const uint8_t* group, int r, int64_t cols, uint8_
 }
 
 InterleavedWeight interleave(const WeightView& w) {
-  if (!dtype_is_quantized(w.dtype) || dtype_row_group(w.dtype) != 1)
+  if ((!dtype_is_quantized(w.dtype) && w.dtype != DType::BF16) || dtype_row_group(w.dtype) != 1)
     fail("interleave: {} weights have no repacked form", dtype_name(w.dtype));
+  if (w.dtype == DType::BF16 && w.cols % 32 != 0)
+    fail("interleave: bf16 rows of {} elements are not whole 32-element chunks", w.cols);
   InterleavedWeight out;
-  const int64_t groups = (w.rows + 15) / 16;
-  const int64_t group_bytes = 16 * dtype_row_bytes(w.dtype, w.cols);
+  const int64_t G = interleave_group_rows(w.dtype);
+  const int64_t groups = (w.rows + G - 1) / G;
+  const int64_t group_bytes = G * dtype_row_bytes(w.dtype, w.cols);
   out.bytes = AlignedBytes(size_t(groups * group_bytes));
   const int64_t ld_bytes = dtype_row_bytes(w.dtype, w.ld);
   const uint8_t* src = static_cast<const uint8_t*>(w.data);
   uint8_t* dst = out.bytes.data();
 #pragma omp parallel for schedule(dynamic, 4) if (groups > 8)
   for (int64_t g = 0; g < groups; ++g)
-    interleave_group(w.dtype, src + g * 16 * ld_bytes, ld_bytes, int(std::min<int64_t>(16, w.rows - 16 * g)), w.cols,
+    interleave_group(w.dtype, src + g * G * ld_bytes, ld_bytes, int(std::min<int64_t>(G, w.rows - G * g)), w.cols,
                      dst + g * group_bytes);
   out.view = WeightView{dst, dtype_interleaved(w.dtype), w.rows, w.cols, w.cols};
   return out;

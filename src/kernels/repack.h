@@ -20,9 +20,12 @@
 //                      32 elements: 4 nibble chunks x 64 B (low four bits), 2 x 64 B of high
 //                      bit pairs (bits 2t, 2t+1 of byte 4r + i of pair-vector v belong to
 //                      element 4(4v + t) + i of row r)
+// BF16_X8 groups 8 rows instead: per 32 columns (512 B), the 8 rows' 32 bf16 elements one after
+// the other (row r at byte 64 r), so a group is read as one sequential stream and each row keeps
+// its own K order (the bf16 kernels' lanes run over K).
 // A nibble chunk c of 32 elements holds k-group 2c in its low and 2c + 1 in its high nibbles.
 // Rows past the end of the matrix (the last group of a matrix whose rows are not a multiple of
-// 16) are zero: scale 0, so they read as zeros and are never stored.
+// the group) are zero (scale 0 for the block types), so they read as zeros and are never stored.
 #pragma once
 
 #include <cstdint>
@@ -33,14 +36,21 @@
 
 namespace dpserve {
 
-// Rows of the matrix interleave() produces for `rows` plain rows (rounded up to 16).
-inline int64_t interleaved_rows(int64_t rows) { return (rows + 15) / 16 * 16; }
+// Rows in one group of t's repacked form (16 for the block types, 8 for bf16).
+inline int64_t interleave_group_rows(DType t) { return dtype_row_group(dtype_interleaved(t)); }
 
-// One group: `n_rows` (<= 16) plain rows of `cols` elements (row stride `ld_bytes`) at `src`,
-// written as one 16-row group of type dtype_interleaved(t) at `dst`.
+// Rows of the matrix interleave() produces for `rows` plain rows of type t (rounded up to a group).
+inline int64_t interleaved_rows(DType t, int64_t rows) {
+  const int64_t g = interleave_group_rows(t);
+  return (rows + g - 1) / g * g;
+}
+
+// One group: `n_rows` (<= interleave_group_rows(t)) plain rows of `cols` elements (row stride
+// `ld_bytes`) at `src`, written as one group of type dtype_interleaved(t) at `dst`.
 void interleave_group(DType t, const uint8_t* src, int64_t ld_bytes, int n_rows, int64_t cols, uint8_t* dst);
 
-// Row `r` (0..15) of the group at `group` (cols elements) as plain blocks of dtype_plain(t).
+// Row `r` (below the group's rows) of the group at `group` (cols elements) as plain blocks of
+// dtype_plain(t).
 void deinterleave_row(DType t, const uint8_t* group, int r, int64_t cols, uint8_t* dst);
 
 // 64-byte aligned bytes (the kernels' 64-byte loads then never straddle two cache lines more
@@ -61,7 +71,8 @@ class AlignedBytes {
   size_t n_ = 0;
 };
 
-// A whole quantized matrix (plain block type, any row stride) in its repacked form: `view` has
+// A whole quantized or bf16 matrix (plain type, any row stride; bf16 rows of whole 32-element
+// chunks) in its repacked form: `view` has
 // dtype_interleaved(w.dtype), the same rows and cols, ld = cols, and points into `bytes`.
 // Groups are repacked in parallel on the calling thread's OpenMP team.
 struct InterleavedWeight {
