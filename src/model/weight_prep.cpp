@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "kernels/isa.h"
 #include "kernels/quantize.h"
 
 namespace dpserve {
@@ -20,11 +21,12 @@ namespace {
 constexpr size_t kHugePage = size_t(2) << 20;
 }  // namespace
 
-bool WeightPrep::copy_float_weights() {
+WeightPrep::FloatLayout WeightPrep::float_layout() {
   const char* e = std::getenv("DPSERVE_WEIGHTS");
-  if (!e || !*e || std::string(e) == "copied") return true;
-  if (std::string(e) == "mapped") return false;
-  fail("DPSERVE_WEIGHTS={}: expected 'copied' (the default) or 'mapped'", e);
+  if (!e || !*e || std::string(e) == "repacked") return FloatLayout::kRepacked;
+  if (std::string(e) == "copied") return FloatLayout::kCopied;
+  if (std::string(e) == "mapped") return FloatLayout::kMapped;
+  fail("DPSERVE_WEIGHTS={}: expected 'repacked' (the default), 'copied' or 'mapped'", e);
 }
 
 WeightPrep::WeightPrep(Quantization q, int64_t n_layers, std::function<void(const void*, size_t)> release,
@@ -34,14 +36,20 @@ WeightPrep::WeightPrep(Quantization q, int64_t n_layers, std::function<void(cons
       release_(std::move(release)),
       verbose_(verbose),
       progress_(verbose && ::isatty(2)),
-      copy_floats_(copy_float_weights()) {}
+      floats_(float_layout()),
+      bf16_kernel_(best_kernel_isa() == KernelIsa::Avx512Bf16) {}
 
 void WeightPrep::add(WeightView* slot, WeightRole role, int64_t layer, int64_t full_cols, const std::string& name) {
   const WeightView& w = *slot;
   if (!w.data || w.rows == 0 || dtype_row_group(w.dtype) > 1) return;
   const DType target = dtype_is_quantized(w.dtype) ? w.dtype : quantized_type(q_, role, layer, n_layers_, full_cols, w.dtype);
   if (!dtype_is_quantized(target)) {
-    if (copy_floats_) items_.push_back(Item{slot, role, layer, full_cols, name, w.dtype});
+    if (floats_ == FloatLayout::kMapped) return;
+    // bf16 rows of whole 32-element chunks go into 8-row groups where the AVX-512 BF16 kernel reads
+    // them; anything else is copied as it is.
+    const bool repack = floats_ == FloatLayout::kRepacked && bf16_kernel_ && w.dtype == DType::BF16 &&
+                        dtype_row_splits(DType::BF16_X8, w.cols);
+    items_.push_back(Item{slot, role, layer, full_cols, name, w.dtype, repack});
     return;
   }
   // The recipe fits the whole matrix; this rank's slice of its columns must fit too.
@@ -49,17 +57,27 @@ void WeightPrep::add(WeightView* slot, WeightRole role, int64_t layer, int64_t f
     fail("--tp-size: {} ({} input columns) would be split into slices of {}, not whole {}-element {} blocks; "
          "each rank's slice must be a multiple of {}",
          name, full_cols, w.cols, dtype_block_elems(target), dtype_name(target), dtype_block_elems(target));
-  items_.push_back(Item{slot, role, layer, full_cols, name, target});
+  items_.push_back(Item{slot, role, layer, full_cols, name, target, true});
   converted_[name] = target;
 }
+
+namespace {
+
+// Owned bytes for a converted matrix: 2 MiB pages where it is large enough (a hint: without
+// transparent huge pages the memory still works, on 4 KiB pages).
+AlignedBytes weight_bytes(size_t n) {
+  AlignedBytes out(n, n >= kHugePage ? kHugePage : 64);
+  if (n >= kHugePage) ::madvise(out.data(), (n + kHugePage - 1) / kHugePage * kHugePage, MADV_HUGEPAGE);
+  return out;
+}
+
+}  // namespace
 
 WeightView WeightPrep::copy(const Item& it) {
   const WeightView& w = *it.slot;
   const int64_t rb = dtype_row_bytes(w.dtype, w.cols), ldb = dtype_row_bytes(w.dtype, w.ld);
   const size_t n = size_t(rb * w.rows);
-  AlignedBytes out(n, n >= kHugePage ? kHugePage : 64);
-  // A hint: without transparent huge pages the copy still works, on 4 KiB pages.
-  if (n >= kHugePage) ::madvise(out.data(), (n + kHugePage - 1) / kHugePage * kHugePage, MADV_HUGEPAGE);
+  AlignedBytes out = weight_bytes(n);
   const uint8_t* src = static_cast<const uint8_t*>(w.data);
   uint8_t* dst = out.data();
 #pragma omp parallel for schedule(static)
@@ -73,41 +91,46 @@ WeightView WeightPrep::copy(const Item& it) {
 
 WeightView WeightPrep::convert(const Item& it) {
   const WeightView& w = *it.slot;
-  if (it.target == w.dtype && !dtype_is_quantized(w.dtype)) return copy(it);
-  const int64_t rows = interleaved_rows(w.rows);
+  if (!it.repack) return copy(it);
+  const int64_t G = interleave_group_rows(it.target);
+  const int64_t rows = interleaved_rows(it.target, w.rows);
   const int64_t row_bytes = dtype_row_bytes(it.target, w.cols);
-  AlignedBytes out(size_t(rows * row_bytes));
-  const int64_t groups = rows / 16;
+  AlignedBytes out = weight_bytes(size_t(rows * row_bytes));
+  const int64_t groups = rows / G;
   const DType src_t = w.dtype;
   const int64_t src_ld_bytes = dtype_row_bytes(src_t, w.ld);
   const uint8_t* src = static_cast<const uint8_t*>(w.data);
   uint8_t* dst = out.data();
-  if (dtype_is_quantized(src_t)) {
+  if (src_t == it.target) {  // same element type: only the rows move
 #pragma omp parallel for schedule(dynamic, 8)
     for (int64_t g = 0; g < groups; ++g)
-      interleave_group(src_t, src + g * 16 * src_ld_bytes, src_ld_bytes, int(std::min<int64_t>(16, w.rows - 16 * g)),
-                       w.cols, dst + g * 16 * row_bytes);
+      interleave_group(src_t, src + g * G * src_ld_bytes, src_ld_bytes, int(std::min<int64_t>(G, w.rows - G * g)),
+                       w.cols, dst + g * G * row_bytes);
   } else {
-    // Float rows: to fp32, quantize, then repack, 16 rows at a time per thread.
+    // Float rows: to fp32, quantize, then repack, a group at a time per thread.
 #pragma omp parallel
     {
       std::vector<float> f(static_cast<size_t>(w.cols));
-      std::vector<uint8_t> plain(static_cast<size_t>(16 * row_bytes));
+      std::vector<uint8_t> plain(static_cast<size_t>(G * row_bytes));
 #pragma omp for schedule(dynamic, 1)
       for (int64_t g = 0; g < groups; ++g) {
-        const int n = int(std::min<int64_t>(16, w.rows - 16 * g));
+        const int n = int(std::min<int64_t>(G, w.rows - G * g));
         for (int r = 0; r < n; ++r) {
-          weight_row_to_f32(w, 16 * g + r, f.data());
+          weight_row_to_f32(w, G * g + r, f.data());
           quantize_row(it.target, f.data(), plain.data() + r * row_bytes, w.cols);
         }
-        interleave_group(it.target, plain.data(), row_bytes, n, w.cols, dst + g * 16 * row_bytes);
+        interleave_group(it.target, plain.data(), row_bytes, n, w.cols, dst + g * G * row_bytes);
       }
     }
   }
   // The source rows (with any columns of other ranks between them) are no longer needed here.
   release_(src, size_t(src_ld_bytes * (w.rows - 1) + dtype_row_bytes(src_t, w.cols)));
-  old_bytes_ += dtype_row_bytes(src_t, w.cols) * w.rows;
-  new_bytes_ += rows * row_bytes;
+  if (dtype_is_quantized(it.target)) {
+    old_bytes_ += dtype_row_bytes(src_t, w.cols) * w.rows;
+    new_bytes_ += rows * row_bytes;
+  } else {
+    repacked_float_bytes_ += rows * row_bytes;
+  }
   WeightView v{out.data(), dtype_interleaved(it.target), w.rows, w.cols, w.cols};
   owned_.push_back(std::move(out));
   return v;
@@ -123,7 +146,9 @@ void WeightPrep::run() {
       ++converted;
       if (!dtype_is_quantized(it.slot->dtype)) ++quantized;
     }
-  const char* what = quantized ? "quantizing" : converted ? "repacking" : "copying";
+  int64_t repacked_floats = 0;
+  for (const Item& it : items_) repacked_floats += it.repack && !dtype_is_quantized(it.target);
+  const char* what = quantized ? "quantizing" : converted || repacked_floats ? "repacking" : "copying";
   int last_pct = -1;
   for (const Item& it : items_) {
     *it.slot = convert(it);
@@ -143,9 +168,12 @@ void WeightPrep::run() {
     std::fprintf(stderr, "weights: %lld matrices %s (%.1f MB -> %.1f MB, %s)\n", (long long)converted,
                  quantized ? "quantized and repacked" : "repacked", double(old_bytes_) / 1e6, double(new_bytes_) / 1e6,
                  quantized ? (std::string("--quantization ") + to_string(q_)).c_str() : "16-row interleaved");
+  if (verbose_ && repacked_float_bytes_)
+    std::fprintf(stderr, "weights: %lld bf16 matrices repacked into 8-row groups in huge pages (%.1f MB)\n",
+                 (long long)repacked_floats, double(repacked_float_bytes_) / 1e6);
   if (verbose_ && copied_bytes_)
     std::fprintf(stderr, "weights: %lld float matrices copied out of the file mapping into huge pages (%.1f MB)\n",
-                 (long long)(int64_t(items_.size()) - converted), double(copied_bytes_) / 1e6);
+                 (long long)(int64_t(items_.size()) - converted - repacked_floats), double(copied_bytes_) / 1e6);
   if (verbose_) std::fprintf(stderr, "weights: prepared in %.2f s\n", secs);
   items_.clear();
 }

@@ -1,10 +1,12 @@
 // Brings a rank's weight matrices into the form the kernels run fastest: block-quantized
 // matrices (GGUF) are repacked to their 16-row interleaved *_X16 form, and float matrices are
 // quantized first when --quantization asks (model/quant_recipe.h). Float matrices without a
-// recipe are copied out of the file mapping into anonymous memory on 2 MiB pages: a decode step
-// streams every matrix once, and from 4 KiB file pages that ran ~12 % slower here
-// (docs/benchmarks.md); DPSERVE_WEIGHTS=mapped keeps them in the mapping (shared by the ranks of
-// one host through the page cache, where copies are one per rank). The new bytes are owned here
+// recipe are copied out of the file mapping into anonymous memory on 2 MiB pages (a decode step
+// streams every matrix once, and from 4 KiB file pages that ran ~12 % slower here,
+// docs/benchmarks.md); bf16 ones go into 8-row groups (BF16_X8) on the way where the AVX-512 BF16
+// kernel runs. DPSERVE_WEIGHTS=copied copies float matrices as they are, =mapped keeps them in
+// the mapping (shared by the ranks of one host through the page cache, where copies are one per
+// rank). The new bytes are owned here
 // and replace the mapping: the source pages are dropped from this process as each matrix is done,
 // so peak RSS stays near the converted size. Prints the time taken, with a progress bar on a
 // terminal.
@@ -50,12 +52,14 @@ class WeightPrep {
     WeightRole role;
     int64_t layer, full_cols;
     std::string name;
-    DType target;
+    DType target;  // the element type as run (a block type is then repacked)
+    bool repack;   // into dtype_interleaved(target)'s groups; else a plain copy
   };
+  enum class FloatLayout { kRepacked, kCopied, kMapped };
   WeightView convert(const Item& it);
   WeightView copy(const Item& it);  // a float matrix as it is, rows packed, in owned huge pages
-  // DPSERVE_WEIGHTS: "copied" (default) or "mapped"; anything else is a start-up error.
-  static bool copy_float_weights();
+  // DPSERVE_WEIGHTS: "repacked" (default), "copied" or "mapped"; anything else is a start-up error.
+  static FloatLayout float_layout();
 
   Quantization q_;
   int64_t n_layers_;
@@ -64,8 +68,9 @@ class WeightPrep {
   std::vector<Item> items_;
   std::map<std::string, DType> converted_;
   std::vector<AlignedBytes> owned_;
-  bool copy_floats_;
-  int64_t new_bytes_ = 0, old_bytes_ = 0, copied_bytes_ = 0;
+  FloatLayout floats_;
+  bool bf16_kernel_;  // the AVX-512 BF16 kernel runs here (the one that reads BF16_X8)
+  int64_t new_bytes_ = 0, old_bytes_ = 0, copied_bytes_ = 0, repacked_float_bytes_ = 0;
 };
 
 }  // namespace dpserve
