@@ -303,12 +303,16 @@ void matmul_jobs_isa(KernelIsa isa, Team& t, const MatmulJob* jobs, int64_t n_jo
     });
     return;
   }
-  // ColumnsInJobOrder: one task per column block, every job in list order inside it.
+  // ColumnsInJobOrder: one task per column block, every job in list order inside it. A job's
+  // block is reused by its row blocks, then the next job's: each one (not their sum) must stay
+  // in L2. Sized by the sum, a task of an MoE layer's down products got 8 rows of each of 32
+  // experts, 32 short streams that each started cold (32-sequence decode 1.07-1.15x faster
+  // sized by the largest job; prefill re-read every expert's activations once per task).
   const int64_t N = plans.empty() ? 0 : plans[0].N;
   int64_t grain = 1, row_bytes = 0;
   for (const Plan& p : plans) {
     grain = std::lcm(grain, p.k->n_grain);  // every job's blocks start on its own grain
-    row_bytes += dtype_row_bytes(p.job->w.dtype, p.job->w.cols) * (p.job->w_up.data ? 2 : 1);
+    row_bytes = std::max(row_bytes, dtype_row_bytes(p.job->w.dtype, p.job->w.cols) * (p.job->w_up.data ? 2 : 1));
   }
   int64_t nb = std::max<int64_t>(grain, kBlockWeightBytes / std::max<int64_t>(row_bytes, 1) / grain * grain);
   const int64_t per_member = (N + 4 * t.size() - 1) / (4 * t.size());

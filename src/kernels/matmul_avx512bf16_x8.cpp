@@ -51,10 +51,15 @@ inline __m512 reduce16(const __m512* a, const __m512* b) {
   return _mm512_permutexvar_ps(order, r);
 }
 
-// Accumulators of an MR x 8 tile over chunks [c0, c1) of one group. x rows at x + i * ldx.
+// Accumulators of an MR x 8 tile over chunks [c0, c1) of one group. x rows at x + i * ldx. With
+// `pf`, chunk c also prefetches the 512 bytes at pf + (c - c0) * 512 (below pf_end) into L2.
 template <int MR>
-inline void tile(const uint16_t* x, int64_t ldx, const uint16_t* wg, int64_t c0, int64_t c1, __m512 (&acc)[MR][kRows]) {
-  for (int64_t c = c0; c < c1; ++c) {
+inline void tile(const uint16_t* x, int64_t ldx, const uint16_t* wg, int64_t c0, int64_t c1, __m512 (&acc)[MR][kRows],
+                 const char* pf = nullptr, const char* pf_end = nullptr) {
+  for (int64_t c = c0; c < c1; ++c, pf += kGroupChunk * 2) {
+    if (pf < pf_end)
+#pragma GCC unroll 8
+      for (int l = 0; l < 8; ++l) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
     __m512bh xv[MR];
 #pragma GCC unroll 4
     for (int i = 0; i < MR; ++i) xv[i] = (__m512bh)_mm512_loadu_si512(x + i * ldx + c * kChunk);
@@ -72,14 +77,14 @@ inline void tile(const uint16_t* x, int64_t ldx, const uint16_t* wg, int64_t c0,
 // or from `saved`, and end in `saved` (c1 < chunks) or as sums in y (`rows` valid columns).
 template <int MR>
 void run_tile(const uint16_t* x, int64_t ldx, const uint16_t* wg, int64_t c0, int64_t c1, int64_t chunks,
-              float* saved, float* y, int64_t ldy, int rows) {
+              float* saved, float* y, int64_t ldy, int rows, const char* pf, const char* pf_end) {
   __m512 acc[MR][kRows];
 #pragma GCC unroll 4
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
     for (int j = 0; j < kRows; ++j)
       acc[i][j] = c0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(saved + (i * kRows + j) * 16);
-  tile<MR>(x, ldx, wg, c0, c1, acc);
+  tile<MR>(x, ldx, wg, c0, c1, acc, pf, pf_end);
   if (c1 < chunks) {
 #pragma GCC unroll 4
     for (int i = 0; i < MR; ++i)
@@ -96,8 +101,21 @@ void run_tile(const uint16_t* x, int64_t ldx, const uint16_t* wg, int64_t c0, in
   if (MR % 2) _mm512_mask_storeu_ps(y + (MR - 1) * ldy, valid, reduce16(acc[MR - 1], acc[MR - 1]));
 }
 
+// One activation row (decode): each group front to back as one stream, its 8 sums stored.
+void gemv(const uint16_t* x, const uint16_t* w, int64_t group_ld, int64_t chunks, int64_t n0, int64_t n1, float* y) {
+  for (int64_t n = n0; n < n1; n += kRows) {
+    const uint16_t* wg = w + (n / kRows) * group_ld;
+    __m512 acc[1][kRows];
+#pragma GCC unroll 8
+    for (int j = 0; j < kRows; ++j) acc[0][j] = _mm512_setzero_ps();
+    tile<1>(x, 0, wg, 0, chunks, acc);
+    const int rows = int(std::min<int64_t>(kRows, n1 - n));
+    _mm512_mask_storeu_ps(y + (n - n0), __mmask16((1u << rows) - 1), reduce16(acc[0], acc[0]));
+  }
+}
+
 using TileFn = void (*)(const uint16_t*, int64_t, const uint16_t*, int64_t, int64_t, int64_t, float*, float*, int64_t,
-                        int);
+                        int, const char*, const char*);
 constexpr TileFn kTiles[kGemmMR] = {&run_tile<1>, &run_tile<2>, &run_tile<3>};
 
 // y[m0:m1, n0:n1]; n0 is a multiple of 8 (the kernel's grain).
@@ -107,6 +125,7 @@ void bf16x8_block(const MatmulBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, 
   const uint16_t* w = static_cast<const uint16_t*>(a.w.data);
   const int64_t chunks = a.w.cols / kChunk, group_ld = kRows * a.w.ld;
   const int64_t M = m1 - m0, m_tiles = (M + kGemmMR - 1) / kGemmMR;
+  if (M == 1) return gemv(x + m0 * ldx, w, group_ld, chunks, n0, n1, a.y);
   // One activation tile (decode): each group is read once, front to back, with no panels. More:
   // every tile passes over a panel of the group while it sits in L1, the accumulators waiting in
   // `saved` between panels (which keeps each lane's order over K).
@@ -121,9 +140,11 @@ void bf16x8_block(const MatmulBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, 
     for (int64_t c0 = 0; c0 < chunks; c0 += panel) {
       const int64_t c1 = std::min(chunks, c0 + panel);
       // The next panel (of this group, else the next group's first) is fetched into L2 while the
-      // tiles pass over this one, a share per tile: it comes from L3 or DRAM, and with few tiles
-      // per panel the hardware prefetcher does not run far enough ahead. (One tile, a GEMV, reads
-      // each group as one stream, which the hardware prefetcher follows best alone.)
+      // first tile passes over this one, a chunk's worth per chunk: it comes from L3 or DRAM, and
+      // with few tiles per panel the hardware prefetcher does not run far enough ahead. Spread
+      // over the loop, not issued at once: a burst of hundreds of prefetches held up the loads
+      // (M = 4 expert products: 11 % of a decode profile in the loop issuing them). (One tile, a
+      // GEMV, reads each group as one stream, which the hardware prefetcher follows best alone.)
       const char* next = nullptr;
       int64_t next_bytes = 0;
       if (m_tiles > 1) {
@@ -135,14 +156,12 @@ void bf16x8_block(const MatmulBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, 
           next_bytes = std::min(chunks, panel) * kGroupChunk * 2;
         }
       }
-      const int64_t lines = next_bytes / 64;
       for (int64_t mt = 0; mt < m_tiles; ++mt) {
-        for (int64_t l = lines * mt / m_tiles; l < lines * (mt + 1) / m_tiles; ++l)
-          _mm_prefetch(next + l * 64, _MM_HINT_T1);
         const int64_t m = m0 + mt * kGemmMR;
         const int mr = int(std::min<int64_t>(kGemmMR, m1 - m));
         kTiles[mr - 1](x + m * ldx, ldx, wg, c0, c1, chunks, saved + mt * kGemmMR * kRows * 16,
-                       a.y + (m - m0) * a.ldy + (n - n0), a.ldy, rows);
+                       a.y + (m - m0) * a.ldy + (n - n0), a.ldy, rows, mt == 0 ? next : nullptr,
+                       mt == 0 ? next + next_bytes : nullptr);
       }
     }
   }
