@@ -24,7 +24,7 @@ namespace {
 
 struct ServeBenchArgs {
   std::string base_url = "http://127.0.0.1:30000", backend = "openai", endpoint, dataset = "random", dataset_path;
-  std::string request_rate = "inf", model, output_file, tokenizer_path, api_key, tag;
+  std::string request_rate = "inf", model, output_file, tokenizer_path, api_key, tag, extra_request_body;
   size_t num_prompts = 1000, max_concurrency = 0, warmup = 1;
   int64_t random_input_len = 1024, random_output_len = 1024, sharegpt_output_len = 0;
   double random_range_ratio = 0.0, timeout = 300;
@@ -77,6 +77,7 @@ void run_serve_bench(const ServeBenchArgs& a) {
   cc.api_key = a.api_key;
   cc.timeout_s = a.timeout;
   cc.ignore_eos = !a.no_ignore_eos;
+  cc.extra_body = a.extra_request_body;
   if (a.prompt_token_ids) {
     if (cc.backend != Backend::openai || cc.endpoint.find("chat") != std::string::npos)
       fail("--prompt-token-ids needs --backend openai with a completions endpoint (chat messages are text)");
@@ -203,6 +204,9 @@ void register_bench(CLI::App& app) {
   s->add_flag("--prompt-token-ids", a->prompt_token_ids,
               "openai completions: send each prompt as token ids, so servers with different tokenizers "
               "(e.g. llama-server on a GGUF) process the same tokens; needs --tokenizer-path");
+  s->add_option("--extra-request-body", a->extra_request_body,
+                "JSON object merged into every request body (as SGLang's bench_serving), e.g. "
+                "'{\"logit_bias\": {\"3\": -100}}'; replaces a field the client sets itself");
   s->add_flag("--disable-progress", a->no_progress, "No progress bar even on a terminal");
   s->callback([a] { run_serve_bench(*a); });
   register_bench_offline(*bench);

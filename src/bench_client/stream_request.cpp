@@ -31,6 +31,14 @@ StreamClient::StreamClient(ClientConfig cfg) : cfg_(std::move(cfg)) {
   if (cfg_.endpoint.empty() || cfg_.endpoint[0] != '/') fail("--endpoint must start with '/', got '{}'", cfg_.endpoint);
   path_ = prefix + cfg_.endpoint;
   if (!(cfg_.timeout_s > 0)) fail("--timeout must be > 0 seconds, got {}", cfg_.timeout_s);
+  if (!cfg_.extra_body.empty()) {
+    try {
+      extra_ = json::parse(cfg_.extra_body);
+    } catch (const std::exception& e) {
+      fail("--extra-request-body is not JSON: {}", e.what());
+    }
+    if (!extra_.is_object()) fail("--extra-request-body must be a JSON object, got {}", cfg_.extra_body);
+  }
 }
 
 std::string StreamClient::body_for(const BenchRequest& req, int64_t max_tokens) const {
@@ -58,6 +66,7 @@ std::string StreamClient::body_for(const BenchRequest& req, int64_t max_tokens) 
     if (cfg_.ignore_eos) b["ignore_eos"] = true;
   }
   if (!cfg_.model.empty()) b["model"] = cfg_.model;
+  for (const auto& [k, v] : extra_.items()) b[k] = v;
   return b.dump();
 }
 

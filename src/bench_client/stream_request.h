@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "bench_client/dataset.h"
 
 namespace dpserve::bench {
@@ -26,6 +28,9 @@ struct ClientConfig {
   // openai completions: send the prompt as its token ids (an array "prompt", as the OpenAI API
   // allows) instead of text, so servers with different tokenizers see the same tokens.
   bool prompt_token_ids = false;
+  // Fields added to every request body (SGLang's --extra-request-body), e.g. a logit_bias; a key
+  // the client sets itself is replaced. A JSON object (text), empty for none.
+  std::string extra_body;
 };
 
 struct RequestResult {
@@ -58,6 +63,7 @@ class StreamClient {
  private:
   ClientConfig cfg_;
   std::string scheme_host_port_, path_;
+  nlohmann::json extra_ = nlohmann::json::object();  // cfg_.extra_body, parsed
 };
 
 // Seconds on the steady clock; the common time base of start_s and clock_origin.

@@ -213,6 +213,26 @@ TEST(BenchStreamClient, OpenAiCompletionsWithTokenIdPrompt) {
   EXPECT_EQ(srv.last_body()["prompt"], json::array({1, 2, 3}));
 }
 
+// --extra-request-body: its fields reach the server in every body, replacing the client's own.
+TEST(BenchStreamClient, ExtraRequestBodyIsMergedIntoEveryRequest) {
+  ServerScript s;
+  SseTestServer srv(s);
+  ClientConfig cfg{srv.url(), Backend::openai, "/v1/completions", "m", "", 30, true};
+  cfg.extra_body = R"({"logit_bias": {"3": -100}, "temperature": 0.5})";
+  StreamClient c(cfg);
+  const RequestResult r = c.send(request(), steady_seconds());
+  ASSERT_TRUE(r.success) << r.error;
+  const json b = srv.last_body();
+  EXPECT_EQ(b["logit_bias"], json({{"3", -100}}));
+  EXPECT_EQ(b["temperature"], 0.5);
+  EXPECT_EQ(b["model"], "m");
+  ClientConfig bad = cfg;
+  bad.extra_body = "[1, 2]";
+  EXPECT_THROW(StreamClient{bad}, Error);
+  bad.extra_body = "{not json";
+  EXPECT_THROW(StreamClient{bad}, Error);
+}
+
 TEST(BenchStreamClient, SglangGenerateWithInputIds) {
   ServerScript s;
   SseTestServer srv(s);
