@@ -208,6 +208,35 @@ void BM_AttentionDecode(benchmark::State& state) {
   state.counters["best_GFLOP/s"] = double(batch) * ctx * n_heads * hd * 4 / timer.best / 1e9;
 }
 
+// Causal prefill of one sequence of n tokens (TinyLlama-1.1B heads), its KV already written.
+void BM_AttentionPrefill(benchmark::State& state) {
+  const int64_t n = state.range(0), n_heads = 32, n_kv = 4, hd = 64, ps = 16;
+  const int64_t n_pages = (n + ps - 1) / ps, stride = n_kv * ps * hd;
+  AlignedBuf<float> k(n_pages * stride), v(n_pages * stride);
+  std::mt19937 rng(4);
+  std::uniform_real_distribution<float> d(-1, 1);
+  for (size_t i = 0; i < k.n; ++i) k.p[i] = d(rng), v.p[i] = d(rng);
+  std::vector<int32_t> pages(n_pages);
+  for (int64_t i = 0; i < n_pages; ++i) pages[i] = int32_t(i);
+  std::shuffle(pages.begin(), pages.end(), rng);
+  const AttnSeq seq{0, n, 0, pages.data()};
+  std::vector<float> q(n * n_heads * hd), out(q.size());
+  for (float& x : q) x = d(rng);
+  const KVLayerView kv{k.p, v.p, ps, n_kv, hd};
+  const AttnParams p{n_heads, n_kv, hd, 1.0f / 8.0f};
+  Timer timer;
+  for (auto _ : state) {
+    timer.start();
+    bench_team().run([&](Team& t) { paged_attention(t, q.data(), n_heads * hd, &seq, 1, kv, p, out.data(), n_heads * hd); });
+    benchmark::ClobberMemory();
+    timer.stop();
+  }
+  // q.k and p.v over the causal triangle (n (n + 1) / 2 key-query pairs per head).
+  const double flops = double(n) * (n + 1) / 2 * n_heads * hd * 4;
+  state.counters["GFLOP/s"] = flops / timer.mean(state) / 1e9;
+  state.counters["best_GFLOP/s"] = flops / timer.best / 1e9;
+}
+
 BENCHMARK(BM_ReadBandwidth)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Bf16Peak)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 // x8: 0 = bf16 rows as stored, 1 = the BF16_X8 layout the model loads bf16 weights into.
@@ -226,6 +255,7 @@ BENCHMARK(BM_Gemm)
     ->ArgsProduct({{8, 32}, {2048}, {5632}, {0, 1}, {1}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+BENCHMARK(BM_AttentionPrefill)->ArgName("n")->Arg(512)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_AttentionDecode)
     ->ArgNames({"ctx", "batch"})
     ->Args({512, 1})
