@@ -2,6 +2,7 @@
 
 #include "core/check.h"
 #include "kernels/ops.h"
+#include "model/weight_prep.h"
 
 namespace dpserve {
 
@@ -10,10 +11,17 @@ DenseMlp::DenseMlp(const WeightStore& store, const std::string& prefix, const Ml
     : hidden_(hidden) {
   if (ffn % split.size != 0) fail("--tp-size: {} intermediate size {} cannot be split over {} ranks", what, ffn, split.size);
   ffn_local_ = ffn / split.size;
+  ffn_full_ = ffn;
   const int64_t f0 = split.rank * ffn_local_;
   gate_ = store.matrix(prefix + n.gate, ffn, hidden).row_slice(f0, ffn_local_);
   up_ = store.matrix(prefix + n.up, ffn, hidden).row_slice(f0, ffn_local_);
   down_ = shard_cols(store.matrix(prefix + n.down, hidden, ffn), f0, ffn_local_, prefix + n.down, "--tp-size");
+}
+
+void DenseMlp::add_weights(WeightPrep& prep, int64_t layer, const std::string& prefix, const MlpNames& n) {
+  prep.add(&gate_, WeightRole::kMlpGate, layer, hidden_, prefix + n.gate);
+  prep.add(&up_, WeightRole::kMlpUp, layer, hidden_, prefix + n.up);
+  prep.add(&down_, WeightRole::kMlpDown, layer, ffn_full_, prefix + n.down);
 }
 
 void DenseMlp::forward(const float* x, int64_t rows, float* out, bool accumulate) {

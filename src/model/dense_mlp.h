@@ -12,6 +12,8 @@
 
 namespace dpserve {
 
+class WeightPrep;
+
 struct MlpNames {
   std::string gate = "gate_proj.weight", up = "up_proj.weight", down = "down_proj.weight";
 };
@@ -25,6 +27,8 @@ class DenseMlp {
            const ShardSpec& split, const char* what);
 
   bool empty() const { return ffn_local_ == 0; }
+  // Registers the three matrices for conversion at load (model/weight_prep.h); `prefix` names them.
+  void add_weights(WeightPrep& prep, int64_t layer, const std::string& prefix, const MlpNames& names);
   // out[rows, hidden] (+)= this rank's share of the MLP of x[rows, hidden].
   void forward(const float* x, int64_t rows, float* out, bool accumulate);
   // The same on the thread team (collective), added into out; h: rows x ffn_local() scratch.
@@ -33,7 +37,7 @@ class DenseMlp {
 
  private:
   WeightView gate_, up_, down_;
-  int64_t hidden_ = 0, ffn_local_ = 0;
+  int64_t hidden_ = 0, ffn_local_ = 0, ffn_full_ = 0;
   std::vector<float> g_, u_, y_;
 };
 

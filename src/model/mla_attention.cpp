@@ -8,6 +8,8 @@
 #include "core/check.h"
 #include "kernels/dequant.h"
 #include "kernels/ops.h"
+#include "kernels/repack.h"
+#include "model/weight_prep.h"
 
 namespace dpserve {
 
@@ -40,6 +42,7 @@ MlaAttention::MlaAttention(const WeightStore& store, const ModelConfig& c, const
   kv_b_ = store.matrix(a + "kv_b_proj.weight", H * kvw, r).row_slice(h0 * kvw, heads_ * kvw);
   o_proj_ = shard_cols(store.matrix(a + "o_proj.weight", hidden_, H * vd), h0 * vd, heads_ * vd, a + "o_proj.weight",
                        "--tp-size (with --dp-size)");
+  o_proj_full_cols_ = H * vd;
 
   double scale = 1.0 / std::sqrt(double(qd));
   const RopeScaling& rs = c.rope_scaling;
@@ -71,6 +74,27 @@ MlaAttention::MlaAttention(const WeightStore& store, const ModelConfig& c, const
     uk_t_.push_back(WeightView{dst, dt, r, nope, nope});
     uv_.push_back(kv_b_.row_slice(h * kvw + nope, vd));
   }
+}
+
+void MlaAttention::add_weights(WeightPrep& prep, int64_t layer, const std::string& prefix) {
+  const std::string a = prefix + "self_attn.";
+  if (m_.q_lora_rank > 0) {
+    prep.add(&q_a_, WeightRole::kAttnQ, layer, hidden_, a + "q_a_proj.weight");
+    prep.add(&q_b_, WeightRole::kAttnQ, layer, m_.q_lora_rank, a + "q_b_proj.weight");
+  } else {
+    prep.add(&q_proj_, WeightRole::kAttnQ, layer, hidden_, a + "q_proj.weight");
+  }
+  prep.add(&kv_a_, WeightRole::kAttnK, layer, hidden_, a + "kv_a_proj_with_mqa.weight");
+  prep.add(&o_proj_, WeightRole::kAttnO, layer, o_proj_full_cols_, a + "o_proj.weight");
+  // Each head's W_UV is a row slice of kv_b_proj: it must start on a group of the repacked form.
+  const int64_t kvw = m_.qk_nope_head_dim + m_.v_head_dim, G = interleave_group_rows(kv_b_.dtype);
+  if (kvw % G == 0 && m_.qk_nope_head_dim % G == 0)
+    prep.add(&kv_b_, WeightRole::kKeep, layer, m_.kv_lora_rank, a + "kv_b_proj.weight");
+}
+
+void MlaAttention::weights_ready() {
+  const int64_t kvw = m_.qk_nope_head_dim + m_.v_head_dim;
+  for (int64_t h = 0; h < heads_; ++h) uv_[size_t(h)] = kv_b_.row_slice(h * kvw + m_.qk_nope_head_dim, m_.v_head_dim);
 }
 
 MlaPath MlaAttention::choose(int64_t n_q, int64_t n_keys) const {

@@ -28,6 +28,8 @@
 
 namespace dpserve {
 
+class WeightPrep;
+
 enum class MlaPath { kAuto, kAbsorbed, kDecompressed };
 
 class MlaAttention {
@@ -44,6 +46,13 @@ class MlaAttention {
   void forward(Team& t, const float* xn, int64_t T, const std::vector<AttnSeq>& seqs, const float* rope_cs,
                KVPool& kv, int64_t layer, float* out, MlaPath path = MlaPath::kAuto);
 
+  // Registers the projections for conversion at load (model/weight_prep.h): q, kv_a and o as
+  // attention weights (quantized when --quantization asks), kv_b_proj only repacked or copied (its
+  // transposed copy for the absorbed form keeps the stored values). weights_ready() after the
+  // conversion points the per-head views at the converted kv_b_proj.
+  void add_weights(WeightPrep& prep, int64_t layer, const std::string& prefix);
+  void weights_ready();
+
   // Sizes the scratch for a batch (before the collective forward; not thread-safe).
   void reserve(int64_t T, const std::vector<AttnSeq>& seqs, MlaPath path = MlaPath::kAuto);
 
@@ -58,6 +67,7 @@ class MlaAttention {
 
   MlaConfig m_;
   int64_t hidden_ = 0, heads_ = 0;  // heads_: this rank's
+  int64_t o_proj_full_cols_ = 0;
   float eps_ = 1e-6f, scale_ = 1.0f;
   WeightView q_proj_, q_a_, q_b_, kv_a_, kv_b_, o_proj_;
   std::vector<float> q_a_norm_, kv_a_norm_;

@@ -197,11 +197,14 @@ void Model::init_layers(const LoadOptions& opts) {
     prep.add(&L.up, WeightRole::kMlpUp, l, H, p + "mlp.up_proj.weight");
     prep.add(&L.down, WeightRole::kMlpDown, l, c.ffn, p + "mlp.down_proj.weight");
     if (L.moe) L.moe->add_weights(prep, l, p);
+    if (L.mla) L.mla->add_weights(prep, l, p);
   }
   prep.add(&lm_head_, WeightRole::kLmHead, -1, H, store_.has("lm_head.weight") && !c.tie_embeddings
                                                        ? "lm_head.weight" : "model.embed_tokens.weight");
   prep.run();
   converted_ = prep.take_buffers();
+  for (Layer& L : layers_)
+    if (L.mla) L.mla->weights_ready();
   for (auto& [n, t] : store_.all()) {
     const auto it = prep.converted().find(n);
     const DType as_run = it == prep.converted().end() ? t.dtype : it->second;

@@ -65,6 +65,8 @@ void MoeLayer::add_weights(WeightPrep& prep, int64_t layer, const std::string& p
     prep.add(&experts_[i].up, WeightRole::kMlpUp, layer, cfg_.hidden, q + "up_proj.weight");
     prep.add(&experts_[i].down, WeightRole::kMlpDown, layer, cfg_.moe_ffn, q + "down_proj.weight");
   }
+  if (!shared_.empty())
+    shared_.add_weights(prep, layer, p + moe_names(cfg_).block + "shared_experts.", moe_names(cfg_).expert);
 }
 
 void MoeLayer::reserve(int64_t T) {

@@ -43,7 +43,8 @@ bool more_bits(int64_t i, int64_t n) { return i < n / 8 || i >= 7 * n / 8 || (i 
 }  // namespace
 
 DType quantized_type(Quantization q, WeightRole role, int64_t layer, int64_t n_layers, int64_t cols, DType stored) {
-  if (q == Quantization::kNone || dtype_is_quantized(stored) || role == WeightRole::kRouter) return stored;
+  if (q == Quantization::kNone || dtype_is_quantized(stored) || role == WeightRole::kRouter || role == WeightRole::kKeep)
+    return stored;
   DType t = DType::Q8_0;
   switch (q) {
     case Quantization::kQ8_0: t = DType::Q8_0; break;

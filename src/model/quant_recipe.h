@@ -29,7 +29,9 @@ std::optional<Quantization> quantization_from_name(const std::string& name);
 std::string quantization_refusal(const std::string& name);
 
 // What a matrix is, for the recipes (llama.cpp's rules differ by role).
-enum class WeightRole { kAttnQ, kAttnK, kAttnV, kAttnO, kMlpGate, kMlpUp, kMlpDown, kRouter, kLmHead };
+// kKeep: never quantized (only repacked or copied), e.g. MLA's kv_b_proj, whose transposed copy
+// for the absorbed form is made from the stored values.
+enum class WeightRole { kAttnQ, kAttnK, kAttnV, kAttnO, kMlpGate, kMlpUp, kMlpDown, kRouter, kLmHead, kKeep };
 
 // The type a float matrix of `role` in layer `layer` (of n_layers; -1 outside the layers) with
 // `cols` input features becomes; the float type itself for "keep". A K type falls back to Q4_0,
