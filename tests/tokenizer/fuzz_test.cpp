@@ -120,5 +120,37 @@ TEST(Fuzz, RunawayTemplatesStop) {
   EXPECT_THROW(render_chat_template("{{ " + std::string(5000, '(') + "1" + std::string(5000, ')') + " }}", ctx), Error);
 }
 
+// What libFuzzer found (an out-of-memory, not a crash): a string within the 64 MiB cap, iterated, becomes
+// one value per character; nesting or recursion multiplies any list. Each must fail with the cap named.
+TEST(Fuzz, MemoryAmplifyingTemplatesStop) {
+  nlohmann::ordered_json ctx = nlohmann::ordered_json::object();
+  auto expect_error = [&](const std::string& tmpl, const std::string& words) {
+    try {
+      render_chat_template(tmpl, ctx);
+      ADD_FAILURE() << "rendered: " << tmpl;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << tmpl << " -> " << e.what();
+    }
+  };
+  expect_error("{% set s = 'x' * 60000000 %}{{ s|join(',')|length }}", "too many values");
+  expect_error("{% set s = 'x' * 60000000 %}{% for c in s %}{% endfor %}", "too many values");
+  expect_error("{% set ns = namespace(l=range(100000)|list) %}{% for i in range(40) %}{% set ns.l = ns.l + ns.l %}{% endfor %}",
+               "list too large");
+  // Each macro level holds a 100000-item loop while it recurses: 256 levels would be ~3 GB.
+  expect_error("{% macro f() %}{% for i in range(100000) %}{% if loop.first %}{{ f() }}{% endif %}{% endfor %}{% endmacro %}{{ f() }}",
+               "too many values");
+  expect_error("{{ 'ab'|indent(100000000) }}", "indent width");
+  expect_error("{{ ('x' * 1000)|replace('', 'y' * 100000) }}", "string too large");
+  expect_error("{{ ('x' * 1000).replace('x', 'y' * 100000) }}", "string too large");
+  expect_error("{{ ('y' * 100000).join('x' * 1000) }}", "string too large");
+  // Under the caps (the sanitizer builds allow 1000000 values), Python's answers: len(list('é' * 300000))
+  // twice in one render, and a budget that starts again with every render.
+  for (int k = 0; k < 2; ++k) {
+    EXPECT_EQ(render_chat_template("{{ ('\xC3\xA9' * 300000)|list|length + ('\xC3\xA9' * 300000)|list|length }}", ctx),
+              "600000");
+    EXPECT_EQ(render_chat_template("{{ ('ab' * 1500000)|length }}", ctx), "3000000");
+  }
+}
+
 }  // namespace
 }  // namespace dpserve

@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "tokenizer/jinja/limits.h"
 #include "tokenizer/jinja/py_string.h"
 #include "tokenizer/jinja/tests.h"
 #include "tokenizer/jinja/value_ops.h"
@@ -40,7 +41,7 @@ Value change_case(const std::string& name, const Value& v, Args&, KwArgs&, int) 
   return Value::string(map_case(str_of(v), mode));
 }
 
-Value tojson(const std::string&, const Value& v, Args& a, KwArgs& kw, int) {
+Value tojson(const std::string&, const Value& v, Args& a, KwArgs& kw, int line) {
   const Value* indent = arg(a, kw, 0, "indent");
   const Value* ensure = kwarg(kw, "ensure_ascii");
   const Value* sort = kwarg(kw, "sort_keys");
@@ -50,6 +51,7 @@ Value tojson(const std::string&, const Value& v, Args& a, KwArgs& kw, int) {
     item_sep = py_str((*seps->list)[0]);
     key_sep = py_str((*seps->list)[1]);
   }
+  if (indent && indent->type == T::kInt && indent->i > 1000) error(line, "tojson indent must be at most 1000");
   const int ind = indent && indent->type == T::kInt ? static_cast<int>(indent->i) : -1;
   return Value::string(to_json(v, ind, ensure && ensure->truthy(), sort && sort->truthy(), item_sep, key_sep));
 }
@@ -69,6 +71,7 @@ Value join(const std::string&, const Value& v, Args& a, KwArgs& kw, int line) {
   for (const auto& x : iterate(v, line)) {
     if (!first) out += sep ? py_str(*sep) : "";
     out += py_str(attr ? get_attr(x, py_str(*attr), line) : x);
+    check_string_size(out.size(), line);
     first = false;
   }
   return Value::string(out);
@@ -187,10 +190,11 @@ Value replace(const std::string&, const Value& v, Args& a, KwArgs&, int line) {
       py_replace(str_of(v), py_str(a[0]), py_str(a[1]), a.size() > 2 && a[2].type == T::kInt ? a[2].i : -1));
 }
 
-Value indent(const std::string&, const Value& v, Args& a, KwArgs& kw, int) {
+Value indent(const std::string&, const Value& v, Args& a, KwArgs& kw, int line) {
   const Value* w = arg(a, kw, 0, "width");
   const Value* first = arg(a, kw, 1, "first");
   const Value* blank = arg(a, kw, 2, "blank");
+  if (w && w->type == T::kInt && (w->i < 0 || w->i > 1000)) error(line, "indent width must be 0 to 1000");
   const std::string pad = w && w->is_string() ? w->s : std::string(w && w->type == T::kInt ? w->i : 4, ' ');
   const std::string s = str_of(v);
   std::string out;
@@ -202,6 +206,7 @@ Value indent(const std::string&, const Value& v, Args& a, KwArgs& kw, int) {
     const bool add = first_line ? (first && first->truthy()) : (!ln.empty() || (blank && blank->truthy()));
     if (add) out += pad;
     out += ln;
+    check_string_size(out.size(), line);
     if (nl == std::string::npos) break;
     out += '\n';
     b = nl + 1;

@@ -32,6 +32,7 @@ Value builtin(const std::string& name) {
         out.push_back(Value::integer(k));
         if (__builtin_add_overflow(k, st, &k)) break;  // the next value lies beyond int64: done
       }
+      charge_items(static_cast<int64_t>(out.size()), 0);
       return Value::make_list(std::move(out));
     });
   }

@@ -310,6 +310,9 @@ class Interpreter {
 
 }  // namespace
 
-std::string render(const Body& body, const Value& globals) { return Interpreter(globals).run(body); }
+std::string render(const Body& body, const Value& globals) {
+  RenderBudget budget;
+  return Interpreter(globals).run(body);
+}
 
 }  // namespace dpserve::jinja

@@ -1,6 +1,7 @@
 #include "tokenizer/jinja/methods.h"
 
 #include "core/check.h"
+#include "tokenizer/jinja/limits.h"
 #include "tokenizer/jinja/py_string.h"
 #include "tokenizer/jinja/value_ops.h"
 
@@ -50,8 +51,10 @@ Value string_method(const Value& obj, const std::string& name) {
     return fn([s](std::vector<Value>& a, KwArgs& kw) {
       const Value* sep = arg(a, kw, 0, "sep");
       const Value* mx = arg(a, kw, 1, "maxsplit");
+      auto parts = py_split(s, sep, mx && mx->type == T::kInt ? mx->i : -1);
+      charge_items(static_cast<int64_t>(parts.size()), 0);
       List l;
-      for (auto& p : py_split(s, sep, mx && mx->type == T::kInt ? mx->i : -1)) l.push_back(Value::string(p));
+      for (auto& p : parts) l.push_back(Value::string(p));
       return Value::make_list(std::move(l));
     });
   }
@@ -87,10 +90,10 @@ Value string_method(const Value& obj, const std::string& name) {
       if (find) {
         const size_t p = s.find(a[0].s);
         if (p == std::string::npos) return Value::integer(-1);
-        return Value::integer(static_cast<int64_t>(cp_offsets(s.substr(0, p)).size() - 1));
+        return Value::integer(static_cast<int64_t>(cp_count(s.substr(0, p))));
       }
       int64_t n = 0;
-      if (a[0].s.empty()) return Value::integer(static_cast<int64_t>(cp_offsets(s).size()));
+      if (a[0].s.empty()) return Value::integer(static_cast<int64_t>(cp_count(s) + 1));
       for (size_t p = s.find(a[0].s); p != std::string::npos; p = s.find(a[0].s, p + a[0].s.size())) ++n;
       return Value::integer(n);
     });
@@ -104,6 +107,7 @@ Value string_method(const Value& obj, const std::string& name) {
         if (!x.is_string()) fail("join(): sequence item must be str, not {}", type_name(x));
         if (!first) out += s;
         out += x.s;
+        check_string_size(out.size(), 0);
         first = false;
       }
       return Value::string(out);
@@ -115,6 +119,7 @@ Value string_method(const Value& obj, const std::string& name) {
       size_t b = 0;
       for (size_t k = 0; k < s.size(); ++k) {
         if (s[k] == '\n' || s[k] == '\r') {
+          charge_items(1, 0);
           l.push_back(Value::string(s.substr(b, k - b)));
           if (s[k] == '\r' && k + 1 < s.size() && s[k + 1] == '\n') ++k;
           b = k + 1;

@@ -4,6 +4,7 @@
 #include <cctype>
 
 #include "core/check.h"
+#include "tokenizer/jinja/limits.h"
 #include "tokenizer/utf8.h"
 
 namespace dpserve::jinja {
@@ -18,6 +19,16 @@ std::vector<size_t> cp_offsets(const std::string& s) {
   }
   off.push_back(s.size());
   return off;
+}
+
+size_t cp_count(const std::string& s) {
+  size_t n = 0;
+  for (size_t i = 0; i < s.size(); ++n) {
+    size_t len;
+    utf8::decode_at(s, i, &len);
+    i += len;
+  }
+  return n;
 }
 
 bool py_space(uint32_t c) {
@@ -99,6 +110,7 @@ std::string py_replace(const std::string& s, const std::string& a, const std::st
     for (size_t k = 0; k + 1 < off.size(); ++k) {
       if (count < 0 || done < count) out += b, ++done;
       out.append(s, off[k], off[k + 1] - off[k]);
+      check_string_size(out.size(), 0);
     }
     if (count < 0 || done < count) out += b;
     return out;
@@ -109,6 +121,7 @@ std::string py_replace(const std::string& s, const std::string& a, const std::st
     out.append(s, pos, hit - pos);
     out += b;
     ++done;
+    check_string_size(out.size(), 0);
   }
   out.append(s, pos);
   return out;

@@ -12,13 +12,15 @@ namespace dpserve::jinja {
 
 // Byte offset of each code point, then s.size().
 std::vector<size_t> cp_offsets(const std::string& s);
+// len(s): the number of code points, without building the offsets.
+size_t cp_count(const std::string& s);
 // str.isspace() for one code point.
 bool py_space(uint32_t c);
 // str.strip / lstrip / rstrip; `chars` null (or not a string): whitespace.
 std::string py_strip(const std::string& s, const Value* chars, bool left, bool right);
 // str.split(sep, maxsplit); `sep` null, None or undefined: runs of whitespace. maxsplit < 0: no limit.
 std::vector<std::string> py_split(const std::string& s, const Value* sep, int64_t maxsplit);
-// str.replace(a, b, count); count < 0: all.
+// str.replace(a, b, count); count < 0: all. A result past the output cap is an error.
 std::string py_replace(const std::string& s, const std::string& a, const std::string& b, int64_t count);
 enum CaseMode { kLower = 0, kUpper = 1, kCapitalize = 2, kTitle = 3 };
 // str.lower / upper / capitalize / title (ASCII letters change case; other code points stay).

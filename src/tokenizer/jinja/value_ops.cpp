@@ -15,7 +15,10 @@ namespace dpserve::jinja {
 
 using T = Value::Type;
 
-void error(int line, const std::string& msg) { fail("chat template line {}: {}", line, msg); }
+void error(int line, const std::string& msg) {
+  if (line <= 0) fail("chat template: {}", msg);  // raised inside a global or method, which has no line
+  fail("chat template line {}: {}", line, msg);
+}
 
 int64_t add_int(int64_t x, int64_t y, int line) {
   int64_t r;
@@ -41,7 +44,7 @@ int64_t float_to_int(double d, int line) {
 int64_t py_len(const Value& v, int line) {
   switch (v.type) {
     case T::kUndefined: return 0;
-    case T::kString: return static_cast<int64_t>(cp_offsets(v.s).size() - 1);
+    case T::kString: return static_cast<int64_t>(cp_count(v.s));
     case T::kList: return static_cast<int64_t>(v.list->size());
     case T::kDict: return static_cast<int64_t>(v.dict->items.size());
     default: error(line, fmt::format("object of type '{}' has no len()", type_name(v)));
@@ -51,13 +54,16 @@ int64_t py_len(const Value& v, int line) {
 List iterate(const Value& v, int line) {
   switch (v.type) {
     case T::kUndefined: return {};
-    case T::kList: return *v.list;
+    case T::kList: charge_items(static_cast<int64_t>(v.list->size()), line); return *v.list;
     case T::kDict: {
+      charge_items(static_cast<int64_t>(v.dict->items.size()), line);
       List keys;
       for (const auto& kv : v.dict->items) keys.push_back(Value::string(kv.first));
       return keys;
     }
     case T::kString: {
+      // Counted before anything is built: a 64 MiB string would otherwise become 64 Mi values.
+      charge_items(static_cast<int64_t>(cp_count(v.s)), line);
       List chars;
       auto off = cp_offsets(v.s);
       for (size_t k = 0; k + 1 < off.size(); ++k) chars.push_back(Value::string(v.s.substr(off[k], off[k + 1] - off[k])));
@@ -159,7 +165,7 @@ Value pair_value(const std::string& k, const Value& v) {
 
 Value binary(const std::string& op, const Value& a, const Value& b, int line) {
   auto bounded = [&](std::string s) {  // memory stays bounded even when nothing is printed
-    if (s.size() > kMaxOutput) error(line, "string too large");
+    check_string_size(s.size(), line);
     return Value::string(std::move(s));
   };
   if (op == "~") return bounded(py_str(a) + py_str(b));
@@ -173,6 +179,10 @@ Value binary(const std::string& op, const Value& a, const Value& b, int line) {
   if (op == "+") {
     if (a.is_string() && b.is_string()) return bounded(a.s + b.s);
     if (a.type == T::kList && b.type == T::kList) {
+      // l = l + l doubles per step: capped like repetition, and counted against the render.
+      const auto n = static_cast<int64_t>(a.list->size() + b.list->size());
+      if (n > kMaxListItems) error(line, "list too large (more than 100000 items)");
+      charge_items(n, line);
       List l = *a.list;
       l.insert(l.end(), b.list->begin(), b.list->end());
       return Value::make_list(std::move(l));
@@ -197,6 +207,7 @@ Value binary(const std::string& op, const Value& a, const Value& b, int line) {
         s.append(s, 0, total - s.size());
         return Value::string(std::move(s));
       }
+      if (b.i > 0) charge_items(b.i * len, line);
       List l;
       for (int64_t k = 0; k < b.i; ++k) l.insert(l.end(), a.list->begin(), a.list->end());
       return Value::make_list(std::move(l));
