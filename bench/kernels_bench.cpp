@@ -170,25 +170,36 @@ void BM_Gemm(benchmark::State& state) {
 
 // --- attention -------------------------------------------------------------
 
+// A KV pool of n_pages pages of uniform(-1, 1) keys and values, and the pages in shuffled order
+// (a sequence's pages scattered over the pool, as the allocator leaves them after a while).
+struct RandomKvPool {
+  int64_t ps, n_kv, hd;
+  AlignedBuf<float> k, v;
+  std::vector<int32_t> pages;
+  RandomKvPool(int64_t n_pages, int64_t n_kv_heads, int64_t head_dim, int64_t page_size, std::mt19937& rng)
+      : ps(page_size), n_kv(n_kv_heads), hd(head_dim), k(n_pages * n_kv * ps * hd), v(k.n), pages(n_pages) {
+    std::uniform_real_distribution<float> d(-1, 1);
+    for (size_t i = 0; i < k.n; ++i) k.p[i] = d(rng), v.p[i] = d(rng);
+    for (int64_t i = 0; i < n_pages; ++i) pages[i] = int32_t(i);
+    std::shuffle(pages.begin(), pages.end(), rng);
+  }
+  KVLayerView view() const { return KVLayerView{k.p, v.p, ps, n_kv, hd}; }
+};
+
 // Decode step of a batch of `batch` sequences at context `ctx`, TinyLlama-1.1B
 // heads (32 query, 4 KV, dim 64), pages of 16 scattered in a pool.
 void BM_AttentionDecode(benchmark::State& state) {
   const int64_t ctx = state.range(0), batch = state.range(1);
   const int64_t n_heads = 32, n_kv = 4, hd = 64, ps = 16;
-  const int64_t pages_per_seq = (ctx + ps - 1) / ps, n_pages = pages_per_seq * batch;
-  const int64_t stride = n_kv * ps * hd;
-  AlignedBuf<float> k(n_pages * stride), v(n_pages * stride);
+  const int64_t pages_per_seq = (ctx + ps - 1) / ps;
   std::mt19937 rng(3);
   std::uniform_real_distribution<float> d(-1, 1);
-  for (size_t i = 0; i < k.n; ++i) k.p[i] = d(rng), v.p[i] = d(rng);
-  std::vector<int32_t> perm(n_pages);
-  for (int64_t i = 0; i < n_pages; ++i) perm[i] = int32_t(i);
-  std::shuffle(perm.begin(), perm.end(), rng);
+  const RandomKvPool pool(pages_per_seq * batch, n_kv, hd, ps, rng);
   std::vector<AttnSeq> seqs(batch);
-  for (int64_t s = 0; s < batch; ++s) seqs[s] = AttnSeq{s, 1, ctx - 1, perm.data() + s * pages_per_seq};
+  for (int64_t s = 0; s < batch; ++s) seqs[s] = AttnSeq{s, 1, ctx - 1, pool.pages.data() + s * pages_per_seq};
   std::vector<float> q(batch * n_heads * hd), out(q.size());
   for (float& x : q) x = d(rng);
-  const KVLayerView kv{k.p, v.p, ps, n_kv, hd};
+  const KVLayerView kv = pool.view();
   const AttnParams p{n_heads, n_kv, hd, 1.0f / 8.0f};
   Timer timer;
   for (auto _ : state) {
@@ -211,18 +222,13 @@ void BM_AttentionDecode(benchmark::State& state) {
 // Causal prefill of one sequence of n tokens (TinyLlama-1.1B heads), its KV already written.
 void BM_AttentionPrefill(benchmark::State& state) {
   const int64_t n = state.range(0), n_heads = 32, n_kv = 4, hd = 64, ps = 16;
-  const int64_t n_pages = (n + ps - 1) / ps, stride = n_kv * ps * hd;
-  AlignedBuf<float> k(n_pages * stride), v(n_pages * stride);
   std::mt19937 rng(4);
   std::uniform_real_distribution<float> d(-1, 1);
-  for (size_t i = 0; i < k.n; ++i) k.p[i] = d(rng), v.p[i] = d(rng);
-  std::vector<int32_t> pages(n_pages);
-  for (int64_t i = 0; i < n_pages; ++i) pages[i] = int32_t(i);
-  std::shuffle(pages.begin(), pages.end(), rng);
-  const AttnSeq seq{0, n, 0, pages.data()};
+  const RandomKvPool pool((n + ps - 1) / ps, n_kv, hd, ps, rng);
+  const AttnSeq seq{0, n, 0, pool.pages.data()};
   std::vector<float> q(n * n_heads * hd), out(q.size());
   for (float& x : q) x = d(rng);
-  const KVLayerView kv{k.p, v.p, ps, n_kv, hd};
+  const KVLayerView kv = pool.view();
   const AttnParams p{n_heads, n_kv, hd, 1.0f / 8.0f};
   Timer timer;
   for (auto _ : state) {

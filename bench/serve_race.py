@@ -148,10 +148,10 @@ def main():
                     help="no logit_bias on partial-UTF-8 tokens (llama-server then fails some streams)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
-    a.bias = {} if a.keep_byte_tokens else byte_token_bias(a.model)
     for p in (a.dpserve, os.path.join(a.peer_bin, "llama-server"), os.path.join(a.model, "config.json"), a.gguf):
         if not os.path.exists(p):
             ap.error(f"{p} does not exist")
+    a.bias = {} if a.keep_byte_tokens else byte_token_bias(a.model)
     concs = [int(c) for c in a.concurrency.split(",")]
     res = {"peer_commit": a.peer_commit, "threads": a.threads, "input_len": a.input_len, "output_len": a.output_len,
            "byte_tokens_banned": len(a.bias),
