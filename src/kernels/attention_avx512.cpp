@@ -21,6 +21,14 @@ namespace {
 
 __mmask16 head_mask(int64_t d, int64_t i) { return d - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (d - i)) - 1); }
 
+// The largest lane. (GCC 12 warns, wrongly, about _mm512_reduce_max_ps once it is inlined into
+// the loops below; a store and a scalar max give the same value.)
+float hmax(__m512 v) {
+  alignas(64) float l[16];
+  _mm512_store_ps(l, v);
+  return *std::max_element(l, l + 16);
+}
+
 struct Ops {
   static float dot(const float* a, const float* b, int64_t d) {
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
@@ -66,7 +74,113 @@ struct Ops {
       _mm512_mask_storeu_ps(out + j0, valid, r);
       mx = _mm512_mask_max_ps(mx, valid, mx, r);
     }
-    return _mm512_reduce_max_ps(mx);
+    return hmax(mx);
+  }
+  // scores() for NH heads at once, four keys at a time: each 16-lane piece of a key is loaded
+  // once for all NH heads (scores() loads it once per head). Per head and key the lane sums
+  // and the transposing tree are scores()'s: keys 4u..4u+3 give the tree's e[u], e[0] and e[1]
+  // give f0, e[2] and e[3] f1, so every score has scores()'s bits.
+  template <int NH>
+  static void scores_nh(const float* q, int64_t ldq, const float* k, int64_t ldk, int64_t n, int64_t d, float scale,
+                        float* out, int64_t ldo, float* mxo) {
+    __m512 mx[NH];
+    for (int h = 0; h < NH; ++h) mx[h] = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+    for (int64_t j0 = 0; j0 < n; j0 += 16) {
+      const int64_t nb = std::min<int64_t>(16, n - j0);
+      __m512 ev[NH], f0[NH], f1[NH];
+#pragma GCC unroll 4
+      for (int u = 0; u < 4; ++u) {
+        __m512 e[NH];
+        if (4 * u >= nb) {  // no key left: scores() adds zero vectors here, which give zeros
+          for (int h = 0; h < NH; ++h) e[h] = _mm512_setzero_ps();
+        } else {
+          __m512 a[NH][4];
+          for (int h = 0; h < NH; ++h)
+            for (int j = 0; j < 4; ++j) a[h][j] = _mm512_setzero_ps();
+          const float* kb = k + (j0 + 4 * u) * ldk;
+          for (int64_t i = 0; i < d; i += 16) {
+            const __mmask16 m = head_mask(d, i);
+            __m512 qv[NH];
+#pragma GCC unroll 4
+            for (int h = 0; h < NH; ++h) qv[h] = _mm512_maskz_loadu_ps(m, q + h * ldq + i);
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; ++j) {
+              const __m512 kv = _mm512_maskz_loadu_ps(4 * u + j < nb ? m : __mmask16(0), kb + j * ldk + i);
+#pragma GCC unroll 4
+              for (int h = 0; h < NH; ++h) a[h][j] = _mm512_fmadd_ps(qv[h], kv, a[h][j]);
+            }
+          }
+          for (int h = 0; h < NH; ++h) {
+            const __m512 c0 = _mm512_add_ps(_mm512_unpacklo_ps(a[h][0], a[h][1]), _mm512_unpackhi_ps(a[h][0], a[h][1]));
+            const __m512 c1 = _mm512_add_ps(_mm512_unpacklo_ps(a[h][2], a[h][3]), _mm512_unpackhi_ps(a[h][2], a[h][3]));
+            e[h] = _mm512_add_ps(_mm512_shuffle_ps(c0, c1, 0x44), _mm512_shuffle_ps(c0, c1, 0xEE));
+          }
+        }
+        for (int h = 0; h < NH; ++h) {
+          if (u % 2 == 0) {
+            ev[h] = e[h];
+          } else {
+            const __m512 f = _mm512_add_ps(_mm512_shuffle_f32x4(ev[h], e[h], 0x44), _mm512_shuffle_f32x4(ev[h], e[h], 0xEE));
+            (u == 1 ? f0 : f1)[h] = f;
+          }
+        }
+      }
+      const __mmask16 valid = head_mask(nb, 0);
+      for (int h = 0; h < NH; ++h) {
+        const __m512 r = _mm512_mul_ps(
+            _mm512_add_ps(_mm512_shuffle_f32x4(f0[h], f1[h], 0x88), _mm512_shuffle_f32x4(f0[h], f1[h], 0xDD)),
+            _mm512_set1_ps(scale));
+        _mm512_mask_storeu_ps(out + h * ldo + j0, valid, r);
+        mx[h] = _mm512_mask_max_ps(mx[h], valid, mx[h], r);
+      }
+    }
+    for (int h = 0; h < NH; ++h) mxo[h] = hmax(mx[h]);
+  }
+  static void scores_heads(const float* q, int64_t ldq, int64_t G, const float* k, int64_t ldk, int64_t n, int64_t d,
+                           float scale, float* out, int64_t ldo, float* mx) {
+    int64_t g = 0;
+    for (; g + 4 <= G; g += 4) scores_nh<4>(q + g * ldq, ldq, k, ldk, n, d, scale, out + g * ldo, ldo, mx + g);
+    switch (G - g) {
+      case 3: scores_nh<3>(q + g * ldq, ldq, k, ldk, n, d, scale, out + g * ldo, ldo, mx + g); break;
+      case 2: scores_nh<2>(q + g * ldq, ldq, k, ldk, n, d, scale, out + g * ldo, ldo, mx + g); break;
+      case 1: mx[g] = scores(q + g * ldq, k, ldk, n, d, scale, out + g * ldo); break;
+      default: break;
+    }
+  }
+  // axpy_rows() for NH heads at once: each 16-wide piece of a value row is loaded once for all
+  // NH heads; each head's sums run over j in order as in axpy_rows(), so the bits are the same.
+  template <int NH>
+  static void axpy_nh(float* acc, int64_t lda, const float* v, int64_t ldv, const float* p, int64_t ldp, int64_t n,
+                      int64_t d) {
+    for (int64_t i = 0; i < d; i += 64) {
+      __mmask16 m[4];
+      __m512 a[NH][4];
+      for (int c = 0; c < 4; ++c) m[c] = i + 16 * c < d ? head_mask(d, i + 16 * c) : __mmask16(0);
+      for (int h = 0; h < NH; ++h)
+        for (int c = 0; c < 4; ++c) a[h][c] = _mm512_maskz_loadu_ps(m[c], acc + h * lda + i + 16 * c);
+      for (int64_t j = 0; j < n; ++j) {
+        __m512 vv[4];
+        for (int c = 0; c < 4; ++c) vv[c] = _mm512_maskz_loadu_ps(m[c], v + j * ldv + i + 16 * c);
+#pragma GCC unroll 4
+        for (int h = 0; h < NH; ++h) {
+          const __m512 pj = _mm512_set1_ps(p[h * ldp + j]);
+          for (int c = 0; c < 4; ++c) a[h][c] = _mm512_fmadd_ps(pj, vv[c], a[h][c]);
+        }
+      }
+      for (int h = 0; h < NH; ++h)
+        for (int c = 0; c < 4; ++c) _mm512_mask_storeu_ps(acc + h * lda + i + 16 * c, m[c], a[h][c]);
+    }
+  }
+  static void axpy_heads(float* acc, int64_t lda, int64_t G, const float* v, int64_t ldv, const float* p, int64_t ldp,
+                         int64_t n, int64_t d) {
+    int64_t g = 0;
+    for (; g + 4 <= G; g += 4) axpy_nh<4>(acc + g * lda, lda, v, ldv, p + g * ldp, ldp, n, d);
+    switch (G - g) {
+      case 3: axpy_nh<3>(acc + g * lda, lda, v, ldv, p + g * ldp, ldp, n, d); break;
+      case 2: axpy_nh<2>(acc + g * lda, lda, v, ldv, p + g * ldp, ldp, n, d); break;
+      case 1: axpy_rows(acc + g * lda, v, ldv, p + g * ldp, n, d); break;
+      default: break;
+    }
   }
   // Four 16-wide column chunks at once: four independent FMA chains instead of one (the sum
   // over j of each element keeps its order, so the bits are those of one chunk at a time).

@@ -44,6 +44,30 @@ void attention_rows(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, int64_
 // in one fixed order whatever n; returns their max), axpy_rows(acc, v, ldv, p, n, d)
 // (acc += sum_j p[j] v[j * ldv], j in order, acc held in registers across the page),
 // scale(acc, c, d), exp_sub_sum(x, n, shift) (x = exp(x - shift), returns the sum).
+// Optionally scores_heads / axpy_heads: the same for the G query heads of a KV head at once
+// (head g's q at q + g * ldq, its scores at out + g * ldo, its sums at acc + g * lda), each
+// head's every value bit for bit what scores / axpy_rows give it alone: they only let the
+// heads share the loads of a page's keys and values.
+template <class Ops>
+void page_scores(const float* q, int64_t ldq, int64_t G, const float* k, int64_t ldk, int64_t n, int64_t d,
+                 float scale, float* out, int64_t ldo, float* mx) {
+  if constexpr (requires { Ops::scores_heads(q, ldq, G, k, ldk, n, d, scale, out, ldo, mx); }) {
+    Ops::scores_heads(q, ldq, G, k, ldk, n, d, scale, out, ldo, mx);
+  } else {
+    for (int64_t g = 0; g < G; ++g) mx[g] = Ops::scores(q + g * ldq, k, ldk, n, d, scale, out + g * ldo);
+  }
+}
+
+template <class Ops>
+void page_axpy(float* acc, int64_t lda, int64_t G, const float* v, int64_t ldv, const float* p, int64_t ldp,
+               int64_t n, int64_t d) {
+  if constexpr (requires { Ops::axpy_heads(acc, lda, G, v, ldv, p, ldp, n, d); }) {
+    Ops::axpy_heads(acc, lda, G, v, ldv, p, ldp, n, d);
+  } else {
+    for (int64_t g = 0; g < G; ++g) Ops::axpy_rows(acc + g * lda, v, ldv, p + g * ldp, n, d);
+  }
+}
+
 template <class Ops>
 void attention_rows_impl(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, int64_t i1) {
   const AttnSeq& seq = c.seqs[s];
@@ -54,12 +78,13 @@ void attention_rows_impl(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, i
   const float neg_inf = -std::numeric_limits<float>::infinity();
 
   thread_local std::vector<float> scratch;
-  const size_t need = size_t(group * (ps + vd + 2));
+  const size_t need = size_t(group * (ps + vd + 3));
   if (scratch.size() < need) scratch.resize(need);
   float* sc = scratch.data();              // [group][ps] scores of one page
   float* acc = sc + group * ps;            // [group][vd] weighted sums of V
   float* mx = acc + group * vd;            // [group] running max
   float* den = mx + group;                 // [group] running denominator
+  float* pmx = den + group;                // [group] max of this page's scores
 
   for (int64_t i = i0; i < i1; ++i) {
     const int64_t n_keys = seq.pos0 + i + 1;
@@ -84,11 +109,10 @@ void attention_rows_impl(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, i
         for (int64_t b = 0; b < nn * kr * int64_t(sizeof(float)); b += 64) __builtin_prefetch(kn + b);
         for (int64_t b = 0; b < nn * vr * int64_t(sizeof(float)); b += 64) __builtin_prefetch(vn + b);
       }
+      page_scores<Ops>(qrow + h0 * hd, hd, group, kp, kr, nj, hd, c.p.scale, sc, ps, pmx);
       for (int64_t g = 0; g < group; ++g) {
-        const float* qh = qrow + (h0 + g) * hd;
         float* sg = sc + g * ps;
-        const float m = Ops::scores(qh, kp, kr, nj, hd, c.p.scale, sg);
-        const float m_new = std::max(mx[g], m);
+        const float m_new = std::max(mx[g], pmx[g]);
         // exp(0) is 1 exactly: skip the call when the running max did not move (most pages).
         const float corr = mx[g] == neg_inf ? 0.0f : mx[g] == m_new ? 1.0f : std::exp(mx[g] - m_new);
         const float sum = Ops::exp_sub_sum(sg, nj, m_new);
@@ -96,8 +120,8 @@ void attention_rows_impl(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, i
         if (corr != 1.0f) Ops::scale(ag, corr, vd);
         den[g] = den[g] * corr + sum;
         mx[g] = m_new;
-        Ops::axpy_rows(ag, vp, vr, sg, nj, vd);
       }
+      page_axpy<Ops>(acc, vd, group, vp, vr, sc, ps, nj, vd);
     }
     float* orow = c.out + (seq.q_row + i) * c.ldo;
     for (int64_t g = 0; g < group; ++g) {

@@ -163,6 +163,38 @@ TEST(PagedAttention, SequenceAloneEqualsSequenceInBatch) {
   }
 }
 
+// The query heads of one KV head are computed together (sharing each page's key and value
+// loads, in groups of 4 and a remainder of 1-3): every head's output must be bit for bit what
+// it gets when it is the only head, i.e. grouping changes no summation order.
+TEST(PagedAttention, HeadsOfAGroupEqualEachHeadAlone) {
+  const std::vector<Case> group_cases = {
+      {7, 1, 64, 16, {{0, 21}, {35, 1}, {5, 9}}},           // 4 + 3 heads, pages cut short
+      {6, 1, 33, 5, {{0, 17}, {12, 2}}},                    // 4 + 2, odd head dim and page size
+      {9, 1, 16, 4, {{3, 6}}, 5},                           // 4 + 4 + 1, sliding window
+      {16, 1, 72, 16, {{60, 1}, {0, 33}}, 0, 64, true},     // MLA latent, 16 heads
+      {5, 1, 24, 4, {{5, 3}, {0, 10}}, 0, 40},              // 4 + 1, values wider than keys
+  };
+  for (size_t ci = 0; ci < group_cases.size(); ++ci) {
+    const Case& c = group_cases[ci];
+    const Built b = build(c, uint32_t(300 + ci));
+    const int64_t vd = c.v_dim ? c.v_dim : c.head_dim;
+    for (KernelIsa isa : test::supported_isas()) {
+      std::vector<float> all(b.rows * b.ld, 0.0f);
+      paged_attention_isa(isa, b.q.data(), b.ld, b.seqs.data(), int64_t(b.seqs.size()), b.kv, b.p, all.data(), b.ld);
+      for (int64_t h = 0; h < c.n_heads; ++h) {
+        AttnParams one = b.p;
+        one.n_heads = 1;
+        std::vector<float> alone(b.rows * b.ld, 0.0f);
+        paged_attention_isa(isa, b.q.data() + h * c.head_dim, b.ld, b.seqs.data(), int64_t(b.seqs.size()), b.kv, one,
+                            alone.data() + h * vd, b.ld);
+        for (int64_t r = 0; r < b.rows; ++r)
+          ASSERT_EQ(0, std::memcmp(&alone[r * b.ld + h * vd], &all[r * b.ld + h * vd], size_t(vd) * sizeof(float)))
+              << kernel_isa_name(isa) << " case " << ci << " head " << h << " row " << r;
+      }
+    }
+  }
+}
+
 TEST(PagedAttention, BadParametersAreRejected) {
   const Built b = build(cases()[1], 3);
   AttnParams p = b.p;
