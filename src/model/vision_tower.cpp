@@ -168,6 +168,7 @@ void VisionTower::attention(Team& t, const Block& b, bool full, ModelComm* comm)
     rope(&qkv_[size_t(row * ld + h * hd)], 1, hd, hd, cs, cs + hd / 2, false);
     rope(&qkv_[size_t(row * ld + D + h * hd)], 1, hd, hd, cs, cs + hd / 2, false);
   }
+  t.barrier();  // the rows' heads were rotated by other members than the ones reading them below
   // Keys and values: a window's are all local; the whole image's are every rank's, all-gathered in
   // window order and read in patch-row order (key_pos_), the order the replicated tower reads them.
   const float* kv = qkv_.data();
@@ -180,8 +181,8 @@ void VisionTower::attention(Team& t, const Block& b, bool full, ModelComm* comm)
     kv = kv_all_.data();
     kv_ld = 2 * D;
     k_off = 0;
+    t.barrier();
   }
-  t.barrier();
   // Bidirectional attention of each local row over its window (or the whole image), one (window,
   // head) at a time: its keys gathered transposed and its values gathered, so both inner loops run
   // over contiguous floats.

@@ -9,9 +9,9 @@ windows = 4 x 4 merged tokens) and four images whose windows do not split evenly
   d.jpg 300 x 200 -> 6 windows of 64, 64, 48, 48, 48, 36 rows
 in three prompts (b and c in the same one). `dpserve generate --dump-image-embeds` makes every rank
 that runs the tower write each request's embeddings; checked, byte for byte against tp=1:
-  tp=2 with --vision-tower sharded (and 16-token prefill chunks cutting through the images) and
-  replicated; tp=2 dp=2 with DP attention (groups of one rank); tp=4 dp=2 with DP attention (groups
-  of two, sharded). Each request must be encoded by exactly the ranks of its group, and all of them
+  tp=1 on 2 threads (the team's split of the work); tp=2 with --vision-tower sharded (and 16-token
+  prefill chunks cutting through the images) and replicated; tp=2 dp=2 with DP attention (groups of
+  one rank); tp=4 dp=2 with DP attention (groups of two, sharded). Each request must be encoded by exactly the ranks of its group, and all of them
   must hold the whole image's rows (the final all-gather).
 
 usage: test_vision_sharded.py DPSERVE_BIN SHARED_DIR SCRATCH_DIR MAKE_MODEL_PY
@@ -40,8 +40,8 @@ def run(name, model, pfile, images, flags):
     out = os.path.join(SCRATCH, name)
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
-    args = [BIN, "generate", "--json", "--ignore-eos", "-n", "1", "--threads", "1", "--model-path", model,
-            "--prompts-file", pfile, "--dump-image-embeds", out]
+    args = [BIN, "generate", "--json", "--ignore-eos", "-n", "1", "--model-path", model,
+            "--prompts-file", pfile, "--dump-image-embeds", out] + ([] if "--threads" in flags else ["--threads", "1"])
     for im in images:
         args += ["--image", im]
     t0 = time.time()
@@ -79,6 +79,7 @@ def main():
         failures.append(f"tp1 dumped {[(r, sorted(v)) for r, v in ref.items()]}, expected requests 1-3 on rank 0")
     # (name, flags, ranks of the group that holds request r)
     layouts = [
+        ("tp1_threads2", ["--threads", "2"], lambda r: [0]),
         ("tp2_sharded_chunked16", ["--tp-size", "2", "--vision-tower", "sharded", "--chunked-prefill-size", "16"],
          lambda r: [0, 1]),
         ("tp2_replicated", ["--tp-size", "2", "--vision-tower", "replicated"], lambda r: [0, 1]),
