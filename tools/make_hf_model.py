@@ -10,6 +10,7 @@ as the format specifies, so nothing outside NumPy is needed.
   /usr/bin/python3 tools/make_hf_model.py --arch qwen2_5_vl --out /tmp/tiny-vl --tokenizer-dir DIR
   /usr/bin/python3 tools/make_hf_model.py --preset tinyllama-1.1b --out /tmp/tinyllama-shape
   /usr/bin/python3 tools/make_hf_model.py --preset deepseek-v2-lite-bench --out /tmp/v2-lite-shape
+  /usr/bin/python3 tools/make_hf_model.py --preset qwen2_5_vl-3b-tower --out /tmp/vl-3b-tower --tokenizer-dir DIR
 """
 import argparse
 import json
@@ -105,6 +106,16 @@ PRESETS = {
                                    routed_scaling_factor=1.0, n_group=1, topk_group=1, rope_scaling="yarn",
                                    rope_factor=40.0, original_max_position_embeddings=4096, yarn_mscale=0.707,
                                    yarn_mscale_all_dim=0.707, max_position_embeddings=163840),
+    # Qwen2.5-VL-3B's vision tower exactly (its vision_config: 32 blocks of hidden 1280, 16 heads, FFN
+    # 3420, 112-pixel windows, full attention in blocks 7/15/23/31, out 2048) in front of a 2-layer
+    # language model of its width (hidden 2048, FFN 11008, 16 heads, 2 KV heads, tied embeddings), so
+    # the tower's time is real and the folder stays ~2.3 GB in bf16 (docs/benchmarks.md).
+    "qwen2_5_vl-3b-tower": dict(arch="qwen2_5_vl", dtype="bf16", vocab_size=151936, hidden_size=2048,
+                                intermediate_size=11008, num_hidden_layers=2, num_attention_heads=16,
+                                num_key_value_heads=2, head_dim=None, tie_word_embeddings=True,
+                                rope_theta=1000000.0, max_position_embeddings=32768,
+                                vision=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16,
+                                            window_size=112, fullatt_block_indexes=[7, 15, 23, 31])),
 }
 
 DTYPES = {"bf16": ("BF16", 2), "f16": ("F16", 2), "f32": ("F32", 4)}
@@ -697,6 +708,7 @@ def parse_args(argv):
     a.arch = arch
     a.dtype = a.dtype or preset.get("dtype") or "f32"
     vl = arch == "qwen2_5_vl"
+    VISION_TINY.update(preset.get("vision", {}))
     for name in ("depth", "hidden_size", "intermediate_size", "num_heads"):
         if getattr(a, "vision_" + name) is not None:
             if not vl:
@@ -704,7 +716,7 @@ def parse_args(argv):
             VISION_TINY[name] = getattr(a, "vision_" + name)
     if vl and (VISION_TINY["hidden_size"] // VISION_TINY["num_heads"]) % 4:
         ap.error("the vision head size (hidden_size / num_heads) must be a multiple of 4 (2-D RoPE)")
-    if vl:
+    if vl and "fullatt_block_indexes" not in preset.get("vision", {}):
         VISION_TINY["fullatt_block_indexes"] = [i for i in range(VISION_TINY["depth"]) if i % 2 == 1]
     if a.bos_token_id is None:
         a.bos_token_id = 151643 if vl else 1  # Qwen: <|endoftext|>
@@ -727,7 +739,7 @@ def parse_args(argv):
         yarn_mscale=1.0, yarn_mscale_all_dim=0.0)
     if a.preset == "tiny":
         base.update(TINY[arch])
-    base.update({k: v for k, v in preset.items() if k not in ("arch", "dtype")})
+    base.update({k: v for k, v in preset.items() if k not in ("arch", "dtype", "vision")})
     for k, v in base.items():
         if getattr(a, k, None) is None:
             setattr(a, k, v)

@@ -28,7 +28,7 @@ namespace {
 
 struct GenerateArgs {
   RuntimeFlags rf;
-  std::string prompt, prompt_ids, prompts_file, dump_logits;
+  std::string prompt, prompt_ids, prompts_file, dump_logits, dump_image_embeds;
   int64_t max_new_tokens = 256;
   float temperature = 0.0f, top_p = 1.0f, min_p = 0.0f;
   float repetition_penalty = 1.0f, frequency_penalty = 0.0f, presence_penalty = 0.0f;
@@ -358,6 +358,7 @@ void run_generate(GenerateArgs& a) {
   ModelLocation loc = resolve_model(a.rf.rt.model_path, a.rf.tokenizer_path);
   a.rf.rt.model_path = loc.model;
   a.rf.rt.sched.enable_prefix_cache = !a.rf.disable_radix_cache;
+  a.rf.rt.image_embeds_dump_dir = a.dump_image_embeds;
   std::unique_ptr<Tokenizer> tok;
   if (!loc.tokenizer.empty()) tok = Tokenizer::load(loc.tokenizer);
   if (tok) a.rf.rt.eos_ids = tok->eos_ids();
@@ -434,6 +435,9 @@ void register_generate(CLI::App& app) {
   g->add_option("--dump-logits", a->dump_logits,
                 "Write float32 logits, row-major [positions, vocab]: one row per prompt position, then one per "
                 "decode step (prompt_len + new_tokens - 1 rows); single prompt, single rank");
+  g->add_option("--dump-image-embeds", a->dump_image_embeds,
+                "Debugging: every rank that runs the vision tower writes each request's image embeddings "
+                "(float32, row-major [image tokens, hidden], its images in order) to DIR/rank<R>-req<id>.f32");
   g->callback([a] {
     if (!a->dump_logits.empty() && !a->prompts_file.empty()) fail("--dump-logits works with a single prompt");
     run_generate(*a);

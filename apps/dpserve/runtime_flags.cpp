@@ -140,6 +140,13 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
                   "request once all its bytes arrived) or step-message (inside the step's control message, to "
                   "every rank)")
       ->envname("DPSERVE_IMAGE_TRANSFER");
+  add_enum_option(c, "--vision-tower", o.vision_tower, {VisionPlacement::kSharded, VisionPlacement::kReplicated},
+                  "Vision-language models: how the ranks of a request's group (its DP-attention group, or all tp "
+                  "ranks) run the vision tower: sharded (each rank takes a share of the image's attention windows; "
+                  "K/V of the full-attention blocks and the output rows are all-gathered; bit-identical to "
+                  "replicated) or replicated (each rank runs the whole tower). Default sharded: at tp=2 it encoded "
+                  "a 640x480 or 1280x960 image in 0.44-0.62x the replicated time (docs/benchmarks.md)")
+      ->envname("DPSERVE_VISION_TOWER");
   c->add_option("--image-bytes-per-step", o.image_bytes_per_step,
                 "Pipelined image transfer: RGB bytes rank 0 sends per step (all groups together), so one large "
                 "image delays the other requests' steps by a bounded copy")

@@ -339,8 +339,11 @@ void RankWorker::encode_images(RequestState& st, int64_t pos0, int64_t n) {
   bool reaches = false;
   for (int64_t p = pos0; p < end && !reaches; ++p) reaches = st.image_row[size_t(p)] >= 0;
   if (!reaches) return;
-  // Every rank of the request's group runs the tower itself (docs/models.md: measured against
-  // rank 0 encoding and shipping the rows).
+  // Every rank of the request's group gets here for the same request in the same step: the group's
+  // schedulers are identical (same requests, same prefix cache, same preemptions), and whether to
+  // encode depends only on the scheduled chunk and on st.image_embeds, which is kept until the
+  // prompt is prefilled. So a sharded tower's collectives (model/vision_tower.h) line up over the
+  // group. Where it runs: docs/models.md.
   const ImagePreprocessConfig& pc = model_.image_config();
   const int64_t H = model_.config().hidden;
   int64_t rows = 0;
@@ -355,6 +358,15 @@ void RankWorker::encode_images(RequestState& st, int64_t pos0, int64_t n) {
     ++counters_.images_encoded;
   }
   const double took = now_seconds() - t0;
+  if (!opts_.image_embeds_dump_dir.empty()) {
+    const std::string path = opts_.image_embeds_dump_dir + "/rank" + std::to_string(topo_.rank) + "-req" +
+                             std::to_string(st.id) + ".f32";
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    if (!f) fail("--dump-image-embeds: cannot write {}", path);
+    const size_t n = std::fwrite(st.image_embeds.data(), sizeof(float), st.image_embeds.size(), f);
+    std::fclose(f);
+    if (n != st.image_embeds.size()) fail("--dump-image-embeds: short write to {}", path);
+  }
   counters_.image_seconds += took;
   if (opts_.image_tap) opts_.image_tap(st.id, int64_t(st.req.images.size()), took);
 }

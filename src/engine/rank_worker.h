@@ -61,6 +61,9 @@ struct WorkerOptions {
   // image_patches + the tower (the server's metrics and request log; rank 0 only, so it sees the
   // requests of rank 0's DP group).
   std::function<void(uint64_t id, int64_t images, double seconds)> image_tap;
+  // Debugging (`generate --dump-image-embeds`): non-empty, every rank that runs the tower writes a
+  // request's image embeddings to <dir>/rank<world rank>-req<id>.f32 (float32 [tokens, hidden]).
+  std::string image_embeds_dump_dir;
   // The served tokenizer's vocabulary for structured outputs (null: requests with a constraint fail).
   std::shared_ptr<const constrain::VocabIndex> vocab;
   // Ids at or past this have no token (a model's vocabulary padded past its tokenizer's): never

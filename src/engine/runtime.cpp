@@ -87,6 +87,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     lo.comm = I.mcomm.get();
     lo.threads = threads;
     lo.quantization = o.quantization;
+    lo.vision = o.vision_tower;
     lo.verbose = I.mpi.world_rank() == 0;
     I.model = Model::load(o.model_path, lo);
     const ModelConfig& cfg = I.model->config();
@@ -119,6 +120,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     wo.embed_cache_requests = o.embed_cache_requests;
     wo.image_transfer = o.image_transfer;
     wo.image_bytes_per_step = o.image_bytes_per_step;
+    wo.image_embeds_dump_dir = o.image_embeds_dump_dir;
     wo.eos_ids = o.eos_ids;
     wo.context_length = ctx_len;
     wo.random_seed = o.has_random_seed ? std::optional<uint64_t>(o.random_seed) : std::nullopt;

@@ -17,6 +17,7 @@
 #include "parallel/node_join.h"
 #include "model/config.h"
 #include "model/quant_recipe.h"
+#include "model/vision_tower.h"
 
 namespace dpserve {
 
@@ -48,6 +49,8 @@ struct RuntimeOptions {
   int64_t embed_cache_requests = 256;
   ImageTransferMode image_transfer = ImageTransferMode::kPipelined;  // how image bytes reach the ranks
   int64_t image_bytes_per_step = int64_t(4) << 20;                   // pipelined: rank 0's send budget per step
+  VisionPlacement vision_tower = VisionPlacement::kSharded;          // where a group runs the vision tower
+  std::string image_embeds_dump_dir;  // debugging (`generate --dump-image-embeds`): see WorkerOptions
   double watchdog_timeout = 600;  // seconds a step (or a wait for rank 0) may take before the job is stopped; 0 = off
   double stall_timeout = 60;      // Engine::stalled() (/health 503): pending work, no step for this long; 0 = off
   bool split_collective_waits = false;  // diagnostics: a timed barrier before every forward collective

@@ -85,6 +85,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   }
   m->par_ = opts.parallel;
   m->comm_ = opts.comm;
+  m->vision_placement_ = opts.vision;
   if ((m->par_.attn.size > 1 || m->par_.mlp.size > 1 || m->par_.vocab.size > 1) && !m->comm_)
     fail("internal: a sharded model needs a communicator");
   m->init_layers(opts);
@@ -95,8 +96,11 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
 
 void Model::encode_image(const float* patches, int64_t grid_h, int64_t grid_w, float* out) {
   if (!vision_) fail("this model takes no images");
-  vision_->prepare(grid_h, grid_w);
-  team_->run([&](Team& t) { vision_->forward(t, patches, grid_h, grid_w, out); });
+  // Sharded: by windows over the attention group (the ranks that hold this request); one rank, or
+  // replicated: the whole image here.
+  const ShardSpec shard = vision_placement_ == VisionPlacement::kSharded ? par_.attn : ShardSpec{};
+  vision_->prepare(grid_h, grid_w, shard);
+  team_->run([&](Team& t) { vision_->forward(t, patches, grid_h, grid_w, out, comm_); });
 }
 
 KVPoolConfig Model::kv_config(int64_t n_pages, int64_t page_size) const {

@@ -45,6 +45,8 @@ struct LoadOptions {
   int threads = 0;            // members of the model's thread team (0 = the machine's cores)
   Quantization quantization = Quantization::kNone;  // float matrices to block types on load
   bool verbose = true;  // say how long converting the weights took (one rank of many)
+  // Vision-language models: the tower sharded over the attention group's ranks, or whole on each.
+  VisionPlacement vision = VisionPlacement::kSharded;
 };
 
 class Model {
@@ -73,7 +75,9 @@ class Model {
   KVPoolConfig kv_config(int64_t n_pages, int64_t page_size) const;
   // Vision-language models (Qwen2.5-VL): whether the model has a vision tower, and one image's
   // embeddings: patches [grid_h * grid_w, patch_row] (vision/image_input.h image_patches) to
-  // out [image_tokens(grid_h, grid_w), hidden], run on the model's thread team.
+  // out [image_tokens(grid_h, grid_w), hidden], run on the model's thread team. With a sharded tower
+  // (LoadOptions::vision) and more than one rank in the attention group, collective over the group:
+  // every rank of it calls it for the same image at the same point, and each gets all of `out`.
   bool takes_images() const { return vision_ != nullptr; }
   // The folder's preprocessor_config.json and the image token ids (config.json), for takes_images().
   const ImagePreprocessConfig& image_config() const { return image_cfg_; }
@@ -107,6 +111,7 @@ class Model {
   std::unique_ptr<RopeTable> rope_;
   std::vector<Layer> layers_;
   std::unique_ptr<VisionTower> vision_;
+  VisionPlacement vision_placement_ = VisionPlacement::kSharded;
   ImagePreprocessConfig image_cfg_;
   VisionTokenIds vision_ids_;
   std::vector<AlignedBytes> converted_;  // matrices quantized / repacked on load (model/weight_prep.h)

@@ -38,6 +38,11 @@ class ModelComm {
   virtual void vocab_allgather(const float* local, int64_t rows, int64_t local_cols, float* full,
                                int64_t vocab) = 0;
 
+  // The vision tower sharded over the attention group (model/vision_tower.h): buf holds rank r's
+  // counts[r] floats at displs[r] (n ranks, the group's size); this rank's block is in place, and
+  // every rank ends with all of them.
+  virtual void attn_allgatherv(float* buf, const int64_t* counts, const int64_t* displs, int n) = 0;
+
   // DP attention: the MLP runs on every group's rows at once. dp_gather collects this group's
   // `rows` hidden rows from all groups into `global` and returns the global row count; after the
   // MLP, dp_scatter sums every rank's partial output and hands back this group's rows.

@@ -60,75 +60,150 @@ VisionTower::VisionTower(const WeightStore& store, const VisionConfig& c) : c_(c
   for (int64_t i = 0; i < rd / 2; ++i) inv_freq_.push_back(1.0 / std::pow(10000.0, double(2 * i) / double(rd)));
 }
 
-void VisionTower::prepare(int64_t gh, int64_t gw) {
+std::vector<int64_t> VisionTower::window_shares(const std::vector<int64_t>& rows, int n) {
+  const int64_t W = int64_t(rows.size());
+  std::vector<int64_t> cum(size_t(W + 1), 0);
+  for (int64_t w = 0; w < W; ++w) cum[size_t(w + 1)] = cum[size_t(w)] + rows[size_t(w)];
+  const int64_t P = cum[size_t(W)];
+  std::vector<int64_t> at(size_t(n + 1), 0);
+  int64_t b = 0;  // windows [0, b) are given to ranks before r
+  for (int r = 1; r < n; ++r) {
+    // The window boundary nearest P * r / n (the lower one on a tie), never before the last one.
+    const int64_t target = P * r;  // compared as cum * n
+    while (b < W && cum[size_t(b + 1)] * n <= target) ++b;
+    if (b < W && cum[size_t(b + 1)] * n - target < target - cum[size_t(b)] * n) ++b;
+    at[size_t(r)] = cum[size_t(b)];
+  }
+  at[size_t(n)] = P;
+  return at;
+}
+
+void VisionTower::prepare(int64_t gh, int64_t gw, ShardSpec shard) {
   const int64_t m = c_.merge, P = gh * gw, D = c_.hidden, hd = c_.head_dim();
   DP_CHECK(gh > 0 && gw > 0 && gh % m == 0 && gw % m == 0, "vision: grid {}x{} is not a multiple of {}", gh, gw, m);
-  grow(x_, P * D);
-  grow(xn_, P * D);
-  grow(qkv_, P * 3 * D);
-  grow(attn_, P * D);
-  grow(h_, P * std::max(c_.ffn, D));
-  grow(h2_, P * c_.ffn);
-  cs_.assign(size_t(P * hd), 0.f);
+  DP_CHECK(shard.size >= 1 && shard.rank >= 0 && shard.rank < shard.size);
   // Rows come in merge-block order: block b = (bh, bw) of the merged grid, then its m x m patches.
-  // A window is vw x vw merged tokens of the merged grid (partial at the right and bottom edges).
+  // A window is vw x vw merged tokens of the merged grid (partial at the right and bottom edges), so
+  // it holds whole merge blocks, whose m*m rows stay consecutive in window order.
   const int64_t lw = gw / m, vw = c_.window_tokens();
   const int64_t nww = (lw + vw - 1) / vw, nwh = (gh / m + vw - 1) / vw;
-  windows_.assign(size_t(nww * nwh), {});
-  window_of_.resize(size_t(P));
-  all_rows_.resize(size_t(P));
-  const int64_t q = int64_t(inv_freq_.size()), half = hd / 2;
+  std::vector<std::vector<int32_t>> windows(size_t(nww * nwh));
   for (int64_t r = 0; r < P; ++r) {
+    const int64_t blk = r / (m * m), bh = blk / lw, bw = blk % lw;
+    windows[size_t((bh / vw) * nww + bw / vw)].push_back(int32_t(r));
+  }
+  std::vector<int64_t> win_rows;
+  order_.clear();
+  for (const auto& w : windows) {
+    win_rows.push_back(int64_t(w.size()));
+    order_.insert(order_.end(), w.begin(), w.end());
+  }
+  key_pos_.resize(size_t(P));
+  for (int64_t i = 0; i < P; ++i) key_pos_[size_t(order_[size_t(i)])] = int32_t(i);
+  share_ = window_shares(win_rows, shard.size);
+  shard_ = shard;
+  P_ = P;
+  row0_ = share_[size_t(shard.rank)];
+  rows_ = share_[size_t(shard.rank + 1)] - row0_;
+  local_windows_.clear();
+  for (int64_t w = 0, at = 0; w < int64_t(windows.size()); at += win_rows[size_t(w)], ++w) {
+    if (at < row0_ || at >= row0_ + rows_ || win_rows[size_t(w)] == 0) continue;
+    std::vector<int32_t> rows(size_t(win_rows[size_t(w)]));
+    for (size_t j = 0; j < rows.size(); ++j) rows[j] = int32_t(at - row0_ + int64_t(j));
+    local_windows_.push_back(std::move(rows));
+  }
+  local_rows_.resize(size_t(rows_));
+  for (int64_t i = 0; i < rows_; ++i) local_rows_[size_t(i)] = int32_t(i);
+
+  const int64_t L = rows_;
+  grow(x_, L * D);
+  grow(xn_, L * D);
+  grow(qkv_, L * 3 * D);
+  grow(attn_, L * D);
+  grow(h_, L * std::max(c_.ffn, D));
+  grow(h2_, L * c_.ffn);
+  grow(patches_, L * c_.patch_row());
+  if (!c_.fullatt_blocks.empty()) grow(kv_all_, P * 2 * D);
+  grow(merged_, tokens(gh, gw) * c_.out_hidden);
+  cs_.assign(size_t(L * hd), 0.f);
+  const int64_t q = int64_t(inv_freq_.size()), half = hd / 2;
+  for (int64_t i = 0; i < L; ++i) {
+    const int64_t r = order_[size_t(row0_ + i)];
     const int64_t blk = r / (m * m), in = r % (m * m);
     const int64_t bh = blk / lw, bw = blk % lw;
-    const int64_t win = (bh / vw) * nww + bw / vw;
-    window_of_[size_t(r)] = int32_t(win);
-    windows_[size_t(win)].push_back(int32_t(r));
-    all_rows_[size_t(r)] = int32_t(r);
     const double hpos = double(bh * m + in / m), wpos = double(bw * m + in % m);
-    float* cs = &cs_[size_t(r * hd)];
-    for (int64_t i = 0; i < q; ++i) {
-      cs[i] = float(std::cos(hpos * inv_freq_[size_t(i)]));
-      cs[half + i] = float(std::sin(hpos * inv_freq_[size_t(i)]));
-      cs[q + i] = float(std::cos(wpos * inv_freq_[size_t(i)]));
-      cs[half + q + i] = float(std::sin(wpos * inv_freq_[size_t(i)]));
+    float* cs = &cs_[size_t(i * hd)];
+    for (int64_t k = 0; k < q; ++k) {
+      cs[k] = float(std::cos(hpos * inv_freq_[size_t(k)]));
+      cs[half + k] = float(std::sin(hpos * inv_freq_[size_t(k)]));
+      cs[q + k] = float(std::cos(wpos * inv_freq_[size_t(k)]));
+      cs[half + q + k] = float(std::sin(wpos * inv_freq_[size_t(k)]));
     }
   }
 }
 
-void VisionTower::attention(Team& t, const Block& b, bool full, int64_t P) {
-  const int64_t D = c_.hidden, H = c_.n_heads, hd = c_.head_dim(), ld = 3 * D;
-  matmul(t, xn_.data(), P, D, b.qkv, b.qkv_b.data(), qkv_.data(), ld);
+void VisionTower::gather_rows(Team& t, float* buf, int64_t per, int64_t width, ModelComm* comm) {
+  if (shard_.size == 1) return;  // one rank: its rows are all the rows, nothing to exchange
+  DP_CHECK(comm, "vision: a sharded tower needs the group's communicator");
+  t.barrier();  // every member's writes into buf are done
+  if (t.leader()) {
+    std::vector<int64_t> counts(size_t(shard_.size)), displs(size_t(shard_.size));
+    for (int r = 0; r < shard_.size; ++r) {
+      displs[size_t(r)] = share_[size_t(r)] / per * width;
+      counts[size_t(r)] = (share_[size_t(r + 1)] - share_[size_t(r)]) / per * width;
+    }
+    comm->attn_allgatherv(buf, counts.data(), displs.data(), shard_.size);
+  }
+  t.barrier();
+}
+
+void VisionTower::attention(Team& t, const Block& b, bool full, ModelComm* comm) {
+  const int64_t D = c_.hidden, H = c_.n_heads, hd = c_.head_dim(), ld = 3 * D, L = rows_;
+  matmul(t, xn_.data(), L, D, b.qkv, b.qkv_b.data(), qkv_.data(), ld);
   // Rotate q and k of every (row, head): rotate-half over the whole head with the row's angles.
-  const Range r = t.share(P * H);
+  const Range r = t.share(L * H);
   for (int64_t it = r.begin; it < r.end; ++it) {
     const int64_t row = it / H, h = it % H;
     const float* cs = &cs_[size_t(row * hd)];
     rope(&qkv_[size_t(row * ld + h * hd)], 1, hd, hd, cs, cs + hd / 2, false);
     rope(&qkv_[size_t(row * ld + D + h * hd)], 1, hd, hd, cs, cs + hd / 2, false);
   }
-  t.barrier();
-  // Bidirectional attention of each row over its window (or the whole image), one (window, head)
-  // at a time: its keys gathered transposed and its values gathered, so both inner loops run over
-  // contiguous floats.
+  t.barrier();  // the rows' heads were rotated by other members than the ones reading them below
+  // Keys and values: a window's are all local; the whole image's are every rank's, all-gathered in
+  // window order and read in patch-row order (key_pos_), the order the replicated tower reads them.
+  const float* kv = qkv_.data();
+  int64_t kv_ld = ld, k_off = D;
+  if (full) {
+    const Range rr = t.share(L);
+    for (int64_t i = rr.begin; i < rr.end; ++i)
+      std::memcpy(&kv_all_[size_t((row0_ + i) * 2 * D)], &qkv_[size_t(i * ld + D)], sizeof(float) * size_t(2 * D));
+    gather_rows(t, kv_all_.data(), 1, 2 * D, comm);
+    kv = kv_all_.data();
+    kv_ld = 2 * D;
+    k_off = 0;
+    t.barrier();
+  }
+  // Bidirectional attention of each local row over its window (or the whole image), one (window,
+  // head) at a time: its keys gathered transposed and its values gathered, so both inner loops run
+  // over contiguous floats.
   const float scale = float(1.0 / std::sqrt(double(hd)));
-  const int64_t n_win = full ? 1 : int64_t(windows_.size());
+  const int64_t n_win = full ? (L > 0 ? 1 : 0) : int64_t(local_windows_.size());
   std::vector<float> kt, vv, p;
   t.dynamic(n_win * H, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t it = b0; it < b1; ++it) {
-      const std::vector<int32_t>& rows = full ? all_rows_ : windows_[size_t(it / H)];
-      const int64_t h = it % H, nk = int64_t(rows.size());
+      const std::vector<int32_t>& queries = full ? local_rows_ : local_windows_[size_t(it / H)];
+      const std::vector<int32_t>& keys = full ? key_pos_ : queries;
+      const int64_t h = it % H, nk = int64_t(keys.size());
       if (nk == 0) continue;
       kt.resize(size_t(hd * nk));
       vv.resize(size_t(nk * hd));
       p.resize(size_t(nk));
       for (int64_t j = 0; j < nk; ++j) {
-        const float* src = &qkv_[size_t(rows[size_t(j)] * ld + D + h * hd)];
+        const float* src = &kv[size_t(keys[size_t(j)] * kv_ld + k_off + h * hd)];
         for (int64_t d = 0; d < hd; ++d) kt[size_t(d * nk + j)] = src[d];
         std::memcpy(&vv[size_t(j * hd)], src + D, sizeof(float) * size_t(hd));
       }
-      for (int64_t i = 0; i < nk; ++i) {
-        const int32_t row = rows[size_t(i)];
+      for (const int32_t row : queries) {
         const float* q = &qkv_[size_t(row * ld + h * hd)];
         std::fill(p.begin(), p.end(), 0.f);
         for (int64_t d = 0; d < hd; ++d) {
@@ -147,37 +222,55 @@ void VisionTower::attention(Team& t, const Block& b, bool full, int64_t P) {
       }
     }
   });
-  matmul(t, attn_.data(), P, D, b.proj, b.proj_b.data(), h_.data(), D);
-  add_inplace(t, x_.data(), h_.data(), P * D);
+  matmul(t, attn_.data(), L, D, b.proj, b.proj_b.data(), h_.data(), D);
+  add_inplace(t, x_.data(), h_.data(), L * D);
 }
 
-void VisionTower::forward(Team& t, const float* patches, int64_t gh, int64_t gw, float* out) {
-  const int64_t P = gh * gw, D = c_.hidden, F = c_.ffn, M = D * c_.merge * c_.merge;
-  matmul(t, patches, P, c_.patch_row(), patch_embed_, nullptr, x_.data(), D);
+void VisionTower::forward(Team& t, const float* patches, int64_t gh, int64_t gw, float* out, ModelComm* comm) {
+  const int64_t D = c_.hidden, F = c_.ffn, M = D * c_.merge * c_.merge, K = c_.patch_row(), L = rows_;
+  DP_CHECK(gh * gw == P_, "vision: forward on a grid prepare() did not lay out");
+  {  // this rank's patch rows, in window order
+    const Range r = t.share(L);
+    for (int64_t i = r.begin; i < r.end; ++i)
+      std::memcpy(&patches_[size_t(i * K)], patches + int64_t(order_[size_t(row0_ + i)]) * K, sizeof(float) * size_t(K));
+    t.barrier();
+  }
+  matmul(t, patches_.data(), L, K, patch_embed_, nullptr, x_.data(), D);
   for (int64_t l = 0; l < c_.depth; ++l) {
     const Block& b = blocks_[size_t(l)];
     const bool full = std::find(c_.fullatt_blocks.begin(), c_.fullatt_blocks.end(), l) != c_.fullatt_blocks.end();
-    rmsnorm(t, x_.data(), b.norm1.data(), xn_.data(), P, D, kEps);
-    attention(t, b, full, P);
+    rmsnorm(t, x_.data(), b.norm1.data(), xn_.data(), L, D, kEps);
+    attention(t, b, full, comm);
     // SwiGLU with biases: down(silu(gate x + bg) * (up x + bu)) + bd.
-    rmsnorm(t, x_.data(), b.norm2.data(), xn_.data(), P, D, kEps);
-    matmul(t, xn_.data(), P, D, b.gate, b.gate_b.data(), h_.data(), F);
-    matmul(t, xn_.data(), P, D, b.up, b.up_b.data(), h2_.data(), F);
-    silu_mul(t, h_.data(), h2_.data(), h_.data(), P * F);
-    matmul(t, h_.data(), P, F, b.down, b.down_b.data(), attn_.data(), D);
-    add_inplace(t, x_.data(), attn_.data(), P * D);
+    rmsnorm(t, x_.data(), b.norm2.data(), xn_.data(), L, D, kEps);
+    matmul(t, xn_.data(), L, D, b.gate, b.gate_b.data(), h_.data(), F);
+    matmul(t, xn_.data(), L, D, b.up, b.up_b.data(), h2_.data(), F);
+    silu_mul(t, h_.data(), h2_.data(), h_.data(), L * F);
+    matmul(t, h_.data(), L, F, b.down, b.down_b.data(), attn_.data(), D);
+    add_inplace(t, x_.data(), attn_.data(), L * D);
   }
   // Merger: RMSNorm per patch, each block's m*m consecutive rows as one row, Linear, GELU (erf), Linear.
-  rmsnorm(t, x_.data(), merge_norm_.data(), xn_.data(), P, D, kEps);
-  const int64_t T = tokens(gh, gw);
-  matmul(t, xn_.data(), T, M, merge1_, merge1_b_.data(), h_.data(), M);
-  const Range r = t.share(T * M);
+  rmsnorm(t, x_.data(), merge_norm_.data(), xn_.data(), L, D, kEps);
+  const int64_t mm = c_.merge * c_.merge, TL = L / mm, T = tokens(gh, gw), O = c_.out_hidden;
+  matmul(t, xn_.data(), TL, M, merge1_, merge1_b_.data(), h_.data(), M);
+  const Range r = t.share(TL * M);
   for (int64_t i = r.begin; i < r.end; ++i) {
     const double v = h_[size_t(i)];
     h_[size_t(i)] = float(0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0))));
   }
   t.barrier();
-  matmul(t, h_.data(), T, M, merge2_, merge2_b_.data(), out, c_.out_hidden);
+  // This rank's tokens land at their window-order place; all ranks' are gathered, then each token
+  // goes to its merge block's place in `out`.
+  matmul(t, h_.data(), TL, M, merge2_, merge2_b_.data(), &merged_[size_t(row0_ / mm * O)], O);
+  gather_rows(t, merged_.data(), mm, O, comm);
+  {
+    const Range rt = t.share(T);
+    for (int64_t i = rt.begin; i < rt.end; ++i)
+      std::memcpy(out + int64_t(order_[size_t(i * mm)] / mm) * O, &merged_[size_t(i * O)], sizeof(float) * size_t(O));
+    t.barrier();
+  }
 }
+
+const char* to_string(VisionPlacement p) { return p == VisionPlacement::kSharded ? "sharded" : "replicated"; }
 
 }  // namespace dpserve

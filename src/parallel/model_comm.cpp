@@ -1,5 +1,6 @@
 #include "parallel/model_comm.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -110,6 +111,16 @@ void DistModelComm::vocab_allgather(const float* local, int64_t rows, int64_t lo
       std::memcpy(full + i * vocab + c0, &gather_buf_[size_t(displs[r] + i * w)], sizeof(float) * size_t(w));
   }
   t_vocab_.add(now_ns() - t0, rows * local_cols * int64_t(sizeof(float)), wait);
+}
+
+void DistModelComm::attn_allgatherv(float* buf, const int64_t* counts, const int64_t* displs, int n) {
+  const Comm& c = comms_.attn_tp;
+  DP_CHECK(n == c.size(), "attn_allgatherv: {} blocks for a group of {} ranks", n, c.size());
+  if (n <= 1) return;
+  int64_t total = 0;
+  for (int r = 0; r < n; ++r) total = std::max(total, displs[r] + counts[r]);
+  c.allgatherv_inplace<float>(std::span<float>(buf, size_t(total)), std::span<const int64_t>(counts, size_t(n)),
+                              std::span<const int64_t>(displs, size_t(n)));
 }
 
 int64_t DistModelComm::dp_gather(const float* local, int64_t rows, int64_t hidden, std::vector<float>& global) {

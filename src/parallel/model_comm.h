@@ -45,6 +45,7 @@ class DistModelComm : public ModelComm {
   void attn_allreduce(float* x, int64_t n) override;
   void mlp_allreduce(float* x, int64_t n) override;
   void vocab_allgather(const float* local, int64_t rows, int64_t local_cols, float* full, int64_t vocab) override;
+  void attn_allgatherv(float* buf, const int64_t* counts, const int64_t* displs, int n) override;
   bool dp_gather_enabled() const override { return topo_.dp_attention; }
   int64_t dp_gather(const float* local, int64_t rows, int64_t hidden, std::vector<float>& global) override;
   void dp_scatter(std::vector<float>& partial, int64_t hidden, float* local, int64_t rows) override;
