@@ -108,7 +108,7 @@ void VisionTower::prepare(int64_t gh, int64_t gw, ShardSpec shard) {
   local_windows_.clear();
   for (int64_t w = 0, at = 0; w < int64_t(windows.size()); at += win_rows[size_t(w)], ++w) {
     if (at < row0_ || at >= row0_ + rows_ || win_rows[size_t(w)] == 0) continue;
-    std::vector<int32_t> rows(size_t(win_rows[size_t(w)]));
+    std::vector<int32_t> rows(static_cast<size_t>(win_rows[size_t(w)]));
     for (size_t j = 0; j < rows.size(); ++j) rows[j] = int32_t(at - row0_ + int64_t(j));
     local_windows_.push_back(std::move(rows));
   }
