@@ -205,6 +205,7 @@ void Model::init_layers(const LoadOptions& opts) {
   }
   prep.add(&lm_head_, WeightRole::kLmHead, -1, H, store_.has("lm_head.weight") && !c.tie_embeddings
                                                        ? "lm_head.weight" : "model.embed_tokens.weight");
+  if (vision_) vision_->add_weights(prep);
   prep.run();
   converted_ = prep.take_buffers();
   for (Layer& L : layers_)

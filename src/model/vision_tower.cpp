@@ -7,12 +7,15 @@
 
 #include "core/check.h"
 #include "kernels/ops.h"
+#include "model/weight_prep.h"
 
 namespace dpserve {
 
 namespace {
 
 constexpr float kEps = 1e-6f;  // the tower's and the merger's RMSNorm
+constexpr int kJ = 64;         // attention: keys scored at once (four 16-float vectors)
+constexpr int kD = 48;         // attention: value columns summed at once (three vectors; 80 = 48 + 32 padded)
 
 template <class T>
 void grow(std::vector<T>& v, int64_t n) {
@@ -195,29 +198,39 @@ void VisionTower::attention(Team& t, const Block& b, bool full, ModelComm* comm)
       const std::vector<int32_t>& keys = full ? key_pos_ : queries;
       const int64_t h = it % H, nk = int64_t(keys.size());
       if (nk == 0) continue;
-      kt.resize(size_t(hd * nk));
-      vv.resize(size_t(nk * hd));
-      p.resize(size_t(nk));
+      // Keys transposed and values, zero-padded to whole blocks (kJ keys, kD value columns) so
+      // the loops below run on fixed-size blocks the compiler keeps in vector registers: each
+      // score is still the sum over d in order, each output column the sum over keys in order.
+      const int64_t nkp = (nk + kJ - 1) / kJ * kJ, hdp = (hd + kD - 1) / kD * kD;
+      kt.assign(size_t(hd * nkp), 0.f);
+      vv.assign(size_t(nk * hdp), 0.f);
+      p.resize(size_t(nkp));
       for (int64_t j = 0; j < nk; ++j) {
         const float* src = &kv[size_t(keys[size_t(j)] * kv_ld + k_off + h * hd)];
-        for (int64_t d = 0; d < hd; ++d) kt[size_t(d * nk + j)] = src[d];
-        std::memcpy(&vv[size_t(j * hd)], src + D, sizeof(float) * size_t(hd));
+        for (int64_t d = 0; d < hd; ++d) kt[size_t(d * nkp + j)] = src[d];
+        std::memcpy(&vv[size_t(j * hdp)], src + D, sizeof(float) * size_t(hd));
       }
       for (const int32_t row : queries) {
         const float* q = &qkv_[size_t(row * ld + h * hd)];
-        std::fill(p.begin(), p.end(), 0.f);
-        for (int64_t d = 0; d < hd; ++d) {
-          const float qd = q[d] * scale;
-          const float* k = &kt[size_t(d * nk)];
-          for (int64_t j = 0; j < nk; ++j) p[size_t(j)] += qd * k[j];
+        for (int64_t j0 = 0; j0 < nkp; j0 += kJ) {
+          float acc[kJ] = {};
+          for (int64_t d = 0; d < hd; ++d) {
+            const float qd = q[d] * scale;
+            const float* k = &kt[size_t(d * nkp + j0)];
+            for (int j = 0; j < kJ; ++j) acc[j] += qd * k[j];
+          }
+          std::memcpy(&p[size_t(j0)], acc, sizeof(acc));
         }
         softmax(p.data(), nk);
         float* o = &attn_[size_t(row * D + h * hd)];
-        std::fill(o, o + hd, 0.f);
-        for (int64_t j = 0; j < nk; ++j) {
-          const float pj = p[size_t(j)];
-          const float* v = &vv[size_t(j * hd)];
-          for (int64_t d = 0; d < hd; ++d) o[d] += pj * v[d];
+        for (int64_t d0 = 0; d0 < hd; d0 += kD) {
+          float acc[kD] = {};
+          for (int64_t j = 0; j < nk; ++j) {
+            const float pj = p[size_t(j)];
+            const float* v = &vv[size_t(j * hdp + d0)];
+            for (int d = 0; d < kD; ++d) acc[d] += pj * v[d];
+          }
+          std::memcpy(o + d0, acc, sizeof(float) * size_t(std::min<int64_t>(kD, hd - d0)));
         }
       }
     }
@@ -269,6 +282,23 @@ void VisionTower::forward(Team& t, const float* patches, int64_t gh, int64_t gw,
       std::memcpy(out + int64_t(order_[size_t(i * mm)] / mm) * O, &merged_[size_t(i * O)], sizeof(float) * size_t(O));
     t.barrier();
   }
+}
+
+void VisionTower::add_weights(WeightPrep& prep) {
+  // kKeep: the tower stays in its float type (llama.cpp's mmproj files keep it in f16 too); the
+  // products' inputs are image patches, not the text activations --quantization was made for.
+  prep.add(&patch_embed_, WeightRole::kKeep, -1, patch_embed_.cols, "visual.patch_embed.proj.weight");
+  for (int64_t i = 0; i < int64_t(blocks_.size()); ++i) {
+    Block& b = blocks_[size_t(i)];
+    const std::string p = "visual.blocks." + std::to_string(i) + ".";
+    prep.add(&b.qkv, WeightRole::kKeep, -1, b.qkv.cols, p + "attn.qkv.weight");
+    prep.add(&b.proj, WeightRole::kKeep, -1, b.proj.cols, p + "attn.proj.weight");
+    prep.add(&b.gate, WeightRole::kKeep, -1, b.gate.cols, p + "mlp.gate_proj.weight");
+    prep.add(&b.up, WeightRole::kKeep, -1, b.up.cols, p + "mlp.up_proj.weight");
+    prep.add(&b.down, WeightRole::kKeep, -1, b.down.cols, p + "mlp.down_proj.weight");
+  }
+  prep.add(&merge1_, WeightRole::kKeep, -1, merge1_.cols, "visual.merger.mlp.0.weight");
+  prep.add(&merge2_, WeightRole::kKeep, -1, merge2_.cols, "visual.merger.mlp.2.weight");
 }
 
 const char* to_string(VisionPlacement p) { return p == VisionPlacement::kSharded ? "sharded" : "replicated"; }

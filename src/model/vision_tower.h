@@ -23,6 +23,8 @@
 
 namespace dpserve {
 
+class WeightPrep;
+
 // How the group of ranks that needs an image runs the tower (--vision-tower).
 enum class VisionPlacement {
   kSharded,     // by windows over the group's ranks (the default; docs/models.md has the measurements)
@@ -34,6 +36,11 @@ class VisionTower {
  public:
   // Reads the visual.* tensors (after any prefix renaming) of `store`.
   VisionTower(const WeightStore& store, const VisionConfig& c);
+
+  // Registers the tower's matrices with the model's load-time preparation (model/weight_prep.h),
+  // as float matrices whatever --quantization says: bf16 ones then run in the 8-row layout of the
+  // AVX-512 BF16 kernel, like the language model's (same bits as the plain layout).
+  void add_weights(WeightPrep& prep);
 
   // LM tokens of an image of grid_h x grid_w patches.
   int64_t tokens(int64_t grid_h, int64_t grid_w) const { return grid_h * grid_w / (c_.merge * c_.merge); }
