@@ -126,7 +126,7 @@ void VisionTower::prepare(int64_t gh, int64_t gw, ShardSpec shard) {
   grow(h_, L * std::max(c_.ffn, D));
   grow(h2_, L * c_.ffn);
   grow(patches_, L * c_.patch_row());
-  if (!c_.fullatt_blocks.empty()) grow(kv_all_, P * 2 * D);
+  if (!c_.fullatt_blocks.empty() && shard.size > 1) grow(kv_all_, P * 2 * D);
   grow(merged_, tokens(gh, gw) * c_.out_hidden);
   cs_.assign(size_t(L * hd), 0.f);
   const int64_t q = int64_t(inv_freq_.size()), half = hd / 2;
@@ -176,7 +176,7 @@ void VisionTower::attention(Team& t, const Block& b, bool full, ModelComm* comm)
   // window order and read in patch-row order (key_pos_), the order the replicated tower reads them.
   const float* kv = qkv_.data();
   int64_t kv_ld = ld, k_off = D;
-  if (full) {
+  if (full && shard_.size > 1) {  // alone, every key is already in qkv_ (window order, as key_pos_ reads it)
     const Range rr = t.share(L);
     for (int64_t i = rr.begin; i < rr.end; ++i)
       std::memcpy(&kv_all_[size_t((row0_ + i) * 2 * D)], &qkv_[size_t(i * ld + D)], sizeof(float) * size_t(2 * D));
