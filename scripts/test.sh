@@ -4,7 +4,7 @@
 # README.md ("Tests") gives the time of each part on a 2-core machine.
 #
 #   scripts/test.sh [--quick] [ctest args...]
-#     --quick      the CTest suite only (about 11 minutes of the ~30 once built)
+#     --quick      the CTest suite only (about 10 minutes of the ~33 once built)
 #     ctest args   passed to ctest, e.g. -R e2e_ or -L reliability (implies --quick)
 # Env: DPSERVE_SOAK_SECONDS (reliability_soak's length here, default 200; plain ctest: 300),
 #      DPSERVE_FUZZ_SECONDS (fuzz time per target, default 25).
