@@ -15,6 +15,12 @@ end of the run. Measures:
       [--model q4_0=FILE.gguf,FILE.gguf] \\
       [--measures tg,pp,b32] [--quick] --out race.json
 
+For tg on a dense model (no experts) it also prints the rate each engine streamed the weights:
+tok/s x the bytes of the matrices a token reads (dpserve's start-up lines count them; the
+embedding table gives one row), next to the read bandwidth of the same run. Single-stream decode
+cannot go faster than that bandwidth allows, so this says how much room each engine leaves. (A
+MoE token reads only its experts: no figure is printed for those.)
+
 The peer is only run, never built; its GGUF files are the same weights as the HF folders
 (docs/benchmarks.md says how they were written). Needs only the Python standard library.
 """
@@ -24,6 +30,7 @@ import os
 import re
 import shlex
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -38,11 +45,70 @@ def run(cmd, timeout):
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if p.returncode != 0:
         raise RuntimeError(f"{shlex.join(cmd)} failed ({p.returncode}): {p.stderr[-2000:]}")
-    return p.stdout, time.time() - t0
+    return p.stdout, p.stderr, time.time() - t0
+
+
+# dpserve's start-up lines, e.g. "weights: 155 matrices repacked (598.8 MB -> 598.8 MB, ...)" and
+# "weights: 155 bf16 matrices repacked into 8-row groups in huge pages (2068.8 MB)": the MB after
+# the arrow (or the only one) is what the matrices take in memory, which a decoded token reads once.
+WEIGHT_LINE = re.compile(r"^weights: \d+ .*?\((?:[\d.]+ MB -> )?([\d.]+) MB")
+
+
+def matrix_bytes(stderr):
+    mb = [float(m.group(1)) for line in stderr.splitlines() if (m := WEIGHT_LINE.match(line))]
+    return sum(mb) * 1e6 if mb else None
+
+
+def gguf_expert_count(path):
+    """The `<arch>.expert_count` of a GGUF file's metadata (0 when it has none)."""
+    with open(path, "rb") as f:
+        if f.read(4) != b"GGUF":
+            raise ValueError(f"{path} is not a GGUF file")
+        version, _n_tensors, n_kv = struct.unpack("<IQQ", f.read(20))
+        if version < 2:
+            raise ValueError(f"{path}: GGUF version {version} is not supported here")
+        scalar = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+
+        def string():
+            (n,) = struct.unpack("<Q", f.read(8))
+            return f.read(n).decode("utf-8", "replace")
+
+        def value(t):
+            if t in scalar:
+                fmt = "<" + scalar[t]
+                return struct.unpack(fmt, f.read(struct.calcsize(fmt)))[0]
+            if t == 8:
+                return string()
+            if t == 9:
+                et, n = struct.unpack("<IQ", f.read(12))
+                if et in scalar:  # skipped whole: vocabularies hold ~10^5 entries
+                    f.seek(n * struct.calcsize("<" + scalar[et]), 1)
+                    return None
+                for _ in range(n):
+                    value(et)
+                return None
+            raise ValueError(f"{path}: unknown GGUF value type {t}")
+
+        for _ in range(n_kv):
+            key = string()
+            (t,) = struct.unpack("<I", f.read(4))
+            v = value(t)
+            if key.endswith(".expert_count"):
+                return int(v)
+    return 0
+
+
+def has_experts(path):
+    """Whether the model behind dpserve's --model-path (an HF folder or a GGUF file) is a MoE."""
+    if path.endswith(".gguf"):
+        return gguf_expert_count(path) > 0
+    cfg = json.load(open(os.path.join(path, "config.json")))
+    cfg = cfg.get("text_config", cfg)
+    return any(cfg.get(k) for k in ("num_experts", "num_local_experts", "n_routed_experts"))
 
 
 def limits(kb):
-    out, _ = run([kb, "--benchmark_filter=BM_ReadBandwidth|BM_Bf16Peak", "--benchmark_format=json"], 600)
+    out, _, _ = run([kb, "--benchmark_filter=BM_ReadBandwidth|BM_Bf16Peak", "--benchmark_format=json"], 600)
     j = json.loads(out)
     get = lambda n, k: next((b[k] for b in j["benchmarks"] if b["name"].startswith(n) and k in b), 0.0)
     return {"bandwidth_gb_s": get("BM_ReadBandwidth", "GB/s"), "bf16_gflop_s": get("BM_Bf16Peak", "GFLOP/s")}
@@ -127,6 +193,8 @@ def main():
         with open(a.out, "w") as f:
             json.dump(res, f, indent=1)
 
+    moe = {key: has_experts(hf) for key, (hf, _) in models.items()}
+    token_bytes = {}  # key -> bytes a decoded token reads (dense models, from dpserve's start-up lines)
     log("machine limits (start)")
     res["limits_start"] = limits(a.kernels_bench)
     log(f"read {res['limits_start']['bandwidth_gb_s']:.1f} GB/s, bf16 peak {res['limits_start']['bf16_gflop_s']:.0f} GFLOP/s")
@@ -140,13 +208,20 @@ def main():
                     pair.reverse()
                 vals = {}
                 for who, cmd, parse in pair:
-                    out, secs = run(cmd, 3600)
+                    out, err, secs = run(cmd, 3600)
                     vals[who] = parse(m, out)
                     res["commands"][f"{key}/{m}/{who}"] = shlex.join(cmd)
                     log(f"round {r + 1} {key} {m} {who}: {vals[who]:.2f} tok/s ({secs:.0f} s)")
-                res["samples"].append({"round": r, "model": key, "measure": m, "peer": vals["peer"],
-                                       "dpserve": vals["dpserve"], "ratio": vals["dpserve"] / vals["peer"],
-                                       "load": open("/proc/loadavg").read().split()[:3]})
+                    if who == "dpserve" and m == "tg" and key not in token_bytes and not moe[key]:
+                        token_bytes[key] = matrix_bytes(err)
+                sample = {"round": r, "model": key, "measure": m, "peer": vals["peer"],
+                          "dpserve": vals["dpserve"], "ratio": vals["dpserve"] / vals["peer"],
+                          "load": open("/proc/loadavg").read().split()[:3]}
+                if m == "tg" and token_bytes.get(key):
+                    sample["bytes_per_token"] = token_bytes[key]
+                    sample["peer_gb_s"] = vals["peer"] * token_bytes[key] / 1e9
+                    sample["dpserve_gb_s"] = vals["dpserve"] * token_bytes[key] / 1e9
+                res["samples"].append(sample)
                 save()
     log("machine limits (end)")
     res["limits_end"] = limits(a.kernels_bench)
@@ -161,6 +236,11 @@ def main():
                 "peer_best": max(x["peer"] for x in s), "dpserve_best": max(x["dpserve"] for x in s),
                 "peer_median": statistics.median(x["peer"] for x in s),
                 "dpserve_median": statistics.median(x["dpserve"] for x in s)}
+            if all("bytes_per_token" in x for x in s):
+                summary[f"{key}/{m}"].update(
+                    bytes_per_token=s[0]["bytes_per_token"],
+                    peer_gb_s=[min(x["peer_gb_s"] for x in s), max(x["peer_gb_s"] for x in s)],
+                    dpserve_gb_s=[min(x["dpserve_gb_s"] for x in s), max(x["dpserve_gb_s"] for x in s)])
     res["summary"] = summary
     with open(a.out, "w") as f:
         json.dump(res, f, indent=1)
@@ -170,6 +250,13 @@ def main():
     ls, le = res["limits_start"], res["limits_end"]
     print(f"limits: read {ls['bandwidth_gb_s']:.1f}/{le['bandwidth_gb_s']:.1f} GB/s, "
           f"bf16 peak {ls['bf16_gflop_s']:.0f}/{le['bf16_gflop_s']:.0f} GFLOP/s (start/end)")
+    bw = [ls["bandwidth_gb_s"], le["bandwidth_gb_s"]]
+    for k, v in summary.items():
+        if "bytes_per_token" not in v:
+            continue
+        frac = lambda r: f"{r[0]:.1f}-{r[1]:.1f} GB/s ({100 * r[0] / max(bw):.0f}-{100 * r[1] / min(bw):.0f} % of read)"
+        print(f"{k:12s} weights streamed ({v['bytes_per_token'] / 1e6:.1f} MB a token): "
+              f"dpserve {frac(v['dpserve_gb_s'])}, peer {frac(v['peer_gb_s'])}")
 
 
 if __name__ == "__main__":
