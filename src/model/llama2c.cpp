@@ -53,6 +53,9 @@ void load_llama2c(const std::string& path, ModelConfig& c, WeightStore& store) {
     fail("llama2.c checkpoint {}: implausible header (dim={} hidden={} layers={} heads={} kv_heads={} vocab={} "
          "seq_len={})",
          path, dim, hidden, layers, heads, kv_heads, vocab, seq_len);
+  if ((dim / heads) % 2 != 0)  // RoPE rotates pairs of a head's dimensions
+    fail("llama2.c checkpoint {}: head dimension {} (dim {} / heads {}) must be even for RoPE", path, dim / heads,
+         dim, heads);
 
   c = ModelConfig{};
   c.arch = Arch::Llama;

@@ -280,6 +280,19 @@ TEST(Llama2c, TruncatedCheckpointIsAnError) {
   bad.write(reinterpret_cast<char*>(h2), sizeof h2);
   bad.close();
   EXPECT_THROW(Model::load((d / "b.bin").string()), Error);
+  // dim 6 over 2 heads: a head of 3 dimensions has no RoPE pairs (found by fuzz_config).
+  std::ofstream odd(d / "o.bin", std::ios::binary);
+  int32_t h3[7] = {6, 16, 1, 2, 2, 8, 8};
+  odd.write(reinterpret_cast<char*>(h3), sizeof h3);
+  std::string weights(100000, '\0');
+  odd << weights;
+  odd.close();
+  try {
+    Model::load((d / "o.bin").string());
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("must be even"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
