@@ -109,6 +109,11 @@ constexpr int64_t kPrivateActBytes = 64 << 10;
 constexpr int64_t kStagger = 64;
 // Weight bytes per block, so a block's rows stay in L2 while the activation tiles pass them.
 constexpr int64_t kBlockWeightBytes = 256 << 10;
+// Up to this many row blocks of one column block make one task. Members working on the same
+// column block at once each pull it into their own L2, so a 66-row decode step read every weight
+// twice; past a few row blocks the reuse inside a task outweighs that and smaller tasks balance
+// better.
+constexpr int64_t kRowBlocksPerTask = 4;
 
 // A grow-only 64-byte-aligned buffer owned by one thread.
 struct LocalBuf {
@@ -140,7 +145,7 @@ struct Plan {
   const MatmulJob* job;
   const MatmulKernel* k;
   size_t src;
-  int64_t N, nb, n_blocks, mb, m_blocks, first_task;
+  int64_t N, nb, n_blocks, mb, m_blocks, m_per_task, first_task;
 };
 
 void validate(KernelIsa isa, const MatmulJob* jobs, int64_t n_jobs, MatmulOrder order) {
@@ -288,17 +293,19 @@ void matmul_jobs_isa(KernelIsa isa, Team& t, const MatmulJob* jobs, int64_t n_jo
       p.n_blocks = (p.N + nb - 1) / nb;
       p.mb = std::min(p.job->M, p.k->max_rows);
       p.m_blocks = (p.job->M + p.mb - 1) / p.mb;
+      p.m_per_task = p.m_blocks <= kRowBlocksPerTask ? p.m_blocks : 1;
       p.first_task = tasks;
-      tasks += p.n_blocks * p.m_blocks;
+      tasks += p.n_blocks * (p.m_blocks / p.m_per_task);
     }
     t.dynamic(tasks, 1, [&](int64_t i0, int64_t i1) {
       size_t pi = 0;
       for (int64_t i = i0; i < i1; ++i) {
         while (pi + 1 < plans.size() && plans[pi + 1].first_task <= i) ++pi;
         const Plan& p = plans[pi];
-        const int64_t j = i - p.first_task;
-        const int64_t n0 = (j / p.m_blocks) * p.nb, m0 = (j % p.m_blocks) * p.mb;
-        run_block(p, srcs[p.src], act, m0, std::min(p.job->M, m0 + p.mb), n0, std::min(p.N, n0 + p.nb));
+        const int64_t j = i - p.first_task, row_tasks = p.m_blocks / p.m_per_task;
+        const int64_t n0 = (j / row_tasks) * p.nb, n1 = std::min(p.N, n0 + p.nb);
+        for (int64_t b = (j % row_tasks) * p.m_per_task, e = b + p.m_per_task; b < e; ++b)
+          run_block(p, srcs[p.src], act, b * p.mb, std::min(p.job->M, (b + 1) * p.mb), n0, n1);
       }
     });
     return;
