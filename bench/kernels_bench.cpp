@@ -78,7 +78,7 @@ void BM_Bf16Peak(benchmark::State& state) {
 
 // Enough copies of a bf16 weight matrix to exceed L3 several times, cycled so
 // every product reads its weights from DRAM, as in decode.
-// `repacked`: in the BF16_X8 layout the model loads bf16 weights into (kernels/repack.h).
+// `repacked`: in the BF16_X16 layout the model loads bf16 weights into (kernels/repack.h).
 struct WeightSet {
   std::vector<std::unique_ptr<AlignedBuf<uint16_t>>> copies;
   std::vector<InterleavedWeight> packed;
@@ -245,9 +245,9 @@ void BM_AttentionPrefill(benchmark::State& state) {
 
 BENCHMARK(BM_ReadBandwidth)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Bf16Peak)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
-// x8: 0 = bf16 rows as stored, 1 = the BF16_X8 layout the model loads bf16 weights into.
+// x16: 0 = bf16 rows as stored, 1 = the BF16_X16 layout the model loads bf16 weights into.
 BENCHMARK(BM_Gemv)
-    ->ArgNames({"K", "N", "x8"})
+    ->ArgNames({"K", "N", "x16"})
     ->ArgsProduct({{2048}, {2048, 256, 5632, 32000}, {0, 1}})
     ->Args({5632, 2048, 0})
     ->Args({5632, 2048, 1})
@@ -256,7 +256,7 @@ BENCHMARK(BM_Gemv)
 // dram = 1: the weights come from DRAM (cycled copies), as a batched decode step reads them
 // (M = 66: two row blocks, as 64 sequences make).
 BENCHMARK(BM_Gemm)
-    ->ArgNames({"M", "K", "N", "x8", "dram"})
+    ->ArgNames({"M", "K", "N", "x16", "dram"})
     ->ArgsProduct({{32, 512}, {2048}, {2048, 5632}, {0, 1}, {0}})
     ->ArgsProduct({{32, 512}, {5632}, {2048}, {0, 1}, {0}})
     ->ArgsProduct({{8, 32, 66}, {2048}, {5632}, {0, 1}, {1}})

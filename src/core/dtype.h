@@ -5,9 +5,9 @@
 // Float types are blocks of one element. A row of n elements must be a whole number of blocks.
 //
 // The *_X16 types hold the same blocks repacked for the int8 kernels (kernels/repack.h): rows in
-// groups of 16, each block's 16 rows interleaved four bytes at a time. BF16_X8 holds bf16 weights
-// in groups of 8 rows, each 32-element chunk of the 8 rows stored together (the bf16 kernels read a
-// group as one stream). A row still takes `block_bytes` per block, so sizes and row offsets are the
+// groups of 16, each block's 16 rows interleaved four bytes at a time. BF16_X16 holds bf16 weights
+// the same way: 16 rows interleaved four bytes (two elements) at a time, so one 64-byte load is
+// "two consecutive elements of 16 rows", the operand of vdpbf16ps with one accumulator lane per row. A row still takes `block_bytes` per block, so sizes and row offsets are the
 // plain type's; only whole groups of rows can be addressed. Layers never see the difference: the
 // matmul dispatches on it.
 #pragma once
@@ -34,14 +34,14 @@ enum class DType {
   Q4_K_X16,
   Q5_K_X16,
   Q6_K_X16,
-  BF16_X8,  // bf16 in 8-row groups of 32-element chunks (kernels/repack.h); rows of whole chunks
+  BF16_X16,  // bf16 in 16-row groups, 16 rows interleaved two elements at a time (kernels/repack.h); rows of whole 32-element chunks
 };
 
 struct DTypeTraits {
   const char* name;
   int64_t block_elems;
   int64_t block_bytes;
-  int64_t row_group = 1;  // rows stored interleaved (16 for the *_X16 types, 8 for BF16_X8)
+  int64_t row_group = 1;  // rows stored interleaved (16 for the *_X16 types)
   bool quantized = false;  // integer codes with scales (a block of floats is not)
 };
 
@@ -60,7 +60,7 @@ inline constexpr DTypeTraits dtype_traits(DType t) {
     case DType::Q4_K_X16: return {"Q4_Kx16", 256, 144, 16, true};
     case DType::Q5_K_X16: return {"Q5_Kx16", 256, 176, 16, true};
     case DType::Q6_K_X16: return {"Q6_Kx16", 256, 210, 16, true};
-    case DType::BF16_X8: return {"BF16x8", 32, 64, 8};
+    case DType::BF16_X16: return {"BF16x16", 32, 64, 16};
   }
   return {"?", 1, 1};
 }
@@ -79,12 +79,12 @@ inline constexpr DType dtype_plain(DType t) {
     case DType::Q4_K_X16: return DType::Q4_K;
     case DType::Q5_K_X16: return DType::Q5_K;
     case DType::Q6_K_X16: return DType::Q6_K;
-    case DType::BF16_X8: return DType::BF16;
+    case DType::BF16_X16: return DType::BF16;
     default: return t;
   }
 }
 
-// The repacked form of a block type (Q4_0 -> Q4_0_X16, BF16 -> BF16_X8); other float and repacked
+// The repacked form of a block type (Q4_0 -> Q4_0_X16, BF16 -> BF16_X16); other float and repacked
 // types map to themselves.
 inline constexpr DType dtype_interleaved(DType t) {
   switch (t) {
@@ -93,7 +93,7 @@ inline constexpr DType dtype_interleaved(DType t) {
     case DType::Q4_K: return DType::Q4_K_X16;
     case DType::Q5_K: return DType::Q5_K_X16;
     case DType::Q6_K: return DType::Q6_K_X16;
-    case DType::BF16: return DType::BF16_X8;
+    case DType::BF16: return DType::BF16_X16;
     default: return t;
   }
 }

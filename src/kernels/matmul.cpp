@@ -253,7 +253,7 @@ void matmul_jobs_isa(KernelIsa isa, Team& t, const MatmulJob* jobs, int64_t n_jo
       act_bytes += j.M * rb;
       act_rows += j.M;
     }
-    plans.push_back(Plan{&j, k, si, j.w.rows, 0, 0, 0, 0, 0});
+    plans.push_back(Plan{&j, k, si, j.w.rows, 0, 0, 0, 0, 0, 0});
   }
 
   // 1. Activations, prepared once per call.

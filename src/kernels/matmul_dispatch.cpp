@@ -19,18 +19,18 @@ inline uint16_t round_bf16(float f) {
   return uint16_t((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
 }
 
-// BF16_X8 weights on a level without the AVX-512 BF16 kernel (tests forcing a level; weights are
+// BF16_X16 weights on a level without the AVX-512 BF16 kernel (tests forcing a level; weights are
 // only repacked where that kernel runs): the block's rows back to plain bf16, then the level's
 // plain kernel, so the results are that kernel's bit for bit.
 template <const MatmulKernel& Plain>
-void unpacked_bf16x8_block(const MatmulBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+void unpacked_bf16x16_block(const MatmulBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   thread_local std::vector<uint16_t> rows;
-  const int64_t K = a.w.cols, G = dtype_row_group(DType::BF16_X8);
+  const int64_t K = a.w.cols, G = dtype_row_group(DType::BF16_X16);
   rows.resize(size_t((n1 - n0) * K));
   const uint8_t* w = static_cast<const uint8_t*>(a.w.data);
-  const int64_t group_bytes = G * dtype_row_bytes(DType::BF16_X8, a.w.ld);
+  const int64_t group_bytes = G * dtype_row_bytes(DType::BF16_X16, a.w.ld);
   for (int64_t n = n0; n < n1; ++n)
-    deinterleave_row(DType::BF16_X8, w + (n / G) * group_bytes, int(n % G), K,
+    deinterleave_row(DType::BF16_X16, w + (n / G) * group_bytes, int(n % G), K,
                      reinterpret_cast<uint8_t*>(&rows[size_t((n - n0) * K)]));
   MatmulBlockArgs b = a;
   b.w = WeightView{rows.data(), DType::BF16, n1 - n0, K, K};
@@ -38,8 +38,8 @@ void unpacked_bf16x8_block(const MatmulBlockArgs& a, int64_t m0, int64_t m1, int
 }
 
 template <const MatmulKernel& Plain>
-const MatmulKernel kUnpackedBf16X8{Plain.name, Plain.act_row_bytes, Plain.prepare_row, &unpacked_bf16x8_block<Plain>,
-                                   8, Plain.max_rows};
+const MatmulKernel kUnpackedBf16X16{Plain.name, Plain.act_row_bytes, Plain.prepare_row, &unpacked_bf16x16_block<Plain>,
+                                    16, Plain.max_rows};
 
 }  // namespace
 
@@ -62,12 +62,12 @@ void f32_prepare_row(const float* x, int64_t K, void* dst) {
 
 const MatmulKernel* find_matmul_kernel(DType w, KernelIsa isa, int64_t /*M*/) {
   if (dtype_is_quantized(w)) return quant_matmul_kernel(w, isa);  // kernels/qmatmul.cpp
-  if (w == DType::BF16_X8) {
+  if (w == DType::BF16_X16) {
     switch (isa) {
-      case KernelIsa::Avx512Bf16: return &avx512bf16::kBf16X8;
-      case KernelIsa::Avx512: return &kUnpackedBf16X8<avx512::kBf16>;
-      case KernelIsa::Avx2: return &kUnpackedBf16X8<avx2::kBf16>;
-      case KernelIsa::Portable: return &kUnpackedBf16X8<portable::kBf16>;
+      case KernelIsa::Avx512Bf16: return &avx512bf16::kBf16X16;
+      case KernelIsa::Avx512: return &kUnpackedBf16X16<avx512::kBf16>;
+      case KernelIsa::Avx2: return &kUnpackedBf16X16<avx2::kBf16>;
+      case KernelIsa::Portable: return &kUnpackedBf16X16<portable::kBf16>;
     }
     return nullptr;
   }

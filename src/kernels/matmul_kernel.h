@@ -63,7 +63,7 @@ extern const MatmulKernel kF32, kF16, kBf16;
 }
 namespace avx512bf16 {
 extern const MatmulKernel kBf16;
-extern const MatmulKernel kBf16X8;  // BF16_X8 weights (matmul_avx512bf16_x8.cpp)
+extern const MatmulKernel kBf16X16;  // BF16_X16 weights (matmul_avx512bf16_x16.cpp)
 }
 
 }  // namespace dpserve::kernels

@@ -215,18 +215,18 @@ void put_bit_pairs(const uint8_t (*c)[256], int k0, uint8_t* out) {
 
 namespace {
 
-// BF16_X8: chunk c of the group is 8 rows x 32 bf16 (row r's 64 bytes at 64 r), chunks in order.
-constexpr int64_t kBf16Chunk = 32, kBf16ChunkBytes = 64, kBf16Rows = 8;
+// BF16_X16: pair p of the group (elements 2p, 2p + 1) is 64 bytes, row r's two at byte 4 r.
+constexpr int64_t kBf16Chunk = 32, kBf16PairBytes = 64, kBf16Rows = 16;
 
 void interleave_bf16(const uint8_t* src, int64_t ld_bytes, int n_rows, int64_t cols, uint8_t* dst) {
   DP_CHECK(cols % kBf16Chunk == 0 && n_rows >= 0 && n_rows <= kBf16Rows, "interleave_group: bad bf16 shape");
-  for (int64_t c = 0; c < cols / kBf16Chunk; ++c) {
-    uint8_t* out = dst + c * kBf16Rows * kBf16ChunkBytes;
+  for (int64_t p = 0; p < cols / 2; ++p) {
+    uint8_t* out = dst + p * kBf16PairBytes;
     for (int r = 0; r < kBf16Rows; ++r) {
       if (r < n_rows) {
-        std::memcpy(out + r * kBf16ChunkBytes, src + r * ld_bytes + c * kBf16ChunkBytes, kBf16ChunkBytes);
+        std::memcpy(out + 4 * r, src + r * ld_bytes + 4 * p, 4);
       } else {
-        std::memset(out + r * kBf16ChunkBytes, 0, kBf16ChunkBytes);  // padding rows: zeros, never stored
+        std::memset(out + 4 * r, 0, 4);  // padding rows: zeros, never stored
       }
     }
   }
@@ -234,8 +234,7 @@ void interleave_bf16(const uint8_t* src, int64_t ld_bytes, int n_rows, int64_t c
 
 void deinterleave_bf16(const uint8_t* group, int r, int64_t cols, uint8_t* dst) {
   DP_CHECK(cols % kBf16Chunk == 0 && r >= 0 && r < kBf16Rows, "deinterleave_row: bad bf16 shape");
-  for (int64_t c = 0; c < cols / kBf16Chunk; ++c)
-    std::memcpy(dst + c * kBf16ChunkBytes, group + (c * kBf16Rows + r) * kBf16ChunkBytes, kBf16ChunkBytes);
+  for (int64_t p = 0; p < cols / 2; ++p) std::memcpy(dst + 4 * p, group + p * kBf16PairBytes + 4 * r, 4);
 }
 
 }  // namespace

@@ -20,9 +20,10 @@
 //                      32 elements: 4 nibble chunks x 64 B (low four bits), 2 x 64 B of high
 //                      bit pairs (bits 2t, 2t+1 of byte 4r + i of pair-vector v belong to
 //                      element 4(4v + t) + i of row r)
-// BF16_X8 groups 8 rows instead: per 32 columns (512 B), the 8 rows' 32 bf16 elements one after
-// the other (row r at byte 64 r), so a group is read as one sequential stream and each row keeps
-// its own K order (the bf16 kernels' lanes run over K).
+// BF16_X16 (bf16, 2 bytes an element) interleaves 16 rows four bytes at a time too: "pair" p of
+// the group (elements 2p, 2p + 1) is 64 bytes, row r's two at byte 4r. vdpbf16ps then takes one
+// 64-byte load as the 16 rows' pair against a broadcast pair of activations, one accumulator lane
+// per output row, and a group is one sequential stream over K.
 // A nibble chunk c of 32 elements holds k-group 2c in its low and 2c + 1 in its high nibbles.
 // Rows past the end of the matrix (the last group of a matrix whose rows are not a multiple of
 // the group) are zero (scale 0 for the block types), so they read as zeros and are never stored.
@@ -36,7 +37,7 @@
 
 namespace dpserve {
 
-// Rows in one group of t's repacked form (16 for the block types, 8 for bf16).
+// Rows in one group of t's repacked form (16).
 inline int64_t interleave_group_rows(DType t) { return dtype_row_group(dtype_interleaved(t)); }
 
 // Rows of the matrix interleave() produces for `rows` plain rows of type t (rounded up to a group).

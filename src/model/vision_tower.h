@@ -38,8 +38,8 @@ class VisionTower {
   VisionTower(const WeightStore& store, const VisionConfig& c);
 
   // Registers the tower's matrices with the model's load-time preparation (model/weight_prep.h),
-  // as float matrices whatever --quantization says: bf16 ones then run in the 8-row layout of the
-  // AVX-512 BF16 kernel, like the language model's (same bits as the plain layout).
+  // as float matrices whatever --quantization says: bf16 ones then run in the 16-row layout of the
+  // AVX-512 BF16 kernel, like the language model's.
   void add_weights(WeightPrep& prep);
 
   // LM tokens of an image of grid_h x grid_w patches.

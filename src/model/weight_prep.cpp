@@ -45,10 +45,10 @@ void WeightPrep::add(WeightView* slot, WeightRole role, int64_t layer, int64_t f
   const DType target = dtype_is_quantized(w.dtype) ? w.dtype : quantized_type(q_, role, layer, n_layers_, full_cols, w.dtype);
   if (!dtype_is_quantized(target)) {
     if (floats_ == FloatLayout::kMapped) return;
-    // bf16 rows of whole 32-element chunks go into 8-row groups where the AVX-512 BF16 kernel reads
+    // bf16 rows of whole 32-element chunks go into 16-row groups where the AVX-512 BF16 kernel reads
     // them; anything else is copied as it is.
     const bool repack = floats_ == FloatLayout::kRepacked && bf16_kernel_ && w.dtype == DType::BF16 &&
-                        dtype_row_splits(DType::BF16_X8, w.cols);
+                        dtype_row_splits(DType::BF16_X16, w.cols);
     items_.push_back(Item{slot, role, layer, full_cols, name, w.dtype, repack});
     return;
   }
@@ -169,7 +169,7 @@ void WeightPrep::run() {
                  quantized ? "quantized and repacked" : "repacked", double(old_bytes_) / 1e6, double(new_bytes_) / 1e6,
                  quantized ? (std::string("--quantization ") + to_string(q_)).c_str() : "16-row interleaved");
   if (verbose_ && repacked_float_bytes_)
-    std::fprintf(stderr, "weights: %lld bf16 matrices repacked into 8-row groups in huge pages (%.1f MB)\n",
+    std::fprintf(stderr, "weights: %lld bf16 matrices repacked into 16-row groups in huge pages (%.1f MB)\n",
                  (long long)repacked_floats, double(repacked_float_bytes_) / 1e6);
   if (verbose_ && copied_bytes_)
     std::fprintf(stderr, "weights: %lld float matrices copied out of the file mapping into huge pages (%.1f MB)\n",

@@ -3,7 +3,7 @@
 // quantized first when --quantization asks (model/quant_recipe.h). Float matrices without a
 // recipe are copied out of the file mapping into anonymous memory on 2 MiB pages (a decode step
 // streams every matrix once, and from 4 KiB file pages that ran ~12 % slower here,
-// docs/benchmarks.md); bf16 ones go into 8-row groups (BF16_X8) on the way where the AVX-512 BF16
+// docs/benchmarks.md); bf16 ones go into 16-row groups (BF16_X16) on the way where the AVX-512 BF16
 // kernel runs. DPSERVE_WEIGHTS=copied copies float matrices as they are, =mapped keeps them in
 // the mapping (shared by the ranks of one host through the page cache, where copies are one per
 // rank). The new bytes are owned here
@@ -69,7 +69,7 @@ class WeightPrep {
   std::map<std::string, DType> converted_;
   std::vector<AlignedBytes> owned_;
   FloatLayout floats_;
-  bool bf16_kernel_;  // the AVX-512 BF16 kernel runs here (the one that reads BF16_X8)
+  bool bf16_kernel_;  // the AVX-512 BF16 kernel runs here (the one that reads BF16_X16)
   int64_t new_bytes_ = 0, old_bytes_ = 0, copied_bytes_ = 0, repacked_float_bytes_ = 0;
 };
 

@@ -1,0 +1,205 @@
+// bf16 weights in the BF16_X16 layout (kernels/repack.h, the form the model loads bf16 matrices
+// into): every product stays within the float64 bound of the exact product; on the levels that
+// read the layout by unpacking it, it equals the product on the rows as stored bit for bit; the
+// AVX-512 BF16 kernel (its own summation order) gives every row the same bits whatever the batch,
+// the team and the blocks; the repack round-trips.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "core/bf16.h"
+#include "core/check.h"
+#include "kernels/isa.h"
+#include "kernels/matmul.h"
+#include "kernels/repack.h"
+#include "test_util.h"
+
+namespace dpserve {
+namespace {
+
+using test::random_floats;
+
+struct Bf16Matrix {
+  std::vector<uint16_t> v;
+  WeightView plain;
+};
+
+// rows x cols bf16 values with row stride ld (>= cols), random in [-1, 1].
+Bf16Matrix make_bf16(int64_t rows, int64_t cols, int64_t ld, uint32_t seed) {
+  Bf16Matrix m;
+  const auto f = random_floats(rows * ld, seed);
+  m.v.resize(f.size());
+  for (size_t i = 0; i < f.size(); ++i) m.v[i] = f32_to_bf16(f[i]);
+  m.plain = WeightView{m.v.data(), DType::BF16, rows, cols, ld};
+  return m;
+}
+
+// float64 sum of bf16-rounded x times W, and the (K + 16) ulp bound the kernels promise.
+void expect_near_f64(const std::vector<float>& x, int64_t M, int64_t ldx, const Bf16Matrix& w, const float* y,
+                     int64_t ldy) {
+  const int64_t N = w.plain.rows, K = w.plain.cols;
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) {
+      double exact = 0, mag = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        const double p = double(bf16_to_f32(f32_to_bf16(x[size_t(m * ldx + k)]))) *
+                         double(bf16_to_f32(w.v[size_t(n * w.plain.ld + k)]));
+        exact += p;
+        mag += std::fabs(p);
+      }
+      ASSERT_NEAR(y[m * ldy + n], exact, (double(K) + 16) * std::ldexp(1.0, -24) * mag + 1e-30)
+          << "m=" << m << " n=" << n << " K=" << K;
+    }
+}
+
+TEST(MatmulBf16X16, NearTheExactProductAndPlainBitsWhereUnpacked) {
+  for (KernelIsa isa : test::supported_isas())
+    for (int64_t K : {32, 96, 2048})
+      for (int64_t N : {1, 5, 16, 17, 47, 48, 67, 100})
+        for (int64_t M : {1, 2, 3, 4, 5, 7, 8, 9, 17, 33, 64, 65}) {
+          const Bf16Matrix w = make_bf16(N, K, K + 64, uint32_t(K * 7 + N));
+          const InterleavedWeight x16 = interleave(w.plain);
+          ASSERT_EQ(x16.view.dtype, DType::BF16_X16);
+          const int64_t ldx = K + 3, ldy = N + 1;
+          const auto x = random_floats(M * ldx, uint32_t(M * 13 + K));
+          const auto bias = random_floats(N, 5);
+          std::vector<float> y_plain(M * ldy, NAN), y_x16(M * ldy, NAN), y_one(ldy, NAN);
+          matmul_isa(isa, x.data(), M, ldx, w.plain, bias.data(), y_plain.data(), ldy);
+          matmul_isa(isa, x.data(), M, ldx, x16.view, bias.data(), y_x16.data(), ldy);
+          for (int64_t m = 0; m < M; ++m) {
+            // Columns past N untouched (the last group's padding rows are never stored).
+            ASSERT_TRUE(std::isnan(y_x16[m * ldy + N])) << kernel_isa_name(isa) << " M=" << M << " N=" << N;
+            if (isa != KernelIsa::Avx512Bf16) {
+              ASSERT_EQ(0, std::memcmp(&y_plain[m * ldy], &y_x16[m * ldy], N * 4))
+                  << kernel_isa_name(isa) << " M=" << M << " N=" << N << " K=" << K << " row " << m;
+            } else if (m % 7 == 0 || m == M - 1) {  // batch invariance: the row alone, same bits
+              matmul_isa(isa, x.data() + m * ldx, 1, ldx, x16.view, bias.data(), y_one.data(), ldy);
+              ASSERT_EQ(0, std::memcmp(y_one.data(), &y_x16[m * ldy], N * 4))
+                  << "M=" << M << " N=" << N << " K=" << K << " row " << m;
+            }
+          }
+          if (K != 2048 || isa == KernelIsa::Avx512Bf16) {  // within the float64 bound (y - bias: no bias)
+            std::vector<float> nb(M * ldy);
+            matmul_isa(isa, x.data(), M, ldx, x16.view, nullptr, nb.data(), ldy);
+            expect_near_f64(x, M, ldx, w, nb.data(), ldy);
+            if (HasFatalFailure()) return;
+          }
+        }
+}
+
+// Many rows, a team of three and several blocks, K of two panels: row m of the product equals the
+// one-row product (batch invariance), and the product is within the float64 bound.
+TEST(MatmulBf16X16, BatchAndThreadInvariantWithPanels) {
+  const int64_t N = 203, K = 5632;
+  const Bf16Matrix w = make_bf16(N, K, K, 31);
+  const InterleavedWeight x16 = interleave(w.plain);
+  for (int64_t M : {9, 70}) {
+    const auto x = random_floats(M * K, uint32_t(M));
+    std::vector<float> y_all(M * N), y_one(N), y_plain(M * N);
+    ThreadTeam team(3);
+    MatmulJob j;
+    j.x = x.data();
+    j.ldx = K;
+    j.M = M;
+    j.w = x16.view;
+    j.y = y_all.data();
+    j.ldy = N;
+    team.run([&](Team& t) { matmul_jobs(t, &j, 1); });
+    expect_near_f64(x, M, K, w, y_all.data(), N);
+    if (HasFatalFailure()) return;
+    matmul(x.data(), M, K, x16.view, nullptr, y_plain.data(), N);  // one thread: same bits
+    ASSERT_EQ(0, std::memcmp(y_all.data(), y_plain.data(), y_all.size() * 4)) << "M=" << M;
+    for (int64_t m = 0; m < M; ++m) {
+      matmul(x.data() + m * K, 1, K, x16.view, nullptr, y_one.data(), N);
+      ASSERT_EQ(0, std::memcmp(y_one.data(), &y_all[m * N], N * 4)) << "row " << m << " of M=" << M;
+    }
+  }
+}
+
+// The epilogues (gated pair, gathered rows, scattered scaled rows added) on X16 weights: as on the
+// plain layout (bit for bit where the layout is unpacked, within rounding on the AVX-512 BF16
+// kernel), and the same bits as the products alone with the epilogue applied by hand.
+TEST(MatmulBf16X16, EpiloguesMatchThePlainLayout) {
+  const int64_t H = 64, F = 32, T = 6;
+  const Bf16Matrix gate = make_bf16(F, H, H, 1), up = make_bf16(F, H, H, 2), down = make_bf16(H, 2 * F, 2 * F, 3);
+  const InterleavedWeight g8 = interleave(gate.plain), u8 = interleave(up.plain);
+  // down's second F columns, cut on a chunk boundary after repacking: a column slice of an X8 matrix.
+  const InterleavedWeight d8full = interleave(down.plain);
+  const WeightView d_plain = down.plain.col_slice(32, 32), d8 = d8full.view.col_slice(32, 32);
+  const auto x = random_floats(T * H, 4);
+  const int32_t rows[3] = {4, 0, 2};
+  const float scale[3] = {0.5f, -2.0f, 0.25f};
+  auto run = [&](bool packed, std::vector<float>& h, std::vector<float>& out) {
+    h.assign(3 * F, 0.0f);
+    out.assign(T * H, 1.0f);
+    MatmulJob gu;
+    gu.x = x.data();
+    gu.ldx = H;
+    gu.M = 3;
+    gu.rows = rows;
+    gu.w = packed ? g8.view : gate.plain;
+    gu.w_up = packed ? u8.view : up.plain;
+    gu.y = h.data();
+    gu.ldy = F;
+    matmul_jobs(Team::solo(), &gu, 1);
+    MatmulJob dn;
+    dn.x = h.data();
+    dn.ldx = F;
+    dn.M = 3;
+    dn.w = packed ? d8 : d_plain;
+    dn.y = out.data();
+    dn.ldy = H;
+    dn.out_rows = rows;
+    dn.scale = scale;
+    dn.store = MatmulStore::Add;
+    matmul_jobs(Team::solo(), &dn, 1);
+  };
+  std::vector<float> h_ref, out_ref, h, out;
+  run(false, h_ref, out_ref);
+  run(true, h, out);
+  if (best_kernel_isa() != KernelIsa::Avx512Bf16) {
+    EXPECT_EQ(0, std::memcmp(h.data(), h_ref.data(), h.size() * 4));
+    EXPECT_EQ(0, std::memcmp(out.data(), out_ref.data(), out.size() * 4));
+  }
+  for (size_t i = 0; i < h.size(); ++i) ASSERT_NEAR(h[i], h_ref[i], 1e-5 * (1 + std::fabs(h_ref[i]))) << i;
+  for (size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], out_ref[i], 1e-4 * (1 + std::fabs(out_ref[i]))) << i;
+  // By hand on the packed weights: gathered x rows, gate and up products, silu(g) * u, then the
+  // down product of h scaled and added into the scattered rows.
+  std::vector<float> xg(3 * H), g(3 * F), u(3 * F), dn(3 * H);
+  for (int i = 0; i < 3; ++i) std::memcpy(&xg[i * H], &x[rows[i] * H], H * 4);
+  matmul(xg.data(), 3, H, g8.view, nullptr, g.data(), F);
+  matmul(xg.data(), 3, H, u8.view, nullptr, u.data(), F);
+  for (int i = 0; i < 3 * F; ++i) {
+    const float want = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    ASSERT_NEAR(h[i], want, 1e-5 * (1 + std::fabs(want))) << i;
+  }
+  matmul(h.data(), 3, F, d8, nullptr, dn.data(), H);
+  for (int i = 0; i < 3; ++i)
+    for (int c = 0; c < H; ++c) {
+      const float want = 1.0f + scale[i] * dn[i * H + c];
+      ASSERT_NEAR(out[rows[i] * H + c], want, 1e-6 * (1 + std::fabs(want))) << i << "," << c;
+    }
+}
+
+TEST(MatmulBf16X16, RepackRoundTripsAndSlices) {
+  const Bf16Matrix w = make_bf16(21, 96, 100, 9);
+  const InterleavedWeight x16 = interleave(w.plain);
+  std::vector<float> row(96);
+  for (int64_t r = 0; r < 21; ++r) {
+    weight_row_to_f32(x16.view, r, row.data());
+    for (int64_t c = 0; c < 96; ++c) ASSERT_EQ(row[c], bf16_to_f32(w.v[size_t(r * 100 + c)])) << r << "," << c;
+  }
+  EXPECT_EQ(x16.view.at(17, 95), bf16_to_f32(w.v[17 * 100 + 95]));
+  // Slices start on a group (16 rows) and a chunk (32 columns).
+  const WeightView s = x16.view.row_slice(16, 5).col_slice(32, 64);
+  EXPECT_EQ(s.at(2, 3), bf16_to_f32(w.v[18 * 100 + 35]));
+  EXPECT_THROW(x16.view.row_slice(8, 8), Error);
+  EXPECT_THROW(x16.view.col_slice(16, 32), Error);
+  // Rows of a length that is not whole chunks have no X16 form.
+  const Bf16Matrix odd = make_bf16(4, 40, 40, 1);
+  EXPECT_THROW(interleave(odd.plain), Error);
+}
+
+}  // namespace
+}  // namespace dpserve
