@@ -220,15 +220,16 @@ constexpr int64_t kBf16Chunk = 32, kBf16PairBytes = 64, kBf16Rows = 16;
 
 void interleave_bf16(const uint8_t* src, int64_t ld_bytes, int n_rows, int64_t cols, uint8_t* dst) {
   DP_CHECK(cols % kBf16Chunk == 0 && n_rows >= 0 && n_rows <= kBf16Rows, "interleave_group: bad bf16 shape");
-  for (int64_t p = 0; p < cols / 2; ++p) {
-    uint8_t* out = dst + p * kBf16PairBytes;
-    for (int r = 0; r < kBf16Rows; ++r) {
-      if (r < n_rows) {
-        std::memcpy(out + 4 * r, src + r * ld_bytes + 4 * p, 4);
-      } else {
-        std::memset(out + 4 * r, 0, 4);  // padding rows: zeros, never stored
-      }
-    }
+  // 16 pairs (a 64-byte line of each row) at a time, transposed in a 1 KiB buffer: the rows are
+  // read and the group written as whole lines (4-byte copies straight to their places: the
+  // Qwen3-MoE bench shape's 2.6 GB took 1.99 s to prepare instead of 1.06).
+  uint32_t in[kBf16Rows][16], out[16][kBf16Rows];
+  std::memset(in, 0, sizeof(in));  // padding rows: zeros, never stored
+  for (int64_t p0 = 0; p0 < cols / 2; p0 += 16) {
+    for (int r = 0; r < n_rows; ++r) std::memcpy(in[r], src + r * ld_bytes + 4 * p0, sizeof(in[r]));
+    for (int i = 0; i < 16; ++i)
+      for (int r = 0; r < kBf16Rows; ++r) out[i][r] = in[r][i];
+    std::memcpy(dst + p0 * kBf16PairBytes, out, sizeof(out));
   }
 }
 
