@@ -67,6 +67,13 @@ void BM_ReadBandwidth(benchmark::State& state) {
   state.counters["GB/s"] = bw / 1e9;
 }
 
+void BM_AmxBf16Peak(benchmark::State& state) {
+  if (!kernel_isa_supported(KernelIsa::Amx)) return state.SkipWithError("no AMX (see core/cpu.h)");
+  double peak = 0;
+  for (auto _ : state) peak = measure_amx_bf16_peak();
+  state.counters["GFLOP/s"] = peak / 1e9;
+}
+
 void BM_Bf16Peak(benchmark::State& state) {
   if (!kernel_isa_supported(KernelIsa::Avx512Bf16)) return state.SkipWithError("no AVX-512 BF16");
   double peak = 0;
@@ -113,7 +120,8 @@ ThreadTeam& bench_team() {
   return team;
 }
 
-void team_matmul(const float* x, int64_t M, int64_t K, const WeightView& w, float* y, int64_t N) {
+void team_matmul(const float* x, int64_t M, int64_t K, const WeightView& w, float* y, int64_t N,
+                 KernelIsa isa = bench_isa()) {
   MatmulJob j;
   j.x = x;
   j.ldx = K;
@@ -121,7 +129,7 @@ void team_matmul(const float* x, int64_t M, int64_t K, const WeightView& w, floa
   j.w = w;
   j.y = y;
   j.ldy = N;
-  bench_team().run([&](Team& t) { matmul_jobs_isa(bench_isa(), t, &j, 1); });
+  bench_team().run([&](Team& t) { matmul_jobs_isa(isa, t, &j, 1); });
 }
 
 void BM_Gemv(benchmark::State& state) {
@@ -144,8 +152,12 @@ void BM_Gemv(benchmark::State& state) {
   state.counters["best_frac_bw"] = bytes / timer.best / bw;
 }
 
+// isa: 0 the best level (AMX tiles where the CPU has them), 1 AVX-512 BF16 forced (the A/B of
+// the same binary). Fractions are of the peak of the level that ran.
 void BM_Gemm(benchmark::State& state) {
   const int64_t M = state.range(0), K = state.range(1), N = state.range(2);
+  const KernelIsa isa = state.range(5) == 0 ? bench_isa() : KernelIsa::Avx512Bf16;
+  if (!kernel_isa_supported(isa)) return state.SkipWithError("ISA not supported here");
   // dram: weights cycled through >= 512 MiB of copies (read from DRAM, as in a decode step).
   const WeightSet ws(N, K, state.range(4) ? 512 * kMiB : 0, state.range(3) != 0);
   std::vector<float> x(M * K), y(M * N);
@@ -156,12 +168,15 @@ void BM_Gemm(benchmark::State& state) {
   size_t i = 0;
   for (auto _ : state) {
     timer.start();
-    team_matmul(x.data(), M, K, ws.view(i++), y.data(), N);
+    team_matmul(x.data(), M, K, ws.view(i++), y.data(), N, isa);
     benchmark::ClobberMemory();
     timer.stop();
   }
   const double flops = 2.0 * M * N * K;
-  const double peak = kernel_isa_supported(KernelIsa::Avx512Bf16) ? measure_bf16_peak() : 0;
+  const bool amx = isa == KernelIsa::Amx && state.range(3) != 0;  // tiles read the X16 layout only
+  const double peak = amx ? measure_amx_bf16_peak()
+                          : kernel_isa_supported(KernelIsa::Avx512Bf16) ? measure_bf16_peak() : 0;
+  state.SetLabel(amx ? "amx" : kernel_isa_name(isa == KernelIsa::Amx ? KernelIsa::Avx512Bf16 : isa));
   state.counters["GFLOP/s"] = flops / timer.mean(state) / 1e9;
   state.counters["peak_GFLOP/s"] = peak / 1e9;
   state.counters["frac_peak"] = peak > 0 ? flops / timer.mean(state) / peak : 0;
@@ -245,6 +260,7 @@ void BM_AttentionPrefill(benchmark::State& state) {
 
 BENCHMARK(BM_ReadBandwidth)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Bf16Peak)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_AmxBf16Peak)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 // x16: 0 = bf16 rows as stored, 1 = the BF16_X16 layout the model loads bf16 weights into.
 BENCHMARK(BM_Gemv)
     ->ArgNames({"K", "N", "x16"})
@@ -256,10 +272,12 @@ BENCHMARK(BM_Gemv)
 // dram = 1: the weights come from DRAM (cycled copies), as a batched decode step reads them
 // (M = 66: two row blocks, as 64 sequences make).
 BENCHMARK(BM_Gemm)
-    ->ArgNames({"M", "K", "N", "x16", "dram"})
-    ->ArgsProduct({{32, 512}, {2048}, {2048, 5632}, {0, 1}, {0}})
-    ->ArgsProduct({{32, 512}, {5632}, {2048}, {0, 1}, {0}})
-    ->ArgsProduct({{8, 32, 66}, {2048}, {5632}, {0, 1}, {1}})
+    ->ArgNames({"M", "K", "N", "x16", "dram", "isa"})
+    ->ArgsProduct({{32, 512}, {2048}, {2048, 5632}, {0, 1}, {0}, {0}})
+    ->ArgsProduct({{32, 512}, {5632}, {2048}, {0, 1}, {0}, {0}})
+    ->ArgsProduct({{8, 32, 66}, {2048}, {5632}, {0, 1}, {1}, {0}})
+    ->ArgsProduct({{1, 8, 16, 32, 66, 128, 512}, {2048}, {5632}, {1}, {1}, {0, 1}})
+    ->ArgsProduct({{512}, {2048, 5632}, {2048, 5632}, {1}, {0}, {0, 1}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_AttentionPrefill)->ArgName("n")->Arg(512)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -87,6 +87,7 @@ void paged_attention(const float* q, int64_t ldq, const AttnSeq* seqs, int64_t n
 static kernels::AttnRowsFn pick_rows(KernelIsa isa) {
   if (!kernel_isa_supported(isa)) fail("attention: kernel ISA {} not supported by this CPU", kernel_isa_name(isa));
   switch (isa) {
+    case KernelIsa::Amx:
     case KernelIsa::Avx512Bf16:
     case KernelIsa::Avx512: return kernels::avx512::attention_rows;
     case KernelIsa::Avx2: return kernels::avx2::attention_rows;

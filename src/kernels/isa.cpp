@@ -13,13 +13,14 @@ bool kernel_isa_supported(KernelIsa isa) {
     case KernelIsa::Avx2: return f.avx2 && f.fma && f.f16c;
     case KernelIsa::Avx512: return f.avx512f && f.avx512bw && f.fma && f.f16c;
     case KernelIsa::Avx512Bf16: return f.avx512f && f.avx512bw && f.avx512bf16 && f.fma && f.f16c;
+    case KernelIsa::Amx: return kernel_isa_supported(KernelIsa::Avx512Bf16) && f.amx_bf16;
   }
   return false;
 }
 
 KernelIsa best_kernel_isa() {
   static const KernelIsa best = [] {
-    for (KernelIsa isa : {KernelIsa::Avx512Bf16, KernelIsa::Avx512, KernelIsa::Avx2})
+    for (KernelIsa isa : {KernelIsa::Amx, KernelIsa::Avx512Bf16, KernelIsa::Avx512, KernelIsa::Avx2})
       if (kernel_isa_supported(isa)) return isa;
     return KernelIsa::Portable;
   }();
@@ -32,6 +33,7 @@ const char* kernel_isa_name(KernelIsa isa) {
     case KernelIsa::Avx2: return "avx2";
     case KernelIsa::Avx512: return "avx512";
     case KernelIsa::Avx512Bf16: return "avx512-bf16";
+    case KernelIsa::Amx: return "amx";
   }
   return "?";
 }

@@ -9,7 +9,11 @@ enum class KernelIsa {
   Avx2,        // AVX2 + FMA + F16C
   Avx512,      // AVX-512 F/BW/VL (bf16 weights converted to fp32)
   Avx512Bf16,  // AVX-512 + vdpbf16ps for bf16 weights
+  Amx,         // Avx512Bf16 + AMX bf16 tiles (tdpbf16ps) for bf16 weights; the rest as Avx512Bf16
 };
+
+// True when isa reads bf16 weights in the BF16_X16 layout (the load-time repack targets it).
+inline bool isa_reads_bf16x16(KernelIsa isa) { return isa == KernelIsa::Avx512Bf16 || isa == KernelIsa::Amx; }
 
 // Best level of this CPU, capped by DPSERVE_KERNELS (see core/cpu.h).
 KernelIsa best_kernel_isa();

@@ -64,6 +64,7 @@ const MatmulKernel* find_matmul_kernel(DType w, KernelIsa isa, int64_t /*M*/) {
   if (dtype_is_quantized(w)) return quant_matmul_kernel(w, isa);  // kernels/qmatmul.cpp
   if (w == DType::BF16_X16) {
     switch (isa) {
+      case KernelIsa::Amx: return &amx::kBf16X16;
       case KernelIsa::Avx512Bf16: return &avx512bf16::kBf16X16;
       case KernelIsa::Avx512: return &kUnpackedBf16X16<avx512::kBf16>;
       case KernelIsa::Avx2: return &kUnpackedBf16X16<avx2::kBf16>;
@@ -72,6 +73,7 @@ const MatmulKernel* find_matmul_kernel(DType w, KernelIsa isa, int64_t /*M*/) {
     return nullptr;
   }
   switch (isa) {
+    case KernelIsa::Amx:  // plain bf16 (not repacked: a row of partial chunks) and F32 / F16 as below
     case KernelIsa::Avx512Bf16:
       if (w == DType::BF16) return &avx512bf16::kBf16;
       [[fallthrough]];

@@ -65,5 +65,8 @@ namespace avx512bf16 {
 extern const MatmulKernel kBf16;
 extern const MatmulKernel kBf16X16;  // BF16_X16 weights (matmul_avx512bf16_x16.cpp)
 }
+namespace amx {
+extern const MatmulKernel kBf16X16;  // BF16_X16 weights on AMX tiles (matmul_amx_bf16.cpp)
+}
 
 }  // namespace dpserve::kernels

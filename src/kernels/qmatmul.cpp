@@ -46,7 +46,7 @@ void prepare(const float* x, int64_t K, void* dst) {
   quantize_act_row(I, B, x, K, dst);
 }
 
-constexpr int kIsas = 4;                                    // KernelIsa's values
+constexpr int kIsas = 5;                                    // KernelIsa's values
 constexpr int kTypes = int(DType::Q6_K_X16) + 1;             // DType's values
 // Column blocks start on whole GEMV tiles of 16-row groups (four groups per tile).
 constexpr int64_t kQuantGrain = 64;
@@ -68,6 +68,7 @@ QBlockFn qblock_fn(KernelIsa isa, DType t) {
     case KernelIsa::Portable: return portable::qmatmul_block;
     case KernelIsa::Avx2: return repacked ? avx2::qmatmul_block : via_scratch<avx2::qmatmul_block>;
     case KernelIsa::Avx512: return repacked ? avx512::qmatmul_block : via_scratch<avx512::qmatmul_block>;
+    case KernelIsa::Amx:  // int8 tiles are not used yet: the VNNI blocks
     case KernelIsa::Avx512Bf16:
       // Every CPU with AVX-512 BF16 so far has VNNI too; check anyway.
       if (cpu_features().avx512vnni) return repacked ? vnni::qmatmul_block : via_scratch<vnni::qmatmul_block>;
@@ -88,6 +89,7 @@ const MatmulKernel* quant_matmul_kernel(DType t, KernelIsa isa) {
       k[int(KernelIsa::Avx2)][i] = make_kernel<KernelIsa::Avx2>(d);
       k[int(KernelIsa::Avx512)][i] = make_kernel<KernelIsa::Avx512>(d);
       k[int(KernelIsa::Avx512Bf16)][i] = make_kernel<KernelIsa::Avx512Bf16>(d);
+      k[int(KernelIsa::Amx)][i] = make_kernel<KernelIsa::Avx512Bf16>(d);
     }
     return k;
   }();

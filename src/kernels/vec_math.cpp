@@ -87,6 +87,7 @@ __attribute__((target("avx2,fma"))) float exp_sub_sum_avx2(float* x, int64_t n, 
 
 void vec_silu_mul_isa(KernelIsa isa, const float* gate, const float* up, float* out, int64_t n) {
   switch (isa) {
+    case KernelIsa::Amx:
     case KernelIsa::Avx512Bf16:
     case KernelIsa::Avx512: return silu_mul_avx512(gate, up, out, n);
     case KernelIsa::Avx2: return silu_mul_avx2(gate, up, out, n);
@@ -96,6 +97,7 @@ void vec_silu_mul_isa(KernelIsa isa, const float* gate, const float* up, float* 
 
 float vec_exp_sub_sum_isa(KernelIsa isa, float* x, int64_t n, float shift) {
   switch (isa) {
+    case KernelIsa::Amx:
     case KernelIsa::Avx512Bf16:
     case KernelIsa::Avx512: return exp_sub_sum_avx512(x, n, shift);
     case KernelIsa::Avx2: return exp_sub_sum_avx2(x, n, shift);

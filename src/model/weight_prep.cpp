@@ -37,7 +37,7 @@ WeightPrep::WeightPrep(Quantization q, int64_t n_layers, std::function<void(cons
       verbose_(verbose),
       progress_(verbose && ::isatty(2)),
       floats_(float_layout()),
-      bf16_kernel_(best_kernel_isa() == KernelIsa::Avx512Bf16) {}
+      bf16_kernel_(isa_reads_bf16x16(best_kernel_isa())) {}
 
 void WeightPrep::add(WeightView* slot, WeightRole role, int64_t layer, int64_t full_cols, const std::string& name) {
   const WeightView& w = *slot;

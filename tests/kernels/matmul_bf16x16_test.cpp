@@ -10,6 +10,7 @@
 
 #include "core/bf16.h"
 #include "core/check.h"
+#include "core/cpu.h"
 #include "kernels/isa.h"
 #include "kernels/matmul.h"
 #include "kernels/repack.h"
@@ -70,7 +71,7 @@ TEST(MatmulBf16X16, NearTheExactProductAndPlainBitsWhereUnpacked) {
           for (int64_t m = 0; m < M; ++m) {
             // Columns past N untouched (the last group's padding rows are never stored).
             ASSERT_TRUE(std::isnan(y_x16[m * ldy + N])) << kernel_isa_name(isa) << " M=" << M << " N=" << N;
-            if (isa != KernelIsa::Avx512Bf16) {
+            if (!isa_reads_bf16x16(isa)) {
               ASSERT_EQ(0, std::memcmp(&y_plain[m * ldy], &y_x16[m * ldy], N * 4))
                   << kernel_isa_name(isa) << " M=" << M << " N=" << N << " K=" << K << " row " << m;
             } else if (m % 7 == 0 || m == M - 1) {  // batch invariance: the row alone, same bits
@@ -79,7 +80,7 @@ TEST(MatmulBf16X16, NearTheExactProductAndPlainBitsWhereUnpacked) {
                   << "M=" << M << " N=" << N << " K=" << K << " row " << m;
             }
           }
-          if (K != 2048 || isa == KernelIsa::Avx512Bf16) {  // within the float64 bound (y - bias: no bias)
+          if (K != 2048 || isa_reads_bf16x16(isa)) {  // within the float64 bound (y - bias: no bias)
             std::vector<float> nb(M * ldy);
             matmul_isa(isa, x.data(), M, ldx, x16.view, nullptr, nb.data(), ldy);
             expect_near_f64(x, M, ldx, w, nb.data(), ldy);
@@ -158,7 +159,7 @@ TEST(MatmulBf16X16, EpiloguesMatchThePlainLayout) {
   std::vector<float> h_ref, out_ref, h, out;
   run(false, h_ref, out_ref);
   run(true, h, out);
-  if (best_kernel_isa() != KernelIsa::Avx512Bf16) {
+  if (!isa_reads_bf16x16(best_kernel_isa())) {
     EXPECT_EQ(0, std::memcmp(h.data(), h_ref.data(), h.size() * 4));
     EXPECT_EQ(0, std::memcmp(out.data(), out_ref.data(), out.size() * 4));
   }
@@ -180,6 +181,44 @@ TEST(MatmulBf16X16, EpiloguesMatchThePlainLayout) {
       const float want = 1.0f + scale[i] * dn[i * H + c];
       ASSERT_NEAR(out[rows[i] * H + c], want, 1e-6 * (1 + std::fabs(want))) << i << "," << c;
     }
+}
+
+// AMX tiles (matmul_amx_bf16.cpp): products of several row tiles and row blocks (M past 16, 32 and
+// the 128-row block), odd group counts and partial groups, a column slice of a wider matrix: within
+// the float64 bound, every row the bits of that row alone, and the AVX-512 BF16 kernel's result
+// within rounding. On a CPU without AMX this is the one test that says it did not run.
+TEST(MatmulBf16X16, AmxTilesWithinTheBoundAndBatchInvariant) {
+  if (!kernel_isa_supported(KernelIsa::Amx))
+    GTEST_SKIP() << "AMX cases did not run: " << amx_unavailable_reason();
+  for (int64_t K : {32, 160, 4096})
+    for (int64_t N : {16, 33, 80, 130})
+      for (int64_t M : {1, 15, 16, 17, 31, 32, 33, 47, 129, 200}) {
+        const Bf16Matrix w = make_bf16(N, K + 64, K + 64, uint32_t(K + N * 3));
+        const InterleavedWeight full = interleave(w.plain);
+        const WeightView x16 = full.view.col_slice(32, K);  // group stride wider than the row
+        Bf16Matrix ws = w;  // the same slice on the plain matrix, for the bound
+        ws.v.assign(size_t(N * K), 0);
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t k = 0; k < K; ++k) ws.v[size_t(n * K + k)] = w.v[size_t(n * (K + 64) + 32 + k)];
+        ws.plain = WeightView{ws.v.data(), DType::BF16, N, K, K};
+        const int64_t ldx = K + 5, ldy = N + 3;
+        const auto x = random_floats(M * ldx, uint32_t(M * 17 + K));
+        std::vector<float> y(M * ldy, NAN), y_one(ldy, NAN), y_avx(M * ldy, NAN);
+        matmul_isa(KernelIsa::Amx, x.data(), M, ldx, x16, nullptr, y.data(), ldy);
+        matmul_isa(KernelIsa::Avx512Bf16, x.data(), M, ldx, x16, nullptr, y_avx.data(), ldy);
+        expect_near_f64(x, M, ldx, ws, y.data(), ldy);
+        if (HasFatalFailure()) return;
+        for (int64_t m = 0; m < M; ++m) {
+          for (int64_t n = N; n < ldy; ++n) ASSERT_TRUE(std::isnan(y[m * ldy + n])) << "M=" << M << " N=" << N;
+          for (int64_t n = 0; n < N; ++n)
+            ASSERT_NEAR(y[m * ldy + n], y_avx[m * ldy + n], 1e-4 * (1 + std::fabs(y_avx[m * ldy + n])));
+          if (m % 5 == 0 || m == M - 1) {
+            matmul_isa(KernelIsa::Amx, x.data() + m * ldx, 1, ldx, x16, nullptr, y_one.data(), ldy);
+            ASSERT_EQ(0, std::memcmp(y_one.data(), &y[m * ldy], N * 4)) << "M=" << M << " N=" << N << " K=" << K
+                                                                         << " row " << m;
+          }
+        }
+      }
 }
 
 TEST(MatmulBf16X16, RepackRoundTripsAndSlices) {

@@ -25,7 +25,7 @@ inline std::vector<float> random_floats(int64_t n, uint32_t seed, float lo = -1.
 // Every ISA level this CPU can run (the portable one always).
 inline std::vector<KernelIsa> supported_isas() {
   std::vector<KernelIsa> out;
-  for (KernelIsa i : {KernelIsa::Portable, KernelIsa::Avx2, KernelIsa::Avx512, KernelIsa::Avx512Bf16})
+  for (KernelIsa i : {KernelIsa::Portable, KernelIsa::Avx2, KernelIsa::Avx512, KernelIsa::Avx512Bf16, KernelIsa::Amx})
     if (kernel_isa_supported(i)) out.push_back(i);
   return out;
 }
