@@ -22,6 +22,8 @@
 #pragma GCC push_options
 #pragma GCC target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c,avx2")
 
+#include "kernels/amx_tiles.h"
+
 namespace dpserve::kernels::amx {
 
 namespace {
@@ -30,36 +32,19 @@ constexpr int kRows = 16;          // rows per weight group = columns of a C til
 constexpr int64_t kChunk = 32;     // K elements per tile product (64 bytes of bf16)
 constexpr int64_t kChunkElems = kChunk / 2 * kRows * 2;  // elements of a group per chunk (one B tile)
 
-// The 64-byte operand of ldtilecfg (palette 1).
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
 // Tiles 0-3: C[i][j] (row tile i, group j) is tile 2 i + j; 4, 5: A of row tiles 0, 1; 6, 7: B of
 // groups 0, 1. r0 rows in row tile 0 (1-16), r1 in row tile 1 (0: unused, left unconfigured).
-// The loaded configuration is read back (sttilecfg) rather than remembered: other code on the
-// thread (a benchmark's peak loop) may have loaded its own.
 void configure(int r0, int r1) {
   TileConfig c;
-  auto set = [&](int t, int rows) {
-    c.rows[t] = uint8_t(rows);
-    c.colsb[t] = uint16_t(rows ? 64 : 0);
-  };
-  set(0, r0);
-  set(1, r0);
-  set(2, r1);
-  set(3, r1);
-  set(4, r0);
-  set(5, r1);
-  set(6, kRows);
-  set(7, kRows);
-  TileConfig now;
-  _tile_storeconfig(&now);
-  if (std::memcmp(&now, &c, sizeof c) != 0) _tile_loadconfig(&c);
+  c.set(0, r0, 64);
+  c.set(1, r0, 64);
+  c.set(2, r1, 64);
+  c.set(3, r1, 64);
+  c.set(4, r0, 64);
+  c.set(5, r1, 64);
+  c.set(6, kRows, 64);
+  c.set(7, kRows, 64);
+  ensure_config(c);
 }
 
 // GCC's tile intrinsics take the register number as a literal (it is pasted into the asm), so a

@@ -1,0 +1,35 @@
+// Internal: the AMX tile configuration shared by the tile kernels (matmul_amx_bf16.cpp,
+// qmatmul_amx.cpp). Included inside a file's `#pragma GCC target("amx-tile,...")` region.
+//
+// A configuration is per thread and stays loaded until another ldtilecfg; the kernels read it
+// back (sttilecfg) and reload only when it differs, so two kernels (or a benchmark's peak loop)
+// on the same thread never run on each other's shapes.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+namespace dpserve::kernels::amx {
+
+// The 64-byte operand of ldtilecfg (palette 1): bytes per row and rows of each of the 8 tiles.
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+  void set(int tile, int n_rows, int bytes_per_row) {
+    rows[tile] = uint8_t(n_rows);
+    colsb[tile] = uint16_t(n_rows ? bytes_per_row : 0);
+  }
+};
+
+inline void ensure_config(const TileConfig& c) {
+  TileConfig now;
+  _tile_storeconfig(&now);
+  if (std::memcmp(&now, &c, sizeof c) != 0) _tile_loadconfig(&c);
+}
+
+}  // namespace dpserve::kernels::amx
