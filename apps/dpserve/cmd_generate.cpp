@@ -385,9 +385,19 @@ void run_generate(GenerateArgs& a) {
                    : std::string(" quantized to ") + to_string(a.rf.rt.quantization),
                cpu_kernel_name(), rt->describe());
 
-  auto prompts = read_prompts(a, tok.get(), tok ? tok->bos_id() : cfg.bos_id, loc.model);
-  const auto images = attach_images(a, loc.model, prompts);
-  check_requests(prompts, sp, rt->engine()->limits());
+  // The other ranks are already in their step loop: a bad prompt must stop them too (through the
+  // engine's shutdown), or they wait for a step that never comes and the job hangs.
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<std::vector<ImageInput>> images;
+  try {
+    prompts = read_prompts(a, tok.get(), tok ? tok->bos_id() : cfg.bos_id, loc.model);
+    images = attach_images(a, loc.model, prompts);
+    check_requests(prompts, sp, rt->engine()->limits());
+  } catch (...) {
+    const std::exception_ptr why = std::current_exception();
+    rt->run_with_client([&](DpEngine&) { std::rethrow_exception(why); });
+    throw;  // run_with_client rethrows the client's exception; not reached
+  }
   const bool stream_text = !a.json && prompts.size() == 1;
   const Generated g = generate(*rt, prompts, sp, stream_text ? tok.get() : nullptr, constraint, images);
   for (size_t i = 0; i < prompts.size(); ++i)

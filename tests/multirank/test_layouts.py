@@ -323,6 +323,20 @@ elif CASE == "startup_failure":
         raise SystemExit("FAIL: a world-size mismatch left the job hanging")
     assert p.returncode != 0 and "--tp-size" in (p.stdout + p.stderr), p.stdout + p.stderr
     print("ok: world size mismatch names --tp-size")
+    # Bad input found on rank 0 after every rank has started (an id outside the vocabulary, a
+    # prompt that does not fit): the other ranks are stopped too, and the job ends non-zero with
+    # the message within seconds (it used to hang until killed).
+    for bad, words in ((["--prompt-ids", "1,2,99999"], "99999"),
+                       (["--prompt-ids", ",".join(["1"] * 5000)], "context")):
+        args = [BIN, "generate", "--tp-size", "2", "--model-path", model, "-n", "4"] + bad
+        try:
+            p = subprocess.run(args, capture_output=True, text=True, env=ENV, timeout=60)
+        except subprocess.TimeoutExpired:
+            raise SystemExit(f"FAIL: generate --tp-size 2 {' '.join(bad)[:60]} left the job hanging")
+        out = p.stdout + p.stderr
+        assert p.returncode != 0, f"exited 0 for a bad prompt:\n{out}"
+        assert words in out, f"the message does not name '{words}':\n{out[-2000:]}"
+        print(f"ok: a bad prompt on tp 2 ({' '.join(bad)[:40]}) ends the job with its message")
 else:
     raise SystemExit(f"unknown case {CASE}")
 print("PASS")
