@@ -56,7 +56,8 @@ TEST(GenerateCli, Stories260KIdsMatchAcrossKernelPathsAndThreads) {
   for (int v; ss >> v;) expected.push_back(v);
   ASSERT_EQ(expected.size(), 201u);
   std::string model = dpserve::shared_dir() + "/models/stories260K/stories260K.bin";
-  for (std::string env : {"", "DPSERVE_KERNELS=portable ", "DPSERVE_KERNELS=avx2 "}) {
+  for (std::string env : {"", "DPSERVE_KERNELS=portable ", "DPSERVE_KERNELS=avx2 ", "DPSERVE_KERNELS=avx512 ",
+                          "DPSERVE_KERNELS=avx512-bf16 "}) {
     for (int threads : {1, 2}) {
       auto [out, rc] = run(env + kBin + " generate --json -n 200 --threads " + std::to_string(threads) +
                            " --model-path " + model + " 2>/dev/null");
