@@ -87,6 +87,14 @@ size_t Automaton::num_states() const {
   return n;
 }
 
+size_t Automaton::bytes() const {
+  size_t n = sizeof(Automaton) + rules_.capacity() * sizeof(Rule);
+  for (const auto& r : rules_)
+    n += r.name.capacity() + r.next.capacity() * sizeof(int32_t) + r.flags.capacity() +
+         r.call_begin.capacity() * sizeof(uint32_t) + r.calls.capacity() * sizeof(Call);
+  return n;
+}
+
 void Automaton::finish() {
   for (Rule& r : rules_) {
     r.has_calls = !r.calls.empty();

@@ -51,6 +51,7 @@ class Automaton {
   uint32_t num_rules() const { return uint32_t(rules_.size()); }
   uint32_t root() const { return 0; }
   size_t num_states() const;
+  size_t bytes() const;  // memory the automaton holds (its tables), for byte-bounded caches
 
   std::string serialize() const;
   // Throws dpserve::Error on a malformed or truncated buffer.

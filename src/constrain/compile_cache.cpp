@@ -28,18 +28,31 @@ std::shared_ptr<const Automaton> CompileCache::get(const ConstraintSpec& spec) {
   if (fresh) {
     lru_.push_front(key);
     it->second.lru = lru_.begin();
-    while (map_.size() > capacity_) {
-      map_.erase(lru_.back());
+    it->second.bytes = 2 * key.size() + it->second.error.size() + 256 +
+                       (it->second.automaton ? it->second.automaton->bytes() : 0);
+    bytes_ += it->second.bytes;
+    // The newest entry stays even when it alone is over the budget: its request uses it now.
+    while (map_.size() > 1 && (map_.size() > capacity_ || bytes_ > max_bytes_)) {
+      auto victim = map_.find(lru_.back());
+      bytes_ -= victim->second.bytes;
+      map_.erase(victim);
       lru_.pop_back();
     }
   }
-  if (it->second.automaton) return it->second.automaton;
+  // A copy: the entry may be dropped by another thread once the lock is released.
+  std::shared_ptr<const Automaton> a = it->second.automaton;
+  if (a) return a;
   throw Error(it->second.error);
 }
 
 uint64_t CompileCache::hits() const {
   std::lock_guard<std::mutex> lock(mu_);
   return hits_;
+}
+
+size_t CompileCache::bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return bytes_;
 }
 
 uint64_t CompileCache::misses() const {

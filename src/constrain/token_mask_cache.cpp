@@ -4,12 +4,23 @@
 
 namespace dpserve::constrain {
 
-TokenMaskCache::TokenMaskCache(std::shared_ptr<const Automaton> a, std::shared_ptr<const VocabIndex> v)
-    : a_(std::move(a)), v_(std::move(v)) {}
+TokenMaskCache::TokenMaskCache(std::shared_ptr<const Automaton> a, std::shared_ptr<const VocabIndex> v,
+                               size_t max_bytes)
+    : a_(std::move(a)), v_(std::move(v)), max_bytes_(max_bytes) {}
 
 size_t TokenMaskCache::entries() const {
   std::lock_guard<std::mutex> lock(mu_);
   return map_.size();
+}
+
+size_t TokenMaskCache::bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return bytes_;
+}
+
+size_t TokenMaskCache::entry_bytes(const Entry& e) {
+  // The vectors' storage, the Entry, its shared_ptr control block and the map node.
+  return e.accepted.capacity() * sizeof(uint64_t) + e.uncertain.capacity() * sizeof(int32_t) + 128;
 }
 
 std::shared_ptr<const TokenMaskCache::Entry> TokenMaskCache::get(uint32_t rule, int32_t state) {
@@ -25,8 +36,14 @@ std::shared_ptr<const TokenMaskCache::Entry> TokenMaskCache::get(uint32_t rule, 
   std::lock_guard<std::mutex> lock(mu_);
   ++misses_;
   compute_seconds_ += dt;
-  if (map_.size() >= kMaxEntries) map_.clear();
-  return map_.try_emplace(key, std::move(e)).first->second;
+  const size_t eb = entry_bytes(*e);
+  if (map_.size() >= kMaxEntries || (bytes_ + eb > max_bytes_ && !map_.empty())) {
+    map_.clear();
+    bytes_ = 0;
+  }
+  auto [it, fresh] = map_.try_emplace(key, std::move(e));
+  if (fresh) bytes_ += eb;
+  return it->second;
 }
 
 TokenMaskCache::Entry TokenMaskCache::compute(uint32_t rule, int32_t state) const {

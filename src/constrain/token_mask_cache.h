@@ -26,8 +26,13 @@ class TokenMaskCache {
   };
   // Entries kept before the cache starts over (each is one vocabulary-wide bitset).
   static constexpr size_t kMaxEntries = 4096;
+  // Bytes of entries kept before the cache starts over: a schema of many properties reaches a
+  // few thousand (rule, state) pairs, and on a 152k-token vocabulary each entry is 19 KB, so an
+  // entry count alone let one schema hold ~80 MB and 64 of them 5 GB.
+  static constexpr size_t kDefaultMaxBytes = size_t(32) << 20;
 
-  TokenMaskCache(std::shared_ptr<const Automaton> a, std::shared_ptr<const VocabIndex> v);
+  TokenMaskCache(std::shared_ptr<const Automaton> a, std::shared_ptr<const VocabIndex> v,
+                 size_t max_bytes = kDefaultMaxBytes);
 
   // Thread-safe; computes the entry on a miss (the same result on every rank: a pure function).
   std::shared_ptr<const Entry> get(uint32_t rule, int32_t state);
@@ -36,6 +41,9 @@ class TokenMaskCache {
   const VocabIndex& vocab() const { return *v_; }
   const std::shared_ptr<const Automaton>& automaton_ptr() const { return a_; }
   size_t entries() const;
+  size_t bytes() const;  // held by the entries now (at most max_bytes, plus one entry)
+  // What one entry costs, as bytes() counts it.
+  static size_t entry_bytes(const Entry& e);
   uint64_t misses() const { return misses_; }
   double compute_seconds() const { return compute_seconds_; }  // spent computing entries
 
@@ -45,6 +53,7 @@ class TokenMaskCache {
   std::shared_ptr<const VocabIndex> v_;
   mutable std::mutex mu_;
   std::unordered_map<uint64_t, std::shared_ptr<const Entry>> map_;
+  size_t max_bytes_, bytes_ = 0;
   uint64_t misses_ = 0;
   double compute_seconds_ = 0;
 };

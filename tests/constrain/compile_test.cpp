@@ -11,6 +11,7 @@
 #include "constrain/gbnf_compiler.h"
 #include "constrain/json_schema_compiler.h"
 #include "constrain/matcher.h"
+#include "constrain/matcher_registry.h"
 #include "constrain/regex_compiler.h"
 #include "constrain/tool_call_grammar.h"
 #include "core/check.h"
@@ -321,6 +322,109 @@ TEST(CompileCache, CompilesOnceAndRemembersFailures) {
   cache.get({ConstraintKind::kRegex, "c"});  // capacity 2: "a+" is gone
   cache.get(s);
   EXPECT_EQ(cache.misses(), 5u);
+}
+
+// Distinct large constraints cannot pile up: the cache keeps what fits its byte budget (the
+// newest always), drops the least recently used first, and recompiles a dropped one on demand.
+TEST(CompileCache, StaysWithinItsByteBudget) {
+  // Regexes of 60 alternatives of 12 letters compile to a few kilobytes each.
+  auto big = [](int seed) {
+    std::string r;
+    for (int i = 0; i < 60; ++i) {
+      if (i) r += "|";
+      for (int k = 0; k < 12; ++k) r += char('a' + (seed * 7 + i * 13 + k * 5) % 26);
+    }
+    return r;
+  };
+  const size_t one = CompileCache().get({ConstraintKind::kRegex, big(0)})->bytes();
+  ASSERT_GT(one, 2000u);
+  const size_t budget = 3 * one + one / 2;  // room for three
+  CompileCache cache(256, {}, budget);
+  for (int i = 0; i < 12; ++i) {
+    cache.get({ConstraintKind::kRegex, big(i)});
+    EXPECT_LE(cache.bytes(), budget) << "after " << i + 1 << " schemas";
+  }
+  EXPECT_EQ(cache.misses(), 12u);
+  cache.get({ConstraintKind::kRegex, big(11)});  // kept: a hit
+  EXPECT_EQ(cache.misses(), 12u);
+  cache.get({ConstraintKind::kRegex, big(0)});  // dropped long ago: compiled again
+  EXPECT_EQ(cache.misses(), 13u);
+  // One constraint larger than the whole budget is still served (and is then the only one kept).
+  CompileCache tiny(256, {}, 100);
+  EXPECT_TRUE(tiny.get({ConstraintKind::kRegex, big(3)}));
+  EXPECT_TRUE(tiny.get({ConstraintKind::kRegex, big(4)}));
+  EXPECT_LT(tiny.bytes(), 2 * one);  // big(3) is gone
+}
+
+// A vocabulary of n tokens "t0".."t{n-1}" (text), so a mask entry is n / 8 bytes.
+std::shared_ptr<const VocabIndex> numbered_vocab(int n) {
+  std::vector<std::string> b;
+  for (int i = 0; i < n; ++i) b.push_back("t" + std::to_string(i));
+  b.push_back("");
+  std::vector<bool> text(size_t(n) + 1, true);
+  text[size_t(n)] = false;
+  return std::make_shared<VocabIndex>(b, text, std::vector<int32_t>{n}, n + 1);
+}
+
+// Walks a matcher of `a` through `s` token by token (tokens are "t<digit>" here), filling the
+// mask at every step so the cache computes its entries.
+void walk(Matcher& m, const std::string& digits) {
+  std::vector<uint64_t> mask(m.vocab().mask_words());
+  for (char c : digits) {
+    m.fill_mask(mask.data());
+    ASSERT_TRUE(m.accept(c - '0'));
+  }
+  m.fill_mask(mask.data());
+}
+
+// One automaton's mask cache starts over at its byte cap; the registry keeps the caches of many
+// automata within its budget at every make() (least recently used dropped first), and a dropped
+// cache only costs a recomputation: the masks stay the same.
+TEST(MatcherRegistry, MaskCachesStayWithinTheirByteBudgets) {
+  const auto v = numbered_vocab(20000);  // 2.5 KB a mask entry
+  // "t0t1t2..." as long runs of distinct states: one entry per state reached.
+  auto chain = [](int seed) {
+    std::string r;
+    for (int i = 0; i < 40; ++i) r += "t" + std::to_string((seed + i) % 10);
+    return r;
+  };
+  auto digits = [](int seed) {
+    std::string d;
+    for (int i = 0; i < 40; ++i) d += char('0' + (seed + i) % 10);
+    return d;
+  };
+  {
+    auto cache = std::make_shared<TokenMaskCache>(regex(chain(0)), v, 20000);
+    Matcher m(cache);
+    walk(m, digits(0));
+    if (HasFatalFailure()) return;
+    EXPECT_GT(cache->misses(), 30u);
+    EXPECT_LE(cache->bytes(), 20000u + 3000u);  // the cap plus the entry that starts it over
+  }
+  const size_t budget = 60000, cap = 30000;
+  MatcherRegistry reg(v, 64, budget, cap);
+  for (int i = 0; i < 10; ++i) {
+    auto m = reg.make(regex(chain(i)));
+    EXPECT_LE(reg.bytes(), budget) << "after make() of automaton " << i;
+    walk(*m, digits(i));
+    if (HasFatalFailure()) return;
+    EXPECT_LE(reg.bytes(), budget + cap + 3000) << "after automaton " << i << " decoded";
+  }
+  auto m2 = reg.make(regex(chain(42)));
+  EXPECT_LE(reg.bytes(), budget);
+  EXPECT_LT(reg.size(), 10u);
+  // The first automaton's cache was dropped; its masks are the same when recomputed.
+  auto a0 = regex(chain(0));
+  Matcher fresh(std::make_shared<TokenMaskCache>(a0, v));
+  auto again = reg.make(a0);
+  std::vector<uint64_t> x(v->mask_words()), y(v->mask_words());
+  for (char c : digits(0)) {
+    fresh.fill_mask(x.data());
+    again->fill_mask(y.data());
+    ASSERT_EQ(x, y);
+    ASSERT_TRUE(fresh.accept(c - '0'));
+    ASSERT_TRUE(again->accept(c - '0'));
+  }
 }
 
 TEST(Matcher, EndsOnlyWhereTheGrammarDoesAndRefusesSpecialTokens) {
