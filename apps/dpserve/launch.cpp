@@ -49,6 +49,52 @@ void remember_argv(int argc, char** argv) { g_argv.assign(argv, argv + argc); }
 
 namespace {
 
+// The flags that carry secrets, and the environment variables their values travel in (the ones
+// the flags also read: cmd_serve.cpp).
+constexpr const char* kSecretFlags[] = {"--api-key", "--admin-api-key"};
+constexpr const char* kSecretEnv[] = {"DPSERVE_API_KEY", "DPSERVE_ADMIN_API_KEY"};
+
+// argv without the secret flags and their values (`--api-key K`, `--api-key=K`, and for the
+// comma- or space-separated list of --api-key, every value up to the next flag); each flag's
+// values, comma-joined, are set in its environment variable instead (a flag given overrides the
+// variable, as it does when parsed).
+std::vector<std::string> move_secrets_to_environment(const std::vector<std::string>& argv) {
+  std::vector<std::string> out;
+  std::string values[2];
+  bool seen[2] = {false, false};
+  auto add = [&](int f, const std::string& v) {
+    if (!values[f].empty()) values[f] += ",";
+    values[f] += v;
+    seen[f] = true;
+  };
+  for (size_t i = 0; i < argv.size(); ++i) {
+    const std::string& a = argv[i];
+    int f = -1;
+    bool inline_value = false;
+    for (int k = 0; k < 2; ++k) {
+      const std::string flag = kSecretFlags[k];
+      if (a == flag) f = k;
+      if (a.rfind(flag + "=", 0) == 0) f = k, inline_value = true;
+    }
+    if (f < 0 || i == 0) {
+      out.push_back(a);
+      continue;
+    }
+    if (inline_value) {
+      add(f, a.substr(std::string(kSecretFlags[f]).size() + 1));
+      continue;
+    }
+    // --api-key takes a list (CLI11 reads every value up to the next flag); --admin-api-key one.
+    while (i + 1 < argv.size() && !(argv[i + 1].size() > 1 && argv[i + 1][0] == '-')) {
+      add(f, argv[++i]);
+      if (f == 1) break;
+    }
+  }
+  for (int k = 0; k < 2; ++k)
+    if (seen[k]) setenv(kSecretEnv[k], values[k].c_str(), 1);
+  return out;
+}
+
 // Runs `mpirun -np np <extra> <this command line>` as a child, forwards SIGTERM / SIGINT to it as
 // SIGUSR2 (graceful drain), watches for stopped ranks, and exits with its status.
 [[noreturn]] void run_under_mpirun(int np, const std::vector<std::string>& extra, double watchdog_seconds,
@@ -63,9 +109,17 @@ namespace {
   std::vector<std::string> args = {mpirun, "-np", std::to_string(np), "--oversubscribe", "--bind-to", "none"};
   if (geteuid() == 0) args.push_back("--allow-run-as-root");
   args.insert(args.end(), extra.begin(), extra.end());
+  // Keys go to the ranks in their environment, never on their command lines (any local user can
+  // read /proc/PID/cmdline) nor in the launch line logged below: mpirun exports them with -x.
+  const std::vector<std::string> forwarded = move_secrets_to_environment(g_argv);
+  for (const char* env : kSecretEnv)
+    if (std::getenv(env)) {
+      args.push_back("-x");
+      args.push_back(env);
+    }
   // A rank that exits non-zero takes the job down (the default, stated for clarity).
   args.push_back(self);
-  for (size_t i = 1; i < g_argv.size(); ++i) args.push_back(g_argv[i]);
+  for (size_t i = 1; i < forwarded.size(); ++i) args.push_back(forwarded[i]);
   spdlog::info("starting {} ranks: {}", np, [&] {
     std::string s;
     for (auto& a : args) s += a + " ";
