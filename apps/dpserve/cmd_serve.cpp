@@ -147,7 +147,8 @@ void register_serve(CLI::App& app) {
   s->add_option("--api-key", a->so.api_keys,
                 "Require 'Authorization: Bearer KEY' on every request but /health, /health_generate and /metrics; "
                 "several keys (repeat the flag, or comma-separate) let several clients in, each aborting only its "
-                "own requests")
+                "own requests. With several ranks the keys reach them through the environment, never their "
+                "command lines; set DPSERVE_API_KEY instead of the flag to keep them off this one too")
       ->delimiter(',')->envname("DPSERVE_API_KEY");
   s->add_option("--admin-api-key", a->so.admin_api_key,
                 "A key that passes everywhere and may abort any request; /abort_request {\"abort_all\": true} needs it")
