@@ -8,9 +8,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include <spdlog/spdlog.h>
@@ -49,6 +52,39 @@ void address_of(bool local, int fd, std::string& ip, int& port) {
     return;
   char host[NI_MAXHOST];
   if (getnameinfo(reinterpret_cast<sockaddr*>(&sa), len, host, sizeof host, nullptr, 0, NI_NUMERICHOST) == 0) ip = host;
+}
+
+// RFC 9110 5.1 / 5.5 and RFC 9112 3.2, 5.1: what the request line and headers must be before the
+// request is framed at all. A field name is a token (whitespace before the colon is a 400: a
+// proxy and we could otherwise frame the body differently, the smuggling that "Content-Length :"
+// allows); a value holds no control characters but HTAB (NUL, bare CR or LF); an HTTP/1.1 request
+// names its Host; an Expect other than 100-continue cannot be met (417). Any of these also closes
+// the connection: nothing after it on the stream can be trusted to start a request.
+std::optional<ApiError> header_violation(const httplib::Request& req) {
+  auto tchar = [](unsigned char c) {
+    return std::isalnum(c) || std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
+  };
+  for (const auto& [name, value] : req.headers) {
+    if (name.empty() || !std::all_of(name.begin(), name.end(), [&](char c) { return tchar((unsigned char)c); }))
+      return ApiError(400, fmt::format("Invalid header field name '{}': a name is a token, with no whitespace "
+                                       "before the colon",
+                                       name.substr(0, 64)),
+                      "", "", "invalid_header");
+    for (unsigned char c : value)
+      if ((c < 0x20 && c != '\t') || c == 0x7f)
+        return ApiError(400, fmt::format("Header '{}' holds a control character (0x{:02x})", name.substr(0, 64), c),
+                        "", "", "invalid_header");
+  }
+  if (req.version == "HTTP/1.1" && !req.has_header("Host"))
+    return ApiError(400, "An HTTP/1.1 request must have a Host header", "", "", "invalid_header");
+  if (req.has_header("Expect")) {
+    std::string e = req.get_header_value("Expect");
+    std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+    if (e != "100-continue" || req.get_header_value_count("Expect") > 1)
+      return ApiError(417, fmt::format("Expect: '{}' cannot be met (only 100-continue is)", e.substr(0, 64)), "", "",
+                      "expectation_failed");
+  }
+  return std::nullopt;
 }
 
 // One read buffer for the life of the connection: bytes that arrived ahead of the request being
@@ -180,7 +216,8 @@ bool ConnectionServer::process_and_close_socket(socket_t sock) {
     ret = process_request(strm, left == 1, closed, [&](httplib::Request& req) {
       t_pending.setup_ran = true;
       req.ranges.clear();  // Range is for static files; an API answer is always whole
-      if (gate_) t_pending.refusal = gate_(req);
+      t_pending.refusal = header_violation(req);
+      if (!t_pending.refusal && gate_) t_pending.refusal = gate_(req);
       if (t_pending.refusal) {
         state.close_after = true;  // its body is never read
       } else {
