@@ -58,7 +58,8 @@ void address_of(bool local, int fd, std::string& ip, int& port) {
 // request is framed at all. A field name is a token (whitespace before the colon is a 400: a
 // proxy and we could otherwise frame the body differently, the smuggling that "Content-Length :"
 // allows); a value holds no control characters but HTAB (NUL, bare CR or LF); an HTTP/1.1 request
-// names its Host; an Expect other than 100-continue cannot be met (417). Any of these also closes
+// names its Host; an Expect other than 100-continue cannot be met (417); a body in a content
+// coding (gzip ...) is not read as if it were plain (415). Any of these also closes
 // the connection: nothing after it on the stream can be trusted to start a request.
 std::optional<ApiError> header_violation(const httplib::Request& req) {
   auto tchar = [](unsigned char c) {
@@ -77,6 +78,14 @@ std::optional<ApiError> header_violation(const httplib::Request& req) {
   }
   if (req.version == "HTTP/1.1" && !req.has_header("Host"))
     return ApiError(400, "An HTTP/1.1 request must have a Host header", "", "", "invalid_header");
+  if (req.has_header("Content-Encoding")) {
+    std::string ce = req.get_header_value("Content-Encoding");
+    std::transform(ce.begin(), ce.end(), ce.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+    if (ce != "identity" || req.get_header_value_count("Content-Encoding") > 1)
+      return ApiError(415, fmt::format("Content-Encoding '{}' is not supported: send the body uncompressed",
+                                       ce.substr(0, 64)),
+                      "", "", "unsupported_content_encoding");
+  }
   if (req.has_header("Expect")) {
     std::string e = req.get_header_value("Expect");
     std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return char(std::tolower(c)); });

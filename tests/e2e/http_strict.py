@@ -63,6 +63,8 @@ check("NUL in a header value", b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-A: a\x0
 check("HTTP/1.1 without Host", b"GET /v1/models HTTP/1.1\r\n\r\n" + smuggled, 400)
 check("Expect: 200-ok", b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\nContent-Type: application/json\r\n"
       b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body, 417)
+check("Content-Encoding: gzip", b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\n"
+      b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body, 415)
 
 # Good requests still work, pipelined on one connection (two answers, connection kept).
 data, closed = exchange(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n", wait=2)
