@@ -127,6 +127,8 @@ std::vector<int32_t> parse_ids(const std::string& s) {
 struct Output {
   std::vector<int32_t> ids;
   std::string finish_reason, error;
+  // Speculative decoding: steps that verified drafts for this prompt, drafted tokens, accepted ones.
+  int64_t spec_verify_ct = 0, spec_drafted = 0, spec_accepted = 0;
 };
 
 // Prints the text of one request as its tokens come (only for a single prompt).
@@ -272,6 +274,11 @@ Generated generate(Runtime& rt, const std::vector<std::vector<int32_t>>& prompts
       Response resp;
       while (true) {
         if (!streams[i]->next(resp, std::chrono::milliseconds(1000))) continue;
+        if (resp.spec_drafted > 0) {
+          ++out.spec_verify_ct;
+          out.spec_drafted += resp.spec_drafted;
+          out.spec_accepted += resp.spec_accepted;
+        }
         for (auto& t : resp.tokens) {
           if (out.ids.empty() && i == 0) g.t_first = secs();
           out.ids.push_back(t.token);
@@ -310,6 +317,11 @@ void print_outputs(const GenerateArgs& a, const std::vector<std::vector<int32_t>
       j["finish_reason"] = g.outs[i].finish_reason;
       j["prompt_tokens"] = prompts[i].size();
       j["completion_tokens"] = g.outs[i].ids.size();
+      if (g.outs[i].spec_verify_ct > 0) {
+        j["spec_verify_ct"] = g.outs[i].spec_verify_ct;
+        j["spec_draft_tokens"] = g.outs[i].spec_drafted;
+        j["spec_accepted_tokens"] = g.outs[i].spec_accepted;
+      }
       j["time_to_first_token_s"] = g.t_first;
       j["total_seconds"] = g.t_end;
       std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
@@ -327,10 +339,13 @@ void print_outputs(const GenerateArgs& a, const std::vector<std::vector<int32_t>
 
 // stderr: throughput and rank 0's step and control-plane counters.
 void print_stats(const std::vector<std::vector<int32_t>>& prompts, const Generated& g, const WorkerCounters& wc) {
-  int64_t prompt_tokens = 0, out_tokens = 0;
+  int64_t prompt_tokens = 0, out_tokens = 0, verify = 0, drafted = 0, accepted = 0;
   for (size_t i = 0; i < prompts.size(); ++i) {
     prompt_tokens += int64_t(prompts[i].size());
     out_tokens += int64_t(g.outs[i].ids.size());
+    verify += g.outs[i].spec_verify_ct;
+    drafted += g.outs[i].spec_drafted;
+    accepted += g.outs[i].spec_accepted;
   }
   const double decode_s = g.t_end - g.t_first;
   const int64_t decode_tokens = out_tokens - int64_t(prompts.size());
@@ -342,6 +357,12 @@ void print_stats(const std::vector<std::vector<int32_t>>& prompts, const Generat
                "control_seconds=%.4f step_seconds=%.4f\n",
                (long long)wc.steps, (long long)wc.control_broadcasts, (long long)wc.control_bytes,
                (long long)wc.max_new_requests, wc.control_seconds, wc.busy_seconds);
+  if (verify > 0)
+    std::fprintf(stderr,
+                 "speculative: verify_steps=%lld draft_tokens=%lld accepted_tokens=%lld accept_rate=%.3f "
+                 "accept_length=%.2f\n",
+                 (long long)verify, (long long)drafted, (long long)accepted, double(accepted) / double(drafted),
+                 1.0 + double(accepted) / double(verify));
 }
 
 // stderr, every rank of a model that takes images: what the pipelined image transfer moved here.

@@ -23,6 +23,69 @@ CLI::Option* add_enum_option(CLI::App* c, const std::string& flag, E& target, st
       ->default_str(to_string(target));
 }
 
+// SGLang's speculative decoding flags. Only NGRAM drafting is built: every other algorithm, a
+// draft model or a draft tree is refused by name rather than accepted and ignored.
+void add_speculative_flags(CLI::App* c, SpeculativeConfig& sp) {
+  auto* algo = c->add_option_function<std::string>(
+                    "--speculative-algorithm",
+                    [&sp](const std::string&) { sp.algorithm = SpecAlgorithm::kNgram; },
+                    "Speculative decoding: NGRAM (prompt lookup: each request drafts the tokens that followed the "
+                    "latest earlier occurrence of its last tokens, in its prompt or output; no second model). The "
+                    "drafts of every request are verified in the step's one forward pass; greedy output is "
+                    "unchanged, sampled output keeps its distribution (docs/speculative.md)")
+                   ->check(CLI::Validator(
+                       [](std::string& s) -> std::string {
+                         if (s == "NGRAM" || s == "ngram") return "";
+                         if (s == "EAGLE" || s == "EAGLE3" || s == "NEXTN" || s == "STANDALONE" || s == "MTP")
+                           return "'" + s + "' is not supported yet: dpserve drafts with NGRAM only (no draft model)";
+                         return "unknown algorithm '" + s + "' (choose NGRAM)";
+                       },
+                       "ALGO"))
+                   ->envname("DPSERVE_SPECULATIVE_ALGORITHM");
+  c->add_option("--speculative-num-steps", sp.max_draft,
+                "Speculative decoding: most tokens a request drafts per step (an adaptive cap lowers it for "
+                "requests whose drafts fail)")
+      ->default_str(std::to_string(kDefaultMaxDraft))->check(CLI::Range(1, 64))->needs(algo)
+      ->envname("DPSERVE_SPECULATIVE_NUM_STEPS");
+  c->add_option("--speculative-num-draft-tokens", sp.num_draft_tokens,
+                "Speculative decoding: tokens verified per request and step, the last token included (chain "
+                "drafts: --speculative-num-steps + 1; either flag sets the other)")
+      ->check(CLI::Range(2, 65))->needs(algo)->envname("DPSERVE_SPECULATIVE_NUM_DRAFT_TOKENS");
+  c->add_option("--speculative-eagle-topk", sp.topk,
+                "Speculative decoding: branches per draft position; only 1 (chain drafts) is built")
+      ->check(CLI::Validator(
+          [](std::string& s) -> std::string {
+            return s == "1" ? "" : "only 1 is supported: dpserve verifies chains of drafts, not trees";
+          },
+          "1"))
+      ->needs(algo)->envname("DPSERVE_SPECULATIVE_EAGLE_TOPK");
+  c->add_option_function<std::string>(
+       "--speculative-draft-model-path", [](const std::string&) {},
+       "Speculative decoding with a draft model (STANDALONE): not built yet; refused")
+      ->check(CLI::Validator(
+          [](std::string&) -> std::string {
+            return "draft models (STANDALONE) are not supported yet: use --speculative-algorithm NGRAM";
+          },
+          "PATH"));
+  c->add_option("--speculative-ngram-min-match-window-size", sp.ngram_min_window,
+                "NGRAM: shortest suffix of a request's tokens looked up in its earlier tokens")
+      ->capture_default_str()->check(CLI::Range(1, 64))->needs(algo)
+      ->envname("DPSERVE_SPECULATIVE_NGRAM_MIN_MATCH_WINDOW_SIZE");
+  c->add_option("--speculative-ngram-max-match-window-size", sp.ngram_max_window,
+                "NGRAM: longest suffix looked up (the longest that recurs wins)")
+      ->capture_default_str()->check(CLI::Range(1, 64))->needs(algo)
+      ->envname("DPSERVE_SPECULATIVE_NGRAM_MAX_MATCH_WINDOW_SIZE");
+  c->add_option("--speculative-max-step-rows", sp.max_step_rows,
+                "Speculative decoding: rows a step of a DP group gives its decoding requests and their drafts "
+                "together; drafts fill what the decodes leave (oldest requests first), so a step of this many "
+                "decodes drafts nothing (a large batch is compute-bound, where drafts cost more than they save). "
+                "0 = no bound")
+      ->capture_default_str()->check(CLI::Range(int64_t(0), int64_t(1) << 20))->needs(algo)
+      ->envname("DPSERVE_SPECULATIVE_MAX_STEP_ROWS");
+  // Checked (and --speculative-num-steps filled) once the command line is read, before any model loads.
+  c->parse_complete_callback([&sp] { validate(sp); });
+}
+
 }  // namespace
 
 void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
@@ -147,6 +210,7 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
                   "replicated) or replicated (each rank runs the whole tower). Default sharded: at tp=2 it encoded "
                   "a 640x480 or 1280x960 image in 0.44-0.62x the replicated time (docs/benchmarks.md)")
       ->envname("DPSERVE_VISION_TOWER");
+  add_speculative_flags(c, o.sched.spec);
   c->add_option("--image-bytes-per-step", o.image_bytes_per_step,
                 "Pipelined image transfer: RGB bytes rank 0 sends per step (all groups together), so one large "
                 "image delays the other requests' steps by a bounded copy")

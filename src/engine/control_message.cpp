@@ -380,6 +380,8 @@ const std::array kOutToken = {
     WIRE_OPTIONAL(OutToken, "error", error, !v.error.empty()),
     WIRE_FIELD(OutToken, "prompt_tokens", prompt_tokens),
     WIRE_FIELD(OutToken, "cached_tokens", cached_tokens),
+    WIRE_OPTIONAL(OutToken, "spec_drafted", spec_drafted, v.spec_drafted != 0),
+    WIRE_OPTIONAL(OutToken, "spec_accepted", spec_accepted, v.spec_accepted != 0),
 };
 
 void write_value(Packer& pk, const std::vector<OutToken>& outs) {

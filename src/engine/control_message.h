@@ -58,7 +58,8 @@ struct StepControl {
 };
 
 // Fields: id, prompt_tokens, cached_tokens, and optional token + logprob (has_token), top_ids +
-// top_logprobs, prompt (the prompt positions' entries, one bin), finish, error.
+// top_logprobs, prompt (the prompt positions' entries, one bin), finish, error, spec_drafted,
+// spec_accepted.
 struct OutToken {
   uint64_t id = 0;
   bool has_token = false;  // false for a finish without a new token (abort, error)
@@ -68,6 +69,10 @@ struct OutToken {
   std::string error;
   int64_t prompt_tokens = 0;
   int64_t cached_tokens = 0;
+  // Speculative decoding, on a request's first token of a step that verified drafts: the drafted
+  // tokens checked and how many matched (its tokens this step: spec_accepted + 1, or fewer if it ended).
+  int64_t spec_drafted = 0;
+  int64_t spec_accepted = 0;
 };
 
 // Fields: v, group, running, waiting, pages_used, pages_total, prefix_hit_tokens,

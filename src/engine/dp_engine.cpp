@@ -186,10 +186,28 @@ void DpEngine::on_reports(std::vector<GroupReport>& reports) {
         r.prompt_tokens = o.prompt_tokens;
         r.cached_tokens = o.cached_tokens;
         r.prompt = std::move(o.prompt);
+        r.spec_drafted = o.spec_drafted;
+        r.spec_accepted = o.spec_accepted;
+        if (o.spec_drafted > 0) {
+          stats_.spec_draft_tokens_total += o.spec_drafted;
+          stats_.spec_accepted_tokens_total += o.spec_accepted;
+          ++stats_.spec_verify_steps_total;
+        }
         if (o.has_token) {
           r.tokens.push_back(std::move(o.tok));
           router_.on_token(o.id);
           ++stats_.generation_tokens_total;
+        }
+        // A request's tokens of one step (speculation verifies several) travel as one delivery.
+        if (!deliveries.empty() && deliveries.back().second.id == o.id && !deliveries.back().second.finished &&
+            deliveries.back().second.prompt.empty() &&
+            r.prompt.empty()) {
+          Response& prev = deliveries.back().second;
+          for (auto& t : r.tokens) prev.tokens.push_back(std::move(t));
+          prev.spec_drafted += r.spec_drafted;
+          prev.spec_accepted += r.spec_accepted;
+          r = std::move(prev);
+          deliveries.pop_back();
         }
         if (o.finish != Finish::kNone) {
           r.finished = true;

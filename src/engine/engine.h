@@ -43,6 +43,10 @@ struct EngineStats {
   int64_t generation_tokens_total = 0;
   int64_t requests_finished_total = 0;
   int64_t steps_total = 0;
+  // Speculative decoding: drafted tokens verified, those that matched, and request-steps that verified any.
+  int64_t spec_draft_tokens_total = 0;
+  int64_t spec_accepted_tokens_total = 0;
+  int64_t spec_verify_steps_total = 0;
 };
 
 class Engine {

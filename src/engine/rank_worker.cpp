@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -117,6 +118,8 @@ RankWorker::RankWorker(Model& model, const Topology& topo, const Comms& comms, D
   if (opts_.sched.max_prompt_logprob_rows <= 0)
     opts_.sched.max_prompt_logprob_rows =
         std::max<int64_t>(1, kPromptLogprobBytes / (int64_t(sizeof(float)) * model_.config().vocab));
+  // --dump-logits taps every row run: rows of rejected drafts would be positions that never happened.
+  if (opts_.logits_tap) opts_.sched.spec.algorithm = SpecAlgorithm::kNone;
   kv_ = std::make_unique<KVPool>(model_.kv_config(opts_.kv_pages, opts_.page_size));
   sched_ = std::make_unique<Scheduler>(opts_.sched, *kv_, FinishRules{opts_.eos_ids});
   if (opts_.vocab) matchers_ = std::make_unique<constrain::MatcherRegistry>(opts_.vocab);
@@ -394,11 +397,12 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
       if (end > first) prompt_rows[i] = PromptRows{first, end - first};
     }
     fb.add(s.tokens.data(), n, s.pos0, s.pages, all_logits);
-    if (!all_logits) {  // add() gave the last row; this seq wants its prompt rows and/or its sample row
+    if (!all_logits) {  // add() gave the last row; this seq wants its prompt rows and/or its sample row(s)
       fb.logit_rows.pop_back();
       const int64_t q_row = fb.seqs.back().q_row;
       for (int64_t k = 0; k < prompt_rows[i].count; ++k) fb.logit_rows.push_back(q_row + prompt_rows[i].first + k);
-      if (s.sample) fb.logit_rows.push_back(q_row + n - 1);
+      if (s.sample)
+        for (int64_t k = n - 1 - s.n_draft; k < n; ++k) fb.logit_rows.push_back(q_row + k);
     }
     any_embeds |= s.state->has_embeds();
     if (s.state->has_images()) {
@@ -447,7 +451,7 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
   // Sample every sequence that reached its last known token; the finish rules run in commit().
   struct Pick {
     const ScheduledSeq* seq;
-    float* logits;
+    float* logits;  // the first of 1 + seq->n_draft rows of V floats
   };
   std::vector<Pick> picks;
   std::vector<OutToken> prompt_outs;  // this step's prompt logprobs, one entry per request
@@ -490,9 +494,9 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
     } else if (!s.sample) {
       continue;
     } else {
-      ++row;
+      row += size_t(1 + s.n_draft);
     }
-    picks.push_back(Pick{&s, &logits_[(row - 1) * size_t(V)]});
+    picks.push_back(Pick{&s, &logits_[(row - 1 - size_t(s.n_draft)) * size_t(V)]});
   }
   // Structured outputs: each constrained sequence's allowed tokens, over the thread team (a mask
   // depends on its own request only, so the order of the work does not matter).
@@ -531,35 +535,59 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
       }
       constrain::apply_mask(mask, logits, V);
     }
-    if (opts_.token_limit > 0 && opts_.token_limit < V)
-      std::fill(logits + opts_.token_limit, logits + V, -std::numeric_limits<float>::infinity());
-    for (const LogitBias& lb : st.req.logit_bias) logits[lb.token] += lb.bias;
-    OutToken o;
-    o.id = s.id;
-    o.has_token = true;
-    // Logprobs describe the distribution the token was drawn from: after the mask and the bias.
-    std::vector<float> raw;
-    if (st.wants_logprobs()) raw.assign(logits, logits + V);
-    const int32_t tok = st.sampler.sample(logits, V);
-    if (st.matcher && !st.matcher->accept(tok)) {
-      failed.push_back({s.id, fmt::format("sampled token {} breaks the output constraint", tok)});
-      continue;
+    // Row r gives the token after the input at row r; with drafts, the rows after the first count
+    // while the tokens drawn match the drafts fed there (engine/speculative.h: verify_drafts).
+    const size_t outs_before = rep.outs.size();
+    const int64_t taken = verify_drafts(s.tokens.data() + 1, s.n_draft, [&](int64_t r) -> std::optional<int32_t> {
+      float* lg = logits + r * V;
+      if (opts_.token_limit > 0 && opts_.token_limit < V)
+        std::fill(lg + opts_.token_limit, lg + V, -std::numeric_limits<float>::infinity());
+      for (const LogitBias& lb : st.req.logit_bias) lg[lb.token] += lb.bias;
+      OutToken o;
+      o.id = s.id;
+      o.has_token = true;
+      // Logprobs describe the distribution the token was drawn from: after the mask and the bias.
+      std::vector<float> raw;
+      if (st.wants_logprobs()) raw.assign(lg, lg + V);
+      const int32_t tok = st.sampler.sample(lg, V);
+      if (st.matcher && !st.matcher->accept(tok)) {
+        failed.push_back({s.id, fmt::format("sampled token {} breaks the output constraint", tok)});
+        return std::nullopt;
+      }
+      o.tok.token = tok;
+      if (st.wants_logprobs()) log_softmax_top(raw.data(), V, tok, st.req.top_logprobs, o.tok);
+      o.prompt_tokens = st.prompt_len;
+      o.cached_tokens = st.cached;
+      results.push_back(StepResult{s.id, tok});
+      rep.outs.push_back(std::move(o));
+      return tok;
+    });
+    if (s.n_draft > 0 && taken > 0) {
+      // The step's verification, on the request's first token of the step: every taken row but the
+      // last matched its draft.
+      OutToken& first = rep.outs[outs_before];
+      first.spec_drafted = s.n_draft;
+      first.spec_accepted = taken - 1;
     }
-    o.tok.token = tok;
-    if (st.wants_logprobs()) log_softmax_top(raw.data(), V, tok, st.req.top_logprobs, o.tok);
-    o.prompt_tokens = st.prompt_len;
-    o.cached_tokens = st.cached;
-    results.push_back(StepResult{s.id, tok});
-    rep.outs.push_back(std::move(o));
   }
   // Ended before commit, so commit does not expect their tokens (same on every rank of the group).
   for (const auto& [id, why] : failed) end(id, Finish::kError, rep, why);
   results = sched_->commit(std::move(results));
+  std::vector<bool> drop(results.size(), false);
+  bool any_dropped = false;
   for (size_t i = 0; i < results.size(); ++i) {
     const StepResult& r = results[i];
     rep.outs[first_out + i].finish = r.finish;
+    drop[i] = r.dropped;
+    any_dropped |= r.dropped;
     if (r.finish == Finish::kNone) continue;
     if (auto it = std::find(embed_fifo_.begin(), embed_fifo_.end(), r.id); it != embed_fifo_.end()) embed_fifo_.erase(it);
+  }
+  if (any_dropped) {  // tokens verified past their request's end in this step are no output
+    size_t w = first_out;
+    for (size_t i = 0; i < results.size(); ++i)
+      if (!drop[i]) rep.outs[w++] = std::move(rep.outs[first_out + i]);
+    rep.outs.resize(w);
   }
 }
 

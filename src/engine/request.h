@@ -73,6 +73,9 @@ struct Response {
   int64_t cached_tokens = 0;  // prompt tokens served from the prefix cache
   int64_t completion_tokens = 0;
   int32_t dp_rank = 0;        // DP group that served it
+  // Speculative decoding in the step of this delivery: drafted tokens verified, and matched.
+  int64_t spec_drafted = 0;
+  int64_t spec_accepted = 0;
 };
 
 }  // namespace dpserve

@@ -13,6 +13,7 @@
 
 #include "engine/request.h"
 #include "engine/sampler.h"
+#include "engine/speculative.h"
 
 namespace dpserve {
 
@@ -34,6 +35,9 @@ struct RequestState {
   // The structured-output state, advanced by every sampled token on every rank of the group (null
   // without a constraint).
   std::unique_ptr<constrain::Matcher> matcher;
+  // Speculative decoding: this request's draft length and acceptance so far (advanced by
+  // Scheduler::commit, so identical on every rank of the group).
+  DraftPolicy spec;
 
   int64_t generated() const { return int64_t(tokens.size()) - prompt_len; }
   bool has_embeds() const { return req.input_embeds_rows > 0; }

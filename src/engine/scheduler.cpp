@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <map>
 
 #include "core/check.h"
 
@@ -24,6 +25,7 @@ Scheduler::Scheduler(const SchedulerConfig& cfg, KVPool& pool, FinishRules rules
     : cfg_(cfg), rules_(std::move(rules)), pool_(pool), page_size_(pool.page_size()) {
   if (cfg.max_running_requests < 1) fail("scheduler: max_running_requests must be >= 1 (got {})", cfg.max_running_requests);
   if (cfg.max_prefill_tokens < 1) fail("scheduler: max_prefill_tokens must be >= 1 (got {})", cfg.max_prefill_tokens);
+  validate(cfg_.spec);
   if (cfg.enable_prefix_cache) cache_ = std::make_unique<RadixCache>(pool);
 }
 
@@ -130,6 +132,20 @@ void Scheduler::add_seq(Req& r, int64_t n, std::vector<ScheduledSeq>& dst) {
   dst.push_back(std::move(s));
 }
 
+std::vector<int32_t> Scheduler::draft(Req& r, int64_t budget) {
+  const SpeculativeConfig& sc = cfg_.spec;
+  if (!sc.enabled() || budget <= 0) return {};
+  // A constrained request's rows would each need the mask of the state after the drafts before
+  // them; it decodes a token at a time. The last token of the budget is the verified one.
+  RequestState& st = r.st;
+  if (st.matcher) return {};
+  const int64_t room = std::min(budget, st.max_new - st.generated() - 1);
+  if (room <= 0) return {};
+  const int64_t k = std::min(room, st.spec.allowed(sc.max_draft));
+  if (k <= 0) return {};
+  return ngram_draft(st.tokens, k, sc.ngram_min_window, sc.ngram_max_window);
+}
+
 ScheduledBatch Scheduler::schedule() {
   ScheduledBatch out;
   last_.clear();
@@ -149,6 +165,10 @@ ScheduledBatch Scheduler::schedule() {
     r->in_batch = false;
     if (r->decoding) ++pending_decodes;
   }
+  // Speculation: drafts fill the step's decode rows up to max_step_rows (oldest requests first). A
+  // step of many decodes is compute-bound already, where a draft costs a row's full price.
+  int64_t drafts_left = cfg_.spec.max_step_rows > 0 ? std::max<int64_t>(0, cfg_.spec.max_step_rows - pending_decodes)
+                                                    : kUnlimited;
 
   // 1. Running requests, oldest first. Everything already in the batch is older than the request at
   // hand, so a victim (the newest not yet scheduled) is newer than it or is the request itself.
@@ -158,6 +178,25 @@ ScheduledBatch Scheduler::schedule() {
     if (r->decoding) {
       --pending_decodes;
       if (total_left <= 0) continue;  // token cap reached: decodes again next step
+      // Drafts ride along only where their pages and the step's token cap allow without pushing
+      // anything out; otherwise the request decodes one token as usual.
+      std::vector<int32_t> drafts = draft(*r, std::min(drafts_left, total_left - 1 - pending_decodes));
+      if (!drafts.empty()) {
+        const int64_t k = int64_t(drafts.size());
+        if (fit_len(*r, r->table.len + 1 + k) == r->table.len + 1 + k) {
+          add_seq(*r, 1, decodes);
+          ScheduledSeq& s = decodes.back();
+          DP_CHECK(grow(*r, r->table.len + 1 + k));
+          step_pages_.back() = r->table.pages;
+          s.pages = step_pages_.back().data();
+          s.tokens.insert(s.tokens.end(), drafts.begin(), drafts.end());
+          s.n_draft = k;
+          s.decode = true;
+          drafts_left -= k;
+          total_left -= 1 + k;
+          continue;
+        }
+      }
       bool ok = grow(*r, r->table.len + 1);
       while (!ok) {
         Req* v = newest_unscheduled();
@@ -169,6 +208,7 @@ ScheduledBatch Scheduler::schedule() {
       }
       if (!ok) continue;
       add_seq(*r, 1, decodes);
+      decodes.back().decode = true;
       total_left -= 1;
     } else {
       int64_t room = lp_room(*r, std::min(prefill_left, total_left - pending_decodes));
@@ -237,30 +277,39 @@ ScheduledBatch Scheduler::schedule() {
   for (auto& s : prefills) out.seqs.push_back(std::move(s));
   for (const auto& s : out.seqs) {
     out.n_tokens += int64_t(s.tokens.size());
-    last_.push_back(Ran{s.id, int64_t(s.tokens.size()), s.sample});
+    last_.push_back(Ran{s.id, int64_t(s.tokens.size()), s.sample, s.n_draft});
   }
   return out;
 }
 
 std::vector<StepResult> Scheduler::commit(std::vector<StepResult> results) {
-  // Validate before touching any state, so a step-loop bug surfaces as an error, not a corrupt table.
-  std::vector<uint64_t> expected;  // sampled seqs whose request still exists (not aborted meanwhile)
-  for (const Ran& ran : last_)
-    if (ran.sample && reqs_.count(ran.id)) expected.push_back(ran.id);
+  // Validate before touching any state, so a step-loop bug surfaces as an error, not a corrupt table:
+  // every sampled seq whose request still exists (not aborted meanwhile) has its results, in order,
+  // one of them, or 1..n_draft + 1 with drafts.
   size_t j = 0;
-  for (const StepResult& res : results) {
-    if (!reqs_.count(res.id)) continue;  // aborted after schedule()
-    if (j >= expected.size() || expected[j] != res.id)
-      fail("scheduler commit: result for request {} does not match the sampled sequences of the last step", res.id);
-    ++j;
+  for (const Ran& ran : last_) {
+    if (!ran.sample || !reqs_.count(ran.id)) continue;
+    while (j < results.size() && !reqs_.count(results[j].id)) ++j;  // aborted after schedule()
+    int64_t got = 0;
+    while (j < results.size() && results[j].id == ran.id) ++got, ++j;
+    if (got < 1) fail("scheduler commit: sampled sequence {} of the last step got no result", ran.id);
+    if (got > 1 + ran.n_draft)
+      fail("scheduler commit: {} results for request {}, which verified {} drafted tokens", got, ran.id, ran.n_draft);
   }
-  if (j != expected.size())
-    fail("scheduler commit: {} sampled sequences of the last step got no result", expected.size() - j);
+  while (j < results.size() && !reqs_.count(results[j].id)) ++j;
+  if (j != results.size())
+    fail("scheduler commit: result for request {} does not match the sampled sequences of the last step",
+         results[j].id);
 
+  std::map<uint64_t, int64_t> drafted;  // requests that verified drafts: how many
   for (const Ran& ran : last_) {
     auto it = reqs_.find(ran.id);
     if (it == reqs_.end()) continue;
     Req& r = *it->second;
+    if (ran.n_draft > 0) {
+      drafted[ran.id] = ran.n_draft;  // its KV advances with each token taken, below
+      continue;
+    }
     r.table.len += ran.n;
     // The rows just run reported the logprobs of the prompt positions after them (RankWorker).
     if (r.st.req.prompt_logprobs)
@@ -268,13 +317,32 @@ std::vector<StepResult> Scheduler::commit(std::vector<StepResult> results) {
     DP_CHECK(r.table.len <= int64_t(r.st.tokens.size()) && r.table.len <= int64_t(r.table.pages.size()) * page_size_);
   }
   last_.clear();
-  for (StepResult& res : results) {
+  std::map<uint64_t, int64_t> taken;  // tokens taken per request with drafts
+  for (size_t i = 0; i < results.size(); ++i) {
+    StepResult& res = results[i];
     auto it = reqs_.find(res.id);
-    if (it == reqs_.end()) continue;
+    if (it == reqs_.end()) {
+      // Finished at an earlier row of this step: the rest of its verified chain is not output.
+      res.dropped = drafted.count(res.id) != 0;
+      continue;
+    }
     Req& r = *it->second;
+    auto d = drafted.find(res.id);
+    if (d != drafted.end()) {
+      // Row k's token is taken: the KV of the input at row k (the last token, then drafts) is valid.
+      r.table.len += 1;
+      ++taken[res.id];
+      DP_CHECK(r.table.len <= int64_t(r.table.pages.size()) * page_size_);
+    }
     r.st.tokens.push_back(res.token);
     r.decoding = true;
     res.finish = rules_.after_token(r.st);
+    const bool last_of_chain = i + 1 == results.size() || results[i + 1].id != res.id;
+    if (d != drafted.end() && (last_of_chain || res.finish != Finish::kNone)) {
+      // Every token but the last of the chain matched its draft (that is why the next row counts).
+      const int64_t t = taken[res.id];
+      r.st.spec.on_verified(d->second, last_of_chain ? t - 1 : t, cfg_.spec.max_draft);
+    }
     if (res.finish != Finish::kNone) {
       erase_running(r);
       retire(r);

@@ -13,6 +13,7 @@
 
 #include "engine/finish_rules.h"
 #include "engine/request_state.h"
+#include "engine/speculative.h"
 #include "kv/kv_pool.h"
 #include "kv/radix_cache.h"
 
@@ -26,6 +27,8 @@ struct SchedulerConfig {
   // Prompt tokens per step over the prefill chunks of requests that want prompt logprobs (each such
   // token is a row of logits, vocab floats): bounds that memory. <= 0: unlimited.
   int64_t max_prompt_logprob_rows = 0;
+  // Speculative decoding: decoding requests draft tokens that the step verifies (engine/speculative.h).
+  SpeculativeConfig spec;
 };
 
 struct ScheduledSeq {
@@ -35,6 +38,11 @@ struct ScheduledSeq {
   int64_t pos0 = 0;              // position of tokens[0]
   const int32_t* pages = nullptr;  // page table; covers pos0 + tokens.size() positions (valid until next schedule())
   bool sample = false;           // true when this step produces the next token (last prompt chunk, or decode)
+  // Decode with speculation: tokens[1..] are drafted (tokens[0] is the last token). The step
+  // samples row 0, and row i + 1 only while the token sampled at row i equals tokens[i + 1]; every
+  // row that matched, and the first that did not, produce a token (a StepResult each).
+  int64_t n_draft = 0;
+  bool decode = false;  // a running request's next token (and drafts), not a prompt chunk
 };
 
 // Order of `seqs`: every decode first, in arrival order, then every prefill chunk, in arrival order.
@@ -50,6 +58,9 @@ struct StepResult {
   uint64_t id = 0;
   int32_t token = 0;
   Finish finish = Finish::kNone;  // set by commit(): the finish rules' verdict on `token`
+  // Set by commit(): a token verified after its request's finish in the same step (an EOS or the
+  // length reached at an earlier row): not part of the output.
+  bool dropped = false;
 };
 
 struct SchedulerStats {
@@ -81,7 +92,9 @@ class Scheduler {
   void flush_prefix_cache();
   // Forms this step's batch and allocates its pages; preempts the newest requests if KV runs out.
   ScheduledBatch schedule();
-  // Applies the last schedule(): advances every scheduled sequence, appends the sampled tokens,
+  // Applies the last schedule(): advances every scheduled sequence, appends the sampled tokens (a
+  // sequence with drafts: its 1..n_draft + 1 results, consecutive, in order; the KV of the rows
+  // past them is left to be overwritten),
   // sets each result's finish from the finish rules and retires the requests that finished (full
   // pages into the prefix cache, the rest freed; their states are gone afterwards). Returns the
   // results with their finish set.
@@ -108,6 +121,9 @@ class Scheduler {
   void erase_running(const Req& r);
   Req* newest_unscheduled();
   void add_seq(Req& r, int64_t n, std::vector<ScheduledSeq>& dst);
+  // The tokens `r` drafts this step, within `budget` (draft tokens left for the step); empty when
+  // speculation is off or the request cannot use it.
+  std::vector<int32_t> draft(Req& r, int64_t budget);
 
   SchedulerConfig cfg_;
   FinishRules rules_;
@@ -125,6 +141,7 @@ class Scheduler {
     uint64_t id;
     int64_t n;
     bool sample;
+    int64_t n_draft;
   };
   std::vector<Ran> last_;
   std::vector<std::vector<int32_t>> step_pages_;

@@ -38,11 +38,22 @@ int32_t next_token(const std::vector<int32_t>& history) {
   return int32_t(h % 50);
 }
 
+// A fake model whose output falls into cycles (the next token depends on the last two only, from
+// 11 values), so n-gram drafts of its own output are often right, and not always.
+int32_t next_token_cyclic(const std::vector<int32_t>& history) {
+  const size_t n = history.size();
+  const int32_t a = history[n - 1], b = n > 1 ? history[n - 2] : 5;
+  return int32_t((uint32_t(a) * 7u + uint32_t(b) * 3u + 1u) % 11u);
+}
+
+using FakeModel = int32_t (*)(const std::vector<int32_t>&);
+
 // What a request must produce, computed without any scheduler.
-std::vector<int32_t> reference(std::vector<int32_t> prompt, int64_t max_new, bool stop_at_eos) {
+std::vector<int32_t> reference(std::vector<int32_t> prompt, int64_t max_new, bool stop_at_eos,
+                               FakeModel model = next_token) {
   std::vector<int32_t> out;
   while (int64_t(out.size()) < max_new) {
-    int32_t t = next_token(prompt);
+    int32_t t = model(prompt);
     out.push_back(t);
     prompt.push_back(t);
     if (stop_at_eos && t == kEos) break;
@@ -84,6 +95,8 @@ struct Sim {
   bool stop_at_eos = true;
   bool prompt_logprobs = false;  // requests added from now on report prompt logprobs
   int64_t steps = 0;
+  FakeModel model = next_token;
+  int64_t drafted = 0, accepted = 0, dropped = 0;  // speculative decoding, over all steps
 
   Sim(int64_t n_pages, SchedulerConfig cfg)
       : pool(pool_cfg(n_pages)), sched(cfg, pool, FinishRules{{kEos}}), kv(size_t(n_pages * kPage), -1) {}
@@ -116,25 +129,44 @@ struct Sim {
     }
     EXPECT_EQ(n_tokens, b.n_tokens);
     // Sampling reads the history back through the page table, after every write of the step.
+    // With drafts (tokens[1..] drafted), row r reads the history up to its own input and counts
+    // while the token before it matched its draft, as the step loop samples them; rows after the
+    // request's finish still come back from the "model" and must be dropped by commit().
     std::vector<Finish> expected;
+    std::vector<bool> expect_dropped;
     for (const auto& s : b.seqs) {
       if (!s.sample) continue;
       EXPECT_EQ(s.state, sched.find(s.id));
-      std::vector<int32_t> hist;
-      int64_t end = s.pos0 + int64_t(s.tokens.size());
-      for (int64_t p = 0; p < end; ++p) hist.push_back(kv[size_t(s.pages[p / kPage] * kPage + p % kPage)]);
-      int32_t t = next_token(hist);
-      auto& o = out[s.id];
-      o.push_back(t);
-      // What the finish rules must decide, worked out here independently.
-      expected.push_back(stop_at_eos && t == kEos             ? Finish::kStop
-                         : int64_t(o.size()) >= max_new[s.id] ? Finish::kLength
-                                                              : Finish::kNone);
-      if (expected.back() != Finish::kNone) done[s.id] = true;
-      results.push_back({s.id, t});
+      EXPECT_LE(s.n_draft, int64_t(s.tokens.size()) - 1);
+      const int64_t first_row = int64_t(s.tokens.size()) - 1 - s.n_draft;
+      bool ended = false;
+      if (s.n_draft > 0) drafted += s.n_draft;
+      for (int64_t r = first_row; r < int64_t(s.tokens.size()); ++r) {
+        std::vector<int32_t> hist;
+        const int64_t end = s.pos0 + r + 1;
+        for (int64_t p = 0; p < end; ++p) hist.push_back(kv[size_t(s.pages[p / kPage] * kPage + p % kPage)]);
+        const int32_t t = model(hist);
+        auto& o = out[s.id];
+        if (!ended) o.push_back(t);
+        // What the finish rules must decide, worked out here independently.
+        expected.push_back(ended                                 ? Finish::kNone
+                           : stop_at_eos && t == kEos             ? Finish::kStop
+                           : int64_t(o.size()) >= max_new[s.id] ? Finish::kLength
+                                                                : Finish::kNone);
+        expect_dropped.push_back(ended);
+        if (expected.back() != Finish::kNone) done[s.id] = true, ended = true;
+        results.push_back({s.id, t});
+        if (r + 1 == int64_t(s.tokens.size()) || t != s.tokens[size_t(r + 1)]) break;
+        if (!ended) ++accepted;
+      }
     }
     results = sched.commit(std::move(results));
     for (size_t i = 0; i < results.size(); ++i) {
+      EXPECT_EQ(results[i].dropped, expect_dropped[i]) << "request " << results[i].id << " result " << i;
+      if (results[i].dropped) {
+        ++dropped;
+        continue;
+      }
       if (!sched.contains(results[i].id) && results[i].finish == Finish::kNone) continue;  // aborted meanwhile
       EXPECT_EQ(results[i].finish, expected[i]) << "request " << results[i].id;
       EXPECT_EQ(sched.contains(results[i].id), results[i].finish == Finish::kNone);
@@ -665,6 +697,118 @@ TEST(Scheduler, RandomWorkloadsMatchTheReferenceAndReturnEveryPage) {
       EXPECT_EQ(sim.pool.free_pages(), n_pages);
     }
   }
+}
+
+SchedulerConfig spec_cfg(int64_t max_running, int64_t chunk, int64_t max_tokens, bool cache, int64_t max_draft,
+                         int64_t per_step) {
+  SchedulerConfig c = cfg_of(max_running, chunk, max_tokens, cache);
+  c.spec.algorithm = SpecAlgorithm::kNgram;
+  c.spec.max_draft = max_draft;
+  c.spec.max_step_rows = per_step;
+  return c;
+}
+
+TEST(SchedulerSpeculative, DraftsAreVerifiedAndOutputsMatchTheReference) {
+  // Random workloads (as above) with n-gram drafts on a model whose output cycles: every output must
+  // be the sequential reference's, though drafts were accepted, rejected, and cut by EOS and
+  // max_new; rejected drafts' KV (written, then left behind) must never be read as a token's or
+  // shared through the prefix cache.
+  int64_t drafted = 0, accepted = 0, dropped = 0;
+  for (uint32_t seed = 1; seed <= 30; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    uint32_t x = seed;
+    auto rnd = [&x](uint32_t n) {
+      x = x * 1664525u + 1013904223u;
+      return (x >> 8) % n;
+    };
+    const bool cache = seed % 2 == 0;
+    const int64_t n_pages = 8 + rnd(24);
+    Sim sim(n_pages, spec_cfg(1 + rnd(6), int64_t(rnd(20)) - 2, 4 + rnd(24), cache, 1 + rnd(6), rnd(3) == 0 ? 0 : 1 + rnd(8)));
+    sim.model = next_token_cyclic;
+    std::map<uint64_t, std::vector<int32_t>> prompts;
+    uint64_t next_id = 1;
+    for (int step = 0; step < 3000 && (step < 80 || sim.sched.has_work()); ++step) {
+      if (step < 80 && rnd(4) == 0) {
+        auto p = prompt_of(rnd(4), 1 + int(rnd(6)));
+        auto tail = prompt_of(uint32_t(next_id * 31 + seed), int(rnd(10)));
+        p.insert(p.end(), tail.begin(), tail.end());
+        for (auto& t : p) t %= 11;  // the cyclic model's alphabet, so prompts and outputs share n-grams
+        const int64_t mx = 1 + rnd(24);
+        const bool fits = (int64_t(p.size()) + mx - 1 + kPage - 1) / kPage <= n_pages;
+        ASSERT_EQ(sim.add(next_id, p, mx), fits);
+        if (fits) prompts[next_id] = p;
+        ++next_id;
+      }
+      ScheduledBatch b;
+      sim.step(&b);
+      // Drafts fill the step's decode rows up to max_step_rows and no further.
+      int64_t step_drafts = 0, decodes = 0;
+      for (const auto& q : b.seqs) {
+        step_drafts += q.n_draft;
+        decodes += q.decode ? 1 : 0;
+        if (q.n_draft > 0) {
+          EXPECT_TRUE(q.decode);  // only decodes draft
+        }
+      }
+      const int64_t rows = sim.sched.config().spec.max_step_rows;
+      if (rows > 0) {
+        EXPECT_LE(step_drafts, std::max<int64_t>(0, rows - decodes));
+      }
+      EXPECT_LE(b.n_tokens, sim.sched.config().max_prefill_tokens);
+    }
+    ASSERT_FALSE(sim.sched.has_work());
+    for (auto& [id, p] : prompts) EXPECT_EQ(sim.out[id], reference(p, sim.max_new[id], true, next_token_cyclic)) << id;
+    auto st = sim.sched.stats();
+    EXPECT_EQ(st.pages_used, st.cached_pages);
+    if (!cache) {
+      EXPECT_EQ(sim.pool.free_pages(), n_pages);
+    }
+    drafted += sim.drafted, accepted += sim.accepted, dropped += sim.dropped;
+  }
+  // The workloads did exercise every path: drafts taken, drafts refused, rows past a finish dropped.
+  EXPECT_GT(accepted, 0);
+  EXPECT_LT(accepted, drafted);
+  EXPECT_GT(dropped, 0);
+}
+
+TEST(SchedulerSpeculative, ChainStepByStep) {
+  // One request, prompt 1 2 3 1 2 over a model that continues 3 1 2 3 ...: after the first token
+  // the suffix "1 2 3" recurs, so it drafts "1 2 3" (the tokens after its earlier occurrence, up to
+  // max_draft 3) and all of them are right: 4 tokens in the step.
+  static auto counting = [](const std::vector<int32_t>& h) -> int32_t { return h.back() % 3 + 1; };
+  Sim sim(16, spec_cfg(4, 0, 64, false, 3, 0));
+  sim.model = +counting;
+  sim.stop_at_eos = false;
+  ASSERT_TRUE(sim.add(1, {1, 2, 3, 1, 2}, 9));
+  EXPECT_EQ(sim.step(), (std::vector<Chunk>{{1, 0, 5, true}}));  // prefill: token 3
+  ScheduledBatch b;
+  EXPECT_EQ(sim.step(&b), (std::vector<Chunk>{{1, 5, 4, true}}));  // 3 + drafts 1 2 3
+  EXPECT_EQ(b.seqs[0].tokens, (std::vector<int32_t>{3, 1, 2, 3}));
+  EXPECT_EQ(b.seqs[0].n_draft, 3);
+  EXPECT_EQ(sim.out[1], (std::vector<int32_t>{3, 1, 2, 3, 1}));
+  EXPECT_EQ(sim.sched.find(1)->tokens.size(), 10u);
+  // 4 left of 9: the drafts stop one short of max_new (the verified row makes the last token).
+  sim.step(&b);
+  EXPECT_EQ(b.seqs[0].n_draft, 3);
+  EXPECT_EQ(sim.out[1].size(), 9u);
+  EXPECT_FALSE(sim.sched.has_work());
+  EXPECT_EQ(sim.out[1], reference({1, 2, 3, 1, 2}, 9, false, +counting));
+  EXPECT_EQ(sim.pool.free_pages(), 16);
+}
+
+TEST(SchedulerSpeculative, WrongDraftsCostOnlyTheirRows) {
+  // The model follows no n-gram (a hash of the whole history), and the prompt holds every token it
+  // can make, so every step drafts and nearly every draft is refused; the output is still the
+  // sequential one and every page comes back.
+  Sim sim(32, spec_cfg(4, 0, 64, false, 4, 0));
+  sim.stop_at_eos = false;
+  std::vector<int32_t> p;
+  for (int32_t t = 0; t < 50; ++t) p.push_back(t);
+  ASSERT_TRUE(sim.add(1, p, 12));
+  sim.run_to_end(100);
+  EXPECT_EQ(sim.out[1], reference(p, 12, false));
+  EXPECT_GT(sim.drafted, sim.accepted);
+  EXPECT_EQ(sim.pool.free_pages(), 32);
 }
 
 TEST(Scheduler, RequestFillingThePoolAloneCompletes) {

@@ -1,0 +1,83 @@
+#include "engine/speculative.h"
+
+#include <algorithm>
+
+#include "core/check.h"
+
+namespace dpserve {
+
+const char* to_string(SpecAlgorithm a) { return a == SpecAlgorithm::kNgram ? "NGRAM" : "none"; }
+
+void validate(SpeculativeConfig& c) {
+  if (!c.enabled()) return;
+  if (c.topk != 1) fail("--speculative-eagle-topk must be 1 (got {}): dpserve verifies chains of drafts", c.topk);
+  // Either flag sets the other; given both, they must agree.
+  if (c.max_draft == 0) c.max_draft = c.num_draft_tokens > 0 ? c.num_draft_tokens - 1 : kDefaultMaxDraft;
+  if (c.num_draft_tokens > 0) {
+    if (c.num_draft_tokens != c.max_draft + 1)
+      fail("--speculative-num-draft-tokens ({}) must be --speculative-num-steps + 1 ({}) with chain drafts",
+           c.num_draft_tokens, c.max_draft + 1);
+  }
+  if (c.max_draft < 1 || c.max_draft > 64)
+    fail("--speculative-num-steps must be in [1, 64] (got {}): the drafted tokens verified per step", c.max_draft);
+  if (c.ngram_min_window < 1)
+    fail("--speculative-ngram-min-match-window-size must be >= 1 (got {})", c.ngram_min_window);
+  if (c.ngram_max_window < c.ngram_min_window)
+    fail("--speculative-ngram-max-match-window-size ({}) is below --speculative-ngram-min-match-window-size ({})",
+         c.ngram_max_window, c.ngram_min_window);
+  if (c.max_step_rows < 0) fail("--speculative-max-step-rows must be >= 0 (got {})", c.max_step_rows);
+}
+
+std::vector<int32_t> ngram_draft(const std::vector<int32_t>& tokens, int64_t max_draft, int64_t min_window,
+                                 int64_t max_window) {
+  const int64_t n = int64_t(tokens.size());
+  std::vector<int32_t> out;
+  if (max_draft <= 0) return out;
+  for (int64_t w = std::min(max_window, n - 1); w >= min_window; --w) {
+    const int32_t* suffix = tokens.data() + n - w;
+    // The latest earlier occurrence: recent context predicts the continuation best. Start at the
+    // last place the window can end before the suffix itself.
+    for (int64_t s = n - w - 1; s >= 0; --s) {
+      if (!std::equal(suffix, suffix + w, tokens.data() + s)) continue;
+      const int64_t from = s + w, to = std::min(n, from + max_draft);
+      out.assign(tokens.begin() + from, tokens.begin() + to);
+      return out;
+    }
+  }
+  return out;
+}
+
+int64_t DraftPolicy::allowed(int64_t max_draft) {
+  if (cap_ < 0) cap_ = max_draft;
+  if (pause_left_ > 0) {
+    --pause_left_;
+    return 0;
+  }
+  return std::min(cap_, max_draft);
+}
+
+void DraftPolicy::on_verified(int64_t drafted, int64_t accepted, int64_t max_draft) {
+  if (drafted <= 0) return;
+  drafted_total += drafted;
+  accepted_total += accepted;
+  ++verify_steps;
+  if (accepted == drafted) {
+    cap_ = std::min(max_draft, std::max<int64_t>(cap_, 1) + 1);
+    misses_ = 0;
+    pause_len_ = 4;
+    return;
+  }
+  cap_ = std::max<int64_t>(1, accepted + 1);
+  if (accepted > 0) {
+    misses_ = 0;
+    return;
+  }
+  // Two misses in a row at one token: this request's continuation is not in its past (for now).
+  if (++misses_ >= 2) {
+    pause_left_ = pause_len_;
+    pause_len_ = std::min<int64_t>(64, pause_len_ * 2);
+    misses_ = 0;
+  }
+}
+
+}  // namespace dpserve

@@ -1,0 +1,91 @@
+// Speculative decoding: which drafter proposes tokens, how many a request may draft this step, and
+// the n-gram (prompt lookup) drafter. Drafting is a pure function of a request's own tokens and of
+// its acceptance so far, so every rank of a DP group drafts the same tokens without a message; the
+// drafted tokens are then checked in the step's one forward pass (engine/rank_worker.cpp).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace dpserve {
+
+enum class SpecAlgorithm { kNone, kNgram };
+const char* to_string(SpecAlgorithm a);  // "none" | "NGRAM"
+
+inline constexpr int64_t kDefaultMaxDraft = 4;
+inline constexpr int64_t kDefaultMaxStepRows = 16;
+
+struct SpeculativeConfig {
+  SpecAlgorithm algorithm = SpecAlgorithm::kNone;
+  // Most drafted tokens a request verifies in one step (SGLang's --speculative-num-steps; the
+  // verified chain is these plus the request's last token, --speculative-num-draft-tokens).
+  int64_t max_draft = 0;  // 0: from num_draft_tokens, else kDefaultMaxDraft (validate() sets it)
+  // SGLang's --speculative-num-draft-tokens, when given: max_draft + 1 (0: not given).
+  int64_t num_draft_tokens = 0;
+  int64_t topk = 1;  // draft branches per position: chains only
+  // NGRAM: the suffix of the request's tokens looked up in its earlier tokens is at most this many
+  // tokens long and at least that many (longest first).
+  int64_t ngram_max_window = 4;
+  int64_t ngram_min_window = 1;
+  // Rows a step of a DP group gives its decoding requests and their drafts together: drafts fill
+  // what its decodes leave, oldest requests first, and a step of this many decodes drafts nothing.
+  // Decode rows up to about this many cost little more than one (the weights are read once); past
+  // it decode is compute-bound and a draft costs as much as it may save. 0: no bound.
+  int64_t max_step_rows = kDefaultMaxStepRows;
+
+  bool enabled() const { return algorithm != SpecAlgorithm::kNone; }
+};
+
+// Fills max_draft from num_draft_tokens (or the default); throws dpserve::Error naming the flag when
+// the combination is invalid.
+void validate(SpeculativeConfig& c);
+
+// Up to `max_draft` tokens that followed the latest earlier occurrence of the longest suffix of
+// `tokens` (between min_window and max_window tokens long) that occurred before: prompt lookup
+// decoding. Empty when no suffix recurs.
+std::vector<int32_t> ngram_draft(const std::vector<int32_t>& tokens, int64_t max_draft, int64_t min_window,
+                                 int64_t max_window);
+
+// The verification of drafts proposed with certainty (an n-gram lookup; any drafter that proposes
+// one token per position): row r (the request's last token, then the drafts) gives the token after
+// its input, drawn by `draw(r)` exactly as a decode step at that position would draw it (the same
+// logits, the request's own random stream, in order); row r + 1 counts only if that token equals
+// drafts[r]. This is rejection sampling for a point-mass proposal (the draft d is kept with
+// probability p(d); otherwise the token drawn is from p without d, renormalised), so the output
+// keeps the target's distribution, and for a seed it is token for token the output without drafts.
+// `draw` returns std::nullopt when the row cannot give a token (the request failed there). Returns
+// the rows that gave a token, 1..n_draft + 1 (0 if the first row failed).
+template <class Draw>
+int64_t verify_drafts(const int32_t* drafts, int64_t n_draft, Draw&& draw) {
+  for (int64_t r = 0;; ++r) {
+    const std::optional<int32_t> tok = draw(r);
+    if (!tok) return r;
+    if (r == n_draft || *tok != drafts[r]) return r + 1;
+  }
+}
+
+// One request's draft length, adapted to how often its drafts were right: the cap grows by one
+// after a step whose drafts were all accepted and falls to accepted + 1 otherwise; a request whose
+// one-token drafts keep failing pauses drafting for a while (doubling up to 64 steps), so a request
+// that cannot be predicted pays for few verifications.
+class DraftPolicy {
+ public:
+  // The tokens this request may draft in the step being formed (0: none). Counts down a pause.
+  int64_t allowed(int64_t max_draft);
+  // After a verification of `drafted` tokens, `accepted` of them matching the target.
+  void on_verified(int64_t drafted, int64_t accepted, int64_t max_draft);
+
+  int64_t drafted_total = 0;   // cumulative over the request
+  int64_t accepted_total = 0;
+  int64_t verify_steps = 0;    // steps that verified at least one drafted token
+
+ private:
+  int64_t cap_ = -1;  // -1: not yet set (max_draft)
+  int64_t misses_ = 0;
+  int64_t pause_left_ = 0;
+  int64_t pause_len_ = 4;
+};
+
+}  // namespace dpserve

@@ -1,0 +1,166 @@
+#!/usr/bin/python3
+"""Speculative decoding (NGRAM) changes how many tokens a step makes, never which tokens.
+
+Offline (`dpserve generate --json`), every output with `--speculative-algorithm NGRAM` must equal,
+token for token, the single-rank output without it:
+  * greedy, on llama2.c stories260K, tiny random Qwen3 / Qwen3-MoE / DeepSeek-V2 (MLA) / DeepSeek-V3
+    HF folders and an F16 GGUF, on one rank and over tp / DP attention / ep layouts; the single-rank
+    run without speculation is itself checked against llama2.c's and NumPy's references elsewhere
+    (tests/runtime, tests/model);
+  * seeded sampling (temperature, top-p, repetition penalty): the verified rows draw from the
+    request's own random stream in order, so a seed gives the same tokens;
+  * with the drafts each request verified reported, and required to include accepted ones (a run in
+    which every draft failed would prove nothing about the rows after the first).
+Start-up refuses what is not built, naming the flag.
+
+usage: test_speculative.py DPSERVE_BIN SHARED_DIR SCRATCH_DIR MAKE_MODEL_PY CASE
+"""
+import json
+import os
+import subprocess
+import sys
+
+BIN, SHARED, SCRATCH, MAKE_MODEL, CASE = sys.argv[1:6]
+os.makedirs(SCRATCH, exist_ok=True)
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+           OMPI_MCA_rmaps_base_oversubscribe="1")
+SPEC = ["--speculative-algorithm", "NGRAM"]
+LAYOUTS = {
+    "one": [],
+    "tp2": ["--tp-size", "2"],
+    "tp2_dp2": ["--tp-size", "2", "--dp-size", "2", "--enable-dp-attention"],
+    "tp2_ep2": ["--tp-size", "2", "--ep-size", "2"],
+}
+
+
+def run(args, timeout=300):
+    p = subprocess.run([BIN] + args, capture_output=True, text=True, env=ENV, timeout=timeout)
+    if p.returncode != 0:
+        raise SystemExit(f"FAIL: dpserve {' '.join(args)[:300]} exited {p.returncode}\n{p.stderr[-3000:]}")
+    return [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+
+
+def prompts_file(lines, name):
+    path = os.path.join(SCRATCH, name)
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def hf_model(arch):
+    out = os.path.join(SCRATCH, f"tiny-{arch}")
+    if not os.path.exists(os.path.join(out, "config.json")):
+        extra = ["--num-attention-heads", "4", "--num-key-value-heads", "2"]
+        if arch == "qwen3_moe":
+            extra += ["--num-experts", "8", "--num-experts-per-tok", "2", "--decoder-sparse-step", "1"]
+        subprocess.run(["/usr/bin/python3", MAKE_MODEL, "--arch", arch, "--preset", "tiny", "--dtype", "f32",
+                        "--max-position-embeddings", "1024", "--seed", "7", "--out", out, "--quiet"] + extra,
+                       check=True, timeout=120)
+    return out
+
+
+def gguf_model():
+    out = os.path.join(SCRATCH, "tiny-llama-f16.gguf")
+    if not os.path.exists(out):
+        hf = hf_model("llama")
+        subprocess.run(["/usr/bin/python3", os.path.join(os.path.dirname(MAKE_MODEL), "hf_to_gguf.py"), hf,
+                        "--outtype", "f16", "--out", out], check=True, timeout=120, stderr=subprocess.DEVNULL)
+    return out
+
+
+def id_prompts(vocab):
+    """Token-id prompts: some repeat a phrase (the drafter finds it at once), some are pseudo-random
+    (drafts come only once the output itself repeats)."""
+    out, x = [], 4242
+    for n, period in [(40, 5), (7, 0), (120, 9), (2, 0), (64, 3), (30, 0)]:
+        ids = []
+        for i in range(n):
+            if period and i >= period:
+                ids.append(ids[i - period])
+                continue
+            x = (x * 1103515245 + 12345) % (1 << 31)
+            ids.append(3 + x % (vocab - 3))
+        out.append(",".join(map(str, ids)))
+    return out
+
+
+def story_prompts():
+    rep = "The dog ran to the park. The dog ran to the park. The dog ran to the"
+    return ["Once upon a time", rep, "Lily and Tom went to the shop to buy a red ball.", "", "One day, a little"]
+
+
+def compare(base, got, what):
+    assert len(base) == len(got), f"{what}: {len(got)} outputs, expected {len(base)}"
+    for i, (b, g) in enumerate(zip(base, got)):
+        if b["output_ids"] != g["output_ids"] or b["finish_reason"] != g["finish_reason"]:
+            raise SystemExit(f"FAIL: {what}: prompt {i} differs\n without: {b['output_ids']} {b['finish_reason']}\n"
+                             f" with:    {g['output_ids']} {g['finish_reason']}")
+
+
+def accepted(outs):
+    return sum(o.get("spec_accepted_tokens", 0) for o in outs), sum(o.get("spec_draft_tokens", 0) for o in outs)
+
+
+def check_model(common, layouts, samplings):
+    for sampling in samplings:
+        base = run(common + sampling + ["--threads", "1"])
+        assert all(len(o["output_ids"]) > 0 for o in base)
+        assert accepted(base) == (0, 0), "drafts reported without --speculative-algorithm"
+        for name in layouts:
+            for extra in ([], ["--speculative-num-steps", "7"]):
+                got = run(common + sampling + LAYOUTS[name] + SPEC + extra + ["--threads", "1"])
+                what = f"{name} {' '.join(sampling + extra)}"
+                compare(base, got, what)
+                acc, drafted = accepted(got)
+                assert acc > 0, f"FAIL: {what}: no draft was accepted ({drafted} drafted): the test proves nothing"
+                print(f"ok {what}: {len(got)} prompts identical, {acc} of {drafted} drafted tokens accepted")
+
+
+GREEDY = [["--temperature", "0"]]
+SAMPLED = [["--temperature", "0.8", "--seed", "5"],
+           ["--temperature", "1.0", "--top-p", "0.9", "--repetition-penalty", "1.1", "--seed", "9"]]
+
+if CASE == "stories":
+    model = os.path.join(SHARED, "models/stories260K/stories260K.bin")
+    if not os.path.exists(model):
+        raise SystemExit(f"FAIL: {model} missing (DPSERVE_SHARED_DIR)")
+    pf = prompts_file(story_prompts(), "stories.txt")
+    common = ["generate", "--json", "--model-path", model, "--prompts-file", pf]
+    check_model(common + ["-n", "64"], ["one", "tp2", "tp2_dp2"], GREEDY + SAMPLED)
+    # --max-tokens cuts a verified chain: every length from 1 up gives the prefix of the longest.
+    longest = run(common + GREEDY[0] + SPEC + ["-n", "40"])
+    for n in (1, 2, 3, 5, 8, 13):
+        got = run(common + GREEDY[0] + SPEC + ["-n", str(n)])
+        for a, b in zip(longest, got):
+            assert b["output_ids"] == a["output_ids"][:n] or (b["finish_reason"] == "stop" and
+                                                                b["output_ids"] == a["output_ids"][:len(b["output_ids"])]), \
+                f"FAIL: -n {n}: {b['output_ids']} is not a prefix of {a['output_ids']}"
+    print("ok -n 1..13 with speculation: prefixes of the longest output")
+elif CASE in ("qwen3", "qwen3_moe", "deepseek_v2", "deepseek_v3", "gguf"):
+    model = gguf_model() if CASE == "gguf" else hf_model(CASE)
+    vocab = 397 if CASE == "gguf" else json.load(open(os.path.join(model, "config.json")))["vocab_size"]
+    pf = prompts_file(id_prompts(vocab), f"{CASE}-ids.txt")
+    common = ["generate", "--json", "--model-path", model, "--prompts-file", pf, "--prompts-are-ids", "-n", "48",
+              "--ignore-eos"]
+    layouts = ["one", "tp2", "tp2_dp2"]
+    if CASE in ("qwen3_moe", "deepseek_v3"):
+        layouts.append("tp2_ep2")
+    check_model(common, layouts, GREEDY + (SAMPLED[:1] if CASE == "qwen3" else []))
+elif CASE == "flags":
+    model = os.path.join(SHARED, "models/stories260K/stories260K.bin")
+    for bad, words in ((["--speculative-algorithm", "EAGLE"], ["--speculative-algorithm", "EAGLE"]),
+                       (["--speculative-algorithm", "FOO"], ["--speculative-algorithm", "FOO"]),
+                       (SPEC + ["--speculative-eagle-topk", "4"], ["--speculative-eagle-topk"]),
+                       (SPEC + ["--speculative-num-steps", "3", "--speculative-num-draft-tokens", "8"],
+                        ["--speculative-num-draft-tokens"]),
+                       (["--speculative-num-steps", "3"], ["--speculative-num-steps", "--speculative-algorithm"])):
+        p = subprocess.run([BIN, "generate", "--model-path", model, "--prompt", "Hi", "-n", "2"] + bad,
+                           capture_output=True, text=True, env=ENV, timeout=60)
+        out = p.stdout + p.stderr
+        assert p.returncode != 0, f"FAIL: {' '.join(bad)} was accepted"
+        for w in words:
+            assert w in out, f"FAIL: the error for {' '.join(bad)} does not name '{w}':\n{out[-1500:]}"
+        print(f"ok refused: {' '.join(bad)}")
+else:
+    raise SystemExit(f"unknown case {CASE}")
+print("PASS")

@@ -1,0 +1,190 @@
+// The n-gram drafter, the per-request draft policy and the flag checks of speculative decoding
+// (engine/speculative.h), against cases worked out by hand; the verification rule against the
+// exact distribution of a small target, with a chi-square bound that a wrong rule fails.
+#include "engine/speculative.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+
+#include "engine/sampler.h"
+
+#include "core/check.h"
+
+namespace dpserve {
+namespace {
+
+using Ids = std::vector<int32_t>;
+
+TEST(NgramDraft, LongestRecurringSuffixWinsAndItsLatestOccurrence) {
+  // Suffix "4 5" occurs at 1 and at 6; the latest (6) is followed by 9 9 4 5; no longer suffix
+  // ("9 4 5", "9 9 4 5") recurs, so the 2-token one decides.
+  const Ids t{1, 4, 5, 7, 8, 2, 4, 5, 9, 9, 4, 5};
+  EXPECT_EQ(ngram_draft(t, 4, 1, 4), (Ids{9, 9, 4, 5}));
+  EXPECT_EQ(ngram_draft(t, 2, 1, 4), (Ids{9, 9}));
+  // A longer matching suffix beats a more recent shorter one: "1 2 3" recurs at 0, "3" alone at 5.
+  const Ids u{1, 2, 3, 8, 9, 3, 7, 1, 2, 3};
+  EXPECT_EQ(ngram_draft(u, 3, 1, 3), (Ids{8, 9, 3}));
+  EXPECT_EQ(ngram_draft(u, 3, 1, 1), (Ids{7, 1, 2}));  // window 1: the latest "3" before the end
+}
+
+TEST(NgramDraft, DraftIsCutAtTheEndOfTheTokens) {
+  // "5" recurs at 3; after it only "5" itself (the end) follows: the draft may run into the suffix.
+  EXPECT_EQ(ngram_draft({1, 2, 3, 5, 5}, 4, 1, 4), (Ids{5}));
+  // Periodic tokens: the draft continues the period up to the end of what is known.
+  EXPECT_EQ(ngram_draft({1, 2, 1, 2, 1, 2}, 8, 1, 2), (Ids{1, 2}));
+}
+
+TEST(NgramDraft, NothingWhenNoSuffixRecursOrWindowsExcludeIt) {
+  EXPECT_TRUE(ngram_draft({1, 2, 3, 4}, 4, 1, 4).empty());
+  EXPECT_TRUE(ngram_draft({7}, 4, 1, 4).empty());
+  EXPECT_TRUE(ngram_draft({}, 4, 1, 4).empty());
+  EXPECT_TRUE(ngram_draft({1, 2, 9, 2}, 4, 2, 4).empty());  // only a 1-token suffix recurs
+  EXPECT_TRUE(ngram_draft({1, 2, 1, 2}, 0, 1, 4).empty());
+}
+
+TEST(DraftPolicy, GrowsOnFullAcceptanceShrinksOnMissPausesOnRepeatedMisses) {
+  DraftPolicy p;
+  EXPECT_EQ(p.allowed(5), 5);   // starts at the most allowed
+  p.on_verified(5, 2, 5);       // 2 of 5 right: next time 3
+  EXPECT_EQ(p.allowed(5), 3);
+  p.on_verified(3, 3, 5);       // all right: one more
+  EXPECT_EQ(p.allowed(5), 4);
+  p.on_verified(4, 0, 5);       // a miss at the first draft: down to 1
+  EXPECT_EQ(p.allowed(5), 1);
+  p.on_verified(1, 0, 5);       // two misses at one token in a row: a pause of 4 steps
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(p.allowed(5), 0) << i;
+  EXPECT_EQ(p.allowed(5), 1);
+  p.on_verified(1, 0, 5);
+  p.on_verified(1, 0, 5);       // again: the pause doubles
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(p.allowed(5), 0) << i;
+  EXPECT_EQ(p.allowed(5), 1);
+  p.on_verified(1, 1, 5);       // a success resets the pause length and grows the cap
+  EXPECT_EQ(p.allowed(5), 2);
+  EXPECT_EQ(p.drafted_total, 5 + 3 + 4 + 1 + 1 + 1 + 1);
+  EXPECT_EQ(p.accepted_total, 2 + 3 + 1);
+  EXPECT_EQ(p.verify_steps, 7);
+  p.on_verified(0, 0, 5);  // no drafts: nothing changes
+  EXPECT_EQ(p.verify_steps, 7);
+  EXPECT_EQ(p.allowed(3), 2);  // never above the step's max
+}
+
+// A two-token target over 5 tokens: p0 for the first token, p1(. | first) for the second.
+constexpr int kV = 5;
+const float kLogits0[kV] = {1.2f, 0.3f, -0.5f, 0.9f, 0.0f};
+void logits1(int32_t first, float* out) {
+  for (int j = 0; j < kV; ++j) out[j] = 0.4f * float((first * 3 + j * 2) % kV) - 0.1f * float(j);
+}
+std::vector<double> softmax(const float* l) {
+  std::vector<double> p(kV);
+  double z = 0;
+  for (int j = 0; j < kV; ++j) z += p[j] = std::exp(double(l[j]));
+  for (auto& x : p) x /= z;
+  return p;
+}
+
+// The verification of one 2-token generation with drafts d0 d1, as the step loop runs it: row 0
+// is the distribution after the prompt, row 1 the one after d0 (computed before knowing whether d0
+// is taken); a token the chain did not reach is drawn by the next plain decode step.
+using Rule = std::function<int64_t(const int32_t*, int64_t, const std::function<std::optional<int32_t>(int64_t)>&)>;
+std::pair<int32_t, int32_t> generate_two(const Rule& rule, const int32_t* drafts, uint64_t seed) {
+  SamplingParams sp;
+  sp.temperature = 1.0f;
+  sp.seed = seed;
+  Sampler sampler(sp, seed);
+  float rows[2][kV];
+  std::copy(kLogits0, kLogits0 + kV, rows[0]);
+  logits1(drafts[0], rows[1]);
+  std::vector<int32_t> toks;
+  const int64_t taken = rule(drafts, 1, [&](int64_t r) -> std::optional<int32_t> {
+    const int32_t t = sampler.sample(rows[r], kV);
+    toks.push_back(t);
+    return t;
+  });
+  toks.resize(size_t(taken));
+  if (toks.size() < 2) {
+    float l[kV];
+    logits1(toks[0], l);
+    toks.push_back(sampler.sample(l, kV));
+  }
+  return {toks[0], toks[1]};
+}
+
+// Pearson's chi-square of `n` generations against the exact joint distribution (25 cells).
+double chi_square(const Rule& rule, const int32_t* drafts, int n) {
+  std::vector<double> count(kV * kV, 0.0);
+  for (int i = 0; i < n; ++i) {
+    auto [a, b] = generate_two(rule, drafts, 1000003ull * uint64_t(i) + 17);
+    count[size_t(a * kV + b)] += 1;
+  }
+  const auto p0 = softmax(kLogits0);
+  double chi = 0;
+  for (int a = 0; a < kV; ++a) {
+    float l[kV];
+    logits1(a, l);
+    const auto p1 = softmax(l);
+    for (int b = 0; b < kV; ++b) {
+      const double e = n * p0[size_t(a)] * p1[size_t(b)];
+      chi += (count[size_t(a * kV + b)] - e) * (count[size_t(a * kV + b)] - e) / e;
+    }
+  }
+  return chi;
+}
+
+TEST(VerifyDrafts, KeepsTheTargetDistributionAndAWrongRuleIsCaught) {
+  // 24 degrees of freedom: P(chi2 > 51.18) = 0.001. Drafts: a likely first token (0), an unlikely
+  // one (2), each followed by a second draft.
+  constexpr double kBound = 51.18;
+  constexpr int kN = 20000;
+  const Rule ours = [](const int32_t* d, int64_t n, const auto& draw) { return verify_drafts(d, n, draw); };
+  // The wrong rule a verifier could plausibly have: every row sampled, none checked against the
+  // draft fed after it (row 1 then speaks for a first token that was not drawn).
+  const Rule never_checks = [](const int32_t*, int64_t n, const auto& draw) -> int64_t {
+    for (int64_t r = 0; r <= n; ++r) draw(r);
+    return n + 1;
+  };
+  const int32_t likely[2] = {0, 3}, unlikely[2] = {2, 1};
+  for (const int32_t* d : {likely, unlikely}) {
+    EXPECT_LT(chi_square(ours, d, kN), kBound) << "drafts " << d[0] << " " << d[1];
+    EXPECT_GT(chi_square(never_checks, d, kN), kBound) << "drafts " << d[0] << " " << d[1];
+  }
+}
+
+TEST(SpeculativeConfig, ValidateFillsAndChecksTheFlags) {
+  SpeculativeConfig off;
+  EXPECT_NO_THROW(validate(off));
+  SpeculativeConfig c;
+  c.algorithm = SpecAlgorithm::kNgram;
+  validate(c);
+  EXPECT_EQ(c.max_draft, kDefaultMaxDraft);
+  SpeculativeConfig d = SpeculativeConfig{};
+  d.algorithm = SpecAlgorithm::kNgram;
+  d.num_draft_tokens = 7;  // SGLang's count includes the verified token
+  validate(d);
+  EXPECT_EQ(d.max_draft, 6);
+  auto throws_naming = [](SpeculativeConfig x, const char* flag) {
+    x.algorithm = SpecAlgorithm::kNgram;
+    try {
+      validate(x);
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(flag), std::string::npos) << e.what();
+      return;
+    }
+    ADD_FAILURE() << "accepted an invalid " << flag;
+  };
+  SpeculativeConfig bad;
+  bad.max_draft = 3, bad.num_draft_tokens = 6;
+  throws_naming(bad, "--speculative-num-draft-tokens");
+  bad = {}, bad.topk = 2;
+  throws_naming(bad, "--speculative-eagle-topk");
+  bad = {}, bad.max_draft = 65;
+  throws_naming(bad, "--speculative-num-steps");
+  bad = {}, bad.ngram_min_window = 3, bad.ngram_max_window = 2;
+  throws_naming(bad, "--speculative-ngram-max-match-window-size");
+  bad = {}, bad.max_step_rows = -1;
+  throws_naming(bad, "--speculative-max-step-rows");
+}
+
+}  // namespace
+}  // namespace dpserve
