@@ -6,6 +6,7 @@
 #include <ctime>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -15,6 +16,7 @@
 #include "bench_client/dataset.h"
 #include "bench_client/progress_bar.h"
 #include "bench_client/report.h"
+#include "bench_client/server_metrics.h"
 #include "bench_client/stream_request.h"
 #include "core/check.h"
 #include "tokenizer/tokenizer.h"
@@ -122,7 +124,16 @@ void run_serve_bench(const ServeBenchArgs& a) {
                reqs.size(), double(in_sum) / double(reqs.size()), double(out_sum) / double(reqs.size()),
                a.base_url.c_str(), cc.endpoint.c_str());
 
+  const std::optional<SpecCounters> spec_before = read_spec_counters(a.base_url, cc.api_key);
   const RunOutcome run = run_benchmark(client, reqs, rc);
+  SpecCounters spec_delta;
+  if (spec_before) {
+    if (const auto after = read_spec_counters(a.base_url, cc.api_key)) {
+      spec_delta.draft_tokens = after->draft_tokens - spec_before->draft_tokens;
+      spec_delta.accepted_tokens = after->accepted_tokens - spec_before->accepted_tokens;
+      spec_delta.verify_steps = after->verify_steps - spec_before->verify_steps;
+    }
+  }
   const BenchMetrics m = compute_metrics(reqs, run.results, run.duration_s);
 
   nlohmann::json settings{{"tool", "dpserve bench serve"},
@@ -149,7 +160,24 @@ void run_serve_bench(const ServeBenchArgs& a) {
     settings["dataset_path"] = a.dataset_path;
     settings["sharegpt_output_len"] = a.sharegpt_output_len;
   }
+  // A dpserve server that speculates: its acceptance over the run (warm-up included).
+  if (spec_delta.draft_tokens > 0) {
+    const double drafted = spec_delta.draft_tokens, accepted = spec_delta.accepted_tokens;
+    const double verifies = spec_delta.verify_steps;
+    settings["speculative"] = {{"draft_tokens", drafted},
+                               {"accepted_tokens", accepted},
+                               {"verify_steps", verifies},
+                               {"accept_rate", accepted / drafted},
+                               {"accept_length", verifies > 0 ? 1.0 + accepted / verifies : 0.0}};
+  }
   std::fputs(format_report(m, settings).c_str(), stdout);
+  if (settings.contains("speculative"))
+    std::printf("Speculative decoding (server /metrics): %.0f of %.0f drafted tokens accepted (%.1f %%), %.2f tokens "
+                "per verification\n",
+                settings["speculative"]["accepted_tokens"].get<double>(),
+                settings["speculative"]["draft_tokens"].get<double>(),
+                100.0 * settings["speculative"]["accept_rate"].get<double>(),
+                settings["speculative"]["accept_length"].get<double>());
   std::fflush(stdout);
   if (!a.output_file.empty()) {
     std::ofstream f(a.output_file, std::ios::app);

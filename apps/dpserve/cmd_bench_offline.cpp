@@ -172,18 +172,21 @@ void run_offline_bench(OfflineBenchArgs& a) {
 
   std::vector<BatchTimes> batches;
   CollectiveTimes coll_start, coll_end;
+  EngineStats spec0, spec1;  // speculative decoding's counters around the measured batches
   const int64_t world = rt->world_size(), rpg = world / engine->dp_size();
   rt->run_with_client([&](DpEngine& eng) {
     // Warm-up: same prompts' shape, two tokens out, so weights are paged in and buffers sized.
     for (int64_t w = 0; w < a.warmup_batches; ++w)
       run_batch(eng, a, cfg.vocab, std::min<int64_t>(a.output_len, 2), a.seed * 7919 + 1000 + uint64_t(w), rpg, world);
     coll_start = rt->collective_times();
+    spec0 = eng.stats();
     for (int64_t k = 0; k < a.num_batches; ++k) {
       batches.push_back(run_batch(eng, a, cfg.vocab, a.output_len, a.seed * 7919 + uint64_t(k), rpg, world));
       spdlog::info("batch {}/{}: prefill {:.3f} s, decode {:.3f} s, {} steps", k + 1, a.num_batches,
                    batches.back().prefill_s, batches.back().decode_s, batches.back().steps);
     }
     coll_end = rt->collective_times();
+    spec1 = eng.stats();
   });
   // Rank 0's collectives during the measured batches (per call; a layer makes one of each kind).
   const CollectiveTimes coll = coll_end.minus(coll_start);
@@ -257,6 +260,16 @@ void run_offline_bench(OfflineBenchArgs& a) {
                    {"peak_kv_bytes_per_rank", peak_kv},
                    {"kv_bytes_per_rank_per_running_request", kv_per_req},
                    {"collectives_rank0", coll_j}};
+  const int64_t drafted = spec1.spec_draft_tokens_total - spec0.spec_draft_tokens_total;
+  const int64_t accepted = spec1.spec_accepted_tokens_total - spec0.spec_accepted_tokens_total;
+  const int64_t verifies = spec1.spec_verify_steps_total - spec0.spec_verify_steps_total;
+  if (a.rf.rt.sched.spec.enabled())
+    j["speculative"] = {{"algorithm", to_string(a.rf.rt.sched.spec.algorithm)},
+                        {"draft_tokens", drafted},
+                        {"accepted_tokens", accepted},
+                        {"verify_steps", verifies},
+                        {"accept_rate", ratio(double(accepted), double(drafted))},
+                        {"accept_length", verifies > 0 ? 1.0 + double(accepted) / double(verifies) : 0.0}};
   if (a.json) {
     std::cout << j.dump() << "\n";
   } else {
@@ -273,6 +286,12 @@ void run_offline_bench(OfflineBenchArgs& a) {
     std::printf("  inter-token (ms)   mean %.2f  p50 %.2f  p90 %.2f  p99 %.2f\n", itl.mean, itl.median, itl.p90,
                 itl.p99);
     std::printf("  steps              %lld\n", (long long)steps);
+    if (a.rf.rt.sched.spec.enabled())
+      std::printf("  speculative        %s: %lld of %lld drafted tokens accepted (%.1f %%) in %lld verifications, "
+                  "%.2f tokens per verification\n",
+                  to_string(a.rf.rt.sched.spec.algorithm), (long long)accepted, (long long)drafted,
+                  100.0 * ratio(double(accepted), double(drafted)), (long long)verifies,
+                  j["speculative"]["accept_length"].get<double>());
     std::printf("  peak running       %lld requests at once (all groups)\n", (long long)peak_running);
     std::printf("  peak KV per rank   %.1f MiB, %.1f KiB per rank per request running then\n", peak_kv / 1048576.0,
                 kv_per_req / 1024.0);

@@ -108,6 +108,15 @@ void run_serve(ServeArgs& a) {
                          {"max_total_tokens", rt->kv_tokens_per_rank()},
                          {"kernels", cpu_kernel_name()},
                          {"version", "0.1.0"}};
+  // SGLang's server-args names for speculative decoding (null: off).
+  const SpeculativeConfig& spec = a.rf.rt.sched.spec;
+  info["speculative_algorithm"] = spec.enabled() ? nlohmann::json(to_string(spec.algorithm)) : nlohmann::json();
+  if (spec.enabled()) {
+    info["speculative_num_steps"] = spec.max_draft;
+    info["speculative_num_draft_tokens"] = spec.max_draft + 1;
+    info["speculative_eagle_topk"] = spec.topk;
+    info["speculative_max_step_rows"] = spec.max_step_rows;
+  }
   HttpServer server(a.so, *engine, *tok, info);
   server.set_encoder_times(encoder_times);
   server.start();

@@ -83,6 +83,11 @@ bool ChoiceRun::poll(std::chrono::milliseconds timeout, ChoiceDelta& out) {
   if (r.prompt_tokens > 0) prompt_tokens_ = r.prompt_tokens;
   cached_tokens_ = std::max(cached_tokens_, r.cached_tokens);
   dp_rank_ = r.dp_rank;
+  if (r.spec_drafted > 0) {
+    ++spec_verify_ct_;
+    spec_drafted_ += r.spec_drafted;
+    spec_accepted_ += r.spec_accepted;
+  }
   // Prompt logprobs come in pieces (one per prefill chunk) ahead of the first token; they are handed
   // out together, with the first token or the end, so a choice's first piece holds all of them.
   prompt_lps_.insert(prompt_lps_.end(), std::make_move_iterator(r.prompt.begin()),

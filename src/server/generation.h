@@ -58,6 +58,11 @@ class ChoiceRun {
   uint64_t id() const { return id_; }
   int64_t prompt_tokens() const { return prompt_tokens_; }
   int64_t cached_tokens() const { return cached_tokens_; }
+  // Speculative decoding: steps that verified drafted tokens for this choice, the drafted tokens
+  // they checked, and how many of those matched.
+  int64_t spec_verify_ct() const { return spec_verify_ct_; }
+  int64_t spec_draft_tokens() const { return spec_drafted_; }
+  int64_t spec_accepted_tokens() const { return spec_accepted_; }
   int64_t completion_tokens() const { return int64_t(output_ids_.size()); }
   int32_t dp_rank() const { return dp_rank_; }
   const std::vector<int32_t>& output_ids() const { return output_ids_; }
@@ -79,6 +84,7 @@ class ChoiceRun {
   Clock::time_point arrival_, last_token_;
   bool finished_ = false;
   int64_t prompt_tokens_ = 0, cached_tokens_ = 0;
+  int64_t spec_verify_ct_ = 0, spec_drafted_ = 0, spec_accepted_ = 0;
   int32_t dp_rank_ = 0;
   std::vector<int32_t> output_ids_;
   bool log_ = false;

@@ -37,6 +37,11 @@ json meta_info(const GenSpec& spec, ChoiceRun& run, const GenState& st, const st
          {"cached_tokens", run.cached_tokens()},
          {"dp_rank", run.dp_rank()},
          {"e2e_latency", e2e}};
+  if (run.spec_verify_ct() > 0) {  // speculative decoding ran for this request (SGLang's field, and ours)
+    m["spec_verify_ct"] = run.spec_verify_ct();
+    m["spec_draft_tokens"] = run.spec_draft_tokens();
+    m["spec_accepted_tokens"] = run.spec_accepted_tokens();
+  }
   if (spec.logprobs) {
     json lp = json::array(), top = json::array();
     for (const auto& t : st.tokens) {
