@@ -39,8 +39,14 @@ std::vector<int32_t> ngram_draft(const std::vector<int32_t>& tokens, int64_t max
     // last place the window can end before the suffix itself.
     for (int64_t s = n - w - 1; s >= 0; --s) {
       if (!std::equal(suffix, suffix + w, tokens.data() + s)) continue;
-      const int64_t from = s + w, to = std::min(n, from + max_draft);
-      out.assign(tokens.begin() + from, tokens.begin() + to);
+      // What followed it, continued periodically once it runs into the suffix: a loop of period
+      // n - from (a repeated phrase, greedy decoding's cycles) drafts its whole length, not just
+      // the one period that is already written.
+      const int64_t from = s + w;
+      for (int64_t i = 0; i < max_draft; ++i) {
+        const int64_t at = from + i;
+        out.push_back(at < n ? tokens[size_t(at)] : out[size_t(at - n)]);
+      }
       return out;
     }
   }

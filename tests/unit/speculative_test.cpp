@@ -29,11 +29,13 @@ TEST(NgramDraft, LongestRecurringSuffixWinsAndItsLatestOccurrence) {
   EXPECT_EQ(ngram_draft(u, 3, 1, 1), (Ids{7, 1, 2}));  // window 1: the latest "3" before the end
 }
 
-TEST(NgramDraft, DraftIsCutAtTheEndOfTheTokens) {
-  // "5" recurs at 3; after it only "5" itself (the end) follows: the draft may run into the suffix.
-  EXPECT_EQ(ngram_draft({1, 2, 3, 5, 5}, 4, 1, 4), (Ids{5}));
-  // Periodic tokens: the draft continues the period up to the end of what is known.
-  EXPECT_EQ(ngram_draft({1, 2, 1, 2, 1, 2}, 8, 1, 2), (Ids{1, 2}));
+TEST(NgramDraft, DraftContinuesPeriodicallyPastTheEnd) {
+  // "5" recurs at 3; after it only one 5 is known: a period of 1, drafted 4 times.
+  EXPECT_EQ(ngram_draft({1, 2, 3, 5, 5}, 4, 1, 4), (Ids{5, 5, 5, 5}));
+  // "1 2" recurs at 2, followed by "1 2" (the suffix itself): a period of 2 continued to 7 tokens.
+  EXPECT_EQ(ngram_draft({1, 2, 1, 2, 1, 2}, 7, 1, 2), (Ids{1, 2, 1, 2, 1, 2, 1}));
+  // The suffix "9 7 8" recurs at 1; 3 tokens follow it (9 7 8, up to the end), then the period goes on.
+  EXPECT_EQ(ngram_draft({4, 9, 7, 8, 9, 7, 8}, 5, 1, 3), (Ids{9, 7, 8, 9, 7}));
 }
 
 TEST(NgramDraft, NothingWhenNoSuffixRecursOrWindowsExcludeIt) {
