@@ -698,6 +698,9 @@ def parse_args(argv):
     ap.add_argument("--bos-token-id", dest="bos_token_id", type=int, default=None,
                     help="config.json's bos_token_id (match the tokenizer served with --tokenizer-path)")
     ap.add_argument("--eos-token-id", dest="eos_token_id", type=int, default=None, help="config.json's eos_token_id")
+    ap.add_argument("--residual-out-scale", dest="residual_out_scale", type=float, default=1.0,
+                    help="multiply the init scale of every o_proj / down_proj by this (e.g. 0.05 with "
+                         "--tie-word-embeddings: a model whose greedy output repeats its last token)")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
 
@@ -786,6 +789,12 @@ def main(argv):
     os.makedirs(a.out, exist_ok=True)
     cfg = build_config(a)
     tensors = build_tensors(a)
+    if a.residual_out_scale != 1.0:
+        # What each layer adds to the residual stream shrinks: with tied embeddings the model then
+        # mostly predicts its last token again (a repeating model for speculative-decoding benches).
+        for t in tensors:
+            if t.name.endswith(("o_proj.weight", "down_proj.weight", ".w2.weight")):
+                t.scale *= a.residual_out_scale
     index_of = {t.name: i for i, t in enumerate(tensors)}
     itemsize = DTYPES[a.dtype][1]
     total = sum(t.numel * itemsize for t in tensors)
