@@ -32,7 +32,8 @@ void add_speculative_flags(CLI::App* c, SpeculativeConfig& sp) {
                     "Speculative decoding: NGRAM (prompt lookup: each request drafts the tokens that followed the "
                     "latest earlier occurrence of its last tokens, in its prompt or output; no second model). The "
                     "drafts of every request are verified in the step's one forward pass; greedy output is "
-                    "unchanged, sampled output keeps its distribution (docs/speculative.md)")
+                    "unchanged, sampled output keeps its distribution (docs/speculative.md). EAGLE, EAGLE3, NEXTN, MTP and "
+                    "STANDALONE are refused: not built yet")
                    ->check(CLI::Validator(
                        [](std::string& s) -> std::string {
                          if (s == "NGRAM" || s == "ngram") return "";
