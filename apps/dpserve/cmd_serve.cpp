@@ -151,7 +151,8 @@ void register_serve(CLI::App& app) {
                 "command lines; set DPSERVE_API_KEY instead of the flag to keep them off this one too")
       ->delimiter(',')->envname("DPSERVE_API_KEY");
   s->add_option("--admin-api-key", a->so.admin_api_key,
-                "A key that passes everywhere and may abort any request; /abort_request {\"abort_all\": true} needs it")
+                "A key that passes everywhere and may abort any request; /abort_request {\"abort_all\": true} and the "
+                "operator routes (/flush_cache) need it once it is set (a tenant's --api-key then gets 403)")
       ->envname("DPSERVE_ADMIN_API_KEY");
   s->add_option("--served-model-name", a->so.served_model_name,
                 "Model name in the API (default: the model folder's name)")

@@ -37,6 +37,18 @@ void send_json(httplib::Response& res, int status, const nlohmann::json& j) {
   res.set_content(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
 }
 
+void require_admin(const ServerContext& ctx, const std::string& what) {
+  if (!ctx.auth.has_admin_key()) return;
+  const Caller& caller = request_caller();
+  if (caller.admin) return;
+  // A tenant's key is known but not enough (403); no key at all asks for one (401).
+  if (!caller.owner.empty())
+    throw ApiError(403, fmt::format("{} needs the admin API key (--admin-api-key); a tenant's API key cannot use it", what),
+                   "", "permission_error", "admin_only");
+  throw ApiError(401, fmt::format("{} needs the admin API key: send 'Authorization: Bearer <admin key>'", what), "",
+                 "authentication_error", "invalid_api_key");
+}
+
 void check_serving(ServerContext& ctx) {
   if (ctx.draining.load())
     throw ApiError(503, "The server is shutting down and takes no new requests", "", "service_unavailable_error",

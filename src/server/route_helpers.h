@@ -33,6 +33,10 @@ AccessInfo& access_info();
 Caller& request_caller();
 
 void send_json(httplib::Response& res, int status, const nlohmann::json& j);
+// Operator routes (/flush_cache): with --admin-api-key set, only that key passes (a tenant's key is
+// a 403, no key a 401). Without it they stay open to every caller the key check let in, as SGLang's
+// ADMIN_OPTIONAL routes do. `what` names the route in the message.
+void require_admin(const ServerContext& ctx, const std::string& what);
 // 503 when the server drains or the engine is down (checked before the body is parsed).
 void check_serving(ServerContext& ctx);
 // Takes on a parsed request's sequences and tokens: 429 when what is in flight leaves no room under
