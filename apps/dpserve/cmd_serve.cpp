@@ -198,8 +198,10 @@ void register_serve(CLI::App& app) {
                        "Compact JSON outputs: no whitespace between tokens")
       ->excludes(ws);
   s->add_option("--allowed-image-url-prefix", a->so.images.allowed_url_prefixes,
-                "Let image inputs name remote http(s) URLs starting with this prefix (repeatable; a prefix needs "
-                "a path, e.g. https://images.example.com/); without it only data: URLs and base64 are accepted")
+                "Let image inputs name remote http(s) URLs under this prefix (repeatable; a prefix needs a path, e.g. "
+                "https://images.example.com/img/). Compared after normalisation: scheme, host, port, and the "
+                "%-decoded path with '.'/'..' resolved, on segment boundaries. Without it only data: URLs and "
+                "base64 are accepted")
       ->envname("DPSERVE_ALLOWED_IMAGE_URL_PREFIX");
   s->add_option("--image-fetch-timeout", a->so.images.fetch_timeout_s,
                 "Seconds a remote image may take to download, connect to last byte")
