@@ -212,6 +212,13 @@ void register_serve(CLI::App& app) {
   s->add_option("--max-image-pixels", a->so.images.limits.max_decoded_pixels,
                 "Largest decoded image (width x height, read from the file's header before decoding)")
       ->capture_default_str()->check(CLI::PositiveNumber)->envname("DPSERVE_MAX_IMAGE_PIXELS");
+  s->add_option("--image-decode-memory", a->so.images.decode_memory,
+                "Bytes that the images being decoded may hold at once, across all requests (each image's share "
+                "is worked out from its header before decoding; an image needing more alone is a 400)")
+      ->capture_default_str()->check(CLI::PositiveNumber)->envname("DPSERVE_IMAGE_DECODE_MEMORY");
+  s->add_option("--image-decode-wait", a->so.images.decode_wait_s,
+                "Seconds an image waits for its share of --image-decode-memory before the request gets 429")
+      ->capture_default_str()->check(CLI::Range(0.0, 3600.0))->envname("DPSERVE_IMAGE_DECODE_WAIT");
   s->add_option("--max-images-per-request", a->so.images.max_images, "Most images in one request")
       ->capture_default_str()->check(CLI::PositiveNumber)->envname("DPSERVE_MAX_IMAGES_PER_REQUEST");
   s->add_flag("--log-requests", a->so.log_requests, "Log each request's prompt and output (as SGLang's --log-requests)")
