@@ -111,8 +111,19 @@ void release_body(const httplib::Request& req) {
   if (big) malloc_trim(0);
 }
 
+void throw_choice_error(const std::string& error, bool engine_fault) {
+  if (engine_fault)
+    throw ApiError(500, error.empty() ? "The engine failed while running this request" : error, "", "server_error",
+                   "engine_fault");
+  throw ApiError(400, error.empty() ? "The engine could not run this request" : error, "", "invalid_request_error",
+                 "engine_rejected");
+}
+
 json stream_error_event(const ChoiceDelta& d) {
   if (!d.fault) return nullptr;
+  if (d.engine_fault)
+    return error_body(500, d.error.empty() ? "The engine failed while running this request" : d.error, "",
+                      "engine_fault");
   if (d.finish_reason == "error")
     return error_body(400, d.error.empty() ? "The engine could not run this request" : d.error, "", "engine_rejected");
   return error_body(503, d.error.empty() ? "The engine stopped" : d.error, "", "engine_unavailable");
