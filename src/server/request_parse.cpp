@@ -61,7 +61,10 @@ double number(const json& v, const std::string& name, P p) {
 }
 
 // A JSON integer as int64, never wrapped: nlohmann keeps 2^63 and up as unsigned, where
-// get<int64_t>() would turn 2^64-1 into -1. Integral floats (1e3) count; out of range is a 400.
+// get<int64_t>() would turn 2^64-1 into -1. Integral floats (1e3) count while a double holds every
+// integer around them (|x| <= 2^53); beyond, the value may have been rounded: an integer literal
+// below -2^63 (or above 2^64-1) reaches here as a double, -9223372036854775809 as exactly -2^63,
+// and was accepted as that. Out of range is a 400.
 int64_t integer(const json& v, const std::string& name, std::optional<P> p = std::nullopt) {
   auto out_of_range = [&](const std::string& shown) {
     const std::string rule = p ? RequestLimits::rule(*p)
@@ -78,8 +81,7 @@ int64_t integer(const json& v, const std::string& name, std::optional<P> p = std
     x = v.get<int64_t>();
   } else if (v.is_number_float() && std::isfinite(v.get<double>()) && v.get<double>() == std::floor(v.get<double>())) {
     const double d = v.get<double>();
-    // [-2^63, 2^63): both bounds are exact doubles.
-    if (d < -9223372036854775808.0 || d >= 9223372036854775808.0) out_of_range(v.dump());
+    if (std::fabs(d) > 9007199254740992.0) out_of_range(v.dump() + " (too large to be an exact integer as written)");
     x = int64_t(d);
   } else {
     bad_param(name, fmt::format("'{}' must be an integer, got {}", name, v.is_number() ? v.dump() : v.type_name()));
