@@ -160,7 +160,8 @@ void register_serve(CLI::App& app) {
                 "command lines; set DPSERVE_API_KEY instead of the flag to keep them off this one too")
       ->delimiter(',')->envname("DPSERVE_API_KEY");
   s->add_option("--admin-api-key", a->so.admin_api_key,
-                "A key that passes everywhere and may abort any request; /abort_request {\"abort_all\": true} needs it")
+                "A key that passes everywhere and may abort any request; /abort_request {\"abort_all\": true} and the "
+                "operator routes (/flush_cache) need it once it is set (a tenant's --api-key then gets 403)")
       ->envname("DPSERVE_ADMIN_API_KEY");
   s->add_option("--served-model-name", a->so.served_model_name,
                 "Model name in the API (default: the model folder's name)")
@@ -206,8 +207,10 @@ void register_serve(CLI::App& app) {
                        "Compact JSON outputs: no whitespace between tokens")
       ->excludes(ws);
   s->add_option("--allowed-image-url-prefix", a->so.images.allowed_url_prefixes,
-                "Let image inputs name remote http(s) URLs starting with this prefix (repeatable; a prefix needs "
-                "a path, e.g. https://images.example.com/); without it only data: URLs and base64 are accepted")
+                "Let image inputs name remote http(s) URLs under this prefix (repeatable; a prefix needs a path, e.g. "
+                "https://images.example.com/img/). Compared after normalisation: scheme, host, port, and the "
+                "%-decoded path with '.'/'..' resolved, on segment boundaries. Without it only data: URLs and "
+                "base64 are accepted")
       ->envname("DPSERVE_ALLOWED_IMAGE_URL_PREFIX");
   s->add_option("--image-fetch-timeout", a->so.images.fetch_timeout_s,
                 "Seconds a remote image may take to download, connect to last byte")
@@ -218,6 +221,13 @@ void register_serve(CLI::App& app) {
   s->add_option("--max-image-pixels", a->so.images.limits.max_decoded_pixels,
                 "Largest decoded image (width x height, read from the file's header before decoding)")
       ->capture_default_str()->check(CLI::PositiveNumber)->envname("DPSERVE_MAX_IMAGE_PIXELS");
+  s->add_option("--image-decode-memory", a->so.images.decode_memory,
+                "Bytes that the images being decoded may hold at once, across all requests (each image's share "
+                "is worked out from its header before decoding; an image needing more alone is a 400)")
+      ->capture_default_str()->check(CLI::PositiveNumber)->envname("DPSERVE_IMAGE_DECODE_MEMORY");
+  s->add_option("--image-decode-wait", a->so.images.decode_wait_s,
+                "Seconds an image waits for its share of --image-decode-memory before the request gets 429")
+      ->capture_default_str()->check(CLI::Range(0.0, 3600.0))->envname("DPSERVE_IMAGE_DECODE_WAIT");
   s->add_option("--max-images-per-request", a->so.images.max_images, "Most images in one request")
       ->capture_default_str()->check(CLI::PositiveNumber)->envname("DPSERVE_MAX_IMAGES_PER_REQUEST");
   s->add_flag("--log-requests", a->so.log_requests, "Log each request's prompt and output (as SGLang's --log-requests)")

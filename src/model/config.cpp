@@ -51,13 +51,15 @@ static T opt(const nlohmann::json& j, const char* key, T def) {
   }
 }
 
-static std::vector<int32_t> id_list(const nlohmann::json& v) {
-  std::vector<int32_t> out;
-  if (v.is_number_integer()) out.push_back(v.get<int32_t>());
-  if (v.is_array())
-    for (const auto& e : v)
-      if (e.is_number_integer()) out.push_back(e.get<int32_t>());
-  return out;
+// A token id field (bos_token_id, an eos_token_id entry): an integer in [0, vocab).
+static int32_t special_id(const nlohmann::json& v, const char* key, int64_t vocab) {
+  if (v.is_number_unsigned() || v.is_number_integer()) {
+    const bool neg = v.is_number_integer() && !v.is_number_unsigned() && v.get<int64_t>() < 0;
+    if (!neg && v.get<uint64_t>() < uint64_t(vocab)) return int32_t(v.get<uint64_t>());
+    fail("config.json: {} {} is not a token id in [0, vocab_size = {})", key, v.dump(), vocab);
+  }
+  fail("config.json: {} must be an integer token id (or a list of them for eos_token_id), got {}", key,
+       v.dump().substr(0, 40));
 }
 
 // DeepSeek-V2/V3 attention: MLA dimensions (num_key_value_heads in their configs is the head count
@@ -214,7 +216,8 @@ ModelConfig ModelConfig::from_hf_json(const nlohmann::json& j) {
   c.rms_eps = opt<double>(j, "rms_norm_eps", 1e-6);
   c.rope_theta = opt<double>(j, "rope_theta", 10000.0);
   // RoPE tables, RMSNorm and the context length are computed from these: reject nonsense here.
-  if (c.max_pos <= 0) fail("config.json: max_position_embeddings must be positive, got {}", c.max_pos);
+  if (c.max_pos <= 0 || c.max_pos > kMaxPositions)
+    fail("config.json: max_position_embeddings must be in [1, 2^24 = {}], got {}", kMaxPositions, c.max_pos);
   if (!(c.rms_eps > 0 && std::isfinite(c.rms_eps))) fail("config.json: rms_norm_eps must be positive, got {}", c.rms_eps);
   if (!(c.rope_theta > 0 && std::isfinite(c.rope_theta)))
     fail("config.json: rope_theta must be positive, got {}", c.rope_theta);
@@ -282,8 +285,16 @@ ModelConfig ModelConfig::from_hf_json(const nlohmann::json& j) {
   }
   if (c.n_experts_per_tok > c.n_experts)
     fail("config.json: num_experts_per_tok {} exceeds the {} experts", c.n_experts_per_tok, c.n_experts);
-  if (auto it = j.find("bos_token_id"); it != j.end() && it->is_number_integer()) c.bos_id = it->get<int32_t>();
-  if (auto it = j.find("eos_token_id"); it != j.end()) c.eos_ids = id_list(*it);
+  // Special ids index the vocabulary (the sampler's EOS check, BOS in prompts): one outside it was
+  // accepted (1e9, -7) and then never matched, or was written into prompts. null means none.
+  if (auto it = j.find("bos_token_id"); it != j.end() && !it->is_null()) c.bos_id = special_id(*it, "bos_token_id", c.vocab);
+  if (auto it = j.find("eos_token_id"); it != j.end() && !it->is_null()) {
+    if (it->is_array()) {
+      for (const auto& e : *it) c.eos_ids.push_back(special_id(e, "eos_token_id", c.vocab));
+    } else {
+      c.eos_ids.push_back(special_id(*it, "eos_token_id", c.vocab));
+    }
+  }
   if (auto it = j.find("vision_config"); it != j.end() && it->is_object()) parse_vision(*it, c);
   else if (arch == "Qwen2_5_VLForConditionalGeneration") fail("config.json: {} without vision_config", arch);
   std::string dt = opt<std::string>(j, "torch_dtype", "bfloat16");

@@ -81,6 +81,12 @@ struct VisionConfig {
   int64_t window_tokens() const { return window_size / patch / merge; }
 };
 
+// The longest context a model may declare (max_position_embeddings, GGUF context_length): 2^24
+// positions. The longest published contexts are about 10M tokens (Llama 4 Scout: 10,485,760 <
+// 2^24), and 2^24 is where float32 stops holding every integer, which RoPE angles are computed
+// from; a config beyond it is corrupt (2^40 was accepted and became the default context length).
+inline constexpr int64_t kMaxPositions = int64_t(1) << 24;
+
 struct ModelConfig {
   Arch arch = Arch::Llama;
   std::string arch_name;  // as in config.json "architectures"

@@ -142,7 +142,7 @@ ModelConfig gguf_model_config(const GgufSet& g) {
   c.arch_name = std::string(a.name);
   c.n_layers = k.required("block_count", kMaxLayers);
   c.hidden = k.required("embedding_length", kMaxWidth);
-  c.max_pos = k.required("context_length", int64_t(1) << 40);
+  c.max_pos = k.required("context_length", kMaxPositions);
   const auto heads = k.per_layer("attention.head_count", c.n_layers, kMaxWidth);
   if (!heads) fail("GGUF {}: metadata key \"{}\" is missing", m.where(), k.key("attention.head_count"));
   c.n_heads = *heads;

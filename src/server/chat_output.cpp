@@ -57,6 +57,30 @@ std::string ChatOutputParser::next_id() {
   return id;
 }
 
+size_t ChatOutputParser::close_outside_strings() {
+  // The call is JSON: a "</tool_call>" inside one of its strings (an argument's text) is data, not
+  // the end of the block. The scan resumes where the last delivery left it (streams feed a token
+  // at a time), so a block costs one pass.
+  for (; scan_.pos < buf_.size(); ++scan_.pos) {
+    const char c = buf_[scan_.pos];
+    if (scan_.in_string) {
+      if (scan_.escaped) scan_.escaped = false;
+      else if (c == '\\') scan_.escaped = true;
+      else if (c == '"') scan_.in_string = false;
+      continue;
+    }
+    if (c == '"') {
+      scan_.in_string = true;
+      continue;
+    }
+    if (c == '<') {
+      if (buf_.size() - scan_.pos < kCallClose.size()) return std::string::npos;  // may still become the tag
+      if (std::string_view(buf_).substr(scan_.pos, kCallClose.size()) == kCallClose) return scan_.pos;
+    }
+  }
+  return std::string::npos;
+}
+
 bool ChatOutputParser::parse_call(const std::string& json_text, ChatDelta& out) {
   nlohmann::ordered_json j;
   try {
@@ -104,6 +128,7 @@ void ChatOutputParser::content_step(bool final, ChatDelta& out) {
     if (calls_ == 0 || !all_space(before)) out.content += before;
     buf_.erase(0, at + kCallOpen.size());
     mode_ = Mode::kToolBlock;
+    scan_ = {};
     return;
   }
   const size_t keep = final ? 0 : partial_tag(buf_, kCallOpen);
@@ -154,14 +179,18 @@ void ChatOutputParser::run(bool final, ChatDelta& out) {
         content_step(final, out);
         break;
       case Mode::kToolBlock: {
-        const size_t at = buf_.find(kCallClose);
+        size_t at = close_outside_strings();
+        // Not JSON after all (an unbalanced quote): at the end, the first closing tag ends it.
+        if (at == std::string::npos && final) at = buf_.find(kCallClose);
         if (at != std::string::npos) {
           const std::string inner = buf_.substr(0, at);
           if (!parse_call(inner, out)) out.content += std::string(kCallOpen) + inner + std::string(kCallClose);
           buf_.erase(0, at + kCallClose.size());
           mode_ = Mode::kContent;
+          scan_ = {};
         } else if (final) {
           // The output ended inside a block (EOS before the closing tag): a complete call still counts.
+          scan_ = {};
           if (!parse_call(buf_, out)) out.content += std::string(kCallOpen) + buf_;
           buf_.clear();
           mode_ = Mode::kContent;

@@ -49,6 +49,8 @@ class ChatOutputParser {
   void run(bool final, ChatDelta& out);
   void content_step(bool final, ChatDelta& out);
   bool parse_call(const std::string& json_text, ChatDelta& out);
+  // Where "</tool_call>" starts in buf_ outside a JSON string, or npos (yet).
+  size_t close_outside_strings();
   std::string next_id();
 
   ReasoningParser reasoning_;
@@ -58,6 +60,10 @@ class ChatOutputParser {
   std::string buf_;       // text not released yet
   bool content_started_ = false;
   size_t calls_ = 0;
+  struct Scan {  // close_outside_strings' progress through the open tool block
+    size_t pos = 0;
+    bool in_string = false, escaped = false;
+  } scan_;
   uint64_t seed_;
 };
 

@@ -1,5 +1,6 @@
 #include "server/constraint_parse.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -145,11 +146,16 @@ void parse_logit_bias(const json& body, Request& r, const ParseContext& ctx) {
   if (lb->size() > 1024) bad_param("logit_bias", "'logit_bias' takes at most 1024 tokens");
   const int64_t vocab = ctx.tok ? ctx.tok->vocab_size() : INT32_MAX;
   for (const auto& [k, v] : lb->items()) {
-    char* end = nullptr;
-    errno = 0;
-    const long long id = std::strtoll(k.c_str(), &end, 10);
-    if (k.empty() || *end != '\0' || errno != 0 || id < 0 || id >= vocab)
-      bad_param("logit_bias", fmt::format("'logit_bias' key '{}' is not a token id in [0, {})", k, vocab));
+    // Canonical decimal only ("5", not " 5", "05", "+5" or "5.0"): strtoll accepted all of those, so
+    // two keys could name one token and which bias won depended on the order of the object's keys.
+    const bool canonical = !k.empty() && k.size() <= 10 && std::all_of(k.begin(), k.end(), [](char c) {
+      return c >= '0' && c <= '9';
+    }) && (k == "0" || k[0] != '0');
+    const long long id = canonical ? std::stoll(k) : -1;
+    if (!canonical || id >= vocab)
+      bad_param("logit_bias", fmt::format("'logit_bias' key '{}' is not a token id in [0, {}) written in plain "
+                                          "decimal digits",
+                                          k, vocab));
     if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < -100 || v.get<double>() > 100)
       bad_param("logit_bias", fmt::format("'logit_bias' values must be numbers in [-100, 100], got {} for token {}",
                                           v.dump(), k));

@@ -36,6 +36,8 @@ struct ChoiceDelta {
   // It ended because something failed (the engine refused or lost it, or stopped), not because it
   // was done or cancelled: streams tell the client with an error event.
   bool fault = false;
+  // The engine, not the request, failed (Response::engine_fault: the watchdog, a lost rank): a 5xx.
+  bool engine_fault = false;
 };
 
 class ChoiceRun {

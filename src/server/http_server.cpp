@@ -106,6 +106,11 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
     fail("--constrained-json-whitespace-pattern: {}", e.what());
   }
   for (const auto& p : c.opts.images.allowed_url_prefixes) check_image_url_prefix(p);
+  if (c.opts.images.decode_memory <= 0)
+    fail("--image-decode-memory must be positive (got {})", c.opts.images.decode_memory);
+  if (!(c.opts.images.decode_wait_s >= 0))
+    fail("--image-decode-wait must be >= 0 (got {})", c.opts.images.decode_wait_s);
+  c.opts.images.decode_budget = std::make_shared<MemoryBudget>(c.opts.images.decode_memory);
   c.parse.images = &c.opts.images;
   c.parse.tool_parser = c.opts.tool_call_parser;
   c.parse.reasoning_parser = c.opts.reasoning_parser;

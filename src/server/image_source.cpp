@@ -6,6 +6,7 @@
 #include <httplib.h>
 
 #include "core/check.h"
+#include "server/image_url.h"
 #include "server/openai_error.h"
 
 namespace dpserve {
@@ -14,29 +15,23 @@ namespace {
 
 bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
 
-// "http://host:port/path?q" -> {"http://host:port", "/path?q"}; false when not http(s) with a host.
-bool split_url(const std::string& url, std::string& origin, std::string& path) {
-  size_t scheme_end = 0;
-  if (starts_with(url, "http://")) scheme_end = 7;
-  else if (starts_with(url, "https://")) scheme_end = 8;
-  else return false;
-  const size_t slash = url.find('/', scheme_end);
-  origin = url.substr(0, slash);
-  path = slash == std::string::npos ? "/" : url.substr(slash);
-  return origin.size() > scheme_end;
-}
-
 std::string fetch(const std::string& url, const ImageOptions& opts, const std::string& param) {
+  std::string why;
+  const std::optional<HttpUrl> u = parse_http_url(url, &why);
+  if (!u) bad_param(param, fmt::format("image URL is not a valid http(s) URL: {}", why));
+  // Compared component by component after normalisation ("/img/../secret" is "/secret"), and the
+  // normalised form is what is fetched: the host sees exactly the path that was allowed.
   bool allowed = false;
-  for (const auto& p : opts.allowed_url_prefixes) allowed = allowed || starts_with(url, p);
+  for (const auto& p : opts.allowed_url_prefixes)
+    if (const auto pu = parse_http_url(p)) allowed = allowed || url_under_prefix(*u, *pu);
   if (!allowed)
     bad_param(param, opts.allowed_url_prefixes.empty()
                          ? std::string("remote image URLs are not allowed on this server (send the image as a "
                                        "data: URL, or start the server with --allowed-image-url-prefix)")
-                         : fmt::format("image URL is not under an allowed prefix (--allowed-image-url-prefix: {})",
+                         : fmt::format("image URL is not under an allowed prefix (--allowed-image-url-prefix: {}; "
+                                       "compared after resolving '.', '..' and %-escapes)",
                                        fmt::join(opts.allowed_url_prefixes, ", ")));
-  std::string origin, path;
-  if (!split_url(url, origin, path)) bad_param(param, "image URL is not a valid http(s) URL");
+  const std::string origin = u->origin(), path = u->request_target();
   httplib::Client cli(origin);
   const auto timeout = std::chrono::milliseconds(int64_t(opts.fetch_timeout_s * 1000));
   cli.set_connection_timeout(timeout);
@@ -44,6 +39,7 @@ std::string fetch(const std::string& url, const ImageOptions& opts, const std::s
   cli.set_write_timeout(timeout);
   // A redirect could lead outside the allowed prefixes: it is an error, not followed.
   cli.set_follow_location(false);
+  cli.set_url_encode(false);  // request_target() is encoded already
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::string body;
   bool too_big = false, too_slow = false;
@@ -63,11 +59,14 @@ std::string fetch(const std::string& url, const ImageOptions& opts, const std::s
 }  // namespace
 
 void check_image_url_prefix(const std::string& prefix) {
-  std::string origin, path;
-  if (!split_url(prefix, origin, path) || prefix.size() <= origin.size())
+  std::string why;
+  const std::optional<HttpUrl> u = parse_http_url(prefix, &why);
+  const size_t sep = prefix.find("://");
+  const bool has_path = sep != std::string::npos && prefix.find('/', sep + 3) != std::string::npos;
+  if (!u || !has_path || u->has_query)
     fail("--allowed-image-url-prefix {}: must be an http(s) URL with a host and a path starting with '/', e.g. "
-         "https://images.example.com/ (a bare host would also match other hosts that start with its name)",
-         prefix);
+         "https://images.example.com/ (a bare host would also match other hosts that start with its name){}{}",
+         prefix, u && u->has_query ? "; it must not have a query" : "", u ? "" : "; " + why);
 }
 
 bool base64_decode(std::string_view in, std::string& out) {

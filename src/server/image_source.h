@@ -5,9 +5,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "server/memory_budget.h"
 #include "vision/image_input.h"
 #include "vision/image_resize.h"
 
@@ -22,6 +24,9 @@ struct ImageOptions {
   size_t max_bytes = 20 << 20;        // --max-image-bytes: encoded size (after base64 decoding, or fetched)
   std::vector<std::string> allowed_url_prefixes;  // --allowed-image-url-prefix
   double fetch_timeout_s = 10;        // --image-fetch-timeout: the whole fetch, connect to last byte
+  int64_t decode_memory = int64_t(512) << 20;  // --image-decode-memory: bytes all decodes may hold at once
+  double decode_wait_s = 10;          // --image-decode-wait: how long a decode may wait for its share
+  std::shared_ptr<MemoryBudget> decode_budget;  // made from decode_memory when the server starts
 };
 
 // Checks an --allowed-image-url-prefix value: http(s)://host[:port]/ and then any path, so a

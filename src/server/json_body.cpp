@@ -89,9 +89,27 @@ class Builder : public json::json_sax_t {
     } else if (stack_.back()->is_array()) {
       stack_.back()->get_ref<json::array_t&>().push_back(std::move(v));
     } else {
-      (*stack_.back())[std::move(key_)] = std::move(v);
+      object_slot() = std::move(v);
     }
     return true;
+  }
+
+  // The open object's slot for key_, refusing a key it already has: RFC 8259 leaves the meaning of
+  // duplicate names open (nlohmann kept the last one), so {"logit_bias": {"5": 100, "5": -100}}
+  // would silently lose a value. The error names the object that holds the duplicate.
+  json& object_slot() {
+    auto& obj = stack_.back()->get_ref<json::object_t&>();
+    if (obj.find(key_) != obj.end()) {
+      std::string where;
+      for (size_t i = 1; i < path_.size(); ++i)
+        where += (i > 1 && path_[i][0] != '[' ? "." : "") + path_[i];
+      const std::string param = where.empty() ? key_ : where;
+      throw ApiError(400,
+                     fmt::format("The request body has the key '{}' twice in {} (duplicate keys are ambiguous)",
+                                 key_.substr(0, 64), where.empty() ? "the top-level object" : "'" + where + "'"),
+                     param, "", "duplicate_key");
+    }
+    return obj[std::move(key_)];
   }
 
   bool open(json v) {
@@ -102,12 +120,16 @@ class Builder : public json::json_sax_t {
     if (stack_.empty()) {
       root_ = std::move(v);
       slot = &root_;
+      path_.emplace_back();
     } else if (stack_.back()->is_array()) {
       auto& arr = stack_.back()->get_ref<json::array_t&>();
       arr.push_back(std::move(v));
       slot = &arr.back();
+      path_.push_back(fmt::format("[{}]", arr.size() - 1));
     } else {
-      slot = &((*stack_.back())[std::move(key_)] = std::move(v));
+      std::string k = key_;
+      slot = &(object_slot() = std::move(v));
+      path_.push_back(std::move(k));
     }
     stack_.push_back(slot);
     return true;
@@ -115,6 +137,7 @@ class Builder : public json::json_sax_t {
 
   bool close() {
     stack_.pop_back();
+    path_.pop_back();
     return true;
   }
 
@@ -126,6 +149,7 @@ class Builder : public json::json_sax_t {
   // Open containers, innermost last. A pointer into an array stays valid while that array is open:
   // only the innermost container grows, and it is always the last element of its parent.
   std::vector<json*> stack_;
+  std::vector<std::string> path_;  // each open container's key (or "[index]"), for error messages
   std::string key_;
 };
 

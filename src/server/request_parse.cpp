@@ -1,6 +1,7 @@
 #include "server/request_parse.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <string_view>
@@ -13,6 +14,7 @@
 #include "server/tools_parse.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
+#include "vision/image_header.h"
 #include "vision/image_resize.h"
 
 namespace dpserve {
@@ -59,7 +61,10 @@ double number(const json& v, const std::string& name, P p) {
 }
 
 // A JSON integer as int64, never wrapped: nlohmann keeps 2^63 and up as unsigned, where
-// get<int64_t>() would turn 2^64-1 into -1. Integral floats (1e3) count; out of range is a 400.
+// get<int64_t>() would turn 2^64-1 into -1. Integral floats (1e3) count while a double holds every
+// integer around them (|x| <= 2^53); beyond, the value may have been rounded: an integer literal
+// below -2^63 (or above 2^64-1) reaches here as a double, -9223372036854775809 as exactly -2^63,
+// and was accepted as that. Out of range is a 400.
 int64_t integer(const json& v, const std::string& name, std::optional<P> p = std::nullopt) {
   auto out_of_range = [&](const std::string& shown) {
     const std::string rule = p ? RequestLimits::rule(*p)
@@ -76,8 +81,7 @@ int64_t integer(const json& v, const std::string& name, std::optional<P> p = std
     x = v.get<int64_t>();
   } else if (v.is_number_float() && std::isfinite(v.get<double>()) && v.get<double>() == std::floor(v.get<double>())) {
     const double d = v.get<double>();
-    // [-2^63, 2^63): both bounds are exact doubles.
-    if (d < -9223372036854775808.0 || d >= 9223372036854775808.0) out_of_range(v.dump());
+    if (std::fabs(d) > 9007199254740992.0) out_of_range(v.dump() + " (too large to be an exact integer as written)");
     x = int64_t(d);
   } else {
     bad_param(name, fmt::format("'{}' must be an integer, got {}", name, v.is_number() ? v.dump() : v.type_name()));
@@ -468,7 +472,8 @@ void refuse_images_without_vision(const std::vector<ImageRef>& refs, const Parse
 }
 
 void attach_images(GenSpec& spec, const std::vector<ImageRef>& refs, bool raw_base64, const ParseContext& ctx,
-                   const std::string& prompt_param) {
+                   const std::string& prompt_param, std::optional<int64_t> max_tokens = std::nullopt,
+                   const std::string& max_param = "max_tokens") {
   refuse_images_without_vision(refs, ctx);
   const ImageOptions* io = ctx.images;
   if (!io || !io->tokens.takes_images()) return;
@@ -486,13 +491,61 @@ void attach_images(GenSpec& spec, const std::vector<ImageRef>& refs, bool raw_ba
                                           pads, pad, refs.size()));
   }
   if (refs.empty()) return;
+  // Every image is judged from its header before any is decoded: its pixels against
+  // --max-image-pixels, its tokens after smart_resize against the context, the memory its decode
+  // will hold against --image-decode-memory. A small file whose header claims a huge image is
+  // refused here at the cost of reading it.
+  struct Judged {
+    std::string bytes;
+    int64_t cost = 0;
+  };
+  std::vector<Judged> judged;
+  const ImagePreprocessConfig& pc = io->preprocess;
+  int64_t prompt_len = int64_t(spec.prompts[0].size()) - int64_t(refs.size());
+  auto name = [&](P p) { return "'" + (p == P::kMaxNewTokens ? max_param : prompt_param) + "'"; };
   for (const ImageRef& r : refs) {
-    const std::string bytes = image_bytes(r.source, raw_base64, *io, r.param);
+    Judged j;
+    j.bytes = image_bytes(r.source, raw_base64, *io, r.param);
+    int64_t tokens = 0;
     try {
-      spec.images.push_back(materialize_image(bytes, io->preprocess, io->limits, &spec.image_times));
+      const ImageHeader h = read_image_header(j.bytes);
+      if (h.width * h.height > io->limits.max_decoded_pixels)
+        fail("image is {}x{} = {} pixels, above the limit of {} (--max-image-pixels)", h.width, h.height,
+             h.width * h.height, io->limits.max_decoded_pixels);
+      const auto [oh, ow] = smart_resize(h.height, h.width, pc.factor(), pc.min_pixels, pc.max_pixels);
+      tokens = (oh / pc.patch_size) * (ow / pc.patch_size) / (int64_t(pc.merge_size) * pc.merge_size);
+      j.cost = decode_peak_bytes(h, oh, ow);
+      if (io->decode_budget && j.cost > io->decode_budget->capacity())
+        fail("image is {}x{}: decoding it would hold about {} MiB, more than the server's decode memory of {} MiB "
+             "(--image-decode-memory)",
+             h.width, h.height, (j.cost + (1 << 20) - 1) >> 20, io->decode_budget->capacity() >> 20);
     } catch (const Error& e) {
       bad_param(r.param, e.what());
     }
+    prompt_len += tokens;
+    // The same checks (and words) as once the images are decoded, made before: the header's size
+    // is the decoded size.
+    if (auto v = ctx.limits.check_prompt_length(prompt_len, P::kPrompt)) bad_param(prompt_param, v->message);
+    judged.push_back(std::move(j));
+  }
+  if (max_tokens)
+    if (auto v = ctx.limits.check_max_new_tokens(prompt_len, *max_tokens, name)) bad_param(max_param, v->message);
+  for (size_t i = 0; i < refs.size(); ++i) {
+    std::shared_ptr<void> share;
+    if (io->decode_budget) {
+      share = io->decode_budget->acquire(judged[i].cost, std::chrono::milliseconds(int64_t(io->decode_wait_s * 1000)));
+      if (!share)
+        throw ApiError(429,
+                       fmt::format("The server is decoding other images (--image-decode-memory {} MiB in use); retry",
+                                   io->decode_budget->capacity() >> 20),
+                       refs[i].param, "rate_limit_error", "image_decode_busy");
+    }
+    try {
+      spec.images.push_back(materialize_image(judged[i].bytes, pc, io->limits, &spec.image_times));
+    } catch (const Error& e) {
+      bad_param(refs[i].param, e.what());
+    }
+    std::string().swap(judged[i].bytes);
   }
   std::vector<int32_t> expanded;
   size_t k = 0;
@@ -659,8 +712,9 @@ GenSpec parse_chat_request(const json& b, const ParseContext& ctx, std::string_v
   }
   parse_tools(b, raw_body, spec, ctx);
   check_choices(spec, "n");
-  attach_images(spec, image_refs, false, ctx, "messages");
   const bool completion_named = st.max_completion_tokens.has_value();
+  attach_images(spec, image_refs, false, ctx, "messages", completion_named ? st.max_completion_tokens : st.max_tokens,
+                completion_named ? "max_completion_tokens" : "max_tokens");
   check_lengths(spec, ctx, completion_named ? st.max_completion_tokens : st.max_tokens, 0, true, "messages",
                 completion_named ? "max_completion_tokens" : "max_tokens");
   return spec;
@@ -762,7 +816,8 @@ GenSpec parse_generate_request(const json& b, const ParseContext& ctx, std::stri
       add(*im, "image_data");
     }
   }
-  attach_images(spec, image_refs, true, ctx, text ? "text" : ids ? "input_ids" : "input_embeds");
+  attach_images(spec, image_refs, true, ctx, text ? "text" : ids ? "input_ids" : "input_embeds",
+                st.max_new_tokens.value_or(128), "max_new_tokens");
   check_lengths(spec, ctx, st.max_new_tokens, 128, false, text ? "text" : ids ? "input_ids" : "input_embeds",
                 "max_new_tokens");
   return spec;

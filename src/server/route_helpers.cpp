@@ -37,6 +37,18 @@ void send_json(httplib::Response& res, int status, const nlohmann::json& j) {
   res.set_content(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
 }
 
+void require_admin(const ServerContext& ctx, const std::string& what) {
+  if (!ctx.auth.has_admin_key()) return;
+  const Caller& caller = request_caller();
+  if (caller.admin) return;
+  // A tenant's key is known but not enough (403); no key at all asks for one (401).
+  if (!caller.owner.empty())
+    throw ApiError(403, fmt::format("{} needs the admin API key (--admin-api-key); a tenant's API key cannot use it", what),
+                   "", "permission_error", "admin_only");
+  throw ApiError(401, fmt::format("{} needs the admin API key: send 'Authorization: Bearer <admin key>'", what), "",
+                 "authentication_error", "invalid_api_key");
+}
+
 void check_serving(ServerContext& ctx) {
   if (ctx.draining.load())
     throw ApiError(503, "The server is shutting down and takes no new requests", "", "service_unavailable_error",
@@ -99,8 +111,19 @@ void release_body(const httplib::Request& req) {
   if (big) malloc_trim(0);
 }
 
+void throw_choice_error(const std::string& error, bool engine_fault) {
+  if (engine_fault)
+    throw ApiError(500, error.empty() ? "The engine failed while running this request" : error, "", "server_error",
+                   "engine_fault");
+  throw ApiError(400, error.empty() ? "The engine could not run this request" : error, "", "invalid_request_error",
+                 "engine_rejected");
+}
+
 json stream_error_event(const ChoiceDelta& d) {
   if (!d.fault) return nullptr;
+  if (d.engine_fault)
+    return error_body(500, d.error.empty() ? "The engine failed while running this request" : d.error, "",
+                      "engine_fault");
   if (d.finish_reason == "error")
     return error_body(400, d.error.empty() ? "The engine could not run this request" : d.error, "", "engine_rejected");
   return error_body(503, d.error.empty() ? "The engine stopped" : d.error, "", "engine_unavailable");

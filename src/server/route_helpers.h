@@ -33,6 +33,10 @@ AccessInfo& access_info();
 Caller& request_caller();
 
 void send_json(httplib::Response& res, int status, const nlohmann::json& j);
+// Operator routes (/flush_cache): with --admin-api-key set, only that key passes (a tenant's key is
+// a 403, no key a 401). Without it they stay open to every caller the key check let in, as SGLang's
+// ADMIN_OPTIONAL routes do. `what` names the route in the message.
+void require_admin(const ServerContext& ctx, const std::string& what);
 // 503 when the server drains or the engine is down (checked before the body is parsed).
 void check_serving(ServerContext& ctx);
 // Takes on a parsed request's sequences and tokens: 429 when what is in flight leaves no room under
@@ -51,8 +55,13 @@ void release_body(const httplib::Request& req);
 // one is live already. Released with the returned handle's last owner.
 std::shared_ptr<void> claim_rids(ServerContext& ctx, const std::vector<std::string>& rids);
 // The SSE error event for a streamed choice that ended by a fault (null when it did not): the
-// engine refused or lost the request (engine_rejected), or stopped (engine_unavailable).
+// engine refused the request (400 engine_rejected), failed while running it (500 server_error,
+// engine_fault: the watchdog, a lost rank), or stopped (503 engine_unavailable).
 nlohmann::json stream_error_event(const ChoiceDelta& d);
+// A non-streamed choice that ended in "error": a 400 (engine_rejected) when the engine refused the
+// request, a 500 server_error (engine_fault) when the engine itself failed (watchdog, lost rank):
+// clients retry a 5xx, never a 400.
+[[noreturn]] void throw_choice_error(const std::string& error, bool engine_fault);
 // True once the client of `req` hung up or the server is stopping.
 std::function<bool()> client_gone_fn(ServerContext& ctx, const httplib::Request& req);
 

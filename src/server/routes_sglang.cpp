@@ -21,6 +21,7 @@ struct GenState {
   std::vector<int32_t> ids;
   std::vector<TokenOut> tokens;
   std::string finish_reason, matched_stop, error;
+  bool engine_fault = false;
 };
 
 json meta_info(const GenSpec& spec, ChoiceRun& run, const GenState& st, const std::string& rid, double e2e) {
@@ -88,6 +89,7 @@ void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::R
       st.finish_reason = d.finish_reason;
       st.matched_stop = d.matched_stop;
       st.error = d.error;
+      st.engine_fault = d.engine_fault;
     }
   };
   auto seconds_since = [t0] { return std::chrono::duration<double>(Clock::now() - t0).count(); };
@@ -112,9 +114,7 @@ void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::R
     json out = json::array();
     for (size_t i = 0; i < gen->size(); ++i) {
       const GenState& st = (*states)[i];
-      if (st.finish_reason == "error" && !as_list)
-        throw ApiError(400, st.error.empty() ? "The engine could not run this request" : st.error, "",
-                       "invalid_request_error", "engine_rejected");
+      if (st.finish_reason == "error" && !as_list) throw_choice_error(st.error, st.engine_fault);
       out.push_back({{"text", st.text}, {"output_ids", st.ids},
                      {"meta_info", meta_info(spec, gen->choice(i), st, rid_of(i), seconds_since())}});
     }

@@ -1,6 +1,6 @@
 // SGLang's utility routes: /get_model_info, /tokenize and /detokenize (also under /v1/, with the
 // shapes SGLang and vLLM share), and /flush_cache (every rank drops its prefix cache when nothing
-// is in flight, else 400 as SGLang answers).
+// is in flight, else 400 as SGLang answers; an operator's route: the admin key when one is set).
 #include <fmt/format.h>
 
 #include "server/openai_error.h"
@@ -115,6 +115,8 @@ void register_sglang_util_routes(httplib::Server& svr, ServerContext& ctx) {
   for (const char* path : {"/detokenize", "/v1/detokenize"})
     svr.Post(path, [&ctx](const httplib::Request& req, httplib::Response& res) { handle_detokenize(ctx, req, res); });
   auto flush = [&ctx](const httplib::Request&, httplib::Response& res) {
+    // One tenant must not be able to throw away every tenant's cached prefixes.
+    require_admin(ctx, "/flush_cache");
     if (ctx.engine.flush_cache()) {
       res.status = 200;
       res.set_content("Cache flushed.\n", "text/plain");

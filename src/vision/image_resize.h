@@ -21,7 +21,7 @@ std::pair<int64_t, int64_t> smart_resize(int64_t height, int64_t width, int64_t 
 // Pillow's BICUBIC resample (cubic a = -0.5, support widened by the downscale factor; a horizontal
 // pass then a vertical pass, each in 22-bit fixed point rounded and clipped to uint8). A pass whose
 // size does not change is skipped, as Pillow does.
-std::vector<uint8_t> resize_bicubic_rgb(const std::vector<uint8_t>& rgb, int32_t height,
+std::vector<uint8_t> resize_bicubic_rgb(std::vector<uint8_t> rgb, int32_t height,
                                         int32_t width, int32_t out_height, int32_t out_width);
 
 // Limits on what a client may send, checked before the expensive work.

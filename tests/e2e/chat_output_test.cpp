@@ -86,6 +86,26 @@ TEST(ChatOutput, HermesLeavesWhatIsNotACallAsText) {
   EXPECT_EQ(d.content, "");
 }
 
+TEST(ChatOutput, HermesCloseTagInsideAJsonStringIsData) {
+  // An argument whose text holds the closing tag (and an escaped quote before it): the block ends at
+  // the tag after the JSON, not inside the string (issue 36: the call was cut there and became text).
+  const std::string args = R"J({"code": "print(\"</tool_call>\")", "note": "a </tool_call> b"})J";
+  const std::string text = "Run it.\n<tool_call>\n{\"name\": \"get_time\", \"arguments\": " + args +
+                           "}\n</tool_call>\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {}}\n</tool_call>";
+  const ChatDelta d = whole(ReasoningParser::kNone, ToolCallParser::kHermes, text);
+  EXPECT_EQ(d.content, "Run it.\n");
+  ASSERT_EQ(d.tool_calls.size(), 2u);
+  EXPECT_EQ(d.tool_calls[0].name, "get_time");
+  EXPECT_EQ(nlohmann::json::parse(d.tool_calls[0].arguments), nlohmann::json::parse(args));
+  EXPECT_EQ(d.tool_calls[1].name, "get_weather");
+  expect_streams_alike(ReasoningParser::kNone, ToolCallParser::kHermes, text);
+  // Not JSON (an unbalanced quote): the first closing tag still ends the block, as text.
+  const std::string odd = "<tool_call>\n{\"name\": \"get_time\", \"x</tool_call> after";
+  const ChatDelta o = whole(ReasoningParser::kNone, ToolCallParser::kHermes, odd);
+  EXPECT_TRUE(o.tool_calls.empty());
+  EXPECT_EQ(o.content, odd);
+}
+
 TEST(ChatOutput, Qwen3Reasoning) {
   const std::string text = "<think>\nThe user wants the time.\n</think>\n\nIt is noon.";
   const ChatDelta d = whole(ReasoningParser::kQwen3, ToolCallParser::kNone, text);

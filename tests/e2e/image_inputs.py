@@ -17,6 +17,7 @@ import http.server
 import io
 import json
 import math
+import posixpath
 import os
 import shutil
 import signal
@@ -27,6 +28,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zlib
 import struct
@@ -89,11 +91,16 @@ def huge_png_header():
 
 # ---- the image host ----------------------------------------------------------------------------
 GOOD_PNG = png(40, 60, 1)
-FILES = {"/ok/img.png": GOOD_PNG, "/ok/big.png": png(400, 400, 2), "/other/img.png": GOOD_PNG}
+FILES = {"/ok/img.png": GOOD_PNG, "/ok/big.png": png(400, 400, 2), "/other/img.png": GOOD_PNG,
+         "/pub/img.png": GOOD_PNG, "/public/img.png": GOOD_PNG}
 
 
 class Host(http.server.BaseHTTPRequestHandler):
+    """Reads paths as common web servers do: %-escapes decoded and '..' resolved, so a URL that slips
+    past a string-prefix allow-list with '..' or %2e%2e really reaches the file outside it."""
+
     def do_GET(self):
+        self.path = posixpath.normpath(urllib.parse.unquote(self.path.split("?", 1)[0]))
         if self.path == "/ok/redirect":
             self.send_response(302)
             self.send_header("Location", "/other/img.png")
@@ -214,13 +221,18 @@ try:
 
     srv = Server(["--served-model-name", "m", "--model-path", model, "--tokenizer-path", TOKENIZER, "--chat-template", TEMPLATE,
                   "--context-length", "256", "--allowed-image-url-prefix", HOST + "/ok/",
+                  "--allowed-image-url-prefix", HOST + "/pub",
                   "--max-images-per-request", "3", "--max-image-bytes", "100000", "--image-fetch-timeout", "1",
                   "--max-image-pixels", "1000000"], os.path.join(tmp, "vl.log"))
     try:
         # A good image gets through parsing and materialization, reaches the rank and runs through the
         # vision tower.
         for what, url in [("PNG data URL", data_url(GOOD_PNG)), ("JPEG data URL", data_url(jpeg(30, 50), "image/jpeg")),
-                          ("allowed remote URL", HOST + "/ok/img.png")]:
+                          ("allowed remote URL", HOST + "/ok/img.png"),
+                          # Normalised before it is compared, and fetched in that form.
+                          ("allowed remote URL after '..'", HOST + "/other/../ok/img.png"),
+                          ("allowed remote URL with './'", HOST + "/ok/./img.png"),
+                          ("remote URL under a prefix without a trailing '/'", HOST + "/pub/img.png")]:
             expect_200(srv, "/v1/chat/completions", chat([{"type": "text", "text": "What is it?"}, image_part(url)]),
                        f"chat, {what}")
         expect_200(srv, "/v1/chat/completions", chat([image_part(data_url(GOOD_PNG), detail="auto")]),
@@ -253,6 +265,12 @@ try:
             ("not base64 data URL", "data:image/png,abc", "must be base64"),
             ("file URL", "file:///etc/passwd", "must be a data: URL"),
             ("URL outside the allow-list", HOST + "/other/img.png", "not under an allowed prefix"),
+            ("'..' out of the allow-list", HOST + "/ok/../other/img.png", "not under an allowed prefix"),
+            ("%2e%2e out of the allow-list", HOST + "/ok/%2e%2e/other/img.png", "not under an allowed prefix"),
+            ("'..' deeper out of the allow-list", HOST + "/ok/a/../../other/img.png", "not under an allowed prefix"),
+            ("encoded '/' in the path", HOST + "/ok/..%2fother/img.png", "encoded '/'"),
+            ("user info before the host", HOST.replace("http://", "http://user@") + "/ok/img.png", "user information"),
+            ("prefix matched inside a path segment", HOST + "/public/img.png", "not under an allowed prefix"),
             ("redirect out of the allow-list", HOST + "/ok/redirect", "gave HTTP 302"),
             ("missing remote file", HOST + "/ok/missing.png", "gave HTTP 404"),
             ("remote file over --max-image-bytes", HOST + "/ok/big.png", "larger than 100000 bytes"),

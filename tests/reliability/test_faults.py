@@ -8,7 +8,8 @@ idle server, then sends one request. Requires: within 10 s (plus the 3 s watchdo
 server has exited non-zero or /health answers 503, and it exits within a further bound; its output
 names the failed rank (kill) or the watchdog (stop; for rank 0, the watchdog of another rank naming
 rank 0: a stopped process cannot report itself); every client request ends (a response or an error,
-none hangs); no process is left behind.
+none hangs); no process is left behind. A request ended by the watchdog is a server error (a 500 or
+an error event of type server_error), never a 400.
 
 usage: test_faults.py DPSERVE_BIN CASE [LAYOUT [RANK]]
 """
@@ -97,11 +98,12 @@ try:
 
     # Clients that keep sending until the server goes away; each request must end.
     stop_clients = threading.Event()
-    outcomes, hung, fault_events = [], [], []
+    outcomes, hung, fault_events, whole_faults = [], [], [], []
 
     def one_request(i):
-        """False when the request hung (no byte for 30 s)."""
-        body = json.dumps({"prompt": f"Once upon a time {i}", "max_tokens": 200, "stream": True}).encode()
+        """False when the request hung (no byte for 30 s). Client 3 does not stream."""
+        stream = i != 3
+        body = json.dumps({"prompt": f"Once upon a time {i}", "max_tokens": 200, "stream": stream}).encode()
         req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", data=body,
                                      headers={"Content-Type": "application/json"})
         try:
@@ -116,6 +118,15 @@ try:
             # A stream the engine ended because of a fault carries the reason in a final error event.
             events = [l[6:] for l in text.splitlines() if l.startswith("data: ") and '"error"' in l]
             fault_events.extend(e for e in events if "watchdog" in e)
+        except urllib.error.HTTPError as e:  # a whole (non-streamed) answer that is an error
+            try:
+                text = e.read().decode(errors="replace")
+            except Exception:  # the connection went mid-answer
+                text = ""
+            outcomes.append(f"HTTP {e.code}")
+            if "watchdog" in text:
+                whole_faults.append((e.code, text))
+            time.sleep(0.05)
         except socket.timeout:
             hung.append(i)
             return False
@@ -189,6 +200,15 @@ try:
             # No launcher kills the stopped rank: rank 0's own watchdog fires, and its open streams end
             # with an error event giving the reason before the process exits.
             assert fault_events, f"no stream got the watchdog's error event ({outcomes})\n{out[-2000:]}"
+            # The engine failed, not the request: a server error clients may retry, never a 400
+            # invalid_request_error (issue 36).
+            for e in fault_events:
+                err = json.loads(e)["error"]
+                assert err["type"] == "server_error" and err["code"] == "engine_fault", \
+                    f"the watchdog's error event is not a server_error: {e}"
+            for code, text in whole_faults:  # a non-streamed request the watchdog ended, if it got its answer
+                assert code == 500 and json.loads(text)["error"]["type"] == "server_error", \
+                    f"a non-streamed request ended by the watchdog got {code}: {text}"
     assert not hung and not any(c.is_alive() for c in clients), f"client requests hung: {hung}"
     time.sleep(1.0)
     left = [p for p in procs if os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z"]
@@ -197,7 +217,7 @@ try:
     print(f"PASS {CASE} rank {RANK} ({LAYOUT}): {signalled} {t_signal:.1f} s after the fault, job ended "
           f"{time.time() - t0:.1f} s after it, exit {rc}; "
           f"{len(outcomes)} client requests ended ({outcomes.count('ok')} ok, {len(fault_events)} with the fault's "
-          f"error event)")
+          f"error event, {len(whole_faults)} non-streamed with its 500)")
 finally:
     for p in [server.pid] + procs:
         try:

@@ -162,6 +162,38 @@ TEST(ModelConfig, ParsesHfFieldsAndRejectsBadOnes) {
   EXPECT_THROW(ModelConfig::from_hf_json(bad), Error);
 }
 
+// Special ids must index the vocabulary and the context must be a sane length (issue 36: eos 1e9,
+// bos -7 and max_position_embeddings 2^40 were accepted); each refusal names the field.
+TEST(ModelConfig, SpecialIdsAndContextLengthAreChecked) {
+  const auto base = nlohmann::json::parse(R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 16,
+      "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32, "vocab_size": 100,
+      "bos_token_id": 1, "eos_token_id": 99, "max_position_embeddings": 16777216})");
+  const ModelConfig ok = ModelConfig::from_hf_json(base);
+  EXPECT_EQ(ok.bos_id, 1);
+  EXPECT_EQ(ok.eos_ids, (std::vector<int32_t>{99}));
+  EXPECT_EQ(ok.max_pos, int64_t(1) << 24);
+  auto nulls = base;
+  nulls["bos_token_id"] = nullptr;
+  nulls["eos_token_id"] = nullptr;
+  EXPECT_NO_THROW(ModelConfig::from_hf_json(nulls));
+  const std::pair<const char*, nlohmann::json> cases[] = {
+      {"eos_token_id", 1000000000}, {"eos_token_id", 100}, {"eos_token_id", nlohmann::json::array({5, -1})},
+      {"eos_token_id", "2"}, {"eos_token_id", 2.5}, {"bos_token_id", -7}, {"bos_token_id", 100},
+      {"bos_token_id", uint64_t(1) << 63}, {"max_position_embeddings", int64_t(1) << 40},
+      {"max_position_embeddings", (int64_t(1) << 24) + 1}, {"max_position_embeddings", 0},
+      {"max_position_embeddings", -5}};
+  for (const auto& [key, value] : cases) {
+    auto bad = base;
+    bad[key] = value;
+    try {
+      ModelConfig::from_hf_json(bad);
+      ADD_FAILURE() << key << " = " << value.dump() << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
+    }
+  }
+}
+
 // The field names and defaults of DeepSeek-V2-Lite's and DeepSeek-V3's published config.json.
 TEST(ModelConfig, ParsesDeepseekV2LiteAndV3) {
   auto v2 = nlohmann::json::parse(R"({"architectures": ["DeepseekV2ForCausalLM"], "hidden_size": 2048,
