@@ -219,6 +219,22 @@ struct Ops {
       _mm512_mask_storeu_ps(acc + i, m, _mm512_mul_ps(cv, _mm512_maskz_loadu_ps(m, acc + i)));
     }
   }
+  static float mul_max(float* x, const float* s, int64_t n) {
+    __m512 mx = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+    for (int64_t i = 0; i < n; i += 16) {
+      const __mmask16 m = head_mask(n, i);
+      const __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, s + i));
+      _mm512_mask_storeu_ps(x + i, m, p);
+      mx = _mm512_mask_max_ps(mx, m, mx, p);
+    }
+    return hmax(mx);
+  }
+  static void mul(float* out, const float* a, const float* b, int64_t n) {
+    for (int64_t i = 0; i < n; i += 16) {
+      const __mmask16 m = head_mask(n, i);
+      _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i)));
+    }
+  }
   static float exp_sub_sum(float* x, int64_t n, float shift) {
     __m512 sum = _mm512_setzero_ps();
     const __m512 s = _mm512_set1_ps(shift);

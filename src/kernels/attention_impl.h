@@ -80,6 +80,29 @@ void page_axpy(float* acc, int64_t lda, int64_t G, const T* v, int64_t ldv, cons
   }
 }
 
+// x[j] *= s[j] for j < n, returning the largest product; out[j] = a[j] * b[j]. Elementwise
+// products and a max have one result whatever the vector width, so an Ops may supply its own
+// (mul_max / mul) without changing a bit.
+template <class Ops>
+float mul_max(float* x, const float* s, int64_t n) {
+  if constexpr (requires { Ops::mul_max(x, s, n); }) {
+    return Ops::mul_max(x, s, n);
+  } else {
+    float m = -std::numeric_limits<float>::infinity();
+    for (int64_t j = 0; j < n; ++j) m = std::max(m, x[j] *= s[j]);
+    return m;
+  }
+}
+
+template <class Ops>
+void mul_to(float* out, const float* a, const float* b, int64_t n) {
+  if constexpr (requires { Ops::mul(out, a, b, n); }) {
+    Ops::mul(out, a, b, n);
+  } else {
+    for (int64_t j = 0; j < n; ++j) out[j] = a[j] * b[j];
+  }
+}
+
 template <class Ops, class T>
 void attention_rows_typed(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, int64_t i1) {
   constexpr bool kScaled = std::is_same_v<T, int8_t>;
@@ -132,15 +155,7 @@ void attention_rows_typed(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, 
         const int64_t so = page * c.kv.scale_page_stride() + kvh * ps + jb - j0;
         const float* ksc = c.kv.k_scale + so;
         vsc = c.kv.v_scale + so;
-        for (int64_t g = 0; g < group; ++g) {
-          float* sg = sc + g * ps;
-          float m = neg_inf;
-          for (int64_t j = 0; j < nj; ++j) {
-            sg[j] *= ksc[j];
-            m = std::max(m, sg[j]);
-          }
-          pmx[g] = m;
-        }
+        for (int64_t g = 0; g < group; ++g) pmx[g] = mul_max<Ops>(sc + g * ps, ksc, nj);
       }
       for (int64_t g = 0; g < group; ++g) {
         float* sg = sc + g * ps;
@@ -154,8 +169,7 @@ void attention_rows_typed(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, 
         mx[g] = m_new;
       }
       if constexpr (kScaled) {
-        for (int64_t g = 0; g < group; ++g)
-          for (int64_t j = 0; j < nj; ++j) pv[g * ps + j] = sc[g * ps + j] * vsc[j];
+        for (int64_t g = 0; g < group; ++g) mul_to<Ops>(pv + g * ps, sc + g * ps, vsc, nj);
         page_axpy<Ops, T>(acc, vd, group, vp, vr, pv, ps, nj, vd);
       } else {
         page_axpy<Ops, T>(acc, vd, group, vp, vr, sc, ps, nj, vd);
