@@ -201,10 +201,42 @@ struct RandomKvPool {
   KVLayerView view() const { return KVLayerView{k.p, v.p, ps, n_kv, hd}; }
 };
 
+// The same pool stored as bf16 or int8 (one scale per row), as --kv-cache-dtype keeps it.
+struct CompactKv {
+  std::vector<bf16_t> k16, v16;
+  std::vector<int8_t> k8, v8;
+  std::vector<float> ks, vs;
+  KVLayerView view;
+  CompactKv(const RandomKvPool& p, KVElem e) : view(p.view()) {
+    view.elem = e;
+    const size_t n = p.k.n, rows = n / size_t(p.hd);
+    if (e == KVElem::kBF16) {
+      k16.resize(n), v16.resize(n);
+      for (size_t i = 0; i < n; ++i) k16[i] = f32_to_bf16(p.k.p[i]), v16[i] = f32_to_bf16(p.v.p[i]);
+      view.k = k16.data(), view.v = v16.data();
+    } else if (e == KVElem::kInt8) {
+      k8.resize(n), v8.resize(n), ks.resize(rows), vs.resize(rows);
+      auto enc = [&](const float* x, int8_t* q, float* s) {
+        for (size_t r = 0; r < rows; ++r) {
+          float a = 0;
+          for (int64_t d = 0; d < p.hd; ++d) a = std::max(a, std::fabs(x[r * p.hd + d]));
+          s[r] = a / 127.0f;
+          for (int64_t d = 0; d < p.hd; ++d) q[r * p.hd + d] = int8_t(std::lround(x[r * p.hd + d] * 127.0f / a));
+        }
+      };
+      enc(p.k.p, k8.data(), ks.data());
+      enc(p.v.p, v8.data(), vs.data());
+      view.k = k8.data(), view.v = v8.data(), view.k_scale = ks.data(), view.v_scale = vs.data();
+    }
+  }
+};
+
 // Decode step of a batch of `batch` sequences at context `ctx`, TinyLlama-1.1B
-// heads (32 query, 4 KV, dim 64), pages of 16 scattered in a pool.
+// heads (32 query, 4 KV, dim 64), pages of 16 scattered in a pool, the cache stored as
+// kv = 0 fp32, 1 bf16, 2 int8.
 void BM_AttentionDecode(benchmark::State& state) {
   const int64_t ctx = state.range(0), batch = state.range(1);
+  const KVElem elem = state.range(2) == 1 ? KVElem::kBF16 : state.range(2) == 2 ? KVElem::kInt8 : KVElem::kF32;
   const int64_t n_heads = 32, n_kv = 4, hd = 64, ps = 16;
   const int64_t pages_per_seq = (ctx + ps - 1) / ps;
   std::mt19937 rng(3);
@@ -214,7 +246,8 @@ void BM_AttentionDecode(benchmark::State& state) {
   for (int64_t s = 0; s < batch; ++s) seqs[s] = AttnSeq{s, 1, ctx - 1, pool.pages.data() + s * pages_per_seq};
   std::vector<float> q(batch * n_heads * hd), out(q.size());
   for (float& x : q) x = d(rng);
-  const KVLayerView kv = pool.view();
+  const CompactKv compact(pool, elem);
+  const KVLayerView kv = compact.view;
   const AttnParams p{n_heads, n_kv, hd, 1.0f / 8.0f};
   Timer timer;
   for (auto _ : state) {
@@ -226,7 +259,7 @@ void BM_AttentionDecode(benchmark::State& state) {
     timer.stop();
   }
   const double dt = timer.mean(state);
-  const double bytes = double(batch) * ctx * n_kv * hd * 4 * 2;
+  const double bytes = double(batch) * ctx * n_kv * (hd * kv_elem_bytes(elem) + (elem == KVElem::kInt8 ? 4 : 0)) * 2;
   const double bw = measure_read_bandwidth();
   state.counters["KV_GB/s"] = bytes / dt / 1e9;
   state.counters["frac_bw"] = bytes / dt / bw;
@@ -282,10 +315,12 @@ BENCHMARK(BM_Gemm)
     ->UseRealTime();
 BENCHMARK(BM_AttentionPrefill)->ArgName("n")->Arg(512)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_AttentionDecode)
-    ->ArgNames({"ctx", "batch"})
-    ->Args({512, 1})
-    ->Args({2048, 1})
-    ->Args({512, 32})
+    ->ArgNames({"ctx", "batch", "kv"})
+    ->Args({512, 1, 0})
+    ->Args({2048, 1, 0})
+    ->Args({512, 32, 0})
+    // Long context per KV dtype (--kv-cache-dtype): fp32, bf16, int8.
+    ->ArgsProduct({{8192, 32768}, {1}, {0, 1, 2}})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 

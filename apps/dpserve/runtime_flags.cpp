@@ -1,5 +1,7 @@
 #include "apps/dpserve/runtime_flags.h"
 
+#include "apps/dpserve/kv_flags.h"
+
 #include <string>
 #include <vector>
 
@@ -157,6 +159,7 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
       ->capture_default_str()->check(CLI::Range(0, 1024))->envname("DPSERVE_THREADS");
   c->add_option("--page-size", o.page_size, "KV cache page size in positions")
       ->capture_default_str()->check(CLI::Range(1, 4096))->envname("DPSERVE_PAGE_SIZE");
+  add_kv_cache_flags(c, o);
   c->add_option("--max-running-requests", o.sched.max_running_requests, "Requests decoding at once per DP group")
       ->capture_default_str()->check(CLI::Range(1, 1 << 20))->envname("DPSERVE_MAX_RUNNING_REQUESTS");
   c->add_option("--chunked-prefill-size", o.sched.chunked_prefill_size,

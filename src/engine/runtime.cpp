@@ -17,6 +17,7 @@
 #include "parallel/placement.h"
 #include "parallel/topology.h"
 #include "engine/rank_worker.h"
+#include "kv/kv_dtype.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -91,6 +92,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     lo.verbose = I.mpi.world_rank() == 0;
     I.model = Model::load(o.model_path, lo);
     const ModelConfig& cfg = I.model->config();
+    I.model->set_kv_elem(resolve_kv_elem(o.kv_cache_dtype, cfg.dtype, cfg.mla.enabled()));
     if (o.context_length > cfg.max_pos)
       fail("--context-length {} is longer than the model's context ({} positions)", o.context_length, cfg.max_pos);
     const int64_t ctx_len = o.context_length > 0 ? o.context_length : cfg.max_pos;

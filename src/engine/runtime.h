@@ -15,6 +15,7 @@
 #include "parallel/dp_attention.h"
 #include "parallel/model_comm.h"
 #include "parallel/node_join.h"
+#include "kv/kv_dtype.h"
 #include "model/config.h"
 #include "model/quant_recipe.h"
 #include "model/vision_tower.h"
@@ -37,6 +38,7 @@ struct RuntimeOptions {
   Dispatch dispatch = Dispatch::kGlobal;
   SchedulerConfig sched;
   int64_t page_size = 16;
+  KVCacheDtype kv_cache_dtype = KVCacheDtype::kAuto;  // SGLang's --kv-cache-dtype (kv/kv_dtype.h)
   int64_t max_total_tokens = 0;  // KV positions per rank's pool; 0 = from mem_fraction
   double mem_fraction = 0.25;    // share of available memory this machine's KV pools may take
   // SGLang's --mem-fraction-static (> 0 replaces mem_fraction): the share of this machine's memory

@@ -13,6 +13,24 @@ namespace dpserve {
 
 using kernels::AttnCtx;
 
+int64_t kv_elem_bytes(KVElem e) {
+  switch (e) {
+    case KVElem::kF32: return 4;
+    case KVElem::kBF16: return 2;
+    case KVElem::kInt8: return 1;
+  }
+  return 4;
+}
+
+const char* kv_elem_name(KVElem e) {
+  switch (e) {
+    case KVElem::kF32: return "fp32";
+    case KVElem::kBF16: return "bf16";
+    case KVElem::kInt8: return "int8";
+  }
+  return "?";
+}
+
 static void check_args(const float* q, const AttnSeq* seqs, int64_t n_seqs, const KVLayerView& kv,
                        const AttnParams& p, float* out) {
   if (p.n_heads <= 0 || p.n_kv_heads <= 0 || p.head_dim <= 0)
@@ -27,6 +45,7 @@ static void check_args(const float* q, const AttnSeq* seqs, int64_t n_seqs, cons
     fail("attention: KV rows ({} / {} floats) narrower than the key ({}) / value ({}) width", kv.k_row_stride(),
          kv.v_row_stride(), kv.head_dim, kv.value_dim());
   if (p.window < 0) fail("attention: negative sliding window {}", p.window);
+  if (kv.elem == KVElem::kInt8 && (!kv.k_scale || !kv.v_scale)) fail("attention: an int8 KV cache without scales");
   if (n_seqs < 0 || (n_seqs > 0 && !seqs)) fail("attention: bad sequence list");
   for (int64_t s = 0; s < n_seqs; ++s) {
     const AttnSeq& a = seqs[s];
@@ -51,19 +70,25 @@ void paged_attention(const float* q, int64_t ldq, const AttnSeq* seqs, int64_t n
       for (int64_t h = 0; h < p.n_heads; ++h) {
         const int64_t kvh = h / group;
         const float* qh = q + (a.q_row + i) * ldq + h * hd;
-        auto key = [&](int64_t j) {
-          return kv.k + a.pages[j / kv.page_size] * kv.k_page_stride() +
-                 (kvh * kv.page_size + j % kv.page_size) * kv.k_row_stride();
-        };
-        auto value = [&](int64_t j) {
-          return kv.v + a.pages[j / kv.page_size] * kv.v_page_stride() +
-                 (kvh * kv.page_size + j % kv.page_size) * kv.v_row_stride();
+        // Element e of position j's key / value as the cache holds it, scale applied, in double.
+        const int64_t es = kv_elem_bytes(kv.elem);
+        auto elem = [&](const void* base, int64_t page_stride, int64_t row, const float* scales, int64_t j,
+                        int64_t e) -> double {
+          const int64_t page = a.pages[j / kv.page_size], slot = kvh * kv.page_size + j % kv.page_size;
+          const char* at = static_cast<const char*>(base) + ((page * page_stride + slot * row) + e) * es;
+          switch (kv.elem) {
+            case KVElem::kF32: return *reinterpret_cast<const float*>(at);
+            case KVElem::kBF16: return kernels::kv_to_f32(*reinterpret_cast<const bf16_t*>(at));
+            case KVElem::kInt8:
+              return double(*reinterpret_cast<const int8_t*>(at)) * scales[page * kv.scale_page_stride() + slot];
+          }
+          return 0;
         };
         double mx = -INFINITY;
         for (int64_t j = first; j < n_keys; ++j) {
-          const float* kj = key(j);
           double d = 0;
-          for (int64_t e = 0; e < hd; ++e) d += double(qh[e]) * kj[e];
+          for (int64_t e = 0; e < hd; ++e)
+            d += double(qh[e]) * elem(kv.k, kv.k_page_stride(), kv.k_row_stride(), kv.k_scale, j, e);
           sc[j] = d * p.scale;
           mx = std::max(mx, sc[j]);
         }
@@ -72,8 +97,8 @@ void paged_attention(const float* q, int64_t ldq, const AttnSeq* seqs, int64_t n
         for (int64_t j = first; j < n_keys; ++j) {
           const double w = std::exp(sc[j] - mx);
           den += w;
-          const float* vj = value(j);
-          for (int64_t e = 0; e < vd; ++e) acc[e] += w * vj[e];
+          for (int64_t e = 0; e < vd; ++e)
+            acc[e] += w * elem(kv.v, kv.v_page_stride(), kv.v_row_stride(), kv.v_scale, j, e);
         }
         float* oh = out + (a.q_row + i) * ldo + h * vd;
         for (int64_t e = 0; e < vd; ++e) oh[e] = float(acc[e] / den);

@@ -1,7 +1,9 @@
 // Causal attention of a ragged batch of sequences against a paged KV cache.
 //
 // KV layout, per layer: K and V are each [num_pages][n_kv_heads][page_size][row]
-// fp32, so one head's keys inside a page are contiguous. A sequence's page
+// elements, so one head's keys inside a page are contiguous. Elements are fp32, bf16
+// or int8 (KVElem); int8 rows carry one fp32 scale each, in arrays laid out
+// [num_pages][n_kv_heads][page_size]. The kernels read the compact forms in place. A sequence's page
 // table lists its pages in position order. Keys and values may differ in width,
 // and a row may be wider than what is read: MLA's latent cache is one KV head
 // whose rows are [c_kv | k_pe], read whole as the key and its c_kv prefix as the
@@ -15,21 +17,37 @@
 
 namespace dpserve {
 
+// What one element of a cached key or value is.
+enum class KVElem : uint8_t {
+  kF32,
+  kBF16,  // the top half of an fp32 (round to nearest even on write)
+  kInt8,  // q * scale, one scale per position per KV head (max |x| / 127 of that row)
+};
+int64_t kv_elem_bytes(KVElem e);
+const char* kv_elem_name(KVElem e);  // "fp32", "bf16", "int8"
+
 struct KVLayerView {
-  const float* k = nullptr;
-  const float* v = nullptr;
+  const void* k = nullptr;  // elements of type `elem`
+  const void* v = nullptr;
   int64_t page_size = 0;
   int64_t n_kv_heads = 0;
   int64_t head_dim = 0;  // width of a key (and of a query head)
   int64_t v_dim = 0;     // width of a value; 0: head_dim
   int64_t k_row = 0;     // floats from one position's key to the next; 0: head_dim
   int64_t v_row = 0;     // the same for values; 0: the value width
+  KVElem elem = KVElem::kF32;
+  // int8: the scale of each key / value row, [page][n_kv_heads][page_size] (may be the same array
+  // when k == v, as in MLA's latent cache).
+  const float* k_scale = nullptr;
+  const float* v_scale = nullptr;
 
   int64_t value_dim() const { return v_dim ? v_dim : head_dim; }
+  // Strides in elements.
   int64_t k_row_stride() const { return k_row ? k_row : head_dim; }
   int64_t v_row_stride() const { return v_row ? v_row : value_dim(); }
   int64_t k_page_stride() const { return n_kv_heads * page_size * k_row_stride(); }
   int64_t v_page_stride() const { return n_kv_heads * page_size * v_row_stride(); }
+  int64_t scale_page_stride() const { return n_kv_heads * page_size; }
 };
 
 struct AttnSeq {

@@ -26,20 +26,32 @@ float hsum(__m256 v) {
   return _mm_cvtss_f32(b);
 }
 
+// Eight cached elements widened to fp32.
+__m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+__m256 load8(const bf16_t* p) {
+  return _mm256_castsi256_ps(
+      _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+}
+__m256 load8(const int8_t* p) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+
 struct Ops {
-  static float dot(const float* a, const float* b, int64_t d) {
+  template <class T>
+  static float dot(const float* a, const T* b, int64_t d) {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 16 <= d; i += 16) {
-      s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-      s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+      s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), load8(b + i), s0);
+      s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), load8(b + i + 8), s1);
     }
-    for (; i + 8 <= d; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    for (; i + 8 <= d; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), load8(b + i), s0);
     float r = hsum(_mm256_add_ps(s0, s1));
-    for (; i < d; ++i) r += a[i] * b[i];
+    for (; i < d; ++i) r += a[i] * kv_to_f32(b[i]);
     return r;
   }
-  static float scores(const float* q, const float* k, int64_t ldk, int64_t n, int64_t d, float scale, float* out) {
+  template <class T>
+  static float scores(const float* q, const T* k, int64_t ldk, int64_t n, int64_t d, float scale, float* out) {
     float m = -std::numeric_limits<float>::infinity();
     for (int64_t j = 0; j < n; ++j) {
       out[j] = dot(q, k + j * ldk, d) * scale;
@@ -47,7 +59,8 @@ struct Ops {
     }
     return m;
   }
-    static void axpy_rows(float* acc, const float* v, int64_t ldv, const float* p, int64_t n, int64_t d) {
+  template <class T>
+  static void axpy_rows(float* acc, const T* v, int64_t ldv, const float* p, int64_t n, int64_t d) {
     int64_t i = 0;
     // Four chunks at once: independent FMA chains, each element's sum over j in the same order.
     for (; i + 32 <= d; i += 32) {
@@ -55,17 +68,17 @@ struct Ops {
       for (int c = 0; c < 4; ++c) a[c] = _mm256_loadu_ps(acc + i + 8 * c);
       for (int64_t j = 0; j < n; ++j) {
         const __m256 pj = _mm256_set1_ps(p[j]);
-        for (int c = 0; c < 4; ++c) a[c] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + j * ldv + i + 8 * c), a[c]);
+        for (int c = 0; c < 4; ++c) a[c] = _mm256_fmadd_ps(pj, load8(v + j * ldv + i + 8 * c), a[c]);
       }
       for (int c = 0; c < 4; ++c) _mm256_storeu_ps(acc + i + 8 * c, a[c]);
     }
     for (; i + 8 <= d; i += 8) {
       __m256 a = _mm256_loadu_ps(acc + i);
-      for (int64_t j = 0; j < n; ++j) a = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + j * ldv + i), a);
+      for (int64_t j = 0; j < n; ++j) a = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), load8(v + j * ldv + i), a);
       _mm256_storeu_ps(acc + i, a);
     }
     for (; i < d; ++i)
-      for (int64_t j = 0; j < n; ++j) acc[i] += p[j] * v[j * ldv + i];
+      for (int64_t j = 0; j < n; ++j) acc[i] += p[j] * kv_to_f32(v[j * ldv + i]);
   }
   static void scale(float* acc, float c, int64_t d) {
     const __m256 cv = _mm256_set1_ps(c);

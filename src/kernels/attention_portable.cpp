@@ -10,15 +10,17 @@ namespace dpserve::kernels::portable {
 namespace {
 
 struct Ops {
-  static float dot(const float* a, const float* b, int64_t d) {
+  template <class T>
+  static float dot(const float* a, const T* b, int64_t d) {
     float s[8] = {};
     int64_t i = 0;
     for (; i + 8 <= d; i += 8)
-      for (int j = 0; j < 8; ++j) s[j] += a[i + j] * b[i + j];
-    for (int j = 0; i + j < d; ++j) s[j] += a[i + j] * b[i + j];
+      for (int j = 0; j < 8; ++j) s[j] += a[i + j] * kv_to_f32(b[i + j]);
+    for (int j = 0; i + j < d; ++j) s[j] += a[i + j] * kv_to_f32(b[i + j]);
     return ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
   }
-  static float scores(const float* q, const float* k, int64_t ldk, int64_t n, int64_t d, float scale, float* out) {
+  template <class T>
+  static float scores(const float* q, const T* k, int64_t ldk, int64_t n, int64_t d, float scale, float* out) {
     float m = -std::numeric_limits<float>::infinity();
     for (int64_t j = 0; j < n; ++j) {
       out[j] = dot(q, k + j * ldk, d) * scale;
@@ -26,9 +28,10 @@ struct Ops {
     }
     return m;
   }
-    static void axpy_rows(float* acc, const float* v, int64_t ldv, const float* p, int64_t n, int64_t d) {
+  template <class T>
+  static void axpy_rows(float* acc, const T* v, int64_t ldv, const float* p, int64_t n, int64_t d) {
     for (int64_t j = 0; j < n; ++j)
-      for (int64_t i = 0; i < d; ++i) acc[i] += p[j] * v[j * ldv + i];
+      for (int64_t i = 0; i < d; ++i) acc[i] += p[j] * kv_to_f32(v[j * ldv + i]);
   }
   static void scale(float* acc, float c, int64_t d) {
     for (int64_t i = 0; i < d; ++i) acc[i] *= c;

@@ -6,8 +6,15 @@
 #include <fmt/format.h>
 
 #include "core/check.h"
+#include "kv/kv_codec.h"
 
 namespace dpserve {
+
+namespace {
+
+int64_t round_up64(int64_t b) { return (b + 63) / 64 * 64; }
+
+}  // namespace
 
 KVPoolConfig KVPoolConfig::latent(int64_t n_layers, int64_t latent_dim, int64_t rope_dim, int64_t page_size,
                                   int64_t n_pages) {
@@ -21,14 +28,22 @@ KVPoolConfig KVPoolConfig::latent(int64_t n_layers, int64_t latent_dim, int64_t 
   return c;
 }
 
-int64_t KVPoolConfig::floats_per_position() const {
+int64_t KVPoolConfig::elems_per_position() const {
   return kind == KVKind::kLatent ? latent_dim + rope_dim : 2 * n_kv_heads * head_dim;
 }
 
+int64_t KVPoolConfig::bytes_per_token() const {
+  const int64_t scales = elem == KVElem::kInt8 ? rows_per_position() * int64_t(sizeof(float)) : 0;
+  return n_layers * (elems_per_position() * kv_elem_bytes(elem) + scales);
+}
+
 std::string KVPoolConfig::describe() const {
+  const std::string per_row = elem == KVElem::kInt8 ? " (+ an fp32 scale per row)" : "";
   if (kind == KVKind::kLatent)
-    return fmt::format("MLA latent c_kv {} + k_pe {} fp32 x {} layers", latent_dim, rope_dim, n_layers);
-  return fmt::format("K and V of {} heads x {} fp32 x {} layers", n_kv_heads, head_dim, n_layers);
+    return fmt::format("MLA latent c_kv {} + k_pe {} {}{} x {} layers", latent_dim, rope_dim, kv_elem_name(elem),
+                       per_row, n_layers);
+  return fmt::format("K and V of {} heads x {} {}{} x {} layers", n_kv_heads, head_dim, kv_elem_name(elem), per_row,
+                     n_layers);
 }
 
 KVPool::KVPool(const KVPoolConfig& cfg) : cfg_(cfg) {
@@ -37,8 +52,15 @@ KVPool::KVPool(const KVPoolConfig& cfg) : cfg_(cfg) {
     DP_CHECK(cfg.latent_dim > 0 && cfg.rope_dim >= 0);
   else
     DP_CHECK(cfg.n_kv_heads > 0 && cfg.head_dim > 0);
-  layer_floats_ = cfg.n_pages * cfg.page_size * cfg.floats_per_position();
-  data_.reset(static_cast<float*>(std::calloc(size_t(cfg.n_layers * layer_floats_), sizeof(float))));
+  const int64_t positions = cfg.n_pages * cfg.page_size;
+  const bool latent = cfg.kind == KVKind::kLatent;
+  row_elems_ = latent ? cfg.latent_dim + cfg.rope_dim : cfg.head_dim;
+  const int64_t rows = latent ? positions : positions * cfg.n_kv_heads;  // of K (or of latent)
+  // Each array starts on a cache line, so the kernels' loads of a row never straddle two arrays.
+  values_bytes_ = round_up64(rows * row_elems_ * kv_elem_bytes(cfg.elem));
+  scales_bytes_ = cfg.elem == KVElem::kInt8 ? round_up64(rows * int64_t(sizeof(float))) : 0;
+  layer_bytes_ = latent ? values_bytes_ + scales_bytes_ : 2 * (values_bytes_ + scales_bytes_);
+  data_.reset(static_cast<unsigned char*>(std::calloc(size_t(cfg.n_layers * layer_bytes_), 1)));
   if (!data_) fail("KV cache: cannot allocate {} MiB for {} pages", bytes() >> 20, cfg.n_pages);
   refs_.assign(size_t(cfg.n_pages), 0);
   free_.reserve(size_t(cfg.n_pages));
@@ -64,30 +86,86 @@ void KVPool::release(int32_t page) {
   if (--refs_[page] == 0) free_.push_back(page);
 }
 
-void KVPool::FreeDeleter::operator()(float* p) const { std::free(p); }
+void KVPool::FreeDeleter::operator()(unsigned char* p) const { std::free(p); }
 
 KVLayerView KVPool::layer(int64_t l) const {
-  const float* base = data_.get() + l * layer_floats_;
+  const unsigned char* base = data_.get() + l * layer_bytes_;
+  const bool int8 = cfg_.elem == KVElem::kInt8;
+  KVLayerView v;
+  v.page_size = cfg_.page_size;
+  v.elem = cfg_.elem;
   if (cfg_.kind == KVKind::kLatent) {
-    const int64_t row = cfg_.latent_dim + cfg_.rope_dim;
-    return KVLayerView{base, base, cfg_.page_size, 1, row, cfg_.latent_dim, row, row};
+    const int64_t row = row_elems_;
+    v.k = v.v = base;
+    v.n_kv_heads = 1;
+    v.head_dim = row;
+    v.v_dim = cfg_.latent_dim;
+    v.k_row = v.v_row = row;
+    if (int8) v.k_scale = v.v_scale = reinterpret_cast<const float*>(base + values_bytes_);
+    return v;
   }
-  return KVLayerView{base, base + layer_floats_ / 2, cfg_.page_size, cfg_.n_kv_heads, cfg_.head_dim};
+  v.k = base;
+  v.v = base + values_bytes_;
+  v.n_kv_heads = cfg_.n_kv_heads;
+  v.head_dim = cfg_.head_dim;
+  if (int8) {
+    v.k_scale = reinterpret_cast<const float*>(base + 2 * values_bytes_);
+    v.v_scale = reinterpret_cast<const float*>(base + 2 * values_bytes_ + scales_bytes_);
+  }
+  return v;
 }
 
-float* KVPool::k_at(int64_t l, int32_t page, int64_t h, int64_t slot) {
+KVPool::Slot KVPool::per_head(int64_t l, int32_t page, int64_t h, int64_t slot, bool v) const {
   DP_CHECK(cfg_.kind == KVKind::kPerHead);
-  return data_.get() + l * layer_floats_ +
-         ((int64_t(page) * cfg_.n_kv_heads + h) * cfg_.page_size + slot) * cfg_.head_dim;
+  DP_CHECK(page >= 0 && page < cfg_.n_pages && h >= 0 && h < cfg_.n_kv_heads && slot >= 0 && slot < cfg_.page_size);
+  const int64_t row = (int64_t(page) * cfg_.n_kv_heads + h) * cfg_.page_size + slot;
+  const int64_t base = l * layer_bytes_;
+  return {base + (v ? values_bytes_ : 0) + row * row_elems_ * kv_elem_bytes(cfg_.elem),
+          base + 2 * values_bytes_ + (v ? scales_bytes_ : 0) + row * int64_t(sizeof(float))};
 }
 
-float* KVPool::v_at(int64_t l, int32_t page, int64_t h, int64_t slot) {
-  return k_at(l, page, h, slot) + layer_floats_ / 2;
-}
-
-float* KVPool::latent_at(int64_t l, int32_t page, int64_t slot) {
+KVPool::Slot KVPool::latent_slot(int64_t l, int32_t page, int64_t slot) const {
   DP_CHECK(cfg_.kind == KVKind::kLatent);
-  return data_.get() + l * layer_floats_ + (int64_t(page) * cfg_.page_size + slot) * cfg_.floats_per_position();
+  DP_CHECK(page >= 0 && page < cfg_.n_pages && slot >= 0 && slot < cfg_.page_size);
+  const int64_t row = int64_t(page) * cfg_.page_size + slot;
+  const int64_t base = l * layer_bytes_;
+  return {base + row * row_elems_ * kv_elem_bytes(cfg_.elem), base + values_bytes_ + row * int64_t(sizeof(float))};
+}
+
+void KVPool::write_k(int64_t l, int32_t page, int64_t h, int64_t slot, const float* src) {
+  const Slot s = per_head(l, page, h, slot, false);
+  float* scale = reinterpret_cast<float*>(data_.get() + s.scale);
+  kv_encode_row(cfg_.elem, src, row_elems_, data_.get() + s.value, scale);
+}
+
+void KVPool::write_v(int64_t l, int32_t page, int64_t h, int64_t slot, const float* src) {
+  const Slot s = per_head(l, page, h, slot, true);
+  float* scale = reinterpret_cast<float*>(data_.get() + s.scale);
+  kv_encode_row(cfg_.elem, src, row_elems_, data_.get() + s.value, scale);
+}
+
+void KVPool::read_k(int64_t l, int32_t page, int64_t h, int64_t slot, float* dst) const {
+  const Slot s = per_head(l, page, h, slot, false);
+  const float scale = scales_bytes_ ? *reinterpret_cast<const float*>(data_.get() + s.scale) : 1.0f;
+  kv_decode_row(cfg_.elem, data_.get() + s.value, row_elems_, scale, dst);
+}
+
+void KVPool::read_v(int64_t l, int32_t page, int64_t h, int64_t slot, float* dst) const {
+  const Slot s = per_head(l, page, h, slot, true);
+  const float scale = scales_bytes_ ? *reinterpret_cast<const float*>(data_.get() + s.scale) : 1.0f;
+  kv_decode_row(cfg_.elem, data_.get() + s.value, row_elems_, scale, dst);
+}
+
+void KVPool::write_latent(int64_t l, int32_t page, int64_t slot, const float* src) {
+  const Slot s = latent_slot(l, page, slot);
+  float* scale = reinterpret_cast<float*>(data_.get() + s.scale);
+  kv_encode_row(cfg_.elem, src, row_elems_, data_.get() + s.value, scale);
+}
+
+void KVPool::read_latent(int64_t l, int32_t page, int64_t slot, float* dst) const {
+  const Slot s = latent_slot(l, page, slot);
+  const float scale = scales_bytes_ ? *reinterpret_cast<const float*>(data_.get() + s.scale) : 1.0f;
+  kv_decode_row(cfg_.elem, data_.get() + s.value, row_elems_, scale, dst);
 }
 
 bool PageTable::reserve(KVPool& pool, int64_t new_len) {

@@ -3,7 +3,8 @@
 //  * per-head (Llama, Qwen, Mixtral): K and V of every local KV head;
 //  * latent (MLA, DeepSeek-V2/V3): one row [c_kv | k_pe] shared by all heads, the
 //    same on every attention rank of a group (tensor parallelism cannot split it).
-// The pool counts bytes per position, so budgets and metrics hold for both.
+// Rows are stored as fp32, bf16 or int8 (kv/kv_codec.h; int8 with one fp32 scale per row).
+// The pool counts bytes per position, so budgets and metrics hold for every kind and type.
 //
 // Pages are reference counted so that a radix prefix cache can share them
 // between sequences; a page returns to the free list when its count drops to 0.
@@ -29,13 +30,16 @@ struct KVPoolConfig {
   KVKind kind = KVKind::kPerHead;
   int64_t latent_dim = 0;  // latent: kv_lora_rank (the normalised c_kv)
   int64_t rope_dim = 0;    // latent: qk_rope_head_dim (the rotated k_pe)
+  KVElem elem = KVElem::kF32;  // how each value is stored
 
   static KVPoolConfig latent(int64_t n_layers, int64_t latent_dim, int64_t rope_dim, int64_t page_size,
                              int64_t n_pages);
-  // fp32 values one position holds in one layer.
-  int64_t floats_per_position() const;
-  // Bytes one position costs over all layers, and one page.
-  int64_t bytes_per_token() const { return n_layers * floats_per_position() * int64_t(sizeof(float)); }
+  // Values one position holds in one layer (K and V, or the latent row).
+  int64_t elems_per_position() const;
+  // Rows one position holds in one layer (each has its own scale with int8).
+  int64_t rows_per_position() const { return kind == KVKind::kLatent ? 1 : 2 * n_kv_heads; }
+  // Bytes one position costs over all layers (values and int8 scales), and one page.
+  int64_t bytes_per_token() const;
   int64_t bytes_per_page() const { return bytes_per_token() * page_size; }
   // What a position holds, for logs: "MLA latent c_kv 512 + k_pe 64 fp32 x 27 layers".
   std::string describe() const;
@@ -60,20 +64,35 @@ class KVPool {
   // Layer l as the attention kernel reads it (latent: one KV head, key = the whole row, value =
   // its c_kv prefix).
   KVLayerView layer(int64_t l) const;
-  // Per-head: where position `slot` (0..page_size-1) of KV head h lives in page p of layer l.
-  float* k_at(int64_t l, int32_t page, int64_t h, int64_t slot);
-  float* v_at(int64_t l, int32_t page, int64_t h, int64_t slot);
+  // Per-head: stores (encodes) the key / value of KV head h at position `slot` (0..page_size-1)
+  // of page p in layer l; reads it back as fp32.
+  void write_k(int64_t l, int32_t page, int64_t h, int64_t slot, const float* src);
+  void write_v(int64_t l, int32_t page, int64_t h, int64_t slot, const float* src);
+  void read_k(int64_t l, int32_t page, int64_t h, int64_t slot, float* dst) const;
+  void read_v(int64_t l, int32_t page, int64_t h, int64_t slot, float* dst) const;
   // Latent: the row [c_kv | k_pe] of position `slot` of page p in layer l.
-  float* latent_at(int64_t l, int32_t page, int64_t slot);
+  void write_latent(int64_t l, int32_t page, int64_t slot, const float* src);
+  void read_latent(int64_t l, int32_t page, int64_t slot, float* dst) const;
 
  private:
+  // Byte offsets inside one layer's block: K values, V values (per-head), K scales, V scales.
+  struct Slot {
+    int64_t value;  // offset of the row's first value
+    int64_t scale;  // offset of its scale (int8)
+  };
+  Slot per_head(int64_t l, int32_t page, int64_t h, int64_t slot, bool v) const;
+  Slot latent_slot(int64_t l, int32_t page, int64_t slot) const;
+
   KVPoolConfig cfg_;
-  int64_t layer_floats_ = 0;  // floats per layer (per-head: K then V)
+  int64_t row_elems_ = 0;     // values in one row (head_dim, or latent + rope)
+  int64_t values_bytes_ = 0;  // one layer's K values (per-head; V's follow) or latent rows
+  int64_t scales_bytes_ = 0;  // one layer's K scales (V's follow), 0 unless int8
+  int64_t layer_bytes_ = 0;
   struct FreeDeleter {
-    void operator()(float* p) const;
+    void operator()(unsigned char* p) const;
   };
   // calloc: the kernel hands out zero pages lazily, so an unused pool costs no RSS.
-  std::unique_ptr<float, FreeDeleter> data_;
+  std::unique_ptr<unsigned char, FreeDeleter> data_;
   std::vector<int32_t> refs_;
   std::vector<int32_t> free_;
 };

@@ -182,7 +182,7 @@ void MlaAttention::forward(Team& t, const float* xn, int64_t T, const std::vecto
       const float* cs = rope_cs + row * rd;
       rope(c + r, 1, rd, rd, cs, cs + rd / 2, true);
       rope(&q_[row * Hq + nope], heads_, qd, rd, cs, cs + rd / 2, true);
-      std::memcpy(kv.latent_at(layer, s.pages[pos / ps], pos % ps), c, size_t(lat) * sizeof(float));
+      kv.write_latent(layer, s.pages[pos / ps], pos % ps, c);
     }
   }
   t.barrier();
@@ -243,7 +243,7 @@ void MlaAttention::decompressed(Team& t, const AttnSeq& s, KVPool& kv, int64_t l
   const int64_t nk = s.pos0 + s.n_q, ps = kv.page_size();
   const Range js = t.share(nk);
   for (int64_t j = js.begin; j < js.end; ++j)
-    std::memcpy(&lat_[j * lat], kv.latent_at(layer, s.pages[j / ps], j % ps), size_t(lat) * sizeof(float));
+    kv.read_latent(layer, s.pages[j / ps], j % ps, &lat_[j * lat]);
   t.barrier();
   // k_nope and v of every local head at every position: kv_b_proj(c_kv).
   matmul(t, lat_.data(), nk, lat, kv_b_, nullptr, kvd_.data(), heads_ * kvw);

@@ -105,9 +105,11 @@ void Model::encode_image(const float* patches, int64_t grid_h, int64_t grid_w, f
 
 KVPoolConfig Model::kv_config(int64_t n_pages, int64_t page_size) const {
   // MLA's latent row is per token, not per head: every attention rank of a group holds all of it.
-  if (cfg_.mla.enabled())
-    return KVPoolConfig::latent(cfg_.n_layers, cfg_.mla.kv_lora_rank, cfg_.mla.qk_rope_head_dim, page_size, n_pages);
-  return KVPoolConfig{cfg_.n_layers, n_kv_local_, cfg_.head_dim, page_size, n_pages};
+  KVPoolConfig c = cfg_.mla.enabled() ? KVPoolConfig::latent(cfg_.n_layers, cfg_.mla.kv_lora_rank,
+                                                              cfg_.mla.qk_rope_head_dim, page_size, n_pages)
+                                     : KVPoolConfig{cfg_.n_layers, n_kv_local_, cfg_.head_dim, page_size, n_pages};
+  c.elem = kv_elem_;
+  return c;
 }
 
 void Model::init_layers(const LoadOptions& opts) {
@@ -266,10 +268,10 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
       float* k = &k_[row * kd + kh * hd];
       if (c.qk_norm) rmsnorm(k, L.k_norm.data(), k, 1, hd, eps);
       rope(k, 1, hd, hd, cs, cs + half, c.rope_interleaved);
-      std::memcpy(kv.k_at(li, page, kh, pos % ps), k, size_t(hd) * sizeof(float));
+      kv.write_k(li, page, kh, pos % ps, k);
     } else {
       const int64_t vh = h - nh - nkv;
-      std::memcpy(kv.v_at(li, page, vh, pos % ps), &v_[row * kd + vh * hd], size_t(hd) * sizeof(float));
+      kv.write_v(li, page, vh, pos % ps, &v_[row * kd + vh * hd]);
     }
   }
   t.barrier();

@@ -71,8 +71,12 @@ class Model {
   // Whether any tensor runs in a block-quantized type (a GGUF file, or --quantization).
   bool quantized() const { return quantized_; }
 
-  // A KV pool sized for this rank's share of the model (per-head K/V, or MLA's latent rows).
+  // A KV pool sized for this rank's share of the model (per-head K/V, or MLA's latent rows), its
+  // values stored as kv_elem().
   KVPoolConfig kv_config(int64_t n_pages, int64_t page_size) const;
+  // How KV pools of this model store values (kv/kv_dtype.h resolves --kv-cache-dtype); fp32 until set.
+  void set_kv_elem(KVElem e) { kv_elem_ = e; }
+  KVElem kv_elem() const { return kv_elem_; }
   // Vision-language models (Qwen2.5-VL): whether the model has a vision tower, and one image's
   // embeddings: patches [grid_h * grid_w, patch_row] (vision/image_input.h image_patches) to
   // out [image_tokens(grid_h, grid_w), hidden], run on the model's thread team. With a sharded tower
@@ -121,6 +125,7 @@ class Model {
   int64_t weight_bytes_ = 0, weight_params_ = 0;
   bool quantized_ = false;
   MlaPath mla_path_ = MlaPath::kAuto;
+  KVElem kv_elem_ = KVElem::kF32;
 
   std::unique_ptr<ThreadTeam> team_;
 

@@ -219,16 +219,21 @@ def probe_logits(a, model, ps, tag, vocab):
     return np.fromfile(out, "<f4").reshape(-1, vocab)
 
 
+# One KV cache dtype for every run: --kv-cache-dtype auto follows each file's weights (fp32 for an f32
+# folder, bf16 for a bf16 folder or a GGUF), and the comparisons here are of the weights alone.
+KV = ["--kv-cache-dtype", "fp32"]
+
+
 def dumped_logits(a, model, p, tag, vocab, extra=()):
     out = os.path.join(a.work, tag + ".dump")
     run([a.dpserve, "generate", "--model-path", model, "--prompt-ids", ",".join(map(str, p)), "-n", "6",
-         "--temperature", "0", "--ignore-eos", "--threads", "2", "--dump-logits", out] + list(extra))
+         "--temperature", "0", "--ignore-eos", "--threads", "2", "--dump-logits", out] + KV + list(extra))
     return np.fromfile(out, "<f4").reshape(-1, vocab)
 
 
 def greedy(a, model, pfile, layout, extra=()):
     out = run([a.dpserve, "generate", "--json", "--model-path", model, "--prompts-file", pfile, "--prompts-are-ids",
-               "-n", "12", "--ignore-eos", "--temperature", "0", "--threads", "1"] + LAYOUTS[layout] + list(extra))
+               "-n", "12", "--ignore-eos", "--temperature", "0", "--threads", "1"] + LAYOUTS[layout] + KV + list(extra))
     return [json.loads(line)["output_ids"] for line in out.splitlines() if line.strip()]
 
 

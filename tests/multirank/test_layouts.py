@@ -3,7 +3,8 @@
 
 Runs `dpserve generate --json --prompts-file` for prompts of very different lengths
 under several layouts (single rank; tp=2; tp=2 dp=2 and tp=4 dp=2 / dp=4 with DP
-attention; DP attention off with replicas; each padding mode; the TCP transport) and
+attention; DP attention off with replicas; each padding mode; the TCP transport; compact KV
+caches) and
 requires token-for-token equality with the single-rank run, which is itself checked
 against llama2.c's reference for stories260K (tests/runtime) and the NumPy reference
 for the HF architectures (tests/model).
@@ -171,6 +172,20 @@ elif CASE in ("qwen3", "qwen3_moe", "llama", "deepseek_v2", "deepseek_v3", "mixt
     elif CASE == "mixtral":
         layouts = ["tp2", "tp2_dp2", "tp2_ep2"]
     check_layouts(common, layouts, extra_modes=(CASE == "qwen3_moe"))
+elif CASE == "kv_dtype":
+    # Compact KV caches (--kv-cache-dtype bf16 / int8): every rank stores its own heads' rows (each
+    # with its own int8 scale) and MLA's latent row whole, so every layout equals the single rank.
+    for arch, dtypes, layouts in (("llama", ["bf16", "int8"], ["tp2", "tp2_dp2"]),
+                                  ("deepseek_v2", ["int8"], ["tp2", "tp2_dp2"])):
+        model = hf_model(arch)
+        with open(os.path.join(model, "config.json")) as f:
+            vocab = json.load(f)["vocab_size"]
+        pf = prompts_file([",".join(p) for p in id_prompts(vocab, 6)], f"kv-{arch}-ids.txt")
+        for dtype in dtypes:
+            common = ["generate", "--json", "--model-path", model, "--prompts-file", pf, "--prompts-are-ids", "-n",
+                      "12", "--ignore-eos", "--kv-cache-dtype", dtype]
+            check_layouts(common, layouts)
+            print(f"ok {arch} --kv-cache-dtype {dtype}")
 elif CASE == "constrained":
     # Structured output: every rank of a group advances the request's automaton from the same
     # tokens and masks alike, so constrained outputs (greedy and seeded sampling) are the same

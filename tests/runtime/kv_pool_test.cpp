@@ -1,5 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <vector>
+
+#include "kv/kv_codec.h"
 #include "kv/kv_pool.h"
 
 using namespace dpserve;
@@ -22,54 +26,112 @@ TEST(KVPool, PagesAreReferenceCountedAndReturned) {
   EXPECT_EQ(pool.alloc(), -1);
 }
 
-TEST(KVPool, SlotsOfDifferentPagesHeadsAndLayersDoNotOverlap) {
-  KVPool pool(KVPoolConfig{3, 2, 4, 2, 3});
-  // Write a distinct value into every (layer, page, head, slot, k/v) element and read all back.
-  float v = 0;
+// Row r's values: integer codes with one of them 127, times a power of two. Every storage type
+// holds them exactly (bf16: at most 8 significant bits; int8: the row's scale is that power of
+// two), so a read that returns anything else read the wrong bytes.
+std::vector<float> row_values(int64_t r, int64_t n) {
+  std::vector<float> v(static_cast<size_t>(n));
+  const float c = std::ldexp(1.0f, -int(r % 5));
+  for (int64_t d = 0; d < n; ++d) v[size_t(d)] = c * float(d == r % n ? 127 : (r * 7 + d * 13) % 200 - 100);
+  return v;
+}
+
+class KVPoolElems : public ::testing::TestWithParam<KVElem> {};
+
+TEST_P(KVPoolElems, SlotsOfDifferentPagesHeadsAndLayersDoNotOverlap) {
+  KVPoolConfig cfg{3, 2, 20, 2, 3};
+  cfg.elem = GetParam();
+  KVPool pool(cfg);
+  // Write a distinct row into every (layer, page, head, slot, k/v) and read all back.
+  const int64_t hd = 20;
+  int64_t r = 0;
   for (int l = 0; l < 3; ++l)
     for (int p = 0; p < 3; ++p)
       for (int h = 0; h < 2; ++h)
-        for (int s = 0; s < 2; ++s)
-          for (int d = 0; d < 4; ++d) {
-            pool.k_at(l, p, h, s)[d] = v++;
-            pool.v_at(l, p, h, s)[d] = v++;
-          }
-  v = 0;
+        for (int s = 0; s < 2; ++s) {
+          pool.write_k(l, p, h, s, row_values(r++, hd).data());
+          pool.write_v(l, p, h, s, row_values(r++, hd).data());
+        }
+  r = 0;
+  std::vector<float> got(hd);
   for (int l = 0; l < 3; ++l)
     for (int p = 0; p < 3; ++p)
       for (int h = 0; h < 2; ++h)
-        for (int s = 0; s < 2; ++s)
-          for (int d = 0; d < 4; ++d) {
-            ASSERT_EQ(pool.k_at(l, p, h, s)[d], v++);
-            ASSERT_EQ(pool.v_at(l, p, h, s)[d], v++);
-          }
-  // The attention view sees the same memory with the documented layout.
-  KVLayerView view = pool.layer(1);
-  EXPECT_EQ(view.k + (2 * view.n_kv_heads + 1) * view.page_size * view.head_dim + 1 * view.head_dim,
-            pool.k_at(1, 2, 1, 1));
+        for (int s = 0; s < 2; ++s) {
+          pool.read_k(l, p, h, s, got.data());
+          ASSERT_EQ(got, row_values(r++, hd)) << "k " << l << p << h << s;
+          pool.read_v(l, p, h, s, got.data());
+          ASSERT_EQ(got, row_values(r++, hd)) << "v " << l << p << h << s;
+        }
+  // The attention view sees the same bytes with the documented layout: layer 1, page 2, head 1,
+  // slot 1, decoded from the view, is what was written there.
+  const KVLayerView view = pool.layer(1);
+  EXPECT_EQ(view.elem, GetParam());
+  const int64_t row = (2 * view.n_kv_heads + 1) * view.page_size + 1;
+  const int64_t eb = kv_elem_bytes(view.elem);
+  std::vector<float> k(hd), v(hd);
+  kv_decode_row(view.elem, static_cast<const char*>(view.k) + row * view.head_dim * eb, hd,
+                view.k_scale ? view.k_scale[row] : 1.0f, k.data());
+  kv_decode_row(view.elem, static_cast<const char*>(view.v) + row * view.head_dim * eb, hd,
+                view.v_scale ? view.v_scale[row] : 1.0f, v.data());
+  const int64_t r_k = ((1 * 3 + 2) * 2 + 1) * 2 * 2 + 1 * 2;  // the order of the writes above
+  EXPECT_EQ(k, row_values(r_k, hd));
+  EXPECT_EQ(v, row_values(r_k + 1, hd));
+  EXPECT_EQ(view.k_scale != nullptr, GetParam() == KVElem::kInt8);
 }
 
 // MLA: one row [c_kv | k_pe] per position and layer, whatever the head count; the attention view
 // reads the whole row as the key and its c_kv prefix as the value.
-TEST(KVPool, LatentRowsDoNotOverlapAndTheViewAliasesValueAndKey) {
+TEST_P(KVPoolElems, LatentRowsDoNotOverlapAndTheViewAliasesValueAndKey) {
   const int64_t L = 2, R = 6, P = 2, ps = 3, pages = 4;
-  KVPool pool(KVPoolConfig::latent(L, R, P, ps, pages));
-  float v = 0;
+  KVPoolConfig cfg = KVPoolConfig::latent(L, R, P, ps, pages);
+  cfg.elem = GetParam();
+  KVPool pool(cfg);
+  int64_t r = 0;
   for (int l = 0; l < L; ++l)
     for (int p = 0; p < pages; ++p)
-      for (int s = 0; s < ps; ++s)
-        for (int d = 0; d < R + P; ++d) pool.latent_at(l, p, s)[d] = v++;
-  v = 0;
+      for (int s = 0; s < ps; ++s) pool.write_latent(l, p, s, row_values(r++, R + P).data());
+  r = 0;
+  std::vector<float> got(R + P);
   for (int l = 0; l < L; ++l)
     for (int p = 0; p < pages; ++p)
-      for (int s = 0; s < ps; ++s)
-        for (int d = 0; d < R + P; ++d) ASSERT_EQ(pool.latent_at(l, p, s)[d], v++);
+      for (int s = 0; s < ps; ++s) {
+        pool.read_latent(l, p, s, got.data());
+        ASSERT_EQ(got, row_values(r++, R + P));
+      }
   const KVLayerView view = pool.layer(1);
   EXPECT_EQ(view.n_kv_heads, 1);
   EXPECT_EQ(view.head_dim, R + P);
   EXPECT_EQ(view.value_dim(), R);
   EXPECT_EQ(view.k, view.v);
-  EXPECT_EQ(view.k + 2 * view.k_page_stride() + 1 * view.k_row_stride(), pool.latent_at(1, 2, 1));
+  EXPECT_EQ(view.k_scale, view.v_scale);
+  const int64_t row = 2 * ps + 1;
+  std::vector<float> k(R + P);
+  kv_decode_row(view.elem, static_cast<const char*>(view.k) + row * view.k_row_stride() * kv_elem_bytes(view.elem),
+                R + P, view.k_scale ? view.k_scale[row] : 1.0f, k.data());
+  EXPECT_EQ(k, row_values(pages * ps + row, R + P));
+}
+
+INSTANTIATE_TEST_SUITE_P(Elems, KVPoolElems, ::testing::Values(KVElem::kF32, KVElem::kBF16, KVElem::kInt8),
+                         [](const auto& i) { return std::string(kv_elem_name(i.param)); });
+
+// int8 rows: codes round(x / s) with s = max|x| / 127, so every value is within s / 2 of what was
+// written, and the largest one exact.
+TEST(KVCodec, Int8RowsAreWithinHalfAScaleStep) {
+  std::vector<float> x(64), back(64);
+  for (int i = 0; i < 64; ++i) x[size_t(i)] = std::sin(0.37f * float(i)) * 3.0f;
+  x[17] = -5.0f;
+  std::vector<int8_t> q(64);
+  float s = 0;
+  kv_encode_row(KVElem::kInt8, x.data(), 64, q.data(), &s);
+  EXPECT_FLOAT_EQ(s, 5.0f / 127.0f);
+  EXPECT_EQ(q[17], -127);
+  kv_decode_row(KVElem::kInt8, q.data(), 64, s, back.data());
+  for (int i = 0; i < 64; ++i) EXPECT_LE(std::fabs(back[size_t(i)] - x[size_t(i)]), s / 2 * 1.0001f) << i;
+  std::vector<float> zero(8, 0.0f), zback(8, 1.0f);
+  kv_encode_row(KVElem::kInt8, zero.data(), 8, q.data(), &s);
+  kv_decode_row(KVElem::kInt8, q.data(), 8, s, zback.data());
+  EXPECT_EQ(zback, zero);
 }
 
 // The pool counts bytes per position from what the attention kind stores, not from heads.
@@ -82,4 +144,14 @@ TEST(KVPool, BytesPerTokenFollowTheAttentionKind) {
   EXPECT_EQ(mla.bytes_per_token(), 27 * 576 * 4);
   EXPECT_EQ(KVPool(mla).bytes(), mla.bytes_per_page() * 10);
   EXPECT_NE(mla.describe().find("latent"), std::string::npos);
+  // bf16 halves the values; int8 quarters them and adds one fp32 scale per row (K and V of each
+  // head; one latent row).
+  KVPoolConfig bf = per_head, i8 = per_head, mla8 = mla;
+  bf.elem = KVElem::kBF16;
+  i8.elem = KVElem::kInt8;
+  mla8.elem = KVElem::kInt8;
+  EXPECT_EQ(bf.bytes_per_token(), 27 * 2 * 2 * 128 * 2);
+  EXPECT_EQ(i8.bytes_per_token(), 27 * (2 * 2 * 128 + 2 * 2 * 4));
+  EXPECT_EQ(mla8.bytes_per_token(), 27 * (576 + 4));
+  EXPECT_NE(i8.describe().find("int8"), std::string::npos);
 }

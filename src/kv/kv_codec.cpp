@@ -1,0 +1,51 @@
+#include "kv/kv_codec.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/bf16.h"
+
+namespace dpserve {
+
+void kv_encode_row(KVElem e, const float* src, int64_t n, void* dst, float* scale) {
+  switch (e) {
+    case KVElem::kF32: std::memcpy(dst, src, size_t(n) * sizeof(float)); return;
+    case KVElem::kBF16: {
+      auto* d = static_cast<bf16_t*>(dst);
+      for (int64_t i = 0; i < n; ++i) d[i] = f32_to_bf16(src[i]);
+      return;
+    }
+    case KVElem::kInt8: {
+      auto* d = static_cast<int8_t*>(dst);
+      float amax = 0.0f;
+      for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(src[i]));
+      // An all-zero row gets scale 0 and codes 0. A non-finite value gives a non-finite scale, so
+      // the row reads back non-finite as an fp32 cache would hold it.
+      const float s = amax / 127.0f;
+      const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+      for (int64_t i = 0; i < n; ++i)
+        d[i] = int8_t(std::clamp(std::nearbyint(src[i] * inv), -127.0f, 127.0f));
+      *scale = s;
+      return;
+    }
+  }
+}
+
+void kv_decode_row(KVElem e, const void* src, int64_t n, float scale, float* dst) {
+  switch (e) {
+    case KVElem::kF32: std::memcpy(dst, src, size_t(n) * sizeof(float)); return;
+    case KVElem::kBF16: {
+      const auto* s = static_cast<const bf16_t*>(src);
+      for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
+      return;
+    }
+    case KVElem::kInt8: {
+      const auto* s = static_cast<const int8_t*>(src);
+      for (int64_t i = 0; i < n; ++i) dst[i] = float(s[i]) * scale;
+      return;
+    }
+  }
+}
+
+}  // namespace dpserve

@@ -1,0 +1,31 @@
+// --kv-cache-dtype (SGLang's flag): what the user asks the KV cache to hold, and what that
+// means for a given model. `auto` follows the model as SGLang's does: fp32 for a model stored in
+// fp32, bf16 for one stored in bf16 / f16 or block-quantized (GGUF); MLA's latent stays fp32
+// under `auto` (its c_kv is shared by every head, so its error reaches all of them).
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "core/dtype.h"
+#include "kernels/attention.h"
+
+namespace dpserve {
+
+enum class KVCacheDtype { kAuto, kF32, kBF16, kInt8, kFp8E4M3, kFp8E5M2 };
+
+// "auto", "fp32" (also "float32"), "bf16" (also "bfloat16"), "int8", "fp8_e4m3", "fp8_e5m2";
+// nullopt for any other name.
+std::optional<KVCacheDtype> kv_cache_dtype_from_name(const std::string& s);
+std::string to_string(KVCacheDtype d);
+// The names the flag accepts, for errors and --help.
+std::string kv_cache_dtype_names();
+// Why a recognised name cannot be used in this build ("" if it can).
+std::string kv_cache_dtype_refusal(KVCacheDtype d);
+
+// The element type a model's KV cache gets: `weights` is the model's stored dtype
+// (ModelConfig::dtype), `mla` whether its cache is MLA's latent. Fails (naming the flag) for
+// dtypes refused above.
+KVElem resolve_kv_elem(KVCacheDtype requested, DType weights, bool mla);
+
+}  // namespace dpserve
