@@ -9,6 +9,7 @@ token for token, the single-rank output without it:
     (tests/runtime, tests/model);
   * seeded sampling (temperature, top-p, repetition penalty): the verified rows draw from the
     request's own random stream in order, so a seed gives the same tokens;
+  * with bf16 and int8 KV caches (stories260K, one rank and tp2 dp2);
   * with the drafts each request verified reported, and required to include accepted ones (a run in
     which every draft failed would prove nothing about the rows after the first).
 Start-up refuses what is not built, naming the flag.
@@ -127,6 +128,9 @@ if CASE == "stories":
     pf = prompts_file(story_prompts(), "stories.txt")
     common = ["generate", "--json", "--model-path", model, "--prompts-file", pf]
     check_model(common + ["-n", "64"], ["one", "tp2", "tp2_dp2"], GREEDY + SAMPLED)
+    # Compact KV caches: rows of a verify pass read the bf16 / int8 cache exactly as decode steps do.
+    for kv in ("bf16", "int8"):
+        check_model(common + ["-n", "64", "--kv-cache-dtype", kv], ["one", "tp2_dp2"], GREEDY)
     # --max-tokens cuts a verified chain: every length from 1 up gives the prefix of the longest.
     longest = run(common + GREEDY[0] + SPEC + ["-n", "40"])
     for n in (1, 2, 3, 5, 8, 13):
