@@ -19,8 +19,14 @@
 
 #include "kernels/matmul_kernel.h"  // before the target region: its std headers stay generic
 
+// GCC takes the target region as a pragma; clang (the fuzz build) ignores that pragma and needs the
+// attribute on every function of the region, or a host without AMX cannot even compile the file.
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c,avx2"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c,avx2")
+#endif
 
 #include "kernels/amx_tiles.h"
 
@@ -141,4 +147,8 @@ const MatmulKernel kBf16X16{"amx bf16x16", bf16_act_row_bytes, bf16_prepare_row,
 
 }  // namespace dpserve::kernels::amx
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
