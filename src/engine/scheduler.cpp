@@ -184,11 +184,9 @@ ScheduledBatch Scheduler::schedule() {
       if (!drafts.empty()) {
         const int64_t k = int64_t(drafts.size());
         if (fit_len(*r, r->table.len + 1 + k) == r->table.len + 1 + k) {
+          DP_CHECK(grow(*r, r->table.len + 1 + k));  // before add_seq, whose page copy then covers the drafts
           add_seq(*r, 1, decodes);
           ScheduledSeq& s = decodes.back();
-          DP_CHECK(grow(*r, r->table.len + 1 + k));
-          step_pages_.back() = r->table.pages;
-          s.pages = step_pages_.back().data();
           s.tokens.insert(s.tokens.end(), drafts.begin(), drafts.end());
           s.n_draft = k;
           s.decode = true;
