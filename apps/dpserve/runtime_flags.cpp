@@ -25,23 +25,27 @@ CLI::Option* add_enum_option(CLI::App* c, const std::string& flag, E& target, st
       ->default_str(to_string(target));
 }
 
-// SGLang's speculative decoding flags. Only NGRAM drafting is built: every other algorithm, a
-// draft model or a draft tree is refused by name rather than accepted and ignored.
+// SGLang's speculative decoding flags. NGRAM and STANDALONE drafting are built: every other
+// algorithm or a draft tree is refused by name rather than accepted and ignored.
 void add_speculative_flags(CLI::App* c, SpeculativeConfig& sp) {
   auto* algo = c->add_option_function<std::string>(
                     "--speculative-algorithm",
-                    [&sp](const std::string&) { sp.algorithm = SpecAlgorithm::kNgram; },
+                    [&sp](const std::string& s) {
+                      sp.algorithm = s == "STANDALONE" || s == "standalone" ? SpecAlgorithm::kStandalone
+                                                                            : SpecAlgorithm::kNgram;
+                    },
                     "Speculative decoding: NGRAM (prompt lookup: each request drafts the tokens that followed the "
-                    "latest earlier occurrence of its last tokens, in its prompt or output; no second model). The "
-                    "drafts of every request are verified in the step's one forward pass; greedy output is "
-                    "unchanged, sampled output keeps its distribution (docs/speculative.md). EAGLE, EAGLE3, NEXTN, MTP and "
-                    "STANDALONE are refused: not built yet")
+                    "latest earlier occurrence of its last tokens, in its prompt or output; no second model) or "
+                    "STANDALONE (a smaller model with the same vocabulary, --speculative-draft-model-path, drafts "
+                    "greedily). The drafts of every request are verified in the step's one forward pass; greedy "
+                    "output is unchanged, sampled output keeps its distribution (docs/speculative.md). EAGLE, "
+                    "EAGLE3, NEXTN and MTP are refused: not built yet")
                    ->check(CLI::Validator(
                        [](std::string& s) -> std::string {
-                         if (s == "NGRAM" || s == "ngram") return "";
-                         if (s == "EAGLE" || s == "EAGLE3" || s == "NEXTN" || s == "STANDALONE" || s == "MTP")
-                           return "'" + s + "' is not supported yet: dpserve drafts with NGRAM only (no draft model)";
-                         return "unknown algorithm '" + s + "' (choose NGRAM)";
+                         if (s == "NGRAM" || s == "ngram" || s == "STANDALONE" || s == "standalone") return "";
+                         if (s == "EAGLE" || s == "EAGLE3" || s == "NEXTN" || s == "MTP")
+                           return "'" + s + "' is not supported yet: dpserve drafts with NGRAM or STANDALONE";
+                         return "unknown algorithm '" + s + "' (choose NGRAM or STANDALONE)";
                        },
                        "ALGO"))
                    ->envname("DPSERVE_SPECULATIVE_ALGORITHM");
@@ -62,14 +66,11 @@ void add_speculative_flags(CLI::App* c, SpeculativeConfig& sp) {
           },
           "1"))
       ->needs(algo)->envname("DPSERVE_SPECULATIVE_EAGLE_TOPK");
-  c->add_option_function<std::string>(
-       "--speculative-draft-model-path", [](const std::string&) {},
-       "Speculative decoding with a draft model (STANDALONE): not built yet; refused")
-      ->check(CLI::Validator(
-          [](std::string&) -> std::string {
-            return "draft models (STANDALONE) are not supported yet: use --speculative-algorithm NGRAM";
-          },
-          "PATH"));
+  c->add_option("--speculative-draft-model-path", sp.draft_model_path,
+                "STANDALONE: the draft model (Hugging Face folder, GGUF file or llama2.c checkpoint) with the "
+                "target's vocabulary, e.g. a smaller model of the same family or a Q4_0 copy of the target; loaded "
+                "whole on every rank")
+      ->check(CLI::ExistingPath)->needs(algo)->envname("DPSERVE_SPECULATIVE_DRAFT_MODEL_PATH");
   c->add_option("--speculative-ngram-min-match-window-size", sp.ngram_min_window,
                 "NGRAM: shortest suffix of a request's tokens looked up in its earlier tokens")
       ->capture_default_str()->check(CLI::Range(1, 64))->needs(algo)

@@ -121,6 +121,12 @@ RankWorker::RankWorker(Model& model, const Topology& topo, const Comms& comms, D
   // --dump-logits taps every row run: rows of rejected drafts would be positions that never happened.
   if (opts_.logits_tap) opts_.sched.spec.algorithm = SpecAlgorithm::kNone;
   kv_ = std::make_unique<KVPool>(model_.kv_config(opts_.kv_pages, opts_.page_size));
+  if (opts_.sched.spec.algorithm == SpecAlgorithm::kStandalone) {
+    DP_CHECK(opts_.draft_model != nullptr, "STANDALONE speculative decoding without a draft model");
+    const int64_t limit = opts_.token_limit > 0 ? std::min(opts_.token_limit, model_.config().vocab)
+                                                : model_.config().vocab;
+    drafter_ = std::make_unique<DraftRunner>(*opts_.draft_model, opts_.kv_pages, opts_.page_size, limit);
+  }
   sched_ = std::make_unique<Scheduler>(opts_.sched, *kv_, FinishRules{opts_.eos_ids});
   if (opts_.vocab) matchers_ = std::make_unique<constrain::MatcherRegistry>(opts_.vocab);
 }
@@ -721,6 +727,10 @@ void RankWorker::run(StepDriver* driver) {
     images_.start(ctrl.image_chunks);
     // 2. Schedule this group's batch (identical on every rank of the group).
     ScheduledBatch batch = sched_->schedule();
+    if (drafter_) {  // STANDALONE: the draft model fills the rows the scheduler reserved for drafts
+      drafter_->sweep(batch, [&](uint64_t id) { return sched_->contains(id); });
+      drafter_->fill(batch);
+    }
     rep.step_tokens = batch.n_tokens;
     // 3. MLP sync: every group's token count; a group with none runs an idle batch.
     StepSync sync = mlp_sync(comms_.mlp, topo_, batch.n_tokens, batch.has_prefill);

@@ -22,6 +22,7 @@
 #include "parallel/topology.h"
 #include "constrain/matcher_registry.h"
 #include "engine/control_message.h"
+#include "engine/draft_runner.h"
 #include "engine/image_transfer.h"
 #include "engine/sampler.h"
 #include "engine/scheduler.h"
@@ -69,6 +70,8 @@ struct WorkerOptions {
   // Ids at or past this have no token (a model's vocabulary padded past its tokenizer's): never
   // sampled. 0: no limit.
   int64_t token_limit = 0;
+  // STANDALONE speculative decoding: the draft model, loaded whole on this rank (the runtime's).
+  Model* draft_model = nullptr;
 };
 
 // Rank 0's side of the loop: where control messages come from and reports go.
@@ -111,6 +114,7 @@ class RankWorker {
   void run(StepDriver* driver);
   const WorkerCounters& counters() const { return counters_; }
   const ImageTransferCounters& image_counters() const { return images_.counters(); }
+  const DraftRunner* drafter() const { return drafter_.get(); }
 
  private:
   void apply(const StepControl& c, GroupReport& rep);
@@ -134,6 +138,7 @@ class RankWorker {
   WorkerOptions opts_;
   std::unique_ptr<KVPool> kv_;
   std::unique_ptr<Scheduler> sched_;
+  std::unique_ptr<DraftRunner> drafter_;  // STANDALONE speculative decoding (null otherwise)
   std::unique_ptr<constrain::MatcherRegistry> matchers_;  // structured outputs (null without a vocabulary)
   std::vector<uint64_t> masks_;                          // this step's allowed-token masks
   ControlChannel control_;        // over the world (global dispatch)

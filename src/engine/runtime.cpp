@@ -46,6 +46,7 @@ struct Runtime::Impl {
   Comms comms;
   std::unique_ptr<DistModelComm> mcomm;
   std::unique_ptr<Model> model;
+  std::unique_ptr<Model> draft;  // STANDALONE speculative decoding's draft model (null otherwise)
   std::unique_ptr<RankWorker> worker;
   std::unique_ptr<DpEngine> engine;
   int64_t kv_tokens = 0;
@@ -97,16 +98,40 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
       fail("--context-length {} is longer than the model's context ({} positions)", o.context_length, cfg.max_pos);
     const int64_t ctx_len = o.context_length > 0 ? o.context_length : cfg.max_pos;
 
+    // STANDALONE speculative decoding: the draft model, whole on every rank, on the target's team.
+    if (o.sched.spec.algorithm == SpecAlgorithm::kStandalone) {
+      LoadOptions dlo;
+      dlo.threads = threads;
+      dlo.team = &I.model->team();
+      dlo.verbose = lo.verbose;
+      try {
+        I.draft = Model::load(o.sched.spec.draft_model_path, dlo);
+      } catch (const std::exception& e) {
+        fail("--speculative-draft-model-path {}: {}", o.sched.spec.draft_model_path, e.what());
+      }
+      const ModelConfig& dc = I.draft->config();
+      // Drafts are ids of the target's tokenizer: the draft must have a row for each of them.
+      const int64_t need = o.tokenizer ? o.tokenizer->vocab_size() : cfg.vocab;
+      if (dc.vocab < need)
+        fail("--speculative-draft-model-path {}: the draft model's vocabulary ({} ids) does not cover the target's "
+             "({} ids): a draft model must share the target's tokenizer",
+             o.sched.spec.draft_model_path, dc.vocab, need);
+      I.draft->set_kv_elem(resolve_kv_elem(o.kv_cache_dtype, dc.dtype, dc.mla.enabled()));
+    }
+
     // KV pool: what the flags ask for, else a share of available memory, never more than can be used.
-    const int64_t bytes_per_token = I.model->kv_config(1, o.page_size).bytes_per_token();
+    // A draft model's cache has a page for every page of the target's, so a token costs both.
+    const int64_t bytes_per_token = I.model->kv_config(1, o.page_size).bytes_per_token() +
+                                    (I.draft ? I.draft->kv_config(1, o.page_size).bytes_per_token() : 0);
+    const int64_t weight_bytes = I.model->weight_bytes() + (I.draft ? I.draft->weight_bytes() : 0);
     int64_t tokens = o.max_total_tokens;
     if (tokens <= 0 && o.mem_fraction_static > 0) {
       // SGLang's meaning: weights and KV together take this share of the machine's memory.
       const int64_t budget = int64_t(o.mem_fraction_static * double(meminfo_bytes("MemTotal:")) / local);
-      if (budget <= I.model->weight_bytes())
+      if (budget <= weight_bytes)
         fail("--mem-fraction-static {}: {:.2f} GB per rank does not hold this rank's {:.2f} GB of weights",
-             o.mem_fraction_static, double(budget) / 1e9, double(I.model->weight_bytes()) / 1e9);
-      tokens = (budget - I.model->weight_bytes()) / bytes_per_token;
+             o.mem_fraction_static, double(budget) / 1e9, double(weight_bytes) / 1e9);
+      tokens = (budget - weight_bytes) / bytes_per_token;
       tokens = std::min<int64_t>(tokens, o.sched.max_running_requests * ctx_len);
     } else if (tokens <= 0) {
       tokens = int64_t(o.mem_fraction * double(mem_available_bytes()) / local) / bytes_per_token;
@@ -150,6 +175,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
       I.engine = std::make_unique<DpEngine>(lim);
       wo.on_fatal = [engine = I.engine.get()](const std::string& why) { engine->mark_stopped(why); };
     }
+    wo.draft_model = I.draft.get();
     I.worker = std::make_unique<RankWorker>(*I.model, I.topo, I.comms, *I.mcomm, wo);
     // Every rank is ready before rank 0 starts taking requests.
     I.comms.world.barrier();
@@ -179,9 +205,15 @@ std::string Runtime::describe() const {
   if (kv.kind == KVKind::kLatent)
     where = t.attn_tp_size > 1 ? fmt::format(", replicated on all {} attention ranks of the group", t.attn_tp_size)
                                : std::string(", held once, by this rank's group");
-  return fmt::format("rank {}/{}: DP group {} (slot {} of {}), {} KV positions x {} KiB/token per rank ({}{}), {} threads{}",
+  std::string draft;
+  if (impl_->draft) {
+    const KVPoolConfig dkv = impl_->draft->kv_config(1, 1);
+    draft = fmt::format("; draft model {:.1f} MB, its KV {} KiB/token ({})", double(impl_->draft->weight_bytes()) / 1e6,
+                        double(dkv.bytes_per_token()) / 1024.0, dkv.describe());
+  }
+  return fmt::format("rank {}/{}: DP group {} (slot {} of {}), {} KV positions x {} KiB/token per rank ({}{}), {} threads{}{}",
                      t.rank, t.world_size, t.attn_dp_rank, t.attn_tp_rank, t.attn_tp_size, impl_->kv_tokens,
-                     double(kv.bytes_per_token()) / 1024.0, kv.describe(), where, impl_->model->threads(),
+                     double(kv.bytes_per_token()) / 1024.0, kv.describe(), where, impl_->model->threads(), draft,
                      impl_->placement.empty() ? "" : "; hosts: " + impl_->placement);
 }
 

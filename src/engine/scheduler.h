@@ -122,7 +122,8 @@ class Scheduler {
   Req* newest_unscheduled();
   void add_seq(Req& r, int64_t n, std::vector<ScheduledSeq>& dst);
   // The tokens `r` drafts this step, within `budget` (draft tokens left for the step); empty when
-  // speculation is off or the request cannot use it.
+  // speculation is off or the request cannot use it. STANDALONE: placeholders for the rows, which
+  // the step fills from the draft model before its forward pass.
   std::vector<int32_t> draft(Req& r, int64_t budget);
 
   SchedulerConfig cfg_;

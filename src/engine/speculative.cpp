@@ -6,9 +6,20 @@
 
 namespace dpserve {
 
-const char* to_string(SpecAlgorithm a) { return a == SpecAlgorithm::kNgram ? "NGRAM" : "none"; }
+const char* to_string(SpecAlgorithm a) {
+  switch (a) {
+    case SpecAlgorithm::kNgram: return "NGRAM";
+    case SpecAlgorithm::kStandalone: return "STANDALONE";
+    case SpecAlgorithm::kNone: break;
+  }
+  return "none";
+}
 
 void validate(SpeculativeConfig& c) {
+  if (!c.draft_model_path.empty() && c.algorithm != SpecAlgorithm::kStandalone)
+    fail("--speculative-draft-model-path needs --speculative-algorithm STANDALONE (got {})", to_string(c.algorithm));
+  if (c.algorithm == SpecAlgorithm::kStandalone && c.draft_model_path.empty())
+    fail("--speculative-algorithm STANDALONE needs --speculative-draft-model-path (the draft model)");
   if (!c.enabled()) return;
   if (c.topk != 1) fail("--speculative-eagle-topk must be 1 (got {}): dpserve verifies chains of drafts", c.topk);
   // Either flag sets the other; given both, they must agree.

@@ -11,8 +11,10 @@
 
 namespace dpserve {
 
-enum class SpecAlgorithm { kNone, kNgram };
-const char* to_string(SpecAlgorithm a);  // "none" | "NGRAM"
+// NGRAM: prompt lookup (below). STANDALONE: a smaller model with the same vocabulary drafts greedily
+// (engine/draft_runner.h); the scheduler reserves the rows and the step fills them.
+enum class SpecAlgorithm { kNone, kNgram, kStandalone };
+const char* to_string(SpecAlgorithm a);  // "none" | "NGRAM" | "STANDALONE"
 
 inline constexpr int64_t kDefaultMaxDraft = 4;
 inline constexpr int64_t kDefaultMaxStepRows = 16;
@@ -34,6 +36,8 @@ struct SpeculativeConfig {
   // Decode rows up to about this many cost little more than one (the weights are read once); past
   // it decode is compute-bound and a draft costs as much as it may save. 0: no bound.
   int64_t max_step_rows = kDefaultMaxStepRows;
+  // STANDALONE: the draft model (a Hugging Face folder, GGUF file or llama2.c checkpoint).
+  std::string draft_model_path;
 
   bool enabled() const { return algorithm != SpecAlgorithm::kNone; }
 };

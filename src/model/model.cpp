@@ -90,7 +90,12 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
     fail("internal: a sharded model needs a communicator");
   m->init_layers(opts);
   const int threads = opts.threads > 0 ? opts.threads : int(std::max(1u, std::thread::hardware_concurrency()));
-  m->team_ = std::make_unique<ThreadTeam>(threads);
+  if (opts.team) {
+    m->team_ = opts.team;
+  } else {
+    m->own_team_ = std::make_unique<ThreadTeam>(threads);
+    m->team_ = m->own_team_.get();
+  }
   return m;
 }
 

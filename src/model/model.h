@@ -47,6 +47,9 @@ struct LoadOptions {
   bool verbose = true;  // say how long converting the weights took (one rank of many)
   // Vision-language models: the tower sharded over the attention group's ranks, or whole on each.
   VisionPlacement vision = VisionPlacement::kSharded;
+  // Run on this team (a draft model beside its target: the two never run at once, and a second
+  // team's threads would only compete for the same cores). Null: the model starts its own.
+  ThreadTeam* team = nullptr;
 };
 
 class Model {
@@ -127,7 +130,8 @@ class Model {
   MlaPath mla_path_ = MlaPath::kAuto;
   KVElem kv_elem_ = KVElem::kF32;
 
-  std::unique_ptr<ThreadTeam> team_;
+  std::unique_ptr<ThreadTeam> own_team_;
+  ThreadTeam* team_ = nullptr;  // own_team_, or LoadOptions::team
 
   // Scratch, grown as needed (on the step thread, or by the leader between barriers) and reused
   // step after step.

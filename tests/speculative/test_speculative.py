@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Speculative decoding (NGRAM) changes how many tokens a step makes, never which tokens.
+"""Speculative decoding (NGRAM, STANDALONE) changes how many tokens a step makes, never which tokens.
 
 Offline (`dpserve generate --json`), every output with `--speculative-algorithm NGRAM` must equal,
 token for token, the single-rank output without it:
@@ -12,6 +12,9 @@ token for token, the single-rank output without it:
   * with bf16 and int8 KV caches (stories260K, one rank and tp2 dp2);
   * with the drafts each request verified reported, and required to include accepted ones (a run in
     which every draft failed would prove nothing about the rows after the first).
+STANDALONE (a draft model) likewise: the target as its own draft must have every draft accepted
+(one rank, also under preemption and prefix-cache reuse), a Q4_0 copy and an unrelated model must
+change nothing; on one rank and over tp / DP attention, for llama2.c, MLA and MoE models.
 Start-up refuses what is not built, naming the flag.
 
 usage: test_speculative.py DPSERVE_BIN SHARED_DIR SCRATCH_DIR MAKE_MODEL_PY CASE
@@ -150,6 +153,87 @@ elif CASE in ("qwen3", "qwen3_moe", "deepseek_v2", "deepseek_v3", "gguf"):
     if CASE in ("qwen3_moe", "deepseek_v3"):
         layouts.append("tp2_ep2")
     check_model(common, layouts, GREEDY + (SAMPLED[:1] if CASE == "qwen3" else []))
+elif CASE == "standalone":
+    # STANDALONE: a draft model proposes, the target verifies. The target itself as its own draft
+    # (one rank) must have every draft accepted: its drafts are the target's greedy choices only if
+    # the draft cache holds the right KV at every position (after catch-up, after rejections, after
+    # preemption and prefix-cache reuse); any stale or misplaced draft KV shows as a rejection.
+    stories = os.path.join(SHARED, "models/stories260K/stories260K.bin")
+    tok = os.path.join(SHARED, "models/stories260K/tok512.bin")
+    pf = prompts_file(story_prompts(), "stories.txt")
+    common = ["generate", "--json", "--model-path", stories, "--prompts-file", pf, "-n", "64", "--threads", "1"]
+
+    def standalone(draft):
+        return ["--speculative-algorithm", "STANDALONE", "--speculative-draft-model-path", draft]
+
+    def check_all_accepted(got, what):
+        acc, drafted = accepted(got)
+        assert drafted > 0 and acc == drafted, f"FAIL: {what}: the target as its own draft: {acc} of {drafted} accepted"
+        print(f"ok {what}: every one of {drafted} drafted tokens accepted")
+
+    for sampling in GREEDY + SAMPLED:
+        base = run(common + sampling)
+        got = run(common + sampling + standalone(stories))
+        compare(base, got, f"self-draft one {' '.join(sampling)}")
+        if sampling == GREEDY[0]:
+            check_all_accepted(got, "self-draft greedy")
+        for name in ("tp2", "tp2_dp2"):
+            compare(base, run(common + sampling + LAYOUTS[name] + standalone(stories)),
+                    f"self-draft {name} {' '.join(sampling)}")
+    # Many requests in a pool of 24 pages: preemption, recompute and prefix-cache hits (repeated
+    # prompts) while drafting; still every draft accepted and the same tokens.
+    crowd = prompts_file(story_prompts() * 4, "crowd.txt")
+    tight = ["--max-total-tokens", "384", "--page-size", "16", "--max-running-requests", "12", "--temperature", "0"]
+    c_common = ["generate", "--json", "--model-path", stories, "--prompts-file", crowd, "-n", "80", "--threads", "1"]
+    base = run(c_common + tight)
+    got = run(c_common + tight + standalone(stories) + ["--speculative-num-steps", "6"])
+    compare(base, got, "self-draft under preemption")
+    check_all_accepted(got, "self-draft under preemption")
+    # A quantized copy of the target (Q4_0 GGUF, the common CPU set-up): some drafts fail.
+    q4 = os.path.join(SCRATCH, "stories260K-q4_0.gguf")
+    if not os.path.exists(q4):
+        subprocess.run(["/usr/bin/python3", os.path.join(os.path.dirname(MAKE_MODEL), "hf_to_gguf.py"), "--llama2c",
+                        stories, "--tokenizer", tok, "--out", q4, "--outtype", "q4_0"], check=True, timeout=120,
+                       stderr=subprocess.DEVNULL)
+    for sampling in GREEDY + SAMPLED[:1]:
+        base = run(common + sampling)
+        for name in ("one", "tp2_dp2"):
+            got = run(common + sampling + LAYOUTS[name] + standalone(q4))
+            compare(base, got, f"q4_0 draft {name} {' '.join(sampling)}")
+            acc, drafted = accepted(got)
+            assert acc > 0, f"FAIL: q4_0 draft {name}: no draft accepted ({drafted} drafted)"
+            print(f"ok q4_0 draft {name} {' '.join(sampling)}: identical, {acc} of {drafted} accepted")
+    # Other families: MLA's latent cache and MoE as their own drafts; a smaller, unrelated Qwen3 draft
+    # (one layer, other weights: its drafts fail, which must change nothing).
+    for arch in ("deepseek_v2", "qwen3_moe"):
+        model = hf_model(arch)
+        vocab = json.load(open(os.path.join(model, "config.json")))["vocab_size"]
+        ids = prompts_file(id_prompts(vocab), f"{arch}-ids.txt")
+        ic = ["generate", "--json", "--model-path", model, "--prompts-file", ids, "--prompts-are-ids", "-n", "40",
+              "--ignore-eos", "--temperature", "0", "--threads", "1"]
+        base = run(ic)
+        got = run(ic + standalone(model))
+        compare(base, got, f"{arch} self-draft")
+        check_all_accepted(got, f"{arch} self-draft")
+        compare(base, run(ic + LAYOUTS["tp2_dp2"] + standalone(model)), f"{arch} self-draft tp2_dp2")
+    target = hf_model("qwen3")
+    other = os.path.join(SCRATCH, "tiny-qwen3-draft")
+    if not os.path.exists(os.path.join(other, "config.json")):
+        subprocess.run(["/usr/bin/python3", MAKE_MODEL, "--arch", "qwen3", "--preset", "tiny", "--dtype", "f32",
+                        "--num-hidden-layers", "1", "--num-attention-heads", "4", "--num-key-value-heads", "2",
+                        "--max-position-embeddings", "1024", "--seed", "8", "--out", other, "--quiet"],
+                       check=True, timeout=120)
+    ids = prompts_file(id_prompts(397), "qwen3-ids.txt")
+    ic = ["generate", "--json", "--model-path", target, "--prompts-file", ids, "--prompts-are-ids", "-n", "40",
+          "--ignore-eos", "--threads", "1"]
+    for sampling in GREEDY + SAMPLED[:1]:
+        base = run(ic + sampling)
+        for name in ("one", "tp2"):
+            got = run(ic + sampling + LAYOUTS[name] + standalone(other))
+            compare(base, got, f"unrelated draft {name} {' '.join(sampling)}")
+            acc, drafted = accepted(got)
+            assert drafted > 0, f"FAIL: unrelated draft {name}: nothing drafted"
+            print(f"ok unrelated draft {name} {' '.join(sampling)}: identical, {acc} of {drafted} accepted")
 elif CASE == "flags":
     model = os.path.join(SHARED, "models/stories260K/stories260K.bin")
     for bad, words in ((["--speculative-algorithm", "EAGLE"], ["--speculative-algorithm", "EAGLE"]),
@@ -157,7 +241,14 @@ elif CASE == "flags":
                        (SPEC + ["--speculative-eagle-topk", "4"], ["--speculative-eagle-topk"]),
                        (SPEC + ["--speculative-num-steps", "3", "--speculative-num-draft-tokens", "8"],
                         ["--speculative-num-draft-tokens"]),
-                       (["--speculative-num-steps", "3"], ["--speculative-num-steps", "--speculative-algorithm"])):
+                       (["--speculative-num-steps", "3"], ["--speculative-num-steps", "--speculative-algorithm"]),
+                       (["--speculative-algorithm", "STANDALONE"], ["--speculative-draft-model-path"]),
+                       (SPEC + ["--speculative-draft-model-path", model], ["--speculative-draft-model-path", "STANDALONE"]),
+                       (["--speculative-algorithm", "STANDALONE", "--speculative-draft-model-path", "/nonexistent/draft"],
+                        ["--speculative-draft-model-path", "/nonexistent/draft"]),
+                       # A draft whose vocabulary (397 ids) cannot hold the target's drafts (512).
+                       (["--speculative-algorithm", "STANDALONE", "--speculative-draft-model-path", hf_model("llama")],
+                        ["--speculative-draft-model-path", "vocabulary"])):
         p = subprocess.run([BIN, "generate", "--model-path", model, "--prompt", "Hi", "-n", "2"] + bad,
                            capture_output=True, text=True, env=ENV, timeout=60)
         out = p.stdout + p.stderr
