@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Single-stream decode with and without speculative decoding (NGRAM), same model, same prompt,
+"""Single-stream decode with and without speculative decoding (NGRAM, or a draft model with --spec), same model, same prompt,
 rounds alternated (off, on, off, on, ...) so the shared machine's drift falls on both; prints each
 round's decode tok/s, the acceptance of the speculating run, and the median ratio on / off.
 
@@ -14,6 +14,8 @@ Workloads (token-id prompts, greedy, EOS ignored):
 
   python3 bench/speculative.py --model-path /tmp/tinyllama [--tokens 128] [--rounds 3] [--threads 2]
       [--workloads repeat,random,serve8] [--num-steps 4] [--extra '--quantization q8_0']
+      [--spec '--speculative-algorithm STANDALONE --speculative-draft-model-path /tmp/tinyllama
+               --speculative-draft-model-quantization q4_0']
 """
 import argparse
 import json
@@ -93,14 +95,17 @@ def main():
     ap.add_argument("--workloads", default="repeat,random")
     ap.add_argument("--num-steps", type=int, default=4)
     ap.add_argument("--extra", default="", help="more dpserve flags for both runs")
+    ap.add_argument("--spec", default="--speculative-algorithm NGRAM",
+                    help="the speculating run's flags (--num-steps is added)")
     ap.add_argument("--concurrency", type=int, default=8, help="serve8: streams at once")
     a = ap.parse_args()
     cfg = os.path.join(a.model_path, "config.json")
     vocab = json.load(open(cfg))["vocab_size"] if os.path.isdir(a.model_path) else 32000
     base = ["--model-path", a.model_path, "-n", str(a.tokens), "--ignore-eos", "--temperature", "0",
             "--threads", str(a.threads)] + shlex.split(a.extra)
-    spec = ["--speculative-algorithm", "NGRAM", "--speculative-num-steps", str(a.num_steps)]
-    print(f"model {a.model_path}, {a.tokens} tokens, {a.rounds} rounds, threads {a.threads}, {a.extra or 'no extra flags'}")
+    spec = shlex.split(a.spec) + ["--speculative-num-steps", str(a.num_steps)]
+    print(f"model {a.model_path}, {a.tokens} tokens, {a.rounds} rounds, threads {a.threads}, {a.extra or 'no extra flags'}; "
+          f"speculation: {' '.join(spec)}")
     for w in a.workloads.split(","):
         if w == "serve8":
             ratios = []

@@ -25,6 +25,19 @@ CLI::Option* add_enum_option(CLI::App* c, const std::string& flag, E& target, st
       ->default_str(to_string(target));
 }
 
+// --quantization's values (and the draft model's): llama.cpp's block types; SGLang's other methods
+// are refused with the reason.
+CLI::Validator quantization_check() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        if (quantization_from_name(s)) return "";
+        const std::string why = quantization_refusal(s);
+        return why.empty() ? "unknown method '" + s + "' (choose q8_0, q4_0, q4_k, q4_k_m or none)"
+                           : "'" + s + "' is not supported: " + why;
+      },
+      "METHOD");
+}
+
 // SGLang's speculative decoding flags. NGRAM and STANDALONE drafting are built: every other
 // algorithm or a draft tree is refused by name rather than accepted and ignored.
 void add_speculative_flags(CLI::App* c, SpeculativeConfig& sp) {
@@ -106,14 +119,7 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
        "the LM head Q6_K for the 4-bit ones), q4_k_m (llama.cpp's Q4_K_M mix), none. SGLang's w8a8_int8 maps "
        "to q8_0. Norms stay fp32, the embedding table keeps its type (only looked-up rows are read); "
        "matrices already quantized (GGUF) keep theirs")
-      ->check(CLI::Validator(
-          [](std::string& s) -> std::string {
-            if (quantization_from_name(s)) return "";
-            const std::string why = quantization_refusal(s);
-            return why.empty() ? "unknown method '" + s + "' (choose q8_0, q4_0, q4_k, q4_k_m or none)"
-                               : "'" + s + "' is not supported: " + why;
-          },
-          "METHOD"))
+      ->check(quantization_check())
       ->default_str("none")
       ->envname("DPSERVE_QUANTIZATION");
   c->add_option("--tokenizer-path", f.tokenizer_path,
@@ -216,6 +222,15 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
                   "a 640x480 or 1280x960 image in 0.44-0.62x the replicated time (docs/benchmarks.md)")
       ->envname("DPSERVE_VISION_TOWER");
   add_speculative_flags(c, o.sched.spec);
+  c->add_option_function<std::string>(
+       "--speculative-draft-model-quantization",
+       [&o](const std::string& s) { o.draft_quantization = *quantization_from_name(s); },
+       "STANDALONE: quantize the draft model's float matrices on load, as --quantization does the target's "
+       "(e.g. the target itself as its own q4_0 draft)")
+      ->check(quantization_check())
+      ->default_str("none")
+      ->needs("--speculative-draft-model-path")
+      ->envname("DPSERVE_SPECULATIVE_DRAFT_MODEL_QUANTIZATION");
   c->add_option("--image-bytes-per-step", o.image_bytes_per_step,
                 "Pipelined image transfer: RGB bytes rank 0 sends per step (all groups together), so one large "
                 "image delays the other requests' steps by a bounded copy")

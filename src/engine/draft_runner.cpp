@@ -30,13 +30,25 @@ void DraftRunner::fill(ScheduledBatch& b) {
     ScheduledSeq* s;
     Seq* seq;
     int64_t cursor;  // next position the catch-up feeds
-    int64_t end;     // positions to have in the draft cache before drafting: the request's tokens
+    int64_t end;     // positions to have in the draft cache: before drafting, the request's tokens
+    bool draft;      // a decode that drafts (else a prompt chunk the draft cache follows)
     std::vector<int32_t> drafts;
   };
   std::vector<Work> work;
   for (ScheduledSeq& s : b.seqs) {
-    if (!s.decode || s.n_draft <= 0) continue;
-    const std::vector<int32_t>& toks = s.state->tokens;
+    const RequestState& st = *s.state;
+    if (!s.decode) {
+      // The draft cache follows the prompt as it is prefilled, so a request's first draft does not
+      // wait for the draft model to read its whole prompt (and that cost shows in time to first
+      // token, as the target's prefill does). Only for requests that can draft at all.
+      if (st.matcher || st.has_embeds() || st.has_images() || st.max_new < 2) continue;
+      Seq& q = seqs_[s.id];
+      const int64_t end = s.pos0 + int64_t(s.tokens.size());
+      if (q.valid < end) work.push_back(Work{&s, &q, q.valid, end, false, {}});
+      continue;
+    }
+    if (s.n_draft <= 0) continue;
+    const std::vector<int32_t>& toks = st.tokens;
     const int64_t n = int64_t(toks.size());
     DP_CHECK(s.pos0 + 1 == n, "request {}: a decode at position {} with {} tokens", s.id, s.pos0, n);
     Seq& q = seqs_[s.id];
@@ -47,7 +59,7 @@ void DraftRunner::fill(ScheduledBatch& b) {
       ++q.valid;
     q.tail.clear();
     q.valid = std::min(q.valid, n - 1);  // the last token is fed below: its logits draft the first
-    work.push_back(Work{&s, &q, q.valid, n, {}});
+    work.push_back(Work{&s, &q, q.valid, n, true, {}});
   }
   if (work.empty()) return;
   const int64_t V = model_.config().vocab;
@@ -68,9 +80,9 @@ void DraftRunner::fill(ScheduledBatch& b) {
       fb.add(w.s->state->tokens.data() + w.cursor, take, w.cursor, w.s->pages, false);
       w.cursor += take;
       rows += take;
-      if (w.cursor < w.end) {
+      if (w.cursor < w.end) more = true;
+      if (w.cursor < w.end || !w.draft) {
         fb.logit_rows.pop_back();
-        more = true;
       } else {
         owners.push_back(&w);
       }
@@ -87,7 +99,7 @@ void DraftRunner::fill(ScheduledBatch& b) {
     ForwardBatch fb;
     std::vector<Work*> owners;
     for (Work& w : work) {
-      if (w.s->n_draft <= j) continue;
+      if (!w.draft || w.s->n_draft <= j) continue;
       fb.add(&w.drafts[size_t(j - 1)], 1, w.end - 1 + j, w.s->pages, false);
       owners.push_back(&w);
     }
@@ -101,6 +113,10 @@ void DraftRunner::fill(ScheduledBatch& b) {
 
   for (Work& w : work) {
     ScheduledSeq& s = *w.s;
+    if (!w.draft) {
+      w.seq->valid = w.end;
+      continue;
+    }
     DP_CHECK(int64_t(w.drafts.size()) == s.n_draft && int64_t(s.tokens.size()) == 1 + s.n_draft);
     std::copy(w.drafts.begin(), w.drafts.end(), s.tokens.begin() + 1);
     // Cached now: the request's tokens, then the drafts fed after the first (all but the last).

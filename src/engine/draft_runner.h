@@ -30,8 +30,9 @@ class DraftRunner {
   DraftRunner(Model& draft, int64_t kv_pages, int64_t page_size, int64_t token_limit);
 
   // Fills the drafted rows (tokens[1..n_draft]) of every decode in `b` that reserved some: the
-  // draft model runs first over the tokens its cache lacks for each request (the whole prompt the
-  // first time, then the tokens accepted since), then one row per further drafted token.
+  // draft model runs first over the tokens its cache lacks for each request (the tokens accepted
+  // since its last draft; a prompt is read as its chunks are prefilled), then one row per further
+  // drafted token.
   void fill(ScheduledBatch& b);
   // Forgets what the draft cache holds for requests that are no longer running with the pages it
   // was written to (preempted in `b`, or ended: not `alive`).

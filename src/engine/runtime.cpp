@@ -103,6 +103,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
       LoadOptions dlo;
       dlo.threads = threads;
       dlo.team = &I.model->team();
+      dlo.quantization = o.draft_quantization;
       dlo.verbose = lo.verbose;
       try {
         I.draft = Model::load(o.sched.spec.draft_model_path, dlo);

@@ -29,6 +29,7 @@ class Model;
 struct RuntimeOptions {
   std::string model_path;
   Quantization quantization = Quantization::kNone;  // float weights to block types on load
+  Quantization draft_quantization = Quantization::kNone;  // the same for a STANDALONE draft model
   int tp_size = 1;
   int dp_size = 1;
   int ep_size = 1;

@@ -181,9 +181,11 @@ elif CASE == "standalone":
             compare(base, run(common + sampling + LAYOUTS[name] + standalone(stories)),
                     f"self-draft {name} {' '.join(sampling)}")
     # Many requests in a pool of 24 pages: preemption, recompute and prefix-cache hits (repeated
-    # prompts) while drafting; still every draft accepted and the same tokens.
+    # prompts), prompts prefilled in chunks of 8 (the draft cache follows each chunk) while drafting;
+    # still every draft accepted and the same tokens.
     crowd = prompts_file(story_prompts() * 4, "crowd.txt")
-    tight = ["--max-total-tokens", "384", "--page-size", "16", "--max-running-requests", "12", "--temperature", "0"]
+    tight = ["--max-total-tokens", "384", "--page-size", "16", "--max-running-requests", "12", "--temperature", "0",
+             "--chunked-prefill-size", "8"]
     c_common = ["generate", "--json", "--model-path", stories, "--prompts-file", crowd, "-n", "80", "--threads", "1"]
     base = run(c_common + tight)
     got = run(c_common + tight + standalone(stories) + ["--speculative-num-steps", "6"])
