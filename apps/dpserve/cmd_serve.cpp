@@ -178,6 +178,14 @@ void register_serve(CLI::App& app) {
   s->add_option("--max-queued-tokens", a->so.max_queued_tokens,
                 "The same bound on tokens: prompt + max_tokens of every sequence in flight (0 = no limit)")
       ->capture_default_str()->check(CLI::NonNegativeNumber)->envname("DPSERVE_MAX_QUEUED_TOKENS");
+  s->add_option("--max-stored-responses", a->so.max_stored_responses,
+                "/v1/responses kept in memory for previous_response_id and GET /v1/responses/{id}; beyond it the "
+                "oldest go (0 = keep none)")
+      ->capture_default_str()->envname("DPSERVE_MAX_STORED_RESPONSES");
+  s->add_option_function<size_t>(
+       "--max-stored-responses-mb", [a](size_t mb) { a->so.max_stored_response_bytes = mb << 20; },
+       "The same bound on their size (MiB of JSON); default 256")
+      ->check(CLI::PositiveNumber)->envname("DPSERVE_MAX_STORED_RESPONSES_MB");
   s->add_option("--http-threads", a->so.http_threads,
                 "Most HTTP connections served at once (a thread each, started on demand)")
       ->capture_default_str()->check(CLI::Range(4, 4096))->envname("DPSERVE_HTTP_THREADS");

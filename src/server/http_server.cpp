@@ -205,6 +205,7 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   });
 
   register_openai_routes(s, c);
+  register_responses_routes(s, c);
   register_sglang_routes(s, c);
   register_sglang_util_routes(s, c);
 }
