@@ -18,6 +18,7 @@
 #include "model/default_model.h"
 #include "server/chat_output.h"
 #include "server/http_server.h"
+#include "tokenizer/ids_only_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 #include "vision/image_input.h"
 
@@ -52,10 +53,21 @@ void run_serve(ServeArgs& a) {
   ModelLocation loc = resolve_model(a.rf.rt.model_path, a.rf.tokenizer_path);
   a.rf.rt.model_path = loc.model;
   a.rf.rt.sched.enable_prefix_cache = !a.rf.disable_radix_cache;
-  if (loc.tokenizer.empty()) fail("no tokenizer found for {}: give --tokenizer-path", loc.model);
-  std::unique_ptr<Tokenizer> tok = Tokenizer::load(loc.tokenizer);
-  a.rf.rt.eos_ids = tok->eos_ids();
-  a.rf.rt.tokenizer = tok.get();
+  std::unique_ptr<Tokenizer> tok;
+  if (a.so.skip_tokenizer_init) {
+    // No vocabulary: EOS comes from the model's config (the runtime adds it), the stand-in is made below.
+    if (!a.rf.tokenizer_path.empty()) fail("--skip-tokenizer-init loads no tokenizer: drop --tokenizer-path");
+    loc.tokenizer.clear();
+  } else {
+    if (loc.tokenizer.empty()) fail("no tokenizer found for {}: give --tokenizer-path (or --skip-tokenizer-init)", loc.model);
+    try {
+      tok = Tokenizer::load(loc.tokenizer);
+    } catch (const Error& e) {
+      fail("{} (give --tokenizer-path, or serve token ids alone with --skip-tokenizer-init)", e.what());
+    }
+    a.rf.rt.eos_ids = tok->eos_ids();
+    a.rf.rt.tokenizer = tok.get();
+  }
 
   // The vision tower's runs on rank 0, for /metrics and the request log (server/image_timing.h).
   auto encoder_times = std::make_shared<EncoderTimes>();
@@ -69,6 +81,11 @@ void run_serve(ServeArgs& a) {
     return;
   }
   const ModelConfig& cfg = rt->model_config();
+  if (!tok) {
+    tok = make_ids_only_tokenizer(cfg.vocab, cfg.bos_id, cfg.eos_ids);
+    spdlog::info("--skip-tokenizer-init: no tokenizer; requests take input_ids (/generate), outputs are ids (EOS {})",
+                 fmt::join(cfg.eos_ids, ","));
+  }
   spdlog::info("{}", loc.why);
   spdlog::info("model: {} ({} layers, hidden {}, {} heads / {} KV heads, vocab {}, context {}), kernels {}",
                cfg.arch_name, cfg.n_layers, cfg.hidden, cfg.n_heads, cfg.n_kv_heads, cfg.vocab, cfg.max_pos,
@@ -238,6 +255,10 @@ void register_serve(CLI::App& app) {
       ->capture_default_str()->check(CLI::Range(0.0, 3600.0))->envname("DPSERVE_IMAGE_DECODE_WAIT");
   s->add_option("--max-images-per-request", a->so.images.max_images, "Most images in one request")
       ->capture_default_str()->check(CLI::PositiveNumber)->envname("DPSERVE_MAX_IMAGES_PER_REQUEST");
+  s->add_flag("--skip-tokenizer-init", a->so.skip_tokenizer_init,
+              "Load no tokenizer (SGLang's flag): requests carry token ids (/generate input_ids), responses carry "
+              "output_ids only; text inputs, chat and the OpenAI routes are a 400 saying so")
+      ->envname("DPSERVE_SKIP_TOKENIZER_INIT");
   s->add_flag("--log-requests", a->so.log_requests, "Log each request's prompt and output (as SGLang's --log-requests)")
       ->envname("DPSERVE_LOG_REQUESTS");
   s->add_flag("--enable-metrics", a->enable_metrics,
