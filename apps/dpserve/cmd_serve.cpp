@@ -15,6 +15,7 @@
 #include "core/check.h"
 #include "core/cpu.h"
 #include "engine/runtime.h"
+#include "engine/scheduler.h"
 #include "model/default_model.h"
 #include "server/chat_output.h"
 #include "server/http_server.h"
@@ -122,6 +123,8 @@ void run_serve(ServeArgs& a) {
                          {"page_size", a.rf.rt.page_size},
                          {"max_running_requests", a.rf.rt.sched.max_running_requests},
                          {"chunked_prefill_size", a.rf.rt.sched.chunked_prefill_size},
+                         {"schedule_policy", a.rf.rt.sched.policy == SchedulePolicy::kLpm ? "lpm" : "fcfs"},
+                         {"skip_tokenizer_init", a.so.skip_tokenizer_init},
                          {"max_total_tokens", rt->kv_tokens_per_rank()},
                          {"kernels", cpu_kernel_name()},
                          {"version", "0.1.0"}};
