@@ -212,10 +212,14 @@ ojson items_to_messages(const ojson& items) {
         }
         content = std::move(parts);
       }
-      if (role == "assistant")
+      if (role == "assistant") {
         new_assistant(std::move(content));
-      else
+      } else {
+        // Reasoning that no assistant text or call followed (a response cut short while thinking)
+        // is still that turn's: it becomes an assistant message of its own.
+        if (!reasoning.empty()) new_assistant("");
         msgs.push_back({{"role", role}, {"content", std::move(content)}});
+      }
     } else if (type == "function_call") {
       if (msgs.empty() || msgs.back()["role"] != "assistant" || !reasoning.empty()) new_assistant("");
       ojson& m = msgs.back();
@@ -223,11 +227,13 @@ ojson items_to_messages(const ojson& items) {
       m["tool_calls"].push_back({{"id", it["call_id"]}, {"type", "function"},
                                  {"function", {{"name", it["name"]}, {"arguments", it["arguments"]}}}});
     } else if (type == "function_call_output") {
+      if (!reasoning.empty()) new_assistant("");
       msgs.push_back({{"role", "tool"}, {"tool_call_id", it["call_id"]}, {"content", it["output"]}});
     } else if (type == "reasoning") {
       for (const ojson& p : it["content"]) reasoning += p["text"].get<std::string>();
     }
   }
+  if (!reasoning.empty()) new_assistant("");
   return msgs;
 }
 

@@ -85,6 +85,14 @@ if (think) {
     assert.equal(events.at(-1).type, 'response.incomplete');
     assert.equal(events.at(-1).response.output[0].content[0].text, item.content[0].text);
     assert.ok(!events.some((e) => e.type.startsWith('response.output_text')), 'no message text');
+    // A follow-up replays the cut-short turn as an assistant message carrying that reasoning.
+    const r2 = await oa.responses.create({ model, previous_response_id: r.id, input: 'go on', max_output_tokens: 4,
+                                           temperature: 0 });
+    const c2 = await chat([{ role: 'user', content: 'hi' },
+                           { role: 'assistant', content: '', reasoning_content: item.content[0].text },
+                           { role: 'user', content: 'go on' }], { max_completion_tokens: 4 });
+    assert.equal(r2.usage.input_tokens, c2.usage.prompt_tokens);
+    assert.equal(r2.output[0].content[0].text, c2.reasoning);
   }]);
 } else {
   tests.push(['plain create: the message equals chat completions on the same conversation', async () => {
