@@ -116,6 +116,11 @@ if (think) {
     assert.equal(r.usage.total_tokens, r.usage.input_tokens + r.usage.output_tokens);
     assert.equal(r.status, c.finish === 'length' ? 'incomplete' : 'completed');
     assert.equal(r.output[0].status, r.status);
+    // top_p reaches the sampler: a nucleus of one token at temperature 1 is the greedy choice.
+    const nucleus = await oa.responses.create({ model, input: 'Hello there', instructions: 'Be brief.', max_output_tokens: N,
+                                                temperature: 1, top_p: 1e-6 });
+    assert.equal(nucleus.top_p, 1e-6);
+    assert.equal(nucleus.output_text, c.text);
   }]);
 
   tests.push(['streaming: documented events in order; deltas add up to the whole response', async () => {
