@@ -15,9 +15,11 @@
 #include "core/check.h"
 #include "core/cpu.h"
 #include "engine/runtime.h"
+#include "engine/scheduler.h"
 #include "model/default_model.h"
 #include "server/chat_output.h"
 #include "server/http_server.h"
+#include "tokenizer/ids_only_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 #include "vision/image_input.h"
 
@@ -52,10 +54,21 @@ void run_serve(ServeArgs& a) {
   ModelLocation loc = resolve_model(a.rf.rt.model_path, a.rf.tokenizer_path);
   a.rf.rt.model_path = loc.model;
   a.rf.rt.sched.enable_prefix_cache = !a.rf.disable_radix_cache;
-  if (loc.tokenizer.empty()) fail("no tokenizer found for {}: give --tokenizer-path", loc.model);
-  std::unique_ptr<Tokenizer> tok = Tokenizer::load(loc.tokenizer);
-  a.rf.rt.eos_ids = tok->eos_ids();
-  a.rf.rt.tokenizer = tok.get();
+  std::unique_ptr<Tokenizer> tok;
+  if (a.so.skip_tokenizer_init) {
+    // No vocabulary: EOS comes from the model's config (the runtime adds it), the stand-in is made below.
+    if (!a.rf.tokenizer_path.empty()) fail("--skip-tokenizer-init loads no tokenizer: drop --tokenizer-path");
+    loc.tokenizer.clear();
+  } else {
+    if (loc.tokenizer.empty()) fail("no tokenizer found for {}: give --tokenizer-path (or --skip-tokenizer-init)", loc.model);
+    try {
+      tok = Tokenizer::load(loc.tokenizer);
+    } catch (const Error& e) {
+      fail("{} (give --tokenizer-path, or serve token ids alone with --skip-tokenizer-init)", e.what());
+    }
+    a.rf.rt.eos_ids = tok->eos_ids();
+    a.rf.rt.tokenizer = tok.get();
+  }
 
   // The vision tower's runs on rank 0, for /metrics and the request log (server/image_timing.h).
   auto encoder_times = std::make_shared<EncoderTimes>();
@@ -69,6 +82,11 @@ void run_serve(ServeArgs& a) {
     return;
   }
   const ModelConfig& cfg = rt->model_config();
+  if (!tok) {
+    tok = make_ids_only_tokenizer(cfg.vocab, cfg.bos_id, cfg.eos_ids);
+    spdlog::info("--skip-tokenizer-init: no tokenizer; requests take input_ids (/generate), outputs are ids (EOS {})",
+                 fmt::join(cfg.eos_ids, ","));
+  }
   spdlog::info("{}", loc.why);
   spdlog::info("model: {} ({} layers, hidden {}, {} heads / {} KV heads, vocab {}, context {}), kernels {}",
                cfg.arch_name, cfg.n_layers, cfg.hidden, cfg.n_heads, cfg.n_kv_heads, cfg.vocab, cfg.max_pos,
@@ -105,6 +123,8 @@ void run_serve(ServeArgs& a) {
                          {"page_size", a.rf.rt.page_size},
                          {"max_running_requests", a.rf.rt.sched.max_running_requests},
                          {"chunked_prefill_size", a.rf.rt.sched.chunked_prefill_size},
+                         {"schedule_policy", a.rf.rt.sched.policy == SchedulePolicy::kLpm ? "lpm" : "fcfs"},
+                         {"skip_tokenizer_init", a.so.skip_tokenizer_init},
                          {"max_total_tokens", rt->kv_tokens_per_rank()},
                          {"kernels", cpu_kernel_name()},
                          {"version", "0.1.0"}};
@@ -178,6 +198,14 @@ void register_serve(CLI::App& app) {
   s->add_option("--max-queued-tokens", a->so.max_queued_tokens,
                 "The same bound on tokens: prompt + max_tokens of every sequence in flight (0 = no limit)")
       ->capture_default_str()->check(CLI::NonNegativeNumber)->envname("DPSERVE_MAX_QUEUED_TOKENS");
+  s->add_option("--max-stored-responses", a->so.max_stored_responses,
+                "/v1/responses kept in memory for previous_response_id and GET /v1/responses/{id}; beyond it the "
+                "oldest go (0 = keep none)")
+      ->capture_default_str()->envname("DPSERVE_MAX_STORED_RESPONSES");
+  s->add_option_function<size_t>(
+       "--max-stored-responses-mb", [a](size_t mb) { a->so.max_stored_response_bytes = mb << 20; },
+       "The same bound on their size (MiB of JSON); default 256")
+      ->check(CLI::PositiveNumber)->envname("DPSERVE_MAX_STORED_RESPONSES_MB");
   s->add_option("--http-threads", a->so.http_threads,
                 "Most HTTP connections served at once (a thread each, started on demand)")
       ->capture_default_str()->check(CLI::Range(4, 4096))->envname("DPSERVE_HTTP_THREADS");
@@ -230,6 +258,10 @@ void register_serve(CLI::App& app) {
       ->capture_default_str()->check(CLI::Range(0.0, 3600.0))->envname("DPSERVE_IMAGE_DECODE_WAIT");
   s->add_option("--max-images-per-request", a->so.images.max_images, "Most images in one request")
       ->capture_default_str()->check(CLI::PositiveNumber)->envname("DPSERVE_MAX_IMAGES_PER_REQUEST");
+  s->add_flag("--skip-tokenizer-init", a->so.skip_tokenizer_init,
+              "Load no tokenizer (SGLang's flag): requests carry token ids (/generate input_ids), responses carry "
+              "output_ids only; text inputs, chat and the OpenAI routes are a 400 saying so")
+      ->envname("DPSERVE_SKIP_TOKENIZER_INIT");
   s->add_flag("--log-requests", a->so.log_requests, "Log each request's prompt and output (as SGLang's --log-requests)")
       ->envname("DPSERVE_LOG_REQUESTS");
   s->add_flag("--enable-metrics", a->enable_metrics,

@@ -1,6 +1,8 @@
 #include "apps/dpserve/runtime_flags.h"
 
 #include "apps/dpserve/kv_flags.h"
+#include "core/check.h"
+#include "engine/scheduler.h"
 
 #include <string>
 #include <vector>
@@ -169,6 +171,18 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
   add_kv_cache_flags(c, o);
   c->add_option("--max-running-requests", o.sched.max_running_requests, "Requests decoding at once per DP group")
       ->capture_default_str()->check(CLI::Range(1, 1 << 20))->envname("DPSERVE_MAX_RUNNING_REQUESTS");
+  c->add_option_function<std::string>(
+       "--schedule-policy",
+       [&o](const std::string& v) {
+         try {
+           o.sched.policy = parse_schedule_policy(v);
+         } catch (const Error& e) {
+           throw CLI::ValidationError(e.what());
+         }
+       },
+       "Order waiting requests are admitted in, per DP group: fcfs (arrival) or lpm (longest cached prefix first, "
+       "as SGLang's; fcfs beyond 128 waiting); default fcfs")
+      ->envname("DPSERVE_SCHEDULE_POLICY");
   c->add_option("--chunked-prefill-size", o.sched.chunked_prefill_size,
                 "Most prompt tokens prefilled per step per DP group (long prompts are split; <= 0: no limit)")
       ->capture_default_str()->envname("DPSERVE_CHUNKED_PREFILL_SIZE");

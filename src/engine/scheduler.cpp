@@ -8,6 +8,14 @@
 
 namespace dpserve {
 
+SchedulePolicy parse_schedule_policy(const std::string& name) {
+  if (name == "fcfs") return SchedulePolicy::kFcfs;
+  if (name == "lpm") return SchedulePolicy::kLpm;
+  if (name == "random" || name == "dfs-weight" || name == "lof" || name == "priority")
+    fail("--schedule-policy {}: SGLang's policy '{}' is not implemented here (fcfs and lpm are)", name, name);
+  fail("--schedule-policy {}: unknown policy (fcfs or lpm)", name);
+}
+
 // The request's state plus what only scheduling needs.
 struct Scheduler::Req {
   explicit Req(RequestState s) : st(std::move(s)) {}
@@ -236,6 +244,7 @@ ScheduledBatch Scheduler::schedule() {
     }
   }
 
+  if (cfg_.policy == SchedulePolicy::kLpm && out.preempted.empty()) order_waiting_by_prefix();
   // 2. Admission in arrival order (preempted requests first), strictly first come first served:
   // the first request that does not fit stops admission so it is never overtaken. Nothing is admitted
   // in a step that had to preempt: the pool is full, and it would only readmit what was just pushed out.
@@ -283,6 +292,25 @@ ScheduledBatch Scheduler::schedule() {
     last_.push_back(Ran{s.id, int64_t(s.tokens.size()), s.sample, s.n_draft});
   }
   return out;
+}
+
+void Scheduler::order_waiting_by_prefix() {
+  // SGLang falls back to fcfs beyond 128 waiting (a tree walk each per step); so do we.
+  if (!cache_ || waiting_.size() < 2 || waiting_.size() > 128) return;
+  std::vector<std::pair<int64_t, Req*>> keyed;
+  keyed.reserve(waiting_.size());
+  for (Req* r : waiting_) {
+    const int64_t n_tok = int64_t(r->st.tokens.size());
+    // Preempted requests keep the front (they already waited their turn once); a request whose
+    // prompt logprobs are still owed takes nothing from the cache, so its match counts nothing.
+    const int64_t key = r->admitted_once                ? std::numeric_limits<int64_t>::max()
+                        : r->st.needs_prompt_logprobs() ? 0
+                                                        : cache_->cached_prefix_pages(r->st.tokens, (n_tok - 1) / page_size_);
+    keyed.emplace_back(key, r);
+  }
+  // Stable: equal matches keep arrival order, and every rank of the group sorts the same tree's answers.
+  std::stable_sort(keyed.begin(), keyed.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (size_t i = 0; i < keyed.size(); ++i) waiting_[i] = keyed[i].second;
 }
 
 std::vector<StepResult> Scheduler::commit(std::vector<StepResult> results) {

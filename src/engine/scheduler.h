@@ -9,6 +9,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "engine/finish_rules.h"
@@ -19,11 +20,18 @@
 
 namespace dpserve {
 
+// The order waiting requests are admitted in (SGLang's --schedule-policy): fcfs, arrival order; lpm,
+// longest cached prefix first (cache-aware: requests sharing a prefix run while it is in the tree).
+enum class SchedulePolicy { kFcfs, kLpm };
+// "fcfs" / "lpm"; SGLang's other policies and anything else are an error naming the value.
+SchedulePolicy parse_schedule_policy(const std::string& name);
+
 struct SchedulerConfig {
   int64_t max_running_requests = 64;  // requests holding KV at once (decoding or mid-prefill), >= 1
   int64_t chunked_prefill_size = 512; // max prompt tokens per step over all sequences (<= 0: unlimited)
   int64_t max_prefill_tokens = 4096;  // hard cap on tokens in one step (prefill + decode), >= 1
   bool enable_prefix_cache = true;
+  SchedulePolicy policy = SchedulePolicy::kFcfs;
   // Prompt tokens per step over the prefill chunks of requests that want prompt logprobs (each such
   // token is a row of logits, vocab floats): bounds that memory. <= 0: unlimited.
   int64_t max_prompt_logprob_rows = 0;
@@ -121,6 +129,7 @@ class Scheduler {
   void erase_running(const Req& r);
   Req* newest_unscheduled();
   void add_seq(Req& r, int64_t n, std::vector<ScheduledSeq>& dst);
+  void order_waiting_by_prefix();            // lpm: longest cached prefix first
   // The tokens `r` drafts this step, within `budget` (draft tokens left for the step); empty when
   // speculation is off or the request cannot use it. STANDALONE: placeholders for the rows, which
   // the step fills from the draft model before its forward pass.

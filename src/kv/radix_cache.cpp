@@ -52,6 +52,19 @@ std::vector<int32_t> RadixCache::match(std::span<const int32_t> tokens, int64_t 
   return pages;
 }
 
+int64_t RadixCache::cached_prefix_pages(std::span<const int32_t> tokens, int64_t max_pages) const {
+  const Node* n = &root_;
+  std::vector<int32_t> key(static_cast<size_t>(page_size_));
+  int64_t i = 0;
+  for (; i < max_pages && (i + 1) * page_size_ <= int64_t(tokens.size()); ++i) {
+    std::copy_n(tokens.begin() + i * page_size_, page_size_, key.begin());
+    auto it = n->children.find(key);
+    if (it == n->children.end()) break;
+    n = it->second.get();
+  }
+  return i;
+}
+
 int64_t RadixCache::insert(std::span<const int32_t> tokens, std::span<const int32_t> pages, int64_t n_pages) {
   DP_CHECK(n_pages >= 0 && n_pages <= int64_t(pages.size()) && n_pages * page_size_ <= int64_t(tokens.size()));
   ++clock_;

@@ -28,6 +28,10 @@ class RadixCache {
   // to the query tokens and the matched tokens to the hits (a retried lookup passes false).
   std::vector<int32_t> match(std::span<const int32_t> tokens, int64_t max_pages, bool count = true);
 
+  // How many whole pages of `tokens` (at most `max_pages`) the tree holds, changing nothing (no
+  // retain, no LRU touch, no hit counts): the scheduler's longest-prefix-match ordering asks it.
+  int64_t cached_prefix_pages(std::span<const int32_t> tokens, int64_t max_pages) const;
+
   // Adds the first `n_pages` full pages of a sequence: page i holds tokens[i*ps, (i+1)*ps). Pages whose
   // prefix is already cached are left alone (the tree keeps its own copy); new ones are retained by the
   // cache. The caller still releases its own references afterwards. Returns the number of pages adopted.

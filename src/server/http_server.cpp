@@ -95,6 +95,7 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   mallopt(M_MMAP_THRESHOLD, 4 << 20);
   if (c.opts.served_model_name.empty()) c.opts.served_model_name = "default";
   c.parse.tok = &tok;
+  c.parse.skip_tokenizer = c.opts.skip_tokenizer_init;
   // The engine's limits; token ids must also be ones the tokenizer can turn back into text.
   c.parse.limits = engine.limits();
   c.parse.limits.vocab = std::min<int64_t>(c.parse.limits.vocab, tok.vocab_size());
@@ -205,6 +206,7 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   });
 
   register_openai_routes(s, c);
+  register_responses_routes(s, c);
   register_sglang_routes(s, c);
   register_sglang_util_routes(s, c);
 }

@@ -566,6 +566,14 @@ const json* present(const json& b, const char* name) {
 
 }  // namespace
 
+void refuse_text_without_tokenizer(const std::string& param, const std::string& instead) {
+  throw ApiError(400,
+                 fmt::format("'{}': this server was started with --skip-tokenizer-init and has no tokenizer, so it "
+                             "takes token ids only: {}",
+                             param, instead),
+                 param, "invalid_request_error", "no_tokenizer");
+}
+
 bool is_completion_field(std::string_view name) { return find_field(completion_fields(), name) != nullptr; }
 bool is_chat_field(std::string_view name) { return find_field(chat_fields(), name) != nullptr; }
 bool is_generate_field(std::string_view name) { return find_field(generate_fields(), name) != nullptr; }
@@ -574,6 +582,7 @@ GenSpec parse_completion_request(const json& b, const ParseContext& ctx, std::st
   ParseState st(ctx);
   GenSpec& spec = st.spec;
   spec.model = ctx.served_model_name;
+  if (ctx.skip_tokenizer) refuse_text_without_tokenizer("prompt", "send them to POST /generate as 'input_ids'");
   read_fields(b, completion_fields(), st);
   const json* prompt = st.prompt;
   if (!prompt) bad_param("prompt", "'prompt' is required");
@@ -688,6 +697,9 @@ GenSpec parse_chat_request(const json& b, const ParseContext& ctx, std::string_v
   ParseState st(ctx);
   GenSpec& spec = st.spec;
   spec.model = ctx.served_model_name;
+  if (ctx.skip_tokenizer)
+    refuse_text_without_tokenizer("messages", "chat needs a template and a tokenizer; send the prompt's ids to POST "
+                                              "/generate as 'input_ids'");
   read_fields(b, chat_fields(), st);
   std::vector<ImageRef> image_refs;
   std::string text = render_chat_prompt(b, ctx, &image_refs);
@@ -727,6 +739,14 @@ GenSpec parse_generate_request(const json& b, const ParseContext& ctx, std::stri
   read_fields(b, generate_fields(), st);
   if (st.sampling_params) {
     read_fields(*st.sampling_params, generate_sampling_fields(), st, "sampling_params.");
+    if (ctx.skip_tokenizer) {
+      // Text rules need the vocabulary's text: stop strings to match, grammars to compile masks from.
+      if (!st.spec.stop.empty()) refuse_text_without_tokenizer("sampling_params.stop", "use 'stop_token_ids'");
+      for (const char* k : {"regex", "json_schema", "ebnf"})
+        if (auto it = st.sampling_params->find(k); it != st.sampling_params->end() && !it->is_null())
+          refuse_text_without_tokenizer(std::string("sampling_params.") + k,
+                                        "constrained decoding needs the vocabulary's text");
+    }
     parse_logit_bias(*st.sampling_params, spec.base, ctx);
     parse_sglang_constraint(*st.sampling_params, raw_body, spec.base, ctx);
   }
@@ -735,6 +755,7 @@ GenSpec parse_generate_request(const json& b, const ParseContext& ctx, std::stri
   const json* embeds = st.input_embeds;
   if (int(text != nullptr) + int(ids != nullptr) + int(embeds != nullptr) != 1)
     bad_param("text", "give exactly one of 'text', 'input_ids' or 'input_embeds'");
+  if (text && ctx.skip_tokenizer) refuse_text_without_tokenizer("text", "send 'input_ids'");
   if (text) {
     if (text->is_string()) {
       spec.prompt_texts.push_back(text->get<std::string>());

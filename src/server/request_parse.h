@@ -37,7 +37,11 @@ struct ParseContext {
   ReasoningParser reasoning_parser = ReasoningParser::kNone;  // --reasoning-parser
   // The model's image tokens and preprocessing, and the image flags; null: a model without images.
   const ImageOptions* images = nullptr;
+  bool skip_tokenizer = false;  // --skip-tokenizer-init: no text in, no text out
 };
+
+// The 400 for text where a server without a tokenizer needs token ids.
+[[noreturn]] void refuse_text_without_tokenizer(const std::string& param, const std::string& instead);
 
 // One HTTP request's generation work: prompts x n choices sharing one set of parameters.
 struct GenSpec {

@@ -103,6 +103,7 @@ void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::R
     if (!states->empty()) ai.finish = (*states)[0].finish_reason;
   };
   const bool as_list = spec.batched || spec.n > 1;
+  const bool ids_only = ctx.opts.skip_tokenizer_init;  // SGLang: no detokenizer, ids are the output
 
   if (!spec.stream) {
     if (!gen->drive([&](size_t i, const ChoiceDelta& d) { absorb(i, d); return true; }, gone)) {
@@ -117,6 +118,7 @@ void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::R
       if (st.finish_reason == "error" && !as_list) throw_choice_error(st.error, st.engine_fault);
       out.push_back({{"text", st.text}, {"output_ids", st.ids},
                      {"meta_info", meta_info(spec, gen->choice(i), st, rid_of(i), seconds_since())}});
+      if (ids_only) out.back().erase("text");
     }
     send_json(res, 200, as_list ? out : out[0]);
     return;
@@ -124,7 +126,7 @@ void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::R
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
       "text/event-stream",
-      [gen, states, spec, absorb, rid_of, seconds_since, note, gone, as_list, inflight, rids](size_t,
+      [gen, states, spec, absorb, rid_of, seconds_since, note, gone, as_list, ids_only, inflight, rids](size_t,
                                                                                              httplib::DataSink& sink) {
         auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
         bool ok = gen->drive(
@@ -135,6 +137,7 @@ void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::R
               // As SGLang does, each event carries the text and ids so far.
               json j{{"text", st.text}, {"output_ids", st.ids},
                      {"meta_info", meta_info(spec, gen->choice(i), st, rid_of(i), seconds_since())}};
+              if (ids_only) j.erase("text");
               if (as_list) j["index"] = i;
               if (!write(sse_event(j))) return false;
               // A fault gets an error event right after the choice's last event, before [DONE].

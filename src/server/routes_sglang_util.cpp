@@ -29,6 +29,7 @@ void handle_tokenize(ServerContext& ctx, const httplib::Request& req, httplib::R
     if (k != "model" && k != "prompt" && k != "add_special_tokens")
       bad_param(k, fmt::format("Unrecognized request argument supplied: {}", k));
   check_model_field(ctx, b);
+  if (ctx.opts.skip_tokenizer_init) refuse_text_without_tokenizer("prompt", "there is nothing to tokenize with");
   bool add_special = true;
   if (auto a = b.find("add_special_tokens"); a != b.end() && !a->is_null()) {
     if (!a->is_boolean()) bad_param("add_special_tokens", "'add_special_tokens' must be a boolean");
@@ -70,6 +71,7 @@ void handle_detokenize(ServerContext& ctx, const httplib::Request& req, httplib:
     if (!s->is_boolean()) bad_param("skip_special_tokens", "'skip_special_tokens' must be a boolean");
     skip = s->get<bool>();
   }
+  if (ctx.opts.skip_tokenizer_init) refuse_text_without_tokenizer("tokens", "there is nothing to detokenize with");
   auto t = b.find("tokens");
   if (t == b.end() || !t->is_array()) bad_param("tokens", "'tokens' must be an array of token ids (or of arrays)");
   auto decode = [&](const json& ids) {

@@ -15,6 +15,7 @@
 #include "server/metrics.h"
 #include "server/request_parse.h"
 #include "server/request_registry.h"
+#include "server/response_store.h"
 #include "server/server_options.h"
 #include "tokenizer/tokenizer.h"
 
@@ -28,7 +29,8 @@ struct ServerContext {
         info(std::move(i)),
         auth(opts.api_keys, opts.admin_api_key),
         admission(opts.max_queued_requests, opts.max_queued_tokens),
-        constraints(256, constrain::JsonSchemaOptions{opts.json_whitespace}) {}
+        constraints(256, constrain::JsonSchemaOptions{opts.json_whitespace}),
+        responses(opts.max_stored_responses, opts.max_stored_response_bytes) {}
 
   ServerOptions opts;
   Engine& engine;
@@ -37,6 +39,7 @@ struct ServerContext {
   Auth auth;
   Admission admission;
   constrain::CompileCache constraints;  // structured outputs by their text (compiled here, on rank 0)
+  ResponseStore responses;              // /v1/responses kept for previous_response_id
   ParseContext parse;
   Metrics metrics;
   RequestRegistry registry;

@@ -31,6 +31,13 @@ struct ServerOptions {
   std::string json_whitespace = constrain::JsonSchemaOptions{}.whitespace;
   ToolCallParser tool_call_parser = ToolCallParser::kNone;     // --tool-call-parser
   ReasoningParser reasoning_parser = ReasoningParser::kNone;   // --reasoning-parser
+  // Responses kept for previous_response_id and GET /v1/responses/{id}: the oldest go first beyond
+  // this many, or beyond this many bytes of JSON.
+  size_t max_stored_responses = 1024;
+  size_t max_stored_response_bytes = size_t(256) << 20;
+  // SGLang's --skip-tokenizer-init: the tokenizer is an ids-only stand-in (tokenizer/ids_only_tokenizer.h);
+  // requests must carry token ids (/generate input_ids) and responses carry ids only.
+  bool skip_tokenizer_init = false;
   bool log_requests = false;  // SGLang's --log-requests: each request's prompt and output in the log
   // Image inputs: the limits and URL policy from the flags, the token ids and preprocessing from
   // the model folder (config.json, preprocessor_config.json).

@@ -877,5 +877,49 @@ TEST(FinishRules, EosStopIdsAndLength) {
   EXPECT_EQ(after({100}, 4, false, {}), Finish::kNone);               // prompt ids are not stop ids
 }
 
+// --schedule-policy lpm: with one admission slot, the waiting request whose prompt the prefix cache
+// holds goes before one that arrived earlier with nothing cached (fcfs keeps arrival order).
+std::vector<uint64_t> admission_order(SchedulePolicy policy) {
+  SchedulerConfig cfg = cfg_of(1, 64, 100, true);
+  cfg.policy = policy;
+  Sim sim(64, cfg);
+  sim.stop_at_eos = false;
+  auto shared = prompt_of(5, 12);  // 3 full pages
+  EXPECT_TRUE(sim.add(1, shared, 1));
+  sim.run_to_end();
+  EXPECT_GE(sim.sched.stats().cached_pages, 2);
+  auto cold = prompt_of(7, 12);
+  auto warm = shared;
+  warm.push_back(99);
+  EXPECT_TRUE(sim.add(2, cold, 2));  // arrives first, shares nothing
+  EXPECT_TRUE(sim.add(3, warm, 2));  // shares 3 pages with request 1
+  EXPECT_TRUE(sim.add(4, prompt_of(8, 5), 2));
+  std::vector<uint64_t> order;
+  while (sim.sched.has_work()) {
+    for (const auto& [id, pos0, n, sample] : sim.step())
+      if (std::find(order.begin(), order.end(), id) == order.end()) order.push_back(id);
+  }
+  EXPECT_EQ(sim.out[3], reference(warm, 2, false));  // the cached pages gave the same output
+  return order;
+}
+
+TEST(Scheduler, LongestPrefixMatchAdmitsCachedPromptsFirst) {
+  EXPECT_EQ(admission_order(SchedulePolicy::kLpm), (std::vector<uint64_t>{3, 2, 4}));
+  EXPECT_EQ(admission_order(SchedulePolicy::kFcfs), (std::vector<uint64_t>{2, 3, 4}));
+}
+
+TEST(Scheduler, SchedulePolicyNames) {
+  EXPECT_EQ(parse_schedule_policy("fcfs"), SchedulePolicy::kFcfs);
+  EXPECT_EQ(parse_schedule_policy("lpm"), SchedulePolicy::kLpm);
+  for (const char* bad : {"random", "dfs-weight", "lof", "priority", "LPM", ""}) {
+    try {
+      parse_schedule_policy(bad);
+      ADD_FAILURE() << bad;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("--schedule-policy"), std::string::npos) << e.what();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace dpserve

@@ -1,0 +1,40 @@
+// OpenAI Responses API requests (/v1/responses) -> the chat request the engine already serves.
+// The body is validated field by field (what this server does not implement is a 400 naming it),
+// `instructions` + the earlier conversation + `input` items become chat messages, the flat function
+// tools become chat tools and `text.format` becomes response_format; the chat parser then makes the
+// GenSpec, and its errors are renamed to the Responses parameters.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "server/request_parse.h"
+
+namespace dpserve {
+
+struct ResponsesRequest {
+  GenSpec spec;
+  bool stream = false;
+  bool store = true;
+  std::string previous_response_id;  // "" when none
+  // The conversation this request continues (the previous response's), then its own input items,
+  // in the Responses item shapes: what a later request with previous_response_id starts from.
+  nlohmann::ordered_json conversation = nlohmann::ordered_json::array();
+  // The request's settings as a Response object reports them (instructions, tools, text, ...).
+  nlohmann::json echo;
+};
+
+// Whether /v1/responses knows a top-level field of this name.
+bool is_responses_field(std::string_view name);
+
+// `previous`: the stored conversation of a response id for this caller, nullopt when there is none
+// (a 400 naming previous_response_id, code previous_response_not_found).
+ResponsesRequest parse_responses_request(
+    const nlohmann::json& body, std::string_view raw_body, const ParseContext& ctx,
+    const std::function<std::optional<nlohmann::ordered_json>(const std::string&)>& previous);
+
+}  // namespace dpserve

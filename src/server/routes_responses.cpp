@@ -1,0 +1,283 @@
+// OpenAI Responses API: POST /v1/responses (whole or streamed as semantic events), GET and DELETE
+// /v1/responses/{id} on the bounded in-memory store that previous_response_id reads.
+#include <algorithm>
+#include <ctime>
+
+#include <fmt/format.h>
+
+#include "server/chat_output.h"
+#include "server/generation.h"
+#include "server/openai_error.h"
+#include "server/openai_format.h"
+#include "server/request_id.h"
+#include "server/response_output.h"
+#include "server/responses_request.h"
+#include "server/route_helpers.h"
+#include "server/routes.h"
+#include "server/sse.h"
+
+namespace dpserve {
+
+using json = nlohmann::json;
+using ojson = nlohmann::ordered_json;
+
+namespace {
+
+// OpenAI's ids read "resp_…", "msg_…": ours keep their 128 random bits under that spelling.
+std::string new_id(const char* prefix) {
+  std::string id = new_request_id(prefix);
+  id[std::char_traits<char>::length(prefix)] = '_';
+  return id;
+}
+
+// Everything one response is made of while it runs; shared with the streaming provider.
+struct ResponseRun {
+  std::string id;
+  int64_t created = 0;
+  ResponsesRequest rr;
+  std::shared_ptr<ChatOutputParser> parser;  // null: all text is message content
+  ResponseOutput out{new_id};
+  std::string text;                          // the raw generated text
+  std::string finish_reason, error;
+  bool fault = false, engine_fault = false;
+  int32_t think_close = -1;                  // the </think> token, when the tokenizer has it as one
+};
+
+void feed(ResponseRun& run, const std::string& text, bool finished, std::vector<json>& events) {
+  run.text += text;
+  ChatDelta d;
+  if (run.parser) {
+    d = run.parser->feed(text);
+    if (finished) {
+      ChatDelta rest = run.parser->finish();
+      d.reasoning += rest.reasoning;
+      d.content += rest.content;
+      for (auto& c : rest.tool_calls) d.tool_calls.push_back(std::move(c));
+    }
+  } else {
+    d.content = text;
+  }
+  for (auto& e : run.out.feed(d)) events.push_back(std::move(e));
+}
+
+// Reasoning tokens: those up to and including the first </think> (all of them when it never came),
+// counted on the ids when </think> is one token, else by encoding the reasoning text.
+int64_t reasoning_tokens(const ResponseRun& run, const ChoiceRun& c, const Tokenizer& tok) {
+  std::string reasoning;
+  for (const json& it : run.out.items())
+    if (it["type"] == "reasoning")
+      for (const json& p : it["content"]) reasoning += p["text"].get<std::string>();
+  if (reasoning.empty()) return 0;
+  const auto& ids = c.output_ids();
+  if (run.think_close >= 0) {
+    auto at = std::find(ids.begin(), ids.end(), run.think_close);
+    return at == ids.end() ? int64_t(ids.size()) : int64_t(at - ids.begin()) + 1;
+  }
+  return std::min<int64_t>(int64_t(tok.encode(reasoning, false).size()), int64_t(ids.size()));
+}
+
+// The Response object as it stands: status in_progress while running, then completed, incomplete
+// (max_output_tokens), cancelled (aborted) or failed.
+json response_json(const ServerContext& ctx, const ResponseRun& run, const std::string& status, Generation* gen) {
+  json r = run.rr.echo;
+  r["id"] = run.id;
+  r["object"] = "response";
+  r["created_at"] = run.created;
+  r["model"] = run.rr.spec.model;
+  r["status"] = status;
+  r["output"] = status == "in_progress" ? json::array() : run.out.items();
+  r["error"] = nullptr;
+  r["incomplete_details"] = status == "incomplete" ? json{{"reason", "max_output_tokens"}} : json(nullptr);
+  r["usage"] = nullptr;
+  if (gen && gen->size() == 1) {
+    ChoiceRun& c = gen->choice(0);
+    r["usage"] = {{"input_tokens", c.prompt_tokens()},
+                  {"input_tokens_details", {{"cached_tokens", c.cached_tokens()}}},
+                  {"output_tokens", c.completion_tokens()},
+                  {"output_tokens_details", {{"reasoning_tokens", reasoning_tokens(run, c, ctx.tok)}}},
+                  {"total_tokens", c.prompt_tokens() + c.completion_tokens()}};
+  }
+  return r;
+}
+
+void absorb_end(ResponseRun& r, const ChoiceDelta& d) {
+  if (!d.finished) return;
+  r.finish_reason = d.finish_reason;
+  r.error = d.error;
+  r.fault = d.fault;
+  r.engine_fault = d.engine_fault;
+}
+
+std::string final_status(const ResponseRun& run) {
+  if (run.fault) return "failed";
+  if (run.finish_reason == "length") return "incomplete";
+  if (run.finish_reason == "abort") return "cancelled";
+  return "completed";
+}
+
+// Keeps a finished response for GET and for previous_response_id: the conversation it continued,
+// its input, then its output items in the shapes a follow-up replays.
+void keep(ServerContext& ctx, const ResponseRun& run, const json& response, const std::string& owner) {
+  if (!run.rr.store || response["status"] == "failed") return;
+  ojson conv = run.rr.conversation;
+  for (const json& it : run.out.items()) {
+    if (it["type"] == "message") {
+      ojson parts = ojson::array();
+      for (const json& p : it["content"]) parts.push_back({{"type", "output_text"}, {"text", p["text"]}});
+      conv.push_back({{"type", "message"}, {"role", "assistant"}, {"content", std::move(parts)}});
+    } else if (it["type"] == "reasoning") {
+      conv.push_back({{"type", "reasoning"}, {"content", ojson::parse(it["content"].dump())}});
+    } else if (it["type"] == "function_call") {
+      conv.push_back({{"type", "function_call"}, {"call_id", it["call_id"]}, {"name", it["name"]},
+                      {"arguments", it["arguments"]}, {"id", it["id"]}});
+    }
+  }
+  ctx.responses.put(run.id, ResponseStore::Entry{owner, response, std::move(conv)});
+}
+
+std::string sse_typed(json e, int64_t& seq) {
+  e["sequence_number"] = seq++;
+  const std::string type = e["type"].get<std::string>();
+  return "event: " + type + "\n" + sse_event(e);
+}
+
+void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
+  check_serving(ctx);
+  const std::string owner = request_caller().owner;
+  auto run = std::make_shared<ResponseRun>();
+  {
+    json body = read_json_body(ctx, req, is_responses_field);
+    run->rr = parse_responses_request(body, req.body, ctx.parse, [&](const std::string& id) -> std::optional<ojson> {
+      auto e = ctx.responses.get(id, owner);
+      if (!e) return std::nullopt;
+      return std::move(e->conversation);
+    });
+  }
+  release_body(req);
+  GenSpec& spec = run->rr.spec;
+  spec.log_requests = ctx.opts.log_requests;
+  std::shared_ptr<void> inflight = admit_generation(ctx, spec);
+  ctx.metrics.count_images(int64_t(spec.images.size()), spec.image_times);
+  run->id = new_id("resp");
+  run->created = int64_t(std::time(nullptr));
+  const ReasoningParser rp = spec.separate_reasoning ? ctx.parse.reasoning_parser : ReasoningParser::kNone;
+  if (rp != ReasoningParser::kNone || !spec.tool_names.empty())
+    run->parser = std::make_shared<ChatOutputParser>(rp, ctx.parse.tool_parser, spec.tool_names, spec.reasoning_open,
+                                                     std::hash<std::string>{}(run->id));
+  if (rp != ReasoningParser::kNone)
+    if (auto ids = ctx.tok.encode("</think>", false); ids.size() == 1) run->think_close = ids[0];
+
+  const std::string id = run->id;
+  auto gen = std::make_shared<Generation>(ctx.engine, ctx.tok, spec, &ctx.metrics, &ctx.registry,
+                                          [&id](size_t) { return id; }, owner);
+  auto gone = client_gone_fn(ctx, req);
+  if (!run->rr.stream) {
+    std::vector<json> ignored;
+    if (!gen->drive(
+            [&](size_t, const ChoiceDelta& d) {
+              feed(*run, d.text, d.finished, ignored);
+              absorb_end(*run, d);
+              return true;
+            },
+            gone)) {
+      res.status = 499;  // the client is gone; nobody reads this
+      access_info().finish = "client_gone";
+      return;
+    }
+    if (run->finish_reason == "error") throw_choice_error(run->error, run->engine_fault);
+    if (run->fault)
+      throw ApiError(503, run->error.empty() ? "The engine stopped" : run->error, "", "", "engine_unavailable");
+    const std::string status = final_status(*run);
+    run->out.finish(status == "incomplete");
+    json response = response_json(ctx, *run, status, gen.get());
+    access_info().prompt_tokens = response["usage"]["input_tokens"].get<int64_t>();
+    access_info().completion_tokens = response["usage"]["output_tokens"].get<int64_t>();
+    access_info().finish = run->finish_reason;
+    keep(ctx, *run, response, owner);
+    send_json(res, 200, response);
+    return;
+  }
+
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("X-Accel-Buffering", "no");
+  res.set_chunked_content_provider(
+      "text/event-stream", [&ctx, run, gen, gone, inflight, owner](size_t, httplib::DataSink& sink) {
+        int64_t seq = 0;
+        auto write = [&](json e) {
+          const std::string s = sse_typed(std::move(e), seq);
+          return sink.write(s.data(), s.size());
+        };
+        const json start = response_json(ctx, *run, "in_progress", nullptr);
+        if (!write({{"type", "response.created"}, {"response", start}}) ||
+            !write({{"type", "response.in_progress"}, {"response", start}}))
+          return false;
+        bool ok = gen->drive(
+            [&](size_t, const ChoiceDelta& d) {
+              std::vector<json> events;
+              feed(*run, d.text, d.finished, events);
+              absorb_end(*run, d);
+              for (auto& e : events)
+                if (!write(std::move(e))) return false;
+              return true;
+            },
+            gone);
+        AccessInfo& ai = access_info();
+        ai.finish = ok ? run->finish_reason : "client_gone";
+        if (!ok) return false;  // client gone: close the connection
+        const std::string status = final_status(*run);
+        for (auto& e : run->out.finish(status == "incomplete"))
+          if (!write(std::move(e))) return false;
+        json response = response_json(ctx, *run, status, gen.get());
+        ai.prompt_tokens = response["usage"]["input_tokens"].get<int64_t>();
+        ai.completion_tokens = response["usage"]["output_tokens"].get<int64_t>();
+        keep(ctx, *run, response, owner);
+        const char* type = status == "incomplete" ? "response.incomplete"
+                           : status == "failed"   ? "response.failed"
+                                                  : "response.completed";
+        if (status == "failed") {
+          // The engine refused or lost the request after the headers went out: say so, then fail.
+          ChoiceDelta end;
+          end.finished = end.fault = true;
+          end.finish_reason = run->finish_reason;
+          end.error = run->error;
+          end.engine_fault = run->engine_fault;
+          const json err = stream_error_event(end);
+          response["status"] = "failed";
+          response["error"] = {{"code", err["error"]["code"]}, {"message", err["error"]["message"]}};
+          type = "response.failed";
+        }
+        if (!write({{"type", type}, {"response", response}})) return false;
+        sink.done();
+        return true;
+      });
+}
+
+std::optional<ResponseStore::Entry> stored(ServerContext& ctx, const httplib::Request& req) {
+  for (const auto& [k, v] : req.params)
+    throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}", k), k, "", "unknown_parameter");
+  return ctx.responses.get(req.matches[1], request_caller().owner);
+}
+
+[[noreturn]] void not_found(const std::string& id) {
+  throw ApiError(404, fmt::format("Response with id '{}' not found.", id), "response_id", "invalid_request_error",
+                 "response_not_found");
+}
+
+}  // namespace
+
+void register_responses_routes(httplib::Server& svr, ServerContext& ctx) {
+  svr.Post("/v1/responses", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    handle_create(ctx, req, res);
+  });
+  svr.Get(R"(/v1/responses/([^/]+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    auto e = stored(ctx, req);
+    if (!e) not_found(req.matches[1]);
+    send_json(res, 200, e->response);
+  });
+  svr.Delete(R"(/v1/responses/([^/]+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    if (!ctx.responses.erase(req.matches[1], request_caller().owner)) not_found(req.matches[1]);
+    send_json(res, 200, {{"id", std::string(req.matches[1])}, {"object", "response"}, {"deleted", true}});
+  });
+}
+
+}  // namespace dpserve
