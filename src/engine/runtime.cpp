@@ -55,6 +55,8 @@ struct Runtime::Impl {
 Runtime::Runtime(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Runtime::~Runtime() = default;
 
+void Runtime::stop_job(const std::string& why) { impl_->worker->stop_job(why); }
+
 std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
   auto im = std::make_unique<Impl>();
   Impl& I = *im;

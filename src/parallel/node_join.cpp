@@ -130,12 +130,12 @@ void join_nodes(const NodeJoinOptions& o, const NodeFlagValues& must_match) {
   if (o.node_rank == 0) {
     if (local_rank == 0) {
       MPI_Open_port(MPI_INFO_NULL, port);
-      rendezvous_set(addr, "mpi_port", port, o.timeout_seconds);
+      rendezvous_set(addr, o.secret, "mpi_port", port, o.timeout_seconds);
     }
   } else {
     // Connect as one group (this node's ranks), then merge on the high side: node 0 stays rank 0.
     if (local_rank == 0) {
-      const std::string p = rendezvous_get(addr, "mpi_port", o.timeout_seconds, "--dist-timeout");
+      const std::string p = rendezvous_get(addr, o.secret, "mpi_port", o.timeout_seconds, "--dist-timeout");
       std::snprintf(port, sizeof port, "%s", p.c_str());
     }
     MPI_Comm inter = MPI_COMM_NULL;
