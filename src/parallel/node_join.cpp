@@ -162,4 +162,30 @@ void join_nodes(const NodeJoinOptions& o, const NodeFlagValues& must_match) {
   set_job_world(world);
 }
 
+void check_nodes_agree(const NodeJoinOptions& o, const NodeFlagValues& values) {
+  if (o.nnodes <= 1) return;
+  MPI_Comm world = job_world();
+  int size = 0, local_rank = 0, local_size = 1;
+  MPI_Comm_size(world, &size);
+  MPI_Comm_rank(MPI_COMM_WORLD, &local_rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &local_size);
+  const int w = int(values.size());
+  std::vector<int64_t> mine;
+  for (const auto& v : values) mine.push_back(v.second);
+  std::vector<int64_t> all(size_t(size) * size_t(w));
+  MPI_Allgather(mine.data(), w, MPI_INT64_T, all.data(), w, MPI_INT64_T, world);
+  auto show = [&](size_t i, int64_t v) {
+    const std::string& name = values[i].first;
+    return name.size() >= 6 && name.compare(name.size() - 6, 6, "digest") == 0 ? fmt::format("{:016x}", uint64_t(v))
+                                                                               : std::to_string(v);
+  };
+  for (int r = 0; r < size; ++r)
+    for (size_t i = 0; i < values.size(); ++i)
+      if (all[size_t(r) * size_t(w) + i] != all[i])
+        stop(local_rank, fmt::format("node {} does not run the same model and layout as node 0: its {} is {} but node "
+                                     "0's is {}; give every node the same model files and flags",
+                                     r / local_size, values[i].first, show(i, all[size_t(r) * size_t(w) + i]),
+                                     show(i, all[i])));
+}
+
 }  // namespace dpserve

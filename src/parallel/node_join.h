@@ -30,5 +30,10 @@ using NodeFlagValues = std::vector<std::pair<std::string, int64_t>>;
 // given twice). Afterwards the world is node 0's ranks, then node 1's, ...
 void join_nodes(const NodeJoinOptions& o, const NodeFlagValues& must_match);
 
+// After join_nodes and the model load, collective over the job's world: every node must have the
+// same values (the model's identity, the KV dtype, ...), or the job stops on every node with a
+// message naming the first value that differs, the node and both values (hex for names ending in
+// "digest"), before anything is served.
+void check_nodes_agree(const NodeJoinOptions& o, const NodeFlagValues& values);
 
 }  // namespace dpserve

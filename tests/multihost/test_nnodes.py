@@ -17,6 +17,8 @@ Cases:
           both nodes end within 30 s (the watchdog is 600 s), the open streams end with an error event
           naming the lost node; then node 0's rank 0 SIGKILLed -> node 1 ends within 30 s; then
           SIGTERM to node 1's dpserve -> the whole job drains and both nodes exit 0.
+  mismatch  node 1 loads other weights of the same shape (stories260K with its last bytes changed), or
+          runs another --kv-cache-dtype: both nodes stop before serving, naming what differs.
   stranger  node 0 waiting for node 1; a stranger on host B with the old protocol and no secret can
           neither read the ompi-server address nor overwrite the MPI port, and 40 idle connections
           held open do not keep node 1 out; a node with another secret is refused with a message
@@ -324,6 +326,30 @@ def case_stranger(H):
     print("ok no secret: " + next(l for l in p.stderr.splitlines() if "secret" in l).strip()[:200])
 
 
+def case_mismatch(H):
+    tp2 = ["--tp-size", "2"]
+    other = os.path.join(SCRATCH, "other-weights")
+    os.makedirs(other, exist_ok=True)
+    src = os.path.dirname(STORIES)
+    for name in ("stories260K.bin", "tok512.bin"):
+        with open(os.path.join(src, name), "rb") as f:
+            data = bytearray(f.read())
+        if name == "stories260K.bin":  # same header and size, other numbers at the end (a "fine-tune")
+            for i in range(len(data) - 4096, len(data)):
+                data[i] ^= 0x01
+        with open(os.path.join(other, name), "wb") as f:
+            f.write(data)
+    cmd = node_cmd(1, tp2)
+    cmd[cmd.index("--model-path") + 1] = os.path.join(other, "stories260K.bin")
+    expect_failure(H, [("a", node_cmd(0, tp2)), ("b", cmd)], 60,
+                   ["node 1 does not run the same model and layout as node 0", "model weights digest"],
+                   "node 1 with other weights")
+    expect_failure(H, [("a", node_cmd(0, tp2)), ("b", node_cmd(1, tp2, extra=["--kv-cache-dtype", "bf16"]))], 60,
+                   ["node 1 does not run the same model and layout as node 0", "--kv-cache-dtype"],
+                   "node 1 with another --kv-cache-dtype")
+
+
 with netns_hosts.Hosts(SCRATCH) as H:
-    {"serve": case_serve, "errors": case_errors, "lost": case_lost, "stranger": case_stranger}[CASE](H)
+    {"serve": case_serve, "errors": case_errors, "lost": case_lost, "stranger": case_stranger,
+     "mismatch": case_mismatch}[CASE](H)
 print(f"PASS nnodes_{CASE}")
