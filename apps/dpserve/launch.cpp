@@ -1,6 +1,10 @@
 #include "apps/dpserve/launch.h"
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -208,6 +212,52 @@ std::pair<pid_t, std::string> start_ompi_server(const std::string& ip, const std
   }
 }
 
+// The name of this machine's interface that carries traffic to ip (node 0's --dist-init-addr): the
+// source address the kernel picks for it (a UDP "connect" sends nothing), then the interface holding
+// that address. "" when it cannot be told.
+std::string interface_towards(const std::string& ip, int port) {
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  if (fd < 0) return "";
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(uint16_t(port));
+  inet_pton(AF_INET, ip.c_str(), &to.sin_addr);
+  sockaddr_in local{};
+  socklen_t len = sizeof local;
+  const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0 &&
+                  getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0;
+  close(fd);
+  if (!ok) return "";
+  ifaddrs* ifs = nullptr;
+  if (getifaddrs(&ifs) != 0) return "";
+  std::string name;
+  for (ifaddrs* i = ifs; i && name.empty(); i = i->ifa_next)
+    if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET &&
+        reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr == local.sin_addr.s_addr)
+      name = i->ifa_name;
+  freeifaddrs(ifs);
+  return name;
+}
+
+// MPI's traffic (TCP BTL) and Open MPI's own control channel (OOB) on the interface that reaches
+// node 0, unless the user chose: not every interface of the host, and on one machine loopback works
+// (Open MPI leaves lo out by default, so two node jobs on one host had no path: "BTLs attempted:
+// self"). The variables reach mpirun and its ranks through the environment.
+void use_job_interface(const HostPort& addr) {
+  const char* chosen[] = {"OMPI_MCA_btl_tcp_if_include", "OMPI_MCA_btl_tcp_if_exclude", "OMPI_MCA_oob_tcp_if_include",
+                          "OMPI_MCA_oob_tcp_if_exclude"};
+  const std::string dev = interface_towards(resolve_ipv4(addr.host, "--dist-init-addr"), addr.port);
+  if (dev.empty()) {
+    spdlog::warn("--dist-init-addr {}: cannot tell which interface reaches it; Open MPI picks its own", addr.str());
+    return;
+  }
+  if (!std::getenv(chosen[0]) && !std::getenv(chosen[1])) setenv(chosen[0], dev.c_str(), 1);
+  if (!std::getenv(chosen[2]) && !std::getenv(chosen[3])) setenv(chosen[2], dev.c_str(), 1);
+  spdlog::info("MPI over interface {} (the one that reaches {}): btl_tcp_if_include={}, oob_tcp_if_include={}", dev,
+               addr.str(), std::getenv(chosen[0]) ? std::getenv(chosen[0]) : "(if_exclude set)",
+               std::getenv(chosen[2]) ? std::getenv(chosen[2]) : "(if_exclude set)");
+}
+
 }  // namespace
 
 void check_node_flags(NodeJoinOptions& n, int world) {
@@ -253,6 +303,7 @@ void relaunch_node_job(const NodeJoinOptions& n, int world, double watchdog_seco
   }
   const std::string uri_file = dir + "/ompi-server.uri";
   std::ofstream(uri_file) << uri << "\n";
+  use_job_interface(addr);
   auto cleanup = [server, dir] {
     if (server > 0) {
       kill(server, SIGTERM);

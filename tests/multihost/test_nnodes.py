@@ -19,6 +19,9 @@ Cases:
           SIGTERM to node 1's dpserve -> the whole job drains and both nodes exit 0.
   mismatch  node 1 loads other weights of the same shape (stories260K with its last bytes changed), or
           runs another --kv-cache-dtype: both nodes stop before serving, naming what differs.
+  loopback  both nodes on host A with --dist-init-addr 127.0.0.1 and no Open MPI interface variables:
+          they join and serve the single-rank text, and every TCP connection of their ranks is on
+          127.0.0.1 (the --dist-init-addr network), none on host A's other interface 10.77.0.1.
   stranger  node 0 waiting for node 1; a stranger on host B with the old protocol and no secret can
           neither read the ompi-server address nor overwrite the MPI port, and 40 idle connections
           held open do not keep node 1 out; a node with another secret is refused with a message
@@ -349,7 +352,52 @@ def case_mismatch(H):
                    "node 1 with another --kv-cache-dtype")
 
 
+def case_loopback(H):
+    env = {k: v for k, v in ENV.items() if not k.startswith(("OMPI_MCA_btl", "OMPI_MCA_oob", "OMPI_MCA_pml"))}
+    prompt, n = "Once upon a time", 16
+    want = single_rank(prompt, n)
+    tp2 = ["--tp-size", "2"]
+    procs = []
+    for rank in (0, 1):
+        cmd = node_cmd(rank, tp2)
+        cmd[cmd.index("--dist-init-addr") + 1] = f"127.0.0.1:{RDV}"
+        cmd[cmd.index("--host") + 1] = "127.0.0.1"
+        p = subprocess.Popen(H.exec_prefix("a") + cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env=env, start_new_session=True)
+        log = []
+        threading.Thread(target=lambda p=p, log=log: log.extend(p.stdout), daemon=True).start()
+        procs.append((p, log))
+    (n0, log0), (n1, log1) = procs
+    url = f"http://127.0.0.1:{HTTP}"
+    try:
+        h = subprocess.run(H.exec_prefix("a") + ["/usr/bin/python3", CLIENT, "health", url, "60"], env=env, timeout=90)
+        if h.returncode != 0:
+            raise SystemExit("FAIL: two nodes on one host's loopback did not become healthy\nnode 0:\n" +
+                             "".join(log0[-30:]) + "\nnode 1:\n" + "".join(log1[-30:]))
+        out = subprocess.run(H.exec_prefix("a") + ["/usr/bin/python3", CLIENT, "complete", url, prompt, str(n)],
+                             capture_output=True, text=True, env=env, timeout=90)
+        assert out.returncode == 0, out.stderr
+        got = json.loads(out.stdout)["choices"][0]["text"]
+        assert got == want, f"text differs\n single rank: {want!r}\n 2 nodes: {got!r}"
+        ranks = rank_pids(H, "a")
+        assert len(ranks) == 2, f"expected two ranks on host A, found {ranks}"
+        ss = subprocess.run(H.exec_prefix("a") + ["ss", "-tnpH", "state", "established"], capture_output=True,
+                            text=True, timeout=20).stdout
+        mine = [l for l in ss.splitlines() if any(f"pid={p}," in l for p in ranks)]
+        assert mine, f"no established connection of the ranks {ranks}:\n{ss}"
+        off = [l for l in mine if netns_hosts.ADDR["a"] in l]
+        assert not off, "ranks' connections on 10.77.0.1, not the --dist-init-addr network:\n" + "\n".join(off)
+        print(f"ok two nodes on 127.0.0.1 joined and served the single-rank text; the ranks' {len(mine)} TCP "
+              f"connections are all on 127.0.0.1")
+    finally:
+        os.kill(n0.pid, signal.SIGTERM)
+        rc0 = wait_exit(n0, log0, 40, "node 0 after SIGTERM")
+        rc1 = wait_exit(n1, log1, 40, "node 1 after node 0 stopped")
+    assert rc0 == 0 and rc1 == 0, f"exit codes node 0 {rc0}, node 1 {rc1}"
+    nothing_left(H, "loopback")
+
+
 with netns_hosts.Hosts(SCRATCH) as H:
     {"serve": case_serve, "errors": case_errors, "lost": case_lost, "stranger": case_stranger,
-     "mismatch": case_mismatch}[CASE](H)
+     "mismatch": case_mismatch, "loopback": case_loopback}[CASE](H)
 print(f"PASS nnodes_{CASE}")
