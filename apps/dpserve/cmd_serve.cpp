@@ -275,7 +275,8 @@ void register_serve(CLI::App& app) {
                 "This node's place 0..nnodes-1; node 0 holds ranks 0.. and serves HTTP")
       ->capture_default_str()->envname("DPSERVE_NODE_RANK");
   s->add_option("--dist-init-addr", a->rf.rt.nodes.dist_init_addr,
-                "HOST:PORT on node 0 where the nodes meet (a tiny TCP rendezvous; MPI does the rest)")
+                "HOST:PORT on node 0 where the nodes meet (a tiny TCP rendezvous, authenticated by --dist-secret-file; "
+                "MPI does the rest, over the interface that reaches it)")
       ->envname("DPSERVE_DIST_INIT_ADDR");
   s->add_option("--dist-timeout", a->rf.rt.nodes.timeout_seconds,
                 "Seconds a node waits for the others to join (or for node 0's --dist-init-addr to answer)")
