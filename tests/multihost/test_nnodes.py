@@ -19,6 +19,9 @@ Cases:
           SIGTERM to node 1's dpserve -> the whole job drains and both nodes exit 0.
   mismatch  node 1 loads other weights of the same shape (stories260K with its last bytes changed), or
           runs another --kv-cache-dtype: both nodes stop before serving, naming what differs.
+  link_down  tp=2, clients on host A streaming from node 0, --dist-heartbeat-timeout 3 (by its
+          environment variable): the veth goes down (no connection closes, nothing is sent): both
+          nodes end within 25 s and the open streams end with an error event naming node 1.
   loopback  both nodes on host A with --dist-init-addr 127.0.0.1 and no Open MPI interface variables:
           they join and serve the single-rank text, and every TCP connection of their ranks is on
           127.0.0.1 (the --dist-init-addr network), none on host A's other interface 10.77.0.1.
@@ -62,9 +65,9 @@ def node_cmd(rank, flags, nnodes=2, extra=()):
             "--host", "0.0.0.0", "--port", str(HTTP), *extra]
 
 
-def start(H, host, cmd):
+def start(H, host, cmd, env=None):
     p = subprocess.Popen(H.exec_prefix(host) + cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         env=ENV, start_new_session=True)
+                         env=env or ENV, start_new_session=True)
     log = []
     threading.Thread(target=lambda: log.extend(p.stdout), daemon=True).start()
     return p, log
@@ -182,9 +185,9 @@ def rank_pids(H, host):
     return out
 
 
-def start_pair(H, flags, name):
-    n1, log1 = start(H, "b", node_cmd(1, flags))
-    n0, log0 = start(H, "a", node_cmd(0, flags))
+def start_pair(H, flags, name, env=None):
+    n1, log1 = start(H, "b", node_cmd(1, flags), env)
+    n0, log0 = start(H, "a", node_cmd(0, flags), env)
     h = subprocess.run(H.exec_prefix("b") + ["/usr/bin/python3", CLIENT, "health", f"http://{NODE0}:{HTTP}", "60"],
                        env=ENV, timeout=90)
     if h.returncode != 0:
@@ -352,6 +355,31 @@ def case_mismatch(H):
                    "node 1 with another --kv-cache-dtype")
 
 
+def case_link_down(H):
+    env = dict(ENV, DPSERVE_DIST_HEARTBEAT_TIMEOUT="3")
+    url = f"http://{NODE0}:{HTTP}"
+    (n0, log0), (n1, log1) = start_pair(H, ["--tp-size", "2"], "link down", env)
+    stream = subprocess.Popen(H.exec_prefix("a") + ["/usr/bin/python3", CLIENT, "stream", url, "2", "60"],
+                              stdout=subprocess.PIPE, text=True, env=ENV)
+    time.sleep(3)
+    t0 = time.time()
+    H.link("a", False)
+    rc0 = wait_exit(n0, log0, 25, "node 0 after the link to node 1 went down")
+    t0_end = time.time() - t0
+    rc1 = wait_exit(n1, log1, 25, "node 1 after the link to node 0 went down")
+    t1_end = time.time() - t0
+    H.link("a", True)
+    summary = json.loads(stream.communicate(timeout=60)[0].splitlines()[-1])
+    assert rc0 != 0 and rc1 != 0, f"exit codes node 0 {rc0}, node 1 {rc1}"
+    assert "no heartbeat" in "".join(log0) and "no heartbeat" in "".join(log1), \
+        "a node does not say it missed the other's heartbeat\n" + "".join(log0[-20:]) + "".join(log1[-20:])
+    assert any("node 1" in e for e in summary["error_events"]) and summary["hung"] == 0, \
+        f"the open streams did not end with an error event naming node 1: {summary}"
+    nothing_left(H, "link down")
+    print(f"ok link down: node 0 ended in {t0_end:.1f} s, node 1 in {t1_end:.1f} s (heartbeat timeout 3 s); "
+          f"streams: {summary['ok']} ok, last error event: {summary['error_events'][-1][:160]}")
+
+
 def case_loopback(H):
     env = {k: v for k, v in ENV.items() if not k.startswith(("OMPI_MCA_btl", "OMPI_MCA_oob", "OMPI_MCA_pml"))}
     prompt, n = "Once upon a time", 16
@@ -399,5 +427,6 @@ def case_loopback(H):
 
 with netns_hosts.Hosts(SCRATCH) as H:
     {"serve": case_serve, "errors": case_errors, "lost": case_lost, "stranger": case_stranger,
-     "mismatch": case_mismatch, "loopback": case_loopback}[CASE](H)
+     "mismatch": case_mismatch, "loopback": case_loopback,
+     "link_down": case_link_down}[CASE](H)
 print(f"PASS nnodes_{CASE}")
