@@ -322,7 +322,10 @@ def case_stranger(H):
     bad = os.path.join(SCRATCH, "other-secret")
     with open(bad, "w") as f:
         f.write("not-the-same-secret-at-all\n")
-    expect_failure(H, [("a", node_cmd(0, tp2)), ("b", node_cmd(1, tp2, extra=["--dist-secret-file", bad]))], 40,
+    # Node 0 then waits for a node that never joins: a short --dist-timeout ends it.
+    n0_cmd = node_cmd(0, tp2)
+    n0_cmd[n0_cmd.index("--dist-timeout") + 1] = "5"
+    expect_failure(H, [("a", n0_cmd), ("b", node_cmd(1, tp2, extra=["--dist-secret-file", bad]))], 40,
                    ["refused this node's shared secret", "--dist-secret-file"], "node 1 with another secret")
     env = dict(ENV)
     del env["DPSERVE_DIST_SECRET"]
