@@ -3,6 +3,8 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <fstream>
 #include <chrono>
 #include <thread>
 
@@ -34,11 +36,22 @@ struct ServeArgs {
   bool enable_metrics = false;  // accepted; metrics are always on
 };
 
+// What this node's launcher wrote before its SIGUSR1 (node_control.h).
+std::string node_loss_reason() {
+  std::string why = "a node of the --nnodes job is lost";
+  if (const char* f = std::getenv("DPSERVE_NODE_EVENT_FILE")) {
+    std::ifstream in(f);
+    std::string line;
+    if (in && std::getline(in, line) && !line.empty()) why = line;
+  }
+  return why;
+}
+
 void run_serve(ServeArgs& a) {
   spdlog::set_level(spdlog::level::from_str(a.log_level));
   check_node_flags(a.rf.rt.nodes, requested_world(a.rf));
   if (a.rf.rt.nodes.nnodes > 1)
-    relaunch_node_job(a.rf.rt.nodes, requested_world(a.rf), a.rf.rt.watchdog_timeout);
+    relaunch_node_job(a.rf.rt.nodes, requested_world(a.rf), a.rf.rt.watchdog_timeout, a.so.shutdown_timeout_s);
   else
     relaunch_under_mpirun_if_needed(requested_world(a.rf), a.rf.rt.watchdog_timeout);
 
@@ -49,6 +62,8 @@ void run_serve(ServeArgs& a) {
   sigaddset(&sigs, SIGTERM);
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGUSR2);
+  // --nnodes: this node's launcher sends SIGUSR1 when another node is lost (node_control.h).
+  sigaddset(&sigs, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
   ModelLocation loc = resolve_model(a.rf.rt.model_path, a.rf.tokenizer_path);
@@ -78,6 +93,14 @@ void run_serve(ServeArgs& a) {
   auto rt = Runtime::start(a.rf.rt);
   DpEngine* engine = rt->engine();
   if (!engine) {
+    // A lost node (SIGUSR1 from this node's launcher): nothing to drain here, end with the reason.
+    std::thread([&rt] {
+      sigset_t usr1;
+      sigemptyset(&usr1);
+      sigaddset(&usr1, SIGUSR1);
+      int s = 0;
+      if (sigwait(&usr1, &s) == 0) rt->stop_job(node_loss_reason());
+    }).detach();
     rt->run();
     return;
   }
@@ -148,6 +171,11 @@ void run_serve(ServeArgs& a) {
       timespec ts{0, 200 * 1000 * 1000};
       siginfo_t si;
       int s = sigtimedwait(&sigs, &si, &ts);
+      if (s == SIGUSR1) {
+        // Another node is gone: no step can finish. End open streams with the reason (an error
+        // event, 5xx for waiting requests) and stop the job, as the watchdog would, but now.
+        rt->stop_job(node_loss_reason());
+      }
       if (s == SIGTERM || s == SIGINT || s == SIGUSR2) {
         spdlog::info("received signal {}: draining (up to {:.0f} s), then stopping every rank", s,
                      a.so.shutdown_timeout_s);
@@ -279,11 +307,20 @@ void register_serve(CLI::App& app) {
                 "This node's place 0..nnodes-1; node 0 holds ranks 0.. and serves HTTP")
       ->capture_default_str()->envname("DPSERVE_NODE_RANK");
   s->add_option("--dist-init-addr", a->rf.rt.nodes.dist_init_addr,
-                "HOST:PORT on node 0 where the nodes meet (a tiny TCP rendezvous; MPI does the rest)")
+                "HOST:PORT on node 0 where the nodes meet (a tiny TCP rendezvous, authenticated by --dist-secret-file; "
+                "MPI does the rest, over the interface that reaches it)")
       ->envname("DPSERVE_DIST_INIT_ADDR");
   s->add_option("--dist-timeout", a->rf.rt.nodes.timeout_seconds,
                 "Seconds a node waits for the others to join (or for node 0's --dist-init-addr to answer)")
       ->capture_default_str()->check(CLI::Range(0.1, 1e6))->envname("DPSERVE_DIST_TIMEOUT");
+  s->add_option("--dist-secret-file", a->rf.rt.nodes.secret_file,
+                "File holding the nodes' shared secret (at least 16 bytes, the same on every node), required with "
+                "--nnodes > 1; it authenticates the --dist-init-addr rendezvous. Or set DPSERVE_DIST_SECRET; never "
+                "give the secret itself on the command line");
+  s->add_option("--dist-heartbeat-timeout", a->rf.rt.nodes.heartbeat_timeout,
+                "Seconds a node of a --nnodes job may stay silent before the others count it lost and stop the job "
+                "(a node whose dpserve exits or whose job fails is noticed at once)")
+      ->capture_default_str()->check(CLI::Range(2.0, 1e6))->envname("DPSERVE_DIST_HEARTBEAT_TIMEOUT");
   s->add_option("--log-level", a->log_level, "trace, debug, info, warn, error")
       ->capture_default_str()->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->envname("DPSERVE_LOG_LEVEL");

@@ -1,6 +1,11 @@
 #include "apps/dpserve/launch.h"
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,9 +25,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include "apps/dpserve/node_control.h"
 #include "apps/dpserve/rank_watch.h"
 #include "core/check.h"
 #include "parallel/comm.h"
+#include "parallel/dist_secret.h"
 #include "parallel/rendezvous.h"
 
 namespace dpserve::app {
@@ -97,8 +104,9 @@ std::vector<std::string> move_secrets_to_environment(const std::vector<std::stri
 
 // Runs `mpirun -np np <extra> <this command line>` as a child, forwards SIGTERM / SIGINT to it as
 // SIGUSR2 (graceful drain), watches for stopped ranks, and exits with its status.
+// With `node` (a --nnodes job), the other nodes' events and this node's SIGTERM go through it.
 [[noreturn]] void run_under_mpirun(int np, const std::vector<std::string>& extra, double watchdog_seconds,
-                                   const std::function<void()>& at_exit) {
+                                   const std::function<void()>& at_exit, NodeControl* node = nullptr) {
   const char* env_launcher = std::getenv("DPSERVE_MPIRUN");
   std::string mpirun = env_launcher && *env_launcher ? env_launcher : find_in_path("mpirun");
   if (mpirun.empty())
@@ -112,7 +120,7 @@ std::vector<std::string> move_secrets_to_environment(const std::vector<std::stri
   // Keys go to the ranks in their environment, never on their command lines (any local user can
   // read /proc/PID/cmdline) nor in the launch line logged below: mpirun exports them with -x.
   const std::vector<std::string> forwarded = move_secrets_to_environment(g_argv);
-  for (const char* env : kSecretEnv)
+  for (const char* env : {kSecretEnv[0], kSecretEnv[1], "DPSERVE_DIST_SECRET", "DPSERVE_NODE_EVENT_FILE"})
     if (std::getenv(env)) {
       args.push_back("-x");
       args.push_back(env);
@@ -140,6 +148,9 @@ std::vector<std::string> move_secrets_to_environment(const std::vector<std::stri
   if (child < 0) fail("cannot fork to start {}: {}", mpirun, std::strerror(errno));
   if (child == 0) {
     sigprocmask(SIG_UNBLOCK, &block, nullptr);
+    // This launcher killed (SIGKILL, OOM): mpirun gets SIGTERM and stops its ranks, instead of
+    // leaving them waiting on the other nodes.
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
     execv(mpirun.c_str(), cargs.data());
     std::fprintf(stderr, "dpserve: cannot execute %s: %s\n", mpirun.c_str(), std::strerror(errno));
     _exit(127);
@@ -147,18 +158,27 @@ std::vector<std::string> move_secrets_to_environment(const std::vector<std::stri
   // Half the watchdog: a stopped rank is named here before the others' watchdog ends the job
   // without knowing which rank it waited for.
   StoppedRankWatch watch(child, np, watchdog_seconds / 2);
+  if (node) node->started(child);
   while (true) {
     int status = 0;
     pid_t r = waitpid(child, &status, WNOHANG);
     if (r == child) {
+      const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      if (node) node->finished(code);
       if (at_exit) at_exit();
-      std::exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+      std::exit(code);
     }
     watch.poll();
+    if (node) node->poll();
     timespec ts{0, 100 * 1000 * 1000};
     siginfo_t info;
     int sig = sigtimedwait(&block, &info, &ts);
-    if (sig == SIGTERM || sig == SIGINT) kill(child, SIGUSR2);
+    if (sig == SIGTERM || sig == SIGINT) {
+      if (node)
+        node->terminate_requested();
+      else
+        kill(child, SIGUSR2);
+    }
   }
 }
 
@@ -192,9 +212,55 @@ std::pair<pid_t, std::string> start_ompi_server(const std::string& ip, const std
   }
 }
 
+// The name of this machine's interface that carries traffic to ip (node 0's --dist-init-addr): the
+// source address the kernel picks for it (a UDP "connect" sends nothing), then the interface holding
+// that address. "" when it cannot be told.
+std::string interface_towards(const std::string& ip, int port) {
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  if (fd < 0) return "";
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(uint16_t(port));
+  inet_pton(AF_INET, ip.c_str(), &to.sin_addr);
+  sockaddr_in local{};
+  socklen_t len = sizeof local;
+  const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0 &&
+                  getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0;
+  close(fd);
+  if (!ok) return "";
+  ifaddrs* ifs = nullptr;
+  if (getifaddrs(&ifs) != 0) return "";
+  std::string name;
+  for (ifaddrs* i = ifs; i && name.empty(); i = i->ifa_next)
+    if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET &&
+        reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr == local.sin_addr.s_addr)
+      name = i->ifa_name;
+  freeifaddrs(ifs);
+  return name;
+}
+
+// MPI's traffic (TCP BTL) and Open MPI's own control channel (OOB) on the interface that reaches
+// node 0, unless the user chose: not every interface of the host, and on one machine loopback works
+// (Open MPI leaves lo out by default, so two node jobs on one host had no path: "BTLs attempted:
+// self"). The variables reach mpirun and its ranks through the environment.
+void use_job_interface(const HostPort& addr) {
+  const char* chosen[] = {"OMPI_MCA_btl_tcp_if_include", "OMPI_MCA_btl_tcp_if_exclude", "OMPI_MCA_oob_tcp_if_include",
+                          "OMPI_MCA_oob_tcp_if_exclude"};
+  const std::string dev = interface_towards(resolve_ipv4(addr.host, "--dist-init-addr"), addr.port);
+  if (dev.empty()) {
+    spdlog::warn("--dist-init-addr {}: cannot tell which interface reaches it; Open MPI picks its own", addr.str());
+    return;
+  }
+  if (!std::getenv(chosen[0]) && !std::getenv(chosen[1])) setenv(chosen[0], dev.c_str(), 1);
+  if (!std::getenv(chosen[2]) && !std::getenv(chosen[3])) setenv(chosen[2], dev.c_str(), 1);
+  spdlog::info("MPI over interface {} (the one that reaches {}): btl_tcp_if_include={}, oob_tcp_if_include={}", dev,
+               addr.str(), std::getenv(chosen[0]) ? std::getenv(chosen[0]) : "(if_exclude set)",
+               std::getenv(chosen[2]) ? std::getenv(chosen[2]) : "(if_exclude set)");
+}
+
 }  // namespace
 
-void check_node_flags(const NodeJoinOptions& n, int world) {
+void check_node_flags(NodeJoinOptions& n, int world) {
   if (n.nnodes < 1) fail("--nnodes {}: must be at least 1", n.nnodes);
   if (n.node_rank < 0 || n.node_rank >= n.nnodes)
     fail("--node-rank {} is out of range for --nnodes {}: give each node one of 0..{}", n.node_rank, n.nnodes,
@@ -206,14 +272,15 @@ void check_node_flags(const NodeJoinOptions& n, int world) {
   if (world % n.nnodes != 0)
     fail("{} ranks (--tp-size / --dp-size) cannot be spread evenly over --nnodes {}", world, n.nnodes);
   if (n.timeout_seconds <= 0) fail("--dist-timeout {}: must be positive", n.timeout_seconds);
+  n.secret = load_dist_secret(n.secret_file);
 }
 
-void relaunch_node_job(const NodeJoinOptions& n, int world, double watchdog_seconds) {
+void relaunch_node_job(const NodeJoinOptions& n, int world, double watchdog_seconds, double drain_seconds) {
   if (launched_under_mpi()) return;  // already this node's job (or the user's own launcher)
   const HostPort addr = parse_host_port(n.dist_init_addr, "--dist-init-addr");
   std::unique_ptr<RendezvousServer> rendezvous;
   std::string uri;
-  if (n.node_rank != 0) uri = rendezvous_get(addr, "ompi_server", n.timeout_seconds, "--dist-timeout");
+  if (n.node_rank != 0) uri = rendezvous_get(addr, n.secret, "ompi_server", n.timeout_seconds, "--dist-timeout");
   // Holds ompi-server's URI file for this node's mpirun; removed when the job ends (or start-up fails).
   char tmpl[] = "/tmp/dpserve-node-XXXXXX";
   if (!mkdtemp(tmpl)) fail("cannot create a temporary directory: {}", std::strerror(errno));
@@ -222,7 +289,7 @@ void relaunch_node_job(const NodeJoinOptions& n, int world, double watchdog_seco
   if (n.node_rank == 0) {
     try {
       const std::string ip = resolve_ipv4(addr.host, "--dist-init-addr");
-      rendezvous = std::make_unique<RendezvousServer>(addr);
+      rendezvous = std::make_unique<RendezvousServer>(addr, n.secret, n.heartbeat_timeout);
       std::tie(server, uri) = start_ompi_server(ip, dir, n.timeout_seconds);
     } catch (...) {
       std::error_code ec;
@@ -236,6 +303,7 @@ void relaunch_node_job(const NodeJoinOptions& n, int world, double watchdog_seco
   }
   const std::string uri_file = dir + "/ompi-server.uri";
   std::ofstream(uri_file) << uri << "\n";
+  use_job_interface(addr);
   auto cleanup = [server, dir] {
     if (server > 0) {
       kill(server, SIGTERM);
@@ -244,7 +312,19 @@ void relaunch_node_job(const NodeJoinOptions& n, int world, double watchdog_seco
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
   };
-  run_under_mpirun(world / n.nnodes, {"--ompi-server", "file:" + uri_file}, watchdog_seconds, cleanup);
+  // The ranks read the secret from the environment (mpirun -x), never from their command line; the
+  // reason of a node loss from the event file.
+  setenv("DPSERVE_DIST_SECRET", n.secret.c_str(), 1);
+  const std::string event_file = dir + "/node-event";
+  setenv("DPSERVE_NODE_EVENT_FILE", event_file.c_str(), 1);
+  std::unique_ptr<NodeControl> control;
+  try {
+    control = std::make_unique<NodeControl>(n, rendezvous.get(), event_file, drain_seconds);
+  } catch (...) {
+    cleanup();
+    throw;
+  }
+  run_under_mpirun(world / n.nnodes, {"--ompi-server", "file:" + uri_file}, watchdog_seconds, cleanup, control.get());
 }
 
 void relaunch_under_mpirun_if_needed(int world, double watchdog_seconds) {

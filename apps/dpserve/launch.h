@@ -16,12 +16,14 @@ void remember_argv(int argc, char** argv);
 void relaunch_under_mpirun_if_needed(int world, double watchdog_seconds);
 
 // `serve --nnodes N --node-rank R --dist-init-addr HOST:PORT`: errors naming the flag for a node rank
-// out of range, a missing or malformed address, ranks that do not divide over the nodes.
-void check_node_flags(const NodeJoinOptions& nodes, int world);
+// out of range, a missing or malformed address, ranks that do not divide over the nodes, no shared
+// secret; reads the secret into nodes.secret.
+void check_node_flags(NodeJoinOptions& nodes, int world);
 // N > 1 and no MPI launcher yet: node 0 starts Open MPI's ompi-server and the rendezvous at
 // HOST:PORT; other nodes fetch ompi-server's address there (bounded by --dist-timeout, then an error
 // naming the address). Then, like relaunch_under_mpirun_if_needed, runs this node's world / N ranks
 // under `mpirun --ompi-server ...` and exits with its status (the ranks join in node_join.h).
-void relaunch_node_job(const NodeJoinOptions& nodes, int world, double watchdog_seconds);
+// Meanwhile the nodes watch each other (node_control.h); drain_seconds is --shutdown-timeout.
+void relaunch_node_job(const NodeJoinOptions& nodes, int world, double watchdog_seconds, double drain_seconds);
 
 }  // namespace dpserve::app

@@ -645,8 +645,8 @@ std::string RankWorker::control_source() const {
   return "rank 0";
 }
 
-void RankWorker::die(const std::string& why) {
-  std::fprintf(stderr, "rank %d: watchdog: %s. Stopping the job.\n", topo_.rank, why.c_str());
+void RankWorker::die(const std::string& why, const char* what) {
+  std::fprintf(stderr, "rank %d: %s: %s. Stopping the job.\n", topo_.rank, what, why.c_str());
   std::fflush(stderr);
   if (opts_.on_fatal) {
     // Let rank 0's open streams end with the reason (the server writes a final error event), but

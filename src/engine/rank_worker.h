@@ -112,6 +112,9 @@ class RankWorker {
 
   // Runs steps until a control message says shutdown. `driver` is required on world rank 0, null elsewhere.
   void run(StepDriver* driver);
+  // From any thread: reports `why` (on_fatal: rank 0's open streams end with it) and ends the
+  // process, as the watchdog does; for faults seen outside the step loop (a lost node).
+  [[noreturn]] void stop_job(const std::string& why) { die(why, "node lost"); }
   const WorkerCounters& counters() const { return counters_; }
   const ImageTransferCounters& image_counters() const { return images_.counters(); }
   const DraftRunner* drafter() const { return drafter_.get(); }
@@ -155,7 +158,7 @@ class RankWorker {
   std::atomic<int64_t> watched_step_{0};  // counters_.steps, for the watchdog's message
   std::atomic<bool> stop_watchdog_{false};
   void watchdog_loop();
-  [[noreturn]] void die(const std::string& why);
+  [[noreturn]] void die(const std::string& why, const char* what = "watchdog");
   std::string control_source() const;  // "rank 0", or "rank 0 (via group leader rank N)"
   void arm_control_send();              // rank 0: the watchdog also covers sending the control message
 };

@@ -19,6 +19,7 @@
 #include "engine/rank_worker.h"
 #include "kv/kv_dtype.h"
 #include "model/model.h"
+#include "model/model_identity.h"
 #include "tokenizer/tokenizer.h"
 
 namespace dpserve {
@@ -55,6 +56,8 @@ struct Runtime::Impl {
 
 Runtime::Runtime(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Runtime::~Runtime() = default;
+
+void Runtime::stop_job(const std::string& why) { impl_->worker->stop_job(why); }
 
 std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
   auto im = std::make_unique<Impl>();
@@ -94,6 +97,14 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     I.model = Model::load(o.model_path, lo);
     const ModelConfig& cfg = I.model->config();
     I.model->set_kv_elem(resolve_kv_elem(o.kv_cache_dtype, cfg.dtype, cfg.mla.enabled()));
+    // Nodes started separately must run the same model the same way before the first step.
+    if (o.nodes.nnodes > 1) {
+      NodeFlagValues same = model_identity(o.model_path, cfg);
+      same.emplace_back("--kv-cache-dtype (as resolved: 0 fp32, 1 bf16, 2 int8)", int64_t(I.model->kv_elem()));
+      same.emplace_back("--quantization (0 none, 1 q8_0, 2 q4_0, ...)", int64_t(o.quantization));
+      same.emplace_back("--page-size", o.page_size);
+      check_nodes_agree(o.nodes, same);
+    }
     if (o.context_length > cfg.max_pos)
       fail("--context-length {} is longer than the model's context ({} positions)", o.context_length, cfg.max_pos);
     const int64_t ctx_len = o.context_length > 0 ? o.context_length : cfg.max_pos;

@@ -90,6 +90,9 @@ class Runtime {
   const ImageTransferCounters& image_counters() const;
   // This rank's time in the forward pass's collectives so far (readable while steps run).
   CollectiveTimes collective_times() const;
+  // Ends the job now from any thread (a lost node): open streams end with `why` as an engine fault,
+  // as when the step watchdog fires, and this process exits; the launcher stops the other ranks.
+  [[noreturn]] void stop_job(const std::string& why);
   // Runs the step loop on this thread (it must be the thread that initialised MPI) until shutdown.
   void run();
   // run(), and on world rank 0 `client` on a helper thread meanwhile; the engine shuts down when

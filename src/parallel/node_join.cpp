@@ -130,12 +130,12 @@ void join_nodes(const NodeJoinOptions& o, const NodeFlagValues& must_match) {
   if (o.node_rank == 0) {
     if (local_rank == 0) {
       MPI_Open_port(MPI_INFO_NULL, port);
-      rendezvous_set(addr, "mpi_port", port, o.timeout_seconds);
+      rendezvous_set(addr, o.secret, "mpi_port", port, o.timeout_seconds);
     }
   } else {
     // Connect as one group (this node's ranks), then merge on the high side: node 0 stays rank 0.
     if (local_rank == 0) {
-      const std::string p = rendezvous_get(addr, "mpi_port", o.timeout_seconds, "--dist-timeout");
+      const std::string p = rendezvous_get(addr, o.secret, "mpi_port", o.timeout_seconds, "--dist-timeout");
       std::snprintf(port, sizeof port, "%s", p.c_str());
     }
     MPI_Comm inter = MPI_COMM_NULL;
@@ -160,6 +160,32 @@ void join_nodes(const NodeJoinOptions& o, const NodeFlagValues& must_match) {
   MPI_Comm_split(merged, 0, o.node_rank * local_size + local_rank, &world);
   MPI_Comm_free(&merged);
   set_job_world(world);
+}
+
+void check_nodes_agree(const NodeJoinOptions& o, const NodeFlagValues& values) {
+  if (o.nnodes <= 1) return;
+  MPI_Comm world = job_world();
+  int size = 0, local_rank = 0, local_size = 1;
+  MPI_Comm_size(world, &size);
+  MPI_Comm_rank(MPI_COMM_WORLD, &local_rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &local_size);
+  const int w = int(values.size());
+  std::vector<int64_t> mine;
+  for (const auto& v : values) mine.push_back(v.second);
+  std::vector<int64_t> all(size_t(size) * size_t(w));
+  MPI_Allgather(mine.data(), w, MPI_INT64_T, all.data(), w, MPI_INT64_T, world);
+  auto show = [&](size_t i, int64_t v) {
+    const std::string& name = values[i].first;
+    return name.size() >= 6 && name.compare(name.size() - 6, 6, "digest") == 0 ? fmt::format("{:016x}", uint64_t(v))
+                                                                               : std::to_string(v);
+  };
+  for (int r = 0; r < size; ++r)
+    for (size_t i = 0; i < values.size(); ++i)
+      if (all[size_t(r) * size_t(w) + i] != all[i])
+        stop(local_rank, fmt::format("node {} does not run the same model and layout as node 0: its {} is {} but node "
+                                     "0's is {}; give every node the same model files and flags",
+                                     r / local_size, values[i].first, show(i, all[size_t(r) * size_t(w) + i]),
+                                     show(i, all[i])));
 }
 
 }  // namespace dpserve
