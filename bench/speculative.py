@@ -50,7 +50,9 @@ def run(binary, args):
     if p.returncode != 0:
         sys.exit(f"dpserve generate failed:\n{p.stderr[-3000:]}")
     m = re.search(r"decode: (\d+) tokens in ([\d.]+) s \(([\d.]+) tok/s\)", p.stderr)
+    t = re.search(r"first token after ([\d.]+) s", p.stderr)
     out = json.loads(p.stdout.splitlines()[0])
+    out["ttft"] = float(t.group(1))  # a draft model reads the prompt too: its cost shows here
     return float(m.group(3)), out
 
 
@@ -119,20 +121,23 @@ def main():
                   f"(rounds {', '.join(f'{x:.2f}' for x in ratios)})")
             continue
         args = base + ["--prompt-ids", prompt_ids(w, vocab)]
-        ratios, acc = [], None
+        ratios, ttft, acc = [], [], None
         for r in range(a.rounds):
             off, o_off = run(a.dpserve, args)
             on, o_on = run(a.dpserve, args + spec)
             if o_on["output_ids"] != o_off["output_ids"]:
                 sys.exit(f"{w}: outputs differ with speculation (a bug): {o_off['output_ids'][:20]} vs {o_on['output_ids'][:20]}")
             ratios.append(on / off)
+            ttft.append(o_on["ttft"] / o_off["ttft"])
             acc = (o_on.get("spec_accepted_tokens", 0), o_on.get("spec_draft_tokens", 0), o_on.get("spec_verify_ct", 0))
             print(f"  {w:7s} round {r + 1}: off {off:7.2f} tok/s  on {on:7.2f} tok/s  ratio {on / off:5.2f}  "
-                  f"accepted {acc[0]}/{acc[1]} drafted in {acc[2]} verifications")
+                  f"accepted {acc[0]}/{acc[1]} drafted in {acc[2]} verifications; "
+                  f"time to first token on/off {ttft[-1]:.2f}")
         tokens_per_verify = 1 + acc[0] / acc[2] if acc[2] else 0
         print(f"{w}: median ratio on/off {statistics.median(ratios):.2f} (rounds {', '.join(f'{x:.2f}' for x in ratios)}); "
               f"acceptance {acc[0]}/{acc[1]} = {acc[0] / acc[1] if acc[1] else 0:.2f}, "
-              f"{tokens_per_verify:.2f} tokens per verification")
+              f"{tokens_per_verify:.2f} tokens per verification; time to first token on/off "
+              f"{statistics.median(ttft):.2f}")
 
 
 if __name__ == "__main__":

@@ -144,8 +144,13 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
         bool ok = gen->drive(
             [&](size_t i, const ChoiceDelta& d) {
               ChoiceState& st = (*states)[i];
-              ChoicePiece p{.prefix = {}, .text = d.text, .tokens = d.tokens, .text_offset = st.sent, .finished = d.finished,
-                            .finish_reason = d.finish_reason, .matched_stop = d.matched_stop};
+              ChoicePiece p;
+              p.text = d.text;
+              p.tokens = d.tokens;
+              p.text_offset = st.sent;
+              p.finished = d.finished;
+              p.finish_reason = d.finish_reason;
+              p.matched_stop = d.matched_stop;
               if (!st.started) {
                 st.started = true;
                 if (api == OpenAiApi::kChat) st.parser = chat_parser(ctx, *spec, id, i);
