@@ -9,6 +9,7 @@ pkgs=(
   libopenmpi-dev openmpi-bin           # collectives between ranks
   nlohmann-json3-dev                   # config.json, safetensors headers, HTTP bodies
   libcpp-httplib-dev                   # HTTP server
+  libssl-dev                           # --nnodes rendezvous: HMAC-SHA256 (libcrypto)
   libmsgpack-cxx-dev                   # per-step control message
   libpcre2-dev                         # tokenizer pre-tokenizer regex
   libicu-dev                           # tokenizer NFC normalization
