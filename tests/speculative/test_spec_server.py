@@ -1,11 +1,11 @@
 #!/usr/bin/python3
 """Speculative decoding over HTTP: two real `dpserve serve` processes on stories260K, one with
-`--speculative-algorithm NGRAM`, one without, asked the same things over real sockets. Every answer
+`--speculative-algorithm NGRAM` (or, with --standalone, a Q4_0 draft model), one without, asked the same things over real sockets. Every answer
 must be the same, field by field (text, token ids, logprobs to the last bit, finish reasons, usage,
 stop strings, max_tokens, n, seeded sampling, a regex constraint, streaming), while the speculating
 server reports accepted drafts in /generate's meta_info and in /metrics.
 
-usage: test_spec_server.py DPSERVE_BIN SHARED_DIR [EXTRA SERVE FLAGS...]
+usage: test_spec_server.py DPSERVE_BIN SHARED_DIR [--standalone] [EXTRA SERVE FLAGS...]
 """
 import json
 import os
@@ -20,8 +20,13 @@ import urllib.error
 import urllib.request
 
 BIN, SHARED = sys.argv[1:3]
-EXTRA = sys.argv[3:]
+EXTRA = [a for a in sys.argv[3:] if a != "--standalone"]
 MODEL = os.path.join(SHARED, "models/stories260K/stories260K.bin")
+# --standalone: the speculating server drafts with a draft model (the target's own Q4_0 copy, so
+# drafts are often but not always right) instead of NGRAM.
+SPEC = (["--speculative-algorithm", "STANDALONE", "--speculative-draft-model-path", MODEL,
+         "--speculative-draft-model-quantization", "q4_0"] if "--standalone" in sys.argv[3:]
+        else ["--speculative-algorithm", "NGRAM"]) + ["--speculative-num-steps", "5"]
 failures = []
 
 
@@ -108,7 +113,7 @@ def sse_text(body):
 REP = "The dog ran to the park. The dog ran to the park. The dog ran to the park. The dog"
 tmp = tempfile.mkdtemp(prefix="spec-server-")
 plain = Server([], os.path.join(tmp, "plain.log"))
-spec = Server(["--speculative-algorithm", "NGRAM", "--speculative-num-steps", "5"], os.path.join(tmp, "spec.log"))
+spec = Server(SPEC, os.path.join(tmp, "spec.log"))
 try:
     MODEL_NAME = json.loads(plain.get("/v1/models"))["data"][0]["id"]
     cases = [
