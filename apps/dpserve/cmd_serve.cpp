@@ -159,6 +159,8 @@ void run_serve(ServeArgs& a) {
     info["speculative_num_draft_tokens"] = spec.max_draft + 1;
     info["speculative_eagle_topk"] = spec.topk;
     info["speculative_max_step_rows"] = spec.max_step_rows;
+    info["speculative_draft_model_path"] =
+        spec.draft_model_path.empty() ? nlohmann::json() : nlohmann::json(spec.draft_model_path);
   }
   HttpServer server(a.so, *engine, *tok, info);
   server.set_encoder_times(encoder_times);

@@ -173,6 +173,13 @@ try:
           f"meta_info reports verification: {({k: v for k, v in m.items() if k.startswith('spec_')})}")
     st, g0 = plain.post("/generate", {"text": REP, "sampling_params": {"max_new_tokens": 60, "temperature": 0}})
     check("spec_verify_ct" not in g0["meta_info"], "no spec_ fields without speculation")
+    info = json.loads(spec.get("/get_server_info"))
+    want_algo = "STANDALONE" if "--standalone" in sys.argv[3:] else "NGRAM"
+    check(info.get("speculative_algorithm") == want_algo and info.get("speculative_num_steps") == 5 and
+          info.get("speculative_draft_model_path") == (MODEL if want_algo == "STANDALONE" else None),
+          f"/get_server_info: {({k: v for k, v in info.items() if k.startswith('speculative_')})}")
+    check(json.loads(plain.get("/get_server_info")).get("speculative_algorithm") is None,
+          "/get_server_info without speculation: speculative_algorithm null")
     metrics = spec.get("/metrics")
     val = lambda name: float(re.search(rf"^{name} (\S+)$", metrics, re.M).group(1))
     drafted, acc, steps = val("dpserve_spec_draft_tokens_total"), val("dpserve_spec_accepted_tokens_total"), \
