@@ -248,6 +248,14 @@ def build_config(a):
         }
     elif a.rope_scaling == "linear":
         cfg["rope_scaling"] = {"rope_type": "linear", "factor": a.rope_factor}
+    elif a.rope_scaling == "yarn" and a.arch not in DEEPSEEK:
+        # As the Qwen2.5 / Qwen3 model cards add it (transformers' "yarn" rope_type); beta_fast / beta_slow
+        # only when given, so that the defaults (32 / 1) are exercised otherwise.
+        cfg["rope_scaling"] = {"rope_type": "yarn", "factor": a.rope_factor,
+                               "original_max_position_embeddings": a.original_max_position_embeddings}
+        for key in ("beta_fast", "beta_slow"):
+            if key in a.explicit:
+                cfg["rope_scaling"][key] = getattr(a, key)
     elif a.rope_scaling == "yarn":
         # DeepSeek's own key names ("type", not "rope_type").
         cfg["rope_scaling"] = {
@@ -743,6 +751,7 @@ def parse_args(argv):
     if a.preset == "tiny":
         base.update(TINY[arch])
     base.update({k: v for k, v in preset.items() if k not in ("arch", "dtype", "vision")})
+    a.explicit = {k for k in base if getattr(a, k, None) is not None}
     for k, v in base.items():
         if getattr(a, k, None) is None:
             setattr(a, k, v)
@@ -764,7 +773,10 @@ def parse_args(argv):
                 ap.error("n_group must divide the experts, topk_group <= n_group, and the kept groups hold "
                          "at least num_experts_per_tok experts")
     elif a.rope_scaling == "yarn":
-        ap.error("--rope-scaling yarn is written in DeepSeek's form; use it with --arch deepseek_v2/v3")
+        if arch == "qwen2_5_vl":
+            ap.error("--rope-scaling yarn does not combine with qwen2_5_vl's M-RoPE")
+        if {"yarn_mscale", "yarn_mscale_all_dim"} & a.explicit:
+            ap.error("--yarn-mscale / --yarn-mscale-all-dim are for DeepSeek's YaRN (--arch deepseek_v2/v3)")
     if a.head_dim is None:
         if a.hidden_size % a.num_attention_heads:
             ap.error("hidden_size must be a multiple of num_attention_heads (or give --head-dim)")

@@ -62,6 +62,50 @@ static int32_t special_id(const nlohmann::json& v, const char* key, int64_t voca
        v.dump().substr(0, 40));
 }
 
+// YaRN for per-head attention (Llama / Qwen2 / Qwen3 / Qwen3-MoE ...), with the keys and defaults of
+// transformers' "yarn" rope_type: original_max_position_embeddings defaults to max_position_embeddings,
+// beta_fast / beta_slow to 32 / 1; the cos/sin magnitude is attention_factor if given, else
+// mscale(factor, mscale) / mscale(factor, mscale_all_dim) when both are given, else 0.1 ln(factor) + 1.
+// `factor` is used as written (transformers 4.51-4.55 replaced it by max_position_embeddings /
+// original_max_position_embeddings; the Qwen model cards and later releases use it as given).
+static void parse_yarn(const nlohmann::json& j, ModelConfig& c) {
+  static const char* const known[] = {"type", "rope_type", "factor", "original_max_position_embeddings",
+                                      "beta_fast", "beta_slow", "mscale", "mscale_all_dim", "attention_factor",
+                                      "truncate"};
+  for (const auto& [key, value] : j.items())
+    if (std::find_if(std::begin(known), std::end(known), [&](const char* k) { return key == k; }) == std::end(known))
+      fail("config.json: rope_scaling field \"{}\" is not supported with yarn (supported: {})", key,
+           "factor, original_max_position_embeddings, beta_fast, beta_slow, mscale, mscale_all_dim, "
+           "attention_factor, truncate");
+  auto& r = c.rope_scaling;
+  r.type = RopeScaling::Type::Yarn;
+  if (!j.contains("factor")) fail("config.json: rope_scaling yarn needs \"factor\"");
+  r.factor = opt<double>(j, "factor", 1.0);
+  if (!(r.factor >= 1.0 && std::isfinite(r.factor)))
+    fail("config.json: rope_scaling.factor must be a number >= 1 for yarn, got {}", r.factor);
+  r.original_max_position_embeddings = opt<double>(j, "original_max_position_embeddings", double(c.max_pos));
+  if (!(r.original_max_position_embeddings >= 1 && std::isfinite(r.original_max_position_embeddings)))
+    fail("config.json: rope_scaling.original_max_position_embeddings must be positive, got {}",
+         r.original_max_position_embeddings);
+  r.beta_fast = opt<double>(j, "beta_fast", 32.0);
+  r.beta_slow = opt<double>(j, "beta_slow", 1.0);
+  if (!(r.beta_slow > 0 && r.beta_fast > r.beta_slow && std::isfinite(r.beta_fast)))
+    fail("config.json: rope_scaling yarn needs 0 < beta_slow < beta_fast, got beta_fast {} and beta_slow {}",
+         r.beta_fast, r.beta_slow);
+  const double mscale = opt<double>(j, "mscale", 0.0), mscale_all_dim = opt<double>(j, "mscale_all_dim", 0.0);
+  if (mscale != 0 && mscale_all_dim != 0) {
+    r.mscale = mscale;
+    r.mscale_all_dim = mscale_all_dim;
+  } else {
+    r.mscale = 1.0;
+    r.mscale_all_dim = 0.0;  // mscale(factor, 0) = 1: the magnitude is 0.1 ln(factor) + 1
+  }
+  r.attention_factor = opt<double>(j, "attention_factor", 0.0);
+  if (j.contains("attention_factor") && !(r.attention_factor > 0 && std::isfinite(r.attention_factor)))
+    fail("config.json: rope_scaling.attention_factor must be positive, got {}", r.attention_factor);
+  r.truncate = opt<bool>(j, "truncate", true);
+}
+
 // DeepSeek-V2/V3 attention: MLA dimensions (num_key_value_heads in their configs is the head count
 // after decompression, not a cache layout).
 static void parse_mla(const nlohmann::json& j, ModelConfig& c) {
@@ -248,6 +292,8 @@ ModelConfig ModelConfig::from_hf_json(const nlohmann::json& j) {
       if (!(r.factor > 0 && r.original_max_position_embeddings > 0 && r.beta_fast > 0 && r.beta_slow > 0))
         fail("config.json: rope_scaling yarn needs positive factor, original_max_position_embeddings, beta_fast "
              "and beta_slow");
+    } else if (type == "yarn") {
+      parse_yarn(*it, c);
     } else if (type == "mrope" || (it->contains("mrope_section") && (type.empty() || type == "default"))) {
       // Multimodal RoPE: plain frequencies, chosen per section from 3-D positions.
       c.mrope_section = opt<std::vector<int64_t>>(*it, "mrope_section", {});
@@ -259,8 +305,7 @@ ModelConfig ModelConfig::from_hf_json(const nlohmann::json& j) {
       if (c.mrope_section.size() != 3 || sum != c.head_dim / 2)
         fail("config.json: rope_scaling.mrope_section must be 3 numbers summing to head_dim / 2 = {}", c.head_dim / 2);
     } else if (!type.empty() && type != "default") {
-      fail("config.json: unsupported rope_scaling type \"{}\" for {} (supported: llama3, linear{})", type, arch,
-           c.is_deepseek() ? ", yarn" : "");
+      fail("config.json: unsupported rope_scaling type \"{}\" for {} (supported: llama3, linear, yarn)", type, arch);
     }
   }
   if (c.arch == Arch::Qwen3Moe) {

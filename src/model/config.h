@@ -23,12 +23,16 @@ struct RopeScaling {
   // GGUF files (llama.cpp's converter) store llama3-style scaling as one divisor per frequency
   // (`rope_freqs.weight`); applied on top of `type` when present.
   std::vector<float> freq_factors;
-  // YaRN (DeepSeek's form): frequency ramp between beta_fast and beta_slow rotations; cos/sin scaled
-  // by mscale(factor, mscale) / mscale(factor, mscale_all_dim), softmax by mscale(factor, mscale_all_dim)^2.
+  // YaRN: frequency ramp between beta_fast and beta_slow rotations over the original context; cos/sin
+  // scaled by mscale(factor, mscale) / mscale(factor, mscale_all_dim) (per-head models: mscale 1 and
+  // mscale_all_dim 0 unless both are given, i.e. 0.1 ln(factor) + 1, as transformers does), or by
+  // attention_factor when the config sets it. MLA also scales its softmax by mscale(factor, mscale_all_dim)^2.
   double beta_fast = 32;
   double beta_slow = 1;
   double mscale = 1;
   double mscale_all_dim = 0;
+  double attention_factor = 0;  // 0: derived from mscale / mscale_all_dim as above
+  bool truncate = true;         // round the ramp's ends to whole dimensions (transformers' `truncate`)
 };
 
 // 0.1 * m * ln(factor) + 1 for factor > 1, else 1 (YaRN's attention temperature).

@@ -7,17 +7,19 @@ namespace dpserve {
 
 namespace {
 
-// YaRN as DeepSeek-V2/V3 define it: frequencies whose wavelength fits the original context many
-// times (more than beta_fast rotations) are kept, those rotating fewer than beta_slow times are
-// divided by `factor`, and a linear ramp over the dimension indices blends the two in between.
+// YaRN (DeepSeek-V2/V3, and transformers' "yarn" rope_type for Llama / Qwen): frequencies whose
+// wavelength fits the original context many times (more than beta_fast rotations) are kept, those
+// rotating fewer than beta_slow times are divided by `factor`, and a linear ramp over the dimension
+// indices blends the two in between. The ramp's ends are whole dimensions unless `truncate` is off.
 void yarn(const RopeScaling& s, double theta, int64_t dim, std::vector<double>& inv_freq) {
   const int64_t half = dim / 2;
   auto correction_dim = [&](double rotations) {
     return double(dim) * std::log(s.original_max_position_embeddings / (rotations * 2.0 * M_PI)) /
            (2.0 * std::log(theta));
   };
-  const double low = std::max(std::floor(correction_dim(s.beta_fast)), 0.0);
-  double high = std::min(std::ceil(correction_dim(s.beta_slow)), double(dim - 1));
+  const double lo = correction_dim(s.beta_fast), hi = correction_dim(s.beta_slow);
+  const double low = std::max(s.truncate ? std::floor(lo) : lo, 0.0);
+  double high = std::min(s.truncate ? std::ceil(hi) : hi, double(dim - 1));
   if (low == high) high += 0.001;
   for (int64_t i = 0; i < half; ++i) {
     const double extra = inv_freq[size_t(i)];  // unscaled
@@ -56,7 +58,8 @@ RopeTable::RopeTable(const ModelConfig& c) {
   }
   if (s.type == RopeScaling::Type::Yarn) {
     yarn(s, c.rope_theta, dim, inv_freq_);
-    magnitude_ = yarn_mscale(s.factor, s.mscale) / yarn_mscale(s.factor, s.mscale_all_dim);
+    magnitude_ = s.attention_factor > 0 ? s.attention_factor
+                                        : yarn_mscale(s.factor, s.mscale) / yarn_mscale(s.factor, s.mscale_all_dim);
   }
 }
 

@@ -77,6 +77,18 @@ DENSE_CASES = [
     Case("qwen2_f16", "f16", ["--arch", "qwen2"], 21),
     Case("qwen3_bf16_sharded", "bf16", ["--arch", "qwen3", "--shards", "3", "--rope-theta", "1000000"], 22),
 ]
+YARN_CASES = [
+    # YaRN as the Qwen model cards add it (factor 4, no betas: the defaults 32 / 1), over an original
+    # context of 32 that every schedule and the greedy run pass (long_prefill reaches position 99).
+    Case("qwen3_yarn_f32", "f32", ["--arch", "qwen3", "--rope-scaling", "yarn", "--rope-factor", "4",
+                                   "--original-max-position-embeddings", "32", "--max-position-embeddings", "128"], 23),
+    Case("qwen2_yarn_f32", "f32", ["--arch", "qwen2", "--rope-scaling", "yarn", "--rope-factor", "4",
+                                   "--original-max-position-embeddings", "32", "--max-position-embeddings", "128",
+                                   "--beta-fast", "16", "--beta-slow", "2", "--rope-theta", "500"], 24),
+    Case("qwen3_yarn_bf16", "bf16", ["--arch", "qwen3", "--rope-scaling", "yarn", "--rope-factor", "4",
+                                     "--original-max-position-embeddings", "32", "--max-position-embeddings", "128",
+                                     "--rope-theta", "1000000"], 25),
+]
 MOE_CASES = [
     Case("qwen3_moe_f32", "f32", ["--arch", "qwen3_moe"], 31),
     Case("qwen3_moe_bf16", "bf16", ["--arch", "qwen3_moe"], 32),
@@ -108,7 +120,8 @@ MIXTRAL_CASES = [
     Case("mistral_window_f32", "f32", ["--arch", "mistral", "--sliding-window", "20"], 54),
     Case("mistral_window_bf16", "bf16", ["--arch", "mistral", "--sliding-window", "20"], 55),
 ]
-SUITES = {"dense": DENSE_CASES, "moe": MOE_CASES, "deepseek": DEEPSEEK_CASES, "mixtral": MIXTRAL_CASES}
+SUITES = {"dense": DENSE_CASES, "yarn": YARN_CASES, "moe": MOE_CASES, "deepseek": DEEPSEEK_CASES,
+          "mixtral": MIXTRAL_CASES}
 # MLA: both attention forms forced on every sequence must match the reference and each other (max abs
 # difference / scale): in fp32 they differ only in summation order; in bf16 they round different
 # activations (each is within the bf16 tolerance of the reference, so together within about twice it).
@@ -147,6 +160,8 @@ def breaks_for(model):
         out.append("no_sliding_window")
     if (c.get("rope_scaling") or {}).get("rope_type"):
         out.append("no_rope_scaling")
+    if (c.get("rope_scaling") or {}).get("rope_type") == "yarn":
+        out += ["yarn_betas_swapped", "yarn_no_attention_factor"]
     return sorted(set(out), key=out.index)
 
 
@@ -471,7 +486,8 @@ def main():
     t0 = time.time()
     if a.self_check:
         picks = [c for c in cases if c.name in ("llama_rope_llama3_f32", "llama_rope_llama3_bf16", "qwen2_bf16",
-                                                "qwen3_bf16", "qwen2_f16", "qwen3_moe_bf16", "qwen3_moe_f32",
+                                                "qwen3_bf16", "qwen2_f16", "qwen3_yarn_f32", "qwen2_yarn_f32",
+                                                "qwen3_yarn_bf16", "qwen3_moe_bf16", "qwen3_moe_f32",
                                                 "deepseek_v2_lite_bf16", "deepseek_v2_grouped_yarn_f32",
                                                 "deepseek_v3_f32", "deepseek_v3_bf16", "mixtral_bf16",
                                                 "mixtral_window_f32", "mistral_window_bf16")]

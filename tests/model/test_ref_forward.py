@@ -365,11 +365,14 @@ def test_every_break_changes_logits():
         "mixtral": rf.RefModel(make_model("brk_mixtral", "--arch", "mixtral")),
         "v2g": rf.RefModel(make_model("brk_v2g", "--arch", "deepseek_v2", *V2_GROUPED)),
         "v3": rf.RefModel(make_model("brk_v3", "--arch", "deepseek_v3")),
+        "yarn": rf.RefModel(make_model("brk_yarn", "--arch", "qwen3", "--rope-scaling", "yarn", "--rope-factor", "4",
+                                       "--original-max-position-embeddings", "16")),
     }
     use = {"skip_bias": "qwen2", "skip_q_norm": "qwen3", "skip_k_norm": "qwen3", "moe_flip_renorm": "moe",
            "no_rope_scaling": "llama3", "no_sliding_window": "mistral", "mixtral_no_renorm": "mixtral",
            "mla_rope_order": "v3", "skip_kv_a_norm": "v3", "no_mscale": "v3", "group_limit_ignored": "v2g",
-           "group_score_max": "v3", "moe_scale_rule_swapped": "v2g"}
+           "group_score_max": "v3", "moe_scale_rule_swapped": "v2g", "yarn_betas_swapped": "yarn",
+           "yarn_no_attention_factor": "yarn"}
     for b in rf.BREAKS:
         m = models[use.get(b, "llama3")]
         toks = tokens(50, m.vocab, seed=10)
@@ -421,6 +424,37 @@ def test_yarn_by_hand():
     close(ds.softmax_scale(c2), 24 ** -0.5 * (0.1 * 0.6 * math.log(40) + 1) ** 2, 1e-15)
     close(ds.softmax_scale(dict(c2, rope_scaling=None)), 24 ** -0.5, 1e-15)
     close(ds.yarn_mscale(0.5, 3.0), 1.0, 0)
+
+
+def test_qwen_yarn_by_hand():
+    # transformers' yarn for per-head models. dim 16, base 500, L = 32, beta_fast 16, beta_slow 2:
+    # d(16) = 16 ln(32 / 32 pi) / (2 ln 500) = -1.474 -> floor -2 -> low 0;
+    # d(2) = 16 ln(32 / 4 pi) / (2 ln 500) = 1.20324 -> high 2. Ramp over i = 0..7: 0, 0.5, 1, 1, ...
+    # Without truncation the ramp runs 0 .. 1.20324: 0, 1 / 1.20324, 1, ...
+    rs = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32, "beta_fast": 16,
+          "beta_slow": 2}
+    cfg = {"rope_theta": 500.0, "max_position_embeddings": 128, "rope_scaling": rs}
+    base = 500.0 ** (-np.arange(0, 16, 2) / 16)
+    ramp = np.array([0, 0.5, 1, 1, 1, 1, 1, 1])
+    close(rf.rope_inv_freq(cfg, 16), base / 4 * ramp + base * (1 - ramp), 1e-15)
+    close(rf.rope_attention_scaling(cfg), 0.1 * math.log(4) + 1, 1e-15)
+    ramp = np.array([0, 1 / 1.20324, 1, 1, 1, 1, 1, 1])
+    got = rf.rope_inv_freq(dict(cfg, rope_scaling=dict(rs, truncate=False)), 16)
+    close(got, base / 4 * ramp + base * (1 - ramp), 1e-5)
+    # Defaults: betas 32 / 1, L = max_position_embeddings when the key is absent.
+    plain = {"rope_type": "yarn", "factor": 4.0}
+    close(rf.rope_inv_freq(dict(cfg, rope_scaling=plain), 16),
+          rf.rope_inv_freq(dict(cfg, rope_scaling=dict(plain, beta_fast=32, beta_slow=1,
+                                                       original_max_position_embeddings=128)), 16), 0)
+    # attention_factor overrides; mscale alone (without mscale_all_dim) does not count.
+    close(rf.rope_attention_scaling(dict(cfg, rope_scaling=dict(rs, attention_factor=0.5))), 0.5, 0)
+    close(rf.rope_attention_scaling(dict(cfg, rope_scaling=dict(rs, mscale=0.7))), 0.1 * math.log(4) + 1, 1e-15)
+    close(rf.rope_attention_scaling(dict(cfg, rope_scaling=dict(rs, mscale=0.7, mscale_all_dim=0.5))),
+          (0.07 * math.log(4) + 1) / (0.05 * math.log(4) + 1), 1e-15)
+    # factor 1: no change at all
+    one = dict(cfg, rope_scaling=dict(rs, factor=1.0))
+    close(rf.rope_inv_freq(one, 16), base, 1e-15)
+    close(rf.rope_attention_scaling(one), 1.0, 0)
 
 
 def test_mla_absorbed_decoder_agrees():

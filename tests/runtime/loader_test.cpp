@@ -158,8 +158,49 @@ TEST(ModelConfig, ParsesHfFieldsAndRejectsBadOnes) {
     EXPECT_NE(std::string(e.what()).find("vocab_size"), std::string::npos);
   }
   bad = j;
-  bad["rope_scaling"] = {{"rope_type", "yarn"}};
+  bad["rope_scaling"] = {{"rope_type", "dynamic"}, {"factor", 2.0}};
   EXPECT_THROW(ModelConfig::from_hf_json(bad), Error);
+}
+
+// YaRN on per-head attention (Qwen2 / Qwen3 / Llama) with transformers' keys and defaults; it was
+// refused outside DeepSeek before. Each bad field is refused by name.
+TEST(ModelConfig, YarnForPerHeadModels) {
+  const auto qwen3 = nlohmann::json::parse(R"({"architectures": ["Qwen3ForCausalLM"], "hidden_size": 64,
+      "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+      "vocab_size": 100, "intermediate_size": 128, "max_position_embeddings": 40960,
+      "rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}})");
+  ModelConfig c = ModelConfig::from_hf_json(qwen3);
+  EXPECT_EQ(c.rope_scaling.type, RopeScaling::Type::Yarn);
+  EXPECT_DOUBLE_EQ(c.rope_scaling.factor, 4.0);  // as written, not 40960 / 32768
+  EXPECT_DOUBLE_EQ(c.rope_scaling.original_max_position_embeddings, 32768);
+  EXPECT_DOUBLE_EQ(c.rope_scaling.beta_fast, 32);
+  EXPECT_DOUBLE_EQ(c.rope_scaling.beta_slow, 1);
+  EXPECT_TRUE(c.rope_scaling.truncate);
+  // cos/sin magnitude 0.1 ln 4 + 1 = 1.1386 (mscale(factor, 1) / mscale(factor, 0)).
+  EXPECT_NEAR(yarn_mscale(c.rope_scaling.factor, c.rope_scaling.mscale) /
+                  yarn_mscale(c.rope_scaling.factor, c.rope_scaling.mscale_all_dim),
+              1.1386294361, 1e-9);
+  auto j = qwen3;
+  j["rope_scaling"] = {{"type", "yarn"}, {"factor", 2.0}, {"mscale", 0.7}};  // mscale alone does not count
+  c = ModelConfig::from_hf_json(j);
+  EXPECT_DOUBLE_EQ(c.rope_scaling.original_max_position_embeddings, 40960);  // max_position_embeddings
+  EXPECT_DOUBLE_EQ(c.rope_scaling.mscale, 1.0);
+  EXPECT_DOUBLE_EQ(c.rope_scaling.mscale_all_dim, 0.0);
+  auto expect_error = [&](nlohmann::json rs, const char* field) {
+    auto bad = qwen3;
+    bad["rope_scaling"] = rs;
+    try {
+      ModelConfig::from_hf_json(bad);
+      ADD_FAILURE() << "accepted bad " << field;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(field), std::string::npos) << e.what();
+    }
+  };
+  expect_error({{"rope_type", "yarn"}}, "factor");
+  expect_error({{"rope_type", "yarn"}, {"factor", 0.5}}, "factor");
+  expect_error({{"rope_type", "yarn"}, {"factor", 4.0}, {"beta_fast", 1}, {"beta_slow", 32}}, "beta_slow");
+  expect_error({{"rope_type", "yarn"}, {"factor", 4.0}, {"attention_factor", -1.0}}, "attention_factor");
+  expect_error({{"rope_type", "yarn"}, {"factor", 4.0}, {"extrapolation_factor", 1.0}}, "extrapolation_factor");
 }
 
 // Special ids must index the vocabulary and the context must be a sane length (issue 36: eos 1e9,

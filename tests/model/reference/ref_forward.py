@@ -28,6 +28,8 @@ BREAKS = {
     "rope_neg": "RoPE rotates by -angle (rotate_half with the wrong sign)",
     "rope_k_pos_plus1": "keys rotated at position + 1 (query/key position off by one)",
     "no_rope_scaling": "rope_scaling ignored",
+    "yarn_betas_swapped": "YaRN ramp built with beta_fast and beta_slow exchanged",
+    "yarn_no_attention_factor": "YaRN's cos/sin attention factor (0.1 ln(factor) + 1) left out",
     "gqa_modulo": "query head h reads kv head h % n_kv instead of h // (n_heads / n_kv)",
     "skip_bias": "q/k/v projection biases ignored (Qwen2)",
     "skip_q_norm": "per-head q_norm skipped (Qwen3)",
@@ -128,16 +130,67 @@ def rope_inv_freq(config, head_dim, breaks=()):
         smoothed = (1 - smooth) * scaled / factor + smooth * scaled
         medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
         return np.where(medium, smoothed, scaled)
+    if kind == "yarn":
+        return yarn_inv_freq(config, head_dim, breaks)
     if kind == "default":
         return inv
     raise ValueError(f"unsupported rope_scaling type {kind!r}")
 
 
-def apply_rope(x, positions, inv_freq, breaks=()):
-    """x: [T, heads, head_dim]. HF convention: emb = cat(freqs, freqs);
-    x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x2, x1)."""
+def yarn_inv_freq(config, dim, breaks=()):
+    """transformers' "yarn" rope_type (modeling_rope_utils, as Qwen2 / Qwen3 / Llama use it).
+
+    For pair j of dim/2, the extrapolated frequency is base^(-2j/dim) and the interpolated one that
+    divided by `factor`. The dimension d(r) at which a frequency turns r times over the original context
+    L solves L * base^(-d/dim) = 2 pi r, so d(r) = dim * ln(L / (2 pi r)) / (2 ln base). The ramp runs
+    from floor(d(beta_fast)) (at least 0) to ceil(d(beta_slow)) (at most dim - 1; +0.001 if equal;
+    no rounding when truncate is false): pairs below it keep the extrapolated frequency, pairs above
+    take the interpolated one, linear in j in between. L is original_max_position_embeddings, or
+    max_position_embeddings when absent; beta_fast / beta_slow default to 32 / 1."""
+    rs = config["rope_scaling"]
+    base = float(config.get("rope_theta", 10000.0))
+    factor = float(rs["factor"])
+    ctx = float(rs.get("original_max_position_embeddings") or config["max_position_embeddings"])
+    fast, slow = float(rs.get("beta_fast") or 32), float(rs.get("beta_slow") or 1)
+    if "yarn_betas_swapped" in breaks:
+        fast, slow = slow, fast
+    turns_at = lambda r: dim * math.log(ctx / (2 * math.pi * r)) / (2 * math.log(base))  # noqa: E731
+    lo, hi = turns_at(fast), turns_at(slow)
+    if rs.get("truncate", True):
+        lo, hi = math.floor(lo), math.ceil(hi)
+    lo, hi = max(lo, 0), min(hi, dim - 1)
+    if hi == lo:
+        hi += 0.001
+    j = np.arange(dim // 2, dtype=np.float64)
+    to_interp = np.clip((j - lo) / (hi - lo), 0.0, 1.0)  # 0: keep, 1: divide by factor
+    extrap = 1.0 / base ** (2 * j / dim)
+    return extrap * (1 - to_interp) + (extrap / factor) * to_interp
+
+
+def rope_attention_scaling(config, breaks=()):
+    """The factor transformers multiplies cos and sin by: 1, except for yarn: attention_factor if
+    given, else mscale(factor, mscale) / mscale(factor, mscale_all_dim) when both are set, else
+    mscale(factor, 1) = 0.1 ln(factor) + 1 (factor > 1)."""
+    rs = config.get("rope_scaling")
+    if not rs or rs.get("rope_type", rs.get("type")) != "yarn" or "no_rope_scaling" in breaks \
+            or "yarn_no_attention_factor" in breaks:
+        return 1.0
+    if rs.get("attention_factor") is not None:
+        return float(rs["attention_factor"])
+    factor = float(rs["factor"])
+
+    def mscale(m):
+        return 1.0 if factor <= 1 else 0.1 * m * math.log(factor) + 1.0
+    if rs.get("mscale") and rs.get("mscale_all_dim"):
+        return mscale(float(rs["mscale"])) / mscale(float(rs["mscale_all_dim"]))
+    return mscale(1.0)
+
+
+def apply_rope(x, positions, inv_freq, breaks=(), mag=1.0):
+    """x: [T, heads, head_dim]. HF convention: emb = cat(freqs, freqs); cos and sin times the
+    attention scaling `mag`; x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x2, x1)."""
     ang = np.outer(positions.astype(np.float64), inv_freq)  # [T, d/2]
-    cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
+    cos, sin = mag * np.cos(ang)[:, None, :], mag * np.sin(ang)[:, None, :]
     if "rope_neg" in breaks:
         sin = -sin
     d2 = x.shape[-1] // 2
@@ -222,6 +275,7 @@ class RefModel:
             inv_freq, mag = ds.rope_frequencies(self.config, self.config["qk_rope_head_dim"], breaks)
         else:
             inv_freq = rope_inv_freq(self.config, self.head_dim, breaks)
+            mag = rope_attention_scaling(self.config, breaks)
         group = self.n_heads // self.n_kv
         scale = 1.0 / math.sqrt(self.head_dim)
         causal = np.tril(np.ones((T, T), dtype=bool))
@@ -255,8 +309,8 @@ class RefModel:
                     q = rms_norm(q, w[p + "self_attn.q_norm.weight"], self.eps, breaks)
                 if "skip_k_norm" not in breaks:
                     k = rms_norm(k, w[p + "self_attn.k_norm.weight"], self.eps, breaks)
-            q = apply_rope(q, positions, inv_freq, breaks)
-            k = kvq(apply_rope(k, k_positions, inv_freq, breaks))
+            q = apply_rope(q, positions, inv_freq, breaks, mag)
+            k = kvq(apply_rope(k, k_positions, inv_freq, breaks, mag))
             v = kvq(v)
             attn = np.empty((T, self.n_heads, self.head_dim))
             for hh in range(self.n_heads):
