@@ -47,12 +47,20 @@ std::shared_ptr<RequestStream> DpEngine::enqueue(Request r) {
   // The guard that keeps a bad request off the ranks, whoever the caller is; the frontends check
   // the same limits first to name the field at fault.
   std::string err;
+  bool fault = false, unavailable = false;
   if (auto v = req_limits_.check(r)) err = v->message;
   {
     std::lock_guard lk(mu_);
     const uint64_t id = next_id_++;
     s = std::make_shared<Stream>(id);
-    if (err.empty() && (draining_ || stopped_)) err = "the server is shutting down";
+    // Not the request's fault: a stopped engine (with the fault that stopped it) or a draining one.
+    if (err.empty() && stopped_ && !stop_reason_.empty()) {
+      err = "the engine stopped: " + stop_reason_;
+      fault = true;
+    } else if (err.empty() && (draining_ || stopped_)) {
+      err = "the server is shutting down";
+      unavailable = true;
+    }
     if (err.empty()) {
       // Work arriving at an idle engine starts the stall clock (it may have slept for hours).
       if (streams_.empty()) last_progress_ = std::chrono::steady_clock::now();
@@ -67,6 +75,8 @@ std::shared_ptr<RequestStream> DpEngine::enqueue(Request r) {
     resp.finished = true;
     resp.finish_reason = "error";
     resp.error = err;
+    resp.engine_fault = fault;
+    resp.engine_unavailable = unavailable;
     s->push(std::move(resp));
     return s;
   }

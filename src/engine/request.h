@@ -69,6 +69,9 @@ struct Response {
   // loop stopping. The stream was cut mid-generation; the server ends it with a final error event
   // (a 5xx error, not a 400).
   bool engine_fault = false;
+  // "error" because the engine was stopping (draining for a shutdown) when the request came: it
+  // never ran, and may be sent again elsewhere or later (a 503, not a 400).
+  bool engine_unavailable = false;
   int64_t prompt_tokens = 0;
   int64_t cached_tokens = 0;  // prompt tokens served from the prefix cache
   int64_t completion_tokens = 0;

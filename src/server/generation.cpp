@@ -141,6 +141,7 @@ bool ChoiceRun::poll(std::chrono::milliseconds timeout, ChoiceDelta& out) {
     out.error = r.error;
     out.fault = r.finish_reason == "error";
     out.engine_fault = r.engine_fault;
+    out.engine_unavailable = r.engine_unavailable;
     std::string reason = r.finish_reason.empty() ? "stop" : r.finish_reason;
     // max_tokens 0: the prompt alone, ended by the length limit whatever the dropped token was.
     if (prompt_only_ && reason == "stop") reason = "length";

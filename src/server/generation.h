@@ -38,6 +38,8 @@ struct ChoiceDelta {
   bool fault = false;
   // The engine, not the request, failed (Response::engine_fault: the watchdog, a lost rank): a 5xx.
   bool engine_fault = false;
+  // The engine was stopping when the request came (Response::engine_unavailable): a 503.
+  bool engine_unavailable = false;
 };
 
 class ChoiceRun {

@@ -111,10 +111,13 @@ void release_body(const httplib::Request& req) {
   if (big) malloc_trim(0);
 }
 
-void throw_choice_error(const std::string& error, bool engine_fault) {
+void throw_choice_error(const std::string& error, bool engine_fault, bool engine_unavailable) {
   if (engine_fault)
     throw ApiError(500, error.empty() ? "The engine failed while running this request" : error, "", "server_error",
                    "engine_fault");
+  if (engine_unavailable)
+    throw ApiError(503, error.empty() ? "The server is shutting down" : error, "", "service_unavailable_error",
+                   "server_draining");
   throw ApiError(400, error.empty() ? "The engine could not run this request" : error, "", "invalid_request_error",
                  "engine_rejected");
 }
@@ -124,6 +127,8 @@ json stream_error_event(const ChoiceDelta& d) {
   if (d.engine_fault)
     return error_body(500, d.error.empty() ? "The engine failed while running this request" : d.error, "",
                       "engine_fault");
+  if (d.engine_unavailable)
+    return error_body(503, d.error.empty() ? "The server is shutting down" : d.error, "", "server_draining");
   if (d.finish_reason == "error")
     return error_body(400, d.error.empty() ? "The engine could not run this request" : d.error, "", "engine_rejected");
   return error_body(503, d.error.empty() ? "The engine stopped" : d.error, "", "engine_unavailable");

@@ -56,12 +56,13 @@ void release_body(const httplib::Request& req);
 std::shared_ptr<void> claim_rids(ServerContext& ctx, const std::vector<std::string>& rids);
 // The SSE error event for a streamed choice that ended by a fault (null when it did not): the
 // engine refused the request (400 engine_rejected), failed while running it (500 server_error,
-// engine_fault: the watchdog, a lost rank), or stopped (503 engine_unavailable).
+// engine_fault: the watchdog, a lost rank), was shutting down as it came (503 server_draining), or
+// stopped (503 engine_unavailable).
 nlohmann::json stream_error_event(const ChoiceDelta& d);
 // A non-streamed choice that ended in "error": a 400 (engine_rejected) when the engine refused the
-// request, a 500 server_error (engine_fault) when the engine itself failed (watchdog, lost rank):
-// clients retry a 5xx, never a 400.
-[[noreturn]] void throw_choice_error(const std::string& error, bool engine_fault);
+// request, a 500 server_error (engine_fault) when the engine itself failed (watchdog, lost rank), a
+// 503 (server_draining) when it was shutting down as the request came: clients retry a 5xx, never a 400.
+[[noreturn]] void throw_choice_error(const std::string& error, bool engine_fault, bool engine_unavailable = false);
 // True once the client of `req` hung up or the server is stopping.
 std::function<bool()> client_gone_fn(ServerContext& ctx, const httplib::Request& req);
 

@@ -23,7 +23,7 @@ struct ChoiceState {
   std::vector<TokenOut> tokens;
   std::vector<TokenOut> prompt;  // echo + logprobs: the prompt positions' logprobs
   std::string finish_reason, matched_stop, error;
-  bool engine_fault = false;
+  bool engine_fault = false, engine_unavailable = false;
   int64_t sent = 0;              // streaming: bytes of text (prompt echo included) already sent
   bool started = false;          // streaming: the choice's opening sent
   std::shared_ptr<ChatOutputParser> parser;  // chat under a reasoning / tool-call parser
@@ -71,6 +71,7 @@ void absorb(ChoiceState& st, const ChoiceDelta& d) {
     st.matched_stop = d.matched_stop;
     st.error = d.error;
     st.engine_fault = d.engine_fault;
+    st.engine_unavailable = d.engine_unavailable;
   }
 }
 
@@ -105,7 +106,7 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
       return;
     }
     for (const auto& st : *states)
-      if (st.finish_reason == "error") throw_choice_error(st.error, st.engine_fault);
+      if (st.finish_reason == "error") throw_choice_error(st.error, st.engine_fault, st.engine_unavailable);
     json choices = json::array();
     for (size_t i = 0; i < states->size(); ++i) {
       ChoiceState& st = (*states)[i];

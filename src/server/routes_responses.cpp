@@ -39,7 +39,7 @@ struct ResponseRun {
   ResponseOutput out{new_id};
   std::string text;                          // the raw generated text
   std::string finish_reason, error;
-  bool fault = false, engine_fault = false;
+  bool fault = false, engine_fault = false, engine_unavailable = false;
   int32_t think_close = -1;                  // the </think> token, when the tokenizer has it as one
 };
 
@@ -106,6 +106,7 @@ void absorb_end(ResponseRun& r, const ChoiceDelta& d) {
   r.error = d.error;
   r.fault = d.fault;
   r.engine_fault = d.engine_fault;
+  r.engine_unavailable = d.engine_unavailable;
 }
 
 std::string final_status(const ResponseRun& run) {
@@ -184,7 +185,7 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
       access_info().finish = "client_gone";
       return;
     }
-    if (run->finish_reason == "error") throw_choice_error(run->error, run->engine_fault);
+    if (run->finish_reason == "error") throw_choice_error(run->error, run->engine_fault, run->engine_unavailable);
     if (run->fault)
       throw ApiError(503, run->error.empty() ? "The engine stopped" : run->error, "", "", "engine_unavailable");
     const std::string status = final_status(*run);
@@ -241,6 +242,7 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
           end.finish_reason = run->finish_reason;
           end.error = run->error;
           end.engine_fault = run->engine_fault;
+          end.engine_unavailable = run->engine_unavailable;
           const json err = stream_error_event(end);
           response["status"] = "failed";
           response["error"] = {{"code", err["error"]["code"]}, {"message", err["error"]["message"]}};

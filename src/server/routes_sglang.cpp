@@ -21,7 +21,7 @@ struct GenState {
   std::vector<int32_t> ids;
   std::vector<TokenOut> tokens;
   std::string finish_reason, matched_stop, error;
-  bool engine_fault = false;
+  bool engine_fault = false, engine_unavailable = false;
 };
 
 json meta_info(const GenSpec& spec, ChoiceRun& run, const GenState& st, const std::string& rid, double e2e) {
@@ -90,6 +90,7 @@ void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::R
       st.matched_stop = d.matched_stop;
       st.error = d.error;
       st.engine_fault = d.engine_fault;
+      st.engine_unavailable = d.engine_unavailable;
     }
   };
   auto seconds_since = [t0] { return std::chrono::duration<double>(Clock::now() - t0).count(); };
@@ -115,7 +116,7 @@ void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::R
     json out = json::array();
     for (size_t i = 0; i < gen->size(); ++i) {
       const GenState& st = (*states)[i];
-      if (st.finish_reason == "error" && !as_list) throw_choice_error(st.error, st.engine_fault);
+      if (st.finish_reason == "error" && !as_list) throw_choice_error(st.error, st.engine_fault, st.engine_unavailable);
       out.push_back({{"text", st.text}, {"output_ids", st.ids},
                      {"meta_info", meta_info(spec, gen->choice(i), st, rid_of(i), seconds_since())}});
       if (ids_only) out.back().erase("text");

@@ -341,17 +341,33 @@ elif CASE == "startup_failure":
     # Bad input found on rank 0 after every rank has started (an id outside the vocabulary, a
     # prompt that does not fit): the other ranks are stopped too, and the job ends non-zero with
     # the message within seconds (it used to hang until killed).
-    for bad, words in ((["--prompt-ids", "1,2,99999"], "99999"),
-                       (["--prompt-ids", ",".join(["1"] * 5000)], "context")):
-        args = [BIN, "generate", "--tp-size", "2", "--model-path", model, "-n", "4"] + bad
+    # Every other input rank 0 alone reads (an empty id list, a prompts file with an empty or a
+    # malformed line, a missing file, -n 0) ends the job the same way, and so does the first case
+    # under DP attention (4 ranks, where the other group's ranks wait on their own leader).
+    empty_line = prompts_file(["1,2", ""], "empty_line.txt")
+    bad_line = prompts_file(["1,2", "3,x"], "bad_line.txt")
+    tp2 = ["--tp-size", "2"]
+    dpa = ["--tp-size", "2", "--dp-size", "2", "--enable-dp-attention"]
+    for layout, bad, words in ((tp2, ["--prompt-ids", "1,2,99999"], "99999"),
+                               (tp2, ["--prompt-ids", ",".join(["1"] * 5000)], "context"),
+                               (tp2, ["--prompt-ids", ","], "--prompt-ids"),
+                               (tp2, ["--prompts-file", empty_line, "--prompts-are-ids"], "no token ids"),
+                               (tp2, ["--prompts-file", bad_line, "--prompts-are-ids"], '"x"'),
+                               (tp2, ["--prompts-file", os.path.join(SCRATCH, "missing.txt")], "missing.txt"),
+                               (tp2, ["--max-new-tokens", "0"], "--max-new-tokens"),
+                               (dpa, ["--prompt-ids", "1,2,99999"], "99999")):
+        args = [BIN, "generate", "--model-path", model, "-n", "4"] + layout + bad
+        if "--max-new-tokens" in bad:
+            args.remove("-n"), args.remove("4")
+        what = f"{' '.join(layout)} {' '.join(bad)[:50]}"
         try:
             p = subprocess.run(args, capture_output=True, text=True, env=ENV, timeout=60)
         except subprocess.TimeoutExpired:
-            raise SystemExit(f"FAIL: generate --tp-size 2 {' '.join(bad)[:60]} left the job hanging")
+            raise SystemExit(f"FAIL: generate {what} left the job hanging")
         out = p.stdout + p.stderr
         assert p.returncode != 0, f"exited 0 for a bad prompt:\n{out}"
         assert words in out, f"the message does not name '{words}':\n{out[-2000:]}"
-        print(f"ok: a bad prompt on tp 2 ({' '.join(bad)[:40]}) ends the job with its message")
+        print(f"ok: a bad input on {what} ends the job with its message")
 else:
     raise SystemExit(f"unknown case {CASE}")
 print("PASS")

@@ -192,10 +192,15 @@ TEST(EngineThreads, ShutdownWhileClientsStreamEndsEveryStream) {
         EXPECT_NE(d.error.find("shutting down"), std::string::npos) << d.error;
       }
     }
-    // Nothing is taken after shutdown.
+    // Nothing is taken after shutdown, and the refusal says the engine, not the request, is why:
+    // the server answers it 503 (retry later), not 400.
     auto late = engine.enqueue(greedy({1}, 4));
-    Drained d = drain(*late);
-    EXPECT_EQ(d.finish_reason, "error");
+    Response r;
+    ASSERT_TRUE(late->next(r, std::chrono::milliseconds(5000)));
+    EXPECT_TRUE(r.finished);
+    EXPECT_EQ(r.finish_reason, "error");
+    EXPECT_TRUE(r.engine_unavailable) << r.error;
+    EXPECT_FALSE(r.engine_fault) << "a drained engine is not a fault";
   });
 }
 
@@ -226,6 +231,12 @@ TEST(EngineThreads, EngineFaultEndsOpenStreamsDistinctly) {
     EXPECT_TRUE(r.engine_fault);
     EXPECT_NE(r.error.find("watchdog"), std::string::npos) << r.error;
     EXPECT_FALSE(engine.healthy());
+    // A request that comes after the fault is refused with the fault (a 500), not as a bad request.
+    auto late = engine.enqueue(greedy({1}, 3));
+    ASSERT_TRUE(late->next(r, std::chrono::milliseconds(5000)));
+    EXPECT_EQ(r.finish_reason, "error");
+    EXPECT_TRUE(r.engine_fault) << r.error;
+    EXPECT_NE(r.error.find("watchdog"), std::string::npos) << r.error;
     engine.shutdown(std::chrono::milliseconds(0));  // the loop still ends (it was told to at the fault)
   });
 }
