@@ -139,8 +139,9 @@ void expect_same(const NewRequest& a, const NewRequest& b) {
   ASSERT_EQ(a.req.input_embeds.size(), b.req.input_embeds.size());
   // Bit patterns, so -0.0 and every rounding survive.
   // (memcmp only when there are bytes: an empty vector's data() may be null, which memcmp forbids.)
-  if (!a.req.input_embeds.empty())
+  if (!a.req.input_embeds.empty()) {
     EXPECT_EQ(0, std::memcmp(a.req.input_embeds.data(), b.req.input_embeds.data(), 4 * a.req.input_embeds.size()));
+  }
   EXPECT_EQ(a.req.input_embeds_rows, b.req.input_embeds_rows);
   const auto &p = a.req.params, &q = b.req.params;
   EXPECT_EQ(p.temperature, q.temperature);
