@@ -72,11 +72,14 @@ static void parse_yarn(const nlohmann::json& j, ModelConfig& c) {
   static const char* const known[] = {"type", "rope_type", "factor", "original_max_position_embeddings",
                                       "beta_fast", "beta_slow", "mscale", "mscale_all_dim", "attention_factor",
                                       "truncate"};
-  for (const auto& [key, value] : j.items())
+  for (const auto& item : j.items()) {
+    // A plain variable, not a structured binding: clang before 16 cannot capture those in a lambda.
+    const std::string& key = item.key();
     if (std::find_if(std::begin(known), std::end(known), [&](const char* k) { return key == k; }) == std::end(known))
       fail("config.json: rope_scaling field \"{}\" is not supported with yarn (supported: {})", key,
            "factor, original_max_position_embeddings, beta_fast, beta_slow, mscale, mscale_all_dim, "
            "attention_factor, truncate");
+  }
   auto& r = c.rope_scaling;
   r.type = RopeScaling::Type::Yarn;
   if (!j.contains("factor")) fail("config.json: rope_scaling yarn needs \"factor\"");
