@@ -53,10 +53,7 @@ void DraftRunner::fill(ScheduledBatch& b) {
     DP_CHECK(s.pos0 + 1 == n, "request {}: a decode at position {} with {} tokens", s.id, s.pos0, n);
     Seq& q = seqs_[s.id];
     // The drafted tokens the target accepted since are in the cache already.
-    for (size_t i = 0; i < q.tail.size() && q.valid == q.tail_pos + int64_t(i) && q.valid < n &&
-                       toks[size_t(q.valid)] == q.tail[i];
-         ++i)
-      ++q.valid;
+    for (size_t i = 0; i < q.tail.size() && q.valid < n && toks[size_t(q.valid)] == q.tail[i]; ++i) ++q.valid;
     q.tail.clear();
     q.valid = std::min(q.valid, n - 1);  // the last token is fed below: its logits draft the first
     work.push_back(Work{&s, &q, q.valid, n, true, {}});
@@ -89,8 +86,6 @@ void DraftRunner::fill(ScheduledBatch& b) {
     }
     logits_.resize(owners.size() * size_t(V));
     model_.forward(fb, *kv_, logits_.data());
-    ++counters_.forwards;
-    counters_.catch_up_rows += rows;
     for (size_t i = 0; i < owners.size(); ++i) owners[i]->drafts.push_back(pick(&logits_[i * size_t(V)]));
   }
 
@@ -106,22 +101,17 @@ void DraftRunner::fill(ScheduledBatch& b) {
     if (owners.empty()) break;
     logits_.resize(owners.size() * size_t(V));
     model_.forward(fb, *kv_, logits_.data());
-    ++counters_.forwards;
-    counters_.draft_rows += int64_t(owners.size());
     for (size_t i = 0; i < owners.size(); ++i) owners[i]->drafts.push_back(pick(&logits_[i * size_t(V)]));
   }
 
   for (Work& w : work) {
     ScheduledSeq& s = *w.s;
-    if (!w.draft) {
-      w.seq->valid = w.end;
-      continue;
-    }
+    w.seq->valid = w.end;
+    w.seq->tail.clear();
+    if (!w.draft) continue;
     DP_CHECK(int64_t(w.drafts.size()) == s.n_draft && int64_t(s.tokens.size()) == 1 + s.n_draft);
     std::copy(w.drafts.begin(), w.drafts.end(), s.tokens.begin() + 1);
     // Cached now: the request's tokens, then the drafts fed after the first (all but the last).
-    w.seq->valid = w.end;
-    w.seq->tail_pos = w.end;
     w.seq->tail.assign(w.drafts.begin(), w.drafts.end() - 1);
   }
 }

@@ -17,12 +17,6 @@
 
 namespace dpserve {
 
-struct DraftRunnerCounters {
-  int64_t forwards = 0;     // draft-model forward passes
-  int64_t catch_up_rows = 0;  // rows run to bring a request's draft cache up to its tokens
-  int64_t draft_rows = 0;     // rows run to draft (one per drafted token after the first)
-};
-
 class DraftRunner {
  public:
   // `kv_pages` and `page_size` as the target's pool (the page tables are shared); drafts are drawn
@@ -42,16 +36,12 @@ class DraftRunner {
     for (auto it = seqs_.begin(); it != seqs_.end();) it = alive(it->first) ? std::next(it) : seqs_.erase(it);
   }
 
-  const Model& model() const { return model_; }
-  const KVPool& kv() const { return *kv_; }
-  const DraftRunnerCounters& counters() const { return counters_; }
-
  private:
   // What the draft cache holds for a request: KV of its tokens [0, valid), and after them KV of the
-  // tokens drafted last (whichever of them the target accepted extends `valid` at the next fill).
+  // tokens drafted last, from position `valid` on (whichever of them the target accepted extends
+  // `valid` at the next fill).
   struct Seq {
     int64_t valid = 0;
-    int64_t tail_pos = 0;
     std::vector<int32_t> tail;
   };
   int32_t pick(const float* logits) const;  // greedy: the highest logit, ties to the lower id
@@ -61,7 +51,6 @@ class DraftRunner {
   int64_t limit_;
   std::map<uint64_t, Seq> seqs_;
   std::vector<float> logits_;
-  DraftRunnerCounters counters_;
 };
 
 }  // namespace dpserve

@@ -117,7 +117,6 @@ class RankWorker {
   [[noreturn]] void stop_job(const std::string& why) { die(why, "node lost"); }
   const WorkerCounters& counters() const { return counters_; }
   const ImageTransferCounters& image_counters() const { return images_.counters(); }
-  const DraftRunner* drafter() const { return drafter_.get(); }
 
  private:
   void apply(const StepControl& c, GroupReport& rep);
