@@ -150,7 +150,7 @@ StepControl DpEngine::next_step(bool idle, std::chrono::milliseconds max_idle_wa
     NewRequest nr;
     nr.id = p.id;
     const int64_t n = p.req.input_embeds_rows > 0 ? p.req.input_embeds_rows : int64_t(p.req.input_ids.size());
-    nr.group = router_.assign(p.id, n);
+    nr.group = router_.assign(p.id, n, p.req.dp_group);
     nr.req = std::move(p.req);
     c.new_requests.push_back(std::move(nr));
     ++taken;

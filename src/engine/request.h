@@ -35,6 +35,10 @@ struct Request {
   // completions' echo + logprobs. Costs logits for every prompt row, so only such requests pay.
   bool prompt_logprobs = false;
   std::string rid;              // client-chosen id, for logs and /abort_request
+  // DP attention: the group to run in (-1: the router picks). Set by the frontend for the later
+  // choices of an n > 1 request, so they find the first choice's prompt in that group's prefix cache.
+  // Rank 0 reads it when routing; it does not travel to the ranks.
+  int32_t dp_group = -1;
   // Structured output: the automaton the output must follow (compiled once on rank 0, cached by
   // the constraint's text, carried to the ranks in the control message); null when free.
   std::shared_ptr<const constrain::Automaton> constraint;

@@ -18,10 +18,12 @@ Router::Router(int n_groups, LoadBalanceMethod method)
   DP_CHECK(n_groups >= 1);
 }
 
-int Router::assign(uint64_t id, int64_t tokens) {
+int Router::assign(uint64_t id, int64_t tokens, int prefer) {
   const int n = n_groups();
   int g = 0;
-  if (method_ == LoadBalanceMethod::kRoundRobin) {
+  if (prefer >= 0 && prefer < n) {
+    g = prefer;
+  } else if (method_ == LoadBalanceMethod::kRoundRobin) {
     g = next_;
     next_ = (next_ + 1) % n;
   } else {

@@ -18,8 +18,9 @@ class Router {
  public:
   Router(int n_groups, LoadBalanceMethod method);
 
-  // Picks a group for a request of `tokens` prompt tokens and counts it there at once.
-  int assign(uint64_t id, int64_t tokens);
+  // Picks a group for a request of `tokens` prompt tokens and counts it there at once. `prefer`, a
+  // valid group, is taken as it is (choices of one prompt follow the first to share its cached prefix).
+  int assign(uint64_t id, int64_t tokens, int prefer = -1);
   void on_token(uint64_t id);     // one more token in flight for that request
   void on_finished(uint64_t id);  // the request left its group
 

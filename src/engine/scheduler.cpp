@@ -345,6 +345,11 @@ std::vector<StepResult> Scheduler::commit(std::vector<StepResult> results) {
     // The rows just run reported the logprobs of the prompt positions after them (RankWorker).
     if (r.st.req.prompt_logprobs)
       r.st.prompt_lp_next = std::max(r.st.prompt_lp_next, std::min(r.st.prompt_len, r.table.len + 1));
+    // The prompt (or a recompute's input) is now in the cache: its full pages go into the tree at once,
+    // not when the request ends, so requests sharing the prefix (n choices of one prompt, a system
+    // prompt) admitted while this one decodes find them. The request keeps its own references.
+    if (cache_ && !r.decoding && r.table.len == int64_t(r.st.tokens.size()))
+      cache_->insert(r.st.tokens, r.table.pages, r.table.len / page_size_);
     DP_CHECK(r.table.len <= int64_t(r.st.tokens.size()) && r.table.len <= int64_t(r.table.pages.size()) * page_size_);
   }
   last_.clear();

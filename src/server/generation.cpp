@@ -19,7 +19,7 @@ double seconds(Clock::duration d) { return std::chrono::duration<double>(d).coun
 
 ChoiceRun::ChoiceRun(Engine& engine, const Tokenizer& tok, Request r, const GenSpec& spec, Metrics* metrics,
                      RequestRegistry* registry, const std::string& owner, Clock::time_point arrival,
-                     std::string log_prompt)
+                     std::string log_prompt, bool deferred)
     : engine_(engine),
       metrics_(metrics),
       registry_(registry),
@@ -36,12 +36,22 @@ ChoiceRun::ChoiceRun(Engine& engine, const Tokenizer& tok, Request r, const GenS
   log_prompt_ = std::move(log_prompt);
   rid_ = rid;
   has_images_ = !r.images.empty();
-  stream_ = engine_.enqueue(std::move(r));
+  owner_ = owner;
+  pending_ = std::move(r);
+  if (!deferred) start();
+}
+
+void ChoiceRun::start(int32_t dp_group) {
+  if (stream_ || finished_) return;
+  pending_.dp_group = dp_group;
+  stream_ = engine_.enqueue(std::move(pending_));
+  pending_ = Request{};
   id_ = stream_->id();
-  if (registry_) registry_->add(id_, rid, owner);
+  if (registry_) registry_->add(id_, rid_, owner_);
 }
 
 ChoiceRun::~ChoiceRun() {
+  if (!stream_) return;
   if (!finished_) engine_.cancel(id_);
   if (has_images_ && !ttft_s_ && metrics_ && metrics_->encoder) metrics_->encoder->take(id_);
   if (registry_) registry_->remove(id_);
@@ -63,12 +73,12 @@ void ChoiceRun::finish(ChoiceDelta& out, const std::string& reason) {
     metrics_->completion_tokens += completion_tokens();
     metrics_->prompt_tokens += prompt_tokens_;
   }
-  if (registry_) registry_->remove(id_);
+  if (registry_ && stream_) registry_->remove(id_);
 }
 
 void ChoiceRun::abort(ChoiceDelta& out, const std::string& reason, const std::string& error, bool fault) {
   if (finished_) return;
-  engine_.cancel(id_);
+  if (stream_) engine_.cancel(id_);
   out.text += stop_.flush();
   out.error = error;
   out.fault = fault;
@@ -76,7 +86,7 @@ void ChoiceRun::abort(ChoiceDelta& out, const std::string& reason, const std::st
 }
 
 bool ChoiceRun::poll(std::chrono::milliseconds timeout, ChoiceDelta& out) {
-  if (finished_) return false;
+  if (finished_ || !stream_) return false;
   Response r;
   if (!stream_->next(r, timeout)) return false;
   const auto now = Clock::now();
@@ -164,12 +174,18 @@ std::string image_timing_log(size_t images, const MaterializeTimes& times, Gener
 Generation::Generation(Engine& engine, const Tokenizer& tok, const GenSpec& spec, Metrics* metrics,
                        RequestRegistry* registry, const std::function<std::string(size_t)>& rid_of,
                        const std::string& owner)
-    : engine_(engine) {
+    : engine_(engine), n_(std::max<int32_t>(1, spec.n)) {
   const auto arrival = Clock::now();
   const size_t n_prompts = spec.prompts.empty() ? 1 : spec.prompts.size();
+  // Input embeddings have no token ids for the prefix cache to match: their copies run side by side.
+  const bool defer = n_ > 1 && !spec.prompts.empty();
+  prompt_lps_.resize(n_prompts);
   for (size_t p = 0; p < n_prompts; ++p) {
     for (int32_t c = 0; c < spec.n; ++c) {
       Request r = spec.base;
+      const bool later = defer && c > 0;
+      owes_prompt_.push_back(later && r.prompt_logprobs);
+      if (later) r.prompt_logprobs = false;  // copy 0's entries are handed to it (on_delivery)
       if (!spec.prompts.empty()) {
         r.input_ids = spec.prompts[p];
         r.images = spec.images;
@@ -184,8 +200,21 @@ Generation::Generation(Engine& engine, const Tokenizer& tok, const GenSpec& spec
                                                       : fmt::format("<{} token ids>", r.input_ids.size()))
                                             : std::string();
       runs_.push_back(std::make_unique<ChoiceRun>(engine, tok, std::move(r), spec, metrics, registry, owner, arrival,
-                                                  std::move(shown)));
+                                                  std::move(shown), later));
     }
+  }
+}
+
+void Generation::on_delivery(size_t i, ChoiceDelta& d) {
+  const size_t p = i / size_t(n_), c = i % size_t(n_);
+  const bool first_news = !d.tokens.empty() || !d.prompt.empty() || d.finished;
+  if (c == 0 && n_ > 1 && first_news && !runs_[i + 1]->started() && !runs_[i + 1]->finished()) {
+    prompt_lps_[p] = d.prompt;
+    for (size_t k = i + 1; k < i + size_t(n_); ++k) runs_[k]->start(runs_[i]->dp_rank());
+  }
+  if (c > 0 && owes_prompt_[i] && (!d.tokens.empty() || d.finished)) {
+    d.prompt = prompt_lps_[p];
+    owes_prompt_[i] = false;
   }
 }
 
@@ -209,6 +238,7 @@ bool Generation::drive(const std::function<bool(size_t, const ChoiceDelta&)>& on
       ChoiceDelta d;
       if (runs_[i]->poll(std::chrono::milliseconds(0), d)) {
         got = true;
+        on_delivery(i, d);
         if (!on_delta(i, d)) {
           cancel_rest("abort", "client disconnected", false);
           return false;
@@ -234,11 +264,12 @@ bool Generation::drive(const std::function<bool(size_t, const ChoiceDelta&)>& on
       return true;
     }
     for (auto& r : runs_) {
-      if (r->finished()) continue;
+      if (r->finished() || !r->started()) continue;
       ChoiceDelta d;
       size_t i = size_t(&r - &runs_[0]);
       if (r->poll(std::chrono::milliseconds(20), d)) {
         last_delivery = Clock::now();
+        on_delivery(i, d);
         if (!on_delta(i, d)) {
           cancel_rest("abort", "client disconnected", false);
           return false;

@@ -45,10 +45,10 @@ struct ChoiceDelta {
 class ChoiceRun {
  public:
   // Enqueues `r` and registers it (by r.rid, for `owner`) while it runs. `log_prompt`: with
-  // spec.log_requests, the prompt as the log shows it.
+  // spec.log_requests, the prompt as the log shows it. `deferred`: held until start().
   ChoiceRun(Engine& engine, const Tokenizer& tok, Request r, const GenSpec& spec, Metrics* metrics,
             RequestRegistry* registry, const std::string& owner, Clock::time_point arrival,
-            std::string log_prompt = {});
+            std::string log_prompt = {}, bool deferred = false);
   ~ChoiceRun();
   ChoiceRun(const ChoiceRun&) = delete;
   ChoiceRun& operator=(const ChoiceRun&) = delete;
@@ -57,6 +57,10 @@ class ChoiceRun {
   bool poll(std::chrono::milliseconds timeout, ChoiceDelta& out);
   // Ends the choice here with `reason` and tells the engine to drop it.
   void abort(ChoiceDelta& out, const std::string& reason, const std::string& error = "", bool fault = false);
+
+  // Enqueues a deferred choice (`dp_group` >= 0: in that DP group); a no-op once started.
+  void start(int32_t dp_group = -1);
+  bool started() const { return stream_ != nullptr; }
 
   bool finished() const { return finished_; }
   uint64_t id() const { return id_; }
@@ -81,7 +85,9 @@ class ChoiceRun {
   Engine& engine_;
   Metrics* metrics_;
   RequestRegistry* registry_;
-  std::shared_ptr<RequestStream> stream_;
+  std::shared_ptr<RequestStream> stream_;  // null while deferred
+  Request pending_;                        // a deferred choice's request, until start()
+  std::string owner_;
   uint64_t id_ = 0;
   IncrementalDecoder dec_;
   StopMatcher stop_;
@@ -110,7 +116,11 @@ std::string image_timing_log(size_t images, const MaterializeTimes& times, Gener
 class Generation {
  public:
   // Enqueues every choice: choice i is prompt i / n, copy i % n (seeded copies get seed + copy),
-  // registered as rid_of(i) for `owner`.
+  // registered as rid_of(i) for `owner`. With n > 1 and token prompts, copy 0 of each prompt goes
+  // first and copies 1.. are enqueued once it has its first token (or ended): its prompt is then in
+  // the prefix cache (the scheduler inserts a prompt's pages when its prefill completes) and in its
+  // DP group, where they are sent, so the prompt is computed once, not n times. With echo + logprobs
+  // only copy 0 computes the prompt's logprobs; the other copies are given the same entries.
   Generation(Engine& engine, const Tokenizer& tok, const GenSpec& spec, Metrics* metrics, RequestRegistry* registry,
              const std::function<std::string(size_t)>& rid_of, const std::string& owner);
 
@@ -123,8 +133,15 @@ class Generation {
              const std::function<bool()>& client_gone);
 
  private:
+  // Before handing out choice i's delta: starts the copies of a prompt whose copy 0 just delivered
+  // its first token or ended, and gives a later copy its prompt's logprobs with its first delivery.
+  void on_delivery(size_t i, ChoiceDelta& d);
+
   Engine& engine_;
   std::vector<std::unique_ptr<ChoiceRun>> runs_;
+  int32_t n_ = 1;                   // copies per prompt
+  std::vector<bool> owes_prompt_;   // per choice: copy 0's prompt logprobs still to be attached
+  std::vector<std::vector<TokenOut>> prompt_lps_;  // per prompt: copy 0's prompt logprobs
 };
 
 }  // namespace dpserve

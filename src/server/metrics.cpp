@@ -121,6 +121,15 @@ std::string Metrics::render(const EngineStats& es, bool healthy, bool draining, 
                        fmt_double(g.prefix_query_tokens > 0
                                       ? double(g.prefix_hit_tokens) / double(g.prefix_query_tokens)
                                       : 0.0));
+  header(out, "dpserve_prefix_cache_hit_tokens_total", "counter",
+         "Prompt tokens served from the prefix cache, per DP group");
+  for (const auto& g : es.groups)
+    out += fmt::format("dpserve_prefix_cache_hit_tokens_total{{dp_rank=\"{}\"}} {}\n", g.dp_rank, g.prefix_hit_tokens);
+  header(out, "dpserve_prefix_cache_query_tokens_total", "counter",
+         "Prompt tokens looked up in the prefix cache, per DP group");
+  for (const auto& g : es.groups)
+    out += fmt::format("dpserve_prefix_cache_query_tokens_total{{dp_rank=\"{}\"}} {}\n", g.dp_rank,
+                       g.prefix_query_tokens);
 
   header(out, "dpserve_prompt_tokens_total", "counter", "Prompt tokens processed by the engine");
   out += fmt::format("dpserve_prompt_tokens_total {}\n", es.prompt_tokens_total);
