@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <malloc.h>
+#include <utility>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -253,7 +254,7 @@ bool ConnectionServer::process_and_close_socket(socket_t sock) {
     });
     // The body and what was parsed from it are freed by now, on the error paths too; glibc keeps
     // freed small blocks in its arenas, so after a big body give them back to the system.
-    if (big_body) malloc_trim(0);
+    if (big_body || std::exchange(state.trim_after, false)) malloc_trim(0);
     if (!ret || closed || state.close_after) break;
   }
   t_current = nullptr;

@@ -22,6 +22,9 @@ namespace dpserve {
 struct ConnectionState {
   int fd = -1;               // the client's socket, open at least until the response is written
   bool close_after = false;  // end the connection after this response
+  // A large response was built (its JSON tree is freed by the time it is written): glibc keeps the
+  // freed small blocks, so the connection loop hands them back to the system after the response.
+  bool trim_after = false;
 };
 
 class ConnectionServer : public httplib::Server {

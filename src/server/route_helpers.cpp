@@ -35,6 +35,9 @@ std::shared_ptr<void> claim_rids(ServerContext& ctx, const std::vector<std::stri
 void send_json(httplib::Response& res, int status, const nlohmann::json& j) {
   res.status = status;
   res.set_content(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
+  // echo + logprobs with a large n: a tree of millions of small nodes, freed when the route returns.
+  if (res.body.size() >= (1 << 20))
+    if (ConnectionState* c = ConnectionServer::current()) c->trim_after = true;
 }
 
 void require_admin(const ServerContext& ctx, const std::string& what) {
