@@ -11,7 +11,7 @@ import { assert, assertOpenAIError, http, run, URL_BASE } from './e2e_util.mjs';
 
 const MODE = process.env.WEBUI_MODE || 'dp';
 const KEY = process.env.WEBUI_KEY || '';
-const CHROMIUM = process.env.CHROMIUM || ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
+const CHROMIUM = [process.env.CHROMIUM || '/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
