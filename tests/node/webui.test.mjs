@@ -5,6 +5,7 @@
 //   key  (--api-key WEBUI_KEY): the shell loads, the page asks for the key and works once given it; the data
 //        routes refuse requests without it.
 //   off  (--no-webui): / is a 404 with an OpenAI error body.
+//   completion (a model without a chat template): the page says so and continues the text it is given.
 // Without Chromium the test is skipped (exit 77) unless CI is set, where it must run.
 import { existsSync } from 'node:fs';
 import { assert, assertOpenAIError, http, run, URL_BASE } from './e2e_util.mjs';
@@ -260,7 +261,31 @@ const offTests = [
   }],
 ];
 
-const tests = { dp: dpTests, key: keyTests, off: offTests }[MODE];
+const completionTests = [
+  ['without a chat template the page completes text through /v1/completions, streamed', async () => {
+    const info = (await http('GET', '/get_server_info')).json;
+    assert.equal(info.has_chat_template, false);
+    const { page, errors } = await openPage();
+    await until('the no-template note', async () => /no chat template/.test(await text(page, '#mode')));
+    await setField(page, '#temperature', 0);
+    await setField(page, '#max-tokens', 16);
+    await sendChat(page, 'Once upon a time');
+    const done = await until('the reply to finish', async () => {
+      const m = await lastAssistant(page);
+      return m && m.state !== 'streaming' ? m : null;
+    }, 60000);
+    assert.equal(done.state, 'done', JSON.stringify(done));
+    const model = (await http('GET', '/v1/models')).json.data[0].id;
+    const ref = await http('POST', '/v1/completions', { model, prompt: 'Once upon a time', max_tokens: 16, temperature: 0 });
+    assert.equal(ref.status, 200, ref.text);
+    assert.ok(ref.json.choices[0].text.length > 0);
+    assert.equal(done.content, ref.json.choices[0].text);
+    assert.deepEqual(errors, []);
+    await page.close();
+  }],
+];
+
+const tests = { dp: dpTests, key: keyTests, off: offTests, completion: completionTests }[MODE];
 if (!tests) { console.error(`unknown WEBUI_MODE ${MODE}`); process.exit(2); }
 if (MODE !== 'off' && !CHROMIUM) {
   if (process.env.CI) { console.error('Chromium not found and CI is set: apt-get install chromium (scripts/install-deps.sh)'); process.exit(1); }
