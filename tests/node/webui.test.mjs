@@ -194,15 +194,24 @@ async function screenshot() {
   await until('the model', async () => (await text(page, '#model-name')) !== '…');
   const model = await text(page, '#model-name');
   await setField(page, '#system', 'You are a storyteller.');
-  await setField(page, '#max-tokens', 400);
+  await setField(page, '#max-tokens', 3000);
   await sendChat(page, 'Tell me a story about a lighthouse');
   await sleep(4000);
-  const others = [0, 1, 2].map((i) => http('POST', '/v1/completions',
-    { model, prompt: `Story ${i}:`, max_tokens: 150 + 100 * i, ignore_eos: true }));
+  // Long requests, cut off (by closing their connections) once the picture is taken.
+  const cut = new AbortController();
+  const others = [0, 1, 2].map(async (i) => {
+    await sleep(2500 * i);
+    const res = await fetch(`${URL_BASE}/v1/completions`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json' }, signal: cut.signal,
+      body: JSON.stringify({ model, prompt: `Story ${i}:`, max_tokens: 3000, ignore_eos: true, stream: true }),
+    });
+    await res.text();
+  }).map((p) => p.catch(() => {}));
   await sleep(14000);
   await page.screenshot({ path: process.env.WEBUI_SCREENSHOT, type: 'png' });
   console.log(`screenshot: ${process.env.WEBUI_SCREENSHOT}`);
   await page.click('#stop');
+  cut.abort();
   await Promise.all(others);
   await page.close();
 }
