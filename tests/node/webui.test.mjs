@@ -62,6 +62,8 @@ async function openPage() {
   page.on('pageerror', (e) => errors.push(String(e)));
   // Any request the page makes outside this server (a CDN, a font) is a failure: it must work offline.
   page.on('request', (req) => { if (!req.url().startsWith(URL_BASE) && !req.url().startsWith('data:')) errors.push(`external request ${req.url()}`); });
+  // Every request of the page gets an answer from a route that exists (no 404: e.g. no favicon fetch).
+  page.on('response', (r) => { if (r.status() === 404) errors.push(`404 for ${r.url()}`); });
   const res = await page.goto(`${URL_BASE}/`, { waitUntil: 'load' });
   assert.equal(res.status(), 200);
   return { page, errors };
