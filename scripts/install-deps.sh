@@ -20,6 +20,7 @@ pkgs=(
   python3-numpy python3-jinja2         # independent references used by tests
   python3-pil                          # image preprocessing reference (tests/vision)
   nodejs curl                          # real-client tests and tokenizer oracle
+  chromium                             # tests/node/webui.test.mjs: the web page in a real headless browser
   iproute2 util-linux                  # tests/multihost: network namespaces, veth pairs, unshare
   clang libclang-rt-14-dev libomp-14-dev  # scripts/fuzz.sh: libFuzzer runtime, OpenMP for clang
 )

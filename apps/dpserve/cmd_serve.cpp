@@ -204,7 +204,8 @@ void register_serve(CLI::App& app) {
   s->add_option("--port", a->so.port, "Port to listen on (0 = any free port)")
       ->capture_default_str()->check(CLI::Range(0, 65535))->envname("DPSERVE_PORT");
   s->add_option("--api-key", a->so.api_keys,
-                "Require 'Authorization: Bearer KEY' on every request but /health, /health_generate and /metrics; "
+                "Require 'Authorization: Bearer KEY' on every request but /health, /health_generate, /metrics and the "
+                "web page's static shell at / (it asks for the key and sends it on its API calls); "
                 "several keys (repeat the flag, or comma-separate) let several clients in, each aborting only its "
                 "own requests. With several ranks the keys reach them through the environment, never their "
                 "command lines; set DPSERVE_API_KEY instead of the flag to keep them off this one too")
@@ -292,6 +293,10 @@ void register_serve(CLI::App& app) {
               "Load no tokenizer (SGLang's flag): requests carry token ids (/generate input_ids), responses carry "
               "output_ids only; text inputs, chat and the OpenAI routes are a 400 saying so")
       ->envname("DPSERVE_SKIP_TOKENIZER_INIT");
+  s->add_flag_callback("--no-webui", [a] { a->so.webui = false; },
+                       "Do not serve the web page at / (chat, server info, live /metrics plots; see docs/webui.md): "
+                       "/ is then a 404 like any unknown route")
+      ->envname("DPSERVE_NO_WEBUI");
   s->add_flag("--log-requests", a->so.log_requests, "Log each request's prompt and output (as SGLang's --log-requests)")
       ->envname("DPSERVE_LOG_REQUESTS");
   s->add_flag("--enable-metrics", a->enable_metrics,

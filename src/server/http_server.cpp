@@ -45,8 +45,10 @@ class CountingThreadPool : public ElasticThreadPool {
   std::atomic<int64_t>& open_;
 };
 
-bool auth_exempt(const std::string& path) {
-  return path == "/health" || path == "/health_generate" || path == "/metrics";
+// The web page's shell is exempt too: it is static and carries no data (see routes_webui.cpp); the
+// routes it calls for data are not.
+bool auth_exempt(const std::string& path, const ServerOptions& opts) {
+  return path == "/health" || path == "/health_generate" || path == "/metrics" || (opts.webui && path == "/");
 }
 
 // cpp-httplib listens with a backlog of 5: when more clients connect at once than that, the kernel
@@ -154,7 +156,7 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
     AccessInfo& ai = access_info();
     ai = AccessInfo{};
     ai.start = std::chrono::steady_clock::now();
-    std::optional<Caller> caller = c.auth.authenticate(req, auth_exempt(req.path));
+    std::optional<Caller> caller = c.auth.authenticate(req, auth_exempt(req.path, c.opts));
     if (!caller)
       return ApiError(401, "Invalid or missing API key: send 'Authorization: Bearer <key>'", "", "",
                       "invalid_api_key");
@@ -209,6 +211,7 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   register_responses_routes(s, c);
   register_sglang_routes(s, c);
   register_sglang_util_routes(s, c);
+  if (c.opts.webui) register_webui_route(s, c);
 }
 
 HttpServer::~HttpServer() { stop(); }

@@ -39,6 +39,8 @@ struct ServerOptions {
   // requests must carry token ids (/generate input_ids) and responses carry ids only.
   bool skip_tokenizer_init = false;
   bool log_requests = false;  // SGLang's --log-requests: each request's prompt and output in the log
+  // The browser page at GET / (chat, server info, live metrics); --no-webui leaves / a 404.
+  bool webui = true;
   // Image inputs: the limits and URL policy from the flags, the token ids and preprocessing from
   // the model folder (config.json, preprocessor_config.json).
   ImageOptions images;

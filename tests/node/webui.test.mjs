@@ -1,0 +1,309 @@
+// The web page at / in a real browser: Debian's headless Chromium driven by puppeteer-core, against the
+// real `dpserve serve` that tests/e2e/run_e2e.sh started. WEBUI_MODE picks what the server was started with:
+//   dp   (--tp-size 2 --dp-size 2 --enable-dp-attention): chat streams, Stop frees the request, metrics show
+//        both DP groups; WEBUI_SCREENSHOT=path saves a screenshot while a reply streams (docs/webui.png).
+//   key  (--api-key WEBUI_KEY): the shell loads, the page asks for the key and works once given it; the data
+//        routes refuse requests without it.
+//   off  (--no-webui): / is a 404 with an OpenAI error body.
+//   completion (a model without a chat template): the page says so and continues the text it is given.
+// Without Chromium the test is skipped (exit 77) unless CI is set, where it must run.
+import { existsSync } from 'node:fs';
+import { assert, assertOpenAIError, http, run, URL_BASE } from './e2e_util.mjs';
+
+const MODE = process.env.WEBUI_MODE || 'dp';
+const KEY = process.env.WEBUI_KEY || '';
+const CHROMIUM = [process.env.CHROMIUM || '/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Polls fn() until it returns a truthy value; fails with `what` after `ms`.
+async function until(what, fn, ms = 30000) {
+  const end = Date.now() + ms;
+  let last;
+  while (Date.now() < end) {
+    last = await fn();
+    if (last) return last;
+    await sleep(200);
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what} (last: ${JSON.stringify(last)})`);
+}
+
+// The test's own reading of /metrics (independent of the page's parser): value of name{dp_rank=...} per group.
+async function metrics() {
+  const r = await http('GET', '/metrics');
+  assert.equal(r.status, 200);
+  const groups = (name) => {
+    const m = {};
+    for (const x of r.text.matchAll(new RegExp(`^${name}\\{dp_rank="(\\d+)"\\} (\\S+)$`, 'gm'))) m[x[1]] = Number(x[2]);
+    return m;
+  };
+  const aborted = r.text.match(/^dpserve_finished_choices_total\{reason="abort"\} (\S+)$/m);
+  const running = groups('dpserve_num_running_reqs');
+  return {
+    running, kvTotal: groups('dpserve_kv_pages_total'), aborted: aborted ? Number(aborted[1]) : 0,
+    runningSum: Object.values(running).reduce((a, b) => a + b, 0),
+  };
+}
+
+let browser;
+async function openPage() {
+  const { default: puppeteer } = await import('puppeteer-core');
+  if (!browser) {
+    browser = await puppeteer.launch({
+      executablePath: CHROMIUM, headless: true, protocolTimeout: 60000,
+      // Root in a container: no user-namespace sandbox. No GPU, /dev/shm may be small.
+      args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run', '--window-size=1360,900'],
+    });
+  }
+  const page = await browser.newPage();
+  await page.setViewport({ width: 1360, height: 900 });
+  page.setDefaultTimeout(30000);
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  // Any request the page makes outside this server (a CDN, a font) is a failure: it must work offline.
+  page.on('request', (req) => { if (!req.url().startsWith(URL_BASE) && !req.url().startsWith('data:')) errors.push(`external request ${req.url()}`); });
+  // Every request of the page gets an answer from a route that exists (no 404: e.g. no favicon fetch).
+  page.on('response', (r) => { if (r.status() === 404) errors.push(`404 for ${r.url()}`); });
+  const res = await page.goto(`${URL_BASE}/`, { waitUntil: 'load' });
+  assert.equal(res.status(), 200);
+  return { page, errors };
+}
+
+const text = (page, sel) => page.$eval(sel, (e) => e.textContent);
+const lastAssistant = (page) => page.evaluate(() => {
+  const all = document.querySelectorAll('#messages .msg.assistant');
+  const b = all[all.length - 1];
+  return b ? { state: b.dataset.state, content: b.querySelector('.content').textContent,
+    meta: (b.querySelector('.meta') || { textContent: '' }).textContent } : null;
+});
+async function setField(page, sel, value) {
+  await page.$eval(sel, (e) => { e.value = ''; });
+  await page.type(sel, String(value));
+}
+async function sendChat(page, message) {
+  const before = await page.$$eval('#messages .msg.assistant', (l) => l.length);
+  await setField(page, '#prompt', message);
+  await page.click('#send');
+  await until('the reply box', async () => (await page.$$eval('#messages .msg.assistant', (l) => l.length)) > before, 10000);
+}
+
+const dpTests = [
+  ['the page shell: HTML, no external loads, served model and server info shown', async () => {
+    const r = await http('GET', '/');
+    assert.equal(r.status, 200);
+    assert.match(r.headers.get('content-type'), /^text\/html/);
+    assert.match(r.headers.get('content-security-policy'), /default-src 'none'/);
+    const models = await http('GET', '/v1/models');
+    const id = models.json.data[0].id;
+    const { page, errors } = await openPage();
+    await until('the model name', async () => (await text(page, '#model-name')) === id);
+    const info = await until('dp_size in the info table', () => page.$$eval('#info tr', (rows) =>
+      rows.map((r) => [r.cells[0].textContent, r.cells[1].textContent]).find(([k]) => k === 'dp_size')));
+    assert.equal(info[1], '2');
+    assert.deepEqual(errors, []);
+    await page.close();
+  }],
+  ['chat: the page sends system prompt, temperature and max_tokens; the streamed reply equals the API\'s', async () => {
+    const { page, errors } = await openPage();
+    await until('the model', async () => (await text(page, '#model-name')) !== '…');
+    await setField(page, '#system', 'You are terse.');
+    await setField(page, '#temperature', 0);
+    await setField(page, '#max-tokens', 24);
+    await sendChat(page, 'Hello there');
+    const done = await until('the reply to finish', async () => {
+      const m = await lastAssistant(page);
+      return m && m.state !== 'streaming' ? m : null;
+    }, 60000);
+    assert.equal(done.state, 'done', JSON.stringify(done));
+    assert.ok(done.content.length > 0);
+    // Greedy: the same request without streaming, sent by the test, gives the same text.
+    const model = (await http('GET', '/v1/models')).json.data[0].id;
+    const ref = await http('POST', '/v1/chat/completions', {
+      model, max_tokens: 24, temperature: 0,
+      messages: [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: 'Hello there' }],
+    });
+    assert.equal(ref.status, 200, ref.text);
+    assert.equal(done.content, ref.json.choices[0].message.content);
+    assert.match(done.meta, /finish: length/);
+    assert.match(done.meta, /24 completion tokens/);
+    assert.deepEqual(errors, []);
+    await page.close();
+  }],
+  ['Stop aborts a long streamed reply and the server frees it (running back to 0, one abort counted)', async () => {
+    const ctxLen = (await http('GET', '/get_server_info')).json.context_length;
+    const { page, errors } = await openPage();
+    await until('the model', async () => (await text(page, '#model-name')) !== '…');
+    await setField(page, '#temperature', 1);
+    // A random tiny model almost never samples its end token: the reply runs to max_tokens unless stopped.
+    await setField(page, '#max-tokens', ctxLen - 64);
+    const m0 = await metrics();
+    assert.equal(m0.runningSum, 0);
+    await sendChat(page, 'Tell me a very long story');
+    // Streamed: text is on the page while the reply is still coming.
+    await until('streamed text while streaming', async () => {
+      const m = await lastAssistant(page);
+      return m && m.state === 'streaming' && m.content.length > 0;
+    }, 60000);
+    await until('the request running on the server', async () => (await metrics()).runningSum === 1, 20000);
+    const streaming = await lastAssistant(page);
+    assert.equal(streaming.state, 'streaming', 'the reply must still be streaming when Stop is pressed');
+    await page.click('#stop');
+    const stopped = await until('the reply marked stopped', async () => {
+      const m = await lastAssistant(page);
+      return m && m.state !== 'streaming' ? m : null;
+    }, 10000);
+    assert.equal(stopped.state, 'stopped');
+    assert.match(stopped.meta, /stopped by you/);
+    const m1 = await until('running back to 0 and the abort counted', async () => {
+      const m = await metrics();
+      return m.runningSum === 0 && m.aborted === m0.aborted + 1 ? m : null;
+    }, 20000);
+    assert.equal(m1.runningSum, 0);
+    // The Send button is usable again.
+    assert.equal(await page.$eval('#send', (b) => b.disabled), false);
+    assert.deepEqual(errors, []);
+    await page.close();
+  }],
+  ['the metrics view shows both DP groups with numbers from /metrics, and plots them', async () => {
+    const { page, errors } = await openPage();
+    const m = await metrics();
+    assert.deepEqual(Object.keys(m.kvTotal).sort(), ['0', '1']);
+    const rows = await until('two DP rows', async () => {
+      const r = await page.$$eval('#dp-table tbody tr', (l) => l.map((tr) => ({ dp: tr.dataset.dp, cells: [...tr.cells].map((c) => c.textContent) })));
+      return r.length === 2 ? r : null;
+    });
+    for (const r of rows) {
+      assert.match(r.cells[1], /^\d+$/, `running of dp ${r.dp}`);
+      assert.match(r.cells[2], /^\d+$/, `queued of dp ${r.dp}`);
+      const [, total] = r.cells[3].split(' / ');
+      assert.equal(Number(total), m.kvTotal[r.dp], `KV pages of dp ${r.dp}`);
+      assert.match(r.cells[4], /^\d+(\.\d)? %$/);
+    }
+    // After a few scrapes: a tokens/s figure and one line per group in the running-requests plot.
+    await until('3 scrapes', async () => Number(await page.$eval('#metrics-state', (e) => e.dataset.scrapes || 0)) >= 3, 15000);
+    assert.match(await text(page, '#s-toks'), /^\d+(\.\d+)?$/);
+    const lines = await page.$$eval('#p-running polyline', (l) => l.map((p) => [p.dataset.series, p.getAttribute('points').split(' ').length]));
+    assert.deepEqual(lines.map((x) => x[0]), ['0', '1']);
+    for (const [, n] of lines) assert.ok(n >= 3, `points per line: ${n}`);
+    assert.deepEqual(errors, []);
+    await page.close();
+  }],
+];
+
+// For docs/webui.png: the page while its own reply streams beside a few API requests on both groups.
+async function screenshot() {
+  const { page } = await openPage();
+  await until('the model', async () => (await text(page, '#model-name')) !== '…');
+  const model = await text(page, '#model-name');
+  await setField(page, '#system', 'You are a storyteller.');
+  await setField(page, '#max-tokens', 3000);
+  await sendChat(page, 'Tell me a story about a lighthouse');
+  await sleep(4000);
+  // Long requests, cut off (by closing their connections) once the picture is taken.
+  const cut = new AbortController();
+  const others = [0, 1, 2].map(async (i) => {
+    await sleep(2500 * i);
+    const res = await fetch(`${URL_BASE}/v1/completions`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json' }, signal: cut.signal,
+      body: JSON.stringify({ model, prompt: `Story ${i}:`, max_tokens: 3000, ignore_eos: true, stream: true }),
+    });
+    await res.text();
+  }).map((p) => p.catch(() => {}));
+  await sleep(14000);
+  await page.screenshot({ path: process.env.WEBUI_SCREENSHOT, type: 'png' });
+  console.log(`screenshot: ${process.env.WEBUI_SCREENSHOT}`);
+  await page.click('#stop');
+  cut.abort();
+  await Promise.all(others);
+  await page.close();
+}
+if (process.env.WEBUI_SCREENSHOT) dpTests.push(['screenshot', screenshot]);
+
+const keyTests = [
+  ['with --api-key: the shell loads without the key, the data routes refuse it', async () => {
+    assert.ok(KEY, 'WEBUI_KEY must be set');
+    const none = { Authorization: '' };
+    const shell = await http('GET', '/', undefined, none);
+    assert.equal(shell.status, 200);
+    assert.ok(!shell.text.includes(KEY));
+    assertOpenAIError(await http('GET', '/v1/models', undefined, none), 401);
+    assertOpenAIError(await http('GET', '/get_server_info', undefined, none), 401);
+    assertOpenAIError(await http('POST', '/v1/chat/completions',
+      { model: 'x', messages: [{ role: 'user', content: 'hi' }] }, none), 401);
+    assertOpenAIError(await http('GET', '/v1/models', undefined, { Authorization: 'Bearer wrong' }), 401);
+    // The shell is only '/': other paths stay behind the key.
+    assertOpenAIError(await http('GET', '/index.html', undefined, none), 401);
+  }],
+  ['with --api-key: the page asks for the key, refuses a wrong one, then chats with the right one', async () => {
+    const { page, errors } = await openPage();
+    await page.waitForSelector('#auth.show');
+    assert.equal(await text(page, '#model-name'), '…');
+    await setField(page, '#key', 'wrong-key');
+    await page.click('#key-save');
+    await until('the refusal', async () => /refused/.test(await text(page, '#auth-state')), 10000);
+    assert.equal(await text(page, '#model-name'), '…');
+    await setField(page, '#key', KEY);
+    await page.click('#key-save');
+    const models = await http('GET', '/v1/models', undefined, { Authorization: `Bearer ${KEY}` });
+    await until('the model name', async () => (await text(page, '#model-name')) === models.json.data[0].id, 10000);
+    assert.equal(await page.$eval('#auth', (e) => e.classList.contains('show')), false);
+    await setField(page, '#max-tokens', 8);
+    await sendChat(page, 'Hi');
+    const done = await until('the reply', async () => {
+      const m = await lastAssistant(page);
+      return m && m.state !== 'streaming' ? m : null;
+    }, 60000);
+    assert.equal(done.state, 'done', JSON.stringify(done));
+    assert.ok(done.content.length > 0);
+    // The page sent no key-less data request that succeeded, and the route still refuses one now.
+    assertOpenAIError(await http('GET', '/v1/models', undefined, { Authorization: '' }), 401);
+    // Errors logged by the browser for the first, key-less 401s are expected; no script errors.
+    assert.deepEqual(errors, []);
+    await page.close();
+  }],
+];
+
+const offTests = [
+  ['--no-webui: / is a 404 with an OpenAI error body', async () => {
+    const r = await http('GET', '/');
+    const e = assertOpenAIError(r, 404);
+    assert.equal(e.code, 'not_found');
+    assert.ok(!/<html/i.test(r.text));
+  }],
+];
+
+const completionTests = [
+  ['without a chat template the page completes text through /v1/completions, streamed', async () => {
+    const info = (await http('GET', '/get_server_info')).json;
+    assert.equal(info.has_chat_template, false);
+    const { page, errors } = await openPage();
+    await until('the no-template note', async () => /no chat template/.test(await text(page, '#mode')));
+    await setField(page, '#temperature', 0);
+    await setField(page, '#max-tokens', 16);
+    await sendChat(page, 'Once upon a time');
+    const done = await until('the reply to finish', async () => {
+      const m = await lastAssistant(page);
+      return m && m.state !== 'streaming' ? m : null;
+    }, 60000);
+    assert.equal(done.state, 'done', JSON.stringify(done));
+    const model = (await http('GET', '/v1/models')).json.data[0].id;
+    const ref = await http('POST', '/v1/completions', { model, prompt: 'Once upon a time', max_tokens: 16, temperature: 0 });
+    assert.equal(ref.status, 200, ref.text);
+    assert.ok(ref.json.choices[0].text.length > 0);
+    assert.equal(done.content, ref.json.choices[0].text);
+    assert.deepEqual(errors, []);
+    await page.close();
+  }],
+];
+
+const tests = { dp: dpTests, key: keyTests, off: offTests, completion: completionTests }[MODE];
+if (!tests) { console.error(`unknown WEBUI_MODE ${MODE}`); process.exit(2); }
+if (MODE !== 'off' && !CHROMIUM) {
+  if (process.env.CI) { console.error('Chromium not found and CI is set: apt-get install chromium (scripts/install-deps.sh)'); process.exit(1); }
+  console.log('SKIP: Chromium not found (apt-get install chromium, or set CHROMIUM=path)');
+  process.exit(77);
+}
+process.on('exit', () => { if (browser && browser.process()) browser.process().kill('SIGKILL'); });
+const close = async () => { if (browser) await Promise.race([browser.close(), sleep(10000)]); };
+tests.push(['close the browser', close]);
+await run(tests);
