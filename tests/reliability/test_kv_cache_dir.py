@@ -18,7 +18,8 @@ each rank holds half the KV heads, one DP group of two) or dpattn (--tp-size 2 -
     made with the model under a model whose weights differ by one value (a copy of the checkpoint),
     are refused with a warning naming what differs; the output equals a cold server of that setup;
   * tp1: with write-behind on, a server SIGKILLed after the request (no drain) left a file the next
-    server serves the prefix from.
+    server serves the prefix from; with a STANDALONE draft model the restart serves the prefix too and
+    greedy output is still a cold server's.
 
 usage: test_kv_cache_dir.py DPSERVE_BIN [LAYOUT]
 """
@@ -257,6 +258,23 @@ try:
         if r["cached"] != hits[0]["cached"]:
             fail(f"after a crash, write-behind kept {r['cached']} cached tokens, not {hits[0]['cached']}")
         same_tokens_close_lp(r, ref, "write-behind prefix after a crash")
+        # 8. STANDALONE speculative decoding: the draft model's own pool is not saved (its catch-up
+        # reads the whole prompt, cached or not); the target's prefix still comes from the file and
+        # greedy output is still the cold server's.
+        shutil.rmtree(d)
+        spec = ["--speculative-algorithm", "STANDALONE", "--speculative-draft-model-path", MODEL,
+                "--speculative-draft-model-quantization", "q4_0", "--kv-cache-dir", d,
+                "--kv-cache-write-behind-tokens", "0"]
+        s = Server(*spec)
+        s.complete()
+        s.stop()
+        s = Server(*spec)
+        r = s.complete()
+        s.stop()
+        if r["cached"] != hits[0]["cached"]:
+            fail(f"STANDALONE: {r['cached']} cached tokens after the restart, not {hits[0]['cached']}")
+        if r["text"] != ref["text"]:
+            fail(f"STANDALONE after the restart: {r['text']!r}, a cold server's {ref['text']!r}")
     print(f"PASS ({LAYOUT})")
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
