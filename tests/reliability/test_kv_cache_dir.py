@@ -3,7 +3,9 @@
 
 Real `dpserve serve` processes on the bundled stories260K, LAYOUT tp1 (one rank), tp2 (--tp-size 2:
 each rank holds half the KV heads, one DP group of two) or dpattn (--tp-size 2 --dp-size 2
---enable-dp-attention: two groups of one rank, each with its own tree). Checks:
+--enable-dp-attention: two groups of one rank, each with its own tree); or mla: a tiny random
+DeepSeek-V2 (tools/make_hf_model.py) at --tp-size 2 with --kv-cache-dtype int8 (MLA's latent rows and
+their scales, replicated on both ranks). Checks:
   * a server given a cache dir, asked a long prompt (twice: the second is an in-memory prefix hit),
     SIGTERMed, exits 0 and leaves one file per rank;
   * restarted on that dir, the same prompt reports the cached prefix in
@@ -39,10 +41,17 @@ import urllib.request
 BIN = sys.argv[1]
 LAYOUT = sys.argv[2] if len(sys.argv) > 2 else "tp1"
 LAYOUTS = {"tp1": [], "tp2": ["--tp-size", "2"],
-           "dpattn": ["--tp-size", "2", "--dp-size", "2", "--enable-dp-attention"]}
+           "dpattn": ["--tp-size", "2", "--dp-size", "2", "--enable-dp-attention"],
+           # MLA: the latent rows, replicated on both ranks of the group, stored as int8 with scales.
+           "mla": ["--tp-size", "2", "--kv-cache-dtype", "int8"]}
 RANKS = 1 if LAYOUT == "tp1" else 2
 SHARED = os.environ.get("DPSERVE_SHARED_DIR", os.path.join(os.path.dirname(__file__), "../../../shared"))
 MODEL = os.path.join(SHARED, "models/stories260K/stories260K.bin")
+TMP = tempfile.mkdtemp(prefix="dpserve-kvdir-")
+if LAYOUT == "mla":  # a tiny random DeepSeek-V2 (HF folder, its own tokenizer) made by the repo's tool
+    MODEL = os.path.join(TMP, "deepseek-v2-tiny")
+    subprocess.run(["/usr/bin/python3", os.path.join(os.path.dirname(__file__), "../../tools/make_hf_model.py"),
+                    "--arch", "deepseek_v2", "--out", MODEL, "--quiet"], check=True)
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_rmaps_base_oversubscribe="1")
 # ~180 tokens of the story vocabulary: 11 whole pages of 16 (the model's context is 512).
@@ -142,7 +151,7 @@ def cold(*flags, model=MODEL):
     return out
 
 
-tmp = tempfile.mkdtemp(prefix="dpserve-kvdir-")
+tmp = TMP
 try:
     d = os.path.join(tmp, "cache")
     files = [os.path.join(d, f"rank{r}.kvcache") for r in range(RANKS)]
@@ -207,7 +216,7 @@ try:
 
     # 3. A flipped byte among the pages: the checksum refuses it. tp2: only rank 1's file is bad,
     # rank 0 reads a good one, and the group refuses together (else rank 0 would use pages rank 1 lacks).
-    victim = files[1] if LAYOUT == "tp2" else files[0]
+    victim = files[1] if LAYOUT in ("tp2", "mla") else files[0]
     restore()
     with open(victim, "r+b") as f:
         f.seek(os.path.getsize(victim) // 2)
