@@ -36,9 +36,9 @@ void add_kv_cache_flags(CLI::App* c, RuntimeOptions& o) {
       ->needs("--kv-cache-dir")
       ->envname("DPSERVE_KV_CACHE_DIR_MAX_GB");
   c->add_option("--kv-cache-write-behind-tokens", o.kv_cache_write_behind_tokens,
-                "--kv-cache-dir: rewrite the file once the prefix cache gained this many tokens since it was last "
-                "written, so a crash loses only the newest prefixes (the step loop pauses while it writes); 0 = "
-                "only at shutdown")
+                "--kv-cache-dir: rewrite the file once the prefix cache gained this many tokens (and at least a "
+                "quarter of what it holds) since it was last written, so a crash loses only the newest prefixes "
+                "(the step loop pauses while it writes); 0 = only at shutdown")
       ->capture_default_str()
       ->check(CLI::Range(int64_t(0), int64_t(1) << 40))
       ->needs("--kv-cache-dir")

@@ -749,10 +749,14 @@ void RankWorker::run(StepDriver* driver) {
     counters_.busy_seconds += now_seconds() - step_t0_;
     step_began_ = 0;
     // Write-behind: the tree's count of adopted pages is the same on every rank of the group, so
-    // the group's ranks write at the same step, and a crash loses only what came after.
-    if (!opts_.prefix_file.empty() && opts_.prefix_write_pages > 0 && sched_->prefix_cache() &&
-        sched_->prefix_cache()->inserted_pages() - saved_at_inserted_ >= opts_.prefix_write_pages)
-      save_prefix_cache("write-behind");
+    // the group's ranks write at the same step, and a crash loses only what came after. Each write
+    // rewrites the whole tree, so it also waits for a quarter of the tree to be new: the bytes
+    // written stay within a few times the bytes adopted, however large the tree.
+    if (!opts_.prefix_file.empty() && opts_.prefix_write_pages > 0 && sched_->prefix_cache()) {
+      const RadixCache& c = *sched_->prefix_cache();
+      if (c.inserted_pages() - saved_at_inserted_ >= std::max(opts_.prefix_write_pages, c.cached_pages() / 4))
+        save_prefix_cache("write-behind");
+    }
   }
 }
 

@@ -74,7 +74,8 @@ struct WorkerOptions {
   Model* draft_model = nullptr;
   // --kv-cache-dir (kv/prefix_store.h): this rank's prefix cache file ("" = off), what a file must
   // match to be loaded, the most bytes of KV pages it may hold, and write-behind: the file is
-  // rewritten once the tree adopted this many pages since it was last written (0 = only at shutdown).
+  // rewritten once the tree adopted this many pages (and a quarter of its size) since it was last
+  // written (0 = only at shutdown).
   std::string prefix_file;
   std::vector<std::pair<std::string, std::string>> prefix_identity;
   int64_t prefix_max_bytes = 0;
