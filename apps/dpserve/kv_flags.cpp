@@ -32,7 +32,7 @@ void add_kv_cache_flags(CLI::App* c, RuntimeOptions& o) {
   c->add_option("--kv-cache-dir-max-gb", o.kv_cache_dir_max_gb,
                 "Most GB of KV pages one rank's --kv-cache-dir file holds (the most recently used prefixes)")
       ->capture_default_str()
-      ->check(CLI::Range(0.001, 1e6))
+      ->check(CLI::Range(1e-6, 1e6))
       ->needs("--kv-cache-dir")
       ->envname("DPSERVE_KV_CACHE_DIR_MAX_GB");
   c->add_option("--kv-cache-write-behind-tokens", o.kv_cache_write_behind_tokens,

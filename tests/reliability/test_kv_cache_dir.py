@@ -16,10 +16,11 @@ their scales, replicated on both ranks). Checks:
     so rank 0 read a good file and the group must still refuse together) and a truncated one are
     refused with a warning, nothing is served from them (cached_tokens 0) and the output is a cold
     server's;
-  * tp1: a file made with --kv-cache-dtype auto (fp32 here) under --kv-cache-dtype bf16, and one
-    made with the model under a model whose weights differ by one value (a copy of the checkpoint),
+  * a file made with --kv-cache-dtype auto (fp32 here) under --kv-cache-dtype bf16 (not mla), and
+    (tp1) one made with the model under a model whose weights differ by one value (a copy of the checkpoint),
     are refused with a warning naming what differs; the output equals a cold server of that setup;
-  * tp1: with write-behind on, a server SIGKILLed after the request (no drain) left a file the next
+  * tp1: --kv-cache-dir-max-gb of 4.5 pages keeps 4 pages (the prompt's first 64 tokens) and the
+    restart serves exactly those; with write-behind on, a server SIGKILLed after the request (no drain) left a file the next
     server serves the prefix from; with a STANDALONE draft model the restart serves the prefix too and
     greedy output is still a cold server's.
 
@@ -232,11 +233,26 @@ try:
         f.truncate(os.path.getsize(victim) - 1000)
     refused("truncated file", "truncated", bad_groups=only)
 
-    if LAYOUT == "tp1":
+    if LAYOUT != "mla":  # (mla sets its own --kv-cache-dtype)
         # 5. Another KV dtype: the pages would be read as the wrong element type.
         restore()
         refused("file of another --kv-cache-dtype", "--kv-cache-dtype", "--kv-cache-dtype", "bf16",
                 reference=cold("--kv-cache-dtype", "bf16"))
+    if LAYOUT == "tp1":
+        # 5b. --kv-cache-dir-max-gb below the tree's size: the file keeps the most recent pages as a
+        # valid tree (a prefix of the prompt), and the restart serves exactly that many.
+        shutil.rmtree(d)
+        page_bytes = 16 * 5 * 2 * 4 * 8 * 4  # stories260K: 5 layers, K and V of 4 heads x 8 fp32
+        s = Server("--kv-cache-dir", d, "--kv-cache-write-behind-tokens", "0", "--kv-cache-dir-max-gb",
+                   str(4.5 * page_bytes / 1e9))
+        s.complete()
+        s.stop()
+        s = Server("--kv-cache-dir", d, "--kv-cache-write-behind-tokens", "0")
+        r = s.complete()
+        s.stop()
+        if r["cached"] != 4 * 16:
+            fail(f"a file capped at 4.5 pages served {r['cached']} cached tokens, not 64")
+        same_tokens_close_lp(r, ref, "capped file")
         # 6. Another model of the same shape (one weight changed in the file's last 64 KiB): the KV
         # of the old weights would be silently wrong.
         restore()
