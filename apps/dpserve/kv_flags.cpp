@@ -21,6 +21,28 @@ void add_kv_cache_flags(CLI::App* c, RuntimeOptions& o) {
           "DTYPE"))
       ->default_str("auto")
       ->envname("DPSERVE_KV_CACHE_DTYPE");
+  c->add_option("--kv-cache-dir", o.kv_cache_dir,
+                "Keep the prefix cache on disk: each rank writes its cached prefixes' KV pages to DIR/rank<N>.kvcache "
+                "(at shutdown, and as prefixes are added: --kv-cache-write-behind-tokens) and reads them back at "
+                "start, so a restarted server serves those prefixes without recomputing them. A file made with "
+                "another model, layout, page size or KV dtype, or a corrupt one, is refused with a warning. "
+                "SGLang's hierarchical cache flags (--enable-hierarchical-cache, --hicache-*) are not implemented")
+      ->type_name("DIR")
+      ->envname("DPSERVE_KV_CACHE_DIR");
+  c->add_option("--kv-cache-dir-max-gb", o.kv_cache_dir_max_gb,
+                "Most GB of KV pages one rank's --kv-cache-dir file holds (the most recently used prefixes)")
+      ->capture_default_str()
+      ->check(CLI::Range(1e-6, 1e6))
+      ->needs("--kv-cache-dir")
+      ->envname("DPSERVE_KV_CACHE_DIR_MAX_GB");
+  c->add_option("--kv-cache-write-behind-tokens", o.kv_cache_write_behind_tokens,
+                "--kv-cache-dir: rewrite the file once the prefix cache gained this many tokens (and at least a "
+                "quarter of what it holds) since it was last written, so a crash loses only the newest prefixes "
+                "(the step loop pauses while it writes); 0 = only at shutdown")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 40))
+      ->needs("--kv-cache-dir")
+      ->envname("DPSERVE_KV_CACHE_WRITE_BEHIND_TOKENS");
 }
 
 }  // namespace dpserve::app

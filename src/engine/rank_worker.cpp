@@ -8,12 +8,16 @@
 #include <cstring>
 #include <limits>
 #include <optional>
+#include <span>
 #include <thread>
+
+#include <sys/stat.h>
 
 #include <spdlog/spdlog.h>
 
 #include "core/check.h"
 #include "kernels/vec_math.h"
+#include "kv/prefix_store.h"
 #include "model/mrope.h"
 
 namespace dpserve {
@@ -720,7 +724,9 @@ void RankWorker::run(StepDriver* driver) {
     watched_step_ = counters_.steps;
     step_began_ = t_control;
     if (ctrl.shutdown) {
-      sched_->abort_all();
+      sched_->abort_all();  // their computed pages join the tree first
+      step_began_ = 0;      // writing the file is not a step: the watchdog leaves it alone
+      if (!opts_.prefix_file.empty()) save_prefix_cache("shutdown");
       break;
     }
     // The step's image chunks move while the forward pass runs; they land before the report.
@@ -742,7 +748,89 @@ void RankWorker::run(StepDriver* driver) {
     exchange_reports(rep, driver, any_work);
     counters_.busy_seconds += now_seconds() - step_t0_;
     step_began_ = 0;
+    // Write-behind: the tree's count of adopted pages is the same on every rank of the group, so
+    // the group's ranks write at the same step, and a crash loses only what came after. Each write
+    // rewrites the whole tree, so it also waits for a quarter of the tree to be new: the bytes
+    // written stay within a few times the bytes adopted, however large the tree.
+    if (!opts_.prefix_file.empty() && opts_.prefix_write_pages > 0 && sched_->prefix_cache()) {
+      const RadixCache& c = *sched_->prefix_cache();
+      if (c.inserted_pages() - saved_at_inserted_ >= std::max(opts_.prefix_write_pages, c.cached_pages() / 4))
+        save_prefix_cache("write-behind");
+    }
   }
+}
+
+void RankWorker::save_prefix_cache(const char* why) {
+  RadixCache* cache = sched_->prefix_cache();
+  if (!cache) return;
+  saved_at_inserted_ = cache->inserted_pages();
+  const double t0 = now_seconds();
+  try {
+    const int64_t page_bytes = kv_->config().bytes_per_page();
+    const int64_t max_nodes = opts_.prefix_max_bytes > 0 ? opts_.prefix_max_bytes / page_bytes : cache->cached_pages();
+    const std::vector<RadixCache::Entry> entries = cache->export_nodes(max_nodes);
+    const int64_t bytes = write_prefix_file(opts_.prefix_file, opts_.prefix_identity, entries, *kv_);
+    spdlog::info("rank {}: prefix cache ({}) written to {}: {} pages ({} tokens{}), {:.1f} MB in {:.2f} s", topo_.rank,
+                 why, opts_.prefix_file, entries.size(), int64_t(entries.size()) * kv_->page_size(),
+                 int64_t(entries.size()) < cache->cached_pages()
+                     ? fmt::format(" of {}: --kv-cache-dir-max-gb", cache->cached_pages() * kv_->page_size())
+                     : std::string(),
+                 double(bytes) / 1e6, now_seconds() - t0);
+  } catch (const std::exception& e) {
+    spdlog::warn("rank {}: prefix cache not written: {}", topo_.rank, e.what());
+  }
+}
+
+int64_t RankWorker::load_prefix_cache() {
+  RadixCache* cache = sched_->prefix_cache();
+  if (opts_.prefix_file.empty() || !cache) return 0;
+  const double t0 = now_seconds();
+  std::vector<RadixCache::Entry> entries;
+  std::string why;
+  struct stat st {};
+  const bool exists = ::stat(opts_.prefix_file.c_str(), &st) == 0;
+  if (exists) {
+    try {
+      why = read_prefix_file(opts_.prefix_file, opts_.prefix_identity, *kv_, entries);
+    } catch (const std::exception& e) {
+      why = e.what();
+      entries.clear();
+    }
+  }
+  const bool ok = exists && why.empty();
+  // The group adopts the tree only if each of its ranks read the same one: their schedulers must
+  // keep making the same decisions. Every rank takes part, whatever it read.
+  const int n = comms_.attn_tp.size();
+  std::vector<int64_t> mine{ok ? 1 : 0, ok ? int64_t(prefix_tree_digest(entries)) : 0,
+                            ok ? int64_t(entries.size()) : 0};
+  std::vector<int64_t> all(size_t(3 * n));
+  if (n > 1)
+    comms_.attn_tp.allgather(std::span<const int64_t>(mine), std::span<int64_t>(all));
+  else
+    all = mine;
+  bool agree = true;
+  int64_t any_ok = 0;
+  for (int r = 0; r < n; ++r) {
+    any_ok += all[size_t(3 * r)];
+    agree = agree && all[size_t(3 * r)] == 1 && all[size_t(3 * r + 1)] == mine[1] && all[size_t(3 * r + 2)] == mine[2];
+  }
+  if (ok && agree && cache->import_nodes(entries)) {
+    spdlog::info("rank {}: prefix cache loaded from {}: {} pages ({} tokens) in {:.2f} s", topo_.rank,
+                 opts_.prefix_file, entries.size(), int64_t(entries.size()) * kv_->page_size(), now_seconds() - t0);
+    saved_at_inserted_ = cache->inserted_pages();
+    return int64_t(entries.size());
+  }
+  for (const auto& e : entries) kv_->release(e.page);
+  if (!exists && any_ok == 0) {
+    spdlog::info("rank {}: no prefix cache file {} yet: starting empty", topo_.rank, opts_.prefix_file);
+  } else if (!why.empty()) {
+    spdlog::warn("rank {}: prefix cache file {} not loaded: {}", topo_.rank, opts_.prefix_file, why);
+  } else {
+    spdlog::warn("rank {}: prefix cache file {} not loaded: the other ranks of DP group {} did not read the same tree "
+                 "(a file missing, refused or from another moment)",
+                 topo_.rank, opts_.prefix_file, topo_.attn_dp_rank);
+  }
+  return 0;
 }
 
 }  // namespace dpserve

@@ -72,6 +72,14 @@ struct WorkerOptions {
   int64_t token_limit = 0;
   // STANDALONE speculative decoding: the draft model, loaded whole on this rank (the runtime's).
   Model* draft_model = nullptr;
+  // --kv-cache-dir (kv/prefix_store.h): this rank's prefix cache file ("" = off), what a file must
+  // match to be loaded, the most bytes of KV pages it may hold, and write-behind: the file is
+  // rewritten once the tree adopted this many pages (and a quarter of its size) since it was last
+  // written (0 = only at shutdown).
+  std::string prefix_file;
+  std::vector<std::pair<std::string, std::string>> prefix_identity;
+  int64_t prefix_max_bytes = 0;
+  int64_t prefix_write_pages = 0;
 };
 
 // Rank 0's side of the loop: where control messages come from and reports go.
@@ -116,6 +124,11 @@ class RankWorker {
   // process, as the watchdog does; for faults seen outside the step loop (a lost node).
   [[noreturn]] void stop_job(const std::string& why) { die(why, "node lost"); }
   const WorkerCounters& counters() const { return counters_; }
+  // --kv-cache-dir: reads this rank's prefix cache file into the pool and the prefix tree. Collective
+  // over the DP group (every rank of it calls it, before the first step): the group adopts what it
+  // read only if every rank of it read the same tree, else none does. A file that cannot be used is
+  // a warning naming why. Returns the pages adopted.
+  int64_t load_prefix_cache();
   const ImageTransferCounters& image_counters() const { return images_.counters(); }
 
  private:
@@ -132,6 +145,10 @@ class RankWorker {
   GroupReport make_report();
   StepControl receive_control(StepDriver* driver, bool idle);
   void exchange_reports(GroupReport& rep, StepDriver* driver, bool& any_work);
+  // --kv-cache-dir: writes the prefix tree and its pages to this rank's file (local I/O, no
+  // collective; every rank of a group decides the same, from the same tree). A failure is a warning.
+  void save_prefix_cache(const char* why);
+  int64_t saved_at_inserted_ = 0;  // the tree's inserted_pages() when the file was last written
 
   Model& model_;
   Topology topo_;

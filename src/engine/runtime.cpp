@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -37,6 +38,27 @@ int64_t meminfo_bytes(const char* field) {
 }
 
 int64_t mem_available_bytes() { return meminfo_bytes("MemAvailable:"); }
+
+// What a prefix cache file must have been made under to be loaded: the same model (the digests
+// --nnodes compares), the same KV layout and dtype on this rank, and the same place in the same
+// layout (a rank's file holds its heads, its group's requests).
+std::vector<std::pair<std::string, std::string>> prefix_identity(const RuntimeOptions& o, const Topology& t,
+                                                                 const Model& m) {
+  std::vector<std::pair<std::string, std::string>> id;
+  for (const auto& [what, v] : model_identity(o.model_path, m.config())) id.emplace_back(what, std::to_string(v));
+  const KVPoolConfig kv = m.kv_config(1, o.page_size);
+  id.emplace_back("--kv-cache-dtype (as resolved)", kv_elem_name(kv.elem));
+  id.emplace_back("KV layout of this rank", kv.describe());
+  id.emplace_back("--page-size", std::to_string(o.page_size));
+  id.emplace_back("--quantization (0 none, 1 q8_0, 2 q4_0, ...)", std::to_string(int(o.quantization)));
+  id.emplace_back("--tp-size", std::to_string(o.tp_size));
+  id.emplace_back("--dp-size", std::to_string(o.dp_size));
+  id.emplace_back("--ep-size", std::to_string(o.ep_size));
+  id.emplace_back("--enable-dp-attention", o.enable_dp_attention ? "1" : "0");
+  id.emplace_back("world size", std::to_string(t.world_size));
+  id.emplace_back("rank (DP group, slot)", fmt::format("{} ({}, {})", t.rank, t.attn_dp_rank, t.attn_tp_rank));
+  return id;
+}
 
 }  // namespace
 
@@ -188,7 +210,21 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
       wo.on_fatal = [engine = I.engine.get()](const std::string& why) { engine->mark_stopped(why); };
     }
     wo.draft_model = I.draft.get();
+    if (!o.kv_cache_dir.empty()) {
+      if (!o.sched.enable_prefix_cache)
+        fail("--kv-cache-dir keeps the prefix cache on disk: it cannot be used with --disable-radix-cache");
+      std::error_code ec;
+      std::filesystem::create_directories(o.kv_cache_dir, ec);
+      if (!std::filesystem::is_directory(o.kv_cache_dir, ec) || ::access(o.kv_cache_dir.c_str(), W_OK) != 0)
+        fail("--kv-cache-dir {}: not a writable directory", o.kv_cache_dir);
+      wo.prefix_file = (std::filesystem::path(o.kv_cache_dir) / fmt::format("rank{}.kvcache", I.topo.rank)).string();
+      wo.prefix_identity = prefix_identity(o, I.topo, *I.model);
+      wo.prefix_max_bytes = int64_t(o.kv_cache_dir_max_gb * 1e9);
+      wo.prefix_write_pages = (o.kv_cache_write_behind_tokens + o.page_size - 1) / o.page_size;
+    }
     I.worker = std::make_unique<RankWorker>(*I.model, I.topo, I.comms, *I.mcomm, wo);
+    // Collective over each DP group; never throws for a bad file (a warning, then an empty cache).
+    I.worker->load_prefix_cache();
     // Every rank is ready before rank 0 starts taking requests.
     I.comms.world.barrier();
   } catch (const std::exception& e) {

@@ -40,6 +40,12 @@ struct RuntimeOptions {
   SchedulerConfig sched;
   int64_t page_size = 16;
   KVCacheDtype kv_cache_dtype = KVCacheDtype::kAuto;  // SGLang's --kv-cache-dtype (kv/kv_dtype.h)
+  // --kv-cache-dir: where each rank keeps its prefix cache file (kv/prefix_store.h; "" = off), the
+  // most bytes of KV pages one rank's file holds (--kv-cache-dir-max-gb), and write-behind: the file
+  // is rewritten once the tree adopted this many new tokens (0 = only at shutdown).
+  std::string kv_cache_dir;
+  double kv_cache_dir_max_gb = 4;
+  int64_t kv_cache_write_behind_tokens = 4096;
   int64_t max_total_tokens = 0;  // KV positions per rank's pool; 0 = from mem_fraction
   double mem_fraction = 0.25;    // share of available memory this machine's KV pools may take
   // SGLang's --mem-fraction-static (> 0 replaces mem_fraction): the share of this machine's memory

@@ -118,6 +118,9 @@ class Scheduler {
   int64_t tokens_in_flight() const;
   SchedulerStats stats() const;
   const SchedulerConfig& config() const { return cfg_; }
+  // The prefix tree (null when the prefix cache is off): the on-disk prefix cache saves and
+  // restores it between steps.
+  RadixCache* prefix_cache() { return cache_.get(); }
 
  private:
   struct Req;

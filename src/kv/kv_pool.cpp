@@ -1,6 +1,7 @@
 #include "kv/kv_pool.h"
 
 #include <cstdlib>
+#include <cstring>
 #include <new>
 
 #include <fmt/format.h>
@@ -166,6 +167,43 @@ void KVPool::read_latent(int64_t l, int32_t page, int64_t slot, float* dst) cons
   const Slot s = latent_slot(l, page, slot);
   const float scale = scales_bytes_ ? *reinterpret_cast<const float*>(data_.get() + s.scale) : 1.0f;
   kv_decode_row(cfg_.elem, data_.get() + s.value, row_elems_, scale, dst);
+}
+
+template <class F>
+void KVPool::for_each_page_run(int32_t page, F&& f) const {
+  DP_CHECK(page >= 0 && page < cfg_.n_pages, "page {}", page);
+  const bool latent = cfg_.kind == KVKind::kLatent;
+  // A page's rows are contiguous in each array: page * rows_per_page .. + rows_per_page.
+  const int64_t rows = latent ? cfg_.page_size : cfg_.n_kv_heads * cfg_.page_size;
+  const int64_t row_bytes = row_elems_ * kv_elem_bytes(cfg_.elem);
+  const int64_t first = int64_t(page) * rows;
+  const int64_t arrays = latent ? 1 : 2;  // K and V (per-head), or the latent rows
+  for (int64_t l = 0; l < cfg_.n_layers; ++l) {
+    const int64_t base = l * layer_bytes_;
+    for (int64_t a = 0; a < arrays; ++a) f(base + a * values_bytes_ + first * row_bytes, rows * row_bytes);
+    if (scales_bytes_)
+      for (int64_t a = 0; a < arrays; ++a)
+        f(base + arrays * values_bytes_ + a * scales_bytes_ + first * int64_t(sizeof(float)),
+          rows * int64_t(sizeof(float)));
+  }
+}
+
+void KVPool::copy_page_out(int32_t page, unsigned char* dst) const {
+  int64_t at = 0;
+  for_each_page_run(page, [&](int64_t off, int64_t n) {
+    std::memcpy(dst + at, data_.get() + off, size_t(n));
+    at += n;
+  });
+  DP_CHECK(at == cfg_.bytes_per_page(), "page copy: {} bytes, a page is {}", at, cfg_.bytes_per_page());
+}
+
+void KVPool::copy_page_in(int32_t page, const unsigned char* src) {
+  int64_t at = 0;
+  for_each_page_run(page, [&](int64_t off, int64_t n) {
+    std::memcpy(data_.get() + off, src + at, size_t(n));
+    at += n;
+  });
+  DP_CHECK(at == cfg_.bytes_per_page(), "page copy: {} bytes, a page is {}", at, cfg_.bytes_per_page());
 }
 
 bool PageTable::reserve(KVPool& pool, int64_t new_len) {

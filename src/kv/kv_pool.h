@@ -73,6 +73,10 @@ class KVPool {
   // Latent: the row [c_kv | k_pe] of position `slot` of page p in layer l.
   void write_latent(int64_t l, int32_t page, int64_t slot, const float* src);
   void read_latent(int64_t l, int32_t page, int64_t slot, float* dst) const;
+  // Every byte page p holds (values and int8 scales of every layer), bytes_per_page() of them in a
+  // fixed order: the on-disk prefix cache (kv/prefix_store.h) saves and restores pages with these.
+  void copy_page_out(int32_t page, unsigned char* dst) const;
+  void copy_page_in(int32_t page, const unsigned char* src);
 
  private:
   // Byte offsets inside one layer's block: K values, V values (per-head), K scales, V scales.
@@ -82,6 +86,8 @@ class KVPool {
   };
   Slot per_head(int64_t l, int32_t page, int64_t h, int64_t slot, bool v) const;
   Slot latent_slot(int64_t l, int32_t page, int64_t slot) const;
+  // The (offset, bytes) runs of page p inside data_, in copy_page_out's order.
+  template <class F> void for_each_page_run(int32_t page, F&& f) const;
 
   KVPoolConfig cfg_;
   int64_t row_elems_ = 0;     // values in one row (head_dim, or latent + rope)

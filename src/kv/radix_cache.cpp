@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <queue>
+#include <set>
 #include <utility>
 
 #include "core/check.h"
@@ -90,7 +91,80 @@ int64_t RadixCache::insert(std::span<const int32_t> tokens, std::span<const int3
     n = it->second.get();
     touch(n);
   }
+  inserted_pages_ += adopted;
   return adopted;
+}
+
+std::vector<RadixCache::Entry> RadixCache::export_nodes(int64_t max_nodes) const {
+  struct Item {
+    const Node* n;
+    int64_t depth;
+  };
+  std::vector<Item> all;
+  std::vector<Item> stack{{&root_, 0}};
+  while (!stack.empty()) {
+    Item it = stack.back();
+    stack.pop_back();
+    if (it.n != &root_) all.push_back(it);
+    for (auto& [k, c] : it.n->children) stack.push_back({c.get(), it.depth + 1});
+  }
+  // Recent first; a parent's last use is never older than its child's (match and insert touch the
+  // whole path), so ties go to the shallower node and parents come first. Serial breaks the rest.
+  std::sort(all.begin(), all.end(), [](const Item& a, const Item& b) {
+    if (a.n->last_use != b.n->last_use) return a.n->last_use > b.n->last_use;
+    if (a.depth != b.depth) return a.depth < b.depth;
+    return a.n->serial < b.n->serial;
+  });
+  if (int64_t(all.size()) > max_nodes) all.resize(size_t(std::max<int64_t>(0, max_nodes)));
+  std::map<const Node*, int64_t> index;  // lookup only
+  std::vector<Entry> out;
+  out.reserve(all.size());
+  for (const Item& it : all) {
+    Entry e;
+    if (it.n->parent != &root_) {
+      auto p = index.find(it.n->parent);
+      DP_CHECK(p != index.end(), "prefix cache export: a parent after its child");
+      e.parent = p->second;
+    }
+    e.key = it.n->key;
+    e.page = it.n->page;
+    index.emplace(it.n, int64_t(out.size()));
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+bool RadixCache::import_nodes(const std::vector<Entry>& entries) {
+  if (n_nodes_ != 0) return false;
+  // Check everything first, so a refusal leaves the tree untouched.
+  std::set<std::pair<int64_t, std::vector<int32_t>>> seen;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const Entry& e = entries[i];
+    if (e.parent < -1 || e.parent >= int64_t(i) || int64_t(e.key.size()) != page_size_ || e.page < 0 ||
+        e.page >= pool_.n_pages() || !seen.insert({e.parent, e.key}).second)
+      return false;
+  }
+  std::vector<Node*> nodes;
+  nodes.reserve(entries.size());
+  // The first entry is the most recent: it gets the latest clock.
+  const uint64_t base = clock_;
+  clock_ += entries.size() + 1;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const Entry& e = entries[i];
+    Node* parent = e.parent < 0 ? &root_ : nodes[size_t(e.parent)];
+    if (parent != &root_ && parent->children.empty()) leaves_.erase(lru_key(parent));
+    auto child = std::make_unique<Node>();
+    child->key = e.key;
+    child->page = e.page;
+    child->serial = next_serial_++;
+    child->parent = parent;
+    child->last_use = base + entries.size() - i;
+    leaves_.emplace(lru_key(child.get()), child.get());
+    nodes.push_back(child.get());
+    ++n_nodes_;
+    parent->children.emplace(e.key, std::move(child));
+  }
+  return true;
 }
 
 int64_t RadixCache::evict(int64_t n_pages) {

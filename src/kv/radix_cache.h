@@ -41,6 +41,24 @@ class RadixCache {
   // how many pages went back to the pool.
   int64_t evict(int64_t n_pages);
 
+  // One node as the on-disk prefix cache stores it: its page's tokens, its page, and the index of
+  // its parent in the same list (-1: a child of the root).
+  struct Entry {
+    int64_t parent = -1;
+    std::vector<int32_t> key;
+    int32_t page = -1;
+  };
+  // Up to `max_nodes` nodes, most recently used first and every parent before its children, so
+  // every leading part of the list is itself a tree (a parent is used whenever its child is).
+  std::vector<Entry> export_nodes(int64_t max_nodes) const;
+  // Adds `entries` (export_nodes' order, pages whose KV the caller has written) under the root; the
+  // cache takes over the caller's reference to each page. Entries are recent-first: the LRU order
+  // is kept. An entry whose parent is not there, or whose tokens are cached already, is refused:
+  // false and nothing added (the caller still owns every page). Only into an empty tree.
+  bool import_nodes(const std::vector<Entry>& entries);
+  // Pages adopted by insert() so far (cumulative): the write-behind trigger counts them.
+  int64_t inserted_pages() const { return inserted_pages_; }
+
   int64_t cached_pages() const { return n_nodes_; }
   int64_t evictable_pages() const;  // pages evict() could free now (walks the tree)
   int64_t hit_tokens() const { return hit_tokens_; }
@@ -70,7 +88,7 @@ class RadixCache {
   uint64_t clock_ = 0;
   uint64_t next_serial_ = 1;
   int64_t n_nodes_ = 0;
-  int64_t hit_tokens_ = 0, query_tokens_ = 0, evicted_pages_ = 0;
+  int64_t hit_tokens_ = 0, query_tokens_ = 0, evicted_pages_ = 0, inserted_pages_ = 0;
 };
 
 }  // namespace dpserve

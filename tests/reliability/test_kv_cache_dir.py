@@ -1,0 +1,305 @@
+#!/usr/bin/env python3
+"""--kv-cache-dir: the prefix cache outlives the process, and a file that does not fit is refused.
+
+Real `dpserve serve` processes on the bundled stories260K, LAYOUT tp1 (one rank), tp2 (--tp-size 2:
+each rank holds half the KV heads, one DP group of two) or dpattn (--tp-size 2 --dp-size 2
+--enable-dp-attention: two groups of one rank, each with its own tree); or mla: a tiny random
+DeepSeek-V2 (tools/make_hf_model.py) at --tp-size 2 with --kv-cache-dtype int8 (MLA's latent rows and
+their scales, replicated on both ranks). Checks:
+  * a server given a cache dir, asked a long prompt (twice: the second is an in-memory prefix hit),
+    SIGTERMed, exits 0 and leaves one file per rank;
+  * restarted on that dir, the same prompt reports the cached prefix in
+    usage.prompt_tokens_details.cached_tokens (as many as the in-memory hit did), its greedy tokens
+    equal a cold server's, and its logprobs equal the in-memory hit's exactly (same KV bytes, same
+    computation) and a cold server's within 1e-4;
+  * a corrupt file (a flipped byte in the pages: tp1 and dpattn corrupt rank 0's, tp2 only rank 1's,
+    so rank 0 read a good file and the group must still refuse together) and a truncated one are
+    refused with a warning, nothing is served from them (cached_tokens 0) and the output is a cold
+    server's;
+  * a file made with --kv-cache-dtype auto (fp32 here) under --kv-cache-dtype bf16 (not mla), and
+    (tp1) one made with the model under a model whose weights differ by one value (a copy of the checkpoint),
+    are refused with a warning naming what differs; the output equals a cold server of that setup;
+  * tp1: --kv-cache-dir-max-gb of 4.5 pages keeps 4 pages (the prompt's first 64 tokens) and the
+    restart serves exactly those; with write-behind on, a server SIGKILLed after the request (no drain) left a file the next
+    server serves the prefix from; with a STANDALONE draft model the restart serves the prefix too and
+    greedy output is still a cold server's.
+
+usage: test_kv_cache_dir.py DPSERVE_BIN [LAYOUT]
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+BIN = sys.argv[1]
+LAYOUT = sys.argv[2] if len(sys.argv) > 2 else "tp1"
+LAYOUTS = {"tp1": [], "tp2": ["--tp-size", "2"],
+           "dpattn": ["--tp-size", "2", "--dp-size", "2", "--enable-dp-attention"],
+           # MLA: the latent rows, replicated on both ranks of the group, stored as int8 with scales.
+           "mla": ["--tp-size", "2", "--kv-cache-dtype", "int8"]}
+RANKS = 1 if LAYOUT == "tp1" else 2
+SHARED = os.environ.get("DPSERVE_SHARED_DIR", os.path.join(os.path.dirname(__file__), "../../../shared"))
+MODEL = os.path.join(SHARED, "models/stories260K/stories260K.bin")
+TMP = tempfile.mkdtemp(prefix="dpserve-kvdir-")
+if LAYOUT == "mla":  # a tiny random DeepSeek-V2 (HF folder, its own tokenizer) made by the repo's tool
+    MODEL = os.path.join(TMP, "deepseek-v2-tiny")
+    subprocess.run(["/usr/bin/python3", os.path.join(os.path.dirname(__file__), "../../tools/make_hf_model.py"),
+                    "--arch", "deepseek_v2", "--out", MODEL, "--quiet"], check=True)
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+           OMPI_MCA_rmaps_base_oversubscribe="1")
+# ~180 tokens of the story vocabulary: 11 whole pages of 16 (the model's context is 512).
+PROMPT = "Once upon a time, there was a little girl named Lily. She liked to play in the park with her dog. " * 6
+
+
+def fail(msg):
+    print("FAIL:", msg)
+    sys.exit(1)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Server:
+    def __init__(self, *flags, model=MODEL):
+        self.port = free_port()
+        args = [BIN, "serve", "--model-path", model, *LAYOUTS[LAYOUT], "--host", "127.0.0.1",
+                "--port", str(self.port), "--threads", "1", "--max-total-tokens", "4096", *flags]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
+                                     start_new_session=True)
+        self.lines = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
+        self.reader.start()
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                fail(f"server exited {self.proc.returncode} at start:\n{self.log()}")
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2).status == 200:
+                    return
+            except Exception:
+                time.sleep(0.3)
+        self.kill()
+        fail("server did not become healthy:\n" + self.log())
+
+    def log(self):
+        return "".join(self.lines)
+
+    def complete(self):
+        body = json.dumps({"prompt": PROMPT, "max_tokens": 12, "temperature": 0, "logprobs": 3}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/v1/completions", data=body,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            d = json.load(r)
+        c = d["choices"][0]
+        return {"text": c["text"], "lp": c["logprobs"]["token_logprobs"],
+                "cached": d["usage"]["prompt_tokens_details"]["cached_tokens"],
+                "prompt_tokens": d["usage"]["prompt_tokens"]}
+
+    def stop(self):
+        """SIGTERM (drain), which must end the job with 0."""
+        os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            fail("server did not exit within 60 s of SIGTERM:\n" + self.log())
+        self.reader.join(timeout=5)
+        if rc != 0:
+            fail(f"server exited {rc} after SIGTERM:\n{self.log()}")
+
+    def kill(self):
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=30)
+
+
+def requests(server, n):
+    """n requests of the prompt in turn (with DP attention, round robin sends them to the groups in turn)."""
+    return [server.complete() for _ in range(n)]
+
+
+def same_tokens_close_lp(got, ref, what, tol=1e-4):
+    if got["text"] != ref["text"]:
+        fail(f"{what}: text {got['text']!r}, a cold server's {ref['text']!r}")
+    for a, b in zip(got["lp"], ref["lp"]):
+        if abs(a - b) > tol:
+            fail(f"{what}: logprobs {got['lp']} differ from a cold server's {ref['lp']} by more than {tol}")
+
+
+def cold(*flags, model=MODEL):
+    s = Server(*flags, model=model)
+    try:
+        out = s.complete()
+    finally:
+        s.stop()
+    if out["cached"] != 0:
+        fail(f"a cold server reported {out['cached']} cached tokens")
+    return out
+
+
+tmp = TMP
+try:
+    d = os.path.join(tmp, "cache")
+    files = [os.path.join(d, f"rank{r}.kvcache") for r in range(RANKS)]
+    groups = 2 if LAYOUT == "dpattn" else 1
+    ref = cold()
+
+    # 1. First life: the prompt once per group (stored), then again (in-memory hits), then SIGTERM.
+    s = Server("--kv-cache-dir", d, "--kv-cache-write-behind-tokens", "0")
+    first = requests(s, groups)
+    hits = requests(s, groups)
+    s.stop()
+    for r in first:
+        if r["cached"] != 0:
+            fail(f"first request of an empty cache reported {r['cached']} cached tokens")
+    for r in hits:
+        if r["cached"] < r["prompt_tokens"] - 16 or r["cached"] <= 0:
+            fail(f"the in-memory repeat reported {r['cached']} cached of {r['prompt_tokens']} prompt tokens")
+        same_tokens_close_lp(r, ref, "in-memory prefix hit")
+    for f in files:
+        if not os.path.isfile(f):
+            fail(f"no prefix cache file {f} after SIGTERM; dir holds {os.listdir(d) if os.path.isdir(d) else None}")
+        if os.path.exists(f + ".tmp"):
+            fail(f"a temporary file {f}.tmp was left behind")
+    saved = os.path.join(tmp, "saved")
+    shutil.copytree(d, saved)
+
+    # 2. Second life: the prefix comes from the files.
+    s = Server("--kv-cache-dir", d, "--kv-cache-write-behind-tokens", "0")
+    again = requests(s, groups)
+    s.stop()
+    if "prefix cache loaded" not in s.log():
+        fail("the restarted server did not log loading the prefix cache:\n" + s.log())
+    for r, h in zip(again, hits):
+        if r["cached"] != h["cached"]:
+            fail(f"after the restart {r['cached']} cached tokens, the in-memory hit had {h['cached']}")
+        if r["text"] != h["text"] or r["lp"] != h["lp"]:
+            fail(f"after the restart {r}, the in-memory hit gave {h}: the KV read back is not the KV written")
+        same_tokens_close_lp(r, ref, "prefix from disk")
+
+    def refused(what, expect_in_warning, *flags, model=MODEL, reference=ref, bad_groups=None):
+        """bad_groups: the DP groups whose file is bad (default all); the others still load theirs."""
+        s = Server("--kv-cache-dir", d, "--kv-cache-write-behind-tokens", "0", *flags, model=model)
+        outs = requests(s, groups)
+        s.stop()
+        warns = [l for l in s.lines if "not loaded" in l]
+        if not warns:
+            fail(f"{what}: no warning that the file was not loaded:\n{s.log()}")
+        if not any(expect_in_warning in l for l in warns):
+            fail(f"{what}: the warning does not name {expect_in_warning!r}: {warns}")
+        for g, o in enumerate(outs):
+            if bad_groups is None or g in bad_groups:
+                if o["cached"] != 0:
+                    fail(f"{what}: group {g} served {o['cached']} tokens from a refused file")
+            elif o["cached"] != hits[g]["cached"]:
+                fail(f"{what}: group {g}, whose file is good, served {o['cached']} cached tokens, not "
+                     f"{hits[g]['cached']}")
+            same_tokens_close_lp(o, reference, what)
+
+    def restore():
+        shutil.rmtree(d)
+        shutil.copytree(saved, d)
+
+    # 3. A flipped byte among the pages: the checksum refuses it. tp2: only rank 1's file is bad,
+    # rank 0 reads a good one, and the group refuses together (else rank 0 would use pages rank 1 lacks).
+    victim = files[1] if LAYOUT in ("tp2", "mla") else files[0]
+    restore()
+    with open(victim, "r+b") as f:
+        f.seek(os.path.getsize(victim) // 2)
+        b = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([b[0] ^ 0x40]))
+    # With DP attention each group has its own tree: only group 0 (rank 0) loses its prefix.
+    only = [0] if LAYOUT == "dpattn" else None
+    refused("corrupt file", "checksum", bad_groups=only)
+    # 4. Truncated (a crash while copying it elsewhere, a full disk).
+    restore()
+    with open(victim, "r+b") as f:
+        f.truncate(os.path.getsize(victim) - 1000)
+    refused("truncated file", "truncated", bad_groups=only)
+
+    if LAYOUT != "mla":  # (mla sets its own --kv-cache-dtype)
+        # 5. Another KV dtype: the pages would be read as the wrong element type.
+        restore()
+        refused("file of another --kv-cache-dtype", "--kv-cache-dtype", "--kv-cache-dtype", "bf16",
+                reference=cold("--kv-cache-dtype", "bf16"))
+    if LAYOUT == "tp1":
+        # 5b. --kv-cache-dir-max-gb below the tree's size: the file keeps the most recent pages as a
+        # valid tree (a prefix of the prompt), and the restart serves exactly that many.
+        shutil.rmtree(d)
+        page_bytes = 16 * 5 * 2 * 4 * 8 * 4  # stories260K: 5 layers, K and V of 4 heads x 8 fp32
+        s = Server("--kv-cache-dir", d, "--kv-cache-write-behind-tokens", "0", "--kv-cache-dir-max-gb",
+                   str(4.5 * page_bytes / 1e9))
+        s.complete()
+        s.stop()
+        s = Server("--kv-cache-dir", d, "--kv-cache-write-behind-tokens", "0")
+        r = s.complete()
+        s.stop()
+        if r["cached"] != 4 * 16:
+            fail(f"a file capped at 4.5 pages served {r['cached']} cached tokens, not 64")
+        same_tokens_close_lp(r, ref, "capped file")
+        # 6. Another model of the same shape (one weight changed in the file's last 64 KiB): the KV
+        # of the old weights would be silently wrong.
+        restore()
+        other = os.path.join(tmp, "other-model")
+        os.makedirs(other)
+        shutil.copy(os.path.join(os.path.dirname(MODEL), "tok512.bin"), other)
+        om = os.path.join(other, "stories260K.bin")
+        shutil.copy(MODEL, om)
+        with open(om, "r+b") as f:
+            f.seek(os.path.getsize(om) - 4096)
+            (v,) = struct.unpack("<f", f.read(4))
+            f.seek(-4, 1)
+            f.write(struct.pack("<f", v + 0.5))
+        refused("file of another model", "digest", model=om, reference=cold(model=om))
+        # 7. Write-behind: with --kv-cache-write-behind-tokens 16 the file is written as the prefix
+        # joins the tree, so a crash (SIGKILL: no drain, no shutdown write) keeps it.
+        shutil.rmtree(d)
+        s = Server("--kv-cache-dir", d, "--kv-cache-write-behind-tokens", "16")
+        s.complete()
+        deadline = time.time() + 30
+        while not os.path.isfile(files[0]) and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(0.5)  # past the rename, the write is complete; a later rewrite would be atomic too
+        s.kill()
+        s = Server("--kv-cache-dir", d, "--kv-cache-write-behind-tokens", "0")
+        r = s.complete()
+        s.stop()
+        if r["cached"] != hits[0]["cached"]:
+            fail(f"after a crash, write-behind kept {r['cached']} cached tokens, not {hits[0]['cached']}")
+        same_tokens_close_lp(r, ref, "write-behind prefix after a crash")
+        # 8. STANDALONE speculative decoding: the draft model's own pool is not saved (its catch-up
+        # reads the whole prompt, cached or not); the target's prefix still comes from the file and
+        # greedy output is still the cold server's.
+        shutil.rmtree(d)
+        spec = ["--speculative-algorithm", "STANDALONE", "--speculative-draft-model-path", MODEL,
+                "--speculative-draft-model-quantization", "q4_0", "--kv-cache-dir", d,
+                "--kv-cache-write-behind-tokens", "0"]
+        s = Server(*spec)
+        s.complete()
+        s.stop()
+        s = Server(*spec)
+        r = s.complete()
+        s.stop()
+        if r["cached"] != hits[0]["cached"]:
+            fail(f"STANDALONE: {r['cached']} cached tokens after the restart, not {hits[0]['cached']}")
+        if r["text"] != ref["text"]:
+            fail(f"STANDALONE after the restart: {r['text']!r}, a cold server's {ref['text']!r}")
+    print(f"PASS ({LAYOUT})")
+finally:
+    shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,229 @@
+// The on-disk prefix cache file (kv/prefix_store.h) against the real KV pool and radix tree: a tree
+// written from one pool and read into another (at other page ids) holds the same rows, for every
+// KV element type and both layouts; LRU order survives; a truncated, corrupt or foreign file is
+// refused and takes no page.
+#include "kv/prefix_store.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <string>
+
+namespace dpserve {
+namespace {
+
+// Distinct rows that every element type holds exactly (integer codes, one of them 127, times a
+// power of two), so a page read back from the wrong bytes cannot compare equal.
+std::vector<float> row_values(int64_t r, int64_t n) {
+  std::vector<float> v(static_cast<size_t>(n));
+  const float c = std::ldexp(1.0f, -int(r % 5));
+  for (int64_t d = 0; d < n; ++d) v[size_t(d)] = c * float(d == r % n ? 127 : (r * 7 + d * 13) % 200 - 100);
+  return v;
+}
+
+KVPoolConfig pool_config(bool latent, KVElem e) {
+  KVPoolConfig c = latent ? KVPoolConfig::latent(2, 6, 2, 4, 16) : KVPoolConfig{2, 2, 8, 4, 16};
+  c.elem = e;
+  return c;
+}
+
+int64_t row_width(const KVPoolConfig& c) { return c.kind == KVKind::kLatent ? c.latent_dim + c.rope_dim : c.head_dim; }
+
+// Every row of page p, as fp32, in a fixed order.
+std::vector<std::vector<float>> page_rows(const KVPool& pool, int32_t p) {
+  const KVPoolConfig& c = pool.config();
+  std::vector<std::vector<float>> out;
+  std::vector<float> row(size_t(row_width(c)));
+  for (int64_t l = 0; l < c.n_layers; ++l)
+    for (int64_t s = 0; s < c.page_size; ++s) {
+      if (c.kind == KVKind::kLatent) {
+        pool.read_latent(l, p, s, row.data());
+        out.push_back(row);
+        continue;
+      }
+      for (int64_t h = 0; h < c.n_kv_heads; ++h) {
+        pool.read_k(l, p, h, s, row.data());
+        out.push_back(row);
+        pool.read_v(l, p, h, s, row.data());
+        out.push_back(row);
+      }
+    }
+  return out;
+}
+
+void fill_page(KVPool& pool, int32_t p, int64_t seed) {
+  const KVPoolConfig& c = pool.config();
+  int64_t r = seed * 1000;
+  for (int64_t l = 0; l < c.n_layers; ++l)
+    for (int64_t s = 0; s < c.page_size; ++s) {
+      if (c.kind == KVKind::kLatent) {
+        pool.write_latent(l, p, s, row_values(r++, row_width(c)).data());
+        continue;
+      }
+      for (int64_t h = 0; h < c.n_kv_heads; ++h) {
+        pool.write_k(l, p, h, s, row_values(r++, row_width(c)).data());
+        pool.write_v(l, p, h, s, row_values(r++, row_width(c)).data());
+      }
+    }
+}
+
+// A sequence of n_pages pages of tokens, its KV written, inserted into the tree.
+void cache_sequence(KVPool& pool, RadixCache& cache, const std::vector<int32_t>& toks) {
+  PageTable t;
+  ASSERT_TRUE(t.reserve(pool, int64_t(toks.size())));
+  for (int32_t p : t.pages) fill_page(pool, p, p + 1);
+  cache.insert(toks, t.pages, int64_t(toks.size()) / pool.page_size());
+  t.release(pool);
+}
+
+std::vector<int32_t> tokens(std::initializer_list<int32_t> firsts) {
+  std::vector<int32_t> t;
+  for (int32_t f : firsts)
+    for (int i = 0; i < 4; ++i) t.push_back(f + i);
+  return t;
+}
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char tmpl[] = "/tmp/prefix-store-test-XXXXXX";
+    path = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+};
+
+const PrefixIdentity kId = {{"model digest", "1"}, {"--kv-cache-dtype (as resolved)", "fp32"}};
+
+class PrefixStore : public ::testing::TestWithParam<std::tuple<bool, KVElem>> {};
+
+TEST_P(PrefixStore, ATreeReadIntoAnotherPoolHoldsTheSameRows) {
+  const auto [latent, elem] = GetParam();
+  TempDir dir;
+  const std::string file = dir.path + "/rank0.kvcache";
+  KVPool a(pool_config(latent, elem));
+  RadixCache ca(a);
+  const auto s1 = tokens({10, 20, 30});
+  const auto s2 = tokens({10, 20, 40, 50});  // shares two pages with s1
+  cache_sequence(a, ca, s1);
+  cache_sequence(a, ca, s2);
+  ASSERT_EQ(ca.cached_pages(), 5);
+  write_prefix_file(file, kId, ca.export_nodes(100), a);
+  EXPECT_FALSE(std::filesystem::exists(file + ".tmp"));
+
+  KVPool b(pool_config(latent, elem));
+  // Other page ids in b: the seven pages a used (0..6) are taken first.
+  std::vector<int32_t> held;
+  for (int i = 0; i < 7; ++i) held.push_back(b.alloc());
+  std::vector<RadixCache::Entry> got;
+  ASSERT_EQ(read_prefix_file(file, kId, b, got), "");
+  RadixCache cb(b);
+  ASSERT_TRUE(cb.import_nodes(got));
+  EXPECT_EQ(cb.cached_pages(), 5);
+  for (const auto* s : {&s1, &s2}) {
+    auto pa = ca.match(*s, 100);
+    auto pb = cb.match(*s, 100);
+    ASSERT_EQ(pa.size(), s->size() / 4);
+    ASSERT_EQ(pb.size(), pa.size());
+    for (size_t i = 0; i < pa.size(); ++i) {
+      EXPECT_NE(pa[i], pb[i]);
+      EXPECT_EQ(page_rows(a, pa[i]), page_rows(b, pb[i])) << "page " << i;
+    }
+    for (int32_t p : pa) a.release(p);
+    for (int32_t p : pb) b.release(p);
+  }
+  for (int32_t p : held) b.release(p);
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, PrefixStore,
+                         ::testing::Combine(::testing::Bool(),
+                                            ::testing::Values(KVElem::kF32, KVElem::kBF16, KVElem::kInt8)),
+                         [](const auto& i) {
+                           return std::string(std::get<0>(i.param) ? "latent_" : "per_head_") +
+                                  kv_elem_name(std::get<1>(i.param));
+                         });
+
+TEST(PrefixStoreFile, TheLeastRecentlyUsedLeafIsStillEvictedFirst) {
+  TempDir dir;
+  const std::string file = dir.path + "/f";
+  KVPool a(pool_config(false, KVElem::kF32));
+  RadixCache ca(a);
+  const auto old_seq = tokens({1, 2});
+  const auto new_seq = tokens({7, 8});
+  cache_sequence(a, ca, old_seq);
+  cache_sequence(a, ca, new_seq);
+  for (int32_t p : ca.match(old_seq, 100)) a.release(p);  // old_seq is now the most recent
+  write_prefix_file(file, kId, ca.export_nodes(100), a);
+  KVPool b(pool_config(false, KVElem::kF32));
+  std::vector<RadixCache::Entry> got;
+  ASSERT_EQ(read_prefix_file(file, kId, b, got), "");
+  RadixCache cb(b);
+  ASSERT_TRUE(cb.import_nodes(got));
+  ASSERT_EQ(cb.evict(2), 2);  // new_seq's two pages: least recently used
+  EXPECT_EQ(cb.cached_prefix_pages(old_seq, 100), 2);
+  EXPECT_EQ(cb.cached_prefix_pages(new_seq, 100), 0);
+}
+
+TEST(PrefixStoreFile, ALimitKeepsTheMostRecentPrefixAsAValidTree) {
+  TempDir dir;
+  const std::string file = dir.path + "/f";
+  KVPool a(pool_config(false, KVElem::kF32));
+  RadixCache ca(a);
+  cache_sequence(a, ca, tokens({1, 2, 3}));
+  cache_sequence(a, ca, tokens({1, 2, 9}));  // the newest: pages 1, 2 shared, 9 new
+  const auto entries = ca.export_nodes(3);
+  ASSERT_EQ(entries.size(), 3u);
+  write_prefix_file(file, kId, entries, a);
+  KVPool b(pool_config(false, KVElem::kF32));
+  std::vector<RadixCache::Entry> got;
+  ASSERT_EQ(read_prefix_file(file, kId, b, got), "");
+  RadixCache cb(b);
+  ASSERT_TRUE(cb.import_nodes(got));
+  EXPECT_EQ(cb.cached_prefix_pages(tokens({1, 2, 9}), 100), 3);
+  EXPECT_EQ(cb.cached_prefix_pages(tokens({1, 2, 3}), 100), 2);
+}
+
+TEST(PrefixStoreFile, BadFilesAreRefusedAndTakeNoPage) {
+  TempDir dir;
+  const std::string file = dir.path + "/f";
+  KVPool a(pool_config(false, KVElem::kInt8));
+  RadixCache ca(a);
+  cache_sequence(a, ca, tokens({1, 2, 3}));
+  write_prefix_file(file, kId, ca.export_nodes(100), a);
+  std::string bytes;
+  {
+    std::ifstream in(file, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  auto refused = [&](const std::string& content, const PrefixIdentity& id, const std::string& reason) {
+    {
+      std::ofstream out(file, std::ios::binary | std::ios::trunc);
+      out << content;
+    }
+    KVPool b(pool_config(false, KVElem::kInt8));
+    std::vector<RadixCache::Entry> got;
+    const std::string why = read_prefix_file(file, id, b, got);
+    EXPECT_NE(why.find(reason), std::string::npos) << why;
+    EXPECT_TRUE(got.empty());
+    EXPECT_EQ(b.free_pages(), b.n_pages());
+  };
+  // Every truncation, at a spread of lengths.
+  for (size_t n = 0; n < bytes.size(); n += 97) refused(bytes.substr(0, n), kId, "");
+  // One flipped bit anywhere after the header: in the entries or the pages.
+  for (size_t at = bytes.size() / 4; at < bytes.size(); at += bytes.size() / 7) {
+    std::string bad = bytes;
+    bad[at] = char(bad[at] ^ 0x10);
+    refused(bad, kId, "");
+  }
+  refused(std::string(bytes.size(), 'x'), kId, "not a dpserve prefix cache file");
+  refused(bytes, {{"model digest", "2"}, {"--kv-cache-dtype (as resolved)", "fp32"}},
+          "model digest: the file has 1, this server 2");
+  refused(bytes, {{"model digest", "1"}, {"--kv-cache-dtype (as resolved)", "bf16"}}, "--kv-cache-dtype");
+}
+
+}  // namespace
+}  // namespace dpserve
