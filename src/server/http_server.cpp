@@ -209,6 +209,7 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   register_responses_routes(s, c);
   register_sglang_routes(s, c);
   register_sglang_util_routes(s, c);
+  register_embeddings_routes(s, c);
 }
 
 HttpServer::~HttpServer() { stop(); }
