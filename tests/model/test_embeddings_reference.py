@@ -29,6 +29,8 @@ dp 2 with DP attention) and checked over loopback HTTP (http.client):
               reference logits of that row; swapped yes/no and the second-to-last position must fail.
               Results must be sorted by score, top_n honoured.
   generation  /v1/chat/completions on an --is-embedding server: 400 naming --is-embedding.
+  start-up    --pooling / --normalize-embeddings without --is-embedding, an unknown --pooling value and
+              a folder asking for max pooling stop the server with an error naming the flag / file.
 
   /usr/bin/python3 tests/model/test_embeddings_reference.py --dpserve BIN --make tools/make_hf_model.py \
       --tokenizer-dir ../shared/tokenizers/qwen3 --work DIR [--layouts one,tp2,dpattn]
@@ -301,6 +303,27 @@ def check_rerank(srv, ref, tokenizer_dir, failures):
     print(f"  rerank: {len(docs)} documents: worst logit-difference error {worst:.3g} x scale", flush=True)
 
 
+def check_startup_errors(args, folders, failures):
+    """Flags and folders dpserve cannot honour stop the start, naming the flag or the file."""
+    bad = os.path.join(args.work, "bad-pooling")
+    os.makedirs(os.path.join(bad, "1_Pooling"), exist_ok=True)
+    for f in ("config.json", "modules.json"):
+        shutil.copy(os.path.join(folders["mean"], f), os.path.join(bad, f))
+    with open(os.path.join(bad, "1_Pooling", "config.json"), "w") as f:
+        json.dump({"pooling_mode_max_tokens": True}, f)
+    cases = [([folders["mean"], "--pooling", "mean"], "--pooling applies to embedding models only"),
+             ([folders["mean"], "--normalize-embeddings", "true"], "--normalize-embeddings applies"),
+             ([folders["mean"], "--is-embedding", "--pooling", "max"], "--pooling must be"),
+             ([bad, "--is-embedding"], "1_Pooling/config.json asks for pooling_mode_max_tokens")]
+    for (model, *flags), want in cases:
+        p = subprocess.run([args.dpserve, "serve", "--host", "127.0.0.1", "--port", "0", "--model-path", model,
+                            "--tokenizer-path", args.tokenizer_dir] + flags,
+                           capture_output=True, text=True, timeout=60, env=ENV)
+        if p.returncode == 0 or want not in p.stderr:
+            failures.append(f"start-up with {flags}: exit {p.returncode}, want an error with '{want}': {p.stderr[-300:]}")
+    print(f"  start-up errors: {len(cases)} cases", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dpserve", required=True)
@@ -314,6 +337,7 @@ def main():
     ref = rf.RefModel(base)
     seqs = inputs(np.random.default_rng(37))
     failures = []
+    check_startup_errors(args, folders, failures)
     for layout in args.layouts.split(","):
         for kind in ("last", "mean"):
             print(f"layout {layout}, pooling {kind}", flush=True)
