@@ -308,13 +308,14 @@ void register_serve(CLI::App& app) {
   s->add_flag("--is-embedding", a->is_embedding,
               "Serve the model as an embedding model (as SGLang's flag): POST /v1/embeddings returns its pooled, "
               "final-normed hidden states; generation routes answer 400. Pooling and normalisation come from the "
-              "folder's sentence-transformers files (modules.json, 1_Pooling/config.json), else last token + L2");
+              "folder's sentence-transformers files (modules.json, 1_Pooling/config.json), else last token + L2")
+      ->envname("DPSERVE_IS_EMBEDDING");
   s->add_option("--pooling", a->pooling,
                 "--is-embedding: auto (the model folder's, else last), last, mean or cls")
-      ->capture_default_str();
+      ->capture_default_str()->envname("DPSERVE_POOLING");
   s->add_option("--normalize-embeddings", a->normalize_embeddings,
                 "--is-embedding: auto (a Normalize module in modules.json; on without modules.json), true or false")
-      ->capture_default_str();
+      ->capture_default_str()->envname("DPSERVE_NORMALIZE_EMBEDDINGS");
   s->add_flag("--log-requests", a->so.log_requests, "Log each request's prompt and output (as SGLang's --log-requests)")
       ->envname("DPSERVE_LOG_REQUESTS");
   s->add_flag("--enable-metrics", a->enable_metrics,
