@@ -34,6 +34,9 @@ struct ServeArgs {
   ServerOptions so;
   std::string log_level = "info";
   bool enable_metrics = false;  // accepted; metrics are always on
+  bool is_embedding = false;
+  std::string pooling = "auto";
+  std::string normalize_embeddings = "auto";
 };
 
 // What this node's launcher wrote before its SIGUSR1 (node_control.h).
@@ -69,6 +72,12 @@ void run_serve(ServeArgs& a) {
   ModelLocation loc = resolve_model(a.rf.rt.model_path, a.rf.tokenizer_path);
   a.rf.rt.model_path = loc.model;
   a.rf.rt.sched.enable_prefix_cache = !a.rf.disable_radix_cache;
+  // Every rank reads the same small files, so a bad folder stops them all alike, before any collective.
+  if (a.is_embedding) {
+    a.so.embedding = load_embedding_config(loc.model, a.pooling, a.normalize_embeddings);
+  } else if (a.pooling != "auto" || a.normalize_embeddings != "auto") {
+    fail("{} applies to embedding models only: add --is-embedding", a.pooling != "auto" ? "--pooling" : "--normalize-embeddings");
+  }
   std::unique_ptr<Tokenizer> tok;
   if (a.so.skip_tokenizer_init) {
     // No vocabulary: EOS comes from the model's config (the runtime adds it), the stand-in is made below.
@@ -121,6 +130,9 @@ void run_serve(ServeArgs& a) {
     while (!p.empty() && p.back() == '/') p.pop_back();
     a.so.served_model_name = p.substr(p.find_last_of('/') + 1);
   }
+  if (a.is_embedding)
+    spdlog::info("--is-embedding: /v1/embeddings serves pooled hidden states ({}); generation routes are refused",
+                 a.so.embedding.source);
   // Images: read on rank 0 only, where requests are parsed and images materialized.
   a.so.images.tokens = VisionTokenIds::load(loc.model);
   if (a.so.images.tokens.takes_images()) {
@@ -148,6 +160,7 @@ void run_serve(ServeArgs& a) {
                          {"chunked_prefill_size", a.rf.rt.sched.chunked_prefill_size},
                          {"schedule_policy", a.rf.rt.sched.policy == SchedulePolicy::kLpm ? "lpm" : "fcfs"},
                          {"skip_tokenizer_init", a.so.skip_tokenizer_init},
+                         {"is_embedding", a.is_embedding},
                          {"max_total_tokens", rt->kv_tokens_per_rank()},
                          {"kernels", cpu_kernel_name()},
                          {"version", "0.1.0"}};
@@ -297,6 +310,17 @@ void register_serve(CLI::App& app) {
                        "Do not serve the web page at / (chat, server info, live /metrics plots; see docs/webui.md): "
                        "/ is then a 404 like any unknown route")
       ->envname("DPSERVE_NO_WEBUI");
+  s->add_flag("--is-embedding", a->is_embedding,
+              "Serve the model as an embedding model (as SGLang's flag): POST /v1/embeddings returns its pooled, "
+              "final-normed hidden states; generation routes answer 400. Pooling and normalisation come from the "
+              "folder's sentence-transformers files (modules.json, 1_Pooling/config.json), else last token + L2")
+      ->envname("DPSERVE_IS_EMBEDDING");
+  s->add_option("--pooling", a->pooling,
+                "--is-embedding: auto (the model folder's, else last), last, mean or cls")
+      ->capture_default_str()->envname("DPSERVE_POOLING");
+  s->add_option("--normalize-embeddings", a->normalize_embeddings,
+                "--is-embedding: auto (a Normalize module in modules.json; on without modules.json), true or false")
+      ->capture_default_str()->envname("DPSERVE_NORMALIZE_EMBEDDINGS");
   s->add_flag("--log-requests", a->so.log_requests, "Log each request's prompt and output (as SGLang's --log-requests)")
       ->envname("DPSERVE_LOG_REQUESTS");
   s->add_flag("--enable-metrics", a->enable_metrics,

@@ -71,6 +71,13 @@ void read_value(const Object& o, T& v) {
 void write_value(Packer& pk, const std::optional<uint64_t>& v) { pk.pack(*v); }
 void read_value(const Object& o, std::optional<uint64_t>& v) { v = o.as<uint64_t>(); }
 
+void write_value(Packer& pk, Pooling p) { pk.pack(uint8_t(p)); }
+void read_value(const Object& o, Pooling& p) {
+  const auto v = o.as<uint8_t>();
+  if (v > uint8_t(Pooling::kCls)) throw msgpack::type_error();
+  p = Pooling(v);
+}
+
 void write_value(Packer& pk, Finish f) { pk.pack(uint8_t(f)); }
 void read_value(const Object& o, Finish& f) {
   const auto v = o.as<uint8_t>();
@@ -296,6 +303,8 @@ const std::array kNewRequest = {
     WIRE_OPTIONAL(NewRequest, "logit_bias", req.logit_bias, !v.req.logit_bias.empty()),
     WIRE_OPTIONAL(NewRequest, "images", req.images, !v.req.images.empty()),
     WIRE_OPTIONAL(NewRequest, "images_follow", images_follow, v.images_follow),
+    WIRE_OPTIONAL(NewRequest, "pooling", req.pooling, v.req.pooling != Pooling::kNone),
+    WIRE_OPTIONAL(NewRequest, "score_ids", req.score_ids, !v.req.score_ids.empty()),
 };
 
 void write_value(Packer& pk, const std::vector<NewRequest>& reqs) {
@@ -382,6 +391,8 @@ const std::array kOutToken = {
     WIRE_FIELD(OutToken, "cached_tokens", cached_tokens),
     WIRE_OPTIONAL(OutToken, "spec_drafted", spec_drafted, v.spec_drafted != 0),
     WIRE_OPTIONAL(OutToken, "spec_accepted", spec_accepted, v.spec_accepted != 0),
+    WIRE_OPTIONAL(OutToken, "embedding", embedding, !v.embedding.empty()),
+    WIRE_OPTIONAL(OutToken, "scores", scores, !v.scores.empty()),
 };
 
 void write_value(Packer& pk, const std::vector<OutToken>& outs) {
@@ -472,7 +483,9 @@ StepControl decode_control(const std::byte* data, size_t n) {
 
 std::vector<std::byte> encode(const GroupReport& r) {
   ByteSink sink;
-  sink.out.reserve(256 + 96 * r.outs.size());
+  size_t payload = 256 + 96 * r.outs.size();
+  for (const auto& o : r.outs) payload += 4 * (o.embedding.size() + o.scores.size());
+  sink.out.reserve(payload);
   Packer pk(sink);
   write_fields(pk, r, kGroupReport, true);
   return std::move(sink.out);

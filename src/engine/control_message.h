@@ -26,7 +26,8 @@ inline constexpr uint32_t kControlMessageVersion = 1;
 // Fields: id, group, input_ids, params, and optional input_embeds + embed_rows, top_logprobs,
 // return_logprob, prompt_logprobs, constraint (the compiled automaton, constrain/automaton.h's
 // serialization), logit_bias, images (each a map: height, width, rgb as one bin, hash; rgb must
-// hold height x width x 3 bytes, or nothing when images_follow), images_follow. Request::rid stays
+// hold height x width x 3 bytes, or nothing when images_follow), images_follow, pooling (0..3),
+// score_ids. Request::rid stays
 // on rank 0 (logs, /abort_request).
 struct NewRequest {
   uint64_t id = 0;
@@ -59,7 +60,7 @@ struct StepControl {
 
 // Fields: id, prompt_tokens, cached_tokens, and optional token + logprob (has_token), top_ids +
 // top_logprobs, prompt (the prompt positions' entries, one bin), finish, error, spec_drafted,
-// spec_accepted.
+// spec_accepted, embedding, scores (float32 bins).
 struct OutToken {
   uint64_t id = 0;
   bool has_token = false;  // false for a finish without a new token (abort, error)
@@ -73,6 +74,8 @@ struct OutToken {
   // tokens checked and how many matched (its tokens this step: spec_accepted + 1, or fewer if it ended).
   int64_t spec_drafted = 0;
   int64_t spec_accepted = 0;
+  std::vector<float> embedding;  // Request::pooling: the pooled hidden state (Response::embedding)
+  std::vector<float> scores;     // Request::score_ids: their logits (Response::scores)
 };
 
 // Fields: v, group, running, waiting, pages_used, pages_total, prefix_hit_tokens,

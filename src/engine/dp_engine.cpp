@@ -196,6 +196,8 @@ void DpEngine::on_reports(std::vector<GroupReport>& reports) {
         r.prompt_tokens = o.prompt_tokens;
         r.cached_tokens = o.cached_tokens;
         r.prompt = std::move(o.prompt);
+        r.embedding = std::move(o.embedding);
+        r.scores = std::move(o.scores);
         r.spec_drafted = o.spec_drafted;
         r.spec_accepted = o.spec_accepted;
         if (o.spec_drafted > 0) {
@@ -211,7 +213,7 @@ void DpEngine::on_reports(std::vector<GroupReport>& reports) {
         // A request's tokens of one step (speculation verifies several) travel as one delivery.
         if (!deliveries.empty() && deliveries.back().second.id == o.id && !deliveries.back().second.finished &&
             deliveries.back().second.prompt.empty() &&
-            r.prompt.empty()) {
+            r.prompt.empty() && r.embedding.empty() && r.scores.empty()) {
           Response& prev = deliveries.back().second;
           for (auto& t : r.tokens) prev.tokens.push_back(std::move(t));
           prev.spec_drafted += r.spec_drafted;

@@ -414,6 +414,17 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
       if (s.sample)
         for (int64_t k = n - 1 - s.n_draft; k < n; ++k) fb.logit_rows.push_back(q_row + k);
     }
+    // Pooling heads: every prompt row not added yet (mean / CLS), or the last prompt row.
+    if (const RequestState& st = *s.state; st.req.pooling != Pooling::kNone) {
+      const int64_t q_row = fb.seqs.back().q_row;
+      for (int64_t k = 0; k < n; ++k) {
+        const int64_t pos = s.pos0 + k;
+        const bool want = st.req.pooling == Pooling::kMean  ? pos >= st.pool_next && pos < st.prompt_len
+                          : st.req.pooling == Pooling::kCls ? pos == 0
+                                                            : pos == st.prompt_len - 1;
+        if (want) fb.hidden_rows.push_back(q_row + k);
+      }
+    }
     any_embeds |= s.state->has_embeds();
     if (s.state->has_images()) {
       any_images = true;
@@ -450,9 +461,11 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
     }
   }
   logits_.resize(size_t(fb.logit_rows.size()) * size_t(V));
+  hidden_.resize(fb.hidden_rows.size() * size_t(cfg.hidden));
   mcomm_.begin_step(sync);
-  model_.forward(fb, *kv_, logits_.data());
+  model_.forward(fb, *kv_, logits_.data(), hidden_.data());
   ++counters_.forward_steps;
+  if (!fb.hidden_rows.empty()) pool_rows(b, fb);
   for (const ScheduledSeq& s : b.seqs)  // a prefilled prompt needs its images' embeddings no more
     if (s.state->has_images() && s.pos0 + int64_t(s.tokens.size()) >= s.state->prompt_len)
       std::vector<float>().swap(s.state->image_embeds);
@@ -534,6 +547,10 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
     const ScheduledSeq& s = *picks[i].seq;
     RequestState& st = *s.state;
     float* logits = picks[i].logits;
+    // Scoring: the raw logits, before any mask or bias, on the request's first token only.
+    std::vector<float> scores;
+    if (!st.req.score_ids.empty() && st.generated() == 0)
+      for (int32_t id : st.req.score_ids) scores.push_back(logits[id]);
     if (st.matcher) {
       const uint64_t* mask = &masks_[k * words];
       const std::string& err = mask_errors[k++];
@@ -568,6 +585,10 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
       if (st.wants_logprobs()) log_softmax_top(raw.data(), V, tok, st.req.top_logprobs, o.tok);
       o.prompt_tokens = st.prompt_len;
       o.cached_tokens = st.cached;
+      if (r == 0) {
+        o.scores = std::move(scores);
+        if (st.req.pooling != Pooling::kNone && st.generated() == 0) o.embedding = pooled(st);
+      }
       results.push_back(StepResult{s.id, tok});
       rep.outs.push_back(std::move(o));
       return tok;
@@ -599,6 +620,35 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
       if (!drop[i]) rep.outs[w++] = std::move(rep.outs[first_out + i]);
     rep.outs.resize(w);
   }
+}
+
+void RankWorker::pool_rows(const ScheduledBatch& b, const ForwardBatch& fb) {
+  const int64_t H = model_.config().hidden;
+  size_t row = 0;  // hidden_rows follow the batch's seqs in order
+  for (size_t i = 0; i < b.seqs.size(); ++i) {
+    RequestState& st = *b.seqs[i].state;
+    if (st.req.pooling == Pooling::kNone) continue;
+    const int64_t q_row = fb.seqs[i].q_row;
+    for (; row < fb.hidden_rows.size() && fb.hidden_rows[row] < q_row + int64_t(b.seqs[i].tokens.size()); ++row) {
+      const int64_t pos = b.seqs[i].pos0 + (fb.hidden_rows[row] - q_row);
+      const float* h = &hidden_[row * size_t(H)];
+      if (st.pool_sum.empty()) st.pool_sum.assign(size_t(H), 0.0);
+      if (st.req.pooling == Pooling::kLast || (st.req.pooling == Pooling::kCls && pos == 0)) {
+        for (int64_t j = 0; j < H; ++j) st.pool_sum[size_t(j)] = h[j];
+      } else if (st.req.pooling == Pooling::kMean) {
+        for (int64_t j = 0; j < H; ++j) st.pool_sum[size_t(j)] += h[j];
+      }
+      st.pool_next = pos + 1;
+    }
+  }
+}
+
+std::vector<float> RankWorker::pooled(const RequestState& st) const {
+  // A request whose last prompt row ran this step has every pooled row in pool_sum.
+  const double div = st.req.pooling == Pooling::kMean ? double(st.prompt_len) : 1.0;
+  std::vector<float> out(st.pool_sum.size());
+  for (size_t j = 0; j < out.size(); ++j) out[j] = float(st.pool_sum[j] / div);
+  return out;
 }
 
 GroupReport RankWorker::make_report() {

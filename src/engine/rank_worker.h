@@ -142,6 +142,10 @@ class RankWorker {
   // it is not held already.
   void encode_images(RequestState& st, int64_t pos0, int64_t n);
   void step_forward(const ScheduledBatch& b, const StepSync& sync, GroupReport& rep);
+  // Pooling heads: adds this step's hidden rows (hidden_) to their requests' pool_sum; pooled() is
+  // the request's vector once its prompt is done (the mean divides by the prompt's length).
+  void pool_rows(const ScheduledBatch& b, const ForwardBatch& fb);
+  std::vector<float> pooled(const RequestState& st) const;
   GroupReport make_report();
   StepControl receive_control(StepDriver* driver, bool idle);
   void exchange_reports(GroupReport& rep, StepDriver* driver, bool& any_work);
@@ -165,6 +169,7 @@ class RankWorker {
   std::deque<uint64_t> embed_fifo_;  // requests holding input_embeds, oldest first
   ImageTransfer images_;             // pipelined image bytes; requests waiting for theirs
   std::vector<float> logits_;
+  std::vector<float> hidden_;  // this step's pooled rows (ForwardBatch::hidden_rows)
   WorkerCounters counters_;
   double step_t0_ = 0;  // start of the current step's work (after any idle wait)
   // Watchdog: steady-clock seconds at which the running step began, 0 between steps; and at which

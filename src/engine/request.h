@@ -23,6 +23,12 @@ struct LogitBias {
   float bias = 0;
 };
 
+// A pooling head (--is-embedding): the request runs its prompt only and answers with one vector of
+// hidden-state width, taken after the model's final norm: the last prompt row, the mean of every
+// prompt row, or the first row (CLS). kNone: an ordinary generation request.
+enum class Pooling : uint8_t { kNone, kLast, kMean, kCls };
+const char* to_string(Pooling p);  // "none" | "last" | "mean" | "cls"
+
 struct Request {
   std::vector<int32_t> input_ids;
   // Alternative to input_ids (SGLang /generate): rows x hidden floats, row-major.
@@ -46,6 +52,11 @@ struct Request {
   // Images, materialized on rank 0 (decoded, RGB, resized), in prompt order: image k fills the k-th
   // run of the model's image_pad token in input_ids (the frontend expanded each run to its length).
   std::vector<ImageInput> images;
+  // Embeddings: the pooled hidden state is reported with the request's (only) token (Response::embedding).
+  Pooling pooling = Pooling::kNone;
+  // Scoring (/v1/rerank): the raw logits of these ids at the last prompt row, reported with the
+  // request's first token (Response::scores), before any bias or mask.
+  std::vector<int32_t> score_ids;
 };
 
 struct TokenLogprob {
@@ -76,6 +87,9 @@ struct Response {
   // "error" because the engine was stopping (draining for a shutdown) when the request came: it
   // never ran, and may be sent again elsewhere or later (a 503, not a 400).
   bool engine_unavailable = false;
+  // Request::pooling: the pooled hidden state [hidden] (not normalised); Request::score_ids: their logits.
+  std::vector<float> embedding;
+  std::vector<float> scores;
   int64_t prompt_tokens = 0;
   int64_t cached_tokens = 0;  // prompt tokens served from the prefix cache
   int64_t completion_tokens = 0;

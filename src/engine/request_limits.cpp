@@ -164,7 +164,21 @@ std::optional<LimitViolation> RequestLimits::check(const Request& r, const Param
     prompt_len = int64_t(r.input_ids.size());
   }
   if (auto v = check_sampling(r.params, r.top_logprobs, name)) return v;
+  // The score ids are server-chosen (/v1/rerank's yes / no), so they are named as the prompt's.
+  for (int32_t id : r.score_ids)
+    if (auto why = token_rule(id))
+      return LimitViolation{P::kPrompt, fmt::format("score token id {} {}", id, *why)};
   return check_max_new_tokens(prompt_len, r.params.max_new_tokens, name);
+}
+
+const char* to_string(Pooling p) {
+  switch (p) {
+    case Pooling::kLast: return "last";
+    case Pooling::kMean: return "mean";
+    case Pooling::kCls: return "cls";
+    case Pooling::kNone: break;
+  }
+  return "none";
 }
 
 std::optional<LimitViolation> RequestLimits::check(const Request& r) const { return check(r, quoted); }

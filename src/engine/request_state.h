@@ -59,9 +59,19 @@ struct RequestState {
     return pos < prompt_len ? mrope_pos[size_t(3 * pos + axis)] : int32_t(pos + mrope_delta);
   }
 
+  // Pooling (req.pooling): the sum of the pooled rows so far, and the next prompt position to add
+  // (rows recomputed after a preemption are not added twice). Reported when the prompt is done.
+  std::vector<double> pool_sum;
+  int64_t pool_next = 0;
+  // Mean and CLS pooling read rows the prefix cache would skip.
+  bool pools_every_row() const { return req.pooling == Pooling::kMean || req.pooling == Pooling::kCls; }
+
   bool wants_logprobs() const { return req.return_logprob || req.top_logprobs > 0; }
   // Some prompt positions still need their logits (so their KV cannot come from the prefix cache).
   bool needs_prompt_logprobs() const { return req.prompt_logprobs && prompt_lp_next < prompt_len; }
+  // Prompt rows must be computed, not taken from the prefix cache: prompt logprobs still owed, or a
+  // pooling head that reads every row (its pages still go into the cache when it ends).
+  bool skips_prefix_cache() const { return needs_prompt_logprobs() || pools_every_row(); }
 };
 
 }  // namespace dpserve

@@ -257,7 +257,7 @@ ScheduledBatch Scheduler::schedule() {
     // Prompt positions that still need logits must be computed: such a request takes nothing from
     // the prefix cache (its pages still go into it when it ends). A recompute after preemption, once
     // every prompt logprob was reported, uses the cache as usual.
-    if (cache_ && !r->st.needs_prompt_logprobs()) {
+    if (cache_ && !r->st.skips_prefix_cache()) {
       // Leave at least one token to run, so the last chunk has logits to sample from.
       bool count = !r->admitted_once && !r->looked_up;
       r->table.pages = cache_->match(r->st.tokens, (n_tok - 1) / page_size_, count);
@@ -304,7 +304,7 @@ void Scheduler::order_waiting_by_prefix() {
     // Preempted requests keep the front (they already waited their turn once); a request whose
     // prompt logprobs are still owed takes nothing from the cache, so its match counts nothing.
     const int64_t key = r->admitted_once                ? std::numeric_limits<int64_t>::max()
-                        : r->st.needs_prompt_logprobs() ? 0
+                        : r->st.skips_prefix_cache()    ? 0
                                                         : cache_->cached_prefix_pages(r->st.tokens, (n_tok - 1) / page_size_);
     keyed.emplace_back(key, r);
   }

@@ -360,7 +360,7 @@ void Model::mlp(Team& t, const Layer& L, int64_t T) {
   add_inplace(t, x_.data(), o_.data(), T * H);
 }
 
-void Model::forward_member(Team& t, const ForwardBatch& b, KVPool& kv, float* logits) {
+void Model::forward_member(Team& t, const ForwardBatch& b, KVPool& kv, float* logits, float* hidden) {
   const auto& c = cfg_;
   const int64_t T = b.n_tokens(), H = c.hidden;
   const Range r = t.share(T);
@@ -379,6 +379,15 @@ void Model::forward_member(Team& t, const ForwardBatch& b, KVPool& kv, float* lo
     rmsnorm(t, x_.data(), L.mlp_norm.data(), xn_.data(), T, H, float(c.rms_eps));
     mlp(t, L, T);
   }
+  // Pooling heads: the wanted rows' hidden states after the final norm (every rank of the group
+  // holds the whole hidden width of its group's rows here, whatever the layout).
+  if (const int64_t P = int64_t(b.hidden_rows.size()); P > 0) {
+    const Range pr = t.share(P);
+    for (int64_t i = pr.begin; i < pr.end; ++i)
+      std::memcpy(&hidden[i * H], &x_[b.hidden_rows[i] * H], sizeof(float) * size_t(H));
+    t.barrier();
+    rmsnorm(t, hidden, final_norm_.data(), hidden, P, H, float(c.rms_eps));
+  }
   const int64_t R = int64_t(b.logit_rows.size());
   if (R == 0) return;
   const Range rr = t.share(R);
@@ -394,7 +403,7 @@ void Model::forward_member(Team& t, const ForwardBatch& b, KVPool& kv, float* lo
   }
 }
 
-void Model::forward(const ForwardBatch& b, KVPool& kv, float* logits) {
+void Model::forward(const ForwardBatch& b, KVPool& kv, float* logits, float* hidden) {
   const auto& c = cfg_;
   const int64_t T = b.n_tokens(), H = c.hidden, hd = c.head_dim;
   // Everything that can fail on bad input fails here, on the step thread, before the team starts.
@@ -404,6 +413,7 @@ void Model::forward(const ForwardBatch& b, KVPool& kv, float* logits) {
     if (id < 0 || id >= c.vocab) fail("token id {} is outside the vocabulary [0, {})", id, c.vocab);
   }
   const int64_t qd = n_heads_local_ * hd, kd = n_kv_local_ * hd, R = int64_t(b.logit_rows.size());
+  DP_CHECK(b.hidden_rows.empty() || hidden != nullptr, "hidden rows wanted but no buffer for them");
   grow(x_, T * H);
   grow(xn_, T * H);
   grow(q_, T * qd);
@@ -462,7 +472,7 @@ void Model::forward(const ForwardBatch& b, KVPool& kv, float* logits) {
     if (L.moe) L.moe->reserve(T);
     if (L.mla) L.mla->reserve(T, b.seqs, mla_path_);
   }
-  team_->run([&](Team& t) { forward_member(t, b, kv, logits); });
+  team_->run([&](Team& t) { forward_member(t, b, kv, logits, hidden); });
 }
 
 }  // namespace dpserve

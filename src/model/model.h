@@ -28,6 +28,8 @@ struct ForwardBatch {
   std::vector<int32_t> tokens;
   std::vector<AttnSeq> seqs;         // q_row, n_q, pos0, page table of each sequence
   std::vector<int64_t> logit_rows;   // rows of `tokens` whose logits are wanted, in output order
+  // Rows whose hidden state after the final norm is wanted (pooling heads), in output order.
+  std::vector<int64_t> hidden_rows;
   // Optional, one per row: an embedding [hidden] that replaces the token's (input_embeds requests).
   std::vector<const float*> row_embeds;
   // Optional, 3 per row: M-RoPE (temporal, height, width) positions of each row (models with
@@ -96,16 +98,17 @@ class Model {
   void set_mla_path(MlaPath p) { mla_path_ = p; }
 
   // Runs the batch on the thread team, writes K/V of its tokens into `kv`, and fills
-  // logits[batch.logit_rows.size(), vocab]. Collectives (ModelComm) are called from the calling
-  // thread only.
-  void forward(const ForwardBatch& batch, KVPool& kv, float* logits);
+  // logits[batch.logit_rows.size(), vocab], and hidden[batch.hidden_rows.size(), hidden] (the rows
+  // after the final norm, as Hugging Face's last_hidden_state; may be null without hidden_rows).
+  // Collectives (ModelComm) are called from the calling thread only.
+  void forward(const ForwardBatch& batch, KVPool& kv, float* logits, float* hidden = nullptr);
 
  private:
   struct Layer;
   Model() = default;
   void init_layers(const LoadOptions& opts);
   // One member's part of forward(); every member runs it.
-  void forward_member(Team& t, const ForwardBatch& b, KVPool& kv, float* logits);
+  void forward_member(Team& t, const ForwardBatch& b, KVPool& kv, float* logits, float* hidden);
   void attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv);
   void mlp(Team& t, const Layer& L, int64_t T);
   // MLA layers (DeepSeek-V2/V3): model/mla_attention.h, run by the team's leader for now.

@@ -212,6 +212,7 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   register_sglang_routes(s, c);
   register_sglang_util_routes(s, c);
   if (c.opts.webui) register_webui_route(s, c);
+  register_embeddings_routes(s, c);
 }
 
 HttpServer::~HttpServer() { stop(); }

@@ -63,6 +63,12 @@ void check_serving(ServerContext& ctx) {
 
 std::shared_ptr<void> admit_generation(ServerContext& ctx, const GenSpec& spec) {
   check_serving(ctx);
+  // SGLang refuses generation on an embedding server too: its pooled outputs are no tokens to sample.
+  if (ctx.opts.embedding.enabled)
+    throw ApiError(400,
+                   "This server was started with --is-embedding: it serves POST /v1/embeddings (and /v1/rerank), "
+                   "not text generation; start it without --is-embedding to generate",
+                   "", "invalid_request_error", "embedding_server");
   const int64_t n = spec.n;
   int64_t sequences = 0, tokens = 0;
   auto count = [&](int64_t prompt_len) {
@@ -71,11 +77,16 @@ std::shared_ptr<void> admit_generation(ServerContext& ctx, const GenSpec& spec) 
   };
   if (spec.prompts.empty()) count(spec.input_embeds_rows);
   for (const auto& p : spec.prompts) count(int64_t(p.size()));
+  return admit_work(ctx, sequences, tokens, "n");
+}
+
+std::shared_ptr<void> admit_work(ServerContext& ctx, int64_t sequences, int64_t tokens, const std::string& param) {
+  check_serving(ctx);
   std::shared_ptr<void> slot;
   switch (ctx.admission.admit(sequences, tokens, slot)) {
     case Admission::Verdict::kAdmitted: break;
     case Admission::Verdict::kTooBig:
-      bad_param("n", fmt::format("This request needs {} sequences and {} tokens (prompt + max_tokens each); the "
+      bad_param(param, fmt::format("This request needs {} sequences and {} tokens (prompt + max_tokens each); the "
                                  "server admits at most {} sequences (--max-queued-requests) and {} tokens "
                                  "(--max-queued-tokens) at once",
                                  sequences, tokens, ctx.admission.max_sequences(), ctx.admission.max_tokens()));

@@ -42,7 +42,11 @@ void check_serving(ServerContext& ctx);
 // Takes on a parsed request's sequences and tokens: 429 when what is in flight leaves no room under
 // --max-queued-requests / --max-queued-tokens, 400 when the request alone exceeds them. Returns its
 // in-flight slot, released with its last owner.
+// Under --is-embedding every generation route is a 400 naming the flag.
 std::shared_ptr<void> admit_generation(ServerContext& ctx, const GenSpec& spec);
+// The same admission for work counted directly (embeddings, rerank): `param` is named when the
+// request alone is too big.
+std::shared_ptr<void> admit_work(ServerContext& ctx, int64_t sequences, int64_t tokens, const std::string& param);
 // The request's JSON body, parsed under JsonLimits: done within --http-request-timeout of the end of
 // its headers, stopped when the client leaves or the server stops, top-level fields refused as
 // soon as `known` says no.

@@ -15,6 +15,8 @@ void register_responses_routes(httplib::Server& svr, ServerContext& ctx);
 void register_sglang_routes(httplib::Server& svr, ServerContext& ctx);
 // /get_model_info, /tokenize, /detokenize (also under /v1/), /flush_cache.
 void register_sglang_util_routes(httplib::Server& svr, ServerContext& ctx);
+// /v1/embeddings (--is-embedding), /v1/rerank.
+void register_embeddings_routes(httplib::Server& svr, ServerContext& ctx);
 
 // GET /: the embedded web page (unless --no-webui). The page is the same bytes on every server and
 // carries no data; it reads everything through the API routes, with the key the user gives it.

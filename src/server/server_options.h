@@ -9,6 +9,7 @@
 #include "constrain/json_schema_compiler.h"
 #include "server/chat_output.h"
 #include "server/image_source.h"
+#include "server/pooling_config.h"
 
 namespace dpserve {
 
@@ -44,6 +45,8 @@ struct ServerOptions {
   // Image inputs: the limits and URL policy from the flags, the token ids and preprocessing from
   // the model folder (config.json, preprocessor_config.json).
   ImageOptions images;
+  // --is-embedding: the pooling head /v1/embeddings runs (enabled: generation routes are refused).
+  EmbeddingConfig embedding;
 };
 
 }  // namespace dpserve

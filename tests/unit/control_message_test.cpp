@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -259,7 +260,7 @@ TEST(ControlMessage, UnusedOptionalFieldsAreLeftOut) {
   const auto small = encode(c);
   const std::string text(reinterpret_cast<const char*>(small.data()), small.size());
   for (const char* absent : {"input_embeds", "embed_rows", "seed", "stop_token_ids", "top_logprobs", "return_logprob",
-                             "prompt_logprobs", "constraint", "logit_bias", "images"})
+                             "prompt_logprobs", "constraint", "logit_bias", "images", "pooling", "score_ids"})
     EXPECT_EQ(text.find(absent), std::string::npos) << absent;
   for (const char* present : {"temperature", "max_new_tokens", "input_ids", "shutdown"})
     EXPECT_NE(text.find(present), std::string::npos) << present;
@@ -284,6 +285,50 @@ TEST(ControlMessage, ConstraintAndLogitBiasTravel) {
   EXPECT_EQ(r.logit_bias[1].token, 151645);
   EXPECT_EQ(r.logit_bias[1].bias, 2.5f);
   EXPECT_TRUE(std::signbit(r.logit_bias[2].bias));
+}
+
+// Embedding and rerank requests: the pooling mode and score ids go out, the pooled vector and the
+// logits come back with their exact float bits; a pooling mode no rank knows is refused by name.
+TEST(ControlMessage, PoolingAndScoresTravel) {
+  StepControl c;
+  NewRequest n;
+  n.id = 4;
+  n.req.input_ids = {1, 2};
+  n.req.pooling = Pooling::kMean;
+  n.req.score_ids = {9693, 2152};
+  c.new_requests.push_back(n);
+  const auto bytes = encode(c);
+  const StepControl d = decode_control(bytes.data(), bytes.size());
+  ASSERT_EQ(d.new_requests.size(), 1u);
+  EXPECT_EQ(d.new_requests[0].req.pooling, Pooling::kMean);
+  EXPECT_EQ(d.new_requests[0].req.score_ids, (std::vector<int32_t>{9693, 2152}));
+
+  GroupReport r;
+  OutToken o;
+  o.id = 4;
+  o.has_token = true;
+  o.embedding = {0.25f, -0.0f, 1e-30f};
+  o.scores = {3.5f, -2.0f};
+  r.outs.push_back(o);
+  const auto rb = encode(r);
+  const GroupReport back = decode_report(rb.data(), rb.size());
+  ASSERT_EQ(back.outs.size(), 1u);
+  ASSERT_EQ(back.outs[0].embedding.size(), 3u);
+  EXPECT_EQ(back.outs[0].embedding[0], 0.25f);
+  EXPECT_TRUE(std::signbit(back.outs[0].embedding[1]));
+  EXPECT_EQ(back.outs[0].embedding[2], 1e-30f);
+  EXPECT_EQ(back.outs[0].scores, (std::vector<float>{3.5f, -2.0f}));
+
+  // pooling 4 does not exist: the field is named, no rank guesses.
+  std::vector<std::byte> bad = bytes;
+  const std::string key = "pooling";
+  auto at = std::search(bad.begin(), bad.end(), reinterpret_cast<const std::byte*>(key.data()),
+                        reinterpret_cast<const std::byte*>(key.data()) + key.size());
+  ASSERT_NE(at, bad.end());
+  at += std::ptrdiff_t(key.size());
+  ASSERT_EQ(*at, std::byte(2));  // positive fixint: kMean
+  *at = std::byte(4);
+  EXPECT_NE(error_of(bad).find("'pooling'"), std::string::npos) << error_of(bad);
 }
 
 TEST(ControlMessage, ImagesTravel) {

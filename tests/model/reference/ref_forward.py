@@ -256,10 +256,12 @@ class RefModel:
     def lm_head(self):
         return self.w["model.embed_tokens.weight"] if self.tied else self.w["lm_head.weight"]
 
-    def forward(self, tokens, breaks=(), emulate=(), routing=None):
+    def forward(self, tokens, breaks=(), emulate=(), routing=None, hidden=None):
         """Logits [T, vocab] (float64) of the sequence `tokens` starting at position 0.
         If `routing` is a list, per-token minimum top-k router margins (logit of the last chosen
-        expert minus the best unchosen one, over sparse layers) are appended to it."""
+        expert minus the best unchosen one, over sparse layers) are appended to it.
+        If `hidden` is a list, the hidden states [T, hidden_size] are appended to it: before the final
+        norm, then after it (Hugging Face's last_hidden_state, what embedding models pool)."""
         for b in breaks:
             if b not in BREAKS:
                 raise ValueError(f"unknown break {b}")
@@ -327,7 +329,11 @@ class RefModel:
                 x = x + self._moe(p, h, breaks, act, margins)
             else:
                 x = x + self._mlp(p + "mlp.", h, act)
+        if hidden is not None:
+            hidden.append(x.copy())
         x = act(rms_norm(x, w["model.norm.weight"], self.eps, breaks))
+        if hidden is not None:
+            hidden.append(x.copy())
         if routing is not None:
             routing.extend(margins.tolist())
         return x @ self.lm_head().T

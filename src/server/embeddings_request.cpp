@@ -1,0 +1,236 @@
+#include "server/embeddings_request.h"
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "server/openai_error.h"
+#include "tokenizer/tokenizer.h"
+
+namespace dpserve {
+
+using json = nlohmann::json;
+
+namespace {
+
+constexpr const char* kEmbeddingsFields[] = {"model", "input", "encoding_format", "dimensions", "user"};
+constexpr const char* kRerankFields[] = {"model", "query", "documents", "top_n", "return_documents", "instruct", "user"};
+
+template <size_t N>
+bool in(const char* const (&names)[N], std::string_view name) {
+  return std::find(std::begin(names), std::end(names), name) != std::end(names);
+}
+
+template <size_t N>
+void refuse_unknown(const json& body, const char* const (&names)[N]) {
+  if (!body.is_object()) bad_param("", "The request body must be a JSON object");
+  for (const auto& [k, v] : body.items())
+    if (!in(names, k)) bad_param(k, fmt::format("Unrecognized request argument supplied: '{}'", k));
+}
+
+void check_model(const json& body, const ParseContext& ctx) {
+  auto it = body.find("model");
+  if (it == body.end()) return;
+  if (!it->is_string()) bad_param("model", "'model' must be a string");
+  if (it->get<std::string>() != ctx.served_model_name)
+    throw ApiError(404, fmt::format("The model '{}' does not exist; this server serves '{}'", it->get<std::string>(),
+                                    ctx.served_model_name),
+                   "model", "invalid_request_error", "model_not_found");
+}
+
+void check_user(const json& body) {
+  if (auto it = body.find("user"); it != body.end() && !it->is_string()) bad_param("user", "'user' must be a string");
+}
+
+// An input's ids fit the vocabulary and, with the one position the engine runs past the prompt, the context.
+void check_ids(const std::vector<int64_t>& ids, size_t index, const ParseContext& ctx, const std::string& param) {
+  if (ids.empty()) bad_param(param, fmt::format("'{}' item {} has no tokens", param, index));
+  for (int64_t id : ids)
+    if (auto why = ctx.limits.token_rule(id))
+      bad_param(param, fmt::format("token id {} in '{}' item {} {}", id, param, index, *why));
+  if (int64_t(ids.size()) >= ctx.limits.context_length)
+    bad_param(param, fmt::format("'{}' item {} has {} tokens; this model's maximum context length is {} tokens (at most "
+                                 "{} per input)",
+                                 param, index, ids.size(), ctx.limits.context_length, ctx.limits.context_length - 1));
+}
+
+std::vector<int32_t> checked(const std::vector<int64_t>& ids, size_t index, const ParseContext& ctx,
+                             const std::string& param) {
+  check_ids(ids, index, ctx, param);
+  return std::vector<int32_t>(ids.begin(), ids.end());
+}
+
+std::vector<int64_t> widen(const std::vector<int32_t>& ids) { return std::vector<int64_t>(ids.begin(), ids.end()); }
+
+std::vector<int64_t> id_list(const json& a, size_t index) {
+  std::vector<int64_t> ids;
+  for (const json& x : a) {
+    if (!x.is_number_integer())
+      bad_param("input", fmt::format("'input' item {}: a list of token ids holds integers only", index));
+    ids.push_back(x.is_number_unsigned() && x.get<uint64_t>() > uint64_t(INT64_MAX) ? INT64_MAX : x.get<int64_t>());
+  }
+  return ids;
+}
+
+std::vector<int32_t> encode_text(const json& s, size_t index, const ParseContext& ctx, const std::string& param) {
+  const std::string text = s.get<std::string>();
+  if (text.empty()) bad_param(param, fmt::format("'{}' item {} is an empty string", param, index));
+  if (ctx.skip_tokenizer) refuse_text_without_tokenizer(param, "send token ids instead");
+  // As sentence-transformers does: the tokenizer's special tokens (e.g. Qwen3-Embedding's closing EOS).
+  return checked(widen(ctx.tok->encode(text, true)), index, ctx, param);
+}
+
+std::string base64_encode(const unsigned char* p, size_t n) {
+  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((n + 2) / 3 * 4);
+  for (size_t i = 0; i < n; i += 3) {
+    const uint32_t b = uint32_t(p[i]) << 16 | (i + 1 < n ? uint32_t(p[i + 1]) << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
+    out += kAlphabet[b >> 18 & 63];
+    out += kAlphabet[b >> 12 & 63];
+    out += i + 1 < n ? kAlphabet[b >> 6 & 63] : '=';
+    out += i + 2 < n ? kAlphabet[b & 63] : '=';
+  }
+  return out;
+}
+
+}  // namespace
+
+bool is_embeddings_field(std::string_view name) { return in(kEmbeddingsFields, name); }
+bool is_rerank_field(std::string_view name) { return in(kRerankFields, name); }
+
+EmbeddingsSpec parse_embeddings_request(const json& body, const ParseContext& ctx, const EmbeddingConfig& cfg,
+                                        int64_t hidden) {
+  refuse_unknown(body, kEmbeddingsFields);
+  check_model(body, ctx);
+  check_user(body);
+  EmbeddingsSpec spec;
+  if (auto it = body.find("encoding_format"); it != body.end()) {
+    if (!it->is_string() || (*it != "float" && *it != "base64"))
+      bad_param("encoding_format", "'encoding_format' must be \"float\" or \"base64\"");
+    spec.base64 = *it == "base64";
+  }
+  if (auto it = body.find("dimensions"); it != body.end() && !it->is_null()) {
+    if (!it->is_number_integer()) bad_param("dimensions", "'dimensions' must be an integer");
+    const int64_t d = it->is_number_unsigned() && it->get<uint64_t>() > uint64_t(INT64_MAX) ? INT64_MAX : it->get<int64_t>();
+    if (!cfg.matryoshka)
+      bad_param("dimensions", "'dimensions' is not supported by this model: its config.json declares no Matryoshka "
+                              "training (is_matryoshka / matryoshka_dimensions), so a truncated vector would not be a "
+                              "meaningful embedding");
+    if (d < 1 || d > hidden) bad_param("dimensions", fmt::format("'dimensions' must be in [1, {}], got {}", hidden, d));
+    if (!cfg.matryoshka_dims.empty() &&
+        std::find(cfg.matryoshka_dims.begin(), cfg.matryoshka_dims.end(), d) == cfg.matryoshka_dims.end())
+      bad_param("dimensions", fmt::format("'dimensions' must be one of the model's matryoshka_dimensions [{}], got {}",
+                                          fmt::join(cfg.matryoshka_dims, ", "), d));
+    spec.dimensions = d;
+  }
+  auto it = body.find("input");
+  if (it == body.end()) bad_param("input", "'input' is required");
+  const json& in = *it;
+  if (in.is_string()) {
+    spec.inputs.push_back(encode_text(in, 0, ctx, "input"));
+  } else if (in.is_array()) {
+    if (in.empty()) bad_param("input", "'input' is an empty list");
+    if (int64_t(in.size()) > kMaxEmbeddingInputs)
+      bad_param("input", fmt::format("'input' holds {} items; at most {} per request", in.size(), kMaxEmbeddingInputs));
+    if (in[0].is_number()) {  // one list of token ids
+      spec.inputs.push_back(checked(id_list(in, 0), 0, ctx, "input"));
+    } else {
+      for (size_t i = 0; i < in.size(); ++i) {
+        if (in[i].is_string()) spec.inputs.push_back(encode_text(in[i], i, ctx, "input"));
+        else if (in[i].is_array()) spec.inputs.push_back(checked(id_list(in[i], i), i, ctx, "input"));
+        else bad_param("input", fmt::format("'input' item {} must be a string or a list of token ids", i));
+      }
+    }
+  } else {
+    bad_param("input", "'input' must be a string, a list of strings, a list of token ids or a list of such lists");
+  }
+  return spec;
+}
+
+json embedding_value(std::vector<float> v, const EmbeddingConfig& cfg, int64_t dimensions, bool base64) {
+  if (dimensions > 0 && dimensions < int64_t(v.size())) v.resize(size_t(dimensions));
+  if (cfg.normalize) {
+    double ss = 0;
+    for (float x : v) ss += double(x) * x;
+    // sentence-transformers' Normalize: x / max(||x||, 1e-12).
+    const double inv = 1.0 / std::max(std::sqrt(ss), 1e-12);
+    for (float& x : v) x = float(x * inv);
+  }
+  if (!base64) return json(v);
+  static_assert(sizeof(float) == 4);
+  return base64_encode(reinterpret_cast<const unsigned char*>(v.data()), v.size() * sizeof(float));
+}
+
+RerankSpec parse_rerank_request(const json& body, const ParseContext& ctx) {
+  refuse_unknown(body, kRerankFields);
+  check_model(body, ctx);
+  check_user(body);
+  if (ctx.skip_tokenizer) refuse_text_without_tokenizer("query", "/v1/rerank builds its prompts from text");
+  RerankSpec spec;
+  auto q = body.find("query");
+  if (q == body.end()) bad_param("query", "'query' is required");
+  if (!q->is_string() || q->get<std::string>().empty()) bad_param("query", "'query' must be a non-empty string");
+  spec.query = q->get<std::string>();
+  auto d = body.find("documents");
+  if (d == body.end()) bad_param("documents", "'documents' is required");
+  if (!d->is_array() || d->empty()) bad_param("documents", "'documents' must be a non-empty list of strings");
+  if (int64_t(d->size()) > kMaxRerankDocuments)
+    bad_param("documents", fmt::format("'documents' holds {} items; at most {} per request", d->size(), kMaxRerankDocuments));
+  for (size_t i = 0; i < d->size(); ++i) {
+    if (!(*d)[i].is_string()) bad_param("documents", fmt::format("'documents' item {} must be a string", i));
+    spec.documents.push_back((*d)[i].get<std::string>());
+  }
+  std::string instruct = kDefaultRerankInstruct;
+  if (auto it = body.find("instruct"); it != body.end() && !it->is_null()) {
+    if (!it->is_string()) bad_param("instruct", "'instruct' must be a string");
+    instruct = it->get<std::string>();
+  }
+  spec.top_n = int64_t(spec.documents.size());
+  if (auto it = body.find("top_n"); it != body.end() && !it->is_null()) {
+    if (!it->is_number_integer()) bad_param("top_n", "'top_n' must be a positive integer");
+    const int64_t n = it->is_number_unsigned() && it->get<uint64_t>() > uint64_t(INT64_MAX) ? INT64_MAX : it->get<int64_t>();
+    if (n < 1) bad_param("top_n", fmt::format("'top_n' must be a positive integer, got {}", n));
+    spec.top_n = std::min(spec.top_n, n);  // more than the documents: all of them, as Cohere and SGLang do
+  }
+  if (auto it = body.find("return_documents"); it != body.end() && !it->is_null()) {
+    if (!it->is_boolean()) bad_param("return_documents", "'return_documents' must be a boolean");
+    spec.return_documents = it->get<bool>();
+  }
+  // The answer tokens: each must be one token of the served vocabulary (Qwen3's "yes" and "no" are).
+  auto one_token = [&](const char* word) {
+    const std::vector<int32_t> ids = ctx.tok->encode(word, false);
+    if (ids.size() != 1 || ctx.limits.token_rule(ids[0]))
+      throw ApiError(400, fmt::format("/v1/rerank needs a Qwen3-Reranker-style model whose tokenizer has '{}' as one "
+                                      "token; this one encodes it as {} tokens",
+                                      word, ids.size()),
+                     "model", "invalid_request_error", "model_not_reranker");
+    return ids[0];
+  };
+  spec.yes_id = one_token("yes");
+  spec.no_id = one_token("no");
+  for (size_t i = 0; i < spec.documents.size(); ++i) {
+    std::vector<int32_t> ids = ctx.tok->encode(rerank_prompt(instruct, spec.query, spec.documents[i]), false);
+    spec.prompts.push_back(checked(widen(ids), i, ctx, "documents"));
+  }
+  return spec;
+}
+
+std::string rerank_prompt(const std::string& instruct, const std::string& query, const std::string& doc) {
+  return "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the Instruct "
+         "provided. Note that the answer can only be \"yes\" or \"no\".<|im_end|>\n<|im_start|>user\n<Instruct>: " +
+         instruct + "\n<Query>: " + query + "\n<Document>: " + doc +
+         "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n";
+}
+
+double rerank_score(double yes_logit, double no_logit) {
+  // softmax over the two: 1 / (1 + e^(no - yes)), stable for either sign.
+  const double d = no_logit - yes_logit;
+  return d > 0 ? std::exp(-d) / (1.0 + std::exp(-d)) : 1.0 / (1.0 + std::exp(d));
+}
+
+}  // namespace dpserve

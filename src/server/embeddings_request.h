@@ -1,0 +1,53 @@
+// /v1/embeddings and /v1/rerank bodies -> validated specs, and the vectors and scores they answer
+// with. Every problem is an ApiError (400/404) naming the field, before anything reaches the engine.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "server/pooling_config.h"
+#include "server/request_parse.h"
+
+namespace dpserve {
+
+// OpenAI's embeddings request: input (a string, strings, token ids, lists of token ids), model,
+// encoding_format (float | base64), dimensions, user.
+struct EmbeddingsSpec {
+  std::vector<std::vector<int32_t>> inputs;
+  bool base64 = false;
+  int64_t dimensions = 0;  // 0: the model's hidden size
+};
+inline constexpr int64_t kMaxEmbeddingInputs = 2048;  // OpenAI's bound on inputs per request
+bool is_embeddings_field(std::string_view name);
+EmbeddingsSpec parse_embeddings_request(const nlohmann::json& body, const ParseContext& ctx,
+                                        const EmbeddingConfig& cfg, int64_t hidden);
+// The pooled vector as the response carries it: truncated to `dimensions` (0: whole), then
+// L2-normalised when cfg.normalize; a JSON array of floats, or base64 of its little-endian float32s.
+nlohmann::json embedding_value(std::vector<float> v, const EmbeddingConfig& cfg, int64_t dimensions, bool base64);
+
+// The rerank request (SGLang / Jina / Cohere): query, documents (strings), top_n, return_documents,
+// instruct (SGLang's name for the Qwen3-Reranker instruction), model, user.
+struct RerankSpec {
+  std::string query;
+  std::vector<std::string> documents;
+  std::vector<std::vector<int32_t>> prompts;  // one per document, in the reranker's prompt format
+  int64_t top_n = 0;                           // results to return (all when the body has none)
+  bool return_documents = true;
+  int32_t yes_id = -1, no_id = -1;
+};
+inline constexpr int64_t kMaxRerankDocuments = 1024;
+inline constexpr const char* kDefaultRerankInstruct =
+    "Given a web search query, retrieve relevant passages that answer the query";
+bool is_rerank_field(std::string_view name);
+RerankSpec parse_rerank_request(const nlohmann::json& body, const ParseContext& ctx);
+// Qwen3-Reranker's documented prompt for one (instruct, query, document): the system turn, the user
+// turn, and the assistant turn opened with an empty think block.
+std::string rerank_prompt(const std::string& instruct, const std::string& query, const std::string& doc);
+// P("yes") / (P("yes") + P("no")) from the two logits at the last prompt position.
+double rerank_score(double yes_logit, double no_logit);
+
+}  // namespace dpserve

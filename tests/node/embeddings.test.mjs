@@ -1,0 +1,160 @@
+// /v1/embeddings with the official `openai` Node client (client.embeddings.create: base64 by default,
+// which the client decodes, and encoding_format 'float') and /v1/rerank over fetch, against the real
+// `dpserve serve --is-embedding` on the tiny random Qwen3 with the real Qwen3 tokenizer (no
+// sentence-transformers files: last-token pooling, L2-normalised). The values themselves are checked
+// against the NumPy reference in tests/model/test_embeddings_reference.py; here: the client's view,
+// the shapes, agreement between the encodings, batching and one-by-one, and every bad input.
+//
+// EMBEDDINGS_OFF=1: the same model served for generation: /v1/embeddings is a 400 naming --is-embedding,
+// /v1/rerank still works (Qwen3-Reranker is a CausalLM, run without --is-embedding as in SGLang).
+import { assert, assertOpenAIError, client, http, modelName, run } from './e2e_util.mjs';
+
+const oa = client();
+const OFF = process.env.EMBEDDINGS_OFF === '1';
+let model;
+let hidden;
+
+async function tokens(text) {
+  const r = await http('POST', '/tokenize', { prompt: text });
+  assert.equal(r.status, 200, r.text);
+  return r.json.tokens;
+}
+
+function norm(v) {
+  return Math.sqrt(v.reduce((s, x) => s + x * x, 0));
+}
+
+const rerankBody = (extra = {}) => ({
+  model, query: 'Where is the Eiffel tower?', documents: ['It is in Paris.', 'Pandas eat bamboo.', 'no'], ...extra,
+});
+
+async function checkRerank() {
+  const r = await http('POST', '/v1/rerank', rerankBody({ top_n: 2 }));
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.model, model);
+  assert.equal(r.json.results.length, 2);
+  for (const x of r.json.results) {
+    assert.ok(Number.isInteger(x.index) && x.index >= 0 && x.index < 3);
+    assert.ok(x.relevance_score > 0 && x.relevance_score < 1, `score ${x.relevance_score}`);
+    assert.equal(x.document.text, rerankBody().documents[x.index]);
+  }
+  assert.ok(r.json.results[0].relevance_score >= r.json.results[1].relevance_score);
+  assert.ok(r.json.usage.prompt_tokens > 0);
+}
+
+const on = [
+  ['embeddings.create default (base64, decoded by the client) equals encoding_format float', async () => {
+    const b = await oa.embeddings.create({ model, input: 'The quick brown fox' });
+    const f = await oa.embeddings.create({ model, input: 'The quick brown fox', encoding_format: 'float' });
+    assert.equal(b.object, 'list');
+    assert.equal(b.model, model);
+    assert.equal(b.data.length, 1);
+    assert.equal(b.data[0].object, 'embedding');
+    assert.equal(b.data[0].index, 0);
+    const vb = Array.from(b.data[0].embedding);
+    const vf = f.data[0].embedding;
+    assert.ok(Array.isArray(vf));
+    assert.equal(vb.length, hidden);
+    assert.equal(vf.length, hidden);
+    // base64 carries the float32 values; JSON prints them as float32 too: the same numbers.
+    for (let i = 0; i < hidden; i++) assert.equal(Math.fround(vf[i]), vb[i], `value ${i}`);
+    assert.ok(Math.abs(norm(vf) - 1) < 1e-5, `L2-normalised: norm ${norm(vf)}`);
+    const n = (await tokens('The quick brown fox')).length;
+    assert.equal(f.usage.prompt_tokens, n);
+    assert.equal(f.usage.total_tokens, n);
+  }],
+  ['a list of strings, token ids and lists of ids: in order, each equal to its single answer', async () => {
+    const texts = ['hello', 'a longer sentence about embeddings and rerankers', 'hello'];
+    const batch = await oa.embeddings.create({ model, input: texts, encoding_format: 'float', user: 'u-1' });
+    assert.deepEqual(batch.data.map((d) => d.index), [0, 1, 2]);
+    const ids = await tokens(texts[1]);
+    const one = await oa.embeddings.create({ model, input: texts[1], encoding_format: 'float' });
+    const byIds = await oa.embeddings.create({ model, input: ids, encoding_format: 'float' });
+    const byIdLists = await oa.embeddings.create({ model, input: [ids, ids.slice(0, 3)], encoding_format: 'float' });
+    for (const other of [one.data[0], byIds.data[0], byIdLists.data[0]])
+      for (let i = 0; i < hidden; i++)
+        assert.ok(Math.abs(other.embedding[i] - batch.data[1].embedding[i]) < 1e-5, `value ${i}`);
+    assert.equal(byIdLists.data.length, 2);
+    assert.equal(byIdLists.usage.prompt_tokens, ids.length + 3);
+    // The same text twice gives the same vector; two different texts do not.
+    assert.deepEqual(batch.data[0].embedding, batch.data[2].embedding);
+    assert.notDeepEqual(batch.data[0].embedding, batch.data[1].embedding);
+  }],
+  ['concurrent requests batch together and each gets its own vector', async () => {
+    const texts = Array.from({ length: 8 }, (_, i) => `sentence number ${i} ${'x'.repeat(i * 5)}`);
+    const alone = await oa.embeddings.create({ model, input: texts, encoding_format: 'float' });
+    const each = await Promise.all(texts.map((t) => oa.embeddings.create({ model, input: t, encoding_format: 'float' })));
+    each.forEach((r, k) => {
+      for (let i = 0; i < hidden; i++) assert.ok(Math.abs(r.data[0].embedding[i] - alone.data[k].embedding[i]) < 1e-5);
+    });
+  }],
+  ['bad input: 400 naming the field', async () => {
+    const big = Array.from({ length: 40000 }, () => 9);
+    const cases = [
+      [{ model, input: [] }, 'input'],
+      [{ model, input: '' }, 'input'],
+      [{ model, input: ['ok', ''] }, 'input'],
+      [{ model, input: [[]] }, 'input'],
+      [{ model, input: [151936] }, 'input'],
+      [{ model, input: [-1] }, 'input'],
+      [{ model, input: [[1, 2], [1e12]] }, 'input'],
+      [{ model, input: big }, 'input'],
+      [{ model, input: [1, 'a'] }, 'input'],
+      [{ model, input: { text: 'a' } }, 'input'],
+      [{ model }, 'input'],
+      [{ model, input: 'a', encoding_format: 'int8' }, 'encoding_format'],
+      [{ model, input: 'a', dimensions: 8 }, 'dimensions'],
+      [{ model, input: 'a', user: 5 }, 'user'],
+      [{ model, input: 'a', truncate: true }, 'truncate'],
+      [{ model: 5, input: 'a' }, 'model'],
+    ];
+    for (const [body, param] of cases) assertOpenAIError(await http('POST', '/v1/embeddings', body), 400, param);
+    assertOpenAIError(await http('POST', '/v1/embeddings', { model: 'other', input: 'a' }), 404, 'model');
+    // Through the client too: its error carries the status and the server's message.
+    await assert.rejects(oa.embeddings.create({ model, input: '' }), (e) => e.status === 400 && /input/.test(e.message));
+    // The server goes on serving.
+    assert.equal((await oa.embeddings.create({ model, input: 'still here' })).data.length, 1);
+  }],
+  ['generation routes are refused on an embedding server, naming --is-embedding', async () => {
+    for (const [path, body] of [['/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }] }],
+      ['/v1/completions', { model, prompt: 'hi' }], ['/generate', { text: 'hi' }],
+      ['/v1/responses', { model, input: 'hi' }]]) {
+      const e = assertOpenAIError(await http('POST', path, body), 400);
+      assert.match(e.message, /--is-embedding/, path);
+    }
+  }],
+  ['rerank on the embedding server', checkRerank],
+  ['rerank bad input: 400 naming the field', async () => {
+    const cases = [
+      [{ model, documents: ['a'] }, 'query'],
+      [{ model, query: '', documents: ['a'] }, 'query'],
+      [{ model, query: 'q' }, 'documents'],
+      [{ model, query: 'q', documents: [] }, 'documents'],
+      [{ model, query: 'q', documents: [{ text: 'a' }] }, 'documents'],
+      [{ model, query: 'q', documents: ['a'], top_n: 0 }, 'top_n'],
+      [{ model, query: 'q', documents: ['a'], return_documents: 'yes' }, 'return_documents'],
+      [{ model, query: 'q', documents: ['a'], instruct: 3 }, 'instruct'],
+      [{ model, query: 'q', documents: ['a'], rank_fields: ['x'] }, 'rank_fields'],
+      [{ model, query: 'q', documents: ['word '.repeat(40000)] }, 'documents'],
+    ];
+    for (const [body, param] of cases) assertOpenAIError(await http('POST', '/v1/rerank', body), 400, param);
+  }],
+];
+
+const off = [
+  ['/v1/embeddings without --is-embedding: 400 naming the flag', async () => {
+    const e = assertOpenAIError(await http('POST', '/v1/embeddings', { model, input: 'a' }), 400);
+    assert.match(e.message, /--is-embedding/);
+    await assert.rejects(oa.embeddings.create({ model, input: 'a' }), (x) => x.status === 400 && /--is-embedding/.test(x.message));
+  }],
+  ['rerank on a generation server', checkRerank],
+  ['generation still works', async () => {
+    const r = await oa.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 });
+    assert.ok(r.choices[0].message.content !== undefined);
+  }],
+];
+
+model = await modelName();
+hidden = (await http('GET', '/get_server_info')).json.hidden_size;
+assert.ok(hidden > 0);
+await run(OFF ? off : on);
