@@ -1,4 +1,5 @@
 // `dpserve generate`: offline generation from one prompt (or a file of prompts), streamed to stdout.
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -230,7 +231,10 @@ using File = std::unique_ptr<std::FILE, int (*)(std::FILE*)>;
 File open_logits_dump(GenerateArgs& a) {
   File f(nullptr, &std::fclose);
   if (a.dump_logits.empty()) return f;
-  if (requested_world(a.rf) > 1) fail("--dump-logits works with --tp-size 1 only");
+  // Every rank computes every row (the group's ranks must run the same rows); rank 0 alone writes.
+  a.rf.rt.all_logits = true;
+  for (const char* v : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"})
+    if (const char* r = std::getenv(v); r && *r && std::string(r) != "0") return f;
   f.reset(std::fopen(a.dump_logits.c_str(), "wb"));
   if (!f) fail("--dump-logits: cannot write {}", a.dump_logits);
   a.rf.rt.logits_tap = [fp = f.get()](uint64_t, int64_t, std::span<const float> l) {
@@ -465,7 +469,8 @@ void register_generate(CLI::App& app) {
               "Print one JSON object per prompt on stdout: prompt_ids, output_ids, text, finish_reason, timings");
   g->add_option("--dump-logits", a->dump_logits,
                 "Write float32 logits, row-major [positions, vocab]: one row per prompt position, then one per "
-                "decode step (prompt_len + new_tokens - 1 rows); single prompt, single rank");
+                "decode step (prompt_len + new_tokens - 1 rows); single prompt, any layout (every rank computes every row, rank 0 "
+                "writes the file)");
   g->add_option("--dump-image-embeds", a->dump_image_embeds,
                 "Debugging: every rank that runs the vision tower writes each request's image embeddings "
                 "(float32, row-major [image tokens, hidden], its images in order) to DIR/rank<R>-req<id>.f32");

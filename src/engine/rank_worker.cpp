@@ -123,7 +123,8 @@ RankWorker::RankWorker(Model& model, const Topology& topo, const Comms& comms, D
     opts_.sched.max_prompt_logprob_rows =
         std::max<int64_t>(1, kPromptLogprobBytes / (int64_t(sizeof(float)) * model_.config().vocab));
   // --dump-logits taps every row run: rows of rejected drafts would be positions that never happened.
-  if (opts_.logits_tap) opts_.sched.spec.algorithm = SpecAlgorithm::kNone;
+  if (opts_.logits_tap) opts_.all_logits = true;
+  if (opts_.all_logits) opts_.sched.spec.algorithm = SpecAlgorithm::kNone;
   kv_ = std::make_unique<KVPool>(model_.kv_config(opts_.kv_pages, opts_.page_size));
   if (opts_.sched.spec.algorithm == SpecAlgorithm::kStandalone) {
     DP_CHECK(opts_.draft_model != nullptr, "STANDALONE speculative decoding without a draft model");
@@ -387,7 +388,7 @@ void RankWorker::encode_images(RequestState& st, int64_t pos0, int64_t n) {
 void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, GroupReport& rep) {
   const auto& cfg = model_.config();
   const int64_t V = cfg.vocab;
-  const bool all_logits = bool(opts_.logits_tap);
+  const bool all_logits = opts_.all_logits;
   ForwardBatch fb;
   bool any_embeds = false, any_images = false;
   // Prompt logprobs: the rows of a prefill chunk whose next prompt token is still to be reported
@@ -510,7 +511,7 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
       if (!all_logits) row += size_t(prompt_rows[i].count);
     }
     if (all_logits) {
-      for (int64_t k = 0; k < int64_t(s.tokens.size()); ++k)
+      for (int64_t k = 0; opts_.logits_tap && k < int64_t(s.tokens.size()); ++k)
         opts_.logits_tap(s.id, s.pos0 + k, std::span<const float>(&logits_[(row + size_t(k)) * size_t(V)], size_t(V)));
       row += s.tokens.size();
       if (!s.sample) continue;

@@ -58,6 +58,9 @@ struct WorkerOptions {
   // Debugging (`generate --dump-logits`): when set, every position of every scheduled sequence gets
   // logits, passed here (request id, position, the vocabulary's logits) before sampling, in step order.
   std::function<void(uint64_t id, int64_t pos, std::span<const float> logits)> logits_tap;
+  // Every position's logits computed, with or without a tap: set on every rank when rank 0 taps, so
+  // the ranks of a group run the same rows (the forward's collectives need that) and none drafts.
+  bool all_logits = false;
   // Called after this rank ran the vision tower for a request: its `images`, and `seconds` in
   // image_patches + the tower (the server's metrics and request log; rank 0 only, so it sees the
   // requests of rank 0's DP group).

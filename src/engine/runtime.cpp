@@ -186,6 +186,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     wo.context_length = ctx_len;
     wo.random_seed = o.has_random_seed ? std::optional<uint64_t>(o.random_seed) : std::nullopt;
     if (I.topo.rank == 0) wo.logits_tap = o.logits_tap;
+    wo.all_logits = o.all_logits || bool(o.logits_tap);
     if (I.topo.rank == 0) wo.image_tap = o.image_tap;
     for (int32_t e : cfg.eos_ids)
       if (std::find(wo.eos_ids.begin(), wo.eos_ids.end(), e) == wo.eos_ids.end()) wo.eos_ids.push_back(e);

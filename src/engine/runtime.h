@@ -72,6 +72,8 @@ struct RuntimeOptions {
   const Tokenizer* tokenizer = nullptr;
   // Debugging: every position's logits before sampling (see WorkerOptions::logits_tap; rank 0 only).
   std::function<void(uint64_t id, int64_t pos, std::span<const float> logits)> logits_tap;
+  // Set on every rank with logits_tap (`--dump-logits` on any layout): see WorkerOptions::all_logits.
+  bool all_logits = false;
   // Vision tower runs of rank 0's DP group (see WorkerOptions::image_tap; rank 0 only).
   std::function<void(uint64_t id, int64_t images, double seconds)> image_tap;
 };

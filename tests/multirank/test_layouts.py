@@ -172,6 +172,43 @@ elif CASE in ("qwen3", "qwen3_moe", "llama", "deepseek_v2", "deepseek_v3", "mixt
     elif CASE == "mixtral":
         layouts = ["tp2", "tp2_dp2", "tp2_ep2"]
     check_layouts(common, layouts, extra_modes=(CASE == "qwen3_moe"))
+elif CASE == "dump_logits":
+    # `generate --dump-logits` on every layout: rank 0 writes the same rows (every prompt position,
+    # then every decode step) as the single rank, so the reference-logit tests (tests/model, which
+    # judge the single rank's dump against NumPy) carry over to tp / DP attention / ep. TP sums
+    # partial products in another order: within 1e-3 of the logits' std (f32 weights; a row from
+    # the wrong position or rank is off by ~the std), and each decode row's argmax is the token made.
+    import numpy as np
+    for arch, layouts in (("qwen3", ["tp2", "tp2_dp2", "tp4_dp2"]), ("qwen3_moe", ["tp2_ep2", "tp4_dp2_ep4"]),
+                          ("deepseek_v2", ["tp2", "tp2_dp2"])):
+        model = hf_model(arch)
+        with open(os.path.join(model, "config.json")) as f:
+            vocab = json.load(f)["vocab_size"]
+        ids = id_prompts(vocab, 5)[4]  # 40 tokens
+        n_new = 8
+
+        def dump(flags, tag):
+            path = os.path.join(SCRATCH, f"logits-{arch}-{tag}.bin")
+            if os.path.exists(path):
+                os.remove(path)
+            out = run(["generate", "--json", "--model-path", model, "--prompt-ids", ",".join(ids), "-n", str(n_new),
+                       "--ignore-eos", "--temperature", "0", "--threads", "1", "--dump-logits", path] + flags)
+            rows = np.fromfile(path, dtype=np.float32)
+            assert rows.size % vocab == 0, f"FAIL: {arch} {tag}: {rows.size} floats is not whole rows of {vocab}"
+            return rows.reshape(-1, vocab), out[0]["output_ids"]
+
+        base, base_out = dump([], "single")
+        want_rows = len(ids) + n_new - 1
+        assert base.shape[0] == want_rows, f"FAIL: {arch} single rank: {base.shape[0]} rows, want {want_rows}"
+        scale = float(base.std())
+        for name in layouts:
+            got, out = dump(LAYOUTS[name], name)
+            assert got.shape == base.shape, f"FAIL: {arch} {name}: {got.shape[0]} rows, single rank {base.shape[0]}"
+            err = float(np.abs(got - base).max()) / scale
+            assert err <= 1e-3, f"FAIL: {arch} {name}: logits differ from the single rank's by {err:.3g} x std"
+            made = [int(r.argmax()) for r in got[len(ids) - 1:]]
+            assert made == out, f"FAIL: {arch} {name}: decode rows' argmax {made} != output {out}"
+            print(f"ok {arch} {name}: {got.shape[0]} rows, max diff {err:.2g} x std, argmax = output")
 elif CASE == "kv_dtype":
     # Compact KV caches (--kv-cache-dtype bf16 / int8): every rank stores its own heads' rows (each
     # with its own int8 scale) and MLA's latent row whole, so every layout equals the single rank.
