@@ -7,6 +7,7 @@ pkgs=(
   build-essential cmake ninja-build pkg-config git
   ccache                               # compiler cache: rebuilds of several trees share objects
   libopenmpi-dev openmpi-bin           # collectives between ranks
+  libhwloc-dev                         # --numa: the placement plan from the machine topology
   nlohmann-json3-dev                   # config.json, safetensors headers, HTTP bodies
   libcpp-httplib-dev                   # HTTP server
   libssl-dev                           # --nnodes rendezvous: HMAC-SHA256 (libcrypto)

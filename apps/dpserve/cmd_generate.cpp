@@ -379,7 +379,7 @@ void print_image_transfer(const Runtime& rt) {
 }
 
 void run_generate(GenerateArgs& a) {
-  relaunch_under_mpirun_if_needed(requested_world(a.rf), a.rf.rt.watchdog_timeout);
+  relaunch_under_mpirun_if_needed(requested_world(a.rf), a.rf.rt.watchdog_timeout, a.rf.numa, a.rf.rt.threads);
   ModelLocation loc = resolve_model(a.rf.rt.model_path, a.rf.tokenizer_path);
   a.rf.rt.model_path = loc.model;
   a.rf.rt.sched.enable_prefix_cache = !a.rf.disable_radix_cache;

@@ -54,9 +54,10 @@ void run_serve(ServeArgs& a) {
   spdlog::set_level(spdlog::level::from_str(a.log_level));
   check_node_flags(a.rf.rt.nodes, requested_world(a.rf));
   if (a.rf.rt.nodes.nnodes > 1)
-    relaunch_node_job(a.rf.rt.nodes, requested_world(a.rf), a.rf.rt.watchdog_timeout, a.so.shutdown_timeout_s);
+    relaunch_node_job(a.rf.rt.nodes, requested_world(a.rf), a.rf.rt.watchdog_timeout, a.so.shutdown_timeout_s, a.rf.numa,
+                      a.rf.rt.threads);
   else
-    relaunch_under_mpirun_if_needed(requested_world(a.rf), a.rf.rt.watchdog_timeout);
+    relaunch_under_mpirun_if_needed(requested_world(a.rf), a.rf.rt.watchdog_timeout, a.rf.numa, a.rf.rt.threads);
 
   // Signals are handled by one thread (rank 0) or ignored (other ranks: rank 0's shutdown
   // broadcast stops them), so block them before any thread starts.

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/prctl.h>
+#include <sched.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -105,7 +106,8 @@ std::vector<std::string> move_secrets_to_environment(const std::vector<std::stri
 // Runs `mpirun -np np <extra> <this command line>` as a child, forwards SIGTERM / SIGINT to it as
 // SIGUSR2 (graceful drain), watches for stopped ranks, and exits with its status.
 // With `node` (a --nnodes job), the other nodes' events and this node's SIGTERM go through it.
-[[noreturn]] void run_under_mpirun(int np, const std::vector<std::string>& extra, double watchdog_seconds,
+[[noreturn]] void run_under_mpirun(int np, const std::vector<std::string>& mapping, const std::vector<std::string>& extra,
+                                   double watchdog_seconds,
                                    const std::function<void()>& at_exit, NodeControl* node = nullptr) {
   const char* env_launcher = std::getenv("DPSERVE_MPIRUN");
   std::string mpirun = env_launcher && *env_launcher ? env_launcher : find_in_path("mpirun");
@@ -114,7 +116,8 @@ std::vector<std::string> move_secrets_to_environment(const std::vector<std::stri
          "(scripts/install-deps.sh) or start dpserve under your MPI launcher",
          np);
   std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
-  std::vector<std::string> args = {mpirun, "-np", std::to_string(np), "--oversubscribe", "--bind-to", "none"};
+  std::vector<std::string> args = {mpirun, "-np", std::to_string(np), "--oversubscribe"};
+  args.insert(args.end(), mapping.begin(), mapping.end());
   if (geteuid() == 0) args.push_back("--allow-run-as-root");
   args.insert(args.end(), extra.begin(), extra.end());
   // Keys go to the ranks in their environment, never on their command lines (any local user can
@@ -180,6 +183,22 @@ std::vector<std::string> move_secrets_to_environment(const std::vector<std::stri
         kill(child, SIGUSR2);
     }
   }
+}
+
+// The --numa plan for the `ranks` of this machine, printed line by line: the mapping arguments for
+// mpirun. HWLOC_SYNTHETIC / HWLOC_XMLFILE in the environment stand for the machine (hwloc and
+// mpirun both honour them), which is how the plans of other machines are tried on this one.
+NumaPlan numa_plan_for(int ranks, const NumaRequest& numa, int threads) {
+  const NumaPlan plan = plan_numa(read_node_layout(), numa, ranks, threads);
+  for (const std::string& line : plan.describe()) spdlog::info("{}", line);
+  return plan;
+}
+
+// A self_bind plan: each rank's CPUs travel in DPSERVE_RANK_CPUS (mpirun -x).
+std::vector<std::string> self_bind_args(const NumaPlan& plan) {
+  if (!plan.self_bind) return {};
+  setenv("DPSERVE_RANK_CPUS", plan.rank_cpus_env().c_str(), 1);
+  return {"-x", "DPSERVE_RANK_CPUS"};
 }
 
 // Node 0: Open MPI's ompi-server (the rendezvous service MPI_Comm_connect / accept across separately
@@ -275,8 +294,10 @@ void check_node_flags(NodeJoinOptions& n, int world) {
   n.secret = load_dist_secret(n.secret_file);
 }
 
-void relaunch_node_job(const NodeJoinOptions& n, int world, double watchdog_seconds, double drain_seconds) {
+void relaunch_node_job(const NodeJoinOptions& n, int world, double watchdog_seconds, double drain_seconds,
+                       const NumaRequest& numa, int threads) {
   if (launched_under_mpi()) return;  // already this node's job (or the user's own launcher)
+  const NumaPlan plan = numa_plan_for(world / n.nnodes, numa, threads);
   const HostPort addr = parse_host_port(n.dist_init_addr, "--dist-init-addr");
   std::unique_ptr<RendezvousServer> rendezvous;
   std::string uri;
@@ -324,12 +345,34 @@ void relaunch_node_job(const NodeJoinOptions& n, int world, double watchdog_seco
     cleanup();
     throw;
   }
-  run_under_mpirun(world / n.nnodes, {"--ompi-server", "file:" + uri_file}, watchdog_seconds, cleanup, control.get());
+  std::vector<std::string> extra = {"--ompi-server", "file:" + uri_file};
+  for (auto& a : self_bind_args(plan)) extra.push_back(a);
+  run_under_mpirun(world / n.nnodes, plan.mpirun_args, extra, watchdog_seconds, cleanup, control.get());
 }
 
-void relaunch_under_mpirun_if_needed(int world, double watchdog_seconds) {
-  if (world <= 1 || launched_under_mpi()) return;
-  run_under_mpirun(world, {}, watchdog_seconds, nullptr);
+void relaunch_under_mpirun_if_needed(int world, double watchdog_seconds, const NumaRequest& numa, int threads) {
+  if (launched_under_mpi()) {
+    // The user's launcher placed the ranks; each rank prints and pins to what it was given.
+    if (numa.mode != NumaRequest::kAuto)
+      spdlog::warn("--numa {} applies to the ranks dpserve starts itself; under your own mpirun use its --map-by / "
+                   "--bind-to (see docs/distributed.md)",
+                   numa_flag_str(numa));
+    return;
+  }
+  const NumaPlan plan = numa_plan_for(std::max(1, world), numa, threads);
+  if (world <= 1) {
+    // One rank, no mpirun: it binds itself to the plan's CPUs before any thread starts.
+    if (plan.bound) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      for (int c : plan.ranks[0].cpus) CPU_SET(c, &set);
+      if (sched_setaffinity(0, sizeof set, &set) != 0)
+        fail("--numa {}: cannot bind to cpus {}: {}", numa_flag_str(numa), format_cpu_list(plan.ranks[0].cpus),
+             std::strerror(errno));
+    }
+    return;
+  }
+  run_under_mpirun(world, plan.mpirun_args, self_bind_args(plan), watchdog_seconds, nullptr);
 }
 
 }  // namespace dpserve::app

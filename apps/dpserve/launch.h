@@ -3,6 +3,7 @@
 #pragma once
 
 #include "parallel/node_join.h"
+#include "parallel/numa_plan.h"
 
 namespace dpserve::app {
 
@@ -13,7 +14,10 @@ void remember_argv(int argc, char** argv);
 // as SIGUSR2 (graceful drain), and exits with its status; returns otherwise. Meanwhile a rank
 // that stays stopped for half of `watchdog_seconds` is killed with a message naming it
 // (StoppedRankWatch; 0 = off). Throws dpserve::Error when mpirun cannot be found.
-void relaunch_under_mpirun_if_needed(int world, double watchdog_seconds);
+// The ranks are mapped and bound by the --numa plan (numa_plan.h), printed first; a single rank
+// (world 1) bound by the plan binds itself. `threads` is --threads (0 = from the plan).
+void relaunch_under_mpirun_if_needed(int world, double watchdog_seconds, const NumaRequest& numa = {},
+                                     int threads = 0);
 
 // `serve --nnodes N --node-rank R --dist-init-addr HOST:PORT`: errors naming the flag for a node rank
 // out of range, a missing or malformed address, ranks that do not divide over the nodes, no shared
@@ -24,6 +28,7 @@ void check_node_flags(NodeJoinOptions& nodes, int world);
 // naming the address). Then, like relaunch_under_mpirun_if_needed, runs this node's world / N ranks
 // under `mpirun --ompi-server ...` and exits with its status (the ranks join in node_join.h).
 // Meanwhile the nodes watch each other (node_control.h); drain_seconds is --shutdown-timeout.
-void relaunch_node_job(const NodeJoinOptions& nodes, int world, double watchdog_seconds, double drain_seconds);
+void relaunch_node_job(const NodeJoinOptions& nodes, int world, double watchdog_seconds, double drain_seconds,
+                       const NumaRequest& numa = {}, int threads = 0);
 
 }  // namespace dpserve::app

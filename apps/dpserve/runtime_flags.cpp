@@ -164,8 +164,21 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
                   "How each step's requests reach the ranks: global (one broadcast, each rank keeps its group's "
                   "share) or group-leader (rank 0 sends each DP group leader its share, which it re-broadcasts)")
       ->envname("DPSERVE_DISPATCH");
-  c->add_option("--threads", o.threads, "OpenMP threads per rank (0 = cores / ranks on this machine)")
+  c->add_option("--threads", o.threads, "OpenMP threads per rank (0 = the CPUs the rank is bound to, else CPUs / ranks on this machine)")
       ->capture_default_str()->check(CLI::Range(0, 1024))->envname("DPSERVE_THREADS");
+  c->add_option_function<std::string>(
+       "--numa",
+       [&f](const std::string& v) {
+         try {
+           f.numa = parse_numa_flag(v);
+         } catch (const Error& e) {
+           throw CLI::ValidationError(e.what());
+         }
+       },
+       "NUMA placement of the ranks dpserve starts: auto (one rank, or an equal share of ranks, per NUMA node "
+       "-- else per socket -- bound with mpirun --map-by/--bind-to, threads pinned; unbound on a 1-NUMA machine), "
+       "none (--bind-to none), or N (spread over the first N NUMA nodes; N must divide the ranks); default auto")
+      ->envname("DPSERVE_NUMA");
   c->add_option("--page-size", o.page_size, "KV cache page size in positions")
       ->capture_default_str()->check(CLI::Range(1, 4096))->envname("DPSERVE_PAGE_SIZE");
   add_kv_cache_flags(c, o);

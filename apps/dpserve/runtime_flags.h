@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 
 #include "engine/runtime.h"
+#include "parallel/numa_plan.h"
 
 namespace dpserve::app {
 
@@ -15,6 +16,7 @@ struct RuntimeFlags {
   std::string tokenizer_path;
   bool disable_radix_cache = false;
   bool trust_remote_code = false;  // accepted, no effect
+  NumaRequest numa;                // --numa: how the launcher maps and binds the ranks
 };
 
 void add_runtime_flags(CLI::App* cmd, RuntimeFlags& f);

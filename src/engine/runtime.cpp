@@ -15,9 +15,11 @@
 #include "parallel/comm.h"
 #include "parallel/model_comm.h"
 #include "parallel/node_join.h"
+#include "parallel/numa_plan.h"
 #include "parallel/placement.h"
 #include "parallel/topology.h"
 #include "engine/rank_worker.h"
+#include "kernels/team_pinning.h"
 #include "kv/kv_dtype.h"
 #include "model/model.h"
 #include "model/model_identity.h"
@@ -100,10 +102,28 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     tc.rank = I.mpi.world_rank();
     I.topo = make_topology(tc);
 
+    // --numa: a rank bound by mpirun (or taskset) runs as many threads as it has CPUs, its workers
+    // pinned one per CPU before the weights are read, so the pages they first touch (weight
+    // preparation and repacking run on these threads) are on the rank's NUMA node.
+    bind_self_from_env();
+    const ProcessBinding binding = current_binding();
     const int local = std::max(1, local_world_size());
-    const int threads = o.threads > 0 ? o.threads
-                                      : std::max(1, int(std::thread::hardware_concurrency()) / local);
+    const int threads = o.threads > 0    ? o.threads
+                        : binding.bound ? std::max(1, int(binding.cpus.size()))
+                                        : std::max(1, int(std::thread::hardware_concurrency()) / local);
     omp_set_num_threads(threads);
+    if (binding.bound) {
+      set_team_worker_cpus(binding.cpus);
+      const std::vector<int>& cpus = binding.cpus;
+#pragma omp parallel num_threads(threads)
+      {
+        // OpenMP keeps these threads for the later regions of the same size; thread 0 is this one,
+        // which keeps the rank's whole CPU set (threads it starts later, e.g. HTTP, inherit it).
+        const int id = omp_get_thread_num();
+        if (id > 0) pin_this_thread(cpus[size_t(id) % cpus.size()]);
+      }
+    }
+    spdlog::info("{}", binding.describe(I.mpi.world_rank(), threads));
 
     I.comms = Comms::create(I.topo);
     if (I.topo.world_size > 1) I.placement = format_placement(gather_host_names(I.comms.world));

@@ -3,6 +3,7 @@
 #include "kernels/team.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <linux/futex.h>
 #include <strings.h>
 #include <sys/syscall.h>
@@ -12,10 +13,12 @@
 
 #include <chrono>
 #include <climits>
+#include <mutex>
 #include <cstdlib>
 #include <string>
 
 #include "core/check.h"
+#include "kernels/team_pinning.h"
 
 namespace dpserve {
 
@@ -79,7 +82,22 @@ void* grow_buffer(void*& p, size_t& have, size_t bytes) {
   return p;
 }
 
+std::mutex g_cpus_mu;
+std::vector<int> g_worker_cpus;
+
 }  // namespace
+
+void set_team_worker_cpus(std::vector<int> cpus) {
+  std::lock_guard<std::mutex> lock(g_cpus_mu);
+  g_worker_cpus = std::move(cpus);
+}
+
+bool pin_this_thread(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return sched_setaffinity(0, sizeof set, &set) == 0;
+}
 
 // --- Team ------------------------------------------------------------------------------------
 
@@ -138,7 +156,18 @@ ThreadTeam::ThreadTeam(int n_threads) : n_(std::max(1, n_threads)) {
   adapt_spin();
   for (int i = 0; i < n_; ++i) members_.push_back(std::unique_ptr<Team>(new Team(this, i, n_)));
   threads_.reserve(size_t(n_ - 1));
-  for (int i = 1; i < n_; ++i) threads_.emplace_back([this, i] { worker(i); });
+  std::vector<int> cpus;
+  {
+    std::lock_guard<std::mutex> lock(g_cpus_mu);
+    cpus = g_worker_cpus;
+  }
+  for (int i = 1; i < n_; ++i) {
+    const int cpu = cpus.empty() ? -1 : cpus[size_t(i) % cpus.size()];
+    threads_.emplace_back([this, i, cpu] {
+      if (cpu >= 0) pin_this_thread(cpu);  // before its first touch of any memory
+      worker(i);
+    });
+  }
 }
 
 ThreadTeam::~ThreadTeam() {
