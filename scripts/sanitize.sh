@@ -81,7 +81,9 @@ run_asan() {
   local sel='^(model_reference_hf|tokenizer_chat_template_vs_jinja2|tokenizer_npm_differential|parallel_mpi_np2|e2e_.*)$'
   # e2e_image_budget bounds the server's peak RSS; ASan's quarantine keeps freed blocks resident
   # (+200 MB there), so its bounds mean nothing under ASan (e2e_image_inputs covers the image path).
-  local not_asan='^(e2e_ownership|e2e_structured_outputs_qwen3|e2e_image_openai_client|e2e_image_budget)$'
+  # The web page's browser tests drive headless Chromium against timed waits; the page is static bytes
+  # and its calls are the chat / completions routes the kept tests run (e2e_webui_off stays).
+  local not_asan='^(e2e_ownership|e2e_structured_outputs_qwen3|e2e_image_openai_client|e2e_image_budget|e2e_webui|e2e_webui_api_key|e2e_webui_completion|e2e_dp_attention_fair_share)$'
   echo "== $(stamp) asan: ctest"
   # The token-mask tests over the real 128k-152k vocabularies compare every mask with a brute-force
   # reference: 2-5 s in the normal build, 3-5+ minutes each under ASan. MaskOddVocab runs the same
