@@ -31,6 +31,7 @@
 #include "core/check.h"
 #include "parallel/comm.h"
 #include "parallel/dist_secret.h"
+#include "parallel/listen_address.h"
 #include "parallel/rendezvous.h"
 
 namespace dpserve::app {
@@ -123,7 +124,7 @@ std::vector<std::string> move_secrets_to_environment(const std::vector<std::stri
   // Keys go to the ranks in their environment, never on their command lines (any local user can
   // read /proc/PID/cmdline) nor in the launch line logged below: mpirun exports them with -x.
   const std::vector<std::string> forwarded = move_secrets_to_environment(g_argv);
-  for (const char* env : {kSecretEnv[0], kSecretEnv[1], "DPSERVE_DIST_SECRET", "DPSERVE_NODE_EVENT_FILE"})
+  for (const char* env : {kSecretEnv[0], kSecretEnv[1], "DPSERVE_DIST_SECRET", "DPSERVE_NODE_EVENT_FILE", kMpiListenAddressEnv})
     if (std::getenv(env)) {
       args.push_back("-x");
       args.push_back(env);
@@ -231,12 +232,16 @@ std::pair<pid_t, std::string> start_ompi_server(const std::string& ip, const std
   }
 }
 
-// The name of this machine's interface that carries traffic to ip (node 0's --dist-init-addr): the
-// source address the kernel picks for it (a UDP "connect" sends nothing), then the interface holding
-// that address. "" when it cannot be told.
-std::string interface_towards(const std::string& ip, int port) {
+// This machine's interface that carries traffic to ip (node 0's --dist-init-addr) and its address
+// there: the source address the kernel picks for it (a UDP "connect" sends nothing), then the
+// interface holding that address. Empty names when it cannot be told.
+struct LocalInterface {
+  std::string name;
+  std::string ip;
+};
+LocalInterface interface_towards(const std::string& ip, int port) {
   int fd = socket(AF_INET, SOCK_DGRAM, 0);
-  if (fd < 0) return "";
+  if (fd < 0) return {};
   sockaddr_in to{};
   to.sin_family = AF_INET;
   to.sin_port = htons(uint16_t(port));
@@ -246,16 +251,64 @@ std::string interface_towards(const std::string& ip, int port) {
   const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0 &&
                   getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0;
   close(fd);
-  if (!ok) return "";
+  if (!ok) return {};
   ifaddrs* ifs = nullptr;
-  if (getifaddrs(&ifs) != 0) return "";
-  std::string name;
-  for (ifaddrs* i = ifs; i && name.empty(); i = i->ifa_next)
+  if (getifaddrs(&ifs) != 0) return {};
+  LocalInterface out;
+  for (ifaddrs* i = ifs; i && out.name.empty(); i = i->ifa_next)
     if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET &&
         reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr == local.sin_addr.s_addr)
-      name = i->ifa_name;
+      out.name = i->ifa_name;
   freeifaddrs(ifs);
-  return name;
+  char text[INET_ADDRSTRLEN] = {};
+  if (!out.name.empty() && inet_ntop(AF_INET, &local.sin_addr, text, sizeof text)) out.ip = text;
+  return out;
+}
+
+// True when the user picked Open MPI's interfaces (or hosts) themselves: then dpserve leaves them,
+// and its listening sockets, as the user set them.
+bool user_chose_mpi_network() {
+  for (const char* v : {"OMPI_MCA_btl_tcp_if_include", "OMPI_MCA_btl_tcp_if_exclude", "OMPI_MCA_oob_tcp_if_include",
+                        "OMPI_MCA_oob_tcp_if_exclude", "OMPI_MCA_orte_default_hostfile"})
+    if (std::getenv(v)) return true;
+  return false;
+}
+
+// Open MPI 4.1 binds its TCP listeners (the ranks' TCP BTL, mpirun's and ompi-server's out-of-band
+// channel) to 0.0.0.0 and [::] whatever *_if_include says. Narrow them to `ip`, the job's own address
+// (listen_address.h): the ranks read it from the environment and narrow their MPI_Init binds; mpirun
+// and ompi-server, started from here, get libdpserve_mpi_listen.so (built beside this binary)
+// preloaded; their IPv6 listeners go to ::1 (the job's addresses are IPv4). The user's
+// DPSERVE_MPI_LISTEN_ADDRESS wins; "any" keeps Open MPI's wildcard binds.
+void narrow_mpi_listeners(std::string ip) {
+  if (const char* user = std::getenv(kMpiListenAddressEnv)) {
+    if (std::string(user) == "any") {
+      spdlog::info("{}=any: Open MPI's listening sockets stay on every address", kMpiListenAddressEnv);
+      return;
+    }
+    ListenAddress parsed;
+    if (!parse_listen_address(user, &parsed))
+      fail("{}={}: must be an IPv4 address of this host, or \"any\" for every address", kMpiListenAddressEnv, user);
+    ip = user;
+  }
+  if (ip.empty()) {
+    spdlog::info("Open MPI's listening sockets stay on every address (the user chose the MPI network, or its "
+                 "interface is unknown; set {} to an address of this host to narrow them)",
+                 kMpiListenAddressEnv);
+    return;
+  }
+  const std::filesystem::path lib =
+      std::filesystem::read_symlink("/proc/self/exe").parent_path() / "libdpserve_mpi_listen.so";
+  if (std::filesystem::exists(lib)) {
+    const char* pre = std::getenv("LD_PRELOAD");
+    const std::string list = lib.string() + (pre && *pre ? std::string(":") + pre : std::string());
+    setenv("LD_PRELOAD", list.c_str(), 1);
+  } else {
+    spdlog::warn("{} is missing (it is built beside dpserve): mpirun's own listening sockets stay on every address",
+                 lib.string());
+  }
+  setenv(kMpiListenAddressEnv, ip.c_str(), 1);
+  spdlog::info("Open MPI's listening sockets on {} only ({}; \"any\" for every address)", ip, kMpiListenAddressEnv);
 }
 
 // MPI's traffic (TCP BTL) and Open MPI's own control channel (OOB) on the interface that reaches
@@ -265,7 +318,7 @@ std::string interface_towards(const std::string& ip, int port) {
 void use_job_interface(const HostPort& addr) {
   const char* chosen[] = {"OMPI_MCA_btl_tcp_if_include", "OMPI_MCA_btl_tcp_if_exclude", "OMPI_MCA_oob_tcp_if_include",
                           "OMPI_MCA_oob_tcp_if_exclude"};
-  const std::string dev = interface_towards(resolve_ipv4(addr.host, "--dist-init-addr"), addr.port);
+  const std::string dev = interface_towards(resolve_ipv4(addr.host, "--dist-init-addr"), addr.port).name;
   if (dev.empty()) {
     spdlog::warn("--dist-init-addr {}: cannot tell which interface reaches it; Open MPI picks its own", addr.str());
     return;
@@ -307,6 +360,9 @@ void relaunch_node_job(const NodeJoinOptions& n, int world, double watchdog_seco
   if (!mkdtemp(tmpl)) fail("cannot create a temporary directory: {}", std::strerror(errno));
   const std::string dir = tmpl;
   pid_t server = -1;
+  narrow_mpi_listeners(user_chose_mpi_network()
+                           ? std::string()
+                           : interface_towards(resolve_ipv4(addr.host, "--dist-init-addr"), addr.port).ip);
   if (n.node_rank == 0) {
     try {
       const std::string ip = resolve_ipv4(addr.host, "--dist-init-addr");
@@ -360,6 +416,16 @@ void relaunch_under_mpirun_if_needed(int world, double watchdog_seconds, const N
     return;
   }
   const NumaPlan plan = numa_plan_for(std::max(1, world), numa, threads);
+  // One machine: Open MPI's TCP on loopback and its listeners there too. Also for one rank, whose
+  // MPI_Init (a singleton) starts an orted and a TCP BTL listener of its own (the ranks talk through
+  // shared memory anyway).
+  if (!user_chose_mpi_network()) {
+    setenv("OMPI_MCA_btl_tcp_if_include", "lo", 1);
+    setenv("OMPI_MCA_oob_tcp_if_include", "lo", 1);
+    narrow_mpi_listeners("127.0.0.1");
+  } else {
+    narrow_mpi_listeners("");
+  }
   if (world <= 1) {
     // One rank, no mpirun: it binds itself to the plan's CPUs before any thread starts.
     if (plan.bound) {

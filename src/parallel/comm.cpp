@@ -15,6 +15,7 @@
 
 #include "core/check.h"
 #include "parallel/job_world.h"
+#include "parallel/mpi_listen_hook.h"
 
 namespace dpserve {
 
@@ -104,7 +105,11 @@ MpiRuntime::MpiRuntime(int* argc, char*** argv) {
   MPI_Initialized(&init);
   if (!init) {
     int provided = 0;
-    check_mpi(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+    {
+      // Open MPI's TCP listeners on the job's address only (set by dpserve's launcher).
+      MpiListenNarrowing narrow;
+      check_mpi(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+    }
     if (provided < MPI_THREAD_FUNNELED) fail("the MPI library does not provide MPI_THREAD_FUNNELED");
     finalize_ = true;
   }

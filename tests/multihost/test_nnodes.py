@@ -25,6 +25,11 @@ Cases:
   loopback  both nodes on host A with --dist-init-addr 127.0.0.1 and no Open MPI interface variables:
           they join and serve the single-rank text, and every TCP connection of their ranks is on
           127.0.0.1 (the --dist-init-addr network), none on host A's other interface 10.77.0.1.
+  listen  tp=2 over the veth pair with no Open MPI interface variables, HTTP on 0.0.0.0: the client on
+          host B gets the single-rank text, and every listening TCP socket of the job's processes
+          (mpirun, ompi-server, the ranks) but the HTTP and rendezvous ports is on the host's own
+          10.77.0.x address or loopback (Open MPI 4.1 alone binds them to 0.0.0.0 and [::]); the HTTP
+          port stays on 0.0.0.0 as asked. The loopback case checks the same on 127.0.0.1.
   stranger  node 0 waiting for node 1; a stranger on host B with the old protocol and no secret can
           neither read the ompi-server address nor overwrite the MPI port, and 40 idle connections
           held open do not keep node 1 out; a node with another secret is refused with a message
@@ -383,6 +388,56 @@ def case_link_down(H):
           f"streams: {summary['ok']} ok, last error event: {summary['error_events'][-1][:160]}")
 
 
+def job_listeners(H, host):
+    """(address, port, process) of every listening TCP socket of the processes in a host's namespace."""
+    ss = subprocess.run(H.exec_prefix(host) + ["ss", "-ltnpH"], capture_output=True, text=True, timeout=20).stdout
+    pids = set(H.pids(host))
+    out = []
+    for line in ss.splitlines():
+        cols = line.split()
+        if len(cols) < 6 or not any(f"pid={p}," in cols[5] for p in pids):
+            continue
+        addr, port = cols[3].rsplit(":", 1)
+        out.append((addr.strip("[]"), int(port), cols[5].split('"')[1]))
+    return out
+
+
+def check_listeners(H, host, allowed, wildcard_ports=()):
+    """Every listener of the job on `host` is on an address in `allowed`, except `wildcard_ports`
+    (HTTP on 0.0.0.0 as the user asked), which must stay on the wildcard; returns what was seen."""
+    seen = job_listeners(H, host)
+    mpi = [l for l in seen if l[1] not in (HTTP, RDV)]
+    assert any(l[2] in ("mpirun", "dpserve") for l in mpi), f"host {host}: no MPI listener found: {seen}"
+    wrong = [l for l in mpi if l[0] not in allowed]
+    assert not wrong, f"host {host}: MPI listeners not on {allowed}: {wrong} (all: {seen})"
+    for port in wildcard_ports:
+        assert any(l[1] == port and l[0] in ("0.0.0.0", "*") for l in seen), f"HTTP port {port} not on 0.0.0.0: {seen}"
+    return seen
+
+
+def case_listen(H):
+    env = {k: v for k, v in ENV.items() if not k.startswith(("OMPI_MCA_btl", "OMPI_MCA_oob", "OMPI_MCA_pml"))}
+    prompt, n = "Once upon a time", 16
+    want = single_rank(prompt, n)
+    (n0, log0), (n1, log1) = start_pair(H, ["--tp-size", "2"], "listen", env)
+    try:
+        out = subprocess.run(H.exec_prefix("b") + ["/usr/bin/python3", CLIENT, "complete", f"http://{NODE0}:{HTTP}",
+                                                   prompt, str(n)], capture_output=True, text=True, env=env, timeout=90)
+        assert out.returncode == 0, out.stderr
+        got = json.loads(out.stdout)["choices"][0]["text"]
+        assert got == want, f"text differs\n single rank: {want!r}\n 2 nodes: {got!r}"
+        a = check_listeners(H, "a", {netns_hosts.ADDR["a"], "127.0.0.1", "::1"}, wildcard_ports=(HTTP,))
+        b = check_listeners(H, "b", {netns_hosts.ADDR["b"], "127.0.0.1", "::1"})
+        print(f"ok listen: single-rank text over the veth pair; host A's {len(a)} and host B's {len(b)} listening "
+              f"sockets: MPI's on the host's own address, HTTP on 0.0.0.0")
+    finally:
+        os.kill(n0.pid, signal.SIGTERM)
+        rc0 = wait_exit(n0, log0, 40, "node 0 after SIGTERM")
+        rc1 = wait_exit(n1, log1, 40, "node 1 after node 0 stopped")
+    assert rc0 == 0 and rc1 == 0, f"exit codes node 0 {rc0}, node 1 {rc1}"
+    nothing_left(H, "listen")
+
+
 def case_loopback(H):
     env = {k: v for k, v in ENV.items() if not k.startswith(("OMPI_MCA_btl", "OMPI_MCA_oob", "OMPI_MCA_pml"))}
     prompt, n = "Once upon a time", 16
@@ -418,6 +473,7 @@ def case_loopback(H):
         assert mine, f"no established connection of the ranks {ranks}:\n{ss}"
         off = [l for l in mine if netns_hosts.ADDR["a"] in l]
         assert not off, "ranks' connections on 10.77.0.1, not the --dist-init-addr network:\n" + "\n".join(off)
+        check_listeners(H, "a", {"127.0.0.1", "::1"})
         print(f"ok two nodes on 127.0.0.1 joined and served the single-rank text; the ranks' {len(mine)} TCP "
               f"connections are all on 127.0.0.1")
     finally:
@@ -430,6 +486,6 @@ def case_loopback(H):
 
 with netns_hosts.Hosts(SCRATCH) as H:
     {"serve": case_serve, "errors": case_errors, "lost": case_lost, "stranger": case_stranger,
-     "mismatch": case_mismatch, "loopback": case_loopback,
+     "mismatch": case_mismatch, "loopback": case_loopback, "listen": case_listen,
      "link_down": case_link_down}[CASE](H)
 print(f"PASS nnodes_{CASE}")

@@ -195,9 +195,10 @@ TEST(CommMpi, GatherAndGathervBytes) {
   for (int i = 0; i < 5; ++i) mine[i] = std::byte(W.r * 10 + i);
   std::vector<std::byte> all(W.r == root ? 5 * size_t(W.w) : 0);
   W.comm.gather(mine, all, root);
-  if (W.r == root)
+  if (W.r == root) {
     for (int s = 0; s < W.w; ++s)
       for (int i = 0; i < 5; ++i) ASSERT_EQ(all[size_t(s) * 5 + i], std::byte(s * 10 + i));
+  }
 
   // Variable sizes: rank s sends 3*s bytes (rank 0 nothing).
   std::vector<std::byte> var(size_t(3 * W.r));
@@ -256,7 +257,9 @@ TEST(CommMpi, CommsFromTopologies) {
     EXPECT_EQ(comms.attn_tp.rank(), t.attn_tp_rank);
     EXPECT_EQ(comms.mlp.rank(), t.mlp_rank);
     ASSERT_EQ(comms.leaders.valid(), W.r % a == 0);
-    if (comms.leaders.valid()) EXPECT_EQ(members(comms.leaders), want_leaders);
+    if (comms.leaders.valid()) {
+      EXPECT_EQ(members(comms.leaders), want_leaders);
+    }
     EXPECT_EQ(members(comms.world).size(), size_t(W.w));
   }
 }
