@@ -180,6 +180,7 @@ Generation::Generation(Engine& engine, const Tokenizer& tok, const GenSpec& spec
   // Input embeddings have no token ids for the prefix cache to match: their copies run side by side.
   const bool defer = n_ > 1 && !spec.prompts.empty();
   prompt_lps_.resize(n_prompts);
+  copies_started_.assign(n_prompts, !defer);
   for (size_t p = 0; p < n_prompts; ++p) {
     for (int32_t c = 0; c < spec.n; ++c) {
       Request r = spec.base;
@@ -208,8 +209,10 @@ Generation::Generation(Engine& engine, const Tokenizer& tok, const GenSpec& spec
 void Generation::on_delivery(size_t i, ChoiceDelta& d) {
   const size_t p = i / size_t(n_), c = i % size_t(n_);
   const bool first_news = !d.tokens.empty() || !d.prompt.empty() || d.finished;
-  if (c == 0 && n_ > 1 && first_news && !runs_[i + 1]->started() && !runs_[i + 1]->finished()) {
+  if (c == 0 && first_news && !copies_started_[p]) {
+    copies_started_[p] = true;
     prompt_lps_[p] = d.prompt;
+    // (start() leaves copies aborted meanwhile ended.)
     for (size_t k = i + 1; k < i + size_t(n_); ++k) runs_[k]->start(runs_[i]->dp_rank());
   }
   if (c > 0 && owes_prompt_[i] && (!d.tokens.empty() || d.finished)) {

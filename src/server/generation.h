@@ -141,6 +141,7 @@ class Generation {
   std::vector<std::unique_ptr<ChoiceRun>> runs_;
   int32_t n_ = 1;                   // copies per prompt
   std::vector<bool> owes_prompt_;   // per choice: copy 0's prompt logprobs still to be attached
+  std::vector<bool> copies_started_;  // per prompt: copies 1.. enqueued (from the start when not deferred)
   std::vector<std::vector<TokenOut>> prompt_lps_;  // per prompt: copy 0's prompt logprobs
 };
 

@@ -86,50 +86,41 @@ std::string Metrics::render(const EngineStats& es, bool healthy, bool draining, 
   header(out, "dpserve_draining", "gauge", "1 while shutting down (new requests get 503)");
   out += fmt::format("dpserve_draining {}\n", draining ? 1 : 0);
 
-  header(out, "dpserve_num_running_reqs", "gauge", "Requests in the running batch of each DP group");
-  for (const auto& g : es.groups) out += fmt::format("dpserve_num_running_reqs{{dp_rank=\"{}\"}} {}\n", g.dp_rank, g.running);
-  header(out, "dpserve_num_queue_reqs", "gauge", "Requests waiting in each DP group's queue");
-  for (const auto& g : es.groups) out += fmt::format("dpserve_num_queue_reqs{{dp_rank=\"{}\"}} {}\n", g.dp_rank, g.waiting);
-  header(out, "dpserve_kv_pages_used", "gauge", "KV cache pages in use per DP group");
-  for (const auto& g : es.groups) out += fmt::format("dpserve_kv_pages_used{{dp_rank=\"{}\"}} {}\n", g.dp_rank, g.kv_pages_used);
-  header(out, "dpserve_kv_pages_total", "gauge", "KV cache pages per DP group");
-  for (const auto& g : es.groups) out += fmt::format("dpserve_kv_pages_total{{dp_rank=\"{}\"}} {}\n", g.dp_rank, g.kv_pages_total);
-  header(out, "dpserve_kv_pages_cached", "gauge",
-         "KV cache pages held by the prefix cache per DP group (reclaimable once no request uses them)");
-  for (const auto& g : es.groups)
-    out += fmt::format("dpserve_kv_pages_cached{{dp_rank=\"{}\"}} {}\n", g.dp_rank, g.kv_pages_cached);
-  header(out, "dpserve_preemptions_total", "counter",
-         "Requests pushed back to the queue because the KV cache ran out (recomputed when readmitted), per DP group");
-  for (const auto& g : es.groups)
-    out += fmt::format("dpserve_preemptions_total{{dp_rank=\"{}\"}} {}\n", g.dp_rank, g.preemptions);
-  header(out, "dpserve_kv_bytes_used", "gauge",
-         "KV cache bytes in use on each rank of a DP group (pages in use x the bytes the attention kind stores per "
-         "page: per-head K/V, or MLA's latent row, which every attention rank of the group holds whole)");
-  for (const auto& g : es.groups)
-    out += fmt::format("dpserve_kv_bytes_used{{dp_rank=\"{}\"}} {}\n", g.dp_rank, g.kv_pages_used * g.kv_bytes_per_page);
-  header(out, "dpserve_kv_bytes_total", "gauge", "KV cache bytes of each rank of a DP group");
-  for (const auto& g : es.groups)
-    out += fmt::format("dpserve_kv_bytes_total{{dp_rank=\"{}\"}} {}\n", g.dp_rank, g.kv_pages_total * g.kv_bytes_per_page);
-  header(out, "dpserve_kv_usage", "gauge", "Fraction of KV cache pages in use per DP group");
-  for (const auto& g : es.groups)
-    out += fmt::format("dpserve_kv_usage{{dp_rank=\"{}\"}} {}\n", g.dp_rank,
-                       fmt_double(g.kv_pages_total > 0 ? double(g.kv_pages_used) / double(g.kv_pages_total) : 0.0));
-  header(out, "dpserve_prefix_cache_hit_rate", "gauge",
-         "Prompt tokens served from the prefix cache / prompt tokens looked up, per DP group");
-  for (const auto& g : es.groups)
-    out += fmt::format("dpserve_prefix_cache_hit_rate{{dp_rank=\"{}\"}} {}\n", g.dp_rank,
-                       fmt_double(g.prefix_query_tokens > 0
-                                      ? double(g.prefix_hit_tokens) / double(g.prefix_query_tokens)
-                                      : 0.0));
-  header(out, "dpserve_prefix_cache_hit_tokens_total", "counter",
-         "Prompt tokens served from the prefix cache, per DP group");
-  for (const auto& g : es.groups)
-    out += fmt::format("dpserve_prefix_cache_hit_tokens_total{{dp_rank=\"{}\"}} {}\n", g.dp_rank, g.prefix_hit_tokens);
-  header(out, "dpserve_prefix_cache_query_tokens_total", "counter",
-         "Prompt tokens looked up in the prefix cache, per DP group");
-  for (const auto& g : es.groups)
-    out += fmt::format("dpserve_prefix_cache_query_tokens_total{{dp_rank=\"{}\"}} {}\n", g.dp_rank,
-                       g.prefix_query_tokens);
+  // One series per DP group, labelled with its dp_rank.
+  auto per_group = [&](const char* name, const char* type, const char* help, auto value) {
+    header(out, name, type, help);
+    for (const auto& g : es.groups) out += fmt::format("{}{{dp_rank=\"{}\"}} {}\n", name, g.dp_rank, value(g));
+  };
+  auto ratio = [](int64_t num, int64_t den) { return fmt_double(den > 0 ? double(num) / double(den) : 0.0); };
+  per_group("dpserve_num_running_reqs", "gauge", "Requests in the running batch of each DP group",
+            [](const GroupStats& g) { return g.running; });
+  per_group("dpserve_num_queue_reqs", "gauge", "Requests waiting in each DP group's queue",
+            [](const GroupStats& g) { return g.waiting; });
+  per_group("dpserve_kv_pages_used", "gauge", "KV cache pages in use per DP group",
+            [](const GroupStats& g) { return g.kv_pages_used; });
+  per_group("dpserve_kv_pages_total", "gauge", "KV cache pages per DP group",
+            [](const GroupStats& g) { return g.kv_pages_total; });
+  per_group("dpserve_kv_pages_cached", "gauge",
+            "KV cache pages held by the prefix cache per DP group (reclaimable once no request uses them)",
+            [](const GroupStats& g) { return g.kv_pages_cached; });
+  per_group("dpserve_preemptions_total", "counter",
+            "Requests pushed back to the queue because the KV cache ran out (recomputed when readmitted), per DP group",
+            [](const GroupStats& g) { return g.preemptions; });
+  per_group("dpserve_kv_bytes_used", "gauge",
+            "KV cache bytes in use on each rank of a DP group (pages in use x the bytes the attention kind stores per "
+            "page: per-head K/V, or MLA's latent row, which every attention rank of the group holds whole)",
+            [](const GroupStats& g) { return g.kv_pages_used * g.kv_bytes_per_page; });
+  per_group("dpserve_kv_bytes_total", "gauge", "KV cache bytes of each rank of a DP group",
+            [](const GroupStats& g) { return g.kv_pages_total * g.kv_bytes_per_page; });
+  per_group("dpserve_kv_usage", "gauge", "Fraction of KV cache pages in use per DP group",
+            [&](const GroupStats& g) { return ratio(g.kv_pages_used, g.kv_pages_total); });
+  per_group("dpserve_prefix_cache_hit_rate", "gauge",
+            "Prompt tokens served from the prefix cache / prompt tokens looked up, per DP group",
+            [&](const GroupStats& g) { return ratio(g.prefix_hit_tokens, g.prefix_query_tokens); });
+  per_group("dpserve_prefix_cache_hit_tokens_total", "counter", "Prompt tokens served from the prefix cache, per DP group",
+            [](const GroupStats& g) { return g.prefix_hit_tokens; });
+  per_group("dpserve_prefix_cache_query_tokens_total", "counter", "Prompt tokens looked up in the prefix cache, per DP group",
+            [](const GroupStats& g) { return g.prefix_query_tokens; });
 
   header(out, "dpserve_prompt_tokens_total", "counter", "Prompt tokens processed by the engine");
   out += fmt::format("dpserve_prompt_tokens_total {}\n", es.prompt_tokens_total);
