@@ -241,7 +241,9 @@ void register_serve(CLI::App& app) {
                 "429 with Retry-After; a request that alone needs more gets 400 (0 = no limit)")
       ->capture_default_str()->check(CLI::NonNegativeNumber)->envname("DPSERVE_MAX_QUEUED_REQUESTS");
   s->add_option("--max-queued-tokens", a->so.max_queued_tokens,
-                "The same bound on tokens: prompt + max_tokens of every sequence in flight (0 = no limit)")
+                "The same bound on tokens: prompt + max_tokens of every sequence in flight, each echoed prompt "
+                "logprob alternative (echo + logprobs k: k per prompt token and choice) counted as a token too "
+                "(0 = no limit)")
       ->capture_default_str()->check(CLI::NonNegativeNumber)->envname("DPSERVE_MAX_QUEUED_TOKENS");
   s->add_option("--max-stored-responses", a->so.max_stored_responses,
                 "/v1/responses kept in memory for previous_response_id and GET /v1/responses/{id}; beyond it the "

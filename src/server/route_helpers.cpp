@@ -71,9 +71,12 @@ std::shared_ptr<void> admit_generation(ServerContext& ctx, const GenSpec& spec) 
                    "", "invalid_request_error", "embedding_server");
   const int64_t n = spec.n;
   int64_t sequences = 0, tokens = 0;
+  // Echoed prompt logprobs cost like tokens: each prompt position carries its top_logprobs alternatives
+  // into every choice of the answer (n x prompt x k entries), whatever the few positions computed.
+  const int64_t per_prompt_token = 1 + (spec.base.prompt_logprobs ? int64_t(spec.base.top_logprobs) : 0);
   auto count = [&](int64_t prompt_len) {
     sequences += n;
-    tokens += n * (prompt_len + spec.base.params.max_new_tokens);
+    tokens += n * (prompt_len * per_prompt_token + spec.base.params.max_new_tokens);
   };
   if (spec.prompts.empty()) count(spec.input_embeds_rows);
   for (const auto& p : spec.prompts) count(int64_t(p.size()));
@@ -86,7 +89,8 @@ std::shared_ptr<void> admit_work(ServerContext& ctx, int64_t sequences, int64_t 
   switch (ctx.admission.admit(sequences, tokens, slot)) {
     case Admission::Verdict::kAdmitted: break;
     case Admission::Verdict::kTooBig:
-      bad_param(param, fmt::format("This request needs {} sequences and {} tokens (prompt + max_tokens each); the "
+      bad_param(param, fmt::format("This request needs {} sequences and {} tokens (prompt + max_tokens each, and each echoed "
+                                 "prompt logprob alternative counts as a token); the "
                                  "server admits at most {} sequences (--max-queued-requests) and {} tokens "
                                  "(--max-queued-tokens) at once",
                                  sequences, tokens, ctx.admission.max_sequences(), ctx.admission.max_tokens()));

@@ -3,7 +3,8 @@
 // n=16 in flight (64 sequences), new ones get 429 with an OpenAI error body and Retry-After (what
 // OpenAI clients back off and retry on); the admitted ones still complete, and once they drain new
 // requests are accepted again. A request that alone needs more than a bound gets 400; one that fits
-// the sequences but not the tokens left waits like any other (429).
+// the sequences but not the tokens left waits like any other (429). Echoed prompt logprobs count each
+// alternative as a token (issue 36: the answer holds n x prompt x k entries).
 import OpenAI from 'openai';
 import { URL_BASE, assert, assertOpenAIError, client, http, modelName, run } from './e2e_util.mjs';
 import { complete, metrics, post, sleep, total, waitIdle } from './reliability_util.mjs';
@@ -118,6 +119,22 @@ run([
     // /generate counts the same way (one prompt x n 64 = 64 sequences fits; its tokens decide).
     const gen = await post('/generate', { text: 'a', sampling_params: { n: 64, max_new_tokens: 480 } });
     assertOpenAIError(gen, 400, 'n');
+  }],
+  ['echoed prompt logprobs count like tokens: n 5 x 300 prompt ids x 20 alternatives is over the bound', async () => {
+    await waitIdle();
+    const ids = Array.from({ length: 300 }, (_, i) => 100 + (i % 300));
+    // 5 x (300 + 1) = 1505 tokens without the logprobs: admitted.
+    const plain = await post('/v1/completions', { prompt: ids, n: 5, max_tokens: 1, echo: true });
+    assert.equal(plain.status, 200, JSON.stringify(plain.json).slice(0, 300));
+    // 5 x (300 x (1 + 2) + 1) = 4505: admitted, and every choice carries the prompt's entries.
+    const few = await post('/v1/completions', { prompt: ids, n: 5, max_tokens: 1, echo: true, logprobs: 2 });
+    assert.equal(few.status, 200, JSON.stringify(few.json).slice(0, 300));
+    for (const c of few.json.choices) assert.equal(c.logprobs.tokens.length, 301);
+    // 5 x (300 x (1 + 20) + 1) = 31505 > 28000: refused whole (400), before any work.
+    const many = await post('/v1/completions', { prompt: ids, n: 5, max_tokens: 1, echo: true, logprobs: 20 });
+    assertOpenAIError(many, 400, 'n');
+    assert.match(many.json.error.message, /--max-queued-tokens/);
+    assert.match(many.json.error.message, /31505 tokens/);
   }],
   ['a request that fits the sequences but not the tokens left waits its turn (429)', async () => {
     await waitIdle();
