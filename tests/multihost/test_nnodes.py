@@ -388,6 +388,12 @@ def case_link_down(H):
           f"streams: {summary['ok']} ok, last error event: {summary['error_events'][-1][:160]}")
 
 
+def sigterm_node0(node0, node1):
+    """SIGTERM to node 0's dpserve (drain, then every rank stops): both nodes' exit codes."""
+    os.kill(node0[0].pid, signal.SIGTERM)
+    return (wait_exit(*node0, 40, "node 0 after SIGTERM"), wait_exit(*node1, 40, "node 1 after node 0 stopped"))
+
+
 def job_listeners(H, host):
     """(address, port, process) of every listening TCP socket of the processes in a host's namespace."""
     ss = subprocess.run(H.exec_prefix(host) + ["ss", "-ltnpH"], capture_output=True, text=True, timeout=20).stdout
@@ -431,9 +437,7 @@ def case_listen(H):
         print(f"ok listen: single-rank text over the veth pair; host A's {len(a)} and host B's {len(b)} listening "
               f"sockets: MPI's on the host's own address, HTTP on 0.0.0.0")
     finally:
-        os.kill(n0.pid, signal.SIGTERM)
-        rc0 = wait_exit(n0, log0, 40, "node 0 after SIGTERM")
-        rc1 = wait_exit(n1, log1, 40, "node 1 after node 0 stopped")
+        rc0, rc1 = sigterm_node0((n0, log0), (n1, log1))
     assert rc0 == 0 and rc1 == 0, f"exit codes node 0 {rc0}, node 1 {rc1}"
     nothing_left(H, "listen")
 
@@ -477,9 +481,7 @@ def case_loopback(H):
         print(f"ok two nodes on 127.0.0.1 joined and served the single-rank text; the ranks' {len(mine)} TCP "
               f"connections are all on 127.0.0.1")
     finally:
-        os.kill(n0.pid, signal.SIGTERM)
-        rc0 = wait_exit(n0, log0, 40, "node 0 after SIGTERM")
-        rc1 = wait_exit(n1, log1, 40, "node 1 after node 0 stopped")
+        rc0, rc1 = sigterm_node0((n0, log0), (n1, log1))
     assert rc0 == 0 and rc1 == 0, f"exit codes node 0 {rc0}, node 1 {rc1}"
     nothing_left(H, "loopback")
 
