@@ -18,6 +18,8 @@ What it writes:
     (--kv-b joined writes the older single attn_kv_b); the router's meaning in llama.cpp's terms
     (expert_gating_func, expert_weights_norm / _scale, expert groups), refusing a config whose
     meaning those keys cannot express; YaRN with yarn_log_multiplier = 0.1 x mscale_all_dim;
+    per-head YaRN (Qwen2 / Qwen3 / Llama) as rope.scaling.factor / original_context_length and the
+    yarn_beta_* / yarn_attn_factor keys when the config has them;
   * the vocabulary: tokenizer.json (byte-level BPE -> `gpt2` with merges and the pre-tokenizer
     name), tokenizer.model (SentencePiece -> `llama` with scores and types) or a llama2.c
     tokenizer.bin; BOS/EOS ids, add_bos/add_eos and the chat template from tokenizer_config.json.
@@ -482,6 +484,23 @@ def deepseek2_keys(w, p, c, kv_b):
         w.add(p + "expert_group_used_count", G.U32, c.get("topk_group") or 1)
 
 
+def per_head_yarn(w, p, rs):
+    """YaRN of a per-head attention model with the keys llama.cpp's converter writes for it."""
+    for k in ("mscale", "mscale_all_dim"):
+        if rs.get(k):
+            raise SystemExit(f"hf_to_gguf: yarn {k} has no GGUF key for this architecture")
+    if rs.get("truncate", True) is not True:
+        raise SystemExit("hf_to_gguf: yarn truncate false has no GGUF key (llama.cpp always truncates)")
+    w.add(p + "rope.scaling.type", G.STRING, "yarn")
+    w.add(p + "rope.scaling.factor", G.F32, rs["factor"])
+    if "original_max_position_embeddings" in rs:
+        w.add(p + "rope.scaling.original_context_length", G.U32, rs["original_max_position_embeddings"])
+    for hf, key in (("beta_fast", "yarn_beta_fast"), ("beta_slow", "yarn_beta_slow"),
+                    ("attention_factor", "yarn_attn_factor")):
+        if hf in rs:
+            w.add(p + "rope.scaling." + key, G.F32, rs[hf])
+
+
 def deepseek2_yarn(w, p, rs):
     """YaRN: llama.cpp takes mscale equal to mscale_all_dim and reads 0.1 x mscale_all_dim."""
     mad = rs.get("mscale_all_dim", 0.0)
@@ -544,6 +563,8 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked"):
         w.add(p + "rope.scaling.factor", G.F32, rs["factor"])
     elif rtype == "yarn" and arch == "deepseek2":
         deepseek2_yarn(w, p, rs)
+    elif rtype == "yarn":
+        per_head_yarn(w, p, rs)
     elif rtype not in (None, "default", "llama3"):
         raise SystemExit(f"hf_to_gguf: rope_scaling {rtype} is not supported")
     mixtral = c["architectures"][0] == "MixtralForCausalLM"

@@ -281,6 +281,7 @@ bool user_chose_mpi_network() {
 // preloaded; their IPv6 listeners go to ::1 (the job's addresses are IPv4). The user's
 // DPSERVE_MPI_LISTEN_ADDRESS wins; "any" keeps Open MPI's wildcard binds.
 void narrow_mpi_listeners(std::string ip) {
+  const bool user_set = std::getenv(kMpiListenAddressEnv) != nullptr;
   if (const char* user = std::getenv(kMpiListenAddressEnv)) {
     if (std::string(user) == "any") {
       spdlog::info("{}=any: Open MPI's listening sockets stay on every address", kMpiListenAddressEnv);
@@ -308,7 +309,11 @@ void narrow_mpi_listeners(std::string ip) {
                  lib.string());
   }
   setenv(kMpiListenAddressEnv, ip.c_str(), 1);
-  spdlog::info("Open MPI's listening sockets on {} only ({}; \"any\" for every address)", ip, kMpiListenAddressEnv);
+  // Said at info level where it is news (another machine's address, or the user's choice); the
+  // one-machine default would add a line to every `generate`.
+  const bool news = ip != "127.0.0.1" || user_set;
+  spdlog::log(news ? spdlog::level::info : spdlog::level::debug,
+              "Open MPI's listening sockets on {} only ({}; \"any\" for every address)", ip, kMpiListenAddressEnv);
 }
 
 // MPI's traffic (TCP BTL) and Open MPI's own control channel (OOB) on the interface that reaches

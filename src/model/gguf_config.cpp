@@ -58,6 +58,42 @@ class Keys {
 
 std::string layer_tensor(int64_t l, const char* what) { return "blk." + std::to_string(l) + "." + what; }
 
+// YaRN of a per-head attention model (Qwen2 / Qwen3 / Llama as llama.cpp's converter writes it from
+// Hugging Face's rope_scaling): factor, original_context_length (default: the context length), and
+// the HF fields it copies when the config had them: yarn_beta_fast / yarn_beta_slow and
+// yarn_attn_factor (HF's attention_factor). This llama.cpp release reads neither of those three for
+// these architectures (its defaults are HF's: 32, 1, 0.1 ln(factor) + 1); dpserve follows the model's
+// config they came from. Keys that have no Hugging Face meaning are refused unless neutral.
+void read_per_head_yarn(const Keys& k, const GgufMetadata& m, double factor, ModelConfig& c) {
+  auto& r = c.rope_scaling;
+  r.type = RopeScaling::Type::Yarn;
+  if (!(factor >= 1.0)) fail("GGUF {}: YaRN needs {} >= 1, got {}", m.where(), k.key("rope.scaling.factor"), factor);
+  r.factor = factor;
+  r.original_max_position_embeddings =
+      k.number("rope.scaling.original_context_length").value_or(double(c.max_pos));
+  if (!(r.original_max_position_embeddings >= 1 && std::isfinite(r.original_max_position_embeddings)))
+    fail("GGUF {}: {} must be positive, got {}", m.where(), k.key("rope.scaling.original_context_length"),
+         r.original_max_position_embeddings);
+  r.beta_fast = k.number("rope.scaling.yarn_beta_fast").value_or(32.0);
+  r.beta_slow = k.number("rope.scaling.yarn_beta_slow").value_or(1.0);
+  if (!(r.beta_slow > 0 && r.beta_fast > r.beta_slow && std::isfinite(r.beta_fast)))
+    fail("GGUF {}: YaRN needs 0 < {} < {}, got {} and {}", m.where(), k.key("rope.scaling.yarn_beta_slow"),
+         k.key("rope.scaling.yarn_beta_fast"), r.beta_slow, r.beta_fast);
+  r.mscale = 1.0;
+  r.mscale_all_dim = 0.0;
+  r.attention_factor = k.number("rope.scaling.yarn_attn_factor").value_or(0.0);
+  if (r.attention_factor < 0 || !std::isfinite(r.attention_factor))
+    fail("GGUF {}: {} must be positive, got {}", m.where(), k.key("rope.scaling.yarn_attn_factor"),
+         r.attention_factor);
+  for (const char* neutral_one : {"rope.scaling.yarn_ext_factor", "rope.scaling.attn_factor"})
+    if (const auto v = k.number(neutral_one); v && *v != 1.0)
+      fail("GGUF {}: {} is {}: only 1 (no change) is supported with YaRN for {}", m.where(), k.key(neutral_one), *v,
+           c.arch_name);
+  for (const char* deepseek_only : {"rope.scaling.yarn_log_multiplier"})
+    if (k.number(deepseek_only))
+      fail("GGUF {}: {} is deepseek2's YaRN key; {} has no such field", m.where(), k.key(deepseek_only), c.arch_name);
+}
+
 void read_rope(const GgufSet& g, const Keys& k, ModelConfig& c) {
   const GgufMetadata& m = g.metadata();
   c.rope_theta = k.number("rope.freq_base").value_or(10000.0);
@@ -80,9 +116,11 @@ void read_rope(const GgufSet& g, const Keys& k, ModelConfig& c) {
     }
   } else if (type == "yarn" && c.rope_scaling.type == RopeScaling::Type::Yarn) {
     // read with the architecture's keys (deepseek2's YaRN)
+  } else if (type == "yarn" && !c.mla.enabled()) {
+    read_per_head_yarn(k, m, factor, c);
   } else if (type != "none") {
-    fail("GGUF {}: {} \"{}\" is not supported for {} (supported: none, linear, llama3-style factors in "
-         "rope_freqs.weight, and yarn for deepseek2)",
+    fail("GGUF {}: {} \"{}\" is not supported for {} (supported: none, linear, yarn, and llama3-style factors "
+         "in rope_freqs.weight)",
          m.where(), k.key("rope.scaling.type"), type, c.arch_name);
   }
   // llama3-style scaling: llama.cpp's converter stores one divisor per frequency.

@@ -18,7 +18,10 @@
     sigmoid, shared experts, a scale, no renormalisation, experts of another width), an
     expert_count the stacked tensors do not have, a missing router, a dense FFN tensor, and in the
     older per-expert layout a missing expert or one beyond expert_count;
-  * a quantized model whose shard would cut a block names --tp-size.
+  * a quantized model whose shard would cut a block names --tp-size;
+  * YaRN in Qwen3 / Qwen2 GGUF files (our converter's, llama.cpp's keys) gives the logits of the HF
+    folder it came from (checked against NumPy in model_reference_yarn), and the keys without a
+    Hugging Face meaning are refused unless neutral.
 
 usage: test_gguf_loading.py DPSERVE_BIN SHARED_DIR WORK_DIR
 """
@@ -262,7 +265,10 @@ BAD = [
     ("missing_key", patched_model(drop=("llama.block_count",)), '"llama.block_count" is missing'),
     ("wrong_key_type", patched_model(replace_kv={"llama.block_count": (G.STRING, "five", None)}),
      '"llama.block_count" is a string, expected an integer'),
-    ("yarn", patched_model(extra_kv=[("llama.rope.scaling.type", G.STRING, "yarn")]), '"yarn" is not supported'),
+    # YaRN without its factor: a factor below 1 (absent: 0) is no YaRN.
+    ("yarn", patched_model(extra_kv=[("llama.rope.scaling.type", G.STRING, "yarn")]), "YaRN needs llama.rope.scaling.factor >= 1"),
+    ("rope_type", patched_model(extra_kv=[("llama.rope.scaling.type", G.STRING, "longrope")]),
+     '"longrope" is not supported'),
 ]
 # deepseek2: a tiny DeepSeek-V3-like model as our writer lays it out (llama.cpp's converter layout).
 ds_hf = os.path.join(WORK, "hf-deepseek-v3")
@@ -337,6 +343,59 @@ path = write("bad_pre", w)
 p = dpserve(["tokenize", "--model-path", path, "--text", "hi"])
 check(p.returncode == 1 and 'tokenizer.ggml.pre "falcon" is not a pre-tokenizer dpserve knows' in p.stderr,
       f"unknown pre-tokenizer is named: {p.stderr[-300:]}")
+
+# --- YaRN in per-head GGUF models (Qwen3, Qwen2 with its own betas) -------------------------------
+# The HF folders are the ones model_reference_yarn checks against the NumPy reference (tests/model:
+# 1.5e-6 x std for f32); the GGUF written from each by our converter must give the same logits on a
+# 60-token prompt (positions past the original context of 32). Dropping the YaRN keys from the file
+# (plain RoPE) must change them: the comparison sees the scaling.
+def dump_logits(model, ids, n_new=4):
+    path = os.path.join(WORK, "logits.bin")
+    if os.path.exists(path):
+        os.remove(path)
+    p = dpserve(["generate", "--json", "--model-path", model, "--prompt-ids", ",".join(map(str, ids)), "-n",
+                 str(n_new), "--ignore-eos", "--temperature", "0", "--threads", "2", "--dump-logits", path])
+    if p.returncode != 0:
+        return None, p.stderr[-1500:]
+    return np.fromfile(path, dtype=np.float32), json.loads(p.stdout.strip().splitlines()[-1])["output_ids"]
+
+
+YARN = [("qwen3", ["--arch", "qwen3", "--rope-scaling", "yarn", "--rope-factor", "4",
+                   "--original-max-position-embeddings", "32", "--max-position-embeddings", "128", "--seed", "23"]),
+        ("qwen2", ["--arch", "qwen2", "--rope-scaling", "yarn", "--rope-factor", "4",
+                   "--original-max-position-embeddings", "32", "--max-position-embeddings", "128", "--beta-fast", "16",
+                   "--beta-slow", "2", "--rope-theta", "500", "--seed", "24"])]
+for name, flags in YARN:
+    hf = os.path.join(WORK, f"hf-{name}-yarn")
+    subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.py"), *flags, "--dtype", "f32",
+                    "--quiet", "--out", hf], check=True, timeout=300)
+    yg = os.path.join(WORK, f"{name}-yarn.gguf")
+    hf_to_gguf([hf, "--outtype", "f32", "--out", yg])
+    with open(os.path.join(hf, "config.json")) as f:
+        vocab = json.load(f)["vocab_size"]
+    ids = [3 + (i * 37) % (vocab - 3) for i in range(60)]
+    ref, ref_out = dump_logits(hf, ids)
+    got, got_out = dump_logits(yg, ids)
+    if ref is None or got is None:
+        check(False, f"{name} yarn: generate failed: {ref_out if ref is None else got_out}")
+        continue
+    err = float(np.abs(got - ref).max() / ref.std()) if got.shape == ref.shape else float("inf")
+    check(err <= 1e-5 and got_out == ref_out,
+          f"{name} yarn GGUF == its HF folder: max diff {err:.2g} x std, greedy {got_out == ref_out}")
+    plain = write(f"{name}-yarn-dropped", patched_model(
+        drop=tuple(f"{name}.rope.scaling.{k}" for k in ("type", "factor", "original_context_length", "yarn_beta_fast",
+                                                       "yarn_beta_slow")), base=yg))
+    off, _ = dump_logits(plain, ids)
+    off_err = float(np.abs(off - ref).max() / ref.std()) if off is not None and off.shape == ref.shape else 0.0
+    check(off_err > 1e-2, f"{name}: the same file without its YaRN keys differs ({off_err:.2g} x std): the check sees it")
+yq = os.path.join(WORK, "qwen3-yarn.gguf")
+for bad_name, extra, expect in [
+        ("yarn_ext", [("qwen3.rope.scaling.yarn_ext_factor", G.F32, 0.5)], "yarn_ext_factor is 0.5"),
+        ("yarn_attn_mul", [("qwen3.rope.scaling.attn_factor", G.F32, 2.0)], "rope.scaling.attn_factor is 2"),
+        ("yarn_log_mul", [("qwen3.rope.scaling.yarn_log_multiplier", G.F32, 0.1)], "deepseek2's YaRN key")]:
+    path = write("bad_" + bad_name, patched_model(extra_kv=extra, base=yq))
+    p = dpserve(["generate", "--model-path", path, "--prompt-ids", "1", "-n", "1"])
+    check(p.returncode == 1 and expect in p.stderr, f"{bad_name}: refused naming it ({p.stderr[-300:].strip()})")
 
 # --- block-aligned shards of quantized tensors ------------------------------------------------------
 q4k = os.path.join(HERE, "fixtures", "gguf", "llama-q-Q4_K_M.gguf")
