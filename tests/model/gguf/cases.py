@@ -23,6 +23,11 @@ CASES = {
     "qwen2": dict(hf=["--arch", "qwen2", "--seed", "12"], gguf=[], variants=["F32"]),
     # Qwen3: per-head q/k norm, head_dim independent of hidden.
     "qwen3": dict(hf=["--arch", "qwen3", "--seed", "13"], gguf=[], variants=["F32"]),
+    # Qwen3 with YaRN as the Qwen model cards add it (factor 4, llama.cpp's keys: type, factor,
+    # original_context_length), an original context of 16 that every prompt passes.
+    "qwen3_yarn": dict(hf=["--arch", "qwen3", "--rope-scaling", "yarn", "--rope-factor", "4",
+                           "--original-max-position-embeddings", "16", "--max-position-embeddings", "64",
+                           "--seed", "17"], gguf=[], variants=["F32"]),
     # Qwen3-MoE: 8 experts, top 2, stacked expert tensors, every layer sparse (llama.cpp has no
     # dense layers in qwen3moe).
     "qwen3moe": dict(hf=["--arch", "qwen3_moe", "--num-hidden-layers", "2", "--mlp-only-layers", "",
