@@ -12,11 +12,13 @@ usage: api_tables.py docs/api.md"""
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import urllib.error
 import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from serve_process import free_port  # noqa: E402
 
 URL = os.environ["DPSERVE_URL"]
 BIN = os.environ["DPSERVE_BIN"]
@@ -101,12 +103,6 @@ def help_options():
         if m:
             names.update(m.group(2).split(","))
     return names
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def check_flag(args, status_cell, options):
