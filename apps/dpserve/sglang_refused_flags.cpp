@@ -33,6 +33,7 @@ constexpr Refused kRefused[] = {
     {"--cuda-graph-max-bs", true, "there is no GPU here"},
     {"--base-gpu-id", true, "there is no GPU here"},
     {"--enable-p2p-check", false, "there is no GPU here"},
+    {"--cpu-offload-gb", true, "weights already live in host memory (there is no device memory to offload from)"},
     {"--enable-mixed-chunk", false, "prefill chunks and decodes always share a step"},
     {"--schedule-conservativeness", true, "admission is optimistic, with no reserve to tune (docs/scheduler.md)"},
     {"--stream-interval", true, "every token is streamed as it comes"},
