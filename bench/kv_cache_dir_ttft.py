@@ -19,8 +19,6 @@ import os
 import random
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,39 +27,24 @@ import time
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tools"))
+from serve_process import ServeError, ServeProcess  # noqa: E402
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+def start(args, flags, log):
+    """A healthy server on the model (its output in `log`)."""
+    try:
+        return ServeProcess(args.bin, "--model-path", args.model, "--max-total-tokens", str(args.tokens + 1024),
+                            "--chunked-prefill-size", str(args.chunk), *flags, log=log, health_timeout=300,
+                            quiet=True)
+    except ServeError as e:
+        raise SystemExit(str(e))
 
 
-def start(args, flags):
-    port = free_port()
-    log = tempfile.NamedTemporaryFile("w+", prefix="kvdir-bench-", suffix=".log", delete=False)
-    cmd = [args.bin, "serve", "--model-path", args.model, "--host", "127.0.0.1", "--port", str(port),
-           "--max-total-tokens", str(args.tokens + 1024), "--chunked-prefill-size", str(args.chunk), *flags]
-    p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if p.poll() is not None:
-            raise SystemExit(f"server exited {p.returncode}:\n" + open(log.name).read())
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200:
-                return p, port, log.name
-        except Exception:
-            time.sleep(0.3)
-    os.killpg(p.pid, signal.SIGKILL)
-    raise SystemExit("server did not start")
-
-
-def stop(p):
-    os.kill(p.pid, signal.SIGTERM)
-    if p.wait(timeout=300) != 0:
-        raise SystemExit(f"server exited {p.returncode}")
+def stop(server):
+    rc = server.stop(timeout=300)
+    if rc != 0:
+        raise SystemExit(f"server exited {rc} after SIGTERM:\n{server.output()[-3000:]}")
 
 
 def ttft(port, prompt):
@@ -98,17 +81,19 @@ def main():
         rows = []
         for rnd in range(args.rounds):
             d = os.path.join(tmp, f"cache{rnd}")
-            p, port, _ = start(args, ["--kv-cache-dir", d, "--kv-cache-write-behind-tokens", "0", *flags])
-            cold, c0 = ttft(port, prompt)
-            mem, c1 = ttft(port, prompt)
-            stop(p)
+            srv = start(args, ["--kv-cache-dir", d, "--kv-cache-write-behind-tokens", "0", *flags],
+                        os.path.join(tmp, f"cold{rnd}.log"))
+            cold, c0 = ttft(srv.port, prompt)
+            mem, c1 = ttft(srv.port, prompt)
+            stop(srv)
             size = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
             t0 = time.perf_counter()
-            p, port, log = start(args, ["--kv-cache-dir", d, "--kv-cache-write-behind-tokens", "0", *flags])
+            srv = start(args, ["--kv-cache-dir", d, "--kv-cache-write-behind-tokens", "0", *flags],
+                        os.path.join(tmp, f"restart{rnd}.log"))
             startup = time.perf_counter() - t0
-            warm, c2 = ttft(port, prompt)
-            stop(p)
-            m = re.search(r"prefix cache loaded .* in ([0-9.]+) s", open(log).read())
+            warm, c2 = ttft(srv.port, prompt)
+            stop(srv)
+            m = re.search(r"prefix cache loaded .* in ([0-9.]+) s", srv.output())
             load = float(m.group(1)) if m else float("nan")
             row = dict(cold=cold, memory=mem, restart=warm, cached_cold=c0, cached_mem=c1, cached_restart=c2,
                        file_mb=size / 1e6, load_s=load, startup_s=startup)

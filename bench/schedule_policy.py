@@ -10,23 +10,18 @@ prompt tokens, and the prompt tokens the server had to compute; the wall time is
 information only (it is this machine's, under whatever else runs).
 
   bench/schedule_policy.py --dpserve build/bin/dpserve --model-path build/constrain_models/qwen3-tiny
-Needs only the Python standard library.
+Needs only the Python standard library (and tools/serve_process.py).
 """
 import argparse
 import concurrent.futures
 import http.client
 import json
-import socket
-import subprocess
+import os
+import sys
 import time
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from serve_process import ServeError, ServeProcess  # noqa: E402
 
 
 def post(port, body):
@@ -41,23 +36,14 @@ def post(port, body):
 
 
 def run(args, policy, prompts):
-    port = free_port()
-    cmd = [args.dpserve, "serve", "--host", "127.0.0.1", "--port", str(port), "--model-path", args.model_path,
-           "--skip-tokenizer-init", "--schedule-policy", policy, "--max-running-requests", str(args.running),
-           "--max-total-tokens", str(args.kv_tokens), "--threads", str(args.threads)]
-    srv = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(600):
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                c.request("GET", "/health")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise RuntimeError(f"{policy}: the server did not become healthy")
+        srv = ServeProcess(args.dpserve, "--model-path", args.model_path, "--skip-tokenizer-init", "--schedule-policy",
+                           policy, "--max-running-requests", args.running, "--max-total-tokens", args.kv_tokens,
+                           "--threads", args.threads, quiet=True)
+    except ServeError as e:
+        raise RuntimeError(f"{policy}: {e}")
+    port = srv.port
+    try:
         t0 = time.time()
         with concurrent.futures.ThreadPoolExecutor(len(prompts)) as pool:
             futs = []
@@ -69,8 +55,7 @@ def run(args, policy, prompts):
             outs = [f.result() for f in futs]
         wall = time.time() - t0
     finally:
-        srv.terminate()
-        srv.wait(timeout=60)
+        srv.stop()
     prompt = sum(o["meta_info"]["prompt_tokens"] for o in outs)
     cached = sum(o["meta_info"]["cached_tokens"] for o in outs)
     return {"policy": policy, "prompt_tokens": prompt, "cached_tokens": cached, "computed_prompt_tokens": prompt - cached,

@@ -21,16 +21,14 @@ import argparse
 import json
 import os
 import re
-import signal
-import socket
 import shlex
 import statistics
 import subprocess
 import sys
-import time
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tools"))
+from serve_process import ServeError, ServeProcess  # noqa: E402
 
 
 def prompt_ids(kind, vocab, n=96):
@@ -58,21 +56,13 @@ def run(binary, args):
 
 def serve_round(binary, a, spec_flags):
     """One server, one `bench serve` run against it: (output tok/s, acceptance line or '')."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    server = subprocess.Popen([binary, "serve", "--model-path", a.model_path, "--port", str(port), "--threads",
-                               str(a.threads)] + shlex.split(a.extra) + spec_flags,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(600):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
+        server = ServeProcess(binary, "--model-path", a.model_path, "--threads", a.threads, *shlex.split(a.extra),
+                              *spec_flags, health_timeout=300, quiet=True)
+    except ServeError as e:
+        sys.exit(str(e))
+    port = server.port
+    try:
         p = subprocess.run([binary, "bench", "serve", "--base-url", f"http://127.0.0.1:{port}", "--num-prompts",
                             str(2 * a.concurrency), "--max-concurrency", str(a.concurrency), "--random-input-len",
                             "128", "--random-output-len", str(a.tokens), "--random-range-ratio", "1",
@@ -83,8 +73,7 @@ def serve_round(binary, a, spec_flags):
         acc = re.search(r"Speculative decoding.*", p.stdout)
         return float(m.group(1)), acc.group(0) if acc else ""
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(120)
+        server.stop(timeout=120)
 
 
 def main():

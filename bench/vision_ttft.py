@@ -20,9 +20,7 @@ import io
 import json
 import os
 import re
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,43 +30,22 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_photos import photo  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from serve_process import ServeError, ServeProcess  # noqa: E402
 
 PROMPT = "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Describe the picture.<|im_end|>\n" \
          "<|im_start|>assistant\n"
 FIELDS = ("image_decode_ms", "image_preprocess_ms", "image_encoder_ms", "prefill_ms")
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def serve_and_send(a, flags, images, log_path):
-    port = free_port()
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMPI_MCA_rmaps_base_oversubscribe="1")
-    cmd = [a.bin, "serve", "--host", "127.0.0.1", "--port", str(port), "--model-path", a.model,
-           "--max-total-tokens", "16384", "--context-length", "16384"] + flags
-    log = open(log_path, "w")
-    srv = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 600
-        while True:
-            if srv.poll() is not None:
-                raise SystemExit(f"server exited {srv.returncode}: see {log_path}")
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                raise SystemExit("server did not come up")
-            time.sleep(0.5)
+        srv = ServeProcess(a.bin, "--model-path", a.model, "--max-total-tokens", "16384", "--context-length", "16384",
+                           *flags, log=log_path, health_timeout=600, quiet=True)
+    except ServeError as e:
+        raise SystemExit(f"{e}\nsee {log_path}")
+    url = srv.url
+    try:
         walls = []
         for data in images:
             body = {"text": PROMPT, "image_data": base64.b64encode(data).decode(),
@@ -80,9 +57,7 @@ def serve_and_send(a, flags, images, log_path):
                 r.read()
             walls.append(time.time() - t0)
     finally:
-        srv.terminate()
-        srv.wait(120)
-        log.close()
+        srv.stop(timeout=120)
     lines = [ln for ln in open(log_path) if "image_encoder_ms=" in ln]
     if len(lines) != len(images):
         raise SystemExit(f"expected {len(images)} request lines with image fields in {log_path}, got {len(lines)}")

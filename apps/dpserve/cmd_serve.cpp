@@ -14,6 +14,7 @@
 #include "apps/dpserve/commands.h"
 #include "apps/dpserve/launch.h"
 #include "apps/dpserve/runtime_flags.h"
+#include "apps/dpserve/sglang_refused_flags.h"
 #include "core/check.h"
 #include "core/cpu.h"
 #include "engine/runtime.h"
@@ -214,6 +215,7 @@ void register_serve(CLI::App& app) {
   auto a = std::make_shared<ServeArgs>();
   CLI::App* s = app.add_subcommand("serve", "Serve the model over an OpenAI-compatible HTTP API");
   add_runtime_flags(s, a->rf);
+  add_sglang_refused_flags(s);
   s->add_option("--host", a->so.host, "Address to listen on")->capture_default_str()->envname("DPSERVE_HOST");
   s->add_option("--port", a->so.port, "Port to listen on (0 = any free port)")
       ->capture_default_str()->check(CLI::Range(0, 65535))->envname("DPSERVE_PORT");

@@ -23,6 +23,7 @@ class ResponseStore {
     std::string owner;
     nlohmann::json response;              // the Response object as returned
     nlohmann::ordered_json conversation;  // input items then output items: what a follow-up continues
+    size_t input_count = 0;               // how many of `conversation` were this response's input
   };
 
   // Keeps `e` under `id`, evicting the oldest until it fits; false (nothing kept) when it alone

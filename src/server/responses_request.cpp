@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <string>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -100,7 +101,7 @@ ojson message_content(const ojson& c, const std::string& param, const std::strin
 }
 
 // One input item, checked and written back in the shape this server stores and replays.
-ojson normalize_item(const ojson& it, const std::string& param) {
+ojson normalize_item_body(const ojson& it, const std::string& param) {
   if (!it.is_object()) bad_param(param, fmt::format("'{}' must be an object", param));
   std::string type = "message";
   if (const ojson* t = field(it, "type")) type = need_string(*t, param + ".type");
@@ -125,7 +126,6 @@ ojson normalize_item(const ojson& it, const std::string& param) {
         bad_param(param + "." + k, fmt::format("'{}.{}' is required and must be a string", param, k));
       out[k] = *v;
     }
-    if (const ojson* id = field(it, "id")) out["id"] = need_string(*id, param + ".id");
     return out;
   }
   if (type == "function_call_output") {
@@ -178,6 +178,14 @@ ojson normalize_item(const ojson& it, const std::string& param) {
   unsupported(param + ".type", fmt::format("input items of type '{}' (message, function_call, function_call_output "
                                            "and reasoning are)",
                                            type.substr(0, 40)));
+}
+
+// A client's item id is kept (GET .../input_items lists it and pages by it); the server gives one to
+// items that come without.
+ojson normalize_item(const ojson& it, const std::string& param) {
+  ojson out = normalize_item_body(it, param);
+  if (const ojson* id = field(it, "id")) out["id"] = need_string(*id, param + ".id");
+  return out;
 }
 
 // Stored / normalized items -> chat messages for the chat template. Function calls join the
@@ -428,6 +436,12 @@ ResponsesRequest parse_responses_request(
   } else {
     bad_param("input", "'input' must be a string or an array of input items");
   }
+  // Item ids name one item each: OpenAI refuses a repeat (e.g. an output item sent again as input
+  // alongside previous_response_id), and input_items pages by them.
+  std::unordered_set<std::string> ids;
+  for (const ojson& it : rr.conversation)
+    if (it.contains("id") && !ids.insert(it["id"].get<std::string>()).second)
+      bad_param("input", fmt::format("Duplicate item found with id '{}'", it["id"].get<std::string>().substr(0, 80)));
 
   ojson chat = ojson::object();
   if (const ojson* m = field(b, "model")) chat["model"] = *m;

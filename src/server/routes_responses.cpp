@@ -1,5 +1,6 @@
 // OpenAI Responses API: POST /v1/responses (whole or streamed as semantic events), GET and DELETE
-// /v1/responses/{id} on the bounded in-memory store that previous_response_id reads.
+// /v1/responses/{id} and GET /v1/responses/{id}/input_items on the bounded in-memory store that
+// previous_response_id reads.
 #include <algorithm>
 #include <ctime>
 
@@ -10,6 +11,7 @@
 #include "server/openai_error.h"
 #include "server/openai_format.h"
 #include "server/request_id.h"
+#include "server/response_input_items.h"
 #include "server/response_output.h"
 #include "server/responses_request.h"
 #include "server/route_helpers.h"
@@ -117,23 +119,26 @@ std::string final_status(const ResponseRun& run) {
 }
 
 // Keeps a finished response for GET and for previous_response_id: the conversation it continued,
-// its input, then its output items in the shapes a follow-up replays.
+// its input, then its output items in the shapes a follow-up replays, each with its id (the output
+// items keep theirs) so that input_items lists and pages them the same along a chain.
 void keep(ServerContext& ctx, const ResponseRun& run, const json& response, const std::string& owner) {
   if (!run.rr.store || response["status"] == "failed") return;
   ojson conv = run.rr.conversation;
+  const size_t input_count = conv.size();
   for (const json& it : run.out.items()) {
     if (it["type"] == "message") {
       ojson parts = ojson::array();
       for (const json& p : it["content"]) parts.push_back({{"type", "output_text"}, {"text", p["text"]}});
-      conv.push_back({{"type", "message"}, {"role", "assistant"}, {"content", std::move(parts)}});
+      conv.push_back({{"type", "message"}, {"role", "assistant"}, {"content", std::move(parts)}, {"id", it["id"]}});
     } else if (it["type"] == "reasoning") {
-      conv.push_back({{"type", "reasoning"}, {"content", ojson::parse(it["content"].dump())}});
+      conv.push_back({{"type", "reasoning"}, {"content", ojson::parse(it["content"].dump())}, {"id", it["id"]}});
     } else if (it["type"] == "function_call") {
       conv.push_back({{"type", "function_call"}, {"call_id", it["call_id"]}, {"name", it["name"]},
                       {"arguments", it["arguments"]}, {"id", it["id"]}});
     }
   }
-  ctx.responses.put(run.id, ResponseStore::Entry{owner, response, std::move(conv)});
+  give_item_ids(conv, new_id);
+  ctx.responses.put(run.id, ResponseStore::Entry{owner, response, std::move(conv), input_count});
 }
 
 std::string sse_typed(json e, int64_t& seq) {
@@ -275,6 +280,13 @@ void register_responses_routes(httplib::Server& svr, ServerContext& ctx) {
     auto e = stored(ctx, req);
     if (!e) not_found(req.matches[1]);
     send_json(res, 200, e->response);
+  });
+  svr.Get(R"(/v1/responses/([^/]+)/input_items)", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    const InputItemsQuery q = parse_input_items_query(req.params);
+    auto e = ctx.responses.get(req.matches[1], request_caller().owner);
+    if (!e) not_found(req.matches[1]);
+    e->conversation.erase(e->conversation.begin() + ptrdiff_t(e->input_count), e->conversation.end());
+    send_json(res, 200, json::parse(list_input_items(e->conversation, q).dump()));
   });
   svr.Delete(R"(/v1/responses/([^/]+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
     if (!ctx.responses.erase(req.matches[1], request_caller().owner)) not_found(req.matches[1]);

@@ -20,20 +20,20 @@ import io
 import json
 import os
 import shutil
-import signal
-import socket
 import struct
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.error
 import urllib.request
 import zlib
 
 import numpy as np
 from PIL import Image
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from serve_process import ServeError, ServeProcess  # noqa: E402
 
 BIN, MAKE_MODEL, TOKENIZER, TEMPLATE = sys.argv[1:5]
 failures = []
@@ -74,14 +74,6 @@ def data_url(b, mime):
     return f"data:{mime};base64," + base64.b64encode(b).decode()
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def vm(pid, key):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith(key + ":"):
@@ -94,36 +86,18 @@ def cpu_seconds(pid):
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class Server:
-    def __init__(self, args, log):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.logpath = log
-        self.p = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--port", str(self.port), *args],
-                                  stdout=open(log, "w"), stderr=subprocess.STDOUT)
-        for _ in range(600):
-            if self.p.poll() is not None:
-                break
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.2)
-        self.stop()
-        print(open(log).read()[-3000:])
-        raise SystemExit("server did not become healthy")
+class Server(ServeProcess):
+    """`serve ARGS` with its output in `log`; a failed start fails the test."""
 
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(60)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        return self.p.returncode
+    def __init__(self, args, log):
+        try:
+            super().__init__(BIN, *args, log=log, quiet=True)
+        except ServeError as e:
+            raise SystemExit(f"server did not become healthy: {e}")
+
+    @property
+    def p(self):
+        return self.proc
 
     def post(self, path, body):
         req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),

@@ -20,8 +20,6 @@ import math
 import posixpath
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +33,9 @@ import struct
 
 import numpy as np
 from PIL import Image
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from serve_process import ServeError, ServeProcess  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "vision"))
 from jpeg_scans import progressive_jpeg  # noqa: E402
@@ -139,45 +140,18 @@ HOST = f"http://127.0.0.1:{host.server_address[1]}"
 
 
 # ---- servers -----------------------------------------------------------------------------------
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+class Server(ServeProcess):
+    """`serve ARGS` with its output in `log`; a failed start fails the test."""
 
-
-class Server:
     def __init__(self, args, log):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(log, "w")
-        self.logpath = log
-        self.p = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--port", str(self.port), *args],
-                                  stdout=self.log, stderr=subprocess.STDOUT)
-        for _ in range(600):
-            if self.p.poll() is not None:
-                break
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.2)
-        self.stop()
-        print(open(log).read()[-3000:])
-        raise SystemExit("server did not become healthy")
+        try:
+            super().__init__(BIN, *args, log=log, quiet=True)
+        except ServeError as e:
+            raise SystemExit(f"server did not become healthy: {e}")
 
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(60)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        return self.p.returncode
+    @property
+    def p(self):
+        return self.proc
 
     def post(self, path, body):
         req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),

@@ -1,7 +1,13 @@
 // The Responses API's pieces without sockets: the bounded response store (oldest out first, by
-// count and by bytes, per owner) and the output builder (items and events in OpenAI's order).
+// count and by bytes, per owner), the output builder (items and events in OpenAI's order) and the
+// input_items list (ids, pages, query errors).
+#include <map>
+#include <vector>
+
 #include <gtest/gtest.h>
 
+#include "server/openai_error.h"
+#include "server/response_input_items.h"
 #include "server/response_output.h"
 #include "server/response_store.h"
 
@@ -11,7 +17,7 @@ namespace {
 using json = nlohmann::json;
 
 ResponseStore::Entry entry(const std::string& owner, size_t pad = 0) {
-  return {owner, json{{"pad", std::string(pad, 'x')}}, nlohmann::ordered_json::array()};
+  return {owner, json{{"pad", std::string(pad, 'x')}}, nlohmann::ordered_json::array(), 0};
 }
 
 TEST(ResponseStore, EvictsTheOldestBeyondTheCount) {
@@ -80,6 +86,121 @@ TEST(ResponseOutput, EmptyOutputIsAnEmptyMessageAndCutShortIsIncomplete) {
   EXPECT_EQ(out.items()[0]["type"], "message");
   EXPECT_EQ(out.items()[0]["status"], "incomplete");
   EXPECT_EQ(out.output_text(), "");
+}
+
+// Five stored items of the four kinds, the ids given as the server gives them.
+nlohmann::ordered_json five_items() {
+  auto items = nlohmann::ordered_json::parse(R"([
+    {"type": "message", "role": "user", "content": "a"},
+    {"type": "function_call", "call_id": "call_1", "name": "f", "arguments": "{}", "id": "fc_given"},
+    {"type": "function_call_output", "call_id": "call_1", "output": "42"},
+    {"type": "reasoning", "content": [{"type": "reasoning_text", "text": "hmm"}]},
+    {"type": "message", "role": "user", "content": [{"type": "input_image", "image_url": "data:x"}]}])");
+  int n = 0;
+  give_item_ids(items, [&](const char* p) { return std::string(p) + "_" + std::to_string(n++); });
+  return items;
+}
+
+std::vector<std::string> ids_of(const nlohmann::ordered_json& list) {
+  std::vector<std::string> v;
+  for (const auto& it : list["data"]) v.push_back(it["id"]);
+  return v;
+}
+
+TEST(InputItems, IdsOfTheirKindOnlyWhereMissing) {
+  auto items = five_items();
+  EXPECT_EQ(items[0]["id"], "msg_0");
+  EXPECT_EQ(items[1]["id"], "fc_given");
+  EXPECT_EQ(items[2]["id"], "fco_1");
+  EXPECT_EQ(items[3]["id"], "rs_2");
+  EXPECT_EQ(items[4]["id"], "msg_3");
+}
+
+TEST(InputItems, ShapesAsOpenAIListsThem) {
+  InputItemsQuery q;
+  q.ascending = true;
+  auto l = list_input_items(five_items(), q);
+  EXPECT_EQ(l["object"], "list");
+  EXPECT_EQ(l["data"][0]["content"], nlohmann::ordered_json::parse(R"([{"type": "input_text", "text": "a"}])"));
+  EXPECT_EQ(l["data"][1]["arguments"], "{}");
+  EXPECT_EQ(l["data"][2]["output"], "42");
+  EXPECT_EQ(l["data"][3]["content"][0]["text"], "hmm");
+  for (const auto& it : l["data"]) EXPECT_EQ(it["status"], "completed");
+  // Image URLs only when include asks for them.
+  EXPECT_TRUE(l["data"][4]["content"][0]["image_url"].is_null());
+  q.image_urls = true;
+  EXPECT_EQ(list_input_items(five_items(), q)["data"][4]["content"][0]["image_url"], "data:x");
+}
+
+TEST(InputItems, PagesInEitherOrder) {
+  const auto items = five_items();
+  InputItemsQuery q;  // desc, 20
+  auto l = list_input_items(items, q);
+  EXPECT_EQ(ids_of(l), (std::vector<std::string>{"msg_3", "rs_2", "fco_1", "fc_given", "msg_0"}));
+  EXPECT_EQ(l["first_id"], "msg_3");
+  EXPECT_EQ(l["last_id"], "msg_0");
+  EXPECT_FALSE(l["has_more"]);
+  q.limit = 2;
+  l = list_input_items(items, q);
+  EXPECT_EQ(ids_of(l), (std::vector<std::string>{"msg_3", "rs_2"}));
+  EXPECT_TRUE(l["has_more"]);
+  q.after = "rs_2";
+  l = list_input_items(items, q);
+  EXPECT_EQ(ids_of(l), (std::vector<std::string>{"fco_1", "fc_given"}));
+  EXPECT_TRUE(l["has_more"]);
+  q.after = "fc_given";
+  l = list_input_items(items, q);
+  EXPECT_EQ(ids_of(l), (std::vector<std::string>{"msg_0"}));
+  EXPECT_FALSE(l["has_more"]);
+  q.after = "msg_0";  // past the end: an empty page
+  l = list_input_items(items, q);
+  EXPECT_TRUE(l["data"].empty());
+  EXPECT_TRUE(l["first_id"].is_null());
+  EXPECT_FALSE(l["has_more"]);
+  // asc with before: the items just before it, has_more when earlier ones remain.
+  q = InputItemsQuery{};
+  q.ascending = true;
+  q.limit = 2;
+  q.before = "msg_3";
+  l = list_input_items(items, q);
+  EXPECT_EQ(ids_of(l), (std::vector<std::string>{"fco_1", "rs_2"}));
+  EXPECT_TRUE(l["has_more"]);
+  q.after = "fc_given";  // both: the items between them
+  l = list_input_items(items, q);
+  EXPECT_EQ(ids_of(l), (std::vector<std::string>{"fco_1", "rs_2"}));
+  EXPECT_FALSE(l["has_more"]);
+  q.after = "rs_2";
+  q.before = "fco_1";  // after lies past before: nothing
+  EXPECT_TRUE(list_input_items(items, q)["data"].empty());
+  q.after = "nope";
+  try {
+    list_input_items(items, q);
+    ADD_FAILURE() << "unknown after accepted";
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.status(), 400);
+    EXPECT_EQ(e.param(), "after");
+  }
+}
+
+TEST(InputItems, QueryErrorsNameTheParameter) {
+  using P = std::multimap<std::string, std::string>;
+  auto q = parse_input_items_query(P{{"limit", "100"}, {"order", "asc"}, {"include[]", "message.input_image.image_url"}});
+  EXPECT_EQ(q.limit, 100);
+  EXPECT_TRUE(q.ascending);
+  EXPECT_TRUE(q.image_urls);
+  EXPECT_EQ(parse_input_items_query(P{}).limit, 20);
+  EXPECT_FALSE(parse_input_items_query(P{}).ascending);
+  for (const auto& [k, v] : std::vector<std::pair<std::string, std::string>>{
+           {"limit", "0"}, {"limit", "101"}, {"limit", "-1"}, {"limit", "1x"}, {"limit", ""}, {"order", "ASC"},
+           {"after", ""}, {"include", "reasoning.encrypted_content"}, {"include[]", "bogus"}, {"foo", "1"}}) {
+    try {
+      parse_input_items_query(P{{k, v}});
+      ADD_FAILURE() << k << "=" << v << " accepted";
+    } catch (const ApiError& e) {
+      EXPECT_EQ(e.status(), 400) << k;
+      EXPECT_EQ(e.param(), k == "include[]" ? "include" : k) << k << "=" << v;
+    }
+  }
 }
 
 }  // namespace

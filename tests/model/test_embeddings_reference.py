@@ -37,105 +37,42 @@ dp 2 with DP attention) and checked over loopback HTTP (http.client):
 """
 import argparse
 import base64
-import http.client
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "reference"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
 import ref_forward as rf  # noqa: E402
+from serve_process import MPI_ENV, ServeError, ServeProcess  # noqa: E402
 
 TOL_REL = 1e-4     # max |error| / rms(reference vector)
 TOL_ABS_UNIT = 1e-5  # max |error| of a unit-norm vector
 LAYOUTS = {"one": [], "tp2": ["--tp-size", "2"],
            "dpattn": ["--tp-size", "2", "--dp-size", "2", "--enable-dp-attention"]}
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OMPI_MCA_rmaps_base_oversubscribe="1")
+ENV = dict(os.environ, **MPI_ENV)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+class Server(ServeProcess):
+    """An --is-embedding server on a tiny folder, served as "tiny"; a failed start fails the test."""
 
-
-class PortTaken(Exception):
-    pass
-
-
-class Server:
     def __init__(self, binary, model, tokenizer, flags, log):
-        # A free port can be taken by another process before the server binds it: then try another.
-        for attempt in range(3):
-            try:
-                return self.start(binary, model, tokenizer, flags, log)
-            except PortTaken:
-                print("  port taken, retrying", flush=True)
-        raise SystemExit(f"FAIL: no free port after 3 attempts; log {log}")
-
-    def start(self, binary, model, tokenizer, flags, log):
-        self.port = free_port()
-        self.log = open(log, "w")
-        cmd = [binary, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--model-path", model,
-               "--tokenizer-path", tokenizer, "--is-embedding", "--served-model-name", "tiny"] + flags
-        print("start:", " ".join(cmd), flush=True)
-        self.p = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if self.p.poll() is not None:
-                self.log.close()
-                with open(log) as f:
-                    if "cannot listen" in f.read():
-                        raise PortTaken()
-                raise SystemExit(f"FAIL: the server exited ({self.p.returncode}); log {log}")
-            try:
-                if self.request("GET", "/health")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise SystemExit(f"FAIL: /health never answered 200; log {log}")
-
-    def request(self, method, path, body=None):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
         try:
-            c.request(method, path, body=None if body is None else json.dumps(body),
-                      headers={"Content-Type": "application/json"})
-            r = c.getresponse()
-            data = r.read()
-            try:
-                return r.status, json.loads(data)
-            except ValueError:
-                return r.status, data
-        finally:
-            c.close()
+            super().__init__(binary, "--model-path", model, "--tokenizer-path", tokenizer, "--is-embedding",
+                             "--served-model-name", "tiny", *flags, log=log)
+        except ServeError as e:
+            raise SystemExit(f"FAIL: {e}\nlog {log}")
 
     def post(self, path, body, want=200):
         status, j = self.request("POST", path, body)
         if status != want:
             raise AssertionError(f"POST {path}: status {status} (want {want}): {str(j)[:400]}")
         return j
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.p.pid, signal.SIGKILL)
-                self.p.wait()
-        self.log.close()
 
 
 def unit(v):
@@ -355,8 +292,8 @@ def main():
                 failures.append(f"{layout}/{kind}: {e}")
             finally:
                 srv.stop()
-            if srv.p.returncode != 0:
-                failures.append(f"{layout}/{kind}: the server exited {srv.p.returncode} after SIGTERM")
+            if srv.proc.returncode != 0:
+                failures.append(f"{layout}/{kind}: the server exited {srv.proc.returncode} after SIGTERM")
     if failures:
         print("FAIL:\n  " + "\n  ".join(failures[:60]))
         return 1

@@ -26,7 +26,6 @@ import json
 import math
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +34,9 @@ import urllib.request
 
 import numpy as np
 from PIL import Image
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from serve_process import ServeError, ServeProcess  # noqa: E402
 
 BIN, SHARED, SCRATCH, MAKE_MODEL = sys.argv[1:5]
 os.makedirs(SCRATCH, exist_ok=True)
@@ -81,24 +83,16 @@ def cancel_while_crossing(model, paths, failures):
     # The server tokenizes /generate's text without a BOS; generate prepends one unless --no-bos.
     tiny_ref, _ = run(["--model-path", model, "--prompt", IMG, "--image", paths["tiny"], "--no-bos",
                        "--image-transfer", "step-message"])
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    log = open(os.path.join(SCRATCH, "serve.log"), "w")
-    srv = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--port", str(port), "--threads", "1",
-                            "--model-path", model, "--tp-size", "2", "--dp-size", "2", "--enable-dp-attention",
-                            "--image-bytes-per-step", str(SLOW)], stdout=log, stderr=subprocess.STDOUT, env=ENV)
-    url = f"http://127.0.0.1:{port}"
+    try:
+        srv = ServeProcess(BIN, "--threads", "1", "--model-path", model, "--tp-size", "2", "--dp-size", "2",
+                           "--enable-dp-attention", "--image-bytes-per-step", SLOW,
+                           log=os.path.join(SCRATCH, "serve.log"), env=ENV, quiet=True)
+    except ServeError as e:
+        failures.append(f"server: {e}")
+        return
+    url = srv.url
     sp = {"max_new_tokens": N, "temperature": 0, "ignore_eos": True}
     try:
-        for _ in range(600):
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.2)
         post(url + "/generate", {"text": "Hi", "sampling_params": {"max_new_tokens": 1}})  # group 0: big goes to 1
         big = {}
         body = {"text": IMG, "rid": "big", "sampling_params": sp,
@@ -129,8 +123,7 @@ def cancel_while_crossing(model, paths, failures):
     except OSError as e:
         failures.append(f"server: {e}")
     finally:
-        srv.terminate()
-        srv.wait(60)
+        srv.stop()
 
 
 def main():

@@ -11,16 +11,14 @@ NUMA node and the kernel reports rank 1 on CPU 1.
 
 usage: test_numa.py DPSERVE_BIN SHARED_DIR
 """
-import http.client
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from serve_process import ServeError, ServeProcess  # noqa: E402
 
 BIN, SHARED = sys.argv[1:3]
 MODEL = os.path.join(SHARED, "models/stories260K/stories260K.bin")
@@ -110,43 +108,18 @@ if (os.cpu_count() or 1) >= 2:
 def serve_on_two_sockets():
     """A real `dpserve serve --tp-size 2` on the synthetic 2-socket machine: healthy, answers a
     completion over loopback HTTP, and its log shows the plan and the ranks bound one per node."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    log = tempfile.TemporaryFile(mode="w+")
-    proc = subprocess.Popen([BIN, "serve", "--model-path", MODEL, "--host", "127.0.0.1", "--port", str(port),
-                             "--tp-size", "2", "--numa", "auto"], stdout=log, stderr=subprocess.STDOUT,
-                            env=TWO_SOCKETS)
     try:
-        deadline = time.time() + 120
-        while True:
-            if proc.poll() is not None or time.time() > deadline:
-                log.seek(0)
-                raise SystemExit(f"FAIL: serve never became healthy\n{log.read()[-3000:]}")
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                c.request("GET", "/health")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.3)
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        c.request("POST", "/v1/completions", json.dumps({"prompt": "Once upon a time", "max_tokens": 4}),
-                  {"Content-Type": "application/json"})
-        r = c.getresponse()
-        body = json.loads(r.read())
-        assert r.status == 200 and body["usage"]["completion_tokens"] == 4, (r.status, body)
+        srv = ServeProcess(BIN, "--model-path", MODEL, "--tp-size", "2", "--numa", "auto", env=TWO_SOCKETS,
+                           quiet=True)
+    except ServeError as e:
+        raise SystemExit(f"FAIL: serve never became healthy\n{e}")
+    try:
+        status, body = srv.request("POST", "/v1/completions", {"prompt": "Once upon a time", "max_tokens": 4},
+                                   timeout=60)
+        assert status == 200 and body["usage"]["completion_tokens"] == 4, (status, body)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    log.seek(0)
-    text = log.read()
+        srv.stop()
+    text = srv.output()
     for pattern in (r"starting 2 ranks: .*--map-by ppr:1:numa --bind-to numa",
                     r"rank 0: NUMA node 0, cpus 0, 1 threads pinned", r"rank 1: NUMA node 1, cpus 1, 1 threads pinned"):
         if not re.search(pattern, text):

@@ -22,10 +22,8 @@ import base64
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
 import numpy as np
@@ -35,6 +33,8 @@ BIN, SHARED, SCRATCH, MAKE_MODEL = sys.argv[1:5]
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "model", "reference"))
 import ref_qwen2_5_vl as rv  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
+from serve_process import ServeError, ServeProcess  # noqa: E402
 
 os.makedirs(SCRATCH, exist_ok=True)
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
@@ -147,23 +147,11 @@ def main():
     else:
         print("prefix cache: A, B, A one at a time equal their runs alone")
     # 4. The server's answer equals generate's.
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    log = open(os.path.join(SCRATCH, "serve.log"), "w")
-    srv = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--port", str(port), "--threads", "1",
-                            "--tp-size", "2", "--dp-size", "2", "--enable-dp-attention"] + base,
-                           stdout=log, stderr=subprocess.STDOUT, env=ENV)
+    srv = None
     try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(600):
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.2)
+        srv = ServeProcess(BIN, "--threads", "1", "--tp-size", "2", "--dp-size", "2", "--enable-dp-attention", *base,
+                           log=os.path.join(SCRATCH, "serve.log"), env=ENV, quiet=True)
+        url = srv.url
         body = {"text": PROMPT, "image_data": base64.b64encode(open(paths["a.png"], "rb").read()).decode(),
                 "sampling_params": {"max_new_tokens": N, "temperature": 0, "ignore_eos": True}}
         req = urllib.request.Request(url + "/generate", data=json.dumps(body).encode(),
@@ -174,11 +162,11 @@ def main():
             failures.append(f"server /generate gave {served}, dpserve generate {out['output_ids']}")
         else:
             print("serve (tp2 dp2) /generate with image_data: equal to dpserve generate")
-    except OSError as e:
+    except (OSError, ServeError) as e:
         failures.append(f"server: {e}")
     finally:
-        srv.terminate()
-        srv.wait(60)
+        if srv is not None:
+            srv.stop()
     if failures:
         print("FAIL:\n  " + "\n  ".join(failures))
         return 1

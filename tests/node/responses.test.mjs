@@ -278,6 +278,99 @@ if (think) {
     assertOpenAIError(await http('GET', `/v1/responses/${made[1].id}?stream=true`), 400, 'stream');
   }]);
 
+  tests.push(['input_items: the items a response was made from, in order, paged by limit / after / before', async () => {
+    // Four input items of the documented kinds, one with the client's own id; instructions are a field
+    // of the Response, not an item (OpenAI lists only `input`).
+    const input = [
+      { role: 'developer', content: 'Be nice.' },
+      { id: 'msg_from_the_client', role: 'user', content: 'Name a color.' },
+      { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'Blue', annotations: [] }] },
+      { role: 'user', content: [{ type: 'input_text', text: 'Another?' }, { type: 'input_text', text: ' Please.' }] }];
+    // What OpenAI's reference says each comes back as: content as parts, a status, an id.
+    const want = [
+      { type: 'message', role: 'developer', content: [{ type: 'input_text', text: 'Be nice.' }], status: 'completed' },
+      { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'Name a color.' }], status: 'completed' },
+      { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'Blue', annotations: [] }],
+        status: 'completed' },
+      { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'Another?' },
+                                                 { type: 'input_text', text: ' Please.' }], status: 'completed' }];
+    const r1 = await oa.responses.create({ model, input, instructions: 'One word answers.', max_output_tokens: 3,
+                                           temperature: 0 });
+    const asc = await oa.responses.inputItems.list(r1.id, { order: 'asc' });
+    assert.deepEqual(asc.data.map(({ id, ...rest }) => rest), want);
+    assert.equal(asc.data[1].id, 'msg_from_the_client');
+    for (const i of [0, 2, 3]) assert.match(asc.data[i].id, /^msg_[0-9a-f]{32}$/);
+    assert.equal(new Set(asc.data.map((x) => x.id)).size, 4);
+    const raw = await http('GET', `/v1/responses/${r1.id}/input_items?order=asc`);
+    assert.equal(raw.status, 200, raw.text);
+    assert.deepEqual(raw.json, { object: 'list', data: asc.data, first_id: asc.data[0].id, last_id: asc.data[3].id,
+                                 has_more: false });
+    // The default order is desc (newest first); ids are stable from one call to the next.
+    const desc = await oa.responses.inputItems.list(r1.id);
+    assert.deepEqual(desc.data, [...asc.data].reverse());
+    // Pages: limit 3 leaves one; `after` the page's last id gives it; the client's iterator walks all.
+    const p1 = await http('GET', `/v1/responses/${r1.id}/input_items?limit=3&order=asc`);
+    assert.deepEqual(p1.json.data, asc.data.slice(0, 3));
+    assert.equal(p1.json.has_more, true);
+    assert.equal(p1.json.last_id, asc.data[2].id);
+    const p2 = await oa.responses.inputItems.list(r1.id, { limit: 3, order: 'asc', after: p1.json.last_id });
+    assert.deepEqual(p2.data, asc.data.slice(3));
+    assert.equal(p2.has_more, false);
+    const walked = [];
+    for await (const item of oa.responses.inputItems.list(r1.id, { limit: 1 })) walked.push(item);
+    assert.deepEqual(walked, desc.data);
+    const mid = await oa.responses.inputItems.list(r1.id, { limit: 1, after: desc.data[1].id });
+    assert.deepEqual(mid.data, [desc.data[2]]);
+    assert.equal(mid.has_more, true);
+    // `before` (in the 4.x client's parameters): the items just before it in the chosen order.
+    const back = await oa.responses.inputItems.list(r1.id, { order: 'asc', before: asc.data[3].id, limit: 2 });
+    assert.deepEqual(back.data, asc.data.slice(1, 3));
+    assert.equal(back.has_more, true);
+    // include: image URLs are honoured (none here: the same items); what is never kept is a 400 naming it.
+    const inc = await oa.responses.inputItems.list(r1.id, { order: 'asc', include: ['message.input_image.image_url'] });
+    assert.deepEqual(inc.data, asc.data);
+
+    // A follow-up's input items are the whole conversation it continued: r1's items (same ids), r1's
+    // output message (its id) and the new input.
+    const r2 = await oa.responses.create({ model, previous_response_id: r1.id, input: 'Thanks', max_output_tokens: 2,
+                                           temperature: 0 });
+    const chain = await oa.responses.inputItems.list(r2.id, { order: 'asc' });
+    const out = r1.output.find((o) => o.type === 'message');
+    assert.deepEqual(chain.data.slice(0, 4), asc.data);
+    assert.deepEqual(chain.data[4], { id: out.id, type: 'message', role: 'assistant', status: 'completed',
+                                      content: [{ type: 'output_text', text: r1.output_text, annotations: [] }] });
+    assert.deepEqual(chain.data.slice(5).map(({ id, ...rest }) => rest),
+                     [{ type: 'message', role: 'user', content: [{ type: 'input_text', text: 'Thanks' }], status: 'completed' }]);
+    assert.equal(chain.data.length, 6);
+    // An item id used twice in one conversation is refused, as OpenAI does.
+    assertOpenAIError(await http('POST', '/v1/responses', { model, previous_response_id: r1.id, max_output_tokens: 1,
+                                                            input: [{ id: 'msg_from_the_client', role: 'user', content: 'x' }] }),
+                      400, 'input');
+
+    // Bad queries: 400s naming the parameter; unknown, unstored, deleted and other tenants' ids: 404.
+    const q = (s) => http('GET', `/v1/responses/${r1.id}/input_items?${s}`);
+    for (const [s, param] of [['limit=0', 'limit'], ['limit=101', 'limit'], ['limit=ten', 'limit'], ['limit=2.5', 'limit'],
+                              ['order=up', 'order'], ['after=msg_nope', 'after'], ['before=msg_nope', 'before'],
+                              ['include[]=reasoning.encrypted_content', 'include'], ['include=file_search_call.results', 'include'],
+                              ['include[]=everything', 'include'], ['stream=true', 'stream']])
+      assertOpenAIError(await q(s), 400, param);
+    await assert.rejects(oa.responses.inputItems.list(r1.id, { include: ['message.output_text.logprobs'] }),
+                         (e) => e.status === 400 && e.param === 'include');
+    const unknown = assertOpenAIError(await http('GET', '/v1/responses/resp_00000000000000000000000000000000/input_items'),
+                                      404, 'response_id');
+    assert.equal(unknown.code, 'response_not_found');
+    await assert.rejects(oa.responses.inputItems.list('resp_nope'), (e) => e.status === 404);
+    if (OTHER_KEY)
+      assertOpenAIError(await http('GET', `/v1/responses/${r1.id}/input_items`, undefined,
+                                   { Authorization: `Bearer ${OTHER_KEY}` }), 404, 'response_id');
+    const unstored = await oa.responses.create({ model, input: 'x', store: false, max_output_tokens: 1 });
+    assertOpenAIError(await http('GET', `/v1/responses/${unstored.id}/input_items`), 404);
+    assert.equal((await http('DELETE', `/v1/responses/${r2.id}`)).status, 200);
+    assertOpenAIError(await http('GET', `/v1/responses/${r2.id}/input_items`), 404);
+    if (API_KEY !== 'none')
+      assertOpenAIError(await http('GET', `/v1/responses/${r1.id}/input_items`, undefined, { Authorization: '' }), 401);
+  }]);
+
   tests.push(['bad input: 400s naming the field (unsupported ones too), 401 without a key, then service goes on', async () => {
     const ok = { model, input: 'x', max_output_tokens: 2 };
     const cases = [

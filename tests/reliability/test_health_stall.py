@@ -13,7 +13,6 @@ usage: test_health_stall.py DPSERVE_BIN
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,18 +20,11 @@ import time
 import urllib.error
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from serve_process import ServeError, ServeProcess  # noqa: E402
+
 BIN = sys.argv[1]
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OMPI_MCA_rmaps_base_oversubscribe="1")
 STALL = 2.0
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def health(port):
@@ -62,24 +54,14 @@ def rank_pids(root):
     return out, ranks
 
 
-port = free_port()
-server = subprocess.Popen([BIN, "serve", "--tp-size", "2", "--threads", "1", "--port", str(port),
-                           "--stall-timeout", str(STALL), "--watchdog-timeout", "0"],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
-                          start_new_session=True)
-log = []
-threading.Thread(target=lambda: log.extend(server.stdout), daemon=True).start()
+try:
+    srv = ServeProcess(BIN, "--tp-size", "2", "--threads", "1", "--stall-timeout", str(STALL),
+                       "--watchdog-timeout", "0", quiet=True)
+except ServeError as e:
+    raise SystemExit(f"FAIL: {e}")
+server, port = srv.proc, srv.port
 procs = []
 try:
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if health(port)[0] == 200:
-                break
-        except Exception:
-            time.sleep(0.3)
-    else:
-        raise SystemExit("FAIL: server did not become healthy\n" + "".join(log))
     procs, ranks = rank_pids(server.pid)
     assert 1 in ranks, f"no rank 1 among {procs}"
 
@@ -126,9 +108,8 @@ try:
     assert not client.is_alive() and "[DONE]" in result.get("text", ""), "the request did not complete"
     assert '"finish_reason":"length"' in result["text"], "the stream did not run to its length"
 
-    server.send_signal(signal.SIGTERM)
-    rc = server.wait(timeout=40)
-    assert rc == 0, f"exit {rc} after SIGTERM\n" + "".join(log[-30:])
+    rc = srv.stop(timeout=40)
+    assert rc == 0, f"exit {rc} after SIGTERM\n" + "".join(srv.output().splitlines(True)[-30:])
     time.sleep(0.5)
     left = [p for p in procs if os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z"]
     assert not left, f"processes left behind: {left}"

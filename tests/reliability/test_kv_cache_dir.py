@@ -29,15 +29,15 @@ usage: test_kv_cache_dir.py DPSERVE_BIN [LAYOUT]
 import json
 import os
 import shutil
-import signal
-import socket
 import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from serve_process import ServeError, ServeProcess  # noqa: E402
 
 BIN = sys.argv[1]
 LAYOUT = sys.argv[2] if len(sys.argv) > 2 else "tp1"
@@ -53,8 +53,6 @@ if LAYOUT == "mla":  # a tiny random DeepSeek-V2 (HF folder, its own tokenizer) 
     MODEL = os.path.join(TMP, "deepseek-v2-tiny")
     subprocess.run(["/usr/bin/python3", os.path.join(os.path.dirname(__file__), "../../tools/make_hf_model.py"),
                     "--arch", "deepseek_v2", "--out", MODEL, "--quiet"], check=True)
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OMPI_MCA_rmaps_base_oversubscribe="1")
 # ~180 tokens of the story vocabulary: 11 whole pages of 16 (the model's context is 512).
 PROMPT = "Once upon a time, there was a little girl named Lily. She liked to play in the park with her dog. " * 6
 
@@ -64,38 +62,18 @@ def fail(msg):
     sys.exit(1)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+class Server(ServeProcess):
+    """The layout's server on one thread and a 4096-token pool; a failed start fails the test."""
 
-
-class Server:
     def __init__(self, *flags, model=MODEL):
-        self.port = free_port()
-        args = [BIN, "serve", "--model-path", model, *LAYOUTS[LAYOUT], "--host", "127.0.0.1",
-                "--port", str(self.port), "--threads", "1", "--max-total-tokens", "4096", *flags]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
-                                     start_new_session=True)
-        self.lines = []
-        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
-        self.reader.start()
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                fail(f"server exited {self.proc.returncode} at start:\n{self.log()}")
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2).status == 200:
-                    return
-            except Exception:
-                time.sleep(0.3)
-        self.kill()
-        fail("server did not become healthy:\n" + self.log())
+        try:
+            super().__init__(BIN, "--model-path", model, *LAYOUTS[LAYOUT], "--threads", "1",
+                             "--max-total-tokens", "4096", *flags, health_timeout=90, quiet=True)
+        except ServeError as e:
+            fail(str(e))
 
     def log(self):
-        return "".join(self.lines)
+        return self.output()
 
     def complete(self):
         body = json.dumps({"prompt": PROMPT, "max_tokens": 12, "temperature": 0, "logprobs": 3}).encode()
@@ -110,22 +88,11 @@ class Server:
 
     def stop(self):
         """SIGTERM (drain), which must end the job with 0."""
-        os.kill(self.proc.pid, signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        rc = super().stop(timeout=60)
+        if rc is None:
             fail("server did not exit within 60 s of SIGTERM:\n" + self.log())
-        self.reader.join(timeout=5)
         if rc != 0:
             fail(f"server exited {rc} after SIGTERM:\n{self.log()}")
-
-    def kill(self):
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(timeout=30)
 
 
 def requests(server, n):
@@ -197,7 +164,7 @@ try:
         s = Server("--kv-cache-dir", d, "--kv-cache-write-behind-tokens", "0", *flags, model=model)
         outs = requests(s, groups)
         s.stop()
-        warns = [l for l in s.lines if "not loaded" in l]
+        warns = [l for l in s.log().splitlines() if "not loaded" in l]
         if not warns:
             fail(f"{what}: no warning that the file was not loaded:\n{s.log()}")
         if not any(expect_in_warning in l for l in warns):

@@ -10,14 +10,13 @@ usage: test_spec_server.py DPSERVE_BIN SHARED_DIR [--standalone] [EXTRA SERVE FL
 import json
 import os
 import re
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from serve_process import ServeError, ServeProcess  # noqa: E402
 
 BIN, SHARED = sys.argv[1:3]
 EXTRA = [a for a in sys.argv[3:] if a != "--standalone"]
@@ -36,43 +35,14 @@ def check(cond, what):
         failures.append(what)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+class Server(ServeProcess):
+    """The model on one thread with the run's flags; a failed start fails the test."""
 
-
-class Server:
     def __init__(self, args, log):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.logpath = log
-        self.p = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--model-path",
-                                   MODEL, "--threads", "1", *EXTRA, *args],
-                                  stdout=open(log, "w"), stderr=subprocess.STDOUT)
-        deadline = time.time() + 120
-        while time.time() < deadline and self.p.poll() is None:
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.2)
-        self.stop()
-        print(open(log).read()[-3000:])
-        raise SystemExit("FAIL: server did not become healthy")
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(60)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
+        try:
+            super().__init__(BIN, "--model-path", MODEL, "--threads", "1", *EXTRA, *args, log=log, quiet=True)
+        except ServeError as e:
+            raise SystemExit(f"FAIL: server did not become healthy: {e}")
 
     def post(self, path, body, raw=False):
         req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
