@@ -17,6 +17,9 @@ namespace {
 // Rows of one MTP pass (a long prompt chunk's pairs are cut into passes of this many): bounds the
 // layer's activations like the target's chunked prefill bounds its own.
 constexpr int64_t kPassRows = 1024;
+// Pairs a request keeps waiting before they run without a draft (kept as hidden states: 64 rows of
+// hidden floats per request at most, past a prompt chunk).
+constexpr int64_t kDeferPairs = 64;
 
 // A request the MTP layer follows: one that can draft (as DraftRunner's: token ids only, no output
 // constraint, at least two tokens to make).
@@ -54,16 +57,8 @@ void NextnRunner::want_rows(const ScheduledBatch& b, ForwardBatch& fb) {
 }
 
 void NextnRunner::absorb(const ScheduledBatch& b, const std::vector<StepResult>& taken) {
-  const int64_t H = model_.config().hidden, V = model_.config().vocab;
-  struct Work {
-    const ScheduledSeq* s;
-    Seq* q;
-    const float* h;          // the target's hidden state of position `cursor`
-    int64_t cursor, end;     // pairs [cursor, end) to run
-    bool last;               // the pair end - 1 is the request's last: keep its draft
-    std::vector<int32_t> next;  // t_{p+1} of each pair
-  };
-  std::vector<Work> work;
+  const int64_t H = model_.config().hidden;
+  std::vector<Job> flush;
   for (const Rows& r : rows_) {
     const ScheduledSeq& s = b.seqs[r.seq];
     const RequestState& st = *s.state;
@@ -72,57 +67,74 @@ void NextnRunner::absorb(const ScheduledBatch& b, const std::vector<StepResult>&
       if (t.id == s.id) made.push_back(t.token);
     if (s.sample && made.empty()) continue;  // failed this step: it ends
     Seq& q = seqs_[s.id];
-    q.ready = false;
-    // Positions before this step's first row that the MTP cache lacks have no target hidden state
-    // here (a prefix-cache hit): skipped, their slots keep what they hold.
-    q.valid = std::max(q.valid, s.pos0);
+    int64_t next_pos = q.valid + int64_t(q.tok.size());
+    if (next_pos < s.pos0) {
+      // Positions before this step's first row that the MTP cache lacks have no target hidden state
+      // here (a prefix-cache hit): skipped, their slots keep what they hold.
+      q.tok.clear();
+      q.h.clear();
+      q.valid = next_pos = s.pos0;
+    }
     const int64_t m = int64_t(st.tokens.size()), known = m + int64_t(made.size());
     const int64_t end = std::min(s.pos0 + r.n, known - 1);
-    if (q.valid >= end) continue;
-    Work w{&s, &q, &target_hidden_[size_t((r.row + q.valid - s.pos0) * H)], q.valid, end, end == known - 1, {}};
-    for (int64_t p = q.valid; p < end; ++p) w.next.push_back(p + 1 < m ? st.tokens[size_t(p + 1)] : made[size_t(p + 1 - m)]);
-    work.push_back(std::move(w));
+    for (int64_t p = next_pos; p < end; ++p) {
+      q.tok.push_back(p + 1 < m ? st.tokens[size_t(p + 1)] : made[size_t(p + 1 - m)]);
+      const float* h = &target_hidden_[size_t((r.row + p - s.pos0) * H)];
+      q.h.insert(q.h.end(), h, h + H);
+    }
+    if (int64_t(q.tok.size()) > kDeferPairs) flush.push_back(Job{&q, s.pages, int64_t(q.tok.size()) - 1, false});
   }
   rows_.clear();
-  for (bool more = !work.empty(); more;) {
+  run(flush);
+}
+
+void NextnRunner::run(std::vector<Job>& jobs) {
+  const int64_t H = model_.config().hidden, V = model_.config().vocab;
+  std::vector<int64_t> done(jobs.size(), 0);
+  for (bool more = !jobs.empty(); more;) {
     more = false;
     ForwardBatch fb;
-    std::vector<Work*> owners;  // of the logit rows, in order
+    std::vector<size_t> owners;  // of the logit rows, in order
     prev_.clear();
     int64_t rows = 0;
-    for (Work& w : work) {
-      if (w.cursor >= w.end) continue;
+    for (size_t j = 0; j < jobs.size(); ++j) {
+      Job& w = jobs[j];
+      if (done[j] >= w.count) continue;
       if (rows >= kPassRows) {
         more = true;
         continue;
       }
-      const int64_t take = std::min(w.end - w.cursor, kPassRows - rows);
-      const int64_t done = int64_t(w.next.size()) - (w.end - w.cursor);
-      fb.add(w.next.data() + done, take, w.cursor, w.s->pages, false);
-      prev_.insert(prev_.end(), w.h + done * H, w.h + (done + take) * H);
-      w.cursor += take;
+      const int64_t take = std::min(w.count - done[j], kPassRows - rows);
+      fb.add(w.q->tok.data() + done[j], take, w.q->valid + done[j], w.pages, false);
+      prev_.insert(prev_.end(), w.q->h.begin() + ptrdiff_t(done[j] * H), w.q->h.begin() + ptrdiff_t((done[j] + take) * H));
+      done[j] += take;
       rows += take;
-      if (w.cursor < w.end) more = true;
-      if (w.cursor < w.end || !w.last) {
+      if (done[j] < w.count) more = true;
+      if (done[j] < w.count || !w.draft) {
         fb.logit_rows.pop_back();
       } else {
-        owners.push_back(&w);
+        owners.push_back(j);
         fb.last_hidden_rows.push_back(fb.logit_rows.back());
       }
     }
+    if (rows == 0) break;
     fb.prev_hidden = prev_.data();
     logits_.resize(owners.size() * size_t(V));
     out_.resize(owners.size() * size_t(H));
     fb.last_hidden = out_.data();
     model_.forward(fb, *kv_, logits_.data());
     for (size_t i = 0; i < owners.size(); ++i) {
-      Seq& q = *owners[i]->q;
-      q.ready = true;
-      q.first = pick(&logits_[i * size_t(V)]);
-      q.out.assign(out_.begin() + ptrdiff_t(i * size_t(H)), out_.begin() + ptrdiff_t((i + 1) * size_t(H)));
+      Job& w = jobs[owners[i]];
+      w.first = pick(&logits_[i * size_t(V)]);
+      w.q->out.assign(out_.begin() + ptrdiff_t(i * size_t(H)), out_.begin() + ptrdiff_t((i + 1) * size_t(H)));
     }
   }
-  for (Work& w : work) w.q->valid = w.end;
+  for (Job& w : jobs) {
+    Seq& q = *w.q;
+    q.tok.erase(q.tok.begin(), q.tok.begin() + ptrdiff_t(w.count));
+    q.h.erase(q.h.begin(), q.h.begin() + ptrdiff_t(w.count * H));
+    q.valid += w.count;
+  }
 }
 
 void NextnRunner::fill(ScheduledBatch& b) {
@@ -133,19 +145,24 @@ void NextnRunner::fill(ScheduledBatch& b) {
     std::vector<int32_t> drafts;
   };
   std::vector<Work> work;
+  std::vector<Job> jobs;
   for (ScheduledSeq& s : b.seqs) {
     if (!s.decode || s.n_draft <= 0) continue;
     const int64_t n = int64_t(s.state->tokens.size());
     DP_CHECK(s.pos0 + 1 == n, "request {}: a decode at position {} with {} tokens", s.id, s.pos0, n);
     auto it = seqs_.find(s.id);
-    if (it == seqs_.end() || !it->second.ready || it->second.valid != n - 1) {
-      // Not followed since its last token (cannot happen for a request that drafts; kept total):
+    if (it == seqs_.end() || it->second.tok.empty() || it->second.valid + int64_t(it->second.tok.size()) != n - 1) {
+      // Not followed up to its last token (cannot happen for a request that drafts; kept total):
       // the rows verify a repeat of the last token, which changes no output.
       std::fill(s.tokens.begin() + 1, s.tokens.end(), s.tokens[0]);
       continue;
     }
-    work.push_back(Work{&s, &it->second, {it->second.first}});
+    jobs.push_back(Job{&it->second, s.pages, int64_t(it->second.tok.size()), true});
+    work.push_back(Work{&s, &it->second, {}});
   }
+  // The pending pairs: the last one's argmax is the first draft.
+  run(jobs);
+  for (size_t i = 0; i < work.size(); ++i) work[i].drafts.push_back(jobs[i].first);
   // The chain: draft j + 1 from the pair (the MTP layer's own last output, draft j) at position
   // n - 2 + j, every request that still drafts in the same pass.
   for (int64_t j = 1;; ++j) {
@@ -190,7 +207,6 @@ void NextnRunner::fill(ScheduledBatch& b) {
       }
     }
     std::copy(w.drafts.begin(), w.drafts.end(), s.tokens.begin() + 1);
-    w.q->ready = false;  // its output state moved along the chain; the next absorb sets it again
   }
 }
 

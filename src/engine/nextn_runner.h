@@ -27,12 +27,14 @@ class NextnRunner {
   // states before the final norm of every row of the requests that can draft.
   void want_rows(const ScheduledBatch& b, ForwardBatch& fb);
   // After the step's tokens are drawn (`taken`: every token produced this step, by request, in
-  // order), before they are committed: the MTP layer reads each pair (h_p, t_{p+1}) of this step's
-  // rows whose next token is now known, at KV position p, and for a request whose last pair that
-  // is, keeps the pair's draft (argmax) and output hidden state for the chain of the next fill.
+  // order), before they are committed: each pair (h_p, t_{p+1}) of this step's rows whose next
+  // token is now known joins the request's pending pairs. Pairs wait until the request drafts (or
+  // until more than kDeferPairs wait: all but the last then run), so a request whose drafting is
+  // paused costs the MTP layer one batched pass per kDeferPairs tokens instead of one per token.
   void absorb(const ScheduledBatch& b, const std::vector<StepResult>& taken);
-  // Fills the drafted rows (tokens[1..n_draft]) of every decode in `b` that reserved some: the kept
-  // first draft, then one MTP row per further draft (its own last hidden state with the token it
+  // Fills the drafted rows (tokens[1..n_draft]) of every decode in `b` that reserved some: the MTP
+  // layer reads each request's pending pairs at their KV positions (the last one's argmax is the
+  // first draft), then one row per further draft (its own last hidden state with the token it
   // drafted), every drafting request of the step in the same passes.
   void fill(ScheduledBatch& b);
   // Forgets requests that are no longer running with the pages their MTP cache was written to.
@@ -45,18 +47,31 @@ class NextnRunner {
  private:
   // What the MTP cache holds for a request: the pairs of positions [0, valid) (positions the target
   // never ran for it, such as a prefix-cache hit, are skipped: their slots keep what they hold,
-  // the same on every rank); with `ready`, the draft of the last pair and its output hidden state.
+  // the same on every rank); then the pairs of positions [valid, valid + tok.size()) wait, with
+  // their tokens t_{p+1} and the target's hidden states h_p.
   struct Seq {
     int64_t valid = 0;
-    bool ready = false;
-    int32_t first = 0;
-    std::vector<float> out;
+    std::vector<int32_t> tok;
+    std::vector<float> h;
+    std::vector<float> out;  // after a draft pass: its last row's output hidden state
   };
   // The target rows asked for this step: seq b.seqs[seq], hidden rows [row, row + n).
   struct Rows {
     size_t seq;
     int64_t row, n;
   };
+  // One request's pending pairs to run: the first `count`, the last of them giving a draft (logits
+  // and output hidden state) when `draft`.
+  struct Job {
+    Seq* q;
+    const int32_t* pages;
+    int64_t count;
+    bool draft;
+    int32_t first = 0;
+  };
+  // Runs the jobs' pairs in passes of at most kPassRows rows, drops them from the pending lists and
+  // advances `valid`.
+  void run(std::vector<Job>& jobs);
   int32_t pick(const float* logits) const;  // greedy: the highest logit, ties to the lower id
 
   Model& model_;
