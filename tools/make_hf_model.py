@@ -6,7 +6,7 @@ Used by the reference tests (tiny models of every supported architecture) and by
 as the format specifies, so nothing outside NumPy is needed.
 
   /usr/bin/python3 tools/make_hf_model.py --arch qwen3 --dtype bf16 --out /tmp/tiny-qwen3
-  /usr/bin/python3 tools/make_hf_model.py --arch deepseek_v3 --out /tmp/tiny-v3
+  /usr/bin/python3 tools/make_hf_model.py --arch deepseek_v3 --out /tmp/tiny-v3 [--num-nextn-predict-layers 1]
   /usr/bin/python3 tools/make_hf_model.py --arch qwen2_5_vl --out /tmp/tiny-vl --tokenizer-dir DIR
   /usr/bin/python3 tools/make_hf_model.py --preset tinyllama-1.1b --out /tmp/tinyllama-shape
   /usr/bin/python3 tools/make_hf_model.py --preset deepseek-v2-lite-bench --out /tmp/v2-lite-shape
@@ -141,8 +141,9 @@ def encode(values, dtype):
 class TensorSpec:
     """One tensor to write: name, shape and how to draw its values."""
 
-    def __init__(self, name, shape, kind, scale=1.0):
+    def __init__(self, name, shape, kind, scale=1.0, same_as=None):
         self.name, self.shape, self.kind, self.scale = name, tuple(int(s) for s in shape), kind, scale
+        self.same_as = same_as  # another tensor's name: written with its values (a copy)
 
     @property
     def numel(self):
@@ -228,7 +229,7 @@ def build_config(a):
         })
         if a.arch == "deepseek_v3":
             cfg["ep_size"] = 1
-            cfg["num_nextn_predict_layers"] = 0
+            cfg["num_nextn_predict_layers"] = a.num_nextn_predict_layers
     if a.arch == "qwen3_moe":
         cfg["num_experts"] = a.num_experts
         cfg["num_experts_per_tok"] = a.num_experts_per_tok
@@ -413,6 +414,32 @@ def mla_tensors(a, p):
     return t
 
 
+def deepseek_layer_body(a, i):
+    """A DeepSeek decoder layer's tensors after input_layernorm: MLA, post_attention_layernorm and the
+    MoE or dense MLP that layer index i gets."""
+    h, p = a.hidden_size, f"model.layers.{i}."
+    t = mla_tensors(a, p)
+    t.append(TensorSpec(p + "post_attention_layernorm.weight", (h,), "norm"))
+    if is_sparse_layer(a, i):
+        # Router logits spread over several units so near-ties between experts are rare.
+        t.append(TensorSpec(p + "mlp.gate.weight", (a.num_experts, h), "normal", 4.0 / np.sqrt(h)))
+        if a.topk_method == "noaux_tc":
+            # Non-negative, so sigmoid + bias never drops below the 0 that masked groups get.
+            t.append(TensorSpec(p + "mlp.gate.e_score_correction_bias", (a.num_experts,), "bias"))
+        for e in range(a.num_experts):
+            t += mlp_tensors(f"{p}mlp.experts.{e}.", a.moe_intermediate_size, h)
+        if a.n_shared_experts:
+            t += mlp_tensors(p + "mlp.shared_experts.", a.moe_intermediate_size * a.n_shared_experts, h)
+    else:
+        t += mlp_tensors(p + "mlp.", a.intermediate_size, h)
+    return t
+
+
+def decoder_layer_tensors(a, i):
+    return [TensorSpec(f"model.layers.{i}.input_layernorm.weight", (a.hidden_size,), "norm")] + \
+        deepseek_layer_body(a, i)
+
+
 def build_tensors(a):
     """Tensor list in HF naming. Scales keep activations O(1): matrices ~ N(0, 1/fan_in) (q/k a bit
     larger so attention is not uniform), norm weights spread around 1 (a skipped norm weight shows),
@@ -424,20 +451,7 @@ def build_tensors(a):
         p = f"model.layers.{i}."
         t.append(TensorSpec(p + "input_layernorm.weight", (h,), "norm"))
         if a.arch in DEEPSEEK:
-            t += mla_tensors(a, p)
-            t.append(TensorSpec(p + "post_attention_layernorm.weight", (h,), "norm"))
-            if is_sparse_layer(a, i):
-                # Router logits spread over several units so near-ties between experts are rare.
-                t.append(TensorSpec(p + "mlp.gate.weight", (a.num_experts, h), "normal", 4.0 / np.sqrt(h)))
-                if a.topk_method == "noaux_tc":
-                    # Non-negative, so sigmoid + bias never drops below the 0 that masked groups get.
-                    t.append(TensorSpec(p + "mlp.gate.e_score_correction_bias", (a.num_experts,), "bias"))
-                for e in range(a.num_experts):
-                    t += mlp_tensors(f"{p}mlp.experts.{e}.", a.moe_intermediate_size, h)
-                if a.n_shared_experts:
-                    t += mlp_tensors(p + "mlp.shared_experts.", a.moe_intermediate_size * a.n_shared_experts, h)
-            else:
-                t += mlp_tensors(p + "mlp.", a.intermediate_size, h)
+            t += deepseek_layer_body(a, i)
             continue
         t.append(TensorSpec(p + "self_attn.q_proj.weight", (nq * hd, h), "normal", 1.5 / np.sqrt(h)))
         t.append(TensorSpec(p + "self_attn.k_proj.weight", (nkv * hd, h), "normal", 1.5 / np.sqrt(h)))
@@ -472,6 +486,26 @@ def build_tensors(a):
     t.append(TensorSpec("model.norm.weight", (h,), "norm"))
     if not a.tie_word_embeddings:
         t.append(TensorSpec("lm_head.weight", (a.vocab_size, h), "normal", 2.5 / np.sqrt(h)))
+    # DeepSeek-V3's multi-token-prediction layers, as its checkpoint stores them: layer indices from
+    # num_hidden_layers on, each a decoder layer plus the embedding copy, enorm / hnorm, eh_proj and
+    # shared_head. Appended last, so the main model's values do not depend on them.
+    for i in range(a.num_hidden_layers, a.num_hidden_layers + a.num_nextn_predict_layers):
+        p = f"model.layers.{i}."
+        t.append(TensorSpec(p + "embed_tokens.weight", (a.vocab_size, h), "normal", 1.0,
+                            same_as="model.embed_tokens.weight"))
+        t.append(TensorSpec(p + "enorm.weight", (h,), "norm"))
+        t.append(TensorSpec(p + "hnorm.weight", (h,), "norm"))
+        if a.nextn_echo:
+            t.append(TensorSpec(p + "eh_proj.weight", (h, 2 * h), "eye"))
+        else:
+            t.append(TensorSpec(p + "eh_proj.weight", (h, 2 * h), "normal", 1.0 / np.sqrt(2 * h)))
+        t += decoder_layer_tensors(a, i)
+        t.append(TensorSpec(p + "shared_head.norm.weight", (h,), "norm"))
+        if a.nextn_echo:
+            t.append(TensorSpec(p + "shared_head.head.weight", (a.vocab_size, h), "normal", 1.0,
+                                same_as="model.embed_tokens.weight"))
+        else:
+            t.append(TensorSpec(p + "shared_head.head.weight", (a.vocab_size, h), "normal", 2.5 / np.sqrt(h)))
     if a.arch == "qwen2_5_vl":
         VISION_TINY_OUT[0] = h
         t += vision_tensors()
@@ -511,6 +545,9 @@ class Sampler:
             # Around 1 with visible spread: a norm whose weight is ignored changes the logits.
             vals = rng.uniform(0.6, 1.4, size=spec.numel)
             f.write(encode(vals, self.dtype))
+            return
+        if spec.kind == "eye":  # [I 0]: passes the first shape[0] inputs through
+            f.write(encode(np.eye(spec.shape[0], spec.shape[1]).ravel(), self.dtype))
             return
         if spec.kind == "bias":
             f.write(encode(rng.uniform(0.0, 0.3, size=spec.numel), self.dtype))
@@ -657,7 +694,7 @@ def write_safetensors(path, tensors, sampler, dtype, index_of, progress):
         f.write(len(hjson).to_bytes(8, "little"))
         f.write(hjson)
         for t in tensors:
-            sampler.write(f, t, index_of[t.name])
+            sampler.write(f, t, index_of[t.same_as or t.name])
             progress(t.numel * itemsize)
     return off
 
@@ -678,6 +715,12 @@ def parse_args(argv):
                  "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "n_shared_experts",
                  "first_k_dense_replace", "moe_layer_freq", "n_group", "topk_group"):
         ap.add_argument("--" + name.replace("_", "-"), type=int, dest=name)
+    ap.add_argument("--num-nextn-predict-layers", type=int, dest="num_nextn_predict_layers", default=0,
+                    help="deepseek_v3: multi-token-prediction layers to write after the decoder layers (0)")
+    ap.add_argument("--nextn-echo", action="store_true",
+                    help="the MTP layer predicts the token it is given again (eh_proj passes the embedding half, "
+                         "shared_head.head is the embedding); with --tie-word-embeddings and a small "
+                         "--residual-out-scale the main model repeats its last token too, so NEXTN drafts hold")
     ap.add_argument("--topk-method", dest="topk_method", choices=["greedy", "group_limited_greedy", "noaux_tc"])
     ap.add_argument("--scoring-func", dest="scoring_func", choices=["softmax", "sigmoid"])
     ap.add_argument("--routed-scaling-factor", dest="routed_scaling_factor", type=float)
@@ -758,6 +801,8 @@ def parse_args(argv):
     a.norm_topk_prob = a.norm_topk_prob in (True, "true")
     if isinstance(a.mlp_only_layers, str):
         a.mlp_only_layers = [int(x) for x in a.mlp_only_layers.split(",") if x.strip()]
+    if a.num_nextn_predict_layers < 0 or (a.num_nextn_predict_layers and arch != "deepseek_v3"):
+        ap.error("--num-nextn-predict-layers is for --arch deepseek_v3 (>= 0)")
     if arch in DEEPSEEK:
         if not (a.kv_lora_rank > 0 and a.qk_nope_head_dim > 0 and a.qk_rope_head_dim > 0 and a.v_head_dim > 0):
             ap.error("deepseek needs positive --kv-lora-rank, --qk-nope-head-dim, --qk-rope-head-dim, --v-head-dim")

@@ -40,27 +40,32 @@ CLI::Validator quantization_check() {
       "METHOD");
 }
 
-// SGLang's speculative decoding flags. NGRAM and STANDALONE drafting are built: every other
+// SGLang's speculative decoding flags. NGRAM, STANDALONE and NEXTN drafting are built: every other
 // algorithm or a draft tree is refused by name rather than accepted and ignored.
 void add_speculative_flags(CLI::App* c, SpeculativeConfig& sp) {
   auto* algo = c->add_option_function<std::string>(
                     "--speculative-algorithm",
                     [&sp](const std::string& s) {
                       sp.algorithm = s == "STANDALONE" || s == "standalone" ? SpecAlgorithm::kStandalone
-                                                                            : SpecAlgorithm::kNgram;
+                                     : s == "NEXTN" || s == "nextn"             ? SpecAlgorithm::kNextn
+                                                                                : SpecAlgorithm::kNgram;
                     },
                     "Speculative decoding: NGRAM (prompt lookup: each request drafts the tokens that followed the "
-                    "latest earlier occurrence of its last tokens, in its prompt or output; no second model) or "
+                    "latest earlier occurrence of its last tokens, in its prompt or output; no second model), "
                     "STANDALONE (a smaller model with the same vocabulary, --speculative-draft-model-path, drafts "
-                    "greedily). The drafts of every request are verified in the step's one forward pass; greedy "
-                    "output is unchanged, sampled output keeps its distribution (docs/speculative.md). EAGLE, "
-                    "EAGLE3, NEXTN and MTP are refused: not built yet")
+                    "greedily) or NEXTN (DeepSeek-V3: the checkpoint's own multi-token-prediction layer, "
+                    "num_nextn_predict_layers >= 1, drafts from the target's hidden states). The drafts of every "
+                    "request are verified in the step's one forward pass; greedy output is unchanged, sampled output "
+                    "keeps its distribution (docs/speculative.md). EAGLE and EAGLE3 are refused: not built yet")
                    ->check(CLI::Validator(
                        [](std::string& s) -> std::string {
-                         if (s == "NGRAM" || s == "ngram" || s == "STANDALONE" || s == "standalone") return "";
-                         if (s == "EAGLE" || s == "EAGLE3" || s == "NEXTN" || s == "MTP")
-                           return "'" + s + "' is not supported yet: dpserve drafts with NGRAM or STANDALONE";
-                         return "unknown algorithm '" + s + "' (choose NGRAM or STANDALONE)";
+                         if (s == "NGRAM" || s == "ngram" || s == "STANDALONE" || s == "standalone" || s == "NEXTN" ||
+                             s == "nextn")
+                           return "";
+                         if (s == "MTP") return "'MTP' is spelled NEXTN here (SGLang's name for DeepSeek's MTP drafting)";
+                         if (s == "EAGLE" || s == "EAGLE3")
+                           return "'" + s + "' is not supported yet: dpserve drafts with NGRAM, STANDALONE or NEXTN";
+                         return "unknown algorithm '" + s + "' (choose NGRAM, STANDALONE or NEXTN)";
                        },
                        "ALGO"))
                    ->envname("DPSERVE_SPECULATIVE_ALGORITHM");

@@ -132,6 +132,12 @@ RankWorker::RankWorker(Model& model, const Topology& topo, const Comms& comms, D
                                                 : model_.config().vocab;
     drafter_ = std::make_unique<DraftRunner>(*opts_.draft_model, opts_.kv_pages, opts_.page_size, limit);
   }
+  if (opts_.sched.spec.algorithm == SpecAlgorithm::kNextn) {
+    DP_CHECK(opts_.draft_model != nullptr, "NEXTN speculative decoding without the MTP layer");
+    const int64_t limit = opts_.token_limit > 0 ? std::min(opts_.token_limit, model_.config().vocab)
+                                                : model_.config().vocab;
+    nextn_ = std::make_unique<NextnRunner>(*opts_.draft_model, opts_.kv_pages, opts_.page_size, limit);
+  }
   sched_ = std::make_unique<Scheduler>(opts_.sched, *kv_, FinishRules{opts_.eos_ids});
   if (opts_.vocab) matchers_ = std::make_unique<constrain::MatcherRegistry>(opts_.vocab);
 }
@@ -461,6 +467,7 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
       }
     }
   }
+  if (nextn_) nextn_->want_rows(b, fb);  // NEXTN reads the target's last hidden states
   logits_.resize(size_t(fb.logit_rows.size()) * size_t(V));
   hidden_.resize(fb.hidden_rows.size() * size_t(cfg.hidden));
   mcomm_.begin_step(sync);
@@ -604,6 +611,7 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
   }
   // Ended before commit, so commit does not expect their tokens (same on every rank of the group).
   for (const auto& [id, why] : failed) end(id, Finish::kError, rep, why);
+  if (nextn_) nextn_->absorb(b, results);  // the pairs whose next token this step made known
   results = sched_->commit(std::move(results));
   std::vector<bool> drop(results.size(), false);
   bool any_dropped = false;
@@ -787,6 +795,10 @@ void RankWorker::run(StepDriver* driver) {
     if (drafter_) {  // STANDALONE: the draft model fills the rows the scheduler reserved for drafts
       drafter_->sweep(batch, [&](uint64_t id) { return sched_->contains(id); });
       drafter_->fill(batch);
+    }
+    if (nextn_) {  // NEXTN: the MTP layer's chains fill the reserved rows
+      nextn_->sweep(batch, [&](uint64_t id) { return sched_->contains(id); });
+      nextn_->fill(batch);
     }
     rep.step_tokens = batch.n_tokens;
     // 3. MLP sync: every group's token count; a group with none runs an idle batch.

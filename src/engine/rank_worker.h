@@ -23,6 +23,7 @@
 #include "constrain/matcher_registry.h"
 #include "engine/control_message.h"
 #include "engine/draft_runner.h"
+#include "engine/nextn_runner.h"
 #include "engine/image_transfer.h"
 #include "engine/sampler.h"
 #include "engine/scheduler.h"
@@ -73,7 +74,8 @@ struct WorkerOptions {
   // Ids at or past this have no token (a model's vocabulary padded past its tokenizer's): never
   // sampled. 0: no limit.
   int64_t token_limit = 0;
-  // STANDALONE speculative decoding: the draft model, loaded whole on this rank (the runtime's).
+  // STANDALONE speculative decoding: the draft model, loaded whole on this rank (the runtime's);
+  // NEXTN: the target's multi-token-prediction layer (Model loaded with LoadOptions::nextn).
   Model* draft_model = nullptr;
   // --kv-cache-dir (kv/prefix_store.h): this rank's prefix cache file ("" = off), what a file must
   // match to be loaded, the most bytes of KV pages it may hold, and write-behind: the file is
@@ -165,6 +167,7 @@ class RankWorker {
   std::unique_ptr<KVPool> kv_;
   std::unique_ptr<Scheduler> sched_;
   std::unique_ptr<DraftRunner> drafter_;  // STANDALONE speculative decoding (null otherwise)
+  std::unique_ptr<NextnRunner> nextn_;    // NEXTN speculative decoding (null otherwise)
   std::unique_ptr<constrain::MatcherRegistry> matchers_;  // structured outputs (null without a vocabulary)
   std::vector<uint64_t> masks_;                          // this step's allowed-token masks
   ControlChannel control_;        // over the world (global dispatch)

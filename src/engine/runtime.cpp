@@ -71,7 +71,7 @@ struct Runtime::Impl {
   Comms comms;
   std::unique_ptr<DistModelComm> mcomm;
   std::unique_ptr<Model> model;
-  std::unique_ptr<Model> draft;  // STANDALONE speculative decoding's draft model (null otherwise)
+  std::unique_ptr<Model> draft;  // STANDALONE: the draft model; NEXTN: the MTP layer (null otherwise)
   std::unique_ptr<RankWorker> worker;
   std::unique_ptr<DpEngine> engine;
   int64_t kv_tokens = 0;
@@ -171,6 +171,16 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
              "({} ids): a draft model must share the target's tokenizer",
              o.sched.spec.draft_model_path, dc.vocab, need);
       I.draft->set_kv_elem(resolve_kv_elem(o.kv_cache_dtype, dc.dtype, dc.mla.enabled()));
+    }
+    // NEXTN: the checkpoint's multi-token-prediction layer as a model of its own, whole on every rank.
+    if (o.sched.spec.algorithm == SpecAlgorithm::kNextn) {
+      LoadOptions dlo;
+      dlo.threads = threads;
+      dlo.team = &I.model->team();
+      dlo.verbose = lo.verbose;
+      dlo.nextn = true;
+      I.draft = Model::load(o.model_path, dlo);
+      I.draft->set_kv_elem(I.model->kv_elem());
     }
 
     // KV pool: what the flags ask for, else a share of available memory, never more than can be used.

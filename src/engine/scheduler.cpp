@@ -151,7 +151,7 @@ std::vector<int32_t> Scheduler::draft(Req& r, int64_t budget) {
   if (room <= 0) return {};
   const int64_t k = std::min(room, st.spec.allowed(sc.max_draft));
   if (k <= 0) return {};
-  if (sc.algorithm == SpecAlgorithm::kStandalone) {
+  if (sc.algorithm == SpecAlgorithm::kStandalone || sc.algorithm == SpecAlgorithm::kNextn) {
     // The draft model reads token ids: prompt rows given as embeddings or image features have none.
     if (st.has_embeds() || st.has_images()) return {};
     return std::vector<int32_t>(size_t(k), 0);  // rows reserved here, drafted by the step (DraftRunner)

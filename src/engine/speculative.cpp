@@ -10,12 +10,16 @@ const char* to_string(SpecAlgorithm a) {
   switch (a) {
     case SpecAlgorithm::kNgram: return "NGRAM";
     case SpecAlgorithm::kStandalone: return "STANDALONE";
+    case SpecAlgorithm::kNextn: return "NEXTN";
     case SpecAlgorithm::kNone: break;
   }
   return "none";
 }
 
 void validate(SpeculativeConfig& c) {
+  if (!c.draft_model_path.empty() && c.algorithm == SpecAlgorithm::kNextn)
+    fail("--speculative-draft-model-path is not used with --speculative-algorithm NEXTN: it drafts with the target's "
+         "own multi-token-prediction layer (num_nextn_predict_layers in the model's config.json)");
   if (!c.draft_model_path.empty() && c.algorithm != SpecAlgorithm::kStandalone)
     fail("--speculative-draft-model-path needs --speculative-algorithm STANDALONE (got {})", to_string(c.algorithm));
   if (c.algorithm == SpecAlgorithm::kStandalone && c.draft_model_path.empty())

@@ -12,9 +12,11 @@
 namespace dpserve {
 
 // NGRAM: prompt lookup (below). STANDALONE: a smaller model with the same vocabulary drafts greedily
-// (engine/draft_runner.h); the scheduler reserves the rows and the step fills them.
-enum class SpecAlgorithm { kNone, kNgram, kStandalone };
-const char* to_string(SpecAlgorithm a);  // "none" | "NGRAM" | "STANDALONE"
+// (engine/draft_runner.h); the scheduler reserves the rows and the step fills them. NEXTN: the
+// target's own multi-token-prediction layer (DeepSeek-V3) drafts from its hidden states
+// (engine/nextn_runner.h), its rows reserved and filled the same way.
+enum class SpecAlgorithm { kNone, kNgram, kStandalone, kNextn };
+const char* to_string(SpecAlgorithm a);  // "none" | "NGRAM" | "STANDALONE" | "NEXTN"
 
 inline constexpr int64_t kDefaultMaxDraft = 4;
 inline constexpr int64_t kDefaultMaxStepRows = 16;

@@ -137,6 +137,8 @@ static void parse_deepseek_moe(const nlohmann::json& j, ModelConfig& c) {
   c.moe_ffn = req_int(j, "moe_intermediate_size");
   c.n_shared_experts = opt<int64_t>(j, "n_shared_experts", 0);
   c.first_k_dense_replace = opt<int64_t>(j, "first_k_dense_replace", 0);
+  c.nextn_layers = opt<int64_t>(j, "num_nextn_predict_layers", 0);
+  if (c.nextn_layers < 0) fail("config.json: num_nextn_predict_layers must be >= 0");
   c.moe_layer_freq = opt<int64_t>(j, "moe_layer_freq", 1);
   if (c.n_shared_experts < 0 || c.first_k_dense_replace < 0 || c.moe_layer_freq < 1)
     fail("config.json: n_shared_experts / first_k_dense_replace must be >= 0 and moe_layer_freq >= 1");

@@ -128,6 +128,9 @@ struct ModelConfig {
   std::vector<int64_t> mlp_only_layers;
   int64_t first_k_dense_replace = 0;
   int64_t moe_layer_freq = 1;
+  // DeepSeek-V3's multi-token-prediction layers (num_nextn_predict_layers), stored after the decoder
+  // layers as model.layers.{n_layers + i}; only a NEXTN drafter loads them (LoadOptions::nextn).
+  int64_t nextn_layers = 0;
 
   int32_t bos_id = -1;
   std::vector<int32_t> eos_ids;

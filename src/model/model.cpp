@@ -1,6 +1,7 @@
 #include "model/model.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -83,6 +84,16 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   } else {
     load_llama2c(path, m->cfg_, m->store_);
   }
+  if (opts.nextn) {
+    if (!m->cfg_.is_deepseek() || m->cfg_.nextn_layers < 1)
+      fail("{}: --speculative-algorithm NEXTN needs a DeepSeek-V3 checkpoint with num_nextn_predict_layers >= 1 in "
+           "config.json (this one has {})", path, m->cfg_.nextn_layers);
+    if (!fs::is_directory(path) || !find_gguf_model(path).empty())
+      fail("{}: --speculative-algorithm NEXTN reads the multi-token-prediction layer from a Hugging Face folder", path);
+    m->nextn_ = true;
+    m->layer_base_ = m->cfg_.n_layers;
+    m->cfg_.n_layers = 1;
+  }
   m->par_ = opts.parallel;
   m->comm_ = opts.comm;
   m->vision_placement_ = opts.vision;
@@ -146,14 +157,14 @@ void Model::init_layers(const LoadOptions& opts) {
 
   const ShardSpec& ms = par_.mlp;
   bool any_dense = false;
-  for (int64_t l = 0; l < c.n_layers; ++l) any_dense |= !c.layer_is_moe(l);
+  for (int64_t l = 0; l < c.n_layers; ++l) any_dense |= !c.layer_is_moe(layer_base_ + l);
   if (any_dense && c.ffn % ms.size != 0)
     fail("--tp-size: intermediate_size {} cannot be split over {} ranks", c.ffn, ms.size);
   ffn_local_ = c.ffn / ms.size;
   layers_.resize(c.n_layers);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     Layer& L = layers_[l];
-    const std::string p = "model.layers." + std::to_string(l) + ".";
+    const std::string p = "model.layers." + std::to_string(layer_base_ + l) + ".";
     L.attn_norm = store_.vector_f32(p + "input_layernorm.weight", H);
     L.mlp_norm = store_.vector_f32(p + "post_attention_layernorm.weight", H);
     if (c.mla.enabled()) {
@@ -174,7 +185,7 @@ void Model::init_layers(const LoadOptions& opts) {
         L.k_norm = store_.vector_f32(p + "self_attn.k_norm.weight", hd);
       }
     }
-    if (c.layer_is_moe(l)) {
+    if (c.layer_is_moe(layer_base_ + l)) {
       L.moe = std::make_unique<MoeLayer>(store_, c, p, par_);
     } else {
       const int64_t f0 = ms.begin(c.ffn);
@@ -184,11 +195,25 @@ void Model::init_layers(const LoadOptions& opts) {
                           "--tp-size");
     }
   }
-  final_norm_ = store_.vector_f32("model.norm.weight", H);
-  embed_ = mat("model.embed_tokens.weight", c.vocab, H);
-  lm_head_ = c.tie_embeddings || !store_.has("lm_head.weight") ? embed_ : mat("lm_head.weight", c.vocab, H);
-  if (!c.tie_embeddings && !store_.has("lm_head.weight"))
-    fail("weights: lm_head.weight is missing and tie_word_embeddings is false");
+  std::string embed_name = "model.embed_tokens.weight", head_name = "lm_head.weight";
+  if (nextn_) {
+    // The MTP layer's own copies (DeepSeek-V3 stores the embedding again; a checkpoint that drops
+    // it shares the main one), its norm and head.
+    const std::string p = "model.layers." + std::to_string(layer_base_) + ".";
+    if (store_.has(p + "embed_tokens.weight")) embed_name = p + "embed_tokens.weight";
+    head_name = p + "shared_head.head.weight";
+    final_norm_ = store_.vector_f32(p + "shared_head.norm.weight", H);
+    enorm_ = store_.vector_f32(p + "enorm.weight", H);
+    hnorm_ = store_.vector_f32(p + "hnorm.weight", H);
+    eh_proj_ = mat(p + "eh_proj.weight", H, 2 * H);
+  } else {
+    final_norm_ = store_.vector_f32("model.norm.weight", H);
+  }
+  embed_ = mat(embed_name, c.vocab, H);
+  const bool own_head = store_.has(head_name) && (nextn_ || !c.tie_embeddings);
+  lm_head_ = own_head ? mat(head_name, c.vocab, H) : embed_;
+  if (!own_head && (nextn_ || !c.tie_embeddings))
+    fail("weights: {} is missing{}", head_name, nextn_ ? "" : " and tie_word_embeddings is false");
   if (c.vision.enabled()) vision_ = std::make_unique<VisionTower>(store_, c.vision);
   vocab0_ = par_.vocab.begin(c.vocab);
   vocab_local_ = par_.vocab.end(c.vocab) - vocab0_;
@@ -199,7 +224,7 @@ void Model::init_layers(const LoadOptions& opts) {
                   opts.verbose);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     Layer& L = layers_[l];
-    const std::string p = "model.layers." + std::to_string(l) + ".";
+    const std::string p = "model.layers." + std::to_string(layer_base_ + l) + ".";
     prep.add(&L.wq, WeightRole::kAttnQ, l, H, p + "self_attn.q_proj.weight");
     prep.add(&L.wk, WeightRole::kAttnK, l, H, p + "self_attn.k_proj.weight");
     prep.add(&L.wv, WeightRole::kAttnV, l, H, p + "self_attn.v_proj.weight");
@@ -210,14 +235,23 @@ void Model::init_layers(const LoadOptions& opts) {
     if (L.moe) L.moe->add_weights(prep, l, p);
     if (L.mla) L.mla->add_weights(prep, l, p);
   }
-  prep.add(&lm_head_, WeightRole::kLmHead, -1, H, store_.has("lm_head.weight") && !c.tie_embeddings
-                                                       ? "lm_head.weight" : "model.embed_tokens.weight");
+  prep.add(&lm_head_, WeightRole::kLmHead, -1, H, own_head ? head_name : embed_name);
+  if (nextn_) prep.add(&eh_proj_, WeightRole::kAttnQ, 0, 2 * H, "model.layers." + std::to_string(layer_base_) + ".eh_proj.weight");
   if (vision_) vision_->add_weights(prep);
   prep.run();
   converted_ = prep.take_buffers();
   for (Layer& L : layers_)
     if (L.mla) L.mla->weights_ready();
+  // Only the tensors this model runs count: the main model leaves out the checkpoint's
+  // multi-token-prediction layers, a NEXTN model everything but its layer (and the embedding).
+  auto runs = [&](const std::string& n) {
+    const std::string layers = "model.layers.";
+    if (n.rfind(layers, 0) != 0) return !nextn_ || n == embed_name;
+    const int64_t idx = std::atoll(n.c_str() + layers.size());
+    return nextn_ ? idx == layer_base_ : idx < c.n_layers;
+  };
   for (auto& [n, t] : store_.all()) {
+    if (!runs(n)) continue;
     const auto it = prep.converted().find(n);
     const DType as_run = it == prep.converted().end() ? t.dtype : it->second;
     weight_bytes_ += dtype_row_bytes(as_run, t.numel());
@@ -372,12 +406,29 @@ void Model::forward_member(Team& t, const ForwardBatch& b, KVPool& kv, float* lo
     }
   }
   t.barrier();
+  if (nextn_) {
+    // x = eh_proj([enorm(embed(t)); hnorm(h)]): the token's half first, as DeepSeek-V3's MTP
+    // weights were trained (its paper's figure draws them the other way round).
+    const float eps = float(c.rms_eps);
+    for (int64_t i = r.begin; i < r.end; ++i) {
+      rmsnorm(&x_[i * H], enorm_.data(), &cat_[size_t(i * 2 * H)], 1, H, eps);
+      rmsnorm(&b.prev_hidden[i * H], hnorm_.data(), &cat_[size_t(i * 2 * H + H)], 1, H, eps);
+    }
+    t.barrier();
+    matmul(t, cat_.data(), T, 2 * H, eh_proj_, nullptr, x_.data(), H);
+  }
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const Layer& L = layers_[l];
     rmsnorm(t, x_.data(), L.attn_norm.data(), xn_.data(), T, H, float(c.rms_eps));
     attention(t, L, l, b, kv);
     rmsnorm(t, x_.data(), L.mlp_norm.data(), xn_.data(), T, H, float(c.rms_eps));
     mlp(t, L, T);
+  }
+  if (const int64_t P = int64_t(b.last_hidden_rows.size()); P > 0) {
+    const Range pr = t.share(P);
+    for (int64_t i = pr.begin; i < pr.end; ++i)
+      std::memcpy(&b.last_hidden[i * H], &x_[b.last_hidden_rows[i] * H], sizeof(float) * size_t(H));
+    t.barrier();
   }
   // Pooling heads: the wanted rows' hidden states after the final norm (every rank of the group
   // holds the whole hidden width of its group's rows here, whatever the layout).
@@ -414,6 +465,9 @@ void Model::forward(const ForwardBatch& b, KVPool& kv, float* logits, float* hid
   }
   const int64_t qd = n_heads_local_ * hd, kd = n_kv_local_ * hd, R = int64_t(b.logit_rows.size());
   DP_CHECK(b.hidden_rows.empty() || hidden != nullptr, "hidden rows wanted but no buffer for them");
+  DP_CHECK(!nextn_ || b.prev_hidden != nullptr, "a NEXTN layer's batch needs prev_hidden");
+  DP_CHECK(b.last_hidden_rows.empty() || b.last_hidden != nullptr, "last hidden rows wanted but no buffer for them");
+  if (nextn_) grow(cat_, 2 * T * H);
   grow(x_, T * H);
   grow(xn_, T * H);
   grow(q_, T * qd);

@@ -35,6 +35,13 @@ struct ForwardBatch {
   // Optional, 3 per row: M-RoPE (temporal, height, width) positions of each row (models with
   // mrope_section only). Empty: every row rotates at its KV position, as 1-D RoPE does.
   std::vector<int32_t> mrope_pos;
+  // Rows whose hidden state before the final norm is wanted (what a NEXTN layer takes from its
+  // target), written to last_hidden [last_hidden_rows.size(), hidden] in order.
+  std::vector<int64_t> last_hidden_rows;
+  float* last_hidden = nullptr;
+  // NEXTN models only (LoadOptions::nextn), one row [hidden] per token of the batch: the previous
+  // model's hidden state that the row's token is paired with (see LoadOptions::nextn).
+  const float* prev_hidden = nullptr;
 
   // Appends a sequence; `pages` must cover pos0 + tokens.size() positions and stay alive.
   void add(const int32_t* toks, int64_t n, int64_t pos0, const int32_t* pages, bool all_logits);
@@ -52,6 +59,11 @@ struct LoadOptions {
   // Run on this team (a draft model beside its target: the two never run at once, and a second
   // team's threads would only compete for the same cores). Null: the model starts its own.
   ThreadTeam* team = nullptr;
+  // Load DeepSeek-V3's first multi-token-prediction layer (model.layers.{num_hidden_layers}.*) as a
+  // model of its own, for NEXTN drafting: a row pairing token t with hidden state h (of the row
+  // before it, ForwardBatch::prev_hidden) enters as eh_proj([enorm(embed(t)); hnorm(h)]), runs the
+  // layer's MLA and MoE / MLP, and leaves through shared_head.norm and shared_head.head.
+  bool nextn = false;
 };
 
 class Model {
@@ -131,6 +143,11 @@ class Model {
   int64_t weight_bytes_ = 0, weight_params_ = 0;
   bool quantized_ = false;
   MlaPath mla_path_ = MlaPath::kAuto;
+  // NEXTN (LoadOptions::nextn): the checkpoint index of layers_[0], and the input projection.
+  bool nextn_ = false;
+  int64_t layer_base_ = 0;
+  std::vector<float> enorm_, hnorm_, cat_;
+  WeightView eh_proj_;
   KVElem kv_elem_ = KVElem::kF32;
 
   std::unique_ptr<ThreadTeam> own_team_;

@@ -23,6 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "reference"))
 import ref_deepseek as ds  # noqa: E402
 import ref_forward as rf  # noqa: E402
+import ref_nextn as rn  # noqa: E402
 
 MAKE = os.path.join(HERE, "..", "..", "tools", "make_hf_model.py")
 WORK = None
@@ -527,6 +528,34 @@ def test_sliding_window_masks_old_keys():
     other[0] = (other[0] + 1) % m.vocab
     close(m.forward(toks)[6:], m.forward(other)[6:], 1e-12)
     assert np.abs(m.forward(toks)[5] - m.forward(other)[5]).max() > 1e-3
+
+
+def test_nextn_layer_from_other_angles():
+    # make_hf_model writes the MTP layer after the main model's tensors without touching them, with
+    # an exact copy of the embedding; the MTP layer's logits depend on positions only through their
+    # differences (pos0 0 == pos0 1); a chain of drafts equals the layer run row by row on the pairs
+    # (h, token) it was fed; and an MTP layer that passes the embedding half through (--nextn-echo,
+    # small residual) predicts the token it is given.
+    m = rf.RefModel(make_model("nextn_v3", "--arch", "deepseek_v3", "--num-nextn-predict-layers", "1"))
+    plain = rf.RefModel(make_model("nextn_v3_plain", "--arch", "deepseek_v3"))
+    for k, v in plain.w.items():
+        assert np.array_equal(m.w[k], v), k
+    n = m.config["num_hidden_layers"]
+    assert np.array_equal(m.w[f"model.layers.{n}.embed_tokens.weight"], m.w["model.embed_tokens.weight"])
+    toks = tokens(14, m.vocab, seed=3)
+    a, da = rn.nextn_forward(m, toks, draft=3)
+    b, db = rn.nextn_forward(m, toks, draft=3, pos0=0)
+    close(a, b, 1e-9)
+    assert da == db
+    # Row by row: the pairs fed one at a time against the whole-sequence rows.
+    hidden = []
+    m.forward(list(toks), hidden=hidden)
+    rows = [rn.nextn_rows(m, hidden[0][:i + 1], toks[1:i + 2])[0][-1] for i in range(len(toks) - 1)]
+    close(np.stack(rows), a[:len(toks) - 1], 1e-9)
+    echo = rf.RefModel(make_model("nextn_echo", "--arch", "deepseek_v3", "--num-nextn-predict-layers", "1",
+                                  "--nextn-echo", "--tie-word-embeddings", "--residual-out-scale", "0.02"))
+    e, _ = rn.nextn_forward(echo, toks)
+    assert (e.argmax(axis=1) == np.asarray(toks[1:])).mean() > 0.9, e.argmax(axis=1)
 
 
 def main():

@@ -1,11 +1,13 @@
 #!/usr/bin/python3
 """Speculative decoding over HTTP: two real `dpserve serve` processes on stories260K, one with
-`--speculative-algorithm NGRAM` (or, with --standalone, a Q4_0 draft model), one without, asked the same things over real sockets. Every answer
+`--speculative-algorithm NGRAM` (or, with --standalone, a Q4_0 draft model), one without, asked the same things over real sockets
+(with --nextn: a tiny DeepSeek-V3 with an MTP layer built to predict well, make_hf_model --nextn-echo,
+drafting with --speculative-algorithm NEXTN). Every answer
 must be the same, field by field (text, token ids, logprobs to the last bit, finish reasons, usage,
 stop strings, max_tokens, n, seeded sampling, a regex constraint, streaming), while the speculating
 server reports accepted drafts in /generate's meta_info and in /metrics.
 
-usage: test_spec_server.py DPSERVE_BIN SHARED_DIR [--standalone] [EXTRA SERVE FLAGS...]
+usage: test_spec_server.py DPSERVE_BIN SHARED_DIR [--standalone | --nextn] [EXTRA SERVE FLAGS...]
 """
 import json
 import os
@@ -19,12 +21,21 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from serve_process import ServeError, ServeProcess  # noqa: E402
 
 BIN, SHARED = sys.argv[1:3]
-EXTRA = [a for a in sys.argv[3:] if a != "--standalone"]
+EXTRA = [a for a in sys.argv[3:] if a not in ("--standalone", "--nextn")]
+NEXTN = "--nextn" in sys.argv[3:]
 MODEL = os.path.join(SHARED, "models/stories260K/stories260K.bin")
+if NEXTN:
+    MODEL = os.path.join(tempfile.mkdtemp(prefix="spec-nextn-"), "v3-echo")
+    subprocess.run(["/usr/bin/python3", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
+                                                      "make_hf_model.py"),
+                    "--arch", "deepseek_v3", "--dtype", "f32", "--seed", "7", "--max-position-embeddings", "1024",
+                    "--num-nextn-predict-layers", "1", "--nextn-echo", "--tie-word-embeddings",
+                    "--residual-out-scale", "0.05", "--out", MODEL, "--quiet"], check=True, timeout=120)
 # --standalone: the speculating server drafts with a draft model (the target's own Q4_0 copy, so
 # drafts are often but not always right) instead of NGRAM.
 SPEC = (["--speculative-algorithm", "STANDALONE", "--speculative-draft-model-path", MODEL,
          "--speculative-draft-model-quantization", "q4_0"] if "--standalone" in sys.argv[3:]
+        else ["--speculative-algorithm", "NEXTN"] if NEXTN
         else ["--speculative-algorithm", "NGRAM"]) + ["--speculative-num-steps", "5"]
 failures = []
 
@@ -144,7 +155,7 @@ try:
     st, g0 = plain.post("/generate", {"text": REP, "sampling_params": {"max_new_tokens": 60, "temperature": 0}})
     check("spec_verify_ct" not in g0["meta_info"], "no spec_ fields without speculation")
     info = json.loads(spec.get("/get_server_info"))
-    want_algo = "STANDALONE" if "--standalone" in sys.argv[3:] else "NGRAM"
+    want_algo = "STANDALONE" if "--standalone" in sys.argv[3:] else "NEXTN" if NEXTN else "NGRAM"
     check(info.get("speculative_algorithm") == want_algo and info.get("speculative_num_steps") == 5 and
           info.get("speculative_draft_model_path") == (MODEL if want_algo == "STANDALONE" else None),
           f"/get_server_info: {({k: v for k, v in info.items() if k.startswith('speculative_')})}")

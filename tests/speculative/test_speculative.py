@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Speculative decoding (NGRAM, STANDALONE) changes how many tokens a step makes, never which tokens.
+"""Speculative decoding (NGRAM, STANDALONE, NEXTN) changes how many tokens a step makes, never which tokens.
 
 Offline (`dpserve generate --json`), every output with `--speculative-algorithm NGRAM` must equal,
 token for token, the single-rank output without it:
@@ -15,6 +15,10 @@ token for token, the single-rank output without it:
 STANDALONE (a draft model) likewise: the target as its own draft must have every draft accepted
 (one rank, also under preemption and prefix-cache reuse), a Q4_0 copy and an unrelated model must
 change nothing; on one rank and over tp / DP attention, for llama2.c, MLA and MoE models.
+NEXTN (DeepSeek-V3's multi-token-prediction layer): the drafts the runner makes are the NumPy
+reference's chain at every logged step (one rank), the output unchanged on one rank, tp2 and tp2 with
+DP attention, also with an MTP layer built to predict well (make_hf_model --nextn-echo) whose drafts
+are mostly accepted.
 Start-up refuses what is not built, naming the flag.
 
 usage: test_speculative.py DPSERVE_BIN SHARED_DIR SCRATCH_DIR MAKE_MODEL_PY CASE
@@ -236,6 +240,101 @@ elif CASE == "standalone":
             acc, drafted = accepted(got)
             assert drafted > 0, f"FAIL: unrelated draft {name}: nothing drafted"
             print(f"ok unrelated draft {name} {' '.join(sampling)}: identical, {acc} of {drafted} accepted")
+elif CASE == "nextn":
+    # NEXTN: DeepSeek-V3's own multi-token-prediction layer drafts from the target's hidden states.
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "model", "reference"))
+    import ref_forward as rf  # noqa: E402
+    import ref_nextn as rn  # noqa: E402
+    import numpy as np  # noqa: E402
+    NEXTN = ["--speculative-algorithm", "NEXTN"]
+
+    def v3(name, extra):
+        out = os.path.join(SCRATCH, name)
+        if not os.path.exists(os.path.join(out, "config.json")):
+            subprocess.run(["/usr/bin/python3", MAKE_MODEL, "--arch", "deepseek_v3", "--preset", "tiny", "--dtype",
+                            "f32", "--max-position-embeddings", "1024", "--seed", "7", "--num-nextn-predict-layers",
+                            "1", "--out", out, "--quiet"] + extra, check=True, timeout=120)
+        return out
+
+    # 1. Random weights: the drafts dpserve's NEXTN runner makes (DPSERVE_NEXTN_DRAFT_LOG) are the
+    # NumPy reference's chain (tests/model/reference/ref_nextn.py) for the request's tokens at that
+    # step, wherever the reference's top-2 gap is clear of float error; output unchanged.
+    rand = v3("tiny-v3-mtp", [])
+    ref = rf.RefModel(rand)
+    prompts = id_prompts(ref.vocab)
+    checked = clear_total = 0
+    for i, prompt in enumerate(prompts[:4]):
+        log = os.path.join(SCRATCH, f"drafts-{i}.log")
+        if os.path.exists(log):
+            os.remove(log)
+        ic = ["generate", "--json", "--model-path", rand, "--prompts-file", prompts_file([prompt], f"one-{i}.txt"),
+              "--prompts-are-ids", "-n", "40",
+              "--ignore-eos", "--temperature", "0", "--threads", "1"]
+        base = run(ic)
+        ENV["DPSERVE_NEXTN_DRAFT_LOG"] = log
+        try:
+            # Odd prompts prefilled in chunks of 8: the MTP layer reads each chunk's pairs as it runs,
+            # the pair across a chunk boundary included.
+            got = run(ic + NEXTN + (["--chunked-prefill-size", "8"] if i % 2 else []))
+        finally:
+            del ENV["DPSERVE_NEXTN_DRAFT_LOG"]
+        compare(base, got, f"nextn prompt {i}")
+        toks = [int(t) for t in prompt.split(",")] + base[0]["output_ids"]
+        lines = open(log).read().split()
+        assert len(lines) >= 3, f"FAIL: prompt {i}: no drafts logged"
+        for j in range(0, len(lines), 3):
+            n, drafts = int(lines[j + 1]), [int(d) for d in lines[j + 2].split(",")]
+            logits, want = rn.nextn_forward(ref, toks[:n], draft=len(drafts))
+            scale = float(logits.std())
+            for k in range(len(drafts)):
+                srt = np.sort(logits[n - 2 + k])
+                if srt[-1] - srt[-2] <= 1e-3 * scale:
+                    break  # a near tie: this draft and the ones after it may differ legitimately
+                clear_total += 1
+                assert drafts[k] == want[k], \
+                    f"FAIL: prompt {i}, {n} tokens: dpserve drafted {drafts}, the reference {want} (draft {k})"
+                checked += 1
+    assert checked >= 10, f"FAIL: only {checked} drafts were checked against the reference"
+    print(f"ok NEXTN drafts equal the NumPy reference's chain: {checked} drafted tokens checked")
+    # The same model over tp2 and tp2 with DP attention: unchanged output.
+    pf = prompts_file(prompts, "v3-mtp-ids.txt")
+    common = ["generate", "--json", "--model-path", rand, "--prompts-file", pf, "--prompts-are-ids", "-n", "48",
+              "--ignore-eos", "--temperature", "0"]
+    base = run(common + ["--threads", "1"])
+    for name in ("one", "tp2", "tp2_dp2"):
+        got = run(common + LAYOUTS[name] + NEXTN + ["--threads", "1"])
+        compare(base, got, f"nextn random {name}")
+        acc, drafted = accepted(got)
+        assert drafted > 0, f"FAIL: nextn random {name}: nothing drafted"
+        print(f"ok nextn random {name}: identical, {acc} of {drafted} drafted tokens accepted")
+    # 2. An MTP layer built to predict well (make_hf_model --nextn-echo: it predicts the token it is
+    # given again, and the main model with tied embeddings and a small residual repeats its last
+    # token): drafts are accepted, so verified rows after the first are exercised, and the output
+    # is unchanged on every layout, also with 7 drafts a step.
+    echo = v3("tiny-v3-mtp-echo", ["--nextn-echo", "--tie-word-embeddings", "--residual-out-scale", "0.05"])
+    common = ["generate", "--json", "--model-path", echo, "--prompts-file", pf, "--prompts-are-ids", "-n", "48",
+              "--ignore-eos", "--temperature", "0"]
+    base = run(common + ["--threads", "1"])
+    for name in ("one", "tp2", "tp2_dp2"):
+        for extra in ([], ["--speculative-num-steps", "7"]):
+            got = run(common + LAYOUTS[name] + NEXTN + extra + ["--threads", "1"])
+            compare(base, got, f"nextn echo {name} {' '.join(extra)}")
+            acc, drafted = accepted(got)
+            assert acc > 0.5 * drafted, f"FAIL: nextn echo {name}: {acc} of {drafted} accepted"
+            print(f"ok nextn echo {name} {' '.join(extra)}: identical, {acc} of {drafted} drafted tokens accepted")
+    # 3. Refused by name: NEXTN without the layer, with a draft model, and SGLang's other spelling.
+    plain = hf_model("deepseek_v3")
+    for args, words in (([plain] + NEXTN, ["num_nextn_predict_layers", "NEXTN"]),
+                        ([rand] + NEXTN + ["--speculative-draft-model-path", rand],
+                         ["--speculative-draft-model-path", "NEXTN"]),
+                        ([rand, "--speculative-algorithm", "MTP"], ["MTP", "NEXTN"])):
+        p = subprocess.run([BIN, "generate", "--model-path"] + args + ["--prompt", "Hi", "-n", "2"],
+                           capture_output=True, text=True, env=ENV, timeout=60)
+        out = p.stdout + p.stderr
+        assert p.returncode != 0, f"FAIL: {' '.join(args)} was accepted"
+        for w in words:
+            assert w in out, f"FAIL: the error for {' '.join(args)} does not name '{w}':\n{out[-1500:]}"
+        print(f"ok refused: {' '.join(args[1:])}")
 elif CASE == "flags":
     model = os.path.join(SHARED, "models/stories260K/stories260K.bin")
     for bad, words in ((["--speculative-algorithm", "EAGLE"], ["--speculative-algorithm", "EAGLE"]),
