@@ -13,6 +13,7 @@ import json
 import os
 import re
 import sys
+import subprocess
 import tempfile
 import urllib.error
 import urllib.request
