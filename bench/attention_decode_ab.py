@@ -4,8 +4,10 @@ commit, one at this one) run in turn, `--turns` times each, on the same points; 
 its fastest time per binary, and the ratio before / after is printed (> 1: after is faster).
 MLA's latent shape runs as each build's model runs it: --before-mla / --after-mla.
 
-  bench/attention_decode_ab.py /tmp/before/attention_decode_bench build/bin/attention_decode_bench \
-      --turns 3 -- --contexts 1024,8192,32768 --kv fp32,bf16,int8 --threads 2
+  DPSERVE_SPIN_US=0 bench/attention_decode_ab.py /tmp/before/attention_decode_bench \
+      build/bin/attention_decode_bench --turns 4 -- --contexts 1024,8192,32768 --kv fp32,bf16,int8 --threads 2
+
+DPSERVE_SPIN_US=0 parks waiting members at once, so the CPU-time columns count work, not spinning.
 """
 import argparse
 import subprocess

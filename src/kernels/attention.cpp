@@ -132,16 +132,19 @@ void paged_attention_isa(KernelIsa isa, Team& t, const float* q, int64_t ldq, co
 
   // Jobs of a few queries each: enough of them to balance causal prefill (later queries see
   // more keys) over the members, few enough to keep overhead low. When that leaves members
-  // idle (one long decoding sequence, few KV heads), long rows of short sequences (decode,
-  // speculative verify) become one job per key chunk plus a merge, and a KV head's query heads
-  // are split into groups. Neither choice changes a bit of any row (kernels::key_chunks fixes
+  // idle or unevenly loaded (one long decoding sequence, few KV heads), long rows of short
+  // sequences (decode, speculative verify) become one job per key chunk plus a merge, and a KV
+  // head's query heads are split into groups. Neither choice changes a bit of any row (kernels::key_chunks fixes
   // the chunks from the row alone; a head's result does not depend on the heads beside it), so
   // they may follow the team's size and the batch. Every member builds the same lists.
   constexpr int64_t kQBlock = 4;
   int64_t base_jobs = 0;
   for (int64_t s = 0; s < n_seqs; ++s) base_jobs += (seqs[s].n_q + kQBlock - 1) / kQBlock * p.n_kv_heads;
   const int64_t members = t.size();
-  const bool split_keys = members > 1 && base_jobs < 4 * members;
+  // Split when the jobs leave a member idle or do not divide evenly over a small team; jobs that
+  // already divide (4 KV heads on 2 members) would only pay the merges.
+  const bool split_keys =
+      members > 1 && (base_jobs < members || (base_jobs < 4 * members && base_jobs % members != 0));
   int64_t units = 0;  // jobs after the key split, before any head split
   for (int64_t s = 0; s < n_seqs; ++s) {
     const AttnSeq& a = seqs[s];

@@ -160,11 +160,12 @@ struct AttnWork {
 };
 
 // The partial softmax of heads [g0, g0 + G) of KV head kvh for query row `qrow` over keys
-// [k0, k1): part = [max][sum][weighted V] (part_floats(G, vd)). Online over the pages, one page of
+// [k0, k1): part = [max][sum][weighted V] (part_floats(G, vd)). k_end: the row's last key + 1
+// (the next page is prefetched up to it, across the chunk's end: the next chunk reads it). Online over the pages, one page of
 // keys at a time: scores of all G heads for the page, one rescale of the running sums per page.
 template <class Ops, class T>
 void chunk_partial(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0, int64_t G, const float* qrow,
-                   int64_t k0, int64_t k1, float* part, const AttnWork& w) {
+                   int64_t k0, int64_t k1, int64_t k_end, float* part, const AttnWork& w) {
   constexpr bool kScaled = std::is_same_v<T, int8_t>;
   const int64_t hd = c.p.head_dim, vd = c.kv.value_dim(), ps = c.kv.page_size;
   const int64_t kr = c.kv.k_row_stride(), vr = c.kv.v_row_stride();
@@ -187,11 +188,11 @@ void chunk_partial(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0
     const int64_t page = seq.pages[j0 / ps];
     const T* kp = kbase + page * c.kv.k_page_stride() + (kvh * ps + jb - j0) * kr;
     const T* vp = vbase + page * c.kv.v_page_stride() + (kvh * ps + jb - j0) * vr;
-    if (j0 + ps < k1) {
+    if (j0 + ps < k_end) {
       // Pages are scattered over the pool, so the hardware prefetcher cannot guess the next
       // one: fetch its keys and values while this page is computed.
       const int64_t next = seq.pages[j0 / ps + 1];
-      const int64_t nn = std::min(ps, k1 - j0 - ps);
+      const int64_t nn = std::min(ps, k_end - j0 - ps);
       const char* kn = reinterpret_cast<const char*>(kbase + next * c.kv.k_page_stride() + kvh * ps * kr);
       const char* vn = reinterpret_cast<const char*>(vbase + next * c.kv.v_page_stride() + kvh * ps * vr);
       for (int64_t b = 0; b < nn * kr * int64_t(sizeof(T)); b += 64) __builtin_prefetch(kn + b);
@@ -272,7 +273,8 @@ void attention_job_typed(const AttnCtx& c, const AttnJob& j, float* parts) {
       const KeyChunks kc = key_chunks(seq, j.i0, c.p.window);
       int64_t k0, k1;
       kc.range(j.chunk, k0, k1);
-      chunk_partial<Ops, T>(c, seq, j.kvh, j.g0, G, c.q + (seq.q_row + j.i0) * c.ldq, k0, k1, parts + j.part, w);
+      chunk_partial<Ops, T>(c, seq, j.kvh, j.g0, G, c.q + (seq.q_row + j.i0) * c.ldq, k0, k1, kc.n_keys, parts + j.part,
+                            w);
       return;
     }
     case AttnJob::kMerge: {
@@ -288,10 +290,10 @@ void attention_job_typed(const AttnCtx& c, const AttnJob& j, float* parts) {
         const float* qrow = c.q + (seq.q_row + i) * c.ldq;
         int64_t k0, k1;
         kc.range(0, k0, k1);
-        chunk_partial<Ops, T>(c, seq, j.kvh, j.g0, G, qrow, k0, k1, st, w);
+        chunk_partial<Ops, T>(c, seq, j.kvh, j.g0, G, qrow, k0, k1, kc.n_keys, st, w);
         for (int64_t ch = 1; ch < kc.count; ++ch) {
           kc.range(ch, k0, k1);
-          chunk_partial<Ops, T>(c, seq, j.kvh, j.g0, G, qrow, k0, k1, w.tmp, w);
+          chunk_partial<Ops, T>(c, seq, j.kvh, j.g0, G, qrow, k0, k1, kc.n_keys, w.tmp, w);
           merge_partial<Ops>(st, w.tmp, G, vd);
         }
         finish_row(st, G, vd, c.out + (seq.q_row + i) * c.ldo + h0 * vd);

@@ -5,7 +5,7 @@
 //    page size that cuts chunks mid-page, MLA's latent, an extend of more rows than one job
 //    takes) against float64 attention from the definition and against ref::paged_attention, on
 //    every ISA level, every KV element type, teams of 1, 2 and 3;
-//  * a row's bits equal for teams of 1, 2 and 3 members, and alone or in a batch (a small batch,
+//  * a row's bits equal for teams of 1, 2 and 3 members, and alone or in a batch (small batches,
 //    where the driver gives each chunk its own job, and a large one, where one job runs a row's
 //    chunks in turn).
 #include <gtest/gtest.h>
@@ -91,10 +91,14 @@ TEST_P(SplitKV, BitsEqualForEveryTeamSizeAndBatch) {
       for (int n : {1, 2, 3}) {
         const std::vector<float> solo = run_team(isa, n, b, alone);
         EXPECT_EQ(0, std::memcmp(solo.data(), want.data(), bytes)) << kernel_isa_name(isa) << " alone, team " << n;
-        // Two sequences: few jobs, so the driver splits the keys into chunk jobs.
-        const std::vector<AttnSeq> two(b.seqs.begin(), b.seqs.begin() + 2);
-        const std::vector<float> small = run_team(isa, n, b, two);
-        EXPECT_EQ(0, std::memcmp(small.data(), want.data(), bytes)) << kernel_isa_name(isa) << " batch 2, team " << n;
+        // Two and three sequences: few jobs, so the driver splits the keys into chunk jobs when
+        // they do not divide over the team (alone: always).
+        for (size_t m : {2, 3}) {
+          const std::vector<AttnSeq> few(b.seqs.begin(), b.seqs.begin() + int64_t(m));
+          const std::vector<float> small = run_team(isa, n, b, few);
+          EXPECT_EQ(0, std::memcmp(small.data(), want.data(), bytes))
+              << kernel_isa_name(isa) << " batch " << m << ", team " << n;
+        }
         // All twelve: enough jobs that each row runs whole in one job.
         const std::vector<float> all = run_team(isa, n, b, b.seqs);
         EXPECT_EQ(0, std::memcmp(all.data(), want.data(), bytes)) << kernel_isa_name(isa) << " batch 12, team " << n;
