@@ -1,5 +1,6 @@
 // paged_attention driver: validation, the reference, and the split of (sequence, KV head,
-// query block) jobs over the team, run by the per-ISA row kernels.
+// query block) jobs, or (row, KV head, key chunk) jobs and their merges, over the team, run by
+// the per-ISA kernels.
 #include "kernels/attention.h"
 
 #include <algorithm>
@@ -109,41 +110,97 @@ void paged_attention(const float* q, int64_t ldq, const AttnSeq* seqs, int64_t n
 
 }  // namespace ref
 
-static kernels::AttnRowsFn pick_rows(KernelIsa isa) {
+static kernels::AttnJobFn pick_job(KernelIsa isa) {
   if (!kernel_isa_supported(isa)) fail("attention: kernel ISA {} not supported by this CPU", kernel_isa_name(isa));
   switch (isa) {
     case KernelIsa::Amx:
     case KernelIsa::Avx512Bf16:
-    case KernelIsa::Avx512: return kernels::avx512::attention_rows;
-    case KernelIsa::Avx2: return kernels::avx2::attention_rows;
-    case KernelIsa::Portable: return kernels::portable::attention_rows;
+    case KernelIsa::Avx512: return kernels::avx512::attention_job;
+    case KernelIsa::Avx2: return kernels::avx2::attention_job;
+    case KernelIsa::Portable: return kernels::portable::attention_job;
   }
-  return kernels::portable::attention_rows;
+  return kernels::portable::attention_job;
 }
 
 void paged_attention_isa(KernelIsa isa, Team& t, const float* q, int64_t ldq, const AttnSeq* seqs, int64_t n_seqs,
                          const KVLayerView& kv, const AttnParams& p, float* out, int64_t ldo) {
+  using kernels::AttnJob;
   check_args(q, seqs, n_seqs, kv, p, out);
-  const kernels::AttnRowsFn rows = pick_rows(isa);
+  const kernels::AttnJobFn run = pick_job(isa);
   const AttnCtx c{q, ldq, seqs, kv, p, out, ldo};
+  const int64_t group = p.n_heads / p.n_kv_heads, vd = kv.value_dim();
 
   // Jobs of a few queries each: enough of them to balance causal prefill (later queries see
-  // more keys) over the members, few enough to keep overhead low. Every member lists the same.
-  struct Job {
-    int64_t s, kvh, i0, i1;
-  };
-  thread_local std::vector<Job> jobs;
-  jobs.clear();
+  // more keys) over the members, few enough to keep overhead low. When that leaves members
+  // idle or unevenly loaded (one long decoding sequence, few KV heads), long rows of short
+  // sequences (decode, speculative verify) become one job per key chunk plus a merge, and a KV
+  // head's query heads are split into groups. Neither choice changes a bit of any row (kernels::key_chunks fixes
+  // the chunks from the row alone; a head's result does not depend on the heads beside it), so
+  // they may follow the team's size and the batch. Every member builds the same lists.
   constexpr int64_t kQBlock = 4;
+  int64_t base_jobs = 0;
+  for (int64_t s = 0; s < n_seqs; ++s) base_jobs += (seqs[s].n_q + kQBlock - 1) / kQBlock * p.n_kv_heads;
+  const int64_t members = t.size();
+  // Split when the jobs leave a member idle or do not divide evenly over a small team; jobs that
+  // already divide (4 KV heads on 2 members) would only pay the merges.
+  const bool split_keys =
+      members > 1 && (base_jobs < members || (base_jobs < 4 * members && base_jobs % members != 0));
+  int64_t units = 0;  // jobs after the key split, before any head split
   for (int64_t s = 0; s < n_seqs; ++s) {
     const AttnSeq& a = seqs[s];
-    for (int64_t i0 = 0; i0 < a.n_q; i0 += kQBlock)
-      for (int64_t h = 0; h < p.n_kv_heads; ++h) jobs.push_back({s, h, i0, std::min(a.n_q, i0 + kQBlock)});
+    if (split_keys && a.n_q <= kQBlock) {
+      for (int64_t i = 0; i < a.n_q; ++i) units += kernels::key_chunks(a, i, p.window).count * p.n_kv_heads;
+    } else {
+      units += (a.n_q + kQBlock - 1) / kQBlock * p.n_kv_heads;
+    }
   }
-  const Job* jp = jobs.data();
+  // Head groups: enough for every member to have a job, in fours where the group allows (the
+  // kernels score four heads per pass over a page's keys).
+  int64_t sub = group;
+  if (members > 1 && units > 0 && units < members && group > 1) {
+    const int64_t want = std::min(group, (members + units - 1) / units);
+    sub = (group + want - 1) / want;
+    if (group % 4 == 0 && sub > 4) sub = (sub + 3) / 4 * 4;
+  }
+
+  thread_local std::vector<AttnJob> jobs, merges;
+  jobs.clear();
+  merges.clear();
+  int64_t n_parts = 0;  // floats of partials
+  for (int64_t s = 0; s < n_seqs; ++s) {
+    const AttnSeq& a = seqs[s];
+    const bool chunked = split_keys && a.n_q <= kQBlock;
+    for (int64_t i0 = 0; i0 < a.n_q; i0 += kQBlock)
+      for (int64_t h = 0; h < p.n_kv_heads; ++h)
+        for (int64_t g0 = 0; g0 < group; g0 += sub) {
+          const int64_t g1 = std::min(group, g0 + sub);
+          const int64_t i1 = std::min(a.n_q, i0 + kQBlock);
+          for (int64_t i = i0; chunked && i < i1; ++i) {
+            const int64_t n_chunks = kernels::key_chunks(a, i, p.window).count;
+            if (n_chunks == 1) {
+              jobs.push_back({AttnJob::kRows, s, h, g0, g1, i, i + 1, 0, 0});
+              continue;
+            }
+            const int64_t pf = kernels::part_floats(g1 - g0, vd);
+            for (int64_t ch = 0; ch < n_chunks; ++ch)
+              jobs.push_back({AttnJob::kChunk, s, h, g0, g1, i, i + 1, ch, n_parts + ch * pf});
+            merges.push_back({AttnJob::kMerge, s, h, g0, g1, i, i + 1, 0, n_parts});
+            n_parts += n_chunks * pf;
+          }
+          if (!chunked) jobs.push_back({AttnJob::kRows, s, h, g0, g1, i0, i1, 0, 0});
+        }
+  }
+  float* parts = n_parts > 0 ? static_cast<float*>(t.shared_scratch(1, size_t(n_parts) * sizeof(float))) : nullptr;
+  const AttnJob* jp = jobs.data();
   t.dynamic(int64_t(jobs.size()), 1, [&](int64_t j0, int64_t j1) {
-    for (int64_t j = j0; j < j1; ++j) rows(c, jp[j].s, jp[j].kvh, jp[j].i0, jp[j].i1);
+    for (int64_t j = j0; j < j1; ++j) run(c, jp[j], parts);
   });
+  if (!merges.empty()) {  // every chunk's partial is written (dynamic ends with a barrier)
+    const AttnJob* mp = merges.data();
+    t.dynamic(int64_t(merges.size()), 1, [&](int64_t j0, int64_t j1) {
+      for (int64_t j = j0; j < j1; ++j) run(c, mp[j], parts);
+    });
+  }
 }
 
 void paged_attention_isa(KernelIsa isa, const float* q, int64_t ldq, const AttnSeq* seqs, int64_t n_seqs,

@@ -31,17 +31,65 @@ struct AttnCtx {
   int64_t ldo;
 };
 
-// Queries [i0, i1) of sequence `s`, for the query heads of KV head `kvh`.
-using AttnRowsFn = void (*)(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, int64_t i1);
+// Flash-decoding's key split. A row that sees more than kSplitAbove keys is computed in chunks
+// of the key positions [c * kKeyChunk, (c + 1) * kKeyChunk) (clipped to what it sees): each
+// chunk gives a partial softmax (its max, its sum of exponentials, its weighted sum of V), and
+// the partials are merged in chunk order. The chunks depend only on the row's own key range,
+// never on the batch or the team, so a row's bits are the same however the chunks are shared
+// out: one job may run them all in turn, or each chunk may be its own job.
+inline constexpr int64_t kKeyChunk = 256;
+inline constexpr int64_t kSplitAbove = 512;
+
+struct KeyChunks {
+  int64_t first = 0, n_keys = 0, count = 1;
+  // Keys [k0, k1) of chunk c.
+  void range(int64_t c, int64_t& k0, int64_t& k1) const {
+    if (count == 1) {
+      k0 = first;
+      k1 = n_keys;
+      return;
+    }
+    const int64_t base = first / kKeyChunk + c;
+    k0 = std::max(first, base * kKeyChunk);
+    k1 = std::min(n_keys, (base + 1) * kKeyChunk);
+  }
+};
+
+// The chunks of query row i of `seq` (it sees keys [first, pos0 + i + 1)).
+inline KeyChunks key_chunks(const AttnSeq& seq, int64_t i, int64_t window) {
+  KeyChunks k;
+  k.n_keys = seq.pos0 + i + 1;
+  k.first = window > 0 ? std::max<int64_t>(0, k.n_keys - window) : 0;
+  k.count = k.n_keys - k.first <= kSplitAbove ? 1 : (k.n_keys - 1) / kKeyChunk - k.first / kKeyChunk + 1;
+  return k;
+}
+
+// Floats of one partial of G heads: max [G], sum [G], weighted V [G][v width].
+inline int64_t part_floats(int64_t G, int64_t vd) { return G * (vd + 2); }
+
+// A unit of work of the driver. Heads [g0, g1) of KV head kvh's group (any split of a group
+// gives each head the same bits: see page_scores).
+struct AttnJob {
+  enum Kind : uint8_t {
+    kRows,   // query rows [i0, i1) of sequence s, whole (their chunks in turn, merged)
+    kChunk,  // chunk `chunk` of row i0: its partial to parts + part
+    kMerge,  // row i0: merges its chunks' partials (at parts + part, one after another), writes out
+  };
+  Kind kind = kRows;
+  int64_t s = 0, kvh = 0, g0 = 0, g1 = 0, i0 = 0, i1 = 0, chunk = 0, part = 0;
+};
+
+// Runs one job; `parts` is the driver's array of partials (kChunk / kMerge only).
+using AttnJobFn = void (*)(const AttnCtx& c, const AttnJob& j, float* parts);
 
 namespace portable {
-void attention_rows(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, int64_t i1);
+void attention_job(const AttnCtx& c, const AttnJob& j, float* parts);
 }
 namespace avx2 {
-void attention_rows(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, int64_t i1);
+void attention_job(const AttnCtx& c, const AttnJob& j, float* parts);
 }
 namespace avx512 {
-void attention_rows(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, int64_t i1);
+void attention_job(const AttnCtx& c, const AttnJob& j, float* parts);
 }
 
 // Online softmax over the pages, one page of keys at a time: scores of all
@@ -103,94 +151,163 @@ void mul_to(float* out, const float* a, const float* b, int64_t n) {
   }
 }
 
+// Per-thread work space of one job: scores of a page, page maxima, int8 weights.
+struct AttnWork {
+  float* sc;   // [G][ps] scores of one page
+  float* pmx;  // [G] max of this page's scores
+  float* pv;   // int8: [G][ps] weights times the values' scales
+  float* tmp;  // one partial (merging chunks in a kRows job)
+};
+
+// The partial softmax of heads [g0, g0 + G) of KV head kvh for query row `qrow` over keys
+// [k0, k1): part = [max][sum][weighted V] (part_floats(G, vd)). k_end: the row's last key + 1
+// (the next page is prefetched up to it, across the chunk's end: the next chunk reads it). Online over the pages, one page of
+// keys at a time: scores of all G heads for the page, one rescale of the running sums per page.
 template <class Ops, class T>
-void attention_rows_typed(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, int64_t i1) {
+void chunk_partial(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0, int64_t G, const float* qrow,
+                   int64_t k0, int64_t k1, int64_t k_end, float* part, const AttnWork& w) {
   constexpr bool kScaled = std::is_same_v<T, int8_t>;
-  const AttnSeq& seq = c.seqs[s];
   const int64_t hd = c.p.head_dim, vd = c.kv.value_dim(), ps = c.kv.page_size;
   const int64_t kr = c.kv.k_row_stride(), vr = c.kv.v_row_stride();
-  const int64_t group = c.p.n_heads / c.p.n_kv_heads;
-  const int64_t h0 = kvh * group;
+  const int64_t h0 = kvh * (c.p.n_heads / c.p.n_kv_heads) + g0;
   const float neg_inf = -std::numeric_limits<float>::infinity();
-
-  thread_local std::vector<float> scratch;
-  const size_t need = size_t(group * (ps + vd + 3) + (kScaled ? group * ps : 0));
-  if (scratch.size() < need) scratch.resize(need);
-  float* sc = scratch.data();              // [group][ps] scores of one page
-  float* acc = sc + group * ps;            // [group][vd] weighted sums of V
-  float* mx = acc + group * vd;            // [group] running max
-  float* den = mx + group;                 // [group] running denominator
-  float* pmx = den + group;                // [group] max of this page's scores
-  float* pv = pmx + group;                 // int8: [group][ps] weights times the values' scales
+  float* mx = part;
+  float* den = part + G;
+  float* acc = part + 2 * G;
+  float* sc = w.sc;
+  float* pmx = w.pmx;
+  float* pv = w.pv;
   const T* kbase = static_cast<const T*>(c.kv.k);
   const T* vbase = static_cast<const T*>(c.kv.v);
-
-  for (int64_t i = i0; i < i1; ++i) {
-    const int64_t n_keys = seq.pos0 + i + 1;
-    const int64_t first = c.p.window > 0 ? std::max<int64_t>(0, n_keys - c.p.window) : 0;
-    const float* qrow = c.q + (seq.q_row + i) * c.ldq;
-    std::fill(acc, acc + group * vd, 0.0f);
-    std::fill(mx, mx + group, neg_inf);
-    std::fill(den, den + group, 0.0f);
-    for (int64_t j0 = first - first % ps; j0 < n_keys; j0 += ps) {
-      const int64_t jb = std::max(j0, first);  // first visible key of this page
-      const int64_t nj = std::min(j0 + ps, n_keys) - jb;
-      const int64_t page = seq.pages[j0 / ps];
-      const T* kp = kbase + page * c.kv.k_page_stride() + (kvh * ps + jb - j0) * kr;
-      const T* vp = vbase + page * c.kv.v_page_stride() + (kvh * ps + jb - j0) * vr;
-      if (j0 + ps < n_keys) {
-        // Pages are scattered over the pool, so the hardware prefetcher cannot guess the next
-        // one: fetch its keys and values while this page is computed.
-        const int64_t next = seq.pages[j0 / ps + 1];
-        const int64_t nn = std::min(ps, n_keys - j0 - ps);
-        const char* kn = reinterpret_cast<const char*>(kbase + next * c.kv.k_page_stride() + kvh * ps * kr);
-        const char* vn = reinterpret_cast<const char*>(vbase + next * c.kv.v_page_stride() + kvh * ps * vr);
-        for (int64_t b = 0; b < nn * kr * int64_t(sizeof(T)); b += 64) __builtin_prefetch(kn + b);
-        for (int64_t b = 0; b < nn * vr * int64_t(sizeof(T)); b += 64) __builtin_prefetch(vn + b);
-      }
-      page_scores<Ops, T>(qrow + h0 * hd, hd, group, kp, kr, nj, hd, c.p.scale, sc, ps, pmx);
-      const float* vsc = nullptr;
-      if constexpr (kScaled) {
-        // The keys' scales turn the integer dot products into scores; the max follows them.
-        const int64_t so = page * c.kv.scale_page_stride() + kvh * ps + jb - j0;
-        const float* ksc = c.kv.k_scale + so;
-        vsc = c.kv.v_scale + so;
-        for (int64_t g = 0; g < group; ++g) pmx[g] = mul_max<Ops>(sc + g * ps, ksc, nj);
-      }
-      for (int64_t g = 0; g < group; ++g) {
-        float* sg = sc + g * ps;
-        const float m_new = std::max(mx[g], pmx[g]);
-        // exp(0) is 1 exactly: skip the call when the running max did not move (most pages).
-        const float corr = mx[g] == neg_inf ? 0.0f : mx[g] == m_new ? 1.0f : std::exp(mx[g] - m_new);
-        const float sum = Ops::exp_sub_sum(sg, nj, m_new);
-        float* ag = acc + g * vd;
-        if (corr != 1.0f) Ops::scale(ag, corr, vd);
-        den[g] = den[g] * corr + sum;
-        mx[g] = m_new;
-      }
-      if constexpr (kScaled) {
-        for (int64_t g = 0; g < group; ++g) mul_to<Ops>(pv + g * ps, sc + g * ps, vsc, nj);
-        page_axpy<Ops, T>(acc, vd, group, vp, vr, pv, ps, nj, vd);
-      } else {
-        page_axpy<Ops, T>(acc, vd, group, vp, vr, sc, ps, nj, vd);
-      }
+  std::fill(acc, acc + G * vd, 0.0f);
+  std::fill(mx, mx + G, neg_inf);
+  std::fill(den, den + G, 0.0f);
+  for (int64_t j0 = k0 - k0 % ps; j0 < k1; j0 += ps) {
+    const int64_t jb = std::max(j0, k0);  // first key of this page in the range
+    const int64_t nj = std::min(j0 + ps, k1) - jb;
+    const int64_t page = seq.pages[j0 / ps];
+    const T* kp = kbase + page * c.kv.k_page_stride() + (kvh * ps + jb - j0) * kr;
+    const T* vp = vbase + page * c.kv.v_page_stride() + (kvh * ps + jb - j0) * vr;
+    if (j0 + ps < k_end) {
+      // Pages are scattered over the pool, so the hardware prefetcher cannot guess the next
+      // one: fetch its keys and values while this page is computed.
+      const int64_t next = seq.pages[j0 / ps + 1];
+      const int64_t nn = std::min(ps, k_end - j0 - ps);
+      const char* kn = reinterpret_cast<const char*>(kbase + next * c.kv.k_page_stride() + kvh * ps * kr);
+      const char* vn = reinterpret_cast<const char*>(vbase + next * c.kv.v_page_stride() + kvh * ps * vr);
+      for (int64_t b = 0; b < nn * kr * int64_t(sizeof(T)); b += 64) __builtin_prefetch(kn + b);
+      for (int64_t b = 0; b < nn * vr * int64_t(sizeof(T)); b += 64) __builtin_prefetch(vn + b);
     }
-    float* orow = c.out + (seq.q_row + i) * c.ldo;
-    for (int64_t g = 0; g < group; ++g) {
-      float* oh = orow + (h0 + g) * vd;
-      const float inv = 1.0f / den[g];
-      for (int64_t d = 0; d < vd; ++d) oh[d] = acc[g * vd + d] * inv;
+    page_scores<Ops, T>(qrow + h0 * hd, hd, G, kp, kr, nj, hd, c.p.scale, sc, ps, pmx);
+    const float* vsc = nullptr;
+    if constexpr (kScaled) {
+      // The keys' scales turn the integer dot products into scores; the max follows them.
+      const int64_t so = page * c.kv.scale_page_stride() + kvh * ps + jb - j0;
+      const float* ksc = c.kv.k_scale + so;
+      vsc = c.kv.v_scale + so;
+      for (int64_t g = 0; g < G; ++g) pmx[g] = mul_max<Ops>(sc + g * ps, ksc, nj);
+    }
+    for (int64_t g = 0; g < G; ++g) {
+      float* sg = sc + g * ps;
+      const float m_new = std::max(mx[g], pmx[g]);
+      // exp(0) is 1 exactly: skip the call when the running max did not move (most pages).
+      const float corr = mx[g] == neg_inf ? 0.0f : mx[g] == m_new ? 1.0f : std::exp(mx[g] - m_new);
+      const float sum = Ops::exp_sub_sum(sg, nj, m_new);
+      float* ag = acc + g * vd;
+      if (corr != 1.0f) Ops::scale(ag, corr, vd);
+      den[g] = den[g] * corr + sum;
+      mx[g] = m_new;
+    }
+    if constexpr (kScaled) {
+      for (int64_t g = 0; g < G; ++g) mul_to<Ops>(pv + g * ps, sc + g * ps, vsc, nj);
+      page_axpy<Ops, T>(acc, vd, G, vp, vr, pv, ps, nj, vd);
+    } else {
+      page_axpy<Ops, T>(acc, vd, G, vp, vr, sc, ps, nj, vd);
     }
   }
 }
 
-// The row kernel for the view's element type.
+// st = st merged with partial p (the later chunk), both of G heads. Not inlined, so every
+// merge of a row, whichever job runs it, is the same machine code and gives the same bits.
 template <class Ops>
-void attention_rows_impl(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, int64_t i1) {
+[[gnu::noinline]] void merge_partial(float* st, const float* p, int64_t G, int64_t vd) {
+  for (int64_t g = 0; g < G; ++g) {
+    const float ma = st[g], mb = p[g], m = std::max(ma, mb);
+    const float ca = ma == m ? 1.0f : std::exp(ma - m), cb = mb == m ? 1.0f : std::exp(mb - m);
+    float* a = st + 2 * G + g * vd;
+    const float* b = p + 2 * G + g * vd;
+    if (ca != 1.0f) Ops::scale(a, ca, vd);
+    for (int64_t d = 0; d < vd; ++d) a[d] += cb * b[d];
+    st[G + g] = st[G + g] * ca + p[G + g] * cb;
+    st[g] = m;
+  }
+}
+
+// Output heads [h0, h0 + G) of a row from its (merged) partial.
+inline void finish_row(const float* st, int64_t G, int64_t vd, float* oh) {
+  for (int64_t g = 0; g < G; ++g) {
+    const float inv = 1.0f / st[G + g];
+    for (int64_t d = 0; d < vd; ++d) oh[g * vd + d] = st[2 * G + g * vd + d] * inv;
+  }
+}
+
+template <class Ops, class T>
+void attention_job_typed(const AttnCtx& c, const AttnJob& j, float* parts) {
+  const AttnSeq& seq = c.seqs[j.s];
+  const int64_t vd = c.kv.value_dim(), ps = c.kv.page_size;
+  const int64_t G = j.g1 - j.g0, pf = part_floats(G, vd);
+  const int64_t h0 = j.kvh * (c.p.n_heads / c.p.n_kv_heads) + j.g0;
+
+  thread_local std::vector<float> scratch;
+  const size_t need = size_t(G * (2 * ps + 1) + 2 * pf);
+  if (scratch.size() < need) scratch.resize(need);
+  AttnWork w{scratch.data(), nullptr, nullptr, nullptr};
+  w.pmx = w.sc + G * ps;
+  w.pv = w.pmx + G;
+  w.tmp = w.pv + G * ps;
+  float* st = w.tmp + pf;  // the row's running partial
+
+  switch (j.kind) {
+    case AttnJob::kChunk: {
+      const KeyChunks kc = key_chunks(seq, j.i0, c.p.window);
+      int64_t k0, k1;
+      kc.range(j.chunk, k0, k1);
+      chunk_partial<Ops, T>(c, seq, j.kvh, j.g0, G, c.q + (seq.q_row + j.i0) * c.ldq, k0, k1, kc.n_keys, parts + j.part,
+                            w);
+      return;
+    }
+    case AttnJob::kMerge: {
+      const KeyChunks kc = key_chunks(seq, j.i0, c.p.window);
+      std::copy(parts + j.part, parts + j.part + pf, st);
+      for (int64_t ch = 1; ch < kc.count; ++ch) merge_partial<Ops>(st, parts + j.part + ch * pf, G, vd);
+      finish_row(st, G, vd, c.out + (seq.q_row + j.i0) * c.ldo + h0 * vd);
+      return;
+    }
+    case AttnJob::kRows:
+      for (int64_t i = j.i0; i < j.i1; ++i) {
+        const KeyChunks kc = key_chunks(seq, i, c.p.window);
+        const float* qrow = c.q + (seq.q_row + i) * c.ldq;
+        int64_t k0, k1;
+        kc.range(0, k0, k1);
+        chunk_partial<Ops, T>(c, seq, j.kvh, j.g0, G, qrow, k0, k1, kc.n_keys, st, w);
+        for (int64_t ch = 1; ch < kc.count; ++ch) {
+          kc.range(ch, k0, k1);
+          chunk_partial<Ops, T>(c, seq, j.kvh, j.g0, G, qrow, k0, k1, kc.n_keys, w.tmp, w);
+          merge_partial<Ops>(st, w.tmp, G, vd);
+        }
+        finish_row(st, G, vd, c.out + (seq.q_row + i) * c.ldo + h0 * vd);
+      }
+      return;
+  }
+}
+
+// The job for the view's element type.
+template <class Ops>
+void attention_job_impl(const AttnCtx& c, const AttnJob& j, float* parts) {
   switch (c.kv.elem) {
-    case KVElem::kF32: attention_rows_typed<Ops, float>(c, s, kvh, i0, i1); break;
-    case KVElem::kBF16: attention_rows_typed<Ops, bf16_t>(c, s, kvh, i0, i1); break;
-    case KVElem::kInt8: attention_rows_typed<Ops, int8_t>(c, s, kvh, i0, i1); break;
+    case KVElem::kF32: attention_job_typed<Ops, float>(c, j, parts); break;
+    case KVElem::kBF16: attention_job_typed<Ops, bf16_t>(c, j, parts); break;
+    case KVElem::kInt8: attention_job_typed<Ops, int8_t>(c, j, parts); break;
   }
 }
 

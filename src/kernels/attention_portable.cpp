@@ -48,8 +48,6 @@ struct Ops {
 
 }  // namespace
 
-void attention_rows(const AttnCtx& c, int64_t s, int64_t kvh, int64_t i0, int64_t i1) {
-  attention_rows_impl<Ops>(c, s, kvh, i0, i1);
-}
+void attention_job(const AttnCtx& c, const AttnJob& j, float* parts) { attention_job_impl<Ops>(c, j, parts); }
 
 }  // namespace dpserve::kernels::portable

@@ -204,11 +204,13 @@ void MlaAttention::absorbed(Team& t, const std::vector<int64_t>& which, const st
     Ta += s.n_q;
     local.push_back(s);
   }
-  // Each member takes a share of the heads through the whole chain (every head's result is the
-  // same whichever member computes it and whatever heads share its calls, so the split does not
-  // change a bit): [W_UK^T q_nope | q_pe] per head, a query against the latent rows [c_kv | k_pe]
-  // as one shared KV head; then the weighted latent back through W_UV into the batch's rows. A
-  // member reads only its own heads' columns, so nothing waits between the steps.
+  // Each member takes a share of the heads for the projections around attention: [W_UK^T q_nope |
+  // q_pe] per head before it, the weighted latent back through W_UV after it (every head's
+  // result is the same whichever member computes it and whatever heads share its calls). The
+  // attention itself, every head's query against the latent rows [c_kv | k_pe] as one shared KV
+  // head, runs on the whole team: a long context's keys are split into chunks over the members
+  // (kernels/attention_impl.h), so each member reads its part of the latent cache once rather
+  // than all of it for its own heads.
   const Range hs = t.share(heads_);
   if (!hs.empty()) {
     for (size_t i = 0; i < which.size(); ++i) {  // its heads' query columns, the chosen rows end to end
@@ -222,9 +224,12 @@ void MlaAttention::absorbed(Team& t, const std::vector<int64_t>& which, const st
       for (int64_t i = 0; i < Ta; ++i)
         std::memcpy(&qabs_[(i * heads_ + h) * lat + r], &gq_[i * Hq + h * qd + nope], size_t(rd) * sizeof(float));
     }
-    const AttnParams ap{hs.size(), 1, lat, scale_};
-    paged_attention(&qabs_[hs.begin * lat], heads_ * lat, local.data(), int64_t(local.size()), kv.layer(layer), ap,
-                    &olat_[hs.begin * r], heads_ * r);
+  }
+  t.barrier();
+  const AttnParams ap{heads_, 1, lat, scale_};
+  paged_attention(t, qabs_.data(), heads_ * lat, local.data(), int64_t(local.size()), kv.layer(layer), ap,
+                  olat_.data(), heads_ * r);
+  if (!hs.empty()) {
     for (int64_t h = hs.begin; h < hs.end; ++h)
       matmul(&olat_[h * r], Ta, heads_ * r, uv_[size_t(h)], nullptr, &oabs_[h * vd], heads_ * vd);
     for (size_t i = 0; i < which.size(); ++i) {

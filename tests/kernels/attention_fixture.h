@@ -1,0 +1,205 @@
+// Test fixture shared by the attention tests: a paged KV cache of random rows (pages scrambled,
+// rows of different magnitudes) encoded as fp32 / bf16 / int8 by the test's own encoder, queries,
+// and attention in float64 from the definition.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kernels/attention.h"
+#include "test_util.h"
+
+namespace dpserve::attn_fixture {
+
+// The encoders, written here from the definitions (not the library's kv_codec).
+inline uint16_t to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even (the test's values are finite)
+  return uint16_t(u >> 16);
+}
+inline float from_bf16(uint16_t b) {
+  const uint32_t u = uint32_t(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+struct Case {
+  int64_t n_heads, n_kv, head_dim, page_size;
+  std::vector<std::pair<int64_t, int64_t>> seqs;  // (pos0, n_q)
+  int64_t window = 0;
+  int64_t v_dim = 0;    // 0: head_dim
+  bool latent = false;  // MLA: V is the first v_dim values of the key row (one row, one scale)
+};
+
+// A cache of `pages` pages holding the fp32 values `k` / `v` ([page][kv head][slot][row]),
+// encoded as `elem`; `kd` / `vd` are the values the encoded cache holds, widened back to fp32.
+struct Cache {
+  KVElem elem;
+  std::vector<float> k, v, kd, vd;       // original, and as held
+  std::vector<uint16_t> k16, v16;
+  std::vector<int8_t> k8, v8;
+  std::vector<float> ks, vs;             // int8 scales, one per row
+  KVLayerView view;
+};
+
+inline void encode(KVElem e, const std::vector<float>& x, int64_t row, std::vector<float>& held, std::vector<uint16_t>& b16,
+            std::vector<int8_t>& i8, std::vector<float>& scales) {
+  const int64_t rows = int64_t(x.size()) / row;
+  held.resize(x.size());
+  if (e == KVElem::kBF16) {
+    b16.resize(x.size());
+    for (size_t i = 0; i < x.size(); ++i) held[i] = from_bf16(b16[i] = to_bf16(x[i]));
+  } else if (e == KVElem::kInt8) {
+    i8.resize(x.size());
+    scales.resize(size_t(rows));
+    for (int64_t r = 0; r < rows; ++r) {
+      float amax = 0;
+      for (int64_t d = 0; d < row; ++d) amax = std::max(amax, std::fabs(x[size_t(r * row + d)]));
+      const float s = amax / 127.0f;
+      scales[size_t(r)] = s;
+      for (int64_t d = 0; d < row; ++d) {
+        const size_t i = size_t(r * row + d);
+        i8[i] = int8_t(std::lround(double(x[i]) / double(s)));
+        held[i] = float(i8[i]) * s;
+      }
+    }
+  } else {
+    held = x;
+  }
+}
+
+struct Built {
+  Case c;
+  Cache cache;
+  std::vector<float> q;
+  std::vector<std::vector<int32_t>> tables;
+  std::vector<AttnSeq> seqs;
+  AttnParams p;
+  int64_t rows = 0, ld = 0;
+};
+
+inline Built build(const Case& c, KVElem elem, uint32_t seed) {
+  Built b;
+  b.c = c;
+  b.p = AttnParams{c.n_heads, c.n_kv, c.head_dim, float(1.0 / std::sqrt(double(c.head_dim))), c.window};
+  const int64_t vdim = c.v_dim ? c.v_dim : c.head_dim;
+  int64_t total = 0;
+  for (auto [pos0, nq] : c.seqs) total += (pos0 + nq + c.page_size - 1) / c.page_size;
+  const int64_t pool = 2 * total + 1;
+  std::mt19937 rng(seed);
+  std::vector<int32_t> perm(static_cast<size_t>(pool));
+  for (int64_t i = 0; i < pool; ++i) perm[size_t(i)] = int32_t(i);
+  std::shuffle(perm.begin(), perm.end(), rng);
+  Cache& k = b.cache;
+  k.elem = elem;
+  // Rows of very different magnitudes, so each int8 row needs its own scale.
+  const int64_t krows = pool * c.n_kv * c.page_size;
+  k.k = test::random_floats(krows * c.head_dim, seed + 1);
+  k.v = test::random_floats(krows * vdim, seed + 2);
+  for (int64_t r = 0; r < krows; ++r) {
+    const float m = std::ldexp(1.0f, int(r % 4) - 2);
+    for (int64_t d = 0; d < c.head_dim; ++d) k.k[size_t(r * c.head_dim + d)] *= m;
+    for (int64_t d = 0; d < vdim; ++d) k.v[size_t(r * vdim + d)] *= std::ldexp(1.0f, int(r % 5) - 2);
+  }
+  encode(elem, k.k, c.head_dim, k.kd, k.k16, k.k8, k.ks);
+  if (!c.latent) encode(elem, k.v, vdim, k.vd, k.v16, k.v8, k.vs);
+  k.view = KVLayerView{nullptr, nullptr, c.page_size, c.n_kv, c.head_dim, c.v_dim};
+  k.view.elem = elem;
+  switch (elem) {
+    case KVElem::kF32: k.view.k = k.kd.data(); k.view.v = k.vd.data(); break;
+    case KVElem::kBF16: k.view.k = k.k16.data(); k.view.v = k.v16.data(); break;
+    case KVElem::kInt8:
+      k.view.k = k.k8.data();
+      k.view.v = k.v8.data();
+      k.view.k_scale = k.ks.data();
+      k.view.v_scale = k.vs.data();
+      break;
+  }
+  if (c.latent) {  // the value is the key row's prefix: same bytes, same scale
+    k.v = k.k;
+    k.vd = k.kd;
+    k.view.v = k.view.k;
+    k.view.v_row = c.head_dim;
+    k.view.v_scale = k.view.k_scale;
+  }
+  int64_t next = 0;
+  for (auto [pos0, nq] : c.seqs) {
+    std::vector<int32_t> t;
+    for (int64_t j = 0; j < (pos0 + nq + c.page_size - 1) / c.page_size; ++j) t.push_back(perm[size_t(next++)]);
+    b.tables.push_back(t);
+  }
+  for (size_t s = 0; s < c.seqs.size(); ++s) {
+    b.seqs.push_back(AttnSeq{b.rows, c.seqs[s].second, c.seqs[s].first, b.tables[s].data()});
+    b.rows += c.seqs[s].second;
+  }
+  b.ld = c.n_heads * std::max(c.head_dim, vdim) + 3;
+  b.q = test::random_floats(b.rows * b.ld, seed + 3, -2.0f, 2.0f);
+  return b;
+}
+
+// The definition in float64 over K / V given as fp32 arrays in the cache's layout.
+inline std::vector<double> naive(const Built& b, const std::vector<float>& K, const std::vector<float>& V) {
+  const Case& c = b.c;
+  std::vector<double> out(size_t(b.rows * b.ld), 0.0);
+  const int64_t hd = c.head_dim, vdim = c.v_dim ? c.v_dim : hd, v_row = c.latent ? hd : vdim;
+  for (size_t s = 0; s < c.seqs.size(); ++s) {
+    const auto [pos0, nq] = c.seqs[s];
+    for (int64_t i = 0; i < nq; ++i)
+      for (int64_t h = 0; h < c.n_heads; ++h) {
+        const int64_t g = h / (c.n_heads / c.n_kv), row = b.seqs[s].q_row + i;
+        const int64_t first = c.window > 0 ? std::max<int64_t>(0, pos0 + i + 1 - c.window) : 0;
+        auto slot = [&](int64_t j) {
+          return (b.tables[s][size_t(j / c.page_size)] * c.n_kv + g) * c.page_size + j % c.page_size;
+        };
+        std::vector<double> w(size_t(pos0 + i + 1), -INFINITY);
+        for (int64_t j = first; j <= pos0 + i; ++j) {
+          double d = 0;
+          for (int64_t e = 0; e < hd; ++e) d += double(b.q[size_t(row * b.ld + h * hd + e)]) * K[size_t(slot(j) * hd + e)];
+          w[size_t(j)] = d / std::sqrt(double(hd));
+        }
+        const double mx = *std::max_element(w.begin(), w.end());
+        double den = 0;
+        for (double& x : w) den += (x = std::exp(x - mx));
+        for (int64_t j = first; j <= pos0 + i; ++j)
+          for (int64_t e = 0; e < vdim; ++e)
+            out[size_t(row * b.ld + h * vdim + e)] += w[size_t(j)] / den * V[size_t(slot(j) * v_row + e)];
+      }
+  }
+  return out;
+}
+
+inline const std::vector<Case>& cases() {
+  static const std::vector<Case> cs = {
+      {4, 2, 33, 5, {{0, 7}, {9, 1}, {3, 11}}},             // odd head dim (masked tails) and page size
+      {8, 2, 64, 16, {{37, 1}, {0, 40}, {100, 3}}},         // GQA 4: decode, prefill, extend
+      {32, 4, 64, 16, {{0, 5}, {250, 1}}},                  // TinyLlama heads
+      {4, 2, 16, 5, {{0, 23}, {40, 1}, {7, 6}}, 11},        // sliding window
+      {4, 2, 24, 4, {{5, 3}, {0, 10}}, 0, 40},              // values wider than keys
+      {16, 1, 72, 16, {{60, 1}, {0, 33}}, 0, 64, true},     // MLA latent: V = prefix of K, one scale
+  };
+  return cs;
+}
+
+inline std::vector<float> run(KernelIsa isa, const Built& b, const std::vector<AttnSeq>& seqs) {
+  std::vector<float> out(size_t(b.rows * b.ld), NAN);
+  paged_attention_isa(isa, b.q.data(), b.ld, seqs.data(), int64_t(seqs.size()), b.cache.view, b.p, out.data(), b.ld);
+  return out;
+}
+
+inline double max_err(const Built& b, const std::vector<float>& got, const std::vector<double>& want) {
+  const int64_t vdim = b.c.v_dim ? b.c.v_dim : b.c.head_dim;
+  double e = 0;
+  for (int64_t r = 0; r < b.rows; ++r)
+    for (int64_t x = 0; x < b.c.n_heads * vdim; ++x)
+      e = std::max(e, std::fabs(double(got[size_t(r * b.ld + x)]) - want[size_t(r * b.ld + x)]));
+  return e;
+}
+
+}  // namespace dpserve::attn_fixture

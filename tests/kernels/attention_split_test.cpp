@@ -1,0 +1,116 @@
+// paged_attention over long contexts, where a row's keys are split into chunks (partial softmax
+// per chunk, merged in chunk order: kernels/attention_impl.h) so one decoding sequence runs on
+// the whole team:
+//  * rows of several chunks (lengths not a multiple of the chunk, a sliding window, GQA, MQA, a
+//    page size that cuts chunks mid-page, MLA's latent, an extend of more rows than one job
+//    takes) against float64 attention from the definition and against ref::paged_attention, on
+//    every ISA level, every KV element type, teams of 1, 2 and 3;
+//  * a row's bits equal for teams of 1, 2 and 3 members, and alone or in a batch (small batches,
+//    where the driver gives each chunk its own job, and a large one, where one job runs a row's
+//    chunks in turn).
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "attention_fixture.h"
+#include "kernels/attention.h"
+#include "kernels/team.h"
+#include "test_util.h"
+
+namespace dpserve {
+namespace {
+
+using namespace attn_fixture;
+
+// Chunks are 256 keys once a row sees more than 512 (kernels::kKeyChunk / kSplitAbove).
+const std::vector<Case>& long_cases() {
+  static const std::vector<Case> cs = {
+      {8, 2, 64, 16, {{1300, 1}, {2000, 3}}},             // GQA 4: decode and verify, 1301 keys (5 chunks + 21)
+      {4, 2, 32, 16, {{1500, 2}}, 700},                   // sliding window of 700: chunks start mid-way
+      {4, 1, 40, 7, {{1100, 1}, {600, 1}}},               // MQA, odd head dim, 7-key pages cut by chunks
+      {16, 1, 72, 16, {{900, 1}}, 0, 64, true},           // MLA latent: one KV head, V = prefix of K
+      {8, 2, 64, 16, {{1000, 6}}},                        // an extend longer than one job's 4 rows
+      {4, 2, 16, 16, {{511, 1}, {512, 1}, {513, 1}}},     // around the split length (512 / 513 / 514 keys)
+  };
+  return cs;
+}
+
+KVLayerView view_of(const Built& b) { return b.cache.view; }
+
+// paged_attention_isa on a team of n members.
+std::vector<float> run_team(KernelIsa isa, int n, const Built& b, const std::vector<AttnSeq>& seqs) {
+  std::vector<float> out(size_t(b.rows * b.ld), NAN);
+  ThreadTeam team(n);
+  team.run([&](Team& t) {
+    paged_attention_isa(isa, t, b.q.data(), b.ld, seqs.data(), int64_t(seqs.size()), view_of(b), b.p, out.data(),
+                        b.ld);
+  });
+  return out;
+}
+
+class SplitKV : public ::testing::TestWithParam<KVElem> {};
+
+// Same tight bound as the short cases (attention_compact_test): the split and the merge add
+// only fp32 rounding, and a chunk lost, counted twice or merged with the wrong max errs by the
+// values' own size.
+TEST_P(SplitKV, LongRowsMatchFloat64AndTheReference) {
+  for (size_t ci = 0; ci < long_cases().size(); ++ci) {
+    const Built b = build(long_cases()[ci], GetParam(), uint32_t(1100 + ci));
+    const std::vector<double> want = naive(b, b.cache.kd, b.cache.vd);
+    std::vector<float> r(size_t(b.rows * b.ld), NAN);
+    ref::paged_attention(b.q.data(), b.ld, b.seqs.data(), int64_t(b.seqs.size()), b.cache.view, b.p, r.data(), b.ld);
+    ASSERT_LT(max_err(b, r, want), 2e-5) << "ref case " << ci;
+    std::vector<double> rd(r.begin(), r.end());
+    for (KernelIsa isa : test::supported_isas())
+      for (int n : {1, 2, 3}) {
+        const std::vector<float> got = run_team(isa, n, b, b.seqs);
+        EXPECT_LT(max_err(b, got, want), 2e-5) << kernel_isa_name(isa) << " team " << n << " case " << ci;
+        EXPECT_LT(max_err(b, got, rd), 2e-5) << kernel_isa_name(isa) << " team " << n << " case " << ci;
+      }
+  }
+}
+
+// A row's bits do not depend on the team's size or on the sequences beside it.
+TEST_P(SplitKV, BitsEqualForEveryTeamSizeAndBatch) {
+  // Sequence 0 is the one compared: 1-KV-head (MQA) and GQA decoding rows of 1800 keys, and a
+  // windowed one; the others only fill the batch (short, long, prefill).
+  const std::vector<Case> shapes = {
+      {8, 1, 64, 16, {{1800, 1}, {100, 1}, {3000, 1}, {0, 9}, {700, 2}, {40, 1}, {1200, 1}, {5, 3}, {900, 1},
+                      {2500, 1}, {60, 4}, {333, 1}}},
+      {8, 2, 48, 16, {{1799, 2}, {100, 1}, {3000, 1}, {0, 9}, {700, 2}, {40, 1}, {1200, 1}, {5, 3}, {900, 1},
+                      {2500, 1}, {60, 4}, {333, 1}}, 1000},
+  };
+  for (size_t ci = 0; ci < shapes.size(); ++ci) {
+    const Built b = build(shapes[ci], GetParam(), uint32_t(1300 + ci));
+    const AttnSeq& s0 = b.seqs[0];
+    const size_t bytes = size_t(s0.n_q * b.ld) * sizeof(float);
+    for (KernelIsa isa : test::supported_isas()) {
+      const std::vector<AttnSeq> alone = {s0};
+      const std::vector<float> want = run_team(isa, 1, b, alone);
+      for (int n : {1, 2, 3}) {
+        const std::vector<float> solo = run_team(isa, n, b, alone);
+        EXPECT_EQ(0, std::memcmp(solo.data(), want.data(), bytes)) << kernel_isa_name(isa) << " alone, team " << n;
+        // Two and three sequences: few jobs, so the driver splits the keys into chunk jobs when
+        // they do not divide over the team (alone: always).
+        for (size_t m : {2, 3}) {
+          const std::vector<AttnSeq> few(b.seqs.begin(), b.seqs.begin() + int64_t(m));
+          const std::vector<float> small = run_team(isa, n, b, few);
+          EXPECT_EQ(0, std::memcmp(small.data(), want.data(), bytes))
+              << kernel_isa_name(isa) << " batch " << m << ", team " << n;
+        }
+        // All twelve: enough jobs that each row runs whole in one job.
+        const std::vector<float> all = run_team(isa, n, b, b.seqs);
+        EXPECT_EQ(0, std::memcmp(all.data(), want.data(), bytes)) << kernel_isa_name(isa) << " batch 12, team " << n;
+        // The batch's other rows are right too.
+        EXPECT_LT(max_err(b, all, naive(b, b.cache.kd, b.cache.vd)), 2e-5) << kernel_isa_name(isa) << " team " << n;
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Elems, SplitKV, ::testing::Values(KVElem::kF32, KVElem::kBF16, KVElem::kInt8),
+                         [](const auto& i) { return std::string(kv_elem_name(i.param)); });
+
+}  // namespace
+}  // namespace dpserve
