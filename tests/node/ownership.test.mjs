@@ -92,9 +92,12 @@ run([
   ['abort_all takes the admin key', async () => {
     const g1 = longGenerate(A, { rid: 'all-1' });
     const g2 = longGenerate(B, { rid: 'all-2' });
-    // Both registered (g2 sends nothing before g1's choices are through, so wait on the server's count).
-    for (let k = 0; (await http('GET', '/get_server_info', undefined, auth(A))).json.requests_in_flight < 128; k++) {
-      assert.ok(k < 2000, 'both requests running');
+    // Both registered (g2 sends nothing before g1's choices are through, so wait on the server's count;
+    // a bound of a minute, not of polls: on a loaded 2-core machine the first request's 64 choices
+    // took more than the 10 s that 2000 polls of 5 ms gave).
+    const t0 = Date.now();
+    while ((await http('GET', '/get_server_info', undefined, auth(A))).json.requests_in_flight < 128) {
+      assert.ok(Date.now() - t0 < 60000, 'both requests running');
       await sleep(5);
     }
     const r = await abort(A, { abort_all: true });
