@@ -18,8 +18,8 @@ def run(binary, mla, extra):
     pts = {}
     for line in out.splitlines()[2:]:
         f = line.split()
-        # wall us, CPU us of all members, CPU us of the busiest member
-        pts[(f[0], int(f[1]), f[2])] = (float(f[3]), float(f[5]), float(f[6]))
+        # (shape, context, queries, kv): wall us, CPU us of all members, CPU us of the busiest member
+        pts[(f[0], int(f[1]), int(f[2]), f[3])] = (float(f[4]), float(f[7]), float(f[8]))
     return pts
 
 
@@ -40,11 +40,11 @@ def main():
                 best[name][k] = tuple(min(x, y) for x, y in zip(v, old))
     print("wall: fastest wall time per call; cpu max: the busiest member's CPU time per call (least); "
           "cpu all: CPU time summed over the members; ratios before / after")
-    print(f"{'shape':20} {'context':>8} {'kv':>5} {'wall before':>12} {'wall after':>11} {'ratio':>6} "
+    print(f"{'shape':20} {'context':>8} {'queries':>7} {'kv':>5} {'wall before':>12} {'wall after':>11} {'ratio':>6} "
           f"{'cpu max bef':>12} {'cpu max aft':>12} {'ratio':>6} {'cpu all bef':>12} {'cpu all aft':>12} {'ratio':>6}")
-    for k in sorted(best["before"], key=lambda k: (k[0], k[2], k[1])):
+    for k in sorted(best["before"], key=lambda k: (k[0], k[3], k[2], k[1])):
         b, f = best["before"][k], best["after"][k]
-        print(f"{k[0]:20} {k[1]:8d} {k[2]:>5} {b[0]:12.1f} {f[0]:11.1f} {b[0] / f[0]:6.2f} "
+        print(f"{k[0]:20} {k[1]:8d} {k[2]:7d} {k[3]:>5} {b[0]:12.1f} {f[0]:11.1f} {b[0] / f[0]:6.2f} "
               f"{b[2]:12.1f} {f[2]:12.1f} {b[2] / f[2]:6.2f} {b[1]:12.1f} {f[1]:12.1f} {b[1] / f[1]:6.2f}")
 
 

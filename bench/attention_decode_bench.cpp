@@ -1,6 +1,7 @@
-// Single-sequence decode attention at long context: one query row (n_q = 1) against a paged KV
-// cache of `ctx` positions, paged_attention on a team of --threads members, for a 1-KV-head and
-// a 4-KV-head shape (and MLA's absorbed latent shape). Printed per call: wall time, and CPU time
+// Single-sequence attention at long context: one query row (decode, n_q = 1) or the last
+// --queries rows of a prefill chunk against a paged KV cache of `ctx` positions, paged_attention
+// on a team of --threads members, for 1-KV-head and 4-KV-head shapes (and MLA's absorbed latent
+// shape). Printed per call: wall time, and CPU time
 // summed over the members and of the busiest member (the critical path on a quiet machine:
 // what a shared host's other work cannot inflate). Each point runs --reps calls per round and
 // keeps its fastest round; the points take turns round by round, so other work on the host
@@ -8,6 +9,7 @@
 // get before/after ratios (docs/benchmarks.md has the command).
 //
 //   build/bin/attention_decode_bench --contexts 1024,8192,32768 --threads 2 --kv fp32,bf16,int8
+//   build/bin/attention_decode_bench --queries 512 --contexts 8192 --shapes llama-32q-4kv-64   (prefill)
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -50,6 +52,7 @@ struct Shape {
 // heads against one latent head of 512 + 64, value = the first 512).
 const Shape kShapes[] = {
     {"gqa-32q-4kv-128", 32, 4, 128, 0, false},
+    {"llama-32q-4kv-64", 32, 4, 64, 0, false},  // TinyLlama-1.1B
     {"mqa-32q-1kv-128", 32, 1, 128, 0, false},
     {"mla-16q-latent-576", 16, 1, 576, 512, true},
 };
@@ -76,6 +79,7 @@ std::vector<std::string> split(const std::string& s) {
 struct Point {
   const Shape* shape;
   int64_t ctx;
+  int64_t n_q;  // query rows: the last n_q positions of the context
   KVElem elem;
   std::vector<uint8_t> k, v;
   std::vector<float> ks, vs, q, out;
@@ -120,17 +124,17 @@ void make(Point& pt, int64_t page_size) {
   pt.view.k_scale = pt.ks.data();
   pt.view.v_scale = s.latent ? pt.ks.data() : pt.vs.data();
   pt.p = AttnParams{s.heads, s.kv_heads, s.head_dim, float(1.0 / std::sqrt(double(s.head_dim)))};
-  pt.q.resize(size_t(s.heads * s.head_dim));
+  pt.q.resize(size_t(pt.n_q * s.heads * s.head_dim));
   for (float& x : pt.q) x = nd(rng);
-  pt.out.resize(size_t(s.heads * vd));
-  pt.seq = AttnSeq{0, 1, pt.ctx - 1, pt.pages.data()};
+  pt.out.resize(size_t(pt.n_q * s.heads * vd));
+  pt.seq = AttnSeq{0, pt.n_q, pt.ctx - pt.n_q, pt.pages.data()};
 }
 
 // mla_heads: MLA's latent shape as MlaAttention ran it before the key split, each member alone
 // over its share of the query heads (every member reading the whole latent cache).
 double run(ThreadTeam& team, Point& pt, int64_t reps, bool mla_heads) {
-  const int64_t ldq = pt.shape->heads * pt.shape->head_dim, ldo = int64_t(pt.out.size());
   const int64_t vd = pt.view.value_dim();
+  const int64_t ldq = pt.shape->heads * pt.shape->head_dim, ldo = pt.shape->heads * vd;
   // cpu[member * reps + r]: the member's CPU seconds in call r.
   std::vector<double> cpu(size_t(team.size() * reps), 0.0);
   const double t0 = now_s();
@@ -173,7 +177,7 @@ int main(int argc, char** argv) {
   CLI::App app{"single-sequence decode attention time at long context"};
   std::string contexts = "1024,8192,32768", kvs = "fp32", shapes = "gqa-32q-4kv-128,mqa-32q-1kv-128";
   int threads = 2;
-  int64_t reps = 20, rounds = 5, page_size = 16;
+  int64_t reps = 20, rounds = 5, page_size = 16, queries = 1;
   std::string mla = "team";
   app.add_option("--contexts", contexts, "comma-separated context lengths")->capture_default_str();
   app.add_option("--kv", kvs, "comma-separated KV element types (fp32, bf16, int8)")->capture_default_str();
@@ -183,6 +187,9 @@ int main(int argc, char** argv) {
   app.add_option("--reps", reps, "calls per round")->capture_default_str();
   app.add_option("--rounds", rounds, "rounds (the fastest is kept)")->capture_default_str();
   app.add_option("--page-size", page_size)->capture_default_str();
+  app.add_option("--queries", queries, "query rows per call (1: decode; more: the last rows of a prefill chunk)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   app.add_option("--mla", mla,
                  "latent shape: 'team' (paged_attention on the team) or 'heads' (each member alone on its share of "
                  "the heads, as MlaAttention did before the key split)")
@@ -203,6 +210,7 @@ int main(int argc, char** argv) {
         pts.emplace_back();
         pts.back().shape = sh;
         pts.back().ctx = std::stoll(c);
+        pts.back().n_q = std::min<int64_t>(queries, pts.back().ctx);
         pts.back().elem = elem_of(e);
       }
   }
@@ -214,13 +222,18 @@ int main(int argc, char** argv) {
     for (Point& pt : pts) pt.best = std::min(pt.best, run(team, pt, reps, mla_heads));
   std::printf("%d threads, page %lld, fastest of %lld rounds of %lld calls, mla %s\n", threads, (long long)page_size,
               (long long)rounds, (long long)reps, mla.c_str());
-  std::printf("%-20s %8s %5s %12s %12s %12s %12s\n", "shape", "context", "kv", "us/call", "GB/s of KV", "cpu us all",
-              "cpu us max");
+  std::printf("%-20s %8s %7s %5s %12s %12s %9s %12s %12s\n", "shape", "context", "queries", "kv", "us/call",
+              "GB/s of KV", "GFLOP/s", "cpu us all", "cpu us max");
   for (const Point& pt : pts) {
     const double bytes = double(pt.k.size() + pt.v.size()) * double(pt.ctx) /
                          double(((pt.ctx + page_size - 1) / page_size) * page_size);
-    std::printf("%-20s %8lld %5s %12.1f %12.2f %12.1f %12.1f\n", pt.shape->name, (long long)pt.ctx,
-                kv_elem_name(pt.elem), pt.best * 1e6, bytes / pt.best / 1e9, pt.cpu_sum * 1e6, pt.cpu_max * 1e6);
+    // Products and sums of q.k and p.v for every (query row, head, key it sees).
+    const Shape& s = *pt.shape;
+    const double keys = double(pt.n_q) * double(pt.ctx) - double(pt.n_q) * double(pt.n_q - 1) / 2;
+    const double flops = 2.0 * keys * double(s.heads) * double(s.head_dim + (s.v_dim ? s.v_dim : s.head_dim));
+    std::printf("%-20s %8lld %7lld %5s %12.1f %12.2f %9.1f %12.1f %12.1f\n", s.name, (long long)pt.ctx,
+                (long long)pt.n_q, kv_elem_name(pt.elem), pt.best * 1e6, bytes / pt.best / 1e9, flops / pt.best / 1e9,
+                pt.cpu_sum * 1e6, pt.cpu_max * 1e6);
   }
   return 0;
 }

@@ -110,11 +110,15 @@ void paged_attention(const float* q, int64_t ldq, const AttnSeq* seqs, int64_t n
 
 }  // namespace ref
 
+bool attention_uses_bf16_products(KernelIsa isa, KVElem elem) {
+  return elem != KVElem::kF32 && (isa == KernelIsa::Avx512Bf16 || isa == KernelIsa::Amx);
+}
+
 static kernels::AttnJobFn pick_job(KernelIsa isa) {
   if (!kernel_isa_supported(isa)) fail("attention: kernel ISA {} not supported by this CPU", kernel_isa_name(isa));
   switch (isa) {
     case KernelIsa::Amx:
-    case KernelIsa::Avx512Bf16:
+    case KernelIsa::Avx512Bf16: return kernels::avx512bf16::attention_job;
     case KernelIsa::Avx512: return kernels::avx512::attention_job;
     case KernelIsa::Avx2: return kernels::avx2::attention_job;
     case KernelIsa::Portable: return kernels::portable::attention_job;
@@ -145,10 +149,19 @@ void paged_attention_isa(KernelIsa isa, Team& t, const float* q, int64_t ldq, co
   // already divide (4 KV heads on 2 members) would only pay the merges.
   const bool split_keys =
       members > 1 && (base_jobs < members || (base_jobs < 4 * members && base_jobs % members != 0));
+  // Below kLongRow keys a row's query heads in groups fill the team without the merge and its
+  // second barrier; chunk jobs pay there only when the heads cannot (MQA with few heads, one
+  // group). Measured on MLA's latent shape (16 heads, one KV head), 2 threads: chunk jobs cost
+  // 0.6-0.9x at 1k-8k keys and about 1.0x at 32k on the busiest thread (docs/benchmarks.md).
+  constexpr int64_t kLongRow = 16384;
+  const bool heads_fill = base_jobs * group >= members;
+  auto chunk_seq = [&](const AttnSeq& a) {
+    return split_keys && a.n_q <= kQBlock && (!heads_fill || a.pos0 + a.n_q >= kLongRow);
+  };
   int64_t units = 0;  // jobs after the key split, before any head split
   for (int64_t s = 0; s < n_seqs; ++s) {
     const AttnSeq& a = seqs[s];
-    if (split_keys && a.n_q <= kQBlock) {
+    if (chunk_seq(a)) {
       for (int64_t i = 0; i < a.n_q; ++i) units += kernels::key_chunks(a, i, p.window).count * p.n_kv_heads;
     } else {
       units += (a.n_q + kQBlock - 1) / kQBlock * p.n_kv_heads;
@@ -169,7 +182,7 @@ void paged_attention_isa(KernelIsa isa, Team& t, const float* q, int64_t ldq, co
   int64_t n_parts = 0;  // floats of partials
   for (int64_t s = 0; s < n_seqs; ++s) {
     const AttnSeq& a = seqs[s];
-    const bool chunked = split_keys && a.n_q <= kQBlock;
+    const bool chunked = chunk_seq(a);
     for (int64_t i0 = 0; i0 < a.n_q; i0 += kQBlock)
       for (int64_t h = 0; h < p.n_kv_heads; ++h)
         for (int64_t g0 = 0; g0 < group; g0 += sub) {

@@ -91,6 +91,9 @@ void attention_job(const AttnCtx& c, const AttnJob& j, float* parts);
 namespace avx512 {
 void attention_job(const AttnCtx& c, const AttnJob& j, float* parts);
 }
+namespace avx512bf16 {  // bf16 KV: scores as vdpbf16ps products; else as avx512
+void attention_job(const AttnCtx& c, const AttnJob& j, float* parts);
+}
 
 // Online softmax over the pages, one page of keys at a time: scores of all
 // heads of the group for the page, one rescale of the running sums per page.
@@ -107,7 +110,10 @@ void attention_job(const AttnCtx& c, const AttnJob& j, float* parts);
 // Optionally scores_heads / axpy_heads: the same for the G query heads of a KV head at once
 // (head g's q at q + g * ldq, its scores at out + g * ldo, its sums at acc + g * lda), each
 // head's every value bit for bit what scores / axpy_rows give it alone: they only let the
-// heads share the loads of a page's keys and values.
+// heads share the loads of a page's keys and values (an Ops may also compute them its own way,
+// as the bf16 products do, as long as a head's bits depend on nothing but its own row).
+// Optionally begin_job(): called at the start of every job (an Ops that keeps converted
+// queries or keys for the job's later steps forgets them there).
 template <class Ops, class T>
 void page_scores(const float* q, int64_t ldq, int64_t G, const T* k, int64_t ldk, int64_t n, int64_t d,
                  float scale, float* out, int64_t ldo, float* mx) {
@@ -159,13 +165,35 @@ struct AttnWork {
   float* tmp;  // one partial (merging chunks in a kRows job)
 };
 
-// The partial softmax of heads [g0, g0 + G) of KV head kvh for query row `qrow` over keys
-// [k0, k1): part = [max][sum][weighted V] (part_floats(G, vd)). k_end: the row's last key + 1
-// (the next page is prefetched up to it, across the chunk's end: the next chunk reads it). Online over the pages, one page of
-// keys at a time: scores of all G heads for the page, one rescale of the running sums per page.
+// An empty partial of G heads: max -inf, sum 0, weighted V 0.
+inline void partial_init(float* part, int64_t G, int64_t vd) {
+  std::fill(part, part + G, -std::numeric_limits<float>::infinity());
+  std::fill(part + G, part + 2 * G + G * vd, 0.0f);
+}
+
+// Pages are scattered over the pool, so the hardware prefetcher cannot guess the next one:
+// fetch keys and values of KV head kvh in the page after page pi of the sequence (its first
+// min(ps, k_end - next page's first key) rows) while this page is computed.
+template <class T>
+void prefetch_next_page(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t pi, int64_t k_end) {
+  const int64_t ps = c.kv.page_size, kr = c.kv.k_row_stride(), vr = c.kv.v_row_stride();
+  const int64_t first = (pi + 1) * ps;
+  if (first >= k_end) return;
+  const int64_t next = seq.pages[pi + 1];
+  const int64_t nn = std::min(ps, k_end - first);
+  const char* kn = reinterpret_cast<const char*>(static_cast<const T*>(c.kv.k) + next * c.kv.k_page_stride() + kvh * ps * kr);
+  const char* vn = reinterpret_cast<const char*>(static_cast<const T*>(c.kv.v) + next * c.kv.v_page_stride() + kvh * ps * vr);
+  for (int64_t b = 0; b < nn * kr * int64_t(sizeof(T)); b += 64) __builtin_prefetch(kn + b);
+  for (int64_t b = 0; b < nn * vr * int64_t(sizeof(T)); b += 64) __builtin_prefetch(vn + b);
+}
+
+// One step of the online softmax: the partial of heads [g0, g0 + G) of KV head kvh for query
+// row `qrow` takes keys [jb, jb + nj), all in page pi of the sequence (its keys [pi * ps,
+// (pi + 1) * ps)): scores of all G heads for those keys, one rescale of the running sums. A row's result is the same sequence of steps, page by page
+// over each key chunk, whichever job runs it and whatever it interleaves the steps with.
 template <class Ops, class T>
-void chunk_partial(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0, int64_t G, const float* qrow,
-                   int64_t k0, int64_t k1, int64_t k_end, float* part, const AttnWork& w) {
+void partial_step(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0, int64_t G, const float* qrow,
+                  int64_t pi, int64_t jb, int64_t nj, float* part, const AttnWork& w) {
   constexpr bool kScaled = std::is_same_v<T, int8_t>;
   const int64_t hd = c.p.head_dim, vd = c.kv.value_dim(), ps = c.kv.page_size;
   const int64_t kr = c.kv.k_row_stride(), vr = c.kv.v_row_stride();
@@ -177,53 +205,51 @@ void chunk_partial(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0
   float* sc = w.sc;
   float* pmx = w.pmx;
   float* pv = w.pv;
-  const T* kbase = static_cast<const T*>(c.kv.k);
-  const T* vbase = static_cast<const T*>(c.kv.v);
-  std::fill(acc, acc + G * vd, 0.0f);
-  std::fill(mx, mx + G, neg_inf);
-  std::fill(den, den + G, 0.0f);
-  for (int64_t j0 = k0 - k0 % ps; j0 < k1; j0 += ps) {
+  const int64_t j0 = pi * ps;
+  const int64_t page = seq.pages[pi];
+  const T* kp = static_cast<const T*>(c.kv.k) + page * c.kv.k_page_stride() + (kvh * ps + jb - j0) * kr;
+  const T* vp = static_cast<const T*>(c.kv.v) + page * c.kv.v_page_stride() + (kvh * ps + jb - j0) * vr;
+  page_scores<Ops, T>(qrow + h0 * hd, hd, G, kp, kr, nj, hd, c.p.scale, sc, ps, pmx);
+  const float* vsc = nullptr;
+  if constexpr (kScaled) {
+    // The keys' scales turn the integer dot products into scores; the max follows them.
+    const int64_t so = page * c.kv.scale_page_stride() + kvh * ps + jb - j0;
+    const float* ksc = c.kv.k_scale + so;
+    vsc = c.kv.v_scale + so;
+    for (int64_t g = 0; g < G; ++g) pmx[g] = mul_max<Ops>(sc + g * ps, ksc, nj);
+  }
+  for (int64_t g = 0; g < G; ++g) {
+    float* sg = sc + g * ps;
+    const float m_new = std::max(mx[g], pmx[g]);
+    // exp(0) is 1 exactly: skip the call when the running max did not move (most pages).
+    const float corr = mx[g] == neg_inf ? 0.0f : mx[g] == m_new ? 1.0f : std::exp(mx[g] - m_new);
+    const float sum = Ops::exp_sub_sum(sg, nj, m_new);
+    float* ag = acc + g * vd;
+    if (corr != 1.0f) Ops::scale(ag, corr, vd);
+    den[g] = den[g] * corr + sum;
+    mx[g] = m_new;
+  }
+  if constexpr (kScaled) {
+    for (int64_t g = 0; g < G; ++g) mul_to<Ops>(pv + g * ps, sc + g * ps, vsc, nj);
+    page_axpy<Ops, T>(acc, vd, G, vp, vr, pv, ps, nj, vd);
+  } else {
+    page_axpy<Ops, T>(acc, vd, G, vp, vr, sc, ps, nj, vd);
+  }
+}
+
+// The partial softmax of heads [g0, g0 + G) of KV head kvh for query row `qrow` over keys
+// [k0, k1): part = [max][sum][weighted V] (part_floats(G, vd)), page by page. k_end: the row's
+// last key + 1 (the next page is prefetched up to it, across the chunk's end: the next chunk
+// reads it).
+template <class Ops, class T>
+void chunk_partial(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0, int64_t G, const float* qrow,
+                   int64_t k0, int64_t k1, int64_t k_end, float* part, const AttnWork& w) {
+  const int64_t ps = c.kv.page_size;
+  partial_init(part, G, c.kv.value_dim());
+  for (int64_t pi = k0 / ps, j0 = pi * ps; j0 < k1; ++pi, j0 += ps) {
     const int64_t jb = std::max(j0, k0);  // first key of this page in the range
-    const int64_t nj = std::min(j0 + ps, k1) - jb;
-    const int64_t page = seq.pages[j0 / ps];
-    const T* kp = kbase + page * c.kv.k_page_stride() + (kvh * ps + jb - j0) * kr;
-    const T* vp = vbase + page * c.kv.v_page_stride() + (kvh * ps + jb - j0) * vr;
-    if (j0 + ps < k_end) {
-      // Pages are scattered over the pool, so the hardware prefetcher cannot guess the next
-      // one: fetch its keys and values while this page is computed.
-      const int64_t next = seq.pages[j0 / ps + 1];
-      const int64_t nn = std::min(ps, k_end - j0 - ps);
-      const char* kn = reinterpret_cast<const char*>(kbase + next * c.kv.k_page_stride() + kvh * ps * kr);
-      const char* vn = reinterpret_cast<const char*>(vbase + next * c.kv.v_page_stride() + kvh * ps * vr);
-      for (int64_t b = 0; b < nn * kr * int64_t(sizeof(T)); b += 64) __builtin_prefetch(kn + b);
-      for (int64_t b = 0; b < nn * vr * int64_t(sizeof(T)); b += 64) __builtin_prefetch(vn + b);
-    }
-    page_scores<Ops, T>(qrow + h0 * hd, hd, G, kp, kr, nj, hd, c.p.scale, sc, ps, pmx);
-    const float* vsc = nullptr;
-    if constexpr (kScaled) {
-      // The keys' scales turn the integer dot products into scores; the max follows them.
-      const int64_t so = page * c.kv.scale_page_stride() + kvh * ps + jb - j0;
-      const float* ksc = c.kv.k_scale + so;
-      vsc = c.kv.v_scale + so;
-      for (int64_t g = 0; g < G; ++g) pmx[g] = mul_max<Ops>(sc + g * ps, ksc, nj);
-    }
-    for (int64_t g = 0; g < G; ++g) {
-      float* sg = sc + g * ps;
-      const float m_new = std::max(mx[g], pmx[g]);
-      // exp(0) is 1 exactly: skip the call when the running max did not move (most pages).
-      const float corr = mx[g] == neg_inf ? 0.0f : mx[g] == m_new ? 1.0f : std::exp(mx[g] - m_new);
-      const float sum = Ops::exp_sub_sum(sg, nj, m_new);
-      float* ag = acc + g * vd;
-      if (corr != 1.0f) Ops::scale(ag, corr, vd);
-      den[g] = den[g] * corr + sum;
-      mx[g] = m_new;
-    }
-    if constexpr (kScaled) {
-      for (int64_t g = 0; g < G; ++g) mul_to<Ops>(pv + g * ps, sc + g * ps, vsc, nj);
-      page_axpy<Ops, T>(acc, vd, G, vp, vr, pv, ps, nj, vd);
-    } else {
-      page_axpy<Ops, T>(acc, vd, G, vp, vr, sc, ps, nj, vd);
-    }
+    prefetch_next_page<T>(c, seq, kvh, pi, k_end);
+    partial_step<Ops, T>(c, seq, kvh, g0, G, qrow, pi, jb, std::min(j0 + ps, k1) - jb, part, w);
   }
 }
 
@@ -257,9 +283,13 @@ void attention_job_typed(const AttnCtx& c, const AttnJob& j, float* parts) {
   const int64_t vd = c.kv.value_dim(), ps = c.kv.page_size;
   const int64_t G = j.g1 - j.g0, pf = part_floats(G, vd);
   const int64_t h0 = j.kvh * (c.p.n_heads / c.p.n_kv_heads) + j.g0;
+  if constexpr (requires { Ops::begin_job(); }) Ops::begin_job();
 
+  // Work space: a page's scores and weights, then a running partial and a chunk's partial for
+  // each row of the job.
+  const int64_t n_rows = j.kind == AttnJob::kRows ? j.i1 - j.i0 : 1;
   thread_local std::vector<float> scratch;
-  const size_t need = size_t(G * (2 * ps + 1) + 2 * pf);
+  const size_t need = size_t(G * (2 * ps + 1) + pf * (1 + 2 * n_rows));
   if (scratch.size() < need) scratch.resize(need);
   AttnWork w{scratch.data(), nullptr, nullptr, nullptr};
   w.pmx = w.sc + G * ps;
@@ -283,21 +313,58 @@ void attention_job_typed(const AttnCtx& c, const AttnJob& j, float* parts) {
       finish_row(st, G, vd, c.out + (seq.q_row + j.i0) * c.ldo + h0 * vd);
       return;
     }
-    case AttnJob::kRows:
-      for (int64_t i = j.i0; i < j.i1; ++i) {
-        const KeyChunks kc = key_chunks(seq, i, c.p.window);
-        const float* qrow = c.q + (seq.q_row + i) * c.ldq;
-        int64_t k0, k1;
-        kc.range(0, k0, k1);
-        chunk_partial<Ops, T>(c, seq, j.kvh, j.g0, G, qrow, k0, k1, kc.n_keys, st, w);
-        for (int64_t ch = 1; ch < kc.count; ++ch) {
-          kc.range(ch, k0, k1);
-          chunk_partial<Ops, T>(c, seq, j.kvh, j.g0, G, qrow, k0, k1, kc.n_keys, w.tmp, w);
-          merge_partial<Ops>(st, w.tmp, G, vd);
+    case AttnJob::kRows: {
+      // The rows walk the pages together: a page's keys and values come from memory once for all
+      // of the job's rows and from the core's cache for the others (row by row, a long prefill
+      // row streamed the whole range again for each row). Each row still takes its own steps,
+      // chunk ends and merges in its own order (chunk_partial's, then merge_partial after each
+      // later chunk), so its bits are those it gets alone.
+      struct Cursor {
+        KeyChunks kc;
+        int64_t ch, k0, k1, next;  // chunk, its keys [k0, k1), the next key to take
+        const float* q;
+        float* st;   // running partial (chunk 0, then the merge of those after it)
+        float* cur;  // the partial being built: st for chunk 0, then its own
+      };
+      thread_local std::vector<Cursor> rows;
+      rows.resize(size_t(n_rows));
+      int64_t lo = std::numeric_limits<int64_t>::max(), hi = 0;
+      for (int64_t r = 0; r < n_rows; ++r) {
+        Cursor& u = rows[size_t(r)];
+        u.kc = key_chunks(seq, j.i0 + r, c.p.window);
+        u.ch = 0;
+        u.kc.range(0, u.k0, u.k1);
+        u.next = u.k0;
+        u.q = c.q + (seq.q_row + j.i0 + r) * c.ldq;
+        u.st = u.cur = st + 2 * r * pf;
+        partial_init(u.st, G, vd);
+        lo = std::min(lo, u.k0);
+        hi = std::max(hi, u.kc.n_keys);
+      }
+      for (int64_t pi = lo / ps, j0 = pi * ps; j0 < hi; ++pi, j0 += ps) {
+        prefetch_next_page<T>(c, seq, j.kvh, pi, hi);
+        for (int64_t r = 0; r < n_rows; ++r) {
+          Cursor& u = rows[size_t(r)];
+          while (u.ch < u.kc.count && u.next < j0 + ps) {
+            const int64_t e = std::min(j0 + ps, u.k1);
+            partial_step<Ops, T>(c, seq, j.kvh, j.g0, G, u.q, pi, u.next, e - u.next, u.cur, w);
+            u.next = e;
+            if (e < u.k1) break;
+            // The chunk is done: fold it in, start the next or write the row.
+            if (u.ch > 0) merge_partial<Ops>(u.st, u.cur, G, vd);
+            if (++u.ch < u.kc.count) {
+              u.kc.range(u.ch, u.k0, u.k1);
+              u.next = u.k0;
+              u.cur = u.st + pf;
+              partial_init(u.cur, G, vd);
+            } else {
+              finish_row(u.st, G, vd, c.out + (seq.q_row + j.i0 + r) * c.ldo + h0 * vd);
+            }
+          }
         }
-        finish_row(st, G, vd, c.out + (seq.q_row + i) * c.ldo + h0 * vd);
       }
       return;
+    }
   }
 }
 

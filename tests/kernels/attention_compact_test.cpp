@@ -26,13 +26,15 @@ using namespace attn_fixture;
 
 class CompactKV : public ::testing::TestWithParam<KVElem> {};
 
-// Tight: the kernels compute in fp32 from exactly the values the cache holds.
+// Tight: the kernels compute in fp32 from exactly the values the cache holds (with bf16
+// products, from the queries rounded to bf16, within the weights' rounding: held_bound).
 TEST_P(CompactKV, EveryIsaMatchesFloat64OverTheHeldValues) {
   for (size_t ci = 0; ci < cases().size(); ++ci) {
     const Built b = build(cases()[ci], GetParam(), uint32_t(500 + ci));
     const std::vector<double> want = naive(b, b.cache.kd, b.cache.vd);
     for (KernelIsa isa : test::supported_isas())
-      EXPECT_LT(max_err(b, run(isa, b, b.seqs), want), 2e-5) << kernel_isa_name(isa) << " case " << ci;
+      EXPECT_LT(max_err(b, run(isa, b, b.seqs), naive_held(b, isa)), held_bound(b, isa))
+          << kernel_isa_name(isa) << " case " << ci;
     std::vector<float> r(size_t(b.rows * b.ld), NAN);
     ref::paged_attention(b.q.data(), b.ld, b.seqs.data(), int64_t(b.seqs.size()), b.cache.view, b.p, r.data(), b.ld);
     EXPECT_LT(max_err(b, r, want), 2e-5) << "ref case " << ci;
@@ -41,7 +43,7 @@ TEST_P(CompactKV, EveryIsaMatchesFloat64OverTheHeldValues) {
 
 // Loose: against the fp32 values before encoding, within the encoding's error. Keys and values
 // are rows scaled by 2^-2..2^1 / 2^-2..2^2; bf16 keeps 8 significant bits (relative error
-// <= 2^-9), int8 a step of max|row| / 127; measured max output errors 0.005-0.008 (bf16) and
+// <= 2^-8), int8 a step of max|row| / 127; measured max output errors 0.005-0.008 (bf16) and
 // 0.008-0.015 (int8), so the bounds are 0.02 and 0.04. A missing or misplaced scale errs by the
 // values' own size (checked: the keys' scales applied to the values gives 1.3-3.8).
 TEST_P(CompactKV, EveryIsaStaysWithinTheEncodingErrorOfFp32) {

@@ -144,8 +144,11 @@ inline Built build(const Case& c, KVElem elem, uint32_t seed) {
   return b;
 }
 
-// The definition in float64 over K / V given as fp32 arrays in the cache's layout.
-inline std::vector<double> naive(const Built& b, const std::vector<float>& K, const std::vector<float>& V) {
+// The definition in float64 over K / V given as fp32 arrays in the cache's layout; with
+// bf16_queries, each query element rounded to bf16 first (what the kernels multiply where
+// attention_uses_bf16_products).
+inline std::vector<double> naive(const Built& b, const std::vector<float>& K, const std::vector<float>& V,
+                                 bool bf16_queries = false) {
   const Case& c = b.c;
   std::vector<double> out(size_t(b.rows * b.ld), 0.0);
   const int64_t hd = c.head_dim, vdim = c.v_dim ? c.v_dim : hd, v_row = c.latent ? hd : vdim;
@@ -161,7 +164,10 @@ inline std::vector<double> naive(const Built& b, const std::vector<float>& K, co
         std::vector<double> w(size_t(pos0 + i + 1), -INFINITY);
         for (int64_t j = first; j <= pos0 + i; ++j) {
           double d = 0;
-          for (int64_t e = 0; e < hd; ++e) d += double(b.q[size_t(row * b.ld + h * hd + e)]) * K[size_t(slot(j) * hd + e)];
+          for (int64_t e = 0; e < hd; ++e) {
+            const float qe = b.q[size_t(row * b.ld + h * hd + e)];
+            d += double(bf16_queries ? from_bf16(to_bf16(qe)) : qe) * K[size_t(slot(j) * hd + e)];
+          }
           w[size_t(j)] = d / std::sqrt(double(hd));
         }
         const double mx = *std::max_element(w.begin(), w.end());
@@ -191,6 +197,25 @@ inline std::vector<float> run(KernelIsa isa, const Built& b, const std::vector<A
   std::vector<float> out(size_t(b.rows * b.ld), NAN);
   paged_attention_isa(isa, b.q.data(), b.ld, seqs.data(), int64_t(seqs.size()), b.cache.view, b.p, out.data(), b.ld);
   return out;
+}
+
+// Where the kernels weigh the values with bf16-rounded weights (attention_uses_bf16_products),
+// an output is sum_j p_j (1 + e_j) v_j / sum_j p_j with |e_j| <= 2^-8 (round to nearest with 8
+// significant bits: half a unit in the last place of a number in [1, 2) is 2^-8), so it is off
+// by at most 2^-8 max |v| beyond fp32's rounding; elsewhere only the rounding (2e-5 for these
+// sizes). A wrong key, pair or weight errs by |v| itself.
+inline double held_bound(const Built& b, KernelIsa isa) {
+  if (!attention_uses_bf16_products(isa, b.cache.elem)) return 2e-5;
+  const std::vector<float>& v = b.c.latent ? b.cache.kd : b.cache.vd;
+  double vmax = 0;
+  for (float x : v) vmax = std::max(vmax, double(std::fabs(x)));
+  return std::ldexp(vmax, -8) + 2e-5;
+}
+
+// What a kernel on `isa` is compared with: the float64 definition over the held values, with
+// the queries as the kernel rounds them.
+inline std::vector<double> naive_held(const Built& b, KernelIsa isa) {
+  return naive(b, b.cache.kd, b.cache.vd, attention_uses_bf16_products(isa, b.cache.elem));
 }
 
 inline double max_err(const Built& b, const std::vector<float>& got, const std::vector<double>& want) {
