@@ -1,9 +1,13 @@
-// AVX-512 attention primitives: 16-wide dot products, V accumulation and exp.
+// AVX-512 attention primitives (kernels/attention_avx512_ops.h): scores of bf16 / int8 keys as a
+// small matrix product over transposed keys (fp32 keys key by key), V accumulation eight heads at
+// a time, exp.
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/attention.h"
@@ -11,6 +15,10 @@
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma,avx2")
+// GCC 12's unpack / shuffle / extract intrinsics pass _mm512_undefined_*() as the unused merge
+// source, which -Wuninitialized reports once they are inlined here: nothing is read from it.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 // Inside the target region, so the shared algorithm is compiled for this ISA.
 #include "kernels/attention_impl.h"
@@ -29,4 +37,5 @@ void attention_job(const AttnCtx& c, const AttnJob& j, float* parts) { attention
 
 }  // namespace dpserve::kernels::avx512
 
+#pragma GCC diagnostic pop
 #pragma GCC pop_options

@@ -1,7 +1,8 @@
-// Internal: the AVX-512 attention primitives (16-wide dot products, V accumulation, exp) as one
-// Ops struct for attention_impl.h. Included by attention_avx512.cpp and attention_avx512bf16.cpp
-// inside their target regions and an anonymous namespace (after <immintrin.h>, <algorithm>,
-// <limits> and kernels/simd_exp.h), so each file compiles its own copy for its ISA.
+// Internal: the AVX-512 attention primitives (scores as a small matrix product over transposed
+// keys, or key by key for fp32 keys; V accumulation; exp) as one Ops struct for
+// attention_impl.h. Included by attention_avx512.cpp and attention_avx512bf16.cpp inside their
+// target regions and an anonymous namespace (after <immintrin.h>, <algorithm>, <cstdint>,
+// <limits>, <type_traits>, <vector> and kernels/simd_exp.h), so each compiles its own copy.
 __mmask16 head_mask(int64_t d, int64_t i) { return d - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (d - i)) - 1); }
 
 // The largest lane, halving in registers. (GCC 12 warns, wrongly, about _mm512_reduce_max_ps once
@@ -24,25 +25,105 @@ __m512 load16(__mmask16 m, const float* p) { return _mm512_maskz_loadu_ps(m, p);
   return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, p)));
 }
 
-struct Avx512Ops {
-  static float dot(const float* a, const float* b, int64_t d) {
-    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= d; i += 32) {
-      s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
-      s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
-    }
-    for (; i < d; i += 16) {
-      const __mmask16 m = head_mask(d, i);
-      s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s0);
-    }
-    return hsum512(_mm512_add_ps(s0, s1));
+// r[i] (16 lanes of 32 bits) becomes column i of the 16 x 16 matrix the rows held.
+inline void transpose16(__m512i r[16]) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
   }
+  // u[4g + c]: rows 4g..4g+3, columns c, c + 4, c + 8, c + 12 in its four 128-bit lanes.
+  for (int g = 0; g < 4; ++g) {
+    u[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+    u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+    u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+    u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+  }
+  for (int c = 0; c < 4; ++c) {
+    const __m512i w0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x88);       // rows 0-7: columns c, c + 8
+    const __m512i w1 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xdd);       // columns c + 4, c + 12
+    const __m512i w2 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x88);  // rows 8-15
+    const __m512i w3 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xdd);
+    r[c] = _mm512_shuffle_i32x4(w0, w2, 0x88);
+    r[c + 8] = _mm512_shuffle_i32x4(w0, w2, 0xdd);
+    r[c + 4] = _mm512_shuffle_i32x4(w1, w3, 0x88);
+    r[c + 12] = _mm512_shuffle_i32x4(w1, w3, 0xdd);
+  }
+}
+
+// Keys [0, nb) (nb <= 16) transposed to fp32: kt[e * 16 + j] is element e of key j (zero for
+// keys past nb). Each element is widened exactly as load16 widens it.
+template <class T>
+void pack_keys(const T* k, int64_t ldk, int64_t nb, int64_t d, float* kt) {
+  for (int64_t c = 0; c < d; c += 16) {
+    const __mmask16 m = head_mask(d, c);
+    __m512i r[16];
+    for (int j = 0; j < 16; ++j)
+      r[j] = _mm512_castps_si512(j < nb ? load16(m, k + j * ldk + c) : _mm512_setzero_ps());
+    transpose16(r);
+    const int64_t ne = std::min<int64_t>(16, d - c);
+    for (int64_t e = 0; e < ne; ++e) _mm512_store_si512(kt + (c + e) * 16, r[e]);
+  }
+}
+
+// Scores of NG heads against 16 packed keys. Lane j of head g is (even elements) + (odd
+// elements), each a sum of q[e] * k_j[e] over e = 0, 2, 4, ... (1, 3, 5, ...) in order: two
+// chains per head hide the FMA's latency behind the other heads'. The sum depends only on the
+// head's query and the key, not on NG, the other keys or the page.
+template <int NG>
+void scores_packed(const float* q, int64_t ldq, const float* kt, int64_t d, int64_t nb, float scale, float* out,
+                   int64_t ldo, float* mx) {
+  __m512 a0[NG], a1[NG];
+  for (int g = 0; g < NG; ++g) a0[g] = a1[g] = _mm512_setzero_ps();
+  int64_t e = 0;
+  for (; e + 2 <= d; e += 2) {
+    const __m512 k0 = _mm512_load_ps(kt + e * 16), k1 = _mm512_load_ps(kt + (e + 1) * 16);
+#pragma GCC unroll 8
+    for (int g = 0; g < NG; ++g) {
+      a0[g] = _mm512_fmadd_ps(_mm512_set1_ps(q[g * ldq + e]), k0, a0[g]);
+      a1[g] = _mm512_fmadd_ps(_mm512_set1_ps(q[g * ldq + e + 1]), k1, a1[g]);
+    }
+  }
+  if (e < d) {
+    const __m512 k0 = _mm512_load_ps(kt + e * 16);
+    for (int g = 0; g < NG; ++g) a0[g] = _mm512_fmadd_ps(_mm512_set1_ps(q[g * ldq + e]), k0, a0[g]);
+  }
+  const __mmask16 valid = head_mask(nb, 0);
+  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int g = 0; g < NG; ++g) {
+    const __m512 r = _mm512_mul_ps(_mm512_add_ps(a0[g], a1[g]), _mm512_set1_ps(scale));
+    _mm512_mask_storeu_ps(out + g * ldo, valid, r);
+    mx[g] = std::max(mx[g], hmax(_mm512_mask_max_ps(ninf, valid, r, r)));
+  }
+}
+
+// A job's packed keys: consecutive rows of a prefill job score the same page (attention_impl.h,
+// kRows), so the last packing is kept until the job ends (its address, key count and stride
+// say whether it is the one asked for; begin_job forgets it, as the next call's cache holds
+// other values at the same addresses).
+struct PackedKeys {
+  const void* k = nullptr;
+  int64_t n = 0, ld = 0, d = 0;
+  std::vector<float> buf;
+  float* rows(int64_t floats) {
+    if (int64_t(buf.size()) < floats + 16) {
+      buf.resize(size_t(floats + 16));
+      k = nullptr;
+    }
+    return buf.data() + (16 - (reinterpret_cast<uintptr_t>(buf.data()) / 4) % 16) % 16;  // 64-byte aligned
+  }
+};
+inline thread_local PackedKeys packed_keys;
+
+struct Avx512Ops {
+  static void begin_job() { packed_keys.k = nullptr; }
+
+  // fp32 keys, key by key: one 16-lane product vector per key, folded by a transposing tree.
   // Sixteen keys at a time: one 16-lane product vector per key over the head dimension, then a
   // transposing tree that adds each vector's lanes into one lane of the result (45 shuffles and
   // adds for 16 scores, where a horizontal sum per key costs about as much for 2).
   template <class T>
-  static float scores(const float* q, const T* k, int64_t ldk, int64_t n, int64_t d, float scale, float* out) {
+  static float scores_tree(const float* q, const T* k, int64_t ldk, int64_t n, int64_t d, float scale, float* out) {
     __m512 mx = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
     for (int64_t j0 = 0; j0 < n; j0 += 16) {
       const int64_t nb = std::min<int64_t>(16, n - j0);
@@ -72,12 +153,12 @@ struct Avx512Ops {
     }
     return hmax(mx);
   }
-  // scores() for NH heads at once, four keys at a time: each 16-lane piece of a key is loaded
-  // once for all NH heads (scores() loads it once per head). Per head and key the lane sums
-  // and the transposing tree are scores()'s: keys 4u..4u+3 give the tree's e[u], e[0] and e[1]
-  // give f0, e[2] and e[3] f1, so every score has scores()'s bits.
+  // scores_tree() for NH heads at once, four keys at a time: each 16-lane piece of a key is loaded
+  // once for all NH heads (scores_tree() loads it once per head). Per head and key the lane sums
+  // and the transposing tree are scores_tree()'s: keys 4u..4u+3 give the tree's e[u], e[0] and e[1]
+  // give f0, e[2] and e[3] f1, so every score has scores_tree()'s bits.
   template <int NH, class T>
-  static void scores_nh(const float* q, int64_t ldq, const T* k, int64_t ldk, int64_t n, int64_t d, float scale,
+  static void scores_tree_nh(const float* q, int64_t ldq, const T* k, int64_t ldk, int64_t n, int64_t d, float scale,
                         float* out, int64_t ldo, float* mxo) {
     __m512 mx[NH];
     for (int h = 0; h < NH; ++h) mx[h] = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
@@ -87,7 +168,7 @@ struct Avx512Ops {
 #pragma GCC unroll 4
       for (int u = 0; u < 4; ++u) {
         __m512 e[NH];
-        if (4 * u >= nb) {  // no key left: scores() adds zero vectors here, which give zeros
+        if (4 * u >= nb) {  // no key left: scores_tree() adds zero vectors here, which give zeros
           for (int h = 0; h < NH; ++h) e[h] = _mm512_setzero_ps();
         } else {
           __m512 a[NH][4];
@@ -132,22 +213,88 @@ struct Avx512Ops {
     }
     for (int h = 0; h < NH; ++h) mxo[h] = hmax(mx[h]);
   }
+  // Scores of G query heads against n keys. fp32 keys: scores_tree four heads at a time (packing
+  // them would add a second pass over keys decode reads from memory only once). bf16 / int8
+  // keys: 16 at a time as a small matrix product: the keys are widened and transposed once (16
+  // x 16 blocks of 32-bit lanes) and each head's query elements multiply them 16 keys per FMA,
+  // where key by key each element would be widened for every four heads and every 16 keys
+  // folded in a tree. Every score has the bits scores_packed / scores_tree give it, whatever G
+  // or n.
   template <class T>
   static void scores_heads(const float* q, int64_t ldq, int64_t G, const T* k, int64_t ldk, int64_t n, int64_t d,
                            float scale, float* out, int64_t ldo, float* mx) {
-    int64_t g = 0;
-    for (; g + 4 <= G; g += 4) scores_nh<4, T>(q + g * ldq, ldq, k, ldk, n, d, scale, out + g * ldo, ldo, mx + g);
-    switch (G - g) {
-      case 3: scores_nh<3, T>(q + g * ldq, ldq, k, ldk, n, d, scale, out + g * ldo, ldo, mx + g); break;
-      case 2: scores_nh<2, T>(q + g * ldq, ldq, k, ldk, n, d, scale, out + g * ldo, ldo, mx + g); break;
-      case 1: mx[g] = scores(q + g * ldq, k, ldk, n, d, scale, out + g * ldo); break;
-      default: break;
+    if constexpr (std::is_same_v<T, float>) {
+      int64_t g = 0;
+      for (; g + 4 <= G; g += 4) scores_tree_nh<4, T>(q + g * ldq, ldq, k, ldk, n, d, scale, out + g * ldo, ldo, mx + g);
+      switch (G - g) {
+        case 3: scores_tree_nh<3, T>(q + g * ldq, ldq, k, ldk, n, d, scale, out + g * ldo, ldo, mx + g); break;
+        case 2: scores_tree_nh<2, T>(q + g * ldq, ldq, k, ldk, n, d, scale, out + g * ldo, ldo, mx + g); break;
+        case 1: mx[g] = scores_tree(q + g * ldq, k, ldk, n, d, scale, out + g * ldo); break;
+        default: break;
+      }
+      return;
     }
+    const int64_t blocks = (n + 15) / 16;
+    float* kt = packed_keys.rows(blocks * d * 16);
+    const bool have = packed_keys.k == k && packed_keys.n == n && packed_keys.ld == ldk && packed_keys.d == d;
+    std::fill(mx, mx + G, -std::numeric_limits<float>::infinity());
+    for (int64_t j0 = 0, b = 0; j0 < n; j0 += 16, ++b) {
+      const int64_t nb = std::min<int64_t>(16, n - j0);
+      float* kb = kt + b * d * 16;
+      if (!have) pack_keys(k + j0 * ldk, ldk, nb, d, kb);
+      int64_t g = 0;
+      for (; g + 8 <= G; g += 8) scores_packed<8>(q + g * ldq, ldq, kb, d, nb, scale, out + g * ldo + j0, ldo, mx + g);
+      switch (G - g) {
+#define DPSERVE_TAIL(NG) \
+  case NG: scores_packed<NG>(q + g * ldq, ldq, kb, d, nb, scale, out + g * ldo + j0, ldo, mx + g); break;
+        DPSERVE_TAIL(7) DPSERVE_TAIL(6) DPSERVE_TAIL(5) DPSERVE_TAIL(4) DPSERVE_TAIL(3) DPSERVE_TAIL(2) DPSERVE_TAIL(1)
+#undef DPSERVE_TAIL
+        default: break;
+      }
+    }
+    packed_keys.k = k;
+    packed_keys.n = n;
+    packed_keys.ld = ldk;
+    packed_keys.d = d;
   }
-  // axpy_rows() for NH heads at once: each 16-wide piece of a value row is loaded once for all
-  // NH heads; each head's sums run over j in order as in axpy_rows(), so the bits are the same.
+  template <class T>
+  static float scores(const float* q, const T* k, int64_t ldk, int64_t n, int64_t d, float scale, float* out) {
+    float mx;
+    scores_heads(q, 0, 1, k, ldk, n, d, scale, out, 0, &mx);
+    return mx;
+  }
+  // bf16 / int8 values: axpy_rows() for up to 8 heads at once, 32 elements of each head's sums in
+  // registers at a time, so each 16-wide piece is widened once for all NH heads; each head's
+  // sums run over j in order as in axpy_rows(), so the bits are the same.
   template <int NH, class T>
   static void axpy_nh(float* acc, int64_t lda, const T* v, int64_t ldv, const float* p, int64_t ldp, int64_t n,
+                      int64_t d) {
+    for (int64_t i = 0; i < d; i += 32) {
+      const __mmask16 m0 = head_mask(d, i), m1 = i + 16 < d ? head_mask(d, i + 16) : __mmask16(0);
+      __m512 a[NH][2];
+      for (int h = 0; h < NH; ++h) {
+        a[h][0] = _mm512_maskz_loadu_ps(m0, acc + h * lda + i);
+        a[h][1] = _mm512_maskz_loadu_ps(m1, acc + h * lda + i + 16);
+      }
+      for (int64_t j = 0; j < n; ++j) {
+        const __m512 v0 = load16(m0, v + j * ldv + i), v1 = load16(m1, v + j * ldv + i + 16);
+#pragma GCC unroll 8
+        for (int h = 0; h < NH; ++h) {
+          const __m512 pj = _mm512_set1_ps(p[h * ldp + j]);
+          a[h][0] = _mm512_fmadd_ps(pj, v0, a[h][0]);
+          a[h][1] = _mm512_fmadd_ps(pj, v1, a[h][1]);
+        }
+      }
+      for (int h = 0; h < NH; ++h) {
+        _mm512_mask_storeu_ps(acc + h * lda + i, m0, a[h][0]);
+        _mm512_mask_storeu_ps(acc + h * lda + i + 16, m1, a[h][1]);
+      }
+    }
+  }
+  // fp32 values: axpy_rows() for up to 4 heads at once, 64 elements of each head's sums in
+  // registers (the value rows read in one pass); each 16-wide piece loaded once for all NH heads; each head's sums run over j in order as in axpy_rows(), so the bits are the same.
+  template <int NH, class T>
+  static void axpy_wide_nh(float* acc, int64_t lda, const T* v, int64_t ldv, const float* p, int64_t ldp, int64_t n,
                       int64_t d) {
     for (int64_t i = 0; i < d; i += 64) {
       __mmask16 m[4];
@@ -172,10 +319,22 @@ struct Avx512Ops {
   static void axpy_heads(float* acc, int64_t lda, int64_t G, const T* v, int64_t ldv, const float* p, int64_t ldp,
                          int64_t n, int64_t d) {
     int64_t g = 0;
-    for (; g + 4 <= G; g += 4) axpy_nh<4, T>(acc + g * lda, lda, v, ldv, p + g * ldp, ldp, n, d);
+    if constexpr (std::is_same_v<T, float>) {
+      for (; g + 4 <= G; g += 4) axpy_wide_nh<4, T>(acc + g * lda, lda, v, ldv, p + g * ldp, ldp, n, d);
+      switch (G - g) {
+        case 3: axpy_wide_nh<3, T>(acc + g * lda, lda, v, ldv, p + g * ldp, ldp, n, d); break;
+        case 2: axpy_wide_nh<2, T>(acc + g * lda, lda, v, ldv, p + g * ldp, ldp, n, d); break;
+        case 1: axpy_rows(acc + g * lda, v, ldv, p + g * ldp, n, d); break;
+        default: break;
+      }
+      return;
+    }
+    for (; g + 8 <= G; g += 8) axpy_nh<8, T>(acc + g * lda, lda, v, ldv, p + g * ldp, ldp, n, d);
     switch (G - g) {
-      case 3: axpy_nh<3, T>(acc + g * lda, lda, v, ldv, p + g * ldp, ldp, n, d); break;
-      case 2: axpy_nh<2, T>(acc + g * lda, lda, v, ldv, p + g * ldp, ldp, n, d); break;
+#define DPSERVE_TAIL(NH) \
+  case NH: axpy_nh<NH, T>(acc + g * lda, lda, v, ldv, p + g * ldp, ldp, n, d); break;
+      DPSERVE_TAIL(7) DPSERVE_TAIL(6) DPSERVE_TAIL(5) DPSERVE_TAIL(4) DPSERVE_TAIL(3) DPSERVE_TAIL(2)
+#undef DPSERVE_TAIL
       case 1: axpy_rows(acc + g * lda, v, ldv, p + g * ldp, n, d); break;
       default: break;
     }

@@ -1,9 +1,9 @@
 // AVX-512 BF16 attention: the AVX-512 primitives, except that over a bf16 or int8 KV cache the
-// products are vdpbf16ps. A page's keys are transposed once into pairs-by-keys rows and every
-// query head of the KV head multiplies them as a small matrix product (16 keys per instruction,
-// two elements per lane), where the fp32 path widens each key and folds 16 per-key vectors in a
-// transposing tree; the softmax weights, rounded to bf16, weigh two keys' values per
-// instruction. The query is rounded to bf16 for the product (the keys already are; int8 codes
+// products are vdpbf16ps, two elements per lane: as the AVX-512 scores, a page's keys are
+// transposed once and every query head multiplies them as a small matrix product, here in
+// pairs-by-keys rows (16 keys, 32 elements per instruction); the softmax weights, rounded to
+// bf16, weigh two keys' values per instruction. Where one core runs one 512-bit FMA per cycle
+// (Zen 5 here) this doubles the products per cycle over fp32. The query is rounded to bf16 for the product (the keys already are; int8 codes
 // are bf16 exactly, their scales apply outside); every score and output element is still one
 // fixed sequence of operations on its own row, so a row's bits do not depend on the batch, the
 // heads beside it or the team. An fp32 cache takes the AVX-512 path unchanged.
@@ -35,32 +35,6 @@ namespace {
 
 #include "kernels/attention_avx512_ops.h"
 
-// r[i] (16 lanes of 32 bits each) becomes column i of the 16 x 16 matrix the rows held.
-void transpose16(__m512i r[16]) {
-  __m512i t[16], u[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-  }
-  // u[4g + c]: rows 4g..4g+3, columns c, c + 4, c + 8, c + 12 in its four 128-bit lanes.
-  for (int g = 0; g < 4; ++g) {
-    u[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
-    u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
-    u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
-    u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
-  }
-  for (int c = 0; c < 4; ++c) {
-    const __m512i w0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x88);   // groups 0, 1: columns c, c + 8
-    const __m512i w1 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xdd);   // columns c + 4, c + 12
-    const __m512i w2 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x88);  // groups 2, 3
-    const __m512i w3 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xdd);
-    r[c] = _mm512_shuffle_i32x4(w0, w2, 0x88);
-    r[c + 8] = _mm512_shuffle_i32x4(w0, w2, 0xdd);
-    r[c + 4] = _mm512_shuffle_i32x4(w1, w3, 0x88);
-    r[c + 12] = _mm512_shuffle_i32x4(w1, w3, 0xdd);
-  }
-}
-
 // Up to 32 cached elements (the first e of p) as bf16, zero past e: bf16 as stored; int8 codes
 // converted exactly (every integer of 8 bits is a bf16).
 __m512i load32_bf16(const bf16_t* p, int64_t e) {
@@ -76,7 +50,7 @@ __m512i load32_bf16(const int8_t* p, int64_t e) {
 // Keys [0, nb) (nb <= 16) as vdpbf16ps takes them: row p holds elements 2p and 2p + 1 of key j in
 // 32-bit lane j; lanes of keys past nb and the element past an odd width are zero.
 template <class T>
-void pack_keys(const T* k, int64_t ldk, int64_t nb, int64_t d, uint32_t* kp) {
+void pack_key_pairs(const T* k, int64_t ldk, int64_t nb, int64_t d, uint32_t* kp) {
   const int64_t pairs = (d + 1) / 2;
   for (int64_t c = 0; c < pairs; c += 16) {
     const int64_t elems = std::min<int64_t>(32, d - 2 * c);
@@ -206,6 +180,7 @@ thread_local JobCache cache;
 
 struct Bf16Ops : Avx512Ops {
   static void begin_job() {
+    Avx512Ops::begin_job();
     cache.n_q = 0;
     cache.k = nullptr;
   }
@@ -247,7 +222,7 @@ struct Bf16Ops : Avx512Ops {
       for (int64_t j0 = 0, b = 0; j0 < n; j0 += 16, ++b) {
         const int64_t nb = std::min<int64_t>(16, n - j0);
         uint32_t* kb = kp + b * pairs * 16;
-        if (!packed) pack_keys(k + j0 * ldk, ldk, nb, d, kb);
+        if (!packed) pack_key_pairs(k + j0 * ldk, ldk, nb, d, kb);
         int64_t g = 0;
         for (; g + 8 <= G; g += 8) scores_packed<8>(qb + g * pairs, pairs, kb, nb, scale, out + g * ldo + j0, ldo, mx + g);
         switch (G - g) {
