@@ -25,6 +25,18 @@ __m512 load16(__mmask16 m, const float* p) { return _mm512_maskz_loadu_ps(m, p);
   return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, p)));
 }
 
+// Calls f(std::integral_constant<int, NH>{}, g) for the heads [0, G) in groups of Max from g = 0,
+// then once for the rest: NH sizes the callee's register arrays at compile time.
+template <int Max, class F>
+void head_groups(int64_t G, F&& f) {
+  int64_t g = 0;
+  for (; g + Max <= G; g += Max) f(std::integral_constant<int, Max>{}, g);
+  const int64_t rest = G - g;
+  [&]<int... I>(std::integer_sequence<int, I...>) {
+    ((rest == I + 1 ? (f(std::integral_constant<int, I + 1>{}, g), 0) : 0), ...);
+  }(std::make_integer_sequence<int, Max - 1>{});
+}
+
 // r[i] (16 lanes of 32 bits) becomes column i of the 16 x 16 matrix the rows held.
 inline void transpose16(__m512i r[16]) {
   __m512i t[16], u[16];
@@ -66,6 +78,19 @@ void pack_keys(const T* k, int64_t ldk, int64_t nb, int64_t d, float* kt) {
   }
 }
 
+// Head g's scores of 16 keys, a0[g] + a1[g] (its two chains) times scale, to out + g * ldo (the
+// first nb), and its running max mx[g] raised to their largest.
+template <int NG>
+void store_scores(const __m512* a0, const __m512* a1, int64_t nb, float scale, float* out, int64_t ldo, float* mx) {
+  const __mmask16 valid = head_mask(nb, 0);
+  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int g = 0; g < NG; ++g) {
+    const __m512 r = _mm512_mul_ps(_mm512_add_ps(a0[g], a1[g]), _mm512_set1_ps(scale));
+    _mm512_mask_storeu_ps(out + g * ldo, valid, r);
+    mx[g] = std::max(mx[g], hmax(_mm512_mask_max_ps(ninf, valid, r, r)));
+  }
+}
+
 // Scores of NG heads against 16 packed keys. Lane j of head g is (even elements) + (odd
 // elements), each a sum of q[e] * k_j[e] over e = 0, 2, 4, ... (1, 3, 5, ...) in order: two
 // chains per head hide the FMA's latency behind the other heads'. The sum depends only on the
@@ -88,13 +113,7 @@ void scores_packed(const float* q, int64_t ldq, const float* kt, int64_t d, int6
     const __m512 k0 = _mm512_load_ps(kt + e * 16);
     for (int g = 0; g < NG; ++g) a0[g] = _mm512_fmadd_ps(_mm512_set1_ps(q[g * ldq + e]), k0, a0[g]);
   }
-  const __mmask16 valid = head_mask(nb, 0);
-  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-  for (int g = 0; g < NG; ++g) {
-    const __m512 r = _mm512_mul_ps(_mm512_add_ps(a0[g], a1[g]), _mm512_set1_ps(scale));
-    _mm512_mask_storeu_ps(out + g * ldo, valid, r);
-    mx[g] = std::max(mx[g], hmax(_mm512_mask_max_ps(ninf, valid, r, r)));
-  }
+  store_scores<NG>(a0, a1, nb, scale, out, ldo, mx);
 }
 
 // A job's packed keys: consecutive rows of a prefill job score the same page (attention_impl.h,
@@ -224,14 +243,10 @@ struct Avx512Ops {
   static void scores_heads(const float* q, int64_t ldq, int64_t G, const T* k, int64_t ldk, int64_t n, int64_t d,
                            float scale, float* out, int64_t ldo, float* mx) {
     if constexpr (std::is_same_v<T, float>) {
-      int64_t g = 0;
-      for (; g + 4 <= G; g += 4) scores_tree_nh<4, T>(q + g * ldq, ldq, k, ldk, n, d, scale, out + g * ldo, ldo, mx + g);
-      switch (G - g) {
-        case 3: scores_tree_nh<3, T>(q + g * ldq, ldq, k, ldk, n, d, scale, out + g * ldo, ldo, mx + g); break;
-        case 2: scores_tree_nh<2, T>(q + g * ldq, ldq, k, ldk, n, d, scale, out + g * ldo, ldo, mx + g); break;
-        case 1: mx[g] = scores_tree(q + g * ldq, k, ldk, n, d, scale, out + g * ldo); break;
-        default: break;
-      }
+      head_groups<4>(G, [&](auto NH, int64_t g) {
+        if constexpr (NH == 1) mx[g] = scores_tree(q + g * ldq, k, ldk, n, d, scale, out + g * ldo);
+        else scores_tree_nh<NH, T>(q + g * ldq, ldq, k, ldk, n, d, scale, out + g * ldo, ldo, mx + g);
+      });
       return;
     }
     const int64_t blocks = (n + 15) / 16;
@@ -242,15 +257,9 @@ struct Avx512Ops {
       const int64_t nb = std::min<int64_t>(16, n - j0);
       float* kb = kt + b * d * 16;
       if (!have) pack_keys(k + j0 * ldk, ldk, nb, d, kb);
-      int64_t g = 0;
-      for (; g + 8 <= G; g += 8) scores_packed<8>(q + g * ldq, ldq, kb, d, nb, scale, out + g * ldo + j0, ldo, mx + g);
-      switch (G - g) {
-#define DPSERVE_TAIL(NG) \
-  case NG: scores_packed<NG>(q + g * ldq, ldq, kb, d, nb, scale, out + g * ldo + j0, ldo, mx + g); break;
-        DPSERVE_TAIL(7) DPSERVE_TAIL(6) DPSERVE_TAIL(5) DPSERVE_TAIL(4) DPSERVE_TAIL(3) DPSERVE_TAIL(2) DPSERVE_TAIL(1)
-#undef DPSERVE_TAIL
-        default: break;
-      }
+      head_groups<8>(G, [&](auto NG, int64_t g) {
+        scores_packed<NG>(q + g * ldq, ldq, kb, d, nb, scale, out + g * ldo + j0, ldo, mx + g);
+      });
     }
     packed_keys.k = k;
     packed_keys.n = n;
@@ -318,26 +327,13 @@ struct Avx512Ops {
   template <class T>
   static void axpy_heads(float* acc, int64_t lda, int64_t G, const T* v, int64_t ldv, const float* p, int64_t ldp,
                          int64_t n, int64_t d) {
-    int64_t g = 0;
-    if constexpr (std::is_same_v<T, float>) {
-      for (; g + 4 <= G; g += 4) axpy_wide_nh<4, T>(acc + g * lda, lda, v, ldv, p + g * ldp, ldp, n, d);
-      switch (G - g) {
-        case 3: axpy_wide_nh<3, T>(acc + g * lda, lda, v, ldv, p + g * ldp, ldp, n, d); break;
-        case 2: axpy_wide_nh<2, T>(acc + g * lda, lda, v, ldv, p + g * ldp, ldp, n, d); break;
-        case 1: axpy_rows(acc + g * lda, v, ldv, p + g * ldp, n, d); break;
-        default: break;
-      }
-      return;
-    }
-    for (; g + 8 <= G; g += 8) axpy_nh<8, T>(acc + g * lda, lda, v, ldv, p + g * ldp, ldp, n, d);
-    switch (G - g) {
-#define DPSERVE_TAIL(NH) \
-  case NH: axpy_nh<NH, T>(acc + g * lda, lda, v, ldv, p + g * ldp, ldp, n, d); break;
-      DPSERVE_TAIL(7) DPSERVE_TAIL(6) DPSERVE_TAIL(5) DPSERVE_TAIL(4) DPSERVE_TAIL(3) DPSERVE_TAIL(2)
-#undef DPSERVE_TAIL
-      case 1: axpy_rows(acc + g * lda, v, ldv, p + g * ldp, n, d); break;
-      default: break;
-    }
+    // fp32 values: four heads of 64 elements; bf16 / int8: eight heads of 32 (above).
+    constexpr int kMax = std::is_same_v<T, float> ? 4 : 8;
+    head_groups<kMax>(G, [&](auto NH, int64_t g) {
+      if constexpr (NH == 1) axpy_rows(acc + g * lda, v, ldv, p + g * ldp, n, d);
+      else if constexpr (std::is_same_v<T, float>) axpy_wide_nh<NH, T>(acc + g * lda, lda, v, ldv, p + g * ldp, ldp, n, d);
+      else axpy_nh<NH, T>(acc + g * lda, lda, v, ldv, p + g * ldp, ldp, n, d);
+    });
   }
   // Four 16-wide column chunks at once: four independent FMA chains instead of one (the sum
   // over j of each element keeps its order, so the bits are those of one chunk at a time).

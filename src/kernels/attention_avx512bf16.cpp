@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <limits>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "kernels/attention.h"
@@ -62,17 +63,18 @@ void pack_key_pairs(const T* k, int64_t ldk, int64_t nb, int64_t d, uint32_t* kp
   }
 }
 
-// The G query heads rounded to bf16 (round to nearest even), as 32-bit pairs: qb[g * pairs + p]
-// holds elements 2p, 2p + 1 of head g (the element past an odd width is zero).
-void pack_queries(const float* q, int64_t ldq, int64_t G, int64_t d, uint32_t* qb) {
-  const int64_t pairs = (d + 1) / 2;
+// G rows of n floats (row g at x + g * ldx) rounded to bf16 (round to nearest even), as 32-bit
+// pairs: out[g * np + p] holds elements 2p and 2p + 1 of row g (np = (n + 1) / 2; the element past
+// an odd n is zero). A row's query heads (pairs of elements) and a page's softmax weights (pairs
+// of keys) both take this form.
+void pack_bf16_pairs(const float* x, int64_t ldx, int64_t G, int64_t n, uint32_t* out) {
+  const int64_t np = (n + 1) / 2;
   for (int64_t g = 0; g < G; ++g) {
-    uint16_t* row = reinterpret_cast<uint16_t*>(qb + g * pairs);
-    row[2 * pairs - 1] = 0;
-    for (int64_t i = 0; i < d; i += 16) {
-      const __mmask16 m = head_mask(d, i);
-      const __m256bh b = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, q + g * ldq + i));
-      _mm256_mask_storeu_epi16(row + i, m, (__m256i)b);
+    uint16_t* row = reinterpret_cast<uint16_t*>(out + g * np);
+    row[2 * np - 1] = 0;
+    for (int64_t i = 0; i < n; i += 16) {
+      const __mmask16 m = head_mask(n, i);
+      _mm256_mask_storeu_epi16(row + i, m, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + g * ldx + i)));
     }
   }
 }
@@ -101,27 +103,7 @@ void scores_packed(const uint32_t* qb, int64_t pairs, const uint32_t* kp, int64_
     for (int g = 0; g < NG; ++g)
       a0[g] = _mm512_dpbf16_ps(a0[g], (__m512bh)_mm512_set1_epi32(int(qb[g * pairs + p])), k0);
   }
-  const __mmask16 valid = head_mask(nb, 0);
-  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-  for (int g = 0; g < NG; ++g) {
-    const __m512 r = _mm512_mul_ps(_mm512_add_ps(a0[g], a1[g]), _mm512_set1_ps(scale));
-    _mm512_mask_storeu_ps(out + g * ldo, valid, r);
-    mx[g] = std::max(mx[g], hmax(_mm512_mask_max_ps(ninf, valid, r, r)));
-  }
-}
-
-// The weights of a page's keys rounded to bf16, as 32-bit pairs of keys: pb[g * np + jp] holds
-// p[g][2jp] and p[g][2jp + 1] (np = (n + 1) / 2; the key past an odd n weighs 0).
-void pack_weights(const float* p, int64_t ldp, int64_t G, int64_t n, uint32_t* pb) {
-  const int64_t np = (n + 1) / 2;
-  for (int64_t g = 0; g < G; ++g) {
-    uint16_t* row = reinterpret_cast<uint16_t*>(pb + g * np);
-    row[2 * np - 1] = 0;
-    for (int64_t i = 0; i < n; i += 16) {
-      const __mmask16 m = head_mask(n, i);
-      _mm256_mask_storeu_epi16(row + i, m, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, p + g * ldp + i)));
-    }
-  }
+  store_scores<NG>(a0, a1, nb, scale, out, ldo, mx);
 }
 
 // acc[h] += sum_j p[h][j] v[j] for NH heads at once, two keys per vdpbf16ps: the value rows of a
@@ -198,7 +180,7 @@ struct Bf16Ops : Avx512Ops {
     if (cache.n_q == JobCache::kRows) cache.n_q = 0;
     uint32_t* out = cache.qb.data() + cache.n_q * slot;
     cache.q[cache.n_q++] = q;
-    pack_queries(q, ldq, G, d, out);
+    pack_bf16_pairs(q, ldq, G, d, out);
     return out;
   }
 
@@ -223,15 +205,9 @@ struct Bf16Ops : Avx512Ops {
         const int64_t nb = std::min<int64_t>(16, n - j0);
         uint32_t* kb = kp + b * pairs * 16;
         if (!packed) pack_key_pairs(k + j0 * ldk, ldk, nb, d, kb);
-        int64_t g = 0;
-        for (; g + 8 <= G; g += 8) scores_packed<8>(qb + g * pairs, pairs, kb, nb, scale, out + g * ldo + j0, ldo, mx + g);
-        switch (G - g) {
-#define DPSERVE_TAIL(NG) \
-  case NG: scores_packed<NG>(qb + g * pairs, pairs, kb, nb, scale, out + g * ldo + j0, ldo, mx + g); break;
-          DPSERVE_TAIL(7) DPSERVE_TAIL(6) DPSERVE_TAIL(5) DPSERVE_TAIL(4) DPSERVE_TAIL(3) DPSERVE_TAIL(2) DPSERVE_TAIL(1)
-#undef DPSERVE_TAIL
-          default: break;
-        }
+        head_groups<8>(G, [&](auto NG, int64_t g) {
+          scores_packed<NG>(qb + g * pairs, pairs, kb, nb, scale, out + g * ldo + j0, ldo, mx + g);
+        });
       }
       cache.k = k;
       cache.k_n = n;
@@ -248,16 +224,8 @@ struct Bf16Ops : Avx512Ops {
       const int64_t np = (n + 1) / 2;
       if (int64_t(cache.pb.size()) < G * np) cache.pb.resize(size_t(G * np));
       uint32_t* pb = cache.pb.data();
-      pack_weights(p, ldp, G, n, pb);
-      int64_t g = 0;
-      for (; g + 8 <= G; g += 8) axpy_packed<8>(acc + g * lda, lda, v, ldv, pb + g * np, np, n, d);
-      switch (G - g) {
-#define DPSERVE_TAIL(NH) \
-  case NH: axpy_packed<NH>(acc + g * lda, lda, v, ldv, pb + g * np, np, n, d); break;
-        DPSERVE_TAIL(7) DPSERVE_TAIL(6) DPSERVE_TAIL(5) DPSERVE_TAIL(4) DPSERVE_TAIL(3) DPSERVE_TAIL(2) DPSERVE_TAIL(1)
-#undef DPSERVE_TAIL
-        default: break;
-      }
+      pack_bf16_pairs(p, ldp, G, n, pb);
+      head_groups<8>(G, [&](auto NH, int64_t g) { axpy_packed<NH>(acc + g * lda, lda, v, ldv, pb + g * np, np, n, d); });
     }
   }
 };
