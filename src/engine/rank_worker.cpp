@@ -17,6 +17,7 @@
 
 #include "core/check.h"
 #include "kernels/vec_math.h"
+#include "engine/verify_cost.h"
 #include "kv/prefix_store.h"
 #include "model/mrope.h"
 
@@ -126,6 +127,17 @@ RankWorker::RankWorker(Model& model, const Topology& topo, const Comms& comms, D
   if (opts_.logits_tap) opts_.all_logits = true;
   if (opts_.all_logits) opts_.sched.spec.algorithm = SpecAlgorithm::kNone;
   kv_ = std::make_unique<KVPool>(model_.kv_config(opts_.kv_pages, opts_.page_size));
+  if (opts_.sched.spec.enabled() && opts_.sched.spec.row_cost.empty()) {
+    // From the target's config alone (identical on every rank), so the drafts stay the group's.
+    const bool chain = opts_.sched.spec.algorithm == SpecAlgorithm::kNextn;
+    opts_.sched.spec.row_cost = verify_cost_permille(model_.config(), opts_.sched.spec.max_draft + 1, chain ? 1 : 0);
+    if (topo_.rank == 0) {
+      std::string costs;
+      for (int32_t c : opts_.sched.spec.row_cost) costs += fmt::format(" {:.2f}", c / 1000.0);
+      spdlog::info("speculative: a verify pass of 1..{} rows costs{} decode steps (estimated from the shape)",
+                   opts_.sched.spec.row_cost.size(), costs);
+    }
+  }
   if (opts_.sched.spec.algorithm == SpecAlgorithm::kStandalone) {
     DP_CHECK(opts_.draft_model != nullptr, "STANDALONE speculative decoding without a draft model");
     const int64_t limit = opts_.token_limit > 0 ? std::min(opts_.token_limit, model_.config().vocab)

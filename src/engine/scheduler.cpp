@@ -149,7 +149,7 @@ std::vector<int32_t> Scheduler::draft(Req& r, int64_t budget) {
   if (st.matcher) return {};
   const int64_t room = std::min(budget, st.max_new - st.generated() - 1);
   if (room <= 0) return {};
-  const int64_t k = std::min(room, st.spec.allowed(sc.max_draft));
+  const int64_t k = std::min(room, st.spec.allowed(sc.max_draft, &sc.row_cost));
   if (k <= 0) return {};
   if (sc.algorithm == SpecAlgorithm::kStandalone || sc.algorithm == SpecAlgorithm::kNextn) {
     // The draft model reads token ids: prompt rows given as embeddings or image features have none.

@@ -68,13 +68,50 @@ std::vector<int32_t> ngram_draft(const std::vector<int32_t>& tokens, int64_t max
   return out;
 }
 
-int64_t DraftPolicy::allowed(int64_t max_draft) {
+int64_t DraftPolicy::allowed(int64_t max_draft, const std::vector<int32_t>* row_cost) {
   if (cap_ < 0) cap_ = max_draft;
   if (pause_left_ > 0) {
     --pause_left_;
     return 0;
   }
-  return std::min(cap_, max_draft);
+  const int64_t cap = std::min(cap_, max_draft);
+  if (!row_cost || row_cost->empty() || cap <= 0) return cap;
+  costed_ = true;
+  const bool probe = probe_;
+  probe_ = false;
+  // The k with the most expected tokens per cost; a plain step (k = 0) makes 1 token for 1.
+  const auto cost = [&](int64_t rows) {
+    return int64_t((*row_cost)[size_t(std::min<int64_t>(rows, int64_t(row_cost->size())) - 1)]);
+  };
+  int64_t best_k = 0, best_tokens = kOne, best_cost = cost(1);
+  int64_t tokens = kOne, p = kOne;  // expected tokens of a k-draft chain: sum of a^i, i = 0..k
+  for (int64_t k = 1; k <= cap; ++k) {
+    p = p * accept_ / kOne;
+    tokens += p;
+    // tokens / cost(k + 1) > best_tokens / best_cost, with a 2 % margin over the plain step.
+    const int64_t c = cost(k + 1) * (best_k == 0 ? 102 : 100);
+    if (tokens * best_cost * 100 > best_tokens * c) {
+      best_k = k;
+      best_tokens = tokens;
+      best_cost = cost(k + 1);
+    }
+  }
+  if (best_k > 0 || probe) return std::max<int64_t>(best_k, 1);
+  pause(row_cost);
+  return 0;
+}
+
+void DraftPolicy::pause(const std::vector<int32_t>* row_cost) {
+  int64_t len = pause_len_;
+  if (row_cost && row_cost->size() >= 2) {
+    // A one-draft probe costs cost(2) - 1 steps extra: space probes to keep that near the budget.
+    const int64_t extra = std::max<int64_t>(0, int64_t((*row_cost)[1]) - int64_t((*row_cost)[0]));
+    len = std::max(len, (extra + kProbeBudgetPermille - 1) / kProbeBudgetPermille);
+    probe_ = true;
+  }
+  pause_left_ = len;
+  pause_len_ = std::min<int64_t>(64, len * 2);
+  misses_ = 0;
 }
 
 void DraftPolicy::on_verified(int64_t drafted, int64_t accepted, int64_t max_draft) {
@@ -82,6 +119,12 @@ void DraftPolicy::on_verified(int64_t drafted, int64_t accepted, int64_t max_dra
   drafted_total += drafted;
   accepted_total += accepted;
   ++verify_steps;
+  // Each accepted draft was judged right; the first rejected one (if any) wrong; later ones unseen.
+  for (int64_t i = 0; i < accepted; ++i) accept_ += (kOne - accept_) / 4;
+  if (accepted < drafted) accept_ -= accept_ / 4;
+  // A right draft earns the next step a draft even where the estimate says it does not pay yet
+  // (one right draft already gains): a request whose output became predictable climbs back fast.
+  if (costed_ && accepted > 0) probe_ = true;
   if (accepted == drafted) {
     cap_ = std::min(max_draft, std::max<int64_t>(cap_, 1) + 1);
     misses_ = 0;
@@ -91,10 +134,12 @@ void DraftPolicy::on_verified(int64_t drafted, int64_t accepted, int64_t max_dra
   cap_ = std::max<int64_t>(1, accepted + 1);
   if (accepted > 0) {
     misses_ = 0;
+    pause_len_ = 4;
     return;
   }
   // Two misses in a row at one token: this request's continuation is not in its past (for now).
-  if (++misses_ >= 2) {
+  // With a cost table the estimate decides instead (a miss is cheap on a dense model).
+  if (!costed_ && ++misses_ >= 2) {
     pause_left_ = pause_len_;
     pause_len_ = std::min<int64_t>(64, pause_len_ * 2);
     misses_ = 0;

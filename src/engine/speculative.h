@@ -40,6 +40,10 @@ struct SpeculativeConfig {
   int64_t max_step_rows = kDefaultMaxStepRows;
   // STANDALONE: the draft model (a Hugging Face folder, GGUF file or llama2.c checkpoint).
   std::string draft_model_path;
+  // Per-mille cost of a verify pass of n rows against a 1-row step, [n - 1] (engine/verify_cost.h),
+  // set by the rank worker from the model's shape; empty: rows are taken as free (the policy then
+  // reacts to misses only).
+  std::vector<int32_t> row_cost;
 
   bool enabled() const { return algorithm != SpecAlgorithm::kNone; }
 };
@@ -73,14 +77,23 @@ int64_t verify_drafts(const int32_t* drafts, int64_t n_draft, Draw&& draw) {
   }
 }
 
-// One request's draft length, adapted to how often its drafts were right: the cap grows by one
-// after a step whose drafts were all accepted and falls to accepted + 1 otherwise; a request whose
-// one-token drafts keep failing pauses drafting for a while (doubling up to 64 steps), so a request
-// that cannot be predicted pays for few verifications.
+// One request's draft length, adapted to how often its drafts were right and to what rows cost.
+// The cap grows by one after a step whose drafts were all accepted and falls to accepted + 1
+// otherwise. Without a cost table, a request whose one-token drafts fail twice in a row pauses
+// drafting for a while (doubling up to 64 steps), so a request that cannot be predicted pays for
+// few verifications.
+// With a cost table (SpeculativeConfig::row_cost) it keeps an estimate a of the chance that a draft
+// is right (a moving average over the drafts it saw judged, 1/4 weight to the newest) and drafts
+// the k <= cap with the most expected tokens per cost, (1 + a + ... + a^k) / cost(k + 1). When no k
+// gains 2 % over a plain decode step (on a MoE model, where each row reads other experts, that takes
+// a > ~0.65), it pauses, then probes with one draft; the pause doubles up to 64 steps and is at
+// least long enough that probes cost about kProbeBudgetPermille of the steps. A right draft earns
+// the next step a draft, so a request whose output became predictable climbs back fast. All
+// integer arithmetic: every rank of a DP group decides the same.
 class DraftPolicy {
  public:
   // The tokens this request may draft in the step being formed (0: none). Counts down a pause.
-  int64_t allowed(int64_t max_draft);
+  int64_t allowed(int64_t max_draft, const std::vector<int32_t>* row_cost = nullptr);
   // After a verification of `drafted` tokens, `accepted` of them matching the target.
   void on_verified(int64_t drafted, int64_t accepted, int64_t max_draft);
 
@@ -88,11 +101,21 @@ class DraftPolicy {
   int64_t accepted_total = 0;
   int64_t verify_steps = 0;    // steps that verified at least one drafted token
 
+  static constexpr int64_t kOne = 1 << 16;             // the acceptance estimate's fixed point
+  static constexpr int64_t kPriorAccept = kOne * 3 / 4;  // before any draft was judged
+  static constexpr int64_t kProbeBudgetPermille = 30;
+  int64_t accept_estimate() const { return accept_; }
+
  private:
+  void pause(const std::vector<int32_t>* row_cost);
+
   int64_t cap_ = -1;  // -1: not yet set (max_draft)
   int64_t misses_ = 0;
   int64_t pause_left_ = 0;
   int64_t pause_len_ = 4;
+  int64_t accept_ = kPriorAccept;  // chance a draft is right, in 1/kOne
+  bool probe_ = false;  // drafts one token whatever it gains: after a cost pause, after a right draft
+  bool costed_ = false;            // allowed() was given a cost table
 };
 
 }  // namespace dpserve
