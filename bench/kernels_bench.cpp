@@ -310,6 +310,8 @@ BENCHMARK(BM_Gemm)
     ->ArgsProduct({{32, 512}, {5632}, {2048}, {0, 1}, {0}, {0}})
     ->ArgsProduct({{8, 32, 66}, {2048}, {5632}, {0, 1}, {1}, {0}})
     ->ArgsProduct({{1, 8, 16, 32, 66, 128, 512}, {2048}, {5632}, {1}, {1}, {0, 1}})
+    // A decode step of a few sequences, or one verifying drafts: 1..16 rows from DRAM.
+    ->ArgsProduct({{2, 4, 5, 8, 9, 12}, {2048}, {5632}, {1}, {1}, {0}})
     ->ArgsProduct({{512}, {2048, 5632}, {2048, 5632}, {1}, {0}, {0, 1}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();

@@ -104,14 +104,15 @@ BatchTimes run_batch(DpEngine& engine, const OfflineBenchArgs& a, int64_t vocab,
   std::vector<std::string> errors(B);
   const int64_t steps0 = engine.stats().steps_total;
   const double t0 = now_s();
+  std::vector<Request> batch(B);
   for (size_t i = 0; i < B; ++i) {
-    Request r;
+    Request& r = batch[i];
     r.input_ids = random_prompt(a.input_len, vocab, salt * 1000003ull + i);
     r.params.temperature = 0;
     r.params.max_new_tokens = output_len;
     r.params.ignore_eos = true;
-    streams[i] = engine.enqueue(std::move(r));
   }
+  streams = engine.enqueue_together(std::move(batch));  // one step takes them all
   // One reader per request, so a token's stamp is when it was delivered, not when a single reader got to it.
   std::vector<std::thread> readers;
   readers.reserve(B);

@@ -43,45 +43,60 @@ DpEngine::DpEngine(EngineLimits lim)
 DpEngine::~DpEngine() = default;
 
 std::shared_ptr<RequestStream> DpEngine::enqueue(Request r) {
-  std::shared_ptr<Stream> s;
+  std::vector<Request> one;
+  one.push_back(std::move(r));
+  return enqueue_together(std::move(one)).front();
+}
+
+std::vector<std::shared_ptr<RequestStream>> DpEngine::enqueue_together(std::vector<Request> rs) {
+  struct Refusal {
+    std::string err;
+    bool fault = false, unavailable = false;
+  };
+  std::vector<Refusal> refused(rs.size());
+  std::vector<std::shared_ptr<Stream>> streams(rs.size());
   // The guard that keeps a bad request off the ranks, whoever the caller is; the frontends check
   // the same limits first to name the field at fault.
-  std::string err;
-  bool fault = false, unavailable = false;
-  if (auto v = req_limits_.check(r)) err = v->message;
+  for (size_t i = 0; i < rs.size(); ++i)
+    if (auto v = req_limits_.check(rs[i])) refused[i].err = v->message;
+  bool any = false;
   {
     std::lock_guard lk(mu_);
-    const uint64_t id = next_id_++;
-    s = std::make_shared<Stream>(id);
-    // Not the request's fault: a stopped engine (with the fault that stopped it) or a draining one.
-    if (err.empty() && stopped_ && !stop_reason_.empty()) {
-      err = "the engine stopped: " + stop_reason_;
-      fault = true;
-    } else if (err.empty() && (draining_ || stopped_)) {
-      err = "the server is shutting down";
-      unavailable = true;
-    }
-    if (err.empty()) {
-      // Work arriving at an idle engine starts the stall clock (it may have slept for hours).
-      if (streams_.empty()) last_progress_ = std::chrono::steady_clock::now();
-      streams_[id] = s;
-      inbox_.push_back(Pending{id, std::move(r)});
+    for (size_t i = 0; i < rs.size(); ++i) {
+      Refusal& f = refused[i];
+      const uint64_t id = next_id_++;
+      streams[i] = std::make_shared<Stream>(id);
+      // Not the request's fault: a stopped engine (with the fault that stopped it) or a draining one.
+      if (f.err.empty() && stopped_ && !stop_reason_.empty()) {
+        f.err = "the engine stopped: " + stop_reason_;
+        f.fault = true;
+      } else if (f.err.empty() && (draining_ || stopped_)) {
+        f.err = "the server is shutting down";
+        f.unavailable = true;
+      }
+      if (f.err.empty()) {
+        // Work arriving at an idle engine starts the stall clock (it may have slept for hours).
+        if (streams_.empty()) last_progress_ = std::chrono::steady_clock::now();
+        streams_[id] = streams[i];
+        inbox_.push_back(Pending{id, std::move(rs[i])});
+        any = true;
+      }
     }
   }
-  if (!err.empty()) {
+  for (size_t i = 0; i < rs.size(); ++i) {
+    if (refused[i].err.empty()) continue;
     // Decided here, before any broadcast: a bad request never reaches the ranks.
     Response resp;
-    resp.id = s->id();
+    resp.id = streams[i]->id();
     resp.finished = true;
     resp.finish_reason = "error";
-    resp.error = err;
-    resp.engine_fault = fault;
-    resp.engine_unavailable = unavailable;
-    s->push(std::move(resp));
-    return s;
+    resp.error = refused[i].err;
+    resp.engine_fault = refused[i].fault;
+    resp.engine_unavailable = refused[i].unavailable;
+    streams[i]->push(std::move(resp));
   }
-  cv_.notify_all();
-  return s;
+  if (any) cv_.notify_all();
+  return {streams.begin(), streams.end()};
 }
 
 void DpEngine::cancel(uint64_t id) {

@@ -34,6 +34,9 @@ class DpEngine : public Engine, public StepDriver {
   ~DpEngine() override;
 
   std::shared_ptr<RequestStream> enqueue(Request r) override;
+  // Several requests that reach the ranks in the same step (bench offline's batch): enqueued one by
+  // one, a loaded machine could run a tiny model's whole request before the next one arrives.
+  std::vector<std::shared_ptr<RequestStream>> enqueue_together(std::vector<Request> rs);
   void cancel(uint64_t id) override;
   void shutdown(std::chrono::milliseconds drain) override;
   bool healthy() const override;

@@ -58,7 +58,7 @@ TEST(MatmulBf16X16, NearTheExactProductAndPlainBitsWhereUnpacked) {
   for (KernelIsa isa : test::supported_isas())
     for (int64_t K : {32, 96, 2048})
       for (int64_t N : {1, 5, 16, 17, 47, 48, 67, 100})
-        for (int64_t M : {1, 2, 3, 4, 5, 7, 8, 9, 17, 33, 64, 65}) {
+        for (int64_t M : {1, 2, 3, 4, 5, 7, 8, 9, 12, 16, 17, 33, 64, 65}) {
           const Bf16Matrix w = make_bf16(N, K, K + 64, uint32_t(K * 7 + N));
           const InterleavedWeight x16 = interleave(w.plain);
           ASSERT_EQ(x16.view.dtype, DType::BF16_X16);
@@ -95,7 +95,7 @@ TEST(MatmulBf16X16, BatchAndThreadInvariantWithPanels) {
   const int64_t N = 203, K = 5632;
   const Bf16Matrix w = make_bf16(N, K, K, 31);
   const InterleavedWeight x16 = interleave(w.plain);
-  for (int64_t M : {9, 70}) {
+  for (int64_t M : {9, 16, 70}) {
     const auto x = random_floats(M * K, uint32_t(M));
     std::vector<float> y_all(M * N), y_one(N), y_plain(M * N);
     ThreadTeam team(3);
