@@ -1,4 +1,4 @@
-// Decode at long context per KV cache dtype (--kv-cache-dtype fp32 / bf16 / int8), one model, same
+// Decode at long context per KV cache dtype (--kv-cache-dtype fp32 / bf16 / int8 / fp8), one model, same
 // run: each context's K/V is written straight into the pool (random rows: attention's cost does
 // not depend on the values, and a 32k-token prefill would take an hour on two cores), then
 // decode steps of `--batch` sequences run through Model::forward, the dtypes taking turns, and the
@@ -30,7 +30,9 @@ KVElem elem_of(const std::string& s) {
   if (s == "fp32") return KVElem::kF32;
   if (s == "bf16") return KVElem::kBF16;
   if (s == "int8") return KVElem::kInt8;
-  fail("--dtypes: unknown '{}' (fp32, bf16, int8)", s);
+  if (s == "fp8_e4m3") return KVElem::kFp8E4M3;
+  if (s == "fp8_e5m2") return KVElem::kFp8E5M2;
+  fail("--dtypes: unknown '{}' (fp32, bf16, int8, fp8_e4m3, fp8_e5m2)", s);
 }
 
 // One dtype's pool holding `batch` sequences of `ctx` positions each (random rows), with room

@@ -142,7 +142,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     // Nodes started separately must run the same model the same way before the first step.
     if (o.nodes.nnodes > 1) {
       NodeFlagValues same = model_identity(o.model_path, cfg);
-      same.emplace_back("--kv-cache-dtype (as resolved: 0 fp32, 1 bf16, 2 int8)", int64_t(I.model->kv_elem()));
+      same.emplace_back("--kv-cache-dtype (as resolved: 0 fp32, 1 bf16, 2 int8, 3 fp8_e4m3, 4 fp8_e5m2)", int64_t(I.model->kv_elem()));
       same.emplace_back("--quantization (0 none, 1 q8_0, 2 q4_0, ...)", int64_t(o.quantization));
       same.emplace_back("--page-size", o.page_size);
       check_nodes_agree(o.nodes, same);

@@ -18,16 +18,22 @@ int64_t kv_elem_bytes(KVElem e) {
   switch (e) {
     case KVElem::kF32: return 4;
     case KVElem::kBF16: return 2;
-    case KVElem::kInt8: return 1;
+    case KVElem::kInt8:
+    case KVElem::kFp8E4M3:
+    case KVElem::kFp8E5M2: return 1;
   }
   return 4;
 }
+
+bool kv_elem_scaled(KVElem e) { return e == KVElem::kInt8 || e == KVElem::kFp8E4M3 || e == KVElem::kFp8E5M2; }
 
 const char* kv_elem_name(KVElem e) {
   switch (e) {
     case KVElem::kF32: return "fp32";
     case KVElem::kBF16: return "bf16";
     case KVElem::kInt8: return "int8";
+    case KVElem::kFp8E4M3: return "fp8_e4m3";
+    case KVElem::kFp8E5M2: return "fp8_e5m2";
   }
   return "?";
 }
@@ -46,7 +52,8 @@ static void check_args(const float* q, const AttnSeq* seqs, int64_t n_seqs, cons
     fail("attention: KV rows ({} / {} floats) narrower than the key ({}) / value ({}) width", kv.k_row_stride(),
          kv.v_row_stride(), kv.head_dim, kv.value_dim());
   if (p.window < 0) fail("attention: negative sliding window {}", p.window);
-  if (kv.elem == KVElem::kInt8 && (!kv.k_scale || !kv.v_scale)) fail("attention: an int8 KV cache without scales");
+  if (kv_elem_scaled(kv.elem) && (!kv.k_scale || !kv.v_scale))
+    fail("attention: an {} KV cache without scales", kv_elem_name(kv.elem));
   if (n_seqs < 0 || (n_seqs > 0 && !seqs)) fail("attention: bad sequence list");
   for (int64_t s = 0; s < n_seqs; ++s) {
     const AttnSeq& a = seqs[s];
@@ -82,6 +89,12 @@ void paged_attention(const float* q, int64_t ldq, const AttnSeq* seqs, int64_t n
             case KVElem::kBF16: return kernels::kv_to_f32(*reinterpret_cast<const bf16_t*>(at));
             case KVElem::kInt8:
               return double(*reinterpret_cast<const int8_t*>(at)) * scales[page * kv.scale_page_stride() + slot];
+            case KVElem::kFp8E4M3:
+              return double(fp8_to_f32(*reinterpret_cast<const fp8_e4m3_t*>(at))) *
+                     scales[page * kv.scale_page_stride() + slot];
+            case KVElem::kFp8E5M2:
+              return double(fp8_to_f32(*reinterpret_cast<const fp8_e5m2_t*>(at))) *
+                     scales[page * kv.scale_page_stride() + slot];
           }
           return 0;
         };

@@ -1,8 +1,8 @@
 // Causal attention of a ragged batch of sequences against a paged KV cache.
 //
 // KV layout, per layer: K and V are each [num_pages][n_kv_heads][page_size][row]
-// elements, so one head's keys inside a page are contiguous. Elements are fp32, bf16
-// or int8 (KVElem); int8 rows carry one fp32 scale each, in arrays laid out
+// elements, so one head's keys inside a page are contiguous. Elements are fp32, bf16,
+// int8 or fp8 (KVElem); int8 and fp8 rows carry one fp32 scale each, in arrays laid out
 // [num_pages][n_kv_heads][page_size]. The kernels read the compact forms in place. A sequence's page
 // table lists its pages in position order. Keys and values may differ in width,
 // and a row may be wider than what is read: MLA's latent cache is one KV head
@@ -22,9 +22,15 @@ enum class KVElem : uint8_t {
   kF32,
   kBF16,  // the top half of an fp32 (round to nearest even on write)
   kInt8,  // q * scale, one scale per position per KV head (max |x| / 127 of that row)
+  // fp8 code (core/fp8.h) * scale, one scale per row as int8's (max |x| / the format's largest
+  // finite value, so each row spends the format's whole range).
+  kFp8E4M3,
+  kFp8E5M2,
 };
 int64_t kv_elem_bytes(KVElem e);
-const char* kv_elem_name(KVElem e);  // "fp32", "bf16", "int8"
+const char* kv_elem_name(KVElem e);  // "fp32", "bf16", "int8", "fp8_e4m3", "fp8_e5m2"
+// True for the elements whose rows carry a scale (int8, fp8).
+bool kv_elem_scaled(KVElem e);
 
 struct KVLayerView {
   const void* k = nullptr;  // elements of type `elem`
@@ -36,7 +42,7 @@ struct KVLayerView {
   int64_t k_row = 0;     // floats from one position's key to the next; 0: head_dim
   int64_t v_row = 0;     // the same for values; 0: the value width
   KVElem elem = KVElem::kF32;
-  // int8: the scale of each key / value row, [page][n_kv_heads][page_size] (may be the same array
+  // int8 / fp8: the scale of each key / value row, [page][n_kv_heads][page_size] (may be the same array
   // when k == v, as in MLA's latent cache).
   const float* k_scale = nullptr;
   const float* v_scale = nullptr;
@@ -75,9 +81,9 @@ void paged_attention(const float* q, int64_t ldq, const AttnSeq* seqs, int64_t n
                      const KVLayerView& kv, const AttnParams& p, float* out, int64_t ldo);
 
 // True when paged_attention on `isa` multiplies in bf16 over a cache of `elem`: on AVX-512 BF16
-// (and AMX) machines the scores of a bf16 or int8 cache are vdpbf16ps products of the query
-// rounded to bf16 (round to nearest even) and the keys (int8 codes are bf16 exactly; their
-// scales apply after), and each page's softmax weights (times the values' scales) are rounded
+// (and AMX) machines the scores of a bf16, int8 or fp8 cache are vdpbf16ps products of the query
+// rounded to bf16 (round to nearest even) and the keys (int8 and fp8 codes are bf16 exactly;
+// their scales apply after), and each page's softmax weights (times the values' scales) are rounded
 // to bf16 before they weigh the values (the sums of the weights stay fp32). Every other case
 // computes in fp32 from the values the cache holds.
 bool attention_uses_bf16_products(KernelIsa isa, KVElem elem);

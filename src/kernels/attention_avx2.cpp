@@ -10,7 +10,7 @@
 #include "kernels/simd_exp.h"
 
 #pragma GCC push_options
-#pragma GCC target("avx2,fma")
+#pragma GCC target("avx2,fma,f16c")
 
 // Inside the target region, so the shared algorithm is compiled for this ISA.
 #include "kernels/attention_impl.h"
@@ -34,6 +34,17 @@ __m256 load8(const bf16_t* p) {
 }
 __m256 load8(const int8_t* p) {
   return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+// fp8 codes through fp16 (F16C), as the AVX-512 loads do: E5M2 is an fp16's top byte; E4M3's
+// exponent and mantissa in an fp16's give its value times 2^-8.
+__m256 load8(const fp8_e5m2_t* p) {
+  return _mm256_cvtph_ps(_mm_slli_epi16(_mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))), 8));
+}
+__m256 load8(const fp8_e4m3_t* p) {
+  const __m128i w = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  const __m128i h = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(w, _mm_set1_epi16(0x7f)), 7),
+                                 _mm_slli_epi16(_mm_and_si128(w, _mm_set1_epi16(0x80)), 8));
+  return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(256.0f));
 }
 
 struct Ops {

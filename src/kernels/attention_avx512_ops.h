@@ -24,6 +24,22 @@ __m512 load16(__mmask16 m, const float* p) { return _mm512_maskz_loadu_ps(m, p);
 [[maybe_unused]] __m512 load16(__mmask16 m, const int8_t* p) {
   return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, p)));
 }
+// fp8 codes through fp16, whose conversion keeps subnormals: an E5M2 code is the top byte of
+// the fp16 of the same value; an E4M3 code's exponent and mantissa, placed in an fp16's, give its
+// value times 2^-8 (normals and subnormals alike), which one exact multiply undoes.
+[[maybe_unused]] __m256i fp8_as_f16(__m128i b, const fp8_e5m2_t*) { return _mm256_slli_epi16(_mm256_cvtepu8_epi16(b), 8); }
+[[maybe_unused]] __m256i fp8_as_f16(__m128i b, const fp8_e4m3_t*) {
+  const __m256i w = _mm256_cvtepu8_epi16(b);
+  return _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(w, _mm256_set1_epi16(0x7f)), 7),
+                         _mm256_slli_epi16(_mm256_and_si256(w, _mm256_set1_epi16(0x80)), 8));
+}
+template <class F8>
+  requires(std::is_same_v<F8, fp8_e4m3_t> || std::is_same_v<F8, fp8_e5m2_t>)
+__m512 load16(__mmask16 m, const F8* p) {
+  const __m512 f = _mm512_cvtph_ps(fp8_as_f16(_mm_maskz_loadu_epi8(m, p), p));
+  if constexpr (std::is_same_v<F8, fp8_e4m3_t>) return _mm512_mul_ps(f, _mm512_set1_ps(256.0f));
+  return f;
+}
 
 // Calls f(std::integral_constant<int, NH>{}, g) for the heads [0, G) in groups of Max from g = 0,
 // then once for the rest: NH sizes the callee's register arrays at compile time.

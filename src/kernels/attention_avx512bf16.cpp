@@ -1,10 +1,10 @@
-// AVX-512 BF16 attention: the AVX-512 primitives, except that over a bf16 or int8 KV cache the
+// AVX-512 BF16 attention: the AVX-512 primitives, except that over a bf16, int8 or fp8 KV cache the
 // products are vdpbf16ps, two elements per lane: as the AVX-512 scores, a page's keys are
 // transposed once and every query head multiplies them as a small matrix product, here in
 // pairs-by-keys rows (16 keys, 32 elements per instruction); the softmax weights, rounded to
 // bf16, weigh two keys' values per instruction. Where one core runs one 512-bit FMA per cycle
-// (Zen 5 here) this doubles the products per cycle over fp32. The query is rounded to bf16 for the product (the keys already are; int8 codes
-// are bf16 exactly, their scales apply outside); every score and output element is still one
+// (Zen 5 here) this doubles the products per cycle over fp32. The query is rounded to bf16 for the
+// product (the keys already are; int8 and fp8 codes are bf16 exactly, their scales apply outside); every score and output element is still one
 // fixed sequence of operations on its own row, so a row's bits do not depend on the batch, the
 // heads beside it or the team. An fp32 cache takes the AVX-512 path unchanged.
 #include <immintrin.h>
@@ -46,6 +46,13 @@ __m512i load32_bf16(const int8_t* p, int64_t e) {
   const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(w, 0)));
   const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(w, 1)));
   return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);  // elements 0-15 from lo, 16-31 from hi
+}
+// fp8 codes are bf16 exactly too (at most 4 significant bits, exponents well inside bf16's).
+template <class F8>
+  requires(std::is_same_v<F8, fp8_e4m3_t> || std::is_same_v<F8, fp8_e5m2_t>)
+__m512i load32_bf16(const F8* p, int64_t e) {
+  const __mmask16 m0 = head_mask(e, 0), m1 = e > 16 ? head_mask(e, 16) : __mmask16(0);
+  return (__m512i)_mm512_cvtne2ps_pbh(load16(m1, p + 16), load16(m0, p));
 }
 
 // Keys [0, nb) (nb <= 16) as vdpbf16ps takes them: row p holds elements 2p and 2p + 1 of key j in

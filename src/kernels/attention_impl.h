@@ -12,14 +12,23 @@
 #include <vector>
 
 #include "core/bf16.h"
+#include "core/fp8.h"
 #include "kernels/attention.h"
 
 namespace dpserve::kernels {
 
-// One cached element as fp32 (bf16 is stored as bf16_t, int8 as int8_t).
+// One cached element as fp32 (bf16 is stored as bf16_t, int8 as int8_t, fp8 as fp8_e4m3_t /
+// fp8_e5m2_t); for int8 and fp8 the code's value, before the row's scale.
 inline float kv_to_f32(float x) { return x; }
 inline float kv_to_f32(bf16_t x) { return bf16_to_f32(x); }
 inline float kv_to_f32(int8_t x) { return float(x); }
+inline float kv_to_f32(fp8_e4m3_t x) { return fp8_to_f32(x); }
+inline float kv_to_f32(fp8_e5m2_t x) { return fp8_to_f32(x); }
+
+// Element types whose rows carry a scale.
+template <class T>
+inline constexpr bool kv_scaled_v =
+    std::is_same_v<T, int8_t> || std::is_same_v<T, fp8_e4m3_t> || std::is_same_v<T, fp8_e5m2_t>;
 
 struct AttnCtx {
   const float* q;
@@ -91,16 +100,16 @@ void attention_job(const AttnCtx& c, const AttnJob& j, float* parts);
 namespace avx512 {
 void attention_job(const AttnCtx& c, const AttnJob& j, float* parts);
 }
-namespace avx512bf16 {  // bf16 / int8 KV: vdpbf16ps products; fp32 KV as avx512
+namespace avx512bf16 {  // bf16 / int8 / fp8 KV: vdpbf16ps products; fp32 KV as avx512
 void attention_job(const AttnCtx& c, const AttnJob& j, float* parts);
 }
 
 // Online softmax over the pages, one page of keys at a time: scores of all
 // heads of the group for the page, one rescale of the running sums per page.
 //
-// T is the cache's element type (float, bf16_t, int8_t); Ops's primitives that read keys or
-// values are templates over it and widen each element to fp32 as they load it, so the cache is
-// read in its compact form. An int8 row's scale s is applied outside them: a score is
+// T is the cache's element type (float, bf16_t, int8_t, fp8_e4m3_t, fp8_e5m2_t); Ops's primitives
+// that read keys or values are templates over it and widen each element to fp32 as they load it,
+// so the cache is read in its compact form. An int8 or fp8 row's scale s is applied outside them: a score is
 // s_k * (q . k_q), a value row's weight p * s_v (the softmax sums use p itself).
 //
 // Ops: scores(q, k, ldk, n, d, scale, out) (out[j] = (q . k[j * ldk]) * scale for j < n, each
@@ -157,11 +166,11 @@ void mul_to(float* out, const float* a, const float* b, int64_t n) {
   }
 }
 
-// Per-thread work space of one job: scores of a page, page maxima, int8 weights.
+// Per-thread work space of one job: scores of a page, page maxima, scaled rows' weights.
 struct AttnWork {
   float* sc;   // [G][ps] scores of one page
   float* pmx;  // [G] max of this page's scores
-  float* pv;   // int8: [G][ps] weights times the values' scales
+  float* pv;   // int8 / fp8: [G][ps] weights times the values' scales
   float* tmp;  // one partial (merging chunks in a kRows job)
 };
 
@@ -196,7 +205,7 @@ template <class T>
 template <class Ops, class T>
 void partial_step(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0, int64_t G, const float* qrow,
                   int64_t pi, int64_t jb, int64_t nj, float* part, const AttnWork& w) {
-  constexpr bool kScaled = std::is_same_v<T, int8_t>;
+  constexpr bool kScaled = kv_scaled_v<T>;
   const int64_t hd = c.p.head_dim, vd = c.kv.value_dim(), ps = c.kv.page_size;
   const int64_t kr = c.kv.k_row_stride(), vr = c.kv.v_row_stride();
   const int64_t h0 = kvh * (c.p.n_heads / c.p.n_kv_heads) + g0;
@@ -214,7 +223,7 @@ void partial_step(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0,
   page_scores<Ops, T>(qrow + h0 * hd, hd, G, kp, kr, nj, hd, c.p.scale, sc, ps, pmx);
   const float* vsc = nullptr;
   if constexpr (kScaled) {
-    // The keys' scales turn the integer dot products into scores; the max follows them.
+    // The keys' scales turn the dot products of the codes into scores; the max follows them.
     const int64_t so = page * c.kv.scale_page_stride() + kvh * ps + jb - j0;
     const float* ksc = c.kv.k_scale + so;
     vsc = c.kv.v_scale + so;
@@ -377,6 +386,8 @@ void attention_job_impl(const AttnCtx& c, const AttnJob& j, float* parts) {
     case KVElem::kF32: attention_job_typed<Ops, float>(c, j, parts); break;
     case KVElem::kBF16: attention_job_typed<Ops, bf16_t>(c, j, parts); break;
     case KVElem::kInt8: attention_job_typed<Ops, int8_t>(c, j, parts); break;
+    case KVElem::kFp8E4M3: attention_job_typed<Ops, fp8_e4m3_t>(c, j, parts); break;
+    case KVElem::kFp8E5M2: attention_job_typed<Ops, fp8_e5m2_t>(c, j, parts); break;
   }
 }
 

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/bf16.h"
+#include "core/fp8.h"
 
 namespace dpserve {
 
@@ -29,6 +30,21 @@ void kv_encode_row(KVElem e, const float* src, int64_t n, void* dst, float* scal
       *scale = s;
       return;
     }
+    case KVElem::kFp8E4M3:
+    case KVElem::kFp8E5M2: {
+      auto* d = static_cast<uint8_t*>(dst);
+      const bool e4 = e == KVElem::kFp8E4M3;
+      const float top = e4 ? kFp8E4M3Max : kFp8E5M2Max;
+      float amax = 0.0f;
+      for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(src[i]));
+      // As int8: all-zero rows get scale 0, a non-finite value a non-finite scale.
+      const float s = amax / top;
+      const float inv = amax > 0.0f ? top / amax : 0.0f;
+      for (int64_t i = 0; i < n; ++i)
+        d[i] = e4 ? f32_to_fp8_e4m3(src[i] * inv).bits : f32_to_fp8_e5m2(src[i] * inv).bits;
+      *scale = s;
+      return;
+    }
   }
 }
 
@@ -43,6 +59,16 @@ void kv_decode_row(KVElem e, const void* src, int64_t n, float scale, float* dst
     case KVElem::kInt8: {
       const auto* s = static_cast<const int8_t*>(src);
       for (int64_t i = 0; i < n; ++i) dst[i] = float(s[i]) * scale;
+      return;
+    }
+    case KVElem::kFp8E4M3: {
+      const auto* s = static_cast<const fp8_e4m3_t*>(src);
+      for (int64_t i = 0; i < n; ++i) dst[i] = fp8_to_f32(s[i]) * scale;
+      return;
+    }
+    case KVElem::kFp8E5M2: {
+      const auto* s = static_cast<const fp8_e5m2_t*>(src);
+      for (int64_t i = 0; i < n; ++i) dst[i] = fp8_to_f32(s[i]) * scale;
       return;
     }
   }

@@ -26,17 +26,9 @@ std::string to_string(KVCacheDtype d) {
   return "?";
 }
 
-std::string kv_cache_dtype_names() { return "auto, fp32, bf16, int8"; }
-
-std::string kv_cache_dtype_refusal(KVCacheDtype d) {
-  if (d == KVCacheDtype::kFp8E4M3 || d == KVCacheDtype::kFp8E5M2)
-    return "fp8 KV caches are not implemented yet (use int8 for an 8-bit cache)";
-  return "";
-}
+std::string kv_cache_dtype_names() { return "auto, fp32, bf16, int8, fp8_e4m3, fp8_e5m2"; }
 
 KVElem resolve_kv_elem(KVCacheDtype requested, DType weights, bool mla) {
-  const std::string why = kv_cache_dtype_refusal(requested);
-  if (!why.empty()) fail("--kv-cache-dtype {}: {}", to_string(requested), why);
   switch (requested) {
     case KVCacheDtype::kAuto:
       if (mla) return KVElem::kF32;
@@ -44,7 +36,8 @@ KVElem resolve_kv_elem(KVCacheDtype requested, DType weights, bool mla) {
     case KVCacheDtype::kF32: return KVElem::kF32;
     case KVCacheDtype::kBF16: return KVElem::kBF16;
     case KVCacheDtype::kInt8: return KVElem::kInt8;
-    default: break;
+    case KVCacheDtype::kFp8E4M3: return KVElem::kFp8E4M3;
+    case KVCacheDtype::kFp8E5M2: return KVElem::kFp8E5M2;
   }
   fail("--kv-cache-dtype {}: not supported", to_string(requested));
 }

@@ -20,12 +20,9 @@ std::optional<KVCacheDtype> kv_cache_dtype_from_name(const std::string& s);
 std::string to_string(KVCacheDtype d);
 // The names the flag accepts, for errors and --help.
 std::string kv_cache_dtype_names();
-// Why a recognised name cannot be used in this build ("" if it can).
-std::string kv_cache_dtype_refusal(KVCacheDtype d);
 
 // The element type a model's KV cache gets: `weights` is the model's stored dtype
-// (ModelConfig::dtype), `mla` whether its cache is MLA's latent. Fails (naming the flag) for
-// dtypes refused above.
+// (ModelConfig::dtype), `mla` whether its cache is MLA's latent.
 KVElem resolve_kv_elem(KVCacheDtype requested, DType weights, bool mla);
 
 }  // namespace dpserve

@@ -34,12 +34,12 @@ int64_t KVPoolConfig::elems_per_position() const {
 }
 
 int64_t KVPoolConfig::bytes_per_token() const {
-  const int64_t scales = elem == KVElem::kInt8 ? rows_per_position() * int64_t(sizeof(float)) : 0;
+  const int64_t scales = kv_elem_scaled(elem) ? rows_per_position() * int64_t(sizeof(float)) : 0;
   return n_layers * (elems_per_position() * kv_elem_bytes(elem) + scales);
 }
 
 std::string KVPoolConfig::describe() const {
-  const std::string per_row = elem == KVElem::kInt8 ? " (+ an fp32 scale per row)" : "";
+  const std::string per_row = kv_elem_scaled(elem) ? " (+ an fp32 scale per row)" : "";
   if (kind == KVKind::kLatent)
     return fmt::format("MLA latent c_kv {} + k_pe {} {}{} x {} layers", latent_dim, rope_dim, kv_elem_name(elem),
                        per_row, n_layers);
@@ -59,7 +59,7 @@ KVPool::KVPool(const KVPoolConfig& cfg) : cfg_(cfg) {
   const int64_t rows = latent ? positions : positions * cfg.n_kv_heads;  // of K (or of latent)
   // Each array starts on a cache line, so the kernels' loads of a row never straddle two arrays.
   values_bytes_ = round_up64(rows * row_elems_ * kv_elem_bytes(cfg.elem));
-  scales_bytes_ = cfg.elem == KVElem::kInt8 ? round_up64(rows * int64_t(sizeof(float))) : 0;
+  scales_bytes_ = kv_elem_scaled(cfg.elem) ? round_up64(rows * int64_t(sizeof(float))) : 0;
   layer_bytes_ = latent ? values_bytes_ + scales_bytes_ : 2 * (values_bytes_ + scales_bytes_);
   data_.reset(static_cast<unsigned char*>(std::calloc(size_t(cfg.n_layers * layer_bytes_), 1)));
   if (!data_) fail("KV cache: cannot allocate {} MiB for {} pages", bytes() >> 20, cfg.n_pages);
@@ -91,7 +91,7 @@ void KVPool::FreeDeleter::operator()(unsigned char* p) const { std::free(p); }
 
 KVLayerView KVPool::layer(int64_t l) const {
   const unsigned char* base = data_.get() + l * layer_bytes_;
-  const bool int8 = cfg_.elem == KVElem::kInt8;
+  const bool scaled = kv_elem_scaled(cfg_.elem);
   KVLayerView v;
   v.page_size = cfg_.page_size;
   v.elem = cfg_.elem;
@@ -102,14 +102,14 @@ KVLayerView KVPool::layer(int64_t l) const {
     v.head_dim = row;
     v.v_dim = cfg_.latent_dim;
     v.k_row = v.v_row = row;
-    if (int8) v.k_scale = v.v_scale = reinterpret_cast<const float*>(base + values_bytes_);
+    if (scaled) v.k_scale = v.v_scale = reinterpret_cast<const float*>(base + values_bytes_);
     return v;
   }
   v.k = base;
   v.v = base + values_bytes_;
   v.n_kv_heads = cfg_.n_kv_heads;
   v.head_dim = cfg_.head_dim;
-  if (int8) {
+  if (scaled) {
     v.k_scale = reinterpret_cast<const float*>(base + 2 * values_bytes_);
     v.v_scale = reinterpret_cast<const float*>(base + 2 * values_bytes_ + scales_bytes_);
   }

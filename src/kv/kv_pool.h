@@ -3,7 +3,8 @@
 //  * per-head (Llama, Qwen, Mixtral): K and V of every local KV head;
 //  * latent (MLA, DeepSeek-V2/V3): one row [c_kv | k_pe] shared by all heads, the
 //    same on every attention rank of a group (tensor parallelism cannot split it).
-// Rows are stored as fp32, bf16 or int8 (kv/kv_codec.h; int8 with one fp32 scale per row).
+// Rows are stored as fp32, bf16, int8 or fp8 (kv/kv_codec.h; int8 and fp8 with one fp32 scale per
+// row).
 // The pool counts bytes per position, so budgets and metrics hold for every kind and type.
 //
 // Pages are reference counted so that a radix prefix cache can share them
@@ -36,9 +37,9 @@ struct KVPoolConfig {
                              int64_t n_pages);
   // Values one position holds in one layer (K and V, or the latent row).
   int64_t elems_per_position() const;
-  // Rows one position holds in one layer (each has its own scale with int8).
+  // Rows one position holds in one layer (each has its own scale with int8 / fp8).
   int64_t rows_per_position() const { return kind == KVKind::kLatent ? 1 : 2 * n_kv_heads; }
-  // Bytes one position costs over all layers (values and int8 scales), and one page.
+  // Bytes one position costs over all layers (values and int8 / fp8 scales), and one page.
   int64_t bytes_per_token() const;
   int64_t bytes_per_page() const { return bytes_per_token() * page_size; }
   // What a position holds, for logs: "MLA latent c_kv 512 + k_pe 64 fp32 x 27 layers".
@@ -73,7 +74,7 @@ class KVPool {
   // Latent: the row [c_kv | k_pe] of position `slot` of page p in layer l.
   void write_latent(int64_t l, int32_t page, int64_t slot, const float* src);
   void read_latent(int64_t l, int32_t page, int64_t slot, float* dst) const;
-  // Every byte page p holds (values and int8 scales of every layer), bytes_per_page() of them in a
+  // Every byte page p holds (values and int8 / fp8 scales of every layer), bytes_per_page() of them in a
   // fixed order: the on-disk prefix cache (kv/prefix_store.h) saves and restores pages with these.
   void copy_page_out(int32_t page, unsigned char* dst) const;
   void copy_page_in(int32_t page, const unsigned char* src);
@@ -82,7 +83,7 @@ class KVPool {
   // Byte offsets inside one layer's block: K values, V values (per-head), K scales, V scales.
   struct Slot {
     int64_t value;  // offset of the row's first value
-    int64_t scale;  // offset of its scale (int8)
+    int64_t scale;  // offset of its scale (int8 / fp8)
   };
   Slot per_head(int64_t l, int32_t page, int64_t h, int64_t slot, bool v) const;
   Slot latent_slot(int64_t l, int32_t page, int64_t slot) const;
@@ -92,7 +93,7 @@ class KVPool {
   KVPoolConfig cfg_;
   int64_t row_elems_ = 0;     // values in one row (head_dim, or latent + rope)
   int64_t values_bytes_ = 0;  // one layer's K values (per-head; V's follow) or latent rows
-  int64_t scales_bytes_ = 0;  // one layer's K scales (V's follow), 0 unless int8
+  int64_t scales_bytes_ = 0;  // one layer's K scales (V's follow), 0 unless int8 / fp8
   int64_t layer_bytes_ = 0;
   struct FreeDeleter {
     void operator()(unsigned char* p) const;

@@ -1,6 +1,6 @@
-// paged_attention on compact KV caches (bf16, int8 with a scale per row) on every ISA level:
+// paged_attention on compact KV caches (bf16, int8 and fp8 with a scale per row) on every ISA level:
 //  * against attention in float64 over the values the cache really holds (the stored bf16 /
-//    int8 codes widened and scaled here, by the test's own encoder): a bound as tight as fp32's,
+//    int8 / fp8 codes widened and scaled here, by the test's own encoder): a bound as tight as fp32's,
 //    so the kernels read the codes and apply the scales exactly as documented;
 //  * against attention over the fp32 values before encoding: a bound of the encoding's own
 //    error, loose enough for rounding but failed by a scale applied wrongly (a key's scale on a
@@ -44,10 +44,15 @@ TEST_P(CompactKV, EveryIsaMatchesFloat64OverTheHeldValues) {
 // Loose: against the fp32 values before encoding, within the encoding's error. Keys and values
 // are rows scaled by 2^-2..2^1 / 2^-2..2^2; bf16 keeps 8 significant bits (relative error
 // <= 2^-8), int8 a step of max|row| / 127; measured max output errors 0.005-0.008 (bf16) and
-// 0.008-0.015 (int8), so the bounds are 0.02 and 0.04. A missing or misplaced scale errs by the
-// values' own size (checked: the keys' scales applied to the values gives 1.3-3.8).
+// 0.008-0.015 (int8), so the bounds are 0.02 and 0.04. fp8 keeps 4 (E4M3) / 3 (E5M2)
+// significant bits, a relative error of at most 2^-4 / 2^-3 per element: at the largest value
+// (4) that is 0.25 / 0.5, the bounds; measured 0.146 / 0.28. A missing or misplaced scale errs
+// by the values' own size (checked: the keys' scales applied to the values gives 1.3-3.8).
 TEST_P(CompactKV, EveryIsaStaysWithinTheEncodingErrorOfFp32) {
-  const double bound = GetParam() == KVElem::kBF16 ? 0.02 : 0.04;
+  double bound = 0.04;
+  if (GetParam() == KVElem::kBF16) bound = 0.02;
+  if (GetParam() == KVElem::kFp8E4M3) bound = 0.25;
+  if (GetParam() == KVElem::kFp8E5M2) bound = 0.5;
   for (size_t ci = 0; ci < cases().size(); ++ci) {
     const Built b = build(cases()[ci], GetParam(), uint32_t(700 + ci));
     const std::vector<double> want = naive(b, b.cache.k, b.cache.v);
@@ -73,14 +78,18 @@ TEST_P(CompactKV, EachQueryRowIsIndependentOfTheQueriesBesideIt) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Elems, CompactKV, ::testing::Values(KVElem::kBF16, KVElem::kInt8),
+INSTANTIATE_TEST_SUITE_P(Elems, CompactKV,
+                         ::testing::Values(KVElem::kBF16, KVElem::kInt8, KVElem::kFp8E4M3, KVElem::kFp8E5M2),
                          [](const auto& i) { return std::string(kv_elem_name(i.param)); });
 
-TEST(CompactKV, Int8WithoutScalesIsRejected) {
-  Built b = build(cases()[0], KVElem::kInt8, 1);
-  b.cache.view.v_scale = nullptr;
-  std::vector<float> out(size_t(b.rows * b.ld));
-  EXPECT_ANY_THROW(paged_attention(b.q.data(), b.ld, b.seqs.data(), 1, b.cache.view, b.p, out.data(), b.ld));
+TEST(CompactKV, ScaledRowsWithoutScalesAreRejected) {
+  for (KVElem e : {KVElem::kInt8, KVElem::kFp8E4M3, KVElem::kFp8E5M2}) {
+    Built b = build(cases()[0], e, 1);
+    b.cache.view.v_scale = nullptr;
+    std::vector<float> out(size_t(b.rows * b.ld));
+    EXPECT_ANY_THROW(paged_attention(b.q.data(), b.ld, b.seqs.data(), 1, b.cache.view, b.p, out.data(), b.ld))
+        << kv_elem_name(e);
+  }
 }
 
 }  // namespace

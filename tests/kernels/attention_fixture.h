@@ -1,5 +1,5 @@
 // Test fixture shared by the attention tests: a paged KV cache of random rows (pages scrambled,
-// rows of different magnitudes) encoded as fp32 / bf16 / int8 by the test's own encoder, queries,
+// rows of different magnitudes) encoded as fp32 / bf16 / int8 / fp8 by the test's own encoder, queries,
 // and attention in float64 from the definition.
 #pragma once
 
@@ -30,6 +30,30 @@ inline float from_bf16(uint16_t b) {
   return f;
 }
 
+// The non-negative values of an fp8 format with E exponent and M mantissa bits, indexed by code
+// (OCP FP8: bias 2^(E-1) - 1, subnormals at exponent field 0; E4M3's largest finite code 0x7e =
+// 448, E5M2's 0x7b = 57344), from the formula.
+inline std::vector<double> fp8_values(int E, int M) {
+  const int bias = (1 << (E - 1)) - 1, top = E == 4 ? 0x7e : 0x7b;
+  std::vector<double> v;
+  for (int c = 0; c <= top; ++c) {
+    const int e = c >> M, m = c & ((1 << M) - 1);
+    v.push_back(e == 0 ? std::ldexp(double(m), 1 - bias - M) : std::ldexp(double((1 << M) + m), e - bias - M));
+  }
+  return v;
+}
+// The code nearest |x| (ties to the even code, the one whose mantissa ends in 0), by search; the
+// sign is bit 7. Values past the largest saturate to it.
+inline uint8_t fp8_nearest(const std::vector<double>& vals, double x) {
+  const double a = std::fabs(x);
+  size_t best = 0;
+  for (size_t c = 1; c < vals.size(); ++c) {
+    const double d = std::fabs(vals[c] - a), db = std::fabs(vals[best] - a);
+    if (d < db || (d == db && c % 2 == 0)) best = c;
+  }
+  return uint8_t(best | (std::signbit(x) ? 0x80 : 0));
+}
+
 struct Case {
   int64_t n_heads, n_kv, head_dim, page_size;
   std::vector<std::pair<int64_t, int64_t>> seqs;  // (pos0, n_q)
@@ -44,13 +68,13 @@ struct Cache {
   KVElem elem;
   std::vector<float> k, v, kd, vd;       // original, and as held
   std::vector<uint16_t> k16, v16;
-  std::vector<int8_t> k8, v8;
-  std::vector<float> ks, vs;             // int8 scales, one per row
+  std::vector<uint8_t> k8, v8;           // int8 or fp8 codes
+  std::vector<float> ks, vs;             // int8 / fp8 scales, one per row
   KVLayerView view;
 };
 
 inline void encode(KVElem e, const std::vector<float>& x, int64_t row, std::vector<float>& held, std::vector<uint16_t>& b16,
-            std::vector<int8_t>& i8, std::vector<float>& scales) {
+            std::vector<uint8_t>& i8, std::vector<float>& scales) {
   const int64_t rows = int64_t(x.size()) / row;
   held.resize(x.size());
   if (e == KVElem::kBF16) {
@@ -66,8 +90,25 @@ inline void encode(KVElem e, const std::vector<float>& x, int64_t row, std::vect
       scales[size_t(r)] = s;
       for (int64_t d = 0; d < row; ++d) {
         const size_t i = size_t(r * row + d);
-        i8[i] = int8_t(std::lround(double(x[i]) / double(s)));
-        held[i] = float(i8[i]) * s;
+        const int8_t code = int8_t(std::lround(double(x[i]) / double(s)));
+        i8[i] = uint8_t(code);
+        held[i] = float(code) * s;
+      }
+    }
+  } else if (e == KVElem::kFp8E4M3 || e == KVElem::kFp8E5M2) {
+    const bool e4 = e == KVElem::kFp8E4M3;
+    const std::vector<double> vals = e4 ? fp8_values(4, 3) : fp8_values(5, 2);
+    i8.resize(x.size());
+    scales.resize(size_t(rows));
+    for (int64_t r = 0; r < rows; ++r) {
+      float amax = 0;
+      for (int64_t d = 0; d < row; ++d) amax = std::max(amax, std::fabs(x[size_t(r * row + d)]));
+      const float s = amax / float(vals.back());  // the row's largest value gets the largest code
+      scales[size_t(r)] = s;
+      for (int64_t d = 0; d < row; ++d) {
+        const size_t i = size_t(r * row + d);
+        i8[i] = fp8_nearest(vals, double(x[i]) / double(s));
+        held[i] = float((i8[i] & 0x80 ? -1 : 1) * vals[i8[i] & 0x7f]) * s;
       }
     }
   } else {
@@ -99,7 +140,7 @@ inline Built build(const Case& c, KVElem elem, uint32_t seed) {
   std::shuffle(perm.begin(), perm.end(), rng);
   Cache& k = b.cache;
   k.elem = elem;
-  // Rows of very different magnitudes, so each int8 row needs its own scale.
+  // Rows of very different magnitudes, so each int8 / fp8 row needs its own scale.
   const int64_t krows = pool * c.n_kv * c.page_size;
   k.k = test::random_floats(krows * c.head_dim, seed + 1);
   k.v = test::random_floats(krows * vdim, seed + 2);
@@ -116,6 +157,8 @@ inline Built build(const Case& c, KVElem elem, uint32_t seed) {
     case KVElem::kF32: k.view.k = k.kd.data(); k.view.v = k.vd.data(); break;
     case KVElem::kBF16: k.view.k = k.k16.data(); k.view.v = k.v16.data(); break;
     case KVElem::kInt8:
+    case KVElem::kFp8E4M3:
+    case KVElem::kFp8E5M2:
       k.view.k = k.k8.data();
       k.view.v = k.v8.data();
       k.view.k_scale = k.ks.data();

@@ -141,7 +141,8 @@ TEST_P(SplitKV, EveryRowOfALongExtendEqualsItsRowAlone) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Elems, SplitKV, ::testing::Values(KVElem::kF32, KVElem::kBF16, KVElem::kInt8),
+INSTANTIATE_TEST_SUITE_P(Elems, SplitKV,
+                         ::testing::Values(KVElem::kF32, KVElem::kBF16, KVElem::kInt8, KVElem::kFp8E4M3),
                          [](const auto& i) { return std::string(kv_elem_name(i.param)); });
 
 }  // namespace

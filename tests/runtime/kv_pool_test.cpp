@@ -29,10 +29,18 @@ TEST(KVPool, PagesAreReferenceCountedAndReturned) {
 // Row r's values: integer codes with one of them 127, times a power of two. Every storage type
 // holds them exactly (bf16: at most 8 significant bits; int8: the row's scale is that power of
 // two), so a read that returns anything else read the wrong bytes.
-std::vector<float> row_values(int64_t r, int64_t n) {
+// fp8 rows instead hold integers -7..7 (at most 3 significant bits) with one of them 7: the
+// largest finite values (448 = 7 * 2^6, 57344 = 7 * 2^13) make the scale a power of two too.
+std::vector<float> row_values(int64_t r, int64_t n, KVElem e = KVElem::kF32) {
   std::vector<float> v(static_cast<size_t>(n));
   const float c = std::ldexp(1.0f, -int(r % 5));
-  for (int64_t d = 0; d < n; ++d) v[size_t(d)] = c * float(d == r % n ? 127 : (r * 7 + d * 13) % 200 - 100);
+  const bool fp8 = e == KVElem::kFp8E4M3 || e == KVElem::kFp8E5M2;
+  for (int64_t d = 0; d < n; ++d) {
+    if (fp8)
+      v[size_t(d)] = c * float(d == r % n ? 7 : (r * 7 + d * 13) % 15 - 7);
+    else
+      v[size_t(d)] = c * float(d == r % n ? 127 : (r * 7 + d * 13) % 200 - 100);
+  }
   return v;
 }
 
@@ -49,8 +57,8 @@ TEST_P(KVPoolElems, SlotsOfDifferentPagesHeadsAndLayersDoNotOverlap) {
     for (int p = 0; p < 3; ++p)
       for (int h = 0; h < 2; ++h)
         for (int s = 0; s < 2; ++s) {
-          pool.write_k(l, p, h, s, row_values(r++, hd).data());
-          pool.write_v(l, p, h, s, row_values(r++, hd).data());
+          pool.write_k(l, p, h, s, row_values(r++, hd, GetParam()).data());
+          pool.write_v(l, p, h, s, row_values(r++, hd, GetParam()).data());
         }
   r = 0;
   std::vector<float> got(hd);
@@ -59,9 +67,9 @@ TEST_P(KVPoolElems, SlotsOfDifferentPagesHeadsAndLayersDoNotOverlap) {
       for (int h = 0; h < 2; ++h)
         for (int s = 0; s < 2; ++s) {
           pool.read_k(l, p, h, s, got.data());
-          ASSERT_EQ(got, row_values(r++, hd)) << "k " << l << p << h << s;
+          ASSERT_EQ(got, row_values(r++, hd, GetParam())) << "k " << l << p << h << s;
           pool.read_v(l, p, h, s, got.data());
-          ASSERT_EQ(got, row_values(r++, hd)) << "v " << l << p << h << s;
+          ASSERT_EQ(got, row_values(r++, hd, GetParam())) << "v " << l << p << h << s;
         }
   // The attention view sees the same bytes with the documented layout: layer 1, page 2, head 1,
   // slot 1, decoded from the view, is what was written there.
@@ -75,9 +83,9 @@ TEST_P(KVPoolElems, SlotsOfDifferentPagesHeadsAndLayersDoNotOverlap) {
   kv_decode_row(view.elem, static_cast<const char*>(view.v) + row * view.head_dim * eb, hd,
                 view.v_scale ? view.v_scale[row] : 1.0f, v.data());
   const int64_t r_k = ((1 * 3 + 2) * 2 + 1) * 2 * 2 + 1 * 2;  // the order of the writes above
-  EXPECT_EQ(k, row_values(r_k, hd));
-  EXPECT_EQ(v, row_values(r_k + 1, hd));
-  EXPECT_EQ(view.k_scale != nullptr, GetParam() == KVElem::kInt8);
+  EXPECT_EQ(k, row_values(r_k, hd, GetParam()));
+  EXPECT_EQ(v, row_values(r_k + 1, hd, GetParam()));
+  EXPECT_EQ(view.k_scale != nullptr, kv_elem_scaled(GetParam()));
 }
 
 // MLA: one row [c_kv | k_pe] per position and layer, whatever the head count; the attention view
@@ -90,14 +98,14 @@ TEST_P(KVPoolElems, LatentRowsDoNotOverlapAndTheViewAliasesValueAndKey) {
   int64_t r = 0;
   for (int l = 0; l < L; ++l)
     for (int p = 0; p < pages; ++p)
-      for (int s = 0; s < ps; ++s) pool.write_latent(l, p, s, row_values(r++, R + P).data());
+      for (int s = 0; s < ps; ++s) pool.write_latent(l, p, s, row_values(r++, R + P, GetParam()).data());
   r = 0;
   std::vector<float> got(R + P);
   for (int l = 0; l < L; ++l)
     for (int p = 0; p < pages; ++p)
       for (int s = 0; s < ps; ++s) {
         pool.read_latent(l, p, s, got.data());
-        ASSERT_EQ(got, row_values(r++, R + P));
+        ASSERT_EQ(got, row_values(r++, R + P, GetParam()));
       }
   const KVLayerView view = pool.layer(1);
   EXPECT_EQ(view.n_kv_heads, 1);
@@ -109,10 +117,12 @@ TEST_P(KVPoolElems, LatentRowsDoNotOverlapAndTheViewAliasesValueAndKey) {
   std::vector<float> k(R + P);
   kv_decode_row(view.elem, static_cast<const char*>(view.k) + row * view.k_row_stride() * kv_elem_bytes(view.elem),
                 R + P, view.k_scale ? view.k_scale[row] : 1.0f, k.data());
-  EXPECT_EQ(k, row_values(pages * ps + row, R + P));
+  EXPECT_EQ(k, row_values(pages * ps + row, R + P, GetParam()));
 }
 
-INSTANTIATE_TEST_SUITE_P(Elems, KVPoolElems, ::testing::Values(KVElem::kF32, KVElem::kBF16, KVElem::kInt8),
+INSTANTIATE_TEST_SUITE_P(Elems, KVPoolElems,
+                         ::testing::Values(KVElem::kF32, KVElem::kBF16, KVElem::kInt8, KVElem::kFp8E4M3,
+                                           KVElem::kFp8E5M2),
                          [](const auto& i) { return std::string(kv_elem_name(i.param)); });
 
 // int8 rows: codes round(x / s) with s = max|x| / 127, so every value is within s / 2 of what was
@@ -132,6 +142,48 @@ TEST(KVCodec, Int8RowsAreWithinHalfAScaleStep) {
   kv_encode_row(KVElem::kInt8, zero.data(), 8, q.data(), &s);
   kv_decode_row(KVElem::kInt8, q.data(), 8, s, zback.data());
   EXPECT_EQ(zback, zero);
+}
+
+// fp8 rows: every value read back is the representable value (code value times the row's
+// scale max|x| / the format's largest finite value) nearest what was written, the largest one is
+// exact, and the codes' values come from the OCP FP8 definition, written out here: E4M3 bias 7,
+// largest finite 448 (0x7e); E5M2 bias 15, largest 57344 (0x7b); subnormals at exponent 0.
+TEST(KVCodec, Fp8RowsHoldTheNearestRepresentableValue) {
+  for (const KVElem e : {KVElem::kFp8E4M3, KVElem::kFp8E5M2}) {
+    const int E = e == KVElem::kFp8E4M3 ? 4 : 5, M = 7 - E, bias = (1 << (E - 1)) - 1;
+    const int top = E == 4 ? 0x7e : 0x7b;
+    std::vector<double> vals;  // non-negative finite values by code
+    for (int c = 0; c <= top; ++c) {
+      const int ex = c >> M, m = c & ((1 << M) - 1);
+      vals.push_back(ex == 0 ? std::ldexp(double(m), 1 - bias - M) : std::ldexp(double((1 << M) + m), ex - bias - M));
+    }
+    ASSERT_EQ(vals.back(), E == 4 ? 448.0 : 57344.0);
+    // Magnitudes over 2^-22 .. 2^3: E4M3's row reaches its subnormals, E5M2's keeps normals.
+    std::vector<float> x(96), back(96);
+    for (int i = 0; i < 96; ++i) x[size_t(i)] = std::sin(0.61f * float(i)) * std::ldexp(1.0f, 3 - (i % 26));
+    x[40] = -9.0f;
+    std::vector<uint8_t> q(96);
+    float s = 0;
+    kv_encode_row(e, x.data(), 96, q.data(), &s);
+    EXPECT_FLOAT_EQ(s, 9.0f / float(vals.back())) << kv_elem_name(e);
+    kv_decode_row(e, q.data(), 96, s, back.data());
+    EXPECT_FLOAT_EQ(back[40], -9.0f) << kv_elem_name(e);
+    for (int i = 0; i < 96; ++i) {
+      const double a = std::fabs(double(x[size_t(i)]) / double(s));
+      double best = INFINITY;
+      for (double v : vals) best = std::min(best, std::fabs(v - a));
+      // The code's own value (sign bit 7) is one of the format's, and the nearest one.
+      const int code = q[size_t(i)];
+      const double held = vals[size_t(code & 0x7f)];
+      EXPECT_NEAR(std::fabs(held - a), best, 1e-9 * a) << kv_elem_name(e) << " element " << i;
+      EXPECT_EQ(bool(code & 0x80), x[size_t(i)] < 0) << kv_elem_name(e) << " element " << i;
+      EXPECT_NEAR(back[size_t(i)], float((code & 0x80 ? -1 : 1) * held) * s, 1e-6f * std::fabs(back[size_t(i)]));
+    }
+    std::vector<float> zero(8, 0.0f), zback(8, 1.0f);
+    kv_encode_row(e, zero.data(), 8, q.data(), &s);
+    kv_decode_row(e, q.data(), 8, s, zback.data());
+    EXPECT_EQ(zback, zero);
+  }
 }
 
 // The pool counts bytes per position from what the attention kind stores, not from heads.
@@ -154,4 +206,9 @@ TEST(KVPool, BytesPerTokenFollowTheAttentionKind) {
   EXPECT_EQ(i8.bytes_per_token(), 27 * (2 * 2 * 128 + 2 * 2 * 4));
   EXPECT_EQ(mla8.bytes_per_token(), 27 * (576 + 4));
   EXPECT_NE(i8.describe().find("int8"), std::string::npos);
+  // fp8 costs what int8 does: a byte per value and a scale per row.
+  KVPoolConfig f8 = per_head;
+  f8.elem = KVElem::kFp8E4M3;
+  EXPECT_EQ(f8.bytes_per_token(), i8.bytes_per_token());
+  EXPECT_NE(f8.describe().find("fp8_e4m3"), std::string::npos);
 }
