@@ -7,7 +7,7 @@
 # EOS ignored) the two layouts run back to back, alternating which goes first (A B, B A, ...), and the
 # ratio dp/tp of each round is printed. Then both run with --max-total-tokens fixed at what 32
 # requests need, to count how many of 64 requests each can run at once (CAP_BATCH env: other than 64).
-#   bench/deepseek_dp_attention.sh [MODEL_DIR] [ROUNDS] [OUTPUT_LEN] [BATCHES]
+#   [IN_LEN=512] [CAP_BATCH=64] bench/deepseek_dp_attention.sh [MODEL_DIR] [ROUNDS] [OUTPUT_LEN] [BATCHES]
 # Writes one JSON line per run (dpserve bench offline --json) to $DPSERVE_BENCH_OUT (default
 # ./deepseek_dp_attention.jsonl) and a summary table to stdout.
 set -euo pipefail
@@ -16,7 +16,7 @@ model="${1:-/tmp/dpserve-deepseek-v2-lite-bench}"
 rounds="${2:-2}"
 out_len="${3:-64}"
 batches="${4:-32 64}"
-in_len=512
+in_len="${IN_LEN:-512}"  # prompt tokens (IN_LEN env: 8192 for the long-context race)
 bin="$here/build/bin/dpserve"
 jsonl="${DPSERVE_BENCH_OUT:-$PWD/deepseek_dp_attention.jsonl}"
 [ -x "$bin" ] || { echo "build dpserve first ($bin)" >&2; exit 1; }

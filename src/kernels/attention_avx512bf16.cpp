@@ -10,6 +10,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -47,12 +48,28 @@ __m512i load32_bf16(const int8_t* p, int64_t e) {
   const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(w, 1)));
   return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);  // elements 0-15 from lo, 16-31 from hi
 }
-// fp8 codes are bf16 exactly too (at most 4 significant bits, exponents well inside bf16's).
+// fp8 codes are bf16 exactly too (at most 4 significant bits, exponents well inside bf16's): the
+// bf16 of each of the 128 magnitudes, looked up 32 codes at a time by two 64-entry word permutes
+// (code bit 6 picks one), the sign bit moved to bf16's. Subnormal codes come out exact as well.
+template <class F8>
+const uint16_t* fp8_bf16_table() {
+  alignas(64) static const std::array<uint16_t, 128> t = [] {
+    std::array<uint16_t, 128> r{};
+    for (int c = 0; c < 128; ++c) r[size_t(c)] = f32_to_bf16(fp8_to_f32(F8{uint8_t(c)}));
+    return r;
+  }();
+  return t.data();
+}
 template <class F8>
   requires(std::is_same_v<F8, fp8_e4m3_t> || std::is_same_v<F8, fp8_e5m2_t>)
 __m512i load32_bf16(const F8* p, int64_t e) {
-  const __mmask16 m0 = head_mask(e, 0), m1 = e > 16 ? head_mask(e, 16) : __mmask16(0);
-  return (__m512i)_mm512_cvtne2ps_pbh(load16(m1, p + 16), load16(m0, p));
+  const __m512i w = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(e >= 32 ? ~__mmask32(0) : __mmask32((uint64_t(1) << e) - 1), p));
+  const uint16_t* t = fp8_bf16_table<F8>();
+  const __m512i lo = _mm512_permutex2var_epi16(_mm512_load_si512(t), w, _mm512_load_si512(t + 32));
+  const __m512i hi = _mm512_permutex2var_epi16(_mm512_load_si512(t + 64), w, _mm512_load_si512(t + 96));
+  const __m512i mag = _mm512_mask_mov_epi16(lo, _mm512_test_epi16_mask(w, _mm512_set1_epi16(0x40)), hi);
+  // mag | ((code << 8) & 0x8000)
+  return _mm512_ternarylogic_epi32(mag, _mm512_slli_epi16(w, 8), _mm512_set1_epi16(int16_t(0x8000)), 0xF8);
 }
 
 // Keys [0, nb) (nb <= 16) as vdpbf16ps takes them: row p holds elements 2p and 2p + 1 of key j in

@@ -82,6 +82,45 @@ INSTANTIATE_TEST_SUITE_P(Elems, CompactKV,
                          ::testing::Values(KVElem::kBF16, KVElem::kInt8, KVElem::kFp8E4M3, KVElem::kFp8E5M2),
                          [](const auto& i) { return std::string(kv_elem_name(i.param)); });
 
+// One key, so its softmax weight is exactly 1 and the output is the value row itself: a value row
+// holding every code (scale 1) must read back as the codes' values from their definitions (int8:
+// the integer; fp8: fixture's fp8_values, subnormals and the largest finite value included), bit
+// for bit, on every ISA level. The bulk tests above would not see one wrong subnormal.
+TEST(CompactKV, EveryCodeReadsBackExactly) {
+  for (KVElem e : {KVElem::kInt8, KVElem::kFp8E4M3, KVElem::kFp8E5M2}) {
+    std::vector<double> want(256);
+    std::vector<uint8_t> codes;
+    for (int c = 0; c < 256; ++c) {
+      if (e == KVElem::kInt8) {
+        want[size_t(codes.size())] = double(int8_t(c));
+      } else {
+        const std::vector<double> vals = e == KVElem::kFp8E4M3 ? fp8_values(4, 3) : fp8_values(5, 2);
+        if (size_t(c & 0x7f) >= vals.size()) continue;  // NaN / infinity codes: never written
+        want[size_t(codes.size())] = (c & 0x80 ? -1 : 1) * vals[size_t(c & 0x7f)];
+      }
+      codes.push_back(uint8_t(c));
+    }
+    const int64_t d = int64_t(codes.size());
+    std::vector<uint8_t> k(size_t(4 * d), 0), v(size_t(4 * d), 0);
+    std::copy(codes.begin(), codes.end(), v.begin());
+    const std::vector<float> scales(4, 1.0f);
+    KVLayerView view{k.data(), v.data(), 4, 1, d};
+    view.elem = e;
+    view.k_scale = view.v_scale = scales.data();
+    const int32_t page = 0;
+    const AttnSeq seq{0, 1, 0, &page};
+    const AttnParams p{1, 1, d, 1.0f};
+    const std::vector<float> q = test::random_floats(d, 5);
+    for (KernelIsa isa : test::supported_isas()) {
+      std::vector<float> out(size_t(d), NAN);
+      paged_attention_isa(isa, q.data(), d, &seq, 1, view, p, out.data(), d);
+      for (int64_t i = 0; i < d; ++i)
+        ASSERT_EQ(double(out[size_t(i)]), want[size_t(i)])
+            << kv_elem_name(e) << " " << kernel_isa_name(isa) << " code " << int(codes[size_t(i)]);
+    }
+  }
+}
+
 TEST(CompactKV, ScaledRowsWithoutScalesAreRejected) {
   for (KVElem e : {KVElem::kInt8, KVElem::kFp8E4M3, KVElem::kFp8E5M2}) {
     Built b = build(cases()[0], e, 1);

@@ -210,9 +210,9 @@ elif CASE == "dump_logits":
             assert made == out, f"FAIL: {arch} {name}: decode rows' argmax {made} != output {out}"
             print(f"ok {arch} {name}: {got.shape[0]} rows, max diff {err:.2g} x std, argmax = output")
 elif CASE == "kv_dtype":
-    # Compact KV caches (--kv-cache-dtype bf16 / int8): every rank stores its own heads' rows (each
-    # with its own int8 scale) and MLA's latent row whole, so every layout equals the single rank.
-    for arch, dtypes, layouts in (("llama", ["bf16", "int8"], ["tp2", "tp2_dp2"]),
+    # Compact KV caches (--kv-cache-dtype bf16 / int8 / fp8): every rank stores its own heads' rows
+    # (each with its own scale) and MLA's latent row whole, so every layout equals the single rank.
+    for arch, dtypes, layouts in (("llama", ["bf16", "int8", "fp8_e4m3"], ["tp2", "tp2_dp2"]),
                                   ("deepseek_v2", ["int8"], ["tp2", "tp2_dp2"])):
         model = hf_model(arch)
         with open(os.path.join(model, "config.json")) as f:
