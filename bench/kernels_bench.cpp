@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/bf16.h"
+#include "core/fp8.h"
 #include "kernels/attention.h"
 #include "kernels/isa.h"
 #include "kernels/matmul.h"
@@ -201,7 +202,7 @@ struct RandomKvPool {
   KVLayerView view() const { return KVLayerView{k.p, v.p, ps, n_kv, hd}; }
 };
 
-// The same pool stored as bf16 or int8 (one scale per row), as --kv-cache-dtype keeps it.
+// The same pool stored as bf16, int8 or fp8 (one scale per row), as --kv-cache-dtype keeps it.
 struct CompactKv {
   std::vector<bf16_t> k16, v16;
   std::vector<int8_t> k8, v8;
@@ -227,16 +228,40 @@ struct CompactKv {
       enc(p.k.p, k8.data(), ks.data());
       enc(p.v.p, v8.data(), vs.data());
       view.k = k8.data(), view.v = v8.data(), view.k_scale = ks.data(), view.v_scale = vs.data();
+    } else if (e == KVElem::kFp8E4M3 || e == KVElem::kFp8E5M2) {
+      const bool e4 = e == KVElem::kFp8E4M3;
+      const float top = e4 ? kFp8E4M3Max : kFp8E5M2Max;
+      k8.resize(n), v8.resize(n), ks.resize(rows), vs.resize(rows);
+      auto enc = [&](const float* x, int8_t* q, float* s) {
+        for (size_t r = 0; r < rows; ++r) {
+          float a = 0;
+          for (int64_t d = 0; d < p.hd; ++d) a = std::max(a, std::fabs(x[r * p.hd + d]));
+          s[r] = a / top;
+          for (int64_t d = 0; d < p.hd; ++d) {
+            const float y = x[r * p.hd + d] * top / a;
+            q[r * p.hd + d] = int8_t(e4 ? f32_to_fp8_e4m3(y).bits : f32_to_fp8_e5m2(y).bits);
+          }
+        }
+      };
+      enc(p.k.p, k8.data(), ks.data());
+      enc(p.v.p, v8.data(), vs.data());
+      view.k = k8.data(), view.v = v8.data(), view.k_scale = ks.data(), view.v_scale = vs.data();
     }
   }
 };
 
+// --kv-cache-dtype of the benchmarks' `kv` argument.
+KVElem kv_arg(int64_t a) {
+  static constexpr KVElem kElems[] = {KVElem::kF32, KVElem::kBF16, KVElem::kInt8, KVElem::kFp8E4M3, KVElem::kFp8E5M2};
+  return kElems[a];
+}
+
 // Decode step of a batch of `batch` sequences at context `ctx`, TinyLlama-1.1B
 // heads (32 query, 4 KV, dim 64), pages of 16 scattered in a pool, the cache stored as
-// kv = 0 fp32, 1 bf16, 2 int8.
+// kv = 0 fp32, 1 bf16, 2 int8, 3 fp8_e4m3, 4 fp8_e5m2.
 void BM_AttentionDecode(benchmark::State& state) {
   const int64_t ctx = state.range(0), batch = state.range(1);
-  const KVElem elem = state.range(2) == 1 ? KVElem::kBF16 : state.range(2) == 2 ? KVElem::kInt8 : KVElem::kF32;
+  const KVElem elem = kv_arg(state.range(2));
   const int64_t n_heads = 32, n_kv = 4, hd = 64, ps = 16;
   const int64_t pages_per_seq = (ctx + ps - 1) / ps;
   std::mt19937 rng(3);
@@ -259,7 +284,7 @@ void BM_AttentionDecode(benchmark::State& state) {
     timer.stop();
   }
   const double dt = timer.mean(state);
-  const double bytes = double(batch) * ctx * n_kv * (hd * kv_elem_bytes(elem) + (elem == KVElem::kInt8 ? 4 : 0)) * 2;
+  const double bytes = double(batch) * ctx * n_kv * (hd * kv_elem_bytes(elem) + (kv_elem_scaled(elem) ? 4 : 0)) * 2;
   const double bw = measure_read_bandwidth();
   state.counters["KV_GB/s"] = bytes / dt / 1e9;
   state.counters["frac_bw"] = bytes / dt / bw;
@@ -321,8 +346,8 @@ BENCHMARK(BM_AttentionDecode)
     ->Args({512, 1, 0})
     ->Args({2048, 1, 0})
     ->Args({512, 32, 0})
-    // Long context per KV dtype (--kv-cache-dtype): fp32, bf16, int8.
-    ->ArgsProduct({{8192, 32768}, {1}, {0, 1, 2}})
+    // Long context per KV dtype (--kv-cache-dtype): fp32, bf16, int8, fp8_e4m3, fp8_e5m2.
+    ->ArgsProduct({{8192, 32768}, {1}, {0, 1, 2, 3, 4}})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 

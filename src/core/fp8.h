@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <array>
 #include <bit>
-#include <cmath>
 #include <cstdint>
 
 namespace dpserve {
@@ -57,27 +56,35 @@ constexpr std::array<float, 256> table() {
 inline constexpr std::array<float, 256> kE4M3 = table<4, 3>();
 inline constexpr std::array<float, 256> kE5M2 = table<5, 2>();
 
+// fp32 to the format by bit arithmetic (KV rows are encoded at every prefilled token, so no
+// library calls): normals drop the low 23 - M mantissa bits rounding to nearest even (a carry
+// into the exponent lands on the next exponent's first code, as the codes are contiguous);
+// below the smallest normal, x / 2^(minexp - M) rounds to the nearest integer code (0 .. 2^M).
 template <int E, int M>
 inline uint8_t encode(float x) {
   using F = Format<E, M>;
-  const uint8_t sign = std::signbit(x) ? 0x80 : 0;
-  const float a = std::fabs(x);
-  if (!(a > 0.0f)) return sign;  // zero (and NaN, which a scaled row never holds)
-  if (a >= decode<E, M>(F::kMaxCode)) return sign | F::kMaxCode;  // saturates (infinity too)
-  int e2;
-  std::frexp(a, &e2);  // a = f * 2^e2 with f in [0.5, 1): unbiased exponent e2 - 1
-  const int ex = std::max(e2 - 1, F::kMinExp);  // subnormals share the smallest normal's step
-  // a / step is exact (a power of two), so nearbyint rounds to nearest even once. A carry into the
-  // next exponent (q = 2^(M+1)) lands on that exponent's first code, as the codes are contiguous.
-  const float q = std::nearbyint(std::ldexp(a, M - ex));
-  const int code = ((ex - F::kMinExp) << M) + int(q);
-  return sign | uint8_t(std::min(code, int(F::kMaxCode)));
+  uint32_t u = std::bit_cast<uint32_t>(x);
+  const uint8_t sign = uint8_t((u >> 24) & 0x80);
+  u &= 0x7fffffffu;
+  constexpr uint32_t kMaxBits = std::bit_cast<uint32_t>(decode<E, M>(F::kMaxCode));
+  if (!(u < kMaxBits)) return sign | F::kMaxCode;  // saturates (infinity and NaN too)
+  constexpr uint32_t kMinNormalBits = uint32_t(F::kMinExp + 127) << 23;
+  if (u < kMinNormalBits) {
+    // Exact scaling by a power of two, then adding 2^23 rounds to an integer, to nearest even
+    // (the build keeps IEEE arithmetic: no -ffast-math to fold the sum away).
+    const float f = std::bit_cast<float>(u) * float(1 << (M - F::kMinExp));
+    return sign | uint8_t((f + 8388608.0f) - 8388608.0f);
+  }
+  constexpr int kDrop = 23 - M;
+  u += ((1u << (kDrop - 1)) - 1) + ((u >> kDrop) & 1u);
+  const uint32_t code = (u >> kDrop) - (uint32_t(127 - F::kBias) << M);
+  return sign | uint8_t(std::min<uint32_t>(code, F::kMaxCode));
 }
 
 }  // namespace fp8_detail
 
-inline float fp8_to_f32(fp8_e4m3_t v) { return fp8_detail::kE4M3[v.bits]; }
-inline float fp8_to_f32(fp8_e5m2_t v) { return fp8_detail::kE5M2[v.bits]; }
+constexpr float fp8_to_f32(fp8_e4m3_t v) { return fp8_detail::kE4M3[v.bits]; }
+constexpr float fp8_to_f32(fp8_e5m2_t v) { return fp8_detail::kE5M2[v.bits]; }
 inline fp8_e4m3_t f32_to_fp8_e4m3(float x) { return {fp8_detail::encode<4, 3>(x)}; }
 inline fp8_e5m2_t f32_to_fp8_e5m2(float x) { return {fp8_detail::encode<5, 2>(x)}; }
 

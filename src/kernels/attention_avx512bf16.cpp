@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -51,20 +52,22 @@ __m512i load32_bf16(const int8_t* p, int64_t e) {
 // fp8 codes are bf16 exactly too (at most 4 significant bits, exponents well inside bf16's): the
 // bf16 of each of the 128 magnitudes, looked up 32 codes at a time by two 64-entry word permutes
 // (code bit 6 picks one), the sign bit moved to bf16's. Subnormal codes come out exact as well.
+// Built at compile time (a function-local static would put a guard check in every load, and keep
+// the load from being inlined into the loops).
 template <class F8>
-const uint16_t* fp8_bf16_table() {
-  alignas(64) static const std::array<uint16_t, 128> t = [] {
-    std::array<uint16_t, 128> r{};
-    for (int c = 0; c < 128; ++c) r[size_t(c)] = f32_to_bf16(fp8_to_f32(F8{uint8_t(c)}));
-    return r;
-  }();
-  return t.data();
+constexpr std::array<uint16_t, 128> fp8_bf16_bits() {
+  std::array<uint16_t, 128> r{};
+  for (int c = 0; c < 128; ++c)  // exact in bf16, so truncating the fp32 bits is the conversion
+    r[size_t(c)] = uint16_t(std::bit_cast<uint32_t>(fp8_to_f32(F8{uint8_t(c)})) >> 16);
+  return r;
 }
+alignas(64) constexpr std::array<uint16_t, 128> kE4M3Bf16 = fp8_bf16_bits<fp8_e4m3_t>();
+alignas(64) constexpr std::array<uint16_t, 128> kE5M2Bf16 = fp8_bf16_bits<fp8_e5m2_t>();
 template <class F8>
   requires(std::is_same_v<F8, fp8_e4m3_t> || std::is_same_v<F8, fp8_e5m2_t>)
-__m512i load32_bf16(const F8* p, int64_t e) {
+[[gnu::always_inline]] inline __m512i load32_bf16(const F8* p, int64_t e) {
   const __m512i w = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(e >= 32 ? ~__mmask32(0) : __mmask32((uint64_t(1) << e) - 1), p));
-  const uint16_t* t = fp8_bf16_table<F8>();
+  const uint16_t* t = std::is_same_v<F8, fp8_e4m3_t> ? kE4M3Bf16.data() : kE5M2Bf16.data();
   const __m512i lo = _mm512_permutex2var_epi16(_mm512_load_si512(t), w, _mm512_load_si512(t + 32));
   const __m512i hi = _mm512_permutex2var_epi16(_mm512_load_si512(t + 64), w, _mm512_load_si512(t + 96));
   const __m512i mag = _mm512_mask_mov_epi16(lo, _mm512_test_epi16_mask(w, _mm512_set1_epi16(0x40)), hi);

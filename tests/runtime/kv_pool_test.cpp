@@ -3,6 +3,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/fp8.h"
 #include "kv/kv_codec.h"
 #include "kv/kv_pool.h"
 
@@ -183,6 +184,48 @@ TEST(KVCodec, Fp8RowsHoldTheNearestRepresentableValue) {
     kv_encode_row(e, zero.data(), 8, q.data(), &s);
     kv_decode_row(e, q.data(), 8, s, zback.data());
     EXPECT_EQ(zback, zero);
+  }
+}
+
+// Rounding at every boundary: a row [largest finite value, x] has scale 1, so x's code is x
+// rounded in the format. At each midpoint between neighbouring values the even code (mantissa
+// ending in 0) wins; a hair either side the nearer one; past the largest finite value it
+// saturates. Both neighbours and the midpoints come from the definition, not the encoder.
+TEST(KVCodec, Fp8RoundsToNearestEvenAtEveryMidpoint) {
+  for (const KVElem e : {KVElem::kFp8E4M3, KVElem::kFp8E5M2}) {
+    const int E = e == KVElem::kFp8E4M3 ? 4 : 5, M = 7 - E, bias = (1 << (E - 1)) - 1;
+    const int top = E == 4 ? 0x7e : 0x7b;
+    auto value = [&](int c) {
+      const int ex = c >> M, m = c & ((1 << M) - 1);
+      return ex == 0 ? std::ldexp(double(m), 1 - bias - M) : std::ldexp(double((1 << M) + m), ex - bias - M);
+    };
+    auto code_of = [&](float x) {
+      const float row[2] = {float(value(top)), x};
+      uint8_t q[2];
+      float s = 0;
+      kv_encode_row(e, row, 2, q, &s);
+      EXPECT_EQ(s, 1.0f);
+      return int(q[1]);
+    };
+    for (int c = 0; c < top; ++c) {
+      const double lo = value(c), hi = value(c + 1), mid = (lo + hi) / 2;
+      ASSERT_EQ(double(float(mid)), mid);  // the midpoints are exact in fp32
+      for (const int sign : {1, -1}) {
+        const int s8 = sign < 0 ? 0x80 : 0;
+        EXPECT_EQ(code_of(float(sign * lo)), c | s8) << kv_elem_name(e) << " value of code " << c;
+        EXPECT_EQ(code_of(float(sign * mid)), ((c % 2 == 0) ? c : c + 1) | s8) << kv_elem_name(e) << " midpoint " << c;
+        EXPECT_EQ(code_of(std::nextafter(float(sign * mid), 0.0f)), c | s8) << kv_elem_name(e) << " below " << c;
+        EXPECT_EQ(code_of(std::nextafter(float(sign * mid), float(sign) * INFINITY)), (c + 1) | s8)
+            << kv_elem_name(e) << " above " << c;
+      }
+    }
+    // Past the largest finite value (a row's scale keeps its own values inside; the scalar
+    // conversion saturates whatever it is given, infinity included).
+    for (const float x : {float(value(top)) * 1.5f, float(value(top)) * 1.01f, INFINITY}) {
+      const int want = top;
+      EXPECT_EQ(E == 4 ? f32_to_fp8_e4m3(x).bits : f32_to_fp8_e5m2(x).bits, want) << x;
+      EXPECT_EQ(E == 4 ? f32_to_fp8_e4m3(-x).bits : f32_to_fp8_e5m2(-x).bits, want | 0x80) << -x;
+    }
   }
 }
 
