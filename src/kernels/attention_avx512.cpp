@@ -1,4 +1,4 @@
-// AVX-512 attention primitives (kernels/attention_avx512_ops.h): scores of bf16 / int8 keys as a
+// AVX-512 attention primitives (kernels/attention_avx512_ops.h): scores of bf16 / int8 / fp8 keys as a
 // small matrix product over transposed keys (fp32 keys key by key), V accumulation eight heads at
 // a time, exp.
 #include <immintrin.h>

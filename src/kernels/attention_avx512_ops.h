@@ -249,7 +249,7 @@ struct Avx512Ops {
     for (int h = 0; h < NH; ++h) mxo[h] = hmax(mx[h]);
   }
   // Scores of G query heads against n keys. fp32 keys: scores_tree four heads at a time (packing
-  // them would add a second pass over keys decode reads from memory only once). bf16 / int8
+  // them would add a second pass over keys decode reads from memory only once). bf16 / int8 / fp8
   // keys: 16 at a time as a small matrix product: the keys are widened and transposed once (16
   // x 16 blocks of 32-bit lanes) and each head's query elements multiply them 16 keys per FMA,
   // where key by key each element would be widened for every four heads and every 16 keys
@@ -288,7 +288,7 @@ struct Avx512Ops {
     scores_heads(q, 0, 1, k, ldk, n, d, scale, out, 0, &mx);
     return mx;
   }
-  // bf16 / int8 values: axpy_rows() for up to 8 heads at once, 32 elements of each head's sums in
+  // bf16 / int8 / fp8 values: axpy_rows() for up to 8 heads at once, 32 elements of each head's sums in
   // registers at a time, so each 16-wide piece is widened once for all NH heads; each head's
   // sums run over j in order as in axpy_rows(), so the bits are the same.
   template <int NH, class T>
@@ -343,7 +343,7 @@ struct Avx512Ops {
   template <class T>
   static void axpy_heads(float* acc, int64_t lda, int64_t G, const T* v, int64_t ldv, const float* p, int64_t ldp,
                          int64_t n, int64_t d) {
-    // fp32 values: four heads of 64 elements; bf16 / int8: eight heads of 32 (above).
+    // fp32 values: four heads of 64 elements; bf16 / int8 / fp8: eight heads of 32 (above).
     constexpr int kMax = std::is_same_v<T, float> ? 4 : 8;
     head_groups<kMax>(G, [&](auto NH, int64_t g) {
       if constexpr (NH == 1) axpy_rows(acc + g * lda, v, ldv, p + g * ldp, n, d);
