@@ -120,6 +120,26 @@ TEST(Fuzz, RunawayTemplatesStop) {
   EXPECT_THROW(render_chat_template("{{ " + std::string(5000, '(') + "1" + std::string(5000, ')') + " }}", ctx), Error);
 }
 
+// What libFuzzer found (a stack overflow under ASan): a macro whose body nests ~100 unary operators
+// deep, calling itself: within the parser's expression cap and the macro recursion cap, but 256 x 100
+// evaluations deep together. Nested evaluation is now capped (512, across macro calls) with an error
+// naming it; a recursion of 200 levels, as a template could use, still renders (Jinja2 gives
+// "200,199,...,1,").
+TEST(Fuzz, ExpressionsNestedThroughMacroRecursionStop) {
+  nlohmann::ordered_json ctx = nlohmann::ordered_json::object();
+  const std::string deep = "{% macro r(n) %}{{ " + std::string(90, '-') + "r(n + 1) }}{% endmacro %}{{ r(0) }}";
+  try {
+    render_chat_template(deep, ctx);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("nested too deeply"), std::string::npos) << e.what();
+  }
+  std::string want;
+  for (int n = 200; n > 0; --n) want += std::to_string(n) + ",";
+  EXPECT_EQ(render_chat_template("{% macro r(n) %}{% if n > 0 %}{{ n }},{{ r(n - 1) }}{% endif %}{% endmacro %}{{ r(200) }}", ctx),
+            want);
+}
+
 // What libFuzzer found (an out-of-memory, not a crash): a string within the 64 MiB cap, iterated, becomes
 // one value per character; nesting or recursion multiplies any list. Each must fail with the cap named.
 TEST(Fuzz, MemoryAmplifyingTemplatesStop) {

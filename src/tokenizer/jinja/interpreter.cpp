@@ -192,6 +192,11 @@ class Interpreter {
 
   Value eval(const Expr& e, Scope& scope) {
     step(e.line);
+    struct Nesting {
+      int& n;
+      ~Nesting() { --n; }
+    } nesting{++eval_nesting_};
+    if (eval_nesting_ > kMaxEvalNesting) error(e.line, "expressions nested too deeply (macro calls included)");
     switch (e.kind) {
       case Expr::Kind::kLiteral: return e.value;
       case Expr::Kind::kName: return lookup(e.name, scope);
@@ -306,6 +311,7 @@ class Interpreter {
   Scope root_;
   int64_t steps_ = 0;
   int depth_ = 0;
+  int eval_nesting_ = 0;  // eval() calls in progress
 };
 
 }  // namespace

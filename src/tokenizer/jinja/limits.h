@@ -21,6 +21,12 @@ constexpr size_t kMaxOutput = DPSERVE_JINJA_MAX_OUTPUT;
 #endif
 constexpr int64_t kMaxSteps = DPSERVE_JINJA_MAX_STEPS;
 constexpr int kMaxDepth = 256;             // macro recursion
+// Expressions evaluated inside one another, counted across macro calls: the parser caps one
+// expression's nesting at 200 and macro recursion is capped above, but together (a macro whose
+// body nests 100 deep calling itself 256 times) they ran the evaluator's recursion off the stack
+// (found by fuzz_chat_template under ASan). No chat template comes near: tool-schema renderers
+// recurse a few levels deep over a handful of nested expressions each.
+constexpr int kMaxEvalNesting = 512;
 constexpr int64_t kMaxListItems = 100'000;  // range() and list repetition, as Jinja2's sandbox caps range()
 // Values one render may materialize in total: iteration copies, string code points, range(), list + and
 // *. A per-list cap alone lets nesting and macro recursion (256 deep) hold hundreds of such lists at
