@@ -104,9 +104,14 @@ run([
     assert.equal(r.json.error.param, 'abort_all');
     const ok = await abort(ADMIN, { abort_all: true });
     assert.equal(ok.status, 200, ok.text);
-    assert.ok(ok.json.aborted >= 2, `aborted ${ok.json.aborted}`);
-    assert.ok((await g1.done).finishes.includes('abort'));
+    assert.ok(ok.json.aborted >= 1, `aborted ${ok.json.aborted}`);
+    // g2 (key B's) has just streamed its first token and has seconds of work left: the admin's
+    // abort_all must end it. g1 (key A's) may already have ended by its length: with 2 sequences
+    // at a time its 63 later copies queue ahead of g2's, so on a loaded host g2 often starts only as
+    // g1's last copies finish. Every g1 choice must have ended, one way or the other.
     assert.ok((await g2.done).finishes.includes('abort'));
+    const f1 = (await g1.done).finishes;
+    assert.ok(f1.every((f) => f === 'abort' || f === 'length'), f1.join());
   }],
   ['a client rid that is live cannot be reused; it can once that request ended', async () => {
     const g = longGenerate(A, { rid: 'dup' });
