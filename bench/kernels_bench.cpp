@@ -292,16 +292,19 @@ void BM_AttentionDecode(benchmark::State& state) {
   state.counters["best_GFLOP/s"] = double(batch) * ctx * n_heads * hd * 4 / timer.best / 1e9;
 }
 
-// Causal prefill of one sequence of n tokens (TinyLlama-1.1B heads), its KV already written.
+// Causal prefill of one sequence of n tokens (TinyLlama-1.1B heads), its KV already written, the
+// cache stored as kv (BM_AttentionDecode's numbering).
 void BM_AttentionPrefill(benchmark::State& state) {
   const int64_t n = state.range(0), n_heads = 32, n_kv = 4, hd = 64, ps = 16;
+  const KVElem elem = kv_arg(state.range(1));
   std::mt19937 rng(4);
   std::uniform_real_distribution<float> d(-1, 1);
   const RandomKvPool pool((n + ps - 1) / ps, n_kv, hd, ps, rng);
   const AttnSeq seq{0, n, 0, pool.pages.data()};
   std::vector<float> q(n * n_heads * hd), out(q.size());
   for (float& x : q) x = d(rng);
-  const KVLayerView kv = pool.view();
+  const CompactKv compact(pool, elem);
+  const KVLayerView kv = compact.view;
   const AttnParams p{n_heads, n_kv, hd, 1.0f / 8.0f};
   Timer timer;
   for (auto _ : state) {
@@ -340,7 +343,12 @@ BENCHMARK(BM_Gemm)
     ->ArgsProduct({{512}, {2048, 5632}, {2048, 5632}, {1}, {0}, {0, 1}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
-BENCHMARK(BM_AttentionPrefill)->ArgName("n")->Arg(512)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_AttentionPrefill)
+    ->ArgNames({"n", "kv"})
+    ->ArgsProduct({{512, 2048}, {0, 1}})
+    ->Args({8192, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_AttentionDecode)
     ->ArgNames({"ctx", "batch", "kv"})
     ->Args({512, 1, 0})
@@ -348,6 +356,8 @@ BENCHMARK(BM_AttentionDecode)
     ->Args({512, 32, 0})
     // Long context per KV dtype (--kv-cache-dtype): fp32, bf16, int8, fp8_e4m3, fp8_e5m2.
     ->ArgsProduct({{8192, 32768}, {1}, {0, 1, 2, 3, 4}})
+    // Eight sequences at 32k keys: 268 MB of bf16 cache, from DRAM where one sequence's fits in L3.
+    ->Args({32768, 8, 1})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 

@@ -5,6 +5,14 @@
 // <limits>, <type_traits>, <vector> and kernels/simd_exp.h), so each compiles its own copy.
 __mmask16 head_mask(int64_t d, int64_t i) { return d - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (d - i)) - 1); }
 
+// Stores 16 floats under mask m. A masked store does not forward its data to a load that reads it
+// back soon after, which waits until the store has left the core: the scores, weights and sums
+// stored here are read again within the step, so a full vector takes the plain store.
+[[gnu::always_inline]] inline void store16(float* p, __mmask16 m, __m512 v) {
+  if (m == __mmask16(0xffff)) _mm512_storeu_ps(p, v);
+  else _mm512_mask_storeu_ps(p, m, v);
+}
+
 // The largest lane, halving in registers. (GCC 12 warns, wrongly, about _mm512_reduce_max_ps once
 // it is inlined into the loops below.) A max is exact, so any order gives the same value (up to
 // the sign of a zero, which no later operation tells apart).
@@ -95,15 +103,15 @@ void pack_keys(const T* k, int64_t ldk, int64_t nb, int64_t d, float* kt) {
 }
 
 // Head g's scores of 16 keys, a0[g] + a1[g] (its two chains) times scale, to out + g * ldo (the
-// first nb), and its running max mx[g] raised to their largest.
+// first nb), and its running max mx[g] raised to their largest (no mx: no max).
 template <int NG>
 void store_scores(const __m512* a0, const __m512* a1, int64_t nb, float scale, float* out, int64_t ldo, float* mx) {
   const __mmask16 valid = head_mask(nb, 0);
   const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   for (int g = 0; g < NG; ++g) {
     const __m512 r = _mm512_mul_ps(_mm512_add_ps(a0[g], a1[g]), _mm512_set1_ps(scale));
-    _mm512_mask_storeu_ps(out + g * ldo, valid, r);
-    mx[g] = std::max(mx[g], hmax(_mm512_mask_max_ps(ninf, valid, r, r)));
+    store16(out + g * ldo, valid, r);
+    if (mx) mx[g] = std::max(mx[g], hmax(_mm512_mask_max_ps(ninf, valid, r, r)));
   }
 }
 
@@ -132,26 +140,54 @@ void scores_packed(const float* q, int64_t ldq, const float* kt, int64_t d, int6
   store_scores<NG>(a0, a1, nb, scale, out, ldo, mx);
 }
 
-// A job's packed keys: consecutive rows of a prefill job score the same page (attention_impl.h,
-// kRows), so the last packing is kept until the job ends (its address, key count and stride
-// say whether it is the one asked for; begin_job forgets it, as the next call's cache holds
-// other values at the same addresses).
-struct PackedKeys {
-  const void* k = nullptr;
-  int64_t n = 0, ld = 0, d = 0;
-  std::vector<float> buf;
-  float* rows(int64_t floats) {
-    if (int64_t(buf.size()) < floats + 16) {
-      buf.resize(size_t(floats + 16));
-      k = nullptr;
-    }
-    return buf.data() + (16 - (reinterpret_cast<uintptr_t>(buf.data()) / 4) % 16) % 16;  // 64-byte aligned
+// A job's packed keys: the rows of a prefill job take turns step by step (attention_impl.h,
+// kRows), each scoring the same few pages of the step, so the packings of the pages last asked
+// for are kept until the job ends (a page's address, key count, stride and width say whether a
+// slot holds it; begin_job forgets them all, as the next call's cache holds other values at the
+// same addresses). E: the packed element (4 bytes).
+template <class E>
+struct PackedKeyCache {
+  struct Slot {
+    const void* k = nullptr;
+    int64_t n = 0, ld = 0, d = 0;
+    uint64_t call = 0;  // the last call that asked for it
+    std::vector<E> buf;
+  };
+  std::vector<Slot> slots = std::vector<Slot>(8);  // two steps of 16-key pages
+  size_t next = 0;
+  uint64_t call = 0;
+  void forget() {
+    for (Slot& s : slots) s.k = nullptr;
   }
+  // Starts a call that will ask for up to n packings at once: none of them is reused for another
+  // until the next call (a step over small pages spans many).
+  void begin_call(int64_t n) {
+    ++call;
+    if (int64_t(slots.size()) < 2 * n) slots.resize(size_t(2 * n));
+  }
+  // The packing of those keys in `elems` 64-byte aligned elements; `have`: already packed there.
+  E* find(const void* k, int64_t n, int64_t ld, int64_t d, int64_t elems, bool& have) {
+    static_assert(sizeof(E) == 4);
+    for (Slot& s : slots)
+      if (s.k == k && s.n == n && s.ld == ld && s.d == d) {
+        s.call = call;
+        have = true;
+        return aligned(s.buf);
+      }
+    while (slots[next].call == call && slots[next].k) next = (next + 1) % slots.size();
+    Slot& s = slots[next];
+    next = (next + 1) % slots.size();
+    if (int64_t(s.buf.size()) < elems + 16) s.buf.resize(size_t(elems + 16));
+    s.k = k, s.n = n, s.ld = ld, s.d = d, s.call = call;
+    have = false;
+    return aligned(s.buf);
+  }
+  static E* aligned(std::vector<E>& b) { return b.data() + (16 - (reinterpret_cast<uintptr_t>(b.data()) / 4) % 16) % 16; }
 };
-inline thread_local PackedKeys packed_keys;
+inline thread_local PackedKeyCache<float> packed_keys;
 
 struct Avx512Ops {
-  static void begin_job() { packed_keys.k = nullptr; }
+  static void begin_job() { packed_keys.forget(); }
 
   // fp32 keys, key by key: one 16-lane product vector per key, folded by a transposing tree.
   // Sixteen keys at a time: one 16-lane product vector per key over the head dimension, then a
@@ -183,7 +219,7 @@ struct Avx512Ops {
       const __m512 r = _mm512_mul_ps(
           _mm512_add_ps(_mm512_shuffle_f32x4(f0, f1, 0x88), _mm512_shuffle_f32x4(f0, f1, 0xDD)), _mm512_set1_ps(scale));
       const __mmask16 valid = head_mask(nb, 0);
-      _mm512_mask_storeu_ps(out + j0, valid, r);
+      store16(out + j0, valid, r);
       mx = _mm512_mask_max_ps(mx, valid, mx, r);
     }
     return hmax(mx);
@@ -242,7 +278,7 @@ struct Avx512Ops {
         const __m512 r = _mm512_mul_ps(
             _mm512_add_ps(_mm512_shuffle_f32x4(f0[h], f1[h], 0x88), _mm512_shuffle_f32x4(f0[h], f1[h], 0xDD)),
             _mm512_set1_ps(scale));
-        _mm512_mask_storeu_ps(out + h * ldo + j0, valid, r);
+        store16(out + h * ldo + j0, valid, r);
         mx[h] = _mm512_mask_max_ps(mx[h], valid, mx[h], r);
       }
     }
@@ -259,6 +295,13 @@ struct Avx512Ops {
   static void scores_heads(const float* q, int64_t ldq, int64_t G, const T* k, int64_t ldk, int64_t n, int64_t d,
                            float scale, float* out, int64_t ldo, float* mx) {
     if constexpr (std::is_same_v<T, float>) {
+      // The trees keep their maxima in registers, one horizontal max per call: kept, into a
+      // scratch row when the caller takes the step's max itself.
+      thread_local std::vector<float> unused;
+      if (!mx) {
+        if (int64_t(unused.size()) < G) unused.resize(size_t(G));
+        mx = unused.data();
+      }
       head_groups<4>(G, [&](auto NH, int64_t g) {
         if constexpr (NH == 1) mx[g] = scores_tree(q + g * ldq, k, ldk, n, d, scale, out + g * ldo);
         else scores_tree_nh<NH, T>(q + g * ldq, ldq, k, ldk, n, d, scale, out + g * ldo, ldo, mx + g);
@@ -266,21 +309,18 @@ struct Avx512Ops {
       return;
     }
     const int64_t blocks = (n + 15) / 16;
-    float* kt = packed_keys.rows(blocks * d * 16);
-    const bool have = packed_keys.k == k && packed_keys.n == n && packed_keys.ld == ldk && packed_keys.d == d;
-    std::fill(mx, mx + G, -std::numeric_limits<float>::infinity());
+    bool have;
+    packed_keys.begin_call(1);
+    float* kt = packed_keys.find(k, n, ldk, d, blocks * d * 16, have);
+    if (mx) std::fill(mx, mx + G, -std::numeric_limits<float>::infinity());
     for (int64_t j0 = 0, b = 0; j0 < n; j0 += 16, ++b) {
       const int64_t nb = std::min<int64_t>(16, n - j0);
       float* kb = kt + b * d * 16;
       if (!have) pack_keys(k + j0 * ldk, ldk, nb, d, kb);
       head_groups<8>(G, [&](auto NG, int64_t g) {
-        scores_packed<NG>(q + g * ldq, ldq, kb, d, nb, scale, out + g * ldo + j0, ldo, mx + g);
+        scores_packed<NG>(q + g * ldq, ldq, kb, d, nb, scale, out + g * ldo + j0, ldo, mx ? mx + g : nullptr);
       });
     }
-    packed_keys.k = k;
-    packed_keys.n = n;
-    packed_keys.ld = ldk;
-    packed_keys.d = d;
   }
   template <class T>
   static float scores(const float* q, const T* k, int64_t ldk, int64_t n, int64_t d, float scale, float* out) {
@@ -311,8 +351,8 @@ struct Avx512Ops {
         }
       }
       for (int h = 0; h < NH; ++h) {
-        _mm512_mask_storeu_ps(acc + h * lda + i, m0, a[h][0]);
-        _mm512_mask_storeu_ps(acc + h * lda + i + 16, m1, a[h][1]);
+        store16(acc + h * lda + i, m0, a[h][0]);
+        store16(acc + h * lda + i + 16, m1, a[h][1]);
       }
     }
   }
@@ -337,7 +377,7 @@ struct Avx512Ops {
         }
       }
       for (int h = 0; h < NH; ++h)
-        for (int c = 0; c < 4; ++c) _mm512_mask_storeu_ps(acc + h * lda + i + 16 * c, m[c], a[h][c]);
+        for (int c = 0; c < 4; ++c) store16(acc + h * lda + i + 16 * c, m[c], a[h][c]);
     }
   }
   template <class T>
@@ -366,14 +406,14 @@ struct Avx512Ops {
         const __m512 pj = _mm512_set1_ps(p[j]);
         for (int c = 0; c < 4; ++c) a[c] = _mm512_fmadd_ps(pj, load16(m[c], v + j * ldv + i + 16 * c), a[c]);
       }
-      for (int c = 0; c < 4; ++c) _mm512_mask_storeu_ps(acc + i + 16 * c, m[c], a[c]);
+      for (int c = 0; c < 4; ++c) store16(acc + i + 16 * c, m[c], a[c]);
     }
   }
   static void scale(float* acc, float c, int64_t d) {
     const __m512 cv = _mm512_set1_ps(c);
     for (int64_t i = 0; i < d; i += 16) {
       const __mmask16 m = head_mask(d, i);
-      _mm512_mask_storeu_ps(acc + i, m, _mm512_mul_ps(cv, _mm512_maskz_loadu_ps(m, acc + i)));
+      store16(acc + i, m, _mm512_mul_ps(cv, _mm512_maskz_loadu_ps(m, acc + i)));
     }
   }
   static float mul_max(float* x, const float* s, int64_t n) {
@@ -381,7 +421,7 @@ struct Avx512Ops {
     for (int64_t i = 0; i < n; i += 16) {
       const __mmask16 m = head_mask(n, i);
       const __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, s + i));
-      _mm512_mask_storeu_ps(x + i, m, p);
+      store16(x + i, m, p);
       mx = _mm512_mask_max_ps(mx, m, mx, p);
     }
     return hmax(mx);
@@ -389,7 +429,38 @@ struct Avx512Ops {
   static void mul(float* out, const float* a, const float* b, int64_t n) {
     for (int64_t i = 0; i < n; i += 16) {
       const __mmask16 m = head_mask(n, i);
-      _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i)));
+      store16(out + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i)));
+    }
+  }
+  // The largest of x[0, n): the step's max in one pass (attention_impl.h, partial_step), where
+  // the scores' own maxima would take a horizontal max per head for every page.
+  static float max_of(const float* x, int64_t n) {
+    __m512 mx = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+    for (int64_t i = 0; i < n; i += 16) {
+      const __mmask16 m = head_mask(n, i);
+      mx = _mm512_mask_max_ps(mx, m, mx, _mm512_maskz_loadu_ps(m, x + i));
+    }
+    return hmax(mx);
+  }
+  // G rows at once, 16 lanes of each row in turn: each row's sum takes its pieces in the order
+  // exp_sub_sum takes them, so the bits are the same, and the rows' exponentials are independent
+  // work for the core to overlap, where row by row each waited on the one before.
+  static void exp_sub_sum_heads(float* x, int64_t ldx, int64_t G, int64_t n, const float* shift, float* sum) {
+    constexpr int64_t kMaxRows = 8;
+    for (int64_t g0 = 0; g0 < G; g0 += kMaxRows) {
+      const int64_t R = std::min(kMaxRows, G - g0);
+      __m512 acc[kMaxRows], sh[kMaxRows];
+      for (int64_t r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps(), sh[r] = _mm512_set1_ps(shift[g0 + r]);
+      for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = head_mask(n, i);
+        for (int64_t r = 0; r < R; ++r) {
+          float* xr = x + (g0 + r) * ldx + i;
+          const __m512 e = _mm512_maskz_mov_ps(m, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, xr), sh[r])));
+          store16(xr, m, e);
+          acc[r] = _mm512_add_ps(acc[r], e);
+        }
+      }
+      for (int64_t r = 0; r < R; ++r) sum[g0 + r] = hsum512(acc[r]);
     }
   }
   static float exp_sub_sum(float* x, int64_t n, float shift) {
@@ -398,7 +469,7 @@ struct Avx512Ops {
     for (int64_t i = 0; i < n; i += 16) {
       const __mmask16 m = head_mask(n, i);
       const __m512 e = _mm512_maskz_mov_ps(m, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), s)));
-      _mm512_mask_storeu_ps(x + i, m, e);
+      store16(x + i, m, e);
       sum = _mm512_add_ps(sum, e);
     }
     return hsum512(sum);

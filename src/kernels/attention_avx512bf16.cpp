@@ -91,17 +91,19 @@ void pack_key_pairs(const T* k, int64_t ldk, int64_t nb, int64_t d, uint32_t* kp
 }
 
 // G rows of n floats (row g at x + g * ldx) rounded to bf16 (round to nearest even), as 32-bit
-// pairs: out[g * np + p] holds elements 2p and 2p + 1 of row g (np = (n + 1) / 2; the element past
-// an odd n is zero). A row's query heads (pairs of elements) and a page's softmax weights (pairs
-// of keys) both take this form.
-void pack_bf16_pairs(const float* x, int64_t ldx, int64_t G, int64_t n, uint32_t* out) {
+// pairs: out[g * ldo + p] holds elements 2p and 2p + 1 of row g for p < (n + 1) / 2 (the element
+// past an odd n is zero). A row's query heads (pairs of elements) and a page's softmax weights
+// (pairs of keys) both take this form.
+void pack_bf16_pairs(const float* x, int64_t ldx, int64_t G, int64_t n, uint32_t* out, int64_t ldo) {
   const int64_t np = (n + 1) / 2;
   for (int64_t g = 0; g < G; ++g) {
-    uint16_t* row = reinterpret_cast<uint16_t*>(out + g * np);
+    uint16_t* row = reinterpret_cast<uint16_t*>(out + g * ldo);
     row[2 * np - 1] = 0;
     for (int64_t i = 0; i < n; i += 16) {
       const __mmask16 m = head_mask(n, i);
-      _mm256_mask_storeu_epi16(row + i, m, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + g * ldx + i)));
+      const __m256i h = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + g * ldx + i));
+      if (m == __mmask16(0xffff)) _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + i), h);  // store16's reason
+      else _mm256_mask_storeu_epi16(row + i, m, h);
     }
   }
 }
@@ -133,12 +135,50 @@ void scores_packed(const uint32_t* qb, int64_t pairs, const uint32_t* kp, int64_
   store_scores<NG>(a0, a1, nb, scale, out, ldo, mx);
 }
 
+// scores_packed for two blocks of packed keys at once (kb[0] with nb[0] keys, scores to out[0]; kb[1]
+// likewise): each query pair loaded once feeds both blocks, so a product waits on fewer loads (one
+// block took a broadcast per product). Every lane's sums are scores_packed's, in its order.
+template <int NG>
+void scores_packed2(const uint32_t* qb, int64_t pairs, const uint32_t* const kb[2], const int64_t nb[2], float scale,
+                    float* const out[2], int64_t ldo) {
+  __m512 a0[2][NG], a1[2][NG];
+  for (int b = 0; b < 2; ++b)
+    for (int g = 0; g < NG; ++g) a0[b][g] = a1[b][g] = _mm512_setzero_ps();
+  const uint32_t* ka = kb[0];
+  const uint32_t* kc = kb[1];
+  int64_t p = 0;
+  for (; p + 2 <= pairs; p += 2) {
+    const __m512bh x0 = (__m512bh)_mm512_load_si512(ka + p * 16), x1 = (__m512bh)_mm512_load_si512(ka + (p + 1) * 16);
+    const __m512bh y0 = (__m512bh)_mm512_load_si512(kc + p * 16), y1 = (__m512bh)_mm512_load_si512(kc + (p + 1) * 16);
+#pragma GCC unroll 8
+    for (int g = 0; g < NG; ++g) {
+      const __m512bh q0 = (__m512bh)_mm512_set1_epi32(int(qb[g * pairs + p]));
+      const __m512bh q1 = (__m512bh)_mm512_set1_epi32(int(qb[g * pairs + p + 1]));
+      a0[0][g] = _mm512_dpbf16_ps(a0[0][g], q0, x0);
+      a0[1][g] = _mm512_dpbf16_ps(a0[1][g], q0, y0);
+      a1[0][g] = _mm512_dpbf16_ps(a1[0][g], q1, x1);
+      a1[1][g] = _mm512_dpbf16_ps(a1[1][g], q1, y1);
+    }
+  }
+  if (p < pairs) {
+    const __m512bh x0 = (__m512bh)_mm512_load_si512(ka + p * 16), y0 = (__m512bh)_mm512_load_si512(kc + p * 16);
+    for (int g = 0; g < NG; ++g) {
+      const __m512bh q0 = (__m512bh)_mm512_set1_epi32(int(qb[g * pairs + p]));
+      a0[0][g] = _mm512_dpbf16_ps(a0[0][g], q0, x0);
+      a0[1][g] = _mm512_dpbf16_ps(a0[1][g], q0, y0);
+    }
+  }
+  for (int b = 0; b < 2; ++b) store_scores<NG>(a0[b], a1[b], nb[b], scale, out[b], ldo, nullptr);
+}
+
 // acc[h] += sum_j p[h][j] v[j] for NH heads at once, two keys per vdpbf16ps: the value rows of a
 // key pair are interleaved element by element (vpermt2w), so lane i of a sum is element i of
-// the value; lane i of head h takes key pairs 0, 1, ... in order, whatever NH.
+// the value; lane i of head h takes the runs in order, and in each its key pairs (0, 1), (2, 3),
+// ... in order (an odd run's last key with zero), whatever NH. The sums stay in registers over
+// all the runs. pb: the weights as pairs, run r's at column pcol[r] of head h's row (h * ldb).
 template <int NH, class T>
-void axpy_packed(float* acc, int64_t lda, const T* v, int64_t ldv, const uint32_t* pb, int64_t np, int64_t n,
-                 int64_t d) {
+void axpy_packed(float* acc, int64_t lda, const PageRun<T>* runs, int64_t n_runs, const int64_t* pcol,
+                 const uint32_t* pb, int64_t ldb, int64_t d) {
   alignas(64) static const uint16_t kLo[32] = {0, 32, 1, 33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
                                                8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
   alignas(64) static const uint16_t kHi[32] = {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
@@ -152,21 +192,27 @@ void axpy_packed(float* acc, int64_t lda, const T* v, int64_t ldv, const uint32_
       a[h][0] = _mm512_maskz_loadu_ps(m0, acc + h * lda + i);
       a[h][1] = _mm512_maskz_loadu_ps(m1, acc + h * lda + i + 16);
     }
-    for (int64_t jp = 0; jp < np; ++jp) {
-      const __m512i r0 = load32_bf16(v + 2 * jp * ldv + i, e);
-      const __m512i r1 = 2 * jp + 1 < n ? load32_bf16(v + (2 * jp + 1) * ldv + i, e) : _mm512_setzero_si512();
-      const __m512bh x0 = (__m512bh)_mm512_permutex2var_epi16(r0, lo, r1);
-      const __m512bh x1 = (__m512bh)_mm512_permutex2var_epi16(r0, hi, r1);
+    for (int64_t r = 0; r < n_runs; ++r) {
+      if (i == 0) prefetch_ahead(runs[r]);
+      const T* v = runs[r].rows + i;
+      const int64_t ldv = runs[r].ld, n = runs[r].n, np = (n + 1) / 2;
+      const uint32_t* w = pb + pcol[r];
+      for (int64_t jp = 0; jp < np; ++jp) {
+        const __m512i r0 = load32_bf16(v + 2 * jp * ldv, e);
+        const __m512i r1 = 2 * jp + 1 < n ? load32_bf16(v + (2 * jp + 1) * ldv, e) : _mm512_setzero_si512();
+        const __m512bh x0 = (__m512bh)_mm512_permutex2var_epi16(r0, lo, r1);
+        const __m512bh x1 = (__m512bh)_mm512_permutex2var_epi16(r0, hi, r1);
 #pragma GCC unroll 8
-      for (int h = 0; h < NH; ++h) {
-        const __m512bh w = (__m512bh)_mm512_set1_epi32(int(pb[h * np + jp]));
-        a[h][0] = _mm512_dpbf16_ps(a[h][0], x0, w);
-        a[h][1] = _mm512_dpbf16_ps(a[h][1], x1, w);
+        for (int h = 0; h < NH; ++h) {
+          const __m512bh wv = (__m512bh)_mm512_set1_epi32(int(w[h * ldb + jp]));
+          a[h][0] = _mm512_dpbf16_ps(a[h][0], x0, wv);
+          a[h][1] = _mm512_dpbf16_ps(a[h][1], x1, wv);
+        }
       }
     }
     for (int h = 0; h < NH; ++h) {
-      _mm512_mask_storeu_ps(acc + h * lda + i, m0, a[h][0]);
-      _mm512_mask_storeu_ps(acc + h * lda + i + 16, m1, a[h][1]);
+      store16(acc + h * lda + i, m0, a[h][0]);
+      store16(acc + h * lda + i + 16, m1, a[h][1]);
     }
   }
 }
@@ -180,9 +226,7 @@ struct JobCache {
   int64_t n_q = 0;
   std::vector<uint32_t> qb;  // kRows slots of G * pairs
   int64_t slot = 0;          // pairs * G of one slot
-  const void* k = nullptr;  // keys packed in kbuf: their address, count and stride
-  int64_t k_n = 0, k_ld = 0;
-  std::vector<uint32_t> kbuf;
+  PackedKeyCache<uint32_t> keys;  // pairs-by-keys rows of the job's last pages
   std::vector<uint32_t> pb;
 };
 thread_local JobCache cache;
@@ -191,7 +235,7 @@ struct Bf16Ops : Avx512Ops {
   static void begin_job() {
     Avx512Ops::begin_job();
     cache.n_q = 0;
-    cache.k = nullptr;
+    cache.keys.forget();
   }
 
   // The bf16 pairs of a row's G query heads, converted once per job.
@@ -207,52 +251,80 @@ struct Bf16Ops : Avx512Ops {
     if (cache.n_q == JobCache::kRows) cache.n_q = 0;
     uint32_t* out = cache.qb.data() + cache.n_q * slot;
     cache.q[cache.n_q++] = q;
-    pack_bf16_pairs(q, ldq, G, d, out);
+    pack_bf16_pairs(q, ldq, G, d, out, (d + 1) / 2);
     return out;
   }
 
+  // A step's scores: every page's keys packed (or found packed), then the blocks of 16 keys
+  // scored two at a time.
   template <class T>
-  static void scores_heads(const float* q, int64_t ldq, int64_t G, const T* k, int64_t ldk, int64_t n, int64_t d,
-                           float scale, float* out, int64_t ldo, float* mx) {
+  static void scores_runs(const float* q, int64_t ldq, int64_t G, const PageRun<T>* runs, int64_t n_runs, int64_t d,
+                          float scale, float* out, int64_t ldo) {
     if constexpr (std::is_same_v<T, float>) {
-      Avx512Ops::scores_heads<T>(q, ldq, G, k, ldk, n, d, scale, out, ldo, mx);
+      for (int64_t r = 0; r < n_runs; ++r) {
+        prefetch_ahead(runs[r]);
+        Avx512Ops::scores_heads<T>(q, ldq, G, runs[r].rows, runs[r].ld, runs[r].n, d, scale, out + runs[r].off, ldo,
+                                   nullptr);
+      }
     } else {
       const int64_t pairs = (d + 1) / 2;
       const uint32_t* qb = queries(q, ldq, G, d);
-      // Rows of 16 lanes, 64-byte aligned (the vector's storage plus up to 15 lanes of slack).
-      const int64_t blocks = (n + 15) / 16;
-      if (int64_t(cache.kbuf.size()) < blocks * pairs * 16 + 16) {
-        cache.kbuf.resize(size_t(blocks * pairs * 16 + 16));
-        cache.k = nullptr;
+      struct Block {
+        const uint32_t* k;
+        int64_t n;
+        float* out;
+      };
+      thread_local std::vector<Block> blocks;
+      blocks.clear();
+      cache.keys.begin_call(n_runs);
+      for (int64_t r = 0; r < n_runs; ++r) {
+        const PageRun<T>& run = runs[r];
+        prefetch_ahead(run);
+        bool packed;
+        uint32_t* kp = cache.keys.find(run.rows, run.n, run.ld, d, (run.n + 15) / 16 * pairs * 16, packed);
+        for (int64_t j0 = 0, b = 0; j0 < run.n; j0 += 16, ++b) {
+          const int64_t nb = std::min<int64_t>(16, run.n - j0);
+          if (!packed) pack_key_pairs(run.rows + j0 * run.ld, run.ld, nb, d, kp + b * pairs * 16);
+          blocks.push_back({kp + b * pairs * 16, nb, out + run.off + j0});
+        }
       }
-      uint32_t* kp = cache.kbuf.data() + (16 - (reinterpret_cast<uintptr_t>(cache.kbuf.data()) / 4) % 16) % 16;
-      const bool packed = cache.k == k && cache.k_n == n && cache.k_ld == ldk;
-      std::fill(mx, mx + G, -std::numeric_limits<float>::infinity());
-      for (int64_t j0 = 0, b = 0; j0 < n; j0 += 16, ++b) {
-        const int64_t nb = std::min<int64_t>(16, n - j0);
-        uint32_t* kb = kp + b * pairs * 16;
-        if (!packed) pack_key_pairs(k + j0 * ldk, ldk, nb, d, kb);
-        head_groups<8>(G, [&](auto NG, int64_t g) {
-          scores_packed<NG>(qb + g * pairs, pairs, kb, nb, scale, out + g * ldo + j0, ldo, mx + g);
+      size_t b = 0;
+      for (; b + 2 <= blocks.size(); b += 2) {
+        const uint32_t* kb[2] = {blocks[b].k, blocks[b + 1].k};
+        const int64_t nb[2] = {blocks[b].n, blocks[b + 1].n};
+        head_groups<4>(G, [&](auto NG, int64_t g) {
+          float* const o[2] = {blocks[b].out + g * ldo, blocks[b + 1].out + g * ldo};
+          scores_packed2<NG>(qb + g * pairs, pairs, kb, nb, scale, o, ldo);
         });
       }
-      cache.k = k;
-      cache.k_n = n;
-      cache.k_ld = ldk;
+      if (b < blocks.size())
+        head_groups<8>(G, [&](auto NG, int64_t g) {
+          scores_packed<NG>(qb + g * pairs, pairs, blocks[b].k, blocks[b].n, scale, blocks[b].out + g * ldo, ldo,
+                            nullptr);
+        });
     }
   }
 
   template <class T>
-  static void axpy_heads(float* acc, int64_t lda, int64_t G, const T* v, int64_t ldv, const float* p, int64_t ldp,
-                         int64_t n, int64_t d) {
+  static void axpy_runs(float* acc, int64_t lda, int64_t G, const PageRun<T>* runs, int64_t n_runs, const float* p,
+                        int64_t ldp, int64_t d) {
     if constexpr (std::is_same_v<T, float>) {
-      Avx512Ops::axpy_heads<T>(acc, lda, G, v, ldv, p, ldp, n, d);
+      for (int64_t r = 0; r < n_runs; ++r) {
+        prefetch_ahead(runs[r]);
+        Avx512Ops::axpy_heads<T>(acc, lda, G, runs[r].rows, runs[r].ld, p + runs[r].off, ldp, runs[r].n, d);
+      }
     } else {
-      const int64_t np = (n + 1) / 2;
-      if (int64_t(cache.pb.size()) < G * np) cache.pb.resize(size_t(G * np));
+      // Each run's weights as bf16 pairs, the runs side by side in a head's row.
+      thread_local std::vector<int64_t> pcol;
+      pcol.resize(size_t(n_runs));
+      int64_t ldb = 0;
+      for (int64_t r = 0; r < n_runs; ++r) pcol[size_t(r)] = ldb, ldb += (runs[r].n + 1) / 2;
+      if (int64_t(cache.pb.size()) < G * ldb) cache.pb.resize(size_t(G * ldb));
       uint32_t* pb = cache.pb.data();
-      pack_bf16_pairs(p, ldp, G, n, pb);
-      head_groups<8>(G, [&](auto NH, int64_t g) { axpy_packed<NH>(acc + g * lda, lda, v, ldv, pb + g * np, np, n, d); });
+      for (int64_t r = 0; r < n_runs; ++r) pack_bf16_pairs(p + runs[r].off, ldp, G, runs[r].n, pb + pcol[size_t(r)], ldb);
+      head_groups<8>(G, [&](auto NH, int64_t g) {
+        axpy_packed<NH, T>(acc + g * lda, lda, runs, n_runs, pcol.data(), pb + g * ldb, ldb, d);
+      });
     }
   }
 };

@@ -104,8 +104,8 @@ namespace avx512bf16 {  // bf16 / int8 / fp8 KV: vdpbf16ps products; fp32 KV as 
 void attention_job(const AttnCtx& c, const AttnJob& j, float* parts);
 }
 
-// Online softmax over the pages, one page of keys at a time: scores of all
-// heads of the group for the page, one rescale of the running sums per page.
+// Online softmax over the keys one step at a time (kStepKeys positions, over the pages they
+// span): scores of all heads of the group for the step, one rescale of the running sums per step.
 //
 // T is the cache's element type (float, bf16_t, int8_t, fp8_e4m3_t, fp8_e5m2_t); Ops's primitives
 // that read keys or values are templates over it and widen each element to fp32 as they load it,
@@ -115,20 +115,55 @@ void attention_job(const AttnCtx& c, const AttnJob& j, float* parts);
 // Ops: scores(q, k, ldk, n, d, scale, out) (out[j] = (q . k[j * ldk]) * scale for j < n, each
 // in one fixed order whatever n; returns their max), axpy_rows(acc, v, ldv, p, n, d)
 // (acc += sum_j p[j] v[j * ldv], j in order, acc held in registers across the page),
-// scale(acc, c, d), exp_sub_sum(x, n, shift) (x = exp(x - shift), returns the sum).
+// scale(acc, c, d), exp_sub_sum(x, n, shift) (x = exp(x - shift), returns the sum). Optionally
+// exp_sub_sum_heads(x, ldx, G, n, shift, sum): exp_sub_sum of G rows at once (row g at x + g * ldx,
+// with shift[g], its sum to sum[g]), each row's bits those exp_sub_sum gives it.
 // Optionally scores_heads / axpy_heads: the same for the G query heads of a KV head at once
 // (head g's q at q + g * ldq, its scores at out + g * ldo, its sums at acc + g * lda), each
 // head's every value bit for bit what scores / axpy_rows give it alone: they only let the
 // heads share the loads of a page's keys and values (an Ops may also compute them its own way,
 // as the bf16 products do, as long as a head's bits depend on nothing but its own row).
+// Optionally max_of(x, n) (the largest of x[0, n)): then scores / scores_heads are given no mx
+// (nullptr) and skip their maxima, and a step's max is taken in one pass over its scores (a max
+// is exact, so the bits are the same either way).
+// Optionally scores_runs(q, ldq, G, runs, n_runs, d, scale, out, ldo) (with max_of): the scores
+// of a whole step, its pages' runs of keys given as PageRuns (run r's scores at out + runs[r].off),
+// each score's bits those scores_heads gives it (an Ops may then share a query's loads between
+// pages).
+// Optionally axpy_runs(acc, lda, G, runs, n_runs, p, ldp, d): page_axpy over a whole step, the
+// pages' runs of values given as PageRuns (run r weighed by p + runs[r].off), each head's bits
+// those of page_axpy over the runs in turn (an Ops may keep the sums in registers across pages).
 // Optionally begin_job(): called at the start of every job (an Ops that keeps converted
 // queries or keys for the job's later steps forgets them there).
+// A run of a step's keys (or values) inside one page: n rows from `rows` (ld elements apart),
+// column `off` of the step's scores (or weights). `ahead`: bytes to prefetch as the run is read
+// (the same rows of the next step's page), so the fetches of the next step are spread over this
+// one's work page by page.
+template <class T>
+struct PageRun {
+  const T* rows;
+  int64_t ld, n, off;
+  const char* ahead = nullptr;
+  int64_t ahead_bytes = 0;
+};
+
+// Prefetches a run's `ahead` bytes. Always inlined, as prefetch_scales below.
+template <class T>
+[[gnu::always_inline]] inline void prefetch_ahead(const PageRun<T>& r) {
+  for (int64_t b = 0; b < r.ahead_bytes; b += 64) __builtin_prefetch(r.ahead + b);
+}
+
+template <class Ops>
+inline constexpr bool kStepMax = requires(const float* x) { Ops::max_of(x, int64_t(0)); };
+
+// mx: nullptr when kStepMax.
 template <class Ops, class T>
 void page_scores(const float* q, int64_t ldq, int64_t G, const T* k, int64_t ldk, int64_t n, int64_t d,
                  float scale, float* out, int64_t ldo, float* mx) {
   if constexpr (requires { Ops::scores_heads(q, ldq, G, k, ldk, n, d, scale, out, ldo, mx); }) {
     Ops::scores_heads(q, ldq, G, k, ldk, n, d, scale, out, ldo, mx);
   } else {
+    static_assert(!kStepMax<Ops>, "an Ops with max_of has scores_heads");
     for (int64_t g = 0; g < G; ++g) mx[g] = Ops::scores(q + g * ldq, k, ldk, n, d, scale, out + g * ldo);
   }
 }
@@ -168,9 +203,9 @@ void mul_to(float* out, const float* a, const float* b, int64_t n) {
 
 // Per-thread work space of one job: scores of a page, page maxima, scaled rows' weights.
 struct AttnWork {
-  float* sc;   // [G][ps] scores of one page
-  float* pmx;  // [G] max of this page's scores
-  float* pv;   // int8 / fp8: [G][ps] weights times the values' scales
+  float* sc;   // [G][kStepKeys] scores of one step
+  float* pmx;  // [2 G] the step's max of each head, then its sums
+  float* pv;   // int8 / fp8: [G][kStepKeys] weights times the values' scales
   float* tmp;  // one partial (merging chunks in a kRows job)
 };
 
@@ -180,31 +215,100 @@ inline void partial_init(float* part, int64_t G, int64_t vd) {
   std::fill(part + G, part + 2 * G + G * vd, 0.0f);
 }
 
-// Pages are scattered over the pool, so the hardware prefetcher cannot guess the next one:
-// fetch keys and values of KV head kvh in the page after page pi of the sequence (its first
-// min(ps, k_end - next page's first key) rows) while this page is computed. Always inlined: as
-// a function of its own, GCC 12 finds it has no side effects (a prefetch is none) and drops
-// every call to it, and decode at 8k keys ran 2x slower.
-template <class T>
-[[gnu::always_inline]] inline void prefetch_next_page(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t pi, int64_t k_end) {
-  const int64_t ps = c.kv.page_size, kr = c.kv.k_row_stride(), vr = c.kv.v_row_stride();
-  const int64_t first = (pi + 1) * ps;
-  if (first >= k_end) return;
-  const int64_t next = seq.pages[pi + 1];
-  const int64_t nn = std::min(ps, k_end - first);
-  const char* kn = reinterpret_cast<const char*>(static_cast<const T*>(c.kv.k) + next * c.kv.k_page_stride() + kvh * ps * kr);
-  const char* vn = reinterpret_cast<const char*>(static_cast<const T*>(c.kv.v) + next * c.kv.v_page_stride() + kvh * ps * vr);
-  for (int64_t b = 0; b < nn * kr * int64_t(sizeof(T)); b += 64) __builtin_prefetch(kn + b);
-  for (int64_t b = 0; b < nn * vr * int64_t(sizeof(T)); b += 64) __builtin_prefetch(vn + b);
+// The online softmax takes keys a step at a time: the keys [s * kStepKeys, (s + 1) * kStepKeys)
+// (clipped to the row's range or chunk), over as many pages as that spans. A step's scores are
+// computed page by page, then one max, one pass of exponentials and one sum for the whole step,
+// and one rescale of the running sums: the bookkeeping that page-sized steps paid every 16 keys
+// (horizontal max and sum, the exp of the correction, loading and storing the weighted sums) is
+// paid every 64. Steps are fixed by positions, never by the batch or the page size, and divide
+// kKeyChunk, so a row's steps are the same whichever job runs it.
+inline constexpr int64_t kStepKeys = 64;
+static_assert(kKeyChunk % kStepKeys == 0);
+
+// Pages are scattered over the pool, so the hardware prefetcher cannot guess the next one: each
+// step fetches the next step's pages as it goes (PageRun::ahead), one page's rows before each of
+// its own pages is read. Issued all at once instead (a step's pages before the step), the
+// prefetches filled the core's miss queue and stalled it: decode from DRAM at 32k keys ran 1.2x
+// slower than one page ahead, page by page, which this keeps. The rows' scales of the next step
+// (int8 / fp8: arrays of their own, whose loads had stalled decode for a fifth of its time) are
+// fetched at the start of the step. Always inlined: as a function of its own, GCC 12 finds a
+// prefetch has no side effects and drops the calls.
+[[gnu::always_inline]] inline void prefetch_scales(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t k0,
+                                                   int64_t k1) {
+  const int64_t ps = c.kv.page_size;
+  for (int64_t pi = k0 / ps; pi * ps < k1; ++pi) {
+    const int64_t so = seq.pages[pi] * c.kv.scale_page_stride() + kvh * ps, nn = std::min(ps, k1 - pi * ps);
+    for (int64_t b = 0; b < nn; b += 16) {
+      __builtin_prefetch(c.kv.k_scale + so + b);
+      __builtin_prefetch(c.kv.v_scale + so + b);
+    }
+  }
+}
+
+// A step's scores: sc[g * kStepKeys + j] for its keys j < nj, given as runs of keys (one per
+// page) with their rows' scales (int8 / fp8; else nullptr); the step's max of each head to smx.
+// pmx: G floats of work space.
+template <class Ops, class T>
+void step_scores(const float* q, int64_t G, const PageRun<T>* runs, const float* const* scales, int64_t n_runs,
+                 int64_t nj, int64_t d, float scale, float* sc, float* smx, float* pmx) {
+  constexpr int64_t L = kStepKeys;
+  constexpr bool kRuns = requires(const PageRun<T>* r, float* o, int64_t i) { Ops::scores_runs(q, i, i, r, i, i, 1.0f, o, i); };
+  if constexpr (kRuns) {
+    static_assert(kStepMax<Ops>, "scores_runs leaves the max to max_of");
+    Ops::scores_runs(q, d, G, runs, n_runs, d, scale, sc, L);
+  } else {
+    std::fill(smx, smx + G, -std::numeric_limits<float>::infinity());
+    for (int64_t r = 0; r < n_runs; ++r) {
+      prefetch_ahead(runs[r]);
+      page_scores<Ops, T>(q, d, G, runs[r].rows, runs[r].ld, runs[r].n, d, scale, sc + runs[r].off, L,
+                          kStepMax<Ops> ? nullptr : pmx);
+      if constexpr (!kv_scaled_v<T> && !kStepMax<Ops>)
+        for (int64_t g = 0; g < G; ++g) smx[g] = std::max(smx[g], pmx[g]);
+    }
+  }
+  if constexpr (kv_scaled_v<T>) {
+    // The keys' scales turn the dot products of the codes into scores; the max follows them.
+    for (int64_t r = 0; r < n_runs; ++r)
+      for (int64_t g = 0; g < G; ++g) {
+        float* x = sc + g * L + runs[r].off;
+        if constexpr (kStepMax<Ops>) mul_to<Ops>(x, x, scales[r], runs[r].n);
+        else smx[g] = std::max(smx[g], mul_max<Ops>(x, scales[r], runs[r].n));
+      }
+  }
+  if constexpr (kStepMax<Ops>)
+    for (int64_t g = 0; g < G; ++g) smx[g] = Ops::max_of(sc + g * L, nj);
+}
+
+// acc[g] += the step's values weighed by w (row g at w + g * kStepKeys), given as runs of values
+// with their rows' scales (int8 / fp8: the weights times the scales go to pv first).
+template <class Ops, class T>
+void step_values(float* acc, int64_t G, const PageRun<T>* runs, const float* const* scales, int64_t n_runs,
+                 const float* w, float* pv, int64_t vd) {
+  constexpr int64_t L = kStepKeys;
+  if constexpr (kv_scaled_v<T>) {
+    for (int64_t r = 0; r < n_runs; ++r)
+      for (int64_t g = 0; g < G; ++g) mul_to<Ops>(pv + g * L + runs[r].off, w + g * L + runs[r].off, scales[r], runs[r].n);
+    w = pv;
+  }
+  if constexpr (requires(const PageRun<T>* r, int64_t i) { Ops::axpy_runs(acc, i, i, r, i, w, i, i); }) {
+    Ops::axpy_runs(acc, vd, G, runs, n_runs, w, L, vd);
+  } else {
+    for (int64_t r = 0; r < n_runs; ++r) {
+      prefetch_ahead(runs[r]);
+      page_axpy<Ops, T>(acc, vd, G, runs[r].rows, runs[r].ld, w + runs[r].off, L, runs[r].n, vd);
+    }
+  }
 }
 
 // One step of the online softmax: the partial of heads [g0, g0 + G) of KV head kvh for query
-// row `qrow` takes keys [jb, jb + nj), all in page pi of the sequence (its keys [pi * ps,
-// (pi + 1) * ps)): scores of all G heads for those keys, one rescale of the running sums. A row's result is the same sequence of steps, page by page
-// over each key chunk, whichever job runs it and whatever it interleaves the steps with.
+// row `qrow` takes keys [kb, ke), all in one step (kStepKeys): scores of all G heads for those
+// keys, then one rescale of the running sums, then the values. A row's result is the same
+// sequence of steps over each key chunk, whichever job runs it and whatever it interleaves the
+// steps with. k_end > 0: prefetch the next step's keys and values (up to that key) while this one
+// is computed.
 template <class Ops, class T>
 void partial_step(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0, int64_t G, const float* qrow,
-                  int64_t pi, int64_t jb, int64_t nj, float* part, const AttnWork& w) {
+                  int64_t kb, int64_t ke, int64_t k_end, float* part, const AttnWork& w) {
   constexpr bool kScaled = kv_scaled_v<T>;
   const int64_t hd = c.p.head_dim, vd = c.kv.value_dim(), ps = c.kv.page_size;
   const int64_t kr = c.kv.k_row_stride(), vr = c.kv.v_row_stride();
@@ -213,54 +317,75 @@ void partial_step(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0,
   float* mx = part;
   float* den = part + G;
   float* acc = part + 2 * G;
-  float* sc = w.sc;
-  float* pmx = w.pmx;
-  float* pv = w.pv;
-  const int64_t j0 = pi * ps;
-  const int64_t page = seq.pages[pi];
-  const T* kp = static_cast<const T*>(c.kv.k) + page * c.kv.k_page_stride() + (kvh * ps + jb - j0) * kr;
-  const T* vp = static_cast<const T*>(c.kv.v) + page * c.kv.v_page_stride() + (kvh * ps + jb - j0) * vr;
-  page_scores<Ops, T>(qrow + h0 * hd, hd, G, kp, kr, nj, hd, c.p.scale, sc, ps, pmx);
-  const float* vsc = nullptr;
-  if constexpr (kScaled) {
-    // The keys' scales turn the dot products of the codes into scores; the max follows them.
-    const int64_t so = page * c.kv.scale_page_stride() + kvh * ps + jb - j0;
-    const float* ksc = c.kv.k_scale + so;
-    vsc = c.kv.v_scale + so;
-    for (int64_t g = 0; g < G; ++g) pmx[g] = mul_max<Ops>(sc + g * ps, ksc, nj);
+  float* smx = w.pmx;  // the step's max of each head, then the new running max
+  float* sums = w.pmx + G;
+
+  // The step's keys and values page by page, each with the same slots of the next step's page
+  // to prefetch (up to k_end).
+  thread_local std::vector<PageRun<T>> kruns, vruns;
+  thread_local std::vector<const float*> kscales, vscales;
+  kruns.clear(), vruns.clear(), kscales.clear(), vscales.clear();
+  const int64_t next0 = ke, next1 = std::min(k_end, ke + kStepKeys);  // the next step's keys
+  if constexpr (kScaled)
+    if (next0 < next1) prefetch_scales(c, seq, kvh, next0, next1);
+  for (int64_t pi = kb / ps, jb = kb; jb < ke; ++pi) {
+    const int64_t j0 = pi * ps, je = std::min(j0 + ps, ke), page = seq.pages[pi], slot = kvh * ps + jb - j0;
+    PageRun<T> k{static_cast<const T*>(c.kv.k) + page * c.kv.k_page_stride() + slot * kr, kr, je - jb, jb - kb};
+    PageRun<T> v{static_cast<const T*>(c.kv.v) + page * c.kv.v_page_stride() + slot * vr, vr, je - jb, jb - kb};
+    // The next step's page at this page's place: keys [a0, a1).
+    const int64_t a0 = std::max(next0, jb + kStepKeys), a1 = std::min(next1, je + kStepKeys);
+    if (a0 < a1) {
+      const int64_t pa = a0 / ps, sa = kvh * ps + a0 - pa * ps, na = std::min(a1, (pa + 1) * ps) - a0;
+      k.ahead = reinterpret_cast<const char*>(static_cast<const T*>(c.kv.k) + seq.pages[pa] * c.kv.k_page_stride() + sa * kr);
+      v.ahead = reinterpret_cast<const char*>(static_cast<const T*>(c.kv.v) + seq.pages[pa] * c.kv.v_page_stride() + sa * vr);
+      k.ahead_bytes = na * kr * int64_t(sizeof(T));
+      v.ahead_bytes = na * vr * int64_t(sizeof(T));
+    }
+    kruns.push_back(k);
+    vruns.push_back(v);
+    if constexpr (kScaled) {
+      kscales.push_back(c.kv.k_scale + page * c.kv.scale_page_stride() + slot);
+      vscales.push_back(c.kv.v_scale + page * c.kv.scale_page_stride() + slot);
+    }
+    jb = je;
+  }
+  const int64_t n_runs = int64_t(kruns.size());
+  step_scores<Ops, T>(qrow + h0 * hd, G, kruns.data(), kscales.data(), n_runs, ke - kb, hd, c.p.scale, w.sc, smx, sums);
+
+  // The new running max of every head, then the exponentials of all heads in one pass (independent
+  // chains for the core to overlap), then the rescale of the sums.
+  for (int64_t g = 0; g < G; ++g) smx[g] = std::max(mx[g], smx[g]);
+  if constexpr (requires { Ops::exp_sub_sum_heads(w.sc, kStepKeys, G, ke - kb, smx, sums); }) {
+    Ops::exp_sub_sum_heads(w.sc, kStepKeys, G, ke - kb, smx, sums);
+  } else {
+    for (int64_t g = 0; g < G; ++g) sums[g] = Ops::exp_sub_sum(w.sc + g * kStepKeys, ke - kb, smx[g]);
   }
   for (int64_t g = 0; g < G; ++g) {
-    float* sg = sc + g * ps;
-    const float m_new = std::max(mx[g], pmx[g]);
-    // exp(0) is 1 exactly: skip the call when the running max did not move (most pages).
+    const float m_new = smx[g];
+    // exp(0) is 1 exactly: skip the call when the running max did not move (most steps).
     const float corr = mx[g] == neg_inf ? 0.0f : mx[g] == m_new ? 1.0f : std::exp(mx[g] - m_new);
-    const float sum = Ops::exp_sub_sum(sg, nj, m_new);
-    float* ag = acc + g * vd;
-    if (corr != 1.0f) Ops::scale(ag, corr, vd);
-    den[g] = den[g] * corr + sum;
+    if (corr != 1.0f) Ops::scale(acc + g * vd, corr, vd);
+    den[g] = den[g] * corr + sums[g];
     mx[g] = m_new;
   }
-  if constexpr (kScaled) {
-    for (int64_t g = 0; g < G; ++g) mul_to<Ops>(pv + g * ps, sc + g * ps, vsc, nj);
-    page_axpy<Ops, T>(acc, vd, G, vp, vr, pv, ps, nj, vd);
-  } else {
-    page_axpy<Ops, T>(acc, vd, G, vp, vr, sc, ps, nj, vd);
-  }
+  step_values<Ops, T>(acc, G, vruns.data(), vscales.data(), n_runs, w.sc, w.pv, vd);
 }
 
+// The end of the step that key k is in, clipped to k1.
+inline int64_t step_end(int64_t k, int64_t k1) { return std::min(k1, (k / kStepKeys + 1) * kStepKeys); }
+
 // The partial softmax of heads [g0, g0 + G) of KV head kvh for query row `qrow` over keys
-// [k0, k1): part = [max][sum][weighted V] (part_floats(G, vd)), page by page. k_end: the row's
-// last key + 1 (the next page is prefetched up to it, across the chunk's end: the next chunk
+// [k0, k1): part = [max][sum][weighted V] (part_floats(G, vd)), step by step. k_end: the row's
+// last key + 1 (each step prefetches the next up to it, across the chunk's end: the next chunk
 // reads it).
 template <class Ops, class T>
 void chunk_partial(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0, int64_t G, const float* qrow,
                    int64_t k0, int64_t k1, int64_t k_end, float* part, const AttnWork& w) {
-  const int64_t ps = c.kv.page_size;
   partial_init(part, G, c.kv.value_dim());
-  for (int64_t pi = k0 / ps, j0 = pi * ps; j0 < k1; ++pi, j0 += ps) {
-    const int64_t jb = std::max(j0, k0);  // first key of this page in the range
-    prefetch_next_page<T>(c, seq, kvh, pi, k_end);
-    partial_step<Ops, T>(c, seq, kvh, g0, G, qrow, pi, jb, std::min(j0 + ps, k1) - jb, part, w);
+  for (int64_t kb = k0; kb < k1;) {
+    const int64_t ke = step_end(kb, k1);
+    partial_step<Ops, T>(c, seq, kvh, g0, G, qrow, kb, ke, k_end, part, w);
+    kb = ke;
   }
 }
 
@@ -300,12 +425,12 @@ void attention_job_typed(const AttnCtx& c, const AttnJob& j, float* parts) {
   // each row of the job.
   const int64_t n_rows = j.kind == AttnJob::kRows ? j.i1 - j.i0 : 1;
   thread_local std::vector<float> scratch;
-  const size_t need = size_t(G * (2 * ps + 1) + pf * (1 + 2 * n_rows));
+  const size_t need = size_t(G * (2 * kStepKeys + 2) + pf * (1 + 2 * n_rows));
   if (scratch.size() < need) scratch.resize(need);
   AttnWork w{scratch.data(), nullptr, nullptr, nullptr};
-  w.pmx = w.sc + G * ps;
-  w.pv = w.pmx + G;
-  w.tmp = w.pv + G * ps;
+  w.pmx = w.sc + G * kStepKeys;
+  w.pv = w.pmx + 2 * G;
+  w.tmp = w.pv + G * kStepKeys;
   float* st = w.tmp + pf;  // the row's running partial
 
   switch (j.kind) {
@@ -325,7 +450,7 @@ void attention_job_typed(const AttnCtx& c, const AttnJob& j, float* parts) {
       return;
     }
     case AttnJob::kRows: {
-      // The rows walk the pages together: a page's keys and values come from memory once for all
+      // The rows walk the steps together: a step's keys and values come from memory once for all
       // of the job's rows and from the core's cache for the others (row by row, a long prefill
       // row streamed the whole range again for each row). Each row still takes its own steps,
       // chunk ends and merges in its own order (chunk_partial's, then merge_partial after each
@@ -352,13 +477,14 @@ void attention_job_typed(const AttnCtx& c, const AttnJob& j, float* parts) {
         lo = std::min(lo, u.k0);
         hi = std::max(hi, u.kc.n_keys);
       }
-      for (int64_t pi = lo / ps, j0 = pi * ps; j0 < hi; ++pi, j0 += ps) {
-        prefetch_next_page<T>(c, seq, j.kvh, pi, hi);
+      for (int64_t s0 = lo / kStepKeys * kStepKeys; s0 < hi; s0 += kStepKeys) {
+        const int64_t s1 = s0 + kStepKeys;
         for (int64_t r = 0; r < n_rows; ++r) {
           Cursor& u = rows[size_t(r)];
-          while (u.ch < u.kc.count && u.next < j0 + ps) {
-            const int64_t e = std::min(j0 + ps, u.k1);
-            partial_step<Ops, T>(c, seq, j.kvh, j.g0, G, u.q, pi, u.next, e - u.next, u.cur, w);
+          while (u.ch < u.kc.count && u.next < s1) {
+            const int64_t e = step_end(u.next, u.k1);
+            // The last row sees the most keys: it fetches the pages ahead for all of them.
+            partial_step<Ops, T>(c, seq, j.kvh, j.g0, G, u.q, u.next, e, r == n_rows - 1 ? hi : 0, u.cur, w);
             u.next = e;
             if (e < u.k1) break;
             // The chunk is done: fold it in, start the next or write the row.
