@@ -14,12 +14,14 @@
 #include <cstring>
 #include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "bench/roofline.h"
 #include "core/bf16.h"
 #include "kernels/isa.h"
 #include "kernels/matmul.h"
+#include "kernels/qmatmul.h"
 #include "kernels/quantize.h"
 #include "kernels/repack.h"
 
@@ -125,15 +127,14 @@ void BM_Int8Peak(benchmark::State& state) {
   state.counters["GOP/s"] = peak / 1e9;
 }
 
-// Args: type, K, N, repacked, isa (0 best, 1 avx512bw, 2 avx2), dram (0: one copy, read from
-// cache: the kernel's compute ceiling).
-void BM_QGemv(benchmark::State& state) {
-  const DType t = kTypes[state.range(0)];
-  const int64_t K = state.range(1), N = state.range(2);
-  const KernelIsa isa = isa_arg(state.range(4));
+// One GEMV measure. repacked: *_X16 weights; dram: weights cycled through copies far larger than
+// L3 (false: one copy, read from cache: the kernel's compute ceiling); ahead: the software
+// prefetch distance in bytes (kernels/qmatmul.h).
+void qgemv(benchmark::State& state, DType t, int64_t K, int64_t N, bool repacked, KernelIsa isa, bool dram,
+           int64_t ahead) {
   if (!kernel_isa_supported(isa)) return state.SkipWithError("ISA not supported");
-  const bool dram = state.range(5) != 0;
-  const QWeightSet ws(t, N, K, state.range(3) != 0, dram ? 512 * kMiB : 0);
+  const QWeightSet ws(t, N, K, repacked, dram ? 512 * kMiB : 0);
+  kernels::set_quant_weight_prefetch(ahead);
   std::vector<float> x(static_cast<size_t>(K)), y(static_cast<size_t>(N));
   for (int64_t i = 0; i < K; ++i) x[size_t(i)] = float(i % 7) - 3.0f;
   size_t i = 0;
@@ -144,14 +145,27 @@ void BM_QGemv(benchmark::State& state) {
     benchmark::ClobberMemory();
     timer.stop();
   }
+  kernels::set_quant_weight_prefetch(kernels::kDefaultQuantWeightPrefetch);
   const double bw = measure_read_bandwidth();
   const double bytes = double(dtype_row_bytes(t, K) * N);
-  state.SetLabel(std::string(dtype_name(t)) + (state.range(3) ? "x16 " : " plain ") + int8_level_name(isa) +
-                 (dram ? "" : " in-cache"));
+  const bool default_ahead = ahead == kernels::kDefaultQuantWeightPrefetch;
+  state.SetLabel(std::string(dtype_name(t)) + (repacked ? "x16 " : " plain ") + int8_level_name(isa) +
+                 (dram ? "" : " in-cache") + (default_ahead ? "" : " ahead " + std::to_string(ahead)));
   state.counters["GB/s"] = bytes / timer.mean(state) / 1e9;
   state.counters["bw_GB/s"] = bw / 1e9;
   state.counters["frac_bw"] = bytes / timer.mean(state) / bw;
   state.counters["best_frac_bw"] = bytes / timer.best / bw;
+}
+
+// Args: type, K, N, repacked, isa (0 best, 1 avx512bw, 2 avx2), dram.
+void BM_QGemv(benchmark::State& state) {
+  qgemv(state, kTypes[state.range(0)], state.range(1), state.range(2), state.range(3) != 0, isa_arg(state.range(4)),
+        state.range(5) != 0, kernels::kDefaultQuantWeightPrefetch);
+}
+
+// Args: type, ahead (bytes; 0: hardware prefetchers only). The FFN's gate shape from DRAM, best ISA.
+void BM_QGemvPrefetch(benchmark::State& state) {
+  qgemv(state, kTypes[state.range(0)], 2048, 5632, true, best_kernel_isa(), true, state.range(1));
 }
 
 // Args: type, M, K, N, isa.
@@ -230,6 +244,12 @@ BENCHMARK(BM_QGemv)
     ->Args({1, 2048, 5632, 1, 2, 1})
     ->Args({0, 2048, 5632, 1, 1, 1})
     ->Args({0, 2048, 5632, 1, 2, 1})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+// The prefetch distance A/B: every type at each distance (0 = the hardware prefetchers alone).
+BENCHMARK(BM_QGemvPrefetch)
+    ->ArgNames({"type", "ahead"})
+    ->ArgsProduct({{0, 1, 2, 3, 4}, {0, 1024, 2048, 4096}})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 BENCHMARK(BM_QGemm)

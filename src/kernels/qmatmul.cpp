@@ -3,9 +3,11 @@
 // groups at a time into a per-thread buffer first (the model repacks once at load instead).
 #include <algorithm>
 #include <array>
+#include <atomic>
 
 #include "core/check.h"
 #include "core/cpu.h"
+#include "kernels/qmatmul.h"
 #include "kernels/qmatmul_impl.h"
 #include "kernels/quant_act.h"
 #include "kernels/repack.h"
@@ -13,6 +15,8 @@
 namespace dpserve::kernels {
 
 namespace {
+
+std::atomic<int64_t> g_weight_prefetch{kDefaultQuantWeightPrefetch};
 
 template <QBlockFn Block>
 void via_scratch(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
@@ -61,6 +65,11 @@ MatmulKernel make_kernel(DType t) {
 }
 
 }  // namespace
+
+void set_quant_weight_prefetch(int64_t bytes) {
+  g_weight_prefetch.store(std::max<int64_t>(bytes, 0), std::memory_order_relaxed);
+}
+int64_t quant_weight_prefetch() { return g_weight_prefetch.load(std::memory_order_relaxed); }
 
 QBlockFn qblock_fn(KernelIsa isa, DType t) {
   const bool repacked = dtype_row_group(t) > 1;

@@ -25,6 +25,7 @@
 #include <cstring>
 #include <cstdlib>
 
+#include "kernels/qmatmul.h"
 #include "kernels/qmatmul_impl.h"
 #include "kernels/quant_act.h"
 
@@ -39,7 +40,22 @@ struct Tile {
   const uint8_t* g = nullptr;
   int off4 = 0, off2 = 0, off1 = 0;
   int64_t row0 = 0;
+  int64_t ahead = 0;  // how far ahead of the reads the group's bytes are prefetched (0: not)
 };
+
+// Prefetches the group bytes [at, at + bytes) + ahead, a line at a time, for each lane tile that
+// starts a group (8-lane tiles share their group with the tile beside them). The kernels call it
+// for each slice of a block as they start reading it, so the prefetches are spread over the work
+// instead of issued in bursts.
+template <int NR>
+DP_QINLINE void stream_ahead(const Tile* tl, int64_t at, int64_t bytes) {
+  if (tl[0].ahead == 0) return;
+#pragma GCC unroll 2
+  for (int j = 0; j < NR; ++j) {
+    if (tl[j].off4 != 0) continue;
+    for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(tl[j].g + at + o + tl[j].ahead);
+  }
+}
 
 // Activation rows of one tile of MR rows.
 template <int MR>
@@ -76,6 +92,7 @@ struct Q8_0K {
     for (int64_t b = 0; b < nb; ++b) {
       // D starts at minus the code offset's share (exact integers: the same D as subtracting it
       // after the dot, one operation per activation row instead of one per output vector).
+      stream_ahead<NR>(tl, b * kBytes, kBytes);
       I D[MR][NR];
 #pragma GCC unroll 4
       for (int i = 0; i < MR; ++i) {
@@ -147,6 +164,7 @@ struct Q4_0K {
     for (int64_t b = 0; b < nb; ++b) {
       // D starts at minus the code offset's share (exact integers: the same D as subtracting it
       // after the dot, one operation per activation row instead of one per output vector).
+      stream_ahead<NR>(tl, b * kBytes, kBytes);
       I D[MR][NR];
 #pragma GCC unroll 4
       for (int i = 0; i < MR; ++i) {
@@ -240,6 +258,7 @@ struct QkK {
 #pragma GCC unroll 4
         for (int j = 0; j < NR; ++j) S[i][j] = P::zero();
       for (int s = 0; s < 8; ++s) {
+        stream_ahead<NR>(tl, blk + kBytes / 8 * s, kBytes / 8);
         I D[MR][NR];
 #pragma GCC unroll 4
         for (int i = 0; i < MR; ++i)
@@ -300,6 +319,7 @@ struct Q6_KK {
 #pragma GCC unroll 4
         for (int j = 0; j < NR; ++j) S[i][j] = P::zero();
       for (int u = 0; u < 8; ++u) {
+        stream_ahead<NR>(tl, blk + kBytes / 8 * u, kBytes / 8);
         const int64_t ub = blk + 288 + 384 * u;
         const int64_t k0 = 256 * b + 32 * u;
         // Sub-block h (16 elements) of unit u: chunks 2h, 2h + 1 and high-bit vector h.
@@ -397,9 +417,14 @@ void tile_nr(int nr, const Tile* tl, const QBlockArgs& a, const QuantActLayout& 
 // kQuantGemvRows rows streams kGemvNR lane tiles once (GEMV), larger ones go kGemmMR rows x
 // kGemmNR lane tiles at a time with the weights of the lane tiles reused from cache.
 // A GEMV reads exactly one 16-row group at a time (kGemvNR x kLanes = 16), so each thread walks
-// its rows as one sequential stream: the hardware prefetchers then keep DRAM busy on their own.
-// Several groups at once (several streams) or software prefetches ahead of each stream measured
-// 1.2-1.6x slower on Zen 4 (bench/quant_kernels_bench.cpp).
+// its rows as one sequential stream (several groups at once, several streams, measured 1.2-1.6x
+// slower on Zen 4). The hardware prefetchers alone do not keep ahead of the K types' stream, whose
+// loads are spread over more instructions per byte: on Zen 5 the Q4_K / Q5_K GEMV stalled on
+// every 64-byte chunk at 0.65 of the read bandwidth (Q8_0 0.9). Software prefetches a fixed
+// distance ahead in each group's stream (quant_weight_prefetch(), kernels/qmatmul.h) bring them
+// to 0.9 (bench/quant_kernels_bench.cpp A/Bs the distance). The GEMM loop's first row tile
+// prefetches too: it streams the weights from memory as a GEMV does (batched decode: 1.2x at 8
+// sequences); the later row tiles read them from cache and do not.
 template <class P, class K>
 void block(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   const WeightView& w = a.w;
@@ -413,6 +438,7 @@ void block(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) 
   const int NRmax = gemv ? P::kGemvNR : P::kGemmNR;
   const int MRmax = gemv ? int(kQuantGemvRows) : P::kGemmMR;
   const Out o{m0, n0, n1, a.y, a.ldy};
+  const int64_t ahead = quant_weight_prefetch();
   for (int64_t T = T0; T < T1; T += NRmax) {
     const int nr = int(std::min<int64_t>(NRmax, T1 - T));
     Tile tl[2];
@@ -423,6 +449,8 @@ void block(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) 
     }
     for (int64_t m = m0; m < m1; m += MRmax) {
       const int mr = int(std::min<int64_t>(MRmax, m1 - m));
+      // Only the first row tile reads these groups from memory; the others find them in cache.
+      for (int j = 0; j < nr; ++j) tl[j].ahead = m == m0 ? ahead : 0;
       switch (mr) {
         case 1: tile_nr<P, K, 1>(nr, tl, a, L, m, nb, o); break;
         case 2: tile_nr<P, K, 2>(nr, tl, a, L, m, nb, o); break;
