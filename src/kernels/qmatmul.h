@@ -33,9 +33,10 @@ void qmatmul(const float* x, int64_t M, int64_t ldx, const WeightView& w, const 
 namespace dpserve::kernels {
 
 // How many bytes ahead of its reads a product prefetches each 16-row group of repacked quantized
-// weights; 0 leaves it to the hardware prefetchers. The default, 2048, took the K types' GEMV
-// (single-stream decode) from 0.65 to 0.9 of the read bandwidth on AMD EPYC (Zen 5), where the
-// hardware prefetchers fell behind. Benchmarks set it to A/B; process-wide, read by every product.
+// weights (Q4_0 and the K types; Q8_0's stream needs no help); 0 leaves it to the hardware
+// prefetchers. The default, 2048, took the K types' GEMV (single-stream decode) from 0.65 to 0.9
+// of the read bandwidth on AMD EPYC (Zen 5), where the hardware prefetchers fell behind.
+// Benchmarks set it to A/B; process-wide, read by every product.
 inline constexpr int64_t kDefaultQuantWeightPrefetch = 2048;
 void set_quant_weight_prefetch(int64_t bytes);
 int64_t quant_weight_prefetch();
