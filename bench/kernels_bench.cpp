@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "core/bf16.h"
-#include "core/fp8.h"
 #include "kernels/attention.h"
+#include "kv/kv_codec.h"
 #include "kernels/isa.h"
 #include "kernels/matmul.h"
 #include "kernels/repack.h"
@@ -202,51 +202,23 @@ struct RandomKvPool {
   KVLayerView view() const { return KVLayerView{k.p, v.p, ps, n_kv, hd}; }
 };
 
-// The same pool stored as bf16, int8 or fp8 (one scale per row), as --kv-cache-dtype keeps it.
+// The same pool stored as bf16, int8 or fp8 (one scale per row), encoded as --kv-cache-dtype
+// writes it (kv_encode_row).
 struct CompactKv {
-  std::vector<bf16_t> k16, v16;
-  std::vector<int8_t> k8, v8;
+  std::vector<uint8_t> k, v;
   std::vector<float> ks, vs;
   KVLayerView view;
   CompactKv(const RandomKvPool& p, KVElem e) : view(p.view()) {
     view.elem = e;
-    const size_t n = p.k.n, rows = n / size_t(p.hd);
-    if (e == KVElem::kBF16) {
-      k16.resize(n), v16.resize(n);
-      for (size_t i = 0; i < n; ++i) k16[i] = f32_to_bf16(p.k.p[i]), v16[i] = f32_to_bf16(p.v.p[i]);
-      view.k = k16.data(), view.v = v16.data();
-    } else if (e == KVElem::kInt8) {
-      k8.resize(n), v8.resize(n), ks.resize(rows), vs.resize(rows);
-      auto enc = [&](const float* x, int8_t* q, float* s) {
-        for (size_t r = 0; r < rows; ++r) {
-          float a = 0;
-          for (int64_t d = 0; d < p.hd; ++d) a = std::max(a, std::fabs(x[r * p.hd + d]));
-          s[r] = a / 127.0f;
-          for (int64_t d = 0; d < p.hd; ++d) q[r * p.hd + d] = int8_t(std::lround(x[r * p.hd + d] * 127.0f / a));
-        }
-      };
-      enc(p.k.p, k8.data(), ks.data());
-      enc(p.v.p, v8.data(), vs.data());
-      view.k = k8.data(), view.v = v8.data(), view.k_scale = ks.data(), view.v_scale = vs.data();
-    } else if (e == KVElem::kFp8E4M3 || e == KVElem::kFp8E5M2) {
-      const bool e4 = e == KVElem::kFp8E4M3;
-      const float top = e4 ? kFp8E4M3Max : kFp8E5M2Max;
-      k8.resize(n), v8.resize(n), ks.resize(rows), vs.resize(rows);
-      auto enc = [&](const float* x, int8_t* q, float* s) {
-        for (size_t r = 0; r < rows; ++r) {
-          float a = 0;
-          for (int64_t d = 0; d < p.hd; ++d) a = std::max(a, std::fabs(x[r * p.hd + d]));
-          s[r] = a / top;
-          for (int64_t d = 0; d < p.hd; ++d) {
-            const float y = x[r * p.hd + d] * top / a;
-            q[r * p.hd + d] = int8_t(e4 ? f32_to_fp8_e4m3(y).bits : f32_to_fp8_e5m2(y).bits);
-          }
-        }
-      };
-      enc(p.k.p, k8.data(), ks.data());
-      enc(p.v.p, v8.data(), vs.data());
-      view.k = k8.data(), view.v = v8.data(), view.k_scale = ks.data(), view.v_scale = vs.data();
+    if (e == KVElem::kF32) return;
+    const size_t rows = p.k.n / size_t(p.hd), row_bytes = size_t(p.hd * kv_elem_bytes(e));
+    k.resize(rows * row_bytes), v.resize(rows * row_bytes), ks.resize(rows), vs.resize(rows);
+    for (size_t r = 0; r < rows; ++r) {
+      kv_encode_row(e, p.k.p + r * size_t(p.hd), p.hd, k.data() + r * row_bytes, &ks[r]);
+      kv_encode_row(e, p.v.p + r * size_t(p.hd), p.hd, v.data() + r * row_bytes, &vs[r]);
     }
+    view.k = k.data(), view.v = v.data();
+    if (kv_elem_scaled(e)) view.k_scale = ks.data(), view.v_scale = vs.data();
   }
 };
 

@@ -442,9 +442,10 @@ struct Avx512Ops {
     }
     return hmax(mx);
   }
-  // G rows at once, 16 lanes of each row in turn: each row's sum takes its pieces in the order
-  // exp_sub_sum takes them, so the bits are the same, and the rows' exponentials are independent
-  // work for the core to overlap, where row by row each waited on the one before.
+  // G rows at once, 16 lanes of each row in turn: each row's sum takes its pieces in order, as
+  // the row alone (exp_sub_sum, G = 1) would, so the bits are the same, and the rows'
+  // exponentials are independent work for the core to overlap, where row by row each waited on
+  // the one before.
   static void exp_sub_sum_heads(float* x, int64_t ldx, int64_t G, int64_t n, const float* shift, float* sum) {
     constexpr int64_t kMaxRows = 8;
     for (int64_t g0 = 0; g0 < G; g0 += kMaxRows) {
@@ -464,14 +465,8 @@ struct Avx512Ops {
     }
   }
   static float exp_sub_sum(float* x, int64_t n, float shift) {
-    __m512 sum = _mm512_setzero_ps();
-    const __m512 s = _mm512_set1_ps(shift);
-    for (int64_t i = 0; i < n; i += 16) {
-      const __mmask16 m = head_mask(n, i);
-      const __m512 e = _mm512_maskz_mov_ps(m, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), s)));
-      store16(x + i, m, e);
-      sum = _mm512_add_ps(sum, e);
-    }
-    return hsum512(sum);
+    float sum;
+    exp_sub_sum_heads(x, n, 1, n, &shift, &sum);
+    return sum;
   }
 };

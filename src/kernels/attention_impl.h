@@ -416,7 +416,7 @@ inline void finish_row(const float* st, int64_t G, int64_t vd, float* oh) {
 template <class Ops, class T>
 void attention_job_typed(const AttnCtx& c, const AttnJob& j, float* parts) {
   const AttnSeq& seq = c.seqs[j.s];
-  const int64_t vd = c.kv.value_dim(), ps = c.kv.page_size;
+  const int64_t vd = c.kv.value_dim();
   const int64_t G = j.g1 - j.g0, pf = part_floats(G, vd);
   const int64_t h0 = j.kvh * (c.p.n_heads / c.p.n_kv_heads) + j.g0;
   if constexpr (requires { Ops::begin_job(); }) Ops::begin_job();

@@ -9,6 +9,22 @@
 
 namespace dpserve {
 
+namespace {
+
+// The scale of a row whose largest magnitude is to map to `top` (the code's largest value), and its
+// inverse. An all-zero row gets scale 0 (and, through inv = 0, codes 0); a non-finite value gives a
+// non-finite scale, so the row reads back non-finite as an fp32 cache would hold it.
+struct RowScale {
+  float s, inv;
+};
+RowScale row_scale(const float* src, int64_t n, float top) {
+  float amax = 0.0f;
+  for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(src[i]));
+  return {amax / top, amax > 0.0f ? top / amax : 0.0f};
+}
+
+}  // namespace
+
 void kv_encode_row(KVElem e, const float* src, int64_t n, void* dst, float* scale) {
   switch (e) {
     case KVElem::kF32: std::memcpy(dst, src, size_t(n) * sizeof(float)); return;
@@ -19,30 +35,20 @@ void kv_encode_row(KVElem e, const float* src, int64_t n, void* dst, float* scal
     }
     case KVElem::kInt8: {
       auto* d = static_cast<int8_t*>(dst);
-      float amax = 0.0f;
-      for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(src[i]));
-      // An all-zero row gets scale 0 and codes 0. A non-finite value gives a non-finite scale, so
-      // the row reads back non-finite as an fp32 cache would hold it.
-      const float s = amax / 127.0f;
-      const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+      const RowScale r = row_scale(src, n, 127.0f);
       for (int64_t i = 0; i < n; ++i)
-        d[i] = int8_t(std::clamp(std::nearbyint(src[i] * inv), -127.0f, 127.0f));
-      *scale = s;
+        d[i] = int8_t(std::clamp(std::nearbyint(src[i] * r.inv), -127.0f, 127.0f));
+      *scale = r.s;
       return;
     }
     case KVElem::kFp8E4M3:
     case KVElem::kFp8E5M2: {
       auto* d = static_cast<uint8_t*>(dst);
       const bool e4 = e == KVElem::kFp8E4M3;
-      const float top = e4 ? kFp8E4M3Max : kFp8E5M2Max;
-      float amax = 0.0f;
-      for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(src[i]));
-      // As int8: all-zero rows get scale 0, a non-finite value a non-finite scale.
-      const float s = amax / top;
-      const float inv = amax > 0.0f ? top / amax : 0.0f;
+      const RowScale r = row_scale(src, n, e4 ? kFp8E4M3Max : kFp8E5M2Max);
       for (int64_t i = 0; i < n; ++i)
-        d[i] = e4 ? f32_to_fp8_e4m3(src[i] * inv).bits : f32_to_fp8_e5m2(src[i] * inv).bits;
-      *scale = s;
+        d[i] = e4 ? f32_to_fp8_e4m3(src[i] * r.inv).bits : f32_to_fp8_e5m2(src[i] * r.inv).bits;
+      *scale = r.s;
       return;
     }
   }
