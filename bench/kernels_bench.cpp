@@ -319,6 +319,8 @@ BENCHMARK(BM_AttentionPrefill)
     ->ArgNames({"n", "kv"})
     ->ArgsProduct({{512, 2048}, {0, 1}})
     ->Args({8192, 1})
+    // The compact caches (--kv-cache-dtype int8, fp8_e4m3).
+    ->ArgsProduct({{2048}, {2, 3}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_AttentionDecode)

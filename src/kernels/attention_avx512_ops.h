@@ -187,7 +187,7 @@ struct PackedKeyCache {
 inline thread_local PackedKeyCache<float> packed_keys;
 
 struct Avx512Ops {
-  static void begin_job() { packed_keys.forget(); }
+  static void begin_job(int64_t /*rows*/) { packed_keys.forget(); }
 
   // fp32 keys, key by key: one 16-lane product vector per key, folded by a transposing tree.
   // Sixteen keys at a time: one 16-lane product vector per key over the head dimension, then a

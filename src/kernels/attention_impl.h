@@ -133,8 +133,9 @@ void attention_job(const AttnCtx& c, const AttnJob& j, float* parts);
 // Optionally axpy_runs(acc, lda, G, runs, n_runs, p, ldp, d): page_axpy over a whole step, the
 // pages' runs of values given as PageRuns (run r weighed by p + runs[r].off), each head's bits
 // those of page_axpy over the runs in turn (an Ops may keep the sums in registers across pages).
-// Optionally begin_job(): called at the start of every job (an Ops that keeps converted
-// queries or keys for the job's later steps forgets them there).
+// Optionally begin_job(rows): called at the start of every job of `rows` query rows (an Ops that
+// keeps converted queries, keys or values for the job's later steps or rows forgets them there,
+// and may keep them only when other rows will read them again).
 // A run of a step's keys (or values) inside one page: n rows from `rows` (ld elements apart),
 // column `off` of the step's scores (or weights). `ahead`: bytes to prefetch as the run is read
 // (the same rows of the next step's page), so the fetches of the next step are spread over this
@@ -419,11 +420,11 @@ void attention_job_typed(const AttnCtx& c, const AttnJob& j, float* parts) {
   const int64_t vd = c.kv.value_dim();
   const int64_t G = j.g1 - j.g0, pf = part_floats(G, vd);
   const int64_t h0 = j.kvh * (c.p.n_heads / c.p.n_kv_heads) + j.g0;
-  if constexpr (requires { Ops::begin_job(); }) Ops::begin_job();
 
   // Work space: a page's scores and weights, then a running partial and a chunk's partial for
   // each row of the job.
   const int64_t n_rows = j.kind == AttnJob::kRows ? j.i1 - j.i0 : 1;
+  if constexpr (requires { Ops::begin_job(n_rows); }) Ops::begin_job(n_rows);
   thread_local std::vector<float> scratch;
   const size_t need = size_t(G * (2 * kStepKeys + 2) + pf * (1 + 2 * n_rows));
   if (scratch.size() < need) scratch.resize(need);
