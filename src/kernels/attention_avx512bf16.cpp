@@ -90,18 +90,22 @@ void pack_key_pairs(const T* k, int64_t ldk, int64_t nb, int64_t d, uint32_t* kp
   }
 }
 
-// G rows of n floats (row g at x + g * ldx) rounded to bf16 (round to nearest even), as 32-bit
+// G rows of n floats (row g at x + g * ldx), each times s[i] if given (a page's softmax weights
+// times the value rows' int8 / fp8 scales), rounded to bf16 (round to nearest even), as 32-bit
 // pairs: out[g * ldo + p] holds elements 2p and 2p + 1 of row g for p < (n + 1) / 2 (the element
 // past an odd n is zero). A row's query heads (pairs of elements) and a page's softmax weights
 // (pairs of keys) both take this form.
-void pack_bf16_pairs(const float* x, int64_t ldx, int64_t G, int64_t n, uint32_t* out, int64_t ldo) {
+void pack_bf16_pairs(const float* x, int64_t ldx, int64_t G, int64_t n, uint32_t* out, int64_t ldo,
+                     const float* s = nullptr) {
   const int64_t np = (n + 1) / 2;
   for (int64_t g = 0; g < G; ++g) {
     uint16_t* row = reinterpret_cast<uint16_t*>(out + g * ldo);
     row[2 * np - 1] = 0;
     for (int64_t i = 0; i < n; i += 16) {
       const __mmask16 m = head_mask(n, i);
-      const __m256i h = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + g * ldx + i));
+      __m512 v = _mm512_maskz_loadu_ps(m, x + g * ldx + i);
+      if (s) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, s + i));
+      const __m256i h = (__m256i)_mm512_cvtneps_pbh(v);
       if (m == __mmask16(0xffff)) _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + i), h);  // store16's reason
       else _mm256_mask_storeu_epi16(row + i, m, h);
     }
@@ -114,7 +118,7 @@ void pack_bf16_pairs(const float* x, int64_t ldx, int64_t G, int64_t n, uint32_t
 // hidden behind the other heads' products.
 template <int NG>
 void scores_packed(const uint32_t* qb, int64_t pairs, const uint32_t* kp, int64_t nb, float scale, float* out,
-                   int64_t ldo, float* mx) {
+                   int64_t ldo, float* mx, const float* ks) {
   __m512 a0[NG], a1[NG];
   for (int g = 0; g < NG; ++g) a0[g] = a1[g] = _mm512_setzero_ps();
   int64_t p = 0;
@@ -132,7 +136,7 @@ void scores_packed(const uint32_t* qb, int64_t pairs, const uint32_t* kp, int64_
     for (int g = 0; g < NG; ++g)
       a0[g] = _mm512_dpbf16_ps(a0[g], (__m512bh)_mm512_set1_epi32(int(qb[g * pairs + p])), k0);
   }
-  store_scores<NG>(a0, a1, nb, scale, out, ldo, mx);
+  store_scores<NG>(a0, a1, nb, scale, out, ldo, mx, ks);
 }
 
 // scores_packed for two blocks of packed keys at once (kb[0] with nb[0] keys, scores to out[0]; kb[1]
@@ -140,7 +144,7 @@ void scores_packed(const uint32_t* qb, int64_t pairs, const uint32_t* kp, int64_
 // block took a broadcast per product). Every lane's sums are scores_packed's, in its order.
 template <int NG>
 void scores_packed2(const uint32_t* qb, int64_t pairs, const uint32_t* const kb[2], const int64_t nb[2], float scale,
-                    float* const out[2], int64_t ldo) {
+                    float* const out[2], int64_t ldo, const float* const ks[2]) {
   __m512 a0[2][NG], a1[2][NG];
   for (int b = 0; b < 2; ++b)
     for (int g = 0; g < NG; ++g) a0[b][g] = a1[b][g] = _mm512_setzero_ps();
@@ -168,7 +172,7 @@ void scores_packed2(const uint32_t* qb, int64_t pairs, const uint32_t* const kb[
       a0[1][g] = _mm512_dpbf16_ps(a0[1][g], q0, y0);
     }
   }
-  for (int b = 0; b < 2; ++b) store_scores<NG>(a0[b], a1[b], nb[b], scale, out[b], ldo, nullptr);
+  for (int b = 0; b < 2; ++b) store_scores<NG>(a0[b], a1[b], nb[b], scale, out[b], ldo, nullptr, ks[b]);
 }
 
 // The interleave that lets vdpbf16ps weigh two value rows at once: 32-bit lane i of `lo` holds
@@ -300,10 +304,10 @@ struct Bf16Ops : Avx512Ops {
   }
 
   // A step's scores: every page's keys packed (or found packed), then the blocks of 16 keys
-  // scored two at a time.
+  // scored two at a time, times the keys' scales (int8 / fp8) as they are stored.
   template <class T>
-  static void scores_runs(const float* q, int64_t ldq, int64_t G, const PageRun<T>* runs, int64_t n_runs, int64_t d,
-                          float scale, float* out, int64_t ldo) {
+  static void scores_runs(const float* q, int64_t ldq, int64_t G, const PageRun<T>* runs, const float* const* scales,
+                          int64_t n_runs, int64_t d, float scale, float* out, int64_t ldo) {
     if constexpr (std::is_same_v<T, float>) {
       for (int64_t r = 0; r < n_runs; ++r) {
         prefetch_ahead(runs[r]);
@@ -317,6 +321,7 @@ struct Bf16Ops : Avx512Ops {
         const uint32_t* k;
         int64_t n;
         float* out;
+        const float* ks;
       };
       thread_local std::vector<Block> blocks;
       blocks.clear();
@@ -329,29 +334,32 @@ struct Bf16Ops : Avx512Ops {
         for (int64_t j0 = 0, b = 0; j0 < run.n; j0 += 16, ++b) {
           const int64_t nb = std::min<int64_t>(16, run.n - j0);
           if (!packed) pack_key_pairs(run.rows + j0 * run.ld, run.ld, nb, d, kp + b * pairs * 16);
-          blocks.push_back({kp + b * pairs * 16, nb, out + run.off + j0});
+          blocks.push_back({kp + b * pairs * 16, nb, out + run.off + j0, scales ? scales[r] + j0 : nullptr});
         }
       }
       size_t b = 0;
       for (; b + 2 <= blocks.size(); b += 2) {
         const uint32_t* kb[2] = {blocks[b].k, blocks[b + 1].k};
         const int64_t nb[2] = {blocks[b].n, blocks[b + 1].n};
+        const float* const ks[2] = {blocks[b].ks, blocks[b + 1].ks};
         head_groups<4>(G, [&](auto NG, int64_t g) {
           float* const o[2] = {blocks[b].out + g * ldo, blocks[b + 1].out + g * ldo};
-          scores_packed2<NG>(qb + g * pairs, pairs, kb, nb, scale, o, ldo);
+          scores_packed2<NG>(qb + g * pairs, pairs, kb, nb, scale, o, ldo, ks);
         });
       }
       if (b < blocks.size())
         head_groups<8>(G, [&](auto NG, int64_t g) {
           scores_packed<NG>(qb + g * pairs, pairs, blocks[b].k, blocks[b].n, scale, blocks[b].out + g * ldo, ldo,
-                            nullptr);
+                            nullptr, blocks[b].ks);
         });
     }
   }
 
+  // A step's weighted values, each weight times its value row's scale (int8 / fp8) as the
+  // weights are rounded to bf16.
   template <class T>
-  static void axpy_runs(float* acc, int64_t lda, int64_t G, const PageRun<T>* runs, int64_t n_runs, const float* p,
-                        int64_t ldp, int64_t d) {
+  static void axpy_runs(float* acc, int64_t lda, int64_t G, const PageRun<T>* runs, const float* const* scales,
+                        int64_t n_runs, const float* p, int64_t ldp, int64_t d) {
     if constexpr (std::is_same_v<T, float>) {
       for (int64_t r = 0; r < n_runs; ++r) {
         prefetch_ahead(runs[r]);
@@ -365,7 +373,8 @@ struct Bf16Ops : Avx512Ops {
       for (int64_t r = 0; r < n_runs; ++r) pcol[size_t(r)] = ldb, ldb += (runs[r].n + 1) / 2;
       if (int64_t(cache.pb.size()) < G * ldb) cache.pb.resize(size_t(G * ldb));
       uint32_t* pb = cache.pb.data();
-      for (int64_t r = 0; r < n_runs; ++r) pack_bf16_pairs(p + runs[r].off, ldp, G, runs[r].n, pb + pcol[size_t(r)], ldb);
+      for (int64_t r = 0; r < n_runs; ++r)
+        pack_bf16_pairs(p + runs[r].off, ldp, G, runs[r].n, pb + pcol[size_t(r)], ldb, scales ? scales[r] : nullptr);
       // int8 / fp8 values in a job of several rows: each run's values in pairs, packed by the first
       // row to take the step. (bf16 values need no conversion, only the interleave: storing them
       // cost bf16 prefill 1-3 %.)

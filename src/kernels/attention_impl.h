@@ -126,13 +126,16 @@ void attention_job(const AttnCtx& c, const AttnJob& j, float* parts);
 // Optionally max_of(x, n) (the largest of x[0, n)): then scores / scores_heads are given no mx
 // (nullptr) and skip their maxima, and a step's max is taken in one pass over its scores (a max
 // is exact, so the bits are the same either way).
-// Optionally scores_runs(q, ldq, G, runs, n_runs, d, scale, out, ldo) (with max_of): the scores
-// of a whole step, its pages' runs of keys given as PageRuns (run r's scores at out + runs[r].off),
-// each score's bits those scores_heads gives it (an Ops may then share a query's loads between
-// pages).
-// Optionally axpy_runs(acc, lda, G, runs, n_runs, p, ldp, d): page_axpy over a whole step, the
-// pages' runs of values given as PageRuns (run r weighed by p + runs[r].off), each head's bits
-// those of page_axpy over the runs in turn (an Ops may keep the sums in registers across pages).
+// Optionally scores_runs(q, ldq, G, runs, scales, n_runs, d, scale, out, ldo) (with max_of): the
+// scores of a whole step, its pages' runs of keys given as PageRuns (run r's scores at
+// out + runs[r].off), each score's bits those scores_heads gives it (an Ops may then share a
+// query's loads between pages); int8 / fp8 rows (scales: run r's key scales at scales[r], else
+// nullptr): each score then times its key's scale, the product step_scores takes otherwise.
+// Optionally axpy_runs(acc, lda, G, runs, scales, n_runs, p, ldp, d): page_axpy over a whole step,
+// the pages' runs of values given as PageRuns (run r weighed by p + runs[r].off), each head's bits
+// those of page_axpy over the runs in turn (an Ops may keep the sums in registers across pages);
+// int8 / fp8 rows (scales: run r's value scales, else nullptr): each weight times its row's scale
+// first, the product step_values takes otherwise.
 // Optionally begin_job(rows): called at the start of every job of `rows` query rows (an Ops that
 // keeps converted queries, keys or values for the job's later steps or rows forgets them there,
 // and may keep them only when other rows will read them again).
@@ -253,10 +256,11 @@ template <class Ops, class T>
 void step_scores(const float* q, int64_t G, const PageRun<T>* runs, const float* const* scales, int64_t n_runs,
                  int64_t nj, int64_t d, float scale, float* sc, float* smx, float* pmx) {
   constexpr int64_t L = kStepKeys;
-  constexpr bool kRuns = requires(const PageRun<T>* r, float* o, int64_t i) { Ops::scores_runs(q, i, i, r, i, i, 1.0f, o, i); };
+  constexpr bool kRuns =
+      requires(const PageRun<T>* r, float* o, int64_t i) { Ops::scores_runs(q, i, i, r, scales, i, i, 1.0f, o, i); };
   if constexpr (kRuns) {
     static_assert(kStepMax<Ops>, "scores_runs leaves the max to max_of");
-    Ops::scores_runs(q, d, G, runs, n_runs, d, scale, sc, L);
+    Ops::scores_runs(q, d, G, runs, kv_scaled_v<T> ? scales : nullptr, n_runs, d, scale, sc, L);
   } else {
     std::fill(smx, smx + G, -std::numeric_limits<float>::infinity());
     for (int64_t r = 0; r < n_runs; ++r) {
@@ -267,7 +271,7 @@ void step_scores(const float* q, int64_t G, const PageRun<T>* runs, const float*
         for (int64_t g = 0; g < G; ++g) smx[g] = std::max(smx[g], pmx[g]);
     }
   }
-  if constexpr (kv_scaled_v<T>) {
+  if constexpr (kv_scaled_v<T> && !kRuns) {
     // The keys' scales turn the dot products of the codes into scores; the max follows them.
     for (int64_t r = 0; r < n_runs; ++r)
       for (int64_t g = 0; g < G; ++g) {
@@ -281,18 +285,19 @@ void step_scores(const float* q, int64_t G, const PageRun<T>* runs, const float*
 }
 
 // acc[g] += the step's values weighed by w (row g at w + g * kStepKeys), given as runs of values
-// with their rows' scales (int8 / fp8: the weights times the scales go to pv first).
+// with their rows' scales (int8 / fp8: the weights times the scales, to pv first unless the Ops takes them).
 template <class Ops, class T>
 void step_values(float* acc, int64_t G, const PageRun<T>* runs, const float* const* scales, int64_t n_runs,
                  const float* w, float* pv, int64_t vd) {
   constexpr int64_t L = kStepKeys;
-  if constexpr (kv_scaled_v<T>) {
+  constexpr bool kRuns = requires(const PageRun<T>* r, int64_t i) { Ops::axpy_runs(acc, i, i, r, scales, i, w, i, i); };
+  if constexpr (kv_scaled_v<T> && !kRuns) {
     for (int64_t r = 0; r < n_runs; ++r)
       for (int64_t g = 0; g < G; ++g) mul_to<Ops>(pv + g * L + runs[r].off, w + g * L + runs[r].off, scales[r], runs[r].n);
     w = pv;
   }
-  if constexpr (requires(const PageRun<T>* r, int64_t i) { Ops::axpy_runs(acc, i, i, r, i, w, i, i); }) {
-    Ops::axpy_runs(acc, vd, G, runs, n_runs, w, L, vd);
+  if constexpr (kRuns) {
+    Ops::axpy_runs(acc, vd, G, runs, kv_scaled_v<T> ? scales : nullptr, n_runs, w, L, vd);
   } else {
     for (int64_t r = 0; r < n_runs; ++r) {
       prefetch_ahead(runs[r]);
