@@ -332,6 +332,7 @@ BENCHMARK(BM_AttentionDecode)
     ->ArgsProduct({{8192, 32768}, {1}, {0, 1, 2, 3, 4}})
     // Eight sequences at 32k keys: 268 MB of bf16 cache, from DRAM where one sequence's fits in L3.
     ->Args({32768, 8, 1})
+    ->Args({32768, 8, 2})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 

@@ -103,18 +103,19 @@ void pack_keys(const T* k, int64_t ldk, int64_t nb, int64_t d, float* kt) {
 }
 
 // Head g's scores of 16 keys, a0[g] + a1[g] (its two chains) times scale, then times the keys'
-// scales ks[j] if given (int8 / fp8 rows: the product attention_impl.h's step_scores would take
+// scales ks[j] if kScaled (int8 / fp8 rows: the product attention_impl.h's step_scores would take
 // after, in the same order), to out + g * ldo (the first nb), and its running max mx[g] raised to
 // their largest (no mx: no max).
-template <int NG>
+template <int NG, bool kScaled = false>
 void store_scores(const __m512* a0, const __m512* a1, int64_t nb, float scale, float* out, int64_t ldo, float* mx,
                   const float* ks = nullptr) {
   const __mmask16 valid = head_mask(nb, 0);
   const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-  const __m512 kv = ks ? _mm512_maskz_loadu_ps(valid, ks) : _mm512_setzero_ps();
+  __m512 kv;
+  if constexpr (kScaled) kv = _mm512_maskz_loadu_ps(valid, ks);
   for (int g = 0; g < NG; ++g) {
     __m512 r = _mm512_mul_ps(_mm512_add_ps(a0[g], a1[g]), _mm512_set1_ps(scale));
-    if (ks) r = _mm512_mul_ps(r, kv);
+    if constexpr (kScaled) r = _mm512_mul_ps(r, kv);
     store16(out + g * ldo, valid, r);
     if (mx) mx[g] = std::max(mx[g], hmax(_mm512_mask_max_ps(ninf, valid, r, r)));
   }

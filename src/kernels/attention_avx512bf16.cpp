@@ -90,11 +90,12 @@ void pack_key_pairs(const T* k, int64_t ldk, int64_t nb, int64_t d, uint32_t* kp
   }
 }
 
-// G rows of n floats (row g at x + g * ldx), each times s[i] if given (a page's softmax weights
+// G rows of n floats (row g at x + g * ldx), each times s[i] if kScaled (a page's softmax weights
 // times the value rows' int8 / fp8 scales), rounded to bf16 (round to nearest even), as 32-bit
 // pairs: out[g * ldo + p] holds elements 2p and 2p + 1 of row g for p < (n + 1) / 2 (the element
 // past an odd n is zero). A row's query heads (pairs of elements) and a page's softmax weights
 // (pairs of keys) both take this form.
+template <bool kScaled = false>
 void pack_bf16_pairs(const float* x, int64_t ldx, int64_t G, int64_t n, uint32_t* out, int64_t ldo,
                      const float* s = nullptr) {
   const int64_t np = (n + 1) / 2;
@@ -104,7 +105,7 @@ void pack_bf16_pairs(const float* x, int64_t ldx, int64_t G, int64_t n, uint32_t
     for (int64_t i = 0; i < n; i += 16) {
       const __mmask16 m = head_mask(n, i);
       __m512 v = _mm512_maskz_loadu_ps(m, x + g * ldx + i);
-      if (s) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, s + i));
+      if constexpr (kScaled) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, s + i));
       const __m256i h = (__m256i)_mm512_cvtneps_pbh(v);
       if (m == __mmask16(0xffff)) _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + i), h);  // store16's reason
       else _mm256_mask_storeu_epi16(row + i, m, h);
@@ -116,7 +117,7 @@ void pack_bf16_pairs(const float* x, int64_t ldx, int64_t G, int64_t n, uint32_t
 // pairs), each a sum over p = 0, 2, 4, ... (1, 3, 5, ...) in order of pair p of the query and of
 // key j, whatever NG or the number of keys: two chains per head, so vdpbf16ps's latency is
 // hidden behind the other heads' products.
-template <int NG>
+template <int NG, bool kScaled>
 void scores_packed(const uint32_t* qb, int64_t pairs, const uint32_t* kp, int64_t nb, float scale, float* out,
                    int64_t ldo, float* mx, const float* ks) {
   __m512 a0[NG], a1[NG];
@@ -136,13 +137,13 @@ void scores_packed(const uint32_t* qb, int64_t pairs, const uint32_t* kp, int64_
     for (int g = 0; g < NG; ++g)
       a0[g] = _mm512_dpbf16_ps(a0[g], (__m512bh)_mm512_set1_epi32(int(qb[g * pairs + p])), k0);
   }
-  store_scores<NG>(a0, a1, nb, scale, out, ldo, mx, ks);
+  store_scores<NG, kScaled>(a0, a1, nb, scale, out, ldo, mx, ks);
 }
 
 // scores_packed for two blocks of packed keys at once (kb[0] with nb[0] keys, scores to out[0]; kb[1]
 // likewise): each query pair loaded once feeds both blocks, so a product waits on fewer loads (one
 // block took a broadcast per product). Every lane's sums are scores_packed's, in its order.
-template <int NG>
+template <int NG, bool kScaled>
 void scores_packed2(const uint32_t* qb, int64_t pairs, const uint32_t* const kb[2], const int64_t nb[2], float scale,
                     float* const out[2], int64_t ldo, const float* const ks[2]) {
   __m512 a0[2][NG], a1[2][NG];
@@ -172,7 +173,7 @@ void scores_packed2(const uint32_t* qb, int64_t pairs, const uint32_t* const kb[
       a0[1][g] = _mm512_dpbf16_ps(a0[1][g], q0, y0);
     }
   }
-  for (int b = 0; b < 2; ++b) store_scores<NG>(a0[b], a1[b], nb[b], scale, out[b], ldo, nullptr, ks[b]);
+  for (int b = 0; b < 2; ++b) store_scores<NG, kScaled>(a0[b], a1[b], nb[b], scale, out[b], ldo, nullptr, ks[b]);
 }
 
 // The interleave that lets vdpbf16ps weigh two value rows at once: 32-bit lane i of `lo` holds
@@ -237,14 +238,16 @@ void axpy_packed(float* acc, int64_t lda, const PageRun<T>* runs, const uint32_t
     for (int64_t r = 0; r < n_runs; ++r) {
       if (i == 0) prefetch_ahead(runs[r]);
       const uint32_t* w = pb + pcol[r];
-      const int64_t n = runs[r].n, np = (n + 1) / 2;
+      const T* v = runs[r].rows;
+      const uint32_t* vr = kPacked ? vp[r] + i : nullptr;
+      const int64_t ldv = runs[r].ld, n = runs[r].n, np = (n + 1) / 2;
       for (int64_t jp = 0; jp < np; ++jp) {
         __m512i x0, x1;
         if constexpr (kPacked) {
-          x0 = _mm512_load_si512(vp[r] + i + jp * cols);
-          x1 = _mm512_load_si512(vp[r] + i + jp * cols + 16);
+          x0 = _mm512_load_si512(vr + jp * cols);
+          x1 = _mm512_load_si512(vr + jp * cols + 16);
         } else {
-          value_pair(runs[r].rows, runs[r].ld, n, jp, i, e, lo, hi, x0, x1);
+          value_pair(v, ldv, n, jp, i, e, lo, hi, x0, x1);
         }
 #pragma GCC unroll 8
         for (int h = 0; h < NH; ++h) {
@@ -344,13 +347,13 @@ struct Bf16Ops : Avx512Ops {
         const float* const ks[2] = {blocks[b].ks, blocks[b + 1].ks};
         head_groups<4>(G, [&](auto NG, int64_t g) {
           float* const o[2] = {blocks[b].out + g * ldo, blocks[b + 1].out + g * ldo};
-          scores_packed2<NG>(qb + g * pairs, pairs, kb, nb, scale, o, ldo, ks);
+          scores_packed2<NG, kv_scaled_v<T>>(qb + g * pairs, pairs, kb, nb, scale, o, ldo, ks);
         });
       }
       if (b < blocks.size())
         head_groups<8>(G, [&](auto NG, int64_t g) {
-          scores_packed<NG>(qb + g * pairs, pairs, blocks[b].k, blocks[b].n, scale, blocks[b].out + g * ldo, ldo,
-                            nullptr, blocks[b].ks);
+          scores_packed<NG, kv_scaled_v<T>>(qb + g * pairs, pairs, blocks[b].k, blocks[b].n, scale,
+                                            blocks[b].out + g * ldo, ldo, nullptr, blocks[b].ks);
         });
     }
   }
@@ -374,7 +377,8 @@ struct Bf16Ops : Avx512Ops {
       if (int64_t(cache.pb.size()) < G * ldb) cache.pb.resize(size_t(G * ldb));
       uint32_t* pb = cache.pb.data();
       for (int64_t r = 0; r < n_runs; ++r)
-        pack_bf16_pairs(p + runs[r].off, ldp, G, runs[r].n, pb + pcol[size_t(r)], ldb, scales ? scales[r] : nullptr);
+        pack_bf16_pairs<kv_scaled_v<T>>(p + runs[r].off, ldp, G, runs[r].n, pb + pcol[size_t(r)], ldb,
+                                        kv_scaled_v<T> ? scales[r] : nullptr);
       // int8 / fp8 values in a job of several rows: each run's values in pairs, packed by the first
       // row to take the step. (bf16 values need no conversion, only the interleave: storing them
       // cost bf16 prefill 1-3 %.)
@@ -392,10 +396,12 @@ struct Bf16Ops : Avx512Ops {
         }
       }
       head_groups<8>(G, [&](auto NH, int64_t g) {
-        if (pack)
-          axpy_packed<NH, true, T>(acc + g * lda, lda, runs, vp.data(), n_runs, pcol.data(), pb + g * ldb, ldb, d);
-        else
-          axpy_packed<NH, false, T>(acc + g * lda, lda, runs, nullptr, n_runs, pcol.data(), pb + g * ldb, ldb, d);
+        if constexpr (!std::is_same_v<T, bf16_t>)
+          if (pack) {
+            axpy_packed<NH, true, T>(acc + g * lda, lda, runs, vp.data(), n_runs, pcol.data(), pb + g * ldb, ldb, d);
+            return;
+          }
+        axpy_packed<NH, false, T>(acc + g * lda, lda, runs, nullptr, n_runs, pcol.data(), pb + g * ldb, ldb, d);
       });
     }
   }
