@@ -21,10 +21,10 @@
 
 #include "core/bf16.h"
 #include "kernels/attention.h"
-#include "kv/kv_codec.h"
 #include "kernels/isa.h"
 #include "kernels/matmul.h"
 #include "kernels/repack.h"
+#include "kv/kv_codec.h"
 
 namespace dpserve {
 namespace {

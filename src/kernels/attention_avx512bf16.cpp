@@ -384,8 +384,8 @@ struct Bf16Ops : Avx512Ops {
       // cost bf16 prefill 1-3 %.)
       const bool pack = !std::is_same_v<T, bf16_t> && cache.pack_values;
       thread_local std::vector<const uint32_t*> vp;
-      vp.resize(size_t(n_runs));
       if (pack) {
+        vp.resize(size_t(n_runs));
         cache.values.begin_call(n_runs);
         for (int64_t r = 0; r < n_runs; ++r) {
           const PageRun<T>& run = runs[r];
