@@ -382,25 +382,25 @@ struct Bf16Ops : Avx512Ops {
       // int8 / fp8 values in a job of several rows: each run's values in pairs, packed by the first
       // row to take the step. (bf16 values need no conversion, only the interleave: storing them
       // cost bf16 prefill 1-3 %.)
-      const bool pack = !std::is_same_v<T, bf16_t> && cache.pack_values;
-      thread_local std::vector<const uint32_t*> vp;
-      if (pack) {
-        vp.resize(size_t(n_runs));
-        cache.values.begin_call(n_runs);
-        for (int64_t r = 0; r < n_runs; ++r) {
-          const PageRun<T>& run = runs[r];
-          bool packed;
-          uint32_t* out = cache.values.find(run.rows, run.n, run.ld, d, (run.n + 1) / 2 * value_pair_cols(d), packed);
-          if (!packed) pack_value_pairs(run.rows, run.ld, run.n, d, out);
-          vp[size_t(r)] = out;
+      if constexpr (!std::is_same_v<T, bf16_t>) {
+        if (cache.pack_values) {
+          thread_local std::vector<const uint32_t*> vp;
+          vp.resize(size_t(n_runs));
+          cache.values.begin_call(n_runs);
+          for (int64_t r = 0; r < n_runs; ++r) {
+            const PageRun<T>& run = runs[r];
+            bool packed;
+            uint32_t* out = cache.values.find(run.rows, run.n, run.ld, d, (run.n + 1) / 2 * value_pair_cols(d), packed);
+            if (!packed) pack_value_pairs(run.rows, run.ld, run.n, d, out);
+            vp[size_t(r)] = out;
+          }
+          head_groups<8>(G, [&](auto NH, int64_t g) {
+            axpy_packed<NH, true, T>(acc + g * lda, lda, runs, vp.data(), n_runs, pcol.data(), pb + g * ldb, ldb, d);
+          });
+          return;
         }
       }
       head_groups<8>(G, [&](auto NH, int64_t g) {
-        if constexpr (!std::is_same_v<T, bf16_t>)
-          if (pack) {
-            axpy_packed<NH, true, T>(acc + g * lda, lda, runs, vp.data(), n_runs, pcol.data(), pb + g * ldb, ldb, d);
-            return;
-          }
         axpy_packed<NH, false, T>(acc + g * lda, lda, runs, nullptr, n_runs, pcol.data(), pb + g * ldb, ldb, d);
       });
     }
