@@ -28,7 +28,6 @@ struct Avx2 {
   static I and_(I a, I b) { return _mm256_and_si256(a, b); }
   static I or_and(I a, I b, I m) { return _mm256_or_si256(a, _mm256_and_si256(b, m)); }
   static I add(I a, I b) { return _mm256_add_epi32(a, b); }
-  static I sub(I a, I b) { return _mm256_sub_epi32(a, b); }
   static I mullo(I a, I b) { return _mm256_mullo_epi32(a, b); }
   static I srli16(I a, int s) { return _mm256_srli_epi16(a, s); }
   template <int S>
@@ -37,8 +36,6 @@ struct Avx2 {
     else if constexpr (S < 0) return _mm256_srli_epi16(a, -S);
     else return a;
   }
-  template <int S>
-  static I slli32(I a) { return _mm256_slli_epi32(a, S); }
   static I dot4(I acc, I u8, I s8) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u8, s8), _mm256_set1_epi16(1)));
   }
@@ -51,10 +48,6 @@ struct Avx2 {
   static F load_f16(const void* p) { return _mm256_cvtph_ps(_mm_loadu_si128(static_cast<const __m128i*>(p))); }
   static I load_u8_i32(const void* p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64(static_cast<const __m128i*>(p))); }
   static I load_i8_i32(const void* p) { return _mm256_cvtepi8_epi32(_mm_loadl_epi64(static_cast<const __m128i*>(p))); }
-  static I pair_u8(const void* a, const void* b) { return _mm256_or_si256(load_u8_i32(a), _mm256_slli_epi32(load_u8_i32(b), 16)); }
-  static I pair_i8(const void* a, const void* b) {
-    return _mm256_or_si256(_mm256_and_si256(load_i8_i32(a), _mm256_set1_epi32(0xffff)), _mm256_slli_epi32(load_i8_i32(b), 16));
-  }
   static F cvt(I a) { return _mm256_cvtepi32_ps(a); }
   static F fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
   static F mul(F a, F b) { return _mm256_mul_ps(a, b); }

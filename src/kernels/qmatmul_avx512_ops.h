@@ -26,7 +26,6 @@ struct Avx512Ops {
   static I and_(I a, I b) { return _mm512_and_si512(a, b); }
   static I or_and(I a, I b, I m) { return _mm512_ternarylogic_epi32(a, b, m, 0xf8); }  // a | (b & m)
   static I add(I a, I b) { return _mm512_add_epi32(a, b); }
-  static I sub(I a, I b) { return _mm512_sub_epi32(a, b); }
   static I mullo(I a, I b) { return _mm512_mullo_epi32(a, b); }
   static I srli16(I a, int s) { return _mm512_srli_epi16(a, unsigned(s)); }
   template <int S>
@@ -35,16 +34,9 @@ struct Avx512Ops {
     else if constexpr (S < 0) return _mm512_srli_epi16(a, -S);
     else return a;
   }
-  template <int S>
-  static I slli32(I a) { return _mm512_slli_epi32(a, S); }
   static F load_f16(const void* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(static_cast<const __m256i*>(p))); }
   static I load_u8_i32(const void* p) { return _mm512_cvtepu8_epi32(_mm_loadu_si128(static_cast<const __m128i*>(p))); }
   static I load_i8_i32(const void* p) { return _mm512_cvtepi8_epi32(_mm_loadu_si128(static_cast<const __m128i*>(p))); }
-  // Lanes (a[r], b[r]) as two int16.
-  static I pair_u8(const void* a, const void* b) { return _mm512_or_si512(load_u8_i32(a), _mm512_slli_epi32(load_u8_i32(b), 16)); }
-  static I pair_i8(const void* a, const void* b) {
-    return _mm512_or_si512(_mm512_and_si512(load_i8_i32(a), _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(load_i8_i32(b), 16));
-  }
   static F cvt(I a) { return _mm512_cvtepi32_ps(a); }
   static F fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
   static F mul(F a, F b) { return _mm512_mul_ps(a, b); }

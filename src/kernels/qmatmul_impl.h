@@ -10,6 +10,7 @@
 #include "kernels/isa.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_kernel.h"
+#include "kernels/repack.h"  // AlignedBytes: the blocks' per-thread buffers
 
 namespace dpserve::kernels {
 

@@ -4,15 +4,16 @@
 //
 //   I, F            int32 / fp32 vectors of kLanes lanes (16: zmm, 8: ymm); a lane is an output row
 //   kGemvNR, kGemmMR, kGemmNR   tile shapes (lane tiles x activation rows)
-//   zero load bcast32 set1 set1_8 and_ or_and(a, b, m) = a | (b & m) xor_ add sub mullo
-//   srli16 slli16<s> slli32<s>  (16-bit lane shifts: whole-byte masks make them byte shifts)
+//   zero load bcast32 set1 set1_8 and_ or_and(a, b, m) = a | (b & m) add mullo
+//   srli16 shift16<s>   16-bit lane shifts (shift16: left by s, or right by -s); whole-byte masks
+//                       make them byte shifts
 //   dot4(acc, u8, s8)   acc + per lane the sum of four u8 x s8 products (no saturation for our
 //                       codes: at most 63 x 127 x 2 per pair)
 //   dot4_q8(acc, w, a)  the same for Q8_0's stored bytes (code + 128); kQ8Offset says whether
 //                       the result still carries + 128 * sum(a) (vpdpbusd) or not (sign trick)
 //   dot2(acc, i16, i16) acc + per lane the sum of two int16 x int16 products
-//   load_f16 load_u8_i32 load_i8_i32 pair_u8 pair_i8 (two byte vectors as int16 pairs)
-//   cvt fma mul neg setf load_masked store_masked
+//   load_f16 load_u8_i32 load_i8_i32 (16 / 8 bytes widened to int32 lanes)
+//   cvt fma mul neg setf store_masked
 //
 // Every path computes each block's integer dot exactly and then the fp32 steps of
 // kernels/qmatmul.h in the same order, so it matches the scalar reference bit for bit.
@@ -24,6 +25,7 @@
 #include <cstdint>
 #include <cstring>
 #include <cstdlib>
+#include <type_traits>
 
 #include "kernels/qmatmul.h"
 #include "kernels/qmatmul_impl.h"
@@ -41,6 +43,11 @@ struct Tile {
   int off4 = 0, off2 = 0, off1 = 0;
   int64_t row0 = 0;
   int64_t ahead = 0;  // how far ahead of the reads the group's bytes are prefetched (0: not)
+  // Q4_K / Q5_K scales and mins, decoded (decode_k_scales, kKScaleBytes per superblock): read
+  // from `scales` if set; otherwise decoded as the tile goes, and kept in `keep_scales` if set
+  // (the first of several row tiles decodes them for the others).
+  const uint8_t* scales = nullptr;
+  uint8_t* keep_scales = nullptr;
 };
 
 // Prefetches the group bytes [at, at + bytes) + ahead, a line at a time, for each lane tile that
@@ -195,20 +202,35 @@ struct Q4_0K {
   }
 };
 
-// The eight 6-bit scales and mins of 16 rows of a Q4_K / Q5_K block (12 x 16 transposed scale
-// bytes at `s`), decoded with 128-bit byte operations into sc[j][row], mn[j][row].
-inline void decode_k_scales(const uint8_t* s, uint8_t (&sc)[8][16], uint8_t (&mn)[8][16]) {
+// The eight 6-bit scales and mins of 16 rows of a Q4_K / Q5_K superblock, decoded: kKScaleBytes
+// bytes per superblock, the scales sc[j][row] (8 x 16 bytes) and then the mins as int16 pairs
+// (mn[2p][row] | mn[2p + 1][row] << 16 in int32 `row` of vector p, 4 x 16 x 4 bytes).
+inline constexpr int64_t kKScaleBytes = 128 + 256;
+
+// Decodes the 12 x 16 transposed scale bytes at `s` with 128-bit byte operations.
+inline void decode_k_scales(const uint8_t* s, uint8_t* out) {
   __m128i v[12];
   for (int i = 0; i < 12; ++i) v[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 16 * i));
   const __m128i m63 = _mm_set1_epi8(63), m15 = _mm_set1_epi8(15), m30 = _mm_set1_epi8(0x30);
+  __m128i mn[8];
   for (int j = 0; j < 4; ++j) {
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(sc[j]), _mm_and_si128(v[j], m63));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(mn[j]), _mm_and_si128(v[j + 4], m63));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16 * j), _mm_and_si128(v[j], m63));
+    mn[j] = _mm_and_si128(v[j + 4], m63);
     // Sub-block j + 4: low four bits from byte 8 + j, top two from the spare bits of j / j + 4.
     const __m128i hs = _mm_and_si128(_mm_srli_epi16(v[j], 2), m30), hm = _mm_and_si128(_mm_srli_epi16(v[j + 4], 2), m30);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(sc[j + 4]), _mm_or_si128(_mm_and_si128(v[j + 8], m15), hs));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(mn[j + 4]),
-                     _mm_or_si128(_mm_and_si128(_mm_srli_epi16(v[j + 8], 4), m15), hm));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16 * (j + 4)), _mm_or_si128(_mm_and_si128(v[j + 8], m15), hs));
+    mn[j + 4] = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(v[j + 8], 4), m15), hm);
+  }
+  const __m128i z = _mm_setzero_si128();
+  for (int p = 0; p < 4; ++p) {
+    // Bytes to int16 (zero-extended), then the two sub-blocks' int16 interleaved: int32 lanes a | b << 16.
+    const __m128i a_lo = _mm_unpacklo_epi8(mn[2 * p], z), a_hi = _mm_unpackhi_epi8(mn[2 * p], z);
+    const __m128i b_lo = _mm_unpacklo_epi8(mn[2 * p + 1], z), b_hi = _mm_unpackhi_epi8(mn[2 * p + 1], z);
+    __m128i* dst = reinterpret_cast<__m128i*>(out + 128 + 64 * p);
+    _mm_storeu_si128(dst + 0, _mm_unpacklo_epi16(a_lo, b_lo));
+    _mm_storeu_si128(dst + 1, _mm_unpackhi_epi16(a_lo, b_lo));
+    _mm_storeu_si128(dst + 2, _mm_unpacklo_epi16(a_hi, b_hi));
+    _mm_storeu_si128(dst + 3, _mm_unpackhi_epi16(a_hi, b_hi));
   }
 }
 
@@ -254,11 +276,20 @@ struct QkK {
     using I = typename P::I;
     using F = typename P::F;
     const Acts<MR> a(qa, L, m);
-    alignas(16) uint8_t sc[NR][8][16], mn[NR][8][16];
+    alignas(64) uint8_t local[NR][kKScaleBytes];
     for (int64_t b = 0; b < nb; ++b) {
       const int64_t blk = b * kBytes;
+      const uint8_t* dec[NR];
 #pragma GCC unroll 4
-      for (int j = 0; j < NR; ++j) decode_k_scales(tl[j].g + blk + 64, sc[j], mn[j]);
+      for (int j = 0; j < NR; ++j) {
+        if (tl[j].scales) {
+          dec[j] = tl[j].scales + b * kKScaleBytes;
+        } else {
+          uint8_t* dst = tl[j].keep_scales ? tl[j].keep_scales + b * kKScaleBytes : local[j];
+          decode_k_scales(tl[j].g + blk + 64, dst);
+          dec[j] = dst;
+        }
+      }
       I S[MR][NR];
 #pragma GCC unroll 4
       for (int i = 0; i < MR; ++i)
@@ -277,7 +308,7 @@ struct QkK {
           nibble_subblock<P, MR, NR>(tl, blk + 256 + kSub * s, a.q, 256 * b + 32 * s, D);
 #pragma GCC unroll 4
         for (int j = 0; j < NR; ++j) {
-          const I scj = P::load_u8_i32(&sc[j][s][tl[j].off1]);
+          const I scj = P::load_u8_i32(dec[j] + 16 * s + tl[j].off1);
 #pragma GCC unroll 4
           for (int i = 0; i < MR; ++i) S[i][j] = P::add(S[i][j], P::mullo(D[i][j], scj));
         }
@@ -297,8 +328,7 @@ struct QkK {
           I N = P::zero();
 #pragma GCC unroll 4
           for (int p = 0; p < 4; ++p)
-            N = P::dot2(N, P::pair_u8(&mn[j][2 * p][tl[j].off1], &mn[j][2 * p + 1][tl[j].off1]),
-                        P::bcast32(a.s32h[i] + 8 * b + 2 * p));
+            N = P::dot2(N, P::load(dec[j] + 128 + 64 * p + 4 * tl[j].off1), P::bcast32(a.s32h[i] + 8 * b + 2 * p));
           acc[i][j] = P::fma(P::cvt(S[i][j]), P::mul(dd[j], da), acc[i][j]);
           acc[i][j] = P::fma(P::cvt(N), P::neg(P::mul(dm[j], da)), acc[i][j]);
         }
@@ -331,11 +361,16 @@ struct Q6_KK {
         const int64_t k0 = 256 * b + 32 * u;
         // Sub-block h (16 elements) of unit u: chunks 2h, 2h + 1 and high-bit vector h.
         auto sub = [&]<int H>() __attribute__((always_inline)) {
+          // The codes are stored + 32: D starts at -32 x the sub-block's activation code sum, so
+          // it ends as the dot with the codes themselves. Exact integers: the same S as taking
+          // 32 x sum_h sc_h x (code sum of h) off it after the loop, without that second pass.
           I D[MR][NR];
 #pragma GCC unroll 4
-          for (int i = 0; i < MR; ++i)
+          for (int i = 0; i < MR; ++i) {
+            const I neg_corr = P::set1(-32 * a.s16[i][16 * b + 2 * u + H]);
 #pragma GCC unroll 4
-            for (int j = 0; j < NR; ++j) D[i][j] = P::zero();
+            for (int j = 0; j < NR; ++j) D[i][j] = neg_corr;
+          }
           auto chunk = [&]<int C>() __attribute__((always_inline)) {
             I lo[NR], hi[NR];
 #pragma GCC unroll 4
@@ -366,7 +401,6 @@ struct Q6_KK {
         sub.template operator()<0>();
         sub.template operator()<1>();
       }
-      // The codes are stored + 32: S -= 32 * sum_j sc_j * (activation code sum of sub-block j).
       F dd[NR];
 #pragma GCC unroll 4
       for (int j = 0; j < NR; ++j) dd[j] = P::load_f16(tl[j].g + blk + tl[j].off2);
@@ -374,17 +408,7 @@ struct Q6_KK {
       for (int i = 0; i < MR; ++i) {
         const F da = P::setf(a.d[i][b]);
 #pragma GCC unroll 4
-        for (int j = 0; j < NR; ++j) {
-          I C = P::zero();
-#pragma GCC unroll 8
-          for (int p = 0; p < 8; ++p)
-            C = P::dot2(C,
-                        P::pair_i8(tl[j].g + blk + 32 + 16 * (2 * p) + tl[j].off1,
-                                   tl[j].g + blk + 32 + 16 * (2 * p + 1) + tl[j].off1),
-                        P::bcast32(a.s16[i] + 16 * b + 2 * p));
-          const I Sx = P::sub(S[i][j], P::template slli32<5>(C));
-          acc[i][j] = P::fma(P::cvt(Sx), P::mul(dd[j], da), acc[i][j]);
-        }
+        for (int j = 0; j < NR; ++j) acc[i][j] = P::fma(P::cvt(S[i][j]), P::mul(dd[j], da), acc[i][j]);
       }
     }
   }
@@ -446,6 +470,13 @@ void block(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) 
   const int MRmax = gemv ? int(kQuantGemvRows) : P::kGemmMR;
   const Out o{m0, n0, n1, a.y, a.ldy};
   const int64_t ahead = quant_weight_prefetch();
+  // Several row tiles pass the same lane tiles: the first decodes their K scales as it streams
+  // them, the others read the decoded ones (Q4_K GEMM 1.1x; decoding them in a pass of their own
+  // first made batched decode 7 % slower, a strided read of memory ahead of the stream).
+  constexpr bool kKeepScales = std::is_same_v<K, QkK<false>> || std::is_same_v<K, QkK<true>>;
+  const bool keep = kKeepScales && m1 - m0 > MRmax;
+  thread_local AlignedBytes decoded;
+  if (keep && decoded.size() < size_t(2 * nb * kKScaleBytes)) decoded = AlignedBytes(size_t(2 * nb * kKScaleBytes));
   for (int64_t T = T0; T < T1; T += NRmax) {
     const int nr = int(std::min<int64_t>(NRmax, T1 - T));
     Tile tl[2];
@@ -457,7 +488,14 @@ void block(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) 
     for (int64_t m = m0; m < m1; m += MRmax) {
       const int mr = int(std::min<int64_t>(MRmax, m1 - m));
       // Only the first row tile reads these groups from memory; the others find them in cache.
-      for (int j = 0; j < nr; ++j) tl[j].ahead = m == m0 ? ahead : 0;
+      for (int j = 0; j < nr; ++j) {
+        tl[j].ahead = m == m0 ? ahead : 0;
+        if (keep) {
+          uint8_t* mine = decoded.data() + j * nb * kKScaleBytes;
+          tl[j].keep_scales = m == m0 ? mine : nullptr;
+          tl[j].scales = m == m0 ? nullptr : mine;
+        }
+      }
       switch (mr) {
         case 1: tile_nr<P, K, 1>(nr, tl, a, L, m, nb, o); break;
         case 2: tile_nr<P, K, 2>(nr, tl, a, L, m, nb, o); break;
