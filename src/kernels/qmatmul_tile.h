@@ -43,11 +43,11 @@ struct Tile {
   int off4 = 0, off2 = 0, off1 = 0;
   int64_t row0 = 0;
   int64_t ahead = 0;  // how far ahead of the reads the group's bytes are prefetched (0: not)
-  // Q4_K / Q5_K scales and mins, decoded (decode_k_scales, kKScaleBytes per superblock): read
-  // from `scales` if set; otherwise decoded as the tile goes, and kept in `keep_scales` if set
-  // (the first of several row tiles decodes them for the others).
-  const uint8_t* scales = nullptr;
-  uint8_t* keep_scales = nullptr;
+  // Q4_K / Q5_K scales and mins, decoded (decode_k_scales, kKScaleBytes per superblock) into
+  // `scales` if set, and read from there once `scales_decoded` (the first of several row tiles
+  // decodes them for the others); without `scales`, decoded into a local buffer as the tile goes.
+  uint8_t* scales = nullptr;
+  bool scales_decoded = false;
 };
 
 // Prefetches the group bytes [at, at + bytes) + ahead, a line at a time, for each lane tile that
@@ -282,13 +282,9 @@ struct QkK {
       const uint8_t* dec[NR];
 #pragma GCC unroll 4
       for (int j = 0; j < NR; ++j) {
-        if (tl[j].scales) {
-          dec[j] = tl[j].scales + b * kKScaleBytes;
-        } else {
-          uint8_t* dst = tl[j].keep_scales ? tl[j].keep_scales + b * kKScaleBytes : local[j];
-          decode_k_scales(tl[j].g + blk + 64, dst);
-          dec[j] = dst;
-        }
+        uint8_t* dst = tl[j].scales ? tl[j].scales + b * kKScaleBytes : local[j];
+        if (!tl[j].scales_decoded) decode_k_scales(tl[j].g + blk + 64, dst);
+        dec[j] = dst;
       }
       I S[MR][NR];
 #pragma GCC unroll 4
@@ -491,9 +487,8 @@ void block(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) 
       for (int j = 0; j < nr; ++j) {
         tl[j].ahead = m == m0 ? ahead : 0;
         if (keep) {
-          uint8_t* mine = decoded.data() + j * nb * kKScaleBytes;
-          tl[j].keep_scales = m == m0 ? mine : nullptr;
-          tl[j].scales = m == m0 ? nullptr : mine;
+          tl[j].scales = decoded.data() + j * nb * kKScaleBytes;
+          tl[j].scales_decoded = m != m0;
         }
       }
       switch (mr) {
