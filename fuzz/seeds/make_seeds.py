@@ -473,3 +473,136 @@ write("gguf", "split_count", gguf_bytes(tiny_model(extra_kv=[("split.count", G.U
 write("gguf", "unsupported_tensor_type", gguf_bytes(tiny_model(extra_tensors=[
     G.TensorSpec("blk.0.extra.weight", 16, (1, 256), lambda: np.zeros(66, dtype=np.uint8))])))
 write("gguf", "empty", b"")
+
+
+# --- image: JPEG / PNG files as clients send them (Pillow writes the valid ones) --------------------
+def image_seeds():
+    import io
+    import zlib
+
+    from PIL import Image
+
+    def encoded(img, fmt, **kw):
+        b = io.BytesIO()
+        img.save(b, fmt, **kw)
+        return b.getvalue()
+
+    # A small gradient, so the encoders produce real coefficients and filters.
+    rgb = Image.new("RGB", (37, 23))
+    rgb.putdata([((x * 7) % 256, (y * 11) % 256, (x * y) % 256) for y in range(23) for x in range(37)])
+    write("image", "jpeg_rgb", encoded(rgb, "JPEG", quality=80))
+    write("image", "jpeg_progressive", encoded(rgb, "JPEG", quality=60, progressive=True))
+    write("image", "jpeg_gray", encoded(rgb.convert("L"), "JPEG"))
+    write("image", "jpeg_cmyk", encoded(rgb.convert("CMYK"), "JPEG"))
+    write("image", "jpeg_444", encoded(rgb, "JPEG", subsampling=0))
+    write("image", "jpeg_tall", encoded(rgb.resize((3, 61)), "JPEG"))
+    write("image", "png_rgb", encoded(rgb, "PNG"))
+    write("image", "png_rgba", encoded(rgb.convert("RGBA"), "PNG"))
+    write("image", "png_gray", encoded(rgb.convert("L"), "PNG"))
+    write("image", "png_bilevel", encoded(rgb.convert("1"), "PNG"))
+    write("image", "png_palette", encoded(rgb.convert("P", palette=Image.ADAPTIVE, colors=16), "PNG"))
+    pal = rgb.convert("P", palette=Image.ADAPTIVE, colors=4)
+    write("image", "png_palette_trns", encoded(pal, "PNG", transparency=1, bits=2))
+    write("image", "png_gray16", encoded(rgb.convert("L").convert("I").point(lambda v: v * 200), "PNG"))
+    write("image", "png_la", encoded(rgb.convert("LA"), "PNG"))
+
+    # Hand-made PNGs for what Pillow does not write: 16-bit RGB, Adam7 interlacing, a gray tRNS.
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    def png(w, h, depth, colour, rows, interlace=0, extra=b""):
+        ihdr = struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, interlace)
+        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + extra +
+                chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+    w, h = 5, 4
+    write("image", "png_rgb16", png(w, h, 16, 2, b"".join(b"\x00" + bytes(range(6 * w)) for _ in range(h))))
+    # Adam7: 7 passes of a 5 x 4 gray image, 1 byte per pixel; the passes' rows each with filter 0.
+    passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+    rows = b""
+    for x0, y0, dx, dy in passes:
+        cols = len(range(x0, w, dx))
+        for _ in range(y0, h, dy):
+            if cols:
+                rows += b"\x00" + bytes(range(cols))
+    write("image", "png_adam7", png(w, h, 8, 0, rows, interlace=1))
+    write("image", "png_gray16_trns", png(w, h, 16, 0, b"".join(b"\x00" + bytes(2 * w) for _ in range(h)),
+                                          extra=chunk(b"tRNS", b"\x00\x00")))
+
+    # Liars and wrecks.
+    jpeg = encoded(rgb, "JPEG")
+    sof = jpeg.index(b"\xff\xc0")
+    write("image", "jpeg_sof_huge", jpeg[:sof + 5] + b"\xff\xf0\xff\xf0" + jpeg[sof + 9:])
+    write("image", "jpeg_sof_zero", jpeg[:sof + 5] + b"\x00\x00" + jpeg[sof + 7:])
+    write("image", "jpeg_truncated", jpeg[: len(jpeg) // 2])
+    write("image", "jpeg_header_only", jpeg[: sof + 20])
+    write("image", "jpeg_two_sof", jpeg[: sof] + jpeg[sof: sof + 19] + jpeg[sof:])
+    write("image", "jpeg_fill_bytes", jpeg[:2] + b"\xff\xff\xff" + jpeg[2:])
+    pngb = encoded(rgb, "PNG")
+    write("image", "png_ihdr_huge", pngb[:16] + struct.pack(">II", 1 << 30, 1 << 30) + pngb[24:])
+    write("image", "png_truncated", pngb[: len(pngb) // 2])
+    write("image", "png_no_ihdr", pngb[:8] + chunk(b"tEXt", b"a\x00b") + pngb[8:])
+    write("image", "gif", b"GIF89a" + bytes(20))
+    write("image", "empty", b"")
+
+
+image_seeds()
+
+
+# --- prefix_store: byte 0 = flags (bit 0: the target rewrites the checksum; bits 1-2: pool of 1 / 3 /
+# 8 / 64 pages), then a --kv-cache-dir file for identity "model=fuzz\nkv=f32\n", 4-position pages
+# of 64 bytes (1 layer, 1 KV head of 2 fp32 values, K and V), written from src/kv/prefix_store.cpp's
+# layout: magic, identity, geometry, entries (parent, tokens), pages, checksum.
+def kv_checksum(b):
+    mask = (1 << 64) - 1
+    h = 0x6a09e667f3bcc908
+
+    def mix(w):
+        nonlocal h
+        h = ((h ^ w) * 0x9e3779b97f4a7c15) & mask
+        h ^= h >> 29
+
+    full = len(b) // 8 * 8
+    for i in range(0, full, 8):
+        mix(struct.unpack("<Q", b[i:i + 8])[0])
+    tail = b[full:]
+    mix(int.from_bytes(tail, "little") ^ (len(tail) << 56))
+    mix(len(b))
+    return h
+
+
+def kv_file(entries, identity=b"model=fuzz\nkv=f32\n", page_size=4, page_bytes=64, n=None, pages=None):
+    b = b"DPSKVC01" + struct.pack("<Q", len(identity)) + identity
+    b += struct.pack("<qqq", page_size, page_bytes, len(entries) if n is None else n)
+    for parent, key in entries:
+        b += struct.pack("<q", parent) + struct.pack("<%di" % len(key), *key)
+    if pages is None:
+        pages = b"".join(struct.pack("<16f", *[i + 0.25 * j for j in range(16)]) for i in range(len(entries)))
+    b += pages
+    return b + struct.pack("<Q", kv_checksum(b))
+
+
+def kv_seed(name, flags, data):
+    write("prefix_store", name, bytes([flags]) + data)
+
+
+tree = [(-1, [1, 2, 3, 4]), (0, [5, 6, 7, 8]), (-1, [9, 9, 9, 9]), (1, [0, 0, 0, 0]), (0, [7, 7, 7, 7])]
+kv_seed("empty_tree", 4, kv_file([]))
+kv_seed("tree", 4, kv_file(tree))
+kv_seed("tree_small_pool", 2, kv_file(tree))
+kv_seed("one_page_pool", 0, kv_file(tree))
+kv_seed("chain", 6, kv_file([(i - 1, [i] * 4) for i in range(12)]))
+kv_seed("tree_fixup", 5, kv_file(tree))
+kv_seed("duplicate_sibling", 4, kv_file([(-1, [1, 2, 3, 4]), (-1, [1, 2, 3, 4])]))
+kv_seed("parent_after_child", 4, kv_file([(1, [1, 2, 3, 4]), (-1, [5, 6, 7, 8])]))
+kv_seed("parent_below_root", 4, kv_file([(-2, [1, 2, 3, 4])]))
+kv_seed("other_identity", 4, kv_file(tree, identity=b"model=other\nkv=f32\n"))
+kv_seed("other_page_size", 4, kv_file(tree, page_size=8))
+kv_seed("other_page_bytes", 4, kv_file(tree, page_bytes=32))
+kv_seed("count_too_big", 5, kv_file(tree, n=1 << 40))
+kv_seed("count_negative", 5, kv_file(tree, n=-1))
+kv_seed("truncated", 4, kv_file(tree)[:-40])
+kv_seed("bad_checksum", 4, kv_file(tree)[:-1] + b"\x00")
+kv_seed("nan_pages", 4, kv_file(tree[:1], pages=b"\xff" * 64))
+kv_seed("wrong_magic", 4, b"DPSKVC02" + kv_file(tree)[8:])
+kv_seed("huge_identity", 5, b"DPSKVC01" + struct.pack("<Q", 1 << 62) + bytes(40))

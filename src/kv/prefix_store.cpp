@@ -236,15 +236,18 @@ std::string read_prefix_file(const std::string& path, const PrefixIdentity& iden
   // The size must be exact before any page is allocated: a truncated file is refused here.
   const int64_t entry_bytes = int64_t(sizeof(int64_t)) + page_size * int64_t(sizeof(int32_t));
   const int64_t head = int64_t(sizeof kMagic) + 8 + int64_t(id_len) + 3 * 8;
-  if (n > (file_bytes - head) / std::max<int64_t>(1, entry_bytes + page_bytes) ||
-      file_bytes != head + n * (entry_bytes + page_bytes) + 8)
+  // (Compared by division first: a corrupt count times the entry size overflows int64.)
+  if (n > (file_bytes - head) / std::max<int64_t>(1, entry_bytes + page_bytes))
+    return fmt::format("truncated or corrupt: {} bytes cannot hold the {} entries its header counts", file_bytes, n);
+  if (file_bytes != head + n * (entry_bytes + page_bytes) + 8)
     return fmt::format("truncated or corrupt: {} bytes where {} entries need {}", file_bytes, n,
                        head + n * (entry_bytes + page_bytes) + 8);
   std::vector<RadixCache::Entry> entries(static_cast<size_t>(n));
   for (auto& e : entries) {
     e.key.resize(size_t(page_size));
     if (!r.get_value(e.parent) || !r.get(e.key.data(), e.key.size() * sizeof(int32_t))) return "truncated entries";
-    if (e.parent < -1 || e.parent >= int64_t(&e - entries.data())) return "corrupt entries (a parent after its child)";
+    if (e.parent < -1 || e.parent >= int64_t(&e - entries.data()))
+      return "corrupt entries (a parent that is not an earlier entry)";
   }
   // Leading entries form a tree: keep what the free pages hold.
   const int64_t keep = std::min<int64_t>(n, pool.free_pages());

@@ -16,16 +16,19 @@ ImageHeader jpeg_header(std::string_view data) {
   const size_t n = data.size();
   size_t at = 2;  // after SOI
   for (;;) {
-    // A marker is 0xFF (any number of fill 0xFF) and a code.
-    if (at >= n || d[at] != 0xFF) fail("bad JPEG image: no frame header (SOF) before the data ends");
+    // A marker is 0xFF (any number of fill 0xFF) and a non-zero code. Stray bytes before it, and
+    // 0xFF 0x00 pairs, are skipped as libjpeg skips them (with a warning; Pillow too): a file both
+    // decode is not refused here, and the frame header found is the one libjpeg reads.
+    while (at < n && d[at] != 0xFF) ++at;
+    if (at >= n) fail("bad JPEG image: no frame header (SOF) before the data ends");
     while (at < n && d[at] == 0xFF) ++at;
     if (at >= n) fail("bad JPEG image: truncated data");
     const unsigned char m = d[at++];
+    if (m == 0x00) continue;
     if (m == 0xD8 || m == 0x01 || (m >= 0xD0 && m <= 0xD7)) continue;  // no length field
     if (m == 0xD9 || m == 0xDA) fail("bad JPEG image: no frame header (SOF) before the image data");
     if (at + 2 > n) fail("bad JPEG image: truncated data");
     const uint32_t len = be16(d + at);
-    if (len < 2) fail("bad JPEG image: a marker segment of length {}", len);
     const bool sof = (m >= 0xC0 && m <= 0xCF) && m != 0xC4 && m != 0xC8 && m != 0xCC;
     if (sof) {
       if (len < 8 || at + 8 > n) fail("bad JPEG image: truncated frame header");
@@ -39,7 +42,9 @@ ImageHeader jpeg_header(std::string_view data) {
         fail("JPEG image has a zero size ({}x{})", h.width, h.height);  // a DNL-defined height included
       return h;
     }
-    at += len;
+    // A length below 2 (it counts its own two bytes) is read as 2, as libjpeg reads it: the markers
+    // it skips go on right after the length, the tables it parses fail the decode.
+    at += std::max<uint32_t>(len, 2);
   }
 }
 

@@ -48,6 +48,24 @@ TEST(ImageHeader, JpegFrameHeaderGivesTheSize) {
   EXPECT_EQ(read_image_header(jpeg(0xC1, 65535, 65535)).width, 65535);  // extended sequential
 }
 
+// Bytes between segments that are not a marker are skipped up to the next 0xFF, and 0xFF 0x00 is
+// no marker: libjpeg does so (next_marker in jdmarker.c, a JWRN_EXTRANEOUS_DATA warning) and decodes
+// such files, so the header must still be found, and found where libjpeg finds it (the
+// fuzz_image corpus holds a real file of this kind, decoded by libjpeg and compared).
+TEST(ImageHeader, JpegStrayBytesBetweenSegmentsAreSkippedAsLibjpegDoes) {
+  std::string j = jpeg(0xC0, 300, 200);
+  const size_t dqt = j.find("\xff\xdb");
+  j.insert(dqt, std::string("\x00\x17\xff\x00\x42", 5));
+  const ImageHeader h = read_image_header(j);
+  EXPECT_EQ(h.height, 300);
+  EXPECT_EQ(h.width, 200);
+  // A segment length below 2 is read as 2 (libjpeg's skip_variable and APPn readers go on right
+  // after the length word): here an APP1 of length 0, then what follows it is scanned as markers.
+  std::string k = jpeg(0xC0, 30, 20);
+  k.insert(k.find("\xff\xdb"), std::string("\xff\xe1\x00\x00", 4));
+  EXPECT_EQ(read_image_header(k).height, 30);
+}
+
 TEST(ImageHeader, PngIhdrGivesTheSize) {
   const ImageHeader h = read_image_header(png(100000, 7, 16, 0));
   EXPECT_EQ(h.format, ImageFormat::kPng);
