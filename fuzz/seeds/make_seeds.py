@@ -606,3 +606,60 @@ kv_seed("bad_checksum", 4, kv_file(tree)[:-1] + b"\x00")
 kv_seed("nan_pages", 4, kv_file(tree[:1], pages=b"\xff" * 64))
 kv_seed("wrong_magic", 4, b"DPSKVC02" + kv_file(tree)[8:])
 kv_seed("huge_identity", 5, b"DPSKVC01" + struct.pack("<Q", 1 << 62) + bytes(40))
+
+
+# --- constraint: byte 0 = kind (0 regex, 1 JSON Schema, 2 GBNF), then its text ----------------------
+def constraint_seeds():
+    regexes = {
+        "phone": r"\(\d{3}\) \d{3}-\d{4}",
+        "email": r"[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,6}",
+        "alternation": r"(cat|dog|bird)s?( and (cat|dog))*",
+        "classes": r"[^\s,;]{1,8}(,[\w\-]+)*\.?",
+        "unicode": r"[α-ω]+\u00e9?[\u4e00-\u9fff]{0,2}",
+        "lazy_anchor": r"^a.*?b$",
+        "nested_repeat": r"((ab){2,3}c){1,4}",
+        "big_repeat": r"(a{100}){100}",
+        "escapes": r"\t\n\\\.\*\x41\u0042[\]\-]",
+        "empty": r"",
+        "bad_class": r"[z-a]",
+        "unclosed": r"(abc",
+        "backref": r"(a)\1",
+        "lookahead": r"a(?=b)",
+    }
+    for k, v in regexes.items():
+        write("constraint", "regex_" + k, b"\x00" + v.encode())
+    schemas = {
+        "object": {"type": "object", "properties": {"name": {"type": "string", "maxLength": 5},
+                                                   "age": {"type": "integer", "minimum": 0, "maximum": 150}},
+                   "required": ["name"], "additionalProperties": False},
+        "array": {"type": "array", "items": {"type": "number"}, "minItems": 1, "maxItems": 3},
+        "enum_const": {"anyOf": [{"enum": ["a", 1, None, True]}, {"const": {"k": [1, 2]}}]},
+        "ref": {"$defs": {"node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/node"}}}},
+                "$ref": "#/$defs/node"},
+        "pattern": {"type": "string", "pattern": "^[A-Z]{2}[0-9]{2}$"},
+        "formats": {"type": "object", "properties": {"d": {"type": "string", "format": "date-time"},
+                                                    "u": {"type": "string", "format": "uuid"}}},
+        "allof": {"allOf": [{"type": "object", "properties": {"a": {"type": "boolean"}}},
+                            {"required": ["a"]}]},
+        "tuple": {"type": "array", "prefixItems": [{"type": "string"}, {"type": "null"}], "items": False},
+        "number_bounds": {"type": "number", "exclusiveMinimum": -1.5, "maximum": 10, "multipleOf": 0.5},
+        "unsatisfiable": {"type": "integer", "minimum": 5, "maximum": 1},
+        "not_json": "{\"type\": ",
+    }
+    for k, v in schemas.items():
+        write("constraint", "schema_" + k, b"\x01" + (v if isinstance(v, str) else js(v)).encode())
+    grammars = {
+        "arith": 'root ::= expr\nexpr ::= term ("+" term)*\nterm ::= [0-9]+ | "(" expr ")"\n',
+        "json_like": 'root ::= obj\nobj ::= "{" ws (pair ("," ws pair)*)? "}"\npair ::= str ":" ws val\n'
+                     'val ::= str | [0-9]+ | obj\nstr ::= "\\"" [^"\\\\]* "\\""\nws ::= [ \\t\\n]*\n',
+        "repeat": 'root ::= "a"{2,5} [b-d]? x\nx ::= "yes" | "no"\n',
+        "left_recursive": "root ::= root \"a\" | \"b\"\n",
+        "no_root": 'start ::= "a"\n',
+        "undefined_rule": "root ::= missing\n",
+        "comments": '# a comment\nroot ::= "x" # trailing\n  | "y"\n',
+    }
+    for k, v in grammars.items():
+        write("constraint", "ebnf_" + k, b"\x02" + v.encode())
+
+
+constraint_seeds()

@@ -19,8 +19,17 @@ constexpr uint64_t kInlineBudget = 20000;
 // from the others, so a sub-schema repeated by maxItems or by optional-property chains is built
 // once (and its states share token-mask cache entries across uses).
 constexpr uint64_t kCopyEverywhere = 256;
-constexpr size_t kMaxNfaStates = size_t(1) << 21;
-constexpr size_t kMaxDfaStates = size_t(1) << 18;
+constexpr size_t kMaxDfaStates = size_t(1) << 18;  // per rule
+// What one whole build may spend, over all its rules. NFA states cost ~120 bytes each. Each DFA
+// state keeps the set of NFA states it stands for, and nested bounded repetitions make both the
+// number and the size of those sets grow as a power of the bounds while each rule stays under
+// kMaxDfaStates: the regex ((a{1,20}){1,20}){1,20} needed 32M set entries (280 MB), and at 30 it
+// held 3.4 GB for 23 s. The largest constraints of the tests and corpora (a 2000-property schema,
+// ajv's schema corpus) need 96k NFA states in a rule, 42k set entries and 0.3M closure steps;
+// these caps are 10-100x that: a refused build has spent at most ~150 MB and well under a second.
+constexpr uint64_t kMaxNfaStates = uint64_t(1) << 20;
+constexpr uint64_t kMaxSetEntries = uint64_t(1) << 22;
+constexpr uint64_t kMaxClosureSteps = uint64_t(1) << 26;
 
 struct Nfa {
   struct State {
@@ -31,9 +40,10 @@ struct Nfa {
   std::vector<State> st;
   std::vector<ByteSet> sets;
   int32_t start = 0, final = 0;
+  uint64_t* built = nullptr;  // NFA states of the whole build so far (kMaxNfaStates)
 
   int32_t add() {
-    if (st.size() >= kMaxNfaStates) fail("the constraint is too large to compile (over {} automaton states)", kMaxNfaStates);
+    if (++*built > kMaxNfaStates) fail("the constraint is too large to compile (over {} automaton states)", kMaxNfaStates);
     st.emplace_back();
     return int32_t(st.size() - 1);
   }
@@ -260,6 +270,7 @@ class AutomatonBuilder {
 
   Automaton::Rule build_rule(int32_t grule) {
     Nfa nfa;
+    nfa.built = &nfa_states_;
     const Frag f = build_expr(nfa, g_.rule_body(grule), 0);
     nfa.start = f.start;
     nfa.final = f.end;
@@ -308,6 +319,10 @@ class AutomatonBuilder {
         work.pop_back();
         if (mark[size_t(x)] == gen) continue;
         mark[size_t(x)] = gen;
+        if (++closure_steps_ > kMaxClosureSteps)
+          fail("the constraint is too large to compile (over {} automaton construction steps; nested repetition "
+               "bounds multiply)",
+               kMaxClosureSteps);
         const Nfa::State& s = nfa.st[size_t(x)];
         if (!s.bytes.empty() || !s.calls.empty() || x == nfa.final) out.push_back(x);
         for (int32_t e : s.eps) work.push_back(e);
@@ -323,6 +338,11 @@ class AutomatonBuilder {
         if (sets.size() >= kMaxDfaStates)
           fail("the constraint is too large to compile (rule '{}' needs over {} automaton states)", r.name,
                kMaxDfaStates);
+        set_entries_ += key.size();
+        if (set_entries_ > kMaxSetEntries)
+          fail("the constraint is too large to compile (its automaton states would hold over {} entries; nested "
+               "repetition bounds multiply)",
+               kMaxSetEntries);
         sets.push_back(std::move(key));
       }
       return it->second;
@@ -467,6 +487,8 @@ class AutomatonBuilder {
   std::vector<bool> recursive_;
   std::vector<bool> copied_;  // inlined somewhere already
   std::unordered_map<ExprId, uint64_t> size_memo_;
+  // Spent by the whole build: kMaxNfaStates, kMaxClosureSteps, kMaxSetEntries.
+  uint64_t nfa_states_ = 0, closure_steps_ = 0, set_entries_ = 0;
   std::vector<int32_t> index_of_;  // grammar rule -> automaton rule, -1: not (yet) a rule of its own
   std::vector<int32_t> order_;     // automaton rule -> grammar rule
 };
