@@ -1,4 +1,6 @@
 // OpenAI-compatible routes: /v1/completions, /v1/chat/completions, /v1/models.
+#include <ctime>
+
 #include <fmt/format.h>
 
 #include "core/check.h"
@@ -88,6 +90,8 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
   std::shared_ptr<void> inflight = admit_generation(ctx, *spec);
   ctx.metrics.count_images(int64_t(spec->images.size()), spec->image_times);
   const std::string id = new_request_id(api == OpenAiApi::kChat ? "chatcmpl" : "cmpl");
+  // OpenAI's "created": when this completion was made (every chunk of a stream carries the same).
+  const int64_t created = int64_t(std::time(nullptr));
   const bool reasoning_field =
       api == OpenAiApi::kChat && spec->separate_reasoning && ctx.parse.reasoning_parser != ReasoningParser::kNone;
   auto form = std::make_shared<const ChoiceFormatter>(api, *spec, ctx.tok, reasoning_field);
@@ -125,7 +129,7 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
     note_access(*states, usage);
     access_info().extra = image_timing_log(spec->images.size(), spec->image_times, *gen);
     send_json(res, 200,
-              {{"id", id}, {"object", form->object()}, {"created", ctx.created}, {"model", spec->model},
+              {{"id", id}, {"object", form->object()}, {"created", created}, {"model", spec->model},
                {"choices", choices}, {"usage", usage}});
     return;
   }
@@ -134,10 +138,11 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
   res.set_chunked_content_provider(
-      "text/event-stream", [&ctx, api, spec, form, id, gen, states, gone, inflight](size_t, httplib::DataSink& sink) {
+      "text/event-stream",
+      [&ctx, api, spec, form, id, created, gen, states, gone, inflight](size_t, httplib::DataSink& sink) {
         auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
         auto chunk = [&](json choices, json usage) {
-          json j{{"id", id}, {"object", form->chunk_object()}, {"created", ctx.created}, {"model", spec->model},
+          json j{{"id", id}, {"object", form->chunk_object()}, {"created", created}, {"model", spec->model},
                  {"choices", std::move(choices)}};
           if (spec->include_usage) j["usage"] = std::move(usage);
           return write(sse_event(j));

@@ -49,6 +49,21 @@ run([
     assert.equal(r.usage.total_tokens, r.usage.prompt_tokens + r.usage.completion_tokens);
     assert.equal(greedy, offlineGreedy(PROMPT, N));
   }],
+  ['"created" is when the completion was made, the same in every chunk of a stream', async () => {
+    // OpenAI: "The Unix timestamp (in seconds) of when the completion was created". A second after the
+    // server started, a completion made now cannot carry the start time.
+    await new Promise((r) => setTimeout(r, 1100));
+    const t0 = Math.floor(Date.now() / 1000);
+    const r = await greedyCompletion({ max_tokens: 2 });
+    const stream = await greedyCompletion({ max_tokens: 3, stream: true });
+    const created = new Set();
+    for await (const ch of stream) created.add(ch.created);
+    const t1 = Math.ceil(Date.now() / 1000);
+    assert.ok(r.created >= t0 && r.created <= t1, `created ${r.created} outside [${t0}, ${t1}]`);
+    assert.equal(created.size, 1, `chunks carry ${[...created]}`);
+    const [c] = created;
+    assert.ok(c >= t0 && c <= t1, `stream created ${c} outside [${t0}, ${t1}]`);
+  }],
   ['completion streaming concatenates to the same text, usage chunk last', async () => {
     const stream = await greedyCompletion({ stream: true, stream_options: { include_usage: true } });
     let text = '';
