@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -39,7 +40,12 @@ int64_t meminfo_bytes(const char* field) {
   return int64_t(4) << 30;
 }
 
-int64_t mem_available_bytes() { return meminfo_bytes("MemAvailable:"); }
+// DPSERVE_TEST_MEM_AVAILABLE (bytes) stands in for the reading, so a test can give the ranks of one
+// job different readings, as other processes' memory use does on a shared host.
+int64_t mem_available_bytes() {
+  if (const char* e = std::getenv("DPSERVE_TEST_MEM_AVAILABLE")) return std::atoll(e);
+  return meminfo_bytes("MemAvailable:");
+}
 
 // What a prefix cache file must have been made under to be loaded: the same model (the digests
 // --nnodes compares), the same KV layout and dtype on this rank, and the same place in the same
@@ -201,6 +207,15 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
       tokens = int64_t(o.mem_fraction * double(mem_available_bytes()) / local) / bytes_per_token;
       tokens = std::min<int64_t>(tokens, o.sched.max_running_requests * ctx_len);
       tokens = std::max<int64_t>(tokens, std::min<int64_t>(ctx_len, 4096));
+    }
+    // Every rank of a group must hold the same pages: its ranks schedule in lockstep, and a pool
+    // that runs out on one rank first splits their batches (the job then stops). Sized from memory,
+    // each rank reads MemAvailable at its own moment after its own load, so the sizes can differ
+    // (seen: 113,201,152 vs 113,041,408 bytes at tp 2): all ranks take the smallest.
+    if (I.topo.world_size > 1) {
+      int64_t neg = -tokens;
+      I.comms.world.allreduce_max(std::span<int64_t>(&neg, 1));
+      tokens = -neg;
     }
     WorkerOptions wo;
     wo.sched = o.sched;

@@ -351,6 +351,29 @@ elif CASE == "quant":
     out = p.stdout + p.stderr
     assert p.returncode != 0 and "--tp-size" in out and "Q4_K" in out, out[-2000:]
     print("ok: a TP slice of half a block names --tp-size")
+elif CASE == "kv_pool_agree":
+    # KV pools sized from memory: each rank reads MemAvailable at its own moment, so on a busy host
+    # the ranks of a group can read different amounts (here rank 1 reads half of rank 0's). Their
+    # pools must still hold the same pages: the group's schedulers run in lockstep, and a pool that
+    # runs out on one rank first split their batches and stopped the job. A load beyond the smaller
+    # pool (it preempts) must give the single-rank outputs.
+    model = os.path.join(SHARED, "models/stories260K/stories260K.bin")
+    long = story_prompts()[3]
+    pf = prompts_file([long[i * 7:] for i in range(8)], "kv_pool.txt")
+    common = ["generate", "--json", "--model-path", model, "--prompts-file", pf, "-n", "120", "--ignore-eos",
+              "--max-running-requests", "8", "--threads", "1"]
+    base = run(common + ["--max-total-tokens", "100000"])
+    gen = common + ["--tp-size", "2", "--mem-fraction", "0.001"]
+    cmd = ["mpirun", "--oversubscribe", "--allow-run-as-root", "--bind-to", "none",
+           "-np", "1", "-x", "DPSERVE_TEST_MEM_AVAILABLE=4000000000", BIN] + gen + [":",
+           "-np", "1", "-x", "DPSERVE_TEST_MEM_AVAILABLE=2000000000", BIN] + gen
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=240)
+    except subprocess.TimeoutExpired:
+        raise SystemExit("FAIL: tp=2 with unequal memory readings hung")
+    assert p.returncode == 0, f"tp=2 with unequal memory readings failed:\n{p.stderr[-3000:]}"
+    compare(base, [json.loads(l) for l in p.stdout.splitlines() if l.strip()], "tp2 unequal MemAvailable")
+    print("ok: ranks reading different MemAvailable share one pool size; outputs equal the single rank's")
 elif CASE == "startup_failure":
     # One rank gets a model path that does not exist (MPMD launch): the whole job must end
     # non-zero with that rank's message instead of the healthy rank waiting forever.
