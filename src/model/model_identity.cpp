@@ -21,6 +21,14 @@ namespace {
 
 uint64_t mix(uint64_t h, const std::string& s) { return fnv1a(h, s.data(), s.size() + 1); }
 
+// Every field of the parsed config, in a fixed order: the forward pass reads them all, so any
+// difference (a rope_scaling added, norm_topk_prob flipped, another MLA width) must change the
+// digest. A field added to these structs changes their size and stops the build below until it is
+// added here too.
+static_assert(sizeof(ModelConfig) == 592 && sizeof(RopeScaling) == 112 && sizeof(MlaConfig) == 40 &&
+                  sizeof(MoeRouting) == 48 && sizeof(VisionConfig) == 104,
+              "a config field was added or removed: digest it in config_text()");
+
 std::string config_text(const ModelConfig& c) {
   std::string s = fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{:.17g}|{:.17g}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
                               int(c.arch), c.arch_name, c.hidden, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim,
@@ -31,7 +39,22 @@ std::string config_text(const ModelConfig& c) {
   for (int32_t e : c.eos_ids) s += fmt::format(",{}", e);
   for (int64_t m : c.mrope_section) s += fmt::format(";{}", m);
   for (int64_t m : c.mlp_only_layers) s += fmt::format(":{}", m);
-  s += fmt::format("|{}|{}|{}", c.decoder_sparse_step, c.first_k_dense_replace, c.moe_layer_freq);
+  s += fmt::format("|{}|{}|{}|{}", c.decoder_sparse_step, c.first_k_dense_replace, c.moe_layer_freq, c.nextn_layers);
+  const RopeScaling& r = c.rope_scaling;
+  s += fmt::format("|rope {} {:.17g} {:.17g} {:.17g} {:.17g} {:.17g} {:.17g} {:.17g} {:.17g} {:.17g} {}", int(r.type),
+                   r.factor, r.low_freq_factor, r.high_freq_factor, r.original_max_position_embeddings, r.beta_fast,
+                   r.beta_slow, r.mscale, r.mscale_all_dim, r.attention_factor, r.truncate);
+  for (float f : r.freq_factors) s += fmt::format(",{:.9g}", f);
+  const MlaConfig& m = c.mla;
+  s += fmt::format("|mla {} {} {} {} {}", m.q_lora_rank, m.kv_lora_rank, m.qk_nope_head_dim, m.qk_rope_head_dim,
+                   m.v_head_dim);
+  const MoeRouting& g = c.routing;
+  s += fmt::format("|routing {} {} {} {} {} {:.17g} {}", int(g.scoring), int(g.topk), g.n_group, g.topk_group,
+                   g.normalize, g.scaling, g.scale_normalized);
+  const VisionConfig& v = c.vision;
+  s += fmt::format("|vision {} {} {} {} {} {} {} {} {} {}", v.depth, v.hidden, v.ffn, v.n_heads, v.patch, v.merge,
+                   v.temporal_patch, v.in_chans, v.window_size, v.out_hidden);
+  for (int64_t b : v.fullatt_blocks) s += fmt::format(",{}", b);
   return s;
 }
 
@@ -55,20 +78,26 @@ std::vector<std::pair<std::string, int64_t>> model_identity(const std::string& m
   std::sort(files.begin(), files.end());
   int64_t bytes = 0;
   uint64_t contents = kFnvOffset;
-  constexpr int64_t kSample = 64 << 10;
-  std::vector<char> buf(kSample);
+  // The first and last 64 KiB (headers: tensor names, shapes, metadata) and 4 KiB of every MiB in
+  // between: a fine-tune or a merged adapter changes whole tensors, and any tensor of 1 MiB or more
+  // holds a sample (0.4 % of the bytes: ~40 MB of a 10 GB model, read once at start).
+  constexpr int64_t kEnds = 64 << 10, kStride = 1 << 20, kSample = 4 << 10;
+  std::vector<char> buf(kEnds);
   for (const auto& f : files) {
     const int64_t size = int64_t(fs::file_size(f, ec));
     if (ec) continue;
     bytes += size;
     contents = mix(contents, f.filename().string() + "|" + std::to_string(size));
     std::ifstream in(f, std::ios::binary);
-    for (const int64_t at : {int64_t(0), std::max<int64_t>(0, size - kSample)}) {
+    auto sample = [&](int64_t at, int64_t n) {
       in.clear();
       in.seekg(at);
-      in.read(buf.data(), std::min(kSample, size));
+      in.read(buf.data(), std::min(n, size - at));
       contents = fnv1a(contents, buf.data(), size_t(in.gcount()));
-    }
+    };
+    sample(0, kEnds);
+    for (int64_t at = kEnds; at + kSample <= size - kEnds; at += kStride) sample(at, kSample);
+    sample(std::max<int64_t>(0, size - kEnds), kEnds);
   }
   return {{"model config digest", int64_t(mix(kFnvOffset, config_text(cfg)))},
           {"model weight file bytes", bytes},

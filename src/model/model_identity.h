@@ -13,11 +13,12 @@
 namespace dpserve {
 
 // (what, value) pairs, equal on every node that loads the same model from `model_path` (a folder or
-// one file): a digest of the parsed config (every field the forward pass reads), the bytes of the
-// weight files (*.safetensors, *.gguf, *.bin; the file itself when model_path is a file), and a
-// digest of each weight file's name, size and first and last 64 KiB ("model weights digest") (a fine-tune of the same shape
-// differs there; reading all of a large model's bytes on every start would not be cheap). Names of
-// digests end in "digest".
+// one file): a digest of the parsed config (every field of ModelConfig), the bytes of the weight
+// files (*.safetensors, *.gguf, *.bin; the file itself when model_path is a file), and a digest of
+// each weight file's name, size, first and last 64 KiB and 4 KiB of every MiB between ("model
+// weights digest": a fine-tune or merged adapter of the same shape differs in every tensor it
+// changed that has 1 MiB or more; reading all of a large model's bytes on every start would not be
+// cheap). Names of digests end in "digest".
 std::vector<std::pair<std::string, int64_t>> model_identity(const std::string& model_path, const ModelConfig& cfg);
 
 // 64-bit FNV-1a of `bytes` folded into `h` (start with kFnvOffset).
