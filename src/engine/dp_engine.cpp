@@ -34,7 +34,8 @@ class DpEngine::Stream : public RequestStream {
 
 DpEngine::DpEngine(EngineLimits lim)
     : lim_(lim),
-      req_limits_{.vocab = lim.vocab, .context_length = lim.context_length, .hidden = lim.hidden},
+      req_limits_{.vocab = lim.vocab, .context_length = lim.context_length, .kv_positions = lim.kv_positions,
+                  .hidden = lim.hidden},
       router_(lim.dp_size, lim.method) {
   stats_.groups.resize(size_t(lim.dp_size));
   for (int g = 0; g < lim.dp_size; ++g) stats_.groups[size_t(g)].dp_rank = g;

@@ -21,6 +21,7 @@ struct EngineLimits {
   int64_t vocab = 0;
   int64_t hidden = 0;
   int64_t context_length = 0;
+  int64_t kv_positions = 0;       // one rank's KV pool (the same on every rank): RequestLimits::kv_positions
   int64_t kv_bytes_per_page = 0;  // one KV page on one rank
   int32_t dp_size = 1;
   LoadBalanceMethod method = LoadBalanceMethod::kRoundRobin;

@@ -1,5 +1,6 @@
 #include "engine/request_limits.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -108,10 +109,23 @@ std::optional<LimitViolation> RequestLimits::check_prompt(std::span<const int32_
 }
 
 std::optional<LimitViolation> RequestLimits::check_prompt_length(int64_t len, RequestParam param) const {
-  if (len < context_length) return std::nullopt;
-  return LimitViolation{param, fmt::format("This model's maximum context length is {} tokens, but the prompt has {} "
-                                           "tokens, leaving no room to generate",
-                                           context_length, len)};
+  if (len >= context_length)
+    return LimitViolation{param, fmt::format("This model's maximum context length is {} tokens, but the prompt has {} "
+                                             "tokens, leaving no room to generate",
+                                             context_length, len)};
+  if (kv_positions > 0 && len > kv_positions)
+    return LimitViolation{param, fmt::format("The prompt has {} tokens, more than this server's KV cache holds for one "
+                                             "sequence ({} positions; the server's --max-total-tokens or "
+                                             "--mem-fraction sets it)",
+                                             len, kv_positions)};
+  return std::nullopt;
+}
+
+int64_t RequestLimits::room_after(int64_t prompt_len) const {
+  int64_t room = context_length - prompt_len;
+  // The last sampled token is never fed back: a sequence writes prompt + max_new - 1 positions.
+  if (kv_positions > 0) room = std::min(room, kv_positions - prompt_len + 1);
+  return room;
 }
 
 std::optional<LimitViolation> RequestLimits::check_max_new_tokens(int64_t prompt_len, int64_t max_new,
@@ -125,6 +139,12 @@ std::optional<LimitViolation> RequestLimits::check_max_new_tokens(int64_t prompt
                     "prompt, {} for the completion). Lower {}",
                     context_length, fmt::to_string(__int128(prompt_len) + max_new), prompt_len, max_new,
                     name(P::kMaxNewTokens))};  // 128-bit: max_new may be near INT64_MAX
+  if (kv_positions > 0 && max_new > kv_positions - prompt_len + 1)
+    return LimitViolation{
+        P::kMaxNewTokens,
+        fmt::format("This server's KV cache holds {} positions for one sequence (its --max-total-tokens or "
+                    "--mem-fraction), fewer than the context; {} prompt tokens leave room for {} more. Lower {}",
+                    kv_positions, prompt_len, kv_positions - prompt_len + 1, name(P::kMaxNewTokens))};
   return std::nullopt;
 }
 

@@ -45,6 +45,9 @@ struct LimitViolation {
 struct RequestLimits {
   int64_t vocab = 0;           // token ids in [0, vocab)
   int64_t context_length = 0;  // prompt + max_new_tokens fit in it
+  // KV positions one sequence may hold: a DP group's whole pool (0: no bound but the context). A
+  // pool smaller than the context (a long-context model on a small machine) bounds requests too.
+  int64_t kv_positions = 0;
   int64_t hidden = 0;          // input_embeds row width
 
   static constexpr int32_t kMaxTopLogprobs = 20;  // alternatives per position
@@ -55,6 +58,9 @@ struct RequestLimits {
   // The rule `v` breaks as the value of floating-point `p` ("must be in [0, 2]"), or nullopt. The
   // value is checked as the float the engine will use: 1e-300 is 0 there, so it is not in (0, 1].
   static std::optional<std::string> value_rule(RequestParam p, double v);
+  // max_new_tokens when the request gives none and asks for "the rest": what fits the context and
+  // the KV pool after a prompt of `prompt_len` (at least 1 for a prompt check_prompt_length accepts).
+  int64_t room_after(int64_t prompt_len) const;
   // The same for integer parameters (top_k, top_logprobs, n, seed; max_new_tokens only its lower bound).
   static std::optional<std::string> int_rule(RequestParam p, int64_t v);
   // The rule of `p` as text, for a value that is not even a 64-bit integer.
@@ -64,9 +70,10 @@ struct RequestLimits {
 
   // Non-empty, every id in the vocabulary, shorter than the context.
   std::optional<LimitViolation> check_prompt(std::span<const int32_t> ids, const ParamNamer& name) const;
-  // Shorter than the context, leaving room to generate (`param` is kPrompt or kInputEmbeds).
+  // Shorter than the context, leaving room to generate, and within the KV pool (`param` is kPrompt or
+  // kInputEmbeds).
   std::optional<LimitViolation> check_prompt_length(int64_t len, RequestParam param) const;
-  // At least 1, and prompt_len + max_new fits the context.
+  // At least 1, and prompt_len + max_new fits the context and the KV pool.
   std::optional<LimitViolation> check_max_new_tokens(int64_t prompt_len, int64_t max_new,
                                                      const ParamNamer& name) const;
   // Every sampling value and the stop token ids; top_logprobs.

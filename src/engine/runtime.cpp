@@ -248,6 +248,12 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
       lim.vocab = cfg.vocab;
       lim.hidden = cfg.hidden;
       lim.context_length = ctx_len;
+      lim.kv_positions = I.kv_tokens;
+      if (I.kv_tokens < ctx_len)
+        spdlog::warn("the KV cache holds {} positions per rank, fewer than the context length {}: a request's prompt "
+                     "and max_tokens must fit {} (chat requests without max_tokens get what fits); raise "
+                     "--max-total-tokens or --mem-fraction, or lower --context-length",
+                     I.kv_tokens, ctx_len, I.kv_tokens);
       lim.kv_bytes_per_page = I.model->kv_config(1, o.page_size).bytes_per_page();
       lim.dp_size = I.topo.world_size / I.topo.attn_tp_size;
       lim.method = o.load_balance_method;

@@ -377,7 +377,7 @@ void check_lengths(GenSpec& spec, const ParseContext& ctx, std::optional<int64_t
     longest = std::max<int64_t>(longest, int64_t(p.size()));
   }
   if (auto v = ctx.limits.check_prompt_length(longest, P::kPrompt)) bad_param(prompt_param, v->message);
-  int64_t mt = max_tokens ? *max_tokens : default_to_rest ? ctx.limits.context_length - longest : fallback;
+  int64_t mt = max_tokens ? *max_tokens : default_to_rest ? ctx.limits.room_after(longest) : fallback;
   if (auto v = ctx.limits.check_max_new_tokens(longest, mt, name)) bad_param(max_param, v->message);
   spec.base.params.max_new_tokens = mt;
 }

@@ -89,6 +89,23 @@ TEST(RequestLimits, PromptAndContext) {
   EXPECT_EQ(lim.check(prompt_request(std::vector<int32_t>(64, 1), 1))->param, P::kPrompt);
 }
 
+// A KV pool of 20 positions under a context of 64: a sequence writes prompt + max_new - 1 positions
+// (its last token is never fed back, Scheduler::add), so 3 + 18 fits and 3 + 19 does not.
+TEST(RequestLimits, KvPoolSmallerThanTheContext) {
+  RequestLimits lim = small();
+  EXPECT_EQ(lim.room_after(3), 61);  // no pool bound: the context's rest
+  lim.kv_positions = 20;
+  EXPECT_EQ(lim.room_after(3), 18);
+  EXPECT_FALSE(lim.check(prompt_request({1, 2, 3}, 18)));
+  auto over = lim.check(prompt_request({1, 2, 3}, 19));
+  ASSERT_TRUE(over);
+  EXPECT_EQ(over->param, P::kMaxNewTokens);
+  EXPECT_NE(over->message.find("KV cache holds 20 positions"), std::string::npos) << over->message;
+  EXPECT_FALSE(lim.check(prompt_request(std::vector<int32_t>(20, 1), 1)));
+  EXPECT_EQ(lim.check(prompt_request(std::vector<int32_t>(21, 1), 1))->param, P::kPrompt);
+  EXPECT_TRUE(lim.check(prompt_request({1}, std::numeric_limits<int64_t>::max())));
+}
+
 TEST(RequestLimits, SamplingStopIdsAndLogprobs) {
   const RequestLimits lim = small();
   Request r = prompt_request({1, 2});
