@@ -165,10 +165,21 @@ uint64_t prefix_tree_digest(const std::vector<RadixCache::Entry>& entries) {
 
 int64_t write_prefix_file(const std::string& path, const PrefixIdentity& identity,
                           const std::vector<RadixCache::Entry>& entries, const KVPool& pool) {
-  const std::string tmp = path + ".tmp";
+  // A name of this process's own, created afresh: two servers given one directory never write into
+  // each other's temporary file, and a FIFO or a link planted there is not opened (O_EXCL).
+  const std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
+  ::unlink(tmp.c_str());  // left by a crashed process that had this pid
   Fd f;
-  f.fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  f.fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (f.fd < 0) fail("--kv-cache-dir: cannot create {}: {}", tmp, std::strerror(errno));
+  // A failed write (a full disk, say) leaves no partial file behind.
+  struct Unlink {
+    const std::string& p;
+    bool armed = true;
+    ~Unlink() {
+      if (armed) ::unlink(p.c_str());
+    }
+  } unlink_tmp{tmp};
   Writer w(f.fd, tmp);
   const int64_t page_size = pool.page_size();
   const int64_t page_bytes = pool.config().bytes_per_page();
@@ -199,6 +210,7 @@ int64_t write_prefix_file(const std::string& path, const PrefixIdentity& identit
   f.fd = -1;
   if (::rename(tmp.c_str(), path.c_str()) != 0)
     fail("--kv-cache-dir: cannot rename {} to {}: {}", tmp, path, std::strerror(errno));
+  unlink_tmp.armed = false;
   // The rename itself reaches the disk with the directory.
   const size_t slash = path.rfind('/');
   const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash);
@@ -212,10 +224,12 @@ std::string read_prefix_file(const std::string& path, const PrefixIdentity& iden
                              std::vector<RadixCache::Entry>& out) {
   out.clear();
   Fd f;
-  f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO in its place would otherwise block the start for good (refused below).
+  f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (f.fd < 0) return fmt::format("cannot open it: {}", std::strerror(errno));
   struct stat st {};
   if (::fstat(f.fd, &st) != 0) return fmt::format("cannot stat it: {}", std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) return "not a regular file";
   const int64_t file_bytes = int64_t(st.st_size);
   Reader r(f.fd);
   char magic[sizeof kMagic];

@@ -5,8 +5,10 @@
 #include "kv/prefix_store.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -223,6 +225,32 @@ TEST(PrefixStoreFile, BadFilesAreRefusedAndTakeNoPage) {
   refused(bytes, {{"model digest", "2"}, {"--kv-cache-dtype (as resolved)", "fp32"}},
           "model digest: the file has 1, this server 2");
   refused(bytes, {{"model digest", "1"}, {"--kv-cache-dtype (as resolved)", "bf16"}}, "--kv-cache-dtype");
+}
+
+// Things in the directory that are not our files: a FIFO in place of the file (opening it for
+// reading used to block the start for good, past SIGTERM) and one in place of the temporary file
+// (opening it for writing would block until a reader came). Neither is opened; the write goes to a
+// name of its own and leaves nothing but the file.
+TEST(PrefixStoreFile, FifosInTheDirectoryAreNeitherReadNorWrittenThrough) {
+  TempDir dir;
+  const std::string file = dir.path + "/rank0.kvcache";
+  ASSERT_EQ(::mkfifo(file.c_str(), 0600), 0);
+  KVPool a(pool_config(false, KVElem::kF32));
+  std::vector<RadixCache::Entry> got;
+  EXPECT_EQ(read_prefix_file(file, kId, a, got), "not a regular file");
+  EXPECT_EQ(a.free_pages(), a.n_pages());
+  std::filesystem::remove(file);
+  ASSERT_EQ(::mkfifo((file + ".tmp").c_str(), 0600), 0);
+  RadixCache ca(a);
+  cache_sequence(a, ca, tokens({1, 2, 3}));
+  write_prefix_file(file, kId, ca.export_nodes(100), a);
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path)) names.push_back(e.path().filename());
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"rank0.kvcache", "rank0.kvcache.tmp"}));
+  KVPool b(pool_config(false, KVElem::kF32));
+  EXPECT_EQ(read_prefix_file(file, kId, b, got), "");
+  EXPECT_FALSE(got.empty());
 }
 
 }  // namespace
