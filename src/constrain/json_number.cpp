@@ -1,8 +1,10 @@
 #include "constrain/json_number.h"
 
+#include <cfloat>
 #include <cmath>
 #include <string>
 
+#include "constrain/decimal.h"
 #include "core/check.h"
 
 namespace dpserve::constrain {
@@ -17,8 +19,6 @@ uint64_t pow10(int n) {
 }
 
 uint64_t unbounded_top() { return pow10(kJsonMaxIntegerDigits) - 1; }
-
-int digits_of(uint64_t v) { return v < 10 ? 1 : 1 + digits_of(v / 10); }
 
 ExprId digit_range(Grammar& g, char lo, char hi) { return g.bytes(ByteSet::range(uint8_t(lo), uint8_t(hi))); }
 
@@ -57,16 +57,21 @@ ExprId same_length(Grammar& g, const std::string& x, const std::string& y, size_
   return g.alt(std::move(alts));
 }
 
-// Naturals in [a, b] written without leading zeros.
-ExprId naturals(Grammar& g, uint64_t a, uint64_t b) {
+// Naturals between the digit strings lo <= hi (no leading zeros), written without leading zeros.
+ExprId naturals(Grammar& g, const std::string& lo, const std::string& hi) {
   std::vector<ExprId> alts;
-  for (int len = digits_of(a); len <= digits_of(b); ++len) {
-    const uint64_t lo = std::max(a, len == 1 ? uint64_t(0) : pow10(len - 1));
-    const uint64_t hi = std::min(b, pow10(len) - 1);
-    if (lo > hi) continue;
-    alts.push_back(same_length(g, std::to_string(lo), std::to_string(hi), 0));
+  for (size_t len = lo.size(); len <= hi.size(); ++len) {
+    const std::string a = len == lo.size() ? lo : std::string(len, '0').replace(0, 1, 1, '1');
+    const std::string b = len == hi.size() ? hi : std::string(len, '9');
+    alts.push_back(same_length(g, a, b, 0));
   }
   return g.alt(std::move(alts));
+}
+
+// Naturals in [a, b] written without leading zeros.
+ExprId naturals(Grammar& g, uint64_t a, uint64_t b) {
+  if (a > b) return g.nothing();
+  return naturals(g, std::to_string(a), std::to_string(b));
 }
 
 int64_t clamp(int64_t v) { return std::max(-kClamp, std::min(kClamp, v)); }
@@ -106,7 +111,97 @@ std::optional<ExprId> integers(Grammar& g, std::optional<int64_t> lo, std::optio
   return g.alt(std::move(alts));
 }
 
-ExprId fraction(Grammar& g) { return g.seq({g.literal("."), g.repeat(digit_range(g, '0', '9'), 1, 16)}); }
+ExprId fraction(Grammar& g) {
+  return g.seq({g.literal("."), g.repeat(digit_range(g, '0', '9'), 1, kJsonFractionDigits)});
+}
+
+// Continuations from digit i of a fraction whose digits so far equal lo's (when at_lo) and hi's (when
+// at_hi): up to lo.size() - i more digits, at least one when `nonempty`, such that the fraction padded
+// with zeros to lo.size() digits lies in [lo, hi] (strings of equal length compare as numbers).
+ExprId fraction_digits(Grammar& g, const std::string& lo, const std::string& hi, size_t i, bool at_lo, bool at_hi,
+                       bool nonempty) {
+  // Past the last non-zero digit of lo (or 9 of hi) every continuation keeps the bound.
+  if (at_lo && lo.find_first_not_of('0', i) == std::string::npos) at_lo = false;
+  if (at_hi && hi.find_first_not_of('9', i) == std::string::npos) at_hi = false;
+  const int rest = int(lo.size() - i);
+  if (!at_lo && !at_hi) return g.repeat(digit_range(g, '0', '9'), nonempty ? 1 : 0, rest);
+  std::vector<ExprId> alts;
+  // Stopping here pads with zeros, below lo while lo has non-zero digits left.
+  if (!nonempty && !at_lo) alts.push_back(g.empty());
+  auto then = [&](char a, char b, bool lo_next, bool hi_next) {
+    if (a > b) return;
+    const ExprId next = lo_next || hi_next ? fraction_digits(g, lo, hi, i + 1, lo_next, hi_next, false)
+                                           : g.repeat(digit_range(g, '0', '9'), 0, rest - 1);
+    alts.push_back(g.seq({digit_range(g, a, b), next}));
+  };
+  if (at_lo && at_hi && lo[i] == hi[i]) {
+    then(lo[i], lo[i], true, true);
+  } else {
+    if (at_lo) then(lo[i], lo[i], true, false);
+    then(at_lo ? char(lo[i] + 1) : '0', at_hi ? char(hi[i] - 1) : '9', false, false);
+    if (at_hi) then(hi[i], hi[i], false, true);
+  }
+  return g.alt(std::move(alts));
+}
+
+// What follows an integer part: nothing or "." and 1..lo.size() digits, the fraction within [lo, hi]
+// (digit strings of one length, lo <= hi).
+ExprId fraction(Grammar& g, const std::string& lo, const std::string& hi) {
+  std::vector<ExprId> alts;
+  if (lo.find_first_not_of('0') == std::string::npos) alts.push_back(g.empty());
+  alts.push_back(g.seq({g.literal("."), fraction_digits(g, lo, hi, 0, true, true, true)}));
+  return g.alt(std::move(alts));
+}
+
+// Whole parts (digit strings without leading zeros) compared as numbers.
+bool whole_less(const std::string& a, const std::string& b) {
+  return a.size() != b.size() ? a.size() < b.size() : a < b;
+}
+
+std::string plus_one(std::string s) {
+  size_t i = s.size();
+  while (i > 0 && s[i - 1] == '9') s[--i] = '0';
+  if (i == 0) return "1" + s;
+  ++s[i - 1];
+  return s;
+}
+
+std::string minus_one(std::string s) {  // s > 0
+  size_t i = s.size();
+  while (s[i - 1] == '0') s[--i] = '9';
+  --s[i - 1];
+  return s.size() > 1 && s[0] == '0' ? s.substr(1) : s;
+}
+
+// Non-negative numbers in [a, b] (at most `places` fraction digits each, a <= b) written as an integer
+// part without leading zeros and an optional fraction of 1..places digits.
+ExprId magnitudes(Grammar& g, const Decimal& a, const Decimal& b, int places) {
+  auto pad = [&](const std::string& f) { return f + std::string(size_t(places) - f.size(), '0'); };
+  const std::string zeros(size_t(places), '0'), nines(size_t(places), '9');
+  if (a.whole == b.whole) return g.seq({g.literal(a.whole), fraction(g, pad(a.frac), pad(b.frac))});
+  std::vector<ExprId> alts{g.seq({g.literal(a.whole), fraction(g, pad(a.frac), nines)})};
+  const std::string mid_lo = plus_one(a.whole);
+  if (whole_less(mid_lo, b.whole))
+    alts.push_back(g.seq({naturals(g, mid_lo, minus_one(b.whole)), fraction(g, zeros, nines)}));
+  alts.push_back(g.seq({g.literal(b.whole), fraction(g, zeros, pad(b.frac))}));
+  return g.alt(std::move(alts));
+}
+
+// The upper end of magnitudes from `from`: b, but with no more integer digits than kJsonMaxIntegerDigits
+// (or from's), the same as an unbounded side gets: maximum 1e300 should not invite 300-digit outputs.
+Decimal capped(const Decimal& from, const Decimal& b, int places) {
+  Decimal cap;
+  cap.whole = std::string(std::max<size_t>(kJsonMaxIntegerDigits, from.whole.size()), '9');
+  cap.frac = std::string(size_t(places), '9');
+  return compare(b, cap) < 0 ? b : cap;
+}
+
+std::string describe(std::optional<NumberBound> lo, std::optional<NumberBound> hi) {
+  std::string s;
+  if (lo) s = fmt::format("{} {}", lo->exclusive ? "exclusiveMinimum" : "minimum", lo->value);
+  if (hi) s += fmt::format("{}{} {}", lo ? ", " : "", hi->exclusive ? "exclusiveMaximum" : "maximum", hi->value);
+  return s;
+}
 
 }  // namespace
 
@@ -133,32 +228,37 @@ ExprId json_number(Grammar& g, std::optional<NumberBound> lo, std::optional<Numb
     return g.seq({g.optional(g.literal("-")), naturals(g, 0, unbounded_top()), g.optional(fraction(g)),
                   g.optional(exponent)});
   }
-  const std::optional<int64_t> ilo = int_lo(lo), ihi = int_hi(hi);
+  // Validators compare doubles: an exclusive bound is the inclusive bound of the next double inwards.
+  // Decimals past the largest finite double read as infinity, so no output goes beyond it.
+  double lo_v = -DBL_MAX, hi_v = DBL_MAX;
+  if (lo) lo_v = std::max(lo_v, lo->exclusive ? std::nextafter(lo->value, INFINITY) : lo->value);
+  if (hi) hi_v = std::min(hi_v, hi->exclusive ? std::nextafter(hi->value, -INFINITY) : hi->value);
+  if (!(lo_v <= hi_v)) {
+    // Exclusive bounds on adjacent doubles: decimals lie between them, but each reads as one of the two.
+    const bool adjacent = lo && hi && lo->value < hi->value;
+    fail("no number lies within the bounds ({}){}", describe(lo, hi),
+         adjacent ? ": they are adjacent doubles, and validators read any number between as one of them" : "");
+  }
+  const Decimal l = Decimal::of(lo_v), h = Decimal::of(hi_v);
+  // Outputs are decimals of at most `places` fraction digits, so the bounds can be rounded inwards to
+  // that many without losing a single one. 16 places unless the bounds hold no such decimal; the loop
+  // stops at the bounds' own digits at the latest, where rounding leaves them as they are (l <= h).
+  int places = kJsonFractionDigits;
+  while (compare(l.rounded(places, true), h.rounded(places, false)) > 0) ++places;
+  const Decimal lo_d = l.rounded(places, true), hi_d = h.rounded(places, false);
   std::vector<ExprId> alts;
-  if (auto e = integers(g, ilo, ihi)) alts.push_back(*e);
-  // "k.ddd" with k >= 0 lies in [k, k + 1): needs k >= ilo and k + 1 <= hi.
-  {
-    const int64_t a = std::max<int64_t>(ilo.value_or(0), 0);
-    std::optional<int64_t> b;
-    if (hi) b = hi->value > double(kClamp) ? std::optional<int64_t>() : std::optional<int64_t>(int64_t(std::floor(hi->value)) - 1);
-    if (!b || a <= *b) {
-      const uint64_t top = b ? uint64_t(*b) : std::max<uint64_t>(unbounded_top(), uint64_t(a));
-      alts.push_back(g.seq({naturals(g, uint64_t(a), top), fraction(g)}));
-    }
+  if (!hi_d.negative) {
+    const Decimal from = lo_d.negative ? Decimal() : lo_d;
+    alts.push_back(magnitudes(g, from, capped(from, hi_d, places), places));
   }
-  // "-k.ddd" lies in (-(k + 1), -k]: needs -k <= ihi and -(k + 1) >= lo.
-  {
-    const int64_t a = std::max<int64_t>(ihi ? -*ihi : 0, 0);
-    std::optional<int64_t> b;
-    if (lo) b = lo->value < -double(kClamp) ? std::optional<int64_t>() : std::optional<int64_t>(int64_t(std::floor(-lo->value)) - 1);
-    if (!b || a <= *b) {
-      const uint64_t top = b ? uint64_t(*b) : std::max<uint64_t>(unbounded_top(), uint64_t(a));
-      alts.push_back(g.seq({g.literal("-"), naturals(g, uint64_t(a), top), fraction(g)}));
-    }
+  // Negative values as '-' and a magnitude; "-0", "-0.0" (which are zero) are left out, as the integer
+  // grammar leaves out "-0".
+  if (lo_d.negative) {
+    Decimal step;
+    step.frac = std::string(size_t(places - 1), '0') + "1";
+    const Decimal from = hi_d.negative ? hi_d.negated() : step;
+    alts.push_back(g.seq({g.literal("-"), magnitudes(g, from, capped(from, lo_d.negated(), places), places)}));
   }
-  if (alts.empty())
-    fail("the bounds (minimum {}, maximum {}) are too narrow to enforce: no integer lies between them",
-         lo ? lo->value : -INFINITY, hi ? hi->value : INFINITY);
   return g.alt(std::move(alts));
 }
 

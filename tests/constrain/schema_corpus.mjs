@@ -41,6 +41,7 @@ const refused = [
   [{ type: 'string', pattern: '(?=a)b' }, 'lookaround'],
   [{ $ref: 'https://example.com/schema.json' }, 'local $refs'],
   [{ type: 'integer', minimum: 5, maximum: 4 }, 'no integer'],
+  [{ type: 'number', exclusiveMinimum: 0.5, exclusiveMaximum: 0.5 }, 'no number'],
   [{ type: 'object', properties: { a: { type: 'string' } }, required: ['b'], additionalProperties: false }, "'b'"],
   [false, "'false'"],
 ];

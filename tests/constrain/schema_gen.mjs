@@ -36,6 +36,13 @@ export function schemaGenerator(seed) {
   function genNumber(integer) {
     const s = { type: integer ? 'integer' : 'number' };
     const frac = () => (integer || chance(0.5) ? 0 : pick([0.25, 0.5, 0.75]));
+    // Numbers bounded closer than an integer apart, or with none between: (0, 1), [0.1234, 0.1235].
+    if (!integer && chance(0.25)) {
+      const lo = int(-50, 50) + pick([0, 0.1, 0.25, 0.1234, 0.5]);
+      s[chance(0.5) ? 'minimum' : 'exclusiveMinimum'] = lo;
+      s[chance(0.5) ? 'maximum' : 'exclusiveMaximum'] = lo + pick([1, 0.5, 0.1, 0.0001]);
+      return s;
+    }
     if (chance(0.5)) s[chance(0.7) ? 'minimum' : 'exclusiveMinimum'] = int(-50, 50) + frac();
     if (chance(0.5)) {
       const lo = s.minimum ?? s.exclusiveMinimum ?? -100;
