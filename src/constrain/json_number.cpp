@@ -79,7 +79,9 @@ int64_t clamp(int64_t v) { return std::max(-kClamp, std::min(kClamp, v)); }
 std::optional<int64_t> int_lo(std::optional<NumberBound> b) {
   if (!b) return std::nullopt;
   if (b->value < -double(kClamp)) return std::nullopt;
-  if (b->value > double(kClamp)) return kClamp;
+  // Clamping a minimum above the clamp down to it would let numbers below the minimum through.
+  if (b->value > double(kClamp))
+    fail("an integer minimum above {} is not supported (minimum {})", kClamp, b->value);
   const double c = std::ceil(b->value);
   return clamp(int64_t(c) + (b->exclusive && c == b->value ? 1 : 0));
 }
@@ -87,7 +89,8 @@ std::optional<int64_t> int_lo(std::optional<NumberBound> b) {
 std::optional<int64_t> int_hi(std::optional<NumberBound> b) {
   if (!b) return std::nullopt;
   if (b->value > double(kClamp)) return std::nullopt;
-  if (b->value < -double(kClamp)) return -kClamp;
+  if (b->value < -double(kClamp))
+    fail("an integer maximum below -{} is not supported (maximum {})", kClamp, b->value);
   const double f = std::floor(b->value);
   return clamp(int64_t(f) - (b->exclusive && f == b->value ? 1 : 0));
 }

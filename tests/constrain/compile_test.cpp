@@ -65,6 +65,19 @@ TEST(JsonSchema, IntegerBoundsAreExact) {
   EXPECT_TRUE(accepts(d4, "4"));
 }
 
+// Bounds past the grammar's integer range (1e18) cannot be clamped inwards without admitting values
+// outside them: {"minimum": 1e19} clamped to 1e18 accepted 1000000000000000000, below the minimum.
+TEST(JsonSchema, IntegerBoundsPastTheClampAreRefusedNotLoosened) {
+  EXPECT_NE(error_of([] { schema(R"({"type": "integer", "minimum": 1e19})"); }).find("not supported"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { schema(R"({"type": "integer", "maximum": -1e19})"); }).find("not supported"),
+            std::string::npos);
+  // An upper bound past it is kept (as no bound: outputs have at most 16 digits, all below it).
+  const auto a = schema(R"({"type": "integer", "maximum": 1e19})");
+  EXPECT_TRUE(accepts(a, "9999999999999999"));
+  EXPECT_TRUE(accepts(a, "-5"));
+}
+
 TEST(JsonSchema, NumberBoundsHold) {
   auto a = schema(R"({"type": "number", "minimum": -1.5, "maximum": 2.25})");
   for (const char* ok : {"-1", "0", "0.5", "1.999", "2", "-0.75"}) EXPECT_TRUE(accepts(a, ok)) << ok;
