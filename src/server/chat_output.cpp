@@ -103,8 +103,18 @@ bool ChatOutputParser::parse_call(const std::string& json_text, ChatDelta& out) 
 }
 
 void ChatOutputParser::content_step(bool final, ChatDelta& out) {
-  // Leading newlines after </think> are the template's separator, not content.
   if (!content_started_) {
+    // Leading newlines after </think> are the template's separator, not content. Whitespace that opens the
+    // output is held instead, until what follows it shows: before text or a block its newlines go the same
+    // way, but an output that is only whitespace is what the model wrote, content as OpenAI returns it and
+    // SGLang's parsers (which strip only tags and their blocks) do. A stream gets it from finish().
+    if (!think_closed_ && all_space(buf_)) {
+      if (!final) return;
+      content_started_ = true;
+      out.content += buf_;
+      buf_.clear();
+      return;
+    }
     const size_t k = buf_.find_first_not_of('\n');
     buf_.erase(0, k == std::string::npos ? buf_.size() : k);
     if (buf_.empty()) return;
@@ -168,6 +178,7 @@ void ChatOutputParser::run(bool final, ChatDelta& out) {
           out.reasoning += buf_.substr(0, at);
           buf_.erase(0, at + kThinkClose.size());
           mode_ = Mode::kContent;
+          think_closed_ = true;
           break;
         }
         const size_t keep = final ? 0 : partial_tag(buf_, kThinkClose);

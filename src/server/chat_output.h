@@ -2,7 +2,8 @@
 // </think>, under --reasoning-parser), content, and tool calls (under --tool-call-parser: Hermes /
 // Qwen <tool_call> JSON blocks, or Llama-3 JSON objects). The same parser serves whole responses
 // (feed everything, then finish) and streams (feed each delivery): text is released as soon as it
-// cannot be the start of a tag, a tool call once it is complete.
+// cannot be the start of a tag, a tool call once it is complete, whitespace that opens the output once
+// what follows it is known (at the latest by finish()).
 #pragma once
 
 #include <cstdint>
@@ -59,6 +60,7 @@ class ChatOutputParser {
   enum class Mode { kStart, kReasoning, kContent, kToolBlock, kJsonCalls } mode_;
   std::string buf_;       // text not released yet
   bool content_started_ = false;
+  bool think_closed_ = false;  // the output closed a <think> block: newlines after it are the separator
   size_t calls_ = 0;
   struct Scan {  // close_outside_strings' progress through the open tool block
     size_t pos = 0;

@@ -132,6 +132,49 @@ TEST(ChatOutput, ReasoningThenToolCall) {
   expect_streams_alike(ReasoningParser::kQwen3, ToolCallParser::kHermes, text);
 }
 
+TEST(ChatOutput, WhitespaceOnlyOutputIsContent) {
+  // An output that is only whitespace, with no <think> or <tool_call> after it, is what the model wrote:
+  // content, as OpenAI and SGLang's parsers return it (they strip tags and their blocks, nothing else).
+  const std::pair<ReasoningParser, ToolCallParser> parsers[] = {{ReasoningParser::kQwen3, ToolCallParser::kNone},
+                                                                {ReasoningParser::kNone, ToolCallParser::kHermes},
+                                                                {ReasoningParser::kQwen3, ToolCallParser::kHermes},
+                                                                {ReasoningParser::kNone, ToolCallParser::kLlama3}};
+  for (const auto& [r, t] : parsers)
+    for (const std::string text : {"\n\n\n", "\n", " ", "\n \n", "\n\n ", " \t\r\n"}) {
+      const ChatDelta d = whole(r, t, text);
+      EXPECT_EQ(d.content, text) << int(r) << int(t);
+      EXPECT_EQ(d.reasoning, "");
+      EXPECT_TRUE(d.tool_calls.empty());
+      expect_streams_alike(r, t, text);
+    }
+}
+
+TEST(ChatOutput, WhitespaceBeforeABlockOrAfterThinking) {
+  // Whitespace before an opening <think> is not content; nor are the newlines after </think> (the
+  // template's separator), also when nothing follows them.
+  const std::string think = "\n\n<think>x</think>\n\nok";
+  EXPECT_EQ(whole(ReasoningParser::kQwen3, ToolCallParser::kNone, think).reasoning, "x");
+  EXPECT_EQ(whole(ReasoningParser::kQwen3, ToolCallParser::kNone, think).content, "ok");
+  expect_streams_alike(ReasoningParser::kQwen3, ToolCallParser::kNone, think);
+  for (const std::string text : {"<think>x</think>\n\n", " <think>x</think>\n"}) {
+    const ChatDelta d = whole(ReasoningParser::kQwen3, ToolCallParser::kHermes, text);
+    EXPECT_EQ(d.reasoning, "x") << text;
+    EXPECT_EQ(d.content, "") << text;
+    expect_streams_alike(ReasoningParser::kQwen3, ToolCallParser::kHermes, text);
+  }
+  const ChatDelta opened = whole(ReasoningParser::kQwen3, ToolCallParser::kNone, "hmm</think>\n\n", true);
+  EXPECT_EQ(opened.reasoning, "hmm");
+  EXPECT_EQ(opened.content, "");
+  // Newlines that open the output and lead into a tool call: not content (the message's content is null).
+  const std::string call = "\n\n<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>";
+  for (const ReasoningParser r : {ReasoningParser::kNone, ReasoningParser::kQwen3}) {
+    const ChatDelta d = whole(r, ToolCallParser::kHermes, call);
+    ASSERT_EQ(d.tool_calls.size(), 1u);
+    EXPECT_EQ(d.content, "");
+    expect_streams_alike(r, ToolCallParser::kHermes, call);
+  }
+}
+
 TEST(ChatOutput, Llama3JsonCalls) {
   const std::string text =
       "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Oslo; Norway\"}}; {\"name\": \"get_time\", "

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include "server/chat_output.h"
 #include "server/openai_error.h"
 #include "server/response_input_items.h"
 #include "server/response_output.h"
@@ -86,6 +87,34 @@ TEST(ResponseOutput, EmptyOutputIsAnEmptyMessageAndCutShortIsIncomplete) {
   EXPECT_EQ(out.items()[0]["type"], "message");
   EXPECT_EQ(out.items()[0]["status"], "incomplete");
   EXPECT_EQ(out.output_text(), "");
+}
+
+TEST(ResponseOutput, WhitespaceOnlyOutputIsMessageText) {
+  // What /v1/responses does with a parser: each delivery fed, finish() at the end. An output that is only
+  // whitespace, with no <think> or <tool_call> around it, is the message's text, whole and streamed.
+  const std::string text = "\n\n\n";
+  for (const bool streamed : {false, true}) {
+    ChatOutputParser parser(ReasoningParser::kQwen3, ToolCallParser::kHermes, {"get_time"}, false, 1);
+    ResponseOutput out([](const char* p) { return std::string(p) + "_x"; });
+    std::string deltas, done;
+    auto take = [&](const std::vector<json>& ev) {
+      for (const auto& e : ev) {
+        if (e["type"] == "response.output_text.delta") deltas += e["delta"].get<std::string>();
+        if (e["type"] == "response.output_text.done") done = e["text"];
+      }
+    };
+    if (streamed)
+      for (const char c : text) take(out.feed(parser.feed(std::string(1, c))));
+    else
+      take(out.feed(parser.feed(text)));
+    take(out.feed(parser.finish()));
+    take(out.finish(false));
+    ASSERT_EQ(out.items().size(), 1u);
+    EXPECT_EQ(out.items()[0]["type"], "message");
+    EXPECT_EQ(out.output_text(), text) << streamed;
+    EXPECT_EQ(deltas, text) << streamed;
+    EXPECT_EQ(done, text) << streamed;
+  }
 }
 
 // Five stored items of the four kinds, the ids given as the server gives them.

@@ -245,6 +245,42 @@ tests.push(['reasoning_content: a <think> block moves out of the content, stream
   assert.match(content, /^answer [0-9]{2}$/);
 }]);
 
+tests.push(['an output that is only whitespace is content under the reasoning and tool-call parsers', async () => {
+  const model = await modelName();
+  // A regex pins the output to newlines: no <think> or <tool_call> in it, so it is all content, as
+  // OpenAI returns the generated text and SGLang's parsers (which strip only the tags and their blocks) do.
+  const want = '\n\n\n';
+  const base = { model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 8, regex: want, logprobs: true };
+  const tools = [{ type: 'function', function: { name: 'get_time', parameters: { type: 'object', properties: {} } } }];
+  const cases = [['tool-call parser', { tools, tool_choice: 'auto', separate_reasoning: false }]];
+  // The Qwen3 server runs --reasoning-parser qwen3 too: alone, and with the tool-call parser.
+  if (toolFormat === 'qwen3') cases.push(['reasoning parser', {}], ['both parsers', { tools, tool_choice: 'auto' }]);
+  for (const [what, extra] of cases) {
+    const body = { ...base, ...extra };
+    const whole = await http('POST', '/v1/chat/completions', body);
+    assert.equal(whole.status, 200, whole.text);
+    const ch = whole.json.choices[0];
+    assert.equal(ch.logprobs.content.map((t) => t.token).join(''), want, `${what}: the model wrote the newlines`);
+    assert.equal(ch.message.content, want, `${what}: whole`);
+    assert.ok(!ch.message.reasoning_content, `${what}: ${JSON.stringify(ch.message)}`);
+    assert.equal(ch.message.tool_calls, undefined);
+    assert.equal(ch.finish_reason, 'stop');
+    const events = await sse('/v1/chat/completions', { ...body, stream: true });
+    assert.equal(events.at(-1), '[DONE]');
+    let content = '', reasoning = '', finish = null;
+    for (const e of events.slice(0, -1)) {
+      const c = JSON.parse(e).choices[0];
+      if (!c) continue;
+      content += c.delta?.content ?? '';
+      reasoning += c.delta?.reasoning_content ?? '';
+      if (c.finish_reason) finish = c.finish_reason;
+    }
+    assert.equal(content, want, `${what}: streamed`);
+    assert.equal(reasoning, '');
+    assert.equal(finish, 'stop');
+  }
+}]);
+
 tests.push(['logit_bias steers greedy output; logprobs describe the masked distribution', async () => {
   const model = await modelName();
   const tok = (await http('POST', '/tokenize', { prompt: ' yes', add_special_tokens: false })).json.tokens;
