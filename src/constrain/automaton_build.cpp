@@ -27,9 +27,14 @@ constexpr size_t kMaxDfaStates = size_t(1) << 18;  // per rule
 // held 3.4 GB for 23 s. The largest constraints of the tests and corpora (a 2000-property schema,
 // ajv's schema corpus) need 96k NFA states in a rule, 42k set entries and 0.3M closure steps;
 // these caps are 10-100x that: a refused build has spent at most ~150 MB and well under a second.
-constexpr uint64_t kMaxNfaStates = uint64_t(1) << 20;
-constexpr uint64_t kMaxSetEntries = uint64_t(1) << 22;
-constexpr uint64_t kMaxClosureSteps = uint64_t(1) << 26;
+// The fuzz build lowers them (a step costs ~40x more under ASan; the caps must still end a build
+// within libFuzzer's timeout), as it lowers the chat template caps.
+#ifndef DPSERVE_CONSTRAIN_WORK_SHIFT
+#define DPSERVE_CONSTRAIN_WORK_SHIFT 0
+#endif
+constexpr uint64_t kMaxNfaStates = uint64_t(1) << (20 - DPSERVE_CONSTRAIN_WORK_SHIFT);
+constexpr uint64_t kMaxSetEntries = uint64_t(1) << (22 - DPSERVE_CONSTRAIN_WORK_SHIFT);
+constexpr uint64_t kMaxClosureSteps = uint64_t(1) << (26 - DPSERVE_CONSTRAIN_WORK_SHIFT);
 
 struct Nfa {
   struct State {
