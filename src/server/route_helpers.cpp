@@ -110,6 +110,16 @@ std::shared_ptr<void> admit_work(ServerContext& ctx, int64_t sequences, int64_t 
   return std::shared_ptr<void>(nullptr, [&ctx, slot](void*) { --ctx.metrics.http_inflight; });
 }
 
+void set_stream_provider(const httplib::Request& req, httplib::Response& res, const char* content_type,
+                         httplib::ContentProviderWithoutLength provider) {
+  if (req.version == "HTTP/1.0") {
+    res.set_header("Connection", "close");
+    res.set_content_provider(content_type, std::move(provider));
+  } else {
+    res.set_chunked_content_provider(content_type, std::move(provider));
+  }
+}
+
 json read_json_body(ServerContext& ctx, const httplib::Request& req, std::function<bool(std::string_view)> known) {
   JsonLimits lim;
   if (ctx.opts.http_request_timeout_s > 0)

@@ -58,6 +58,11 @@ void release_body(const httplib::Request& req);
 // Reserves the client-chosen rids of a request for its caller while it runs: a 400 naming 'rid' when
 // one is live already. Released with the returned handle's last owner.
 std::shared_ptr<void> claim_rids(ServerContext& ctx, const std::vector<std::string>& rids);
+// Streams `provider`'s writes as the response body: chunked for HTTP/1.1, and for an HTTP/1.0
+// request (which has no chunked encoding, RFC 9112 6.1) as plain bytes ended by closing the connection.
+void set_stream_provider(const httplib::Request& req, httplib::Response& res, const char* content_type,
+                         httplib::ContentProviderWithoutLength provider);
+
 // The SSE error event for a streamed choice that ended by a fault (null when it did not): the
 // engine refused the request (400 engine_rejected), failed while running it (500 server_error,
 // engine_fault: the watchdog, a lost rank), was shutting down as it came (503 server_draining), or

@@ -137,8 +137,8 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
   // Streaming: the provider runs on this worker thread after the headers are sent.
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
-  res.set_chunked_content_provider(
-      "text/event-stream",
+  set_stream_provider(
+      req, res, "text/event-stream",
       [&ctx, api, spec, form, id, created, gen, states, gone, inflight](size_t, httplib::DataSink& sink) {
         auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
         auto chunk = [&](json choices, json usage) {

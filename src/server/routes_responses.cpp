@@ -206,8 +206,8 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
 
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
-  res.set_chunked_content_provider(
-      "text/event-stream", [&ctx, run, gen, gone, inflight, owner](size_t, httplib::DataSink& sink) {
+  set_stream_provider(
+      req, res, "text/event-stream", [&ctx, run, gen, gone, inflight, owner](size_t, httplib::DataSink& sink) {
         int64_t seq = 0;
         auto write = [&](json e) {
           const std::string s = sse_typed(std::move(e), seq);

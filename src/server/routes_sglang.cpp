@@ -125,8 +125,8 @@ void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::R
     return;
   }
   res.set_header("Cache-Control", "no-cache");
-  res.set_chunked_content_provider(
-      "text/event-stream",
+  set_stream_provider(
+      req, res, "text/event-stream",
       [gen, states, spec, absorb, rid_of, seconds_since, note, gone, as_list, ids_only, inflight, rids](size_t,
                                                                                              httplib::DataSink& sink) {
         auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };

@@ -79,6 +79,18 @@ if not data.startswith(b"HTTP/1.1 200"):
     print("FAIL HTTP/1.0 without Host:", data[:200])
 else:
     print("ok   HTTP/1.0 without Host is answered")
+# A streamed answer to HTTP/1.0, which has no chunked encoding (RFC 9112 6.1): the events as they are,
+# ended by the server closing the connection.
+body = b'{"prompt": "Once", "max_tokens": 3, "stream": true}'
+data, closed = exchange(b"POST /v1/completions HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: "
+                        + str(len(body)).encode() + b"\r\n\r\n" + body, wait=10)
+head, _, rest = data.partition(b"\r\n\r\n")
+if (not head.startswith(b"HTTP/1.1 200") or b"chunked" in head.lower() or not closed or not rest.startswith(b"data: {")
+        or not rest.endswith(b"data: [DONE]\n\n")):
+    failures.append("HTTP/1.0 stream")
+    print("FAIL HTTP/1.0 stream:", data[:400])
+else:
+    print("ok   a stream to HTTP/1.0 is plain events ended by the close")
 if failures:
     sys.exit("FAIL: " + "; ".join(failures))
 print("PASS")
