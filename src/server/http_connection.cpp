@@ -55,6 +55,11 @@ void address_of(bool local, int fd, std::string& ip, int& port) {
   if (getnameinfo(reinterpret_cast<sockaddr*>(&sa), len, host, sizeof host, nullptr, 0, NI_NUMERICHOST) == 0) ip = host;
 }
 
+std::string lowercase(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  return s;
+}
+
 // RFC 9110 5.1 / 5.5 and RFC 9112 3.2, 5.1: what the request line and headers must be before the
 // request is framed at all. A field name is a token (whitespace before the colon is a 400: a
 // proxy and we could otherwise frame the body differently, the smuggling that "Content-Length :"
@@ -80,16 +85,14 @@ std::optional<ApiError> header_violation(const httplib::Request& req) {
   if (req.version == "HTTP/1.1" && !req.has_header("Host"))
     return ApiError(400, "An HTTP/1.1 request must have a Host header", "", "", "invalid_header");
   if (req.has_header("Content-Encoding")) {
-    std::string ce = req.get_header_value("Content-Encoding");
-    std::transform(ce.begin(), ce.end(), ce.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+    const std::string ce = lowercase(req.get_header_value("Content-Encoding"));
     if (ce != "identity" || req.get_header_value_count("Content-Encoding") > 1)
       return ApiError(415, fmt::format("Content-Encoding '{}' is not supported: send the body uncompressed",
                                        ce.substr(0, 64)),
                       "", "", "unsupported_content_encoding");
   }
   if (req.has_header("Expect")) {
-    std::string e = req.get_header_value("Expect");
-    std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+    const std::string e = lowercase(req.get_header_value("Expect"));
     if (e != "100-continue" || req.get_header_value_count("Expect") > 1)
       return ApiError(417, fmt::format("Expect: '{}' cannot be met (only 100-continue is)", e.substr(0, 64)), "", "",
                       "expectation_failed");
@@ -246,6 +249,13 @@ bool ConnectionServer::process_and_close_socket(socket_t sock) {
           t_pending.refusal = ApiError(r.status, r.message, "", "", r.code);
         }
       }
+      // The API reads every body as JSON whatever its Content-Type (as SGLang's FastAPI routes do):
+      // `curl -d` and Python's urllib send JSON as application/x-www-form-urlencoded. cpp-httplib
+      // would parse such a body as a form itself (refusing one over 8 KiB with a 413) and a
+      // multipart/form-data one as parts (a bare 400), so it does not get to see those types.
+      const std::string type = lowercase(req.get_header_value("Content-Type"));
+      if (type.rfind("application/x-www-form-urlencoded", 0) == 0 || type.rfind("multipart/form-data", 0) == 0)
+        req.headers.erase("Content-Type");
       // cpp-httplib must read no body of its own: the body, if any, is in req.body already.
       req.headers.erase("Expect");
       req.headers.erase("Transfer-Encoding");
