@@ -140,9 +140,13 @@ EmbeddingsSpec parse_embeddings_request(const json& body, const ParseContext& ct
     if (in[0].is_number()) {  // one list of token ids
       spec.inputs.push_back(checked(id_list(in, 0), 0, ctx, "input"));
     } else {
+      // All strings or all id lists (OpenAI's schema has no mixed form), as the first item is.
+      const bool strings = in[0].is_string();
       for (size_t i = 0; i < in.size(); ++i) {
-        if (in[i].is_string()) spec.inputs.push_back(encode_text(in[i], i, ctx, "input"));
-        else if (in[i].is_array()) spec.inputs.push_back(checked(id_list(in[i], i), i, ctx, "input"));
+        if (strings && in[i].is_string()) spec.inputs.push_back(encode_text(in[i], i, ctx, "input"));
+        else if (!strings && in[i].is_array()) spec.inputs.push_back(checked(id_list(in[i], i), i, ctx, "input"));
+        else if (in[i].is_string() || in[i].is_array())
+          bad_param("input", fmt::format("'input' mixes strings and token id lists (item {}): send one kind", i));
         else bad_param("input", fmt::format("'input' item {} must be a string or a list of token ids", i));
       }
     }

@@ -100,6 +100,8 @@ const on = [
       [{ model, input: [[1, 2], [1e12]] }, 'input'],
       [{ model, input: big }, 'input'],
       [{ model, input: [1, 'a'] }, 'input'],
+      [{ model, input: ['a', [1]] }, 'input'],  // mixed items (docs/api.md): strings and id lists
+      [{ model, input: [[1], 'a'] }, 'input'],
       [{ model, input: { text: 'a' } }, 'input'],
       [{ model }, 'input'],
       [{ model, input: 'a', encoding_format: 'int8' }, 'encoding_format'],
