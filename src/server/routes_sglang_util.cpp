@@ -27,7 +27,7 @@ void handle_tokenize(ServerContext& ctx, const httplib::Request& req, httplib::R
   const json b = read_json_body(ctx, req);
   for (const auto& [k, v] : b.items())
     if (k != "model" && k != "prompt" && k != "add_special_tokens")
-      bad_param(k, fmt::format("Unrecognized request argument supplied: {}", k));
+      throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}", k), k, "", "unknown_parameter");
   check_model_field(ctx, b);
   if (ctx.opts.skip_tokenizer_init) refuse_text_without_tokenizer("prompt", "there is nothing to tokenize with");
   bool add_special = true;
@@ -64,7 +64,7 @@ void handle_detokenize(ServerContext& ctx, const httplib::Request& req, httplib:
   const json b = read_json_body(ctx, req);
   for (const auto& [k, v] : b.items())
     if (k != "model" && k != "tokens" && k != "skip_special_tokens")
-      bad_param(k, fmt::format("Unrecognized request argument supplied: {}", k));
+      throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}", k), k, "", "unknown_parameter");
   check_model_field(ctx, b);
   bool skip = false;
   if (auto s = b.find("skip_special_tokens"); s != b.end() && !s->is_null()) {

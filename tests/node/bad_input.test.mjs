@@ -89,6 +89,15 @@ tests.push(['accepted: the largest int64 seed, a negative seed, OpenAI defaults 
     assert.equal(r.status, 200, `${body}: ${r.text}`);
   }
 }]);
+tests.push(['an unknown field is code unknown_parameter on every route (docs/api.md errors table)', async () => {
+  for (const [path, body] of [['/v1/completions', { prompt: 'a', bogus: 1 }], ['/generate', { text: 'a', bogus: 1 }],
+    ['/tokenize', { prompt: 'a', bogus: 1 }], ['/v1/tokenize', { prompt: 'a', bogus: 1 }],
+    ['/detokenize', { tokens: [1], bogus: 1 }]]) {
+    const e = assertOpenAIError(await http('POST', path, body), 400, 'bogus');
+    assert.equal(e.code, 'unknown_parameter', `${path}: ${e.code}`);
+  }
+  await stillServes();
+}]);
 tests.push(['unknown route is a 404 with an error body', async () => {
   assertOpenAIError(await http('GET', '/v1/nothing-here'), 404);
   await stillServes();
