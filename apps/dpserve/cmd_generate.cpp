@@ -438,11 +438,17 @@ void register_generate(CLI::App& app) {
   auto a = std::make_shared<GenerateArgs>();
   CLI::App* g = app.add_subcommand("generate", "Generate text offline from one or more prompts (no HTTP server)");
   add_runtime_flags(g, a->rf);
-  g->add_option("--prompt", a->prompt, "Prompt text (BOS is prepended when the model has one)");
-  g->add_option("--prompt-ids", a->prompt_ids, "Prompt as comma-separated token ids, e.g. 1,5,9 (used as given)");
-  g->add_option("--prompts-file", a->prompts_file,
-                "File with one prompt per line, run together and spread over DP groups; one output line each");
-  g->add_flag("--prompts-are-ids", a->prompts_are_ids, "Each line of --prompts-file is comma-separated token ids");
+  // One source of prompts: given two, which one ran was a silent choice.
+  CLI::Option* prompt = g->add_option("--prompt", a->prompt, "Prompt text (BOS is prepended when the model has one)");
+  CLI::Option* ids =
+      g->add_option("--prompt-ids", a->prompt_ids, "Prompt as comma-separated token ids, e.g. 1,5,9 (used as given)");
+  CLI::Option* file =
+      g->add_option("--prompts-file", a->prompts_file,
+                    "File with one prompt per line, run together and spread over DP groups; one output line each");
+  prompt->excludes(ids)->excludes(file);
+  ids->excludes(file);
+  g->add_flag("--prompts-are-ids", a->prompts_are_ids, "Each line of --prompts-file is comma-separated token ids")
+      ->needs(file);
   g->add_option("--max-new-tokens,-n", a->max_new_tokens,
                 "Tokens to generate per prompt (at least 1; prompt + this must fit the context)")
       ->capture_default_str();

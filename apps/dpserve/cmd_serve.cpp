@@ -236,8 +236,9 @@ void register_serve(CLI::App& app) {
   s->add_option("--chat-template", a->so.chat_template_path,
                 "Jinja chat template file (for models whose tokenizer_config.json has none)")
       ->envname("DPSERVE_CHAT_TEMPLATE");
+  // Range checks read the text as a signed number: "-1" into an unsigned option would wrap to no limit.
   s->add_option("--max-body-bytes", a->so.max_body_bytes, "Largest request body accepted")
-      ->capture_default_str()->envname("DPSERVE_MAX_BODY_BYTES");
+      ->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 40))->envname("DPSERVE_MAX_BODY_BYTES");
   s->add_option("--max-queued-requests", a->so.max_queued_requests,
                 "Sequences (prompts x n, summed over the generation requests in flight) beyond which new requests get "
                 "429 with Retry-After; a request that alone needs more gets 400 (0 = no limit)")
@@ -250,23 +251,24 @@ void register_serve(CLI::App& app) {
   s->add_option("--max-stored-responses", a->so.max_stored_responses,
                 "/v1/responses kept in memory for previous_response_id and GET /v1/responses/{id}; beyond it the "
                 "oldest go (0 = keep none)")
-      ->capture_default_str()->envname("DPSERVE_MAX_STORED_RESPONSES");
+      ->capture_default_str()->check(CLI::Range(int64_t(0), int64_t(1) << 40))
+      ->envname("DPSERVE_MAX_STORED_RESPONSES");
   s->add_option_function<size_t>(
        "--max-stored-responses-mb", [a](size_t mb) { a->so.max_stored_response_bytes = mb << 20; },
        "The same bound on their size (MiB of JSON); default 256")
-      ->check(CLI::PositiveNumber)->envname("DPSERVE_MAX_STORED_RESPONSES_MB");
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 30))->envname("DPSERVE_MAX_STORED_RESPONSES_MB");
   s->add_option("--http-threads", a->so.http_threads,
                 "Most HTTP connections served at once (a thread each, started on demand)")
       ->capture_default_str()->check(CLI::Range(4, 4096))->envname("DPSERVE_HTTP_THREADS");
   s->add_option("--http-read-timeout", a->so.http_read_timeout_s,
                 "Seconds a client may stay silent while sending a request before its connection is closed")
-      ->capture_default_str()->check(CLI::PositiveNumber)->envname("DPSERVE_HTTP_READ_TIMEOUT");
+      ->capture_default_str()->check(CLI::Range(0.001, 1e6))->envname("DPSERVE_HTTP_READ_TIMEOUT");
   s->add_option("--http-request-timeout", a->so.http_request_timeout_s,
                 "Seconds a client may take to send a request body after its headers (0 = no limit)")
-      ->capture_default_str()->check(CLI::NonNegativeNumber)->envname("DPSERVE_HTTP_REQUEST_TIMEOUT");
+      ->capture_default_str()->check(CLI::Range(0.0, 1e6))->envname("DPSERVE_HTTP_REQUEST_TIMEOUT");
   s->add_option("--shutdown-timeout", a->so.shutdown_timeout_s,
                 "Seconds in-flight requests may take to finish after SIGTERM before they are aborted")
-      ->capture_default_str()->envname("DPSERVE_SHUTDOWN_TIMEOUT");
+      ->capture_default_str()->check(CLI::Range(0.0, 1e6))->envname("DPSERVE_SHUTDOWN_TIMEOUT");
   s->add_option_function<std::string>(
        "--tool-call-parser", [a](const std::string& v) { a->so.tool_call_parser = parse_tool_call_parser(v); },
        "Format of the model's tool calls, picked out of chat outputs into tool_calls and enforced for "

@@ -87,6 +87,26 @@ TEST(GenerateCli, BadFlagsAndPathsGiveClearErrors) {
   EXPECT_NE(o4.find("--top-p"), std::string::npos) << o4;
 }
 
+// Two sources of prompts at once are an error naming both (one of them used to run silently), and
+// serve's numeric limits refuse what would wrap or mean nothing ("-1" bytes was 2^64 - 1: no limit).
+TEST(GenerateCli, ConflictingPromptsAndOutOfRangeLimitsAreRefusedNamingTheFlag) {
+  for (const std::string flags : {"--prompt 'The dog' --prompt-ids 1,403", "--prompt x --prompts-file /dev/null",
+                                  "--prompt-ids 1 --prompts-file /dev/null"}) {
+    auto [out, rc] = run(kBin + " generate -n 2 " + flags + " 2>&1");
+    EXPECT_NE(rc, 0) << flags << ": " << out;
+    EXPECT_NE(out.find("excludes"), std::string::npos) << flags << ": " << out;
+  }
+  auto [o1, rc1] = run(kBin + " generate -n 2 --prompts-are-ids 2>&1");
+  EXPECT_NE(rc1, 0);
+  EXPECT_NE(o1.find("--prompts-file"), std::string::npos) << o1;
+  for (const std::string flag : {"--max-body-bytes -1", "--max-body-bytes 0", "--shutdown-timeout -5",
+                                 "--http-read-timeout 0", "--max-stored-responses -1"}) {
+    auto [out, rc] = run(kBin + " serve --port 0 " + flag + " 2>&1");
+    EXPECT_NE(rc, 0) << flag;
+    EXPECT_NE(out.find(flag.substr(0, flag.find(' '))), std::string::npos) << out;
+  }
+}
+
 // Enum flags are parsed where they are defined: a bad value names the flag and the choices, from
 // the command line and from the environment alike.
 TEST(GenerateCli, EnumFlagsRejectUnknownValuesNamingTheFlag) {
