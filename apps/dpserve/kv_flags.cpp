@@ -21,6 +21,17 @@ void add_kv_cache_flags(CLI::App* c, RuntimeOptions& o) {
           "DTYPE"))
       ->default_str("auto")
       ->envname("DPSERVE_KV_CACHE_DTYPE");
+  c->add_option_function<std::string>(
+       "--mla-attention", [&o](const std::string& s) { o.mla_absorbed_only = s == "absorbed"; },
+       "MLA models (DeepSeek-V2/V3): auto (per sequence and step the cheaper of two equal forms: absorbed for "
+       "decode and short chunks, decompressed for long prefills; they round differently, so a prompt's "
+       "tokens can come out differently when it is prefilled in other pieces: a prefix-cache hit, a "
+       "preemption's recompute, another --chunked-prefill-size) or absorbed (every step in the absorbed form: "
+       "outputs independent of how prompts are split, as for other models; long prefills cost more attention "
+       "work)")
+      ->check(CLI::IsMember({"auto", "absorbed"}))
+      ->default_str("auto")
+      ->envname("DPSERVE_MLA_ATTENTION");
   c->add_option("--kv-cache-dir", o.kv_cache_dir,
                 "Keep the prefix cache on disk: each rank writes its cached prefixes' KV pages to DIR/rank<N>.kvcache "
                 "(at shutdown, and as prefixes are added: --kv-cache-write-behind-tokens) and reads them back at "

@@ -22,6 +22,7 @@
 #include "engine/rank_worker.h"
 #include "kernels/team_pinning.h"
 #include "kv/kv_dtype.h"
+#include "model/mla_attention.h"
 #include "model/model.h"
 #include "model/model_identity.h"
 #include "tokenizer/tokenizer.h"
@@ -58,6 +59,7 @@ std::vector<std::pair<std::string, std::string>> prefix_identity(const RuntimeOp
   id.emplace_back("--kv-cache-dtype (as resolved)", kv_elem_name(kv.elem));
   id.emplace_back("KV layout of this rank", kv.describe());
   id.emplace_back("--page-size", std::to_string(o.page_size));
+  if (m.config().mla.enabled()) id.emplace_back("--mla-attention", o.mla_absorbed_only ? "absorbed" : "auto");
   id.emplace_back("--quantization (0 none, 1 q8_0, 2 q4_0, ...)", std::to_string(int(o.quantization)));
   id.emplace_back("--tp-size", std::to_string(o.tp_size));
   id.emplace_back("--dp-size", std::to_string(o.dp_size));
@@ -145,12 +147,19 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     I.model = Model::load(o.model_path, lo);
     const ModelConfig& cfg = I.model->config();
     I.model->set_kv_elem(resolve_kv_elem(o.kv_cache_dtype, cfg.dtype, cfg.mla.enabled()));
+    if (o.mla_absorbed_only) {
+      if (!cfg.mla.enabled())
+        fail("--mla-attention absorbed: {} has no multi-head latent attention (only DeepSeek-V2/V3 models do)",
+             o.model_path);
+      I.model->set_mla_path(MlaPath::kAbsorbed);
+    }
     // Nodes started separately must run the same model the same way before the first step.
     if (o.nodes.nnodes > 1) {
       NodeFlagValues same = model_identity(o.model_path, cfg);
       same.emplace_back("--kv-cache-dtype (as resolved: 0 fp32, 1 bf16, 2 int8, 3 fp8_e4m3, 4 fp8_e5m2)", int64_t(I.model->kv_elem()));
       same.emplace_back("--quantization (0 none, 1 q8_0, 2 q4_0, ...)", int64_t(o.quantization));
       same.emplace_back("--page-size", o.page_size);
+      same.emplace_back("--mla-attention absorbed", int64_t(o.mla_absorbed_only));
       check_nodes_agree(o.nodes, same);
     }
     if (o.context_length > cfg.max_pos)
@@ -177,6 +186,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
              "({} ids): a draft model must share the target's tokenizer",
              o.sched.spec.draft_model_path, dc.vocab, need);
       I.draft->set_kv_elem(resolve_kv_elem(o.kv_cache_dtype, dc.dtype, dc.mla.enabled()));
+      if (o.mla_absorbed_only && dc.mla.enabled()) I.draft->set_mla_path(MlaPath::kAbsorbed);
     }
     // NEXTN: the checkpoint's multi-token-prediction layer as a model of its own, whole on every rank.
     if (o.sched.spec.algorithm == SpecAlgorithm::kNextn) {
@@ -187,6 +197,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
       dlo.nextn = true;
       I.draft = Model::load(o.model_path, dlo);
       I.draft->set_kv_elem(I.model->kv_elem());
+      if (o.mla_absorbed_only) I.draft->set_mla_path(MlaPath::kAbsorbed);
     }
 
     // KV pool: what the flags ask for, else a share of available memory, never more than can be used.

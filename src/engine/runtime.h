@@ -40,6 +40,10 @@ struct RuntimeOptions {
   SchedulerConfig sched;
   int64_t page_size = 16;
   KVCacheDtype kv_cache_dtype = KVCacheDtype::kAuto;  // SGLang's --kv-cache-dtype (kv/kv_dtype.h)
+  // --mla-attention absorbed: MLA models attend in the absorbed form only (model/mla_attention.h), so
+  // a token's result never depends on how its prompt was split into prefill chunks; false: the
+  // cheaper form per sequence and step.
+  bool mla_absorbed_only = false;
   // --kv-cache-dir: where each rank keeps its prefix cache file (kv/prefix_store.h; "" = off), the
   // most bytes of KV pages one rank's file holds (--kv-cache-dir-max-gb), and write-behind: the file
   // is rewritten once the tree adopted this many new tokens (0 = only at shutdown).

@@ -351,6 +351,31 @@ elif CASE == "quant":
     out = p.stdout + p.stderr
     assert p.returncode != 0 and "--tp-size" in out and "Q4_K" in out, out[-2000:]
     print("ok: a TP slice of half a block names --tp-size")
+elif CASE == "mla_absorbed":
+    # MLA's two forms are equal in exact arithmetic but round differently, and `auto` picks one per
+    # step by cost: a prompt prefilled whole (decompressed) and in small chunks (absorbed) gives other
+    # logits. --mla-attention absorbed takes one form for every step, so the logits of every position
+    # are the same bits whatever the chunking, on one rank and at tp 2.
+    model = hf_model("deepseek_v2")
+    prompt = "Once upon a time there was a little girl who lived in a village near the forest with a cat"
+    def logits(chunk, mode, layout=()):
+        path = os.path.join(SCRATCH, f"logits-{mode}-{chunk}-{len(layout)}.f32")
+        run(["generate", "--json", "--model-path", model, "--prompt", prompt, "-n", "6", "--threads", "1",
+             "--chunked-prefill-size", str(chunk), "--mla-attention", mode, "--dump-logits", path] + list(layout))
+        with open(path, "rb") as f:
+            return f.read()
+    whole, pieces = logits(512, "auto"), logits(5, "auto")
+    assert len(whole) == len(pieces) > 0
+    assert whole != pieces, "premise: under auto, chunking changes the MLA logits' bits"
+    base = logits(512, "absorbed")
+    for chunk in (5, 17):
+        assert logits(chunk, "absorbed") == base, f"--mla-attention absorbed: chunk {chunk} changed the logits"
+    assert logits(7, "absorbed", LAYOUTS["tp2"]) == logits(512, "absorbed", LAYOUTS["tp2"]), "tp2: chunking changed them"
+    print("ok: --mla-attention absorbed gives the same logits for every chunking (auto does not)")
+    p = subprocess.run([BIN, "generate", "--model-path", os.path.join(SHARED, "models/stories260K/stories260K.bin"),
+                        "-n", "2", "--mla-attention", "absorbed"], capture_output=True, text=True, env=ENV, timeout=60)
+    assert p.returncode != 0 and "--mla-attention" in p.stderr, p.stderr[-2000:]
+    print("ok: --mla-attention absorbed on a model without MLA names the flag")
 elif CASE == "kv_pool_agree":
     # KV pools sized from memory: each rank reads MemAvailable at its own moment, so on a busy host
     # the ranks of a group can read different amounts (here rank 1 reads half of rank 0's). Their
