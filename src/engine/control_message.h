@@ -71,7 +71,8 @@ struct OutToken {
   int64_t prompt_tokens = 0;
   int64_t cached_tokens = 0;
   // Speculative decoding, on a request's first token of a step that verified drafts: the drafted
-  // tokens checked and how many matched (its tokens this step: spec_accepted + 1, or fewer if it ended).
+  // tokens checked and how many matched and became output (its tokens this step: spec_accepted + 1;
+  // drafts taken past the request's end, EOS say, are not counted).
   int64_t spec_drafted = 0;
   int64_t spec_accepted = 0;
   std::vector<float> embedding;  // Request::pooling: the pooled hidden state (Response::embedding)

@@ -10,6 +10,7 @@
 #include <optional>
 #include <span>
 #include <thread>
+#include <unordered_map>
 
 #include <sys/stat.h>
 
@@ -636,10 +637,23 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
     if (auto it = std::find(embed_fifo_.begin(), embed_fifo_.end(), r.id); it != embed_fifo_.end()) embed_fifo_.erase(it);
   }
   if (any_dropped) {  // tokens verified past their request's end in this step are no output
+    std::unordered_map<uint64_t, int64_t> dropped;  // per request: drafts taken past its end
     size_t w = first_out;
-    for (size_t i = 0; i < results.size(); ++i)
-      if (!drop[i]) rep.outs[w++] = std::move(rep.outs[first_out + i]);
+    for (size_t i = 0; i < results.size(); ++i) {
+      if (drop[i]) {
+        ++dropped[results[i].id];
+        continue;
+      }
+      // Not onto itself: a self-move-assignment empties the vectors (top logprobs, scores).
+      if (w != first_out + i) rep.outs[w] = std::move(rep.outs[first_out + i]);
+      ++w;
+    }
     rep.outs.resize(w);
+    // A step's verification counts only the drafts that became output.
+    for (size_t i = first_out; i < w; ++i)
+      if (rep.outs[i].spec_drafted > 0)
+        if (auto it = dropped.find(rep.outs[i].id); it != dropped.end())
+          rep.outs[i].spec_accepted = std::max<int64_t>(0, rep.outs[i].spec_accepted - it->second);
   }
 }
 

@@ -103,6 +103,7 @@ try:
          {"model": MODEL_NAME, "prompt": REP, "max_tokens": 60, "temperature": 0, "logprobs": 3}),
         ("a story, greedy", "/v1/completions", {"model": MODEL_NAME, "prompt": "Once upon a time", "max_tokens": 80,
                                                  "temperature": 0}),
+
         ("stop string", "/v1/completions",
          {"model": MODEL_NAME, "prompt": REP, "max_tokens": 60, "temperature": 0, "stop": ["park. The"]}),
         ("stop string late", "/v1/completions",
@@ -173,6 +174,38 @@ try:
 finally:
     plain.stop()
     spec.stop()
+
+if "--standalone" in sys.argv[3:]:
+    # A chain that reaches EOS with drafts taken past it: those are dropped from the output, and the
+    # chain's tokens before them keep their alternatives and count as accepted (a self-move-assignment
+    # once emptied their top_logprobs, and the dropped drafts counted). The model (a random Qwen3 whose
+    # greedy text ends in EOS 13 tokens in, seed 9) drafts for itself, so its drafts run past its EOS.
+    q3 = os.path.join(tmp, "q3-seed9")
+    subprocess.run(["/usr/bin/python3", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
+                                                      "make_hf_model.py"),
+                    "--arch", "qwen3", "--dtype", "bf16", "--seed", "9", "--out", q3, "--quiet"], check=True, timeout=120)
+    MODEL = q3
+    body = {"prompt": "the cat sat on the mat. the cat sat on the mat. the cat sat on the mat. the cat",
+            "max_tokens": 60, "temperature": 0, "logprobs": 3}
+    answers = []
+    for args in ([], ["--speculative-algorithm", "STANDALONE", "--speculative-draft-model-path", q3,
+                      "--speculative-num-steps", "8"]):
+        srv = Server(args, os.path.join(tmp, f"q3-{len(args)}.log"))
+        try:
+            answers.append(strip_volatile(srv.post("/v1/completions", body)[1]))
+            gen = srv.post("/generate", {"text": body["prompt"], "sampling_params": {"max_new_tokens": 60,
+                                                                                     "temperature": 0}})[1]
+        finally:
+            srv.stop()
+    a, b = answers
+    check(a["choices"][0]["finish_reason"] == "stop", f"premise: the greedy text ends in EOS ({a['choices'][0]['finish_reason']})")
+    check(a == b, "a chain past EOS: the same answer, top logprobs included "
+          f"({[len(t) for t in a['choices'][0]['logprobs']['top_logprobs']]} vs "
+          f"{[len(t) for t in b['choices'][0]['logprobs']['top_logprobs']]})")
+    m = gen["meta_info"]
+    check(m.get("spec_accepted_tokens", 0) <= m.get("completion_tokens", 0),
+          f"a chain past EOS: accepted drafts count only output tokens ({m.get('spec_accepted_tokens')} accepted, "
+          f"{m.get('completion_tokens')} tokens)")
 if failures:
     print(f"{len(failures)} FAILED")
     sys.exit(1)
