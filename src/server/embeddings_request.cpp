@@ -143,11 +143,12 @@ EmbeddingsSpec parse_embeddings_request(const json& body, const ParseContext& ct
       // All strings or all id lists (OpenAI's schema has no mixed form), as the first item is.
       const bool strings = in[0].is_string();
       for (size_t i = 0; i < in.size(); ++i) {
-        if (strings && in[i].is_string()) spec.inputs.push_back(encode_text(in[i], i, ctx, "input"));
-        else if (!strings && in[i].is_array()) spec.inputs.push_back(checked(id_list(in[i], i), i, ctx, "input"));
-        else if (in[i].is_string() || in[i].is_array())
+        if (!in[i].is_string() && !in[i].is_array())
+          bad_param("input", fmt::format("'input' item {} must be a string or a list of token ids", i));
+        if (in[i].is_string() != strings)
           bad_param("input", fmt::format("'input' mixes strings and token id lists (item {}): send one kind", i));
-        else bad_param("input", fmt::format("'input' item {} must be a string or a list of token ids", i));
+        spec.inputs.push_back(strings ? encode_text(in[i], i, ctx, "input")
+                                      : checked(id_list(in[i], i), i, ctx, "input"));
       }
     }
   } else {

@@ -24,10 +24,8 @@ void check_model_field(const ServerContext& ctx, const json& b) {
 }
 
 void handle_tokenize(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
-  const json b = read_json_body(ctx, req);
-  for (const auto& [k, v] : b.items())
-    if (k != "model" && k != "prompt" && k != "add_special_tokens")
-      throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}", k), k, "", "unknown_parameter");
+  const json b = read_json_body(
+      ctx, req, [](std::string_view k) { return k == "model" || k == "prompt" || k == "add_special_tokens"; });
   check_model_field(ctx, b);
   if (ctx.opts.skip_tokenizer_init) refuse_text_without_tokenizer("prompt", "there is nothing to tokenize with");
   bool add_special = true;
@@ -61,10 +59,8 @@ void handle_tokenize(ServerContext& ctx, const httplib::Request& req, httplib::R
 }
 
 void handle_detokenize(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
-  const json b = read_json_body(ctx, req);
-  for (const auto& [k, v] : b.items())
-    if (k != "model" && k != "tokens" && k != "skip_special_tokens")
-      throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}", k), k, "", "unknown_parameter");
+  const json b = read_json_body(
+      ctx, req, [](std::string_view k) { return k == "model" || k == "tokens" || k == "skip_special_tokens"; });
   check_model_field(ctx, b);
   bool skip = false;
   if (auto s = b.find("skip_special_tokens"); s != b.end() && !s->is_null()) {

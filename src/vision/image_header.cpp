@@ -24,8 +24,7 @@ ImageHeader jpeg_header(std::string_view data) {
     while (at < n && d[at] == 0xFF) ++at;
     if (at >= n) fail("bad JPEG image: truncated data");
     const unsigned char m = d[at++];
-    if (m == 0x00) continue;
-    if (m == 0xD8 || m == 0x01 || (m >= 0xD0 && m <= 0xD7)) continue;  // no length field
+    if (m == 0x00 || m == 0xD8 || m == 0x01 || (m >= 0xD0 && m <= 0xD7)) continue;  // no marker, or no length
     if (m == 0xD9 || m == 0xDA) fail("bad JPEG image: no frame header (SOF) before the image data");
     if (at + 2 > n) fail("bad JPEG image: truncated data");
     const uint32_t len = be16(d + at);
