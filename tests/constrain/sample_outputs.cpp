@@ -1,9 +1,11 @@
 // constrain_sample: reads constraints as JSON lines {"id", "kind" (json_schema | json_object | regex |
-// ebnf), "text", "n", "seed"} and writes, per line, {"id", "outputs": [...], "incomplete": k} with n
-// random strings the compiled constraint accepts (drawn byte by byte through the Matcher), or
+// ebnf), "text", "n", "seed", "soft", "hard"} and writes, per line, {"id", "outputs": [...],
+// "incomplete": k} with n random strings the compiled constraint accepts (drawn byte by byte through
+// the Matcher; a walk that has not ended after "hard" bytes is counted in "incomplete"), or
 // {"id", "error": "..."} when it does not compile. With "check": [strings] instead, answers
-// {"id", "accepted": [bool, ...]}: whether each string is a complete output of the constraint. The test scripts validate the outputs with
-// independent validators (npm ajv, Python's re).
+// {"id", "accepted": [bool, ...]}: whether each string is a complete output of the constraint. The
+// test scripts validate the outputs with independent validators (npm ajv, Python's re).
+#include <algorithm>
 #include <iostream>
 #include <random>
 #include <string>
@@ -29,13 +31,28 @@ std::shared_ptr<const VocabIndex> byte_vocab() {
   return std::make_shared<VocabIndex>(bytes, text, std::vector<int32_t>{256}, 257);
 }
 
-// A random walk that drifts towards the end: past a soft length it prefers bytes that close
-// things (quotes, brackets) and ends as soon as it may.
-std::optional<std::string> draw(std::shared_ptr<TokenMaskCache> cache, std::mt19937_64& rng, size_t soft, size_t hard) {
+// Whether the output may end after byte `t` and, when `t` starts a multi-byte UTF-8 character, the
+// rest of that character (its first allowed continuation at each byte).
+bool may_end_after(Matcher ahead, int t, std::vector<uint64_t>& mask) {
+  if (!ahead.accept(t)) return false;
+  const int more = t >= 0xF0 ? 3 : t >= 0xE0 ? 2 : t >= 0xC0 ? 1 : 0;
+  for (int k = 0; k < more; ++k) {
+    ahead.fill_mask(mask.data());
+    int next = -1;
+    for (int c = 0x80; c < 0xC0 && next < 0; ++c)
+      if ((mask[size_t(c) >> 6] >> (c & 63)) & 1) next = c;
+    if (next < 0 || !ahead.accept(next)) return false;
+  }
+  return ahead.can_end();
+}
+
+// A random walk that drifts towards the end: past a soft length it prefers bytes after which it may
+// end, then bytes in `closers` (for JSON: quotes, brackets), and ends as soon as it may.
+std::optional<std::string> draw(std::shared_ptr<TokenMaskCache> cache, std::mt19937_64& rng, size_t soft, size_t hard,
+                                const std::string& closers) {
   Matcher m(cache);
   std::string out;
-  std::vector<uint64_t> mask(cache->vocab().mask_words());
-  const std::string closers = "\"}]";
+  std::vector<uint64_t> mask(cache->vocab().mask_words()), scratch(mask.size());
   while (out.size() < hard) {
     m.fill_mask(mask.data());
     std::vector<int> allowed;
@@ -49,10 +66,18 @@ std::optional<std::string> draw(std::shared_ptr<TokenMaskCache> cache, std::mt19
     if (can_end) allowed.pop_back();
     std::vector<int> pick = allowed;
     if (r < pressure) {
-      std::vector<int> close;
+      // Without the look-ahead a regex such as /(?:[^\d]{2}){2,}\./ ran to thousands of bytes,
+      // where Python's backtracking `re` (the oracle) takes hours. It costs a Matcher copy per
+      // byte, so at most 32 random bytes are tried.
+      std::vector<int> ending, close, tried = allowed;
+      std::shuffle(tried.begin(), tried.end(), rng);
+      tried.resize(std::min<size_t>(tried.size(), 32));
+      for (int t : tried)
+        if (may_end_after(m, t, scratch)) ending.push_back(t);
       for (int t : allowed)
         if (closers.find(char(t)) != std::string::npos) close.push_back(t);
-      if (!close.empty()) pick = close;
+      if (!ending.empty()) pick = ending;
+      else if (!close.empty()) pick = close;
     }
     const int t = pick[std::uniform_int_distribution<size_t>(0, pick.size() - 1)(rng)];
     if (!m.accept(t)) fail("an allowed byte was refused");
@@ -94,7 +119,9 @@ int main() {
       out["outputs"] = nlohmann::json::array();
       int incomplete = 0;
       for (int i = 0; i < in.value("n", 5); ++i) {
-        if (auto s = draw(cache, rng, in.value("soft", 60), in.value("hard", 20000))) {
+        // Quotes and brackets close JSON; in a regex they are bytes like any other.
+        const std::string closers = spec.kind == ConstraintKind::kRegex ? "" : "\"}]";
+        if (auto s = draw(cache, rng, in.value("soft", 60), in.value("hard", 20000), closers)) {
           out["outputs"].push_back(*s);
         } else {
           ++incomplete;
