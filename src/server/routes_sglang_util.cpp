@@ -112,9 +112,13 @@ void register_sglang_util_routes(httplib::Server& svr, ServerContext& ctx) {
     svr.Post(path, [&ctx](const httplib::Request& req, httplib::Response& res) { handle_tokenize(ctx, req, res); });
   for (const char* path : {"/detokenize", "/v1/detokenize"})
     svr.Post(path, [&ctx](const httplib::Request& req, httplib::Response& res) { handle_detokenize(ctx, req, res); });
-  auto flush = [&ctx](const httplib::Request&, httplib::Response& res) {
+  auto flush = [&ctx](const httplib::Request& req, httplib::Response& res) {
     // One tenant must not be able to throw away every tenant's cached prefixes.
     require_admin(ctx, "/flush_cache");
+    // The route takes no parameters (as SGLang's): a body asking for something is refused by name
+    // rather than ignored. An empty body or {} is a plain flush.
+    if (req.body.find_first_not_of(" \t\r\n") != std::string::npos)
+      read_json_body(ctx, req, [](std::string_view) { return false; });
     if (ctx.engine.flush_cache()) {
       res.status = 200;
       res.set_content("Cache flushed.\n", "text/plain");

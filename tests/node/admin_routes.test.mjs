@@ -3,7 +3,7 @@
 //   admin-only:    --admin-api-key key-admin (no tenant keys: anyone may generate)
 //   tenants-only:  --api-key key-a,key-b (no admin key: the route stays open to key holders, as SGLang)
 // With an admin key, a tenant's key gets 403 (permission_error, admin_only) and no key 401; the admin
-// key flushes. Generation is unaffected for tenants.
+// key flushes. Generation is unaffected for tenants. A body field is a 400 naming it.
 import { assert, assertOpenAIError, http, run } from './e2e_util.mjs';
 
 const MODE = process.env.ADMIN_ROUTES_MODE;
@@ -37,5 +37,13 @@ run([
       assert.equal(ok.status, 200, ok.text);
       assert.match(ok.text, /Cache flushed/);
     }
+  }],
+  ['/flush_cache names a body field it does not take, and flushes on {}', async () => {
+    const key = MODE === 'tenants-only' ? 'key-a' : 'key-admin';
+    const e = assertOpenAIError(await http('POST', '/flush_cache', { timeout: 5 }, auth(key)), 400);
+    assert.equal(e.param, 'timeout');
+    assert.equal(e.code, 'unknown_parameter');
+    const ok = await http('POST', '/flush_cache', {}, auth(key));
+    assert.equal(ok.status, 200, ok.text);
   }],
 ]);
