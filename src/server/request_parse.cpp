@@ -644,12 +644,24 @@ GenSpec parse_completion_request(const json& b, const ParseContext& ctx, std::st
   return spec;
 }
 
-std::string render_chat_prompt(const json& b, const ParseContext& ctx, std::vector<ImageRef>* images) {
+std::string render_chat_prompt(const json& b, const ParseContext& ctx, std::vector<ImageRef>* images,
+                               std::string_view raw_body) {
+  using ojson = nlohmann::ordered_json;
   const json* msgs = present(b, "messages");
   if (!msgs) bad_param("messages", "'messages' is required");
   if (!msgs->is_array()) bad_param("messages", "'messages' must be an array");
   if (msgs->empty()) bad_param("messages", "'messages' must contain at least one message");
-  json clean = json::array();
+  // The template sees objects in the client's key order, as Hugging Face's renders them: `tojson` of
+  // a tool schema or of tool-call arguments prints keys in that order, and `b` has them sorted.
+  ojson written;
+  if (!raw_body.empty()) {
+    try {
+      written = ojson::parse(raw_body);
+    } catch (const ojson::exception&) {
+    }
+  }
+  if (!written.is_object()) written = ojson(b);
+  ojson clean = ojson::array();
   for (size_t i = 0; i < msgs->size(); ++i) {
     const json& m = (*msgs)[i];
     if (!m.is_object()) bad_param(fmt::format("messages[{}]", i), fmt::format("'messages[{}]' must be an object", i));
@@ -663,8 +675,11 @@ std::string render_chat_prompt(const json& b, const ParseContext& ctx, std::vect
     const json* content = present(m, "content");
     if (!content && r != "assistant")
       bad_param(fmt::format("messages[{}].content", i), fmt::format("'messages[{}].content' is required", i));
-    json out = m;
-    out["content"] = content ? message_content(*content, i, images) : json(std::string());
+    ojson out = written["messages"][i];
+    out["content"] = ojson(content ? message_content(*content, i, images) : json(std::string()));
+    // OpenAI's developer messages are what chat templates call system (the Responses route maps them
+    // the same way); a template that knows no developer role would drop the instruction silently.
+    if (r == "developer") out["role"] = "system";
     clean.push_back(std::move(out));
   }
   // Before the template sees a content list it may not expect.
@@ -674,16 +689,22 @@ std::string render_chat_prompt(const json& b, const ParseContext& ctx, std::vect
                    "This model has no chat template, so /v1/chat/completions cannot format messages. Start the "
                    "server with --chat-template FILE, or use /v1/completions",
                    "messages", "invalid_request_error", "no_chat_template");
-  json context;
+  ojson context;
   // chat_template_kwargs (SGLang / vLLM): extra template variables, e.g. {"enable_thinking": false}.
+  // They may set add_generation_prompt (false: the prompt ends after the last message).
   if (const json* kw = present(b, "chat_template_kwargs")) {
     if (!kw->is_object()) bad_param("chat_template_kwargs", "'chat_template_kwargs' must be an object");
-    for (const auto& [k, v] : kw->items())
+    for (const auto& [k, v] : written["chat_template_kwargs"].items())
       if (k != "messages" && k != "tools") context[k] = v;
   }
-  if (tools_for_template(b)) context["tools"] = b["tools"];
+  // vLLM's /tokenize takes add_generation_prompt as a field of its own (the chat routes refuse it).
+  if (const json* g = present(b, "add_generation_prompt")) {
+    if (!g->is_boolean()) bad_param("add_generation_prompt", "'add_generation_prompt' must be a boolean");
+    context["add_generation_prompt"] = g->get<bool>();
+  }
+  if (tools_for_template(b)) context["tools"] = written["tools"];
   context["messages"] = std::move(clean);
-  context["add_generation_prompt"] = true;
+  if (!context.contains("add_generation_prompt")) context["add_generation_prompt"] = true;
   context["bos_token"] = ctx.tok ? ctx.tok->bos_token() : "";
   context["eos_token"] = ctx.tok ? ctx.tok->eos_token() : "";
   try {
@@ -702,7 +723,7 @@ GenSpec parse_chat_request(const json& b, const ParseContext& ctx, std::string_v
                                               "/generate as 'input_ids'");
   read_fields(b, chat_fields(), st);
   std::vector<ImageRef> image_refs;
-  std::string text = render_chat_prompt(b, ctx, &image_refs);
+  std::string text = render_chat_prompt(b, ctx, &image_refs, raw_body);
   // The template already spells BOS where the model wants it.
   spec.prompts.push_back(encode_text(text, ctx, false));
   spec.prompt_texts.push_back(text);

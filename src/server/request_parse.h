@@ -99,7 +99,8 @@ struct ImageRef {
 // The chat prompt text for `messages` (validated), rendered with the context's template. Image
 // parts reach the template as {"type": "image"} entries of a content list (as Hugging Face's
 // processors pass them) and are appended to `images` in order; null `images`: image parts are a 400.
+// Objects reach the template in `raw_body`'s key order (the body as sent; empty: `body`'s order).
 std::string render_chat_prompt(const nlohmann::json& body, const ParseContext& ctx,
-                               std::vector<ImageRef>* images = nullptr);
+                               std::vector<ImageRef>* images = nullptr, std::string_view raw_body = {});
 
 }  // namespace dpserve

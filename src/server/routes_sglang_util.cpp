@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "server/openai_error.h"
+#include "server/request_parse.h"
 #include "server/route_helpers.h"
 #include "server/routes.h"
 #include "server/server_context.h"
@@ -24,15 +25,29 @@ void check_model_field(const ServerContext& ctx, const json& b) {
 }
 
 void handle_tokenize(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
-  const json b = read_json_body(
-      ctx, req, [](std::string_view k) { return k == "model" || k == "prompt" || k == "add_special_tokens"; });
+  const json b = read_json_body(ctx, req, [](std::string_view k) {
+    return k == "model" || k == "prompt" || k == "add_special_tokens" || k == "messages" || k == "tools" ||
+           k == "chat_template_kwargs" || k == "add_generation_prompt";
+  });
   check_model_field(ctx, b);
-  if (ctx.opts.skip_tokenizer_init) refuse_text_without_tokenizer("prompt", "there is nothing to tokenize with");
-  bool add_special = true;
+  const bool chat = b.contains("messages");
+  if (ctx.opts.skip_tokenizer_init)
+    refuse_text_without_tokenizer(chat ? "messages" : "prompt", "there is nothing to tokenize with");
+  // vLLM's chat form: the prompt the chat template renders, which already spells its special tokens.
+  bool add_special = !chat;
   if (auto a = b.find("add_special_tokens"); a != b.end() && !a->is_null()) {
     if (!a->is_boolean()) bad_param("add_special_tokens", "'add_special_tokens' must be a boolean");
     add_special = a->get<bool>();
   }
+  if (chat) {
+    if (b.contains("prompt")) bad_param("prompt", "'prompt' and 'messages' are exclusive: send one");
+    const std::string text = render_chat_prompt(b, ctx.parse, nullptr, req.body);
+    const auto ids = ctx.tok.encode(text, add_special);
+    send_json(res, 200, {{"tokens", ids}, {"count", ids.size()}, {"max_model_len", ctx.parse.limits.context_length}});
+    return;
+  }
+  for (const char* k : {"tools", "chat_template_kwargs", "add_generation_prompt"})
+    if (b.contains(k)) bad_param(k, fmt::format("'{}' goes with 'messages'", k));
   auto p = b.find("prompt");
   if (p == b.end() || !(p->is_string() || p->is_array()))
     bad_param("prompt", "'prompt' must be a string or an array of strings");

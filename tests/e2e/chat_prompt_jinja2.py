@@ -1,0 +1,115 @@
+"""The chat prompt the server builds, against Jinja2 (run by run_e2e.sh: DPSERVE_URL; argv: the
+server's tokenizer folder, whose tokenizer_config.json holds BOS, EOS and the template, and the
+server's --chat-template file when it has one).
+
+For each conversation (tools, tool calls with object arguments, a developer message, extra template
+variables), POST /tokenize with `messages` (vLLM's chat form) must give the ids of the text Jinja2
+renders from the same template and context, set up as transformers' apply_chat_template does (the
+tokenizer itself is checked against Hugging Face elsewhere). /v1/chat/completions must count the
+same prompt. Key order matters: `tojson` prints objects in the client's order in Python, so a server
+that sorted keys renders a tool schema differently from every Hugging Face-based one.
+"""
+import http.client
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tokenizer"))
+from chat_template_check import CONVERSATIONS, TOOLS, hf_env  # noqa: E402
+
+host, port = os.environ["DPSERVE_URL"].rsplit("//", 1)[1].split(":")
+failures = []
+
+
+def check(ok, what):
+    print(("ok   " if ok else "FAIL ") + what)
+    if not ok:
+        failures.append(what)
+
+
+def post(path, body):
+    c = http.client.HTTPConnection(host, int(port), timeout=120)
+    c.request("POST", path, body=json.dumps(body, ensure_ascii=False).encode(),
+              headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    raw = r.read().decode()
+    c.close()
+    return r.status, json.loads(raw)
+
+
+def special(value):
+    return value.get("content", "") if isinstance(value, dict) else (value or "")
+
+
+with open(os.path.join(sys.argv[1], "tokenizer_config.json"), encoding="utf-8") as f:
+    cfg = json.load(f)
+template, bos, eos = cfg["chat_template"], special(cfg.get("bos_token")), special(cfg.get("eos_token"))
+if len(sys.argv) > 2:  # the server's --chat-template
+    with open(sys.argv[2], encoding="utf-8") as f:
+        template = f.read()
+env = hf_env()
+
+# Keys deliberately out of alphabetical order, at every level.
+ZA_TOOLS = [{"type": "function", "function": {
+    "name": "search", "description": "Find things",
+    "parameters": {"type": "object", "properties": {"zeta": {"type": "string"}, "alpha": {"type": "integer"}},
+                   "required": ["zeta"]}}}] + TOOLS
+ZA_CALL = {"role": "assistant", "content": "", "tool_calls": [
+    {"type": "function", "function": {"name": "search", "arguments": {"zeta": "q", "alpha": 2}}}]}
+
+cases = []
+for name, msgs in CONVERSATIONS.items():
+    if name in ("content_parts", "image_parts"):
+        continue  # image parts need a vision model
+    cases.append((name, {"messages": msgs}))
+    if name.startswith("tool"):
+        cases.append((name + "/tools", {"messages": msgs, "tools": ZA_TOOLS}))
+cases += [
+    ("za_call", {"messages": [{"role": "user", "content": "find q"}, ZA_CALL,
+                              {"role": "tool", "content": "nothing"}], "tools": ZA_TOOLS}),
+    ("developer", {"messages": [{"role": "developer", "content": "Answer in French."},
+                                {"role": "user", "content": "hi"}]}),
+    ("kwargs_no_generation_prompt", {"messages": [{"role": "user", "content": "hi"}],
+                                     "chat_template_kwargs": {"add_generation_prompt": False}}),
+    ("field_no_generation_prompt", {"messages": [{"role": "user", "content": "hi"}], "add_generation_prompt": False}),
+    ("kwargs_no_thinking", {"messages": [{"role": "user", "content": "hi"}],
+                            "chat_template_kwargs": {"enable_thinking": False}}),
+]
+
+for name, body in cases:
+    # The reference context: developer messages are system messages to a template (the server's
+    # documented mapping), and add_generation_prompt defaults to true.
+    msgs = [dict(m, role="system") if m["role"] == "developer" else m for m in body["messages"]]
+    ctx = {"messages": msgs, "bos_token": bos, "eos_token": eos, "add_generation_prompt": True}
+    if "tools" in body:
+        ctx["tools"] = body["tools"]
+    ctx.update(body.get("chat_template_kwargs", {}))
+    if "add_generation_prompt" in body:
+        ctx["add_generation_prompt"] = body["add_generation_prompt"]
+    try:
+        text = env.from_string(template).render(**ctx)
+    except Exception as e:  # the template refuses this conversation: the server must too
+        status, _ = post("/tokenize", body)
+        check(status == 400, f"{name}: Jinja2 raises ({type(e).__name__}), the server answers {status}")
+        continue
+    status, want = post("/tokenize", {"prompt": text, "add_special_tokens": False})
+    check(status == 200, f"{name}: /tokenize of Jinja2's text: {status}")
+    status, got = post("/tokenize", body)
+    check(status == 200 and got["tokens"] == want["tokens"],
+          f"{name}: /tokenize messages = Jinja2's prompt ({len(want['tokens'])} ids)"
+          + ("" if status != 200 or got["tokens"] == want["tokens"] else
+             f"; first difference at {next(i for i, (a, b) in enumerate(zip(got['tokens'] + [-1], want['tokens'] + [-1])) if a != b)}"))
+    if name in ("za_call", "developer", "tool_round_trip/tools"):
+        chat = {k: v for k, v in body.items() if k != "add_generation_prompt"}
+        status, r = post("/v1/chat/completions", {**chat, "max_tokens": 1, "temperature": 0})
+        check(status == 200 and r["usage"]["prompt_tokens"] == len(want["tokens"]),
+              f"{name}: chat completions counts the same prompt ({status}, "
+              f"{r.get('usage', {}).get('prompt_tokens')} vs {len(want['tokens'])})")
+
+status, e = post("/tokenize", {"prompt": "x", "messages": [{"role": "user", "content": "x"}]})
+check(status == 400 and e["error"]["param"] == "prompt", f"prompt with messages: {status} naming prompt")
+status, e = post("/tokenize", {"prompt": "x", "tools": ZA_TOOLS})
+check(status == 400 and e["error"]["param"] == "tools", f"tools without messages: {status} naming tools")
+
+print(f"{len(cases)} conversations, {len(failures)} failures")
+sys.exit(1 if failures else 0)
