@@ -20,6 +20,15 @@ std::string token_text(const Tokenizer& tok, int32_t id) {
   }
 }
 
+// The bytes `id` adds to a decoded text: its raw bytes (a byte-level token holding part of a
+// multi-byte character gives that part, where decoding it alone gives U+FFFD), none for a special
+// token the text skips.
+std::string text_bytes(const Tokenizer& tok, int32_t id, bool skip_special) {
+  if (skip_special && tok.is_special(id)) return "";
+  std::string b = tok.token_bytes(id);
+  return b.empty() ? token_text(tok, id) : b;
+}
+
 json bytes_of(const std::string& s) {
   json b = json::array();
   for (unsigned char c : s) b.push_back(int(c));
@@ -36,19 +45,18 @@ json top_logprobs_entry(const Tokenizer& tok, const TokenOut& t, bool with_top) 
 
 // The echoed prompt's part of completions-style logprobs: every prompt token, the first with null
 // logprob and alternatives (nothing precedes it), then `prompt`'s entries for the positions after
-// it. A token's text_offset is where its text starts in the echoed prompt: the length of the prompt's
-// tokens before it, decoded as the echo is (clamped to `prefix_len` should the two ever differ, e.g.
-// a text prompt the tokenizer normalizes).
+// it. A token's text_offset is where its bytes start in `echoed`, found by walking the text: a token
+// the text does not spell (a BOS the tokenizer added, a special token an ids prompt's echo skips)
+// adds nothing; one whose leading space a decoder strips adds the rest.
 void prompt_logprobs(const Tokenizer& tok, const std::vector<int32_t>& ids, const std::vector<TokenOut>& prompt,
-                     bool with_top, bool skip_special, int64_t prefix_len, json& lp) {
-  IncrementalDecoder dec(tok, skip_special);
-  int64_t at = 0;
+                     bool with_top, std::string_view echoed, json& lp) {
+  size_t at = 0;
   for (size_t i = 0; i < ids.size(); ++i) {
     // Entries come for positions 1..; fewer when the request ended early (an error).
     if (i > 0 && i - 1 >= prompt.size()) break;
     const int32_t id = i == 0 ? ids[0] : prompt[i - 1].token;
     lp["tokens"].push_back(token_text(tok, id));
-    lp["text_offset"].push_back(std::min(at, prefix_len));
+    lp["text_offset"].push_back(int64_t(at));
     if (i == 0) {
       lp["token_logprobs"].push_back(nullptr);
       lp["top_logprobs"].push_back(nullptr);
@@ -57,29 +65,31 @@ void prompt_logprobs(const Tokenizer& tok, const std::vector<int32_t>& ids, cons
       lp["token_logprobs"].push_back(t.logprob);
       lp["top_logprobs"].push_back(top_logprobs_entry(tok, t, with_top));
     }
-    try {
-      at += int64_t(dec.push(id).size());
-    } catch (const Error&) {
+    const std::string b = text_bytes(tok, id, false);
+    const std::string_view rest = echoed.substr(at);
+    if (rest.starts_with(b)) {
+      at += b.size();
+    } else if (b.size() > 1 && b[0] == ' ' && rest.starts_with(std::string_view(b).substr(1))) {
+      at += b.size() - 1;
+    } else if (!tok.is_special(id)) {
+      at += std::min(b.size(), rest.size());  // the tokenizer normalized the text: keep step
     }
   }
 }
 
-// Completions-style logprobs for `tokens`, whose text starts at `offset` in the choice's text; with
-// `prompt_ids`, the echoed prompt's part (prompt_logprobs above) first.
+// Completions-style logprobs for `tokens`, whose bytes start at `offset` in the choice's text; with
+// `prompt_ids`, the echoed prompt's part (prompt_logprobs above, `echoed` its text) first.
 json completion_logprobs(const Tokenizer& tok, const std::vector<TokenOut>& tokens, int64_t offset, bool with_top,
-                         const std::vector<int32_t>* prompt_ids = nullptr,
-                         const std::vector<TokenOut>* prompt = nullptr, bool skip_special = true,
-                         int64_t prefix_len = 0) {
+                         bool skip_special, const std::vector<int32_t>* prompt_ids = nullptr,
+                         const std::vector<TokenOut>* prompt = nullptr, std::string_view echoed = {}) {
   json lp{{"tokens", json::array()}, {"token_logprobs", json::array()}, {"top_logprobs", json::array()},
           {"text_offset", json::array()}};
-  if (prompt_ids && !prompt_ids->empty())
-    prompt_logprobs(tok, *prompt_ids, *prompt, with_top, skip_special, prefix_len, lp);
+  if (prompt_ids && !prompt_ids->empty()) prompt_logprobs(tok, *prompt_ids, *prompt, with_top, echoed, lp);
   for (const auto& t : tokens) {
-    std::string s = token_text(tok, t.token);
-    lp["tokens"].push_back(s);
+    lp["tokens"].push_back(token_text(tok, t.token));
     lp["token_logprobs"].push_back(t.logprob);
     lp["text_offset"].push_back(offset);
-    offset += int64_t(s.size());
+    offset += int64_t(text_bytes(tok, t.token, skip_special).size());
     lp["top_logprobs"].push_back(top_logprobs_entry(tok, t, with_top));
   }
   return lp;
@@ -97,16 +107,20 @@ json tool_calls_json(const std::vector<ToolCall>& calls, size_t first_index, boo
   return out;
 }
 
+// `bytes` are the token's own UTF-8 bytes (OpenAI's field, there for tokens that hold part of a
+// character: joined they give the text), `token` its text decoded alone.
 json chat_logprobs(const Tokenizer& tok, const std::vector<TokenOut>& tokens) {
   json content = json::array();
   for (const auto& t : tokens) {
-    std::string s = token_text(tok, t.token);
     json top = json::array();
-    for (const auto& a : t.top) {
-      std::string as = token_text(tok, a.token);
-      top.push_back({{"token", as}, {"logprob", a.logprob}, {"bytes", bytes_of(as)}});
-    }
-    content.push_back({{"token", s}, {"logprob", t.logprob}, {"bytes", bytes_of(s)}, {"top_logprobs", top}});
+    for (const auto& a : t.top)
+      top.push_back({{"token", token_text(tok, a.token)},
+                     {"logprob", a.logprob},
+                     {"bytes", bytes_of(text_bytes(tok, a.token, false))}});
+    content.push_back({{"token", token_text(tok, t.token)},
+                       {"logprob", t.logprob},
+                       {"bytes", bytes_of(text_bytes(tok, t.token, false))},
+                       {"top_logprobs", top}});
   }
   return {{"content", content}};
 }
@@ -171,13 +185,19 @@ json ChoiceFormatter::choice(size_t index, const ChoicePiece& p, bool streamed) 
     ch["text"] = p.prefix + p.text;
     const std::vector<int32_t>* prompt_ids = p.echo_logprobs ? &spec_.prompts[index / size_t(spec_.n)] : nullptr;
     ch["logprobs"] = spec_.logprobs ? completion_logprobs(tok_, p.tokens, p.text_offset + int64_t(p.prefix.size()),
-                                                          spec_.base.top_logprobs > 0, prompt_ids, &p.prompt,
-                                                          spec_.skip_special_tokens, int64_t(p.prefix.size()))
+                                                          spec_.base.top_logprobs > 0, spec_.skip_special_tokens,
+                                                          prompt_ids, &p.prompt, p.prefix)
                                     : json(nullptr);
   }
   ch["finish_reason"] = p.finished ? json(p.finish_reason) : json(nullptr);
   if (!p.matched_stop.empty()) ch["matched_stop"] = p.matched_stop;
   return ch;
+}
+
+int64_t ChoiceFormatter::token_bytes(const std::vector<TokenOut>& tokens) const {
+  int64_t n = 0;
+  for (const auto& t : tokens) n += int64_t(text_bytes(tok_, t.token, spec_.skip_special_tokens).size());
+  return n;
 }
 
 json usage_of(Generation& gen, int32_t n) {

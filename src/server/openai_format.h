@@ -29,7 +29,7 @@ struct ChoicePiece {
   std::vector<TokenOut> prompt;
   std::string text;           // generated text
   std::vector<TokenOut> tokens;
-  int64_t text_offset = 0;    // bytes of the choice's text sent before this piece (completions logprobs)
+  int64_t text_offset = 0;    // bytes of the echo and of the choice's earlier tokens (completions logprobs)
   bool finished = false;
   std::string finish_reason;  // when finished
   std::string matched_stop;
@@ -51,6 +51,9 @@ class ChoiceFormatter {
   // The text a choice starts with before anything generated (completions with echo: the prompt as
   // sent, or the token ids' text).
   std::string prefix(size_t index) const;
+  // The bytes `tokens` add to a choice's text (raw, so a part of a character counts its own bytes;
+  // skipped special tokens none): what a streamed piece's text_offset advances by.
+  int64_t token_bytes(const std::vector<TokenOut>& tokens) const;
   // Whether a choice's first piece carries the prompt's logprobs (completions with echo + logprobs).
   bool echo_logprobs() const { return api_ == OpenAiApi::kCompletion && spec_.base.prompt_logprobs; }
   // Chat streams open each choice with an empty assistant delta; completions need none (null).

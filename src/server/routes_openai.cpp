@@ -26,7 +26,7 @@ struct ChoiceState {
   std::vector<TokenOut> prompt;  // echo + logprobs: the prompt positions' logprobs
   std::string finish_reason, matched_stop, error;
   bool engine_fault = false, engine_unavailable = false;
-  int64_t sent = 0;              // streaming: bytes of text (prompt echo included) already sent
+  int64_t token_bytes = 0;        // streaming: bytes of the echo and of the tokens already sent
   bool started = false;          // streaming: the choice's opening sent
   std::shared_ptr<ChatOutputParser> parser;  // chat under a reasoning / tool-call parser
   size_t calls_sent = 0;                     // streaming: tool calls already in a delta
@@ -153,7 +153,7 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
               ChoicePiece p;
               p.text = d.text;
               p.tokens = d.tokens;
-              p.text_offset = st.sent;
+              p.text_offset = st.token_bytes;
               p.finished = d.finished;
               p.finish_reason = d.finish_reason;
               p.matched_stop = d.matched_stop;
@@ -176,7 +176,7 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
               }
               json ch = form->choice(i, p, true);
               if (ch.is_null()) return true;
-              st.sent += int64_t(p.prefix.size() + p.text.size());
+              st.token_bytes += int64_t(p.prefix.size()) + form->token_bytes(p.tokens);
               if (!chunk(json::array({std::move(ch)}), nullptr)) return false;
               // A fault gets an error event right after the choice's last chunk, before [DONE].
               if (json err = stream_error_event(d); !err.is_null()) return write(sse_event(err));

@@ -49,6 +49,31 @@ TOKEN_LIMIT = max(list(vocab.values()) + [t["id"] for t in tokenizer.get("added_
 PLAIN = sorted(i for s, i in vocab.items() if s.isascii() and s.isalnum())
 rng = np.random.default_rng(7)
 failures = []
+ADDED = {t["id"]: t for t in tokenizer.get("added_tokens", [])}
+
+
+def _byte_level_map():
+    # GPT-2's printable stand-ins for bytes (the ByteLevel pre-tokenizer's alphabet), inverted.
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    codes, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            codes[chr(b)] = b
+        else:
+            codes[chr(256 + extra)] = b
+            extra += 1
+    return codes
+
+
+BYTE_OF = _byte_level_map()
+
+
+def raw_bytes(i, skip_special):
+    """The bytes token i adds to a text (both test vocabularies are byte-level BPE): a part of a
+    multi-byte character is its own bytes; a special token skipped from generated text adds none."""
+    if i in ADDED:
+        return b"" if skip_special and ADDED[i]["special"] else ADDED[i]["content"].encode()
+    return bytes(BYTE_OF[c] for c in vocab_text[i])
 
 
 def check(cond, what):
@@ -107,16 +132,17 @@ def check_choice(label, ch, prompt, top_n, max_tokens):
     check(ch["text"].startswith(prompt_text), f"{label}: text {ch['text'][:40]!r} does not start with the prompt")
     check(toks[:len(prompt)] == [vocab_text[i] for i in prompt], f"{label}: prompt token strings differ")
     check(lps[0] is None and tops[0] is None, f"{label}: first prompt token has a logprob ({lps[0]}, {tops[0]})")
-    # Offsets: consecutive token texts, the generated ones from the end of the echoed prompt.
-    for i in range(1, len(toks)):
-        want = offs[i - 1] + len(toks[i - 1].encode())
+    # Offsets: each token's bytes follow the previous token's, the generated ones from the end of the
+    # echoed prompt (generated tokens: once their ids are known from the reference's replay).
+    gen_ids = ch.get("_gen_ids")
+    ids = list(prompt) + (gen_ids or [])
+    for i in range(1, min(len(toks), len(ids))):
+        want = offs[i - 1] + len(raw_bytes(ids[i - 1], skip_special=i - 1 >= len(prompt)))
         if i == len(prompt):
             want = len(prompt_text.encode())
         if offs[i] != want:
             check(False, f"{label}: text_offset[{i}] = {offs[i]}, want {want}")
             break
-    gen_ids = ch.get("_gen_ids")
-    ids = list(prompt) + (gen_ids or [])
     ref_lp = log_softmax(ids)
     worst = 0.0
     for i in range(1, len(prompt) + (len(gen_ids) if gen_ids else 0)):
@@ -229,6 +255,31 @@ if st == 200:
     n = r["usage"]["prompt_tokens"]
     check(len(ch["logprobs"]["tokens"]) == n and ch["logprobs"]["token_logprobs"][0] is None and
           all(isinstance(x, float) for x in ch["logprobs"]["token_logprobs"][1:]), f"text prompt: logprobs {ch['logprobs']}")
+
+# 6b. A text prompt holding multi-byte characters (byte-level tokens that are parts of one) and a
+# special token spelled in the text: every token's bytes sit at its offset in the echoed text's
+# UTF-8, except a BOS the tokenizer added (it is not in the text), which sits at 0 and spans nothing.
+special = next(t["content"] for t in tokenizer.get("added_tokens", []) if t["special"] and t["content"] != "<s>")
+text = f"日本語 👨\u200d👩\u200d👧 ü{special}naïve ☃"
+st, r = post({"model": MODEL_NAME, "prompt": text, "max_tokens": 0, "echo": True, "logprobs": 0})
+req = urllib.request.Request(URL + "/tokenize", data=json.dumps({"prompt": text}).encode(),
+                             headers={"Content-Type": "application/json"})
+with urllib.request.urlopen(req, timeout=60) as t:
+    ids = json.loads(t.read().decode())["tokens"]
+check(st == 200, f"multi-byte text prompt: HTTP {st} {r}")
+if st == 200:
+    offs, enc = r["choices"][0]["logprobs"]["text_offset"], text.encode()
+    check(len(offs) == len(ids), f"multi-byte text prompt: {len(offs)} offsets for {len(ids)} tokens")
+    at = 0
+    for k, (i, o) in enumerate(zip(ids, offs)):
+        b = raw_bytes(i, skip_special=False)
+        if k == 0 and not enc.startswith(b):  # an added BOS
+            b = b""
+        if o != at or enc[o:o + len(b)] != b:
+            check(False, f"multi-byte text prompt: token {k} ({b!r}) at offset {o}, want {at} in {enc!r}")
+            break
+        at += len(b)
+    check(at == len(enc), f"multi-byte text prompt: the tokens' bytes end at {at} of {len(enc)}")
 
 # 7. echo without logprobs: the prompt's text, no logprobs object. max_tokens 0 without echo: a 400.
 st, r = post({"model": MODEL_NAME, "prompt": p1[:5], "max_tokens": 0, "echo": True})

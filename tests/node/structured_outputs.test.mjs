@@ -297,6 +297,18 @@ tests.push(['logit_bias steers greedy output; logprobs describe the masked distr
                                                 `alternative ${JSON.stringify(a.token)} is outside the constraint`);
   const total = first.top_logprobs.reduce((s, a) => s + Math.exp(a.logprob), 0);
   assert.ok(Math.abs(total - 1) < 1e-3, `masked alternatives sum to ${total}`);
+  // Characters no vocabulary holds whole come as byte tokens, each a part of one: their `bytes` are
+  // those parts (OpenAI's field for exactly this), so joined they spell the content.
+  const parts = await http('POST', '/v1/chat/completions', { model, messages: [{ role: 'user', content: 'x' }], max_tokens: 24,
+                                                             regex: '𝔘𝔫𝔦 ok', logprobs: true, top_logprobs: 2,
+                                                             chat_template_kwargs: NO_THINK });
+  assert.equal(parts.status, 200, parts.text);
+  const msg = parts.json.choices[0];
+  const joined = Buffer.from(msg.logprobs.content.flatMap((c) => c.bytes));
+  assert.equal(joined.toString('utf8'), msg.message.content, `bytes ${joined.toString('hex')}`);
+  assert.equal(msg.message.content, '𝔘𝔫𝔦 ok');
+  for (const c of msg.logprobs.content)
+    for (const a of c.top_logprobs) assert.ok(a.bytes.length > 0 && a.bytes.every((b) => b >= 0 && b < 256), JSON.stringify(a));
 }]);
 
 tests.push(['refusals name the field or the construct', async () => {
