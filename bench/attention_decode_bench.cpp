@@ -183,10 +183,10 @@ int main(int argc, char** argv) {
   app.add_option("--kv", kvs, "comma-separated KV element types (fp32, bf16, int8)")->capture_default_str();
   app.add_option("--shapes", shapes, "comma-separated: gqa-32q-4kv-128, mqa-32q-1kv-128, mla-16q-latent-576")
       ->capture_default_str();
-  app.add_option("--threads", threads, "team size")->capture_default_str();
-  app.add_option("--reps", reps, "calls per round")->capture_default_str();
-  app.add_option("--rounds", rounds, "rounds (the fastest is kept)")->capture_default_str();
-  app.add_option("--page-size", page_size)->capture_default_str();
+  app.add_option("--threads", threads, "team size")->capture_default_str()->check(CLI::Range(1, 4096));
+  app.add_option("--reps", reps, "calls per round")->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 24));
+  app.add_option("--rounds", rounds, "rounds (the fastest is kept)")->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 24));
+  app.add_option("--page-size", page_size)->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(4096)));
   app.add_option("--queries", queries, "query rows per call (1: decode; more: the last rows of a prefill chunk)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -210,6 +210,10 @@ int main(int argc, char** argv) {
         pts.emplace_back();
         pts.back().shape = sh;
         pts.back().ctx = std::stoll(c);
+        if (pts.back().ctx < 1) {
+          std::fprintf(stderr, "--contexts: %s is not a context length (>= 1)\n", c.c_str());
+          return 2;
+        }
         pts.back().n_q = std::min<int64_t>(queries, pts.back().ctx);
         pts.back().elem = elem_of(e);
       }

@@ -107,10 +107,10 @@ int main(int argc, char** argv) {
   int64_t prompt_len = 512, decode = 64, batch = 32;
   app.add_option("--model-path", model_path, "HF model folder (e.g. tools/make_hf_model.py --preset tinyllama-1.1b) or GGUF file")
       ->required();
-  app.add_option("--threads", threads, "OpenMP threads (0 = all cores)");
-  app.add_option("--prompt-len", prompt_len, "prefill length")->capture_default_str();
-  app.add_option("--decode-tokens", decode, "tokens decoded per sequence")->capture_default_str();
-  app.add_option("--batch", batch, "sequences in the batched decode")->capture_default_str();
+  app.add_option("--threads", threads, "OpenMP threads (0 = all cores)")->check(CLI::Range(0, 4096));
+  app.add_option("--prompt-len", prompt_len, "prefill length")->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 24));
+  app.add_option("--decode-tokens", decode, "tokens decoded per sequence")->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 24));
+  app.add_option("--batch", batch, "sequences in the batched decode")->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 16));
   std::string quant = "none";
   app.add_option("--quantization", quant, "quantize the float weights on load, as dpserve --quantization")
       ->capture_default_str()

@@ -106,11 +106,11 @@ int main(int argc, char** argv) {
   app.add_option("--model-path", model_path)->required();
   app.add_option("--contexts", contexts, "comma-separated context lengths")->capture_default_str();
   app.add_option("--dtypes", dtypes, "comma-separated KV dtypes (fp32 first: the ratios' base)")->capture_default_str();
-  app.add_option("--threads", threads);
-  app.add_option("--batch", batch, "sequences decoding together")->capture_default_str();
-  app.add_option("--steps", steps, "decode steps per round")->capture_default_str();
-  app.add_option("--rounds", rounds, "rounds per dtype (the fastest is kept)")->capture_default_str();
-  app.add_option("--page-size", page_size)->capture_default_str();
+  app.add_option("--threads", threads)->check(CLI::Range(0, 4096));
+  app.add_option("--batch", batch, "sequences decoding together")->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 16));
+  app.add_option("--steps", steps, "decode steps per round")->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 24));
+  app.add_option("--rounds", rounds, "rounds per dtype (the fastest is kept)")->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 24));
+  app.add_option("--page-size", page_size)->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(4096)));
   CLI11_PARSE(app, argc, argv);
   try {
     LoadOptions lo;
@@ -129,6 +129,10 @@ int main(int argc, char** argv) {
       b = contexts.find(',', a);
       if (b == std::string::npos) b = contexts.size();
       const int64_t ctx = std::stoll(contexts.substr(a, b - a));
+      if (ctx < 1) {
+        std::fprintf(stderr, "--contexts: %lld is not a context length (>= 1)\n", (long long)ctx);
+        return 2;
+      }
       // Every dtype's pool is filled first, then the dtypes take turns (`--rounds` rounds of
       // `--steps` steps each) and each keeps its fastest round: other work on the machine slows
       // rounds, not dtypes.

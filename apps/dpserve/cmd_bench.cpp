@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <ctime>
 #include <fstream>
 #include <memory>
@@ -204,7 +205,8 @@ void register_bench(CLI::App& app) {
       ->check(CLI::IsMember({"random", "sharegpt"}))
       ->capture_default_str();
   s->add_option("--dataset-path", a->dataset_path, "ShareGPT JSON file");
-  s->add_option("--num-prompts", a->num_prompts, "Number of requests")->capture_default_str();
+  s->add_option("--num-prompts", a->num_prompts, "Number of requests")
+      ->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 24));
   s->add_option("--random-input-len", a->random_input_len, "Random dataset: max input tokens")->capture_default_str();
   s->add_option("--random-output-len", a->random_output_len, "Random dataset: max output tokens")
       ->capture_default_str();
@@ -217,8 +219,9 @@ void register_bench(CLI::App& app) {
   s->add_option("--request-rate", a->request_rate, "Requests/s, Poisson arrivals; inf sends all at once")
       ->capture_default_str();
   s->add_option("--max-concurrency", a->max_concurrency, "Most requests in flight (0: unlimited)")
-      ->capture_default_str();
-  s->add_option("--seed", a->seed, "Seed for the dataset and the arrival times")->capture_default_str();
+      ->capture_default_str()->check(CLI::Range(int64_t(0), int64_t(1) << 20));
+  s->add_option("--seed", a->seed, "Seed for the dataset and the arrival times")
+      ->capture_default_str()->check(CLI::Range(int64_t(0), std::numeric_limits<int64_t>::max()));
   s->add_option("--model", a->model, "\"model\" field of each request");
   s->add_option("--output-file", a->output_file, "Append one JSON result line to this file");
   s->add_option("--tokenizer-path", a->tokenizer_path,
@@ -226,7 +229,7 @@ void register_bench(CLI::App& app) {
   s->add_option("--timeout", a->timeout, "Seconds per request (and per silent read)")->capture_default_str();
   s->add_option("--api-key", a->api_key, "Bearer token")->envname("OPENAI_API_KEY");
   s->add_option("--warmup-requests", a->warmup, "Unmeasured requests sent first; a failure aborts")
-      ->capture_default_str();
+      ->capture_default_str()->check(CLI::Range(int64_t(0), int64_t(1) << 20));
   s->add_option("--tag", a->tag, "Free text stored in the JSON result line (e.g. the server's name)");
   s->add_flag("--disable-ignore-eos", a->no_ignore_eos, "Do not send ignore_eos (outputs may end early)");
   s->add_flag("--prompt-token-ids", a->prompt_token_ids,

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <limits>
 #include <iostream>
 #include <memory>
 #include <thread>
@@ -330,7 +331,8 @@ void register_bench_offline(CLI::App& bench) {
       ->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 20));
   o->add_option("--warmup-batches", a->warmup_batches, "Unmeasured batches first (same B and I, 2 tokens out)")
       ->capture_default_str()->check(CLI::Range(int64_t(0), int64_t(100)));
-  o->add_option("--seed", a->seed, "Seed of the random prompt ids")->capture_default_str();
+  o->add_option("--seed", a->seed, "Seed of the random prompt ids")
+      ->capture_default_str()->check(CLI::Range(int64_t(0), std::numeric_limits<int64_t>::max()));
   o->add_flag("--json", a->json,
               "Print one JSON line instead of the table: tokens, seconds, prefill_tok_s, decode_tok_s, "
               "output_tok_s, decode_step_ms, itl_ms_p50/p90/p99, steps, layout");

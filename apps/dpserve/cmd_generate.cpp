@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <sstream>
 #include <thread>
 
@@ -460,7 +461,8 @@ void register_generate(CLI::App& app) {
       ->capture_default_str();
   g->add_option("--frequency-penalty", a->frequency_penalty, "OpenAI frequency penalty")->capture_default_str();
   g->add_option("--presence-penalty", a->presence_penalty, "OpenAI presence penalty")->capture_default_str();
-  g->add_option("--seed", a->seed, "Seed for reproducible sampling (-1 = per-request default)")->capture_default_str();
+  g->add_option("--seed", a->seed, "Seed for reproducible sampling (-1 = per-request default)")
+      ->capture_default_str()->check(CLI::Range(int64_t(-1), std::numeric_limits<int64_t>::max()));
   auto* rx = g->add_option("--regex", a->regex, "Constrain each output to fully match this regular expression");
   auto* js = g->add_option("--json-schema", a->json_schema, "Constrain each output to JSON valid under this schema (a file or the text)");
   auto* eb = g->add_option("--ebnf", a->ebnf, "Constrain each output to this GBNF grammar (a file or the text; start rule: root)");

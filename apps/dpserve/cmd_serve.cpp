@@ -51,8 +51,21 @@ std::string node_loss_reason() {
   return why;
 }
 
+// An empty key (`--api-key "$KEY"` with KEY unset, or a stray comma) would leave the server open
+// while its operator believes it locked: refused, as is a set but empty environment variable.
+void check_api_keys(const ServeArgs& a) {
+  for (const auto& k : a.so.api_keys)
+    if (k.empty()) fail("--api-key: an empty key (an unset shell variable, or a stray comma?) would open the server");
+  for (const char* var : {"DPSERVE_API_KEY", "DPSERVE_ADMIN_API_KEY"}) {
+    const char* v = std::getenv(var);
+    if (v && !*v && (std::string(var) == "DPSERVE_API_KEY" ? a.so.api_keys.empty() : a.so.admin_api_key.empty()))
+      fail("{} is set but empty: set a key or unset the variable", var);
+  }
+}
+
 void run_serve(ServeArgs& a) {
   spdlog::set_level(spdlog::level::from_str(a.log_level));
+  check_api_keys(a);
   check_node_flags(a.rf.rt.nodes, requested_world(a.rf));
   if (a.rf.rt.nodes.nnodes > 1)
     relaunch_node_job(a.rf.rt.nodes, requested_world(a.rf), a.rf.rt.watchdog_timeout, a.so.shutdown_timeout_s, a.rf.numa,
@@ -230,6 +243,9 @@ void register_serve(CLI::App& app) {
                 "A key that passes everywhere and may abort any request; /abort_request {\"abort_all\": true} and the "
                 "operator routes (/flush_cache) need it once it is set (a tenant's --api-key then gets 403)")
       ->envname("DPSERVE_ADMIN_API_KEY");
+  s->get_option("--admin-api-key")->each([a](const std::string& v) {
+    if (v.empty()) fail("--admin-api-key: an empty key (an unset shell variable?) would leave the operator routes open");
+  });
   s->add_option("--served-model-name", a->so.served_model_name,
                 "Model name in the API (default: the model folder's name)")
       ->envname("DPSERVE_SERVED_MODEL_NAME");
@@ -354,13 +370,15 @@ void register_serve(CLI::App& app) {
   s->add_option("--dist-secret-file", a->rf.rt.nodes.secret_file,
                 "File holding the nodes' shared secret (at least 16 bytes, the same on every node), required with "
                 "--nnodes > 1; it authenticates the --dist-init-addr rendezvous. Or set DPSERVE_DIST_SECRET; never "
-                "give the secret itself on the command line");
+                "give the secret itself on the command line")
+      ->envname("DPSERVE_DIST_SECRET_FILE");
   s->add_option("--dist-heartbeat-timeout", a->rf.rt.nodes.heartbeat_timeout,
                 "Seconds a node of a --nnodes job may stay silent before the others count it lost and stop the job "
                 "(a node whose dpserve exits or whose job fails is noticed at once)")
       ->capture_default_str()->check(CLI::Range(2.0, 1e6))->envname("DPSERVE_DIST_HEARTBEAT_TIMEOUT");
-  s->add_option("--log-level", a->log_level, "trace, debug, info, warn, error")
-      ->capture_default_str()->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+  s->add_option("--log-level", a->log_level, "trace, debug, info, warn (or SGLang's warning), error, critical")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "warning", "error", "critical"}))
       ->envname("DPSERVE_LOG_LEVEL");
   s->callback([a] { run_serve(*a); });
 }

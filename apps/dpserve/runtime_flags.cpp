@@ -4,6 +4,7 @@
 #include "core/check.h"
 #include "engine/scheduler.h"
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -106,8 +107,6 @@ void add_speculative_flags(CLI::App* c, SpeculativeConfig& sp) {
                 "0 = no bound")
       ->capture_default_str()->check(CLI::Range(int64_t(0), int64_t(1) << 20))->needs(algo)
       ->envname("DPSERVE_SPECULATIVE_MAX_STEP_ROWS");
-  // Checked (and --speculative-num-steps filled) once the command line is read, before any model loads.
-  c->parse_complete_callback([&sp] { validate(sp); });
 }
 
 }  // namespace
@@ -222,7 +221,7 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
   c->add_option_function<uint64_t>(
        "--random-seed", [&o](uint64_t v) { o.random_seed = v, o.has_random_seed = true; },
        "Seed of the sampling of requests that give none (each request still draws its own stream)")
-      ->envname("DPSERVE_RANDOM_SEED");
+      ->check(CLI::Range(int64_t(0), std::numeric_limits<int64_t>::max()))->envname("DPSERVE_RANDOM_SEED");
   c->add_flag("--trust-remote-code", f.trust_remote_code,
               "Accepted for SGLang compatibility; has no effect (dpserve runs no code from model folders)")
       ->envname("DPSERVE_TRUST_REMOTE_CODE");
@@ -267,6 +266,14 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
                 "Pipelined image transfer: RGB bytes rank 0 sends per step (all groups together), so one large "
                 "image delays the other requests' steps by a bounded copy")
       ->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 30))->envname("DPSERVE_IMAGE_BYTES_PER_STEP");
+  // Checked once the command line is read, before any rank starts or model loads: the speculative
+  // flags (filling --speculative-num-steps) and the layout, so a bad one is a single message rather
+  // than one per rank after mpirun starts.
+  c->parse_complete_callback([&o] {
+    validate(o.sched.spec);
+    check_layout_flags({.tp_size = o.tp_size, .dp_size = o.dp_size, .enable_dp_attention = o.enable_dp_attention,
+                        .ep_size = o.ep_size});
+  });
 }
 
 int requested_world(const RuntimeFlags& f) {

@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "core/check.h"
+
 namespace dpserve {
 
 namespace {
@@ -53,6 +55,11 @@ Detected detect() {
   f.avx512bf16 = __builtin_cpu_supports("avx512bf16");
   f.avx512vnni = __builtin_cpu_supports("avx512vnni");
   const std::string cap = std::getenv("DPSERVE_KERNELS") ? std::getenv("DPSERVE_KERNELS") : "";
+  // A typo would otherwise run the full-speed kernels under an A/B benchmark's "capped" label.
+  if (!cap.empty() && cap != "portable" && cap != "avx2" && cap != "avx512" && cap != "avx512-bf16")
+    fail("DPSERVE_KERNELS={} is not a kernel level: use portable, avx2, avx512 or avx512-bf16 (or unset it for the "
+         "best this CPU has)",
+         cap);
   bool tile = false, bf16 = false, int8 = false;
   cpu_amx_bits(tile, bf16, int8);
   if (!tile || !(bf16 || int8)) {

@@ -162,6 +162,10 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
       same.emplace_back("--mla-attention absorbed", int64_t(o.mla_absorbed_only));
       check_nodes_agree(o.nodes, same);
     }
+    // Harmless (the layout is still valid), so a warning: a launch line shared across models keeps working.
+    if (o.ep_size > 1 && cfg.n_experts == 0 && I.mpi.world_rank() == 0)
+      spdlog::warn("--ep-size {} has no effect: {} has no experts (expert parallelism splits a MoE model's experts)",
+                   o.ep_size, o.model_path);
     if (o.context_length > cfg.max_pos)
       fail("--context-length {} is longer than the model's context ({} positions)", o.context_length, cfg.max_pos);
     const int64_t ctx_len = o.context_length > 0 ? o.context_length : cfg.max_pos;

@@ -9,17 +9,11 @@ namespace dpserve {
 namespace {
 
 void validate_flags(const TopologyConfig& c) {
-  if (c.tp_size < 1) fail("--tp-size must be at least 1 (got {})", c.tp_size);
-  if (c.dp_size < 1) fail("--dp-size must be at least 1 (got {})", c.dp_size);
-  if (c.ep_size < 1) fail("--ep-size must be at least 1 (got {})", c.ep_size);
+  check_layout_flags(c);
   if (c.world_size < 1 || c.rank < 0 || c.rank >= c.world_size)
     fail("rank {} is outside an MPI world of {} ranks", c.rank, c.world_size);
 
   if (c.enable_dp_attention) {
-    if (c.tp_size % c.dp_size != 0)
-      fail("--tp-size {} is not divisible by --dp-size {}: with --enable-dp-attention each DP group "
-           "gets tp/dp ranks; change --dp-size to a divisor of {} or --tp-size to a multiple of {}",
-           c.tp_size, c.dp_size, c.tp_size, c.dp_size);
     if (c.world_size != c.tp_size)
       fail("the MPI world has {} ranks but --enable-dp-attention --tp-size {} needs exactly {}: "
            "launch with mpirun -np {} or change --tp-size",
@@ -30,10 +24,6 @@ void validate_flags(const TopologyConfig& c) {
          c.world_size, c.tp_size, c.dp_size, c.dp_size, c.tp_size, c.tp_size * c.dp_size,
          c.tp_size * c.dp_size);
   }
-  if (c.tp_size % c.ep_size != 0)
-    fail("--ep-size {} does not divide --tp-size {}: experts are split over ep ranks and each "
-         "expert over tp/ep ranks; choose --ep-size among the divisors of {}",
-         c.ep_size, c.tp_size, c.tp_size);
 }
 
 void validate_model(const TopologyConfig& c, int attn_tp_size) {
@@ -66,6 +56,20 @@ void validate_model(const TopologyConfig& c, int attn_tp_size) {
 }
 
 }  // namespace
+
+void check_layout_flags(const TopologyConfig& c) {
+  if (c.tp_size < 1) fail("--tp-size must be at least 1 (got {})", c.tp_size);
+  if (c.dp_size < 1) fail("--dp-size must be at least 1 (got {})", c.dp_size);
+  if (c.ep_size < 1) fail("--ep-size must be at least 1 (got {})", c.ep_size);
+  if (c.enable_dp_attention && c.tp_size % c.dp_size != 0)
+    fail("--tp-size {} is not divisible by --dp-size {}: with --enable-dp-attention each DP group "
+         "gets tp/dp ranks; change --dp-size to a divisor of {} or --tp-size to a multiple of {}",
+         c.tp_size, c.dp_size, c.tp_size, c.dp_size);
+  if (c.tp_size % c.ep_size != 0)
+    fail("--ep-size {} does not divide --tp-size {}: experts are split over ep ranks and each "
+         "expert over tp/ep ranks; choose --ep-size among the divisors of {}",
+         c.ep_size, c.tp_size, c.tp_size);
+}
 
 Topology make_topology(const TopologyConfig& c) {
   validate_flags(c);

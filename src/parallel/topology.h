@@ -77,5 +77,8 @@ struct Topology {
 // Validates the flags against the world and the model and fills in the layout of cfg.rank.
 // Throws dpserve::Error naming the flag to change when the combination is impossible.
 Topology make_topology(const TopologyConfig& cfg);
+// The checks of the layout flags alone (tp, dp, ep, DP attention), which need neither the MPI world
+// nor the model: run before any rank starts, so a bad layout is one message, not one per rank.
+void check_layout_flags(const TopologyConfig& cfg);
 
 }  // namespace dpserve

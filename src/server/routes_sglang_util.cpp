@@ -115,7 +115,7 @@ void register_sglang_util_routes(httplib::Server& svr, ServerContext& ctx) {
               {{"model_path", ctx.info.value("model_path", "")},
                {"tokenizer_path", ctx.info.value("tokenizer_path", "")},
                {"served_model_name", ctx.opts.served_model_name},
-               {"is_generation", true},
+               {"is_generation", !ctx.opts.embedding.enabled},
                {"preferred_sampling_params", nullptr},
                {"weight_version", "default"},
                {"has_image_understanding", false},

@@ -124,6 +124,8 @@ const on = [
       const e = assertOpenAIError(await http('POST', path, body), 400);
       assert.match(e.message, /--is-embedding/, path);
     }
+    // SGLang's model info says so too (what routers read to send a model only embedding work).
+    assert.equal((await http('GET', '/get_model_info')).json.is_generation, false);
   }],
   ['rerank on the embedding server', checkRerank],
   ['rerank bad input: 400 naming the field', async () => {
@@ -153,6 +155,7 @@ const off = [
   ['generation still works', async () => {
     const r = await oa.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 });
     assert.ok(r.choices[0].message.content !== undefined);
+    assert.equal((await http('GET', '/get_model_info')).json.is_generation, true);
   }],
 ];
 

@@ -107,6 +107,37 @@ TEST(GenerateCli, ConflictingPromptsAndOutOfRangeLimitsAreRefusedNamingTheFlag) 
   }
 }
 
+// Values that would wrap, open the server, or be silently ignored are start-up errors naming what
+// is wrong: a seed of -7, an empty API key (an unset shell variable), a typo in DPSERVE_KERNELS,
+// and a layout that cannot work, refused once before any rank starts (it used to be an MPI_ABORT
+// banner and one message per rank).
+TEST(GenerateCli, WrappingValuesEmptyKeysAndBadLayoutsAreRefusedBeforeAnyRankStarts) {
+  struct Case {
+    std::string cmd, needle;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"generate -n 2 --seed -7", "--seed"},
+           {"generate -n 2 --random-seed -1", "--random-seed"},
+           {"serve --port 0 --api-key ''", "--api-key"},
+           {"serve --port 0 --admin-api-key ''", "--admin-api-key"},
+           {"generate -n 2 --tp-size 2 --dp-size 3 --enable-dp-attention", "--dp-size 3"},
+           {"generate -n 2 --tp-size 2 --ep-size 3", "--ep-size 3"},
+           {"bench serve --warmup-requests -1", "--warmup-requests"},
+           {"bench serve --num-prompts -1", "--num-prompts"},
+       }) {
+    auto [out, rc] = run(kBin + " " + c.cmd + " 2>&1");
+    EXPECT_NE(rc, 0) << c.cmd << ": " << out;
+    EXPECT_NE(out.find(c.needle), std::string::npos) << c.cmd << ": " << out;
+    EXPECT_EQ(out.find("MPI_ABORT"), std::string::npos) << c.cmd << ": " << out;
+  }
+  auto [o1, rc1] = run("DPSERVE_API_KEY= " + kBin + " serve --port 0 2>&1");
+  EXPECT_NE(rc1, 0);
+  EXPECT_NE(o1.find("DPSERVE_API_KEY is set but empty"), std::string::npos) << o1;
+  auto [o2, rc2] = run("DPSERVE_KERNELS=avx512bf16 " + kBin + " generate -n 2 2>&1");
+  EXPECT_NE(rc2, 0);
+  EXPECT_NE(o2.find("DPSERVE_KERNELS=avx512bf16"), std::string::npos) << o2;
+}
+
 // Enum flags are parsed where they are defined: a bad value names the flag and the choices, from
 // the command line and from the environment alike.
 TEST(GenerateCli, EnumFlagsRejectUnknownValuesNamingTheFlag) {
