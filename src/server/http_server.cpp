@@ -45,6 +45,22 @@ class CountingThreadPool : public ElasticThreadPool {
   std::atomic<int64_t>& open_;
 };
 
+// The label /metrics counts a request under: its route's pattern with each parameter as {}
+// ("/v1/responses/{}/input_items"), never the path a client chose, or every id a client makes up
+// would add a series that lives as long as the server.
+std::string route_label(const httplib::Request& req) {
+  if (req.matches.empty()) return "other";
+  std::string out;
+  size_t at = 0;
+  for (size_t i = 1; i < req.matches.size(); ++i) {
+    const size_t p = size_t(req.matches.position(i));
+    if (!req.matches[i].matched || p < at) continue;  // unmatched, or nested in the previous group
+    out += req.path.substr(at, p - at) + "{}";
+    at = p + size_t(req.matches.length(i));
+  }
+  return out + req.path.substr(std::min(at, req.path.size()));
+}
+
 // The web page's shell is exempt too: it is static and carries no data (see routes_webui.cpp); the
 // routes it calls for data are not.
 bool auth_exempt(const std::string& path, const ServerOptions& opts) {
@@ -200,8 +216,7 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   s.set_logger([&c](const httplib::Request& req, const httplib::Response& res) {
     const AccessInfo& ai = access_info();
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ai.start).count();
-    std::string route = req.matches.empty() ? std::string("other") : req.path;
-    c.metrics.count_request(res.status == 404 ? std::string("unmatched") : route, res.status);
+    c.metrics.count_request(res.status == 404 ? std::string("unmatched") : route_label(req), res.status);
     spdlog::info("{} {} {} {} prompt_tokens={} completion_tokens={}{}{} {:.1f}ms", req.remote_addr, req.method,
                  req.path, res.status, ai.prompt_tokens, ai.completion_tokens,
                  ai.finish.empty() ? "" : " finish=" + ai.finish, ai.extra, ms);

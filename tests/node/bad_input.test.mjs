@@ -128,6 +128,19 @@ tests.push(['client disconnect cancels the request', async () => {
   assert.ok(aborted >= 1, 'the server cancelled the abandoned request');
   await stillServes();
 }]);
+tests.push(['/metrics labels requests by route pattern, not by the ids clients make up', async () => {
+  // Unknown query fields make these 400s (a 404 is labelled "unmatched" anyway).
+  for (let i = 0; i < 5; i++) {
+    assertOpenAIError(await http('GET', `/v1/responses/made-up-${i}?x=1`), 400);
+    assertOpenAIError(await http('GET', `/v1/responses/made-up-${i}/input_items?x=1`), 400);
+  }
+  const text = (await http('GET', '/metrics')).text;
+  assert.ok(!text.includes('made-up-'), 'a client-chosen id became a label');
+  for (const route of ['/v1/responses/{}', '/v1/responses/{}/input_items']) {
+    const line = text.split('\n').find((l) => l.startsWith(`dpserve_http_requests_total{route="${route}",status="400"} `));
+    assert.ok(line && Number(line.split(' ')[1]) >= 5, `${route}: ${line}`);
+  }
+}]);
 tests.push(['client leaving a non-streaming request cancels it while it waits', async () => {
   const count = async (reason) => {
     const re = new RegExp(`^dpserve_finished_choices_total\\{reason="${reason}"\\} (\\d+)$`, 'm');
