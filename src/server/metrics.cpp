@@ -209,11 +209,18 @@ std::string Metrics::render_sglang(const EngineStats& es, const std::string& mod
   per_group("sglang:num_running_reqs", "gauge", "The number of running requests.", [](const GroupStats& g) { return g.running; });
   per_group("sglang:num_queue_reqs", "gauge", "The number of requests in the waiting queue.",
             [](const GroupStats& g) { return g.waiting; });
-  per_group("sglang:num_used_tokens", "gauge", "The number of used tokens (KV positions held, page granular).",
-            [&](const GroupStats& g) { return g.kv_pages_used * page_size; });
-  per_group("sglang:token_usage", "gauge", "The token usage (fraction of the KV cache in use).", [](const GroupStats& g) {
-    return fmt_double(g.kv_pages_total > 0 ? double(g.kv_pages_used) / double(g.kv_pages_total) : 0.0);
-  });
+  // SGLang counts the prefix cache as free (used = total - available - evictable), so an idle server
+  // reads 0 however full its cache. Here every page in the prefix tree counts as cache, including
+  // the shared prefix pages of running requests, which SGLang counts as used: slightly lower under
+  // load, never a full cache reported by an idle server.
+  auto held = [](const GroupStats& g) { return std::max<int64_t>(0, g.kv_pages_used - g.kv_pages_cached); };
+  per_group("sglang:num_used_tokens", "gauge",
+            "The number of used tokens (KV positions requests hold, page granular; the prefix cache is free).",
+            [&](const GroupStats& g) { return held(g) * page_size; });
+  per_group("sglang:token_usage", "gauge", "The token usage (fraction of the KV cache requests hold).",
+            [&](const GroupStats& g) {
+              return fmt_double(g.kv_pages_total > 0 ? double(held(g)) / double(g.kv_pages_total) : 0.0);
+            });
   per_group("sglang:cache_hit_rate", "gauge", "The prefix cache hit rate.", [](const GroupStats& g) {
     return fmt_double(g.prefix_query_tokens > 0 ? double(g.prefix_hit_tokens) / double(g.prefix_query_tokens) : 0.0);
   });

@@ -407,6 +407,23 @@ TEST(Sse, OneDataLinePerEventAndDone) {
   EXPECT_EQ(sse_done(), "data: [DONE]\n\n");
 }
 
+// SGLang's num_used_tokens is total - (available + evictable): pages the prefix cache alone holds
+// are free to it, so an idle server with a full cache reads 0 (its dashboards and autoscalers
+// watch token_usage).
+TEST(Metrics, SglangTokenUsageCountsThePrefixCacheAsFree) {
+  Metrics m;
+  EngineStats es;
+  es.groups.push_back({.dp_rank = 0, .running = 0, .waiting = 0, .kv_pages_used = 63, .kv_pages_total = 64,
+                       .kv_pages_cached = 63});
+  es.groups.push_back({.dp_rank = 1, .running = 1, .waiting = 0, .kv_pages_used = 40, .kv_pages_total = 64,
+                       .kv_pages_cached = 24});
+  const std::string text = m.render_sglang(es, "m", 16);
+  EXPECT_NE(text.find("sglang:num_used_tokens{model_name=\"m\",dp_rank=\"0\"} 0\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("sglang:token_usage{model_name=\"m\",dp_rank=\"0\"} 0\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("sglang:num_used_tokens{model_name=\"m\",dp_rank=\"1\"} 256\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("sglang:token_usage{model_name=\"m\",dp_rank=\"1\"} 0.25\n"), std::string::npos) << text;
+}
+
 TEST(Metrics, PrometheusTextWithCumulativeBucketsAndGroupLabels) {
   Metrics m;
   m.time_to_first_token.observe(0.003);
