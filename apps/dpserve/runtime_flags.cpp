@@ -206,7 +206,8 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
   c->add_option("--max-prefill-tokens", o.sched.max_prefill_tokens, "Most tokens in one step per DP group")
       ->capture_default_str()->check(CLI::Range(1, 1 << 24))->envname("DPSERVE_MAX_PREFILL_TOKENS");
   c->add_option("--max-total-tokens", o.max_total_tokens,
-                "KV cache positions per rank (0 = from --mem-fraction, capped at what can be used)")
+                "KV cache positions per rank (0 = from --mem-fraction, capped at what can be used: the context times "
+                "--max-running-requests, or times the default 64 when that is less, so cached prefixes have room)")
       ->capture_default_str()->check(CLI::Range(int64_t(0), int64_t(1) << 40))->envname("DPSERVE_MAX_TOTAL_TOKENS");
   c->add_option("--mem-fraction", o.mem_fraction, "Share of available memory the KV caches of this machine may use")
       ->capture_default_str()->check(CLI::Range(0.001, 0.95))->envname("DPSERVE_MEM_FRACTION");

@@ -210,6 +210,12 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
                                     (I.draft ? I.draft->kv_config(1, o.page_size).bytes_per_token() : 0);
     const int64_t weight_bytes = I.model->weight_bytes() + (I.draft ? I.draft->weight_bytes() : 0);
     int64_t tokens = o.max_total_tokens;
+    // Sized from memory, the pool holds at most what its running requests can fill, with room for
+    // the prefix cache as if at least the default number ran: a --max-running-requests 1 server
+    // (one user) would otherwise keep one context of cached prefixes and recompute every earlier
+    // conversation.
+    const int64_t usable =
+        std::max(o.sched.max_running_requests, SchedulerConfig{}.max_running_requests) * ctx_len;
     if (tokens <= 0 && o.mem_fraction_static > 0) {
       // SGLang's meaning: weights and KV together take this share of the machine's memory.
       const int64_t budget = int64_t(o.mem_fraction_static * double(meminfo_bytes("MemTotal:")) / local);
@@ -217,10 +223,10 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
         fail("--mem-fraction-static {}: {:.2f} GB per rank does not hold this rank's {:.2f} GB of weights",
              o.mem_fraction_static, double(budget) / 1e9, double(weight_bytes) / 1e9);
       tokens = (budget - weight_bytes) / bytes_per_token;
-      tokens = std::min<int64_t>(tokens, o.sched.max_running_requests * ctx_len);
+      tokens = std::min<int64_t>(tokens, usable);
     } else if (tokens <= 0) {
       tokens = int64_t(o.mem_fraction * double(mem_available_bytes()) / local) / bytes_per_token;
-      tokens = std::min<int64_t>(tokens, o.sched.max_running_requests * ctx_len);
+      tokens = std::min<int64_t>(tokens, usable);
       tokens = std::max<int64_t>(tokens, std::min<int64_t>(ctx_len, 4096));
     }
     // Every rank of a group must hold the same pages: its ranks schedule in lockstep, and a pool
