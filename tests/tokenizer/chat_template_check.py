@@ -159,8 +159,18 @@ def build_cases(shared):
         "{{ d.nope.deeper }}",
         "{{ d.items() | list }}{{ (1,) }}{{ d | items | list }}",
         "{{ xs | tojson }}{{ 'line1\\nline2' | indent(2) }}|{{ 'Ünïcode' | capitalize }}|{{ 1 == 1.0 }}",
+        # Python's round halves to even; Python's line boundaries include U+0085, U+2028, U+2029.
+        "{{ 2.5 | round }}|{{ -2.5 | round }}|{{ 0.5 | round }}|{{ 1.5 | round }}|{{ 3.14159 | round(2) }}|"
+        "{{ 2.1 | round(method='ceil') }}|{{ 2.9 | round(0, 'floor') }}",
+        "{{ lines.splitlines() }}",
+        # Case by Python's Unicode rules: full mappings (ß, ligatures, iota subscript), final sigma,
+        # title case (ǅ, Georgian), cased letters only (digits are not).
+        "{{ intl | upper }}|{{ intl | lower }}|{{ intl | title }}|{{ intl | capitalize }}|"
+        "{{ intl.upper() }}|{{ intl.lower() }}|{{ intl.title() }}|{{ intl.capitalize() }}",
     ]
     sctx = {"xs": [1, 2, 3], "d": {"k": "v", "n": 1.5, "l": [True, None]}, "ms": CONVERSATIONS["system_multi_turn"],
+            "lines": "x\u2028y\x85z\r\nw\x0bv\x1cu\u2029t\n",
+            "intl": "Ärger über die Straße, élan ÉCOLE Σίσυφος ΟΔΟΣ ǆungla ﬁne İstanbul ᾳ 1st ალი Привет ΣΑΣ.",
             **special}
     for i, s in enumerate(snippets):
         cases.append({"name": f"snippet{i}", "template": s, "context": sctx})

@@ -37,7 +37,10 @@ Value safe(const std::string&, const Value& v, Args&, KwArgs&, int) { return v; 
 Value escape(const std::string&, const Value& v, Args&, KwArgs&, int) { return Value::string(html_escape(str_of(v))); }
 
 Value change_case(const std::string& name, const Value& v, Args&, KwArgs&, int) {
-  const int mode = name == "lower" ? kLower : name == "upper" ? kUpper : name == "capitalize" ? kCapitalize : kTitle;
+  const int mode = name == "lower"        ? kLower
+                   : name == "upper"      ? kUpper
+                   : name == "capitalize" ? kCapitalize
+                                          : kJinjaTitle;
   return Value::string(map_case(str_of(v), mode));
 }
 
@@ -177,11 +180,19 @@ Value abs_value(const std::string&, const Value& v, Args&, KwArgs&, int line) {
   error(line, "abs needs a number");
 }
 
+// Jinja2's round(precision=0, method='common'): 'common' is Python's round, halves to even
+// (2.5 -> 2.0; nearbyint in the default rounding mode), 'ceil' and 'floor' round up and down.
 Value round_value(const std::string&, const Value& v, Args& a, KwArgs& kw, int line) {
   const Value* prec = arg(a, kw, 0, "precision");
+  const Value* method = arg(a, kw, 1, "method");
   const double p = std::pow(10.0, prec && prec->type == T::kInt ? static_cast<double>(prec->i) : 0.0);
   if (!v.is_number()) error(line, "round needs a number");
-  return Value::number(std::round(v.as_double() * p) / p);
+  const std::string how = method && method->is_string() ? method->s : "common";
+  const double x = v.as_double() * p;
+  if (how == "common") return Value::number(std::nearbyint(x) / p);
+  if (how == "ceil") return Value::number(std::ceil(x) / p);
+  if (how == "floor") return Value::number(std::floor(x) / p);
+  error(line, "round's method must be common, ceil or floor");
 }
 
 Value replace(const std::string&, const Value& v, Args& a, KwArgs&, int line) {

@@ -1,7 +1,11 @@
 #include "tokenizer/jinja/py_string.h"
 
+#include <locale.h>
+#include <wctype.h>
+
 #include <algorithm>
 #include <cctype>
+#include <iterator>
 
 #include "core/check.h"
 #include "tokenizer/jinja/limits.h"
@@ -127,26 +131,102 @@ std::string py_replace(const std::string& s, const std::string& a, const std::st
   return out;
 }
 
-std::string map_case(const std::string& s, int mode) {  // 0 lower, 1 upper, 2 capitalize, 3 title
-  std::string out;
-  bool prev_cased = false;
-  bool first = true;
+namespace {
+
+struct SpecialCase {
+  uint32_t cp;
+  const char* upper;  // "" where the simple mapping holds
+  const char* lower;
+  const char* title;  // "" where the title case is the upper case
+};
+constexpr SpecialCase kSpecial[] = {
+#include "tokenizer/jinja/special_casing.inc"
+};
+
+const SpecialCase* special_case(uint32_t c) {
+  auto it = std::lower_bound(std::begin(kSpecial), std::end(kSpecial), c,
+                             [](const SpecialCase& s, uint32_t x) { return s.cp < x; });
+  return it != std::end(kSpecial) && it->cp == c ? it : nullptr;
+}
+
+// The C library's Unicode tables (simple one-to-one case mappings) in the C.UTF-8 locale, which
+// glibc has built in; null (ASCII only) should a C library lack it.
+locale_t unicode_ctype() {
+  static const locale_t loc = [] {
+    locale_t l = newlocale(LC_CTYPE_MASK, "C.UTF-8", locale_t(nullptr));
+    return l ? l : newlocale(LC_CTYPE_MASK, "C.utf8", locale_t(nullptr));
+  }();
+  return loc;
+}
+
+uint32_t simple_upper(uint32_t c) {
+  if (c < 0x80) return static_cast<uint32_t>(std::toupper(static_cast<int>(c)));
+  const locale_t l = unicode_ctype();
+  return l ? static_cast<uint32_t>(towupper_l(static_cast<wint_t>(c), l)) : c;
+}
+
+uint32_t simple_lower(uint32_t c) {
+  if (c < 0x80) return static_cast<uint32_t>(std::tolower(static_cast<int>(c)));
+  const locale_t l = unicode_ctype();
+  return l ? static_cast<uint32_t>(towlower_l(static_cast<wint_t>(c), l)) : c;
+}
+
+// Python's "cased": a letter with an upper or lower case (digits and CJK are not).
+bool is_cased(uint32_t c) {
+  if (c < 0x80) return std::isalpha(static_cast<int>(c)) != 0;
+  const locale_t l = unicode_ctype();
+  return l && (iswupper_l(static_cast<wint_t>(c), l) || iswlower_l(static_cast<wint_t>(c), l));
+}
+
+// Python's str.isspace (what re's \s matches in a str pattern).
+bool is_space(uint32_t c) {
+  if (c < 0x80) return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
+  const locale_t l = unicode_ctype();
+  return c == 0x85 || c == 0xA0 || (l && iswspace_l(static_cast<wint_t>(c), l));
+}
+
+}  // namespace
+
+// As Python's str methods: full case mappings (ß -> SS, the ligatures, Greek with a subscript
+// iota), capital sigma lowered to final sigma at a word's end, title case where it differs from
+// upper case (Dž, Georgian).
+std::string map_case(const std::string& s, int mode) {
+  std::vector<uint32_t> cps;
   for (size_t i = 0; i < s.size();) {
     size_t len;
-    uint32_t c = utf8::decode_at(s, i, &len);
-    const bool alpha = (c < 0x80 && std::isalpha(static_cast<int>(c))) || c >= 0x80;
-    auto lower = [](uint32_t x) { return x < 0x80 ? static_cast<uint32_t>(std::tolower(static_cast<int>(x))) : x; };
-    auto upper = [](uint32_t x) { return x < 0x80 ? static_cast<uint32_t>(std::toupper(static_cast<int>(x))) : x; };
-    switch (mode) {
-      case 0: c = lower(c); break;
-      case 1: c = upper(c); break;
-      case 2: c = first ? upper(c) : lower(c); break;
-      case 3: c = prev_cased ? lower(c) : upper(c); break;
-    }
-    prev_cased = alpha;
-    first = false;
-    utf8::append_codepoint(out, c);
+    cps.push_back(utf8::decode_at(s, i, &len));
     i += len;
+  }
+  std::string out;
+  bool prev_cased = false, word_start = true;
+  for (size_t k = 0; k < cps.size(); ++k) {
+    const uint32_t c = cps[k];
+    const SpecialCase* sc = c >= 0x80 ? special_case(c) : nullptr;
+    auto lower = [&] {
+      if (sc && *sc->lower) return out.append(sc->lower), void();
+      // Final_Sigma: a capital sigma after a cased letter and not before one is the final form.
+      if (c == 0x3A3 && k > 0 && is_cased(cps[k - 1]) && !(k + 1 < cps.size() && is_cased(cps[k + 1])))
+        return utf8::append_codepoint(out, 0x3C2);
+      utf8::append_codepoint(out, simple_lower(c));
+    };
+    auto upper = [&] {
+      if (sc && *sc->upper) return out.append(sc->upper), void();
+      utf8::append_codepoint(out, simple_upper(c));
+    };
+    auto title = [&] {
+      if (sc && *sc->title) return out.append(sc->title), void();
+      upper();
+    };
+    switch (mode) {
+      case kLower: lower(); break;
+      case kUpper: upper(); break;
+      case kCapitalize: k == 0 ? title() : lower(); break;
+      case kTitle: prev_cased ? lower() : title(); break;
+      case kJinjaTitle: word_start ? upper() : lower(); break;
+    }
+    prev_cased = is_cased(c);
+    word_start = is_space(c) || c == '-' || c == '(' || c == '{' || c == '[' || c == '<';
+    check_string_size(out.size(), 0);
   }
   return out;
 }

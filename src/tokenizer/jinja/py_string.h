@@ -22,8 +22,10 @@ std::string py_strip(const std::string& s, const Value* chars, bool left, bool r
 std::vector<std::string> py_split(const std::string& s, const Value* sep, int64_t maxsplit);
 // str.replace(a, b, count); count < 0: all. A result past the output cap is an error.
 std::string py_replace(const std::string& s, const std::string& a, const std::string& b, int64_t count);
-enum CaseMode { kLower = 0, kUpper = 1, kCapitalize = 2, kTitle = 3 };
-// str.lower / upper / capitalize / title (ASCII letters change case; other code points stay).
+enum CaseMode { kLower = 0, kUpper = 1, kCapitalize = 2, kTitle = 3, kJinjaTitle = 4 };
+// str.lower / upper / capitalize / title, by Python's rules (full Unicode case mappings); and
+// Jinja2's title filter, which is not str.title: each word (split after whitespace, '-', '(', '{',
+// '[', '<') gets its first character upper-cased and the rest lower-cased.
 std::string map_case(const std::string& s, int mode);
 // markupsafe.escape: & < > " '.
 std::string html_escape(const std::string& s);
