@@ -248,7 +248,8 @@ void register_serve(CLI::App& app) {
   });
   s->add_option("--served-model-name", a->so.served_model_name,
                 "Model name in the API (default: the model folder's name)")
-      ->envname("DPSERVE_SERVED_MODEL_NAME");
+      ->envname("DPSERVE_SERVED_MODEL_NAME")
+      ->check([](const std::string& v) { return v.empty() ? std::string("an empty model name") : std::string(); });
   s->add_option("--chat-template", a->so.chat_template_path,
                 "Jinja chat template file (for models whose tokenizer_config.json has none)")
       ->envname("DPSERVE_CHAT_TEMPLATE");
@@ -309,22 +310,24 @@ void register_serve(CLI::App& app) {
       ->envname("DPSERVE_ALLOWED_IMAGE_URL_PREFIX");
   s->add_option("--image-fetch-timeout", a->so.images.fetch_timeout_s,
                 "Seconds a remote image may take to download, connect to last byte")
-      ->capture_default_str()->check(CLI::PositiveNumber)->envname("DPSERVE_IMAGE_FETCH_TIMEOUT");
+      ->capture_default_str()->check(CLI::Range(0.001, 1e6))->envname("DPSERVE_IMAGE_FETCH_TIMEOUT");
   s->add_option("--max-image-bytes", a->so.images.max_bytes,
                 "Largest encoded image (JPEG/PNG file, after base64 decoding or as downloaded)")
-      ->capture_default_str()->check(CLI::PositiveNumber)->envname("DPSERVE_MAX_IMAGE_BYTES");
+      ->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 40))->envname("DPSERVE_MAX_IMAGE_BYTES");
   s->add_option("--max-image-pixels", a->so.images.limits.max_decoded_pixels,
                 "Largest decoded image (width x height, read from the file's header before decoding)")
-      ->capture_default_str()->check(CLI::PositiveNumber)->envname("DPSERVE_MAX_IMAGE_PIXELS");
+      ->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 40))->envname("DPSERVE_MAX_IMAGE_PIXELS");
   s->add_option("--image-decode-memory", a->so.images.decode_memory,
                 "Bytes that the images being decoded may hold at once, across all requests (each image's share "
                 "is worked out from its header before decoding; an image needing more alone is a 400)")
-      ->capture_default_str()->check(CLI::PositiveNumber)->envname("DPSERVE_IMAGE_DECODE_MEMORY");
+      ->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 50))->envname("DPSERVE_IMAGE_DECODE_MEMORY");
   s->add_option("--image-decode-wait", a->so.images.decode_wait_s,
                 "Seconds an image waits for its share of --image-decode-memory before the request gets 429")
       ->capture_default_str()->check(CLI::Range(0.0, 3600.0))->envname("DPSERVE_IMAGE_DECODE_WAIT");
   s->add_option("--max-images-per-request", a->so.images.max_images, "Most images in one request")
-      ->capture_default_str()->check(CLI::PositiveNumber)->envname("DPSERVE_MAX_IMAGES_PER_REQUEST");
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20))
+      ->envname("DPSERVE_MAX_IMAGES_PER_REQUEST");
   s->add_flag("--skip-tokenizer-init", a->so.skip_tokenizer_init,
               "Load no tokenizer (SGLang's flag): requests carry token ids (/generate input_ids), responses carry "
               "output_ids only; text inputs, chat and the OpenAI routes are a 400 saying so")

@@ -124,6 +124,8 @@ TEST(GenerateCli, WrappingValuesEmptyKeysAndBadLayoutsAreRefusedBeforeAnyRankSta
            {"generate -n 2 --tp-size 2 --ep-size 3", "--ep-size 3"},
            {"bench serve --warmup-requests -1", "--warmup-requests"},
            {"bench serve --num-prompts -1", "--num-prompts"},
+           {"serve --port 0 --served-model-name ''", "--served-model-name"},
+           {"serve --port 0 --image-fetch-timeout 0", "not in range 0.001"},
        }) {
     auto [out, rc] = run(kBin + " " + c.cmd + " 2>&1");
     EXPECT_NE(rc, 0) << c.cmd << ": " << out;
