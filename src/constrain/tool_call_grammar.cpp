@@ -16,6 +16,7 @@ std::string ToolCallSpec::to_text() const {
   j["only"] = only ? ojson(*only) : ojson(nullptr);
   j["parallel"] = parallel;
   j["think"] = think;
+  j["think_open"] = think_open;
   return j.dump();
 }
 
@@ -28,6 +29,7 @@ ToolCallSpec ToolCallSpec::from_text(std::string_view text) {
     if (!j.at("only").is_null()) s.only = j.at("only").get<std::string>();
     s.parallel = j.at("parallel").get<bool>();
     s.think = j.at("think").get<bool>();
+    s.think_open = j.value("think_open", false);
   } catch (const ojson::exception& e) {
     fail("tool call grammar: malformed spec: {}", e.what());
   }
@@ -98,7 +100,10 @@ Grammar tool_call_grammar(const ToolCallSpec& spec, const JsonSchemaOptions& opt
   } else {
     body = many ? g.seq({one, g.star(g.seq({g.literal("; "), one}))}) : one;
   }
-  if (spec.think) {
+  if (spec.think_open) {
+    // The template ended the prompt inside <think>: the reasoning goes on, closes, then the calls.
+    body = g.seq({text_until(g, "</think>"), g.repeat(g.literal("\n"), 0, 2), body});
+  } else if (spec.think) {
     const ExprId think = g.seq({g.literal("<think>"), text_until(g, "</think>"), g.repeat(g.literal("\n"), 0, 2)});
     body = g.seq({g.optional(think), body});
   }

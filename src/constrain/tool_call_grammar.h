@@ -24,6 +24,7 @@ struct ToolCallSpec {
   std::optional<std::string> only;  // a named function: exactly one call of it
   bool parallel = true;             // several calls in one turn (ignored with `only`)
   bool think = false;               // a reasoning block may precede the calls
+  bool think_open = false;          // the prompt opened it: reasoning, then </think>, then the calls
 
   // Canonical text (the compile cache key) and back.
   std::string to_text() const;

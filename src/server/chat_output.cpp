@@ -38,10 +38,10 @@ ToolCallParser parse_tool_call_parser(const std::string& name) {
 }
 
 ChatOutputParser::ChatOutputParser(ReasoningParser r, ToolCallParser t, std::vector<std::string> tool_names,
-                                   bool in_reasoning, uint64_t id_seed)
+                                   bool in_reasoning, uint64_t id_seed, bool single_call)
     : reasoning_(r), tools_(tool_names.empty() ? ToolCallParser::kNone : t), names_(std::move(tool_names)),
       mode_(r == ReasoningParser::kNone ? Mode::kContent : in_reasoning ? Mode::kReasoning : Mode::kStart),
-      seed_(id_seed) {}
+      single_call_(single_call), seed_(id_seed) {}
 
 std::string ChatOutputParser::next_id() {
   // Distinct per call and per choice; OpenAI's ids are "call_" and 24 alphanumerics.
@@ -81,6 +81,80 @@ size_t ChatOutputParser::close_outside_strings() {
   return std::string::npos;
 }
 
+namespace {
+
+// The text of member `key` of the JSON object `obj` (valid JSON, already parsed once), exactly as
+// written: re-serializing would turn an integer past 64 bits into a double.
+std::string_view member_text(std::string_view obj, std::string_view key) {
+  size_t i = obj.find('{') + 1;
+  auto skip_ws = [&] {
+    while (i < obj.size() && (obj[i] == ' ' || obj[i] == '\t' || obj[i] == '\n' || obj[i] == '\r')) ++i;
+  };
+  auto string_end = [&](size_t at) {  // at: the opening quote; returns one past the closing quote
+    for (size_t k = at + 1; k < obj.size(); ++k) {
+      if (obj[k] == '\\') ++k;
+      else if (obj[k] == '"') return k + 1;
+    }
+    return obj.size();
+  };
+  while (i < obj.size()) {
+    skip_ws();
+    if (i >= obj.size() || obj[i] != '"') return {};
+    const size_t key_end = string_end(i);
+    const std::string_view k = obj.substr(i + 1, key_end - i - 2);
+    i = key_end;
+    skip_ws();
+    ++i;  // ':'
+    skip_ws();
+    const size_t start = i;
+    int depth = 0;
+    for (; i < obj.size(); ++i) {
+      const char c = obj[i];
+      if (c == '"') {
+        i = string_end(i) - 1;
+      } else if (c == '{' || c == '[') {
+        ++depth;
+      } else if (c == '}' || c == ']') {
+        if (depth == 0) break;
+        --depth;
+      } else if (c == ',' && depth == 0) {
+        break;
+      }
+    }
+    size_t end = i;
+    while (end > start && (obj[end - 1] == ' ' || obj[end - 1] == '\t' || obj[end - 1] == '\n' || obj[end - 1] == '\r'))
+      --end;
+    // Keys hold no escapes in the calls we read ("name", "arguments", "parameters").
+    if (k == key) return obj.substr(start, end - start);
+    if (i < obj.size() && obj[i] == ',') ++i;
+    else break;
+  }
+  return {};
+}
+
+// JSON text without the whitespace outside its strings (what nlohmann's dump() prints, numbers
+// untouched).
+std::string compact_json(std::string_view t) {
+  std::string out;
+  bool in_string = false;
+  for (size_t i = 0; i < t.size(); ++i) {
+    const char c = t[i];
+    if (in_string) {
+      out += c;
+      if (c == '\\' && i + 1 < t.size()) out += t[++i];
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+      out += c;
+    } else if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+      out += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 bool ChatOutputParser::parse_call(const std::string& json_text, ChatDelta& out) {
   nlohmann::ordered_json j;
   try {
@@ -91,12 +165,28 @@ bool ChatOutputParser::parse_call(const std::string& json_text, ChatDelta& out) 
   if (!j.is_object() || !j.contains("name") || !j["name"].is_string()) return false;
   const std::string name = j["name"].get<std::string>();
   if (std::find(names_.begin(), names_.end(), name) == names_.end()) return false;
-  nlohmann::ordered_json args = j.contains("arguments") ? j["arguments"] : j.contains("parameters") ? j["parameters"]
-                                                                                                      : nlohmann::ordered_json::object();
+  // parallel_tool_calls false: the turn's first call only (as vLLM), whatever the model wrote after.
+  if (single_call_ && calls_ > 0) return true;
+  const char* key = j.contains("arguments") ? "arguments" : j.contains("parameters") ? "parameters" : nullptr;
   ToolCall c;
   c.id = next_id();
   c.name = name;
-  c.arguments = args.is_string() ? args.get<std::string>() : args.dump();
+  if (!key) {
+    c.arguments = "{}";
+  } else if (j[key].is_string()) {
+    // Arguments written as a string: the string itself when it holds a JSON object (some models
+    // quote their arguments), else the JSON string, so that `arguments` is always JSON text.
+    const std::string s = j[key].get<std::string>();
+    bool object = false;
+    try {
+      object = nlohmann::ordered_json::parse(s).is_object();
+    } catch (const nlohmann::json::exception&) {
+    }
+    c.arguments = object ? s : j[key].dump();
+  } else {
+    c.arguments = compact_json(member_text(json_text, key));
+    if (c.arguments.empty()) c.arguments = j[key].dump();
+  }
   out.tool_calls.push_back(std::move(c));
   ++calls_;
   return true;

@@ -38,9 +38,10 @@ class ChatOutputParser {
  public:
   // `tool_names`: the request's tools (a call of another name stays text); empty: no tool parsing.
   // `in_reasoning`: the prompt already opened a <think> block (the template ends with it).
-  // `id_seed` makes the tool call ids (distinct per choice).
+  // `id_seed` makes the tool call ids (distinct per choice). `single_call` (parallel_tool_calls
+  // false): the first call only.
   ChatOutputParser(ReasoningParser r, ToolCallParser t, std::vector<std::string> tool_names, bool in_reasoning,
-                   uint64_t id_seed);
+                   uint64_t id_seed, bool single_call = false);
 
   ChatDelta feed(std::string_view text);
   ChatDelta finish();
@@ -62,6 +63,7 @@ class ChatOutputParser {
   bool content_started_ = false;
   bool think_closed_ = false;  // the output closed a <think> block: newlines after it are the separator
   size_t calls_ = 0;
+  bool single_call_ = false;
   struct Scan {  // close_outside_strings' progress through the open tool block
     size_t pos = 0;
     bool in_string = false, escaped = false;

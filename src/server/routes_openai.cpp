@@ -38,7 +38,7 @@ std::shared_ptr<ChatOutputParser> chat_parser(const ServerContext& ctx, const Ge
   const ReasoningParser r = spec.separate_reasoning ? ctx.parse.reasoning_parser : ReasoningParser::kNone;
   if (r == ReasoningParser::kNone && spec.tool_names.empty()) return nullptr;
   return std::make_shared<ChatOutputParser>(r, ctx.parse.tool_parser, spec.tool_names, spec.reasoning_open,
-                                            std::hash<std::string>{}(id) + index);
+                                            std::hash<std::string>{}(id) + index, !spec.parallel_tool_calls);
 }
 
 ChatDelta feed_parser(ChatOutputParser& p, const std::string& text, bool finished) {

@@ -169,7 +169,7 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
   const ReasoningParser rp = spec.separate_reasoning ? ctx.parse.reasoning_parser : ReasoningParser::kNone;
   if (rp != ReasoningParser::kNone || !spec.tool_names.empty())
     run->parser = std::make_shared<ChatOutputParser>(rp, ctx.parse.tool_parser, spec.tool_names, spec.reasoning_open,
-                                                     std::hash<std::string>{}(run->id));
+                                                     std::hash<std::string>{}(run->id), !spec.parallel_tool_calls);
   if (rp != ReasoningParser::kNone)
     if (auto ids = ctx.tok.encode("</think>", false); ids.size() == 1) run->think_close = ids[0];
 

@@ -87,6 +87,7 @@ void parse_tools(const json& body, std::string_view raw_body, GenSpec& spec, con
   if (ctx.tool_parser == ToolCallParser::kNone)
     bad_param("tools", "this server parses no tool calls: start it with --tool-call-parser (e.g. qwen3, hermes, llama3)");
   spec.tool_names = names;
+  spec.parallel_tool_calls = body.value("parallel_tool_calls", true);
   if (choice == "auto") return;
   if (spec.base.constraint)
     bad_param("tool_choice", fmt::format("'tool_choice' {} cannot be combined with another output constraint "
@@ -99,13 +100,15 @@ void parse_tools(const json& body, std::string_view raw_body, GenSpec& spec, con
     ojson params = written.is_array() && i < written.size() && written[i].contains("function")
                        ? written[i]["function"].value("parameters", ojson(nullptr))
                        : ojson(nullptr);
-    if (params.is_null()) params = ojson::object();
+    // OpenAI: no parameters is an empty parameter list, so the arguments are still an object.
+    if (params.is_null()) params = ojson{{"type", "object"}};
     ts.tools.push_back({names[i], params});
   }
   ts.only = only;
   ts.parallel = body.value("parallel_tool_calls", true);
   // A model that thinks first may still do so before its calls.
   ts.think = ctx.reasoning_parser != ReasoningParser::kNone && !spec.reasoning_closed;
+  ts.think_open = ts.think && spec.reasoning_open;
   spec.base.constraint = compile_or_400({constrain::ConstraintKind::kToolCalls, ts.to_text()}, "tools", ctx);
 }
 

@@ -375,6 +375,15 @@ TEST(ToolCalls, Llama3FormatAndThinking) {
   EXPECT_TRUE(accepts(t, "<think>I need </thin the time 日本</think>\n\n" + call));
   EXPECT_FALSE(accepts(t, "<think>a</think>b</think>" + call));  // the block ends at the first </think>
   EXPECT_FALSE(accepts(t, "<think>unfinished" + call));
+  // A template that ends the prompt inside <think> (QwQ, DeepSeek-R1): the output goes on reasoning,
+  // closes the block, then calls; it cannot open a second one first nor skip the close.
+  s.think_open = true;
+  auto open = Automaton::build(tool_call_grammar(s));
+  EXPECT_TRUE(accepts(open, "I need the time</think>\n\n" + call));
+  EXPECT_TRUE(accepts(open, "</think>" + call));
+  EXPECT_FALSE(accepts(open, call));
+  EXPECT_FALSE(accepts(open, "<think>x</think>y</think>" + call));
+  EXPECT_EQ(ToolCallSpec::from_text(s.to_text()).to_text(), s.to_text());
 }
 
 TEST(Automaton, SerializationRoundTrip) {

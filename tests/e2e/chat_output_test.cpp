@@ -69,6 +69,39 @@ TEST(ChatOutput, HermesToolCalls) {
   expect_streams_alike(ReasoningParser::kNone, ToolCallParser::kHermes, text);
 }
 
+// `arguments` is always JSON text, as OpenAI's clients parse it: a string is its JSON literal unless
+// it holds an object (models that quote their arguments), a value is kept exactly as written (an
+// integer past 64 bits is not turned into a double; whitespace outside strings dropped, as a
+// re-serialization would), no arguments are {}.
+TEST(ChatOutput, ArgumentsAreJsonTextExactlyAsWritten) {
+  auto args_of = [](const std::string& inner) {
+    const ChatDelta d = whole(ReasoningParser::kNone, ToolCallParser::kHermes,
+                              "<tool_call>\n{\"name\": \"get_weather\"" + inner + "}\n</tool_call>");
+    EXPECT_EQ(d.tool_calls.size(), 1u) << inner;
+    return d.tool_calls.empty() ? std::string("<none>") : d.tool_calls[0].arguments;
+  };
+  EXPECT_EQ(args_of(", \"arguments\": \"hello\""), "\"hello\"");
+  EXPECT_EQ(args_of(", \"arguments\": \"{\\\"city\\\": \\\"Oslo\\\"}\""), "{\"city\": \"Oslo\"}");
+  EXPECT_EQ(args_of(", \"arguments\": {\"order_id\": 98765432109876543210}"), "{\"order_id\":98765432109876543210}");
+  EXPECT_EQ(args_of(", \"arguments\": [1, {\"a\": \"} \\\" \"}]"), "[1,{\"a\":\"} \\\" \"}]");
+  EXPECT_EQ(args_of(", \"arguments\": null "), "null");
+  EXPECT_EQ(args_of(""), "{}");
+  EXPECT_EQ(args_of(", \"x\": {\"arguments\": 1}, \"arguments\": {\"city\": \"a, b\"}"), "{\"city\":\"a, b\"}");
+}
+
+// parallel_tool_calls false: the turn's first call, whatever the model wrote after it.
+TEST(ChatOutput, SingleCallKeepsTheFirst) {
+  const std::string text =
+      "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n"
+      "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>";
+  ChatOutputParser p(ReasoningParser::kNone, ToolCallParser::kHermes, kTools, false, 7, true);
+  ChatDelta a = p.feed(text), b = p.finish();
+  for (auto& c : b.tool_calls) a.tool_calls.push_back(c);
+  ASSERT_EQ(a.tool_calls.size(), 1u);
+  EXPECT_EQ(a.tool_calls[0].name, "get_weather");
+  EXPECT_EQ(whole(ReasoningParser::kNone, ToolCallParser::kHermes, text).tool_calls.size(), 2u);
+}
+
 TEST(ChatOutput, HermesLeavesWhatIsNotACallAsText) {
   // An unknown tool, broken JSON, a lone tag: text, as written.
   for (const std::string text : {"<tool_call>\n{\"name\": \"rm_rf\", \"arguments\": {}}\n</tool_call>",

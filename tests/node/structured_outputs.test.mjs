@@ -222,6 +222,18 @@ tests.push(['OpenAI client tools flow: required call -> tool result -> answer; n
   // tool_choice none: a plain answer, no calls parsed.
   const r4 = await c.chat.completions.create({ model, messages: [user], tools, tool_choice: 'none', max_tokens: 10 });
   assert.equal(r4.choices[0].message.tool_calls, undefined);
+  // A function without parameters takes an empty parameter list (OpenAI): its arguments are still an
+  // object, whatever a random model would write in their place.
+  const ping = [{ type: 'function', function: { name: 'ping' } }];
+  for (let s = 1; s <= 4; s++) {
+    const r = await c.chat.completions.create({ model, messages: [user], tools: ping, tool_choice: 'required', max_tokens: 60,
+                                                temperature: 1, seed: s, chat_template_kwargs: NO_THINK });
+    if (r.choices[0].finish_reason === 'length') continue;
+    for (const call of r.choices[0].message.tool_calls) {
+      const a = JSON.parse(call.function.arguments);
+      assert.ok(a !== null && typeof a === 'object' && !Array.isArray(a), `ping's arguments ${call.function.arguments}`);
+    }
+  }
 }]);
 
 tests.push(['reasoning_content: a <think> block moves out of the content, streamed and whole', async () => {
