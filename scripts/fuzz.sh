@@ -13,7 +13,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 secs="${1:-25}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(request_parse request_body tokenizer chat_template safetensors config control_message gguf image prefix_store constraint)
+[ ${#targets[@]} -gt 0 ] || targets=(request_parse request_body tokenizer chat_template safetensors config control_message gguf image prefix_store constraint
+                                     chat_output)
 build="${FUZZ_BUILD_DIR:-$here/build-fuzz}"
 out="${FUZZ_OUT:-$(mktemp -d /tmp/dpserve-fuzz.XXXXXX)}"
 export DPSERVE_SHARED_DIR="${DPSERVE_SHARED_DIR:-$here/../shared}"

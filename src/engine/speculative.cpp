@@ -57,10 +57,14 @@ std::vector<int32_t> ngram_draft(const std::vector<int32_t>& tokens, int64_t max
       // What followed it, continued periodically once it runs into the suffix: a loop of period
       // n - from (a repeated phrase, greedy decoding's cycles) drafts its whole length, not just
       // the one period that is already written.
+      // A prompt row given as image features or an embedding has no token id (its placeholder is
+      // negative): the draft stops before it, as the verifying step can only feed ids.
       const int64_t from = s + w;
       for (int64_t i = 0; i < max_draft; ++i) {
         const int64_t at = from + i;
-        out.push_back(at < n ? tokens[size_t(at)] : out[size_t(at - n)]);
+        const int32_t t = at < n ? tokens[size_t(at)] : out[size_t(at - n)];
+        if (t < 0) break;
+        out.push_back(t);
       }
       return out;
     }

@@ -55,7 +55,8 @@ void validate(SpeculativeConfig& c);
 // `max_draft` tokens that followed the latest earlier occurrence of the longest suffix of `tokens`
 // (between min_window and max_window tokens long) that occurred before: prompt lookup decoding.
 // Where the tokens after that occurrence run out (they reach the suffix itself), the draft repeats
-// them periodically. Empty when no suffix recurs.
+// them periodically. Empty when no suffix recurs; cut before the first negative id (a prompt row
+// of image features or an embedding, which has no id to draft).
 std::vector<int32_t> ngram_draft(const std::vector<int32_t>& tokens, int64_t max_draft, int64_t min_window,
                                  int64_t max_window);
 

@@ -46,6 +46,19 @@ TEST(NgramDraft, NothingWhenNoSuffixRecursOrWindowsExcludeIt) {
   EXPECT_TRUE(ngram_draft({1, 2, 1, 2}, 0, 1, 4).empty());
 }
 
+// Image or embedding rows of a prompt carry negative placeholder ids: no draft may hold one (the
+// step feeds drafts as token ids; a placeholder there stopped the whole server). The draft ends
+// before the first.
+TEST(NgramDraft, StopsBeforeAPromptRowWithoutATokenId) {
+  // "A" (32) then an image's rows, later the model writes "A": the match is at 0, followed by the
+  // image start (151652) and three placeholder rows.
+  const Ids t{32, 151652, -1, -2, -3, 151653, 7, 32};
+  EXPECT_EQ(ngram_draft(t, 4, 1, 4), (Ids{151652}));
+  EXPECT_TRUE(ngram_draft({5, -1, -2, 5}, 3, 1, 3).empty());
+  // Placeholders in the matched suffix itself are fine: only what follows it is drafted.
+  EXPECT_EQ(ngram_draft({-1, -2, 9, 4, -1, -2}, 2, 1, 2), (Ids{9, 4}));
+}
+
 TEST(DraftPolicy, GrowsOnFullAcceptanceShrinksOnMissPausesOnRepeatedMisses) {
   DraftPolicy p;
   EXPECT_EQ(p.allowed(5), 5);   // starts at the most allowed
