@@ -165,6 +165,7 @@ bool ChatOutputParser::parse_call(const std::string& json_text, ChatDelta& out) 
   if (!j.is_object() || !j.contains("name") || !j["name"].is_string()) return false;
   const std::string name = j["name"].get<std::string>();
   if (std::find(names_.begin(), names_.end(), name) == names_.end()) return false;
+  text_since_call_ = false;
   // parallel_tool_calls false: the turn's first call only (as vLLM), whatever the model wrote after.
   if (single_call_ && calls_ > 0) return true;
   const char* key = j.contains("arguments") ? "arguments" : j.contains("parameters") ? "parameters" : nullptr;
@@ -190,6 +191,11 @@ bool ChatOutputParser::parse_call(const std::string& json_text, ChatDelta& out) 
   out.tool_calls.push_back(std::move(c));
   ++calls_;
   return true;
+}
+
+void ChatOutputParser::emit(const std::string& text, ChatDelta& out) {
+  out.content += text;
+  if (!all_space(text)) text_since_call_ = true;
 }
 
 void ChatOutputParser::content_step(bool final, ChatDelta& out) {
@@ -225,7 +231,7 @@ void ChatOutputParser::content_step(bool final, ChatDelta& out) {
   const size_t at = buf_.find(kCallOpen);
   if (at != std::string::npos) {
     std::string before = buf_.substr(0, at);
-    if (calls_ == 0 || !all_space(before)) out.content += before;
+    if (space_is_content() || !all_space(before)) emit(before, out);
     buf_.erase(0, at + kCallOpen.size());
     mode_ = Mode::kToolBlock;
     scan_ = {};
@@ -234,8 +240,8 @@ void ChatOutputParser::content_step(bool final, ChatDelta& out) {
   const size_t keep = final ? 0 : partial_tag(buf_, kCallOpen);
   std::string ready = buf_.substr(0, buf_.size() - keep);
   // Whitespace between or after calls is not content; held until something else shows up.
-  if (calls_ > 0 && all_space(ready) && !final) return;
-  if (calls_ == 0 || !all_space(ready)) out.content += ready;
+  if (!space_is_content() && all_space(ready) && !final) return;
+  if (space_is_content() || !all_space(ready)) emit(ready, out);
   buf_.erase(0, buf_.size() - keep);
 }
 
@@ -285,14 +291,14 @@ void ChatOutputParser::run(bool final, ChatDelta& out) {
         if (at == std::string::npos && final) at = buf_.find(kCallClose);
         if (at != std::string::npos) {
           const std::string inner = buf_.substr(0, at);
-          if (!parse_call(inner, out)) out.content += std::string(kCallOpen) + inner + std::string(kCallClose);
+          if (!parse_call(inner, out)) emit(std::string(kCallOpen) + inner + std::string(kCallClose), out);
           buf_.erase(0, at + kCallClose.size());
           mode_ = Mode::kContent;
           scan_ = {};
         } else if (final) {
           // The output ended inside a block (EOS before the closing tag): a complete call still counts.
           scan_ = {};
-          if (!parse_call(buf_, out)) out.content += std::string(kCallOpen) + buf_;
+          if (!parse_call(buf_, out)) emit(std::string(kCallOpen) + buf_, out);
           buf_.clear();
           mode_ = Mode::kContent;
         }

@@ -51,6 +51,10 @@ class ChatOutputParser {
   void run(bool final, ChatDelta& out);
   void content_step(bool final, ChatDelta& out);
   bool parse_call(const std::string& json_text, ChatDelta& out);
+  // Content after the first call: whitespace is content only once text follows the last call
+  // (whitespace between or after calls is the format's, not the model's answer).
+  void emit(const std::string& text, ChatDelta& out);
+  bool space_is_content() const { return calls_ == 0 || text_since_call_; }
   // Where "</tool_call>" starts in buf_ outside a JSON string, or npos (yet).
   size_t close_outside_strings();
   std::string next_id();
@@ -64,6 +68,7 @@ class ChatOutputParser {
   bool think_closed_ = false;  // the output closed a <think> block: newlines after it are the separator
   size_t calls_ = 0;
   bool single_call_ = false;
+  bool text_since_call_ = false;  // content other than whitespace came after the last call
   struct Scan {  // close_outside_strings' progress through the open tool block
     size_t pos = 0;
     bool in_string = false, escaped = false;

@@ -102,6 +102,18 @@ TEST(ChatOutput, SingleCallKeepsTheFirst) {
   EXPECT_EQ(whole(ReasoningParser::kNone, ToolCallParser::kHermes, text).tool_calls.size(), 2u);
 }
 
+// Whitespace between calls is the format's; after text that follows a call it is the model's. Fed
+// whole or in pieces, the newline before a second block that is not a call stays (found by
+// fuzz_chat_output: the stream dropped it).
+TEST(ChatOutput, WhitespaceAfterTextBetweenCallsIsContentInAnySplit) {
+  const std::string call = "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>";
+  const std::string text = call + " see p\n<tool_call>\nnot json\n</tool_call>\n" + call + "\n";
+  const ChatDelta d = whole(ReasoningParser::kNone, ToolCallParser::kHermes, text);
+  EXPECT_EQ(d.content, " see p\n<tool_call>\nnot json\n</tool_call>\n");
+  EXPECT_EQ(d.tool_calls.size(), 2u);
+  expect_streams_alike(ReasoningParser::kNone, ToolCallParser::kHermes, text);
+}
+
 TEST(ChatOutput, HermesLeavesWhatIsNotACallAsText) {
   // An unknown tool, broken JSON, a lone tag: text, as written.
   for (const std::string text : {"<tool_call>\n{\"name\": \"rm_rf\", \"arguments\": {}}\n</tool_call>",
