@@ -653,13 +653,7 @@ std::string render_chat_prompt(const json& b, const ParseContext& ctx, std::vect
   if (msgs->empty()) bad_param("messages", "'messages' must contain at least one message");
   // The template sees objects in the client's key order, as Hugging Face's renders them: `tojson` of
   // a tool schema or of tool-call arguments prints keys in that order, and `b` has them sorted.
-  ojson written;
-  if (!raw_body.empty()) {
-    try {
-      written = ojson::parse(raw_body);
-    } catch (const ojson::exception&) {
-    }
-  }
+  ojson written = raw_body.empty() ? ojson(nullptr) : original_subtree(raw_body, {});
   if (!written.is_object()) written = ojson(b);
   ojson clean = ojson::array();
   for (size_t i = 0; i < msgs->size(); ++i) {
