@@ -2,50 +2,63 @@
 
 namespace dpserve {
 
-namespace {
-
-// What an entry costs: its JSON text, which is about what nlohmann's tree holds (within a small factor).
-size_t cost(const ResponseStore::Entry& e) {
-  return e.owner.size() + e.response.dump().size() + e.conversation.dump().size();
-}
-
-}  // namespace
-
-bool ResponseStore::put(const std::string& id, Entry e) {
-  const size_t b = cost(e);
+bool ResponseStore::put(const std::string& id, const Entry& e) {
+  Slot s{e.owner, e.response.dump(), e.conversation.dump(), e.input_count, 0, {}};
+  s.bytes = id.size() + s.owner.size() + s.response.size() + s.conversation.size();
   std::lock_guard<std::mutex> lock(mu_);
-  if (max_count_ == 0 || b > max_bytes_) return false;
-  if (auto it = slots_.find(id); it != slots_.end()) {
-    bytes_ -= it->second.bytes;
-    order_.erase(it->second.order);
-    slots_.erase(it);
+  if (max_count_ == 0 || s.bytes > max_bytes_) return false;
+  if (auto it = slots_.find(id); it != slots_.end()) drop(it);
+  while (!slots_.empty() && (slots_.size() + 1 > max_count_ || bytes_ + s.bytes > max_bytes_)) {
+    auto o = victim(slots_.size() + 1 > max_count_);
+    drop(slots_.find(o->second.order.front()));
   }
-  while (!order_.empty() && (slots_.size() + 1 > max_count_ || bytes_ + b > max_bytes_)) {
-    auto oldest = slots_.find(order_.front());
-    bytes_ -= oldest->second.bytes;
-    slots_.erase(oldest);
-    order_.pop_front();
-  }
-  order_.push_back(id);
-  slots_.emplace(id, Slot{std::move(e), b, std::prev(order_.end())});
-  bytes_ += b;
+  Owner& o = owners_[s.owner];
+  o.order.push_back(id);
+  o.bytes += s.bytes;
+  s.order = std::prev(o.order.end());
+  bytes_ += s.bytes;
+  slots_.emplace(id, std::move(s));
   return true;
 }
 
+void ResponseStore::drop(std::unordered_map<std::string, Slot>::iterator it) {
+  auto o = owners_.find(it->second.owner);
+  o->second.order.erase(it->second.order);
+  o->second.bytes -= it->second.bytes;
+  if (o->second.order.empty()) owners_.erase(o);
+  bytes_ -= it->second.bytes;
+  slots_.erase(it);
+}
+
+std::map<std::string, ResponseStore::Owner>::iterator ResponseStore::victim(bool by_count) {
+  auto best = owners_.begin();
+  for (auto it = owners_.begin(); it != owners_.end(); ++it) {
+    const bool more = by_count ? it->second.order.size() > best->second.order.size()
+                               : it->second.bytes > best->second.bytes;
+    if (more) best = it;
+  }
+  return best;
+}
+
 std::optional<ResponseStore::Entry> ResponseStore::get(const std::string& id, const std::string& owner) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = slots_.find(id);
-  if (it == slots_.end() || it->second.entry.owner != owner) return std::nullopt;
-  return it->second.entry;
+  std::string response, conversation;
+  size_t input_count = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = slots_.find(id);
+    if (it == slots_.end() || it->second.owner != owner) return std::nullopt;
+    response = it->second.response;
+    conversation = it->second.conversation;
+    input_count = it->second.input_count;
+  }
+  return Entry{owner, nlohmann::json::parse(response), nlohmann::ordered_json::parse(conversation), input_count};
 }
 
 bool ResponseStore::erase(const std::string& id, const std::string& owner) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = slots_.find(id);
-  if (it == slots_.end() || it->second.entry.owner != owner) return false;
-  bytes_ -= it->second.bytes;
-  order_.erase(it->second.order);
-  slots_.erase(it);
+  if (it == slots_.end() || it->second.owner != owner) return false;
+  drop(it);
   return true;
 }
 

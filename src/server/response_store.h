@@ -1,11 +1,14 @@
 // The responses kept for previous_response_id and GET /v1/responses/{id}: in this process's memory,
-// bounded by a count and by bytes (--max-stored-responses, --max-stored-responses-mb); when full,
-// the oldest go first. Each belongs to the API key that made it: other callers cannot see it.
+// bounded by a count and by bytes (--max-stored-responses, --max-stored-responses-mb). Each belongs
+// to the API key that made it: other callers cannot see it, and when the store is full the oldest
+// response of the key holding the most goes first, so one key cannot push out another's responses
+// while it holds no more than they do.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <list>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -26,27 +29,39 @@ class ResponseStore {
     size_t input_count = 0;               // how many of `conversation` were this response's input
   };
 
-  // Keeps `e` under `id`, evicting the oldest until it fits; false (nothing kept) when it alone
-  // exceeds the byte bound or the store holds nothing (max_count 0).
-  bool put(const std::string& id, Entry e);
+  // Keeps `e` under `id`, evicting until it fits; false (nothing kept) when it alone exceeds the byte
+  // bound or the store holds nothing (max_count 0).
+  bool put(const std::string& id, const Entry& e);
   // The entry of `id` if it exists and belongs to `owner`.
   std::optional<Entry> get(const std::string& id, const std::string& owner) const;
   bool erase(const std::string& id, const std::string& owner);
 
   size_t size() const;
+  // What the kept entries hold: their JSON text, which is how they are kept (a parsed tree of small
+  // values takes tens of times its text), so the byte bound is the memory they use.
   size_t bytes() const;
   size_t max_count() const { return max_count_; }
   size_t max_bytes() const { return max_bytes_; }
 
  private:
   struct Slot {
-    Entry entry;
+    std::string owner, response, conversation;  // JSON text
+    size_t input_count = 0;
     size_t bytes = 0;
-    std::list<std::string>::iterator order;
+    std::list<std::string>::iterator order;  // in its owner's list
   };
+  struct Owner {
+    std::list<std::string> order;  // oldest first
+    size_t bytes = 0;
+  };
+  void drop(std::unordered_map<std::string, Slot>::iterator it);
+  // The owner whose oldest entry goes next: the one holding the most (by count when the count is
+  // the bound that binds, else by bytes).
+  std::map<std::string, Owner>::iterator victim(bool by_count);
+
   size_t max_count_, max_bytes_;
   mutable std::mutex mu_;
-  std::list<std::string> order_;  // oldest first
+  std::map<std::string, Owner> owners_;
   std::unordered_map<std::string, Slot> slots_;
   size_t bytes_ = 0;
 };

@@ -52,6 +52,50 @@ TEST(ResponseStore, OwnersSeeOnlyTheirOwn) {
   EXPECT_FALSE(none.put("a", entry("k")));
 }
 
+// One key filling the store evicts its own oldest, not another key's: the owner holding the most
+// loses first, by count when the count binds and by bytes when the bytes do.
+TEST(ResponseStore, AKeyThatFillsTheStoreEvictsItsOwn) {
+  ResponseStore s(3, 1 << 20);
+  ASSERT_TRUE(s.put("a1", entry("key-a")));
+  for (const char* id : {"b1", "b2", "b3", "b4"}) ASSERT_TRUE(s.put(id, entry("key-b")));
+  EXPECT_TRUE(s.get("a1", "key-a"));
+  EXPECT_FALSE(s.get("b1", "key-b"));
+  EXPECT_FALSE(s.get("b2", "key-b"));
+  EXPECT_TRUE(s.get("b4", "key-b"));
+  EXPECT_EQ(s.size(), 3u);
+  // When key-a holds more, its oldest goes.
+  ResponseStore t(4, 1 << 20);
+  for (const char* id : {"a1", "a2", "a3"}) ASSERT_TRUE(t.put(id, entry("key-a")));
+  ASSERT_TRUE(t.put("b1", entry("key-b")));
+  ASSERT_TRUE(t.put("b2", entry("key-b")));
+  EXPECT_FALSE(t.get("a1", "key-a"));
+  EXPECT_TRUE(t.get("b1", "key-b"));
+
+  ResponseStore u(100, 5000);
+  ASSERT_TRUE(u.put("small", entry("key-a", 500)));
+  for (const char* id : {"big1", "big2", "big3", "big4"}) ASSERT_TRUE(u.put(id, entry("key-b", 1500)));
+  EXPECT_TRUE(u.get("small", "key-a"));
+  EXPECT_FALSE(u.get("big1", "key-b"));
+  EXPECT_TRUE(u.get("big4", "key-b"));
+  EXPECT_LE(u.bytes(), 5000u);
+}
+
+// The byte bound is the text kept: an entry made of many small JSON values (a tree of nodes tens of
+// times its text when parsed) is charged and held as its text, and reads back the same.
+TEST(ResponseStore, KeepsEntriesAsTheirText) {
+  ResponseStore s(10, 1 << 20);
+  json many = json::array();
+  for (int i = 0; i < 1000; ++i) many.push_back(json::object());
+  ResponseStore::Entry e{"k", json{{"m", many}}, nlohmann::ordered_json::array({{{"z", 1}, {"a", 2}}}), 1};
+  ASSERT_TRUE(s.put("r", e));
+  EXPECT_EQ(s.bytes(), std::string("r").size() + 1 + e.response.dump().size() + e.conversation.dump().size());
+  auto back = s.get("r", "k");
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->response, e.response);
+  EXPECT_EQ(back->conversation.dump(), R"([{"z":1,"a":2}])");  // the written key order survives
+  EXPECT_EQ(back->input_count, 1u);
+}
+
 TEST(ResponseOutput, ItemsInWritingOrderWithTheirEvents) {
   int n = 0;
   ResponseOutput out([&](const char* p) { return std::string(p) + "_" + std::to_string(n++); });
