@@ -235,7 +235,8 @@ void later(const json&, const std::string&, ParseState&) {}
 
 // OpenAI fields that change nothing in the output (docs/api.md lists them): accepted, type-checked.
 void output_neutral(const json& v, const std::string& name, ParseState&) {
-  const bool ok = name == "metadata" ? v.is_object() : name == "store" ? v.is_boolean() : v.is_string();
+  if (name == "metadata") return check_metadata(v, name);
+  const bool ok = name == "store" ? v.is_boolean() : v.is_string();
   if (!ok) bad_param(name, fmt::format("'{}' has the wrong type ({})", name, v.type_name()));
 }
 

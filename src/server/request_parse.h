@@ -9,12 +9,14 @@
 #include <string_view>
 #include <vector>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "engine/request.h"
 #include "engine/request_limits.h"
 #include "server/chat_output.h"
 #include "server/image_source.h"
+#include "server/openai_error.h"
 
 namespace dpserve {
 
@@ -42,6 +44,25 @@ struct ParseContext {
 
 // The 400 for text where a server without a tokenizer needs token ids.
 [[noreturn]] void refuse_text_without_tokenizer(const std::string& param, const std::string& instead);
+
+// OpenAI's `metadata`: at most 16 pairs, keys of at most 64 characters, string values of at most 512.
+// It is echoed and stored (Responses), so its size is the client's to choose only within these.
+template <class Json>
+void check_metadata(const Json& m, const std::string& param = "metadata") {
+  auto chars = [](const std::string& s) {
+    size_t n = 0;
+    for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+    return n;
+  };
+  if (!m.is_object()) bad_param(param, fmt::format("'{}' must be an object of strings", param));
+  if (m.size() > 16) bad_param(param, fmt::format("'{}' has {} keys; at most 16 are allowed", param, m.size()));
+  for (const auto& [k, v] : m.items()) {
+    if (chars(k) > 64) bad_param(param, fmt::format("'{}' keys are at most 64 characters long", param));
+    if (!v.is_string()) bad_param(param + "." + k, fmt::format("'{}.{}' must be a string", param, k));
+    if (chars(v.template get_ref<const std::string&>()) > 512)
+      bad_param(param + "." + k, fmt::format("'{}.{}' is longer than 512 characters", param, k));
+  }
+}
 
 // One HTTP request's generation work: prompts x n choices sharing one set of parameters.
 struct GenSpec {

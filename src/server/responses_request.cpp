@@ -399,7 +399,7 @@ ResponsesRequest parse_responses_request(
   }
   for (const char* k : {"prompt_cache_key", "safety_identifier", "user"})
     if (const ojson* v = field(b, k)) need_string(*v, k);
-  if (const ojson* m = field(b, "metadata"); m && !m->is_object()) bad_param("metadata", "'metadata' must be an object");
+  if (const ojson* m = field(b, "metadata")) check_metadata(*m);
   if (const ojson* s = field(b, "store")) {
     if (!s->is_boolean()) bad_param("store", "'store' must be a boolean");
     rr.store = s->get<bool>();

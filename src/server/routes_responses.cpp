@@ -288,6 +288,13 @@ void register_responses_routes(httplib::Server& svr, ServerContext& ctx) {
     e->conversation.erase(e->conversation.begin() + ptrdiff_t(e->input_count), e->conversation.end());
     send_json(res, 200, json::parse(list_input_items(e->conversation, q).dump()));
   });
+  // OpenAI cancels background responses only; none run in the background here (`background` is refused),
+  // so a stored response has finished and the answer is OpenAI's for a response that was not.
+  svr.Post(R"(/v1/responses/([^/]+)/cancel)", [&ctx](const httplib::Request& req, httplib::Response&) {
+    if (!stored(ctx, req)) not_found(req.matches[1]);
+    throw ApiError(400, "Only responses created with background: true can be cancelled; this one has already finished.",
+                   "response_id", "invalid_request_error", "response_not_cancellable");
+  });
   svr.Delete(R"(/v1/responses/([^/]+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
     if (!ctx.responses.erase(req.matches[1], request_caller().owner)) not_found(req.matches[1]);
     send_json(res, 200, {{"id", std::string(req.matches[1])}, {"object", "response"}, {"deleted", true}});

@@ -94,6 +94,24 @@ if (think) {
     assert.equal(r2.usage.input_tokens, c2.usage.prompt_tokens);
     assert.equal(r2.output[0].content[0].text, c2.reasoning);
   }]);
+
+  tests.push(['structured output after an opened <think>: the schema holds the answer, not the reasoning', async () => {
+    // Qwen3's `</think>` (151668), pushed up so the random model ends its reasoning at once; the
+    // constraint must then let it out of the block and hold what follows to the schema. Before, the
+    // grammar started at the first token, so the JSON was written inside the reasoning.
+    const schema = { type: 'object', properties: { a: { type: 'boolean' } }, required: ['a'], additionalProperties: false };
+    const c = await chat([{ role: 'user', content: 'hi' }], {
+      max_completion_tokens: 40, logit_bias: { 151668: 100 },
+      response_format: { type: 'json_schema', json_schema: { name: 'flag', schema, strict: true } } });
+    assert.equal(c.finish, 'stop', JSON.stringify(c.message));
+    assert.equal(c.reasoning, '');
+    assert.ok(ajv.validate(schema, JSON.parse(c.text)), `${c.text}: ${ajv.errorsText()}`);
+    // Without the push the random model keeps reasoning, and the JSON is not forced into it.
+    const free = await chat([{ role: 'user', content: 'hi' }], {
+      max_completion_tokens: 8, response_format: { type: 'json_object' } });
+    assert.equal(free.text, '');
+    assert.notEqual(free.reasoning.trimStart()[0], '{', free.reasoning);
+  }]);
 } else {
   tests.push(['plain create: the message equals chat completions on the same conversation', async () => {
     const N = 12;
@@ -405,6 +423,12 @@ if (think) {
       [{ ...ok, temperature: 3 }, 'temperature'],
       [{ ...ok, max_output_tokens: 1000000 }, 'max_output_tokens'],
       [{ ...ok, store: 'yes' }, 'store'],
+      // OpenAI's metadata: at most 16 string pairs, keys <= 64 characters, values <= 512 (it is echoed
+      // and stored, so any JSON here grew the store's memory tens of times its charged size).
+      [{ ...ok, metadata: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, 'v'])) }, 'metadata'],
+      [{ ...ok, metadata: { ['k'.repeat(65)]: 'v' } }, 'metadata'],
+      [{ ...ok, metadata: { a: [1, 2, {}] } }, 'metadata.a'],
+      [{ ...ok, metadata: { a: 'é'.repeat(513) } }, 'metadata.a'],
     ];
     for (const [body, param] of cases) {
       const r = await http('POST', '/v1/responses', body);
@@ -418,6 +442,21 @@ if (think) {
     await assert.rejects(client({ apiKey: 'wrong' }).responses.create(ok), (e) => e.status === 401);
     const r = await oa.responses.create(ok);
     assert.ok(['completed', 'incomplete'].includes(r.status));
+    // The limits themselves are allowed: 16 keys, 64-character keys, 512-character values (characters, not bytes).
+    const full = Object.fromEntries(Array.from({ length: 15 }, (_, i) => [`k${i}`, 'v']));
+    full['ключ'.padEnd(64, 'й')] = 'é'.repeat(512);
+    const m = await oa.responses.create({ ...ok, metadata: full });
+    assert.deepEqual(m.metadata, full);
+    assert.deepEqual((await oa.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 1,
+                                                         metadata: full, store: false })).object, 'chat.completion');
+    assertOpenAIError(await http('POST', '/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }],
+                                                                   max_tokens: 1, metadata: { n: 5 } }), 400, 'metadata.n');
+    // Cancel: nothing runs in the background, so a stored response cannot be cancelled (400, not a
+    // missing route), and an unknown or another key's response is a 404 as for GET.
+    const c = await http('POST', `/v1/responses/${r.id}/cancel`);
+    assert.equal(assertOpenAIError(c, 400, 'response_id').code, 'response_not_cancellable');
+    assert.equal(assertOpenAIError(await http('POST', '/v1/responses/resp_nothere/cancel'), 404).code, 'response_not_found');
+    await assert.rejects(oa.responses.cancel(r.id), (e) => e.status === 400);
   }]);
 }
 
