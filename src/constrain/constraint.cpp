@@ -4,6 +4,7 @@
 #include "constrain/json_schema_compiler.h"
 #include "constrain/regex_compiler.h"
 #include "constrain/tool_call_grammar.h"
+#include "core/check.h"
 
 namespace dpserve::constrain {
 
@@ -18,15 +19,25 @@ const char* constraint_kind_name(ConstraintKind k) {
   return "?";
 }
 
-std::shared_ptr<const Automaton> compile_constraint(const ConstraintSpec& spec, const JsonSchemaOptions& json) {
+namespace {
+
+Grammar grammar_of(const ConstraintSpec& spec, const JsonSchemaOptions& json) {
   switch (spec.kind) {
-    case ConstraintKind::kJsonSchema: return Automaton::build(json_schema_grammar(spec.text, json));
-    case ConstraintKind::kJsonObject: return Automaton::build(json_object_grammar(json));
-    case ConstraintKind::kRegex: return Automaton::build(regex_grammar(spec.text));
-    case ConstraintKind::kEbnf: return Automaton::build(gbnf_grammar(spec.text));
-    case ConstraintKind::kToolCalls: return Automaton::build(tool_call_grammar(ToolCallSpec::from_text(spec.text), json));
+    case ConstraintKind::kJsonSchema: return json_schema_grammar(spec.text, json);
+    case ConstraintKind::kJsonObject: return json_object_grammar(json);
+    case ConstraintKind::kRegex: return regex_grammar(spec.text);
+    case ConstraintKind::kEbnf: return gbnf_grammar(spec.text);
+    case ConstraintKind::kToolCalls: return tool_call_grammar(ToolCallSpec::from_text(spec.text), json);
   }
-  return nullptr;
+  fail("unknown constraint kind {}", int(spec.kind));
+}
+
+}  // namespace
+
+std::shared_ptr<const Automaton> compile_constraint(const ConstraintSpec& spec, const JsonSchemaOptions& json) {
+  Grammar g = grammar_of(spec, json);
+  add_reasoning_prefix(g, spec.prefix);
+  return Automaton::build(g);
 }
 
 }  // namespace dpserve::constrain

@@ -8,6 +8,7 @@
 
 #include "constrain/automaton.h"
 #include "constrain/json_schema_compiler.h"
+#include "constrain/reasoning_prefix.h"
 
 namespace dpserve::constrain {
 
@@ -24,8 +25,9 @@ const char* constraint_kind_name(ConstraintKind k);
 struct ConstraintSpec {
   ConstraintKind kind = ConstraintKind::kJsonSchema;
   std::string text;
-  // The compile cache key: kind and text.
-  std::string key() const { return std::string(1, char('0' + int(kind))) + text; }
+  ReasoningPrefix prefix = ReasoningPrefix::kNone;  // what may come first (tool calls carry their own)
+  // The compile cache key: kind, prefix and text.
+  std::string key() const { return std::string{char('0' + int(kind)), char('0' + int(prefix))} + text; }
 };
 
 // Throws dpserve::Error with a message naming the unsupported or invalid construct.

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "constrain/reasoning_prefix.h"
 #include "core/check.h"
 
 namespace dpserve::constrain {
@@ -36,40 +37,6 @@ ToolCallSpec ToolCallSpec::from_text(std::string_view text) {
   return s;
 }
 
-ExprId text_until(Grammar& g, std::string_view stop) {
-  DP_CHECK(!stop.empty());
-  for (char c : stop) DP_CHECK(uint8_t(c) < 0x80, "text_until: the stop string must be ASCII");
-  const size_t L = stop.size();
-  // KMP: the state after reading byte c in state i (the longest prefix of `stop` ending there).
-  std::vector<size_t> fail_at(L + 1, 0);
-  for (size_t i = 1, k = 0; i < L; ++i) {
-    while (k > 0 && stop[i] != stop[k]) k = fail_at[k];
-    if (stop[i] == stop[k]) ++k;
-    fail_at[i + 1] = k;
-  }
-  auto next = [&](size_t i, char c) {
-    while (i > 0 && stop[i] != c) i = fail_at[i];
-    return stop[i] == c ? i + 1 : 0;
-  };
-  const int32_t base = int32_t(g.num_rules());
-  std::vector<int32_t> rules;
-  for (size_t i = 0; i < L; ++i) rules.push_back(g.add_rule(fmt::format("until{}_{}", base, i)));
-  for (size_t i = 0; i < L; ++i) {
-    // Characters grouped by where they lead; every non-ASCII character restarts the match.
-    std::vector<CodepointSet> to(L + 1);
-    for (uint32_t c = 0; c < 0x80; ++c) to[next(i, char(c))].add(c);
-    to[0].add(0x80, CodepointSet::kMax);
-    std::vector<ExprId> alts;
-    for (size_t k = 0; k <= L; ++k) {
-      if (to[k].empty()) continue;
-      const ExprId ch = g.chars(to[k]);
-      alts.push_back(k == L ? ch : g.seq({ch, g.ref(rules[k])}));
-    }
-    g.set_body(rules[i], g.alt(std::move(alts)));
-  }
-  return g.ref(rules[0]);
-}
-
 Grammar tool_call_grammar(const ToolCallSpec& spec, const JsonSchemaOptions& opt) {
   if (spec.tools.empty()) fail("tool calls: no tools given");
   Grammar g;
@@ -102,7 +69,7 @@ Grammar tool_call_grammar(const ToolCallSpec& spec, const JsonSchemaOptions& opt
   }
   if (spec.think_open) {
     // The template ended the prompt inside <think>: the reasoning goes on, closes, then the calls.
-    body = g.seq({text_until(g, "</think>"), g.repeat(g.literal("\n"), 0, 2), body});
+    body = g.seq({open_think_rest(g), body});
   } else if (spec.think) {
     const ExprId think = g.seq({g.literal("<think>"), text_until(g, "</think>"), g.repeat(g.literal("\n"), 0, 2)});
     body = g.seq({g.optional(think), body});

@@ -34,8 +34,4 @@ struct ToolCallSpec {
 // Throws dpserve::Error naming the tool whose schema cannot be enforced.
 Grammar tool_call_grammar(const ToolCallSpec& spec, const JsonSchemaOptions& opt = {});
 
-// Any text (whole UTF-8 characters) not containing `stop`, then `stop`: a KMP automaton as
-// right-recursive rules (tail calls, so it runs in constant stack). `stop` must be ASCII.
-ExprId text_until(Grammar& g, std::string_view stop);
-
 }  // namespace dpserve::constrain

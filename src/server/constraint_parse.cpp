@@ -17,6 +17,7 @@ using json = nlohmann::json;
 using ojson = nlohmann::ordered_json;
 using constrain::ConstraintKind;
 using constrain::ConstraintSpec;
+using constrain::ReasoningPrefix;
 
 namespace {
 
@@ -54,7 +55,8 @@ std::shared_ptr<const constrain::Automaton> compile_or_400(const ConstraintSpec&
   }
 }
 
-void parse_response_format(const json& body, std::string_view raw_body, Request& r, const ParseContext& ctx) {
+void parse_response_format(const json& body, std::string_view raw_body, Request& r, const ParseContext& ctx,
+                           ReasoningPrefix prefix) {
   const json* rf = field(body, "response_format");
   if (!rf) return;
   if (!rf->is_object()) bad_param("response_format", "'response_format' must be an object with a 'type'");
@@ -66,7 +68,7 @@ void parse_response_format(const json& body, std::string_view raw_body, Request&
     if (k != "type" && k != "json_schema") bad_param("response_format." + k, fmt::format("'response_format.{}' is not a known field", k));
   if (t == "text") return;
   if (t == "json_object") {
-    r.constraint = compile_or_400({ConstraintKind::kJsonObject, ""}, "response_format", ctx);
+    r.constraint = compile_or_400({ConstraintKind::kJsonObject, "", prefix}, "response_format", ctx);
     return;
   }
   if (t != "json_schema")
@@ -93,15 +95,16 @@ void parse_response_format(const json& body, std::string_view raw_body, Request&
   if (!field(*js, "name")) bad_param("response_format.json_schema.name", "'response_format.json_schema.name' is required");
   const json* schema = field(*js, "schema");
   if (!schema) {  // OpenAI leaves the schema optional: any JSON object then
-    r.constraint = compile_or_400({ConstraintKind::kJsonObject, ""}, "response_format", ctx);
+    r.constraint = compile_or_400({ConstraintKind::kJsonObject, "", prefix}, "response_format", ctx);
     return;
   }
   const ojson written = original_subtree(raw_body, {"response_format", "json_schema", "schema"});
   const std::string text = written.is_null() ? schema->dump() : written.dump();
-  r.constraint = compile_or_400({ConstraintKind::kJsonSchema, text}, "response_format.json_schema.schema", ctx);
+  r.constraint = compile_or_400({ConstraintKind::kJsonSchema, text, prefix}, "response_format.json_schema.schema", ctx);
 }
 
-void parse_sglang_constraint(const json& sp, std::string_view raw_body, Request& r, const ParseContext& ctx) {
+void parse_sglang_constraint(const json& sp, std::string_view raw_body, Request& r, const ParseContext& ctx,
+                             ReasoningPrefix prefix) {
   const json* regex = field(sp, "regex");
   const json* schema = field(sp, "json_schema");
   const json* ebnf = field(sp, "ebnf");
@@ -109,10 +112,10 @@ void parse_sglang_constraint(const json& sp, std::string_view raw_body, Request&
     bad_param("sampling_params", "give at most one of 'regex', 'json_schema' and 'ebnf'");
   if (regex) {
     if (!regex->is_string()) bad_param("sampling_params.regex", "'regex' must be a string");
-    r.constraint = compile_or_400({ConstraintKind::kRegex, regex->get<std::string>()}, "sampling_params.regex", ctx);
+    r.constraint = compile_or_400({ConstraintKind::kRegex, regex->get<std::string>(), prefix}, "sampling_params.regex", ctx);
   } else if (ebnf) {
     if (!ebnf->is_string()) bad_param("sampling_params.ebnf", "'ebnf' must be a string");
-    r.constraint = compile_or_400({ConstraintKind::kEbnf, ebnf->get<std::string>()}, "sampling_params.ebnf", ctx);
+    r.constraint = compile_or_400({ConstraintKind::kEbnf, ebnf->get<std::string>(), prefix}, "sampling_params.ebnf", ctx);
   } else if (schema) {
     // SGLang takes the schema as JSON text; an object is accepted too.
     std::string text;
@@ -124,18 +127,19 @@ void parse_sglang_constraint(const json& sp, std::string_view raw_body, Request&
     } else {
       bad_param("sampling_params.json_schema", "'json_schema' must be a JSON Schema (as text or an object)");
     }
-    r.constraint = compile_or_400({ConstraintKind::kJsonSchema, text}, "sampling_params.json_schema", ctx);
+    r.constraint = compile_or_400({ConstraintKind::kJsonSchema, text, prefix}, "sampling_params.json_schema", ctx);
   }
 }
 
-void parse_output_constraint(const json& body, std::string_view raw_body, Request& r, const ParseContext& ctx) {
+void parse_output_constraint(const json& body, std::string_view raw_body, Request& r, const ParseContext& ctx,
+                             ReasoningPrefix prefix) {
   const bool rf = field(body, "response_format") != nullptr;
   const bool ext = field(body, "regex") || field(body, "ebnf");
   if (rf && ext) bad_param("response_format", "give one of 'response_format', 'regex' and 'ebnf'");
   if (rf) {
-    parse_response_format(body, raw_body, r, ctx);
+    parse_response_format(body, raw_body, r, ctx, prefix);
   } else if (ext) {
-    parse_sglang_constraint(body, raw_body, r, ctx);
+    parse_sglang_constraint(body, raw_body, r, ctx, prefix);
   }
 }
 

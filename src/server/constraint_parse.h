@@ -27,11 +27,15 @@ std::shared_ptr<const constrain::Automaton> compile_or_400(const constrain::Cons
                                                            const std::string& param, const ParseContext& ctx);
 
 // OpenAI response_format on a chat request.
-void parse_response_format(const nlohmann::json& body, std::string_view raw_body, Request& r, const ParseContext& ctx);
+void parse_response_format(const nlohmann::json& body, std::string_view raw_body, Request& r, const ParseContext& ctx,
+                           constrain::ReasoningPrefix prefix = constrain::ReasoningPrefix::kNone);
 // The OpenAI routes' output constraint: response_format, or SGLang's regex / ebnf extensions (at most one).
-void parse_output_constraint(const nlohmann::json& body, std::string_view raw_body, Request& r, const ParseContext& ctx);
+// `prefix`: what the model may write before the constrained output (the rest of an opened <think>).
+void parse_output_constraint(const nlohmann::json& body, std::string_view raw_body, Request& r, const ParseContext& ctx,
+                             constrain::ReasoningPrefix prefix = constrain::ReasoningPrefix::kNone);
 // SGLang's constraint fields inside sampling_params (the body's "sampling_params" object).
-void parse_sglang_constraint(const nlohmann::json& sp, std::string_view raw_body, Request& r, const ParseContext& ctx);
+void parse_sglang_constraint(const nlohmann::json& sp, std::string_view raw_body, Request& r, const ParseContext& ctx,
+                             constrain::ReasoningPrefix prefix = constrain::ReasoningPrefix::kNone);
 // OpenAI logit_bias: {"token id": bias in [-100, 100]}.
 void parse_logit_bias(const nlohmann::json& body, Request& r, const ParseContext& ctx);
 

@@ -730,7 +730,6 @@ GenSpec parse_chat_request(const json& b, const ParseContext& ctx, std::string_v
   }
   spec.base.return_logprob = spec.logprobs;
   parse_logit_bias(b, spec.base, ctx);
-  parse_output_constraint(b, raw_body, spec.base, ctx);
   // Where the template leaves the reasoning block: Qwen3 closes an empty one when thinking is off.
   {
     const size_t end = text.find_last_not_of(" \t\r\n");
@@ -738,6 +737,12 @@ GenSpec parse_chat_request(const json& b, const ParseContext& ctx, std::string_v
     spec.reasoning_open = tail.size() >= 7 && tail.substr(tail.size() - 7) == "<think>";
     spec.reasoning_closed = tail.size() >= 8 && tail.substr(tail.size() - 8) == "</think>";
   }
+  // A template that opened <think> leaves the model reasoning: the constraint holds the answer after
+  // it (what the reasoning parser returns as content), not the thinking.
+  const bool answer_after_think =
+      ctx.reasoning_parser != ReasoningParser::kNone && spec.separate_reasoning && spec.reasoning_open;
+  parse_output_constraint(b, raw_body, spec.base, ctx,
+                          answer_after_think ? constrain::ReasoningPrefix::kOpenThink : constrain::ReasoningPrefix::kNone);
   parse_tools(b, raw_body, spec, ctx);
   check_choices(spec, "n");
   const bool completion_named = st.max_completion_tokens.has_value();
