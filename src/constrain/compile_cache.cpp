@@ -6,21 +6,31 @@ namespace dpserve::constrain {
 
 std::shared_ptr<const Automaton> CompileCache::get(const ConstraintSpec& spec) {
   const std::string key = spec.key();
-  {
+  auto cached = [&]() -> std::shared_ptr<const Automaton> {
     std::lock_guard<std::mutex> lock(mu_);
-    if (auto it = map_.find(key); it != map_.end()) {
-      ++hits_;
-      lru_.splice(lru_.begin(), lru_, it->second.lru);
-      if (it->second.automaton) return it->second.automaton;
-      throw Error(it->second.error);
-    }
-  }
+    auto it = map_.find(key);
+    if (it == map_.end()) return nullptr;
+    ++hits_;
+    lru_.splice(lru_.begin(), lru_, it->second.lru);
+    if (it->second.automaton) return it->second.automaton;
+    throw Error(it->second.error);
+  };
+  if (auto a = cached()) return a;
   // Compiled outside the lock: a slow schema does not hold up requests with cached ones.
   Slot slot;
-  try {
-    slot.automaton = compile_constraint(spec, json_);
-  } catch (const Error& e) {
-    slot.error = e.what();
+  {
+    compiling_.acquire();
+    struct Release {
+      std::counting_semaphore<kMaxConcurrentCompiles>& s;
+      ~Release() { s.release(); }
+    } release{compiling_};
+    // The same text may have compiled while this one waited its turn.
+    if (auto a = cached()) return a;
+    try {
+      slot.automaton = compile_constraint(spec, json_);
+    } catch (const Error& e) {
+      slot.error = e.what();
+    }
   }
   std::lock_guard<std::mutex> lock(mu_);
   ++misses_;
