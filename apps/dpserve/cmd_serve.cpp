@@ -265,6 +265,12 @@ void register_serve(CLI::App& app) {
                 "logprob alternative (echo + logprobs k: k per prompt token and choice) counted as a token too "
                 "(0 = no limit)")
       ->capture_default_str()->check(CLI::NonNegativeNumber)->envname("DPSERVE_MAX_QUEUED_TOKENS");
+  s->add_option("--max-queued-logprobs", a->so.max_queued_logprobs,
+                "The same bound on logprob entries the replies in flight will hold: every reported token (echoed "
+                "prompt, generated) and each of its top_logprobs alternatives, for every choice. A reply is built "
+                "whole in memory (~250 bytes an entry), so this bounds what logprobs can make the server hold "
+                "(0 = no limit)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber)->envname("DPSERVE_MAX_QUEUED_LOGPROBS");
   s->add_option("--max-stored-responses", a->so.max_stored_responses,
                 "/v1/responses kept in memory for previous_response_id and GET /v1/responses/{id}; beyond it the "
                 "oldest go (0 = keep none)")

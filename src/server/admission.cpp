@@ -2,33 +2,36 @@
 
 namespace dpserve {
 
-Admission::Verdict Admission::admit(int64_t sequences, int64_t tokens, std::shared_ptr<void>& slot) {
+namespace {
+
+bool over(int64_t max, int64_t v) { return max > 0 && v > max; }
+
+}  // namespace
+
+Admission::Verdict Admission::admit(const Work& w, std::shared_ptr<void>& slot) {
   {
     std::lock_guard lk(mu_);
-    if ((max_sequences_ > 0 && sequences > max_sequences_) || (max_tokens_ > 0 && tokens > max_tokens_))
+    if (over(max_sequences_, w.sequences) || over(max_tokens_, w.tokens) || over(max_logprobs_, w.logprobs))
       return Verdict::kTooBig;
-    if ((max_sequences_ > 0 && sequences_ + sequences > max_sequences_) ||
-        (max_tokens_ > 0 && tokens_ + tokens > max_tokens_))
+    if (over(max_sequences_, now_.sequences + w.sequences) || over(max_tokens_, now_.tokens + w.tokens) ||
+        over(max_logprobs_, now_.logprobs + w.logprobs))
       return Verdict::kBusy;
-    sequences_ += sequences;
-    tokens_ += tokens;
+    now_.sequences += w.sequences;
+    now_.tokens += w.tokens;
+    now_.logprobs += w.logprobs;
   }
-  slot = std::shared_ptr<void>(nullptr, [this, sequences, tokens](void*) {
+  slot = std::shared_ptr<void>(nullptr, [this, w](void*) {
     std::lock_guard lk(mu_);
-    sequences_ -= sequences;
-    tokens_ -= tokens;
+    now_.sequences -= w.sequences;
+    now_.tokens -= w.tokens;
+    now_.logprobs -= w.logprobs;
   });
   return Verdict::kAdmitted;
 }
 
-int64_t Admission::sequences() const {
+Admission::Work Admission::in_flight() const {
   std::lock_guard lk(mu_);
-  return sequences_;
-}
-
-int64_t Admission::tokens() const {
-  std::lock_guard lk(mu_);
-  return tokens_;
+  return now_;
 }
 
 }  // namespace dpserve

@@ -70,41 +70,53 @@ std::shared_ptr<void> admit_generation(ServerContext& ctx, const GenSpec& spec) 
                    "not text generation; start it without --is-embedding to generate",
                    "", "invalid_request_error", "embedding_server");
   const int64_t n = spec.n;
-  int64_t sequences = 0, tokens = 0;
+  Admission::Work w;
   // Echoed prompt logprobs cost like tokens: each prompt position carries its top_logprobs alternatives
   // into every choice of the answer (n x prompt x k entries), whatever the few positions computed.
-  const int64_t per_prompt_token = 1 + (spec.base.prompt_logprobs ? int64_t(spec.base.top_logprobs) : 0);
+  const int64_t k = spec.base.top_logprobs;
+  const int64_t per_prompt_token = 1 + (spec.base.prompt_logprobs ? k : 0);
   auto count = [&](int64_t prompt_len) {
-    sequences += n;
-    tokens += n * (prompt_len * per_prompt_token + spec.base.params.max_new_tokens);
+    const int64_t max_new = spec.base.params.max_new_tokens;
+    w.sequences += n;
+    w.tokens += n * (prompt_len * per_prompt_token + max_new);
+    // The entries the reply will hold, each a JSON object built in memory before it is sent.
+    w.logprobs += n * (1 + k) * ((spec.base.prompt_logprobs ? prompt_len : 0) + (spec.base.return_logprob ? max_new : 0));
   };
   if (spec.prompts.empty()) count(spec.input_embeds_rows);
   for (const auto& p : spec.prompts) count(int64_t(p.size()));
-  return admit_work(ctx, sequences, tokens, "n");
+  return admit_work(ctx, w, "n");
 }
 
-std::shared_ptr<void> admit_work(ServerContext& ctx, int64_t sequences, int64_t tokens, const std::string& param) {
+std::shared_ptr<void> admit_work(ServerContext& ctx, const Admission::Work& w, const std::string& param) {
   check_serving(ctx);
   std::shared_ptr<void> slot;
-  switch (ctx.admission.admit(sequences, tokens, slot)) {
+  const Admission& a = ctx.admission;
+  switch (ctx.admission.admit(w, slot)) {
     case Admission::Verdict::kAdmitted: break;
     case Admission::Verdict::kTooBig:
+      if (!(a.max_sequences() > 0 && w.sequences > a.max_sequences()) && !(a.max_tokens() > 0 && w.tokens > a.max_tokens()))
+        bad_param("logprobs", fmt::format("This request's replies would hold {} logprob entries (each reported token "
+                                          "and each of its alternatives, for every choice); the server admits at "
+                                          "most {} at once (--max-queued-logprobs)",
+                                          w.logprobs, a.max_logprobs()));
       bad_param(param, fmt::format("This request needs {} sequences and {} tokens (prompt + max_tokens each, and each echoed "
                                  "prompt logprob alternative counts as a token); the "
                                  "server admits at most {} sequences (--max-queued-requests) and {} tokens "
                                  "(--max-queued-tokens) at once",
-                                 sequences, tokens, ctx.admission.max_sequences(), ctx.admission.max_tokens()));
-    case Admission::Verdict::kBusy:
+                                 w.sequences, w.tokens, a.max_sequences(), a.max_tokens()));
+    case Admission::Verdict::kBusy: {
       ctx.metrics.rejected_overload.fetch_add(1);
+      const Admission::Work now = a.in_flight();
       // 429 (not 503): the server is healthy but over its load bound, which OpenAI clients treat as
       // "back off and retry" (with Retry-After); 503 stays for draining and a failed engine.
       throw ApiError(429,
                      fmt::format("Too much work in flight ({} of {} sequences, --max-queued-requests; {} of {} tokens, "
-                                 "--max-queued-tokens; 0 = no limit) for this request's {} sequences and {} tokens; "
-                                 "retry later",
-                                 ctx.admission.sequences(), ctx.admission.max_sequences(), ctx.admission.tokens(),
-                                 ctx.admission.max_tokens(), sequences, tokens),
+                                 "--max-queued-tokens; {} of {} logprob entries, --max-queued-logprobs; 0 = no limit) "
+                                 "for this request's {} sequences, {} tokens and {} logprob entries; retry later",
+                                 now.sequences, a.max_sequences(), now.tokens, a.max_tokens(), now.logprobs,
+                                 a.max_logprobs(), w.sequences, w.tokens, w.logprobs),
                      "", "rate_limit_error", "queue_full");
+    }
   }
   ++ctx.metrics.http_inflight;
   return std::shared_ptr<void>(nullptr, [&ctx, slot](void*) { --ctx.metrics.http_inflight; });

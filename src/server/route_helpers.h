@@ -14,6 +14,7 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include "server/admission.h"
 #include "server/generation.h"
 #include "server/server_context.h"
 
@@ -46,7 +47,7 @@ void check_serving(ServerContext& ctx);
 std::shared_ptr<void> admit_generation(ServerContext& ctx, const GenSpec& spec);
 // The same admission for work counted directly (embeddings, rerank): `param` is named when the
 // request alone is too big.
-std::shared_ptr<void> admit_work(ServerContext& ctx, int64_t sequences, int64_t tokens, const std::string& param);
+std::shared_ptr<void> admit_work(ServerContext& ctx, const Admission::Work& w, const std::string& param);
 // The request's JSON body, parsed under JsonLimits: done within --http-request-timeout of the end of
 // its headers, stopped when the client leaves or the server stops, top-level fields refused as
 // soon as `known` says no.

@@ -87,7 +87,7 @@ void handle_embeddings(ServerContext& ctx, const httplib::Request& req, httplib:
   EmbeddingsSpec spec = parse_embeddings_request(body, ctx.parse, cfg, hidden);
   release_body(req);
   std::shared_ptr<void> inflight =
-      admit_work(ctx, int64_t(spec.inputs.size()), admitted_tokens(spec.inputs), "input");
+      admit_work(ctx, {int64_t(spec.inputs.size()), admitted_tokens(spec.inputs), 0}, "input");
   std::vector<PooledResult> got = run_pooled(ctx, req, spec.inputs, cfg.pooling, {});
   if (got.empty()) {
     res.status = 499;  // the client is gone; nobody reads this
@@ -117,7 +117,7 @@ void handle_rerank(ServerContext& ctx, const httplib::Request& req, httplib::Res
   RerankSpec spec = parse_rerank_request(body, ctx.parse);
   release_body(req);
   std::shared_ptr<void> inflight =
-      admit_work(ctx, int64_t(spec.prompts.size()), admitted_tokens(spec.prompts), "documents");
+      admit_work(ctx, {int64_t(spec.prompts.size()), admitted_tokens(spec.prompts), 0}, "documents");
   std::vector<PooledResult> got = run_pooled(ctx, req, spec.prompts, Pooling::kNone, {spec.yes_id, spec.no_id});
   if (got.empty()) {
     res.status = 499;

@@ -136,6 +136,28 @@ run([
     assert.match(many.json.error.message, /--max-queued-tokens/);
     assert.match(many.json.error.message, /31505 tokens/);
   }],
+  ['logprob entries the replies would hold are bounded too (--max-queued-logprobs 40000)', async () => {
+    await waitIdle();
+    // 16 choices x 400 tokens x (1 + 5) = 38400 entries: admitted. 20 choices: 48000, a 400 naming
+    // logprobs, though its 20 x (1 + 400) tokens are far under --max-queued-tokens. Before this bound,
+    // a 12 KB completions request (echo, logprobs 20, n 64, 4000 prompt ids) made the server hold 1.3 GB.
+    const ok = await post('/v1/completions', { prompt: 'Hi', n: 16, max_tokens: 400, logprobs: 5, ignore_eos: true });
+    assert.equal(ok.status, 200, JSON.stringify(ok.json).slice(0, 300));
+    for (const c of ok.json.choices) assert.equal(c.logprobs.top_logprobs.length, 400);
+    const big = await post('/v1/completions', { prompt: 'Hi', n: 20, max_tokens: 400, logprobs: 5 });
+    assertOpenAIError(big, 400, 'logprobs');
+    assert.match(big.json.error.message, /48000 logprob entries/);
+    assert.match(big.json.error.message, /--max-queued-logprobs/);
+    const chat = await post('/v1/chat/completions', { messages: [{ role: 'user', content: 'Hi' }], n: 20, max_tokens: 400,
+                                                      logprobs: true, top_logprobs: 5 });
+    assertOpenAIError(chat, 400, 'logprobs');
+    // Echoed prompt entries count with the generated ones: 4 x (300 + 200) x (1 + 20) = 42000 > 40000,
+    // though 4 x (300 x 21 + 200) = 26000 tokens fit.
+    const ids = Array.from({ length: 300 }, (_, i) => 100 + (i % 300));
+    const echo = await post('/v1/completions', { prompt: ids, n: 4, max_tokens: 200, echo: true, logprobs: 20 });
+    assertOpenAIError(echo, 400, 'logprobs');
+    assert.match(echo.json.error.message, /42000 logprob entries/);
+  }],
   ['a request that fits the sequences but not the tokens left waits its turn (429)', async () => {
     await waitIdle();
     // 2 x 16 sequences of ~406 tokens in flight: ~13000 of 28000 tokens, 32 of 64 sequences.
