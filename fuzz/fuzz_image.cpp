@@ -71,7 +71,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const dpserve::ImageInput img = dpserve::materialize_image(bytes, cfg, limits);
   FUZZ_EXPECT(img.height == out_h && img.width == out_w);
   FUZZ_EXPECT(img.rgb.size() == size_t(out_h * out_w * 3));
-  FUZZ_EXPECT(img.hash == dpserve::fnv1a64(bytes));
+  FUZZ_EXPECT(img.hash == dpserve::image_content_hash(bytes));
   const std::vector<float> rows = dpserve::image_patches(img, cfg);
   FUZZ_EXPECT(int64_t(rows.size()) ==
               img.patches(cfg) * 3 * cfg.temporal_patch_size * cfg.patch_size * cfg.patch_size);

@@ -1,6 +1,7 @@
 #include "vision/image_header.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "core/check.h"
 
@@ -15,21 +16,31 @@ ImageHeader jpeg_header(std::string_view data) {
   const auto* d = reinterpret_cast<const unsigned char*>(data.data());
   const size_t n = data.size();
   size_t at = 2;  // after SOI
+  std::optional<ImageHeader> frame;
   for (;;) {
     // A marker is 0xFF (any number of fill 0xFF) and a non-zero code. Stray bytes before it, and
     // 0xFF 0x00 pairs, are skipped as libjpeg skips them (with a warning; Pillow too): a file both
     // decode is not refused here, and the frame header found is the one libjpeg reads.
     while (at < n && d[at] != 0xFF) ++at;
+    if (at >= n && frame) return *frame;  // what follows is the decoder's to refuse
     if (at >= n) fail("bad JPEG image: no frame header (SOF) before the data ends");
     while (at < n && d[at] == 0xFF) ++at;
+    if (at >= n && frame) return *frame;
     if (at >= n) fail("bad JPEG image: truncated data");
     const unsigned char m = d[at++];
     if (m == 0x00 || m == 0xD8 || m == 0x01 || (m >= 0xD0 && m <= 0xD7)) continue;  // no marker, or no length
+    if (frame && (m == 0xD9 || m == 0xDA || at + 2 > n)) {
+      // The first scan: one with fewer components than the frame makes libjpeg keep the whole
+      // image's coefficients until the last scan, as for a progressive file (jdinput.c,
+      // has_multiple_scans), so the decode budget must count them.
+      if (m == 0xDA && at + 3 <= n && be16(d + at) >= 3) frame->multi_scan = d[at + 2] < frame->components;
+      return *frame;
+    }
     if (m == 0xD9 || m == 0xDA) fail("bad JPEG image: no frame header (SOF) before the image data");
     if (at + 2 > n) fail("bad JPEG image: truncated data");
     const uint32_t len = be16(d + at);
     const bool sof = (m >= 0xC0 && m <= 0xCF) && m != 0xC4 && m != 0xC8 && m != 0xCC;
-    if (sof) {
+    if (sof && !frame) {
       if (len < 8 || at + 8 > n) fail("bad JPEG image: truncated frame header");
       ImageHeader h;
       h.format = ImageFormat::kJpeg;
@@ -39,7 +50,7 @@ ImageHeader jpeg_header(std::string_view data) {
       h.progressive = m == 0xC2 || m == 0xC6 || m == 0xCA || m == 0xCE;
       if (h.width == 0 || h.height == 0)
         fail("JPEG image has a zero size ({}x{})", h.width, h.height);  // a DNL-defined height included
-      return h;
+      frame = h;
     }
     // A length below 2 (it counts its own two bytes) is read as 2, as libjpeg reads it: the markers
     // it skips go on right after the length, the tables it parses fail the decode.
@@ -82,7 +93,7 @@ int64_t decode_peak_bytes(const ImageHeader& h, int64_t out_height, int64_t out_
   const int64_t pixels = h.width * h.height;
   int64_t extra = 0;  // held beside the RGB while decoding
   if (h.format == ImageFormat::kPng && h.bit_depth == 16 && h.components == 1) extra = 2 * pixels;
-  if (h.format == ImageFormat::kJpeg && h.progressive) extra = 2 * pixels * h.components;
+  if (h.format == ImageFormat::kJpeg && (h.progressive || h.multi_scan)) extra = 2 * pixels * h.components;
   const int64_t decoded = 3 * pixels;
   // The resize: the horizontal pass writes height x out_width beside the decoded image (freed
   // after it), the vertical pass out_height x out_width beside the pass before it.

@@ -18,6 +18,7 @@ struct ImageHeader {
   int64_t height = 0;
   int components = 3;        // JPEG: colour components in the frame; PNG: samples per pixel
   bool progressive = false;  // JPEG: progressive (the decoder keeps every coefficient of the image)
+  bool multi_scan = false;   // JPEG: a first scan without every component (the decoder keeps them too)
   int bit_depth = 8;         // PNG: bits per sample
 };
 
@@ -27,8 +28,9 @@ struct ImageHeader {
 ImageHeader read_image_header(std::string_view data);
 
 // Bytes held at the peak of materialize_image for this image when it is resized to out_height x
-// out_width: the decoded RGB (PNG 16-bit grayscale: plus its 2-byte samples), a progressive JPEG's
-// coefficient buffer (2 bytes per component sample), and the resize's intermediate and output.
+// out_width: the decoded RGB (PNG 16-bit grayscale: plus its 2-byte samples), a progressive or
+// multi-scan JPEG's coefficient buffer (2 bytes per component sample), and the resize's
+// intermediate and output.
 int64_t decode_peak_bytes(const ImageHeader& h, int64_t out_height, int64_t out_width);
 
 }  // namespace dpserve

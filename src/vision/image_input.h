@@ -48,7 +48,7 @@ struct ImageInput {
   int32_t height = 0;
   int32_t width = 0;
   std::vector<uint8_t> rgb;
-  // Content hash of the encoded file (64-bit FNV-1a of its bytes): the prefix cache keys the
+  // Content hash of the encoded file (image_content_hash: SHA-256, 64 bits): the prefix cache keys the
   // image's tokens by it, so equal images share cached KV and different ones never do.
   uint64_t hash = 0;
 

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cmath>
 
+#include <openssl/sha.h>
+
 #include "core/check.h"
 #include "vision/image_decode.h"
 
@@ -128,12 +130,11 @@ std::vector<uint8_t> resize_bicubic_rgb(std::vector<uint8_t> rgb, int32_t height
   return cur;
 }
 
-uint64_t fnv1a64(std::string_view bytes) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : bytes) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
+uint64_t image_content_hash(std::string_view bytes) {
+  unsigned char d[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), d);
+  uint64_t h = 0;
+  for (int i = 0; i < 8; ++i) h = (h << 8) | d[i];
   return h;
 }
 
@@ -147,7 +148,7 @@ ImageInput materialize_image(std::string_view bytes, const ImagePreprocessConfig
   ImageInput img;
   img.height = int32_t(h);
   img.width = int32_t(w);
-  img.hash = fnv1a64(bytes);
+  img.hash = image_content_hash(bytes);
   img.rgb = (h == d.height && w == d.width)
                 ? std::move(d.rgb)
                 : resize_bicubic_rgb(std::move(d.rgb), d.height, d.width, int32_t(h), int32_t(w));

@@ -37,12 +37,15 @@ struct MaterializeTimes {
 };
 
 // Encoded JPEG/PNG bytes -> the ImageInput the ranks receive: decoded to RGB, resized by
-// smart_resize + bicubic, hashed (64-bit FNV-1a of the encoded bytes). Bad input is a dpserve::Error.
+// smart_resize + bicubic, hashed (image_content_hash of the encoded bytes). Bad input is a dpserve::Error.
 // `times`, when given, gets the decode and preprocess times added.
 ImageInput materialize_image(std::string_view bytes, const ImagePreprocessConfig& cfg,
                              const ImageLimits& limits, MaterializeTimes* times = nullptr);
 
-// 64-bit FNV-1a of `bytes`.
-uint64_t fnv1a64(std::string_view bytes);
+// The image's identity in the prefix cache: the first 8 bytes of SHA-256(`bytes`), big-endian. A
+// cryptographic hash, because the prefix cache shares an image's KV between requests: a client that
+// could make another image with the same hash (easy for FNV or any non-cryptographic hash, with
+// bytes that decoders skip) could have its KV served to other clients sending the original.
+uint64_t image_content_hash(std::string_view bytes);
 
 }  // namespace dpserve

@@ -70,6 +70,12 @@ def data_url(b, mime="image/png"):
     return f"data:{mime};base64," + base64.b64encode(b).decode()
 
 
+def wrapped_data_url(b, mime="image/png"):
+    # MIME base64 (RFC 2045): lines of 76 characters with CRLF.
+    text = base64.b64encode(b).decode()
+    return f"data:{mime};base64," + "\r\n".join(text[i:i + 76] for i in range(0, len(text), 76))
+
+
 def smart_tokens(h, w, p=PRE):
     factor = p["patch_size"] * p["merge_size"]
     hb, wb = round(h / factor) * factor, round(w / factor) * factor
@@ -114,6 +120,19 @@ class Host(http.server.BaseHTTPRequestHandler):
             for i in range(0, len(GOOD_PNG), 64):  # trickles for longer than the fetch timeout
                 try:
                     self.wfile.write(GOOD_PNG[i:i + 64])
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.2)
+            return
+        if self.path == "/ok/slow-headers.png":
+            # The status line and headers a byte every 0.2 s for 6 s: each read gets a byte well
+            # within the socket timeout, so only a deadline on the whole fetch stops it.
+            head = (b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"a" * 20 + b"\r\n"
+                    + f"Content-Length: {len(GOOD_PNG)}\r\n\r\n".encode())
+            for i in range(len(head)):
+                try:
+                    self.wfile.write(head[i:i + 1])
                     self.wfile.flush()
                 except OSError:
                     return
@@ -206,9 +225,19 @@ try:
                           # Normalised before it is compared, and fetched in that form.
                           ("allowed remote URL after '..'", HOST + "/other/../ok/img.png"),
                           ("allowed remote URL with './'", HOST + "/ok/./img.png"),
-                          ("remote URL under a prefix without a trailing '/'", HOST + "/pub/img.png")]:
+                          ("remote URL under a prefix without a trailing '/'", HOST + "/pub/img.png"),
+                          # Schemes and media types are case-insensitive, and a media type may carry
+                          # parameters (RFC 3986, RFC 2045 / 2397).
+                          ("upper-case data: URL with a parameter",
+                           "DATA:IMAGE/PNG;charset=utf-8;BASE64," + base64.b64encode(GOOD_PNG).decode()),
+                          ("upper-case scheme of an allowed remote URL", HOST.replace("http://", "HTTP://") + "/ok/img.png")]:
             expect_200(srv, "/v1/chat/completions", chat([{"type": "text", "text": "What is it?"}, image_part(url)]),
                        f"chat, {what}")
+        # --max-image-bytes bounds the decoded bytes: MIME line breaks (every 76 characters) do not
+        # count. A PNG 4 bytes under the limit, padded after IEND (decoders stop there), wrapped.
+        near = GOOD_PNG + bytes(100000 - 4 - len(GOOD_PNG))
+        expect_200(srv, "/v1/chat/completions", chat([image_part(wrapped_data_url(near))]),
+                   "base64 wrapped in lines, the image just under --max-image-bytes")
         expect_200(srv, "/v1/chat/completions", chat([image_part(data_url(GOOD_PNG), detail="auto")]),
                    "detail auto is accepted")
         expect_200(srv, "/generate", {"text": "<|vision_start|><|image_pad|><|vision_end|>Describe.",
@@ -249,7 +278,10 @@ try:
             ("missing remote file", HOST + "/ok/missing.png", "gave HTTP 404"),
             ("remote file over --max-image-bytes", HOST + "/ok/big.png", "larger than 100000 bytes"),
             ("slow remote file", HOST + "/ok/slow.png", "took longer than 1 s"),
+            ("remote host trickling its headers", HOST + "/ok/slow-headers.png", "took longer than 1 s"),
             ("data over --max-image-bytes", data_url(png(400, 400, 3)), "larger than 100000 bytes"),
+            ("data over --max-image-bytes with line breaks", wrapped_data_url(b"\x89PNG" + bytes(100000)),
+             "larger than 100000 bytes"),
             ("aspect ratio over 200", data_url(png(1, 300)), "aspect ratio"),
             ("progressive JPEG of 2000 scans", data_url(progressive_jpeg(900, 900, 2000), "image/jpeg"),
              "bad JPEG image: more than 100 scans"),

@@ -15,8 +15,9 @@ std::string be16(unsigned v) { return {char(v >> 8), char(v & 0xff)}; }
 std::string be32(uint32_t v) { return be16(v >> 16) + be16(v & 0xffff); }
 
 // SOI, an APP0 segment, a DQT-like segment, then a frame header of `sof` (FFC0 baseline, FFC2
-// progressive) for height x width with `comps` components, then SOS and a byte of data.
-std::string jpeg(unsigned sof, unsigned height, unsigned width, int comps = 3) {
+// progressive) for height x width with `comps` components, then SOS (of `scan_comps` components,
+// default all) and a byte of data.
+std::string jpeg(unsigned sof, unsigned height, unsigned width, int comps = 3, int scan_comps = -1) {
   std::string s = "\xff\xd8";
   s += "\xff\xe0" + be16(16) + std::string("JFIF\0\x01\x01\0\0\x01\0\x01\0\0", 14);
   s += "\xff\xdb" + be16(4) + std::string("\0\0", 2);
@@ -24,7 +25,11 @@ std::string jpeg(unsigned sof, unsigned height, unsigned width, int comps = 3) {
   std::string frame = std::string(1, char(8)) + be16(height) + be16(width) + char(comps);
   for (int c = 0; c < comps; ++c) frame += std::string{char(c + 1), char(0x11), char(0)};
   s += "\xff" + std::string(1, char(sof)) + be16(unsigned(2 + frame.size())) + frame;
-  s += "\xff\xda" + be16(2) + "x";
+  if (scan_comps < 0) scan_comps = comps;
+  std::string scan(1, char(scan_comps));
+  for (int c = 0; c < scan_comps; ++c) scan += std::string{char(c + 1), char(0)};
+  scan += std::string{char(0), char(63), char(0)};
+  s += "\xff\xda" + be16(unsigned(2 + scan.size())) + scan + "x";
   return s;
 }
 
@@ -46,6 +51,21 @@ TEST(ImageHeader, JpegFrameHeaderGivesTheSize) {
   EXPECT_TRUE(h.progressive);
   EXPECT_EQ(h.components, 1);
   EXPECT_EQ(read_image_header(jpeg(0xC1, 65535, 65535)).width, 65535);  // extended sequential
+}
+
+// A baseline file whose first scan has fewer components than the frame (legal: non-interleaved
+// scans, one per component) makes libjpeg buffer every coefficient of the image as a progressive
+// one does; an interleaved first scan does not.
+TEST(ImageHeader, JpegFirstScanWithoutEveryComponentIsMultiScan) {
+  ImageHeader h = read_image_header(jpeg(0xC0, 4096, 4096, 3, 1));
+  EXPECT_FALSE(h.progressive);
+  EXPECT_TRUE(h.multi_scan);
+  EXPECT_FALSE(read_image_header(jpeg(0xC0, 4096, 4096, 3, 3)).multi_scan);
+  EXPECT_FALSE(read_image_header(jpeg(0xC0, 64, 64, 1, 1)).multi_scan);
+  // The decoded RGB and, beside it, 2 bytes per component sample.
+  const int64_t pixels = 4096 * 4096;
+  EXPECT_GE(decode_peak_bytes(h, 1008, 1008), 3 * pixels + 2 * 3 * pixels);
+  EXPECT_LT(decode_peak_bytes(read_image_header(jpeg(0xC0, 4096, 4096, 3, 3)), 1008, 1008), 3 * pixels + 2 * 3 * pixels);
 }
 
 // Bytes between segments that are not a marker are skipped up to the next 0xFF, and 0xFF 0x00 is

@@ -12,6 +12,7 @@ Makes real JPEG and PNG files, runs vision_dump on them and checks:
     with a clear error under a 512 MiB address-space limit: no crash, no large allocation.
 Usage: pil_check.py PATH/TO/vision_dump
 """
+import hashlib
 import io
 import math
 import os
@@ -106,11 +107,9 @@ def hf_pixel_values(rgb, ps, tp, m):
     return patches.reshape(gt * gh * gw, c * tp * ps * ps)
 
 
-def fnv1a64(b):
-    h = 0xcbf29ce484222325
-    for c in b:
-        h = ((h ^ c) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
-    return h
+def content_hash(b):
+    # The prefix cache's image identity: SHA-256's first 8 bytes, big-endian (hashlib, not our code).
+    return int.from_bytes(hashlib.sha256(b).digest()[:8], "big")
 
 
 # A sanitizer build reserves terabytes of shadow address space at start-up, so an address-space
@@ -166,7 +165,7 @@ def case(name, data, cfgs):
         got, hsh = read_out(out)
         tag = f"{name} -> {th}x{tw} (ps {ps} m {m} pixels [{lo}, {hi}])"
         check(got.shape[:2] == (th, tw), f"{tag}: size {got.shape[:2]}")
-        check(hsh == fnv1a64(data), f"{tag}: hash {hsh:x} != FNV-1a {fnv1a64(data):x}")
+        check(hsh == content_hash(data), f"{tag}: hash {hsh:x} != SHA-256 prefix {content_hash(data):x}")
         want = np.asarray(ref_rgb.resize((tw, th), Image.BICUBIC))
         if got.shape == want.shape:
             diff = np.abs(got.astype(int) - want.astype(int))
