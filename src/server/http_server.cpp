@@ -61,6 +61,19 @@ std::string route_label(const httplib::Request& req) {
   return out + req.path.substr(std::min(at, req.path.size()));
 }
 
+// A client's path as the access log shows it: httplib has %-decoded it, so control characters
+// (a decoded %0A would start a forged log line) are written %-encoded again, and a long one is cut.
+std::string loggable_path(std::string_view p) {
+  constexpr size_t kMax = 512;
+  std::string out;
+  for (unsigned char ch : p.substr(0, kMax)) {
+    if (ch < 0x20 || ch == 0x7f) out += fmt::format("%{:02X}", ch);
+    else out += char(ch);
+  }
+  if (p.size() > kMax) out += fmt::format("...({} bytes)", p.size());
+  return out;
+}
+
 // The web page's shell is exempt too: it is static and carries no data (see routes_webui.cpp); the
 // routes it calls for data are not.
 bool auth_exempt(const std::string& path, const ServerOptions& opts) {
@@ -218,7 +231,7 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ai.start).count();
     c.metrics.count_request(res.status == 404 ? std::string("unmatched") : route_label(req), res.status);
     spdlog::info("{} {} {} {} prompt_tokens={} completion_tokens={}{}{} {:.1f}ms", req.remote_addr, req.method,
-                 req.path, res.status, ai.prompt_tokens, ai.completion_tokens,
+                 loggable_path(req.path), res.status, ai.prompt_tokens, ai.completion_tokens,
                  ai.finish.empty() ? "" : " finish=" + ai.finish, ai.extra, ms);
   });
 

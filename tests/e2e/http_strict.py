@@ -102,6 +102,22 @@ if (not head.startswith(b"HTTP/1.1 200") or b"chunked" in head.lower() or not cl
     print("FAIL HTTP/1.0 stream:", data[:400])
 else:
     print("ok   a stream to HTTP/1.0 is plain events ended by the close")
+# The access log writes a client's path with control characters %-encoded again: a %0A in the path
+# (decoded by the HTTP parser) must not start a line of its own that looks like the server's.
+forged = "FORGED-LINE-7731 127.0.0.1 POST /v1/chat/completions 200"
+exchange(b"GET /nothing%0A" + forged.replace(" ", "%20").encode() + b"%0D HTTP/1.1\r\nHost: x\r\n"
+         b"Connection: close\r\n\r\n")
+time.sleep(0.5)
+log_path = os.environ.get("DPSERVE_LOG")
+if log_path:
+    with open(log_path, "rb") as f:
+        lines = f.read().decode("utf-8", "replace").splitlines()
+    hits = [ln for ln in lines if "FORGED-LINE-7731" in ln]
+    if not hits or any(ln.startswith("FORGED-LINE-7731") or "%0A" not in ln for ln in hits):
+        failures.append("log injection")
+        print("FAIL a %0A in the path forged a log line:", hits[:3])
+    else:
+        print("ok   a %0A in the path is logged as %0A, on the request's own line")
 if failures:
     sys.exit("FAIL: " + "; ".join(failures))
 print("PASS")
