@@ -24,8 +24,8 @@ What it writes:
     name), tokenizer.model (SentencePiece -> `llama` with scores and types) or a llama2.c
     tokenizer.bin; BOS/EOS ids, add_bos/add_eos and the chat template from tokenizer_config.json.
 
-  * --outtype q8_0 / q4_0: matrices as Q8_0 / Q4_0 blocks, quantized here as ggml's reference
-    quantizers do (llama.cpp's converter writes q8_0 itself; its Q4_0 comes from llama-quantize);
+  * --outtype q8_0 / q4_0 / q5_0 / q5_1: matrices as those blocks, quantized here as ggml's reference
+    quantizers do (llama.cpp's converter writes q8_0 itself; the others come from llama-quantize);
     a matrix whose rows are not whole 32-element blocks stays F16, the router and 1-D tensors F32.
 
   /usr/bin/python3 tools/hf_to_gguf.py /tmp/tiny-llama --out /tmp/tiny-llama.gguf --outtype f16
@@ -50,7 +50,8 @@ ARCH = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCau
         "DeepseekV2ForCausalLM": "deepseek2", "DeepseekV3ForCausalLM": "deepseek2"}
 # (type, general.file_type)
 OUTTYPES = {"f32": (G.GGML_F32, 0), "f16": (G.GGML_F16, 1), "bf16": (G.GGML_BF16, 32), "q8_0": (G.GGML_Q8_0, 7),
-            "q4_0": (G.GGML_Q4_0, 2)}
+            "q4_0": (G.GGML_Q4_0, 2), "q5_0": (G.GGML_Q5_0, 8), "q5_1": (G.GGML_Q5_1, 9)}
+BLOCK_TYPES = (G.GGML_Q8_0, G.GGML_Q4_0, G.GGML_Q5_0, G.GGML_Q5_1)
 
 # Hugging Face -> llama.cpp tensor names (the per-layer part).
 LAYER_NAMES = {
@@ -161,9 +162,36 @@ def quantize_blocks(x, ggml_type):
     return out.reshape(*shape[:-1], -1)
 
 
+def quantize_blocks_q5(x, ggml_type):
+    """fp32 rows -> Q5_0 / Q5_1 blocks as ggml's quantize_row_q5_0_ref / q5_1_ref compute them.
+    Q5_0: d = -(the element of largest magnitude, the first on ties) / 16, codes
+    min(31, trunc(x / d + 16.5)). Q5_1: d = (max - min) / 31, m = min, codes trunc((x - min) / d + 0.5).
+    Element j's low four bits go to the low nibble of byte j (j + 16: the high nibble), its fifth
+    bit to bit j (j + 16) of the 32-bit qh."""
+    shape = x.shape
+    b = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, 32)
+    with np.errstate(divide="ignore"):
+        if ggml_type == G.GGML_Q5_0:
+            big = b[np.arange(len(b)), np.abs(b).argmax(axis=1)]
+            d = (big / np.float32(-16)).astype(np.float32)
+            inv = np.where(d != 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
+            c = np.minimum(31, np.trunc(b * inv[:, None] + np.float32(16.5))).astype(np.uint32)
+            head = [d.astype("<f2").view(np.uint8).reshape(-1, 2)]
+        else:
+            lo, hi = b.min(axis=1), b.max(axis=1)
+            d = ((hi - lo) / np.float32(31)).astype(np.float32)
+            inv = np.where(d != 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
+            c = np.trunc((b - lo[:, None]) * inv[:, None] + np.float32(0.5)).astype(np.uint32)
+            head = [d.astype("<f2").view(np.uint8).reshape(-1, 2), lo.astype("<f2").view(np.uint8).reshape(-1, 2)]
+    qs = ((c[:, :16] & 15) | ((c[:, 16:] & 15) << 4)).astype(np.uint8)
+    qh = (((c >> 4) & 1) << np.arange(32, dtype=np.uint32)).sum(axis=1, dtype=np.uint64).astype("<u4")
+    out = np.concatenate(head + [qh.view(np.uint8).reshape(-1, 4), qs], axis=1)
+    return out.reshape(*shape[:-1], -1)
+
+
 def matrix_type(ggml_type, shape):
     """Quantized types only for rows of whole 32-element blocks (else F16, as llama.cpp's converter)."""
-    if ggml_type in (G.GGML_Q8_0, G.GGML_Q4_0) and shape[-1] % 32 != 0:
+    if ggml_type in BLOCK_TYPES and shape[-1] % 32 != 0:
         return G.GGML_F16
     return ggml_type
 
@@ -172,6 +200,8 @@ def convert(arr, dtype, ggml_type):
     """arr (source dtype, BF16 as uint16 bits) -> the bytes of ggml_type."""
     if ggml_type in (G.GGML_Q8_0, G.GGML_Q4_0):
         return quantize_blocks(to_f32(arr, dtype), ggml_type)
+    if ggml_type in (G.GGML_Q5_0, G.GGML_Q5_1):
+        return quantize_blocks_q5(to_f32(arr, dtype), ggml_type)
     if ggml_type == G.GGML_F32:
         return to_f32(arr, dtype).astype("<f4")
     if ggml_type == G.GGML_F16:

@@ -1,10 +1,12 @@
 #include "model/gguf_config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <map>
 
 #include "core/check.h"
+#include "model/gguf_end_of_generation.h"
 #include "model/gguf_types.h"
 
 namespace dpserve {
@@ -137,12 +139,8 @@ void read_rope(const GgufSet& g, const Keys& k, ModelConfig& c) {
 
 void read_special_ids(const GgufMetadata& m, ModelConfig& c) {
   if (const auto b = m.get_int("tokenizer.ggml.bos_token_id"); b && *b >= 0 && *b < c.vocab) c.bos_id = int32_t(*b);
-  for (const char* k : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"})
-    if (const auto e = m.get_int(k); e && *e >= 0 && *e < c.vocab) {
-      bool seen = false;
-      for (int32_t x : c.eos_ids) seen = seen || x == *e;
-      if (!seen) c.eos_ids.push_back(int32_t(*e));
-    }
+  for (int32_t e : gguf_end_of_generation_ids(m))
+    if (e < c.vocab && std::find(c.eos_ids.begin(), c.eos_ids.end(), e) == c.eos_ids.end()) c.eos_ids.push_back(e);
 }
 
 // The element type of most matrix elements (what a "Q4_K_M" file mostly is).
@@ -150,7 +148,8 @@ DType dominant_dtype(const GgufSet& g) {
   std::map<DType, int64_t> elems;
   for (const GgufTensorInfo* t : g.tensors())
     if (t->ne.size() >= 2)
-      if (auto d = ggml_type_to_dtype(t->type)) elems[*d] += t->numel();
+      if (auto d = t->type == 6 || t->type == 7 ? DType::Q8_0 : ggml_type_to_dtype(t->type))  // Q5_0 / Q5_1 load as Q8_0
+        elems[*d] += t->numel();
   DType best = DType::F32;
   int64_t most = -1;
   for (auto [d, n] : elems)

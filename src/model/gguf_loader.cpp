@@ -3,6 +3,7 @@
 #include <array>
 #include <charconv>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <set>
 
@@ -11,6 +12,7 @@
 #include "core/check.h"
 #include "kernels/dequant.h"
 #include "model/gguf_deepseek2.h"
+#include "model/gguf_q5_to_q8.h"
 #include "model/gguf_config.h"
 #include "model/gguf_set.h"
 #include "model/gguf_types.h"
@@ -135,6 +137,8 @@ bool split_layer_name(std::string_view name, int64_t& layer, std::string_view& r
   name.remove_prefix(4);
   const size_t dot = name.find('.');
   if (dot == std::string_view::npos || dot == 0) return false;
+  // Decimal as llama.cpp writes it: "blk.00." or "blk.-1." would alias or shadow a real layer's tensor.
+  if (name[0] == '-' || (name[0] == '0' && dot > 1)) return false;
   const auto r = std::from_chars(name.data(), name.data() + dot, layer);
   if (r.ec != std::errc() || r.ptr != name.data() + dot) return false;
   rest = name.substr(dot + 1);
@@ -145,7 +149,7 @@ DType tensor_dtype(const GgufTensorInfo& t) {
   const auto d = ggml_type_to_dtype(t.type);
   if (!d)
     fail("GGUF {}: tensor \"{}\" has type {}, which dpserve cannot compute with (supported: F32, F16, BF16, Q8_0, "
-         "Q4_0, Q4_K, Q5_K, Q6_K; Q4_K_M and Q5_K_M files use only these)",
+         "Q4_0, Q4_K, Q5_K, Q6_K, and Q5_0 / Q5_1 as Q8_0; Q4_K_M and Q5_K_M files use only these)",
          t.file, t.name, ggml_type_name(t.type));
   return *d;
 }
@@ -242,7 +246,17 @@ void load_gguf(const std::string& path, ModelConfig& config, WeightStore& store)
   const Layout lay{c, c.mla.enabled() && deepseek2_split_kv_b(g, c.arch_name + ".")};
   std::set<std::string> seen;
   std::map<int64_t, std::array<const GgufTensorInfo*, 2>> kv_b_parts;  // layer -> attn_k_b, attn_v_b
+  std::deque<GgufTensorInfo> converted;  // Q5_0 / Q5_1 tensors as Q8_0 (stable addresses: kv_b_parts points here)
   for (const GgufTensorInfo* tp : g.tensors()) {
+    if (tp->type == kGgmlQ5_0 || tp->type == kGgmlQ5_1) {
+      GgufTensorInfo q = *tp;
+      const int64_t blocks = tp->numel() / 32;
+      q.data = store.keep(q5_to_q8_0(tp->type, static_cast<const uint8_t*>(tp->data), blocks));
+      q.type = kGgmlQ8_0;
+      q.bytes = uint64_t(blocks) * 34;
+      converted.push_back(std::move(q));
+      tp = &converted.back();
+    }
     const GgufTensorInfo& t = *tp;
     if (t.name == "rope_freqs.weight") continue;  // read into the config
     int64_t layer = -1;

@@ -23,9 +23,13 @@ int64_t TensorInfo::numel() const {
 void WeightStore::add(const std::string& name, TensorInfo t) { tensors_[name] = std::move(t); }
 
 void WeightStore::add_owned(const std::string& name, TensorInfo t, std::vector<uint8_t> bytes) {
-  owned_.push_back(std::make_unique<std::vector<uint8_t>>(std::move(bytes)));
-  t.data = owned_.back()->data();
+  t.data = keep(std::move(bytes));
   add(name, std::move(t));
+}
+
+const uint8_t* WeightStore::keep(std::vector<uint8_t> bytes) {
+  owned_.push_back(std::make_unique<std::vector<uint8_t>>(std::move(bytes)));
+  return owned_.back()->data();
 }
 
 const TensorInfo& WeightStore::get(const std::string& name) const {

@@ -30,6 +30,8 @@ class WeightStore {
   // A tensor the loader built in memory (e.g. a GGUF tensor rearranged into the layout the layers
   // load); the store keeps `bytes` alive and points t.data at them.
   void add_owned(const std::string& name, TensorInfo t, std::vector<uint8_t> bytes);
+  // Keeps `bytes` alive as long as the store, for tensors (or views) a loader points into them.
+  const uint8_t* keep(std::vector<uint8_t> bytes);
 
   // Every tensor named `from`... is renamed `to`... (checkpoints that nest the same modules under
   // another prefix, e.g. Qwen2.5-VL's model.language_model. for model.).

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
+#include "model/gguf_end_of_generation.h"
 #include "model/gguf_file.h"
 #include "model/gguf_set.h"
 #include "tokenizer/hf_tokenizer.h"
@@ -73,14 +74,12 @@ struct Vocab {
       fail("GGUF {}: {} is {}, outside the vocabulary of {} tokens", m.where(), key, *v, tokens.size());
     return int32_t(*v);
   }
-  // EOS, then the end-of-turn / end-of-message ids: all stop generation, as in llama.cpp.
+  // EOS, the end-of-turn / end-of-message ids, then the tokens whose text ends a turn: all stop
+  // generation, as in llama.cpp (model/gguf_end_of_generation.h).
   std::vector<int32_t> stop_ids() const {
-    std::vector<int32_t> ids;
-    for (const char* k : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"}) {
-      const int32_t i = id(k);
-      if (i >= 0 && std::find(ids.begin(), ids.end(), i) == ids.end()) ids.push_back(i);
-    }
-    return ids;
+    for (const char* k : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"})
+      id(k);  // an id outside the vocabulary is an error here
+    return gguf_end_of_generation_ids(m);
   }
 };
 
@@ -154,8 +153,9 @@ std::unique_ptr<Tokenizer> bpe_tokenizer(const GgufMetadata& m, Vocab v) {
          m.where(), pre_names());
   const PreTokenizerRow* row = find_pre(*pre);
   if (!row)
-    fail("GGUF {}: tokenizer.ggml.pre \"{}\" is not a pre-tokenizer dpserve knows (supported: {})", m.where(), *pre,
-         pre_names());
+    fail("GGUF {}: tokenizer.ggml.pre \"{}\" is not a pre-tokenizer dpserve knows (supported: {}); start with "
+         "--tokenizer-path set to the model's Hugging Face folder (its tokenizer.json) to use that tokenizer",
+         m.where(), *pre, pre_names());
   const GgufValue* mg = m.get_array("tokenizer.ggml.merges", GgufType::String);
   if (!mg) fail("GGUF {}: tokenizer.ggml.merges is missing (a gpt2 vocabulary needs its merges)", m.where());
   HfTokenizerParts p;

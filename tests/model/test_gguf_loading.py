@@ -397,6 +397,71 @@ for bad_name, extra, expect in [
     p = dpserve(["generate", "--model-path", path, "--prompt-ids", "1", "-n", "1"])
     check(p.returncode == 1 and expect in p.stderr, f"{bad_name}: refused naming it ({p.stderr[-300:].strip()})")
 
+# --- Q5_0 / Q5_1 tensors (llama-quantize's fallback in Q4_K_M / Q5_K_M files for rows not a multiple of
+# 256) load as Q8_0. A tiny llama written as q5_0 and q5_1 by our converter (ggml's reference
+# quantizers) is compared with its "Q8_0 twin", written here from the same blocks by this file's own
+# decoder of the GGUF block layout: Q5_0 blocks become Q8_0 blocks of the same f16 scale and codes
+# q - 16 (the same numbers: the logits must be bit-equal); Q5_1 blocks are decoded (d * q + m) and
+# quantized to Q8_0 by ggml's reference rule (the loader's documented requantization: bit-equal too).
+# The Q8_0 path itself is checked against llama.cpp's logits in model_gguf_llamacpp_quantized.
+def q5_codes(blocks, qh_at):
+    qh = blocks[:, qh_at:qh_at + 4].copy().view("<u4")[:, 0].astype(np.uint32)
+    qs = blocks[:, qh_at + 4:qh_at + 20].astype(np.uint32)
+    hi = ((qh[:, None] >> np.arange(32, dtype=np.uint32)) & 1) << 4
+    return np.concatenate([qs & 15, qs >> 4], axis=1) | hi
+
+
+def q8_twin(src_path, out_name):
+    src = open_gguf(src_path)
+    w = G.GgufWriter()
+    for key, (vt, val, elem) in src["kv"].items():
+        w.add(key, vt, 7 if key == "general.file_type" else val, elem)  # 7: mostly Q8_0
+    for name, (typ, shape, data) in src["tensors"].items():
+        if typ in (G.GGML_Q5_0, G.GGML_Q5_1):
+            b = np.asarray(data).reshape(-1, 22 if typ == G.GGML_Q5_0 else 24)
+            d = b[:, 0:2].copy().view("<f2")[:, 0].astype(np.float32)
+            if typ == G.GGML_Q5_0:
+                q8 = (q5_codes(b, 2).astype(np.int32) - 16).astype(np.int8).view(np.uint8)
+                blocks = np.concatenate([b[:, 0:2], q8], axis=1)
+            else:
+                m = b[:, 2:4].copy().view("<f2")[:, 0].astype(np.float32)
+                vals = (d[:, None] * q5_codes(b, 4).astype(np.float32) + m[:, None]).astype(np.float32)
+                blocks = hf_to_gguf_mod.quantize_blocks(vals, G.GGML_Q8_0)
+            typ, data = G.GGML_Q8_0, np.ascontiguousarray(blocks).reshape(-1)
+        w.add_tensor(G.TensorSpec(name, typ, shape, lambda d=data: d))
+    return write(out_name, w)
+
+
+import hf_to_gguf as hf_to_gguf_mod  # noqa: E402  (tools/, for ggml's Q8_0 reference quantizer)
+
+q5_hf = os.path.join(WORK, "hf-llama-q5")
+subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.py"), "--arch", "llama", "--dtype", "f32",
+                "--hidden-size", "96", "--intermediate-size", "160", "--seed", "41", "--quiet", "--out", q5_hf],
+               check=True, timeout=300)
+with open(os.path.join(q5_hf, "config.json")) as f:
+    q5_vocab = json.load(f)["vocab_size"]
+q5_ids = [3 + (i * 29) % (q5_vocab - 3) for i in range(24)]
+ref_f32, _ = dump_logits(q5_hf, q5_ids)
+for t in ("q5_0", "q5_1"):
+    path = os.path.join(WORK, f"llama-{t}.gguf")
+    hf_to_gguf([q5_hf, "--outtype", t, "--out", path])
+    types = {typ for typ, _, _ in open_gguf(path)["tensors"].values()}
+    want_type = G.GGML_Q5_0 if t == "q5_0" else G.GGML_Q5_1
+    check(want_type in types, f"{t}: the file holds {t.upper()} tensors (types {sorted(types)})")
+    got, got_out = dump_logits(path, q5_ids)
+    twin, twin_out = dump_logits(q8_twin(path, f"llama-{t}-q8twin"), q5_ids)
+    if got is None or twin is None or ref_f32 is None:
+        check(False, f"{t}: generate failed: {got_out if got is None else twin_out}")
+        continue
+    check(np.array_equal(got, twin) and got_out == twin_out,
+          f"{t} GGUF logits equal its Q8_0 twin's bit for bit (max diff {float(np.abs(got - twin).max()):.3g})")
+    # And it is still the model: the prompt's logits within quantization error of the f32 folder's
+    # (measured 0.175 / 0.165 x std rms; Q8_0 0.029, Q4_0 0.37). Only the prompt's rows: the greedy
+    # continuations may part, and then later rows score other tokens.
+    n = len(q5_ids) * q5_vocab
+    rms = float(np.sqrt(np.mean((got[:n].astype(np.float64) - ref_f32[:n]) ** 2)) / ref_f32[:n].std())
+    check(rms < 0.25, f"{t} GGUF prompt logits within {rms:.3f} x std (rms) of the f32 folder's (tolerance 0.25)")
+
 # --- block-aligned shards of quantized tensors ------------------------------------------------------
 q4k = os.path.join(HERE, "fixtures", "gguf", "llama-q-Q4_K_M.gguf")
 p = dpserve(["generate", "--model-path", q4k, "--prompt-ids", "1", "-n", "1", "--tp-size", "2"], timeout=240)

@@ -105,13 +105,18 @@ for name, (src, vec) in SOURCES.items():
     # The shared Llama-3 tokenizer.json has no post-processor adding BOS (tokenizers/README.md);
     # a Llama-3 GGUF adds it (llama.cpp's default for llama-bpe, and Meta's own tokenizer.json).
     want_hello = [128000] + si["hello"] if name == "llama3" else si["hello"]
-    check(gi["eos_ids"] == si["eos_ids"] and gi["bos_id"] == si["bos_id"] and gi["hello"] == want_hello
+    # A GGUF stops on its EOS and on the tokens whose text ends a turn (as llama.cpp does): the same
+    # set as the models' own generation_config.json, eos_token_id [128001, 128009] for Llama-3
+    # Instruct (<|end_of_text|>, <|eot_id|>) and [151645, 151643] for Qwen3 (<|im_end|>,
+    # <|endoftext|>), where the tokenizer files alone name one EOS.
+    want_eos = {"llama3": [128001, 128009], "qwen3": [151645, 151643]}.get(name, si["eos_ids"])
+    check(gi["eos_ids"] == want_eos and gi["bos_id"] == si["bos_id"] and gi["hello"] == want_hello
           and gi["chat_template"] == si["chat_template"],
-          f"{name}: BOS {gi['bos_id']}, EOS {gi['eos_ids']}, add-BOS {gi['hello']}, chat template "
+          f"{name}: BOS {gi['bos_id']}, EOS {gi['eos_ids']} (want {want_eos}), add-BOS {gi['hello']}, chat template "
           f"{'present' if gi['chat_template'] else 'absent'}, as the source says (source: {si['bos_id']}, "
           f"{si['eos_ids']}, {si['hello']})")
     if name == "qwen3":
-        check(gi["bos_id"] == -1 and gi["eos_ids"] == [151645] and "<|im_start|>" in (gi["chat_template"] or ""),
+        check(gi["bos_id"] == -1 and gi["eos_ids"][0] == 151645 and "<|im_start|>" in (gi["chat_template"] or ""),
               "qwen3: no BOS, EOS <|im_end|>, the ChatML template")
     if name == "llama3":
         check(gi["bos_id"] == 128000 and gi["hello"][0] == 128000, "llama3: BOS <|begin_of_text|> added (llama-bpe)")
