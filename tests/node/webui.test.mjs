@@ -70,6 +70,7 @@ async function openPage() {
 }
 
 const text = (page, sel) => page.$eval(sel, (e) => e.textContent);
+const shown = (page) => page.evaluate(() => document.body.innerText);   // the visible text (no script)
 const lastAssistant = (page) => page.evaluate(() => {
   const all = document.querySelectorAll('#messages .msg.assistant');
   const b = all[all.length - 1];
@@ -80,12 +81,147 @@ async function setField(page, sel, value) {
   await page.$eval(sel, (e) => { e.value = ''; });
   await page.type(sel, String(value));
 }
+// Answers the page's next chat/completion requests itself (puppeteer request interception), while every
+// other request goes to the server: handler(req) returns true once it has responded to or aborted req.
+// Returns the bodies of the completion requests the page sent (parsed), intercepted or not.
+async function intercept(page, handler) {
+  const sent = [];
+  await page.setRequestInterception(true);
+  page.on('request', (req) => {
+    if (req.isInterceptResolutionHandled()) return;
+    if (req.method() === 'POST' && /\/v1\/(chat\/)?completions$/.test(req.url())) {
+      sent.push(JSON.parse(req.postData()));
+      if (handler.fn && handler.fn(req)) return;
+    }
+    req.continue();
+  });
+  return sent;
+}
+// A server-sent-event body: one `data:` event per object, then `data: [DONE]` unless done is false.
+const sseBody = (events, done = true) =>
+  events.map((e) => `data: ${JSON.stringify(e)}\n\n`).join('') + (done ? 'data: [DONE]\n\n' : '');
+const chunk = (delta, finish = null) => ({ object: 'chat.completion.chunk', choices: [{ index: 0, delta, finish_reason: finish }] });
+const sseReply = (req, events, done) => {
+  req.respond({ status: 200, contentType: 'text/event-stream', body: sseBody(events, done) });
+  return true;
+};
+const waitReply = (page, ms = 60000) => until('the reply to finish', async () => {
+  const m = await lastAssistant(page);
+  return m && m.state !== 'streaming' && !(await page.$eval('#send', (b) => b.disabled)) ? m : null;
+}, ms);
+const errorsShown = (page) => page.$$eval('#messages .msg.error', (l) => l.map((e) => e.textContent));
+
 async function sendChat(page, message) {
   const before = await page.$$eval('#messages .msg.assistant', (l) => l.length);
   await setField(page, '#prompt', message);
   await page.click('#send');
   await until('the reply box', async () => (await page.$$eval('#messages .msg.assistant', (l) => l.length)) > before, 10000);
 }
+
+// Checks shared by the modes with a chat template (they need no particular server).
+const chatTests = [
+  ['a refused message (429, network failure) is left out of the conversation and goes back to the input box', async () => {
+    const { page, errors } = await openPage();
+    await until('the model', async () => (await text(page, '#model-name')) !== '…');
+    await setField(page, '#max-tokens', 4);
+    const handler = {};
+    const sent = await intercept(page, handler);
+    handler.fn = (req) => {
+      req.respond({ status: 429, contentType: 'application/json',
+        body: JSON.stringify({ error: { message: 'server busy: try later', type: 'rate_limit_error', param: null, code: 429 } }) });
+      return true;
+    };
+    await sendChat(page, 'refused message');
+    const failed = await waitReply(page, 10000);
+    assert.equal(failed.state, 'error', JSON.stringify(failed));
+    assert.ok((await errorsShown(page)).some((t) => /server busy: try later/.test(t)), 'the server\'s message is shown');
+    assert.equal(await page.$eval('#prompt', (e) => e.value), 'refused message', 'the text is back in the input box');
+    handler.fn = null;   // the server answers from here on
+    await sendChat(page, 'second');
+    assert.equal((await waitReply(page)).state, 'done');
+    assert.deepEqual(sent[1].messages, [{ role: 'user', content: 'second' }], 'the refused turn is not sent again');
+    const reply = (await lastAssistant(page)).content;
+    handler.fn = (req) => { req.abort('failed'); return true; };   // the network fails
+    await sendChat(page, 'lost in the network');
+    assert.equal((await waitReply(page, 10000)).state, 'error');
+    assert.equal(await page.$eval('#prompt', (e) => e.value), 'lost in the network');
+    handler.fn = null;
+    await sendChat(page, 'fourth');
+    assert.equal((await waitReply(page)).state, 'done');
+    assert.deepEqual(sent[3].messages, [{ role: 'user', content: 'second' }, { role: 'assistant', content: reply },
+      { role: 'user', content: 'fourth' }]);
+    assert.deepEqual(errors, []);
+    await page.close();
+  }],
+  ['a stream cut before [DONE] is shown as cut off and left out of the conversation', async () => {
+    const { page, errors } = await openPage();
+    await until('the model', async () => (await text(page, '#model-name')) !== '…');
+    const handler = { fn: (req) => sseReply(req, [chunk({ role: 'assistant', content: '' }), chunk({ content: 'Half a' }),
+      chunk({ content: ' sent' })], false) };
+    const sent = await intercept(page, handler);
+    await sendChat(page, 'cut me off');
+    const cut = await waitReply(page, 10000);
+    assert.equal(cut.content, 'Half a sent', 'what came is shown');
+    assert.notEqual(cut.state, 'done', JSON.stringify(cut));
+    assert.ok((await errorsShown(page)).some((t) => /cut off/.test(t)), JSON.stringify(await errorsShown(page)));
+    // The same with the end: a whole reply.
+    handler.fn = (req) => sseReply(req, [chunk({ content: 'Whole.' }), chunk({}, 'stop')]);
+    await setField(page, '#prompt', 'again');
+    await page.click('#send');
+    await until('the second reply', async () => (await lastAssistant(page)).content === 'Whole.', 10000);
+    const whole = await waitReply(page, 10000);
+    assert.equal(whole.state, 'done');
+    assert.deepEqual(sent[1].messages, [{ role: 'user', content: 'again' }], 'the cut reply is not in the conversation');
+    assert.deepEqual(errors, []);
+    await page.close();
+  }],
+  ['Enter that commits an IME composition does not send; a plain Enter does', async () => {
+    const { page, errors } = await openPage();
+    await until('the model', async () => (await text(page, '#model-name')) !== '…');
+    const sent = await intercept(page, { fn: (req) => sseReply(req, [chunk({ content: 'ok' }, 'stop')]) });
+    await page.$eval('#prompt', (e) => { e.value = 'にほん'; e.focus(); });
+    for (const init of [{ isComposing: true, keyCode: 229 }, { isComposing: true }, { keyCode: 229 }]) {
+      await page.$eval('#prompt', (e, i) => e.dispatchEvent(new KeyboardEvent('keydown',
+        Object.assign({ key: 'Enter', bubbles: true, cancelable: true }, i))), init);
+    }
+    await sleep(500);
+    assert.equal(sent.length, 0, 'nothing sent while composing');
+    assert.equal(await page.$eval('#prompt', (e) => e.value), 'にほん');
+    await page.keyboard.press('Enter');
+    await until('the message sent', async () => sent.length === 1, 10000);
+    assert.equal((await waitReply(page, 10000)).state, 'done');
+    assert.deepEqual(errors, []);
+    await page.close();
+  }],
+  ['first token counts reasoning; a long reply is written to the page in batches, whole at the end', async () => {
+    const { page, errors } = await openPage();
+    await until('the model', async () => (await text(page, '#model-name')) !== '…');
+    // A reply that is all reasoning (cut by max_tokens while thinking) still has a first-token time.
+    const handler = { fn: (req) => sseReply(req, [chunk({ role: 'assistant', reasoning_content: 'Let me' }),
+      chunk({ reasoning_content: ' think' }, 'length')]) };
+    await intercept(page, handler);
+    await sendChat(page, 'think');
+    const thought = await waitReply(page, 10000);
+    assert.equal(thought.state, 'done');
+    assert.equal(await page.$eval('#messages .msg.assistant:last-child .reasoning', (e) => e.textContent), 'Let me think');
+    assert.match(thought.meta, /first token \d+\.\d\d s/, thought.meta);
+    // 3000 deltas arriving together: a handful of DOM writes, not one (with a layout) per delta.
+    const words = Array.from({ length: 3000 }, (_, i) => `w${i} `);
+    handler.fn = (req) => sseReply(req, [...words.map((w) => chunk({ content: w })), chunk({}, 'length')]);
+    await page.evaluate(() => {
+      window.domWrites = 0;
+      new MutationObserver((l) => { window.domWrites += l.length; })
+        .observe(document.getElementById('messages'), { childList: true, subtree: true, characterData: true });
+    });
+    await sendChat(page, 'long');
+    const long = await waitReply(page, 30000);
+    assert.equal(long.content, words.join(''));
+    const writes = await page.evaluate(() => window.domWrites);
+    assert.ok(writes < 100, `${writes} DOM writes for 3000 deltas`);
+    assert.deepEqual(errors, []);
+    await page.close();
+  }],
+];
 
 const dpTests = [
   ['the page shell: HTML, no external loads, served model and server info shown', async () => {
@@ -145,6 +281,12 @@ const dpTests = [
       return m && m.state === 'streaming' && m.content.length > 0;
     }, 60000);
     await until('the request running on the server', async () => (await metrics()).runningSum === 1, 20000);
+    // Scrolled up while text streams in, the view stays where the reader put it (it follows only at the bottom).
+    await until('more text than the view holds', () => page.$eval('#messages', (m) => m.scrollHeight > m.clientHeight + 100), 60000);
+    await page.$eval('#messages', (m) => { m.scrollTop = 0; });
+    const grown = await page.$eval('#messages .msg.assistant:last-child .content', (e) => e.textContent.length);
+    await until('more streamed text', async () => (await lastAssistant(page)).content.length > grown + 20, 30000);
+    assert.equal(await page.$eval('#messages', (m) => m.scrollTop), 0, 'the page scrolled a reader who had scrolled up');
     const streaming = await lastAssistant(page);
     assert.equal(streaming.state, 'streaming', 'the reply must still be streaming when Stop is pressed');
     await page.click('#stop');
@@ -261,6 +403,51 @@ const keyTests = [
     assert.deepEqual(errors, []);
     await page.close();
   }],
+  ['with --api-key: a wrong key typed after the right one is refused and the right one stays in use', async () => {
+    const { page, errors } = await openPage();
+    await page.waitForSelector('#auth.show');
+    await setField(page, '#key', KEY);
+    await page.click('#key-save');
+    const id = (await http('GET', '/v1/models', undefined, { Authorization: `Bearer ${KEY}` })).json.data[0].id;
+    await until('the model name', async () => (await text(page, '#model-name')) === id, 10000);
+    await setField(page, '#key', 'oops-wrong');
+    await page.click('#key-save');
+    await until('the refusal', async () => /refused/i.test(await shown(page)), 10000);
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('dpserve-api-key')), KEY, 'the stored key is unchanged');
+    assert.match(await text(page, '#key-state'), /refused/i);
+    assert.equal(await text(page, '#model-name'), id);
+    assert.ok(!/error/.test(await text(page, '#info')), 'the info table is still there');
+    await setField(page, '#max-tokens', 4);
+    await sendChat(page, 'Still works?');
+    const done = await waitReply(page);
+    assert.equal(done.state, 'done', JSON.stringify(done));
+    assert.deepEqual(errors, []);
+    await page.close();
+  }],
+  ['with --api-key: a key that cannot go in a header is refused at entry and breaks nothing, nor does a stored one', async () => {
+    const { page, errors } = await openPage();
+    await page.waitForSelector('#auth.show');
+    const scrapes = () => page.$eval('#metrics-state', (e) => Number(e.dataset.scrapes || 0));
+    await until('a metrics scrape', async () => (await scrapes()) >= 1, 15000);
+    await page.$eval('#key', (e) => { e.value = 'ключ\u00a0key'; });
+    const n = await scrapes();
+    await page.click('#key-save');
+    // /metrics needs no key and keeps being read.
+    await until('more metrics scrapes', async () => (await scrapes()) >= n + 2, 15000);
+    assert.match(await shown(page), /only printable ASCII/);
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('dpserve-api-key')), null);
+    // One stored by an older page: dropped at load, the page asks for a key and metrics work.
+    await page.evaluate(() => sessionStorage.setItem('dpserve-api-key', 'clé\u2019'));
+    await page.reload({ waitUntil: 'load' });
+    await page.waitForSelector('#auth.show');
+    await until('metrics scrapes after the reload', async () => (await scrapes()) >= 2, 15000);
+    assert.ok(!/ISO-8859|code point/.test(await text(page, '#metrics-state')));
+    await setField(page, '#key', KEY);
+    await page.click('#key-save');
+    await until('the model name', async () => (await text(page, '#model-name')) !== '…', 10000);
+    assert.deepEqual(errors, []);
+    await page.close();
+  }],
 ];
 
 const offTests = [
@@ -294,9 +481,32 @@ const completionTests = [
     assert.deepEqual(errors, []);
     await page.close();
   }],
+  ['completion: the prompt is sent exactly as typed, and the system prompt (unused) is hidden', async () => {
+    const { page, errors } = await openPage();
+    await until('the no-template note', async () => /no chat template/.test(await text(page, '#mode')));
+    const sent = await intercept(page, {});
+    await setField(page, '#temperature', 0);
+    await setField(page, '#max-tokens', 8);
+    const prompt = '  Once upon a time,\n';
+    await page.$eval('#prompt', (e, v) => { e.value = v; }, prompt);
+    await page.click('#send');
+    const done = await waitReply(page);
+    assert.equal(done.state, 'done', JSON.stringify(done));
+    assert.equal(sent.length, 1);
+    assert.equal(sent[0].prompt, prompt);
+    assert.ok(!('messages' in sent[0]));
+    assert.equal(await page.$eval('#system', (e) => e.offsetParent === null), true, 'the system prompt box is hidden');
+    // Only spaces: nothing is sent.
+    await page.$eval('#prompt', (e) => { e.value = '  \n '; });
+    await page.click('#send');
+    await sleep(500);
+    assert.equal(sent.length, 1);
+    assert.deepEqual(errors, []);
+    await page.close();
+  }],
 ];
 
-const tests = { dp: dpTests, key: keyTests, off: offTests, completion: completionTests }[MODE];
+const tests = { dp: [...dpTests, ...chatTests], key: keyTests, off: offTests, completion: completionTests }[MODE];
 if (!tests) { console.error(`unknown WEBUI_MODE ${MODE}`); process.exit(2); }
 if (MODE !== 'off' && !CHROMIUM) {
   if (process.env.CI) { console.error('Chromium not found and CI is set: apt-get install chromium (scripts/install-deps.sh)'); process.exit(1); }
