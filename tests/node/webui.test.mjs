@@ -7,6 +7,7 @@
 //   off  (--no-webui): / is a 404 with an OpenAI error body.
 //   completion (a model without a chat template): the page says so and continues the text it is given.
 // Without Chromium the test is skipped (exit 77) unless CI is set, where it must run.
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { assert, assertOpenAIError, http, run, URL_BASE } from './e2e_util.mjs';
 
@@ -228,11 +229,28 @@ const dpTests = [
     const r = await http('GET', '/');
     assert.equal(r.status, 200);
     assert.match(r.headers.get('content-type'), /^text\/html/);
-    assert.match(r.headers.get('content-security-policy'), /default-src 'none'/);
+    const csp = r.headers.get('content-security-policy');
+    assert.match(csp, /default-src 'none'/);
+    // The page's one script is allowed by its hash, computed here from the bytes served (node:crypto),
+    // and no other script: no 'unsafe-inline' for scripts.
+    const scripts = [...r.text.matchAll(/<script>([\s\S]*?)<\/script>/g)];
+    assert.equal(scripts.length, 1);
+    const hash = createHash('sha256').update(Buffer.from(scripts[0][1], 'utf8')).digest('base64');
+    const scriptSrc = csp.split(';').map((d) => d.trim()).find((d) => d.startsWith('script-src'));
+    assert.equal(scriptSrc, `script-src 'sha256-${hash}'`);
     const models = await http('GET', '/v1/models');
     const id = models.json.data[0].id;
     const { page, errors } = await openPage();
     await until('the model name', async () => (await text(page, '#model-name')) === id);
+    // An inline script that got into the page (as markup would) does not run.
+    const ran = await page.evaluate(() => new Promise((resolve) => {
+      window.__injected = false;
+      const s = document.createElement('script');
+      s.textContent = 'window.__injected = true;';
+      document.body.appendChild(s);
+      setTimeout(() => resolve(window.__injected), 200);
+    }));
+    assert.equal(ran, false, 'an injected inline script ran');
     const info = await until('dp_size in the info table', () => page.$$eval('#info tr', (rows) =>
       rows.map((r) => [r.cells[0].textContent, r.cells[1].textContent]).find(([k]) => k === 'dp_size')));
     assert.equal(info[1], '2');
