@@ -117,7 +117,7 @@ std::string read_file(const std::string& path) {
 HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok, nlohmann::json server_info)
     : ctx_(std::make_unique<ServerContext>(std::move(opts), engine, tok, std::move(server_info))) {
   ServerContext& c = *ctx_;
-  c.created = int64_t(std::time(nullptr));
+  c.created = unix_seconds();
   // Request bodies (up to --max-body-bytes) are the process's biggest short-lived blocks. glibc
   // raises its mmap threshold to the size of a freed mmapped block, so after one big body the next
   // ones land in the connection threads' arenas, whose free memory it does not give back (RSS grew

@@ -76,4 +76,10 @@ nlohmann::json stream_error_event(const ChoiceDelta& d);
 // True once the client of `req` hung up or the server is stopping.
 std::function<bool()> client_gone_fn(ServerContext& ctx, const httplib::Request& req);
 
+// Unix seconds now, from the precise realtime clock: std::time reads the coarse one (a kernel tick
+// behind), so a "created" stamped just after a client read its own clock could come out a second early.
+inline int64_t unix_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
 }  // namespace dpserve

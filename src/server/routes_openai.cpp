@@ -91,7 +91,7 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
   ctx.metrics.count_images(int64_t(spec->images.size()), spec->image_times);
   const std::string id = new_request_id(api == OpenAiApi::kChat ? "chatcmpl" : "cmpl");
   // OpenAI's "created": when this completion was made (every chunk of a stream carries the same).
-  const int64_t created = int64_t(std::time(nullptr));
+  const int64_t created = unix_seconds();
   const bool reasoning_field =
       api == OpenAiApi::kChat && spec->separate_reasoning && ctx.parse.reasoning_parser != ReasoningParser::kNone;
   auto form = std::make_shared<const ChoiceFormatter>(api, *spec, ctx.tok, reasoning_field);

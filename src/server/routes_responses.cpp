@@ -165,7 +165,7 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
   std::shared_ptr<void> inflight = admit_generation(ctx, spec);
   ctx.metrics.count_images(int64_t(spec.images.size()), spec.image_times);
   run->id = new_id("resp");
-  run->created = int64_t(std::time(nullptr));
+  run->created = unix_seconds();
   const ReasoningParser rp = spec.separate_reasoning ? ctx.parse.reasoning_parser : ReasoningParser::kNone;
   if (rp != ReasoningParser::kNone || !spec.tool_names.empty())
     run->parser = std::make_shared<ChatOutputParser>(rp, ctx.parse.tool_parser, spec.tool_names, spec.reasoning_open,
