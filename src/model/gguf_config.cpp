@@ -7,6 +7,7 @@
 
 #include "core/check.h"
 #include "model/gguf_end_of_generation.h"
+#include "model/gguf_q5_to_q8.h"
 #include "model/gguf_types.h"
 
 namespace dpserve {
@@ -148,7 +149,7 @@ DType dominant_dtype(const GgufSet& g) {
   std::map<DType, int64_t> elems;
   for (const GgufTensorInfo* t : g.tensors())
     if (t->ne.size() >= 2)
-      if (auto d = t->type == 6 || t->type == 7 ? DType::Q8_0 : ggml_type_to_dtype(t->type))  // Q5_0 / Q5_1 load as Q8_0
+      if (auto d = t->type == kGgmlQ5_0 || t->type == kGgmlQ5_1 ? DType::Q8_0 : ggml_type_to_dtype(t->type))  // Q5_0 / Q5_1 load as Q8_0
         elems[*d] += t->numel();
   DType best = DType::F32;
   int64_t most = -1;
