@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <chrono>
 #include <thread>
@@ -29,6 +30,16 @@
 namespace dpserve::app {
 
 namespace {
+
+// Hugging Face's model_type ("qwen3"), as SGLang's /model_info reports it: config.json's, when the
+// model is a folder that has one; else the architecture name.
+std::string hf_model_type(const std::string& model_path, const std::string& arch_name) {
+  std::ifstream in(std::filesystem::path(model_path) / "config.json");
+  if (!in) return arch_name;
+  const nlohmann::json c = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  return c.is_object() && c.contains("model_type") && c["model_type"].is_string() ? c["model_type"].get<std::string>()
+                                                                                     : arch_name;
+}
 
 struct ServeArgs {
   RuntimeFlags rf;
@@ -177,6 +188,9 @@ void run_serve(ServeArgs& a) {
                          {"skip_tokenizer_init", a.so.skip_tokenizer_init},
                          {"is_embedding", a.is_embedding},
                          {"max_total_tokens", rt->kv_tokens_per_rank()},
+                         {"max_total_num_tokens", rt->kv_tokens_per_rank()},  // SGLang's name
+                         {"model_type", hf_model_type(loc.model, cfg.arch_name)},
+                         {"has_image_understanding", a.so.images.tokens.takes_images()},
                          {"kernels", cpu_kernel_name()},
                          {"version", "0.1.0"}};
   // SGLang's server-args names for speculative decoding (null: off).
@@ -207,7 +221,7 @@ void run_serve(ServeArgs& a) {
         rt->stop_job(node_loss_reason());
       }
       if (s == SIGTERM || s == SIGINT || s == SIGUSR2) {
-        spdlog::info("received signal {}: draining (up to {:.0f} s), then stopping every rank", s,
+        spdlog::info("received signal {}: draining (up to {:g} s), then stopping every rank", s,
                      a.so.shutdown_timeout_s);
         server.begin_drain();
         engine->shutdown(std::chrono::milliseconds(int64_t(a.so.shutdown_timeout_s * 1000)));

@@ -240,6 +240,7 @@ void DpEngine::on_reports(std::vector<GroupReport>& reports) {
         if (o.finish != Finish::kNone) {
           r.finished = true;
           r.finish_reason = finish_reason(o.finish);
+          if (o.finish == Finish::kStopToken && !r.tokens.empty()) r.matched_token = r.tokens.back().token;
           r.error = o.error;
           router_.on_finished(o.id);
           ++stats_.requests_finished_total;

@@ -79,6 +79,9 @@ struct Response {
   std::vector<TokenOut> prompt;
   bool finished = false;
   std::string finish_reason;  // "stop", "length", "abort", "error" when finished
+  // "stop" because the last token is an EOS or one of the request's stop_token_ids (SGLang's
+  // finish_reason.matched); -1 otherwise. Its text is not part of the answer.
+  int32_t matched_token = -1;
   std::string error;          // for "error": what went wrong (with this request, or with the engine)
   // "error" because the engine failed, not this request: a rank fault, the step watchdog, the step
   // loop stopping. The stream was cut mid-generation; the server ends it with a final error event

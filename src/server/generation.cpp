@@ -33,6 +33,7 @@ ChoiceRun::ChoiceRun(Engine& engine, const Tokenizer& tok, Request r, const GenS
   std::string rid = r.rid;
   log_ = spec.log_requests;
   prompt_only_ = spec.prompt_only;
+  keep_matched_token_text_ = spec.no_stop_trim;
   log_prompt_ = std::move(log_prompt);
   rid_ = rid;
   has_images_ = !r.images.empty();
@@ -128,13 +129,18 @@ bool ChoiceRun::poll(std::chrono::milliseconds timeout, ChoiceDelta& out) {
       if (run.log_ && !run.finished_ && out.text.size() > from) run.log_output_ += out.text.substr(from);
     }
   } log_text{*this, out, out.text.size()};
-  for (auto& t : r.tokens) {
+  for (size_t k = 0; k < r.tokens.size(); ++k) {
+    const TokenOut& t = r.tokens[k];
     output_ids_.push_back(t.token);
     out.tokens.push_back(t);
+    // The EOS or stop_token_ids token that ended it is reported, but its text is not part of the
+    // answer (SGLang's and vLLM's rule; SGLang's no_stop_trim keeps it).
+    if (k + 1 == r.tokens.size() && r.matched_token >= 0 && !keep_matched_token_text_) continue;
     out.text += stop_.feed(dec_.push(t.token));
     if (stop_.matched()) {
       // The client's stop string ends the request here; whatever the engine made after it is dropped.
       out.matched_stop = stop_.matched_stop();
+      if (keep_matched_token_text_) out.text += out.matched_stop;  // SGLang's no_stop_trim: up to its end
       engine_.cancel(id_);
       finish(out, "stop");
       return true;
@@ -144,9 +150,11 @@ bool ChoiceRun::poll(std::chrono::milliseconds timeout, ChoiceDelta& out) {
     out.text += stop_.feed(dec_.flush());
     if (stop_.matched()) {
       out.matched_stop = stop_.matched_stop();
+      if (keep_matched_token_text_) out.text += out.matched_stop;
       finish(out, "stop");
       return true;
     }
+    if (!prompt_only_) out.matched_token = r.matched_token;  // (max_tokens 0: the dropped token matched nothing)
     out.text += stop_.flush();
     out.error = r.error;
     out.fault = r.finish_reason == "error";

@@ -32,6 +32,7 @@ struct ChoiceDelta {
   bool finished = false;
   std::string finish_reason;     // stop, length, abort, error
   std::string matched_stop;      // the stop string that ended it, if any
+  int32_t matched_token = -1;    // else the EOS / stop_token_ids token that ended it (Response::matched_token)
   std::string error;
   // It ended because something failed (the engine refused or lost it, or stopped), not because it
   // was done or cancelled: streams tell the client with an error event.
@@ -100,6 +101,7 @@ class ChoiceRun {
   bool log_ = false;
   std::string log_prompt_, log_output_, rid_;
   bool prompt_only_ = false;           // GenSpec::prompt_only: generated tokens are dropped
+  bool keep_matched_token_text_ = false;  // GenSpec::no_stop_trim
   std::vector<TokenOut> prompt_lps_;   // prompt logprobs received, not yet handed out
   bool has_images_ = false;
   std::optional<double> ttft_s_, encoder_s_;

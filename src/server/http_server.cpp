@@ -190,7 +190,7 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
       return ApiError(401, "Invalid or missing API key: send 'Authorization: Bearer <key>'", "", "",
                       "invalid_api_key");
     request_caller() = std::move(*caller);
-    if (c.draining.load() && req.path != "/metrics" && req.path != "/get_server_info")
+    if (c.draining.load() && req.path != "/metrics" && req.path != "/get_server_info" && req.path != "/server_info")
       return ApiError(503, "The server is shutting down", "", "", "server_draining");
     return std::nullopt;
   });

@@ -9,8 +9,6 @@ namespace dpserve {
 
 using json = nlohmann::json;
 
-namespace {
-
 std::string token_text(const Tokenizer& tok, int32_t id) {
   const int32_t one[1] = {id};
   try {
@@ -19,6 +17,8 @@ std::string token_text(const Tokenizer& tok, int32_t id) {
     return "";
   }
 }
+
+namespace {
 
 // The bytes `id` adds to a decoded text: its raw bytes (a byte-level token holding part of a
 // multi-byte character gives that part, where decoding it alone gives U+FFFD), none for a special

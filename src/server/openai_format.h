@@ -18,6 +18,9 @@ namespace dpserve {
 
 class Generation;
 
+// One token's text, decoded alone with special tokens spelled out ("" if it cannot be decoded).
+std::string token_text(const Tokenizer& tok, int32_t id);
+
 enum class OpenAiApi { kCompletion, kChat };
 
 // What a choice says at once: all of it (non-streaming) or what one delivery added (streaming).

@@ -40,6 +40,7 @@ struct ParseState {
   const json* rid = nullptr;
   const json* image_data = nullptr;      // /generate
   std::optional<int64_t> max_tokens, max_completion_tokens, max_new_tokens, best_of, top_logprobs;
+  std::optional<int64_t> logprob_start_len;  // /generate
   bool logprobs = false;
 };
 
@@ -323,6 +324,31 @@ void return_logprob(const json& v, const std::string& name, ParseState& st) { st
 void rid(const json& v, const std::string&, ParseState& st) { st.rid = &v; }
 void image_data(const json& v, const std::string&, ParseState& st) { st.image_data = &v; }
 void max_new_tokens(const json& v, const std::string& name, ParseState& st) { st.max_new_tokens = integer(v, name); }
+void logprob_start_len(const json& v, const std::string& name, ParseState& st) {
+  st.logprob_start_len = integer(v, name);
+  if (*st.logprob_start_len < -1)
+    bad_param(name, fmt::format("'{}' must be -1 (output tokens only) or a prompt position, got {}", name,
+                                *st.logprob_start_len));
+}
+void return_text_in_logprobs(const json& v, const std::string& name, ParseState& st) {
+  st.spec.return_text_in_logprobs = boolean(v, name);
+}
+void no_stop_trim(const json& v, const std::string& name, ParseState& st) { st.spec.no_stop_trim = boolean(v, name); }
+// Hugging Face's fast tokenizers, which SGLang uses, ignore it: no spaces are put between special
+// tokens either way, as here.
+void spaces_between_special_tokens(const json& v, const std::string& name, ParseState&) { boolean(v, name); }
+// SGLang's per-request metrics logging switch: it changes nothing in the output.
+void log_metrics(const json& v, const std::string& name, ParseState&) { boolean(v, name); }
+void min_new_tokens(const json& v, const std::string& name, ParseState&) {
+  if (integer(v, name) != 0)
+    throw ApiError(400, fmt::format("'{}' other than 0 is not supported by this server", name), name, "",
+                   "unsupported_parameter");
+}
+void stream_interval(const json& v, const std::string& name, ParseState&) {
+  if (integer(v, name) != 1)
+    throw ApiError(400, fmt::format("'{}' other than 1 is not supported by this server (every step's tokens are "
+                                    "streamed as they come)", name), name, "", "unsupported_parameter");
+}
 
 const FieldTable& generate_fields() {
   static const FieldTable t = {
@@ -335,16 +361,40 @@ const FieldTable& generate_fields() {
       {"top_logprobs_num", top_logprobs},
       {"rid", rid},
       {"image_data", image_data},
+      {"logprob_start_len", logprob_start_len},
+      {"return_text_in_logprobs", return_text_in_logprobs},
+      {"log_metrics", log_metrics},
+      // SGLang fields this server does not implement: accepted at their default (null, false, empty),
+      // anything else is a 400 naming them.
+      {"token_ids_logprob", unsupported},
+      {"lora_path", unsupported},
+      {"lora_id", unsupported},
+      {"custom_logit_processor", unsupported},
+      {"return_hidden_states", unsupported},
+      {"session_params", unsupported},
+      {"modalities", unsupported},
+      {"priority", unsupported},
+      {"data_parallel_rank", unsupported},
+      {"bootstrap_host", unsupported},
+      {"bootstrap_port", unsupported},
+      {"bootstrap_room", unsupported},
   };
   return t;
 }
 
 const FieldTable& generate_sampling_fields() {
   static const FieldTable t = with_sampling({{"max_new_tokens", max_new_tokens},
+                                             {"min_new_tokens", min_new_tokens},
                                              {"regex", later},
                                              {"json_schema", later},
                                              {"ebnf", later},
-                                             {"logit_bias", later}});
+                                             {"logit_bias", later},
+                                             {"no_stop_trim", no_stop_trim},
+                                             {"spaces_between_special_tokens", spaces_between_special_tokens},
+                                             {"stream_interval", stream_interval},
+                                             {"stop_regex", unsupported},
+                                             {"structural_tag", unsupported},
+                                             {"custom_params", unsupported}});
   return t;
 }
 
@@ -843,6 +893,12 @@ GenSpec parse_generate_request(const json& b, const ParseContext& ctx, std::stri
       bad_param("rid", "'rid' must be a string or an array of strings");
     }
     size_t want = std::max<size_t>(spec.prompts.size(), 1);
+    // SGLang names a batch's requests after one string rid: "<rid>_0", "<rid>_1", ...
+    if (rid->is_string() && spec.batched) {
+      const std::string base = spec.rids[0];
+      spec.rids.clear();
+      for (size_t i = 0; i < want; ++i) spec.rids.push_back(fmt::format("{}_{}", base, i));
+    }
     if (spec.rids.size() != want) bad_param("rid", fmt::format("'rid' must name {} request(s)", want));
   }
   check_choices(spec, "n");
@@ -858,10 +914,38 @@ GenSpec parse_generate_request(const json& b, const ParseContext& ctx, std::stri
       add(*im, "image_data");
     }
   }
-  attach_images(spec, image_refs, true, ctx, text ? "text" : ids ? "input_ids" : "input_embeds",
-                st.max_new_tokens.value_or(128), "max_new_tokens");
-  check_lengths(spec, ctx, st.max_new_tokens, 128, false, text ? "text" : ids ? "input_ids" : "input_embeds",
-                "max_new_tokens");
+  const std::string prompt_param = text ? "text" : ids ? "input_ids" : "input_embeds";
+  // SGLang: max_new_tokens null is "up to the context" (the default stays 128); 0 runs the prompt alone
+  // (with logprob_start_len: scores it), finish_reason length.
+  std::optional<int64_t> max_new = st.max_new_tokens;
+  bool to_context = false;
+  if (st.sampling_params)
+    if (auto it = st.sampling_params->find("max_new_tokens"); it != st.sampling_params->end() && it->is_null())
+      to_context = true;
+  if (max_new && *max_new == 0) {
+    spec.prompt_only = true;
+    max_new = 1;
+  }
+  // The default 128 shrinks to what the context leaves (SGLang checks only a max_new_tokens it was given).
+  if (!max_new && !to_context) {
+    int64_t longest = spec.input_embeds_rows;
+    for (const auto& p : spec.prompts) longest = std::max<int64_t>(longest, int64_t(p.size()));
+    if (const int64_t room = ctx.limits.room_after(longest); room > 0) max_new = std::min<int64_t>(128, room);
+  }
+  if (st.logprob_start_len && *st.logprob_start_len >= 0) {
+    spec.logprob_start_len = *st.logprob_start_len;
+    if (spec.prompts.empty()) bad_param("logprob_start_len", "'logprob_start_len' needs token prompts ('text' or "
+                                                             "'input_ids'), not 'input_embeds'");
+    for (const auto& p : spec.prompts)
+      if (spec.logprob_start_len >= int64_t(p.size()))
+        bad_param("logprob_start_len", fmt::format("'logprob_start_len' {} must be less than the prompt's length {}",
+                                                   spec.logprob_start_len, p.size()));
+    // Positions after the start need the prompt's own logprobs; the start itself has none.
+    if (spec.logprobs)
+      for (const auto& p : spec.prompts) spec.base.prompt_logprobs |= spec.logprob_start_len + 1 < int64_t(p.size());
+  }
+  attach_images(spec, image_refs, true, ctx, prompt_param, max_new.value_or(128), "max_new_tokens");
+  check_lengths(spec, ctx, max_new, 128, to_context, prompt_param, "max_new_tokens");
   return spec;
 }
 

@@ -1,9 +1,12 @@
 // SGLang-style routes: /generate, /health, /health_generate, /get_server_info, /abort_request, /metrics.
+#include <memory>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
 
 #include "server/generation.h"
+#include "server/openai_format.h"
 #include "server/openai_error.h"
 #include "server/request_id.h"
 #include "server/route_helpers.h"
@@ -20,39 +23,80 @@ struct GenState {
   std::string text;
   std::vector<int32_t> ids;
   std::vector<TokenOut> tokens;
+  std::vector<TokenOut> prompt;  // prompt logprobs (logprob_start_len), positions 1..
   std::string finish_reason, matched_stop, error;
+  int32_t matched_token = -1;
   bool engine_fault = false, engine_unavailable = false;
 };
 
-json meta_info(const GenSpec& spec, ChoiceRun& run, const GenState& st, const std::string& rid, double e2e) {
-  json fr = nullptr;
-  if (!st.finish_reason.empty()) {
-    fr = {{"type", st.finish_reason}};
-    if (!st.matched_stop.empty()) fr["matched"] = st.matched_stop;
-    if (!st.error.empty()) fr["message"] = st.error;
+// SGLang's logprob entries: [logprob, token id, token text or null (return_text_in_logprobs)].
+struct LogprobWriter {
+  const Tokenizer* tok = nullptr;  // null: no text
+  json entry(std::optional<float> logprob, int32_t id) const {
+    return {logprob ? json(*logprob) : json(nullptr), id, tok ? json(token_text(*tok, id)) : json(nullptr)};
   }
+  json alternatives(const TokenOut& t) const {
+    json alts = json::array();
+    for (const auto& a : t.top) alts.push_back(entry(a.logprob, a.token));
+    return alts;
+  }
+};
+
+// SGLang's finish_reason object: {"type": "stop", "matched": <string or token id>}, {"type": "length",
+// "length": <max_new_tokens>}, {"type": "abort", "message": ...}.
+json finish_reason_json(const GenSpec& spec, const GenState& st) {
+  if (st.finish_reason.empty()) return nullptr;
+  json fr = {{"type", st.finish_reason}};
+  if (!st.matched_stop.empty()) fr["matched"] = st.matched_stop;
+  else if (st.matched_token >= 0) fr["matched"] = st.matched_token;
+  if (st.finish_reason == "length") fr["length"] = spec.prompt_only ? 0 : spec.base.params.max_new_tokens;
+  if (!st.error.empty()) fr["message"] = st.error;
+  else if (st.finish_reason == "abort") fr["message"] = "The request was aborted";
+  return fr;
+}
+
+// `prompt`: the choice's prompt ids (empty for input_embeds).
+json meta_info(const GenSpec& spec, ChoiceRun& run, const GenState& st, const std::string& rid, double e2e,
+               const std::vector<int32_t>& prompt, const LogprobWriter& lw) {
   json m{{"id", rid},
-         {"finish_reason", fr},
+         {"finish_reason", finish_reason_json(spec, st)},
          {"prompt_tokens", run.prompt_tokens()},
          {"completion_tokens", run.completion_tokens()},
          {"cached_tokens", run.cached_tokens()},
-         {"dp_rank", run.dp_rank()},
-         {"e2e_latency", e2e}};
+         {"weight_version", "default"},
+         {"dp_rank", run.dp_rank()}};
+  if (!st.finish_reason.empty()) m["e2e_latency"] = e2e;  // as SGLang: on the final answer only
   if (run.spec_verify_ct() > 0) {  // speculative decoding ran for this request (SGLang's field, and ours)
     m["spec_verify_ct"] = run.spec_verify_ct();
     m["spec_draft_tokens"] = run.spec_draft_tokens();
     m["spec_accepted_tokens"] = run.spec_accepted_tokens();
   }
   if (spec.logprobs) {
-    json lp = json::array(), top = json::array();
-    for (const auto& t : st.tokens) {
-      lp.push_back({t.logprob, t.token, nullptr});
-      json alts = json::array();
-      for (const auto& a : t.top) alts.push_back({a.logprob, a.token, nullptr});
-      top.push_back(alts);
+    const bool top = spec.base.top_logprobs > 0;
+    // The prompt from logprob_start_len (by default its last token): the first entry has no logprob,
+    // the rest are the prompt's own (position k is prompt logprob k - 1).
+    json in = json::array(), in_top = json::array();
+    if (!prompt.empty()) {
+      const int64_t from = spec.logprob_start_len >= 0 ? spec.logprob_start_len : int64_t(prompt.size()) - 1;
+      in.push_back(lw.entry(std::nullopt, prompt[size_t(from)]));
+      in_top.push_back(nullptr);
+      for (int64_t pos = from + 1; pos < int64_t(prompt.size()) && size_t(pos - 1) < st.prompt.size(); ++pos) {
+        const TokenOut& t = st.prompt[size_t(pos - 1)];
+        in.push_back(lw.entry(t.logprob, t.token));
+        in_top.push_back(lw.alternatives(t));
+      }
     }
-    m["output_token_logprobs"] = lp;
-    if (spec.base.top_logprobs > 0) m["output_top_logprobs"] = top;
+    json lp = json::array(), out_top = json::array();
+    for (const auto& t : st.tokens) {
+      lp.push_back(lw.entry(t.logprob, t.token));
+      out_top.push_back(lw.alternatives(t));
+    }
+    m["input_token_logprobs"] = std::move(in);
+    m["output_token_logprobs"] = std::move(lp);
+    if (top) {
+      m["input_top_logprobs"] = std::move(in_top);
+      m["output_top_logprobs"] = std::move(out_top);
+    }
   }
   return m;
 }
@@ -85,9 +129,11 @@ void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::R
     st.text += d.text;
     for (const auto& t : d.tokens) st.ids.push_back(t.token);
     st.tokens.insert(st.tokens.end(), d.tokens.begin(), d.tokens.end());
+    st.prompt.insert(st.prompt.end(), d.prompt.begin(), d.prompt.end());
     if (d.finished) {
       st.finish_reason = d.finish_reason;
       st.matched_stop = d.matched_stop;
+      st.matched_token = d.matched_token;
       st.error = d.error;
       st.engine_fault = d.engine_fault;
       st.engine_unavailable = d.engine_unavailable;
@@ -105,6 +151,12 @@ void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::R
   };
   const bool as_list = spec.batched || spec.n > 1;
   const bool ids_only = ctx.opts.skip_tokenizer_init;  // SGLang: no detokenizer, ids are the output
+  const LogprobWriter lw{spec.return_text_in_logprobs && !ids_only ? &ctx.tok : nullptr};
+  auto prompt_of = [prompts = std::make_shared<const std::vector<std::vector<int32_t>>>(spec.prompts),
+                    n = size_t(std::max(1, spec.n))](size_t i) -> const std::vector<int32_t>& {
+    static const std::vector<int32_t> kNone;
+    return i / n < prompts->size() ? (*prompts)[i / n] : kNone;
+  };
 
   if (!spec.stream) {
     if (!gen->drive([&](size_t i, const ChoiceDelta& d) { absorb(i, d); return true; }, gone)) {
@@ -118,7 +170,7 @@ void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::R
       const GenState& st = (*states)[i];
       if (st.finish_reason == "error" && !as_list) throw_choice_error(st.error, st.engine_fault, st.engine_unavailable);
       out.push_back({{"text", st.text}, {"output_ids", st.ids},
-                     {"meta_info", meta_info(spec, gen->choice(i), st, rid_of(i), seconds_since())}});
+                     {"meta_info", meta_info(spec, gen->choice(i), st, rid_of(i), seconds_since(), prompt_of(i), lw)}});
       if (ids_only) out.back().erase("text");
     }
     send_json(res, 200, as_list ? out : out[0]);
@@ -127,7 +179,8 @@ void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::R
   res.set_header("Cache-Control", "no-cache");
   set_stream_provider(
       req, res, "text/event-stream",
-      [gen, states, spec, absorb, rid_of, seconds_since, note, gone, as_list, ids_only, inflight, rids](size_t,
+      [gen, states, spec, absorb, rid_of, seconds_since, note, gone, as_list, ids_only, inflight, rids, lw,
+       prompt_of](size_t,
                                                                                              httplib::DataSink& sink) {
         auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
         bool ok = gen->drive(
@@ -137,7 +190,7 @@ void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::R
               const GenState& st = (*states)[i];
               // As SGLang does, each event carries the text and ids so far.
               json j{{"text", st.text}, {"output_ids", st.ids},
-                     {"meta_info", meta_info(spec, gen->choice(i), st, rid_of(i), seconds_since())}};
+                     {"meta_info", meta_info(spec, gen->choice(i), st, rid_of(i), seconds_since(), prompt_of(i), lw)}};
               if (ids_only) j.erase("text");
               if (as_list) j["index"] = i;
               if (!write(sse_event(j))) return false;
@@ -202,7 +255,9 @@ void handle_health_generate(ServerContext& ctx, httplib::Response& res) {
 }  // namespace
 
 void register_sglang_routes(httplib::Server& svr, ServerContext& ctx) {
+  // SGLang takes both methods.
   svr.Post("/generate", [&ctx](const httplib::Request& req, httplib::Response& res) { handle_generate(ctx, req, res); });
+  svr.Put("/generate", [&ctx](const httplib::Request& req, httplib::Response& res) { handle_generate(ctx, req, res); });
   svr.Get("/health", [&ctx](const httplib::Request&, httplib::Response& res) {
     // stalled(): requests are pending and the engine has made no step for --stall-timeout.
     const bool stalled = ctx.engine.stalled();
@@ -213,22 +268,24 @@ void register_sglang_routes(httplib::Server& svr, ServerContext& ctx) {
   });
   svr.Get("/health_generate",
           [&ctx](const httplib::Request&, httplib::Response& res) { handle_health_generate(ctx, res); });
-  svr.Get("/get_server_info", [&ctx](const httplib::Request&, httplib::Response& res) {
-    json info = ctx.info.is_object() ? ctx.info : json::object();
-    info["served_model_name"] = ctx.opts.served_model_name;
-    info["context_length"] = ctx.parse.limits.context_length;
-    info["dp_size"] = ctx.engine.dp_size();
-    info["vocab_size"] = ctx.tok.vocab_size();
-    info["has_chat_template"] = ctx.parse.chat_template != nullptr;
-    info["max_body_bytes"] = ctx.opts.max_body_bytes;
-    info["max_queued_requests"] = ctx.opts.max_queued_requests;
-    info["max_queued_tokens"] = ctx.opts.max_queued_tokens;
-    info["api_key_required"] = ctx.auth.keys_required();
-    info["admin_api_key_set"] = ctx.auth.has_admin_key();
-    info["draining"] = ctx.draining.load();
-    info["requests_in_flight"] = ctx.registry.size();
-    send_json(res, 200, info);
-  });
+  // SGLang's current name and its older one.
+  for (const char* path : {"/server_info", "/get_server_info"})
+    svr.Get(path, [&ctx](const httplib::Request&, httplib::Response& res) {
+      json info = ctx.info.is_object() ? ctx.info : json::object();
+      info["served_model_name"] = ctx.opts.served_model_name;
+      info["context_length"] = ctx.parse.limits.context_length;
+      info["dp_size"] = ctx.engine.dp_size();
+      info["vocab_size"] = ctx.tok.vocab_size();
+      info["has_chat_template"] = ctx.parse.chat_template != nullptr;
+      info["max_body_bytes"] = ctx.opts.max_body_bytes;
+      info["max_queued_requests"] = ctx.opts.max_queued_requests;
+      info["max_queued_tokens"] = ctx.opts.max_queued_tokens;
+      info["api_key_required"] = ctx.auth.keys_required();
+      info["admin_api_key_set"] = ctx.auth.has_admin_key();
+      info["draining"] = ctx.draining.load();
+      info["requests_in_flight"] = ctx.registry.size();
+      send_json(res, 200, info);
+    });
   svr.Post("/abort_request", [&ctx](const httplib::Request& req, httplib::Response& res) {
     json body = read_json_body(ctx, req, [](std::string_view k) { return k == "rid" || k == "abort_all"; });
     bool all = false;

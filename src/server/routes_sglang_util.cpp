@@ -1,6 +1,10 @@
 // SGLang's utility routes: /get_model_info, /tokenize and /detokenize (also under /v1/, with the
 // shapes SGLang and vLLM share), and /flush_cache (every rank drops its prefix cache when nothing
 // is in flight, else 400 as SGLang answers; an operator's route: the admin key when one is set).
+#include <chrono>
+#include <cstdlib>
+#include <thread>
+
 #include <fmt/format.h>
 
 #include "server/openai_error.h"
@@ -110,19 +114,21 @@ void handle_detokenize(ServerContext& ctx, const httplib::Request& req, httplib:
 }  // namespace
 
 void register_sglang_util_routes(httplib::Server& svr, ServerContext& ctx) {
-  svr.Get("/get_model_info", [&ctx](const httplib::Request&, httplib::Response& res) {
-    send_json(res, 200,
-              {{"model_path", ctx.info.value("model_path", "")},
-               {"tokenizer_path", ctx.info.value("tokenizer_path", "")},
-               {"served_model_name", ctx.opts.served_model_name},
-               {"is_generation", !ctx.opts.embedding.enabled},
-               {"preferred_sampling_params", nullptr},
-               {"weight_version", "default"},
-               {"has_image_understanding", false},
-               {"has_audio_understanding", false},
-               {"model_type", ctx.info.value("architecture", "")},
-               {"architectures", json::array({ctx.info.value("architecture", "")})}});
-  });
+  // SGLang's current name and its older one.
+  for (const char* path : {"/model_info", "/get_model_info"})
+    svr.Get(path, [&ctx](const httplib::Request&, httplib::Response& res) {
+      send_json(res, 200,
+                {{"model_path", ctx.info.value("model_path", "")},
+                 {"tokenizer_path", ctx.info.value("tokenizer_path", "")},
+                 {"served_model_name", ctx.opts.served_model_name},
+                 {"is_generation", !ctx.opts.embedding.enabled},
+                 {"preferred_sampling_params", nullptr},
+                 {"weight_version", "default"},
+                 {"has_image_understanding", ctx.info.value("has_image_understanding", false)},
+                 {"has_audio_understanding", false},
+                 {"model_type", ctx.info.value("model_type", ctx.info.value("architecture", ""))},
+                 {"architectures", json::array({ctx.info.value("architecture", "")})}});
+    });
   for (const char* path : {"/tokenize", "/v1/tokenize"})
     svr.Post(path, [&ctx](const httplib::Request& req, httplib::Response& res) { handle_tokenize(ctx, req, res); });
   for (const char* path : {"/detokenize", "/v1/detokenize"})
@@ -134,7 +140,23 @@ void register_sglang_util_routes(httplib::Server& svr, ServerContext& ctx) {
     // rather than ignored. An empty body or {} is a plain flush.
     if (req.body.find_first_not_of(" \t\r\n") != std::string::npos)
       read_json_body(ctx, req, [](std::string_view) { return false; });
-    if (ctx.engine.flush_cache()) {
+    // SGLang's ?timeout=S: keep trying while requests are in flight, up to S seconds.
+    double timeout_s = 0;
+    for (const auto& [k, v] : req.params) {
+      if (k != "timeout")
+        throw ApiError(400, fmt::format("'{}' is not a parameter of /flush_cache", k.substr(0, 64)), k.substr(0, 64));
+      char* end = nullptr;
+      timeout_s = std::strtod(v.c_str(), &end);
+      if (v.empty() || *end != '\0' || !(timeout_s >= 0 && timeout_s <= 3600))
+        bad_param("timeout", "'timeout' must be a number of seconds in [0, 3600]");
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+    bool flushed = ctx.engine.flush_cache();
+    while (!flushed && std::chrono::steady_clock::now() < deadline && !ctx.stopping.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      flushed = ctx.engine.flush_cache();
+    }
+    if (flushed) {
       res.status = 200;
       res.set_content("Cache flushed.\n", "text/plain");
     } else {

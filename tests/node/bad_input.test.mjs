@@ -41,7 +41,8 @@ const cases = [
   ['chat bad role', '/v1/chat/completions', { messages: [{ role: 'robot', content: 'x' }] }, 400, 'messages[0].role'],
   ['chat without template', '/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }] }, 400, 'messages'],
   ['generate with nothing to generate from', '/generate', { sampling_params: {} }, 400, 'text'],
-  ['generate max_new_tokens 0', '/generate', { text: 'a', sampling_params: { max_new_tokens: 0 } }, 400, 'max_new_tokens'],
+  // 0 is the prompt alone, as in SGLang (e2e_sglang_generate); below 0 is nothing to generate.
+  ['generate max_new_tokens -1', '/generate', { text: 'a', sampling_params: { max_new_tokens: -1 } }, 400, 'max_new_tokens'],
   ['generate ragged input_embeds', '/generate', { input_embeds: [[1, 2], [3]] }, 400, 'input_embeds'],
   ['abort_request without rid', '/abort_request', {}, 400, 'rid'],
   // Integers at and past 2^63 are out of range, never wrapped to negative (2^64-1 was top_k -1).

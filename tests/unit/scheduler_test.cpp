@@ -150,7 +150,7 @@ struct Sim {
         if (!ended) o.push_back(t);
         // What the finish rules must decide, worked out here independently.
         expected.push_back(ended                                 ? Finish::kNone
-                           : stop_at_eos && t == kEos             ? Finish::kStop
+                           : stop_at_eos && t == kEos             ? Finish::kStopToken
                            : int64_t(o.size()) >= max_new[s.id] ? Finish::kLength
                                                                 : Finish::kNone);
         expect_dropped.push_back(ended);
@@ -844,7 +844,7 @@ TEST(Scheduler, RejectsBadInput) {
   EXPECT_THROW(s.commit({{1, 5}}), Error);
   const auto ok = s.commit({{1, 5}, {2, 6}});
   EXPECT_EQ(ok[0].finish, Finish::kNone);
-  EXPECT_EQ(ok[1].finish, Finish::kStop);  // 6 is one of request 2's stop ids
+  EXPECT_EQ(ok[1].finish, Finish::kStopToken);  // 6 is one of request 2's stop ids
   EXPECT_EQ(s.find(2), nullptr);
   ASSERT_NE(s.find(1), nullptr);
   EXPECT_EQ(s.find(1)->tokens, (std::vector<int32_t>{1, 2, 5}));
@@ -868,13 +868,13 @@ TEST(FinishRules, EosStopIdsAndLength) {
     return rules.after_token(st);
   };
   EXPECT_EQ(after({5}, 4, false, {}), Finish::kNone);
-  EXPECT_EQ(after({7}, 4, false, {}), Finish::kStop);                 // any of the EOS ids
-  EXPECT_EQ(after({2}, 4, true, {}), Finish::kNone);                  // ignore_eos
-  EXPECT_EQ(after({5, 9}, 4, true, {9}), Finish::kStop);              // stop ids hold even with ignore_eos
-  EXPECT_EQ(after({5, 6, 8, 3}, 4, false, {}), Finish::kLength);      // the 4th of 4
-  EXPECT_EQ(after({5, 6, 8, 2}, 4, false, {}), Finish::kStop);        // EOS as the last allowed token is a stop
-  EXPECT_EQ(after({5, 6, 8}, 4, false, {8}), Finish::kStop);
-  EXPECT_EQ(after({100}, 4, false, {}), Finish::kNone);               // prompt ids are not stop ids
+  EXPECT_EQ(after({7}, 4, false, {}), Finish::kStopToken);             // any of the EOS ids
+  EXPECT_EQ(after({2}, 4, true, {}), Finish::kNone);                   // ignore_eos
+  EXPECT_EQ(after({5, 9}, 4, true, {9}), Finish::kStopToken);          // stop ids hold even with ignore_eos
+  EXPECT_EQ(after({5, 6, 8, 3}, 4, false, {}), Finish::kLength);       // the 4th of 4
+  EXPECT_EQ(after({5, 6, 8, 2}, 4, false, {}), Finish::kStopToken);    // EOS as the last allowed token is a stop
+  EXPECT_EQ(after({5, 6, 8}, 4, false, {8}), Finish::kStopToken);
+  EXPECT_EQ(after({100}, 4, false, {}), Finish::kNone);                // prompt ids are not stop ids
 }
 
 // --schedule-policy lpm: with one admission slot, the waiting request whose prompt the prefix cache
