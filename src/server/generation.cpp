@@ -34,6 +34,7 @@ ChoiceRun::ChoiceRun(Engine& engine, const Tokenizer& tok, Request r, const GenS
   log_ = spec.log_requests;
   prompt_only_ = spec.prompt_only;
   keep_matched_token_text_ = spec.no_stop_trim;
+  deferred_ = deferred;
   log_prompt_ = std::move(log_prompt);
   rid_ = rid;
   has_images_ = !r.images.empty();
@@ -161,6 +162,12 @@ bool ChoiceRun::poll(std::chrono::milliseconds timeout, ChoiceDelta& out) {
     out.engine_fault = r.engine_fault;
     out.engine_unavailable = r.engine_unavailable;
     std::string reason = r.finish_reason.empty() ? "stop" : r.finish_reason;
+    // A later copy sent after the drain began belongs to a request admitted before it: it ends as
+    // the drain ends running requests (abort), not as a request that came too late (a 503).
+    if (deferred_ && r.engine_unavailable) {
+      reason = "abort";
+      out.fault = out.engine_unavailable = false;
+    }
     // max_tokens 0: the prompt alone, ended by the length limit whatever the dropped token was.
     if (prompt_only_ && reason == "stop") reason = "length";
     finish(out, reason);
@@ -220,13 +227,35 @@ void Generation::on_delivery(size_t i, ChoiceDelta& d) {
   if (c == 0 && first_news && !copies_started_[p]) {
     copies_started_[p] = true;
     prompt_lps_[p] = d.prompt;
-    // (start() leaves copies aborted meanwhile ended.)
-    for (size_t k = i + 1; k < i + size_t(n_); ++k) runs_[k]->start(runs_[i]->dp_rank());
+    // Copy 0 cancelled or refused before its first token (/abort_request, the drain deadline, a fault):
+    // its copies end the same way. They were never sent, so the cancel could not reach them.
+    const bool ended_early =
+        d.finished && d.tokens.empty() && (d.finish_reason == "abort" || d.finish_reason == "error");
+    for (size_t k = i + 1; k < i + size_t(n_); ++k) {
+      if (!ended_early) {
+        runs_[k]->start(runs_[i]->dp_rank());  // (it leaves copies aborted meanwhile ended)
+        continue;
+      }
+      if (runs_[k]->finished()) continue;
+      ChoiceDelta e;
+      runs_[k]->abort(e, d.finish_reason, d.error, d.fault);
+      e.engine_fault = d.engine_fault;
+      e.engine_unavailable = d.engine_unavailable;
+      ended_copies_.emplace_back(k, std::move(e));
+    }
   }
   if (c > 0 && owes_prompt_[i] && (!d.tokens.empty() || d.finished)) {
     d.prompt = prompt_lps_[p];
     owes_prompt_[i] = false;
   }
+}
+
+bool Generation::tell_ended_copies(const std::function<bool(size_t, const ChoiceDelta&)>& on_delta) {
+  auto ended = std::move(ended_copies_);
+  ended_copies_.clear();
+  for (auto& [k, e] : ended)
+    if (!on_delta(k, e)) return false;
+  return true;
 }
 
 bool Generation::drive(const std::function<bool(size_t, const ChoiceDelta&)>& on_delta,
@@ -250,7 +279,7 @@ bool Generation::drive(const std::function<bool(size_t, const ChoiceDelta&)>& on
       if (runs_[i]->poll(std::chrono::milliseconds(0), d)) {
         got = true;
         on_delivery(i, d);
-        if (!on_delta(i, d)) {
+        if (!on_delta(i, d) || !tell_ended_copies(on_delta)) {
           cancel_rest("abort", "client disconnected", false);
           return false;
         }
@@ -281,7 +310,7 @@ bool Generation::drive(const std::function<bool(size_t, const ChoiceDelta&)>& on
       if (r->poll(std::chrono::milliseconds(20), d)) {
         last_delivery = Clock::now();
         on_delivery(i, d);
-        if (!on_delta(i, d)) {
+        if (!on_delta(i, d) || !tell_ended_copies(on_delta)) {
           cancel_rest("abort", "client disconnected", false);
           return false;
         }

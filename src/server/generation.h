@@ -102,6 +102,7 @@ class ChoiceRun {
   std::string log_prompt_, log_output_, rid_;
   bool prompt_only_ = false;           // GenSpec::prompt_only: generated tokens are dropped
   bool keep_matched_token_text_ = false;  // GenSpec::no_stop_trim
+  bool deferred_ = false;  // a later copy of an n > 1 choice, sent once copy 0 made its first token
   std::vector<TokenOut> prompt_lps_;   // prompt logprobs received, not yet handed out
   bool has_images_ = false;
   std::optional<double> ttft_s_, encoder_s_;
@@ -138,6 +139,7 @@ class Generation {
   // Before handing out choice i's delta: starts the copies of a prompt whose copy 0 just delivered
   // its first token or ended, and gives a later copy its prompt's logprobs with its first delivery.
   void on_delivery(size_t i, ChoiceDelta& d);
+  bool tell_ended_copies(const std::function<bool(size_t, const ChoiceDelta&)>& on_delta);
 
   Engine& engine_;
   std::vector<std::unique_ptr<ChoiceRun>> runs_;
@@ -145,6 +147,8 @@ class Generation {
   std::vector<bool> owes_prompt_;   // per choice: copy 0's prompt logprobs still to be attached
   std::vector<bool> copies_started_;  // per prompt: copies 1.. enqueued (from the start when not deferred)
   std::vector<std::vector<TokenOut>> prompt_lps_;  // per prompt: copy 0's prompt logprobs
+  // Copies ended by on_delivery (their copy 0 was cancelled before they were sent): told after it.
+  std::vector<std::pair<size_t, ChoiceDelta>> ended_copies_;
 };
 
 }  // namespace dpserve

@@ -239,7 +239,7 @@ def test_abort_waiting_n():
 
 def main():
     for t in (test_fields, test_stop_token_trim, test_lengths, test_input_logprobs, test_rid_and_routes,
-              test_stream_latency):
+              test_stream_latency, test_abort_waiting_n):
         try:
             t()
         except Exception as e:  # a crash in one group must not hide the others
