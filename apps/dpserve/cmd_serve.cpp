@@ -285,6 +285,11 @@ void register_serve(CLI::App& app) {
                 "whole in memory (~250 bytes an entry), so this bounds what logprobs can make the server hold "
                 "(0 = no limit)")
       ->capture_default_str()->check(CLI::NonNegativeNumber)->envname("DPSERVE_MAX_QUEUED_LOGPROBS");
+  s->add_option("--max-queued-embedding-values", a->so.max_queued_embedding_values,
+                "The same bound on the floats the /v1/embeddings replies in flight hold (each input's returned "
+                "dimensions; kept as float32 until written): new requests get 429 beyond it, a request that alone "
+                "needs more gets 400 (0 = no limit)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber)->envname("DPSERVE_MAX_QUEUED_EMBEDDING_VALUES");
   s->add_option("--max-stored-responses", a->so.max_stored_responses,
                 "/v1/responses kept in memory for previous_response_id and GET /v1/responses/{id}; beyond it the "
                 "oldest go (0 = keep none)")

@@ -224,7 +224,12 @@ void DpEngine::on_reports(std::vector<GroupReport>& reports) {
         if (o.has_token) {
           r.tokens.push_back(std::move(o.tok));
           router_.on_token(o.id);
-          ++stats_.generation_tokens_total;
+          // A pooled input (embedding, rerank score) samples one token only because its last row is
+          // computed anyway; nothing is generated, so it counts as an output, not a token.
+          if (!r.embedding.empty() || !r.scores.empty())
+            ++stats_.pooled_outputs_total;
+          else
+            ++stats_.generation_tokens_total;
         }
         // A request's tokens of one step (speculation verifies several) travel as one delivery.
         if (!deliveries.empty() && deliveries.back().second.id == o.id && !deliveries.back().second.finished &&

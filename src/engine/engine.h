@@ -42,6 +42,7 @@ struct EngineStats {
   int64_t prompt_tokens_total = 0;
   int64_t generation_tokens_total = 0;
   int64_t requests_finished_total = 0;
+  int64_t pooled_outputs_total = 0;  // embedding vectors and rerank scores computed (prefill-only inputs)
   int64_t steps_total = 0;
   // Speculative decoding: drafted tokens verified, those that matched, and request-steps that verified any.
   int64_t spec_draft_tokens_total = 0;

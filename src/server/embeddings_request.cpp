@@ -4,6 +4,7 @@
 #include <climits>
 #include <cmath>
 #include <cstring>
+#include <iterator>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -42,8 +43,10 @@ void check_model(const json& body, const ParseContext& ctx) {
                    "model", "invalid_request_error", "model_not_found");
 }
 
+// null is the default (no user), as for every optional field.
 void check_user(const json& body) {
-  if (auto it = body.find("user"); it != body.end() && !it->is_string()) bad_param("user", "'user' must be a string");
+  if (auto it = body.find("user"); it != body.end() && !it->is_null() && !it->is_string())
+    bad_param("user", "'user' must be a string");
 }
 
 // An input's ids fit the vocabulary and, with the one position the engine runs past the prompt, the context.
@@ -66,9 +69,16 @@ std::vector<int32_t> checked(const std::vector<int64_t>& ids, size_t index, cons
 
 std::vector<int64_t> widen(const std::vector<int32_t>& ids) { return std::vector<int64_t>(ids.begin(), ids.end()); }
 
-std::vector<int64_t> id_list(const json& a, size_t index) {
+// `flat`: `a` is the whole input (one list of ids), so a string or list in it mixes kinds of input.
+std::vector<int64_t> id_list(const json& a, size_t index, bool flat) {
   std::vector<int64_t> ids;
-  for (const json& x : a) {
+  for (size_t k = 0; k < a.size(); ++k) {
+    const json& x = a[k];
+    if (flat && (x.is_string() || x.is_array()))
+      bad_param("input", fmt::format("'input' mixes token ids and {} (item {}): send one kind",
+                                     x.is_string() ? "strings" : "lists", k));
+    if (flat && !x.is_number_integer())
+      bad_param("input", fmt::format("'input' item {} is not a token id: a list of token ids holds integers only", k));
     if (!x.is_number_integer())
       bad_param("input", fmt::format("'input' item {}: a list of token ids holds integers only", index));
     ids.push_back(x.is_number_unsigned() && x.get<uint64_t>() > uint64_t(INT64_MAX) ? INT64_MAX : x.get<int64_t>());
@@ -109,7 +119,7 @@ EmbeddingsSpec parse_embeddings_request(const json& body, const ParseContext& ct
   check_model(body, ctx);
   check_user(body);
   EmbeddingsSpec spec;
-  if (auto it = body.find("encoding_format"); it != body.end()) {
+  if (auto it = body.find("encoding_format"); it != body.end() && !it->is_null()) {
     if (!it->is_string() || (*it != "float" && *it != "base64"))
       bad_param("encoding_format", "'encoding_format' must be \"float\" or \"base64\"");
     spec.base64 = *it == "base64";
@@ -135,11 +145,11 @@ EmbeddingsSpec parse_embeddings_request(const json& body, const ParseContext& ct
     spec.inputs.push_back(encode_text(in, 0, ctx, "input"));
   } else if (in.is_array()) {
     if (in.empty()) bad_param("input", "'input' is an empty list");
-    if (int64_t(in.size()) > kMaxEmbeddingInputs)
-      bad_param("input", fmt::format("'input' holds {} items; at most {} per request", in.size(), kMaxEmbeddingInputs));
-    if (in[0].is_number()) {  // one list of token ids
-      spec.inputs.push_back(checked(id_list(in, 0), 0, ctx, "input"));
+    if (in[0].is_number()) {  // one list of token ids: one input, bounded by the context, not by the input count
+      spec.inputs.push_back(checked(id_list(in, 0, true), 0, ctx, "input"));
     } else {
+      if (int64_t(in.size()) > kMaxEmbeddingInputs)
+        bad_param("input", fmt::format("'input' holds {} inputs; at most {} per request", in.size(), kMaxEmbeddingInputs));
       // All strings or all id lists (OpenAI's schema has no mixed form), as the first item is.
       const bool strings = in[0].is_string();
       for (size_t i = 0; i < in.size(); ++i) {
@@ -148,7 +158,7 @@ EmbeddingsSpec parse_embeddings_request(const json& body, const ParseContext& ct
         if (in[i].is_string() != strings)
           bad_param("input", fmt::format("'input' mixes strings and token id lists (item {}): send one kind", i));
         spec.inputs.push_back(strings ? encode_text(in[i], i, ctx, "input")
-                                      : checked(id_list(in[i], i), i, ctx, "input"));
+                                      : checked(id_list(in[i], i, false), i, ctx, "input"));
       }
     }
   } else {
@@ -157,7 +167,7 @@ EmbeddingsSpec parse_embeddings_request(const json& body, const ParseContext& ct
   return spec;
 }
 
-json embedding_value(std::vector<float> v, const EmbeddingConfig& cfg, int64_t dimensions, bool base64) {
+std::string embedding_value(std::vector<float> v, const EmbeddingConfig& cfg, int64_t dimensions, bool base64) {
   if (dimensions > 0 && dimensions < int64_t(v.size())) v.resize(size_t(dimensions));
   if (cfg.normalize) {
     double ss = 0;
@@ -166,9 +176,22 @@ json embedding_value(std::vector<float> v, const EmbeddingConfig& cfg, int64_t d
     const double inv = 1.0 / std::max(std::sqrt(ss), 1e-12);
     for (float& x : v) x = float(x * inv);
   }
-  if (!base64) return json(v);
   static_assert(sizeof(float) == 4);
-  return base64_encode(reinterpret_cast<const unsigned char*>(v.data()), v.size() * sizeof(float));
+  if (base64) return '"' + base64_encode(reinterpret_cast<const unsigned char*>(v.data()), v.size() * sizeof(float)) + '"';
+  std::string out;
+  out.reserve(v.size() * 12 + 2);
+  out += '[';
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i > 0) out += ',';
+    // fmt's shortest form of the float itself: the digits that read back as this float32 (as base64's
+    // bytes do), about half the text of the double it widens to. JSON has no NaN/inf: null, as nlohmann writes.
+    if (std::isfinite(v[i]))
+      fmt::format_to(std::back_inserter(out), "{}", v[i]);
+    else
+      out += "null";
+  }
+  out += ']';
+  return out;
 }
 
 RerankSpec parse_rerank_request(const json& body, const ParseContext& ctx) {
@@ -218,6 +241,12 @@ RerankSpec parse_rerank_request(const json& body, const ParseContext& ctx) {
   };
   spec.yes_id = one_token("yes");
   spec.no_id = one_token("no");
+  // Every prompt holds the query: when it leaves no room for any document, the query is what to shorten.
+  const size_t bare = ctx.tok->encode(rerank_prompt(instruct, spec.query, ""), false).size();
+  if (int64_t(bare) >= ctx.limits.context_length)
+    bad_param("query", fmt::format("'query' makes each rerank prompt {} tokens (with 'instruct' and the reranker's "
+                                   "template) before any document; this model's maximum context length is {} tokens",
+                                   bare, ctx.limits.context_length));
   for (size_t i = 0; i < spec.documents.size(); ++i) {
     std::vector<int32_t> ids = ctx.tok->encode(rerank_prompt(instruct, spec.query, spec.documents[i]), false);
     spec.prompts.push_back(checked(widen(ids), i, ctx, "documents"));

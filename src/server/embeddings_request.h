@@ -25,9 +25,10 @@ inline constexpr int64_t kMaxEmbeddingInputs = 2048;  // OpenAI's bound on input
 bool is_embeddings_field(std::string_view name);
 EmbeddingsSpec parse_embeddings_request(const nlohmann::json& body, const ParseContext& ctx,
                                         const EmbeddingConfig& cfg, int64_t hidden);
-// The pooled vector as the response carries it: truncated to `dimensions` (0: whole), then
-// L2-normalised when cfg.normalize; a JSON array of floats, or base64 of its little-endian float32s.
-nlohmann::json embedding_value(std::vector<float> v, const EmbeddingConfig& cfg, int64_t dimensions, bool base64);
+// The pooled vector as the response carries it, as JSON text: truncated to `dimensions` (0: whole),
+// then L2-normalised when cfg.normalize; an array of floats (each float32's shortest round-tripping
+// form), or a string of base64 of its little-endian float32s.
+std::string embedding_value(std::vector<float> v, const EmbeddingConfig& cfg, int64_t dimensions, bool base64);
 
 // The rerank request (SGLang / Jina / Cohere): query, documents (strings), top_n, return_documents,
 // instruct (SGLang's name for the Qwen3-Reranker instruction), model, user.

@@ -145,6 +145,9 @@ std::string Metrics::render(const EngineStats& es, bool healthy, bool draining, 
   out += fmt::format("dpserve_engine_steps_total {}\n", es.steps_total);
   header(out, "dpserve_engine_requests_finished_total", "counter", "Requests the engine finished");
   out += fmt::format("dpserve_engine_requests_finished_total {}\n", es.requests_finished_total);
+  header(out, "dpserve_pooled_outputs_total", "counter",
+         "Embedding vectors and rerank scores the engine computed (prefill-only inputs; no token generated)");
+  out += fmt::format("dpserve_pooled_outputs_total {}\n", es.pooled_outputs_total);
   header(out, "dpserve_http_prompt_tokens_total", "counter", "Prompt tokens of requests answered over HTTP");
   out += fmt::format("dpserve_http_prompt_tokens_total {}\n", prompt_tokens.load());
   header(out, "dpserve_http_completion_tokens_total", "counter", "Completion tokens returned over HTTP");

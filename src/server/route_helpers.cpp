@@ -87,6 +87,24 @@ std::shared_ptr<void> admit_generation(ServerContext& ctx, const GenSpec& spec) 
   return admit_work(ctx, w, "n");
 }
 
+namespace {
+
+// The in-flight handle of admitted work: the admission slot, and the request counted in
+// dpserve_http_requests_inflight.
+std::shared_ptr<void> hold(ServerContext& ctx, std::shared_ptr<void> slot) {
+  ++ctx.metrics.http_inflight;
+  return std::shared_ptr<void>(nullptr, [&ctx, slot](void*) { --ctx.metrics.http_inflight; });
+}
+
+// 429 (not 503): the server is healthy but over its load bound, which OpenAI clients treat as
+// "back off and retry" (with Retry-After); 503 stays for draining and a failed engine.
+[[noreturn]] void throw_busy(ServerContext& ctx, std::string message) {
+  ctx.metrics.rejected_overload.fetch_add(1);
+  throw ApiError(429, std::move(message), "", "rate_limit_error", "queue_full");
+}
+
+}  // namespace
+
 std::shared_ptr<void> admit_work(ServerContext& ctx, const Admission::Work& w, const std::string& param) {
   check_serving(ctx);
   std::shared_ptr<void> slot;
@@ -105,21 +123,49 @@ std::shared_ptr<void> admit_work(ServerContext& ctx, const Admission::Work& w, c
                                  "(--max-queued-tokens) at once",
                                  w.sequences, w.tokens, a.max_sequences(), a.max_tokens()));
     case Admission::Verdict::kBusy: {
-      ctx.metrics.rejected_overload.fetch_add(1);
       const Admission::Work now = a.in_flight();
-      // 429 (not 503): the server is healthy but over its load bound, which OpenAI clients treat as
-      // "back off and retry" (with Retry-After); 503 stays for draining and a failed engine.
-      throw ApiError(429,
-                     fmt::format("Too much work in flight ({} of {} sequences, --max-queued-requests; {} of {} tokens, "
-                                 "--max-queued-tokens; {} of {} logprob entries, --max-queued-logprobs; 0 = no limit) "
-                                 "for this request's {} sequences, {} tokens and {} logprob entries; retry later",
-                                 now.sequences, a.max_sequences(), now.tokens, a.max_tokens(), now.logprobs,
-                                 a.max_logprobs(), w.sequences, w.tokens, w.logprobs),
-                     "", "rate_limit_error", "queue_full");
+      throw_busy(ctx, fmt::format("Too much work in flight ({} of {} sequences, --max-queued-requests; {} of {} tokens, "
+                                  "--max-queued-tokens; {} of {} logprob entries, --max-queued-logprobs; 0 = no limit) "
+                                  "for this request's {} sequences, {} tokens and {} logprob entries; retry later",
+                                  now.sequences, a.max_sequences(), now.tokens, a.max_tokens(), now.logprobs,
+                                  a.max_logprobs(), w.sequences, w.tokens, w.logprobs));
     }
   }
-  ++ctx.metrics.http_inflight;
-  return std::shared_ptr<void>(nullptr, [&ctx, slot](void*) { --ctx.metrics.http_inflight; });
+  return hold(ctx, std::move(slot));
+}
+
+std::shared_ptr<void> admit_inputs(ServerContext& ctx, const std::vector<std::vector<int32_t>>& inputs, int64_t values,
+                                   const std::string& param) {
+  check_serving(ctx);
+  Admission::Work w;
+  w.sequences = int64_t(inputs.size());
+  for (const auto& p : inputs) w.tokens += int64_t(p.size()) + 1;  // the engine runs one position past each
+  w.values = values;
+  std::shared_ptr<void> slot;
+  const Admission& a = ctx.admission;
+  switch (ctx.admission.admit(w, slot)) {
+    case Admission::Verdict::kAdmitted: break;
+    case Admission::Verdict::kTooBig:
+      if (a.max_values() > 0 && w.values > a.max_values())
+        bad_param(param, fmt::format("This request's reply would hold {} embedding values ({} inputs x their "
+                                     "dimensions); the server admits at most {} at once "
+                                     "(--max-queued-embedding-values): send fewer inputs per request",
+                                     w.values, w.sequences, a.max_values()));
+      bad_param(param, fmt::format("This request has {} inputs of {} tokens in all (each input's tokens + 1); the server "
+                                   "admits at most {} inputs (--max-queued-requests) and {} tokens "
+                                   "(--max-queued-tokens) at once: send fewer or shorter inputs per request",
+                                   w.sequences, w.tokens, a.max_sequences(), a.max_tokens()));
+    case Admission::Verdict::kBusy: {
+      const Admission::Work now = a.in_flight();
+      throw_busy(ctx, fmt::format("Too much work in flight ({} of {} sequences, --max-queued-requests; {} of {} tokens, "
+                                  "--max-queued-tokens; {} of {} embedding values, --max-queued-embedding-values; "
+                                  "0 = no limit) for this request's {} inputs, {} tokens and {} embedding values; "
+                                  "retry later",
+                                  now.sequences, a.max_sequences(), now.tokens, a.max_tokens(), now.values,
+                                  a.max_values(), w.sequences, w.tokens, w.values));
+    }
+  }
+  return hold(ctx, std::move(slot));
 }
 
 void set_stream_provider(const httplib::Request& req, httplib::Response& res, const char* content_type,

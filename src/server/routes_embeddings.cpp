@@ -37,28 +37,43 @@ std::vector<PooledResult> run_pooled(ServerContext& ctx, const httplib::Request&
     r.score_ids = score_ids;
     streams.push_back(ctx.engine.enqueue(std::move(r)));
   }
+  auto cancel_all = [&] {
+    for (auto& s : streams) ctx.engine.cancel(s->id());
+  };
   auto gone = client_gone_fn(ctx, req);
+  // Checked on a clock, not only when a wait times out: while results keep coming (a batch of
+  // short inputs delivers every few ms) no wait ever times out, and a client that left would have
+  // the whole batch computed for nobody.
+  constexpr auto kGoneEvery = std::chrono::milliseconds(50);
+  auto last_gone_check = std::chrono::steady_clock::now();
   std::vector<PooledResult> out(prompts.size());
   for (size_t i = 0; i < streams.size(); ++i) {
     Response resp;
     bool finished = false;
     while (!finished) {
-      if (!streams[i]->next(resp, std::chrono::milliseconds(100))) {
+      if (streams[i]->next(resp, kGoneEvery)) {
+        if (!resp.embedding.empty()) out[i].embedding = std::move(resp.embedding);
+        if (!resp.scores.empty()) out[i].scores = std::move(resp.scores);
+        if (resp.prompt_tokens > 0) out[i].prompt_tokens = resp.prompt_tokens;
+        finished = resp.finished;
+      }
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_gone_check >= kGoneEvery) {
+        last_gone_check = now;
         if (gone()) {
-          for (auto& s : streams) ctx.engine.cancel(s->id());
+          cancel_all();
           return {};
         }
-        continue;
       }
-      if (!resp.embedding.empty()) out[i].embedding = std::move(resp.embedding);
-      if (!resp.scores.empty()) out[i].scores = std::move(resp.scores);
-      if (resp.prompt_tokens > 0) out[i].prompt_tokens = resp.prompt_tokens;
-      finished = resp.finished;
     }
     if (resp.finish_reason == "error" || resp.finish_reason == "abort") {
-      for (auto& s : streams) ctx.engine.cancel(s->id());
-      throw_choice_error(resp.error.empty() ? "the request was aborted" : resp.error, resp.engine_fault,
-                         resp.engine_unavailable);
+      cancel_all();
+      // The engine aborts what is left when the shutdown deadline passes (nothing else aborts these:
+      // a client that left is handled above): a 503, which clients retry elsewhere, not a 400.
+      if (resp.finish_reason == "abort")
+        throw_choice_error(resp.error.empty() ? "The server is shutting down: the request was aborted" : resp.error,
+                           false, true);
+      throw_choice_error(resp.error, resp.engine_fault, resp.engine_unavailable);
     }
     if (pooling != Pooling::kNone && out[i].embedding.empty())
       throw ApiError(500, "the engine returned no embedding", "", "server_error", "internal_error");
@@ -68,11 +83,49 @@ std::vector<PooledResult> run_pooled(ServerContext& ctx, const httplib::Request&
   return out;
 }
 
-int64_t admitted_tokens(const std::vector<std::vector<int32_t>>& prompts) {
-  int64_t t = 0;
-  for (const auto& p : prompts) t += int64_t(p.size()) + 1;
-  return t;
+// What an answered request adds to the HTTP metrics: its prompt tokens, and its latency from
+// arrival to the reply (no token is generated, so the token histograms stay as they are).
+void note_answered(ServerContext& ctx, int64_t prompt_tokens) {
+  access_info().prompt_tokens = prompt_tokens;
+  access_info().finish = "stop";
+  ctx.metrics.prompt_tokens += prompt_tokens;
+  ctx.metrics.e2e_latency.observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - access_info().start).count());
 }
+
+// The embeddings reply, written in pieces as the client reads it: the vectors stay float32 (4 bytes
+// a value) until their item is written, instead of a whole JSON text or tree (~10x that) per reply.
+struct EmbeddingsReply {
+  std::vector<PooledResult> got;
+  EmbeddingConfig cfg;
+  int64_t dimensions = 0;
+  bool base64 = false;
+  std::string model;
+  int64_t tokens = 0;
+  std::shared_ptr<void> inflight;  // the admission slot: held until the last byte is written
+  size_t next = 0;                 // the next item to write
+  bool tail_written = false;
+
+  // The next piece of the body: the opening and some items, ~64 KB at a time; empty at the end.
+  std::string piece() {
+    std::string out;
+    if (next == 0 && !tail_written) out = R"({"object":"list","data":[)";
+    while (next < got.size() && out.size() < (64 << 10)) {
+      if (next > 0) out += ',';
+      out += fmt::format(R"({{"object":"embedding","index":{},"embedding":)", next);
+      out += embedding_value(std::move(got[next].embedding), cfg, dimensions, base64);
+      out += '}';
+      ++next;
+    }
+    if (next == got.size() && !tail_written && out.size() < (64 << 10)) {
+      out += fmt::format(R"(],"model":{},"usage":{{"prompt_tokens":{},"total_tokens":{}}}}})",
+                         json(model).dump(-1, ' ', false, json::error_handler_t::replace),
+                         tokens, tokens);
+      tail_written = true;
+    }
+    return out;
+  }
+};
 
 void handle_embeddings(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
   check_serving(ctx);
@@ -86,29 +139,33 @@ void handle_embeddings(ServerContext& ctx, const httplib::Request& req, httplib:
   json body = read_json_body(ctx, req, is_embeddings_field);
   EmbeddingsSpec spec = parse_embeddings_request(body, ctx.parse, cfg, hidden);
   release_body(req);
-  std::shared_ptr<void> inflight =
-      admit_work(ctx, {int64_t(spec.inputs.size()), admitted_tokens(spec.inputs), 0}, "input");
-  std::vector<PooledResult> got = run_pooled(ctx, req, spec.inputs, cfg.pooling, {});
-  if (got.empty()) {
+  // The reply holds each input's vector until it is written: its floats count against the bound.
+  const int64_t dims = spec.dimensions > 0 ? spec.dimensions : hidden;
+  auto reply = std::make_shared<EmbeddingsReply>();
+  reply->inflight = admit_inputs(ctx, spec.inputs, int64_t(spec.inputs.size()) * dims, "input");
+  reply->got = run_pooled(ctx, req, spec.inputs, cfg.pooling, {});
+  if (reply->got.empty()) {
     res.status = 499;  // the client is gone; nobody reads this
     access_info().finish = "client_gone";
     return;
   }
-  json data = json::array();
-  int64_t tokens = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    data.push_back({{"object", "embedding"},
-                    {"index", i},
-                    {"embedding", embedding_value(std::move(got[i].embedding), cfg, spec.dimensions, spec.base64)}});
-    tokens += got[i].prompt_tokens;
-  }
-  access_info().prompt_tokens = tokens;
-  access_info().finish = "stop";
-  send_json(res, 200,
-            {{"object", "list"},
-             {"data", std::move(data)},
-             {"model", ctx.opts.served_model_name},
-             {"usage", {{"prompt_tokens", tokens}, {"total_tokens", tokens}}}});
+  for (const PooledResult& r : reply->got) reply->tokens += r.prompt_tokens;
+  reply->cfg = cfg;
+  reply->dimensions = spec.dimensions;
+  reply->base64 = spec.base64;
+  reply->model = ctx.opts.served_model_name;
+  note_answered(ctx, reply->tokens);
+  res.status = 200;
+  set_stream_provider(req, res, "application/json", [reply](size_t, httplib::DataSink& sink) {
+    std::string p = reply->piece();
+    if (p.empty()) {
+      reply->got = {};
+      reply->inflight.reset();
+      sink.done();
+      return true;
+    }
+    return sink.write(p.data(), p.size());
+  });
 }
 
 void handle_rerank(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
@@ -116,8 +173,7 @@ void handle_rerank(ServerContext& ctx, const httplib::Request& req, httplib::Res
   json body = read_json_body(ctx, req, is_rerank_field);
   RerankSpec spec = parse_rerank_request(body, ctx.parse);
   release_body(req);
-  std::shared_ptr<void> inflight =
-      admit_work(ctx, {int64_t(spec.prompts.size()), admitted_tokens(spec.prompts), 0}, "documents");
+  std::shared_ptr<void> inflight = admit_inputs(ctx, spec.prompts, 0, "documents");
   std::vector<PooledResult> got = run_pooled(ctx, req, spec.prompts, Pooling::kNone, {spec.yes_id, spec.no_id});
   if (got.empty()) {
     res.status = 499;
@@ -141,8 +197,7 @@ void handle_rerank(ServerContext& ctx, const httplib::Request& req, httplib::Res
     if (spec.return_documents) r["document"] = {{"text", spec.documents[i]}};
     results.push_back(std::move(r));
   }
-  access_info().prompt_tokens = tokens;
-  access_info().finish = "stop";
+  note_answered(ctx, tokens);
   send_json(res, 200,
             {{"id", new_request_id("rerank")},
              {"object", "list"},

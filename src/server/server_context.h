@@ -28,7 +28,8 @@ struct ServerContext {
         tok(t),
         info(std::move(i)),
         auth(opts.api_keys, opts.admin_api_key),
-        admission(opts.max_queued_requests, opts.max_queued_tokens, opts.max_queued_logprobs),
+        admission(opts.max_queued_requests, opts.max_queued_tokens, opts.max_queued_logprobs,
+                  opts.max_queued_embedding_values),
         constraints(256, constrain::JsonSchemaOptions{opts.json_whitespace}),
         responses(opts.max_stored_responses, opts.max_stored_response_bytes) {}
 

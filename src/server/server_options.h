@@ -25,6 +25,8 @@ struct ServerOptions {
   int64_t max_queued_tokens = 0;    // > 0: the same for tokens (prompt + max_tokens of each sequence)
   // > 0: the same for logprob entries the replies will hold (reported tokens x (1 + top_logprobs) x n)
   int64_t max_queued_logprobs = int64_t(1) << 22;
+  // > 0: the floats the /v1/embeddings replies in flight hold (inputs x returned dimensions); 128 MiB as float32.
+  int64_t max_queued_embedding_values = int64_t(1) << 25;
   double shutdown_timeout_s = 30;
   int http_threads = 512;           // connections served at once (each holds a thread, started on demand)
   double http_read_timeout_s = 5;   // longest wait for any single read from a client

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +13,7 @@
 #include <sstream>
 
 #include "core/shared_dir.h"
+#include "server/embeddings_request.h"
 #include "server/json_body.h"
 #include "server/metrics.h"
 #include "server/openai_error.h"
@@ -195,6 +198,41 @@ TEST(ParseJson, TimeIsLinearInArraysOfObjects) {
   const std::string small = body(25000), large = body(200000);
   const double t_small = cpu(small), t_large = cpu(large);
   EXPECT_LT(t_large, 24 * std::max(t_small, 1e-4)) << t_small << " s vs " << t_large << " s";
+}
+
+// Each value is float32's shortest text that reads back to the same float32 bits (not the double it
+// widens to, ~twice the text); non-finite values are null as JSON has no NaN.
+TEST(EmbeddingValue, FloatsAreWrittenAsShortestFloat32) {
+  EmbeddingConfig cfg;
+  cfg.normalize = false;
+  EXPECT_EQ(embedding_value({0.08294764161109924f, -1.0f, 1e-7f}, cfg, 0, false), "[0.08294764,-1,1e-07]");
+  std::vector<float> v;
+  uint32_t bits = 12345;
+  for (int i = 0; i < 20000; ++i) {
+    bits = bits * 1664525u + 1013904223u;  // every exponent and mantissa pattern, across the range
+    float f;
+    std::memcpy(&f, &bits, 4);
+    if (std::isfinite(f)) v.push_back(f);
+  }
+  const json back = json::parse(embedding_value(v, cfg, 0, false));
+  ASSERT_EQ(back.size(), v.size());
+  const std::string text = embedding_value(v, cfg, 0, false);
+  size_t start = 1;
+  for (size_t i = 0; i < v.size(); ++i) {
+    const size_t end = text.find_first_of(",]", start);
+    const std::string one = text.substr(start, end - start);
+    start = end + 1;
+    const float f = std::strtof(one.c_str(), nullptr);
+    ASSERT_EQ(std::memcmp(&f, &v[i], 4), 0) << one << " does not read back as float32 " << v[i];
+    // At most 9 significant digits (what float32 needs; a double's form has up to 17).
+    std::string digits = one.substr(0, one.find('e'));
+    std::erase_if(digits, [](char c) { return c == '-' || c == '.'; });
+    digits.erase(0, digits.find_first_not_of('0'));
+    digits.erase(digits.find_last_not_of('0') + 1);
+    ASSERT_LE(digits.size(), 9u) << one;
+  }
+  EXPECT_EQ(embedding_value({std::nanf(""), 1.5f}, cfg, 0, false), "[null,1.5]");
+  EXPECT_EQ(embedding_value({1.5f}, cfg, 0, true), "\"AADAPw==\"");
 }
 
 TEST(ErrorBody, HasOpenAiShape) {

@@ -7,10 +7,17 @@
 //
 // EMBEDDINGS_OFF=1: the same model served for generation: /v1/embeddings is a 400 naming --is-embedding,
 // /v1/rerank still works (Qwen3-Reranker is a CausalLM, run without --is-embedding as in SGLang).
-import { assert, assertOpenAIError, client, http, modelName, run } from './e2e_util.mjs';
+//
+// EMBEDDINGS_BOUNDS=1: a server with small queue bounds and --shutdown-timeout 1 (tests/e2e/CMakeLists.txt):
+// the bounds' 400 / 429, a client leaving mid-batch, and SIGTERM cutting a batch off (last: it stops the server).
+import net from 'node:net';
+
+import { assert, assertOpenAIError, client, http, modelName, run, URL_BASE } from './e2e_util.mjs';
+import { metrics, sleep, total } from './reliability_util.mjs';
 
 const oa = client();
 const OFF = process.env.EMBEDDINGS_OFF === '1';
+const BOUNDS = process.env.EMBEDDINGS_BOUNDS === '1';
 let model;
 let hidden;
 
@@ -80,6 +87,45 @@ const on = [
     assert.deepEqual(batch.data[0].embedding, batch.data[2].embedding);
     assert.notDeepEqual(batch.data[0].embedding, batch.data[1].embedding);
   }],
+  ['float values are written as float32 (shortest form), not as the doubles they widen to', async () => {
+    const r = await http('POST', '/v1/embeddings', { model, input: 'The quick brown fox', encoding_format: 'float' });
+    assert.equal(r.status, 200, r.text);
+    const b = await oa.embeddings.create({ model, input: 'The quick brown fox' });
+    const texts = r.text.slice(r.text.indexOf('"embedding":[') + 13, r.text.indexOf(']')).split(',');
+    assert.equal(texts.length, hidden);
+    texts.forEach((t, i) => {
+      // float32 needs at most 9 significant digits to read back exactly; a double's form has up to 17.
+      const digits = t.replace(/^-/, '').replace(/e.*$/i, '').replace('.', '').replace(/^0+/, '');
+      assert.ok(digits.length <= 9, `value ${i} written as ${t}`);
+      assert.equal(Math.fround(Number(t)), b.data[0].embedding[i], `value ${i} reads back as the same float32`);
+    });
+  }],
+  ['one flat list of ids is one input: bounded by the context, not by the 2048 inputs per request', async () => {
+    const r = await http('POST', '/v1/embeddings', { model, input: Array(2049).fill(7), encoding_format: 'float' });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.data.length, 1);
+    assert.equal(r.json.usage.prompt_tokens, 2049);
+    assertOpenAIError(await http('POST', '/v1/embeddings', { model, input: Array(2049).fill([7]) }), 400, 'input');
+  }],
+  ['null user and encoding_format mean the defaults', async () => {
+    const r = await http('POST', '/v1/embeddings', { model, input: 'hi', user: null, encoding_format: null, dimensions: null });
+    assert.equal(r.status, 200, r.text);
+    assert.ok(Array.isArray(r.json.data[0].embedding), 'encoding_format null is float');
+    assert.equal((await http('POST', '/v1/rerank', { ...rerankBody(), user: null })).status, 200);
+  }],
+  ['metrics: an embedding input or rerank document is a pooled output, not a generated token', async () => {
+    const before = await metrics();
+    const e = await oa.embeddings.create({ model, input: ['one', 'two', 'three'] });
+    const r = await http('POST', '/v1/rerank', rerankBody());
+    assert.equal(r.status, 200, r.text);
+    const after = await metrics();
+    const d = (name) => total(after, name) - total(before, name);
+    assert.equal(d('dpserve_generation_tokens_total'), 0);
+    assert.equal(d('sglang:generation_tokens_total'), 0);
+    assert.equal(d('dpserve_pooled_outputs_total'), 3 + 3);
+    assert.equal(d('dpserve_http_prompt_tokens_total'), e.usage.prompt_tokens + r.json.usage.prompt_tokens);
+    assert.equal(d('dpserve_e2e_request_latency_seconds_count'), 2);
+  }],
   ['concurrent requests batch together and each gets its own vector', async () => {
     const texts = Array.from({ length: 8 }, (_, i) => `sentence number ${i} ${'x'.repeat(i * 5)}`);
     const alone = await oa.embeddings.create({ model, input: texts, encoding_format: 'float' });
@@ -112,6 +158,9 @@ const on = [
     ];
     for (const [body, param] of cases) assertOpenAIError(await http('POST', '/v1/embeddings', body), 400, param);
     assertOpenAIError(await http('POST', '/v1/embeddings', { model: 'other', input: 'a' }), 404, 'model');
+    // Ids and strings in one list: said so, not "a list of token ids holds integers only".
+    assert.match(assertOpenAIError(await http('POST', '/v1/embeddings', { model, input: [1, 'a'] }), 400).message,
+      /mixes token ids and strings/);
     // Through the client too: its error carries the status and the server's message.
     await assert.rejects(oa.embeddings.create({ model, input: '' }), (e) => e.status === 400 && /input/.test(e.message));
     // The server goes on serving.
@@ -140,6 +189,7 @@ const on = [
       [{ model, query: 'q', documents: ['a'], instruct: 3 }, 'instruct'],
       [{ model, query: 'q', documents: ['a'], rank_fields: ['x'] }, 'rank_fields'],
       [{ model, query: 'q', documents: ['word '.repeat(40000)] }, 'documents'],
+      [{ model, query: 'word '.repeat(40000), documents: ['a'] }, 'query'],  // the query alone is too long
     ];
     for (const [body, param] of cases) assertOpenAIError(await http('POST', '/v1/rerank', body), 400, param);
   }],
@@ -159,7 +209,76 @@ const off = [
   }],
 ];
 
+// Run with --max-queued-tokens 1100000 --max-queued-embedding-values 100000 (1562 inputs of this
+// model's vectors) --shutdown-timeout 1.
+const LEN = 1000;
+// `n` distinct inputs (distinct first ids: no shared prefix to reuse) of `len` ids: seconds of work here.
+const bigBody = (n, len) =>
+  JSON.stringify({ model, input: Array.from({ length: n }, (_, i) => [1000 + i, ...Array(len - 1).fill(9)]) });
+
+// Sends `body` to /v1/embeddings on a raw socket (nothing read back); resolves once it is admitted.
+async function sendRaw(body) {
+  const before = total(await metrics(), 'dpserve_http_requests_inflight');
+  const u = new URL(URL_BASE);
+  const sock = net.connect(Number(u.port), u.hostname);
+  sock.on('error', () => {});
+  sock.write('POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
+    `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n`);
+  sock.write(body);
+  for (let i = 0; i < 600 && total(await metrics(), 'dpserve_http_requests_inflight') <= before; i++) await sleep(50);
+  return sock;
+}
+
+async function waitIdle() {
+  for (let i = 0; i < 1200; i++) {
+    const m = await metrics();
+    if (total(m, 'dpserve_http_requests_inflight') === 0 && total(m, 'dpserve_num_running_reqs') === 0 &&
+        total(m, 'dpserve_num_queue_reqs') === 0) return;
+    await sleep(100);
+  }
+  assert.fail('the server did not go idle within 120 s');
+}
+
+const notGeneration = (msg) => assert.doesNotMatch(msg, /max_tokens|logprob/, msg);
+
+const bounds = [
+  ['a request alone over a bound: 400 naming input, in words of inputs', async () => {
+    let e = assertOpenAIError(await http('POST', '/v1/embeddings', { model, input: Array(2048).fill([9]) }), 400, 'input');
+    assert.match(e.message, /--max-queued-embedding-values/);
+    notGeneration(e.message);
+    const long = JSON.stringify({ model, input: Array(1200).fill(Array(LEN).fill(9)) });
+    e = assertOpenAIError(await http('POST', '/v1/embeddings', long), 400, 'input');
+    assert.match(e.message, /1200 inputs/);
+    notGeneration(e.message);
+  }],
+  ['a client leaving mid-batch cancels its remaining inputs; meanwhile others get a 429 speaking of inputs', async () => {
+    const before = await metrics();
+    assert.ok('dpserve_pooled_outputs_total' in before, 'the engine counts the inputs it computed');
+    // Short inputs: their vectors come every few ms, so the route is never left waiting on one
+    // (which is when the old loop looked at the connection).
+    const inputs = 1500;
+    const sock = await sendRaw(bigBody(inputs, 100));
+    // 600 more vectors do not fit beside the 1500 in flight.
+    const e = assertOpenAIError(await http('POST', '/v1/embeddings', { model, input: Array(600).fill([9]) }), 429);
+    assert.match(e.message, /600 inputs/);
+    notGeneration(e.message);
+    sock.destroy();
+    await waitIdle();
+    const computed = total(await metrics(), 'dpserve_pooled_outputs_total') - total(before, 'dpserve_pooled_outputs_total');
+    // Before the fix the route noticed the close only once the batch was done: all of them were computed.
+    assert.ok(computed <= inputs * 0.75, `${computed} of ${inputs} inputs computed though the client left`);
+    assert.equal((await oa.embeddings.create({ model, input: 'still serving' })).data.length, 1);
+  }],
+  ['SIGTERM: a batch cut off by --shutdown-timeout is a 503 (retry elsewhere), not a 400', async () => {
+    const pending = http('POST', '/v1/embeddings', bigBody(1000, LEN));
+    for (let i = 0; i < 600 && total(await metrics(), 'dpserve_http_requests_inflight') === 0; i++) await sleep(50);
+    process.kill(Number(process.env.DPSERVE_PID), 'SIGTERM');
+    const e = assertOpenAIError(await pending, 503);
+    assert.equal(e.code, 'server_draining');
+  }],
+];
+
 model = await modelName();
 hidden = (await http('GET', '/get_server_info')).json.hidden_size;
 assert.ok(hidden > 0);
-await run(OFF ? off : on);
+await run(OFF ? off : BOUNDS ? bounds : on);
