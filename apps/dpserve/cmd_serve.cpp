@@ -17,6 +17,7 @@
 #include "apps/dpserve/sglang_refused_flags.h"
 #include "core/check.h"
 #include "core/cpu.h"
+#include "core/version.h"
 #include "engine/runtime.h"
 #include "engine/scheduler.h"
 #include "model/default_model.h"
@@ -178,7 +179,7 @@ void run_serve(ServeArgs& a) {
                          {"is_embedding", a.is_embedding},
                          {"max_total_tokens", rt->kv_tokens_per_rank()},
                          {"kernels", cpu_kernel_name()},
-                         {"version", "0.1.0"}};
+                         {"version", dpserve_version()}};
   // SGLang's server-args names for speculative decoding (null: off).
   const SpeculativeConfig& spec = a.rf.rt.sched.spec;
   info["speculative_algorithm"] = spec.enabled() ? nlohmann::json(to_string(spec.algorithm)) : nlohmann::json();

@@ -13,6 +13,7 @@
 
 #include "constrain/vocab_index.h"
 #include "core/check.h"
+#include "core/version.h"
 #include "parallel/comm.h"
 #include "parallel/model_comm.h"
 #include "parallel/node_join.h"
@@ -48,12 +49,13 @@ int64_t mem_available_bytes() {
   return meminfo_bytes("MemAvailable:");
 }
 
-// What a prefix cache file must have been made under to be loaded: the same model (the digests
-// --nnodes compares), the same KV layout and dtype on this rank, and the same place in the same
+// What a prefix cache file must have been made under to be loaded: the same dpserve version (KV
+// numerics may change between versions), the same model (the digests --nnodes compares), the same KV layout and dtype on this rank, and the same place in the same
 // layout (a rank's file holds its heads, its group's requests).
 std::vector<std::pair<std::string, std::string>> prefix_identity(const RuntimeOptions& o, const Topology& t,
                                                                  const Model& m) {
   std::vector<std::pair<std::string, std::string>> id;
+  id.emplace_back("dpserve version", dpserve_version());
   for (const auto& [what, v] : model_identity(o.model_path, m.config())) id.emplace_back(what, std::to_string(v));
   const KVPoolConfig kv = m.kv_config(1, o.page_size);
   id.emplace_back("--kv-cache-dtype (as resolved)", kv_elem_name(kv.elem));
