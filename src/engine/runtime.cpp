@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -26,6 +27,7 @@
 #include "model/mla_attention.h"
 #include "model/model.h"
 #include "model/model_identity.h"
+#include "model/weight_digest.h"
 #include "tokenizer/tokenizer.h"
 
 namespace dpserve {
@@ -50,13 +52,22 @@ int64_t mem_available_bytes() {
 }
 
 // What a prefix cache file must have been made under to be loaded: the same dpserve version (KV
-// numerics may change between versions), the same model (the digests --nnodes compares), the same KV layout and dtype on this rank, and the same place in the same
-// layout (a rank's file holds its heads, its group's requests).
+// numerics may change between versions), the same model (the digests --nnodes compares, and a digest
+// of every weight byte: --nnodes's samples miss small tensors), the same KV layout and dtype on this
+// rank, and the same place in the same layout (a rank's file holds its heads, its group's requests).
 std::vector<std::pair<std::string, std::string>> prefix_identity(const RuntimeOptions& o, const Topology& t,
-                                                                 const Model& m) {
+                                                                 const Model& m, int threads) {
   std::vector<std::pair<std::string, std::string>> id;
   id.emplace_back("dpserve version", dpserve_version());
   for (const auto& [what, v] : model_identity(o.model_path, m.config())) id.emplace_back(what, std::to_string(v));
+  const auto t0 = std::chrono::steady_clock::now();
+  int64_t bytes = 0;
+  const uint64_t every_byte = weight_files_digest(o.model_path, threads, &bytes);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (t.rank == 0)
+    spdlog::info("--kv-cache-dir: digest of every weight byte ({:.2f} GB) in {:.2f} s on {} threads",
+                 double(bytes) / 1e9, seconds, threads);
+  id.emplace_back("model weights digest of every byte", std::to_string(int64_t(every_byte)));
   const KVPoolConfig kv = m.kv_config(1, o.page_size);
   id.emplace_back("--kv-cache-dtype (as resolved)", kv_elem_name(kv.elem));
   id.emplace_back("KV layout of this rank", kv.describe());
@@ -293,7 +304,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
       if (!std::filesystem::is_directory(o.kv_cache_dir, ec) || ::access(o.kv_cache_dir.c_str(), W_OK) != 0)
         fail("--kv-cache-dir {}: not a writable directory", o.kv_cache_dir);
       wo.prefix_file = (std::filesystem::path(o.kv_cache_dir) / fmt::format("rank{}.kvcache", I.topo.rank)).string();
-      wo.prefix_identity = prefix_identity(o, I.topo, *I.model);
+      wo.prefix_identity = prefix_identity(o, I.topo, *I.model, threads);
       wo.prefix_max_bytes = int64_t(o.kv_cache_dir_max_gb * 1e9);
       wo.prefix_write_pages = (o.kv_cache_write_behind_tokens + o.page_size - 1) / o.page_size;
     }

@@ -17,7 +17,8 @@ their scales, replicated on both ranks). Checks:
     refused with a warning, nothing is served from them (cached_tokens 0) and the output is a cold
     server's;
   * a file made with --kv-cache-dtype auto (fp32 here) under --kv-cache-dtype bf16 (not mla), and
-    (tp1) one made with the model under a model whose weights differ by one value (a copy of the checkpoint),
+    (tp1) one made with the model under a model whose weights differ by one value (a copy of the checkpoint;
+    the value in the last 64 KiB, or in the middle where the sampled digest does not read),
     are refused with a warning naming what differs; the output equals a cold server of that setup;
   * tp1: --kv-cache-dir-max-gb of 4.5 pages keeps 4 pages (the prompt's first 64 tokens) and the
     restart serves exactly those; with write-behind on, a server SIGKILLed after the request (no drain) left a file the next
@@ -220,20 +221,24 @@ try:
         if r["cached"] != 4 * 16:
             fail(f"a file capped at 4.5 pages served {r['cached']} cached tokens, not 64")
         same_tokens_close_lp(r, ref, "capped file")
-        # 6. Another model of the same shape (one weight changed in the file's last 64 KiB): the KV
-        # of the old weights would be silently wrong.
-        restore()
-        other = os.path.join(tmp, "other-model")
-        os.makedirs(other)
-        shutil.copy(os.path.join(os.path.dirname(MODEL), "tok512.bin"), other)
-        om = os.path.join(other, "stories260K.bin")
-        shutil.copy(MODEL, om)
-        with open(om, "r+b") as f:
-            f.seek(os.path.getsize(om) - 4096)
-            (v,) = struct.unpack("<f", f.read(4))
-            f.seek(-4, 1)
-            f.write(struct.pack("<f", v + 0.5))
-        refused("file of another model", "digest", model=om, reference=cold(model=om))
+        # 6. Another model of the same shape (one weight changed in the file's last 64 KiB, or at
+        # 300000: a byte the sampled digest --nnodes compares does not read, as a fine-tune of small
+        # tensors is): the KV of the old weights would be silently wrong.
+        for k, at in enumerate([os.path.getsize(MODEL) - 4096, 300000]):
+            restore()
+            other = os.path.join(tmp, f"other-model-{k}")
+            os.makedirs(other)
+            shutil.copy(os.path.join(os.path.dirname(MODEL), "tok512.bin"), other)
+            om = os.path.join(other, "stories260K.bin")
+            shutil.copy(MODEL, om)
+            os.chmod(om, 0o644)
+            with open(om, "r+b") as f:
+                f.seek(at)
+                (v,) = struct.unpack("<f", f.read(4))
+                f.seek(-4, 1)
+                f.write(struct.pack("<f", v + 0.5))
+            refused(f"file of another model (a weight at byte {at} changed)", "digest", model=om,
+                    reference=cold(model=om))
         # 7. Write-behind: with --kv-cache-write-behind-tokens 16 the file is written as the prefix
         # joins the tree, so a crash (SIGKILL: no drain, no shutdown write) keeps it.
         shutil.rmtree(d)
