@@ -68,6 +68,10 @@ std::vector<std::pair<std::string, std::string>> prefix_identity(const RuntimeOp
     spdlog::info("--kv-cache-dir: digest of every weight byte ({:.2f} GB) in {:.2f} s on {} threads",
                  double(bytes) / 1e9, seconds, threads);
   id.emplace_back("model weights digest of every byte", std::to_string(int64_t(every_byte)));
+  // An image's tokens are keyed by the image's bytes, but their KV depends on how it was resized and
+  // normalized: another preprocessor_config.json must not reuse it.
+  if (m.config().vision.enabled())
+    id.emplace_back("image preprocessing (preprocessor_config.json, as resolved)", m.image_config().describe());
   const KVPoolConfig kv = m.kv_config(1, o.page_size);
   id.emplace_back("--kv-cache-dtype (as resolved)", kv_elem_name(kv.elem));
   id.emplace_back("KV layout of this rank", kv.describe());

@@ -23,7 +23,8 @@ their scales, replicated on both ranks). Checks:
   * tp1: --kv-cache-dir-max-gb of 4.5 pages keeps 4 pages (the prompt's first 64 tokens) and the
     restart serves exactly those; with write-behind on, a server SIGKILLed after the request (no drain) left a file the next
     server serves the prefix from; with a STANDALONE draft model the restart serves the prefix too and
-    greedy output is still a cold server's.
+    greedy output is still a cold server's; a tiny Qwen2.5-VL's file is refused once its
+    preprocessor_config.json changed (image_mean), the warning naming the image preprocessing.
 
 usage: test_kv_cache_dir.py DPSERVE_BIN [LAYOUT]
 """
@@ -118,6 +119,53 @@ def cold(*flags, model=MODEL):
     if out["cached"] != 0:
         fail(f"a cold server reported {out['cached']} cached tokens")
     return out
+
+
+def vision_preprocessing_is_identity():
+    """9. A vision model: the KV of an image's tokens depends on how it was resized and normalized
+    (preprocessor_config.json), so a file made under other settings is refused."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+    vl = os.path.join(TMP, "vl")
+    subprocess.run(["/usr/bin/python3", os.path.join(os.path.dirname(__file__), "../../tools/make_hf_model.py"),
+                    "--arch", "qwen2_5_vl", "--dtype", "bf16", "--seed", "3", "--quiet",
+                    "--max-position-embeddings", "1024", "--tokenizer-dir", os.path.join(SHARED, "tokenizers/qwen3"),
+                    "--out", vl], check=True, timeout=120)
+    png = io.BytesIO()
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (90, 130, 3)).astype(np.uint8)).save(png, "PNG")
+    url = "data:image/png;base64," + base64.b64encode(png.getvalue()).decode()
+
+    def chat(server):
+        body = {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
+                                                         {"type": "text", "text": "Describe this picture."}]}],
+                "max_tokens": 4, "temperature": 0}
+        st, d = server.request("POST", "/v1/chat/completions", body, timeout=60)
+        if st != 200:
+            fail(f"vision chat answered {st}: {d}")
+        return d["usage"]["prompt_tokens_details"]["cached_tokens"]
+
+    vd = os.path.join(TMP, "vl-cache")
+    s = Server("--kv-cache-dir", vd, "--kv-cache-write-behind-tokens", "0", model=vl)
+    chat(s)
+    hit = chat(s)
+    s.stop()
+    if hit <= 0:
+        fail(f"vision: the repeated chat reported {hit} cached tokens")
+    cfg_path = os.path.join(vl, "preprocessor_config.json")
+    with open(cfg_path) as f:
+        pre = json.load(f)
+    pre["image_mean"] = [0.5, 0.5, 0.5]
+    with open(cfg_path, "w") as f:
+        json.dump(pre, f)
+    s = Server("--kv-cache-dir", vd, "--kv-cache-write-behind-tokens", "0", model=vl)
+    cached = chat(s)
+    s.stop()
+    warns = [l for l in s.log().splitlines() if "not loaded" in l]
+    if cached != 0 or not any("image preprocessing" in l for l in warns):
+        fail(f"vision: a file made under another image_mean served {cached} cached tokens; warnings {warns}")
 
 
 tmp = TMP
@@ -272,6 +320,7 @@ try:
             fail(f"STANDALONE: {r['cached']} cached tokens after the restart, not {hits[0]['cached']}")
         if r["text"] != ref["text"]:
             fail(f"STANDALONE after the restart: {r['text']!r}, a cold server's {ref['text']!r}")
+        vision_preprocessing_is_identity()
     print(f"PASS ({LAYOUT})")
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
