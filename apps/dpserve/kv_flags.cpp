@@ -39,6 +39,7 @@ void add_kv_cache_flags(CLI::App* c, RuntimeOptions& o) {
                 "another model (or image preprocessing), layout, page size, KV dtype or dpserve version, or a corrupt one, is refused with a "
                 "warning. To tell the model's weights apart, every start reads all of them for a digest (about 0.4 s "
                 "per GB from the page cache on one core here, the disk's read time when they are not cached). "
+                "The files hold every client's prompts: they are created 0600, a missing DIR 0700. "
                 "SGLang's hierarchical cache flags (--enable-hierarchical-cache, --hicache-*) are not implemented")
       ->type_name("DIR")
       ->envname("DPSERVE_KV_CACHE_DIR");

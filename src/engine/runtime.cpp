@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -24,6 +23,7 @@
 #include "engine/rank_worker.h"
 #include "kernels/team_pinning.h"
 #include "kv/kv_dtype.h"
+#include "kv/prefix_dir.h"
 #include "model/mla_attention.h"
 #include "model/model.h"
 #include "model/model_identity.h"
@@ -92,6 +92,7 @@ std::vector<std::pair<std::string, std::string>> prefix_identity(const RuntimeOp
 struct Runtime::Impl {
   RuntimeOptions opts;
   MpiRuntime mpi;
+  std::unique_ptr<PrefixDir> prefix_dir;  // --kv-cache-dir (null: off); outlives the worker, which writes the file
   Topology topo;
   Comms comms;
   std::unique_ptr<DistModelComm> mcomm;
@@ -303,11 +304,8 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     if (!o.kv_cache_dir.empty()) {
       if (!o.sched.enable_prefix_cache)
         fail("--kv-cache-dir keeps the prefix cache on disk: it cannot be used with --disable-radix-cache");
-      std::error_code ec;
-      std::filesystem::create_directories(o.kv_cache_dir, ec);
-      if (!std::filesystem::is_directory(o.kv_cache_dir, ec) || ::access(o.kv_cache_dir.c_str(), W_OK) != 0)
-        fail("--kv-cache-dir {}: not a writable directory", o.kv_cache_dir);
-      wo.prefix_file = (std::filesystem::path(o.kv_cache_dir) / fmt::format("rank{}.kvcache", I.topo.rank)).string();
+      I.prefix_dir = std::make_unique<PrefixDir>(o.kv_cache_dir, I.topo.rank);
+      wo.prefix_file = I.prefix_dir->file();
       wo.prefix_identity = prefix_identity(o, I.topo, *I.model, threads);
       wo.prefix_max_bytes = int64_t(o.kv_cache_dir_max_gb * 1e9);
       wo.prefix_write_pages = (o.kv_cache_write_behind_tokens + o.page_size - 1) / o.page_size;

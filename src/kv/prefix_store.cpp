@@ -170,7 +170,8 @@ int64_t write_prefix_file(const std::string& path, const PrefixIdentity& identit
   const std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
   ::unlink(tmp.c_str());  // left by a crashed process that had this pid
   Fd f;
-  f.fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  // 0600: the file holds every client's prompt tokens and their KV (the rename keeps the mode).
+  f.fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (f.fd < 0) fail("--kv-cache-dir: cannot create {}: {}", tmp, std::strerror(errno));
   // A failed write (a full disk, say) leaves no partial file behind.
   struct Unlink {

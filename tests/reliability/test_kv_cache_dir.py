@@ -7,7 +7,7 @@ each rank holds half the KV heads, one DP group of two) or dpattn (--tp-size 2 -
 DeepSeek-V2 (tools/make_hf_model.py) at --tp-size 2 with --kv-cache-dtype int8 (MLA's latent rows and
 their scales, replicated on both ranks). Checks:
   * a server given a cache dir, asked a long prompt (twice: the second is an in-memory prefix hit),
-    SIGTERMed, exits 0 and leaves one file per rank;
+    SIGTERMed, exits 0 and leaves one file per rank, 0600 in the 0700 directory it created;
   * restarted on that dir, the same prompt reports the cached prefix in
     usage.prompt_tokens_details.cached_tokens (as many as the in-memory hit did), its greedy tokens
     equal a cold server's, and its logprobs equal the in-memory hit's exactly (same KV bytes, same
@@ -192,6 +192,10 @@ try:
             fail(f"no prefix cache file {f} after SIGTERM; dir holds {os.listdir(d) if os.path.isdir(d) else None}")
         if os.path.exists(f + ".tmp"):
             fail(f"a temporary file {f}.tmp was left behind")
+        # Every client's prompt tokens and KV: the owner's alone (the server created the directory).
+        if os.stat(f).st_mode & 0o777 != 0o600 or os.stat(d).st_mode & 0o777 != 0o700:
+            fail(f"{f} is {oct(os.stat(f).st_mode & 0o777)} in a {oct(os.stat(d).st_mode & 0o777)} directory, "
+                 "not 0600 in 0700")
     saved = os.path.join(tmp, "saved")
     shutil.copytree(d, saved)
 

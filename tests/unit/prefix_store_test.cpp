@@ -1,7 +1,7 @@
 // The on-disk prefix cache file (kv/prefix_store.h) against the real KV pool and radix tree: a tree
 // written from one pool and read into another (at other page ids) holds the same rows, for every
 // KV element type and both layouts; LRU order survives; a truncated, corrupt or foreign file is
-// refused and takes no page.
+// refused and takes no page; the file is readable by its owner alone.
 #include "kv/prefix_store.h"
 
 #include <gtest/gtest.h>
@@ -114,8 +114,12 @@ TEST_P(PrefixStore, ATreeReadIntoAnotherPoolHoldsTheSameRows) {
   cache_sequence(a, ca, s1);
   cache_sequence(a, ca, s2);
   ASSERT_EQ(ca.cached_pages(), 5);
+  ::umask(022);  // the usual umask: the file's 0600 must come from the writer, not the environment
   write_prefix_file(file, kId, ca.export_nodes(100), a);
   EXPECT_FALSE(std::filesystem::exists(file + ".tmp"));
+  struct stat st {};
+  ASSERT_EQ(::stat(file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u) << "the file holds every client's prompts: owner only";
 
   KVPool b(pool_config(latent, elem));
   // Other page ids in b: the seven pages a used (0..6) are taken first.
