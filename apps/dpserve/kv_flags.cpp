@@ -39,7 +39,8 @@ void add_kv_cache_flags(CLI::App* c, RuntimeOptions& o) {
                 "another model (or image preprocessing), layout, page size, KV dtype or dpserve version, or a corrupt one, is refused with a "
                 "warning. To tell the model's weights apart, every start reads all of them for a digest (about 0.4 s "
                 "per GB from the page cache on one core here, the disk's read time when they are not cached). "
-                "The files hold every client's prompts: they are created 0600, a missing DIR 0700. "
+                "The files hold every client's prompts: they are created 0600, a missing DIR 0700. One server per "
+                "DIR: a second one given a DIR in use stops at start (a lock, DIR/rank<N>.lock). "
                 "SGLang's hierarchical cache flags (--enable-hierarchical-cache, --hicache-*) are not implemented")
       ->type_name("DIR")
       ->envname("DPSERVE_KV_CACHE_DIR");

@@ -1,5 +1,6 @@
 // One rank's use of the --kv-cache-dir directory, set up once at start: the directory created
-// private. The file itself is kv/prefix_store.h's.
+// private, and this rank's lock taken (two live servers on one directory would overwrite each
+// other's file). The file itself is kv/prefix_store.h's.
 #pragma once
 
 #include <string>
@@ -9,8 +10,9 @@ namespace dpserve {
 class PrefixDir {
  public:
   // Creates `dir` when missing (with any missing parents, each 0700: the files hold every client's
-  // prompt tokens and their KV) and checks it is a writable directory. Throws dpserve::Error naming
-  // --kv-cache-dir when the directory cannot be used.
+  // prompt tokens and their KV), checks it is a writable directory and takes the non-blocking lock
+  // DIR/rank<rank>.lock (flock) for as long as this object lives. Throws dpserve::Error naming
+  // --kv-cache-dir when the directory cannot be used or another live process holds the lock.
   PrefixDir(const std::string& dir, int rank);
   ~PrefixDir();
   PrefixDir(const PrefixDir&) = delete;
@@ -18,9 +20,13 @@ class PrefixDir {
 
   // DIR/rank<rank>.kvcache
   const std::string& file() const { return file_; }
+  // Non-empty when the directory's filesystem has no locks (the start goes on without one): for
+  // the caller to log.
+  const std::string& warning() const { return warning_; }
 
  private:
   std::string file_;
+  std::string warning_;
   int lock_fd_ = -1;
 };
 

@@ -23,7 +23,8 @@ their scales, replicated on both ranks). Checks:
   * tp1: --kv-cache-dir-max-gb of 4.5 pages keeps 4 pages (the prompt's first 64 tokens) and the
     restart serves exactly those; with write-behind on, a server SIGKILLed after the request (no drain) left a file the next
     server serves the prefix from; with a STANDALONE draft model the restart serves the prefix too and
-    greedy output is still a cold server's; a tiny Qwen2.5-VL's file is refused once its
+    greedy output is still a cold server's; a second server on a directory in use does not start (the
+    error names --kv-cache-dir), the first serves on; a tiny Qwen2.5-VL's file is refused once its
     preprocessor_config.json changed (image_mean), the warning naming the image preprocessing.
 
 usage: test_kv_cache_dir.py DPSERVE_BIN [LAYOUT]
@@ -324,6 +325,21 @@ try:
             fail(f"STANDALONE: {r['cached']} cached tokens after the restart, not {hits[0]['cached']}")
         if r["text"] != ref["text"]:
             fail(f"STANDALONE after the restart: {r['text']!r}, a cold server's {ref['text']!r}")
+        # 10. Two live servers on one directory would overwrite each other's file: the second start
+        # is refused, naming the flag; once the first is gone the directory is usable again.
+        shutil.rmtree(d)
+        s = Server("--kv-cache-dir", d)
+        try:
+            second = ServeProcess(BIN, "--model-path", MODEL, "--threads", "1", "--max-total-tokens", "4096",
+                                  "--kv-cache-dir", d, health_timeout=60, quiet=True)
+            second.stop()
+            fail("a second server on a directory in use started")
+        except ServeError as e:
+            if "another running server" not in str(e) or "--kv-cache-dir" not in str(e):
+                fail(f"the second server's start failed, but not naming the lock and the flag: {e}")
+        s.complete()  # the first one is unharmed
+        s.stop()
+        Server("--kv-cache-dir", d).stop()
         vision_preprocessing_is_identity()
     print(f"PASS ({LAYOUT})")
 finally:

@@ -1,5 +1,5 @@
 // kv/prefix_dir.h: what a rank does to its --kv-cache-dir at start. A directory it creates is
-// private (the files hold every client's prompts).
+// private (the files hold every client's prompts); a second holder of a rank's lock is refused.
 #include "kv/prefix_dir.h"
 
 #include <gtest/gtest.h>
@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <memory>
 #include <string>
 
 #include "core/check.h"
@@ -57,6 +58,23 @@ TEST(PrefixDir, AFileInItsPlaceIsAnErrorNamingTheFlag) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("--kv-cache-dir"), std::string::npos) << e.what();
   }
+}
+
+TEST(PrefixDir, ASecondHolderOfARankIsRefusedNamingTheFlagAndThePid) {
+  TempDir t;
+  auto d = std::make_unique<PrefixDir>(t.path, 0);
+  PrefixDir other_rank(t.path, 1);  // ranks of one job share the directory
+  try {
+    PrefixDir again(t.path, 0);  // another open file description: flock refuses it as another process's
+    FAIL() << "a second holder of rank 0 was not refused";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("--kv-cache-dir"), std::string::npos) << m;
+    EXPECT_NE(m.find("pid " + std::to_string(::getpid())), std::string::npos) << m;
+  }
+  d.reset();  // released with its holder (a crashed process's lock goes with it too)
+  PrefixDir after(t.path, 0);
+  EXPECT_TRUE(after.warning().empty());
 }
 
 }  // namespace
