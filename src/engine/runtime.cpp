@@ -306,6 +306,9 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
         fail("--kv-cache-dir keeps the prefix cache on disk: it cannot be used with --disable-radix-cache");
       I.prefix_dir = std::make_unique<PrefixDir>(o.kv_cache_dir, I.topo.rank);
       if (!I.prefix_dir->warning().empty()) spdlog::warn("rank {}: {}", I.topo.rank, I.prefix_dir->warning());
+      if (I.prefix_dir->removed_temps() > 0)
+        spdlog::info("rank {}: --kv-cache-dir: removed {} temp file(s) of writers that are no longer running",
+                     I.topo.rank, I.prefix_dir->removed_temps());
       wo.prefix_file = I.prefix_dir->file();
       wo.prefix_identity = prefix_identity(o, I.topo, *I.model, threads);
       wo.prefix_max_bytes = int64_t(o.kv_cache_dir_max_gb * 1e9);

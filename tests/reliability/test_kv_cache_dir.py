@@ -24,7 +24,8 @@ their scales, replicated on both ranks). Checks:
     restart serves exactly those; with write-behind on, a server SIGKILLed after the request (no drain) left a file the next
     server serves the prefix from; with a STANDALONE draft model the restart serves the prefix too and
     greedy output is still a cold server's; a second server on a directory in use does not start (the
-    error names --kv-cache-dir), the first serves on; a tiny Qwen2.5-VL's file is refused once its
+    error names --kv-cache-dir), the first serves on; a start removes a temp file a dead writer left
+    and keeps a live one's; a tiny Qwen2.5-VL's file is refused once its
     preprocessor_config.json changed (image_mean), the warning naming the image preprocessing.
 
 usage: test_kv_cache_dir.py DPSERVE_BIN [LAYOUT]
@@ -339,7 +340,19 @@ try:
                 fail(f"the second server's start failed, but not naming the lock and the flag: {e}")
         s.complete()  # the first one is unharmed
         s.stop()
+        # 11. A writer killed mid-write leaves rank0.kvcache.tmp.<its pid>, as large as the cache: the
+        # next start removes it (its pid is gone), and keeps one whose pid lives (it may be written).
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        dead_tmp, live_tmp = files[0] + f".tmp.{gone.pid}", files[0] + f".tmp.{os.getpid()}"
+        for p in (dead_tmp, live_tmp):
+            with open(p, "wb") as f:
+                f.write(b"\0" * 4096)
         Server("--kv-cache-dir", d).stop()
+        if os.path.exists(dead_tmp) or not os.path.exists(live_tmp):
+            fail(f"after a start, a dead writer's temp file {'is still there' if os.path.exists(dead_tmp) else 'went'}"
+                 f" and a live one's {'stayed' if os.path.exists(live_tmp) else 'was removed'}")
+        os.unlink(live_tmp)
         vision_preprocessing_is_identity()
     print(f"PASS ({LAYOUT})")
 finally:

@@ -1,10 +1,12 @@
 // kv/prefix_dir.h: what a rank does to its --kv-cache-dir at start. A directory it creates is
-// private (the files hold every client's prompts); a second holder of a rank's lock is refused.
+// private (the files hold every client's prompts); a second holder of a rank's lock is refused; temp
+// files of dead writers of the rank are removed, no others.
 #include "kv/prefix_dir.h"
 
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -75,6 +77,29 @@ TEST(PrefixDir, ASecondHolderOfARankIsRefusedNamingTheFlagAndThePid) {
   d.reset();  // released with its holder (a crashed process's lock goes with it too)
   PrefixDir after(t.path, 0);
   EXPECT_TRUE(after.warning().empty());
+}
+
+// A pid no process has (a child that has exited and been reaped).
+pid_t dead_pid() {
+  const pid_t p = ::fork();
+  if (p == 0) ::_exit(0);
+  ::waitpid(p, nullptr, 0);
+  return p;
+}
+
+TEST(PrefixDir, TempFilesOfDeadWritersOfThisRankAreRemoved) {
+  TempDir t;
+  const pid_t dead = dead_pid();
+  auto touch = [&](const std::string& name) { ::close(::creat((t.path + "/" + name).c_str(), 0600)); };
+  const std::string mine_dead = "rank0.kvcache.tmp." + std::to_string(dead);
+  const std::string mine_live = "rank0.kvcache.tmp." + std::to_string(::getppid());  // being written, maybe
+  const std::string other_rank = "rank1.kvcache.tmp." + std::to_string(dead);     // rank 1's business
+  const std::string not_a_temp = "rank0.kvcache.tmp.x";
+  for (const auto& n : {mine_dead, mine_live, other_rank, not_a_temp}) touch(n);
+  PrefixDir d(t.path, 0);
+  EXPECT_EQ(d.removed_temps(), 1);
+  EXPECT_FALSE(std::filesystem::exists(t.path + "/" + mine_dead));
+  for (const auto& n : {mine_live, other_rank, not_a_temp}) EXPECT_TRUE(std::filesystem::exists(t.path + "/" + n)) << n;
 }
 
 }  // namespace
