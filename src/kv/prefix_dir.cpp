@@ -38,6 +38,10 @@ PrefixDir::PrefixDir(const std::string& dir, int rank) {
   file_ = (fs::path(dir) / fmt::format("rank{}.kvcache", rank)).string();
   lock(dir, rank);
   removed_temps_ = remove_dead_writers_temps(dir, rank);
+  // A file size limit (ulimit -f, RLIMIT_FSIZE) reached mid-write would kill the whole server with
+  // SIGXFSZ; ignored, the write fails with EFBIG instead and write_prefix_file's failure path
+  // removes the temp file and warns. Process-wide: any other write past the limit fails the same way.
+  ::signal(SIGXFSZ, SIG_IGN);
 }
 
 void PrefixDir::lock(const std::string& dir, int rank) {

@@ -1,6 +1,7 @@
 // One rank's use of the --kv-cache-dir directory, set up once at start: the directory created
 // private, this rank's lock taken (two live servers on one directory would overwrite each other's
-// file), and temp files left by crashed writers removed. The file itself is kv/prefix_store.h's.
+// file), temp files left by crashed writers removed, and a file size limit made a failed write
+// instead of a kill. The file itself is kv/prefix_store.h's.
 #pragma once
 
 #include <string>
@@ -12,7 +13,8 @@ class PrefixDir {
   // Creates `dir` when missing (with any missing parents, each 0700: the files hold every client's
   // prompt tokens and their KV), checks it is a writable directory, takes the non-blocking lock
   // DIR/rank<rank>.lock (flock) for as long as this object lives, and removes this rank's temp
-  // files (rank<rank>.kvcache.tmp.<pid>) whose writer is no longer running. Throws dpserve::Error
+  // files (rank<rank>.kvcache.tmp.<pid>) whose writer is no longer running, and ignores SIGXFSZ in
+  // this process (a write past RLIMIT_FSIZE then fails with EFBIG). Throws dpserve::Error
   // naming --kv-cache-dir when the directory cannot be used or another live process holds the lock.
   PrefixDir(const std::string& dir, int rank);
   ~PrefixDir();

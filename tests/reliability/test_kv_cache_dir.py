@@ -25,7 +25,8 @@ their scales, replicated on both ranks). Checks:
     server serves the prefix from; with a STANDALONE draft model the restart serves the prefix too and
     greedy output is still a cold server's; a second server on a directory in use does not start (the
     error names --kv-cache-dir), the first serves on; a start removes a temp file a dead writer left
-    and keeps a live one's; a tiny Qwen2.5-VL's file is refused once its
+    and keeps a live one's; a write past RLIMIT_FSIZE is a warning (no temp file left), not SIGXFSZ
+    killing the server; a tiny Qwen2.5-VL's file is refused once its
     preprocessor_config.json changed (image_mean), the warning naming the image preprocessing.
 
 usage: test_kv_cache_dir.py DPSERVE_BIN [LAYOUT]
@@ -353,6 +354,26 @@ try:
             fail(f"after a start, a dead writer's temp file {'is still there' if os.path.exists(dead_tmp) else 'went'}"
                  f" and a live one's {'stayed' if os.path.exists(live_tmp) else 'was removed'}")
         os.unlink(live_tmp)
+        # 12. A file size limit (RLIMIT_FSIZE, 60000 bytes: the file needs ~230 KB) reached by a
+        # write-behind write: the write fails with a warning and no temp file, the server serves on
+        # (SIGXFSZ used to kill it) and drains to exit 0 (whose write fails the same way).
+        import resource
+        shutil.rmtree(d)
+        s = Server("--kv-cache-dir", d, "--kv-cache-write-behind-tokens", "16")
+        resource.prlimit(s.proc.pid, resource.RLIMIT_FSIZE, (60000, 60000))
+        s.complete()
+        deadline = time.time() + 30
+        while "prefix cache not written" not in s.log() and s.proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        if s.proc.poll() is not None:
+            fail(f"a write past RLIMIT_FSIZE ended the server ({s.proc.returncode}):\n{s.log()}")
+        if "prefix cache not written" not in s.log():
+            fail("no warning that the file could not be written past RLIMIT_FSIZE:\n" + s.log())
+        s.complete()
+        s.stop()
+        left = [n for n in os.listdir(d) if ".tmp." in n]
+        if left:
+            fail(f"failed writes left temp files {left}")
         vision_preprocessing_is_identity()
     print(f"PASS ({LAYOUT})")
 finally:
