@@ -12,6 +12,7 @@ their scales, replicated on both ranks). Checks:
     usage.prompt_tokens_details.cached_tokens (as many as the in-memory hit did), its greedy tokens
     equal a cold server's, and its logprobs equal the in-memory hit's exactly (same KV bytes, same
     computation) and a cold server's within 1e-4;
+  * POST /flush_cache removes every rank's file: after a flush and a SIGKILL nothing is served from disk;
   * a corrupt file (a flipped byte in the pages: tp1 and dpattn corrupt rank 0's, tp2 only rank 1's,
     so rank 0 read a good file and the group must still refuse together) and a truncated one are
     refused with a warning, nothing is served from them (cached_tokens 0) and the output is a cold
@@ -111,6 +112,26 @@ def same_tokens_close_lp(got, ref, what, tol=1e-4):
     for a, b in zip(got["lp"], ref["lp"]):
         if abs(a - b) > tol:
             fail(f"{what}: logprobs {got['lp']} differ from a cold server's {ref['lp']} by more than {tol}")
+
+
+def wait_unlocked(directory, timeout=30):
+    """After a SIGKILL of mpirun its ranks die a moment later, holding their rank<N>.lock until then:
+    a server started on the directory before that would be refused as a second server."""
+    import fcntl
+    deadline = time.time() + timeout
+    for name in sorted(os.listdir(directory)):
+        if not name.endswith(".lock"):
+            continue
+        with open(os.path.join(directory, name)) as f:
+            while True:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(f, fcntl.LOCK_UN)
+                    break
+                except BlockingIOError:
+                    if time.time() > deadline:
+                        fail(f"{name} still locked {timeout} s after the server was killed")
+                    time.sleep(0.1)
 
 
 def cold(*flags, model=MODEL):
@@ -215,6 +236,31 @@ try:
             fail(f"after the restart {r}, the in-memory hit gave {h}: the KV read back is not the KV written")
         same_tokens_close_lp(r, ref, "prefix from disk")
 
+    # 2b. POST /flush_cache empties the disk copy too, on every rank: a crash (SIGKILL) after a flush
+    # must not bring the flushed prefixes back.
+    fd = os.path.join(tmp, "flushed")
+    ffiles = [os.path.join(fd, os.path.basename(f)) for f in files]
+    s = Server("--kv-cache-dir", fd, "--kv-cache-write-behind-tokens", "16")
+    requests(s, groups)
+    deadline = time.time() + 30
+    while not all(os.path.isfile(f) for f in ffiles) and time.time() < deadline:
+        time.sleep(0.2)
+    if not all(os.path.isfile(f) for f in ffiles):
+        fail(f"write-behind wrote no file; dir holds {os.listdir(fd)}")
+    st, body = s.request("POST", "/flush_cache")
+    if st != 200:
+        fail(f"/flush_cache answered {st}: {body}")
+    deadline = time.time() + 10
+    while any(os.path.exists(f) for f in ffiles) and time.time() < deadline:
+        time.sleep(0.1)
+    s.kill()
+    wait_unlocked(fd)
+    s = Server("--kv-cache-dir", fd, "--kv-cache-write-behind-tokens", "0")
+    after = requests(s, groups)
+    s.stop()
+    if any(r["cached"] != 0 for r in after):
+        fail(f"flushed prefixes came back from the disk after a crash: cached {[r['cached'] for r in after]}")
+
     def refused(what, expect_in_warning, *flags, model=MODEL, reference=ref, bad_groups=None):
         """bad_groups: the DP groups whose file is bad (default all); the others still load theirs."""
         s = Server("--kv-cache-dir", d, "--kv-cache-write-behind-tokens", "0", *flags, model=model)
@@ -304,6 +350,7 @@ try:
             time.sleep(0.2)
         time.sleep(0.5)  # past the rename, the write is complete; a later rewrite would be atomic too
         s.kill()
+        wait_unlocked(d)
         s = Server("--kv-cache-dir", d, "--kv-cache-write-behind-tokens", "0")
         r = s.complete()
         s.stop()
