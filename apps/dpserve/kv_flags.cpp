@@ -40,7 +40,8 @@ void add_kv_cache_flags(CLI::App* c, RuntimeOptions& o) {
                 "warning. To tell the model's weights apart, every start reads all of them for a digest (about 0.4 s "
                 "per GB from the page cache on one core here, the disk's read time when they are not cached). "
                 "The files hold every client's prompts: they are created 0600, a missing DIR 0700. One server per "
-                "DIR: a second one given a DIR in use stops at start (a lock, DIR/rank<N>.lock). "
+                "DIR: a second one given a DIR in use stops at start (a lock, DIR/rank<N>.lock). POST /flush_cache "
+                "removes the files too. "
                 "SGLang's hierarchical cache flags (--enable-hierarchical-cache, --hicache-*) are not implemented")
       ->type_name("DIR")
       ->envname("DPSERVE_KV_CACHE_DIR");
