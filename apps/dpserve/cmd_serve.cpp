@@ -18,6 +18,7 @@
 #include "apps/dpserve/sglang_refused_flags.h"
 #include "core/check.h"
 #include "core/cpu.h"
+#include "core/version.h"
 #include "engine/runtime.h"
 #include "engine/scheduler.h"
 #include "model/default_model.h"
@@ -192,7 +193,7 @@ void run_serve(ServeArgs& a) {
                          {"model_type", hf_model_type(loc.model, cfg.arch_name)},
                          {"has_image_understanding", a.so.images.tokens.takes_images()},
                          {"kernels", cpu_kernel_name()},
-                         {"version", "0.1.0"}};
+                         {"version", dpserve_version()}};
   // SGLang's server-args names for speculative decoding (null: off).
   const SpeculativeConfig& spec = a.rf.rt.sched.spec;
   info["speculative_algorithm"] = spec.enabled() ? nlohmann::json(to_string(spec.algorithm)) : nlohmann::json();

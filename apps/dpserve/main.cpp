@@ -10,6 +10,7 @@
 #include "apps/dpserve/commands.h"
 #include "apps/dpserve/launch.h"
 #include "core/check.h"
+#include "core/version.h"
 
 namespace {
 // " (rank N)" under an MPI launcher, so a failing rank says which it is.
@@ -27,7 +28,7 @@ int main(int argc, char** argv) {
   dpserve::app::remember_argv(argc, argv);
   CLI::App app{"dpserve: LLM inference server for CPUs with data-parallel attention"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "dpserve 0.1.0");
+  app.set_version_flag("--version", std::string("dpserve ") + dpserve::dpserve_version());
   dpserve::app::register_generate(app);
   dpserve::app::register_serve(app);
   dpserve::app::register_tokenize(app);

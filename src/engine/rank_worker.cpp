@@ -341,7 +341,17 @@ void RankWorker::admit_or_end(NewRequest& nr, GroupReport& rep) {
 }
 
 void RankWorker::apply(const StepControl& c, GroupReport& rep) {
-  if (c.flush_cache) sched_->flush_prefix_cache();
+  if (c.flush_cache) {
+    sched_->flush_prefix_cache();
+    // The disk copy too (every rank gets the flush at this step): else a crash before the next write
+    // would bring the flushed prefixes back at the restart.
+    if (!opts_.prefix_file.empty()) {
+      const std::string why = remove_prefix_file(opts_.prefix_file);
+      if (!why.empty())
+        spdlog::warn("rank {}: flush_cache: prefix cache file {} not removed: {}", topo_.rank, opts_.prefix_file, why);
+      saved_at_inserted_ = sched_->prefix_cache() ? sched_->prefix_cache()->inserted_pages() : 0;
+    }
+  }
   // Requests whose images finished arriving last step go first: they came before this step's.
   for (NewRequest& nr : images_.take_ready()) admit_or_end(nr, rep);
   for (const NewRequest& nr0 : c.new_requests) {

@@ -4,8 +4,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -13,6 +13,7 @@
 
 #include "constrain/vocab_index.h"
 #include "core/check.h"
+#include "core/version.h"
 #include "parallel/comm.h"
 #include "parallel/model_comm.h"
 #include "parallel/node_join.h"
@@ -22,9 +23,11 @@
 #include "engine/rank_worker.h"
 #include "kernels/team_pinning.h"
 #include "kv/kv_dtype.h"
+#include "kv/prefix_dir.h"
 #include "model/mla_attention.h"
 #include "model/model.h"
 #include "model/model_identity.h"
+#include "model/weight_digest.h"
 #include "tokenizer/tokenizer.h"
 
 namespace dpserve {
@@ -48,13 +51,27 @@ int64_t mem_available_bytes() {
   return meminfo_bytes("MemAvailable:");
 }
 
-// What a prefix cache file must have been made under to be loaded: the same model (the digests
-// --nnodes compares), the same KV layout and dtype on this rank, and the same place in the same
-// layout (a rank's file holds its heads, its group's requests).
+// What a prefix cache file must have been made under to be loaded: the same dpserve version (KV
+// numerics may change between versions), the same model (the digests --nnodes compares, and a digest
+// of every weight byte: --nnodes's samples miss small tensors), the same KV layout and dtype on this
+// rank, and the same place in the same layout (a rank's file holds its heads, its group's requests).
 std::vector<std::pair<std::string, std::string>> prefix_identity(const RuntimeOptions& o, const Topology& t,
-                                                                 const Model& m) {
+                                                                 const Model& m, int threads) {
   std::vector<std::pair<std::string, std::string>> id;
+  id.emplace_back("dpserve version", dpserve_version());
   for (const auto& [what, v] : model_identity(o.model_path, m.config())) id.emplace_back(what, std::to_string(v));
+  const auto t0 = std::chrono::steady_clock::now();
+  int64_t bytes = 0;
+  const uint64_t every_byte = weight_files_digest(o.model_path, threads, &bytes);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (t.rank == 0)
+    spdlog::info("--kv-cache-dir: digest of every weight byte ({:.2f} GB) in {:.2f} s on {} threads",
+                 double(bytes) / 1e9, seconds, threads);
+  id.emplace_back("model weights digest of every byte", std::to_string(int64_t(every_byte)));
+  // An image's tokens are keyed by the image's bytes, but their KV depends on how it was resized and
+  // normalized: another preprocessor_config.json must not reuse it.
+  if (m.config().vision.enabled())
+    id.emplace_back("image preprocessing (preprocessor_config.json, as resolved)", m.image_config().describe());
   const KVPoolConfig kv = m.kv_config(1, o.page_size);
   id.emplace_back("--kv-cache-dtype (as resolved)", kv_elem_name(kv.elem));
   id.emplace_back("KV layout of this rank", kv.describe());
@@ -75,6 +92,7 @@ std::vector<std::pair<std::string, std::string>> prefix_identity(const RuntimeOp
 struct Runtime::Impl {
   RuntimeOptions opts;
   MpiRuntime mpi;
+  std::unique_ptr<PrefixDir> prefix_dir;  // --kv-cache-dir (null: off); outlives the worker, which writes the file
   Topology topo;
   Comms comms;
   std::unique_ptr<DistModelComm> mcomm;
@@ -286,12 +304,13 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     if (!o.kv_cache_dir.empty()) {
       if (!o.sched.enable_prefix_cache)
         fail("--kv-cache-dir keeps the prefix cache on disk: it cannot be used with --disable-radix-cache");
-      std::error_code ec;
-      std::filesystem::create_directories(o.kv_cache_dir, ec);
-      if (!std::filesystem::is_directory(o.kv_cache_dir, ec) || ::access(o.kv_cache_dir.c_str(), W_OK) != 0)
-        fail("--kv-cache-dir {}: not a writable directory", o.kv_cache_dir);
-      wo.prefix_file = (std::filesystem::path(o.kv_cache_dir) / fmt::format("rank{}.kvcache", I.topo.rank)).string();
-      wo.prefix_identity = prefix_identity(o, I.topo, *I.model);
+      I.prefix_dir = std::make_unique<PrefixDir>(o.kv_cache_dir, I.topo.rank);
+      if (!I.prefix_dir->warning().empty()) spdlog::warn("rank {}: {}", I.topo.rank, I.prefix_dir->warning());
+      if (I.prefix_dir->removed_temps() > 0)
+        spdlog::info("rank {}: --kv-cache-dir: removed {} temp file(s) of writers that are no longer running",
+                     I.topo.rank, I.prefix_dir->removed_temps());
+      wo.prefix_file = I.prefix_dir->file();
+      wo.prefix_identity = prefix_identity(o, I.topo, *I.model, threads);
       wo.prefix_max_bytes = int64_t(o.kv_cache_dir_max_gb * 1e9);
       wo.prefix_write_pages = (o.kv_cache_write_behind_tokens + o.page_size - 1) / o.page_size;
     }

@@ -152,6 +152,15 @@ struct Fd {
   }
 };
 
+// A rename or unlink in `path`'s directory reaches the disk with the directory.
+void sync_dir_of(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash);
+  Fd d;
+  d.fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (d.fd >= 0) ::fsync(d.fd);
+}
+
 }  // namespace
 
 uint64_t prefix_tree_digest(const std::vector<RadixCache::Entry>& entries) {
@@ -170,7 +179,8 @@ int64_t write_prefix_file(const std::string& path, const PrefixIdentity& identit
   const std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
   ::unlink(tmp.c_str());  // left by a crashed process that had this pid
   Fd f;
-  f.fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  // 0600: the file holds every client's prompt tokens and their KV (the rename keeps the mode).
+  f.fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (f.fd < 0) fail("--kv-cache-dir: cannot create {}: {}", tmp, std::strerror(errno));
   // A failed write (a full disk, say) leaves no partial file behind.
   struct Unlink {
@@ -212,12 +222,14 @@ int64_t write_prefix_file(const std::string& path, const PrefixIdentity& identit
     fail("--kv-cache-dir: cannot rename {} to {}: {}", tmp, path, std::strerror(errno));
   unlink_tmp.armed = false;
   // The rename itself reaches the disk with the directory.
-  const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash);
-  Fd d;
-  d.fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (d.fd >= 0) ::fsync(d.fd);
+  sync_dir_of(path);
   return w.bytes() + int64_t(sizeof sum);
+}
+
+std::string remove_prefix_file(const std::string& path) {
+  if (::unlink(path.c_str()) != 0) return errno == ENOENT ? "" : std::strerror(errno);
+  sync_dir_of(path);
+  return "";
 }
 
 std::string read_prefix_file(const std::string& path, const PrefixIdentity& identity, KVPool& pool,

@@ -24,6 +24,10 @@ using PrefixIdentity = std::vector<std::pair<std::string, std::string>>;
 int64_t write_prefix_file(const std::string& path, const PrefixIdentity& identity,
                           const std::vector<RadixCache::Entry>& entries, const KVPool& pool);
 
+// Removes `path` and syncs its directory (POST /flush_cache: flushed prefixes must not come back
+// from the disk after a crash). Returns "" (also when there was no file) or why it was not removed.
+std::string remove_prefix_file(const std::string& path);
+
 // Reads `path` into free pages of `pool`: on success returns "" and `out` holds the entries with
 // the pages they were read into (each with one reference, the caller's), as many leading entries as
 // the pool's free pages hold. Otherwise returns why the file was refused (identity differences

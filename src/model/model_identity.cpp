@@ -65,17 +65,24 @@ bool is_weight_file(const std::filesystem::path& p) {
 
 }  // namespace
 
-std::vector<std::pair<std::string, int64_t>> model_identity(const std::string& model_path, const ModelConfig& cfg) {
+std::vector<std::string> model_weight_files(const std::string& model_path) {
   namespace fs = std::filesystem;
-  std::vector<fs::path> files;
+  std::vector<std::string> files;
   std::error_code ec;
   if (fs::is_directory(model_path, ec)) {
     for (const auto& e : fs::directory_iterator(model_path, ec))
-      if (e.is_regular_file(ec) && is_weight_file(e.path())) files.push_back(e.path());
+      if (e.is_regular_file(ec) && is_weight_file(e.path())) files.push_back(e.path().string());
   } else {
     files.push_back(model_path);
   }
   std::sort(files.begin(), files.end());
+  return files;
+}
+
+std::vector<std::pair<std::string, int64_t>> model_identity(const std::string& model_path, const ModelConfig& cfg) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const std::vector<std::string> files = model_weight_files(model_path);
   int64_t bytes = 0;
   uint64_t contents = kFnvOffset;
   // The first and last 64 KiB (headers: tensor names, shapes, metadata) and 4 KiB of every MiB in
@@ -87,7 +94,7 @@ std::vector<std::pair<std::string, int64_t>> model_identity(const std::string& m
     const int64_t size = int64_t(fs::file_size(f, ec));
     if (ec) continue;
     bytes += size;
-    contents = mix(contents, f.filename().string() + "|" + std::to_string(size));
+    contents = mix(contents, fs::path(f).filename().string() + "|" + std::to_string(size));
     std::ifstream in(f, std::ios::binary);
     auto sample = [&](int64_t at, int64_t n) {
       in.clear();

@@ -35,6 +35,12 @@ std::array<float, 3> triple(const nlohmann::json& j, const char* key, std::array
 
 }  // namespace
 
+std::string ImagePreprocessConfig::describe() const {
+  return fmt::format("patch {} temporal {} merge {} pixels {}..{} mean {:.9g} {:.9g} {:.9g} std {:.9g} {:.9g} {:.9g}",
+                     patch_size, temporal_patch_size, merge_size, min_pixels, max_pixels, image_mean[0], image_mean[1],
+                     image_mean[2], image_std[0], image_std[1], image_std[2]);
+}
+
 ImagePreprocessConfig ImagePreprocessConfig::load(const std::string& model_dir) {
   ImagePreprocessConfig c;
   const auto path = std::filesystem::path(model_dir) / "preprocessor_config.json";

@@ -27,6 +27,9 @@ struct ImagePreprocessConfig {
   // Reads `<dir>/preprocessor_config.json`; a missing file gives the defaults above, a malformed
   // one (wrong types, non-positive sizes, min_pixels > max_pixels) is a dpserve::Error naming the key.
   static ImagePreprocessConfig load(const std::string& model_dir);
+  // Every setting as text (floats exact): an image's cached KV depends on all of them, so the
+  // --kv-cache-dir identity compares it.
+  std::string describe() const;
 };
 
 // The prompt tokens that frame an image (config.json's image_token_id, vision_start_token_id,

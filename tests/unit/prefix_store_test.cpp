@@ -1,11 +1,14 @@
 // The on-disk prefix cache file (kv/prefix_store.h) against the real KV pool and radix tree: a tree
 // written from one pool and read into another (at other page ids) holds the same rows, for every
 // KV element type and both layouts; LRU order survives; a truncated, corrupt or foreign file is
-// refused and takes no page.
+// refused and takes no page; the file is readable by its owner alone; a file size limit fails the
+// write, it does not kill the process.
 #include "kv/prefix_store.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,6 +18,9 @@
 #include <fstream>
 #include <numeric>
 #include <string>
+
+#include "core/check.h"
+#include "kv/prefix_dir.h"
 
 namespace dpserve {
 namespace {
@@ -114,8 +120,12 @@ TEST_P(PrefixStore, ATreeReadIntoAnotherPoolHoldsTheSameRows) {
   cache_sequence(a, ca, s1);
   cache_sequence(a, ca, s2);
   ASSERT_EQ(ca.cached_pages(), 5);
+  ::umask(022);  // the usual umask: the file's 0600 must come from the writer, not the environment
   write_prefix_file(file, kId, ca.export_nodes(100), a);
   EXPECT_FALSE(std::filesystem::exists(file + ".tmp"));
+  struct stat st {};
+  ASSERT_EQ(::stat(file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u) << "the file holds every client's prompts: owner only";
 
   KVPool b(pool_config(latent, elem));
   // Other page ids in b: the seven pages a used (0..6) are taken first.
@@ -187,6 +197,41 @@ TEST(PrefixStoreFile, ALimitKeepsTheMostRecentPrefixAsAValidTree) {
   ASSERT_TRUE(cb.import_nodes(got));
   EXPECT_EQ(cb.cached_prefix_pages(tokens({1, 2, 9}), 100), 3);
   EXPECT_EQ(cb.cached_prefix_pages(tokens({1, 2, 3}), 100), 2);
+}
+
+// RLIMIT_FSIZE reached mid-write: with the directory set up (PrefixDir ignores SIGXFSZ) the write
+// fails with an error and leaves no temp file, instead of the signal killing the process. In a
+// child, which the limit and the signal would otherwise take down with the test.
+TEST(PrefixStoreFile, AFileSizeLimitFailsTheWriteInsteadOfKillingTheProcess) {
+  TempDir dir;
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    int code = 1;
+    try {
+      PrefixDir d(dir.path, 0);
+      KVPool a(pool_config(false, KVElem::kF32));
+      RadixCache ca(a);
+      cache_sequence(a, ca, tokens({1, 2, 3}));
+      const rlimit lim{128, 128};  // the header fits, the entries and pages do not
+      ::setrlimit(RLIMIT_FSIZE, &lim);
+      try {
+        write_prefix_file(d.file(), kId, ca.export_nodes(100), a);
+        code = 2;  // written past the limit?
+      } catch (const Error& e) {
+        code = std::string(e.what()).find("File too large") != std::string::npos ? 0 : 3;
+      }
+      for (const auto& e : std::filesystem::directory_iterator(dir.path))
+        if (e.path().filename().string().find(".tmp.") != std::string::npos) code = 4;
+    } catch (...) {
+      code = 5;
+    }
+    ::_exit(code);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_FALSE(WIFSIGNALED(status)) << "killed by signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: setup failed, 2: no error, 3: another error, 4: temp file left";
 }
 
 TEST(PrefixStoreFile, BadFilesAreRefusedAndTakeNoPage) {
