@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -59,6 +60,11 @@ std::vector<std::pair<std::string, std::string>> prefix_identity(const RuntimeOp
                                                                  const Model& m, int threads) {
   std::vector<std::pair<std::string, std::string>> id;
   id.emplace_back("dpserve version", dpserve_version());
+  // The version changes only on a release; a rebuilt binary may compute KV differently (a kernel
+  // fix, other compile flags), so the build itself is part of the identity too.
+  std::error_code ec;
+  const auto exe = std::filesystem::canonical("/proc/self/exe", ec);
+  if (!ec) id.emplace_back("dpserve build (digest of the executable)", std::to_string(int64_t(weight_files_digest(exe, 1))));
   for (const auto& [what, v] : model_identity(o.model_path, m.config())) id.emplace_back(what, std::to_string(v));
   const auto t0 = std::chrono::steady_clock::now();
   int64_t bytes = 0;
