@@ -221,7 +221,8 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
       ->check(CLI::Range(int64_t(1), int64_t(1) << 31))->envname("DPSERVE_CONTEXT_LENGTH");
   c->add_option_function<uint64_t>(
        "--random-seed", [&o](uint64_t v) { o.random_seed = v, o.has_random_seed = true; },
-       "Seed of the sampling of requests that give none (each request still draws its own stream)")
+       "Seed of the sampling of requests that give none (each request still draws its own stream), so a run "
+       "can be repeated; default: a random one at every start")
       ->check(CLI::Range(int64_t(0), std::numeric_limits<int64_t>::max()))->envname("DPSERVE_RANDOM_SEED");
   c->add_flag("--trust-remote-code", f.trust_remote_code,
               "Accepted for SGLang compatibility; has no effect (dpserve runs no code from model folders)")

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -274,7 +275,17 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     wo.image_embeds_dump_dir = o.image_embeds_dump_dir;
     wo.eos_ids = o.eos_ids;
     wo.context_length = ctx_len;
-    wo.random_seed = o.has_random_seed ? std::optional<uint64_t>(o.random_seed) : std::nullopt;
+    // Without --random-seed, requests without a seed must still differ from one run to the next (as
+    // SGLang picks a random seed at start): otherwise the k-th such request of every run would draw
+    // exactly what a request with seed k draws. Rank 0 picks it; every rank samples with it.
+    uint64_t start_seed = o.random_seed;
+    if (!o.has_random_seed) {
+      start_seed = (uint64_t(std::random_device{}()) << 32) ^ std::random_device{}();
+      int64_t shared = int64_t(start_seed);
+      if (I.topo.world_size > 1) I.comms.world.broadcast(std::span<int64_t>(&shared, 1), 0);
+      start_seed = uint64_t(shared);
+    }
+    wo.random_seed = start_seed;
     if (I.topo.rank == 0) wo.logits_tap = o.logits_tap;
     wo.all_logits = o.all_logits || bool(o.logits_tap);
     if (I.topo.rank == 0) wo.image_tap = o.image_tap;

@@ -16,7 +16,9 @@ The expected values come from SGLang's documented behaviour, not from dpserve's 
     (e2e_echo_logprobs checks those against a NumPy forward);
   * a string rid names a batch's requests <rid>_0, <rid>_1 (SGLang's _normalize_rid);
   * an n > 1 request aborted while it waits (before its first token) ends every choice as abort;
-  * /model_info's model_type is config.json's model_type.
+  * /model_info's model_type is config.json's model_type;
+  * without --random-seed, a request without a seed draws none of the small seeds' streams (SGLang
+    picks a random seed at start).
 """
 import json
 import os
@@ -79,6 +81,21 @@ def frontend_body():
                  "modalities": None, "priority": None, "log_metrics": True, "bootstrap_host": None,
                  "data_parallel_rank": None, "stream": False})
     return body
+
+
+def test_unseeded_is_random():
+    # Run first, on a fresh server. Without --random-seed a request without a seed must not draw the
+    # stream of a small explicit seed (the k-th unseeded request of every run used to draw seed k's).
+    body = {"input_ids": [11, 12, 13], "sampling_params": {"max_new_tokens": 12, "temperature": 1,
+                                                           "ignore_eos": True}}
+    s, free = gen(body)
+    seeded = []
+    for k in range(1, 9):
+        s, b = gen(dict(body, sampling_params=dict(body["sampling_params"], seed=k)))
+        seeded.append(b["output_ids"])
+    check(free["output_ids"] not in seeded, "an unseeded request draws none of seeds 1..8's streams")
+    s, again = gen(dict(body, sampling_params=dict(body["sampling_params"], seed=3)))
+    check(again["output_ids"] == seeded[2], "a seeded request repeats")
 
 
 def test_fields():
@@ -238,7 +255,7 @@ def test_abort_waiting_n():
 
 
 def main():
-    for t in (test_fields, test_stop_token_trim, test_lengths, test_input_logprobs, test_rid_and_routes,
+    for t in (test_unseeded_is_random, test_fields, test_stop_token_trim, test_lengths, test_input_logprobs, test_rid_and_routes,
               test_stream_latency, test_abort_waiting_n):
         try:
             t()
