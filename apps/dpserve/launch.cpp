@@ -28,6 +28,7 @@
 
 #include "apps/dpserve/launcher_note.h"
 #include "apps/dpserve/node_control.h"
+#include "apps/dpserve/node_dir.h"
 #include "apps/dpserve/rank_watch.h"
 #include "core/check.h"
 #include "parallel/comm.h"
@@ -246,9 +247,13 @@ std::pair<pid_t, std::string> start_ompi_server(const std::string& ip, const std
   const std::string exe = find_in_path("ompi-server");
   if (exe.empty()) fail("--nnodes: node 0 needs Open MPI's ompi-server on PATH (package openmpi-bin)");
   const std::string uri_file = dir + "/ompi-server.uri";
+  const pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) fail("cannot fork to start ompi-server: {}", std::strerror(errno));
   if (pid == 0) {
+    // It dies with this launcher (SIGKILL, OOM) instead of listening on, reparented to init.
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(143);
     // Keep it on the address the other nodes were told, unless the user chose interfaces.
     if (!std::getenv("OMPI_MCA_oob_tcp_if_include")) setenv("OMPI_MCA_oob_tcp_if_include", (ip + "/32").c_str(), 1);
     execl(exe.c_str(), exe.c_str(), "--no-daemonize", "--report-uri", uri_file.c_str(), (char*)nullptr);
@@ -398,9 +403,7 @@ void relaunch_node_job(const NodeJoinOptions& n, int world, double watchdog_seco
   std::string uri;
   if (n.node_rank != 0) uri = rendezvous_get(addr, n.secret, "ompi_server", n.timeout_seconds, "--dist-timeout");
   // Holds ompi-server's URI file for this node's mpirun; removed when the job ends (or start-up fails).
-  char tmpl[] = "/tmp/dpserve-node-XXXXXX";
-  if (!mkdtemp(tmpl)) fail("cannot create a temporary directory: {}", std::strerror(errno));
-  const std::string dir = tmpl;
+  const std::string dir = make_node_dir();
   pid_t server = -1;
   narrow_mpi_listeners(user_chose_mpi_network()
                            ? std::string()
