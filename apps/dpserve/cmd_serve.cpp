@@ -1,12 +1,14 @@
 // `dpserve serve`: the OpenAI-compatible HTTP server. Rank 0 runs the frontend in
 // background threads and the step loop on its main thread; other ranks run the step loop.
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <chrono>
+#include <cstdio>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -14,6 +16,7 @@
 
 #include "apps/dpserve/commands.h"
 #include "apps/dpserve/launch.h"
+#include "apps/dpserve/launcher_note.h"
 #include "apps/dpserve/runtime_flags.h"
 #include "apps/dpserve/sglang_refused_flags.h"
 #include "core/check.h"
@@ -75,6 +78,41 @@ void check_api_keys(const ServeArgs& a) {
   }
 }
 
+double steady_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Rank 0 of several, once a drain began: `after` seconds later (--shutdown-timeout + grace), a step
+// loop that has not taken the shutdown step and whose last step ended longer ago than the grace is
+// stuck in a step waiting for a rank (stopped, or stuck in a collective: with --watchdog-timeout 0 it
+// would wait forever), so the job is ended, naming why; so is a process still alive kDrainGraceSeconds
+// after its loop ended (MPI_Finalize waiting for such a rank). Slow steps that still end, and a loop
+// that took the shutdown step and is writing its --kv-cache-dir file, are left to finish.
+void start_drain_guard(Runtime& rt, DpEngine& engine, std::shared_ptr<std::atomic<bool>> loop_done, double after) {
+  std::thread([&rt, &engine, loop_done, after] {
+    std::this_thread::sleep_for(std::chrono::duration<double>(after));
+    double done_since = 0;
+    while (true) {
+      // rt and engine are only touched while the loop runs (they outlive it).
+      if (!*loop_done && !engine.shutdown_sent() && engine.seconds_since_step() > kDrainGraceSeconds + 2)
+        rt.stop_job(fmt::format("the drain has not ended {:.0f} s after the signal (--shutdown-timeout + {:.0f} s): "
+                                "the step loop still waits for a rank that is stopped or stuck in a collective (the "
+                                "dpserve launcher names a stopped one)",
+                                after, kDrainGraceSeconds + 2),
+                    "drain");
+      if (*loop_done && done_since == 0) done_since = steady_seconds();
+      if (done_since > 0 && steady_seconds() - done_since > kDrainGraceSeconds) {
+        std::fprintf(stderr, "rank 0: drain: the step loop ended %.0f s ago but the process still waits (MPI_Finalize "
+                             "waits for a rank that is stopped or stuck). Stopping the job.\n",
+                     kDrainGraceSeconds);
+        std::fflush(stderr);
+        std::_Exit(3);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }).detach();
+}
+
 void run_serve(ServeArgs& a) {
   spdlog::set_level(spdlog::level::from_str(a.log_level));
   check_api_keys(a);
@@ -83,7 +121,8 @@ void run_serve(ServeArgs& a) {
     relaunch_node_job(a.rf.rt.nodes, requested_world(a.rf), a.rf.rt.watchdog_timeout, a.so.shutdown_timeout_s, a.rf.numa,
                       a.rf.rt.threads);
   else
-    relaunch_under_mpirun_if_needed(requested_world(a.rf), a.rf.rt.watchdog_timeout, a.rf.numa, a.rf.rt.threads);
+    relaunch_under_mpirun_if_needed(requested_world(a.rf), a.rf.rt.watchdog_timeout, a.rf.numa, a.rf.rt.threads,
+                                    a.so.shutdown_timeout_s);
 
   // Signals are handled by one thread (rank 0) or ignored (other ranks: rank 0's shutdown
   // broadcast stops them), so block them before any thread starts.
@@ -130,12 +169,27 @@ void run_serve(ServeArgs& a) {
   DpEngine* engine = rt->engine();
   if (!engine) {
     // A lost node (SIGUSR1 from this node's launcher): nothing to drain here, end with the reason.
+    // SIGTERM / SIGINT stay ignored (only rank 0 can drain; its shutdown step stops this rank), but
+    // one sent by someone else than mpirun (which sends SIGTERM when it ends the job) is said once, so
+    // whoever sent it learns where to send it instead.
     std::thread([&rt] {
-      sigset_t usr1;
-      sigemptyset(&usr1);
-      sigaddset(&usr1, SIGUSR1);
-      int s = 0;
-      if (sigwait(&usr1, &s) == 0) rt->stop_job(node_loss_reason());
+      sigset_t wait;
+      sigemptyset(&wait);
+      sigaddset(&wait, SIGUSR1);
+      sigaddset(&wait, SIGTERM);
+      sigaddset(&wait, SIGINT);
+      bool said = false;
+      while (true) {
+        siginfo_t si;
+        const int s = sigwaitinfo(&wait, &si);
+        if (s == SIGUSR1) rt->stop_job(node_loss_reason());
+        if ((s == SIGTERM || s == SIGINT) && !said && si.si_pid != getppid()) {
+          said = true;
+          spdlog::warn("rank {}: signal {} ignored: only rank 0 drains and stops the job; send SIGTERM to the "
+                       "dpserve launcher (the process you started) or to rank 0, or SIGUSR2 to mpirun",
+                       rt->rank(), s);
+        }
+      }
     }).detach();
     rt->run();
     return;
@@ -210,29 +264,49 @@ void run_serve(ServeArgs& a) {
   server.start();
   spdlog::info("serving {} on http://{}:{} (OpenAI API under /v1)", a.so.served_model_name, a.so.host, server.port());
 
-  std::atomic<bool> loop_done{false};
+  // The signal thread keeps reading signals while a drain runs: a launcher's note (a rank it is about
+  // to kill) or a lost node must still end open requests as engine faults then.
+  auto loop_done = std::make_shared<std::atomic<bool>>(false);
+  std::thread drainer;
   std::thread sig_thread([&] {
-    while (!loop_done) {
+    bool draining = false;
+    while (!*loop_done) {
       timespec ts{0, 200 * 1000 * 1000};
       siginfo_t si;
       int s = sigtimedwait(&sigs, &si, &ts);
       if (s == SIGUSR1) {
-        // Another node is gone: no step can finish. End open streams with the reason (an error
-        // event, 5xx for waiting requests) and stop the job, as the watchdog would, but now.
+        // The launcher is about to kill a stopped rank, or another node is gone: no step can finish.
+        // End open streams with the reason (an error event, 5xx for waiting requests) and stop the
+        // job, as the watchdog would, but now.
+        const std::string note = read_launcher_note(si);
+        if (!note.empty()) rt->stop_job(note, "the dpserve launcher");
         rt->stop_job(node_loss_reason());
       }
-      if (s == SIGTERM || s == SIGINT || s == SIGUSR2) {
+      if ((s == SIGTERM || s == SIGINT) && si.si_pid == getppid() && launched_under_mpi())
+        // mpirun sends SIGTERM when it was itself signalled (the dpserve launcher forwards SIGUSR2
+        // instead), or when it ends the job after a rank failed; it kills every rank soon after.
+        spdlog::warn("signal {} came from mpirun (pid {}): mpirun was signalled itself, or a rank failed (then "
+                     "mpirun names it); either way mpirun kills every rank shortly, whether or not the drain is "
+                     "done. To drain, signal the dpserve launcher (the process you started) or send SIGUSR2 to mpirun",
+                     s, int(si.si_pid));
+      if ((s == SIGTERM || s == SIGINT || s == SIGUSR2) && !draining) {
         spdlog::info("received signal {}: draining (up to {:g} s), then stopping every rank", s,
                      a.so.shutdown_timeout_s);
         server.begin_drain();
-        engine->shutdown(std::chrono::milliseconds(int64_t(a.so.shutdown_timeout_s * 1000)));
-        return;
+        draining = true;
+        const auto drain = std::chrono::milliseconds(int64_t(a.so.shutdown_timeout_s * 1000));
+        drainer = std::thread([engine, drain] { engine->shutdown(drain); });
+        // A drain that cannot end (a rank stopped or stuck: the step loop waits in a collective for
+        // it, with --watchdog-timeout 0 forever) is ended by the guard.
+        if (rt->world_size() > 1)
+          start_drain_guard(*rt, *engine, loop_done, a.so.shutdown_timeout_s + kDrainGraceSeconds + 2);
       }
     }
   });
   rt->run();
-  loop_done = true;
+  *loop_done = true;
   sig_thread.join();
+  if (drainer.joinable()) drainer.join();
   server.stop();
   spdlog::info("stopped");
 }

@@ -26,7 +26,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include "apps/dpserve/launcher_note.h"
 #include "apps/dpserve/node_control.h"
+#include "apps/dpserve/node_dir.h"
 #include "apps/dpserve/rank_watch.h"
 #include "core/check.h"
 #include "parallel/comm.h"
@@ -107,9 +109,13 @@ std::vector<std::string> move_secrets_to_environment(const std::vector<std::stri
 // Runs `mpirun -np np <extra> <this command line>` as a child, forwards SIGTERM / SIGINT to it as
 // SIGUSR2 (graceful drain), watches for stopped ranks, and exits with its status.
 // With `node` (a --nnodes job), the other nodes' events and this node's SIGTERM go through it.
+// drain_seconds (--shutdown-timeout; < 0 for commands that do not drain): a rank still stopped that
+// long plus kDrainGraceSeconds after the SIGTERM is killed, naming it. first_rank: the world rank of
+// this node's first rank (--nnodes).
 [[noreturn]] void run_under_mpirun(int np, const std::vector<std::string>& mapping, const std::vector<std::string>& extra,
-                                   double watchdog_seconds,
-                                   const std::function<void()>& at_exit, NodeControl* node = nullptr) {
+                                   double watchdog_seconds, double drain_seconds,
+                                   const std::function<void()>& at_exit, NodeControl* node = nullptr,
+                                   int first_rank = 0) {
   const char* env_launcher = std::getenv("DPSERVE_MPIRUN");
   std::string mpirun = env_launcher && *env_launcher ? env_launcher : find_in_path("mpirun");
   if (mpirun.empty())
@@ -148,36 +154,68 @@ std::vector<std::string> move_secrets_to_environment(const std::vector<std::stri
   sigaddset(&block, SIGTERM);
   sigaddset(&block, SIGINT);
   sigprocmask(SIG_BLOCK, &block, nullptr);
+  const pid_t launcher = getpid();
   pid_t child = fork();
   if (child < 0) fail("cannot fork to start {}: {}", mpirun, std::strerror(errno));
   if (child == 0) {
     sigprocmask(SIG_UNBLOCK, &block, nullptr);
+    // mpirun in a process group of its own: Ctrl-C (SIGINT to the terminal's foreground group) or a
+    // SIGTERM to this launcher's whole group (`kill -TERM -PGID`) reach only this launcher, which
+    // drains the job; mpirun, signalled with it, killed the ranks at once (exit 1, no drain). mpirun
+    // does not read a terminal it is in the background of (Open MPI checks tcgetpgrp), so it is not
+    // stopped by SIGTTIN. Under systemd, KillMode=mixed (docs/distributed.md).
+    setpgid(0, 0);
     // This launcher killed (SIGKILL, OOM): mpirun gets SIGTERM and stops its ranks, instead of
-    // leaving them waiting on the other nodes.
+    // leaving them waiting on the other nodes. If the launcher died before the prctl, now.
     prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != launcher) _exit(143);
     execv(mpirun.c_str(), cargs.data());
     std::fprintf(stderr, "dpserve: cannot execute %s: %s\n", mpirun.c_str(), std::strerror(errno));
     _exit(127);
   }
+  setpgid(child, child);  // also here, so no signal to this group can reach mpirun before its exec
   // Half the watchdog: a stopped rank is named here before the others' watchdog ends the job
   // without knowing which rank it waited for.
-  StoppedRankWatch watch(child, np, watchdog_seconds / 2);
+  StoppedRankWatch watch(child, np, watchdog_seconds / 2, first_rank, /*tell_rank0=*/drain_seconds >= 0);
   if (node) node->started(child);
+  double drain_began = 0;        // steady seconds of the first SIGTERM / SIGINT, 0 before
+  bool drain_overdue = false;    // the drain's deadline + grace passed (stopped ranks were killed)
+  const auto now = [] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  };
   while (true) {
     int status = 0;
     pid_t r = waitpid(child, &status, WNOHANG);
     if (r == child) {
       const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      if (code != 0 && drain_began == 0 && !watch.killed_any() && !(node && node->stopping()))
+        // mpirun says when a rank failed; when mpirun itself was signalled it ends the job silently.
+        std::fprintf(stderr,
+                     "dpserve: the job ended with status %d (mpirun's) without this launcher stopping it: a rank "
+                     "failed (mpirun names it above) or mpirun itself was signalled (SIGTERM / SIGINT to mpirun "
+                     "end the job without a drain; signal this process, pid %d, to drain)\n",
+                     code, int(launcher));
       if (node) node->finished(code);
       if (at_exit) at_exit();
       std::exit(code);
     }
     watch.poll();
     if (node) node->poll();
+    if (drain_began > 0 && drain_seconds >= 0 && !drain_overdue &&
+        now() - drain_began > drain_seconds + kDrainGraceSeconds) {
+      drain_overdue = true;
+      // A stopped rank holds the others in a collective: the drain cannot end (with
+      // --watchdog-timeout 0 never). Rank 0 ends the job itself 2 s later if nothing is stopped here.
+      if (watch.stop_stopped_ranks() == 0)
+        std::fprintf(stderr, "dpserve: the drain has not ended %.0f s after the signal (--shutdown-timeout + %.0f s) "
+                             "and no rank on this machine is stopped; rank 0 ends the job if its step loop is stuck\n",
+                     drain_seconds + kDrainGraceSeconds, kDrainGraceSeconds);
+    }
     timespec ts{0, 100 * 1000 * 1000};
     siginfo_t info;
     int sig = sigtimedwait(&block, &info, &ts);
     if (sig == SIGTERM || sig == SIGINT) {
+      if (drain_began == 0) drain_began = now();
       if (node)
         node->terminate_requested();
       else
@@ -209,9 +247,13 @@ std::pair<pid_t, std::string> start_ompi_server(const std::string& ip, const std
   const std::string exe = find_in_path("ompi-server");
   if (exe.empty()) fail("--nnodes: node 0 needs Open MPI's ompi-server on PATH (package openmpi-bin)");
   const std::string uri_file = dir + "/ompi-server.uri";
+  const pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) fail("cannot fork to start ompi-server: {}", std::strerror(errno));
   if (pid == 0) {
+    // It dies with this launcher (SIGKILL, OOM) instead of listening on, reparented to init.
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(143);
     // Keep it on the address the other nodes were told, unless the user chose interfaces.
     if (!std::getenv("OMPI_MCA_oob_tcp_if_include")) setenv("OMPI_MCA_oob_tcp_if_include", (ip + "/32").c_str(), 1);
     execl(exe.c_str(), exe.c_str(), "--no-daemonize", "--report-uri", uri_file.c_str(), (char*)nullptr);
@@ -361,9 +403,7 @@ void relaunch_node_job(const NodeJoinOptions& n, int world, double watchdog_seco
   std::string uri;
   if (n.node_rank != 0) uri = rendezvous_get(addr, n.secret, "ompi_server", n.timeout_seconds, "--dist-timeout");
   // Holds ompi-server's URI file for this node's mpirun; removed when the job ends (or start-up fails).
-  char tmpl[] = "/tmp/dpserve-node-XXXXXX";
-  if (!mkdtemp(tmpl)) fail("cannot create a temporary directory: {}", std::strerror(errno));
-  const std::string dir = tmpl;
+  const std::string dir = make_node_dir();
   pid_t server = -1;
   narrow_mpi_listeners(user_chose_mpi_network()
                            ? std::string()
@@ -408,10 +448,12 @@ void relaunch_node_job(const NodeJoinOptions& n, int world, double watchdog_seco
   }
   std::vector<std::string> extra = {"--ompi-server", "file:" + uri_file};
   for (auto& a : self_bind_args(plan)) extra.push_back(a);
-  run_under_mpirun(world / n.nnodes, plan.mpirun_args, extra, watchdog_seconds, cleanup, control.get());
+  run_under_mpirun(world / n.nnodes, plan.mpirun_args, extra, watchdog_seconds, drain_seconds, cleanup, control.get(),
+                   n.node_rank * (world / n.nnodes));
 }
 
-void relaunch_under_mpirun_if_needed(int world, double watchdog_seconds, const NumaRequest& numa, int threads) {
+void relaunch_under_mpirun_if_needed(int world, double watchdog_seconds, const NumaRequest& numa, int threads,
+                                     double drain_seconds) {
   if (launched_under_mpi()) {
     // The user's launcher placed the ranks; each rank prints and pins to what it was given.
     if (numa.mode != NumaRequest::kAuto)
@@ -443,7 +485,7 @@ void relaunch_under_mpirun_if_needed(int world, double watchdog_seconds, const N
     }
     return;
   }
-  run_under_mpirun(world, plan.mpirun_args, self_bind_args(plan), watchdog_seconds, nullptr);
+  run_under_mpirun(world, plan.mpirun_args, self_bind_args(plan), watchdog_seconds, drain_seconds, nullptr);
 }
 
 }  // namespace dpserve::app

@@ -13,11 +13,14 @@ void remember_argv(int argc, char** argv);
 // `mpirun -np world ... <this command line>` as a child, forwards SIGTERM / SIGINT to it
 // as SIGUSR2 (graceful drain), and exits with its status; returns otherwise. Meanwhile a rank
 // that stays stopped for half of `watchdog_seconds` is killed with a message naming it
-// (StoppedRankWatch; 0 = off). Throws dpserve::Error when mpirun cannot be found.
-// The ranks are mapped and bound by the --numa plan (numa_plan.h), printed first; a single rank
-// (world 1) bound by the plan binds itself. `threads` is --threads (0 = from the plan).
+// (StoppedRankWatch; 0 = off), after rank 0 is told (launcher_note.h). Throws dpserve::Error when
+// mpirun cannot be found. mpirun runs in its own process group: a signal to this process's group (Ctrl-C)
+// reaches only this launcher, which drains. The ranks are mapped and bound by the --numa plan
+// (numa_plan.h), printed first; a single rank (world 1) bound by the plan binds itself. `threads` is
+// --threads (0 = from the plan). drain_seconds: `serve`'s --shutdown-timeout; a rank still stopped
+// that long plus kDrainGraceSeconds after SIGTERM is killed, naming it (< 0: commands that do not drain).
 void relaunch_under_mpirun_if_needed(int world, double watchdog_seconds, const NumaRequest& numa = {},
-                                     int threads = 0);
+                                     int threads = 0, double drain_seconds = -1);
 
 // `serve --nnodes N --node-rank R --dist-init-addr HOST:PORT`: errors naming the flag for a node rank
 // out of range, a missing or malformed address, ranks that do not divide over the nodes, no shared

@@ -36,6 +36,8 @@ class NodeControl {
   void terminate_requested();
   // Called every ~100 ms while the job runs: acts on the links' events and on overdue stops.
   void poll();
+  // This node's job is being stopped from here (a node lost, a drain or stop asked): its end was said.
+  bool stopping() const { return stop_at_ > 0 || failing_; }
   // The job ended with this exit status: tells the other nodes.
   void finished(int status);
 

@@ -12,6 +12,8 @@
 #include <cstring>
 #include <string>
 
+#include "apps/dpserve/launcher_note.h"
+
 namespace dpserve::app {
 
 namespace {
@@ -33,6 +35,10 @@ std::string read_proc_file(const std::string& path) {
   close(fd);
   return out;
 }
+
+// How long rank 0 gets to end its open requests after a note before the rank is killed anyway: its
+// stop takes at most ~1.5 s (RankWorker::die), more on a loaded machine.
+constexpr double kNoteSeconds = 3;
 
 double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
@@ -75,8 +81,52 @@ void StoppedRankWatch::find_ranks() {
   closedir(d);
 }
 
+bool StoppedRankWatch::alive(pid_t pid) const {
+  pid_t ppid = 0;
+  char state = 0;
+  return read_stat(pid, ppid, state) && ppid == mpirun_ && state != 'Z' && state != 'X';
+}
+
+void StoppedRankWatch::doom(pid_t pid, Seen& s, int note, double now) {
+  pid_t rank0 = -1;
+  if (tell_rank0_)
+    for (auto& [p, r] : ranks_)
+      if (r.rank == 0 && p != pid && !r.killed && alive(p)) rank0 = p;
+  const bool told = rank0 > 0 && send_launcher_note(rank0, LauncherNote(note), s.rank);
+  const char* what = told ? "Telling rank 0 (it ends its open requests with this fault), then killing it" : "Killing it";
+  std::fprintf(stderr,
+               "dpserve: watchdog: rank %d %s (pid %d, stopped, e.g. SIGSTOP, for %.1f s) and the other ranks cannot "
+               "go on without it. %s, which ends the job.\n",
+               s.rank,
+               LauncherNote(note) == LauncherNote::kRankStopped ? "has stopped"
+                                                                : "did not stop within --shutdown-timeout + 5 s",
+               int(pid), now - s.stopped_at, what);
+  std::fflush(stderr);
+  if (told) {
+    s.kill_at = now + kNoteSeconds;
+  } else {
+    kill(pid, SIGKILL);
+    s.killed = true;
+  }
+}
+
+int StoppedRankWatch::stop_stopped_ranks() {
+  const double now = now_s();
+  int n = 0;
+  for (auto& [pid, s] : ranks_) {
+    pid_t ppid = 0;
+    char state = 0;
+    if (s.killed || s.kill_at > 0 || !read_stat(pid, ppid, state) || ppid != mpirun_) continue;
+    if (state != 'T' && state != 't') continue;
+    if (s.rank < 0 && world_rank(pid) >= 0) s.rank = first_rank_ + world_rank(pid);
+    if (s.stopped_at == 0) s.stopped_at = now;
+    doom(pid, s, int(LauncherNote::kRankDidNotStop), now);
+    ++n;
+  }
+  return n;
+}
+
 void StoppedRankWatch::poll() {
-  if (grace_ <= 0) return;
   const double now = now_s();
   if (now - last_poll_ < 0.25) return;
   last_poll_ = now;
@@ -85,23 +135,27 @@ void StoppedRankWatch::poll() {
     last_scan_ = now;
     find_ranks();
   }
+  bool rank0_alive = false;
+  for (auto& [pid, s] : ranks_)
+    if (s.rank == 0 && alive(pid)) rank0_alive = true;
   for (auto& [pid, s] : ranks_) {
+    if (s.kill_at > 0 && !s.killed && (now >= s.kill_at || !rank0_alive)) {
+      kill(pid, SIGKILL);
+      s.killed = true;
+    }
     pid_t ppid = 0;
     char state = 0;
-    if (s.killed || !read_stat(pid, ppid, state) || ppid != mpirun_) continue;
-    if (s.rank < 0) s.rank = world_rank(pid);
+    if (s.killed || s.kill_at > 0 || !read_stat(pid, ppid, state) || ppid != mpirun_) continue;
+    if (s.rank < 0) {
+      const int local = world_rank(pid);
+      if (local >= 0) s.rank = first_rank_ + local;
+    }
     if (state != 'T' && state != 't') {
       s.stopped_at = 0;
     } else if (s.stopped_at == 0) {
       s.stopped_at = now;
-    } else if (now - s.stopped_at > grace_) {
-      std::fprintf(stderr,
-                   "dpserve: watchdog: rank %d has stopped (pid %d, in state '%c', e.g. SIGSTOP, for %.1f s) and "
-                   "the other ranks cannot go on without it. Killing it, which ends the job.\n",
-                   s.rank, int(pid), state, now - s.stopped_at);
-      std::fflush(stderr);
-      kill(pid, SIGKILL);
-      s.killed = true;
+    } else if (grace_ > 0 && now - s.stopped_at > grace_) {
+      doom(pid, s, int(LauncherNote::kRankStopped), now);
     }
   }
 }

@@ -231,7 +231,9 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
       ->envname("DPSERVE_DISABLE_RADIX_CACHE");
   c->add_option("--watchdog-timeout", o.watchdog_timeout,
                 "Seconds one step may run, or a rank may wait for rank 0's next step, before the job is "
-                "stopped with a message naming what stopped (a rank stopped or a collective is stuck); 0 = off")
+                "stopped with a message naming what stopped (a rank stopped or a collective is stuck). The dpserve "
+                "launcher also kills a rank that stays stopped (SIGSTOP, a debugger) for half this time, naming it; "
+                "0 = both off")
       ->capture_default_str()->check(CLI::Range(0.0, 1e7))->envname("DPSERVE_WATCHDOG_TIMEOUT");
   c->add_flag("--split-collective-waits", o.split_collective_waits,
               "Diagnostics: a barrier before every collective of the forward pass, timed apart, so that "

@@ -56,6 +56,17 @@ class DpEngine : public Engine, public StepDriver {
   // with "abort"), or because the engine failed (`why` given: open streams end with "error", `why`
   // and engine_fault). A loop still running shuts down at its next step.
   void mark_stopped(const std::string& why = {});
+  // The shutdown step has been handed to the step loop (a drain past its deadline or with nothing left
+  // in flight): a drain that has not got this far is stuck in a step (serve's drain guard).
+  bool shutdown_sent() const {
+    std::lock_guard lk(mu_);
+    return shutdown_sent_;
+  }
+  // Seconds since the last step's reports came back (a stuck step keeps growing it; a slow one does not).
+  double seconds_since_step() const {
+    std::lock_guard lk(mu_);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - last_progress_).count();
+  }
 
  private:
   class Stream;

@@ -126,8 +126,9 @@ class RankWorker {
   // Runs steps until a control message says shutdown. `driver` is required on world rank 0, null elsewhere.
   void run(StepDriver* driver);
   // From any thread: reports `why` (on_fatal: rank 0's open streams end with it) and ends the
-  // process, as the watchdog does; for faults seen outside the step loop (a lost node).
-  [[noreturn]] void stop_job(const std::string& why) { die(why, "node lost"); }
+  // process, as the watchdog does; for faults seen outside the step loop (a lost node, a rank the
+  // launcher saw stop). `what` heads the log line.
+  [[noreturn]] void stop_job(const std::string& why, const char* what = "node lost") { die(why, what); }
   const WorkerCounters& counters() const { return counters_; }
   // --kv-cache-dir: reads this rank's prefix cache file into the pool and the prefix tree. Collective
   // over the DP group (every rank of it calls it, before the first step): the group adopts what it

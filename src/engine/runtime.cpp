@@ -114,7 +114,7 @@ struct Runtime::Impl {
 Runtime::Runtime(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Runtime::~Runtime() = default;
 
-void Runtime::stop_job(const std::string& why) { impl_->worker->stop_job(why); }
+void Runtime::stop_job(const std::string& why, const char* what) { impl_->worker->stop_job(why, what); }
 
 std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
   auto im = std::make_unique<Impl>();

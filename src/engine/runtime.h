@@ -102,9 +102,10 @@ class Runtime {
   const ImageTransferCounters& image_counters() const;
   // This rank's time in the forward pass's collectives so far (readable while steps run).
   CollectiveTimes collective_times() const;
-  // Ends the job now from any thread (a lost node): open streams end with `why` as an engine fault,
-  // as when the step watchdog fires, and this process exits; the launcher stops the other ranks.
-  [[noreturn]] void stop_job(const std::string& why);
+  // Ends the job now from any thread (a lost node, a stopped rank): open streams end with `why` as an
+  // engine fault, as when the step watchdog fires, and this process exits (status 3); the launcher
+  // stops the other ranks. `what` heads the log line (`rank 0: <what>: <why>. Stopping the job.`).
+  [[noreturn]] void stop_job(const std::string& why, const char* what = "node lost");
   // Runs the step loop on this thread (it must be the thread that initialised MPI) until shutdown.
   void run();
   // run(), and on world rank 0 `client` on a helper thread meanwhile; the engine shuts down when

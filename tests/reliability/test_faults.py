@@ -9,7 +9,9 @@ server has exited non-zero or /health answers 503, and it exits within a further
 names the failed rank (kill) or the watchdog (stop; for rank 0, the watchdog of another rank naming
 rank 0: a stopped process cannot report itself); every client request ends (a response or an error,
 none hangs); no process is left behind. A request ended by the watchdog is a server error (a 500 or
-an error event of type server_error), never a 400.
+an error event of type server_error), never a 400. Under the dpserve launcher, a stopped rank other
+than 0 is killed by the launcher after it told rank 0: every open request ends as an engine_fault
+naming the rank (not drained by mpirun's SIGTERM: "the engine stopped", or a 200 "abort").
 
 usage: test_faults.py DPSERVE_BIN CASE [LAYOUT [RANK]]
 """
@@ -99,6 +101,7 @@ try:
     # Clients that keep sending until the server goes away; each request must end.
     stop_clients = threading.Event()
     outcomes, hung, fault_events, whole_faults = [], [], [], []
+    other_events, other_whole, aborted = [], [], []  # error events / answers not naming the watchdog
 
     def one_request(i):
         """False when the request hung (no byte for 30 s). Client 3 does not stream."""
@@ -115,9 +118,12 @@ try:
                     outcomes.append("IncompleteRead")
                 else:
                     outcomes.append("ok")
+                    if not stream and '"abort"' in text:
+                        aborted.append(text)
             # A stream the engine ended because of a fault carries the reason in a final error event.
             events = [l[6:] for l in text.splitlines() if l.startswith("data: ") and '"error"' in l]
             fault_events.extend(e for e in events if "watchdog" in e)
+            other_events.extend(e for e in events if "watchdog" not in e and e.startswith('{"error"'))
         except urllib.error.HTTPError as e:  # a whole (non-streamed) answer that is an error
             try:
                 text = e.read().decode(errors="replace")
@@ -126,6 +132,8 @@ try:
             outcomes.append(f"HTTP {e.code}")
             if "watchdog" in text:
                 whole_faults.append((e.code, text))
+            elif "the engine stopped" in text:  # a drained request (new ones get 503 "not ready": fine)
+                other_whole.append((e.code, text))
             time.sleep(0.05)
         except socket.timeout:
             hung.append(i)
@@ -209,6 +217,22 @@ try:
             for code, text in whole_faults:  # a non-streamed request the watchdog ended, if it got its answer
                 assert code == 500 and json.loads(text)["error"]["type"] == "server_error", \
                     f"a non-streamed request ended by the watchdog got {code}: {text}"
+        if RANK != 0 and not LAYOUT.endswith("_mpirun") and CASE == "stop":
+            # The launcher kills the stopped rank, and mpirun then SIGTERMs rank 0: rank 0 used to drain,
+            # so open streams got "the engine stopped" (503 engine_unavailable) and a waiting non-streamed
+            # request a 200 "abort" with cut text. The launcher tells rank 0 first: every open request
+            # ends as an engine fault naming the rank, as under a plain mpirun.
+            assert f"rank {RANK} has stopped" in out, f"the launcher did not name rank {RANK}\n{out[-3000:]}"
+            assert fault_events, f"no stream got the fault's error event ({outcomes})\n{out[-2000:]}"
+            for e in fault_events:
+                err = json.loads(e)["error"]
+                assert err["type"] == "server_error" and err["code"] == "engine_fault" and \
+                    f"rank {RANK} has stopped" in err["message"], f"the error event does not name the fault: {e}"
+            assert not other_events, f"streams ended with another error than the fault: {other_events}"
+            assert not other_whole and not aborted, \
+                f"non-streamed requests got other answers than the fault's 500: {other_whole} {aborted[:1]}"
+            for code, text in whole_faults:
+                assert code == 500 and json.loads(text)["error"]["code"] == "engine_fault", f"{code}: {text}"
     assert not hung and not any(c.is_alive() for c in clients), f"client requests hung: {hung}"
     time.sleep(1.0)
     left = [p for p in procs if os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z"]
