@@ -413,6 +413,13 @@ TEST(ParseGenerate, SglangForms) {
   GenSpec b = parse_generate_request({{"input_ids", {{1, 2}, {1, 3}}}, {"rid", {"x", "y"}}}, ctx);
   EXPECT_TRUE(b.batched);
   EXPECT_EQ(b.rids, (std::vector<std::string>{"x", "y"}));
+  // SGLang's _normalize_rid: one string names a batch's requests <rid>_<i>.
+  GenSpec named = parse_generate_request({{"text", {"a", "b"}}, {"rid", "one"}}, ctx);
+  EXPECT_EQ(named.rids, (std::vector<std::string>{"one_0", "one_1"}));
+  // max_new_tokens 0 is the prompt alone (the engine runs one step, whose token is dropped).
+  GenSpec zero = parse_generate_request({{"text", "a"}, {"sampling_params", {{"max_new_tokens", 0}}}}, ctx);
+  EXPECT_TRUE(zero.prompt_only);
+  EXPECT_EQ(zero.base.params.max_new_tokens, 1);
   GenSpec c = parse_generate_request({{"input_embeds", {{0.5, 1.0}, {2.0, 3.0}, {1, 1}}}}, ctx);
   EXPECT_EQ(c.input_embeds_rows, 3);
   EXPECT_EQ(c.input_embeds.size(), 6u);
@@ -422,9 +429,9 @@ TEST(ParseGenerate, SglangForms) {
       {{{"input_ids", {{1}, 2}}}, "input_ids"},
       {{{"input_embeds", {{1.0, 2.0}, {1.0}}}}, "input_embeds"},
       {{{"text", "a"}, {"sampling_params", 3}}, "sampling_params"},
-      {{{"text", "a"}, {"sampling_params", {{"max_new_tokens", 0}}}}, "max_new_tokens"},
+      {{{"text", "a"}, {"sampling_params", {{"max_new_tokens", -1}}}}, "max_new_tokens"},
       {{{"text", "a"}, {"sampling_params", {{"temperature", -1}}}}, "temperature"},
-      {{{"text", {"a", "b"}}, {"rid", "one"}}, "rid"},
+      {{{"text", {"a", "b"}}, {"rid", {"one"}}}, "rid"},  // a list names every prompt
       {{{"input_embeds", {{1.0, 2.0, 3.0}}}}, "input_embeds"},  // hidden size 2 below
   };
   ctx.limits.hidden = 2;
