@@ -61,6 +61,39 @@ void check_serving(ServerContext& ctx) {
                    "engine_unavailable");
 }
 
+namespace {
+
+// The in-flight handle of admitted work: the admission slot, and the request counted in
+// dpserve_http_requests_inflight.
+std::shared_ptr<void> hold(ServerContext& ctx, std::shared_ptr<void> slot) {
+  ++ctx.metrics.http_inflight;
+  return std::shared_ptr<void>(nullptr, [&ctx, slot](void*) { --ctx.metrics.http_inflight; });
+}
+
+// Admits `w` or throws: `too_big` (which throws a 400) when the request alone exceeds a bound; a 429
+// with `busy(now)` when it does not fit beside the work in flight. The routes differ in what they say.
+std::shared_ptr<void> admit_or_throw(ServerContext& ctx, const Admission::Work& w,
+                                     const std::function<void(const Admission&)>& too_big,
+                                     const std::function<std::string(const Admission&, const Admission::Work&)>& busy) {
+  check_serving(ctx);
+  std::shared_ptr<void> slot;
+  const Admission& a = ctx.admission;
+  switch (ctx.admission.admit(w, slot)) {
+    case Admission::Verdict::kAdmitted: break;
+    case Admission::Verdict::kTooBig:
+      too_big(a);
+      throw ApiError(500, "admission: a request over a bound was not refused", "", "server_error", "internal_error");
+    case Admission::Verdict::kBusy:
+      // 429 (not 503): the server is healthy but over its load bound, which OpenAI clients treat as
+      // "back off and retry" (with Retry-After); 503 stays for draining and a failed engine.
+      ctx.metrics.rejected_overload.fetch_add(1);
+      throw ApiError(429, busy(a, a.in_flight()), "", "rate_limit_error", "queue_full");
+  }
+  return hold(ctx, std::move(slot));
+}
+
+}  // namespace
+
 std::shared_ptr<void> admit_generation(ServerContext& ctx, const GenSpec& spec) {
   check_serving(ctx);
   // SGLang refuses generation on an embedding server too: its pooled outputs are no tokens to sample.
@@ -84,88 +117,54 @@ std::shared_ptr<void> admit_generation(ServerContext& ctx, const GenSpec& spec) 
   };
   if (spec.prompts.empty()) count(spec.input_embeds_rows);
   for (const auto& p : spec.prompts) count(int64_t(p.size()));
-  return admit_work(ctx, w, "n");
-}
-
-namespace {
-
-// The in-flight handle of admitted work: the admission slot, and the request counted in
-// dpserve_http_requests_inflight.
-std::shared_ptr<void> hold(ServerContext& ctx, std::shared_ptr<void> slot) {
-  ++ctx.metrics.http_inflight;
-  return std::shared_ptr<void>(nullptr, [&ctx, slot](void*) { --ctx.metrics.http_inflight; });
-}
-
-// 429 (not 503): the server is healthy but over its load bound, which OpenAI clients treat as
-// "back off and retry" (with Retry-After); 503 stays for draining and a failed engine.
-[[noreturn]] void throw_busy(ServerContext& ctx, std::string message) {
-  ctx.metrics.rejected_overload.fetch_add(1);
-  throw ApiError(429, std::move(message), "", "rate_limit_error", "queue_full");
-}
-
-}  // namespace
-
-std::shared_ptr<void> admit_work(ServerContext& ctx, const Admission::Work& w, const std::string& param) {
-  check_serving(ctx);
-  std::shared_ptr<void> slot;
-  const Admission& a = ctx.admission;
-  switch (ctx.admission.admit(w, slot)) {
-    case Admission::Verdict::kAdmitted: break;
-    case Admission::Verdict::kTooBig:
-      if (!(a.max_sequences() > 0 && w.sequences > a.max_sequences()) && !(a.max_tokens() > 0 && w.tokens > a.max_tokens()))
-        bad_param("logprobs", fmt::format("This request's replies would hold {} logprob entries (each reported token "
-                                          "and each of its alternatives, for every choice); the server admits at "
-                                          "most {} at once (--max-queued-logprobs)",
-                                          w.logprobs, a.max_logprobs()));
-      bad_param(param, fmt::format("This request needs {} sequences and {} tokens (prompt + max_tokens each, and each echoed "
-                                 "prompt logprob alternative counts as a token); the "
-                                 "server admits at most {} sequences (--max-queued-requests) and {} tokens "
-                                 "(--max-queued-tokens) at once",
-                                 w.sequences, w.tokens, a.max_sequences(), a.max_tokens()));
-    case Admission::Verdict::kBusy: {
-      const Admission::Work now = a.in_flight();
-      throw_busy(ctx, fmt::format("Too much work in flight ({} of {} sequences, --max-queued-requests; {} of {} tokens, "
-                                  "--max-queued-tokens; {} of {} logprob entries, --max-queued-logprobs; 0 = no limit) "
-                                  "for this request's {} sequences, {} tokens and {} logprob entries; retry later",
-                                  now.sequences, a.max_sequences(), now.tokens, a.max_tokens(), now.logprobs,
-                                  a.max_logprobs(), w.sequences, w.tokens, w.logprobs));
-    }
-  }
-  return hold(ctx, std::move(slot));
+  auto too_big = [&w](const Admission& a) {
+    if (!(a.max_sequences() > 0 && w.sequences > a.max_sequences()) && !(a.max_tokens() > 0 && w.tokens > a.max_tokens()))
+      bad_param("logprobs", fmt::format("This request's replies would hold {} logprob entries (each reported token "
+                                        "and each of its alternatives, for every choice); the server admits at "
+                                        "most {} at once (--max-queued-logprobs)",
+                                        w.logprobs, a.max_logprobs()));
+    bad_param("n", fmt::format("This request needs {} sequences and {} tokens (prompt + max_tokens each, and each echoed "
+                               "prompt logprob alternative counts as a token); the "
+                               "server admits at most {} sequences (--max-queued-requests) and {} tokens "
+                               "(--max-queued-tokens) at once",
+                               w.sequences, w.tokens, a.max_sequences(), a.max_tokens()));
+  };
+  auto busy = [&w](const Admission& a, const Admission::Work& now) {
+    return fmt::format("Too much work in flight ({} of {} sequences, --max-queued-requests; {} of {} tokens, "
+                       "--max-queued-tokens; {} of {} logprob entries, --max-queued-logprobs; 0 = no limit) "
+                       "for this request's {} sequences, {} tokens and {} logprob entries; retry later",
+                       now.sequences, a.max_sequences(), now.tokens, a.max_tokens(), now.logprobs, a.max_logprobs(),
+                       w.sequences, w.tokens, w.logprobs);
+  };
+  return admit_or_throw(ctx, w, too_big, busy);
 }
 
 std::shared_ptr<void> admit_inputs(ServerContext& ctx, const std::vector<std::vector<int32_t>>& inputs, int64_t values,
                                    const std::string& param) {
-  check_serving(ctx);
   Admission::Work w;
   w.sequences = int64_t(inputs.size());
   for (const auto& p : inputs) w.tokens += int64_t(p.size()) + 1;  // the engine runs one position past each
   w.values = values;
-  std::shared_ptr<void> slot;
-  const Admission& a = ctx.admission;
-  switch (ctx.admission.admit(w, slot)) {
-    case Admission::Verdict::kAdmitted: break;
-    case Admission::Verdict::kTooBig:
-      if (a.max_values() > 0 && w.values > a.max_values())
-        bad_param(param, fmt::format("This request's reply would hold {} embedding values ({} inputs x their "
-                                     "dimensions); the server admits at most {} at once "
-                                     "(--max-queued-embedding-values): send fewer inputs per request",
-                                     w.values, w.sequences, a.max_values()));
-      bad_param(param, fmt::format("This request has {} inputs of {} tokens in all (each input's tokens + 1); the server "
-                                   "admits at most {} inputs (--max-queued-requests) and {} tokens "
-                                   "(--max-queued-tokens) at once: send fewer or shorter inputs per request",
-                                   w.sequences, w.tokens, a.max_sequences(), a.max_tokens()));
-    case Admission::Verdict::kBusy: {
-      const Admission::Work now = a.in_flight();
-      throw_busy(ctx, fmt::format("Too much work in flight ({} of {} sequences, --max-queued-requests; {} of {} tokens, "
-                                  "--max-queued-tokens; {} of {} embedding values, --max-queued-embedding-values; "
-                                  "0 = no limit) for this request's {} inputs, {} tokens and {} embedding values; "
-                                  "retry later",
-                                  now.sequences, a.max_sequences(), now.tokens, a.max_tokens(), now.values,
-                                  a.max_values(), w.sequences, w.tokens, w.values));
-    }
-  }
-  return hold(ctx, std::move(slot));
+  auto too_big = [&w, &param](const Admission& a) {
+    if (a.max_values() > 0 && w.values > a.max_values())
+      bad_param(param, fmt::format("This request's reply would hold {} embedding values ({} inputs x their "
+                                   "dimensions); the server admits at most {} at once "
+                                   "(--max-queued-embedding-values): send fewer inputs per request",
+                                   w.values, w.sequences, a.max_values()));
+    bad_param(param, fmt::format("This request has {} inputs of {} tokens in all (each input's tokens + 1); the server "
+                                 "admits at most {} inputs (--max-queued-requests) and {} tokens "
+                                 "(--max-queued-tokens) at once: send fewer or shorter inputs per request",
+                                 w.sequences, w.tokens, a.max_sequences(), a.max_tokens()));
+  };
+  auto busy = [&w](const Admission& a, const Admission::Work& now) {
+    return fmt::format("Too much work in flight ({} of {} sequences, --max-queued-requests; {} of {} tokens, "
+                       "--max-queued-tokens; {} of {} embedding values, --max-queued-embedding-values; "
+                       "0 = no limit) for this request's {} inputs, {} tokens and {} embedding values; "
+                       "retry later",
+                       now.sequences, a.max_sequences(), now.tokens, a.max_tokens(), now.values, a.max_values(),
+                       w.sequences, w.tokens, w.values);
+  };
+  return admit_or_throw(ctx, w, too_big, busy);
 }
 
 void set_stream_provider(const httplib::Request& req, httplib::Response& res, const char* content_type,

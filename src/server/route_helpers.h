@@ -45,8 +45,6 @@ void check_serving(ServerContext& ctx);
 // in-flight slot, released with its last owner.
 // Under --is-embedding every generation route is a 400 naming the flag.
 std::shared_ptr<void> admit_generation(ServerContext& ctx, const GenSpec& spec);
-// The same admission for work counted directly: `param` is named when the request alone is too big.
-std::shared_ptr<void> admit_work(ServerContext& ctx, const Admission::Work& w, const std::string& param);
 // Admission of prefill-only inputs (embeddings, rerank documents): one sequence and its tokens + 1
 // each, and `values` floats the reply holds; its 400 / 429 speak of inputs, naming `param`.
 std::shared_ptr<void> admit_inputs(ServerContext& ctx, const std::vector<std::vector<int32_t>>& inputs, int64_t values,
