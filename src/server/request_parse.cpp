@@ -418,9 +418,14 @@ void read_fields(const json& obj, const FieldTable& table, ParseState& st, const
 
 // ---- once every field is read ----
 
-// The length checks every route shares; `default_to_rest` picks the room left in the context.
+// What a request that names no maximum gets: `fallback` (completions' 16); all the room the context
+// leaves (chat, SGLang's null); or `fallback` shrunk to that room (SGLang's default 128, which it
+// checks only when given).
+enum class DefaultMax { kFallback, kRest, kFallbackWithinRest };
+
+// The length checks every route shares.
 void check_lengths(GenSpec& spec, const ParseContext& ctx, std::optional<int64_t> max_tokens, int64_t fallback,
-                   bool default_to_rest, const std::string& prompt_param, const std::string& max_param) {
+                   DefaultMax dflt, const std::string& prompt_param, const std::string& max_param) {
   auto name = [&](P p) { return "'" + (p == P::kMaxNewTokens ? max_param : prompt_param) + "'"; };
   int64_t longest = spec.input_embeds_rows;
   for (const auto& p : spec.prompts) {
@@ -428,7 +433,11 @@ void check_lengths(GenSpec& spec, const ParseContext& ctx, std::optional<int64_t
     longest = std::max<int64_t>(longest, int64_t(p.size()));
   }
   if (auto v = ctx.limits.check_prompt_length(longest, P::kPrompt)) bad_param(prompt_param, v->message);
-  int64_t mt = max_tokens ? *max_tokens : default_to_rest ? ctx.limits.room_after(longest) : fallback;
+  const int64_t room = ctx.limits.room_after(longest);
+  const int64_t mt = max_tokens                                            ? *max_tokens
+                     : dflt == DefaultMax::kRest                           ? room
+                     : dflt == DefaultMax::kFallbackWithinRest && room > 0 ? std::min(fallback, room)
+                                                                           : fallback;
   if (auto v = ctx.limits.check_max_new_tokens(longest, mt, name)) bad_param(max_param, v->message);
   spec.base.params.max_new_tokens = mt;
 }
@@ -691,7 +700,7 @@ GenSpec parse_completion_request(const json& b, const ParseContext& ctx, std::st
     max_tokens = 1;
   }
   attach_images(spec, {}, false, ctx, "prompt");
-  check_lengths(spec, ctx, max_tokens, 16, false, "prompt", "max_tokens");
+  check_lengths(spec, ctx, max_tokens, 16, DefaultMax::kFallback, "prompt", "max_tokens");
   return spec;
 }
 
@@ -798,7 +807,7 @@ GenSpec parse_chat_request(const json& b, const ParseContext& ctx, std::string_v
   const bool completion_named = st.max_completion_tokens.has_value();
   attach_images(spec, image_refs, false, ctx, "messages", completion_named ? st.max_completion_tokens : st.max_tokens,
                 completion_named ? "max_completion_tokens" : "max_tokens");
-  check_lengths(spec, ctx, completion_named ? st.max_completion_tokens : st.max_tokens, 0, true, "messages",
+  check_lengths(spec, ctx, completion_named ? st.max_completion_tokens : st.max_tokens, 0, DefaultMax::kRest, "messages",
                 completion_named ? "max_completion_tokens" : "max_tokens");
   return spec;
 }
@@ -915,7 +924,7 @@ GenSpec parse_generate_request(const json& b, const ParseContext& ctx, std::stri
     }
   }
   const std::string prompt_param = text ? "text" : ids ? "input_ids" : "input_embeds";
-  // SGLang: max_new_tokens null is "up to the context" (the default stays 128); 0 runs the prompt alone
+  // SGLang: max_new_tokens null is "up to the context", absent 128 or what the context leaves; 0 runs the prompt alone
   // (with logprob_start_len: scores it), finish_reason length.
   std::optional<int64_t> max_new = st.max_new_tokens;
   bool to_context = false;
@@ -925,12 +934,6 @@ GenSpec parse_generate_request(const json& b, const ParseContext& ctx, std::stri
   if (max_new && *max_new == 0) {
     spec.prompt_only = true;
     max_new = 1;
-  }
-  // The default 128 shrinks to what the context leaves (SGLang checks only a max_new_tokens it was given).
-  if (!max_new && !to_context) {
-    int64_t longest = spec.input_embeds_rows;
-    for (const auto& p : spec.prompts) longest = std::max<int64_t>(longest, int64_t(p.size()));
-    if (const int64_t room = ctx.limits.room_after(longest); room > 0) max_new = std::min<int64_t>(128, room);
   }
   if (st.logprob_start_len && *st.logprob_start_len >= 0) {
     spec.logprob_start_len = *st.logprob_start_len;
@@ -944,8 +947,10 @@ GenSpec parse_generate_request(const json& b, const ParseContext& ctx, std::stri
     if (spec.logprobs)
       for (const auto& p : spec.prompts) spec.base.prompt_logprobs |= spec.logprob_start_len + 1 < int64_t(p.size());
   }
-  attach_images(spec, image_refs, true, ctx, prompt_param, max_new.value_or(128), "max_new_tokens");
-  check_lengths(spec, ctx, max_new, 128, to_context, prompt_param, "max_new_tokens");
+  // (An absent or null max_new_tokens is what the context leaves, at most: checked only when given.)
+  attach_images(spec, image_refs, true, ctx, prompt_param, max_new, "max_new_tokens");
+  check_lengths(spec, ctx, max_new, 128, to_context ? DefaultMax::kRest : DefaultMax::kFallbackWithinRest, prompt_param,
+                "max_new_tokens");
   return spec;
 }
 
