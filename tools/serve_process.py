@@ -27,6 +27,31 @@ def free_port():
         return s.getsockname()[1]
 
 
+def descendants(pid):
+    """Every process below `pid` (children, theirs, ...), found with pgrep -P; [] once they are gone."""
+    out, todo = [], [pid]
+    while todo:
+        try:
+            kids = subprocess.run(["pgrep", "-P", str(todo.pop())], capture_output=True, text=True).stdout.split()
+        except OSError:
+            kids = []
+        out += [int(k) for k in kids]
+        todo += [int(k) for k in kids]
+    return out
+
+
+def world_rank(pid):
+    """The MPI world rank of process `pid` (OMPI_COMM_WORLD_RANK in its environment), or None."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            for kv in f.read().split(b"\0"):
+                if kv.startswith(b"OMPI_COMM_WORLD_RANK="):
+                    return int(kv.split(b"=")[1])
+    except OSError:
+        pass
+    return None
+
+
 class ServeProcess:
     """`binary serve --host 127.0.0.1 --port P *flags`, healthy when the constructor returns.
 

@@ -27,6 +27,9 @@ import time
 import urllib.error
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from serve_process import MPI_ENV, descendants, free_port, world_rank  # noqa: E402
+
 BIN, CASE = sys.argv[1], sys.argv[2]
 LAYOUT = sys.argv[3] if len(sys.argv) > 3 else "tp2"
 RANK = int(sys.argv[4]) if len(sys.argv) > 4 else 1
@@ -35,41 +38,7 @@ LAYOUTS = {"tp2": ["--tp-size", "2"],
            # Started by mpirun directly (as on many machines): no dpserve launcher watches the ranks,
            # so a stopped rank 0 must be noticed by the other ranks themselves.
            "tp2_mpirun": ["--tp-size", "2"]}
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OMPI_MCA_rmaps_base_oversubscribe="1")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def descendants(pid):
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            kids = subprocess.run(["pgrep", "-P", str(p)], capture_output=True, text=True).stdout.split()
-        except Exception:
-            kids = []
-        for k in kids:
-            out.append(int(k))
-            todo.append(int(k))
-    return out
-
-
-def world_rank(pid):
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            for kv in f.read().split(b"\0"):
-                if kv.startswith(b"OMPI_COMM_WORLD_RANK="):
-                    return int(kv.split(b"=")[1])
-    except OSError:
-        pass
-    return None
+ENV = dict(os.environ, **MPI_ENV)
 
 
 port = free_port()

@@ -21,52 +21,17 @@ usage: test_launcher_signals.py DPSERVE_BIN CASE
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from serve_process import MPI_ENV, descendants, free_port, world_rank  # noqa: E402
+
 BIN, CASE = sys.argv[1], sys.argv[2]
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OMPI_MCA_rmaps_base_oversubscribe="1")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def children(pid):
-    try:
-        return [int(k) for k in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
-                                                text=True).stdout.split()]
-    except Exception:
-        return []
-
-
-def descendants(pid):
-    out, todo = [], [pid]
-    while todo:
-        for k in children(todo.pop()):
-            out.append(k)
-            todo.append(k)
-    return out
-
-
-def world_rank(pid):
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            for kv in f.read().split(b"\0"):
-                if kv.startswith(b"OMPI_COMM_WORLD_RANK="):
-                    return int(kv.split(b"=")[1])
-    except OSError:
-        pass
-    return None
+ENV = dict(os.environ, **MPI_ENV)
 
 
 def is_mpirun(pid):

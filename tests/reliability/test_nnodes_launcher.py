@@ -14,33 +14,17 @@ usage: test_nnodes_launcher.py DPSERVE_BIN
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from serve_process import MPI_ENV, descendants, free_port  # noqa: E402
+
 BIN = sys.argv[1]
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OMPI_MCA_rmaps_base_oversubscribe="1", DPSERVE_DIST_SECRET="nnodes-launcher-test-secret-0123")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def descendants(pid):
-    out, todo = [], [pid]
-    while todo:
-        kids = subprocess.run(["pgrep", "-P", str(todo.pop())], capture_output=True, text=True).stdout.split()
-        out += [int(k) for k in kids]
-        todo += [int(k) for k in kids]
-    return out
+ENV = dict(os.environ, **MPI_ENV, DPSERVE_DIST_SECRET="nnodes-launcher-test-secret-0123")
 
 
 def alive(pid):
