@@ -52,6 +52,47 @@ def world_rank(pid):
     return None
 
 
+def wait_healthy(port, timeout=120, server=None):
+    """True once http://127.0.0.1:port/health answers 200, False after `timeout` seconds or as soon as
+    `server` (a Popen, optional) has exited: for tests that start `dpserve serve` themselves."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if server is not None and server.poll() is not None:
+            return False
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/health")
+            if conn.getresponse().status == 200:
+                return True
+        except OSError:
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def live(pids):
+    """Those of `pids` still running (zombies, which only wait for their parent to reap them, are not)."""
+    left = []
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                # The state follows the command name, which is in parentheses and may hold spaces.
+                if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    left.append(p)
+        except (OSError, IndexError):
+            pass
+    return left
+
+
+def kill_all(pids):
+    """SIGKILL every one of `pids` that still exists: the cleanup after a test that signals ranks itself."""
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 class ServeProcess:
     """`binary serve --host 127.0.0.1 --port P *flags`, healthy when the constructor returns.
 

@@ -30,6 +30,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import netns_hosts  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from serve_process import world_rank  # noqa: E402
 
 BIN, SHARED, SCRATCH, MAKE_MODEL, CASE = sys.argv[1:6]
 CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "client.py")
@@ -96,17 +98,6 @@ def case_layouts(H):
         # Every step's MLP collectives cross hosts: far more than the launch's few KiB each way.
         assert min(crossed.values()) > 100_000, f"{name}: too little traffic over the veth pair: {crossed}"
         print(f"ok {name}: 6 prompts identical to the single rank; veth bytes A->B {crossed['a']}, B->A {crossed['b']}")
-
-
-def world_rank(pid):
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            for kv in f.read().split(b"\0"):
-                if kv.startswith(b"OMPI_COMM_WORLD_RANK="):
-                    return int(kv.split(b"=")[1])
-    except OSError:
-        pass
-    return None
 
 
 def start_server(H, extra=()):

@@ -28,7 +28,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
-from serve_process import MPI_ENV, descendants, free_port, world_rank  # noqa: E402
+from serve_process import MPI_ENV, descendants, free_port, kill_all, live, wait_healthy, world_rank  # noqa: E402
 
 BIN, CASE = sys.argv[1], sys.argv[2]
 LAYOUT = sys.argv[3] if len(sys.argv) > 3 else "tp2"
@@ -54,14 +54,7 @@ log = []
 threading.Thread(target=lambda: log.extend(server.stdout), daemon=True).start()
 procs = []
 try:
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200:
-                break
-        except Exception:
-            time.sleep(0.3)
-    else:
+    if not wait_healthy(port, 120, server):
         raise SystemExit("FAIL: server did not become healthy\n" + "".join(log))
     procs = descendants(server.pid)
     victim = [p for p in procs if world_rank(p) == RANK]
@@ -204,7 +197,7 @@ try:
                 assert code == 500 and json.loads(text)["error"]["code"] == "engine_fault", f"{code}: {text}"
     assert not hung and not any(c.is_alive() for c in clients), f"client requests hung: {hung}"
     time.sleep(1.0)
-    left = [p for p in procs if os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z"]
+    left = live(procs)
     assert not left, f"processes left behind: {left}"
     print("\n".join(l.rstrip() for l in log if "rank" in l.lower())[-1500:])
     print(f"PASS {CASE} rank {RANK} ({LAYOUT}): {signalled} {t_signal:.1f} s after the fault, job ended "
@@ -212,8 +205,4 @@ try:
           f"{len(outcomes)} client requests ended ({outcomes.count('ok')} ok, {len(fault_events)} with the fault's "
           f"error event, {len(whole_faults)} non-streamed with its 500)")
 finally:
-    for p in [server.pid] + procs:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except OSError:
-            pass
+    kill_all([server.pid] + procs)

@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
-from serve_process import ServeError, ServeProcess  # noqa: E402
+from serve_process import ServeError, ServeProcess, kill_all, live  # noqa: E402
 
 BIN = sys.argv[1]
 STALL = 2.0
@@ -111,13 +111,9 @@ try:
     rc = srv.stop(timeout=40)
     assert rc == 0, f"exit {rc} after SIGTERM\n" + "".join(srv.output().splitlines(True)[-30:])
     time.sleep(0.5)
-    left = [p for p in procs if os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z"]
+    left = live(procs)
     assert not left, f"processes left behind: {left}"
     print(f"PASS: 503 {seen:.1f} s after rank 1 stopped (--stall-timeout {STALL}), 200 again {recovered:.1f} s "
           f"after SIGCONT, the request completed, exit {rc}")
 finally:
-    for p in [server.pid] + procs:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except OSError:
-            pass
+    kill_all([server.pid] + procs)

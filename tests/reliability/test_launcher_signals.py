@@ -28,7 +28,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
-from serve_process import MPI_ENV, descendants, free_port, world_rank  # noqa: E402
+from serve_process import MPI_ENV, descendants, free_port, kill_all, live, wait_healthy, world_rank  # noqa: E402
 
 BIN, CASE = sys.argv[1], sys.argv[2]
 ENV = dict(os.environ, **MPI_ENV)
@@ -80,14 +80,7 @@ def request(i, results, max_tokens):
 
 
 try:
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200:
-                break
-        except Exception:
-            time.sleep(0.3)
-    else:
+    if not wait_healthy(port, 120, server):
         fail("server did not become healthy")
     procs = descendants(server.pid)
     ranks = {world_rank(p): p for p in procs if world_rank(p) is not None}
@@ -159,13 +152,9 @@ try:
     else:
         fail(f"unknown case {CASE}")
     time.sleep(1.0)
-    left = [p for p in procs if os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z"]
+    left = live(procs)
     if left:
         fail(f"processes left behind: {left}")
     print(f"PASS {CASE}: {detail}")
 finally:
-    for p in [server.pid] + procs:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except OSError:
-            pass
+    kill_all([server.pid] + procs)

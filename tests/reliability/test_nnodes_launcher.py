@@ -18,21 +18,12 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
-from serve_process import MPI_ENV, descendants, free_port  # noqa: E402
+from serve_process import MPI_ENV, descendants, free_port, kill_all, live, wait_healthy  # noqa: E402
 
 BIN = sys.argv[1]
 ENV = dict(os.environ, **MPI_ENV, DPSERVE_DIST_SECRET="nnodes-launcher-test-secret-0123")
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def cmdline(pid):
@@ -54,14 +45,8 @@ class Job:
                                  start_new_session=True)
             threading.Thread(target=lambda p=p, n=n: self.logs[n].extend(p.stdout), daemon=True).start()
             self.nodes.insert(0, p) if n == 0 else self.nodes.append(p)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2).status == 200:
-                    break
-            except Exception:
-                time.sleep(0.3)
-        else:
+        self.procs = [p.pid for p in self.nodes]  # what kill() reaches if the job never becomes healthy
+        if not wait_healthy(self.port, 120):
             self.fail("the job did not become healthy")
         self.procs = [self.nodes[0].pid, self.nodes[1].pid] + descendants(self.nodes[0].pid) + \
             descendants(self.nodes[1].pid)
@@ -80,11 +65,7 @@ class Job:
             self.fail(f"node {n} still runs {bound} s later")
 
     def kill(self):
-        for p in self.procs:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except OSError:
-                pass
+        kill_all(self.procs)
 
 
 # 1. Node 0's dpserve SIGKILLed: its ompi-server goes with it.
@@ -99,12 +80,12 @@ os.kill(job.nodes[0].pid, signal.SIGKILL)
 job.nodes[0].wait()
 job.wait(1, 30)
 deadline = time.time() + 10
-while time.time() < deadline and alive(server[0]):
+while time.time() < deadline and live([server[0]]):
     time.sleep(0.2)
-if alive(server[0]):
+if live([server[0]]):
     job.fail(f"ompi-server (pid {server[0]}) outlived node 0's dpserve")
 time.sleep(1.0)
-left = [p for p in job.procs if alive(p)]
+left = live(job.procs)
 if left:
     job.fail(f"processes left behind: {left}")
 if not os.path.isdir(left_dir):
@@ -127,7 +108,7 @@ if "rank 0 has stopped" in job.out(1):
 if rc0 == 0 or rc1 == 0:
     job.fail(f"exit {rc0} / {rc1} after a rank was lost")
 time.sleep(1.0)
-left = [p for p in job.procs if alive(p)]
+left = live(job.procs)
 if left:
     job.fail(f"processes left behind: {left}")
 print(f"PASS: ompi-server ended with node 0's dpserve; {left_dir} removed by the next job; node 1 named "
