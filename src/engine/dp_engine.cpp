@@ -8,8 +8,9 @@ namespace dpserve {
 
 class DpEngine::Stream : public RequestStream {
  public:
-  explicit Stream(uint64_t id) : id_(id) {}
+  Stream(uint64_t id, bool prompt_only) : id_(id), prompt_only_(prompt_only) {}
   uint64_t id() const override { return id_; }
+  bool prompt_only() const { return prompt_only_; }
   bool next(Response& out, std::chrono::milliseconds timeout) override {
     std::unique_lock lk(mu_);
     if (!cv_.wait_for(lk, timeout, [&] { return !q_.empty(); })) return false;
@@ -27,6 +28,7 @@ class DpEngine::Stream : public RequestStream {
 
  private:
   uint64_t id_;
+  bool prompt_only_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Response> q_;
@@ -66,7 +68,7 @@ std::vector<std::shared_ptr<RequestStream>> DpEngine::enqueue_together(std::vect
     for (size_t i = 0; i < rs.size(); ++i) {
       Refusal& f = refused[i];
       const uint64_t id = next_id_++;
-      streams[i] = std::make_shared<Stream>(id);
+      streams[i] = std::make_shared<Stream>(id, rs[i].prompt_only);
       // Not the request's fault: a stopped engine (with the fault that stopped it) or a draining one.
       if (f.err.empty() && stopped_ && !stop_reason_.empty()) {
         f.err = "the engine stopped: " + stop_reason_;
@@ -226,9 +228,10 @@ void DpEngine::on_reports(std::vector<GroupReport>& reports) {
           router_.on_token(o.id);
           // A pooled input (embedding, rerank score) samples one token only because its last row is
           // computed anyway; nothing is generated, so it counts as an output, not a token.
+          // A max_tokens 0 request's token is dropped by the frontend: not generated for anyone either.
           if (!r.embedding.empty() || !r.scores.empty())
             ++stats_.pooled_outputs_total;
-          else
+          else if (!it->second->prompt_only())
             ++stats_.generation_tokens_total;
         }
         // A request's tokens of one step (speculation verifies several) travel as one delivery.

@@ -39,6 +39,7 @@ ChoiceRun::ChoiceRun(Engine& engine, const Tokenizer& tok, Request r, const GenS
   rid_ = rid;
   has_images_ = !r.images.empty();
   owner_ = owner;
+  r.prompt_only = prompt_only_;
   pending_ = std::move(r);
   if (!deferred) start();
 }
