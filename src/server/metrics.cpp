@@ -149,7 +149,8 @@ std::string Metrics::render(const EngineStats& es, bool healthy, bool draining, 
   header(out, "dpserve_pooled_outputs_total", "counter",
          "Embedding vectors and rerank scores the engine computed (prefill-only inputs; no token generated)");
   out += fmt::format("dpserve_pooled_outputs_total {}\n", es.pooled_outputs_total);
-  header(out, "dpserve_http_prompt_tokens_total", "counter", "Prompt tokens of requests answered over HTTP");
+  header(out, "dpserve_http_prompt_tokens_total", "counter",
+         "Prompt tokens of requests answered over HTTP, as their usage counts them (once per prompt, whatever n)");
   out += fmt::format("dpserve_http_prompt_tokens_total {}\n", prompt_tokens.load());
   header(out, "dpserve_http_completion_tokens_total", "counter", "Completion tokens returned over HTTP");
   out += fmt::format("dpserve_http_completion_tokens_total {}\n", completion_tokens.load());
