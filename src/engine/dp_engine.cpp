@@ -40,6 +40,7 @@ DpEngine::DpEngine(EngineLimits lim)
                   .hidden = lim.hidden},
       router_(lim.dp_size, lim.method) {
   stats_.groups.resize(size_t(lim.dp_size));
+  gen_window_.resize(size_t(lim.dp_size));
   for (int g = 0; g < lim.dp_size; ++g) stats_.groups[size_t(g)].dp_rank = g;
 }
 
@@ -134,7 +135,17 @@ bool DpEngine::stalled() const {
 
 EngineStats DpEngine::stats() const {
   std::lock_guard lk(mu_);
-  return stats_;
+  EngineStats out = stats_;
+  // Computed when asked, so a group that stopped generating reads 0 once its last tokens leave the
+  // window, with no step needed to update it.
+  const auto since = std::chrono::steady_clock::now() - kGenThroughputWindow;
+  for (size_t g = 0; g < gen_window_.size() && g < out.groups.size(); ++g) {
+    int64_t tokens = 0;
+    for (const auto& [t, n] : gen_window_[g])
+      if (t > since) tokens += n;
+    out.groups[g].gen_throughput = double(tokens) / std::chrono::duration<double>(kGenThroughputWindow).count();
+  }
+  return out;
 }
 
 bool DpEngine::flush_cache() {
@@ -196,6 +207,7 @@ void DpEngine::on_reports(std::vector<GroupReport>& reports) {
     for (auto& rep : reports) {
       if (rep.group < 0 || rep.group >= lim_.dp_size) continue;
       GroupStats& gs = stats_.groups[size_t(rep.group)];
+      const int64_t generated_before = stats_.generation_tokens_total;
       gs.running = rep.running;
       gs.waiting = rep.waiting;
       gs.kv_pages_used = rep.pages_used;
@@ -259,6 +271,10 @@ void DpEngine::on_reports(std::vector<GroupReport>& reports) {
           deliveries.push_back({it->second, std::move(r)});
         }
       }
+      auto& window = gen_window_[size_t(rep.group)];
+      if (stats_.generation_tokens_total > generated_before)
+        window.emplace_back(last_progress_, stats_.generation_tokens_total - generated_before);
+      while (!window.empty() && window.front().first <= last_progress_ - kGenThroughputWindow) window.pop_front();
     }
   }
   for (auto& [s, r] : deliveries) s->push(std::move(r));

@@ -229,6 +229,9 @@ std::string Metrics::render_sglang(const EngineStats& es, const std::string& mod
   per_group("sglang:cache_hit_rate", "gauge", "The prefix cache hit rate.", [](const GroupStats& g) {
     return fmt_double(g.prefix_query_tokens > 0 ? double(g.prefix_hit_tokens) / double(g.prefix_query_tokens) : 0.0);
   });
+  per_group("sglang:gen_throughput", "gauge",
+            "The generation throughput (token/s): tokens generated over the last 5 s / 5 s, per DP group.",
+            [](const GroupStats& g) { return fmt_double(g.gen_throughput); });
   header(out, "sglang:prompt_tokens_total", "counter", "Number of prefill tokens processed.");
   out += fmt::format("sglang:prompt_tokens_total{{{}}} {}\n", m, es.prompt_tokens_total);
   header(out, "sglang:generation_tokens_total", "counter", "Number of generation tokens processed.");

@@ -10,6 +10,8 @@ numbers are the ones the clients were told.
   * n = 2 counts its prompt once in dpserve_http_prompt_tokens_total, as usage does;
   * a client that disconnects mid-stream ends one choice; scraping concurrently with generation never
     fails, never sees a counter go down, and running / queued / in-flight gauges return to 0 after;
+  * sglang:gen_throughput (plotted by SGLang's Grafana dashboard) is above 0 right after generation and 0
+    once nothing was generated for longer than its 5 s window;
   * with several DP groups (DP_GROUPS), every per-group family has one series per dp_rank.
 """
 import http.client
@@ -80,7 +82,8 @@ for bad in ['# TYPE a_total counter\na_total 1\n# TYPE b gauge\nb 1\na_total 2\n
 
 m0 = scrape("idle")
 for fam in ["dpserve_num_running_reqs", "dpserve_num_queue_reqs", "dpserve_kv_pages_used",
-            "sglang:num_running_reqs", "sglang:num_queue_reqs", "sglang:token_usage", "sglang:cache_hit_rate"]:
+            "sglang:num_running_reqs", "sglang:num_queue_reqs", "sglang:token_usage", "sglang:cache_hit_rate",
+            "sglang:gen_throughput"]:
     ranks = sorted(s[1].get("dp_rank") for s in m0.get(fam, {"samples": []})["samples"])
     check(ranks == [str(g) for g in range(groups)], f"{fam}: dp_rank series {ranks}, want 0..{groups - 1}")
 
@@ -192,6 +195,11 @@ for w in workers:
 for w in workers:
     w.join(timeout=300)
 stop.set()
+# sglang:gen_throughput (SGLang's dashboard plots it): tokens generated over the last 5 s, so non-zero
+# right after tokens were made (a value, not a speed: any rate above 0 passes).
+just_after = scrape("right after load")
+check(V(just_after, "sglang:gen_throughput") > 0,
+      f"sglang:gen_throughput right after load: {V(just_after, 'sglang:gen_throughput')}")
 th.join(timeout=120)
 check(not problems and scrapes[0] > 0, f"{scrapes[0]} scrapes under load: {problems[:4]}")
 
@@ -207,6 +215,10 @@ while True:
         break
     time.sleep(0.5)
 check(not busy, f"idle gauges back to 0: {busy}")
+# Nothing generated for longer than the window: the throughput reads 0 again.
+time.sleep(6)
+idle = scrape("idle past the throughput window")
+check(V(idle, "sglang:gen_throughput") == 0, f"sglang:gen_throughput when idle: {V(idle, 'sglang:gen_throughput')}")
 grew(a, c, "dpserve_finished_choices_total", 1 + 12)
 grew(a, c, "dpserve_engine_requests_finished_total", 1 + 12)
 for fam in ["dpserve_num_running_reqs", "sglang:num_running_reqs"]:
