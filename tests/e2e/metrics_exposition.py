@@ -115,6 +115,8 @@ for name in ["dpserve_engine_requests_finished_total", "sglang:num_requests_tota
              "dpserve_time_to_first_token_seconds_count", "sglang:time_to_first_token_seconds_count"]:
     grew(m0, m1, name, choices)
 grew(m0, m1, "dpserve_finished_choices_total", choices)
+# Per-group series add up to the whole: every prompt was looked up once in its group's prefix cache.
+grew(m0, m1, "dpserve_prefix_cache_query_tokens_total", prompt)
 grew(m0, m1, "dpserve_http_requests_total", 1, route="/v1/completions", status="400")
 grew(m0, m1, "dpserve_http_requests_total", 1, route="/generate", status="200")
 
