@@ -8,8 +8,9 @@ namespace dpserve {
 
 class DpEngine::Stream : public RequestStream {
  public:
-  explicit Stream(uint64_t id) : id_(id) {}
+  Stream(uint64_t id, bool prompt_only) : id_(id), prompt_only_(prompt_only) {}
   uint64_t id() const override { return id_; }
+  bool prompt_only() const { return prompt_only_; }
   bool next(Response& out, std::chrono::milliseconds timeout) override {
     std::unique_lock lk(mu_);
     if (!cv_.wait_for(lk, timeout, [&] { return !q_.empty(); })) return false;
@@ -27,6 +28,7 @@ class DpEngine::Stream : public RequestStream {
 
  private:
   uint64_t id_;
+  bool prompt_only_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Response> q_;
@@ -38,6 +40,7 @@ DpEngine::DpEngine(EngineLimits lim)
                   .hidden = lim.hidden},
       router_(lim.dp_size, lim.method) {
   stats_.groups.resize(size_t(lim.dp_size));
+  gen_window_.resize(size_t(lim.dp_size));
   for (int g = 0; g < lim.dp_size; ++g) stats_.groups[size_t(g)].dp_rank = g;
 }
 
@@ -66,7 +69,7 @@ std::vector<std::shared_ptr<RequestStream>> DpEngine::enqueue_together(std::vect
     for (size_t i = 0; i < rs.size(); ++i) {
       Refusal& f = refused[i];
       const uint64_t id = next_id_++;
-      streams[i] = std::make_shared<Stream>(id);
+      streams[i] = std::make_shared<Stream>(id, rs[i].prompt_only);
       // Not the request's fault: a stopped engine (with the fault that stopped it) or a draining one.
       if (f.err.empty() && stopped_ && !stop_reason_.empty()) {
         f.err = "the engine stopped: " + stop_reason_;
@@ -132,7 +135,17 @@ bool DpEngine::stalled() const {
 
 EngineStats DpEngine::stats() const {
   std::lock_guard lk(mu_);
-  return stats_;
+  EngineStats out = stats_;
+  // Computed when asked, so a group that stopped generating reads 0 once its last tokens leave the
+  // window, with no step needed to update it.
+  const auto since = std::chrono::steady_clock::now() - kGenThroughputWindow;
+  for (size_t g = 0; g < gen_window_.size() && g < out.groups.size(); ++g) {
+    int64_t tokens = 0;
+    for (const auto& [t, n] : gen_window_[g])
+      if (t > since) tokens += n;
+    out.groups[g].gen_throughput = double(tokens) / std::chrono::duration<double>(kGenThroughputWindow).count();
+  }
+  return out;
 }
 
 bool DpEngine::flush_cache() {
@@ -194,6 +207,7 @@ void DpEngine::on_reports(std::vector<GroupReport>& reports) {
     for (auto& rep : reports) {
       if (rep.group < 0 || rep.group >= lim_.dp_size) continue;
       GroupStats& gs = stats_.groups[size_t(rep.group)];
+      const int64_t generated_before = stats_.generation_tokens_total;
       gs.running = rep.running;
       gs.waiting = rep.waiting;
       gs.kv_pages_used = rep.pages_used;
@@ -226,9 +240,10 @@ void DpEngine::on_reports(std::vector<GroupReport>& reports) {
           router_.on_token(o.id);
           // A pooled input (embedding, rerank score) samples one token only because its last row is
           // computed anyway; nothing is generated, so it counts as an output, not a token.
+          // A max_tokens 0 request's token is dropped by the frontend: not generated for anyone either.
           if (!r.embedding.empty() || !r.scores.empty())
             ++stats_.pooled_outputs_total;
-          else
+          else if (!it->second->prompt_only())
             ++stats_.generation_tokens_total;
         }
         // A request's tokens of one step (speculation verifies several) travel as one delivery.
@@ -256,6 +271,10 @@ void DpEngine::on_reports(std::vector<GroupReport>& reports) {
           deliveries.push_back({it->second, std::move(r)});
         }
       }
+      auto& window = gen_window_[size_t(rep.group)];
+      if (stats_.generation_tokens_total > generated_before)
+        window.emplace_back(last_progress_, stats_.generation_tokens_total - generated_before);
+      while (!window.empty() && window.front().first <= last_progress_ - kGenThroughputWindow) window.pop_front();
     }
   }
   for (auto& [s, r] : deliveries) s->push(std::move(r));

@@ -94,6 +94,8 @@ class DpEngine : public Engine, public StepDriver {
   // Stall detection: the last step's end, or when work arrived at an idle engine if later.
   std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();
   EngineStats stats_;
+  // Per DP group: (step end, tokens generated in that step) of the last kGenThroughputWindow.
+  std::vector<std::deque<std::pair<std::chrono::steady_clock::time_point, int64_t>>> gen_window_;
 };
 
 }  // namespace dpserve

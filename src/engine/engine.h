@@ -35,7 +35,14 @@ struct GroupStats {
   int64_t preemptions = 0;          // cumulative requests pushed back to waiting because KV ran out
   int64_t kv_pages_cached = 0;      // pages in the prefix tree (reclaimable once no request uses them)
   int64_t kv_bytes_per_page = 0;    // on each rank of the group (what the attention kind stores)
+  // Tokens generated per second over the last kGenThroughputWindow (SGLang's gen_throughput); 0 once
+  // the group has generated nothing for that long.
+  double gen_throughput = 0;
 };
+
+// The window of GroupStats::gen_throughput: long enough to smooth step jitter, short enough that an
+// idle group reads 0 soon after its last token.
+inline constexpr std::chrono::seconds kGenThroughputWindow{5};
 
 struct EngineStats {
   std::vector<GroupStats> groups;

@@ -45,6 +45,10 @@ struct Request {
   // choices of an n > 1 request, so they find the first choice's prompt in that group's prefix cache.
   // Rank 0 reads it when routing; it does not travel to the ranks.
   int32_t dp_group = -1;
+  // max_tokens 0 (echo / prompt scoring): the engine still samples one token, which the frontend drops;
+  // it is then no generated token in the stats (SGLang's generation_tokens_total counts 0 for such a
+  // request, and usage says 0). Rank 0 reads it; it does not travel to the ranks.
+  bool prompt_only = false;
   // Structured output: the automaton the output must follow (compiled once on rank 0, cached by
   // the constraint's text, carried to the ranks in the control message); null when free.
   std::shared_ptr<const constrain::Automaton> constraint;

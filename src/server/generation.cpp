@@ -39,6 +39,7 @@ ChoiceRun::ChoiceRun(Engine& engine, const Tokenizer& tok, Request r, const GenS
   rid_ = rid;
   has_images_ = !r.images.empty();
   owner_ = owner;
+  r.prompt_only = prompt_only_;
   pending_ = std::move(r);
   if (!deferred) start();
 }
@@ -73,7 +74,7 @@ void ChoiceRun::finish(ChoiceDelta& out, const std::string& reason) {
     metrics_->e2e_latency.observe(seconds(Clock::now() - arrival_));
     metrics_->count_finish(reason);
     metrics_->completion_tokens += completion_tokens();
-    metrics_->prompt_tokens += prompt_tokens_;
+    if (!prompt_shared_) metrics_->prompt_tokens += prompt_tokens_;
   }
   if (registry_ && stream_) registry_->remove(id_);
 }
@@ -217,6 +218,7 @@ Generation::Generation(Engine& engine, const Tokenizer& tok, const GenSpec& spec
                                             : std::string();
       runs_.push_back(std::make_unique<ChoiceRun>(engine, tok, std::move(r), spec, metrics, registry, owner, arrival,
                                                   std::move(shown), later));
+      if (c > 0) runs_.back()->share_prompt();
     }
   }
 }

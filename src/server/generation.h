@@ -62,6 +62,9 @@ class ChoiceRun {
   // Enqueues a deferred choice (`dp_group` >= 0: in that DP group); a no-op once started.
   void start(int32_t dp_group = -1);
   bool started() const { return stream_ != nullptr; }
+  // Copies 1.. of an n > 1 prompt: the prompt is copy 0's, so dpserve_http_prompt_tokens_total counts
+  // it once, as usage does.
+  void share_prompt() { prompt_shared_ = true; }
 
   bool finished() const { return finished_; }
   uint64_t id() const { return id_; }
@@ -100,6 +103,7 @@ class ChoiceRun {
   std::vector<int32_t> output_ids_;
   bool log_ = false;
   std::string log_prompt_, log_output_, rid_;
+  bool prompt_shared_ = false;         // share_prompt(): not counted in the HTTP prompt tokens
   bool prompt_only_ = false;           // GenSpec::prompt_only: generated tokens are dropped
   bool keep_matched_token_text_ = false;  // GenSpec::no_stop_trim
   bool deferred_ = false;  // a later copy of an n > 1 choice, sent once copy 0 made its first token
