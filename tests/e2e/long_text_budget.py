@@ -24,16 +24,10 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
-import serve_process  # noqa: E402
 from serve_process import ServeProcess  # noqa: E402
 
 BIN, MAKE_MODEL, TOKENIZER = sys.argv[1:4]
 failures = []
-# A shared machine may assign test servers a port range (DPSERVE_TEST_PORTS=lo-hi).
-if os.environ.get("DPSERVE_TEST_PORTS"):
-    _lo, _hi = map(int, os.environ["DPSERVE_TEST_PORTS"].split("-"))
-    _ports = iter(range(_lo, _hi + 1))
-    serve_process.free_port = lambda: next(_ports)
 
 
 def check(cond, what):
