@@ -865,8 +865,9 @@ void RankWorker::save_prefix_cache(const char* why) {
   saved_at_inserted_ = cache->inserted_pages();
   const double t0 = now_seconds();
   try {
-    const int64_t page_bytes = kv_->config().bytes_per_page();
-    const int64_t max_nodes = opts_.prefix_max_bytes > 0 ? opts_.prefix_max_bytes / page_bytes : cache->cached_pages();
+    const int64_t max_nodes = opts_.prefix_max_bytes > 0
+                                  ? prefix_file_max_entries(opts_.prefix_identity, *kv_, opts_.prefix_max_bytes)
+                                  : cache->cached_pages();
     const std::vector<RadixCache::Entry> entries = cache->export_nodes(max_nodes);
     const int64_t bytes = write_prefix_file(opts_.prefix_file, opts_.prefix_identity, entries, *kv_);
     spdlog::info("rank {}: prefix cache ({}) written to {}: {} pages ({} tokens{}), {:.1f} MB in {:.2f} s", topo_.rank,

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -224,6 +225,14 @@ int64_t write_prefix_file(const std::string& path, const PrefixIdentity& identit
   // The rename itself reaches the disk with the directory.
   sync_dir_of(path);
   return w.bytes() + int64_t(sizeof sum);
+}
+
+int64_t prefix_file_max_entries(const PrefixIdentity& identity, const KVPool& pool, int64_t max_bytes) {
+  // As write_prefix_file lays it out: magic, identity length and text, page size, page bytes, count;
+  // per entry its parent, its key and its page; the checksum.
+  const int64_t fixed = int64_t(sizeof kMagic) + 8 + int64_t(identity_text(identity).size()) + 3 * 8 + 8;
+  const int64_t per_entry = 8 + pool.page_size() * int64_t(sizeof(int32_t)) + pool.config().bytes_per_page();
+  return std::max<int64_t>(0, (max_bytes - fixed) / per_entry);
 }
 
 std::string remove_prefix_file(const std::string& path) {

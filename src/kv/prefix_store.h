@@ -24,6 +24,11 @@ using PrefixIdentity = std::vector<std::pair<std::string, std::string>>;
 int64_t write_prefix_file(const std::string& path, const PrefixIdentity& identity,
                           const std::vector<RadixCache::Entry>& entries, const KVPool& pool);
 
+// The most entries a file of at most `max_bytes` can hold: each costs its page's bytes and its key
+// and parent, and the file its header (identity included) and checksum, so --kv-cache-dir-max-gb
+// bounds the whole file, not only its pages (it came out ~1 % over for a small model's pages).
+int64_t prefix_file_max_entries(const PrefixIdentity& identity, const KVPool& pool, int64_t max_bytes);
+
 // Removes `path` and syncs its directory (POST /flush_cache: flushed prefixes must not come back
 // from the disk after a crash). Returns "" (also when there was no file) or why it was not removed.
 std::string remove_prefix_file(const std::string& path);

@@ -11,6 +11,7 @@
 #include "core/check.h"
 #include "tokenizer/added_tokens.h"
 #include "tokenizer/bpe_model.h"
+#include "tokenizer/encode_turn.h"
 #include "tokenizer/normalizer.h"
 #include "tokenizer/pre_tokenizer.h"
 #include "tokenizer/token_decoder.h"
@@ -85,6 +86,7 @@ class HfTokenizerImpl final : public Tokenizer {
   }
 
   std::vector<int32_t> encode(std::string_view raw, bool add_special_tokens) const override {
+    const EncodeTurn turn(raw.size());  // a large text waits for its share of memory (encode_turn.h)
     const std::string text = utf8::repair(raw);
     std::vector<int32_t> ids;
     ids.reserve(text.size() / 3 + 4);

@@ -285,7 +285,12 @@ void PreTokenizer::split(std::string_view text, bool at_start, std::vector<std::
         break;
     }
     cur.swap(next);
+    // The previous step's words are spent: free them now, not when the next step refills the vector
+    // (a long text's words are tens of bytes each, a few times the text's size in all).
+    std::vector<Word>().swap(next);
   }
+  std::vector<std::pair<size_t, size_t>>().swap(matches);
+  words.reserve(words.size() + cur.size());
   for (Word& w : cur) words.push_back(std::move(w.text));
 }
 

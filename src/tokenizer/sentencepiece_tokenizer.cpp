@@ -6,6 +6,7 @@
 
 #include "core/check.h"
 #include "core/mapped_file.h"
+#include "tokenizer/encode_turn.h"
 #include "tokenizer/utf8.h"
 
 namespace dpserve {
@@ -285,6 +286,7 @@ std::string SentencePieceTokenizer::token_bytes(int32_t id) const {
 }
 
 std::vector<int32_t> SentencePieceTokenizer::encode(std::string_view raw, bool add_special_tokens) const {
+  const EncodeTurn turn(raw.size());  // a large text waits for its share of memory (encode_turn.h)
   const std::string text = utf8::repair(raw);
   std::vector<int32_t> out;
   if (add_special_tokens && add_bos_ && bos_ >= 0) out.push_back(bos_);

@@ -23,7 +23,8 @@ their scales, replicated on both ranks). Checks:
     the value in the last 64 KiB, or in the middle where the sampled digest does not read),
     are refused with a warning naming what differs; the output equals a cold server of that setup;
   * tp1: --kv-cache-dir-max-gb of 4.5 pages keeps 4 pages (the prompt's first 64 tokens) and the
-    restart serves exactly those; with write-behind on, a server SIGKILLed after the request (no drain) left a file the next
+    restart serves exactly those; a cap of exactly 4 pages' bytes gives a file within it (3 pages:
+    keys and header count); with write-behind on, a server SIGKILLed after the request (no drain) left a file the next
     server serves the prefix from; with a STANDALONE draft model the restart serves the prefix too and
     greedy output is still a cold server's; a second server on a directory in use does not start (the
     error names --kv-cache-dir), the first serves on; a start removes a temp file a dead writer left
@@ -336,6 +337,17 @@ try:
         s.stop()
         if r["cached"] != 4 * 16:
             fail(f"a file capped at 4.5 pages served {r['cached']} cached tokens, not 64")
+        # 5c. The cap bounds the whole file, its keys, parents and header included: capped at exactly 4
+        # pages' bytes it keeps 3 pages (it kept 4 and came out 288 bytes of keys + the header over).
+        shutil.rmtree(d)
+        cap = 4 * page_bytes
+        s = Server("--kv-cache-dir", d, "--kv-cache-write-behind-tokens", "0", "--kv-cache-dir-max-gb", str(cap / 1e9))
+        s.complete()
+        s.stop()
+        size = os.path.getsize(os.path.join(d, "rank0.kvcache"))
+        if not cap - page_bytes < size <= cap:
+            fail(f"a file capped at {cap} bytes (--kv-cache-dir-max-gb) has {size} bytes: want (cap - a page, cap]")
+        print(f"ok: a file capped at {cap} bytes has {size}")
         same_tokens_close_lp(r, ref, "capped file")
         # 6. Another model of the same shape (one weight changed in the file's last 64 KiB, or at
         # 300000: a byte the sampled digest --nnodes compares does not read, as a fine-tune of small
