@@ -104,7 +104,17 @@ completion += b["meta_info"]["completion_tokens"]
 choices += 1
 st, _, _ = request("POST", "/v1/completions", {"prompt": "x", "max_tokens": -1})
 check(st == 400, f"max_tokens -1: {st}")
-m1 = scrape("after known work")
+# dpserve_http_requests_total is counted by the access logger, which runs once the answer is written:
+# a scrape sent the moment an answer arrives may come before it. Wait (bounded) for the last request's.
+deadline = time.time() + 5
+while True:
+    m1 = scrape("after known work")
+    req = "dpserve_http_requests_total"
+    logged = [V(m1, req, route=r, status=c) > V(m0, req, route=r, status=c)
+              for r, c in [("/v1/completions", "400"), ("/generate", "200")]]
+    if all(logged) or time.time() > deadline:
+        break
+    time.sleep(0.05)
 for name in ["dpserve_prompt_tokens_total", "dpserve_http_prompt_tokens_total", "sglang:prompt_tokens_total"]:
     grew(m0, m1, name, prompt)
 for name in ["dpserve_generation_tokens_total", "dpserve_http_completion_tokens_total",
