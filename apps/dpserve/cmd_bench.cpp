@@ -90,6 +90,9 @@ void run_serve_bench(const ServeBenchArgs& a) {
   const double rate = parse_rate(a.request_rate);
   if (a.num_prompts == 0) fail("--num-prompts must be >= 1");
   StreamClient client(cc);
+  // An --output-file that cannot be written is found now, not after a run of minutes or hours.
+  if (!a.output_file.empty() && !std::ofstream(a.output_file, std::ios::app))
+    fail("--output-file: cannot open {} for appending", a.output_file);
 
   std::unique_ptr<Tokenizer> tok;
   if (!a.tokenizer_path.empty()) tok = Tokenizer::load(a.tokenizer_path);
@@ -125,11 +128,11 @@ void run_serve_bench(const ServeBenchArgs& a) {
                reqs.size(), double(in_sum) / double(reqs.size()), double(out_sum) / double(reqs.size()),
                a.base_url.c_str(), cc.endpoint.c_str());
 
-  const std::optional<SpecCounters> spec_before = read_spec_counters(a.base_url, cc.api_key);
+  const std::optional<SpecCounters> spec_before = read_spec_counters(a.base_url, cc.api_key, cc.timeout_s);
   const RunOutcome run = run_benchmark(client, reqs, rc);
   SpecCounters spec_delta;
   if (spec_before) {
-    if (const auto after = read_spec_counters(a.base_url, cc.api_key)) {
+    if (const auto after = read_spec_counters(a.base_url, cc.api_key, cc.timeout_s)) {
       spec_delta.draft_tokens = after->draft_tokens - spec_before->draft_tokens;
       spec_delta.accepted_tokens = after->accepted_tokens - spec_before->accepted_tokens;
       spec_delta.verify_steps = after->verify_steps - spec_before->verify_steps;
@@ -215,7 +218,7 @@ void register_bench(CLI::App& app) {
       ->capture_default_str();
   s->add_option("--sharegpt-output-len", a->sharegpt_output_len,
                 "ShareGPT: fixed output length (0: the reply's length)")
-      ->capture_default_str();
+      ->capture_default_str()->check(CLI::Range(int64_t(0), int64_t(1) << 24));
   s->add_option("--request-rate", a->request_rate, "Requests/s, Poisson arrivals; inf sends all at once")
       ->capture_default_str();
   s->add_option("--max-concurrency", a->max_concurrency, "Most requests in flight (0: unlimited)")
@@ -226,7 +229,7 @@ void register_bench(CLI::App& app) {
   s->add_option("--output-file", a->output_file, "Append one JSON result line to this file");
   s->add_option("--tokenizer-path", a->tokenizer_path,
                 "Tokenizer for exact prompt lengths (random ids, ShareGPT lengths); else words / bytes/4");
-  s->add_option("--timeout", a->timeout, "Seconds per request (and per silent read)")->capture_default_str();
+  s->add_option("--timeout", a->timeout, "Seconds per request (and per silent read), at most 1e6")->capture_default_str();
   s->add_option("--api-key", a->api_key, "Bearer token")->envname("OPENAI_API_KEY");
   s->add_option("--warmup-requests", a->warmup, "Unmeasured requests sent first; a failure aborts")
       ->capture_default_str()->check(CLI::Range(int64_t(0), int64_t(1) << 20));
