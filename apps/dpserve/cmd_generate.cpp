@@ -37,6 +37,8 @@ struct GenerateArgs {
   int32_t top_k = -1;
   int64_t seed = -1;
   bool ignore_eos = false, json = false, no_bos = false, prompts_are_ids = false;
+  // Given on the command line, even as "": an empty value is an error, not "no prompt" (BOS alone).
+  bool has_prompt = false, has_prompt_ids = false;
   std::string regex, json_schema, ebnf;  // an output constraint (at most one)
   std::vector<std::string> images;       // JPEG / PNG files, one per <|image_pad|> of the prompt
 };
@@ -201,11 +203,14 @@ std::vector<std::vector<int32_t>> read_prompts(const GenerateArgs& a, const Toke
     if (prompts.empty()) fail("--prompts-file: {} has no prompts", a.prompts_file);
     for (auto& p : prompts)
       if (p.empty()) fail("--prompts-file: a line has no token ids");
-  } else if (!a.prompt_ids.empty()) {
+  } else if (a.has_prompt_ids) {
     prompts.push_back(parse_ids(a.prompt_ids));
     if (prompts[0].empty()) fail("--prompt-ids: no ids given");
-  } else if (!a.prompt.empty()) {
+  } else if (a.has_prompt) {
     prompts.push_back(encode(a.prompt));
+    if (prompts[0].empty())
+      fail("--prompt: the prompt is empty (no tokens{}); give some text, or omit --prompt to start from BOS",
+           a.no_bos ? " with --no-bos" : " and the model adds no BOS");
   } else {
     // No prompt: start from BOS alone, as llama2.c's run.c does.
     if (bos < 0) fail("the model has no BOS token: give --prompt or --prompt-ids");
@@ -440,9 +445,14 @@ void register_generate(CLI::App& app) {
   CLI::App* g = app.add_subcommand("generate", "Generate text offline from one or more prompts (no HTTP server)");
   add_runtime_flags(g, a->rf);
   // One source of prompts: given two, which one ran was a silent choice.
-  CLI::Option* prompt = g->add_option("--prompt", a->prompt, "Prompt text (BOS is prepended when the model has one)");
+  CLI::Option* prompt =
+      g->add_option("--prompt", a->prompt,
+                    "Prompt text (BOS is prepended when the model has one); without a prompt, generation starts "
+                    "from BOS alone")
+          ->each([a](const std::string&) { a->has_prompt = true; });
   CLI::Option* ids =
-      g->add_option("--prompt-ids", a->prompt_ids, "Prompt as comma-separated token ids, e.g. 1,5,9 (used as given)");
+      g->add_option("--prompt-ids", a->prompt_ids, "Prompt as comma-separated token ids, e.g. 1,5,9 (used as given)")
+          ->each([a](const std::string&) { a->has_prompt_ids = true; });
   CLI::Option* file =
       g->add_option("--prompts-file", a->prompts_file,
                     "File with one prompt per line, run together and spread over DP groups; one output line each");

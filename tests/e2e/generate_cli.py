@@ -1,0 +1,62 @@
+#!/usr/bin/python3
+"""`dpserve generate` on stories260K as a user runs it: an empty --prompt / --prompt-ids is a clear error
+(not a silent run from BOS alone), a prompt beyond the context is refused, and no prompt at all starts
+from BOS (run.c's default).
+
+usage: generate_cli.py DPSERVE_BINARY SHARED_DIR
+"""
+import os
+import subprocess
+import sys
+
+dpserve, shared = sys.argv[1], sys.argv[2]
+model = os.path.join(shared, "models", "stories260K", "stories260K.bin")
+passed = failed = 0
+
+
+def check(name, cond, detail=""):
+    global passed, failed
+    if cond:
+        passed += 1
+    else:
+        failed += 1
+        print(f"FAIL {name} {detail}")
+
+
+def gen(*args):
+    n = [] if "-n" in args else ["-n", "8"]
+    return subprocess.run([dpserve, "generate", "--model-path", model, "--threads", "1", *n, *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def last_line(r):
+    lines = r.stderr.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+# No prompt: BOS alone, as run.c starts.
+bos_only = gen()
+check("no prompt runs from BOS", bos_only.returncode == 0 and bos_only.stdout, bos_only.stderr[-500:])
+# --prompt "" with the model's BOS is the prompt [BOS]: the same run.
+r = gen("--prompt", "")
+check("empty --prompt with BOS = BOS alone", r.returncode == 0 and r.stdout == bos_only.stdout,
+      f"{r.stdout!r} vs {bos_only.stdout!r} {r.stderr[-300:]}")
+# --prompt "" --no-bos has no token at all: an error naming --prompt, not a run from the BOS it was told to drop.
+r = gen("--prompt", "", "--no-bos")
+check("empty --prompt --no-bos refused", r.returncode == 1 and "--prompt" in last_line(r) and not r.stdout,
+      f"rc={r.returncode} out={r.stdout!r} {last_line(r)}")
+# --prompt-ids "" names no token: an error, not a run from BOS.
+r = gen("--prompt-ids", "")
+check("empty --prompt-ids refused", r.returncode == 1 and "--prompt-ids" in last_line(r) and not r.stdout,
+      f"rc={r.returncode} out={r.stdout!r} {last_line(r)}")
+# A prompt longer than the 512-position context: one clear line, exit 1.
+r = gen("--prompt", "Once upon a time " * 300)
+check("prompt beyond the context refused", r.returncode == 1 and "context" in last_line(r), last_line(r))
+# Bad values name their flag.
+for args, flag in ((["-n", "0"], "--max-new-tokens"), (["--temperature", "-1"], "--temperature"),
+                   (["--prompt-ids", "1,x"], "--prompt-ids"), (["--prompts-file", "/nonexistent"], "--prompts-file")):
+    r = gen(*args)
+    check(f"{' '.join(args)} refused", r.returncode == 1 and flag in last_line(r), f"rc={r.returncode} {last_line(r)}")
+
+print(f"{passed} passed, {failed} failed")
+sys.exit(0 if failed == 0 else 1)
