@@ -196,13 +196,21 @@ std::vector<std::vector<int32_t>> read_prompts(const GenerateArgs& a, const Toke
   };
   std::vector<std::vector<int32_t>> prompts;
   if (!a.prompts_file.empty()) {
-    std::ifstream in(a.prompts_file);
-    if (!in) fail("--prompts-file: cannot open {}", a.prompts_file);
-    for (std::string line; std::getline(in, line);)
+    // "-" is standard input, so prompts can come down a pipe.
+    std::ifstream file;
+    if (a.prompts_file != "-") {
+      file.open(a.prompts_file);
+      if (!file) fail("--prompts-file: cannot open {}", a.prompts_file);
+    }
+    std::istream& in = a.prompts_file == "-" ? std::cin : file;
+    for (std::string line; std::getline(in, line);) {
       prompts.push_back(a.prompts_are_ids ? parse_ids(line) : encode(line));
-    if (prompts.empty()) fail("--prompts-file: {} has no prompts", a.prompts_file);
-    for (auto& p : prompts)
-      if (p.empty()) fail("--prompts-file: a line has no token ids");
+      // Which line: in a file of thousands of prompts "a line" cannot be found.
+      if (prompts.back().empty())
+        fail("--prompts-file: line {} has no {}", prompts.size(), a.prompts_are_ids ? "token ids" : "tokens");
+    }
+    if (prompts.empty())
+      fail("--prompts-file: {} has no prompts", a.prompts_file == "-" ? "standard input" : a.prompts_file);
   } else if (a.has_prompt_ids) {
     prompts.push_back(parse_ids(a.prompt_ids));
     if (prompts[0].empty()) fail("--prompt-ids: no ids given");
@@ -455,7 +463,8 @@ void register_generate(CLI::App& app) {
           ->each([a](const std::string&) { a->has_prompt_ids = true; });
   CLI::Option* file =
       g->add_option("--prompts-file", a->prompts_file,
-                    "File with one prompt per line, run together and spread over DP groups; one output line each");
+                    "File with one prompt per line (- reads standard input), run together and spread over DP "
+                    "groups; one output line each");
   prompt->excludes(ids)->excludes(file);
   ids->excludes(file);
   g->add_flag("--prompts-are-ids", a->prompts_are_ids, "Each line of --prompts-file is comma-separated token ids")

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """`dpserve generate` on stories260K as a user runs it: an empty --prompt / --prompt-ids is a clear error
-(not a silent run from BOS alone), a prompt beyond the context is refused, and no prompt at all starts
-from BOS (run.c's default).
+(not a silent run from BOS alone), a prompt beyond the context is refused, no prompt at all starts from BOS
+(run.c's default), and --prompts-file - reads a pipe.
 
 usage: generate_cli.py DPSERVE_BINARY SHARED_DIR
 """
@@ -29,6 +29,11 @@ def gen(*args):
                           capture_output=True, text=True, timeout=120)
 
 
+def gen_stdin(data, *args):
+    return subprocess.run([dpserve, "generate", "--model-path", model, "--threads", "1", "-n", "8", *args],
+                          capture_output=True, text=True, timeout=120, input=data)
+
+
 def last_line(r):
     lines = r.stderr.strip().splitlines()
     return lines[-1] if lines else ""
@@ -52,6 +57,22 @@ check("empty --prompt-ids refused", r.returncode == 1 and "--prompt-ids" in last
 # A prompt longer than the 512-position context: one clear line, exit 1.
 r = gen("--prompt", "Once upon a time " * 300)
 check("prompt beyond the context refused", r.returncode == 1 and "context" in last_line(r), last_line(r))
+# --prompts-file - reads the prompts from standard input: the same outputs as from the file.
+prompts = "Once upon a time\nLily and Tom\n"
+piped = gen_stdin(prompts, "--prompts-file", "-")
+path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"generate_cli_{os.getpid()}.txt")
+with open(path, "w") as f:
+    f.write(prompts)
+from_file = gen("--prompts-file", path)
+os.remove(path)
+check("--prompts-file - reads stdin", piped.returncode == 0 and len(piped.stdout.splitlines()) == 2, piped.stderr[-300:])
+check("stdin prompts = file prompts", piped.stdout == from_file.stdout, f"{piped.stdout!r} vs {from_file.stdout!r}")
+# A prompt line with no tokens is named by its number.
+r = gen_stdin("Once upon a time\n\nLily\n", "--prompts-file", "-", "--no-bos")
+check("empty prompt line named", r.returncode == 1 and "line 2" in last_line(r), last_line(r))
+r = gen_stdin("1,2\n,\n", "--prompts-file", "-", "--prompts-are-ids")
+check("empty id line named", r.returncode == 1 and "line 2" in last_line(r), last_line(r))
+
 # Bad values name their flag.
 for args, flag in ((["-n", "0"], "--max-new-tokens"), (["--temperature", "-1"], "--temperature"),
                    (["--prompt-ids", "1,x"], "--prompt-ids"), (["--prompts-file", "/nonexistent"], "--prompts-file")):
