@@ -35,8 +35,10 @@ std::string read_all(const std::string& path) {
     if (std::cin.bad()) fail("cannot read standard input");
     return ss.str();
   }
+  // A folder opens as an empty stream on Linux: its "text" would silently be no tokens.
+  if (std::filesystem::is_directory(path)) fail("--file: {} is a folder, not a file", path);
   std::ifstream f(path, std::ios::binary);
-  if (!f) fail("cannot open {}", path);
+  if (!f) fail("--file: cannot open {}", path);
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();

@@ -83,6 +83,8 @@ r = run("tokenize", "--model-path", "/nonexistent/dir", "--text", "x")
 check("missing model", r.returncode != 0 and b"nonexistent" in r.stderr, r.stderr.decode())
 r = run("tokenize", "--model-path", qwen)
 check("needs text", r.returncode != 0, r.stderr.decode())
+r = run("tokenize", "--model-path", qwen, "--file", shared)
+check("--file a folder", r.returncode != 0 and b"--file" in r.stderr and not r.stdout, f"{r.stdout!r} {r.stderr!r}")
 
 print(f"{passed} passed, {failed} failed")
 sys.exit(0 if failed == 0 else 1)
