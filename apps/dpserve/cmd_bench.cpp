@@ -111,9 +111,11 @@ void run_serve_bench(const ServeBenchArgs& a) {
   } else {
     fail("--dataset must be random or sharegpt, got '{}'", a.dataset);
   }
-  // Sent as ids, a prompt is exactly its ids (not what its decoded text re-encodes to).
-  if (cc.prompt_token_ids)
-    for (auto& r : reqs) r.prompt_len = int64_t(r.prompt_ids.size());
+  // Sent as ids (--prompt-token-ids, or the sglang backend's input_ids whenever a tokenizer made them), a
+  // prompt is exactly its ids, not what its decoded text re-encodes to.
+  if (cc.prompt_token_ids || cc.backend == Backend::sglang)
+    for (auto& r : reqs)
+      if (!r.prompt_ids.empty()) r.prompt_len = int64_t(r.prompt_ids.size());
 
   RunConfig rc;
   rc.request_rate = rate;

@@ -6,7 +6,7 @@ Checks: the table and the --output-file JSON line agree with the requests sent (
 throughput = tokens / duration, percentiles ordered); an --output-file that cannot be written and out-of-range
 flags are refused before any request is sent; the /metrics probe before the run honours --timeout.
 
-usage: bench_serve_cli.py DPSERVE_BINARY SCRATCH_DIR
+usage: bench_serve_cli.py DPSERVE_BINARY SCRATCH_DIR [SHARED_DIR]
 """
 import http.server
 import json
@@ -18,6 +18,8 @@ import threading
 import time
 
 dpserve, scratch = sys.argv[1], sys.argv[2]
+# Optional: the shared reference data, for a tokenizer (llama2.c's tok512.bin of stories260K).
+tok512 = os.path.join(sys.argv[3], "models", "stories260K", "tok512.bin") if len(sys.argv) > 3 else ""
 os.makedirs(scratch, exist_ok=True)
 passed = failed = 0
 
@@ -33,6 +35,7 @@ def check(name, cond, detail=""):
 
 class Completions(http.server.BaseHTTPRequestHandler):
     posts = 0
+    input_ids = []  # /generate: the length of each request's input_ids
     lock = threading.Lock()
 
     def log_message(self, *args):
@@ -49,6 +52,18 @@ class Completions(http.server.BaseHTTPRequestHandler):
         with Completions.lock:
             Completions.posts += 1
         req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path == "/generate":  # SGLang: cumulative text, meta_info without prompt_tokens
+            Completions.input_ids.append(len(req["input_ids"]))
+            n = int(req["sampling_params"]["max_new_tokens"])
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            for k in range(1, n + 1):
+                chunk = {"text": "x" * k, "meta_info": {"completion_tokens": k}}
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.close_connection = True
+            return
         n = int(req["max_tokens"])
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -111,6 +126,21 @@ if lines:
     for m in ("ttft", "itl", "tpot", "e2e_latency"):
         check(f"{m} percentiles ordered", j[f"median_{m}_ms"] <= j[f"p90_{m}_ms"] <= j[f"p99_{m}_ms"], str(j))
     check("tag stored", j.get("tag") == "t1")
+
+# --backend sglang with a tokenizer sends input_ids; a server that reports no prompt_tokens leaves the
+# count to the client, which must count the ids it sent (not its decoded text re-encoded).
+if tok512:
+    Completions.input_ids = []
+    out2 = os.path.join(scratch, "sglang.jsonl")
+    if os.path.exists(out2):
+        os.remove(out2)
+    r = bench("--backend", "sglang", "--num-prompts", "6", "--random-input-len", "16", "--random-output-len", "4",
+              "--random-range-ratio", "1", "--tokenizer-path", tok512, "--warmup-requests", "0", "--output-file", out2)
+    check("sglang run succeeds", r.returncode == 0, r.stderr[-1000:])
+    j = json.loads(open(out2).read()) if os.path.exists(out2) else {}
+    check("sglang: input tokens = ids sent", j.get("total_input_tokens") == sum(Completions.input_ids) == 6 * 16,
+          f"{j.get('total_input_tokens')} vs {Completions.input_ids}")
+    check("sglang: output tokens from meta_info", j.get("total_output_tokens") == 6 * 4, str(j.get("total_output_tokens")))
 
 # An --output-file that cannot be opened is refused before the server sees a request (not after the whole run).
 Completions.posts = 0
