@@ -493,7 +493,9 @@ void register_generate(CLI::App& app) {
   g->add_flag("--ignore-eos", a->ignore_eos, "Keep generating past end-of-sequence tokens");
   g->add_flag("--no-bos", a->no_bos, "Do not add the tokenizer's special tokens (BOS) to a text prompt");
   g->add_flag("--json", a->json,
-              "Print one JSON object per prompt on stdout: prompt_ids, output_ids, text, finish_reason, timings");
+              "Print one JSON object per prompt on stdout: prompt_ids, output_ids, text, finish_reason, "
+              "prompt_tokens, completion_tokens, and the run's timings (the same in every object: "
+              "time_to_first_token_s of the first prompt, total_seconds to the last token of all)");
   g->add_option("--dump-logits", a->dump_logits,
                 "Write float32 logits, row-major [positions, vocab]: one row per prompt position, then one per "
                 "decode step (prompt_len + new_tokens - 1 rows); single prompt, any layout (every rank computes every row, rank 0 "
