@@ -107,7 +107,8 @@ std::vector<std::string> move_secrets_to_environment(const std::vector<std::stri
 }
 
 // Runs `mpirun -np np <extra> <this command line>` as a child, forwards SIGTERM / SIGINT to it as
-// SIGUSR2 (graceful drain), watches for stopped ranks, and exits with its status.
+// SIGUSR2 (graceful drain), watches for stopped ranks, and exits with its status (128 + the signal when
+// a command that does not drain was stopped by one).
 // With `node` (a --nnodes job), the other nodes' events and this node's SIGTERM go through it.
 // drain_seconds (--shutdown-timeout; < 0 for commands that do not drain): a rank still stopped that
 // long plus kDrainGraceSeconds after the SIGTERM is killed, naming it. first_rank: the world rank of
