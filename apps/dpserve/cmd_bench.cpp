@@ -1,8 +1,13 @@
 // `dpserve bench serve`: a load generator in the style of SGLang's bench_serving, pointed at any
 // OpenAI-compatible server (dpserve, SGLang, llama-server) so their numbers compare on one machine.
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <limits>
 #include <ctime>
 #include <fstream>
@@ -90,9 +95,17 @@ void run_serve_bench(const ServeBenchArgs& a) {
   const double rate = parse_rate(a.request_rate);
   if (a.num_prompts == 0) fail("--num-prompts must be >= 1");
   StreamClient client(cc);
-  // An --output-file that cannot be written is found now, not after a run of minutes or hours.
-  if (!a.output_file.empty() && !std::ofstream(a.output_file, std::ios::app))
-    fail("--output-file: cannot open {} for appending", a.output_file);
+  // An --output-file that cannot be written is found now, not after a run of minutes or hours (and without
+  // creating it: a run that fails leaves no empty results file behind).
+  if (!a.output_file.empty()) {
+    namespace fs = std::filesystem;
+    const fs::path out(a.output_file);
+    const fs::path dir = out.has_parent_path() ? out.parent_path() : fs::path(".");
+    std::error_code ec;
+    if (fs::is_directory(out, ec)) fail("--output-file: {} is a folder", a.output_file);
+    if (fs::exists(out, ec) ? access(out.c_str(), W_OK) != 0 : access(dir.c_str(), W_OK | X_OK) != 0)
+      fail("--output-file: cannot append to {}: {}", a.output_file, std::strerror(errno));
+  }
 
   std::unique_ptr<Tokenizer> tok;
   if (!a.tokenizer_path.empty()) tok = Tokenizer::load(a.tokenizer_path);

@@ -172,7 +172,18 @@ r = subprocess.run([dpserve, "bench", "serve", "--base-url", f"http://127.0.0.1:
 elapsed = time.monotonic() - t0
 check("silent server: non-zero exit naming the timeout", r.returncode != 0 and "timed out" in r.stderr, r.stderr[-300:])
 check("silent server: bounded by --timeout (probe + warm-up, not 10 s more)", elapsed < 8, f"{elapsed:.1f} s")
+silent_port = silent.getsockname()[1]
 silent.close()
+
+# A run that fails (nothing listens on that port now) leaves no empty --output-file behind.
+fresh = os.path.join(scratch, "never-written.jsonl")
+if os.path.exists(fresh):
+    os.remove(fresh)
+r = subprocess.run([dpserve, "bench", "serve", "--base-url", f"http://127.0.0.1:{silent_port}",
+                    "--num-prompts", "2", "--timeout", "5", "--output-file", fresh], capture_output=True, text=True,
+                   timeout=60)
+check("dead server: non-zero exit", r.returncode != 0, r.stderr[-300:])
+check("dead server: no results file created", not os.path.exists(fresh))
 
 server.shutdown()
 print(f"{passed} passed, {failed} failed")
