@@ -244,7 +244,8 @@ void register_bench(CLI::App& app) {
   s->add_option("--output-file", a->output_file, "Append one JSON result line to this file");
   s->add_option("--tokenizer-path", a->tokenizer_path,
                 "Tokenizer for exact prompt lengths (random ids, ShareGPT lengths); else words / bytes/4");
-  s->add_option("--timeout", a->timeout, "Seconds per request (and per silent read), at most 1e6")->capture_default_str();
+  s->add_option("--timeout", a->timeout, "Seconds per request (and per silent read), at most 1e6")
+      ->capture_default_str();
   s->add_option("--api-key", a->api_key, "Bearer token")->envname("OPENAI_API_KEY");
   s->add_option("--warmup-requests", a->warmup, "Unmeasured requests sent first; a failure aborts")
       ->capture_default_str()->check(CLI::Range(int64_t(0), int64_t(1) << 20));

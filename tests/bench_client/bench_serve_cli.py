@@ -115,14 +115,17 @@ if lines:
               "tag", "errors"):
         check(f"field {k}", k in j)
     check("counts", (j.get("completed"), j.get("failed"), j.get("num_prompts")) == (12, 0, 12), str(j))
-    check("input tokens are the server's usage", j.get("total_input_tokens") == 12 * 7, str(j.get("total_input_tokens")))
-    check("table and JSON agree on output tokens", rows.get("Total generated tokens") == str(j.get("total_output_tokens")))
+    check("input tokens are the server's usage", j.get("total_input_tokens") == 12 * 7,
+          str(j.get("total_input_tokens")))
+    check("table and JSON agree on output tokens",
+          rows.get("Total generated tokens") == str(j.get("total_output_tokens")))
     d = j.get("duration", 0)
     check("duration positive", d > 0)
     if d > 0:
         for rate, num in (("request_throughput", j["completed"]), ("output_throughput", j["total_output_tokens"]),
                           ("total_throughput", j["total_output_tokens"] + j["total_input_tokens"])):
-            check(f"{rate} = count / duration", abs(j[rate] - num / d) <= 1e-6 * max(1.0, j[rate]), f"{j[rate]} {num / d}")
+            check(f"{rate} = count / duration", abs(j[rate] - num / d) <= 1e-6 * max(1.0, j[rate]),
+                  f"{j[rate]} {num / d}")
     for m in ("ttft", "itl", "tpot", "e2e_latency"):
         check(f"{m} percentiles ordered", j[f"median_{m}_ms"] <= j[f"p90_{m}_ms"] <= j[f"p99_{m}_ms"], str(j))
     check("tag stored", j.get("tag") == "t1")
@@ -140,7 +143,8 @@ if tok512:
     j = json.loads(open(out2).read()) if os.path.exists(out2) else {}
     check("sglang: input tokens = ids sent", j.get("total_input_tokens") == sum(Completions.input_ids) == 6 * 16,
           f"{j.get('total_input_tokens')} vs {Completions.input_ids}")
-    check("sglang: output tokens from meta_info", j.get("total_output_tokens") == 6 * 4, str(j.get("total_output_tokens")))
+    check("sglang: output tokens from meta_info", j.get("total_output_tokens") == 6 * 4,
+          str(j.get("total_output_tokens")))
 
 # An --output-file that cannot be opened is refused before the server sees a request (not after the whole run).
 Completions.posts = 0

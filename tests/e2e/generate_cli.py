@@ -65,7 +65,8 @@ with open(path, "w") as f:
     f.write(prompts)
 from_file = gen("--prompts-file", path)
 os.remove(path)
-check("--prompts-file - reads stdin", piped.returncode == 0 and len(piped.stdout.splitlines()) == 2, piped.stderr[-300:])
+check("--prompts-file - reads stdin", piped.returncode == 0 and len(piped.stdout.splitlines()) == 2,
+      piped.stderr[-300:])
 check("stdin prompts = file prompts", piped.stdout == from_file.stdout, f"{piped.stdout!r} vs {from_file.stdout!r}")
 # A prompt line with no tokens is named by its number.
 r = gen_stdin("Once upon a time\n\nLily\n", "--prompts-file", "-", "--no-bos")
