@@ -110,7 +110,8 @@ std::shared_ptr<const constrain::Automaton> output_constraint(const GenerateArgs
   }
 }
 
-std::vector<int32_t> parse_ids(const std::string& s) {
+// `flag` names where the ids came from in an error: --prompt-ids, or a line of --prompts-file.
+std::vector<int32_t> parse_ids(const std::string& s, const std::string& flag) {
   std::vector<int32_t> ids;
   std::stringstream ss(s);
   std::string item;
@@ -122,7 +123,7 @@ std::vector<int32_t> parse_ids(const std::string& s) {
       if (used != item.size() || v < 0 || v > INT32_MAX) throw std::invalid_argument("");
       ids.push_back(int32_t(v));
     } catch (const std::exception&) {
-      fail("--prompt-ids: \"{}\" is not a token id (expected comma-separated non-negative integers)", item);
+      fail("{}: \"{}\" is not a token id (expected comma-separated non-negative integers)", flag, item);
     }
   }
   return ids;
@@ -204,7 +205,10 @@ std::vector<std::vector<int32_t>> read_prompts(const GenerateArgs& a, const Toke
     }
     std::istream& in = a.prompts_file == "-" ? std::cin : file;
     for (std::string line; std::getline(in, line);) {
-      prompts.push_back(a.prompts_are_ids ? parse_ids(line) : encode(line));
+      // A file saved with CRLF line ends means the same prompts: the '\r' is the line end, not prompt text.
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      prompts.push_back(a.prompts_are_ids ? parse_ids(line, fmt::format("--prompts-file line {}", prompts.size() + 1))
+                                          : encode(line));
       // Which line: in a file of thousands of prompts "a line" cannot be found.
       if (prompts.back().empty())
         fail("--prompts-file: line {} has no {}", prompts.size(), a.prompts_are_ids ? "token ids" : "tokens");
@@ -212,7 +216,7 @@ std::vector<std::vector<int32_t>> read_prompts(const GenerateArgs& a, const Toke
     if (prompts.empty())
       fail("--prompts-file: {} has no prompts", a.prompts_file == "-" ? "standard input" : a.prompts_file);
   } else if (a.has_prompt_ids) {
-    prompts.push_back(parse_ids(a.prompt_ids));
+    prompts.push_back(parse_ids(a.prompt_ids, "--prompt-ids"));
     if (prompts[0].empty()) fail("--prompt-ids: no ids given");
   } else if (a.has_prompt) {
     prompts.push_back(encode(a.prompt));

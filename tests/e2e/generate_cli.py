@@ -68,11 +68,22 @@ os.remove(path)
 check("--prompts-file - reads stdin", piped.returncode == 0 and len(piped.stdout.splitlines()) == 2,
       piped.stderr[-300:])
 check("stdin prompts = file prompts", piped.stdout == from_file.stdout, f"{piped.stdout!r} vs {from_file.stdout!r}")
+# CRLF line ends (a file saved on Windows) are line ends, not prompt text: the same outputs.
+crlf = gen_stdin(prompts.replace("\n", "\r\n"), "--prompts-file", "-")
+check("CRLF prompts = LF prompts", crlf.returncode == 0 and crlf.stdout == piped.stdout,
+      f"{crlf.stdout!r} vs {piped.stdout!r}")
+crlf = gen_stdin("1,403\r\n1,407\r\n", "--prompts-file", "-", "--prompts-are-ids")
+check("CRLF id lines", crlf.returncode == 0 and len(crlf.stdout.splitlines()) == 2, last_line(crlf))
+
 # A prompt line with no tokens is named by its number.
 r = gen_stdin("Once upon a time\n\nLily\n", "--prompts-file", "-", "--no-bos")
 check("empty prompt line named", r.returncode == 1 and "line 2" in last_line(r), last_line(r))
 r = gen_stdin("1,2\n,\n", "--prompts-file", "-", "--prompts-are-ids")
 check("empty id line named", r.returncode == 1 and "line 2" in last_line(r), last_line(r))
+
+# A bad id in a --prompts-are-ids file names the file's line, not --prompt-ids (which was not given).
+r = gen_stdin("1,2\n1,x\n", "--prompts-file", "-", "--prompts-are-ids")
+check("bad id line named", r.returncode == 1 and "--prompts-file line 2" in last_line(r), last_line(r))
 
 # Bad values name their flag.
 for args, flag in ((["-n", "0"], "--max-new-tokens"), (["--temperature", "-1"], "--temperature"),
