@@ -111,6 +111,11 @@ void run_serve_bench(const ServeBenchArgs& a) {
   if (!a.tokenizer_path.empty()) tok = Tokenizer::load(a.tokenizer_path);
   std::vector<BenchRequest> reqs;
   if (a.dataset == "random") {
+    // SGLang's random dataset samples its text from --dataset-path; this one draws words or ids and reads
+    // no file, so a path given here would otherwise look used.
+    if (!a.dataset_path.empty() || a.sharegpt_output_len != 0)
+      std::fprintf(stderr, "dpserve bench: %s is ignored: it applies to --dataset sharegpt (random reads no file)\n",
+                   !a.dataset_path.empty() ? "--dataset-path" : "--sharegpt-output-len");
     reqs = make_random_dataset({a.num_prompts, a.random_input_len, a.random_output_len, a.random_range_ratio, a.seed},
                                tok.get());
   } else if (a.dataset == "sharegpt") {

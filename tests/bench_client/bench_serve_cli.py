@@ -146,6 +146,10 @@ if tok512:
     check("sglang: output tokens from meta_info", j.get("total_output_tokens") == 6 * 4,
           str(j.get("total_output_tokens")))
 
+# A ShareGPT file given with the random dataset is not read: said, not silently ignored.
+r = bench("--num-prompts", "2", "--random-input-len", "4", "--random-output-len", "2", "--dataset-path", "x.json")
+check("--dataset-path with random: warned", r.returncode == 0 and "--dataset-path is ignored" in r.stderr, r.stderr[-300:])
+
 # An --output-file that cannot be opened is refused before the server sees a request (not after the whole run).
 Completions.posts = 0
 r = bench("--num-prompts", "4", "--random-input-len", "8", "--random-output-len", "4", "--output-file",
