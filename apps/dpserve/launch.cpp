@@ -224,7 +224,10 @@ std::vector<std::string> move_secrets_to_environment(const std::vector<std::stri
     siginfo_t info;
     int sig = sigtimedwait(&block, &info, &ts);
     if (sig == SIGTERM || sig == SIGINT) {
-      if (drain_began == 0) drain_began = now(), stop_signal = sig;
+      if (drain_began == 0) {
+        drain_began = now();
+        stop_signal = sig;
+      }
       if (node)
         node->terminate_requested();
       else

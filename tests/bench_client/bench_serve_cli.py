@@ -76,9 +76,7 @@ class Completions(http.server.BaseHTTPRequestHandler):
         self.close_connection = True
 
 
-# Ports: any free ones, or BENCH_SERVE_CLI_PORTS="P1,P2" where only some ports may be used.
-ports = [int(p) for p in os.environ.get("BENCH_SERVE_CLI_PORTS", "0,0").split(",")]
-server = http.server.ThreadingHTTPServer(("127.0.0.1", ports[0]), Completions)
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Completions)
 threading.Thread(target=server.serve_forever, daemon=True).start()
 url = f"http://127.0.0.1:{server.server_address[1]}"
 
@@ -172,7 +170,7 @@ for args, flag in ((["--timeout", "inf"], "--timeout"), (["--timeout", "1e300"],
 # request; the /metrics probe before it must not wait its own 10 s on top.
 silent = socket.socket()
 silent.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-silent.bind(("127.0.0.1", ports[1]))
+silent.bind(("127.0.0.1", 0))
 silent.listen(16)
 t0 = time.monotonic()
 r = subprocess.run([dpserve, "bench", "serve", "--base-url", f"http://127.0.0.1:{silent.getsockname()[1]}",
