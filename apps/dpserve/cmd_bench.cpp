@@ -1,8 +1,13 @@
 // `dpserve bench serve`: a load generator in the style of SGLang's bench_serving, pointed at any
 // OpenAI-compatible server (dpserve, SGLang, llama-server) so their numbers compare on one machine.
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <limits>
 #include <ctime>
 #include <fstream>
@@ -90,11 +95,27 @@ void run_serve_bench(const ServeBenchArgs& a) {
   const double rate = parse_rate(a.request_rate);
   if (a.num_prompts == 0) fail("--num-prompts must be >= 1");
   StreamClient client(cc);
+  // An --output-file that cannot be written is found now, not after a run of minutes or hours (and without
+  // creating it: a run that fails leaves no empty results file behind).
+  if (!a.output_file.empty()) {
+    namespace fs = std::filesystem;
+    const fs::path out(a.output_file);
+    const fs::path dir = out.has_parent_path() ? out.parent_path() : fs::path(".");
+    std::error_code ec;
+    if (fs::is_directory(out, ec)) fail("--output-file: {} is a folder", a.output_file);
+    if (fs::exists(out, ec) ? access(out.c_str(), W_OK) != 0 : access(dir.c_str(), W_OK | X_OK) != 0)
+      fail("--output-file: cannot append to {}: {}", a.output_file, std::strerror(errno));
+  }
 
   std::unique_ptr<Tokenizer> tok;
   if (!a.tokenizer_path.empty()) tok = Tokenizer::load(a.tokenizer_path);
   std::vector<BenchRequest> reqs;
   if (a.dataset == "random") {
+    // SGLang's random dataset samples its text from --dataset-path; this one draws words or ids and reads
+    // no file, so a path given here would otherwise look used.
+    if (!a.dataset_path.empty() || a.sharegpt_output_len != 0)
+      std::fprintf(stderr, "dpserve bench: %s is ignored: it applies to --dataset sharegpt (random reads no file)\n",
+                   !a.dataset_path.empty() ? "--dataset-path" : "--sharegpt-output-len");
     reqs = make_random_dataset({a.num_prompts, a.random_input_len, a.random_output_len, a.random_range_ratio, a.seed},
                                tok.get());
   } else if (a.dataset == "sharegpt") {
@@ -108,9 +129,11 @@ void run_serve_bench(const ServeBenchArgs& a) {
   } else {
     fail("--dataset must be random or sharegpt, got '{}'", a.dataset);
   }
-  // Sent as ids, a prompt is exactly its ids (not what its decoded text re-encodes to).
-  if (cc.prompt_token_ids)
-    for (auto& r : reqs) r.prompt_len = int64_t(r.prompt_ids.size());
+  // Sent as ids (--prompt-token-ids, or the sglang backend's input_ids whenever a tokenizer made them), a
+  // prompt is exactly its ids, not what its decoded text re-encodes to.
+  if (cc.prompt_token_ids || cc.backend == Backend::sglang)
+    for (auto& r : reqs)
+      if (!r.prompt_ids.empty()) r.prompt_len = int64_t(r.prompt_ids.size());
 
   RunConfig rc;
   rc.request_rate = rate;
@@ -125,11 +148,11 @@ void run_serve_bench(const ServeBenchArgs& a) {
                reqs.size(), double(in_sum) / double(reqs.size()), double(out_sum) / double(reqs.size()),
                a.base_url.c_str(), cc.endpoint.c_str());
 
-  const std::optional<SpecCounters> spec_before = read_spec_counters(a.base_url, cc.api_key);
+  const std::optional<SpecCounters> spec_before = read_spec_counters(a.base_url, cc.api_key, cc.timeout_s);
   const RunOutcome run = run_benchmark(client, reqs, rc);
   SpecCounters spec_delta;
   if (spec_before) {
-    if (const auto after = read_spec_counters(a.base_url, cc.api_key)) {
+    if (const auto after = read_spec_counters(a.base_url, cc.api_key, cc.timeout_s)) {
       spec_delta.draft_tokens = after->draft_tokens - spec_before->draft_tokens;
       spec_delta.accepted_tokens = after->accepted_tokens - spec_before->accepted_tokens;
       spec_delta.verify_steps = after->verify_steps - spec_before->verify_steps;
@@ -215,7 +238,7 @@ void register_bench(CLI::App& app) {
       ->capture_default_str();
   s->add_option("--sharegpt-output-len", a->sharegpt_output_len,
                 "ShareGPT: fixed output length (0: the reply's length)")
-      ->capture_default_str();
+      ->capture_default_str()->check(CLI::Range(int64_t(0), int64_t(1) << 24));
   s->add_option("--request-rate", a->request_rate, "Requests/s, Poisson arrivals; inf sends all at once")
       ->capture_default_str();
   s->add_option("--max-concurrency", a->max_concurrency, "Most requests in flight (0: unlimited)")
@@ -226,7 +249,8 @@ void register_bench(CLI::App& app) {
   s->add_option("--output-file", a->output_file, "Append one JSON result line to this file");
   s->add_option("--tokenizer-path", a->tokenizer_path,
                 "Tokenizer for exact prompt lengths (random ids, ShareGPT lengths); else words / bytes/4");
-  s->add_option("--timeout", a->timeout, "Seconds per request (and per silent read)")->capture_default_str();
+  s->add_option("--timeout", a->timeout, "Seconds per request (and per silent read), at most 1e6")
+      ->capture_default_str();
   s->add_option("--api-key", a->api_key, "Bearer token")->envname("OPENAI_API_KEY");
   s->add_option("--warmup-requests", a->warmup, "Unmeasured requests sent first; a failure aborts")
       ->capture_default_str()->check(CLI::Range(int64_t(0), int64_t(1) << 20));

@@ -37,6 +37,8 @@ struct GenerateArgs {
   int32_t top_k = -1;
   int64_t seed = -1;
   bool ignore_eos = false, json = false, no_bos = false, prompts_are_ids = false;
+  // Given on the command line, even as "": an empty value is an error, not "no prompt" (BOS alone).
+  bool has_prompt = false, has_prompt_ids = false;
   std::string regex, json_schema, ebnf;  // an output constraint (at most one)
   std::vector<std::string> images;       // JPEG / PNG files, one per <|image_pad|> of the prompt
 };
@@ -108,7 +110,8 @@ std::shared_ptr<const constrain::Automaton> output_constraint(const GenerateArgs
   }
 }
 
-std::vector<int32_t> parse_ids(const std::string& s) {
+// `flag` names where the ids came from in an error: --prompt-ids, or a line of --prompts-file.
+std::vector<int32_t> parse_ids(const std::string& s, const std::string& flag) {
   std::vector<int32_t> ids;
   std::stringstream ss(s);
   std::string item;
@@ -120,7 +123,7 @@ std::vector<int32_t> parse_ids(const std::string& s) {
       if (used != item.size() || v < 0 || v > INT32_MAX) throw std::invalid_argument("");
       ids.push_back(int32_t(v));
     } catch (const std::exception&) {
-      fail("--prompt-ids: \"{}\" is not a token id (expected comma-separated non-negative integers)", item);
+      fail("{}: \"{}\" is not a token id (expected comma-separated non-negative integers)", flag, item);
     }
   }
   return ids;
@@ -194,18 +197,32 @@ std::vector<std::vector<int32_t>> read_prompts(const GenerateArgs& a, const Toke
   };
   std::vector<std::vector<int32_t>> prompts;
   if (!a.prompts_file.empty()) {
-    std::ifstream in(a.prompts_file);
-    if (!in) fail("--prompts-file: cannot open {}", a.prompts_file);
-    for (std::string line; std::getline(in, line);)
-      prompts.push_back(a.prompts_are_ids ? parse_ids(line) : encode(line));
-    if (prompts.empty()) fail("--prompts-file: {} has no prompts", a.prompts_file);
-    for (auto& p : prompts)
-      if (p.empty()) fail("--prompts-file: a line has no token ids");
-  } else if (!a.prompt_ids.empty()) {
-    prompts.push_back(parse_ids(a.prompt_ids));
+    // "-" is standard input, so prompts can come down a pipe.
+    std::ifstream file;
+    if (a.prompts_file != "-") {
+      file.open(a.prompts_file);
+      if (!file) fail("--prompts-file: cannot open {}", a.prompts_file);
+    }
+    std::istream& in = a.prompts_file == "-" ? std::cin : file;
+    for (std::string line; std::getline(in, line);) {
+      // A file saved with CRLF line ends means the same prompts: the '\r' is the line end, not prompt text.
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      prompts.push_back(a.prompts_are_ids ? parse_ids(line, fmt::format("--prompts-file line {}", prompts.size() + 1))
+                                          : encode(line));
+      // Which line: in a file of thousands of prompts "a line" cannot be found.
+      if (prompts.back().empty())
+        fail("--prompts-file: line {} has no {}", prompts.size(), a.prompts_are_ids ? "token ids" : "tokens");
+    }
+    if (prompts.empty())
+      fail("--prompts-file: {} has no prompts", a.prompts_file == "-" ? "standard input" : a.prompts_file);
+  } else if (a.has_prompt_ids) {
+    prompts.push_back(parse_ids(a.prompt_ids, "--prompt-ids"));
     if (prompts[0].empty()) fail("--prompt-ids: no ids given");
-  } else if (!a.prompt.empty()) {
+  } else if (a.has_prompt) {
     prompts.push_back(encode(a.prompt));
+    if (prompts[0].empty())
+      fail("--prompt: the prompt is empty (no tokens{}); give some text, or omit --prompt to start from BOS",
+           a.no_bos ? " with --no-bos" : " and the model adds no BOS");
   } else {
     // No prompt: start from BOS alone, as llama2.c's run.c does.
     if (bos < 0) fail("the model has no BOS token: give --prompt or --prompt-ids");
@@ -440,12 +457,18 @@ void register_generate(CLI::App& app) {
   CLI::App* g = app.add_subcommand("generate", "Generate text offline from one or more prompts (no HTTP server)");
   add_runtime_flags(g, a->rf);
   // One source of prompts: given two, which one ran was a silent choice.
-  CLI::Option* prompt = g->add_option("--prompt", a->prompt, "Prompt text (BOS is prepended when the model has one)");
+  CLI::Option* prompt =
+      g->add_option("--prompt", a->prompt,
+                    "Prompt text (BOS is prepended when the model has one); without a prompt, generation starts "
+                    "from BOS alone")
+          ->each([a](const std::string&) { a->has_prompt = true; });
   CLI::Option* ids =
-      g->add_option("--prompt-ids", a->prompt_ids, "Prompt as comma-separated token ids, e.g. 1,5,9 (used as given)");
+      g->add_option("--prompt-ids", a->prompt_ids, "Prompt as comma-separated token ids, e.g. 1,5,9 (used as given)")
+          ->each([a](const std::string&) { a->has_prompt_ids = true; });
   CLI::Option* file =
       g->add_option("--prompts-file", a->prompts_file,
-                    "File with one prompt per line, run together and spread over DP groups; one output line each");
+                    "File with one prompt per line (- reads standard input), run together and spread over DP "
+                    "groups; one output line each");
   prompt->excludes(ids)->excludes(file);
   ids->excludes(file);
   g->add_flag("--prompts-are-ids", a->prompts_are_ids, "Each line of --prompts-file is comma-separated token ids")
@@ -474,7 +497,9 @@ void register_generate(CLI::App& app) {
   g->add_flag("--ignore-eos", a->ignore_eos, "Keep generating past end-of-sequence tokens");
   g->add_flag("--no-bos", a->no_bos, "Do not add the tokenizer's special tokens (BOS) to a text prompt");
   g->add_flag("--json", a->json,
-              "Print one JSON object per prompt on stdout: prompt_ids, output_ids, text, finish_reason, timings");
+              "Print one JSON object per prompt on stdout: prompt_ids, output_ids, text, finish_reason, "
+              "prompt_tokens, completion_tokens, and the run's timings (the same in every object: "
+              "time_to_first_token_s of the first prompt, total_seconds to the last token of all)");
   g->add_option("--dump-logits", a->dump_logits,
                 "Write float32 logits, row-major [positions, vocab]: one row per prompt position, then one per "
                 "decode step (prompt_len + new_tokens - 1 rows); single prompt, any layout (every rank computes every row, rank 0 "

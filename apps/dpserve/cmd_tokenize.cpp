@@ -27,9 +27,18 @@ std::unique_ptr<Tokenizer> open_tokenizer(const TokenizeArgs& a) {
   return Tokenizer::load(resolve_model(a.model_path, "").tokenizer);
 }
 
+// "-" is standard input, so the commands sit in a pipe (as llama-tokenize's --stdin).
 std::string read_all(const std::string& path) {
+  if (path == "-") {
+    std::stringstream ss;
+    ss << std::cin.rdbuf();
+    if (std::cin.bad()) fail("cannot read standard input");
+    return ss.str();
+  }
+  // A folder opens as an empty stream on Linux: its "text" would silently be no tokens.
+  if (std::filesystem::is_directory(path)) fail("--file: {} is a folder, not a file", path);
   std::ifstream f(path, std::ios::binary);
-  if (!f) fail("cannot open {}", path);
+  if (!f) fail("--file: cannot open {}", path);
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
@@ -73,7 +82,7 @@ void register_tokenize(CLI::App& app) {
   CLI::App* t = app.add_subcommand("tokenize", "Print the token ids of a text");
   add_common(t, *a);
   t->add_option("--text", a->text, "Text to tokenize")->each([a](const std::string&) { a->has_text = true; });
-  t->add_option("--file", a->file, "Read the text from this file (byte for byte)");
+  t->add_option("--file", a->file, "Read the text from this file (byte for byte); - reads standard input");
   t->add_flag("--add-special-tokens", a->add_special, "Add the model's BOS/EOS as its post-processor does");
   t->callback([a] {
     if (a->has_text == !a->file.empty()) fail("tokenize: give exactly one of --text or --file");
@@ -90,11 +99,14 @@ void register_tokenize(CLI::App& app) {
 
   CLI::App* d = app.add_subcommand("detokenize", "Print the text of token ids");
   add_common(d, *a);
-  d->add_option("--ids", a->ids, "Token ids, comma- or space-separated (e.g. 1,2,3)")->required();
+  d->add_option("--ids", a->ids,
+                "Token ids, comma- or space-separated (e.g. 1,2,3, or tokenize's output); - reads them from "
+                "standard input")
+      ->required();
   d->add_flag("--keep-special-tokens", a->keep_special, "Print special tokens instead of skipping them");
   d->callback([a] {
     auto tok = open_tokenizer(*a);
-    const std::string text = tok->decode(parse_ids(a->ids), !a->keep_special);
+    const std::string text = tok->decode(parse_ids(a->ids == "-" ? read_all("-") : a->ids), !a->keep_special);
     if (a->json) {
       std::cout << nlohmann::json(text).dump() << "\n";
     } else {

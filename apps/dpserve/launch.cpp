@@ -107,7 +107,8 @@ std::vector<std::string> move_secrets_to_environment(const std::vector<std::stri
 }
 
 // Runs `mpirun -np np <extra> <this command line>` as a child, forwards SIGTERM / SIGINT to it as
-// SIGUSR2 (graceful drain), watches for stopped ranks, and exits with its status.
+// SIGUSR2 (graceful drain), watches for stopped ranks, and exits with its status (128 + the signal when
+// a command that does not drain was stopped by one).
 // With `node` (a --nnodes job), the other nodes' events and this node's SIGTERM go through it.
 // drain_seconds (--shutdown-timeout; < 0 for commands that do not drain): a rank still stopped that
 // long plus kDrainGraceSeconds after the SIGTERM is killed, naming it. first_rank: the world rank of
@@ -179,6 +180,7 @@ std::vector<std::string> move_secrets_to_environment(const std::vector<std::stri
   StoppedRankWatch watch(child, np, watchdog_seconds / 2, first_rank, /*tell_rank0=*/drain_seconds >= 0);
   if (node) node->started(child);
   double drain_began = 0;        // steady seconds of the first SIGTERM / SIGINT, 0 before
+  int stop_signal = 0;           // that signal
   bool drain_overdue = false;    // the drain's deadline + grace passed (stopped ranks were killed)
   const auto now = [] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -187,7 +189,14 @@ std::vector<std::string> move_secrets_to_environment(const std::vector<std::stri
     int status = 0;
     pid_t r = waitpid(child, &status, WNOHANG);
     if (r == child) {
-      const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      // A command that does not drain (generate, bench offline): its ranks end on the forwarded SIGUSR2 and
+      // mpirun reports a failure (status 140). The user asked for the stop, so exit as the signal would have
+      // ended a single process: 130 for Ctrl-C, 143 for SIGTERM.
+      if (code != 0 && stop_signal != 0 && drain_seconds < 0) {
+        std::fprintf(stderr, "dpserve: stopped by %s\n", stop_signal == SIGINT ? "SIGINT" : "SIGTERM");
+        code = 128 + stop_signal;
+      }
       if (code != 0 && drain_began == 0 && !watch.killed_any() && !(node && node->stopping()))
         // mpirun says when a rank failed; when mpirun itself was signalled it ends the job silently.
         std::fprintf(stderr,
@@ -215,7 +224,10 @@ std::vector<std::string> move_secrets_to_environment(const std::vector<std::stri
     siginfo_t info;
     int sig = sigtimedwait(&block, &info, &ts);
     if (sig == SIGTERM || sig == SIGINT) {
-      if (drain_began == 0) drain_began = now();
+      if (drain_began == 0) {
+        drain_began = now();
+        stop_signal = sig;
+      }
       if (node)
         node->terminate_requested();
       else

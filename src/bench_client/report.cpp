@@ -86,8 +86,13 @@ std::string format_report(const BenchMetrics& m, const json& settings) {
   auto title = [&o](std::string_view t) { o += fmt::format("{:-^54}\n", fmt::format(" {} ", t)); };
   title("Serving Benchmark Result");
   line("Backend:", settings.value("backend", ""));
-  line("Traffic request rate:", settings.contains("request_rate") ? settings["request_rate"].dump() : "");
-  line("Max request concurrency:", settings.contains("max_concurrency") ? settings["max_concurrency"].dump() : "");
+  // As bench_serving prints them: inf bare (not a quoted JSON string), an unlimited concurrency "not set".
+  auto setting = [&settings](const char* key) -> std::string {
+    if (!settings.contains(key) || settings[key].is_null()) return "not set";
+    return settings[key].is_string() ? settings[key].get<std::string>() : settings[key].dump();
+  };
+  line("Traffic request rate:", setting("request_rate"));
+  line("Max request concurrency:", setting("max_concurrency"));
   line("Successful requests:", std::to_string(m.completed));
   line("Failed requests:", std::to_string(m.failed));
   line("Benchmark duration (s):", num(m.duration_s));

@@ -2,6 +2,8 @@
 
 #include <httplib.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <sstream>
 
@@ -32,15 +34,18 @@ std::optional<SpecCounters> parse_spec_counters(const std::string& text) {
   return c;
 }
 
-std::optional<SpecCounters> read_spec_counters(const std::string& base_url, const std::string& api_key) {
+std::optional<SpecCounters> read_spec_counters(const std::string& base_url, const std::string& api_key,
+                                               double timeout_s) {
   const size_t sep = base_url.find("://");
   if (sep == std::string::npos) return std::nullopt;
   const size_t slash = base_url.find('/', sep + 3);
   std::string prefix = slash == std::string::npos ? "" : base_url.substr(slash);
   while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
   httplib::Client cli(base_url.substr(0, slash));
-  cli.set_connection_timeout(5);
-  cli.set_read_timeout(10);
+  const auto to = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::duration<double>(std::clamp(timeout_s, 0.001, 10.0)));
+  cli.set_connection_timeout(std::min<std::chrono::microseconds>(to, std::chrono::seconds(5)));
+  cli.set_read_timeout(to);
   httplib::Headers h;
   if (!api_key.empty()) h.emplace("Authorization", "Bearer " + api_key);
   auto res = cli.Get(prefix + "/metrics", h);

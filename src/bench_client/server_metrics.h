@@ -17,7 +17,9 @@ struct SpecCounters {
 std::optional<SpecCounters> parse_spec_counters(const std::string& metrics_text);
 
 // GET base_url + "/metrics" (with the API key when given); nullopt when it cannot be read or has
-// no such counters.
-std::optional<SpecCounters> read_spec_counters(const std::string& base_url, const std::string& api_key);
+// no such counters. Waits at most timeout_s (the run's --timeout) and never over 10 s: a silent server
+// must not hold the run up longer than one of its requests would.
+std::optional<SpecCounters> read_spec_counters(const std::string& base_url, const std::string& api_key,
+                                               double timeout_s = 10);
 
 }  // namespace dpserve::bench

@@ -30,7 +30,9 @@ StreamClient::StreamClient(ClientConfig cfg) : cfg_(std::move(cfg)) {
   while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
   if (cfg_.endpoint.empty() || cfg_.endpoint[0] != '/') fail("--endpoint must start with '/', got '{}'", cfg_.endpoint);
   path_ = prefix + cfg_.endpoint;
-  if (!(cfg_.timeout_s > 0)) fail("--timeout must be > 0 seconds, got {}", cfg_.timeout_s);
+  // Bounded above: the timeout becomes integer microseconds for the socket, where inf or 1e300 overflow.
+  if (!(cfg_.timeout_s > 0 && cfg_.timeout_s <= kMaxTimeoutSeconds))
+    fail("--timeout must be > 0 and at most {:g} seconds, got {}", kMaxTimeoutSeconds, cfg_.timeout_s);
   if (!cfg_.extra_body.empty()) {
     try {
       extra_ = json::parse(cfg_.extra_body);

@@ -17,6 +17,9 @@ enum class Backend {
   sglang,  // POST /generate with input_ids (or text) and sampling_params
 };
 
+// Largest --timeout (about 11.6 days): the socket timeouts are integer microseconds.
+inline constexpr double kMaxTimeoutSeconds = 1e6;
+
 struct ClientConfig {
   std::string base_url;  // http://host:port[/prefix]
   Backend backend = Backend::openai;

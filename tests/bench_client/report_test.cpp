@@ -61,5 +61,25 @@ TEST(BenchReport, MetricsFromKnownResults) {
   EXPECT_NE(text.find("HTTP 500: boom"), std::string::npos);
 }
 
+// The table shows the settings as bench_serving does: a rate of inf bare, a number as itself, no
+// concurrency limit as "not set" (not JSON's "\"inf\"" and null).
+TEST(Report, SettingsPrintedAsText) {
+  const BenchMetrics m = compute_metrics({}, {}, 1.0);
+  auto row = [](const std::string& text, const std::string& key) {
+    const size_t at = text.find(key);
+    if (at == std::string::npos) return std::string("<missing>");
+    const size_t end = text.find('\n', at);
+    std::string v = text.substr(at + key.size(), end - at - key.size());
+    return v.substr(v.find_first_not_of(' '));
+  };
+  const std::string unlimited =
+      format_report(m, {{"request_rate", "inf"}, {"max_concurrency", nlohmann::json()}});
+  EXPECT_EQ(row(unlimited, "Traffic request rate:"), "inf");
+  EXPECT_EQ(row(unlimited, "Max request concurrency:"), "not set");
+  const std::string limited = format_report(m, {{"request_rate", 4.5}, {"max_concurrency", 8}});
+  EXPECT_EQ(row(limited, "Traffic request rate:"), "4.5");
+  EXPECT_EQ(row(limited, "Max request concurrency:"), "8");
+}
+
 }  // namespace
 }  // namespace dpserve::bench

@@ -60,6 +60,20 @@ check("detokenize stories260K", r.returncode == 0 and r.stdout == text, r.stderr
 r = run("tokenize", "--tokenizer-path", tok512, "--text", "Once upon a time", "--add-special-tokens")
 check("tokenize adds BOS", r.returncode == 0 and r.stdout.decode().split()[0] == "1", r.stdout.decode())
 
+# Standard input ("-"), so the commands make a pipe: tokenize's plain output is detokenize's input.
+llama3 = os.path.join(shared, "tokenizers", "llama3")
+hard = "  two spaces, tab\t, CRLF\r\n, 日本語, emoji 👨‍👩‍👧, <|begin_of_text|> as text\n".encode()
+r = run("tokenize", "--model-path", llama3, "--file", "-", input_bytes=hard)
+check("tokenize --file - reads stdin", r.returncode == 0 and r.stdout.split(), r.stderr.decode())
+with tempfile.NamedTemporaryFile() as f:
+    f.write(hard)
+    f.flush()
+    same = run("tokenize", "--model-path", llama3, "--file", f.name)
+check("tokenize stdin = file", r.stdout == same.stdout, f"{r.stdout!r} vs {same.stdout!r}")
+r = run("detokenize", "--model-path", llama3, "--ids", "-", "--keep-special-tokens", input_bytes=r.stdout)
+check("detokenize --ids - reads tokenize's output", r.returncode == 0 and r.stdout == hard,
+      f"{r.stdout!r} vs {hard!r} {r.stderr.decode()}")
+
 # Errors are clear and non-zero.
 r = run("detokenize", "--model-path", qwen, "--ids", "1,abc")
 check("bad id text", r.returncode != 0 and b"abc" in r.stderr, r.stderr.decode())
@@ -69,6 +83,8 @@ r = run("tokenize", "--model-path", "/nonexistent/dir", "--text", "x")
 check("missing model", r.returncode != 0 and b"nonexistent" in r.stderr, r.stderr.decode())
 r = run("tokenize", "--model-path", qwen)
 check("needs text", r.returncode != 0, r.stderr.decode())
+r = run("tokenize", "--model-path", qwen, "--file", shared)
+check("--file a folder", r.returncode != 0 and b"--file" in r.stderr and not r.stdout, f"{r.stdout!r} {r.stderr!r}")
 
 print(f"{passed} passed, {failed} failed")
 sys.exit(0 if failed == 0 else 1)

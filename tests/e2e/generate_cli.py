@@ -1,0 +1,95 @@
+#!/usr/bin/python3
+"""`dpserve generate` on stories260K as a user runs it: an empty --prompt / --prompt-ids is a clear error
+(not a silent run from BOS alone), a prompt beyond the context is refused, no prompt at all starts from BOS
+(run.c's default), and --prompts-file - reads a pipe.
+
+usage: generate_cli.py DPSERVE_BINARY SHARED_DIR
+"""
+import os
+import subprocess
+import sys
+
+dpserve, shared = sys.argv[1], sys.argv[2]
+model = os.path.join(shared, "models", "stories260K", "stories260K.bin")
+passed = failed = 0
+
+
+def check(name, cond, detail=""):
+    global passed, failed
+    if cond:
+        passed += 1
+    else:
+        failed += 1
+        print(f"FAIL {name} {detail}")
+
+
+def gen(*args):
+    n = [] if "-n" in args else ["-n", "8"]
+    return subprocess.run([dpserve, "generate", "--model-path", model, "--threads", "1", *n, *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def gen_stdin(data, *args):
+    return subprocess.run([dpserve, "generate", "--model-path", model, "--threads", "1", "-n", "8", *args],
+                          capture_output=True, text=True, timeout=120, input=data)
+
+
+def last_line(r):
+    lines = r.stderr.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+# No prompt: BOS alone, as run.c starts.
+bos_only = gen()
+check("no prompt runs from BOS", bos_only.returncode == 0 and bos_only.stdout, bos_only.stderr[-500:])
+# --prompt "" with the model's BOS is the prompt [BOS]: the same run.
+r = gen("--prompt", "")
+check("empty --prompt with BOS = BOS alone", r.returncode == 0 and r.stdout == bos_only.stdout,
+      f"{r.stdout!r} vs {bos_only.stdout!r} {r.stderr[-300:]}")
+# --prompt "" --no-bos has no token at all: an error naming --prompt, not a run from the BOS it was told to drop.
+r = gen("--prompt", "", "--no-bos")
+check("empty --prompt --no-bos refused", r.returncode == 1 and "--prompt" in last_line(r) and not r.stdout,
+      f"rc={r.returncode} out={r.stdout!r} {last_line(r)}")
+# --prompt-ids "" names no token: an error, not a run from BOS.
+r = gen("--prompt-ids", "")
+check("empty --prompt-ids refused", r.returncode == 1 and "--prompt-ids" in last_line(r) and not r.stdout,
+      f"rc={r.returncode} out={r.stdout!r} {last_line(r)}")
+# A prompt longer than the 512-position context: one clear line, exit 1.
+r = gen("--prompt", "Once upon a time " * 300)
+check("prompt beyond the context refused", r.returncode == 1 and "context" in last_line(r), last_line(r))
+# --prompts-file - reads the prompts from standard input: the same outputs as from the file.
+prompts = "Once upon a time\nLily and Tom\n"
+piped = gen_stdin(prompts, "--prompts-file", "-")
+path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"generate_cli_{os.getpid()}.txt")
+with open(path, "w") as f:
+    f.write(prompts)
+from_file = gen("--prompts-file", path)
+os.remove(path)
+check("--prompts-file - reads stdin", piped.returncode == 0 and len(piped.stdout.splitlines()) == 2,
+      piped.stderr[-300:])
+check("stdin prompts = file prompts", piped.stdout == from_file.stdout, f"{piped.stdout!r} vs {from_file.stdout!r}")
+# CRLF line ends (a file saved on Windows) are line ends, not prompt text: the same outputs.
+crlf = gen_stdin(prompts.replace("\n", "\r\n"), "--prompts-file", "-")
+check("CRLF prompts = LF prompts", crlf.returncode == 0 and crlf.stdout == piped.stdout,
+      f"{crlf.stdout!r} vs {piped.stdout!r}")
+crlf = gen_stdin("1,403\r\n1,407\r\n", "--prompts-file", "-", "--prompts-are-ids")
+check("CRLF id lines", crlf.returncode == 0 and len(crlf.stdout.splitlines()) == 2, last_line(crlf))
+
+# A prompt line with no tokens is named by its number.
+r = gen_stdin("Once upon a time\n\nLily\n", "--prompts-file", "-", "--no-bos")
+check("empty prompt line named", r.returncode == 1 and "line 2" in last_line(r), last_line(r))
+r = gen_stdin("1,2\n,\n", "--prompts-file", "-", "--prompts-are-ids")
+check("empty id line named", r.returncode == 1 and "line 2" in last_line(r), last_line(r))
+
+# A bad id in a --prompts-are-ids file names the file's line, not --prompt-ids (which was not given).
+r = gen_stdin("1,2\n1,x\n", "--prompts-file", "-", "--prompts-are-ids")
+check("bad id line named", r.returncode == 1 and "--prompts-file line 2" in last_line(r), last_line(r))
+
+# Bad values name their flag.
+for args, flag in ((["-n", "0"], "--max-new-tokens"), (["--temperature", "-1"], "--temperature"),
+                   (["--prompt-ids", "1,x"], "--prompt-ids"), (["--prompts-file", "/nonexistent"], "--prompts-file")):
+    r = gen(*args)
+    check(f"{' '.join(args)} refused", r.returncode == 1 and flag in last_line(r), f"rc={r.returncode} {last_line(r)}")
+
+print(f"{passed} passed, {failed} failed")
+sys.exit(0 if failed == 0 else 1)
