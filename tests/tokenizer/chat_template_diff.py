@@ -271,7 +271,9 @@ class TemplateGen:
                                            "messages[loop.index0 - 1].role"]))
         if k == 7:
             return self.ws("b" + f"set local = {self.s()}") + self.ws("v" + "local | length")
-        return self.ws("v" + r.choice(["ns.acc", "ns.flag", "m | tojson", "m.content | tojson"]))
+        return self.ws("v" + r.choice(["ns.acc", "ns.flag", "m | tojson", "m.content | tojson",
+                                       "(m.content or '') | wordcount", "m | dictsort | map('first') | list",
+                                       "m | dictsort(reverse=true) | first | first", "messages | unique(attribute='role') | list | length"]))
 
     def template(self):
         r = self.rng

@@ -1,10 +1,13 @@
 #include "tokenizer/jinja/filters.h"
 
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -12,6 +15,8 @@
 #include "tokenizer/jinja/py_string.h"
 #include "tokenizer/jinja/tests.h"
 #include "tokenizer/jinja/value_ops.h"
+#include "tokenizer/pre_tokenizer.h"
+#include "tokenizer/utf8.h"
 
 namespace dpserve::jinja {
 
@@ -226,26 +231,54 @@ Value indent(const std::string&, const Value& v, Args& a, KwArgs& kw, int line) 
   return Value::string(out);
 }
 
-Value unique(const std::string&, const Value& v, Args&, KwArgs&, int line) {
+// The sort key of sort, dictsort, unique, min and max. Their case_sensitive argument defaults to false:
+// strings compare lower-cased (Jinja2's ignore_case), so {'B':..,'a':..} | dictsort puts 'a' first where
+// a byte order would put 'B' first, and ['b', 'B'] | unique keeps one of them.
+Value sort_key(const Value& x, const Value* attr, bool case_sensitive, int line) {
+  Value k = attr ? get_attr_path(x, py_str(*attr), line) : x;
+  if (!case_sensitive && k.is_string()) k.s = map_case(k.s, kLower);
+  return k;
+}
+
+bool case_sensitive_arg(const Value* cs) { return cs && cs->truthy(); }
+
+// Python's sorted(key=..., reverse=...): stable in both directions (equal keys keep their order
+// when reversed too, so this is not a sort followed by std::reverse).
+void sort_by_keys(List& items, const List& keys, bool reverse, int line) {
+  std::vector<size_t> order(items.size());
+  for (size_t k = 0; k < order.size(); ++k) order[k] = k;
+  std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) {
+    return reverse ? compare_values(keys[y], keys[x], line) < 0 : compare_values(keys[x], keys[y], line) < 0;
+  });
   List out;
+  out.reserve(items.size());
+  for (size_t k : order) out.push_back(std::move(items[k]));
+  items = std::move(out);
+}
+
+Value unique(const std::string&, const Value& v, Args& a, KwArgs& kw, int line) {
+  const bool cs = case_sensitive_arg(arg(a, kw, 0, "case_sensitive"));
+  const Value* attr = arg(a, kw, 1, "attribute");
+  List out, seen;
   for (const auto& x : iterate(v, line)) {
-    bool seen = false;
-    for (const auto& y : out) seen = seen || py_equal(x, y);
-    if (!seen) out.push_back(x);
+    const Value key = sort_key(x, attr, cs, line);
+    bool dup = false;
+    for (const auto& y : seen) dup = dup || py_equal(key, y);
+    if (dup) continue;
+    seen.push_back(key);
+    out.push_back(x);
   }
   return Value::make_list(std::move(out));
 }
 
 Value sort(const std::string&, const Value& v, Args& a, KwArgs& kw, int line) {
   const Value* rev = arg(a, kw, 0, "reverse");
+  const bool cs = case_sensitive_arg(arg(a, kw, 1, "case_sensitive"));
   const Value* attr = arg(a, kw, 2, "attribute");
   List l = iterate(v, line);
-  std::stable_sort(l.begin(), l.end(), [&](const Value& x, const Value& y) {
-    const Value kx = attr ? get_attr_path(x, py_str(*attr), line) : x;
-    const Value ky = attr ? get_attr_path(y, py_str(*attr), line) : y;
-    return compare_values(kx, ky, line) < 0;
-  });
-  if (rev && rev->truthy()) std::reverse(l.begin(), l.end());
+  List keys;
+  for (const auto& x : l) keys.push_back(sort_key(x, attr, cs, line));
+  sort_by_keys(l, keys, rev && rev->truthy(), line);
   return Value::make_list(std::move(l));
 }
 
@@ -258,24 +291,66 @@ Value sum(const std::string&, const Value& v, Args& a, KwArgs& kw, int line) {
   return total;
 }
 
-Value min_max(const std::string& name, const Value& v, Args&, KwArgs&, int line) {
+// min / max(case_sensitive=False, attribute=None): the first smallest / largest item, as Python's min and max.
+Value min_max(const std::string& name, const Value& v, Args& a, KwArgs& kw, int line) {
+  const bool cs = case_sensitive_arg(arg(a, kw, 0, "case_sensitive"));
+  const Value* attr = arg(a, kw, 1, "attribute");
   List l = iterate(v, line);
   if (l.empty()) return Value::undefined();
-  Value best = l[0];
-  for (const auto& x : l) {
-    const int c = compare_values(x, best, line);
-    if (name == "min" ? c < 0 : c > 0) best = x;
+  size_t best = 0;
+  Value best_key = sort_key(l[0], attr, cs, line);
+  for (size_t k = 1; k < l.size(); ++k) {
+    Value key = sort_key(l[k], attr, cs, line);
+    const int c = compare_values(key, best_key, line);
+    if (name == "min" ? c < 0 : c > 0) best = k, best_key = std::move(key);
   }
-  return best;
+  return l[best];
 }
 
-Value dictsort(const std::string&, const Value& v, Args&, KwArgs&, int line) {
+// dictsort(case_sensitive=False, by='key', reverse=False).
+Value dictsort(const std::string&, const Value& v, Args& a, KwArgs& kw, int line) {
   if (v.type != T::kDict) error(line, "dictsort needs a mapping");
-  auto items = v.dict->items;
-  std::stable_sort(items.begin(), items.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
-  List l;
-  for (auto& kv : items) l.push_back(pair_value(kv.first, kv.second));
+  const bool cs = case_sensitive_arg(arg(a, kw, 0, "case_sensitive"));
+  const Value* by = arg(a, kw, 1, "by");
+  const Value* rev = arg(a, kw, 2, "reverse");
+  const std::string by_s = by ? py_str(*by) : "key";
+  if (by_s != "key" && by_s != "value") error(line, "You can only sort by either 'key' or 'value'");
+  List l, keys;
+  for (const auto& [k, x] : v.dict->items) {
+    l.push_back(pair_value(k, x));
+    keys.push_back(sort_key(by_s == "key" ? Value::string(k) : x, nullptr, cs, line));
+  }
+  sort_by_keys(l, keys, rev && rev->truthy(), line);
   return Value::make_list(std::move(l));
+}
+
+// Jinja2 counts the matches of Python's \w+: runs of letters, digits (any Unicode number) and '_'.
+Value wordcount(const std::string&, const Value& v, Args&, KwArgs&, int) {
+  static const Regex word("[\\p{L}\\p{N}_]+");
+  const std::string s = str_of(v);
+  std::vector<std::pair<size_t, size_t>> spans;
+  word.find_all(utf8::is_valid(s) ? s : utf8::repair(s), spans);
+  return Value::integer(static_cast<int64_t>(spans.size()));
+}
+
+// batch(n, fill_with=None): lists of n items; the last one padded with fill_with when it is given.
+Value batch(const std::string&, const Value& v, Args& a, KwArgs& kw, int line) {
+  const Value* n = arg(a, kw, 0, "linecount");
+  const Value* fill = arg(a, kw, 1, "fill_with");
+  if (!n || n->type != T::kInt || n->i <= 0) error(line, "batch needs a positive integer size");
+  List out, cur;
+  for (auto& x : iterate(v, line)) {
+    cur.push_back(std::move(x));
+    if (static_cast<int64_t>(cur.size()) == n->i) out.push_back(Value::make_list(std::exchange(cur, {})));
+  }
+  if (!cur.empty()) {
+    if (fill && !fill->is_none()) {
+      charge_items(n->i - static_cast<int64_t>(cur.size()), line);
+      while (static_cast<int64_t>(cur.size()) < n->i) cur.push_back(*fill);
+    }
+    out.push_back(Value::make_list(std::move(cur)));
+  }
+  return Value::make_list(std::move(out));
 }
 
 const std::unordered_map<std::string_view, FilterFn>& table() {
@@ -292,7 +367,7 @@ const std::unordered_map<std::string_view, FilterFn>& table() {
       {"abs", abs_value},       {"round", round_value},   {"replace", replace},
       {"indent", indent},       {"unique", unique},       {"sort", sort},
       {"sum", sum},             {"min", min_max},         {"max", min_max},
-      {"dictsort", dictsort},
+      {"dictsort", dictsort},   {"wordcount", wordcount}, {"batch", batch},
   };
   return t;
 }
