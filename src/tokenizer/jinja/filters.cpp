@@ -152,17 +152,88 @@ Value map(const std::string&, const Value& v, Args& a, KwArgs& kw, int line) {
   return Value::make_list(std::move(out));
 }
 
+// Python's float(str): surrounding whitespace, a sign, digits with single '_' between them, a fraction and
+// an exponent, or inf / infinity / nan. strtod alone also takes hex ("0x1A" would be 26, where Jinja2's
+// int filter falls back to its default) and rejects the surrounding whitespace Python allows.
+bool parse_py_float(const std::string& text, double* out) {
+  const std::string t = py_strip(text, nullptr, true, true);
+  size_t i = 0;
+  std::string clean;
+  if (i < t.size() && (t[i] == '+' || t[i] == '-')) clean += t[i++];
+  std::string rest = t.substr(i);
+  for (auto& c : rest) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (rest == "inf" || rest == "infinity" || rest == "nan") {
+    *out = std::strtod((clean + rest).c_str(), nullptr);
+    return true;
+  }
+  // digits [. digits] [e [sign] digits], '_' only between two digits
+  auto digits = [&](bool required) {
+    const size_t start = clean.size();
+    while (i < t.size()) {
+      if (std::isdigit(static_cast<unsigned char>(t[i]))) {
+        clean += t[i++];
+      } else if (t[i] == '_' && clean.size() > start && i + 1 < t.size() &&
+                 std::isdigit(static_cast<unsigned char>(t[i + 1]))) {
+        ++i;
+      } else {
+        break;
+      }
+    }
+    return !required || clean.size() > start;
+  };
+  const size_t before = clean.size();
+  digits(false);
+  bool any = clean.size() > before;
+  if (i < t.size() && t[i] == '.') {
+    clean += t[i++];
+    const size_t frac = clean.size();
+    digits(false);
+    any = any || clean.size() > frac;
+  }
+  if (!any) return false;
+  if (i < t.size() && (t[i] == 'e' || t[i] == 'E')) {
+    clean += t[i++];
+    if (i < t.size() && (t[i] == '+' || t[i] == '-')) clean += t[i++];
+    if (!digits(true)) return false;
+  }
+  if (i != t.size()) return false;
+  *out = std::strtod(clean.c_str(), nullptr);
+  return true;
+}
+
+// Python's int(str, 10): whitespace, a sign, decimal digits with single '_' between them.
+bool parse_py_int(const std::string& text, int64_t* out) {
+  const std::string t = py_strip(text, nullptr, true, true);
+  size_t i = 0;
+  std::string clean;
+  if (i < t.size() && (t[i] == '+' || t[i] == '-')) clean += t[i++];
+  const size_t start = clean.size();
+  for (; i < t.size(); ++i) {
+    if (std::isdigit(static_cast<unsigned char>(t[i]))) {
+      clean += t[i];
+    } else if (!(t[i] == '_' && clean.size() > start && i + 1 < t.size() &&
+                 std::isdigit(static_cast<unsigned char>(t[i + 1])))) {
+      return false;
+    }
+  }
+  if (clean.size() == start) return false;
+  errno = 0;
+  const long long x = std::strtoll(clean.c_str(), nullptr, 10);
+  if (errno == ERANGE) return false;
+  *out = x;
+  return true;
+}
+
+// Jinja2's int(default=0): int(s) for strings, else int(float(s)) ("42.23" -> 42), else the default.
 Value to_int(const std::string&, const Value& v, Args& a, KwArgs& kw, int line) {
   if (v.type == T::kInt) return v;
   if (v.type == T::kBool) return Value::integer(v.b);
   if (v.type == T::kFloat) return Value::integer(float_to_int(v.f, line));
   if (v.is_string()) {
-    char* end = nullptr;
-    const std::string t = py_strip(v.s, nullptr, true, true);
-    const long long x = std::strtoll(t.c_str(), &end, 10);
-    if (!t.empty() && end && *end == '\0') return Value::integer(x);
-    const double d = std::strtod(t.c_str(), &end);
-    if (!t.empty() && end && *end == '\0') return Value::integer(float_to_int(d, line));
+    int64_t x = 0;
+    if (parse_py_int(v.s, &x)) return Value::integer(x);
+    double d = 0;
+    if (parse_py_float(v.s, &d) && !std::isnan(d)) return Value::integer(float_to_int(d, line));
   }
   const Value* dflt = arg(a, kw, 0, "default");
   return dflt ? *dflt : Value::integer(0);
@@ -170,11 +241,8 @@ Value to_int(const std::string&, const Value& v, Args& a, KwArgs& kw, int line) 
 
 Value to_float(const std::string&, const Value& v, Args& a, KwArgs& kw, int) {
   if (v.is_number()) return Value::number(v.as_double());
-  if (v.is_string()) {
-    char* end = nullptr;
-    const double d = std::strtod(v.s.c_str(), &end);
-    if (!v.s.empty() && end && *end == '\0') return Value::number(d);
-  }
+  double d = 0;
+  if (v.is_string() && parse_py_float(v.s, &d)) return Value::number(d);
   const Value* dflt = arg(a, kw, 0, "default");
   return dflt ? *dflt : Value::number(0);
 }
@@ -193,6 +261,10 @@ Value round_value(const std::string&, const Value& v, Args& a, KwArgs& kw, int l
   const double p = std::pow(10.0, prec && prec->type == T::kInt ? static_cast<double>(prec->i) : 0.0);
   if (!v.is_number()) error(line, "round needs a number");
   const std::string how = method && method->is_string() ? method->s : "common";
+  // Python's round(int, n >= 0) is the int itself: 3 | round prints 3, not 3.0.
+  if (how == "common" && (v.type == T::kInt || v.type == T::kBool) && (!prec || prec->type != T::kInt || prec->i >= 0)) {
+    return Value::integer(v.type == T::kBool ? v.b : v.i);
+  }
   const double x = v.as_double() * p;
   if (how == "common") return Value::number(std::nearbyint(x) / p);
   if (how == "ceil") return Value::number(std::ceil(x) / p);
@@ -200,10 +272,12 @@ Value round_value(const std::string&, const Value& v, Args& a, KwArgs& kw, int l
   error(line, "round's method must be common, ceil or floor");
 }
 
-Value replace(const std::string&, const Value& v, Args& a, KwArgs&, int line) {
-  if (a.size() < 2) error(line, "replace needs two arguments");
-  return Value::string(
-      py_replace(str_of(v), py_str(a[0]), py_str(a[1]), a.size() > 2 && a[2].type == T::kInt ? a[2].i : -1));
+Value replace(const std::string&, const Value& v, Args& a, KwArgs& kw, int line) {
+  const Value* old = arg(a, kw, 0, "old");
+  const Value* repl = arg(a, kw, 1, "new");
+  const Value* count = arg(a, kw, 2, "count");  // replace('a', 'b', count=1) as well as positionally
+  if (!old || !repl) error(line, "replace needs two arguments");
+  return Value::string(py_replace(str_of(v), py_str(*old), py_str(*repl), count && count->type == T::kInt ? count->i : -1));
 }
 
 Value indent(const std::string&, const Value& v, Args& a, KwArgs& kw, int line) {
