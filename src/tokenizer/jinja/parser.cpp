@@ -714,7 +714,15 @@ class Parser {
         while (accept(".")) f->name += "." + expect_name();
         if (accept("(")) parse_call_args(*f);
         f->a = std::move(e);
-        e = parse_postfix(std::move(f));
+        e = std::move(f);
+      } else if (peek().kind == Tok::Kind::kOp && peek().text == "(") {
+        // As Jinja2's parse_filter_expr: after a filter or test only a call may follow, not a subscript
+        // or attribute ("x | first[0]" is a syntax error there, and must not render here).
+        ++ki_;
+        auto c = node(Expr::Kind::kCall);
+        c->a = std::move(e);
+        parse_call_args(*c);
+        e = std::move(c);
       } else if (at_name("is")) {
         ++ki_;
         auto t = node(Expr::Kind::kTest);
@@ -727,6 +735,8 @@ class Parser {
           parse_call_args(*t);
         } else if (peek().kind == Tok::Kind::kString || peek().kind == Tok::Kind::kInt ||
                    peek().kind == Tok::Kind::kFloat ||
+                   // A list or dict literal argument without parentheses: "role is in ['user', 'tool']".
+                   (peek().kind == Tok::Kind::kOp && (peek().text == "[" || peek().text == "{")) ||
                    (peek().kind == Tok::Kind::kName && peek().text != "else" && peek().text != "or" &&
                     peek().text != "and" && peek().text != "if" && peek().text != "in" && peek().text != "not" &&
                     peek().text != "is")) {
