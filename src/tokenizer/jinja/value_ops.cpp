@@ -100,7 +100,12 @@ bool contains(const Value& container, const Value& item, int line) {
         if (py_equal(e, item)) return true;
       }
       return false;
-    case T::kDict: return item.is_string() && container.dict->find(item.s) != nullptr;
+    case T::kDict:
+      // Python hashes the key first: a list or dict is never a key, and asking is a TypeError.
+      if ((item.type == T::kList && !item.is_tuple) || item.type == T::kDict) {
+        error(line, fmt::format("unhashable type: '{}'", type_name(item)));
+      }
+      return item.is_string() && container.dict->find(item.s) != nullptr;
     default: error(line, fmt::format("argument of type '{}' is not iterable", type_name(container)));
   }
 }
@@ -192,7 +197,10 @@ Value binary(const std::string& op, const Value& a, const Value& b, int line) {
     return bad();
   }
   if (op == "*") {
-    if ((a.is_string() || a.type == T::kList) && (b.type == T::kInt)) {
+    // Python repeats a sequence by an int on either side: '=' * 3 and 3 * '=' alike.
+    if ((a.type == T::kInt || a.type == T::kBool) && (b.is_string() || b.type == T::kList)) return binary(op, b, a, line);
+    if ((a.is_string() || a.type == T::kList) && (b.type == T::kInt || b.type == T::kBool)) {
+      if (b.type == T::kBool) return binary(op, a, Value::integer(b.b), line);
       const auto len = static_cast<int64_t>(a.is_string() ? a.s.size() : a.list->size());
       // Lists hold ~100-byte values, so they get range()'s item cap rather than the byte cap.
       const int64_t cap = a.is_string() ? static_cast<int64_t>(kMaxOutput) : kMaxListItems;
