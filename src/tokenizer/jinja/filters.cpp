@@ -27,6 +27,13 @@ using Args = std::vector<Value>;
 // Gets the name it was called by, so aliases and families (select / reject ...) share one function.
 using FilterFn = Value (*)(const std::string& name, const Value& v, Args& a, KwArgs& kw, int line);
 
+// What Jinja2's generator filters return; see Value::is_iterator.
+Value iterator(List items) {
+  Value v = Value::make_list(std::move(items));
+  v.is_iterator = true;
+  return v;
+}
+
 std::string str_of(const Value& x) { return x.is_string() ? x.s : py_str(x); }
 
 Value trim(const std::string&, const Value& v, Args& a, KwArgs& kw, int) {
@@ -86,6 +93,8 @@ Value join(const std::string&, const Value& v, Args& a, KwArgs& kw, int line) {
 }
 
 Value first_last(const std::string& name, const Value& v, Args&, KwArgs&, int line) {
+  // Jinja2's last is next(reversed(seq)): a generator has no reversed().
+  if (name == "last" && v.is_iterator) error(line, "'generator' object is not reversible");
   List items = iterate(v, line);
   if (items.empty()) return Value::undefined();
   return name == "first" ? items.front() : items.back();
@@ -94,11 +103,11 @@ Value first_last(const std::string& name, const Value& v, Args&, KwArgs&, int li
 Value list(const std::string&, const Value& v, Args&, KwArgs&, int line) { return Value::make_list(iterate(v, line)); }
 
 Value items(const std::string&, const Value& v, Args&, KwArgs&, int line) {
-  if (v.is_undefined()) return Value::make_list();
+  if (v.is_undefined()) return iterator({});
   if (v.type != T::kDict) error(line, "items filter needs a mapping");
   List l;
   for (const auto& kv : v.dict->items) l.push_back(pair_value(kv.first, kv.second));
-  return Value::make_list(std::move(l));
+  return iterator(std::move(l));
 }
 
 Value reverse(const std::string&, const Value& v, Args&, KwArgs&, int line) {
@@ -110,7 +119,8 @@ Value reverse(const std::string&, const Value& v, Args&, KwArgs&, int line) {
   }
   List l = iterate(v, line);
   std::reverse(l.begin(), l.end());
-  return Value::make_list(std::move(l));
+  // reversed(list) is an iterator; a generator has no reversed() and Jinja2 falls back to a list.
+  return v.is_iterator ? Value::make_list(std::move(l)) : iterator(std::move(l));
 }
 
 // select / reject / selectattr / rejectattr: keep the items whose test (or truthiness) passes or fails.
@@ -131,7 +141,7 @@ Value select(const std::string& name, const Value& v, Args& a, KwArgs&, int line
     const bool r = test.empty() ? subject.truthy() : apply_test(test, subject, targs, line);
     if (r == keep_true) out.push_back(x);
   }
-  return Value::make_list(std::move(out));
+  return iterator(std::move(out));
 }
 
 Value map(const std::string&, const Value& v, Args& a, KwArgs& kw, int line) {
@@ -142,14 +152,14 @@ Value map(const std::string&, const Value& v, Args& a, KwArgs& kw, int line) {
       Value r = get_attr_path(x, py_str(*attr), line);
       out.push_back(r.is_undefined() && dflt ? *dflt : r);
     }
-    return Value::make_list(std::move(out));
+    return iterator(std::move(out));
   }
   if (a.empty()) error(line, "map needs a filter name or attribute=");
   const std::string f = py_str(a[0]);
   std::vector<Value> fargs(a.begin() + 1, a.end());
   KwArgs none;
   for (const auto& x : iterate(v, line)) out.push_back(apply_filter(f, x, fargs, none, line));
-  return Value::make_list(std::move(out));
+  return iterator(std::move(out));
 }
 
 // Python's float(str): surrounding whitespace, a sign, digits with single '_' between them, a fraction and
@@ -342,7 +352,7 @@ Value unique(const std::string&, const Value& v, Args& a, KwArgs& kw, int line) 
     seen.push_back(key);
     out.push_back(x);
   }
-  return Value::make_list(std::move(out));
+  return iterator(std::move(out));
 }
 
 Value sort(const std::string&, const Value& v, Args& a, KwArgs& kw, int line) {
@@ -424,7 +434,7 @@ Value batch(const std::string&, const Value& v, Args& a, KwArgs& kw, int line) {
     }
     out.push_back(Value::make_list(std::move(cur)));
   }
-  return Value::make_list(std::move(out));
+  return iterator(std::move(out));
 }
 
 const std::unordered_map<std::string_view, FilterFn>& table() {

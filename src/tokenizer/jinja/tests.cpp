@@ -73,7 +73,7 @@ const std::unordered_map<std::string_view, TestFn>& table() {
       {"false", DPSERVE_TYPE_TEST(v.type == T::kBool && !v.b)},
       {"mapping", DPSERVE_TYPE_TEST(v.type == T::kDict)},
       {"iterable", DPSERVE_TYPE_TEST(v.type == T::kList || v.type == T::kDict || v.is_string() || v.is_undefined())},
-      {"sequence", DPSERVE_TYPE_TEST(v.type == T::kList || v.type == T::kDict || v.is_string())},
+      {"sequence", DPSERVE_TYPE_TEST((v.type == T::kList && !v.is_iterator) || v.type == T::kDict || v.is_string())},
       {"callable", DPSERVE_TYPE_TEST(v.type == T::kFunction)},
       {"odd", odd_even},
       {"even", odd_even},

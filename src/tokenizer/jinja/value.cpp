@@ -39,7 +39,7 @@ bool Value::truthy() const {
     case Type::kInt: return i != 0;
     case Type::kFloat: return f != 0;
     case Type::kString: return !s.empty();
-    case Type::kList: return !list->empty();
+    case Type::kList: return is_iterator || !list->empty();
     case Type::kDict: return is_namespace || !dict->items.empty();
     case Type::kFunction: return true;
   }
@@ -184,6 +184,7 @@ void json_dump(const Value& v, int indent, int depth, bool ensure_ascii, bool so
       break;
     case Value::Type::kString: json_string(v.s, ensure_ascii, out); break;
     case Value::Type::kList: {
+      if (v.is_iterator) fail("tojson: Object of type generator is not JSON serializable");
       if (v.list->empty()) {
         out += "[]";
         break;

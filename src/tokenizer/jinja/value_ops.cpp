@@ -45,7 +45,9 @@ int64_t py_len(const Value& v, int line) {
   switch (v.type) {
     case T::kUndefined: return 0;
     case T::kString: return static_cast<int64_t>(cp_count(v.s));
-    case T::kList: return static_cast<int64_t>(v.list->size());
+    case T::kList:
+      if (v.is_iterator) error(line, "object of type 'generator' has no len()");
+      return static_cast<int64_t>(v.list->size());
     case T::kDict: return static_cast<int64_t>(v.dict->items.size());
     default: error(line, fmt::format("object of type '{}' has no len()", type_name(v)));
   }
@@ -111,6 +113,7 @@ bool contains(const Value& container, const Value& item, int line) {
 }
 
 Value slice(const Value& v, const Value* start, const Value* stop, const Value* step, int line) {
+  if (v.is_iterator) error(line, "'generator' object is not subscriptable");
   auto get = [&](const Value* p, int64_t dflt) {
     if (!p || p->is_none() || p->is_undefined()) return std::make_pair(false, dflt);
     if (p->type != T::kInt) error(line, "slice indices must be integers");
@@ -279,6 +282,9 @@ Value get_item(const Value& obj, const Value& key, int line) {
       }
       return Value::undefined();
     case T::kList:
+      // Jinja2's getitem turns the TypeError into an undefined value.
+      if (obj.is_iterator) return Value::undefined();
+      [[fallthrough]];
     case T::kString: {
       if (key.type != T::kInt) {
         if (key.is_string() && obj.is_string()) return string_method(obj, key.s);
