@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <utility>
 
 #include "tokenizer/utf8.h"
 
@@ -316,7 +317,9 @@ class Parser {
       }
       if (peek().kind == Tok::Kind::kName && peek().text == "recursive") fail("chat template line {}: recursive for loops are not supported", line_);
       expect_end();
+      ++loop_depth_;
       const std::string end = parse_body(s->body, {"else", "endfor"});
+      --loop_depth_;
       if (end == "else") {
         expect_end();
         parse_body(s->else_body, {"endfor"});
@@ -354,9 +357,14 @@ class Parser {
         }
       }
       expect_end();
+      const int outer_loops = std::exchange(loop_depth_, 0);  // a macro body is a function of its own
       parse_body(s->body, {"endmacro"});
+      loop_depth_ = outer_loops;
       expect_end();
     } else if (word == "break" || word == "continue") {
+      // Jinja2 compiles loops to Python loops, where a stray break is a SyntaxError; here it would end
+      // the enclosing block silently and drop the rest of the prompt.
+      if (loop_depth_ == 0) fail("chat template line {}: '{}' outside loop", line_, word);
       s->kind = word == "break" ? Stmt::Kind::kBreak : Stmt::Kind::kContinue;
       expect_end();
     } else {
@@ -757,6 +765,7 @@ class Parser {
   int line_ = 0;
   int nesting_ = 0;
   int block_depth_ = 0;
+  int loop_depth_ = 0;  // for bodies being parsed, within the current macro
 };
 
 }  // namespace
