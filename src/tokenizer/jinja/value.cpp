@@ -292,6 +292,8 @@ bool py_equal(const Value& a, const Value& b) {
     case Value::Type::kNone: return true;
     case Value::Type::kString: return a.s == b.s;
     case Value::Type::kList:
+      // Python: [1] == (1,) is False, and a generator equals nothing but itself.
+      if (a.is_tuple != b.is_tuple || a.is_iterator || b.is_iterator) return a.list == b.list;
       if (a.list->size() != b.list->size()) return false;
       for (size_t k = 0; k < a.list->size(); ++k) {
         if (!py_equal((*a.list)[k], (*b.list)[k])) return false;

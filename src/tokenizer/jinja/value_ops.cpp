@@ -150,7 +150,9 @@ Value slice(const Value& v, const Value* start, const Value* stop, const Value* 
   }
   List out;
   for (int64_t k : idx) out.push_back((*v.list)[k]);
-  return Value::make_list(std::move(out));
+  Value r = Value::make_list(std::move(out));
+  r.is_tuple = v.is_tuple;  // a tuple's slice is a tuple: it prints (a, b)
+  return r;
 }
 
 const Value* kwarg(const KwArgs& kw, const char* name) {
@@ -187,13 +189,21 @@ Value binary(const std::string& op, const Value& a, const Value& b, int line) {
   if (op == "+") {
     if (a.is_string() && b.is_string()) return bounded(a.s + b.s);
     if (a.type == T::kList && b.type == T::kList) {
+      // Python adds a list to a list and a tuple to a tuple only.
+      auto kind = [](const Value& v) { return v.is_iterator ? "generator" : v.is_tuple ? "tuple" : "list"; };
+      if (a.is_iterator || b.is_iterator) bad();
+      if (a.is_tuple != b.is_tuple) {
+        error(line, fmt::format("can only concatenate {} (not \"{}\") to {}", kind(a), kind(b), kind(a)));
+      }
       // l = l + l doubles per step: capped like repetition, and counted against the render.
       const auto n = static_cast<int64_t>(a.list->size() + b.list->size());
       if (n > kMaxListItems) error(line, "list too large (more than 100000 items)");
       charge_items(n, line);
       List l = *a.list;
       l.insert(l.end(), b.list->begin(), b.list->end());
-      return Value::make_list(std::move(l));
+      Value r = Value::make_list(std::move(l));
+      r.is_tuple = a.is_tuple;
+      return r;
     }
     if (ints) return Value::integer(add_int(x, y, line));
     if (a.is_number() && b.is_number()) return Value::number(a.as_double() + b.as_double());
@@ -202,7 +212,7 @@ Value binary(const std::string& op, const Value& a, const Value& b, int line) {
   if (op == "*") {
     // Python repeats a sequence by an int on either side: '=' * 3 and 3 * '=' alike.
     if ((a.type == T::kInt || a.type == T::kBool) && (b.is_string() || b.type == T::kList)) return binary(op, b, a, line);
-    if ((a.is_string() || a.type == T::kList) && (b.type == T::kInt || b.type == T::kBool)) {
+    if ((a.is_string() || (a.type == T::kList && !a.is_iterator)) && (b.type == T::kInt || b.type == T::kBool)) {
       if (b.type == T::kBool) return binary(op, a, Value::integer(b.b), line);
       const auto len = static_cast<int64_t>(a.is_string() ? a.s.size() : a.list->size());
       // Lists hold ~100-byte values, so they get range()'s item cap rather than the byte cap.
@@ -221,7 +231,9 @@ Value binary(const std::string& op, const Value& a, const Value& b, int line) {
       if (b.i > 0) charge_items(b.i * len, line);
       List l;
       for (int64_t k = 0; k < b.i; ++k) l.insert(l.end(), a.list->begin(), a.list->end());
-      return Value::make_list(std::move(l));
+      Value r = Value::make_list(std::move(l));
+      r.is_tuple = a.is_tuple;
+      return r;
     }
     if (ints) return Value::integer(mul_int(x, y, line));
     if (a.is_number() && b.is_number()) return Value::number(a.as_double() * b.as_double());
