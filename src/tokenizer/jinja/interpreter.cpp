@@ -1,5 +1,6 @@
 #include "tokenizer/jinja/interpreter.h"
 
+#include <memory>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -97,11 +98,32 @@ class Interpreter {
       }
       case Stmt::Kind::kMacro: {
         const Stmt* def = &s;
-        Scope* def_scope = &root_;
-        scope.vars[s.text] = Value::function([this, def, def_scope](std::vector<Value>& a, KwArgs& kw) {
+        // A macro sees the variables of the scope it is defined in, as a Jinja2 macro (a Python closure)
+        // does: one defined inside a for loop reads the loop variable. Loop scopes end before a macro stored
+        // away (in a namespace) may be called, so the chain up to the root is copied, innermost binding
+        // first; the root scope lives as long as the render and is seen as it is at call time.
+        std::shared_ptr<Scope> closure;
+        if (&scope != &root_) {
+          closure = std::make_shared<Scope>();
+          closure->parent = &root_;
+          for (Scope* sc = &scope; sc && sc != &root_; sc = sc->parent) {
+            for (const auto& [k, v] : sc->vars) closure->vars.emplace(k, v);
+          }
+        }
+        auto fn = std::make_shared<Function>();
+        // The macro's own name, for recursion, is bound per call: storing it in the closure would make a
+        // reference cycle (closure -> macro -> closure) that is never freed.
+        std::weak_ptr<Function> self = fn;
+        *fn = [this, def, closure, self](std::vector<Value>& a, KwArgs& kw) {
           if (++depth_ > kMaxDepth) error(def->line, "macro recursion too deep");
           Scope local;
-          local.parent = def_scope;
+          local.parent = closure ? closure.get() : &root_;
+          if (closure) {
+            Value me;
+            me.type = T::kFunction;
+            me.fn = self.lock();
+            local.vars[def->text] = std::move(me);
+          }
           if (a.size() > def->targets.size()) error(def->line, fmt::format("macro '{}' takes {} arguments", def->text, def->targets.size()));
           for (size_t k = 0; k < def->targets.size(); ++k) {
             if (k < a.size()) {
@@ -118,7 +140,11 @@ class Interpreter {
           exec(def->body, local, body);
           --depth_;
           return Value::string(body);
-        });
+        };
+        Value v;
+        v.type = T::kFunction;
+        v.fn = std::move(fn);
+        scope.vars[s.text] = std::move(v);
         return Flow::kNormal;
       }
       case Stmt::Kind::kBreak: return Flow::kBreak;
