@@ -191,6 +191,8 @@ class TemplateGen:
         old = g(['"a"', "'\\n'", "' '"])
         part = g(["1:", "::-1", ":-1", "-2:", ":3"])
         scalar = g(["1", "2.5", "none", "true", "xs", "m.tool_calls"])
+        split_args = g(["", "','", "' ', 1", "none, 1"])
+        indent_args = g(["2", "4, true", "first=true", "2, blank=true"])
         return g([
             base, base,
             f"{sub} ~ {other}",
@@ -203,6 +205,15 @@ class TemplateGen:
             f"({scalar}) | string",
             f"({self.b(depth + 1)} and 'T' or 'F')",
             f"({sub} if {self.b(depth + 1)} else {other})",
+            f"({sub}) | indent({indent_args})",
+            f"({sub}).{g(['lstrip', 'rstrip'])}({strip_arg})",
+            f"({sub}).split({split_args}) | join('|')",
+            f"({sub}) | replace({old}, '-')",
+            f"(({sub}) | wordcount) ~ ''",
+            f"({sub}) | tojson",
+            f"({sub})[{g(['0', '-1', '2'])}] if ({sub}) else ''",
+            f"({sub}) * {g(['0', '2'])}",
+            f"({sub}).title()",
         ])
 
     def b(self, depth=0):
@@ -215,6 +226,8 @@ class TemplateGen:
         itest = g(["is odd", "is even", "is divisibleby 3", "> 2", "<= loop.length"])
         cmp = g([">", "==", "!="])
         flag = g(["", "is true", "is false", "== false"])
+        roles = g(['["user", "tool"]', "['system']", "'assistant user'"])
+        haystack = g(['messages | map(attribute="role")', "['lit', 'user']", "m"])
         return g([
             f"m.role == {role}",
             f"m.content is {ctest}",
@@ -229,6 +242,10 @@ class TemplateGen:
             f"({sub} | length) {cmp} {r.randint(0, 5)}",
             f"m.content is string and ({sub}) != ''",
             f"ns.flag {flag}",
+            f"m.role is in {roles}",
+            f"messages | selectattr('role', 'equalto', {role}) | list | length > {r.randint(0, 2)}",
+            f"messages | selectattr('role', 'equalto', {role})",
+            f"({sub}) in {haystack}",
         ])
 
     def ws(self, tag):
@@ -250,7 +267,7 @@ class TemplateGen:
         if k == 2:
             return r.choice(["text ", "\n", "  line\n", "\t", "é "])
         if k == 3:
-            return self.ws("b" + f"set ns.acc = ns.acc ~ ({self.s()})[:5]") + self.ws("b" + f"set ns.flag = {self.b()}")
+            return self.ws("b" + f"set ns.acc = ns.acc ~ ({self.s()})[:5]") + self.ws("b" + f"set ns.flag = not not ({self.b()})")
         if k == 4:
             body = "".join(self.stmt(depth + 1) for _ in range(r.randint(1, 3)))
             out = self.ws("b" + f"if {self.b()}") + body
@@ -270,7 +287,13 @@ class TemplateGen:
                                            "loop.nextitem is defined", "loop.revindex", "loop.cycle('a', 'b')",
                                            "messages[loop.index0 - 1].role"]))
         if k == 7:
+            if r.random() < 0.5:
+                return (self.ws("b" + "set local") + self.stmt(depth + 1) + self.ws("b" + "endset")
+                        + self.ws("v" + "local | length"))
             return self.ws("b" + f"set local = {self.s()}") + self.ws("v" + "local | length")
+        if k == 8 and r.random() < 0.5:
+            return (self.ws("b" + "macro mac(a, b='<' ~ m.role ~ '>')") + self.ws("v" + "a ~ b")
+                    + self.ws("b" + "endmacro") + self.ws("v" + r.choice(["mac(m.role)", f"mac({self.s()}, b='!')"])))
         return self.ws("v" + r.choice(["ns.acc", "ns.flag", "m | tojson", "m.content | tojson",
                                        "(m.content or '') | wordcount", "m | dictsort | map('first') | list",
                                        "m | dictsort(reverse=true) | first | first", "messages | unique(attribute='role') | list | length"]))

@@ -236,6 +236,8 @@ bool parse_py_int(const std::string& text, int64_t* out) {
 
 // Jinja2's int(default=0): int(s) for strings, else int(float(s)) ("42.23" -> 42), else the default.
 Value to_int(const std::string&, const Value& v, Args& a, KwArgs& kw, int line) {
+  // int(Undefined) raises UndefinedError, which Jinja2 does not turn into the default.
+  if (v.is_undefined()) error(line, fmt::format("'{}' is undefined", v.s));
   if (v.type == T::kInt) return v;
   if (v.type == T::kBool) return Value::integer(v.b);
   if (v.type == T::kFloat) return Value::integer(float_to_int(v.f, line));
@@ -291,6 +293,8 @@ Value replace(const std::string&, const Value& v, Args& a, KwArgs& kw, int line)
 }
 
 Value indent(const std::string&, const Value& v, Args& a, KwArgs& kw, int line) {
+  // Jinja2's indent appends to its argument, which an undefined value refuses (trim or upper print it as '').
+  if (v.is_undefined()) error(line, fmt::format("'{}' is undefined", v.s));
   const Value* w = arg(a, kw, 0, "width");
   const Value* first = arg(a, kw, 1, "first");
   const Value* blank = arg(a, kw, 2, "blank");

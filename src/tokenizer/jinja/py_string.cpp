@@ -82,9 +82,9 @@ std::vector<std::string> py_split(const std::string& s, const Value* sep, int64_
       while (k < n && is_sp(k)) ++k;
       if (k >= n) break;
       if (maxsplit >= 0 && static_cast<int64_t>(out.size()) == maxsplit) {
-        size_t e = n;
-        while (e > k && is_sp(e - 1)) --e;
-        out.push_back(s.substr(off[k], off[e] - off[k]));
+        // The rest, as Python leaves it: leading whitespace skipped, trailing whitespace kept
+        // (' a  b  '.split(None, 1) is ['a', 'b  ']).
+        out.push_back(s.substr(off[k]));
         break;
       }
       size_t j = k;
