@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <unordered_map>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -27,6 +28,15 @@ enum class Flow { kNormal, kBreak, kContinue };
 class Interpreter {
  public:
   explicit Interpreter(const Value& globals) : globals_(globals) { root_.parent = nullptr; }
+  // A macro kept in a namespace created in the same loop body makes a cycle (namespace -> macro ->
+  // closure -> namespace); no value outlives the render, so emptying the closures here frees them.
+  ~Interpreter() {
+    for (auto& w : closures_) {
+      if (auto c = w.lock()) c->vars.clear();
+    }
+  }
+  Interpreter(const Interpreter&) = delete;
+  Interpreter& operator=(const Interpreter&) = delete;
 
   std::string run(const Body& body) {
     std::string out;
@@ -106,6 +116,7 @@ class Interpreter {
         if (&scope != &root_) {
           closure = std::make_shared<Scope>();
           closure->parent = &root_;
+          closures_.push_back(closure);
           for (Scope* sc = &scope; sc && sc != &root_; sc = sc->parent) {
             for (const auto& [k, v] : sc->vars) closure->vars.emplace(k, v);
           }
@@ -335,6 +346,7 @@ class Interpreter {
 
   const Value& globals_;
   Scope root_;
+  std::vector<std::weak_ptr<Scope>> closures_;  // of macros defined below the top scope
   int64_t steps_ = 0;
   int depth_ = 0;
   int eval_nesting_ = 0;  // eval() calls in progress
