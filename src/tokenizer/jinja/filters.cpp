@@ -300,21 +300,16 @@ Value indent(const std::string&, const Value& v, Args& a, KwArgs& kw, int line) 
   const Value* blank = arg(a, kw, 2, "blank");
   if (w && w->type == T::kInt && (w->i < 0 || w->i > 1000)) error(line, "indent width must be 0 to 1000");
   const std::string pad = w && w->is_string() ? w->s : std::string(w && w->type == T::kInt ? w->i : 4, ' ');
-  const std::string s = str_of(v);
+  // As Jinja2: (s + "\n").splitlines() joined by "\n", so any Python line boundary (\r\n, \r, U+2028 ...)
+  // comes out as "\n", and a trailing newline is kept.
+  const std::vector<std::string> lines = py_splitlines(str_of(v) + "\n");
   std::string out;
-  size_t b = 0;
-  bool first_line = true;
-  for (;;) {
-    const size_t nl = s.find('\n', b);
-    const std::string ln = s.substr(b, nl == std::string::npos ? std::string::npos : nl - b);
-    const bool add = first_line ? (first && first->truthy()) : (!ln.empty() || (blank && blank->truthy()));
+  for (size_t k = 0; k < lines.size(); ++k) {
+    if (k > 0) out += '\n';
+    const bool add = k == 0 ? (first && first->truthy()) : (!lines[k].empty() || (blank && blank->truthy()));
     if (add) out += pad;
-    out += ln;
+    out += lines[k];
     check_string_size(out.size(), line);
-    if (nl == std::string::npos) break;
-    out += '\n';
-    b = nl + 1;
-    first_line = false;
   }
   return Value::string(out);
 }

@@ -116,25 +116,7 @@ Value string_method(const Value& obj, const std::string& name) {
   if (name == "splitlines") {
     return fn([s](std::vector<Value>&, KwArgs&) {
       List l;
-      size_t b = 0;
-      // Python's line boundaries: \n \r \r\n \v \f \x1c-\x1e, and U+0085, U+2028, U+2029 (2 and 3
-      // bytes in UTF-8).
-      for (size_t k = 0; k < s.size(); ++k) {
-        const auto c = static_cast<unsigned char>(s[k]);
-        size_t len = 0;
-        if (c == '\n' || c == '\r' || c == '\v' || c == '\f' || (c >= 0x1c && c <= 0x1e)) len = 1;
-        else if (c == 0xC2 && k + 1 < s.size() && static_cast<unsigned char>(s[k + 1]) == 0x85) len = 2;
-        else if (c == 0xE2 && k + 2 < s.size() && static_cast<unsigned char>(s[k + 1]) == 0x80 &&
-                 (static_cast<unsigned char>(s[k + 2]) == 0xA8 || static_cast<unsigned char>(s[k + 2]) == 0xA9))
-          len = 3;
-        if (len == 0) continue;
-        charge_items(1, 0);
-        l.push_back(Value::string(s.substr(b, k - b)));
-        if (c == '\r' && k + 1 < s.size() && s[k + 1] == '\n') len = 2;
-        k += len - 1;
-        b = k + 1;
-      }
-      if (b < s.size()) l.push_back(Value::string(s.substr(b)));
+      for (auto& line : py_splitlines(s)) l.push_back(Value::string(std::move(line)));
       return Value::make_list(std::move(l));
     });
   }

@@ -106,6 +106,31 @@ std::vector<std::string> py_split(const std::string& s, const Value* sep, int64_
   return out;
 }
 
+std::vector<std::string> py_splitlines(const std::string& s) {
+  std::vector<std::string> l;
+  size_t b = 0;
+  for (size_t k = 0; k < s.size(); ++k) {
+    const auto c = static_cast<unsigned char>(s[k]);
+    size_t len = 0;
+    if (c == '\n' || c == '\r' || c == '\v' || c == '\f' || (c >= 0x1c && c <= 0x1e)) {
+      len = 1;
+    } else if (c == 0xC2 && k + 1 < s.size() && static_cast<unsigned char>(s[k + 1]) == 0x85) {
+      len = 2;
+    } else if (c == 0xE2 && k + 2 < s.size() && static_cast<unsigned char>(s[k + 1]) == 0x80 &&
+               (static_cast<unsigned char>(s[k + 2]) == 0xA8 || static_cast<unsigned char>(s[k + 2]) == 0xA9)) {
+      len = 3;
+    }
+    if (len == 0) continue;
+    charge_items(1, 0);
+    l.push_back(s.substr(b, k - b));
+    if (c == '\r' && k + 1 < s.size() && s[k + 1] == '\n') len = 2;
+    k += len - 1;
+    b = k + 1;
+  }
+  if (b < s.size()) l.push_back(s.substr(b));
+  return l;
+}
+
 std::string py_replace(const std::string& s, const std::string& a, const std::string& b, int64_t count) {
   std::string out;
   if (a.empty()) {
