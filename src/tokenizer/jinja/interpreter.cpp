@@ -1,5 +1,6 @@
 #include "tokenizer/jinja/interpreter.h"
 
+#include <algorithm>
 #include <memory>
 #include <unordered_map>
 #include <vector>
@@ -136,6 +137,14 @@ class Interpreter {
             local.vars[def->text] = std::move(me);
           }
           if (a.size() > def->targets.size()) error(def->line, fmt::format("macro '{}' takes {} arguments", def->text, def->targets.size()));
+          // Jinja2 refuses a keyword no parameter has, and one naming a parameter already given by position.
+          for (const auto& [k, x] : kw) {
+            const auto at = std::find(def->targets.begin(), def->targets.end(), k);
+            if (at == def->targets.end()) error(def->line, fmt::format("macro '{}' takes no keyword argument '{}'", def->text, k));
+            if (static_cast<size_t>(at - def->targets.begin()) < a.size()) {
+              error(def->line, fmt::format("macro '{}' got multiple values for argument '{}'", def->text, k));
+            }
+          }
           for (size_t k = 0; k < def->targets.size(); ++k) {
             if (k < a.size()) {
               local.vars[def->targets[k]] = a[k];
