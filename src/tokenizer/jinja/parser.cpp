@@ -2,6 +2,7 @@
 #include "tokenizer/jinja/ast.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <utility>
 
@@ -37,15 +38,29 @@ std::vector<Tag> split_tags(std::string src) {
   size_t pos = 0;
   bool trim_next = false;       // trim_blocks after the previous block tag
   bool strip_next = false;      // "-%}" on the previous tag
+  bool in_raw = false;          // inside {% raw %}: only {% endraw %} ends the text
+  // The words of a block tag's inside, as "{%- endraw %}" -> "endraw".
+  auto tag_word = [&](size_t open) {
+    size_t k = open + 2;
+    if (k < src.size() && (src[k] == '-' || src[k] == '+')) ++k;
+    while (k < src.size() && is_ws(src[k])) ++k;
+    size_t e = k;
+    while (e < src.size() && std::isalpha(static_cast<unsigned char>(src[e]))) ++e;
+    size_t after = e;
+    while (after < src.size() && is_ws(src[after])) ++after;
+    if (after < src.size() && (src[after] == '-' || src[after] == '+')) ++after;
+    return src.compare(after, 2, "%}") == 0 ? src.substr(k, e - k) : std::string();
+  };
   while (pos <= src.size()) {
     size_t open = std::string::npos;
     for (size_t k = src.find('{', pos); k != std::string::npos && k + 1 < src.size(); k = src.find('{', k + 1)) {
       const char n = src[k + 1];
-      if (n == '{' || n == '%' || n == '#') {
+      if (in_raw ? n == '%' && tag_word(k) == "endraw" : (n == '{' || n == '%' || n == '#')) {
         open = k;
         break;
       }
     }
+    if (in_raw && open == std::string::npos) fail("chat template: missing '{{% endraw %}}' before the end of the template");
     std::string text = src.substr(pos, open == std::string::npos ? std::string::npos : open - pos);
     if (strip_next) {
       size_t b = 0;
@@ -106,7 +121,13 @@ std::vector<Tag> split_tags(std::string src) {
     if (rmark == '-' || rmark == '+') --content_end;
     strip_next = rmark == '-';
     trim_next = rmark != '+' && kind != '{';
-    if (kind != '#') {
+    // {% raw %} ... {% endraw %}: the text between is output as it is, with the whitespace control of the
+    // two tags applied to it like any other text's.
+    const bool raw_tag = kind == '%' && (in_raw || tag_word(open) == "raw");
+    if (raw_tag) {
+      in_raw = !in_raw;
+      if (in_raw) trim_next = false;  // Jinja2's lexer keeps the newline after "{% raw %}" (trim_blocks aside)
+    } else if (kind != '#') {
       out.push_back({kind == '{' ? Tag::Kind::kVar : Tag::Kind::kBlock, src.substr(inner, content_end - inner), line});
     }
     pos = end + 2;
