@@ -1,9 +1,12 @@
 #include "tokenizer/jinja/methods.h"
 
+#include <algorithm>
+
 #include "core/check.h"
 #include "tokenizer/jinja/limits.h"
 #include "tokenizer/jinja/py_string.h"
 #include "tokenizer/jinja/value_ops.h"
+#include "tokenizer/utf8.h"
 
 namespace dpserve::jinja {
 
@@ -81,6 +84,62 @@ Value string_method(const Value& obj, const std::string& name) {
     return fn([s](std::vector<Value>& a, KwArgs&) {
       if (a.size() < 2 || !a[0].is_string() || !a[1].is_string()) fail("replace() expects two strings");
       return Value::string(py_replace(s, a[0].s, a[1].s, a.size() > 2 && a[2].type == T::kInt ? a[2].i : -1));
+    });
+  }
+  if (name == "rfind") {
+    return fn([s](std::vector<Value>& a, KwArgs&) {
+      if (a.empty() || !a[0].is_string()) fail("rfind() expects a string");
+      const size_t p = s.rfind(a[0].s);
+      if (p == std::string::npos) return Value::integer(-1);
+      return Value::integer(static_cast<int64_t>(cp_count(s.substr(0, p))));
+    });
+  }
+  if (name == "rsplit") {
+    // str.rsplit(sep, maxsplit): as split, but the maxsplit cuts are taken from the right.
+    return fn([s](std::vector<Value>& a, KwArgs& kw) {
+      const Value* sep = arg(a, kw, 0, "sep");
+      const Value* mx = arg(a, kw, 1, "maxsplit");
+      const int64_t n = mx && mx->type == T::kInt ? mx->i : -1;
+      std::vector<std::string> parts;
+      if (n < 0) {
+        parts = py_split(s, sep, -1);
+      } else if (!sep || sep->is_none() || sep->is_undefined()) {
+        // Words from the right; the rest keeps its leading whitespace and loses its trailing whitespace.
+        auto off = cp_offsets(s);
+        size_t e = off.size() - 1;
+        auto is_sp = [&](size_t i) {
+          size_t len;
+          return py_space(utf8::decode_at(s, off[i], &len));
+        };
+        while (e > 0) {
+          while (e > 0 && is_sp(e - 1)) --e;
+          if (e == 0) break;
+          if (static_cast<int64_t>(parts.size()) == n) {
+            parts.push_back(s.substr(0, off[e]));
+            break;
+          }
+          size_t b = e;
+          while (b > 0 && !is_sp(b - 1)) --b;
+          parts.push_back(s.substr(off[b], off[e] - off[b]));
+          e = b;
+        }
+        std::reverse(parts.begin(), parts.end());
+      } else {
+        if (!sep->is_string() || sep->s.empty()) fail("rsplit(): separator must be a non-empty string");
+        size_t end = s.size();
+        while (static_cast<int64_t>(parts.size()) < n) {
+          const size_t hit = end >= sep->s.size() ? s.rfind(sep->s, end - sep->s.size()) : std::string::npos;
+          if (hit == std::string::npos) break;
+          parts.push_back(s.substr(hit + sep->s.size(), end - hit - sep->s.size()));
+          end = hit;
+        }
+        parts.push_back(s.substr(0, end));
+        std::reverse(parts.begin(), parts.end());
+      }
+      charge_items(static_cast<int64_t>(parts.size()), 0);
+      List l;
+      for (auto& p : parts) l.push_back(Value::string(std::move(p)));
+      return Value::make_list(std::move(l));
     });
   }
   if (name == "find" || name == "count") {
