@@ -1,6 +1,9 @@
 #include "tokenizer/jinja/interpreter.h"
 
+#include <algorithm>
+#include <memory>
 #include <unordered_map>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -26,6 +29,15 @@ enum class Flow { kNormal, kBreak, kContinue };
 class Interpreter {
  public:
   explicit Interpreter(const Value& globals) : globals_(globals) { root_.parent = nullptr; }
+  // A macro kept in a namespace created in the same loop body makes a cycle (namespace -> macro ->
+  // closure -> namespace); no value outlives the render, so emptying the closures here frees them.
+  ~Interpreter() {
+    for (auto& w : closures_) {
+      if (auto c = w.lock()) c->vars.clear();
+    }
+  }
+  Interpreter(const Interpreter&) = delete;
+  Interpreter& operator=(const Interpreter&) = delete;
 
   std::string run(const Body& body) {
     std::string out;
@@ -97,12 +109,42 @@ class Interpreter {
       }
       case Stmt::Kind::kMacro: {
         const Stmt* def = &s;
-        Scope* def_scope = &root_;
-        scope.vars[s.text] = Value::function([this, def, def_scope](std::vector<Value>& a, KwArgs& kw) {
+        // A macro sees the variables of the scope it is defined in, as a Jinja2 macro (a Python closure)
+        // does: one defined inside a for loop reads the loop variable. Loop scopes end before a macro stored
+        // away (in a namespace) may be called, so the chain up to the root is copied, innermost binding
+        // first; the root scope lives as long as the render and is seen as it is at call time.
+        std::shared_ptr<Scope> closure;
+        if (&scope != &root_) {
+          closure = std::make_shared<Scope>();
+          closure->parent = &root_;
+          closures_.push_back(closure);
+          for (Scope* sc = &scope; sc && sc != &root_; sc = sc->parent) {
+            for (const auto& [k, v] : sc->vars) closure->vars.emplace(k, v);
+          }
+        }
+        auto fn = std::make_shared<Function>();
+        // The macro's own name, for recursion, is bound per call: storing it in the closure would make a
+        // reference cycle (closure -> macro -> closure) that is never freed.
+        std::weak_ptr<Function> self = fn;
+        *fn = [this, def, closure, self](std::vector<Value>& a, KwArgs& kw) {
           if (++depth_ > kMaxDepth) error(def->line, "macro recursion too deep");
           Scope local;
-          local.parent = def_scope;
+          local.parent = closure ? closure.get() : &root_;
+          if (closure) {
+            Value me;
+            me.type = T::kFunction;
+            me.fn = self.lock();
+            local.vars[def->text] = std::move(me);
+          }
           if (a.size() > def->targets.size()) error(def->line, fmt::format("macro '{}' takes {} arguments", def->text, def->targets.size()));
+          // Jinja2 refuses a keyword no parameter has, and one naming a parameter already given by position.
+          for (const auto& [k, x] : kw) {
+            const auto at = std::find(def->targets.begin(), def->targets.end(), k);
+            if (at == def->targets.end()) error(def->line, fmt::format("macro '{}' takes no keyword argument '{}'", def->text, k));
+            if (static_cast<size_t>(at - def->targets.begin()) < a.size()) {
+              error(def->line, fmt::format("macro '{}' got multiple values for argument '{}'", def->text, k));
+            }
+          }
           for (size_t k = 0; k < def->targets.size(); ++k) {
             if (k < a.size()) {
               local.vars[def->targets[k]] = a[k];
@@ -118,7 +160,11 @@ class Interpreter {
           exec(def->body, local, body);
           --depth_;
           return Value::string(body);
-        });
+        };
+        Value v;
+        v.type = T::kFunction;
+        v.fn = std::move(fn);
+        scope.vars[s.text] = std::move(v);
         return Flow::kNormal;
       }
       case Stmt::Kind::kBreak: return Flow::kBreak;
@@ -309,6 +355,7 @@ class Interpreter {
 
   const Value& globals_;
   Scope root_;
+  std::vector<std::weak_ptr<Scope>> closures_;  // of macros defined below the top scope
   int64_t steps_ = 0;
   int depth_ = 0;
   int eval_nesting_ = 0;  // eval() calls in progress

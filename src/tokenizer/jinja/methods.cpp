@@ -1,9 +1,12 @@
 #include "tokenizer/jinja/methods.h"
 
+#include <algorithm>
+
 #include "core/check.h"
 #include "tokenizer/jinja/limits.h"
 #include "tokenizer/jinja/py_string.h"
 #include "tokenizer/jinja/value_ops.h"
+#include "tokenizer/utf8.h"
 
 namespace dpserve::jinja {
 
@@ -83,6 +86,62 @@ Value string_method(const Value& obj, const std::string& name) {
       return Value::string(py_replace(s, a[0].s, a[1].s, a.size() > 2 && a[2].type == T::kInt ? a[2].i : -1));
     });
   }
+  if (name == "rfind") {
+    return fn([s](std::vector<Value>& a, KwArgs&) {
+      if (a.empty() || !a[0].is_string()) fail("rfind() expects a string");
+      const size_t p = s.rfind(a[0].s);
+      if (p == std::string::npos) return Value::integer(-1);
+      return Value::integer(static_cast<int64_t>(cp_count(s.substr(0, p))));
+    });
+  }
+  if (name == "rsplit") {
+    // str.rsplit(sep, maxsplit): as split, but the maxsplit cuts are taken from the right.
+    return fn([s](std::vector<Value>& a, KwArgs& kw) {
+      const Value* sep = arg(a, kw, 0, "sep");
+      const Value* mx = arg(a, kw, 1, "maxsplit");
+      const int64_t n = mx && mx->type == T::kInt ? mx->i : -1;
+      std::vector<std::string> parts;
+      if (n < 0) {
+        parts = py_split(s, sep, -1);
+      } else if (!sep || sep->is_none() || sep->is_undefined()) {
+        // Words from the right; the rest keeps its leading whitespace and loses its trailing whitespace.
+        auto off = cp_offsets(s);
+        size_t e = off.size() - 1;
+        auto is_sp = [&](size_t i) {
+          size_t len;
+          return py_space(utf8::decode_at(s, off[i], &len));
+        };
+        while (e > 0) {
+          while (e > 0 && is_sp(e - 1)) --e;
+          if (e == 0) break;
+          if (static_cast<int64_t>(parts.size()) == n) {
+            parts.push_back(s.substr(0, off[e]));
+            break;
+          }
+          size_t b = e;
+          while (b > 0 && !is_sp(b - 1)) --b;
+          parts.push_back(s.substr(off[b], off[e] - off[b]));
+          e = b;
+        }
+        std::reverse(parts.begin(), parts.end());
+      } else {
+        if (!sep->is_string() || sep->s.empty()) fail("rsplit(): separator must be a non-empty string");
+        size_t end = s.size();
+        while (static_cast<int64_t>(parts.size()) < n) {
+          const size_t hit = end >= sep->s.size() ? s.rfind(sep->s, end - sep->s.size()) : std::string::npos;
+          if (hit == std::string::npos) break;
+          parts.push_back(s.substr(hit + sep->s.size(), end - hit - sep->s.size()));
+          end = hit;
+        }
+        parts.push_back(s.substr(0, end));
+        std::reverse(parts.begin(), parts.end());
+      }
+      charge_items(static_cast<int64_t>(parts.size()), 0);
+      List l;
+      for (auto& p : parts) l.push_back(Value::string(std::move(p)));
+      return Value::make_list(std::move(l));
+    });
+  }
   if (name == "find" || name == "count") {
     const bool find = name == "find";
     return fn([s, find](std::vector<Value>& a, KwArgs&) {
@@ -116,25 +175,7 @@ Value string_method(const Value& obj, const std::string& name) {
   if (name == "splitlines") {
     return fn([s](std::vector<Value>&, KwArgs&) {
       List l;
-      size_t b = 0;
-      // Python's line boundaries: \n \r \r\n \v \f \x1c-\x1e, and U+0085, U+2028, U+2029 (2 and 3
-      // bytes in UTF-8).
-      for (size_t k = 0; k < s.size(); ++k) {
-        const auto c = static_cast<unsigned char>(s[k]);
-        size_t len = 0;
-        if (c == '\n' || c == '\r' || c == '\v' || c == '\f' || (c >= 0x1c && c <= 0x1e)) len = 1;
-        else if (c == 0xC2 && k + 1 < s.size() && static_cast<unsigned char>(s[k + 1]) == 0x85) len = 2;
-        else if (c == 0xE2 && k + 2 < s.size() && static_cast<unsigned char>(s[k + 1]) == 0x80 &&
-                 (static_cast<unsigned char>(s[k + 2]) == 0xA8 || static_cast<unsigned char>(s[k + 2]) == 0xA9))
-          len = 3;
-        if (len == 0) continue;
-        charge_items(1, 0);
-        l.push_back(Value::string(s.substr(b, k - b)));
-        if (c == '\r' && k + 1 < s.size() && s[k + 1] == '\n') len = 2;
-        k += len - 1;
-        b = k + 1;
-      }
-      if (b < s.size()) l.push_back(Value::string(s.substr(b)));
+      for (auto& line : py_splitlines(s)) l.push_back(Value::string(std::move(line)));
       return Value::make_list(std::move(l));
     });
   }

@@ -2,7 +2,9 @@
 #include "tokenizer/jinja/ast.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
+#include <utility>
 
 #include "tokenizer/utf8.h"
 
@@ -36,15 +38,29 @@ std::vector<Tag> split_tags(std::string src) {
   size_t pos = 0;
   bool trim_next = false;       // trim_blocks after the previous block tag
   bool strip_next = false;      // "-%}" on the previous tag
+  bool in_raw = false;          // inside {% raw %}: only {% endraw %} ends the text
+  // The words of a block tag's inside, as "{%- endraw %}" -> "endraw".
+  auto tag_word = [&](size_t open) {
+    size_t k = open + 2;
+    if (k < src.size() && (src[k] == '-' || src[k] == '+')) ++k;
+    while (k < src.size() && is_ws(src[k])) ++k;
+    size_t e = k;
+    while (e < src.size() && std::isalpha(static_cast<unsigned char>(src[e]))) ++e;
+    size_t after = e;
+    while (after < src.size() && is_ws(src[after])) ++after;
+    if (after < src.size() && (src[after] == '-' || src[after] == '+')) ++after;
+    return src.compare(after, 2, "%}") == 0 ? src.substr(k, e - k) : std::string();
+  };
   while (pos <= src.size()) {
     size_t open = std::string::npos;
     for (size_t k = src.find('{', pos); k != std::string::npos && k + 1 < src.size(); k = src.find('{', k + 1)) {
       const char n = src[k + 1];
-      if (n == '{' || n == '%' || n == '#') {
+      if (in_raw ? n == '%' && tag_word(k) == "endraw" : (n == '{' || n == '%' || n == '#')) {
         open = k;
         break;
       }
     }
+    if (in_raw && open == std::string::npos) fail("chat template: missing '{{% endraw %}}' before the end of the template");
     std::string text = src.substr(pos, open == std::string::npos ? std::string::npos : open - pos);
     if (strip_next) {
       size_t b = 0;
@@ -105,7 +121,13 @@ std::vector<Tag> split_tags(std::string src) {
     if (rmark == '-' || rmark == '+') --content_end;
     strip_next = rmark == '-';
     trim_next = rmark != '+' && kind != '{';
-    if (kind != '#') {
+    // {% raw %} ... {% endraw %}: the text between is output as it is, with the whitespace control of the
+    // two tags applied to it like any other text's.
+    const bool raw_tag = kind == '%' && (in_raw || tag_word(open) == "raw");
+    if (raw_tag) {
+      in_raw = !in_raw;
+      if (in_raw) trim_next = false;  // Jinja2's lexer keeps the newline after "{% raw %}" (trim_blocks aside)
+    } else if (kind != '#') {
       out.push_back({kind == '{' ? Tag::Kind::kVar : Tag::Kind::kBlock, src.substr(inner, content_end - inner), line});
     }
     pos = end + 2;
@@ -316,7 +338,9 @@ class Parser {
       }
       if (peek().kind == Tok::Kind::kName && peek().text == "recursive") fail("chat template line {}: recursive for loops are not supported", line_);
       expect_end();
+      ++loop_depth_;
       const std::string end = parse_body(s->body, {"else", "endfor"});
+      --loop_depth_;
       if (end == "else") {
         expect_end();
         parse_body(s->else_body, {"endfor"});
@@ -354,9 +378,14 @@ class Parser {
         }
       }
       expect_end();
+      const int outer_loops = std::exchange(loop_depth_, 0);  // a macro body is a function of its own
       parse_body(s->body, {"endmacro"});
+      loop_depth_ = outer_loops;
       expect_end();
     } else if (word == "break" || word == "continue") {
+      // Jinja2 compiles loops to Python loops, where a stray break is a SyntaxError; here it would end
+      // the enclosing block silently and drop the rest of the prompt.
+      if (loop_depth_ == 0) fail("chat template line {}: '{}' outside loop", line_, word);
       s->kind = word == "break" ? Stmt::Kind::kBreak : Stmt::Kind::kContinue;
       expect_end();
     } else {
@@ -714,7 +743,15 @@ class Parser {
         while (accept(".")) f->name += "." + expect_name();
         if (accept("(")) parse_call_args(*f);
         f->a = std::move(e);
-        e = parse_postfix(std::move(f));
+        e = std::move(f);
+      } else if (peek().kind == Tok::Kind::kOp && peek().text == "(") {
+        // As Jinja2's parse_filter_expr: after a filter or test only a call may follow, not a subscript
+        // or attribute ("x | first[0]" is a syntax error there, and must not render here).
+        ++ki_;
+        auto c = node(Expr::Kind::kCall);
+        c->a = std::move(e);
+        parse_call_args(*c);
+        e = std::move(c);
       } else if (at_name("is")) {
         ++ki_;
         auto t = node(Expr::Kind::kTest);
@@ -727,6 +764,8 @@ class Parser {
           parse_call_args(*t);
         } else if (peek().kind == Tok::Kind::kString || peek().kind == Tok::Kind::kInt ||
                    peek().kind == Tok::Kind::kFloat ||
+                   // A list or dict literal argument without parentheses: "role is in ['user', 'tool']".
+                   (peek().kind == Tok::Kind::kOp && (peek().text == "[" || peek().text == "{")) ||
                    (peek().kind == Tok::Kind::kName && peek().text != "else" && peek().text != "or" &&
                     peek().text != "and" && peek().text != "if" && peek().text != "in" && peek().text != "not" &&
                     peek().text != "is")) {
@@ -747,6 +786,7 @@ class Parser {
   int line_ = 0;
   int nesting_ = 0;
   int block_depth_ = 0;
+  int loop_depth_ = 0;  // for bodies being parsed, within the current macro
 };
 
 }  // namespace

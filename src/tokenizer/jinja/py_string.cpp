@@ -82,9 +82,9 @@ std::vector<std::string> py_split(const std::string& s, const Value* sep, int64_
       while (k < n && is_sp(k)) ++k;
       if (k >= n) break;
       if (maxsplit >= 0 && static_cast<int64_t>(out.size()) == maxsplit) {
-        size_t e = n;
-        while (e > k && is_sp(e - 1)) --e;
-        out.push_back(s.substr(off[k], off[e] - off[k]));
+        // The rest, as Python leaves it: leading whitespace skipped, trailing whitespace kept
+        // (' a  b  '.split(None, 1) is ['a', 'b  ']).
+        out.push_back(s.substr(off[k]));
         break;
       }
       size_t j = k;
@@ -104,6 +104,31 @@ std::vector<std::string> py_split(const std::string& s, const Value* sep, int64_
   }
   out.push_back(s.substr(pos));
   return out;
+}
+
+std::vector<std::string> py_splitlines(const std::string& s) {
+  std::vector<std::string> l;
+  size_t b = 0;
+  for (size_t k = 0; k < s.size(); ++k) {
+    const auto c = static_cast<unsigned char>(s[k]);
+    size_t len = 0;
+    if (c == '\n' || c == '\r' || c == '\v' || c == '\f' || (c >= 0x1c && c <= 0x1e)) {
+      len = 1;
+    } else if (c == 0xC2 && k + 1 < s.size() && static_cast<unsigned char>(s[k + 1]) == 0x85) {
+      len = 2;
+    } else if (c == 0xE2 && k + 2 < s.size() && static_cast<unsigned char>(s[k + 1]) == 0x80 &&
+               (static_cast<unsigned char>(s[k + 2]) == 0xA8 || static_cast<unsigned char>(s[k + 2]) == 0xA9)) {
+      len = 3;
+    }
+    if (len == 0) continue;
+    charge_items(1, 0);
+    l.push_back(s.substr(b, k - b));
+    if (c == '\r' && k + 1 < s.size() && s[k + 1] == '\n') len = 2;
+    k += len - 1;
+    b = k + 1;
+  }
+  if (b < s.size()) l.push_back(s.substr(b));
+  return l;
 }
 
 std::string py_replace(const std::string& s, const std::string& a, const std::string& b, int64_t count) {

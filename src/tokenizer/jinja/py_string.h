@@ -20,6 +20,8 @@ bool py_space(uint32_t c);
 std::string py_strip(const std::string& s, const Value* chars, bool left, bool right);
 // str.split(sep, maxsplit); `sep` null, None or undefined: runs of whitespace. maxsplit < 0: no limit.
 std::vector<std::string> py_split(const std::string& s, const Value* sep, int64_t maxsplit);
+// str.splitlines(): Python's line boundaries are \n \r \r\n \v \f \x1c-\x1e U+0085 U+2028 U+2029.
+std::vector<std::string> py_splitlines(const std::string& s);
 // str.replace(a, b, count); count < 0: all. A result past the output cap is an error.
 std::string py_replace(const std::string& s, const std::string& a, const std::string& b, int64_t count);
 enum CaseMode { kLower = 0, kUpper = 1, kCapitalize = 2, kTitle = 3, kJinjaTitle = 4 };

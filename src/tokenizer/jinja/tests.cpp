@@ -53,8 +53,12 @@ bool in(const std::string& name, const Value& v, const Args& a, int line) {
   return contains(a[0], v, line);
 }
 
+// str.islower / isupper: every cased character in that case, and at least one cased character ('123' is
+// neither). A string with a cased character is one that lower() and upper() map differently.
 bool cased(const std::string& name, const Value& v, const Args&, int) {
-  return v.is_string() && map_case(v.s, name == "lower" ? kLower : kUpper) == v.s;
+  if (!v.is_string()) return false;
+  const std::string lo = map_case(v.s, kLower), up = map_case(v.s, kUpper);
+  return lo != up && (name == "lower" ? lo : up) == v.s;
 }
 
 #define DPSERVE_TYPE_TEST(expr) [](const std::string&, const Value& v, const Args&, int) -> bool { return expr; }
@@ -73,7 +77,7 @@ const std::unordered_map<std::string_view, TestFn>& table() {
       {"false", DPSERVE_TYPE_TEST(v.type == T::kBool && !v.b)},
       {"mapping", DPSERVE_TYPE_TEST(v.type == T::kDict)},
       {"iterable", DPSERVE_TYPE_TEST(v.type == T::kList || v.type == T::kDict || v.is_string() || v.is_undefined())},
-      {"sequence", DPSERVE_TYPE_TEST(v.type == T::kList || v.type == T::kDict || v.is_string())},
+      {"sequence", DPSERVE_TYPE_TEST((v.type == T::kList && !v.is_iterator) || v.type == T::kDict || v.is_string())},
       {"callable", DPSERVE_TYPE_TEST(v.type == T::kFunction)},
       {"odd", odd_even},
       {"even", odd_even},

@@ -39,7 +39,7 @@ bool Value::truthy() const {
     case Type::kInt: return i != 0;
     case Type::kFloat: return f != 0;
     case Type::kString: return !s.empty();
-    case Type::kList: return !list->empty();
+    case Type::kList: return is_iterator || !list->empty();
     case Type::kDict: return is_namespace || !dict->items.empty();
     case Type::kFunction: return true;
   }
@@ -184,6 +184,7 @@ void json_dump(const Value& v, int indent, int depth, bool ensure_ascii, bool so
       break;
     case Value::Type::kString: json_string(v.s, ensure_ascii, out); break;
     case Value::Type::kList: {
+      if (v.is_iterator) fail("tojson: Object of type generator is not JSON serializable");
       if (v.list->empty()) {
         out += "[]";
         break;
@@ -291,6 +292,8 @@ bool py_equal(const Value& a, const Value& b) {
     case Value::Type::kNone: return true;
     case Value::Type::kString: return a.s == b.s;
     case Value::Type::kList:
+      // Python: [1] == (1,) is False, and a generator equals nothing but itself.
+      if (a.is_tuple != b.is_tuple || a.is_iterator || b.is_iterator) return a.list == b.list;
       if (a.list->size() != b.list->size()) return false;
       for (size_t k = 0; k < a.list->size(); ++k) {
         if (!py_equal((*a.list)[k], (*b.list)[k])) return false;

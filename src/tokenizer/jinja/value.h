@@ -39,6 +39,10 @@ struct Value {
   std::shared_ptr<Function> fn;
   bool is_namespace = false;       // namespace() objects accept attribute assignment
   bool is_tuple = false;           // a list that prints as a Python tuple
+  // A list standing for the generator Jinja2's select / map / unique / batch / items filters return
+  // (and reverse's iterator): always true, even when empty, with no len() and no subscript; "| list" makes
+  // it a list. Templates test "if xs | selectattr(...)" and get true in Jinja2 whatever the items.
+  bool is_iterator = false;
 
   static Value undefined(std::string name = "") { Value v; v.s = std::move(name); return v; }
   static Value none() { Value v; v.type = Type::kNone; return v; }

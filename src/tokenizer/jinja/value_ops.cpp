@@ -45,7 +45,9 @@ int64_t py_len(const Value& v, int line) {
   switch (v.type) {
     case T::kUndefined: return 0;
     case T::kString: return static_cast<int64_t>(cp_count(v.s));
-    case T::kList: return static_cast<int64_t>(v.list->size());
+    case T::kList:
+      if (v.is_iterator) error(line, "object of type 'generator' has no len()");
+      return static_cast<int64_t>(v.list->size());
     case T::kDict: return static_cast<int64_t>(v.dict->items.size());
     default: error(line, fmt::format("object of type '{}' has no len()", type_name(v)));
   }
@@ -100,12 +102,18 @@ bool contains(const Value& container, const Value& item, int line) {
         if (py_equal(e, item)) return true;
       }
       return false;
-    case T::kDict: return item.is_string() && container.dict->find(item.s) != nullptr;
+    case T::kDict:
+      // Python hashes the key first: a list or dict is never a key, and asking is a TypeError.
+      if ((item.type == T::kList && !item.is_tuple) || item.type == T::kDict) {
+        error(line, fmt::format("unhashable type: '{}'", type_name(item)));
+      }
+      return item.is_string() && container.dict->find(item.s) != nullptr;
     default: error(line, fmt::format("argument of type '{}' is not iterable", type_name(container)));
   }
 }
 
 Value slice(const Value& v, const Value* start, const Value* stop, const Value* step, int line) {
+  if (v.is_iterator) error(line, "'generator' object is not subscriptable");
   auto get = [&](const Value* p, int64_t dflt) {
     if (!p || p->is_none() || p->is_undefined()) return std::make_pair(false, dflt);
     if (p->type != T::kInt) error(line, "slice indices must be integers");
@@ -142,7 +150,9 @@ Value slice(const Value& v, const Value* start, const Value* stop, const Value* 
   }
   List out;
   for (int64_t k : idx) out.push_back((*v.list)[k]);
-  return Value::make_list(std::move(out));
+  Value r = Value::make_list(std::move(out));
+  r.is_tuple = v.is_tuple;  // a tuple's slice is a tuple: it prints (a, b)
+  return r;
 }
 
 const Value* kwarg(const KwArgs& kw, const char* name) {
@@ -179,20 +189,31 @@ Value binary(const std::string& op, const Value& a, const Value& b, int line) {
   if (op == "+") {
     if (a.is_string() && b.is_string()) return bounded(a.s + b.s);
     if (a.type == T::kList && b.type == T::kList) {
+      // Python adds a list to a list and a tuple to a tuple only.
+      auto kind = [](const Value& v) { return v.is_iterator ? "generator" : v.is_tuple ? "tuple" : "list"; };
+      if (a.is_iterator || b.is_iterator) bad();
+      if (a.is_tuple != b.is_tuple) {
+        error(line, fmt::format("can only concatenate {} (not \"{}\") to {}", kind(a), kind(b), kind(a)));
+      }
       // l = l + l doubles per step: capped like repetition, and counted against the render.
       const auto n = static_cast<int64_t>(a.list->size() + b.list->size());
       if (n > kMaxListItems) error(line, "list too large (more than 100000 items)");
       charge_items(n, line);
       List l = *a.list;
       l.insert(l.end(), b.list->begin(), b.list->end());
-      return Value::make_list(std::move(l));
+      Value r = Value::make_list(std::move(l));
+      r.is_tuple = a.is_tuple;
+      return r;
     }
     if (ints) return Value::integer(add_int(x, y, line));
     if (a.is_number() && b.is_number()) return Value::number(a.as_double() + b.as_double());
     return bad();
   }
   if (op == "*") {
-    if ((a.is_string() || a.type == T::kList) && (b.type == T::kInt)) {
+    // Python repeats a sequence by an int on either side: '=' * 3 and 3 * '=' alike.
+    if ((a.type == T::kInt || a.type == T::kBool) && (b.is_string() || b.type == T::kList)) return binary(op, b, a, line);
+    if ((a.is_string() || (a.type == T::kList && !a.is_iterator)) && (b.type == T::kInt || b.type == T::kBool)) {
+      if (b.type == T::kBool) return binary(op, a, Value::integer(b.b), line);
       const auto len = static_cast<int64_t>(a.is_string() ? a.s.size() : a.list->size());
       // Lists hold ~100-byte values, so they get range()'s item cap rather than the byte cap.
       const int64_t cap = a.is_string() ? static_cast<int64_t>(kMaxOutput) : kMaxListItems;
@@ -210,7 +231,9 @@ Value binary(const std::string& op, const Value& a, const Value& b, int line) {
       if (b.i > 0) charge_items(b.i * len, line);
       List l;
       for (int64_t k = 0; k < b.i; ++k) l.insert(l.end(), a.list->begin(), a.list->end());
-      return Value::make_list(std::move(l));
+      Value r = Value::make_list(std::move(l));
+      r.is_tuple = a.is_tuple;
+      return r;
     }
     if (ints) return Value::integer(mul_int(x, y, line));
     if (a.is_number() && b.is_number()) return Value::number(a.as_double() * b.as_double());
@@ -271,6 +294,9 @@ Value get_item(const Value& obj, const Value& key, int line) {
       }
       return Value::undefined();
     case T::kList:
+      // Jinja2's getitem turns the TypeError into an undefined value.
+      if (obj.is_iterator) return Value::undefined();
+      [[fallthrough]];
     case T::kString: {
       if (key.type != T::kInt) {
         if (key.is_string() && obj.is_string()) return string_method(obj, key.s);
