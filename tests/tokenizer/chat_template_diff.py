@@ -21,28 +21,16 @@ import subprocess
 import sys
 import tempfile
 
-import jinja2
-import jinja2.ext
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import chat_template_check  # noqa: E402
 CORPUS = os.path.join(HERE, "diff_corpus")
 
 
 def hf_env():
-    """The environment transformers' apply_chat_template renders with (chat_template_utils.py)."""
-
-    def raise_exception(message):
-        raise jinja2.exceptions.TemplateError(message)
-
-    def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
-        # Unlike Jinja2's own tojson: no HTML escaping, keys in insertion order, unicode kept.
-        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
-
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
-    env.filters["tojson"] = tojson
-    env.globals["raise_exception"] = raise_exception
-    # A fixed date: the check compares bytes, and the clock may tick between the two renders.
+    """transformers' apply_chat_template environment (chat_template_check.hf_env), with a fixed date: the
+    check compares bytes, and the clock may tick between the two renders."""
+    env = chat_template_check.hf_env()
     env.globals["strftime_now"] = lambda fmt: "27 Nov 2026" if "%d" in fmt else "2026"
     return env
 
@@ -182,7 +170,7 @@ class TemplateGen:
         self.rng = rng
 
     def s(self, depth=0):
-        r, g = self.rng, self.rng.choice
+        g = self.rng.choice
         base = g(self.STR_EXPRS)
         if depth > 1:
             return base
