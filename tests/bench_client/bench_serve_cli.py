@@ -36,6 +36,7 @@ def check(name, cond, detail=""):
 class Completions(http.server.BaseHTTPRequestHandler):
     posts = 0
     input_ids = []  # /generate: the length of each request's input_ids
+    prompts = []  # /v1/completions: each text prompt
     lock = threading.Lock()
 
     def log_message(self, *args):
@@ -64,6 +65,8 @@ class Completions(http.server.BaseHTTPRequestHandler):
             self.wfile.write(b"data: [DONE]\n\n")
             self.close_connection = True
             return
+        if isinstance(req.get("prompt"), str):
+            Completions.prompts.append(req["prompt"])
         n = int(req["max_tokens"])
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -144,9 +147,24 @@ if tok512:
     check("sglang: output tokens from meta_info", j.get("total_output_tokens") == 6 * 4,
           str(j.get("total_output_tokens")))
 
-# A ShareGPT file given with the random dataset is not read: said, not silently ignored.
-r = bench("--num-prompts", "2", "--random-input-len", "4", "--random-output-len", "2", "--dataset-path", "x.json")
-check("--dataset-path with random: warned", r.returncode == 0 and "--dataset-path is ignored" in r.stderr, r.stderr[-300:])
+# With a ShareGPT file the random dataset cuts its prompts from the file's first turns (as SGLang's does):
+# every prompt the server receives is that text's words, repeated to the drawn length.
+Completions.prompts = []
+src = os.path.join(scratch, "source.json")
+with open(src, "w") as f:
+    json.dump([{"conversations": [{"from": "human", "value": "red green blue"}, {"from": "gpt", "value": "ok"}]}], f)
+r = bench("--num-prompts", "3", "--random-input-len", "5", "--random-output-len", "2", "--random-range-ratio", "1",
+          "--warmup-requests", "0", "--dataset-path", src)
+check("--dataset-path with random: run succeeds", r.returncode == 0, r.stderr[-300:])
+check("--dataset-path with random: prompts cut from the file",
+      Completions.prompts == ["red green blue red green"] * 3, str(Completions.prompts))
+for args, flag in ((["--dataset-path", os.path.join(scratch, "absent.json")], "absent.json"),
+                   (["--sharegpt-output-len", "4"], "--sharegpt-output-len")):
+    r = bench("--num-prompts", "2", "--random-input-len", "4", "--random-output-len", "2", *args)
+    check(f"random with {args[0]}: refused", r.returncode != 0 and flag in r.stderr, r.stderr[-300:])
+r = bench("--dataset", "sharegpt", "--dataset-path", src, "--random-input-len", "4")
+check("sharegpt with --random-input-len: refused", r.returncode != 0 and "--random-input-len" in r.stderr,
+      r.stderr[-300:])
 
 # An --output-file that cannot be opened is refused before the server sees a request (not after the whole run).
 Completions.posts = 0
