@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """`dpserve generate` on stories260K as a user runs it: an empty --prompt / --prompt-ids is a clear error
 (not a silent run from BOS alone), a prompt beyond the context is refused, no prompt at all starts from BOS
-(run.c's default), and --prompts-file - reads a pipe.
+(run.c's default), --prompts-file - reads a pipe, and --json-schema / --ebnf take a file or the text itself.
 
 usage: generate_cli.py DPSERVE_BINARY SHARED_DIR
 """
@@ -90,6 +90,24 @@ for args, flag in ((["-n", "0"], "--max-new-tokens"), (["--temperature", "-1"], 
                    (["--prompt-ids", "1,x"], "--prompt-ids"), (["--prompts-file", "/nonexistent"], "--prompts-file")):
     r = gen(*args)
     check(f"{' '.join(args)} refused", r.returncode == 1 and flag in last_line(r), f"rc={r.returncode} {last_line(r)}")
+
+# --json-schema / --ebnf take a file or the text itself. A boolean schema admits only "true" / "false" (JSON's
+# grammar); the same schema from a file gives the same greedy output; a path that does not exist is named, not
+# compiled as schema text (which would fail as "invalid JSON" at best).
+r = gen("--json-schema", '{"type": "boolean"}')
+check("inline --json-schema", r.returncode == 0 and r.stdout.strip() in ("true", "false"), f"{r.stdout!r}")
+schema_file = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"generate_cli_schema_{os.getpid()}.json")
+with open(schema_file, "w") as f:
+    f.write('{"type": "boolean"}')
+r2 = gen("--json-schema", schema_file)
+os.remove(schema_file)
+check("--json-schema from a file", r2.returncode == 0 and r2.stdout == r.stdout, f"{r2.stdout!r} vs {r.stdout!r}")
+for flag, path in (("--json-schema", "/nonexistent/schema.json"), ("--ebnf", "/nonexistent/g.gbnf")):
+    r = gen(flag, path)
+    check(f"{flag} missing file named", r.returncode == 1 and flag in last_line(r) and path in last_line(r),
+          f"rc={r.returncode} {last_line(r)}")
+r = gen("--ebnf", 'root ::= "yes" | "no"')
+check("inline --ebnf", r.returncode == 0 and r.stdout.strip() in ("yes", "no"), f"{r.stdout!r}")
 
 print(f"{passed} passed, {failed} failed")
 sys.exit(0 if failed == 0 else 1)
