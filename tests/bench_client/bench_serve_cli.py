@@ -17,20 +17,13 @@ import sys
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from check_tally import check, finish  # noqa: E402
+
 dpserve, scratch = sys.argv[1], sys.argv[2]
 # Optional: the shared reference data, for a tokenizer (llama2.c's tok512.bin of stories260K).
 tok512 = os.path.join(sys.argv[3], "models", "stories260K", "tok512.bin") if len(sys.argv) > 3 else ""
 os.makedirs(scratch, exist_ok=True)
-passed = failed = 0
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL {name} {detail}")
 
 
 class Completions(http.server.BaseHTTPRequestHandler):
@@ -210,5 +203,4 @@ check("dead server: non-zero exit", r.returncode != 0, r.stderr[-300:])
 check("dead server: no results file created", not os.path.exists(fresh))
 
 server.shutdown()
-print(f"{passed} passed, {failed} failed")
-sys.exit(0 if failed == 0 else 1)
+finish()

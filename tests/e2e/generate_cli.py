@@ -9,18 +9,11 @@ import os
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from check_tally import check, finish  # noqa: E402
+
 dpserve, shared = sys.argv[1], sys.argv[2]
 model = os.path.join(shared, "models", "stories260K", "stories260K.bin")
-passed = failed = 0
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL {name} {detail}")
 
 
 def gen(*args):
@@ -109,5 +102,4 @@ for flag, path in (("--json-schema", "/nonexistent/schema.json"), ("--ebnf", "/n
 r = gen("--ebnf", 'root ::= "yes" | "no"')
 check("inline --ebnf", r.returncode == 0 and r.stdout.strip() in ("yes", "no"), f"{r.stdout!r}")
 
-print(f"{passed} passed, {failed} failed")
-sys.exit(0 if failed == 0 else 1)
+finish()
