@@ -102,4 +102,16 @@ for flag, path in (("--json-schema", "/nonexistent/schema.json"), ("--ebnf", "/n
 r = gen("--ebnf", 'root ::= "yes" | "no"')
 check("inline --ebnf", r.returncode == 0 and r.stdout.strip() in ("yes", "no"), f"{r.stdout!r}")
 
+# A --max-total-tokens whose KV cache outgrows the memory available is said at start: the pool's pages are
+# only backed when first written, so it would start and be killed later. stories260K's KV is 1.25 KiB per token
+# (5 layers x 4 KV heads x 8 dims x fp32 x K and V), so 100000 tokens take 128 MB: past a 50 MB reading, within
+# a 1 GB one (DPSERVE_TEST_MEM_AVAILABLE stands in for MemAvailable).
+for avail, warned in ((50_000_000, True), (1_000_000_000, False)):
+    r = subprocess.run([dpserve, "generate", "--model-path", model, "--threads", "1", "-n", "2",
+                        "--max-total-tokens", "100000"], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, DPSERVE_TEST_MEM_AVAILABLE=str(avail)))
+    said = "--max-total-tokens 100000 takes 0.13 GB" in r.stderr
+    check(f"--max-total-tokens past {avail} bytes available: warned={warned}", r.returncode == 0 and said == warned,
+          f"rc={r.returncode} {r.stderr[-600:]}")
+
 finish()
