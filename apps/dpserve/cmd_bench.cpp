@@ -111,13 +111,15 @@ void run_serve_bench(const ServeBenchArgs& a) {
   if (!a.tokenizer_path.empty()) tok = Tokenizer::load(a.tokenizer_path);
   std::vector<BenchRequest> reqs;
   if (a.dataset == "random") {
-    // SGLang's random dataset samples its text from --dataset-path; this one draws words or ids and reads
-    // no file, so a path given here would otherwise look used.
-    if (!a.dataset_path.empty() || a.sharegpt_output_len != 0)
-      std::fprintf(stderr, "dpserve bench: %s is ignored: it applies to --dataset sharegpt (random reads no file)\n",
-                   !a.dataset_path.empty() ? "--dataset-path" : "--sharegpt-output-len");
-    reqs = make_random_dataset({a.num_prompts, a.random_input_len, a.random_output_len, a.random_range_ratio, a.seed},
-                               tok.get());
+    // As SGLang's: with --dataset-path the prompts are cut from the file's first turns, else drawn.
+    if (a.sharegpt_output_len != 0) fail("--sharegpt-output-len applies to --dataset sharegpt, not random");
+    std::vector<PromptReply> texts;
+    if (!a.dataset_path.empty()) {
+      texts = parse_sharegpt(read_file(a.dataset_path));
+      if (texts.empty()) fail("--dataset-path {}: no conversation has two turns", a.dataset_path);
+    }
+    reqs = make_random_dataset(
+        {a.num_prompts, a.random_input_len, a.random_output_len, a.random_range_ratio, a.seed, &texts}, tok.get());
   } else if (a.dataset == "sharegpt") {
     if (a.dataset_path.empty()) fail("--dataset sharegpt needs --dataset-path FILE (ShareGPT JSON)");
     const auto pairs = parse_sharegpt(read_file(a.dataset_path));
@@ -180,6 +182,7 @@ void run_serve_bench(const ServeBenchArgs& a) {
     settings["random_input_len"] = a.random_input_len;
     settings["random_output_len"] = a.random_output_len;
     settings["random_range_ratio"] = a.random_range_ratio;
+    if (!a.dataset_path.empty()) settings["dataset_path"] = a.dataset_path;
   } else {
     settings["dataset_path"] = a.dataset_path;
     settings["sharegpt_output_len"] = a.sharegpt_output_len;
@@ -227,7 +230,8 @@ void register_bench(CLI::App& app) {
   s->add_option("--dataset", a->dataset, "random or sharegpt")
       ->check(CLI::IsMember({"random", "sharegpt"}))
       ->capture_default_str();
-  s->add_option("--dataset-path", a->dataset_path, "ShareGPT JSON file");
+  s->add_option("--dataset-path", a->dataset_path,
+                "ShareGPT JSON file (random: prompts are cut from its first turns, as SGLang's)");
   s->add_option("--num-prompts", a->num_prompts, "Number of requests")
       ->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 24));
   s->add_option("--random-input-len", a->random_input_len, "Random dataset: max input tokens")->capture_default_str();
@@ -263,7 +267,13 @@ void register_bench(CLI::App& app) {
                 "JSON object merged into every request body (as SGLang's bench_serving), e.g. "
                 "'{\"logit_bias\": {\"3\": -100}}'; replaces a field the client sets itself");
   s->add_flag("--disable-progress", a->no_progress, "No progress bar even on a terminal");
-  s->callback([a] { run_serve_bench(*a); });
+  s->callback([a, s] {
+    // The random dataset's shape flags would otherwise be taken and do nothing.
+    if (a->dataset == "sharegpt")
+      for (const char* f : {"--random-input-len", "--random-output-len", "--random-range-ratio"})
+        if (s->count(f)) fail("{} applies to --dataset random, not sharegpt", f);
+    run_serve_bench(*a);
+  });
   register_bench_offline(*bench);
 }
 

@@ -90,18 +90,30 @@ std::vector<std::vector<ImageInput>> attach_images(const GenerateArgs& a, const 
 
 // The output constraint of --regex / --json-schema / --ebnf (a file path or the text itself), or null.
 std::shared_ptr<const constrain::Automaton> output_constraint(const GenerateArgs& a) {
-  auto text = [](const std::string& v) {
+  // A value that cannot be the text itself must be a file: a mistyped path is named, not compiled as text.
+  auto text = [](const std::string& v, const char* flag, bool inline_text) {
     std::ifstream f(v);
-    if (!f) return v;
+    if (!f) {
+      if (!inline_text) fail("{}: cannot open {} (give a file, or the text itself)", flag, v);
+      return v;
+    }
     std::stringstream ss;
     ss << f.rdbuf();
     return ss.str();
   };
+  auto starts_json = [](const std::string& v) {
+    const size_t i = v.find_first_not_of(" \t\r\n");
+    return i != std::string::npos && (v[i] == '{' || v.compare(i, 4, "true") == 0 || v.compare(i, 5, "false") == 0);
+  };
   constrain::ConstraintSpec spec;
   std::string flag;
   if (!a.regex.empty()) spec = {constrain::ConstraintKind::kRegex, a.regex}, flag = "--regex";
-  if (!a.json_schema.empty()) spec = {constrain::ConstraintKind::kJsonSchema, text(a.json_schema)}, flag = "--json-schema";
-  if (!a.ebnf.empty()) spec = {constrain::ConstraintKind::kEbnf, text(a.ebnf)}, flag = "--ebnf";
+  if (!a.json_schema.empty())
+    spec = {constrain::ConstraintKind::kJsonSchema, text(a.json_schema, "--json-schema", starts_json(a.json_schema))},
+    flag = "--json-schema";
+  if (!a.ebnf.empty())
+    spec = {constrain::ConstraintKind::kEbnf, text(a.ebnf, "--ebnf", a.ebnf.find("::=") != std::string::npos)},
+    flag = "--ebnf";
   if (flag.empty()) return nullptr;
   try {
     return constrain::compile_constraint(spec);

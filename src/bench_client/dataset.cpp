@@ -1,7 +1,9 @@
 #include "bench_client/dataset.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <optional>
 #include <random>
 
 #include <nlohmann/json.hpp>
@@ -42,6 +44,63 @@ constexpr size_t kNumWords = sizeof(kWords) / sizeof(kWords[0]);
 
 int64_t estimate_tokens(std::string_view text) { return int64_t((text.size() + 3) / 4); }
 
+std::vector<std::string> split_words(std::string_view text) {
+  std::vector<std::string> words;
+  size_t i = 0;
+  while (i < text.size()) {
+    while (i < text.size() && std::isspace((unsigned char)text[i])) ++i;
+    const size_t b = i;
+    while (i < text.size() && !std::isspace((unsigned char)text[i])) ++i;
+    if (i > b) words.emplace_back(text.substr(b, i - b));
+  }
+  return words;
+}
+
+// Each request's prompt_len units (tokens, or words without a tokenizer) taken from a randomly chosen
+// text, repeated from its start when it is shorter. Texts with no unit are never chosen.
+void cut_prompts_from_texts(const std::vector<PromptReply>& texts, std::mt19937_64& rng, const Tokenizer* tok,
+                            std::vector<BenchRequest>& out) {
+  // Encoded lazily: a large file's texts are mostly never drawn.
+  std::vector<std::optional<std::vector<int32_t>>> ids(tok ? texts.size() : 0);
+  std::vector<std::optional<std::vector<std::string>>> words(tok ? 0 : texts.size());
+  auto units = [&](size_t i) -> size_t {
+    if (tok) {
+      if (!ids[i]) ids[i] = tok->encode(texts[i].prompt, false);
+      return ids[i]->size();
+    }
+    if (!words[i]) words[i] = split_words(texts[i].prompt);
+    return words[i]->size();
+  };
+  std::vector<size_t> order(texts.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  for (auto& r : out) {
+    // A uniformly drawn text; one without units is dropped from the draw for good.
+    size_t pick = 0;
+    for (;;) {
+      if (order.empty()) fail("--dataset-path: no conversation's first turn has any text to build prompts from");
+      const size_t k = size_t(uniform_int(rng, 0, int64_t(order.size()) - 1));
+      if (units(order[k]) > 0) {
+        pick = order[k];
+        break;
+      }
+      order[k] = order.back();
+      order.pop_back();
+    }
+    const size_t n = units(pick), want = size_t(r.prompt_len);
+    if (tok) {
+      r.prompt_ids.resize(want);
+      for (size_t j = 0; j < want; ++j) r.prompt_ids[j] = (*ids[pick])[j % n];
+      r.prompt = tok->decode(r.prompt_ids, true);
+      r.prompt_len = int64_t(tok->encode(r.prompt, false).size());
+    } else {
+      for (size_t j = 0; j < want; ++j) {
+        if (j) r.prompt += ' ';
+        r.prompt += (*words[pick])[j % n];
+      }
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<BenchRequest> make_random_dataset(const RandomDatasetSpec& spec, const Tokenizer* tok) {
@@ -61,6 +120,10 @@ std::vector<BenchRequest> make_random_dataset(const RandomDatasetSpec& spec, con
       if (!tok->is_special(int32_t(id)) && id != tok->bos_id()) pool.push_back(int32_t(id));
     for (int32_t e : tok->eos_ids()) std::erase(pool, e);
     if (pool.empty()) fail("the tokenizer has no non-special tokens to build random prompts from");
+  }
+  if (spec.source && !spec.source->empty()) {
+    cut_prompts_from_texts(*spec.source, rng, tok, out);
+    return out;
   }
   for (auto& r : out) {
     if (tok) {

@@ -20,20 +20,24 @@ struct BenchRequest {
   int64_t output_len = 0;           // tokens to generate (max_tokens; ignore_eos forces it)
 };
 
+struct PromptReply {
+  std::string prompt, reply;
+};
+
 struct RandomDatasetSpec {
   size_t num_prompts = 0;
   int64_t input_len = 0, output_len = 0;
   double range_ratio = 1.0;  // lengths are uniform in [max(1, floor(L * ratio)), L]
   uint64_t seed = 0;
+  // Non-empty: prompts are cut from these texts (SGLang's random dataset with --dataset-path).
+  const std::vector<PromptReply>* source = nullptr;
 };
 
 // With a tokenizer: random non-special ids, decoded to text (prompt_len counts the re-encoded text,
 // prompt_ids keeps the exact ids). Without: random English words, one word counted as one token.
+// With a source: each prompt is a randomly chosen first turn, its tokens (or, without a tokenizer,
+// its words) repeated until the drawn length and cut there.
 std::vector<BenchRequest> make_random_dataset(const RandomDatasetSpec& spec, const Tokenizer* tok);
-
-struct PromptReply {
-  std::string prompt, reply;
-};
 
 // ShareGPT JSON: a list of {"conversations": [{"from": ..., "value": ...}, ...]}; conversations with
 // fewer than two turns are skipped, the others give (turn 0, turn 1). Throws dpserve::Error.

@@ -254,6 +254,16 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
       tokens = std::min<int64_t>(tokens, usable);
       tokens = std::max<int64_t>(tokens, std::min<int64_t>(ctx_len, 4096));
     }
+    // The pool's pages are only backed by memory when first written, so a --max-total-tokens beyond what the
+    // machine has starts fine and is killed by the kernel hours later, when the cache fills: say so now.
+    if (o.max_total_tokens > 0) {
+      const double need = double(tokens) * double(bytes_per_token) * local, avail = double(mem_available_bytes());
+      if (need > avail)
+        spdlog::warn("rank {}: --max-total-tokens {} takes {:.2f} GB of KV cache on this machine ({} local rank(s)) "
+                     "but only {:.2f} GB is available: the server may be killed for lack of memory when the cache "
+                     "fills; lower --max-total-tokens, or leave it 0 to size the cache from --mem-fraction",
+                     I.topo.rank, o.max_total_tokens, need / 1e9, local, avail / 1e9);
+    }
     // Every rank of a group must hold the same pages: its ranks schedule in lockstep, and a pool
     // that runs out on one rank first splits their batches (the job then stops). Sized from memory,
     // each rank reads MemAvailable at its own moment after its own load, so the sizes can differ

@@ -17,25 +17,19 @@ import sys
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from check_tally import check, finish  # noqa: E402
+
 dpserve, scratch = sys.argv[1], sys.argv[2]
 # Optional: the shared reference data, for a tokenizer (llama2.c's tok512.bin of stories260K).
 tok512 = os.path.join(sys.argv[3], "models", "stories260K", "tok512.bin") if len(sys.argv) > 3 else ""
 os.makedirs(scratch, exist_ok=True)
-passed = failed = 0
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL {name} {detail}")
 
 
 class Completions(http.server.BaseHTTPRequestHandler):
     posts = 0
     input_ids = []  # /generate: the length of each request's input_ids
+    prompts = []  # /v1/completions: each text prompt
     lock = threading.Lock()
 
     def log_message(self, *args):
@@ -64,6 +58,8 @@ class Completions(http.server.BaseHTTPRequestHandler):
             self.wfile.write(b"data: [DONE]\n\n")
             self.close_connection = True
             return
+        if isinstance(req.get("prompt"), str):
+            Completions.prompts.append(req["prompt"])
         n = int(req["max_tokens"])
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -144,9 +140,24 @@ if tok512:
     check("sglang: output tokens from meta_info", j.get("total_output_tokens") == 6 * 4,
           str(j.get("total_output_tokens")))
 
-# A ShareGPT file given with the random dataset is not read: said, not silently ignored.
-r = bench("--num-prompts", "2", "--random-input-len", "4", "--random-output-len", "2", "--dataset-path", "x.json")
-check("--dataset-path with random: warned", r.returncode == 0 and "--dataset-path is ignored" in r.stderr, r.stderr[-300:])
+# With a ShareGPT file the random dataset cuts its prompts from the file's first turns (as SGLang's does):
+# every prompt the server receives is that text's words, repeated to the drawn length.
+Completions.prompts = []
+src = os.path.join(scratch, "source.json")
+with open(src, "w") as f:
+    json.dump([{"conversations": [{"from": "human", "value": "red green blue"}, {"from": "gpt", "value": "ok"}]}], f)
+r = bench("--num-prompts", "3", "--random-input-len", "5", "--random-output-len", "2", "--random-range-ratio", "1",
+          "--warmup-requests", "0", "--dataset-path", src)
+check("--dataset-path with random: run succeeds", r.returncode == 0, r.stderr[-300:])
+check("--dataset-path with random: prompts cut from the file",
+      Completions.prompts == ["red green blue red green"] * 3, str(Completions.prompts))
+for args, flag in ((["--dataset-path", os.path.join(scratch, "absent.json")], "absent.json"),
+                   (["--sharegpt-output-len", "4"], "--sharegpt-output-len")):
+    r = bench("--num-prompts", "2", "--random-input-len", "4", "--random-output-len", "2", *args)
+    check(f"random with {args[0]}: refused", r.returncode != 0 and flag in r.stderr, r.stderr[-300:])
+r = bench("--dataset", "sharegpt", "--dataset-path", src, "--random-input-len", "4")
+check("sharegpt with --random-input-len: refused", r.returncode != 0 and "--random-input-len" in r.stderr,
+      r.stderr[-300:])
 
 # An --output-file that cannot be opened is refused before the server sees a request (not after the whole run).
 Completions.posts = 0
@@ -192,5 +203,4 @@ check("dead server: non-zero exit", r.returncode != 0, r.stderr[-300:])
 check("dead server: no results file created", not os.path.exists(fresh))
 
 server.shutdown()
-print(f"{passed} passed, {failed} failed")
-sys.exit(0 if failed == 0 else 1)
+finish()

@@ -171,5 +171,53 @@ TEST(BenchRandomDataset, TokenIdsDecodeToThePromptText) {
   }
 }
 
+TEST(BenchRandomDataset, PromptsCutFromSourceTextsWithoutTokenizer) {
+  // Two texts of 3 and 2 words and one with none (never chosen): each prompt is one text's words, repeated
+  // from its start and cut at the drawn length.
+  const std::vector<PromptReply> texts = {{"alpha beta gamma", "r"}, {"  \n ", "r"}, {"one\ttwo", "r"}};
+  std::vector<BenchRequest> reqs;
+  {
+    RandomDatasetSpec spec{200, 7, 3, 0.0, 5};
+    spec.source = &texts;
+    reqs = make_random_dataset(spec, nullptr);
+  }
+  ASSERT_EQ(reqs.size(), 200u);
+  std::set<std::string> firsts;
+  for (const auto& r : reqs) {
+    std::istringstream ws(r.prompt);
+    std::vector<std::string> words;
+    for (std::string w; ws >> w;) words.push_back(w);
+    ASSERT_EQ(int64_t(words.size()), r.prompt_len) << r.prompt;
+    ASSERT_GE(r.prompt_len, 1);
+    ASSERT_LE(r.prompt_len, 7);
+    const bool greek = words[0] == "alpha";
+    const std::vector<std::string> cycle =
+        greek ? std::vector<std::string>{"alpha", "beta", "gamma"} : std::vector<std::string>{"one", "two"};
+    for (size_t j = 0; j < words.size(); ++j) EXPECT_EQ(words[j], cycle[j % cycle.size()]) << r.prompt;
+    firsts.insert(words[0]);
+  }
+  EXPECT_EQ(firsts, (std::set<std::string>{"alpha", "one"}));  // both texts drawn (200 draws)
+
+  const std::vector<PromptReply> empty_texts = {{"", "r"}, {" ", "r"}};
+  RandomDatasetSpec spec{2, 4, 2, 1.0, 1};
+  spec.source = &empty_texts;
+  EXPECT_THROW(make_random_dataset(spec, nullptr), Error);
+}
+
+TEST(BenchRandomDataset, PromptsCutFromSourceTextsWithTokenizer) {
+  NEED_TOKENIZER(tok);
+  // Llama-2 SentencePiece: "Hello world" is [15043 "▁Hello", 3186 "▁world"], so a 5-token prompt cut from
+  // it is those two ids repeated: 15043 3186 15043 3186 15043.
+  const std::vector<PromptReply> texts = {{"Hello world", "r"}};
+  RandomDatasetSpec spec{3, 5, 2, 1.0, 2};
+  spec.source = &texts;
+  for (const auto& r : make_random_dataset(spec, tok.get())) {
+    EXPECT_EQ(r.prompt_ids, (std::vector<int32_t>{15043, 3186, 15043, 3186, 15043}));
+    EXPECT_EQ(r.prompt, tok->decode(r.prompt_ids, true));
+    EXPECT_EQ(r.prompt_len, int64_t(tok->encode(r.prompt, false).size()));
+    EXPECT_EQ(r.output_len, 2);
+  }
+}
+
 }  // namespace
 }  // namespace dpserve::bench

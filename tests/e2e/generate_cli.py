@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """`dpserve generate` on stories260K as a user runs it: an empty --prompt / --prompt-ids is a clear error
 (not a silent run from BOS alone), a prompt beyond the context is refused, no prompt at all starts from BOS
-(run.c's default), and --prompts-file - reads a pipe.
+(run.c's default), --prompts-file - reads a pipe, and --json-schema / --ebnf take a file or the text itself.
 
 usage: generate_cli.py DPSERVE_BINARY SHARED_DIR
 """
@@ -9,18 +9,11 @@ import os
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from check_tally import check, finish  # noqa: E402
+
 dpserve, shared = sys.argv[1], sys.argv[2]
 model = os.path.join(shared, "models", "stories260K", "stories260K.bin")
-passed = failed = 0
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL {name} {detail}")
 
 
 def gen(*args):
@@ -91,5 +84,34 @@ for args, flag in ((["-n", "0"], "--max-new-tokens"), (["--temperature", "-1"], 
     r = gen(*args)
     check(f"{' '.join(args)} refused", r.returncode == 1 and flag in last_line(r), f"rc={r.returncode} {last_line(r)}")
 
-print(f"{passed} passed, {failed} failed")
-sys.exit(0 if failed == 0 else 1)
+# --json-schema / --ebnf take a file or the text itself. A boolean schema admits only "true" / "false" (JSON's
+# grammar); the same schema from a file gives the same greedy output; a path that does not exist is named, not
+# compiled as schema text (which would fail as "invalid JSON" at best).
+r = gen("--json-schema", '{"type": "boolean"}')
+check("inline --json-schema", r.returncode == 0 and r.stdout.strip() in ("true", "false"), f"{r.stdout!r}")
+schema_file = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"generate_cli_schema_{os.getpid()}.json")
+with open(schema_file, "w") as f:
+    f.write('{"type": "boolean"}')
+r2 = gen("--json-schema", schema_file)
+os.remove(schema_file)
+check("--json-schema from a file", r2.returncode == 0 and r2.stdout == r.stdout, f"{r2.stdout!r} vs {r.stdout!r}")
+for flag, path in (("--json-schema", "/nonexistent/schema.json"), ("--ebnf", "/nonexistent/g.gbnf")):
+    r = gen(flag, path)
+    check(f"{flag} missing file named", r.returncode == 1 and flag in last_line(r) and path in last_line(r),
+          f"rc={r.returncode} {last_line(r)}")
+r = gen("--ebnf", 'root ::= "yes" | "no"')
+check("inline --ebnf", r.returncode == 0 and r.stdout.strip() in ("yes", "no"), f"{r.stdout!r}")
+
+# A --max-total-tokens whose KV cache outgrows the memory available is said at start: the pool's pages are
+# only backed when first written, so it would start and be killed later. stories260K's KV is 1.25 KiB per token
+# (5 layers x 4 KV heads x 8 dims x fp32 x K and V), so 100000 tokens take 128 MB: past a 50 MB reading, within
+# a 1 GB one (DPSERVE_TEST_MEM_AVAILABLE stands in for MemAvailable).
+for avail, warned in ((50_000_000, True), (1_000_000_000, False)):
+    r = subprocess.run([dpserve, "generate", "--model-path", model, "--threads", "1", "-n", "2",
+                        "--max-total-tokens", "100000"], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, DPSERVE_TEST_MEM_AVAILABLE=str(avail)))
+    said = "--max-total-tokens 100000 takes 0.13 GB" in r.stderr
+    check(f"--max-total-tokens past {avail} bytes available: warned={warned}", r.returncode == 0 and said == warned,
+          f"rc={r.returncode} {r.stderr[-600:]}")
+
+finish()

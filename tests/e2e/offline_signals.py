@@ -12,6 +12,9 @@ import sys
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from check_tally import check, finish  # noqa: E402
+
 dpserve, shared, scratch = sys.argv[1:4]
 os.makedirs(scratch, exist_ok=True)
 model = os.path.join(shared, "models", "stories260K", "stories260K.bin")
@@ -20,16 +23,6 @@ env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIR
 prompts = os.path.join(scratch, "prompts.txt")
 with open(prompts, "w") as f:
     f.write("Once upon a time\n" * 400)
-passed = failed = 0
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL {name} {detail}")
 
 
 # Work that takes far longer than the test waits: the signal, not the end of the work, stops it.
@@ -74,5 +67,4 @@ for name, args in commands.items():
             # One rank dies of the signal itself (Popen's -sig); the launcher exits as a shell reports that.
             check(f"{tag}: stopped with status {want}", rc in (want, -sig.value), f"rc={rc}\n{''.join(err)[-1500:]}")
 
-print(f"{passed} passed, {failed} failed")
-sys.exit(0 if failed == 0 else 1)
+finish()

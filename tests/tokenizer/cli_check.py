@@ -10,17 +10,10 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from check_tally import check, finish  # noqa: E402
+
 dpserve, shared = sys.argv[1], sys.argv[2]
-passed = failed = 0
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL {name} {detail}")
 
 
 def run(*args, input_bytes=None):
@@ -86,5 +79,4 @@ check("needs text", r.returncode != 0, r.stderr.decode())
 r = run("tokenize", "--model-path", qwen, "--file", shared)
 check("--file a folder", r.returncode != 0 and b"--file" in r.stderr and not r.stdout, f"{r.stdout!r} {r.stderr!r}")
 
-print(f"{passed} passed, {failed} failed")
-sys.exit(0 if failed == 0 else 1)
+finish()
