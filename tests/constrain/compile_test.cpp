@@ -65,6 +65,20 @@ TEST(JsonSchema, IntegerBoundsAreExact) {
   EXPECT_TRUE(accepts(d4, "4"));
 }
 
+// Each bound keyword applies on its own (JSON Schema 2020-12, 6.2): "minimum": 5 with "exclusiveMinimum": 5
+// rejects 5, whichever keyword is read first, and likewise at the top.
+TEST(JsonSchema, InclusiveAndExclusiveBoundAtTheSameValueIsExclusive) {
+  auto lo = schema(R"({"type": "integer", "minimum": 5, "exclusiveMinimum": 5})");
+  EXPECT_FALSE(accepts(lo, "5"));
+  EXPECT_TRUE(accepts(lo, "6"));
+  auto hi = schema(R"({"type": "integer", "maximum": 9, "exclusiveMaximum": 9})");
+  EXPECT_FALSE(accepts(hi, "9"));
+  EXPECT_TRUE(accepts(hi, "8"));
+  auto num = schema(R"({"type": "number", "minimum": 0.5, "exclusiveMinimum": 0.5})");
+  EXPECT_FALSE(accepts(num, "0.5"));
+  EXPECT_TRUE(accepts(num, "0.51"));
+}
+
 // Bounds past the grammar's integer range (1e18) cannot be clamped inwards without admitting values
 // outside them: {"minimum": 1e19} clamped to 1e18 accepted 1000000000000000000, below the minimum.
 TEST(JsonSchema, IntegerBoundsPastTheClampAreRefusedNotLoosened) {

@@ -96,6 +96,19 @@ TEST(StopMatcher, EarliestOfSeveralStopsWins) {
   EXPECT_EQ(m.matched_stop(), "b");
 }
 
+// Several stops, each a possible start of the tail: the longest such tail is held back, whichever
+// stop it belongs to. "zab" ends with "ab" (a start of "abc") and with "b" (a start of "bz"); the
+// text "zabc" contains "abc" at 1, so only "z" may ever be released.
+TEST(StopMatcher, HoldsTheLongestPossibleStartOverAllStops) {
+  StopMatcher m({"abc", "bz"});
+  std::string out = m.feed("zab");
+  out += m.feed("c");
+  EXPECT_TRUE(m.matched());
+  EXPECT_EQ(m.matched_stop(), "abc");
+  EXPECT_EQ(out, "z");
+  EXPECT_EQ(m.flush(), "");
+}
+
 TEST(StopMatcher, NoStopsPassesEverythingThrough) {
   StopMatcher m({});
   EXPECT_EQ(m.feed("abc"), "abc");

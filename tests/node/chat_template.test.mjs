@@ -53,6 +53,21 @@ run([
       }
     }
   }],
+  ['chat top_logprobs: most likely first, and under greedy the first is the chosen token', async () => {
+    // Greedy picks the argmax, so the most likely alternative is the token itself; the list is in
+    // decreasing order (as OpenAI and SGLang's sorted torch.topk give it).
+    const r = await oa.chat.completions.create({ model, messages: MESSAGES, max_tokens: 8, temperature: 0, logprobs: true, top_logprobs: 5 });
+    const content = r.choices[0].logprobs.content;
+    assert.ok(content.length >= 1);
+    for (const t of content) {
+      assert.equal(t.top_logprobs.length, 5);
+      assert.equal(t.top_logprobs[0].token, t.token);
+      assert.ok(Math.abs(t.top_logprobs[0].logprob - t.logprob) <= 1e-6, `${t.top_logprobs[0].logprob} vs ${t.logprob}`);
+      for (let i = 1; i < t.top_logprobs.length; i++) {
+        assert.ok(t.top_logprobs[i].logprob <= t.top_logprobs[i - 1].logprob, JSON.stringify(t.top_logprobs));
+      }
+    }
+  }],
   ['empty messages is a 400 naming messages; server still serves', async () => {
     await assert.rejects(oa.chat.completions.create({ model, messages: [] }), (e) => e.status === 400 && e.param === 'messages');
     const r = await oa.chat.completions.create({ model, messages: MESSAGES, max_tokens: 32, temperature: 0 });

@@ -106,3 +106,50 @@ TEST(Sampler, PenaltiesFollowTheirDefinitions) {
   std::vector<float> d = {1.0f, 0.95f};
   EXPECT_EQ(p.sample(d.data(), 2), 1);  // 1.0 - 0.1 < 0.95
 }
+
+// The frequency penalty is count * penalty (OpenAI's definition): a second occurrence costs twice.
+TEST(Sampler, FrequencyPenaltyGrowsWithTheCount) {
+  SamplingParams fp;
+  fp.temperature = 0;
+  fp.frequency_penalty = 0.5f;
+  Sampler f(fp, 0);
+  std::vector<float> a = {1.0f, 0.8f};
+  ASSERT_EQ(f.sample(a.data(), 2), 0);  // count(0) = 1
+  std::vector<float> b = {2.0f, 1.4f};
+  ASSERT_EQ(f.sample(b.data(), 2), 0);  // 2.0 - 0.5 * 1 = 1.5 > 1.4: count(0) = 2
+  std::vector<float> c = {2.0f, 1.4f};
+  EXPECT_EQ(f.sample(c.data(), 2), 1);  // 2.0 - 0.5 * 2 = 1.0 < 1.4
+  EXPECT_FLOAT_EQ(c[0], 1.0f);
+}
+
+// transformers' RepetitionPenaltyLogitsProcessor: score < 0 ? score * penalty : score / penalty, so a
+// seen token's negative logit moves further down, never up.
+TEST(Sampler, RepetitionPenaltyPushesNegativeLogitsDown) {
+  SamplingParams rp;
+  rp.temperature = 0;
+  rp.repetition_penalty = 1.2f;
+  Sampler s(rp, 0);
+  int32_t prompt[] = {0};
+  s.add_prompt(prompt, 1);
+  std::vector<float> l = {-1.0f, -1.1f};
+  EXPECT_EQ(s.sample(l.data(), 2), 1);  // -1.0 * 1.2 = -1.2 < -1.1
+  EXPECT_FLOAT_EQ(l[0], -1.2f);
+}
+
+// Temperature applies with the truncating filters too: top_k = 2 at T = 0.5 keeps the two most likely
+// tokens with weights p^2, 0.25 / 0.34 and 0.09 / 0.34.
+TEST(Sampler, TemperatureAppliesUnderTopK) {
+  SamplingParams sp;
+  sp.top_k = 2;
+  sp.temperature = 0.5f;
+  expect_close(frequencies(sp, 20000), {0.25 / 0.34, 0.09 / 0.34, 0, 0}, 0.015);
+}
+
+// The filters intersect (SGLang masks each on the same sorted distribution): min_p = 0.25 keeps three
+// tokens (p >= 0.125) and top_p = 0.99 keeps all four (0.95 < 0.99), so three remain.
+TEST(Sampler, TopPDoesNotWidenWhatMinPCut) {
+  SamplingParams sp;
+  sp.min_p = 0.25f;
+  sp.top_p = 0.99f;
+  expect_close(frequencies(sp, 20000), {0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0}, 0.015);
+}

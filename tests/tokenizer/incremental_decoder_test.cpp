@@ -68,6 +68,28 @@ TEST(IncrementalDecoder, SentencePieceModel) {
 TEST(IncrementalDecoder, Qwen3) { check_tokenizer(*Tokenizer::load(test::shared_path("tokenizers/qwen3"))); }
 TEST(IncrementalDecoder, Llama3) { check_tokenizer(*Tokenizer::load(test::shared_path("tokenizers/llama3"))); }
 
+// A decode that ends inside a char: the incomplete tail is one U+FFFD (Hugging Face's ByteLevel decoder
+// uses Rust's from_utf8_lossy; Python's b"Hi\xe4\xbd".decode("utf-8", "replace") == "Hi\ufffd"), whole
+// and streamed, never dropped. In byte-level vocabularies bytes 0xE4 and 0xBD are the tokens "\u00e4"
+// and "\u00bd" (GPT-2's bytes_to_unicode keeps printable Latin-1 as itself).
+TEST(IncrementalDecoder, IncompleteTailIsOneReplacementChar) {
+  auto tok = Tokenizer::load(test::shared_path("tokenizers/qwen3"));
+  const int32_t hi = tok->piece_to_id("Hi"), e4 = tok->piece_to_id("\xC3\xA4"), bd = tok->piece_to_id("\xC2\xBD");
+  ASSERT_GE(hi, 0);
+  ASSERT_GE(e4, 0);
+  ASSERT_GE(bd, 0);
+  const std::string fffd = "\xEF\xBF\xBD";
+  for (const auto& ids : {std::vector<int32_t>{hi, e4}, std::vector<int32_t>{hi, e4, bd}}) {
+    EXPECT_EQ(tok->decode(ids, true), "Hi" + fffd);
+    IncrementalDecoder dec(*tok, true);
+    std::string streamed;
+    for (int32_t id : ids) streamed += dec.push(id);
+    EXPECT_EQ(streamed, "Hi");  // the partial char is held
+    streamed += dec.flush();
+    EXPECT_EQ(streamed, "Hi" + fffd);
+  }
+}
+
 TEST(IncrementalDecoder, HoldsPartialCharUntilComplete) {
   auto tok = Tokenizer::load(test::shared_path("models/llama2-tokenizer/tokenizer.model"));
   // U+1F600 is spelled with four byte-fallback pieces in Llama-2: nothing may appear before the last.

