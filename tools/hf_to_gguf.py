@@ -553,6 +553,22 @@ def split_kv_b(a, c):
     return np.ascontiguousarray(kv[:, :nope, :].transpose(0, 2, 1)), np.ascontiguousarray(kv[:, nope:, :])
 
 
+# generation_config.json's sampling fields as llama.cpp's recommended-sampler keys (general.sampling.*).
+SAMPLING_KEYS = (("temperature", "temp", G.F32), ("top_p", "top_p", G.F32), ("min_p", "min_p", G.F32),
+                 ("repetition_penalty", "penalty_repeat", G.F32), ("top_k", "top_k", G.I32))
+
+
+def add_sampling_defaults(w, folder):
+    path = os.path.join(folder, "generation_config.json")
+    if not os.path.exists(path):
+        return
+    g = load_json(path)
+    for hf, key, typ in SAMPLING_KEYS:
+        v = g.get(hf)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            w.add("general.sampling." + key, typ, int(v) if typ == G.I32 else float(v))
+
+
 def add_model(w, folder, outtype, kv_b="split", experts_form="stacked"):
     c = load_json(os.path.join(folder, "config.json"))
     arch = ARCH.get((c.get("architectures") or [""])[0])
@@ -566,6 +582,7 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked"):
     w.add("general.architecture", G.STRING, arch)
     w.add("general.name", G.STRING, os.path.basename(os.path.normpath(folder)))
     w.add("general.file_type", G.U32, file_type)
+    add_sampling_defaults(w, folder)
     p = arch + "."
     w.add(p + "context_length", G.U32, c.get("max_position_embeddings", 2048))
     w.add(p + "embedding_length", G.U32, hidden)

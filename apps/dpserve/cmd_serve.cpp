@@ -51,6 +51,7 @@ struct ServeArgs {
   std::string log_level = "info";
   bool enable_metrics = false;  // accepted; metrics are always on
   bool is_embedding = false;
+  std::string sampling_defaults = "model";
   std::string pooling = "auto";
   std::string normalize_embeddings = "auto";
 };
@@ -211,6 +212,14 @@ void run_serve(ServeArgs& a) {
     while (!p.empty() && p.back() == '/') p.pop_back();
     a.so.served_model_name = p.substr(p.find_last_of('/') + 1);
   }
+  if (a.sampling_defaults == "model") {
+    std::vector<std::string> warnings;
+    a.so.sampling_defaults = SamplingDefaults::load(loc.model, warnings);
+    for (const auto& w : warnings) spdlog::warn("--sampling-defaults model: {}", w);
+    if (!a.so.sampling_defaults.empty())
+      spdlog::info("sampling defaults from the model (requests' own values win; --sampling-defaults openai: "
+                   "OpenAI's): {}", a.so.sampling_defaults.to_json().dump());
+  }
   if (a.is_embedding)
     spdlog::info("--is-embedding: /v1/embeddings serves pooled hidden states ({}); generation routes are refused",
                  a.so.embedding.source);
@@ -242,6 +251,8 @@ void run_serve(ServeArgs& a) {
                          {"schedule_policy", a.rf.rt.sched.policy == SchedulePolicy::kLpm ? "lpm" : "fcfs"},
                          {"skip_tokenizer_init", a.so.skip_tokenizer_init},
                          {"is_embedding", a.is_embedding},
+                         {"sampling_defaults", a.sampling_defaults},
+                         {"default_sampling_params", a.so.sampling_defaults.to_json()},
                          {"max_total_tokens", rt->kv_tokens_per_rank()},
                          {"max_total_num_tokens", rt->kv_tokens_per_rank()},  // SGLang's name
                          {"model_type", hf_model_type(loc.model, cfg.arch_name)},
@@ -386,6 +397,11 @@ void register_serve(CLI::App& app) {
   s->add_option("--shutdown-timeout", a->so.shutdown_timeout_s,
                 "Seconds in-flight requests may take to finish after SIGTERM before they are aborted")
       ->capture_default_str()->check(CLI::Range(0.0, 1e6))->envname("DPSERVE_SHUTDOWN_TIMEOUT");
+  s->add_option("--sampling-defaults", a->sampling_defaults,
+                "Sampling values for the fields a completions / chat / responses request leaves out: model "
+                "(the model's generation_config.json, or a GGUF file's general.sampling.*, over OpenAI's) or "
+                "openai (temperature 1, top_p 1, no top_k, min_p or repetition penalty)")
+      ->check(CLI::IsMember({"model", "openai"}))->capture_default_str()->envname("DPSERVE_SAMPLING_DEFAULTS");
   s->add_option_function<std::string>(
        "--tool-call-parser", [a](const std::string& v) { a->so.tool_call_parser = parse_tool_call_parser(v); },
        "Format of the model's tool calls, picked out of chat outputs into tool_calls and enforced for "

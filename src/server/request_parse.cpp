@@ -643,6 +643,7 @@ GenSpec parse_completion_request(const json& b, const ParseContext& ctx, std::st
   GenSpec& spec = st.spec;
   spec.model = ctx.served_model_name;
   if (ctx.skip_tokenizer) refuse_text_without_tokenizer("prompt", "send them to POST /generate as 'input_ids'");
+  if (ctx.sampling_defaults) ctx.sampling_defaults->apply(spec.base.params);
   read_fields(b, completion_fields(), st);
   const json* prompt = st.prompt;
   if (!prompt) bad_param("prompt", "'prompt' is required");
@@ -775,6 +776,7 @@ GenSpec parse_chat_request(const json& b, const ParseContext& ctx, std::string_v
   if (ctx.skip_tokenizer)
     refuse_text_without_tokenizer("messages", "chat needs a template and a tokenizer; send the prompt's ids to POST "
                                               "/generate as 'input_ids'");
+  if (ctx.sampling_defaults) ctx.sampling_defaults->apply(spec.base.params);
   read_fields(b, chat_fields(), st);
   std::vector<ImageRef> image_refs;
   std::string text = render_chat_prompt(b, ctx, &image_refs, raw_body);

@@ -17,6 +17,7 @@
 #include "server/chat_output.h"
 #include "server/image_source.h"
 #include "server/openai_error.h"
+#include "server/sampling_defaults.h"
 
 namespace dpserve {
 
@@ -40,6 +41,8 @@ struct ParseContext {
   // The model's image tokens and preprocessing, and the image flags; null: a model without images.
   const ImageOptions* images = nullptr;
   bool skip_tokenizer = false;  // --skip-tokenizer-init: no text in, no text out
+  // The model's sampling defaults, under a completion / chat request's own fields; null: OpenAI's.
+  const SamplingDefaults* sampling_defaults = nullptr;
 };
 
 // The 400 for text where a server without a tokenizer needs token ids.

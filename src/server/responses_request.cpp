@@ -479,8 +479,10 @@ ResponsesRequest parse_responses_request(
   echo("max_output_tokens", nullptr);
   echo("metadata", json::object());
   echo("parallel_tool_calls", true);
-  echo("temperature", 1.0);
-  echo("top_p", 1.0);
+  // Left out, they are what the request ran with: the model's defaults where it has them, else OpenAI's.
+  const SamplingDefaults* d = ctx.sampling_defaults;
+  echo("temperature", d && d->temperature ? *d->temperature : 1.0);
+  echo("top_p", d && d->top_p ? *d->top_p : 1.0);
   echo("tool_choice", "auto");
   echo("tools", json::array());
   echo("user", nullptr);

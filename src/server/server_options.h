@@ -10,6 +10,7 @@
 #include "server/chat_output.h"
 #include "server/image_source.h"
 #include "server/pooling_config.h"
+#include "server/sampling_defaults.h"
 
 namespace dpserve {
 
@@ -49,6 +50,9 @@ struct ServerOptions {
   // Image inputs: the limits and URL policy from the flags, the token ids and preprocessing from
   // the model folder (config.json, preprocessor_config.json).
   ImageOptions images;
+  // The model's sampling defaults (--sampling-defaults model), applied on the OpenAI routes to the sampling
+  // fields a request leaves out; empty with --sampling-defaults openai.
+  SamplingDefaults sampling_defaults;
   // --is-embedding: the pooling head /v1/embeddings runs (enabled: generation routes are refused).
   EmbeddingConfig embedding;
 };
