@@ -133,9 +133,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using IdField = bool (*)(std::string_view);
   const std::pair<Parser, IdField> packed_routes[] = {{&dpserve::parse_completion_request, &dpserve::is_completion_id_field},
                                                       {&dpserve::parse_generate_request, &dpserve::is_generate_id_field}};
-  for (const auto& [parse, ids] : packed_routes) {
+  for (const auto& route : packed_routes) {
+    const Parser parse = route.first;  // a plain variable: lambdas cannot capture structured bindings (clang 14)
     dpserve::JsonLimits lim;
-    lim.id_field = ids;
+    lim.id_field = route.second;
     nlohmann::json packed;
     try {
       packed = dpserve::parse_json_body(body, lim);
