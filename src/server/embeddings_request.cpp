@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "server/json_body.h"
 #include "server/openai_error.h"
 #include "tokenizer/tokenizer.h"
 
@@ -50,7 +51,8 @@ void check_user(const json& body) {
 }
 
 // An input's ids fit the vocabulary and, with the one position the engine runs past the prompt, the context.
-void check_ids(const std::vector<int64_t>& ids, size_t index, const ParseContext& ctx, const std::string& param) {
+template <typename Id>
+void check_ids(const std::vector<Id>& ids, size_t index, const ParseContext& ctx, const std::string& param) {
   if (ids.empty()) bad_param(param, fmt::format("'{}' item {} has no tokens", param, index));
   for (int64_t id : ids)
     if (auto why = ctx.limits.token_rule(id))
@@ -74,7 +76,7 @@ std::vector<int64_t> id_list(const json& a, size_t index, bool flat) {
   std::vector<int64_t> ids;
   for (size_t k = 0; k < a.size(); ++k) {
     const json& x = a[k];
-    if (flat && (x.is_string() || x.is_array()))
+    if (flat && (x.is_string() || is_id_array(x)))
       bad_param("input", fmt::format("'input' mixes token ids and {} (item {}): send one kind",
                                      x.is_string() ? "strings" : "lists", k));
     if (flat && !x.is_number_integer())
@@ -83,6 +85,15 @@ std::vector<int64_t> id_list(const json& a, size_t index, bool flat) {
       bad_param("input", fmt::format("'input' item {}: a list of token ids holds integers only", index));
     ids.push_back(x.is_number_unsigned() && x.get<uint64_t>() > uint64_t(INT64_MAX) ? INT64_MAX : x.get<int64_t>());
   }
+  return ids;
+}
+
+// An input of ids: packed by the parser (json_body.h) or a DOM array (see id_list).
+std::vector<int32_t> checked_ids(const json& a, size_t index, bool flat, const ParseContext& ctx,
+                                 const std::string& param) {
+  if (!is_packed_ids(a)) return checked(id_list(a, index, flat), index, ctx, param);
+  std::vector<int32_t> ids = packed_ids(a);
+  check_ids(ids, index, ctx, param);
   return ids;
 }
 
@@ -111,6 +122,7 @@ std::string base64_encode(const unsigned char* p, size_t n) {
 }  // namespace
 
 bool is_embeddings_field(std::string_view name) { return in(kEmbeddingsFields, name); }
+bool is_embeddings_id_field(std::string_view name) { return name == "input"; }
 bool is_rerank_field(std::string_view name) { return in(kRerankFields, name); }
 
 EmbeddingsSpec parse_embeddings_request(const json& body, const ParseContext& ctx, const EmbeddingConfig& cfg,
@@ -143,22 +155,24 @@ EmbeddingsSpec parse_embeddings_request(const json& body, const ParseContext& ct
   const json& in = *it;
   if (in.is_string()) {
     spec.inputs.push_back(encode_text(in, 0, ctx, "input"));
+  } else if (is_packed_ids(in)) {  // one list of token ids, as below
+    spec.inputs.push_back(checked_ids(in, 0, true, ctx, "input"));
   } else if (in.is_array()) {
     if (in.empty()) bad_param("input", "'input' is an empty list");
     if (in[0].is_number()) {  // one list of token ids: one input, bounded by the context, not by the input count
-      spec.inputs.push_back(checked(id_list(in, 0, true), 0, ctx, "input"));
+      spec.inputs.push_back(checked_ids(in, 0, true, ctx, "input"));
     } else {
       if (int64_t(in.size()) > kMaxEmbeddingInputs)
         bad_param("input", fmt::format("'input' holds {} inputs; at most {} per request", in.size(), kMaxEmbeddingInputs));
       // All strings or all id lists (OpenAI's schema has no mixed form), as the first item is.
       const bool strings = in[0].is_string();
       for (size_t i = 0; i < in.size(); ++i) {
-        if (!in[i].is_string() && !in[i].is_array())
+        if (!in[i].is_string() && !is_id_array(in[i]))
           bad_param("input", fmt::format("'input' item {} must be a string or a list of token ids", i));
         if (in[i].is_string() != strings)
           bad_param("input", fmt::format("'input' mixes strings and token id lists (item {}): send one kind", i));
         spec.inputs.push_back(strings ? encode_text(in[i], i, ctx, "input")
-                                      : checked(id_list(in[i], i, false), i, ctx, "input"));
+                                      : checked_ids(in[i], i, false, ctx, "input"));
       }
     }
   } else {

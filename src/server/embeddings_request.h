@@ -23,6 +23,8 @@ struct EmbeddingsSpec {
 };
 inline constexpr int64_t kMaxEmbeddingInputs = 2048;  // OpenAI's bound on inputs per request
 bool is_embeddings_field(std::string_view name);
+// "input": its token-id arrays are parsed straight into int32 (JsonLimits::id_field).
+bool is_embeddings_id_field(std::string_view name);
 EmbeddingsSpec parse_embeddings_request(const nlohmann::json& body, const ParseContext& ctx,
                                         const EmbeddingConfig& cfg, int64_t hidden);
 // The pooled vector as the response carries it, as JSON text: truncated to `dimensions` (0: whole),

@@ -1,5 +1,7 @@
 #include "server/json_body.h"
 
+#include <cstring>
+#include <limits>
 #include <vector>
 
 #include <fmt/format.h>
@@ -15,6 +17,7 @@ namespace {
 constexpr size_t kValueCost = sizeof(json);  // a slot in an array or object
 constexpr size_t kBoxCost = 64;              // the heap object behind an array, object or string
 constexpr size_t kCheckEvery = 4096;         // events between deadline / cancel checks
+constexpr uint8_t kIdsSubtype = 0x1d;         // the binary subtype of packed token ids
 
 [[noreturn]] void refuse(int status, std::string message, std::string code) {
   throw ApiError(status, std::move(message), "", "", std::move(code));
@@ -30,8 +33,10 @@ class Builder : public json::json_sax_t {
 
   bool null() override { return put(json(nullptr), 0); }
   bool boolean(bool v) override { return put(json(v), 0); }
-  bool number_integer(number_integer_t v) override { return put(json(v), 0); }
-  bool number_unsigned(number_unsigned_t v) override { return put(json(v), 0); }
+  bool number_integer(number_integer_t v) override { return pack(v) || put(json(v), 0); }
+  bool number_unsigned(number_unsigned_t v) override {
+    return (v <= uint64_t(std::numeric_limits<int32_t>::max()) && pack(int64_t(v))) || put(json(v), 0);
+  }
   bool number_float(number_float_t v, const string_t&) override { return put(json(v), 0); }
   bool string(string_t& v) override {
     const size_t n = v.size();
@@ -43,6 +48,15 @@ class Builder : public json::json_sax_t {
   bool start_array(std::size_t) override { return open(json::array()); }
   bool end_object() override { return close(); }
   bool end_array() override {
+    if (packing_) {
+      packing_ = false;
+      if (!packed_.empty()) {
+        packed_.shrink_to_fit();
+        *stack_.back() = json::binary(std::move(packed_), kIdsSubtype);
+        packed_ = {};
+      }
+      return close();
+    }
     // Doubling leaves up to half of a big array's slots unused; give them back now.
     if (stack_.back()->size() >= 1024) stack_.back()->get_ref<json::array_t&>().shrink_to_fit();
     return close();
@@ -82,7 +96,42 @@ class Builder : public json::json_sax_t {
     }
   }
 
+  // Appends an id to the open packed array; false when none is open or `v` does not fit int32.
+  bool pack(int64_t v) {
+    if (!packing_ || v < std::numeric_limits<int32_t>::min() || v > std::numeric_limits<int32_t>::max())
+      return false;
+    charge(sizeof(int32_t));
+    const int32_t id = int32_t(v);
+    const size_t at = packed_.size();
+    packed_.resize(at + sizeof id);
+    std::memcpy(packed_.data() + at, &id, sizeof id);
+    return true;
+  }
+
+  // The open array holds something other than int32 ids: it becomes a DOM array of what it held.
+  void unpack() {
+    packing_ = false;
+    auto& arr = stack_.back()->get_ref<json::array_t&>();
+    const size_t n = packed_.size() / sizeof(int32_t);
+    charge(n * kValueCost);
+    arr.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      int32_t id;
+      std::memcpy(&id, packed_.data() + i * sizeof id, sizeof id);
+      arr.emplace_back(int64_t(id));
+    }
+    packed_ = {};
+  }
+
+  // An array opened now may be packed: the value of an id field, or an array directly inside it.
+  bool id_position() const {
+    if (!limits_.id_field) return false;
+    if (stack_.size() == 1) return limits_.id_field(key_);
+    return stack_.size() == 2 && stack_.back()->is_array() && limits_.id_field(path_[1]);
+  }
+
   bool put(json v, size_t extra) {
+    if (packing_) unpack();
     charge(kValueCost + extra);
     if (stack_.empty()) {
       root_ = std::move(v);
@@ -113,6 +162,8 @@ class Builder : public json::json_sax_t {
   }
 
   bool open(json v) {
+    if (packing_) unpack();
+    const bool ids = v.is_array() && id_position();
     if (int(stack_.size()) >= limits_.max_depth)
       refuse(400, fmt::format("The request body nests deeper than {} levels", limits_.max_depth), "invalid_json");
     charge(kValueCost + kBoxCost);
@@ -132,6 +183,7 @@ class Builder : public json::json_sax_t {
       path_.push_back(std::move(k));
     }
     stack_.push_back(slot);
+    if (ids) packing_ = true;
     return true;
   }
 
@@ -151,9 +203,22 @@ class Builder : public json::json_sax_t {
   std::vector<json*> stack_;
   std::vector<std::string> path_;  // each open container's key (or "[index]"), for error messages
   std::string key_;
+  bool packing_ = false;         // the innermost open array is an id array, packed so far
+  std::vector<uint8_t> packed_;  // its ids, int32 in host order
 };
 
 }  // namespace
+
+bool is_packed_ids(const json& v) {
+  return v.is_binary() && v.get_binary().has_subtype() && v.get_binary().subtype() == kIdsSubtype;
+}
+
+std::vector<int32_t> packed_ids(const json& v) {
+  const auto& bytes = v.get_binary();
+  std::vector<int32_t> ids(bytes.size() / sizeof(int32_t));
+  if (!ids.empty()) std::memcpy(ids.data(), bytes.data(), ids.size() * sizeof(int32_t));
+  return ids;
+}
 
 json parse_json_body(const std::string& body, const JsonLimits& limits) {
   if (body.empty()) refuse(400, "The request body is empty; expected a JSON object", "invalid_json");

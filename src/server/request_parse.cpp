@@ -10,6 +10,7 @@
 
 #include "core/check.h"
 #include "server/constraint_parse.h"
+#include "server/json_body.h"
 #include "server/openai_error.h"
 #include "server/tools_parse.h"
 #include "tokenizer/chat_template.h"
@@ -98,6 +99,12 @@ bool boolean(const json& v, const std::string& name) {
 }
 
 std::vector<int32_t> token_ids(const json& arr, const std::string& name, const ParseContext& ctx) {
+  if (is_packed_ids(arr)) {  // parsed straight into int32 (json_body.h): only the vocabulary to check
+    std::vector<int32_t> ids = packed_ids(arr);
+    for (int32_t id : ids)
+      if (auto rule = ctx.limits.token_rule(id)) bad_param(name, fmt::format("token id {} in '{}' {}", id, name, *rule));
+    return ids;
+  }
   std::vector<int32_t> ids;
   ids.reserve(arr.size());
   for (const auto& v : arr) {
@@ -637,6 +644,8 @@ void refuse_text_without_tokenizer(const std::string& param, const std::string& 
 bool is_completion_field(std::string_view name) { return find_field(completion_fields(), name) != nullptr; }
 bool is_chat_field(std::string_view name) { return find_field(chat_fields(), name) != nullptr; }
 bool is_generate_field(std::string_view name) { return find_field(generate_fields(), name) != nullptr; }
+bool is_completion_id_field(std::string_view name) { return name == "prompt"; }
+bool is_generate_id_field(std::string_view name) { return name == "input_ids"; }
 
 GenSpec parse_completion_request(const json& b, const ParseContext& ctx, std::string_view raw_body) {
   ParseState st(ctx);
@@ -653,6 +662,9 @@ GenSpec parse_completion_request(const json& b, const ParseContext& ctx, std::st
   };
   if (prompt->is_string()) {
     add_text(*prompt);
+  } else if (is_packed_ids(*prompt)) {
+    spec.prompts.push_back(token_ids(*prompt, "prompt", ctx));
+    spec.prompt_texts.emplace_back();
   } else if (prompt->is_array() && !prompt->empty()) {
     if (int64_t(prompt->size()) > RequestLimits::kMaxPrompts && !(*prompt)[0].is_number())
       bad_param("prompt", fmt::format("at most {} prompts per request", RequestLimits::kMaxPrompts));
@@ -665,9 +677,9 @@ GenSpec parse_completion_request(const json& b, const ParseContext& ctx, std::st
     } else if (first.is_number()) {
       spec.prompts.push_back(token_ids(*prompt, "prompt", ctx));
       spec.prompt_texts.emplace_back();
-    } else if (first.is_array()) {
+    } else if (is_id_array(first)) {
       for (const auto& p : *prompt) {
-        if (!p.is_array()) bad_param("prompt", "'prompt' mixes token arrays with other types");
+        if (!is_id_array(p)) bad_param("prompt", "'prompt' mixes token arrays with other types");
         spec.prompts.push_back(token_ids(p, "prompt", ctx));
         spec.prompt_texts.emplace_back();
       }
@@ -854,13 +866,16 @@ GenSpec parse_generate_request(const json& b, const ParseContext& ctx, std::stri
       bad_param("text", fmt::format("at most {} prompts per request", RequestLimits::kMaxPrompts));
     for (const auto& t : spec.prompt_texts) spec.prompts.push_back(encode_text(t, ctx, true));
   } else if (ids) {
-    if (!ids->is_array() || ids->empty()) bad_param("input_ids", "'input_ids' must be a non-empty array");
-    if ((*ids)[0].is_array()) {
+    if (is_packed_ids(*ids)) {
+      spec.prompts.push_back(token_ids(*ids, "input_ids", ctx));
+    } else if (!ids->is_array() || ids->empty()) {
+      bad_param("input_ids", "'input_ids' must be a non-empty array");
+    } else if (is_id_array((*ids)[0])) {
       spec.batched = true;
       if (int64_t(ids->size()) > RequestLimits::kMaxPrompts)
         bad_param("input_ids", fmt::format("at most {} prompts per request", RequestLimits::kMaxPrompts));
       for (const auto& p : *ids) {
-        if (!p.is_array()) bad_param("input_ids", "'input_ids' mixes token arrays with other types");
+        if (!is_id_array(p)) bad_param("input_ids", "'input_ids' mixes token arrays with other types");
         spec.prompts.push_back(token_ids(p, "input_ids", ctx));
       }
     } else {

@@ -121,6 +121,10 @@ GenSpec parse_generate_request(const nlohmann::json& body, const ParseContext& c
 bool is_completion_field(std::string_view name);
 bool is_chat_field(std::string_view name);
 bool is_generate_field(std::string_view name);
+// The top-level fields of each route that may hold token-id arrays, parsed straight into int32
+// (JsonLimits::id_field): completions' "prompt", /generate's "input_ids".
+bool is_completion_id_field(std::string_view name);
+bool is_generate_id_field(std::string_view name);
 
 // An image a request names: where it comes from (a URL or base64) and the parameter it sits in.
 struct ImageRef {

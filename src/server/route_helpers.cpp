@@ -177,13 +177,15 @@ void set_stream_provider(const httplib::Request& req, httplib::Response& res, co
   }
 }
 
-json read_json_body(ServerContext& ctx, const httplib::Request& req, std::function<bool(std::string_view)> known) {
+json read_json_body(ServerContext& ctx, const httplib::Request& req, std::function<bool(std::string_view)> known,
+                    std::function<bool(std::string_view)> ids) {
   JsonLimits lim;
   if (ctx.opts.http_request_timeout_s > 0)
     lim.deadline = access_info().start +
                    std::chrono::milliseconds(int64_t(ctx.opts.http_request_timeout_s * 1000));
   lim.cancelled = client_gone_fn(ctx, req);
   lim.known_field = std::move(known);
+  lim.id_field = std::move(ids);
   return parse_json_body(req.body, lim);
 }
 

@@ -51,9 +51,11 @@ std::shared_ptr<void> admit_inputs(ServerContext& ctx, const std::vector<std::ve
                                    const std::string& param);
 // The request's JSON body, parsed under JsonLimits: done within --http-request-timeout of the end of
 // its headers, stopped when the client leaves or the server stops, top-level fields refused as
-// soon as `known` says no.
+// soon as `known` says no; integer arrays under the fields `ids` names are packed int32 token ids
+// (JsonLimits::id_field).
 nlohmann::json read_json_body(ServerContext& ctx, const httplib::Request& req,
-                              std::function<bool(std::string_view)> known = nullptr);
+                              std::function<bool(std::string_view)> known = nullptr,
+                              std::function<bool(std::string_view)> ids = nullptr);
 // Frees the body text once it is parsed; after a big one, gives the freed memory back to the
 // system (glibc keeps freed small blocks otherwise, and RSS stays high).
 void release_body(const httplib::Request& req);

@@ -136,7 +136,7 @@ void handle_embeddings(ServerContext& ctx, const httplib::Request& req, httplib:
                    "pooled hidden states)",
                    "", "invalid_request_error", "not_embedding_server");
   const int64_t hidden = ctx.engine.limits().hidden;
-  json body = read_json_body(ctx, req, is_embeddings_field);
+  json body = read_json_body(ctx, req, is_embeddings_field, is_embeddings_id_field);
   EmbeddingsSpec spec = parse_embeddings_request(body, ctx.parse, cfg, hidden);
   release_body(req);
   // The reply holds each input's vector until it is written: its floats count against the bound.

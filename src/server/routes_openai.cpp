@@ -81,7 +81,8 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
   check_serving(ctx);
   auto spec = std::make_shared<const GenSpec>([&] {
     const bool chat = api == OpenAiApi::kChat;
-    json body = read_json_body(ctx, req, chat ? is_chat_field : is_completion_field);
+    json body = read_json_body(ctx, req, chat ? is_chat_field : is_completion_field,
+                               chat ? nullptr : is_completion_id_field);
     GenSpec s = chat ? parse_chat_request(body, ctx.parse, req.body) : parse_completion_request(body, ctx.parse, req.body);
     s.log_requests = ctx.opts.log_requests;
     return s;

@@ -104,7 +104,7 @@ json meta_info(const GenSpec& spec, ChoiceRun& run, const GenState& st, const st
 void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
   check_serving(ctx);
   GenSpec spec = [&] {
-    json body = read_json_body(ctx, req, is_generate_field);
+    json body = read_json_body(ctx, req, is_generate_field, is_generate_id_field);
     GenSpec s = parse_generate_request(body, ctx.parse, req.body);
     s.log_requests = ctx.opts.log_requests;
     return s;

@@ -90,7 +90,6 @@ class HfTokenizerImpl final : public Tokenizer {
     const std::string text = utf8::repair(raw);
     std::vector<int32_t> ids;
     ids.reserve(text.size() / 3 + 4);
-    std::vector<std::string> words;
     for (const auto& seg : added_.split(text, false)) {
       if (seg.id >= 0) {
         ids.push_back(seg.id);
@@ -104,9 +103,9 @@ class HfTokenizerImpl final : public Tokenizer {
           ids.push_back(part.id);
           continue;
         }
-        words.clear();
-        pre_.split(part.text, at_start && part.text.data() == normalized.data(), words);
-        for (const auto& w : words) model_->encode_word(w, ids);
+        // Each word is encoded as it is made: a long text's words are never all held at once.
+        pre_.for_each_word(part.text, at_start && part.text.data() == normalized.data(),
+                           [&](std::string& w) { model_->encode_word(w, ids); });
       }
     }
     if (add_special_tokens) {

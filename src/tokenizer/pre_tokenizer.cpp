@@ -1,5 +1,7 @@
 #include "tokenizer/pre_tokenizer.h"
 
+#include <functional>
+
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
@@ -110,66 +112,69 @@ void add_steps(const nlohmann::json& j, std::vector<PreTokenizer::Step>& steps) 
   }
 }
 
-struct Word {
-  std::string text;
-  bool at_start;
-};
+using Word = PreTokenizer::Word;
 
-// Splits one word around regex matches according to `behavior`.
-void split_by(const Regex& re, PreTokenizer::Behavior behavior, bool invert, const Word& w, std::vector<Word>& out,
-              std::vector<std::pair<size_t, size_t>>& matches) {
+// Splits one word around regex matches according to `behavior`, handing each resulting word to
+// `emit` as soon as it is known (a range is final once the next one starts): nothing holds all the
+// matches or words of a long text at once.
+template <typename Emit>
+void split_by(const Regex& re, PreTokenizer::Behavior behavior, bool invert, const Word& w, const Emit& emit) {
   using B = PreTokenizer::Behavior;
-  matches.clear();
-  re.find_all(w.text, matches);
-  // Pieces as (begin, end, is_match).
-  struct Piece {
-    size_t b, e;
-    bool match;
+  bool pending = false;       // a range is open: [pb, pe)
+  size_t pb = 0, pe = 0;
+  bool have_prev = false, prev_match = false;  // the previous piece, and whether it was a match
+  auto flush = [&] {
+    if (pending && pe > pb) emit(Word{w.text.substr(pb, pe - pb), w.at_start && pb == 0});
+    pending = false;
   };
-  std::vector<Piece> pieces;
-  size_t pos = 0;
-  for (auto [b, e] : matches) {
-    if (b > pos) pieces.push_back({pos, b, invert});
-    if (e > b) pieces.push_back({b, e, !invert});
-    pos = e;
-  }
-  if (pos < w.text.size()) pieces.push_back({pos, w.text.size(), invert});
-  std::vector<std::pair<size_t, size_t>> ranges;
-  for (size_t i = 0; i < pieces.size(); ++i) {
-    const Piece& p = pieces[i];
+  auto start = [&](size_t b, size_t e) {
+    flush();
+    pending = true;
+    pb = b;
+    pe = e;
+  };
+  // One piece (begin, end, is_match), in order.
+  auto piece = [&](size_t b, size_t e, bool match) {
     switch (behavior) {
       case B::kRemoved:
-        if (!p.match) ranges.push_back({p.b, p.e});
+        if (!match) start(b, e);
         break;
       case B::kIsolated:
-        ranges.push_back({p.b, p.e});
+        start(b, e);
         break;
       case B::kMergedWithPrevious:
-        if (p.match && !ranges.empty() && ranges.back().second == p.b) {
-          ranges.back().second = p.e;
+        if (match && pending && pe == b) {
+          pe = e;
         } else {
-          ranges.push_back({p.b, p.e});
+          start(b, e);
         }
         break;
       case B::kMergedWithNext:
-        if (!ranges.empty() && i > 0 && pieces[i - 1].match && ranges.back().second == p.b && !p.match) {
-          ranges.back().second = p.e;
+        if (pending && have_prev && prev_match && pe == b && !match) {
+          pe = e;
         } else {
-          ranges.push_back({p.b, p.e});
+          start(b, e);
         }
         break;
       case B::kContiguous:
-        if (!ranges.empty() && i > 0 && pieces[i - 1].match == p.match) {
-          ranges.back().second = p.e;
+        if (pending && have_prev && prev_match == match) {
+          pe = e;
         } else {
-          ranges.push_back({p.b, p.e});
+          start(b, e);
         }
         break;
     }
-  }
-  for (auto [b, e] : ranges) {
-    if (e > b) out.push_back({w.text.substr(b, e - b), w.at_start && b == 0});
-  }
+    have_prev = true;
+    prev_match = match;
+  };
+  size_t pos = 0;
+  re.for_each_match(w.text, [&](size_t b, size_t e) {
+    if (b > pos) piece(pos, b, invert);
+    if (e > b) piece(b, e, !invert);
+    pos = e;
+  });
+  if (pos < w.text.size()) piece(pos, w.text.size(), invert);
+  flush();
 }
 
 }  // namespace
@@ -192,6 +197,10 @@ Regex::Regex(const std::string& pattern) : pattern_(pattern) {
 Regex::~Regex() { pcre2_code_free(static_cast<pcre2_code*>(code_)); }
 
 void Regex::find_all(std::string_view text, std::vector<std::pair<size_t, size_t>>& out) const {
+  for_each_match(text, [&](size_t b, size_t e) { out.push_back({b, e}); });
+}
+
+void Regex::for_each_match(std::string_view text, const std::function<void(size_t, size_t)>& on_match) const {
   auto* code = static_cast<pcre2_code*>(code_);
   struct MatchData {
     pcre2_match_data* md = pcre2_match_data_create(4, nullptr);
@@ -218,8 +227,8 @@ void Regex::find_all(std::string_view text, std::vector<std::pair<size_t, size_t
       pos = b + len;
       continue;
     }
-    out.push_back({b, e});
-    pos = e;
+    pos = e;  // before on_match, which may run other patterns on this thread's match data
+    on_match(b, e);
   }
 }
 
@@ -233,65 +242,70 @@ PreTokenizer PreTokenizer::from_json(const nlohmann::json& j) {
 }
 
 void PreTokenizer::split(std::string_view text, bool at_start, std::vector<std::string>& words) const {
+  for_each_word(text, at_start, [&](std::string& w) { words.push_back(std::move(w)); });
+}
+
+void PreTokenizer::for_each_word(std::string_view text, bool at_start,
+                                 const std::function<void(std::string&)>& emit) const {
   if (text.empty()) return;
-  std::vector<Word> cur{{std::string(text), at_start}}, next;
-  std::vector<std::pair<size_t, size_t>> matches;
-  for (const Step& s : steps_) {
-    next.clear();
-    switch (s.kind) {
-      case Kind::kSplit:
-      case Kind::kDigits:
-        for (const Word& w : cur) split_by(*s.regex, s.kind == Kind::kDigits ? Behavior::kIsolated : s.behavior,
-                                           s.kind == Kind::kDigits ? false : s.invert, w, next, matches);
-        break;
-      case Kind::kByteLevel:
-        for (Word& w : cur) {
-          if (s.add_prefix_space && (w.text.empty() || w.text[0] != ' ')) w.text.insert(0, " ");
-          if (s.regex) {
-            split_by(*s.regex, Behavior::kIsolated, false, w, next, matches);
-          } else {
-            next.push_back(std::move(w));
-          }
-        }
-        break;
-      case Kind::kMetaspace:
-        for (Word& w : cur) {
-          std::string t;
-          t.reserve(w.text.size() + 8);
-          if ((s.prepend == 2 || (s.prepend == 1 && w.at_start)) && w.text.compare(0, s.literal.size(), s.literal) != 0 &&
-              !(w.text[0] == ' ')) {
-            t += s.literal;
-          }
-          for (char c : w.text) {
-            if (c == ' ') {
-              t += s.literal;
-            } else {
-              t += c;
-            }
-          }
-          if (!s.split) {
-            next.push_back({std::move(t), w.at_start});
-            continue;
-          }
-          // Each word starts at a replacement char (MergedWithNext).
-          size_t b = 0;
-          for (size_t k = s.literal.size() > 0 ? t.find(s.literal, 1) : std::string::npos; k != std::string::npos;
-               k = t.find(s.literal, k + 1)) {
-            if (k > b) next.push_back({t.substr(b, k - b), w.at_start && b == 0});
-            b = k;
-          }
-          if (b < t.size()) next.push_back({t.substr(b), w.at_start && b == 0});
-        }
-        break;
-    }
-    cur.swap(next);
-    // The previous step's words are spent: free them now, not when the next step refills the vector
-    // (a long text's words are tens of bytes each, a few times the text's size in all).
-    std::vector<Word>().swap(next);
+  run(0, Word{std::string(text), at_start}, emit);
+}
+
+// Step `k` and those after it on one word, depth first: each word a step makes goes through the
+// remaining steps (and out) before the step makes the next one. Every step maps each word to words
+// of its own, in order, so the words come out in the order step-by-step passes over all of them
+// gave, while only one word per step is held (a long text's words used to be held at every step:
+// tens of bytes each, ~20x the text in all).
+void PreTokenizer::run(size_t k, Word&& w, const std::function<void(std::string&)>& emit) const {
+  if (k == steps_.size()) {
+    emit(w.text);
+    return;
   }
-  std::vector<std::pair<size_t, size_t>>().swap(matches);
-  words.reserve(words.size() + cur.size());
-  for (Word& w : cur) words.push_back(std::move(w.text));
+  const Step& s = steps_[k];
+  auto next = [&](Word&& out) { run(k + 1, std::move(out), emit); };
+  switch (s.kind) {
+    case Kind::kSplit:
+    case Kind::kDigits:
+      split_by(*s.regex, s.kind == Kind::kDigits ? Behavior::kIsolated : s.behavior,
+               s.kind == Kind::kDigits ? false : s.invert, w, next);
+      break;
+    case Kind::kByteLevel:
+      if (s.add_prefix_space && (w.text.empty() || w.text[0] != ' ')) w.text.insert(w.text.begin(), ' ');
+      if (s.regex) {
+        split_by(*s.regex, Behavior::kIsolated, false, w, next);
+      } else {
+        next(std::move(w));
+      }
+      break;
+    case Kind::kMetaspace: {
+      std::string t;
+      t.reserve(w.text.size() + 8);
+      if ((s.prepend == 2 || (s.prepend == 1 && w.at_start)) && w.text.compare(0, s.literal.size(), s.literal) != 0 &&
+          !(w.text[0] == ' ')) {
+        t += s.literal;
+      }
+      for (char c : w.text) {
+        if (c == ' ') {
+          t += s.literal;
+        } else {
+          t += c;
+        }
+      }
+      if (!s.split) {
+        next(Word{std::move(t), w.at_start});
+        break;
+      }
+      // Each word starts at a replacement char (MergedWithNext).
+      size_t b = 0;
+      for (size_t i = s.literal.size() > 0 ? t.find(s.literal, 1) : std::string::npos; i != std::string::npos;
+           i = t.find(s.literal, i + 1)) {
+        if (i > b) next(Word{t.substr(b, i - b), w.at_start && b == 0});
+        b = i;
+      }
+      if (b < t.size()) next(Word{t.substr(b), w.at_start && b == 0});
+      break;
+    }
+  }
 }
 
 }  // namespace dpserve

@@ -2,6 +2,8 @@
 // Metaspace, Digits, Sequence. Turns a normalized segment into the words the model encodes.
 #pragma once
 
+#include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -29,13 +31,23 @@ class PreTokenizer {
     bool individual_digits = false; // Digits
   };
 
+  struct Word {
+    std::string text;
+    bool at_start;  // begins the whole input
+  };
+
   static PreTokenizer from_json(const nlohmann::json& j);  // null: the segment is one word
   // Appends the words of `text`. `at_start`: the segment begins the whole input (Metaspace "first").
   void split(std::string_view text, bool at_start, std::vector<std::string>& words) const;
+  // The same words, each handed to `emit` (which may move from it) as soon as it is made: memory
+  // for one word per step, not for every word of the text.
+  void for_each_word(std::string_view text, bool at_start, const std::function<void(std::string&)>& emit) const;
   // True when a ByteLevel step is present: words are then byte strings for a byte-level model.
   bool byte_level() const { return byte_level_; }
 
  private:
+  void run(size_t k, Word&& w, const std::function<void(std::string&)>& emit) const;
+
   std::vector<Step> steps_;
   bool byte_level_ = false;
 };
@@ -49,6 +61,8 @@ class Regex {
   Regex& operator=(const Regex&) = delete;
   // Byte ranges [begin, end) of all non-overlapping matches in `text` (valid UTF-8).
   void find_all(std::string_view text, std::vector<std::pair<size_t, size_t>>& out) const;
+  // The same ranges, each handed to `on_match` in order as it is found.
+  void for_each_match(std::string_view text, const std::function<void(size_t, size_t)>& on_match) const;
 
  private:
   void* code_ = nullptr;  // pcre2_code_8

@@ -8,9 +8,13 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <regex>
 #include <sstream>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "core/shared_dir.h"
 #include "server/embeddings_request.h"
@@ -186,6 +190,83 @@ TEST(ParseJson, LimitsAreEnforcedWhileParsing) {
   JsonLimits gone;
   gone.cancelled = [] { return true; };
   EXPECT_EQ(expect_api_error([&] { parse_json_body(big, gone); }).status(), 499);
+}
+
+// Token-id arrays under a route's id fields are parsed straight into int32 (a binary value of
+// json_body's own subtype); anything else there stays a DOM array.
+TEST(ParseJson, IdFieldsHoldPackedInt32Arrays) {
+  JsonLimits lim;
+  lim.id_field = is_generate_id_field;
+  json j = parse_json_body(R"({"input_ids": [5, 0, -3, 2147483647], "x": [1, 2]})", lim);
+  ASSERT_TRUE(is_packed_ids(j["input_ids"]));
+  EXPECT_EQ(packed_ids(j["input_ids"]), (std::vector<int32_t>{5, 0, -3, 2147483647}));
+  EXPECT_TRUE(j["x"].is_array());  // not an id field
+  j = parse_json_body(R"({"input_ids": [[1, 2], [3], []]})", lim);
+  ASSERT_TRUE(j["input_ids"].is_array());
+  EXPECT_TRUE(is_packed_ids(j["input_ids"][0]) && is_packed_ids(j["input_ids"][1]));
+  EXPECT_TRUE(j["input_ids"][2].is_array());  // empty: a DOM array
+  // Anything but int32 values leaves the DOM array it always was, with the ids read so far.
+  for (const char* body : {R"({"input_ids": [1, 2, 1.5]})", R"({"input_ids": [1, 2, 2147483648]})",
+                           R"({"input_ids": [1, 2, "a"]})", R"({"input_ids": [1, 2, [3]]})"}) {
+    j = parse_json_body(body, lim);
+    ASSERT_TRUE(j["input_ids"].is_array()) << body;
+    EXPECT_EQ(j["input_ids"].size(), 3u) << body;
+    EXPECT_EQ(j["input_ids"][1], 2) << body;
+  }
+  // Three levels deep is no id array.
+  EXPECT_TRUE(parse_json_body(R"({"input_ids": [[[1]]]})", lim)["input_ids"][0][0].is_array());
+  // Without id fields nothing is packed, and no JSON text makes a packed value by itself.
+  EXPECT_TRUE(parse_json_body(R"({"input_ids": [1, 2]})")["input_ids"].is_array());
+  // 4 bytes an id against the memory budget, not 16: 5M ids in a 10 MB body parse under a 16 MiB +
+  // 4 x body budget that the DOM (80 MB of values) outgrows.
+  std::string big = "{\"input_ids\": [";
+  for (int i = 0; i < 5000000; ++i) big += "1,";
+  big += "1]}";
+  EXPECT_EQ(expect_api_error([&] { parse_json_body(big); }).status(), 413);
+  j = parse_json_body(big, lim);
+  ASSERT_TRUE(is_packed_ids(j["input_ids"]));
+  EXPECT_EQ(packed_ids(j["input_ids"]).size(), 5000001u);
+}
+
+// Every body parses to the same request (or the same error, word for word) with its ids packed as
+// without: the routes' readers see a packed array where the DOM had an array of integers.
+TEST(ParseJson, PackedIdsGiveTheSameRequestsAndErrorsAsTheDom) {
+  const ParseContext ctx = stories_ctx();  // vocabulary 512, context 512
+  EmbeddingConfig ecfg;
+  struct Route {
+    const char* field;
+    std::function<bool(std::string_view)> ids;
+    std::function<std::vector<std::vector<int32_t>>(const json&)> parse;
+  };
+  const std::vector<Route> routes = {
+      {"input_ids", is_generate_id_field, [&](const json& b) { return parse_generate_request(b, ctx).prompts; }},
+      {"prompt", is_completion_id_field, [&](const json& b) { return parse_completion_request(b, ctx).prompts; }},
+      {"input", is_embeddings_id_field,
+       [&](const json& b) { return parse_embeddings_request(b, ctx, ecfg, 8).inputs; }},
+  };
+  const std::vector<std::string> values = {
+      "[1, 2, 3]", "[[1, 2], [3, 4]]", "[1, 2, [3]]", "[[1, 2], 3]", "[[1, 2], [3, 4.5]]", "[1, 2.5]", "[1, 1e2]",
+      "[1, \"a\"]", "[1, 512]", "[1, -1]", "[1, 3000000000]", "[1, 18446744073709551615]", "[1, -2147483649]",
+      "[1, null]", "[1, true]", "[1, {}]", "[]", "[[]]", "[[], [1]]", "[[1], []]", "[[1, [2]]]", "[\"a\", [1]]",
+      "[[1], \"a\"]", "5", "\"Once\"", "[\"Once\", \"a\"]", "[-2147483648]", "[511, 0]"};
+  int compared = 0;
+  for (const Route& r : routes) {
+    for (const std::string& v : values) {
+      const std::string body = "{\"" + std::string(r.field) + "\": " + v + "}";
+      JsonLimits packed;
+      packed.id_field = r.ids;
+      auto outcome = [&](const JsonLimits& lim) -> std::string {
+        try {
+          return fmt::format("{}", r.parse(parse_json_body(body, lim)));
+        } catch (const ApiError& e) {
+          return fmt::format("error {} {}", e.status(), e.body().dump());
+        }
+      };
+      EXPECT_EQ(outcome(packed), outcome(JsonLimits{})) << body;
+      ++compared;
+    }
+  }
+  EXPECT_EQ(compared, int(routes.size() * values.size()));
 }
 
 // CPU time for 8x as many objects must grow about 8x (nlohmann's callback parser grew ~64x: it
