@@ -13,6 +13,7 @@
 #include "constrain/json_schema_merge.h"
 #include "constrain/json_string_format.h"
 #include "constrain/regex_compiler.h"
+#include "constrain/regular_intersect.h"
 #include "core/check.h"
 
 namespace dpserve::constrain {
@@ -36,6 +37,25 @@ const std::set<std::string>& unsupported_keywords() {
 
 [[noreturn]] void invalid(const std::string& what, const std::string& path) {
   fail("JSON schema: {} (at {})", what, path);
+}
+
+// One character of a JSON string: a character JSON allows raw, or an escape (no lone surrogates:
+// validators count a \uD83D\uDE00 pair as one character, we would count two).
+ExprId json_string_char(Grammar& g) {
+  CodepointSet special = CodepointSet::of(0, 0x1F);
+  special.add('"');
+  special.add('\\');
+  ByteSet simple;
+  for (char c : std::string("\"\\/bfnrt")) simple.set(uint8_t(c));
+  ByteSet hex = ByteSet::range('0', '9') | ByteSet::range('a', 'f') | ByteSet::range('A', 'F');
+  ByteSet hex_no_d = ByteSet::range('0', '9') | ByteSet::range('a', 'c') | ByteSet::range('A', 'C') |
+                     ByteSet::range('e', 'f') | ByteSet::range('E', 'F');
+  const ExprId u = g.seq({g.literal("u"),
+                           g.alt({g.seq({g.bytes(hex_no_d), g.repeat(g.bytes(hex), 3, 3)}),
+                                   g.seq({g.bytes(ByteSet::of('d') | ByteSet::of('D')), g.bytes(ByteSet::range('0', '7')),
+                                           g.repeat(g.bytes(hex), 2, 2)})})});
+  const ExprId escape = g.seq({g.literal("\\"), g.alt({g.bytes(simple), u})});
+  return g.alt({g.chars(special.complement()), escape});
 }
 
 bool constrains(const Schema& s) {
@@ -125,24 +145,7 @@ ExprId JsonSchemaCompiler::as_rule(ExprId e) {
   return g_.ref(r);
 }
 
-// One character of a JSON string: a character JSON allows raw, or an escape (no lone surrogates:
-// validators count a \uD83D\uDE00 pair as one character, we would count two).
-ExprId JsonSchemaCompiler::string_char() {
-  CodepointSet special = CodepointSet::of(0, 0x1F);
-  special.add('"');
-  special.add('\\');
-  ByteSet simple;
-  for (char c : std::string("\"\\/bfnrt")) simple.set(uint8_t(c));
-  ByteSet hex = ByteSet::range('0', '9') | ByteSet::range('a', 'f') | ByteSet::range('A', 'F');
-  ByteSet hex_no_d = ByteSet::range('0', '9') | ByteSet::range('a', 'c') | ByteSet::range('A', 'C') |
-                     ByteSet::range('e', 'f') | ByteSet::range('E', 'F');
-  const ExprId u = g_.seq({g_.literal("u"),
-                           g_.alt({g_.seq({g_.bytes(hex_no_d), g_.repeat(g_.bytes(hex), 3, 3)}),
-                                   g_.seq({g_.bytes(ByteSet::of('d') | ByteSet::of('D')), g_.bytes(ByteSet::range('0', '7')),
-                                           g_.repeat(g_.bytes(hex), 2, 2)})})});
-  const ExprId escape = g_.seq({g_.literal("\\"), g_.alt({g_.bytes(simple), u})});
-  return g_.alt({g_.chars(special.complement()), escape});
-}
+ExprId JsonSchemaCompiler::string_char() { return json_string_char(g_); }
 
 ExprId JsonSchemaCompiler::any_value() {
   if (any_rule_ < 0) {
@@ -196,7 +199,9 @@ ExprId JsonSchemaCompiler::compile(const Schema& s, const std::string& path, int
     unsupported("'patternProperties'", path);
   for (const char* k : {"dependentRequired", "dependencies", "dependentSchemas"})
     if (s.contains(k) && !(s[k].is_object() && s[k].empty())) unsupported(fmt::format("'{}'", k), path);
-  if (s.contains("propertyNames") && s["propertyNames"] != Schema(true) && s["propertyNames"] != Schema::object())
+  // Object keys are strings, so {"type": "string"} (zod's z.record(z.string(), ...)) holds of every key.
+  if (s.contains("propertyNames") && s["propertyNames"] != Schema(true) && s["propertyNames"] != Schema::object() &&
+      s["propertyNames"] != Schema{{"type", "string"}})
     unsupported("'propertyNames'", path);
 
   if (s.contains("$ref")) {
@@ -329,6 +334,55 @@ ExprId JsonSchemaCompiler::compile_number(const Schema& s, bool integer, const s
   }
 }
 
+// A string under several of 'pattern', 'format', 'minLength' / 'maxLength' (zod writes
+// {"format": "email", "pattern": ...}): every one must hold, so each is compiled alone and the string
+// content is their intersection.
+ExprId JsonSchemaCompiler::string_intersection(const Schema& s, const std::string& format,
+                                               std::optional<int64_t> min_len, std::optional<int64_t> max_len,
+                                               const std::string& path) {
+  std::vector<Grammar> parts;
+  std::vector<std::string> names;
+  auto part = [&](const std::string& what, const std::function<ExprId(Grammar&)>& build) {
+    Grammar& p = parts.emplace_back();
+    const int32_t root = p.add_rule("root");
+    try {
+      p.set_body(root, build(p));
+    } catch (const Error& e) {
+      if (std::string_view(e.what()).rfind("JSON schema", 0) == 0) throw;
+      fail("JSON schema: {} (at {})", e.what(), path);
+    }
+    p.set_root(root);
+    names.push_back(what);
+  };
+  if (s.contains("pattern")) {
+    if (!s["pattern"].is_string()) invalid("'pattern' must be a string", path);
+    const std::string pattern = s["pattern"].get<std::string>();
+    part("'pattern'", [&](Grammar& g) { return compile_regex(g, pattern, RegexOptions{true, true}); });
+  }
+  if (!format.empty()) {
+    const auto p = json_string_format_pattern(format);
+    if (!p) unsupported(fmt::format("format '{}'", format), path);
+    part(fmt::format("format '{}'", format), [&](Grammar& g) { return compile_regex(g, *p, RegexOptions{false, true}); });
+  }
+  if (min_len || max_len) {
+    const int64_t lo = min_len.value_or(0);
+    if (lo > opt_.max_repeat) unsupported(fmt::format("'minLength' above {}", opt_.max_repeat), path);
+    // A lower maximum than asked only narrows the outputs (as for a plain string).
+    const int64_t hi = max_len ? std::min<int64_t>(*max_len, opt_.max_repeat) : -1;
+    part("'minLength' / 'maxLength'",
+         [&](Grammar& g) { return g.repeat(json_string_char(g), int32_t(lo), int32_t(hi)); });
+  }
+  std::vector<const Grammar*> ptrs;
+  for (const Grammar& p : parts) ptrs.push_back(&p);
+  try {
+    return intersect_regular(g_, ptrs, fmt::format("string{}", g_.num_rules()));
+  } catch (const Error& e) {
+    std::string all;
+    for (size_t i = 0; i < names.size(); ++i) all += (i ? (i + 1 == names.size() ? " and " : ", ") : "") + names[i];
+    fail("JSON schema: {}: {} (at {})", all, e.what(), path);
+  }
+}
+
 ExprId JsonSchemaCompiler::compile_string(const Schema& s, const std::string& path) {
   const bool has_pattern = s.contains("pattern"), has_format = s.contains("format");
   const auto min_len = count_keyword(s, "minLength", path);
@@ -341,10 +395,13 @@ ExprId JsonSchemaCompiler::compile_string(const Schema& s, const std::string& pa
     format = s["format"].get<std::string>();
     if (format == "password" || format == "binary") format.clear();  // annotations only
   }
-  if (has_pattern || !format.empty()) {
-    if (has_pattern && !format.empty()) unsupported("'pattern' together with 'format'", path);
-    if (min_len || max_len)
-      unsupported(fmt::format("'minLength' / 'maxLength' together with '{}'", has_pattern ? "pattern" : "format"), path);
+  if (has_pattern && !format.empty()) {
+    content = string_intersection(s, format, min_len, max_len, path);
+  } else if (has_pattern || !format.empty()) {
+    if (min_len || max_len) {
+      content = string_intersection(s, format, min_len, max_len, path);
+      return g_.seq({g_.literal("\""), content, g_.literal("\"")});
+    }
     try {
       if (has_pattern) {
         if (!s["pattern"].is_string()) invalid("'pattern' must be a string", path);

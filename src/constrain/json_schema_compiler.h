@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -53,6 +54,8 @@ class JsonSchemaCompiler {
   ExprId compile_number(const Schema& s, bool integer, const std::string& path);
   ExprId literal_value(const Schema& v);
   ExprId string_char();
+  ExprId string_intersection(const Schema& s, const std::string& format, std::optional<int64_t> min_len,
+                             std::optional<int64_t> max_len, const std::string& path);
   ExprId extra_key(const std::vector<std::string>& declared);
   ExprId as_rule(ExprId e);  // a rule of its own, so the automaton builder may share it
   const Schema& doc() const { return docs_.back(); }

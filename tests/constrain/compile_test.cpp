@@ -260,6 +260,55 @@ TEST(JsonSchema, RecursiveRefsAndOneOfDiscriminators) {
   EXPECT_FALSE(accepts(o, R"({"t":"c"})"));
 }
 
+// JSON Schema applies every keyword of a schema: a string under 'pattern' and 'format' (as zod v4
+// writes z.email(), z.uuid(), z.iso.datetime()) or under a length and a pattern must satisfy each.
+TEST(JsonSchema, PatternFormatAndLengthAllHold) {
+  // Letters by the pattern, an email by the format: "a@b.co" is both, "a1@b.co" an email with a
+  // digit, "abc" and "a@b" (no dot after the @) letters but no email.
+  auto e = schema(R"({"type": "string", "format": "email", "pattern": "^[a-z@.]+$"})");
+  EXPECT_TRUE(accepts(e, R"("a@b.co")"));
+  for (const char* bad : {R"("a1@b.co")", R"("abc")", R"("a@b")", R"("")"}) EXPECT_FALSE(accepts(e, bad)) << bad;
+  // zod's own email pattern beside the format.
+  auto z = schema(R"({"type": "string", "format": "email",
+      "pattern": "^(?:[A-Za-z0-9_'+\\-]+\\.)*[A-Za-z0-9_'+\\-]*[A-Za-z0-9_+-]@(?:[A-Za-z0-9][A-Za-z0-9\\-]*\\.)+[A-Za-z]{2,}$"})");
+  EXPECT_TRUE(accepts(z, R"("ann.lee@example.com")"));
+  EXPECT_FALSE(accepts(z, R"("ann@example.c0")"));  // the pattern wants a letter TLD
+  EXPECT_FALSE(accepts(z, R"("ann@@example.com")"));
+  EXPECT_FALSE(accepts(z, R"("Ann@example.com")"));  // the format (as we enforce it) is lowercase
+  // Unanchored pattern (matches anywhere) and a date.
+  auto d = schema(R"({"type": "string", "format": "date", "pattern": "-12-"})");
+  EXPECT_TRUE(accepts(d, R"("2024-12-31")"));
+  EXPECT_FALSE(accepts(d, R"("2024-11-30")"));
+  EXPECT_FALSE(accepts(d, R"("2024-12-32")"));
+  // Length with a pattern: 2..4 characters of [ab].
+  auto l = schema(R"({"type": "string", "pattern": "^[ab]+$", "minLength": 2, "maxLength": 4})");
+  for (const char* ok : {R"("ab")", R"("abba")"}) EXPECT_TRUE(accepts(l, ok)) << ok;
+  for (const char* bad : {R"("a")", R"("ababa")", R"("abc")"}) EXPECT_FALSE(accepts(l, bad)) << bad;
+  // Length with a format: a uuid is 36 characters, so maxLength 35 leaves none.
+  auto u = schema(R"({"type": "string", "format": "uuid", "maxLength": 36})");
+  EXPECT_TRUE(accepts(u, R"("123e4567-e89b-12d3-a456-426614174000")"));
+  EXPECT_NE(error_of([] { schema(R"({"type": "string", "format": "uuid", "maxLength": 35})"); })
+                .find("format 'uuid' and 'minLength' / 'maxLength': no string matches all of them (at #)"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { schema(R"({"type": "string", "format": "date", "pattern": "^x"})"); })
+                .find("'pattern' and format 'date': no string matches all of them"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { schema(R"({"type": "string", "format": "starts_with", "pattern": "^ab"})"); })
+                .find("format 'starts_with'"),
+            std::string::npos);
+}
+
+// Object keys are strings: propertyNames {"type": "string"} (zod's z.record(z.string(), v)) holds of
+// every object; other propertyNames are still refused.
+TEST(JsonSchema, PropertyNamesOfTypeString) {
+  auto r = schema(R"({"type": "object", "propertyNames": {"type": "string"}, "additionalProperties": {"type": "integer"}})");
+  EXPECT_TRUE(accepts(r, R"({"a":1,"b":2})"));
+  EXPECT_TRUE(accepts(r, "{}"));
+  EXPECT_FALSE(accepts(r, R"({"a":"x"})"));
+  EXPECT_NE(error_of([] { schema(R"({"type": "object", "propertyNames": {"maxLength": 2}})"); }).find("'propertyNames'"),
+            std::string::npos);
+}
+
 TEST(JsonSchema, RefusalsNameTheConstruct) {
   EXPECT_NE(error_of([] { schema(R"({"type": "object", "properties": {"x": {"not": {}}}})"); })
                 .find("'not' is not supported (at #/properties/x)"),
