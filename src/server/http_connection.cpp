@@ -19,6 +19,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "server/request_id.h"
+
 namespace dpserve {
 
 namespace {
@@ -193,7 +195,16 @@ ConnectionServer::ConnectionServer(BodyLimits limits) : limits_(limits) {
   // Runs as every response is written, including those cpp-httplib makes itself before our setup
   // (a bad request line, 414, a malformed Range): when the body was not consumed, or is in doubt,
   // the connection ends after this response instead of reading body bytes as the next request.
-  set_post_routing_handler([](const httplib::Request&, httplib::Response& res) {
+  set_post_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+    // Every answer names its request, as OpenAI's do (the SDKs expose it as _request_id / requestID): the
+    // client's own X-Request-Id when it is a plain token, so its logs and ours meet; else a fresh one.
+    if (!res.has_header("X-Request-Id")) {
+      const std::string& mine = req.get_header_value("X-Request-Id");
+      const bool plain = !mine.empty() && mine.size() <= 128 && std::all_of(mine.begin(), mine.end(), [](char ch) {
+        return std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.' || ch == ':';
+      });
+      res.set_header("X-Request-Id", plain ? mine : new_request_id("req"));
+    }
     ConnectionState* c = t_current;
     if (!c) return;
     if (!t_pending.setup_ran) c->close_after = true;

@@ -1,6 +1,6 @@
 // The official OpenAI Node client against the real `dpserve serve` (stories260K): completions and
 // chat, streaming and not, parsed results checked against the offline generator and the tokenizer.
-import { URL_BASE, assert, client, http, modelName, offlineGreedy, run, sse, tokenize } from './e2e_util.mjs';
+import { API_KEY, URL_BASE, assert, client, http, modelName, offlineGreedy, run, sse, tokenize } from './e2e_util.mjs';
 
 const PROMPT = 'Once upon a time, there was a little';
 const N = 40;
@@ -207,6 +207,29 @@ run([
     const last = JSON.parse(events.at(-2));
     assert.equal(last.text, greedy);
     assert.ok(last.meta_info.finish_reason && ['length', 'stop'].includes(last.meta_info.finish_reason.type));
+  }],
+  ['every answer names its request in X-Request-Id (the SDK\'s _request_id): the client\'s own plain id, else a fresh one', async () => {
+    const { data, request_id } = await oa.completions.create({ model, prompt: PROMPT, max_tokens: 2 }).withResponse();
+    assert.equal(data.object, 'text_completion');
+    assert.match(request_id ?? '', /^req-[0-9a-f]{32}$/);
+    const again = await oa.completions.create({ model, prompt: PROMPT, max_tokens: 2 }).withResponse();
+    assert.notEqual(again.request_id, request_id, 'each request gets its own id');
+    const mine = await http('POST', '/v1/completions', { model, prompt: PROMPT, max_tokens: 2 }, { 'X-Request-Id': 'trace_42:a.b-c' });
+    assert.equal(mine.headers.get('x-request-id'), 'trace_42:a.b-c');
+    // Not a plain token (a space, or over 128 characters): not echoed into headers and logs.
+    for (const bad of ['has space', 'x'.repeat(129)]) {
+      const r = await http('GET', '/v1/models', undefined, { 'X-Request-Id': bad });
+      assert.match(r.headers.get('x-request-id') ?? '', /^req-[0-9a-f]{32}$/);
+    }
+    // Errors and streams carry it too.
+    const miss = await http('GET', '/no/such/route');
+    assert.equal(miss.status, 404);
+    assert.match(miss.headers.get('x-request-id') ?? '', /^req-[0-9a-f]{32}$/);
+    const res = await fetch(`${URL_BASE}/v1/completions`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json', ...(API_KEY !== 'none' ? { Authorization: `Bearer ${API_KEY}` } : {}) },
+      body: JSON.stringify({ model, prompt: PROMPT, max_tokens: 2, stream: true }), signal: AbortSignal.timeout(60000) });
+    assert.match(res.headers.get('x-request-id') ?? '', /^req-[0-9a-f]{32}$/);
+    await res.text();
   }],
   ['health, health_generate, metrics', async () => {
     assert.equal((await http('GET', '/health')).status, 200);
