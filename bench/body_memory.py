@@ -26,14 +26,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tools"))
-from serve_process import MPI_ENV, ServeProcess, wait_healthy  # noqa: E402
-
-
-def vm(pid, key):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
-    return 0
+from serve_process import MPI_ENV, ServeProcess, proc_bytes, wait_healthy  # noqa: E402
 
 
 def post(url, path, body):
@@ -50,9 +43,9 @@ def measure(url, pid, path, body):
     time.sleep(0.3)  # the previous request's thread frees its body after replying
     with open(f"/proc/{pid}/clear_refs", "w") as f:
         f.write("5")  # VmHWM := VmRSS
-    rss0 = vm(pid, "VmRSS")
+    rss0 = proc_bytes(pid, "VmRSS")
     status, msg = post(url, path, body)
-    grew = vm(pid, "VmHWM") - rss0
+    grew = proc_bytes(pid, "VmHWM") - rss0
     mb = len(body) / 1e6
     print(f"{path:18s} {mb:7.1f} MB body  status {status}  peak +{grew / 1e6:7.0f} MB  = {grew / len(body):5.1f}x"
           f"  ({msg[:70]})", flush=True)
@@ -117,7 +110,7 @@ def main():
         counts = [int(float(x)) for x in args.ids.split(",") if x]
         srv = Server(args, model)
         try:
-            print(f"server pid {srv.pid}, RSS {vm(srv.pid, 'VmRSS') / 1e6:.0f} MB", flush=True)
+            print(f"server pid {srv.pid}, RSS {proc_bytes(srv.pid, 'VmRSS') / 1e6:.0f} MB", flush=True)
             for n in counts:
                 measure(srv.url, srv.pid, "/generate", id_body("input_ids", n, ', "sampling_params": {"max_new_tokens": 1}',
                                                            args.digits))

@@ -70,6 +70,14 @@ def wait_healthy(port, timeout=120, server=None):
     return False
 
 
+def proc_bytes(pid, key):
+    """A /proc/PID/status memory field in bytes ("VmHWM", "VmRSS", ...); 0 when absent."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def live(pids):
     """Those of `pids` still running (zombies, which only wait for their parent to reap them, are not)."""
     left = []

@@ -29,7 +29,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
-from serve_process import ServeProcess  # noqa: E402
+from serve_process import ServeProcess, proc_bytes  # noqa: E402
 
 BIN, MAKE_MODEL, TOKENIZER = sys.argv[1:4]
 VOCAB = 151936
@@ -40,13 +40,6 @@ def check(cond, what):
     print(("ok   " if cond else "FAIL ") + what, flush=True)
     if not cond:
         failures.append(what)
-
-
-def vm(pid, key):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def post(srv, path, body):
@@ -69,9 +62,9 @@ def peak_growth(pid, send):
     time.sleep(0.3)  # the previous request's thread frees its body after it has answered
     with open(f"/proc/{pid}/clear_refs", "w") as f:
         f.write("5")  # VmHWM := VmRSS
-    rss0 = vm(pid, "VmRSS")
+    rss0 = proc_bytes(pid, "VmRSS")
     out = send()
-    return vm(pid, "VmHWM") - rss0, out
+    return proc_bytes(pid, "VmHWM") - rss0, out
 
 
 def main():

@@ -28,7 +28,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
-from serve_process import ServeProcess  # noqa: E402
+from serve_process import ServeProcess, proc_bytes  # noqa: E402
 
 BIN, MAKE_MODEL, TOKENIZER = sys.argv[1:4]
 failures = []
@@ -38,13 +38,6 @@ def check(cond, what):
     print(("ok   " if cond else "FAIL ") + what, flush=True)
     if not cond:
         failures.append(what)
-
-
-def vm(pid, key):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def complete(srv, prompt):
@@ -73,11 +66,11 @@ def main():
             check(complete(srv, "Once upon a time")[0] == 200, "a short prompt is served")
             # 12 MB (8M tokens), well under --max-body-bytes (32 MiB) and the test's memory bound.
             text = "hello " * 2_000_000
-            hwm0 = vm(pid, "VmHWM")
+            hwm0 = proc_bytes(pid, "VmHWM")
             status, msg = complete(srv, text)
             check(status == 400 and "maximum context length is 4096" in msg,
                   f"a 12 MB prompt is a 400 naming the context (got {status}: {msg[:120]})")
-            g1 = vm(pid, "VmHWM") - hwm0
+            g1 = proc_bytes(pid, "VmHWM") - hwm0
             print(f"     one 12 MB prompt: peak RSS +{g1 / 2**20:.0f} MB", flush=True)
             results = []
             threads = [threading.Thread(target=lambda: results.append(complete(srv, text))) for _ in range(3)]
@@ -85,7 +78,7 @@ def main():
                 t.start()
             for t in threads:
                 t.join()
-            g3 = vm(pid, "VmHWM") - hwm0
+            g3 = proc_bytes(pid, "VmHWM") - hwm0
             check(sorted(s for s, _ in results) == [400] * 3 and
                   all("maximum context length is 4096" in m for _, m in results),
                   f"three at once: all 400 naming the context (got {[s for s, _ in results]})")
