@@ -121,6 +121,26 @@ async function sendChat(page, message) {
 
 // Checks shared by the modes with a chat template (they need no particular server).
 const chatTests = [
+  ['temperature left empty: the page sends none (the server\'s default applies) and says which default that is', async () => {
+    const { page, errors } = await openPage();
+    await until('the model', async () => (await text(page, '#model-name')) !== '…');
+    const info = (await http('GET', '/get_server_info')).json;
+    const dflt = (info.default_sampling_params || {}).temperature ?? 1;
+    await until('the default shown', async () => (await page.$eval('#temperature', (e) => e.placeholder)) === `default ${dflt}`);
+    assert.equal(await page.$eval('#temperature', (e) => e.value), '');
+    await setField(page, '#max-tokens', 2);
+    const sent = await intercept(page, {});
+    await sendChat(page, 'hello');
+    await waitReply(page);
+    assert.equal(sent.length, 1);
+    assert.ok(!('temperature' in sent[0]), JSON.stringify(sent[0]));
+    await setField(page, '#temperature', 0.3);
+    await sendChat(page, 'again');
+    await waitReply(page);
+    assert.equal(sent[1].temperature, 0.3);
+    assert.deepEqual(errors, []);
+    await page.close();
+  }],
   ['a refused message (429, network failure) is left out of the conversation and goes back to the input box', async () => {
     const { page, errors } = await openPage();
     await until('the model', async () => (await text(page, '#model-name')) !== '…');
