@@ -231,9 +231,9 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
     const AccessInfo& ai = access_info();
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ai.start).count();
     c.metrics.count_request(res.status == 404 ? std::string("unmatched") : route_label(req), res.status);
-    spdlog::info("{} {} {} {} prompt_tokens={} completion_tokens={}{}{} {:.1f}ms request_id={}", req.remote_addr,
+    spdlog::info("{} {} {} {} prompt_tokens={} completion_tokens={}{}{} request_id={} {:.1f}ms", req.remote_addr,
                  req.method, loggable_path(req.path), res.status, ai.prompt_tokens, ai.completion_tokens,
-                 ai.finish.empty() ? "" : " finish=" + ai.finish, ai.extra, ms, res.get_header_value("X-Request-Id"));
+                 ai.finish.empty() ? "" : " finish=" + ai.finish, ai.extra, res.get_header_value("X-Request-Id"), ms);
   });
 
   register_openai_routes(s, c);
