@@ -335,6 +335,9 @@ ExprId JsonSchemaCompiler::compile(const Schema& s, const std::string& path, int
     for (const auto& v : values) {
       bool ok = types.empty();
       for (const auto& t : types) ok = ok || value_has_type(v, t);
+      // multipleOf applies to numbers (checked above to be a positive integer).
+      if (ok && v.is_number() && s.contains("multipleOf"))
+        ok = v.get<double>() == std::floor(v.get<double>()) && std::fmod(v.get<double>(), s["multipleOf"].get<double>()) == 0;
       if (ok) alts.push_back(literal_value(v));
     }
     if (alts.empty()) invalid("no 'enum' / 'const' value has the schema's 'type'", path);
@@ -490,7 +493,7 @@ ExprId JsonSchemaCompiler::string_content(const Schema& s, const std::string& pa
     if (!s["pattern"].is_string()) invalid("'pattern' must be a string", path);
     patterns.push_back(s["pattern"].get<std::string>());
   }
-  if (s.contains(kMergedPatterns))
+  if (s.contains(kMergedPatterns) && s[kMergedPatterns].is_array())
     for (const auto& p : s[kMergedPatterns]) {
       if (!p.is_string()) invalid("'pattern' must be a string", path);
       patterns.push_back(p.get<std::string>());

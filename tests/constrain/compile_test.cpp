@@ -349,6 +349,10 @@ TEST(JsonSchema, MultipleOfIntegers) {
   EXPECT_NE(error_of([] { schema(R"({"type": "integer", "multipleOf": 500})"); }).find("'multipleOf' 500: "),
             std::string::npos);
   EXPECT_NE(error_of([] { schema(R"({"type": "integer", "multipleOf": 97})"); }).find("too large"), std::string::npos);
+  // Beside an enum, only the values that are multiples (other types are not numbers: it does not apply).
+  auto e = schema(R"({"enum": [3, 5, 7.5, "x"], "multipleOf": 5})");
+  for (const char* ok : {"5", R"("x")"}) EXPECT_TRUE(accepts(e, ok)) << ok;
+  for (const char* bad : {"3", "7.5"}) EXPECT_FALSE(accepts(e, bad)) << bad;
   EXPECT_NE(error_of([] { schema(R"({"type": "integer", "multipleOf": 7, "minimum": 1, "maximum": 6})"); })
                 .find("no multiple of 7"),
             std::string::npos);
