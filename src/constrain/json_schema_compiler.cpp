@@ -5,6 +5,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -718,6 +719,19 @@ Grammar json_schema_grammar(std::string_view schema_text, const JsonSchemaOption
     schema = nlohmann::ordered_json::parse(schema_text);
   } catch (const nlohmann::json::exception& e) {
     fail("JSON schema: not valid JSON: {}", e.what());
+  }
+  // The allOf merge carries extra patterns under kMergedPatterns; a client's own key of that name would be
+  // enforced as if merged, where every other x- keyword is an annotation.
+  std::vector<const nlohmann::ordered_json*> todo{&schema};
+  while (!todo.empty()) {
+    const nlohmann::ordered_json* v = todo.back();
+    todo.pop_back();
+    if (v->is_object()) {
+      if (v->contains(kMergedPatterns)) fail("JSON schema: '{}' is reserved for the server's own use", kMergedPatterns);
+      for (const auto& [k, x] : v->items()) todo.push_back(&x);
+    } else if (v->is_array()) {
+      for (const auto& x : *v) todo.push_back(&x);
+    }
   }
   Grammar g;
   const int32_t root = g.add_rule("root");

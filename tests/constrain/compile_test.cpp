@@ -384,6 +384,22 @@ TEST(JsonSchema, PropertyNamesEnumAndPattern) {
             std::string::npos);
 }
 
+// The key the allOf merge uses for extra patterns is the server's: a client schema naming it is refused, not
+// enforced as a merge result (every other x- keyword is an annotation).
+TEST(JsonSchema, MergedPatternsKeyIsReserved) {
+  EXPECT_NE(error_of([] { schema(R"({"type": "string", "x-dpserve-patterns": ["^a"]})"); }).find("reserved"),
+            std::string::npos);
+  EXPECT_NE(error_of([] {
+              schema(R"({"type": "object", "properties": {"s": {"type": "string", "x-dpserve-patterns": ["b"]}}})");
+            }).find("reserved"),
+            std::string::npos);
+  auto other = schema(R"({"type": "string", "x-note": ["^a"]})");  // an annotation: any string
+  EXPECT_TRUE(accepts(other, R"("zzz")"));
+  auto merged = schema(R"({"type": "string", "allOf": [{"pattern": "^a"}, {"pattern": "b$"}]})");
+  EXPECT_TRUE(accepts(merged, R"("ab")"));
+  EXPECT_FALSE(accepts(merged, R"("ba")"));
+}
+
 // Formats zod v4 writes (each with zod's own pattern beside it, or none): what they mean is zod's
 // regex for them (zod's regexes.ts) and, for ipv6, RFC 4291's text forms.
 TEST(JsonSchema, ZodFormats) {
