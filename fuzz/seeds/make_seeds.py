@@ -644,6 +644,20 @@ def constraint_seeds():
         "tuple": {"type": "array", "prefixItems": [{"type": "string"}, {"type": "null"}], "items": False},
         "number_bounds": {"type": "number", "exclusiveMinimum": -1.5, "maximum": 10, "multipleOf": 0.5},
         "unsatisfiable": {"type": "integer", "minimum": 5, "maximum": 1},
+        # As zod v4 writes them: its own formats with their patterns, records with enum / pattern
+        # keys, an integer step, two allOf patterns.
+        "zod_formats": {"type": "object", "properties": {
+            "c": {"type": "string", "format": "cuid", "pattern": "^[cC][0-9a-z]{6,}$"},
+            "v6": {"type": "string", "format": "ipv6"}, "p": {"type": "string", "format": "e164"},
+            "s": {"type": "string", "format": "starts_with", "pattern": "^ab.*"},
+            "b": {"type": "string", "format": "base64"}}},
+        "records": {"type": "object", "properties": {
+            "e": {"type": "object", "propertyNames": {"type": "string", "enum": ["a", "b"]},
+                  "additionalProperties": {"type": "number"}, "required": ["a"]},
+            "r": {"type": "object", "propertyNames": {"type": "string", "pattern": "^k[0-9]+$"},
+                  "additionalProperties": {"type": "integer"}}}},
+        "multiple_of": {"type": "integer", "multipleOf": 15, "minimum": -1000, "maximum": 1000},
+        "allof_patterns": {"type": "string", "format": "ends_with", "allOf": [{"pattern": "^a.*"}, {"pattern": ".*z$"}]},
         "not_json": "{\"type\": ",
     }
     for k, v in schemas.items():

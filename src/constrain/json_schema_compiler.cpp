@@ -5,6 +5,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -22,6 +23,10 @@ namespace {
 using Schema = nlohmann::ordered_json;
 
 constexpr int kMaxDepth = 128;
+// multipleOf k is walked as the residues mod k of the digits read so far (k states).
+constexpr int64_t kMaxMultipleOf = 10000;
+// Past 2^53 a validator's double no longer holds the integer written, nor its remainder.
+constexpr double kMaxSafeInteger = 9007199254740991.0;
 
 // Validation keywords no grammar here can enforce.
 const std::set<std::string>& unsupported_keywords() {
@@ -112,7 +117,63 @@ std::optional<double> number_keyword(const Schema& s, const char* k, const std::
   return s[k].get<double>();
 }
 
+// The content of a key for an additional property: any string written without escapes except the declared names
+// (escapes could spell a declared name differently, so they are left out).
+ExprId extra_key_content(Grammar& g_, const std::vector<std::string>& declared) {
+  CodepointSet special = CodepointSet::of(0, 0x1F);
+  special.add('"');
+  special.add('\\');
+  const CodepointSet plain = special.complement();
+  struct Node {
+    std::map<uint32_t, int> kids;
+    bool end = false;
+  };
+  std::vector<Node> trie(1);
+  for (const auto& name : declared) {
+    std::vector<uint32_t> cps;
+    bool ok = true;
+    for (size_t i = 0; i < name.size() && ok;) {
+      const auto c0 = uint8_t(name[i]);
+      const int n = c0 < 0x80 ? 1 : (c0 >> 5) == 6 ? 2 : (c0 >> 4) == 14 ? 3 : 4;
+      uint32_t cp = n == 1 ? c0 : n == 2 ? (c0 & 0x1F) : n == 3 ? (c0 & 0x0F) : (c0 & 0x07);
+      for (int k = 1; k < n && i + size_t(k) < name.size(); ++k) cp = (cp << 6) | (uint8_t(name[i + size_t(k)]) & 0x3F);
+      ok = plain.contains(cp);
+      cps.push_back(cp);
+      i += size_t(n);
+    }
+    if (!ok) continue;  // cannot be written without escapes: no clash possible
+    int cur = 0;
+    for (uint32_t cp : cps) {
+      auto it = trie[size_t(cur)].kids.find(cp);
+      if (it == trie[size_t(cur)].kids.end()) {
+        trie.push_back(Node{});
+        it = trie[size_t(cur)].kids.emplace(cp, int(trie.size() - 1)).first;
+      }
+      cur = it->second;
+    }
+    trie[size_t(cur)].end = true;
+  }
+  const ExprId any_plain = g_.star(g_.chars(plain));
+  std::function<ExprId(int)> build = [&](int node) -> ExprId {
+    const Node& n = trie[size_t(node)];
+    std::vector<ExprId> alts;
+    if (!n.end) alts.push_back(g_.empty());
+    CodepointSet other = plain;
+    for (const auto& [cp, child] : n.kids) {
+      alts.push_back(g_.seq({g_.chars(CodepointSet::of(cp, cp)), build(child)}));
+      other = other.intersect(CodepointSet::of(cp, cp).complement());
+    }
+    alts.push_back(g_.seq({g_.chars(other), any_plain}));
+    return g_.alt(std::move(alts));
+  };
+  return build(0);
+}
+
 }  // namespace
+
+ExprId JsonSchemaCompiler::extra_key(const std::vector<std::string>& declared) {
+  return g_.seq({g_.literal("\""), extra_key_content(g_, declared), g_.literal("\"")});
+}
 
 JsonSchemaCompiler::JsonSchemaCompiler(Grammar& g, JsonSchemaOptions opt) : g_(g), opt_(opt) {}
 
@@ -199,10 +260,7 @@ ExprId JsonSchemaCompiler::compile(const Schema& s, const std::string& path, int
     unsupported("'patternProperties'", path);
   for (const char* k : {"dependentRequired", "dependencies", "dependentSchemas"})
     if (s.contains(k) && !(s[k].is_object() && s[k].empty())) unsupported(fmt::format("'{}'", k), path);
-  // Object keys are strings, so {"type": "string"} (zod's z.record(z.string(), ...)) holds of every key.
-  if (s.contains("propertyNames") && s["propertyNames"] != Schema(true) && s["propertyNames"] != Schema::object() &&
-      s["propertyNames"] != Schema{{"type", "string"}})
-    unsupported("'propertyNames'", path);
+  if (s.contains("propertyNames") && s["propertyNames"] == Schema(false)) unsupported("'propertyNames' false", path);
 
   if (s.contains("$ref")) {
     if (!s["$ref"].is_string()) invalid("'$ref' must be a string", path);
@@ -247,8 +305,12 @@ ExprId JsonSchemaCompiler::compile(const Schema& s, const std::string& path, int
   }
 
   if (s.contains("multipleOf")) {
+    // A decimal step is left out: validators divide doubles (ajv and Python's jsonschema both find
+    // 0.07 no multiple of 0.01), so what the grammar would write is not what they accept.
     const Schema& m = s["multipleOf"];
-    if (!(m.is_number() && m.get<double>() == 1.0)) unsupported("'multipleOf' other than 1", path);
+    if (!(m.is_number() && m.get<double>() >= 1 && m.get<double>() == std::floor(m.get<double>())))
+      unsupported("'multipleOf' other than a positive integer", path);
+    if (m.get<double>() > double(kMaxMultipleOf)) unsupported(fmt::format("'multipleOf' above {}", kMaxMultipleOf), path);
   }
   if (s.contains("uniqueItems") && s["uniqueItems"] == Schema(true)) {
     const auto mx = count_keyword(s, "maxItems", path);
@@ -274,6 +336,9 @@ ExprId JsonSchemaCompiler::compile(const Schema& s, const std::string& path, int
     for (const auto& v : values) {
       bool ok = types.empty();
       for (const auto& t : types) ok = ok || value_has_type(v, t);
+      // multipleOf applies to numbers (checked above to be a positive integer).
+      if (ok && v.is_number() && s.contains("multipleOf"))
+        ok = v.get<double>() == std::floor(v.get<double>()) && std::fmod(v.get<double>(), s["multipleOf"].get<double>()) == 0;
       if (ok) alts.push_back(literal_value(v));
     }
     if (alts.empty()) invalid("no 'enum' / 'const' value has the schema's 'type'", path);
@@ -327,19 +392,42 @@ ExprId JsonSchemaCompiler::compile_number(const Schema& s, bool integer, const s
     tighten_lo(-2147483648.0, false);
     tighten_hi(2147483647.0, false);
   }
+  const int64_t k = s.contains("multipleOf") ? int64_t(s["multipleOf"].get<double>()) : 1;
   try {
-    return integer ? json_integer_bounded(g_, lo, hi) : json_number(g_, lo, hi);
+    if (k <= 1) return integer ? json_integer_bounded(g_, lo, hi) : json_number(g_, lo, hi);
+    // Multiples of k: integers within the bounds (and within 2^53: a lower maximum only narrows
+    // the outputs), intersected with the decimal strings whose value is 0 mod k.
+    tighten_lo(-kMaxSafeInteger, false);
+    tighten_hi(kMaxSafeInteger, false);
+    Grammar bounded;
+    const int32_t root = bounded.add_rule("root");
+    bounded.set_body(root, json_integer_bounded(bounded, lo, hi));
+    bounded.set_root(root);
+    // States: 0 start, 1 after '-', 2 + r: digits read, their value r mod k.
+    ByteDfa mod{0,
+                [k](int32_t st, uint8_t b) -> int32_t {
+                  if (st == 0 && b == '-') return 1;
+                  if (b < '0' || b > '9') return -1;
+                  const int64_t r = st >= 2 ? st - 2 : 0;
+                  return int32_t(2 + (r * 10 + (b - '0')) % k);
+                },
+                [](int32_t st) { return st == 2; }};
+    return intersect_regular(g_, {&bounded}, {mod}, fmt::format("multiple{}", g_.num_rules()));
   } catch (const Error& e) {
+    if (k > 1 && std::string_view(e.what()).rfind("no string", 0) == 0)
+      fail("JSON schema: no multiple of {} lies within the bounds (at {})", k, path);
+    if (k > 1) fail("JSON schema: 'multipleOf' {}: {} (at {})", k, e.what(), path);
     fail("JSON schema: {} (at {})", e.what(), path);
   }
 }
 
 // A string under several of 'pattern', 'format', 'minLength' / 'maxLength' (zod writes
 // {"format": "email", "pattern": ...}): every one must hold, so each is compiled alone and the string
-// content is their intersection.
-ExprId JsonSchemaCompiler::string_intersection(const Schema& s, const std::string& format,
+// content is their intersection. `key_exclude`: an object key, which is also written without escapes
+// and is none of these names (see extra_key).
+ExprId JsonSchemaCompiler::string_intersection(const std::vector<std::string>& patterns, const std::string& format,
                                                std::optional<int64_t> min_len, std::optional<int64_t> max_len,
-                                               const std::string& path) {
+                                               const std::string& path, const std::vector<std::string>* key_exclude) {
   std::vector<Grammar> parts;
   std::vector<std::string> names;
   auto part = [&](const std::string& what, const std::function<ExprId(Grammar&)>& build) {
@@ -354,11 +442,8 @@ ExprId JsonSchemaCompiler::string_intersection(const Schema& s, const std::strin
     p.set_root(root);
     names.push_back(what);
   };
-  if (s.contains("pattern")) {
-    if (!s["pattern"].is_string()) invalid("'pattern' must be a string", path);
-    const std::string pattern = s["pattern"].get<std::string>();
+  for (const auto& pattern : patterns)
     part("'pattern'", [&](Grammar& g) { return compile_regex(g, pattern, RegexOptions{true, true}); });
-  }
   if (!format.empty()) {
     const auto p = json_string_format_pattern(format);
     if (!p) unsupported(fmt::format("format '{}'", format), path);
@@ -372,6 +457,20 @@ ExprId JsonSchemaCompiler::string_intersection(const Schema& s, const std::strin
     part("'minLength' / 'maxLength'",
          [&](Grammar& g) { return g.repeat(json_string_char(g), int32_t(lo), int32_t(hi)); });
   }
+  if (key_exclude) part("the other keys", [&](Grammar& g) { return extra_key_content(g, *key_exclude); });
+  if (parts.size() == 1 && !key_exclude) {
+    // One part alone: compiled straight into the grammar.
+    if (patterns.empty() && format.empty())
+      return g_.repeat(string_char(), int32_t(min_len.value_or(0)),
+                       max_len ? int32_t(std::min<int64_t>(*max_len, opt_.max_repeat)) : -1);
+    try {
+      if (!patterns.empty()) return compile_regex(g_, patterns[0], RegexOptions{true, true});
+      if (!format.empty()) return compile_regex(g_, *json_string_format_pattern(format), RegexOptions{false, true});
+    } catch (const Error& e) {
+      if (std::string_view(e.what()).rfind("JSON schema", 0) == 0) throw;
+      fail("JSON schema: {} (at {})", e.what(), path);
+    }
+  }
   std::vector<const Grammar*> ptrs;
   for (const Grammar& p : parts) ptrs.push_back(&p);
   try {
@@ -383,97 +482,45 @@ ExprId JsonSchemaCompiler::string_intersection(const Schema& s, const std::strin
   }
 }
 
-ExprId JsonSchemaCompiler::compile_string(const Schema& s, const std::string& path) {
-  const bool has_pattern = s.contains("pattern"), has_format = s.contains("format");
+// The content of a string schema (between the quotes), or -1 when it has no 'pattern', 'format'
+// or length (any string).
+ExprId JsonSchemaCompiler::string_content(const Schema& s, const std::string& path,
+                                          const std::vector<std::string>* key_exclude) {
   const auto min_len = count_keyword(s, "minLength", path);
-  auto max_len = count_keyword(s, "maxLength", path);
+  const auto max_len = count_keyword(s, "maxLength", path);
   if (min_len && max_len && *min_len > *max_len) invalid("'minLength' is above 'maxLength'", path);
-  ExprId content = -1;
+  std::vector<std::string> patterns;
+  if (s.contains("pattern")) {
+    if (!s["pattern"].is_string()) invalid("'pattern' must be a string", path);
+    patterns.push_back(s["pattern"].get<std::string>());
+  }
+  if (s.contains(kMergedPatterns) && s[kMergedPatterns].is_array())
+    for (const auto& p : s[kMergedPatterns]) {
+      if (!p.is_string()) invalid("'pattern' must be a string", path);
+      patterns.push_back(p.get<std::string>());
+    }
   std::string format;
-  if (has_format) {
+  if (s.contains("format")) {
     if (!s["format"].is_string()) invalid("'format' must be a string", path);
     format = s["format"].get<std::string>();
     if (format == "password" || format == "binary") format.clear();  // annotations only
   }
-  if (has_pattern && !format.empty()) {
-    content = string_intersection(s, format, min_len, max_len, path);
-  } else if (has_pattern || !format.empty()) {
-    if (min_len || max_len) {
-      content = string_intersection(s, format, min_len, max_len, path);
-      return g_.seq({g_.literal("\""), content, g_.literal("\"")});
-    }
-    try {
-      if (has_pattern) {
-        if (!s["pattern"].is_string()) invalid("'pattern' must be a string", path);
-        content = compile_regex(g_, s["pattern"].get<std::string>(), RegexOptions{true, true});
-      } else {
-        const auto p = json_string_format_pattern(format);
-        if (!p) unsupported(fmt::format("format '{}'", format), path);
-        content = compile_regex(g_, *p, RegexOptions{false, true});
-      }
-    } catch (const Error& e) {
-      if (std::string_view(e.what()).rfind("JSON schema", 0) == 0) throw;
-      fail("JSON schema: {} (at {})", e.what(), path);
-    }
-  } else {
-    const int64_t lo = min_len.value_or(0);
-    if (lo > opt_.max_repeat) unsupported(fmt::format("'minLength' above {}", opt_.max_repeat), path);
-    if (max_len && *max_len > opt_.max_repeat) max_len = opt_.max_repeat;
-    content = g_.repeat(string_char(), int32_t(lo), max_len ? int32_t(*max_len) : -1);
+  if (json_string_format_in_pattern(format)) {
+    // zod's z.string().startsWith("ab") is {"format": "starts_with", "pattern": "^ab.*"}.
+    if (patterns.empty())
+      unsupported(fmt::format("format '{}' without a 'pattern' that spells it out", format), path);
+    format.clear();
   }
-  return g_.seq({g_.literal("\""), content, g_.literal("\"")});
+  if (!format.empty())
+    std::erase_if(patterns, [&](const std::string& p) { return json_string_format_implies(format, p); });
+  if (patterns.empty() && format.empty() && !min_len && !max_len && !key_exclude) return -1;
+  return string_intersection(patterns, format, min_len, max_len, path, key_exclude);
 }
 
-// A key for an additional property: any string written without escapes except the declared names
-// (escapes could spell a declared name differently, so they are left out).
-ExprId JsonSchemaCompiler::extra_key(const std::vector<std::string>& declared) {
-  CodepointSet special = CodepointSet::of(0, 0x1F);
-  special.add('"');
-  special.add('\\');
-  const CodepointSet plain = special.complement();
-  struct Node {
-    std::map<uint32_t, int> kids;
-    bool end = false;
-  };
-  std::vector<Node> trie(1);
-  for (const auto& name : declared) {
-    std::vector<uint32_t> cps;
-    bool ok = true;
-    for (size_t i = 0; i < name.size() && ok;) {
-      const auto c0 = uint8_t(name[i]);
-      const int n = c0 < 0x80 ? 1 : (c0 >> 5) == 6 ? 2 : (c0 >> 4) == 14 ? 3 : 4;
-      uint32_t cp = n == 1 ? c0 : n == 2 ? (c0 & 0x1F) : n == 3 ? (c0 & 0x0F) : (c0 & 0x07);
-      for (int k = 1; k < n && i + size_t(k) < name.size(); ++k) cp = (cp << 6) | (uint8_t(name[i + size_t(k)]) & 0x3F);
-      ok = plain.contains(cp);
-      cps.push_back(cp);
-      i += size_t(n);
-    }
-    if (!ok) continue;  // cannot be written without escapes: no clash possible
-    int cur = 0;
-    for (uint32_t cp : cps) {
-      auto it = trie[size_t(cur)].kids.find(cp);
-      if (it == trie[size_t(cur)].kids.end()) {
-        trie.push_back(Node{});
-        it = trie[size_t(cur)].kids.emplace(cp, int(trie.size() - 1)).first;
-      }
-      cur = it->second;
-    }
-    trie[size_t(cur)].end = true;
-  }
-  const ExprId any_plain = g_.star(g_.chars(plain));
-  std::function<ExprId(int)> build = [&](int node) -> ExprId {
-    const Node& n = trie[size_t(node)];
-    std::vector<ExprId> alts;
-    if (!n.end) alts.push_back(g_.empty());
-    CodepointSet other = plain;
-    for (const auto& [cp, child] : n.kids) {
-      alts.push_back(g_.seq({g_.chars(CodepointSet::of(cp, cp)), build(child)}));
-      other = other.intersect(CodepointSet::of(cp, cp).complement());
-    }
-    alts.push_back(g_.seq({g_.chars(other), any_plain}));
-    return g_.alt(std::move(alts));
-  };
-  return g_.seq({g_.literal("\""), build(0), g_.literal("\"")});
+ExprId JsonSchemaCompiler::compile_string(const Schema& s, const std::string& path) {
+  ExprId content = string_content(s, path, nullptr);
+  if (content < 0) content = g_.star(string_char());
+  return g_.seq({g_.literal("\""), content, g_.literal("\"")});
 }
 
 ExprId JsonSchemaCompiler::compile_object(const Schema& s, const std::string& path, int depth) {
@@ -497,7 +544,7 @@ ExprId JsonSchemaCompiler::compile_object(const Schema& s, const std::string& pa
   }
   const Schema ap = s.contains("additionalProperties") ? s["additionalProperties"] : Schema(false);
   if (!ap.is_boolean() && !ap.is_object()) invalid("'additionalProperties' must be a boolean or a schema", path);
-  const bool extras = ap != Schema(false);
+  bool extras = ap != Schema(false);
   for (const auto& r : required) {
     auto it = std::find_if(props.begin(), props.end(), [&](const Prop& p) { return p.name == r; });
     if (it != props.end()) {
@@ -517,6 +564,60 @@ ExprId JsonSchemaCompiler::compile_object(const Schema& s, const std::string& pa
     kept.push_back(std::move(p));
   }
   props = std::move(kept);
+
+  // propertyNames: a list of keys (zod's z.record(z.enum([...]), ...)) or a string schema each key holds.
+  std::vector<std::string> key_names;
+  bool key_list = false;
+  const Schema* key_schema = nullptr;
+  const std::string pn_path = path + "/propertyNames";
+  if (s.contains("propertyNames") && s["propertyNames"] != Schema(true)) {
+    const Schema& pn = s["propertyNames"];
+    if (!pn.is_object()) invalid("'propertyNames' must be a schema", path);
+    bool string_keywords = false;
+    for (const auto& [k, v] : pn.items()) {
+      if (is_annotation_keyword(k) || (k == "type" && v == "string") || k == "enum" || k == "const") continue;
+      if (k == "pattern" || k == "format" || k == "minLength" || k == "maxLength") {
+        string_keywords = true;
+        continue;
+      }
+      unsupported(fmt::format("'{}' in 'propertyNames'", k), pn_path);
+    }
+    if (pn.contains("enum") || pn.contains("const")) {
+      if (string_keywords)
+        unsupported("'enum' / 'const' beside 'pattern', 'format' or a length in 'propertyNames'", pn_path);
+      if (pn.contains("enum") && !pn["enum"].is_array()) invalid("'enum' must be an array", pn_path);
+      for (const auto& v : pn.contains("const") ? Schema::array({pn["const"]}) : pn["enum"]) {
+        if (!v.is_string()) continue;  // never a key
+        if (pn.contains("const") && pn.contains("enum") &&
+            std::find(pn["enum"].begin(), pn["enum"].end(), v) == pn["enum"].end())
+          continue;
+        key_names.push_back(v.get<std::string>());
+      }
+      key_list = true;
+    } else if (string_keywords) {
+      key_schema = &pn;
+    }
+  }
+  if (key_list) {
+    // Only the listed keys: the others declared are left out, those not declared are optional
+    // properties under additionalProperties.
+    std::vector<Prop> listed;
+    for (auto& p : props) {
+      if (std::find(key_names.begin(), key_names.end(), p.name) != key_names.end()) {
+        listed.push_back(std::move(p));
+      } else if (p.required) {
+        invalid(fmt::format("required property '{}' is not allowed by 'propertyNames'", p.name), path);
+      }
+    }
+    if (extras)
+      for (const auto& k : key_names)
+        if (std::find_if(listed.begin(), listed.end(), [&](const Prop& p) { return p.name == k; }) == listed.end())
+          listed.push_back({k, ap, false});
+    props = std::move(listed);
+    extras = false;
+  } else if (key_schema && !props.empty()) {
+    unsupported("'propertyNames' with 'pattern', 'format' or a length beside declared properties", pn_path);
+  }
   const int64_t n_required = int64_t(required.size());
   if (auto mn = count_keyword(s, "minProperties", path); mn && *mn > n_required)
     unsupported("'minProperties' above the number of required properties", path);
@@ -537,7 +638,9 @@ ExprId JsonSchemaCompiler::compile_object(const Schema& s, const std::string& pa
   ExprId extra = -1;
   if (extras) {
     const ExprId v = compile(ap, path + "/additionalProperties", depth + 1);
-    extra = g_.seq({extra_key(names), ws(), g_.literal(":"), ws(), v});
+    const ExprId key = key_schema ? g_.seq({g_.literal("\""), string_content(*key_schema, pn_path, &names), g_.literal("\"")})
+                                  : extra_key(names);
+    extra = g_.seq({key, ws(), g_.literal(":"), ws(), v});
   }
   // Properties in schema order, the optional ones skippable, commas only between those written:
   // T(i) continues after something was written, S(i) when nothing was written yet.
@@ -616,6 +719,19 @@ Grammar json_schema_grammar(std::string_view schema_text, const JsonSchemaOption
     schema = nlohmann::ordered_json::parse(schema_text);
   } catch (const nlohmann::json::exception& e) {
     fail("JSON schema: not valid JSON: {}", e.what());
+  }
+  // The allOf merge carries extra patterns under kMergedPatterns; a client's own key of that name would be
+  // enforced as if merged, where every other x- keyword is an annotation.
+  std::vector<const nlohmann::ordered_json*> todo{&schema};
+  while (!todo.empty()) {
+    const nlohmann::ordered_json* v = todo.back();
+    todo.pop_back();
+    if (v->is_object()) {
+      if (v->contains(kMergedPatterns)) fail("JSON schema: '{}' is reserved for the server's own use", kMergedPatterns);
+      for (const auto& [k, x] : v->items()) todo.push_back(&x);
+    } else if (v->is_array()) {
+      for (const auto& x : *v) todo.push_back(&x);
+    }
   }
   Grammar g;
   const int32_t root = g.add_rule("root");

@@ -54,8 +54,10 @@ class JsonSchemaCompiler {
   ExprId compile_number(const Schema& s, bool integer, const std::string& path);
   ExprId literal_value(const Schema& v);
   ExprId string_char();
-  ExprId string_intersection(const Schema& s, const std::string& format, std::optional<int64_t> min_len,
-                             std::optional<int64_t> max_len, const std::string& path);
+  ExprId string_intersection(const std::vector<std::string>& patterns, const std::string& format,
+                             std::optional<int64_t> min_len, std::optional<int64_t> max_len, const std::string& path,
+                             const std::vector<std::string>* key_exclude = nullptr);
+  ExprId string_content(const Schema& s, const std::string& path, const std::vector<std::string>* key_exclude);
   ExprId extra_key(const std::vector<std::string>& declared);
   ExprId as_rule(ExprId e);  // a rule of its own, so the automaton builder may share it
   const Schema& doc() const { return docs_.back(); }

@@ -204,6 +204,10 @@ Schema merge_schemas(const Schema& root, const Schema& a0, const Schema& b0) {
   // Keys each side allows: its own properties, or any when additionalProperties is not false.
   auto side_allows = [&](const Schema& s, const std::string& k) { return !forbids_key(s, k); };
   for (const auto& [k, v] : b.items()) {
+    if (k == kMergedPatterns && v.is_array()) {
+      for (const auto& p : v) out[kMergedPatterns].push_back(p);
+      continue;
+    }
     if (is_annotation_keyword(k)) continue;
     if (!out.contains(k)) {
       out[k] = v;
@@ -250,6 +254,10 @@ Schema merge_schemas(const Schema& root, const Schema& a0, const Schema& b0) {
       out[k] = Schema{{"allOf", Schema::array({av, v})}};
     } else if (k == "additionalProperties") {
       // Handled below.
+    } else if (k == "pattern" && av.is_string() && v.is_string()) {
+      // Both hold (zod writes z.string().startsWith("a").endsWith("z") as two allOf patterns): the
+      // string compiler intersects them.
+      out[kMergedPatterns].push_back(v);
     } else if (av != v) {
       fail("JSON schema: allOf branches with different '{}' cannot be combined", k);
     }

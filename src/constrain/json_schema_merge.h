@@ -10,6 +10,11 @@
 
 namespace dpserve::constrain {
 
+// Patterns that hold beside 'pattern', where allOf branches had different ones (an annotation
+// keyword to the rest of the merge; the string compiler enforces each).
+inline constexpr const char* kMergedPatterns = "x-dpserve-patterns";
+
+
 using Schema = nlohmann::ordered_json;
 
 // Resolves `pointer` ("#", "#/$defs/x", ...) in `root`. Throws dpserve::Error when it does not

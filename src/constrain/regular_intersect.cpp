@@ -11,14 +11,24 @@
 namespace dpserve::constrain {
 
 ExprId intersect_regular(Grammar& g, const std::vector<const Grammar*>& parts, std::string_view name) {
-  DP_CHECK(!parts.empty());
-  std::vector<std::shared_ptr<const Automaton>> dfas;
+  return intersect_regular(g, parts, {}, name);
+}
+
+ExprId intersect_regular(Grammar& g, const std::vector<const Grammar*>& parts, const std::vector<ByteDfa>& extra,
+                         std::string_view name) {
+  DP_CHECK(!parts.empty() || !extra.empty());
+  std::vector<std::shared_ptr<const Automaton>> automata;
+  std::vector<ByteDfa> dfas;
   for (const Grammar* p : parts) {
-    dfas.push_back(Automaton::build(*p));
-    DP_CHECK(!dfas.back()->rule(0).has_calls, "intersect_regular: a part references a rule");
+    auto a = Automaton::build(*p);
+    DP_CHECK(!a->rule(0).has_calls, "intersect_regular: a part references a rule");
+    const Automaton::Rule* r = &a->rule(0);
+    automata.push_back(std::move(a));
+    dfas.push_back(ByteDfa{r->start, [r](int32_t s, uint8_t b) { return r->step(s, b); },
+                           [r](int32_t s) { return (r->flags[size_t(s)] & Automaton::kAccepting) != 0; }});
   }
+  for (const ByteDfa& d : extra) dfas.push_back(d);
   const size_t n = dfas.size();
-  auto rule = [&](size_t i) -> const Automaton::Rule& { return dfas[i]->rule(0); };
 
   // Forward: the product states reachable from the start, and their moves grouped by target.
   using Key = std::vector<int32_t>;
@@ -36,14 +46,14 @@ ExprId intersect_regular(Grammar& g, const std::vector<const Grammar*>& parts, s
     return it->second;
   };
   Key start(n);
-  for (size_t i = 0; i < n; ++i) start[i] = rule(i).start;
+  for (size_t i = 0; i < n; ++i) start[i] = dfas[i].start;
   intern(start);
   for (size_t s = 0; s < states.size(); ++s) {
     for (int b = 0; b < 256; ++b) {
       Key next(n);
       bool alive = true;
       for (size_t i = 0; i < n && alive; ++i) {
-        next[i] = rule(i).step(states[s][i], uint8_t(b));
+        next[i] = dfas[i].step(states[s][i], uint8_t(b));
         alive = next[i] >= 0;
       }
       if (!alive) continue;
@@ -54,7 +64,7 @@ ExprId intersect_regular(Grammar& g, const std::vector<const Grammar*>& parts, s
   std::vector<bool> accepting(states.size(), true);
   for (size_t s = 0; s < states.size(); ++s)
     for (size_t i = 0; i < n; ++i)
-      if (!(rule(i).flags[size_t(states[s][i])] & Automaton::kAccepting)) accepting[s] = false;
+      if (!dfas[i].accepting(states[s][i])) accepting[s] = false;
 
   // Backward: only states from which an accepting one can be reached are kept.
   std::vector<bool> live = accepting;

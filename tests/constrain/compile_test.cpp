@@ -293,19 +293,28 @@ TEST(JsonSchema, PatternFormatAndLengthAllHold) {
   EXPECT_NE(error_of([] { schema(R"({"type": "string", "format": "date", "pattern": "^x"})"); })
                 .find("'pattern' and format 'date': no string matches all of them"),
             std::string::npos);
-  EXPECT_NE(error_of([] { schema(R"({"type": "string", "format": "starts_with", "pattern": "^ab"})"); })
-                .find("format 'starts_with'"),
+  // zod's z.string().startsWith("ab"): the format's text is only in the pattern, so the pattern
+  // enforces it; without a pattern the format says nothing we could check.
+  auto sw = schema(R"({"type": "string", "format": "starts_with", "pattern": "^ab.*"})");
+  EXPECT_TRUE(accepts(sw, R"("abc")"));
+  EXPECT_FALSE(accepts(sw, R"("xab")"));
+  EXPECT_NE(error_of([] { schema(R"({"type": "string", "format": "starts_with"})"); })
+                .find("format 'starts_with' without a 'pattern'"),
             std::string::npos);
 }
 
 // Object keys are strings: propertyNames {"type": "string"} (zod's z.record(z.string(), v)) holds of
-// every object; other propertyNames are still refused.
+// every object; with no additionalProperties (none allowed here) any propertyNames holds of {}.
 TEST(JsonSchema, PropertyNamesOfTypeString) {
   auto r = schema(R"({"type": "object", "propertyNames": {"type": "string"}, "additionalProperties": {"type": "integer"}})");
   EXPECT_TRUE(accepts(r, R"({"a":1,"b":2})"));
   EXPECT_TRUE(accepts(r, "{}"));
   EXPECT_FALSE(accepts(r, R"({"a":"x"})"));
-  EXPECT_NE(error_of([] { schema(R"({"type": "object", "propertyNames": {"maxLength": 2}})"); }).find("'propertyNames'"),
+  auto none = schema(R"({"type": "object", "propertyNames": {"maxLength": 2}})");
+  EXPECT_TRUE(accepts(none, "{}"));
+  EXPECT_FALSE(accepts(none, R"({"abc":1})"));
+  EXPECT_NE(error_of([] { schema(R"({"type": "object", "propertyNames": {"minimum": 2}})"); })
+                .find("'minimum' in 'propertyNames'"),
             std::string::npos);
 }
 
@@ -315,10 +324,120 @@ TEST(JsonSchema, RefusalsNameTheConstruct) {
             std::string::npos);
   EXPECT_NE(error_of([] { schema(R"({"oneOf": [{"type": "string"}, {"type": "string", "maxLength": 3}]})"); }).find("oneOf"),
             std::string::npos);
-  EXPECT_NE(error_of([] { schema(R"({"type": "string", "format": "ipv6"})"); }).find("format 'ipv6'"), std::string::npos);
+  EXPECT_NE(error_of([] { schema(R"({"type": "string", "format": "jwt"})"); }).find("format 'jwt'"), std::string::npos);
   EXPECT_NE(error_of([] { schema("{not json"); }).find("not valid JSON"), std::string::npos);
   EXPECT_NE(error_of([] { schema(R"({"type": "strin"})"); }).find("unknown type 'strin'"), std::string::npos);
   EXPECT_NE(error_of([] { schema(R"({"$ref": "#/$defs/missing"})"); }).find("does not resolve"), std::string::npos);
+}
+
+// multipleOf k (a positive integer): the integers n with n mod k = 0 (JSON Schema 2020-12 6.2.1),
+// within the bounds and within 2^53 - 1, where validators' doubles still hold n exactly.
+TEST(JsonSchema, MultipleOfIntegers) {
+  auto a = schema(R"({"type": "integer", "multipleOf": 5, "minimum": -12, "maximum": 23})");
+  for (const char* ok : {"-10", "-5", "0", "5", "10", "15", "20"}) EXPECT_TRUE(accepts(a, ok)) << ok;
+  for (const char* bad : {"-15", "25", "3", "7", "-12", "23", "-0", "5.0", "05"}) EXPECT_FALSE(accepts(a, bad)) << bad;
+  // "number" with an integer step is the same; unbounded, the largest multiple of 3 below 2^53 is
+  // 9007199254740990 (digit sum 75), and 9007199254740993 (also a multiple) is past 2^53.
+  auto n = schema(R"({"type": "number", "multipleOf": 3})");
+  for (const char* ok : {"12", "-3", "0", "9007199254740990"}) EXPECT_TRUE(accepts(n, ok)) << ok;
+  for (const char* bad : {"13", "1.5", "9007199254740993", "3e1"}) EXPECT_FALSE(accepts(n, bad)) << bad;
+  auto big = schema(R"({"type": "integer", "multipleOf": 97, "minimum": 1000, "maximum": 100000})");
+  EXPECT_TRUE(accepts(big, "1067"));  // 11 * 97
+  EXPECT_TRUE(accepts(big, "99910"));  // 1030 * 97
+  for (const char* bad : {"970", "1068", "100067"}) EXPECT_FALSE(accepts(big, bad)) << bad;
+  // A large step over all integers needs more states than the caps allow: refused, quickly.
+  EXPECT_NE(error_of([] { schema(R"({"type": "integer", "multipleOf": 500})"); }).find("'multipleOf' 500: "),
+            std::string::npos);
+  EXPECT_NE(error_of([] { schema(R"({"type": "integer", "multipleOf": 97})"); }).find("too large"), std::string::npos);
+  // Beside an enum, only the values that are multiples (other types are not numbers: it does not apply).
+  auto e = schema(R"({"enum": [3, 5, 7.5, "x"], "multipleOf": 5})");
+  for (const char* ok : {"5", R"("x")"}) EXPECT_TRUE(accepts(e, ok)) << ok;
+  for (const char* bad : {"3", "7.5"}) EXPECT_FALSE(accepts(e, bad)) << bad;
+  EXPECT_NE(error_of([] { schema(R"({"type": "integer", "multipleOf": 7, "minimum": 1, "maximum": 6})"); })
+                .find("no multiple of 7"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { schema(R"({"type": "number", "multipleOf": 0.01})"); })
+                .find("'multipleOf' other than a positive integer"),
+            std::string::npos);
+}
+
+// propertyNames with an enum (zod's z.record(z.enum(["a", "b"]), v), which also lists them as
+// required; z.partialRecord does not) or a pattern (z.record(z.string().regex(...), v)): every key
+// is one of them / matches it.
+TEST(JsonSchema, PropertyNamesEnumAndPattern) {
+  auto rec = schema(R"({"type": "object", "propertyNames": {"type": "string", "enum": ["a", "b"]},
+      "additionalProperties": {"type": "number"}, "required": ["a", "b"]})");
+  EXPECT_TRUE(accepts(rec, R"({"a":1,"b":2})"));
+  for (const char* bad : {R"({"a":1})", R"({"a":1,"b":2,"c":3})", R"({"a":1,"a":2})", R"({"a":"x","b":2})"})
+    EXPECT_FALSE(accepts(rec, bad)) << bad;
+  auto part = schema(R"({"type": "object", "propertyNames": {"type": "string", "enum": ["a", "b"]},
+      "additionalProperties": {"type": "number"}})");
+  for (const char* ok : {"{}", R"({"b":1})", R"({"a":1,"b":2})"}) EXPECT_TRUE(accepts(part, ok)) << ok;
+  for (const char* bad : {R"({"c":1})", R"({"ab":1})"}) EXPECT_FALSE(accepts(part, bad)) << bad;
+  auto pat = schema(R"({"type": "object", "propertyNames": {"type": "string", "pattern": "^k[0-9]+$"},
+      "additionalProperties": {"type": "number"}})");
+  for (const char* ok : {"{}", R"({"k1":1,"k22":2})"}) EXPECT_TRUE(accepts(pat, ok)) << ok;
+  for (const char* bad : {R"({"k":1})", R"({"x1":1})", R"({"k1x":1})"}) EXPECT_FALSE(accepts(pat, bad)) << bad;
+  EXPECT_NE(error_of([] {
+              schema(R"({"type": "object", "properties": {"c": {}}, "required": ["c"], "propertyNames": {"enum": ["a"]}})");
+            }).find("required property 'c' is not allowed by 'propertyNames'"),
+            std::string::npos);
+}
+
+// The key the allOf merge uses for extra patterns is the server's: a client schema naming it is refused, not
+// enforced as a merge result (every other x- keyword is an annotation).
+TEST(JsonSchema, MergedPatternsKeyIsReserved) {
+  EXPECT_NE(error_of([] { schema(R"({"type": "string", "x-dpserve-patterns": ["^a"]})"); }).find("reserved"),
+            std::string::npos);
+  EXPECT_NE(error_of([] {
+              schema(R"({"type": "object", "properties": {"s": {"type": "string", "x-dpserve-patterns": ["b"]}}})");
+            }).find("reserved"),
+            std::string::npos);
+  auto other = schema(R"({"type": "string", "x-note": ["^a"]})");  // an annotation: any string
+  EXPECT_TRUE(accepts(other, R"("zzz")"));
+  auto merged = schema(R"({"type": "string", "allOf": [{"pattern": "^a"}, {"pattern": "b$"}]})");
+  EXPECT_TRUE(accepts(merged, R"("ab")"));
+  EXPECT_FALSE(accepts(merged, R"("ba")"));
+}
+
+// Formats zod v4 writes (each with zod's own pattern beside it, or none): what they mean is zod's
+// regex for them (zod's regexes.ts) and, for ipv6, RFC 4291's text forms.
+TEST(JsonSchema, ZodFormats) {
+  auto check = [](const char* format, std::vector<const char*> ok, std::vector<const char*> bad) {
+    auto a = schema(std::string(R"({"type": "string", "format": ")") + format + "\"}");
+    for (const char* s : ok) EXPECT_TRUE(accepts(a, std::string("\"") + s + "\"")) << format << " " << s;
+    for (const char* s : bad) EXPECT_FALSE(accepts(a, std::string("\"") + s + "\"")) << format << " " << s;
+  };
+  check("ipv6", {"::1", "::", "2001:db8::8a2e:370:7334", "1:2:3:4:5:6:7:8", "fe80::"},
+        {"1:2:3:4:5:6:7:8:9", "::g", "1.2.3.4", "2001:db8:::1", "12345::"});
+  check("ulid", {"01ARZ3NDEKTSV4RRFFQ69G5FAV"}, {"01ARZ3NDEKTSV4RRFFQ69G5FAI", "81ARZ3NDEKTSV4RRFFQ69G5FAV", "01ARZ"});
+  check("e164", {"+14155552671", "+4930123456"}, {"14155552671", "+0123456789", "+12345"});
+  check("base64", {"", "YWJj", "YWI=", "YQ=="}, {"YWJ", "YQ=", "YW==x", "Y==="});
+  check("base64url", {"", "YWJj", "YW", "a-_b"}, {"YWJjY", "a+b/", "YQ=="});
+  check("cuid", {"cjld2cjxh0000qzrmn831i7rn", "C123456"}, {"xjld2cj", "c12345", "cABCDEFG"});
+  check("cuid2", {"tz4a98xxat96iws9zmbrgj3a"}, {"", "Tz4a"});
+  check("nanoid", {"V1StGXR8_Z5jdHi6B-myT"}, {"V1StGXR8_Z5jdHi6B-my", "V1StGXR8_Z5jdHi6B-myT!"});
+  check("cidrv4", {"192.168.0.0/24", "0.0.0.0/0"}, {"192.168.0.0/33", "256.0.0.0/8", "10.0.0.0"});
+  check("cidrv6", {"2001:db8::/32"}, {"2001:db8::/129", "2001:db8::"});
+  check("lowercase", {"abc d-1", "", "é"}, {"aBc"});
+  check("uppercase", {"ABC D-1"}, {"ABc"});
+  check("hex", {"", "0aF9"}, {"0x1"});
+  // zod's hostname and duration patterns use lookaheads: the format alone (a subset of each) holds.
+  auto h = schema(R"({"type": "string", "format": "hostname",
+      "pattern": "^(?=.{1,253}\\.?$)[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(?:\\.[a-zA-Z0-9](?:[-0-9a-zA-Z]{0,61}[0-9a-zA-Z])?)*\\.?$"})");
+  EXPECT_TRUE(accepts(h, R"("example.com")"));
+  EXPECT_FALSE(accepts(h, R"("-example.com")"));
+  auto d = schema(R"({"type": "string", "format": "duration",
+      "pattern": "^P(?:(\\d+W)|(?!.*W)(?=\\d|T\\d)(\\d+Y)?(\\d+M)?(\\d+D)?(T(?=\\d)(\\d+H)?(\\d+M)?(\\d+([.,]\\d+)?S)?)?)$"})");
+  EXPECT_TRUE(accepts(d, R"("P3D")"));
+  EXPECT_TRUE(accepts(d, R"("PT12H")"));
+  EXPECT_FALSE(accepts(d, R"("P")"));
+  // A lookahead pattern beside another format (or none) is still refused.
+  EXPECT_NE(error_of([] { schema(R"({"type": "string", "format": "email", "pattern": "^(?=a).*$"})"); })
+                .find("lookaround"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { schema(R"({"type": "string", "format": "emoji"})"); }).find("format 'emoji'"),
+            std::string::npos);
 }
 
 TEST(JsonSchema, LargeUpperBoundsBecomeStricterNotLooser) {

@@ -25,6 +25,24 @@ const count = Number(countArg ?? 150);
 const cases = [];
 for (let i = 0; i < count; ++i) cases.push({ id: `random ${i}`, schema: nextSchema() });
 const tools = JSON.parse(readFileSync(new URL('./fixtures/tool_schemas.json', import.meta.url)));
+// OpenAI's documented Structured Outputs subset, every keyword of it at once.
+const fmt = (f) => ({ type: 'string', format: f });
+cases.push({ id: 'openai subset', schema: {
+  type: 'object', additionalProperties: false,
+  properties: {
+    dt: fmt('date-time'), t: fmt('time'), d: fmt('date'), dur: fmt('duration'), email: fmt('email'),
+    host: fmt('hostname'), v4: fmt('ipv4'), v6: fmt('ipv6'), id: fmt('uuid'),
+    code: { type: 'string', pattern: '^[A-Z]{3}$' }, name: { type: 'string', minLength: 2, maxLength: 8 },
+    score: { type: 'number', minimum: -1.5, maximum: 2 }, frac: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 },
+    step: { type: 'integer', multipleOf: 5, minimum: 0, maximum: 100 },
+    list: { type: 'array', items: { type: 'string' }, minItems: 1, maxItems: 3 },
+    either: { anyOf: [{ type: 'integer' }, { $ref: '#/$defs/node' }] },
+    tree: { $ref: '#/$defs/node' },
+  },
+  required: ['dt', 't', 'd', 'dur', 'email', 'host', 'v4', 'v6', 'id', 'code', 'name', 'score', 'frac', 'step', 'list', 'either', 'tree'],
+  $defs: { node: { type: 'object', additionalProperties: false, required: ['v', 'kids'],
+                   properties: { v: { type: 'string', maxLength: 3 }, kids: { type: 'array', maxItems: 2, items: { $ref: '#/$defs/node' } } } } },
+} });
 for (const t of tools) cases.push({ id: `tool ${t.function.name}`, schema: t.function.parameters });
 
 // Refused, with the construct named in the message.
@@ -35,7 +53,9 @@ const refused = [
   [{ type: 'array', contains: { type: 'string' } }, "'contains'"],
   [{ type: 'object', patternProperties: { '^x': { type: 'string' } } }, "'patternProperties'"],
   [{ type: 'number', multipleOf: 0.01 }, "'multipleOf'"],
-  [{ type: 'string', format: 'ipv6' }, "format 'ipv6'"],
+  [{ type: 'string', format: 'jwt' }, "format 'jwt'"],
+  [{ type: 'integer', multipleOf: 2.5 }, "'multipleOf'"],
+  [{ type: 'object', propertyNames: { minimum: 1 } }, "'minimum' in 'propertyNames'"],
   [{ oneOf: [{ type: 'number' }, { type: 'integer' }] }, "'oneOf'"],
   [{ type: 'string', pattern: '(a)\\1' }, 'backreferences'],
   [{ type: 'string', pattern: '(?=a)b' }, 'lookaround'],

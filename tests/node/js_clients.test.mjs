@@ -147,6 +147,19 @@ const Contact = z.object({
   code: z.string().regex(/^[A-Z]{2}$/).min(2),  // "pattern" beside "minLength"
 });
 const Scores = z.object({ scores: z.record(z.string(), z.int().min(0).max(9)) });
+// zod's own formats (each a "format" beside zod's "pattern", or a lookahead pattern the format
+// implies), an integer step and a record with enum keys; lengths keep a random model short.
+const Device = z.object({
+  id: z.cuid().max(12),
+  ip: z.ipv6(),
+  phone: z.e164(),
+  host: z.hostname().max(20),
+  every: z.iso.duration(),
+  tag: z.string().startsWith('X-').max(6),
+  port: z.int().min(0).max(100).multipleOf(5),
+  ulid: z.ulid(),
+});
+const Grades = z.object({ grades: z.record(z.enum(['math', 'art']), z.int().min(1).max(6)) });
 const MAX = 400;
 
 // Ajv (draft 2020-12 with ajv-formats) validates against the schema the client sent: the schema
@@ -199,6 +212,22 @@ const structuredTests = [
     const fr = c.choices[0].finish_reason;
     assert.ok(fr === 'stop' || fr === 'length', fr);
     if (fr === 'stop') checkWithAjv(Scores, JSON.parse(c.choices[0].message.content));
+  }],
+  ['openai v7: zodResponseFormat with zod formats (cuid, ipv6, e164, hostname, duration, startsWith, ulid) and multipleOf', async () => {
+    const r = await oa.chat.completions.parse({ model, messages: [{ role: 'user', content: 'device' }], max_tokens: MAX,
+                                                response_format: zodResponseFormat(Device, 'device') });
+    assert.equal(r.choices[0].finish_reason, 'stop', r.choices[0].message.content);
+    const p = r.choices[0].message.parsed;
+    assert.deepEqual(Device.parse(p), p);
+    checkWithAjv(Device, p);
+  }],
+  ['z.record with enum keys (propertyNames {"enum": [...]}) is accepted and enforced', async () => {
+    const c = await oa.chat.completions.create({ model, messages: [{ role: 'user', content: 'grades' }], max_tokens: MAX,
+      response_format: { type: 'json_schema', json_schema: { name: 'grades', schema: z.toJSONSchema(Grades) } } });
+    assert.equal(c.choices[0].finish_reason, 'stop', c.choices[0].message.content);
+    const v = JSON.parse(c.choices[0].message.content);
+    assert.deepEqual(Grades.parse(v), v);
+    checkWithAjv(Grades, v);
   }],
   ['AI SDK: generateObject (openai-compatible) and Output.object (@ai-sdk/openai chat)', async () => {
     const g = await generateObject({ model: compat.chatModel(model), schema: Contact, prompt: 'contact', maxOutputTokens: MAX, maxRetries: 0 });
