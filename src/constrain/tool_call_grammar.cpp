@@ -15,6 +15,7 @@ const char* format_name(ToolCallFormat f) {
     case ToolCallFormat::kLlama3: return "llama3";
     case ToolCallFormat::kDeepSeekV3: return "deepseekv3";
     case ToolCallFormat::kDeepSeekV31: return "deepseekv31";
+    case ToolCallFormat::kMistral: return "mistral";
   }
   return "?";
 }
@@ -38,7 +39,7 @@ ToolCallSpec ToolCallSpec::from_text(std::string_view text) {
     const std::string f = j.at("format").get<std::string>();
     bool known = false;
     for (const auto k : {ToolCallFormat::kHermes, ToolCallFormat::kLlama3, ToolCallFormat::kDeepSeekV3,
-                         ToolCallFormat::kDeepSeekV31})
+                         ToolCallFormat::kDeepSeekV31, ToolCallFormat::kMistral})
       if (f == format_name(k)) s.format = k, known = true;
     if (!known) fail("tool call grammar: unknown format '{}'", f);
     for (const auto& t : j.at("tools")) s.tools.push_back({t.at("name").get<std::string>(), t.at("parameters")});
@@ -58,7 +59,8 @@ Grammar tool_call_grammar(const ToolCallSpec& spec, const JsonSchemaOptions& opt
   const int32_t root = g.add_rule("root");
   JsonSchemaCompiler json(g, opt);
   const ExprId ws = json.ws();
-  const char* args_key = spec.format == ToolCallFormat::kHermes ? "arguments" : "parameters";
+  const char* args_key =
+      spec.format == ToolCallFormat::kHermes || spec.format == ToolCallFormat::kMistral ? "arguments" : "parameters";
   const bool deepseek = spec.format == ToolCallFormat::kDeepSeekV3 || spec.format == ToolCallFormat::kDeepSeekV31;
   std::vector<ExprId> calls;
   for (const auto& [name, params] : spec.tools) {
@@ -92,6 +94,9 @@ Grammar tool_call_grammar(const ToolCallSpec& spec, const JsonSchemaOptions& opt
     const ExprId next = spec.format == ToolCallFormat::kDeepSeekV3 ? g.seq({g.literal("\n"), one}) : one;
     const ExprId calls_of = many ? g.seq({one, g.star(next)}) : one;
     body = g.seq({g.literal("<｜tool▁calls▁begin｜>"), calls_of, g.literal("<｜tool▁calls▁end｜>")});
+  } else if (spec.format == ToolCallFormat::kMistral) {
+    const ExprId calls_of = many ? g.seq({one, g.star(g.seq({g.literal(", "), one}))}) : one;
+    body = g.seq({g.literal("[TOOL_CALLS] ["), calls_of, g.literal("]")});
   } else if (spec.format == ToolCallFormat::kHermes) {
     const ExprId block = g.seq({g.literal("<tool_call>\n"), one, g.literal("\n</tool_call>")});
     body = many ? g.seq({block, g.star(g.seq({g.literal("\n"), block}))}) : block;

@@ -6,6 +6,7 @@
 //                                    \n```<｜tool▁call▁end｜>, calls joined by "\n", then <｜tool▁calls▁end｜>
 //   deepseekv31 (DeepSeek-V3.1):     <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>f<｜tool▁sep｜>{...}<｜tool▁call▁end｜>
 //                                    calls back to back, then <｜tool▁calls▁end｜>
+//   mistral (Mistral v3 tokenizer):  [TOOL_CALLS] [{"name": "f", "arguments": {...}}, ...]
 // Arguments follow each tool's JSON Schema. With `think`, a <think>...</think> block may come first.
 #pragma once
 
@@ -20,7 +21,7 @@
 
 namespace dpserve::constrain {
 
-enum class ToolCallFormat { kHermes, kLlama3, kDeepSeekV3, kDeepSeekV31 };
+enum class ToolCallFormat { kHermes, kLlama3, kDeepSeekV3, kDeepSeekV31, kMistral };
 
 const char* format_name(ToolCallFormat f);
 

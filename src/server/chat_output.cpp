@@ -20,6 +20,8 @@ constexpr std::string_view kDsCallsEnd = "<｜tool▁calls▁end｜>";
 constexpr std::string_view kDsCallBegin = "<｜tool▁call▁begin｜>";
 constexpr std::string_view kDsCallEnd = "<｜tool▁call▁end｜>";
 constexpr std::string_view kDsSep = "<｜tool▁sep｜>";
+// Mistral (v3 tokenizer, SGLang's mistral detector): [TOOL_CALLS] [{"name": ..., "arguments": {...}}, ...]
+constexpr std::string_view kMistralCalls = "[TOOL_CALLS]";
 
 // Length of the longest suffix of `s` that is a proper prefix of `tag` (text that may still become it).
 size_t partial_tag(std::string_view s, std::string_view tag) {
@@ -44,7 +46,9 @@ ToolCallParser parse_tool_call_parser(const std::string& name) {
   if (name == "llama3") return ToolCallParser::kLlama3;
   if (name == "deepseekv3") return ToolCallParser::kDeepSeekV3;
   if (name == "deepseekv31") return ToolCallParser::kDeepSeekV31;
-  fail("--tool-call-parser: '{}' is not one of hermes, qwen, qwen25, qwen3, llama3, deepseekv3, deepseekv31", name);
+  if (name == "mistral") return ToolCallParser::kMistral;
+  fail("--tool-call-parser: '{}' is not one of hermes, qwen, qwen25, qwen3, llama3, deepseekv3, deepseekv31, mistral",
+       name);
 }
 
 ChatOutputParser::ChatOutputParser(ReasoningParser r, ToolCallParser t, std::vector<std::string> tool_names,
@@ -271,6 +275,88 @@ void ChatOutputParser::deepseek_section_step(bool final, ChatDelta& out) {
   mode_ = Mode::kContent;
 }
 
+void ChatOutputParser::mistral_step(bool final, ChatDelta& out) {
+  // buf_ starts right after [TOOL_CALLS]: whitespace, then the array.
+  const size_t p = buf_.find_first_not_of(" \t\r\n");
+  auto as_text = [&] {
+    emit(std::string(kMistralCalls) + buf_, out);
+    buf_.clear();
+    mode_ = Mode::kContent;
+  };
+  if (p == std::string::npos) {
+    if (final) as_text();
+    return;
+  }
+  if (buf_[p] != '[') {  // not the format: the tag and what follows are text
+    emit(std::string(kMistralCalls), out);
+    mode_ = Mode::kContent;
+    return;
+  }
+  if (scan_.pos < p) scan_.pos = p;
+  size_t end = std::string::npos;
+  for (; scan_.pos < buf_.size() && end == std::string::npos; ++scan_.pos) {
+    const char c = buf_[scan_.pos];
+    if (scan_.in_string) {
+      if (scan_.escaped) scan_.escaped = false;
+      else if (c == '\\') scan_.escaped = true;
+      else if (c == '"') scan_.in_string = false;
+    } else if (c == '"') {
+      scan_.in_string = true;
+    } else if (c == '[' || c == '{') {
+      ++scan_.depth;
+    } else if ((c == ']' || c == '}') && --scan_.depth == 0) {
+      end = scan_.pos + 1;
+    }
+  }
+  if (end == std::string::npos) {
+    if (final) as_text();
+    return;
+  }
+  // The array's elements, split at its top-level commas (each parsed from its own text, so that its
+  // arguments keep their numbers as written); all calls or none.
+  const std::string array = buf_.substr(0, end);
+  bool ok = false;
+  ChatDelta calls;
+  const size_t saved = calls_;
+  const bool saved_text = text_since_call_;
+  try {
+    const auto j = nlohmann::ordered_json::parse(array);
+    ok = j.is_array() && !j.empty();
+  } catch (const nlohmann::json::exception&) {
+  }
+  if (ok) {
+    int depth = 0;
+    bool in_str = false, esc = false;
+    size_t start = p + 1;
+    for (size_t i = p + 1; i < end && ok; ++i) {
+      const char c = array[i];
+      if (in_str) {
+        if (esc) esc = false;
+        else if (c == '\\') esc = true;
+        else if (c == '"') in_str = false;
+        continue;
+      }
+      if (c == '"') in_str = true;
+      else if (c == '[' || c == '{') ++depth;
+      else if (c == '}' || (c == ']' && depth > 0)) --depth;
+      else if ((c == ',' && depth == 0) || (c == ']' && depth == 0)) {
+        ok = parse_call(array.substr(start, i - start), calls);
+        start = i + 1;
+      }
+    }
+  }
+  if (!ok) {
+    calls_ = saved;
+    text_since_call_ = saved_text;
+    emit(std::string(kMistralCalls) + array, out);
+  } else {
+    for (auto& c : calls.tool_calls) out.tool_calls.push_back(std::move(c));
+  }
+  buf_.erase(0, end);
+  mode_ = Mode::kContent;
+  scan_ = {};
+}
+
 void ChatOutputParser::emit(const std::string& text, ChatDelta& out) {
   out.content += text;
   if (!all_space(text)) text_since_call_ = true;
@@ -302,18 +388,19 @@ void ChatOutputParser::content_step(bool final, ChatDelta& out) {
     }
   }
   const bool deepseek = tools_ == ToolCallParser::kDeepSeekV3 || tools_ == ToolCallParser::kDeepSeekV31;
-  if (tools_ != ToolCallParser::kHermes && !deepseek) {
+  const bool mistral = tools_ == ToolCallParser::kMistral;
+  if (tools_ != ToolCallParser::kHermes && !deepseek && !mistral) {
     out.content += buf_;
     buf_.clear();
     return;
   }
-  const std::string_view open = deepseek ? kDsCallsBegin : kCallOpen;
+  const std::string_view open = deepseek ? kDsCallsBegin : mistral ? kMistralCalls : kCallOpen;
   const size_t at = buf_.find(open);
   if (at != std::string::npos) {
     std::string before = buf_.substr(0, at);
     if (space_is_content() || !all_space(before)) emit(before, out);
     buf_.erase(0, at + open.size());
-    mode_ = deepseek ? Mode::kDsSection : Mode::kToolBlock;
+    mode_ = deepseek ? Mode::kDsSection : mistral ? Mode::kMistralCalls : Mode::kToolBlock;
     section_shown_ = section_calls_ = false;
     scan_ = {};
     return;
@@ -387,6 +474,9 @@ void ChatOutputParser::run(bool final, ChatDelta& out) {
       }
       case Mode::kDsSection:
         deepseek_section_step(final, out);
+        break;
+      case Mode::kMistralCalls:
+        mistral_step(final, out);
         break;
       case Mode::kDsCall: {
         size_t at = close_outside_strings(kDsCallEnd);

@@ -1,7 +1,7 @@
 // What a chat model writes, split the way OpenAI clients read it: reasoning (Qwen3's <think>...
 // </think>, under --reasoning-parser), content, and tool calls (under --tool-call-parser: Hermes /
-// Qwen <tool_call> JSON blocks, Llama-3 JSON objects, or DeepSeek-V3 / V3.1 <｜tool▁calls▁begin｜>
-// sections). The same parser serves whole responses
+// Qwen <tool_call> JSON blocks, Llama-3 JSON objects, DeepSeek-V3 / V3.1 <｜tool▁calls▁begin｜>
+// sections, or Mistral's [TOOL_CALLS] JSON arrays). The same parser serves whole responses
 // (feed everything, then finish) and streams (feed each delivery): text is released as soon as it
 // cannot be the start of a tag, a tool call once it is complete, whitespace that opens the output once
 // what follows it is known (at the latest by finish()).
@@ -15,12 +15,12 @@
 namespace dpserve {
 
 enum class ReasoningParser { kNone, kQwen3 };
-enum class ToolCallParser { kNone, kHermes, kLlama3, kDeepSeekV3, kDeepSeekV31 };
+enum class ToolCallParser { kNone, kHermes, kLlama3, kDeepSeekV3, kDeepSeekV31, kMistral };
 
 // Flag values: "qwen3" (also "deepseek-r1": the same tags); "" or "none".
 ReasoningParser parse_reasoning_parser(const std::string& name);
 // "hermes", "qwen", "qwen25", "qwen3" (the <tool_call> format), "llama3", "deepseekv3",
-// "deepseekv31"; "" or "none".
+// "deepseekv31", "mistral"; "" or "none".
 ToolCallParser parse_tool_call_parser(const std::string& name);
 
 struct ToolCall {
@@ -58,6 +58,8 @@ class ChatOutputParser {
   // One DeepSeek call, the text between <｜tool▁call▁begin｜> and <｜tool▁call▁end｜>.
   bool parse_deepseek_call(std::string_view inner, ChatDelta& out);
   void deepseek_section_step(bool final, ChatDelta& out);
+  // Mistral: the JSON array after [TOOL_CALLS], once its closing bracket shows (or at the end).
+  void mistral_step(bool final, ChatDelta& out);
   // Content after the first call: whitespace is content only once text follows the last call
   // (whitespace between or after calls is the format's, not the model's answer).
   void emit(const std::string& text, ChatDelta& out);
@@ -69,7 +71,7 @@ class ChatOutputParser {
   ReasoningParser reasoning_;
   ToolCallParser tools_;
   std::vector<std::string> names_;
-  enum class Mode { kStart, kReasoning, kContent, kToolBlock, kJsonCalls, kDsSection, kDsCall } mode_;
+  enum class Mode { kStart, kReasoning, kContent, kToolBlock, kJsonCalls, kDsSection, kDsCall, kMistralCalls } mode_;
   std::string buf_;       // text not released yet
   bool content_started_ = false;
   bool think_closed_ = false;  // the output closed a <think> block: newlines after it are the separator
@@ -81,6 +83,7 @@ class ChatOutputParser {
   struct Scan {  // close_outside_strings' progress through the open tool block
     size_t pos = 0;
     bool in_string = false, escaped = false;
+    int depth = 0;  // mistral_step: brackets open outside strings
   } scan_;
   uint64_t seed_;
 };

@@ -97,6 +97,7 @@ void parse_tools(const json& body, std::string_view raw_body, GenSpec& spec, con
     case ToolCallParser::kLlama3: ts.format = constrain::ToolCallFormat::kLlama3; break;
     case ToolCallParser::kDeepSeekV3: ts.format = constrain::ToolCallFormat::kDeepSeekV3; break;
     case ToolCallParser::kDeepSeekV31: ts.format = constrain::ToolCallFormat::kDeepSeekV31; break;
+    case ToolCallParser::kMistral: ts.format = constrain::ToolCallFormat::kMistral; break;
     default: ts.format = constrain::ToolCallFormat::kHermes;
   }
   const ojson written = original_subtree(raw_body, {"tools"});

@@ -461,6 +461,22 @@ TEST(ToolCalls, DeepSeekFormats) {
   EXPECT_EQ(ToolCallSpec::from_text(s.to_text()).format, ToolCallFormat::kDeepSeekV31);
 }
 
+// Mistral: as SGLang's mistral detector documents and its EBNF writes it.
+TEST(ToolCalls, MistralFormat) {
+  ToolCallSpec s = weather_tools(ToolCallFormat::kMistral);
+  auto a = Automaton::build(tool_call_grammar(s));
+  const std::string oslo = R"({"name": "get_weather", "arguments": {"city": "Oslo"}})";
+  const std::string time = R"({"name": "get_time", "arguments": {}})";
+  EXPECT_TRUE(accepts(a, "[TOOL_CALLS] [" + oslo + "]"));
+  EXPECT_TRUE(accepts(a, "[TOOL_CALLS] [" + oslo + ", " + time + "]"));
+  EXPECT_FALSE(accepts(a, "[TOOL_CALLS] []"));
+  EXPECT_FALSE(accepts(a, oslo));
+  EXPECT_FALSE(accepts(a, R"([TOOL_CALLS] [{"name": "get_weather", "parameters": {"city": "Oslo"}}])"));
+  s.parallel = false;
+  EXPECT_FALSE(accepts(Automaton::build(tool_call_grammar(s)), "[TOOL_CALLS] [" + oslo + ", " + time + "]"));
+  EXPECT_EQ(ToolCallSpec::from_text(s.to_text()).format, ToolCallFormat::kMistral);
+}
+
 TEST(ToolCalls, Llama3FormatAndThinking) {
   ToolCallSpec s = weather_tools(ToolCallFormat::kLlama3);
   auto a = Automaton::build(tool_call_grammar(s));

@@ -1,6 +1,6 @@
 // The chat output parser: reasoning / content / tool calls as the formats define them (Qwen3's
 // <think> tags, Hermes' <tool_call> JSON blocks, Llama 3.1's JSON objects, DeepSeek-V3 / V3.1's
-// <｜tool▁calls▁begin｜> sections), and streaming: feeding
+// <｜tool▁calls▁begin｜> sections, Mistral's [TOOL_CALLS] arrays), and streaming: feeding
 // the text in any split yields the same reasoning, content and calls as feeding it whole.
 #include "server/chat_output.h"
 
@@ -186,7 +186,8 @@ TEST(ChatOutput, WhitespaceOnlyOutputIsContent) {
                                                                 {ReasoningParser::kQwen3, ToolCallParser::kHermes},
                                                                 {ReasoningParser::kNone, ToolCallParser::kLlama3},
                                                                 {ReasoningParser::kQwen3, ToolCallParser::kDeepSeekV3},
-                                                                {ReasoningParser::kNone, ToolCallParser::kDeepSeekV31}};
+                                                                {ReasoningParser::kNone, ToolCallParser::kDeepSeekV31},
+                                                                {ReasoningParser::kNone, ToolCallParser::kMistral}};
   for (const auto& [r, t] : parsers)
     for (const std::string text : {"\n\n\n", "\n", " ", "\n \n", "\n\n ", " \t\r\n"}) {
       const ChatDelta d = whole(r, t, text);
@@ -335,12 +336,42 @@ TEST(ChatOutput, DeepSeekV31ToolCalls) {
   EXPECT_EQ(whole(ReasoningParser::kNone, ToolCallParser::kDeepSeekV31, v3).content, v3);
 }
 
+// Mistral (SGLang's mistral detector, Mistral's v3 tokenizer): "[TOOL_CALLS] " + a JSON array of
+// {"name", "arguments"} objects.
+TEST(ChatOutput, MistralToolCalls) {
+  const std::string text =
+      "Checking. [TOOL_CALLS] [{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo]\", \"n\": 98765432109876543210}}, "
+      "{\"name\": \"get_time\", \"arguments\": {}, \"id\": \"abcDEF123\"}]";
+  const ChatDelta d = whole(ReasoningParser::kNone, ToolCallParser::kMistral, text);
+  ASSERT_EQ(d.tool_calls.size(), 2u);
+  EXPECT_EQ(d.content, "Checking. ");
+  EXPECT_EQ(d.tool_calls[0].name, "get_weather");
+  EXPECT_EQ(d.tool_calls[0].arguments, "{\"city\":\"Oslo]\",\"n\":98765432109876543210}");
+  EXPECT_EQ(d.tool_calls[1].name, "get_time");
+  EXPECT_EQ(d.tool_calls[1].arguments, "{}");
+  expect_streams_alike(ReasoningParser::kNone, ToolCallParser::kMistral, text);
+  ChatOutputParser p(ReasoningParser::kNone, ToolCallParser::kMistral, kTools, false, 7, true);
+  ChatDelta a = p.feed(text), b = p.finish();
+  EXPECT_EQ(a.tool_calls.size() + b.tool_calls.size(), 1u);
+  // Not calls: an unknown tool (all or none), not an array, an empty or unclosed array, a bare tag.
+  for (const std::string t : {std::string("[TOOL_CALLS] [{\"name\": \"get_time\", \"arguments\": {}}, {\"name\": \"x\"}]"),
+                              std::string("[TOOL_CALLS] {\"name\": \"get_time\", \"arguments\": {}}"),
+                              std::string("[TOOL_CALLS] [] then"), std::string("[TOOL_CALLS] [{\"name\": \"get_time\""),
+                              std::string("a [TOOL_CALLS]"), std::string("[TOOL_ b")}) {
+    const ChatDelta n = whole(ReasoningParser::kNone, ToolCallParser::kMistral, t);
+    EXPECT_TRUE(n.tool_calls.empty()) << t;
+    EXPECT_EQ(n.content, t);
+    expect_streams_alike(ReasoningParser::kNone, ToolCallParser::kMistral, t);
+  }
+}
+
 TEST(ChatOutput, ParserNames) {
   EXPECT_EQ(parse_tool_call_parser("qwen25"), ToolCallParser::kHermes);
   EXPECT_EQ(parse_tool_call_parser("llama3"), ToolCallParser::kLlama3);
   EXPECT_EQ(parse_tool_call_parser("deepseekv3"), ToolCallParser::kDeepSeekV3);
   EXPECT_EQ(parse_tool_call_parser("deepseekv31"), ToolCallParser::kDeepSeekV31);
-  EXPECT_THROW(parse_tool_call_parser("mistral"), Error);
+  EXPECT_EQ(parse_tool_call_parser("mistral"), ToolCallParser::kMistral);
+  EXPECT_THROW(parse_tool_call_parser("pythonic"), Error);
   EXPECT_EQ(parse_reasoning_parser("qwen3"), ReasoningParser::kQwen3);
   EXPECT_THROW(parse_reasoning_parser("o1"), Error);
 }
