@@ -1,6 +1,7 @@
 // The chat output parser (src/server/chat_output.h) on arbitrary model output: what a client can
 // steer a model into writing (prompts, regex, logit_bias). Byte 0 picks the configuration (reasoning
-// parser, tool format, a prompt that opened <think>, parallel_tool_calls false), byte 1 seeds the
+// parser, tool format (bits 2, 16 and 32: Hermes, Llama-3, DeepSeek-V3, DeepSeek-V3.1, Mistral), a prompt that
+// opened <think>, parallel_tool_calls false), byte 1 seeds the
 // split of the rest into stream pieces. Properties: no crash; the pieces give the same reasoning,
 // content and calls as the whole text; every call names a known tool and its arguments are JSON
 // text (what clients parse).
@@ -36,7 +37,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2 || size > 1 << 16) return 0;
   const uint8_t cfg = data[0];
   const ReasoningParser r = cfg & 1 ? ReasoningParser::kQwen3 : ReasoningParser::kNone;
-  const ToolCallParser t = cfg & 2 ? ToolCallParser::kLlama3 : ToolCallParser::kHermes;
+  const ToolCallParser formats[] = {ToolCallParser::kHermes, ToolCallParser::kLlama3, ToolCallParser::kDeepSeekV3,
+                                    ToolCallParser::kDeepSeekV31, ToolCallParser::kMistral};
+  const ToolCallParser t = cfg & 32 ? formats[4] : formats[(cfg & 2 ? 1 : 0) + (cfg & 16 ? 2 : 0)];
   const bool in_reasoning = cfg & 4, single = cfg & 8;
   const std::string text(reinterpret_cast<const char*>(data) + 2, size - 2);
 

@@ -9,9 +9,20 @@ namespace dpserve::constrain {
 
 using ojson = nlohmann::ordered_json;
 
+const char* format_name(ToolCallFormat f) {
+  switch (f) {
+    case ToolCallFormat::kHermes: return "hermes";
+    case ToolCallFormat::kLlama3: return "llama3";
+    case ToolCallFormat::kDeepSeekV3: return "deepseekv3";
+    case ToolCallFormat::kDeepSeekV31: return "deepseekv31";
+    case ToolCallFormat::kMistral: return "mistral";
+  }
+  return "?";
+}
+
 std::string ToolCallSpec::to_text() const {
   ojson j;
-  j["format"] = format == ToolCallFormat::kHermes ? "hermes" : "llama3";
+  j["format"] = format_name(format);
   j["tools"] = ojson::array();
   for (const auto& [name, params] : tools) j["tools"].push_back({{"name", name}, {"parameters", params}});
   j["only"] = only ? ojson(*only) : ojson(nullptr);
@@ -25,7 +36,12 @@ ToolCallSpec ToolCallSpec::from_text(std::string_view text) {
   ToolCallSpec s;
   try {
     const ojson j = ojson::parse(text);
-    s.format = j.at("format") == "llama3" ? ToolCallFormat::kLlama3 : ToolCallFormat::kHermes;
+    const std::string f = j.at("format").get<std::string>();
+    bool known = false;
+    for (const auto k : {ToolCallFormat::kHermes, ToolCallFormat::kLlama3, ToolCallFormat::kDeepSeekV3,
+                         ToolCallFormat::kDeepSeekV31, ToolCallFormat::kMistral})
+      if (f == format_name(k)) s.format = k, known = true;
+    if (!known) fail("tool call grammar: unknown format '{}'", f);
     for (const auto& t : j.at("tools")) s.tools.push_back({t.at("name").get<std::string>(), t.at("parameters")});
     if (!j.at("only").is_null()) s.only = j.at("only").get<std::string>();
     s.parallel = j.at("parallel").get<bool>();
@@ -43,7 +59,9 @@ Grammar tool_call_grammar(const ToolCallSpec& spec, const JsonSchemaOptions& opt
   const int32_t root = g.add_rule("root");
   JsonSchemaCompiler json(g, opt);
   const ExprId ws = json.ws();
-  const char* args_key = spec.format == ToolCallFormat::kHermes ? "arguments" : "parameters";
+  const char* args_key =
+      spec.format == ToolCallFormat::kHermes || spec.format == ToolCallFormat::kMistral ? "arguments" : "parameters";
+  const bool deepseek = spec.format == ToolCallFormat::kDeepSeekV3 || spec.format == ToolCallFormat::kDeepSeekV31;
   std::vector<ExprId> calls;
   for (const auto& [name, params] : spec.tools) {
     if (spec.only && *spec.only != name) continue;
@@ -53,6 +71,17 @@ Grammar tool_call_grammar(const ToolCallSpec& spec, const JsonSchemaOptions& opt
     } catch (const Error& e) {
       fail("tool '{}': {}", name, e.what());
     }
+    if (spec.format == ToolCallFormat::kDeepSeekV3) {
+      // Name and arguments apart, as DeepSeek-V3's chat template writes an assistant's tool_calls.
+      calls.push_back(g.seq({g.literal("<｜tool▁call▁begin｜>function<｜tool▁sep｜>" + name + "\n```json\n"), args,
+                             g.literal("\n```<｜tool▁call▁end｜>")}));
+      continue;
+    }
+    if (spec.format == ToolCallFormat::kDeepSeekV31) {
+      calls.push_back(g.seq({g.literal("<｜tool▁call▁begin｜>" + name + "<｜tool▁sep｜>"), args,
+                             g.literal("<｜tool▁call▁end｜>")}));
+      continue;
+    }
     calls.push_back(g.seq({g.literal("{"), ws, json.json_string_literal("name"), ws, g.literal(":"), ws,
                            json.json_string_literal(name), ws, g.literal(","), ws, json.json_string_literal(args_key),
                            ws, g.literal(":"), ws, args, ws, g.literal("}")}));
@@ -61,7 +90,14 @@ Grammar tool_call_grammar(const ToolCallSpec& spec, const JsonSchemaOptions& opt
   ExprId one = g.alt(std::move(calls));
   ExprId body;
   const bool many = spec.parallel && !spec.only;
-  if (spec.format == ToolCallFormat::kHermes) {
+  if (deepseek) {
+    const ExprId next = spec.format == ToolCallFormat::kDeepSeekV3 ? g.seq({g.literal("\n"), one}) : one;
+    const ExprId calls_of = many ? g.seq({one, g.star(next)}) : one;
+    body = g.seq({g.literal("<｜tool▁calls▁begin｜>"), calls_of, g.literal("<｜tool▁calls▁end｜>")});
+  } else if (spec.format == ToolCallFormat::kMistral) {
+    const ExprId calls_of = many ? g.seq({one, g.star(g.seq({g.literal(", "), one}))}) : one;
+    body = g.seq({g.literal("[TOOL_CALLS] ["), calls_of, g.literal("]")});
+  } else if (spec.format == ToolCallFormat::kHermes) {
     const ExprId block = g.seq({g.literal("<tool_call>\n"), one, g.literal("\n</tool_call>")});
     body = many ? g.seq({block, g.star(g.seq({g.literal("\n"), block}))}) : block;
   } else {

@@ -2,6 +2,11 @@
 // a named function (exactly one call of it), in the format the model's template teaches:
 //   hermes (Qwen 2.5 / 3, Hermes):  <tool_call>\n{"name": "f", "arguments": {...}}\n</tool_call>
 //   llama3 (Llama 3.1 JSON):        {"name": "f", "parameters": {...}}, calls joined by "; "
+//   deepseekv3 (DeepSeek-V3 / R1):   <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n{...}
+//                                    \n```<｜tool▁call▁end｜>, calls joined by "\n", then <｜tool▁calls▁end｜>
+//   deepseekv31 (DeepSeek-V3.1):     <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>f<｜tool▁sep｜>{...}<｜tool▁call▁end｜>
+//                                    calls back to back, then <｜tool▁calls▁end｜>
+//   mistral (Mistral v3 tokenizer):  [TOOL_CALLS] [{"name": "f", "arguments": {...}}, ...]
 // Arguments follow each tool's JSON Schema. With `think`, a <think>...</think> block may come first.
 #pragma once
 
@@ -16,7 +21,9 @@
 
 namespace dpserve::constrain {
 
-enum class ToolCallFormat { kHermes, kLlama3 };
+enum class ToolCallFormat { kHermes, kLlama3, kDeepSeekV3, kDeepSeekV31, kMistral };
+
+const char* format_name(ToolCallFormat f);
 
 struct ToolCallSpec {
   ToolCallFormat format = ToolCallFormat::kHermes;

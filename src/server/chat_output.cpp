@@ -12,6 +12,16 @@ constexpr std::string_view kThinkOpen = "<think>";
 constexpr std::string_view kThinkClose = "</think>";
 constexpr std::string_view kCallOpen = "<tool_call>";
 constexpr std::string_view kCallClose = "</tool_call>";
+// DeepSeek-V3's tool tokens (fullwidth bars, U+2581 for the spaces), as its tokenizer and chat template
+// spell them: a section of calls, each "function<｜tool▁sep｜>NAME\n```json\nARGS\n```" (V3) or
+// "NAME<｜tool▁sep｜>ARGS" (V3.1) between the call tags.
+constexpr std::string_view kDsCallsBegin = "<｜tool▁calls▁begin｜>";
+constexpr std::string_view kDsCallsEnd = "<｜tool▁calls▁end｜>";
+constexpr std::string_view kDsCallBegin = "<｜tool▁call▁begin｜>";
+constexpr std::string_view kDsCallEnd = "<｜tool▁call▁end｜>";
+constexpr std::string_view kDsSep = "<｜tool▁sep｜>";
+// Mistral (v3 tokenizer, SGLang's mistral detector): [TOOL_CALLS] [{"name": ..., "arguments": {...}}, ...]
+constexpr std::string_view kMistralCalls = "[TOOL_CALLS]";
 
 // Length of the longest suffix of `s` that is a proper prefix of `tag` (text that may still become it).
 size_t partial_tag(std::string_view s, std::string_view tag) {
@@ -34,7 +44,11 @@ ToolCallParser parse_tool_call_parser(const std::string& name) {
   if (name.empty() || name == "none") return ToolCallParser::kNone;
   if (name == "hermes" || name == "qwen" || name == "qwen25" || name == "qwen3") return ToolCallParser::kHermes;
   if (name == "llama3") return ToolCallParser::kLlama3;
-  fail("--tool-call-parser: '{}' is not one of hermes, qwen, qwen25, qwen3, llama3", name);
+  if (name == "deepseekv3") return ToolCallParser::kDeepSeekV3;
+  if (name == "deepseekv31") return ToolCallParser::kDeepSeekV31;
+  if (name == "mistral") return ToolCallParser::kMistral;
+  fail("--tool-call-parser: '{}' is not one of hermes, qwen, qwen25, qwen3, llama3, deepseekv3, deepseekv31, mistral",
+       name);
 }
 
 ChatOutputParser::ChatOutputParser(ReasoningParser r, ToolCallParser t, std::vector<std::string> tool_names,
@@ -57,7 +71,7 @@ std::string ChatOutputParser::next_id() {
   return id;
 }
 
-size_t ChatOutputParser::close_outside_strings() {
+size_t ChatOutputParser::close_outside_strings(std::string_view tag) {
   // The call is JSON: a "</tool_call>" inside one of its strings (an argument's text) is data, not
   // the end of the block. The scan resumes where the last delivery left it (streams feed a token
   // at a time), so a block costs one pass.
@@ -74,8 +88,8 @@ size_t ChatOutputParser::close_outside_strings() {
       continue;
     }
     if (c == '<') {
-      if (buf_.size() - scan_.pos < kCallClose.size()) return std::string::npos;  // may still become the tag
-      if (std::string_view(buf_).substr(scan_.pos, kCallClose.size()) == kCallClose) return scan_.pos;
+      if (buf_.size() - scan_.pos < tag.size()) return std::string::npos;  // may still become the tag
+      if (std::string_view(buf_).substr(scan_.pos, tag.size()) == tag) return scan_.pos;
     }
   }
   return std::string::npos;
@@ -193,6 +207,156 @@ bool ChatOutputParser::parse_call(const std::string& json_text, ChatDelta& out) 
   return true;
 }
 
+bool ChatOutputParser::add_call(const std::string& name, const std::string& args_text, ChatDelta& out) {
+  if (std::find(names_.begin(), names_.end(), name) == names_.end()) return false;
+  // The arguments must be a JSON object (OpenAI's `arguments`); anything else leaves the call as text.
+  try {
+    if (!nlohmann::ordered_json::parse(args_text).is_object()) return false;
+  } catch (const nlohmann::json::exception&) {
+    return false;
+  }
+  text_since_call_ = false;
+  if (single_call_ && calls_ > 0) return true;
+  ToolCall c;
+  c.id = next_id();
+  c.name = name;
+  c.arguments = compact_json(args_text);
+  out.tool_calls.push_back(std::move(c));
+  ++calls_;
+  return true;
+}
+
+bool ChatOutputParser::parse_deepseek_call(std::string_view inner, ChatDelta& out) {
+  const size_t sep = inner.find(kDsSep);
+  if (sep == std::string_view::npos) return false;
+  std::string_view head = inner.substr(0, sep), rest = inner.substr(sep + kDsSep.size());
+  if (tools_ == ToolCallParser::kDeepSeekV31) return add_call(std::string(head), std::string(rest), out);
+  // V3: the head is the tool's type ("function", as the template writes tool['type']); the name runs to
+  // the newline that opens the ```json fence, the arguments to the fence's close.
+  if (head != "function") return false;
+  constexpr std::string_view kFence = "\n```json\n";
+  const size_t f = rest.find(kFence);
+  if (f == std::string_view::npos) return false;
+  std::string_view args = rest.substr(f + kFence.size());
+  const size_t last = args.find_last_not_of(" \t\r\n");
+  if (last == std::string_view::npos || last < 2 || args.substr(last - 2, 3) != "```") return false;
+  return add_call(std::string(rest.substr(0, f)), std::string(args.substr(0, last - 2)), out);
+}
+
+void ChatOutputParser::deepseek_section_step(bool final, ChatDelta& out) {
+  // The section's opening tag goes to content when nothing in the section was a call (text as written).
+  auto opening = [&] { return section_shown_ || section_calls_ ? std::string() : std::string(kDsCallsBegin); };
+  // Between the calls of a section: whitespace is the format's (V3 puts a newline between calls).
+  const size_t p = buf_.find_first_not_of(" \t\r\n");
+  if (p == std::string::npos) {
+    if (!final) return;
+    if (const std::string t = opening(); !t.empty()) emit(t + buf_, out);
+    buf_.clear();
+    mode_ = Mode::kContent;
+    return;
+  }
+  const std::string_view rest = std::string_view(buf_).substr(p);
+  if (rest.starts_with(kDsCallBegin)) {
+    buf_.erase(0, p + kDsCallBegin.size());
+    mode_ = Mode::kDsCall;
+    scan_ = {};
+    return;
+  }
+  if (rest.starts_with(kDsCallsEnd)) {
+    // Shown only when its opening tag was.
+    if (section_shown_ || !section_calls_) emit(opening() + buf_.substr(0, p + kDsCallsEnd.size()), out);
+    buf_.erase(0, p + kDsCallsEnd.size());
+    mode_ = Mode::kContent;
+    return;
+  }
+  if (!final && (kDsCallBegin.starts_with(rest) || kDsCallsEnd.starts_with(rest))) return;  // may still become one
+  // Other text: the section ended without its closing tag; what follows is content.
+  if (const std::string t = opening(); !t.empty()) emit(t, out);
+  mode_ = Mode::kContent;
+}
+
+void ChatOutputParser::mistral_step(bool final, ChatDelta& out) {
+  // buf_ starts right after [TOOL_CALLS]: whitespace, then the array.
+  const size_t p = buf_.find_first_not_of(" \t\r\n");
+  auto as_text = [&] {
+    emit(std::string(kMistralCalls) + buf_, out);
+    buf_.clear();
+    mode_ = Mode::kContent;
+  };
+  if (p == std::string::npos) {
+    if (final) as_text();
+    return;
+  }
+  if (buf_[p] != '[') {  // not the format: the tag and what follows are text
+    emit(std::string(kMistralCalls), out);
+    mode_ = Mode::kContent;
+    return;
+  }
+  if (scan_.pos < p) scan_.pos = p;
+  size_t end = std::string::npos;
+  for (; scan_.pos < buf_.size() && end == std::string::npos; ++scan_.pos) {
+    const char c = buf_[scan_.pos];
+    if (scan_.in_string) {
+      if (scan_.escaped) scan_.escaped = false;
+      else if (c == '\\') scan_.escaped = true;
+      else if (c == '"') scan_.in_string = false;
+    } else if (c == '"') {
+      scan_.in_string = true;
+    } else if (c == '[' || c == '{') {
+      ++scan_.depth;
+    } else if ((c == ']' || c == '}') && --scan_.depth == 0) {
+      end = scan_.pos + 1;
+    }
+  }
+  if (end == std::string::npos) {
+    if (final) as_text();
+    return;
+  }
+  // The array's elements, split at its top-level commas (each parsed from its own text, so that its
+  // arguments keep their numbers as written); all calls or none.
+  const std::string array = buf_.substr(0, end);
+  bool ok = false;
+  ChatDelta calls;
+  const size_t saved = calls_;
+  const bool saved_text = text_since_call_;
+  try {
+    const auto j = nlohmann::ordered_json::parse(array);
+    ok = j.is_array() && !j.empty();
+  } catch (const nlohmann::json::exception&) {
+  }
+  if (ok) {
+    int depth = 0;
+    bool in_str = false, esc = false;
+    size_t start = p + 1;
+    for (size_t i = p + 1; i < end && ok; ++i) {
+      const char c = array[i];
+      if (in_str) {
+        if (esc) esc = false;
+        else if (c == '\\') esc = true;
+        else if (c == '"') in_str = false;
+        continue;
+      }
+      if (c == '"') in_str = true;
+      else if (c == '[' || c == '{') ++depth;
+      else if (c == '}' || (c == ']' && depth > 0)) --depth;
+      else if ((c == ',' && depth == 0) || (c == ']' && depth == 0)) {
+        ok = parse_call(array.substr(start, i - start), calls);
+        start = i + 1;
+      }
+    }
+  }
+  if (!ok) {
+    calls_ = saved;
+    text_since_call_ = saved_text;
+    emit(std::string(kMistralCalls) + array, out);
+  } else {
+    for (auto& c : calls.tool_calls) out.tool_calls.push_back(std::move(c));
+  }
+  buf_.erase(0, end);
+  mode_ = Mode::kContent;
+  scan_ = {};
+}
+
 void ChatOutputParser::emit(const std::string& text, ChatDelta& out) {
   out.content += text;
   if (!all_space(text)) text_since_call_ = true;
@@ -223,21 +387,25 @@ void ChatOutputParser::content_step(bool final, ChatDelta& out) {
       }
     }
   }
-  if (tools_ != ToolCallParser::kHermes) {
+  const bool deepseek = tools_ == ToolCallParser::kDeepSeekV3 || tools_ == ToolCallParser::kDeepSeekV31;
+  const bool mistral = tools_ == ToolCallParser::kMistral;
+  if (tools_ != ToolCallParser::kHermes && !deepseek && !mistral) {
     out.content += buf_;
     buf_.clear();
     return;
   }
-  const size_t at = buf_.find(kCallOpen);
+  const std::string_view open = deepseek ? kDsCallsBegin : mistral ? kMistralCalls : kCallOpen;
+  const size_t at = buf_.find(open);
   if (at != std::string::npos) {
     std::string before = buf_.substr(0, at);
     if (space_is_content() || !all_space(before)) emit(before, out);
-    buf_.erase(0, at + kCallOpen.size());
-    mode_ = Mode::kToolBlock;
+    buf_.erase(0, at + open.size());
+    mode_ = deepseek ? Mode::kDsSection : mistral ? Mode::kMistralCalls : Mode::kToolBlock;
+    section_shown_ = section_calls_ = false;
     scan_ = {};
     return;
   }
-  const size_t keep = final ? 0 : partial_tag(buf_, kCallOpen);
+  const size_t keep = final ? 0 : partial_tag(buf_, open);
   std::string ready = buf_.substr(0, buf_.size() - keep);
   // Whitespace between or after calls is not content; held until something else shows up.
   if (!space_is_content() && all_space(ready) && !final) return;
@@ -286,7 +454,7 @@ void ChatOutputParser::run(bool final, ChatDelta& out) {
         content_step(final, out);
         break;
       case Mode::kToolBlock: {
-        size_t at = close_outside_strings();
+        size_t at = close_outside_strings(kCallClose);
         // Not JSON after all (an unbalanced quote): at the end, the first closing tag ends it.
         if (at == std::string::npos && final) at = buf_.find(kCallClose);
         if (at != std::string::npos) {
@@ -299,6 +467,38 @@ void ChatOutputParser::run(bool final, ChatDelta& out) {
           // The output ended inside a block (EOS before the closing tag): a complete call still counts.
           scan_ = {};
           if (!parse_call(buf_, out)) emit(std::string(kCallOpen) + buf_, out);
+          buf_.clear();
+          mode_ = Mode::kContent;
+        }
+        break;
+      }
+      case Mode::kDsSection:
+        deepseek_section_step(final, out);
+        break;
+      case Mode::kMistralCalls:
+        mistral_step(final, out);
+        break;
+      case Mode::kDsCall: {
+        size_t at = close_outside_strings(kDsCallEnd);
+        if (at == std::string::npos && final) at = buf_.find(kDsCallEnd);
+        // Not a call (unknown name, arguments not a JSON object): the text as written, section tag included.
+        auto as_text = [&](const std::string& inner, bool closed) {
+          std::string t = section_shown_ || section_calls_ ? "" : std::string(kDsCallsBegin);
+          t += std::string(kDsCallBegin) + inner + (closed ? std::string(kDsCallEnd) : "");
+          section_shown_ = true;
+          emit(t, out);
+        };
+        if (at != std::string::npos) {
+          const std::string inner = buf_.substr(0, at);
+          if (parse_deepseek_call(inner, out)) section_calls_ = true;
+          else as_text(inner, true);
+          buf_.erase(0, at + kDsCallEnd.size());
+          mode_ = Mode::kDsSection;
+          scan_ = {};
+        } else if (final) {
+          // The output ended inside a call (EOS before its closing tag): a complete call still counts.
+          scan_ = {};
+          if (!parse_deepseek_call(buf_, out)) as_text(buf_, false);
           buf_.clear();
           mode_ = Mode::kContent;
         }

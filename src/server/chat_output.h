@@ -1,6 +1,7 @@
 // What a chat model writes, split the way OpenAI clients read it: reasoning (Qwen3's <think>...
 // </think>, under --reasoning-parser), content, and tool calls (under --tool-call-parser: Hermes /
-// Qwen <tool_call> JSON blocks, or Llama-3 JSON objects). The same parser serves whole responses
+// Qwen <tool_call> JSON blocks, Llama-3 JSON objects, DeepSeek-V3 / V3.1 <｜tool▁calls▁begin｜>
+// sections, or Mistral's [TOOL_CALLS] JSON arrays). The same parser serves whole responses
 // (feed everything, then finish) and streams (feed each delivery): text is released as soon as it
 // cannot be the start of a tag, a tool call once it is complete, whitespace that opens the output once
 // what follows it is known (at the latest by finish()).
@@ -14,11 +15,12 @@
 namespace dpserve {
 
 enum class ReasoningParser { kNone, kQwen3 };
-enum class ToolCallParser { kNone, kHermes, kLlama3 };
+enum class ToolCallParser { kNone, kHermes, kLlama3, kDeepSeekV3, kDeepSeekV31, kMistral };
 
 // Flag values: "qwen3" (also "deepseek-r1": the same tags); "" or "none".
 ReasoningParser parse_reasoning_parser(const std::string& name);
-// "hermes", "qwen", "qwen25", "qwen3" (the <tool_call> format), "llama3"; "" or "none".
+// "hermes", "qwen", "qwen25", "qwen3" (the <tool_call> format), "llama3", "deepseekv3",
+// "deepseekv31", "mistral"; "" or "none".
 ToolCallParser parse_tool_call_parser(const std::string& name);
 
 struct ToolCall {
@@ -51,27 +53,37 @@ class ChatOutputParser {
   void run(bool final, ChatDelta& out);
   void content_step(bool final, ChatDelta& out);
   bool parse_call(const std::string& json_text, ChatDelta& out);
+  // A call whose name and arguments (JSON text, any value) the format gives apart (DeepSeek).
+  bool add_call(const std::string& name, const std::string& args_text, ChatDelta& out);
+  // One DeepSeek call, the text between <｜tool▁call▁begin｜> and <｜tool▁call▁end｜>.
+  bool parse_deepseek_call(std::string_view inner, ChatDelta& out);
+  void deepseek_section_step(bool final, ChatDelta& out);
+  // Mistral: the JSON array after [TOOL_CALLS], once its closing bracket shows (or at the end).
+  void mistral_step(bool final, ChatDelta& out);
   // Content after the first call: whitespace is content only once text follows the last call
   // (whitespace between or after calls is the format's, not the model's answer).
   void emit(const std::string& text, ChatDelta& out);
   bool space_is_content() const { return calls_ == 0 || text_since_call_; }
-  // Where "</tool_call>" starts in buf_ outside a JSON string, or npos (yet).
-  size_t close_outside_strings();
+  // Where `tag` ("</tool_call>", "<｜tool▁call▁end｜>") starts in buf_ outside a JSON string, or npos (yet).
+  size_t close_outside_strings(std::string_view tag);
   std::string next_id();
 
   ReasoningParser reasoning_;
   ToolCallParser tools_;
   std::vector<std::string> names_;
-  enum class Mode { kStart, kReasoning, kContent, kToolBlock, kJsonCalls } mode_;
+  enum class Mode { kStart, kReasoning, kContent, kToolBlock, kJsonCalls, kDsSection, kDsCall, kMistralCalls } mode_;
   std::string buf_;       // text not released yet
   bool content_started_ = false;
   bool think_closed_ = false;  // the output closed a <think> block: newlines after it are the separator
   size_t calls_ = 0;
   bool single_call_ = false;
   bool text_since_call_ = false;  // content other than whitespace came after the last call
+  bool section_shown_ = false;    // a DeepSeek section's opening tag went to content (a call in it was not one)
+  bool section_calls_ = false;    // a call in the open DeepSeek section was one
   struct Scan {  // close_outside_strings' progress through the open tool block
     size_t pos = 0;
     bool in_string = false, escaped = false;
+    int depth = 0;  // mistral_step: brackets open outside strings
   } scan_;
   uint64_t seed_;
 };

@@ -85,7 +85,7 @@ void parse_tools(const json& body, std::string_view raw_body, GenSpec& spec, con
   }
   if (choice == "none") return;
   if (ctx.tool_parser == ToolCallParser::kNone)
-    bad_param("tools", "this server parses no tool calls: start it with --tool-call-parser (e.g. qwen3, hermes, llama3)");
+    bad_param("tools", "this server parses no tool calls: start it with --tool-call-parser (e.g. qwen3, hermes, llama3, deepseekv3)");
   spec.tool_names = names;
   spec.parallel_tool_calls = body.value("parallel_tool_calls", true);
   if (choice == "auto") return;
@@ -93,8 +93,13 @@ void parse_tools(const json& body, std::string_view raw_body, GenSpec& spec, con
     bad_param("tool_choice", fmt::format("'tool_choice' {} cannot be combined with another output constraint "
                                          "(response_format, regex, ebnf)", choice));
   constrain::ToolCallSpec ts;
-  ts.format = ctx.tool_parser == ToolCallParser::kLlama3 ? constrain::ToolCallFormat::kLlama3
-                                                         : constrain::ToolCallFormat::kHermes;
+  switch (ctx.tool_parser) {
+    case ToolCallParser::kLlama3: ts.format = constrain::ToolCallFormat::kLlama3; break;
+    case ToolCallParser::kDeepSeekV3: ts.format = constrain::ToolCallFormat::kDeepSeekV3; break;
+    case ToolCallParser::kDeepSeekV31: ts.format = constrain::ToolCallFormat::kDeepSeekV31; break;
+    case ToolCallParser::kMistral: ts.format = constrain::ToolCallFormat::kMistral; break;
+    default: ts.format = constrain::ToolCallFormat::kHermes;
+  }
   const ojson written = original_subtree(raw_body, {"tools"});
   for (size_t i = 0; i < names.size(); ++i) {
     ojson params = written.is_array() && i < written.size() && written[i].contains("function")

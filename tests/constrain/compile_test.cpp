@@ -543,6 +543,59 @@ TEST(ToolCalls, HermesFormat) {
   EXPECT_EQ(ToolCallSpec::from_text(s.to_text()).to_text(), s.to_text());
 }
 
+// DeepSeek-V3's calls as its chat template writes an assistant's tool_calls (and SGLang's deepseekv3
+// detector reads them); V3.1's as SGLang's deepseekv31 detector documents them.
+TEST(ToolCalls, DeepSeekFormats) {
+  const std::string begin = "<｜tool▁calls▁begin｜>", end = "<｜tool▁calls▁end｜>";
+  auto v3 = [](const std::string& name, const std::string& args) {
+    return "<｜tool▁call▁begin｜>function<｜tool▁sep｜>" + name + "\n```json\n" + args + "\n```<｜tool▁call▁end｜>";
+  };
+  ToolCallSpec s = weather_tools(ToolCallFormat::kDeepSeekV3);
+  auto a = Automaton::build(tool_call_grammar(s));
+  const std::string paris = v3("get_weather", R"({"city": "Paris"})"), time = v3("get_time", "{}");
+  EXPECT_TRUE(accepts(a, begin + paris + end));
+  EXPECT_TRUE(accepts(a, begin + paris + "\n" + time + end));  // parallel calls, a newline apart
+  EXPECT_FALSE(accepts(a, begin + paris));                      // the section must close
+  EXPECT_FALSE(accepts(a, begin + end));                        // required: at least one
+  EXPECT_FALSE(accepts(a, paris));
+  EXPECT_FALSE(accepts(a, begin + v3("get_weather", "{}") + end));  // city is required
+  EXPECT_FALSE(accepts(a, begin + v3("get_news", "{}") + end));
+  s.only = "get_time";
+  auto named = Automaton::build(tool_call_grammar(s));
+  EXPECT_TRUE(accepts(named, begin + time + end));
+  EXPECT_FALSE(accepts(named, begin + time + "\n" + time + end));
+  EXPECT_EQ(ToolCallSpec::from_text(s.to_text()).to_text(), s.to_text());
+  EXPECT_EQ(ToolCallSpec::from_text(s.to_text()).format, ToolCallFormat::kDeepSeekV3);
+
+  auto v31 = [](const std::string& name, const std::string& args) {
+    return "<｜tool▁call▁begin｜>" + name + "<｜tool▁sep｜>" + args + "<｜tool▁call▁end｜>";
+  };
+  s = weather_tools(ToolCallFormat::kDeepSeekV31);
+  auto b = Automaton::build(tool_call_grammar(s));
+  EXPECT_TRUE(accepts(b, begin + v31("get_weather", R"({"city": "Tokyo"})") + v31("get_time", "{}") + end));
+  EXPECT_FALSE(accepts(b, begin + v3("get_time", "{}") + end));
+  EXPECT_FALSE(accepts(a, begin + v31("get_time", "{}") + end));
+  s.parallel = false;
+  EXPECT_FALSE(accepts(Automaton::build(tool_call_grammar(s)), begin + v31("get_time", "{}") + v31("get_time", "{}") + end));
+  EXPECT_EQ(ToolCallSpec::from_text(s.to_text()).format, ToolCallFormat::kDeepSeekV31);
+}
+
+// Mistral: as SGLang's mistral detector documents and its EBNF writes it.
+TEST(ToolCalls, MistralFormat) {
+  ToolCallSpec s = weather_tools(ToolCallFormat::kMistral);
+  auto a = Automaton::build(tool_call_grammar(s));
+  const std::string oslo = R"({"name": "get_weather", "arguments": {"city": "Oslo"}})";
+  const std::string time = R"({"name": "get_time", "arguments": {}})";
+  EXPECT_TRUE(accepts(a, "[TOOL_CALLS] [" + oslo + "]"));
+  EXPECT_TRUE(accepts(a, "[TOOL_CALLS] [" + oslo + ", " + time + "]"));
+  EXPECT_FALSE(accepts(a, "[TOOL_CALLS] []"));
+  EXPECT_FALSE(accepts(a, oslo));
+  EXPECT_FALSE(accepts(a, R"([TOOL_CALLS] [{"name": "get_weather", "parameters": {"city": "Oslo"}}])"));
+  s.parallel = false;
+  EXPECT_FALSE(accepts(Automaton::build(tool_call_grammar(s)), "[TOOL_CALLS] [" + oslo + ", " + time + "]"));
+  EXPECT_EQ(ToolCallSpec::from_text(s.to_text()).format, ToolCallFormat::kMistral);
+}
+
 TEST(ToolCalls, Llama3FormatAndThinking) {
   ToolCallSpec s = weather_tools(ToolCallFormat::kLlama3);
   auto a = Automaton::build(tool_call_grammar(s));

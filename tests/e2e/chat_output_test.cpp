@@ -1,5 +1,6 @@
 // The chat output parser: reasoning / content / tool calls as the formats define them (Qwen3's
-// <think> tags, Hermes' <tool_call> JSON blocks, Llama 3.1's JSON objects), and streaming: feeding
+// <think> tags, Hermes' <tool_call> JSON blocks, Llama 3.1's JSON objects, DeepSeek-V3 / V3.1's
+// <｜tool▁calls▁begin｜> sections, Mistral's [TOOL_CALLS] arrays), and streaming: feeding
 // the text in any split yields the same reasoning, content and calls as feeding it whole.
 #include "server/chat_output.h"
 
@@ -183,7 +184,10 @@ TEST(ChatOutput, WhitespaceOnlyOutputIsContent) {
   const std::pair<ReasoningParser, ToolCallParser> parsers[] = {{ReasoningParser::kQwen3, ToolCallParser::kNone},
                                                                 {ReasoningParser::kNone, ToolCallParser::kHermes},
                                                                 {ReasoningParser::kQwen3, ToolCallParser::kHermes},
-                                                                {ReasoningParser::kNone, ToolCallParser::kLlama3}};
+                                                                {ReasoningParser::kNone, ToolCallParser::kLlama3},
+                                                                {ReasoningParser::kQwen3, ToolCallParser::kDeepSeekV3},
+                                                                {ReasoningParser::kNone, ToolCallParser::kDeepSeekV31},
+                                                                {ReasoningParser::kNone, ToolCallParser::kMistral}};
   for (const auto& [r, t] : parsers)
     for (const std::string text : {"\n\n\n", "\n", " ", "\n \n", "\n\n ", " \t\r\n"}) {
       const ChatDelta d = whole(r, t, text);
@@ -236,10 +240,138 @@ TEST(ChatOutput, Llama3JsonCalls) {
   }
 }
 
+// DeepSeek-V3's tool tags as its tokenizer defines them and its chat template writes an assistant's
+// tool_calls: "<｜tool▁call▁begin｜>" + type + "<｜tool▁sep｜>" + name + "\n```json\n" + arguments +
+// "\n```<｜tool▁call▁end｜>", calls a newline apart, inside <｜tool▁calls▁begin｜> ... <｜tool▁calls▁end｜>.
+const std::string kDsBegin = "<｜tool▁calls▁begin｜>", kDsEnd = "<｜tool▁calls▁end｜>";
+std::string ds_v3_call(const std::string& name, const std::string& args) {
+  return "<｜tool▁call▁begin｜>function<｜tool▁sep｜>" + name + "\n```json\n" + args + "\n```<｜tool▁call▁end｜>";
+}
+// DeepSeek-V3.1 (SGLang's deepseekv31 detector): "<｜tool▁call▁begin｜>" + name + "<｜tool▁sep｜>" + arguments
+// + "<｜tool▁call▁end｜>", calls back to back.
+std::string ds_v31_call(const std::string& name, const std::string& args) {
+  return "<｜tool▁call▁begin｜>" + name + "<｜tool▁sep｜>" + args + "<｜tool▁call▁end｜>";
+}
+
+TEST(ChatOutput, DeepSeekV3ToolCalls) {
+  // Arguments with a string holding the closing tags (data, not the end of the call) and a big integer.
+  const std::string text = "Let me check.\n" + kDsBegin +
+                           ds_v3_call("get_weather", "{\"city\": \"Paris <｜tool▁call▁end｜>\\\"\", \"n\": 123456789012345678901}") +
+                           "\n" + ds_v3_call("get_time", "{}") + kDsEnd;
+  const ChatDelta d = whole(ReasoningParser::kNone, ToolCallParser::kDeepSeekV3, text);
+  ASSERT_EQ(d.tool_calls.size(), 2u);
+  EXPECT_EQ(d.content, "Let me check.\n");
+  EXPECT_EQ(d.tool_calls[0].name, "get_weather");
+  EXPECT_EQ(d.tool_calls[0].arguments, "{\"city\":\"Paris <｜tool▁call▁end｜>\\\"\",\"n\":123456789012345678901}");
+  EXPECT_EQ(d.tool_calls[1].name, "get_time");
+  EXPECT_EQ(d.tool_calls[1].arguments, "{}");
+  EXPECT_NE(d.tool_calls[0].id, d.tool_calls[1].id);
+  expect_streams_alike(ReasoningParser::kNone, ToolCallParser::kDeepSeekV3, text);
+  // As the model ends a turn, with the end-of-sentence token's text (not skipped: it is removed elsewhere);
+  // also without the section's closing tag (EOS right after the last call).
+  for (const std::string t : {kDsBegin + ds_v3_call("get_time", "{}") + kDsEnd, kDsBegin + ds_v3_call("get_time", "{}")}) {
+    const ChatDelta o = whole(ReasoningParser::kNone, ToolCallParser::kDeepSeekV3, t);
+    ASSERT_EQ(o.tool_calls.size(), 1u) << t;
+    EXPECT_EQ(o.content, "");
+    expect_streams_alike(ReasoningParser::kNone, ToolCallParser::kDeepSeekV3, t);
+  }
+  // With DeepSeek-R1's reasoning first.
+  const std::string r1 = "<think>need weather</think>\n\n" + kDsBegin + ds_v3_call("get_weather", "{\"city\": \"Oslo\"}") + kDsEnd;
+  const ChatDelta r = whole(ReasoningParser::kQwen3, ToolCallParser::kDeepSeekV3, r1);
+  EXPECT_EQ(r.reasoning, "need weather");
+  EXPECT_EQ(r.content, "");
+  ASSERT_EQ(r.tool_calls.size(), 1u);
+  EXPECT_EQ(r.tool_calls[0].arguments, "{\"city\":\"Oslo\"}");
+  expect_streams_alike(ReasoningParser::kQwen3, ToolCallParser::kDeepSeekV3, r1);
+  // parallel_tool_calls false: the first call only.
+  ChatOutputParser p(ReasoningParser::kNone, ToolCallParser::kDeepSeekV3, kTools, false, 7, true);
+  ChatDelta a = p.feed(text), b = p.finish();
+  EXPECT_EQ(a.tool_calls.size() + b.tool_calls.size(), 1u);
+  EXPECT_EQ(a.content + b.content, "Let me check.\n");
+}
+
+TEST(ChatOutput, DeepSeekV3NonCallsStayText) {
+  // An unknown tool, arguments that are not a JSON object, V3.1's form under V3, no fence: the text as written.
+  for (const std::string call : {ds_v3_call("get_news", "{}"), ds_v3_call("get_time", "[1]"),
+                                 ds_v3_call("get_time", "{oops"), ds_v31_call("get_time", "{}"),
+                                 std::string("<｜tool▁call▁begin｜>function<｜tool▁sep｜>get_time {}<｜tool▁call▁end｜>")}) {
+    const std::string text = "x " + kDsBegin + call + kDsEnd + " y";
+    const ChatDelta d = whole(ReasoningParser::kNone, ToolCallParser::kDeepSeekV3, text);
+    EXPECT_TRUE(d.tool_calls.empty()) << call;
+    EXPECT_EQ(d.content, text);
+    expect_streams_alike(ReasoningParser::kNone, ToolCallParser::kDeepSeekV3, text);
+  }
+  // Text that only looks like the start of a tag, and a lone section tag at the end.
+  // Text that only looks like the start of a tag; sections with no call in them.
+  for (const std::string text : {std::string("a <｜tool▁calls b"), std::string("<｜tool"), "ok " + kDsBegin,
+                                 "ok " + kDsBegin + "\n", kDsBegin + kDsEnd, kDsBegin + " hi", kDsBegin + "\n" + kDsEnd + " x"}) {
+    const ChatDelta d = whole(ReasoningParser::kNone, ToolCallParser::kDeepSeekV3, text);
+    EXPECT_TRUE(d.tool_calls.empty());
+    EXPECT_EQ(d.content, text);
+    expect_streams_alike(ReasoningParser::kNone, ToolCallParser::kDeepSeekV3, text);
+  }
+  // A failed call after a good one: the good one is parsed, the other kept as text without the section tag.
+  const std::string mixed = kDsBegin + ds_v3_call("get_time", "{}") + "\n" + ds_v3_call("get_news", "{}") + kDsEnd;
+  const ChatDelta m = whole(ReasoningParser::kNone, ToolCallParser::kDeepSeekV3, mixed);
+  ASSERT_EQ(m.tool_calls.size(), 1u);
+  EXPECT_EQ(m.content, ds_v3_call("get_news", "{}") + kDsEnd);
+  expect_streams_alike(ReasoningParser::kNone, ToolCallParser::kDeepSeekV3, mixed);
+  // Hermes' tags are plain text to this parser.
+  const std::string hermes = "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>";
+  EXPECT_EQ(whole(ReasoningParser::kNone, ToolCallParser::kDeepSeekV3, hermes).content, hermes);
+}
+
+TEST(ChatOutput, DeepSeekV31ToolCalls) {
+  const std::string text = "Sure." + kDsBegin + ds_v31_call("get_weather", "{\"city\": \"Tokyo\"}") +
+                           ds_v31_call("get_weather", "{\"city\": \"Paris\"}") + kDsEnd;
+  const ChatDelta d = whole(ReasoningParser::kNone, ToolCallParser::kDeepSeekV31, text);
+  ASSERT_EQ(d.tool_calls.size(), 2u);
+  EXPECT_EQ(d.content, "Sure.");
+  EXPECT_EQ(d.tool_calls[0].arguments, "{\"city\":\"Tokyo\"}");
+  EXPECT_EQ(d.tool_calls[1].arguments, "{\"city\":\"Paris\"}");
+  expect_streams_alike(ReasoningParser::kNone, ToolCallParser::kDeepSeekV31, text);
+  // V3's form is not V3.1's.
+  const std::string v3 = kDsBegin + ds_v3_call("get_time", "{}") + kDsEnd;
+  EXPECT_TRUE(whole(ReasoningParser::kNone, ToolCallParser::kDeepSeekV31, v3).tool_calls.empty());
+  EXPECT_EQ(whole(ReasoningParser::kNone, ToolCallParser::kDeepSeekV31, v3).content, v3);
+}
+
+// Mistral (SGLang's mistral detector, Mistral's v3 tokenizer): "[TOOL_CALLS] " + a JSON array of
+// {"name", "arguments"} objects.
+TEST(ChatOutput, MistralToolCalls) {
+  const std::string text =
+      "Checking. [TOOL_CALLS] [{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo]\", \"n\": 98765432109876543210}}, "
+      "{\"name\": \"get_time\", \"arguments\": {}, \"id\": \"abcDEF123\"}]";
+  const ChatDelta d = whole(ReasoningParser::kNone, ToolCallParser::kMistral, text);
+  ASSERT_EQ(d.tool_calls.size(), 2u);
+  EXPECT_EQ(d.content, "Checking. ");
+  EXPECT_EQ(d.tool_calls[0].name, "get_weather");
+  EXPECT_EQ(d.tool_calls[0].arguments, "{\"city\":\"Oslo]\",\"n\":98765432109876543210}");
+  EXPECT_EQ(d.tool_calls[1].name, "get_time");
+  EXPECT_EQ(d.tool_calls[1].arguments, "{}");
+  expect_streams_alike(ReasoningParser::kNone, ToolCallParser::kMistral, text);
+  ChatOutputParser p(ReasoningParser::kNone, ToolCallParser::kMistral, kTools, false, 7, true);
+  ChatDelta a = p.feed(text), b = p.finish();
+  EXPECT_EQ(a.tool_calls.size() + b.tool_calls.size(), 1u);
+  // Not calls: an unknown tool (all or none), not an array, an empty or unclosed array, a bare tag.
+  for (const std::string t : {std::string("[TOOL_CALLS] [{\"name\": \"get_time\", \"arguments\": {}}, {\"name\": \"x\"}]"),
+                              std::string("[TOOL_CALLS] {\"name\": \"get_time\", \"arguments\": {}}"),
+                              std::string("[TOOL_CALLS] [] then"), std::string("[TOOL_CALLS] [{\"name\": \"get_time\""),
+                              std::string("a [TOOL_CALLS]"), std::string("[TOOL_ b")}) {
+    const ChatDelta n = whole(ReasoningParser::kNone, ToolCallParser::kMistral, t);
+    EXPECT_TRUE(n.tool_calls.empty()) << t;
+    EXPECT_EQ(n.content, t);
+    expect_streams_alike(ReasoningParser::kNone, ToolCallParser::kMistral, t);
+  }
+}
+
 TEST(ChatOutput, ParserNames) {
   EXPECT_EQ(parse_tool_call_parser("qwen25"), ToolCallParser::kHermes);
   EXPECT_EQ(parse_tool_call_parser("llama3"), ToolCallParser::kLlama3);
-  EXPECT_THROW(parse_tool_call_parser("mistral"), Error);
+  EXPECT_EQ(parse_tool_call_parser("deepseekv3"), ToolCallParser::kDeepSeekV3);
+  EXPECT_EQ(parse_tool_call_parser("deepseekv31"), ToolCallParser::kDeepSeekV31);
+  EXPECT_EQ(parse_tool_call_parser("mistral"), ToolCallParser::kMistral);
+  EXPECT_THROW(parse_tool_call_parser("pythonic"), Error);
   EXPECT_EQ(parse_reasoning_parser("qwen3"), ReasoningParser::kQwen3);
   EXPECT_THROW(parse_reasoning_parser("o1"), Error);
 }
