@@ -20,6 +20,7 @@ pkgs=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-numpy python3-jinja2         # independent references used by tests
   python3-pil                          # image preprocessing reference (tests/vision)
+  python3-pydantic                     # tests/constrain/pydantic_corpus.py: schemas as Pydantic writes them
   nodejs curl                          # real-client tests and tokenizer oracle
   chromium                             # tests/node/webui.test.mjs: the web page in a real headless browser
   iproute2 util-linux                  # tests/multihost: network namespaces, veth pairs, unshare
