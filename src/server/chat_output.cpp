@@ -77,16 +77,7 @@ size_t ChatOutputParser::close_outside_strings(std::string_view tag) {
   // at a time), so a block costs one pass.
   for (; scan_.pos < buf_.size(); ++scan_.pos) {
     const char c = buf_[scan_.pos];
-    if (scan_.in_string) {
-      if (scan_.escaped) scan_.escaped = false;
-      else if (c == '\\') scan_.escaped = true;
-      else if (c == '"') scan_.in_string = false;
-      continue;
-    }
-    if (c == '"') {
-      scan_.in_string = true;
-      continue;
-    }
+    if (scan_.string_byte(c)) continue;
     if (c == '<') {
       if (buf_.size() - scan_.pos < tag.size()) return std::string::npos;  // may still become the tag
       if (std::string_view(buf_).substr(scan_.pos, tag.size()) == tag) return scan_.pos;
@@ -296,17 +287,9 @@ void ChatOutputParser::mistral_step(bool final, ChatDelta& out) {
   size_t end = std::string::npos;
   for (; scan_.pos < buf_.size() && end == std::string::npos; ++scan_.pos) {
     const char c = buf_[scan_.pos];
-    if (scan_.in_string) {
-      if (scan_.escaped) scan_.escaped = false;
-      else if (c == '\\') scan_.escaped = true;
-      else if (c == '"') scan_.in_string = false;
-    } else if (c == '"') {
-      scan_.in_string = true;
-    } else if (c == '[' || c == '{') {
-      ++scan_.depth;
-    } else if ((c == ']' || c == '}') && --scan_.depth == 0) {
-      end = scan_.pos + 1;
-    }
+    if (scan_.string_byte(c)) continue;
+    if (c == '[' || c == '{') ++scan_.depth;
+    else if ((c == ']' || c == '}') && --scan_.depth == 0) end = scan_.pos + 1;
   }
   if (end == std::string::npos) {
     if (final) as_text();
@@ -326,18 +309,12 @@ void ChatOutputParser::mistral_step(bool final, ChatDelta& out) {
   }
   if (ok) {
     int depth = 0;
-    bool in_str = false, esc = false;
+    Scan str;
     size_t start = p + 1;
     for (size_t i = p + 1; i < end && ok; ++i) {
       const char c = array[i];
-      if (in_str) {
-        if (esc) esc = false;
-        else if (c == '\\') esc = true;
-        else if (c == '"') in_str = false;
-        continue;
-      }
-      if (c == '"') in_str = true;
-      else if (c == '[' || c == '{') ++depth;
+      if (str.string_byte(c)) continue;
+      if (c == '[' || c == '{') ++depth;
       else if (c == '}' || (c == ']' && depth > 0)) --depth;
       else if ((c == ',' && depth == 0) || (c == ']' && depth == 0)) {
         ok = parse_call(array.substr(start, i - start), calls);
@@ -512,16 +489,10 @@ void ChatOutputParser::run(bool final, ChatDelta& out) {
         bool ok = true;
         size_t start = 0;
         int depth = 0;
-        bool in_str = false, esc = false;
+        Scan str;
         for (size_t i = 0; i <= buf_.size() && ok; ++i) {
           const char c = i < buf_.size() ? buf_[i] : ';';
-          if (in_str) {
-            if (esc) esc = false;
-            else if (c == '\\') esc = true;
-            else if (c == '"') in_str = false;
-            continue;
-          }
-          if (c == '"') in_str = true;
+          if (str.string_byte(c)) continue;
           if (c == '{' || c == '[') ++depth;
           if (c == '}' || c == ']') --depth;
           if (c == ';' && depth == 0) {

@@ -80,10 +80,21 @@ class ChatOutputParser {
   bool text_since_call_ = false;  // content other than whitespace came after the last call
   bool section_shown_ = false;    // a DeepSeek section's opening tag went to content (a call in it was not one)
   bool section_calls_ = false;    // a call in the open DeepSeek section was one
-  struct Scan {  // close_outside_strings' progress through the open tool block
+  struct Scan {  // a pass over JSON text: close_outside_strings' progress through the open tool block
     size_t pos = 0;
     bool in_string = false, escaped = false;
     int depth = 0;  // mistral_step: brackets open outside strings
+    // Takes the next byte: true when it belongs to a string literal (its quotes included), where
+    // brackets, separators and tags are data.
+    bool string_byte(char c) {
+      if (in_string) {
+        if (escaped) escaped = false;
+        else if (c == '\\') escaped = true;
+        else if (c == '"') in_string = false;
+        return true;
+      }
+      return in_string = c == '"';
+    }
   } scan_;
   uint64_t seed_;
 };
