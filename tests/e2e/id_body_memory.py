@@ -29,7 +29,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
-from serve_process import ServeProcess, proc_bytes  # noqa: E402
+from serve_process import ServeProcess, UNDER_ASAN, proc_bytes  # noqa: E402
 
 BIN, MAKE_MODEL, TOKENIZER = sys.argv[1:4]
 VOCAB = 151936
@@ -126,7 +126,8 @@ def main():
                 ratio = grew / len(body)
                 print(f"     {path}: {len(body) / 1e6:.0f} MB body, peak RSS +{grew / 1e6:.0f} MB = {ratio:.1f}x",
                       flush=True)
-                check(ratio < 6, f"{path}: peak RSS growth {ratio:.1f}x the body < 6x (a JSON value per id: 9.3x)")
+                check(UNDER_ASAN or ratio < 6,
+                      f"{path}: peak RSS growth {ratio:.1f}x the body < 6x (a JSON value per id: 9.3x)")
 
             s, short = post(srv, "/generate", {"input_ids": [1, 2, 3], "sampling_params": greedy})
             check(s == 200 and len(short["output_ids"]) == 4, "a short request is served afterwards")

@@ -28,7 +28,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
-from serve_process import ServeProcess, proc_bytes  # noqa: E402
+from serve_process import UNDER_ASAN, ServeProcess, proc_bytes  # noqa: E402
 
 BIN, MAKE_MODEL, TOKENIZER = sys.argv[1:4]
 failures = []
@@ -83,7 +83,7 @@ def main():
                   all("maximum context length is 4096" in m for _, m in results),
                   f"three at once: all 400 naming the context (got {[s for s, _ in results]})")
             check(g1 > 64 << 20, f"one prompt's encoding is measurable (+{g1 / 2**20:.0f} MB > 64 MB)")
-            check(g1 < 14 * len(text), f"one prompt's peak RSS +{g1 / 2**20:.0f} MB < 14 x its "
+            check(UNDER_ASAN or g1 < 14 * len(text), f"one prompt's peak RSS +{g1 / 2**20:.0f} MB < 14 x its "
                                        f"{len(text) / 2**20:.0f} MB: its words are not all held at once")
             check(g3 < 2.4 * g1, f"three at once: peak RSS +{g3 / 2**20:.0f} MB < 2.4 x one prompt's "
                                  f"(+{2.4 * g1 / 2**20:.0f} MB): they take turns, not memory side by side")
