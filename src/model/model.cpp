@@ -48,6 +48,13 @@ void ForwardBatch::add(const int32_t* toks, int64_t n, int64_t pos0, const int32
 
 Model::~Model() = default;
 
+// Interface for the two halves of LoRA support (model side, serving side) built side by side; the
+// model side replaces these.
+int32_t Model::add_lora(const std::string& dir) {
+  throw Error("LoRA adapters are not supported yet (" + dir + ")");
+}
+int32_t Model::lora_count() const { return 0; }
+
 std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& opts) {
   std::unique_ptr<Model> m(new Model());
   if (!fs::exists(path)) fail("model path {} does not exist", path);

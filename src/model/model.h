@@ -42,6 +42,9 @@ struct ForwardBatch {
   // NEXTN models only (LoadOptions::nextn), one row [hidden] per token of the batch: the previous
   // model's hidden state that the row's token is paired with (see LoadOptions::nextn).
   const float* prev_hidden = nullptr;
+  // Optional, one per sequence (parallel to seqs): the LoRA adapter the sequence runs with, a slot
+  // returned by Model::add_lora, or -1 for the base model. Empty: every sequence runs the base model.
+  std::vector<int32_t> seq_lora;
 
   // Appends a sequence; `pages` must cover pos0 + tokens.size() positions and stay alive.
   void add(const int32_t* toks, int64_t n, int64_t pos0, const int32_t* pages, bool all_logits);
@@ -105,6 +108,13 @@ class Model {
   const VisionTokenIds& vision_tokens() const { return vision_ids_; }
   int64_t image_tokens(int64_t grid_h, int64_t grid_w) const { return vision_->tokens(grid_h, grid_w); }
   void encode_image(const float* patches, int64_t grid_h, int64_t grid_w, float* out);
+
+  // LoRA (PEFT) adapters: loads the adapter folder `dir` (adapter_config.json and
+  // adapter_model.safetensors) as this rank's shard of it and returns its slot (0, 1, ... in load
+  // order), which ForwardBatch::seq_lora names. Throws dpserve::Error naming whatever in the
+  // adapter this model cannot run. Every rank loads the same adapters in the same order.
+  int32_t add_lora(const std::string& dir);
+  int32_t lora_count() const;
 
   // MLA only: force the absorbed or the decompressed form for every sequence (tests compare them).
   void set_mla_path(MlaPath p) { mla_path_ = p; }
