@@ -181,8 +181,11 @@ void stop(const json& v, const std::string& name, ParseState& st) {
 // SGLang's data_parallel_rank: the DP group to run in (Request::dp_group; the router takes it as it is).
 void data_parallel_rank(const json& v, const std::string& name, ParseState& st) {
   const int32_t groups = st.ctx.dp_size;
-  auto rule = [&] { return fmt::format("'{}' must be an integer in [0, {}] (this server has {} DP group{})", name,
-                                       groups - 1, groups, groups == 1 ? "" : "s"); };
+  auto rule = [&] {
+    return groups == 1 ? fmt::format("'{}' must be 0 (this server has 1 DP group)", name)
+                       : fmt::format("'{}' must be an integer in [0, {}] (this server has {} DP groups)", name, groups - 1,
+                                     groups);
+  };
   if (!v.is_number_integer()) bad_param(name, fmt::format("{}, got {}", rule(), v.is_number() ? v.dump() : v.type_name()));
   const bool neg = !v.is_number_unsigned() && v.get<int64_t>() < 0;
   if (neg || v.get<uint64_t>() >= uint64_t(groups)) bad_param(name, fmt::format("{}, got {}", rule(), v.dump()));
