@@ -32,17 +32,31 @@ StopRegex::~StopRegex() {
   for (void* c : codes_) pcre2_code_free(static_cast<pcre2_code*>(c));
 }
 
+namespace {
+// A request's pattern runs on the frontend after every delivery, over the whole output: a pattern that
+// backtracks catastrophically ((a+)+$ over "aaaa...") must cost bounded work, not stall the thread
+// serving the stream. PCRE2's own default is 10M steps per search; a search past this budget counts
+// as no match there.
+constexpr uint32_t kMatchLimit = 200000;
+constexpr uint32_t kDepthLimit = 10000;
+}  // namespace
+
 std::optional<std::string> StopRegex::search(std::string_view text) const {
-  for (size_t i = 0; i < codes_.size(); ++i) {
+  pcre2_match_context* mc = pcre2_match_context_create(nullptr);
+  pcre2_set_match_limit(mc, kMatchLimit);
+  pcre2_set_depth_limit(mc, kDepthLimit);
+  std::optional<std::string> found;
+  for (size_t i = 0; i < codes_.size() && !found; ++i) {
     auto* code = static_cast<pcre2_code*>(codes_[i]);
     pcre2_match_data* md = pcre2_match_data_create_from_pattern(code, nullptr);
     // A multi-byte character may still be split across tokens: PCRE2_MATCH_INVALID_UTF (compile
     // time) lets an invalid sequence simply not match, instead of failing the whole search.
-    const int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), 0, 0, md, nullptr);
+    const int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), 0, 0, md, mc);
     pcre2_match_data_free(md);
-    if (rc >= 0) return patterns_[i];
+    if (rc >= 0) found = patterns_[i];
   }
-  return std::nullopt;
+  pcre2_match_context_free(mc);
+  return found;
 }
 
 }  // namespace dpserve
