@@ -61,6 +61,9 @@ struct Request {
   // Scoring (/v1/rerank): the raw logits of these ids at the last prompt row, reported with the
   // request's first token (Response::scores), before any bias or mask.
   std::vector<int32_t> score_ids;
+  // LoRA: the adapter slot the request runs with (Model::add_lora's, in --lora-paths order), -1 for
+  // the base model. Its KV pages are cached apart from other adapters' (kv/radix_cache.h).
+  int32_t lora = -1;
 };
 
 struct TokenLogprob {
