@@ -43,6 +43,9 @@ struct ParseContext {
   bool skip_tokenizer = false;  // --skip-tokenizer-init: no text in, no text out
   // The model's sampling defaults, under a completion / chat request's own fields; null: OpenAI's.
   const SamplingDefaults* sampling_defaults = nullptr;
+  // --lora-paths: the adapters' names, in slot order (Request::lora). Requests name one with
+  // `lora_path` or with `model` (the adapter's name, vLLM; "<served model>:<adapter>", SGLang).
+  std::vector<std::string> lora_names;
 };
 
 // The 400 for text where a server without a tokenizer needs token ids.
@@ -95,7 +98,9 @@ struct GenSpec {
   int64_t logprob_start_len = -1;
   bool return_text_in_logprobs = false;
   std::vector<std::string> stop;
-  std::string model;
+  std::string model;                      // as the request named it (the served model or an adapter)
+  // LoRA adapter slots (Request::lora), one per prompt, or one for every prompt; empty: the base model.
+  std::vector<int32_t> loras;
   std::vector<std::string> rids;          // /generate: client ids, one per prompt (may be empty)
   bool batched = false;                   // /generate got a list of prompts: answer with a list
   // Chat output parsing: the tools whose calls are picked out of the text (empty: none), and where
