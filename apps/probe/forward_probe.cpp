@@ -4,8 +4,10 @@
 //
 //   dpserve_forward_probe --model-path DIR --schedule SCHED.json --out LOGITS.bin
 //       [--page-size N] [--num-pages N] [--threads N] [--mla-path auto|absorbed|decompressed]
+//       [--lora ADAPTER_DIR]...
 //
 // SCHED.json: {"steps": [{"free": [seq...], "run": [{"seq": 0, "tokens": [...]}, ...]}, ...]}
+// A run entry may add "lora": SLOT, the --lora adapter (0, 1, ... in the order given) it runs with.
 // Each step frees the listed sequences (pages back to the pool; the id may be
 // reused as a new sequence), then runs one forward pass over all "run" entries.
 // LOGITS.bin: float32 rows of vocab logits, in (step, entry, token) order.
@@ -31,6 +33,7 @@ int main(int argc, char** argv) {
   int64_t page_size = 4, num_pages = 256;
   int threads = 0;
   std::string mla_path = "auto";
+  std::vector<std::string> loras;
   app.add_option("--model-path", model_path, "model folder or llama2.c checkpoint")->required();
   app.add_option("--schedule", schedule, "schedule JSON")->required();
   app.add_option("--out", out, "logits output file")->required();
@@ -39,6 +42,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads);
   app.add_option("--mla-path", mla_path, "MLA models: attention form for every sequence (auto: by cost)")
       ->check(CLI::IsMember({"auto", "absorbed", "decompressed"}));
+  app.add_option("--lora", loras, "PEFT LoRA adapter folder (repeatable; slots 0, 1, ... in order)");
   CLI11_PARSE(app, argc, argv);
   try {
     LoadOptions lo;
@@ -47,6 +51,7 @@ int main(int argc, char** argv) {
     model->set_mla_path(mla_path == "absorbed"       ? MlaPath::kAbsorbed
                         : mla_path == "decompressed" ? MlaPath::kDecompressed
                                                      : MlaPath::kAuto);
+    for (const auto& dir : loras) model->add_lora(dir);
     const int64_t V = model->config().vocab;
     KVPool kv(model->kv_config(num_pages, page_size));
     std::ifstream in(schedule);
@@ -76,6 +81,7 @@ int main(int argc, char** argv) {
         const int64_t n = int64_t(toks.back().size());
         if (!pt.reserve(kv, pt.len + n)) fail("step {}: KV pool out of pages (raise --num-pages)", step);
         b.add(toks.back().data(), n, pt.len, pt.pages.data(), true);
+        b.seq_lora.push_back(r.value("lora", -1));
         for (int64_t i = 0; i < n; ++i) rows.push_back({{"step", step}, {"seq", id}, {"pos", pt.len + i}});
         pt.len += n;
       }

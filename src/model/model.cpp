@@ -48,12 +48,18 @@ void ForwardBatch::add(const int32_t* toks, int64_t n, int64_t pos0, const int32
 
 Model::~Model() = default;
 
-// Interface for the two halves of LoRA support (model side, serving side) built side by side; the
-// model side replaces these.
 int32_t Model::add_lora(const std::string& dir) {
-  throw Error("LoRA adapters are not supported yet (" + dir + ")");
+  if (nextn_) fail("LoRA adapter {}: adapters apply to the main model, not to a NEXTN draft layer", dir);
+  loras_.push_back(load_lora_adapter(dir, lora_shape_));
+  lora_mlp_ = lora_mlp_ || loras_.back().targets_mlp();
+  return int32_t(loras_.size() - 1);
 }
-int32_t Model::lora_count() const { return 0; }
+
+int64_t Model::lora_bytes() const {
+  int64_t n = 0;
+  for (const auto& a : loras_) n += a.bytes;
+  return n;
+}
 
 std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& opts) {
   std::unique_ptr<Model> m(new Model());
@@ -168,6 +174,22 @@ void Model::init_layers(const LoadOptions& opts) {
   if (any_dense && c.ffn % ms.size != 0)
     fail("--tp-size: intermediate_size {} cannot be split over {} ranks", c.ffn, ms.size);
   ffn_local_ = c.ffn / ms.size;
+  {
+    // LoRA adapters are sliced exactly like the weights below (model/lora.h).
+    LoraModelShape& ls = lora_shape_;
+    ls.n_layers = c.n_layers;
+    ls.mla = c.mla.enabled();
+    ls.vision = c.vision.enabled();
+    for (int64_t l = 0; l < c.n_layers; ++l) ls.layer_moe.push_back(c.layer_is_moe(layer_base_ + l));
+    const int64_t qn = n_heads_local_ * hd, kv0 = kv_head0_ * hd, kvn = n_kv_local_ * hd, f0 = ms.begin(c.ffn);
+    ls.slice[kLoraQ] = {c.n_heads * hd, H, q0, qn, 0, H};
+    ls.slice[kLoraK] = {c.n_kv_heads * hd, H, kv0, kvn, 0, H};
+    ls.slice[kLoraV] = ls.slice[kLoraK];
+    ls.slice[kLoraO] = {H, c.n_heads * hd, 0, H, q0, qn};
+    ls.slice[kLoraGate] = {c.ffn, H, f0, ffn_local_, 0, H};
+    ls.slice[kLoraUp] = ls.slice[kLoraGate];
+    ls.slice[kLoraDown] = {H, c.ffn, 0, H, f0, ffn_local_};
+  }
   layers_.resize(c.n_layers);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     Layer& L = layers_[l];
@@ -293,6 +315,10 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
                             {L.wk, L.bk.empty() ? nullptr : L.bk.data(), k_.data(), kd},
                             {L.wv, L.bv.empty() ? nullptr : L.bv.data(), v_.data(), kd}};
   matmul_multi(t, xn_.data(), T, H, qkv, 3);
+  if (!lora_attn_rows_.empty()) {
+    const LoraOut outs[3] = {{kLoraQ, q_.data(), qd}, {kLoraK, k_.data(), kd}, {kLoraV, v_.data(), kd}};
+    lora_apply(t, li, lora_attn_rows_, xn_.data(), H, outs, 3);
+  }
   // Per head of every token: q/k norm (Qwen3), RoPE, and K/V into the cache at its position.
   const int64_t half = hd / 2, ps = kv.page_size();
   const float eps = float(c.rms_eps);
@@ -325,6 +351,10 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
   paged_attention(t, q_.data(), qd, b.seqs.data(), int64_t(b.seqs.size()), kv.layer(li), ap, attn_.data(), qd);
   if (par_.attn.size > 1) {
     matmul(t, attn_.data(), T, qd, L.wo, nullptr, o_.data(), H);
+    if (!lora_attn_rows_.empty()) {  // this rank's columns of A: a partial sum, like wo's
+      const LoraOut out{kLoraO, o_.data(), H};
+      lora_apply(t, li, lora_attn_rows_, attn_.data(), qd, &out, 1);
+    }
     if (t.leader()) comm_->attn_allreduce(o_.data(), T * H);
     t.barrier();
     add_inplace(t, x_.data(), o_.data(), T * H);
@@ -340,9 +370,13 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
   o.ldy = H;
   o.store = MatmulStore::Add;
   matmul_jobs(t, &o, 1);
+  if (!lora_attn_rows_.empty()) {
+    const LoraOut out{kLoraO, x_.data(), H};
+    lora_apply(t, li, lora_attn_rows_, attn_.data(), qd, &out, 1);
+  }
 }
 
-void Model::mlp(Team& t, const Layer& L, int64_t T) {
+void Model::mlp(Team& t, const Layer& L, int64_t li, int64_t T) {
   const int64_t H = cfg_.hidden;
   // DP attention: the MLP runs over every group's rows (gathered), then each group takes its rows back.
   const bool dp = comm_ && comm_->dp_gather_enabled();
@@ -379,6 +413,7 @@ void Model::mlp(Team& t, const Layer& L, int64_t T) {
     gu.y = h_.data();
     gu.ldy = F;
     matmul_jobs(t, &gu, 1);
+    if (!lora_mlp_rows_.empty()) lora_gate_up(t, li, in, L);
     MatmulJob down;
     down.x = h_.data();
     down.ldx = F;
@@ -388,6 +423,10 @@ void Model::mlp(Team& t, const Layer& L, int64_t T) {
     down.ldy = H;
     down.store = direct ? MatmulStore::Add : MatmulStore::Set;
     matmul_jobs(t, &down, 1);
+    if (!lora_mlp_rows_.empty()) {  // this rank's columns of A: a partial sum, like down's
+      const LoraOut out{kLoraDown, down.y, H};
+      lora_apply(t, li, lora_mlp_rows_, h_.data(), F, &out, 1);
+    }
   }
   if (direct) return;
   if (dp) {
@@ -399,6 +438,136 @@ void Model::mlp(Team& t, const Layer& L, int64_t T) {
   if (t.leader()) comm_->mlp_allreduce(o_.data(), T * H);
   t.barrier();
   add_inplace(t, x_.data(), o_.data(), T * H);
+}
+
+void Model::lora_prepare(const ForwardBatch& b) {
+  lora_attn_rows_.clear();
+  lora_mlp_rows_.clear();
+  if (loras_.empty()) {
+    for (int32_t s : b.seq_lora)
+      if (s >= 0) fail("LoRA adapter slot {} is not loaded (no adapters are)", s);
+    return;
+  }
+  const int64_t T = b.n_tokens();
+  DP_CHECK(b.seq_lora.empty() || b.seq_lora.size() == b.seqs.size(), "seq_lora holds {} slots for {} sequences",
+           b.seq_lora.size(), b.seqs.size());
+  auto add_row = [](std::vector<LoraRows>& groups, int32_t slot, int64_t row) {
+    for (auto& g : groups)
+      if (g.slot == slot) return g.rows.push_back(int32_t(row));
+    groups.push_back({slot, {int32_t(row)}});
+  };
+  lora_ids_.assign(size_t(T), -1.0f);
+  for (size_t i = 0; i < b.seq_lora.size(); ++i) {
+    const int32_t slot = b.seq_lora[i];
+    if (slot < -1 || slot >= lora_count()) fail("LoRA adapter slot {} is not loaded ({} are)", slot, lora_count());
+    if (slot < 0) continue;
+    const AttnSeq& s = b.seqs[i];
+    for (int64_t r = s.q_row; r < s.q_row + s.n_q; ++r) {
+      add_row(lora_attn_rows_, slot, r);
+      lora_ids_[size_t(r)] = float(slot);
+    }
+  }
+  int64_t mlp_rows = T;
+  const bool dp = comm_ && comm_->dp_gather_enabled();
+  if (!lora_mlp_) {
+  } else if (!dp) {
+    lora_mlp_rows_ = lora_attn_rows_;
+  } else {
+    // The MLP runs on every DP group's rows: which adapter each gathered row runs comes from its
+    // group (small slot numbers are exact in float); padding rows run none. Every rank loads the
+    // same adapters, so every rank takes part in this gather, adapters in its batch or not.
+    mlp_rows = comm_->dp_gather(lora_ids_.data(), T, 1, lora_ids_global_);
+    for (int64_t r = 0; r < mlp_rows; ++r) {
+      if (comm_->dp_is_padding(r)) continue;
+      const int32_t slot = int32_t(std::lround(lora_ids_global_[size_t(r)]));
+      if (slot >= 0) add_row(lora_mlp_rows_, slot, r);
+    }
+  }
+  // Scratch for x A^T: at most three outputs (q, k, v) of every row, at the largest rank.
+  int64_t max_r = 0;
+  for (const auto& a : loras_) max_r = std::max(max_r, a.rank);
+  grow(lora_tmp_, 3 * max_r * std::max(T, mlp_rows));
+  if (!lora_mlp_rows_.empty()) {
+    grow(lora_g_, mlp_rows * ffn_local_);
+    grow(lora_u_, mlp_rows * ffn_local_);
+  }
+}
+
+void Model::lora_apply(Team& t, int64_t li, const std::vector<LoraRows>& groups, const float* x, int64_t ldx,
+                       const LoraOut* outs, int n) {
+  // tmp = x A^T per (group, output), then y += tmp B^T (B holds the scale); rows of different
+  // groups never overlap, nor do different outputs.
+  std::vector<MatmulJob> down, up;
+  int64_t off = 0;
+  for (const auto& g : groups) {
+    const auto& layer = loras_[size_t(g.slot)].layers[size_t(li)];
+    const int64_t M = int64_t(g.rows.size());
+    for (int i = 0; i < n; ++i) {
+      const LoraProj& p = layer[size_t(outs[i].mod)];
+      if (p.r == 0) continue;
+      MatmulJob a;
+      a.x = x;
+      a.ldx = ldx;
+      a.M = M;
+      a.rows = g.rows.data();
+      a.w = p.A();
+      a.y = lora_tmp_.data() + off;
+      a.ldy = p.r;
+      down.push_back(a);
+      MatmulJob bj;
+      bj.x = lora_tmp_.data() + off;
+      bj.ldx = p.r;
+      bj.M = M;
+      bj.w = p.B();
+      bj.y = outs[i].y;
+      bj.ldy = outs[i].ldy;
+      bj.out_rows = g.rows.data();
+      bj.store = MatmulStore::Add;
+      up.push_back(bj);
+      off += M * p.r;
+    }
+  }
+  if (down.empty()) return;
+  matmul_jobs(t, down.data(), int64_t(down.size()));
+  matmul_jobs(t, up.data(), int64_t(up.size()));
+}
+
+void Model::lora_gate_up(Team& t, int64_t li, const float* in, const Layer& L) {
+  // Rows whose adapter targets gate or up in this layer: the fused silu(x gate^T) * (x up^T) of
+  // the base pass is replaced by the unfused form with the adapters' deltas added to each half.
+  const int64_t H = cfg_.hidden, F = ffn_local_;
+  std::vector<MatmulJob> jobs;
+  std::vector<LoraRows> groups;
+  for (const auto& g : lora_mlp_rows_) {
+    const auto& layer = loras_[size_t(g.slot)].layers[size_t(li)];
+    if (layer[kLoraGate].r == 0 && layer[kLoraUp].r == 0) continue;
+    groups.push_back(g);
+  }
+  if (groups.empty()) return;
+  for (const auto& g : groups)
+    for (int half = 0; half < 2; ++half) {
+      MatmulJob j;
+      j.x = in;
+      j.ldx = H;
+      j.M = int64_t(g.rows.size());
+      j.rows = g.rows.data();
+      j.w = half ? L.up : L.gate;
+      j.y = half ? lora_u_.data() : lora_g_.data();
+      j.ldy = F;
+      j.out_rows = g.rows.data();
+      jobs.push_back(j);
+    }
+  matmul_jobs(t, jobs.data(), int64_t(jobs.size()));
+  const LoraOut outs[2] = {{kLoraGate, lora_g_.data(), F}, {kLoraUp, lora_u_.data(), F}};
+  lora_apply(t, li, groups, in, H, outs, 2);
+  for (const auto& g : groups) {
+    const Range r = t.share(int64_t(g.rows.size()));
+    for (int64_t i = r.begin; i < r.end; ++i) {
+      const int64_t row = g.rows[size_t(i)];
+      silu_mul(&lora_g_[size_t(row * F)], &lora_u_[size_t(row * F)], &h_[size_t(row * F)], F);
+    }
+  }
+  t.barrier();
 }
 
 void Model::forward_member(Team& t, const ForwardBatch& b, KVPool& kv, float* logits, float* hidden) {
@@ -429,7 +598,7 @@ void Model::forward_member(Team& t, const ForwardBatch& b, KVPool& kv, float* lo
     rmsnorm(t, x_.data(), L.attn_norm.data(), xn_.data(), T, H, float(c.rms_eps));
     attention(t, L, l, b, kv);
     rmsnorm(t, x_.data(), L.mlp_norm.data(), xn_.data(), T, H, float(c.rms_eps));
-    mlp(t, L, T);
+    mlp(t, L, l, T);
   }
   if (const int64_t P = int64_t(b.last_hidden_rows.size()); P > 0) {
     const Range pr = t.share(P);
@@ -533,6 +702,7 @@ void Model::forward(const ForwardBatch& b, KVPool& kv, float* logits, float* hid
     if (L.moe) L.moe->reserve(T);
     if (L.mla) L.mla->reserve(T, b.seqs, mla_path_);
   }
+  lora_prepare(b);
   team_->run([&](Team& t) { forward_member(t, b, kv, logits, hidden); });
 }
 

@@ -12,6 +12,7 @@
 #include "kernels/matmul.h"
 #include "kv/kv_pool.h"
 #include "model/config.h"
+#include "model/lora.h"
 #include "model/mla_attention.h"
 #include "model/parallel.h"
 #include "model/quant_recipe.h"
@@ -114,7 +115,9 @@ class Model {
   // order), which ForwardBatch::seq_lora names. Throws dpserve::Error naming whatever in the
   // adapter this model cannot run. Every rank loads the same adapters in the same order.
   int32_t add_lora(const std::string& dir);
-  int32_t lora_count() const;
+  int32_t lora_count() const { return int32_t(loras_.size()); }
+  // Bytes of every loaded adapter's tensors as held on this rank (f32, this rank's shard).
+  int64_t lora_bytes() const;
 
   // MLA only: force the absorbed or the decompressed form for every sequence (tests compare them).
   void set_mla_path(MlaPath p) { mla_path_ = p; }
@@ -132,7 +135,25 @@ class Model {
   // One member's part of forward(); every member runs it.
   void forward_member(Team& t, const ForwardBatch& b, KVPool& kv, float* logits, float* hidden);
   void attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv);
-  void mlp(Team& t, const Layer& L, int64_t T);
+  void mlp(Team& t, const Layer& L, int64_t li, int64_t T);
+  // LoRA: the rows of a step that run one adapter, and one projection's output to add to.
+  struct LoraRows {
+    int32_t slot = 0;
+    std::vector<int32_t> rows;
+  };
+  struct LoraOut {
+    int mod;  // LoraModule
+    float* y;
+    int64_t ldy;
+  };
+  // Collective: y[row] += B (A x[row]) for every row of `groups` whose adapter targets the module
+  // of each of outs[0..n) in layer li (rows index both x and y).
+  void lora_apply(Team& t, int64_t li, const std::vector<LoraRows>& groups, const float* x, int64_t ldx,
+                  const LoraOut* outs, int n);
+  // The gate / up halves of the MLP, unfused, for rows whose adapter targets either (into h_).
+  void lora_gate_up(Team& t, int64_t li, const float* in, const Layer& L);
+  // Sorts this step's rows by adapter (attention rows; the MLP's, gathered over DP groups).
+  void lora_prepare(const ForwardBatch& b);
   // MLA layers (DeepSeek-V2/V3): model/mla_attention.h, run by the team's leader for now.
   void mla_attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv);
 
@@ -159,6 +180,12 @@ class Model {
   std::vector<float> enorm_, hnorm_, cat_;
   WeightView eh_proj_;
   KVElem kv_elem_ = KVElem::kF32;
+  // LoRA adapters (slot = index), what of this model they may target, and this step's row groups.
+  std::vector<LoraAdapter> loras_;
+  LoraModelShape lora_shape_;
+  bool lora_mlp_ = false;  // some adapter targets gate / up / down
+  std::vector<LoraRows> lora_attn_rows_, lora_mlp_rows_;
+  std::vector<float> lora_tmp_, lora_g_, lora_u_, lora_ids_, lora_ids_global_;
 
   std::unique_ptr<ThreadTeam> own_team_;
   ThreadTeam* team_ = nullptr;  // own_team_, or LoadOptions::team
