@@ -170,7 +170,7 @@ void run_serve(ServeArgs& a) {
   }
   // Every rank reads the same flags, so every rank loads the same adapters in the same order.
   a.so.lora_adapters = parse_lora_paths(a.lora_paths, a.so.served_model_name);
-  for (const LoraAdapter& l : a.so.lora_adapters) a.rf.rt.lora_dirs.push_back(l.path);
+  for (const LoraAdapterPath& l : a.so.lora_adapters) a.rf.rt.lora_dirs.push_back(l.path);
 
   // The vision tower's runs on rank 0, for /metrics and the request log (server/image_timing.h).
   auto encoder_times = std::make_shared<EncoderTimes>();

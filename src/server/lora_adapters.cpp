@@ -10,8 +10,8 @@ namespace dpserve {
 
 namespace {
 
-LoraAdapter parse_one(const std::string& v) {
-  LoraAdapter a;
+LoraAdapterPath parse_one(const std::string& v) {
+  LoraAdapterPath a;
   bool named = false;
   if (!v.empty() && v.front() == '{') {
     nlohmann::json j;
@@ -51,17 +51,17 @@ LoraAdapter parse_one(const std::string& v) {
 
 }  // namespace
 
-std::vector<LoraAdapter> parse_lora_paths(const std::vector<std::string>& values, const std::string& served_model_name) {
-  std::vector<LoraAdapter> out;
+std::vector<LoraAdapterPath> parse_lora_paths(const std::vector<std::string>& values, const std::string& served_model_name) {
+  std::vector<LoraAdapterPath> out;
   for (const std::string& v : values) {
-    LoraAdapter a = parse_one(v);
+    LoraAdapterPath a = parse_one(v);
     if (!std::filesystem::is_directory(a.path))
       fail("--lora-paths {}: adapter folder {} does not exist (or is not a folder)", v, a.path);
     if (a.name == served_model_name)
       fail("--lora-paths {}: the name '{}' is the served model's (--served-model-name): requests could not tell them "
            "apart",
            v, a.name);
-    for (const LoraAdapter& b : out)
+    for (const LoraAdapterPath& b : out)
       if (b.name == a.name) fail("--lora-paths {}: the name '{}' is given twice", v, a.name);
     out.push_back(std::move(a));
   }

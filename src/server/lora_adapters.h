@@ -7,7 +7,7 @@
 
 namespace dpserve {
 
-struct LoraAdapter {
+struct LoraAdapterPath {
   std::string name;
   std::string path;  // the PEFT folder (adapter_config.json, adapter_model.safetensors)
 };
@@ -16,6 +16,6 @@ struct LoraAdapter {
 // JSON object {"lora_name": NAME, "lora_path": PATH, "pinned": BOOL} (pinned changes nothing here:
 // every adapter stays loaded). Throws dpserve::Error naming the flag for a malformed value, a
 // missing folder, a repeated name, or a name equal to the served model's (which `model` selects).
-std::vector<LoraAdapter> parse_lora_paths(const std::vector<std::string>& values, const std::string& served_model_name);
+std::vector<LoraAdapterPath> parse_lora_paths(const std::vector<std::string>& values, const std::string& served_model_name);
 
 }  // namespace dpserve

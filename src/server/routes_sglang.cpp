@@ -275,7 +275,7 @@ void register_sglang_routes(httplib::Server& svr, ServerContext& ctx) {
       info["served_model_name"] = ctx.opts.served_model_name;
       // SGLang's server args: lora_paths maps each adapter's name to its folder (null: none).
       json loras = json::object();
-      for (const LoraAdapter& a : ctx.opts.lora_adapters) loras[a.name] = a.path;
+      for (const LoraAdapterPath& a : ctx.opts.lora_adapters) loras[a.name] = a.path;
       info["lora_paths"] = ctx.opts.lora_adapters.empty() ? json() : loras;
       info["max_loras_per_batch"] = ctx.opts.lora_adapters.size();
       info["context_length"] = ctx.parse.limits.context_length;

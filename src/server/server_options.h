@@ -57,7 +57,7 @@ struct ServerOptions {
   // --is-embedding: the pooling head /v1/embeddings runs (enabled: generation routes are refused).
   EmbeddingConfig embedding;
   // --lora-paths: the adapters requests may name (slot = index), listed by /v1/models.
-  std::vector<LoraAdapter> lora_adapters;
+  std::vector<LoraAdapterPath> lora_adapters;
 };
 
 }  // namespace dpserve

@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "core/check.h"
 #include "core/shared_dir.h"
 #include "server/embeddings_request.h"
 #include "server/json_body.h"
