@@ -9,8 +9,8 @@ W' = W + (alpha / r) B @ A. Greedy (temperature 0) output token ids are compared
     without it the plain base server's, sent all at once so base and adapter sequences share batches; and a
     sanity check that the adapter changes the output at all (else the comparison proves nothing);
   * the selectors: /generate lora_path (one name, and a list with one name or null per prompt), the OpenAI
-    routes' model "a" (vLLM) and "<served>:a" (SGLang), whose reply echoes the name given, and lora_path in
-    a chat body (SGLang's extra_body);
+    routes' model "a" (vLLM) and "<served>:a" (SGLang), whose reply echoes the name given (chat,
+    completions, responses), and lora_path in a chat body (SGLang's extra_body);
   * /v1/models lists the adapter after the base (vLLM's parent / root), /get_server_info its path;
   * an unknown adapter: 400 naming lora_path on /generate, 404 model_not_found for `model`; the server
     still answers the next request;
@@ -18,7 +18,8 @@ W' = W + (alpha / r) B @ A. Greedy (temperature 0) output token ids are compared
     adapter's first request takes nothing from the cache (cached_tokens 0: the base's pages must not
     serve it) and still matches the merged model, its second one hits its own pages;
   * start-up errors naming --lora-paths: a missing folder, a name given twice, the served model's name;
-  * the same under DP attention (2 ranks, --dp-size 2 --enable-dp-attention).
+  * with NGRAM speculative decoding and 16-token prefill chunks, each request keeps its adapter;
+  * the same under DP attention (2 ranks, --tp-size 2 --dp-size 2 --enable-dp-attention).
 usage: lora_serve.py DPSERVE_BIN MAKE_HF_MODEL QWEN3_TOKENIZER_DIR
 """
 import json
@@ -191,6 +192,12 @@ def check_lora_server(srv, label, base_ids, base_chat, lora_ids, lora_chat, adap
     check(f"{label}: completions with model 'a' gives /generate's adapter text",
           st == 200 and st2 == 200 and j["choices"][0]["text"] == j2["text"] and j["model"] == "a", f"{st} {st2}")
 
+    st, r = srv.request("POST", "/v1/responses", {"model": "a", "input": "Tell me a story", "max_output_tokens": MAX_NEW,
+                                                  "temperature": 0})
+    texts = [c.get("text") for item in (r.get("output", []) if st == 200 else []) for c in item.get("content", [])]
+    check(f"{label}: /v1/responses with model 'a' runs the adapter and echoes it",
+          st == 200 and r.get("model") == "a" and texts == [lora_chat], f"{st} {texts} vs {lora_chat!r}")
+
     # Listing.
     st, j = srv.request("GET", "/v1/models")
     ids = [d["id"] for d in j.get("data", [])] if st == 200 else []
@@ -280,6 +287,24 @@ def main():
             check("a bare path is named after its folder, the JSON form by lora_name",
                   st == 200 and [d["id"] for d in j["data"]] == ["m", "adapter", "j"], str(j)[:300])
             check("the JSON-named adapter runs", generate(srv, PROMPTS[0], lora_path="j")[0] == lora_ids[PROMPTS[0]])
+
+        # Speculative decoding (NGRAM drafts run without the adapter; the verify forward carries it) and
+        # chunked prefill (the long prompt in 16-token chunks) keep each request's adapter.
+        with ServeProcess(BIN, "--model-path", base, *common, "--lora-paths", "a=" + adapter,
+                          "--speculative-algorithm", "NGRAM", "--chunked-prefill-size", "16",
+                          log=os.path.join(tmp, "spec.log")) as srv:
+            for p in PROMPTS[:2] + [LONG]:
+                got = {}
+                threads = [threading.Thread(target=lambda w=w: got.__setitem__(w, generate(
+                    srv, p, **({"lora_path": "a"} if w == "a" else {}))[0])) for w in ("a", "base")]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                check(f"speculative + chunked prefill: {p[:20]!r} with the adapter", got["a"] == lora_ids[p],
+                      f"{got['a']} vs {lora_ids[p]}")
+                check(f"speculative + chunked prefill: {p[:20]!r} without it", got["base"] == base_ids[p],
+                      f"{got['base']} vs {base_ids[p]}")
 
         with ServeProcess(BIN, "--model-path", base, *common, "--lora-paths", "a=" + adapter, "--tp-size", "2",
                           "--dp-size", "2",
