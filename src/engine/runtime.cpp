@@ -333,6 +333,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
                      "--max-total-tokens or --mem-fraction, or lower --context-length",
                      I.kv_tokens, ctx_len, I.kv_tokens);
       lim.kv_bytes_per_page = I.model->kv_config(1, o.page_size).bytes_per_page();
+      lim.lora_adapters = I.model->lora_count();
       lim.dp_size = I.topo.world_size / I.topo.attn_tp_size;
       lim.method = o.load_balance_method;
       lim.stall_seconds = o.stall_timeout;

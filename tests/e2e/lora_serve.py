@@ -18,6 +18,8 @@ W' = W + (alpha / r) B @ A. Greedy (temperature 0) output token ids are compared
     adapter's first request takes nothing from the cache (cached_tokens 0: the base's pages must not
     serve it) and still matches the merged model, its second one hits its own pages;
   * start-up errors naming --lora-paths: a missing folder, a name given twice, the served model's name;
+  * --kv-cache-dir keeps the base's pages only: after a restart the adapter's prompt is not served from
+    the file (and still matches the merged model), the base's is;
   * with NGRAM speculative decoding and 16-token prefill chunks, each request keeps its adapter;
   * the same under DP attention (2 ranks, --tp-size 2 --dp-size 2 --enable-dp-attention).
 usage: lora_serve.py DPSERVE_BIN MAKE_HF_MODEL QWEN3_TOKENIZER_DIR
@@ -287,6 +289,22 @@ def main():
             check("a bare path is named after its folder, the JSON form by lora_name",
                   st == 200 and [d["id"] for d in j["data"]] == ["m", "adapter", "j"], str(j)[:300])
             check("the JSON-named adapter runs", generate(srv, PROMPTS[0], lora_path="j")[0] == lora_ids[PROMPTS[0]])
+
+        # The prefix cache on disk keeps the base model's pages only: after a restart the adapter's long prompt
+        # finds nothing (and still gives the merged model's tokens), the base's is served from the file.
+        kvdir = os.path.join(tmp, "kvcache")
+        for run in (1, 2):
+            with ServeProcess(BIN, "--model-path", base, *common, "--lora-paths", "a=" + adapter, "--kv-cache-dir",
+                              kvdir, log=os.path.join(tmp, f"kvdir{run}.log")) as srv:
+                got_a, cached_a = generate(srv, LONG, lora_path="a")
+                got_b, cached_b = generate(srv, LONG)
+                check(f"--kv-cache-dir run {run}: adapter and base outputs",
+                      got_a == lora_ids[LONG] and got_b == base_ids[LONG], f"{got_a} {got_b}")
+                if run == 2:
+                    check("--kv-cache-dir after a restart: the adapter's prompt takes nothing from the file",
+                          cached_a == 0, str(cached_a))
+                    check("--kv-cache-dir after a restart: the base's prompt is served from the file",
+                          (cached_b or 0) >= 16, str(cached_b))
 
         # Speculative decoding (NGRAM drafts run without the adapter; the verify forward carries it) and
         # chunked prefill (the long prompt in 16-token chunks) keep each request's adapter.
