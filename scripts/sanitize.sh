@@ -83,7 +83,11 @@ run_asan() {
   # (+200 MB there), so its bounds mean nothing under ASan (e2e_image_inputs covers the image path).
   # The web page's browser tests drive headless Chromium against timed waits; the page is static bytes
   # and its calls are the chat / completions routes the kept tests run (e2e_webui_off stays).
-  local not_asan='^(e2e_ownership|e2e_structured_outputs_qwen3|e2e_image_openai_client|e2e_image_budget|e2e_webui|e2e_webui_api_key|e2e_webui_completion|e2e_dp_attention_fair_share)$'
+  # DP-attention twins whose added code is rank-0 only (responses, metrics, the Node client's routes,
+  # prompt logprobs: e2e_tp_echo_logprobs carries those across ranks here), the Node clients' suites
+  # (the same parsers as the kept structured-output and tool tests) and e2e_sampling_defaults (its file
+  # reading runs here in SamplingDefaults.*) stay in the normal build too: the phase is CI's largest.
+  local not_asan='^(e2e_ownership|e2e_structured_outputs_qwen3|e2e_image_openai_client|e2e_image_budget|e2e_webui|e2e_webui_api_key|e2e_webui_completion|e2e_dp_attention_fair_share|e2e_dp_attention_(responses|metrics|openai_client|echo_logprobs)|e2e_js_clients|e2e_js_clients_structured|e2e_sampling_defaults)$'
   echo "== $(stamp) asan: ctest"
   # The token-mask tests over the real 128k-152k vocabularies compare every mask with a brute-force
   # reference: 2-5 s in the normal build, 3-5+ minutes each under ASan. MaskOddVocab runs the same

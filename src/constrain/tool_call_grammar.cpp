@@ -16,6 +16,7 @@ const char* format_name(ToolCallFormat f) {
     case ToolCallFormat::kDeepSeekV3: return "deepseekv3";
     case ToolCallFormat::kDeepSeekV31: return "deepseekv31";
     case ToolCallFormat::kMistral: return "mistral";
+    case ToolCallFormat::kMistralV11: return "mistral_v11";
   }
   return "?";
 }
@@ -39,7 +40,7 @@ ToolCallSpec ToolCallSpec::from_text(std::string_view text) {
     const std::string f = j.at("format").get<std::string>();
     bool known = false;
     for (const auto k : {ToolCallFormat::kHermes, ToolCallFormat::kLlama3, ToolCallFormat::kDeepSeekV3,
-                         ToolCallFormat::kDeepSeekV31, ToolCallFormat::kMistral})
+                         ToolCallFormat::kDeepSeekV31, ToolCallFormat::kMistral, ToolCallFormat::kMistralV11})
       if (f == format_name(k)) s.format = k, known = true;
     if (!known) fail("tool call grammar: unknown format '{}'", f);
     for (const auto& t : j.at("tools")) s.tools.push_back({t.at("name").get<std::string>(), t.at("parameters")});
@@ -77,6 +78,11 @@ Grammar tool_call_grammar(const ToolCallSpec& spec, const JsonSchemaOptions& opt
                              g.literal("\n```<｜tool▁call▁end｜>")}));
       continue;
     }
+    if (spec.format == ToolCallFormat::kMistralV11) {
+      // As mistral-common encodes an assistant's tool call from tokenizer v11 on.
+      calls.push_back(g.seq({g.literal("[TOOL_CALLS]" + name + "[ARGS]"), args}));
+      continue;
+    }
     if (spec.format == ToolCallFormat::kDeepSeekV31) {
       calls.push_back(g.seq({g.literal("<｜tool▁call▁begin｜>" + name + "<｜tool▁sep｜>"), args,
                              g.literal("<｜tool▁call▁end｜>")}));
@@ -94,6 +100,8 @@ Grammar tool_call_grammar(const ToolCallSpec& spec, const JsonSchemaOptions& opt
     const ExprId next = spec.format == ToolCallFormat::kDeepSeekV3 ? g.seq({g.literal("\n"), one}) : one;
     const ExprId calls_of = many ? g.seq({one, g.star(next)}) : one;
     body = g.seq({g.literal("<｜tool▁calls▁begin｜>"), calls_of, g.literal("<｜tool▁calls▁end｜>")});
+  } else if (spec.format == ToolCallFormat::kMistralV11) {
+    body = many ? g.seq({one, g.star(one)}) : one;
   } else if (spec.format == ToolCallFormat::kMistral) {
     const ExprId calls_of = many ? g.seq({one, g.star(g.seq({g.literal(", "), one}))}) : one;
     body = g.seq({g.literal("[TOOL_CALLS] ["), calls_of, g.literal("]")});

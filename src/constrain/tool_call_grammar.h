@@ -21,7 +21,9 @@
 
 namespace dpserve::constrain {
 
-enum class ToolCallFormat { kHermes, kLlama3, kDeepSeekV3, kDeepSeekV31, kMistral };
+// kMistral: "[TOOL_CALLS] [" calls "]" (tokenizer v3); kMistralV11: "[TOOL_CALLS]NAME[ARGS]{...}" per call
+// (tokenizer v11 and later, whose vocabulary has an [ARGS] token).
+enum class ToolCallFormat { kHermes, kLlama3, kDeepSeekV3, kDeepSeekV31, kMistral, kMistralV11 };
 
 const char* format_name(ToolCallFormat f);
 

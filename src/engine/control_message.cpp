@@ -305,6 +305,7 @@ const std::array kNewRequest = {
     WIRE_OPTIONAL(NewRequest, "images_follow", images_follow, v.images_follow),
     WIRE_OPTIONAL(NewRequest, "pooling", req.pooling, v.req.pooling != Pooling::kNone),
     WIRE_OPTIONAL(NewRequest, "score_ids", req.score_ids, !v.req.score_ids.empty()),
+    WIRE_OPTIONAL(NewRequest, "token_ids_logprob", req.token_ids_logprob, !v.req.token_ids_logprob.empty()),
     // The LoRA adapter slot: present only for an adapter (>= 0); decode_control checks it names one.
     Field<NewRequest>{"lora", [](Packer& pk, const NewRequest& v) { pk.pack(v.req.lora); },
                       [](const Object& o, NewRequest& v) {
@@ -326,6 +327,8 @@ void read_value(const Object& o, std::vector<NewRequest>& reqs) {
     NewRequest& r = reqs[i];
     read_fields(o.via.array.ptr[i], r, kNewRequest, "control message: new request", false);
     if (r.images_follow && r.req.images.empty()) fail("control message: request {}: images_follow without images", r.id);
+    for (int32_t id : r.req.token_ids_logprob)
+      if (id < 0) fail("control message: request {}: token_ids_logprob holds a negative id {}", r.id, id);
     for (const ImageInput& img : r.req.images)
       if (img.rgb.empty() != r.images_follow)
         fail("control message: request {}: an image {} RGB bytes but images_follow is {}", r.id,
@@ -401,6 +404,7 @@ const std::array kOutToken = {
     WIRE_OPTIONAL(OutToken, "spec_accepted", spec_accepted, v.spec_accepted != 0),
     WIRE_OPTIONAL(OutToken, "embedding", embedding, !v.embedding.empty()),
     WIRE_OPTIONAL(OutToken, "scores", scores, !v.scores.empty()),
+    WIRE_OPTIONAL(OutToken, "id_logprobs", tok.id_logprobs, !v.tok.id_logprobs.empty()),
 };
 
 void write_value(Packer& pk, const std::vector<OutToken>& outs) {

@@ -27,7 +27,8 @@ inline constexpr uint32_t kControlMessageVersion = 1;
 // return_logprob, prompt_logprobs, constraint (the compiled automaton, constrain/automaton.h's
 // serialization), logit_bias, images (each a map: height, width, rgb as one bin, hash; rgb must
 // hold height x width x 3 bytes, or nothing when images_follow), images_follow, pooling (0..3),
-// score_ids, lora (the LoRA adapter slot, 0 .. the ranks' adapters - 1). Request::rid stays
+// score_ids, token_ids_logprob (ids >= 0), lora (the LoRA adapter slot, 0 .. the ranks' adapters - 1).
+// Request::rid stays
 // on rank 0 (logs, /abort_request).
 struct NewRequest {
   uint64_t id = 0;
@@ -60,7 +61,7 @@ struct StepControl {
 
 // Fields: id, prompt_tokens, cached_tokens, and optional token + logprob (has_token), top_ids +
 // top_logprobs, prompt (the prompt positions' entries, one bin), finish, error, spec_drafted,
-// spec_accepted, embedding, scores (float32 bins).
+// spec_accepted, embedding, scores (float32 bins), id_logprobs (Request::token_ids_logprob's).
 struct OutToken {
   uint64_t id = 0;
   bool has_token = false;  // false for a finish without a new token (abort, error)

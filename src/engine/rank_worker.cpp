@@ -60,12 +60,19 @@ int32_t image_placeholder(uint64_t hash, int64_t k) {
   return -1 - int32_t(h & 0x3fffffff);
 }
 
-void log_softmax_top(const float* logits, int64_t V, int32_t chosen, int32_t top_n, TokenOut& out) {
+void log_softmax_top(const float* logits, int64_t V, int32_t chosen, int32_t top_n, const std::vector<int32_t>& ids,
+                     TokenOut& out) {
   float mx = *std::max_element(logits, logits + V);
   double sum = 0;
   for (int64_t i = 0; i < V; ++i) sum += std::exp(double(logits[i] - mx));
   const double lse = double(mx) + std::log(sum);
   out.logprob = float(double(logits[chosen]) - lse);
+  // token_ids_logprob (ids checked against the vocabulary on rank 0; one past this model's rows has
+  // probability 0 here, as a masked token has).
+  out.id_logprobs.reserve(ids.size());
+  for (int32_t id : ids)
+    out.id_logprobs.push_back(id >= 0 && id < V ? float(double(logits[id]) - lse)
+                                                : -std::numeric_limits<float>::infinity());
   if (top_n > 0) {
     std::vector<int32_t> idx(static_cast<size_t>(V));
     for (int64_t i = 0; i < V; ++i) idx[size_t(i)] = int32_t(i);
@@ -619,7 +626,7 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
         return std::nullopt;
       }
       o.tok.token = tok;
-      if (st.wants_logprobs()) log_softmax_top(raw.data(), V, tok, st.req.top_logprobs, o.tok);
+      if (st.wants_logprobs()) log_softmax_top(raw.data(), V, tok, st.req.top_logprobs, st.req.token_ids_logprob, o.tok);
       o.prompt_tokens = st.prompt_len;
       o.cached_tokens = st.cached;
       if (r == 0) {

@@ -61,6 +61,9 @@ struct Request {
   // Scoring (/v1/rerank): the raw logits of these ids at the last prompt row, reported with the
   // request's first token (Response::scores), before any bias or mask.
   std::vector<int32_t> score_ids;
+  // SGLang's token_ids_logprob: at every output position, the logprobs of exactly these ids, in this
+  // order, from the distribution top_logprobs describes (TokenOut::id_logprobs).
+  std::vector<int32_t> token_ids_logprob;
   // LoRA: the adapter slot the request runs with (Model::add_lora's, in --lora-paths order), -1 for
   // the base model. Its KV pages are cached apart from other adapters' (kv/radix_cache.h).
   int32_t lora = -1;
@@ -75,6 +78,7 @@ struct TokenOut {
   int32_t token = 0;
   float logprob = 0;                // valid when return_logprob
   std::vector<TokenLogprob> top;    // top_logprobs alternatives, most likely first
+  std::vector<float> id_logprobs;   // Request::token_ids_logprob's ids, in their order
 };
 
 // One delivery on a request's stream: zero or more new tokens, and whether it ended.

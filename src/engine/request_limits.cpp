@@ -191,6 +191,9 @@ std::optional<LimitViolation> RequestLimits::check(const Request& r, const Param
   for (int32_t id : r.score_ids)
     if (auto why = token_rule(id))
       return LimitViolation{P::kPrompt, fmt::format("score token id {} {}", id, *why)};
+  for (int32_t id : r.token_ids_logprob)
+    if (auto why = token_rule(id))
+      return LimitViolation{P::kPrompt, fmt::format("token_ids_logprob id {} {}", id, *why)};
   return check_max_new_tokens(prompt_len, r.params.max_new_tokens, name);
 }
 

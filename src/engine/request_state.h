@@ -66,7 +66,7 @@ struct RequestState {
   // Mean and CLS pooling read rows the prefix cache would skip.
   bool pools_every_row() const { return req.pooling == Pooling::kMean || req.pooling == Pooling::kCls; }
 
-  bool wants_logprobs() const { return req.return_logprob || req.top_logprobs > 0; }
+  bool wants_logprobs() const { return req.return_logprob || req.top_logprobs > 0 || !req.token_ids_logprob.empty(); }
   // Some prompt positions still need their logits (so their KV cannot come from the prefix cache).
   bool needs_prompt_logprobs() const { return req.prompt_logprobs && prompt_lp_next < prompt_len; }
   // Prompt rows must be computed, not taken from the prefix cache: prompt logprobs still owed, or a

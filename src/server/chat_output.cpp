@@ -20,8 +20,16 @@ constexpr std::string_view kDsCallsEnd = "<｜tool▁calls▁end｜>";
 constexpr std::string_view kDsCallBegin = "<｜tool▁call▁begin｜>";
 constexpr std::string_view kDsCallEnd = "<｜tool▁call▁end｜>";
 constexpr std::string_view kDsSep = "<｜tool▁sep｜>";
-// Mistral (v3 tokenizer, SGLang's mistral detector): [TOOL_CALLS] [{"name": ..., "arguments": {...}}, ...]
+// Mistral (v3 tokenizer, SGLang's mistral detector): [TOOL_CALLS] [{"name": ..., "arguments": {...}}, ...];
+// from tokenizer v11 on (Mistral-Small-3.2, Magistral, Devstral) each call on its own:
+// [TOOL_CALLS]NAME[ARGS]{...}, [ARGS] absent when the decoder skipped it as a special token (vLLM's form).
 constexpr std::string_view kMistralCalls = "[TOOL_CALLS]";
+constexpr std::string_view kMistralArgs = "[ARGS]";
+
+// A function name's bytes (a tool's name is 1 to 64 of these: tools_parse.cpp).
+bool name_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+}
 
 // Length of the longest suffix of `s` that is a proper prefix of `tag` (text that may still become it).
 size_t partial_tag(std::string_view s, std::string_view tag) {
@@ -51,6 +59,18 @@ ToolCallParser parse_tool_call_parser(const std::string& name) {
        name);
 }
 
+std::vector<std::string_view> tool_call_markers(ToolCallParser t) {
+  switch (t) {
+    case ToolCallParser::kHermes: return {kCallOpen, kCallClose};
+    case ToolCallParser::kDeepSeekV3:
+    case ToolCallParser::kDeepSeekV31: return {kDsCallsBegin, kDsCallBegin, kDsSep, kDsCallEnd, kDsCallsEnd};
+    case ToolCallParser::kMistral: return {kMistralCalls, kMistralArgs};
+    case ToolCallParser::kLlama3:
+    case ToolCallParser::kNone: break;
+  }
+  return {};
+}
+
 ChatOutputParser::ChatOutputParser(ReasoningParser r, ToolCallParser t, std::vector<std::string> tool_names,
                                    bool in_reasoning, uint64_t id_seed, bool single_call)
     : reasoning_(r), tools_(tool_names.empty() ? ToolCallParser::kNone : t), names_(std::move(tool_names)),
@@ -58,11 +78,14 @@ ChatOutputParser::ChatOutputParser(ReasoningParser r, ToolCallParser t, std::vec
       single_call_(single_call), seed_(id_seed) {}
 
 std::string ChatOutputParser::next_id() {
-  // Distinct per call and per choice; OpenAI's ids are "call_" and 24 alphanumerics.
+  // Distinct per call and per choice; OpenAI's ids are "call_" and 24 alphanumerics. Mistral's chat
+  // templates (and mistral-common's validator) refuse any id but 9 alphanumerics when the call comes
+  // back in the next turn's history, so Mistral calls get such ids (as vLLM gives them).
   static constexpr char kAlnum[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
   uint64_t x = seed_ * 0x9E3779B97F4A7C15ull + calls_ * 0xD1B54A32D192ED03ull + 0x632BE59BD9B4E019ull;
-  std::string id = "call_";
-  for (int i = 0; i < 24; ++i) {
+  const bool mistral = tools_ == ToolCallParser::kMistral;
+  std::string id = mistral ? "" : "call_";
+  for (int i = 0; i < (mistral ? 9 : 24); ++i) {
     x ^= x >> 31;
     x *= 0xBF58476D1CE4E5B9ull;
     x ^= x >> 29;
@@ -278,19 +301,8 @@ void ChatOutputParser::mistral_step(bool final, ChatDelta& out) {
     if (final) as_text();
     return;
   }
-  if (buf_[p] != '[') {  // not the format: the tag and what follows are text
-    emit(std::string(kMistralCalls), out);
-    mode_ = Mode::kContent;
-    return;
-  }
-  if (scan_.pos < p) scan_.pos = p;
-  size_t end = std::string::npos;
-  for (; scan_.pos < buf_.size() && end == std::string::npos; ++scan_.pos) {
-    const char c = buf_[scan_.pos];
-    if (scan_.string_byte(c)) continue;
-    if (c == '[' || c == '{') ++scan_.depth;
-    else if ((c == ']' || c == '}') && --scan_.depth == 0) end = scan_.pos + 1;
-  }
+  if (buf_[p] != '[') return mistral_named_step(final, out);
+  const size_t end = json_value_end(p);
   if (end == std::string::npos) {
     if (final) as_text();
     return;
@@ -329,6 +341,54 @@ void ChatOutputParser::mistral_step(bool final, ChatDelta& out) {
   } else {
     for (auto& c : calls.tool_calls) out.tool_calls.push_back(std::move(c));
   }
+  buf_.erase(0, end);
+  mode_ = Mode::kContent;
+  scan_ = {};
+}
+
+size_t ChatOutputParser::json_value_end(size_t from) {
+  if (scan_.pos < from) scan_.pos = from;
+  for (; scan_.pos < buf_.size(); ++scan_.pos) {
+    const char c = buf_[scan_.pos];
+    if (scan_.string_byte(c)) continue;
+    if (c == '[' || c == '{') ++scan_.depth;
+    else if ((c == ']' || c == '}') && --scan_.depth == 0) return ++scan_.pos;
+  }
+  return std::string::npos;
+}
+
+void ChatOutputParser::mistral_named_step(bool final, ChatDelta& out) {
+  // buf_ starts right after [TOOL_CALLS]: NAME, [ARGS] (or not), then one JSON object.
+  auto not_a_call = [&] {  // the tag is text; what follows is content again
+    emit(std::string(kMistralCalls), out);
+    mode_ = Mode::kContent;
+    scan_ = {};
+  };
+  size_t a = 0;
+  while (a < buf_.size() && name_char(buf_[a])) ++a;
+  const size_t name_end = a;
+  if (a == buf_.size()) return final ? not_a_call() : void();
+  if (name_end == 0) return not_a_call();
+  const std::string_view rest = std::string_view(buf_).substr(a);
+  if (rest.starts_with(kMistralArgs)) {
+    a += kMistralArgs.size();
+  } else if (kMistralArgs.starts_with(rest)) {
+    return final ? not_a_call() : void();  // may still become [ARGS]
+  }
+  if (a == buf_.size()) return final ? not_a_call() : void();
+  if (buf_[a] != '{') return not_a_call();
+  const size_t end = json_value_end(a);
+  if (end == std::string::npos) {
+    if (final) {  // the arguments never closed: all of it is text
+      emit(std::string(kMistralCalls) + buf_, out);
+      buf_.clear();
+      mode_ = Mode::kContent;
+      scan_ = {};
+    }
+    return;
+  }
+  if (!add_call(buf_.substr(0, name_end), buf_.substr(a, end - a), out))
+    emit(std::string(kMistralCalls) + buf_.substr(0, end), out);
   buf_.erase(0, end);
   mode_ = Mode::kContent;
   scan_ = {};

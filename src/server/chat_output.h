@@ -1,7 +1,7 @@
 // What a chat model writes, split the way OpenAI clients read it: reasoning (Qwen3's <think>...
 // </think>, under --reasoning-parser), content, and tool calls (under --tool-call-parser: Hermes /
 // Qwen <tool_call> JSON blocks, Llama-3 JSON objects, DeepSeek-V3 / V3.1 <｜tool▁calls▁begin｜>
-// sections, or Mistral's [TOOL_CALLS] JSON arrays). The same parser serves whole responses
+// sections, or Mistral's [TOOL_CALLS] arrays and [TOOL_CALLS]NAME[ARGS] calls). The same parser serves whole responses
 // (feed everything, then finish) and streams (feed each delivery): text is released as soon as it
 // cannot be the start of a tag, a tool call once it is complete, whitespace that opens the output once
 // what follows it is known (at the latest by finish()).
@@ -22,6 +22,8 @@ ReasoningParser parse_reasoning_parser(const std::string& name);
 // "hermes", "qwen", "qwen25", "qwen3" (the <tool_call> format), "llama3", "deepseekv3",
 // "deepseekv31", "mistral"; "" or "none".
 ToolCallParser parse_tool_call_parser(const std::string& name);
+// The tags a parser finds calls by in the text (its opening marker first); none for llama3's JSON.
+std::vector<std::string_view> tool_call_markers(ToolCallParser t);
 
 struct ToolCall {
   std::string id;         // "call_..."
@@ -60,6 +62,11 @@ class ChatOutputParser {
   void deepseek_section_step(bool final, ChatDelta& out);
   // Mistral: the JSON array after [TOOL_CALLS], once its closing bracket shows (or at the end).
   void mistral_step(bool final, ChatDelta& out);
+  // Mistral v11+: NAME[ARGS]{...} after [TOOL_CALLS], once the object closes (or at the end).
+  void mistral_named_step(bool final, ChatDelta& out);
+  // Where the JSON array / object starting at buf_[from] ends (one past its closing bracket), or npos
+  // while it is still open; resumes scan_ from where the last call stopped.
+  size_t json_value_end(size_t from);
   // Content after the first call: whitespace is content only once text follows the last call
   // (whitespace between or after calls is the format's, not the model's answer).
   void emit(const std::string& text, ChatDelta& out);

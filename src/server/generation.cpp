@@ -25,6 +25,7 @@ ChoiceRun::ChoiceRun(Engine& engine, const Tokenizer& tok, Request r, const GenS
       registry_(registry),
       dec_(tok, spec.skip_special_tokens),
       stop_(spec.stop),
+      stop_regex_(spec.stop_regex),
       arrival_(arrival),
       last_token_(arrival) {
   // The prompt's last token gives the decoder its context (SentencePiece drops the space after BOS).
@@ -46,7 +47,7 @@ ChoiceRun::ChoiceRun(Engine& engine, const Tokenizer& tok, Request r, const GenS
 
 void ChoiceRun::start(int32_t dp_group) {
   if (stream_ || finished_) return;
-  pending_.dp_group = dp_group;
+  if (dp_group >= 0) pending_.dp_group = dp_group;  // (else the request's own: data_parallel_rank or -1)
   stream_ = engine_.enqueue(std::move(pending_));
   pending_ = Request{};
   id_ = stream_->id();
@@ -58,6 +59,19 @@ ChoiceRun::~ChoiceRun() {
   if (!finished_) engine_.cancel(id_);
   if (has_images_ && !ttft_s_ && metrics_ && metrics_->encoder) metrics_->encoder->take(id_);
   if (registry_) registry_->remove(id_);
+}
+
+// SGLang's stop_regex: searched in the whole output so far (stop strings are checked first, as
+// there). The text is not trimmed: SGLang's trim looks for the pattern's own text in the output,
+// which a regex's match is not, so the answer ends with the token that completed the match.
+bool ChoiceRun::stop_regex_hit(const std::string& piece, ChoiceDelta& out) {
+  if (!stop_regex_ || piece.empty()) return false;
+  regex_text_ += piece;
+  std::optional<std::string> m = stop_regex_->search(regex_text_);
+  if (!m) return false;
+  out.text += stop_.flush();  // a stop string's possible start, held back, is now plain text
+  out.matched_stop = std::move(*m);
+  return true;
 }
 
 void ChoiceRun::finish(ChoiceDelta& out, const std::string& reason) {
@@ -138,7 +152,8 @@ bool ChoiceRun::poll(std::chrono::milliseconds timeout, ChoiceDelta& out) {
     // The EOS or stop_token_ids token that ended it is reported, but its text is not part of the
     // answer (SGLang's and vLLM's rule; SGLang's no_stop_trim keeps it).
     if (k + 1 == r.tokens.size() && r.matched_token >= 0 && !keep_matched_token_text_) continue;
-    out.text += stop_.feed(dec_.push(t.token));
+    const std::string piece = dec_.push(t.token);
+    out.text += stop_.feed(piece);
     if (stop_.matched()) {
       // The client's stop string ends the request here; whatever the engine made after it is dropped.
       out.matched_stop = stop_.matched_stop();
@@ -147,12 +162,22 @@ bool ChoiceRun::poll(std::chrono::milliseconds timeout, ChoiceDelta& out) {
       finish(out, "stop");
       return true;
     }
+    if (stop_regex_hit(piece, out)) {
+      engine_.cancel(id_);
+      finish(out, "stop");
+      return true;
+    }
   }
   if (r.finished) {
-    out.text += stop_.feed(dec_.flush());
+    const std::string piece = dec_.flush();
+    out.text += stop_.feed(piece);
     if (stop_.matched()) {
       out.matched_stop = stop_.matched_stop();
       if (keep_matched_token_text_) out.text += out.matched_stop;
+      finish(out, "stop");
+      return true;
+    }
+    if (stop_regex_hit(piece, out)) {
       finish(out, "stop");
       return true;
     }
@@ -212,6 +237,7 @@ Generation::Generation(Engine& engine, const Tokenizer& tok, const GenSpec& spec
         r.input_embeds_rows = spec.input_embeds_rows;
       }
       if (r.params.seed && c > 0) r.params.seed = *r.params.seed + uint64_t(c);
+      if (p < spec.token_ids_logprob.size()) r.token_ids_logprob = spec.token_ids_logprob[p];
       r.rid = rid_of(runs_.size());
       std::string shown = spec.log_requests ? (p < spec.prompt_texts.size() && !spec.prompt_texts[p].empty()
                                                       ? spec.prompt_texts[p]

@@ -85,6 +85,9 @@ class ChoiceRun {
 
  private:
   void finish(ChoiceDelta& out, const std::string& reason);
+  // Appends a piece of output text and tells whether a stop_regex pattern now matches (then
+  // `out` has the held-back text and matched_stop set).
+  bool stop_regex_hit(const std::string& piece, ChoiceDelta& out);
 
   Engine& engine_;
   Metrics* metrics_;
@@ -95,6 +98,8 @@ class ChoiceRun {
   uint64_t id_ = 0;
   IncrementalDecoder dec_;
   StopMatcher stop_;
+  std::shared_ptr<const StopRegex> stop_regex_;  // GenSpec::stop_regex
+  std::string regex_text_;                       // the output's text so far, while stop_regex_ is set
   Clock::time_point arrival_, last_token_;
   bool finished_ = false;
   int64_t prompt_tokens_ = 0, cached_tokens_ = 0;

@@ -127,6 +127,7 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   if (c.opts.served_model_name.empty()) c.opts.served_model_name = "default";
   c.parse.tok = &tok;
   c.parse.skip_tokenizer = c.opts.skip_tokenizer_init;
+  c.parse.dp_size = engine.dp_size();
   // The engine's limits; token ids must also be ones the tokenizer can turn back into text.
   c.parse.limits = engine.limits();
   c.parse.limits.vocab = std::min<int64_t>(c.parse.limits.vocab, tok.vocab_size());

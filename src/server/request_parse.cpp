@@ -41,6 +41,7 @@ struct ParseState {
   const json* stream_options = nullptr;
   const json* rid = nullptr;
   const json* image_data = nullptr;      // /generate
+  const json* token_ids_logprob = nullptr;  // /generate
   const json* lora_path = nullptr;       // SGLang's adapter name(s)
   int32_t model_lora = -1;               // the adapter `model` named (-1: the base model)
   std::optional<int64_t> max_tokens, max_completion_tokens, max_new_tokens, best_of, top_logprobs;
@@ -178,6 +179,20 @@ void stop(const json& v, const std::string& name, ParseState& st) {
   }
   for (const auto& s : out)
     if (s.empty()) bad_param(name, fmt::format("'{}' strings must not be empty", name));
+}
+
+// SGLang's data_parallel_rank: the DP group to run in (Request::dp_group; the router takes it as it is).
+void data_parallel_rank(const json& v, const std::string& name, ParseState& st) {
+  const int32_t groups = st.ctx.dp_size;
+  auto rule = [&] {
+    return groups == 1 ? fmt::format("'{}' must be 0 (this server has 1 DP group)", name)
+                       : fmt::format("'{}' must be an integer in [0, {}] (this server has {} DP groups)", name, groups - 1,
+                                     groups);
+  };
+  if (!v.is_number_integer()) bad_param(name, fmt::format("{}, got {}", rule(), v.is_number() ? v.dump() : v.type_name()));
+  const bool neg = !v.is_number_unsigned() && v.get<int64_t>() < 0;
+  if (neg || v.get<uint64_t>() >= uint64_t(groups)) bad_param(name, fmt::format("{}, got {}", rule(), v.dump()));
+  st.spec.base.dp_group = int32_t(v.get<int64_t>());
 }
 
 void n(const json& v, const std::string& name, ParseState& st) { st.spec.n = int32_t(integer(v, name, P::kN)); }
@@ -340,6 +355,7 @@ const FieldTable& completion_fields() {
       {"regex", later},       {"ebnf", later},
       {"metadata", output_neutral}, {"store", output_neutral}, {"service_tier", unsupported},
       {"prompt_cache_key", output_neutral}, {"safety_identifier", output_neutral},
+      {"data_parallel_rank", data_parallel_rank},
       {"lora_path", lora_path},
   });
   return t;
@@ -377,6 +393,7 @@ const FieldTable& chat_fields() {
       {"prompt_cache_key", output_neutral},
       {"safety_identifier", output_neutral},
       {"service_tier", unsupported},
+      {"data_parallel_rank", data_parallel_rank},
       {"lora_path", lora_path},
   });
   return t;
@@ -394,6 +411,7 @@ void sampling_params(const json& v, const std::string& name, ParseState& st) {
 void return_logprob(const json& v, const std::string& name, ParseState& st) { st.logprobs = boolean(v, name); }
 void rid(const json& v, const std::string&, ParseState& st) { st.rid = &v; }
 void image_data(const json& v, const std::string&, ParseState& st) { st.image_data = &v; }
+void token_ids_logprob(const json& v, const std::string&, ParseState& st) { st.token_ids_logprob = &v; }
 void max_new_tokens(const json& v, const std::string& name, ParseState& st) { st.max_new_tokens = integer(v, name); }
 void logprob_start_len(const json& v, const std::string& name, ParseState& st) {
   st.logprob_start_len = integer(v, name);
@@ -415,6 +433,33 @@ void min_new_tokens(const json& v, const std::string& name, ParseState&) {
     throw ApiError(400, fmt::format("'{}' other than 0 is not supported by this server", name), name, "",
                    "unsupported_parameter");
 }
+// SGLang's stop_regex: a pattern or a list of them (PCRE2 here, Python's re there: the common
+// syntax is the same); compiled now, so a bad one is a 400 before anything runs.
+void stop_regex(const json& v, const std::string& name, ParseState& st) {
+  std::vector<std::string> patterns;
+  if (v.is_string()) {
+    patterns.push_back(v.get<std::string>());
+  } else if (v.is_array()) {
+    for (const auto& s : v) {
+      if (!s.is_string()) bad_param(name, fmt::format("'{}' must be a string or an array of strings", name));
+      patterns.push_back(s.get<std::string>());
+    }
+  } else {
+    bad_param(name, fmt::format("'{}' must be a string or an array of strings", name));
+  }
+  if (patterns.empty()) return;
+  if (patterns.size() > 16) bad_param(name, fmt::format("'{}' takes at most 16 patterns, got {}", name, patterns.size()));
+  for (const auto& p : patterns) {
+    if (p.empty()) bad_param(name, fmt::format("'{}' patterns must not be empty", name));
+    if (p.size() > 4096) bad_param(name, fmt::format("'{}' patterns are at most 4096 bytes long", name));
+  }
+  try {
+    st.spec.stop_regex = std::make_shared<const StopRegex>(patterns);
+  } catch (const std::invalid_argument& e) {
+    bad_param(name, fmt::format("'{}': {}", name, e.what()));
+  }
+}
+
 void stream_interval(const json& v, const std::string& name, ParseState&) {
   if (integer(v, name) != 1)
     throw ApiError(400, fmt::format("'{}' other than 1 is not supported by this server (every step's tokens are "
@@ -435,9 +480,9 @@ const FieldTable& generate_fields() {
       {"logprob_start_len", logprob_start_len},
       {"return_text_in_logprobs", return_text_in_logprobs},
       {"log_metrics", log_metrics},
+      {"token_ids_logprob", token_ids_logprob},
       // SGLang fields this server does not implement: accepted at their default (null, false, empty),
       // anything else is a 400 naming them.
-      {"token_ids_logprob", unsupported},
       {"lora_path", lora_path},
       // SGLang's internal id of a dynamically loaded adapter; adapters here are named, so refused.
       {"lora_id", unsupported},
@@ -446,7 +491,7 @@ const FieldTable& generate_fields() {
       {"session_params", unsupported},
       {"modalities", unsupported},
       {"priority", unsupported},
-      {"data_parallel_rank", unsupported},
+      {"data_parallel_rank", data_parallel_rank},
       {"bootstrap_host", unsupported},
       {"bootstrap_port", unsupported},
       {"bootstrap_room", unsupported},
@@ -464,7 +509,7 @@ const FieldTable& generate_sampling_fields() {
                                              {"no_stop_trim", no_stop_trim},
                                              {"spaces_between_special_tokens", spaces_between_special_tokens},
                                              {"stream_interval", stream_interval},
-                                             {"stop_regex", unsupported},
+                                             {"stop_regex", stop_regex},
                                              {"structural_tag", unsupported},
                                              {"custom_params", unsupported}});
   return t;
@@ -893,6 +938,36 @@ GenSpec parse_chat_request(const json& b, const ParseContext& ctx, std::string_v
   return spec;
 }
 
+// SGLang's token_ids_logprob: one list of ids (for every prompt) or one list per prompt of a batch.
+// Needs return_logprob (SGLang reports them with the other logprobs); the prompt's own positions
+// (input_token_ids_logprobs past logprob_start_len) are not computed here, so that pairing is refused.
+void parse_token_ids_logprob(const json& v, GenSpec& spec, const ParseContext& ctx) {
+  const std::string name = "token_ids_logprob";
+  if (!v.is_array()) bad_param(name, fmt::format("'{}' must be an array of token ids or an array of such arrays", name));
+  if (v.empty()) return;
+  if (!spec.logprobs) bad_param(name, fmt::format("'{}' requires 'return_logprob' to be true", name));
+  if (spec.logprob_start_len >= 0)
+    throw ApiError(400, fmt::format("'{}' together with 'logprob_start_len' (the prompt's input_token_ids_logprobs) is "
+                                    "not supported by this server; leave 'logprob_start_len' out for the output's",
+                                    name),
+                   name, "", "unsupported_parameter");
+  const size_t prompts = std::max<size_t>(spec.prompts.size(), 1);
+  auto one = [&](const json& ids, const std::string& param) {
+    if (!ids.is_array() || ids.empty()) bad_param(param, fmt::format("'{}' must be a non-empty array of token ids", param));
+    if (ids.size() > size_t(ctx.limits.vocab > 0 ? ctx.limits.vocab : 1 << 20))
+      bad_param(param, fmt::format("'{}' names {} ids; the vocabulary has {}", param, ids.size(), ctx.limits.vocab));
+    return token_ids(ids, param, ctx);
+  };
+  if (v[0].is_array()) {
+    if (v.size() != prompts)
+      bad_param(name, fmt::format("'{}' has {} lists for {} prompt(s): give one list per prompt, or one list of ids for "
+                                  "all", name, v.size(), prompts));
+    for (size_t i = 0; i < v.size(); ++i) spec.token_ids_logprob.push_back(one(v[i], fmt::format("{}[{}]", name, i)));
+  } else {
+    spec.token_ids_logprob.assign(prompts, one(v, name));
+  }
+}
+
 GenSpec parse_generate_request(const json& b, const ParseContext& ctx, std::string_view raw_body) {
   ParseState st(ctx);
   GenSpec& spec = st.spec;
@@ -903,6 +978,8 @@ GenSpec parse_generate_request(const json& b, const ParseContext& ctx, std::stri
     if (ctx.skip_tokenizer) {
       // Text rules need the vocabulary's text: stop strings to match, grammars to compile masks from.
       if (!st.spec.stop.empty()) refuse_text_without_tokenizer("sampling_params.stop", "use 'stop_token_ids'");
+      if (st.spec.stop_regex)
+        refuse_text_without_tokenizer("sampling_params.stop_regex", "use 'stop_token_ids' (it is matched on the output's text)");
       for (const char* k : {"regex", "json_schema", "ebnf"})
         if (auto it = st.sampling_params->find(k); it != st.sampling_params->end() && !it->is_null())
           refuse_text_without_tokenizer(std::string("sampling_params.") + k,
@@ -1031,6 +1108,7 @@ GenSpec parse_generate_request(const json& b, const ParseContext& ctx, std::stri
     if (spec.logprobs)
       for (const auto& p : spec.prompts) spec.base.prompt_logprobs |= spec.logprob_start_len + 1 < int64_t(p.size());
   }
+  if (const json* t = st.token_ids_logprob) parse_token_ids_logprob(*t, spec, ctx);
   // (An absent or null max_new_tokens is what the context leaves, at most: checked only when given.)
   attach_images(spec, image_refs, true, ctx, prompt_param, max_new, "max_new_tokens");
   check_lengths(spec, ctx, max_new, 128, to_context ? DefaultMax::kRest : DefaultMax::kFallbackWithinRest, prompt_param,

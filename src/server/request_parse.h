@@ -18,6 +18,7 @@
 #include "server/image_source.h"
 #include "server/openai_error.h"
 #include "server/sampling_defaults.h"
+#include "server/stop_regex.h"
 
 namespace dpserve {
 
@@ -43,6 +44,7 @@ struct ParseContext {
   bool skip_tokenizer = false;  // --skip-tokenizer-init: no text in, no text out
   // The model's sampling defaults, under a completion / chat request's own fields; null: OpenAI's.
   const SamplingDefaults* sampling_defaults = nullptr;
+  int32_t dp_size = 1;  // DP groups: the range of a request's data_parallel_rank
   // --lora-paths: the adapters' names, in slot order (Request::lora). Requests name one with
   // `lora_path` or with `model` (the adapter's name, vLLM; "<served model>:<adapter>", SGLang).
   std::vector<std::string> lora_names;
@@ -96,8 +98,12 @@ struct GenSpec {
   // logprob_start_len; -1: only the last prompt token, with no logprob), per prompt; and whether
   // logprob entries carry the token's text.
   int64_t logprob_start_len = -1;
+  // /generate's token_ids_logprob, per prompt (empty: none): meta_info.output_token_ids_logprobs.
+  std::vector<std::vector<int32_t>> token_ids_logprob;
   bool return_text_in_logprobs = false;
   std::vector<std::string> stop;
+  // /generate's sampling_params.stop_regex (null: none); the finish names the pattern that matched.
+  std::shared_ptr<const StopRegex> stop_regex;
   std::string model;                      // as the request named it (the served model or an adapter)
   // LoRA adapter slots (Request::lora), one per prompt, or one for every prompt; empty: the base model.
   std::vector<int32_t> loras;

@@ -115,6 +115,8 @@ std::shared_ptr<void> admit_generation(ServerContext& ctx, const GenSpec& spec) 
     // The entries the reply will hold, each a JSON object built in memory before it is sent.
     w.logprobs += n * (1 + k) * ((spec.base.prompt_logprobs ? prompt_len : 0) + (spec.base.return_logprob ? max_new : 0));
   };
+  // token_ids_logprob: that many more entries at every output position.
+  for (const auto& ids : spec.token_ids_logprob) w.logprobs += n * int64_t(ids.size()) * spec.base.params.max_new_tokens;
   if (spec.prompts.empty()) count(spec.input_embeds_rows);
   for (const auto& p : spec.prompts) count(int64_t(p.size()));
   auto too_big = [&w](const Admission& a) {

@@ -56,8 +56,9 @@ json finish_reason_json(const GenSpec& spec, const GenState& st) {
 }
 
 // `prompt`: the choice's prompt ids (empty for input_embeds).
+// `token_ids`: the choice's token_ids_logprob (empty: none).
 json meta_info(const GenSpec& spec, ChoiceRun& run, const GenState& st, const std::string& rid, double e2e,
-               const std::vector<int32_t>& prompt, const LogprobWriter& lw) {
+               const std::vector<int32_t>& prompt, const LogprobWriter& lw, const std::vector<int32_t>& token_ids) {
   json m{{"id", rid},
          {"finish_reason", finish_reason_json(spec, st)},
          {"prompt_tokens", run.prompt_tokens()},
@@ -93,6 +94,21 @@ json meta_info(const GenSpec& spec, ChoiceRun& run, const GenState& st, const st
     }
     m["input_token_logprobs"] = std::move(in);
     m["output_token_logprobs"] = std::move(lp);
+    if (!token_ids.empty()) {
+      // SGLang's token_ids_logprob: per output position, one entry per requested id in the request's
+      // order. On the prompt side only the start position is reported (logprob_start_len is refused
+      // with it), and it has no logprobs, as in input_top_logprobs.
+      json ids_out = json::array();
+      for (const auto& t : st.tokens) {
+        json row = json::array();
+        for (size_t k = 0; k < token_ids.size(); ++k)
+          row.push_back(lw.entry(k < t.id_logprobs.size() ? std::optional<float>(t.id_logprobs[k]) : std::nullopt,
+                                 token_ids[k]));
+        ids_out.push_back(std::move(row));
+      }
+      m["input_token_ids_logprobs"] = json::array({nullptr});
+      m["output_token_ids_logprobs"] = std::move(ids_out);
+    }
     if (top) {
       m["input_top_logprobs"] = std::move(in_top);
       m["output_top_logprobs"] = std::move(out_top);
@@ -157,6 +173,11 @@ void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::R
     static const std::vector<int32_t> kNone;
     return i / n < prompts->size() ? (*prompts)[i / n] : kNone;
   };
+  auto ids_of = [ids = std::make_shared<const std::vector<std::vector<int32_t>>>(spec.token_ids_logprob),
+                 n = size_t(std::max(1, spec.n))](size_t i) -> const std::vector<int32_t>& {
+    static const std::vector<int32_t> kNone;
+    return i / n < ids->size() ? (*ids)[i / n] : kNone;
+  };
 
   if (!spec.stream) {
     if (!gen->drive([&](size_t i, const ChoiceDelta& d) { absorb(i, d); return true; }, gone)) {
@@ -170,7 +191,7 @@ void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::R
       const GenState& st = (*states)[i];
       if (st.finish_reason == "error" && !as_list) throw_choice_error(st.error, st.engine_fault, st.engine_unavailable);
       out.push_back({{"text", st.text}, {"output_ids", st.ids},
-                     {"meta_info", meta_info(spec, gen->choice(i), st, rid_of(i), seconds_since(), prompt_of(i), lw)}});
+                     {"meta_info", meta_info(spec, gen->choice(i), st, rid_of(i), seconds_since(), prompt_of(i), lw, ids_of(i))}});
       if (ids_only) out.back().erase("text");
     }
     send_json(res, 200, as_list ? out : out[0]);
@@ -179,9 +200,8 @@ void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::R
   res.set_header("Cache-Control", "no-cache");
   set_stream_provider(
       req, res, "text/event-stream",
-      [gen, states, spec, absorb, rid_of, seconds_since, note, gone, as_list, ids_only, inflight, rids, lw,
-       prompt_of](size_t,
-                                                                                             httplib::DataSink& sink) {
+      [gen, states, spec, absorb, rid_of, seconds_since, note, gone, as_list, ids_only, inflight, rids, lw, prompt_of,
+       ids_of](size_t, httplib::DataSink& sink) {
         auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
         bool ok = gen->drive(
             [&](size_t i, const ChoiceDelta& d) {
@@ -190,7 +210,7 @@ void handle_generate(ServerContext& ctx, const httplib::Request& req, httplib::R
               const GenState& st = (*states)[i];
               // As SGLang does, each event carries the text and ids so far.
               json j{{"text", st.text}, {"output_ids", st.ids},
-                     {"meta_info", meta_info(spec, gen->choice(i), st, rid_of(i), seconds_since(), prompt_of(i), lw)}};
+                     {"meta_info", meta_info(spec, gen->choice(i), st, rid_of(i), seconds_since(), prompt_of(i), lw, ids_of(i))}};
               if (ids_only) j.erase("text");
               if (as_list) j["index"] = i;
               if (!write(sse_event(j))) return false;

@@ -7,6 +7,7 @@
 #include "server/constraint_parse.h"
 #include "server/openai_error.h"
 #include "server/request_parse.h"
+#include "tokenizer/tokenizer.h"
 
 namespace dpserve {
 
@@ -88,6 +89,14 @@ void parse_tools(const json& body, std::string_view raw_body, GenSpec& spec, con
     bad_param("tools", "this server parses no tool calls: start it with --tool-call-parser (e.g. qwen3, hermes, llama3, deepseekv3)");
   spec.tool_names = names;
   spec.parallel_tool_calls = body.value("parallel_tool_calls", true);
+  // The parser finds calls by their tags in the text. Where a tag is a special token of this tokenizer
+  // (Mistral's [TOOL_CALLS] and [ARGS]), the default decoding would drop it and the calls would reach
+  // the client as content; special tokens are then kept unless the request says otherwise (vLLM
+  // does the same for Mistral). A matched EOS stays out of the text either way.
+  if (ctx.tok && !body.contains("skip_special_tokens"))
+    for (const std::string_view tag : tool_call_markers(ctx.tool_parser))
+      if (const int32_t id = ctx.tok->piece_to_id(tag); id >= 0 && ctx.tok->is_special(id))
+        spec.skip_special_tokens = false;
   if (choice == "auto") return;
   if (spec.base.constraint)
     bad_param("tool_choice", fmt::format("'tool_choice' {} cannot be combined with another output constraint "
@@ -97,7 +106,11 @@ void parse_tools(const json& body, std::string_view raw_body, GenSpec& spec, con
     case ToolCallParser::kLlama3: ts.format = constrain::ToolCallFormat::kLlama3; break;
     case ToolCallParser::kDeepSeekV3: ts.format = constrain::ToolCallFormat::kDeepSeekV3; break;
     case ToolCallParser::kDeepSeekV31: ts.format = constrain::ToolCallFormat::kDeepSeekV31; break;
-    case ToolCallParser::kMistral: ts.format = constrain::ToolCallFormat::kMistral; break;
+    case ToolCallParser::kMistral:
+      // Tokenizer v11 and later have an [ARGS] token, and write each call after its own [TOOL_CALLS].
+      ts.format = ctx.tok && ctx.tok->piece_to_id("[ARGS]") >= 0 ? constrain::ToolCallFormat::kMistralV11
+                                                                 : constrain::ToolCallFormat::kMistral;
+      break;
     default: ts.format = constrain::ToolCallFormat::kHermes;
   }
   const ojson written = original_subtree(raw_body, {"tools"});

@@ -596,6 +596,23 @@ TEST(ToolCalls, MistralFormat) {
   EXPECT_EQ(ToolCallSpec::from_text(s.to_text()).format, ToolCallFormat::kMistral);
 }
 
+// Mistral from tokenizer v11 on: each call after its own [TOOL_CALLS], its name, [ARGS], then the
+// arguments object (as vLLM's mistral parser reads "[TOOL_CALLS]add[ARGS]{...}[TOOL_CALLS]multiply[ARGS]{...}").
+TEST(ToolCalls, MistralV11Format) {
+  ToolCallSpec s = weather_tools(ToolCallFormat::kMistralV11);
+  auto a = Automaton::build(tool_call_grammar(s));
+  EXPECT_TRUE(accepts(a, R"([TOOL_CALLS]get_weather[ARGS]{"city": "Oslo"})"));
+  EXPECT_TRUE(accepts(a, R"([TOOL_CALLS]get_weather[ARGS]{"city": "Oslo"}[TOOL_CALLS]get_time[ARGS]{})"));
+  EXPECT_FALSE(accepts(a, R"([TOOL_CALLS]get_weather{"city": "Oslo"})"));
+  EXPECT_FALSE(accepts(a, R"([TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Oslo"}}])"));
+  EXPECT_FALSE(accepts(a, R"([TOOL_CALLS]get_date[ARGS]{})"));
+  EXPECT_FALSE(accepts(a, "[TOOL_CALLS]get_weather[ARGS]{\"city\": 3}"));
+  s.parallel = false;
+  EXPECT_FALSE(accepts(Automaton::build(tool_call_grammar(s)),
+                       R"([TOOL_CALLS]get_weather[ARGS]{"city": "Oslo"}[TOOL_CALLS]get_time[ARGS]{})"));
+  EXPECT_EQ(ToolCallSpec::from_text(s.to_text()).format, ToolCallFormat::kMistralV11);
+}
+
 TEST(ToolCalls, Llama3FormatAndThinking) {
   ToolCallSpec s = weather_tools(ToolCallFormat::kLlama3);
   auto a = Automaton::build(tool_call_grammar(s));

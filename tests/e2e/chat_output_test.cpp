@@ -365,6 +365,58 @@ TEST(ChatOutput, MistralToolCalls) {
   }
 }
 
+// Mistral's tokenizer v11 and later (Mistral-Small-3.2, Magistral, Devstral) write each call as
+// [TOOL_CALLS]NAME[ARGS]{...}; a decoder that skips special tokens leaves out [ARGS] (the form
+// vLLM's mistral parser tests use: "[TOOL_CALLS]add{\"a\": 3.5, \"b\": 4}[TOOL_CALLS]multiply{...}").
+TEST(ChatOutput, MistralNamedToolCalls) {
+  const std::string text =
+      "Checking. [TOOL_CALLS]get_weather[ARGS]{\"city\": \"Oslo}\", \"n\": [1, {\"x\": 2}]}[TOOL_CALLS]get_time[ARGS]{}";
+  const ChatDelta d = whole(ReasoningParser::kNone, ToolCallParser::kMistral, text);
+  ASSERT_EQ(d.tool_calls.size(), 2u);
+  EXPECT_EQ(d.content, "Checking. ");
+  EXPECT_EQ(d.tool_calls[0].name, "get_weather");
+  EXPECT_EQ(d.tool_calls[0].arguments, "{\"city\":\"Oslo}\",\"n\":[1,{\"x\":2}]}");
+  EXPECT_EQ(d.tool_calls[1].name, "get_time");
+  EXPECT_EQ(d.tool_calls[1].arguments, "{}");
+  expect_streams_alike(ReasoningParser::kNone, ToolCallParser::kMistral, text);
+  const ChatDelta skipped = whole(ReasoningParser::kNone, ToolCallParser::kMistral,
+                                  "[TOOL_CALLS]get_time{\"tz\": \"UTC\"}\n[TOOL_CALLS]get_weather{\"city\": \"Rome\"}");
+  ASSERT_EQ(skipped.tool_calls.size(), 2u);
+  EXPECT_EQ(skipped.content, "");
+  EXPECT_EQ(skipped.tool_calls[0].arguments, "{\"tz\":\"UTC\"}");
+  EXPECT_EQ(skipped.tool_calls[1].name, "get_weather");
+  // Not calls: an unknown tool, arguments that are not an object, arguments that never close, a
+  // name without arguments, a space before the name.
+  for (const std::string t :
+       {std::string("[TOOL_CALLS]get_date[ARGS]{}"), std::string("[TOOL_CALLS]get_time[ARGS]\"UTC\""),
+        std::string("[TOOL_CALLS]get_time[ARGS]{\"tz\": \"U"), std::string("[TOOL_CALLS]get_time"),
+        std::string("[TOOL_CALLS]get_time[AR"), std::string("[TOOL_CALLS] get_time[ARGS]{}")}) {
+    const ChatDelta n = whole(ReasoningParser::kNone, ToolCallParser::kMistral, t);
+    EXPECT_TRUE(n.tool_calls.empty()) << t;
+    EXPECT_EQ(n.content, t);
+    expect_streams_alike(ReasoningParser::kNone, ToolCallParser::kMistral, t);
+  }
+}
+
+// Mistral's chat templates raise unless every tool call id in the history is 9 alphanumerics
+// ("Tool call IDs should be alphanumeric strings with length 9!"); other formats keep OpenAI's
+// "call_" + 24.
+TEST(ChatOutput, ToolCallIdsFollowTheFormat) {
+  const ChatDelta m = whole(ReasoningParser::kNone, ToolCallParser::kMistral,
+                            "[TOOL_CALLS] [{\"name\": \"get_time\", \"arguments\": {}}, {\"name\": \"get_time\", \"arguments\": {}}]");
+  ASSERT_EQ(m.tool_calls.size(), 2u);
+  for (const auto& c : m.tool_calls) {
+    EXPECT_EQ(c.id.size(), 9u) << c.id;
+    EXPECT_TRUE(std::all_of(c.id.begin(), c.id.end(), [](char ch) { return std::isalnum((unsigned char)ch); })) << c.id;
+  }
+  EXPECT_NE(m.tool_calls[0].id, m.tool_calls[1].id);
+  const ChatDelta h = whole(ReasoningParser::kNone, ToolCallParser::kHermes,
+                            "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>");
+  ASSERT_EQ(h.tool_calls.size(), 1u);
+  EXPECT_EQ(h.tool_calls[0].id.rfind("call_", 0), 0u);
+  EXPECT_EQ(h.tool_calls[0].id.size(), 29u);
+}
+
 TEST(ChatOutput, ParserNames) {
   EXPECT_EQ(parse_tool_call_parser("qwen25"), ToolCallParser::kHermes);
   EXPECT_EQ(parse_tool_call_parser("llama3"), ToolCallParser::kLlama3);

