@@ -27,6 +27,7 @@
 #include "model/default_model.h"
 #include "server/chat_output.h"
 #include "server/http_server.h"
+#include "server/lora_adapters.h"
 #include "tokenizer/ids_only_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 #include "vision/image_input.h"
@@ -54,6 +55,7 @@ struct ServeArgs {
   std::string sampling_defaults = "model";
   std::string pooling = "auto";
   std::string normalize_embeddings = "auto";
+  std::vector<std::string> lora_paths;  // --lora-paths, as given (server/lora_adapters.h reads them)
 };
 
 // What this node's launcher wrote before its SIGUSR1 (node_control.h).
@@ -161,6 +163,15 @@ void run_serve(ServeArgs& a) {
     a.rf.rt.tokenizer = tok.get();
   }
 
+  if (a.so.served_model_name.empty()) {
+    std::string p = loc.model;
+    while (!p.empty() && p.back() == '/') p.pop_back();
+    a.so.served_model_name = p.substr(p.find_last_of('/') + 1);
+  }
+  // Every rank reads the same flags, so every rank loads the same adapters in the same order.
+  a.so.lora_adapters = parse_lora_paths(a.lora_paths, a.so.served_model_name);
+  for (const LoraAdapterPath& l : a.so.lora_adapters) a.rf.rt.lora_dirs.push_back(l.path);
+
   // The vision tower's runs on rank 0, for /metrics and the request log (server/image_timing.h).
   auto encoder_times = std::make_shared<EncoderTimes>();
   a.rf.rt.image_tap = [encoder_times](uint64_t id, int64_t images, double seconds) {
@@ -206,12 +217,9 @@ void run_serve(ServeArgs& a) {
                cfg.arch_name, cfg.n_layers, cfg.hidden, cfg.n_heads, cfg.n_kv_heads, cfg.vocab, cfg.max_pos,
                cpu_kernel_name());
   spdlog::info("{}", rt->describe());
+  for (size_t i = 0; i < a.so.lora_adapters.size(); ++i)
+    spdlog::info("LoRA adapter {} '{}' from {}", i, a.so.lora_adapters[i].name, a.so.lora_adapters[i].path);
 
-  if (a.so.served_model_name.empty()) {
-    std::string p = loc.model;
-    while (!p.empty() && p.back() == '/') p.pop_back();
-    a.so.served_model_name = p.substr(p.find_last_of('/') + 1);
-  }
   if (a.sampling_defaults == "model") {
     std::vector<std::string> warnings;
     a.so.sampling_defaults = SamplingDefaults::load(loc.model, warnings);
@@ -350,6 +358,13 @@ void register_serve(CLI::App& app) {
                 "Model name in the API (default: the model folder's name)")
       ->envname("DPSERVE_SERVED_MODEL_NAME")
       ->check([](const std::string& v) { return v.empty() ? std::string("an empty model name") : std::string(); });
+  s->add_option("--lora-paths", a->lora_paths,
+                "LoRA (PEFT) adapters to serve on top of the model, each NAME=PATH, a bare PATH (named after its "
+                "folder) or SGLang's JSON {\"lora_name\": NAME, \"lora_path\": PATH}; a request selects one with "
+                "'model': NAME (or 'SERVED_MODEL:NAME') or 'lora_path': NAME, and requests of different adapters "
+                "and of the base model share a batch")
+      ->expected(1, -1)
+      ->envname("DPSERVE_LORA_PATHS");
   s->add_option("--chat-template", a->so.chat_template_path,
                 "Jinja chat template file (for models whose tokenizer_config.json has none)")
       ->envname("DPSERVE_CHAT_TEMPLATE");

@@ -306,6 +306,14 @@ const std::array kNewRequest = {
     WIRE_OPTIONAL(NewRequest, "pooling", req.pooling, v.req.pooling != Pooling::kNone),
     WIRE_OPTIONAL(NewRequest, "score_ids", req.score_ids, !v.req.score_ids.empty()),
     WIRE_OPTIONAL(NewRequest, "token_ids_logprob", req.token_ids_logprob, !v.req.token_ids_logprob.empty()),
+    // The LoRA adapter slot: present only for an adapter (>= 0); decode_control checks it names one.
+    Field<NewRequest>{"lora", [](Packer& pk, const NewRequest& v) { pk.pack(v.req.lora); },
+                      [](const Object& o, NewRequest& v) {
+                        const auto slot = o.as<int32_t>();
+                        if (slot < 0) throw msgpack::type_error();
+                        v.req.lora = slot;
+                      },
+                      [](const NewRequest& v) { return v.req.lora >= 0; }},
 };
 
 void write_value(Packer& pk, const std::vector<NewRequest>& reqs) {
@@ -481,8 +489,13 @@ std::vector<std::byte> encode(const StepControl& c) {
   return std::move(sink.out);
 }
 
-StepControl decode_control(const std::byte* data, size_t n) {
-  return decode(data, n, kStepControl, "control message");
+StepControl decode_control(const std::byte* data, size_t n, int32_t lora_count) {
+  StepControl c = decode(data, n, kStepControl, "control message");
+  for (const NewRequest& r : c.new_requests)
+    if (r.req.lora >= lora_count)
+      fail("control message: request {}: field 'lora' is adapter {} but {} adapters are loaded", r.id, r.req.lora,
+           lora_count);
+  return c;
 }
 
 std::vector<std::byte> encode(const GroupReport& r) {

@@ -27,7 +27,8 @@ inline constexpr uint32_t kControlMessageVersion = 1;
 // return_logprob, prompt_logprobs, constraint (the compiled automaton, constrain/automaton.h's
 // serialization), logit_bias, images (each a map: height, width, rgb as one bin, hash; rgb must
 // hold height x width x 3 bytes, or nothing when images_follow), images_follow, pooling (0..3),
-// score_ids, token_ids_logprob (ids >= 0). Request::rid stays
+// score_ids, token_ids_logprob (ids >= 0), lora (the LoRA adapter slot, 0 .. the ranks' adapters - 1).
+// Request::rid stays
 // on rank 0 (logs, /abort_request).
 struct NewRequest {
   uint64_t id = 0;
@@ -96,7 +97,9 @@ struct GroupReport {
 };
 
 std::vector<std::byte> encode(const StepControl& c);
-StepControl decode_control(const std::byte* data, size_t n);
+// `lora_count`: the adapters this rank loaded (Model::lora_count()); a request naming another slot
+// is refused like any other bad field.
+StepControl decode_control(const std::byte* data, size_t n, int32_t lora_count = 0);
 std::vector<std::byte> encode(const GroupReport& r);
 GroupReport decode_report(const std::byte* data, size_t n);
 

@@ -37,7 +37,7 @@ class DpEngine::Stream : public RequestStream {
 DpEngine::DpEngine(EngineLimits lim)
     : lim_(lim),
       req_limits_{.vocab = lim.vocab, .context_length = lim.context_length, .kv_positions = lim.kv_positions,
-                  .hidden = lim.hidden},
+                  .hidden = lim.hidden, .lora_adapters = lim.lora_adapters},
       router_(lim.dp_size, lim.method) {
   stats_.groups.resize(size_t(lim.dp_size));
   gen_window_.resize(size_t(lim.dp_size));

@@ -23,6 +23,7 @@ struct EngineLimits {
   int64_t context_length = 0;
   int64_t kv_positions = 0;       // one rank's KV pool (the same on every rank): RequestLimits::kv_positions
   int64_t kv_bytes_per_page = 0;  // one KV page on one rank
+  int32_t lora_adapters = 0;      // --lora-paths adapters every rank loaded: RequestLimits::lora_adapters
   int32_t dp_size = 1;
   LoadBalanceMethod method = LoadBalanceMethod::kRoundRobin;
   int64_t max_new_requests_per_step = 1024;

@@ -200,7 +200,7 @@ StepControl RankWorker::receive_control(StepDriver* driver, bool idle) {
     }
     counters_.control_bytes += control_.broadcast(msg);
     counters_.control_broadcasts = control_.broadcasts();
-    return decode_control(msg.data(), msg.size());
+    return decode_control(msg.data(), msg.size(), model_.lora_count());
   }
   // group-leader: rank 0 splits the step by group and sends each leader its share.
   if (driver) {
@@ -231,7 +231,7 @@ StepControl RankWorker::receive_control(StepDriver* driver, bool idle) {
   }
   counters_.control_bytes += group_control_.broadcast(msg);
   counters_.control_broadcasts = group_control_.broadcasts();
-  return decode_control(msg.data(), msg.size());
+  return decode_control(msg.data(), msg.size(), model_.lora_count());
 }
 
 void RankWorker::end(uint64_t id, Finish f, GroupReport& rep, const std::string& error) {
@@ -444,6 +444,12 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
       if (end > first) prompt_rows[i] = PromptRows{first, end - first};
     }
     fb.add(s.tokens.data(), n, s.pos0, s.pages, all_logits);
+    if (s.state->req.lora >= 0) {  // seq_lora stays empty while every sequence runs the base model
+      fb.seq_lora.resize(fb.seqs.size() - 1, -1);
+      fb.seq_lora.push_back(s.state->req.lora);
+    } else if (!fb.seq_lora.empty()) {
+      fb.seq_lora.push_back(-1);
+    }
     if (!all_logits) {  // add() gave the last row; this seq wants its prompt rows and/or its sample row(s)
       fb.logit_rows.pop_back();
       const int64_t q_row = fb.seqs.back().q_row;
@@ -879,8 +885,11 @@ void RankWorker::save_prefix_cache(const char* why) {
     const int64_t bytes = write_prefix_file(opts_.prefix_file, opts_.prefix_identity, entries, *kv_);
     spdlog::info("rank {}: prefix cache ({}) written to {}: {} pages ({} tokens{}), {:.1f} MB in {:.2f} s", topo_.rank,
                  why, opts_.prefix_file, entries.size(), int64_t(entries.size()) * kv_->page_size(),
-                 int64_t(entries.size()) < cache->cached_pages()
+                 int64_t(entries.size()) == max_nodes && max_nodes < cache->cached_pages()
                      ? fmt::format(" of {}: --kv-cache-dir-max-gb", cache->cached_pages() * kv_->page_size())
+                 : int64_t(entries.size()) < cache->cached_pages()
+                     // export_nodes keeps the base model's pages only (kv/radix_cache.h)
+                     ? fmt::format("; {} LoRA adapter pages stay in memory only", cache->cached_pages() - int64_t(entries.size()))
                      : std::string(),
                  double(bytes) / 1e6, now_seconds() - t0);
   } catch (const std::exception& e) {

@@ -64,6 +64,9 @@ struct Request {
   // SGLang's token_ids_logprob: at every output position, the logprobs of exactly these ids, in this
   // order, from the distribution top_logprobs describes (TokenOut::id_logprobs).
   std::vector<int32_t> token_ids_logprob;
+  // LoRA: the adapter slot the request runs with (Model::add_lora's, in --lora-paths order), -1 for
+  // the base model. Its KV pages are cached apart from other adapters' (kv/radix_cache.h).
+  int32_t lora = -1;
 };
 
 struct TokenLogprob {

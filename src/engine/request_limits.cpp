@@ -184,6 +184,9 @@ std::optional<LimitViolation> RequestLimits::check(const Request& r, const Param
     prompt_len = int64_t(r.input_ids.size());
   }
   if (auto v = check_sampling(r.params, r.top_logprobs, name)) return v;
+  // The frontend maps adapter names to slots; a slot the ranks did not load would fail their step.
+  if (r.lora < -1 || r.lora >= lora_adapters)
+    return LimitViolation{P::kPrompt, fmt::format("LoRA adapter slot {} is not loaded ({} adapters)", r.lora, lora_adapters)};
   // The score ids are server-chosen (/v1/rerank's yes / no), so they are named as the prompt's.
   for (int32_t id : r.score_ids)
     if (auto why = token_rule(id))

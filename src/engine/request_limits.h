@@ -49,6 +49,7 @@ struct RequestLimits {
   // pool smaller than the context (a long-context model on a small machine) bounds requests too.
   int64_t kv_positions = 0;
   int64_t hidden = 0;          // input_embeds row width
+  int32_t lora_adapters = 0;   // Request::lora in [-1, lora_adapters)
 
   static constexpr int32_t kMaxTopLogprobs = 20;  // alternatives per position
   static constexpr int32_t kMaxN = 64;            // choices per prompt (HTTP `n`)

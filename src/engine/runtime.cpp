@@ -178,9 +178,21 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
              o.model_path);
       I.model->set_mla_path(MlaPath::kAbsorbed);
     }
+    // LoRA adapters: every rank loads its shard of each, in the same order, so a slot names the same
+    // adapter on all of them.
+    for (size_t i = 0; i < o.lora_dirs.size(); ++i) {
+      int32_t slot = -1;
+      try {
+        slot = I.model->add_lora(o.lora_dirs[i]);
+      } catch (const std::exception& e) {
+        fail("--lora-paths {}: {}", o.lora_dirs[i], e.what());
+      }
+      DP_CHECK(slot == int32_t(i), "add_lora returned slot {} for the adapter loaded {}th", slot, i);
+    }
     // Nodes started separately must run the same model the same way before the first step.
     if (o.nodes.nnodes > 1) {
       NodeFlagValues same = model_identity(o.model_path, cfg);
+      same.emplace_back("--lora-paths (adapters)", int64_t(o.lora_dirs.size()));
       same.emplace_back("--kv-cache-dtype (as resolved: 0 fp32, 1 bf16, 2 int8, 3 fp8_e4m3, 4 fp8_e5m2)", int64_t(I.model->kv_elem()));
       same.emplace_back("--quantization (0 none, 1 q8_0, 2 q4_0, ...)", int64_t(o.quantization));
       same.emplace_back("--page-size", o.page_size);
@@ -321,6 +333,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
                      "--max-total-tokens or --mem-fraction, or lower --context-length",
                      I.kv_tokens, ctx_len, I.kv_tokens);
       lim.kv_bytes_per_page = I.model->kv_config(1, o.page_size).bytes_per_page();
+      lim.lora_adapters = I.model->lora_count();
       lim.dp_size = I.topo.world_size / I.topo.attn_tp_size;
       lim.method = o.load_balance_method;
       lim.stall_seconds = o.stall_timeout;

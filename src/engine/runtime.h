@@ -28,6 +28,9 @@ class Model;
 
 struct RuntimeOptions {
   std::string model_path;
+  // --lora-paths: the LoRA adapter folders every rank loads after the model, in this order (slot i =
+  // lora_dirs[i], the Request::lora that selects it).
+  std::vector<std::string> lora_dirs;
   Quantization quantization = Quantization::kNone;  // float weights to block types on load
   Quantization draft_quantization = Quantization::kNone;  // the same for a STANDALONE draft model
   int tp_size = 1;

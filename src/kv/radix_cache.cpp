@@ -34,14 +34,20 @@ void RadixCache::touch(Node* n) {
   if (leaf) leaves_.emplace(lru_key(n), n);
 }
 
-std::vector<int32_t> RadixCache::match(std::span<const int32_t> tokens, int64_t max_pages, bool count) {
+void RadixCache::page_key(std::span<const int32_t> tokens, int64_t i, int32_t lora, std::vector<int32_t>& key) const {
+  key.assign(tokens.begin() + i * page_size_, tokens.begin() + (i + 1) * page_size_);
+  if (i == 0 && lora >= 0) key.push_back(lora);
+}
+
+std::vector<int32_t> RadixCache::match(std::span<const int32_t> tokens, int64_t max_pages, bool count,
+                                       int32_t lora) {
   ++clock_;
   if (count) query_tokens_ += int64_t(tokens.size());
   std::vector<int32_t> pages;
   Node* n = &root_;
-  std::vector<int32_t> key(static_cast<size_t>(page_size_));
+  std::vector<int32_t> key;
   for (int64_t i = 0; i < max_pages && (i + 1) * page_size_ <= int64_t(tokens.size()); ++i) {
-    std::copy_n(tokens.begin() + i * page_size_, page_size_, key.begin());
+    page_key(tokens, i, lora, key);
     auto it = n->children.find(key);
     if (it == n->children.end()) break;
     n = it->second.get();
@@ -53,12 +59,12 @@ std::vector<int32_t> RadixCache::match(std::span<const int32_t> tokens, int64_t 
   return pages;
 }
 
-int64_t RadixCache::cached_prefix_pages(std::span<const int32_t> tokens, int64_t max_pages) const {
+int64_t RadixCache::cached_prefix_pages(std::span<const int32_t> tokens, int64_t max_pages, int32_t lora) const {
   const Node* n = &root_;
-  std::vector<int32_t> key(static_cast<size_t>(page_size_));
+  std::vector<int32_t> key;
   int64_t i = 0;
   for (; i < max_pages && (i + 1) * page_size_ <= int64_t(tokens.size()); ++i) {
-    std::copy_n(tokens.begin() + i * page_size_, page_size_, key.begin());
+    page_key(tokens, i, lora, key);
     auto it = n->children.find(key);
     if (it == n->children.end()) break;
     n = it->second.get();
@@ -66,13 +72,15 @@ int64_t RadixCache::cached_prefix_pages(std::span<const int32_t> tokens, int64_t
   return i;
 }
 
-int64_t RadixCache::insert(std::span<const int32_t> tokens, std::span<const int32_t> pages, int64_t n_pages) {
+int64_t RadixCache::insert(std::span<const int32_t> tokens, std::span<const int32_t> pages, int64_t n_pages,
+                           int32_t lora) {
   DP_CHECK(n_pages >= 0 && n_pages <= int64_t(pages.size()) && n_pages * page_size_ <= int64_t(tokens.size()));
   ++clock_;
   int64_t adopted = 0;
   Node* n = &root_;
   for (int64_t i = 0; i < n_pages; ++i) {
-    std::vector<int32_t> key(tokens.begin() + i * page_size_, tokens.begin() + (i + 1) * page_size_);
+    std::vector<int32_t> key;
+    page_key(tokens, i, lora, key);
     auto it = n->children.find(key);
     if (it == n->children.end()) {
       if (n != &root_ && n->children.empty()) leaves_.erase(lru_key(n));
@@ -106,7 +114,9 @@ std::vector<RadixCache::Entry> RadixCache::export_nodes(int64_t max_nodes) const
     Item it = stack.back();
     stack.pop_back();
     if (it.n != &root_) all.push_back(it);
-    for (auto& [k, c] : it.n->children) stack.push_back({c.get(), it.depth + 1});
+    for (auto& [k, c] : it.n->children)
+      if (it.n != &root_ || int64_t(k.size()) == page_size_)  // an adapter's subtree stays in memory
+        stack.push_back({c.get(), it.depth + 1});
   }
   // Recent first; a parent's last use is never older than its child's (match and insert touch the
   // whole path), so ties go to the shallower node and parents come first. Serial breaks the rest.

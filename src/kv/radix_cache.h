@@ -16,6 +16,11 @@ namespace dpserve {
 // reference on every page of the tree; a page also referenced by a request (refcount > 1) is in use.
 // Unused leaves are evicted least recently used first. "Recent" is a logical counter bumped by every
 // match/insert, never a clock, so every rank of a group evicts the same pages.
+//
+// LoRA: KV computed under an adapter differs from the base model's, so each adapter slot (`lora`,
+// -1 = base) has its own subtree. An adapter's first page is keyed by its page_size tokens plus the
+// slot as one more element, a key no base page (page_size elements) and no other adapter can equal;
+// its later pages hang below it as usual, so requests of one adapter still share prefixes.
 class RadixCache {
  public:
   explicit RadixCache(KVPool& pool);
@@ -26,16 +31,18 @@ class RadixCache {
   // Longest cached prefix of `tokens`, in whole pages, at most `max_pages`. Each returned page is
   // retained for the caller (release it, or keep it in a PageTable). With `count`, adds tokens.size()
   // to the query tokens and the matched tokens to the hits (a retried lookup passes false).
-  std::vector<int32_t> match(std::span<const int32_t> tokens, int64_t max_pages, bool count = true);
+  std::vector<int32_t> match(std::span<const int32_t> tokens, int64_t max_pages, bool count = true,
+                             int32_t lora = -1);
 
   // How many whole pages of `tokens` (at most `max_pages`) the tree holds, changing nothing (no
   // retain, no LRU touch, no hit counts): the scheduler's longest-prefix-match ordering asks it.
-  int64_t cached_prefix_pages(std::span<const int32_t> tokens, int64_t max_pages) const;
+  int64_t cached_prefix_pages(std::span<const int32_t> tokens, int64_t max_pages, int32_t lora = -1) const;
 
   // Adds the first `n_pages` full pages of a sequence: page i holds tokens[i*ps, (i+1)*ps). Pages whose
   // prefix is already cached are left alone (the tree keeps its own copy); new ones are retained by the
   // cache. The caller still releases its own references afterwards. Returns the number of pages adopted.
-  int64_t insert(std::span<const int32_t> tokens, std::span<const int32_t> pages, int64_t n_pages);
+  int64_t insert(std::span<const int32_t> tokens, std::span<const int32_t> pages, int64_t n_pages,
+                 int32_t lora = -1);
 
   // Frees up to `n_pages` unused leaf pages, least recently used first (ties: oldest node). Returns
   // how many pages went back to the pool.
@@ -49,7 +56,9 @@ class RadixCache {
     int32_t page = -1;
   };
   // Up to `max_nodes` nodes, most recently used first and every parent before its children, so
-  // every leading part of the list is itself a tree (a parent is used whenever its child is).
+  // every leading part of the list is itself a tree (a parent is used whenever its child is). Base
+  // model pages only: adapter slots are numbered per start-up (--lora-paths order), so a file
+  // written now could hand one adapter's KV to another after a restart.
   std::vector<Entry> export_nodes(int64_t max_nodes) const;
   // Adds `entries` (export_nodes' order, pages whose KV the caller has written) under the root; the
   // cache takes over the caller's reference to each page. Entries are recent-first: the LRU order
@@ -78,6 +87,8 @@ class RadixCache {
   using LruKey = std::pair<uint64_t, uint64_t>;  // (last_use, serial): unique, never a pointer value
   static LruKey lru_key(const Node* n) { return {n->last_use, n->serial}; }
   void touch(Node* n);  // marks n used now, keeping leaves_ in step
+  // Page i's key of `tokens` under adapter `lora` into `key` (see the class comment).
+  void page_key(std::span<const int32_t> tokens, int64_t i, int32_t lora, std::vector<int32_t>& key) const;
 
   KVPool& pool_;
   int64_t page_size_;

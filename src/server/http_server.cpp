@@ -132,6 +132,7 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   c.parse.limits = engine.limits();
   c.parse.limits.vocab = std::min<int64_t>(c.parse.limits.vocab, tok.vocab_size());
   c.parse.served_model_name = c.opts.served_model_name;
+  for (const LoraAdapterPath& a : c.opts.lora_adapters) c.parse.lora_names.push_back(a.name);
   c.parse.constraints = &c.constraints;
   try {  // a bad whitespace pattern is a start-up error, not a 400 on every JSON request
     constrain::json_object_grammar(constrain::JsonSchemaOptions{c.opts.json_whitespace});

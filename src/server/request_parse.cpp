@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "core/check.h"
 #include "server/constraint_parse.h"
@@ -41,6 +42,8 @@ struct ParseState {
   const json* rid = nullptr;
   const json* image_data = nullptr;      // /generate
   const json* token_ids_logprob = nullptr;  // /generate
+  const json* lora_path = nullptr;       // SGLang's adapter name(s)
+  int32_t model_lora = -1;               // the adapter `model` named (-1: the base model)
   std::optional<int64_t> max_tokens, max_completion_tokens, max_new_tokens, best_of, top_logprobs;
   std::optional<int64_t> logprob_start_len;  // /generate
   bool logprobs = false;
@@ -217,13 +220,72 @@ const FieldTable kSamplingFields = {
 
 // ---- fields of the OpenAI routes ----
 
+int32_t find_lora(const ParseContext& ctx, const std::string& name) {
+  for (size_t i = 0; i < ctx.lora_names.size(); ++i)
+    if (ctx.lora_names[i] == name) return int32_t(i);
+  return -1;
+}
+
+std::string lora_list(const ParseContext& ctx) {
+  return ctx.lora_names.empty() ? "none (start the server with --lora-paths)" : fmt::format("{}", fmt::join(ctx.lora_names, ", "));
+}
+
+// The served model, an adapter's name (vLLM) or "<served model>:<adapter>" (SGLang); anything else is
+// a 404 as OpenAI answers for a model it does not have. The reply echoes the name as given.
 void model(const json& v, const std::string& name, ParseState& st) {
   if (!v.is_string()) bad_param(name, "'model' must be a string");
   const std::string m = v.get<std::string>();
-  if (m != st.ctx.served_model_name)
-    throw ApiError(404, fmt::format("The model '{}' does not exist; this server serves '{}'", m,
-                                    st.ctx.served_model_name),
+  const std::string& served = st.ctx.served_model_name;
+  st.spec.model = m;
+  if (m == served) return;
+  int32_t slot = find_lora(st.ctx, m);
+  if (slot < 0 && m.size() > served.size() + 1 && m.compare(0, served.size(), served) == 0 && m[served.size()] == ':')
+    slot = find_lora(st.ctx, m.substr(served.size() + 1));
+  if (slot < 0)
+    throw ApiError(404,
+                   st.ctx.lora_names.empty()
+                       ? fmt::format("The model '{}' does not exist; this server serves '{}'", m, served)
+                       : fmt::format("The model '{}' does not exist; this server serves '{}' and the LoRA adapters {}",
+                                     m, served, lora_list(st.ctx)),
                    "model", "invalid_request_error", "model_not_found");
+  st.model_lora = slot;
+}
+
+void lora_path(const json& v, const std::string&, ParseState& st) { st.lora_path = &v; }
+
+// Once the prompts are known: the adapter of each (SGLang's lora_path: one name for every prompt, or
+// a list with one name or null per prompt; names are --lora-paths names), merged with the one
+// `model` named. A name that is not loaded, or that contradicts `model`, is a 400 naming lora_path.
+void resolve_lora(ParseState& st, size_t n_prompts) {
+  const ParseContext& ctx = st.ctx;
+  GenSpec& spec = st.spec;
+  auto one = [&](const json& x, const std::string& param) -> int32_t {
+    if (x.is_null()) return st.model_lora;
+    if (!x.is_string())
+      bad_param(param, fmt::format("'{}' must be a LoRA adapter name (a string), null, or a list of them", param));
+    const std::string n = x.get<std::string>();
+    const int32_t slot = find_lora(ctx, n);
+    if (slot < 0)
+      throw ApiError(400, fmt::format("'{}': the LoRA adapter '{}' is not loaded; loaded adapters: {}", param, n,
+                                      lora_list(ctx)),
+                     param, "invalid_request_error", "lora_not_found");
+    if (st.model_lora >= 0 && slot != st.model_lora)
+      bad_param(param, fmt::format("'{}' names the LoRA adapter '{}' but 'model' names '{}'", param, n,
+                                   ctx.lora_names[size_t(st.model_lora)]));
+    return slot;
+  };
+  spec.loras.clear();
+  if (const json* v = st.lora_path; v && v->is_array()) {
+    if (v->size() != n_prompts)
+      bad_param("lora_path", fmt::format("'lora_path' lists {} adapters for {} prompt(s): give one per prompt, or one "
+                                         "name for all", v->size(), n_prompts));
+    for (size_t i = 0; i < v->size(); ++i) spec.loras.push_back(one((*v)[i], fmt::format("lora_path[{}]", i)));
+  } else if (v) {
+    spec.loras.push_back(one(*v, "lora_path"));
+  } else if (st.model_lora >= 0) {
+    spec.loras.push_back(st.model_lora);
+  }
+  if (std::all_of(spec.loras.begin(), spec.loras.end(), [](int32_t s) { return s < 0; })) spec.loras.clear();
 }
 
 void stream(const json& v, const std::string& name, ParseState& st) { st.spec.stream = boolean(v, name); }
@@ -294,6 +356,7 @@ const FieldTable& completion_fields() {
       {"metadata", output_neutral}, {"store", output_neutral}, {"service_tier", unsupported},
       {"prompt_cache_key", output_neutral}, {"safety_identifier", output_neutral},
       {"data_parallel_rank", data_parallel_rank},
+      {"lora_path", lora_path},
   });
   return t;
 }
@@ -331,6 +394,7 @@ const FieldTable& chat_fields() {
       {"safety_identifier", output_neutral},
       {"service_tier", unsupported},
       {"data_parallel_rank", data_parallel_rank},
+      {"lora_path", lora_path},
   });
   return t;
 }
@@ -419,7 +483,8 @@ const FieldTable& generate_fields() {
       {"token_ids_logprob", token_ids_logprob},
       // SGLang fields this server does not implement: accepted at their default (null, false, empty),
       // anything else is a 400 naming them.
-      {"lora_path", unsupported},
+      {"lora_path", lora_path},
+      // SGLang's internal id of a dynamically loaded adapter; adapters here are named, so refused.
       {"lora_id", unsupported},
       {"custom_logit_processor", unsupported},
       {"return_hidden_states", unsupported},
@@ -759,6 +824,7 @@ GenSpec parse_completion_request(const json& b, const ParseContext& ctx, std::st
   }
   attach_images(spec, {}, false, ctx, "prompt");
   check_lengths(spec, ctx, max_tokens, 16, DefaultMax::kFallback, "prompt", "max_tokens");
+  resolve_lora(st, std::max<size_t>(spec.prompts.size(), 1));
   return spec;
 }
 
@@ -868,6 +934,7 @@ GenSpec parse_chat_request(const json& b, const ParseContext& ctx, std::string_v
                 completion_named ? "max_completion_tokens" : "max_tokens");
   check_lengths(spec, ctx, completion_named ? st.max_completion_tokens : st.max_tokens, 0, DefaultMax::kRest, "messages",
                 completion_named ? "max_completion_tokens" : "max_tokens");
+  resolve_lora(st, std::max<size_t>(spec.prompts.size(), 1));
   return spec;
 }
 
@@ -1046,6 +1113,7 @@ GenSpec parse_generate_request(const json& b, const ParseContext& ctx, std::stri
   attach_images(spec, image_refs, true, ctx, prompt_param, max_new, "max_new_tokens");
   check_lengths(spec, ctx, max_new, 128, to_context ? DefaultMax::kRest : DefaultMax::kFallbackWithinRest, prompt_param,
                 "max_new_tokens");
+  resolve_lora(st, std::max<size_t>(spec.prompts.size(), 1));
   return spec;
 }
 

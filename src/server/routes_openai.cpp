@@ -204,6 +204,13 @@ json model_card(const ServerContext& ctx) {
           {"max_model_len", ctx.parse.limits.context_length}};
 }
 
+// A --lora-paths adapter as vLLM lists it: its name, the base model as parent, its folder as root.
+json lora_card(const ServerContext& ctx, const LoraAdapterPath& a) {
+  return {{"id", a.name}, {"object", "model"}, {"created", ctx.created}, {"owned_by", "dpserve"},
+          {"root", a.path}, {"parent", ctx.opts.served_model_name},
+          {"max_model_len", ctx.parse.limits.context_length}};
+}
+
 }  // namespace
 
 void register_openai_routes(httplib::Server& svr, ServerContext& ctx) {
@@ -214,9 +221,13 @@ void register_openai_routes(httplib::Server& svr, ServerContext& ctx) {
     handle_generation(ctx, OpenAiApi::kChat, req, res);
   });
   svr.Get("/v1/models", [&ctx](const httplib::Request&, httplib::Response& res) {
-    send_json(res, 200, {{"object", "list"}, {"data", json::array({model_card(ctx)})}});
+    json data = json::array({model_card(ctx)});
+    for (const LoraAdapterPath& a : ctx.opts.lora_adapters) data.push_back(lora_card(ctx, a));
+    send_json(res, 200, {{"object", "list"}, {"data", data}});
   });
   svr.Get(R"(/v1/models/(.+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    for (const LoraAdapterPath& a : ctx.opts.lora_adapters)
+      if (req.matches[1] == a.name) return send_json(res, 200, lora_card(ctx, a));
     if (req.matches[1] != ctx.opts.served_model_name)
       throw ApiError(404, fmt::format("The model '{}' does not exist", std::string(req.matches[1])), "model",
                      "invalid_request_error", "model_not_found");

@@ -9,6 +9,7 @@
 #include "constrain/json_schema_compiler.h"
 #include "server/chat_output.h"
 #include "server/image_source.h"
+#include "server/lora_adapters.h"
 #include "server/pooling_config.h"
 #include "server/sampling_defaults.h"
 
@@ -55,6 +56,8 @@ struct ServerOptions {
   SamplingDefaults sampling_defaults;
   // --is-embedding: the pooling head /v1/embeddings runs (enabled: generation routes are refused).
   EmbeddingConfig embedding;
+  // --lora-paths: the adapters requests may name (slot = index), listed by /v1/models.
+  std::vector<LoraAdapterPath> lora_adapters;
 };
 
 }  // namespace dpserve

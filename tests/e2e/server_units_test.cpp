@@ -1,6 +1,7 @@
 // The HTTP frontend's translation pieces, without sockets or the engine: request parsing and
 // validation (with the real stories260K tokenizer), stop strings, SSE framing, error bodies, metrics.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
@@ -16,9 +17,11 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "core/check.h"
 #include "core/shared_dir.h"
 #include "server/embeddings_request.h"
 #include "server/json_body.h"
+#include "server/lora_adapters.h"
 #include "server/metrics.h"
 #include "server/openai_error.h"
 #include "server/request_parse.h"
@@ -606,6 +609,97 @@ TEST(StopRegex, FirstMatchingPatternInRequestOrder) {
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("pattern 1"), std::string::npos) << e.what();
   }
+}
+
+// LoRA adapters (--lora-paths): /generate's lora_path (SGLang), the OpenAI routes' model (vLLM: the
+// adapter's name; SGLang: "<served>:<adapter>") and their lora_path, unknown names.
+TEST(ParseLora, SelectorsBecomeSlots) {
+  auto ctx = stories_ctx();
+  ctx.lora_names = {"a", "b"};
+  EXPECT_TRUE(parse_generate_request({{"text", "Once"}}, ctx).loras.empty());
+  EXPECT_EQ(parse_generate_request({{"text", "Once"}, {"lora_path", "b"}}, ctx).loras, (std::vector<int32_t>{1}));
+  EXPECT_EQ(parse_generate_request({{"text", {"x", "y", "z"}}, {"lora_path", {"b", nullptr, "a"}}}, ctx).loras,
+            (std::vector<int32_t>{1, -1, 0}));
+  EXPECT_TRUE(parse_generate_request({{"text", {"x", "y"}}, {"lora_path", {nullptr, nullptr}}}, ctx).loras.empty());
+  const json msgs = {{{"role", "user"}, {"content", "hi"}}};
+  GenSpec c = parse_completion_request({{"model", "a"}, {"prompt", "Once"}}, ctx);
+  EXPECT_EQ(c.loras, (std::vector<int32_t>{0}));
+  EXPECT_EQ(c.model, "a");  // the reply echoes what the request named
+  c = parse_completion_request({{"model", "stories260K:b"}, {"prompt", "Once"}}, ctx);
+  EXPECT_EQ(c.loras, (std::vector<int32_t>{1}));
+  EXPECT_EQ(c.model, "stories260K:b");
+  c = parse_completion_request({{"model", "stories260K"}, {"prompt", {"x", "y"}}, {"lora_path", "b"}}, ctx);
+  EXPECT_EQ(c.loras, (std::vector<int32_t>{1}));
+  EXPECT_EQ(c.model, "stories260K");
+  c = parse_completion_request({{"model", "a"}, {"prompt", "x"}, {"lora_path", "a"}}, ctx);
+  EXPECT_EQ(c.loras, (std::vector<int32_t>{0}));
+  EXPECT_TRUE(parse_completion_request({{"model", "stories260K"}, {"prompt", "Once"}}, ctx).loras.empty());
+
+  std::vector<BadCase> cases = {
+      {{{"text", "a"}, {"lora_path", "c"}}, "lora_path"},
+      {{{"text", "a"}, {"lora_path", 3}}, "lora_path"},
+      {{{"text", {"a", "b"}}, {"lora_path", {"a"}}}, "lora_path"},  // one per prompt
+      {{{"text", {"a", "b"}}, {"lora_path", {"a", "c"}}}, "lora_path[1]"},
+      {{{"text", "a"}, {"lora_id", "x"}}, "lora_id"},  // SGLang's internal ids: refused
+  };
+  for (const auto& cs : cases) {
+    SCOPED_TRACE(cs.body.dump());
+    ApiError e = expect_api_error([&] { parse_generate_request(cs.body, ctx); });
+    EXPECT_EQ(e.status(), cs.status);
+    EXPECT_EQ(e.param(), cs.param);
+  }
+  ApiError e = expect_api_error([&] { parse_completion_request({{"model", "c"}, {"prompt", "x"}}, ctx); });
+  EXPECT_EQ(e.status(), 404);
+  EXPECT_EQ(e.param(), "model");
+  e = expect_api_error([&] { parse_completion_request({{"model", "stories260K:c"}, {"prompt", "x"}}, ctx); });
+  EXPECT_EQ(e.status(), 404);
+  e = expect_api_error([&] { parse_completion_request({{"model", "a"}, {"prompt", "x"}, {"lora_path", "b"}}, ctx); });
+  EXPECT_EQ(e.status(), 400);
+  EXPECT_EQ(e.param(), "lora_path");
+  e = expect_api_error([&] { parse_chat_request({{"model", "x:a"}, {"messages", msgs}}, ctx); });
+  EXPECT_EQ(e.status(), 404);
+  // Without --lora-paths every name is unknown.
+  ctx.lora_names.clear();
+  e = expect_api_error([&] { parse_generate_request({{"text", "a"}, {"lora_path", "a"}}, ctx); });
+  EXPECT_EQ(e.status(), 400);
+  EXPECT_EQ(e.param(), "lora_path");
+}
+
+TEST(LoraPaths, SglangFormsAndStartUpErrors) {
+  const auto dir = std::filesystem::temp_directory_path() / fmt::format("lora_paths_test.{}", getpid());
+  std::filesystem::create_directories(dir / "ad1");
+  std::filesystem::create_directories(dir / "ad2");
+  const std::string d1 = (dir / "ad1").string(), d2 = (dir / "ad2").string();
+  auto ok = parse_lora_paths({"x=" + d1, d2 + "/", R"({"lora_name": "j", "lora_path": ")" + d1 + R"("})"}, "m");
+  ASSERT_EQ(ok.size(), 3u);  // a bare path (trailing slash or not) is named after its folder
+  EXPECT_EQ(ok[0].name, "x");
+  EXPECT_EQ(ok[0].path, d1);
+  EXPECT_EQ(ok[1].name, "ad2");
+  EXPECT_EQ(ok[2].name, "j");
+  auto error = [&](std::vector<std::string> v) {
+    try {
+      parse_lora_paths(v, "m");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  for (const auto& [values, needle] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"x=" + (dir / "none").string()}, "does not exist"},
+           {{"x=" + d1, "x=" + d2}, "given twice"},
+           {{"m=" + d1}, "served model"},
+           {{"x="}, "no adapter folder"},
+           {{"=" + d1}, "no name"},
+           {{R"({"lora_name": "j"})"}, "'lora_path' is required"},
+           {{R"({"lora_path": 3})"}, "must be a string"},
+           {{R"({"lora_name": "j", "lora_path": ")" + d1 + R"(", "rank": 8})"}, "unknown key"},
+           {{"{not json"}, "not valid JSON"},
+           {{R"({"lora_path": ")" + d1 + R"("})", "ad1=" + d2}, "given twice"}}) {  // JSON without a name: the folder's
+    const std::string e = error(values);
+    EXPECT_NE(e.find("--lora-paths"), std::string::npos) << e;
+    EXPECT_NE(e.find(needle), std::string::npos) << e;
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Sse, OneDataLinePerEventAndDone) {

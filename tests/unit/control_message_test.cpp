@@ -374,6 +374,51 @@ TEST(ControlMessage, TokenIdsLogprobTravel) {
   }
 }
 
+// LoRA: the adapter slot travels only when set; a slot the ranks did not load, or a negative one, is
+// refused by name.
+TEST(ControlMessage, LoraSlotTravelsAndIsRangeChecked) {
+  StepControl c;
+  NewRequest base, a;
+  base.id = 1;
+  base.req.input_ids = {1, 2};
+  a = base;
+  a.id = 2;
+  a.req.lora = 1;
+  c.new_requests = {base, a};
+  const auto bytes = encode(c);
+  const StepControl d = decode_control(bytes.data(), bytes.size(), 2);
+  ASSERT_EQ(d.new_requests.size(), 2u);
+  EXPECT_EQ(d.new_requests[0].req.lora, -1);
+  EXPECT_EQ(d.new_requests[1].req.lora, 1);
+  const std::string key = "lora";
+  const auto* kb = reinterpret_cast<const std::byte*>(key.data());
+  // Exactly one "lora" key: the base request leaves it out.
+  auto first = std::search(bytes.begin(), bytes.end(), kb, kb + key.size());
+  ASSERT_NE(first, bytes.end());
+  EXPECT_EQ(std::search(first + 1, bytes.end(), kb, kb + key.size()), bytes.end());
+
+  // Slot 1 with only one adapter loaded (or none: the default).
+  try {
+    decode_control(bytes.data(), bytes.size(), 1);
+    ADD_FAILURE() << "slot 1 of 1 adapter decoded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'lora'"), std::string::npos) << e.what();
+  }
+  EXPECT_NE(error_of(bytes).find("'lora'"), std::string::npos) << error_of(bytes);
+
+  // A negative slot on the wire (-1 is the default, so never written) is refused by name.
+  std::vector<std::byte> bad = bytes;
+  auto at = std::search(bad.begin(), bad.end(), kb, kb + key.size()) + std::ptrdiff_t(key.size());
+  ASSERT_EQ(*at, std::byte(1));  // positive fixint 1
+  *at = std::byte(0xff);         // negative fixint -1
+  try {
+    decode_control(bad.data(), bad.size(), 2);
+    ADD_FAILURE() << "slot -1 on the wire decoded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'lora'"), std::string::npos) << e.what();
+  }
+}
+
 TEST(ControlMessage, ImagesTravel) {
   StepControl c;
   NewRequest n;

@@ -101,6 +101,52 @@ TEST(RadixCache, InsertKeepsExistingPagesAndBranches) {
   for (auto p : m) pool.release(p);
 }
 
+// LoRA: the same tokens under another adapter (or the base) never match, the same adapter does,
+// eviction and the destructor still see every page, and the on-disk export keeps base pages only.
+TEST(RadixCache, AdaptersNeverShareCachedPages) {
+  KVPool pool(small_pool(32));
+  {
+    RadixCache cache(pool);
+    auto a = iota_tokens(100, 8);  // 2 full pages
+    auto base = cache_sequence(pool, cache, a);
+    EXPECT_TRUE(cache.match(a, 100, true, 0).empty());  // adapter 0: no hit on the base's pages
+    EXPECT_EQ(cache.cached_prefix_pages(a, 100, 0), 0);
+
+    PageTable t;
+    ASSERT_TRUE(t.reserve(pool, 8));
+    EXPECT_EQ(cache.insert(a, t.pages, 2, 0), 2);  // adopted: the base copy is no stand-in
+    const std::vector<int32_t> lora0 = t.pages;
+    t.release(pool);
+    EXPECT_EQ(cache.cached_pages(), 4);
+
+    auto m = cache.match(a, 100, true, 0);  // same adapter: its own pages
+    ASSERT_EQ(m.size(), 2u);
+    EXPECT_EQ(m[0], lora0[0]);
+    EXPECT_EQ(m[1], lora0[1]);
+    for (auto p : m) pool.release(p);
+    EXPECT_EQ(cache.cached_prefix_pages(a, 100, 0), 2);
+    EXPECT_TRUE(cache.match(a, 100, true, 1).empty());  // another adapter: nothing
+    m = cache.match(a, 100);                            // the base: still the base's pages
+    ASSERT_EQ(m.size(), 2u);
+    EXPECT_EQ(m[0], base[0]);
+    EXPECT_EQ(m[1], base[1]);
+    for (auto p : m) pool.release(p);
+
+    const auto entries = cache.export_nodes(100);  // the disk file: the base's two pages only
+    ASSERT_EQ(entries.size(), 2u);
+    for (const auto& e : entries) EXPECT_EQ(e.key.size(), 4u);
+
+    EXPECT_EQ(cache.evict(100), 4);
+    EXPECT_EQ(pool.free_pages(), 32);
+    cache_sequence(pool, cache, a);
+    PageTable u;
+    ASSERT_TRUE(u.reserve(pool, 8));
+    cache.insert(a, u.pages, 2, 3);
+    u.release(pool);
+  }
+  EXPECT_EQ(pool.free_pages(), 32);  // the destructor returned both subtrees
+}
+
 TEST(RadixCache, EvictsLeastRecentlyUsedUnreferencedLeaves) {
   KVPool pool(small_pool(16));
   RadixCache cache(pool);

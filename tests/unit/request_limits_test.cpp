@@ -140,6 +140,24 @@ TEST(RequestLimits, InputEmbeds) {
 }
 
 // Each caller names parameters its own way.
+// LoRA: the engine refuses a slot the ranks did not load (their control-message decoding would fail).
+TEST(RequestLimits, LoraSlotMustBeLoaded) {
+  RequestLimits l = small();
+  Request r = prompt_request({1, 2});
+  EXPECT_FALSE(l.check(r));  // -1: the base model
+  r.lora = 0;
+  ASSERT_TRUE(l.check(r));   // no adapters loaded
+  EXPECT_NE(l.check(r)->message.find("LoRA adapter slot 0"), std::string::npos);
+  l.lora_adapters = 2;
+  EXPECT_FALSE(l.check(r));
+  r.lora = 1;
+  EXPECT_FALSE(l.check(r));
+  r.lora = 2;
+  EXPECT_TRUE(l.check(r));
+  r.lora = -2;
+  EXPECT_TRUE(l.check(r));
+}
+
 TEST(RequestLimits, MessagesUseTheCallersNames) {
   Request r = prompt_request({1});
   r.params.temperature = 5;
