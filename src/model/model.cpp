@@ -412,8 +412,24 @@ void Model::mlp(Team& t, const Layer& L, int64_t li, int64_t T) {
     gu.w_up = L.up;
     gu.y = h_.data();
     gu.ldy = F;
-    matmul_jobs(t, &gu, 1);
-    if (!lora_mlp_rows_.empty()) lora_gate_up(t, li, in, L);
+    // Rows whose adapter changes gate or up get the unfused form (lora_gate_up): the fused pass
+    // runs over the other rows only, so adapter rows do not pay for the gated matmul twice.
+    std::vector<LoraRows> lora_gu;
+    std::vector<int32_t> base_rows;
+    if (!lora_mlp_rows_.empty()) {
+      lora_gu = lora_gate_up_rows(li);
+      if (!lora_gu.empty()) {
+        std::vector<uint8_t> adapted(size_t(rows), 0);
+        for (const auto& g : lora_gu)
+          for (int32_t r : g.rows) adapted[size_t(r)] = 1;
+        for (int64_t r = 0; r < rows; ++r)
+          if (!adapted[size_t(r)]) base_rows.push_back(int32_t(r));
+        gu.M = int64_t(base_rows.size());
+        gu.rows = gu.out_rows = base_rows.data();
+      }
+    }
+    if (gu.M > 0) matmul_jobs(t, &gu, 1);
+    if (!lora_gu.empty()) lora_gate_up(t, li, in, L, lora_gu);
     MatmulJob down;
     down.x = h_.data();
     down.ldx = F;
@@ -532,18 +548,21 @@ void Model::lora_apply(Team& t, int64_t li, const std::vector<LoraRows>& groups,
   matmul_jobs(t, up.data(), int64_t(up.size()));
 }
 
-void Model::lora_gate_up(Team& t, int64_t li, const float* in, const Layer& L) {
-  // Rows whose adapter targets gate or up in this layer: the fused silu(x gate^T) * (x up^T) of
-  // the base pass is replaced by the unfused form with the adapters' deltas added to each half.
-  const int64_t H = cfg_.hidden, F = ffn_local_;
-  std::vector<MatmulJob> jobs;
+std::vector<Model::LoraRows> Model::lora_gate_up_rows(int64_t li) const {
   std::vector<LoraRows> groups;
   for (const auto& g : lora_mlp_rows_) {
     const auto& layer = loras_[size_t(g.slot)].layers[size_t(li)];
     if (layer[kLoraGate].r == 0 && layer[kLoraUp].r == 0) continue;
     groups.push_back(g);
   }
-  if (groups.empty()) return;
+  return groups;
+}
+
+void Model::lora_gate_up(Team& t, int64_t li, const float* in, const Layer& L, const std::vector<LoraRows>& groups) {
+  // The rows of `groups` skipped the fused silu(x gate^T) * (x up^T): they get the unfused form,
+  // the adapters' deltas added to each half.
+  const int64_t H = cfg_.hidden, F = ffn_local_;
+  std::vector<MatmulJob> jobs;
   for (const auto& g : groups)
     for (int half = 0; half < 2; ++half) {
       MatmulJob j;

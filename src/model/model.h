@@ -150,8 +150,10 @@ class Model {
   // of each of outs[0..n) in layer li (rows index both x and y).
   void lora_apply(Team& t, int64_t li, const std::vector<LoraRows>& groups, const float* x, int64_t ldx,
                   const LoraOut* outs, int n);
-  // The gate / up halves of the MLP, unfused, for rows whose adapter targets either (into h_).
-  void lora_gate_up(Team& t, int64_t li, const float* in, const Layer& L);
+  // This step's MLP rows whose adapter targets gate or up in layer li, by adapter.
+  std::vector<LoraRows> lora_gate_up_rows(int64_t li) const;
+  // The gate / up halves of the MLP, unfused, for the rows of `groups` (into h_).
+  void lora_gate_up(Team& t, int64_t li, const float* in, const Layer& L, const std::vector<LoraRows>& groups);
   // Sorts this step's rows by adapter (attention rows; the MLP's, gathered over DP groups).
   void lora_prepare(const ForwardBatch& b);
   // MLA layers (DeepSeek-V2/V3): model/mla_attention.h, run by the team's leader for now.
