@@ -6,6 +6,7 @@ Fixtures (lora_fixtures.py): a tiny random Qwen3 folder and two random PEFT adap
 numpy, and for each the independent reference: the base folder with the adapter merged into its weights
 (W + alpha/r B A), served by a plain server. Greedy output ids are compared over real HTTP:
   * without --enable-lora the four routes answer 400 naming the flag (checked on the base reference server);
+    with --api-key they answer 401 without the key (checked on a reference server started with both flags);
   * a server started with --enable-lora and no adapters: load A as X (SGLang's route and reply shape), X's
     output equals the A-merged model's, the base's is unchanged, /v1/models and /get_server_info list X;
   * refusals, each followed by a served request: X again, the served model's name, a missing folder, a
@@ -41,16 +42,24 @@ MAX_NEW = 8
 ROUTES = ["/load_lora_adapter", "/unload_lora_adapter", "/v1/load_lora_adapter", "/v1/unload_lora_adapter"]
 
 
-def generate(srv, text, **fields):
+def generate(srv, text, headers=None, **fields):
     st, j = srv.request("POST", "/generate", {"text": text, "sampling_params": {"max_new_tokens": MAX_NEW,
-                                                                              "temperature": 0}, **fields})
+                                                                              "temperature": 0}, **fields},
+                        headers=headers)
     return (j["output_ids"], j["meta_info"]["cached_tokens"]) if st == 200 else (f"HTTP {st}: {j}", None)
 
 
-def references(flags, model, log):
-    with ServeProcess(BIN, "--model-path", model, *flags, log=log) as srv:
-        ids = {t: generate(srv, t)[0] for t in TEXTS}
+def references(flags, model, log, key=None):
+    """Greedy ids of TEXTS from a plain server of `model`, and what the LoRA routes answer there.
+    key: the server runs with --enable-lora --api-key KEY; the routes are then asked without the key."""
+    extra = ["--enable-lora", "--api-key", key] if key else []
+    auth = {"Authorization": f"Bearer {key}"} if key else None
+    with ServeProcess(BIN, "--model-path", model, *flags, *extra, log=log) as srv:
+        ids = {t: generate(srv, t, headers=auth)[0] for t in TEXTS}
         refused = [srv.request("POST", r, {"lora_name": "x", "lora_path": model}) for r in ROUTES]
+        if key:  # with the key, the route runs (and refuses the base model's folder as no adapter)
+            refused.append(srv.request("POST", "/load_lora_adapter", {"lora_name": "x", "lora_path": model},
+                                       headers=auth))
     return ids, refused
 
 
@@ -213,7 +222,13 @@ def main():
             check(f"without --enable-lora, {route} is a 400 naming the flag",
                   st == 400 and "--enable-lora" in j["error"]["message"], f"{st} {j}")
         ref_a, _ = references(common, merged_a, os.path.join(tmp, "a.log"))
-        ref_b, _ = references(common, merged_b, os.path.join(tmp, "b.log"))
+        ref_b, keyed = references(common, merged_b, os.path.join(tmp, "b.log"), key="k1")
+        for route, (st, j) in zip(ROUTES, keyed):
+            check(f"with --api-key, {route} without the key is a 401", st == 401, f"{st} {j}")
+        st, j = keyed[-1]
+        check("with the key, /load_lora_adapter runs (a model folder is no adapter: 400 saying so)",
+              st == 400 and j.get("success") is False and "adapter_config.json" in (j.get("error_message") or ""),
+              f"{st} {j}")
         check("A and B change the greedy output, each its own way (else nothing is tested)",
               all(ref_a[t] != base_ids[t] and ref_b[t] != ref_a[t] for t in [PROMPTS[0], LONG]),
               f"{base_ids} {ref_a} {ref_b}")
