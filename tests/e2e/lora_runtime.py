@@ -17,7 +17,8 @@ numpy, and for each the independent reference: the base folder with the adapter 
   * load B as X, which reuses A's slot: the long prompt, cached under A before, now gives B-merged's ids
     and takes nothing from the cache (stale KV from A would give A's, or wrong, tokens);
   * the same load / unload / reload sequence on 2 MPI ranks with DP attention (--tp-size 2 --dp-size 2
-    --enable-dp-attention), where every rank must apply each change in lockstep, plus a refused load there.
+    --enable-dp-attention), where every rank must apply each change in lockstep, plus a refused load there;
+    and again with --dispatch group-leader (each group's share of the step must carry the change).
 usage: lora_runtime.py DPSERVE_BIN MAKE_HF_MODEL QWEN3_TOKENIZER_DIR
 """
 import http.client
@@ -238,6 +239,11 @@ def main():
         with ServeProcess(BIN, "--model-path", base, *common, "--enable-lora", "--tp-size", "2", "--dp-size", "2",
                           "--enable-dp-attention", log=os.path.join(tmp, "dp.log")) as srv:
             lifecycle(srv, "DP attention", a, b, ref_a, ref_b, base_ids, tmp, base, full=False)
+        # Group-leader dispatch: rank 0 sends each group leader its share of the step, which must carry the
+        # change too (every rank holds every adapter).
+        with ServeProcess(BIN, "--model-path", base, *common, "--enable-lora", "--tp-size", "2", "--dp-size", "2",
+                          "--enable-dp-attention", "--dispatch", "group-leader", log=os.path.join(tmp, "gl.log")) as srv:
+            lifecycle(srv, "DP attention, group-leader dispatch", a, b, ref_a, ref_b, base_ids, tmp, base, full=False)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     finish()
