@@ -170,7 +170,10 @@ void run_serve(ServeArgs& a) {
   }
   // Every rank reads the same flags, so every rank loads the same adapters in the same order.
   a.so.lora_adapters = parse_lora_paths(a.lora_paths, a.so.served_model_name);
-  for (const LoraAdapterPath& l : a.so.lora_adapters) a.rf.rt.lora_dirs.push_back(l.path);
+  for (const LoraAdapterPath& l : a.so.lora_adapters) {
+    a.rf.rt.lora_dirs.push_back(l.path);
+    a.rf.rt.lora_names.push_back(l.name);
+  }
 
   // The vision tower's runs on rank 0, for /metrics and the request log (server/image_timing.h).
   auto encoder_times = std::make_shared<EncoderTimes>();
@@ -365,6 +368,12 @@ void register_serve(CLI::App& app) {
                 "and of the base model share a batch")
       ->expected(1, -1)
       ->envname("DPSERVE_LORA_PATHS");
+  s->add_flag("--enable-lora", a->so.enable_lora,
+              "Allow loading and unloading LoRA adapters while the server runs: POST /load_lora_adapter "
+              "{lora_name, lora_path} and /unload_lora_adapter {lora_name} (SGLang), /v1/load_lora_adapter and "
+              "/v1/unload_lora_adapter (vLLM). They read folders on the server's disk, so they are off by default "
+              "(without this flag they answer 400); --lora-paths adapters are served either way")
+      ->envname("DPSERVE_ENABLE_LORA");
   s->add_option("--chat-template", a->so.chat_template_path,
                 "Jinja chat template file (for models whose tokenizer_config.json has none)")
       ->envname("DPSERVE_CHAT_TEMPLATE");

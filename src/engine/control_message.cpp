@@ -1,5 +1,6 @@
 #include "engine/control_message.h"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <optional>
@@ -358,6 +359,9 @@ const std::array kStepControl = {
     WIRE_FIELD(StepControl, "shutdown", shutdown),
     WIRE_OPTIONAL(StepControl, "flush_cache", flush_cache, v.flush_cache),
     WIRE_OPTIONAL(StepControl, "image_chunks", image_chunks, !v.image_chunks.empty()),
+    WIRE_OPTIONAL(StepControl, "lora_load_slot", lora_load_slot, v.lora_load_slot >= 0),
+    WIRE_OPTIONAL(StepControl, "lora_load_path", lora_load_path, !v.lora_load_path.empty()),
+    WIRE_OPTIONAL(StepControl, "lora_unload_slot", lora_unload_slot, v.lora_unload_slot >= 0),
 };
 
 // The chosen token's alternatives, as two parallel arrays.
@@ -489,13 +493,31 @@ std::vector<std::byte> encode(const StepControl& c) {
   return std::move(sink.out);
 }
 
-StepControl decode_control(const std::byte* data, size_t n, int32_t lora_count) {
+StepControl decode_control(const std::byte* data, size_t n, const std::vector<bool>& lora_loaded) {
   StepControl c = decode(data, n, kStepControl, "control message");
+  const int32_t slots = int32_t(lora_loaded.size());
+  auto held = [&](int32_t s) { return s >= 0 && s < slots && lora_loaded[size_t(s)]; };
   for (const NewRequest& r : c.new_requests)
-    if (r.req.lora >= lora_count)
-      fail("control message: request {}: field 'lora' is adapter {} but {} adapters are loaded", r.id, r.req.lora,
-           lora_count);
+    if (r.req.lora >= 0 && !held(r.req.lora))
+      fail("control message: request {}: field 'lora' is adapter slot {}, which is not loaded ({} slots)", r.id,
+           r.req.lora, slots);
+  if (c.lora_load_slot < -1) fail("control message: field 'lora_load_slot' is {}: a slot is >= 0", c.lora_load_slot);
+  const bool load = c.lora_load_slot >= 0 || !c.lora_load_path.empty();
+  if (load && (c.lora_load_slot < 0 || c.lora_load_path.empty()))
+    fail("control message: field 'lora_load_slot' and 'lora_load_path' come together (slot {}, path '{}')",
+         c.lora_load_slot, c.lora_load_path);
+  if (load && (c.lora_load_slot > slots || held(c.lora_load_slot)))
+    fail("control message: field 'lora_load_slot' is slot {}, which is loaded or past the next new one ({} slots)",
+         c.lora_load_slot, slots);
+  if (c.lora_unload_slot < -1 || (c.lora_unload_slot >= 0 && !held(c.lora_unload_slot)))
+    fail("control message: field 'lora_unload_slot' is slot {}, which is not loaded", c.lora_unload_slot);
+  if (load && c.lora_unload_slot >= 0)
+    fail("control message: fields 'lora_load_slot' and 'lora_unload_slot' in one step (one adapter change per step)");
   return c;
+}
+
+StepControl decode_control(const std::byte* data, size_t n, int32_t lora_count) {
+  return decode_control(data, n, std::vector<bool>(size_t(std::max(lora_count, 0)), true));
 }
 
 std::vector<std::byte> encode(const GroupReport& r) {

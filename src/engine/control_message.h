@@ -49,7 +49,11 @@ struct ImageChunk {
 };
 
 // Fields: v, step, new, cancels, shutdown, and optional flush_cache, image_chunks (32-byte records
-// in one bin).
+// in one bin), lora_load_slot + lora_load_path (both or neither), lora_unload_slot.
+//
+// LoRA adapters loaded and unloaded at run time (/load_lora_adapter): every rank applies the change
+// before this step's requests. A load names a free slot (or the next new one) and the folder; an
+// unload a loaded slot. At most one of them per step.
 struct StepControl {
   uint64_t step = 0;
   std::vector<NewRequest> new_requests;
@@ -57,6 +61,9 @@ struct StepControl {
   bool shutdown = false;
   bool flush_cache = false;  // drop every rank's prefix cache before this step's requests
   std::vector<ImageChunk> image_chunks;
+  int32_t lora_load_slot = -1;  // -1: no load
+  std::string lora_load_path;
+  int32_t lora_unload_slot = -1;  // -1: no unload
 };
 
 // Fields: id, prompt_tokens, cached_tokens, and optional token + logprob (has_token), top_ids +
@@ -97,8 +104,10 @@ struct GroupReport {
 };
 
 std::vector<std::byte> encode(const StepControl& c);
-// `lora_count`: the adapters this rank loaded (Model::lora_count()); a request naming another slot
-// is refused like any other bad field.
+// `lora_loaded`: which adapter slots this rank holds (Model::lora_loaded_slots()); a request naming
+// another slot, a load into a held slot (or past the next new one) and an unload of a slot not held
+// are refused like any other bad field. The count form: slots 0 .. lora_count - 1 are held.
+StepControl decode_control(const std::byte* data, size_t n, const std::vector<bool>& lora_loaded);
 StepControl decode_control(const std::byte* data, size_t n, int32_t lora_count = 0);
 std::vector<std::byte> encode(const GroupReport& r);
 GroupReport decode_report(const std::byte* data, size_t n);

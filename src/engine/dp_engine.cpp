@@ -8,9 +8,10 @@ namespace dpserve {
 
 class DpEngine::Stream : public RequestStream {
  public:
-  Stream(uint64_t id, bool prompt_only) : id_(id), prompt_only_(prompt_only) {}
+  Stream(uint64_t id, bool prompt_only, int32_t lora) : id_(id), prompt_only_(prompt_only), lora_(lora) {}
   uint64_t id() const override { return id_; }
   bool prompt_only() const { return prompt_only_; }
+  int32_t lora() const { return lora_; }
   bool next(Response& out, std::chrono::milliseconds timeout) override {
     std::unique_lock lk(mu_);
     if (!cv_.wait_for(lk, timeout, [&] { return !q_.empty(); })) return false;
@@ -29,6 +30,7 @@ class DpEngine::Stream : public RequestStream {
  private:
   uint64_t id_;
   bool prompt_only_;
+  int32_t lora_;  // the adapter slot it runs with (an unload waits for none to use it)
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Response> q_;
@@ -37,8 +39,10 @@ class DpEngine::Stream : public RequestStream {
 DpEngine::DpEngine(EngineLimits lim)
     : lim_(lim),
       req_limits_{.vocab = lim.vocab, .context_length = lim.context_length, .kv_positions = lim.kv_positions,
-                  .hidden = lim.hidden, .lora_adapters = lim.lora_adapters},
+                  .hidden = lim.hidden},
       router_(lim.dp_size, lim.method) {
+  if (!lim_.lora) lim_.lora = std::make_shared<LoraRegistry>();
+  req_limits_.lora = lim_.lora;
   stats_.groups.resize(size_t(lim.dp_size));
   gen_window_.resize(size_t(lim.dp_size));
   for (int g = 0; g < lim.dp_size; ++g) stats_.groups[size_t(g)].dp_rank = g;
@@ -69,7 +73,11 @@ std::vector<std::shared_ptr<RequestStream>> DpEngine::enqueue_together(std::vect
     for (size_t i = 0; i < rs.size(); ++i) {
       Refusal& f = refused[i];
       const uint64_t id = next_id_++;
-      streams[i] = std::make_shared<Stream>(id, rs[i].prompt_only);
+      streams[i] = std::make_shared<Stream>(id, rs[i].prompt_only, rs[i].lora);
+      // Checked again under the lock an unload takes: a request resolved to an adapter that is
+      // being unloaded (or was, its slot perhaps reused since) never reaches the ranks.
+      if (f.err.empty() && rs[i].lora >= 0 && !lim_.lora->usable(rs[i].lora, rs[i].lora_generation))
+        f.err = "the LoRA adapter the request names was unloaded";
       // Not the request's fault: a stopped engine (with the fault that stopped it) or a draining one.
       if (f.err.empty() && stopped_ && !stop_reason_.empty()) {
         f.err = "the engine stopped: " + stop_reason_;
@@ -163,7 +171,9 @@ StepControl DpEngine::next_step(bool idle, std::chrono::milliseconds max_idle_wa
   if (idle) {
     // Nothing runs anywhere: sleep until a request, a cancel, a cache flush or shutdown arrives, or until the
     // heartbeat is due (then the message goes out empty).
-    auto ready = [&] { return !inbox_.empty() || !cancels_.empty() || draining_ || flush_pending_; };
+    auto ready = [&] {
+      return !inbox_.empty() || !cancels_.empty() || draining_ || flush_pending_ || !lora_ops_.empty();
+    };
     if (max_idle_wait.count() > 0)
       cv_.wait_for(lk, max_idle_wait, ready);
     else
@@ -172,6 +182,18 @@ StepControl DpEngine::next_step(bool idle, std::chrono::milliseconds max_idle_wa
   StepControl c;
   c.step = ++step_;
   c.flush_cache = std::exchange(flush_pending_, false);
+  // One adapter change per step, applied by every rank before the step's requests; the next waits
+  // for this one's outcome (on_lora_change, called in the same step).
+  if (!lora_inflight_ && !lora_ops_.empty()) {
+    lora_inflight_ = std::move(lora_ops_.front());
+    lora_ops_.pop_front();
+    if (lora_inflight_->load) {
+      c.lora_load_slot = lora_inflight_->slot;
+      c.lora_load_path = lora_inflight_->path;
+    } else {
+      c.lora_unload_slot = lora_inflight_->slot;
+    }
+  }
   int64_t taken = 0;
   while (!inbox_.empty() && taken < lim_.max_new_requests_per_step) {
     Pending p = std::move(inbox_.front());
@@ -300,10 +322,72 @@ void DpEngine::reject(const std::vector<NewRequest>& requests, const std::string
   for (auto& [s, r] : deliveries) s->push(std::move(r));
 }
 
+LoraChange DpEngine::run_lora_op(std::unique_lock<std::mutex>& lk, const std::shared_ptr<LoraOp>& op) {
+  lora_ops_.push_back(op);
+  cv_.notify_all();
+  lora_cv_.wait(lk, [&] { return op->done; });
+  return op->result;
+}
+
+LoraChange DpEngine::load_lora(const std::string& name, const std::string& path) {
+  std::unique_lock lk(mu_);
+  if (draining_ || stopped_) return {503, "the server is shutting down"};
+  auto op = std::make_shared<LoraOp>();
+  op->load = true;
+  op->path = path;
+  if (std::string why = lim_.lora->begin_load(name, path, op->slot); !why.empty()) return {400, why};
+  return run_lora_op(lk, op);
+}
+
+LoraChange DpEngine::unload_lora(const std::string& name) {
+  std::unique_lock lk(mu_);
+  if (draining_ || stopped_) return {503, "the server is shutting down"};
+  const auto a = lim_.lora->find(name);
+  if (!a) return {404, fmt::format("The LoRA adapter '{}' cannot be found (it is not loaded)", name)};
+  // Under mu_, which enqueue takes too: no request can start using it between this check and the
+  // unload below.
+  int64_t users = 0;
+  for (const auto& [id, s] : streams_) users += s->lora() == a->slot;
+  if (users > 0)
+    return {409, fmt::format("The LoRA adapter '{}' is in use by {} queued or running request(s); unload it once "
+                             "they finish",
+                             name, users)};
+  auto op = std::make_shared<LoraOp>();
+  op->slot = *lim_.lora->begin_unload(name);
+  return run_lora_op(lk, op);
+}
+
+void DpEngine::on_lora_change(bool ok, const std::string& error) {
+  {
+    std::lock_guard lk(mu_);
+    if (!lora_inflight_) return;
+    std::shared_ptr<LoraOp> op = std::exchange(lora_inflight_, nullptr);
+    if (op->load)
+      lim_.lora->end_load(op->slot, ok);
+    else
+      lim_.lora->end_unload(op->slot);
+    op->result = ok ? LoraChange{} : LoraChange{400, error};
+    op->done = true;
+  }
+  lora_cv_.notify_all();
+}
+
 void DpEngine::mark_stopped(const std::string& why) {
   std::map<uint64_t, std::shared_ptr<Stream>> left;
   {
     std::lock_guard lk(mu_);
+    // Adapter changes not done: the ranks stop, so nothing will serve them.
+    if (lora_inflight_) lora_ops_.push_front(std::exchange(lora_inflight_, nullptr));
+    for (auto& op : lora_ops_) {
+      if (op->load)
+        lim_.lora->end_load(op->slot, false);
+      else
+        lim_.lora->end_unload(op->slot);
+      op->result = LoraChange{503, "the engine stopped before the adapter change took effect"};
+      op->done = true;
+    }
+    lora_ops_.clear();
+    lora_cv_.notify_all();
     stopped_ = true;
     stop_reason_ = why;
     left.swap(streams_);

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 
 #include "engine/engine.h"
@@ -23,7 +24,8 @@ struct EngineLimits {
   int64_t context_length = 0;
   int64_t kv_positions = 0;       // one rank's KV pool (the same on every rank): RequestLimits::kv_positions
   int64_t kv_bytes_per_page = 0;  // one KV page on one rank
-  int32_t lora_adapters = 0;      // --lora-paths adapters every rank loaded: RequestLimits::lora_adapters
+  // --lora-paths adapters every rank loaded (RequestLimits::lora); run-time loads add to it.
+  std::shared_ptr<LoraRegistry> lora;
   int32_t dp_size = 1;
   LoadBalanceMethod method = LoadBalanceMethod::kRoundRobin;
   int64_t max_new_requests_per_step = 1024;
@@ -53,6 +55,10 @@ class DpEngine : public Engine, public StepDriver {
   StepControl next_step(bool idle, std::chrono::milliseconds max_idle_wait) override;
   void on_reports(std::vector<GroupReport>& reports) override;
   void reject(const std::vector<NewRequest>& requests, const std::string& why) override;
+  void on_lora_change(bool ok, const std::string& error) override;
+  LoraChange load_lora(const std::string& name, const std::string& path) override;
+  LoraChange unload_lora(const std::string& name) override;
+  std::shared_ptr<const LoraRegistry> loras() const override { return lim_.lora; }
   // Called when the step loop has ended, or is about to (the watchdog): normally (open streams end
   // with "abort"), or because the engine failed (`why` given: open streams end with "error", `why`
   // and engine_fault). A loop still running shuts down at its next step.
@@ -71,6 +77,19 @@ class DpEngine : public Engine, public StepDriver {
 
  private:
   class Stream;
+  // A LoRA load / unload waiting for its step, then for every rank to apply it.
+  struct LoraOp {
+    bool load = false;
+    int32_t slot = -1;
+    std::string path;
+    bool done = false;
+    LoraChange result;
+  };
+  // Queues `op` and blocks until the step loop applied it (or the engine stopped).
+  LoraChange run_lora_op(std::unique_lock<std::mutex>& lk, const std::shared_ptr<LoraOp>& op);
+  std::deque<std::shared_ptr<LoraOp>> lora_ops_;  // waiting for a step
+  std::shared_ptr<LoraOp> lora_inflight_;         // sent with the last control message
+  std::condition_variable lora_cv_;
   struct Pending {
     uint64_t id;
     Request req;

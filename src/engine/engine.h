@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/lora_registry.h"
 #include "engine/request.h"
 #include "engine/request_limits.h"
 
@@ -57,6 +58,13 @@ struct EngineStats {
   int64_t spec_verify_steps_total = 0;
 };
 
+// The outcome of a run-time LoRA load or unload: HTTP-like status (200 done; 400 refused or the
+// folder could not be loaded; 404 no such adapter; 409 in use; 503 the engine is stopping) and why.
+struct LoraChange {
+  int status = 200;
+  std::string error;
+};
+
 class Engine {
  public:
   virtual ~Engine() = default;
@@ -73,6 +81,16 @@ class Engine {
   // SGLang's /flush_cache: every rank drops its prefix cache at the next step. Done only when no
   // request is queued or running anywhere (false, nothing done, otherwise).
   virtual bool flush_cache() = 0;
+  // /load_lora_adapter: every rank loads the PEFT folder `path` at a step boundary, into a free slot,
+  // and requests may name `name` once this returns 200; on any failure no rank keeps it. Blocks
+  // until done. The caller checks the name against the served model's.
+  virtual LoraChange load_lora(const std::string& name, const std::string& path) = 0;
+  // /unload_lora_adapter: new requests naming it are refused at once; refused with 409 while a
+  // queued or running request uses it; else every rank frees its slot and drops the slot's prefix
+  // cache at a step boundary. Blocks until done.
+  virtual LoraChange unload_lora(const std::string& name) = 0;
+  // The adapters served now (null: none ever).
+  virtual std::shared_ptr<const LoraRegistry> loras() const = 0;
   // True when requests are pending but the engine has made no step for longer than its stall
   // timeout (a stuck collective or step; /health turns 503). Never true while idle.
   virtual bool stalled() const = 0;

@@ -200,7 +200,7 @@ StepControl RankWorker::receive_control(StepDriver* driver, bool idle) {
     }
     counters_.control_bytes += control_.broadcast(msg);
     counters_.control_broadcasts = control_.broadcasts();
-    return decode_control(msg.data(), msg.size(), model_.lora_count());
+    return decode_control(msg.data(), msg.size(), model_.lora_loaded_slots());
   }
   // group-leader: rank 0 splits the step by group and sends each leader its share.
   if (driver) {
@@ -214,6 +214,11 @@ StepControl RankWorker::receive_control(StepDriver* driver, bool idle) {
       part.step = all.step;
       part.cancels = all.cancels;
       part.shutdown = all.shutdown;
+      part.flush_cache = all.flush_cache;
+      // Every rank holds the same adapters: the change goes to every group.
+      part.lora_load_slot = all.lora_load_slot;
+      part.lora_load_path = all.lora_load_path;
+      part.lora_unload_slot = all.lora_unload_slot;
       for (const auto& nr : all.new_requests)
         if (nr.group == int32_t(g)) part.new_requests.push_back(nr);
       for (const auto& ch : all.image_chunks)
@@ -231,7 +236,7 @@ StepControl RankWorker::receive_control(StepDriver* driver, bool idle) {
   }
   counters_.control_bytes += group_control_.broadcast(msg);
   counters_.control_broadcasts = group_control_.broadcasts();
-  return decode_control(msg.data(), msg.size(), model_.lora_count());
+  return decode_control(msg.data(), msg.size(), model_.lora_loaded_slots());
 }
 
 void RankWorker::end(uint64_t id, Finish f, GroupReport& rep, const std::string& error) {
@@ -345,6 +350,40 @@ void RankWorker::admit_or_end(NewRequest& nr, GroupReport& rep) {
     spdlog::error("request {} could not be admitted: {}", id, e.what());
     end(id, Finish::kError, rep, fmt::format("the request could not be admitted: {}", e.what()));
   }
+}
+
+void RankWorker::change_lora(const StepControl& c, StepDriver* driver) {
+  if (c.lora_unload_slot >= 0) {
+    // The slot's prefix subtree goes with it: a later adapter loaded into the same slot must never
+    // reuse KV computed under this one. (Adapter pages never reach the --kv-cache-dir file.)
+    const int64_t dropped = sched_->drop_lora_prefix(c.lora_unload_slot);
+    model_.remove_lora(c.lora_unload_slot);
+    spdlog::info("rank {}: LoRA slot {} unloaded ({} cached pages dropped)", topo_.rank, c.lora_unload_slot, dropped);
+    if (driver) driver->on_lora_change(true, {});
+    return;
+  }
+  if (c.lora_load_slot < 0) return;
+  // Every rank reads the folder itself; a rank may fail where others succeed (a file missing on one
+  // node), so the ranks agree on the outcome before anyone serves with it: one failure anywhere and
+  // every rank that loaded it removes it again.
+  std::string error;
+  try {
+    model_.load_lora(c.lora_load_slot, c.lora_load_path);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  int32_t failed = error.empty() ? 0 : 1;
+  comms_.world.allreduce_max(std::span<int32_t>(&failed, 1));
+  if (failed && error.empty()) {
+    model_.remove_lora(c.lora_load_slot);
+    error = "the adapter loaded on this rank but not on every rank (see the other ranks' logs)";
+  }
+  if (failed)
+    spdlog::warn("rank {}: LoRA adapter {} not loaded into slot {}: {}", topo_.rank, c.lora_load_path,
+                 c.lora_load_slot, error);
+  else
+    spdlog::info("rank {}: LoRA adapter {} loaded into slot {}", topo_.rank, c.lora_load_path, c.lora_load_slot);
+  if (driver) driver->on_lora_change(!failed, error);
 }
 
 void RankWorker::apply(const StepControl& c, GroupReport& rep) {
@@ -826,6 +865,7 @@ void RankWorker::run(StepDriver* driver) {
     ++counters_.steps;
 
     GroupReport rep = make_report();
+    change_lora(ctrl, driver);  // before the step's requests (which may name the adapter)
     apply(ctrl, rep);
     const double t_control = now_seconds();
     counters_.control_seconds += t_control - step_t0_;

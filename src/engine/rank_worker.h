@@ -100,6 +100,9 @@ class StepDriver {
   // New requests of a step that could not be sent (their message failed to serialize): they end
   // with this error and the step goes out without them.
   virtual void reject(const std::vector<NewRequest>& requests, const std::string& why) = 0;
+  // The LoRA load or unload the last control message carried has taken effect on every rank (ok),
+  // or on none (a load that failed somewhere: `error` is rank 0's reason, or says another rank failed).
+  virtual void on_lora_change(bool ok, const std::string& error) = 0;
 };
 
 struct WorkerCounters {
@@ -139,6 +142,8 @@ class RankWorker {
 
  private:
   void apply(const StepControl& c, GroupReport& rep);
+  // A LoRA load / unload the message carries, in lockstep over the world (a collective when loading).
+  void change_lora(const StepControl& c, StepDriver* driver);
   void admit(NewRequest& nr, GroupReport& rep);
   void admit_or_end(NewRequest& nr, GroupReport& rep);  // admit; a failure ends that request alone
   // Ends a request from outside the finish rules (cancel, admission failure, eviction): drops it from

@@ -185,8 +185,10 @@ std::optional<LimitViolation> RequestLimits::check(const Request& r, const Param
   }
   if (auto v = check_sampling(r.params, r.top_logprobs, name)) return v;
   // The frontend maps adapter names to slots; a slot the ranks did not load would fail their step.
-  if (r.lora < -1 || r.lora >= lora_adapters)
-    return LimitViolation{P::kPrompt, fmt::format("LoRA adapter slot {} is not loaded ({} adapters)", r.lora, lora_adapters)};
+  if (r.lora < -1 || (r.lora >= 0 && !(lora && lora->usable(r.lora, r.lora_generation))))
+    return LimitViolation{P::kPrompt, fmt::format("LoRA adapter slot {} is not loaded (or was unloaded since the "
+                                                  "request named it)",
+                                                  r.lora)};
   // The score ids are server-chosen (/v1/rerank's yes / no), so they are named as the prompt's.
   for (int32_t id : r.score_ids)
     if (auto why = token_rule(id))

@@ -5,10 +5,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
 
+#include "engine/lora_registry.h"
 #include "engine/request.h"
 
 namespace dpserve {
@@ -49,7 +51,9 @@ struct RequestLimits {
   // pool smaller than the context (a long-context model on a small machine) bounds requests too.
   int64_t kv_positions = 0;
   int64_t hidden = 0;          // input_embeds row width
-  int32_t lora_adapters = 0;   // Request::lora in [-1, lora_adapters)
+  // The adapters Request::lora may name (-1, the base model, always): a slot loaded now, of the
+  // request's lora_generation (null: none).
+  std::shared_ptr<const LoraRegistry> lora = nullptr;
 
   static constexpr int32_t kMaxTopLogprobs = 20;  // alternatives per position
   static constexpr int32_t kMaxN = 64;            // choices per prompt (HTTP `n`)

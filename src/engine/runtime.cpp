@@ -333,7 +333,10 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
                      "--max-total-tokens or --mem-fraction, or lower --context-length",
                      I.kv_tokens, ctx_len, I.kv_tokens);
       lim.kv_bytes_per_page = I.model->kv_config(1, o.page_size).bytes_per_page();
-      lim.lora_adapters = I.model->lora_count();
+      std::vector<std::pair<std::string, std::string>> loras;
+      for (size_t i = 0; i < o.lora_dirs.size(); ++i)
+        loras.emplace_back(i < o.lora_names.size() ? o.lora_names[i] : o.lora_dirs[i], o.lora_dirs[i]);
+      lim.lora = std::make_shared<LoraRegistry>(loras);
       lim.dp_size = I.topo.world_size / I.topo.attn_tp_size;
       lim.method = o.load_balance_method;
       lim.stall_seconds = o.stall_timeout;

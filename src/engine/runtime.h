@@ -31,6 +31,7 @@ struct RuntimeOptions {
   // --lora-paths: the LoRA adapter folders every rank loads after the model, in this order (slot i =
   // lora_dirs[i], the Request::lora that selects it).
   std::vector<std::string> lora_dirs;
+  std::vector<std::string> lora_names;  // the names requests select them by (empty: their folders)
   Quantization quantization = Quantization::kNone;  // float weights to block types on load
   Quantization draft_quantization = Quantization::kNone;  // the same for a STANDALONE draft model
   int tp_size = 1;

@@ -90,6 +90,8 @@ void Scheduler::flush_prefix_cache() {
   if (cache_) cache_->evict(pool_.n_pages());
 }
 
+int64_t Scheduler::drop_lora_prefix(int32_t lora) { return cache_ ? cache_->drop_lora(lora) : 0; }
+
 bool Scheduler::grow(Req& r, int64_t new_len) {
   int64_t need = (new_len + page_size_ - 1) / page_size_ - int64_t(r.table.pages.size());
   if (need > pool_.free_pages() && cache_) cache_->evict(need - pool_.free_pages());

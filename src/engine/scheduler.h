@@ -98,6 +98,8 @@ class Scheduler {
   void abort_all();
   // Drops every prefix-cache page no request holds (SGLang's /flush_cache).
   void flush_prefix_cache();
+  // Drops LoRA slot `lora`'s prefix subtree (the adapter was unloaded); returns the pages dropped.
+  int64_t drop_lora_prefix(int32_t lora);
   // Forms this step's batch and allocates its pages; preempts the newest requests if KV runs out.
   ScheduledBatch schedule();
   // Applies the last schedule(): advances every scheduled sequence, appends the sampled tokens (a

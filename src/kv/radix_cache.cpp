@@ -215,6 +215,35 @@ int64_t RadixCache::evict(int64_t n_pages) {
   return freed;
 }
 
+int64_t RadixCache::drop_lora(int32_t lora) {
+  if (lora < 0) return 0;
+  std::vector<std::vector<int32_t>> heads;  // the adapter's first pages: page_size tokens + the slot
+  for (const auto& [k, c] : root_.children)
+    if (int64_t(k.size()) == page_size_ + 1 && k.back() == lora) heads.push_back(k);
+  int64_t removed = 0;
+  for (const auto& k : heads) {
+    auto it = root_.children.find(k);
+    std::vector<Node*> order;
+    std::vector<Node*> stack{it->second.get()};
+    while (!stack.empty()) {
+      Node* n = stack.back();
+      stack.pop_back();
+      order.push_back(n);
+      for (auto& [ck, c] : n->children) stack.push_back(c.get());
+    }
+    for (Node* n : order) {
+      if (n->children.empty()) leaves_.erase(lru_key(n));
+      pool_.release(n->page);
+    }
+    removed += int64_t(order.size());
+    n_nodes_ -= int64_t(order.size());
+    // Children first, iteratively (a long chain would recurse as deep as the prompt).
+    for (auto o = order.rbegin(); o != order.rend(); ++o) (*o)->children.clear();
+    root_.children.erase(it);
+  }
+  return removed;
+}
+
 int64_t RadixCache::evictable_pages() const {
   // A node can go once its whole subtree can: count subtrees whose pages only the cache holds.
   // Children are visited before parents via a reversed pre-order.

@@ -44,6 +44,11 @@ class RadixCache {
   int64_t insert(std::span<const int32_t> tokens, std::span<const int32_t> pages, int64_t n_pages,
                  int32_t lora = -1);
 
+  // Drops adapter slot `lora`'s whole subtree (the adapter was unloaded: a later adapter loaded into
+  // the same slot must never match KV computed under this one). Pages a request still holds stay
+  // with it; the tree lets go of its own reference. Returns the nodes removed.
+  int64_t drop_lora(int32_t lora);
+
   // Frees up to `n_pages` unused leaf pages, least recently used first (ties: oldest node). Returns
   // how many pages went back to the pool.
   int64_t evict(int64_t n_pages);

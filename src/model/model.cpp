@@ -49,10 +49,36 @@ void ForwardBatch::add(const int32_t* toks, int64_t n, int64_t pos0, const int32
 Model::~Model() = default;
 
 int32_t Model::add_lora(const std::string& dir) {
+  const int32_t slot = lora_count();
+  load_lora(slot, dir);
+  return slot;
+}
+
+void Model::load_lora(int32_t slot, const std::string& dir) {
   if (nextn_) fail("LoRA adapter {}: adapters apply to the main model, not to a NEXTN draft layer", dir);
-  loras_.push_back(load_lora_adapter(dir, lora_shape_));
-  lora_mlp_ = lora_mlp_ || loras_.back().targets_mlp();
-  return int32_t(loras_.size() - 1);
+  DP_CHECK(slot >= 0 && slot <= lora_count() && !lora_loaded(slot), "LoRA slot {} is taken or out of range ({} slots)",
+           slot, lora_count());
+  // Read completely before anything changes: a folder this model cannot run leaves the model as it was.
+  LoraAdapter a = load_lora_adapter(dir, lora_shape_);
+  if (slot == lora_count()) loras_.emplace_back();
+  loras_[size_t(slot)] = std::move(a);
+  lora_mlp_ = lora_mlp_ || loras_[size_t(slot)].targets_mlp();
+}
+
+void Model::remove_lora(int32_t slot) {
+  DP_CHECK(lora_loaded(slot), "LoRA slot {} is not loaded", slot);
+  loras_[size_t(slot)] = LoraAdapter{};  // the slot stays, empty, for a later load_lora
+  while (!loras_.empty() && !lora_loaded(lora_count() - 1)) loras_.pop_back();
+  // Whether the MLP gathers adapter ids (a collective) follows the adapters loaded: every rank loads
+  // and removes the same ones, so every rank decides the same.
+  lora_mlp_ = false;
+  for (const auto& a : loras_) lora_mlp_ = lora_mlp_ || a.targets_mlp();
+}
+
+std::vector<bool> Model::lora_loaded_slots() const {
+  std::vector<bool> out;
+  for (int32_t s = 0; s < lora_count(); ++s) out.push_back(lora_loaded(s));
+  return out;
 }
 
 int64_t Model::lora_bytes() const {
@@ -475,7 +501,8 @@ void Model::lora_prepare(const ForwardBatch& b) {
   lora_ids_.assign(size_t(T), -1.0f);
   for (size_t i = 0; i < b.seq_lora.size(); ++i) {
     const int32_t slot = b.seq_lora[i];
-    if (slot < -1 || slot >= lora_count()) fail("LoRA adapter slot {} is not loaded ({} are)", slot, lora_count());
+    if (slot < -1 || (slot >= 0 && !lora_loaded(slot)))
+      fail("LoRA adapter slot {} is not loaded ({} slots)", slot, lora_count());
     if (slot < 0) continue;
     const AttnSeq& s = b.seqs[i];
     for (int64_t r = s.q_row; r < s.q_row + s.n_q; ++r) {

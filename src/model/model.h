@@ -115,7 +115,17 @@ class Model {
   // order), which ForwardBatch::seq_lora names. Throws dpserve::Error naming whatever in the
   // adapter this model cannot run. Every rank loads the same adapters in the same order.
   int32_t add_lora(const std::string& dir);
+  // At run time (/load_lora_adapter): loads `dir` into `slot`, a free slot or lora_count() (a new
+  // one); throws as add_lora does, leaving the model unchanged. remove_lora frees a loaded slot
+  // (its number may be loaded again later). Every rank does the same loads and removals.
+  void load_lora(int32_t slot, const std::string& dir);
+  void remove_lora(int32_t slot);
+  // Slots 0 .. lora_count() - 1 exist; some may be free (removed).
   int32_t lora_count() const { return int32_t(loras_.size()); }
+  bool lora_loaded(int32_t slot) const {
+    return slot >= 0 && slot < lora_count() && !loras_[size_t(slot)].dir.empty();
+  }
+  std::vector<bool> lora_loaded_slots() const;
   // Bytes of every loaded adapter's tensors as held on this rank (f32, this rank's shard).
   int64_t lora_bytes() const;
 

@@ -225,7 +225,11 @@ Generation::Generation(Engine& engine, const Tokenizer& tok, const GenSpec& spec
   for (size_t p = 0; p < n_prompts; ++p) {
     for (int32_t c = 0; c < spec.n; ++c) {
       Request r = spec.base;
-      if (!spec.loras.empty()) r.lora = spec.loras[spec.loras.size() == 1 ? 0 : p];
+      if (!spec.loras.empty()) {
+        const size_t k = spec.loras.size() == 1 ? 0 : p;
+        r.lora = spec.loras[k];
+        r.lora_generation = k < spec.lora_generations.size() ? spec.lora_generations[k] : 0;
+      }
       const bool later = defer && c > 0;
       owes_prompt_.push_back(later && r.prompt_logprobs);
       if (later) r.prompt_logprobs = false;  // copy 0's entries are handed to it (on_delivery)

@@ -132,7 +132,6 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   c.parse.limits = engine.limits();
   c.parse.limits.vocab = std::min<int64_t>(c.parse.limits.vocab, tok.vocab_size());
   c.parse.served_model_name = c.opts.served_model_name;
-  for (const LoraAdapterPath& a : c.opts.lora_adapters) c.parse.lora_names.push_back(a.name);
   c.parse.constraints = &c.constraints;
   try {  // a bad whitespace pattern is a start-up error, not a 400 on every JSON request
     constrain::json_object_grammar(constrain::JsonSchemaOptions{c.opts.json_whitespace});
@@ -244,6 +243,7 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   register_sglang_util_routes(s, c);
   if (c.opts.webui) register_webui_route(s, c);
   register_embeddings_routes(s, c);
+  register_lora_routes(s, c);
 }
 
 HttpServer::~HttpServer() { stop(); }

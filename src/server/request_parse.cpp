@@ -44,6 +44,8 @@ struct ParseState {
   const json* token_ids_logprob = nullptr;  // /generate
   const json* lora_path = nullptr;       // SGLang's adapter name(s)
   int32_t model_lora = -1;               // the adapter `model` named (-1: the base model)
+  uint64_t model_lora_generation = 0;
+  std::string model_lora_name;
   std::optional<int64_t> max_tokens, max_completion_tokens, max_new_tokens, best_of, top_logprobs;
   std::optional<int64_t> logprob_start_len;  // /generate
   bool logprobs = false;
@@ -220,14 +222,24 @@ const FieldTable kSamplingFields = {
 
 // ---- fields of the OpenAI routes ----
 
-int32_t find_lora(const ParseContext& ctx, const std::string& name) {
-  for (size_t i = 0; i < ctx.lora_names.size(); ++i)
-    if (ctx.lora_names[i] == name) return int32_t(i);
-  return -1;
+// Adapters come and go at run time (/load_lora_adapter): each lookup reads the registry now, and the
+// request carries the generation it found, which enqueue checks again.
+std::optional<LoraRegistry::Adapter> find_lora(const ParseContext& ctx, const std::string& name) {
+  if (!ctx.limits.lora) return std::nullopt;
+  return ctx.limits.lora->find(name);
+}
+
+std::vector<std::string> lora_names(const ParseContext& ctx) {
+  std::vector<std::string> out;
+  if (ctx.limits.lora)
+    for (const auto& a : ctx.limits.lora->list()) out.push_back(a.name);
+  return out;
 }
 
 std::string lora_list(const ParseContext& ctx) {
-  return ctx.lora_names.empty() ? "none (start the server with --lora-paths)" : fmt::format("{}", fmt::join(ctx.lora_names, ", "));
+  const std::vector<std::string> names = lora_names(ctx);
+  return names.empty() ? "none (start the server with --lora-paths, or load one with /load_lora_adapter)"
+                       : fmt::format("{}", fmt::join(names, ", "));
 }
 
 // The served model, an adapter's name (vLLM) or "<served model>:<adapter>" (SGLang); anything else is
@@ -238,17 +250,19 @@ void model(const json& v, const std::string& name, ParseState& st) {
   const std::string& served = st.ctx.served_model_name;
   st.spec.model = m;
   if (m == served) return;
-  int32_t slot = find_lora(st.ctx, m);
-  if (slot < 0 && m.size() > served.size() + 1 && m.compare(0, served.size(), served) == 0 && m[served.size()] == ':')
-    slot = find_lora(st.ctx, m.substr(served.size() + 1));
-  if (slot < 0)
+  auto a = find_lora(st.ctx, m);
+  if (!a && m.size() > served.size() + 1 && m.compare(0, served.size(), served) == 0 && m[served.size()] == ':')
+    a = find_lora(st.ctx, m.substr(served.size() + 1));
+  if (!a)
     throw ApiError(404,
-                   st.ctx.lora_names.empty()
+                   lora_names(st.ctx).empty()
                        ? fmt::format("The model '{}' does not exist; this server serves '{}'", m, served)
                        : fmt::format("The model '{}' does not exist; this server serves '{}' and the LoRA adapters {}",
                                      m, served, lora_list(st.ctx)),
                    "model", "invalid_request_error", "model_not_found");
-  st.model_lora = slot;
+  st.model_lora = a->slot;
+  st.model_lora_generation = a->generation;
+  st.model_lora_name = a->name;
 }
 
 void lora_path(const json& v, const std::string&, ParseState& st) { st.lora_path = &v; }
@@ -260,21 +274,26 @@ void resolve_lora(ParseState& st, size_t n_prompts) {
   const ParseContext& ctx = st.ctx;
   GenSpec& spec = st.spec;
   auto one = [&](const json& x, const std::string& param) -> int32_t {
-    if (x.is_null()) return st.model_lora;
+    if (x.is_null()) {
+      spec.lora_generations.push_back(st.model_lora_generation);
+      return st.model_lora;
+    }
     if (!x.is_string())
       bad_param(param, fmt::format("'{}' must be a LoRA adapter name (a string), null, or a list of them", param));
     const std::string n = x.get<std::string>();
-    const int32_t slot = find_lora(ctx, n);
-    if (slot < 0)
+    const auto a = find_lora(ctx, n);
+    if (!a)
       throw ApiError(400, fmt::format("'{}': the LoRA adapter '{}' is not loaded; loaded adapters: {}", param, n,
                                       lora_list(ctx)),
                      param, "invalid_request_error", "lora_not_found");
-    if (st.model_lora >= 0 && slot != st.model_lora)
+    if (st.model_lora >= 0 && a->slot != st.model_lora)
       bad_param(param, fmt::format("'{}' names the LoRA adapter '{}' but 'model' names '{}'", param, n,
-                                   ctx.lora_names[size_t(st.model_lora)]));
-    return slot;
+                                   st.model_lora_name));
+    spec.lora_generations.push_back(a->generation);
+    return a->slot;
   };
   spec.loras.clear();
+  spec.lora_generations.clear();
   if (const json* v = st.lora_path; v && v->is_array()) {
     if (v->size() != n_prompts)
       bad_param("lora_path", fmt::format("'lora_path' lists {} adapters for {} prompt(s): give one per prompt, or one "
@@ -284,8 +303,12 @@ void resolve_lora(ParseState& st, size_t n_prompts) {
     spec.loras.push_back(one(*v, "lora_path"));
   } else if (st.model_lora >= 0) {
     spec.loras.push_back(st.model_lora);
+    spec.lora_generations.push_back(st.model_lora_generation);
   }
-  if (std::all_of(spec.loras.begin(), spec.loras.end(), [](int32_t s) { return s < 0; })) spec.loras.clear();
+  if (std::all_of(spec.loras.begin(), spec.loras.end(), [](int32_t s) { return s < 0; })) {
+    spec.loras.clear();
+    spec.lora_generations.clear();
+  }
 }
 
 void stream(const json& v, const std::string& name, ParseState& st) { st.spec.stream = boolean(v, name); }

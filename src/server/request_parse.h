@@ -45,9 +45,8 @@ struct ParseContext {
   // The model's sampling defaults, under a completion / chat request's own fields; null: OpenAI's.
   const SamplingDefaults* sampling_defaults = nullptr;
   int32_t dp_size = 1;  // DP groups: the range of a request's data_parallel_rank
-  // --lora-paths: the adapters' names, in slot order (Request::lora). Requests name one with
+  // LoRA adapters (--lora-paths and run-time loads) are limits.lora: requests name one with
   // `lora_path` or with `model` (the adapter's name, vLLM; "<served model>:<adapter>", SGLang).
-  std::vector<std::string> lora_names;
 };
 
 // The 400 for text where a server without a tokenizer needs token ids.
@@ -107,6 +106,7 @@ struct GenSpec {
   std::string model;                      // as the request named it (the served model or an adapter)
   // LoRA adapter slots (Request::lora), one per prompt, or one for every prompt; empty: the base model.
   std::vector<int32_t> loras;
+  std::vector<uint64_t> lora_generations;  // parallel to loras: LoraRegistry::Adapter::generation
   std::vector<std::string> rids;          // /generate: client ids, one per prompt (may be empty)
   bool batched = false;                   // /generate got a list of prompts: answer with a list
   // Chat output parsing: the tools whose calls are picked out of the text (empty: none), and where

@@ -15,6 +15,9 @@ void register_responses_routes(httplib::Server& svr, ServerContext& ctx);
 void register_sglang_routes(httplib::Server& svr, ServerContext& ctx);
 // /get_model_info, /tokenize, /detokenize (also under /v1/), /flush_cache.
 void register_sglang_util_routes(httplib::Server& svr, ServerContext& ctx);
+// /load_lora_adapter, /unload_lora_adapter (SGLang) and /v1/load_lora_adapter, /v1/unload_lora_adapter
+// (vLLM): LoRA adapters loaded and unloaded while the server runs (--enable-lora).
+void register_lora_routes(httplib::Server& svr, ServerContext& ctx);
 // /v1/embeddings (--is-embedding), /v1/rerank.
 void register_embeddings_routes(httplib::Server& svr, ServerContext& ctx);
 

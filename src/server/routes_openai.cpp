@@ -204,8 +204,9 @@ json model_card(const ServerContext& ctx) {
           {"max_model_len", ctx.parse.limits.context_length}};
 }
 
-// A --lora-paths adapter as vLLM lists it: its name, the base model as parent, its folder as root.
-json lora_card(const ServerContext& ctx, const LoraAdapterPath& a) {
+// A LoRA adapter (--lora-paths or loaded at run time) as vLLM lists it: its name, the base model as
+// parent, its folder as root.
+json lora_card(const ServerContext& ctx, const LoraRegistry::Adapter& a) {
   return {{"id", a.name}, {"object", "model"}, {"created", ctx.created}, {"owned_by", "dpserve"},
           {"root", a.path}, {"parent", ctx.opts.served_model_name},
           {"max_model_len", ctx.parse.limits.context_length}};
@@ -222,12 +223,13 @@ void register_openai_routes(httplib::Server& svr, ServerContext& ctx) {
   });
   svr.Get("/v1/models", [&ctx](const httplib::Request&, httplib::Response& res) {
     json data = json::array({model_card(ctx)});
-    for (const LoraAdapterPath& a : ctx.opts.lora_adapters) data.push_back(lora_card(ctx, a));
+    if (const auto loras = ctx.engine.loras())
+      for (const auto& a : loras->list()) data.push_back(lora_card(ctx, a));
     send_json(res, 200, {{"object", "list"}, {"data", data}});
   });
   svr.Get(R"(/v1/models/(.+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
-    for (const LoraAdapterPath& a : ctx.opts.lora_adapters)
-      if (req.matches[1] == a.name) return send_json(res, 200, lora_card(ctx, a));
+    if (const auto loras = ctx.engine.loras())
+      if (const auto a = loras->find(req.matches[1])) return send_json(res, 200, lora_card(ctx, *a));
     if (req.matches[1] != ctx.opts.served_model_name)
       throw ApiError(404, fmt::format("The model '{}' does not exist", std::string(req.matches[1])), "model",
                      "invalid_request_error", "model_not_found");

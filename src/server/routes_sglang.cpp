@@ -293,11 +293,15 @@ void register_sglang_routes(httplib::Server& svr, ServerContext& ctx) {
     svr.Get(path, [&ctx](const httplib::Request&, httplib::Response& res) {
       json info = ctx.info.is_object() ? ctx.info : json::object();
       info["served_model_name"] = ctx.opts.served_model_name;
-      // SGLang's server args: lora_paths maps each adapter's name to its folder (null: none).
+      // SGLang's server args: lora_paths maps each adapter's name to its folder (null: none), as
+      // loaded now (--lora-paths and /load_lora_adapter).
       json loras = json::object();
-      for (const LoraAdapterPath& a : ctx.opts.lora_adapters) loras[a.name] = a.path;
-      info["lora_paths"] = ctx.opts.lora_adapters.empty() ? json() : loras;
-      info["max_loras_per_batch"] = ctx.opts.lora_adapters.size();
+      const auto reg = ctx.engine.loras();
+      const auto adapters = reg ? reg->list() : std::vector<LoraRegistry::Adapter>{};
+      for (const auto& a : adapters) loras[a.name] = a.path;
+      info["lora_paths"] = adapters.empty() ? json() : loras;
+      info["max_loras_per_batch"] = adapters.size();
+      info["enable_lora"] = ctx.opts.enable_lora;
       info["context_length"] = ctx.parse.limits.context_length;
       info["dp_size"] = ctx.engine.dp_size();
       info["vocab_size"] = ctx.tok.vocab_size();

@@ -58,6 +58,9 @@ struct ServerOptions {
   EmbeddingConfig embedding;
   // --lora-paths: the adapters requests may name (slot = index), listed by /v1/models.
   std::vector<LoraAdapterPath> lora_adapters;
+  // --enable-lora: /load_lora_adapter and /unload_lora_adapter (and vLLM's /v1/ ones) may load and
+  // unload adapters from server-side folders while the server runs. Off: those routes answer 400.
+  bool enable_lora = false;
 };
 
 }  // namespace dpserve

@@ -615,7 +615,7 @@ TEST(StopRegex, FirstMatchingPatternInRequestOrder) {
 // adapter's name; SGLang: "<served>:<adapter>") and their lora_path, unknown names.
 TEST(ParseLora, SelectorsBecomeSlots) {
   auto ctx = stories_ctx();
-  ctx.lora_names = {"a", "b"};
+  ctx.limits.lora = std::make_shared<LoraRegistry>(std::vector<std::pair<std::string, std::string>>{{"a", "/a"}, {"b", "/b"}});
   EXPECT_TRUE(parse_generate_request({{"text", "Once"}}, ctx).loras.empty());
   EXPECT_EQ(parse_generate_request({{"text", "Once"}, {"lora_path", "b"}}, ctx).loras, (std::vector<int32_t>{1}));
   EXPECT_EQ(parse_generate_request({{"text", {"x", "y", "z"}}, {"lora_path", {"b", nullptr, "a"}}}, ctx).loras,
@@ -659,7 +659,7 @@ TEST(ParseLora, SelectorsBecomeSlots) {
   e = expect_api_error([&] { parse_chat_request({{"model", "x:a"}, {"messages", msgs}}, ctx); });
   EXPECT_EQ(e.status(), 404);
   // Without --lora-paths every name is unknown.
-  ctx.lora_names.clear();
+  ctx.limits.lora = std::make_shared<LoraRegistry>();
   e = expect_api_error([&] { parse_generate_request({{"text", "a"}, {"lora_path", "a"}}, ctx); });
   EXPECT_EQ(e.status(), 400);
   EXPECT_EQ(e.param(), "lora_path");

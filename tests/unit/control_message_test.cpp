@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <limits>
 #include <string>
@@ -533,6 +534,98 @@ TEST(ControlMessage, CorruptConstraintIsRefusedByName) {
   v.kv("logit_bias").bin(ids, 4);
   v.kv("shutdown").boolean(false);
   EXPECT_NE(error_of(v.b).find("field 'logit_bias'"), std::string::npos);
+}
+
+// Run-time LoRA loads / unloads (/load_lora_adapter): optional, checked against the slots this rank
+// holds, one change per step.
+TEST(ControlMessage, LoraLoadAndUnloadTravelAndAreChecked) {
+  StepControl c;
+  c.step = 3;
+  c.lora_load_slot = 1;
+  c.lora_load_path = "/adapters/a";
+  auto bytes = encode(c);
+  // Slot 1 free (slot 0 held): decodes; slot 1 held, or past the next new slot: refused by name.
+  StepControl d = decode_control(bytes.data(), bytes.size(), std::vector<bool>{true, false});
+  EXPECT_EQ(d.lora_load_slot, 1);
+  EXPECT_EQ(d.lora_load_path, "/adapters/a");
+  EXPECT_EQ(d.lora_unload_slot, -1);
+  d = decode_control(bytes.data(), bytes.size(), std::vector<bool>{true});  // the next new slot
+  EXPECT_EQ(d.lora_load_slot, 1);
+  for (const std::vector<bool>& held : {std::vector<bool>{true, true}, std::vector<bool>{}}) {
+    try {
+      decode_control(bytes.data(), bytes.size(), held);
+      ADD_FAILURE() << "a load into slot 1 decoded with " << held.size() << " slots";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("'lora_load_slot'"), std::string::npos) << e.what();
+    }
+  }
+
+  StepControl u;
+  u.lora_unload_slot = 0;
+  bytes = encode(u);
+  d = decode_control(bytes.data(), bytes.size(), std::vector<bool>{true});
+  EXPECT_EQ(d.lora_unload_slot, 0);
+  EXPECT_EQ(d.lora_load_slot, -1);
+  EXPECT_TRUE(d.lora_load_path.empty());
+  try {  // not held
+    decode_control(bytes.data(), bytes.size(), std::vector<bool>{false, true});
+    ADD_FAILURE() << "an unload of a free slot decoded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'lora_unload_slot'"), std::string::npos) << e.what();
+  }
+  // A request naming a slot that exists but is free is refused like one past the end.
+  StepControl r;
+  NewRequest nr;
+  nr.id = 5;
+  nr.req.input_ids = {1};
+  nr.req.lora = 0;
+  r.new_requests = {nr};
+  bytes = encode(r);
+  EXPECT_EQ(decode_control(bytes.data(), bytes.size(), std::vector<bool>{true}).new_requests[0].req.lora, 0);
+  try {
+    decode_control(bytes.data(), bytes.size(), std::vector<bool>{false, true});
+    ADD_FAILURE() << "a request on a free slot decoded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'lora'"), std::string::npos) << e.what();
+  }
+  // Absent when unused: a plain step carries none of the keys.
+  bytes = encode(StepControl{});
+  const std::string plain(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  EXPECT_EQ(plain.find("lora"), std::string::npos);
+}
+
+TEST(ControlMessage, LoraFieldsRefuseHalfAndDoubleChanges) {
+  const uint64_t none = 0;
+  auto msg = [&](const std::function<void(W&)>& extra, int n_extra) {
+    W w;
+    w.map(5 + n_extra).kv("v").uint(1).kv("step").uint(1).kv("new").arr(0);
+    w.kv("cancels").bin(&none, 0).kv("shutdown").boolean(false);
+    extra(w);
+    return w.b;
+  };
+  const std::vector<bool> held{true, false};
+  auto err = [&](const std::vector<std::byte>& b) {
+    try {
+      decode_control(b.data(), b.size(), held);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  // A slot without a folder, a folder without a slot.
+  EXPECT_NE(err(msg([](W& w) { w.kv("lora_load_slot").uint(1); }, 1)).find("'lora_load_path'"), std::string::npos);
+  EXPECT_NE(err(msg([](W& w) { w.kv("lora_load_path").str("/x"); }, 1)).find("'lora_load_slot'"), std::string::npos);
+  // A load and an unload in one step.
+  EXPECT_NE(err(msg([](W& w) { w.kv("lora_load_slot").uint(1).kv("lora_load_path").str("/x").kv("lora_unload_slot").uint(0); }, 3))
+                .find("one adapter change per step"),
+            std::string::npos);
+  // Wrong types are named.
+  EXPECT_NE(err(msg([](W& w) { w.kv("lora_unload_slot").str("0"); }, 1)).find("'lora_unload_slot'"), std::string::npos);
+  EXPECT_NE(err(msg([](W& w) { w.kv("lora_load_slot").neg1().kv("lora_load_path").str("/x"); }, 2)).find("lora_load"),
+            std::string::npos);
+  // The well-formed forms decode.
+  EXPECT_EQ(err(msg([](W& w) { w.kv("lora_load_slot").uint(1).kv("lora_load_path").str("/x"); }, 2)), "");
+  EXPECT_EQ(err(msg([](W& w) { w.kv("lora_unload_slot").uint(0); }, 1)), "");
 }
 
 TEST(ControlMessage, HandWrittenMessageDecodesToWhatItSpells) {

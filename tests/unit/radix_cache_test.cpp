@@ -147,6 +147,41 @@ TEST(RadixCache, AdaptersNeverShareCachedPages) {
   EXPECT_EQ(pool.free_pages(), 32);  // the destructor returned both subtrees
 }
 
+// An unloaded adapter's slot may be loaded with another adapter: its subtree must go entirely (every
+// page back to the pool), the base's and other adapters' subtrees stay, and the LRU leaf set stays
+// consistent (evict afterwards frees exactly what is left).
+TEST(RadixCache, DropLoraRemovesOnlyThatAdaptersSubtree) {
+  KVPool pool(small_pool(32));
+  RadixCache cache(pool);
+  auto a = iota_tokens(100, 12);  // 3 pages
+  auto b = iota_tokens(100, 8);
+  b.push_back(7), b.push_back(7), b.push_back(7), b.push_back(7);  // branches at page 3
+  auto insert = [&](const std::vector<int32_t>& toks, int32_t lora) {
+    PageTable t;
+    ASSERT_TRUE(t.reserve(pool, int64_t(toks.size())));
+    cache.insert(toks, t.pages, int64_t(toks.size()) / 4, lora);
+    t.release(pool);
+  };
+  insert(a, -1);
+  insert(a, 0);
+  insert(b, 0);  // slot 0: 3 + 1 pages (a branch)
+  insert(a, 1);
+  EXPECT_EQ(cache.cached_pages(), 10);
+  EXPECT_EQ(pool.free_pages(), 22);
+  EXPECT_EQ(cache.drop_lora(0), 4);
+  EXPECT_EQ(cache.cached_pages(), 6);
+  EXPECT_EQ(pool.free_pages(), 26);
+  EXPECT_TRUE(cache.match(a, 100, true, 0).empty());
+  EXPECT_EQ(cache.cached_prefix_pages(b, 100, 0), 0);
+  EXPECT_EQ(cache.cached_prefix_pages(a, 100, 1), 3);  // slot 1 and the base untouched
+  EXPECT_EQ(cache.cached_prefix_pages(a, 100), 3);
+  EXPECT_EQ(cache.drop_lora(0), 0);   // nothing left there
+  EXPECT_EQ(cache.drop_lora(-1), 0);  // the base is not an adapter
+  EXPECT_EQ(cache.evict(100), 6);
+  EXPECT_EQ(pool.free_pages(), 32);
+  EXPECT_EQ(cache.cached_pages(), 0);
+}
+
 TEST(RadixCache, EvictsLeastRecentlyUsedUnreferencedLeaves) {
   KVPool pool(small_pool(16));
   RadixCache cache(pool);

@@ -148,7 +148,8 @@ TEST(RequestLimits, LoraSlotMustBeLoaded) {
   r.lora = 0;
   ASSERT_TRUE(l.check(r));   // no adapters loaded
   EXPECT_NE(l.check(r)->message.find("LoRA adapter slot 0"), std::string::npos);
-  l.lora_adapters = 2;
+  auto reg = std::make_shared<LoraRegistry>(std::vector<std::pair<std::string, std::string>>{{"a", "/a"}, {"b", "/b"}});
+  l.lora = reg;
   EXPECT_FALSE(l.check(r));
   r.lora = 1;
   EXPECT_FALSE(l.check(r));
@@ -156,6 +157,48 @@ TEST(RequestLimits, LoraSlotMustBeLoaded) {
   EXPECT_TRUE(l.check(r));
   r.lora = -2;
   EXPECT_TRUE(l.check(r));
+  // Run-time unload: the slot stops being usable at once; a later load reusing it has a new
+  // generation, which a request resolved before the unload does not carry.
+  r.lora = 0;
+  r.lora_generation = reg->find("a")->generation;
+  EXPECT_FALSE(l.check(r));
+  ASSERT_EQ(reg->begin_unload("a"), std::optional<int32_t>(0));
+  EXPECT_TRUE(l.check(r));
+  reg->end_unload(0);
+  int32_t slot = -1;
+  EXPECT_EQ(reg->begin_load("c", "/c", slot), "");
+  EXPECT_EQ(slot, 0);  // the freed slot is reused
+  EXPECT_TRUE(l.check(r));  // loading: not usable yet
+  reg->end_load(0, true);
+  EXPECT_TRUE(l.check(r));  // usable, but not the adapter the request named
+  r.lora_generation = reg->find("c")->generation;
+  EXPECT_FALSE(l.check(r));
+}
+
+TEST(LoraRegistry, NamesSlotsAndFailedLoads) {
+  LoraRegistry reg(std::vector<std::pair<std::string, std::string>>{{"a", "/a"}});
+  int32_t slot = -1;
+  EXPECT_NE(reg.begin_load("a", "/other", slot).find("already loaded"), std::string::npos);
+  EXPECT_EQ(reg.begin_load("b", "/b", slot), "");
+  EXPECT_EQ(slot, 1);
+  EXPECT_FALSE(reg.find("b"));  // not findable while loading
+  EXPECT_NE(reg.begin_load("b", "/b", slot).find("being loaded"), std::string::npos);
+  reg.end_load(1, false);  // failed: the slot is free again, the name too
+  EXPECT_FALSE(reg.find("b"));
+  EXPECT_FALSE(reg.usable(1));
+  EXPECT_EQ(reg.begin_load("b", "/b2", slot), "");
+  EXPECT_EQ(slot, 1);
+  reg.end_load(1, true);
+  ASSERT_TRUE(reg.find("b"));
+  EXPECT_EQ(reg.find("b")->path, "/b2");
+  ASSERT_EQ(reg.list().size(), 2u);
+  EXPECT_EQ(reg.list()[1].name, "b");
+  EXPECT_FALSE(reg.begin_unload("zz"));
+  EXPECT_EQ(reg.begin_unload("a"), std::optional<int32_t>(0));
+  EXPECT_FALSE(reg.find("a"));
+  EXPECT_NE(reg.begin_load("a", "/a", slot).find("being unloaded"), std::string::npos);
+  reg.end_unload(0);
+  EXPECT_EQ(reg.list().size(), 1u);
 }
 
 TEST(RequestLimits, MessagesUseTheCallersNames) {
