@@ -103,15 +103,15 @@ ExprId Grammar::chars(const CodepointSet& set) {
 }
 
 int32_t Grammar::add_rule(std::string name) {
-  DP_CHECK(find_rule(name) < 0, "rule '{}' declared twice", name);
+  const auto [it, added] = rule_index_.emplace(name, int32_t(rules_.size()));
+  DP_CHECK(added, "rule '{}' declared twice", name);
   rules_.push_back(Rule{std::move(name), -1});
-  return int32_t(rules_.size() - 1);
+  return it->second;
 }
 
 int32_t Grammar::find_rule(std::string_view name) const {
-  for (size_t i = 0; i < rules_.size(); ++i)
-    if (rules_[i].name == name) return int32_t(i);
-  return -1;
+  const auto it = rule_index_.find(name);
+  return it == rule_index_.end() ? -1 : it->second;
 }
 
 void Grammar::set_body(int32_t rule, ExprId body) { rules_[size_t(rule)].body = body; }

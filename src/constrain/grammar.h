@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -76,6 +77,9 @@ class Grammar {
   ExprId add(Expr e);
   std::vector<Expr> exprs_;
   std::vector<Rule> rules_;
+  // Name -> rule: compilers that declare a rule per automaton state (intersect_regular) add
+  // thousands, and a scan per add_rule made that quadratic.
+  std::map<std::string, int32_t, std::less<>> rule_index_;
   int32_t root_ = -1;
 };
 
