@@ -14,6 +14,7 @@ from dpserve too, never a prompt made of garbage.
 usage: chat_template_diff.py RENDER_BINARY [--random N] [--seed S] [--verbose]
 """
 import argparse
+import datetime
 import json
 import os
 import random
@@ -28,11 +29,9 @@ CORPUS = os.path.join(HERE, "diff_corpus")
 
 
 def hf_env():
-    """transformers' apply_chat_template environment (chat_template_check.hf_env), with a fixed date: the
-    check compares bytes, and the clock may tick between the two renders."""
-    env = chat_template_check.hf_env()
-    env.globals["strftime_now"] = lambda fmt: "27 Nov 2026" if "%d" in fmt else "2026"
-    return env
+    """transformers' apply_chat_template environment (chat_template_check.hf_env): strftime_now() reads
+    the local clock as both engines do; main() renders again if the date turned between the two renders."""
+    return chat_template_check.hf_env()
 
 
 # ---- contexts ----
@@ -329,15 +328,9 @@ def build_cases(n_random, seed):
     return cases
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("render_bin")
-    ap.add_argument("--random", type=int, default=1000, help="random templates (and random conversations)")
-    ap.add_argument("--seed", type=int, default=20261127)
-    ap.add_argument("--verbose", action="store_true")
-    a = ap.parse_args()
+def compare(a, cases):
+    """Renders every case with Jinja2 and with dpserve; returns (mismatches, renders, raises)."""
     env = hf_env()
-    cases = build_cases(a.random, a.seed)
     expected = []
     compiled = {}  # each source is compiled once: compiling dominates the run time otherwise
     for c in cases:
@@ -362,7 +355,7 @@ def main():
         os.unlink(path)
     if res.returncode != 0:
         print(res.stderr.decode(errors="replace"))
-        return 1
+        return 1, 0, 0
     got = json.loads(res.stdout.decode("utf-8"))
     failed = outputs = errors = 0
     limit = 100000 if a.verbose else 1500
@@ -379,6 +372,23 @@ def main():
     if len(got) != len(cases):
         failed += 1
         print("renderer returned a different number of results")
+    return failed, outputs, errors
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("render_bin")
+    ap.add_argument("--random", type=int, default=1000, help="random templates (and random conversations)")
+    ap.add_argument("--seed", type=int, default=20261127)
+    ap.add_argument("--verbose", action="store_true")
+    a = ap.parse_args()
+    cases = build_cases(a.random, a.seed)
+    for _ in range(2):
+        day = datetime.date.today()
+        failed, outputs, errors = compare(a, cases)
+        if failed == 0 or datetime.date.today() == day:
+            break
+        print("the date turned between the two renders (strftime_now); comparing again")
     print(f"{len(cases)} cases ({outputs} render, {errors} raise in jinja2): {failed} mismatches")
     # Guards against a generator that drifts into producing only errors, which would compare nothing.
     return 0 if failed == 0 and outputs > 2 * errors else 1
