@@ -53,6 +53,7 @@ struct ServeArgs {
   bool enable_metrics = false;  // accepted; metrics are always on
   bool is_embedding = false;
   std::string sampling_defaults = "model";
+  std::string preferred_sampling_params;  // JSON, checked before the model loads
   std::string pooling = "auto";
   std::string normalize_embeddings = "auto";
   std::vector<std::string> lora_paths;  // --lora-paths, as given (server/lora_adapters.h reads them)
@@ -119,6 +120,10 @@ void start_drain_guard(Runtime& rt, DpEngine& engine, std::shared_ptr<std::atomi
 void run_serve(ServeArgs& a) {
   spdlog::set_level(spdlog::level::from_str(a.log_level));
   check_api_keys(a);
+  if (!a.preferred_sampling_params.empty()) {
+    if (a.is_embedding) fail("--preferred-sampling-params applies to generation; an --is-embedding server samples nothing");
+    a.so.preferred_sampling = SamplingDefaults::from_preferred(a.preferred_sampling_params);
+  }
   check_node_flags(a.rf.rt.nodes, requested_world(a.rf));
   if (a.rf.rt.nodes.nnodes > 1)
     relaunch_node_job(a.rf.rt.nodes, requested_world(a.rf), a.rf.rt.watchdog_timeout, a.so.shutdown_timeout_s, a.rf.numa,
@@ -231,6 +236,9 @@ void run_serve(ServeArgs& a) {
       spdlog::info("sampling defaults from the model (requests' own values win; --sampling-defaults openai: "
                    "OpenAI's): {}", a.so.sampling_defaults.to_json().dump());
   }
+  if (!a.so.preferred_sampling.empty())
+    spdlog::info("--preferred-sampling-params (over the model's defaults and SGLang's; requests' own values win): {}",
+                 a.so.preferred_sampling.to_json().dump());
   if (a.is_embedding)
     spdlog::info("--is-embedding: /v1/embeddings serves pooled hidden states ({}); generation routes are refused",
                  a.so.embedding.source);
@@ -264,6 +272,9 @@ void run_serve(ServeArgs& a) {
                          {"is_embedding", a.is_embedding},
                          {"sampling_defaults", a.sampling_defaults},
                          {"default_sampling_params", a.so.sampling_defaults.to_json()},
+                         {"preferred_sampling_params", a.so.preferred_sampling.empty()
+                                                           ? nlohmann::json(nullptr)
+                                                           : a.so.preferred_sampling.to_json()},
                          {"max_total_tokens", rt->kv_tokens_per_rank()},
                          {"max_total_num_tokens", rt->kv_tokens_per_rank()},  // SGLang's name
                          {"model_type", hf_model_type(loc.model, cfg.arch_name)},
@@ -426,6 +437,11 @@ void register_serve(CLI::App& app) {
                 "(the model's generation_config.json, or a GGUF file's general.sampling.*, over OpenAI's) or "
                 "openai (temperature 1, top_p 1, no top_k, min_p or repetition penalty)")
       ->check(CLI::IsMember({"model", "openai"}))->capture_default_str()->envname("DPSERVE_SAMPLING_DEFAULTS");
+  s->add_option("--preferred-sampling-params", a->preferred_sampling_params,
+                "JSON object of sampling values for the fields a request leaves out, on every generation route "
+                "(over the model's defaults on the OpenAI routes): temperature, top_p, top_k, min_p, "
+                "repetition_penalty, frequency_penalty, presence_penalty; e.g. '{\"temperature\": 0.6}'")
+      ->envname("DPSERVE_PREFERRED_SAMPLING_PARAMS");
   s->add_option_function<std::string>(
        "--tool-call-parser", [a](const std::string& v) { a->so.tool_call_parser = parse_tool_call_parser(v); },
        "Format of the model's tool calls, picked out of chat outputs into tool_calls and enforced for "

@@ -48,7 +48,6 @@ constexpr Refused kRefused[] = {
     {"--enable-cache-report", false, "usage.prompt_tokens_details.cached_tokens is always reported"},
     {"--completion-template", true, "code completion templates are not implemented"},
     {"--tool-server", true, "there are no built-in tools (function tools run in the client)"},
-    {"--preferred-sampling-params", true, "sampling defaults come from each request"},
     {"--show-time-cost", false, "/metrics and the request log carry the timings"},
 };
 

@@ -147,7 +147,10 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   c.parse.images = &c.opts.images;
   c.parse.tool_parser = c.opts.tool_call_parser;
   c.parse.reasoning_parser = c.opts.reasoning_parser;
-  if (!c.opts.sampling_defaults.empty()) c.parse.sampling_defaults = &c.opts.sampling_defaults;
+  c.openai_sampling = c.opts.sampling_defaults;
+  c.openai_sampling.overlay(c.opts.preferred_sampling);
+  if (!c.openai_sampling.empty()) c.parse.sampling_defaults = &c.openai_sampling;
+  if (!c.opts.preferred_sampling.empty()) c.parse.preferred_sampling = &c.opts.preferred_sampling;
   // Parsed once here, so a broken template stops the server at start rather than failing each chat.
   std::optional<std::string> tmpl =
       c.opts.chat_template_path.empty() ? tok.chat_template() : std::optional(read_file(c.opts.chat_template_path));

@@ -995,6 +995,7 @@ GenSpec parse_generate_request(const json& b, const ParseContext& ctx, std::stri
   ParseState st(ctx);
   GenSpec& spec = st.spec;
   spec.model = ctx.served_model_name;
+  if (ctx.preferred_sampling) ctx.preferred_sampling->apply(spec.base.params);
   read_fields(b, generate_fields(), st);
   if (st.sampling_params) {
     read_fields(*st.sampling_params, generate_sampling_fields(), st, "sampling_params.");

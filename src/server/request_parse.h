@@ -42,8 +42,11 @@ struct ParseContext {
   // The model's image tokens and preprocessing, and the image flags; null: a model without images.
   const ImageOptions* images = nullptr;
   bool skip_tokenizer = false;  // --skip-tokenizer-init: no text in, no text out
-  // The model's sampling defaults, under a completion / chat request's own fields; null: OpenAI's.
+  // The model's sampling defaults and --preferred-sampling-params over them, under a completion / chat /
+  // responses request's own fields; null: OpenAI's.
   const SamplingDefaults* sampling_defaults = nullptr;
+  // --preferred-sampling-params, under a /generate request's own sampling_params; null: SGLang's defaults.
+  const SamplingDefaults* preferred_sampling = nullptr;
   int32_t dp_size = 1;  // DP groups: the range of a request's data_parallel_rank
   // LoRA adapters (--lora-paths and run-time loads) are limits.lora: requests name one with
   // `lora_path` or with `model` (the adapter's name, vLLM; "<served model>:<adapter>", SGLang).

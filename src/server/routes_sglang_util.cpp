@@ -122,7 +122,9 @@ void register_sglang_util_routes(httplib::Server& svr, ServerContext& ctx) {
                  {"tokenizer_path", ctx.info.value("tokenizer_path", "")},
                  {"served_model_name", ctx.opts.served_model_name},
                  {"is_generation", !ctx.opts.embedding.enabled},
-                 {"preferred_sampling_params", nullptr},
+                 {"preferred_sampling_params", ctx.opts.preferred_sampling.empty()
+                                                   ? json(nullptr)
+                                                   : ctx.opts.preferred_sampling.to_json()},
                  {"weight_version", "default"},
                  {"has_image_understanding", ctx.info.value("has_image_understanding", false)},
                  {"has_audio_understanding", false},

@@ -54,7 +54,18 @@ void SamplingDefaults::apply(SamplingParams& p) const {
   if (top_p) p.top_p = float(*top_p);
   if (min_p) p.min_p = float(*min_p);
   if (repetition_penalty) p.repetition_penalty = float(*repetition_penalty);
+  if (frequency_penalty) p.frequency_penalty = float(*frequency_penalty);
+  if (presence_penalty) p.presence_penalty = float(*presence_penalty);
   if (top_k) p.top_k = int32_t(*top_k);
+}
+
+void SamplingDefaults::overlay(const SamplingDefaults& over) {
+  for (auto [mine, theirs] : {std::pair{&temperature, &over.temperature}, {&top_p, &over.top_p},
+                              {&min_p, &over.min_p}, {&repetition_penalty, &over.repetition_penalty},
+                              {&frequency_penalty, &over.frequency_penalty},
+                              {&presence_penalty, &over.presence_penalty}})
+    if (*theirs) *mine = *theirs;
+  if (over.top_k) top_k = over.top_k;
 }
 
 nlohmann::json SamplingDefaults::to_json() const {
@@ -64,7 +75,44 @@ nlohmann::json SamplingDefaults::to_json() const {
   if (top_k) j["top_k"] = *top_k;
   if (min_p) j["min_p"] = *min_p;
   if (repetition_penalty) j["repetition_penalty"] = *repetition_penalty;
+  if (frequency_penalty) j["frequency_penalty"] = *frequency_penalty;
+  if (presence_penalty) j["presence_penalty"] = *presence_penalty;
   return j;
+}
+
+SamplingDefaults SamplingDefaults::from_preferred(const std::string& json_text) {
+  const nlohmann::json j = nlohmann::json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object())
+    fail("--preferred-sampling-params must be a JSON object such as '{{\"temperature\": 0.6}}', got '{}'",
+         json_text);
+  SamplingDefaults d;
+  const std::pair<const char*, P> floats[] = {
+      {"temperature", P::kTemperature},           {"top_p", P::kTopP},
+      {"min_p", P::kMinP},                        {"repetition_penalty", P::kRepetitionPenalty},
+      {"frequency_penalty", P::kFrequencyPenalty}, {"presence_penalty", P::kPresencePenalty}};
+  std::optional<double>* slots[] = {&d.temperature,        &d.top_p,           &d.min_p,
+                                    &d.repetition_penalty, &d.frequency_penalty, &d.presence_penalty};
+  for (const auto& [key, v] : j.items()) {
+    if (v.is_null()) continue;
+    if (key == "top_k") {
+      if (!v.is_number_integer()) fail("--preferred-sampling-params: top_k must be an integer, got {}", v.dump());
+      const int64_t k = v.get<int64_t>() == 0 ? -1 : v.get<int64_t>();
+      if (auto rule = RequestLimits::int_rule(P::kTopK, k))
+        fail("--preferred-sampling-params: top_k {} {}", v.dump(), *rule);
+      d.top_k = k;
+      continue;
+    }
+    size_t i = 0;
+    while (i < std::size(floats) && key != floats[i].first) ++i;
+    if (i == std::size(floats))
+      fail("--preferred-sampling-params: '{}' is not supported (it takes temperature, top_p, top_k, min_p, "
+           "repetition_penalty, frequency_penalty and presence_penalty)", key);
+    if (!v.is_number()) fail("--preferred-sampling-params: {} must be a number, got {}", key, v.dump());
+    if (auto rule = RequestLimits::value_rule(floats[i].second, v.get<double>()))
+      fail("--preferred-sampling-params: {} {} {}", key, v.dump(), *rule);
+    *slots[i] = v.get<double>();
+  }
+  return d;
 }
 
 SamplingDefaults SamplingDefaults::from_generation_config(const nlohmann::json& j, const std::string& where,

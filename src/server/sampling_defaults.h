@@ -1,6 +1,6 @@
-// The model's own sampling defaults (SGLang's --sampling-defaults model, vLLM's --generation-config
-// auto, llama.cpp's general.sampling.*): what generation_config.json or a GGUF file recommends, applied
-// on the OpenAI routes to the sampling fields a request leaves out.
+// Sampling values for the fields a request leaves out: the model's own (SGLang's --sampling-defaults
+// model, vLLM's --generation-config auto, llama.cpp's general.sampling.*: what generation_config.json or a
+// GGUF file recommends) and the operator's (SGLang's --preferred-sampling-params).
 #pragma once
 
 #include <optional>
@@ -14,12 +14,17 @@
 namespace dpserve {
 
 struct SamplingDefaults {
-  std::optional<double> temperature, top_p, min_p, repetition_penalty;
+  std::optional<double> temperature, top_p, min_p, repetition_penalty, frequency_penalty, presence_penalty;
   std::optional<int64_t> top_k;
 
-  bool empty() const { return !temperature && !top_p && !min_p && !repetition_penalty && !top_k; }
+  bool empty() const {
+    return !temperature && !top_p && !min_p && !repetition_penalty && !frequency_penalty && !presence_penalty &&
+           !top_k;
+  }
   // Sets the fields this holds; a request's own fields are read after, over them.
   void apply(SamplingParams& p) const;
+  // Takes every field `over` holds (the operator's preferences over the model's defaults).
+  void overlay(const SamplingDefaults& over);
   // {"temperature": 0.6, ...}: only the fields held, as the file wrote them.
   nlohmann::json to_json() const;
 
@@ -31,6 +36,10 @@ struct SamplingDefaults {
   // The same from generation_config.json's parsed contents (`where` names it in warnings).
   static SamplingDefaults from_generation_config(const nlohmann::json& j, const std::string& where,
                                                  std::vector<std::string>& warnings);
+  // --preferred-sampling-params: a JSON object of SGLang sampling_params names (temperature, top_p, top_k,
+  // min_p, repetition_penalty, frequency_penalty, presence_penalty). Strict, as the operator wrote it: bad
+  // JSON, another key or a value no request could send throws an Error naming it.
+  static SamplingDefaults from_preferred(const std::string& json_text);
 };
 
 }  // namespace dpserve

@@ -42,6 +42,7 @@ struct ServerContext {
   constrain::CompileCache constraints;  // structured outputs by their text (compiled here, on rank 0)
   ResponseStore responses;              // /v1/responses kept for previous_response_id
   ParseContext parse;
+  SamplingDefaults openai_sampling;  // the model's defaults under the operator's preferences (parse points here)
   Metrics metrics;
   RequestRegistry registry;
   std::atomic<bool> draining{false};

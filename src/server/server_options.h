@@ -54,6 +54,9 @@ struct ServerOptions {
   // The model's sampling defaults (--sampling-defaults model), applied on the OpenAI routes to the sampling
   // fields a request leaves out; empty with --sampling-defaults openai.
   SamplingDefaults sampling_defaults;
+  // --preferred-sampling-params: the operator's values, over the model's on the OpenAI routes and over
+  // SGLang's own defaults on /generate; a request's own fields win over both.
+  SamplingDefaults preferred_sampling;
   // --is-embedding: the pooling head /v1/embeddings runs (enabled: generation routes are refused).
   EmbeddingConfig embedding;
   // --lora-paths: the adapters requests may name (slot = index), listed by /v1/models.

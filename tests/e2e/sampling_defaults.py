@@ -14,7 +14,12 @@ other tokens) must not. Over real HTTP:
   * --sampling-defaults openai: no defaults reported, seeds differ;
   * the folder converted to GGUF (tools/hf_to_gguf.py writes general.sampling.*): the same defaults;
   * values no request could send (temperature 5, top_p 0, top_k 2.5) are left out with a warning naming
-    each, and the valid min_p of the same file is taken.
+    each, and the valid min_p of the same file is taken;
+  * --preferred-sampling-params (SGLang's flag): '{"top_k": -1}' over the model's top_k 1 makes the OpenAI
+    routes sample again (seeds differ) while the model's temperature stays (responses echo 0.7);
+    '{"top_k": 1}' makes /generate greedy whatever the seed (SGLang's own defaults sample), a request's own
+    top_k still wins; /get_model_info and /get_server_info report the values; bad JSON, an unsupported key or
+    a value out of range stops the server at start with a message naming the flag.
 usage: sampling_defaults.py DPSERVE_BIN MAKE_HF_MODEL HF_TO_GGUF QWEN3_TOKENIZER_DIR
 """
 import json
@@ -44,9 +49,9 @@ def chat(srv, **fields):
     return j["choices"][0]["message"]["content"] if st == 200 else f"HTTP {st}: {j}"
 
 
-def native(srv, seed):
+def native(srv, seed, **fields):
     st, j = srv.request("POST", "/generate", {"text": PROMPT, "sampling_params": {"max_new_tokens": 8,
-                                                                                  "sampling_seed": seed}})
+                                                                                  "sampling_seed": seed, **fields}})
     return j["text"] if st == 200 else f"HTTP {st}: {j}"
 
 
@@ -73,6 +78,42 @@ def check_model_defaults(srv, label, want):
     check(f"{label}: a request's own top_k -1 wins over the model's (seeds differ)", len(set(own)) > 1, str(own))
     gen = [native(srv, s) for s in SEEDS]
     check(f"{label}: /generate keeps SGLang's native defaults (seeds differ)", len(set(gen)) > 1, str(gen))
+
+
+def check_preferred(model, common, tmp):
+    with ServeProcess(BIN, "--model-path", model, *common, "--preferred-sampling-params", '{"top_k": -1}',
+                      log=os.path.join(tmp, "preferred.log")) as srv:
+        st, mi = srv.request("GET", "/get_model_info")
+        check("preferred: /get_model_info reports the operator's values",
+              st == 200 and mi.get("preferred_sampling_params") == {"top_k": -1}, str(mi))
+        st, info = srv.request("GET", "/get_server_info")
+        check("preferred: /get_server_info reports both layers",
+              st == 200 and info.get("preferred_sampling_params") == {"top_k": -1}
+              and info.get("default_sampling_params", {}).get("top_k") == 1, str(info.get("preferred_sampling_params")))
+        outs = [completion(srv, seed=s) for s in SEEDS]
+        check("preferred top_k -1 wins over the model's top_k 1 (seeds differ)", len(set(outs)) > 1, str(outs))
+        st, r = srv.request("POST", "/v1/responses", {"model": "m", "input": PROMPT, "max_output_tokens": 4})
+        check("preferred: the model's temperature stays under the operator's top_k (responses echo 0.7)",
+              st == 200 and abs(r.get("temperature", 0) - 0.7) < 1e-9, f"{st} {str(r)[:300]}")
+    with ServeProcess(BIN, "--model-path", model, *common, "--sampling-defaults", "openai",
+                      "--preferred-sampling-params", '{"top_k": 1}', log=os.path.join(tmp, "preferred1.log")) as srv:
+        greedy = native(srv, 1, temperature=0)
+        gen = [native(srv, s) for s in SEEDS]
+        check("preferred top_k 1: /generate without sampling fields is greedy for every seed",
+              all(g == greedy for g in gen), f"{gen} vs {greedy!r}")
+        own = [native(srv, s, top_k=-1) for s in SEEDS]
+        check("preferred: a /generate request's own top_k -1 wins (seeds differ)", len(set(own)) > 1, str(own))
+        outs = [completion(srv, seed=s) for s in SEEDS[:2]]
+        check("preferred top_k 1 applies on completions under --sampling-defaults openai",
+              all(o == completion(srv, temperature=0) for o in outs), str(outs))
+    for value, want in (("temperature=0", "must be a JSON object"),
+                        ('{"max_new_tokens": 8}', "'max_new_tokens' is not supported"),
+                        ('{"top_p": 1.5}', "top_p 1.5 must be in")):
+        res = subprocess.run([BIN, "serve", "--model-path", model, *common, "--preferred-sampling-params", value],
+                             capture_output=True, text=True, timeout=60)
+        check(f"start-up refuses --preferred-sampling-params {value}",
+              res.returncode != 0 and want in res.stderr and "--preferred-sampling-params" in res.stderr,
+              f"rc {res.returncode}: {res.stderr[-500:]}")
 
 
 def main():
@@ -122,6 +163,8 @@ def main():
             log = srv.output()
             for name in ("temperature 5", "top_p 0", "top_k 2.5"):
                 check(f"warning names {name}", f"generation_config.json: {name}" in log, log[-1500:])
+        write_generation_config(model, want)
+        check_preferred(model, common, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     finish()

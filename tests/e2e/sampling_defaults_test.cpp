@@ -1,6 +1,7 @@
 // generation_config.json's sampling fields as defaults: what is taken, what is refused and said.
 #include <gtest/gtest.h>
 
+#include "core/check.h"
 #include "server/sampling_defaults.h"
 
 namespace dpserve {
@@ -57,6 +58,52 @@ TEST(SamplingDefaults, NoFileNoDefaults) {
   std::vector<std::string> warnings;
   EXPECT_TRUE(SamplingDefaults::load("/nonexistent/model", warnings).empty());
   EXPECT_TRUE(warnings.empty());
+}
+
+// SGLang's --preferred-sampling-params: its sampling_params names; everything else stops the server.
+TEST(SamplingDefaults, PreferredTakesSevenFieldsAndOverlaysTheModels) {
+  const auto pref = SamplingDefaults::from_preferred(
+      R"({"temperature": 0, "top_k": 5, "frequency_penalty": 0.5, "presence_penalty": -1, "min_p": null})");
+  EXPECT_EQ(pref.to_json(),
+            (json{{"temperature", 0.0}, {"top_k", 5}, {"frequency_penalty", 0.5}, {"presence_penalty", -1.0}}));
+  std::vector<std::string> warnings;
+  auto d = SamplingDefaults::from_generation_config(json{{"temperature", 0.6}, {"top_p", 0.9}, {"top_k", 20}},
+                                                    "g.json", warnings);
+  d.overlay(pref);
+  EXPECT_EQ(d.to_json(), (json{{"temperature", 0.0}, {"top_p", 0.9}, {"top_k", 5}, {"frequency_penalty", 0.5},
+                               {"presence_penalty", -1.0}}));
+  SamplingParams p;
+  d.apply(p);
+  EXPECT_FLOAT_EQ(p.temperature, 0.0f);
+  EXPECT_FLOAT_EQ(p.top_p, 0.9f);
+  EXPECT_EQ(p.top_k, 5);
+  EXPECT_FLOAT_EQ(p.frequency_penalty, 0.5f);
+  EXPECT_FLOAT_EQ(p.presence_penalty, -1.0f);
+  EXPECT_TRUE(SamplingDefaults::from_preferred("{}").empty());
+}
+
+TEST(SamplingDefaults, PreferredRefusesWhatItCannotApply) {
+  auto message = [](const std::string& text) {
+    try {
+      SamplingDefaults::from_preferred(text);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(accepted)");
+  };
+  for (const auto& [text, want] : std::vector<std::pair<std::string, std::string>>{
+           {"temperature=0", "must be a JSON object"},
+           {"[0.5]", "must be a JSON object"},
+           {R"({"max_new_tokens": 64})", "'max_new_tokens' is not supported"},
+           {R"({"temperature": -1})", "temperature -1 must be in"},
+           {R"({"top_p": 0})", "top_p 0 must be in"},
+           {R"({"top_k": 2.5})", "top_k must be an integer"},
+           {R"({"top_k": -7})", "top_k -7 must be -1"},
+           {R"({"presence_penalty": "high"})", "presence_penalty must be a number"}}) {
+    const std::string got = message(text);
+    EXPECT_NE(got.find(want), std::string::npos) << text << " -> " << got;
+    EXPECT_NE(got.find("--preferred-sampling-params"), std::string::npos) << got;
+  }
 }
 
 }  // namespace
