@@ -114,12 +114,14 @@ void read_value(const Object& o, std::vector<LogitBias>& v) {
   if (!v.empty()) std::memcpy(v.data(), o.via.bin.ptr, o.via.bin.size);
 }
 
-// Prompt positions' logprobs: one bin of int32 n, int32 k, then n records of (int32 token,
-// float32 logprob, k x (int32 id, float32 logprob)). Every entry has the same k alternatives.
+// Prompt positions' logprobs: one bin of int32 n, int32 k, int32 m, then n records of (int32 token,
+// float32 logprob, k x (int32 id, float32 logprob), m x float32 token_ids_logprob value). Every entry
+// has the same k alternatives and m requested ids.
 void write_value(Packer& pk, const std::vector<TokenOut>& v) {
   const int32_t k = v.empty() ? 0 : int32_t(v[0].top.size());
-  std::vector<uint32_t> words{uint32_t(v.size()), uint32_t(k)};
-  words.reserve(2 + v.size() * size_t(2 + 2 * k));
+  const int32_t m = v.empty() ? 0 : int32_t(v[0].id_logprobs.size());
+  std::vector<uint32_t> words{uint32_t(v.size()), uint32_t(k), uint32_t(m)};
+  words.reserve(3 + v.size() * size_t(2 + 2 * k + m));
   auto bits = [](float f) {
     uint32_t u;
     std::memcpy(&u, &f, sizeof u);
@@ -127,29 +129,32 @@ void write_value(Packer& pk, const std::vector<TokenOut>& v) {
   };
   for (const TokenOut& t : v) {
     DP_CHECK(int32_t(t.top.size()) == k, "prompt logprob entries with different numbers of alternatives");
+    DP_CHECK(int32_t(t.id_logprobs.size()) == m, "prompt logprob entries with different numbers of requested ids");
     words.push_back(uint32_t(t.token));
     words.push_back(bits(t.logprob));
     for (const TokenLogprob& a : t.top) {
       words.push_back(uint32_t(a.token));
       words.push_back(bits(a.logprob));
     }
+    for (float lp : t.id_logprobs) words.push_back(bits(lp));
   }
   write_value(pk, words);
 }
 void read_value(const Object& o, std::vector<TokenOut>& v) {
   std::vector<uint32_t> words;
   read_value(o, words);
-  if (words.size() < 2) throw msgpack::type_error();
-  const uint64_t n = words[0], k = words[1];
-  // (n and k first bounded by the size, so the product cannot wrap.)
-  if (n > words.size() || k > words.size() || words.size() != 2 + n * (2 + 2 * k)) throw msgpack::type_error();
+  if (words.size() < 3) throw msgpack::type_error();
+  const uint64_t n = words[0], k = words[1], m = words[2];
+  // (n, k and m first bounded by the size, so the product cannot wrap.)
+  if (n > words.size() || k > words.size() || m > words.size() || words.size() != 3 + n * (2 + 2 * k + m))
+    throw msgpack::type_error();
   auto flt = [](uint32_t u) {
     float f;
     std::memcpy(&f, &u, sizeof f);
     return f;
   };
   v.resize(size_t(n));
-  size_t w = 2;
+  size_t w = 3;
   for (TokenOut& t : v) {
     t.token = int32_t(words[w++]);
     t.logprob = flt(words[w++]);
@@ -158,6 +163,8 @@ void read_value(const Object& o, std::vector<TokenOut>& v) {
       a.token = int32_t(words[w++]);
       a.logprob = flt(words[w++]);
     }
+    t.id_logprobs.resize(size_t(m));
+    for (float& lp : t.id_logprobs) lp = flt(words[w++]);
   }
 }
 

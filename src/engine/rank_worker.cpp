@@ -85,17 +85,22 @@ void log_softmax_top(const float* logits, int64_t V, int32_t chosen, int32_t top
   }
 }
 
-// One prompt row's entry: log-softmax of `chosen` and the top_n best alternatives (ties to the lower
-// id, as log_softmax_top). A prompt can have thousands of rows over a vocabulary of 150k, so this is
-// the vectorised exp (kernels/vec_math.h, into `scratch`: the row itself stays as it was) and one
-// pass keeping the best top_n, instead of a double exp and a partial sort per row.
-void prompt_row_logprob(const float* logits, int64_t V, int32_t chosen, int32_t top_n, std::vector<float>& scratch,
-                        TokenOut& out) {
+// One prompt row's entry: log-softmax of `chosen`, of each of `ids`, and the top_n best alternatives
+// (ties to the lower id, as log_softmax_top). A prompt can have thousands of rows over a vocabulary
+// of 150k, so this is the vectorised exp (kernels/vec_math.h, into `scratch`: the row itself stays
+// as it was) and one pass keeping the best top_n, instead of a double exp and a partial sort per row.
+void prompt_row_logprob(const float* logits, int64_t V, int32_t chosen, int32_t top_n, const std::vector<int32_t>& ids,
+                        std::vector<float>& scratch, TokenOut& out) {
   const float mx = *std::max_element(logits, logits + V);
   scratch.assign(logits, logits + V);
   const double lse = double(mx) + std::log(double(vec_exp_sub_sum(scratch.data(), V, mx)));
   out.token = chosen;
   out.logprob = float(double(logits[chosen]) - lse);
+  // token_ids_logprob over the prompt (SGLang's input_token_ids_logprobs), as log_softmax_top does.
+  out.id_logprobs.clear();
+  for (int32_t id : ids)
+    out.id_logprobs.push_back(id >= 0 && id < V ? float(double(logits[id]) - lse)
+                                                : -std::numeric_limits<float>::infinity());
   out.top.clear();
   if (top_n <= 0) return;
   std::vector<std::pair<float, int32_t>> best;  // sorted, best first
@@ -583,7 +588,8 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
           for (int64_t k = k0; k < k1; ++k) {
             const float* lg = &logits_[(base + size_t(k)) * size_t(V)];
             const int64_t pos = s.pos0 + first + k + 1;  // the prompt position it scores
-            prompt_row_logprob(lg, limit, st.tokens[size_t(pos)], st.req.top_logprobs, scratch, o.prompt[size_t(k)]);
+            prompt_row_logprob(lg, limit, st.tokens[size_t(pos)], st.req.top_logprobs, st.req.token_ids_logprob, scratch,
+                               o.prompt[size_t(k)]);
           }
         });
         o.prompt_tokens = st.prompt_len;

@@ -962,18 +962,13 @@ GenSpec parse_chat_request(const json& b, const ParseContext& ctx, std::string_v
 }
 
 // SGLang's token_ids_logprob: one list of ids (for every prompt) or one list per prompt of a batch.
-// Needs return_logprob (SGLang reports them with the other logprobs); the prompt's own positions
-// (input_token_ids_logprobs past logprob_start_len) are not computed here, so that pairing is refused.
+// Needs return_logprob (SGLang reports them with the other logprobs): at every output position, and
+// with logprob_start_len at the prompt's positions past it too (input_token_ids_logprobs).
 void parse_token_ids_logprob(const json& v, GenSpec& spec, const ParseContext& ctx) {
   const std::string name = "token_ids_logprob";
   if (!v.is_array()) bad_param(name, fmt::format("'{}' must be an array of token ids or an array of such arrays", name));
   if (v.empty()) return;
   if (!spec.logprobs) bad_param(name, fmt::format("'{}' requires 'return_logprob' to be true", name));
-  if (spec.logprob_start_len >= 0)
-    throw ApiError(400, fmt::format("'{}' together with 'logprob_start_len' (the prompt's input_token_ids_logprobs) is "
-                                    "not supported by this server; leave 'logprob_start_len' out for the output's",
-                                    name),
-                   name, "", "unsupported_parameter");
   const size_t prompts = std::max<size_t>(spec.prompts.size(), 1);
   auto one = [&](const json& ids, const std::string& param) {
     if (!ids.is_array() || ids.empty()) bad_param(param, fmt::format("'{}' must be a non-empty array of token ids", param));

@@ -106,19 +106,23 @@ std::shared_ptr<void> admit_generation(ServerContext& ctx, const GenSpec& spec) 
   Admission::Work w;
   // Echoed prompt logprobs cost like tokens: each prompt position carries its top_logprobs alternatives
   // into every choice of the answer (n x prompt x k entries), whatever the few positions computed.
+  // token_ids_logprob's m ids count as m more alternatives, at every output position and every
+  // reported prompt position.
   const int64_t k = spec.base.top_logprobs;
-  const int64_t per_prompt_token = 1 + (spec.base.prompt_logprobs ? k : 0);
-  auto count = [&](int64_t prompt_len) {
+  auto count = [&](int64_t prompt_len, int64_t m) {
     const int64_t max_new = spec.base.params.max_new_tokens;
+    const int64_t per_prompt_token = 1 + (spec.base.prompt_logprobs ? k + m : 0);
     w.sequences += n;
     w.tokens += n * (prompt_len * per_prompt_token + max_new);
     // The entries the reply will hold, each a JSON object built in memory before it is sent.
-    w.logprobs += n * (1 + k) * ((spec.base.prompt_logprobs ? prompt_len : 0) + (spec.base.return_logprob ? max_new : 0));
+    w.logprobs += n * ((1 + k + m) * (spec.base.prompt_logprobs ? prompt_len : 0) +
+                       (spec.base.return_logprob ? (1 + k) * max_new : 0) + m * max_new);
   };
-  // token_ids_logprob: that many more entries at every output position.
-  for (const auto& ids : spec.token_ids_logprob) w.logprobs += n * int64_t(ids.size()) * spec.base.params.max_new_tokens;
-  if (spec.prompts.empty()) count(spec.input_embeds_rows);
-  for (const auto& p : spec.prompts) count(int64_t(p.size()));
+  auto ids_of = [&](size_t p) {
+    return p < spec.token_ids_logprob.size() ? int64_t(spec.token_ids_logprob[p].size()) : 0;
+  };
+  if (spec.prompts.empty()) count(spec.input_embeds_rows, ids_of(0));
+  for (size_t p = 0; p < spec.prompts.size(); ++p) count(int64_t(spec.prompts[p].size()), ids_of(p));
   auto too_big = [&w](const Admission& a) {
     if (!(a.max_sequences() > 0 && w.sequences > a.max_sequences()) && !(a.max_tokens() > 0 && w.tokens > a.max_tokens()))
       bad_param("logprobs", fmt::format("This request's replies would hold {} logprob entries (each reported token "

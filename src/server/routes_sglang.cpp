@@ -76,16 +76,28 @@ json meta_info(const GenSpec& spec, ChoiceRun& run, const GenState& st, const st
     const bool top = spec.base.top_logprobs > 0;
     // The prompt from logprob_start_len (by default its last token): the first entry has no logprob,
     // the rest are the prompt's own (position k is prompt logprob k - 1).
-    json in = json::array(), in_top = json::array();
+    // token_ids_logprob's entries at one position: one per requested id, in the request's order.
+    auto id_row = [&](const TokenOut& t) {
+      json row = json::array();
+      for (size_t k = 0; k < token_ids.size(); ++k)
+        row.push_back(lw.entry(k < t.id_logprobs.size() ? std::optional<float>(t.id_logprobs[k]) : std::nullopt,
+                               token_ids[k]));
+      return row;
+    };
+    json in = json::array(), in_top = json::array(), in_ids = json::array();
     if (!prompt.empty()) {
       const int64_t from = spec.logprob_start_len >= 0 ? spec.logprob_start_len : int64_t(prompt.size()) - 1;
       in.push_back(lw.entry(std::nullopt, prompt[size_t(from)]));
       in_top.push_back(nullptr);
+      in_ids.push_back(nullptr);
       for (int64_t pos = from + 1; pos < int64_t(prompt.size()) && size_t(pos - 1) < st.prompt.size(); ++pos) {
         const TokenOut& t = st.prompt[size_t(pos - 1)];
         in.push_back(lw.entry(t.logprob, t.token));
         in_top.push_back(lw.alternatives(t));
+        in_ids.push_back(id_row(t));
       }
+    } else {
+      in_ids.push_back(nullptr);
     }
     json lp = json::array(), out_top = json::array();
     for (const auto& t : st.tokens) {
@@ -95,18 +107,11 @@ json meta_info(const GenSpec& spec, ChoiceRun& run, const GenState& st, const st
     m["input_token_logprobs"] = std::move(in);
     m["output_token_logprobs"] = std::move(lp);
     if (!token_ids.empty()) {
-      // SGLang's token_ids_logprob: per output position, one entry per requested id in the request's
-      // order. On the prompt side only the start position is reported (logprob_start_len is refused
-      // with it), and it has no logprobs, as in input_top_logprobs.
+      // SGLang's token_ids_logprob: the prompt's positions as input_top_logprobs (the start position
+      // null), then every output position.
       json ids_out = json::array();
-      for (const auto& t : st.tokens) {
-        json row = json::array();
-        for (size_t k = 0; k < token_ids.size(); ++k)
-          row.push_back(lw.entry(k < t.id_logprobs.size() ? std::optional<float>(t.id_logprobs[k]) : std::nullopt,
-                                 token_ids[k]));
-        ids_out.push_back(std::move(row));
-      }
-      m["input_token_ids_logprobs"] = json::array({nullptr});
+      for (const auto& t : st.tokens) ids_out.push_back(id_row(t));
+      m["input_token_ids_logprobs"] = std::move(in_ids);
       m["output_token_ids_logprobs"] = std::move(ids_out);
     }
     if (top) {

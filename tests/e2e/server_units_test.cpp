@@ -559,6 +559,11 @@ TEST(ParseGenerate, SglangRoutingStopRegexAndTokenIdLogprobs) {
   GenSpec shared = parse_generate_request(
       {{"input_ids", {{1, 2}, {1, 3}}}, {"return_logprob", true}, {"token_ids_logprob", {7, 0}}}, ctx);
   EXPECT_EQ(shared.token_ids_logprob, (std::vector<std::vector<int32_t>>{{7, 0}, {7, 0}}));
+  // Over the prompt's positions too: logprob_start_len turns prompt logprobs on, the ids go with them.
+  const GenSpec over_prompt = parse_generate_request(
+      {{"input_ids", {1, 2, 3}}, {"return_logprob", true}, {"logprob_start_len", 0}, {"token_ids_logprob", {3}}}, ctx);
+  EXPECT_TRUE(over_prompt.base.prompt_logprobs);
+  EXPECT_EQ(over_prompt.token_ids_logprob, (std::vector<std::vector<int32_t>>{{3}}));
   std::vector<BadCase> cases = {
       {{{"text", "a"}, {"data_parallel_rank", 2}}, "data_parallel_rank"},
       {{{"text", "a"}, {"data_parallel_rank", -1}}, "data_parallel_rank"},
@@ -571,8 +576,6 @@ TEST(ParseGenerate, SglangRoutingStopRegexAndTokenIdLogprobs) {
       {{{"text", "a"}, {"return_logprob", true}, {"token_ids_logprob", {-1}}}, "token_ids_logprob"},
       {{{"text", "a"}, {"return_logprob", true}, {"token_ids_logprob", {1.5}}}, "token_ids_logprob"},
       {{{"text", "a"}, {"token_ids_logprob", {3}}}, "token_ids_logprob"},  // needs return_logprob
-      {{{"text", "abc"}, {"return_logprob", true}, {"logprob_start_len", 0}, {"token_ids_logprob", {3}}},
-       "token_ids_logprob"},
       {{{"text", {"a", "b"}}, {"return_logprob", true}, {"token_ids_logprob", {{3}}}}, "token_ids_logprob"},
       {{{"text", {"a", "b"}}, {"return_logprob", true}, {"token_ids_logprob", {{3}, {600}}}}, "token_ids_logprob[1]"},
   };

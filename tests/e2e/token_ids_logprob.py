@@ -13,8 +13,11 @@ What must hold (SGLang's tokenizer_manager / logits_processor shapes):
   * requesting every id of the vocabulary: sum(exp) is 1 within 1e-4 at every position;
   * a batch takes one list per prompt (or one list for all); the ids stay the request's at every position,
     under sampling (temperature 1.3, seeded) as in greedy requests;
-  * bad ids (outside the vocabulary, negative, not integers), no return_logprob, and pairing with
-    logprob_start_len (input_token_ids_logprobs, not implemented) are 400s naming the field.
+  * with logprob_start_len s, meta_info.input_token_ids_logprobs is null for position s and then, for
+    each prompt position p > s, the ids' log-softmax the reference gives for the prompt's first p tokens
+    (the same values input_top_logprobs and input_token_logprobs report there); without it, [null];
+  * bad ids (outside the vocabulary, negative, not integers) and no return_logprob are 400s naming the
+    field.
 """
 import json
 import math
@@ -63,7 +66,7 @@ def ref_log_softmax(ids):
     return logits - (m + np.log(np.exp(logits - m).sum(axis=1, keepdims=True)))
 
 
-def check_answer(label, b, prompt, ids, top_n):
+def check_answer(label, b, prompt, ids, top_n, start=None):
     meta = b["meta_info"]
     out = b["output_ids"]
     rows = meta.get("output_token_ids_logprobs")
@@ -88,8 +91,34 @@ def check_answer(label, b, prompt, ids, top_n):
                 same_top &= abs(by_id[i] - lp) <= 1e-6
     check(same_tok, f"{label}: the sampled token's entry equals its output_token_logprobs value")
     check(same_top, f"{label}: ids also in output_top_logprobs have the same values there")
-    check(meta.get("input_token_ids_logprobs") == [None],
-          f"{label}: input_token_ids_logprobs is the start position's null (got {meta.get('input_token_ids_logprobs')})")
+    if start is None:
+        check(meta.get("input_token_ids_logprobs") == [None],
+              f"{label}: input_token_ids_logprobs is the start position's null "
+              f"(got {meta.get('input_token_ids_logprobs')})")
+        return
+    rows_in = meta.get("input_token_ids_logprobs")
+    if not isinstance(rows_in, list) or len(rows_in) != len(prompt) - start or rows_in[0] is not None:
+        check(False, f"{label}: input_token_ids_logprobs is null then one list per prompt position after "
+                     f"{start} (got {str(rows_in)[:160]})")
+        return
+    check(all([e[1] for e in row] == ids for row in rows_in[1:]),
+          f"{label}: every prompt position lists exactly the ids asked, in order")
+    worst = 0.0
+    for j, row in enumerate(rows_in[1:]):
+        want = ref_lp[start + j]  # the distribution that scored prompt token start + j + 1
+        worst = max(worst, max(abs(e[0] - want[i]) for e, i in zip(row, ids)))
+    check(worst < TOL, f"{label}: the prompt positions' logprobs are the reference's (worst error {worst:.2e})")
+    same_tok, same_top = True, True
+    for j, row in enumerate(rows_in[1:], start=1):
+        by_id = {e[1]: e[0] for e in row}
+        tok_lp, tok = meta["input_token_logprobs"][j][:2]
+        if tok in by_id:
+            same_tok &= abs(by_id[tok] - tok_lp) <= 1e-6
+        for lp, i, _ in (meta["input_top_logprobs"][j] if top_n else []):
+            if i in by_id:
+                same_top &= abs(by_id[i] - lp) <= 1e-6
+    check(same_tok, f"{label}: a prompt token's entry equals its input_token_logprobs value")
+    check(same_top, f"{label}: prompt ids also in input_top_logprobs have the same values there")
 
 
 def main():
@@ -124,6 +153,22 @@ def main():
     if s == 200:
         for i, x in enumerate(b):
             check_answer(f"shared list, choice {i}", x, [prompt, p2][i // 2], [9, 8], 0)
+    # The prompt's positions too (logprob_start_len): from its start, and from a later position, in a batch.
+    s, b = gen({"input_ids": prompt, "return_logprob": True, "top_logprobs_num": 4, "logprob_start_len": 0,
+                "token_ids_logprob": every, "sampling_params": {"max_new_tokens": 3, "temperature": 0,
+                                                                 "ignore_eos": True}})
+    check(s == 200, f"every id over the prompt too: 200 (got {s} {str(b)[:200]})")
+    if s == 200:
+        check_answer("prompt from 0, every id", b, prompt, every, 4, start=0)
+        sums = [math.fsum(math.exp(e[0]) for e in row) for row in b["meta_info"]["input_token_ids_logprobs"][1:]]
+        check(all(abs(x - 1) <= 1e-4 for x in sums), f"prompt positions: sum of exp over all ids is 1 ({sums})")
+    s, b = gen({"input_ids": [prompt, p2], "return_logprob": True, "logprob_start_len": 1,
+                "token_ids_logprob": [[300, 2, 300], [41, 0]],
+                "sampling_params": {"max_new_tokens": 2, "temperature": 0, "ignore_eos": True}})
+    check(s == 200 and len(b) == 2, f"a batch with logprob_start_len 1: 200 (got {s} {str(b)[:200]})")
+    if s == 200:
+        check_answer("prompt from 1, batch prompt 0", b[0], prompt, [300, 2, 300], 0, start=1)
+        check_answer("prompt from 1, batch prompt 1", b[1], p2, [41, 0], 0, start=1)
     # Refusals.
     base = {"input_ids": prompt, "return_logprob": True, "sampling_params": {"max_new_tokens": 2}}
     for label, extra, param in (
@@ -132,7 +177,6 @@ def main():
             ("a non-integer id", {"token_ids_logprob": [1.5]}, "token_ids_logprob"),
             ("a string", {"token_ids_logprob": "5"}, "token_ids_logprob"),
             ("without return_logprob", {"token_ids_logprob": [3], "return_logprob": False}, "token_ids_logprob"),
-            ("with logprob_start_len", {"token_ids_logprob": [3], "logprob_start_len": 1}, "token_ids_logprob"),
             ("lists for the wrong number of prompts", {"token_ids_logprob": [[3], [4]]}, "token_ids_logprob")):
         s, e = gen(dict(base, **extra))
         err = e.get("error", {}) if isinstance(e, dict) else {}

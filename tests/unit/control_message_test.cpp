@@ -206,7 +206,8 @@ TEST(ControlMessage, ReportRoundTrip) {
   a.finish = Finish::kLength;
   a.prompt_tokens = 12;
   a.cached_tokens = 8;
-  a.prompt = {{3, -1.5f, {{3, -1.5f}, {9, -0.0f}}, {}}, {151935, -7.25f, {{4, -0.25f}, {1, -3.0f}}, {}}};
+  a.prompt = {{3, -1.5f, {{3, -1.5f}, {9, -0.0f}}, {-0.75f, -INFINITY, -1.5f}},
+              {151935, -7.25f, {{4, -0.25f}, {1, -3.0f}}, {-9.5f, -INFINITY, -0.0f}}};
   OutToken b;
   b.id = 6;
   b.finish = Finish::kError;
@@ -245,6 +246,11 @@ TEST(ControlMessage, ReportRoundTrip) {
       EXPECT_EQ(x.top[k].token, y.top[k].token);
       EXPECT_EQ(x.top[k].logprob, y.top[k].logprob);
       EXPECT_EQ(std::signbit(x.top[k].logprob), std::signbit(y.top[k].logprob));
+    }
+    ASSERT_EQ(y.id_logprobs.size(), 3u);  // token_ids_logprob over the prompt
+    for (size_t k = 0; k < 3; ++k) {
+      EXPECT_EQ(x.id_logprobs[k], y.id_logprobs[k]);
+      EXPECT_EQ(std::signbit(x.id_logprobs[k]), std::signbit(y.id_logprobs[k]));
     }
   }
   EXPECT_TRUE(d.outs[1].prompt.empty());
@@ -734,22 +740,26 @@ TEST(ControlMessage, ReportRefusesUnpairedAndUnknownValues) {
   const float lps[] = {-1};
   const auto ragged = report_with_out([&](W& w) { w.kv("top_ids").bin(ids, 8).kv("top_logprobs").bin(lps, 4); }, 5);
   EXPECT_NE(error_of(ragged, true), "");
-  // Prompt logprobs: n = 1 entry with k = 1 alternative is 2 + 1 * (2 + 2) words; one short is refused.
-  uint32_t words[6] = {1, 1, 7, 0, 7, 0};
-  const float half = -0.5f;
-  std::memcpy(&words[3], &half, 4);
-  std::memcpy(&words[5], &half, 4);
-  const auto prompt_ok = report_with_out([&](W& w) { w.kv("prompt").bin(words, 24); }, 4);
+  // Prompt logprobs: n = 1 entry with k = 1 alternative and m = 1 requested id is 3 + 1 * (2 + 2 + 1)
+  // words; one short is refused.
+  uint32_t words[8] = {1, 1, 1, 7, 0, 7, 0, 0};
+  const float half = -0.5f, quarter = -0.25f;
+  std::memcpy(&words[4], &half, 4);
+  std::memcpy(&words[6], &half, 4);
+  std::memcpy(&words[7], &quarter, 4);
+  const auto prompt_ok = report_with_out([&](W& w) { w.kv("prompt").bin(words, 32); }, 4);
   EXPECT_EQ(error_of(prompt_ok, true), "");
   const GroupReport pr = decode_report(prompt_ok.data(), prompt_ok.size());
   ASSERT_EQ(pr.outs.at(0).prompt.size(), 1u);
   EXPECT_EQ(pr.outs[0].prompt[0].token, 7);
   EXPECT_EQ(pr.outs[0].prompt[0].logprob, -0.5f);
   ASSERT_EQ(pr.outs[0].prompt[0].top.size(), 1u);
-  const auto prompt_short = report_with_out([&](W& w) { w.kv("prompt").bin(words, 20); }, 4);
+  ASSERT_EQ(pr.outs[0].prompt[0].id_logprobs.size(), 1u);
+  EXPECT_EQ(pr.outs[0].prompt[0].id_logprobs[0], -0.25f);
+  const auto prompt_short = report_with_out([&](W& w) { w.kv("prompt").bin(words, 28); }, 4);
   EXPECT_NE(error_of(prompt_short, true).find("'prompt'"), std::string::npos) << error_of(prompt_short, true);
   words[0] = 0xffffffffu;  // a count the bytes cannot hold
-  const auto prompt_huge = report_with_out([&](W& w) { w.kv("prompt").bin(words, 24); }, 4);
+  const auto prompt_huge = report_with_out([&](W& w) { w.kv("prompt").bin(words, 32); }, 4);
   EXPECT_NE(error_of(prompt_huge, true), "");
 }
 
