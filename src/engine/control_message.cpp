@@ -290,6 +290,7 @@ const std::array kParams = {
     WIRE_FIELD(SamplingParams, "presence_penalty", presence_penalty),
     WIRE_OPTIONAL(SamplingParams, "seed", seed, v.seed.has_value()),
     WIRE_FIELD(SamplingParams, "max_new_tokens", max_new_tokens),
+    WIRE_OPTIONAL(SamplingParams, "min_new_tokens", min_new_tokens, v.min_new_tokens != 0),
     WIRE_FIELD(SamplingParams, "ignore_eos", ignore_eos),
     WIRE_OPTIONAL(SamplingParams, "stop_token_ids", stop_token_ids, !v.stop_token_ids.empty()),
 };

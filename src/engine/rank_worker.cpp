@@ -659,6 +659,20 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
       if (opts_.token_limit > 0 && opts_.token_limit < V)
         std::fill(lg + opts_.token_limit, lg + V, -std::numeric_limits<float>::infinity());
       for (const LogitBias& lb : st.req.logit_bias) lg[lb.token] += lb.bias;
+      // min_new_tokens: this row's token is output number generated() + r (0-based).
+      if (st.generated() + r < st.req.params.min_new_tokens) {
+        constexpr float kNone = -std::numeric_limits<float>::infinity();
+        for (int32_t id : opts_.eos_ids)
+          if (id >= 0 && id < V) lg[id] = kNone;
+        for (int32_t id : st.req.params.stop_token_ids)
+          if (id >= 0 && id < V) lg[id] = kNone;
+        if (std::none_of(lg, lg + V, [](float x) { return x > kNone; })) {
+          failed.push_back({s.id, fmt::format("min_new_tokens {} cannot be met: after {} tokens only an end of the "
+                                              "output is allowed (by the output constraint)",
+                                              st.req.params.min_new_tokens, st.generated() + r)});
+          return std::nullopt;
+        }
+      }
       OutToken o;
       o.id = s.id;
       o.has_token = true;

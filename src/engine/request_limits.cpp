@@ -196,7 +196,12 @@ std::optional<LimitViolation> RequestLimits::check(const Request& r, const Param
   for (int32_t id : r.token_ids_logprob)
     if (auto why = token_rule(id))
       return LimitViolation{P::kPrompt, fmt::format("token_ids_logprob id {} {}", id, *why)};
-  return check_max_new_tokens(prompt_len, r.params.max_new_tokens, name);
+  if (auto v = check_max_new_tokens(prompt_len, r.params.max_new_tokens, name)) return v;
+  if (r.params.min_new_tokens < 0 || r.params.min_new_tokens > r.params.max_new_tokens)
+    return LimitViolation{P::kMaxNewTokens, fmt::format("min_new_tokens {} must be in [0, {} {}]",
+                                                        r.params.min_new_tokens, name(P::kMaxNewTokens),
+                                                        r.params.max_new_tokens)};
+  return std::nullopt;
 }
 
 const char* to_string(Pooling p) {

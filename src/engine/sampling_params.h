@@ -18,6 +18,9 @@ struct SamplingParams {
   float presence_penalty = 0.0f;    // minus penalty if generated at least once
   std::optional<uint64_t> seed;     // reproducible sampling when set
   int64_t max_new_tokens = 128;
+  // SGLang's min_new_tokens (vLLM's min_tokens): until this many tokens are out, the EOS ids and
+  // stop_token_ids are masked as a structured output masks tokens (stop strings still match).
+  int64_t min_new_tokens = 0;
   bool ignore_eos = false;
   std::vector<int32_t> stop_token_ids;
 };

@@ -48,6 +48,7 @@ struct ParseState {
   std::string model_lora_name;
   std::optional<int64_t> max_tokens, max_completion_tokens, max_new_tokens, best_of, top_logprobs;
   std::optional<int64_t> logprob_start_len;  // /generate
+  std::string min_tokens_param;  // the name min_new_tokens / min_tokens came under (empty: not sent)
   bool logprobs = false;
 };
 
@@ -201,6 +202,15 @@ void n(const json& v, const std::string& name, ParseState& st) { st.spec.n = int
 
 void skip_special_tokens(const json& v, const std::string& name, ParseState& st) {
   st.spec.skip_special_tokens = boolean(v, name);
+}
+
+// SGLang's min_new_tokens, vLLM's (and SGLang's OpenAI routes') min_tokens; checked against the
+// maximum once that is known (check_min_tokens).
+void min_new_tokens(const json& v, const std::string& name, ParseState& st) {
+  const int64_t m = integer(v, name);
+  if (m < 0) bad_param(name, fmt::format("'{}' must be >= 0, got {}", name, m));
+  st.spec.base.params.min_new_tokens = m;
+  st.min_tokens_param = name;
 }
 
 const FieldTable kSamplingFields = {
@@ -380,6 +390,7 @@ const FieldTable& completion_fields() {
       {"prompt_cache_key", output_neutral}, {"safety_identifier", output_neutral},
       {"data_parallel_rank", data_parallel_rank},
       {"lora_path", lora_path},
+      {"min_tokens", min_new_tokens},
   });
   return t;
 }
@@ -418,6 +429,7 @@ const FieldTable& chat_fields() {
       {"service_tier", unsupported},
       {"data_parallel_rank", data_parallel_rank},
       {"lora_path", lora_path},
+      {"min_tokens", min_new_tokens},
   });
   return t;
 }
@@ -451,11 +463,6 @@ void no_stop_trim(const json& v, const std::string& name, ParseState& st) { st.s
 void spaces_between_special_tokens(const json& v, const std::string& name, ParseState&) { boolean(v, name); }
 // SGLang's per-request metrics logging switch: it changes nothing in the output.
 void log_metrics(const json& v, const std::string& name, ParseState&) { boolean(v, name); }
-void min_new_tokens(const json& v, const std::string& name, ParseState&) {
-  if (integer(v, name) != 0)
-    throw ApiError(400, fmt::format("'{}' other than 0 is not supported by this server", name), name, "",
-                   "unsupported_parameter");
-}
 // SGLang's stop_regex: a pattern or a list of them (PCRE2 here, Python's re there: the common
 // syntax is the same); compiled now, so a bad one is a 400 before anything runs.
 void stop_regex(const json& v, const std::string& name, ParseState& st) {
@@ -580,6 +587,14 @@ void check_lengths(GenSpec& spec, const ParseContext& ctx, std::optional<int64_t
                                                                            : fallback;
   if (auto v = ctx.limits.check_max_new_tokens(longest, mt, name)) bad_param(max_param, v->message);
   spec.base.params.max_new_tokens = mt;
+}
+
+// min_tokens / min_new_tokens within the maximum the request ends up with (SGLang's and vLLM's rule).
+void check_min_tokens(const ParseState& st, const std::string& max_param) {
+  const SamplingParams& p = st.spec.base.params;
+  if (p.min_new_tokens > p.max_new_tokens)
+    bad_param(st.min_tokens_param, fmt::format("'{}' {} is more than '{}' {}", st.min_tokens_param, p.min_new_tokens,
+                                               max_param, p.max_new_tokens));
 }
 
 void check_prompt_count(const GenSpec& spec, const std::string& prompt_param) {
@@ -847,6 +862,7 @@ GenSpec parse_completion_request(const json& b, const ParseContext& ctx, std::st
   }
   attach_images(spec, {}, false, ctx, "prompt");
   check_lengths(spec, ctx, max_tokens, 16, DefaultMax::kFallback, "prompt", "max_tokens");
+  check_min_tokens(st, "max_tokens");
   resolve_lora(st, std::max<size_t>(spec.prompts.size(), 1));
   return spec;
 }
@@ -957,6 +973,7 @@ GenSpec parse_chat_request(const json& b, const ParseContext& ctx, std::string_v
                 completion_named ? "max_completion_tokens" : "max_tokens");
   check_lengths(spec, ctx, completion_named ? st.max_completion_tokens : st.max_tokens, 0, DefaultMax::kRest, "messages",
                 completion_named ? "max_completion_tokens" : "max_tokens");
+  check_min_tokens(st, completion_named ? "max_completion_tokens" : "max_tokens");
   resolve_lora(st, std::max<size_t>(spec.prompts.size(), 1));
   return spec;
 }
@@ -1132,6 +1149,7 @@ GenSpec parse_generate_request(const json& b, const ParseContext& ctx, std::stri
   attach_images(spec, image_refs, true, ctx, prompt_param, max_new, "max_new_tokens");
   check_lengths(spec, ctx, max_new, 128, to_context ? DefaultMax::kRest : DefaultMax::kFallbackWithinRest, prompt_param,
                 "max_new_tokens");
+  check_min_tokens(st, "max_new_tokens");
   resolve_lora(st, std::max<size_t>(spec.prompts.size(), 1));
   return spec;
 }

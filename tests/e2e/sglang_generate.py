@@ -103,7 +103,7 @@ def test_fields():
     check(s == 200, f"the body SGLang's frontend sends is served (got {s} {str(b)[:200]})")
     refused = [("lora_path", "adapter-1", None), ("custom_logit_processor", "x", None),
                ("return_hidden_states", True, None), ("priority", 1, None),
-               ("min_new_tokens", 3, "sampling_params"), ("stream_interval", 4, "sampling_params"),
+               ("stream_interval", 4, "sampling_params"),
                ("structural_tag", "{}", "sampling_params")]
     for name, value, where in refused:
         body = {"text": "Hello", "sampling_params": {"max_new_tokens": 2}}

@@ -127,6 +127,7 @@ NewRequest full_request() {
   p.presence_penalty = 0.25f;
   p.seed = 0xffffffffffffffffull;
   p.max_new_tokens = int64_t(1) << 40;
+  p.min_new_tokens = (int64_t(1) << 40) - 1;
   p.ignore_eos = true;
   p.stop_token_ids = {2, 151645, 0};
   n.req.top_logprobs = 5;
@@ -157,6 +158,7 @@ void expect_same(const NewRequest& a, const NewRequest& b) {
   EXPECT_EQ(p.presence_penalty, q.presence_penalty);
   EXPECT_EQ(p.seed, q.seed);
   EXPECT_EQ(p.max_new_tokens, q.max_new_tokens);
+  EXPECT_EQ(p.min_new_tokens, q.min_new_tokens);
   EXPECT_EQ(p.ignore_eos, q.ignore_eos);
   EXPECT_EQ(p.stop_token_ids, q.stop_token_ids);
   EXPECT_EQ(a.req.top_logprobs, b.req.top_logprobs);

@@ -106,6 +106,21 @@ TEST(RequestLimits, KvPoolSmallerThanTheContext) {
   EXPECT_TRUE(lim.check(prompt_request({1}, std::numeric_limits<int64_t>::max())));
 }
 
+// min_new_tokens within [0, max_new_tokens] (the frontend names its own field; this guards the ranks).
+TEST(RequestLimits, MinNewTokensWithinTheMaximum) {
+  const RequestLimits lim = small();
+  Request r = prompt_request({1, 2, 3}, 8);
+  r.params.min_new_tokens = 8;
+  EXPECT_FALSE(lim.check(r));
+  r.params.min_new_tokens = 9;
+  auto over = lim.check(r);
+  ASSERT_TRUE(over);
+  EXPECT_NE(over->message.find("min_new_tokens 9 must be in [0, 'max_new_tokens' 8]"), std::string::npos)
+      << over->message;
+  r.params.min_new_tokens = -1;
+  EXPECT_TRUE(lim.check(r));
+}
+
 TEST(RequestLimits, SamplingStopIdsAndLogprobs) {
   const RequestLimits lim = small();
   Request r = prompt_request({1, 2});
