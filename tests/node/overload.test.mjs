@@ -61,6 +61,25 @@ run([
     console.log(`  ${jobs.length} concurrent requests; /metrics over ${samples} samples: ` +
       `max running ${maxRunning}, max queued ${maxQueued}`);
     assert.ok(maxRunning <= MAX_RUNNING, `running ${maxRunning} > --max-running-requests ${MAX_RUNNING}`);
+    // The 44 short jobs can all finish between two /metrics samples (the samples wait for an HTTP
+    // worker behind them), so the queue is shown with fewer, longer requests that hold the cap for
+    // a while: MAX_RUNNING + 4 of 400 tokens each, sampled until one sample sees the queue.
+    let longDone = false;
+    const long = Promise.all(Array.from({ length: MAX_RUNNING + 4 }, (_, i) =>
+      complete({ prompt: PROMPTS[i % PROMPTS.length], max_tokens: 400, temperature: 0, ignore_eos: true })))
+      .finally(() => { longDone = true; });
+    while (!longDone && maxQueued < 1) {
+      const m = await metrics();
+      maxRunning = Math.max(maxRunning, ...series(m, 'dpserve_num_running_reqs'));
+      maxQueued = Math.max(maxQueued, ...series(m, 'dpserve_num_queue_reqs'));
+      samples++;
+      await sleep(5);
+    }
+    const longResults = await long;
+    assert.ok(longResults.every((r) => r.completion_tokens === 400), 'the long requests ran to their length');
+    console.log(`  then ${MAX_RUNNING + 4} long requests: max running ${maxRunning}, max queued ${maxQueued} ` +
+      `(${samples} samples in all)`);
+    assert.ok(maxRunning <= MAX_RUNNING, `running ${maxRunning} > --max-running-requests ${MAX_RUNNING}`);
     assert.ok(maxQueued >= 1, 'requests waited in the queue');
     const idle = await waitIdle();
     assert.equal(kvPagesHeldByRequests(idle), 0, 'no KV page is held once every request is done');
