@@ -213,6 +213,10 @@ void min_new_tokens(const json& v, const std::string& name, ParseState& st) {
   st.min_tokens_param = name;
 }
 
+// SGLang's no_stop_trim, vLLM's include_stop_str_in_output: the stop string (or the text of the stop
+// token) that ended the output stays in its text.
+void no_stop_trim(const json& v, const std::string& name, ParseState& st) { st.spec.no_stop_trim = boolean(v, name); }
+
 const FieldTable kSamplingFields = {
     {"temperature", sampling_float<P::kTemperature>},
     {"top_p", sampling_float<P::kTopP>},
@@ -391,6 +395,8 @@ const FieldTable& completion_fields() {
       {"data_parallel_rank", data_parallel_rank},
       {"lora_path", lora_path},
       {"min_tokens", min_new_tokens},
+      {"no_stop_trim", no_stop_trim},
+      {"include_stop_str_in_output", no_stop_trim},
   });
   return t;
 }
@@ -414,6 +420,8 @@ const FieldTable& chat_fields() {
       {"regex", later},
       {"ebnf", later},
       {"chat_template_kwargs", later},
+      {"add_generation_prompt", later},
+      {"continue_final_message", later},
       {"separate_reasoning", separate_reasoning},
       {"functions", unsupported},
       {"function_call", unsupported},
@@ -430,6 +438,8 @@ const FieldTable& chat_fields() {
       {"data_parallel_rank", data_parallel_rank},
       {"lora_path", lora_path},
       {"min_tokens", min_new_tokens},
+      {"no_stop_trim", no_stop_trim},
+      {"include_stop_str_in_output", no_stop_trim},
   });
   return t;
 }
@@ -457,7 +467,6 @@ void logprob_start_len(const json& v, const std::string& name, ParseState& st) {
 void return_text_in_logprobs(const json& v, const std::string& name, ParseState& st) {
   st.spec.return_text_in_logprobs = boolean(v, name);
 }
-void no_stop_trim(const json& v, const std::string& name, ParseState& st) { st.spec.no_stop_trim = boolean(v, name); }
 // Hugging Face's fast tokenizers, which SGLang uses, ignore it: no spaces are put between special
 // tokens either way, as here.
 void spaces_between_special_tokens(const json& v, const std::string& name, ParseState&) { boolean(v, name); }
@@ -867,6 +876,48 @@ GenSpec parse_completion_request(const json& b, const ParseContext& ctx, std::st
   return spec;
 }
 
+// Python's str.strip() set, for the ASCII a chat message ends with.
+constexpr std::string_view kSpaces = " \t\n\r\f\v";
+
+std::string_view strip_left(std::string_view s) {
+  const size_t i = s.find_first_not_of(kSpaces);
+  return i == std::string_view::npos ? std::string_view() : s.substr(i);
+}
+std::string_view strip(std::string_view s) {
+  s = strip_left(s);
+  const size_t j = s.find_last_not_of(kSpaces);
+  return j == std::string_view::npos ? std::string_view() : s.substr(0, j + 1);
+}
+
+// The rendered chat cut just after the final message's text, as transformers' apply_chat_template
+// does for continue_final_message: the text's last occurrence, stripped; kept with its trailing
+// whitespace when the template kept that too. A content list continues its last text part.
+std::string continue_final_text(const std::string& rendered, const nlohmann::ordered_json& content) {
+  std::string message;
+  if (content.is_string()) {
+    message = content.get<std::string>();
+  } else {
+    bool found = false;
+    if (content.is_array())
+      for (auto it = content.rbegin(); it != content.rend() && !found; ++it)
+        if (it->is_object() && it->contains("text") && (*it)["text"].is_string()) {
+          message = (*it)["text"].get<std::string>();
+          found = true;
+        }
+    if (!found)
+      bad_param("continue_final_message", "'continue_final_message' needs text in the final message to continue");
+  }
+  const std::string_view stripped = strip(message);
+  const size_t at = rendered.rfind(stripped);
+  if (at == std::string::npos)
+    bad_param("continue_final_message", "'continue_final_message': the chat template does not write the final "
+                                        "message's text, so there is nothing to continue");
+  const std::string_view lead_trimmed = strip_left(message);
+  if (std::string_view(rendered).substr(at, lead_trimmed.size()) == message)
+    return rendered.substr(0, at + lead_trimmed.size());
+  return rendered.substr(0, at + stripped.size());
+}
+
 std::string render_chat_prompt(const json& b, const ParseContext& ctx, std::vector<ImageRef>* images,
                                std::string_view raw_body) {
   using ojson = nlohmann::ordered_json;
@@ -914,21 +965,38 @@ std::string render_chat_prompt(const json& b, const ParseContext& ctx, std::vect
     for (const auto& [k, v] : written["chat_template_kwargs"].items())
       if (k != "messages" && k != "tools") context[k] = v;
   }
-  // vLLM's /tokenize takes add_generation_prompt as a field of its own (the chat routes refuse it).
+  // vLLM's chat and /tokenize take add_generation_prompt as a field of its own.
   if (const json* g = present(b, "add_generation_prompt")) {
     if (!g->is_boolean()) bad_param("add_generation_prompt", "'add_generation_prompt' must be a boolean");
     context["add_generation_prompt"] = g->get<bool>();
   }
+  // continue_final_message (vLLM, SGLang): the prompt ends inside the last message, which the model
+  // continues ("prefill"), cut as transformers' apply_chat_template cuts it (continue_final_text).
+  bool continue_final = false;
+  if (const json* c = present(b, "continue_final_message")) {
+    if (!c->is_boolean()) bad_param("continue_final_message", "'continue_final_message' must be a boolean");
+    continue_final = c->get<bool>();
+  }
+  if (continue_final) {
+    if (context.contains("add_generation_prompt") && context["add_generation_prompt"] == ojson(true))
+      bad_param("continue_final_message",
+                "'continue_final_message' and 'add_generation_prompt' cannot both be true: the prompt either "
+                "opens a new assistant message or continues the last one");
+    context["add_generation_prompt"] = false;
+  }
+  const ojson final_content = clean.back()["content"];
   if (tools_for_template(b)) context["tools"] = written["tools"];
   context["messages"] = std::move(clean);
   if (!context.contains("add_generation_prompt")) context["add_generation_prompt"] = true;
   context["bos_token"] = ctx.tok ? ctx.tok->bos_token() : "";
   context["eos_token"] = ctx.tok ? ctx.tok->eos_token() : "";
+  std::string text;
   try {
-    return ctx.chat_template->render(context);
+    text = ctx.chat_template->render(context);
   } catch (const Error& e) {
     throw ApiError(400, fmt::format("The chat template could not format these messages: {}", e.what()), "messages");
   }
+  return continue_final ? continue_final_text(text, final_content) : text;
 }
 
 GenSpec parse_chat_request(const json& b, const ParseContext& ctx, std::string_view raw_body) {

@@ -94,7 +94,8 @@ struct GenSpec {
   // one token, which is dropped; the choice is the prompt alone, finish_reason "length".
   bool prompt_only = false;
   bool skip_special_tokens = true;
-  // /generate: keep the text of the stop string or EOS / stop token that ended it (SGLang's no_stop_trim)
+  // Keep the text of the stop string or EOS / stop token that ended it (SGLang's no_stop_trim, vLLM's
+  // include_stop_str_in_output)
   bool no_stop_trim = false;
   // /generate with return_logprob: meta_info.input_token_logprobs from this prompt position (SGLang's
   // logprob_start_len; -1: only the last prompt token, with no logprob), per prompt; and whether

@@ -8,6 +8,11 @@ renders from the same template and context, set up as transformers' apply_chat_t
 tokenizer itself is checked against Hugging Face elsewhere). /v1/chat/completions must count the
 same prompt. Key order matters: `tojson` prints objects in the client's order in Python, so a server
 that sorted keys renders a tool schema differently from every Hugging Face-based one.
+
+continue_final_message (vLLM's and SGLang's field): the reference renders without a generation prompt and
+cuts the text after the final message as transformers' apply_chat_template does (cut_after_final below,
+written from its documented rule); both engines must agree on that prompt, on /tokenize and in chat
+completions' usage.
 """
 import http.client
 import json
@@ -57,6 +62,19 @@ ZA_TOOLS = [{"type": "function", "function": {
 ZA_CALL = {"role": "assistant", "content": "", "tool_calls": [
     {"type": "function", "function": {"name": "search", "arguments": {"zeta": "q", "alpha": 2}}}]}
 
+def cut_after_final(rendered, message):
+    """transformers' continue_final_message: the final message's last occurrence, stripped; its trailing
+    whitespace kept when the template kept it."""
+    if isinstance(message, list):
+        message = next(p["text"] for p in reversed(message) if "text" in p)
+    if message.strip() not in rendered:
+        raise ValueError("the final message is not in the rendered chat")
+    at = rendered.rindex(message.strip())
+    if rendered[at:at + len(message.lstrip())] == message:
+        return rendered[:at + len(message.lstrip())]
+    return rendered[:at + len(message.strip())]
+
+
 cases = []
 for name, msgs in CONVERSATIONS.items():
     if name in ("content_parts", "image_parts"):
@@ -74,20 +92,44 @@ cases += [
     ("field_no_generation_prompt", {"messages": [{"role": "user", "content": "hi"}], "add_generation_prompt": False}),
     ("kwargs_no_thinking", {"messages": [{"role": "user", "content": "hi"}],
                             "chat_template_kwargs": {"enable_thinking": False}}),
+    # continue_final_message: vLLM's form (with add_generation_prompt false), SGLang's (alone), trailing
+    # whitespace a template may strip, a content list, and a final user message.
+    ("continue_final", {"messages": [{"role": "user", "content": "Write a haiku"},
+                                     {"role": "assistant", "content": "Autumn moon,"}],
+                        "continue_final_message": True, "add_generation_prompt": False}),
+    ("continue_final_alone", {"messages": [{"role": "user", "content": "Name a colour"},
+                                           {"role": "assistant", "content": "The colour is"}],
+                              "continue_final_message": True}),
+    ("continue_final_trailing_space", {"messages": [{"role": "user", "content": "Count"},
+                                                    {"role": "assistant", "content": "One, two, \n"}],
+                                       "continue_final_message": True}),
+    ("continue_final_parts", {"messages": [{"role": "user", "content": "Say hi"},
+                                           {"role": "assistant", "content": [{"type": "text", "text": "Hi "},
+                                                                             {"type": "text", "text": "there"}]}],
+                              "continue_final_message": True}),
+    ("continue_final_user", {"messages": [{"role": "user", "content": "Complete: the sky is"}],
+                             "continue_final_message": True}),
 ]
 
 for name, body in cases:
     # The reference context: developer messages are system messages to a template (the server's
     # documented mapping), and add_generation_prompt defaults to true.
     msgs = [dict(m, role="system") if m["role"] == "developer" else m for m in body["messages"]]
+    # Text-only content lists reach the template joined into one string (the server's documented mapping).
+    msgs = [dict(m, content="".join(p["text"] for p in m["content"])) if isinstance(m.get("content"), list)
+            and all(p.get("type") == "text" for p in m["content"]) else m for m in msgs]
     ctx = {"messages": msgs, "bos_token": bos, "eos_token": eos, "add_generation_prompt": True}
     if "tools" in body:
         ctx["tools"] = body["tools"]
     ctx.update(body.get("chat_template_kwargs", {}))
     if "add_generation_prompt" in body:
         ctx["add_generation_prompt"] = body["add_generation_prompt"]
+    if body.get("continue_final_message"):
+        ctx["add_generation_prompt"] = False
     try:
         text = env.from_string(template).render(**ctx)
+        if body.get("continue_final_message"):
+            text = cut_after_final(text, msgs[-1]["content"])
     except Exception as e:  # the template refuses this conversation: the server must too
         status, _ = post("/tokenize", body)
         check(status == 400, f"{name}: Jinja2 raises ({type(e).__name__}), the server answers {status}")
@@ -99,7 +141,7 @@ for name, body in cases:
           f"{name}: /tokenize messages = Jinja2's prompt ({len(want['tokens'])} ids)"
           + ("" if status != 200 or got["tokens"] == want["tokens"] else
              f"; first difference at {next(i for i, (a, b) in enumerate(zip(got['tokens'] + [-1], want['tokens'] + [-1])) if a != b)}"))
-    if name in ("za_call", "developer", "tool_round_trip/tools"):
+    if name in ("za_call", "developer", "tool_round_trip/tools", "continue_final", "continue_final_alone"):
         chat = {k: v for k, v in body.items() if k != "add_generation_prompt"}
         status, r = post("/v1/chat/completions", {**chat, "max_tokens": 1, "temperature": 0})
         check(status == 200 and r["usage"]["prompt_tokens"] == len(want["tokens"]),
@@ -110,6 +152,17 @@ status, e = post("/tokenize", {"prompt": "x", "messages": [{"role": "user", "con
 check(status == 400 and e["error"]["param"] == "prompt", f"prompt with messages: {status} naming prompt")
 status, e = post("/tokenize", {"prompt": "x", "tools": ZA_TOOLS})
 check(status == 400 and e["error"]["param"] == "tools", f"tools without messages: {status} naming tools")
+two = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+for path in ("/tokenize", "/v1/chat/completions"):
+    for extra, what in (({"continue_final_message": True, "add_generation_prompt": True}, "with add_generation_prompt"),
+                        ({"continue_final_message": "yes"}, "not a boolean")):
+        status, e = post(path, {"messages": two, "max_tokens": 1, **extra} if path != "/tokenize"
+                         else {"messages": two, **extra})
+        check(status == 400 and e["error"]["param"] == "continue_final_message",
+              f"{path}: continue_final_message {what}: {status} naming it ({e.get('error', {}).get('param')})")
+status, e = post("/tokenize", {"prompt": "x", "continue_final_message": True})
+check(status == 400 and e["error"]["param"] == "continue_final_message",
+      f"continue_final_message without messages: {status} naming it")
 
 print(f"{len(cases)} conversations, {len(failures)} failures")
 sys.exit(1 if failures else 0)

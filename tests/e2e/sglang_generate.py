@@ -128,6 +128,17 @@ def test_stop_token_trim():
     s, b = gen({"text": "Hello world", "sampling_params": {"max_new_tokens": 3, "temperature": 0,
                                                            "stop_token_ids": [stop], "no_stop_trim": True}})
     check(b["text"] == detok(ids[:k + 1]), "no_stop_trim keeps the stop token's text")
+    # The OpenAI routes: SGLang's no_stop_trim and vLLM's include_stop_str_in_output, the same rule.
+    for field in ("no_stop_trim", "include_stop_str_in_output"):
+        s, c = call("/v1/completions", {"prompt": "Hello world", "max_tokens": 3, "temperature": 0,
+                                        "stop_token_ids": [stop], field: True})
+        check(s == 200 and c["choices"][0]["text"] == detok(ids[:k + 1]),
+              f"/v1/completions {field} keeps the stop token's text ({str(c)[:200]})")
+        s, c = call("/v1/completions", {"prompt": "Hello world", "max_tokens": 3, "temperature": 0,
+                                        "stop_token_ids": [stop], field: False})
+        check(s == 200 and c["choices"][0]["text"] == detok(ids[:k]), f"/v1/completions {field} false trims it")
+        s, c = call("/v1/completions", {"prompt": "Hello world", "max_tokens": 3, field: "yes"})
+        check(s == 400 and c.get("error", {}).get("param") == field, f"{field} not a boolean: 400 naming it ({s})")
     # EOS with special tokens shown: the text must not end in <|im_end|>, on every route.
     bias = {str(EOS): 100}
     s, b = gen({"text": "Hi", "sampling_params": {"max_new_tokens": 4, "logit_bias": bias,
@@ -147,6 +158,10 @@ def test_stop_token_trim():
                                                                "no_stop_trim": True}})
         check(b["text"].endswith(stop_s) and b["meta_info"]["finish_reason"]["matched"] == stop_s,
               f"no_stop_trim keeps a stop string ({b['text']!r})")
+        s, c = call("/v1/completions", {"prompt": "Hello world", "max_tokens": 3, "temperature": 0, "ignore_eos": True,
+                                        "stop": [stop_s], "include_stop_str_in_output": True})
+        check(s == 200 and c["choices"][0]["text"] == b["text"] and c["choices"][0]["finish_reason"] == "stop",
+              f"/v1/completions include_stop_str_in_output keeps a stop string ({str(c)[:200]})")
 
 
 def test_lengths():
