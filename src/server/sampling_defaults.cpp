@@ -1,5 +1,6 @@
 #include "server/sampling_defaults.h"
 
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 
@@ -96,7 +97,10 @@ SamplingDefaults SamplingDefaults::from_preferred(const std::string& json_text) 
     if (v.is_null()) continue;
     if (key == "top_k") {
       if (!v.is_number_integer()) fail("--preferred-sampling-params: top_k must be an integer, got {}", v.dump());
-      const int64_t k = v.get<int64_t>() == 0 ? -1 : v.get<int64_t>();
+      // An unsigned 2^64 - 1 would wrap to -1 ("off"): past int64 it is out of range instead.
+      const int64_t k = v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX) ? INT64_MAX
+                        : v.get<int64_t>() == 0                                           ? -1
+                                                                                          : v.get<int64_t>();
       if (auto rule = RequestLimits::int_rule(P::kTopK, k))
         fail("--preferred-sampling-params: top_k {} {}", v.dump(), *rule);
       d.top_k = k;

@@ -27,7 +27,9 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "model", "reference"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
 import ref_forward as rf  # noqa: E402
+from check_tally import check as tally, finish  # noqa: E402
 
 URL = os.environ["DPSERVE_URL"]
 MODEL = os.environ["ECHO_MODEL"]
@@ -37,13 +39,10 @@ with open(os.path.join(MODEL, "tokenizer.json")) as f:
     _tok = json.load(f)
 VOCAB = max(list(_tok["model"]["vocab"].values()) + [t["id"] for t in _tok.get("added_tokens", [])]) + 1
 ref = rf.RefModel(MODEL)
-failures = []
 
 
 def check(cond, what):
-    print(("ok:   " if cond else "FAIL: ") + what, flush=True)
-    if not cond:
-        failures.append(what)
+    tally(what, cond)
 
 
 def post(path, body):
@@ -148,10 +147,7 @@ def main():
           f"regex 'ab', min_new_tokens 4: the complete output ends it (got {s} {str(b)[:300]})")
     s, b = post("/generate", {"input_ids": prompt, "sampling_params": {"max_new_tokens": 2, "temperature": 0}})
     check(s == 200 and b["meta_info"]["completion_tokens"] == 2, f"the next request is served (got {s})")
-    if failures:
-        print(f"{len(failures)} failure(s)")
-        sys.exit(1)
-    print("all ok")
+    finish()
 
 
 if __name__ == "__main__":

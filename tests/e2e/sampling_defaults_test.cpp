@@ -99,6 +99,7 @@ TEST(SamplingDefaults, PreferredRefusesWhatItCannotApply) {
            {R"({"top_p": 0})", "top_p 0 must be in"},
            {R"({"top_k": 2.5})", "top_k must be an integer"},
            {R"({"top_k": -7})", "top_k -7 must be -1"},
+           {R"({"top_k": 18446744073709551615})", "top_k 18446744073709551615 must be -1"},
            {R"({"presence_penalty": "high"})", "presence_penalty must be a number"}}) {
     const std::string got = message(text);
     EXPECT_NE(got.find(want), std::string::npos) << text << " -> " << got;
