@@ -1037,11 +1037,11 @@ GenSpec parse_chat_request(const json& b, const ParseContext& ctx, std::string_v
   parse_tools(b, raw_body, spec, ctx);
   check_choices(spec, "n");
   const bool completion_named = st.max_completion_tokens.has_value();
-  attach_images(spec, image_refs, false, ctx, "messages", completion_named ? st.max_completion_tokens : st.max_tokens,
-                completion_named ? "max_completion_tokens" : "max_tokens");
-  check_lengths(spec, ctx, completion_named ? st.max_completion_tokens : st.max_tokens, 0, DefaultMax::kRest, "messages",
-                completion_named ? "max_completion_tokens" : "max_tokens");
-  check_min_tokens(st, completion_named ? "max_completion_tokens" : "max_tokens");
+  const std::optional<int64_t> max_given = completion_named ? st.max_completion_tokens : st.max_tokens;
+  const std::string max_param = completion_named ? "max_completion_tokens" : "max_tokens";
+  attach_images(spec, image_refs, false, ctx, "messages", max_given, max_param);
+  check_lengths(spec, ctx, max_given, 0, DefaultMax::kRest, "messages", max_param);
+  check_min_tokens(st, max_param);
   resolve_lora(st, std::max<size_t>(spec.prompts.size(), 1));
   return spec;
 }

@@ -84,20 +84,17 @@ json meta_info(const GenSpec& spec, ChoiceRun& run, const GenState& st, const st
                                token_ids[k]));
       return row;
     };
-    json in = json::array(), in_top = json::array(), in_ids = json::array();
+    json in = json::array(), in_top = json::array(), in_ids = json::array({nullptr});
     if (!prompt.empty()) {
       const int64_t from = spec.logprob_start_len >= 0 ? spec.logprob_start_len : int64_t(prompt.size()) - 1;
       in.push_back(lw.entry(std::nullopt, prompt[size_t(from)]));
       in_top.push_back(nullptr);
-      in_ids.push_back(nullptr);
       for (int64_t pos = from + 1; pos < int64_t(prompt.size()) && size_t(pos - 1) < st.prompt.size(); ++pos) {
         const TokenOut& t = st.prompt[size_t(pos - 1)];
         in.push_back(lw.entry(t.logprob, t.token));
         in_top.push_back(lw.alternatives(t));
         in_ids.push_back(id_row(t));
       }
-    } else {
-      in_ids.push_back(nullptr);
     }
     json lp = json::array(), out_top = json::array();
     for (const auto& t : st.tokens) {

@@ -87,12 +87,16 @@ SamplingDefaults SamplingDefaults::from_preferred(const std::string& json_text) 
     fail("--preferred-sampling-params must be a JSON object such as '{{\"temperature\": 0.6}}', got '{}'",
          json_text);
   SamplingDefaults d;
-  const std::pair<const char*, P> floats[] = {
-      {"temperature", P::kTemperature},           {"top_p", P::kTopP},
-      {"min_p", P::kMinP},                        {"repetition_penalty", P::kRepetitionPenalty},
-      {"frequency_penalty", P::kFrequencyPenalty}, {"presence_penalty", P::kPresencePenalty}};
-  std::optional<double>* slots[] = {&d.temperature,        &d.top_p,           &d.min_p,
-                                    &d.repetition_penalty, &d.frequency_penalty, &d.presence_penalty};
+  const struct {
+    const char* key;
+    P param;
+    std::optional<double>* slot;
+  } floats[] = {{"temperature", P::kTemperature, &d.temperature},
+                {"top_p", P::kTopP, &d.top_p},
+                {"min_p", P::kMinP, &d.min_p},
+                {"repetition_penalty", P::kRepetitionPenalty, &d.repetition_penalty},
+                {"frequency_penalty", P::kFrequencyPenalty, &d.frequency_penalty},
+                {"presence_penalty", P::kPresencePenalty, &d.presence_penalty}};
   for (const auto& [key, v] : j.items()) {
     if (v.is_null()) continue;
     if (key == "top_k") {
@@ -107,14 +111,14 @@ SamplingDefaults SamplingDefaults::from_preferred(const std::string& json_text) 
       continue;
     }
     size_t i = 0;
-    while (i < std::size(floats) && key != floats[i].first) ++i;
+    while (i < std::size(floats) && key != floats[i].key) ++i;
     if (i == std::size(floats))
       fail("--preferred-sampling-params: '{}' is not supported (it takes temperature, top_p, top_k, min_p, "
            "repetition_penalty, frequency_penalty and presence_penalty)", key);
     if (!v.is_number()) fail("--preferred-sampling-params: {} must be a number, got {}", key, v.dump());
-    if (auto rule = RequestLimits::value_rule(floats[i].second, v.get<double>()))
+    if (auto rule = RequestLimits::value_rule(floats[i].param, v.get<double>()))
       fail("--preferred-sampling-params: {} {} {}", key, v.dump(), *rule);
-    *slots[i] = v.get<double>();
+    *floats[i].slot = v.get<double>();
   }
   return d;
 }

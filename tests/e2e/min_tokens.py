@@ -17,42 +17,22 @@ tokens, so what must hold:
   * under a regex the end is masked while the grammar may go on ('ab|abcd' with a minimum of 3 gives
     'abcd'), and a complete output ends the request before the minimum, as SGLang's does.
 """
-import json
 import os
 import sys
-import urllib.error
-import urllib.request
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "model", "reference"))
+sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
-import ref_forward as rf  # noqa: E402
 from check_tally import check as tally, finish  # noqa: E402
+from echo_reference import TOL, VOCAB, post, ref  # noqa: E402
 
-URL = os.environ["DPSERVE_URL"]
-MODEL = os.environ["ECHO_MODEL"]
-TOL = 2e-3  # f32 engine vs float64 reference (as echo_logprobs.py)
 EOS = 2
-with open(os.path.join(MODEL, "tokenizer.json")) as f:
-    _tok = json.load(f)
-VOCAB = max(list(_tok["model"]["vocab"].values()) + [t["id"] for t in _tok.get("added_tokens", [])]) + 1
-ref = rf.RefModel(MODEL)
 
 
 def check(cond, what):
     tally(what, cond)
-
-
-def post(path, body):
-    req = urllib.request.Request(URL + path, data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=120) as r:
-            return r.status, json.loads(r.read().decode())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read().decode())
 
 
 def log_softmax(x):

@@ -19,28 +19,15 @@ What must hold (SGLang's tokenizer_manager / logits_processor shapes):
   * bad ids (outside the vocabulary, negative, not integers) and no return_logprob are 400s naming the
     field.
 """
-import json
 import math
 import os
 import sys
-import urllib.error
-import urllib.request
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "model", "reference"))
-import ref_forward as rf  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from echo_reference import TOL, VOCAB, post, ref  # noqa: E402
 
-URL = os.environ["DPSERVE_URL"]
-MODEL = os.environ["ECHO_MODEL"]
-TOL = 2e-3  # f32 engine vs float64 reference (as echo_logprobs.py)
-# The ids the server can report: the tokenizer's (a model vocabulary padded past it gives those rows no
-# probability, and the reference's softmax runs over the same ids), as echo_logprobs.py.
-with open(os.path.join(MODEL, "tokenizer.json")) as f:
-    _tok = json.load(f)
-VOCAB = max(list(_tok["model"]["vocab"].values()) + [t["id"] for t in _tok.get("added_tokens", [])]) + 1
-ref = rf.RefModel(MODEL)
 failures = []
 
 
@@ -51,13 +38,7 @@ def check(cond, what):
 
 
 def gen(body):
-    req = urllib.request.Request(URL + "/generate", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=120) as r:
-            return r.status, json.loads(r.read().decode())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read().decode())
+    return post("/generate", body)
 
 
 def ref_log_softmax(ids):
