@@ -385,6 +385,11 @@ void register_serve(CLI::App& app) {
               "/v1/unload_lora_adapter (vLLM). They read folders on the server's disk, so they are off by default "
               "(without this flag they answer 400); --lora-paths adapters are served either way")
       ->envname("DPSERVE_ENABLE_LORA");
+  s->add_flag("--return-tokens-as-token-ids", a->so.return_tokens_as_token_ids,
+              "Name tokens \"token_id:<id>\" in the logprobs of /v1/completions and /v1/chat/completions (vLLM's "
+              "flag, for clients that map logprobs back to token ids); a request's 'return_tokens_as_token_ids' "
+              "overrides it")
+      ->envname("DPSERVE_RETURN_TOKENS_AS_TOKEN_IDS");
   s->add_option("--chat-template", a->so.chat_template_path,
                 "Jinja chat template file (for models whose tokenizer_config.json has none)")
       ->envname("DPSERVE_CHAT_TEMPLATE");

@@ -57,6 +57,8 @@ req = {
     "completion_mixed": {"prompt": ["a", 1]},
     "completion_empty": {"prompt": []},
     "completion_stop5": {"prompt": "x", "stop": ["a", "b", "c", "d", "e"]},
+    "completion_vllm": {"prompt": [5, 6, 7, 8], "prompt_logprobs": 2, "truncate_prompt_tokens": 2, "logprobs": 1,
+                        "return_tokens_as_token_ids": True},
     "generate_text": {"text": "Hello", "sampling_params": {"max_new_tokens": 4, "temperature": 0, "n": 1},
                       "rid": "r1", "stream": False, "return_logprob": True, "top_logprobs_num": 2},
     "generate_batch": {"text": ["a", "b"], "rid": ["1", "2"], "sampling_params": {"stop": "x"}},

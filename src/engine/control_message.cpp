@@ -115,13 +115,13 @@ void read_value(const Object& o, std::vector<LogitBias>& v) {
 }
 
 // Prompt positions' logprobs: one bin of int32 n, int32 k, int32 m, then n records of (int32 token,
-// float32 logprob, k x (int32 id, float32 logprob), m x float32 token_ids_logprob value). Every entry
-// has the same k alternatives and m requested ids.
+// float32 logprob, int32 rank, k x (int32 id, float32 logprob), m x float32 token_ids_logprob value).
+// Every entry has the same k alternatives and m requested ids.
 void write_value(Packer& pk, const std::vector<TokenOut>& v) {
   const int32_t k = v.empty() ? 0 : int32_t(v[0].top.size());
   const int32_t m = v.empty() ? 0 : int32_t(v[0].id_logprobs.size());
   std::vector<uint32_t> words{uint32_t(v.size()), uint32_t(k), uint32_t(m)};
-  words.reserve(3 + v.size() * size_t(2 + 2 * k + m));
+  words.reserve(3 + v.size() * size_t(3 + 2 * k + m));
   auto bits = [](float f) {
     uint32_t u;
     std::memcpy(&u, &f, sizeof u);
@@ -132,6 +132,7 @@ void write_value(Packer& pk, const std::vector<TokenOut>& v) {
     DP_CHECK(int32_t(t.id_logprobs.size()) == m, "prompt logprob entries with different numbers of requested ids");
     words.push_back(uint32_t(t.token));
     words.push_back(bits(t.logprob));
+    words.push_back(uint32_t(t.rank));
     for (const TokenLogprob& a : t.top) {
       words.push_back(uint32_t(a.token));
       words.push_back(bits(a.logprob));
@@ -146,7 +147,7 @@ void read_value(const Object& o, std::vector<TokenOut>& v) {
   if (words.size() < 3) throw msgpack::type_error();
   const uint64_t n = words[0], k = words[1], m = words[2];
   // (n, k and m first bounded by the size, so the product cannot wrap.)
-  if (n > words.size() || k > words.size() || m > words.size() || words.size() != 3 + n * (2 + 2 * k + m))
+  if (n > words.size() || k > words.size() || m > words.size() || words.size() != 3 + n * (3 + 2 * k + m))
     throw msgpack::type_error();
   auto flt = [](uint32_t u) {
     float f;
@@ -158,6 +159,7 @@ void read_value(const Object& o, std::vector<TokenOut>& v) {
   for (TokenOut& t : v) {
     t.token = int32_t(words[w++]);
     t.logprob = flt(words[w++]);
+    t.rank = int32_t(words[w++]);
     t.top.resize(size_t(k));
     for (TokenLogprob& a : t.top) {
       a.token = int32_t(words[w++]);

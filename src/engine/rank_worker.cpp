@@ -96,6 +96,8 @@ void prompt_row_logprob(const float* logits, int64_t V, int32_t chosen, int32_t 
   const double lse = double(mx) + std::log(double(vec_exp_sub_sum(scratch.data(), V, mx)));
   out.token = chosen;
   out.logprob = float(double(logits[chosen]) - lse);
+  const float own = logits[chosen];
+  out.rank = int32_t(std::count_if(logits, logits + V, [own](float x) { return x >= own; }));
   // token_ids_logprob over the prompt (SGLang's input_token_ids_logprobs), as log_softmax_top does.
   out.id_logprobs.clear();
   for (int32_t id : ids)

@@ -82,6 +82,9 @@ struct TokenOut {
   float logprob = 0;                // valid when return_logprob
   std::vector<TokenLogprob> top;    // top_logprobs alternatives, most likely first
   std::vector<float> id_logprobs;   // Request::token_ids_logprob's ids, in their order
+  // Prompt positions only (Response::prompt): the token's rank in the vocabulary, 1 + the ids whose
+  // logit is higher (vLLM's, ties counted against it: the ids whose logit is at least as high).
+  int32_t rank = 0;
 };
 
 // One delivery on a request's stream: zero or more new tokens, and whether it ended.

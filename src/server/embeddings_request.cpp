@@ -19,7 +19,8 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr const char* kEmbeddingsFields[] = {"model", "input", "encoding_format", "dimensions", "user"};
+constexpr const char* kEmbeddingsFields[] = {"model",      "input", "encoding_format",
+                                             "dimensions", "user",  "truncate_prompt_tokens"};
 constexpr const char* kRerankFields[] = {"model", "query", "documents", "top_n", "return_documents", "instruct", "user"};
 
 template <size_t N>
@@ -63,8 +64,15 @@ void check_ids(const std::vector<Id>& ids, size_t index, const ParseContext& ctx
                                  param, index, ids.size(), ctx.limits.context_length, ctx.limits.context_length - 1));
 }
 
-std::vector<int32_t> checked(const std::vector<int64_t>& ids, size_t index, const ParseContext& ctx,
-                             const std::string& param) {
+// vLLM's truncate_prompt_tokens: an input keeps its last `keep` tokens (0: all of them).
+template <typename Id>
+void keep_last(std::vector<Id>& ids, int64_t keep) {
+  if (keep > 0 && int64_t(ids.size()) > keep) ids.erase(ids.begin(), ids.end() - keep);
+}
+
+std::vector<int32_t> checked(std::vector<int64_t> ids, size_t index, const ParseContext& ctx, const std::string& param,
+                             int64_t keep = 0) {
+  keep_last(ids, keep);
   check_ids(ids, index, ctx, param);
   return std::vector<int32_t>(ids.begin(), ids.end());
 }
@@ -90,19 +98,37 @@ std::vector<int64_t> id_list(const json& a, size_t index, bool flat) {
 
 // An input of ids: packed by the parser (json_body.h) or a DOM array (see id_list).
 std::vector<int32_t> checked_ids(const json& a, size_t index, bool flat, const ParseContext& ctx,
-                                 const std::string& param) {
-  if (!is_packed_ids(a)) return checked(id_list(a, index, flat), index, ctx, param);
+                                 const std::string& param, int64_t keep) {
+  if (!is_packed_ids(a)) return checked(id_list(a, index, flat), index, ctx, param, keep);
   std::vector<int32_t> ids = packed_ids(a);
+  keep_last(ids, keep);
   check_ids(ids, index, ctx, param);
   return ids;
 }
 
-std::vector<int32_t> encode_text(const json& s, size_t index, const ParseContext& ctx, const std::string& param) {
+std::vector<int32_t> encode_text(const json& s, size_t index, const ParseContext& ctx, const std::string& param,
+                                 int64_t keep) {
   const std::string text = s.get<std::string>();
   if (text.empty()) bad_param(param, fmt::format("'{}' item {} is an empty string", param, index));
   if (ctx.skip_tokenizer) refuse_text_without_tokenizer(param, "send token ids instead");
   // As sentence-transformers does: the tokenizer's special tokens (e.g. Qwen3-Embedding's closing EOS).
-  return checked(widen(ctx.tok->encode(text, true)), index, ctx, param);
+  return checked(widen(ctx.tok->encode(text, true)), index, ctx, param, keep);
+}
+
+// vLLM's truncate_prompt_tokens: -1 keeps what the context holds (one position is the engine's, past
+// the input), k >= 1 the last k tokens; 0 when absent.
+int64_t truncation(const json& body, const ParseContext& ctx) {
+  const char* name = "truncate_prompt_tokens";
+  auto it = body.find(name);
+  if (it == body.end() || it->is_null()) return 0;
+  if (!it->is_number_integer()) bad_param(name, fmt::format("'{}' must be an integer", name));
+  const int64_t k = it->is_number_unsigned() && it->get<uint64_t>() > uint64_t(INT64_MAX) ? INT64_MAX : it->get<int64_t>();
+  if (k < -1 || k == 0)
+    bad_param(name, fmt::format("'{}' must be -1 (the model's context length) or at least 1, got {}", name, k));
+  if (k > ctx.limits.context_length)
+    bad_param(name, fmt::format("'{}' {} is more than this model's maximum context length ({} tokens)", name, k,
+                                ctx.limits.context_length));
+  return k == -1 ? ctx.limits.context_length - 1 : k;
 }
 
 std::string base64_encode(const unsigned char* p, size_t n) {
@@ -150,17 +176,18 @@ EmbeddingsSpec parse_embeddings_request(const json& body, const ParseContext& ct
                                           fmt::join(cfg.matryoshka_dims, ", "), d));
     spec.dimensions = d;
   }
+  const int64_t keep = truncation(body, ctx);
   auto it = body.find("input");
   if (it == body.end()) bad_param("input", "'input' is required");
   const json& in = *it;
   if (in.is_string()) {
-    spec.inputs.push_back(encode_text(in, 0, ctx, "input"));
+    spec.inputs.push_back(encode_text(in, 0, ctx, "input", keep));
   } else if (is_packed_ids(in)) {  // one list of token ids, as below
-    spec.inputs.push_back(checked_ids(in, 0, true, ctx, "input"));
+    spec.inputs.push_back(checked_ids(in, 0, true, ctx, "input", keep));
   } else if (in.is_array()) {
     if (in.empty()) bad_param("input", "'input' is an empty list");
     if (in[0].is_number()) {  // one list of token ids: one input, bounded by the context, not by the input count
-      spec.inputs.push_back(checked_ids(in, 0, true, ctx, "input"));
+      spec.inputs.push_back(checked_ids(in, 0, true, ctx, "input", keep));
     } else {
       if (int64_t(in.size()) > kMaxEmbeddingInputs)
         bad_param("input", fmt::format("'input' holds {} inputs; at most {} per request", in.size(), kMaxEmbeddingInputs));
@@ -171,8 +198,8 @@ EmbeddingsSpec parse_embeddings_request(const json& body, const ParseContext& ct
           bad_param("input", fmt::format("'input' item {} must be a string or a list of token ids", i));
         if (in[i].is_string() != strings)
           bad_param("input", fmt::format("'input' mixes strings and token id lists (item {}): send one kind", i));
-        spec.inputs.push_back(strings ? encode_text(in[i], i, ctx, "input")
-                                      : checked_ids(in[i], i, false, ctx, "input"));
+        spec.inputs.push_back(strings ? encode_text(in[i], i, ctx, "input", keep)
+                                      : checked_ids(in[i], i, false, ctx, "input", keep));
       }
     }
   } else {

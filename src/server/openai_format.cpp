@@ -1,6 +1,9 @@
 #include "server/openai_format.h"
 
+#include <cmath>
 #include <span>
+
+#include <fmt/format.h>
 
 #include "core/check.h"
 #include "server/generation.h"
@@ -35,11 +38,25 @@ json bytes_of(const std::string& s) {
   return b;
 }
 
-// One position's `top_logprobs` entry: its alternatives by token text, or null when none were asked.
-json top_logprobs_entry(const Tokenizer& tok, const TokenOut& t, bool with_top) {
-  if (!with_top) return nullptr;
+// How logprobs name a token: its text, or "token_id:<id>" (vLLM's return_tokens_as_token_ids, for
+// clients that map logprobs back to ids where a text is ambiguous or not valid UTF-8 alone).
+struct TokenNames {
+  const Tokenizer& tok;
+  bool as_ids = false;
+  std::string operator()(int32_t id) const { return as_ids ? fmt::format("token_id:{}", id) : token_text(tok, id); }
+};
+
+// The first `top_n` of a position's alternatives (the engine may have computed more: see
+// GenSpec::shown_top_logprobs).
+std::span<const TokenLogprob> shown(const TokenOut& t, int32_t top_n) {
+  return std::span<const TokenLogprob>(t.top).first(std::min(t.top.size(), size_t(std::max(top_n, 0))));
+}
+
+// One position's `top_logprobs` entry: its alternatives by token name, or null when none were asked.
+json top_logprobs_entry(const TokenNames& name, const TokenOut& t, int32_t top_n) {
+  if (top_n <= 0) return nullptr;
   json top = json::object();
-  for (const auto& a : t.top) top[token_text(tok, a.token)] = a.logprob;
+  for (const auto& a : shown(t, top_n)) top[name(a.token)] = a.logprob;
   return top;
 }
 
@@ -48,14 +65,15 @@ json top_logprobs_entry(const Tokenizer& tok, const TokenOut& t, bool with_top) 
 // it. A token's text_offset is where its bytes start in `echoed`, found by walking the text: a token
 // the text does not spell (a BOS the tokenizer added, a special token an ids prompt's echo skips)
 // adds nothing; one whose leading space a decoder strips adds the rest.
-void prompt_logprobs(const Tokenizer& tok, const std::vector<int32_t>& ids, const std::vector<TokenOut>& prompt,
-                     bool with_top, std::string_view echoed, json& lp) {
+void echo_logprobs(const TokenNames& name, const std::vector<int32_t>& ids, const std::vector<TokenOut>& prompt,
+                   int32_t top_n, std::string_view echoed, json& lp) {
+  const Tokenizer& tok = name.tok;
   size_t at = 0;
   for (size_t i = 0; i < ids.size(); ++i) {
     // Entries come for positions 1..; fewer when the request ended early (an error).
     if (i > 0 && i - 1 >= prompt.size()) break;
     const int32_t id = i == 0 ? ids[0] : prompt[i - 1].token;
-    lp["tokens"].push_back(token_text(tok, id));
+    lp["tokens"].push_back(name(id));
     lp["text_offset"].push_back(int64_t(at));
     if (i == 0) {
       lp["token_logprobs"].push_back(nullptr);
@@ -63,7 +81,7 @@ void prompt_logprobs(const Tokenizer& tok, const std::vector<int32_t>& ids, cons
     } else {
       const TokenOut& t = prompt[i - 1];
       lp["token_logprobs"].push_back(t.logprob);
-      lp["top_logprobs"].push_back(top_logprobs_entry(tok, t, with_top));
+      lp["top_logprobs"].push_back(top_logprobs_entry(name, t, top_n));
     }
     const std::string b = text_bytes(tok, id, false);
     const std::string_view rest = echoed.substr(at);
@@ -79,18 +97,18 @@ void prompt_logprobs(const Tokenizer& tok, const std::vector<int32_t>& ids, cons
 
 // Completions-style logprobs for `tokens`, whose bytes start at `offset` in the choice's text; with
 // `prompt_ids`, the echoed prompt's part (prompt_logprobs above, `echoed` its text) first.
-json completion_logprobs(const Tokenizer& tok, const std::vector<TokenOut>& tokens, int64_t offset, bool with_top,
+json completion_logprobs(const TokenNames& name, const std::vector<TokenOut>& tokens, int64_t offset, int32_t top_n,
                          bool skip_special, const std::vector<int32_t>* prompt_ids = nullptr,
                          const std::vector<TokenOut>* prompt = nullptr, std::string_view echoed = {}) {
   json lp{{"tokens", json::array()}, {"token_logprobs", json::array()}, {"top_logprobs", json::array()},
           {"text_offset", json::array()}};
-  if (prompt_ids && !prompt_ids->empty()) prompt_logprobs(tok, *prompt_ids, *prompt, with_top, echoed, lp);
+  if (prompt_ids && !prompt_ids->empty()) echo_logprobs(name, *prompt_ids, *prompt, top_n, echoed, lp);
   for (const auto& t : tokens) {
-    lp["tokens"].push_back(token_text(tok, t.token));
+    lp["tokens"].push_back(name(t.token));
     lp["token_logprobs"].push_back(t.logprob);
     lp["text_offset"].push_back(offset);
-    offset += int64_t(text_bytes(tok, t.token, skip_special).size());
-    lp["top_logprobs"].push_back(top_logprobs_entry(tok, t, with_top));
+    offset += int64_t(text_bytes(name.tok, t.token, skip_special).size());
+    lp["top_logprobs"].push_back(top_logprobs_entry(name, t, top_n));
   }
   return lp;
 }
@@ -109,15 +127,17 @@ json tool_calls_json(const std::vector<ToolCall>& calls, size_t first_index, boo
 
 // `bytes` are the token's own UTF-8 bytes (OpenAI's field, there for tokens that hold part of a
 // character: joined they give the text), `token` its text decoded alone.
-json chat_logprobs(const Tokenizer& tok, const std::vector<TokenOut>& tokens) {
+// With return_tokens_as_token_ids `token` is "token_id:<id>" and `bytes` still the token's own.
+json chat_logprobs(const TokenNames& name, const std::vector<TokenOut>& tokens, int32_t top_n) {
+  const Tokenizer& tok = name.tok;
   json content = json::array();
   for (const auto& t : tokens) {
     json top = json::array();
-    for (const auto& a : t.top)
-      top.push_back({{"token", token_text(tok, a.token)},
+    for (const auto& a : shown(t, top_n))
+      top.push_back({{"token", name(a.token)},
                      {"logprob", a.logprob},
                      {"bytes", bytes_of(text_bytes(tok, a.token, false))}});
-    content.push_back({{"token", token_text(tok, t.token)},
+    content.push_back({{"token", name(t.token)},
                        {"logprob", t.logprob},
                        {"bytes", bytes_of(text_bytes(tok, t.token, false))},
                        {"top_logprobs", top}});
@@ -157,6 +177,7 @@ json ChoiceFormatter::choice(size_t index, const ChoicePiece& p, bool streamed) 
   if (streamed && p.text.empty() && p.prefix.empty() && p.tokens.empty() && !p.echo_logprobs && !p.finished)
     return nullptr;
   json ch{{"index", index}};
+  const TokenNames names{tok_, spec_.tokens_as_ids};
   if (api_ == OpenAiApi::kChat && p.chat) {
     const ChatDelta& d = *p.chat;
     if (streamed) {
@@ -174,24 +195,53 @@ json ChoiceFormatter::choice(size_t index, const ChoicePiece& p, bool streamed) 
       if (!d.tool_calls.empty()) msg["tool_calls"] = tool_calls_json(d.tool_calls, 0, false);
       ch["message"] = std::move(msg);
     }
-    ch["logprobs"] = spec_.logprobs ? chat_logprobs(tok_, p.tokens) : json(nullptr);
+    ch["logprobs"] = spec_.logprobs ? chat_logprobs(names, p.tokens, spec_.shown_top_logprobs) : json(nullptr);
   } else if (api_ == OpenAiApi::kChat) {
     if (streamed)
       ch["delta"] = p.text.empty() && p.finished ? json::object() : json{{"content", p.text}};
     else
       ch["message"] = {{"role", "assistant"}, {"content", p.text}};
-    ch["logprobs"] = spec_.logprobs ? chat_logprobs(tok_, p.tokens) : json(nullptr);
+    ch["logprobs"] = spec_.logprobs ? chat_logprobs(names, p.tokens, spec_.shown_top_logprobs) : json(nullptr);
   } else {
     ch["text"] = p.prefix + p.text;
     const std::vector<int32_t>* prompt_ids = p.echo_logprobs ? &spec_.prompts[index / size_t(spec_.n)] : nullptr;
-    ch["logprobs"] = spec_.logprobs ? completion_logprobs(tok_, p.tokens, p.text_offset + int64_t(p.prefix.size()),
-                                                          spec_.base.top_logprobs > 0, spec_.skip_special_tokens,
+    ch["logprobs"] = spec_.logprobs ? completion_logprobs(names, p.tokens, p.text_offset + int64_t(p.prefix.size()),
+                                                          spec_.shown_top_logprobs, spec_.skip_special_tokens,
                                                           prompt_ids, &p.prompt, p.prefix)
                                     : json(nullptr);
+    if (spec_.prompt_logprobs && !streamed)
+      ch["prompt_logprobs"] = vllm_prompt_logprobs(tok_, spec_.prompts[index / size_t(spec_.n)], p.prompt,
+                                                   *spec_.prompt_logprobs);
   }
   ch["finish_reason"] = p.finished ? json(p.finish_reason) : json(nullptr);
   if (!p.matched_stop.empty()) ch["matched_stop"] = p.matched_stop;
   return ch;
+}
+
+json vllm_prompt_logprobs(const Tokenizer& tok, const std::vector<int32_t>& ids, const std::vector<TokenOut>& prompt,
+                          int32_t top_n) {
+  // vLLM clamps -inf (a token the model rules out) to -9999 so the JSON stays numbers.
+  auto entry = [&](int32_t id, float logprob, int64_t rank) {
+    return json{{"logprob", std::isfinite(logprob) ? double(logprob) : -9999.0},
+                {"rank", rank},
+                {"decoded_token", token_text(tok, id)}};
+  };
+  json out = json::array();
+  if (ids.empty()) return out;
+  out.push_back(nullptr);  // nothing precedes the first token
+  for (size_t i = 0; i + 1 < ids.size() && i < prompt.size(); ++i) {
+    const TokenOut& t = prompt[i];
+    json pos = json::object();
+    pos[std::to_string(t.token)] = entry(t.token, t.logprob, t.rank);
+    const auto top = shown(t, top_n);
+    for (size_t r = 0; r < top.size(); ++r) {
+      const std::string key = std::to_string(top[r].token);
+      // The prompt's own token among the best keeps its entry (one key per id, as vLLM's dict).
+      if (!pos.contains(key)) pos[key] = entry(top[r].token, top[r].logprob, int64_t(r) + 1);
+    }
+    out.push_back(std::move(pos));
+  }
+  return out;
 }
 
 int64_t ChoiceFormatter::token_bytes(const std::vector<TokenOut>& tokens) const {

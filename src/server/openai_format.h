@@ -58,7 +58,7 @@ class ChoiceFormatter {
   // skipped special tokens none): what a streamed piece's text_offset advances by.
   int64_t token_bytes(const std::vector<TokenOut>& tokens) const;
   // Whether a choice's first piece carries the prompt's logprobs (completions with echo + logprobs).
-  bool echo_logprobs() const { return api_ == OpenAiApi::kCompletion && spec_.base.prompt_logprobs; }
+  bool echo_logprobs() const { return api_ == OpenAiApi::kCompletion && spec_.echo && spec_.logprobs; }
   // Chat streams open each choice with an empty assistant delta; completions need none (null).
   nlohmann::json opening(size_t index) const;
   // Choice `index`: the whole of it (streamed false) or one streamed piece. A piece with no text, no
@@ -71,6 +71,12 @@ class ChoiceFormatter {
   const Tokenizer& tok_;
   bool reasoning_field_;
 };
+
+// vLLM's prompt_logprobs for a prompt of `ids`: null for the first position, then per position an
+// object keyed by token id (the prompt's token with its vocabulary rank, then the best `top_n`
+// alternatives ranked 1..), each {"logprob", "rank", "decoded_token"}. `prompt` holds positions 1..
+nlohmann::json vllm_prompt_logprobs(const Tokenizer& tok, const std::vector<int32_t>& ids,
+                                    const std::vector<TokenOut>& prompt, int32_t top_n);
 
 // usage: prompt tokens counted once per prompt however many choices it has.
 nlohmann::json usage_of(Generation& gen, int32_t n);

@@ -49,6 +49,8 @@ struct ParseState {
   std::optional<int64_t> max_tokens, max_completion_tokens, max_new_tokens, best_of, top_logprobs;
   std::optional<int64_t> logprob_start_len;  // /generate
   std::string min_tokens_param;  // the name min_new_tokens / min_tokens came under (empty: not sent)
+  std::optional<int64_t> truncate_prompt_tokens;  // vLLM's: keep the prompt's last k tokens (-1: the context)
+  std::optional<int64_t> prompt_logprobs;         // vLLM's: alternatives per prompt position
   bool logprobs = false;
 };
 
@@ -216,6 +218,30 @@ void min_new_tokens(const json& v, const std::string& name, ParseState& st) {
 // SGLang's no_stop_trim, vLLM's include_stop_str_in_output: the stop string (or the text of the stop
 // token) that ended the output stays in its text.
 void no_stop_trim(const json& v, const std::string& name, ParseState& st) { st.spec.no_stop_trim = boolean(v, name); }
+
+// vLLM's truncate_prompt_tokens: -1 (the model's context) or k >= 1; applied once the prompt is
+// tokenized (truncate_prompts).
+void truncate_prompt_tokens(const json& v, const std::string& name, ParseState& st) {
+  const int64_t k = integer(v, name);
+  if (k < -1 || k == 0)
+    bad_param(name, fmt::format("'{}' must be -1 (the model's context length) or at least 1, got {}", name, k));
+  if (k > st.ctx.limits.context_length)
+    bad_param(name, fmt::format("'{}' {} is more than this model's maximum context length ({} tokens)", name, k,
+                                st.ctx.limits.context_length));
+  st.truncate_prompt_tokens = k;
+}
+
+// vLLM's prompt_logprobs: every prompt position's logprob with this many alternatives (the top
+// alternatives' limit of top_logprobs; vLLM's -1, the whole vocabulary, is past it).
+void prompt_logprobs(const json& v, const std::string& name, ParseState& st) {
+  st.prompt_logprobs = integer(v, name, P::kTopLogprobs);
+}
+
+// vLLM's return_tokens_as_token_ids: logprobs name tokens "token_id:<id>" (default: the server's
+// --return-tokens-as-token-ids).
+void return_tokens_as_token_ids(const json& v, const std::string& name, ParseState& st) {
+  st.spec.tokens_as_ids = boolean(v, name);
+}
 
 const FieldTable kSamplingFields = {
     {"temperature", sampling_float<P::kTemperature>},
@@ -397,6 +423,9 @@ const FieldTable& completion_fields() {
       {"min_tokens", min_new_tokens},
       {"no_stop_trim", no_stop_trim},
       {"include_stop_str_in_output", no_stop_trim},
+      {"truncate_prompt_tokens", truncate_prompt_tokens},
+      {"prompt_logprobs", prompt_logprobs},
+      {"return_tokens_as_token_ids", return_tokens_as_token_ids},
   });
   return t;
 }
@@ -440,6 +469,9 @@ const FieldTable& chat_fields() {
       {"min_tokens", min_new_tokens},
       {"no_stop_trim", no_stop_trim},
       {"include_stop_str_in_output", no_stop_trim},
+      {"truncate_prompt_tokens", truncate_prompt_tokens},
+      {"prompt_logprobs", prompt_logprobs},
+      {"return_tokens_as_token_ids", return_tokens_as_token_ids},
   });
   return t;
 }
@@ -604,6 +636,33 @@ void check_min_tokens(const ParseState& st, const std::string& max_param) {
   if (p.min_new_tokens > p.max_new_tokens)
     bad_param(st.min_tokens_param, fmt::format("'{}' {} is more than '{}' {}", st.min_tokens_param, p.min_new_tokens,
                                                max_param, p.max_new_tokens));
+}
+
+// vLLM's truncate_prompt_tokens: each prompt keeps its last k tokens (vLLM cuts from the left). A
+// prompt that was cut echoes as the text of what is left, not as the text sent.
+void truncate_prompts(ParseState& st) {
+  if (!st.truncate_prompt_tokens) return;
+  GenSpec& spec = st.spec;
+  const int64_t k = *st.truncate_prompt_tokens == -1 ? st.ctx.limits.context_length : *st.truncate_prompt_tokens;
+  for (size_t i = 0; i < spec.prompts.size(); ++i) {
+    std::vector<int32_t>& p = spec.prompts[i];
+    if (int64_t(p.size()) <= k) continue;
+    p.erase(p.begin(), p.end() - k);
+    if (i < spec.prompt_texts.size()) spec.prompt_texts[i].clear();
+  }
+}
+
+// Once the output's logprobs are settled: what they show, and vLLM's prompt_logprobs. The engine
+// reports one count of alternatives for prompt and output positions, the larger; each list is cut
+// to its own count when formatted.
+void finish_prompt_logprobs(ParseState& st) {
+  GenSpec& spec = st.spec;
+  spec.shown_top_logprobs = spec.base.top_logprobs;
+  if (!st.prompt_logprobs) return;
+  if (spec.stream) bad_param("prompt_logprobs", "'prompt_logprobs' is not available when 'stream' is true");
+  spec.prompt_logprobs = int32_t(*st.prompt_logprobs);
+  spec.base.prompt_logprobs = true;
+  spec.base.top_logprobs = std::max(spec.base.top_logprobs, *spec.prompt_logprobs);
 }
 
 void check_prompt_count(const GenSpec& spec, const std::string& prompt_param) {
@@ -810,6 +869,7 @@ GenSpec parse_completion_request(const json& b, const ParseContext& ctx, std::st
   spec.model = ctx.served_model_name;
   if (ctx.skip_tokenizer) refuse_text_without_tokenizer("prompt", "send them to POST /generate as 'input_ids'");
   if (ctx.sampling_defaults) ctx.sampling_defaults->apply(spec.base.params);
+  spec.tokens_as_ids = ctx.tokens_as_ids;
   read_fields(b, completion_fields(), st);
   const json* prompt = st.prompt;
   if (!prompt) bad_param("prompt", "'prompt' is required");
@@ -857,6 +917,7 @@ GenSpec parse_completion_request(const json& b, const ParseContext& ctx, std::st
   if (st.best_of && *st.best_of != spec.n) bad_param("best_of", "'best_of' other than n is not supported");
   // echo + logprobs (OpenAI, vLLM): the logprobs cover the prompt's tokens too (the first has none).
   spec.base.prompt_logprobs = spec.echo && spec.logprobs;
+  finish_prompt_logprobs(st);
   parse_logit_bias(b, spec.base, ctx);
   parse_output_constraint(b, raw_body, spec.base, ctx);
   check_choices(spec, "n");
@@ -869,6 +930,7 @@ GenSpec parse_completion_request(const json& b, const ParseContext& ctx, std::st
     spec.prompt_only = true;
     max_tokens = 1;
   }
+  truncate_prompts(st);
   attach_images(spec, {}, false, ctx, "prompt");
   check_lengths(spec, ctx, max_tokens, 16, DefaultMax::kFallback, "prompt", "max_tokens");
   check_min_tokens(st, "max_tokens");
@@ -1007,6 +1069,7 @@ GenSpec parse_chat_request(const json& b, const ParseContext& ctx, std::string_v
     refuse_text_without_tokenizer("messages", "chat needs a template and a tokenizer; send the prompt's ids to POST "
                                               "/generate as 'input_ids'");
   if (ctx.sampling_defaults) ctx.sampling_defaults->apply(spec.base.params);
+  spec.tokens_as_ids = ctx.tokens_as_ids;
   read_fields(b, chat_fields(), st);
   std::vector<ImageRef> image_refs;
   std::string text = render_chat_prompt(b, ctx, &image_refs, raw_body);
@@ -1020,6 +1083,7 @@ GenSpec parse_chat_request(const json& b, const ParseContext& ctx, std::string_v
     spec.base.top_logprobs = int32_t(*st.top_logprobs);
   }
   spec.base.return_logprob = spec.logprobs;
+  finish_prompt_logprobs(st);
   parse_logit_bias(b, spec.base, ctx);
   // Where the template leaves the reasoning block: Qwen3 closes an empty one when thinking is off.
   {
@@ -1039,6 +1103,10 @@ GenSpec parse_chat_request(const json& b, const ParseContext& ctx, std::string_v
   const bool completion_named = st.max_completion_tokens.has_value();
   const std::optional<int64_t> max_given = completion_named ? st.max_completion_tokens : st.max_tokens;
   const std::string max_param = completion_named ? "max_completion_tokens" : "max_tokens";
+  // An image's tokens are one run the vision tower fills whole: a cut through them has no meaning.
+  if (st.truncate_prompt_tokens && !image_refs.empty())
+    bad_param("truncate_prompt_tokens", "'truncate_prompt_tokens' is not supported for messages with images");
+  truncate_prompts(st);
   attach_images(spec, image_refs, false, ctx, "messages", max_given, max_param);
   check_lengths(spec, ctx, max_given, 0, DefaultMax::kRest, "messages", max_param);
   check_min_tokens(st, max_param);

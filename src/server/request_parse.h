@@ -48,6 +48,9 @@ struct ParseContext {
   // --preferred-sampling-params, under a /generate request's own sampling_params; null: SGLang's defaults.
   const SamplingDefaults* preferred_sampling = nullptr;
   int32_t dp_size = 1;  // DP groups: the range of a request's data_parallel_rank
+  // --return-tokens-as-token-ids: completions' and chat's logprobs name tokens "token_id:<id>" unless
+  // a request's return_tokens_as_token_ids says otherwise.
+  bool tokens_as_ids = false;
   // LoRA adapters (--lora-paths and run-time loads) are limits.lora: requests name one with
   // `lora_path` or with `model` (the adapter's name, vLLM; "<served model>:<adapter>", SGLang).
 };
@@ -90,6 +93,13 @@ struct GenSpec {
   bool include_usage = false;             // stream_options.include_usage
   bool echo = false;                      // completions: prepend the prompt text
   bool logprobs = false;                  // report logprobs in the response
+  // Completions / chat: the alternatives each output position reports (base.top_logprobs may be
+  // more: prompt_logprobs asked for more, and the engine computes one count for both).
+  int32_t shown_top_logprobs = 0;
+  // vLLM's prompt_logprobs: every prompt position's logprob, rank and this many alternatives, as the
+  // choice's (completions) or the response's (chat) `prompt_logprobs`; unset: not asked.
+  std::optional<int32_t> prompt_logprobs;
+  bool tokens_as_ids = false;             // vLLM's return_tokens_as_token_ids (ParseContext::tokens_as_ids)
   // completions' max_tokens 0 (with echo: score the prompt): the engine runs the prompt and samples
   // one token, which is dropped; the choice is the prompt alone, finish_reason "length".
   bool prompt_only = false;

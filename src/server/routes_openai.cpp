@@ -129,9 +129,12 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
     json usage = usage_of(*gen, spec->n);
     note_access(*states, usage);
     access_info().extra = image_timing_log(spec->images.size(), spec->image_times, *gen);
-    send_json(res, 200,
-              {{"id", id}, {"object", form->object()}, {"created", created}, {"model", spec->model},
-               {"choices", choices}, {"usage", usage}});
+    json body{{"id", id}, {"object", form->object()}, {"created", created}, {"model", spec->model},
+              {"choices", choices}, {"usage", usage}};
+    // vLLM puts chat's prompt_logprobs beside the choices (they share the one prompt).
+    if (api == OpenAiApi::kChat && spec->prompt_logprobs)
+      body["prompt_logprobs"] = vllm_prompt_logprobs(ctx.tok, spec->prompts[0], (*states)[0].prompt, *spec->prompt_logprobs);
+    send_json(res, 200, body);
     return;
   }
 

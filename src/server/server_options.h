@@ -64,6 +64,9 @@ struct ServerOptions {
   // --enable-lora: /load_lora_adapter and /unload_lora_adapter (and vLLM's /v1/ ones) may load and
   // unload adapters from server-side folders while the server runs. Off: those routes answer 400.
   bool enable_lora = false;
+  // --return-tokens-as-token-ids (vLLM): completions' and chat's logprobs name tokens "token_id:<id>"
+  // unless a request's return_tokens_as_token_ids says otherwise.
+  bool return_tokens_as_token_ids = false;
 };
 
 }  // namespace dpserve

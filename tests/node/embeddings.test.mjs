@@ -107,6 +107,34 @@ const on = [
     assert.equal(r.json.usage.prompt_tokens, 2049);
     assertOpenAIError(await http('POST', '/v1/embeddings', { model, input: Array(2049).fill([7]) }), 400, 'input');
   }],
+  ['truncate_prompt_tokens (vLLM): an input keeps its last k tokens, as if only they were sent', async () => {
+    const text = 'a longer sentence about embeddings and rerankers';
+    const ids = await tokens(text);
+    const k = 4;
+    assert.ok(ids.length > k, `${ids.length} tokens`);
+    const cut = await http('POST', '/v1/embeddings',
+      { model, input: [ids, ids, ids.slice(0, 2)], truncate_prompt_tokens: k, encoding_format: 'float' });
+    assert.equal(cut.status, 200, cut.text);
+    const cutText = await http('POST', '/v1/embeddings', { model, input: text, truncate_prompt_tokens: k, encoding_format: 'float' });
+    assert.equal(cutText.status, 200, cutText.text);
+    assert.equal(cutText.json.usage.prompt_tokens, k);
+    const tail = await oa.embeddings.create({ model, input: ids.slice(-k), encoding_format: 'float' });
+    for (const d of [...cut.json.data.slice(0, 2), cutText.json.data[0]])
+      for (let i = 0; i < hidden; i++)
+        assert.ok(Math.abs(d.embedding[i] - tail.data[0].embedding[i]) < 1e-5, `input ${d.index} value ${i}`);
+    // A shorter input is left whole.
+    const short = await oa.embeddings.create({ model, input: ids.slice(0, 2), encoding_format: 'float' });
+    assert.deepEqual(cut.json.data[2].embedding, short.data[0].embedding);
+    assert.equal(cut.json.usage.prompt_tokens, k + k + 2);
+    // -1: what the context holds, so an input past the context is cut instead of refused.
+    const long = await http('POST', '/v1/embeddings', { model, input: Array(5000).fill(7), truncate_prompt_tokens: -1 });
+    assert.equal(long.status, 200, long.text);
+    assert.ok(long.json.usage.prompt_tokens < 5000, `${long.json.usage.prompt_tokens} tokens`);
+    assertOpenAIError(await http('POST', '/v1/embeddings', { model, input: Array(5000).fill(7) }), 400, 'input');
+    for (const bad of [0, -2, 'x', 1.5, 10 ** 7])
+      assertOpenAIError(await http('POST', '/v1/embeddings', { model, input: 'hi', truncate_prompt_tokens: bad }),
+        400, 'truncate_prompt_tokens');
+  }],
   ['null user and encoding_format mean the defaults', async () => {
     const r = await http('POST', '/v1/embeddings', { model, input: 'hi', user: null, encoding_format: null, dimensions: null });
     assert.equal(r.status, 200, r.text);

@@ -208,8 +208,8 @@ TEST(ControlMessage, ReportRoundTrip) {
   a.finish = Finish::kLength;
   a.prompt_tokens = 12;
   a.cached_tokens = 8;
-  a.prompt = {{3, -1.5f, {{3, -1.5f}, {9, -0.0f}}, {-0.75f, -INFINITY, -1.5f}},
-              {151935, -7.25f, {{4, -0.25f}, {1, -3.0f}}, {-9.5f, -INFINITY, -0.0f}}};
+  a.prompt = {{3, -1.5f, {{3, -1.5f}, {9, -0.0f}}, {-0.75f, -INFINITY, -1.5f}, 1},
+              {151935, -7.25f, {{4, -0.25f}, {1, -3.0f}}, {-9.5f, -INFINITY, -0.0f}, 151936}};
   OutToken b;
   b.id = 6;
   b.finish = Finish::kError;
@@ -243,6 +243,7 @@ TEST(ControlMessage, ReportRoundTrip) {
     const TokenOut &x = a.prompt[i], &y = d.outs[0].prompt[i];
     EXPECT_EQ(x.token, y.token);
     EXPECT_EQ(x.logprob, y.logprob);
+    EXPECT_EQ(x.rank, y.rank);  // vLLM's prompt_logprobs rank
     ASSERT_EQ(y.top.size(), 2u);
     for (size_t k = 0; k < 2; ++k) {
       EXPECT_EQ(x.top[k].token, y.top[k].token);
@@ -742,26 +743,28 @@ TEST(ControlMessage, ReportRefusesUnpairedAndUnknownValues) {
   const float lps[] = {-1};
   const auto ragged = report_with_out([&](W& w) { w.kv("top_ids").bin(ids, 8).kv("top_logprobs").bin(lps, 4); }, 5);
   EXPECT_NE(error_of(ragged, true), "");
-  // Prompt logprobs: n = 1 entry with k = 1 alternative and m = 1 requested id is 3 + 1 * (2 + 2 + 1)
-  // words; one short is refused.
-  uint32_t words[8] = {1, 1, 1, 7, 0, 7, 0, 0};
+  // Prompt logprobs: n = 1 entry (token, logprob, rank) with k = 1 alternative and m = 1 requested id
+  // is 3 + 1 * (3 + 2 + 1) words; one short is refused.
+  uint32_t words[9] = {1, 1, 1, 7, 0, 3, 7, 0, 0};
   const float half = -0.5f, quarter = -0.25f;
   std::memcpy(&words[4], &half, 4);
-  std::memcpy(&words[6], &half, 4);
-  std::memcpy(&words[7], &quarter, 4);
-  const auto prompt_ok = report_with_out([&](W& w) { w.kv("prompt").bin(words, 32); }, 4);
+  std::memcpy(&words[7], &half, 4);
+  std::memcpy(&words[8], &quarter, 4);
+  const auto prompt_ok = report_with_out([&](W& w) { w.kv("prompt").bin(words, 36); }, 4);
   EXPECT_EQ(error_of(prompt_ok, true), "");
   const GroupReport pr = decode_report(prompt_ok.data(), prompt_ok.size());
   ASSERT_EQ(pr.outs.at(0).prompt.size(), 1u);
   EXPECT_EQ(pr.outs[0].prompt[0].token, 7);
   EXPECT_EQ(pr.outs[0].prompt[0].logprob, -0.5f);
+  EXPECT_EQ(pr.outs[0].prompt[0].rank, 3);
   ASSERT_EQ(pr.outs[0].prompt[0].top.size(), 1u);
+  EXPECT_EQ(pr.outs[0].prompt[0].top[0].token, 7);
   ASSERT_EQ(pr.outs[0].prompt[0].id_logprobs.size(), 1u);
   EXPECT_EQ(pr.outs[0].prompt[0].id_logprobs[0], -0.25f);
-  const auto prompt_short = report_with_out([&](W& w) { w.kv("prompt").bin(words, 28); }, 4);
+  const auto prompt_short = report_with_out([&](W& w) { w.kv("prompt").bin(words, 32); }, 4);
   EXPECT_NE(error_of(prompt_short, true).find("'prompt'"), std::string::npos) << error_of(prompt_short, true);
   words[0] = 0xffffffffu;  // a count the bytes cannot hold
-  const auto prompt_huge = report_with_out([&](W& w) { w.kv("prompt").bin(words, 32); }, 4);
+  const auto prompt_huge = report_with_out([&](W& w) { w.kv("prompt").bin(words, 36); }, 4);
   EXPECT_NE(error_of(prompt_huge, true), "");
 }
 
