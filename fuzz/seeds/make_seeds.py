@@ -57,6 +57,8 @@ req = {
     "completion_mixed": {"prompt": ["a", 1]},
     "completion_empty": {"prompt": []},
     "completion_stop5": {"prompt": "x", "stop": ["a", "b", "c", "d", "e"]},
+    "chat_vllm_choice": {"messages": [{"role": "user", "content": "x"}], "structured_outputs": {"choice": ["a.b", "c"]}},
+    "completion_guided": {"prompt": "x", "guided_json": {"type": "object"}, "guided_decoding_backend": "xgrammar"},
     "completion_vllm": {"prompt": [5, 6, 7, 8], "prompt_logprobs": 2, "truncate_prompt_tokens": 2, "logprobs": 1,
                         "return_tokens_as_token_ids": True},
     "generate_text": {"text": "Hello", "sampling_params": {"max_new_tokens": 4, "temperature": 0, "n": 1},

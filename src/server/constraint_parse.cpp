@@ -1,7 +1,9 @@
 #include "server/constraint_parse.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -131,15 +133,122 @@ void parse_sglang_constraint(const json& sp, std::string_view raw_body, Request&
   }
 }
 
+namespace {
+
+// vLLM's `choice`: the output is exactly one of the strings: a regex of their alternation, each
+// string's ASCII punctuation escaped so it stands for itself.
+std::string choice_regex(const json& choices, const std::string& param) {
+  if (!choices.is_array() || choices.empty())
+    bad_param(param, fmt::format("'{}' must be a non-empty array of strings", param));
+  std::string re;
+  for (size_t i = 0; i < choices.size(); ++i) {
+    if (!choices[i].is_string()) bad_param(param, fmt::format("'{}' item {} must be a string", param, i));
+    if (i > 0) re += '|';
+    for (char c : choices[i].get<std::string>()) {
+      const auto u = uint8_t(c);
+      if (u > 0x20 && u < 0x7f && !std::isalnum(u)) re += '\\';
+      re += c;
+    }
+  }
+  return re;
+}
+
+// A JSON Schema given as an object (its keys in the client's order, from the raw body at `path`) or
+// as JSON text.
+std::string schema_text(const json& v, std::string_view raw_body, const std::vector<std::string>& path,
+                        const std::string& param) {
+  if (v.is_string()) return v.get<std::string>();
+  if (!v.is_object() && !v.is_boolean())
+    bad_param(param, fmt::format("'{}' must be a JSON Schema (an object, or its JSON text)", param));
+  const ojson written = original_subtree(raw_body, path);
+  return written.is_null() ? v.dump() : written.dump();
+}
+
+// vLLM's constraint: `structured_outputs` {json | regex | choice | grammar | json_object} (exactly one),
+// or its older top-level guided_json / guided_regex / guided_choice / guided_grammar. Null when the
+// body has none. `grammar` is read as GBNF, as vLLM's default backend (xgrammar) reads EBNF.
+std::optional<ConstraintSpec> vllm_constraint(const json& body, std::string_view raw_body, std::string& param,
+                                              ReasoningPrefix prefix) {
+  std::vector<std::pair<std::string, const json*>> given;
+  std::vector<std::string> path_root;
+  if (const json* so = field(body, "structured_outputs")) {
+    if (!so->is_object()) bad_param("structured_outputs", "'structured_outputs' must be an object");
+    for (const auto& [k, v] : so->items()) {
+      const std::string name = "structured_outputs." + k;
+      if (v.is_null()) continue;
+      if (k == "json" || k == "regex" || k == "choice" || k == "grammar") {
+        given.emplace_back(k, &v);
+      } else if (k == "json_object") {
+        if (!v.is_boolean()) bad_param(name, fmt::format("'{}' must be a boolean", name));
+        if (v.get<bool>()) given.emplace_back(k, &v);
+      } else if (k == "disable_fallback") {
+        // There is one constraint engine and nothing to fall back to: either value means the same.
+        if (!v.is_boolean()) bad_param(name, fmt::format("'{}' must be a boolean", name));
+      } else if (k == "disable_any_whitespace" || k == "disable_additional_properties") {
+        if (!v.is_boolean()) bad_param(name, fmt::format("'{}' must be a boolean", name));
+        if (v.get<bool>())
+          bad_param(name, fmt::format("'{}' true is not supported per request{}", name,
+                                      k == "disable_any_whitespace"
+                                          ? " (the server's --constrained-json-disable-any-whitespace sets it for all)"
+                                          : " (write additionalProperties: false into the schema)"));
+      } else if (k == "whitespace_pattern") {
+        bad_param(name, fmt::format("'{}' is not supported per request (the server's "
+                                    "--constrained-json-whitespace-pattern sets it for all)", name));
+      } else {
+        bad_param(name, fmt::format("'{}' is not supported (structured_outputs takes json, regex, choice, grammar, "
+                                    "json_object)", name));
+      }
+    }
+    if (given.empty())
+      bad_param("structured_outputs", "'structured_outputs' must give one of json, regex, choice, grammar or json_object");
+    path_root = {"structured_outputs"};
+  }
+  for (const char* k : {"guided_json", "guided_regex", "guided_choice", "guided_grammar"})
+    if (const json* v = field(body, k)) given.emplace_back(k, v);
+  if (field(body, "guided_whitespace_pattern"))
+    bad_param("guided_whitespace_pattern", "'guided_whitespace_pattern' is not supported per request (the server's "
+                                           "--constrained-json-whitespace-pattern sets it for all)");
+  if (given.empty()) return std::nullopt;
+  if (given.size() > 1)
+    bad_param(path_root.empty() ? given[1].first : "structured_outputs",
+              fmt::format("give one output constraint; this request gives {} ('{}' and '{}')", given.size(),
+                          given[0].first, given[1].first));
+  const auto& [key, v] = given[0];
+  // One constraint given: from structured_outputs (then path_root is set), or a guided_ field.
+  const bool nested = !path_root.empty();
+  param = nested ? "structured_outputs." + key : key;
+  const std::string kind = key.rfind("guided_", 0) == 0 ? key.substr(7) : key;
+  auto text = [&](const std::string& what) {
+    if (!v->is_string()) bad_param(param, fmt::format("'{}' must be a string ({})", param, what));
+    return v->get<std::string>();
+  };
+  if (kind == "json_object") return ConstraintSpec{ConstraintKind::kJsonObject, "", prefix};
+  if (kind == "regex") return ConstraintSpec{ConstraintKind::kRegex, text("a regular expression"), prefix};
+  if (kind == "grammar") return ConstraintSpec{ConstraintKind::kEbnf, text("a GBNF grammar"), prefix};
+  if (kind == "choice") return ConstraintSpec{ConstraintKind::kRegex, choice_regex(*v, param), prefix};
+  std::vector<std::string> path = path_root;
+  path.push_back(key);
+  return ConstraintSpec{ConstraintKind::kJsonSchema, schema_text(*v, raw_body, path, param), prefix};
+}
+
+}  // namespace
+
 void parse_output_constraint(const json& body, std::string_view raw_body, Request& r, const ParseContext& ctx,
                              ReasoningPrefix prefix) {
   const bool rf = field(body, "response_format") != nullptr;
   const bool ext = field(body, "regex") || field(body, "ebnf");
   if (rf && ext) bad_param("response_format", "give one of 'response_format', 'regex' and 'ebnf'");
+  std::string vllm_param;
+  std::optional<ConstraintSpec> vllm = vllm_constraint(body, raw_body, vllm_param, prefix);
+  if (vllm && (rf || ext))
+    bad_param(vllm_param, fmt::format("give one output constraint: '{}' and '{}' both constrain the output", vllm_param,
+                                      rf ? "response_format" : field(body, "regex") ? "regex" : "ebnf"));
   if (rf) {
     parse_response_format(body, raw_body, r, ctx, prefix);
   } else if (ext) {
     parse_sglang_constraint(body, raw_body, r, ctx, prefix);
+  } else if (vllm) {
+    r.constraint = compile_or_400(*vllm, vllm_param, ctx);
   }
 }
 

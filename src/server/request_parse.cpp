@@ -382,6 +382,7 @@ void user(const json& v, const std::string& name, ParseState&) {
 void later(const json&, const std::string&, ParseState&) {}
 
 // OpenAI fields that change nothing in the output (docs/api.md lists them): accepted, type-checked.
+// vLLM's guided_decoding_backend too: one constraint engine serves every backend name.
 void output_neutral(const json& v, const std::string& name, ParseState&) {
   if (name == "metadata") return check_metadata(v, name);
   const bool ok = name == "store" ? v.is_boolean() : v.is_string();
@@ -426,6 +427,13 @@ const FieldTable& completion_fields() {
       {"truncate_prompt_tokens", truncate_prompt_tokens},
       {"prompt_logprobs", prompt_logprobs},
       {"return_tokens_as_token_ids", return_tokens_as_token_ids},
+      {"structured_outputs", later},
+      {"guided_json", later},
+      {"guided_regex", later},
+      {"guided_choice", later},
+      {"guided_grammar", later},
+      {"guided_whitespace_pattern", later},
+      {"guided_decoding_backend", output_neutral},
   });
   return t;
 }
@@ -472,6 +480,13 @@ const FieldTable& chat_fields() {
       {"truncate_prompt_tokens", truncate_prompt_tokens},
       {"prompt_logprobs", prompt_logprobs},
       {"return_tokens_as_token_ids", return_tokens_as_token_ids},
+      {"structured_outputs", later},
+      {"guided_json", later},
+      {"guided_regex", later},
+      {"guided_choice", later},
+      {"guided_grammar", later},
+      {"guided_whitespace_pattern", later},
+      {"guided_decoding_backend", output_neutral},
   });
   return t;
 }

@@ -323,6 +323,66 @@ tests.push(['logit_bias steers greedy output; logprobs describe the masked distr
     for (const a of c.top_logprobs) assert.ok(a.bytes.length > 0 && a.bytes.every((b) => b >= 0 && b < 256), JSON.stringify(a));
 }]);
 
+tests.push(['vLLM structured_outputs and guided_* (chat and completions) hold the output', async () => {
+  const model = await modelName();
+  const choices = ['yes', 'no', 'maybe (not sure)', 'a.b*c+[d]'];
+  const schema = { type: 'object', properties: { n: { type: 'integer', minimum: 0, maximum: 9 }, c: { enum: ['r', 'g'] } },
+                   required: ['n', 'c'], additionalProperties: false };
+  const inChoices = (t) => choices.includes(t);
+  const phone = (t) => /^\d{3}-\d{4}$/u.test(t);
+  const greet = (t) => /^(Hello|Hi), [A-Z][a-z]{1,8}!$/u.test(t);
+  const isJson = (t) => { validateJson(t, schema, 'vLLM json'); return true; };
+  const isObject = (t) => { const v = JSON.parse(t); return v !== null && typeof v === 'object' && !Array.isArray(v); };
+  const grammar = 'root ::= greeting ", " name "!"\ngreeting ::= "Hello" | "Hi"\nname ::= [A-Z] [a-z]{1,8}';
+  const cases = [
+    [{ structured_outputs: { choice: choices } }, inChoices, 'structured_outputs.choice'],
+    [{ guided_choice: choices, guided_decoding_backend: 'xgrammar' }, inChoices, 'guided_choice'],
+    [{ structured_outputs: { regex: '\\d{3}-\\d{4}', disable_fallback: true } }, phone, 'structured_outputs.regex'],
+    [{ guided_regex: '\\d{3}-\\d{4}' }, phone, 'guided_regex'],
+    [{ structured_outputs: { json: schema } }, isJson, 'structured_outputs.json (object)'],
+    [{ guided_json: JSON.stringify(schema) }, isJson, 'guided_json (text)'],
+    [{ structured_outputs: { grammar } }, greet, 'structured_outputs.grammar'],
+    [{ guided_grammar: grammar }, greet, 'guided_grammar'],
+    [{ structured_outputs: { json_object: true } }, isObject, 'structured_outputs.json_object'],
+  ];
+  const out = await pool(cases.flatMap(([extra, check, what], i) => [true, false].map((isChat) => async () => {
+    const body = isChat
+      ? { model, messages: [{ role: 'user', content: 'Answer:' }], chat_template_kwargs: NO_THINK, ...extra }
+      : { model, prompt: 'Answer:', ...extra };
+    const r = await http('POST', isChat ? '/v1/chat/completions' : '/v1/completions',
+                         { ...body, max_tokens: 80, temperature: 1, seed: seed + i });
+    assert.equal(r.status, 200, `${what}: ${r.text.slice(0, 300)}`);
+    const ch = r.json.choices[0];
+    return { what, check, isChat, text: isChat ? ch.message.content ?? '' : ch.text, finish: ch.finish_reason };
+  })), 6);
+  for (const { what, check, isChat, text, finish } of out) {
+    if (finish === 'length') continue;
+    assert.equal(finish, 'stop', `${what}: ${finish}`);
+    assert.ok(check(text), `${what} (${isChat ? 'chat' : 'completions'}): ${JSON.stringify(text)} does not match`);
+  }
+  const done = out.filter((o) => o.finish === 'stop').length;
+  assert.ok(done >= 0.8 * out.length, `only ${done} of ${out.length} finished`);
+  // Refusals name the field.
+  const base = { model, messages: [{ role: 'user', content: 'x' }], max_tokens: 5 };
+  const refused = [
+    [{ structured_outputs: { regex: 'a', choice: ['b'] } }, 'structured_outputs'],
+    [{ structured_outputs: {} }, 'structured_outputs'],
+    [{ structured_outputs: 'a' }, 'structured_outputs'],
+    [{ structured_outputs: { made_up: 1 } }, 'structured_outputs.made_up'],
+    [{ structured_outputs: { regex: 'a', disable_any_whitespace: true } }, 'structured_outputs.disable_any_whitespace'],
+    [{ structured_outputs: { regex: '(a)\\1' } }, 'structured_outputs.regex'],
+    [{ guided_regex: 'a', guided_choice: ['b'] }, 'guided_choice'],
+    [{ guided_choice: [] }, 'guided_choice'],
+    [{ guided_choice: ['a', 1] }, 'guided_choice'],
+    [{ guided_json: 5 }, 'guided_json'],
+    [{ guided_regex: 'a', guided_whitespace_pattern: ' *' }, 'guided_whitespace_pattern'],
+    [{ guided_regex: 'a', response_format: { type: 'json_object' } }, 'guided_regex'],
+    [{ guided_decoding_backend: 7 }, 'guided_decoding_backend'],
+  ];
+  for (const [extra, param] of refused)
+    assertOpenAIError(await http('POST', '/v1/chat/completions', { ...base, ...extra }), 400, param);
+}]);
+
 tests.push(['refusals name the field or the construct', async () => {
   const model = await modelName();
   const base = { model, messages: [{ role: 'user', content: 'x' }], max_tokens: 5 };
