@@ -60,7 +60,7 @@ req = {
     "chat_vllm_choice": {"messages": [{"role": "user", "content": "x"}], "structured_outputs": {"choice": ["a.b", "c"]}},
     "completion_guided": {"prompt": "x", "guided_json": {"type": "object"}, "guided_decoding_backend": "xgrammar"},
     "completion_vllm": {"prompt": [5, 6, 7, 8], "prompt_logprobs": 2, "truncate_prompt_tokens": 2, "logprobs": 1,
-                        "return_tokens_as_token_ids": True},
+                        "return_tokens_as_token_ids": True, "cache_salt": "s3cr3t"},
     "generate_text": {"text": "Hello", "sampling_params": {"max_new_tokens": 4, "temperature": 0, "n": 1},
                       "rid": "r1", "stream": False, "return_logprob": True, "top_logprobs_num": 2},
     "generate_batch": {"text": ["a", "b"], "rid": ["1", "2"], "sampling_params": {"stop": "x"}},

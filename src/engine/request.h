@@ -67,6 +67,9 @@ struct Request {
   // LoRA: the adapter slot the request runs with (Model::add_lora's, in --lora-paths order), -1 for
   // the base model. Its KV pages are cached apart from other adapters' (kv/radix_cache.h).
   int32_t lora = -1;
+  // vLLM's cache_salt: the prefix cache shares this request's pages only with requests of the same
+  // salt (kv/radix_cache.h); empty: the shared cache.
+  std::string cache_salt;
   // Rank 0 only (not sent): the LoraRegistry generation `lora` was resolved in (0: any), so a
   // request resolved just before its adapter was unloaded cannot run a later one in the same slot.
   uint64_t lora_generation = 0;

@@ -59,6 +59,7 @@ struct RequestLimits {
   static constexpr int32_t kMaxN = 64;            // choices per prompt (HTTP `n`)
   static constexpr int32_t kMaxPrompts = 256;     // prompts in one batched request
   static constexpr int32_t kMaxChoices = 256;     // prompts x n in one request
+  static constexpr size_t kMaxCacheSaltBytes = 256;  // vLLM's cache_salt (a 256-bit secret is 43 base64 chars)
 
   // The rule `v` breaks as the value of floating-point `p` ("must be in [0, 2]"), or nullopt. The
   // value is checked as the float the engine will use: 1e-300 is 0 there, so it is not in (0, 1].

@@ -65,7 +65,7 @@ void Scheduler::erase_running(const Req& r) {
 
 void Scheduler::retire(Req& r) {
   // Only positions whose KV was computed can be shared; the partial last page is freed.
-  if (cache_) cache_->insert(r.st.tokens, r.table.pages, r.table.len / page_size_, r.st.req.lora);
+  if (cache_) cache_->insert(r.st.tokens, r.table.pages, r.table.len / page_size_, r.st.req.lora, r.st.req.cache_salt);
   r.table.release(pool_);
 }
 
@@ -262,7 +262,7 @@ ScheduledBatch Scheduler::schedule() {
     if (cache_ && !r->st.skips_prefix_cache()) {
       // Leave at least one token to run, so the last chunk has logits to sample from.
       bool count = !r->admitted_once && !r->looked_up;
-      r->table.pages = cache_->match(r->st.tokens, (n_tok - 1) / page_size_, count, r->st.req.lora);
+      r->table.pages = cache_->match(r->st.tokens, (n_tok - 1) / page_size_, count, r->st.req.lora, r->st.req.cache_salt);
       r->looked_up = true;
     }
     r->table.len = int64_t(r->table.pages.size()) * page_size_;
@@ -307,7 +307,7 @@ void Scheduler::order_waiting_by_prefix() {
     // prompt logprobs are still owed takes nothing from the cache, so its match counts nothing.
     const int64_t key = r->admitted_once                ? std::numeric_limits<int64_t>::max()
                         : r->st.skips_prefix_cache()    ? 0
-                                                        : cache_->cached_prefix_pages(r->st.tokens, (n_tok - 1) / page_size_, r->st.req.lora);
+                                                        : cache_->cached_prefix_pages(r->st.tokens, (n_tok - 1) / page_size_, r->st.req.lora, r->st.req.cache_salt);
     keyed.emplace_back(key, r);
   }
   // Stable: equal matches keep arrival order, and every rank of the group sorts the same tree's answers.
@@ -351,7 +351,7 @@ std::vector<StepResult> Scheduler::commit(std::vector<StepResult> results) {
     // not when the request ends, so requests sharing the prefix (n choices of one prompt, a system
     // prompt) admitted while this one decodes find them. The request keeps its own references.
     if (cache_ && !r.decoding && r.table.len == int64_t(r.st.tokens.size()))
-      cache_->insert(r.st.tokens, r.table.pages, r.table.len / page_size_, r.st.req.lora);
+      cache_->insert(r.st.tokens, r.table.pages, r.table.len / page_size_, r.st.req.lora, r.st.req.cache_salt);
     DP_CHECK(r.table.len <= int64_t(r.st.tokens.size()) && r.table.len <= int64_t(r.table.pages.size()) * page_size_);
   }
   last_.clear();

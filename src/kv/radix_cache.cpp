@@ -34,20 +34,32 @@ void RadixCache::touch(Node* n) {
   if (leaf) leaves_.emplace(lru_key(n), n);
 }
 
-void RadixCache::page_key(std::span<const int32_t> tokens, int64_t i, int32_t lora, std::vector<int32_t>& key) const {
+void RadixCache::page_key(std::span<const int32_t> tokens, int64_t i, int32_t lora, std::string_view salt,
+                          std::vector<int32_t>& key) const {
   key.assign(tokens.begin() + i * page_size_, tokens.begin() + (i + 1) * page_size_);
-  if (i == 0 && lora >= 0) key.push_back(lora);
+  if (i != 0) return;
+  if (salt.empty()) {
+    if (lora >= 0) key.push_back(lora);
+    return;
+  }
+  key.push_back(lora);
+  key.push_back(int32_t(salt.size()));
+  for (size_t b = 0; b < salt.size(); b += 4) {
+    uint32_t w = 0;
+    for (size_t k = 0; k < 4 && b + k < salt.size(); ++k) w |= uint32_t(uint8_t(salt[b + k])) << (8 * k);
+    key.push_back(int32_t(w));
+  }
 }
 
 std::vector<int32_t> RadixCache::match(std::span<const int32_t> tokens, int64_t max_pages, bool count,
-                                       int32_t lora) {
+                                       int32_t lora, std::string_view salt) {
   ++clock_;
   if (count) query_tokens_ += int64_t(tokens.size());
   std::vector<int32_t> pages;
   Node* n = &root_;
   std::vector<int32_t> key;
   for (int64_t i = 0; i < max_pages && (i + 1) * page_size_ <= int64_t(tokens.size()); ++i) {
-    page_key(tokens, i, lora, key);
+    page_key(tokens, i, lora, salt, key);
     auto it = n->children.find(key);
     if (it == n->children.end()) break;
     n = it->second.get();
@@ -59,12 +71,13 @@ std::vector<int32_t> RadixCache::match(std::span<const int32_t> tokens, int64_t 
   return pages;
 }
 
-int64_t RadixCache::cached_prefix_pages(std::span<const int32_t> tokens, int64_t max_pages, int32_t lora) const {
+int64_t RadixCache::cached_prefix_pages(std::span<const int32_t> tokens, int64_t max_pages, int32_t lora,
+                                        std::string_view salt) const {
   const Node* n = &root_;
   std::vector<int32_t> key;
   int64_t i = 0;
   for (; i < max_pages && (i + 1) * page_size_ <= int64_t(tokens.size()); ++i) {
-    page_key(tokens, i, lora, key);
+    page_key(tokens, i, lora, salt, key);
     auto it = n->children.find(key);
     if (it == n->children.end()) break;
     n = it->second.get();
@@ -73,14 +86,14 @@ int64_t RadixCache::cached_prefix_pages(std::span<const int32_t> tokens, int64_t
 }
 
 int64_t RadixCache::insert(std::span<const int32_t> tokens, std::span<const int32_t> pages, int64_t n_pages,
-                           int32_t lora) {
+                           int32_t lora, std::string_view salt) {
   DP_CHECK(n_pages >= 0 && n_pages <= int64_t(pages.size()) && n_pages * page_size_ <= int64_t(tokens.size()));
   ++clock_;
   int64_t adopted = 0;
   Node* n = &root_;
   for (int64_t i = 0; i < n_pages; ++i) {
     std::vector<int32_t> key;
-    page_key(tokens, i, lora, key);
+    page_key(tokens, i, lora, salt, key);
     auto it = n->children.find(key);
     if (it == n->children.end()) {
       if (n != &root_ && n->children.empty()) leaves_.erase(lru_key(n));
@@ -217,9 +230,10 @@ int64_t RadixCache::evict(int64_t n_pages) {
 
 int64_t RadixCache::drop_lora(int32_t lora) {
   if (lora < 0) return 0;
-  std::vector<std::vector<int32_t>> heads;  // the adapter's first pages: page_size tokens + the slot
+  // The adapter's first pages: page_size tokens, then the slot (and, salted, the salt).
+  std::vector<std::vector<int32_t>> heads;
   for (const auto& [k, c] : root_.children)
-    if (int64_t(k.size()) == page_size_ + 1 && k.back() == lora) heads.push_back(k);
+    if (int64_t(k.size()) > page_size_ && k[size_t(page_size_)] == lora) heads.push_back(k);
   int64_t removed = 0;
   for (const auto& k : heads) {
     auto it = root_.children.find(k);

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "kv/kv_pool.h"
@@ -21,6 +22,11 @@ namespace dpserve {
 // -1 = base) has its own subtree. An adapter's first page is keyed by its page_size tokens plus the
 // slot as one more element, a key no base page (page_size elements) and no other adapter can equal;
 // its later pages hang below it as usual, so requests of one adapter still share prefixes.
+//
+// Salt (vLLM's cache_salt): a salted request's first page is keyed by its tokens, the slot (-1 for
+// the base model), the salt's length and its bytes four to an element: longer than any unsalted key,
+// and equal only for the same adapter and the same salt, so only requests that know the salt share
+// (and can time) each other's prefixes.
 class RadixCache {
  public:
   explicit RadixCache(KVPool& pool);
@@ -32,19 +38,20 @@ class RadixCache {
   // retained for the caller (release it, or keep it in a PageTable). With `count`, adds tokens.size()
   // to the query tokens and the matched tokens to the hits (a retried lookup passes false).
   std::vector<int32_t> match(std::span<const int32_t> tokens, int64_t max_pages, bool count = true,
-                             int32_t lora = -1);
+                             int32_t lora = -1, std::string_view salt = {});
 
   // How many whole pages of `tokens` (at most `max_pages`) the tree holds, changing nothing (no
   // retain, no LRU touch, no hit counts): the scheduler's longest-prefix-match ordering asks it.
-  int64_t cached_prefix_pages(std::span<const int32_t> tokens, int64_t max_pages, int32_t lora = -1) const;
+  int64_t cached_prefix_pages(std::span<const int32_t> tokens, int64_t max_pages, int32_t lora = -1,
+                              std::string_view salt = {}) const;
 
   // Adds the first `n_pages` full pages of a sequence: page i holds tokens[i*ps, (i+1)*ps). Pages whose
   // prefix is already cached are left alone (the tree keeps its own copy); new ones are retained by the
   // cache. The caller still releases its own references afterwards. Returns the number of pages adopted.
   int64_t insert(std::span<const int32_t> tokens, std::span<const int32_t> pages, int64_t n_pages,
-                 int32_t lora = -1);
+                 int32_t lora = -1, std::string_view salt = {});
 
-  // Drops adapter slot `lora`'s whole subtree (the adapter was unloaded: a later adapter loaded into
+  // Drops adapter slot `lora`'s whole subtree, salted requests' too (the adapter was unloaded: a later adapter loaded into
   // the same slot must never match KV computed under this one). Pages a request still holds stay
   // with it; the tree lets go of its own reference. Returns the nodes removed.
   int64_t drop_lora(int32_t lora);
@@ -92,8 +99,9 @@ class RadixCache {
   using LruKey = std::pair<uint64_t, uint64_t>;  // (last_use, serial): unique, never a pointer value
   static LruKey lru_key(const Node* n) { return {n->last_use, n->serial}; }
   void touch(Node* n);  // marks n used now, keeping leaves_ in step
-  // Page i's key of `tokens` under adapter `lora` into `key` (see the class comment).
-  void page_key(std::span<const int32_t> tokens, int64_t i, int32_t lora, std::vector<int32_t>& key) const;
+  // Page i's key of `tokens` under adapter `lora` and `salt` into `key` (see the class comment).
+  void page_key(std::span<const int32_t> tokens, int64_t i, int32_t lora, std::string_view salt,
+                std::vector<int32_t>& key) const;
 
   KVPool& pool_;
   int64_t page_size_;

@@ -243,6 +243,16 @@ void return_tokens_as_token_ids(const json& v, const std::string& name, ParseSta
   st.spec.tokens_as_ids = boolean(v, name);
 }
 
+// vLLM's cache_salt: the prefix cache shares this request's prompt pages only with requests of the
+// same salt (kv/radix_cache.h), so another tenant cannot learn a prompt by timing a cache hit.
+void cache_salt(const json& v, const std::string& name, ParseState& st) {
+  if (!v.is_string() || v.get<std::string>().empty())
+    bad_param(name, fmt::format("'{}' must be a non-empty string", name));
+  if (v.get<std::string>().size() > RequestLimits::kMaxCacheSaltBytes)
+    bad_param(name, fmt::format("'{}' is longer than {} bytes", name, RequestLimits::kMaxCacheSaltBytes));
+  st.spec.base.cache_salt = v.get<std::string>();
+}
+
 const FieldTable kSamplingFields = {
     {"temperature", sampling_float<P::kTemperature>},
     {"top_p", sampling_float<P::kTopP>},
@@ -427,6 +437,7 @@ const FieldTable& completion_fields() {
       {"truncate_prompt_tokens", truncate_prompt_tokens},
       {"prompt_logprobs", prompt_logprobs},
       {"return_tokens_as_token_ids", return_tokens_as_token_ids},
+      {"cache_salt", cache_salt},
       {"structured_outputs", later},
       {"guided_json", later},
       {"guided_regex", later},
@@ -480,6 +491,7 @@ const FieldTable& chat_fields() {
       {"truncate_prompt_tokens", truncate_prompt_tokens},
       {"prompt_logprobs", prompt_logprobs},
       {"return_tokens_as_token_ids", return_tokens_as_token_ids},
+      {"cache_salt", cache_salt},
       {"structured_outputs", later},
       {"guided_json", later},
       {"guided_regex", later},

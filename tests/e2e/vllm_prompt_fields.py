@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""vLLM's prompt_logprobs, truncate_prompt_tokens and return_tokens_as_token_ids on /v1/completions and
+"""vLLM's prompt_logprobs, truncate_prompt_tokens, return_tokens_as_token_ids and cache_salt on /v1/completions and
 /v1/chat/completions, against the real `dpserve serve` (run_e2e.sh starts it on the tiny f32 echo model,
 ECHO_MODEL), over a real socket, judged by the NumPy reference forward (tests/model/reference/ref_forward.py).
 
@@ -14,6 +14,8 @@ What must hold (vLLM's protocol):
     false turns it off.
   * truncate_prompt_tokens k: the model sees the prompt's last k tokens (greedy output = the reference's
     on those, usage counts k, echo shows them), a prompt longer than the context is cut instead of refused.
+  * cache_salt: a prompt's cached pages are found again (usage's cached_tokens) under the same salt only,
+    never by another salt nor by unsalted requests, and salted requests never take the shared pages.
   * bad values are 400s naming the field.
 """
 import json
@@ -197,6 +199,32 @@ def truncation():
         check_prompt_logprobs("chat truncate", b.get("prompt_logprobs"), t["tokens"][-6:], 0)
 
 
+def cache_salt():
+    """vLLM's cache_salt: a prompt's cached pages are found again under the same salt only."""
+    ids = [int(x) for x in rng.choice(PLAIN, 200)]
+    want = greedy(ids, 1)
+
+    def cached(salt):
+        body = {"prompt": ids, "max_tokens": 1, "temperature": 0, "logprobs": 0, "return_tokens_as_token_ids": True,
+                "data_parallel_rank": 0}  # one DP group's cache
+        if salt is not None:
+            body["cache_salt"] = salt
+        s, b = post("/v1/completions", body)
+        check(s == 200, f"cache_salt {salt!r}: 200 ({s} {str(b)[:200]})")
+        if s != 200:
+            return -1
+        got = name_ids(b["choices"][0]["logprobs"]["tokens"], "cache_salt")
+        check(got == want, f"cache_salt {salt!r}: the reference's greedy token ({got} vs {want})")
+        return b["usage"]["prompt_tokens_details"]["cached_tokens"]
+
+    check(cached("tenant-a") == 0, "cache_salt: a new salted prompt finds nothing")
+    check(cached("tenant-a") > 0, "cache_salt: the same salt finds its pages")
+    check(cached("tenant-b") == 0, "cache_salt: another salt finds nothing")
+    check(cached(None) == 0, "cache_salt: an unsalted request finds nothing of the salted pages")
+    check(cached(None) > 0, "cache_salt: unsalted requests share the shared cache")
+    check(cached("tenant-c") == 0, "cache_salt: a salted request finds nothing of the shared pages")
+
+
 def refusals():
     ids = [5, 6, 7]
     bad = [
@@ -210,6 +238,9 @@ def refusals():
         ("/v1/chat/completions", {"truncate_prompt_tokens": 10 ** 6}, "truncate_prompt_tokens"),
         ("/v1/completions", {"truncate_prompt_tokens": 2.5}, "truncate_prompt_tokens"),
         ("/v1/chat/completions", {"return_tokens_as_token_ids": "yes"}, "return_tokens_as_token_ids"),
+        ("/v1/completions", {"cache_salt": ""}, "cache_salt"),
+        ("/v1/chat/completions", {"cache_salt": 5}, "cache_salt"),
+        ("/v1/completions", {"cache_salt": "x" * 257}, "cache_salt"),
     ]
     for path, extra, field in bad:
         body = {"prompt": ids} if path == "/v1/completions" else {"messages": [{"role": "user", "content": "hi"}]}
@@ -225,6 +256,7 @@ def main():
     completions_prompt_logprobs()
     chat()
     truncation()
+    cache_salt()
     refusals()
     finish()
 

@@ -3,8 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <initializer_list>
 #include <map>
 #include <numeric>
+#include <string_view>
 #include <tuple>
 
 namespace dpserve {
@@ -180,6 +182,44 @@ TEST(RadixCache, DropLoraRemovesOnlyThatAdaptersSubtree) {
   EXPECT_EQ(cache.evict(100), 6);
   EXPECT_EQ(pool.free_pages(), 32);
   EXPECT_EQ(cache.cached_pages(), 0);
+}
+
+// vLLM's cache_salt: a salted prefix is found only under the same salt and adapter; the shared
+// (unsalted) tree and other salts see nothing of it, and it sees nothing of theirs. Salts that
+// differ only in length or in a byte past the first word stay apart. Unloading an adapter drops its
+// salted pages too; the on-disk export never holds salted pages.
+TEST(RadixCache, SaltedPrefixesAreSharedOnlyUnderTheSameSalt) {
+  KVPool pool(small_pool(64));
+  RadixCache cache(pool);
+  auto a = iota_tokens(100, 8);  // 2 pages
+  auto insert = [&](int32_t lora, std::string_view salt) {
+    PageTable t;
+    ASSERT_TRUE(t.reserve(pool, 8));
+    EXPECT_EQ(cache.insert(a, t.pages, 2, lora, salt), 2) << "lora " << lora << " salt '" << salt << "'";
+    t.release(pool);
+  };
+  insert(-1, "tenant-a");
+  EXPECT_EQ(cache.cached_prefix_pages(a, 100, -1, "tenant-a"), 2);
+  for (std::string_view other : std::initializer_list<std::string_view>{"", "tenant-b", "tenant-", "tenant-a ", "tenant-A",
+                                                                        std::string_view("tenant-a\0", 9)})
+    EXPECT_EQ(cache.cached_prefix_pages(a, 100, -1, other), 0) << "salt '" << other << "'";
+  EXPECT_EQ(cache.cached_prefix_pages(a, 100, 0, "tenant-a"), 0);  // another adapter, same salt
+  EXPECT_TRUE(cache.match(a, 100, true, -1, "tenant-b").empty());
+  // The shared tree's pages are not the salted request's either.
+  insert(-1, "");
+  insert(0, "tenant-a");
+  insert(0, "");
+  EXPECT_EQ(cache.cached_pages(), 8);
+  EXPECT_TRUE(cache.match(a, 100, true, -1, "tenant-c").empty());
+  auto m = cache.match(a, 100, true, -1, "tenant-a");
+  ASSERT_EQ(m.size(), 2u);
+  for (int32_t p : m) pool.release(p);
+  EXPECT_TRUE(cache.export_nodes(100).size() == 2u);  // only the shared base pages go to disk
+  EXPECT_EQ(cache.drop_lora(0), 4);  // adapter 0's salted and unsalted pages
+  EXPECT_EQ(cache.cached_prefix_pages(a, 100, -1, "tenant-a"), 2);
+  EXPECT_EQ(cache.cached_prefix_pages(a, 100), 2);
+  EXPECT_EQ(cache.evict(100), 4);
+  EXPECT_EQ(pool.free_pages(), 64);
 }
 
 TEST(RadixCache, EvictsLeastRecentlyUsedUnreferencedLeaves) {
