@@ -128,6 +128,38 @@ def margin_ok(prompt, out, allowed=None, bad=()):
     return True
 
 
+def periodic_case(prompt, letters, n=24):
+    """Four letter tokens and a two-token word (a, b) of them such that the banned output repeats with
+    a period of 2 to 4, and the ban decides at least 4 of its tokens (b would follow a there)."""
+    for k in range(0, len(letters) - 3, 5):
+        allowed = letters[k:k + 4]
+        base = greedy(prompt, n, allowed)
+        for i in range(len(base) - 1):
+            a, b = base[i], base[i + 1]
+            w = text_of([a, b])
+            if a == b or not re.fullmatch(r"[a-z]+", w):
+                continue
+            seqs = vllm_bad_word_ids([w])
+            if [a, b] not in seqs:
+                continue
+            want = greedy(prompt, n, allowed, seqs)
+            tail = want[-12:]
+            period = next((p for p in range(1, 5) if tail[p:] == tail[:-p]), None)
+            if want != base and period and period >= 2 and a in tail and binding(prompt, want, allowed, a, b) >= 4:
+                return allowed, w, seqs, base, want
+    return None
+
+
+def binding(prompt, out, allowed, a, b):
+    """The positions where the ban decides: after a, where b would be the greedy pick without it."""
+    n = 0
+    for k in range(1, len(out)):
+        if out[k - 1] == a:
+            x = ref.forward(prompt + out[:k])[-1, :VOCAB]
+            n += int(allowed[int(np.argmax(x[allowed]))] == b)
+    return n
+
+
 def complete(prompt, n, **fields):
     s, b = post("/v1/completions", dict({"model": "llama", "prompt": prompt, "max_tokens": n, "temperature": 0},
                                         **fields))
@@ -200,6 +232,23 @@ def main():
         s, b = post("/v1/chat/completions", {"model": "llama", "messages": [{"role": "user", "content": "hi"}],
                                              "max_tokens": 4, "bad_words": [word]})
         check(s == 200, f"chat bad_words: 200 (got {s} {str(b)[:200]})")
+
+    # A periodic output (four allowed letters) whose ban fires every other token: NGRAM drafts are taken
+    # there, so with --spec a banned pair falls inside a verified run of drafts, where the row's history
+    # ends with drafts rather than with the tokens output before the step.
+    case = periodic_case(prompts[0], letters)
+    check(case is not None, "four letters whose output repeats a two-token bad word (period 2 to 4)")
+    if case:
+        allowed, word, seqs, base, want = case
+        before = metric("dpserve_spec_accepted_tokens_total")
+        s, b = complete(prompts[0], len(want), allowed_token_ids=allowed, bad_words=[word])
+        check(s == 200 and b["choices"][0]["text"] == text_of(want),
+              f"periodic bad_words {word!r} ({seqs}) under {allowed}: the reference's {text_of(want)!r} "
+              f"(unbanned {text_of(base)!r}; got {s} {str(b)[:300]})")
+        check(margin_ok(prompts[0], want, allowed, seqs), "periodic bad_words: the reference's choices are clear")
+        if SPEC:
+            accepted = metric("dpserve_spec_accepted_tokens_total") - before
+            check(accepted >= 4, f"speculative decoding: drafts accepted in the periodic request ({accepted})")
 
     if SPEC:
         accepted = metric("dpserve_spec_accepted_tokens_total") - accepted0

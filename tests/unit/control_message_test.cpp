@@ -585,7 +585,7 @@ TEST(ControlMessage, AllowedTokenIdsAndBadWordsTravel) {
   const StepControl g = decode_control(good.data(), good.size());
   ASSERT_EQ(g.new_requests.size(), 1u);
   EXPECT_EQ(g.new_requests[0].req.bad_words, (std::vector<std::vector<int32_t>>{{5, 6}, {9}}));
-  for (const auto& flat : std::vector<std::vector<int32_t>>{{3, 5, 6}, {0, 5}, {}, {1, 5, -1}, {2, 5}}) {
+  for (const auto& flat : std::vector<std::vector<int32_t>>{{3, 5, 6}, {0, 5}, {1, 5, 0}, {}, {1, 5, -1}, {2, 5}}) {
     const auto b = with_bad_words(flat);
     const std::string e = error_of(b);
     EXPECT_NE(e.find("bad_words"), std::string::npos) << e;
