@@ -703,7 +703,8 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
           if (id >= 0 && id < V) lg[id] = kNone;
         if (std::none_of(lg, lg + V, [](float x) { return x > kNone; })) {
           failed.push_back({s.id, fmt::format("min_new_tokens {} cannot be met: after {} tokens only an end of the "
-                                              "output is allowed (by the output constraint, allowed_token_ids or bad_words)",
+                                              "output is allowed (by the output constraint, allowed_token_ids or "
+                                              "bad_words)",
                                               st.req.params.min_new_tokens, st.generated() + r)});
           return std::nullopt;
         }
