@@ -114,6 +114,29 @@ void read_value(const Object& o, std::vector<LogitBias>& v) {
   if (!v.empty()) std::memcpy(v.data(), o.via.bin.ptr, o.via.bin.size);
 }
 
+// bad_words: one int32 bin of (length, that many ids) runs; every length >= 1 and the runs fill the
+// bin exactly, so the ranks never read past it.
+void write_value(Packer& pk, const std::vector<std::vector<int32_t>>& seqs) {
+  std::vector<int32_t> flat;
+  for (const auto& q : seqs) {
+    flat.push_back(int32_t(q.size()));
+    flat.insert(flat.end(), q.begin(), q.end());
+  }
+  write_value(pk, flat);
+}
+void read_value(const Object& o, std::vector<std::vector<int32_t>>& seqs) {
+  std::vector<int32_t> flat;
+  read_value(o, flat);
+  seqs.clear();
+  for (size_t i = 0; i < flat.size();) {
+    const int32_t n = flat[i++];
+    if (n < 1 || size_t(n) > flat.size() - i) throw msgpack::type_error();
+    seqs.emplace_back(flat.begin() + ptrdiff_t(i), flat.begin() + ptrdiff_t(i) + n);
+    i += size_t(n);
+  }
+  if (seqs.empty()) throw msgpack::type_error();  // an empty list is left out, never sent
+}
+
 // Prompt positions' logprobs: one bin of int32 n, int32 k, int32 m, then n records of (int32 token,
 // float32 logprob, int32 rank, k x (int32 id, float32 logprob), m x float32 token_ids_logprob value).
 // Every entry has the same k alternatives and m requested ids.
@@ -312,6 +335,8 @@ const std::array kNewRequest = {
     WIRE_OPTIONAL(NewRequest, "prompt_logprobs", req.prompt_logprobs, v.req.prompt_logprobs),
     WIRE_OPTIONAL(NewRequest, "constraint", req.constraint, v.req.constraint != nullptr),
     WIRE_OPTIONAL(NewRequest, "logit_bias", req.logit_bias, !v.req.logit_bias.empty()),
+    WIRE_OPTIONAL(NewRequest, "allowed_token_ids", req.allowed_token_ids, !v.req.allowed_token_ids.empty()),
+    WIRE_OPTIONAL(NewRequest, "bad_words", req.bad_words, !v.req.bad_words.empty()),
     WIRE_OPTIONAL(NewRequest, "images", req.images, !v.req.images.empty()),
     WIRE_OPTIONAL(NewRequest, "images_follow", images_follow, v.images_follow),
     WIRE_OPTIONAL(NewRequest, "pooling", req.pooling, v.req.pooling != Pooling::kNone),
@@ -341,6 +366,11 @@ void read_value(const Object& o, std::vector<NewRequest>& reqs) {
     if (r.images_follow && r.req.images.empty()) fail("control message: request {}: images_follow without images", r.id);
     for (int32_t id : r.req.token_ids_logprob)
       if (id < 0) fail("control message: request {}: token_ids_logprob holds a negative id {}", r.id, id);
+    for (int32_t id : r.req.allowed_token_ids)
+      if (id < 0) fail("control message: request {}: allowed_token_ids holds a negative id {}", r.id, id);
+    for (const auto& q : r.req.bad_words)
+      for (int32_t id : q)
+        if (id < 0) fail("control message: request {}: bad_words holds a negative id {}", r.id, id);
     for (const ImageInput& img : r.req.images)
       if (img.rgb.empty() != r.images_follow)
         fail("control message: request {}: an image {} RGB bytes but images_follow is {}", r.id,
@@ -495,7 +525,8 @@ std::vector<std::byte> encode(const StepControl& c) {
   ByteSink sink;
   size_t payload = 64 + 8 * c.cancels.size() + sizeof(ImageChunk) * c.image_chunks.size();
   for (const auto& n : c.new_requests) {
-    payload += 256 + 4 * (n.req.input_ids.size() + n.req.input_embeds.size() + n.req.params.stop_token_ids.size());
+    payload += 256 + 4 * (n.req.input_ids.size() + n.req.input_embeds.size() + n.req.params.stop_token_ids.size() +
+                          n.req.allowed_token_ids.size());
     for (const auto& img : n.req.images) payload += 64 + img.rgb.size();
   }
   sink.out.reserve(payload);  // one allocation even for megabytes of embeddings

@@ -27,9 +27,9 @@ inline constexpr uint32_t kControlMessageVersion = 1;
 // return_logprob, prompt_logprobs, constraint (the compiled automaton, constrain/automaton.h's
 // serialization), logit_bias, images (each a map: height, width, rgb as one bin, hash; rgb must
 // hold height x width x 3 bytes, or nothing when images_follow), images_follow, pooling (0..3),
-// score_ids, token_ids_logprob (ids >= 0), lora (the LoRA adapter slot, 0 .. the ranks' adapters - 1).
-// Request::rid stays
-// on rank 0 (logs, /abort_request).
+// score_ids, token_ids_logprob (ids >= 0), allowed_token_ids (an int32 bin, ids >= 0), bad_words
+// (one int32 bin of (length >= 1, ids >= 0) runs that fill it exactly; never empty), lora (the LoRA
+// adapter slot, 0 .. the ranks' adapters - 1). Request::rid stays on rank 0 (logs, /abort_request).
 struct NewRequest {
   uint64_t id = 0;
   int32_t group = 0;

@@ -326,6 +326,11 @@ void RankWorker::admit(NewRequest& nr, GroupReport& rep) {
   if (st.req.prompt_logprobs && images) fail("prompt logprobs are not supported with images");
   for (const LogitBias& b : st.req.logit_bias)
     if (b.token < 0 || b.token >= cfg.vocab) fail("logit_bias token {} is outside the vocabulary", b.token);
+  for (int32_t id : st.req.allowed_token_ids)
+    if (id < 0 || id >= cfg.vocab) fail("allowed_token_ids token {} is outside the vocabulary", id);
+  for (const auto& q : st.req.bad_words)
+    for (int32_t id : q)
+      if (id < 0 || id >= cfg.vocab) fail("bad_words token {} is outside the vocabulary", id);
   if (!sched_->add(std::move(st))) {
     OutToken o;
     o.id = id;
@@ -660,17 +665,48 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
       float* lg = logits + r * V;
       if (opts_.token_limit > 0 && opts_.token_limit < V)
         std::fill(lg + opts_.token_limit, lg + V, -std::numeric_limits<float>::infinity());
+      constexpr float kNone = -std::numeric_limits<float>::infinity();
+      // vLLM's order: allowed_token_ids, then bad_words, then min_tokens and logit_bias.
+      if (!st.req.allowed_token_ids.empty()) {
+        thread_local std::vector<float> keep;
+        keep.clear();
+        for (int32_t id : st.req.allowed_token_ids) keep.push_back(lg[id]);
+        std::fill(lg, lg + V, kNone);
+        for (size_t j = 0; j < keep.size(); ++j) lg[st.req.allowed_token_ids[j]] = keep[j];
+      }
+      // bad_words: the output so far is the request's generated tokens, then the drafts rows 0..r-1
+      // matched (this row's history, engine/speculative.h).
+      if (!st.req.bad_words.empty()) {
+        const int64_t gen = st.generated(), have = gen + r;
+        auto out_at = [&](int64_t j) {
+          return j < gen ? st.tokens[size_t(st.prompt_len + j)] : s.tokens[size_t(1 + (j - gen))];
+        };
+        for (const auto& q : st.req.bad_words) {
+          const int64_t before = int64_t(q.size()) - 1;
+          if (before > have) continue;
+          bool match = true;
+          for (int64_t i = 0; i < before && match; ++i) match = out_at(have - before + i) == q[size_t(i)];
+          if (match) lg[q.back()] = kNone;
+        }
+      }
+      if ((!st.req.allowed_token_ids.empty() || !st.req.bad_words.empty()) &&
+          std::none_of(lg, lg + V, [](float x) { return x > kNone; })) {
+        failed.push_back({s.id, fmt::format("no token may be sampled after {} output tokens: allowed_token_ids and "
+                                            "bad_words (with the output constraint, if any) leave none",
+                                            st.generated() + r)});
+        return std::nullopt;
+      }
       for (const LogitBias& lb : st.req.logit_bias) lg[lb.token] += lb.bias;
       // min_new_tokens: this row's token is output number generated() + r (0-based).
       if (st.generated() + r < st.req.params.min_new_tokens) {
-        constexpr float kNone = -std::numeric_limits<float>::infinity();
         for (int32_t id : opts_.eos_ids)
           if (id >= 0 && id < V) lg[id] = kNone;
         for (int32_t id : st.req.params.stop_token_ids)
           if (id >= 0 && id < V) lg[id] = kNone;
         if (std::none_of(lg, lg + V, [](float x) { return x > kNone; })) {
           failed.push_back({s.id, fmt::format("min_new_tokens {} cannot be met: after {} tokens only an end of the "
-                                              "output is allowed (by the output constraint)",
+                                              "output is allowed (by the output constraint, allowed_token_ids or "
+                                              "bad_words)",
                                               st.req.params.min_new_tokens, st.generated() + r)});
           return std::nullopt;
         }

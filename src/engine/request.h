@@ -53,6 +53,12 @@ struct Request {
   // the constraint's text, carried to the ranks in the control message); null when free.
   std::shared_ptr<const constrain::Automaton> constraint;
   std::vector<LogitBias> logit_bias;
+  // vLLM's allowed_token_ids: only these ids may be sampled (every other logit is -inf, EOS too);
+  // empty: no such limit.
+  std::vector<int32_t> allowed_token_ids;
+  // vLLM's bad_words, tokenized (every sequence non-empty): at each output position, a sequence's
+  // last id is banned when the output so far (prompt excluded) ends with the ids before it.
+  std::vector<std::vector<int32_t>> bad_words;
   // Images, materialized on rank 0 (decoded, RGB, resized), in prompt order: image k fills the k-th
   // run of the model's image_pad token in input_ids (the frontend expanded each run to its length).
   std::vector<ImageInput> images;

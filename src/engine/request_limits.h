@@ -60,6 +60,10 @@ struct RequestLimits {
   static constexpr int32_t kMaxPrompts = 256;     // prompts in one batched request
   static constexpr int32_t kMaxChoices = 256;     // prompts x n in one request
   static constexpr size_t kMaxCacheSaltBytes = 256;  // vLLM's cache_salt (a 256-bit secret is 43 base64 chars)
+  // vLLM's bounds on bad_words once tokenized (its MAX_NUM_BAD_WORDS, MAX_BAD_WORDS_TOTAL_TOKENS): the
+  // id sequences (one or two per word), and their ids in all.
+  static constexpr int32_t kMaxBadWordSequences = 128;
+  static constexpr int32_t kMaxBadWordTokens = 1024;
 
   // The rule `v` breaks as the value of floating-point `p` ("must be in [0, 2]"), or nullopt. The
   // value is checked as the float the engine will use: 1e-300 is 0 there, so it is not in (0, 1].

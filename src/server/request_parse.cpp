@@ -134,6 +134,12 @@ std::vector<int32_t> encode_text(const std::string& text, const ParseContext& ct
   return ctx.tok->encode(text, add_special);
 }
 
+// Python's str.lstrip() for the ASCII whitespace (vLLM strips a bad word so).
+std::string_view strip_left_ascii(std::string_view s) {
+  const size_t i = s.find_first_not_of(" \t\n\r\f\v");
+  return i == std::string_view::npos ? std::string_view() : s.substr(i);
+}
+
 // ---- fields every generation route shares (SGLang's inside sampling_params) ----
 
 template <P kParam>
@@ -403,6 +409,52 @@ void separate_reasoning(const json& v, const std::string& name, ParseState& st) 
   st.spec.separate_reasoning = boolean(v, name);
 }
 
+// vLLM's allowed_token_ids: a non-empty list of vocabulary ids, at most as many as the vocabulary
+// has (repeats are harmless); vLLM refuses an empty list and ids outside the vocabulary.
+void allowed_token_ids(const json& v, const std::string& name, ParseState& st) {
+  if (!v.is_array()) bad_param(name, fmt::format("'{}' must be an array of token ids", name));
+  if (v.empty()) bad_param(name, fmt::format("'{}' must not be empty (leave it out to allow every token)", name));
+  const int64_t vocab = st.ctx.limits.vocab > 0 ? st.ctx.limits.vocab : int64_t(1) << 20;
+  if (int64_t(v.size()) > vocab)
+    bad_param(name, fmt::format("'{}' names {} ids; the vocabulary has {}", name, v.size(), vocab));
+  st.spec.base.allowed_token_ids = token_ids(v, name, st.ctx);
+}
+
+// vLLM's bad_words, tokenized as vLLM (v1) does: each word, left-stripped, is encoded without special
+// tokens, and again after one space; the spaced form is kept only when it is as long as the plain one
+// and starts with another id (a word-initial token of its own). A word that encodes to nothing is
+// refused; the sequences and their ids are bounded as vLLM bounds them.
+void bad_words(const json& v, const std::string& name, ParseState& st) {
+  if (!v.is_array()) bad_param(name, fmt::format("'{}' must be an array of strings", name));
+  auto& out = st.spec.base.bad_words;
+  out.clear();
+  int64_t ids = 0;
+  for (const auto& w : v) {
+    if (!w.is_string()) bad_param(name, fmt::format("'{}' must be an array of strings", name));
+    if (int64_t(out.size()) >= RequestLimits::kMaxBadWordSequences)
+      bad_param(name, fmt::format("'{}' gives more than {} token sequences once tokenized", name,
+                                  RequestLimits::kMaxBadWordSequences));
+    const std::string word(strip_left_ascii(w.get_ref<const std::string&>()));
+    std::vector<int32_t> plain = encode_text(word, st.ctx, false);
+    if (plain.empty())
+      bad_param(name, fmt::format("'{}' entry {} tokenizes to no token", name, w.dump()));
+    std::vector<int32_t> spaced = encode_text(" " + word, st.ctx, false);
+    const bool keep_spaced = !spaced.empty() && spaced.size() == plain.size() && spaced[0] != plain[0];
+    for (auto* q : {&plain, keep_spaced ? &spaced : nullptr}) {
+      if (!q) continue;
+      for (int32_t id : *q)
+        if (auto rule = st.ctx.limits.token_rule(id))
+          bad_param(name, fmt::format("'{}' entry {} tokenizes to token id {}, which {}", name, w.dump(), id, *rule));
+      ids += int64_t(q->size());
+      out.push_back(std::move(*q));
+    }
+    if (int64_t(out.size()) > RequestLimits::kMaxBadWordSequences || ids > RequestLimits::kMaxBadWordTokens)
+      bad_param(name, fmt::format("'{}' gives {} token sequences of {} ids once tokenized; at most {} sequences of {} "
+                                  "ids in all", name, out.size(), ids, RequestLimits::kMaxBadWordSequences,
+                                  RequestLimits::kMaxBadWordTokens));
+  }
+}
+
 // A field of OpenAI's API this server does not implement: its default or empty value ({} for
 // logit_bias, [] for tools, false for store) is accepted, anything else is a 400 naming it.
 void unsupported(const json& v, const std::string& name, ParseState&) {
@@ -445,6 +497,8 @@ const FieldTable& completion_fields() {
       {"guided_grammar", later},
       {"guided_whitespace_pattern", later},
       {"guided_decoding_backend", output_neutral},
+      {"allowed_token_ids", allowed_token_ids},
+      {"bad_words", bad_words},
   });
   return t;
 }
@@ -499,6 +553,8 @@ const FieldTable& chat_fields() {
       {"guided_grammar", later},
       {"guided_whitespace_pattern", later},
       {"guided_decoding_backend", output_neutral},
+      {"allowed_token_ids", allowed_token_ids},
+      {"bad_words", bad_words},
   });
   return t;
 }

@@ -431,6 +431,14 @@ TEST(ParseCompletion, EveryBadInputNamesItsParameter) {
       {{{"prompt", "hi"}, {"seed", "x"}}, "seed"},
       {{{"prompt", "hi"}, {"echo", 1}}, "echo"},
       {{{"prompt", "hi"}, {"stop_token_ids", {9999}}}, "stop_token_ids"},
+      {{{"prompt", "hi"}, {"allowed_token_ids", json::array()}}, "allowed_token_ids"},
+      {{{"prompt", "hi"}, {"allowed_token_ids", {5, 512}}}, "allowed_token_ids"},
+      {{{"prompt", "hi"}, {"allowed_token_ids", {-1}}}, "allowed_token_ids"},
+      {{{"prompt", "hi"}, {"allowed_token_ids", {"5"}}}, "allowed_token_ids"},
+      {{{"prompt", "hi"}, {"allowed_token_ids", 5}}, "allowed_token_ids"},
+      {{{"prompt", "hi"}, {"bad_words", "Once"}}, "bad_words"},
+      {{{"prompt", "hi"}, {"bad_words", {1}}}, "bad_words"},
+      {{{"prompt", "hi"}, {"bad_words", {""}}}, "bad_words"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.body.dump());
@@ -440,6 +448,55 @@ TEST(ParseCompletion, EveryBadInputNamesItsParameter) {
     EXPECT_FALSE(std::string(e.what()).empty());
     EXPECT_EQ(e.body()["error"]["param"], c.param);
   }
+}
+
+// vLLM's allowed_token_ids and bad_words. bad_words' sequences follow vLLM's rule (v1
+// SamplingParams.update_from_tokenizer), spelled here: each word left-stripped, encoded without
+// special tokens, and " " + it kept when as long as that and starting with another id.
+TEST(ParseCompletion, VllmAllowedTokenIdsAndBadWords) {
+  auto ctx = stories_ctx();
+  GenSpec a = parse_completion_request({{"prompt", "hi"}, {"allowed_token_ids", {5, 9, 5, 511}}}, ctx);
+  EXPECT_EQ(a.base.allowed_token_ids, (std::vector<int32_t>{5, 9, 5, 511}));
+  EXPECT_TRUE(a.base.bad_words.empty());
+  const Tokenizer& tok = stories_tok();
+  auto vllm_rule = [&](const std::vector<std::string>& words) {
+    std::vector<std::vector<int32_t>> out;
+    for (const auto& w : words) {
+      const std::string s = w.substr(std::min(w.find_first_not_of(" \t\n"), w.size()));
+      std::string with_space(1, ' ');
+      with_space += s;
+      const auto plain = tok.encode(s, false), spaced = tok.encode(with_space, false);
+      out.push_back(plain);
+      if (spaced.size() == plain.size() && spaced[0] != plain[0]) out.push_back(spaced);
+    }
+    return out;
+  };
+  const std::vector<std::string> words = {"Once", "  upon a time", "x", "\tcat"};
+  GenSpec b = parse_completion_request({{"prompt", "hi"}, {"bad_words", words}}, ctx);
+  EXPECT_EQ(b.base.bad_words, vllm_rule(words));
+  EXPECT_GE(b.base.bad_words.size(), words.size());
+  EXPECT_GT(b.base.bad_words[1].size(), 1u);  // "upon a time": several ids
+  // No words: no rule.
+  EXPECT_TRUE(parse_completion_request({{"prompt", "hi"}, {"bad_words", json::array()}}, ctx).base.bad_words.empty());
+  // Bounds (vLLM's): 128 sequences, 1024 ids in all.
+  std::vector<std::string> many;
+  for (int i = 0; i < 129; ++i) {
+    std::string w = "w";
+    w += std::to_string(i);
+    many.push_back(w);
+  }
+  ApiError e = expect_api_error([&] { parse_completion_request({{"prompt", "hi"}, {"bad_words", many}}, ctx); });
+  EXPECT_EQ(e.param(), "bad_words");
+  std::string longword;
+  for (int i = 0; i < 600; ++i) longword += "a1";
+  e = expect_api_error([&] { parse_completion_request({{"prompt", "hi"}, {"bad_words", {longword}}}, ctx); });
+  EXPECT_EQ(e.param(), "bad_words");
+  EXPECT_NE(std::string(e.what()).find("1024"), std::string::npos) << e.what();
+  // /generate: SGLang has neither field.
+  e = expect_api_error([&] {
+    parse_generate_request({{"text", "a"}, {"sampling_params", {{"allowed_token_ids", {5}}}}}, ctx);
+  });
+  EXPECT_EQ(e.param(), "sampling_params.allowed_token_ids");
 }
 
 TEST(ParseChat, NoTemplateIsA400ThatSaysSo) {

@@ -272,7 +272,7 @@ TEST(ControlMessage, UnusedOptionalFieldsAreLeftOut) {
   const std::string text(reinterpret_cast<const char*>(small.data()), small.size());
   for (const char* absent : {"input_embeds", "embed_rows", "seed", "stop_token_ids", "top_logprobs", "return_logprob",
                              "prompt_logprobs", "constraint", "logit_bias", "images", "pooling", "score_ids",
-                             "token_ids_logprob"})
+                             "token_ids_logprob", "allowed_token_ids", "bad_words"})
     EXPECT_EQ(text.find(absent), std::string::npos) << absent;
   for (const char* present : {"temperature", "max_new_tokens", "input_ids", "shutdown"})
     EXPECT_NE(text.find(present), std::string::npos) << present;
@@ -543,6 +543,60 @@ TEST(ControlMessage, CorruptConstraintIsRefusedByName) {
   v.kv("logit_bias").bin(ids, 4);
   v.kv("shutdown").boolean(false);
   EXPECT_NE(error_of(v.b).find("field 'logit_bias'"), std::string::npos);
+}
+
+// vLLM's allowed_token_ids and bad_words: the ids and the word sequences (of different lengths) go out
+// and come back as they were; a hand-written bad_words bin whose runs do not fill it, a run of length
+// 0, an empty bin or a negative id is refused by name.
+TEST(ControlMessage, AllowedTokenIdsAndBadWordsTravel) {
+  StepControl c;
+  NewRequest n;
+  n.id = 9;
+  n.req.input_ids = {1};
+  n.req.allowed_token_ids = {151645, 0, 7, 7};
+  n.req.bad_words = {{42}, {5, 6, 7}, {151000, 3}};
+  c.new_requests.push_back(n);
+  const auto bytes = encode(c);
+  const StepControl d = decode_control(bytes.data(), bytes.size());
+  ASSERT_EQ(d.new_requests.size(), 1u);
+  EXPECT_EQ(d.new_requests[0].req.allowed_token_ids, n.req.allowed_token_ids);
+  EXPECT_EQ(d.new_requests[0].req.bad_words, n.req.bad_words);
+
+  auto with_bad_words = [](const std::vector<int32_t>& flat) {
+    const int32_t ids[] = {5};
+    const uint64_t none = 0;
+    W w;
+    w.map(5);
+    w.kv("v").uint(1);
+    w.kv("step").uint(1);
+    w.kv("new").arr(1);
+    w.map(5);
+    w.kv("id").uint(3);
+    w.kv("group").uint(0);
+    w.kv("input_ids").bin(ids, sizeof ids);
+    w.kv("params");
+    greedy_params(w, 10);
+    w.kv("bad_words").bin(flat.data(), flat.size() * sizeof(int32_t));
+    w.kv("cancels").bin(&none, 0);
+    w.kv("shutdown").boolean(false);
+    return w.b;
+  };
+  // The spec's bytes for (length 2: 5, 6), (length 1: 9) decode to those two sequences.
+  const auto good = with_bad_words({2, 5, 6, 1, 9});
+  const StepControl g = decode_control(good.data(), good.size());
+  ASSERT_EQ(g.new_requests.size(), 1u);
+  EXPECT_EQ(g.new_requests[0].req.bad_words, (std::vector<std::vector<int32_t>>{{5, 6}, {9}}));
+  for (const auto& flat : std::vector<std::vector<int32_t>>{{3, 5, 6}, {0, 5}, {1, 5, 0}, {}, {1, 5, -1}, {2, 5}}) {
+    const auto b = with_bad_words(flat);
+    const std::string e = error_of(b);
+    EXPECT_NE(e.find("bad_words"), std::string::npos) << e;
+  }
+  StepControl neg;
+  n.req.bad_words.clear();
+  n.req.allowed_token_ids = {3, -4};
+  neg.new_requests.push_back(n);
+  const auto nb = encode(neg);
+  EXPECT_NE(error_of(nb).find("allowed_token_ids holds a negative id -4"), std::string::npos) << error_of(nb);
 }
 
 // Run-time LoRA loads / unloads (/load_lora_adapter): optional, checked against the slots this rank
