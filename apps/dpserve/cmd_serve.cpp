@@ -175,6 +175,7 @@ void run_serve(ServeArgs& a) {
   }
   // Every rank reads the same flags, so every rank loads the same adapters in the same order.
   a.so.lora_adapters = parse_lora_paths(a.lora_paths, a.so.served_model_name);
+  a.so.priority_scheduling = a.rf.rt.sched.priority_scheduling;
   for (const LoraAdapterPath& l : a.so.lora_adapters) {
     a.rf.rt.lora_dirs.push_back(l.path);
     a.rf.rt.lora_names.push_back(l.name);
@@ -268,6 +269,8 @@ void run_serve(ServeArgs& a) {
                          {"max_running_requests", a.rf.rt.sched.max_running_requests},
                          {"chunked_prefill_size", a.rf.rt.sched.chunked_prefill_size},
                          {"schedule_policy", a.rf.rt.sched.policy == SchedulePolicy::kLpm ? "lpm" : "fcfs"},
+                         {"enable_priority_scheduling", a.rf.rt.sched.priority_scheduling},
+                         {"schedule_low_priority_values_first", a.rf.rt.sched.low_priority_values_first},
                          {"skip_tokenizer_init", a.so.skip_tokenizer_init},
                          {"is_embedding", a.is_embedding},
                          {"sampling_defaults", a.sampling_defaults},

@@ -200,6 +200,16 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
        "Order waiting requests are admitted in, per DP group: fcfs (arrival) or lpm (longest cached prefix first, "
        "as SGLang's; fcfs beyond 128 waiting); default fcfs")
       ->envname("DPSERVE_SCHEDULE_POLICY");
+  auto* priority = c->add_flag("--enable-priority-scheduling", o.sched.priority_scheduling,
+              "Serve requests by their 'priority' field (SGLang's and vLLM's): per DP group, waiting requests are "
+              "admitted and running ones kept most important first (arrival order within a priority), and a KV "
+              "shortage preempts the least important; without it a request's non-zero priority is a 400")
+      ->envname("DPSERVE_ENABLE_PRIORITY_SCHEDULING");
+  c->add_flag("--schedule-low-priority-values-first", o.sched.low_priority_values_first,
+              "With --enable-priority-scheduling: smaller 'priority' values are more important (vLLM's order); "
+              "by default larger ones are (SGLang's)")
+      ->envname("DPSERVE_SCHEDULE_LOW_PRIORITY_VALUES_FIRST")
+      ->needs(priority);
   c->add_option("--chunked-prefill-size", o.sched.chunked_prefill_size,
                 "Most prompt tokens prefilled per step per DP group (long prompts are split; <= 0: no limit)")
       ->capture_default_str()->envname("DPSERVE_CHUNKED_PREFILL_SIZE");

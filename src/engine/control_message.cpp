@@ -343,6 +343,7 @@ const std::array kNewRequest = {
     WIRE_OPTIONAL(NewRequest, "score_ids", req.score_ids, !v.req.score_ids.empty()),
     WIRE_OPTIONAL(NewRequest, "token_ids_logprob", req.token_ids_logprob, !v.req.token_ids_logprob.empty()),
     WIRE_OPTIONAL(NewRequest, "cache_salt", req.cache_salt, !v.req.cache_salt.empty()),
+    WIRE_OPTIONAL(NewRequest, "priority", req.priority, v.req.priority != 0),
     // The LoRA adapter slot: present only for an adapter (>= 0); decode_control checks it names one.
     Field<NewRequest>{"lora", [](Packer& pk, const NewRequest& v) { pk.pack(v.req.lora); },
                       [](const Object& o, NewRequest& v) {

@@ -73,6 +73,9 @@ struct Request {
   // LoRA: the adapter slot the request runs with (Model::add_lora's, in --lora-paths order), -1 for
   // the base model. Its KV pages are cached apart from other adapters' (kv/radix_cache.h).
   int32_t lora = -1;
+  // Priority scheduling (SchedulerConfig::priority_scheduling): SGLang's and vLLM's `priority`;
+  // 0 when the server schedules without it.
+  int32_t priority = 0;
   // vLLM's cache_salt: the prefix cache shares this request's pages only with requests of the same
   // salt (kv/radix_cache.h); empty: the shared cache.
   std::string cache_salt;

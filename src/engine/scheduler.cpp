@@ -118,6 +118,16 @@ void Scheduler::preempt(Req& r, ScheduledBatch& out) {
   ++preemptions_;
 }
 
+int64_t Scheduler::importance(const Req& r) const {
+  if (!cfg_.priority_scheduling) return 0;
+  return cfg_.low_priority_values_first ? int64_t(r.st.req.priority) : -int64_t(r.st.req.priority);
+}
+
+bool Scheduler::first(const Req& a, const Req& b) const {
+  const int64_t ia = importance(a), ib = importance(b);
+  return ia != ib ? ia < ib : a.serial < b.serial;
+}
+
 Scheduler::Req* Scheduler::newest_unscheduled() {
   for (auto it = running_.rbegin(); it != running_.rend(); ++it)
     if (!(*it)->in_batch) return *it;
@@ -247,6 +257,11 @@ ScheduledBatch Scheduler::schedule() {
   }
 
   if (cfg_.policy == SchedulePolicy::kLpm && out.preempted.empty()) order_waiting_by_prefix();
+  // Priority outranks the policy's order; within a priority, that order stands (stable), preempted
+  // requests still first.
+  if (cfg_.priority_scheduling)
+    std::stable_sort(waiting_.begin(), waiting_.end(),
+                     [this](const Req* a, const Req* b) { return importance(*a) < importance(*b); });
   // 2. Admission in arrival order (preempted requests first), strictly first come first served:
   // the first request that does not fit stops admission so it is never overtaken. Nothing is admitted
   // in a step that had to preempt: the pool is full, and it would only readmit what was just pushed out.
@@ -275,7 +290,7 @@ ScheduledBatch Scheduler::schedule() {
     waiting_.pop_front();
     r->running = true;
     running_.insert(std::upper_bound(running_.begin(), running_.end(), r,
-                                     [](const Req* a, const Req* b) { return a->serial < b->serial; }),
+                                     [this](const Req* a, const Req* b) { return first(*a, *b); }),
                     r);
     if (!r->admitted_once) r->st.cached = r->table.len;
     r->admitted_once = true;

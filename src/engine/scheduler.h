@@ -37,6 +37,12 @@ struct SchedulerConfig {
   int64_t max_prompt_logprob_rows = 0;
   // Speculative decoding: decoding requests draft tokens that the step verifies (engine/speculative.h).
   SpeculativeConfig spec;
+  // Priority scheduling (SGLang's --enable-priority-scheduling; Request::priority): waiting requests
+  // are admitted, and running ones served and kept, most important first (arrival order within a
+  // priority); a KV shortage preempts the least important. Larger values are more important unless
+  // low_priority_values_first (SGLang's --schedule-low-priority-values-first; vLLM's order).
+  bool priority_scheduling = false;
+  bool low_priority_values_first = false;
 };
 
 struct ScheduledSeq {
@@ -130,6 +136,11 @@ class Scheduler {
   bool grow(Req& r, int64_t new_len);        // page table covers new_len positions (evicting if needed)
   int64_t fit_len(Req& r, int64_t want_len);  // longest len <= want_len the pool can hold now
   void preempt(Req& r, ScheduledBatch& out);
+  // Priority scheduling's rank of a request (smaller: more important; 0 for all without it), and
+  // whether `a` is served before `b`: more important, then older. running_ is kept in this order, so
+  // "newest" (the preemption victim) means the least important, then the newest.
+  int64_t importance(const Req& r) const;
+  bool first(const Req& a, const Req& b) const;
   void retire(Req& r);                       // cache the computed full pages, free the table
   void erase_running(const Req& r);
   Req* newest_unscheduled();

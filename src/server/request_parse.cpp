@@ -259,6 +259,17 @@ void cache_salt(const json& v, const std::string& name, ParseState& st) {
   st.spec.base.cache_salt = v.get<std::string>();
 }
 
+// SGLang's and vLLM's priority: the scheduler's order under --enable-priority-scheduling. Without
+// it only 0 (the default) is accepted, as vLLM refuses a priority its scheduler would ignore.
+void priority(const json& v, const std::string& name, ParseState& st) {
+  const int64_t p = integer(v, name);
+  if (p < std::numeric_limits<int32_t>::min() || p > std::numeric_limits<int32_t>::max())
+    bad_param(name, fmt::format("'{}' must be a 32-bit integer, got {}", name, p));
+  if (p != 0 && !st.ctx.priority_scheduling)
+    bad_param(name, fmt::format("'{}' {} needs the server started with --enable-priority-scheduling", name, p));
+  st.spec.base.priority = int32_t(p);
+}
+
 const FieldTable kSamplingFields = {
     {"temperature", sampling_float<P::kTemperature>},
     {"top_p", sampling_float<P::kTopP>},
@@ -490,6 +501,7 @@ const FieldTable& completion_fields() {
       {"prompt_logprobs", prompt_logprobs},
       {"return_tokens_as_token_ids", return_tokens_as_token_ids},
       {"cache_salt", cache_salt},
+      {"priority", priority},
       {"structured_outputs", later},
       {"guided_json", later},
       {"guided_regex", later},
@@ -546,6 +558,7 @@ const FieldTable& chat_fields() {
       {"prompt_logprobs", prompt_logprobs},
       {"return_tokens_as_token_ids", return_tokens_as_token_ids},
       {"cache_salt", cache_salt},
+      {"priority", priority},
       {"structured_outputs", later},
       {"guided_json", later},
       {"guided_regex", later},
@@ -644,7 +657,7 @@ const FieldTable& generate_fields() {
       {"return_hidden_states", unsupported},
       {"session_params", unsupported},
       {"modalities", unsupported},
-      {"priority", unsupported},
+      {"priority", priority},
       {"data_parallel_rank", data_parallel_rank},
       {"bootstrap_host", unsupported},
       {"bootstrap_port", unsupported},

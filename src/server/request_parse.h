@@ -51,6 +51,8 @@ struct ParseContext {
   // --return-tokens-as-token-ids: completions' and chat's logprobs name tokens "token_id:<id>" unless
   // a request's return_tokens_as_token_ids says otherwise.
   bool tokens_as_ids = false;
+  // --enable-priority-scheduling: requests may give a non-zero `priority` (else it is a 400).
+  bool priority_scheduling = false;
   // LoRA adapters (--lora-paths and run-time loads) are limits.lora: requests name one with
   // `lora_path` or with `model` (the adapter's name, vLLM; "<served model>:<adapter>", SGLang).
 };

@@ -67,6 +67,8 @@ struct ServerOptions {
   // --return-tokens-as-token-ids (vLLM): completions' and chat's logprobs name tokens "token_id:<id>"
   // unless a request's return_tokens_as_token_ids says otherwise.
   bool return_tokens_as_token_ids = false;
+  // --enable-priority-scheduling (the scheduler's flag, SchedulerConfig): requests may give `priority`.
+  bool priority_scheduling = false;
 };
 
 }  // namespace dpserve

@@ -94,6 +94,7 @@ struct Sim {
   std::map<uint64_t, bool> done;
   bool stop_at_eos = true;
   bool prompt_logprobs = false;  // requests added from now on report prompt logprobs
+  int32_t priority = 0;          // and have this priority (SchedulerConfig::priority_scheduling)
   int64_t steps = 0;
   FakeModel model = next_token;
   int64_t drafted = 0, accepted = 0, dropped = 0;  // speculative decoding, over all steps
@@ -106,6 +107,7 @@ struct Sim {
     out[id];
     RequestState st = request(id, std::move(prompt), mx, stop_at_eos);
     st.req.prompt_logprobs = prompt_logprobs;
+    st.req.priority = priority;
     return sched.add(std::move(st));
   }
 
@@ -293,6 +295,68 @@ TEST(Scheduler, PreemptsTheNewestAndResumesWithIdenticalOutputs) {
     ASSERT_FALSE(preempted.empty());
     EXPECT_EQ(preempted.front(), 3u);  // the newest goes first
     EXPECT_EQ(sim.sched.stats().preemptions, int64_t(preempted.size()));
+    for (uint64_t id = 1; id <= 3; ++id)
+      EXPECT_EQ(sim.out[id], reference(prompt_of(uint32_t(id) + 10, 5), 9, false)) << "request " << id;
+  }
+}
+
+// Priority scheduling: one request runs at a time, so the order requests first run in is the
+// admission order. Larger values first by default, smaller first with low_priority_values_first,
+// arrival order within a priority; without priority scheduling, arrival order (priorities ignored).
+TEST(Scheduler, PriorityOrdersAdmission) {
+  const std::vector<int32_t> prio = {0, 0, 5, 5, -1};  // requests 1..5, added in this order
+  struct Case {
+    bool on, low_first;
+    std::vector<uint64_t> order;
+  };
+  for (const Case& c : {Case{true, false, {3, 4, 1, 2, 5}}, Case{true, true, {5, 1, 2, 3, 4}},
+                        Case{false, false, {1, 2, 3, 4, 5}}}) {
+    SCOPED_TRACE(::testing::Message() << "priority " << c.on << " low first " << c.low_first);
+    for (bool lpm : {false, true}) {
+      SchedulerConfig cfg = cfg_of(1, 64, 100, true);
+      cfg.priority_scheduling = c.on;
+      cfg.low_priority_values_first = c.low_first;
+      if (lpm) cfg.policy = SchedulePolicy::kLpm;
+      Sim sim(64, cfg);
+      sim.stop_at_eos = false;
+      for (uint64_t id = 1; id <= 5; ++id) {
+        sim.priority = prio[id - 1];
+        ASSERT_TRUE(sim.add(id, prompt_of(uint32_t(id), 6), 3));
+      }
+      std::vector<uint64_t> order;
+      while (sim.sched.has_work() && sim.steps < 200)
+        for (auto& r : sim.step())
+          if (std::get<1>(r) == 0) order.push_back(std::get<0>(r));
+      EXPECT_EQ(order, c.order) << (lpm ? "lpm" : "fcfs");
+      for (uint64_t id = 1; id <= 5; ++id) EXPECT_EQ(sim.out[id], reference(prompt_of(uint32_t(id), 6), 3, false));
+    }
+  }
+}
+
+// Priority scheduling under KV pressure: the least important request is preempted, not the newest,
+// and the most important one, although it arrived last, is never pushed out.
+TEST(Scheduler, PriorityPreemptsTheLeastImportant) {
+  for (bool cache : {false, true}) {
+    SCOPED_TRACE(cache ? "prefix cache on" : "prefix cache off");
+    SchedulerConfig cfg = cfg_of(8, 64, 100, cache);
+    cfg.priority_scheduling = true;
+    Sim sim(6, cfg);
+    sim.stop_at_eos = false;
+    const std::vector<int32_t> prio = {1, 0, 9};
+    for (uint64_t id = 1; id <= 3; ++id) {
+      sim.priority = prio[id - 1];
+      ASSERT_TRUE(sim.add(id, prompt_of(uint32_t(id) + 10, 5), 9));
+    }
+    std::vector<uint64_t> preempted;
+    while (sim.sched.has_work() && sim.steps < 200) {
+      ScheduledBatch b;
+      sim.step(&b);
+      preempted.insert(preempted.end(), b.preempted.begin(), b.preempted.end());
+    }
+    ASSERT_FALSE(sim.sched.has_work());
+    ASSERT_FALSE(preempted.empty());
+    EXPECT_EQ(preempted.front(), 2u);  // priority 0: the least important
+    EXPECT_EQ(std::count(preempted.begin(), preempted.end(), 3u), 0);
     for (uint64_t id = 1; id <= 3; ++id)
       EXPECT_EQ(sim.out[id], reference(prompt_of(uint32_t(id) + 10, 5), 9, false)) << "request " << id;
   }
