@@ -156,7 +156,8 @@ const char* ChoiceFormatter::chunk_object() const {
 }
 
 std::string ChoiceFormatter::prefix(size_t index) const {
-  if (api_ != OpenAiApi::kCompletion || !spec_.echo) return "";
+  if (api_ == OpenAiApi::kChat) return spec_.chat_echo;
+  if (!spec_.echo) return "";
   const size_t p = index / size_t(spec_.n);
   if (!spec_.prompt_texts[p].empty() || spec_.prompts[p].empty()) return spec_.prompt_texts[p];
   // A prompt given as token ids echoes as their text (as the generated text is decoded).
@@ -183,14 +184,15 @@ json ChoiceFormatter::choice(size_t index, const ChoicePiece& p, bool streamed) 
     if (streamed) {
       json delta = json::object();
       if (!d.reasoning.empty()) delta["reasoning_content"] = d.reasoning;
-      if (!d.content.empty()) delta["content"] = d.content;
+      if (!p.prefix.empty() || !d.content.empty()) delta["content"] = p.prefix + d.content;
       if (!d.tool_calls.empty()) delta["tool_calls"] = tool_calls_json(d.tool_calls, p.first_call, true);
       // Text held back (it may open a tag) with nothing else to say: no chunk yet.
       if (delta.empty() && (!spec_.logprobs || p.tokens.empty()) && !p.finished) return nullptr;
       ch["delta"] = std::move(delta);
     } else {
+      const std::string content = p.prefix + d.content;
       json msg{{"role", "assistant"},
-               {"content", d.content.empty() && !d.tool_calls.empty() ? json(nullptr) : json(d.content)}};
+               {"content", content.empty() && !d.tool_calls.empty() ? json(nullptr) : json(content)}};
       if (reasoning_field_) msg["reasoning_content"] = d.reasoning.empty() ? json(nullptr) : json(d.reasoning);
       if (!d.tool_calls.empty()) msg["tool_calls"] = tool_calls_json(d.tool_calls, 0, false);
       ch["message"] = std::move(msg);
@@ -198,9 +200,10 @@ json ChoiceFormatter::choice(size_t index, const ChoicePiece& p, bool streamed) 
     ch["logprobs"] = spec_.logprobs ? chat_logprobs(names, p.tokens, spec_.shown_top_logprobs) : json(nullptr);
   } else if (api_ == OpenAiApi::kChat) {
     if (streamed)
-      ch["delta"] = p.text.empty() && p.finished ? json::object() : json{{"content", p.text}};
+      ch["delta"] = p.prefix.empty() && p.text.empty() && p.finished ? json::object()
+                                                                     : json{{"content", p.prefix + p.text}};
     else
-      ch["message"] = {{"role", "assistant"}, {"content", p.text}};
+      ch["message"] = {{"role", "assistant"}, {"content", p.prefix + p.text}};
     ch["logprobs"] = spec_.logprobs ? chat_logprobs(names, p.tokens, spec_.shown_top_logprobs) : json(nullptr);
   } else {
     ch["text"] = p.prefix + p.text;

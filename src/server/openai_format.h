@@ -52,7 +52,7 @@ class ChoiceFormatter {
   const char* chunk_object() const;
 
   // The text a choice starts with before anything generated (completions with echo: the prompt as
-  // sent, or the token ids' text).
+  // sent, or the token ids' text; chat with echo: the final assistant message it continues).
   std::string prefix(size_t index) const;
   // The bytes `tokens` add to a choice's text (raw, so a part of a character counts its own bytes;
   // skipped special tokens none): what a streamed piece's text_offset advances by.

@@ -536,6 +536,7 @@ const FieldTable& chat_fields() {
       {"chat_template_kwargs", later},
       {"add_generation_prompt", later},
       {"continue_final_message", later},
+      {"echo", later},
       {"separate_reasoning", separate_reasoning},
       {"functions", unsupported},
       {"function_call", unsupported},
@@ -778,6 +779,10 @@ void finish_stream_options(ParseState& st) {
   if (!st.stream_options) return;
   if (!st.spec.stream) bad_param("stream_options", "'stream_options' is only allowed when 'stream' is true");
   for (const auto& [key, value] : st.stream_options->items()) {
+    if (key == "continuous_usage_stats") {
+      if (!value.is_null()) st.spec.continuous_usage = boolean(value, "stream_options.continuous_usage_stats");
+      continue;
+    }
     if (key != "include_usage")
       throw ApiError(400, fmt::format("Unrecognized request argument supplied: stream_options.{}", key),
                      "stream_options." + key, "", "unknown_parameter");
@@ -1077,7 +1082,7 @@ std::string continue_final_text(const std::string& rendered, const nlohmann::ord
 }
 
 std::string render_chat_prompt(const json& b, const ParseContext& ctx, std::vector<ImageRef>* images,
-                               std::string_view raw_body) {
+                               std::string_view raw_body, bool* generation_prompt) {
   using ojson = nlohmann::ordered_json;
   const json* msgs = present(b, "messages");
   if (!msgs) bad_param("messages", "'messages' is required");
@@ -1146,6 +1151,7 @@ std::string render_chat_prompt(const json& b, const ParseContext& ctx, std::vect
   if (tools_for_template(b)) context["tools"] = written["tools"];
   context["messages"] = std::move(clean);
   if (!context.contains("add_generation_prompt")) context["add_generation_prompt"] = true;
+  if (generation_prompt) *generation_prompt = context["add_generation_prompt"] != ojson(false);
   context["bos_token"] = ctx.tok ? ctx.tok->bos_token() : "";
   context["eos_token"] = ctx.tok ? ctx.tok->eos_token() : "";
   std::string text;
@@ -1168,7 +1174,24 @@ GenSpec parse_chat_request(const json& b, const ParseContext& ctx, std::string_v
   spec.tokens_as_ids = ctx.tokens_as_ids;
   read_fields(b, chat_fields(), st);
   std::vector<ImageRef> image_refs;
-  std::string text = render_chat_prompt(b, ctx, &image_refs, raw_body);
+  bool generation_prompt = true;
+  std::string text = render_chat_prompt(b, ctx, &image_refs, raw_body, &generation_prompt);
+  // vLLM's echo: an answer that continues the final assistant message (no new turn opened) starts
+  // with that message's text. (vLLM also echoes another role's message under that role; answers
+  // here are always the assistant's, so only the assistant's own text is echoed.)
+  if (const json* e = present(b, "echo"); e && boolean(*e, "echo") && !generation_prompt) {
+    const json& last = b["messages"].back();
+    if (last.value("role", "") == "assistant" && last.contains("content")) {
+      const json& c = last["content"];
+      if (c.is_string()) {
+        spec.chat_echo = c.get<std::string>();
+      } else if (c.is_array()) {
+        for (const json& part : c)
+          if (part.is_object() && part.value("type", "") == "text" && part.contains("text") && part["text"].is_string())
+            spec.chat_echo += part["text"].get<std::string>();
+      }
+    }
+  }
   // The template already spells BOS where the model wants it.
   spec.prompts.push_back(encode_text(text, ctx, false));
   spec.prompt_texts.push_back(text);

@@ -93,6 +93,8 @@ struct GenSpec {
   int32_t n = 1;
   bool stream = false;
   bool include_usage = false;             // stream_options.include_usage
+  // stream_options.continuous_usage_stats (vLLM): with include_usage, every chunk carries the usage so far.
+  bool continuous_usage = false;
   bool echo = false;                      // completions: prepend the prompt text
   bool logprobs = false;                  // report logprobs in the response
   // Completions / chat: the alternatives each output position reports (base.top_logprobs may be
@@ -109,6 +111,9 @@ struct GenSpec {
   // Keep the text of the stop string or EOS / stop token that ended it (SGLang's no_stop_trim, vLLM's
   // include_stop_str_in_output)
   bool no_stop_trim = false;
+  // Chat's echo (vLLM): the text the answer's content starts with: the final (assistant) message's,
+  // when the prompt continues it rather than opening a new turn.
+  std::string chat_echo;
   // /generate with return_logprob: meta_info.input_token_logprobs from this prompt position (SGLang's
   // logprob_start_len; -1: only the last prompt token, with no logprob), per prompt; and whether
   // logprob entries carry the token's text.
@@ -163,7 +168,9 @@ struct ImageRef {
 // parts reach the template as {"type": "image"} entries of a content list (as Hugging Face's
 // processors pass them) and are appended to `images` in order; null `images`: image parts are a 400.
 // Objects reach the template in `raw_body`'s key order (the body as sent; empty: `body`'s order).
+// `generation_prompt`: set to whether the template was asked to open a new assistant turn.
 std::string render_chat_prompt(const nlohmann::json& body, const ParseContext& ctx,
-                               std::vector<ImageRef>* images = nullptr, std::string_view raw_body = {});
+                               std::vector<ImageRef>* images = nullptr, std::string_view raw_body = {},
+                               bool* generation_prompt = nullptr);
 
 }  // namespace dpserve

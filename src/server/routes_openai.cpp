@@ -148,7 +148,9 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
         auto chunk = [&](json choices, json usage) {
           json j{{"id", id}, {"object", form->chunk_object()}, {"created", created}, {"model", spec->model},
                  {"choices", std::move(choices)}};
-          if (spec->include_usage) j["usage"] = std::move(usage);
+          // vLLM's continuous_usage_stats: every chunk says the usage so far, not only the last one.
+          if (spec->include_usage)
+            j["usage"] = usage.is_null() && spec->continuous_usage ? usage_of(*gen, spec->n) : std::move(usage);
           return write(sse_event(j));
         };
         bool ok = gen->drive(

@@ -16,11 +16,15 @@ What must hold (vLLM's protocol):
     on those, usage counts k, echo shows them), a prompt longer than the context is cut instead of refused.
   * cache_salt: a prompt's cached pages are found again (usage's cached_tokens) under the same salt only,
     never by another salt nor by unsalted requests, and salted requests never take the shared pages.
+  * stream_options.continuous_usage_stats: with include_usage, every chunk's usage counts the tokens so far.
+  * chat echo: an answer continuing the final assistant message (no generation prompt) starts with its
+    text, then the same answer as without echo, streamed or whole; with a new turn nothing is added.
   * bad values are 400s naming the field.
 """
 import json
 import os
 import sys
+import urllib.request
 
 import numpy as np
 
@@ -28,7 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
 from check_tally import check as tally, finish  # noqa: E402
-from echo_reference import MODEL, TOL, VOCAB, post, ref  # noqa: E402
+from echo_reference import MODEL, TOL, URL, VOCAB, post, ref  # noqa: E402
 
 AS_IDS = os.environ.get("TOKENS_AS_IDS") == "1"
 with open(os.path.join(MODEL, "tokenizer.json")) as f:
@@ -225,6 +229,65 @@ def cache_salt():
     check(cached("tenant-c") == 0, "cache_salt: a salted request finds nothing of the shared pages")
 
 
+def sse(path, body):
+    """The JSON events of a streamed answer (without [DONE])."""
+    req = urllib.request.Request(URL + path, data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    events = []
+    with urllib.request.urlopen(req, timeout=120) as r:
+        for raw in r:
+            line = raw.decode().strip()
+            if line.startswith("data: ") and line != "data: [DONE]":
+                events.append(json.loads(line[6:]))
+    return events
+
+
+def continuous_usage():
+    """vLLM's stream_options.continuous_usage_stats: every chunk's usage counts the tokens so far."""
+    ids = [int(x) for x in rng.choice(PLAIN, 12)]
+    body = {"prompt": ids, "max_tokens": 5, "temperature": 0, "ignore_eos": True, "stream": True, "logprobs": 0,
+            "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
+    events = sse("/v1/completions", body)
+    seen, ok = 0, bool(events)
+    for e in events:
+        u = e.get("usage")
+        if e["choices"]:
+            seen += len(e["choices"][0]["logprobs"]["tokens"])
+        ok = ok and u is not None and u["prompt_tokens"] == 12 and u["completion_tokens"] == seen and \
+            u["total_tokens"] == 12 + seen
+    check(ok and seen == 5, f"continuous usage: every chunk counts the tokens so far ({[e.get('usage') for e in events]})")
+    body["stream_options"] = {"include_usage": True}
+    events = sse("/v1/completions", body)
+    check(all(e.get("usage") is None for e in events[:-1]) and events[-1]["usage"]["completion_tokens"] == 5,
+          "without continuous_usage_stats only the last chunk has usage")
+    s, b = post("/v1/completions", dict(body, stream_options={"include_usage": True, "continuous_usage_stats": 1}))
+    err = b.get("error", {}) if isinstance(b, dict) else {}
+    check(s == 400 and err.get("param") == "stream_options.continuous_usage_stats", f"a non-boolean is a 400 ({s} {err})")
+
+
+def chat_echo():
+    """vLLM's chat echo: an answer continuing the final assistant message starts with its text."""
+    messages = [{"role": "user", "content": "tell me"}, {"role": "assistant", "content": "Once upon"}]
+    base = {"messages": messages, "max_tokens": 4, "temperature": 0, "add_generation_prompt": False}
+    s0, plain = post("/v1/chat/completions", base)
+    s1, echoed = post("/v1/chat/completions", dict(base, echo=True))
+    check(s0 == 200 and s1 == 200, f"chat echo: 200 ({s0} {s1})")
+    if s0 == 200 and s1 == 200:
+        a, b = plain["choices"][0]["message"]["content"], echoed["choices"][0]["message"]["content"]
+        check(b == "Once upon" + a, f"chat echo: the final message's text, then the same answer ({b!r} vs {a!r})")
+        events = sse("/v1/chat/completions", dict(base, echo=True, stream=True))
+        text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"])
+        check(text == b, f"chat echo streamed: the same text ({text!r})")
+    # A new assistant turn continues nothing: no echo.
+    s2, fresh = post("/v1/chat/completions", {"messages": messages[:1], "max_tokens": 3, "temperature": 0, "echo": True})
+    s3, fresh0 = post("/v1/chat/completions", {"messages": messages[:1], "max_tokens": 3, "temperature": 0})
+    check(s2 == 200 and s3 == 200 and fresh["choices"][0]["message"]["content"] ==
+          fresh0["choices"][0]["message"]["content"], "chat echo with a generation prompt adds nothing")
+    s, b = post("/v1/chat/completions", dict(base, echo="yes"))
+    err = b.get("error", {}) if isinstance(b, dict) else {}
+    check(s == 400 and err.get("param") == "echo", f"chat echo: a non-boolean is a 400 ({s} {err})")
+
+
 def refusals():
     ids = [5, 6, 7]
     bad = [
@@ -258,6 +321,8 @@ def main():
     chat()
     truncation()
     cache_salt()
+    continuous_usage()
+    chat_echo()
     refusals()
     finish()
 
