@@ -393,6 +393,10 @@ void register_serve(CLI::App& app) {
               "flag, for clients that map logprobs back to token ids); a request's 'return_tokens_as_token_ids' "
               "overrides it")
       ->envname("DPSERVE_RETURN_TOKENS_AS_TOKEN_IDS");
+  s->add_flag("--trust-request-chat-template", a->so.trust_request_chat_template,
+              "Let chat requests (and /tokenize) bring their own Jinja 'chat_template' (vLLM's flag); off, such a "
+              "request is a 400. The renderer bounds a template's steps, output and depth either way")
+      ->envname("DPSERVE_TRUST_REQUEST_CHAT_TEMPLATE");
   s->add_option("--chat-template", a->so.chat_template_path,
                 "Jinja chat template file (for models whose tokenizer_config.json has none)")
       ->envname("DPSERVE_CHAT_TEMPLATE");

@@ -130,6 +130,7 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   c.parse.dp_size = engine.dp_size();
   c.parse.tokens_as_ids = c.opts.return_tokens_as_token_ids;
   c.parse.priority_scheduling = c.opts.priority_scheduling;
+  c.parse.trust_request_chat_template = c.opts.trust_request_chat_template;
   // The engine's limits; token ids must also be ones the tokenizer can turn back into text.
   c.parse.limits = engine.limits();
   c.parse.limits.vocab = std::min<int64_t>(c.parse.limits.vocab, tok.vocab_size());

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <string_view>
 
 #include <fmt/format.h>
@@ -537,6 +538,7 @@ const FieldTable& chat_fields() {
       {"add_generation_prompt", later},
       {"continue_final_message", later},
       {"echo", later},
+      {"chat_template", later},
       {"separate_reasoning", separate_reasoning},
       {"functions", unsupported},
       {"function_call", unsupported},
@@ -1115,7 +1117,33 @@ std::string render_chat_prompt(const json& b, const ParseContext& ctx, std::vect
   }
   // Before the template sees a content list it may not expect.
   if (images) refuse_images_without_vision(*images, ctx);
-  if (!ctx.chat_template)
+  // vLLM's chat_template (or chat_template_kwargs.chat_template): a template of the request's own,
+  // only where the operator trusts clients with it (--trust-request-chat-template, as vLLM). The
+  // renderer's step, output and depth limits bound what a hostile template can cost.
+  std::optional<ChatTemplate> own;
+  {
+    const json* t = present(b, "chat_template");
+    const json* kw = present(b, "chat_template_kwargs");
+    const json* kw_t = kw && kw->is_object() ? present(*kw, "chat_template") : nullptr;
+    const std::string name = t ? "chat_template" : "chat_template_kwargs.chat_template";
+    if (t && kw_t) bad_param(name, "give the request's chat template once: 'chat_template' or 'chat_template_kwargs.chat_template'");
+    if (!t) t = kw_t;
+    if (t) {
+      if (!ctx.trust_request_chat_template)
+        bad_param(name, fmt::format("'{}' is refused: the server does not run templates sent by clients (start it "
+                                    "with --trust-request-chat-template to allow them)", name));
+      if (!t->is_string() || t->get<std::string>().empty())
+        bad_param(name, fmt::format("'{}' must be a non-empty string (a Jinja template)", name));
+      if (t->get<std::string>().size() > kMaxRequestChatTemplateBytes)
+        bad_param(name, fmt::format("'{}' is longer than {} bytes", name, kMaxRequestChatTemplateBytes));
+      try {
+        own.emplace(t->get<std::string>());
+      } catch (const Error& e) {
+        bad_param(name, fmt::format("'{}' is not a template this server can read: {}", name, e.what()));
+      }
+    }
+  }
+  if (!own && !ctx.chat_template)
     throw ApiError(400,
                    "This model has no chat template, so /v1/chat/completions cannot format messages. Start the "
                    "server with --chat-template FILE, or use /v1/completions",
@@ -1126,7 +1154,7 @@ std::string render_chat_prompt(const json& b, const ParseContext& ctx, std::vect
   if (const json* kw = present(b, "chat_template_kwargs")) {
     if (!kw->is_object()) bad_param("chat_template_kwargs", "'chat_template_kwargs' must be an object");
     for (const auto& [k, v] : written["chat_template_kwargs"].items())
-      if (k != "messages" && k != "tools") context[k] = v;
+      if (k != "messages" && k != "tools" && k != "chat_template") context[k] = v;
   }
   // vLLM's chat and /tokenize take add_generation_prompt as a field of its own.
   if (const json* g = present(b, "add_generation_prompt")) {
@@ -1156,7 +1184,7 @@ std::string render_chat_prompt(const json& b, const ParseContext& ctx, std::vect
   context["eos_token"] = ctx.tok ? ctx.tok->eos_token() : "";
   std::string text;
   try {
-    text = ctx.chat_template->render(context);
+    text = own ? own->render(context) : ctx.chat_template->render(context);
   } catch (const Error& e) {
     throw ApiError(400, fmt::format("The chat template could not format these messages: {}", e.what()), "messages");
   }

@@ -53,6 +53,8 @@ struct ParseContext {
   bool tokens_as_ids = false;
   // --enable-priority-scheduling: requests may give a non-zero `priority` (else it is a 400).
   bool priority_scheduling = false;
+  // --trust-request-chat-template (vLLM): chat and /tokenize may bring their own `chat_template`.
+  bool trust_request_chat_template = false;
   // LoRA adapters (--lora-paths and run-time loads) are limits.lora: requests name one with
   // `lora_path` or with `model` (the adapter's name, vLLM; "<served model>:<adapter>", SGLang).
 };
@@ -164,7 +166,11 @@ struct ImageRef {
   std::string param;
 };
 
-// The chat prompt text for `messages` (validated), rendered with the context's template. Image
+// The largest template a request may bring (vLLM's chat_template field).
+inline constexpr size_t kMaxRequestChatTemplateBytes = size_t(256) << 10;
+
+// The chat prompt text for `messages` (validated), rendered with the context's template (or the
+// request's own `chat_template`, where the server trusts clients with it). Image
 // parts reach the template as {"type": "image"} entries of a content list (as Hugging Face's
 // processors pass them) and are appended to `images` in order; null `images`: image parts are a 400.
 // Objects reach the template in `raw_body`'s key order (the body as sent; empty: `body`'s order).

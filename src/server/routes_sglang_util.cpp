@@ -31,7 +31,8 @@ void check_model_field(const ServerContext& ctx, const json& b) {
 void handle_tokenize(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
   const json b = read_json_body(ctx, req, [](std::string_view k) {
     return k == "model" || k == "prompt" || k == "add_special_tokens" || k == "messages" || k == "tools" ||
-           k == "chat_template_kwargs" || k == "add_generation_prompt" || k == "continue_final_message";
+           k == "chat_template_kwargs" || k == "add_generation_prompt" || k == "continue_final_message" ||
+           k == "chat_template";
   });
   check_model_field(ctx, b);
   const bool chat = b.contains("messages");
@@ -50,7 +51,7 @@ void handle_tokenize(ServerContext& ctx, const httplib::Request& req, httplib::R
     send_json(res, 200, {{"tokens", ids}, {"count", ids.size()}, {"max_model_len", ctx.parse.limits.context_length}});
     return;
   }
-  for (const char* k : {"tools", "chat_template_kwargs", "add_generation_prompt", "continue_final_message"})
+  for (const char* k : {"tools", "chat_template_kwargs", "add_generation_prompt", "continue_final_message", "chat_template"})
     if (b.contains(k)) bad_param(k, fmt::format("'{}' goes with 'messages'", k));
   auto p = b.find("prompt");
   if (p == b.end() || !(p->is_string() || p->is_array()))

@@ -69,6 +69,8 @@ struct ServerOptions {
   bool return_tokens_as_token_ids = false;
   // --enable-priority-scheduling (the scheduler's flag, SchedulerConfig): requests may give `priority`.
   bool priority_scheduling = false;
+  // --trust-request-chat-template (vLLM): requests may bring their own chat_template.
+  bool trust_request_chat_template = false;
 };
 
 }  // namespace dpserve

@@ -19,6 +19,9 @@ What must hold (vLLM's protocol):
   * stream_options.continuous_usage_stats: with include_usage, every chunk's usage counts the tokens so far.
   * chat echo: an answer continuing the final assistant message (no generation prompt) starts with its
     text, then the same answer as without echo, streamed or whole; with a new turn nothing is added.
+  * chat_template in the request: a 400 unless the server runs with --trust-request-chat-template
+    (TRUST_TEMPLATE=1); then /tokenize and chat use it (the ids of the text it renders, written by hand
+    here), and a template that does not parse or runs past the renderer's limits is a 400.
   * bad values are 400s naming the field.
 """
 import json
@@ -35,6 +38,7 @@ from check_tally import check as tally, finish  # noqa: E402
 from echo_reference import MODEL, TOL, URL, VOCAB, post, ref  # noqa: E402
 
 AS_IDS = os.environ.get("TOKENS_AS_IDS") == "1"
+TRUST_TEMPLATE = os.environ.get("TRUST_TEMPLATE") == "1"
 with open(os.path.join(MODEL, "tokenizer.json")) as f:
     _vocab = json.load(f)["model"]["vocab"]
 TEXT = {i: s for s, i in _vocab.items()}
@@ -288,6 +292,38 @@ def chat_echo():
     check(s == 400 and err.get("param") == "echo", f"chat echo: a non-boolean is a 400 ({s} {err})")
 
 
+def request_template():
+    """vLLM's chat_template in the request: refused unless the server trusts clients with it
+    (TRUST_TEMPLATE=1: --trust-request-chat-template); then the prompt is that template's rendering."""
+    messages = [{"role": "user", "content": "hi there"}]
+    tmpl = ("{% for m in messages %}<<{{ m.role }}>>{{ m.content | upper }}\n{% endfor %}"
+            "{% if add_generation_prompt %}<<assistant>>{% endif %}")
+    want_text = "<<user>>HI THERE\n<<assistant>>"  # the template rendered by hand
+    forms = [{"chat_template": tmpl}, {"chat_template_kwargs": {"chat_template": tmpl}}]
+    if not TRUST_TEMPLATE:
+        for extra in forms:
+            s, b = post("/v1/chat/completions", dict(messages=messages, max_tokens=1, **extra))
+            err = b.get("error", {}) if isinstance(b, dict) else {}
+            check(s == 400 and "chat_template" in (err.get("param") or "") and "--trust-request-chat-template" in
+                  err.get("message", ""), f"an untrusted request template is refused ({s} {err})")
+        return
+    s, want = post("/tokenize", {"prompt": want_text, "add_special_tokens": False})
+    check(s == 200, f"/tokenize of the expected text: 200 ({s})")
+    for extra in forms:
+        s, got = post("/tokenize", dict(messages=messages, **extra))
+        check(s == 200 and got["tokens"] == want["tokens"], f"/tokenize renders the request's template ({s} {got})")
+        s, b = post("/v1/chat/completions", dict(messages=messages, max_tokens=1, **extra))
+        check(s == 200 and b["usage"]["prompt_tokens"] == len(want["tokens"]),
+              f"chat runs the request's template ({s} {str(b)[:200]})")
+    for bad in ["{% for m in messages %}", "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}", 5]:
+        s, b = post("/v1/chat/completions", {"messages": messages, "max_tokens": 1, "chat_template": bad})
+        err = b.get("error", {}) if isinstance(b, dict) else {}
+        check(s == 400, f"a bad request template is a 400 ({str(bad)[:30]}: {s} {err})")
+    s, b = post("/v1/chat/completions", {"messages": messages, "max_tokens": 1, "chat_template": tmpl,
+                                         "chat_template_kwargs": {"chat_template": tmpl}})
+    check(s == 400, f"both forms at once are a 400 ({s})")
+
+
 def refusals():
     ids = [5, 6, 7]
     bad = [
@@ -323,6 +359,7 @@ def main():
     cache_salt()
     continuous_usage()
     chat_echo()
+    request_template()
     refusals()
     finish()
 
