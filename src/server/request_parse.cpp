@@ -539,6 +539,7 @@ const FieldTable& chat_fields() {
       {"continue_final_message", later},
       {"echo", later},
       {"chat_template", later},
+      {"documents", later},
       {"separate_reasoning", separate_reasoning},
       {"functions", unsupported},
       {"function_call", unsupported},
@@ -1177,6 +1178,18 @@ std::string render_chat_prompt(const json& b, const ParseContext& ctx, std::vect
   }
   const ojson final_content = clean.back()["content"];
   if (tools_for_template(b)) context["tools"] = written["tools"];
+  // vLLM's documents (transformers' apply_chat_template(documents=...)): retrieval results for
+  // templates that place them (Command-R, Granite); a list of objects of strings.
+  if (const json* docs = present(b, "documents")) {
+    if (!docs->is_array()) bad_param("documents", "'documents' must be an array of objects of strings");
+    for (size_t i = 0; i < docs->size(); ++i) {
+      const json& d = (*docs)[i];
+      if (!d.is_object()) bad_param("documents", fmt::format("'documents[{}]' must be an object of strings", i));
+      for (const auto& [k, v] : d.items())
+        if (!v.is_string()) bad_param("documents", fmt::format("'documents[{}].{}' must be a string", i, k));
+    }
+    context["documents"] = written["documents"];
+  }
   context["messages"] = std::move(clean);
   if (!context.contains("add_generation_prompt")) context["add_generation_prompt"] = true;
   if (generation_prompt) *generation_prompt = context["add_generation_prompt"] != ojson(false);

@@ -322,6 +322,17 @@ def request_template():
     s, b = post("/v1/chat/completions", {"messages": messages, "max_tokens": 1, "chat_template": tmpl,
                                          "chat_template_kwargs": {"chat_template": tmpl}})
     check(s == 400, f"both forms at once are a 400 ({s})")
+    # vLLM's documents reach the template (transformers' documents=), in order, keys as sent.
+    docs_tmpl = "{% for d in documents %}[{{ d.title }}: {{ d.text }}]{% endfor %}" + tmpl
+    docs = [{"title": "A", "text": "one"}, {"title": "B", "text": "two"}]
+    s, want = post("/tokenize", {"prompt": "[A: one][B: two]" + want_text, "add_special_tokens": False})
+    s2, got = post("/tokenize", {"messages": messages, "chat_template": docs_tmpl, "documents": docs})
+    check(s == 200 and s2 == 200 and got["tokens"] == want["tokens"], f"documents reach the template ({s2} {got})")
+    for bad in ({"title": 5}, "doc", [["x"]]):
+        s, b = post("/v1/chat/completions", {"messages": messages, "max_tokens": 1, "chat_template": docs_tmpl,
+                                             "documents": bad if isinstance(bad, (str, list)) else [bad]})
+        err = b.get("error", {}) if isinstance(b, dict) else {}
+        check(s == 400 and err.get("param") == "documents", f"bad documents {bad!r}: 400 naming it ({s} {err})")
 
 
 def refusals():
