@@ -479,13 +479,44 @@ void unsupported(const json& v, const std::string& name, ParseState&) {
     throw ApiError(400, fmt::format("'{}' is not supported by this server", name), name, "", "unsupported_parameter");
 }
 
+// SGLang's and vLLM's extensions both OpenAI routes take.
+const FieldTable kServingExtensionFields = {
+    {"data_parallel_rank", data_parallel_rank},
+    {"lora_path", lora_path},
+    {"min_tokens", min_new_tokens},
+    {"no_stop_trim", no_stop_trim},
+    {"include_stop_str_in_output", no_stop_trim},
+    {"truncate_prompt_tokens", truncate_prompt_tokens},
+    {"prompt_logprobs", prompt_logprobs},
+    {"return_tokens_as_token_ids", return_tokens_as_token_ids},
+    {"cache_salt", cache_salt},
+    {"priority", priority},
+    {"allowed_token_ids", allowed_token_ids},
+    {"bad_words", bad_words},
+    // vLLM's structured outputs, read with the other constraints (constraint_parse.h).
+    {"structured_outputs", later},
+    {"guided_json", later},
+    {"guided_regex", later},
+    {"guided_choice", later},
+    {"guided_grammar", later},
+    {"guided_whitespace_pattern", later},
+    {"guided_decoding_backend", output_neutral},
+};
+
 FieldTable with_sampling(FieldTable own) {
   own.insert(own.end(), kSamplingFields.begin(), kSamplingFields.end());
   return own;
 }
 
+// An OpenAI route's own fields, the sampling fields and the serving extensions.
+FieldTable openai_fields(FieldTable own) {
+  own = with_sampling(std::move(own));
+  own.insert(own.end(), kServingExtensionFields.begin(), kServingExtensionFields.end());
+  return own;
+}
+
 const FieldTable& completion_fields() {
-  static const FieldTable t = with_sampling({
+  static const FieldTable t = openai_fields({
       {"model", model},       {"prompt", prompt},         {"max_tokens", max_tokens},
       {"echo", echo},         {"logprobs", completion_logprobs}, {"best_of", best_of},
       {"stream", stream},     {"stream_options", stream_options}, {"user", user},
@@ -493,31 +524,12 @@ const FieldTable& completion_fields() {
       {"regex", later},       {"ebnf", later},
       {"metadata", output_neutral}, {"store", output_neutral}, {"service_tier", unsupported},
       {"prompt_cache_key", output_neutral}, {"safety_identifier", output_neutral},
-      {"data_parallel_rank", data_parallel_rank},
-      {"lora_path", lora_path},
-      {"min_tokens", min_new_tokens},
-      {"no_stop_trim", no_stop_trim},
-      {"include_stop_str_in_output", no_stop_trim},
-      {"truncate_prompt_tokens", truncate_prompt_tokens},
-      {"prompt_logprobs", prompt_logprobs},
-      {"return_tokens_as_token_ids", return_tokens_as_token_ids},
-      {"cache_salt", cache_salt},
-      {"priority", priority},
-      {"structured_outputs", later},
-      {"guided_json", later},
-      {"guided_regex", later},
-      {"guided_choice", later},
-      {"guided_grammar", later},
-      {"guided_whitespace_pattern", later},
-      {"guided_decoding_backend", output_neutral},
-      {"allowed_token_ids", allowed_token_ids},
-      {"bad_words", bad_words},
   });
   return t;
 }
 
 const FieldTable& chat_fields() {
-  static const FieldTable t = with_sampling({
+  static const FieldTable t = openai_fields({
       {"model", model},
       {"messages", prompt},
       {"max_tokens", max_tokens},
@@ -553,25 +565,6 @@ const FieldTable& chat_fields() {
       {"prompt_cache_key", output_neutral},
       {"safety_identifier", output_neutral},
       {"service_tier", unsupported},
-      {"data_parallel_rank", data_parallel_rank},
-      {"lora_path", lora_path},
-      {"min_tokens", min_new_tokens},
-      {"no_stop_trim", no_stop_trim},
-      {"include_stop_str_in_output", no_stop_trim},
-      {"truncate_prompt_tokens", truncate_prompt_tokens},
-      {"prompt_logprobs", prompt_logprobs},
-      {"return_tokens_as_token_ids", return_tokens_as_token_ids},
-      {"cache_salt", cache_salt},
-      {"priority", priority},
-      {"structured_outputs", later},
-      {"guided_json", later},
-      {"guided_regex", later},
-      {"guided_choice", later},
-      {"guided_grammar", later},
-      {"guided_whitespace_pattern", later},
-      {"guided_decoding_backend", output_neutral},
-      {"allowed_token_ids", allowed_token_ids},
-      {"bad_words", bad_words},
   });
   return t;
 }

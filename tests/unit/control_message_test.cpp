@@ -133,6 +133,8 @@ NewRequest full_request() {
   n.req.top_logprobs = 5;
   n.req.return_logprob = true;
   n.req.prompt_logprobs = true;
+  n.req.cache_salt = std::string("tenant\0salt", 11);  // bytes, an embedded NUL included
+  n.req.priority = -2147483647 - 1;
   return n;
 }
 
@@ -164,6 +166,8 @@ void expect_same(const NewRequest& a, const NewRequest& b) {
   EXPECT_EQ(a.req.top_logprobs, b.req.top_logprobs);
   EXPECT_EQ(a.req.return_logprob, b.req.return_logprob);
   EXPECT_EQ(a.req.prompt_logprobs, b.req.prompt_logprobs);
+  EXPECT_EQ(a.req.cache_salt, b.req.cache_salt);
+  EXPECT_EQ(a.req.priority, b.req.priority);
 }
 
 TEST(ControlMessage, EveryFieldSurvivesTheRoundTrip) {
