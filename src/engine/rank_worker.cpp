@@ -645,8 +645,16 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
     float* logits = picks[i].logits;
     // Scoring: the raw logits, before any mask or bias, on the request's first token only.
     std::vector<float> scores;
-    if (!st.req.score_ids.empty() && st.generated() == 0)
+    if (!st.req.score_ids.empty() && st.generated() == 0) {
       for (int32_t id : st.req.score_ids) scores.push_back(logits[id]);
+      // Then the row's log-sum-exp over the ids the server can report, so a logit becomes a logprob
+      // over the whole vocabulary (SGLang's /v1/score without apply_softmax).
+      const int64_t n = opts_.token_limit > 0 && opts_.token_limit < V ? opts_.token_limit : V;
+      const float mx = *std::max_element(logits, logits + n);
+      double sum = 0;
+      for (int64_t t = 0; t < n; ++t) sum += std::exp(double(logits[t] - mx));
+      scores.push_back(float(double(mx) + std::log(sum)));
+    }
     if (st.matcher) {
       const uint64_t* mask = &masks_[k * words];
       const std::string& err = mask_errors[k++];

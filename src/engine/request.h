@@ -64,8 +64,9 @@ struct Request {
   std::vector<ImageInput> images;
   // Embeddings: the pooled hidden state is reported with the request's (only) token (Response::embedding).
   Pooling pooling = Pooling::kNone;
-  // Scoring (/v1/rerank): the raw logits of these ids at the last prompt row, reported with the
-  // request's first token (Response::scores), before any bias or mask.
+  // Scoring (/v1/rerank, /v1/score): the raw logits of these ids at the last prompt row, then that
+  // row's log-sum-exp, reported with the request's first token (Response::scores), before any bias
+  // or mask.
   std::vector<int32_t> score_ids;
   // SGLang's token_ids_logprob: at every output position, the logprobs of exactly these ids, in this
   // order, from the distribution top_logprobs describes (TokenOut::id_logprobs).

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "core/check.h"
 #include "server/json_body.h"
 #include "server/openai_error.h"
 #include "tokenizer/tokenizer.h"
@@ -21,6 +22,7 @@ namespace {
 
 constexpr const char* kEmbeddingsFields[] = {"model",      "input", "encoding_format",
                                              "dimensions", "user",  "truncate_prompt_tokens"};
+constexpr const char* kScoreFields[] = {"model", "query", "items", "label_token_ids", "apply_softmax", "item_first"};
 constexpr const char* kRerankFields[] = {"model", "query", "documents", "top_n", "return_documents", "instruct", "user"};
 
 template <size_t N>
@@ -150,6 +152,7 @@ std::string base64_encode(const unsigned char* p, size_t n) {
 bool is_embeddings_field(std::string_view name) { return in(kEmbeddingsFields, name); }
 bool is_embeddings_id_field(std::string_view name) { return name == "input"; }
 bool is_rerank_field(std::string_view name) { return in(kRerankFields, name); }
+bool is_score_field(std::string_view name) { return in(kScoreFields, name); }
 
 EmbeddingsSpec parse_embeddings_request(const json& body, const ParseContext& ctx, const EmbeddingConfig& cfg,
                                         int64_t hidden) {
@@ -293,6 +296,83 @@ RerankSpec parse_rerank_request(const json& body, const ParseContext& ctx) {
     spec.prompts.push_back(checked(widen(ids), i, ctx, "documents"));
   }
   return spec;
+}
+
+ScoreSpec parse_score_request(const json& body, const ParseContext& ctx) {
+  refuse_unknown(body, kScoreFields);
+  check_model(body, ctx);
+  ScoreSpec spec;
+  auto flag = [&](const char* name) {
+    auto it = body.find(name);
+    if (it == body.end() || it->is_null()) return false;
+    if (!it->is_boolean()) bad_param(name, fmt::format("'{}' must be a boolean", name));
+    return it->get<bool>();
+  };
+  spec.apply_softmax = flag("apply_softmax");
+  const bool item_first = flag("item_first");
+  auto l = body.find("label_token_ids");
+  if (l == body.end() || !l->is_array() || l->empty())
+    bad_param("label_token_ids", "'label_token_ids' must be a non-empty list of token ids");
+  if (int64_t(l->size()) > kMaxScoreLabels)
+    bad_param("label_token_ids", fmt::format("'label_token_ids' holds {} ids; at most {}", l->size(), kMaxScoreLabels));
+  // A list of token ids, each an integer (range checked by `checked`).
+  auto ids_of = [](const json& a, const std::string& param) {
+    std::vector<int64_t> ids;
+    for (const json& x : a) {
+      if (!x.is_number_integer()) bad_param(param, fmt::format("'{}' must hold token ids (integers)", param));
+      ids.push_back(x.is_number_unsigned() && x.get<uint64_t>() > uint64_t(INT64_MAX) ? INT64_MAX : x.get<int64_t>());
+    }
+    return ids;
+  };
+  spec.label_ids = checked(ids_of(*l, "label_token_ids"), 0, ctx, "label_token_ids");
+  auto q = body.find("query");
+  if (q == body.end() || q->is_null()) bad_param("query", "'query' is required");
+  auto it = body.find("items");
+  if (it == body.end() || it->is_null()) bad_param("items", "'items' is required");
+  // Text: query and item joined, then tokenized as one prompt (with the tokenizer's special tokens),
+  // as SGLang does; ids: the two lists concatenated.
+  std::vector<json> items = it->is_array() ? std::vector<json>(it->begin(), it->end()) : std::vector<json>{*it};
+  if (items.empty()) bad_param("items", "'items' must not be empty");
+  if (int64_t(items.size()) > kMaxRerankDocuments)
+    bad_param("items", fmt::format("'items' holds {} items; at most {} per request", items.size(), kMaxRerankDocuments));
+  if (q->is_string()) {
+    if (ctx.skip_tokenizer) refuse_text_without_tokenizer("query", "send 'query' and 'items' as token ids");
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (!items[i].is_string()) bad_param("items", "a text 'query' goes with text 'items'");
+      const std::string a = q->get<std::string>(), b = items[i].get<std::string>();
+      spec.prompts.push_back(checked(widen(ctx.tok->encode(item_first ? b + a : a + b, true)), i, ctx, "items"));
+    }
+  } else if (q->is_array()) {
+    const std::vector<int64_t> query = ids_of(*q, "query");
+    if (!it->is_array() || !items[0].is_array())
+      bad_param("items", "a token-id 'query' goes with 'items' as a list of token-id lists");
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (!items[i].is_array()) bad_param("items", "a token-id 'query' goes with 'items' as a list of token-id lists");
+      std::vector<int64_t> item = ids_of(items[i], "items");
+      std::vector<int64_t> ids = item_first ? item : query;
+      const std::vector<int64_t>& rest = item_first ? query : item;
+      ids.insert(ids.end(), rest.begin(), rest.end());
+      spec.prompts.push_back(checked(std::move(ids), i, ctx, "items"));
+    }
+  } else {
+    bad_param("query", "'query' must be a string or a list of token ids");
+  }
+  return spec;
+}
+
+std::vector<double> label_scores(const std::vector<float>& logits_then_lse, bool apply_softmax) {
+  DP_CHECK(!logits_then_lse.empty());
+  const size_t n = logits_then_lse.size() - 1;
+  std::vector<double> out(n);
+  if (!apply_softmax) {
+    for (size_t i = 0; i < n; ++i) out[i] = std::exp(double(logits_then_lse[i]) - double(logits_then_lse[n]));
+    return out;
+  }
+  double mx = -INFINITY, sum = 0;
+  for (size_t i = 0; i < n; ++i) mx = std::max(mx, double(logits_then_lse[i]));
+  for (size_t i = 0; i < n; ++i) sum += (out[i] = std::exp(double(logits_then_lse[i]) - mx));
+  for (double& v : out) v /= sum;
+  return out;
 }
 
 std::string rerank_prompt(const std::string& instruct, const std::string& query, const std::string& doc) {

@@ -53,4 +53,18 @@ std::string rerank_prompt(const std::string& instruct, const std::string& query,
 // P("yes") / (P("yes") + P("no")) from the two logits at the last prompt position.
 double rerank_score(double yes_logit, double no_logit);
 
+// SGLang's scoring request (/v1/score): query + each item (text joined before tokenizing, or ids
+// concatenated; item_first puts the item first), and the next-token probabilities of label_token_ids
+// at the end of each: over the whole vocabulary, or (apply_softmax) over the labels alone.
+struct ScoreSpec {
+  std::vector<std::vector<int32_t>> prompts;  // one per item
+  std::vector<int32_t> label_ids;
+  bool apply_softmax = false;
+};
+inline constexpr int64_t kMaxScoreLabels = 1024;
+bool is_score_field(std::string_view name);
+ScoreSpec parse_score_request(const nlohmann::json& body, const ParseContext& ctx);
+// One item's scores from the label logits and the row's log-sum-exp (Request::score_ids' report).
+std::vector<double> label_scores(const std::vector<float>& logits_then_lse, bool apply_softmax);
+
 }  // namespace dpserve

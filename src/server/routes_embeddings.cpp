@@ -1,4 +1,4 @@
-// /v1/embeddings (--is-embedding) and /v1/rerank: prefill-only requests through the same engine and
+// /v1/embeddings (--is-embedding), /v1/rerank and /v1/score: prefill-only requests through the same engine and
 // batches as generation; the engine returns a pooled hidden state or two logits per input.
 #include <algorithm>
 #include <numeric>
@@ -77,7 +77,7 @@ std::vector<PooledResult> run_pooled(ServerContext& ctx, const httplib::Request&
     }
     if (pooling != Pooling::kNone && out[i].embedding.empty())
       throw ApiError(500, "the engine returned no embedding", "", "server_error", "internal_error");
-    if (!score_ids.empty() && out[i].scores.size() != score_ids.size())
+    if (!score_ids.empty() && out[i].scores.size() != score_ids.size() + 1)  // the logits, then the log-sum-exp
       throw ApiError(500, "the engine returned no scores", "", "server_error", "internal_error");
   }
   return out;
@@ -206,6 +206,33 @@ void handle_rerank(ServerContext& ctx, const httplib::Request& req, httplib::Res
              {"usage", {{"prompt_tokens", tokens}, {"total_tokens", tokens}}}});
 }
 
+// SGLang's /v1/score: each item's next-token probabilities of the labels, prefill only.
+void handle_score(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
+  check_serving(ctx);
+  json body = read_json_body(ctx, req, is_score_field);
+  ScoreSpec spec = parse_score_request(body, ctx.parse);
+  release_body(req);
+  std::shared_ptr<void> inflight = admit_inputs(ctx, spec.prompts, 0, "items");
+  std::vector<PooledResult> got = run_pooled(ctx, req, spec.prompts, Pooling::kNone, spec.label_ids);
+  if (got.empty()) {
+    res.status = 499;
+    access_info().finish = "client_gone";
+    return;
+  }
+  json scores = json::array();
+  int64_t tokens = 0;
+  for (const PooledResult& r : got) {
+    scores.push_back(label_scores(r.scores, spec.apply_softmax));
+    tokens += r.prompt_tokens;
+  }
+  note_answered(ctx, tokens);
+  send_json(res, 200,
+            {{"scores", std::move(scores)},
+             {"model", ctx.opts.served_model_name},
+             {"object", "scoring"},
+             {"usage", {{"prompt_tokens", tokens}, {"completion_tokens", 0}, {"total_tokens", tokens}}}});
+}
+
 }  // namespace
 
 void register_embeddings_routes(httplib::Server& svr, ServerContext& ctx) {
@@ -213,6 +240,7 @@ void register_embeddings_routes(httplib::Server& svr, ServerContext& ctx) {
     handle_embeddings(ctx, req, res);
   });
   svr.Post("/v1/rerank", [&ctx](const httplib::Request& req, httplib::Response& res) { handle_rerank(ctx, req, res); });
+  svr.Post("/v1/score", [&ctx](const httplib::Request& req, httplib::Response& res) { handle_score(ctx, req, res); });
 }
 
 }  // namespace dpserve
