@@ -16,6 +16,7 @@
 #include "server/openai_error.h"
 #include "server/tools_parse.h"
 #include "tokenizer/chat_template.h"
+#include "tokenizer/jinja/py_string.h"
 #include "tokenizer/tokenizer.h"
 #include "vision/image_header.h"
 #include "vision/image_resize.h"
@@ -135,11 +136,6 @@ std::vector<int32_t> encode_text(const std::string& text, const ParseContext& ct
   return ctx.tok->encode(text, add_special);
 }
 
-// Python's str.lstrip() for the ASCII whitespace (vLLM strips a bad word so).
-std::string_view strip_left_ascii(std::string_view s) {
-  const size_t i = s.find_first_not_of(" \t\n\r\f\v");
-  return i == std::string_view::npos ? std::string_view() : s.substr(i);
-}
 
 // ---- fields every generation route shares (SGLang's inside sampling_params) ----
 
@@ -446,7 +442,8 @@ void bad_words(const json& v, const std::string& name, ParseState& st) {
     if (int64_t(out.size()) >= RequestLimits::kMaxBadWordSequences)
       bad_param(name, fmt::format("'{}' gives more than {} token sequences once tokenized", name,
                                   RequestLimits::kMaxBadWordSequences));
-    const std::string word(strip_left_ascii(w.get_ref<const std::string&>()));
+    // Python's str.lstrip(), as vLLM strips the word (all of Python's whitespace, not only ASCII).
+    const std::string word = jinja::py_strip(w.get_ref<const std::string&>(), nullptr, true, false);
     std::vector<int32_t> plain = encode_text(word, st.ctx, false);
     if (plain.empty())
       bad_param(name, fmt::format("'{}' entry {} tokenizes to no token", name, w.dump()));
@@ -1035,19 +1032,6 @@ GenSpec parse_completion_request(const json& b, const ParseContext& ctx, std::st
   return spec;
 }
 
-// Python's str.strip() set, for the ASCII a chat message ends with.
-constexpr std::string_view kSpaces = " \t\n\r\f\v";
-
-std::string_view strip_left(std::string_view s) {
-  const size_t i = s.find_first_not_of(kSpaces);
-  return i == std::string_view::npos ? std::string_view() : s.substr(i);
-}
-std::string_view strip(std::string_view s) {
-  s = strip_left(s);
-  const size_t j = s.find_last_not_of(kSpaces);
-  return j == std::string_view::npos ? std::string_view() : s.substr(0, j + 1);
-}
-
 // The rendered chat cut just after the final message's text, as transformers' apply_chat_template
 // does for continue_final_message: the text's last occurrence, stripped; kept with its trailing
 // whitespace when the template kept that too. A content list continues its last text part.
@@ -1066,12 +1050,13 @@ std::string continue_final_text(const std::string& rendered, const nlohmann::ord
     if (!found)
       bad_param("continue_final_message", "'continue_final_message' needs text in the final message to continue");
   }
-  const std::string_view stripped = strip(message);
+  // Python's str.strip() / lstrip(), as transformers cuts the rendered text.
+  const std::string stripped = jinja::py_strip(message, nullptr, true, true);
   const size_t at = rendered.rfind(stripped);
   if (at == std::string::npos)
     bad_param("continue_final_message", "'continue_final_message': the chat template does not write the final "
                                         "message's text, so there is nothing to continue");
-  const std::string_view lead_trimmed = strip_left(message);
+  const std::string lead_trimmed = jinja::py_strip(message, nullptr, true, false);
   if (std::string_view(rendered).substr(at, lead_trimmed.size()) == message)
     return rendered.substr(0, at + lead_trimmed.size());
   return rendered.substr(0, at + stripped.size());

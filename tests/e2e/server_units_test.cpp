@@ -476,6 +476,10 @@ TEST(ParseCompletion, VllmAllowedTokenIdsAndBadWords) {
   EXPECT_EQ(b.base.bad_words, vllm_rule(words));
   EXPECT_GE(b.base.bad_words.size(), words.size());
   EXPECT_GT(b.base.bad_words[1].size(), 1u);  // "upon a time": several ids
+  // Python's lstrip strips Unicode whitespace too (U+3000 ideographic space, U+00A0 no-break space):
+  // the word is the same word.
+  GenSpec u = parse_completion_request({{"prompt", "hi"}, {"bad_words", {"\u3000\u00a0Once"}}}, ctx);
+  EXPECT_EQ(u.base.bad_words, vllm_rule({"Once"}));
   // No words: no rule.
   EXPECT_TRUE(parse_completion_request({{"prompt", "hi"}, {"bad_words", json::array()}}, ctx).base.bad_words.empty());
   // Bounds (vLLM's): 128 sequences, 1024 ids in all.
