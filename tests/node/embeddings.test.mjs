@@ -47,6 +47,12 @@ async function checkRerank() {
   }
   assert.ok(r.json.results[0].relevance_score >= r.json.results[1].relevance_score);
   assert.ok(r.json.usage.prompt_tokens > 0);
+  // vLLM's other paths of the same route.
+  for (const path of ['/rerank', '/v2/rerank']) {
+    const a = await http('POST', path, rerankBody({ top_n: 2 }));
+    assert.equal(a.status, 200, a.text);
+    assert.deepEqual(a.json.results, r.json.results, path);
+  }
 }
 
 const on = [
