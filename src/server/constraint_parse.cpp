@@ -213,7 +213,9 @@ std::optional<ConstraintSpec> vllm_constraint(const json& body, std::string_view
     bad_param(path_root.empty() ? given[1].first : "structured_outputs",
               fmt::format("give one output constraint; this request gives {} ('{}' and '{}')", given.size(),
                           given[0].first, given[1].first));
-  const auto& [key, v] = given[0];
+  // (Not a structured binding: clang before 16 cannot capture one in the lambda below.)
+  const std::string key = given[0].first;
+  const json* v = given[0].second;
   // One constraint given: from structured_outputs (then path_root is set), or a guided_ field.
   const bool nested = !path_root.empty();
   param = nested ? "structured_outputs." + key : key;
