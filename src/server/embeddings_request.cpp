@@ -125,12 +125,8 @@ int64_t truncation(const json& body, const ParseContext& ctx) {
   if (it == body.end() || it->is_null()) return 0;
   if (!it->is_number_integer()) bad_param(name, fmt::format("'{}' must be an integer", name));
   const int64_t k = it->is_number_unsigned() && it->get<uint64_t>() > uint64_t(INT64_MAX) ? INT64_MAX : it->get<int64_t>();
-  if (k < -1 || k == 0)
-    bad_param(name, fmt::format("'{}' must be -1 (the model's context length) or at least 1, got {}", name, k));
-  if (k > ctx.limits.context_length)
-    bad_param(name, fmt::format("'{}' {} is more than this model's maximum context length ({} tokens)", name, k,
-                                ctx.limits.context_length));
-  return k == -1 ? ctx.limits.context_length - 1 : k;
+  const int64_t keep = truncate_prompt_tokens_value(k, ctx.limits, name);
+  return k == -1 ? keep - 1 : keep;
 }
 
 std::string base64_encode(const unsigned char* p, size_t n) {

@@ -51,7 +51,7 @@ struct ParseState {
   std::optional<int64_t> max_tokens, max_completion_tokens, max_new_tokens, best_of, top_logprobs;
   std::optional<int64_t> logprob_start_len;  // /generate
   std::string min_tokens_param;  // the name min_new_tokens / min_tokens came under (empty: not sent)
-  std::optional<int64_t> truncate_prompt_tokens;  // vLLM's: keep the prompt's last k tokens (-1: the context)
+  std::optional<int64_t> truncate_prompt_tokens;  // vLLM's: the tokens a prompt keeps (its -1 resolved)
   std::optional<int64_t> prompt_logprobs;         // vLLM's: alternatives per prompt position
   bool logprobs = false;
 };
@@ -225,13 +225,7 @@ void no_stop_trim(const json& v, const std::string& name, ParseState& st) { st.s
 // vLLM's truncate_prompt_tokens: -1 (the model's context) or k >= 1; applied once the prompt is
 // tokenized (truncate_prompts).
 void truncate_prompt_tokens(const json& v, const std::string& name, ParseState& st) {
-  const int64_t k = integer(v, name);
-  if (k < -1 || k == 0)
-    bad_param(name, fmt::format("'{}' must be -1 (the model's context length) or at least 1, got {}", name, k));
-  if (k > st.ctx.limits.context_length)
-    bad_param(name, fmt::format("'{}' {} is more than this model's maximum context length ({} tokens)", name, k,
-                                st.ctx.limits.context_length));
-  st.truncate_prompt_tokens = k;
+  st.truncate_prompt_tokens = truncate_prompt_tokens_value(integer(v, name), st.ctx.limits, name);
 }
 
 // vLLM's prompt_logprobs: every prompt position's logprob with this many alternatives (the top
@@ -733,7 +727,7 @@ void check_min_tokens(const ParseState& st, const std::string& max_param) {
 void truncate_prompts(ParseState& st) {
   if (!st.truncate_prompt_tokens) return;
   GenSpec& spec = st.spec;
-  const int64_t k = *st.truncate_prompt_tokens == -1 ? st.ctx.limits.context_length : *st.truncate_prompt_tokens;
+  const int64_t k = *st.truncate_prompt_tokens;
   for (size_t i = 0; i < spec.prompts.size(); ++i) {
     std::vector<int32_t>& p = spec.prompts[i];
     if (int64_t(p.size()) <= k) continue;
@@ -949,6 +943,15 @@ void refuse_text_without_tokenizer(const std::string& param, const std::string& 
                              "takes token ids only: {}",
                              param, instead),
                  param, "invalid_request_error", "no_tokenizer");
+}
+
+int64_t truncate_prompt_tokens_value(int64_t k, const RequestLimits& limits, const std::string& param) {
+  if (k < -1 || k == 0)
+    bad_param(param, fmt::format("'{}' must be -1 (the model's context length) or at least 1, got {}", param, k));
+  if (k > limits.context_length)
+    bad_param(param, fmt::format("'{}' {} is more than this model's maximum context length ({} tokens)", param, k,
+                                 limits.context_length));
+  return k == -1 ? limits.context_length : k;
 }
 
 bool is_completion_field(std::string_view name) { return find_field(completion_fields(), name) != nullptr; }

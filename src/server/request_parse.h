@@ -59,6 +59,10 @@ struct ParseContext {
   // `lora_path` or with `model` (the adapter's name, vLLM; "<served model>:<adapter>", SGLang).
 };
 
+// vLLM's truncate_prompt_tokens `k` checked (-1, or 1 up to the context length; else a 400 naming
+// `param`), as the number of tokens a prompt keeps (-1: the context length).
+int64_t truncate_prompt_tokens_value(int64_t k, const RequestLimits& limits, const std::string& param);
+
 // The 400 for text where a server without a tokenizer needs token ids.
 [[noreturn]] void refuse_text_without_tokenizer(const std::string& param, const std::string& instead);
 
