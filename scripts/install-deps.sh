@@ -24,6 +24,7 @@ pkgs=(
   nodejs curl                          # real-client tests and tokenizer oracle
   chromium                             # tests/node/webui.test.mjs: the web page in a real headless browser
   iproute2 util-linux                  # tests/multihost: network namespaces, veth pairs, unshare
+  gdb procps                           # tests/e2e/run_e2e.sh: where each rank waits when a server hangs
   clang libclang-rt-14-dev libomp-14-dev  # scripts/fuzz.sh: libFuzzer runtime, OpenMP for clang
 )
 

@@ -27,6 +27,27 @@ echo "run_e2e: $BIN serve --host 127.0.0.1 --port $PORT ${SERVE_ARGS[*]} (log $L
 PID=$!
 
 dump_log() { echo "---- server log (last 60 lines) ----"; tail -n 60 "$LOG"; echo "----"; }
+# For a server that hangs (no /health, no exit after SIGTERM): every process under the launcher (mpirun,
+# the ranks) with its state and kernel wait channel, and with gdb (when installed and allowed to attach)
+# each thread's stack. A hang seen once in CI left only "the log stops here"; this says where each rank waits.
+dump_stacks() {
+  local pids=("$PID") i=0 kids
+  while [[ $i -lt ${#pids[@]} ]]; do
+    kids=$(pgrep -P "${pids[$i]}" 2>/dev/null | tr '\n' ' ')
+    for k in $kids; do pids+=("$k"); done
+    i=$((i + 1))
+  done
+  echo "---- server processes ----"
+  ps -o pid,ppid,stat,wchan:24,etime,time,args -p "$(IFS=,; echo "${pids[*]}")" 2>/dev/null | cut -c1-200
+  command -v gdb >/dev/null || { echo "(gdb not installed: no stacks)"; return; }
+  for p in "${pids[@]}"; do
+    [[ $(cat /proc/"$p"/comm 2>/dev/null) == dpserve ]] || continue
+    echo "---- stacks of $p ----"
+    timeout 60 gdb -p "$p" -batch -nx -ex 'set pagination off' -ex 'thread apply all bt 30' 2>&1 |
+      grep -E '^(Thread|#)' | cut -c1-220 | head -n 400
+  done
+  echo "----"
+}
 cleanup() {
   if kill -0 "$PID" 2>/dev/null; then kill -KILL "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; fi
 }
@@ -42,7 +63,7 @@ for _ in $(seq 1 600); do
   if [[ $code == 200 ]]; then ready=1; break; fi
   sleep 0.2
 done
-[[ $ready == 1 ]] || { echo "run_e2e: /health never returned 200"; dump_log; exit 1; }
+[[ $ready == 1 ]] || { echo "run_e2e: /health never returned 200"; dump_log; dump_stacks; exit 1; }
 
 export DPSERVE_URL=$URL DPSERVE_PID=$PID DPSERVE_LOG=$LOG DPSERVE_BIN=$BIN
 timeout --signal=TERM --kill-after=10 600 "$@"
@@ -53,7 +74,7 @@ if [[ $rc -ne 0 ]]; then echo "run_e2e: test command failed (exit $rc)"; dump_lo
 kill -TERM "$PID" 2>/dev/null
 for _ in $(seq 1 600); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$PID" 2>/dev/null; then
-  echo "run_e2e: the server did not exit within 60 s of SIGTERM"; dump_log; exit 1
+  echo "run_e2e: the server did not exit within 60 s of SIGTERM"; dump_log; dump_stacks; exit 1
 fi
 wait "$PID"
 src=$?
