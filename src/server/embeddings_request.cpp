@@ -23,6 +23,7 @@ namespace {
 constexpr const char* kEmbeddingsFields[] = {"model",      "input", "encoding_format",
                                              "dimensions", "user",  "truncate_prompt_tokens"};
 constexpr const char* kScoreFields[] = {"model", "query", "items", "label_token_ids", "apply_softmax", "item_first"};
+constexpr const char* kPairScoreFields[] = {"model", "text_1", "text_2", "truncate_prompt_tokens", "user"};
 constexpr const char* kRerankFields[] = {"model", "query", "documents", "top_n", "return_documents", "instruct", "user"};
 
 template <size_t N>
@@ -129,6 +130,17 @@ int64_t truncation(const json& body, const ParseContext& ctx) {
   return k == -1 ? keep - 1 : keep;
 }
 
+// A reranker's answer token: one token of the served vocabulary (Qwen3's "yes" and "no" are).
+int32_t reranker_answer_id(const ParseContext& ctx, const char* word, const char* route) {
+  const std::vector<int32_t> ids = ctx.tok->encode(word, false);
+  if (ids.size() != 1 || ctx.limits.token_rule(ids[0]))
+    throw ApiError(400, fmt::format("{} needs a Qwen3-Reranker-style model whose tokenizer has '{}' as one token; this "
+                                    "one encodes it as {} tokens",
+                                    route, word, ids.size()),
+                   "model", "invalid_request_error", "model_not_reranker");
+  return ids[0];
+}
+
 std::string base64_encode(const unsigned char* p, size_t n) {
   static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string out;
@@ -148,7 +160,7 @@ std::string base64_encode(const unsigned char* p, size_t n) {
 bool is_embeddings_field(std::string_view name) { return in(kEmbeddingsFields, name); }
 bool is_embeddings_id_field(std::string_view name) { return name == "input"; }
 bool is_rerank_field(std::string_view name) { return in(kRerankFields, name); }
-bool is_score_field(std::string_view name) { return in(kScoreFields, name); }
+bool is_score_field(std::string_view name) { return in(kScoreFields, name) || in(kPairScoreFields, name); }
 
 EmbeddingsSpec parse_embeddings_request(const json& body, const ParseContext& ctx, const EmbeddingConfig& cfg,
                                         int64_t hidden) {
@@ -269,18 +281,8 @@ RerankSpec parse_rerank_request(const json& body, const ParseContext& ctx) {
     if (!it->is_boolean()) bad_param("return_documents", "'return_documents' must be a boolean");
     spec.return_documents = it->get<bool>();
   }
-  // The answer tokens: each must be one token of the served vocabulary (Qwen3's "yes" and "no" are).
-  auto one_token = [&](const char* word) {
-    const std::vector<int32_t> ids = ctx.tok->encode(word, false);
-    if (ids.size() != 1 || ctx.limits.token_rule(ids[0]))
-      throw ApiError(400, fmt::format("/v1/rerank needs a Qwen3-Reranker-style model whose tokenizer has '{}' as one "
-                                      "token; this one encodes it as {} tokens",
-                                      word, ids.size()),
-                     "model", "invalid_request_error", "model_not_reranker");
-    return ids[0];
-  };
-  spec.yes_id = one_token("yes");
-  spec.no_id = one_token("no");
+  spec.yes_id = reranker_answer_id(ctx, "yes", "/v1/rerank");
+  spec.no_id = reranker_answer_id(ctx, "no", "/v1/rerank");
   // Every prompt holds the query: when it leaves no room for any document, the query is what to shorten.
   const size_t bare = ctx.tok->encode(rerank_prompt(instruct, spec.query, ""), false).size();
   if (int64_t(bare) >= ctx.limits.context_length)
@@ -369,6 +371,83 @@ std::vector<double> label_scores(const std::vector<float>& logits_then_lse, bool
   for (size_t i = 0; i < n; ++i) sum += (out[i] = std::exp(double(logits_then_lse[i]) - mx));
   for (double& v : out) v /= sum;
   return out;
+}
+
+bool is_pair_score_request(const json& body) {
+  return body.is_object() && (body.contains("text_1") || body.contains("text_2"));
+}
+
+PairScoreSpec parse_pair_score_request(const json& body, const ParseContext& ctx, bool embedding_server) {
+  for (const auto& [k, v] : body.items())
+    if (in(kScoreFields, k) && !in(kPairScoreFields, k))
+      bad_param(k, fmt::format("'{}' is SGLang's scoring request (query, items, label_token_ids), which takes none of "
+                               "vLLM's 'text_1', 'text_2': send one shape",
+                               k));
+  refuse_unknown(body, kPairScoreFields);
+  check_model(body, ctx);
+  check_user(body);
+  if (ctx.skip_tokenizer) refuse_text_without_tokenizer("text_1", "vLLM's scoring request carries text");
+  auto texts = [&](const char* name) {
+    auto it = body.find(name);
+    if (it == body.end() || it->is_null()) bad_param(name, fmt::format("'{}' is required", name));
+    std::vector<std::string> out;
+    if (it->is_string()) {
+      out.push_back(it->get<std::string>());
+    } else if (it->is_array()) {
+      if (it->empty()) bad_param(name, fmt::format("'{}' is an empty list", name));
+      if (int64_t(it->size()) > kMaxRerankDocuments)
+        bad_param(name, fmt::format("'{}' holds {} texts; at most {} per request", name, it->size(), kMaxRerankDocuments));
+      for (size_t i = 0; i < it->size(); ++i) {
+        if (!(*it)[i].is_string())
+          bad_param(name, fmt::format("'{}' item {} must be a string (images and token ids are not taken here)", name, i));
+        out.push_back((*it)[i].get<std::string>());
+      }
+    } else {
+      bad_param(name, fmt::format("'{}' must be a string or a list of strings", name));
+    }
+    for (size_t i = 0; i < out.size(); ++i)
+      if (out[i].empty()) bad_param(name, fmt::format("'{}' item {} is an empty string", name, i));
+    return out;
+  };
+  const std::vector<std::string> t1 = texts("text_1"), t2 = texts("text_2");
+  if (t1.size() != 1 && t1.size() != t2.size())
+    bad_param("text_2", fmt::format("'text_1' holds {} texts and 'text_2' {}: give one 'text_1' for every 'text_2' "
+                                    "text, or a single 'text_1' to score against each",
+                                    t1.size(), t2.size()));
+  PairScoreSpec spec;
+  spec.n1 = t1.size();
+  spec.n2 = t2.size();
+  spec.cosine = embedding_server;
+  if (spec.cosine) {
+    // Every text is embedded alone, as /v1/embeddings embeds it (truncate_prompt_tokens too).
+    const int64_t keep = truncation(body, ctx);
+    for (size_t i = 0; i < t1.size(); ++i) spec.prompts.push_back(encode_text(json(t1[i]), i, ctx, "text_1", keep));
+    for (size_t i = 0; i < t2.size(); ++i) spec.prompts.push_back(encode_text(json(t2[i]), i, ctx, "text_2", keep));
+    return spec;
+  }
+  // Cutting a reranker prompt from the left would drop its instruction, not the text: refused.
+  if (auto it = body.find("truncate_prompt_tokens"); it != body.end() && !it->is_null())
+    bad_param("truncate_prompt_tokens", "'truncate_prompt_tokens' applies to an embedding server's scores "
+                                        "(--is-embedding); a reranker prompt is never cut");
+  spec.yes_id = reranker_answer_id(ctx, "yes", "/v1/score with text_1 / text_2");
+  spec.no_id = reranker_answer_id(ctx, "no", "/v1/score with text_1 / text_2");
+  for (size_t j = 0; j < t2.size(); ++j) {
+    const std::vector<int32_t> ids =
+        ctx.tok->encode(rerank_prompt(kDefaultRerankInstruct, t1[spec.first_of(j)], t2[j]), false);
+    spec.prompts.push_back(checked(widen(ids), j, ctx, "text_2"));
+  }
+  return spec;
+}
+
+double cosine_similarity(const std::vector<float>& a, const std::vector<float>& b) {
+  DP_CHECK(a.size() == b.size());
+  double ab = 0, aa = 0, bb = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    ab += double(a[i]) * b[i];
+    aa += double(a[i]) * a[i];
+    bb += double(b[i]) * b[i];
+  }
+  return aa > 0 && bb > 0 ? ab / std::sqrt(aa * bb) : 0.0;
 }
 
 std::string rerank_prompt(const std::string& instruct, const std::string& query, const std::string& doc) {

@@ -1,4 +1,4 @@
-// /v1/embeddings and /v1/rerank bodies -> validated specs, and the vectors and scores they answer
+// /v1/embeddings, /v1/rerank and /v1/score bodies -> validated specs, and the vectors and scores they answer
 // with. Every problem is an ApiError (400/404) naming the field, before anything reaches the engine.
 #pragma once
 
@@ -66,5 +66,23 @@ bool is_score_field(std::string_view name);
 ScoreSpec parse_score_request(const nlohmann::json& body, const ParseContext& ctx);
 // One item's scores from the label logits and the row's log-sum-exp (Request::score_ids' report).
 std::vector<double> label_scores(const std::vector<float>& logits_then_lse, bool apply_softmax);
+
+// vLLM's scoring request on the same route (told apart by text_1 / text_2): text_1 against text_2,
+// one against many (text_1 one string) or pair by pair (lists of one length). An embedding server
+// (--is-embedding) answers each pair with the cosine of the two pooled vectors, as vLLM does for
+// embedding models; a generation server with the Qwen3-Reranker score of query text_1 and document
+// text_2 (what /v1/rerank computes; vLLM's converted Qwen3-Reranker gives the same sigmoid(yes - no)).
+struct PairScoreSpec {
+  std::vector<std::vector<int32_t>> prompts;  // cosine: text_1's inputs, then text_2's; else one per pair
+  size_t n1 = 0, n2 = 0;                      // the strings in text_1 and in text_2
+  bool cosine = false;
+  int32_t yes_id = -1, no_id = -1;
+  // The pair index of text_1 for pair j (0 when text_1 is one string).
+  size_t first_of(size_t j) const { return n1 == 1 ? 0 : j; }
+};
+bool is_pair_score_request(const nlohmann::json& body);
+PairScoreSpec parse_pair_score_request(const nlohmann::json& body, const ParseContext& ctx, bool embedding_server);
+// cos(a, b) in double; 0 when either vector is zero.
+double cosine_similarity(const std::vector<float>& a, const std::vector<float>& b);
 
 }  // namespace dpserve

@@ -1,5 +1,5 @@
-// /v1/embeddings (--is-embedding), /v1/rerank and /v1/score: prefill-only requests through the same engine and
-// batches as generation; the engine returns a pooled hidden state or two logits per input.
+// /v1/embeddings (--is-embedding), /v1/rerank and /v1/score (SGLang's and vLLM's): prefill-only requests
+// through the same engine and batches as generation; the engine returns a pooled hidden state or two logits per input.
 #include <algorithm>
 #include <numeric>
 
@@ -206,10 +206,46 @@ void handle_rerank(ServerContext& ctx, const httplib::Request& req, httplib::Res
              {"usage", {{"prompt_tokens", tokens}, {"total_tokens", tokens}}}});
 }
 
-// SGLang's /v1/score: each item's next-token probabilities of the labels, prefill only.
+// vLLM's /v1/score (text_1, text_2): one score per pair, the cosine of two embeddings or a reranker's.
+void handle_pair_score(ServerContext& ctx, const httplib::Request& req, httplib::Response& res, const json& body) {
+  const EmbeddingConfig& cfg = ctx.opts.embedding;
+  PairScoreSpec spec = parse_pair_score_request(body, ctx.parse, cfg.enabled);
+  release_body(req);
+  // Under the bounds as embeddings (the vectors are held until the pairs are scored) or rerank documents.
+  std::shared_ptr<void> inflight =
+      admit_inputs(ctx, spec.prompts, spec.cosine ? int64_t(spec.prompts.size()) * ctx.engine.limits().hidden : 0,
+                   spec.cosine ? "text_1" : "text_2");
+  std::vector<PooledResult> got = spec.cosine ? run_pooled(ctx, req, spec.prompts, cfg.pooling, {})
+                                              : run_pooled(ctx, req, spec.prompts, Pooling::kNone, {spec.yes_id, spec.no_id});
+  if (got.empty()) {
+    res.status = 499;
+    access_info().finish = "client_gone";
+    return;
+  }
+  int64_t tokens = 0;
+  for (const PooledResult& r : got) tokens += r.prompt_tokens;
+  json data = json::array();
+  for (size_t j = 0; j < spec.n2; ++j) {
+    const double score = spec.cosine ? cosine_similarity(got[spec.first_of(j)].embedding, got[spec.n1 + j].embedding)
+                                     : rerank_score(got[j].scores[0], got[j].scores[1]);
+    data.push_back({{"index", j}, {"object", "score"}, {"score", score}});
+  }
+  note_answered(ctx, tokens);
+  send_json(res, 200,
+            {{"id", new_request_id("score")},
+             {"object", "list"},
+             {"created", unix_seconds()},
+             {"model", ctx.opts.served_model_name},
+             {"data", std::move(data)},
+             {"usage", {{"prompt_tokens", tokens}, {"total_tokens", tokens}, {"completion_tokens", 0}}}});
+}
+
+// /v1/score: SGLang's (each item's next-token probabilities of the labels) or vLLM's (text_1, text_2)
+// request, prefill only.
 void handle_score(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
   check_serving(ctx);
   json body = read_json_body(ctx, req, is_score_field);
+  if (is_pair_score_request(body)) return handle_pair_score(ctx, req, res, body);
   ScoreSpec spec = parse_score_request(body, ctx.parse);
   release_body(req);
   std::shared_ptr<void> inflight = admit_inputs(ctx, spec.prompts, 0, "items");
@@ -242,7 +278,9 @@ void register_embeddings_routes(httplib::Server& svr, ServerContext& ctx) {
   // vLLM serves the same rerank at /rerank and (Cohere's v2 path) /v2/rerank.
   for (const char* path : {"/v1/rerank", "/rerank", "/v2/rerank"})
     svr.Post(path, [&ctx](const httplib::Request& req, httplib::Response& res) { handle_rerank(ctx, req, res); });
-  svr.Post("/v1/score", [&ctx](const httplib::Request& req, httplib::Response& res) { handle_score(ctx, req, res); });
+  // vLLM serves its scoring at /score too.
+  for (const char* path : {"/v1/score", "/score"})
+    svr.Post(path, [&ctx](const httplib::Request& req, httplib::Response& res) { handle_score(ctx, req, res); });
 }
 
 }  // namespace dpserve

@@ -1,12 +1,13 @@
 // /v1/embeddings with the official `openai` Node client (client.embeddings.create: base64 by default,
-// which the client decodes, and encoding_format 'float') and /v1/rerank over fetch, against the real
+// which the client decodes, and encoding_format 'float'), /v1/rerank and vLLM's /v1/score over fetch, against the real
 // `dpserve serve --is-embedding` on the tiny random Qwen3 with the real Qwen3 tokenizer (no
 // sentence-transformers files: last-token pooling, L2-normalised). The values themselves are checked
 // against the NumPy reference in tests/model/test_embeddings_reference.py; here: the client's view,
 // the shapes, agreement between the encodings, batching and one-by-one, and every bad input.
 //
 // EMBEDDINGS_OFF=1: the same model served for generation: /v1/embeddings is a 400 naming --is-embedding,
-// /v1/rerank still works (Qwen3-Reranker is a CausalLM, run without --is-embedding as in SGLang).
+// /v1/rerank still works (Qwen3-Reranker is a CausalLM, run without --is-embedding as in SGLang), and vLLM's
+// /v1/score gives the rerank score (on the embedding server: the cosine of the two embeddings).
 //
 // EMBEDDINGS_BOUNDS=1: a server with small queue bounds and --shutdown-timeout 1 (tests/e2e/CMakeLists.txt):
 // the bounds' 400 / 429, a client leaving mid-batch, and SIGTERM cutting a batch off (last: it stops the server).
@@ -53,6 +54,47 @@ async function checkRerank() {
     assert.equal(a.status, 200, a.text);
     assert.deepEqual(a.json.results, r.json.results, path);
   }
+}
+
+function cosine(a, b) {
+  let ab = 0, aa = 0, bb = 0;
+  for (let i = 0; i < a.length; i++) { ab += a[i] * b[i]; aa += a[i] * a[i]; bb += b[i] * b[i]; }
+  return ab / Math.sqrt(aa * bb);
+}
+
+// vLLM's /v1/score (and /score) body and its answer's scores, checked for vLLM's shape.
+async function pairScores(body, path = '/v1/score') {
+  const r = await http('POST', path, { model, ...body });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.object, 'list');
+  assert.equal(r.json.model, model);
+  assert.match(r.json.id, /^score-/);
+  assert.ok(Number.isInteger(r.json.created));
+  r.json.data.forEach((d, j) => {
+    assert.equal(d.index, j);
+    assert.equal(d.object, 'score');
+  });
+  assert.equal(r.json.usage.completion_tokens, 0);
+  assert.equal(r.json.usage.total_tokens, r.json.usage.prompt_tokens);
+  return { scores: r.json.data.map((d) => d.score), usage: r.json.usage };
+}
+
+// Refusals of vLLM's scoring shape on either kind of server.
+async function pairScoreRefusals() {
+  const cases = [
+    [{ text_1: 'q' }, 'text_2'],
+    [{ text_2: ['a'] }, 'text_1'],
+    [{ text_1: 'q', text_2: [] }, 'text_2'],
+    [{ text_1: 'q', text_2: ['a', ''] }, 'text_2'],
+    [{ text_1: ['a', 'b'], text_2: ['c', 'd', 'e'] }, 'text_2'],
+    [{ text_1: [3], text_2: ['a'] }, 'text_1'],
+    [{ text_1: { type: 'image_url' }, text_2: ['a'] }, 'text_1'],
+    [{ text_1: 'q', text_2: ['a'], query: 'q' }, 'query'],  // SGLang's shape mixed in
+    [{ text_1: 'q', text_2: ['a'], label_token_ids: [1] }, 'label_token_ids'],
+    [{ text_1: 'q', text_2: ['a'], encoding_format: 'float' }, 'encoding_format'],
+    [{ text_1: 'q', text_2: Array(1025).fill('a') }, 'text_2'],
+  ];
+  for (const [body, param] of cases) assertOpenAIError(await http('POST', '/v1/score', { model, ...body }), 400, param);
 }
 
 const on = [
@@ -211,6 +253,31 @@ const on = [
     assert.equal((await http('GET', '/get_model_info')).json.is_generation, false);
   }],
   ['rerank on the embedding server', checkRerank],
+  ['vLLM /v1/score and /score (text_1, text_2): the cosine of the two texts\' embeddings, 1:N and pair by pair', async () => {
+    const texts = ['Where is the Eiffel tower?', 'It is in Paris.', 'Pandas eat bamboo.', 'a longer sentence about rerankers'];
+    const e = (await oa.embeddings.create({ model, input: texts, encoding_format: 'float' })).data.map((d) => d.embedding);
+    const n = await Promise.all(texts.map(async (t) => (await tokens(t)).length));
+    const close = (got, want, what) => got.forEach((g, j) => assert.ok(Math.abs(g - want[j]) < 1e-5, `${what} ${j}: ${g} vs ${want[j]}`));
+    // One text_1 against each text_2 (its own text among them: a cosine of 1).
+    const one = await pairScores({ text_1: texts[0], text_2: texts });
+    close(one.scores, texts.map((_, j) => cosine(e[0], e[j])), '1:N pair');
+    assert.ok(Math.abs(one.scores[0] - 1) < 1e-5, `a text against itself: ${one.scores[0]}`);
+    assert.equal(one.usage.prompt_tokens, n[0] + n.reduce((a, b) => a + b, 0));  // text_1 embedded once
+    // Pair by pair, and at vLLM's other path.
+    const pairs = await pairScores({ text_1: [texts[0], texts[2]], text_2: [texts[1], texts[3]] }, '/score');
+    close(pairs.scores, [cosine(e[0], e[1]), cosine(e[2], e[3])], 'N:N pair');
+    assert.equal(pairs.usage.prompt_tokens, n[0] + n[1] + n[2] + n[3]);
+    // One string each is one pair.
+    close((await pairScores({ text_1: [texts[1]], text_2: texts[2] })).scores, [cosine(e[1], e[2])], '1:1 pair');
+    // truncate_prompt_tokens cuts every text as /v1/embeddings does.
+    const k = 3;
+    const cut = (await oa.embeddings.create({ model, input: texts.slice(0, 2), encoding_format: 'float', truncate_prompt_tokens: k }))
+      .data.map((d) => d.embedding);
+    const t = await pairScores({ text_1: texts[0], text_2: texts[1], truncate_prompt_tokens: k });
+    close(t.scores, [cosine(cut[0], cut[1])], 'truncated pair');
+    assert.equal(t.usage.prompt_tokens, 2 * k);
+  }],
+  ['vLLM /v1/score bad input: 400 naming the field', pairScoreRefusals],
   ['rerank bad input: 400 naming the field', async () => {
     const cases = [
       [{ model, documents: ['a'] }, 'query'],
@@ -236,6 +303,29 @@ const off = [
     await assert.rejects(oa.embeddings.create({ model, input: 'a' }), (x) => x.status === 400 && /--is-embedding/.test(x.message));
   }],
   ['rerank on a generation server', checkRerank],
+  ['vLLM /v1/score (text_1, text_2) on a generation server: the reranker score /v1/rerank gives', async () => {
+    const q = rerankBody().query, docs = rerankBody().documents;
+    const rr = async (query, documents) => {
+      const r = await http('POST', '/v1/rerank', { model, query, documents });
+      assert.equal(r.status, 200, r.text);
+      const out = [];
+      for (const x of r.json.results) out[x.index] = x.relevance_score;
+      return { scores: out, tokens: r.json.usage.prompt_tokens };
+    };
+    const want = await rr(q, docs);
+    const got = await pairScores({ text_1: q, text_2: docs });
+    got.scores.forEach((g, j) => assert.ok(Math.abs(g - want.scores[j]) < 1e-6, `pair ${j}: ${g} vs ${want.scores[j]}`));
+    assert.equal(got.usage.prompt_tokens, want.tokens);
+    // Pair by pair: each text_1 is the query of its own pair.
+    const q2 = 'What do pandas eat?';
+    const pairs = await pairScores({ text_1: [q, q2], text_2: [docs[0], docs[1]] }, '/score');
+    assert.ok(Math.abs(pairs.scores[0] - want.scores[0]) < 1e-6);
+    assert.ok(Math.abs(pairs.scores[1] - (await rr(q2, [docs[1]])).scores[0]) < 1e-6);
+    // A reranker prompt is never cut: truncate_prompt_tokens is an embedding server's.
+    assertOpenAIError(await http('POST', '/v1/score', { model, text_1: q, text_2: docs, truncate_prompt_tokens: 4 }),
+      400, 'truncate_prompt_tokens');
+  }],
+  ['vLLM /v1/score bad input on a generation server: 400 naming the field', pairScoreRefusals],
   ['generation still works', async () => {
     const r = await oa.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 });
     assert.ok(r.choices[0].message.content !== undefined);
