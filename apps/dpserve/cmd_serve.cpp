@@ -271,6 +271,8 @@ void run_serve(ServeArgs& a) {
                          {"schedule_policy", a.rf.rt.sched.policy == SchedulePolicy::kLpm ? "lpm" : "fcfs"},
                          {"enable_priority_scheduling", a.rf.rt.sched.priority_scheduling},
                          {"schedule_low_priority_values_first", a.rf.rt.sched.low_priority_values_first},
+                         {"priority_scheduling_preemption_threshold", a.rf.rt.sched.priority_preemption_threshold},
+                         {"disable_priority_preemption", !a.rf.rt.sched.priority_preemption},
                          {"skip_tokenizer_init", a.so.skip_tokenizer_init},
                          {"is_embedding", a.is_embedding},
                          {"sampling_defaults", a.sampling_defaults},

@@ -202,14 +202,26 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
       ->envname("DPSERVE_SCHEDULE_POLICY");
   auto* priority = c->add_flag("--enable-priority-scheduling", o.sched.priority_scheduling,
               "Serve requests by their 'priority' field (SGLang's and vLLM's): per DP group, waiting requests are "
-              "admitted and running ones kept most important first (arrival order within a priority), and a KV "
-              "shortage preempts the least important; without it a request's non-zero priority is a 400")
+              "admitted and running ones kept most important first (arrival order within a priority), a KV "
+              "shortage preempts the least important, and a much more important request preempts running ones "
+              "(--priority-scheduling-preemption-threshold); without it a request's non-zero priority is a 400")
       ->envname("DPSERVE_ENABLE_PRIORITY_SCHEDULING");
   c->add_flag("--schedule-low-priority-values-first", o.sched.low_priority_values_first,
               "With --enable-priority-scheduling: smaller 'priority' values are more important (vLLM's order); "
               "by default larger ones are (SGLang's)")
       ->envname("DPSERVE_SCHEDULE_LOW_PRIORITY_VALUES_FIRST")
       ->needs(priority);
+  c->add_option("--priority-scheduling-preemption-threshold", o.sched.priority_preemption_threshold,
+                "With --enable-priority-scheduling: a waiting request preempts running ones less important than it "
+                "by more than this many priority values (least important first) when the running requests fill "
+                "--max-running-requests or the KV pool cannot hold its first chunk; they wait again and are "
+                "recomputed (SGLang's)")
+      ->capture_default_str()->check(CLI::Range(int64_t(0), int64_t(1) << 40))
+      ->envname("DPSERVE_PRIORITY_SCHEDULING_PREEMPTION_THRESHOLD")->needs(priority);
+  c->add_flag_callback("--disable-priority-preemption", [&o] { o.sched.priority_preemption = false; },
+                       "With --enable-priority-scheduling: never preempt a running request for a more important "
+                       "waiting one (priority then orders admission and picks a KV shortage's victims only)")
+      ->envname("DPSERVE_DISABLE_PRIORITY_PREEMPTION")->needs(priority);
   c->add_option("--chunked-prefill-size", o.sched.chunked_prefill_size,
                 "Most prompt tokens prefilled per step per DP group (long prompts are split; <= 0: no limit)")
       ->capture_default_str()->envname("DPSERVE_CHUNKED_PREFILL_SIZE");

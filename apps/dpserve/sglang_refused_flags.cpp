@@ -46,9 +46,6 @@ constexpr Refused kRefused[] = {
     {"--enable-multimodal", false, "image inputs are on for models with a vision tower"},
     {"--allow-auto-truncate", false,
      "a prompt beyond the context is a 400, never truncated unless the request asks (vLLM's truncate_prompt_tokens)"},
-    {"--priority-scheduling-preemption-threshold", true,
-     "running requests are not preempted for more important waiting ones (--enable-priority-scheduling orders "
-     "admission and picks preemption victims)"},
     {"--enable-cache-report", false, "usage.prompt_tokens_details.cached_tokens is always reported"},
     {"--completion-template", true, "code completion templates are not implemented"},
     {"--tool-server", true, "there are no built-in tools (function tools run in the client)"},

@@ -118,6 +118,39 @@ void Scheduler::preempt(Req& r, ScheduledBatch& out) {
   ++preemptions_;
 }
 
+void Scheduler::preempt_for_priority(ScheduledBatch& out) {
+  if (waiting_.empty() || running_.empty()) return;
+  // The request admission will look at first: the most important waiting one (the earliest among equals).
+  const Req* w = waiting_.front();
+  for (const Req* r : waiting_)
+    if (importance(*r) < importance(*w)) w = r;
+  // What its first chunk needs, as admission would take it (a cached prefix aside, which only helps).
+  int64_t chunk = std::min<int64_t>(int64_t(w->st.tokens.size()), cfg_.max_prefill_tokens);
+  if (cfg_.chunked_prefill_size > 0) chunk = std::min(chunk, cfg_.chunked_prefill_size);
+  const int64_t pages_needed = (chunk + page_size_ - 1) / page_size_;
+  int64_t pages_free = -1;  // counted when the slots are not what blocks it (the tree walk is not free)
+  auto blocked = [&](int64_t running, int64_t freed) {
+    if (running >= cfg_.max_running_requests) return true;
+    if (pages_free < 0) pages_free = pool_.free_pages() + (cache_ ? cache_->evictable_pages() : 0);
+    return pages_needed > pages_free + freed;
+  };
+  const int64_t n_running = int64_t(running_.size());
+  if (!blocked(n_running, 0)) return;
+  // Victims from the least important (running_ is kept most important first), each less important
+  // than `w` by more than the threshold; all of them or none, as SGLang does, so nothing is pushed
+  // out for a request that still would not fit.
+  std::vector<Req*> victims;
+  int64_t freed = 0;
+  for (auto it = running_.rbegin(); it != running_.rend(); ++it) {
+    if (importance(**it) - importance(*w) <= cfg_.priority_preemption_threshold) break;
+    victims.push_back(*it);
+    freed += int64_t((*it)->table.pages.size());
+    if (!blocked(n_running - int64_t(victims.size()), freed)) break;
+  }
+  if (victims.empty() || blocked(n_running - int64_t(victims.size()), freed)) return;
+  for (Req* v : victims) preempt(*v, out);  // newest first: the front of waiting_ stays in arrival order
+}
+
 int64_t Scheduler::importance(const Req& r) const {
   if (!cfg_.priority_scheduling) return 0;
   return cfg_.low_priority_values_first ? int64_t(r.st.req.priority) : -int64_t(r.st.req.priority);
@@ -195,6 +228,10 @@ ScheduledBatch Scheduler::schedule() {
   int64_t drafts_left = cfg_.spec.max_step_rows > 0 ? std::max<int64_t>(0, cfg_.spec.max_step_rows - pending_decodes)
                                                     : kUnlimited;
 
+  // 0. A more important waiting request may take running requests' places.
+  if (cfg_.priority_scheduling && cfg_.priority_preemption) preempt_for_priority(out);
+  const size_t priority_preempted = out.preempted.size();
+
   // 1. Running requests, oldest first. Everything already in the batch is older than the request at
   // hand, so a victim (the newest not yet scheduled) is newer than it or is the request itself.
   std::vector<Req*> snapshot = running_;
@@ -256,7 +293,9 @@ ScheduledBatch Scheduler::schedule() {
     }
   }
 
-  if (cfg_.policy == SchedulePolicy::kLpm && out.preempted.empty()) order_waiting_by_prefix();
+  // Whether this step pushed requests out for want of KV (priority preemption makes room instead).
+  const bool kv_preempted = out.preempted.size() > priority_preempted;
+  if (cfg_.policy == SchedulePolicy::kLpm && !kv_preempted) order_waiting_by_prefix();
   // Priority outranks the policy's order; within a priority, that order stands (stable), preempted
   // requests still first.
   if (cfg_.priority_scheduling)
@@ -265,7 +304,7 @@ ScheduledBatch Scheduler::schedule() {
   // 2. Admission in arrival order (preempted requests first), strictly first come first served:
   // the first request that does not fit stops admission so it is never overtaken. Nothing is admitted
   // in a step that had to preempt: the pool is full, and it would only readmit what was just pushed out.
-  while (out.preempted.empty() && !waiting_.empty() && int64_t(running_.size()) < cfg_.max_running_requests) {
+  while (!kv_preempted && !waiting_.empty() && int64_t(running_.size()) < cfg_.max_running_requests) {
     Req* r = waiting_.front();
     int64_t room = lp_room(*r, std::min(prefill_left, total_left));
     if (room <= 0) break;

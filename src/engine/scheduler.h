@@ -43,6 +43,12 @@ struct SchedulerConfig {
   // low_priority_values_first (SGLang's --schedule-low-priority-values-first; vLLM's order).
   bool priority_scheduling = false;
   bool low_priority_values_first = false;
+  // Priority preemption (SGLang's, on with priority scheduling unless disabled): when the running
+  // requests fill max_running_requests, or the pool cannot hold the first chunk of the most important
+  // waiting request, that request takes the place of running ones less important than it by more than
+  // this many priority values (least important first); they wait again and are recomputed.
+  bool priority_preemption = true;
+  int64_t priority_preemption_threshold = 10;
 };
 
 struct ScheduledSeq {
@@ -64,7 +70,7 @@ struct ScheduledBatch {
   std::vector<ScheduledSeq> seqs;
   int64_t n_tokens = 0;
   bool has_prefill = false;
-  std::vector<uint64_t> preempted;  // requests pushed back to waiting this step (KV full)
+  std::vector<uint64_t> preempted;  // requests pushed back to waiting this step (KV full, or priority)
 };
 
 // One per seq with sample == true in the last batch, in the same order.
@@ -136,6 +142,7 @@ class Scheduler {
   bool grow(Req& r, int64_t new_len);        // page table covers new_len positions (evicting if needed)
   int64_t fit_len(Req& r, int64_t want_len);  // longest len <= want_len the pool can hold now
   void preempt(Req& r, ScheduledBatch& out);
+  void preempt_for_priority(ScheduledBatch& out);  // SchedulerConfig::priority_preemption
   // Priority scheduling's rank of a request (smaller: more important; 0 for all without it), and
   // whether `a` is served before `b`: more important, then older. running_ is kept in this order, so
   // "newest" (the preemption victim) means the least important, then the newest.

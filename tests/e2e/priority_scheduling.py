@@ -5,9 +5,13 @@ so a long request holds its slot for seconds), started with --max-running-reques
 at a time and the others wait.
 
 What must hold: while a long request runs, a request of priority 0 and then one of priority 10 are sent
-(/v1/completions and /generate); both wait, and when the long one ends the later, more important one is
-admitted first, so it finishes first. Outputs still equal the greedy outputs the same requests give alone
-(priority changes the order, never the tokens). A priority that is not an integer is a 400 naming it.
+(/v1/completions and /generate); both wait (10 above the long one's 0 is not more than SGLang's default
+preemption threshold, 10), and when the long one ends the later, more important one is admitted first, so
+it finishes first. A request of priority 11 sent while the long one runs preempts it (SGLang's priority
+preemption): with one slot, it can only finish first if it took the slot, and the long one, recomputed
+after it, still gives its own output; /metrics counts the preemption. Outputs still equal the greedy outputs
+the same requests give alone (priority changes the order, never the tokens). A priority that is not an
+integer is a 400 naming it.
 """
 import json
 import os
@@ -71,10 +75,48 @@ def attempt(long_tokens):
     return both_waited, done, outs
 
 
+def preemptions():
+    with urllib.request.urlopen(URL + "/metrics", timeout=30) as r:
+        text = r.read().decode()
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("dpserve_preemptions_total"))
+
+
+def preemption(long_tokens, long_text):
+    """A request more important than the running one by more than the threshold takes its slot."""
+    before = preemptions()
+    done, outs = [], {}
+    lock = threading.Lock()
+
+    def run(name, path, body):
+        s, b = post(path, body)
+        with lock:
+            done.append(name)
+            outs[name] = (s, b)
+
+    long_body = {"prompt": [3, 4], "max_tokens": long_tokens, "temperature": 0, "ignore_eos": True}
+    threads = [threading.Thread(target=run, args=("long", "/v1/completions", long_body)),
+               threading.Thread(target=run, args=("urgent", "/v1/completions", dict(LOW, priority=11)))]
+    threads[0].start()
+    time.sleep(0.3)
+    threads[1].start()
+    for t in threads:
+        t.join(300)
+    check("priority 11 preempted the running priority-0 request: it finished first", done[:1] == ["urgent"], str(done))
+    check("/metrics counts the preemption", preemptions() >= before + 1, f"({before} -> {preemptions()})")
+    check("the preempted request, recomputed, gives its own output", outs["long"][0] == 200 and
+          text_of("/v1/completions", outs["long"][1]) == long_text)
+    check("the urgent request's output is the low request's output alone", outs["urgent"][0] == 200 and
+          outs["urgent"][1]["choices"][0]["text"] == ALONE_LOW[0])
+
+
+ALONE_LOW = []
+
+
 def main():
     # Alone first: the outputs priority must not change.
     s, alone_low = post("/v1/completions", LOW)
     check("the low request alone: 200", s == 200, str(alone_low)[:200])
+    ALONE_LOW.append(text_of("/v1/completions", alone_low))
     s, alone_high = post("/generate", HIGH)
     check("the high request alone: 200", s == 200, str(alone_high)[:200])
     for long_tokens in (1200, 3000, 4000):
@@ -88,6 +130,8 @@ def main():
               text_of("/v1/completions", outs["low"][1]) == text_of("/v1/completions", alone_low))
         check("the high request's output is its output alone", outs["high"][0] == 200 and
               text_of("/generate", outs["high"][1]) == text_of("/generate", alone_high))
+    if conclusive:
+        preemption(long_tokens, text_of("/v1/completions", outs["long"][1]))
     for bad in ("1", 1.5, 2 ** 40):
         s, b = post("/v1/completions", dict(LOW, priority=bad))
         err = b.get("error", {}) if isinstance(b, dict) else {}

@@ -362,6 +362,79 @@ TEST(Scheduler, PriorityPreemptsTheLeastImportant) {
   }
 }
 
+// Priority preemption (SGLang's rule): with the one running slot taken, a request that arrives more
+// important by more than the threshold pushes the running one out and runs at once; by exactly the
+// threshold, or with preemption off, it waits for the slot. Outputs stay the reference's either way
+// (the preempted request is recomputed).
+TEST(Scheduler, PriorityPreemptionForAMoreImportantArrival) {
+  struct Case {
+    bool preemption, low_first;
+    int32_t first_prio, second_prio;
+    int64_t threshold;
+    bool preempts;
+  };
+  for (const Case& c : {Case{true, false, 0, 11, 10, true}, Case{true, false, 0, 10, 10, false},
+                        Case{true, false, 0, 100, 10, true}, Case{true, false, 0, 100, 100, false},
+                        Case{false, false, 0, 100, 10, false}, Case{true, true, 0, -11, 10, true},
+                        Case{true, true, 0, 11, 10, false}, Case{true, false, 5, 0, 0, false}}) {
+    SCOPED_TRACE(::testing::Message() << "preemption " << c.preemption << " low first " << c.low_first << " priorities "
+                                      << c.first_prio << " then " << c.second_prio << " threshold " << c.threshold);
+    for (bool cache : {false, true}) {
+      SchedulerConfig cfg = cfg_of(1, 64, 100, cache);
+      cfg.priority_scheduling = true;
+      cfg.low_priority_values_first = c.low_first;
+      cfg.priority_preemption = c.preemption;
+      cfg.priority_preemption_threshold = c.threshold;
+      Sim sim(64, cfg);
+      sim.stop_at_eos = false;
+      sim.priority = c.first_prio;
+      ASSERT_TRUE(sim.add(1, prompt_of(31, 6), 12));
+      for (int i = 0; i < 3; ++i) sim.step();
+      ASSERT_EQ(sim.out[1].size(), 3u);
+      sim.priority = c.second_prio;
+      ASSERT_TRUE(sim.add(2, prompt_of(32, 6), 4));
+      ScheduledBatch b;
+      const auto runs = sim.step(&b);
+      const bool second_ran = std::any_of(runs.begin(), runs.end(), [](const Chunk& x) { return std::get<0>(x) == 2; });
+      EXPECT_EQ(second_ran, c.preempts);
+      EXPECT_EQ(b.preempted, c.preempts ? std::vector<uint64_t>{1} : std::vector<uint64_t>{});
+      EXPECT_EQ(sim.sched.stats().preemptions, c.preempts ? 1 : 0);
+      sim.run_to_end();
+      EXPECT_EQ(sim.out[1], reference(prompt_of(31, 6), 12, false));
+      EXPECT_EQ(sim.out[2], reference(prompt_of(32, 6), 4, false));
+    }
+  }
+}
+
+// Priority preemption under KV pressure (slots to spare): the arrival's first chunk does not fit beside
+// the running requests, so the least important of them that are far enough below it go, and only
+// as many as make room; one not far enough below stays.
+TEST(Scheduler, PriorityPreemptionMakesKvRoom) {
+  // 8 pages of 4 positions. Requests 1..3 (priorities 0, 50, 3) hold 2 pages each and grow; the
+  // arrival (priority 20) needs 4 pages for its 16-token prompt.
+  SchedulerConfig cfg = cfg_of(8, 64, 100, false);
+  cfg.priority_scheduling = true;
+  Sim sim(8, cfg);
+  sim.stop_at_eos = false;
+  const std::vector<int32_t> prio = {0, 50, 3};
+  for (uint64_t id = 1; id <= 3; ++id) {
+    sim.priority = prio[id - 1];
+    ASSERT_TRUE(sim.add(id, prompt_of(uint32_t(id) + 40, 7), 6));
+  }
+  sim.step();
+  sim.step();  // every request at 8 positions: 6 pages held, 2 free
+  sim.priority = 20;
+  ASSERT_TRUE(sim.add(4, prompt_of(44, 16), 3));
+  ScheduledBatch b;
+  const auto runs = sim.step(&b);
+  // Priority 0 goes first (least important); 2 free + its 2 pages hold the arrival's 4: priority 3 stays.
+  EXPECT_EQ(b.preempted, std::vector<uint64_t>{1});
+  EXPECT_TRUE(std::any_of(runs.begin(), runs.end(), [](const Chunk& x) { return std::get<0>(x) == 4; }));
+  sim.run_to_end();
+  for (uint64_t id = 1; id <= 3; ++id) EXPECT_EQ(sim.out[id], reference(prompt_of(uint32_t(id) + 40, 7), 6, false));
+  EXPECT_EQ(sim.out[4], reference(prompt_of(44, 16), 3, false));
+}
+
 TEST(Scheduler, RecomputeSamplesOnlyAtTheEndAndContinues) {
   // Watch one preempted request: after readmission its tokens are prompt + generated, run as prefill
   // chunks (sample only on the last) from position 0, and decoding resumes where it stopped.
