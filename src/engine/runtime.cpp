@@ -197,6 +197,18 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
       same.emplace_back("--quantization (0 none, 1 q8_0, 2 q4_0, ...)", int64_t(o.quantization));
       same.emplace_back("--page-size", o.page_size);
       same.emplace_back("--mla-attention absorbed", int64_t(o.mla_absorbed_only));
+      // Every rank of a DP group runs its own scheduler on the same inputs: they form the same batches
+      // only under the same scheduling flags.
+      const SchedulerConfig& sc = o.sched;
+      same.emplace_back("--max-running-requests", sc.max_running_requests);
+      same.emplace_back("--chunked-prefill-size", sc.chunked_prefill_size);
+      same.emplace_back("--max-prefill-tokens", sc.max_prefill_tokens);
+      same.emplace_back("--disable-radix-cache", int64_t(!sc.enable_prefix_cache));
+      same.emplace_back("--schedule-policy (0 fcfs, 1 lpm)", int64_t(sc.policy));
+      same.emplace_back("--enable-priority-scheduling", int64_t(sc.priority_scheduling));
+      same.emplace_back("--schedule-low-priority-values-first", int64_t(sc.low_priority_values_first));
+      same.emplace_back("--disable-priority-preemption", int64_t(!sc.priority_preemption));
+      same.emplace_back("--priority-scheduling-preemption-threshold", sc.priority_preemption_threshold);
       check_nodes_agree(o.nodes, same);
     }
     // Harmless (the layout is still valid), so a warning: a launch line shared across models keeps working.

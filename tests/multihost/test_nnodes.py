@@ -17,8 +17,9 @@ Cases:
           both nodes end within 30 s (the watchdog is 600 s), the open streams end with an error event
           naming the lost node; then node 0's rank 0 SIGKILLed -> node 1 ends within 30 s; then
           SIGTERM to node 1's dpserve -> the whole job drains and both nodes exit 0.
-  mismatch  node 1 loads other weights of the same shape (stories260K with its last bytes changed), or
-          runs another --kv-cache-dtype: both nodes stop before serving, naming what differs.
+  mismatch  node 1 loads other weights of the same shape (stories260K with its last bytes changed), runs
+          another --kv-cache-dtype or another --max-running-requests: both nodes stop before serving,
+          naming what differs.
   link_down  tp=2, clients on host A streaming from node 0, --dist-heartbeat-timeout 3 (by its
           environment variable): the veth goes down (no connection closes, nothing is sent): both
           nodes end within 25 s and the open streams end with an error event naming node 1.
@@ -361,6 +362,10 @@ def case_mismatch(H):
     expect_failure(H, [("a", node_cmd(0, tp2)), ("b", node_cmd(1, tp2, extra=["--kv-cache-dtype", "bf16"]))], 60,
                    ["node 1 does not run the same model and layout as node 0", "--kv-cache-dtype"],
                    "node 1 with another --kv-cache-dtype")
+    # Each rank of a group schedules on its own: other scheduling flags would split its batches.
+    expect_failure(H, [("a", node_cmd(0, tp2)), ("b", node_cmd(1, tp2, extra=["--max-running-requests", "3"]))], 60,
+                   ["node 1 does not run the same model and layout as node 0", "--max-running-requests"],
+                   "node 1 with another --max-running-requests")
 
 
 def case_link_down(H):
