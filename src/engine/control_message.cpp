@@ -490,6 +490,7 @@ const std::array kGroupReport = {
     WIRE_FIELD(GroupReport, "preemptions", preemptions),
     WIRE_FIELD(GroupReport, "cached_pages", cached_pages),
     WIRE_FIELD(GroupReport, "outs", outs),
+    WIRE_OPTIONAL(GroupReport, "waiting_tokens", waiting_tokens, v.waiting_tokens != 0),
 };
 
 #undef WIRE_FIELD

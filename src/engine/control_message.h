@@ -88,7 +88,7 @@ struct OutToken {
 };
 
 // Fields: v, group, running, waiting, pages_used, pages_total, prefix_hit_tokens,
-// prefix_query_tokens, step_tokens, preemptions, cached_pages, outs.
+// prefix_query_tokens, step_tokens, preemptions, cached_pages, outs; optional waiting_tokens.
 struct GroupReport {
   int32_t group = 0;
   int64_t running = 0;
@@ -101,6 +101,7 @@ struct GroupReport {
   std::vector<OutToken> outs;
   int64_t preemptions = 0;   // cumulative, this group's scheduler
   int64_t cached_pages = 0;  // pages in the prefix tree (reclaimable once no request uses them)
+  int64_t waiting_tokens = 0;  // tokens of the waiting requests (optional on the wire: 0 when absent)
 };
 
 std::vector<std::byte> encode(const StepControl& c);

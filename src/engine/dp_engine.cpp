@@ -239,6 +239,7 @@ void DpEngine::on_reports(std::vector<GroupReport>& reports) {
       gs.prefix_query_tokens = rep.prefix_query_tokens;
       gs.preemptions = rep.preemptions;
       gs.kv_pages_cached = rep.cached_pages;
+      gs.waiting_tokens = rep.waiting_tokens;
       for (auto& o : rep.outs) {
         auto it = streams_.find(o.id);
         if (it == streams_.end()) continue;

@@ -36,6 +36,7 @@ struct GroupStats {
   int64_t preemptions = 0;          // cumulative requests pushed back to waiting because KV ran out
   int64_t kv_pages_cached = 0;      // pages in the prefix tree (reclaimable once no request uses them)
   int64_t kv_bytes_per_page = 0;    // on each rank of the group (what the attention kind stores)
+  int64_t waiting_tokens = 0;       // tokens of the requests in the group's queue (SGLang's pending tokens)
   // Tokens generated per second over the last kGenThroughputWindow (SGLang's gen_throughput); 0 once
   // the group has generated nothing for that long.
   double gen_throughput = 0;

@@ -830,6 +830,7 @@ void RankWorker::exchange_reports(GroupReport& rep, StepDriver* driver, bool& an
   rep.prefix_query_tokens = st.prefix_query_tokens;
   rep.preemptions = st.preemptions;
   rep.cached_pages = st.cached_pages;
+  rep.waiting_tokens = st.waiting_tokens;
   if (!topo_.is_group_leader) return;
   std::vector<std::byte> bytes = encode(rep);
   if (comms_.leaders.size() > 1) {

@@ -460,6 +460,7 @@ SchedulerStats Scheduler::stats() const {
   s.pages_total = pool_.n_pages();
   s.pages_used = pool_.n_pages() - pool_.free_pages();
   s.preemptions = preemptions_;
+  for (const Req* r : waiting_) s.waiting_tokens += int64_t(r->st.tokens.size());
   if (cache_) {
     s.cached_pages = cache_->cached_pages();
     s.prefix_hit_tokens = cache_->hit_tokens();

@@ -91,6 +91,7 @@ struct SchedulerStats {
   int64_t prefix_query_tokens = 0;  // cumulative
   int64_t preemptions = 0;          // cumulative
   int64_t evicted_pages = 0;        // cumulative
+  int64_t waiting_tokens = 0;       // tokens of the waiting requests (prompt, and output so far when preempted)
 };
 
 class Scheduler {

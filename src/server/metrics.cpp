@@ -218,13 +218,12 @@ std::string Metrics::render_sglang(const EngineStats& es, const std::string& mod
   // reads 0 however full its cache. Here every page in the prefix tree counts as cache, including
   // the shared prefix pages of running requests, which SGLang counts as used: slightly lower under
   // load, never a full cache reported by an idle server.
-  auto held = [](const GroupStats& g) { return std::max<int64_t>(0, g.kv_pages_used - g.kv_pages_cached); };
   per_group("sglang:num_used_tokens", "gauge",
             "The number of used tokens (KV positions requests hold, page granular; the prefix cache is free).",
-            [&](const GroupStats& g) { return held(g) * page_size; });
+            [&](const GroupStats& g) { return held_kv_tokens(g, page_size); });
   per_group("sglang:token_usage", "gauge", "The token usage (fraction of the KV cache requests hold).",
             [&](const GroupStats& g) {
-              return fmt_double(g.kv_pages_total > 0 ? double(held(g)) / double(g.kv_pages_total) : 0.0);
+              return fmt_double(g.kv_pages_total > 0 ? double(held_kv_tokens(g, 1)) / double(g.kv_pages_total) : 0.0);
             });
   per_group("sglang:cache_hit_rate", "gauge", "The prefix cache hit rate.", [](const GroupStats& g) {
     return fmt_double(g.prefix_query_tokens > 0 ? double(g.prefix_hit_tokens) / double(g.prefix_query_tokens) : 0.0);
@@ -242,6 +241,10 @@ std::string Metrics::render_sglang(const EngineStats& es, const std::string& mod
   inter_token_latency.render(out, "sglang:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", m);
   e2e_latency.render(out, "sglang:e2e_request_latency_seconds", "Histogram of End-to-end request latency in seconds", m);
   return out;
+}
+
+int64_t held_kv_tokens(const GroupStats& g, int64_t page_size) {
+  return std::max<int64_t>(0, g.kv_pages_used - g.kv_pages_cached) * page_size;
 }
 
 }  // namespace dpserve

@@ -71,4 +71,8 @@ class Metrics {
   std::map<std::string, int64_t> finishes_;
 };
 
+// KV positions a group's requests hold (page granular): its pages in use less those only the prefix
+// cache holds, which SGLang counts as free (sglang:num_used_tokens, /get_load).
+int64_t held_kv_tokens(const GroupStats& g, int64_t page_size);
+
 }  // namespace dpserve

@@ -1,4 +1,6 @@
-// SGLang-style routes: /generate, /health, /health_generate, /get_server_info, /abort_request, /metrics.
+// SGLang-style routes: /generate, /health, /health_generate, /get_server_info, /abort_request, /get_load,
+// /metrics.
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -342,6 +344,23 @@ void register_sglang_routes(httplib::Server& svr, ServerContext& ctx) {
     auto ids = all ? ctx.registry.all() : ctx.registry.find(rid, caller);
     for (uint64_t id : ids) ctx.engine.cancel(id);
     send_json(res, 200, {{"aborted", ids.size()}});
+  });
+  // SGLang's load report, one entry per DP group (what sgl-router's load-aware policies poll):
+  // requests running and queued, and tokens: the KV positions requests hold plus the tokens queued
+  // (num_pending_tokens), as SGLang counts them. ts_tic: seconds on a monotonic clock.
+  svr.Get("/get_load", [&ctx](const httplib::Request&, httplib::Response& res) {
+    const EngineStats stats = ctx.engine.stats();
+    const int64_t page_size = ctx.info.value("page_size", int64_t(1));
+    const double tic = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    json loads = json::array();
+    for (const GroupStats& g : stats.groups)
+      loads.push_back({{"dp_rank", g.dp_rank},
+                       {"num_reqs", g.running + g.waiting},
+                       {"num_waiting_reqs", g.waiting},
+                       {"num_tokens", held_kv_tokens(g, page_size) + g.waiting_tokens},
+                       {"num_pending_tokens", g.waiting_tokens},
+                       {"ts_tic", tic}});
+    send_json(res, 200, loads);
   });
   svr.Get("/metrics", [&ctx](const httplib::Request&, httplib::Response& res) {
     const EngineStats stats = ctx.engine.stats();

@@ -12,7 +12,9 @@ numbers are the ones the clients were told.
     fails, never sees a counter go down, and running / queued / in-flight gauges return to 0 after;
   * sglang:gen_throughput (plotted by SGLang's Grafana dashboard) is above 0 right after generation and 0
     once nothing was generated for longer than its 5 s window;
-  * with several DP groups (DP_GROUPS), every per-group family has one series per dp_rank.
+  * with several DP groups (DP_GROUPS), every per-group family has one series per dp_rank;
+  * SGLang's /get_load (sgl-router polls it) has one entry per dp_rank, consistent counts, all 0 when
+    idle, and shows the request and its tokens while a stream runs.
 """
 import http.client
 import json
@@ -235,6 +237,42 @@ grew(a, c, "dpserve_finished_choices_total", 1 + 12)
 grew(a, c, "dpserve_engine_requests_finished_total", 1 + 12)
 for fam in ["dpserve_num_running_reqs", "sglang:num_running_reqs"]:
     check(len(c[fam]["samples"]) == groups, f"{fam}: {len(c[fam]['samples'])} series, want {groups}")
+
+
+
+def get_load(where):
+    st, loads, _ = request("GET", "/get_load", timeout=60)
+    check(st == 200 and isinstance(loads, list), f"/get_load {where}: status {st}")
+    if st != 200 or not isinstance(loads, list):
+        return []
+    check([x.get("dp_rank") for x in loads] == list(range(groups)), f"/get_load {where}: one entry per DP group: {loads}")
+    counts = ("num_reqs", "num_waiting_reqs", "num_tokens", "num_pending_tokens")
+    bad = [x for x in loads if not (all(isinstance(x.get(k), int) and x[k] >= 0 for k in counts) and
+                                    x["num_waiting_reqs"] <= x["num_reqs"] and
+                                    x["num_pending_tokens"] <= x["num_tokens"] and isinstance(x.get("ts_tic"), float))]
+    check(not bad, f"/get_load {where}: counts and their bounds: {bad}")
+    return [] if bad else loads
+
+
+idle_loads = get_load("when idle")
+check(all(x["num_reqs"] == 0 and x["num_tokens"] == 0 for x in idle_loads), f"/get_load when idle: all 0: {idle_loads}")
+# While a long stream runs (its first bytes are out, so it is in a group), some group reports it and the
+# KV positions it holds. The engine's figures are as of its last step: polled for a little while.
+s = socket.create_connection((host, port), timeout=60)
+payload = json.dumps({"prompt": "Once upon a time", "max_tokens": 400, "stream": True, "temperature": 0,
+                      "ignore_eos": True})
+s.sendall(f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+          f"Content-Length: {len(payload)}\r\n\r\n{payload}".encode())
+check(s.recv(4096).startswith(b"HTTP/1.1 200"), "the long stream started")
+busy = []
+for _ in range(50):
+    busy = get_load("while a stream runs")
+    if sum(x["num_reqs"] for x in busy) >= 1:
+        break
+    time.sleep(0.01)
+check(sum(x["num_reqs"] for x in busy) == 1 and max((x["num_tokens"] for x in busy), default=0) >= 4,
+      f"/get_load while one request streams: one request, its tokens held: {busy}")
+s.close()
 
 if failures:
     print(f"{len(failures)} failure(s)")

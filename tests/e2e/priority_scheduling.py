@@ -7,7 +7,8 @@ at a time and the others wait.
 What must hold: while a long request runs, a request of priority 0 and then one of priority 10 are sent
 (/v1/completions and /generate); both wait (10 above the long one's 0 is not more than SGLang's default
 preemption threshold, 10), and when the long one ends the later, more important one is admitted first, so
-it finishes first. A request of priority 11 sent while the long one runs preempts it (SGLang's priority
+it finishes first; meanwhile /get_load reports the three requests, the two queued and their 8 prompt
+tokens. A request of priority 11 sent while the long one runs preempts it (SGLang's priority
 preemption): with one slot, it can only finish first if it took the slot, and the long one, recomputed
 after it, still gives its own output; /metrics counts the preemption. Outputs still equal the greedy outputs
 the same requests give alone (priority changes the order, never the tokens). A priority that is not an
@@ -70,9 +71,25 @@ def attempt(long_tokens):
     time.sleep(0.3)
     with lock:
         both_waited = done == []  # the long one still held the only slot when both were queued
+    if both_waited:
+        LOADS.append(queued_load())
     for t in threads:
         t.join(300)
     return both_waited, done, outs
+
+
+LOADS = []
+
+
+def queued_load():
+    """SGLang's /get_load once the engine reports the two queued requests (its figures are per step)."""
+    for _ in range(100):
+        with urllib.request.urlopen(URL + "/get_load", timeout=30) as r:
+            loads = json.loads(r.read().decode())
+        if loads and loads[0].get("num_waiting_reqs") == 2:
+            break
+        time.sleep(0.01)
+    return loads
 
 
 def preemptions():
@@ -125,6 +142,12 @@ def main():
             break
     check("both requests waited behind the long one", conclusive, f"(finish order {done})")
     if conclusive:
+        # One group: the long request running, the two 4-token prompts queued behind it.
+        load = LOADS[-1][0] if LOADS and LOADS[-1] else {}
+        check("/get_load: 3 requests, 2 queued, their 8 prompt tokens pending, the running one's tokens held",
+              len(LOADS[-1]) == 1 and load.get("dp_rank") == 0 and load.get("num_reqs") == 3 and
+              load.get("num_waiting_reqs") == 2 and load.get("num_pending_tokens") == 8 and
+              load.get("num_tokens", 0) > 8, str(LOADS[-1:]))
         check("the more important request finished first", done.index("high") < done.index("low"), str(done))
         check("the low request's output is its output alone", outs["low"][0] == 200 and
               text_of("/v1/completions", outs["low"][1]) == text_of("/v1/completions", alone_low))

@@ -203,6 +203,7 @@ TEST(ControlMessage, ReportRoundTrip) {
   r.step_tokens = 65;
   r.preemptions = 11;
   r.cached_pages = 12;
+  r.waiting_tokens = 4100;
   OutToken a;
   a.id = 5;
   a.has_token = true;
@@ -231,6 +232,7 @@ TEST(ControlMessage, ReportRoundTrip) {
   EXPECT_EQ(d.step_tokens, 65);
   EXPECT_EQ(d.preemptions, 11);
   EXPECT_EQ(d.cached_pages, 12);
+  EXPECT_EQ(d.waiting_tokens, 4100);
   ASSERT_EQ(d.outs.size(), 2u);
   EXPECT_EQ(d.outs[0].id, 5u);
   EXPECT_TRUE(d.outs[0].has_token);

@@ -435,6 +435,24 @@ TEST(Scheduler, PriorityPreemptionMakesKvRoom) {
   EXPECT_EQ(sim.out[4], reference(prompt_of(44, 16), 3, false));
 }
 
+// The stats' waiting tokens (SGLang's pending tokens, /get_load) are the tokens of the requests in
+// the queue: the prompts of those never admitted, and prompt + output so far of a preempted one.
+TEST(Scheduler, WaitingTokensCountTheQueue) {
+  Sim sim(64, cfg_of(1, 64, 100, false));
+  sim.stop_at_eos = false;
+  ASSERT_TRUE(sim.add(1, prompt_of(51, 6), 5));
+  ASSERT_TRUE(sim.add(2, prompt_of(52, 7), 5));
+  ASSERT_TRUE(sim.add(3, prompt_of(53, 9), 5));
+  EXPECT_EQ(sim.sched.stats().waiting_tokens, 6 + 7 + 9);
+  sim.step();  // request 1 runs alone
+  EXPECT_EQ(sim.sched.stats().waiting_tokens, 7 + 9);
+  while (sim.sched.find(1) != nullptr) sim.step();
+  sim.step();  // request 2 admitted
+  EXPECT_EQ(sim.sched.stats().waiting_tokens, 9);
+  sim.run_to_end();
+  EXPECT_EQ(sim.sched.stats().waiting_tokens, 0);
+}
+
 TEST(Scheduler, RecomputeSamplesOnlyAtTheEndAndContinues) {
   // Watch one preempted request: after readmission its tokens are prompt + generated, run as prefill
   // chunks (sample only on the last) from position 0, and decoding resumes where it stopped.
