@@ -48,34 +48,50 @@ def text_of(path, b):
     return b["choices"][0]["text"] if path == "/v1/completions" else b["text"]
 
 
+class Race:
+    """Requests sent on threads of their own: the order they finish in and their answers."""
+
+    def __init__(self):
+        self.done, self.outs, self.threads = [], {}, []
+        self.lock = threading.Lock()
+
+    def send(self, name, path, body):
+        def run():
+            s, b = post(path, body)
+            with self.lock:
+                self.done.append(name)
+                self.outs[name] = (s, b)
+
+        self.threads.append(threading.Thread(target=run))
+        self.threads[-1].start()
+
+    def finished(self):
+        with self.lock:
+            return list(self.done)
+
+    def join(self):
+        for t in self.threads:
+            t.join(300)
+
+
+def long_body(tokens):
+    return {"prompt": [3, 4], "max_tokens": tokens, "temperature": 0, "ignore_eos": True}
+
+
 def attempt(long_tokens):
     """One run; returns (conclusive, finish order, outputs)."""
-    done, outs = [], {}
-    lock = threading.Lock()
-
-    def run(name, path, body):
-        s, b = post(path, body)
-        with lock:
-            done.append(name)
-            outs[name] = (s, b)
-
-    long_body = {"prompt": [3, 4], "max_tokens": long_tokens, "temperature": 0, "ignore_eos": True}
-    threads = [threading.Thread(target=run, args=("long", "/v1/completions", long_body))]
-    threads[0].start()
+    race = Race()
+    race.send("long", "/v1/completions", long_body(long_tokens))
     time.sleep(0.3)
-    threads.append(threading.Thread(target=run, args=("low", "/v1/completions", LOW)))
-    threads[1].start()
+    race.send("low", "/v1/completions", LOW)
     time.sleep(0.3)  # the low one reaches the engine's queue first
-    threads.append(threading.Thread(target=run, args=("high", "/generate", HIGH)))
-    threads[2].start()
+    race.send("high", "/generate", HIGH)
     time.sleep(0.3)
-    with lock:
-        both_waited = done == []  # the long one still held the only slot when both were queued
+    both_waited = race.finished() == []  # the long one still held the only slot when both were queued
     if both_waited:
         LOADS.append(queued_load())
-    for t in threads:
-        t.join(300)
-    return both_waited, done, outs
+    race.join()
+    return both_waited, race.done, race.outs
 
 
 LOADS = []
@@ -101,23 +117,12 @@ def preemptions():
 def preemption(long_tokens, long_text):
     """A request more important than the running one by more than the threshold takes its slot."""
     before = preemptions()
-    done, outs = [], {}
-    lock = threading.Lock()
-
-    def run(name, path, body):
-        s, b = post(path, body)
-        with lock:
-            done.append(name)
-            outs[name] = (s, b)
-
-    long_body = {"prompt": [3, 4], "max_tokens": long_tokens, "temperature": 0, "ignore_eos": True}
-    threads = [threading.Thread(target=run, args=("long", "/v1/completions", long_body)),
-               threading.Thread(target=run, args=("urgent", "/v1/completions", dict(LOW, priority=11)))]
-    threads[0].start()
+    race = Race()
+    race.send("long", "/v1/completions", long_body(long_tokens))
     time.sleep(0.3)
-    threads[1].start()
-    for t in threads:
-        t.join(300)
+    race.send("urgent", "/v1/completions", dict(LOW, priority=11))
+    race.join()
+    done, outs = race.done, race.outs
     check("priority 11 preempted the running priority-0 request: it finished first", done[:1] == ["urgent"], str(done))
     check("/metrics counts the preemption", preemptions() >= before + 1, f"({before} -> {preemptions()})")
     check("the preempted request, recomputed, gives its own output", outs["long"][0] == 200 and
