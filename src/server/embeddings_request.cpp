@@ -396,10 +396,12 @@ PairScoreSpec parse_pair_score_request(const json& body, const ParseContext& ctx
     } else if (it->is_array()) {
       if (it->empty()) bad_param(name, fmt::format("'{}' is an empty list", name));
       if (int64_t(it->size()) > kMaxRerankDocuments)
-        bad_param(name, fmt::format("'{}' holds {} texts; at most {} per request", name, it->size(), kMaxRerankDocuments));
+        bad_param(name,
+                  fmt::format("'{}' holds {} texts; at most {} per request", name, it->size(), kMaxRerankDocuments));
       for (size_t i = 0; i < it->size(); ++i) {
         if (!(*it)[i].is_string())
-          bad_param(name, fmt::format("'{}' item {} must be a string (images and token ids are not taken here)", name, i));
+          bad_param(name,
+                    fmt::format("'{}' item {} must be a string (images and token ids are not taken here)", name, i));
         out.push_back((*it)[i].get<std::string>());
       }
     } else {

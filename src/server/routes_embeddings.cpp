@@ -215,8 +215,9 @@ void handle_pair_score(ServerContext& ctx, const httplib::Request& req, httplib:
   std::shared_ptr<void> inflight =
       admit_inputs(ctx, spec.prompts, spec.cosine ? int64_t(spec.prompts.size()) * ctx.engine.limits().hidden : 0,
                    spec.cosine ? "text_1" : "text_2");
-  std::vector<PooledResult> got = spec.cosine ? run_pooled(ctx, req, spec.prompts, cfg.pooling, {})
-                                              : run_pooled(ctx, req, spec.prompts, Pooling::kNone, {spec.yes_id, spec.no_id});
+  std::vector<PooledResult> got =
+      spec.cosine ? run_pooled(ctx, req, spec.prompts, cfg.pooling, {})
+                  : run_pooled(ctx, req, spec.prompts, Pooling::kNone, {spec.yes_id, spec.no_id});
   if (got.empty()) {
     res.status = 499;
     access_info().finish = "client_gone";
