@@ -208,6 +208,10 @@ ScheduledBatch Scheduler::schedule() {
   ScheduledBatch out;
   last_.clear();
   step_pages_.clear();
+  // 0. A more important waiting request may take running requests' places (before the step's budgets
+  // are counted from the running requests).
+  if (cfg_.priority_scheduling && cfg_.priority_preemption) preempt_for_priority(out);
+  const size_t priority_preempted = out.preempted.size();
   std::vector<ScheduledSeq> decodes, prefills;
   constexpr int64_t kUnlimited = std::numeric_limits<int64_t>::max();
   int64_t total_left = cfg_.max_prefill_tokens;
@@ -227,10 +231,6 @@ ScheduledBatch Scheduler::schedule() {
   // step of many decodes is compute-bound already, where a draft costs a row's full price.
   int64_t drafts_left = cfg_.spec.max_step_rows > 0 ? std::max<int64_t>(0, cfg_.spec.max_step_rows - pending_decodes)
                                                     : kUnlimited;
-
-  // 0. A more important waiting request may take running requests' places.
-  if (cfg_.priority_scheduling && cfg_.priority_preemption) preempt_for_priority(out);
-  const size_t priority_preempted = out.preempted.size();
 
   // 1. Running requests, oldest first. Everything already in the batch is older than the request at
   // hand, so a victim (the newest not yet scheduled) is newer than it or is the request itself.
