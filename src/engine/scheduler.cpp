@@ -124,14 +124,22 @@ void Scheduler::preempt_for_priority(ScheduledBatch& out) {
   const Req* w = waiting_.front();
   for (const Req* r : waiting_)
     if (importance(*r) < importance(*w)) w = r;
+  // Most steps end here: no running request is far enough below it (running_.back() is the least
+  // important), so nothing below is counted, the prefix tree's walk least of all.
+  if (importance(*running_.back()) - importance(*w) <= cfg_.priority_preemption_threshold) return;
   // What its first chunk needs, as admission would take it (a cached prefix aside, which only helps).
   int64_t chunk = std::min<int64_t>(int64_t(w->st.tokens.size()), cfg_.max_prefill_tokens);
   if (cfg_.chunked_prefill_size > 0) chunk = std::min(chunk, cfg_.chunked_prefill_size);
   const int64_t pages_needed = (chunk + page_size_ - 1) / page_size_;
-  int64_t pages_free = -1;  // counted when the slots are not what blocks it (the tree walk is not free)
+  // Free pages, then (only when they are not enough: the tree walk is not free) what eviction could add.
+  int64_t pages_free = pool_.free_pages();
+  bool counted_evictable = false;
   auto blocked = [&](int64_t running, int64_t freed) {
     if (running >= cfg_.max_running_requests) return true;
-    if (pages_free < 0) pages_free = pool_.free_pages() + (cache_ ? cache_->evictable_pages() : 0);
+    if (pages_needed > pages_free + freed && !counted_evictable && cache_) {
+      pages_free += cache_->evictable_pages();
+      counted_evictable = true;
+    }
     return pages_needed > pages_free + freed;
   };
   const int64_t n_running = int64_t(running_.size());
