@@ -1,7 +1,7 @@
 // Structured-output constraints as any client may send them (response_format's json_schema,
-// SGLang's regex and ebnf): compiled by compile_constraint, then decoded against a vocabulary of
-// every single byte plus a few longer tokens and an EOS. Byte 0 picks the kind (regex, JSON Schema,
-// GBNF), the rest is its text. A bad constraint must be a dpserve::Error, compiled within the fuzz
+// SGLang's regex and ebnf, structural tags): compiled by compile_constraint, then decoded against a
+// vocabulary of every single byte plus a few longer tokens and an EOS. Byte 0 picks the kind (regex,
+// JSON Schema, GBNF; structural tag when its high bit is set), the rest is its text. A bad constraint must be a dpserve::Error, compiled within the fuzz
 // timeout; an accepted one promises (automaton_build.cpp) that a mask is never empty until the output
 // ends, which with every byte a token means: some token or EOS is always allowed. Along a
 // pseudo-random walk of allowed tokens, every allowed token is accepted, a refused one leaves the
@@ -48,7 +48,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const ConstraintKind kKinds[3] = {ConstraintKind::kRegex, ConstraintKind::kJsonSchema,
                                            ConstraintKind::kEbnf};
   dpserve::constrain::ConstraintSpec spec;
-  spec.kind = kKinds[data[0] % 3];
+  // The high bit picks a structural tag (added later: the corpus's older inputs keep their kind).
+  spec.kind = data[0] & 0x80 ? ConstraintKind::kStructuralTag : kKinds[data[0] % 3];
   spec.text.assign(reinterpret_cast<const char*>(data) + 1, size - 1);
   std::shared_ptr<const dpserve::constrain::Automaton> a;
   try {

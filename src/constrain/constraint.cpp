@@ -3,6 +3,7 @@
 #include "constrain/gbnf_compiler.h"
 #include "constrain/json_schema_compiler.h"
 #include "constrain/regex_compiler.h"
+#include "constrain/structural_tag.h"
 #include "constrain/tool_call_grammar.h"
 #include "core/check.h"
 
@@ -15,6 +16,7 @@ const char* constraint_kind_name(ConstraintKind k) {
     case ConstraintKind::kRegex: return "regex";
     case ConstraintKind::kEbnf: return "ebnf";
     case ConstraintKind::kToolCalls: return "tool_calls";
+    case ConstraintKind::kStructuralTag: return "structural_tag";
   }
   return "?";
 }
@@ -28,6 +30,7 @@ Grammar grammar_of(const ConstraintSpec& spec, const JsonSchemaOptions& json) {
     case ConstraintKind::kRegex: return regex_grammar(spec.text);
     case ConstraintKind::kEbnf: return gbnf_grammar(spec.text);
     case ConstraintKind::kToolCalls: return tool_call_grammar(ToolCallSpec::from_text(spec.text), json);
+    case ConstraintKind::kStructuralTag: return structural_tag_grammar(spec.text, json);
   }
   fail("unknown constraint kind {}", int(spec.kind));
 }

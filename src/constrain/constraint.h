@@ -18,6 +18,7 @@ enum class ConstraintKind : uint8_t {
   kRegex,       // text: a regular expression the whole output must match
   kEbnf,        // text: a GBNF grammar with a `root` rule
   kToolCalls,   // text: a ToolCallSpec (tool_call_grammar.h), for tool_choice required / named
+  kStructuralTag,  // text: a structural tag (structural_tag.h) as JSON
 };
 
 const char* constraint_kind_name(ConstraintKind k);
