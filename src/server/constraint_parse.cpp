@@ -64,8 +64,20 @@ void parse_response_format(const json& body, std::string_view raw_body, Request&
   if (!rf->is_object()) bad_param("response_format", "'response_format' must be an object with a 'type'");
   const json* type = field(*rf, "type");
   if (!type || !type->is_string())
-    bad_param("response_format.type", "'response_format.type' must be one of text, json_object, json_schema");
+    bad_param("response_format.type", "'response_format.type' must be one of text, json_object, json_schema, structural_tag");
   const std::string t = type->get<std::string>();
+  if (t == "structural_tag") {
+    // vLLM's and SGLang's: the whole object is the structural tag, legacy (structures, triggers)
+    // or current (format); keys kept in the client's order for the schemas inside.
+    for (const auto& [k, v] : rf->items())
+      if (k != "type" && k != "structures" && k != "triggers" && k != "format")
+        bad_param("response_format." + k, fmt::format("'response_format.{}' is not a field of a structural tag "
+                                                      "(it takes format, or structures and triggers)", k));
+    const ojson written = original_subtree(raw_body, {"response_format"});
+    r.constraint = compile_or_400({ConstraintKind::kStructuralTag, written.is_null() ? rf->dump() : written.dump(), prefix},
+                                  "response_format", ctx);
+    return;
+  }
   for (const auto& [k, v] : rf->items())
     if (k != "type" && k != "json_schema") bad_param("response_format." + k, fmt::format("'response_format.{}' is not a known field", k));
   if (t == "text") return;
@@ -75,7 +87,7 @@ void parse_response_format(const json& body, std::string_view raw_body, Request&
   }
   if (t != "json_schema")
     bad_param("response_format.type", fmt::format("'response_format.type' must be one of text, json_object, "
-                                                  "json_schema; got '{}'", t));
+                                                  "json_schema, structural_tag; got '{}'", t));
   const json* js = field(*rf, "json_schema");
   if (!js || !js->is_object())
     bad_param("response_format.json_schema", "'response_format.json_schema' must be an object with a 'schema'");
@@ -110,9 +122,16 @@ void parse_sglang_constraint(const json& sp, std::string_view raw_body, Request&
   const json* regex = field(sp, "regex");
   const json* schema = field(sp, "json_schema");
   const json* ebnf = field(sp, "ebnf");
-  if (int(regex != nullptr) + int(schema != nullptr) + int(ebnf != nullptr) > 1)
-    bad_param("sampling_params", "give at most one of 'regex', 'json_schema' and 'ebnf'");
-  if (regex) {
+  const json* tag = field(sp, "structural_tag");
+  if (int(regex != nullptr) + int(schema != nullptr) + int(ebnf != nullptr) + int(tag != nullptr) > 1)
+    bad_param("sampling_params", "give at most one of 'regex', 'json_schema', 'ebnf' and 'structural_tag'");
+  if (tag) {
+    // SGLang takes the structural tag as JSON text, as xgrammar does.
+    if (!tag->is_string())
+      bad_param("sampling_params.structural_tag", "'structural_tag' must be a string (a structural tag as JSON)");
+    r.constraint = compile_or_400({ConstraintKind::kStructuralTag, tag->get<std::string>(), prefix},
+                                  "sampling_params.structural_tag", ctx);
+  } else if (regex) {
     if (!regex->is_string()) bad_param("sampling_params.regex", "'regex' must be a string");
     r.constraint = compile_or_400({ConstraintKind::kRegex, regex->get<std::string>(), prefix}, "sampling_params.regex", ctx);
   } else if (ebnf) {
@@ -164,7 +183,8 @@ std::string schema_text(const json& v, std::string_view raw_body, const std::vec
   return written.is_null() ? v.dump() : written.dump();
 }
 
-// vLLM's constraint: `structured_outputs` {json | regex | choice | grammar | json_object} (exactly one),
+// vLLM's constraint: `structured_outputs` {json | regex | choice | grammar | structural_tag | json_object}
+// (exactly one),
 // or its older top-level guided_json / guided_regex / guided_choice / guided_grammar. Null when the
 // body has none. `grammar` is read as GBNF, as vLLM's default backend (xgrammar) reads EBNF.
 std::optional<ConstraintSpec> vllm_constraint(const json& body, std::string_view raw_body, std::string& param,
@@ -176,7 +196,7 @@ std::optional<ConstraintSpec> vllm_constraint(const json& body, std::string_view
     for (const auto& [k, v] : so->items()) {
       const std::string name = "structured_outputs." + k;
       if (v.is_null()) continue;
-      if (k == "json" || k == "regex" || k == "choice" || k == "grammar") {
+      if (k == "json" || k == "regex" || k == "choice" || k == "grammar" || k == "structural_tag") {
         given.emplace_back(k, &v);
       } else if (k == "json_object") {
         if (!v.is_boolean()) bad_param(name, fmt::format("'{}' must be a boolean", name));
@@ -196,11 +216,12 @@ std::optional<ConstraintSpec> vllm_constraint(const json& body, std::string_view
                                     "--constrained-json-whitespace-pattern sets it for all)", name));
       } else {
         bad_param(name, fmt::format("'{}' is not supported (structured_outputs takes json, regex, choice, grammar, "
-                                    "json_object)", name));
+                                    "structural_tag, json_object)", name));
       }
     }
     if (given.empty())
-      bad_param("structured_outputs", "'structured_outputs' must give one of json, regex, choice, grammar or json_object");
+      bad_param("structured_outputs",
+                "'structured_outputs' must give one of json, regex, choice, grammar, structural_tag or json_object");
     path_root = {"structured_outputs"};
   }
   for (const char* k : {"guided_json", "guided_regex", "guided_choice", "guided_grammar"})
@@ -227,6 +248,8 @@ std::optional<ConstraintSpec> vllm_constraint(const json& body, std::string_view
   if (kind == "json_object") return ConstraintSpec{ConstraintKind::kJsonObject, "", prefix};
   if (kind == "regex") return ConstraintSpec{ConstraintKind::kRegex, text("a regular expression"), prefix};
   if (kind == "grammar") return ConstraintSpec{ConstraintKind::kEbnf, text("a GBNF grammar"), prefix};
+  if (kind == "structural_tag")
+    return ConstraintSpec{ConstraintKind::kStructuralTag, text("a structural tag as JSON"), prefix};
   if (kind == "choice") return ConstraintSpec{ConstraintKind::kRegex, choice_regex(*v, param), prefix};
   std::vector<std::string> path = path_root;
   path.push_back(key);

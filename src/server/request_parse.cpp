@@ -665,7 +665,7 @@ const FieldTable& generate_sampling_fields() {
                                              {"spaces_between_special_tokens", spaces_between_special_tokens},
                                              {"stream_interval", stream_interval},
                                              {"stop_regex", stop_regex},
-                                             {"structural_tag", unsupported},
+                                             {"structural_tag", later},
                                              {"custom_params", unsupported}});
   return t;
 }

@@ -103,14 +103,18 @@ def test_fields():
     check(s == 200, f"the body SGLang's frontend sends is served (got {s} {str(b)[:200]})")
     refused = [("lora_path", "adapter-1", None), ("custom_logit_processor", "x", None),
                ("return_hidden_states", True, None), ("priority", 1, None),
-               ("stream_interval", 4, "sampling_params"),
-               ("structural_tag", "{}", "sampling_params")]
+               ("stream_interval", 4, "sampling_params")]
     for name, value, where in refused:
         body = {"text": "Hello", "sampling_params": {"max_new_tokens": 2}}
         (body[where] if where else body)[name] = value
         s, b = gen(body)
         param = b.get("error", {}).get("param") if isinstance(b, dict) else None
         check(s == 400 and param == name, f"{name}={value!r}: a 400 naming it (got {s} {param})")
+    # A structural tag is served (structured_outputs.test.mjs checks its outputs); one without a format is not.
+    s, b = gen({"text": "Hello", "sampling_params": {"max_new_tokens": 2, "structural_tag": "{}"}})
+    param = b.get("error", {}).get("param") if isinstance(b, dict) else None
+    check(s == 400 and param == "sampling_params.structural_tag" and "'format'" in b["error"]["message"],
+          f"structural_tag '{{}}': a 400 naming it and the missing format (got {s} {b})")
 
 
 def test_stop_token_trim():

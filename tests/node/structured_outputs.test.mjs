@@ -386,6 +386,96 @@ tests.push(['vLLM structured_outputs and guided_* (chat and completions) hold th
     assertOpenAIError(await http('POST', '/v1/chat/completions', { ...base, ...extra }), 400, param);
 }]);
 
+tests.push(['structural tags (vLLM and SGLang shapes) hold free text and tags', async () => {
+  // Validators written from xgrammar's definition: free text until a trigger, then the tag whose begin
+  // follows, its JSON content (ajv) and its end; then free text again.
+  const model = await modelName();
+  const digit = { type: 'object', properties: { n: { type: 'integer', minimum: 0, maximum: 9 } }, required: ['n'],
+                  additionalProperties: false };
+  // Every 'a' of the free text opens a tag a<JSON>; `complete` false (cut by max_tokens): the last may be open.
+  const legacyOk = (t, complete) => {
+    let tags = 0;
+    for (let pos = 0; ;) {
+      const i = t.indexOf('a', pos);
+      if (i < 0) return tags;
+      if (!complete && t.length <= i + 2) return tags;
+      assert.equal(t[i + 1], '<', `after a trigger: ${JSON.stringify(t)}`);
+      const close = t.indexOf('>', i + 2);  // the JSON of `digit` holds no '>' nor 'a'
+      if (close < 0 && !complete) return tags;
+      assert.ok(close > 0, `unclosed tag: ${JSON.stringify(t)}`);
+      validateJson(t.slice(i + 2, close), digit, 'structural tag content');
+      tags++;
+      pos = close + 1;
+    }
+  };
+  const legacy = { type: 'structural_tag', structures: [{ begin: 'a<', schema: digit, end: '>' }], triggers: ['a'] };
+  const onlyTag = {
+    type: 'structural_tag',
+    format: { type: 'triggered_tags', triggers: ['<t>'], at_least_one: true, stop_after_first: true,
+              tags: [{ type: 'tag', begin: '<t>', content: { type: 'json_schema', json_schema: digit }, end: '</t>' }] },
+  };
+  const answer = {
+    type: 'structural_tag',
+    format: { type: 'sequence', elements: [
+      { type: 'const_string', value: 'Answer: ' },
+      { type: 'or', elements: [{ type: 'regex', pattern: '[0-9]{1,3}' }, { type: 'const_string', value: 'none' }] },
+      { type: 'tag', begin: ' (', content: { type: 'json_schema', json_schema: { enum: ['sure', 'unsure'] } }, end: ')' },
+    ] },
+  };
+  const noE = { type: 'structural_tag', format: { type: 'any_text', excludes: ['e', 'E'] } };
+  let tags = 0;
+  const jobs = [];
+  for (let i = 0; i < 4; i++) {
+    jobs.push(async () => {
+      const r = await chat({ model, messages: [{ role: 'user', content: 'Say anything.' }], chat_template_kwargs: NO_THINK,
+                             response_format: legacy, max_tokens: 60, temperature: 1, seed: seed + i }, i % 2 === 1);
+      tags += legacyOk(r.text, r.finish === 'stop');
+    });
+    jobs.push(async () => {
+      const r = await http('POST', '/v1/completions', { model, prompt: 'Call:', max_tokens: 40, temperature: 1, seed: seed + i,
+                                                         structured_outputs: { structural_tag: JSON.stringify(onlyTag) } });
+      assert.equal(r.status, 200, r.text.slice(0, 300));
+      const ch = r.json.choices[0];
+      if (ch.finish_reason === 'length') return;
+      const m = /^<t>([^]*)<\/t>$/u.exec(ch.text);
+      assert.ok(m, `not one tag: ${JSON.stringify(ch.text)}`);
+      validateJson(m[1], digit, 'triggered tag content');
+    });
+    jobs.push(async () => {
+      const r = await http('POST', '/generate', { text: 'Q:', sampling_params: { max_new_tokens: 40, temperature: 1, seed: seed + i,
+                                                                                structural_tag: JSON.stringify(answer) } });
+      assert.equal(r.status, 200, r.text.slice(0, 300));
+      if (r.json.meta_info.finish_reason.type === 'length') return;
+      assert.match(r.json.text, /^Answer: (?:[0-9]{1,3}|none) \((?:"sure"|"unsure")\)$/u);
+    });
+    jobs.push(async () => {
+      const r = await chat({ model, messages: [{ role: 'user', content: 'Write.' }], chat_template_kwargs: NO_THINK,
+                             response_format: noE, max_tokens: 30, temperature: 1, seed: seed + i }, i % 2 === 0);
+      assert.ok(!/[eE]/u.test(r.text), `an excluded letter: ${JSON.stringify(r.text)}`);
+    });
+  }
+  await pool(jobs, 6);
+  assert.ok(tags > 0, 'no trigger was ever written: the legacy check saw no tag');
+  // Refusals name the field, and the path inside the tag.
+  const base = { model, messages: [{ role: 'user', content: 'x' }], max_tokens: 5 };
+  let e = assertOpenAIError(await http('POST', '/v1/chat/completions', { ...base, response_format: {
+    type: 'structural_tag', format: { type: 'triggered_tags', triggers: ['<x'], tags: onlyTag.format.tags } } }), 400, 'response_format');
+  assert.match(e.message, /format\.tags\[0\]\.begin/);
+  e = assertOpenAIError(await http('POST', '/v1/chat/completions', { ...base, response_format: { ...legacy, extra: 1 } }), 400,
+                        'response_format.extra');
+  e = assertOpenAIError(await http('POST', '/v1/chat/completions', { ...base, response_format: {
+    type: 'structural_tag', format: { type: 'token', token: '<eos>' } } }), 400, 'response_format');
+  assert.match(e.message, /'token' is not supported/);
+  assertOpenAIError(await http('POST', '/v1/chat/completions', { ...base, structured_outputs: { structural_tag: legacy } }), 400,
+                    'structured_outputs.structural_tag');
+  assertOpenAIError(await http('POST', '/v1/chat/completions', { ...base, structured_outputs: { structural_tag: '{"format"' } }), 400,
+                    'structured_outputs.structural_tag');
+  assertOpenAIError(await http('POST', '/generate', { text: 'x', sampling_params: { structural_tag: legacy } }), 400,
+                    'sampling_params.structural_tag');
+  assertOpenAIError(await http('POST', '/generate', { text: 'x', sampling_params: { structural_tag: JSON.stringify(legacy), regex: 'a' } }),
+                    400, 'sampling_params');
+}]);
+
 tests.push(['refusals name the field or the construct', async () => {
   const model = await modelName();
   const base = { model, messages: [{ role: 'user', content: 'x' }], max_tokens: 5 };
