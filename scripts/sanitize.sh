@@ -89,7 +89,7 @@ run_asan() {
   # reading runs here in SamplingDefaults.*) and e2e_tools_mistral_nemo (the Mistral parser and grammar of
   # e2e_tools_mistral, which stays, under a 131k-token tokenizer) stay in the normal build too: the
   # phase is CI's largest.
-  local not_asan='^(e2e_ownership|e2e_structured_outputs_qwen3|e2e_image_openai_client|e2e_image_budget|e2e_webui|e2e_webui_api_key|e2e_webui_completion|e2e_dp_attention_fair_share|e2e_dp_attention_(responses|metrics|openai_client|echo_logprobs)|e2e_js_clients|e2e_js_clients_structured|e2e_sampling_defaults|e2e_tools_mistral_nemo|e2e_lora_runtime)$'
+  local not_asan='^(e2e_ownership|e2e_structured_outputs_qwen3|e2e_image_openai_client|e2e_image_budget|e2e_webui|e2e_webui_api_key|e2e_webui_completion|e2e_dp_attention_fair_share|e2e_dp_attention_(responses|metrics|openai_client|echo_logprobs)|e2e_js_clients|e2e_js_clients_structured|e2e_sampling_defaults|e2e_tools_mistral_nemo|e2e_lora_runtime|e2e_priority_scheduling)$'
   echo "== $(stamp) asan: ctest"
   # The token-mask tests over the real 128k-152k vocabularies compare every mask with a brute-force
   # reference: 2-5 s in the normal build, 3-5+ minutes each under ASan. MaskOddVocab runs the same
