@@ -10,6 +10,7 @@
 
 #include "constrain/gbnf_compiler.h"
 #include "constrain/regex_compiler.h"
+#include "constrain/trigger_text.h"
 #include "core/check.h"
 
 namespace dpserve::constrain {
@@ -18,10 +19,6 @@ namespace {
 using ojson = nlohmann::ordered_json;
 
 constexpr int kMaxDepth = 64;
-// Trigger, exclude and end strings of one free-text region, together: each byte is a state of its
-// automaton, and each state a rule.
-constexpr size_t kMaxPatternBytes = 4096;
-
 // Where an unlimited format (any_text, triggered_tags) stops: at the end of the output, or at one of
 // the end strings of the tag around it.
 struct End {
@@ -37,20 +34,6 @@ struct TagItem {
   std::string at;                  // its path, for errors
   bool legacy = false;             // content is a bare JSON Schema (the legacy shape's `schema`)
 };
-
-std::u32string codepoints(const std::string& s) {
-  // JSON strings are valid UTF-8 once parsed (nlohmann checks), so this never meets a bad byte.
-  std::u32string out;
-  for (size_t i = 0; i < s.size();) {
-    const auto c0 = uint8_t(s[i]);
-    const int n = c0 < 0x80 ? 1 : (c0 >> 5) == 6 ? 2 : (c0 >> 4) == 14 ? 3 : 4;
-    uint32_t cp = n == 1 ? c0 : n == 2 ? (c0 & 0x1F) : n == 3 ? (c0 & 0x0F) : (c0 & 0x07);
-    for (int k = 1; k < n && i + size_t(k) < s.size(); ++k) cp = (cp << 6) | (uint8_t(s[i + size_t(k)]) & 0x3F);
-    out.push_back(cp);
-    i += size_t(n);
-  }
-  return out;
-}
 
 std::string json_quoted(const std::string& s) { return ojson(s).dump(); }
 
@@ -279,11 +262,11 @@ class Compiler {
       only(f, {"type", "excludes", "max_tokens", "max_chars"}, at);
       for (const char* budget : {"max_tokens", "max_chars"})
         if (f.contains(budget) && !f[budget].is_null()) fail("'{}' is not supported", join(at, budget));
-      std::vector<Pattern> pats;
+      std::vector<TextPattern> pats;
       if (f.contains("excludes") && !f["excludes"].is_null())
         for (const auto& s : strings(f["excludes"], join(at, "excludes"), true)) pats.push_back({s, -1, "exclude"});
       const int32_t start = new_rule();
-      scan(start, with_end(std::move(pats), end, at), end.output, at);
+      scan_text(g_, start, with_end(std::move(pats), end, at), end.output, at);
       return g_.ref(start);
     }
     if (type == "triggered_tags") return triggered(f, end, at, depth);
@@ -369,11 +352,11 @@ class Compiler {
     // After a tag: the free text again, or (stop_after_first) the end.
     const int32_t loop = new_rule();
     const ExprId next = stop_after_first ? end_of(end) : g_.ref(loop);
-    std::vector<Pattern> pats;
+    std::vector<TextPattern> pats;
     for (size_t k = 0; k < triggers.size(); ++k)
       pats.push_back({triggers[k], g_.seq({g_.ref(rest_rule[k]), next}), "trigger"});
     for (const auto& s : excludes) pats.push_back({s, -1, "exclude"});
-    scan(loop, with_end(std::move(pats), end, at), end.output, at);
+    scan_text(g_, loop, with_end(std::move(pats), end, at), end.output, at);
     if (!at_least_one) return g_.ref(loop);
     // At least one: the output opens with a tag (no free text before it).
     std::vector<ExprId> first;
@@ -381,118 +364,13 @@ class Compiler {
     return g_.seq({g_.alt(std::move(first)), next});
   }
 
-  // ---- free text ----
-
-  struct Pattern {
-    std::string text;
-    ExprId then;       // what follows it; < 0: it may not occur
-    const char* role;  // "trigger", "exclude", "end" (errors)
-  };
-
-  std::vector<Pattern> with_end(std::vector<Pattern> pats, const End& end, const std::string& at) {
+  std::vector<TextPattern> with_end(std::vector<TextPattern> pats, const End& end, const std::string& at) {
     if (end.output) return pats;
-    for (const auto& s : end.strings) {
-      if (s.empty()) fail("'{}' ends at an empty end string, so its free text could never end", at);
-      pats.push_back({s, g_.empty(), "end"});
+    for (const auto& st : end.strings) {
+      if (st.empty()) fail("'{}' ends at an empty end string, so its free text could never end", at);
+      pats.push_back({st, g_.empty(), "end"});
     }
     return pats;
-  }
-
-  // Text of any characters up to the patterns (an Aho-Corasick automaton over characters, one rule
-  // per state, entered at `start`): reading a whole pattern continues with its `then`, and the text
-  // may stop anywhere when `may_stop`. No pattern may contain another: then the state that
-  // completes a pattern is always a leaf and completes only it.
-  void scan(int32_t start, std::vector<Pattern> pats, bool may_stop, const std::string& at) {
-    // The same string twice: an end or a trigger wins over an exclude (excluding a tag's own end,
-    // as xgrammar's think example does, means nothing more); two of the same role are one.
-    std::vector<Pattern> uniq;
-    size_t total = 0;
-    for (auto& p : pats) {
-      if (p.text.empty()) fail("'{}': an empty {} string", at, p.role);
-      auto same = std::find_if(uniq.begin(), uniq.end(), [&](const Pattern& u) { return u.text == p.text; });
-      if (same == uniq.end()) {
-        total += p.text.size();
-        uniq.push_back(std::move(p));
-      } else if (same->then < 0) {
-        *same = std::move(p);
-      } else if (p.then >= 0 && std::string_view(same->role) != p.role) {
-        fail("'{}': {} is both a {} and an {} string", at, json_quoted(p.text), same->role, p.role);
-      }
-    }
-    if (total > kMaxPatternBytes) fail("'{}': trigger, exclude and end strings above {} bytes", at, kMaxPatternBytes);
-    for (const auto& a : uniq)
-      for (const auto& b : uniq)
-        if (&a != &b && b.text.find(a.text) != std::string::npos)
-          fail("'{}': the {} string {} contains the {} string {}, so which one the text reaches is ambiguous", at,
-               b.role, json_quoted(b.text), a.role, json_quoted(a.text));
-
-    struct Node {
-      std::map<uint32_t, int32_t> next;
-      int32_t fail = 0;
-      int32_t pattern = -1;
-      int32_t rule = -1;
-    };
-    std::vector<Node> nodes(1);
-    std::set<uint32_t> alphabet;
-    for (size_t p = 0; p < uniq.size(); ++p) {
-      int32_t n = 0;
-      for (uint32_t c : codepoints(uniq[p].text)) {
-        alphabet.insert(c);
-        auto it = nodes[size_t(n)].next.find(c);
-        if (it == nodes[size_t(n)].next.end()) {
-          nodes.push_back(Node{});
-          it = nodes[size_t(n)].next.emplace(c, int32_t(nodes.size() - 1)).first;
-        }
-        n = it->second;
-      }
-      nodes[size_t(n)].pattern = int32_t(p);
-    }
-    // Failure links, breadth first.
-    std::vector<int32_t> order{0};
-    for (size_t i = 0; i < order.size(); ++i)
-      for (const auto& [c, kid] : nodes[size_t(order[i])].next) {
-        order.push_back(kid);
-        if (order[i] == 0) continue;
-        int32_t f = nodes[size_t(order[i])].fail;
-        while (f > 0 && !nodes[size_t(f)].next.count(c)) f = nodes[size_t(f)].fail;
-        const auto it = nodes[size_t(f)].next.find(c);
-        nodes[size_t(kid)].fail = it != nodes[size_t(f)].next.end() && it->second != kid ? it->second : 0;
-      }
-    auto go = [&](int32_t n, uint32_t c) {
-      for (;;) {
-        const auto it = nodes[size_t(n)].next.find(c);
-        if (it != nodes[size_t(n)].next.end()) return it->second;
-        if (n == 0) return int32_t(0);
-        n = nodes[size_t(n)].fail;
-      }
-    };
-    nodes[0].rule = start;
-    for (size_t n = 1; n < nodes.size(); ++n)
-      if (nodes[n].pattern < 0) nodes[n].rule = new_rule();
-    CodepointSet others = CodepointSet::any();
-    {
-      CodepointSet in;
-      for (uint32_t c : alphabet) in.add(c);
-      others = in.complement();
-    }
-    for (size_t n = 0; n < nodes.size(); ++n) {
-      if (nodes[n].pattern >= 0) continue;
-      std::map<int32_t, CodepointSet> to;
-      for (uint32_t c : alphabet) to[go(int32_t(n), c)].add(c);
-      to[0].add(others);
-      std::vector<ExprId> alts;
-      if (may_stop) alts.push_back(g_.empty());
-      for (const auto& [target, set] : to) {
-        if (set.empty()) continue;
-        const Node& t = nodes[size_t(target)];
-        if (t.pattern < 0) {
-          alts.push_back(g_.seq({g_.chars(set), g_.ref(t.rule)}));
-        } else if (uniq[size_t(t.pattern)].then >= 0) {
-          alts.push_back(g_.seq({g_.chars(set), uniq[size_t(t.pattern)].then}));
-        }
-      }
-      g_.set_body(nodes[n].rule, g_.alt(std::move(alts)));
-    }
   }
 
   // ---- grammar plumbing ----
