@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "constrain/reasoning_prefix.h"
+#include "constrain/trigger_text.h"
 #include "core/check.h"
 
 namespace dpserve::constrain {
@@ -30,6 +31,7 @@ std::string ToolCallSpec::to_text() const {
   j["parallel"] = parallel;
   j["think"] = think;
   j["think_open"] = think_open;
+  j["text"] = text;
   return j.dump();
 }
 
@@ -48,11 +50,61 @@ ToolCallSpec ToolCallSpec::from_text(std::string_view text) {
     s.parallel = j.at("parallel").get<bool>();
     s.think = j.at("think").get<bool>();
     s.think_open = j.value("think_open", false);
+    s.text = j.value("text", false);
   } catch (const ojson::exception& e) {
     fail("tool call grammar: malformed spec: {}", e.what());
   }
   return s;
 }
+
+namespace {
+
+// tool_choice auto with strict tools: free text, in which the format's opener starts calls (as many
+// as the format writes in one section), then free text again, or the end when calls are not parallel.
+ExprId text_with_calls(Grammar& g, const ToolCallSpec& spec, ExprId one, std::vector<ExprId> v11_after_opener) {
+  const bool many = spec.parallel;
+  if (spec.format == ToolCallFormat::kLlama3) {
+    // The parser reads the turn as calls when it opens with `{` (after whitespace), else as content.
+    CodepointSet ws;
+    for (char c : {' ', '\t', '\r', '\n'}) ws.add(uint32_t(c));
+    CodepointSet not_call = ws;
+    not_call.add('{');
+    const ExprId lead = g.star(g.chars(ws));
+    const ExprId calls = many ? g.seq({one, g.star(g.seq({g.literal("; "), one}))}) : one;
+    const ExprId text = g.optional(g.seq({g.chars(not_call.complement()), g.star(g.chars(CodepointSet::any()))}));
+    return g.seq({lead, g.alt({calls, text})});
+  }
+  const int32_t loop = g.add_rule("(text with tool calls)");
+  const ExprId next = spec.parallel ? g.ref(loop) : g.empty();
+  std::string opener;
+  ExprId after;
+  switch (spec.format) {
+    case ToolCallFormat::kHermes:
+      opener = "<tool_call>";
+      after = g.seq({g.literal("\n"), one, g.literal("\n</tool_call>")});
+      break;
+    case ToolCallFormat::kDeepSeekV3:
+    case ToolCallFormat::kDeepSeekV31: {
+      opener = "<｜tool▁calls▁begin｜>";
+      const ExprId rest = spec.format == ToolCallFormat::kDeepSeekV3 ? g.seq({g.literal("\n"), one}) : one;
+      after = g.seq({many ? g.seq({one, g.star(rest)}) : one, g.literal("<｜tool▁calls▁end｜>")});
+      break;
+    }
+    case ToolCallFormat::kMistral:
+      opener = "[TOOL_CALLS]";
+      after = g.seq({g.literal(" ["), many ? g.seq({one, g.star(g.seq({g.literal(", "), one}))}) : one, g.literal("]")});
+      break;
+    case ToolCallFormat::kMistralV11:
+      opener = "[TOOL_CALLS]";
+      after = g.alt(std::move(v11_after_opener));
+      break;
+    case ToolCallFormat::kLlama3: break;  // above
+  }
+  scan_text(g, loop, {{opener, g.seq({after, next}), "trigger"}}, true, "tools");
+  return g.ref(loop);
+}
+
+}  // namespace
 
 Grammar tool_call_grammar(const ToolCallSpec& spec, const JsonSchemaOptions& opt) {
   if (spec.tools.empty()) fail("tool calls: no tools given");
@@ -64,6 +116,7 @@ Grammar tool_call_grammar(const ToolCallSpec& spec, const JsonSchemaOptions& opt
       spec.format == ToolCallFormat::kHermes || spec.format == ToolCallFormat::kMistral ? "arguments" : "parameters";
   const bool deepseek = spec.format == ToolCallFormat::kDeepSeekV3 || spec.format == ToolCallFormat::kDeepSeekV31;
   std::vector<ExprId> calls;
+  std::vector<ExprId> v11_after_opener;  // kMistralV11 calls without their [TOOL_CALLS]
   for (const auto& [name, params] : spec.tools) {
     if (spec.only && *spec.only != name) continue;
     ExprId args;
@@ -81,6 +134,7 @@ Grammar tool_call_grammar(const ToolCallSpec& spec, const JsonSchemaOptions& opt
     if (spec.format == ToolCallFormat::kMistralV11) {
       // As mistral-common encodes an assistant's tool call from tokenizer v11 on.
       calls.push_back(g.seq({g.literal("[TOOL_CALLS]" + name + "[ARGS]"), args}));
+      v11_after_opener.push_back(g.seq({g.literal(name + "[ARGS]"), args}));
       continue;
     }
     if (spec.format == ToolCallFormat::kDeepSeekV31) {
@@ -96,7 +150,9 @@ Grammar tool_call_grammar(const ToolCallSpec& spec, const JsonSchemaOptions& opt
   ExprId one = g.alt(std::move(calls));
   ExprId body;
   const bool many = spec.parallel && !spec.only;
-  if (deepseek) {
+  if (spec.text) {
+    body = text_with_calls(g, spec, one, std::move(v11_after_opener));
+  } else if (deepseek) {
     const ExprId next = spec.format == ToolCallFormat::kDeepSeekV3 ? g.seq({g.literal("\n"), one}) : one;
     const ExprId calls_of = many ? g.seq({one, g.star(next)}) : one;
     body = g.seq({g.literal("<｜tool▁calls▁begin｜>"), calls_of, g.literal("<｜tool▁calls▁end｜>")});

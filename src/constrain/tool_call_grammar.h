@@ -8,6 +8,9 @@
 //                                    calls back to back, then <｜tool▁calls▁end｜>
 //   mistral (Mistral v3 tokenizer):  [TOOL_CALLS] [{"name": "f", "arguments": {...}}, ...]
 // Arguments follow each tool's JSON Schema. With `think`, a <think>...</think> block may come first.
+// With `text` (tool_choice "auto" with strict tools, as SGLang enforces them), the turn is free text
+// in which writing the format's opener (<tool_call>, [TOOL_CALLS], <｜tool▁calls▁begin｜>; for llama3
+// a `{` opening the turn) starts calls that must be valid.
 #pragma once
 
 #include <optional>
@@ -34,6 +37,7 @@ struct ToolCallSpec {
   bool parallel = true;             // several calls in one turn (ignored with `only`)
   bool think = false;               // a reasoning block may precede the calls
   bool think_open = false;          // the prompt opened it: reasoning, then </think>, then the calls
+  bool text = false;                // free text around the calls, which may be none (see above)
 
   // Canonical text (the compile cache key) and back.
   std::string to_text() const;

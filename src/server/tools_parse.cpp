@@ -47,6 +47,7 @@ void parse_tools(const json& body, std::string_view raw_body, GenSpec& spec, con
   if (!t->is_array()) bad_param("tools", "'tools' must be an array of {\"type\": \"function\", \"function\": {...}}");
   if (t->size() > 128) bad_param("tools", "'tools' takes at most 128 functions");
   std::vector<std::string> names;
+  std::string strict_at;  // the first tool with strict: true
   for (size_t i = 0; i < t->size(); ++i) {
     const json& tool = (*t)[i];
     const std::string p = fmt::format("tools[{}]", i);
@@ -64,6 +65,10 @@ void parse_tools(const json& body, std::string_view raw_body, GenSpec& spec, con
     for (const auto& [k, v] : f.items())
       if (k != "name" && k != "description" && k != "parameters" && k != "strict")
         bad_param(p + ".function." + k, fmt::format("'{}.function.{}' is not a known field", p, k));
+    if (f.contains("strict") && !f["strict"].is_null() && !f["strict"].is_boolean())
+      bad_param(p + ".function.strict", fmt::format("'{}.function.strict' must be a boolean", p));
+    if (f.value("strict", json(false)).is_boolean() && f.value("strict", json(false)).get<bool>() && strict_at.empty())
+      strict_at = p + ".function.strict";
     names.push_back(name);
   }
   std::string choice = "auto";
@@ -97,10 +102,16 @@ void parse_tools(const json& body, std::string_view raw_body, GenSpec& spec, con
     for (const std::string_view tag : tool_call_markers(ctx.tool_parser))
       if (const int32_t id = ctx.tok->piece_to_id(tag); id >= 0 && ctx.tok->is_special(id))
         spec.skip_special_tokens = false;
-  if (choice == "auto") return;
-  if (spec.base.constraint)
+  // Under auto, strict tools are enforced as SGLang does (a structural tag there): the model writes
+  // freely, but a call it opens must be valid. Without strict tools, auto constrains nothing.
+  if (choice == "auto" && strict_at.empty()) return;
+  if (spec.base.constraint) {
+    if (choice == "auto")
+      bad_param(strict_at, fmt::format("'{}' under tool_choice auto cannot be combined with another output "
+                                       "constraint (response_format, regex, ebnf)", strict_at));
     bad_param("tool_choice", fmt::format("'tool_choice' {} cannot be combined with another output constraint "
                                          "(response_format, regex, ebnf)", choice));
+  }
   constrain::ToolCallSpec ts;
   switch (ctx.tool_parser) {
     case ToolCallParser::kLlama3: ts.format = constrain::ToolCallFormat::kLlama3; break;
@@ -124,6 +135,7 @@ void parse_tools(const json& body, std::string_view raw_body, GenSpec& spec, con
   }
   ts.only = only;
   ts.parallel = body.value("parallel_tool_calls", true);
+  ts.text = choice == "auto";
   // A model that thinks first may still do so before its calls.
   ts.think = ctx.reasoning_parser != ReasoningParser::kNone && !spec.reasoning_closed;
   ts.think_open = ts.think && spec.reasoning_open;

@@ -638,6 +638,54 @@ TEST(ToolCalls, Llama3FormatAndThinking) {
   EXPECT_EQ(ToolCallSpec::from_text(s.to_text()).to_text(), s.to_text());
 }
 
+// tool_choice auto with strict tools: free text, and a call the model opens must be valid (SGLang's
+// structural tag for auto: the parser's opener as trigger, each call's arguments by its schema).
+TEST(ToolCalls, AutoModeHoldsOnlyTheCallsTheModelOpens) {
+  ToolCallSpec s = weather_tools(ToolCallFormat::kHermes);
+  s.text = true;
+  auto a = Automaton::build(tool_call_grammar(s));
+  const std::string call = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
+  const std::string time = "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>";
+  EXPECT_TRUE(accepts(a, ""));
+  EXPECT_TRUE(accepts(a, "No tool needed: it is 3 pm. <tool_cal"));
+  EXPECT_TRUE(accepts(a, "Let me look. " + call));
+  EXPECT_TRUE(accepts(a, call + "\n" + time + "\nDone."));  // parallel: text again, then another call
+  EXPECT_FALSE(accepts(a, "x <tool_call>\n{\"name\": \"get_weather\", \"arguments\": {}}\n</tool_call>"));
+  EXPECT_FALSE(accepts(a, "x <tool_call>\n{\"name\": \"get_news\", \"arguments\": {}}\n</tool_call>"));
+  EXPECT_FALSE(accepts(a, "<tool_call> not json"));
+  s.parallel = false;
+  auto single = Automaton::build(tool_call_grammar(s));
+  EXPECT_TRUE(accepts(single, "Sure. " + call));
+  EXPECT_FALSE(accepts(single, call + "\n" + time));
+  EXPECT_FALSE(accepts(single, call + " and more"));  // nothing after the one call
+  EXPECT_EQ(ToolCallSpec::from_text(s.to_text()).to_text(), s.to_text());
+  EXPECT_TRUE(ToolCallSpec::from_text(s.to_text()).text);
+
+  s = weather_tools(ToolCallFormat::kMistral);
+  s.text = true;
+  auto m = Automaton::build(tool_call_grammar(s));
+  EXPECT_TRUE(accepts(m, "Hello [TOOL_CALL"));
+  EXPECT_TRUE(accepts(m, R"(Hi [TOOL_CALLS] [{"name": "get_time", "arguments": {}}] ok)"));
+  EXPECT_FALSE(accepts(m, R"([TOOL_CALLS] [{"name": "get_weather", "arguments": {}}])"));
+  s.format = ToolCallFormat::kMistralV11;
+  auto v11 = Automaton::build(tool_call_grammar(s));
+  EXPECT_TRUE(accepts(v11, R"(ok[TOOL_CALLS]get_weather[ARGS]{"city": "Oslo"}[TOOL_CALLS]get_time[ARGS]{})"));
+  EXPECT_FALSE(accepts(v11, R"([TOOL_CALLS]get_date[ARGS]{})"));
+  s.format = ToolCallFormat::kDeepSeekV31;
+  auto ds = Automaton::build(tool_call_grammar(s));
+  const std::string v31 = "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_time<｜tool▁sep｜>{}<｜tool▁call▁end｜><｜tool▁calls▁end｜>";
+  EXPECT_TRUE(accepts(ds, "好的 " + v31 + " 完成"));
+  EXPECT_FALSE(accepts(ds, "<｜tool▁calls▁begin｜>get_time"));
+  // Llama 3.1 JSON calls: the turn is calls when it opens with `{`, else any text.
+  s.format = ToolCallFormat::kLlama3;
+  auto l = Automaton::build(tool_call_grammar(s));
+  EXPECT_TRUE(accepts(l, "It is sunny {not a call}"));
+  EXPECT_TRUE(accepts(l, R"(  {"name": "get_weather", "parameters": {"city": "Oslo"}})"));
+  EXPECT_TRUE(accepts(l, ""));
+  EXPECT_FALSE(accepts(l, R"({"name": "get_weather", "parameters": {}})"));
+  EXPECT_FALSE(accepts(l, "\n{ plain braces }"));
+}
+
 TEST(Automaton, SerializationRoundTrip) {
   for (const auto& a : {schema(R"({"type": "object", "properties": {"a": {"type": "string"}}})"),
                         Automaton::build(json_object_grammar()), gbnf("root ::= \"(\" root \")\" | \"x\"")}) {

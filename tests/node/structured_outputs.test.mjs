@@ -239,6 +239,43 @@ tests.push(['OpenAI client tools flow: required call -> tool result -> answer; n
   }
 }]);
 
+tests.push(['tool_choice auto with strict tools: a call the model opens is a valid call (SGLang enforces these too)', async () => {
+  const model = await modelName();
+  // logit_bias pushes the format's opener (Qwen3: the <tool_call> token; Llama 3.1: `{`) wherever the
+  // grammar lets it, so the random model opens a call at once; what follows must be a valid call.
+  const opener = toolFormat === 'qwen3' ? '<tool_call>' : '{';
+  const tok = await http('POST', '/tokenize', { prompt: opener, add_special_tokens: false });
+  assert.equal(tok.status, 200, tok.text);
+  const ids = Array.isArray(tok.json.tokens[0]) ? tok.json.tokens[0] : tok.json.tokens;
+  assert.equal(ids.length, 1, `${opener} is one token: ${JSON.stringify(ids)}`);
+  const strict = toolSubset().map((t) => ({ ...t, function: { ...t.function, strict: true } }));
+  const user = { role: 'user', content: 'What time is it?' };
+  const body = (tools, i) => ({ model, messages: [user], tools, tool_choice: 'auto', parallel_tool_calls: false, max_tokens: 300,
+                                temperature: 1, seed: seed + i, logit_bias: { [ids[0]]: 100 }, chat_template_kwargs: NO_THINK });
+  let complete = 0;
+  for (let i = 0; i < 3; i++) {
+    const r = await http('POST', '/v1/chat/completions', body(strict, i));
+    assert.equal(r.status, 200, r.text.slice(0, 300));
+    const ch = r.json.choices[0];
+    if (ch.finish_reason === 'length') continue;
+    assert.equal(ch.finish_reason, 'tool_calls', JSON.stringify(ch.message).slice(0, 300));
+    assert.equal(ch.message.tool_calls.length, 1, 'parallel_tool_calls false: one call');
+    checkCalls(ch.message.tool_calls, strict);
+    complete++;
+  }
+  assert.ok(complete >= 1, 'no strict call completed within max_tokens');
+  // The control: the same request with tools that are not strict is not held, and the biased
+  // random model writes no valid call.
+  const loose = await http('POST', '/v1/chat/completions', { ...body(toolSubset(), 0), max_tokens: 30 });
+  assert.equal(loose.status, 200, loose.text.slice(0, 300));
+  assert.ok(!loose.json.choices[0].message.tool_calls, `unconstrained: ${JSON.stringify(loose.json.choices[0].message)}`);
+  // Strict tools under auto with another constraint: a 400 naming the strict flag; a non-boolean strict too.
+  assertOpenAIError(await http('POST', '/v1/chat/completions', { ...body(strict, 0), response_format: { type: 'json_object' } }),
+                    400, 'tools[0].function.strict');
+  const bad = strict.map((t) => ({ ...t, function: { ...t.function, strict: 'yes' } }));
+  assertOpenAIError(await http('POST', '/v1/chat/completions', body(bad, 0)), 400, 'tools[0].function.strict');
+}]);
+
 tests.push(['reasoning_content: a <think> block moves out of the content, streamed and whole', async () => {
   if (toolFormat !== 'qwen3') return;  // the Qwen3 reasoning parser runs with the Qwen3 tokenizer
   const model = await modelName();
