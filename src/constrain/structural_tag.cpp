@@ -97,6 +97,17 @@ class Compiler {
     return f[key].get<bool>();
   }
 
+  // The formats of a sequence's or an or's `elements`, each compiled by `one(format, path, last)`.
+  template <class F>
+  static std::vector<ExprId> each_element(const ojson& f, const std::string& at, F one) {
+    only(f, {"type", "elements"}, at);
+    const ojson& el = elements(f, "elements", at);
+    std::vector<ExprId> out;
+    for (size_t i = 0; i < el.size(); ++i)
+      out.push_back(one(el[i], fmt::format("{}.elements[{}]", at, i), i + 1 == el.size()));
+    return out;
+  }
+
   static const ojson& elements(const ojson& f, const char* key, const std::string& at) {
     const ojson& v = need(f, key, at);
     if (!v.is_array() || v.empty()) fail("'{}' must be a non-empty array of formats", join(at, key));
@@ -193,21 +204,11 @@ class Compiler {
         fail("'{}': {}", join(at, "grammar"), e.what());
       }
     }
-    if (type == "sequence") {
-      only(f, {"type", "elements"}, at);
-      const ojson& el = elements(f, "elements", at);
-      std::vector<ExprId> parts;
-      for (size_t i = 0; i < el.size(); ++i)
-        parts.push_back(bounded(el[i], fmt::format("{}.elements[{}]", at, i), depth + 1));
-      return g_.seq(std::move(parts));
-    }
-    if (type == "or") {
-      only(f, {"type", "elements"}, at);
-      const ojson& el = elements(f, "elements", at);
-      std::vector<ExprId> alts;
-      for (size_t i = 0; i < el.size(); ++i)
-        alts.push_back(bounded(el[i], fmt::format("{}.elements[{}]", at, i), depth + 1));
-      return g_.alt(std::move(alts));
+    if (type == "sequence" || type == "or") {
+      std::vector<ExprId> parts = each_element(f, at, [&](const ojson& e, const std::string& p, bool) {
+        return bounded(e, p, depth + 1);
+      });
+      return type == "or" ? g_.alt(std::move(parts)) : g_.seq(std::move(parts));
     }
     if (type == "optional" || type == "plus" || type == "star" || type == "repeat") {
       if (type == "repeat") {
@@ -270,22 +271,15 @@ class Compiler {
       return g_.ref(start);
     }
     if (type == "triggered_tags") return triggered(f, end, at, depth);
-    if (type == "sequence") {
-      only(f, {"type", "elements"}, at);
-      const ojson& el = elements(f, "elements", at);
-      std::vector<ExprId> parts;
-      for (size_t i = 0; i + 1 < el.size(); ++i)
-        parts.push_back(bounded(el[i], fmt::format("{}.elements[{}]", at, i), depth + 1));
-      parts.push_back(ended(el.back(), end, fmt::format("{}.elements[{}]", at, el.size() - 1), depth + 1));
-      return g_.seq(std::move(parts));
+    if (type == "sequence") {  // only the last element runs up to the end
+      return g_.seq(each_element(f, at, [&](const ojson& e, const std::string& p, bool last) {
+        return last ? ended(e, end, p, depth + 1) : bounded(e, p, depth + 1);
+      }));
     }
     if (type == "or") {
-      only(f, {"type", "elements"}, at);
-      const ojson& el = elements(f, "elements", at);
-      std::vector<ExprId> alts;
-      for (size_t i = 0; i < el.size(); ++i)
-        alts.push_back(ended(el[i], end, fmt::format("{}.elements[{}]", at, i), depth + 1));
-      return g_.alt(std::move(alts));
+      return g_.alt(each_element(f, at, [&](const ojson& e, const std::string& p, bool) {
+        return ended(e, end, p, depth + 1);
+      }));
     }
     return g_.seq({bounded(f, at, depth), end_of(end)});
   }

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include "byte_matcher.h"
 #include "constrain/compile_cache.h"
 #include "constrain/constraint.h"
 #include "constrain/gbnf_compiler.h"
@@ -19,25 +20,7 @@
 namespace dpserve::constrain {
 namespace {
 
-std::shared_ptr<const VocabIndex> bytes_vocab() {
-  static auto v = [] {
-    std::vector<std::string> b;
-    for (int i = 0; i < 256; ++i) b.push_back(std::string(1, char(i)));
-    b.push_back("");
-    std::vector<bool> text(257, true);
-    text[256] = false;
-    return std::make_shared<VocabIndex>(b, text, std::vector<int32_t>{256}, 257);
-  }();
-  return v;
-}
-
-// Is `s` a complete output of the automaton?
-bool accepts(std::shared_ptr<const Automaton> a, const std::string& s) {
-  Matcher m(std::make_shared<TokenMaskCache>(a, bytes_vocab()));
-  for (char c : s)
-    if (!m.accept(uint8_t(c))) return false;
-  return m.accept(256);
-}
+using test::accepts;
 
 std::shared_ptr<const Automaton> schema(const std::string& s) { return Automaton::build(json_schema_grammar(s)); }
 std::shared_ptr<const Automaton> regex(const std::string& s) { return Automaton::build(regex_grammar(s)); }

@@ -4,43 +4,23 @@
 // end string completed in the free text decides; tag contents checked with std::regex).
 #include <functional>
 #include <random>
+#include <regex>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
-#include <regex>
 
+#include "byte_matcher.h"
 #include "constrain/automaton.h"
-#include "constrain/matcher.h"
 #include "constrain/structural_tag.h"
-#include "constrain/token_mask_cache.h"
-#include "constrain/vocab_index.h"
 #include "core/check.h"
 
 namespace dpserve::constrain {
 namespace {
 
 using ojson = nlohmann::ordered_json;
-
-std::shared_ptr<const VocabIndex> bytes_vocab() {
-  static auto v = [] {
-    std::vector<std::string> b;
-    for (int i = 0; i < 256; ++i) b.push_back(std::string(1, char(i)));
-    b.push_back("");
-    std::vector<bool> text(257, true);
-    text[256] = false;
-    return std::make_shared<VocabIndex>(b, text, std::vector<int32_t>{256}, 257);
-  }();
-  return v;
-}
+using test::accepts;
 
 std::shared_ptr<const Automaton> tag(const ojson& spec) { return Automaton::build(structural_tag_grammar(spec.dump())); }
-
-bool accepts(const std::shared_ptr<const Automaton>& a, const std::string& s) {
-  Matcher m(std::make_shared<TokenMaskCache>(a, bytes_vocab()));
-  for (char c : s)
-    if (!m.accept(uint8_t(c))) return false;
-  return m.accept(256);
-}
 
 std::string error_of(const ojson& spec) {
   try {
