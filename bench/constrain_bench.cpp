@@ -4,6 +4,8 @@
 //    (151,936-wide logits rows: fill the mask, apply it), cold caches at the start as a fresh server has;
 //  * the TinyLlama-1.1B-shape decode step at batch 32, alternated with the mask runs (A/B), so the
 //    ratio is taken on the same machine state.
+// With --structural-tag, each tool becomes a structural tag instead (free text in which a Qwen3-style
+// <tool_call> must be a valid call of it, as strict tool_choice auto compiles): the free-text masks.
 //
 //   /usr/bin/python3 tools/make_hf_model.py --preset tinyllama-1.1b --out /tmp/tinyllama
 //   build/bin/constrain_bench --tokenizer ../shared/tokenizers/qwen3 --model-path /tmp/tinyllama
@@ -22,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "constrain/compile_cache.h"
+#include "constrain/constraint.h"
 #include "constrain/json_schema_compiler.h"
 #include "constrain/matcher.h"
 #include "engine/runtime.h"
@@ -50,12 +53,12 @@ struct MaskRun {
 
 // `n` requests decoding under constraints for `steps` steps; a finished request restarts with the
 // next schema of the list, so new automata keep arriving as on a server.
-MaskRun run_masks(const std::vector<std::string>& schemas, std::shared_ptr<const VocabIndex> vocab, int n, int steps,
-                  uint64_t seed, int warm_steps = 0) {
+MaskRun run_masks(ConstraintKind kind, const std::vector<std::string>& schemas, std::shared_ptr<const VocabIndex> vocab,
+                  int n, int steps, uint64_t seed, int warm_steps = 0) {
   CompileCache compiled;
   std::map<uint64_t, std::shared_ptr<TokenMaskCache>> caches;
   auto cache_for = [&](size_t k) {
-    auto a = compiled.get({ConstraintKind::kJsonSchema, schemas[k % schemas.size()]});
+    auto a = compiled.get({kind, schemas[k % schemas.size()]});
     auto& c = caches[a->fingerprint()];
     if (!c) c = std::make_shared<TokenMaskCache>(a, vocab);
     return c;
@@ -157,6 +160,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Constrained decoding: compile time, mask time per step vs the decode step"};
   std::string tok_path, model_path, tools_path = std::string(DPSERVE_SOURCE_DIR) + "/tests/constrain/fixtures/tool_schemas.json";
   int requests = 32, steps = 150, decode = 16, rounds = 2, threads = 0, warm_schemas = 8;
+  bool structural = false;
   app.add_option("--tokenizer", tok_path, "tokenizer folder (Qwen3: shared/tokenizers/qwen3)")->required();
   app.add_option("--model-path", model_path, "TinyLlama-1.1B-shape HF folder for the decode step (optional)");
   app.add_option("--tools", tools_path, "tool schemas (OpenAI tools array)")->capture_default_str();
@@ -166,7 +170,10 @@ int main(int argc, char** argv) {
   app.add_option("--rounds", rounds, "A/B rounds (decode run, mask runs)")->capture_default_str();
   app.add_option("--threads", threads, "OpenMP threads for the decode step (0 = all cores)");
   app.add_option("--warm-schemas", warm_schemas, "distinct schemas in the steady-state run")->capture_default_str();
+  app.add_flag("--structural-tag", structural,
+               "each tool as a structural tag: free text, a <tool_call> of it valid once opened");
   CLI11_PARSE(app, argc, argv);
+  const ConstraintKind kind = structural ? ConstraintKind::kStructuralTag : ConstraintKind::kJsonSchema;
   if (threads > 0) omp_set_num_threads(threads);
 
   auto tok = Tokenizer::load(tok_path);
@@ -190,17 +197,24 @@ int main(int argc, char** argv) {
   double weather_ms = 0;
   for (const auto& t : tools) {
     schemas.push_back(t["function"]["parameters"].dump());
+    if (structural) {
+      const std::string name = t["function"]["name"].get<std::string>();
+      schemas.back() = nlohmann::ordered_json{
+          {"structures", {{{"begin", "<tool_call>\n{\"name\": \"" + name + "\", \"arguments\": "},
+                           {"schema", t["function"]["parameters"]}, {"end", "}\n</tool_call>"}}}},
+          {"triggers", {"<tool_call>"}}}.dump();
+    }
     const auto t0 = Clock::now();
-    auto a = Automaton::build(json_schema_grammar(schemas.back()));
+    auto a = compile_constraint({kind, schemas.back()});
     ct.push_back(ms_since(t0));
     if (t["function"]["name"] == "get_current_weather") weather_ms = ct.back();
     if (getenv("CONSTRAIN_BENCH_VERBOSE"))
       std::printf("  %-28s %7.2f ms, %zu states, %zu bytes serialized\n", t["function"]["name"].get<std::string>().c_str(), ct.back(), a->num_states(), a->serialize().size());
   }
   CompileCache cache;
-  cache.get({ConstraintKind::kJsonSchema, schemas[0]});
+  cache.get({kind, schemas[0]});
   const auto h0 = Clock::now();
-  for (int i = 0; i < 1000; ++i) cache.get({ConstraintKind::kJsonSchema, schemas[0]});
+  for (int i = 0; i < 1000; ++i) cache.get({kind, schemas[0]});
   const double hit_us = ms_since(h0) * 1000.0;  // ns per hit over 1000 hits
   std::printf("compile, %zu tool schemas: median %.2f ms, p90 %.2f ms, max %.2f ms (get_current_weather %.2f ms); "
               "cached: %.0f ns (target <= 50 ms)\n",
@@ -212,10 +226,10 @@ int main(int argc, char** argv) {
   for (int r = 0; r < rounds; ++r) {
     if (engine) decode_ms.push_back(decode_step_ms(*engine, requests, decode, model_vocab));
     // Cold: every finished request is replaced by one with a schema not seen yet in this run.
-    const MaskRun cold = run_masks(schemas, vocab, requests, steps, 1234 + uint64_t(r));
+    const MaskRun cold = run_masks(kind, schemas, vocab, requests, steps, 1234 + uint64_t(r));
     // Steady state: a server that has served its tools before (caches warmed by earlier requests).
     const std::vector<std::string> few(schemas.begin(), schemas.begin() + std::min<size_t>(warm_schemas, schemas.size()));
-    const MaskRun warm = run_masks(few, vocab, requests, steps, 4321 + uint64_t(r), 4 * steps);
+    const MaskRun warm = run_masks(kind, few, vocab, requests, steps, 4321 + uint64_t(r), 4 * steps);
     for (const auto* mr : {&cold, &warm}) {
       double sum = 0;
       for (double x : mr->step_ms) sum += x;
