@@ -1,11 +1,12 @@
 // Structured-output constraints as any client may send them (response_format's json_schema,
 // SGLang's regex and ebnf, structural tags): compiled by compile_constraint, then decoded against a
 // vocabulary of every single byte plus a few longer tokens and an EOS. Byte 0 picks the kind (regex,
-// JSON Schema, GBNF; structural tag when its high bit is set), the rest is its text. A bad constraint must be a dpserve::Error, compiled within the fuzz
-// timeout; an accepted one promises (automaton_build.cpp) that a mask is never empty until the output
-// ends, which with every byte a token means: some token or EOS is always allowed. Along a
-// pseudo-random walk of allowed tokens, every allowed token is accepted, a refused one leaves the
-// state as it was, and EOS is allowed exactly where the output may end.
+// JSON Schema, GBNF; structural tag when its high bit is set), the rest is its text. A bad constraint
+// must be a dpserve::Error, compiled within the fuzz timeout; an accepted one promises
+// (automaton_build.cpp) that a mask is never empty until the output ends, which with every byte a
+// token means: some token or EOS is always allowed. Along a pseudo-random walk of allowed tokens,
+// every allowed token is accepted, a refused one leaves the state as it was, and EOS is allowed
+// exactly where the output may end.
 #include <cstddef>
 #include <cstdint>
 #include <memory>

@@ -290,9 +290,11 @@ class Compiler {
     const std::vector<std::string> triggers = strings(need(f, "triggers", at), join(at, "triggers"), false);
     const ojson& tags = elements(f, "tags", at);
     std::vector<TagItem> items;
-    for (size_t i = 0; i < tags.size(); ++i) items.push_back(read_tag(tags[i], fmt::format("{}.tags[{}]", at, i), depth + 1));
+    for (size_t i = 0; i < tags.size(); ++i)
+      items.push_back(read_tag(tags[i], fmt::format("{}.tags[{}]", at, i), depth + 1));
     std::vector<std::string> excludes;
-    if (f.contains("excludes") && !f["excludes"].is_null()) excludes = strings(f["excludes"], join(at, "excludes"), true);
+    if (f.contains("excludes") && !f["excludes"].is_null())
+      excludes = strings(f["excludes"], join(at, "excludes"), true);
     return dispatch(triggers, items, excludes, bool_field(f, "at_least_one", at),
                     bool_field(f, "stop_after_first", at), end, at, depth);
   }
@@ -354,7 +356,8 @@ class Compiler {
     if (!at_least_one) return g_.ref(loop);
     // At least one: the output opens with a tag (no free text before it).
     std::vector<ExprId> first;
-    for (size_t k = 0; k < triggers.size(); ++k) first.push_back(g_.seq({g_.literal(triggers[k]), g_.ref(rest_rule[k])}));
+    for (size_t k = 0; k < triggers.size(); ++k)
+      first.push_back(g_.seq({g_.literal(triggers[k]), g_.ref(rest_rule[k])}));
     return g_.seq({g_.alt(std::move(first)), next});
   }
 

@@ -92,7 +92,8 @@ ExprId text_with_calls(Grammar& g, const ToolCallSpec& spec, ExprId one, std::ve
     }
     case ToolCallFormat::kMistral:
       opener = "[TOOL_CALLS]";
-      after = g.seq({g.literal(" ["), many ? g.seq({one, g.star(g.seq({g.literal(", "), one}))}) : one, g.literal("]")});
+      after = g.seq(
+          {g.literal(" ["), many ? g.seq({one, g.star(g.seq({g.literal(", "), one}))}) : one, g.literal("]")});
       break;
     case ToolCallFormat::kMistralV11:
       opener = "[TOOL_CALLS]";

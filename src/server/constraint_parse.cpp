@@ -64,7 +64,8 @@ void parse_response_format(const json& body, std::string_view raw_body, Request&
   if (!rf->is_object()) bad_param("response_format", "'response_format' must be an object with a 'type'");
   const json* type = field(*rf, "type");
   if (!type || !type->is_string())
-    bad_param("response_format.type", "'response_format.type' must be one of text, json_object, json_schema, structural_tag");
+    bad_param("response_format.type",
+              "'response_format.type' must be one of text, json_object, json_schema, structural_tag");
   const std::string t = type->get<std::string>();
   if (t == "structural_tag") {
     // vLLM's and SGLang's: the whole object is the structural tag, legacy (structures, triggers)
@@ -74,8 +75,8 @@ void parse_response_format(const json& body, std::string_view raw_body, Request&
         bad_param("response_format." + k, fmt::format("'response_format.{}' is not a field of a structural tag "
                                                       "(it takes format, or structures and triggers)", k));
     const ojson written = original_subtree(raw_body, {"response_format"});
-    r.constraint = compile_or_400({ConstraintKind::kStructuralTag, written.is_null() ? rf->dump() : written.dump(), prefix},
-                                  "response_format", ctx);
+    const std::string text = written.is_null() ? rf->dump() : written.dump();
+    r.constraint = compile_or_400({ConstraintKind::kStructuralTag, text, prefix}, "response_format", ctx);
     return;
   }
   for (const auto& [k, v] : rf->items())
@@ -183,10 +184,9 @@ std::string schema_text(const json& v, std::string_view raw_body, const std::vec
   return written.is_null() ? v.dump() : written.dump();
 }
 
-// vLLM's constraint: `structured_outputs` {json | regex | choice | grammar | structural_tag | json_object}
-// (exactly one),
-// or its older top-level guided_json / guided_regex / guided_choice / guided_grammar. Null when the
-// body has none. `grammar` is read as GBNF, as vLLM's default backend (xgrammar) reads EBNF.
+// vLLM's constraint: `structured_outputs` {json | regex | choice | grammar | structural_tag |
+// json_object} (exactly one), or its older top-level guided_json / guided_regex / guided_choice /
+// guided_grammar. Null when the body has none. `grammar` is read as GBNF, as vLLM's default backend (xgrammar) reads EBNF.
 std::optional<ConstraintSpec> vllm_constraint(const json& body, std::string_view raw_body, std::string& param,
                                               ReasoningPrefix prefix) {
   std::vector<std::pair<std::string, const json*>> given;

@@ -67,7 +67,7 @@ void parse_tools(const json& body, std::string_view raw_body, GenSpec& spec, con
         bad_param(p + ".function." + k, fmt::format("'{}.function.{}' is not a known field", p, k));
     if (f.contains("strict") && !f["strict"].is_null() && !f["strict"].is_boolean())
       bad_param(p + ".function.strict", fmt::format("'{}.function.strict' must be a boolean", p));
-    if (f.value("strict", json(false)).is_boolean() && f.value("strict", json(false)).get<bool>() && strict_at.empty())
+    if (f.contains("strict") && f["strict"].is_boolean() && f["strict"].get<bool>() && strict_at.empty())
       strict_at = p + ".function.strict";
     names.push_back(name);
   }
