@@ -77,7 +77,7 @@ ExprId text_with_calls(Grammar& g, const ToolCallSpec& spec, ExprId one, std::ve
   const int32_t loop = g.add_rule("(text with tool calls)");
   const ExprId next = spec.parallel ? g.ref(loop) : g.empty();
   std::string opener;
-  ExprId after;
+  ExprId after = -1;  // every format but kLlama3 (returned above) sets it
   switch (spec.format) {
     case ToolCallFormat::kHermes:
       opener = "<tool_call>";
