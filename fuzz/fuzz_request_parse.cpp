@@ -13,6 +13,7 @@
 #include "core/check.h"
 #include "fuzz_util.h"
 #include "server/json_body.h"
+#include "server/messages_request.h"
 #include "server/openai_error.h"
 #include "server/request_parse.h"
 #include "tokenizer/chat_template.h"
@@ -124,6 +125,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                        &dpserve::parse_generate_request}) {
     try {
       check_spec(parse(j, ctx, body), ctx);
+    } catch (const ApiError& e) {
+      check_error(e);
+    }
+  }
+  // Anthropic's Messages body, for /v1/messages and for count_tokens (converted to a chat request).
+  for (bool count_tokens : {false, true}) {
+    try {
+      check_spec(dpserve::parse_messages_request(j, body, ctx, count_tokens).spec, ctx);
     } catch (const ApiError& e) {
       check_error(e);
     }

@@ -18,6 +18,8 @@ bool same_key(const std::string& a, const std::string& b) {
 }  // namespace
 
 std::optional<std::string> bearer_token(const httplib::Request& req) {
+  // Anthropic's clients send the key as X-Api-Key; the Authorization header wins when both come.
+  if (!req.has_header("Authorization") && req.has_header("X-Api-Key")) return req.get_header_value("X-Api-Key");
   const std::string h = req.get_header_value("Authorization");
   static constexpr char kScheme[] = "bearer";
   if (h.size() <= 6 || h[6] != ' ') return std::nullopt;

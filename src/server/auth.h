@@ -30,7 +30,8 @@ class Auth {
   std::string admin_key_;
 };
 
-// The token of "Authorization: Bearer <token>" (the scheme in any case, RFC 9110 11.1), or nullopt.
+// The client's key: the token of "Authorization: Bearer <token>" (the scheme in any case, RFC 9110
+// 11.1), else the X-Api-Key header's value (Anthropic's clients), or nullopt.
 std::optional<std::string> bearer_token(const httplib::Request& req);
 
 }  // namespace dpserve

@@ -589,4 +589,20 @@ ChatDelta ChatOutputParser::finish() {
   return out;
 }
 
+ChatDelta parse_delivery(ChatOutputParser* parser, std::string_view text, bool finished) {
+  ChatDelta d;
+  if (!parser) {
+    d.content = text;
+    return d;
+  }
+  d = parser->feed(text);
+  if (finished) {
+    ChatDelta rest = parser->finish();
+    d.reasoning += rest.reasoning;
+    d.content += rest.content;
+    for (auto& c : rest.tool_calls) d.tool_calls.push_back(std::move(c));
+  }
+  return d;
+}
+
 }  // namespace dpserve

@@ -106,4 +106,8 @@ class ChatOutputParser {
   uint64_t seed_;
 };
 
+// One delivery of a choice's text through `parser` (null: all of it is content); with `finished`,
+// also what the parser still held (as finish() releases it).
+ChatDelta parse_delivery(ChatOutputParser* parser, std::string_view text, bool finished);
+
 }  // namespace dpserve

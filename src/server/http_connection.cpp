@@ -184,12 +184,13 @@ ConnectionState* ConnectionServer::current() { return t_current; }
 
 ConnectionServer::ConnectionServer(BodyLimits limits) : limits_(limits) {
   // A refusal from the gate, or a body that could not be read, is answered before any route runs.
-  set_pre_routing_handler([](const httplib::Request&, httplib::Response& res) {
+  set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (!t_pending.refusal) return HandlerResponse::Unhandled;
     const ApiError& e = *t_pending.refusal;
     res.status = e.status();
     if (e.status() == 429) res.set_header("Retry-After", "1");
     res.set_content(e.body().dump(), "application/json");
+    if (shaper_) shaper_(req, res);
     return HandlerResponse::Handled;
   });
   // Runs as every response is written, including those cpp-httplib makes itself before our setup

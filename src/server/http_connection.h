@@ -36,6 +36,9 @@ class ConnectionServer : public httplib::Server {
   explicit ConnectionServer(BodyLimits limits);
 
   void set_gate(Gate gate) { gate_ = std::move(gate); }
+  // Runs on the gate's refusals once their body is set (to give a route family its own error shape).
+  using Shaper = std::function<void(const httplib::Request&, httplib::Response&)>;
+  void set_refusal_shaper(Shaper f) { shaper_ = std::move(f); }
   // The connection of the request being served on this thread (null on other threads).
   static ConnectionState* current();
 
@@ -44,6 +47,7 @@ class ConnectionServer : public httplib::Server {
 
   BodyLimits limits_;
   Gate gate_;
+  Shaper shaper_;
 };
 
 }  // namespace dpserve

@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/check.h"
+#include "server/anthropic_error.h"
 #include "server/elastic_thread_pool.h"
 #include "server/http_connection.h"
 #include "server/openai_error.h"
@@ -195,7 +196,7 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
     ai.start = std::chrono::steady_clock::now();
     std::optional<Caller> caller = c.auth.authenticate(req, auth_exempt(req.path, c.opts));
     if (!caller)
-      return ApiError(401, "Invalid or missing API key: send 'Authorization: Bearer <key>'", "", "",
+      return ApiError(401, "Invalid or missing API key: send 'Authorization: Bearer <key>' (or 'X-Api-Key: <key>')", "", "",
                       "invalid_api_key");
     request_caller() = std::move(*caller);
     if (c.draining.load() && req.path != "/metrics" && req.path != "/get_server_info" && req.path != "/server_info")
@@ -203,7 +204,10 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
     return std::nullopt;
   });
 
-  s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+  // The Anthropic Messages routes answer errors in Anthropic's shape, whichever part made them: the
+  // gate, a route's exception, or cpp-httplib's own statuses (before it compresses the body).
+  s.set_refusal_shaper(reshape_anthropic_error);
+  s.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
     try {
       std::rethrow_exception(ep);
     } catch (const ApiError& e) {
@@ -217,6 +221,7 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
     } catch (...) {
       send_json(res, 500, error_body(500, "Internal server error"));
     }
+    reshape_anthropic_error(req, res);
   });
 
   // Statuses cpp-httplib produces itself (404 route, 413 body, 400 framing) still get an OpenAI body.
@@ -231,6 +236,7 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
       default: msg = fmt::format("HTTP {}", res.status); break;
     }
     send_json(res, res.status, error_body(res.status, msg, "", code));
+    reshape_anthropic_error(req, res);
     return httplib::Server::HandlerResponse::Handled;
   }));
 
@@ -245,6 +251,7 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
 
   register_openai_routes(s, c);
   register_responses_routes(s, c);
+  register_messages_routes(s, c);
   register_sglang_routes(s, c);
   register_sglang_util_routes(s, c);
   if (c.opts.webui) register_webui_route(s, c);

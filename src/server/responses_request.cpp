@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "server/body_fields.h"
 #include "server/openai_error.h"
 
 namespace dpserve {
@@ -30,29 +31,6 @@ constexpr std::array<std::string_view, 26> kFields = {
 };
 // "conversation" is OpenAI's server-side conversation object: refused like the other unknown
 // names would be, but with a reason.
-
-[[noreturn]] void unsupported(const std::string& param, const std::string& why) {
-  throw ApiError(400, fmt::format("'{}' is not supported by this server: {}", param, why), param,
-                 "invalid_request_error", "unsupported_parameter");
-}
-
-const ojson* field(const ojson& o, const char* name) {
-  auto it = o.find(name);
-  return it == o.end() || it->is_null() ? nullptr : &*it;
-}
-
-std::string need_string(const ojson& v, const std::string& param) {
-  if (!v.is_string()) bad_param(param, fmt::format("'{}' must be a string", param));
-  return v.get<std::string>();
-}
-
-// Keys of an item or part other than `allowed` are a 400 naming them (never ignored).
-void only_keys(const ojson& o, const std::string& param, std::initializer_list<std::string_view> allowed) {
-  for (const auto& [k, v] : o.items())
-    if (std::find(allowed.begin(), allowed.end(), k) == allowed.end())
-      throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}.{}", param, k), param + "." + k, "",
-                     "unknown_parameter");
-}
 
 // A message's content as the Responses API writes it -> one of our normalized forms: a string, or
 // a list of {"type": "input_text"|"output_text", "text"} / {"type": "input_image", "image_url", "detail"}.

@@ -47,19 +47,7 @@ struct ResponseRun {
 
 void feed(ResponseRun& run, const std::string& text, bool finished, std::vector<json>& events) {
   run.text += text;
-  ChatDelta d;
-  if (run.parser) {
-    d = run.parser->feed(text);
-    if (finished) {
-      ChatDelta rest = run.parser->finish();
-      d.reasoning += rest.reasoning;
-      d.content += rest.content;
-      for (auto& c : rest.tool_calls) d.tool_calls.push_back(std::move(c));
-    }
-  } else {
-    d.content = text;
-  }
-  for (auto& e : run.out.feed(d)) events.push_back(std::move(e));
+  for (auto& e : run.out.feed(parse_delivery(run.parser.get(), text, finished))) events.push_back(std::move(e));
 }
 
 // Reasoning tokens: those up to and including the first </think> (all of them when it never came),
