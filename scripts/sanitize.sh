@@ -65,7 +65,13 @@ run_asan() {
   # bogus range (google/sanitizers#1322; fixed in LLVM 17). Which address a block gets shifts with
   # every change in the number of small allocations before it. Static TLS is still scanned.
   export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:strict_init_order=1:check_initialization_order=1:intercept_tls_get_addr=0:log_path=$reports/asan"
-  export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0:fast_unwind_on_malloc=0"
+  # Open MPI keeps allocations past MPI_Finalize in libraries without frame pointers: matching them to
+  # lsan.supp needs the slow unwinder (fast_unwind_on_malloc=0), which costs 25x on allocation-heavy
+  # code (JsonSchema.MultipleOfIntegers: 5.6 s with the fast one, 139 s with the slow). So only the
+  # processes that start MPI get it: the e2e servers and the unit tests in $mpi_units, which run ranks.
+  local lsan="suppressions=$supp/lsan.supp:print_suppressions=0"
+  local mpi_units='^(GenerateCli|EngineThreads)\.'
+  export LSAN_OPTIONS="$lsan:fast_unwind_on_malloc=0"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$reports/ubsan"
   # Unit tests (gtest: runtime, scheduler, radix cache, kernels, server units, tokenizer, bench client,
   # topology, engine handoff), the model against the NumPy reference, tokenizer oracles, the real
@@ -88,8 +94,12 @@ run_asan() {
   # (the same parsers as the kept structured-output and tool tests) and e2e_sampling_defaults (its file
   # reading runs here in SamplingDefaults.*) and e2e_tools_mistral_nemo (the Mistral parser and grammar of
   # e2e_tools_mistral, which stays, under a 131k-token tokenizer) stay in the normal build too: the
-  # phase is CI's largest.
-  local not_asan='^(e2e_ownership|e2e_structured_outputs_qwen3|e2e_image_openai_client|e2e_image_budget|e2e_webui|e2e_webui_api_key|e2e_webui_completion|e2e_dp_attention_fair_share|e2e_dp_attention_(responses|metrics|openai_client|echo_logprobs)|e2e_js_clients|e2e_js_clients_structured|e2e_sampling_defaults|e2e_tools_mistral_nemo|e2e_lora_runtime|e2e_priority_scheduling)$'
+  # phase is CI's largest. So do the second servers of routes whose first stays (e2e_responses_reasoning,
+  # e2e_messages_thinking: the same output builders with reasoning; e2e_embeddings_off: the refusal),
+  # e2e_fair_share (57 s here; the single-rank twin of e2e_dp_attention_fair_share: its n choices and
+  # prompt logprobs run in the echo / logprobs tests kept) and e2e_api_tables (docs tables against the
+  # routes and flags: start-up errors, no new code).
+  local not_asan='^(e2e_ownership|e2e_structured_outputs_qwen3|e2e_image_openai_client|e2e_image_budget|e2e_webui|e2e_webui_api_key|e2e_webui_completion|e2e_dp_attention_fair_share|e2e_dp_attention_(responses|metrics|openai_client|echo_logprobs)|e2e_js_clients|e2e_js_clients_structured|e2e_sampling_defaults|e2e_tools_mistral_nemo|e2e_lora_runtime|e2e_priority_scheduling|e2e_responses_reasoning|e2e_messages_thinking|e2e_embeddings_off|e2e_fair_share|e2e_api_tables)$'
   echo "== $(stamp) asan: ctest"
   # The token-mask tests over the real 128k-152k vocabularies compare every mask with a brute-force
   # reference: 2-5 s in the normal build, 3-5+ minutes each under ASan. MaskOddVocab runs the same
@@ -97,8 +107,10 @@ run_asan() {
   # schemas whose formats compile to products of automata: 5 s in the normal build, past its 100 s limit
   # under ASan; the same compiler paths run here in constrain_compile_test (JsonSchema.ZodFormats, ...)
   # and under ASan + UBSan in the fuzz_constraint target.
+  LSAN_OPTIONS="$lsan" ctest --test-dir build-asan -j2 --no-tests=error --output-on-failure --timeout 600 \
+    -L 'unit|handoff' -E "^(Mask(Qwen3|Llama3|Llama2ByteFallback)\\.|constrain_zod_corpus\$)|$mpi_units" || status=1
   ctest --test-dir build-asan -j2 --no-tests=error --output-on-failure --timeout 600 -L 'unit|handoff' \
-    -E '^(Mask(Qwen3|Llama3|Llama2ByteFallback)\.|constrain_zod_corpus$)' || status=1
+    -R "$mpi_units" || status=1
   ctest --test-dir build-asan -j2 --no-tests=error --output-on-failure --timeout 900 -R "$sel" -E "$not_asan" || status=1
   check_reports "$reports" asan || status=1
   unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
