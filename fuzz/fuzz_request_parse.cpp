@@ -35,6 +35,9 @@ const ParseContext& context() {
     c.limits = dpserve::RequestLimits{.vocab = tok->vocab_size(), .context_length = 512, .hidden = 4};
     c.served_model_name = "fuzz-model";
     c.chat_template = std::make_shared<dpserve::ChatTemplate>(tok->chat_template().value());
+    // The reasoning parser on, so thinking budgets (and constraints after an opened <think>) resolve.
+    c.reasoning_parser = dpserve::ReasoningParser::kQwen3;
+    c.think = dpserve::make_think_budget_config(*tok, -1, "");
     return c;
   }();
   return ctx;
@@ -70,6 +73,8 @@ void check_spec(const GenSpec& s, const ParseContext& ctx) {
   FUZZ_EXPECT(s.stop.size() <= 4);
   for (const auto& st : s.stop) FUZZ_EXPECT(!st.empty());
   FUZZ_EXPECT(s.base.top_logprobs >= 0 && s.base.top_logprobs <= 20);
+  if (const auto& t = s.base.think_budget; t.active())
+    FUZZ_EXPECT(t.open_id >= 0 && t.close_id >= 0 && !t.forced.empty() && t.forced.back() == t.close_id);
   // And what the engine itself will check when each choice is enqueued.
   for (size_t i = 0; i < std::max<size_t>(s.prompts.size(), 1); ++i) {
     dpserve::Request r = s.base;

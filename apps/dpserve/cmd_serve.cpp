@@ -464,10 +464,20 @@ void register_serve(CLI::App& app) {
        "(DeepSeek-V3.1: the same tags, name<｜tool▁sep｜>arguments) or mistral ([TOOL_CALLS] JSON arrays)")
       ->check(CLI::IsMember(
           {"none", "qwen3", "qwen25", "qwen", "hermes", "llama3", "deepseekv3", "deepseekv31", "mistral"}))->envname("DPSERVE_TOOL_CALL_PARSER");
-  s->add_option_function<std::string>(
+  auto* reasoning_parser = s->add_option_function<std::string>(
        "--reasoning-parser", [a](const std::string& v) { a->so.reasoning_parser = parse_reasoning_parser(v); },
        "Move the model's <think>...</think> block into reasoning_content: qwen3 (also deepseek-r1)")
       ->check(CLI::IsMember({"none", "qwen3", "deepseek-r1"}))->envname("DPSERVE_REASONING_PARSER");
+  s->add_option("--reasoning-budget", a->so.reasoning_budget,
+                "Thinking tokens a chat request may write inside its <think> block before the server closes it "
+                "(forces </think>, then the answer follows); -1: no cap. A request's thinking_token_budget "
+                "(also thinking_budget_tokens, or Anthropic's thinking.budget_tokens) overrides it")
+      ->check(CLI::Range(int64_t(-1), int64_t(2147483647)))->capture_default_str()->needs(reasoning_parser)
+      ->envname("DPSERVE_REASONING_BUDGET");
+  s->add_option("--reasoning-budget-message", a->so.reasoning_budget_message,
+                "Text the server writes before the </think> it forces when a thinking budget runs out, e.g. "
+                "' Time is up, so I answer now.' (default: none, the block just closes)")
+      ->needs(reasoning_parser)->envname("DPSERVE_REASONING_BUDGET_MESSAGE");
   auto* ws = s->add_option("--constrained-json-whitespace-pattern", a->so.json_whitespace,
                            "Regex of the whitespace JSON outputs (response_format, json_schema, tools) may put "
                            "between tokens; only spaces, tabs and line breaks")

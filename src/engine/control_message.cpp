@@ -305,6 +305,24 @@ void read_value(const Object& o, std::vector<ImageInput>& imgs) {
   }
 }
 
+const std::array kThinkBudget = {
+    WIRE_FIELD(ThinkBudgetSpec, "budget", budget),
+    WIRE_FIELD(ThinkBudgetSpec, "open", open_id),
+    WIRE_FIELD(ThinkBudgetSpec, "close", close_id),
+    WIRE_OPTIONAL(ThinkBudgetSpec, "open_at_start", open_at_start, v.open_at_start),
+    WIRE_FIELD(ThinkBudgetSpec, "forced", forced),
+};
+
+// Checked whole once read: the ranks index `forced` while the block is being closed.
+void write_value(Packer& pk, const ThinkBudgetSpec& t) { write_fields(pk, t, kThinkBudget, false); }
+void read_value(const Object& o, ThinkBudgetSpec& t) {
+  read_fields(o, t, kThinkBudget, "control message: think_budget", false);
+  if (t.budget < 0 || t.open_id < 0 || t.close_id < 0 || t.forced.empty() || t.forced.back() != t.close_id)
+    fail("control message: think_budget: needs a budget >= 0, both tags, and forced ids that end with the closing tag");
+  for (int32_t id : t.forced)
+    if (id < 0) fail("control message: think_budget: forced holds a negative id {}", id);
+}
+
 const std::array kParams = {
     WIRE_FIELD(SamplingParams, "temperature", temperature),
     WIRE_FIELD(SamplingParams, "top_k", top_k),
@@ -337,6 +355,7 @@ const std::array kNewRequest = {
     WIRE_OPTIONAL(NewRequest, "logit_bias", req.logit_bias, !v.req.logit_bias.empty()),
     WIRE_OPTIONAL(NewRequest, "allowed_token_ids", req.allowed_token_ids, !v.req.allowed_token_ids.empty()),
     WIRE_OPTIONAL(NewRequest, "bad_words", req.bad_words, !v.req.bad_words.empty()),
+    WIRE_OPTIONAL(NewRequest, "think_budget", req.think_budget, v.req.think_budget.active()),
     WIRE_OPTIONAL(NewRequest, "images", req.images, !v.req.images.empty()),
     WIRE_OPTIONAL(NewRequest, "images_follow", images_follow, v.images_follow),
     WIRE_OPTIONAL(NewRequest, "pooling", req.pooling, v.req.pooling != Pooling::kNone),

@@ -331,6 +331,11 @@ void RankWorker::admit(NewRequest& nr, GroupReport& rep) {
   for (const auto& q : st.req.bad_words)
     for (int32_t id : q)
       if (id < 0 || id >= cfg.vocab) fail("bad_words token {} is outside the vocabulary", id);
+  if (const ThinkBudgetSpec& t = st.req.think_budget; t.active()) {
+    if (t.open_id >= cfg.vocab || t.close_id >= cfg.vocab) fail("thinking budget: a tag id is outside the vocabulary");
+    for (int32_t id : t.forced)
+      if (id >= cfg.vocab) fail("thinking budget: forced token {} is outside the vocabulary", id);
+  }
   if (!sched_->add(std::move(st))) {
     OutToken o;
     o.id = id;
@@ -704,6 +709,19 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
                                             st.generated() + r)});
         return std::nullopt;
       }
+      // A thinking budget that ran out closes the block: its token replaces the model's choice, over
+      // logit_bias (a preference) but not over the masks above (a request's hard rules).
+      if (const int32_t forced = st.think.forced_token(); forced >= 0) {
+        if (!(lg[forced] > kNone)) {
+          failed.push_back({s.id, fmt::format("the thinking budget ran out after {} tokens, but the output constraint, "
+                                              "allowed_token_ids or bad_words forbid the token {} that ends the "
+                                              "thinking",
+                                              st.think.used(), forced)});
+          return std::nullopt;
+        }
+        std::fill(lg, lg + V, kNone);
+        lg[forced] = 0;
+      }
       for (const LogitBias& lb : st.req.logit_bias) lg[lb.token] += lb.bias;
       // min_new_tokens: this row's token is output number generated() + r (0-based).
       if (st.generated() + r < st.req.params.min_new_tokens) {
@@ -730,6 +748,7 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
         failed.push_back({s.id, fmt::format("sampled token {} breaks the output constraint", tok)});
         return std::nullopt;
       }
+      st.think.advance(tok);
       o.tok.token = tok;
       if (st.wants_logprobs()) log_softmax_top(raw.data(), V, tok, st.req.top_logprobs, st.req.token_ids_logprob, o.tok);
       o.prompt_tokens = st.prompt_len;

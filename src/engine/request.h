@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/sampling_params.h"
+#include "engine/think_budget.h"
 #include "vision/image_input.h"
 
 namespace dpserve {
@@ -59,6 +60,8 @@ struct Request {
   // vLLM's bad_words, tokenized (every sequence non-empty): at each output position, a sequence's
   // last id is banned when the output so far (prompt excluded) ends with the ids before it.
   std::vector<std::vector<int32_t>> bad_words;
+  // A cap on the reasoning block's length (inactive: none); engine/think_budget.h.
+  ThinkBudgetSpec think_budget;
   // Images, materialized on rank 0 (decoded, RGB, resized), in prompt order: image k fills the k-th
   // run of the model's image_pad token in input_ids (the frontend expanded each run to its length).
   std::vector<ImageInput> images;

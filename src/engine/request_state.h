@@ -14,6 +14,7 @@
 #include "engine/request.h"
 #include "engine/sampler.h"
 #include "engine/speculative.h"
+#include "engine/think_budget.h"
 
 namespace dpserve {
 
@@ -35,6 +36,8 @@ struct RequestState {
   // The structured-output state, advanced by every sampled token on every rank of the group (null
   // without a constraint).
   std::unique_ptr<constrain::Matcher> matcher;
+  // req.think_budget's progress, advanced by every output token like the matcher.
+  ThinkBudget think;
   // Speculative decoding: this request's draft length and acceptance so far (advanced by
   // Scheduler::commit, so identical on every rank of the group).
   DraftPolicy spec;

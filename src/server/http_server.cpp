@@ -151,6 +151,11 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   c.parse.images = &c.opts.images;
   c.parse.tool_parser = c.opts.tool_call_parser;
   c.parse.reasoning_parser = c.opts.reasoning_parser;
+  if (c.opts.reasoning_parser != ReasoningParser::kNone && !c.opts.skip_tokenizer_init)
+    c.parse.think = make_think_budget_config(tok, c.opts.reasoning_budget, c.opts.reasoning_budget_message);
+  else if (c.opts.reasoning_budget >= 0 || !c.opts.reasoning_budget_message.empty())
+    fail("--reasoning-budget{} needs --reasoning-parser (the budget counts the tokens of its <think> block) and the "
+         "tokenizer", c.opts.reasoning_budget >= 0 ? "" : "-message");
   c.openai_sampling = c.opts.sampling_defaults;
   c.openai_sampling.overlay(c.opts.preferred_sampling);
   if (!c.openai_sampling.empty()) c.parse.sampling_defaults = &c.openai_sampling;

@@ -293,8 +293,7 @@ std::optional<bool> thinking_switch(const ojson& th, const ojson* max_tokens) {
   if (field(th, "display"))
     unsupported("thinking.display", "thinking is returned as the model wrote it, neither summarized nor omitted");
   if (type == "enabled") {
-    // Anthropic's own rules for the budget. It is a target the model is told nothing of here: thinking
-    // ends where the model closes it, within max_tokens (docs/api.md says so).
+    // Anthropic's own rules for the budget, which the engine enforces (engine/think_budget.h).
     const ojson* b = field(th, "budget_tokens");
     if (!b || !b->is_number_integer() || b->get<int64_t>() < 1024)
       bad_param("thinking.budget_tokens", "'thinking.budget_tokens' must be an integer >= 1024");
@@ -480,6 +479,18 @@ MessagesRequest parse_messages_request(const json& body, std::string_view raw_bo
   std::optional<bool> think;
   if (const ojson* th = field(b, "thinking")) think = thinking_switch(*th, max_tokens);
   if (think) chat["chat_template_kwargs"] = {{"enable_thinking", *think}};
+  if (think == true) {
+    // Thinking blocks are what the reasoning parser splits off; without it they would be text.
+    if (ctx.reasoning_parser == ReasoningParser::kNone)
+      bad_param("thinking", "thinking needs a server started with --reasoning-parser (without it the thinking "
+                            "cannot be told from the answer)");
+    if (const ojson* bt = field(*field(b, "thinking"), "budget_tokens")) {
+      if (ctx.think.close_id < 0)
+        bad_param("thinking.budget_tokens", "'thinking.budget_tokens' needs <think> and </think> as single tokens; "
+                                            "this model's vocabulary has none");
+      chat["thinking_token_budget"] = *bt;
+    }
+  }
   if (const ojson* oc = field(b, "output_config"))
     if (ojson rf = chat_response_format(*oc); !rf.is_null()) chat["response_format"] = std::move(rf);
 

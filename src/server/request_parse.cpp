@@ -53,6 +53,8 @@ struct ParseState {
   std::string min_tokens_param;  // the name min_new_tokens / min_tokens came under (empty: not sent)
   std::optional<int64_t> truncate_prompt_tokens;  // vLLM's: the tokens a prompt keeps (its -1 resolved)
   std::optional<int64_t> prompt_logprobs;         // vLLM's: alternatives per prompt position
+  std::optional<int64_t> think_budget;            // chat's thinking budget, and the name it came under
+  std::string think_budget_param;
   bool logprobs = false;
 };
 
@@ -381,6 +383,13 @@ void max_completion_tokens(const json& v, const std::string& name, ParseState& s
 }
 void echo(const json& v, const std::string& name, ParseState& st) { st.spec.echo = boolean(v, name); }
 void best_of(const json& v, const std::string& name, ParseState& st) { st.best_of = integer(v, name); }
+// vLLM's thinking_token_budget and llama.cpp's thinking_budget_tokens: one setting under two names.
+void think_budget(const json& v, const std::string& name, ParseState& st) {
+  if (st.think_budget)
+    bad_param(name, fmt::format("'{}' and '{}' are the same setting: give one", st.think_budget_param, name));
+  st.think_budget = integer(v, name);
+  st.think_budget_param = name;
+}
 // Completions: how many alternatives to report per position. Chat: whether to report logprobs.
 void completion_logprobs(const json& v, const std::string& name, ParseState& st) {
   st.top_logprobs = integer(v, name, P::kTopLogprobs);
@@ -544,6 +553,8 @@ const FieldTable& chat_fields() {
       {"chat_template", later},
       {"documents", later},
       {"separate_reasoning", separate_reasoning},
+      {"thinking_token_budget", think_budget},
+      {"thinking_budget_tokens", think_budget},
       {"functions", unsupported},
       {"function_call", unsupported},
       {"modalities", unsupported},
@@ -1239,6 +1250,9 @@ GenSpec parse_chat_request(const json& b, const ParseContext& ctx, std::string_v
       ctx.reasoning_parser != ReasoningParser::kNone && spec.separate_reasoning && spec.reasoning_open;
   parse_output_constraint(b, raw_body, spec.base, ctx,
                           answer_after_think ? constrain::ReasoningPrefix::kOpenThink : constrain::ReasoningPrefix::kNone);
+  spec.base.think_budget = resolve_think_budget(ctx.think, ctx.reasoning_parser != ReasoningParser::kNone,
+                                                st.think_budget, st.think_budget_param, spec.reasoning_open,
+                                                spec.reasoning_closed);
   parse_tools(b, raw_body, spec, ctx);
   check_choices(spec, "n");
   const bool completion_named = st.max_completion_tokens.has_value();

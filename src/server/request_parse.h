@@ -19,6 +19,7 @@
 #include "server/openai_error.h"
 #include "server/sampling_defaults.h"
 #include "server/stop_regex.h"
+#include "server/think_budget_config.h"
 
 namespace dpserve {
 
@@ -39,6 +40,7 @@ struct ParseContext {
   constrain::CompileCache* constraints = nullptr;     // structured outputs, compiled once per text
   ToolCallParser tool_parser = ToolCallParser::kNone;        // --tool-call-parser
   ReasoningParser reasoning_parser = ReasoningParser::kNone;  // --reasoning-parser
+  ThinkBudgetConfig think;  // the reasoning block's tags and --reasoning-budget (under --reasoning-parser)
   // The model's image tokens and preprocessing, and the image flags; null: a model without images.
   const ImageOptions* images = nullptr;
   bool skip_tokenizer = false;  // --skip-tokenizer-init: no text in, no text out

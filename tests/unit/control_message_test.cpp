@@ -892,5 +892,43 @@ TEST(ControlMessage, SeedsWrittenByPythonDecode) {
   }
 }
 
+// The thinking budget: every field comes back; a spec whose forced ids do not end with the closing tag
+// (the ranks would never leave the forcing phase cleanly), or with a negative budget, is refused by name.
+TEST(ControlMessage, ThinkBudgetTravels) {
+  StepControl c;
+  NewRequest n;
+  n.id = 11;
+  n.req.input_ids = {1};
+  n.req.think_budget = ThinkBudgetSpec{7, 151667, 151668, true, {5, 6, 151668}};
+  c.new_requests.push_back(n);
+  const auto bytes = encode(c);
+  const StepControl d = decode_control(bytes.data(), bytes.size());
+  ASSERT_EQ(d.new_requests.size(), 1u);
+  const ThinkBudgetSpec& t = d.new_requests[0].req.think_budget;
+  EXPECT_EQ(t.budget, 7);
+  EXPECT_EQ(t.open_id, 151667);
+  EXPECT_EQ(t.close_id, 151668);
+  EXPECT_TRUE(t.open_at_start);
+  EXPECT_EQ(t.forced, (std::vector<int32_t>{5, 6, 151668}));
+
+  for (const ThinkBudgetSpec& bad : {ThinkBudgetSpec{7, 1, 2, false, {5}}, ThinkBudgetSpec{7, 1, 2, false, {}},
+                                     ThinkBudgetSpec{7, 1, 2, false, {-3, 2}}}) {
+    StepControl b;
+    NewRequest m = n;
+    m.req.think_budget = bad;
+    b.new_requests.push_back(m);
+    const std::string e = error_of(encode(b));
+    EXPECT_NE(e.find("think_budget"), std::string::npos) << e;
+  }
+  // An inactive budget (-1) is not sent at all.
+  StepControl off;
+  NewRequest m = n;
+  m.req.think_budget = ThinkBudgetSpec{};
+  off.new_requests.push_back(m);
+  const auto off_bytes = encode(off);
+  const std::string text(reinterpret_cast<const char*>(off_bytes.data()), off_bytes.size());
+  EXPECT_EQ(text.find("think_budget"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace dpserve
