@@ -201,8 +201,8 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
     ai.start = std::chrono::steady_clock::now();
     std::optional<Caller> caller = c.auth.authenticate(req, auth_exempt(req.path, c.opts));
     if (!caller)
-      return ApiError(401, "Invalid or missing API key: send 'Authorization: Bearer <key>' (or 'X-Api-Key: <key>')", "", "",
-                      "invalid_api_key");
+      return ApiError(401, "Invalid or missing API key: send 'Authorization: Bearer <key>' (or 'X-Api-Key: <key>')",
+                      "", "", "invalid_api_key");
     request_caller() = std::move(*caller);
     if (c.draining.load() && req.path != "/metrics" && req.path != "/get_server_info" && req.path != "/server_info")
       return ApiError(503, "The server is shutting down", "", "", "server_draining");

@@ -395,7 +395,7 @@ MessagesRequest parse_messages_request(const json& body, std::string_view raw_bo
 
   const ojson* model = field(b, "model");
   if (!model) bad_param("model", "'model' is required");
-  mr.model = need_string(*model, "model");
+  need_string(*model, "model");
   const ojson* max_tokens = field(b, "max_tokens");
   if (!count_tokens) {
     if (!max_tokens) bad_param("max_tokens", "'max_tokens' is required");
@@ -406,6 +406,7 @@ MessagesRequest parse_messages_request(const json& body, std::string_view raw_bo
     if (!s->is_boolean()) bad_param("stream", "'stream' must be a boolean");
     mr.stream = s->get<bool>();
   }
+  std::vector<std::string> stop_sequences;
   if (const ojson* ss = field(b, "stop_sequences")) {
     if (!ss->is_array()) bad_param("stop_sequences", "'stop_sequences' must be an array of strings");
     // More than chat's four: the stop matcher's cost grows with their total length, bounded by the body.
@@ -413,7 +414,7 @@ MessagesRequest parse_messages_request(const json& body, std::string_view raw_bo
       const std::string p = fmt::format("stop_sequences[{}]", i);
       const std::string s = need_string((*ss)[i], p);
       if (s.empty()) bad_param(p, fmt::format("'{}' must not be empty", p));
-      mr.stop_sequences.push_back(s);
+      stop_sequences.push_back(s);
     }
   }
   if (const ojson* t = field(b, "temperature");
@@ -503,7 +504,7 @@ MessagesRequest parse_messages_request(const json& body, std::string_view raw_bo
   }
   if (think == false && !mr.spec.reasoning_closed && ctx.reasoning_parser != ReasoningParser::kNone)
     unsupported("thinking", "this model's chat template cannot turn thinking off (it has no enable_thinking)");
-  mr.spec.stop = mr.stop_sequences;
+  mr.spec.stop = std::move(stop_sequences);
   return mr;
 }
 

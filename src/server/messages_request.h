@@ -19,8 +19,8 @@ namespace dpserve {
 struct MessagesRequest {
   GenSpec spec;
   bool stream = false;
-  std::string model;                        // as the request named it (echoed in the Message)
-  std::vector<std::string> stop_sequences;  // to tell a stop_sequence end from end_turn
+  // spec.model is the model as the request named it (echoed in the Message); spec.stop its
+  // stop_sequences (which tell a stop_sequence end from end_turn).
 };
 
 // Whether a top-level field of this name is known to /v1/messages (`count_tokens`: to its

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <string>
 
 #include <fmt/format.h>
 
@@ -22,6 +23,12 @@ std::string new_request_id(const char* prefix) {
     got += size_t(n);
   }
   return fmt::format("{}-{:016x}{:016x}", prefix, r[0], r[1]);
+}
+
+std::string new_underscore_id(const char* prefix) {
+  std::string id = new_request_id(prefix);
+  id[std::char_traits<char>::length(prefix)] = '_';
+  return id;
 }
 
 }  // namespace dpserve

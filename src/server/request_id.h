@@ -7,5 +7,7 @@
 namespace dpserve {
 
 std::string new_request_id(const char* prefix);
+// The same bits spelled "resp_…", "msg_…", as OpenAI's Responses and Anthropic's Messages ids read.
+std::string new_underscore_id(const char* prefix);
 
 }  // namespace dpserve

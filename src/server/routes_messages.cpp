@@ -51,7 +51,7 @@ json message_json(const MessageRun& run, const json& content, const json& stop_r
   return {{"id", run.id},
           {"type", "message"},
           {"role", "assistant"},
-          {"model", run.mr.model},
+          {"model", run.mr.spec.model},
           {"content", content},
           {"stop_reason", stop_reason},
           {"stop_sequence", stop == "stop_sequence" ? json(run.end.matched_stop) : json(nullptr)},
@@ -73,8 +73,7 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
   spec.log_requests = ctx.opts.log_requests;
   std::shared_ptr<void> inflight = admit_generation(ctx, spec);
   ctx.metrics.count_images(int64_t(spec.images.size()), spec.image_times);
-  run->id = new_request_id("msg");
-  run->id[3] = '_';  // "msg_…", as Anthropic's ids read
+  run->id = new_underscore_id("msg");
   const ReasoningParser rp = spec.separate_reasoning ? ctx.parse.reasoning_parser : ReasoningParser::kNone;
   if (rp != ReasoningParser::kNone || !spec.tool_names.empty())
     run->parser = std::make_shared<ChatOutputParser>(rp, ctx.parse.tool_parser, spec.tool_names, spec.reasoning_open,
@@ -113,7 +112,7 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
     const json usage = final_usage(ai);
     ai.finish = run->end.finish_reason;
     const std::string stop = anthropic_stop_reason(run->end.finish_reason, run->end.matched_stop,
-                                                   run->mr.stop_sequences, run->out.has_tool_use());
+                                                   run->mr.spec.stop, run->out.has_tool_use());
     send_json(res, 200, message_json(*run, run->out.content(), stop, usage));
     return;
   }
@@ -158,7 +157,7 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
         }
         const json usage = final_usage(ai);
         const std::string stop = anthropic_stop_reason(run->end.finish_reason, run->end.matched_stop,
-                                                       run->mr.stop_sequences, run->out.has_tool_use());
+                                                       run->mr.spec.stop, run->out.has_tool_use());
         json delta{{"stop_reason", stop}, {"stop_sequence", nullptr}};
         if (stop == "stop_sequence") delta["stop_sequence"] = run->end.matched_stop;
         if (!write({{"type", "message_delta"}, {"delta", delta}, {"usage", usage}}) ||

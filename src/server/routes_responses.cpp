@@ -25,20 +25,13 @@ using ojson = nlohmann::ordered_json;
 
 namespace {
 
-// OpenAI's ids read "resp_…", "msg_…": ours keep their 128 random bits under that spelling.
-std::string new_id(const char* prefix) {
-  std::string id = new_request_id(prefix);
-  id[std::char_traits<char>::length(prefix)] = '_';
-  return id;
-}
-
 // Everything one response is made of while it runs; shared with the streaming provider.
 struct ResponseRun {
   std::string id;
   int64_t created = 0;
   ResponsesRequest rr;
   std::shared_ptr<ChatOutputParser> parser;  // null: all text is message content
-  ResponseOutput out{new_id};
+  ResponseOutput out{new_underscore_id};
   std::string text;                          // the raw generated text
   std::string finish_reason, error;
   bool fault = false, engine_fault = false, engine_unavailable = false;
@@ -125,7 +118,7 @@ void keep(ServerContext& ctx, const ResponseRun& run, const json& response, cons
                       {"arguments", it["arguments"]}, {"id", it["id"]}});
     }
   }
-  give_item_ids(conv, new_id);
+  give_item_ids(conv, new_underscore_id);
   ctx.responses.put(run.id, ResponseStore::Entry{owner, response, std::move(conv), input_count});
 }
 
@@ -152,7 +145,7 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
   spec.log_requests = ctx.opts.log_requests;
   std::shared_ptr<void> inflight = admit_generation(ctx, spec);
   ctx.metrics.count_images(int64_t(spec.images.size()), spec.image_times);
-  run->id = new_id("resp");
+  run->id = new_underscore_id("resp");
   run->created = unix_seconds();
   const ReasoningParser rp = spec.separate_reasoning ? ctx.parse.reasoning_parser : ReasoningParser::kNone;
   if (rp != ReasoningParser::kNone || !spec.tool_names.empty())
