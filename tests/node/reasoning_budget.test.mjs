@@ -194,6 +194,18 @@ if (serverBudget < 0) {
     if (closed > budget) assert.equal(c.tokens.slice(budget, budget + msg).join(''), message);
     assert.equal(m.usage.output_tokens, c.usage.completion_tokens);
   }]);
+
+  tests.push(['Responses: the server\'s budget closes the reasoning item as it does chat\'s reasoning', async () => {
+    const max = serverBudget + msg + 6;
+    const r = await http('POST', '/v1/responses', { model, input: ask[0].content, max_output_tokens: max, temperature: 0 });
+    assert.equal(r.status, 200, r.text);
+    const item = r.json.output.find((o) => o.type === 'reasoning');
+    const c = await chat({ max_tokens: max });
+    assert.equal(item.content[0].text, c.reasoning);
+    const closed = c.tokens.indexOf('</think>');
+    assert.ok(closed >= 0 && closed <= serverBudget + msg, `closed at ${closed}: ${JSON.stringify(c.tokens)}`);
+    if (closed > serverBudget) assert.equal(c.tokens.slice(serverBudget, serverBudget + msg).join(''), message);
+  }]);
 }
 
 await run(tests);
