@@ -38,6 +38,7 @@ const ParseContext& context() {
     // The reasoning parser on, so thinking budgets (and constraints after an opened <think>) resolve.
     c.reasoning_parser = dpserve::ReasoningParser::kQwen3;
     c.think = dpserve::make_think_budget_config(*tok, -1, "");
+    c.fim = dpserve::find_fim_format(*tok);  // Qwen's: completions' suffix builds FIM prompts
     return c;
   }();
   return ctx;

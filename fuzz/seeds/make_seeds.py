@@ -60,6 +60,8 @@ req = {
     "chat_think_budget": dict(chat, max_tokens=8, thinking_token_budget=3, regex="<think>[a-z]*</think>x",
                               chat_template_kwargs={"enable_thinking": True}),
     "chat_think_budget_twice": dict(chat, thinking_token_budget=-1, thinking_budget_tokens=2),
+    "completion_fim": {"prompt": ["def f(", "x = "], "suffix": ")\n", "max_tokens": 4},
+    "completion_fim_ids": {"prompt": [1, 2], "suffix": "y"},
     "chat_vllm_choice": {"messages": [{"role": "user", "content": "x"}], "structured_outputs": {"choice": ["a.b", "c"]}},
     "completion_guided": {"prompt": "x", "guided_json": {"type": "object"}, "guided_decoding_backend": "xgrammar"},
     "completion_vllm": {"prompt": [5, 6, 7, 8], "prompt_logprobs": 2, "truncate_prompt_tokens": 2, "logprobs": 1,

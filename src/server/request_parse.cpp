@@ -53,6 +53,7 @@ struct ParseState {
   std::string min_tokens_param;  // the name min_new_tokens / min_tokens came under (empty: not sent)
   std::optional<int64_t> truncate_prompt_tokens;  // vLLM's: the tokens a prompt keeps (its -1 resolved)
   std::optional<int64_t> prompt_logprobs;         // vLLM's: alternatives per prompt position
+  std::string suffix;                             // completions' fill-in-the-middle suffix ("": none)
   std::optional<int64_t> think_budget;            // chat's thinking budget, and the name it came under
   std::string think_budget_param;
   bool logprobs = false;
@@ -383,6 +384,10 @@ void max_completion_tokens(const json& v, const std::string& name, ParseState& s
 }
 void echo(const json& v, const std::string& name, ParseState& st) { st.spec.echo = boolean(v, name); }
 void best_of(const json& v, const std::string& name, ParseState& st) { st.best_of = integer(v, name); }
+void suffix(const json& v, const std::string& name, ParseState& st) {
+  if (!v.is_string()) bad_param(name, fmt::format("'{}' must be a string", name));
+  st.suffix = v.get<std::string>();
+}
 // vLLM's thinking_token_budget and llama.cpp's thinking_budget_tokens: one setting under two names.
 void think_budget(const json& v, const std::string& name, ParseState& st) {
   if (st.think_budget)
@@ -520,7 +525,7 @@ const FieldTable& completion_fields() {
       {"model", model},       {"prompt", prompt},         {"max_tokens", max_tokens},
       {"echo", echo},         {"logprobs", completion_logprobs}, {"best_of", best_of},
       {"stream", stream},     {"stream_options", stream_options}, {"user", user},
-      {"suffix", unsupported}, {"logit_bias", later}, {"response_format", later},
+      {"suffix", suffix}, {"logit_bias", later}, {"response_format", later},
       {"regex", later},       {"ebnf", later},
       {"metadata", output_neutral}, {"store", output_neutral}, {"service_tier", unsupported},
       {"prompt_cache_key", output_neutral}, {"safety_identifier", output_neutral},
@@ -981,13 +986,28 @@ GenSpec parse_completion_request(const json& b, const ParseContext& ctx, std::st
   read_fields(b, completion_fields(), st);
   const json* prompt = st.prompt;
   if (!prompt) bad_param("prompt", "'prompt' is required");
+  // A suffix makes each text prompt the prefix of a fill-in-the-middle prompt in the model's own format.
+  const bool fim = !st.suffix.empty();
+  if (fim) {
+    if (!ctx.fim.found())
+      bad_param("suffix", "'suffix' needs a model trained for fill-in-the-middle: this vocabulary has none of the "
+                          "FIM token sets (<|fim_prefix|>, <fim_prefix>, <｜fim▁begin｜>, [PREFIX] / [SUFFIX])");
+    if (spec.echo) bad_param("suffix", "'suffix' and 'echo' cannot be combined: the prompt is not the answer's start");
+    if (st.truncate_prompt_tokens)
+      bad_param("suffix", "'suffix' and 'truncate_prompt_tokens' cannot be combined: a cut would drop the prefix "
+                          "marker");
+  }
   auto add_text = [&](const json& t) {
-    spec.prompt_texts.push_back(t.get<std::string>());
+    spec.prompt_texts.push_back(fim ? fim_prompt(ctx.fim, t.get<std::string>(), st.suffix) : t.get<std::string>());
     spec.prompts.push_back(encode_text(spec.prompt_texts.back(), ctx, true));
+  };
+  auto no_fim_ids = [&] {
+    if (fim) bad_param("suffix", "'suffix' needs the prompt as text (its prefix), not token ids");
   };
   if (prompt->is_string()) {
     add_text(*prompt);
   } else if (is_packed_ids(*prompt)) {
+    no_fim_ids();
     spec.prompts.push_back(token_ids(*prompt, "prompt", ctx));
     spec.prompt_texts.emplace_back();
   } else if (prompt->is_array() && !prompt->empty()) {
@@ -1000,9 +1020,11 @@ GenSpec parse_completion_request(const json& b, const ParseContext& ctx, std::st
         add_text(t);
       }
     } else if (first.is_number()) {
+      no_fim_ids();
       spec.prompts.push_back(token_ids(*prompt, "prompt", ctx));
       spec.prompt_texts.emplace_back();
     } else if (is_id_array(first)) {
+      no_fim_ids();
       for (const auto& p : *prompt) {
         if (!is_id_array(p)) bad_param("prompt", "'prompt' mixes token arrays with other types");
         spec.prompts.push_back(token_ids(p, "prompt", ctx));

@@ -15,6 +15,7 @@
 #include "engine/request.h"
 #include "engine/request_limits.h"
 #include "server/chat_output.h"
+#include "server/fim_prompt.h"
 #include "server/image_source.h"
 #include "server/openai_error.h"
 #include "server/sampling_defaults.h"
@@ -41,6 +42,7 @@ struct ParseContext {
   ToolCallParser tool_parser = ToolCallParser::kNone;        // --tool-call-parser
   ReasoningParser reasoning_parser = ReasoningParser::kNone;  // --reasoning-parser
   ThinkBudgetConfig think;  // the reasoning block's tags and --reasoning-budget (under --reasoning-parser)
+  FimFormat fim;            // the model's fill-in-the-middle markers (completions' suffix); none: a 400
   // The model's image tokens and preprocessing, and the image flags; null: a model without images.
   const ImageOptions* images = nullptr;
   bool skip_tokenizer = false;  // --skip-tokenizer-init: no text in, no text out

@@ -16,19 +16,12 @@ namespace {
 constexpr std::string_view kOpen = "<think>";
 constexpr std::string_view kClose = "</think>";
 
-// The tag's id when the vocabulary spells it as one token (a forced close must be that token, which
-// the model and the reasoning parser both know), else -1.
-int32_t single_token(const Tokenizer& tok, std::string_view tag) {
-  const std::vector<int32_t> ids = tok.encode(tag, false);
-  return ids.size() == 1 && tok.token_bytes(ids[0]) == tag ? ids[0] : -1;
-}
-
 }  // namespace
 
 ThinkBudgetConfig make_think_budget_config(const Tokenizer& tok, int64_t budget, const std::string& message) {
   ThinkBudgetConfig c;
-  c.open_id = single_token(tok, kOpen);
-  c.close_id = single_token(tok, kClose);
+  c.open_id = single_token_id(tok, kOpen);  // a forced close must be the token the model and parser know
+  c.close_id = single_token_id(tok, kClose);
   if (budget < -1 || budget > std::numeric_limits<int32_t>::max())
     fail("--reasoning-budget must be -1 (no cap) or a token count >= 0 (got {})", budget);
   if ((budget >= 0 || !message.empty()) && (c.open_id < 0 || c.close_id < 0))

@@ -14,6 +14,11 @@ namespace fs = std::filesystem;
 
 Tokenizer::~Tokenizer() = default;
 
+int32_t single_token_id(const Tokenizer& tok, std::string_view text) {
+  const std::vector<int32_t> ids = tok.encode(text, false);
+  return ids.size() == 1 && tok.token_bytes(ids[0]) == text ? ids[0] : -1;
+}
+
 std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& path) {
   std::error_code ec;
   if (!find_gguf_model(path).empty()) return load_gguf_tokenizer(path);

@@ -59,6 +59,10 @@ class Tokenizer {
   virtual std::unique_ptr<DecodeStream> decode_stream(bool skip_special_tokens) const = 0;
 };
 
+// The id of the one token whose text is exactly `text` (an added token such as "<think>" or
+// "<|fim_prefix|>", as encode() reads it from text), or -1 when the vocabulary spells it otherwise.
+int32_t single_token_id(const Tokenizer& tok, std::string_view text);
+
 // Streaming: push ids one by one, get text pieces that never split a UTF-8 char; concat == full decode.
 class IncrementalDecoder {
  public:

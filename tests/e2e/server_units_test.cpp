@@ -20,6 +20,7 @@
 #include "core/check.h"
 #include "core/shared_dir.h"
 #include "server/embeddings_request.h"
+#include "server/fim_prompt.h"
 #include "server/json_body.h"
 #include "server/lora_adapters.h"
 #include "server/metrics.h"
@@ -826,6 +827,31 @@ TEST(Metrics, PrometheusTextWithCumulativeBucketsAndGroupLabels) {
   EXPECT_NE(text.find("# TYPE dpserve_time_to_first_token_seconds histogram"), std::string::npos);
   EXPECT_NE(text.find("dpserve_http_requests_total{route=\"/v1/completions\",status=\"200\"} 1\n"),
             std::string::npos);
+}
+
+// Fill-in-the-middle formats: found by the vocabulary's own tokens (Qwen3's tokenizer has
+// <|fim_prefix|>; Llama-3's and llama2.c's none), and each written as its model card shows.
+TEST(FimPrompt, FoundByTheVocabularyAndWrittenAsTheCardsShow) {
+  const auto qwen = Tokenizer::load(shared_dir() + "/tokenizers/qwen3");
+  const auto llama3 = Tokenizer::load(shared_dir() + "/tokenizers/llama3");
+  const FimFormat q = find_fim_format(*qwen);
+  EXPECT_EQ(q.name, "qwen-codegemma");
+  EXPECT_FALSE(find_fim_format(*llama3).found());
+  EXPECT_FALSE(find_fim_format(stories_tok()).found());
+  // Qwen2.5-Coder's card: '<|fim_prefix|>' + prefix + '<|fim_suffix|>' + suffix + '<|fim_middle|>'.
+  EXPECT_EQ(fim_prompt(q, "def f():", "\nf()"), "<|fim_prefix|>def f():<|fim_suffix|>\nf()<|fim_middle|>");
+  // DeepSeek-Coder's: <｜fim▁begin｜>prefix<｜fim▁hole｜>suffix<｜fim▁end｜>.
+  const FimFormat ds{"deepseek", "<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>", false};
+  EXPECT_EQ(fim_prompt(ds, "a", "b"), "<｜fim▁begin｜>a<｜fim▁hole｜>b<｜fim▁end｜>");
+  // Codestral's (mistral-common's encode_fim): [SUFFIX]suffix[PREFIX]prefix, the middle follows.
+  const FimFormat cs{"codestral", "[PREFIX]", "[SUFFIX]", "", true};
+  EXPECT_EQ(fim_prompt(cs, "a", "b"), "[SUFFIX]b[PREFIX]a");
+  // The markers are read back as single tokens.
+  const std::vector<int32_t> ids = qwen->encode(fim_prompt(q, "x", "y"), false);
+  ASSERT_EQ(ids.size(), 5u);
+  EXPECT_EQ(ids[0], 151659);
+  EXPECT_EQ(ids[2], 151661);
+  EXPECT_EQ(ids[4], 151660);
 }
 
 }  // namespace

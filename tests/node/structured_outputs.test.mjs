@@ -522,7 +522,8 @@ tests.push(['refusals name the field or the construct', async () => {
   const model = await modelName();
   const base = { model, messages: [{ role: 'user', content: 'x' }], max_tokens: 5 };
   const js = (schema) => ({ ...base, response_format: { type: 'json_schema', json_schema: { name: 'x', schema } } });
-  let e = assertOpenAIError(await http('POST', '/v1/completions', { model, prompt: 'x', suffix: 'y' }), 400, 'suffix');
+  // A fill-in-the-middle suffix needs a text prefix (Llama-3 has no FIM tokens at all).
+  let e = assertOpenAIError(await http('POST', '/v1/completions', { model, prompt: [1, 2], suffix: 'y' }), 400, 'suffix');
   assert.match(e.message, /suffix/);
   e = assertOpenAIError(await http('POST', '/v1/chat/completions', { ...base, made_up_field: 1 }), 400, 'made_up_field');
   e = assertOpenAIError(await http('POST', '/v1/chat/completions', js({ type: 'object', properties: { a: { not: {} } } })), 400,
