@@ -243,6 +243,11 @@ void return_tokens_as_token_ids(const json& v, const std::string& name, ParseSta
   st.spec.tokens_as_ids = boolean(v, name);
 }
 
+// vLLM's return_token_ids: the prompt's and the output's token ids beside the text.
+void return_token_ids(const json& v, const std::string& name, ParseState& st) {
+  st.spec.return_token_ids = boolean(v, name);
+}
+
 // vLLM's cache_salt: the prefix cache shares this request's prompt pages only with requests of the
 // same salt (kv/radix_cache.h), so another tenant cannot learn a prompt by timing a cache hit.
 void cache_salt(const json& v, const std::string& name, ParseState& st) {
@@ -494,6 +499,7 @@ const FieldTable kServingExtensionFields = {
     {"truncate_prompt_tokens", truncate_prompt_tokens},
     {"prompt_logprobs", prompt_logprobs},
     {"return_tokens_as_token_ids", return_tokens_as_token_ids},
+    {"return_token_ids", return_token_ids},
     {"cache_salt", cache_salt},
     {"priority", priority},
     {"allowed_token_ids", allowed_token_ids},

@@ -114,6 +114,9 @@ struct GenSpec {
   // choice's (completions) or the response's (chat) `prompt_logprobs`; unset: not asked.
   std::optional<int32_t> prompt_logprobs;
   bool tokens_as_ids = false;             // vLLM's return_tokens_as_token_ids (ParseContext::tokens_as_ids)
+  // vLLM's return_token_ids: chat's prompt_token_ids beside the choices (completions': in each
+  // choice), and each choice's token_ids (streamed: the ids each chunk adds).
+  bool return_token_ids = false;
   // completions' max_tokens 0 (with echo: score the prompt): the engine runs the prompt and samples
   // one token, which is dropped; the choice is the prompt alone, finish_reason "length".
   bool prompt_only = false;

@@ -1,5 +1,6 @@
 // OpenAI-compatible routes: /v1/completions, /v1/chat/completions, /v1/models.
 #include <ctime>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -30,7 +31,15 @@ struct ChoiceState {
   bool started = false;          // streaming: the choice's opening sent
   std::shared_ptr<ChatOutputParser> parser;  // chat under a reasoning / tool-call parser
   size_t calls_sent = 0;                     // streaming: tool calls already in a delta
+  std::vector<int32_t> unsent_ids;  // streaming return_token_ids: ids of deltas that sent no chunk
+  bool prompt_ids_sent = false;     // streaming return_token_ids (completions): the first chunk had them
 };
+
+json token_ids_of(const std::vector<TokenOut>& tokens) {
+  json a = json::array();
+  for (const TokenOut& t : tokens) a.push_back(t.token);
+  return a;
+}
 
 // Chat choices are split into reasoning, content and tool calls when a parser has work to do.
 std::shared_ptr<ChatOutputParser> chat_parser(const ServerContext& ctx, const GenSpec& spec, const std::string& id,
@@ -118,13 +127,17 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
       ChatDelta parsed;
       if (api == OpenAiApi::kChat) st.parser = chat_parser(ctx, *spec, id, i);
       if (st.parser) parsed = feed_parser(*st.parser, st.text, true);
-      choices.push_back(form->choice(i,
-                                    ChoicePiece{.prefix = form->prefix(i), .echo_logprobs = form->echo_logprobs(),
-                                                .prompt = st.prompt, .text = st.text, .tokens = st.tokens,
-                                                .finished = true, .finish_reason = chat_finish(st.finish_reason, st),
-                                                .matched_stop = st.matched_stop,
-                                                .chat = st.parser ? &parsed : nullptr},
-                                    false));
+      json ch = form->choice(i,
+                             ChoicePiece{.prefix = form->prefix(i), .echo_logprobs = form->echo_logprobs(),
+                                         .prompt = st.prompt, .text = st.text, .tokens = st.tokens,
+                                         .finished = true, .finish_reason = chat_finish(st.finish_reason, st),
+                                         .matched_stop = st.matched_stop, .chat = st.parser ? &parsed : nullptr},
+                             false);
+      if (spec->return_token_ids) {
+        if (api == OpenAiApi::kCompletion) ch["prompt_token_ids"] = spec->prompts[i / size_t(spec->n)];
+        ch["token_ids"] = token_ids_of(st.tokens);
+      }
+      choices.push_back(std::move(ch));
     }
     json usage = usage_of(*gen, spec->n);
     note_access(*states, usage);
@@ -134,6 +147,7 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
     // vLLM puts chat's prompt_logprobs beside the choices (they share the one prompt).
     if (api == OpenAiApi::kChat && spec->prompt_logprobs)
       body["prompt_logprobs"] = vllm_prompt_logprobs(ctx.tok, spec->prompts[0], (*states)[0].prompt, *spec->prompt_logprobs);
+    if (api == OpenAiApi::kChat && spec->return_token_ids) body["prompt_token_ids"] = spec->prompts[0];
     send_json(res, 200, body);
     return;
   }
@@ -145,9 +159,12 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
       req, res, "text/event-stream",
       [&ctx, api, spec, form, id, created, gen, states, gone, inflight](size_t, httplib::DataSink& sink) {
         auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
+        bool prompt_ids_sent = false;  // chat's return_token_ids: the prompt's ids ride on the first chunk
         auto chunk = [&](json choices, json usage) {
           json j{{"id", id}, {"object", form->chunk_object()}, {"created", created}, {"model", spec->model},
                  {"choices", std::move(choices)}};
+          if (api == OpenAiApi::kChat && spec->return_token_ids && !std::exchange(prompt_ids_sent, true))
+            j["prompt_token_ids"] = spec->prompts[0];
           // vLLM's continuous_usage_stats: every chunk says the usage so far, not only the last one.
           if (spec->include_usage)
             j["usage"] = usage.is_null() && spec->continuous_usage ? usage_of(*gen, spec->n) : std::move(usage);
@@ -181,6 +198,14 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
                 if (d.finished) p.finish_reason = chat_finish(d.finish_reason, st);
               }
               json ch = form->choice(i, p, true);
+              if (spec->return_token_ids) {
+                for (const TokenOut& t : d.tokens) st.unsent_ids.push_back(t.token);
+                if (ch.is_null()) return true;
+                // Completions: the prompt's ids on the choice's first chunk.
+                if (api == OpenAiApi::kCompletion && !std::exchange(st.prompt_ids_sent, true))
+                  ch["prompt_token_ids"] = spec->prompts[i / size_t(spec->n)];
+                ch["token_ids"] = std::exchange(st.unsent_ids, {});
+              }
               if (ch.is_null()) return true;
               st.token_bytes += int64_t(p.prefix.size()) + form->token_bytes(p.tokens);
               if (!chunk(json::array({std::move(ch)}), nullptr)) return false;
