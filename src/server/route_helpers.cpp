@@ -215,6 +215,19 @@ void throw_choice_error(const std::string& error, bool engine_fault, bool engine
                  "engine_rejected");
 }
 
+void throw_if_failed(const ChoiceDelta& end) {
+  if (end.finish_reason == "error") throw_choice_error(end.error, end.engine_fault, end.engine_unavailable);
+  if (end.fault) throw ApiError(503, end.error.empty() ? "The engine stopped" : end.error, "", "", "engine_unavailable");
+}
+
+void keep_end(ChoiceDelta& end, const ChoiceDelta& d) {
+  if (!d.finished) return;
+  end = d;
+  end.text.clear();
+  end.tokens.clear();
+  end.prompt.clear();
+}
+
 json stream_error_event(const ChoiceDelta& d) {
   if (!d.fault) return nullptr;
   if (d.engine_fault)

@@ -76,6 +76,11 @@ nlohmann::json stream_error_event(const ChoiceDelta& d);
 // request, a 500 server_error (engine_fault) when the engine itself failed (watchdog, lost rank), a
 // 503 (server_draining) when it was shutting down as the request came: clients retry a 5xx, never a 400.
 [[noreturn]] void throw_choice_error(const std::string& error, bool engine_fault, bool engine_unavailable = false);
+// A whole (non-streamed) answer whose one choice ended as `end` did: throws the choice's error
+// (throw_choice_error) or, for another fault (the engine stopped), a 503; returns when it succeeded.
+void throw_if_failed(const ChoiceDelta& end);
+// Keeps a choice's last delivery as its end (without its text and tokens, which the route has taken).
+void keep_end(ChoiceDelta& end, const ChoiceDelta& d);
 // True once the client of `req` hung up or the server is stopping.
 std::function<bool()> client_gone_fn(ServerContext& ctx, const httplib::Request& req);
 

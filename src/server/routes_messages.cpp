@@ -31,13 +31,6 @@ void feed(MessageRun& run, const std::string& text, bool finished, std::vector<j
   for (auto& e : run.out.feed(parse_delivery(run.parser.get(), text, finished))) events.push_back(std::move(e));
 }
 
-void absorb_end(MessageRun& r, const ChoiceDelta& d) {
-  if (!d.finished) return;
-  r.end = d;
-  r.end.text.clear();
-  r.end.tokens.clear();
-}
-
 // Anthropic counts cached prompt tokens apart: input_tokens + cache_read_input_tokens is the prompt.
 json usage_json(int64_t prompt, int64_t cached, int64_t output) {
   return {{"input_tokens", prompt - cached},
@@ -95,7 +88,7 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
     if (!gen->drive(
             [&](size_t, const ChoiceDelta& d) {
               feed(*run, d.text, d.finished, ignored);
-              absorb_end(*run, d);
+              keep_end(run->end, d);
               return true;
             },
             gone)) {
@@ -103,10 +96,7 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
       access_info().finish = "client_gone";
       return;
     }
-    const ChoiceDelta& end = run->end;
-    if (end.finish_reason == "error") throw_choice_error(end.error, end.engine_fault, end.engine_unavailable);
-    if (run->end.fault)
-      throw ApiError(503, run->end.error.empty() ? "The engine stopped" : run->end.error, "", "", "engine_unavailable");
+    throw_if_failed(run->end);
     run->out.finish();
     AccessInfo& ai = access_info();
     const json usage = final_usage(ai);
@@ -135,7 +125,7 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
             [&](size_t, const ChoiceDelta& d) {
               std::vector<json> events;
               feed(*run, d.text, d.finished, events);
-              absorb_end(*run, d);
+              keep_end(run->end, d);
               for (auto& e : events)
                 if (!write(e)) return false;
               return true;

@@ -33,8 +33,7 @@ struct ResponseRun {
   std::shared_ptr<ChatOutputParser> parser;  // null: all text is message content
   ResponseOutput out{new_underscore_id};
   std::string text;                          // the raw generated text
-  std::string finish_reason, error;
-  bool fault = false, engine_fault = false, engine_unavailable = false;
+  ChoiceDelta end;                           // the choice's last delivery (finish, error), text-free
   int32_t think_close = -1;                  // the </think> token, when the tokenizer has it as one
 };
 
@@ -83,19 +82,10 @@ json response_json(const ServerContext& ctx, const ResponseRun& run, const std::
   return r;
 }
 
-void absorb_end(ResponseRun& r, const ChoiceDelta& d) {
-  if (!d.finished) return;
-  r.finish_reason = d.finish_reason;
-  r.error = d.error;
-  r.fault = d.fault;
-  r.engine_fault = d.engine_fault;
-  r.engine_unavailable = d.engine_unavailable;
-}
-
 std::string final_status(const ResponseRun& run) {
-  if (run.fault) return "failed";
-  if (run.finish_reason == "length") return "incomplete";
-  if (run.finish_reason == "abort") return "cancelled";
+  if (run.end.fault) return "failed";
+  if (run.end.finish_reason == "length") return "incomplete";
+  if (run.end.finish_reason == "abort") return "cancelled";
   return "completed";
 }
 
@@ -163,7 +153,7 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
     if (!gen->drive(
             [&](size_t, const ChoiceDelta& d) {
               feed(*run, d.text, d.finished, ignored);
-              absorb_end(*run, d);
+              keep_end(run->end, d);
               return true;
             },
             gone)) {
@@ -171,15 +161,13 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
       access_info().finish = "client_gone";
       return;
     }
-    if (run->finish_reason == "error") throw_choice_error(run->error, run->engine_fault, run->engine_unavailable);
-    if (run->fault)
-      throw ApiError(503, run->error.empty() ? "The engine stopped" : run->error, "", "", "engine_unavailable");
+    throw_if_failed(run->end);
     const std::string status = final_status(*run);
     run->out.finish(status == "incomplete");
     json response = response_json(ctx, *run, status, gen.get());
     access_info().prompt_tokens = response["usage"]["input_tokens"].get<int64_t>();
     access_info().completion_tokens = response["usage"]["output_tokens"].get<int64_t>();
-    access_info().finish = run->finish_reason;
+    access_info().finish = run->end.finish_reason;
     keep(ctx, *run, response, owner);
     send_json(res, 200, response);
     return;
@@ -202,14 +190,14 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
             [&](size_t, const ChoiceDelta& d) {
               std::vector<json> events;
               feed(*run, d.text, d.finished, events);
-              absorb_end(*run, d);
+              keep_end(run->end, d);
               for (auto& e : events)
                 if (!write(std::move(e))) return false;
               return true;
             },
             gone);
         AccessInfo& ai = access_info();
-        ai.finish = ok ? run->finish_reason : "client_gone";
+        ai.finish = ok ? run->end.finish_reason : "client_gone";
         if (!ok) return false;  // client gone: close the connection
         const std::string status = final_status(*run);
         for (auto& e : run->out.finish(status == "incomplete"))
@@ -223,13 +211,7 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
                                                   : "response.completed";
         if (status == "failed") {
           // The engine refused or lost the request after the headers went out: say so, then fail.
-          ChoiceDelta end;
-          end.finished = end.fault = true;
-          end.finish_reason = run->finish_reason;
-          end.error = run->error;
-          end.engine_fault = run->engine_fault;
-          end.engine_unavailable = run->engine_unavailable;
-          const json err = stream_error_event(end);
+          const json err = stream_error_event(run->end);
           response["status"] = "failed";
           response["error"] = {{"code", err["error"]["code"]}, {"message", err["error"]["message"]}};
           type = "response.failed";
