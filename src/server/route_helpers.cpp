@@ -1,5 +1,7 @@
 #include "server/route_helpers.h"
 
+#include <algorithm>
+
 #include <malloc.h>
 
 #include <fmt/format.h>
@@ -8,6 +10,7 @@
 #include "server/openai_error.h"
 #include "server/http_connection.h"
 #include "server/json_body.h"
+#include "tokenizer/tokenizer.h"
 
 namespace dpserve {
 
@@ -218,6 +221,16 @@ void throw_choice_error(const std::string& error, bool engine_fault, bool engine
 void throw_if_failed(const ChoiceDelta& end) {
   if (end.finish_reason == "error") throw_choice_error(end.error, end.engine_fault, end.engine_unavailable);
   if (end.fault) throw ApiError(503, end.error.empty() ? "The engine stopped" : end.error, "", "", "engine_unavailable");
+}
+
+int64_t reasoning_token_count(std::span<const int32_t> ids, int32_t close_id, const std::string& reasoning,
+                              const Tokenizer& tok) {
+  if (reasoning.empty()) return 0;
+  if (close_id >= 0) {
+    const auto at = std::find(ids.begin(), ids.end(), close_id);
+    return at == ids.end() ? int64_t(ids.size()) : int64_t(at - ids.begin()) + 1;
+  }
+  return std::min<int64_t>(int64_t(tok.encode(reasoning, false).size()), int64_t(ids.size()));
 }
 
 void keep_end(ChoiceDelta& end, const ChoiceDelta& d) {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -81,6 +82,11 @@ nlohmann::json stream_error_event(const ChoiceDelta& d);
 void throw_if_failed(const ChoiceDelta& end);
 // Keeps a choice's last delivery as its end (without its text and tokens, which the route has taken).
 void keep_end(ChoiceDelta& end, const ChoiceDelta& d);
+// OpenAI's reasoning_tokens of one choice whose parsed reasoning is `reasoning`: its output ids up to and
+// including the first `close_id` (</think> as one token; all of them when it never came), or, without
+// such a token (-1), the reasoning text's length in tokens; 0 without reasoning.
+int64_t reasoning_token_count(std::span<const int32_t> ids, int32_t close_id, const std::string& reasoning,
+                              const Tokenizer& tok);
 // True once the client of `req` hung up or the server is stopping.
 std::function<bool()> client_gone_fn(ServerContext& ctx, const httplib::Request& req);
 

@@ -33,7 +33,19 @@ struct ChoiceState {
   size_t calls_sent = 0;                     // streaming: tool calls already in a delta
   std::vector<int32_t> unsent_ids;  // streaming return_token_ids: ids of deltas that sent no chunk
   bool prompt_ids_sent = false;     // streaming return_token_ids (completions): the first chunk had them
+  std::string reasoning;            // chat under a reasoning parser: the reasoning so far
 };
+
+// Chat under a reasoning parser: OpenAI's completion_tokens_details.reasoning_tokens over the choices.
+void add_reasoning_tokens(json& usage, const std::vector<ChoiceState>& states, const ServerContext& ctx) {
+  int64_t n = 0;
+  for (const ChoiceState& st : states) {
+    std::vector<int32_t> ids;
+    for (const TokenOut& t : st.tokens) ids.push_back(t.token);
+    n += reasoning_token_count(ids, ctx.parse.think.close_id, st.reasoning, ctx.tok);
+  }
+  usage["completion_tokens_details"] = {{"reasoning_tokens", n}};
+}
 
 json token_ids_of(const std::vector<TokenOut>& tokens) {
   json a = json::array();
@@ -127,6 +139,7 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
       ChatDelta parsed;
       if (api == OpenAiApi::kChat) st.parser = chat_parser(ctx, *spec, id, i);
       if (st.parser) parsed = feed_parser(*st.parser, st.text, true);
+      st.reasoning = parsed.reasoning;
       json ch = form->choice(i,
                              ChoicePiece{.prefix = form->prefix(i), .echo_logprobs = form->echo_logprobs(),
                                          .prompt = st.prompt, .text = st.text, .tokens = st.tokens,
@@ -140,6 +153,7 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
       choices.push_back(std::move(ch));
     }
     json usage = usage_of(*gen, spec->n);
+    if (reasoning_field) add_reasoning_tokens(usage, *states, ctx);
     note_access(*states, usage);
     access_info().extra = image_timing_log(spec->images.size(), spec->image_times, *gen);
     json body{{"id", id}, {"object", form->object()}, {"created", created}, {"model", spec->model},
@@ -157,7 +171,8 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
   res.set_header("X-Accel-Buffering", "no");
   set_stream_provider(
       req, res, "text/event-stream",
-      [&ctx, api, spec, form, id, created, gen, states, gone, inflight](size_t, httplib::DataSink& sink) {
+      [&ctx, api, spec, form, id, created, gen, states, gone, inflight, reasoning_field](size_t,
+                                                                                        httplib::DataSink& sink) {
         auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
         bool prompt_ids_sent = false;  // chat's return_token_ids: the prompt's ids ride on the first chunk
         auto chunk = [&](json choices, json usage) {
@@ -192,6 +207,7 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
               ChatDelta parsed;
               if (st.parser) {
                 parsed = feed_parser(*st.parser, d.text, d.finished);
+                st.reasoning += parsed.reasoning;
                 p.chat = &parsed;
                 p.first_call = st.calls_sent;
                 st.calls_sent += parsed.tool_calls.size();
@@ -215,6 +231,7 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
             },
             gone);
         json usage = usage_of(*gen, spec->n);
+        if (reasoning_field) add_reasoning_tokens(usage, *states, ctx);
         note_access(*states, usage);
         access_info().extra = image_timing_log(spec->images.size(), spec->image_times, *gen);
         if (!ok) {  // client gone: close the connection

@@ -42,20 +42,12 @@ void feed(ResponseRun& run, const std::string& text, bool finished, std::vector<
   for (auto& e : run.out.feed(parse_delivery(run.parser.get(), text, finished))) events.push_back(std::move(e));
 }
 
-// Reasoning tokens: those up to and including the first </think> (all of them when it never came),
-// counted on the ids when </think> is one token, else by encoding the reasoning text.
 int64_t reasoning_tokens(const ResponseRun& run, const ChoiceRun& c, const Tokenizer& tok) {
   std::string reasoning;
   for (const json& it : run.out.items())
     if (it["type"] == "reasoning")
       for (const json& p : it["content"]) reasoning += p["text"].get<std::string>();
-  if (reasoning.empty()) return 0;
-  const auto& ids = c.output_ids();
-  if (run.think_close >= 0) {
-    auto at = std::find(ids.begin(), ids.end(), run.think_close);
-    return at == ids.end() ? int64_t(ids.size()) : int64_t(at - ids.begin()) + 1;
-  }
-  return std::min<int64_t>(int64_t(tok.encode(reasoning, false).size()), int64_t(ids.size()));
+  return reasoning_token_count(c.output_ids(), run.think_close, reasoning, tok);
 }
 
 // The Response object as it stands: status in_progress while running, then completed, incomplete

@@ -58,6 +58,7 @@ if (serverBudget < 0) {
     assert.deepEqual(r.tokens, Array(12).fill('<think>'));
     assert.equal(r.reasoning, '<think>'.repeat(11));
     assert.equal(r.finish, 'length');
+    assert.equal(r.usage.completion_tokens_details.reasoning_tokens, 12, 'never closed: every token is reasoning');
   }]);
 
   tests.push(['thinking_token_budget N: the model\'s block is closed after N thinking tokens, over logit_bias', async () => {
@@ -70,6 +71,9 @@ if (serverBudget < 0) {
         assert.equal(r.reasoning, '<think>'.repeat(n), `${field} ${n}`);
         assert.equal(r.content, '<think>'.repeat(3), `${field} ${n}`);
         assert.equal(r.usage.completion_tokens, n + 5);
+        // OpenAI's reasoning_tokens: the tokens up to and including the </think> that closed the block
+        // (an empty block is no reasoning).
+        assert.equal(r.usage.completion_tokens_details.reasoning_tokens, n === 0 ? 0 : n + 2);
       }
     }
   }]);
@@ -88,7 +92,10 @@ if (serverBudget < 0) {
   tests.push(['streamed deltas split as the whole answer does', async () => {
     const body = { model, messages: ask, temperature: 0, max_tokens: 9, thinking_token_budget: 4, ...pinned() };
     const whole = await chat(body);
-    const events = await sse('/v1/chat/completions', { ...body, logprobs: false, stream: true });
+    const events = await sse('/v1/chat/completions', { ...body, logprobs: false, stream: true,
+                                                       stream_options: { include_usage: true } });
+    const usage = JSON.parse(events.at(-2)).usage;
+    assert.equal(usage.completion_tokens_details.reasoning_tokens, 6);
     assert.equal(events.at(-1), '[DONE]');
     let reasoning = '', content = '';
     for (const e of events.slice(0, -1)) {
@@ -154,6 +161,7 @@ if (serverBudget < 0) {
     assert.ok(!r.tokens.slice(0, serverBudget).includes('</think>'), JSON.stringify(r.tokens));
     assert.equal(r.tokens.slice(serverBudget, serverBudget + msg).join(''), message);
     assert.equal(r.tokens[serverBudget + msg], '</think>');
+    assert.equal(r.usage.completion_tokens_details.reasoning_tokens, serverBudget + msg + 1);
     assert.ok(r.reasoning.endsWith(message), JSON.stringify(r.reasoning));
     assert.ok(!r.content.includes('</think>'));
     assert.equal(r.usage.completion_tokens, serverBudget + msg + 4);
