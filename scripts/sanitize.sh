@@ -98,8 +98,9 @@ run_asan() {
   # e2e_messages_thinking: the same output builders with reasoning; e2e_embeddings_off: the refusal),
   # e2e_fair_share (57 s here; the single-rank twin of e2e_dp_attention_fair_share: its n choices and
   # prompt logprobs run in the echo / logprobs tests kept) and e2e_api_tables (docs tables against the
-  # routes and flags: start-up errors, no new code).
-  local not_asan='^(e2e_ownership|e2e_structured_outputs_qwen3|e2e_image_openai_client|e2e_image_budget|e2e_webui|e2e_webui_api_key|e2e_webui_completion|e2e_dp_attention_fair_share|e2e_dp_attention_(responses|metrics|openai_client|echo_logprobs)|e2e_js_clients|e2e_js_clients_structured|e2e_sampling_defaults|e2e_tools_mistral_nemo|e2e_lora_runtime|e2e_priority_scheduling|e2e_responses_reasoning|e2e_messages_thinking|e2e_embeddings_off|e2e_fair_share|e2e_api_tables)$'
+  # routes and flags: start-up errors, no new code). The thinking budget's twins (the server flag, NGRAM
+  # drafts, DP attention) run the forcing code e2e_reasoning_budget runs here.
+  local not_asan='^(e2e_ownership|e2e_structured_outputs_qwen3|e2e_image_openai_client|e2e_image_budget|e2e_webui|e2e_webui_api_key|e2e_webui_completion|e2e_dp_attention_fair_share|e2e_dp_attention_(responses|metrics|openai_client|echo_logprobs)|e2e_js_clients|e2e_js_clients_structured|e2e_sampling_defaults|e2e_tools_mistral_nemo|e2e_lora_runtime|e2e_priority_scheduling|e2e_responses_reasoning|e2e_messages_thinking|e2e_embeddings_off|e2e_fair_share|e2e_api_tables|e2e_reasoning_budget_(server|ngram)|e2e_dp_attention_reasoning_budget)$'
   echo "== $(stamp) asan: ctest"
   # The token-mask tests over the real 128k-152k vocabularies compare every mask with a brute-force
   # reference: 2-5 s in the normal build, 3-5+ minutes each under ASan. MaskOddVocab runs the same
