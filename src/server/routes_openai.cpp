@@ -37,13 +37,11 @@ struct ChoiceState {
 };
 
 // Chat under a reasoning parser: OpenAI's completion_tokens_details.reasoning_tokens over the choices.
-void add_reasoning_tokens(json& usage, const std::vector<ChoiceState>& states, const ServerContext& ctx) {
+void add_reasoning_tokens(json& usage, const std::vector<ChoiceState>& states, Generation& gen,
+                          const ServerContext& ctx) {
   int64_t n = 0;
-  for (const ChoiceState& st : states) {
-    std::vector<int32_t> ids;
-    for (const TokenOut& t : st.tokens) ids.push_back(t.token);
-    n += reasoning_token_count(ids, ctx.parse.think.close_id, st.reasoning, ctx.tok);
-  }
+  for (size_t i = 0; i < states.size(); ++i)
+    n += reasoning_token_count(gen.choice(i).output_ids(), ctx.parse.think.close_id, states[i].reasoning, ctx.tok);
   usage["completion_tokens_details"] = {{"reasoning_tokens", n}};
 }
 
@@ -153,7 +151,7 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
       choices.push_back(std::move(ch));
     }
     json usage = usage_of(*gen, spec->n);
-    if (reasoning_field) add_reasoning_tokens(usage, *states, ctx);
+    if (reasoning_field) add_reasoning_tokens(usage, *states, *gen, ctx);
     note_access(*states, usage);
     access_info().extra = image_timing_log(spec->images.size(), spec->image_times, *gen);
     json body{{"id", id}, {"object", form->object()}, {"created", created}, {"model", spec->model},
@@ -231,7 +229,7 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
             },
             gone);
         json usage = usage_of(*gen, spec->n);
-        if (reasoning_field) add_reasoning_tokens(usage, *states, ctx);
+        if (reasoning_field) add_reasoning_tokens(usage, *states, *gen, ctx);
         note_access(*states, usage);
         access_info().extra = image_timing_log(spec->images.size(), spec->image_times, *gen);
         if (!ok) {  // client gone: close the connection

@@ -34,7 +34,6 @@ struct ResponseRun {
   ResponseOutput out{new_underscore_id};
   std::string text;                          // the raw generated text
   ChoiceDelta end;                           // the choice's last delivery (finish, error), text-free
-  int32_t think_close = -1;                  // the </think> token, when the tokenizer has it as one
 };
 
 void feed(ResponseRun& run, const std::string& text, bool finished, std::vector<json>& events) {
@@ -42,12 +41,12 @@ void feed(ResponseRun& run, const std::string& text, bool finished, std::vector<
   for (auto& e : run.out.feed(parse_delivery(run.parser.get(), text, finished))) events.push_back(std::move(e));
 }
 
-int64_t reasoning_tokens(const ResponseRun& run, const ChoiceRun& c, const Tokenizer& tok) {
+int64_t reasoning_tokens(const ResponseRun& run, const ChoiceRun& c, const ServerContext& ctx) {
   std::string reasoning;
   for (const json& it : run.out.items())
     if (it["type"] == "reasoning")
       for (const json& p : it["content"]) reasoning += p["text"].get<std::string>();
-  return reasoning_token_count(c.output_ids(), run.think_close, reasoning, tok);
+  return reasoning_token_count(c.output_ids(), ctx.parse.think.close_id, reasoning, ctx.tok);
 }
 
 // The Response object as it stands: status in_progress while running, then completed, incomplete
@@ -68,7 +67,7 @@ json response_json(const ServerContext& ctx, const ResponseRun& run, const std::
     r["usage"] = {{"input_tokens", c.prompt_tokens()},
                   {"input_tokens_details", {{"cached_tokens", c.cached_tokens()}}},
                   {"output_tokens", c.completion_tokens()},
-                  {"output_tokens_details", {{"reasoning_tokens", reasoning_tokens(run, c, ctx.tok)}}},
+                  {"output_tokens_details", {{"reasoning_tokens", reasoning_tokens(run, c, ctx)}}},
                   {"total_tokens", c.prompt_tokens() + c.completion_tokens()}};
   }
   return r;
@@ -133,8 +132,6 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
   if (rp != ReasoningParser::kNone || !spec.tool_names.empty())
     run->parser = std::make_shared<ChatOutputParser>(rp, ctx.parse.tool_parser, spec.tool_names, spec.reasoning_open,
                                                      std::hash<std::string>{}(run->id), !spec.parallel_tool_calls);
-  if (rp != ReasoningParser::kNone)
-    if (auto ids = ctx.tok.encode("</think>", false); ids.size() == 1) run->think_close = ids[0];
 
   const std::string id = run->id;
   auto gen = std::make_shared<Generation>(ctx.engine, ctx.tok, spec, &ctx.metrics, &ctx.registry,
