@@ -402,6 +402,12 @@ void register_serve(CLI::App& app) {
   s->add_option("--chat-template", a->so.chat_template_path,
                 "Jinja chat template file (for models whose tokenizer_config.json has none)")
       ->envname("DPSERVE_CHAT_TEMPLATE");
+  s->add_option("--completion-template", a->so.completion_template,
+                "Fill-in-the-middle format of completions' 'suffix' (SGLang's names): qwen_coder "
+                "(<|fim_prefix|>...), star_coder (<fim_prefix>...), deepseek_coder (<｜fim▁begin｜>...), or "
+                "codestral ([SUFFIX]...[PREFIX]...). Default: the first whose tokens the vocabulary has")
+      ->check(CLI::IsMember({"qwen_coder", "star_coder", "deepseek_coder", "codestral"}))
+      ->envname("DPSERVE_COMPLETION_TEMPLATE");
   // Range checks read the text as a signed number: "-1" into an unsigned option would wrap to no limit.
   s->add_option("--max-body-bytes", a->so.max_body_bytes, "Largest request body accepted")
       ->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 40))->envname("DPSERVE_MAX_BODY_BYTES");

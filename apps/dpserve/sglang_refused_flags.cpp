@@ -47,7 +47,6 @@ constexpr Refused kRefused[] = {
     {"--allow-auto-truncate", false,
      "a prompt beyond the context is a 400, never truncated unless the request asks (vLLM's truncate_prompt_tokens)"},
     {"--enable-cache-report", false, "usage.prompt_tokens_details.cached_tokens is always reported"},
-    {"--completion-template", true, "code completion templates are not implemented"},
     {"--tool-server", true, "there are no built-in tools (function tools run in the client)"},
     {"--show-time-cost", false, "/metrics and the request log carry the timings"},
 };

@@ -151,7 +151,11 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   c.parse.images = &c.opts.images;
   c.parse.tool_parser = c.opts.tool_call_parser;
   c.parse.reasoning_parser = c.opts.reasoning_parser;
-  if (!c.opts.skip_tokenizer_init) c.parse.fim = find_fim_format(tok);
+  if (!c.opts.completion_template.empty() && c.opts.skip_tokenizer_init)
+    fail("--completion-template needs the tokenizer (--skip-tokenizer-init serves token ids only)");
+  if (!c.opts.skip_tokenizer_init)
+    c.parse.fim = c.opts.completion_template.empty() ? find_fim_format(tok)
+                                                     : fim_format_named(tok, c.opts.completion_template);
   if (c.opts.reasoning_parser != ReasoningParser::kNone && !c.opts.skip_tokenizer_init)
     c.parse.think = make_think_budget_config(tok, c.opts.reasoning_budget, c.opts.reasoning_budget_message);
   else if (c.opts.reasoning_budget >= 0 || !c.opts.reasoning_budget_message.empty())

@@ -40,6 +40,7 @@ struct ServerOptions {
   ReasoningParser reasoning_parser = ReasoningParser::kNone;   // --reasoning-parser
   int64_t reasoning_budget = -1;        // --reasoning-budget: thinking tokens before a forced close (-1: no cap)
   std::string reasoning_budget_message;  // --reasoning-budget-message: written before the forced </think>
+  std::string completion_template;  // --completion-template: the FIM format's name ("": found from the vocabulary)
   // Responses kept for previous_response_id and GET /v1/responses/{id}: the oldest go first beyond
   // this many, or beyond this many bytes of JSON.
   size_t max_stored_responses = 1024;

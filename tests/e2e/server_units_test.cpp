@@ -841,10 +841,10 @@ TEST(FimPrompt, FoundByTheVocabularyAndWrittenAsTheCardsShow) {
   // Qwen2.5-Coder's card: '<|fim_prefix|>' + prefix + '<|fim_suffix|>' + suffix + '<|fim_middle|>'.
   EXPECT_EQ(fim_prompt(q, "def f():", "\nf()"), "<|fim_prefix|>def f():<|fim_suffix|>\nf()<|fim_middle|>");
   // DeepSeek-Coder's: <｜fim▁begin｜>prefix<｜fim▁hole｜>suffix<｜fim▁end｜>.
-  const FimFormat ds{"deepseek", "<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>", false};
+  const FimFormat ds{"deepseek", "deepseek_coder", "<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>", false};
   EXPECT_EQ(fim_prompt(ds, "a", "b"), "<｜fim▁begin｜>a<｜fim▁hole｜>b<｜fim▁end｜>");
   // Codestral's (mistral-common's encode_fim): [SUFFIX]suffix[PREFIX]prefix, the middle follows.
-  const FimFormat cs{"codestral", "[PREFIX]", "[SUFFIX]", "", true};
+  const FimFormat cs{"codestral", "codestral", "[PREFIX]", "[SUFFIX]", "", true};
   EXPECT_EQ(fim_prompt(cs, "a", "b"), "[SUFFIX]b[PREFIX]a");
   // The markers are read back as single tokens.
   const std::vector<int32_t> ids = qwen->encode(fim_prompt(q, "x", "y"), false);
@@ -852,6 +852,28 @@ TEST(FimPrompt, FoundByTheVocabularyAndWrittenAsTheCardsShow) {
   EXPECT_EQ(ids[0], 151659);
   EXPECT_EQ(ids[2], 151661);
   EXPECT_EQ(ids[4], 151660);
+}
+
+// --completion-template takes SGLang's names; a format the vocabulary cannot spell stops the server.
+TEST(FimPrompt, NamedByCompletionTemplate) {
+  const auto qwen = Tokenizer::load(shared_dir() + "/tokenizers/qwen3");
+  const FimFormat q = fim_format_named(*qwen, "qwen_coder");
+  EXPECT_EQ(fim_prompt(q, "a", "b"), "<|fim_prefix|>a<|fim_suffix|>b<|fim_middle|>");
+  auto message = [&](std::string_view name) {
+    try {
+      fim_format_named(*qwen, name);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  // Qwen3's vocabulary has none of StarCoder's or DeepSeek-Coder's markers.
+  auto has = [](const std::string& text, std::string_view part) { return text.find(part) != std::string::npos; };
+  EXPECT_PRED2(has, message("star_coder"), "--completion-template star_coder: this tokenizer has no single token for "
+                                           "<fim_prefix>");
+  EXPECT_PRED2(has, message("deepseek_coder"), "<｜fim▁begin｜>");
+  EXPECT_PRED2(has, message("codestral"), "[PREFIX]");
+  EXPECT_PRED2(has, message("chatml"), "the names are qwen_coder, star_coder, deepseek_coder, codestral");
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 // and the answer the model's continuation of it. Both are checked against a plain completion of
 // that prompt built here from /tokenize's ids, and against the prompt positions the engine reports
 // (vLLM's prompt_logprobs).
+import { spawnSync } from 'node:child_process';
 import { assert, assertOpenAIError, http, modelName, run, sse } from './e2e_util.mjs';
 
 const PRE = 151659, MID = 151660, SUF = 151661;
@@ -76,6 +77,24 @@ tests.push(['what a suffix cannot go with is a 400 naming it', async () => {
     assert.match(e.message, /suffix/);
   }
   assertOpenAIError(await http('POST', '/v1/completions', { model, prompt: 'a', suffix: 5 }), 400, 'suffix');
+}]);
+
+// SGLang's --completion-template names the format; one the vocabulary cannot spell stops the server.
+tests.push(['--completion-template: an unknown name or a format without tokens is a start-up error', async () => {
+  const models = process.env.FIM_MODELS, toks = process.env.FIM_TOKENIZERS;
+  if (!models) return;
+  const qwen = ['--model-path', `${models}/qwen3-tiny`, '--tokenizer-path', `${toks}/qwen3`];
+  const cases = [
+    [[...qwen, '--completion-template', 'chatml'], /--completion-template: .*chatml.* not in \{/],
+    [[...qwen, '--completion-template', 'deepseek_coder'],
+     /--completion-template deepseek_coder: this tokenizer has no single token for <｜fim▁begin｜>/],
+  ];
+  for (const [args, want] of cases) {
+    const r = spawnSync(process.env.DPSERVE_BIN, ['serve', '--host', '127.0.0.1', '--port', '0', ...args],
+                        { encoding: 'utf8', timeout: 120000 });
+    assert.notEqual(r.status, 0, `${args.join(' ')}: ${r.stderr.slice(-300)}`);
+    assert.match(r.stderr + r.stdout, want, args.join(' '));
+  }
 }]);
 
 await run(tests);
