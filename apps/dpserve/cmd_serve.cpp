@@ -268,7 +268,7 @@ void run_serve(ServeArgs& a) {
                          {"page_size", a.rf.rt.page_size},
                          {"max_running_requests", a.rf.rt.sched.max_running_requests},
                          {"chunked_prefill_size", a.rf.rt.sched.chunked_prefill_size},
-                         {"schedule_policy", a.rf.rt.sched.policy == SchedulePolicy::kLpm ? "lpm" : "fcfs"},
+                         {"schedule_policy", schedule_policy_name(a.rf.rt.sched.policy)},
                          {"enable_priority_scheduling", a.rf.rt.sched.priority_scheduling},
                          {"schedule_low_priority_values_first", a.rf.rt.sched.low_priority_values_first},
                          {"priority_scheduling_preemption_threshold", a.rf.rt.sched.priority_preemption_threshold},

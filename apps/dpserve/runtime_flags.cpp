@@ -197,8 +197,9 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
            throw CLI::ValidationError(e.what());
          }
        },
-       "Order waiting requests are admitted in, per DP group: fcfs (arrival) or lpm (longest cached prefix first, "
-       "as SGLang's; fcfs beyond 128 waiting); default fcfs")
+       "Order waiting requests are admitted in, per DP group (SGLang's policies): fcfs (arrival), lpm (longest "
+       "cached prefix first; fcfs beyond 128 waiting), lof (largest max_new_tokens first) or random (shuffled "
+       "every step); preempted requests go first under each; default fcfs")
       ->envname("DPSERVE_SCHEDULE_POLICY");
   auto* priority = c->add_flag("--enable-priority-scheduling", o.sched.priority_scheduling,
               "Serve requests by their 'priority' field (SGLang's and vLLM's): per DP group, waiting requests are "

@@ -11,9 +11,22 @@ namespace dpserve {
 SchedulePolicy parse_schedule_policy(const std::string& name) {
   if (name == "fcfs") return SchedulePolicy::kFcfs;
   if (name == "lpm") return SchedulePolicy::kLpm;
-  if (name == "random" || name == "dfs-weight" || name == "lof" || name == "priority")
-    fail("--schedule-policy {}: SGLang's policy '{}' is not implemented here (fcfs and lpm are)", name, name);
-  fail("--schedule-policy {}: unknown policy (fcfs or lpm)", name);
+  if (name == "lof") return SchedulePolicy::kLof;
+  if (name == "random") return SchedulePolicy::kRandom;
+  if (name == "dfs-weight" || name == "priority")
+    fail("--schedule-policy {}: SGLang's policy '{}' is not implemented here (fcfs, lpm, lof and random are{})", name,
+         name, name == "priority" ? "; --enable-priority-scheduling orders by the requests' priority" : "");
+  fail("--schedule-policy {}: unknown policy (fcfs, lpm, lof or random)", name);
+}
+
+const char* schedule_policy_name(SchedulePolicy p) {
+  switch (p) {
+    case SchedulePolicy::kLpm: return "lpm";
+    case SchedulePolicy::kLof: return "lof";
+    case SchedulePolicy::kRandom: return "random";
+    case SchedulePolicy::kFcfs: break;
+  }
+  return "fcfs";
 }
 
 // The request's state plus what only scheduling needs.
@@ -304,6 +317,8 @@ ScheduledBatch Scheduler::schedule() {
   // Whether this step pushed requests out for want of KV (priority preemption makes room instead).
   const bool kv_preempted = out.preempted.size() > priority_preempted;
   if (cfg_.policy == SchedulePolicy::kLpm && !kv_preempted) order_waiting_by_prefix();
+  if (cfg_.policy == SchedulePolicy::kLof) order_waiting_by_output();
+  if (cfg_.policy == SchedulePolicy::kRandom) shuffle_waiting();
   // Priority outranks the policy's order; within a priority, that order stands (stable), preempted
   // requests still first.
   if (cfg_.priority_scheduling)
@@ -375,6 +390,31 @@ void Scheduler::order_waiting_by_prefix() {
   // Stable: equal matches keep arrival order, and every rank of the group sorts the same tree's answers.
   std::stable_sort(keyed.begin(), keyed.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
   for (size_t i = 0; i < keyed.size(); ++i) waiting_[i] = keyed[i].second;
+}
+
+void Scheduler::order_waiting_by_output() {
+  // Stable: equal lengths keep arrival order; preempted requests keep the front.
+  std::stable_sort(waiting_.begin(), waiting_.end(), [](const Req* a, const Req* b) {
+    if (a->admitted_once != b->admitted_once) return a->admitted_once;
+    return !a->admitted_once && a->st.req.params.max_new_tokens > b->st.req.params.max_new_tokens;
+  });
+}
+
+void Scheduler::shuffle_waiting() {
+  // Fisher-Yates over the requests never admitted (preempted ones keep the front, in their order),
+  // drawing from splitmix64: the same numbers on every rank and every build, unlike std::shuffle.
+  auto next = [this] {
+    uint64_t z = (shuffle_state_ += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  };
+  size_t first = 0;
+  while (first < waiting_.size() && waiting_[first]->admitted_once) ++first;
+  for (size_t i = waiting_.size(); i > first + 1; --i) {
+    const size_t j = first + size_t(next() % (i - first));
+    std::swap(waiting_[i - 1], waiting_[j]);
+  }
 }
 
 std::vector<StepResult> Scheduler::commit(std::vector<StepResult> results) {

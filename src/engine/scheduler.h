@@ -21,10 +21,13 @@
 namespace dpserve {
 
 // The order waiting requests are admitted in (SGLang's --schedule-policy): fcfs, arrival order; lpm,
-// longest cached prefix first (cache-aware: requests sharing a prefix run while it is in the tree).
-enum class SchedulePolicy { kFcfs, kLpm };
-// "fcfs" / "lpm"; SGLang's other policies and anything else are an error naming the value.
+// longest cached prefix first (cache-aware: requests sharing a prefix run while it is in the tree);
+// lof, longest output (largest max_new_tokens) first; random, a fresh shuffle every step. Preempted
+// requests go first under each.
+enum class SchedulePolicy { kFcfs, kLpm, kLof, kRandom };
+// "fcfs" / "lpm" / "lof" / "random"; SGLang's dfs-weight and anything else are an error naming the value.
 SchedulePolicy parse_schedule_policy(const std::string& name);
+const char* schedule_policy_name(SchedulePolicy p);
 
 struct SchedulerConfig {
   int64_t max_running_requests = 64;  // requests holding KV at once (decoding or mid-prefill), >= 1
@@ -154,6 +157,8 @@ class Scheduler {
   Req* newest_unscheduled();
   void add_seq(Req& r, int64_t n, std::vector<ScheduledSeq>& dst);
   void order_waiting_by_prefix();            // lpm: longest cached prefix first
+  void order_waiting_by_output();            // lof: largest max_new_tokens first
+  void shuffle_waiting();                    // random
   // The tokens `r` drafts this step, within `budget` (draft tokens left for the step); empty when
   // speculation is off or the request cannot use it. STANDALONE: placeholders for the rows, which
   // the step fills from the draft model before its forward pass.
@@ -169,6 +174,9 @@ class Scheduler {
   std::deque<Req*> waiting_;                    // admission order (preempted ones at the front)
   uint64_t next_serial_ = 0;
   int64_t preemptions_ = 0;
+  // --schedule-policy random's generator: a fixed seed and one draw sequence, so every rank of a
+  // group (each runs this scheduler on the same inputs) shuffles alike.
+  uint64_t shuffle_state_ = 0x9e3779b97f4a7c15ull;
 
   // The last batch, for commit(): (id, tokens run, sample) of each seq, and its page tables.
   struct Ran {

@@ -1063,10 +1063,53 @@ TEST(Scheduler, LongestPrefixMatchAdmitsCachedPromptsFirst) {
   EXPECT_EQ(admission_order(SchedulePolicy::kFcfs), (std::vector<uint64_t>{2, 3, 4}));
 }
 
+// One admission slot, requests (id, max_new_tokens) all waiting before the first step: the order
+// they are first scheduled in, each output checked against the reference run of its prompt alone.
+std::vector<uint64_t> admission_order(SchedulePolicy policy, const std::vector<std::pair<uint64_t, int64_t>>& reqs) {
+  SchedulerConfig cfg = cfg_of(1, 64, 100, false);
+  cfg.policy = policy;
+  Sim sim(64, cfg);
+  sim.stop_at_eos = false;
+  for (const auto& [id, mx] : reqs) EXPECT_TRUE(sim.add(id, prompt_of(uint32_t(id), 6), mx));
+  std::vector<uint64_t> order;
+  while (sim.sched.has_work()) {
+    for (const auto& [id, pos0, n, sample] : sim.step())
+      if (std::find(order.begin(), order.end(), id) == order.end()) order.push_back(id);
+  }
+  for (const auto& r : reqs) EXPECT_EQ(sim.out[r.first], reference(prompt_of(uint32_t(r.first), 6), r.second, false));
+  return order;
+}
+
+// lof (SGLang's "longest output first"): by max_new_tokens, largest first, ties in arrival order.
+TEST(Scheduler, LongestOutputFirst) {
+  const std::vector<std::pair<uint64_t, int64_t>> reqs = {{1, 3}, {2, 2}, {3, 5}, {4, 3}};
+  EXPECT_EQ(admission_order(SchedulePolicy::kLof, reqs), (std::vector<uint64_t>{3, 1, 4, 2}));
+  EXPECT_EQ(admission_order(SchedulePolicy::kFcfs, reqs), (std::vector<uint64_t>{1, 2, 3, 4}));
+}
+
+// random: every request still runs once to its own output; the order is a permutation that two
+// schedulers given the same requests agree on (the ranks of a group each run one), and not simply
+// arrival order (a shuffle of 8 keeps it with probability 1/40320 per step).
+TEST(Scheduler, RandomOrderIsSharedByEveryRank) {
+  std::vector<std::pair<uint64_t, int64_t>> reqs;
+  for (uint64_t id = 1; id <= 8; ++id) reqs.emplace_back(id, 2);
+  const auto a = admission_order(SchedulePolicy::kRandom, reqs);
+  const auto b = admission_order(SchedulePolicy::kRandom, reqs);
+  EXPECT_EQ(a, b);
+  auto sorted = a;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(sorted, (std::vector<uint64_t>{1, 2, 3, 4, 5, 6, 7, 8}));
+  EXPECT_NE(a, (std::vector<uint64_t>{1, 2, 3, 4, 5, 6, 7, 8}));
+}
+
 TEST(Scheduler, SchedulePolicyNames) {
   EXPECT_EQ(parse_schedule_policy("fcfs"), SchedulePolicy::kFcfs);
   EXPECT_EQ(parse_schedule_policy("lpm"), SchedulePolicy::kLpm);
-  for (const char* bad : {"random", "dfs-weight", "lof", "priority", "LPM", ""}) {
+  EXPECT_EQ(parse_schedule_policy("lof"), SchedulePolicy::kLof);
+  EXPECT_EQ(parse_schedule_policy("random"), SchedulePolicy::kRandom);
+  for (SchedulePolicy p : {SchedulePolicy::kFcfs, SchedulePolicy::kLpm, SchedulePolicy::kLof, SchedulePolicy::kRandom})
+    EXPECT_EQ(parse_schedule_policy(schedule_policy_name(p)), p);
+  for (const char* bad : {"dfs-weight", "priority", "LPM", ""}) {
     try {
       parse_schedule_policy(bad);
       ADD_FAILURE() << bad;
