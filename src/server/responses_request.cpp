@@ -327,6 +327,13 @@ bool is_responses_field(std::string_view name) {
   return name == "conversation" || std::find(kFields.begin(), kFields.end(), name) != kFields.end();
 }
 
+bool is_input_tokens_field(std::string_view name) {
+  static constexpr std::array<std::string_view, 11> kCount = {
+      "model", "input", "instructions", "previous_response_id", "tools", "tool_choice", "parallel_tool_calls",
+      "text", "reasoning", "truncation", "conversation"};
+  return std::find(kCount.begin(), kCount.end(), name) != kCount.end();
+}
+
 ResponsesRequest parse_responses_request(
     const json& body, std::string_view raw_body, const ParseContext& ctx,
     const std::function<std::optional<ojson>(const std::string&)>& previous) {

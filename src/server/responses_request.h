@@ -30,6 +30,9 @@ struct ResponsesRequest {
 
 // Whether /v1/responses knows a top-level field of this name.
 bool is_responses_field(std::string_view name);
+// Whether POST /v1/responses/input_tokens takes it: OpenAI's list for that route (what shapes the
+// prompt: input, instructions, tools, text, previous_response_id, ...; no sampling or output fields).
+bool is_input_tokens_field(std::string_view name);
 
 // `previous`: the stored conversation of a response id for this caller, nullopt when there is none
 // (a 400 naming previous_response_id, code previous_response_not_found).

@@ -109,19 +109,25 @@ std::string sse_typed(json e, int64_t& seq) {
   return "event: " + type + "\n" + sse_event(e);
 }
 
+// The body read with `known` and parsed as a Responses request; previous_response_id is looked up
+// among the caller's stored responses.
+ResponsesRequest read_responses_request(ServerContext& ctx, const httplib::Request& req, const std::string& owner,
+                                        bool (*known)(std::string_view)) {
+  json body = read_json_body(ctx, req, known);
+  ResponsesRequest rr = parse_responses_request(body, req.body, ctx.parse, [&](const std::string& id) -> std::optional<ojson> {
+    auto e = ctx.responses.get(id, owner);
+    if (!e) return std::nullopt;
+    return std::move(e->conversation);
+  });
+  release_body(req);
+  return rr;
+}
+
 void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
   check_serving(ctx);
   const std::string owner = request_caller().owner;
   auto run = std::make_shared<ResponseRun>();
-  {
-    json body = read_json_body(ctx, req, is_responses_field);
-    run->rr = parse_responses_request(body, req.body, ctx.parse, [&](const std::string& id) -> std::optional<ojson> {
-      auto e = ctx.responses.get(id, owner);
-      if (!e) return std::nullopt;
-      return std::move(e->conversation);
-    });
-  }
-  release_body(req);
+  run->rr = read_responses_request(ctx, req, owner, is_responses_field);
   GenSpec& spec = run->rr.spec;
   spec.log_requests = ctx.opts.log_requests;
   std::shared_ptr<void> inflight = admit_generation(ctx, spec);
@@ -227,6 +233,13 @@ std::optional<ResponseStore::Entry> stored(ServerContext& ctx, const httplib::Re
 void register_responses_routes(httplib::Server& svr, ServerContext& ctx) {
   svr.Post("/v1/responses", [&ctx](const httplib::Request& req, httplib::Response& res) {
     handle_create(ctx, req, res);
+  });
+  // OpenAI's token count of a Responses request: the prompt /v1/responses would run, nothing generated.
+  svr.Post("/v1/responses/input_tokens", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    const ResponsesRequest rr = read_responses_request(ctx, req, request_caller().owner, is_input_tokens_field);
+    const int64_t n = rr.spec.prompts.empty() ? 0 : int64_t(rr.spec.prompts[0].size());
+    access_info().prompt_tokens = n;
+    send_json(res, 200, {{"object", "response.input_tokens"}, {"input_tokens", n}});
   });
   svr.Get(R"(/v1/responses/([^/]+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
     auto e = stored(ctx, req);

@@ -197,6 +197,31 @@ if (think) {
     assert.equal(r4.output_text, c4.text);
   }]);
 
+  tests.push(['input_tokens: the SDK\'s responses.inputTokens.count equals chat\'s prompt_tokens, chains included', async () => {
+    const one = await oa.responses.inputTokens.count({ model, input: 'Hello there', instructions: 'Be brief.' });
+    assert.equal(one.object, 'response.input_tokens');
+    const c = await chat([{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hello there' }],
+                         { max_completion_tokens: 1 });
+    assert.equal(one.input_tokens, c.usage.prompt_tokens);
+    // Through previous_response_id: the stored turn and its answer count, as a created response's usage does.
+    const r1 = await oa.responses.create({ model, input: 'Name a color.', max_output_tokens: 3, temperature: 0 });
+    const two = await oa.responses.inputTokens.count({ model, previous_response_id: r1.id, input: 'And another?' });
+    const c2 = await chat([{ role: 'user', content: 'Name a color.' }, { role: 'assistant', content: r1.output_text },
+                           { role: 'user', content: 'And another?' }], { max_completion_tokens: 1 });
+    assert.equal(two.input_tokens, c2.usage.prompt_tokens);
+    // Tools are part of the prompt the template writes.
+    const tools = [{ type: 'function', name: 'get_weather', description: 'Weather in a city',
+                     parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } }];
+    const withTools = await oa.responses.inputTokens.count({ model, input: 'Hello there', tools });
+    const ct = await chat([{ role: 'user', content: 'Hello there' }], { max_completion_tokens: 1, tools: [
+      { type: 'function', function: { name: 'get_weather', description: 'Weather in a city', parameters: tools[0].parameters } }] });
+    assert.equal(withTools.input_tokens, ct.usage.prompt_tokens);
+    // Not the route's fields (sampling, output length) and unknown ids are 400s naming them.
+    for (const [extra, param] of [[{ temperature: 0 }, 'temperature'], [{ max_output_tokens: 4 }, 'max_output_tokens'],
+                                  [{ previous_response_id: 'resp_nope' }, 'previous_response_id']])
+      assertOpenAIError(await http('POST', '/v1/responses/input_tokens', { model, input: 'x', ...extra }), 400, param);
+  }]);
+
   tests.push(['function tool round trip: a function_call item, then its function_call_output', async () => {
     const parameters = { type: 'object', properties: { timezone: { type: 'string', maxLength: 20 } },
                          required: ['timezone'], additionalProperties: false };
