@@ -356,6 +356,7 @@ const std::array kNewRequest = {
     WIRE_OPTIONAL(NewRequest, "allowed_token_ids", req.allowed_token_ids, !v.req.allowed_token_ids.empty()),
     WIRE_OPTIONAL(NewRequest, "bad_words", req.bad_words, !v.req.bad_words.empty()),
     WIRE_OPTIONAL(NewRequest, "think_budget", req.think_budget, v.req.think_budget.active()),
+    WIRE_OPTIONAL(NewRequest, "prediction", req.prediction, !v.req.prediction.empty()),
     WIRE_OPTIONAL(NewRequest, "images", req.images, !v.req.images.empty()),
     WIRE_OPTIONAL(NewRequest, "images_follow", images_follow, v.images_follow),
     WIRE_OPTIONAL(NewRequest, "pooling", req.pooling, v.req.pooling != Pooling::kNone),
@@ -388,6 +389,8 @@ void read_value(const Object& o, std::vector<NewRequest>& reqs) {
       if (id < 0) fail("control message: request {}: token_ids_logprob holds a negative id {}", r.id, id);
     for (int32_t id : r.req.allowed_token_ids)
       if (id < 0) fail("control message: request {}: allowed_token_ids holds a negative id {}", r.id, id);
+    for (int32_t id : r.req.prediction)
+      if (id < 0) fail("control message: request {}: prediction holds a negative id {}", r.id, id);
     for (const auto& q : r.req.bad_words)
       for (int32_t id : q)
         if (id < 0) fail("control message: request {}: bad_words holds a negative id {}", r.id, id);

@@ -140,13 +140,17 @@ RankWorker::RankWorker(Model& model, const Topology& topo, const Comms& comms, D
         std::max<int64_t>(1, kPromptLogprobBytes / (int64_t(sizeof(float)) * model_.config().vocab));
   // --dump-logits taps every row run: rows of rejected drafts would be positions that never happened.
   if (opts_.logits_tap) opts_.all_logits = true;
-  if (opts_.all_logits) opts_.sched.spec.algorithm = SpecAlgorithm::kNone;
+  if (opts_.all_logits) {
+    opts_.sched.spec.algorithm = SpecAlgorithm::kNone;
+    opts_.sched.spec.prediction_drafts = false;
+  }
   kv_ = std::make_unique<KVPool>(model_.kv_config(opts_.kv_pages, opts_.page_size));
-  if (opts_.sched.spec.enabled() && opts_.sched.spec.row_cost.empty()) {
+  if (opts_.sched.spec.row_cost.empty() && (opts_.sched.spec.enabled() || opts_.sched.spec.prediction_drafts)) {
     // From the target's config alone (identical on every rank), so the drafts stay the group's.
+    // Without an algorithm, for the drafts of predicted outputs (OpenAI's 'prediction').
     const bool chain = opts_.sched.spec.algorithm == SpecAlgorithm::kNextn;
-    opts_.sched.spec.row_cost = verify_cost_permille(model_.config(), opts_.sched.spec.max_draft + 1, chain ? 1 : 0);
-    if (topo_.rank == 0) {
+    opts_.sched.spec.row_cost = verify_cost_permille(model_.config(), opts_.sched.spec.draft_cap() + 1, chain ? 1 : 0);
+    if (topo_.rank == 0 && opts_.sched.spec.enabled()) {
       std::string costs;
       for (int32_t c : opts_.sched.spec.row_cost) costs += fmt::format(" {:.2f}", c / 1000.0);
       spdlog::info("speculative: a verify pass of 1..{} rows costs{} decode steps (estimated from the shape)",

@@ -62,6 +62,10 @@ struct Request {
   std::vector<std::vector<int32_t>> bad_words;
   // A cap on the reasoning block's length (inactive: none); engine/think_budget.h.
   ThinkBudgetSpec think_budget;
+  // OpenAI's predicted output (chat 'prediction'), tokenized: what the output is expected to be, so
+  // decode steps verify drafts taken from it (engine/speculative.h: prediction_draft). The output is
+  // the same with or without it; empty: none.
+  std::vector<int32_t> prediction;
   // Images, materialized on rank 0 (decoded, RGB, resized), in prompt order: image k fills the k-th
   // run of the model's image_pad token in input_ids (the frontend expanded each run to its length).
   std::vector<ImageInput> images;

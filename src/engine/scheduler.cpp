@@ -208,16 +208,26 @@ void Scheduler::add_seq(Req& r, int64_t n, std::vector<ScheduledSeq>& dst) {
 
 std::vector<int32_t> Scheduler::draft(Req& r, int64_t budget) {
   const SpeculativeConfig& sc = cfg_.spec;
-  if (!sc.enabled() || budget <= 0) return {};
+  if (budget <= 0) return {};
   // A constrained request's rows would each need the mask of the state after the drafts before
   // them; it decodes a token at a time. The last token of the budget is the verified one.
   RequestState& st = r.st;
   if (st.matcher) return {};
   const int64_t room = std::min(budget, st.max_new - st.generated() - 1);
   if (room <= 0) return {};
+  const bool model_drafts = sc.algorithm == SpecAlgorithm::kStandalone || sc.algorithm == SpecAlgorithm::kNextn;
+  if (!model_drafts && sc.prediction_drafts && !st.req.prediction.empty()) {
+    // A predicted output drafts its own tokens (without a --speculative-algorithm, up to the default
+    // draft length).
+    const int64_t k = std::min(room, st.spec.allowed(sc.draft_cap(), &sc.row_cost));
+    if (k <= 0) return {};
+    return prediction_draft(st.req.prediction, st.tokens.data() + st.prompt_len, st.generated(), k,
+                            sc.enabled() ? sc.ngram_min_window : 1, sc.enabled() ? sc.ngram_max_window : 4);
+  }
+  if (!sc.enabled()) return {};
   const int64_t k = std::min(room, st.spec.allowed(sc.max_draft, &sc.row_cost));
   if (k <= 0) return {};
-  if (sc.algorithm == SpecAlgorithm::kStandalone || sc.algorithm == SpecAlgorithm::kNextn) {
+  if (model_drafts) {
     // The draft model reads token ids: prompt rows given as embeddings or image features have none.
     if (st.has_embeds() || st.has_images()) return {};
     return std::vector<int32_t>(size_t(k), 0);  // rows reserved here, drafted by the step (DraftRunner)
@@ -481,7 +491,7 @@ std::vector<StepResult> Scheduler::commit(std::vector<StepResult> results) {
     if (d != drafted.end() && (last_of_chain || res.finish != Finish::kNone)) {
       // Every token but the last of the chain matched its draft (that is why the next row counts).
       const int64_t t = taken[res.id];
-      r.st.spec.on_verified(d->second, last_of_chain ? t - 1 : t, cfg_.spec.max_draft);
+      r.st.spec.on_verified(d->second, last_of_chain ? t - 1 : t, cfg_.spec.draft_cap());
     }
     if (res.finish != Finish::kNone) {
       erase_running(r);

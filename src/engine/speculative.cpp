@@ -72,6 +72,23 @@ std::vector<int32_t> ngram_draft(const std::vector<int32_t>& tokens, int64_t max
   return out;
 }
 
+std::vector<int32_t> prediction_draft(const std::vector<int32_t>& prediction, const int32_t* out, int64_t n_out,
+                                      int64_t max_draft, int64_t min_window, int64_t max_window) {
+  const int64_t np = int64_t(prediction.size());
+  auto from = [&](int64_t at) {
+    const int64_t end = std::min(np, at + std::max<int64_t>(0, max_draft));
+    return std::vector<int32_t>(prediction.begin() + at, prediction.begin() + end);
+  };
+  // Still on the prediction's track: its next tokens.
+  if (n_out <= np && std::equal(out, out + n_out, prediction.begin())) return from(n_out);
+  for (int64_t w = std::min(max_window, n_out); w >= std::max<int64_t>(1, min_window); --w) {
+    const int32_t* suffix = out + n_out - w;
+    for (int64_t s = 0; s + w < np; ++s)
+      if (std::equal(suffix, suffix + w, prediction.begin() + s)) return from(s + w);
+  }
+  return {};
+}
+
 int64_t DraftPolicy::allowed(int64_t max_draft, const std::vector<int32_t>* row_cost) {
   if (cap_ < 0) cap_ = max_draft;
   if (pause_left_ > 0) {

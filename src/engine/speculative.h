@@ -38,6 +38,10 @@ struct SpeculativeConfig {
   // Decode rows up to about this many cost little more than one (the weights are read once); past
   // it decode is compute-bound and a draft costs as much as it may save. 0: no bound.
   int64_t max_step_rows = kDefaultMaxStepRows;
+  // Whether requests' predicted outputs are drafted from (off where every row's logits are tapped,
+  // --dump-logits: rejected rows would be positions that never happened). With NGRAM or without an
+  // algorithm; STANDALONE and NEXTN draft with their model.
+  bool prediction_drafts = true;
   // STANDALONE: the draft model (a Hugging Face folder, GGUF file or llama2.c checkpoint).
   std::string draft_model_path;
   // Per-mille cost of a verify pass of n rows against a 1-row step, [n - 1] (engine/verify_cost.h),
@@ -46,6 +50,9 @@ struct SpeculativeConfig {
   std::vector<int32_t> row_cost;
 
   bool enabled() const { return algorithm != SpecAlgorithm::kNone; }
+  // The drafted tokens a request may verify per step: max_draft, or without an algorithm (drafts of
+  // predicted outputs only) the default.
+  int64_t draft_cap() const { return enabled() ? max_draft : kDefaultMaxDraft; }
 };
 
 // Fills max_draft from num_draft_tokens (or the default); throws dpserve::Error naming the flag when
@@ -59,6 +66,14 @@ void validate(SpeculativeConfig& c);
 // of image features or an embedding, which has no id to draft).
 std::vector<int32_t> ngram_draft(const std::vector<int32_t>& tokens, int64_t max_draft, int64_t min_window,
                                  int64_t max_window);
+
+// Drafts from a predicted output (OpenAI's 'prediction'): while the output so far (`out`, n_out
+// tokens) is the prediction's beginning, the prediction's next `max_draft` tokens; after they part,
+// the tokens that follow the longest suffix of the output (min_window..max_window tokens) where it
+// occurs in the prediction (its first occurrence: a prediction is read front to back), so the drafts
+// pick the prediction up again after an edit. Empty when nothing matches or the prediction is used up.
+std::vector<int32_t> prediction_draft(const std::vector<int32_t>& prediction, const int32_t* out, int64_t n_out,
+                                      int64_t max_draft, int64_t min_window, int64_t max_window);
 
 // The verification of drafts proposed with certainty (an n-gram lookup; any drafter that proposes
 // one token per position): row r (the request's last token, then the drafts) gives the token after

@@ -430,6 +430,43 @@ void separate_reasoning(const json& v, const std::string& name, ParseState& st) 
   st.spec.separate_reasoning = boolean(v, name);
 }
 
+// OpenAI's predicted outputs: {"type": "content", "content": text or [{"type": "text", "text"}...]}.
+// The text is tokenized as output (no special tokens) and is only drafted from: the answer is the
+// one the request gives without it. Ids the engine cannot feed end it there, and so does the
+// context length (no output is longer).
+void prediction(const json& v, const std::string& name, ParseState& st) {
+  if (v.is_null()) return;
+  const std::string shape = fmt::format("'{}' must be {{\"type\": \"content\", \"content\": a string or a list of "
+                                        "text parts}}", name);
+  if (!v.is_object()) bad_param(name, shape);
+  for (const auto& [k, _] : v.items())
+    if (k != "type" && k != "content") bad_param(name + "." + k, fmt::format("'{}.{}' is not a field of it; {}", name, k, shape));
+  const auto type = v.find("type");
+  if (type == v.end() || *type != "content") bad_param(name + ".type", shape);
+  const auto content = v.find("content");
+  if (content == v.end()) bad_param(name + ".content", shape);
+  std::string text;
+  if (content->is_string()) {
+    text = content->get<std::string>();
+  } else if (content->is_array()) {
+    for (const auto& part : *content) {
+      if (!part.is_object() || part.value("type", json()) != "text" || !part.contains("text") ||
+          !part["text"].is_string() || part.size() != 2)
+        bad_param(name + ".content", fmt::format("'{}.content' parts must be {{\"type\": \"text\", \"text\": "
+                                                 "string}}", name));
+      text += part["text"].get<std::string>();
+    }
+  } else {
+    bad_param(name + ".content", shape);
+  }
+  std::vector<int32_t> ids = encode_text(text, st.ctx, false);
+  size_t keep = 0;
+  while (keep < ids.size() && int64_t(keep) < st.ctx.limits.context_length && !st.ctx.limits.token_rule(ids[keep]))
+    ++keep;
+  ids.resize(keep);
+  st.spec.base.prediction = std::move(ids);
+}
+
 // vLLM's allowed_token_ids: a non-empty list of vocabulary ids, at most as many as the vocabulary
 // has (repeats are harmless); vLLM refuses an empty list and ids outside the vocabulary.
 void allowed_token_ids(const json& v, const std::string& name, ParseState& st) {
@@ -570,7 +607,7 @@ const FieldTable& chat_fields() {
       {"function_call", unsupported},
       {"modalities", unsupported},
       {"audio", unsupported},
-      {"prediction", unsupported},
+      {"prediction", prediction},
       {"reasoning_effort", unsupported},
       {"web_search_options", unsupported},
       {"store", output_neutral},

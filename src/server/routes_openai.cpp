@@ -45,6 +45,19 @@ void add_reasoning_tokens(json& usage, const std::vector<ChoiceState>& states, G
   usage["completion_tokens_details"] = {{"reasoning_tokens", n}};
 }
 
+// Chat with a predicted output: OpenAI's accepted / rejected prediction tokens, as the drafts taken
+// from it were verified (accepted: drafted tokens the model's own choice confirmed).
+void add_prediction_tokens(json& usage, Generation& gen) {
+  int64_t drafted = 0, accepted = 0;
+  for (size_t i = 0; i < gen.size(); ++i) {
+    drafted += gen.choice(i).spec_draft_tokens();
+    accepted += gen.choice(i).spec_accepted_tokens();
+  }
+  json& details = usage["completion_tokens_details"];
+  details["accepted_prediction_tokens"] = accepted;
+  details["rejected_prediction_tokens"] = drafted - accepted;
+}
+
 json token_ids_of(const std::vector<TokenOut>& tokens) {
   json a = json::array();
   for (const TokenOut& t : tokens) a.push_back(t.token);
@@ -152,6 +165,7 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
     }
     json usage = usage_of(*gen, spec->n);
     if (reasoning_field) add_reasoning_tokens(usage, *states, *gen, ctx);
+    if (!spec->base.prediction.empty()) add_prediction_tokens(usage, *gen);
     note_access(*states, usage);
     access_info().extra = image_timing_log(spec->images.size(), spec->image_times, *gen);
     json body{{"id", id}, {"object", form->object()}, {"created", created}, {"model", spec->model},
@@ -230,6 +244,7 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
             gone);
         json usage = usage_of(*gen, spec->n);
         if (reasoning_field) add_reasoning_tokens(usage, *states, *gen, ctx);
+        if (!spec->base.prediction.empty()) add_prediction_tokens(usage, *gen);
         note_access(*states, usage);
         access_info().extra = image_timing_log(spec->images.size(), spec->image_times, *gen);
         if (!ok) {  // client gone: close the connection

@@ -894,6 +894,24 @@ TEST(ControlMessage, SeedsWrittenByPythonDecode) {
 
 // The thinking budget: every field comes back; a spec whose forced ids do not end with the closing tag
 // (the ranks would never leave the forcing phase cleanly), or with a negative budget, is refused by name.
+TEST(ControlMessage, PredictionTravels) {
+  StepControl c;
+  NewRequest n;
+  n.id = 12;
+  n.req.input_ids = {1};
+  n.req.prediction = {5, 151668, 0};
+  c.new_requests.push_back(n);
+  const auto bytes = encode(c);
+  const StepControl d = decode_control(bytes.data(), bytes.size());
+  ASSERT_EQ(d.new_requests.size(), 1u);
+  EXPECT_EQ(d.new_requests[0].req.prediction, (std::vector<int32_t>{5, 151668, 0}));
+  StepControl b;
+  n.req.prediction = {5, -1};
+  b.new_requests.push_back(n);
+  const std::string e = error_of(encode(b));
+  EXPECT_NE(e.find("prediction holds a negative id"), std::string::npos) << e;
+}
+
 TEST(ControlMessage, ThinkBudgetTravels) {
   StepControl c;
   NewRequest n;

@@ -95,6 +95,7 @@ struct Sim {
   bool stop_at_eos = true;
   bool prompt_logprobs = false;  // requests added from now on report prompt logprobs
   int32_t priority = 0;          // and have this priority (SchedulerConfig::priority_scheduling)
+  std::vector<int32_t> prediction;  // and this predicted output (Request::prediction)
   int64_t steps = 0;
   FakeModel model = next_token;
   int64_t drafted = 0, accepted = 0, dropped = 0;  // speculative decoding, over all steps
@@ -108,6 +109,7 @@ struct Sim {
     RequestState st = request(id, std::move(prompt), mx, stop_at_eos);
     st.req.prompt_logprobs = prompt_logprobs;
     st.req.priority = priority;
+    st.req.prediction = prediction;
     return sched.add(std::move(st));
   }
 
@@ -924,6 +926,43 @@ TEST(SchedulerSpeculative, DraftsAreVerifiedAndOutputsMatchTheReference) {
   EXPECT_GT(accepted, 0);
   EXPECT_LT(accepted, drafted);
   EXPECT_GT(dropped, 0);
+}
+
+// Predicted outputs draft without any --speculative-algorithm: a right prediction is verified in
+// chains (fewer steps, every draft accepted), an edited one is picked up again after the edit, a
+// wrong one costs nothing but rejected rows; the outputs are the reference's every time.
+TEST(SchedulerSpeculative, PredictedOutputsDraftWithoutAnAlgorithm) {
+  const auto prompt = prompt_of(3, 9);
+  const int64_t mx = 24;
+  const auto want = reference(prompt, mx, false, next_token_cyclic);
+  struct Run {
+    int64_t steps, drafted, accepted;
+  };
+  auto run = [&](const std::vector<int32_t>& prediction) {
+    Sim sim(32, cfg_of(4, 64, 100, false));
+    sim.model = next_token_cyclic;
+    sim.stop_at_eos = false;
+    sim.prediction = prediction;
+    EXPECT_TRUE(sim.add(1, prompt, mx));
+    sim.run_to_end();
+    EXPECT_EQ(sim.out[1], want);
+    return Run{sim.steps, sim.drafted, sim.accepted};
+  };
+  const Run plain = run({});
+  EXPECT_EQ(plain.drafted, 0);
+  const Run right = run(want);
+  EXPECT_GT(right.accepted, 0);
+  EXPECT_EQ(right.accepted, right.drafted);
+  // Four drafts a step: the first step prefills and samples one token, then 23 in chains of up to 5.
+  EXPECT_EQ(right.steps, 1 + (mx - 1 + 4) / 5);
+  EXPECT_LT(right.steps, plain.steps);
+  auto edited = want;
+  edited[8] = 97;  // outside the cyclic model's 0..10: never right
+  const Run after_edit = run(edited);
+  EXPECT_LT(after_edit.accepted, after_edit.drafted);
+  EXPECT_GT(after_edit.accepted, 8);  // the drafts before the edit and some after it
+  const Run wrong = run(std::vector<int32_t>(30, 50));
+  EXPECT_EQ(wrong.accepted, 0);
 }
 
 TEST(SchedulerSpeculative, ChainStepByStep) {

@@ -59,6 +59,29 @@ TEST(NgramDraft, StopsBeforeAPromptRowWithoutATokenId) {
   EXPECT_EQ(ngram_draft({-1, -2, 9, 4, -1, -2}, 2, 1, 2), (Ids{9, 4}));
 }
 
+// Predicted outputs (OpenAI's 'prediction'): the prediction's next tokens while the output follows
+// it, then its tokens after the output's longest recent suffix, at its first occurrence there.
+TEST(PredictionDraft, FollowsThePredictionAndPicksItUpAfterAnEdit) {
+  const Ids p{10, 11, 12, 13, 14, 15, 16};
+  auto draft = [&](const Ids& out, int64_t k, int64_t min_w = 1, int64_t max_w = 4) {
+    return prediction_draft(p, out.data(), int64_t(out.size()), k, min_w, max_w);
+  };
+  EXPECT_EQ(draft({}, 3), (Ids{10, 11, 12}));             // nothing written yet: its start
+  EXPECT_EQ(draft({10, 11}, 3), (Ids{12, 13, 14}));       // on track
+  EXPECT_EQ(draft({10, 11, 12, 13, 14}, 4), (Ids{15, 16}));  // only what is left
+  EXPECT_TRUE(draft(p, 4).empty());                        // used up
+  // The model wrote 99 in place of 12, then 13 again: "13" is found at 3, 14 15 follow.
+  EXPECT_EQ(draft({10, 11, 99, 13}, 2), (Ids{14, 15}));
+  // The longest suffix decides: "11 12" at 1 beats a lone "12"; a suffix found nowhere gives nothing.
+  const Ids q{12, 7, 11, 12, 8, 9};
+  EXPECT_EQ(prediction_draft(q, Ids{5, 11, 12}.data(), 3, 2, 1, 4), (Ids{8, 9}));
+  EXPECT_EQ(prediction_draft(q, Ids{5, 12}.data(), 2, 2, 1, 4), (Ids{7, 11}));  // first "12", at 0
+  EXPECT_TRUE(draft({99, 98}, 3).empty());
+  EXPECT_TRUE(draft({10, 99, 16}, 3).empty());  // "16" ends the prediction: nothing follows it
+  EXPECT_TRUE(draft({99, 13}, 3, 2).empty());   // a 2-token window is asked for; only "13" matches
+  EXPECT_TRUE(draft({10}, 0).empty());
+}
+
 TEST(DraftPolicy, GrowsOnFullAcceptanceShrinksOnMissPausesOnRepeatedMisses) {
   DraftPolicy p;
   EXPECT_EQ(p.allowed(5), 5);   // starts at the most allowed
