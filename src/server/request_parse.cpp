@@ -440,7 +440,8 @@ void prediction(const json& v, const std::string& name, ParseState& st) {
                                         "text parts}}", name);
   if (!v.is_object()) bad_param(name, shape);
   for (const auto& [k, _] : v.items())
-    if (k != "type" && k != "content") bad_param(name + "." + k, fmt::format("'{}.{}' is not a field of it; {}", name, k, shape));
+    if (k != "type" && k != "content")
+      bad_param(name + "." + k, fmt::format("'{}.{}' is not a field of it; {}", name, k, shape));
   const auto type = v.find("type");
   if (type == v.end() || *type != "content") bad_param(name + ".type", shape);
   const auto content = v.find("content");

@@ -114,11 +114,12 @@ std::string sse_typed(json e, int64_t& seq) {
 ResponsesRequest read_responses_request(ServerContext& ctx, const httplib::Request& req, const std::string& owner,
                                         bool (*known)(std::string_view)) {
   json body = read_json_body(ctx, req, known);
-  ResponsesRequest rr = parse_responses_request(body, req.body, ctx.parse, [&](const std::string& id) -> std::optional<ojson> {
+  auto previous = [&](const std::string& id) -> std::optional<ojson> {
     auto e = ctx.responses.get(id, owner);
     if (!e) return std::nullopt;
     return std::move(e->conversation);
-  });
+  };
+  ResponsesRequest rr = parse_responses_request(body, req.body, ctx.parse, previous);
   release_body(req);
   return rr;
 }
