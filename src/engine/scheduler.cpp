@@ -3,16 +3,23 @@
 #include <algorithm>
 #include <limits>
 #include <map>
+#include <utility>
 
 #include "core/check.h"
 
 namespace dpserve {
 
+namespace {
+
+constexpr std::pair<const char*, SchedulePolicy> kPolicyNames[] = {
+    {"fcfs", SchedulePolicy::kFcfs}, {"lpm", SchedulePolicy::kLpm},
+    {"lof", SchedulePolicy::kLof}, {"random", SchedulePolicy::kRandom}};
+
+}  // namespace
+
 SchedulePolicy parse_schedule_policy(const std::string& name) {
-  if (name == "fcfs") return SchedulePolicy::kFcfs;
-  if (name == "lpm") return SchedulePolicy::kLpm;
-  if (name == "lof") return SchedulePolicy::kLof;
-  if (name == "random") return SchedulePolicy::kRandom;
+  for (const auto& [n, p] : kPolicyNames)
+    if (name == n) return p;
   if (name == "dfs-weight" || name == "priority")
     fail("--schedule-policy {}: SGLang's policy '{}' is not implemented here (fcfs, lpm, lof and random are{})", name,
          name, name == "priority" ? "; --enable-priority-scheduling orders by the requests' priority" : "");
@@ -20,12 +27,8 @@ SchedulePolicy parse_schedule_policy(const std::string& name) {
 }
 
 const char* schedule_policy_name(SchedulePolicy p) {
-  switch (p) {
-    case SchedulePolicy::kLpm: return "lpm";
-    case SchedulePolicy::kLof: return "lof";
-    case SchedulePolicy::kRandom: return "random";
-    case SchedulePolicy::kFcfs: break;
-  }
+  for (const auto& [n, q] : kPolicyNames)
+    if (q == p) return n;
   return "fcfs";
 }
 
@@ -222,7 +225,7 @@ std::vector<int32_t> Scheduler::draft(Req& r, int64_t budget) {
     const int64_t k = std::min(room, st.spec.allowed(sc.draft_cap(), &sc.row_cost));
     if (k <= 0) return {};
     return prediction_draft(st.req.prediction, st.tokens.data() + st.prompt_len, st.generated(), k,
-                            sc.enabled() ? sc.ngram_min_window : 1, sc.enabled() ? sc.ngram_max_window : 4);
+                            sc.ngram_min_window, sc.ngram_max_window);
   }
   if (!sc.enabled()) return {};
   const int64_t k = std::min(room, st.spec.allowed(sc.max_draft, &sc.row_cost));

@@ -159,8 +159,9 @@ class Scheduler {
   void order_waiting_by_prefix();            // lpm: longest cached prefix first
   void order_waiting_by_output();            // lof: largest max_new_tokens first
   void shuffle_waiting();                    // random
-  // The tokens `r` drafts this step, within `budget` (draft tokens left for the step); empty when
-  // speculation is off or the request cannot use it. STANDALONE: placeholders for the rows, which
+  // The tokens `r` drafts this step, within `budget` (draft tokens left for the step): from its
+  // predicted output when it has one, else by the speculative algorithm; empty when neither applies
+  // or the request cannot use drafts. STANDALONE: placeholders for the rows, which
   // the step fills from the draft model before its forward pass.
   std::vector<int32_t> draft(Req& r, int64_t budget);
 
