@@ -2,12 +2,18 @@
 
 namespace dpserve {
 
-bool ResponseStore::put(const std::string& id, const Entry& e) {
+bool ResponseStore::put(const std::string& id, const Entry& e) { return keep(id, e, false); }
+
+bool ResponseStore::replace(const std::string& id, const Entry& e) { return keep(id, e, true); }
+
+bool ResponseStore::keep(const std::string& id, const Entry& e, bool only_present) {
   Slot s{e.owner, e.response.dump(), e.conversation.dump(), e.input_count, 0, {}};
   s.bytes = id.size() + s.owner.size() + s.response.size() + s.conversation.size();
   std::lock_guard<std::mutex> lock(mu_);
+  auto present = slots_.find(id);
+  if (only_present && (present == slots_.end() || present->second.owner != e.owner)) return false;
   if (max_count_ == 0 || s.bytes > max_bytes_) return false;
-  if (auto it = slots_.find(id); it != slots_.end()) drop(it);
+  if (present != slots_.end()) drop(present);
   while (!slots_.empty() && (slots_.size() + 1 > max_count_ || bytes_ + s.bytes > max_bytes_)) {
     auto o = victim(slots_.size() + 1 > max_count_);
     drop(slots_.find(o->second.order.front()));

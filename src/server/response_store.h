@@ -32,6 +32,9 @@ class ResponseStore {
   // Keeps `e` under `id`, evicting until it fits; false (nothing kept) when it alone exceeds the byte
   // bound or the store holds nothing (max_count 0).
   bool put(const std::string& id, const Entry& e);
+  // put, but only over an entry of `id` and the same owner still kept: a background run's progress
+  // does not bring back a response deleted or evicted while it ran.
+  bool replace(const std::string& id, const Entry& e);
   // The entry of `id` if it exists and belongs to `owner`.
   std::optional<Entry> get(const std::string& id, const std::string& owner) const;
   bool erase(const std::string& id, const std::string& owner);
@@ -54,6 +57,7 @@ class ResponseStore {
     std::list<std::string> order;  // oldest first
     size_t bytes = 0;
   };
+  bool keep(const std::string& id, const Entry& e, bool only_present);
   void drop(std::unordered_map<std::string, Slot>::iterator it);
   // The owner whose oldest entry goes next: the one holding the most (by count when the count is
   // the bound that binds, else by bytes).

@@ -352,7 +352,6 @@ ResponsesRequest parse_responses_request(
       if (*v == d) return true;
     return false;
   };
-  if (!is_default("background", {false})) unsupported("background", "responses run in the foreground only");
   if (!is_default("truncation", {"disabled"}))
     unsupported("truncation", "inputs are never truncated; a prompt beyond the context is a 400");
   if (!is_default("service_tier", {"auto", "default"})) unsupported("service_tier", "there is one tier");
@@ -392,6 +391,15 @@ ResponsesRequest parse_responses_request(
   if (const ojson* s = field(b, "stream")) {
     if (!s->is_boolean()) bad_param("stream", "'stream' must be a boolean");
     rr.stream = s->get<bool>();
+  }
+  if (const ojson* bg = field(b, "background")) {
+    if (!bg->is_boolean()) bad_param("background", "'background' must be a boolean");
+    rr.background = bg->get<bool>();
+    // The run is found again by its id in the store, so it must be kept there (OpenAI's rule too).
+    if (rr.background && !rr.store) bad_param("background", "'background' needs 'store' to be true");
+    // Streaming a background response (resumable through GET ?stream=true) is not implemented: poll.
+    if (rr.background && rr.stream)
+      unsupported("background", "a background response is polled with GET /v1/responses/{id}, not streamed");
   }
   if (const ojson* so = field(b, "stream_options")) {
     if (!rr.stream) bad_param("stream_options", "'stream_options' is only allowed when 'stream' is true");
@@ -476,7 +484,7 @@ ResponsesRequest parse_responses_request(
   rr.echo["previous_response_id"] = rr.previous_response_id.empty() ? json(nullptr) : json(rr.previous_response_id);
   rr.echo["reasoning"] = {{"effort", no_thinking ? json("none") : json(nullptr)}, {"summary", nullptr}};
   rr.echo["store"] = rr.store;
-  rr.echo["background"] = false;
+  rr.echo["background"] = rr.background;
   return rr;
 }
 

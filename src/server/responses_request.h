@@ -20,6 +20,7 @@ struct ResponsesRequest {
   GenSpec spec;
   bool stream = false;
   bool store = true;
+  bool background = false;  // answered at once (queued), run on, polled and cancelled by id
   std::string previous_response_id;  // "" when none
   // The conversation this request continues (the previous response's), then its own input items,
   // in the Responses item shapes: what a later request with previous_response_id starts from.

@@ -1,11 +1,14 @@
-// OpenAI Responses API: POST /v1/responses (whole or streamed as semantic events), GET and DELETE
+// OpenAI Responses API: POST /v1/responses (whole, streamed as semantic events, or run in the
+// background to be polled and cancelled), GET and DELETE
 // /v1/responses/{id} and GET /v1/responses/{id}/input_items on the bounded in-memory store that
 // previous_response_id reads.
 #include <algorithm>
 #include <ctime>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
+#include "server/body_fields.h"
 #include "server/chat_output.h"
 #include "server/generation.h"
 #include "server/openai_error.h"
@@ -49,8 +52,9 @@ int64_t reasoning_tokens(const ResponseRun& run, const ChoiceRun& c, const Serve
   return reasoning_token_count(c.output_ids(), ctx.parse.think.close_id, reasoning, ctx.tok);
 }
 
-// The Response object as it stands: status in_progress while running, then completed, incomplete
-// (max_output_tokens), cancelled (aborted) or failed.
+// The Response object as it stands: status queued (a background response waiting for its first
+// token) or in_progress while running, then completed, incomplete (max_output_tokens), cancelled
+// (aborted) or failed.
 json response_json(const ServerContext& ctx, const ResponseRun& run, const std::string& status, Generation* gen) {
   json r = run.rr.echo;
   r["id"] = run.id;
@@ -58,7 +62,7 @@ json response_json(const ServerContext& ctx, const ResponseRun& run, const std::
   r["created_at"] = run.created;
   r["model"] = run.rr.spec.model;
   r["status"] = status;
-  r["output"] = status == "in_progress" ? json::array() : run.out.items();
+  r["output"] = status == "in_progress" || status == "queued" ? json::array() : run.out.items();
   r["error"] = nullptr;
   r["incomplete_details"] = status == "incomplete" ? json{{"reason", "max_output_tokens"}} : json(nullptr);
   r["usage"] = nullptr;
@@ -83,8 +87,10 @@ std::string final_status(const ResponseRun& run) {
 // Keeps a finished response for GET and for previous_response_id: the conversation it continued,
 // its input, then its output items in the shapes a follow-up replays, each with its id (the output
 // items keep theirs) so that input_items lists and pages them the same along a chain.
+// A background response was kept when it was queued: its end replaces that entry (failed too, since
+// nobody else hears of it) unless the entry was deleted or evicted meanwhile.
 void keep(ServerContext& ctx, const ResponseRun& run, const json& response, const std::string& owner) {
-  if (!run.rr.store || response["status"] == "failed") return;
+  if (!run.rr.store || (response["status"] == "failed" && !run.rr.background)) return;
   ojson conv = run.rr.conversation;
   const size_t input_count = conv.size();
   for (const json& it : run.out.items()) {
@@ -100,7 +106,18 @@ void keep(ServerContext& ctx, const ResponseRun& run, const json& response, cons
     }
   }
   give_item_ids(conv, new_underscore_id);
-  ctx.responses.put(run.id, ResponseStore::Entry{owner, response, std::move(conv), input_count});
+  ResponseStore::Entry e{owner, response, std::move(conv), input_count};
+  if (run.rr.background)
+    ctx.responses.replace(run.id, e);
+  else
+    ctx.responses.put(run.id, e);
+}
+
+// A failed response's `error`: the engine's refusal or fault as the stream's error event names it.
+void set_failure(json& response, const ChoiceDelta& end) {
+  const json err = stream_error_event(end);
+  response["status"] = "failed";
+  response["error"] = {{"code", err["error"]["code"]}, {"message", err["error"]["message"]}};
 }
 
 std::string sse_typed(json e, int64_t& seq) {
@@ -117,11 +134,98 @@ ResponsesRequest read_responses_request(ServerContext& ctx, const httplib::Reque
   auto previous = [&](const std::string& id) -> std::optional<ojson> {
     auto e = ctx.responses.get(id, owner);
     if (!e) return std::nullopt;
+    const json& status = e->response["status"];
+    if (status == "queued" || status == "in_progress")
+      throw ApiError(400, fmt::format("Previous response with id '{}' has not finished (status {}).", id,
+                                      status.get<std::string>()),
+                     "previous_response_id", "invalid_request_error", "previous_response_not_finished");
     return std::move(e->conversation);
   };
   ResponsesRequest rr = parse_responses_request(body, req.body, ctx.parse, previous);
   release_body(req);
   return rr;
+}
+
+[[noreturn]] void background_busy(ServerContext& ctx) {
+  ctx.metrics.rejected_overload.fetch_add(1);
+  throw ApiError(429,
+                 fmt::format("{} background responses are running, as many as --max-background-responses allows; "
+                             "retry when one has ended",
+                             ctx.background.max_running()),
+                 "", "rate_limit_error", "queue_full");
+}
+
+// Before admission: a background response needs the store and a free run (429 when all run).
+void check_background_room(ServerContext& ctx) {
+  if (ctx.opts.max_background_responses == 0)
+    unsupported("background", "this server runs no background responses (--max-background-responses 0)");
+  if (ctx.opts.max_stored_responses == 0)
+    unsupported("background", "a background response is kept to be polled, and --max-stored-responses 0 keeps none");
+  if (ctx.background.size() >= ctx.background.max_running()) background_busy(ctx);
+}
+
+// The run of a background response on its own thread: its progress and end replace the entry kept
+// when it was queued (in_progress at the first delivery). Cancelled (POST .../cancel, DELETE, the
+// server stopping) it ends as `cancelled` with the output so far.
+void run_in_background(ServerContext& ctx, ResponseRun& run, Generation& gen, const std::string& owner,
+                       const std::function<bool()>& cancelled) {
+  const auto entry = [&](const json& r) {
+    return ResponseStore::Entry{owner, r, run.rr.conversation, run.rr.conversation.size()};
+  };
+  bool started = false;
+  std::vector<json> ignored;
+  std::string status;
+  try {
+    const bool ok = gen.drive(
+        [&](size_t, const ChoiceDelta& d) {
+          if (!started) ctx.responses.replace(run.id, entry(response_json(ctx, run, "in_progress", nullptr)));
+          started = true;
+          feed(run, d.text, d.finished, ignored);
+          keep_end(run.end, d);
+          return true;
+        },
+        [&] { return cancelled() || ctx.stopping.load(); });
+    status = ok ? final_status(run) : "cancelled";
+  } catch (const std::exception& e) {
+    // A delivery the parsers could not take: the run fails with what the thread knows.
+    run.end.fault = true;
+    run.end.error = e.what();
+    status = "failed";
+  }
+  run.out.finish(status == "incomplete");
+  json response = response_json(ctx, run, status, &gen);
+  if (status == "failed") set_failure(response, run.end);
+  keep(ctx, run, response, owner);
+  const json& usage = response["usage"];
+  spdlog::info("background response {} {}: prompt_tokens={} completion_tokens={}", run.id, status,
+               usage.is_null() ? 0 : usage["input_tokens"].get<int64_t>(),
+               usage.is_null() ? 0 : usage["output_tokens"].get<int64_t>());
+}
+
+// Keeps the response as queued (its input items get their ids now, so that input_items lists the
+// same ids before and after it ran), starts its run and returns what the create call answers.
+json start_background(ServerContext& ctx, const std::shared_ptr<ResponseRun>& run, std::shared_ptr<Generation> gen,
+                      std::shared_ptr<void> inflight, const std::string& owner) {
+  give_item_ids(run->rr.conversation, new_underscore_id);
+  json queued = response_json(ctx, *run, "queued", nullptr);
+  if (!ctx.responses.put(run->id, ResponseStore::Entry{owner, queued, run->rr.conversation,
+                                                       run->rr.conversation.size()}))
+    throw ApiError(400, "The response is larger than --max-stored-responses-mb holds, so it cannot run in the background",
+                   "background", "invalid_request_error", "response_too_large");
+  const bool started = ctx.background.start(
+      run->id, [&ctx, run, gen, inflight, owner](const std::function<bool()>& cancelled) {
+        try {
+          run_in_background(ctx, *run, *gen, owner, cancelled);
+        } catch (const std::exception& e) {  // out of memory keeping its end: the thread must not throw
+          spdlog::error("background response {}: {}", run->id, e.what());
+        }
+      });
+  if (!started) {
+    ctx.responses.erase(run->id, owner);
+    background_busy(ctx);
+  }
+  access_info().finish = "background";
+  return queued;
 }
 
 void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
@@ -131,6 +235,7 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
   run->rr = read_responses_request(ctx, req, owner, is_responses_field);
   GenSpec& spec = run->rr.spec;
   spec.log_requests = ctx.opts.log_requests;
+  if (run->rr.background) check_background_room(ctx);
   std::shared_ptr<void> inflight = admit_generation(ctx, spec);
   ctx.metrics.count_images(int64_t(spec.images.size()), spec.image_times);
   run->id = new_underscore_id("resp");
@@ -142,7 +247,11 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
 
   const std::string id = run->id;
   auto gen = std::make_shared<Generation>(ctx.engine, ctx.tok, spec, &ctx.metrics, &ctx.registry,
-                                          [&id](size_t) { return id; }, owner);
+                                          [id](size_t) { return id; }, owner);
+  if (run->rr.background) {
+    send_json(res, 200, start_background(ctx, run, gen, std::move(inflight), owner));
+    return;
+  }
   auto gone = client_gone_fn(ctx, req);
   if (!run->rr.stream) {
     std::vector<json> ignored;
@@ -207,9 +316,7 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
                                                   : "response.completed";
         if (status == "failed") {
           // The engine refused or lost the request after the headers went out: say so, then fail.
-          const json err = stream_error_event(run->end);
-          response["status"] = "failed";
-          response["error"] = {{"code", err["error"]["code"]}, {"message", err["error"]["message"]}};
+          set_failure(response, run->end);
           type = "response.failed";
         }
         if (!write({{"type", type}, {"response", response}})) return false;
@@ -254,15 +361,29 @@ void register_responses_routes(httplib::Server& svr, ServerContext& ctx) {
     e->conversation.erase(e->conversation.begin() + ptrdiff_t(e->input_count), e->conversation.end());
     send_json(res, 200, json::parse(list_input_items(e->conversation, q).dump()));
   });
-  // OpenAI cancels background responses only; none run in the background here (`background` is refused),
-  // so a stored response has finished and the answer is OpenAI's for a response that was not.
-  svr.Post(R"(/v1/responses/([^/]+)/cancel)", [&ctx](const httplib::Request& req, httplib::Response&) {
-    if (!stored(ctx, req)) not_found(req.matches[1]);
-    throw ApiError(400, "Only responses created with background: true can be cancelled; this one has already finished.",
-                   "response_id", "invalid_request_error", "response_not_cancellable");
+  // OpenAI cancels background responses only. A running one is stopped and its end (cancelled, with
+  // the output so far) returned; one that already ended is returned as it is (cancelling is idempotent).
+  svr.Post(R"(/v1/responses/([^/]+)/cancel)", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    const std::string id = req.matches[1];
+    auto e = stored(ctx, req);
+    if (!e) not_found(id);
+    if (e->response.value("background", false) != true)
+      throw ApiError(400, "Only responses created with background: true can be cancelled; this one has already "
+                          "finished.",
+                     "response_id", "invalid_request_error", "response_not_cancellable");
+    if (ctx.background.cancel(id)) {
+      // The engine drops it within a step; a stuck engine is not waited for past this.
+      ctx.background.wait(id, std::chrono::seconds(30));
+      e = ctx.responses.get(id, request_caller().owner);
+      if (!e) not_found(id);
+    }
+    send_json(res, 200, e->response);
   });
   svr.Delete(R"(/v1/responses/([^/]+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    // A background run of it stops (its end finds no entry to replace) before the answer, so that its
+    // place under --max-background-responses is free again when the client hears of the deletion.
     if (!ctx.responses.erase(req.matches[1], request_caller().owner)) not_found(req.matches[1]);
+    if (ctx.background.cancel(req.matches[1])) ctx.background.wait(req.matches[1], std::chrono::seconds(30));
     send_json(res, 200, {{"id", std::string(req.matches[1])}, {"object", "response"}, {"deleted", true}});
   });
 }

@@ -12,6 +12,7 @@
 #include "engine/engine.h"
 #include "server/admission.h"
 #include "server/auth.h"
+#include "server/background_runs.h"
 #include "server/metrics.h"
 #include "server/request_parse.h"
 #include "server/request_registry.h"
@@ -48,7 +49,9 @@ struct ServerContext {
   std::atomic<bool> draining{false};
   std::atomic<bool> stopping{false};
   int64_t created = 0;  // unix seconds at start, for "created" fields
-
+  // Last, so that it is destroyed first: its destructor cancels and joins the background runs,
+  // which use everything above.
+  BackgroundRuns background{opts.max_background_responses};
 };
 
 }  // namespace dpserve

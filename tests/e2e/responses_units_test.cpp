@@ -1,11 +1,16 @@
 // The Responses API's pieces without sockets: the bounded response store (oldest out first, by
-// count and by bytes, per owner), the output builder (items and events in OpenAI's order) and the
+// count and by bytes, per owner; replace for background runs), the background runs (bound, cancel,
+// the destructor's join), the output builder (items and events in OpenAI's order) and the
 // input_items list (ids, pages, query errors).
+#include <atomic>
+#include <chrono>
 #include <map>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include "server/background_runs.h"
 #include "server/chat_output.h"
 #include "server/openai_error.h"
 #include "server/response_input_items.h"
@@ -39,6 +44,65 @@ TEST(ResponseStore, EvictsTheOldestBeyondTheBytes) {
   EXPECT_LE(s.bytes(), 3000u);
   EXPECT_FALSE(s.put("huge", entry("k", 5000)));  // alone beyond the bound: not kept, nothing evicted
   EXPECT_TRUE(s.get("b", "k"));
+}
+
+TEST(ResponseStore, ReplaceOnlyOverAKeptEntryOfTheSameOwner) {
+  ResponseStore s(10, 1 << 20);
+  EXPECT_FALSE(s.replace("a", entry("k", 1)));  // nothing kept under "a": nothing added
+  EXPECT_FALSE(s.get("a", "k"));
+  ASSERT_TRUE(s.put("a", entry("k", 1)));
+  EXPECT_FALSE(s.replace("a", entry("other", 2)));  // another owner's entry is not theirs to replace
+  EXPECT_EQ(s.get("a", "k")->response["pad"], "x");
+  EXPECT_TRUE(s.replace("a", entry("k", 2)));
+  EXPECT_EQ(s.get("a", "k")->response["pad"], "xx");
+  EXPECT_EQ(s.size(), 1u);
+  ASSERT_TRUE(s.erase("a", "k"));
+  EXPECT_FALSE(s.replace("a", entry("k", 3)));  // deleted while a run went on: it stays deleted
+  EXPECT_EQ(s.size(), 0u);
+}
+
+// A work that runs until it is cancelled (or 20 s pass, so a broken cancel fails instead of hanging).
+std::function<void(const std::function<bool()>&)> until_cancelled(std::atomic<int>& saw_cancel) {
+  return [&saw_cancel](const std::function<bool()>& cancelled) {
+    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (!cancelled() && std::chrono::steady_clock::now() < end)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (cancelled()) saw_cancel.fetch_add(1);
+  };
+}
+
+TEST(BackgroundRuns, BoundedCancelledByIdAndJoinedAtTheEnd) {
+  std::atomic<int> saw_cancel{0};
+  {
+    BackgroundRuns runs(2);
+    ASSERT_TRUE(runs.start("a", until_cancelled(saw_cancel)));
+    EXPECT_FALSE(runs.start("a", until_cancelled(saw_cancel)));  // one run per id
+    ASSERT_TRUE(runs.start("b", until_cancelled(saw_cancel)));
+    EXPECT_FALSE(runs.start("c", until_cancelled(saw_cancel)));  // two run: the bound
+    EXPECT_EQ(runs.size(), 2u);
+    EXPECT_FALSE(runs.wait("a", std::chrono::milliseconds(50)));  // still running
+    EXPECT_FALSE(runs.cancel("c"));
+    EXPECT_TRUE(runs.cancel("a"));
+    EXPECT_TRUE(runs.wait("a", std::chrono::seconds(10)));
+    EXPECT_FALSE(runs.running("a"));
+    EXPECT_EQ(saw_cancel.load(), 1);
+    EXPECT_TRUE(runs.running("b"));
+    ASSERT_TRUE(runs.start("c", until_cancelled(saw_cancel)));  // room again
+  }
+  // The destructor cancelled b and c and waited for them.
+  EXPECT_EQ(saw_cancel.load(), 3);
+}
+
+TEST(BackgroundRuns, AWorkThatEndsByItselfFreesItsPlace) {
+  BackgroundRuns runs(1);
+  std::atomic<bool> ran{false};
+  ASSERT_TRUE(runs.start("a", [&ran](const std::function<bool()>&) { ran = true; }));
+  EXPECT_TRUE(runs.wait("a", std::chrono::seconds(10)));
+  EXPECT_TRUE(ran.load());
+  EXPECT_FALSE(runs.cancel("a"));
+  EXPECT_TRUE(runs.start("b", [](const std::function<bool()>&) {}));
+  BackgroundRuns none(0);
+  EXPECT_FALSE(none.start("a", [](const std::function<bool()>&) {}));
 }
 
 TEST(ResponseStore, OwnersSeeOnlyTheirOwn) {

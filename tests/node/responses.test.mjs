@@ -440,7 +440,7 @@ if (think) {
       [{ ...ok, reasoning: { effort: 'high' } }, 'reasoning.effort'],
       [{ ...ok, reasoning: { summary: 'auto' } }, 'reasoning.summary'],
       [{ ...ok, include: ['reasoning.encrypted_content'] }, 'include[0]'],
-      [{ ...ok, background: true }, 'background'],
+      [{ ...ok, background: true, store: false }, 'background'],
       [{ ...ok, truncation: 'auto' }, 'truncation'],
       [{ ...ok, top_logprobs: 3 }, 'top_logprobs'],
       [{ ...ok, conversation: 'conv_1' }, 'conversation'],
@@ -476,7 +476,7 @@ if (think) {
                                                          metadata: full, store: false })).object, 'chat.completion');
     assertOpenAIError(await http('POST', '/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }],
                                                                    max_tokens: 1, metadata: { n: 5 } }), 400, 'metadata.n');
-    // Cancel: nothing runs in the background, so a stored response cannot be cancelled (400, not a
+    // Cancel: a response that did not run in the background cannot be cancelled (400, not a
     // missing route), and an unknown or another key's response is a 404 as for GET.
     const c = await http('POST', `/v1/responses/${r.id}/cancel`);
     assert.equal(assertOpenAIError(c, 400, 'response_id').code, 'response_not_cancellable');

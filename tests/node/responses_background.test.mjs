@@ -1,0 +1,149 @@
+// Background responses (/v1/responses with background: true) with the official `openai` Node client
+// against the real `dpserve serve` on the tiny random Qwen3, started with --max-running-requests 1
+// (so a request can be held in the queue behind a running one), --max-background-responses 2 and
+// two API keys. A background run must end as the same request run in the foreground does (that
+// route is checked against chat completions in responses.test.mjs); queued, cancelled and deleted
+// runs are observed while a long streamed chat completion holds the engine's one running place.
+import { API_KEY, URL_BASE, assert, assertOpenAIError, client, http, modelName, run } from './e2e_util.mjs';
+
+const oa = client();
+const OTHER_KEY = process.env.RESPONSES_OTHER_KEY;
+const CAP = Number(process.env.BACKGROUND_CAP ?? 2);
+let model;
+
+function messageText(r) {
+  return r.output.filter((o) => o.type === 'message').flatMap((o) => o.content).map((c) => c.text).join('');
+}
+
+// Polls GET /v1/responses/{id} until the run has ended (bounded: 60 s).
+async function settled(id) {
+  const end = Date.now() + 60000;
+  for (;;) {
+    const r = await oa.responses.retrieve(id);
+    if (!['queued', 'in_progress'].includes(r.status)) return r;
+    assert.ok(Date.now() < end, `response ${id} still ${r.status} after 60 s`);
+    await new Promise((res) => setTimeout(res, 20));
+  }
+}
+
+// A streamed chat completion that runs ~4000 tokens; resolves once its first chunk arrived (it then
+// holds the one running place) and returns a function that closes it.
+async function holdTheEngine() {
+  const ctl = new AbortController();
+  const res = await fetch(`${URL_BASE}/v1/chat/completions`, {
+    method: 'POST', signal: ctl.signal,
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${API_KEY}` },
+    body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4000, ignore_eos: true,
+                           stream: true }),
+  });
+  assert.equal(res.status, 200);
+  const reader = res.body.getReader();
+  const first = await reader.read();
+  assert.ok(!first.done && first.value.length > 0);
+  return async () => {
+    ctl.abort();
+    await reader.cancel().catch(() => {});
+  };
+}
+
+const tests = [];
+tests.push(['model', async () => { model = await modelName(); }]);
+
+tests.push(['a background response answers queued at once and ends as the same request in the foreground', async () => {
+  for (const extra of [{ max_output_tokens: 12 }, { max_output_tokens: 40, instructions: 'Be brief.' }]) {
+    const body = { model, input: 'Tell me about the sea.', temperature: 0, ...extra };
+    const fg = await oa.responses.create(body);
+    const bg = await oa.responses.create({ ...body, background: true });
+    assert.equal(bg.status, 'queued');
+    assert.equal(bg.background, true);
+    assert.deepEqual(bg.output, []);
+    assert.equal(bg.usage, null);
+    assert.match(bg.id, /^resp_[0-9a-f]{32}$/);
+    // The input items are listed (with their ids) while it may still run, and the same after.
+    const before = (await oa.responses.inputItems.list(bg.id)).data;
+    const done = await settled(bg.id);
+    assert.equal(done.id, bg.id);
+    assert.equal(done.background, true);
+    assert.equal(done.status, fg.status);
+    assert.equal(messageText(done), messageText(fg));
+    assert.equal(done.output_text, fg.output_text);
+    // The same counts (cached_tokens aside: the second run finds the first one's prompt in the prefix cache).
+    for (const k of ['input_tokens', 'output_tokens', 'total_tokens']) assert.equal(done.usage[k], fg.usage[k], k);
+    assert.deepEqual(done.usage.output_tokens_details, fg.usage.output_tokens_details);
+    assert.deepEqual((await oa.responses.inputItems.list(bg.id)).data, before);
+    assert.equal(before.length, 1);
+    // Finished, it continues a conversation like any stored response, and cancelling it changes
+    // nothing (idempotent: the response as it ended).
+    const next = await oa.responses.create({ model, input: 'More.', previous_response_id: bg.id, max_output_tokens: 2 });
+    assert.ok(['completed', 'incomplete'].includes(next.status));
+    const c = await http('POST', `/v1/responses/${bg.id}/cancel`);
+    assert.equal(c.status, 200);
+    assert.deepEqual(c.json, (await http('GET', `/v1/responses/${bg.id}`)).json);
+    assert.equal(c.json.status, done.status);
+  }
+}]);
+
+tests.push(['queued behind a running request: GET says queued, cancel ends it, delete stops it, the bound is a 429', async () => {
+  const release = await holdTheEngine();
+  try {
+    const a = await oa.responses.create({ model, input: 'hi', background: true, max_output_tokens: 50 });
+    assert.equal((await oa.responses.retrieve(a.id)).status, 'queued');
+    // Not finished: it cannot be continued yet.
+    const cont = await http('POST', '/v1/responses', { model, input: 'x', previous_response_id: a.id });
+    assert.equal(assertOpenAIError(cont, 400, 'previous_response_id').code, 'previous_response_not_finished');
+    // Another tenant neither sees nor cancels it.
+    if (OTHER_KEY) {
+      const other = client({ apiKey: OTHER_KEY });
+      await assert.rejects(other.responses.retrieve(a.id), (e) => e.status === 404);
+      await assert.rejects(other.responses.cancel(a.id), (e) => e.status === 404);
+    }
+    const b = await oa.responses.create({ model, input: 'hi', background: true, max_output_tokens: 50 });
+    assert.equal(b.status, 'queued');
+    // CAP runs are going: one more is refused with 429 until one ends.
+    const full = await http('POST', '/v1/responses', { model, input: 'hi', background: true });
+    assert.equal(assertOpenAIError(full, 429).code, 'queue_full');
+    assert.equal(full.headers.get('retry-after'), '1');
+    // Cancel: the run stops before the answer, which is the response as it ended (nothing generated).
+    const c = await oa.responses.cancel(a.id);
+    assert.equal(c.status, 'cancelled');
+    assert.equal(messageText(c), '');
+    assert.equal(c.usage.output_tokens, 0);
+    assert.equal((await oa.responses.retrieve(a.id)).status, 'cancelled');
+    assert.equal((await oa.responses.cancel(a.id)).status, 'cancelled');
+    // Delete: gone at once and its run stopped, so its place is free when the answer comes.
+    const d = await http('DELETE', `/v1/responses/${b.id}`);
+    assert.equal(d.status, 200);
+    assert.deepEqual(d.json, { id: b.id, object: 'response', deleted: true });
+    await assert.rejects(oa.responses.retrieve(b.id), (e) => e.status === 404);
+    const again = [];
+    for (let i = 0; i < CAP; ++i)
+      again.push(await oa.responses.create({ model, input: 'hi', background: true, max_output_tokens: 3 }));
+    for (const r of again) assert.equal(r.status, 'queued');
+    await release();
+    // The engine free again, they run to their end.
+    for (const r of again) assert.ok(['completed', 'incomplete'].includes((await settled(r.id)).status));
+    // The deleted one stayed deleted (its run's end did not bring it back).
+    await assert.rejects(oa.responses.retrieve(b.id), (e) => e.status === 404);
+  } finally {
+    await release();
+  }
+}]);
+
+tests.push(['bad background requests are 400s naming the field', async () => {
+  const bad = [
+    [{ background: true, store: false }, 'background'],
+    [{ background: true, stream: true }, 'background'],
+    [{ background: 'yes' }, 'background'],
+  ];
+  for (const [extra, param] of bad) {
+    const r = await http('POST', '/v1/responses', { model, input: 'hi', max_output_tokens: 2, ...extra });
+    assertOpenAIError(r, 400, param);
+  }
+  // A foreground response cannot be cancelled (it has finished by the time anyone knows its id).
+  const fg = await oa.responses.create({ model, input: 'hi', max_output_tokens: 2 });
+  assert.equal(fg.background, false);
+  const c = await http('POST', `/v1/responses/${fg.id}/cancel`);
+  assert.equal(assertOpenAIError(c, 400, 'response_id').code, 'response_not_cancellable');
+}]);
+
+run(tests);
