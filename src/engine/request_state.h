@@ -41,6 +41,10 @@ struct RequestState {
   // Speculative decoding: this request's draft length and acceptance so far (advanced by
   // Scheduler::commit, so identical on every rank of the group).
   DraftPolicy spec;
+  // Predicted outputs: where in the prediction the last draft began and the output's length then,
+  // so the next draft after an edit looks for the output near where it should be by now.
+  int64_t prediction_at = -1;
+  int64_t prediction_out = 0;
 
   int64_t generated() const { return int64_t(tokens.size()) - prompt_len; }
   bool has_embeds() const { return req.input_embeds_rows > 0; }

@@ -224,8 +224,13 @@ std::vector<int32_t> Scheduler::draft(Req& r, int64_t budget) {
     // draft length).
     const int64_t k = std::min(room, st.spec.allowed(sc.draft_cap(), &sc.row_cost));
     if (k <= 0) return {};
-    return prediction_draft(st.req.prediction, st.tokens.data() + st.prompt_len, st.generated(), k,
-                            sc.ngram_min_window, sc.ngram_max_window);
+    const int64_t n_out = st.generated();
+    const int64_t expect = st.prediction_at < 0 ? n_out : st.prediction_at + (n_out - st.prediction_out);
+    int64_t at = -1;
+    std::vector<int32_t> d = prediction_draft(st.req.prediction, st.tokens.data() + st.prompt_len, n_out, k,
+                                              sc.ngram_min_window, sc.ngram_max_window, expect, &at);
+    if (at >= 0) st.prediction_at = at, st.prediction_out = n_out;
+    return d;
   }
   if (!sc.enabled()) return {};
   const int64_t k = std::min(room, st.spec.allowed(sc.max_draft, &sc.row_cost));

@@ -1,6 +1,7 @@
 #include "engine/speculative.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "core/check.h"
 
@@ -73,18 +74,29 @@ std::vector<int32_t> ngram_draft(const std::vector<int32_t>& tokens, int64_t max
 }
 
 std::vector<int32_t> prediction_draft(const std::vector<int32_t>& prediction, const int32_t* out, int64_t n_out,
-                                      int64_t max_draft, int64_t min_window, int64_t max_window) {
+                                      int64_t max_draft, int64_t min_window, int64_t max_window, int64_t expect,
+                                      int64_t* at) {
   const int64_t np = int64_t(prediction.size());
-  auto from = [&](int64_t at) {
-    const int64_t end = std::min(np, at + std::max<int64_t>(0, max_draft));
-    return std::vector<int32_t>(prediction.begin() + at, prediction.begin() + end);
+  auto from = [&](int64_t pos) {
+    if (at) *at = pos;
+    const int64_t end = std::min(np, pos + std::max<int64_t>(0, max_draft));
+    return std::vector<int32_t>(prediction.begin() + pos, prediction.begin() + end);
   };
+  if (at) *at = -1;
   // Still on the prediction's track: its next tokens.
   if (n_out <= np && std::equal(out, out + n_out, prediction.begin())) return from(n_out);
   for (int64_t w = std::min(max_window, n_out); w >= std::max<int64_t>(1, min_window); --w) {
     const int32_t* suffix = out + n_out - w;
-    for (int64_t s = 0; s + w < np; ++s)
-      if (std::equal(suffix, suffix + w, prediction.begin() + s)) return from(s + w);
+    // Text repeats (a closing brace, a recurring phrase): of the places the suffix occurs, the one
+    // nearest where the output is expected to be in the prediction, the first of equals.
+    int64_t best = -1, best_gap = 0;
+    for (int64_t s = 0; s + w < np; ++s) {
+      if (!std::equal(suffix, suffix + w, prediction.begin() + s)) continue;
+      const int64_t gap = std::abs(s + w - expect);
+      if (best < 0 || gap < best_gap) best = s + w, best_gap = gap;
+      if (s + w >= expect) break;  // later ones are farther
+    }
+    if (best >= 0) return from(best);
   }
   return {};
 }

@@ -70,10 +70,13 @@ std::vector<int32_t> ngram_draft(const std::vector<int32_t>& tokens, int64_t max
 // Drafts from a predicted output (OpenAI's 'prediction'): while the output so far (`out`, n_out
 // tokens) is the prediction's beginning, the prediction's next `max_draft` tokens; after they part,
 // the tokens that follow the longest suffix of the output (min_window..max_window tokens) where it
-// occurs in the prediction (its first occurrence: a prediction is read front to back), so the drafts
-// pick the prediction up again after an edit. Empty when nothing matches or the prediction is used up.
+// occurs in the prediction, so the drafts pick the prediction up again after an edit. Of several
+// occurrences, the one ending nearest `expect` (the position in the prediction the output is
+// expected to continue from; -1: the first). `at` (if given) gets the position drafted from (-1 for
+// none). Empty when nothing matches or the prediction is used up.
 std::vector<int32_t> prediction_draft(const std::vector<int32_t>& prediction, const int32_t* out, int64_t n_out,
-                                      int64_t max_draft, int64_t min_window, int64_t max_window);
+                                      int64_t max_draft, int64_t min_window, int64_t max_window, int64_t expect = -1,
+                                      int64_t* at = nullptr);
 
 // The verification of drafts proposed with certainty (an n-gram lookup; any drafter that proposes
 // one token per position): row r (the request's last token, then the drafts) gives the token after

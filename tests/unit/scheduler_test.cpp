@@ -965,6 +965,39 @@ TEST(SchedulerSpeculative, PredictedOutputsDraftWithoutAnAlgorithm) {
   EXPECT_EQ(wrong.accepted, 0);
 }
 
+// An answer in which "1 2 3 4 5 6 7" recurs, each time between other tokens (as boilerplate recurs in
+// code and text): once the answer has departed from the prediction, every window of the last 4
+// tokens inside the recurring run occurs once per block, and only the occurrence where the answer is
+// continues with the right token after the run.
+int32_t next_token_recurring(const std::vector<int32_t>& history) {
+  const int64_t i = int64_t(history.size()) - 3;  // the prompt is 3 tokens
+  const int64_t j = i / 10, k = i % 10;
+  if (k == 0) return int32_t(20 + 2 * j);
+  if (k == 1) return int32_t(21 + 2 * j);
+  if (k == 9) return int32_t(8 + j);
+  return int32_t(k - 1);  // 1 .. 7
+}
+
+TEST(SchedulerSpeculative, PredictedOutputsResumeWhereTheAnswerIsAmongRecurringText) {
+  const std::vector<int32_t> prompt{60, 61, 62};
+  const int64_t mx = 50;
+  const auto want = reference(prompt, mx, false, next_token_recurring);
+  auto edited = want;
+  edited[1] = 97;  // the first block's 21: never written
+  Sim sim(32, cfg_of(4, 64, 100, false));
+  sim.model = next_token_recurring;
+  sim.stop_at_eos = false;
+  sim.prediction = edited;
+  ASSERT_TRUE(sim.add(1, prompt, mx));
+  sim.run_to_end();
+  EXPECT_EQ(sim.out[1], want);
+  // Worked through: the first draft "97 1 2 3" loses all four rows at the edit; nothing matches a
+  // window ending in 21; from then on the drafts are taken where the answer is, and all are right.
+  // The first occurrence instead continues each later block's "4 5 6 7" with the first block's 8
+  // (a rejected row at every block).
+  EXPECT_EQ(sim.drafted - sim.accepted, 4) << "drafted " << sim.drafted << " accepted " << sim.accepted;
+}
+
 TEST(SchedulerSpeculative, ChainStepByStep) {
   // One request, prompt 1 2 3 1 2 over a model that continues 3 1 2 3 ...: after the first token
   // the suffix "1 2 3" recurs, so it drafts "1 2 3" (the tokens after its earlier occurrence, up to

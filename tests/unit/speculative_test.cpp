@@ -60,7 +60,8 @@ TEST(NgramDraft, StopsBeforeAPromptRowWithoutATokenId) {
 }
 
 // Predicted outputs (OpenAI's 'prediction'): the prediction's next tokens while the output follows
-// it, then its tokens after the output's longest recent suffix, at its first occurrence there.
+// it, then its tokens after the output's longest recent suffix, at its first occurrence there (no
+// expectation given).
 TEST(PredictionDraft, FollowsThePredictionAndPicksItUpAfterAnEdit) {
   const Ids p{10, 11, 12, 13, 14, 15, 16};
   auto draft = [&](const Ids& out, int64_t k, int64_t min_w = 1, int64_t max_w = 4) {
@@ -80,6 +81,34 @@ TEST(PredictionDraft, FollowsThePredictionAndPicksItUpAfterAnEdit) {
   EXPECT_TRUE(draft({10, 99, 16}, 3).empty());  // "16" ends the prediction: nothing follows it
   EXPECT_TRUE(draft({99, 13}, 3, 2).empty());   // a 2-token window is asked for; only "13" matches
   EXPECT_TRUE(draft({10}, 0).empty());
+}
+
+// Text repeats: of the places the output's suffix occurs in the prediction, the drafts come from
+// the one nearest where the output is expected to be (worked by hand: "1 2 3" ends at 3, 9 and 15).
+TEST(PredictionDraft, RepeatedTextIsPickedUpNearWhereTheOutputShouldBe) {
+  const Ids p{1, 2, 3, 4, 5, 6, 1, 2, 3, 7, 8, 9, 1, 2, 3, 10};
+  const Ids out{1, 2, 3, 4, 5, 6, 99, 1, 2, 3};  // parted at 6 ("99"), then "1 2 3" as at 6..8
+  auto draft = [&](int64_t expect, int64_t* at) {
+    return prediction_draft(p, out.data(), int64_t(out.size()), 2, 1, 4, expect, at);
+  };
+  int64_t at = 0;
+  EXPECT_EQ(draft(-1, &at), (Ids{4, 5}));  // no expectation: the first occurrence
+  EXPECT_EQ(at, 3);
+  EXPECT_EQ(draft(9, &at), (Ids{7, 8}));  // expected at 9: the one ending there
+  EXPECT_EQ(at, 9);
+  EXPECT_EQ(draft(14, &at), (Ids{10}));  // 15 is 1 away, 9 is 5
+  EXPECT_EQ(at, 15);
+  EXPECT_EQ(draft(12, &at), (Ids{7, 8}));  // 9 and 15 both 3 away: the first of equals
+  EXPECT_EQ(draft(100, &at), (Ids{10}));   // past the end: the last
+  // The longest suffix still decides first: "5 6 7" at 0 beats "6 7" ending right at the expectation.
+  const Ids q{5, 6, 7, 0, 0, 0, 6, 7, 8};
+  EXPECT_EQ(prediction_draft(q, Ids{9, 5, 6, 7}.data(), 4, 2, 1, 4, 8, &at), (Ids{0, 0}));
+  EXPECT_EQ(at, 3);
+  // On track the position is the output's length; nothing found leaves -1.
+  EXPECT_EQ(prediction_draft(p, p.data(), 4, 1, 1, 4, 100, &at), (Ids{5}));
+  EXPECT_EQ(at, 4);
+  EXPECT_TRUE(prediction_draft(p, Ids{42}.data(), 1, 1, 1, 4, 3, &at).empty());
+  EXPECT_EQ(at, -1);
 }
 
 TEST(DraftPolicy, GrowsOnFullAcceptanceShrinksOnMissPausesOnRepeatedMisses) {
