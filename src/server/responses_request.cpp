@@ -397,9 +397,6 @@ ResponsesRequest parse_responses_request(
     rr.background = bg->get<bool>();
     // The run is found again by its id in the store, so it must be kept there (OpenAI's rule too).
     if (rr.background && !rr.store) bad_param("background", "'background' needs 'store' to be true");
-    // Streaming a background response (resumable through GET ?stream=true) is not implemented: poll.
-    if (rr.background && rr.stream)
-      unsupported("background", "a background response is polled with GET /v1/responses/{id}, not streamed");
   }
   if (const ojson* so = field(b, "stream_options")) {
     if (!rr.stream) bad_param("stream_options", "'stream_options' is only allowed when 'stream' is true");

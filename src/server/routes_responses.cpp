@@ -3,6 +3,7 @@
 // /v1/responses/{id} and GET /v1/responses/{id}/input_items on the bounded in-memory store that
 // previous_response_id reads.
 #include <algorithm>
+#include <cstdlib>
 #include <ctime>
 
 #include <fmt/format.h>
@@ -166,22 +167,33 @@ void check_background_room(ServerContext& ctx) {
 
 // The run of a background response on its own thread: its progress and end replace the entry kept
 // when it was queued (in_progress at the first delivery). Cancelled (POST .../cancel, DELETE, the
-// server stopping) it ends as `cancelled` with the output so far.
+// server stopping) it ends as `cancelled` with the output so far. Streamed, its events go to `log`
+// (after response.created, which the create call put there), numbered on from `seq`.
 void run_in_background(ServerContext& ctx, ResponseRun& run, Generation& gen, const std::string& owner,
-                       const std::function<bool()>& cancelled) {
+                       const std::function<bool()>& cancelled, EventLog* log, int64_t seq) {
   const auto entry = [&](const json& r) {
     return ResponseStore::Entry{owner, r, run.rr.conversation, run.rr.conversation.size()};
   };
+  auto emit = [&](std::vector<json>& events) {
+    if (log)
+      for (auto& e : events) log->append(sse_typed(std::move(e), seq));
+    events.clear();
+  };
   bool started = false;
-  std::vector<json> ignored;
+  std::vector<json> events;
   std::string status;
   try {
     const bool ok = gen.drive(
         [&](size_t, const ChoiceDelta& d) {
-          if (!started) ctx.responses.replace(run.id, entry(response_json(ctx, run, "in_progress", nullptr)));
+          if (!started) {
+            const json progress = response_json(ctx, run, "in_progress", nullptr);
+            ctx.responses.replace(run.id, entry(progress));
+            events.push_back({{"type", "response.in_progress"}, {"response", progress}});
+          }
           started = true;
-          feed(run, d.text, d.finished, ignored);
+          feed(run, d.text, d.finished, events);
           keep_end(run.end, d);
+          emit(events);
           return true;
         },
         [&] { return cancelled() || ctx.stopping.load(); });
@@ -192,36 +204,77 @@ void run_in_background(ServerContext& ctx, ResponseRun& run, Generation& gen, co
     run.end.error = e.what();
     status = "failed";
   }
-  run.out.finish(status == "incomplete");
+  events = run.out.finish(status == "incomplete");
+  emit(events);
   json response = response_json(ctx, run, status, &gen);
   if (status == "failed") set_failure(response, run.end);
   keep(ctx, run, response, owner);
+  if (log) {
+    // As the foreground stream ends: a cancelled response's status says so in response.completed.
+    const char* type = status == "incomplete" ? "response.incomplete"
+                       : status == "failed"   ? "response.failed"
+                                              : "response.completed";
+    log->append(sse_typed({{"type", type}, {"response", response}}, seq));
+    log->finish();
+    ctx.background_events.finished(run.id);
+  }
   const json& usage = response["usage"];
   spdlog::info("background response {} {}: prompt_tokens={} completion_tokens={}", run.id, status,
                usage.is_null() ? 0 : usage["input_tokens"].get<int64_t>(),
                usage.is_null() ? 0 : usage["output_tokens"].get<int64_t>());
 }
 
+// Streams `log` from event `from` on: until its run has ended (then the connection stays open for
+// the next request), the client leaves or the server stops. The run goes on whatever the reader does.
+void stream_log(ServerContext& ctx, const httplib::Request& req, httplib::Response& res,
+                std::shared_ptr<EventLog> log, size_t from) {
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("X-Accel-Buffering", "no");
+  auto gone = client_gone_fn(ctx, req);
+  set_stream_provider(req, res, "text/event-stream", [log, from, gone](size_t, httplib::DataSink& sink) {
+    size_t next = from;
+    for (;;) {
+      bool done = false;
+      for (const std::string& e : log->read(next, std::chrono::milliseconds(200), done)) {
+        if (!sink.write(e.data(), e.size())) return false;
+        ++next;
+      }
+      if (done && next >= log->size()) break;
+      if (gone()) return false;
+    }
+    sink.done();
+    return true;
+  });
+}
+
 // Keeps the response as queued (its input items get their ids now, so that input_items lists the
-// same ids before and after it ran), starts its run and returns what the create call answers.
+// same ids before and after it ran) and starts its run; streamed, its log opens with
+// response.created. Returns what the create call answers when not streamed.
 json start_background(ServerContext& ctx, const std::shared_ptr<ResponseRun>& run, std::shared_ptr<Generation> gen,
-                      std::shared_ptr<void> inflight, const std::string& owner) {
+                      std::shared_ptr<void> inflight, const std::string& owner, std::shared_ptr<EventLog>& log) {
   give_item_ids(run->rr.conversation, new_underscore_id);
   json queued = response_json(ctx, *run, "queued", nullptr);
   if (!ctx.responses.put(run->id, ResponseStore::Entry{owner, queued, run->rr.conversation,
                                                        run->rr.conversation.size()}))
     throw ApiError(400, "The response is larger than --max-stored-responses-mb holds, so it cannot run in the background",
                    "background", "invalid_request_error", "response_too_large");
+  int64_t seq = 0;
+  if (run->rr.stream) {
+    log = ctx.background_events.open(run->id);
+    log->append(sse_typed({{"type", "response.created"}, {"response", queued}}, seq));
+  }
   const bool started = ctx.background.start(
-      run->id, [&ctx, run, gen, inflight, owner](const std::function<bool()>& cancelled) {
+      run->id, [&ctx, run, gen, inflight, owner, log, seq](const std::function<bool()>& cancelled) {
         try {
-          run_in_background(ctx, *run, *gen, owner, cancelled);
+          run_in_background(ctx, *run, *gen, owner, cancelled, log.get(), seq);
         } catch (const std::exception& e) {  // out of memory keeping its end: the thread must not throw
           spdlog::error("background response {}: {}", run->id, e.what());
+          if (log) log->finish();
         }
       });
   if (!started) {
     ctx.responses.erase(run->id, owner);
+    if (log) ctx.background_events.erase(run->id);
     background_busy(ctx);
   }
   access_info().finish = "background";
@@ -249,7 +302,12 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
   auto gen = std::make_shared<Generation>(ctx.engine, ctx.tok, spec, &ctx.metrics, &ctx.registry,
                                           [id](size_t) { return id; }, owner);
   if (run->rr.background) {
-    send_json(res, 200, start_background(ctx, run, gen, std::move(inflight), owner));
+    std::shared_ptr<EventLog> log;
+    json queued = start_background(ctx, run, gen, std::move(inflight), owner, log);
+    if (log)
+      stream_log(ctx, req, res, log, 0);
+    else
+      send_json(res, 200, queued);
     return;
   }
   auto gone = client_gone_fn(ctx, req);
@@ -349,10 +407,37 @@ void register_responses_routes(httplib::Server& svr, ServerContext& ctx) {
     access_info().prompt_tokens = n;
     send_json(res, 200, {{"object", "response.input_tokens"}, {"input_tokens", n}});
   });
+  // ?stream=true[&starting_after=N]: a streamed background response's events again (after the
+  // one numbered N), then on as it runs, for a client whose connection dropped.
   svr.Get(R"(/v1/responses/([^/]+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
-    auto e = stored(ctx, req);
-    if (!e) not_found(req.matches[1]);
-    send_json(res, 200, e->response);
+    const std::string id = req.matches[1];
+    bool stream = false;
+    int64_t after = -1;
+    for (const auto& [k, v] : req.params) {
+      if (k == "stream" && (v == "true" || v == "false")) {
+        stream = v == "true";
+      } else if (k == "starting_after") {
+        char* end = nullptr;
+        after = std::strtoll(v.c_str(), &end, 10);
+        if (v.empty() || *end != '\0' || after < 0)
+          throw ApiError(400, "'starting_after' must be a sequence number (an integer >= 0)", k, "", "invalid_value");
+      } else {
+        throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}", k), k, "", "unknown_parameter");
+      }
+    }
+    if (after >= 0 && !stream)
+      throw ApiError(400, "'starting_after' is only allowed with stream=true", "starting_after", "", "invalid_value");
+    auto e = ctx.responses.get(id, request_caller().owner);
+    if (!e) not_found(id);
+    if (!stream) return send_json(res, 200, e->response);
+    auto log = ctx.background_events.find(id);
+    if (!log)
+      throw ApiError(400,
+                     "This response's events are not kept: only a background response created with stream: true "
+                     "can be streamed again, while it runs or as one of the last --max-background-responses to "
+                     "finish; GET it without stream",
+                     "stream", "invalid_request_error", "response_not_streamable");
+    stream_log(ctx, req, res, log, size_t(after + 1));
   });
   svr.Get(R"(/v1/responses/([^/]+)/input_items)", [&ctx](const httplib::Request& req, httplib::Response& res) {
     const InputItemsQuery q = parse_input_items_query(req.params);
@@ -384,6 +469,7 @@ void register_responses_routes(httplib::Server& svr, ServerContext& ctx) {
     // place under --max-background-responses is free again when the client hears of the deletion.
     if (!ctx.responses.erase(req.matches[1], request_caller().owner)) not_found(req.matches[1]);
     if (ctx.background.cancel(req.matches[1])) ctx.background.wait(req.matches[1], std::chrono::seconds(30));
+    ctx.background_events.erase(req.matches[1]);
     send_json(res, 200, {{"id", std::string(req.matches[1])}, {"object", "response"}, {"deleted", true}});
   });
 }

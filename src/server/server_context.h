@@ -13,6 +13,7 @@
 #include "server/admission.h"
 #include "server/auth.h"
 #include "server/background_runs.h"
+#include "server/event_log.h"
 #include "server/metrics.h"
 #include "server/request_parse.h"
 #include "server/request_registry.h"
@@ -49,6 +50,8 @@ struct ServerContext {
   std::atomic<bool> draining{false};
   std::atomic<bool> stopping{false};
   int64_t created = 0;  // unix seconds at start, for "created" fields
+  // The events of streamed background responses, for their readers (running ones, and as many finished).
+  EventLogs background_events{opts.max_background_responses};
   // Last, so that it is destroyed first: its destructor cancels and joins the background runs,
   // which use everything above.
   BackgroundRuns background{opts.max_background_responses};

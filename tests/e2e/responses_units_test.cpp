@@ -1,6 +1,6 @@
 // The Responses API's pieces without sockets: the bounded response store (oldest out first, by
 // count and by bytes, per owner; replace for background runs), the background runs (bound, cancel,
-// the destructor's join), the output builder (items and events in OpenAI's order) and the
+// the destructor's join), the event logs of streamed background responses, the output builder (items and events in OpenAI's order) and the
 // input_items list (ids, pages, query errors).
 #include <atomic>
 #include <chrono>
@@ -12,6 +12,7 @@
 
 #include "server/background_runs.h"
 #include "server/chat_output.h"
+#include "server/event_log.h"
 #include "server/openai_error.h"
 #include "server/response_input_items.h"
 #include "server/response_output.h"
@@ -103,6 +104,53 @@ TEST(BackgroundRuns, AWorkThatEndsByItselfFreesItsPlace) {
   EXPECT_TRUE(runs.start("b", [](const std::function<bool()>&) {}));
   BackgroundRuns none(0);
   EXPECT_FALSE(none.start("a", [](const std::function<bool()>&) {}));
+}
+
+TEST(EventLog, ReadersFollowFromAnyPointWhileItGrows) {
+  EventLog log;
+  bool done = true;
+  EXPECT_TRUE(log.read(0, std::chrono::milliseconds(1), done).empty());
+  EXPECT_FALSE(done);
+  log.append("a");
+  log.append("b");
+  EXPECT_EQ(log.read(0, std::chrono::milliseconds(1), done), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(log.read(1, std::chrono::milliseconds(1), done), (std::vector<std::string>{"b"}));
+  EXPECT_TRUE(log.read(2, std::chrono::milliseconds(1), done).empty());
+  // A reader waiting at the end wakes for the next event, well before its timeout.
+  std::thread writer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    log.append("c");
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(log.read(2, std::chrono::seconds(20), done), (std::vector<std::string>{"c"}));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+  writer.join();
+  EXPECT_FALSE(done);
+  log.finish();
+  EXPECT_TRUE(log.read(3, std::chrono::seconds(20), done).empty());
+  EXPECT_TRUE(done);
+  EXPECT_EQ(log.size(), 3u);
+}
+
+TEST(EventLogs, KeepTheRunningAndTheLastFinished) {
+  EventLogs logs(2);
+  for (const char* id : {"a", "b", "c", "d"}) logs.open(id);
+  logs.finished("a");
+  logs.finished("b");
+  EXPECT_TRUE(logs.find("a") && logs.find("b"));
+  logs.finished("c");  // a third finished: the first to finish goes
+  EXPECT_FALSE(logs.find("a"));
+  EXPECT_TRUE(logs.find("b") && logs.find("c") && logs.find("d"));  // d still runs
+  logs.erase("b");
+  logs.finished("b");  // its run ends after the response was deleted: nothing comes back
+  EXPECT_FALSE(logs.find("b"));
+  logs.finished("d");
+  EXPECT_TRUE(logs.find("c") && logs.find("d"));
+  EventLogs none(0);
+  none.open("x");
+  EXPECT_TRUE(none.find("x"));  // kept while it runs
+  none.finished("x");
+  EXPECT_FALSE(none.find("x"));
 }
 
 TEST(ResponseStore, OwnersSeeOnlyTheirOwn) {

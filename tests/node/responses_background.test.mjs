@@ -4,6 +4,8 @@
 // two API keys. A background run must end as the same request run in the foreground does (that
 // route is checked against chat completions in responses.test.mjs); queued, cancelled and deleted
 // runs are observed while a long streamed chat completion holds the engine's one running place.
+// Streamed (background + stream), the events are those a foreground stream sends, and GET
+// /v1/responses/{id}?stream=true&starting_after=N sends them again from any point.
 import { API_KEY, URL_BASE, assert, assertOpenAIError, client, http, modelName, run } from './e2e_util.mjs';
 
 const oa = client();
@@ -44,6 +46,27 @@ async function holdTheEngine() {
     ctl.abort();
     await reader.cancel().catch(() => {});
   };
+}
+
+// The events of an SSE body as OpenAI frames them ("event: <type>" then one data line), raw and parsed.
+function parseEvents(raw) {
+  assert.ok(raw.endsWith('\n\n'));
+  return raw.split('\n\n').slice(0, -1).map((block) => {
+    const lines = block.split('\n');
+    assert.equal(lines.length, 2);
+    assert.ok(lines[0].startsWith('event: ') && lines[1].startsWith('data: '));
+    const data = JSON.parse(lines[1].slice(6));
+    assert.equal(data.type, lines[0].slice(7));
+    return { raw: `${block}\n\n`, data };
+  });
+}
+
+async function rawFetch(method, path, body) {
+  return fetch(`${URL_BASE}${path}`, {
+    method, signal: AbortSignal.timeout(120000),
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${API_KEY}` },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
 }
 
 const tests = [];
@@ -129,10 +152,95 @@ tests.push(['queued behind a running request: GET says queued, cancel ends it, d
   }
 }]);
 
+tests.push(['background + stream: the events as a foreground stream has them, again from any point by GET', async () => {
+  const body = { model, input: 'Tell me about the sea.', temperature: 0, max_output_tokens: 16 };
+  const fg = await oa.responses.create(body);
+  const res = await rawFetch('POST', '/v1/responses', { ...body, background: true, stream: true });
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type') || '', /^text\/event-stream/);
+  const events = parseEvents(await res.text());
+  events.forEach((e, i) => assert.equal(e.data.sequence_number, i));
+  assert.equal(events[0].data.type, 'response.created');
+  assert.equal(events[0].data.response.status, 'queued');
+  assert.equal(events[0].data.response.background, true);
+  assert.equal(events[1].data.type, 'response.in_progress');
+  const last = events[events.length - 1].data;
+  assert.equal(last.type, fg.status === 'incomplete' ? 'response.incomplete' : 'response.completed');
+  const text = events.filter((e) => e.data.type === 'response.output_text.delta').map((e) => e.data.delta).join('');
+  assert.equal(text, fg.output_text);
+  assert.equal(last.response.output_text ?? text, fg.output_text);
+  const id = last.response.id;
+  const stored = await oa.responses.retrieve(id);
+  assert.equal(stored.status, fg.status);
+  assert.equal(stored.output_text, fg.output_text);
+  // Resumed after event N: the same bytes as the first stream from N + 1 on.
+  for (const n of [0, 3, events.length - 2]) {
+    const again = await rawFetch('GET', `/v1/responses/${id}?stream=true&starting_after=${n}`);
+    assert.equal(again.status, 200);
+    assert.equal(await again.text(), events.slice(n + 1).map((e) => e.raw).join(''));
+  }
+  const whole = await rawFetch('GET', `/v1/responses/${id}?stream=true`);
+  assert.equal(await whole.text(), events.map((e) => e.raw).join(''));
+  // The SDK's own streaming of it.
+  const sdkEvents = [];
+  for await (const e of await oa.responses.create({ ...body, background: true, stream: true })) sdkEvents.push(e);
+  assert.equal(sdkEvents[0].type, 'response.created');
+  assert.equal(sdkEvents.filter((e) => e.type === 'response.output_text.delta').map((e) => e.delta).join(''),
+               fg.output_text);
+}]);
+
+tests.push(['background + stream: the run goes on after the connection drops; GET picks the events up', async () => {
+  const release = await holdTheEngine();
+  let id;
+  try {
+    const ctl = new AbortController();
+    const res = await fetch(`${URL_BASE}/v1/responses`, {
+      method: 'POST', signal: ctl.signal,
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${API_KEY}` },
+      body: JSON.stringify({ model, input: 'hi', temperature: 0, max_output_tokens: 8, background: true, stream: true }),
+    });
+    assert.equal(res.status, 200);
+    const reader = res.body.getReader();
+    let got = '';
+    while (!got.includes('\n\n')) got += new TextDecoder().decode((await reader.read()).value);
+    const created = parseEvents(got.slice(0, got.indexOf('\n\n') + 2))[0].data;
+    assert.equal(created.type, 'response.created');
+    id = created.response.id;
+    ctl.abort();  // the client leaves while the response waits behind the running request
+    await reader.cancel().catch(() => {});
+    assert.equal((await oa.responses.retrieve(id)).status, 'queued');
+  } finally {
+    await release();
+  }
+  const rest = parseEvents(await (await rawFetch('GET', `/v1/responses/${id}?stream=true&starting_after=0`)).text());
+  assert.equal(rest[0].data.sequence_number, 1);
+  assert.equal(rest[0].data.type, 'response.in_progress');
+  const done = rest[rest.length - 1].data.response;
+  assert.ok(['completed', 'incomplete'].includes(done.status));
+  const fg = await oa.responses.create({ model, input: 'hi', temperature: 0, max_output_tokens: 8 });
+  assert.equal(rest.filter((e) => e.data.type === 'response.output_text.delta').map((e) => e.data.delta).join(''),
+               fg.output_text);
+  assert.equal((await oa.responses.retrieve(id)).output_text, fg.output_text);
+}]);
+
+tests.push(['bad stream queries are 400s naming the parameter', async () => {
+  const polled = await oa.responses.create({ model, input: 'hi', background: true, max_output_tokens: 2 });
+  await settled(polled.id);
+  const fg = await oa.responses.create({ model, input: 'hi', max_output_tokens: 2 });
+  for (const id of [polled.id, fg.id])  // no events kept: not created with background + stream
+    assert.equal(assertOpenAIError(await http('GET', `/v1/responses/${id}?stream=true`), 400, 'stream').code,
+                 'response_not_streamable');
+  assertOpenAIError(await http('GET', `/v1/responses/${fg.id}?starting_after=1`), 400, 'starting_after');
+  assertOpenAIError(await http('GET', `/v1/responses/${fg.id}?stream=true&starting_after=x`), 400, 'starting_after');
+  assertOpenAIError(await http('GET', `/v1/responses/${fg.id}?stream=yes`), 400, 'stream');
+  assertOpenAIError(await http('GET', `/v1/responses/${fg.id}?include=x`), 400, 'include');
+  assert.equal((await http('GET', `/v1/responses/${fg.id}?stream=false`)).status, 200);
+  await assert.rejects(oa.responses.retrieve('resp_nothere', { stream: true }), (e) => e.status === 404);
+}]);
+
 tests.push(['bad background requests are 400s naming the field', async () => {
   const bad = [
     [{ background: true, store: false }, 'background'],
-    [{ background: true, stream: true }, 'background'],
     [{ background: 'yes' }, 'background'],
   ];
   for (const [extra, param] of bad) {
