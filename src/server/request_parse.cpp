@@ -759,18 +759,26 @@ enum class DefaultMax { kFallback, kRest, kFallbackWithinRest };
 void check_lengths(GenSpec& spec, const ParseContext& ctx, std::optional<int64_t> max_tokens, int64_t fallback,
                    DefaultMax dflt, const std::string& prompt_param, const std::string& max_param) {
   auto name = [&](P p) { return "'" + (p == P::kMaxNewTokens ? max_param : prompt_param) + "'"; };
+  // OpenAI's code for a prompt (and output) that does not fit: clients trim their history on it.
+  auto too_long = [](const std::string& param, const std::string& message) {
+    throw ApiError(400, message, param, "invalid_request_error", "context_length_exceeded");
+  };
   int64_t longest = spec.input_embeds_rows;
   for (const auto& p : spec.prompts) {
+    if (auto v = ctx.limits.check_prompt_length(int64_t(p.size()), P::kPrompt)) too_long(prompt_param, v->message);
     if (auto v = ctx.limits.check_prompt(p, name)) bad_param(prompt_param, v->message);
     longest = std::max<int64_t>(longest, int64_t(p.size()));
   }
-  if (auto v = ctx.limits.check_prompt_length(longest, P::kPrompt)) bad_param(prompt_param, v->message);
+  if (auto v = ctx.limits.check_prompt_length(longest, P::kPrompt)) too_long(prompt_param, v->message);
   const int64_t room = ctx.limits.room_after(longest);
   const int64_t mt = max_tokens                                            ? *max_tokens
                      : dflt == DefaultMax::kRest                           ? room
                      : dflt == DefaultMax::kFallbackWithinRest && room > 0 ? std::min(fallback, room)
                                                                            : fallback;
-  if (auto v = ctx.limits.check_max_new_tokens(longest, mt, name)) bad_param(max_param, v->message);
+  if (auto v = ctx.limits.check_max_new_tokens(longest, mt, name)) {
+    if (mt >= 1 && mt > room) too_long(max_param, v->message);
+    bad_param(max_param, v->message);
+  }
   spec.base.params.max_new_tokens = mt;
 }
 

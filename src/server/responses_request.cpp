@@ -289,6 +289,37 @@ ojson chat_response_format(const ojson& text, json& echo) {
   return {{"type", "json_schema"}, {"json_schema", std::move(js)}};
 }
 
+// truncation "auto": the conversation did not fit the context (with the output's room), so its
+// oldest items go, whole turns at a time (a truncated conversation starts at a user message, as a
+// template expects, with every call still before its output): the fewest that make it fit, found by
+// bisection over the places a turn starts. When even the last turn alone does not fit, its error.
+GenSpec parse_truncated(const ojson& conversation, const std::function<GenSpec(size_t)>& parse_from) {
+  std::vector<size_t> starts;
+  for (size_t i = 1; i < conversation.size(); ++i) {
+    const ojson& it = conversation[i];
+    if (it.value("type", std::string("message")) == "message" && it.value("role", std::string()) == "user")
+      starts.push_back(i);
+  }
+  std::optional<GenSpec> fits;
+  std::optional<ApiError> last;
+  size_t lo = 0, hi = starts.size();  // the answer is the first start in [lo, hi) that fits
+  while (lo < hi) {
+    const size_t mid = lo + (hi - lo) / 2;
+    try {
+      fits = parse_from(starts[mid]);
+      hi = mid;
+    } catch (const ApiError& e) {
+      if (e.code() != "context_length_exceeded") throw;
+      last = e;
+      lo = mid + 1;
+    }
+  }
+  // Each success narrowed hi to its own start, so the latest one is at lo.
+  if (fits) return std::move(*fits);
+  if (last) throw *last;
+  return parse_from(0);  // no turn to drop: the first error again
+}
+
 // The chat parser names chat parameters; a Responses client sent others.
 std::string responses_param(const std::string& p) {
   static const std::vector<std::pair<std::string, std::string>> kMap = {
@@ -352,8 +383,11 @@ ResponsesRequest parse_responses_request(
       if (*v == d) return true;
     return false;
   };
-  if (!is_default("truncation", {"disabled"}))
-    unsupported("truncation", "inputs are never truncated; a prompt beyond the context is a 400");
+  bool truncate_auto = false;
+  if (const ojson* t = field(b, "truncation")) {
+    if (*t != "auto" && *t != "disabled") bad_param("truncation", "'truncation' must be \"auto\" or \"disabled\"");
+    truncate_auto = *t == "auto";
+  }
   if (!is_default("service_tier", {"auto", "default"})) unsupported("service_tier", "there is one tier");
   if (!is_default("top_logprobs", {0})) unsupported("top_logprobs", "log probabilities are not reported here");
   if (!is_default("max_tool_calls", {})) unsupported("max_tool_calls", "the number of calls is not limited");
@@ -435,12 +469,18 @@ ResponsesRequest parse_responses_request(
 
   ojson chat = ojson::object();
   if (const ojson* m = field(b, "model")) chat["model"] = *m;
-  ojson messages = ojson::array();
-  // Instructions lead this request only: they are not part of the conversation a later one continues.
-  if (const ojson* ins = field(b, "instructions"))
-    messages.push_back({{"role", "system"}, {"content", need_string(*ins, "instructions")}});
-  for (auto& m : items_to_messages(rr.conversation)) messages.push_back(std::move(m));
-  chat["messages"] = std::move(messages);
+  // The chat messages of the conversation from item `from` on. Instructions lead this request only:
+  // they are not part of the conversation a later one continues, and never truncated.
+  auto messages_from = [&](size_t from) {
+    ojson messages = ojson::array();
+    if (const ojson* ins = field(b, "instructions"))
+      messages.push_back({{"role", "system"}, {"content", need_string(*ins, "instructions")}});
+    ojson items = ojson::array();
+    for (size_t i = from; i < rr.conversation.size(); ++i) items.push_back(rr.conversation[i]);
+    for (auto& m : items_to_messages(items)) messages.push_back(std::move(m));
+    return messages;
+  };
+  chat["messages"] = messages_from(0);
   for (const char* k : {"temperature", "top_p", "parallel_tool_calls", "user"})
     if (const ojson* v = field(b, k)) chat[k] = *v;
   if (const ojson* v = field(b, "max_output_tokens")) chat["max_completion_tokens"] = *v;
@@ -451,9 +491,18 @@ ResponsesRequest parse_responses_request(
     if (ojson rf = chat_response_format(*t, rr.echo); !rf.is_null()) chat["response_format"] = std::move(rf);
 
   if (no_thinking) chat["chat_template_kwargs"] = {{"enable_thinking", false}};
-  const std::string chat_text = chat.dump();
+  auto parse_from = [&](size_t from) {
+    chat["messages"] = messages_from(from);
+    const std::string chat_text = chat.dump();
+    return parse_chat_request(json::parse(chat_text), ctx, chat_text);
+  };
   try {
-    rr.spec = parse_chat_request(json::parse(chat_text), ctx, chat_text);
+    try {
+      rr.spec = parse_from(0);
+    } catch (const ApiError& e) {
+      if (!truncate_auto || e.code() != "context_length_exceeded") throw;
+      rr.spec = parse_truncated(rr.conversation, parse_from);
+    }
   } catch (const ApiError& e) {
     throw ApiError(e.status(), responses_message(e.what()), responses_param(e.param()), e.type(), e.code());
   }
@@ -477,6 +526,7 @@ ResponsesRequest parse_responses_request(
   echo("tools", json::array());
   echo("user", nullptr);
   echo("truncation", "disabled");
+  rr.echo["truncation"] = truncate_auto ? "auto" : "disabled";
   echo("service_tier", "default");
   rr.echo["previous_response_id"] = rr.previous_response_id.empty() ? json(nullptr) : json(rr.previous_response_id);
   rr.echo["reasoning"] = {{"effort", no_thinking ? json("none") : json(nullptr)}, {"summary", nullptr}};

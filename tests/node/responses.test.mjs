@@ -197,6 +197,49 @@ if (think) {
     assert.equal(r4.output_text, c4.text);
   }]);
 
+  tests.push(['truncation auto: the oldest turns go until the rest fits; disabled, context_length_exceeded', async () => {
+    // Three user turns of ~1500 tokens each: together past the 4096-token context.
+    const big = Array.from({ length: 1500 }, () => 'apple').join(' ');
+    const input = [
+      { role: 'user', content: big }, { role: 'assistant', content: 'ok' },
+      { role: 'user', content: `${big} pear` }, { role: 'assistant', content: 'fine' },
+      { role: 'user', content: `${big} end` },
+    ];
+    const count = async (messages) => {
+      const t = await http('POST', '/tokenize', { model, messages });
+      assert.equal(t.status, 200, t.text);
+      return t.json;
+    };
+    const whole = await count(input);
+    assert.ok(whole.count >= whole.max_model_len, `${whole.count} tokens should not fit ${whole.max_model_len}`);
+    const fromSecond = (await count(input.slice(2))).count;
+    const fromLast = (await count(input.slice(4))).count;
+    for (const [maxOut, want] of [[4, fromSecond], [whole.max_model_len - fromSecond, fromSecond],
+                                  [whole.max_model_len - fromSecond + 1, fromLast]]) {
+      const r = await oa.responses.create({ model, input, max_output_tokens: maxOut, truncation: 'auto', temperature: 0 });
+      assert.equal(r.truncation, 'auto');
+      assert.equal(r.usage.input_tokens, want, `max_output_tokens ${maxOut}`);
+      // The stored conversation keeps every item: input_items lists all five.
+      assert.equal((await oa.responses.inputItems.list(r.id, { limit: 100 })).data.length, input.length);
+      assert.equal(await oa.responses.inputTokens.count({ model, input, truncation: 'auto' }).then((c) => c.input_tokens),
+                   fromSecond);
+    }
+    // Disabled (the default), OpenAI's code for it, naming what does not fit.
+    const e = assertOpenAIError(await http('POST', '/v1/responses', { model, input, max_output_tokens: 4 }), 400, 'input');
+    assert.equal(e.code, 'context_length_exceeded');
+    const m = assertOpenAIError(await http('POST', '/v1/responses', { model, input: input.slice(4),
+                                                                      max_output_tokens: 4000 }), 400, 'max_output_tokens');
+    assert.equal(m.code, 'context_length_exceeded');
+    // One turn alone too long: nothing to drop, the same 400 with auto.
+    const one = [{ role: 'user', content: `${big} ${big} ${big}` }];
+    assert.equal(assertOpenAIError(await http('POST', '/v1/responses', { model, input: one, truncation: 'auto' }),
+                                   400, 'input').code, 'context_length_exceeded');
+    assertOpenAIError(await http('POST', '/v1/responses', { model, input: 'hi', truncation: 'middle' }), 400, 'truncation');
+    // Chat completions say so in the same code.
+    assert.equal(assertOpenAIError(await http('POST', '/v1/chat/completions', { model, messages: input }), 400,
+                                   'messages').code, 'context_length_exceeded');
+  }]);
+
   tests.push(['input_tokens: the SDK\'s responses.inputTokens.count equals chat\'s prompt_tokens, chains included', async () => {
     const one = await oa.responses.inputTokens.count({ model, input: 'Hello there', instructions: 'Be brief.' });
     assert.equal(one.object, 'response.input_tokens');
@@ -441,7 +484,7 @@ if (think) {
       [{ ...ok, reasoning: { summary: 'auto' } }, 'reasoning.summary'],
       [{ ...ok, include: ['reasoning.encrypted_content'] }, 'include[0]'],
       [{ ...ok, background: true, store: false }, 'background'],
-      [{ ...ok, truncation: 'auto' }, 'truncation'],
+      [{ ...ok, truncation: 5 }, 'truncation'],
       [{ ...ok, top_logprobs: 3 }, 'top_logprobs'],
       [{ ...ok, conversation: 'conv_1' }, 'conversation'],
       [{ ...ok, stream_options: { include_obfuscation: false } }, 'stream_options'],
