@@ -1,5 +1,9 @@
 #include "server/anthropic_error.h"
 
+#include <regex>
+
+#include <fmt/format.h>
+
 namespace dpserve {
 
 bool is_anthropic_route(std::string_view path) {
@@ -33,6 +37,24 @@ nlohmann::json anthropic_error_body(int status, const nlohmann::json& openai_bod
     }
   }
   return {{"type", "error"}, {"error", {{"type", anthropic_error_type(status)}, {"message", std::move(message)}}}};
+}
+
+std::string anthropic_context_message(const std::string& message) {
+  std::smatch m;
+  // RequestLimits::check_prompt_length: the context, then the KV cache's bound for one sequence.
+  static const std::regex kPrompt(R"(maximum context length is (\d+) tokens, but the prompt has (\d+) tokens)");
+  static const std::regex kPromptKv(R"(The prompt has (\d+) tokens, more than this server's KV cache holds for one sequence \((\d+) positions)");
+  // RequestLimits::check_max_new_tokens: prompt + the maximum beyond the context.
+  static const std::regex kTotal(R"(maximum context length is (\d+) tokens\. However, you requested \d+ tokens \((\d+) in the prompt, (\d+) for the completion\))");
+  if (std::regex_search(message, m, kPrompt))
+    return fmt::format("prompt is too long: {} tokens > {} maximum", m[2].str(), m[1].str());
+  if (std::regex_search(message, m, kPromptKv))
+    return fmt::format("prompt is too long: {} tokens > {} maximum", m[1].str(), m[2].str());
+  if (std::regex_search(message, m, kTotal))
+    return fmt::format("input length and `max_tokens` exceed context limit: {} + {} > {}, decrease input length or "
+                       "`max_tokens` and try again",
+                       m[2].str(), m[3].str(), m[1].str());
+  return message;
 }
 
 void reshape_anthropic_error(const httplib::Request& req, httplib::Response& res) {

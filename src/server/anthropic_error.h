@@ -23,6 +23,11 @@ std::string anthropic_error_type(int status);
 // param the message does not name is put in front of it ("tools[0].name: ...").
 nlohmann::json anthropic_error_body(int status, const nlohmann::json& openai_body);
 
+// A context_length_exceeded message in the words Anthropic's API uses, which its clients read (Claude
+// Code compacts the conversation on "prompt is too long: N tokens > M maximum" and lowers max_tokens
+// on "input length and `max_tokens` exceed context limit: N + K > M"); another message as it is.
+std::string anthropic_context_message(const std::string& message);
+
 // Rewrites `res`'s error body in Anthropic's shape when `req` is for one of its routes (others untouched).
 void reshape_anthropic_error(const httplib::Request& req, httplib::Response& res);
 

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "server/anthropic_error.h"
 #include "server/body_fields.h"
 #include "server/openai_error.h"
 
@@ -499,6 +500,11 @@ MessagesRequest parse_messages_request(const json& body, std::string_view raw_bo
   try {
     mr.spec = parse_chat_request(json::parse(chat_text), ctx, chat_text);
   } catch (const ApiError& e) {
+    if (e.code() == "context_length_exceeded") {
+      const std::string m = anthropic_context_message(e.what());
+      // Anthropic's words, as they are (no parameter in front): clients match on them.
+      if (m != e.what()) throw ApiError(e.status(), m, "", e.type(), e.code());
+    }
     throw ApiError(e.status(), rename(e.what(), conv.origin, false), rename(e.param(), conv.origin, true), e.type(),
                    e.code());
   }

@@ -318,6 +318,29 @@ tests.push(['count_tokens: the prompt tokens the Message is charged, tools and b
                     '/v1/messages/count_tokens');
 }]);
 
+tests.push(['too long: Anthropic\'s words for it (Claude Code compacts on them), with the counts', async () => {
+  const big = Array.from({ length: 1500 }, () => 'apple').join(' ');
+  const messages = [{ role: 'user', content: big }, { role: 'assistant', content: 'ok' },
+                    { role: 'user', content: `${big} ${big}` }];
+  // The prompt's tokens and the context by /tokenize of the same messages (not the error's text).
+  const tok = (await http('POST', '/tokenize', { model, messages }, { 'x-api-key': undefined,
+                                                                       Authorization: `Bearer ${API_KEY}` })).json;
+  const [n, ctxLen] = [tok.count, tok.max_model_len];
+  assert.ok(n >= ctxLen, `${n} tokens should not fit ${ctxLen}`);
+  const r = await http('POST', '/v1/messages', { model, max_tokens: 4, messages });
+  assert.equal(r.status, 400);
+  assert.equal(r.json.error.type, 'invalid_request_error');
+  assert.equal(r.json.error.message, `prompt is too long: ${n} tokens > ${ctxLen} maximum`);
+  // It fits, but not with max_tokens beside it.
+  const short = [{ role: 'user', content: big }];
+  const k = (await an.messages.countTokens({ model, messages: short })).input_tokens;
+  const t = await http('POST', '/v1/messages', { model, max_tokens: ctxLen - k + 1, messages: short });
+  assert.equal(t.status, 400);
+  assert.equal(t.json.error.message, `input length and \`max_tokens\` exceed context limit: ${k} + ${ctxLen - k + 1} > ${
+    ctxLen}, decrease input length or \`max_tokens\` and try again`);
+  assert.equal((await an.messages.create({ model, max_tokens: ctxLen - k, messages: short })).type, 'message');
+}]);
+
 tests.push(['bad input: Anthropic\'s error shape naming the parameter; the server goes on', async () => {
   const ok = { model, max_tokens: 4, messages: [{ role: 'user', content: 'hi' }] };
   const cases = [
