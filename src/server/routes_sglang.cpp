@@ -364,8 +364,20 @@ void register_sglang_routes(httplib::Server& svr, ServerContext& ctx) {
   });
   svr.Get("/metrics", [&ctx](const httplib::Request&, httplib::Response& res) {
     const EngineStats stats = ctx.engine.stats();
+    // The Responses API's own state: what the stores hold and what runs in the background.
+    std::string responses;
+    auto gauge = [&](const char* name, const char* help, size_t v) {
+      responses += fmt::format("# HELP {0} {1}\n# TYPE {0} gauge\n{0} {2}\n", name, help, v);
+    };
+    gauge("dpserve_background_responses", "Background /v1/responses running (queued or generating)",
+          ctx.background.size());
+    gauge("dpserve_stored_responses", "Responses kept for previous_response_id and GET (--max-stored-responses)",
+          ctx.responses.size());
+    gauge("dpserve_stored_response_bytes", "Bytes of JSON the stored responses take (--max-stored-responses-mb)",
+          ctx.responses.bytes());
     res.set_content(ctx.metrics.render(stats, ctx.engine.healthy(), ctx.draining.load(), ctx.admission.sequences(),
                                        ctx.admission.tokens()) +
+                        responses +
                         ctx.metrics.render_sglang(stats, ctx.opts.served_model_name,
                                                   ctx.info.value("page_size", int64_t(1))),
                     "text/plain; version=0.0.4; charset=utf-8");

@@ -69,6 +69,14 @@ async function rawFetch(method, path, body) {
   });
 }
 
+// A gauge's value in /metrics.
+async function gauge(name) {
+  const text = (await http('GET', '/metrics')).text;
+  const m = text.match(new RegExp(`^${name} (\\d+)$`, 'm'));
+  assert.ok(m, `${name} in /metrics`);
+  return Number(m[1]);
+}
+
 const tests = [];
 tests.push(['model', async () => { model = await modelName(); }]);
 
@@ -122,6 +130,7 @@ tests.push(['queued behind a running request: GET says queued, cancel ends it, d
     }
     const b = await oa.responses.create({ model, input: 'hi', background: true, max_output_tokens: 50 });
     assert.equal(b.status, 'queued');
+    assert.equal(await gauge('dpserve_background_responses'), 2);
     // CAP runs are going: one more is refused with 429 until one ends.
     const full = await http('POST', '/v1/responses', { model, input: 'hi', background: true });
     assert.equal(assertOpenAIError(full, 429).code, 'queue_full');
@@ -147,6 +156,12 @@ tests.push(['queued behind a running request: GET says queued, cancel ends it, d
     for (const r of again) assert.ok(['completed', 'incomplete'].includes((await settled(r.id)).status));
     // The deleted one stayed deleted (its run's end did not bring it back).
     await assert.rejects(oa.responses.retrieve(b.id), (e) => e.status === 404);
+    // Nothing runs any more once every run's end is kept (a run leaves the table just after).
+    const end = Date.now() + 10000;
+    while (await gauge('dpserve_background_responses') !== 0) {
+      assert.ok(Date.now() < end, 'background runs still counted 10 s after they ended');
+      await new Promise((res) => setTimeout(res, 20));
+    }
   } finally {
     await release();
   }
