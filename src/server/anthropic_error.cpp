@@ -43,9 +43,12 @@ std::string anthropic_context_message(const std::string& message) {
   std::smatch m;
   // RequestLimits::check_prompt_length: the context, then the KV cache's bound for one sequence.
   static const std::regex kPrompt(R"(maximum context length is (\d+) tokens, but the prompt has (\d+) tokens)");
-  static const std::regex kPromptKv(R"(The prompt has (\d+) tokens, more than this server's KV cache holds for one sequence \((\d+) positions)");
+  static const std::regex kPromptKv(
+      R"(The prompt has (\d+) tokens, more than this server's KV cache holds for one sequence \((\d+) positions)");
   // RequestLimits::check_max_new_tokens: prompt + the maximum beyond the context.
-  static const std::regex kTotal(R"(maximum context length is (\d+) tokens\. However, you requested \d+ tokens \((\d+) in the prompt, (\d+) for the completion\))");
+  static const std::regex kTotal(
+      R"(maximum context length is (\d+) tokens\. However, you requested \d+ tokens )"
+      R"(\((\d+) in the prompt, (\d+) for the completion\))");
   if (std::regex_search(message, m, kPrompt))
     return fmt::format("prompt is too long: {} tokens > {} maximum", m[2].str(), m[1].str());
   if (std::regex_search(message, m, kPromptKv))

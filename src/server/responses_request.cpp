@@ -480,7 +480,7 @@ ResponsesRequest parse_responses_request(
     for (auto& m : items_to_messages(items)) messages.push_back(std::move(m));
     return messages;
   };
-  chat["messages"] = messages_from(0);
+  chat["messages"] = ojson::array();  // filled by parse_from (the key keeps its place)
   for (const char* k : {"temperature", "top_p", "parallel_tool_calls", "user"})
     if (const ojson* v = field(b, k)) chat[k] = *v;
   if (const ojson* v = field(b, "max_output_tokens")) chat["max_completion_tokens"] = *v;
@@ -525,7 +525,6 @@ ResponsesRequest parse_responses_request(
   echo("tool_choice", "auto");
   echo("tools", json::array());
   echo("user", nullptr);
-  echo("truncation", "disabled");
   rr.echo["truncation"] = truncate_auto ? "auto" : "disabled";
   echo("service_tier", "default");
   rr.echo["previous_response_id"] = rr.previous_response_id.empty() ? json(nullptr) : json(rr.previous_response_id);

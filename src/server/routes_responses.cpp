@@ -256,7 +256,8 @@ json start_background(ServerContext& ctx, const std::shared_ptr<ResponseRun>& ru
   json queued = response_json(ctx, *run, "queued", nullptr);
   if (!ctx.responses.put(run->id, ResponseStore::Entry{owner, queued, run->rr.conversation,
                                                        run->rr.conversation.size()}))
-    throw ApiError(400, "The response is larger than --max-stored-responses-mb holds, so it cannot run in the background",
+    throw ApiError(400,
+                   "The response is larger than --max-stored-responses-mb holds, so it cannot run in the background",
                    "background", "invalid_request_error", "response_too_large");
   int64_t seq = 0;
   if (run->rr.stream) {
@@ -269,7 +270,10 @@ json start_background(ServerContext& ctx, const std::shared_ptr<ResponseRun>& ru
           run_in_background(ctx, *run, *gen, owner, cancelled, log.get(), seq);
         } catch (const std::exception& e) {  // out of memory keeping its end: the thread must not throw
           spdlog::error("background response {}: {}", run->id, e.what());
-          if (log) log->finish();
+          if (log) {
+            log->finish();
+            ctx.background_events.finished(run->id);
+          }
         }
       });
   if (!started) {

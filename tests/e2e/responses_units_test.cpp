@@ -1,7 +1,7 @@
 // The Responses API's pieces without sockets: the bounded response store (oldest out first, by
 // count and by bytes, per owner; replace for background runs), the background runs (bound, cancel,
-// the destructor's join), the event logs of streamed background responses, the output builder (items and events in OpenAI's order) and the
-// input_items list (ids, pages, query errors).
+// the destructor's join), the event logs of streamed background responses, the output builder
+// (items and events in OpenAI's order) and the input_items list (ids, pages, query errors).
 #include <atomic>
 #include <chrono>
 #include <map>
