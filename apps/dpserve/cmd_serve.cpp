@@ -441,10 +441,16 @@ void register_serve(CLI::App& app) {
        "The same bound on their size (MiB of JSON); default 256")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 30))->envname("DPSERVE_MAX_STORED_RESPONSES_MB");
   s->add_option("--max-background-responses", a->so.max_background_responses,
-                "/v1/responses with background: true running at once, each on a thread of its own until it ends "
-                "(queued in the engine or generating); more get 429 (0 = background responses are refused). Streamed ones "
-                "keep their events for GET /v1/responses/{id}?stream=true while they run and as one of the last N to end")
+                "/v1/responses with background: true and /v1/batches running at once, each on a thread of its own "
+                "until it ends (queued in the engine or generating); more get 429 (0 = both are refused). Streamed "
+                "responses keep their events for GET /v1/responses/{id}?stream=true while they run and as one of the "
+                "last N to end")
       ->capture_default_str()->check(CLI::Range(0, 65536))->envname("DPSERVE_MAX_BACKGROUND_RESPONSES");
+  s->add_option_function<size_t>(
+       "--max-file-store-mb", [a](size_t mb) { a->so.max_file_store_bytes = mb << 20; },
+       "MiB of files the Files API keeps in memory (Batch API inputs and outputs); an upload or a batch's results "
+       "beyond it are refused; default 256")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 30))->envname("DPSERVE_MAX_FILE_STORE_MB");
   s->add_option("--http-threads", a->so.http_threads,
                 "Most HTTP connections served at once (a thread each, started on demand)")
       ->capture_default_str()->check(CLI::Range(4, 4096))->envname("DPSERVE_HTTP_THREADS");

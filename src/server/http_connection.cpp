@@ -265,9 +265,15 @@ bool ConnectionServer::process_and_close_socket(socket_t sock) {
       // `curl -d` and Python's urllib send JSON as application/x-www-form-urlencoded. cpp-httplib
       // would parse such a body as a form itself (refusing one over 8 KiB with a 413) and a
       // multipart/form-data one as parts (a bare 400), so it does not get to see those types.
-      const std::string type = lowercase(req.get_header_value("Content-Type"));
-      if (type.rfind("application/x-www-form-urlencoded", 0) == 0 || type.rfind("multipart/form-data", 0) == 0)
+      // The file upload route (/v1/files) parses its multipart body itself: it reads the type, with
+      // its boundary, from kFormTypeHeader (a client's own header of that name is dropped).
+      const std::string original = req.get_header_value("Content-Type");
+      const std::string type = lowercase(original);
+      req.headers.erase(kFormTypeHeader);
+      if (type.rfind("application/x-www-form-urlencoded", 0) == 0 || type.rfind("multipart/form-data", 0) == 0) {
         req.headers.erase("Content-Type");
+        req.set_header(kFormTypeHeader, original);
+      }
       // cpp-httplib must read no body of its own: the body, if any, is in req.body already.
       req.headers.erase("Expect");
       req.headers.erase("Transfer-Encoding");

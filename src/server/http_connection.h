@@ -17,6 +17,10 @@
 
 namespace dpserve {
 
+// A form body's Content-Type (with its boundary), moved here before routing: the routes read every
+// body as JSON whatever its type, but the file upload parses multipart/form-data itself.
+inline constexpr const char* kFormTypeHeader = "X-Dpserve-Form-Type";
+
 // What a route may know about the connection its request came on, valid on the handler's thread
 // while the request (and a streamed response) is served.
 struct ConnectionState {

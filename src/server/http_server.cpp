@@ -261,6 +261,8 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
 
   register_openai_routes(s, c);
   register_responses_routes(s, c);
+  register_files_routes(s, c);
+  register_batch_routes(s, c);
   register_messages_routes(s, c);
   register_sglang_routes(s, c);
   register_sglang_util_routes(s, c);

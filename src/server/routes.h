@@ -11,6 +11,9 @@ namespace dpserve {
 void register_openai_routes(httplib::Server& svr, ServerContext& ctx);
 // /v1/responses (create, streamed or not), GET and DELETE /v1/responses/{id}.
 void register_responses_routes(httplib::Server& svr, ServerContext& ctx);
+// OpenAI Files API (/v1/files: batch inputs and outputs) and Batch API (/v1/batches).
+void register_files_routes(httplib::Server& svr, ServerContext& ctx);
+void register_batch_routes(httplib::Server& svr, ServerContext& ctx);
 // /v1/messages (Anthropic's Messages API, streamed or not) and /v1/messages/count_tokens.
 void register_messages_routes(httplib::Server& svr, ServerContext& ctx);
 // /generate, /health, /health_generate, /get_server_info, /abort_request, /metrics.

@@ -273,9 +273,10 @@ void handle_score(ServerContext& ctx, const httplib::Request& req, httplib::Resp
 }  // namespace
 
 void register_embeddings_routes(httplib::Server& svr, ServerContext& ctx) {
-  svr.Post("/v1/embeddings", [&ctx](const httplib::Request& req, httplib::Response& res) {
+  ctx.batch_routes["/v1/embeddings"] = [&ctx](const httplib::Request& req, httplib::Response& res) {
     handle_embeddings(ctx, req, res);
-  });
+  };
+  svr.Post("/v1/embeddings", ctx.batch_routes["/v1/embeddings"]);
   // vLLM serves the same rerank at /rerank and (Cohere's v2 path) /v2/rerank.
   for (const char* path : {"/v1/rerank", "/rerank", "/v2/rerank"})
     svr.Post(path, [&ctx](const httplib::Request& req, httplib::Response& res) { handle_rerank(ctx, req, res); });

@@ -275,12 +275,14 @@ json lora_card(const ServerContext& ctx, const LoraRegistry::Adapter& a) {
 }  // namespace
 
 void register_openai_routes(httplib::Server& svr, ServerContext& ctx) {
-  svr.Post("/v1/completions", [&ctx](const httplib::Request& req, httplib::Response& res) {
+  ctx.batch_routes["/v1/completions"] = [&ctx](const httplib::Request& req, httplib::Response& res) {
     handle_generation(ctx, OpenAiApi::kCompletion, req, res);
-  });
-  svr.Post("/v1/chat/completions", [&ctx](const httplib::Request& req, httplib::Response& res) {
+  };
+  ctx.batch_routes["/v1/chat/completions"] = [&ctx](const httplib::Request& req, httplib::Response& res) {
     handle_generation(ctx, OpenAiApi::kChat, req, res);
-  });
+  };
+  svr.Post("/v1/completions", ctx.batch_routes["/v1/completions"]);
+  svr.Post("/v1/chat/completions", ctx.batch_routes["/v1/chat/completions"]);
   svr.Get("/v1/models", [&ctx](const httplib::Request&, httplib::Response& res) {
     json data = json::array({model_card(ctx)});
     if (const auto loras = ctx.engine.loras())

@@ -4,8 +4,11 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <string>
 
+#include <httplib.h>
 #include <nlohmann/json.hpp>
 
 #include "constrain/compile_cache.h"
@@ -13,7 +16,9 @@
 #include "server/admission.h"
 #include "server/auth.h"
 #include "server/background_runs.h"
+#include "server/batch_store.h"
 #include "server/event_log.h"
+#include "server/file_store.h"
 #include "server/metrics.h"
 #include "server/request_parse.h"
 #include "server/request_registry.h"
@@ -50,6 +55,10 @@ struct ServerContext {
   std::atomic<bool> draining{false};
   std::atomic<bool> stopping{false};
   int64_t created = 0;  // unix seconds at start, for "created" fields
+  FileStore files{opts.max_file_store_bytes};  // /v1/files
+  BatchStore batches{1024};                    // /v1/batches
+  // The routes a batch's lines go to (POST path -> handler), as the HTTP server would call them.
+  std::map<std::string, std::function<void(const httplib::Request&, httplib::Response&)>> batch_routes;
   // The events of streamed background responses, for their readers (running ones, and as many finished).
   EventLogs background_events{opts.max_background_responses};
   // Last, so that it is destroyed first: its destructor cancels and joins the background runs,

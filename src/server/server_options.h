@@ -47,6 +47,8 @@ struct ServerOptions {
   size_t max_stored_response_bytes = size_t(256) << 20;
   // /v1/responses with background: true running at once (a thread each); more are a 429.
   size_t max_background_responses = 64;
+  // Bytes the Files API keeps in memory (batch inputs and outputs); an upload or output beyond is refused.
+  size_t max_file_store_bytes = size_t(256) << 20;
   // SGLang's --skip-tokenizer-init: the tokenizer is an ids-only stand-in (tokenizer/ids_only_tokenizer.h);
   // requests must carry token ids (/generate input_ids) and responses carry ids only.
   bool skip_tokenizer_init = false;

@@ -1,9 +1,10 @@
 // Errors of the Messages API routes in Anthropic's words: the context-length messages its clients
 // read, made from the messages RequestLimits itself writes (so a change of those words fails here).
+#include "server/anthropic_error.h"
+
 #include <gtest/gtest.h>
 
 #include "engine/request_limits.h"
-#include "server/anthropic_error.h"
 
 namespace dpserve {
 namespace {

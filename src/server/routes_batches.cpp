@@ -1,0 +1,384 @@
+// OpenAI Batch API: POST /v1/batches runs the requests of an uploaded JSONL file (/v1/files)
+// through the same routes an HTTP client reaches, in the background, several at a time; the results
+// become an output file (200 answers) and an error file (the others), as OpenAI's batches do. GET
+// /v1/batches/{id} polls it, GET /v1/batches lists, POST /v1/batches/{id}/cancel stops it.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <thread>
+#include <unordered_set>
+
+#include "core/check.h"
+#include "server/openai_error.h"
+#include "server/request_id.h"
+#include "server/request_parse.h"
+#include "server/route_helpers.h"
+#include "server/routes.h"
+
+namespace dpserve {
+
+using json = nlohmann::json;
+
+namespace {
+
+constexpr size_t kMaxLines = 50000;     // OpenAI's bound on a batch's requests
+constexpr size_t kMaxErrors = 100;      // validation errors reported
+constexpr size_t kConcurrentLines = 8;  // lines in flight at once: the engine batches them per step
+
+struct Line {
+  std::string custom_id;
+  std::string body;  // JSON text
+  bool stream = false;
+};
+
+int64_t now_s() { return unix_seconds(); }
+
+[[noreturn]] void batch_not_found(const std::string& id) {
+  throw ApiError(404, fmt::format("No such Batch object: {}", id), "batch_id", "invalid_request_error",
+                 "batch_not_found");
+}
+
+// One line through its route as the HTTP server would run it, on this thread: the caller's
+// identity, a fresh access record, the route's exceptions turned into the error body a client gets,
+// a streamed reply (embeddings) read whole.
+std::pair<int, json> dispatch(const std::function<void(const httplib::Request&, httplib::Response&)>& route,
+                              const std::string& path, const std::string& body, const Caller& caller) {
+  httplib::Request req;
+  req.method = "POST";
+  req.path = path;
+  req.version = "HTTP/1.1";
+  req.body = body;
+  req.set_header("Content-Type", "application/json");
+  httplib::Response res;
+  request_caller() = caller;
+  access_info() = AccessInfo{};
+  access_info().start = std::chrono::steady_clock::now();
+  try {
+    route(req, res);
+    if (res.content_provider_) {
+      std::string out;
+      bool done = false;
+      httplib::DataSink sink;
+      sink.write = [&](const char* d, size_t n) {
+        out.append(d, n);
+        return true;
+      };
+      sink.done = [&] { done = true; };
+      sink.is_writable = [] { return true; };
+      while (!done)
+        if (!res.content_provider_(out.size(), 0, sink))
+          return {500, error_body(500, "The reply could not be completed", "", "engine_fault")};
+      res.body = std::move(out);
+    }
+    json j = json::parse(res.body, nullptr, false);
+    if (j.is_discarded()) return {500, error_body(500, "The reply was not JSON")};
+    return {res.status > 0 ? res.status : 200, std::move(j)};
+  } catch (const ApiError& e) {
+    return {e.status(), e.body()};
+  } catch (const Error& e) {
+    return {400, error_body(400, e.what())};
+  } catch (const std::exception& e) {
+    return {500, error_body(500, fmt::format("Internal server error: {}", e.what()))};
+  }
+}
+
+void set_field(BatchStore::Batch& b, const char* key, json value) {
+  std::lock_guard<std::mutex> lk(b.mu);
+  b.object[key] = std::move(value);
+}
+
+// The batch's run: its lines through the route, kConcurrentLines at a time (a 429 from the queue
+// bounds is retried), then its output and error files. Cancelled, the lines not yet started never
+// run and those running finish; the files hold what ran.
+void run_batch(ServerContext& ctx, const std::shared_ptr<BatchStore::Batch>& batch, const std::vector<Line>& lines,
+               const std::string& endpoint, const Caller& caller, const std::function<bool()>& cancelled) {
+  const auto& route = ctx.batch_routes.at(endpoint);
+  set_field(*batch, "status", "in_progress");
+  set_field(*batch, "in_progress_at", now_s());
+  std::vector<std::string> results(lines.size());
+  std::vector<char> ok(lines.size(), 0), ran(lines.size(), 0);
+  std::atomic<size_t> next{0};
+  auto worker = [&] {
+    for (size_t i; !cancelled() && (i = next.fetch_add(1)) < lines.size();) {
+      int status = 0;
+      json body;
+      if (lines[i].stream) {
+        status = 400;
+        body = error_body(400, "'stream' cannot be true in a batch request", "stream", "invalid_value");
+      } else {
+        for (;;) {
+          std::tie(status, body) = dispatch(route, endpoint, lines[i].body, caller);
+          if (status != 429 || cancelled()) break;
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the queue is full: wait for room
+        }
+      }
+      results[i] = json{
+          {"id", new_underscore_id("batch_req")},
+          {"custom_id", lines[i].custom_id},
+          {"response", {{"status_code", status}, {"request_id", new_underscore_id("req")}, {"body", body}}},
+          {"error",
+           nullptr}}.dump();
+      ok[i] = status == 200;
+      ran[i] = 1;
+      std::lock_guard<std::mutex> lk(batch->mu);
+      json& counts = batch->object["request_counts"];
+      counts[status == 200 ? "completed" : "failed"] =
+          counts[status == 200 ? "completed" : "failed"].get<int64_t>() + 1;
+    }
+  };
+  {
+    std::vector<std::thread> pool;
+    for (size_t t = 1; t < std::min(kConcurrentLines, lines.size()); ++t) pool.emplace_back(worker);
+    worker();
+    for (auto& t : pool) t.join();
+  }
+  set_field(*batch, "status", cancelled() ? "cancelling" : "finalizing");
+  set_field(*batch, "finalizing_at", now_s());
+  std::string out, err;
+  for (size_t i = 0; i < lines.size(); ++i)
+    if (ran[i]) (ok[i] ? out : err) += results[i] + "\n";
+  auto keep = [&](std::string& text, const char* key, const char* name) {
+    if (text.empty()) return true;
+    auto f = ctx.files.put(new_request_id("file"), caller.owner, fmt::format("{}_{}.jsonl", batch->id, name),
+                           "batch_output", std::move(text));
+    if (f) set_field(*batch, key, f->id);
+    return bool(f);
+  };
+  const bool kept = keep(out, "output_file_id", "output") && keep(err, "error_file_id", "error");
+  std::lock_guard<std::mutex> lk(batch->mu);
+  if (!kept) {
+    batch->object["status"] = "failed";
+    batch->object["failed_at"] = now_s();
+    batch->object["errors"] = {{"object", "list"},
+                               {"data", json::array({{{"code", "file_store_full"},
+                                                      {"message", "The results do not fit in --max-file-store-mb"},
+                                                      {"param", nullptr},
+                                                      {"line", nullptr}}})}};
+  } else if (cancelled()) {
+    batch->object["status"] = "cancelled";
+    batch->object["cancelled_at"] = now_s();
+  } else {
+    batch->object["status"] = "completed";
+    batch->object["completed_at"] = now_s();
+  }
+  spdlog::info("batch {} {}: {} requests, {} completed, {} failed", batch->id,
+               batch->object["status"].get<std::string>(), lines.size(),
+               batch->object["request_counts"]["completed"].get<int64_t>(),
+               batch->object["request_counts"]["failed"].get<int64_t>());
+}
+
+// The input file's lines, checked as OpenAI checks them: each a JSON object with a unique
+// custom_id, method POST, the batch's url and a body object. Problems go to `errors` with their line.
+std::vector<Line> read_lines(const std::string& text, const std::string& endpoint, json& errors) {
+  std::vector<Line> lines;
+  std::unordered_set<std::string> ids;
+  size_t at = 0, number = 0;
+  auto error = [&](const std::string& code, const std::string& message, const json& param) {
+    if (errors.size() < kMaxErrors)
+      errors.push_back({{"code", code}, {"message", message}, {"param", param}, {"line", number}});
+  };
+  while (at < text.size()) {
+    size_t eol = text.find('\n', at);
+    if (eol == std::string::npos) eol = text.size();
+    std::string_view raw(text.data() + at, eol - at);
+    at = eol + 1;
+    ++number;
+    while (!raw.empty() && (raw.back() == '\r' || raw.back() == ' ')) raw.remove_suffix(1);
+    if (raw.empty()) continue;
+    json j = json::parse(raw, nullptr, false);
+    if (!j.is_object()) {
+      error("invalid_json_line", "This line is not a JSON object", nullptr);
+      continue;
+    }
+    bool good = true;
+    for (const auto& [k, v] : j.items())
+      if (k != "custom_id" && k != "method" && k != "url" && k != "body") {
+        error("invalid_request", fmt::format("Unrecognized field: {}", k), k);
+        good = false;
+      }
+    if (!j.contains("custom_id") || !j["custom_id"].is_string()) {
+      error("missing_required_parameter", "'custom_id' must be a string", "custom_id");
+      good = false;
+    } else if (!ids.insert(j["custom_id"].get<std::string>()).second) {
+      error("duplicate_custom_id", "The custom_id of this line is used by another line", "custom_id");
+      good = false;
+    }
+    if (j.value("method", std::string()) != "POST") {
+      error("invalid_method", "'method' must be POST", "method");
+      good = false;
+    }
+    if (j.value("url", std::string()) != endpoint) {
+      error("invalid_url", fmt::format("'url' must be the batch's endpoint, {}", endpoint), "url");
+      good = false;
+    }
+    if (!j.contains("body") || !j["body"].is_object()) {
+      error("invalid_request", "'body' must be an object", "body");
+      good = false;
+    }
+    if (!good) continue;
+    if (lines.size() == kMaxLines) {
+      error("too_many_requests", fmt::format("A batch holds at most {} requests", kMaxLines), nullptr);
+      break;
+    }
+    lines.push_back(
+        Line{j["custom_id"].get<std::string>(), j["body"].dump(), j["body"].value("stream", false) == true});
+  }
+  if (lines.empty() && errors.empty()) error("empty_file", "The input file holds no requests", nullptr);
+  return lines;
+}
+
+void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
+  check_serving(ctx);
+  const Caller caller = request_caller();
+  json body = read_json_body(ctx, req, [](std::string_view k) {
+    return k == "input_file_id" || k == "endpoint" || k == "completion_window" || k == "metadata";
+  });
+  auto string_field = [&](const char* k) {
+    if (!body.contains(k)) bad_param(k, fmt::format("'{}' is required", k));
+    if (!body[k].is_string()) bad_param(k, fmt::format("'{}' must be a string", k));
+    return body[k].get<std::string>();
+  };
+  const std::string file_id = string_field("input_file_id");
+  const std::string endpoint = string_field("endpoint");
+  if (string_field("completion_window") != "24h") bad_param("completion_window", "'completion_window' must be \"24h\"");
+  if (!ctx.batch_routes.count(endpoint))
+    bad_param("endpoint", fmt::format("'{}' is not a batch endpoint here: /v1/chat/completions, /v1/completions or "
+                                      "/v1/embeddings",
+                                      endpoint));
+  json metadata = nullptr;
+  if (body.contains("metadata") && !body["metadata"].is_null()) {
+    check_metadata(body["metadata"]);
+    metadata = body["metadata"];
+  }
+  auto file = ctx.files.get(file_id, caller.owner);
+  if (!file)
+    throw ApiError(404, fmt::format("No such File object: {}", file_id), "input_file_id", "", "file_not_found");
+  if (file->purpose != "batch")
+    bad_param("input_file_id", fmt::format("File {} has purpose '{}', not 'batch'", file_id, file->purpose));
+  if (ctx.background.max_running() == 0)
+    throw ApiError(400, "This server runs no batches (--max-background-responses 0)", "", "invalid_request_error",
+                   "unsupported_parameter");
+  if (ctx.background.size() >= ctx.background.max_running())
+    throw ApiError(429, "As many background runs as --max-background-responses allows are going; retry later", "",
+                   "rate_limit_error", "queue_full");
+
+  json errors = json::array();
+  auto lines = std::make_shared<std::vector<Line>>(read_lines(*file->content, endpoint, errors));
+  const int64_t created = now_s();
+  json object = {{"id", new_underscore_id("batch")},
+                 {"object", "batch"},
+                 {"endpoint", endpoint},
+                 {"errors", nullptr},
+                 {"input_file_id", file_id},
+                 {"completion_window", "24h"},
+                 {"status", "validating"},
+                 {"output_file_id", nullptr},
+                 {"error_file_id", nullptr},
+                 {"created_at", created},
+                 {"in_progress_at", nullptr},
+                 {"expires_at", created + 86400},
+                 {"finalizing_at", nullptr},
+                 {"completed_at", nullptr},
+                 {"failed_at", nullptr},
+                 {"expired_at", nullptr},
+                 {"cancelling_at", nullptr},
+                 {"cancelled_at", nullptr},
+                 {"request_counts", {{"total", errors.empty() ? lines->size() : 0}, {"completed", 0}, {"failed", 0}}},
+                 {"metadata", metadata}};
+  if (!errors.empty()) {
+    // As OpenAI: a file that does not validate makes a failed batch, its errors by line.
+    object["status"] = "failed";
+    object["failed_at"] = created;
+    object["errors"] = {{"object", "list"}, {"data", errors}};
+    send_json(res, 200, ctx.batches.add(caller.owner, std::move(object))->snapshot());
+    return;
+  }
+  auto batch = ctx.batches.add(caller.owner, std::move(object));
+  const json answer = batch->snapshot();
+  const bool started =
+      ctx.background.start(batch->id, [&ctx, batch, lines, endpoint, caller](const std::function<bool()>& cancelled) {
+        try {
+          run_batch(ctx, batch, *lines, endpoint, caller, cancelled);
+        } catch (const std::exception& e) {
+          spdlog::error("batch {}: {}", batch->id, e.what());
+          set_field(*batch, "status", "failed");
+          set_field(*batch, "failed_at", now_s());
+        }
+      });
+  if (!started) {
+    ctx.batches.erase(batch->id);
+    throw ApiError(429, "As many background runs as --max-background-responses allows are going; retry later", "",
+                   "rate_limit_error", "queue_full");
+  }
+  send_json(res, 200, answer);
+}
+
+std::shared_ptr<BatchStore::Batch> find_batch(ServerContext& ctx, const httplib::Request& req) {
+  for (const auto& [k, v] : req.params)
+    throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}", k), k, "", "unknown_parameter");
+  auto b = ctx.batches.get(req.matches[1], request_caller().owner);
+  if (!b) batch_not_found(req.matches[1]);
+  return b;
+}
+
+}  // namespace
+
+void register_batch_routes(httplib::Server& svr, ServerContext& ctx) {
+  svr.Post("/v1/batches",
+           [&ctx](const httplib::Request& req, httplib::Response& res) { handle_create(ctx, req, res); });
+  svr.Get(R"(/v1/batches/([^/]+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    send_json(res, 200, find_batch(ctx, req)->snapshot());
+  });
+  // Cancelling: the lines not yet started never run, the running ones finish, and the files keep
+  // what ran. A batch that already ended is returned as it is.
+  svr.Post(R"(/v1/batches/([^/]+)/cancel)", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    auto b = find_batch(ctx, req);
+    if (ctx.background.cancel(b->id)) {
+      std::lock_guard<std::mutex> lk(b->mu);
+      if (!batch_finished(b->object["status"].get<std::string>())) {
+        b->object["status"] = "cancelling";
+        b->object["cancelling_at"] = now_s();
+      }
+    }
+    send_json(res, 200, b->snapshot());
+  });
+  svr.Get("/v1/batches", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    std::string after;
+    int64_t limit = 20;
+    for (const auto& [k, v] : req.params) {
+      if (k == "after") {
+        after = v;
+      } else if (k == "limit") {
+        char* end = nullptr;
+        limit = std::strtoll(v.c_str(), &end, 10);
+        if (v.empty() || *end || limit < 1 || limit > 100)
+          throw ApiError(400, "'limit' must be an integer from 1 to 100", k, "", "invalid_value");
+      } else {
+        throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}", k), k, "", "unknown_parameter");
+      }
+    }
+    auto all = ctx.batches.list(request_caller().owner);
+    std::reverse(all.begin(), all.end());  // newest first, as OpenAI lists them
+    size_t from = 0;
+    if (!after.empty()) {
+      auto it = std::find_if(all.begin(), all.end(), [&](const auto& b) { return b->id == after; });
+      if (it == all.end())
+        throw ApiError(400, fmt::format("No such Batch object: {}", after), "after", "", "invalid_value");
+      from = size_t(it - all.begin()) + 1;
+    }
+    json data = json::array();
+    for (size_t i = from; i < all.size() && int64_t(data.size()) < limit; ++i) data.push_back(all[i]->snapshot());
+    send_json(res, 200,
+              {{"object", "list"},
+               {"data", data},
+               {"first_id", data.empty() ? json(nullptr) : data.front()["id"]},
+               {"last_id", data.empty() ? json(nullptr) : data.back()["id"]},
+               {"has_more", from + data.size() < all.size()}});
+  });
+}
+
+}  // namespace dpserve

@@ -1,0 +1,126 @@
+// OpenAI Files API, for the Batch API's inputs and outputs: POST /v1/files (multipart upload,
+// purpose "batch"), GET /v1/files (list), GET /v1/files/{id}, GET /v1/files/{id}/content and
+// DELETE /v1/files/{id}, on the bounded in-memory FileStore.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "server/body_fields.h"
+#include "server/http_connection.h"
+#include "server/multipart.h"
+#include "server/openai_error.h"
+#include "server/request_id.h"
+#include "server/route_helpers.h"
+#include "server/routes.h"
+
+namespace dpserve {
+
+using json = nlohmann::json;
+
+namespace {
+
+[[noreturn]] void file_not_found(const std::string& id) {
+  throw ApiError(404, fmt::format("No such File object: {}", id), "file_id", "invalid_request_error", "file_not_found");
+}
+
+void handle_upload(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
+  for (const auto& [k, v] : req.params)
+    throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}", k), k, "", "unknown_parameter");
+  const std::vector<FormPart> parts = parse_multipart(req.get_header_value(kFormTypeHeader), req.body);
+  const FormPart* file = nullptr;
+  std::string purpose;
+  for (const FormPart& p : parts) {
+    if (p.name == "file" && !file && !p.filename.empty()) {
+      file = &p;
+    } else if (p.name == "purpose" && purpose.empty()) {
+      purpose = std::string(p.body);
+    } else {
+      throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}", p.name), p.name, "",
+                     p.name == "file" || p.name == "purpose" ? "invalid_value" : "unknown_parameter");
+    }
+  }
+  if (!file) bad_param("file", "'file' is required: a file part with a filename");
+  if (purpose.empty()) bad_param("purpose", "'purpose' is required");
+  if (purpose != "batch")
+    unsupported("purpose", fmt::format("'{}' files are not kept here: only 'batch' (the Batch API's input)", purpose));
+  auto f = ctx.files.put(new_request_id("file"), request_caller().owner, file->filename.substr(0, 512), purpose,
+                         std::string(file->body));
+  if (!f)
+    throw ApiError(400,
+                   fmt::format("The file store is full: {} bytes kept of --max-file-store-mb {} MiB; delete files "
+                               "first",
+                               ctx.files.bytes(), ctx.files.max_bytes() >> 20),
+                   "file", "invalid_request_error", "file_store_full");
+  release_body(req);
+  send_json(res, 200, f->object());
+}
+
+void handle_list(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
+  std::string purpose, after;
+  int64_t limit = 10000;
+  bool asc = false;
+  for (const auto& [k, v] : req.params) {
+    if (k == "purpose") {
+      purpose = v;
+    } else if (k == "after") {
+      after = v;
+    } else if (k == "order" && (v == "asc" || v == "desc")) {
+      asc = v == "asc";
+    } else if (k == "limit") {
+      char* end = nullptr;
+      limit = std::strtoll(v.c_str(), &end, 10);
+      if (v.empty() || *end || limit < 1 || limit > 10000)
+        throw ApiError(400, "'limit' must be an integer from 1 to 10000", k, "", "invalid_value");
+    } else {
+      throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}", k), k, "",
+                     k == "order" ? "invalid_value" : "unknown_parameter");
+    }
+  }
+  std::vector<FileStore::File> files = ctx.files.list(request_caller().owner, purpose);
+  if (!asc) std::reverse(files.begin(), files.end());
+  size_t from = 0;
+  if (!after.empty()) {
+    auto it = std::find_if(files.begin(), files.end(), [&](const auto& f) { return f.id == after; });
+    if (it == files.end())
+      throw ApiError(400, fmt::format("No such File object: {}", after), "after", "", "invalid_value");
+    from = size_t(it - files.begin()) + 1;
+  }
+  json data = json::array();
+  for (size_t i = from; i < files.size() && int64_t(data.size()) < limit; ++i) data.push_back(files[i].object());
+  const bool more = from + data.size() < files.size();
+  send_json(res, 200,
+            {{"object", "list"},
+             {"data", data},
+             {"first_id", data.empty() ? json(nullptr) : data.front()["id"]},
+             {"last_id", data.empty() ? json(nullptr) : data.back()["id"]},
+             {"has_more", more}});
+}
+
+FileStore::File find_file(ServerContext& ctx, const httplib::Request& req) {
+  for (const auto& [k, v] : req.params)
+    throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}", k), k, "", "unknown_parameter");
+  auto f = ctx.files.get(req.matches[1], request_caller().owner);
+  if (!f) file_not_found(req.matches[1]);
+  return *f;
+}
+
+}  // namespace
+
+void register_files_routes(httplib::Server& svr, ServerContext& ctx) {
+  svr.Post("/v1/files", [&ctx](const httplib::Request& req, httplib::Response& res) { handle_upload(ctx, req, res); });
+  svr.Get("/v1/files", [&ctx](const httplib::Request& req, httplib::Response& res) { handle_list(ctx, req, res); });
+  svr.Get(R"(/v1/files/([^/]+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    send_json(res, 200, find_file(ctx, req).object());
+  });
+  svr.Get(R"(/v1/files/([^/]+)/content)", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    const FileStore::File f = find_file(ctx, req);
+    res.set_content(*f.content, "application/octet-stream");
+  });
+  svr.Delete(R"(/v1/files/([^/]+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    if (!ctx.files.erase(req.matches[1], request_caller().owner)) file_not_found(req.matches[1]);
+    send_json(res, 200, {{"id", std::string(req.matches[1])}, {"object", "file"}, {"deleted", true}});
+  });
+}
+
+}  // namespace dpserve

@@ -1,0 +1,207 @@
+// OpenAI's Files and Batch APIs with the official `openai` Node client against the real `dpserve
+// serve` on the tiny random Qwen3 (real Qwen3 tokenizer and template), started with
+// --max-running-requests 1 (a batch can be held behind a running request), --max-file-store-mb 1 and
+// two API keys. A batch line's answer must be what the same request gets when sent on its own (the
+// routes are tested against the offline generator elsewhere); the files hold exactly what ran.
+import { toFile } from 'openai';
+
+import { API_KEY, URL_BASE, assert, assertOpenAIError, client, http, modelName, run } from './e2e_util.mjs';
+
+const oa = client();
+const OTHER_KEY = process.env.BATCH_OTHER_KEY;
+let model;
+
+const jsonl = (lines) => lines.map((l) => JSON.stringify(l)).join('\n') + '\n';
+const upload = async (text, name = 'in.jsonl') => oa.files.create({ file: await toFile(Buffer.from(text), name),
+                                                                     purpose: 'batch' });
+const chatLine = (id, content, maxTokens) => ({
+  custom_id: id, method: 'POST', url: '/v1/chat/completions',
+  body: { model, messages: [{ role: 'user', content }], max_tokens: maxTokens, temperature: 0 },
+});
+
+// Polls a batch until it has ended (bounded: 120 s).
+async function ended(id) {
+  const end = Date.now() + 120000;
+  for (;;) {
+    const b = await oa.batches.retrieve(id);
+    if (['completed', 'failed', 'cancelled', 'expired'].includes(b.status)) return b;
+    assert.ok(Date.now() < end, `batch ${id} still ${b.status} after 120 s`);
+    await new Promise((res) => setTimeout(res, 25));
+  }
+}
+
+const linesOf = async (fileId) => (await (await oa.files.content(fileId)).text()).trim().split('\n').map((l) => JSON.parse(l));
+
+// A streamed chat completion of ~4000 tokens holding the engine's one running place until released.
+async function holdTheEngine() {
+  const ctl = new AbortController();
+  const res = await fetch(`${URL_BASE}/v1/chat/completions`, {
+    method: 'POST', signal: ctl.signal,
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${API_KEY}` },
+    body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4000, ignore_eos: true,
+                           stream: true }),
+  });
+  assert.equal(res.status, 200);
+  const reader = res.body.getReader();
+  assert.ok(!(await reader.read()).done);
+  return async () => {
+    ctl.abort();
+    await reader.cancel().catch(() => {});
+  };
+}
+
+const tests = [];
+tests.push(['model', async () => { model = await modelName(); }]);
+
+tests.push(['a chat batch: each answer is the same request sent alone; failures go to the error file', async () => {
+  const good = [chatLine('a', 'Tell me about the sea.', 6), chatLine('b', 'hi', 3), chatLine('c', 'Name a color.', 9),
+                chatLine('d', 'Why?', 1), chatLine('e', 'Count to three.', 12)];
+  const bad = { custom_id: 'f', method: 'POST', url: '/v1/chat/completions', body: { model, messages: [], max_tokens: 2 } };
+  const streamed = { ...chatLine('g', 'hi', 2), body: { ...chatLine('g', 'hi', 2).body, stream: true } };
+  const text = jsonl([...good, bad, streamed]);
+  const file = await upload(text);
+  assert.equal(file.object, 'file');
+  assert.equal(file.purpose, 'batch');
+  assert.equal(file.bytes, Buffer.byteLength(text));
+  assert.equal(file.filename, 'in.jsonl');
+  assert.match(file.id, /^file-[0-9a-f]{32}$/);
+  assert.equal(await (await oa.files.content(file.id)).text(), text);
+  assert.deepEqual(await oa.files.retrieve(file.id), file);
+
+  const created = await oa.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions',
+                                            completion_window: '24h', metadata: { job: 'one' } });
+  assert.equal(created.object, 'batch');
+  assert.ok(['validating', 'in_progress', 'finalizing', 'completed'].includes(created.status), created.status);
+  assert.deepEqual(created.metadata, { job: 'one' });
+  assert.equal(created.request_counts.total, 7);
+  const b = await ended(created.id);
+  assert.equal(b.status, 'completed');
+  assert.deepEqual(b.request_counts, { total: 7, completed: 5, failed: 2 });
+  assert.ok(b.in_progress_at >= b.created_at && b.completed_at >= b.in_progress_at);
+  const out = await linesOf(b.output_file_id);
+  assert.deepEqual(out.map((l) => l.custom_id), ['a', 'b', 'c', 'd', 'e']);  // in the input's order
+  for (const [i, line] of out.entries()) {
+    assert.match(line.id, /^batch_req_[0-9a-f]{32}$/);
+    assert.equal(line.response.status_code, 200);
+    assert.equal(line.error, null);
+    const alone = await oa.chat.completions.create(good[i].body);
+    assert.equal(line.response.body.choices[0].message.content, alone.choices[0].message.content, line.custom_id);
+    assert.equal(line.response.body.usage.completion_tokens, alone.usage.completion_tokens);
+    assert.equal(line.response.body.object, 'chat.completion');
+  }
+  const errs = await linesOf(b.error_file_id);
+  assert.deepEqual(errs.map((l) => l.custom_id), ['f', 'g']);
+  assert.equal(errs[0].response.status_code, 400);
+  assert.equal(errs[0].response.body.error.param, 'messages');
+  assert.equal(errs[1].response.body.error.param, 'stream');
+  // The outputs are files of the caller's, listed with the input (newest first by default).
+  const outFile = await oa.files.retrieve(b.output_file_id);
+  assert.equal(outFile.purpose, 'batch_output');
+  const listed = (await oa.files.list()).data.map((f) => f.id);
+  for (const id of [file.id, b.output_file_id, b.error_file_id]) assert.ok(listed.includes(id), id);
+  assert.deepEqual((await oa.files.list({ purpose: 'batch' })).data.map((f) => f.purpose).filter((p) => p !== 'batch'), []);
+  assert.equal((await oa.batches.list()).data[0].id, b.id);
+  // Another tenant sees none of it.
+  if (OTHER_KEY) {
+    const other = client({ apiKey: OTHER_KEY });
+    await assert.rejects(other.files.retrieve(file.id), (e) => e.status === 404);
+    await assert.rejects(other.batches.retrieve(b.id), (e) => e.status === 404);
+    assert.deepEqual((await other.files.list()).data, []);
+    await assert.rejects(other.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions',
+                                                completion_window: '24h' }), (e) => e.status === 404);
+  }
+  // Delete: gone.
+  assert.deepEqual(await oa.files.delete(b.error_file_id), { id: b.error_file_id, object: 'file', deleted: true });
+  await assert.rejects(oa.files.retrieve(b.error_file_id), (e) => e.status === 404);
+}]);
+
+tests.push(['a completions batch', async () => {
+  const body = { model, prompt: 'Once upon a time', max_tokens: 7, temperature: 0 };
+  const file = await upload(jsonl([{ custom_id: 'x', method: 'POST', url: '/v1/completions', body }]));
+  const b = await ended((await oa.batches.create({ input_file_id: file.id, endpoint: '/v1/completions',
+                                                   completion_window: '24h' })).id);
+  assert.equal(b.status, 'completed');
+  assert.equal(b.error_file_id, null);
+  const [line] = await linesOf(b.output_file_id);
+  assert.equal(line.response.body.choices[0].text, (await oa.completions.create(body)).choices[0].text);
+}]);
+
+tests.push(['an input file that does not validate makes a failed batch, its errors by line', async () => {
+  const text = [
+    JSON.stringify(chatLine('a', 'hi', 1)),
+    'not json',
+    JSON.stringify({ ...chatLine('b', 'hi', 1), url: '/v1/completions' }),
+    JSON.stringify(chatLine('a', 'hi', 1)),
+    '',
+    JSON.stringify({ custom_id: 'c', method: 'GET', url: '/v1/chat/completions', body: {} }),
+    JSON.stringify({ custom_id: 'd', method: 'POST', url: '/v1/chat/completions' }),
+  ].join('\n');
+  const b = await oa.batches.create({ input_file_id: (await upload(text)).id, endpoint: '/v1/chat/completions',
+                                      completion_window: '24h' });
+  assert.equal(b.status, 'failed');
+  assert.ok(b.failed_at > 0);
+  assert.deepEqual(b.errors.data.map((e) => [e.line, e.code]), [
+    [2, 'invalid_json_line'], [3, 'invalid_url'], [4, 'duplicate_custom_id'], [6, 'invalid_method'], [7, 'invalid_request'],
+  ]);
+  assert.equal((await oa.batches.retrieve(b.id)).status, 'failed');
+}]);
+
+tests.push(['cancel: lines not started never run; the files hold what ran', async () => {
+  const n = 20;
+  const file = await upload(jsonl(Array.from({ length: n }, (_, i) => chatLine(`l${i}`, `line ${i}`, 2))));
+  const release = await holdTheEngine();
+  let c;
+  try {
+    const b = await oa.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    c = await oa.batches.cancel(b.id);
+    assert.ok(['cancelling', 'cancelled'].includes(c.status), c.status);
+  } finally {
+    await release();
+  }
+  const done = await ended(c.id);
+  assert.equal(done.status, 'cancelled');
+  assert.ok(done.cancelled_at > 0 && done.cancelling_at > 0);
+  const ran = done.request_counts.completed + done.request_counts.failed;
+  assert.ok(ran < n, `${ran} of ${n} ran`);  // at most the 8 in flight when it was cancelled
+  assert.ok(ran <= 8, `${ran} ran`);
+  const out = done.output_file_id ? await linesOf(done.output_file_id) : [];
+  assert.equal(out.length, done.request_counts.completed);
+  assert.equal((await oa.batches.cancel(done.id)).status, 'cancelled');  // again: as it is
+}]);
+
+tests.push(['bad requests are 400s / 404s naming the field; the store bound', async () => {
+  const file = await upload(jsonl([chatLine('a', 'hi', 1)]));
+  const ok = { input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' };
+  for (const [body, param] of [
+    [{ ...ok, endpoint: '/v1/responses' }, 'endpoint'],
+    [{ ...ok, completion_window: '1h' }, 'completion_window'],
+    [{ ...ok, input_file_id: 5 }, 'input_file_id'],
+    [{ endpoint: ok.endpoint, completion_window: '24h' }, 'input_file_id'],
+    [{ ...ok, extra: 1 }, 'extra'],
+    [{ ...ok, metadata: { k: 5 } }, 'metadata.k'],
+  ]) assertOpenAIError(await http('POST', '/v1/batches', body), 400, param);
+  assertOpenAIError(await http('POST', '/v1/batches', { ...ok, input_file_id: 'file-nothere' }), 404, 'input_file_id');
+  assertOpenAIError(await http('GET', '/v1/batches/batch_nothere'), 404, 'batch_id');
+  assertOpenAIError(await http('GET', '/v1/files/file-nothere'), 404, 'file_id');
+  assertOpenAIError(await http('GET', '/v1/files?limit=0'), 400, 'limit');
+  assertOpenAIError(await http('GET', '/v1/files?x=1'), 400, 'x');
+  // Uploads: a purpose other than batch, no file, no purpose, a JSON body.
+  const form = (parts) => {
+    const fd = new FormData();
+    for (const [k, v] of parts) fd.append(k, v);
+    return fetch(`${URL_BASE}/v1/files`, { method: 'POST', body: fd, headers: { Authorization: `Bearer ${API_KEY}` } })
+      .then(async (r) => ({ status: r.status, text: await r.clone().text(), json: await r.json() }));
+  };
+  const blob = new Blob(['{}\n']);
+  assertOpenAIError(await form([['purpose', 'fine-tune'], ['file', blob, 'x.jsonl']]), 400, 'purpose');
+  assertOpenAIError(await form([['purpose', 'batch']]), 400, 'file');
+  assertOpenAIError(await form([['file', blob, 'x.jsonl']]), 400, 'purpose');
+  assertOpenAIError(await form([['purpose', 'batch'], ['file', blob, 'x.jsonl'], ['expires_after', 'x']]), 400, 'expires_after');
+  assert.equal(assertOpenAIError(await http('POST', '/v1/files', { purpose: 'batch' }), 400).code, 'invalid_multipart');
+  // --max-file-store-mb 1: a file beyond what is left is refused, and nothing else is lost.
+  const big = await form([['purpose', 'batch'], ['file', new Blob([Buffer.alloc(1100000, 97)]), 'big.jsonl']]);
+  assert.equal(assertOpenAIError(big, 400, 'file').code, 'file_store_full');
+  assert.equal((await oa.files.retrieve(file.id)).id, file.id);
+}]);
+
+run(tests);
