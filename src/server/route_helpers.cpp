@@ -1,6 +1,8 @@
 #include "server/route_helpers.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 
 #include <malloc.h>
 
@@ -251,6 +253,19 @@ json stream_error_event(const ChoiceDelta& d) {
   if (d.finish_reason == "error")
     return error_body(400, d.error.empty() ? "The engine could not run this request" : d.error, "", "engine_rejected");
   return error_body(503, d.error.empty() ? "The engine stopped" : d.error, "", "engine_unavailable");
+}
+
+int64_t query_integer(const std::string& name, const std::string& value, int64_t lo, int64_t hi) {
+  char* end = nullptr;
+  errno = 0;
+  const long long v = std::strtoll(value.c_str(), &end, 10);
+  if (value.empty() || *end || errno == ERANGE || v < lo || v > hi)
+    throw ApiError(400, fmt::format("'{}' must be an integer from {} to {}", name, lo, hi), name, "", "invalid_value");
+  return v;
+}
+
+void unknown_query_parameter(const std::string& name) {
+  throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}", name), name, "", "unknown_parameter");
 }
 
 std::function<bool()> client_gone_fn(ServerContext& ctx, const httplib::Request&) {

@@ -90,6 +90,11 @@ int64_t reasoning_token_count(std::span<const int32_t> ids, int32_t close_id, co
 // True once the client of `req` hung up or the server is stopping.
 std::function<bool()> client_gone_fn(ServerContext& ctx, const httplib::Request& req);
 
+// A query parameter's integer value in [lo, hi]; else a 400 naming it.
+int64_t query_integer(const std::string& name, const std::string& value, int64_t lo, int64_t hi);
+// A query parameter the route does not take: a 400 naming it.
+[[noreturn]] void unknown_query_parameter(const std::string& name);
+
 // Unix seconds now, from the precise realtime clock: std::time reads the coarse one (a kernel tick
 // behind), so a "created" stamped just after a client read its own clock could come out a second early.
 inline int64_t unix_seconds() {

@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
 #include <thread>
 #include <unordered_set>
 
@@ -318,8 +317,7 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
 }
 
 std::shared_ptr<BatchStore::Batch> find_batch(ServerContext& ctx, const httplib::Request& req) {
-  for (const auto& [k, v] : req.params)
-    throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}", k), k, "", "unknown_parameter");
+  for (const auto& [k, v] : req.params) unknown_query_parameter(k);
   auto b = ctx.batches.get(req.matches[1], request_caller().owner);
   if (!b) batch_not_found(req.matches[1]);
   return b;
@@ -353,12 +351,9 @@ void register_batch_routes(httplib::Server& svr, ServerContext& ctx) {
       if (k == "after") {
         after = v;
       } else if (k == "limit") {
-        char* end = nullptr;
-        limit = std::strtoll(v.c_str(), &end, 10);
-        if (v.empty() || *end || limit < 1 || limit > 100)
-          throw ApiError(400, "'limit' must be an integer from 1 to 100", k, "", "invalid_value");
+        limit = query_integer(k, v, 1, 100);
       } else {
-        throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}", k), k, "", "unknown_parameter");
+        unknown_query_parameter(k);
       }
     }
     auto all = ctx.batches.list(request_caller().owner);

@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cstdlib>
 
 #include "server/body_fields.h"
 #include "server/http_connection.h"
@@ -25,8 +24,7 @@ namespace {
 }
 
 void handle_upload(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
-  for (const auto& [k, v] : req.params)
-    throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}", k), k, "", "unknown_parameter");
+  for (const auto& [k, v] : req.params) unknown_query_parameter(k);
   const std::vector<FormPart> parts = parse_multipart(req.get_header_value(kFormTypeHeader), req.body);
   const FormPart* file = nullptr;
   std::string purpose;
@@ -68,13 +66,11 @@ void handle_list(ServerContext& ctx, const httplib::Request& req, httplib::Respo
     } else if (k == "order" && (v == "asc" || v == "desc")) {
       asc = v == "asc";
     } else if (k == "limit") {
-      char* end = nullptr;
-      limit = std::strtoll(v.c_str(), &end, 10);
-      if (v.empty() || *end || limit < 1 || limit > 10000)
-        throw ApiError(400, "'limit' must be an integer from 1 to 10000", k, "", "invalid_value");
+      limit = query_integer(k, v, 1, 10000);
+    } else if (k == "order") {
+      throw ApiError(400, "'order' must be asc or desc", k, "", "invalid_value");
     } else {
-      throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}", k), k, "",
-                     k == "order" ? "invalid_value" : "unknown_parameter");
+      unknown_query_parameter(k);
     }
   }
   std::vector<FileStore::File> files = ctx.files.list(request_caller().owner, purpose);
@@ -98,8 +94,7 @@ void handle_list(ServerContext& ctx, const httplib::Request& req, httplib::Respo
 }
 
 FileStore::File find_file(ServerContext& ctx, const httplib::Request& req) {
-  for (const auto& [k, v] : req.params)
-    throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}", k), k, "", "unknown_parameter");
+  for (const auto& [k, v] : req.params) unknown_query_parameter(k);
   auto f = ctx.files.get(req.matches[1], request_caller().owner);
   if (!f) file_not_found(req.matches[1]);
   return *f;

@@ -3,8 +3,8 @@
 // /v1/responses/{id} and GET /v1/responses/{id}/input_items on the bounded in-memory store that
 // previous_response_id reads.
 #include <algorithm>
-#include <cstdlib>
 #include <ctime>
+#include <limits>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -421,12 +421,9 @@ void register_responses_routes(httplib::Server& svr, ServerContext& ctx) {
       if (k == "stream" && (v == "true" || v == "false")) {
         stream = v == "true";
       } else if (k == "starting_after") {
-        char* end = nullptr;
-        after = std::strtoll(v.c_str(), &end, 10);
-        if (v.empty() || *end != '\0' || after < 0)
-          throw ApiError(400, "'starting_after' must be a sequence number (an integer >= 0)", k, "", "invalid_value");
+        after = query_integer(k, v, 0, std::numeric_limits<int64_t>::max());
       } else {
-        throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}", k), k, "", "unknown_parameter");
+        unknown_query_parameter(k);
       }
     }
     if (after >= 0 && !stream)

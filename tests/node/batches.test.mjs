@@ -5,7 +5,7 @@
 // routes are tested against the offline generator elsewhere); the files hold exactly what ran.
 import { toFile } from 'openai';
 
-import { API_KEY, URL_BASE, assert, assertOpenAIError, client, http, modelName, run } from './e2e_util.mjs';
+import { API_KEY, URL_BASE, assert, assertOpenAIError, client, holdTheEngine, http, modelName, run } from './e2e_util.mjs';
 
 const oa = client();
 const OTHER_KEY = process.env.BATCH_OTHER_KEY;
@@ -32,23 +32,6 @@ async function ended(id) {
 
 const linesOf = async (fileId) => (await (await oa.files.content(fileId)).text()).trim().split('\n').map((l) => JSON.parse(l));
 
-// A streamed chat completion of ~4000 tokens holding the engine's one running place until released.
-async function holdTheEngine() {
-  const ctl = new AbortController();
-  const res = await fetch(`${URL_BASE}/v1/chat/completions`, {
-    method: 'POST', signal: ctl.signal,
-    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${API_KEY}` },
-    body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4000, ignore_eos: true,
-                           stream: true }),
-  });
-  assert.equal(res.status, 200);
-  const reader = res.body.getReader();
-  assert.ok(!(await reader.read()).done);
-  return async () => {
-    ctl.abort();
-    await reader.cancel().catch(() => {});
-  };
-}
 
 const tests = [];
 tests.push(['model', async () => { model = await modelName(); }]);
@@ -149,7 +132,7 @@ tests.push(['an input file that does not validate makes a failed batch, its erro
 tests.push(['cancel: lines not started never run; the files hold what ran', async () => {
   const n = 20;
   const file = await upload(jsonl(Array.from({ length: n }, (_, i) => chatLine(`l${i}`, `line ${i}`, 2))));
-  const release = await holdTheEngine();
+  const release = await holdTheEngine(model);
   let c;
   try {
     const b = await oa.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });

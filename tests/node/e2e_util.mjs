@@ -86,6 +86,27 @@ export function offlineGreedy(prompt, n) {
   return cli(['generate', '--prompt', prompt, '-n', String(n), '--temperature', '0'], 120000, 'ignore');
 }
 
+// A streamed chat completion of ~4000 tokens (ignore_eos): under --max-running-requests 1 it holds
+// the engine's one running place, so that other requests wait in the queue, until the returned
+// function closes it.
+export async function holdTheEngine(model) {
+  const ctl = new AbortController();
+  const headers = { 'Content-Type': 'application/json' };
+  if (API_KEY !== 'none') headers.Authorization = `Bearer ${API_KEY}`;
+  const res = await fetch(`${URL_BASE}/v1/chat/completions`, {
+    method: 'POST', signal: ctl.signal, headers,
+    body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4000, ignore_eos: true,
+                           stream: true }),
+  });
+  assert.equal(res.status, 200);
+  const reader = res.body.getReader();
+  assert.ok(!(await reader.read()).done);
+  return async () => {
+    ctl.abort();
+    await reader.cancel().catch(() => {});
+  };
+}
+
 export async function modelName() {
   const list = await client().models.list();
   return list.data[0].id;

@@ -6,7 +6,7 @@
 // runs are observed while a long streamed chat completion holds the engine's one running place.
 // Streamed (background + stream), the events are those a foreground stream sends, and GET
 // /v1/responses/{id}?stream=true&starting_after=N sends them again from any point.
-import { API_KEY, URL_BASE, assert, assertOpenAIError, client, http, modelName, run } from './e2e_util.mjs';
+import { API_KEY, URL_BASE, assert, assertOpenAIError, client, holdTheEngine, http, modelName, run } from './e2e_util.mjs';
 
 const oa = client();
 const OTHER_KEY = process.env.RESPONSES_OTHER_KEY;
@@ -28,25 +28,6 @@ async function settled(id) {
   }
 }
 
-// A streamed chat completion that runs ~4000 tokens; resolves once its first chunk arrived (it then
-// holds the one running place) and returns a function that closes it.
-async function holdTheEngine() {
-  const ctl = new AbortController();
-  const res = await fetch(`${URL_BASE}/v1/chat/completions`, {
-    method: 'POST', signal: ctl.signal,
-    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${API_KEY}` },
-    body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4000, ignore_eos: true,
-                           stream: true }),
-  });
-  assert.equal(res.status, 200);
-  const reader = res.body.getReader();
-  const first = await reader.read();
-  assert.ok(!first.done && first.value.length > 0);
-  return async () => {
-    ctl.abort();
-    await reader.cancel().catch(() => {});
-  };
-}
 
 // The events of an SSE body as OpenAI frames them ("event: <type>" then one data line), raw and parsed.
 function parseEvents(raw) {
@@ -115,7 +96,7 @@ tests.push(['a background response answers queued at once and ends as the same r
 }]);
 
 tests.push(['queued behind a running request: GET says queued, cancel ends it, delete stops it, the bound is a 429', async () => {
-  const release = await holdTheEngine();
+  const release = await holdTheEngine(model);
   try {
     const a = await oa.responses.create({ model, input: 'hi', background: true, max_output_tokens: 50 });
     assert.equal((await oa.responses.retrieve(a.id)).status, 'queued');
@@ -205,7 +186,7 @@ tests.push(['background + stream: the events as a foreground stream has them, ag
 }]);
 
 tests.push(['background + stream: the run goes on after the connection drops; GET picks the events up', async () => {
-  const release = await holdTheEngine();
+  const release = await holdTheEngine(model);
   let id;
   try {
     const ctl = new AbortController();
