@@ -255,6 +255,15 @@ json stream_error_event(const ChoiceDelta& d) {
   return error_body(503, d.error.empty() ? "The engine stopped" : d.error, "", "engine_unavailable");
 }
 
+void background_runs_full(ServerContext& ctx) {
+  ctx.metrics.rejected_overload.fetch_add(1);
+  throw ApiError(429,
+                 fmt::format("{} background runs (responses and batches) are going, as many as "
+                             "--max-background-responses allows; retry when one has ended",
+                             ctx.background.max_running()),
+                 "", "rate_limit_error", "queue_full");
+}
+
 int64_t query_integer(const std::string& name, const std::string& value, int64_t lo, int64_t hi) {
   char* end = nullptr;
   errno = 0;

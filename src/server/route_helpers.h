@@ -90,6 +90,10 @@ int64_t reasoning_token_count(std::span<const int32_t> ids, int32_t close_id, co
 // True once the client of `req` hung up or the server is stopping.
 std::function<bool()> client_gone_fn(ServerContext& ctx, const httplib::Request& req);
 
+// All --max-background-responses runs (background responses and batches) are going: a 429, counted
+// with the other overload refusals.
+[[noreturn]] void background_runs_full(ServerContext& ctx);
+
 // A query parameter's integer value in [lo, hi]; else a 400 naming it.
 int64_t query_integer(const std::string& name, const std::string& value, int64_t lo, int64_t hi);
 // A query parameter the route does not take: a 400 naming it.

@@ -261,9 +261,7 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
   if (ctx.background.max_running() == 0)
     throw ApiError(400, "This server runs no batches (--max-background-responses 0)", "", "invalid_request_error",
                    "unsupported_parameter");
-  if (ctx.background.size() >= ctx.background.max_running())
-    throw ApiError(429, "As many background runs as --max-background-responses allows are going; retry later", "",
-                   "rate_limit_error", "queue_full");
+  if (ctx.background.size() >= ctx.background.max_running()) background_runs_full(ctx);
 
   json errors = json::array();
   auto lines = std::make_shared<std::vector<Line>>(read_lines(*file->content, endpoint, errors));
@@ -310,8 +308,7 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
       });
   if (!started) {
     ctx.batches.erase(batch->id);
-    throw ApiError(429, "As many background runs as --max-background-responses allows are going; retry later", "",
-                   "rate_limit_error", "queue_full");
+    background_runs_full(ctx);
   }
   send_json(res, 200, answer);
 }

@@ -147,22 +147,13 @@ ResponsesRequest read_responses_request(ServerContext& ctx, const httplib::Reque
   return rr;
 }
 
-[[noreturn]] void background_busy(ServerContext& ctx) {
-  ctx.metrics.rejected_overload.fetch_add(1);
-  throw ApiError(429,
-                 fmt::format("{} background responses are running, as many as --max-background-responses allows; "
-                             "retry when one has ended",
-                             ctx.background.max_running()),
-                 "", "rate_limit_error", "queue_full");
-}
-
 // Before admission: a background response needs the store and a free run (429 when all run).
 void check_background_room(ServerContext& ctx) {
   if (ctx.opts.max_background_responses == 0)
     unsupported("background", "this server runs no background responses (--max-background-responses 0)");
   if (ctx.opts.max_stored_responses == 0)
     unsupported("background", "a background response is kept to be polled, and --max-stored-responses 0 keeps none");
-  if (ctx.background.size() >= ctx.background.max_running()) background_busy(ctx);
+  if (ctx.background.size() >= ctx.background.max_running()) background_runs_full(ctx);
 }
 
 // The run of a background response on its own thread: its progress and end replace the entry kept
@@ -279,7 +270,7 @@ json start_background(ServerContext& ctx, const std::shared_ptr<ResponseRun>& ru
   if (!started) {
     ctx.responses.erase(run->id, owner);
     if (log) ctx.background_events.erase(run->id);
-    background_busy(ctx);
+    background_runs_full(ctx);
   }
   access_info().finish = "background";
   return queued;
