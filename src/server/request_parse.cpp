@@ -1013,6 +1013,13 @@ void refuse_text_without_tokenizer(const std::string& param, const std::string& 
                  param, "invalid_request_error", "no_tokenizer");
 }
 
+ParseContext without_length_bounds(const ParseContext& ctx) {
+  ParseContext c = ctx;
+  c.limits.context_length = std::numeric_limits<int32_t>::max();
+  c.limits.kv_positions = 0;
+  return c;
+}
+
 int64_t truncate_prompt_tokens_value(int64_t k, const RequestLimits& limits, const std::string& param) {
   if (k < -1 || k == 0)
     bad_param(param, fmt::format("'{}' must be -1 (the model's context length) or at least 1, got {}", param, k));

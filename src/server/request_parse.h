@@ -63,6 +63,11 @@ struct ParseContext {
   // `lora_path` or with `model` (the adapter's name, vLLM; "<served model>:<adapter>", SGLang).
 };
 
+// `ctx` without the context's bounds (length and KV pool), for token counts (Anthropic's
+// count_tokens, OpenAI's input_tokens): a conversation past the context is counted, since its count is
+// what a client needs to trim it.
+ParseContext without_length_bounds(const ParseContext& ctx);
+
 // vLLM's truncate_prompt_tokens `k` checked (-1, or 1 up to the context length; else a 400 naming
 // `param`), as the number of tokens a prompt keeps (-1: the context length).
 int64_t truncate_prompt_tokens_value(int64_t k, const RequestLimits& limits, const std::string& param);

@@ -26,12 +26,20 @@ namespace {
 
 constexpr size_t kMaxLines = 50000;     // OpenAI's bound on a batch's requests
 constexpr size_t kMaxErrors = 100;      // validation errors reported
-constexpr size_t kConcurrentLines = 8;  // lines in flight at once: the engine batches them per step
+constexpr size_t kMaxLinesInFlight = 256;  // a thread each
+
+// Lines in flight at once: as many as the engine runs (--max-running-requests in each DP group), so
+// that a batch fills the engine's steps as that many clients would; more would only wait in its queue.
+size_t lines_in_flight(const ServerContext& ctx) {
+  const int64_t per_group = ctx.info.is_object() ? ctx.info.value("max_running_requests", int64_t(8)) : 8;
+  return std::clamp<size_t>(size_t(std::max<int64_t>(per_group, 1)) * size_t(std::max(ctx.engine.dp_size(), 1)), 1,
+                            kMaxLinesInFlight);
+}
 
 struct Line {
   std::string custom_id;
   std::string body;  // JSON text
-  bool stream = false;
+  std::string refused;  // a field a batch line cannot have ("stream", "background"), if set
 };
 
 int64_t now_s() { return unix_seconds(); }
@@ -90,7 +98,7 @@ void set_field(BatchStore::Batch& b, const char* key, json value) {
   b.object[key] = std::move(value);
 }
 
-// The batch's run: its lines through the route, kConcurrentLines at a time (a 429 from the queue
+// The batch's run: its lines through the route, lines_in_flight() at a time (a 429 from the queue
 // bounds is retried), then its output and error files. Cancelled, the lines not yet started never
 // run and those running finish; the files hold what ran.
 void run_batch(ServerContext& ctx, const std::shared_ptr<BatchStore::Batch>& batch, const std::vector<Line>& lines,
@@ -105,9 +113,10 @@ void run_batch(ServerContext& ctx, const std::shared_ptr<BatchStore::Batch>& bat
     for (size_t i; !cancelled() && (i = next.fetch_add(1)) < lines.size();) {
       int status = 0;
       json body;
-      if (lines[i].stream) {
+      if (!lines[i].refused.empty()) {
         status = 400;
-        body = error_body(400, "'stream' cannot be true in a batch request", "stream", "invalid_value");
+        body = error_body(400, fmt::format("'{}' cannot be true in a batch request", lines[i].refused), lines[i].refused,
+                          "invalid_value");
       } else {
         for (;;) {
           std::tie(status, body) = dispatch(route, endpoint, lines[i].body, caller);
@@ -131,7 +140,7 @@ void run_batch(ServerContext& ctx, const std::shared_ptr<BatchStore::Batch>& bat
   };
   {
     std::vector<std::thread> pool;
-    for (size_t t = 1; t < std::min(kConcurrentLines, lines.size()); ++t) pool.emplace_back(worker);
+    for (size_t t = 1; t < std::min(lines_in_flight(ctx), lines.size()); ++t) pool.emplace_back(worker);
     worker();
     for (auto& t : pool) t.join();
   }
@@ -223,8 +232,11 @@ std::vector<Line> read_lines(const std::string& text, const std::string& endpoin
       error("too_many_requests", fmt::format("A batch holds at most {} requests", kMaxLines), nullptr);
       break;
     }
-    lines.push_back(
-        Line{j["custom_id"].get<std::string>(), j["body"].dump(), j["body"].value("stream", false) == true});
+    const json& b = j["body"];
+    std::string refused = b.value("stream", false) == true       ? "stream"
+                          : b.value("background", false) == true ? "background"
+                                                                 : "";
+    lines.push_back(Line{j["custom_id"].get<std::string>(), b.dump(), std::move(refused)});
   }
   if (lines.empty() && errors.empty()) error("empty_file", "The input file holds no requests", nullptr);
   return lines;
@@ -245,8 +257,8 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
   const std::string endpoint = string_field("endpoint");
   if (string_field("completion_window") != "24h") bad_param("completion_window", "'completion_window' must be \"24h\"");
   if (!ctx.batch_routes.count(endpoint))
-    bad_param("endpoint", fmt::format("'{}' is not a batch endpoint here: /v1/chat/completions, /v1/completions or "
-                                      "/v1/embeddings",
+    bad_param("endpoint", fmt::format("'{}' is not a batch endpoint here: /v1/chat/completions, /v1/completions, "
+                                      "/v1/responses or /v1/embeddings",
                                       endpoint));
   json metadata = nullptr;
   if (body.contains("metadata") && !body["metadata"].is_null()) {

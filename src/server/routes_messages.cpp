@@ -160,7 +160,14 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
 
 void handle_count_tokens(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
   json body = read_json_body(ctx, req, [](std::string_view k) { return is_messages_field(k, true); });
-  const MessagesRequest mr = parse_messages_request(body, req.body, ctx.parse, true);
+  MessagesRequest mr;
+  try {
+    mr = parse_messages_request(body, req.body, ctx.parse, true);
+  } catch (const ApiError& e) {
+    // Past the context: counted all the same (Claude Code counts to decide when to compact).
+    if (e.code() != "context_length_exceeded") throw;
+    mr = parse_messages_request(body, req.body, without_length_bounds(ctx.parse), true);
+  }
   release_body(req);
   const int64_t n = mr.spec.prompts.empty() ? 0 : int64_t(mr.spec.prompts[0].size());
   access_info().prompt_tokens = n;

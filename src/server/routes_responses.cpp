@@ -130,7 +130,7 @@ std::string sse_typed(json e, int64_t& seq) {
 // The body read with `known` and parsed as a Responses request; previous_response_id is looked up
 // among the caller's stored responses.
 ResponsesRequest read_responses_request(ServerContext& ctx, const httplib::Request& req, const std::string& owner,
-                                        bool (*known)(std::string_view)) {
+                                        bool (*known)(std::string_view), bool count_past_context = false) {
   json body = read_json_body(ctx, req, known);
   auto previous = [&](const std::string& id) -> std::optional<ojson> {
     auto e = ctx.responses.get(id, owner);
@@ -142,7 +142,15 @@ ResponsesRequest read_responses_request(ServerContext& ctx, const httplib::Reque
                      "previous_response_id", "invalid_request_error", "previous_response_not_finished");
     return std::move(e->conversation);
   };
-  ResponsesRequest rr = parse_responses_request(body, req.body, ctx.parse, previous);
+  ResponsesRequest rr;
+  try {
+    rr = parse_responses_request(body, req.body, ctx.parse, previous);
+  } catch (const ApiError& e) {
+    // input_tokens: a conversation past the context is counted all the same (what does not fit is
+    // what a client trims; truncation "auto" still drops turns first where that makes it fit).
+    if (!count_past_context || e.code() != "context_length_exceeded") throw;
+    rr = parse_responses_request(body, req.body, without_length_bounds(ctx.parse), previous);
+  }
   release_body(req);
   return rr;
 }
@@ -392,12 +400,13 @@ std::optional<ResponseStore::Entry> stored(ServerContext& ctx, const httplib::Re
 }  // namespace
 
 void register_responses_routes(httplib::Server& svr, ServerContext& ctx) {
-  svr.Post("/v1/responses", [&ctx](const httplib::Request& req, httplib::Response& res) {
+  ctx.batch_routes["/v1/responses"] = [&ctx](const httplib::Request& req, httplib::Response& res) {
     handle_create(ctx, req, res);
-  });
+  };
+  svr.Post("/v1/responses", ctx.batch_routes["/v1/responses"]);
   // OpenAI's token count of a Responses request: the prompt /v1/responses would run, nothing generated.
   svr.Post("/v1/responses/input_tokens", [&ctx](const httplib::Request& req, httplib::Response& res) {
-    const ResponsesRequest rr = read_responses_request(ctx, req, request_caller().owner, is_input_tokens_field);
+    const ResponsesRequest rr = read_responses_request(ctx, req, request_caller().owner, is_input_tokens_field, true);
     const int64_t n = rr.spec.prompts.empty() ? 0 : int64_t(rr.spec.prompts[0].size());
     access_info().prompt_tokens = n;
     send_json(res, 200, {{"object", "response.input_tokens"}, {"input_tokens", n}});

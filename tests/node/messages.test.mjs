@@ -331,6 +331,8 @@ tests.push(['too long: Anthropic\'s words for it (Claude Code compacts on them),
   assert.equal(r.status, 400);
   assert.equal(r.json.error.type, 'invalid_request_error');
   assert.equal(r.json.error.message, `prompt is too long: ${n} tokens > ${ctxLen} maximum`);
+  // count_tokens counts it all the same (Claude Code counts to decide when to compact).
+  assert.equal((await an.messages.countTokens({ model, messages })).input_tokens, n);
   // It fits, but not with max_tokens beside it.
   const short = [{ role: 'user', content: big }];
   const k = (await an.messages.countTokens({ model, messages: short })).input_tokens;

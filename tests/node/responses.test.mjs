@@ -224,6 +224,8 @@ if (think) {
       assert.equal(await oa.responses.inputTokens.count({ model, input, truncation: 'auto' }).then((c) => c.input_tokens),
                    fromSecond);
     }
+    // Not truncated, input_tokens counts it all the same: what does not fit is what a client trims.
+    assert.equal((await oa.responses.inputTokens.count({ model, input })).input_tokens, whole.count);
     // Disabled (the default), OpenAI's code for it, naming what does not fit.
     const e = assertOpenAIError(await http('POST', '/v1/responses', { model, input, max_output_tokens: 4 }), 400, 'input');
     assert.equal(e.code, 'context_length_exceeded');
