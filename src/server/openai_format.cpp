@@ -129,7 +129,13 @@ json tool_calls_json(const std::vector<ToolCall>& calls, size_t first_index, boo
 // character: joined they give the text), `token` its text decoded alone.
 // With return_tokens_as_token_ids `token` is "token_id:<id>" and `bytes` still the token's own.
 json chat_logprobs(const TokenNames& name, const std::vector<TokenOut>& tokens, int32_t top_n) {
-  const Tokenizer& tok = name.tok;
+  return {{"content", token_logprobs(name.tok, tokens, top_n, name.as_ids)}};
+}
+
+}  // namespace
+
+json token_logprobs(const Tokenizer& tok, const std::vector<TokenOut>& tokens, int32_t top_n, bool as_ids) {
+  const TokenNames name{tok, as_ids};
   json content = json::array();
   for (const auto& t : tokens) {
     json top = json::array();
@@ -142,10 +148,8 @@ json chat_logprobs(const TokenNames& name, const std::vector<TokenOut>& tokens, 
                        {"bytes", bytes_of(text_bytes(tok, t.token, false))},
                        {"top_logprobs", top}});
   }
-  return {{"content", content}};
+  return content;
 }
-
-}  // namespace
 
 const char* ChoiceFormatter::object() const {
   return api_ == OpenAiApi::kChat ? "chat.completion" : "text_completion";

@@ -78,6 +78,12 @@ class ChoiceFormatter {
 nlohmann::json vllm_prompt_logprobs(const Tokenizer& tok, const std::vector<int32_t>& ids,
                                     const std::vector<TokenOut>& prompt, int32_t top_n);
 
+// OpenAI's per-token logprobs (chat's `logprobs.content`, the Responses API's output_text `logprobs`):
+// each {"token", "logprob", "bytes", "top_logprobs": [the first `top_n` alternatives, the same shape]},
+// `bytes` the token's own UTF-8 bytes; `as_ids`: tokens named "token_id:<id>" (vLLM's option).
+nlohmann::json token_logprobs(const Tokenizer& tok, const std::vector<TokenOut>& tokens, int32_t top_n,
+                              bool as_ids = false);
+
 // usage: prompt tokens counted once per prompt however many choices it has.
 nlohmann::json usage_of(Generation& gen, int32_t n);
 

@@ -389,15 +389,27 @@ ResponsesRequest parse_responses_request(
     truncate_auto = *t == "auto";
   }
   if (!is_default("service_tier", {"auto", "default"})) unsupported("service_tier", "there is one tier");
-  if (!is_default("top_logprobs", {0})) unsupported("top_logprobs", "log probabilities are not reported here");
+  // Log probabilities are reported when `include` asks for them (OpenAI's and vLLM's rule), with
+  // top_logprobs alternatives at each position.
+  int64_t top_logprobs = 0;
+  if (const ojson* t = field(b, "top_logprobs"); t && !t->is_null()) {
+    if (!t->is_number_integer() || t->get<int64_t>() < 0 || t->get<int64_t>() > RequestLimits::kMaxTopLogprobs)
+      bad_param("top_logprobs", fmt::format("'top_logprobs' must be an integer in [0, {}]", RequestLimits::kMaxTopLogprobs));
+    top_logprobs = t->get<int64_t>();
+  }
   if (!is_default("max_tool_calls", {})) unsupported("max_tool_calls", "the number of calls is not limited");
   if (!is_default("prompt", {})) unsupported("prompt", "there are no stored prompt templates");
   if (!is_default("conversation", {})) unsupported("conversation", "use previous_response_id");
   if (const ojson* inc = field(b, "include")) {
     if (!inc->is_array()) bad_param("include", "'include' must be an array");
-    for (size_t i = 0; i < inc->size(); ++i)
+    for (size_t i = 0; i < inc->size(); ++i) {
+      if ((*inc)[i] == "message.output_text.logprobs") {
+        rr.logprobs = true;
+        continue;
+      }
       unsupported(fmt::format("include[{}]", i),
                   fmt::format("'{}' is not produced here", (*inc)[i].is_string() ? (*inc)[i].get<std::string>() : "?"));
+    }
   }
   bool no_thinking = false;
   if (const ojson* r = field(b, "reasoning")) {
@@ -484,6 +496,10 @@ ResponsesRequest parse_responses_request(
   for (const char* k : {"temperature", "top_p", "parallel_tool_calls", "user"})
     if (const ojson* v = field(b, k)) chat[k] = *v;
   if (const ojson* v = field(b, "max_output_tokens")) chat["max_completion_tokens"] = *v;
+  if (rr.logprobs) {
+    chat["logprobs"] = true;
+    chat["top_logprobs"] = top_logprobs;
+  }
   if (const ojson* t = field(b, "tools")) chat["tools"] = chat_tools(*t);
   if (const ojson* c = field(b, "tool_choice")) chat["tool_choice"] = chat_tool_choice(*c);
   rr.echo = {{"text", {{"format", {{"type", "text"}}}}}};
@@ -525,6 +541,7 @@ ResponsesRequest parse_responses_request(
   echo("tool_choice", "auto");
   echo("tools", json::array());
   echo("user", nullptr);
+  rr.echo["top_logprobs"] = top_logprobs;
   rr.echo["truncation"] = truncate_auto ? "auto" : "disabled";
   echo("service_tier", "default");
   rr.echo["previous_response_id"] = rr.previous_response_id.empty() ? json(nullptr) : json(rr.previous_response_id);

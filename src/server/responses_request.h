@@ -21,6 +21,9 @@ struct ResponsesRequest {
   bool stream = false;
   bool store = true;
   bool background = false;  // answered at once (queued), run on, polled and cancelled by id
+  // include "message.output_text.logprobs": the message text's tokens carry their logprobs (with
+  // spec.shown_top_logprobs alternatives).
+  bool logprobs = false;
   std::string previous_response_id;  // "" when none
   // The conversation this request continues (the previous response's), then its own input items,
   // in the Responses item shapes: what a later request with previous_response_id starts from.

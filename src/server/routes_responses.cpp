@@ -40,9 +40,13 @@ struct ResponseRun {
   ChoiceDelta end;                           // the choice's last delivery (finish, error), text-free
 };
 
-void feed(ResponseRun& run, const std::string& text, bool finished, std::vector<json>& events) {
-  run.text += text;
-  for (auto& e : run.out.feed(parse_delivery(run.parser.get(), text, finished))) events.push_back(std::move(e));
+void feed(const ServerContext& ctx, ResponseRun& run, const ChoiceDelta& d, std::vector<json>& events) {
+  run.text += d.text;
+  const GenSpec& spec = run.rr.spec;
+  const json logprobs =
+      run.rr.logprobs ? token_logprobs(ctx.tok, d.tokens, spec.shown_top_logprobs, spec.tokens_as_ids) : json();
+  for (auto& e : run.out.feed(parse_delivery(run.parser.get(), d.text, d.finished), logprobs))
+    events.push_back(std::move(e));
 }
 
 int64_t reasoning_tokens(const ResponseRun& run, const ChoiceRun& c, const ServerContext& ctx) {
@@ -190,7 +194,7 @@ void run_in_background(ServerContext& ctx, ResponseRun& run, Generation& gen, co
             events.push_back({{"type", "response.in_progress"}, {"response", progress}});
           }
           started = true;
-          feed(run, d.text, d.finished, events);
+          feed(ctx, run, d, events);
           keep_end(run.end, d);
           emit(events);
           return true;
@@ -300,6 +304,13 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
   if (rp != ReasoningParser::kNone || !spec.tool_names.empty())
     run->parser = std::make_shared<ChatOutputParser>(rp, ctx.parse.tool_parser, spec.tool_names, spec.reasoning_open,
                                                      std::hash<std::string>{}(run->id), !spec.parallel_tool_calls);
+  if (run->rr.logprobs) {
+    std::set<std::string> markup;
+    if (rp != ReasoningParser::kNone) markup = {"<think>", "</think>"};
+    if (!spec.tool_names.empty())
+      for (std::string_view m : tool_call_markers(ctx.parse.tool_parser)) markup.emplace(m);
+    run->out.set_markup(std::move(markup));
+  }
 
   const std::string id = run->id;
   auto gen = std::make_shared<Generation>(ctx.engine, ctx.tok, spec, &ctx.metrics, &ctx.registry,
@@ -318,7 +329,7 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
     std::vector<json> ignored;
     if (!gen->drive(
             [&](size_t, const ChoiceDelta& d) {
-              feed(*run, d.text, d.finished, ignored);
+              feed(ctx, *run, d, ignored);
               keep_end(run->end, d);
               return true;
             },
@@ -355,7 +366,7 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
         bool ok = gen->drive(
             [&](size_t, const ChoiceDelta& d) {
               std::vector<json> events;
-              feed(*run, d.text, d.finished, events);
+              feed(ctx, *run, d, events);
               keep_end(run->end, d);
               for (auto& e : events)
                 if (!write(std::move(e))) return false;

@@ -273,6 +273,58 @@ TEST(ResponseOutput, WhitespaceOnlyOutputIsMessageText) {
   }
 }
 
+// include message.output_text.logprobs: the entries of the tokens that wrote the message text reach
+// it (its part, its done event, its deltas), and no others: not the reasoning, not the tags, not the
+// blank line a parser drops after </think>, not the tool call's tokens, not a final EOS; however the
+// tokens were grouped into deliveries (one each, all at once, or split between the tags).
+TEST(ResponseOutput, LogprobsGoToTheMessageTokensOnly) {
+  const std::vector<std::string> tokens = {"<think>", "hm", "</think>", "\n\n", "Hi", " there", "<tool_call>",
+                                           R"({"name": "f", "arguments": {}})", "</tool_call>", "<|im_end|>"};
+  auto entry = [](const std::string& t) {
+    json bytes = json::array();
+    for (unsigned char c : t) bytes.push_back(int(c));
+    return json{{"token", t}, {"logprob", -0.5}, {"bytes", bytes}, {"top_logprobs", json::array()}};
+  };
+  const json want = json::array({entry("Hi"), entry(" there")});
+  const std::vector<std::vector<size_t>> groupings = {
+      {1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {10}, {5, 5}, {2, 3, 2, 3}, {4, 6}, {3, 1, 1, 5}};
+  for (const auto& sizes : groupings) {
+    ChatOutputParser parser(ReasoningParser::kQwen3, ToolCallParser::kHermes, {"f"}, false, 1);
+    ResponseOutput out([](const char* p) { return std::string(p) + "_x"; });
+    out.set_markup({"<think>", "</think>", "<tool_call>", "</tool_call>"});
+    json streamed = json::array(), done;
+    auto take = [&](const std::vector<json>& ev) {
+      for (const auto& e : ev) {
+        if (e["type"] == "response.output_text.delta")
+          for (const auto& x : e["logprobs"]) streamed.push_back(x);
+        if (e["type"] == "response.output_text.done") done = e["logprobs"];
+      }
+    };
+    size_t at = 0;
+    for (size_t n : sizes) {
+      std::string text;
+      json entries = json::array();
+      for (size_t i = at; i < at + n; ++i) {
+        // The EOS token writes no text (skipped as special), as the detokenizer does.
+        if (tokens[i] != "<|im_end|>") text += tokens[i];
+        entries.push_back(entry(tokens[i]));
+      }
+      at += n;
+      take(out.feed(parser.feed(text), entries));
+    }
+    take(out.feed(parser.finish()));
+    take(out.finish(false));
+    const std::string label = ::testing::PrintToString(sizes);
+    ASSERT_EQ(out.items().size(), 3u) << label;
+    EXPECT_EQ(out.items()[1]["content"][0]["text"], "Hi there") << label;
+    EXPECT_EQ(out.items()[1]["content"][0]["logprobs"], want) << label;
+    EXPECT_EQ(streamed, want) << label;
+    EXPECT_EQ(done, want) << label;
+    EXPECT_EQ(out.items()[0]["type"], "reasoning") << label;
+    EXPECT_EQ(out.items()[2]["type"], "function_call") << label;
+  }
+}
+
 // Five stored items of the four kinds, the ids given as the server gives them.
 nlohmann::ordered_json five_items() {
   auto items = nlohmann::ordered_json::parse(R"([

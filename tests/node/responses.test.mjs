@@ -141,6 +141,45 @@ if (think) {
     assert.equal(nucleus.output_text, c.text);
   }]);
 
+  tests.push(['include message.output_text.logprobs: the message tokens\' logprobs as chat reports them, whole and streamed', async () => {
+    const N = 10;
+    const input = [{ role: 'user', content: 'Tell me about the sea.' }];
+    const body = { model, input, max_output_tokens: N, temperature: 0, include: ['message.output_text.logprobs'],
+                   top_logprobs: 3 };
+    const r = await oa.responses.create(body);
+    assert.equal(r.top_logprobs, 3);
+    const part = r.output.find((o) => o.type === 'message').content[0];
+    // The same conversation through chat completions (its logprobs are checked against the engine's
+    // own distribution elsewhere): the same tokens, logprobs and alternatives.
+    const c = await chat(input, { max_completion_tokens: N, logprobs: true, top_logprobs: 3 });
+    assert.equal(part.text, c.text);
+    const cr = await oa.chat.completions.create({ model, messages: input, temperature: 0, max_completion_tokens: N,
+                                                  logprobs: true, top_logprobs: 3 });
+    let want = cr.choices[0].logprobs.content;
+    if (cr.choices[0].finish_reason === 'stop') want = want.filter((e) => e.bytes.length > 0);  // EOS makes no text
+    assert.ok(want.length > 0);
+    assert.deepEqual(part.logprobs, want);
+    for (const e of part.logprobs) {
+      assert.equal(e.top_logprobs.length, 3);
+      assert.ok(e.logprob <= 0 && e.top_logprobs[0].logprob >= e.logprob - 1e-6);
+    }
+    assert.equal(Buffer.from(part.logprobs.flatMap((e) => e.bytes)).toString(), part.text);
+    // top_logprobs 0: the chosen tokens only; without include, none (top_logprobs alone asks nothing).
+    const zero = await oa.responses.create({ ...body, top_logprobs: 0 });
+    assert.deepEqual(zero.output[0].content[0].logprobs, want.map((e) => ({ ...e, top_logprobs: [] })));
+    const none = await oa.responses.create({ ...body, include: [] });
+    assert.deepEqual(none.output[0].content[0].logprobs, []);
+    assert.equal(none.output_text, part.text);
+    // Streamed: the deltas' logprobs add up to the done event's and the final part's.
+    const events = await rawStream(body);
+    const deltas = events.filter((e) => e.type === 'response.output_text.delta');
+    assert.deepEqual(deltas.flatMap((e) => e.logprobs), part.logprobs);
+    assert.deepEqual(events.find((e) => e.type === 'response.output_text.done').logprobs, part.logprobs);
+    assert.deepEqual(events.at(-1).response.output[0].content[0].logprobs, part.logprobs);
+    // Kept with the stored response.
+    assert.deepEqual((await oa.responses.retrieve(r.id)).output[0].content[0].logprobs, part.logprobs);
+  }]);
+
   tests.push(['streaming: documented events in order; deltas add up to the whole response', async () => {
     const body = { model, input: 'Tell me a story', max_output_tokens: 10, temperature: 0 };
     const whole = await oa.responses.create(body);
@@ -487,7 +526,9 @@ if (think) {
       [{ ...ok, include: ['reasoning.encrypted_content'] }, 'include[0]'],
       [{ ...ok, background: true, store: false }, 'background'],
       [{ ...ok, truncation: 5 }, 'truncation'],
-      [{ ...ok, top_logprobs: 3 }, 'top_logprobs'],
+      [{ ...ok, top_logprobs: 21 }, 'top_logprobs'],
+      [{ ...ok, top_logprobs: 'three' }, 'top_logprobs'],
+      [{ ...ok, include: ['message.output_text.logprobs', 'file_search_call.results'] }, 'include[1]'],
       [{ ...ok, conversation: 'conv_1' }, 'conversation'],
       [{ ...ok, stream_options: { include_obfuscation: false } }, 'stream_options'],
       [{ ...ok, temperature: 3 }, 'temperature'],
