@@ -28,6 +28,11 @@ Caller& request_caller() {
   return caller;
 }
 
+std::function<bool()>& request_cancelled() {
+  thread_local std::function<bool()> cancelled;
+  return cancelled;
+}
+
 std::shared_ptr<void> claim_rids(ServerContext& ctx, const std::vector<std::string>& rids) {
   if (rids.empty()) return nullptr;
   std::string taken;
@@ -280,7 +285,8 @@ void unknown_query_parameter(const std::string& name) {
 std::function<bool()> client_gone_fn(ServerContext& ctx, const httplib::Request&) {
   const ConnectionState* conn = ConnectionServer::current();
   ConnectionWatch watch(conn ? conn->fd : -1);
-  return [watch, &ctx] { return ctx.stopping.load() || watch.closed(); };
+  std::function<bool()> cancelled = request_cancelled();
+  return [watch, &ctx, cancelled] { return ctx.stopping.load() || watch.closed() || (cancelled && cancelled()); };
 }
 
 }  // namespace dpserve

@@ -33,6 +33,9 @@ struct AccessInfo {
 AccessInfo& access_info();
 // Who sent the request being served on this thread (set from its headers, before its body is read).
 Caller& request_caller();
+// A request served on this thread without a connection (a batch line) is stopped when this says so
+// (empty: never); client_gone_fn includes it.
+std::function<bool()>& request_cancelled();
 
 void send_json(httplib::Response& res, int status, const nlohmann::json& j);
 // Operator routes (/flush_cache): with --admin-api-key set, only that key passes (a tenant's key is

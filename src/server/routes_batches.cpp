@@ -53,7 +53,8 @@ int64_t now_s() { return unix_seconds(); }
 // identity, a fresh access record, the route's exceptions turned into the error body a client gets,
 // a streamed reply (embeddings) read whole.
 std::pair<int, json> dispatch(const std::function<void(const httplib::Request&, httplib::Response&)>& route,
-                              const std::string& path, const std::string& body, const Caller& caller) {
+                              const std::string& path, const std::string& body, const Caller& caller,
+                              const std::function<bool()>& cancelled) {
   httplib::Request req;
   req.method = "POST";
   req.path = path;
@@ -62,10 +63,15 @@ std::pair<int, json> dispatch(const std::function<void(const httplib::Request&, 
   req.set_header("Content-Type", "application/json");
   httplib::Response res;
   request_caller() = caller;
+  request_cancelled() = cancelled;  // the route stops the line as it would for a client gone
+  struct Reset {
+    ~Reset() { request_cancelled() = nullptr; }  // the thread may serve other work after the batch
+  } reset;
   access_info() = AccessInfo{};
   access_info().start = std::chrono::steady_clock::now();
   try {
     route(req, res);
+    if (res.status == 499) return {499, nullptr};  // stopped: the batch was cancelled
     if (res.content_provider_) {
       std::string out;
       bool done = false;
@@ -100,7 +106,7 @@ void set_field(BatchStore::Batch& b, const char* key, json value) {
 
 // The batch's run: its lines through the route, lines_in_flight() at a time (a 429 from the queue
 // bounds is retried), then its output and error files. Cancelled, the lines not yet started never
-// run and those running finish; the files hold what ran.
+// run and those running stop (a line stopped counts nowhere); the files hold the lines that ended.
 void run_batch(ServerContext& ctx, const std::shared_ptr<BatchStore::Batch>& batch, const std::vector<Line>& lines,
                const std::string& endpoint, const Caller& caller, const std::function<bool()>& cancelled) {
   const auto& route = ctx.batch_routes.at(endpoint);
@@ -119,11 +125,12 @@ void run_batch(ServerContext& ctx, const std::shared_ptr<BatchStore::Batch>& bat
                           "invalid_value");
       } else {
         for (;;) {
-          std::tie(status, body) = dispatch(route, endpoint, lines[i].body, caller);
+          std::tie(status, body) = dispatch(route, endpoint, lines[i].body, caller, cancelled);
           if (status != 429 || cancelled()) break;
           std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the queue is full: wait for room
         }
       }
+      if (status == 499) break;  // cancelled while it ran: as a line that never started
       results[i] = json{
           {"id", new_underscore_id("batch_req")},
           {"custom_id", lines[i].custom_id},
@@ -340,8 +347,8 @@ void register_batch_routes(httplib::Server& svr, ServerContext& ctx) {
   svr.Get(R"(/v1/batches/([^/]+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
     send_json(res, 200, find_batch(ctx, req)->snapshot());
   });
-  // Cancelling: the lines not yet started never run, the running ones finish, and the files keep
-  // what ran. A batch that already ended is returned as it is.
+  // Cancelling: the lines not yet started never run, the running ones stop, and the files keep
+  // the lines that ended. A batch that already ended is returned as it is.
   svr.Post(R"(/v1/batches/([^/]+)/cancel)", [&ctx](const httplib::Request& req, httplib::Response& res) {
     auto b = find_batch(ctx, req);
     if (ctx.background.cancel(b->id)) {
