@@ -470,6 +470,7 @@ const std::array kOutToken = {
     WIRE_FIELD(OutToken, "cached_tokens", cached_tokens),
     WIRE_OPTIONAL(OutToken, "spec_drafted", spec_drafted, v.spec_drafted != 0),
     WIRE_OPTIONAL(OutToken, "spec_accepted", spec_accepted, v.spec_accepted != 0),
+    WIRE_OPTIONAL(OutToken, "spec_predicted", spec_predicted, v.spec_predicted),
     WIRE_OPTIONAL(OutToken, "embedding", embedding, !v.embedding.empty()),
     WIRE_OPTIONAL(OutToken, "scores", scores, !v.scores.empty()),
     WIRE_OPTIONAL(OutToken, "id_logprobs", tok.id_logprobs, !v.tok.id_logprobs.empty()),

@@ -68,7 +68,7 @@ struct StepControl {
 
 // Fields: id, prompt_tokens, cached_tokens, and optional token + logprob (has_token), top_ids +
 // top_logprobs, prompt (the prompt positions' entries, one bin), finish, error, spec_drafted,
-// spec_accepted, embedding, scores (float32 bins), id_logprobs (Request::token_ids_logprob's).
+// spec_accepted, spec_predicted, embedding, scores (float32 bins), id_logprobs (Request::token_ids_logprob's).
 struct OutToken {
   uint64_t id = 0;
   bool has_token = false;  // false for a finish without a new token (abort, error)
@@ -83,6 +83,7 @@ struct OutToken {
   // drafts taken past the request's end, EOS say, are not counted).
   int64_t spec_drafted = 0;
   int64_t spec_accepted = 0;
+  bool spec_predicted = false;  // those drafts were the predicted output's (ScheduledSeq::drafts_given)
   std::vector<float> embedding;  // Request::pooling: the pooled hidden state (Response::embedding)
   std::vector<float> scores;     // Request::score_ids: their logits (Response::scores)
 };

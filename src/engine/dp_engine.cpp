@@ -253,6 +253,10 @@ void DpEngine::on_reports(std::vector<GroupReport>& reports) {
         r.scores = std::move(o.scores);
         r.spec_drafted = o.spec_drafted;
         r.spec_accepted = o.spec_accepted;
+        if (o.spec_predicted) {
+          r.predicted_drafted = o.spec_drafted;
+          r.predicted_accepted = o.spec_accepted;
+        }
         if (o.spec_drafted > 0) {
           stats_.spec_draft_tokens_total += o.spec_drafted;
           stats_.spec_accepted_tokens_total += o.spec_accepted;
@@ -277,6 +281,8 @@ void DpEngine::on_reports(std::vector<GroupReport>& reports) {
           for (auto& t : r.tokens) prev.tokens.push_back(std::move(t));
           prev.spec_drafted += r.spec_drafted;
           prev.spec_accepted += r.spec_accepted;
+          prev.predicted_drafted += r.predicted_drafted;
+          prev.predicted_accepted += r.predicted_accepted;
           r = std::move(prev);
           deliveries.pop_back();
         }

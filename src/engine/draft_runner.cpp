@@ -47,7 +47,8 @@ void DraftRunner::fill(ScheduledBatch& b) {
       if (q.valid < end) work.push_back(Work{&s, &q, q.valid, end, false, {}});
       continue;
     }
-    if (s.n_draft <= 0) continue;
+    // Drafts given (a predicted output's) stay; the draft cache catches up at the next drafting step.
+    if (s.n_draft <= 0 || s.drafts_given) continue;
     const std::vector<int32_t>& toks = st.tokens;
     const int64_t n = int64_t(toks.size());
     DP_CHECK(s.pos0 + 1 == n, "request {}: a decode at position {} with {} tokens", s.id, s.pos0, n);

@@ -147,7 +147,8 @@ void NextnRunner::fill(ScheduledBatch& b) {
   std::vector<Work> work;
   std::vector<Job> jobs;
   for (ScheduledSeq& s : b.seqs) {
-    if (!s.decode || s.n_draft <= 0) continue;
+    // Drafts given (a predicted output's) stay; absorb() keeps the pairs of their rows all the same.
+    if (!s.decode || s.n_draft <= 0 || s.drafts_given) continue;
     const int64_t n = int64_t(s.state->tokens.size());
     DP_CHECK(s.pos0 + 1 == n, "request {}: a decode at position {} with {} tokens", s.id, s.pos0, n);
     auto it = seqs_.find(s.id);

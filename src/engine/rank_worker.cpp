@@ -771,6 +771,7 @@ void RankWorker::step_forward(const ScheduledBatch& b, const StepSync& sync, Gro
       OutToken& first = rep.outs[outs_before];
       first.spec_drafted = s.n_draft;
       first.spec_accepted = taken - 1;
+      first.spec_predicted = s.drafts_given;
     }
   }
   // Ended before commit, so commit does not expect their tokens (same on every rank of the group).

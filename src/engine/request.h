@@ -137,6 +137,10 @@ struct Response {
   // Speculative decoding in the step of this delivery: drafted tokens verified, and matched.
   int64_t spec_drafted = 0;
   int64_t spec_accepted = 0;
+  // Of those, the drafts taken from the request's predicted output, and matched (the rest were the
+  // draft model's or NGRAM's).
+  int64_t predicted_drafted = 0;
+  int64_t predicted_accepted = 0;
 };
 
 }  // namespace dpserve

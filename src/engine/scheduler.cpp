@@ -209,7 +209,8 @@ void Scheduler::add_seq(Req& r, int64_t n, std::vector<ScheduledSeq>& dst) {
   dst.push_back(std::move(s));
 }
 
-std::vector<int32_t> Scheduler::draft(Req& r, int64_t budget) {
+std::vector<int32_t> Scheduler::draft(Req& r, int64_t budget, bool& given) {
+  given = false;
   const SpeculativeConfig& sc = cfg_.spec;
   if (budget <= 0) return {};
   // A constrained request's rows would each need the mask of the state after the drafts before
@@ -219,9 +220,10 @@ std::vector<int32_t> Scheduler::draft(Req& r, int64_t budget) {
   const int64_t room = std::min(budget, st.max_new - st.generated() - 1);
   if (room <= 0) return {};
   const bool model_drafts = sc.algorithm == SpecAlgorithm::kStandalone || sc.algorithm == SpecAlgorithm::kNextn;
-  if (!model_drafts && sc.prediction_drafts && !st.req.prediction.empty()) {
+  if (sc.prediction_drafts && !st.req.prediction.empty()) {
     // A predicted output drafts its own tokens (without a --speculative-algorithm, up to the default
-    // draft length).
+    // draft length). Under a draft model, the model drafts where the prediction has nothing to
+    // offer (the answer left it and its last tokens occur nowhere in it): each where it is better.
     const int64_t k = std::min(room, st.spec.allowed(sc.draft_cap(), &sc.row_cost));
     if (k <= 0) return {};
     const int64_t n_out = st.generated();
@@ -230,7 +232,8 @@ std::vector<int32_t> Scheduler::draft(Req& r, int64_t budget) {
     std::vector<int32_t> d = prediction_draft(st.req.prediction, st.tokens.data() + st.prompt_len, n_out, k,
                                               sc.ngram_min_window, sc.ngram_max_window, expect, &at);
     if (at >= 0) st.prediction_at = at, st.prediction_out = n_out;
-    return d;
+    given = !d.empty();
+    if (given || !model_drafts) return d;
   }
   if (!sc.enabled()) return {};
   const int64_t k = std::min(room, st.spec.allowed(sc.max_draft, &sc.row_cost));
@@ -281,7 +284,8 @@ ScheduledBatch Scheduler::schedule() {
       if (total_left <= 0) continue;  // token cap reached: decodes again next step
       // Drafts ride along only where their pages and the step's token cap allow without pushing
       // anything out; otherwise the request decodes one token as usual.
-      std::vector<int32_t> drafts = draft(*r, std::min(drafts_left, total_left - 1 - pending_decodes));
+      bool given = false;
+      std::vector<int32_t> drafts = draft(*r, std::min(drafts_left, total_left - 1 - pending_decodes), given);
       if (!drafts.empty()) {
         const int64_t k = int64_t(drafts.size());
         if (fit_len(*r, r->table.len + 1 + k) == r->table.len + 1 + k) {
@@ -290,6 +294,7 @@ ScheduledBatch Scheduler::schedule() {
           ScheduledSeq& s = decodes.back();
           s.tokens.insert(s.tokens.end(), drafts.begin(), drafts.end());
           s.n_draft = k;
+          s.drafts_given = given;
           s.decode = true;
           drafts_left -= k;
           total_left -= 1 + k;

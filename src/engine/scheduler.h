@@ -65,6 +65,9 @@ struct ScheduledSeq {
   // samples row 0, and row i + 1 only while the token sampled at row i equals tokens[i + 1]; every
   // row that matched, and the first that did not, produce a token (a StepResult each).
   int64_t n_draft = 0;
+  // The drafts were taken from the request's predicted output (OpenAI's 'prediction'), not left to
+  // the draft model to fill (STANDALONE, NEXTN): their runners leave them as they are.
+  bool drafts_given = false;
   bool decode = false;  // a running request's next token (and drafts), not a prompt chunk
 };
 
@@ -160,10 +163,10 @@ class Scheduler {
   void order_waiting_by_output();            // lof: largest max_new_tokens first
   void shuffle_waiting();                    // random
   // The tokens `r` drafts this step, within `budget` (draft tokens left for the step): from its
-  // predicted output when it has one, else by the speculative algorithm; empty when neither applies
-  // or the request cannot use drafts. STANDALONE: placeholders for the rows, which
-  // the step fills from the draft model before its forward pass.
-  std::vector<int32_t> draft(Req& r, int64_t budget);
+  // predicted output where that has them (`given` set), else by the speculative algorithm; empty
+  // when neither applies or the request cannot use drafts. STANDALONE, NEXTN: placeholders for the
+  // rows, which the step fills from the draft model before its forward pass.
+  std::vector<int32_t> draft(Req& r, int64_t budget, bool& given);
 
   SchedulerConfig cfg_;
   FinishRules rules_;

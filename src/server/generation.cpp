@@ -114,6 +114,8 @@ bool ChoiceRun::poll(std::chrono::milliseconds timeout, ChoiceDelta& out) {
     ++spec_verify_ct_;
     spec_drafted_ += r.spec_drafted;
     spec_accepted_ += r.spec_accepted;
+    predicted_drafted_ += r.predicted_drafted;
+    predicted_accepted_ += r.predicted_accepted;
   }
   // Prompt logprobs come in pieces (one per prefill chunk) ahead of the first token; they are handed
   // out together, with the first token or the end, so a choice's first piece holds all of them.

@@ -75,6 +75,9 @@ class ChoiceRun {
   int64_t spec_verify_ct() const { return spec_verify_ct_; }
   int64_t spec_draft_tokens() const { return spec_drafted_; }
   int64_t spec_accepted_tokens() const { return spec_accepted_; }
+  // Of those, the drafts taken from the predicted output (usage's accepted / rejected_prediction_tokens).
+  int64_t predicted_draft_tokens() const { return predicted_drafted_; }
+  int64_t predicted_accepted_tokens() const { return predicted_accepted_; }
   int64_t completion_tokens() const { return int64_t(output_ids_.size()); }
   int32_t dp_rank() const { return dp_rank_; }
   const std::vector<int32_t>& output_ids() const { return output_ids_; }
@@ -104,6 +107,7 @@ class ChoiceRun {
   bool finished_ = false;
   int64_t prompt_tokens_ = 0, cached_tokens_ = 0;
   int64_t spec_verify_ct_ = 0, spec_drafted_ = 0, spec_accepted_ = 0;
+  int64_t predicted_drafted_ = 0, predicted_accepted_ = 0;
   int32_t dp_rank_ = 0;
   std::vector<int32_t> output_ids_;
   bool log_ = false;

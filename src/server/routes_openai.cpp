@@ -46,12 +46,13 @@ void add_reasoning_tokens(json& usage, const std::vector<ChoiceState>& states, G
 }
 
 // Chat with a predicted output: OpenAI's accepted / rejected prediction tokens, as the drafts taken
-// from it were verified (accepted: drafted tokens the model's own choice confirmed).
+// from it were verified (accepted: drafted tokens the model's own choice confirmed). Under a draft
+// model, its drafts are not the prediction's and are not counted.
 void add_prediction_tokens(json& usage, Generation& gen) {
   int64_t drafted = 0, accepted = 0;
   for (size_t i = 0; i < gen.size(); ++i) {
-    drafted += gen.choice(i).spec_draft_tokens();
-    accepted += gen.choice(i).spec_accepted_tokens();
+    drafted += gen.choice(i).predicted_draft_tokens();
+    accepted += gen.choice(i).predicted_accepted_tokens();
   }
   json& details = usage["completion_tokens_details"];
   details["accepted_prediction_tokens"] = accepted;

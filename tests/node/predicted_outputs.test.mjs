@@ -45,6 +45,20 @@ tests.push(['an edited or unrelated prediction changes nothing but the counts', 
   }
 }]);
 
+if (process.env.PREDICTED_DRAFT_MODEL === '1') {
+  tests.push(['under a draft model: the model\'s drafts are not counted as the prediction\'s', async () => {
+    const text = plain.choices[0].message.content;
+    const metric = async () => Number(/^dpserve_spec_accepted_tokens_total (\d+)$/m.exec((await http('GET', '/metrics')).text)[1]);
+    const before = await metric();
+    // Nothing in it matches the answer: every draft is the draft model's (the target itself, so all
+    // of them are right), and none is the prediction's.
+    const r = await chat({ prediction: { type: 'content', content: 'zzzz qqqq' } });
+    assert.equal(r.choices[0].message.content, text);
+    assert.equal(r.usage.completion_tokens_details.accepted_prediction_tokens, 0, JSON.stringify(r.usage));
+    assert.ok(await metric() > before, 'the draft model drafted');
+  }]);
+}
+
 tests.push(['sampled with a seed, n = 2: each choice is the one without the prediction', async () => {
   const sampled = { temperature: 0.9, seed: 11, n: 2 };
   const a = await chat(sampled);

@@ -213,6 +213,9 @@ TEST(ControlMessage, ReportRoundTrip) {
   a.finish = Finish::kLength;
   a.prompt_tokens = 12;
   a.cached_tokens = 8;
+  a.spec_drafted = 4;
+  a.spec_accepted = 3;
+  a.spec_predicted = true;
   a.prompt = {{3, -1.5f, {{3, -1.5f}, {9, -0.0f}}, {-0.75f, -INFINITY, -1.5f}, 1},
               {151935, -7.25f, {{4, -0.25f}, {1, -3.0f}}, {-9.5f, -INFINITY, -0.0f}, 151936}};
   OutToken b;
@@ -244,6 +247,10 @@ TEST(ControlMessage, ReportRoundTrip) {
   EXPECT_EQ(d.outs[0].finish, Finish::kLength);
   EXPECT_EQ(d.outs[0].prompt_tokens, 12);
   EXPECT_EQ(d.outs[0].cached_tokens, 8);
+  EXPECT_EQ(d.outs[0].spec_drafted, 4);
+  EXPECT_EQ(d.outs[0].spec_accepted, 3);
+  EXPECT_TRUE(d.outs[0].spec_predicted);
+  EXPECT_FALSE(d.outs[1].spec_predicted);
   ASSERT_EQ(d.outs[0].prompt.size(), 2u);
   for (size_t i = 0; i < 2; ++i) {
     const TokenOut &x = a.prompt[i], &y = d.outs[0].prompt[i];

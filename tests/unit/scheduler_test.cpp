@@ -998,6 +998,43 @@ TEST(SchedulerSpeculative, PredictedOutputsResumeWhereTheAnswerIsAmongRecurringT
   EXPECT_EQ(sim.drafted - sim.accepted, 4) << "drafted " << sim.drafted << " accepted " << sim.accepted;
 }
 
+// Under a draft model (STANDALONE; NEXTN alike), a request with a predicted output drafts from the
+// prediction while it has tokens to offer (drafts_given: the draft model leaves those rows), and the
+// rows are the draft model's placeholders once it has none (the answer left it, nothing matches).
+TEST(SchedulerSpeculative, PredictedOutputsDraftBeforeTheDraftModel) {
+  const auto prompt = prompt_of(3, 9);
+  const int64_t mx = 16;
+  const auto want = reference(prompt, mx, false, next_token_cyclic);
+  auto cfg = cfg_of(4, 64, 100, false);
+  cfg.spec.algorithm = SpecAlgorithm::kStandalone;
+  cfg.spec.draft_model_path = "draft";  // never loaded: the scheduler only reserves its rows
+  cfg.spec.max_draft = 4;
+  cfg.spec.max_step_rows = 0;
+  for (const bool right : {true, false}) {
+    SCOPED_TRACE(right ? "right prediction" : "wrong prediction");
+    Sim sim(32, cfg);
+    sim.model = next_token_cyclic;
+    sim.stop_at_eos = false;
+    sim.prediction = right ? want : std::vector<int32_t>(30, 50);
+    ASSERT_TRUE(sim.add(1, prompt, mx));
+    sim.step();  // the prefill samples the first token
+    ScheduledBatch b;
+    sim.step(&b);
+    ASSERT_EQ(b.seqs.size(), 1u);
+    const ScheduledSeq& s = b.seqs[0];
+    ASSERT_EQ(s.n_draft, 4);
+    EXPECT_EQ(s.drafts_given, right);
+    const std::vector<int32_t> drafts(s.tokens.begin() + 1, s.tokens.end());
+    if (right) {
+      EXPECT_EQ(drafts, std::vector<int32_t>(want.begin() + 1, want.begin() + 5));
+    } else {
+      EXPECT_EQ(drafts, std::vector<int32_t>(4, 0));  // rows the draft model fills before the pass
+    }
+    sim.run_to_end();
+    EXPECT_EQ(sim.out[1], want);
+  }
+}
+
 TEST(SchedulerSpeculative, ChainStepByStep) {
   // One request, prompt 1 2 3 1 2 over a model that continues 3 1 2 3 ...: after the first token
   // the suffix "1 2 3" recurs, so it drafts "1 2 3" (the tokens after its earlier occurrence, up to
