@@ -240,9 +240,9 @@ std::vector<Line> read_lines(const std::string& text, const std::string& endpoin
       break;
     }
     const json& b = j["body"];
-    std::string refused = b.value("stream", false) == true       ? "stream"
-                          : b.value("background", false) == true ? "background"
-                                                                 : "";
+    // (Compared, not read as booleans: another type is the route's own 400 when the line runs.)
+    auto set = [&](const char* k) { return b.contains(k) && b[k] == true; };
+    std::string refused = set("stream") ? "stream" : set("background") ? "background" : "";
     lines.push_back(Line{j["custom_id"].get<std::string>(), b.dump(), std::move(refused)});
   }
   if (lines.empty() && errors.empty()) error("empty_file", "The input file holds no requests", nullptr);

@@ -115,11 +115,12 @@ tests.push(['a Responses batch: each answer is the same request sent alone; back
                     temperature: 0, store: false }];
   const lines = bodies.map((body, i) => ({ custom_id: `r${i}`, method: 'POST', url: '/v1/responses', body }));
   lines.push({ custom_id: 'bg', method: 'POST', url: '/v1/responses', body: { ...bodies[0], background: true } });
+  lines.push({ custom_id: 'odd', method: 'POST', url: '/v1/responses', body: { ...bodies[0], stream: 'yes' } });
   const b = await ended((await oa.batches.create({ input_file_id: (await upload(jsonl(lines))).id,
                                                    endpoint: '/v1/responses', completion_window: '24h' })).id);
   assert.equal(b.status, 'completed');
   assert.equal(b.endpoint, '/v1/responses');
-  assert.deepEqual(b.request_counts, { total: 3, completed: 2, failed: 1 });
+  assert.deepEqual(b.request_counts, { total: 4, completed: 2, failed: 2 });
   const out = await linesOf(b.output_file_id);
   assert.deepEqual(out.map((l) => l.custom_id), ['r0', 'r1']);
   for (const [i, line] of out.entries()) {
@@ -137,10 +138,14 @@ tests.push(['a Responses batch: each answer is the same request sent alone; back
   const kept = await oa.responses.retrieve(out[0].response.body.id);
   assert.equal(kept.id, out[0].response.body.id);
   await assert.rejects(oa.responses.retrieve(out[1].response.body.id), (e) => e.status === 404);  // store: false
-  const [bg] = await linesOf(b.error_file_id);
+  const [bg, odd] = await linesOf(b.error_file_id);
   assert.equal(bg.custom_id, 'bg');
   assert.equal(bg.response.status_code, 400);
   assert.equal(bg.response.body.error.param, 'background');
+  // A stream that is not a boolean is the route's own 400, as for a client.
+  assert.equal(odd.custom_id, 'odd');
+  assert.equal(odd.response.status_code, 400);
+  assert.equal(odd.response.body.error.param, 'stream');
 }]);
 
 tests.push(['an input file that does not validate makes a failed batch, its errors by line', async () => {
