@@ -176,6 +176,7 @@ void run_serve(ServeArgs& a) {
   // Every rank reads the same flags, so every rank loads the same adapters in the same order.
   a.so.lora_adapters = parse_lora_paths(a.lora_paths, a.so.served_model_name);
   a.so.priority_scheduling = a.rf.rt.sched.priority_scheduling;
+  a.so.low_priority_values_first = a.rf.rt.sched.low_priority_values_first;
   for (const LoraAdapterPath& l : a.so.lora_adapters) {
     a.rf.rt.lora_dirs.push_back(l.path);
     a.rf.rt.lora_names.push_back(l.name);

@@ -17,6 +17,11 @@ double seconds(Clock::duration d) { return std::chrono::duration<double>(d).coun
 
 }  // namespace
 
+std::optional<int32_t>& thread_default_priority() {
+  thread_local std::optional<int32_t> priority;
+  return priority;
+}
+
 ChoiceRun::ChoiceRun(Engine& engine, const Tokenizer& tok, Request r, const GenSpec& spec, Metrics* metrics,
                      RequestRegistry* registry, const std::string& owner, Clock::time_point arrival,
                      std::string log_prompt, bool deferred)
@@ -227,6 +232,7 @@ Generation::Generation(Engine& engine, const Tokenizer& tok, const GenSpec& spec
   for (size_t p = 0; p < n_prompts; ++p) {
     for (int32_t c = 0; c < spec.n; ++c) {
       Request r = spec.base;
+      if (!spec.priority_given && thread_default_priority()) r.priority = *thread_default_priority();
       if (!spec.loras.empty()) {
         const size_t k = spec.loras.size() == 1 ? 0 : p;
         r.lora = spec.loras[k];

@@ -20,6 +20,10 @@ namespace dpserve {
 class Metrics;
 class RequestRegistry;
 
+// The priority of the requests started on this thread that set none (GenSpec::priority_given
+// false): a batch line's, under --enable-priority-scheduling (nullopt: the request's own, 0).
+std::optional<int32_t>& thread_default_priority();
+
 using Clock = std::chrono::steady_clock;
 
 // What one choice produced since the last delivery.

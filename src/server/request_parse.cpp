@@ -267,6 +267,7 @@ void priority(const json& v, const std::string& name, ParseState& st) {
   if (p != 0 && !st.ctx.priority_scheduling)
     bad_param(name, fmt::format("'{}' {} needs the server started with --enable-priority-scheduling", name, p));
   st.spec.base.priority = int32_t(p);
+  st.spec.priority_given = true;
 }
 
 const FieldTable kSamplingFields = {

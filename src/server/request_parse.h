@@ -112,6 +112,7 @@ struct GenSpec {
   bool continuous_usage = false;
   bool echo = false;                      // completions: prepend the prompt text
   bool logprobs = false;                  // report logprobs in the response
+  bool priority_given = false;            // the request set `priority` (base.priority), 0 included
   // Completions / chat: the alternatives each output position reports (base.top_logprobs may be
   // more: prompt_logprobs asked for more, and the engine computes one count for both).
   int32_t shown_top_logprobs = 0;

@@ -8,10 +8,12 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <limits>
 #include <thread>
 #include <unordered_set>
 
 #include "core/check.h"
+#include "server/generation.h"
 #include "server/openai_error.h"
 #include "server/request_id.h"
 #include "server/request_parse.h"
@@ -52,7 +54,8 @@ int64_t now_s() { return unix_seconds(); }
 // One line through its route as the HTTP server would run it, on this thread: the caller's
 // identity, a fresh access record, the route's exceptions turned into the error body a client gets,
 // a streamed reply (embeddings) read whole.
-std::pair<int, json> dispatch(const std::function<void(const httplib::Request&, httplib::Response&)>& route,
+std::pair<int, json> dispatch(const ServerContext& ctx,
+                              const std::function<void(const httplib::Request&, httplib::Response&)>& route,
                               const std::string& path, const std::string& body, const Caller& caller,
                               const std::function<bool()>& cancelled) {
   httplib::Request req;
@@ -64,8 +67,16 @@ std::pair<int, json> dispatch(const std::function<void(const httplib::Request&, 
   httplib::Response res;
   request_caller() = caller;
   request_cancelled() = cancelled;  // the route stops the line as it would for a client gone
+  // Under priority scheduling a line that sets no priority yields to every client's request: the
+  // least important value in the scheduler's order.
+  if (ctx.opts.priority_scheduling)
+    thread_default_priority() = ctx.opts.low_priority_values_first ? std::numeric_limits<int32_t>::max()
+                                                                   : std::numeric_limits<int32_t>::min();
   struct Reset {
-    ~Reset() { request_cancelled() = nullptr; }  // the thread may serve other work after the batch
+    ~Reset() {  // the thread may serve other work after the batch
+      request_cancelled() = nullptr;
+      thread_default_priority().reset();
+    }
   } reset;
   access_info() = AccessInfo{};
   access_info().start = std::chrono::steady_clock::now();
@@ -125,7 +136,7 @@ void run_batch(ServerContext& ctx, const std::shared_ptr<BatchStore::Batch>& bat
                           "invalid_value");
       } else {
         for (;;) {
-          std::tie(status, body) = dispatch(route, endpoint, lines[i].body, caller, cancelled);
+          std::tie(status, body) = dispatch(ctx, route, endpoint, lines[i].body, caller, cancelled);
           if (status != 429 || cancelled()) break;
           std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the queue is full: wait for room
         }

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "server/embeddings_request.h"
+#include "server/generation.h"
 #include "server/openai_error.h"
 #include "server/request_id.h"
 #include "server/route_helpers.h"
@@ -35,6 +36,7 @@ std::vector<PooledResult> run_pooled(ServerContext& ctx, const httplib::Request&
     r.params.ignore_eos = true;
     r.pooling = pooling;
     r.score_ids = score_ids;
+    if (thread_default_priority()) r.priority = *thread_default_priority();  // a batch line's
     streams.push_back(ctx.engine.enqueue(std::move(r)));
   }
   auto cancel_all = [&] {

@@ -76,6 +76,7 @@ struct ServerOptions {
   bool return_tokens_as_token_ids = false;
   // --enable-priority-scheduling (the scheduler's flag, SchedulerConfig): requests may give `priority`.
   bool priority_scheduling = false;
+  bool low_priority_values_first = false;  // --schedule-low-priority-values-first: smaller is more important
   // --trust-request-chat-template (vLLM): requests may bring their own chat_template.
   bool trust_request_chat_template = false;
 };

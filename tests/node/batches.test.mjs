@@ -200,6 +200,47 @@ tests.push(['cancel: the line in flight stops, lines not started never run; the 
   assert.equal((await oa.chat.completions.create(chatLine('x', 'hi', 2).body)).choices.length, 1);
 }]);
 
+if (process.env.BATCH_PRIORITY === '1') {
+  // --enable-priority-scheduling: a line that sets no priority yields to clients' requests. One line of
+  // 200 tokens and then a client's streamed request wait behind a held engine (--max-running-requests
+  // 1); on release the client's runs first, though it came later: its 4 tokens are done while the
+  // batch's line has not finished (in arrival order they would come only after its 200 tokens).
+  tests.push(['under priority scheduling a batch line yields to a client\'s request', async () => {
+    const line = { ...chatLine('long', 'Tell me everything.', 200), body: { ...chatLine('long', 'x', 200).body,
+                                                                          ignore_eos: true } };
+    const file = await upload(jsonl([line]));
+    const release = await holdTheEngine(model);
+    let b, reader;
+    try {
+      b = await oa.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+      const end = Date.now() + 20000;
+      while (!/^dpserve_num_queue_reqs\{dp_rank="0"\} 1$/m.test((await http('GET', '/metrics')).text)) {
+        assert.ok(Date.now() < end, 'the batch line never reached the engine queue');
+        await new Promise((res) => setTimeout(res, 20));
+      }
+      const res = await fetch(`${URL_BASE}/v1/chat/completions`, {
+        method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${API_KEY}` },
+        body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, stream: true }),
+      });
+      assert.equal(res.status, 200);
+      reader = res.body.getReader();
+      while (!/^dpserve_num_queue_reqs\{dp_rank="0"\} 2$/m.test((await http('GET', '/metrics')).text)) {
+        assert.ok(Date.now() < end, 'the client request never reached the engine queue');
+        await new Promise((res) => setTimeout(res, 20));
+      }
+    } finally {
+      await release();
+    }
+    let text = '';
+    for (let r = await reader.read(); !r.done; r = await reader.read()) text += new TextDecoder().decode(r.value);
+    assert.ok(text.includes('data: [DONE]'), text.slice(-200));
+    const after = await oa.batches.retrieve(b.id);
+    assert.equal(after.request_counts.completed, 0, JSON.stringify(after.request_counts));
+    const done = await ended(b.id);
+    assert.deepEqual(done.request_counts, { total: 1, completed: 1, failed: 0 });
+  }]);
+}
+
 tests.push(['bad requests are 400s / 404s naming the field; the store bound', async () => {
   const file = await upload(jsonl([chatLine('a', 'hi', 1)]));
   const ok = { input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' };
@@ -235,4 +276,6 @@ tests.push(['bad requests are 400s / 404s naming the field; the store bound', as
   assert.equal((await oa.files.retrieve(file.id)).id, file.id);
 }]);
 
-run(tests);
+// The priority server runs only its own test (the others need the key and store flags of the first).
+run(process.env.BATCH_PRIORITY === '1' ? tests.filter(([name]) => name === 'model' || name.startsWith('under priority'))
+                                       : tests);
