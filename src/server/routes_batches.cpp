@@ -118,6 +118,7 @@ void set_field(BatchStore::Batch& b, const char* key, json value) {
 // The batch's run: its lines through the route, lines_in_flight() at a time (a 429 from the queue
 // bounds is retried), then its output and error files. Cancelled, the lines not yet started never
 // run and those running stop (a line stopped counts nowhere); the files hold the lines that ended.
+// Results that outgrow the file store stop it the same way, and it fails (file_store_full).
 void run_batch(ServerContext& ctx, const std::shared_ptr<BatchStore::Batch>& batch, const std::vector<Line>& lines,
                const std::string& endpoint, const Caller& caller, const std::function<bool()>& cancelled) {
   const auto& route = ctx.batch_routes.at(endpoint);
@@ -126,8 +127,14 @@ void run_batch(ServerContext& ctx, const std::shared_ptr<BatchStore::Batch>& bat
   std::vector<std::string> results(lines.size());
   std::vector<char> ok(lines.size(), 0), ran(lines.size(), 0);
   std::atomic<size_t> next{0};
+  // The results are held here until the end, then become files: once they outgrow the store's room,
+  // nothing more runs (memory stays bounded by --max-file-store-mb, not by the input's 50,000 lines).
+  const size_t room = ctx.files.max_bytes() - std::min(ctx.files.max_bytes(), ctx.files.bytes());
+  std::atomic<size_t> held{0};
+  std::atomic<bool> full{false};
+  const std::function<bool()> stop = [&] { return cancelled() || full.load(); };
   auto worker = [&] {
-    for (size_t i; !cancelled() && (i = next.fetch_add(1)) < lines.size();) {
+    for (size_t i; !stop() && (i = next.fetch_add(1)) < lines.size();) {
       int status = 0;
       json body;
       if (!lines[i].refused.empty()) {
@@ -136,8 +143,8 @@ void run_batch(ServerContext& ctx, const std::shared_ptr<BatchStore::Batch>& bat
                           "invalid_value");
       } else {
         for (;;) {
-          std::tie(status, body) = dispatch(ctx, route, endpoint, lines[i].body, caller, cancelled);
-          if (status != 429 || cancelled()) break;
+          std::tie(status, body) = dispatch(ctx, route, endpoint, lines[i].body, caller, stop);
+          if (status != 429 || stop()) break;
           std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the queue is full: wait for room
         }
       }
@@ -150,6 +157,7 @@ void run_batch(ServerContext& ctx, const std::shared_ptr<BatchStore::Batch>& bat
            nullptr}}.dump();
       ok[i] = status == 200;
       ran[i] = 1;
+      if (held.fetch_add(results[i].size() + 1) + results[i].size() + 1 > room) full = true;
       std::lock_guard<std::mutex> lk(batch->mu);
       json& counts = batch->object["request_counts"];
       counts[status == 200 ? "completed" : "failed"] =
@@ -165,8 +173,9 @@ void run_batch(ServerContext& ctx, const std::shared_ptr<BatchStore::Batch>& bat
   set_field(*batch, "status", cancelled() ? "cancelling" : "finalizing");
   set_field(*batch, "finalizing_at", now_s());
   std::string out, err;
-  for (size_t i = 0; i < lines.size(); ++i)
+  for (size_t i = 0; i < lines.size() && !full; ++i)
     if (ran[i]) (ok[i] ? out : err) += results[i] + "\n";
+  results = {};
   auto keep = [&](std::string& text, const char* key, const char* name) {
     if (text.empty()) return true;
     auto f = ctx.files.put(new_request_id("file"), caller.owner, fmt::format("{}_{}.jsonl", batch->id, name),
@@ -174,7 +183,7 @@ void run_batch(ServerContext& ctx, const std::shared_ptr<BatchStore::Batch>& bat
     if (f) set_field(*batch, key, f->id);
     return bool(f);
   };
-  const bool kept = keep(out, "output_file_id", "output") && keep(err, "error_file_id", "error");
+  const bool kept = !full && keep(out, "output_file_id", "output") && keep(err, "error_file_id", "error");
   std::lock_guard<std::mutex> lk(batch->mu);
   if (!kept) {
     batch->object["status"] = "failed";

@@ -200,6 +200,23 @@ tests.push(['cancel: the line in flight stops, lines not started never run; the 
   assert.equal((await oa.chat.completions.create(chatLine('x', 'hi', 2).body)).choices.length, 1);
 }]);
 
+tests.push(['results that outgrow --max-file-store-mb stop the batch: failed, file_store_full', async () => {
+  // Each answer carries 16 tokens x 20 alternatives (~18 KB): 150 of them are ~2.7 MB against the 1 MiB store.
+  const n = 150;
+  const lines = Array.from({ length: n }, (_, i) => ({ ...chatLine(`r${i}`, `line ${i}`, 16),
+    body: { ...chatLine(`r${i}`, `line ${i}`, 16).body, ignore_eos: true, logprobs: true, top_logprobs: 20 } }));
+  const file = await upload(jsonl(lines));
+  const b = await ended((await oa.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions',
+                                                   completion_window: '24h' })).id);
+  assert.equal(b.status, 'failed');
+  assert.equal(b.errors.data[0].code, 'file_store_full');
+  assert.equal(b.output_file_id, null);
+  // It stopped once its results held the store's room, not after running every line.
+  const ran = b.request_counts.completed + b.request_counts.failed;
+  assert.ok(ran > 0 && ran < n / 2, JSON.stringify(b.request_counts));
+  await oa.files.delete(file.id);
+}]);
+
 if (process.env.BATCH_PRIORITY === '1') {
   // --enable-priority-scheduling: a line that sets no priority yields to clients' requests. One line of
   // 200 tokens and then a client's streamed request wait behind a held engine (--max-running-requests
