@@ -278,6 +278,13 @@ int64_t query_integer(const std::string& name, const std::string& value, int64_t
   return v;
 }
 
+int64_t expires_after_seconds(const std::string& param, const std::string& anchor, const std::string& seconds) {
+  if (anchor != "created_at")
+    throw ApiError(400, fmt::format("'{}.anchor' must be \"created_at\"", param), param + ".anchor", "",
+                   "invalid_value");
+  return query_integer(param + ".seconds", seconds, 3600, 2592000);
+}
+
 void unknown_query_parameter(const std::string& name) {
   throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}", name), name, "", "unknown_parameter");
 }

@@ -101,6 +101,9 @@ std::function<bool()> client_gone_fn(ServerContext& ctx, const httplib::Request&
 int64_t query_integer(const std::string& name, const std::string& value, int64_t lo, int64_t hi);
 // A query parameter the route does not take: a 400 naming it.
 [[noreturn]] void unknown_query_parameter(const std::string& name);
+// OpenAI's expires_after of a file (`param`: expires_after, a batch's output_expires_after): anchor
+// "created_at" and seconds from 3600 (an hour) to 2592000 (30 days); the seconds, else a 400 naming it.
+int64_t expires_after_seconds(const std::string& param, const std::string& anchor, const std::string& seconds);
 
 // Unix seconds now, from the precise realtime clock: std::time reads the coarse one (a kernel tick
 // behind), so a "created" stamped just after a client read its own clock could come out a second early.

@@ -120,7 +120,8 @@ void set_field(BatchStore::Batch& b, const char* key, json value) {
 // run and those running stop (a line stopped counts nowhere); the files hold the lines that ended.
 // Results that outgrow the file store stop it the same way, and it fails (file_store_full).
 void run_batch(ServerContext& ctx, const std::shared_ptr<BatchStore::Batch>& batch, const std::vector<Line>& lines,
-               const std::string& endpoint, const Caller& caller, const std::function<bool()>& cancelled) {
+               const std::string& endpoint, const Caller& caller, int64_t output_expires_after,
+               const std::function<bool()>& cancelled) {
   const auto& route = ctx.batch_routes.at(endpoint);
   set_field(*batch, "status", "in_progress");
   set_field(*batch, "in_progress_at", now_s());
@@ -179,7 +180,7 @@ void run_batch(ServerContext& ctx, const std::shared_ptr<BatchStore::Batch>& bat
   auto keep = [&](std::string& text, const char* key, const char* name) {
     if (text.empty()) return true;
     auto f = ctx.files.put(new_request_id("file"), caller.owner, fmt::format("{}_{}.jsonl", batch->id, name),
-                           "batch_output", std::move(text));
+                           "batch_output", std::move(text), output_expires_after);
     if (f) set_field(*batch, key, f->id);
     return bool(f);
   };
@@ -273,7 +274,8 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
   check_serving(ctx);
   const Caller caller = request_caller();
   json body = read_json_body(ctx, req, [](std::string_view k) {
-    return k == "input_file_id" || k == "endpoint" || k == "completion_window" || k == "metadata";
+    return k == "input_file_id" || k == "endpoint" || k == "completion_window" || k == "metadata" ||
+           k == "output_expires_after";
   });
   auto string_field = [&](const char* k) {
     if (!body.contains(k)) bad_param(k, fmt::format("'{}' is required", k));
@@ -291,6 +293,20 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
   if (body.contains("metadata") && !body["metadata"].is_null()) {
     check_metadata(body["metadata"]);
     metadata = body["metadata"];
+  }
+  // OpenAI's output_expires_after: the output and error files expire that long after they are made.
+  int64_t output_expires_after = 0;
+  if (body.contains("output_expires_after") && !body["output_expires_after"].is_null()) {
+    const json& e = body["output_expires_after"];
+    if (!e.is_object()) bad_param("output_expires_after", "'output_expires_after' must be an object");
+    for (const auto& [k, v] : e.items())
+      if (k != "anchor" && k != "seconds")
+        throw ApiError(400, fmt::format("Unrecognized request argument supplied: output_expires_after.{}", k),
+                       "output_expires_after." + k, "", "unknown_parameter");
+    const json anchor = e.value("anchor", json()), seconds = e.value("seconds", json());
+    output_expires_after = expires_after_seconds(
+        "output_expires_after", anchor.is_string() ? anchor.get<std::string>() : anchor.dump(),
+        seconds.is_number_integer() ? std::to_string(seconds.get<int64_t>()) : seconds.dump());
   }
   auto file = ctx.files.get(file_id, caller.owner);
   if (!file)
@@ -336,9 +352,10 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
   auto batch = ctx.batches.add(caller.owner, std::move(object));
   const json answer = batch->snapshot();
   const bool started =
-      ctx.background.start(batch->id, [&ctx, batch, lines, endpoint, caller](const std::function<bool()>& cancelled) {
+      ctx.background.start(batch->id, [&ctx, batch, lines, endpoint, caller,
+                                       output_expires_after](const std::function<bool()>& cancelled) {
         try {
-          run_batch(ctx, batch, *lines, endpoint, caller, cancelled);
+          run_batch(ctx, batch, *lines, endpoint, caller, output_expires_after, cancelled);
         } catch (const std::exception& e) {
           spdlog::error("batch {}: {}", batch->id, e.what());
           set_field(*batch, "status", "failed");

@@ -1,9 +1,10 @@
 // OpenAI Files API, for the Batch API's inputs and outputs: POST /v1/files (multipart upload,
 // purpose "batch"), GET /v1/files (list), GET /v1/files/{id}, GET /v1/files/{id}/content and
 // DELETE /v1/files/{id}, on the bounded in-memory FileStore.
-#include <fmt/format.h>
-
 #include <algorithm>
+#include <optional>
+
+#include <fmt/format.h>
 
 #include "server/body_fields.h"
 #include "server/http_connection.h"
@@ -28,11 +29,16 @@ void handle_upload(ServerContext& ctx, const httplib::Request& req, httplib::Res
   const std::vector<FormPart> parts = parse_multipart(req.get_header_value(kFormTypeHeader), req.body);
   const FormPart* file = nullptr;
   std::string purpose;
+  std::optional<std::string> anchor, seconds;  // expires_after[anchor], expires_after[seconds]
   for (const FormPart& p : parts) {
     if (p.name == "file" && !file && !p.filename.empty()) {
       file = &p;
     } else if (p.name == "purpose" && purpose.empty()) {
       purpose = std::string(p.body);
+    } else if (p.name == "expires_after[anchor]" && !anchor) {
+      anchor = std::string(p.body);
+    } else if (p.name == "expires_after[seconds]" && !seconds) {
+      seconds = std::string(p.body);
     } else {
       throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}", p.name), p.name, "",
                      p.name == "file" || p.name == "purpose" ? "invalid_value" : "unknown_parameter");
@@ -42,8 +48,14 @@ void handle_upload(ServerContext& ctx, const httplib::Request& req, httplib::Res
   if (purpose.empty()) bad_param("purpose", "'purpose' is required");
   if (purpose != "batch")
     unsupported("purpose", fmt::format("'{}' files are not kept here: only 'batch' (the Batch API's input)", purpose));
+  int64_t expires_after = 0;
+  if (anchor || seconds) {
+    if (!anchor || !seconds)
+      bad_param("expires_after", "'expires_after' needs both 'anchor' and 'seconds'");
+    expires_after = expires_after_seconds("expires_after", *anchor, *seconds);
+  }
   auto f = ctx.files.put(new_request_id("file"), request_caller().owner, file->filename.substr(0, 512), purpose,
-                         std::string(file->body));
+                         std::string(file->body), expires_after);
   if (!f)
     throw ApiError(400,
                    fmt::format("The file store is full: {} bytes kept of --max-file-store-mb {} MiB; delete files "

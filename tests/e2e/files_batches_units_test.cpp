@@ -8,6 +8,34 @@
 namespace dpserve {
 namespace {
 
+// OpenAI's expires_after: a file is there until its time, then gone (get, list, content) and its
+// bytes free for others; files without one stay. The store's clock is the test's.
+TEST(FileStore, ExpiredFilesAreGoneAndFreeTheirBytes) {
+  int64_t now = 1000;
+  FileStore s(100, [&] { return now; });
+  auto a = s.put("file-a", "k", "a.jsonl", "batch", std::string(40, 'x'), 3600);
+  auto b = s.put("file-b", "k", "b.jsonl", "batch", std::string(30, 'x'), 7200);
+  auto c = s.put("file-c", "k", "c.jsonl", "batch", std::string(30, 'x'));
+  ASSERT_TRUE(a && b && c);
+  EXPECT_EQ(a->object()["expires_at"], 4600);
+  EXPECT_TRUE(c->object()["expires_at"].is_null());
+  EXPECT_FALSE(s.put("file-d", "k", "d.jsonl", "batch", std::string(10, 'x')));  // 110 > 100
+  now = 4599;
+  EXPECT_TRUE(s.get("file-a", "k"));
+  now = 4600;  // a's time
+  EXPECT_FALSE(s.get("file-a", "k"));
+  EXPECT_EQ(s.bytes(), 60u);
+  EXPECT_EQ(s.list("k").size(), 2u);
+  EXPECT_TRUE(s.put("file-d", "k", "d.jsonl", "batch", std::string(40, 'x')));  // a's bytes are free
+  now = 8200;  // b's too
+  EXPECT_FALSE(s.get("file-b", "k"));
+  EXPECT_EQ(s.bytes(), 70u);
+  std::vector<std::string> ids;
+  for (const auto& f : s.list("k")) ids.push_back(f.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"file-c", "file-d"}));
+  EXPECT_FALSE(s.erase("file-b", "k"));
+}
+
 TEST(FileStore, BoundedInBytesAndByOwner) {
   FileStore s(100);
   auto a = s.put("file-a", "k", "a.jsonl", "batch", std::string(60, 'x'));

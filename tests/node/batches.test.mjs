@@ -200,6 +200,43 @@ tests.push(['cancel: the line in flight stops, lines not started never run; the 
   assert.equal((await oa.chat.completions.create(chatLine('x', 'hi', 2).body)).choices.length, 1);
 }]);
 
+tests.push(['expires_after on uploads and output_expires_after on batches: the files say when they go', async () => {
+  const file = await oa.files.create({ file: await toFile(Buffer.from(jsonl([chatLine('a', 'hi', 2)])), 'e.jsonl'),
+                                       purpose: 'batch', expires_after: { anchor: 'created_at', seconds: 3600 } });
+  assert.equal(file.expires_at, file.created_at + 3600);
+  assert.equal((await oa.files.retrieve(file.id)).expires_at, file.expires_at);
+  const b = await ended((await oa.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions',
+                                                   completion_window: '24h',
+                                                   output_expires_after: { anchor: 'created_at', seconds: 7200 } })).id);
+  assert.equal(b.status, 'completed');
+  const out = await oa.files.retrieve(b.output_file_id);
+  assert.equal(out.expires_at, out.created_at + 7200);
+  // Without one, none.
+  assert.equal((await upload(jsonl([chatLine('b', 'hi', 2)]))).expires_at, null);
+  // OpenAI's bounds: an hour to 30 days, anchored at created_at; both parts.
+  const form = (fields) => {
+    const fd = new FormData();
+    fd.append('purpose', 'batch');
+    fd.append('file', new Blob(['{}\n']), 'x.jsonl');
+    for (const [k, v] of fields) fd.append(k, v);
+    return fetch(`${URL_BASE}/v1/files`, { method: 'POST', body: fd, headers: { Authorization: `Bearer ${API_KEY}` } })
+      .then(async (r) => { const text = await r.text(); return { status: r.status, text, json: JSON.parse(text) }; });
+  };
+  for (const [fields, param] of [
+    [[['expires_after[anchor]', 'created_at'], ['expires_after[seconds]', '3599']], 'expires_after.seconds'],
+    [[['expires_after[anchor]', 'created_at'], ['expires_after[seconds]', '2592001']], 'expires_after.seconds'],
+    [[['expires_after[anchor]', 'last_active_at'], ['expires_after[seconds]', '3600']], 'expires_after.anchor'],
+    [[['expires_after[seconds]', '3600']], 'expires_after'],
+  ]) assertOpenAIError(await form(fields), 400, param);
+  const ok = { input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' };
+  for (const [e, param] of [[{ anchor: 'created_at', seconds: 60 }, 'output_expires_after.seconds'],
+                            [{ anchor: 'created_at', seconds: 3600.5 }, 'output_expires_after.seconds'],
+                            [{ anchor: 'now', seconds: 3600 }, 'output_expires_after.anchor'],
+                            [{ anchor: 'created_at', seconds: 3600, x: 1 }, 'output_expires_after.x'],
+                            ['1h', 'output_expires_after']])
+    assertOpenAIError(await http('POST', '/v1/batches', { ...ok, output_expires_after: e }), 400, param);
+}]);
+
 tests.push(['results that outgrow --max-file-store-mb stop the batch: failed, file_store_full', async () => {
   // Each answer carries 16 tokens x 20 alternatives (~18 KB): 150 of them are ~2.7 MB against the 1 MiB store.
   const n = 150;
