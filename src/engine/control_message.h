@@ -83,7 +83,7 @@ struct OutToken {
   // drafts taken past the request's end, EOS say, are not counted).
   int64_t spec_drafted = 0;
   int64_t spec_accepted = 0;
-  bool spec_predicted = false;  // those drafts were the predicted output's (ScheduledSeq::drafts_given)
+  bool spec_predicted = false;   // those drafts were the predicted output's (ScheduledSeq::drafts_given)
   std::vector<float> embedding;  // Request::pooling: the pooled hidden state (Response::embedding)
   std::vector<float> scores;     // Request::score_ids: their logits (Response::scores)
 };

@@ -48,8 +48,11 @@ void ResponseOutput::close(const char* status, std::vector<json>& ev) {
   ev.push_back({{"type", reasoning ? "response.reasoning_text.done" : "response.output_text.done"}, {"item_id", id},
                 {"output_index", index}, {"content_index", 0}, {"text", text_}});
   if (!reasoning) ev.back()["logprobs"] = logprobs_;
-  ev.push_back({{"type", "response.content_part.done"}, {"item_id", id}, {"output_index", index},
-                {"content_index", 0}, {"part", part(reasoning, text_, logprobs_)}});
+  ev.push_back({{"type", "response.content_part.done"},
+                {"item_id", id},
+                {"output_index", index},
+                {"content_index", 0},
+                {"part", part(reasoning, text_, logprobs_)}});
   ev.push_back({{"type", "response.output_item.done"}, {"output_index", index}, {"item", item}});
 }
 

@@ -394,7 +394,8 @@ ResponsesRequest parse_responses_request(
   int64_t top_logprobs = 0;
   if (const ojson* t = field(b, "top_logprobs"); t && !t->is_null()) {
     if (!t->is_number_integer() || t->get<int64_t>() < 0 || t->get<int64_t>() > RequestLimits::kMaxTopLogprobs)
-      bad_param("top_logprobs", fmt::format("'top_logprobs' must be an integer in [0, {}]", RequestLimits::kMaxTopLogprobs));
+      bad_param("top_logprobs",
+                fmt::format("'top_logprobs' must be an integer in [0, {}]", RequestLimits::kMaxTopLogprobs));
     top_logprobs = t->get<int64_t>();
   }
   if (!is_default("max_tool_calls", {})) unsupported("max_tool_calls", "the number of calls is not limited");

@@ -70,8 +70,8 @@ std::pair<int, json> dispatch(const ServerContext& ctx,
   // Under priority scheduling a line that sets no priority yields to every client's request: the
   // least important value in the scheduler's order.
   if (ctx.opts.priority_scheduling)
-    thread_default_priority() = ctx.opts.low_priority_values_first ? std::numeric_limits<int32_t>::max()
-                                                                   : std::numeric_limits<int32_t>::min();
+    thread_default_priority() =
+        ctx.opts.low_priority_values_first ? std::numeric_limits<int32_t>::max() : std::numeric_limits<int32_t>::min();
   struct Reset {
     ~Reset() {  // the thread may serve other work after the batch
       request_cancelled() = nullptr;
@@ -140,8 +140,8 @@ void run_batch(ServerContext& ctx, const std::shared_ptr<BatchStore::Batch>& bat
       json body;
       if (!lines[i].refused.empty()) {
         status = 400;
-        body = error_body(400, fmt::format("'{}' cannot be true in a batch request", lines[i].refused), lines[i].refused,
-                          "invalid_value");
+        body = error_body(400, fmt::format("'{}' cannot be true in a batch request", lines[i].refused),
+                          lines[i].refused, "invalid_value");
       } else {
         for (;;) {
           std::tie(status, body) = dispatch(ctx, route, endpoint, lines[i].body, caller, stop);
@@ -304,9 +304,9 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
         throw ApiError(400, fmt::format("Unrecognized request argument supplied: output_expires_after.{}", k),
                        "output_expires_after." + k, "", "unknown_parameter");
     const json anchor = e.value("anchor", json()), seconds = e.value("seconds", json());
-    output_expires_after = expires_after_seconds(
-        "output_expires_after", anchor.is_string() ? anchor.get<std::string>() : anchor.dump(),
-        seconds.is_number_integer() ? std::to_string(seconds.get<int64_t>()) : seconds.dump());
+    output_expires_after =
+        expires_after_seconds("output_expires_after", anchor.is_string() ? anchor.get<std::string>() : anchor.dump(),
+                              seconds.is_number_integer() ? std::to_string(seconds.get<int64_t>()) : seconds.dump());
   }
   auto file = ctx.files.get(file_id, caller.owner);
   if (!file)
@@ -351,9 +351,8 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
   }
   auto batch = ctx.batches.add(caller.owner, std::move(object));
   const json answer = batch->snapshot();
-  const bool started =
-      ctx.background.start(batch->id, [&ctx, batch, lines, endpoint, caller,
-                                       output_expires_after](const std::function<bool()>& cancelled) {
+  const bool started = ctx.background.start(
+      batch->id, [&ctx, batch, lines, endpoint, caller, output_expires_after](const std::function<bool()>& cancelled) {
         try {
           run_batch(ctx, batch, *lines, endpoint, caller, output_expires_after, cancelled);
         } catch (const std::exception& e) {

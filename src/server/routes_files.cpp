@@ -50,8 +50,7 @@ void handle_upload(ServerContext& ctx, const httplib::Request& req, httplib::Res
     unsupported("purpose", fmt::format("'{}' files are not kept here: only 'batch' (the Batch API's input)", purpose));
   int64_t expires_after = 0;
   if (anchor || seconds) {
-    if (!anchor || !seconds)
-      bad_param("expires_after", "'expires_after' needs both 'anchor' and 'seconds'");
+    if (!anchor || !seconds) bad_param("expires_after", "'expires_after' needs both 'anchor' and 'seconds'");
     expires_after = expires_after_seconds("expires_after", *anchor, *seconds);
   }
   auto f = ctx.files.put(new_request_id("file"), request_caller().owner, file->filename.substr(0, 512), purpose,

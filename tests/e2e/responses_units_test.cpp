@@ -278,8 +278,10 @@ TEST(ResponseOutput, WhitespaceOnlyOutputIsMessageText) {
 // blank line a parser drops after </think>, not the tool call's tokens, not a final EOS; however the
 // tokens were grouped into deliveries (one each, all at once, or split between the tags).
 TEST(ResponseOutput, LogprobsGoToTheMessageTokensOnly) {
-  const std::vector<std::string> tokens = {"<think>", "hm", "</think>", "\n\n", "Hi", " there", "<tool_call>",
-                                           R"({"name": "f", "arguments": {}})", "</tool_call>", "<|im_end|>"};
+  const std::vector<std::string> tokens = {
+      "<think>",      "hm",        "</think>",    "\n\n",
+      "Hi",           " there",    "<tool_call>", R"({"name": "f", "arguments": {}})",
+      "</tool_call>", "<|im_end|>"};
   auto entry = [](const std::string& t) {
     json bytes = json::array();
     for (unsigned char c : t) bytes.push_back(int(c));
