@@ -5,12 +5,14 @@
 #include <cmath>
 #include <limits>
 #include <optional>
+#include <set>
 #include <string_view>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include "core/check.h"
+#include "server/body_fields.h"
 #include "server/constraint_parse.h"
 #include "server/json_body.h"
 #include "server/openai_error.h"
@@ -610,7 +612,7 @@ const FieldTable& chat_fields() {
       {"modalities", unsupported},
       {"audio", unsupported},
       {"prediction", prediction},
-      {"reasoning_effort", unsupported},
+      {"reasoning_effort", later},
       {"web_search_options", unsupported},
       {"store", output_neutral},
       {"metadata", output_neutral},
@@ -1231,6 +1233,26 @@ std::string render_chat_prompt(const json& b, const ParseContext& ctx, std::vect
     for (const auto& [k, v] : written["chat_template_kwargs"].items())
       if (k != "messages" && k != "tools" && k != "chat_template") context[k] = v;
   }
+  // OpenAI's reasoning_effort, passed on as vLLM passes it: the template variable of that name (the
+  // templates with reasoning levels, gpt-oss's among them, branch on it) and enable_thinking, off for
+  // "none" and on for a level (Qwen3's switch). chat_template_kwargs may set either, if it agrees.
+  std::string effort;
+  if (const json* e = present(b, "reasoning_effort")) {
+    static const std::set<std::string> kLevels = {"none", "minimal", "low", "medium", "high", "xhigh"};
+    if (!e->is_string() || !kLevels.count(e->get<std::string>()))
+      bad_param("reasoning_effort", "'reasoning_effort' must be one of none, minimal, low, medium, high, xhigh");
+    effort = e->get<std::string>();
+    auto pass = [&](const char* var, const ojson& v) {
+      if (!context.contains(var)) {
+        context[var] = v;
+      } else if (context[var] != v) {
+        bad_param("reasoning_effort", fmt::format("'reasoning_effort' \"{}\" contradicts chat_template_kwargs.{} ({})",
+                                                  effort, var, context[var].dump()));
+      }
+    };
+    pass("reasoning_effort", effort);
+    pass("enable_thinking", effort != "none");
+  }
   // vLLM's chat and /tokenize take add_generation_prompt as a field of its own.
   if (const json* g = present(b, "add_generation_prompt")) {
     if (!g->is_boolean()) bad_param("add_generation_prompt", "'add_generation_prompt' must be a boolean");
@@ -1269,11 +1291,28 @@ std::string render_chat_prompt(const json& b, const ParseContext& ctx, std::vect
   if (generation_prompt) *generation_prompt = context["add_generation_prompt"] != ojson(false);
   context["bos_token"] = ctx.tok ? ctx.tok->bos_token() : "";
   context["eos_token"] = ctx.tok ? ctx.tok->eos_token() : "";
-  std::string text;
-  try {
-    text = own ? own->render(context) : ctx.chat_template->render(context);
-  } catch (const Error& e) {
-    throw ApiError(400, fmt::format("The chat template could not format these messages: {}", e.what()), "messages");
+  auto render = [&](const ojson& c) {
+    try {
+      return own ? own->render(c) : ctx.chat_template->render(c);
+    } catch (const Error& e) {
+      throw ApiError(400, fmt::format("The chat template could not format these messages: {}", e.what()), "messages");
+    }
+  };
+  std::string text = render(context);
+  // A level the template does not read would be ignored in silence: the prompt without the two
+  // variables must differ. "none" may also be met by a model that does not reason at all.
+  if (!effort.empty()) {
+    ojson without = context;
+    without.erase("reasoning_effort");
+    without.erase("enable_thinking");
+    if (render(without) == text && (effort != "none" || ctx.reasoning_parser != ReasoningParser::kNone))
+      unsupported("reasoning_effort",
+                        effort == "none" ? "this model's chat template cannot turn thinking off (it reads neither "
+                                           "reasoning_effort nor enable_thinking)"
+                                         : fmt::format("\"{}\" would change nothing: this model's chat template has no "
+                                                       "reasoning levels (it reads no reasoning_effort); only \"none\", "
+                                                       "which turns thinking off, or thinking_token_budget can be asked of it",
+                                                       effort));
   }
   return continue_final ? continue_final_text(text, final_content) : text;
 }

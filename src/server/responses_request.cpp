@@ -328,6 +328,7 @@ std::string responses_param(const std::string& p) {
       {"response_format", "text.format"},
       {"max_completion_tokens", "max_output_tokens"},
       {"messages", "input"},
+      {"reasoning_effort", "reasoning.effort"},
   };
   for (const auto& [from, to] : kMap)
     if (p.rfind(from, 0) == 0) return from == "messages" ? "input" : to + p.substr(from.size());
@@ -344,6 +345,7 @@ std::string responses_message(std::string m) {
       {"'response_format'", "'text.format'"},
       {"max_completion_tokens", "max_output_tokens"},
       {"'messages'", "'input'"},
+      {"'reasoning_effort'", "'reasoning.effort'"},
       {"/v1/chat/completions", "/v1/responses"},
   };
   for (const auto& [from, to] : kMap)
@@ -412,20 +414,18 @@ ResponsesRequest parse_responses_request(
                   fmt::format("'{}' is not produced here", (*inc)[i].is_string() ? (*inc)[i].get<std::string>() : "?"));
     }
   }
-  bool no_thinking = false;
+  // reasoning.effort is chat's reasoning_effort: the template's variable and its enable_thinking.
+  ojson effort;
   if (const ojson* r = field(b, "reasoning")) {
     if (!r->is_object()) bad_param("reasoning", "'reasoning' must be an object");
     only_keys(*r, "reasoning", {"effort", "summary", "generate_summary"});
     for (const auto& [k, v] : r->items()) {
       if (v.is_null()) continue;
-      // "none" turns thinking off where the template can (Qwen3's enable_thinking); other levels
-      // and summaries are the model's own business.
-      if (k == "effort" && v == "none") {
-        no_thinking = true;
+      if (k == "effort") {
+        effort = v;
         continue;
       }
-      unsupported("reasoning." + k, k == "effort" ? "only \"none\" (no thinking) can be asked of this model"
-                                                 : "reasoning is returned as the model wrote it, not summarized");
+      unsupported("reasoning." + k, "reasoning is returned as the model wrote it, not summarized");
     }
   }
   for (const char* k : {"prompt_cache_key", "safety_identifier", "user"})
@@ -507,7 +507,7 @@ ResponsesRequest parse_responses_request(
   if (const ojson* t = field(b, "text"))
     if (ojson rf = chat_response_format(*t, rr.echo); !rf.is_null()) chat["response_format"] = std::move(rf);
 
-  if (no_thinking) chat["chat_template_kwargs"] = {{"enable_thinking", false}};
+  if (!effort.is_null()) chat["reasoning_effort"] = effort;
   auto parse_from = [&](size_t from) {
     chat["messages"] = messages_from(from);
     const std::string chat_text = chat.dump();
@@ -524,8 +524,6 @@ ResponsesRequest parse_responses_request(
     throw ApiError(e.status(), responses_message(e.what()), responses_param(e.param()), e.type(), e.code());
   }
 
-  if (no_thinking && !rr.spec.reasoning_closed)
-    unsupported("reasoning.effort", "this model's chat template cannot turn thinking off (it has no enable_thinking)");
   // What the Response object reports back.
   auto echo = [&](const char* k, json dflt) {
     const ojson* v = field(b, k);
@@ -546,7 +544,7 @@ ResponsesRequest parse_responses_request(
   rr.echo["truncation"] = truncate_auto ? "auto" : "disabled";
   echo("service_tier", "default");
   rr.echo["previous_response_id"] = rr.previous_response_id.empty() ? json(nullptr) : json(rr.previous_response_id);
-  rr.echo["reasoning"] = {{"effort", no_thinking ? json("none") : json(nullptr)}, {"summary", nullptr}};
+  rr.echo["reasoning"] = {{"effort", json::parse(effort.dump())}, {"summary", nullptr}};
   rr.echo["store"] = rr.store;
   rr.echo["background"] = rr.background;
   return rr;

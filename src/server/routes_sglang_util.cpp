@@ -32,7 +32,7 @@ void handle_tokenize(ServerContext& ctx, const httplib::Request& req, httplib::R
   const json b = read_json_body(ctx, req, [](std::string_view k) {
     return k == "model" || k == "prompt" || k == "add_special_tokens" || k == "messages" || k == "tools" ||
            k == "chat_template_kwargs" || k == "add_generation_prompt" || k == "continue_final_message" ||
-           k == "chat_template" || k == "documents";
+           k == "chat_template" || k == "documents" || k == "reasoning_effort";
   });
   check_model_field(ctx, b);
   const bool chat = b.contains("messages");
@@ -52,7 +52,7 @@ void handle_tokenize(ServerContext& ctx, const httplib::Request& req, httplib::R
     return;
   }
   for (const char* k : {"tools", "chat_template_kwargs", "add_generation_prompt", "continue_final_message", "chat_template",
-                        "documents"})
+                        "documents", "reasoning_effort"})
     if (b.contains(k)) bad_param(k, fmt::format("'{}' goes with 'messages'", k));
   auto p = b.find("prompt");
   if (p == b.end() || !(p->is_string() || p->is_array()))

@@ -24,6 +24,8 @@ from chat_template_check import CONVERSATIONS, TOOLS, hf_env  # noqa: E402
 
 host, port = os.environ["DPSERVE_URL"].rsplit("//", 1)[1].split(":")
 failures = []
+# The server runs a reasoning parser (REASONING=1): "none" must then turn thinking off.
+REASONING = os.environ.get("REASONING") == "1"
 
 
 def check(ok, what):
@@ -92,6 +94,14 @@ cases += [
     ("field_no_generation_prompt", {"messages": [{"role": "user", "content": "hi"}], "add_generation_prompt": False}),
     ("kwargs_no_thinking", {"messages": [{"role": "user", "content": "hi"}],
                             "chat_template_kwargs": {"enable_thinking": False}}),
+    # OpenAI's reasoning_effort, as vLLM passes it: the template's reasoning_effort, and enable_thinking
+    # false for "none", true for a level.
+    ("effort_none", {"messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "none"}),
+    ("effort_high", {"messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "high"}),
+    ("effort_none_kwargs_agree", {"messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "none",
+                                  "chat_template_kwargs": {"enable_thinking": False}}),
+    ("effort_low_kwargs_agree", {"messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "low",
+                                 "chat_template_kwargs": {"enable_thinking": True}}),
     # continue_final_message: vLLM's form (with add_generation_prompt false), SGLang's (alone), trailing
     # whitespace a template may strip, a content list, and a final user message.
     ("continue_final", {"messages": [{"role": "user", "content": "Write a haiku"},
@@ -126,6 +136,21 @@ for name, body in cases:
         ctx["add_generation_prompt"] = body["add_generation_prompt"]
     if body.get("continue_final_message"):
         ctx["add_generation_prompt"] = False
+    effort = body.get("reasoning_effort")
+    if effort is not None:
+        # (chat_template_kwargs may set the same variables, agreeing.)
+        added = {"reasoning_effort": effort, "enable_thinking": effort != "none"}
+        base = {k: v for k, v in ctx.items() if k not in added}
+        # A level the template does not read would change nothing: the server refuses it ("none" also
+        # holds for a model without a reasoning parser, which does not think in parsed blocks).
+        same = env.from_string(template).render(**base) == env.from_string(template).render(**base, **added)
+        if same and (effort != "none" or REASONING):
+            for path in ("/tokenize", "/v1/chat/completions"):
+                status, e = post(path, {**body, "max_tokens": 1} if path != "/tokenize" else body)
+                check(status == 400 and e["error"]["param"] == "reasoning_effort",
+                      f"{name}: the template ignores it: {path} {status} naming {e.get('error', {}).get('param')}")
+            continue
+        ctx.update(added)
     try:
         text = env.from_string(template).render(**ctx)
         if body.get("continue_final_message"):
@@ -160,6 +185,14 @@ for path in ("/tokenize", "/v1/chat/completions"):
                          else {"messages": two, **extra})
         check(status == 400 and e["error"]["param"] == "continue_final_message",
               f"{path}: continue_final_message {what}: {status} naming it ({e.get('error', {}).get('param')})")
+for bad in ("max", 2, ""):
+    status, e = post("/v1/chat/completions", {"messages": two, "max_tokens": 1, "reasoning_effort": bad})
+    check(status == 400 and e["error"]["param"] == "reasoning_effort", f"reasoning_effort {bad!r}: {status} naming it")
+status, e = post("/v1/chat/completions", {"messages": two, "max_tokens": 1, "reasoning_effort": "none",
+                                          "chat_template_kwargs": {"enable_thinking": True}})
+check(status == 400 and e["error"]["param"] == "reasoning_effort", f"reasoning_effort contradicting kwargs: {status}")
+status, e = post("/tokenize", {"prompt": "x", "reasoning_effort": "none"})
+check(status == 400 and e["error"]["param"] == "reasoning_effort", f"reasoning_effort without messages: {status}")
 status, e = post("/tokenize", {"prompt": "x", "continue_final_message": True})
 check(status == 400 and e["error"]["param"] == "continue_final_message",
       f"continue_final_message without messages: {status} naming it")

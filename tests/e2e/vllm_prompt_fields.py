@@ -333,6 +333,29 @@ def request_template():
                                              "documents": bad if isinstance(bad, (str, list)) else [bad]})
         err = b.get("error", {}) if isinstance(b, dict) else {}
         check(s == 400 and err.get("param") == "documents", f"bad documents {bad!r}: 400 naming it ({s} {err})")
+    # OpenAI's reasoning_effort reaches a template with reasoning levels (gpt-oss's convention: a
+    # "Reasoning: <level>" line) as the variable of that name; one that reads none of it refuses a level.
+    levels_tmpl = "{% if reasoning_effort is defined %}Reasoning: {{ reasoning_effort }}\n{% endif %}" + tmpl
+    for level in ("low", "high", "none"):
+        s, want = post("/tokenize", {"prompt": f"Reasoning: {level}\n" + want_text, "add_special_tokens": False})
+        s2, got = post("/tokenize", {"messages": messages, "chat_template": levels_tmpl, "reasoning_effort": level})
+        check(s == 200 and s2 == 200 and got["tokens"] == want["tokens"],
+              f"reasoning_effort {level} reaches the template ({s2} {got})")
+        s, b = post("/v1/chat/completions", {"messages": messages, "max_tokens": 1, "chat_template": levels_tmpl,
+                                             "reasoning_effort": level})
+        check(s == 200 and b["usage"]["prompt_tokens"] == len(want["tokens"]),
+              f"chat renders reasoning_effort {level} ({s} {str(b)[:200]})")
+    s, b = post("/v1/chat/completions", {"messages": messages, "max_tokens": 1, "chat_template": levels_tmpl,
+                                         "reasoning_effort": "high", "chat_template_kwargs": {"reasoning_effort": "low"}})
+    err = b.get("error", {}) if isinstance(b, dict) else {}
+    check(s == 400 and err.get("param") == "reasoning_effort", f"a level that kwargs contradict: 400 ({s} {err})")
+    for level in ("high", "none"):
+        s, b = post("/v1/chat/completions", {"messages": messages, "max_tokens": 1, "chat_template": tmpl,
+                                             "reasoning_effort": level})
+        err = b.get("error", {}) if isinstance(b, dict) else {}
+        # This model has no reasoning parser: "none" is what it does anyway; a level would be ignored.
+        check((s == 200) if level == "none" else (s == 400 and err.get("param") == "reasoning_effort"),
+              f"reasoning_effort {level} on a template without levels ({s} {err})")
 
 
 def refusals():
