@@ -29,6 +29,20 @@ namespace {
 constexpr size_t kMaxLines = 50000;     // OpenAI's bound on a batch's requests
 constexpr size_t kMaxErrors = 100;      // validation errors reported
 constexpr size_t kMaxLinesInFlight = 256;  // a thread each
+constexpr int64_t kMaxWindowSeconds = 30 * 86400;
+
+// completion_window: OpenAI's "24h", or another span as "<N>s|m|h|d" (Groq takes "24h" to "7d"; a
+// CPU host may need longer for a big batch, a test shorter), from a second to 30 days.
+int64_t completion_window_seconds(const std::string& w) {
+  int64_t n = 0;
+  size_t i = 0;
+  for (; i < w.size() && i < 8 && w[i] >= '0' && w[i] <= '9'; ++i) n = n * 10 + (w[i] - '0');
+  const int64_t unit = i + 1 != w.size() ? 0 : w[i] == 's' ? 1 : w[i] == 'm' ? 60 : w[i] == 'h' ? 3600 : w[i] == 'd' ? 86400 : 0;
+  if (i == 0 || unit == 0 || n * unit < 1 || n * unit > kMaxWindowSeconds)
+    bad_param("completion_window", "'completion_window' must be a span such as \"24h\" (OpenAI's value): a number "
+                                   "and s, m, h or d, from 1s to 30d");
+  return n * unit;
+}
 
 // Lines in flight at once: as many as the engine runs (--max-running-requests in each DP group), so
 // that a batch fills the engine's steps as that many clients would; more would only wait in its queue.
@@ -118,10 +132,12 @@ void set_field(BatchStore::Batch& b, const char* key, json value) {
 // The batch's run: its lines through the route, lines_in_flight() at a time (a 429 from the queue
 // bounds is retried), then its output and error files. Cancelled, the lines not yet started never
 // run and those running stop (a line stopped counts nowhere); the files hold the lines that ended.
-// Results that outgrow the file store stop it the same way, and it fails (file_store_full).
+// Results that outgrow the file store stop it the same way, and it fails (file_store_full). At the
+// completion window's end it stops the same way and expires: as OpenAI's, each line that did not end
+// goes to the error file as batch_expired.
 void run_batch(ServerContext& ctx, const std::shared_ptr<BatchStore::Batch>& batch, const std::vector<Line>& lines,
                const std::string& endpoint, const Caller& caller, int64_t output_expires_after,
-               const std::function<bool()>& cancelled) {
+               std::chrono::steady_clock::time_point deadline, const std::function<bool()>& cancelled) {
   const auto& route = ctx.batch_routes.at(endpoint);
   set_field(*batch, "status", "in_progress");
   set_field(*batch, "in_progress_at", now_s());
@@ -133,7 +149,8 @@ void run_batch(ServerContext& ctx, const std::shared_ptr<BatchStore::Batch>& bat
   const size_t room = ctx.files.max_bytes() - std::min(ctx.files.max_bytes(), ctx.files.bytes());
   std::atomic<size_t> held{0};
   std::atomic<bool> full{false};
-  const std::function<bool()> stop = [&] { return cancelled() || full.load(); };
+  const auto expired = [&] { return std::chrono::steady_clock::now() >= deadline; };
+  const std::function<bool()> stop = [&] { return cancelled() || full.load() || expired(); };
   auto worker = [&] {
     for (size_t i; !stop() && (i = next.fetch_add(1)) < lines.size();) {
       int status = 0;
@@ -171,11 +188,28 @@ void run_batch(ServerContext& ctx, const std::shared_ptr<BatchStore::Batch>& bat
     worker();
     for (auto& t : pool) t.join();
   }
+  // (A batch whose last line ended just at the deadline is complete.)
+  const bool expire =
+      !cancelled() && !full && expired() && std::find(ran.begin(), ran.end(), char(0)) != ran.end();
   set_field(*batch, "status", cancelled() ? "cancelling" : "finalizing");
   set_field(*batch, "finalizing_at", now_s());
   std::string out, err;
-  for (size_t i = 0; i < lines.size() && !full; ++i)
-    if (ran[i]) (ok[i] ? out : err) += results[i] + "\n";
+  size_t not_ended = 0;
+  for (size_t i = 0; i < lines.size() && !full; ++i) {
+    if (ran[i]) {
+      (ok[i] ? out : err) += results[i] + "\n";
+    } else if (expire) {
+      ++not_ended;
+      err += json{{"id", new_underscore_id("batch_req")},
+                  {"custom_id", lines[i].custom_id},
+                  {"response", nullptr},
+                  {"error",
+                   {{"code", "batch_expired"},
+                    {"message", "This request could not be executed before the completion window expired."}}}}
+                 .dump() +
+             "\n";
+    }
+  }
   results = {};
   auto keep = [&](std::string& text, const char* key, const char* name) {
     if (text.empty()) return true;
@@ -197,6 +231,11 @@ void run_batch(ServerContext& ctx, const std::shared_ptr<BatchStore::Batch>& bat
   } else if (cancelled()) {
     batch->object["status"] = "cancelled";
     batch->object["cancelled_at"] = now_s();
+  } else if (expire) {
+    batch->object["status"] = "expired";
+    batch->object["expired_at"] = now_s();
+    json& counts = batch->object["request_counts"];
+    counts["failed"] = counts["failed"].get<int64_t>() + int64_t(not_ended);
   } else {
     batch->object["status"] = "completed";
     batch->object["completed_at"] = now_s();
@@ -284,7 +323,8 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
   };
   const std::string file_id = string_field("input_file_id");
   const std::string endpoint = string_field("endpoint");
-  if (string_field("completion_window") != "24h") bad_param("completion_window", "'completion_window' must be \"24h\"");
+  const std::string window = string_field("completion_window");
+  const int64_t window_s = completion_window_seconds(window);
   if (!ctx.batch_routes.count(endpoint))
     bad_param("endpoint", fmt::format("'{}' is not a batch endpoint here: /v1/chat/completions, /v1/completions, "
                                       "/v1/responses or /v1/embeddings",
@@ -326,13 +366,13 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
                  {"endpoint", endpoint},
                  {"errors", nullptr},
                  {"input_file_id", file_id},
-                 {"completion_window", "24h"},
+                 {"completion_window", window},
                  {"status", "validating"},
                  {"output_file_id", nullptr},
                  {"error_file_id", nullptr},
                  {"created_at", created},
                  {"in_progress_at", nullptr},
-                 {"expires_at", created + 86400},
+                 {"expires_at", created + window_s},
                  {"finalizing_at", nullptr},
                  {"completed_at", nullptr},
                  {"failed_at", nullptr},
@@ -351,10 +391,12 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
   }
   auto batch = ctx.batches.add(caller.owner, std::move(object));
   const json answer = batch->snapshot();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(window_s);
   const bool started = ctx.background.start(
-      batch->id, [&ctx, batch, lines, endpoint, caller, output_expires_after](const std::function<bool()>& cancelled) {
+      batch->id,
+      [&ctx, batch, lines, endpoint, caller, output_expires_after, deadline](const std::function<bool()>& cancelled) {
         try {
-          run_batch(ctx, batch, *lines, endpoint, caller, output_expires_after, cancelled);
+          run_batch(ctx, batch, *lines, endpoint, caller, output_expires_after, deadline, cancelled);
         } catch (const std::exception& e) {
           spdlog::error("batch {}: {}", batch->id, e.what());
           set_field(*batch, "status", "failed");

@@ -200,6 +200,39 @@ tests.push(['cancel: the line in flight stops, lines not started never run; the 
   assert.equal((await oa.chat.completions.create(chatLine('x', 'hi', 2).body)).choices.length, 1);
 }]);
 
+tests.push(['completion_window: at its end the line in flight stops and the batch expires; what ended is kept', async () => {
+  // One line in flight (--max-running-requests 1): 'a' ends at once, 'b' runs ~4000 tokens (seconds on
+  // this model), 'c' waits. The window of 2 s ends during 'b'.
+  const long = { ...chatLine('b', 'go on', 4000), body: { ...chatLine('b', 'go on', 4000).body, ignore_eos: true } };
+  const file = await upload(jsonl([chatLine('a', 'hi', 2), long, chatLine('c', 'hi', 2)]));
+  const generated = async () => Number((await http('GET', '/metrics')).text.match(/^dpserve_generation_tokens_total (\d+)$/m)[1]);
+  const before = await generated();
+  const created = await oa.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions',
+                                            completion_window: '2s' });
+  assert.equal(created.completion_window, '2s');
+  assert.equal(created.expires_at, created.created_at + 2);
+  const b = await ended(created.id);
+  assert.equal(b.status, 'expired', JSON.stringify(b));
+  assert.ok(b.expired_at >= created.created_at + 2 && b.completed_at === null, JSON.stringify(b));
+  assert.deepEqual(b.request_counts, { total: 3, completed: 1, failed: 2 });
+  const out = await linesOf(b.output_file_id);
+  assert.deepEqual(out.map((l) => l.custom_id), ['a']);
+  assert.equal(out[0].response.status_code, 200);
+  const errs = await linesOf(b.error_file_id);
+  assert.deepEqual(errs.map((l) => l.custom_id), ['b', 'c']);
+  for (const e of errs) {
+    assert.equal(e.response, null);
+    assert.equal(e.error.code, 'batch_expired');
+    assert.match(e.id, /^batch_req_/);
+  }
+  // 'b' was stopped at the deadline, not run to its end: once the engine is idle, fewer than its
+  // 4000 tokens were generated (and the engine serves the next request).
+  const r = await oa.chat.completions.create(chatLine('x', 'hi', 2).body);
+  assert.equal(r.choices[0].finish_reason, 'length');
+  const made = (await generated()) - before;
+  assert.ok(made >= 2 + 2 && made < 2 + 4000 + 2, `${made} tokens generated`);
+}]);
+
 tests.push(['expires_after on uploads and output_expires_after on batches: the files say when they go', async () => {
   const file = await oa.files.create({ file: await toFile(Buffer.from(jsonl([chatLine('a', 'hi', 2)])), 'e.jsonl'),
                                        purpose: 'batch', expires_after: { anchor: 'created_at', seconds: 3600 } });
@@ -300,7 +333,7 @@ tests.push(['bad requests are 400s / 404s naming the field; the store bound', as
   const ok = { input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' };
   for (const [body, param] of [
     [{ ...ok, endpoint: '/v1/moderations' }, 'endpoint'],
-    [{ ...ok, completion_window: '1h' }, 'completion_window'],
+    ...['0h', '24', 'h', '31d', '24H', '1.5h', 24].map((w) => [{ ...ok, completion_window: w }, 'completion_window']),
     [{ ...ok, input_file_id: 5 }, 'input_file_id'],
     [{ endpoint: ok.endpoint, completion_window: '24h' }, 'input_file_id'],
     [{ ...ok, extra: 1 }, 'extra'],
