@@ -8,12 +8,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <limits>
-#include <thread>
 #include <unordered_set>
 
 #include "core/check.h"
-#include "server/generation.h"
+#include "server/batch_lines.h"
 #include "server/openai_error.h"
 #include "server/request_id.h"
 #include "server/request_parse.h"
@@ -28,7 +26,6 @@ namespace {
 
 constexpr size_t kMaxLines = 50000;     // OpenAI's bound on a batch's requests
 constexpr size_t kMaxErrors = 100;      // validation errors reported
-constexpr size_t kMaxLinesInFlight = 256;  // a thread each
 constexpr int64_t kMaxWindowSeconds = 30 * 86400;
 
 // completion_window: OpenAI's "24h", or another span as "<N>s|m|h|d" (Groq takes "24h" to "7d"; a
@@ -44,84 +41,11 @@ int64_t completion_window_seconds(const std::string& w) {
   return n * unit;
 }
 
-// Lines in flight at once: as many as the engine runs (--max-running-requests in each DP group), so
-// that a batch fills the engine's steps as that many clients would; more would only wait in its queue.
-size_t lines_in_flight(const ServerContext& ctx) {
-  const int64_t per_group = ctx.info.is_object() ? ctx.info.value("max_running_requests", int64_t(8)) : 8;
-  return std::clamp<size_t>(size_t(std::max<int64_t>(per_group, 1)) * size_t(std::max(ctx.engine.dp_size(), 1)), 1,
-                            kMaxLinesInFlight);
-}
-
-struct Line {
-  std::string custom_id;
-  std::string body;  // JSON text
-  std::string refused;  // a field a batch line cannot have ("stream", "background"), if set
-};
-
 int64_t now_s() { return unix_seconds(); }
 
 [[noreturn]] void batch_not_found(const std::string& id) {
   throw ApiError(404, fmt::format("No such Batch object: {}", id), "batch_id", "invalid_request_error",
                  "batch_not_found");
-}
-
-// One line through its route as the HTTP server would run it, on this thread: the caller's
-// identity, a fresh access record, the route's exceptions turned into the error body a client gets,
-// a streamed reply (embeddings) read whole.
-std::pair<int, json> dispatch(const ServerContext& ctx,
-                              const std::function<void(const httplib::Request&, httplib::Response&)>& route,
-                              const std::string& path, const std::string& body, const Caller& caller,
-                              const std::function<bool()>& cancelled) {
-  httplib::Request req;
-  req.method = "POST";
-  req.path = path;
-  req.version = "HTTP/1.1";
-  req.body = body;
-  req.set_header("Content-Type", "application/json");
-  httplib::Response res;
-  request_caller() = caller;
-  request_cancelled() = cancelled;  // the route stops the line as it would for a client gone
-  // Under priority scheduling a line that sets no priority yields to every client's request: the
-  // least important value in the scheduler's order.
-  if (ctx.opts.priority_scheduling)
-    thread_default_priority() =
-        ctx.opts.low_priority_values_first ? std::numeric_limits<int32_t>::max() : std::numeric_limits<int32_t>::min();
-  struct Reset {
-    ~Reset() {  // the thread may serve other work after the batch
-      request_cancelled() = nullptr;
-      thread_default_priority().reset();
-    }
-  } reset;
-  access_info() = AccessInfo{};
-  access_info().start = std::chrono::steady_clock::now();
-  try {
-    route(req, res);
-    if (res.status == 499) return {499, nullptr};  // stopped: the batch was cancelled
-    if (res.content_provider_) {
-      std::string out;
-      bool done = false;
-      httplib::DataSink sink;
-      sink.write = [&](const char* d, size_t n) {
-        out.append(d, n);
-        return true;
-      };
-      sink.done = [&] { done = true; };
-      sink.is_writable = [] { return true; };
-      while (!done)
-        if (!res.content_provider_(out.size(), 0, sink))
-          return {500, error_body(500, "The reply could not be completed", "", "engine_fault")};
-      res.body = std::move(out);
-    }
-    json j = json::parse(res.body, nullptr, false);
-    if (j.is_discarded()) return {500, error_body(500, "The reply was not JSON")};
-    return {res.status > 0 ? res.status : 200, std::move(j)};
-  } catch (const ApiError& e) {
-    return {e.status(), e.body()};
-  } catch (const Error& e) {
-    return {400, error_body(400, e.what())};
-  } catch (const std::exception& e) {
-    return {500, error_body(500, fmt::format("Internal server error: {}", e.what()))};
-  }
 }
 
 void set_field(BatchStore::Batch& b, const char* key, json value) {
@@ -135,7 +59,7 @@ void set_field(BatchStore::Batch& b, const char* key, json value) {
 // Results that outgrow the file store stop it the same way, and it fails (file_store_full). At the
 // completion window's end it stops the same way and expires: as OpenAI's, each line that did not end
 // goes to the error file as batch_expired.
-void run_batch(ServerContext& ctx, const std::shared_ptr<BatchStore::Batch>& batch, const std::vector<Line>& lines,
+void run_batch(ServerContext& ctx, const std::shared_ptr<BatchStore::Batch>& batch, const std::vector<BatchLine>& lines,
                const std::string& endpoint, const Caller& caller, int64_t output_expires_after,
                std::chrono::steady_clock::time_point deadline, const std::function<bool()>& cancelled) {
   const auto& route = ctx.batch_routes.at(endpoint);
@@ -143,7 +67,6 @@ void run_batch(ServerContext& ctx, const std::shared_ptr<BatchStore::Batch>& bat
   set_field(*batch, "in_progress_at", now_s());
   std::vector<std::string> results(lines.size());
   std::vector<char> ok(lines.size(), 0), ran(lines.size(), 0);
-  std::atomic<size_t> next{0};
   // The results are held here until the end, then become files: once they outgrow the store's room,
   // nothing more runs (memory stays bounded by --max-file-store-mb, not by the input's 50,000 lines).
   const size_t room = ctx.files.max_bytes() - std::min(ctx.files.max_bytes(), ctx.files.bytes());
@@ -151,43 +74,19 @@ void run_batch(ServerContext& ctx, const std::shared_ptr<BatchStore::Batch>& bat
   std::atomic<bool> full{false};
   const auto expired = [&] { return std::chrono::steady_clock::now() >= deadline; };
   const std::function<bool()> stop = [&] { return cancelled() || full.load() || expired(); };
-  auto worker = [&] {
-    for (size_t i; !stop() && (i = next.fetch_add(1)) < lines.size();) {
-      int status = 0;
-      json body;
-      if (!lines[i].refused.empty()) {
-        status = 400;
-        body = error_body(400, fmt::format("'{}' cannot be true in a batch request", lines[i].refused),
-                          lines[i].refused, "invalid_value");
-      } else {
-        for (;;) {
-          std::tie(status, body) = dispatch(ctx, route, endpoint, lines[i].body, caller, stop);
-          if (status != 429 || stop()) break;
-          std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the queue is full: wait for room
-        }
-      }
-      if (status == 499) break;  // cancelled while it ran: as a line that never started
-      results[i] = json{
-          {"id", new_underscore_id("batch_req")},
-          {"custom_id", lines[i].custom_id},
-          {"response", {{"status_code", status}, {"request_id", new_underscore_id("req")}, {"body", body}}},
-          {"error",
-           nullptr}}.dump();
-      ok[i] = status == 200;
-      ran[i] = 1;
-      if (held.fetch_add(results[i].size() + 1) + results[i].size() + 1 > room) full = true;
-      std::lock_guard<std::mutex> lk(batch->mu);
-      json& counts = batch->object["request_counts"];
-      counts[status == 200 ? "completed" : "failed"] =
-          counts[status == 200 ? "completed" : "failed"].get<int64_t>() + 1;
-    }
-  };
-  {
-    std::vector<std::thread> pool;
-    for (size_t t = 1; t < std::min(lines_in_flight(ctx), lines.size()); ++t) pool.emplace_back(worker);
-    worker();
-    for (auto& t : pool) t.join();
-  }
+  run_batch_lines(ctx, route, endpoint, lines, caller, stop, [&](size_t i, int status, json body) {
+    results[i] = json{{"id", new_underscore_id("batch_req")},
+                      {"custom_id", lines[i].custom_id},
+                      {"response", {{"status_code", status}, {"request_id", new_underscore_id("req")}, {"body", body}}},
+                      {"error", nullptr}}
+                     .dump();
+    ok[i] = status == 200;
+    ran[i] = 1;
+    if (held.fetch_add(results[i].size() + 1) + results[i].size() + 1 > room) full = true;
+    std::lock_guard<std::mutex> lk(batch->mu);
+    json& counts = batch->object["request_counts"];
+    counts[status == 200 ? "completed" : "failed"] = counts[status == 200 ? "completed" : "failed"].get<int64_t>() + 1;
+  });
   // (A batch whose last line ended just at the deadline is complete.)
   const bool expire =
       !cancelled() && !full && expired() && std::find(ran.begin(), ran.end(), char(0)) != ran.end();
@@ -248,8 +147,8 @@ void run_batch(ServerContext& ctx, const std::shared_ptr<BatchStore::Batch>& bat
 
 // The input file's lines, checked as OpenAI checks them: each a JSON object with a unique
 // custom_id, method POST, the batch's url and a body object. Problems go to `errors` with their line.
-std::vector<Line> read_lines(const std::string& text, const std::string& endpoint, json& errors) {
-  std::vector<Line> lines;
+std::vector<BatchLine> read_lines(const std::string& text, const std::string& endpoint, json& errors) {
+  std::vector<BatchLine> lines;
   std::unordered_set<std::string> ids;
   size_t at = 0, number = 0;
   auto error = [&](const std::string& code, const std::string& message, const json& param) {
@@ -303,7 +202,7 @@ std::vector<Line> read_lines(const std::string& text, const std::string& endpoin
     // (Compared, not read as booleans: another type is the route's own 400 when the line runs.)
     auto set = [&](const char* k) { return b.contains(k) && b[k] == true; };
     std::string refused = set("stream") ? "stream" : set("background") ? "background" : "";
-    lines.push_back(Line{j["custom_id"].get<std::string>(), b.dump(), std::move(refused)});
+    lines.push_back(BatchLine{j["custom_id"].get<std::string>(), b.dump(), std::move(refused)});
   }
   if (lines.empty() && errors.empty()) error("empty_file", "The input file holds no requests", nullptr);
   return lines;
@@ -359,7 +258,7 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
   if (ctx.background.size() >= ctx.background.max_running()) background_runs_full(ctx);
 
   json errors = json::array();
-  auto lines = std::make_shared<std::vector<Line>>(read_lines(*file->content, endpoint, errors));
+  auto lines = std::make_shared<std::vector<BatchLine>>(read_lines(*file->content, endpoint, errors));
   const int64_t created = now_s();
   json object = {{"id", new_underscore_id("batch")},
                  {"object", "batch"},
