@@ -8,6 +8,10 @@ bool batch_finished(const std::string& status) {
   return status == "completed" || status == "failed" || status == "expired" || status == "cancelled";
 }
 
+bool batch_object_ended(const nlohmann::json& object) {
+  return batch_finished(object.value("status", std::string())) || object.value("processing_status", std::string()) == "ended";
+}
+
 std::shared_ptr<BatchStore::Batch> BatchStore::add(const std::string& owner, nlohmann::json object) {
   auto b = std::make_shared<Batch>();
   b->id = object["id"].get<std::string>();
@@ -17,7 +21,7 @@ std::shared_ptr<BatchStore::Batch> BatchStore::add(const std::string& owner, nlo
   // Beyond the count, the oldest finished batch goes (running ones are never dropped).
   for (auto it = order_.begin(); batches_.size() >= max_count_ && it != order_.end();) {
     auto& old = batches_.at(*it);
-    if (batch_finished(old->snapshot().value("status", std::string()))) {
+    if (batch_object_ended(old->snapshot())) {
       batches_.erase(*it);
       it = order_.erase(it);
     } else {

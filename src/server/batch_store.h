@@ -1,4 +1,4 @@
-// The jobs of the OpenAI Batch API (/v1/batches) by id, each with the Batch object clients poll; in
+// The jobs of a batch API (OpenAI's /v1/batches, Anthropic's /v1/messages/batches) by id, each with the object clients poll; in
 // this process's memory, the oldest finished ones dropped beyond a count. Each belongs to the API
 // key that made it.
 #pragma once
@@ -21,7 +21,8 @@ class BatchStore {
   struct Batch {
     std::string id, owner;
     mutable std::mutex mu;
-    nlohmann::json object;  // OpenAI's Batch object; read and written under mu
+    nlohmann::json object;  // OpenAI's Batch object (or Anthropic's MessageBatch); read and written under mu
+    std::string results_file;  // Anthropic's: the file (ctx.files) its results went to; under mu
     nlohmann::json snapshot() const {
       std::lock_guard<std::mutex> lk(mu);
       return object;
@@ -44,5 +45,7 @@ class BatchStore {
 
 // Whether a Batch status is final (completed, failed, expired, cancelled).
 bool batch_finished(const std::string& status);
+// Whether a batch object has ended: OpenAI's final status or Anthropic's processing_status "ended".
+bool batch_object_ended(const nlohmann::json& object);
 
 }  // namespace dpserve

@@ -16,6 +16,8 @@ void register_files_routes(httplib::Server& svr, ServerContext& ctx);
 void register_batch_routes(httplib::Server& svr, ServerContext& ctx);
 // /v1/messages (Anthropic's Messages API, streamed or not) and /v1/messages/count_tokens.
 void register_messages_routes(httplib::Server& svr, ServerContext& ctx);
+// Anthropic's Message Batches API (/v1/messages/batches), after register_messages_routes.
+void register_message_batch_routes(httplib::Server& svr, ServerContext& ctx);
 // /generate, /health, /health_generate, /get_server_info, /abort_request, /metrics.
 void register_sglang_routes(httplib::Server& svr, ServerContext& ctx);
 // /get_model_info, /tokenize, /detokenize (also under /v1/), /flush_cache.

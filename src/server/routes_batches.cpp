@@ -224,7 +224,7 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
   const std::string endpoint = string_field("endpoint");
   const std::string window = string_field("completion_window");
   const int64_t window_s = completion_window_seconds(window);
-  if (!ctx.batch_routes.count(endpoint))
+  if (!ctx.batch_routes.count(endpoint) || endpoint == "/v1/messages")  // (Anthropic's own batches run those)
     bad_param("endpoint", fmt::format("'{}' is not a batch endpoint here: /v1/chat/completions, /v1/completions, "
                                       "/v1/responses or /v1/embeddings",
                                       endpoint));

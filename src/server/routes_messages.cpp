@@ -177,8 +177,11 @@ void handle_count_tokens(ServerContext& ctx, const httplib::Request& req, httpli
 }  // namespace
 
 void register_messages_routes(httplib::Server& svr, ServerContext& ctx) {
-  svr.Post("/v1/messages",
-           [&ctx](const httplib::Request& req, httplib::Response& res) { handle_create(ctx, req, res); });
+  // (Also the route of Anthropic's message batches' requests.)
+  ctx.batch_routes["/v1/messages"] = [&ctx](const httplib::Request& req, httplib::Response& res) {
+    handle_create(ctx, req, res);
+  };
+  svr.Post("/v1/messages", ctx.batch_routes["/v1/messages"]);
   svr.Post("/v1/messages/count_tokens",
            [&ctx](const httplib::Request& req, httplib::Response& res) { handle_count_tokens(ctx, req, res); });
 }

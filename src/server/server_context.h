@@ -57,6 +57,7 @@ struct ServerContext {
   int64_t created = 0;  // unix seconds at start, for "created" fields
   FileStore files{opts.max_file_store_bytes};  // /v1/files
   BatchStore batches{1024};                    // /v1/batches
+  BatchStore message_batches{1024};            // /v1/messages/batches
   // The routes a batch's lines go to (POST path -> handler), as the HTTP server would call them.
   std::map<std::string, std::function<void(const httplib::Request&, httplib::Response&)>> batch_routes;
   // The events of streamed background responses, for their readers (running ones, and as many finished).

@@ -380,7 +380,7 @@ tests.push(['bad input: Anthropic\'s error shape naming the parameter; the serve
     return true;
   });
   // cpp-httplib's own 404 under the route family is Anthropic's not_found_error; other routes keep OpenAI's shape.
-  const nf = await http('POST', '/v1/messages/batches', ok);
+  const nf = await http('POST', '/v1/messages/nothere', ok);
   assert.equal(nf.status, 404);
   assert.equal(nf.json.error.type, 'not_found_error');
   assert.equal(nf.json.type, 'error');
