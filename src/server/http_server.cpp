@@ -264,6 +264,7 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   register_files_routes(s, c);
   register_batch_routes(s, c);
   register_messages_routes(s, c);
+  register_conversation_routes(s, c);
   register_message_batch_routes(s, c);
   register_sglang_routes(s, c);
   register_sglang_util_routes(s, c);

@@ -124,6 +124,8 @@ void give_item_ids(ojson& items, const std::function<std::string(const char*)>& 
   }
 }
 
+ojson listed_item(const ojson& item, bool image_urls) { return listed(item, image_urls); }
+
 ojson list_input_items(const ojson& items, const InputItemsQuery& q) {
   // Positions in the requested order: asc is the order the items were sent in.
   std::vector<size_t> order(items.size());

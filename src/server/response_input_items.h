@@ -27,6 +27,9 @@ InputItemsQuery parse_input_items_query(const std::multimap<std::string, std::st
 // ids are what the list pages by, and they stay with an item along a previous_response_id chain.
 void give_item_ids(nlohmann::ordered_json& items, const std::function<std::string(const char*)>& new_id);
 
+// One stored item as a list shows it (OpenAI's item shape; image URLs only with `image_urls`).
+nlohmann::ordered_json listed_item(const nlohmann::ordered_json& item, bool image_urls);
+
 // One page of `items` (stored, normalized items with ids) as the list object; a 400 naming
 // after / before when that id is not among them.
 nlohmann::ordered_json list_input_items(const nlohmann::ordered_json& items, const InputItemsQuery& q);

@@ -68,6 +68,16 @@ bool ResponseStore::erase(const std::string& id, const std::string& owner) {
   return true;
 }
 
+ResponseStore::Update ResponseStore::update(const std::string& id, const std::string& owner,
+                                            const std::function<void(Entry&)>& fn) {
+  std::lock_guard<std::mutex> one(update_mu_);
+  std::optional<Entry> e = get(id, owner);
+  if (!e) return Update::kMissing;
+  fn(*e);
+  if (keep(id, *e, true)) return Update::kDone;
+  return get(id, owner) ? Update::kTooBig : Update::kMissing;
+}
+
 size_t ResponseStore::size() const {
   std::lock_guard<std::mutex> lock(mu_);
   return slots_.size();

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <map>
 #include <mutex>
@@ -38,6 +39,10 @@ class ResponseStore {
   // The entry of `id` if it exists and belongs to `owner`.
   std::optional<Entry> get(const std::string& id, const std::string& owner) const;
   bool erase(const std::string& id, const std::string& owner);
+  // Changes the entry of `id` (the owner's) by `fn`, one change at a time, so that concurrent changes
+  // of an entry all land: kMissing when there is none, kTooBig (unchanged) when it would not fit.
+  enum class Update { kDone, kMissing, kTooBig };
+  Update update(const std::string& id, const std::string& owner, const std::function<void(Entry&)>& fn);
 
   size_t size() const;
   // What the kept entries hold: their JSON text, which is how they are kept (a parsed tree of small
@@ -65,6 +70,7 @@ class ResponseStore {
 
   size_t max_count_, max_bytes_;
   mutable std::mutex mu_;
+  std::mutex update_mu_;  // taken before mu_: one update at a time
   std::map<std::string, Owner> owners_;
   std::unordered_map<std::string, Slot> slots_;
   size_t bytes_ = 0;

@@ -29,8 +29,6 @@ constexpr std::array<std::string_view, 26> kFields = {
     "service_tier",   "prompt_cache_key", "safety_identifier", "top_logprobs",    "max_tool_calls",
     "prompt",
 };
-// "conversation" is OpenAI's server-side conversation object: refused like the other unknown
-// names would be, but with a reason.
 
 // A message's content as the Responses API writes it -> one of our normalized forms: a string, or
 // a list of {"type": "input_text"|"output_text", "text"} / {"type": "input_image", "image_url", "detail"}.
@@ -360,6 +358,8 @@ bool is_responses_field(std::string_view name) {
   return name == "conversation" || std::find(kFields.begin(), kFields.end(), name) != kFields.end();
 }
 
+ojson normalize_input_item(const ojson& item, const std::string& param) { return normalize_item(item, param); }
+
 bool is_input_tokens_field(std::string_view name) {
   static constexpr std::array<std::string_view, 11> kCount = {
       "model", "input", "instructions", "previous_response_id", "tools", "tool_choice", "parallel_tool_calls",
@@ -369,7 +369,8 @@ bool is_input_tokens_field(std::string_view name) {
 
 ResponsesRequest parse_responses_request(
     const json& body, std::string_view raw_body, const ParseContext& ctx,
-    const std::function<std::optional<ojson>(const std::string&)>& previous) {
+    const std::function<std::optional<ojson>(const std::string&)>& previous,
+    const std::function<std::optional<ojson>(const std::string&)>& conversation_items) {
   ResponsesRequest rr;
   // The body as written (key order kept: JSON Schemas are generated in the order they declare).
   const ojson b = ojson::parse(raw_body.empty() ? std::string_view(body.dump()) : raw_body);
@@ -402,7 +403,6 @@ ResponsesRequest parse_responses_request(
   }
   if (!is_default("max_tool_calls", {})) unsupported("max_tool_calls", "the number of calls is not limited");
   if (!is_default("prompt", {})) unsupported("prompt", "there are no stored prompt templates");
-  if (!is_default("conversation", {})) unsupported("conversation", "use previous_response_id");
   if (const ojson* inc = field(b, "include")) {
     if (!inc->is_array()) bad_param("include", "'include' must be an array");
     for (size_t i = 0; i < inc->size(); ++i) {
@@ -453,7 +453,24 @@ ResponsesRequest parse_responses_request(
       unsupported("stream_options.include_obfuscation", "events carry no obfuscation padding (send false)");
   }
 
-  // The conversation: the previous response's, then this request's input items.
+  // The conversation: a conversation's items or the previous response's, then this request's input items.
+  if (const ojson* cv = field(b, "conversation")) {
+    if (cv->is_string()) {
+      rr.conversation_id = cv->get<std::string>();
+    } else if (cv->is_object() && cv->size() == 1 && cv->contains("id") && (*cv)["id"].is_string()) {
+      rr.conversation_id = (*cv)["id"].get<std::string>();
+    } else {
+      bad_param("conversation", "'conversation' must be a conversation id or {\"id\": <conversation id>}");
+    }
+    if (field(b, "previous_response_id"))
+      bad_param("previous_response_id", "'previous_response_id' cannot be used with 'conversation'");
+    std::optional<ojson> items = conversation_items ? conversation_items(rr.conversation_id) : std::nullopt;
+    if (!items)
+      throw ApiError(404, fmt::format("Conversation with id '{}' not found.", rr.conversation_id.substr(0, 80)),
+                     "conversation", "invalid_request_error", "not_found");
+    rr.conversation = std::move(*items);
+    rr.conversation_prefix = rr.conversation.size();
+  }
   if (const ojson* prev = field(b, "previous_response_id")) {
     rr.previous_response_id = need_string(*prev, "previous_response_id");
     std::optional<ojson> conv = previous(rr.previous_response_id);
@@ -544,6 +561,7 @@ ResponsesRequest parse_responses_request(
   rr.echo["truncation"] = truncate_auto ? "auto" : "disabled";
   echo("service_tier", "default");
   rr.echo["previous_response_id"] = rr.previous_response_id.empty() ? json(nullptr) : json(rr.previous_response_id);
+  rr.echo["conversation"] = rr.conversation_id.empty() ? json(nullptr) : json{{"id", rr.conversation_id}};
   rr.echo["reasoning"] = {{"effort", json::parse(effort.dump())}, {"summary", nullptr}};
   rr.echo["store"] = rr.store;
   rr.echo["background"] = rr.background;

@@ -25,6 +25,10 @@ struct ResponsesRequest {
   // spec.shown_top_logprobs alternatives).
   bool logprobs = false;
   std::string previous_response_id;  // "" when none
+  // `conversation` (OpenAI's Conversations API): its id ("" when none); its items lead `conversation`
+  // below, the first conversation_prefix of them, and what follows is appended to it at the end.
+  std::string conversation_id;
+  size_t conversation_prefix = 0;
   // The conversation this request continues (the previous response's), then its own input items,
   // in the Responses item shapes: what a later request with previous_response_id starts from.
   nlohmann::ordered_json conversation = nlohmann::ordered_json::array();
@@ -39,9 +43,15 @@ bool is_responses_field(std::string_view name);
 bool is_input_tokens_field(std::string_view name);
 
 // `previous`: the stored conversation of a response id for this caller, nullopt when there is none
-// (a 400 naming previous_response_id, code previous_response_not_found).
+// (a 400 naming previous_response_id, code previous_response_not_found); `conversation_items`: the
+// items of a conversation id of this caller, nullopt when there is none (a 404 naming conversation).
 ResponsesRequest parse_responses_request(
     const nlohmann::json& body, std::string_view raw_body, const ParseContext& ctx,
-    const std::function<std::optional<nlohmann::ordered_json>(const std::string&)>& previous);
+    const std::function<std::optional<nlohmann::ordered_json>(const std::string&)>& previous,
+    const std::function<std::optional<nlohmann::ordered_json>(const std::string&)>& conversation_items = {});
+
+// One input item (of `input`, or added to a conversation) checked and written in the shape this
+// server stores and replays; a 400 naming `param` when it is not one.
+nlohmann::ordered_json normalize_input_item(const nlohmann::ordered_json& item, const std::string& param);
 
 }  // namespace dpserve

@@ -11,6 +11,8 @@ namespace dpserve {
 void register_openai_routes(httplib::Server& svr, ServerContext& ctx);
 // /v1/responses (create, streamed or not), GET and DELETE /v1/responses/{id}.
 void register_responses_routes(httplib::Server& svr, ServerContext& ctx);
+// OpenAI's Conversations API (/v1/conversations and its items), which /v1/responses continues.
+void register_conversation_routes(httplib::Server& svr, ServerContext& ctx);
 // OpenAI Files API (/v1/files: batch inputs and outputs) and Batch API (/v1/batches).
 void register_files_routes(httplib::Server& svr, ServerContext& ctx);
 void register_batch_routes(httplib::Server& svr, ServerContext& ctx);

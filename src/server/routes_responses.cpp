@@ -94,8 +94,12 @@ std::string final_status(const ResponseRun& run) {
 // items keep theirs) so that input_items lists and pages them the same along a chain.
 // A background response was kept when it was queued: its end replaces that entry (failed too, since
 // nobody else hears of it) unless the entry was deleted or evicted meanwhile.
+// A response in a conversation (completed or incomplete) appends its input and output items to it,
+// stored or not: they are the conversation's.
 void keep(ServerContext& ctx, const ResponseRun& run, const json& response, const std::string& owner) {
-  if (!run.rr.store || (response["status"] == "failed" && !run.rr.background)) return;
+  const bool ended = response["status"] == "completed" || response["status"] == "incomplete";
+  const bool in_conversation = !run.rr.conversation_id.empty() && ended;
+  if (!in_conversation && (!run.rr.store || (response["status"] == "failed" && !run.rr.background))) return;
   ojson conv = run.rr.conversation;
   const size_t input_count = conv.size();
   for (const json& it : run.out.items()) {
@@ -111,6 +115,13 @@ void keep(ServerContext& ctx, const ResponseRun& run, const json& response, cons
     }
   }
   give_item_ids(conv, new_underscore_id);
+  if (in_conversation) {
+    // (A conversation deleted meanwhile, or grown past the store, is left as it is.)
+    ctx.conversations.update(run.rr.conversation_id, owner, [&](ResponseStore::Entry& c) {
+      for (size_t i = run.rr.conversation_prefix; i < conv.size(); ++i) c.conversation.push_back(conv[i]);
+    });
+  }
+  if (!run.rr.store || (response["status"] == "failed" && !run.rr.background)) return;
   ResponseStore::Entry e{owner, response, std::move(conv), input_count};
   if (run.rr.background)
     ctx.responses.replace(run.id, e);
@@ -146,14 +157,19 @@ ResponsesRequest read_responses_request(ServerContext& ctx, const httplib::Reque
                      "previous_response_id", "invalid_request_error", "previous_response_not_finished");
     return std::move(e->conversation);
   };
+  auto conversation = [&](const std::string& id) -> std::optional<ojson> {
+    auto e = ctx.conversations.get(id, owner);
+    if (!e) return std::nullopt;
+    return std::move(e->conversation);
+  };
   ResponsesRequest rr;
   try {
-    rr = parse_responses_request(body, req.body, ctx.parse, previous);
+    rr = parse_responses_request(body, req.body, ctx.parse, previous, conversation);
   } catch (const ApiError& e) {
     // input_tokens: a conversation past the context is counted all the same (what does not fit is
     // what a client trims; truncation "auto" still drops turns first where that makes it fit).
     if (!count_past_context || e.code() != "context_length_exceeded") throw;
-    rr = parse_responses_request(body, req.body, without_length_bounds(ctx.parse), previous);
+    rr = parse_responses_request(body, req.body, without_length_bounds(ctx.parse), previous, conversation);
   }
   release_body(req);
   return rr;

@@ -38,7 +38,8 @@ struct ServerContext {
         admission(opts.max_queued_requests, opts.max_queued_tokens, opts.max_queued_logprobs,
                   opts.max_queued_embedding_values),
         constraints(256, constrain::JsonSchemaOptions{opts.json_whitespace}),
-        responses(opts.max_stored_responses, opts.max_stored_response_bytes) {}
+        responses(opts.max_stored_responses, opts.max_stored_response_bytes),
+        conversations(opts.max_stored_responses, opts.max_stored_response_bytes) {}
 
   ServerOptions opts;
   Engine& engine;
@@ -48,6 +49,7 @@ struct ServerContext {
   Admission admission;
   constrain::CompileCache constraints;  // structured outputs by their text (compiled here, on rank 0)
   ResponseStore responses;              // /v1/responses kept for previous_response_id
+  ResponseStore conversations;          // /v1/conversations: the object as `response`, its items as `conversation`
   ParseContext parse;
   SamplingDefaults openai_sampling;  // the model's defaults under the operator's preferences (parse points here)
   Metrics metrics;

@@ -2,6 +2,7 @@
 // count and by bytes, per owner; replace for background runs), the background runs (bound, cancel,
 // the destructor's join), the event logs of streamed background responses, the output builder
 // (items and events in OpenAI's order) and the input_items list (ids, pages, query errors).
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -162,6 +163,34 @@ TEST(ResponseStore, OwnersSeeOnlyTheirOwn) {
   EXPECT_FALSE(s.get("a", "key-a"));
   ResponseStore none(0, 1 << 20);
   EXPECT_FALSE(none.put("a", entry("k")));
+}
+
+// Conversations grow by update: changes made at once from many threads all land (a get then put
+// would lose some), another key's or a missing entry is kMissing, and a change past the byte bound
+// leaves the entry as it was.
+TEST(ResponseStore, UpdatesAllLandAndStayWithinTheBound) {
+  ResponseStore s(10, 4096);
+  ASSERT_TRUE(s.put("c", entry("key-a")));
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&s, t] {
+      for (int i = 0; i < 10; ++i)
+        EXPECT_EQ(s.update("c", "key-a", [&](ResponseStore::Entry& e) { e.conversation.push_back(t * 10 + i); }),
+                  ResponseStore::Update::kDone);
+    });
+  for (auto& th : threads) th.join();
+  auto e = s.get("c", "key-a");
+  ASSERT_TRUE(e);
+  ASSERT_EQ(e->conversation.size(), 80u);
+  std::vector<int> seen;
+  for (const auto& v : e->conversation) seen.push_back(v.get<int>());
+  std::sort(seen.begin(), seen.end());
+  for (int i = 0; i < 80; ++i) EXPECT_EQ(seen[i], i);
+  EXPECT_EQ(s.update("c", "key-b", [](ResponseStore::Entry&) {}), ResponseStore::Update::kMissing);
+  EXPECT_EQ(s.update("nope", "key-a", [](ResponseStore::Entry&) {}), ResponseStore::Update::kMissing);
+  EXPECT_EQ(s.update("c", "key-a", [](ResponseStore::Entry& e) { e.conversation.push_back(std::string(5000, 'x')); }),
+            ResponseStore::Update::kTooBig);
+  EXPECT_EQ(s.get("c", "key-a")->conversation.size(), 80u);
 }
 
 // One key filling the store evicts its own oldest, not another key's: the owner holding the most

@@ -529,7 +529,7 @@ if (think) {
       [{ ...ok, top_logprobs: 21 }, 'top_logprobs'],
       [{ ...ok, top_logprobs: 'three' }, 'top_logprobs'],
       [{ ...ok, include: ['message.output_text.logprobs', 'file_search_call.results'] }, 'include[1]'],
-      [{ ...ok, conversation: 'conv_1' }, 'conversation'],
+      [{ ...ok, conversation: 5 }, 'conversation'],
       [{ ...ok, stream_options: { include_obfuscation: false } }, 'stream_options'],
       [{ ...ok, temperature: 3 }, 'temperature'],
       [{ ...ok, max_output_tokens: 1000000 }, 'max_output_tokens'],
