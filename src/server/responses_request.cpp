@@ -401,7 +401,10 @@ ResponsesRequest parse_responses_request(
                 fmt::format("'top_logprobs' must be an integer in [0, {}]", RequestLimits::kMaxTopLogprobs));
     top_logprobs = t->get<int64_t>();
   }
-  if (!is_default("max_tool_calls", {})) unsupported("max_tool_calls", "the number of calls is not limited");
+  // max_tool_calls bounds the calls of built-in tools (OpenAI's definition); this server runs none, so
+  // any bound holds. Function calls are the client's to run: it is not theirs.
+  if (const ojson* m = field(b, "max_tool_calls"); m && (!m->is_number_integer() || m->get<int64_t>() < 1))
+    bad_param("max_tool_calls", "'max_tool_calls' must be a positive integer");
   if (!is_default("prompt", {})) unsupported("prompt", "there are no stored prompt templates");
   if (const ojson* inc = field(b, "include")) {
     if (!inc->is_array()) bad_param("include", "'include' must be an array");
@@ -557,6 +560,7 @@ ResponsesRequest parse_responses_request(
   echo("tool_choice", "auto");
   echo("tools", json::array());
   echo("user", nullptr);
+  echo("max_tool_calls", nullptr);
   rr.echo["top_logprobs"] = top_logprobs;
   rr.echo["truncation"] = truncate_auto ? "auto" : "disabled";
   echo("service_tier", "default");

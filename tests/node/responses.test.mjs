@@ -315,8 +315,11 @@ if (think) {
     // random model goes straight to the call the grammar requires.
     const noThink = { effort: 'none' };
     const r1 = await oa.responses.create({ model, input: ask, tools, tool_choice: { type: 'function', name: 'get_time' },
-                                           max_output_tokens: 200, temperature: 0, reasoning: noThink });
+                                           max_output_tokens: 200, temperature: 0, reasoning: noThink,
+                                           max_tool_calls: 1 });
     assert.equal(r1.status, 'completed', JSON.stringify(r1.output));
+    // (It bounds built-in tools' calls, of which there are none: echoed, the function call still made.)
+    assert.equal(r1.max_tool_calls, 1);
     const calls = r1.output.filter((o) => o.type === 'function_call');
     assert.equal(calls.length, 1);
     const fc = calls[0];
@@ -530,6 +533,8 @@ if (think) {
       [{ ...ok, top_logprobs: 'three' }, 'top_logprobs'],
       [{ ...ok, include: ['message.output_text.logprobs', 'file_search_call.results'] }, 'include[1]'],
       [{ ...ok, conversation: 5 }, 'conversation'],
+      [{ ...ok, max_tool_calls: 0 }, 'max_tool_calls'],
+      [{ ...ok, max_tool_calls: 'two' }, 'max_tool_calls'],
       [{ ...ok, stream_options: { include_obfuscation: false } }, 'stream_options'],
       [{ ...ok, temperature: 3 }, 'temperature'],
       [{ ...ok, max_output_tokens: 1000000 }, 'max_output_tokens'],
