@@ -435,18 +435,22 @@ void register_serve(CLI::App& app) {
   s->add_option("--max-stored-responses", a->so.max_stored_responses,
                 "/v1/responses kept in memory for previous_response_id and GET /v1/responses/{id}; beyond it the "
                 "oldest go (0 = keep none). /v1/conversations are kept within the same bounds, apart")
-      ->capture_default_str()->check(CLI::Range(int64_t(0), int64_t(1) << 40))
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 40))
       ->envname("DPSERVE_MAX_STORED_RESPONSES");
   s->add_option_function<size_t>(
        "--max-stored-responses-mb", [a](size_t mb) { a->so.max_stored_response_bytes = mb << 20; },
        "The same bound on their size (MiB of JSON); default 256")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 30))->envname("DPSERVE_MAX_STORED_RESPONSES_MB");
   s->add_option("--max-background-responses", a->so.max_background_responses,
-                "/v1/responses with background: true, /v1/batches and /v1/messages/batches running at once, each on a thread of its own "
+                "/v1/responses with background: true, /v1/batches and /v1/messages/batches running at once, each on a "
+                "thread of its own "
                 "until it ends (queued in the engine or generating); more get 429 (0 = both are refused). Streamed "
                 "responses keep their events for GET /v1/responses/{id}?stream=true while they run and as one of the "
                 "last N to end")
-      ->capture_default_str()->check(CLI::Range(0, 65536))->envname("DPSERVE_MAX_BACKGROUND_RESPONSES");
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65536))
+      ->envname("DPSERVE_MAX_BACKGROUND_RESPONSES");
   s->add_option_function<size_t>(
        "--max-file-store-mb", [a](size_t mb) { a->so.max_file_store_bytes = mb << 20; },
        "MiB of files the Files API keeps in memory (Batch API inputs and outputs); an upload or a batch's results "

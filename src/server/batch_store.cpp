@@ -9,7 +9,8 @@ bool batch_finished(const std::string& status) {
 }
 
 bool batch_object_ended(const nlohmann::json& object) {
-  return batch_finished(object.value("status", std::string())) || object.value("processing_status", std::string()) == "ended";
+  return batch_finished(object.value("status", std::string())) ||
+         object.value("processing_status", std::string()) == "ended";
 }
 
 std::shared_ptr<BatchStore::Batch> BatchStore::add(const std::string& owner, nlohmann::json object) {

@@ -1,6 +1,6 @@
-// The jobs of a batch API (OpenAI's /v1/batches, Anthropic's /v1/messages/batches) by id, each with the object clients poll; in
-// this process's memory, the oldest finished ones dropped beyond a count. Each belongs to the API
-// key that made it.
+// The jobs of a batch API (OpenAI's /v1/batches, Anthropic's /v1/messages/batches) by id, each with the object clients
+// poll; in this process's memory, the oldest finished ones dropped beyond a count. Each belongs to the API key that
+// made it.
 #pragma once
 
 #include <cstddef>
@@ -21,7 +21,7 @@ class BatchStore {
   struct Batch {
     std::string id, owner;
     mutable std::mutex mu;
-    nlohmann::json object;  // OpenAI's Batch object (or Anthropic's MessageBatch); read and written under mu
+    nlohmann::json object;     // OpenAI's Batch object (or Anthropic's MessageBatch); read and written under mu
     std::string results_file;  // Anthropic's: the file (ctx.files) its results went to; under mu
     nlohmann::json snapshot() const {
       std::lock_guard<std::mutex> lk(mu);

@@ -1307,12 +1307,13 @@ std::string render_chat_prompt(const json& b, const ParseContext& ctx, std::vect
     without.erase("enable_thinking");
     if (render(without) == text && (effort != "none" || ctx.reasoning_parser != ReasoningParser::kNone))
       unsupported("reasoning_effort",
-                        effort == "none" ? "this model's chat template cannot turn thinking off (it reads neither "
-                                           "reasoning_effort nor enable_thinking)"
-                                         : fmt::format("\"{}\" would change nothing: this model's chat template has no "
-                                                       "reasoning levels (it reads no reasoning_effort); only \"none\", "
-                                                       "which turns thinking off, or thinking_token_budget can be asked of it",
-                                                       effort));
+                  effort == "none"
+                      ? "this model's chat template cannot turn thinking off (it reads neither "
+                        "reasoning_effort nor enable_thinking)"
+                      : fmt::format("\"{}\" would change nothing: this model's chat template has no "
+                                    "reasoning levels (it reads no reasoning_effort); only \"none\", "
+                                    "which turns thinking off, or thinking_token_budget can be asked of it",
+                                    effort));
   }
   return continue_final ? continue_final_text(text, final_content) : text;
 }

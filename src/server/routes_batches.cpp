@@ -34,10 +34,16 @@ int64_t completion_window_seconds(const std::string& w) {
   int64_t n = 0;
   size_t i = 0;
   for (; i < w.size() && i < 8 && w[i] >= '0' && w[i] <= '9'; ++i) n = n * 10 + (w[i] - '0');
-  const int64_t unit = i + 1 != w.size() ? 0 : w[i] == 's' ? 1 : w[i] == 'm' ? 60 : w[i] == 'h' ? 3600 : w[i] == 'd' ? 86400 : 0;
+  const int64_t unit = i + 1 != w.size() ? 0
+                       : w[i] == 's'     ? 1
+                       : w[i] == 'm'     ? 60
+                       : w[i] == 'h'     ? 3600
+                       : w[i] == 'd'     ? 86400
+                                         : 0;
   if (i == 0 || unit == 0 || n * unit < 1 || n * unit > kMaxWindowSeconds)
-    bad_param("completion_window", "'completion_window' must be a span such as \"24h\" (OpenAI's value): a number "
-                                   "and s, m, h or d, from 1s to 30d");
+    bad_param("completion_window",
+              "'completion_window' must be a span such as \"24h\" (OpenAI's value): a number "
+              "and s, m, h or d, from 1s to 30d");
   return n * unit;
 }
 
@@ -75,11 +81,12 @@ void run_batch(ServerContext& ctx, const std::shared_ptr<BatchStore::Batch>& bat
   const auto expired = [&] { return std::chrono::steady_clock::now() >= deadline; };
   const std::function<bool()> stop = [&] { return cancelled() || full.load() || expired(); };
   run_batch_lines(ctx, route, endpoint, lines, caller, stop, [&](size_t i, int status, json body) {
-    results[i] = json{{"id", new_underscore_id("batch_req")},
-                      {"custom_id", lines[i].custom_id},
-                      {"response", {{"status_code", status}, {"request_id", new_underscore_id("req")}, {"body", body}}},
-                      {"error", nullptr}}
-                     .dump();
+    results[i] = json{
+        {"id", new_underscore_id("batch_req")},
+        {"custom_id", lines[i].custom_id},
+        {"response", {{"status_code", status}, {"request_id", new_underscore_id("req")}, {"body", body}}},
+        {"error",
+         nullptr}}.dump();
     ok[i] = status == 200;
     ran[i] = 1;
     if (held.fetch_add(results[i].size() + 1) + results[i].size() + 1 > room) full = true;
@@ -88,8 +95,7 @@ void run_batch(ServerContext& ctx, const std::shared_ptr<BatchStore::Batch>& bat
     counts[status == 200 ? "completed" : "failed"] = counts[status == 200 ? "completed" : "failed"].get<int64_t>() + 1;
   });
   // (A batch whose last line ended just at the deadline is complete.)
-  const bool expire =
-      !cancelled() && !full && expired() && std::find(ran.begin(), ran.end(), char(0)) != ran.end();
+  const bool expire = !cancelled() && !full && expired() && std::find(ran.begin(), ran.end(), char(0)) != ran.end();
   set_field(*batch, "status", cancelled() ? "cancelling" : "finalizing");
   set_field(*batch, "finalizing_at", now_s());
   std::string out, err;
@@ -291,17 +297,16 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
   auto batch = ctx.batches.add(caller.owner, std::move(object));
   const json answer = batch->snapshot();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(window_s);
-  const bool started = ctx.background.start(
-      batch->id,
-      [&ctx, batch, lines, endpoint, caller, output_expires_after, deadline](const std::function<bool()>& cancelled) {
-        try {
-          run_batch(ctx, batch, *lines, endpoint, caller, output_expires_after, deadline, cancelled);
-        } catch (const std::exception& e) {
-          spdlog::error("batch {}: {}", batch->id, e.what());
-          set_field(*batch, "status", "failed");
-          set_field(*batch, "failed_at", now_s());
-        }
-      });
+  const bool started = ctx.background.start(batch->id, [&ctx, batch, lines, endpoint, caller, output_expires_after,
+                                                        deadline](const std::function<bool()>& cancelled) {
+    try {
+      run_batch(ctx, batch, *lines, endpoint, caller, output_expires_after, deadline, cancelled);
+    } catch (const std::exception& e) {
+      spdlog::error("batch {}: {}", batch->id, e.what());
+      set_field(*batch, "status", "failed");
+      set_field(*batch, "failed_at", now_s());
+    }
+  });
   if (!started) {
     ctx.batches.erase(batch->id);
     background_runs_full(ctx);

@@ -65,8 +65,10 @@ void no_query(const httplib::Request& req) {
 // result outgrows the store.
 void change(ServerContext& ctx, const std::string& id, const std::function<void(ResponseStore::Entry&)>& fn) {
   switch (ctx.conversations.update(id, request_caller().owner, fn)) {
-    case ResponseStore::Update::kDone: return;
-    case ResponseStore::Update::kMissing: conversation_not_found(id);
+    case ResponseStore::Update::kDone:
+      return;
+    case ResponseStore::Update::kMissing:
+      conversation_not_found(id);
     case ResponseStore::Update::kTooBig:
       throw ApiError(400, "The conversation would outgrow the server's store (--max-stored-responses-mb)", "items",
                      "invalid_request_error", "conversation_too_large");
@@ -81,7 +83,8 @@ void register_conversation_routes(httplib::Server& svr, ServerContext& ctx) {
     const json body = read_json_body(ctx, req, [](std::string_view k) { return k == "items" || k == "metadata"; });
     ojson items = read_items(body, true);
     const std::string id = new_underscore_id("conv");
-    const json object = {{"id", id}, {"object", "conversation"}, {"created_at", unix_seconds()}, {"metadata", read_metadata(body)}};
+    const json object = {
+        {"id", id}, {"object", "conversation"}, {"created_at", unix_seconds()}, {"metadata", read_metadata(body)}};
     if (!ctx.conversations.put(id, ResponseStore::Entry{request_caller().owner, object, std::move(items), 0}))
       throw ApiError(400, "The conversation does not fit in the server's store (--max-stored-responses, -mb)", "items",
                      "invalid_request_error", "conversation_too_large");
@@ -130,12 +133,13 @@ void register_conversation_routes(httplib::Server& svr, ServerContext& ctx) {
     ojson data = ojson::array();
     for (const ojson& it : items) data.push_back(listed_item(it, image_urls));
     send_json(res, 200,
-              json::parse(ojson{{"object", "list"},
-                                {"data", data},
-                                {"first_id", items.front()["id"]},
-                                {"last_id", items.back()["id"]},
-                                {"has_more", false}}
-                              .dump()));
+              json::parse(ojson{
+                  {"object", "list"},
+                  {"data", data},
+                  {"first_id", items.front()["id"]},
+                  {"last_id", items.back()["id"]},
+                  {"has_more",
+                   false}}.dump()));
   });
   svr.Get(R"(/v1/conversations/([^/]+)/items/([^/]+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
     bool image_urls = false;

@@ -8,8 +8,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <cctype>
+#include <chrono>
 #include <ctime>
 #include <optional>
 #include <unordered_set>
@@ -27,7 +27,7 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr size_t kMaxRequests = 100000;  // Anthropic's bound on a batch's requests
+constexpr size_t kMaxRequests = 100000;    // Anthropic's bound on a batch's requests
 constexpr int64_t kWindowSeconds = 86400;  // a batch ends within 24 hours, as Anthropic's (then: expired)
 constexpr const char* kRoute = "/v1/messages";
 
@@ -80,8 +80,8 @@ void run_message_batch(ServerContext& ctx, const std::shared_ptr<BatchStore::Bat
   {
     std::lock_guard<std::mutex> lk(batch->mu);
     if (full) {
-      batch->object["request_counts"] = {{"processing", 0}, {"succeeded", 0}, {"errored", int64_t(lines.size())},
-                                         {"canceled", 0}, {"expired", 0}};
+      batch->object["request_counts"] = {
+          {"processing", 0}, {"succeeded", 0}, {"errored", int64_t(lines.size())}, {"canceled", 0}, {"expired", 0}};
       const json error = anthropic_error_body(
           500, error_body(500, "The batch's results outgrew the server's file store (--max-file-store-mb)"));
       for (const BatchLine& l : lines)
@@ -132,7 +132,8 @@ std::vector<BatchLine> read_requests(const json& body) {
     if (!r.is_object()) bad_param(at, at + ": must be an object");
     for (const auto& [k, v] : r.items())
       if (k != "custom_id" && k != "params") bad_param(at + "." + k, at + "." + k + ": Extra inputs are not permitted");
-    const std::string id = r.contains("custom_id") && r["custom_id"].is_string() ? r["custom_id"].get<std::string>() : "";
+    const std::string id =
+        r.contains("custom_id") && r["custom_id"].is_string() ? r["custom_id"].get<std::string>() : "";
     const auto good_char = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'; };
     if (id.empty() || id.size() > 64 || !std::all_of(id.begin(), id.end(), good_char))
       bad_param(at + ".custom_id", at + ".custom_id: must be a string of 1 to 64 letters, digits, '_' or '-'");
@@ -173,21 +174,18 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
                    "unsupported_parameter");
   if (ctx.background.size() >= ctx.background.max_running()) background_runs_full(ctx);
   const int64_t created = unix_seconds();
-  json object = {{"id", new_underscore_id("msgbatch")},
-                 {"type", "message_batch"},
-                 {"processing_status", "in_progress"},
-                 {"request_counts",
-                  {{"processing", int64_t(lines->size())},
-                   {"succeeded", 0},
-                   {"errored", 0},
-                   {"canceled", 0},
-                   {"expired", 0}}},
-                 {"ended_at", nullptr},
-                 {"created_at", rfc3339(created)},
-                 {"expires_at", rfc3339(created + kWindowSeconds)},
-                 {"archived_at", nullptr},
-                 {"cancel_initiated_at", nullptr},
-                 {"results_url", nullptr}};
+  json object = {
+      {"id", new_underscore_id("msgbatch")},
+      {"type", "message_batch"},
+      {"processing_status", "in_progress"},
+      {"request_counts",
+       {{"processing", int64_t(lines->size())}, {"succeeded", 0}, {"errored", 0}, {"canceled", 0}, {"expired", 0}}},
+      {"ended_at", nullptr},
+      {"created_at", rfc3339(created)},
+      {"expires_at", rfc3339(created + kWindowSeconds)},
+      {"archived_at", nullptr},
+      {"cancel_initiated_at", nullptr},
+      {"results_url", nullptr}};
   auto batch = ctx.message_batches.add(caller.owner, std::move(object));
   const json answer = batch_json(*batch, req);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(kWindowSeconds);

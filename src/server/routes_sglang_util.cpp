@@ -51,8 +51,8 @@ void handle_tokenize(ServerContext& ctx, const httplib::Request& req, httplib::R
     send_json(res, 200, {{"tokens", ids}, {"count", ids.size()}, {"max_model_len", ctx.parse.limits.context_length}});
     return;
   }
-  for (const char* k : {"tools", "chat_template_kwargs", "add_generation_prompt", "continue_final_message", "chat_template",
-                        "documents", "reasoning_effort"})
+  for (const char* k : {"tools", "chat_template_kwargs", "add_generation_prompt", "continue_final_message",
+                        "chat_template", "documents", "reasoning_effort"})
     if (b.contains(k)) bad_param(k, fmt::format("'{}' goes with 'messages'", k));
   auto p = b.find("prompt");
   if (p == b.end() || !(p->is_string() || p->is_array()))
