@@ -61,6 +61,17 @@ void no_query(const httplib::Request& req) {
   for (const auto& [k, v] : req.params) unknown_query_parameter(k);
 }
 
+// The one query an item's answer takes: include=message.input_image.image_url (image URLs are null
+// without it).
+bool includes_image_urls(const httplib::Request& req) {
+  bool image_urls = false;
+  for (const auto& [k, v] : req.params) {
+    if (k != "include" || v != "message.input_image.image_url") unknown_query_parameter(k);
+    image_urls = true;
+  }
+  return image_urls;
+}
+
 // Changes a conversation in place (`fn` edits the entry); a 404 when it is gone, a 400 when the
 // result outgrows the store.
 void change(ServerContext& ctx, const std::string& id, const std::function<void(ResponseStore::Entry&)>& fn) {
@@ -120,11 +131,7 @@ void register_conversation_routes(httplib::Server& svr, ServerContext& ctx) {
   });
   // Adds items at the end; the answer lists the added ones, in order.
   svr.Post(R"(/v1/conversations/([^/]+)/items)", [&ctx](const httplib::Request& req, httplib::Response& res) {
-    bool image_urls = false;
-    for (const auto& [k, v] : req.params) {
-      if (k != "include" || v != "message.input_image.image_url") unknown_query_parameter(k);
-      image_urls = true;
-    }
+    const bool image_urls = includes_image_urls(req);
     const json body = read_json_body(ctx, req, [](std::string_view k) { return k == "items"; });
     const ojson items = read_items(body, false);
     change(ctx, req.matches[1], [&](ResponseStore::Entry& e) {
@@ -142,11 +149,7 @@ void register_conversation_routes(httplib::Server& svr, ServerContext& ctx) {
                    false}}.dump()));
   });
   svr.Get(R"(/v1/conversations/([^/]+)/items/([^/]+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
-    bool image_urls = false;
-    for (const auto& [k, v] : req.params) {
-      if (k != "include" || v != "message.input_image.image_url") unknown_query_parameter(k);
-      image_urls = true;
-    }
+    const bool image_urls = includes_image_urls(req);
     const std::string item_id = req.matches[2];
     for (const ojson& it : find(ctx, req.matches[1]).conversation)
       if (it["id"] == item_id) return send_json(res, 200, json::parse(listed_item(it, image_urls).dump()));

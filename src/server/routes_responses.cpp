@@ -99,7 +99,8 @@ std::string final_status(const ResponseRun& run) {
 void keep(ServerContext& ctx, const ResponseRun& run, const json& response, const std::string& owner) {
   const bool ended = response["status"] == "completed" || response["status"] == "incomplete";
   const bool in_conversation = !run.rr.conversation_id.empty() && ended;
-  if (!in_conversation && (!run.rr.store || (response["status"] == "failed" && !run.rr.background))) return;
+  const bool stored = run.rr.store && (response["status"] != "failed" || run.rr.background);
+  if (!in_conversation && !stored) return;
   ojson conv = run.rr.conversation;
   const size_t input_count = conv.size();
   for (const json& it : run.out.items()) {
@@ -121,7 +122,7 @@ void keep(ServerContext& ctx, const ResponseRun& run, const json& response, cons
       for (size_t i = run.rr.conversation_prefix; i < conv.size(); ++i) c.conversation.push_back(conv[i]);
     });
   }
-  if (!run.rr.store || (response["status"] == "failed" && !run.rr.background)) return;
+  if (!stored) return;
   ResponseStore::Entry e{owner, response, std::move(conv), input_count};
   if (run.rr.background)
     ctx.responses.replace(run.id, e);
