@@ -43,7 +43,8 @@ void FileStore::drop_expired() {
 }
 
 std::optional<FileStore::File> FileStore::put(std::string id, const std::string& owner, std::string filename,
-                                              std::string purpose, std::string content, int64_t expires_after) {
+                                              std::string purpose, std::string content, int64_t expires_after,
+                                              size_t reserved) {
   File f;
   f.id = std::move(id);
   f.owner = owner;
@@ -55,8 +56,8 @@ std::optional<FileStore::File> FileStore::put(std::string id, const std::string&
   f.content = std::make_shared<const std::string>(std::move(content));
   std::lock_guard<std::mutex> lk(mu_);
   drop_expired();
-  if (bytes_ + n > max_bytes_) return std::nullopt;
-  bytes_ += n;
+  if (bytes_ - reserved + n > max_bytes_) return std::nullopt;
+  bytes_ = bytes_ - reserved + n;
   if (f.expires_at > 0 && (next_expiry_ == 0 || f.expires_at < next_expiry_)) next_expiry_ = f.expires_at;
   order_.push_back(f.id);
   files_[f.id] = f;
@@ -91,6 +92,19 @@ bool FileStore::erase(const std::string& id, const std::string& owner) {
   files_.erase(it);
   order_.erase(std::find(order_.begin(), order_.end(), id));
   return true;
+}
+
+bool FileStore::reserve(size_t n) {
+  std::lock_guard<std::mutex> lk(mu_);
+  drop_expired();
+  if (bytes_ + n > max_bytes_) return false;
+  bytes_ += n;
+  return true;
+}
+
+void FileStore::release(size_t n) {
+  std::lock_guard<std::mutex> lk(mu_);
+  bytes_ -= n;
 }
 
 size_t FileStore::bytes() {

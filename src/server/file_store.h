@@ -32,13 +32,19 @@ class FileStore {
 
   // Keeps a new file under `id` (the caller's fresh "file-..." id), expiring `expires_after` seconds
   // after its creation (0: never); nullopt (nothing kept) when it does not fit beside the others.
+  // `reserved`: bytes the caller holds by reserve() for this file, given back as it is kept (and
+  // still held when it is not).
   std::optional<File> put(std::string id, const std::string& owner, std::string filename, std::string purpose,
-                          std::string content, int64_t expires_after = 0);
+                          std::string content, int64_t expires_after = 0, size_t reserved = 0);
+  // Holds `n` bytes of the bound for a file still arriving (an upload's parts); false (nothing held)
+  // when they do not fit. release() gives them back.
+  bool reserve(size_t n);
+  void release(size_t n);
   std::optional<File> get(const std::string& id, const std::string& owner);
   // The owner's files, oldest first (with `purpose` only those).
   std::vector<File> list(const std::string& owner, const std::string& purpose = "");
   bool erase(const std::string& id, const std::string& owner);
-  size_t bytes();
+  size_t bytes();  // kept and reserved
   size_t max_bytes() const { return max_bytes_; }
 
  private:

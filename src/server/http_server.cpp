@@ -262,6 +262,7 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   register_openai_routes(s, c);
   register_responses_routes(s, c);
   register_files_routes(s, c);
+  register_upload_routes(s, c);
   register_batch_routes(s, c);
   register_messages_routes(s, c);
   register_conversation_routes(s, c);

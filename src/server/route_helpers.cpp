@@ -285,6 +285,18 @@ int64_t expires_after_seconds(const std::string& param, const std::string& ancho
   return query_integer(param + ".seconds", seconds, 3600, 2592000);
 }
 
+int64_t expires_after_object(const std::string& param, const nlohmann::json& e) {
+  if (e.is_null()) return 0;
+  if (!e.is_object()) bad_param(param, fmt::format("'{}' must be an object", param));
+  for (const auto& [k, v] : e.items())
+    if (k != "anchor" && k != "seconds")
+      throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}.{}", param, k), param + "." + k, "",
+                     "unknown_parameter");
+  const nlohmann::json anchor = e.value("anchor", nlohmann::json()), seconds = e.value("seconds", nlohmann::json());
+  return expires_after_seconds(param, anchor.is_string() ? anchor.get<std::string>() : anchor.dump(),
+                               seconds.is_number_integer() ? std::to_string(seconds.get<int64_t>()) : seconds.dump());
+}
+
 void unknown_query_parameter(const std::string& name) {
   throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}", name), name, "", "unknown_parameter");
 }

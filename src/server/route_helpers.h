@@ -104,6 +104,8 @@ int64_t query_integer(const std::string& name, const std::string& value, int64_t
 // OpenAI's expires_after of a file (`param`: expires_after, a batch's output_expires_after): anchor
 // "created_at" and seconds from 3600 (an hour) to 2592000 (30 days); the seconds, else a 400 naming it.
 int64_t expires_after_seconds(const std::string& param, const std::string& anchor, const std::string& seconds);
+// The same given as a JSON body's object {"anchor", "seconds"}; null: 0 (never).
+int64_t expires_after_object(const std::string& param, const nlohmann::json& e);
 
 // Unix seconds now, from the precise realtime clock: std::time reads the coarse one (a kernel tick
 // behind), so a "created" stamped just after a client read its own clock could come out a second early.

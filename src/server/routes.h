@@ -16,6 +16,8 @@ void register_conversation_routes(httplib::Server& svr, ServerContext& ctx);
 // OpenAI Files API (/v1/files: batch inputs and outputs) and Batch API (/v1/batches).
 void register_files_routes(httplib::Server& svr, ServerContext& ctx);
 void register_batch_routes(httplib::Server& svr, ServerContext& ctx);
+// OpenAI's Uploads API (/v1/uploads): a file sent in parts, kept as a file of /v1/files.
+void register_upload_routes(httplib::Server& svr, ServerContext& ctx);
 // /v1/messages (Anthropic's Messages API, streamed or not) and /v1/messages/count_tokens.
 void register_messages_routes(httplib::Server& svr, ServerContext& ctx);
 // Anthropic's Message Batches API (/v1/messages/batches), after register_messages_routes.

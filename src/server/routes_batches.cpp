@@ -240,19 +240,8 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
     metadata = body["metadata"];
   }
   // OpenAI's output_expires_after: the output and error files expire that long after they are made.
-  int64_t output_expires_after = 0;
-  if (body.contains("output_expires_after") && !body["output_expires_after"].is_null()) {
-    const json& e = body["output_expires_after"];
-    if (!e.is_object()) bad_param("output_expires_after", "'output_expires_after' must be an object");
-    for (const auto& [k, v] : e.items())
-      if (k != "anchor" && k != "seconds")
-        throw ApiError(400, fmt::format("Unrecognized request argument supplied: output_expires_after.{}", k),
-                       "output_expires_after." + k, "", "unknown_parameter");
-    const json anchor = e.value("anchor", json()), seconds = e.value("seconds", json());
-    output_expires_after =
-        expires_after_seconds("output_expires_after", anchor.is_string() ? anchor.get<std::string>() : anchor.dump(),
-                              seconds.is_number_integer() ? std::to_string(seconds.get<int64_t>()) : seconds.dump());
-  }
+  const int64_t output_expires_after =
+      expires_after_object("output_expires_after", body.value("output_expires_after", json()));
   auto file = ctx.files.get(file_id, caller.owner);
   if (!file)
     throw ApiError(404, fmt::format("No such File object: {}", file_id), "input_file_id", "", "file_not_found");

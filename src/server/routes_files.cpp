@@ -57,7 +57,7 @@ void handle_upload(ServerContext& ctx, const httplib::Request& req, httplib::Res
                          std::string(file->body), expires_after);
   if (!f)
     throw ApiError(400,
-                   fmt::format("The file store is full: {} bytes kept of --max-file-store-mb {} MiB; delete files "
+                   fmt::format("The file store is full: {} bytes kept or held for uploads of --max-file-store-mb {} MiB; delete files "
                                "first",
                                ctx.files.bytes(), ctx.files.max_bytes() >> 20),
                    "file", "invalid_request_error", "file_store_full");

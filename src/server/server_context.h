@@ -19,6 +19,7 @@
 #include "server/batch_store.h"
 #include "server/event_log.h"
 #include "server/file_store.h"
+#include "server/upload_store.h"
 #include "server/metrics.h"
 #include "server/request_parse.h"
 #include "server/request_registry.h"
@@ -58,6 +59,7 @@ struct ServerContext {
   std::atomic<bool> stopping{false};
   int64_t created = 0;  // unix seconds at start, for "created" fields
   FileStore files{opts.max_file_store_bytes};  // /v1/files
+  UploadStore uploads{files};                  // /v1/uploads: files arriving in parts
   BatchStore batches{1024};                    // /v1/batches
   BatchStore message_batches{1024};            // /v1/messages/batches
   // The routes a batch's lines go to (POST path -> handler), as the HTTP server would call them.
