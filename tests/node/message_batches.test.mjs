@@ -182,4 +182,33 @@ tests.push(['bad requests are Anthropic 400s naming the field', async () => {
   assert.equal(q.status, 400);
 }]);
 
+// --max-file-store-mb 1 holds the results files: every file of both keys is deleted, then one file
+// leaves 700 bytes, room for an "errored" line per request but not for two messages.
+tests.push(['results that outgrow the file store: every request errored, and the batch still ends', async () => {
+  const STORE_BYTES = 1 << 20;
+  for (const key of [API_KEY, process.env.BATCH_OTHER_KEY]) {
+    const auth = { Authorization: `Bearer ${key}` };
+    for (const f of (await http('GET', '/v1/files', undefined, auth)).json.data)
+      assert.equal((await http('DELETE', `/v1/files/${f.id}`, undefined, auth)).status, 200);
+  }
+  const fd = new FormData();
+  fd.append('purpose', 'batch');
+  fd.append('file', new Blob([Buffer.alloc(STORE_BYTES - 700, 97)]), 'filler.jsonl');
+  const filler = await fetch(`${URL_BASE}/v1/files`, { method: 'POST', body: fd, headers: { Authorization: `Bearer ${API_KEY}` } })
+    .then((r) => r.json());
+  assert.equal(filler.bytes, STORE_BYTES - 700);
+  const requests = [{ custom_id: 'a', params: params('Tell me about the sea.', 8) },
+                    { custom_id: 'b', params: params('Name a color.', 8) }];
+  const full = await ended((await an.messages.batches.create({ requests })).id);
+  assert.deepEqual(full.request_counts, { processing: 0, succeeded: 0, errored: 2, canceled: 0, expired: 0 });
+  const rs = await results(full.id);
+  assert.deepEqual(rs.map((r) => [r.custom_id, r.result.type]), [['a', 'errored'], ['b', 'errored']]);
+  for (const r of rs) assert.match(r.result.error.error.message, /--max-file-store-mb/);
+  // With the room back, the same batch succeeds: it was the store, not the requests.
+  await http('DELETE', `/v1/files/${filler.id}`);
+  const fine = await ended((await an.messages.batches.create({ requests })).id);
+  assert.equal(fine.request_counts.succeeded, 2);
+  assert.deepEqual((await results(fine.id)).map((r) => r.result.type), ['succeeded', 'succeeded']);
+}]);
+
 await run(tests);
