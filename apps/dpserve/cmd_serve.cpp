@@ -283,6 +283,7 @@ void run_serve(ServeArgs& a) {
                                                            : a.so.preferred_sampling.to_json()},
                          {"max_total_tokens", rt->kv_tokens_per_rank()},
                          {"max_total_num_tokens", rt->kv_tokens_per_rank()},  // SGLang's name
+                         {"weight_bytes", rt->model().weight_bytes()},  // rank 0's weights as run
                          {"model_type", hf_model_type(loc.model, cfg.arch_name)},
                          {"has_image_understanding", a.so.images.tokens.takes_images()},
                          {"kernels", cpu_kernel_name()},

@@ -1,13 +1,16 @@
 // SGLang-style routes: /generate, /health, /health_generate, /get_server_info, /abort_request, /get_load,
 // /metrics.
 #include <chrono>
+#include <ctime>
 #include <memory>
 #include <optional>
 #include <thread>
 
+#include <fmt/chrono.h>
 #include <fmt/format.h>
 
 #include "server/generation.h"
+#include "server/load_report.h"
 #include "server/openai_format.h"
 #include "server/openai_error.h"
 #include "server/request_id.h"
@@ -361,6 +364,23 @@ void register_sglang_routes(httplib::Server& svr, ServerContext& ctx) {
                        {"num_pending_tokens", g.waiting_tokens},
                        {"ts_tic", tic}});
     send_json(res, 200, loads);
+  });
+  // SGLang's /v1/loads (its supported load API, which newer routers poll): per DP group the requests
+  // and KV tokens held and queued, how full it is, and the sections the query includes.
+  svr.Get("/v1/loads", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    const EngineStats stats = ctx.engine.stats();
+    const LoadReportQuery q = parse_load_report_query(req.params, int64_t(stats.groups.size()));
+    const auto now = std::chrono::system_clock::now();
+    const std::time_t secs = std::chrono::system_clock::to_time_t(now);
+    const int64_t micros =
+        std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() % 1000000;
+    std::tm utc{};
+    gmtime_r(&secs, &utc);
+    const json report = load_report(stats, ctx.info, q, fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:06d}+00:00", utc, micros));
+    if (q.prometheus)
+      res.set_content(load_report_prometheus(report), "text/plain; version=0.0.4; charset=utf-8");
+    else
+      send_json(res, 200, report);
   });
   svr.Get("/metrics", [&ctx](const httplib::Request&, httplib::Response& res) {
     const EngineStats stats = ctx.engine.stats();

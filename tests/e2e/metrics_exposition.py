@@ -14,8 +14,12 @@ numbers are the ones the clients were told.
     once nothing was generated for longer than its 5 s window;
   * with several DP groups (DP_GROUPS), every per-group family has one series per dp_rank;
   * SGLang's /get_load (sgl-router polls it) has one entry per dp_rank, consistent counts, all 0 when
-    idle, and shows the request and its tokens while a stream runs.
+    idle, and shows the request and its tokens while a stream runs;
+  * SGLang's /v1/loads (its supported load API) agrees with /get_load, /get_server_info and /metrics,
+    derives its ratios from its counts as SGLang defines them, filters by dp_rank and include, speaks
+    Prometheus text on request, and refuses bad parameters naming them.
 """
+import datetime
 import http.client
 import json
 import os
@@ -272,6 +276,90 @@ for _ in range(50):
     time.sleep(0.01)
 check(sum(x["num_reqs"] for x in busy) == 1 and max((x["num_tokens"] for x in busy), default=0) >= 4,
       f"/get_load while one request streams: one request, its tokens held: {busy}")
+s.close()
+
+
+# /v1/loads. Its figures are the engine's as of its last step, like /get_load's; when idle they are still.
+st, info, _ = request("GET", "/get_server_info")
+CORE = ["dp_rank", "num_running_reqs", "num_waiting_reqs", "num_waiting_uncached_tokens", "num_used_tokens",
+        "num_total_tokens", "max_total_num_tokens", "max_running_requests", "token_usage", "gen_throughput",
+        "cache_hit_rate", "utilization"]
+
+
+def v1_loads(where, query=""):
+    st, r, ctype = request("GET", "/v1/loads" + query, timeout=60)
+    check(st == 200 and isinstance(r, dict) and ctype.startswith("application/json"), f"/v1/loads{query} {where}: {st}")
+    if st != 200 or not isinstance(r, dict):
+        return []
+    stamp = datetime.datetime.fromisoformat(r["timestamp"])
+    check(stamp.utcoffset() == datetime.timedelta(0) and
+          abs((stamp - datetime.datetime.now(datetime.timezone.utc)).total_seconds()) < 600,
+          f"/v1/loads {where}: timestamp {r['timestamp']} is now, in UTC")
+    check(r["version"] == info["version"] and r["accelerator"] is None and r["num_accelerators"] == 0,
+          f"/v1/loads {where}: version / accelerator fields {[r.get(k) for k in ('version', 'accelerator')]}")
+    for x in r["loads"]:
+        check(all(k in x for k in CORE), f"/v1/loads {where}: core fields {sorted(x)}")
+        cap, used = x["max_total_num_tokens"], x["num_used_tokens"]
+        check(cap == info["max_total_num_tokens"] and x["max_running_requests"] == info["max_running_requests"],
+              f"/v1/loads {where}: capacity {cap} and max_running_requests as /get_server_info says")
+        check(x["num_total_tokens"] == used + x["num_waiting_uncached_tokens"] and
+              x["token_usage"] == round(used / cap, 4) and
+              abs(x["utilization"] - max(x["num_running_reqs"] / x["max_running_requests"], used / cap / 0.9)) < 1e-4,
+              f"/v1/loads {where}: totals and ratios from the counts: {x}")
+    return r["loads"]
+
+
+# (The stream above was closed by its client; the server stops it at its next write: polled, bounded.)
+deadline = time.time() + 20
+while True:
+    idle = v1_loads("when idle")
+    zero = all(x["num_running_reqs"] == x["num_waiting_reqs"] == x["num_used_tokens"] == 0 for x in idle)
+    if zero or time.time() > deadline:
+        break
+    time.sleep(0.05)
+check([x["dp_rank"] for x in idle] == list(range(groups)), f"/v1/loads: one entry per DP group: {idle}")
+check(zero, f"/v1/loads when idle: all 0: {idle}")
+m_idle = scrape("beside /v1/loads")
+for x in idle:
+    r = str(x["dp_rank"])
+    check(x["cache_hit_rate"] == round(V(m_idle, "sglang:cache_hit_rate", dp_rank=r), 4),
+          f"/v1/loads cache_hit_rate {x['cache_hit_rate']} is /metrics' sglang:cache_hit_rate for dp_rank {r}")
+    mem = x.get("memory", {})
+    check(mem.get("token_capacity") == x["max_total_num_tokens"] and mem.get("kv_cache_gb", 0) > 0 and
+          mem.get("weight_gb", 0) > 0, f"/v1/loads memory section: {mem}")
+    check(x.get("disaggregation", {}).get("mode") == "null", f"/v1/loads disaggregation section: {x}")
+check(all("memory" not in x and "disaggregation" not in x for x in v1_loads("with include=core", "?include=core")),
+      "/v1/loads?include=core: the core fields only")
+only_mem = v1_loads("with include=memory", "?include=memory")
+check(all("memory" in x and "disaggregation" not in x for x in only_mem), f"/v1/loads?include=memory: {only_mem}")
+one = v1_loads("for one group", f"?dp_rank={groups - 1}")
+check([x["dp_rank"] for x in one] == [groups - 1], f"/v1/loads?dp_rank={groups - 1}: {one}")
+for query, param in [(f"?dp_rank={groups}", "dp_rank"), ("?dp_rank=x", "dp_rank"), ("?include=core,gpu", "include"),
+                     ("?format=xml", "format"), ("?rank=0", "rank")]:
+    st, body, _ = request("GET", "/v1/loads" + query)
+    check(st == 400 and isinstance(body, dict) and body.get("error", {}).get("param") == param,
+          f"/v1/loads{query}: a 400 naming {param}: {st} {body}")
+st, text, ctype = request("GET", "/v1/loads?format=prometheus&include=core")
+fams, errors = prom_text.parse(text) if st == 200 else ({}, ["status"])
+check(st == 200 and not errors and ctype.startswith("text/plain"), f"/v1/loads?format=prometheus: {st} {errors[:3]}")
+for x in idle:
+    for k in ["num_running_reqs", "max_total_num_tokens", "token_usage"]:
+        check(V(fams, "sglang_" + k, dp_rank=str(x["dp_rank"])) == x[k], f"/v1/loads prometheus sglang_{k} is the JSON's")
+
+# While a stream runs, the group running it reports it, its KV tokens and the ratios they give.
+s = socket.create_connection((host, port), timeout=60)
+s.sendall(f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+          f"Content-Length: {len(payload)}\r\n\r\n{payload}".encode())
+check(s.recv(4096).startswith(b"HTTP/1.1 200"), "another long stream started")
+busy = []
+for _ in range(50):
+    busy = v1_loads("while a stream runs")
+    if sum(x["num_running_reqs"] for x in busy) >= 1:
+        break
+    time.sleep(0.01)
+check(sum(x["num_running_reqs"] for x in busy) == 1 and max((x["num_used_tokens"] for x in busy), default=0) >= 4 and
+      max((x["utilization"] for x in busy), default=0) > 0,
+      f"/v1/loads while one request streams: one request, its tokens held: {busy}")
 s.close()
 
 if failures:
