@@ -100,6 +100,19 @@ tests.push(['an unknown field is code unknown_parameter on every route (docs/api
   }
   await stillServes();
 }]);
+// This server has no --reasoning-parser: Anthropic's thinking cannot be told from the answer, so
+// asking for it is a 400 in Anthropic's shape naming the flag.
+tests.push(['Messages: thinking without a reasoning parser is a 400 naming the flag', async () => {
+  const ask = { model, max_tokens: 2048, messages: [{ role: 'user', content: 'Once upon a time' }] };
+  for (const thinking of [{ type: 'enabled', budget_tokens: 1024 }, { type: 'adaptive' }]) {
+    const r = await http('POST', '/v1/messages', { ...ask, thinking });
+    assert.equal(r.status, 400, r.text);
+    assert.equal(r.json.type, 'error');
+    assert.equal(r.json.error.type, 'invalid_request_error');
+    assert.match(r.json.error.message, /^thinking needs .*--reasoning-parser/, r.json.error.message);
+  }
+}]);
+
 tests.push(['unknown route is a 404 with an error body', async () => {
   assertOpenAIError(await http('GET', '/v1/nothing-here'), 404);
   await stillServes();
