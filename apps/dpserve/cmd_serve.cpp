@@ -435,7 +435,8 @@ void register_serve(CLI::App& app) {
       ->capture_default_str()->check(CLI::NonNegativeNumber)->envname("DPSERVE_MAX_QUEUED_EMBEDDING_VALUES");
   s->add_option("--max-stored-responses", a->so.max_stored_responses,
                 "/v1/responses kept in memory for previous_response_id and GET /v1/responses/{id}; beyond it the "
-                "oldest go (0 = keep none). /v1/conversations are kept within the same bounds, apart")
+                "oldest go (0 = keep none). /v1/conversations and chat completions made with store: true are kept "
+                "within the same bounds, each apart")
       ->capture_default_str()
       ->check(CLI::Range(int64_t(0), int64_t(1) << 40))
       ->envname("DPSERVE_MAX_STORED_RESPONSES");

@@ -260,6 +260,7 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   });
 
   register_openai_routes(s, c);
+  register_stored_chat_routes(s, c);
   register_responses_routes(s, c);
   register_files_routes(s, c);
   register_upload_routes(s, c);

@@ -1,5 +1,7 @@
 #include "server/response_store.h"
 
+#include <algorithm>
+
 namespace dpserve {
 
 bool ResponseStore::put(const std::string& id, const Entry& e) { return keep(id, e, false); }
@@ -13,6 +15,7 @@ bool ResponseStore::keep(const std::string& id, const Entry& e, bool only_presen
   auto present = slots_.find(id);
   if (only_present && (present == slots_.end() || present->second.owner != e.owner)) return false;
   if (max_count_ == 0 || s.bytes > max_bytes_) return false;
+  s.seq = present != slots_.end() ? present->second.seq : next_seq_++;
   if (present != slots_.end()) drop(present);
   while (!slots_.empty() && (slots_.size() + 1 > max_count_ || bytes_ + s.bytes > max_bytes_)) {
     auto o = victim(slots_.size() + 1 > max_count_);
@@ -76,6 +79,18 @@ ResponseStore::Update ResponseStore::update(const std::string& id, const std::st
   fn(*e);
   if (keep(id, *e, true)) return Update::kDone;
   return get(id, owner) ? Update::kTooBig : Update::kMissing;
+}
+
+std::vector<std::string> ResponseStore::ids(const std::string& owner) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto o = owners_.find(owner);
+  if (o == owners_.end()) return {};
+  std::vector<std::pair<uint64_t, std::string>> kept;
+  for (const std::string& id : o->second.order) kept.emplace_back(slots_.at(id).seq, id);
+  std::sort(kept.begin(), kept.end());
+  std::vector<std::string> out;
+  for (auto& [seq, id] : kept) out.push_back(std::move(id));
+  return out;
 }
 
 size_t ResponseStore::size() const {

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -44,6 +45,9 @@ class ResponseStore {
   enum class Update { kDone, kMissing, kTooBig };
   Update update(const std::string& id, const std::string& owner, const std::function<void(Entry&)>& fn);
 
+  // The owner's ids in the order they were first kept (a put or update over an id keeps its place).
+  std::vector<std::string> ids(const std::string& owner) const;
+
   size_t size() const;
   // What the kept entries hold: their JSON text, which is how they are kept (a parsed tree of small
   // values takes tens of times its text), so the byte bound is the memory they use.
@@ -56,6 +60,7 @@ class ResponseStore {
     std::string owner, response, conversation;  // JSON text
     size_t input_count = 0;
     size_t bytes = 0;
+    uint64_t seq = 0;                        // when the id was first kept
     std::list<std::string>::iterator order;  // in its owner's list
   };
   struct Owner {
@@ -74,6 +79,7 @@ class ResponseStore {
   std::map<std::string, Owner> owners_;
   std::unordered_map<std::string, Slot> slots_;
   size_t bytes_ = 0;
+  uint64_t next_seq_ = 0;
 };
 
 }  // namespace dpserve

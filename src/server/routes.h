@@ -9,6 +9,8 @@ namespace dpserve {
 
 // /v1/completions, /v1/chat/completions, /v1/models.
 void register_openai_routes(httplib::Server& svr, ServerContext& ctx);
+// Chat completions kept with store: true: list, retrieve, update metadata, delete, their messages.
+void register_stored_chat_routes(httplib::Server& svr, ServerContext& ctx);
 // /v1/responses (create, streamed or not), GET and DELETE /v1/responses/{id}.
 void register_responses_routes(httplib::Server& svr, ServerContext& ctx);
 // OpenAI's Conversations API (/v1/conversations and its items), which /v1/responses continues.

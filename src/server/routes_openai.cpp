@@ -3,6 +3,7 @@
 #include <utility>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "core/check.h"
 #include "server/chat_output.h"
@@ -110,13 +111,66 @@ void absorb(ChoiceState& st, const ChoiceDelta& d) {
   }
 }
 
+// A whole answer's body from its choices' states, as a request without `stream` gets it: each chat
+// choice's text parsed anew (reasoning, tool calls; the parser is seeded from the id, so the calls'
+// ids are the stream's). `usage` is the caller's.
+json whole_body(const ServerContext& ctx, OpenAiApi api, const GenSpec& spec, const ChoiceFormatter& form,
+                const std::string& id, int64_t created, std::vector<ChoiceState>& states, json usage) {
+  json choices = json::array();
+  for (size_t i = 0; i < states.size(); ++i) {
+    ChoiceState& st = states[i];
+    ChatDelta parsed;
+    if (api == OpenAiApi::kChat) st.parser = chat_parser(ctx, spec, id, i);
+    if (st.parser) parsed = feed_parser(*st.parser, st.text, true);
+    st.reasoning = parsed.reasoning;
+    json ch = form.choice(i,
+                          ChoicePiece{.prefix = form.prefix(i), .echo_logprobs = form.echo_logprobs(),
+                                      .prompt = st.prompt, .text = st.text, .tokens = st.tokens,
+                                      .finished = true, .finish_reason = chat_finish(st.finish_reason, st),
+                                      .matched_stop = st.matched_stop, .chat = st.parser ? &parsed : nullptr},
+                          false);
+    if (spec.return_token_ids) {
+      if (api == OpenAiApi::kCompletion) ch["prompt_token_ids"] = spec.prompts[i / size_t(spec.n)];
+      ch["token_ids"] = token_ids_of(st.tokens);
+    }
+    choices.push_back(std::move(ch));
+  }
+  json body{{"id", id}, {"object", form.object()}, {"created", created}, {"model", spec.model},
+            {"choices", choices}, {"usage", std::move(usage)}};
+  // vLLM puts chat's prompt_logprobs beside the choices (they share the one prompt).
+  if (api == OpenAiApi::kChat && spec.prompt_logprobs)
+    body["prompt_logprobs"] = vllm_prompt_logprobs(ctx.tok, spec.prompts[0], states[0].prompt, *spec.prompt_logprobs);
+  if (api == OpenAiApi::kChat && spec.return_token_ids) body["prompt_token_ids"] = spec.prompts[0];
+  return body;
+}
+
+// A chat completion created with `store: true`, kept as its whole body with the request's metadata,
+// and the request's messages (GET /v1/chat/completions/{id}/messages).
+struct StoredRequest {
+  bool store = false;
+  json metadata, messages;
+};
+
+void store_completion(ServerContext& ctx, const StoredRequest& sr, const std::string& owner, json body) {
+  if (!sr.store) return;
+  body["metadata"] = sr.metadata.is_null() ? json::object() : sr.metadata;
+  ResponseStore::Entry e{owner, std::move(body), nlohmann::ordered_json::parse(sr.messages.dump()), 0};
+  const std::string id = e.response["id"];
+  if (!ctx.chat_completions.put(id, e))
+    spdlog::warn("chat completion {} not stored: larger than --max-stored-responses-mb", id);
+}
+
 void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request& req, httplib::Response& res) {
   check_serving(ctx);
+  StoredRequest stored;
   auto spec = std::make_shared<const GenSpec>([&] {
     const bool chat = api == OpenAiApi::kChat;
     json body = read_json_body(ctx, req, chat ? is_chat_field : is_completion_field,
                                chat ? nullptr : is_completion_id_field);
     GenSpec s = chat ? parse_chat_request(body, ctx.parse, req.body) : parse_completion_request(body, ctx.parse, req.body);
+    // OpenAI stores chat completions (not legacy completions) asked to: kept for GET and listing.
+    if (chat && body.value("store", json()) == true)
+      stored = {true, body.value("metadata", json()), std::move(body["messages"])};
     s.log_requests = ctx.opts.log_requests;
     return s;
   }());
@@ -145,36 +199,14 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
     }
     for (const auto& st : *states)
       if (st.finish_reason == "error") throw_choice_error(st.error, st.engine_fault, st.engine_unavailable);
-    json choices = json::array();
-    for (size_t i = 0; i < states->size(); ++i) {
-      ChoiceState& st = (*states)[i];
-      ChatDelta parsed;
-      if (api == OpenAiApi::kChat) st.parser = chat_parser(ctx, *spec, id, i);
-      if (st.parser) parsed = feed_parser(*st.parser, st.text, true);
-      st.reasoning = parsed.reasoning;
-      json ch = form->choice(i,
-                             ChoicePiece{.prefix = form->prefix(i), .echo_logprobs = form->echo_logprobs(),
-                                         .prompt = st.prompt, .text = st.text, .tokens = st.tokens,
-                                         .finished = true, .finish_reason = chat_finish(st.finish_reason, st),
-                                         .matched_stop = st.matched_stop, .chat = st.parser ? &parsed : nullptr},
-                             false);
-      if (spec->return_token_ids) {
-        if (api == OpenAiApi::kCompletion) ch["prompt_token_ids"] = spec->prompts[i / size_t(spec->n)];
-        ch["token_ids"] = token_ids_of(st.tokens);
-      }
-      choices.push_back(std::move(ch));
-    }
     json usage = usage_of(*gen, spec->n);
+    json body = whole_body(ctx, api, *spec, *form, id, created, *states, json());
     if (reasoning_field) add_reasoning_tokens(usage, *states, *gen, ctx);
     if (!spec->base.prediction.empty()) add_prediction_tokens(usage, *gen);
+    body["usage"] = usage;
     note_access(*states, usage);
     access_info().extra = image_timing_log(spec->images.size(), spec->image_times, *gen);
-    json body{{"id", id}, {"object", form->object()}, {"created", created}, {"model", spec->model},
-              {"choices", choices}, {"usage", usage}};
-    // vLLM puts chat's prompt_logprobs beside the choices (they share the one prompt).
-    if (api == OpenAiApi::kChat && spec->prompt_logprobs)
-      body["prompt_logprobs"] = vllm_prompt_logprobs(ctx.tok, spec->prompts[0], (*states)[0].prompt, *spec->prompt_logprobs);
-    if (api == OpenAiApi::kChat && spec->return_token_ids) body["prompt_token_ids"] = spec->prompts[0];
+    store_completion(ctx, stored, request_caller().owner, body);
     send_json(res, 200, body);
     return;
   }
@@ -184,8 +216,8 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
   res.set_header("X-Accel-Buffering", "no");
   set_stream_provider(
       req, res, "text/event-stream",
-      [&ctx, api, spec, form, id, created, gen, states, gone, inflight, reasoning_field](size_t,
-                                                                                        httplib::DataSink& sink) {
+      [&ctx, api, spec, form, id, created, gen, states, gone, inflight, reasoning_field, stored,
+       owner = request_caller().owner](size_t, httplib::DataSink& sink) {
         auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
         bool prompt_ids_sent = false;  // chat's return_token_ids: the prompt's ids ride on the first chunk
         auto chunk = [&](json choices, json usage) {
@@ -251,6 +283,12 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
         if (!ok) {  // client gone: close the connection
           access_info().finish = "client_gone";
           return false;
+        }
+        if (stored.store) {
+          // The whole answer the stream made, as the same request without `stream` would get it.
+          std::vector<ChoiceState> whole = *states;
+          json body = whole_body(ctx, api, *spec, *form, id, created, whole, usage);
+          store_completion(ctx, stored, owner, std::move(body));
         }
         if (spec->include_usage && !chunk(json::array(), usage)) return false;
         if (!write(sse_done())) return false;

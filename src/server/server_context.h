@@ -40,7 +40,8 @@ struct ServerContext {
                   opts.max_queued_embedding_values),
         constraints(256, constrain::JsonSchemaOptions{opts.json_whitespace}),
         responses(opts.max_stored_responses, opts.max_stored_response_bytes),
-        conversations(opts.max_stored_responses, opts.max_stored_response_bytes) {}
+        conversations(opts.max_stored_responses, opts.max_stored_response_bytes),
+        chat_completions(opts.max_stored_responses, opts.max_stored_response_bytes) {}
 
   ServerOptions opts;
   Engine& engine;
@@ -51,6 +52,7 @@ struct ServerContext {
   constrain::CompileCache constraints;  // structured outputs by their text (compiled here, on rank 0)
   ResponseStore responses;              // /v1/responses kept for previous_response_id
   ResponseStore conversations;          // /v1/conversations: the object as `response`, its items as `conversation`
+  ResponseStore chat_completions;       // chat completions made with store: true, their messages as `conversation`
   ParseContext parse;
   SamplingDefaults openai_sampling;  // the model's defaults under the operator's preferences (parse points here)
   Metrics metrics;

@@ -48,6 +48,24 @@ TEST(ResponseStore, EvictsTheOldestBeyondTheBytes) {
   EXPECT_TRUE(s.get("b", "k"));
 }
 
+// Stored chat completions are listed in the order they were made: an update keeps an id's place,
+// eviction and erase take it out, and each owner sees only their own.
+TEST(ResponseStore, IdsInTheOrderFirstKept) {
+  ResponseStore s(3, 1 << 20);
+  for (const char* id : {"a", "b", "c"}) ASSERT_TRUE(s.put(id, entry("k")));
+  ASSERT_EQ(s.update("a", "k", [](ResponseStore::Entry& e) { e.response["pad"] = "changed"; }),
+            ResponseStore::Update::kDone);
+  ASSERT_TRUE(s.replace("b", entry("k", 3)));
+  EXPECT_EQ(s.ids("k"), (std::vector<std::string>{"a", "b", "c"}));
+  // Beyond the count: "k"'s least recently written entry ("c") goes.
+  ASSERT_TRUE(s.put("d", entry("other")));
+  EXPECT_EQ(s.ids("k"), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(s.ids("other"), (std::vector<std::string>{"d"}));
+  ASSERT_TRUE(s.erase("a", "k"));
+  EXPECT_EQ(s.ids("k"), (std::vector<std::string>{"b"}));
+  EXPECT_TRUE(s.ids("nobody").empty());
+}
+
 TEST(ResponseStore, ReplaceOnlyOverAKeptEntryOfTheSameOwner) {
   ResponseStore s(10, 1 << 20);
   EXPECT_FALSE(s.replace("a", entry("k", 1)));  // nothing kept under "a": nothing added
