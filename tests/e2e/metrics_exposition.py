@@ -260,20 +260,27 @@ def get_load(where):
 
 idle_loads = get_load("when idle")
 check(all(x["num_reqs"] == 0 and x["num_tokens"] == 0 for x in idle_loads), f"/get_load when idle: all 0: {idle_loads}")
-# While a long stream runs (its first bytes are out, so it is in a group), some group reports it and the
-# KV positions it holds. The engine's figures are as of its last step: polled for a little while.
-s = socket.create_connection((host, port), timeout=60)
-payload = json.dumps({"prompt": "Once upon a time", "max_tokens": 400, "stream": True, "temperature": 0,
-                      "ignore_eos": True})
-s.sendall(f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-          f"Content-Length: {len(payload)}\r\n\r\n{payload}".encode())
-check(s.recv(4096).startswith(b"HTTP/1.1 200"), "the long stream started")
-busy = []
-for _ in range(50):
-    busy = get_load("while a stream runs")
-    if sum(x["num_reqs"] for x in busy) >= 1:
-        break
-    time.sleep(0.01)
+def while_streaming(report, running):
+    """Starts a long stream (its first bytes out, so it is in a group) and polls `report` a little while
+    (the engine's figures are as of its last step) until `running` of it counts a request. Returns the
+    last report and the open socket, to close when done."""
+    s = socket.create_connection((host, port), timeout=60)
+    payload = json.dumps({"prompt": "Once upon a time", "max_tokens": 400, "stream": True, "temperature": 0,
+                          "ignore_eos": True})
+    s.sendall(f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              f"Content-Length: {len(payload)}\r\n\r\n{payload}".encode())
+    check(s.recv(4096).startswith(b"HTTP/1.1 200"), "a long stream started")
+    busy = []
+    for _ in range(50):
+        busy = report("while a stream runs")
+        if sum(running(x) for x in busy) >= 1:
+            break
+        time.sleep(0.01)
+    return busy, s
+
+
+# While a long stream runs, some group reports it and the KV positions it holds.
+busy, s = while_streaming(get_load, lambda x: x["num_reqs"])
 check(sum(x["num_reqs"] for x in busy) == 1 and max((x["num_tokens"] for x in busy), default=0) >= 4,
       f"/get_load while one request streams: one request, its tokens held: {busy}")
 s.close()
@@ -347,16 +354,7 @@ for x in idle:
         check(V(fams, "sglang_" + k, dp_rank=str(x["dp_rank"])) == x[k], f"/v1/loads prometheus sglang_{k} is the JSON's")
 
 # While a stream runs, the group running it reports it, its KV tokens and the ratios they give.
-s = socket.create_connection((host, port), timeout=60)
-s.sendall(f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-          f"Content-Length: {len(payload)}\r\n\r\n{payload}".encode())
-check(s.recv(4096).startswith(b"HTTP/1.1 200"), "another long stream started")
-busy = []
-for _ in range(50):
-    busy = v1_loads("while a stream runs")
-    if sum(x["num_running_reqs"] for x in busy) >= 1:
-        break
-    time.sleep(0.01)
+busy, s = while_streaming(v1_loads, lambda x: x["num_running_reqs"])
 check(sum(x["num_running_reqs"] for x in busy) == 1 and max((x["num_used_tokens"] for x in busy), default=0) >= 4 and
       max((x["utilization"] for x in busy), default=0) > 0,
       f"/v1/loads while one request streams: one request, its tokens held: {busy}")
