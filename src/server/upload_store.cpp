@@ -49,6 +49,7 @@ UploadStore::UploadStore(FileStore& files, std::function<int64_t()> now) : files
 
 void UploadStore::end(std::map<std::string, Pending>::iterator it, const char* status) {
   files_.release(it->second.reserved);
+  parts_ -= it->second.parts.size();
   it->second.upload.status = status;
   ended_.push_back(std::move(it->second.upload));
   if (ended_.size() > kMaxEnded) ended_.pop_front();
@@ -108,6 +109,10 @@ nlohmann::json UploadStore::add_part(const std::string& id, const std::string& o
   Pending& p = find_pending(id, owner);
   if (p.parts.size() >= kMaxParts)
     invalid(fmt::format("Upload {} has {} parts, the most one upload takes here", id, kMaxParts), "data");
+  if (parts_ >= kMaxPendingParts)
+    invalid(fmt::format("The server holds {} parts of pending uploads, its most; complete or cancel uploads first",
+                        kMaxPendingParts),
+            "data", "too_many_parts");
   const size_t n = data.size();
   if (p.received + n > p.reserved) {
     const size_t more = p.received + n - p.reserved;
@@ -115,6 +120,7 @@ nlohmann::json UploadStore::add_part(const std::string& id, const std::string& o
     p.reserved += more;
   }
   p.received += n;
+  ++parts_;
   p.parts.emplace(part_id, std::make_shared<const std::string>(std::move(data)));
   return {{"id", part_id}, {"object", "upload.part"}, {"created_at", now_()}, {"upload_id", id}};
 }

@@ -25,6 +25,9 @@ class UploadStore {
   static constexpr int64_t kLifetimeSeconds = 3600;
   static constexpr size_t kMaxParts = 1000;    // per upload (OpenAI's 8 GB in 64 MB parts is 128)
   static constexpr size_t kMaxPending = 1000;  // pending uploads, all keys together
+  // Parts of all pending uploads together: their bytes are in the file store's bound, this bounds
+  // what a part costs beside its bytes (a thousand uploads of a thousand 1-byte parts would not be).
+  static constexpr size_t kMaxPendingParts = 10000;
   static constexpr size_t kMaxEnded = 1000;    // ended uploads remembered for their status
 
   // `now`: unix seconds (the system clock's; a test gives its own to see uploads expire).
@@ -70,6 +73,7 @@ class UploadStore {
   std::mutex mu_;
   std::map<std::string, Pending> pending_;  // by id
   std::deque<Upload> ended_;                // oldest first
+  size_t parts_ = 0;                        // of the pending uploads
 };
 
 }  // namespace dpserve

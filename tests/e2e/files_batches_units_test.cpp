@@ -148,6 +148,32 @@ TEST(UploadStore, HoldsItsBytesInTheFileStoresBound) {
   EXPECT_EQ(api_status([&] { uploads.add_part("upload_none", "k", "part_8", "x"); }), 404);
 }
 
+// What parts cost beside their bytes is bounded: a thousand parts an upload, ten thousand in all
+// pending; a cancelled upload's parts no longer count.
+TEST(UploadStore, PartsAreBoundedPerUploadAndInAll) {
+  FileStore files(1 << 20);
+  UploadStore uploads(files);
+  for (int u = 0; u < 10; ++u) {
+    const std::string id = "upload_" + std::to_string(u);
+    uploads.create(id, "k", "x.jsonl", "batch", 1000, 0);
+    for (int i = 0; i < 1000; ++i) uploads.add_part(id, "k", id + "_part_" + std::to_string(i), "x");
+  }
+  EXPECT_EQ(api_status([&] { uploads.add_part("upload_0", "k", "part_more", "x"); }), 400);  // 1001 in one
+  uploads.create("upload_10", "k", "x.jsonl", "batch", 10, 0);
+  EXPECT_EQ(api_status([&] { uploads.add_part("upload_10", "k", "part_a", "x"); }), 400);  // 10001 in all
+  uploads.cancel("upload_3", "k");  // its 1000 parts go
+  uploads.create("upload_11", "k", "x.jsonl", "batch", 10, 0);
+  for (int i = 0; i < 500; ++i) {
+    uploads.add_part("upload_10", "k", "part_b" + std::to_string(i), "x");
+    uploads.add_part("upload_11", "k", "part_d" + std::to_string(i), "x");
+  }
+  EXPECT_EQ(api_status([&] { uploads.add_part("upload_10", "k", "part_c", "x"); }), 400);  // 10000 again
+  std::vector<std::string> ids;
+  for (int i = 0; i < 1000; ++i) ids.push_back("upload_1_part_" + std::to_string(i));
+  EXPECT_EQ(uploads.complete("upload_1", "k", ids, {}, "file-1").object()["file"]["bytes"], 1000);
+  uploads.add_part("upload_10", "k", "part_c", "x");  // the completed upload's parts went too
+}
+
 // The file made on completion takes the upload's expires_after; an empty upload is an empty file.
 TEST(UploadStore, TheFileExpiresAsAskedAndMayBeEmpty) {
   int64_t now = 50;
