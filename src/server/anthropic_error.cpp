@@ -11,6 +11,14 @@ bool is_anthropic_route(std::string_view path) {
   return path.substr(0, kRoot.size()) == kRoot && (path.size() == kRoot.size() || path[kRoot.size()] == '/');
 }
 
+bool is_anthropic_request(const httplib::Request& req) {
+  constexpr std::string_view kModels = "/v1/models";
+  const std::string_view path = req.path;
+  const bool models = path.substr(0, kModels.size()) == kModels &&
+                      (path.size() == kModels.size() || path[kModels.size()] == '/');
+  return is_anthropic_route(path) || (models && req.has_header("anthropic-version"));
+}
+
 std::string anthropic_error_type(int status) {
   switch (status) {
     case 401: return "authentication_error";
@@ -61,7 +69,7 @@ std::string anthropic_context_message(const std::string& message) {
 }
 
 void reshape_anthropic_error(const httplib::Request& req, httplib::Response& res) {
-  if (res.status < 400 || !is_anthropic_route(req.path) || res.body.empty()) return;
+  if (res.status < 400 || !is_anthropic_request(req) || res.body.empty()) return;
   nlohmann::json body = nlohmann::json::parse(res.body, nullptr, false);
   if (!body.is_object() || !body.contains("error")) return;
   res.set_content(anthropic_error_body(res.status, body).dump(), "application/json");

@@ -14,6 +14,9 @@ namespace dpserve {
 
 // /v1/messages and the routes under it.
 bool is_anthropic_route(std::string_view path);
+// A request answered in Anthropic's shapes: one of those routes, or /v1/models[/...] asked by an
+// Anthropic client (it sends anthropic-version; OpenAI's clients do not).
+bool is_anthropic_request(const httplib::Request& req);
 
 // Anthropic's error type for an HTTP status: invalid_request_error, authentication_error,
 // permission_error, not_found_error, request_too_large, rate_limit_error, api_error, overloaded_error.

@@ -15,6 +15,7 @@
 #include <unordered_set>
 
 #include "server/anthropic_error.h"
+#include "server/anthropic_list.h"
 #include "server/batch_lines.h"
 #include "server/openai_error.h"
 #include "server/request_id.h"
@@ -30,16 +31,6 @@ namespace {
 constexpr size_t kMaxRequests = 100000;    // Anthropic's bound on a batch's requests
 constexpr int64_t kWindowSeconds = 86400;  // a batch ends within 24 hours, as Anthropic's (then: expired)
 constexpr const char* kRoute = "/v1/messages";
-
-// Anthropic's timestamps: RFC 3339 in UTC.
-std::string rfc3339(int64_t unix_s) {
-  const std::time_t t = unix_s;
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 [[noreturn]] void batch_not_found(const std::string& id) {
   throw ApiError(404, fmt::format("No Message Batch with id {}", id), "message_batch_id", "invalid_request_error",
@@ -215,42 +206,10 @@ std::shared_ptr<BatchStore::Batch> find_batch(ServerContext& ctx, const httplib:
 }
 
 void handle_list(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
-  std::string before, after;
-  int64_t limit = 20;
-  for (const auto& [k, v] : req.params) {
-    if (k == "before_id") {
-      before = v;
-    } else if (k == "after_id") {
-      after = v;
-    } else if (k == "limit") {
-      limit = query_integer(k, v, 1, 1000);
-    } else {
-      unknown_query_parameter(k);
-    }
-  }
-  if (!before.empty() && !after.empty()) bad_param("before_id", "before_id and after_id cannot both be given");
-  auto all = ctx.message_batches.list(request_caller().owner);
-  std::reverse(all.begin(), all.end());  // the most recently created first, as Anthropic lists them
-  auto index_of = [&](const std::string& id, const char* param) {
-    auto it = std::find_if(all.begin(), all.end(), [&](const auto& b) { return b->id == id; });
-    if (it == all.end()) bad_param(param, fmt::format("No Message Batch with id {}", id));
-    return size_t(it - all.begin());
-  };
-  // after_id: the page after that batch (older ones); before_id: the page just before it (newer ones).
-  size_t from = 0, to = all.size();
-  if (!after.empty()) from = index_of(after, "after_id") + 1;
-  if (!before.empty()) {
-    to = index_of(before, "before_id");
-    from = to - std::min<size_t>(to, size_t(limit));
-  }
-  json data = json::array();
-  for (size_t i = from; i < to && int64_t(data.size()) < limit; ++i) data.push_back(batch_json(*all[i], req));
-  const bool more = before.empty() ? from + data.size() < all.size() : from > 0;
-  send_json(res, 200,
-            {{"data", data},
-             {"has_more", more},
-             {"first_id", data.empty() ? json(nullptr) : data.front()["id"]},
-             {"last_id", data.empty() ? json(nullptr) : data.back()["id"]}});
+  auto batches = ctx.message_batches.list(request_caller().owner);
+  std::vector<json> all;
+  for (auto it = batches.rbegin(); it != batches.rend(); ++it) all.push_back(batch_json(**it, req));  // newest first
+  send_json(res, 200, anthropic_page(all, req, "Message Batch"));
 }
 
 }  // namespace

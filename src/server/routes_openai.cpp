@@ -6,6 +6,8 @@
 #include <spdlog/spdlog.h>
 
 #include "core/check.h"
+#include "server/anthropic_error.h"
+#include "server/anthropic_list.h"
 #include "server/chat_output.h"
 #include "server/generation.h"
 #include "server/openai_error.h"
@@ -311,6 +313,12 @@ json lora_card(const ServerContext& ctx, const LoraRegistry::Adapter& a) {
           {"max_model_len", ctx.parse.limits.context_length}};
 }
 
+// A model as Anthropic's Models API describes one.
+json anthropic_model(const json& card) {
+  return {{"type", "model"}, {"id", card["id"]}, {"display_name", card["id"]},
+          {"created_at", rfc3339(card["created"].get<int64_t>())}};
+}
+
 }  // namespace
 
 void register_openai_routes(httplib::Server& svr, ServerContext& ctx) {
@@ -322,19 +330,27 @@ void register_openai_routes(httplib::Server& svr, ServerContext& ctx) {
   };
   svr.Post("/v1/completions", ctx.batch_routes["/v1/completions"]);
   svr.Post("/v1/chat/completions", ctx.batch_routes["/v1/chat/completions"]);
-  svr.Get("/v1/models", [&ctx](const httplib::Request&, httplib::Response& res) {
+  // Anthropic's clients (client.models.list / retrieve) get Anthropic's Models API shapes.
+  svr.Get("/v1/models", [&ctx](const httplib::Request& req, httplib::Response& res) {
     json data = json::array({model_card(ctx)});
     if (const auto loras = ctx.engine.loras())
       for (const auto& a : loras->list()) data.push_back(lora_card(ctx, a));
-    send_json(res, 200, {{"object", "list"}, {"data", data}});
+    if (!is_anthropic_request(req)) return send_json(res, 200, {{"object", "list"}, {"data", data}});
+    std::vector<json> all;
+    for (const json& card : data) all.push_back(anthropic_model(card));
+    send_json(res, 200, anthropic_page(all, req, "model"));
   });
   svr.Get(R"(/v1/models/(.+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    const bool anthropic = is_anthropic_request(req);
     if (const auto loras = ctx.engine.loras())
-      if (const auto a = loras->find(req.matches[1])) return send_json(res, 200, lora_card(ctx, *a));
+      if (const auto a = loras->find(req.matches[1])) {
+        const json card = lora_card(ctx, *a);
+        return send_json(res, 200, anthropic ? anthropic_model(card) : card);
+      }
     if (req.matches[1] != ctx.opts.served_model_name)
       throw ApiError(404, fmt::format("The model '{}' does not exist", std::string(req.matches[1])), "model",
                      "invalid_request_error", "model_not_found");
-    send_json(res, 200, model_card(ctx));
+    send_json(res, 200, anthropic ? anthropic_model(model_card(ctx)) : model_card(ctx));
   });
 }
 

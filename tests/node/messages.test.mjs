@@ -394,6 +394,27 @@ tests.push(['bad input: Anthropic\'s error shape naming the parameter; the serve
   checkMessage(m, model);
 }]);
 
+tests.push(['models: Anthropic\'s client gets Anthropic\'s Models API, OpenAI\'s client OpenAI\'s', async () => {
+  const openai = await oa.models.list();
+  const page = await an.models.list();
+  assert.deepEqual(page.data.map((m) => m.id), openai.data.map((m) => m.id));
+  const created = new Date(openai.data[0].created * 1000).toISOString().replace('.000Z', 'Z');
+  assert.deepEqual(page.data[0], { type: 'model', id: model, display_name: model, created_at: created });
+  assert.deepEqual(await an.models.retrieve(model), page.data[0]);
+  assert.deepEqual(page.data[0], (await an.models.list({ limit: 1 })).data[0]);
+  const after = await http('GET', `/v1/models?after_id=${model}`, undefined, { 'anthropic-version': '2023-06-01' });
+  assert.deepEqual([after.json.data, after.json.has_more, after.json.first_id], [[], false, null]);
+  await assert.rejects(an.models.retrieve('no-such-model'),
+                       (e) => e.status === 404 && e.error?.type === 'error' && e.error?.error?.type === 'not_found_error');
+  for (const q of ['limit=0', 'after_id=nope', 'page=2']) {
+    const r = await http('GET', `/v1/models?${q}`, undefined, { 'anthropic-version': '2023-06-01' });
+    assert.equal(r.status, 400, q);
+    assert.equal(r.json.type, 'error');
+    assert.equal(r.json.error.type, 'invalid_request_error');
+  }
+  assert.equal((await oa.models.retrieve(model)).object, 'model');  // OpenAI's shape without the header
+}]);
+
 if (API_KEY !== 'none') {
   tests.push(['API key: X-Api-Key (the SDK\'s) or Bearer; a wrong key is authentication_error', async () => {
     const ok = { model, max_tokens: 2, messages: [{ role: 'user', content: 'hi' }] };
