@@ -455,8 +455,8 @@ void register_serve(CLI::App& app) {
       ->envname("DPSERVE_MAX_BACKGROUND_RESPONSES");
   s->add_option_function<size_t>(
        "--max-file-store-mb", [a](size_t mb) { a->so.max_file_store_bytes = mb << 20; },
-       "MiB of files the Files API keeps in memory (Batch API inputs and outputs, and uploads in parts while they "
-       "arrive); an upload or a batch's results beyond it are refused; default 256")
+       "MiB of files the Files API keeps in memory (Batch API inputs and outputs, images for /v1/responses, and "
+       "uploads in parts while they arrive); an upload or a batch's results beyond it are refused; default 256")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 30))->envname("DPSERVE_MAX_FILE_STORE_MB");
   s->add_option("--http-threads", a->so.http_threads,
                 "Most HTTP connections served at once (a thread each, started on demand)")

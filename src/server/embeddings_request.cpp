@@ -10,6 +10,7 @@
 #include <fmt/ranges.h>
 
 #include "core/check.h"
+#include "server/base64.h"
 #include "server/json_body.h"
 #include "server/openai_error.h"
 #include "tokenizer/tokenizer.h"
@@ -141,20 +142,6 @@ int32_t reranker_answer_id(const ParseContext& ctx, const char* word, const char
   return ids[0];
 }
 
-std::string base64_encode(const unsigned char* p, size_t n) {
-  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((n + 2) / 3 * 4);
-  for (size_t i = 0; i < n; i += 3) {
-    const uint32_t b = uint32_t(p[i]) << 16 | (i + 1 < n ? uint32_t(p[i + 1]) << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
-    out += kAlphabet[b >> 18 & 63];
-    out += kAlphabet[b >> 12 & 63];
-    out += i + 1 < n ? kAlphabet[b >> 6 & 63] : '=';
-    out += i + 2 < n ? kAlphabet[b & 63] : '=';
-  }
-  return out;
-}
-
 }  // namespace
 
 bool is_embeddings_field(std::string_view name) { return in(kEmbeddingsFields, name); }
@@ -229,7 +216,7 @@ std::string embedding_value(std::vector<float> v, const EmbeddingConfig& cfg, in
     for (float& x : v) x = float(x * inv);
   }
   static_assert(sizeof(float) == 4);
-  if (base64) return '"' + base64_encode(reinterpret_cast<const unsigned char*>(v.data()), v.size() * sizeof(float)) + '"';
+  if (base64) return '"' + base64_encode(std::string_view(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float))) + '"';
   std::string out;
   out.reserve(v.size() * 12 + 2);
   out += '[';

@@ -22,6 +22,10 @@ class FileStore {
   // `now`: unix seconds (the system clock's; a test gives its own to see files expire).
   explicit FileStore(size_t max_bytes, std::function<int64_t()> now = {});
 
+  // The purposes a client's file may have here: "batch" (a Batch API input) and "vision" (an image
+  // /v1/responses reads by its input_image file_id). The server's own files are "batch_output".
+  static bool client_purpose(const std::string& purpose) { return purpose == "batch" || purpose == "vision"; }
+
   struct File {
     std::string id, owner, filename, purpose;
     int64_t created_at = 0;

@@ -10,6 +10,7 @@
 #include <httplib.h>
 
 #include "core/check.h"
+#include "server/base64.h"
 #include "server/image_url.h"
 #include "server/openai_error.h"
 
@@ -95,38 +96,6 @@ void check_image_url_prefix(const std::string& prefix) {
     fail("--allowed-image-url-prefix {}: must be an http(s) URL with a host and a path starting with '/', e.g. "
          "https://images.example.com/ (a bare host would also match other hosts that start with its name){}{}",
          prefix, u && u->has_query ? "; it must not have a query" : "", u ? "" : "; " + why);
-}
-
-bool base64_decode(std::string_view in, std::string& out) {
-  auto value = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  out.clear();
-  out.reserve(in.size() / 4 * 3);
-  uint32_t acc = 0;
-  int bits = 0, pad = 0;
-  for (char c : in) {
-    if (c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
-    if (c == '=') {
-      ++pad;
-      continue;
-    }
-    const int v = value(c);
-    if (v < 0 || pad > 0) return false;  // a foreign character, or data after the padding
-    acc = (acc << 6) | uint32_t(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(char((acc >> bits) & 0xff));
-    }
-  }
-  // 6 leftover bits (one character of a group) cannot be; more than two '=' neither.
-  return bits < 6 && pad <= 2;
 }
 
 std::string image_bytes(const std::string& ref, bool allow_raw_base64, const ImageOptions& opts,

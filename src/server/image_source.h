@@ -33,10 +33,6 @@ struct ImageOptions {
 // prefix can never match a different host ("http://a.com" would match "http://a.com.evil/").
 void check_image_url_prefix(const std::string& prefix);
 
-// Standard base64 (RFC 4648 alphabet, '=' padding optional, ASCII whitespace skipped) -> bytes;
-// std::nullopt-like failure is reported by returning false.
-bool base64_decode(std::string_view in, std::string& out);
-
 // The encoded image bytes `ref` names. `allow_raw_base64`: a string that is neither a data: nor an
 // http(s) URL is taken as base64 (SGLang's /generate image_data); otherwise it is a 400.
 std::string image_bytes(const std::string& ref, bool allow_raw_base64, const ImageOptions& opts,

@@ -45,8 +45,8 @@ ojson listed(const ojson& it, bool image_urls) {
       for (const ojson& p : c) {
         if (p["type"] == "input_image") {
           parts.push_back({{"type", "input_image"},
-                           {"image_url", image_urls ? p["image_url"] : ojson(nullptr)},
-                           {"file_id", nullptr},
+                           {"image_url", image_urls && p.contains("image_url") ? p["image_url"] : ojson(nullptr)},
+                           {"file_id", p.contains("file_id") ? p["file_id"] : ojson(nullptr)},
                            {"detail", p.value("detail", std::string("auto"))}});
         } else {
           text_part(p["text"], p["type"].get<std::string>());

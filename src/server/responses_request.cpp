@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "server/base64.h"
 #include "server/body_fields.h"
 #include "server/openai_error.h"
 
@@ -57,11 +58,21 @@ ojson message_content(const ojson& c, const std::string& param, const std::strin
       parts.push_back({{"type", "output_text"}, {"text", *t}});
     } else if (type == "input_image") {
       only_keys(p, pp, {"type", "image_url", "detail", "file_id"});
-      if (field(p, "file_id")) unsupported(pp + ".file_id", "this server has no file store; send 'image_url'");
       const ojson* u = field(p, "image_url");
-      if (!u || !u->is_string())
+      const ojson* f = field(p, "file_id");
+      if (u && f) bad_param(pp + ".file_id", fmt::format("'{}' takes 'image_url' or 'file_id', not both", pp));
+      ojson part{{"type", "input_image"}};
+      if (f) {
+        // A file of the Files API (purpose "vision"), read when the request runs (a stored
+        // conversation keeps the id, as OpenAI's does).
+        if (!f->is_string() || f->get_ref<const std::string&>().empty())
+          bad_param(pp + ".file_id", fmt::format("'{}.file_id' must be a file id", pp));
+        part["file_id"] = *f;
+      } else if (!u || !u->is_string()) {
         bad_param(pp + ".image_url", fmt::format("'{}.image_url' must be a string (a data: or http(s) URL)", pp));
-      ojson part{{"type", "input_image"}, {"image_url", *u}};
+      } else {
+        part["image_url"] = *u;
+      }
       if (const ojson* d = field(p, "detail")) part["detail"] = *d;
       parts.push_back(std::move(part));
     } else if (type == "input_file" || type == "input_audio") {
@@ -164,9 +175,23 @@ ojson normalize_item(const ojson& it, const std::string& param) {
   return out;
 }
 
+// An input_image's file as the data: URL the image path reads: PNG or JPEG by its first bytes.
+std::string file_image_url(const std::string& id, const FileContent& file_content) {
+  const std::shared_ptr<const std::string> bytes = file_content ? file_content(id) : nullptr;
+  if (!bytes)
+    throw ApiError(400, fmt::format("No such File object: {} (an input_image file_id)", id.substr(0, 80)), "input",
+                   "invalid_request_error", "file_not_found");
+  const std::string& b = *bytes;
+  const char* mime = b.rfind("\x89PNG\r\n\x1a\n", 0) == 0 ? "image/png"
+                     : b.rfind("\xff\xd8\xff", 0) == 0   ? "image/jpeg"
+                                                             : nullptr;
+  if (!mime) bad_param("input", fmt::format("File {} is not a PNG or JPEG image (an input_image file_id)", id.substr(0, 80)));
+  return fmt::format("data:{};base64,{}", mime, base64_encode(b));
+}
+
 // Stored / normalized items -> chat messages for the chat template. Function calls join the
 // assistant turn before them (a turn is its text then its calls), reasoning joins the next one.
-ojson items_to_messages(const ojson& items) {
+ojson items_to_messages(const ojson& items, const FileContent& file_content) {
   ojson msgs = ojson::array();
   std::string reasoning;
   auto new_assistant = [&](ojson content) {
@@ -187,7 +212,7 @@ ojson items_to_messages(const ojson& items) {
         ojson parts = ojson::array();
         for (const ojson& p : c) {
           if (p["type"] == "input_image") {
-            ojson iu{{"url", p["image_url"]}};
+            ojson iu{{"url", p.contains("file_id") ? ojson(file_image_url(p["file_id"], file_content)) : p["image_url"]}};
             if (p.contains("detail")) iu["detail"] = p["detail"];
             parts.push_back({{"type", "image_url"}, {"image_url", iu}});
           } else {
@@ -370,7 +395,8 @@ bool is_input_tokens_field(std::string_view name) {
 ResponsesRequest parse_responses_request(
     const json& body, std::string_view raw_body, const ParseContext& ctx,
     const std::function<std::optional<ojson>(const std::string&)>& previous,
-    const std::function<std::optional<ojson>(const std::string&)>& conversation_items) {
+    const std::function<std::optional<ojson>(const std::string&)>& conversation_items,
+    const FileContent& file_content) {
   ResponsesRequest rr;
   // The body as written (key order kept: JSON Schemas are generated in the order they declare).
   const ojson b = ojson::parse(raw_body.empty() ? std::string_view(body.dump()) : raw_body);
@@ -510,7 +536,7 @@ ResponsesRequest parse_responses_request(
       messages.push_back({{"role", "system"}, {"content", need_string(*ins, "instructions")}});
     ojson items = ojson::array();
     for (size_t i = from; i < rr.conversation.size(); ++i) items.push_back(rr.conversation[i]);
-    for (auto& m : items_to_messages(items)) messages.push_back(std::move(m));
+    for (auto& m : items_to_messages(items, file_content)) messages.push_back(std::move(m));
     return messages;
   };
   chat["messages"] = ojson::array();  // filled by parse_from (the key keeps its place)

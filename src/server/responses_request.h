@@ -6,6 +6,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -42,13 +43,18 @@ bool is_responses_field(std::string_view name);
 // prompt: input, instructions, tools, text, previous_response_id, ...; no sampling or output fields).
 bool is_input_tokens_field(std::string_view name);
 
+// The bytes of a file of the caller's by id (the Files API), null when the caller has none.
+using FileContent = std::function<std::shared_ptr<const std::string>(const std::string& file_id)>;
+
 // `previous`: the stored conversation of a response id for this caller, nullopt when there is none
 // (a 400 naming previous_response_id, code previous_response_not_found); `conversation_items`: the
-// items of a conversation id of this caller, nullopt when there is none (a 404 naming conversation).
+// items of a conversation id of this caller, nullopt when there is none (a 404 naming conversation);
+// `file_content`: what an input_image's file_id names (unset: file ids are a 400).
 ResponsesRequest parse_responses_request(
     const nlohmann::json& body, std::string_view raw_body, const ParseContext& ctx,
     const std::function<std::optional<nlohmann::ordered_json>(const std::string&)>& previous,
-    const std::function<std::optional<nlohmann::ordered_json>(const std::string&)>& conversation_items = {});
+    const std::function<std::optional<nlohmann::ordered_json>(const std::string&)>& conversation_items = {},
+    const FileContent& file_content = {});
 
 // One input item (of `input`, or added to a conversation) checked and written in the shape this
 // server stores and replays; a 400 naming `param` when it is not one.

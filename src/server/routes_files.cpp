@@ -46,8 +46,8 @@ void handle_upload(ServerContext& ctx, const httplib::Request& req, httplib::Res
   }
   if (!file) bad_param("file", "'file' is required: a file part with a filename");
   if (purpose.empty()) bad_param("purpose", "'purpose' is required");
-  if (purpose != "batch")
-    unsupported("purpose", fmt::format("'{}' files are not kept here: only 'batch' (the Batch API's input)", purpose));
+  if (!FileStore::client_purpose(purpose))
+    unsupported("purpose", fmt::format("'{}' files are not kept here: 'batch' (the Batch API's input) or 'vision' (images for input_image file_id)", purpose));
   int64_t expires_after = 0;
   if (anchor || seconds) {
     if (!anchor || !seconds) bad_param("expires_after", "'expires_after' needs both 'anchor' and 'seconds'");

@@ -163,14 +163,18 @@ ResponsesRequest read_responses_request(ServerContext& ctx, const httplib::Reque
     if (!e) return std::nullopt;
     return std::move(e->conversation);
   };
+  auto file = [&](const std::string& id) -> std::shared_ptr<const std::string> {
+    auto f = ctx.files.get(id, owner);
+    return f ? f->content : nullptr;
+  };
   ResponsesRequest rr;
   try {
-    rr = parse_responses_request(body, req.body, ctx.parse, previous, conversation);
+    rr = parse_responses_request(body, req.body, ctx.parse, previous, conversation, file);
   } catch (const ApiError& e) {
     // input_tokens: a conversation past the context is counted all the same (what does not fit is
     // what a client trims; truncation "auto" still drops turns first where that makes it fit).
     if (!count_past_context || e.code() != "context_length_exceeded") throw;
-    rr = parse_responses_request(body, req.body, without_length_bounds(ctx.parse), previous, conversation);
+    rr = parse_responses_request(body, req.body, without_length_bounds(ctx.parse), previous, conversation, file);
   }
   release_body(req);
   return rr;

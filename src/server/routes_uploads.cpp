@@ -65,8 +65,8 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
   if (!mime_type_shaped(mime_type))
     bad_param("mime_type", fmt::format("'mime_type' must be a MIME type such as application/jsonl, not '{}'",
                                        mime_type.substr(0, 200)));
-  if (purpose != "batch")
-    unsupported("purpose", fmt::format("'{}' files are not kept here: only 'batch' (the Batch API's input)",
+  if (!FileStore::client_purpose(purpose))
+    unsupported("purpose", fmt::format("'{}' files are not kept here: 'batch' (the Batch API's input) or 'vision' (images for input_image file_id)",
                                        purpose.substr(0, 200)));
   const int64_t expires_after = expires_after_object("expires_after", body.value("expires_after", json()));
   const UploadStore::Upload u = ctx.uploads.create(new_underscore_id("upload"), request_caller().owner,

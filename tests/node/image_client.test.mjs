@@ -9,6 +9,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { toFile } from 'openai';
+
 import { assert, assertOpenAIError, client, http, modelName, run } from './e2e_util.mjs';
 
 const fix = JSON.parse(readFileSync(`${process.env.VL_FIXTURE}/cases.json`, 'utf8'));
@@ -113,6 +115,40 @@ run([
         assert.ok(t.logprob >= t.top_logprobs[0].logprob - 1e-4, 'greedy picks the argmax');
       }
     }
+  }],
+  ['Responses: an input_image by file_id (a "vision" file) is that image: the offline answer', async () => {
+    const files = new Map();
+    for (const c of fix.cases)
+      for (const p of c.parts)
+        if (p.image && !files.has(p.image))
+          files.set(p.image, await oa.files.create({ file: await toFile(readFileSync(p.image), p.image.split('/').pop()),
+                                                     purpose: 'vision' }));
+    const input = (c) => [{ role: 'user', content: c.parts.map((p) => (p.text !== undefined
+      ? { type: 'input_text', text: p.text } : { type: 'input_image', file_id: files.get(p.image).id })) }];
+    for (const [i, c] of fix.cases.entries()) {
+      const r = await oa.responses.create({ model, input: input(c), max_output_tokens: N, temperature: 0 });
+      assert.equal(r.output_text, offline[i].text, `case ${i}`);
+      assert.equal(r.usage.input_tokens, offline[i].prompt_ids.length, `case ${i}`);
+    }
+    // The stored input keeps the file's id (and no URL), as OpenAI lists it.
+    const r = await oa.responses.create({ model, input: input(fix.cases[0]), max_output_tokens: 1 });
+    const items = await oa.responses.inputItems.list(r.id, { include: ['message.input_image.image_url'] });
+    const img = files.get(fix.cases[0].parts[1].image);
+    assert.deepEqual(items.data[0].content[1], { type: 'input_image', image_url: null, file_id: img.id, detail: 'auto' });
+    // Bad ids: not the caller's, not an image, or beside an image_url.
+    const ask = (part) => http('POST', '/v1/responses', { model, max_output_tokens: 1,
+                                                          input: [{ role: 'user', content: [part] }] });
+    assert.equal(assertOpenAIError(await ask({ type: 'input_image', file_id: 'file-nope' }), 400, 'input').code,
+                 'file_not_found');
+    const text = await oa.files.create({ file: await toFile(Buffer.from('not an image'), 'x.txt'), purpose: 'vision' });
+    assertOpenAIError(await ask({ type: 'input_image', file_id: text.id }), 400, 'input');
+    assertOpenAIError(await ask({ type: 'input_image', file_id: img.id, image_url: 'data:image/png;base64,AA==' }), 400,
+                      'input[0].content[0].file_id');
+    // A follow-up replays the stored conversation: the file must still be there.
+    await oa.files.delete(img.id);
+    assert.equal(assertOpenAIError(await http('POST', '/v1/responses', { model, max_output_tokens: 1, input: 'More?',
+                                                                         previous_response_id: r.id }), 400, 'input').code,
+                 'file_not_found');
   }],
   ['/metrics counts the images sent and their time; the request log splits each one\'s time to first token', async () => {
     const before = await metrics();
