@@ -49,7 +49,8 @@ std::map<std::string, ResponseStore::Owner>::iterator ResponseStore::victim(bool
   return best;
 }
 
-std::optional<ResponseStore::Entry> ResponseStore::get(const std::string& id, const std::string& owner) const {
+std::optional<ResponseStore::Entry> ResponseStore::get(const std::string& id, const std::string& owner,
+                                                       bool with_conversation) const {
   std::string response, conversation;
   size_t input_count = 0;
   {
@@ -57,10 +58,12 @@ std::optional<ResponseStore::Entry> ResponseStore::get(const std::string& id, co
     auto it = slots_.find(id);
     if (it == slots_.end() || it->second.owner != owner) return std::nullopt;
     response = it->second.response;
-    conversation = it->second.conversation;
+    if (with_conversation) conversation = it->second.conversation;
     input_count = it->second.input_count;
   }
-  return Entry{owner, nlohmann::json::parse(response), nlohmann::ordered_json::parse(conversation), input_count};
+  return Entry{owner, nlohmann::json::parse(response),
+               with_conversation ? nlohmann::ordered_json::parse(conversation) : nlohmann::ordered_json::array(),
+               input_count};
 }
 
 bool ResponseStore::erase(const std::string& id, const std::string& owner) {

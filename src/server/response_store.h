@@ -37,8 +37,9 @@ class ResponseStore {
   // put, but only over an entry of `id` and the same owner still kept: a background run's progress
   // does not bring back a response deleted or evicted while it ran.
   bool replace(const std::string& id, const Entry& e);
-  // The entry of `id` if it exists and belongs to `owner`.
-  std::optional<Entry> get(const std::string& id, const std::string& owner) const;
+  // The entry of `id` if it exists and belongs to `owner` (without `with_conversation`, its
+  // conversation left empty: a listing reads responses only).
+  std::optional<Entry> get(const std::string& id, const std::string& owner, bool with_conversation = true) const;
   bool erase(const std::string& id, const std::string& owner);
   // Changes the entry of `id` (the owner's) by `fn`, one change at a time, so that concurrent changes
   // of an entry all land: kMissing when there is none, kTooBig (unchanged) when it would not fit.

@@ -105,7 +105,7 @@ void register_stored_chat_routes(httplib::Server& svr, ServerContext& ctx) {
     });
     std::vector<json> all;
     for (const std::string& id : ctx.chat_completions.ids(request_caller().owner)) {
-      auto e = ctx.chat_completions.get(id, request_caller().owner);
+      auto e = ctx.chat_completions.get(id, request_caller().owner, false);
       if (!e || (!model.empty() && e->response.value("model", "") != model)) continue;
       const json& meta = e->response["metadata"];
       if (std::all_of(wanted.begin(), wanted.end(), [&](const auto& kv) {

@@ -52,6 +52,9 @@ void UploadStore::end(std::map<std::string, Pending>::iterator it, const char* s
   parts_ -= it->second.parts.size();
   it->second.upload.status = status;
   ended_.push_back(std::move(it->second.upload));
+  // Remembered for its status only: holding the file (its bytes) here would keep them after the
+  // file is deleted, outside the store's bound.
+  ended_.back().file.reset();
   if (ended_.size() > kMaxEnded) ended_.pop_front();
   pending_.erase(it);
 }

@@ -3,6 +3,8 @@
 // (finished batches go first; running ones are never dropped).
 #include <gtest/gtest.h>
 
+#include <memory>
+
 #include "server/batch_store.h"
 #include "server/file_store.h"
 #include "server/md5.h"
@@ -172,6 +174,23 @@ TEST(UploadStore, PartsAreBoundedPerUploadAndInAll) {
   for (int i = 0; i < 1000; ++i) ids.push_back("upload_1_part_" + std::to_string(i));
   EXPECT_EQ(uploads.complete("upload_1", "k", ids, {}, "file-1").object()["file"]["bytes"], 1000);
   uploads.add_part("upload_10", "k", "part_c", "x");  // the completed upload's parts went too
+}
+
+// An ended upload is remembered for its status, not with its file: deleting the file frees its bytes.
+TEST(UploadStore, AnEndedUploadDoesNotHoldItsFile) {
+  FileStore files(100);
+  UploadStore uploads(files);
+  uploads.create("upload_a", "k", "a.jsonl", "batch", 3, 0);
+  uploads.add_part("upload_a", "k", "part_1", "abc");
+  std::weak_ptr<const std::string> bytes;
+  {
+    const auto done = uploads.complete("upload_a", "k", {"part_1"}, {}, "file-a");
+    bytes = done.file->content;
+  }
+  ASSERT_FALSE(bytes.expired());  // the file store has it
+  ASSERT_TRUE(files.erase("file-a", "k"));
+  EXPECT_TRUE(bytes.expired());
+  EXPECT_EQ(api_status([&] { uploads.cancel("upload_a", "k"); }), 400);  // still known as completed
 }
 
 // The file made on completion takes the upload's expires_after; an empty upload is an empty file.
