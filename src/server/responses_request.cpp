@@ -176,12 +176,17 @@ ojson normalize_item(const ojson& it, const std::string& param) {
 }
 
 // An input_image's file as the data: URL the image path reads: PNG or JPEG by its first bytes.
-std::string file_image_url(const std::string& id, const FileContent& file_content) {
+std::string file_image_url(const std::string& id, const FileContent& file_content, const ImageOptions* images) {
   const std::shared_ptr<const std::string> bytes = file_content ? file_content(id) : nullptr;
   if (!bytes)
     throw ApiError(400, fmt::format("No such File object: {} (an input_image file_id)", id.substr(0, 80)), "input",
                    "invalid_request_error", "file_not_found");
   const std::string& b = *bytes;
+  // Checked before the file is encoded for the image path, which would refuse it only after.
+  if (!images || !images->tokens.takes_images()) bad_param("input", "This model takes no images (an input_image file_id)");
+  if (b.size() > images->max_bytes)
+    bad_param("input", fmt::format("File {} is {} bytes; an image is at most {} (--max-image-bytes)", id.substr(0, 80),
+                                   b.size(), images->max_bytes));
   const char* mime = b.rfind("\x89PNG\r\n\x1a\n", 0) == 0 ? "image/png"
                      : b.rfind("\xff\xd8\xff", 0) == 0   ? "image/jpeg"
                                                              : nullptr;
@@ -191,7 +196,7 @@ std::string file_image_url(const std::string& id, const FileContent& file_conten
 
 // Stored / normalized items -> chat messages for the chat template. Function calls join the
 // assistant turn before them (a turn is its text then its calls), reasoning joins the next one.
-ojson items_to_messages(const ojson& items, const FileContent& file_content) {
+ojson items_to_messages(const ojson& items, const FileContent& file_content, const ImageOptions* images) {
   ojson msgs = ojson::array();
   std::string reasoning;
   auto new_assistant = [&](ojson content) {
@@ -212,7 +217,7 @@ ojson items_to_messages(const ojson& items, const FileContent& file_content) {
         ojson parts = ojson::array();
         for (const ojson& p : c) {
           if (p["type"] == "input_image") {
-            ojson iu{{"url", p.contains("file_id") ? ojson(file_image_url(p["file_id"], file_content)) : p["image_url"]}};
+            ojson iu{{"url", p.contains("file_id") ? ojson(file_image_url(p["file_id"], file_content, images)) : p["image_url"]}};
             if (p.contains("detail")) iu["detail"] = p["detail"];
             parts.push_back({{"type", "image_url"}, {"image_url", iu}});
           } else {
@@ -536,7 +541,7 @@ ResponsesRequest parse_responses_request(
       messages.push_back({{"role", "system"}, {"content", need_string(*ins, "instructions")}});
     ojson items = ojson::array();
     for (size_t i = from; i < rr.conversation.size(); ++i) items.push_back(rr.conversation[i]);
-    for (auto& m : items_to_messages(items, file_content)) messages.push_back(std::move(m));
+    for (auto& m : items_to_messages(items, file_content, ctx.images)) messages.push_back(std::move(m));
     return messages;
   };
   chat["messages"] = ojson::array();  // filled by parse_from (the key keeps its place)

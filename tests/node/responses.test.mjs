@@ -9,6 +9,8 @@
 // the reasoning-item checks run.
 import { createRequire } from 'node:module';
 
+import { toFile } from 'openai';
+
 import { API_KEY, URL_BASE, assert, assertOpenAIError, client, http, modelName, run } from './e2e_util.mjs';
 
 const require = createRequire(import.meta.url);
@@ -550,6 +552,13 @@ if (think) {
       const r = await http('POST', '/v1/responses', body);
       assertOpenAIError(r, 400, param);
     }
+    // An image by file id on this text model: refused before the file is read as an image.
+    const png = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.alloc(64)]);
+    const vision = await oa.files.create({ file: await toFile(png, 'x.png'), purpose: 'vision' });
+    const noImages = await http('POST', '/v1/responses', { ...ok, input: [{ role: 'user',
+      content: [{ type: 'input_image', file_id: vision.id }] }] });
+    assert.match(assertOpenAIError(noImages, 400, 'input').message, /takes no images/);
+    await oa.files.delete(vision.id);
     assertOpenAIError(await http('POST', '/v1/responses', { ...ok, model: 'gpt-4o' }), 404, 'model');
     assertOpenAIError(await http('POST', '/v1/responses', '{"input": ', {}), 400);
     // Behind --api-key like every route.
