@@ -1,4 +1,5 @@
 // OpenAI-compatible routes: /v1/completions, /v1/chat/completions, /v1/models.
+#include <algorithm>
 #include <ctime>
 #include <utility>
 
@@ -286,8 +287,11 @@ void handle_generation(ServerContext& ctx, OpenAiApi api, const httplib::Request
           access_info().finish = "client_gone";
           return false;
         }
-        if (stored.store) {
-          // The whole answer the stream made, as the same request without `stream` would get it.
+        const bool failed = std::any_of(states->begin(), states->end(),
+                                        [](const ChoiceState& st) { return st.finish_reason == "error"; });
+        if (stored.store && !failed) {
+          // The whole answer the stream made, as the same request without `stream` would get it (a
+          // failed one, which that request gets as an error, is not kept).
           std::vector<ChoiceState> whole = *states;
           json body = whole_body(ctx, api, *spec, *form, id, created, whole, usage);
           store_completion(ctx, stored, owner, std::move(body));
