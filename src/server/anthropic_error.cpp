@@ -14,8 +14,8 @@ bool is_anthropic_route(std::string_view path) {
 bool is_anthropic_request(const httplib::Request& req) {
   constexpr std::string_view kModels = "/v1/models";
   const std::string_view path = req.path;
-  const bool models = path.substr(0, kModels.size()) == kModels &&
-                      (path.size() == kModels.size() || path[kModels.size()] == '/');
+  const bool models =
+      path.substr(0, kModels.size()) == kModels && (path.size() == kModels.size() || path[kModels.size()] == '/');
   return is_anthropic_route(path) || (models && req.has_header("anthropic-version"));
 }
 

@@ -216,7 +216,9 @@ std::string embedding_value(std::vector<float> v, const EmbeddingConfig& cfg, in
     for (float& x : v) x = float(x * inv);
   }
   static_assert(sizeof(float) == 4);
-  if (base64) return '"' + base64_encode(std::string_view(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float))) + '"';
+  if (base64)
+    return '"' + base64_encode(std::string_view(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float))) +
+           '"';
   std::string out;
   out.reserve(v.size() * 12 + 2);
   out += '[';

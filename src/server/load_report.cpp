@@ -75,22 +75,22 @@ json load_report(const EngineStats& stats, const json& info, const LoadReportQue
     // usage against a 90 % mark.
     const double utilization =
         std::max(max_running > 0 ? double(g.running) / double(max_running) : 0.0, token_usage / 0.9);
-    json l = {{"dp_rank", g.dp_rank},
-              {"num_running_reqs", g.running},
-              {"num_waiting_reqs", g.waiting},
-              // Queued prompts are not matched against the prefix cache until they are scheduled,
-              // so all their tokens count (SGLang's figure when it does not match in the queue).
-              {"num_waiting_uncached_tokens", g.waiting_tokens},
-              {"num_used_tokens", used},
-              {"num_total_tokens", used + g.waiting_tokens},
-              {"max_total_num_tokens", capacity},
-              {"max_running_requests", max_running},
-              {"token_usage", rounded(token_usage, 4)},
-              {"gen_throughput", rounded(g.gen_throughput, 2)},
-              {"cache_hit_rate",
-               rounded(g.prefix_query_tokens > 0 ? double(g.prefix_hit_tokens) / double(g.prefix_query_tokens) : 0.0,
-                       4)},
-              {"utilization", rounded(utilization, 4)}};
+    json l = {
+        {"dp_rank", g.dp_rank},
+        {"num_running_reqs", g.running},
+        {"num_waiting_reqs", g.waiting},
+        // Queued prompts are not matched against the prefix cache until they are scheduled,
+        // so all their tokens count (SGLang's figure when it does not match in the queue).
+        {"num_waiting_uncached_tokens", g.waiting_tokens},
+        {"num_used_tokens", used},
+        {"num_total_tokens", used + g.waiting_tokens},
+        {"max_total_num_tokens", capacity},
+        {"max_running_requests", max_running},
+        {"token_usage", rounded(token_usage, 4)},
+        {"gen_throughput", rounded(g.gen_throughput, 2)},
+        {"cache_hit_rate",
+         rounded(g.prefix_query_tokens > 0 ? double(g.prefix_hit_tokens) / double(g.prefix_query_tokens) : 0.0, 4)},
+        {"utilization", rounded(utilization, 4)}};
     if (wants("memory"))
       l["memory"] = {{"weight_gb", rounded(double(info.value("weight_bytes", int64_t(0))) / 1e9, 3)},
                      {"kv_cache_gb", rounded(double(g.kv_pages_total * g.kv_bytes_per_page) / 1e9, 3)},
@@ -99,11 +99,10 @@ json load_report(const EngineStats& stats, const json& info, const LoadReportQue
     // The engine counts speculation over all its groups: each entry carries the same figures.
     if (wants("spec") && speculating && stats.spec_verify_steps_total > 0)
       l["speculative"] = {
-          {"accept_length",
-           1.0 + double(stats.spec_accepted_tokens_total) / double(stats.spec_verify_steps_total)},
-          {"accept_rate", stats.spec_draft_tokens_total > 0 ? double(stats.spec_accepted_tokens_total) /
-                                                                  double(stats.spec_draft_tokens_total)
-                                                            : 0.0}};
+          {"accept_length", 1.0 + double(stats.spec_accepted_tokens_total) / double(stats.spec_verify_steps_total)},
+          {"accept_rate", stats.spec_draft_tokens_total > 0
+                              ? double(stats.spec_accepted_tokens_total) / double(stats.spec_draft_tokens_total)
+                              : 0.0}};
     if (wants("disagg"))
       l["disaggregation"] = {{"mode", "null"},
                              {"prefill_bootstrap_queue_reqs", 0},
@@ -149,7 +148,8 @@ std::string load_report_prometheus(const json& report) {
   }
   std::string out;
   for (const std::string& name : order)
-    out += fmt::format("# HELP {0} /v1/loads {1} per DP group\n# TYPE {0} gauge\n{2}", name, help[name], families[name]);
+    out +=
+        fmt::format("# HELP {0} /v1/loads {1} per DP group\n# TYPE {0} gauge\n{2}", name, help[name], families[name]);
   return out;
 }
 

@@ -27,8 +27,8 @@ void Md5::block(const unsigned char* p) {
   static const std::array<uint32_t, 64> T = sine_table();
   uint32_t x[16];
   for (int i = 0; i < 16; ++i)
-    x[i] = uint32_t(p[4 * i]) | uint32_t(p[4 * i + 1]) << 8 | uint32_t(p[4 * i + 2]) << 16 |
-           uint32_t(p[4 * i + 3]) << 24;
+    x[i] =
+        uint32_t(p[4 * i]) | uint32_t(p[4 * i + 1]) << 8 | uint32_t(p[4 * i + 2]) << 16 | uint32_t(p[4 * i + 3]) << 24;
   uint32_t a = h_[0], b = h_[1], c = h_[2], d = h_[3];
   for (int i = 0; i < 64; ++i) {
     const int round = i / 16;

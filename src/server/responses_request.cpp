@@ -183,14 +183,16 @@ std::string file_image_url(const std::string& id, const FileContent& file_conten
                    "invalid_request_error", "file_not_found");
   const std::string& b = *bytes;
   // Checked before the file is encoded for the image path, which would refuse it only after.
-  if (!images || !images->tokens.takes_images()) bad_param("input", "This model takes no images (an input_image file_id)");
+  if (!images || !images->tokens.takes_images())
+    bad_param("input", "This model takes no images (an input_image file_id)");
   if (b.size() > images->max_bytes)
     bad_param("input", fmt::format("File {} is {} bytes; an image is at most {} (--max-image-bytes)", id.substr(0, 80),
                                    b.size(), images->max_bytes));
   const char* mime = b.rfind("\x89PNG\r\n\x1a\n", 0) == 0 ? "image/png"
-                     : b.rfind("\xff\xd8\xff", 0) == 0   ? "image/jpeg"
-                                                             : nullptr;
-  if (!mime) bad_param("input", fmt::format("File {} is not a PNG or JPEG image (an input_image file_id)", id.substr(0, 80)));
+                     : b.rfind("\xff\xd8\xff", 0) == 0    ? "image/jpeg"
+                                                          : nullptr;
+  if (!mime)
+    bad_param("input", fmt::format("File {} is not a PNG or JPEG image (an input_image file_id)", id.substr(0, 80)));
   return fmt::format("data:{};base64,{}", mime, base64_encode(b));
 }
 
@@ -217,7 +219,8 @@ ojson items_to_messages(const ojson& items, const FileContent& file_content, con
         ojson parts = ojson::array();
         for (const ojson& p : c) {
           if (p["type"] == "input_image") {
-            ojson iu{{"url", p.contains("file_id") ? ojson(file_image_url(p["file_id"], file_content, images)) : p["image_url"]}};
+            ojson iu{{"url", p.contains("file_id") ? ojson(file_image_url(p["file_id"], file_content, images))
+                                                   : p["image_url"]}};
             if (p.contains("detail")) iu["detail"] = p["detail"];
             parts.push_back({{"type", "image_url"}, {"image_url", iu}});
           } else {

@@ -47,7 +47,9 @@ void handle_upload(ServerContext& ctx, const httplib::Request& req, httplib::Res
   if (!file) bad_param("file", "'file' is required: a file part with a filename");
   if (purpose.empty()) bad_param("purpose", "'purpose' is required");
   if (!FileStore::client_purpose(purpose))
-    unsupported("purpose", fmt::format("'{}' files are not kept here: 'batch' (the Batch API's input) or 'vision' (images for input_image file_id)", purpose));
+    unsupported("purpose", fmt::format("'{}' files are not kept here: 'batch' (the Batch API's input) or 'vision' "
+                                       "(images for input_image file_id)",
+                                       purpose));
   int64_t expires_after = 0;
   if (anchor || seconds) {
     if (!anchor || !seconds) bad_param("expires_after", "'expires_after' needs both 'anchor' and 'seconds'");
@@ -57,8 +59,8 @@ void handle_upload(ServerContext& ctx, const httplib::Request& req, httplib::Res
                          std::string(file->body), expires_after);
   if (!f)
     throw ApiError(400,
-                   fmt::format("The file store is full: {} bytes kept or held for uploads of --max-file-store-mb {} MiB; delete files "
-                               "first",
+                   fmt::format("The file store is full: {} bytes kept or held for uploads of --max-file-store-mb {} "
+                               "MiB; delete files first",
                                ctx.files.bytes(), ctx.files.max_bytes() >> 20),
                    "file", "invalid_request_error", "file_store_full");
   release_body(req);

@@ -319,7 +319,9 @@ json lora_card(const ServerContext& ctx, const LoraRegistry::Adapter& a) {
 
 // A model as Anthropic's Models API describes one.
 json anthropic_model(const json& card) {
-  return {{"type", "model"}, {"id", card["id"]}, {"display_name", card["id"]},
+  return {{"type", "model"},
+          {"id", card["id"]},
+          {"display_name", card["id"]},
           {"created_at", rfc3339(card["created"].get<int64_t>())}};
 }
 

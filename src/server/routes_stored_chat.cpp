@@ -19,8 +19,9 @@ using json = nlohmann::json;
 namespace {
 
 [[noreturn]] void completion_not_found(const std::string& id) {
-  throw ApiError(404, fmt::format("No chat completion found with id '{}' (only those created with store: true are kept)", id),
-                 "completion_id", "invalid_request_error", "not_found");
+  throw ApiError(
+      404, fmt::format("No chat completion found with id '{}' (only those created with store: true are kept)", id),
+      "completion_id", "invalid_request_error", "not_found");
 }
 
 ResponseStore::Entry find(ServerContext& ctx, const std::string& id) {
@@ -59,7 +60,8 @@ json page_of(std::vector<json> all, const Page& p, const std::function<std::stri
   size_t from = 0;
   if (!p.after.empty()) {
     auto it = std::find_if(all.begin(), all.end(), [&](const json& x) { return id_of(x) == p.after; });
-    if (it == all.end()) throw ApiError(400, fmt::format("No such id to list after: {}", p.after), "after", "", "invalid_value");
+    if (it == all.end())
+      throw ApiError(400, fmt::format("No such id to list after: {}", p.after), "after", "", "invalid_value");
     from = size_t(it - all.begin()) + 1;
   }
   json data = json::array();
@@ -80,7 +82,8 @@ json listed_message(const nlohmann::ordered_json& m, const std::string& completi
   if (content.is_array()) {
     std::string text;
     for (const json& p : content)
-      if (p.value("type", "") == "text" && p.contains("text") && p["text"].is_string()) text += p["text"].get<std::string>();
+      if (p.value("type", "") == "text" && p.contains("text") && p["text"].is_string())
+        text += p["text"].get<std::string>();
     out["content"] = text;
     out["content_parts"] = content;
   }
@@ -108,9 +111,8 @@ void register_stored_chat_routes(httplib::Server& svr, ServerContext& ctx) {
       auto e = ctx.chat_completions.get(id, request_caller().owner, false);
       if (!e || (!model.empty() && e->response.value("model", "") != model)) continue;
       const json& meta = e->response["metadata"];
-      if (std::all_of(wanted.begin(), wanted.end(), [&](const auto& kv) {
-            return meta.contains(kv.first) && meta[kv.first] == kv.second;
-          }))
+      if (std::all_of(wanted.begin(), wanted.end(),
+                      [&](const auto& kv) { return meta.contains(kv.first) && meta[kv.first] == kv.second; }))
         all.push_back(std::move(e->response));
     }
     send_json(res, 200, page_of(std::move(all), p, [](const json& c) { return c["id"].get<std::string>(); }));

@@ -66,7 +66,8 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
     bad_param("mime_type", fmt::format("'mime_type' must be a MIME type such as application/jsonl, not '{}'",
                                        mime_type.substr(0, 200)));
   if (!FileStore::client_purpose(purpose))
-    unsupported("purpose", fmt::format("'{}' files are not kept here: 'batch' (the Batch API's input) or 'vision' (images for input_image file_id)",
+    unsupported("purpose", fmt::format("'{}' files are not kept here: 'batch' (the Batch API's input) or 'vision' "
+                                       "(images for input_image file_id)",
                                        purpose.substr(0, 200)));
   const int64_t expires_after = expires_after_object("expires_after", body.value("expires_after", json()));
   const UploadStore::Upload u = ctx.uploads.create(new_underscore_id("upload"), request_caller().owner,
@@ -86,8 +87,8 @@ void handle_part(ServerContext& ctx, const httplib::Request& req, httplib::Respo
   }
   if (!data) bad_param("data", "'data' is required: the part's bytes");
   if (data->body.size() > kMaxPartBytes)
-    bad_param("data", fmt::format("A part holds at most 64 MB ({} bytes); this one has {}", kMaxPartBytes,
-                                  data->body.size()));
+    bad_param("data",
+              fmt::format("A part holds at most 64 MB ({} bytes); this one has {}", kMaxPartBytes, data->body.size()));
   std::string bytes(data->body);
   release_body(req);
   send_json(res, 200,
@@ -127,7 +128,8 @@ void handle_complete(ServerContext& ctx, const httplib::Request& req, httplib::R
 }  // namespace
 
 void register_upload_routes(httplib::Server& svr, ServerContext& ctx) {
-  svr.Post("/v1/uploads", [&ctx](const httplib::Request& req, httplib::Response& res) { handle_create(ctx, req, res); });
+  svr.Post("/v1/uploads",
+           [&ctx](const httplib::Request& req, httplib::Response& res) { handle_create(ctx, req, res); });
   svr.Post(R"(/v1/uploads/([^/]+)/parts)",
            [&ctx](const httplib::Request& req, httplib::Response& res) { handle_part(ctx, req, res); });
   svr.Post(R"(/v1/uploads/([^/]+)/complete)",

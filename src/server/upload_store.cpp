@@ -149,9 +149,9 @@ UploadStore::Upload UploadStore::complete(const std::string& id, const std::stri
       parts.push_back(it->second);
     }
     if (int64_t(total) != p.upload.bytes)
-      invalid(fmt::format("The parts listed hold {} bytes; the upload was created with bytes {}", total,
-                          p.upload.bytes),
-              "part_ids", "upload_size_mismatch");
+      invalid(
+          fmt::format("The parts listed hold {} bytes; the upload was created with bytes {}", total, p.upload.bytes),
+          "part_ids", "upload_size_mismatch");
     p.completing = true;
     u = p.upload;
     reserved = p.reserved;
@@ -171,10 +171,10 @@ UploadStore::Upload UploadStore::complete(const std::string& id, const std::stri
   auto it = pending_.find(id);
   it->second.completing = false;
   if (md5 && digest != *md5)
-    invalid(fmt::format("The parts' MD5 is {}, not the md5 given ({}); the upload stays pending", digest, *md5),
-            "md5", "md5_mismatch");
+    invalid(fmt::format("The parts' MD5 is {}, not the md5 given ({}); the upload stays pending", digest, *md5), "md5",
+            "md5_mismatch");
   if (!file) store_full(files_, size_t(u.bytes));  // (the reservation covers it: not expected)
-  it->second.reserved = 0;  // the file holds those bytes now
+  it->second.reserved = 0;                         // the file holds those bytes now
   it->second.upload.file = file;
   u = it->second.upload;
   u.status = "completed";

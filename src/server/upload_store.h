@@ -28,7 +28,7 @@ class UploadStore {
   // Parts of all pending uploads together: their bytes are in the file store's bound, this bounds
   // what a part costs beside its bytes (a thousand uploads of a thousand 1-byte parts would not be).
   static constexpr size_t kMaxPendingParts = 10000;
-  static constexpr size_t kMaxEnded = 1000;    // ended uploads remembered for their status
+  static constexpr size_t kMaxEnded = 1000;  // ended uploads remembered for their status
 
   // `now`: unix seconds (the system clock's; a test gives its own to see uploads expire).
   explicit UploadStore(FileStore& files, std::function<int64_t()> now = {});
@@ -61,10 +61,10 @@ class UploadStore {
     std::map<std::string, std::shared_ptr<const std::string>> parts;  // by part id
     size_t received = 0;                                              // bytes in parts
     size_t reserved = 0;                                              // bytes held in the file store
-    bool completing = false;  // complete() is assembling it outside the lock
+    bool completing = false;                                          // complete() is assembling it outside the lock
   };
 
-  void drop_expired();  // under mu_
+  void drop_expired();                                                        // under mu_
   void end(std::map<std::string, Pending>::iterator it, const char* status);  // under mu_
   Pending& find_pending(const std::string& id, const std::string& owner);     // under mu_; throws
 

@@ -121,7 +121,9 @@ TEST(UploadStore, HoldsItsBytesInTheFileStoresBound) {
   EXPECT_EQ(api_status([&] { uploads.complete("upload_a", "k", {"part_1", "part_1"}, {}, "file-a"); }), 400);
   EXPECT_EQ(api_status([&] { uploads.complete("upload_a", "k", {"part_1", "part_9"}, {}, "file-a"); }), 400);
   const std::string whole = std::string(30, '2') + std::string(30, '1');
-  EXPECT_EQ(api_status([&] { uploads.complete("upload_a", "k", {"part_2", "part_1"}, md5_hex("nope"), "file-a"); }),
+  EXPECT_EQ(api_status([&] {
+              uploads.complete("upload_a", "k", {"part_2", "part_1"}, md5_hex("nope"), "file-a");
+            }),
             400);
   EXPECT_EQ(uploads.pending(), 1u);  // a wrong md5 leaves it pending
   const auto done = uploads.complete("upload_a", "k", {"part_2", "part_1"}, md5_hex(whole), "file-a");
@@ -163,7 +165,7 @@ TEST(UploadStore, PartsAreBoundedPerUploadAndInAll) {
   EXPECT_EQ(api_status([&] { uploads.add_part("upload_0", "k", "part_more", "x"); }), 400);  // 1001 in one
   uploads.create("upload_10", "k", "x.jsonl", "batch", 10, 0);
   EXPECT_EQ(api_status([&] { uploads.add_part("upload_10", "k", "part_a", "x"); }), 400);  // 10001 in all
-  uploads.cancel("upload_3", "k");  // its 1000 parts go
+  uploads.cancel("upload_3", "k");                                                         // its 1000 parts go
   uploads.create("upload_11", "k", "x.jsonl", "batch", 10, 0);
   for (int i = 0; i < 500; ++i) {
     uploads.add_part("upload_10", "k", "part_b" + std::to_string(i), "x");
