@@ -1190,6 +1190,17 @@ std::string render_chat_prompt(const json& b, const ParseContext& ctx, std::vect
     // OpenAI's developer messages are what chat templates call system (the Responses route maps them
     // the same way); a template that knows no developer role would drop the instruction silently.
     if (r == "developer") out["role"] = "system";
+    // A call's arguments reach the template as the object, not OpenAI's JSON text, as vLLM and SGLang hand
+    // them over (transformers documents objects; templates iterate them with |items, or print them with
+    // tojson, which would quote the text). Text that is not a JSON object stays text.
+    if (r == "assistant" && out.contains("tool_calls") && out["tool_calls"].is_array())
+      for (ojson& c : out["tool_calls"]) {
+        if (!c.is_object() || !c.contains("function") || !c["function"].is_object()) continue;
+        ojson& f = c["function"];
+        if (!f.contains("arguments") || !f["arguments"].is_string()) continue;
+        ojson args = ojson::parse(f["arguments"].get<std::string>(), nullptr, false);
+        if (args.is_object()) f["arguments"] = std::move(args);
+      }
     clean.push_back(std::move(out));
   }
   // Before the template sees a content list it may not expect.

@@ -2,8 +2,8 @@
 server's tokenizer folder, whose tokenizer_config.json holds BOS, EOS and the template, and the
 server's --chat-template file when it has one).
 
-For each conversation (tools, tool calls with object arguments, a developer message, extra template
-variables), POST /tokenize with `messages` (vLLM's chat form) must give the ids of the text Jinja2
+For each conversation (tools, tool calls with object arguments and with arguments as JSON text, which
+reach the template as objects, a developer message, extra template variables), POST /tokenize with `messages` (vLLM's chat form) must give the ids of the text Jinja2
 renders from the same template and context, set up as transformers' apply_chat_template does (the
 tokenizer itself is checked against Hugging Face elsewhere). /v1/chat/completions must count the
 same prompt. Key order matters: `tojson` prints objects in the client's order in Python, so a server
@@ -125,6 +125,12 @@ for name, body in cases:
     # The reference context: developer messages are system messages to a template (the server's
     # documented mapping), and add_generation_prompt defaults to true.
     msgs = [dict(m, role="system") if m["role"] == "developer" else m for m in body["messages"]]
+    # A call's arguments as the object when the client sent them as JSON text (as vLLM's and SGLang's chat
+    # routes hand them to templates: transformers' templates expect objects).
+    msgs = [dict(m, tool_calls=[dict(c, function=dict(c["function"], arguments=json.loads(c["function"]["arguments"])))
+                                if isinstance(c["function"].get("arguments"), str)
+                                and isinstance(json.loads(c["function"]["arguments"]), dict) else c
+                                for c in m["tool_calls"]]) if m.get("tool_calls") else m for m in msgs]
     # Text-only content lists reach the template joined into one string (the server's documented mapping).
     msgs = [dict(m, content="".join(p["text"] for p in m["content"])) if isinstance(m.get("content"), list)
             and all(p.get("type") == "text" for p in m["content"]) else m for m in msgs]
