@@ -1,6 +1,7 @@
 // The chat output parser (src/server/chat_output.h) on arbitrary model output: what a client can
 // steer a model into writing (prompts, regex, logit_bias). Byte 0 picks the configuration (reasoning
-// parser, tool format (bits 2, 16 and 32: Hermes, Llama-3, DeepSeek-V3, DeepSeek-V3.1, Mistral), a prompt that
+// parser, tool format (bits 2, 16, 32 and 64: Hermes, Llama-3, DeepSeek-V3, DeepSeek-V3.1, Mistral, Qwen3-Coder with
+// typed parameters), a prompt that
 // opened <think>, parallel_tool_calls false), byte 1 seeds the
 // split of the rest into stream pieces. Properties: no crash; the pieces give the same reasoning,
 // content and calls as the whole text; every call names a known tool and its arguments are JSON
@@ -24,6 +25,12 @@ using dpserve::ReasoningParser;
 using dpserve::ToolCallParser;
 
 const std::vector<std::string> kTools = {"get_weather", "get_time"};
+// Qwen3-Coder types its values by these: a string, JSON of each kind, a nullable string.
+const std::vector<nlohmann::ordered_json> kParams = {
+    nlohmann::ordered_json::parse(R"({"type": "object", "properties": {"city": {"type": "string"},
+        "days": {"type": "integer"}, "ok": {"type": "boolean"}, "at": {"type": "object"}, "l": {"type": "array"},
+        "x": {"type": "number"}, "n": {"type": ["string", "null"]}}})"),
+    nlohmann::ordered_json::parse(R"({"type": "object"})")};
 
 void add(ChatDelta& acc, ChatDelta d) {
   acc.reasoning += d.reasoning;
@@ -39,16 +46,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const ReasoningParser r = cfg & 1 ? ReasoningParser::kQwen3 : ReasoningParser::kNone;
   const ToolCallParser formats[] = {ToolCallParser::kHermes, ToolCallParser::kLlama3, ToolCallParser::kDeepSeekV3,
                                     ToolCallParser::kDeepSeekV31, ToolCallParser::kMistral};
-  const ToolCallParser t = cfg & 32 ? formats[4] : formats[(cfg & 2 ? 1 : 0) + (cfg & 16 ? 2 : 0)];
+  const ToolCallParser t = cfg & 64   ? ToolCallParser::kQwen3Coder
+                           : cfg & 32 ? formats[4]
+                                      : formats[(cfg & 2 ? 1 : 0) + (cfg & 16 ? 2 : 0)];
   const bool in_reasoning = cfg & 4, single = cfg & 8;
   const std::string text(reinterpret_cast<const char*>(data) + 2, size - 2);
 
   ChatOutputParser whole(r, t, kTools, in_reasoning, 7, single);
+  whole.set_tool_parameters(kParams);
   ChatDelta ref = whole.feed(text);
   add(ref, whole.finish());
 
   std::mt19937 rng(data[1]);
   ChatOutputParser pieces(r, t, kTools, in_reasoning, 7, single);
+  pieces.set_tool_parameters(kParams);
   ChatDelta got;
   for (size_t i = 0; i < text.size();) {
     const size_t n = std::uniform_int_distribution<size_t>(1, 17)(rng);

@@ -485,9 +485,11 @@ void register_serve(CLI::App& app) {
        "Format of the model's tool calls, picked out of chat outputs into tool_calls and enforced for "
        "tool_choice required / named: qwen3, qwen25, qwen, hermes (<tool_call> JSON blocks), llama3 (JSON), "
        "deepseekv3 (DeepSeek-V3 / R1: <｜tool▁calls▁begin｜> sections, ```json arguments), deepseekv31 "
-       "(DeepSeek-V3.1: the same tags, name<｜tool▁sep｜>arguments) or mistral ([TOOL_CALLS] JSON arrays)")
-      ->check(CLI::IsMember(
-          {"none", "qwen3", "qwen25", "qwen", "hermes", "llama3", "deepseekv3", "deepseekv31", "mistral"}))->envname("DPSERVE_TOOL_CALL_PARSER");
+       "(DeepSeek-V3.1: the same tags, name<｜tool▁sep｜>arguments), mistral ([TOOL_CALLS] JSON arrays) or "
+       "qwen3_coder (Qwen3-Coder: <tool_call><function=NAME><parameter=KEY> blocks, values typed by the tool's "
+       "schema)")
+      ->check(CLI::IsMember({"none", "qwen3", "qwen25", "qwen", "hermes", "llama3", "deepseekv3", "deepseekv31",
+                             "mistral", "qwen3_coder"}))->envname("DPSERVE_TOOL_CALL_PARSER");
   auto* reasoning_parser = s->add_option_function<std::string>(
        "--reasoning-parser", [a](const std::string& v) { a->so.reasoning_parser = parse_reasoning_parser(v); },
        "Move the model's <think>...</think> block into reasoning_content: qwen3 (also deepseek-r1)")

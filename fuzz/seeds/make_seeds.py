@@ -686,3 +686,23 @@ def constraint_seeds():
 
 
 constraint_seeds()
+
+
+# --- chat_output: byte 0 = the parser's configuration (0x40: Qwen3-Coder), byte 1 = the split's seed --------
+def chat_output_seeds():
+    def coder(name, params):
+        return ("<tool_call>\n<function=%s>\n" % name
+                + "".join("<parameter=%s>\n%s\n</parameter>\n" % kv for kv in params) + "</function>\n</tool_call>")
+    typed = coder("get_weather", [("city", 'Paris "x"\n{'), ("days", "3"), ("ok", "True"), ("at", '{"a": [1]}'),
+                                  ("l", "[1, 2"), ("x", "1e400"), ("n", "null")])
+    seeds = {
+        "coder_typed": typed,
+        "coder_two_then_text": typed + "\n" + coder("get_time", []) + " done",
+        "coder_unclosed": "<think>hm</think>\n<tool_call>\n<function=get_weather>\n<parameter=city>\nOslo",
+        "coder_not_a_call": "<tool_call>\n<function=rm>\n</function>\n</tool_call><tool_call>{\"name\": 1}</tool_call>",
+    }
+    for k, v in seeds.items():
+        write("chat_output", k, b"\x41\x07" + v.encode())
+
+
+chat_output_seeds()

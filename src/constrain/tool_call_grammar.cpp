@@ -1,5 +1,8 @@
 #include "constrain/tool_call_grammar.h"
 
+#include <algorithm>
+#include <set>
+
 #include <fmt/format.h>
 
 #include "constrain/reasoning_prefix.h"
@@ -18,6 +21,7 @@ const char* format_name(ToolCallFormat f) {
     case ToolCallFormat::kDeepSeekV31: return "deepseekv31";
     case ToolCallFormat::kMistral: return "mistral";
     case ToolCallFormat::kMistralV11: return "mistral_v11";
+    case ToolCallFormat::kQwen3Coder: return "qwen3_coder";
   }
   return "?";
 }
@@ -42,7 +46,8 @@ ToolCallSpec ToolCallSpec::from_text(std::string_view text) {
     const std::string f = j.at("format").get<std::string>();
     bool known = false;
     for (const auto k : {ToolCallFormat::kHermes, ToolCallFormat::kLlama3, ToolCallFormat::kDeepSeekV3,
-                         ToolCallFormat::kDeepSeekV31, ToolCallFormat::kMistral, ToolCallFormat::kMistralV11})
+                         ToolCallFormat::kDeepSeekV31, ToolCallFormat::kMistral, ToolCallFormat::kMistralV11,
+                         ToolCallFormat::kQwen3Coder})
       if (f == format_name(k)) s.format = k, known = true;
     if (!known) fail("tool call grammar: unknown format '{}'", f);
     for (const auto& t : j.at("tools")) s.tools.push_back({t.at("name").get<std::string>(), t.at("parameters")});
@@ -57,7 +62,88 @@ ToolCallSpec ToolCallSpec::from_text(std::string_view text) {
   return s;
 }
 
+bool qwen3_coder_raw_string(const ojson& p) {
+  if (!p.is_object()) return true;  // `true` / `{}`: any value, read as text as SGLang reads an untyped one
+  if (const auto t = p.find("type"); t != p.end()) {
+    if (t->is_string()) return *t == "string";
+    return t->is_array() && std::find(t->begin(), t->end(), ojson("string")) != t->end();
+  }
+  if (const auto c = p.find("const"); c != p.end()) return c->is_string();
+  if (const auto e = p.find("enum"); e != p.end() && e->is_array())
+    return std::all_of(e->begin(), e->end(), [](const ojson& v) { return v.is_string(); });
+  return true;
+}
+
 namespace {
+
+// A Qwen3-Coder parameter's value and the line that closes it ("\n</parameter>"). A raw string can be
+// held to an enum / const or a length (its characters then exclude '<', so it cannot close early);
+// other string keywords have no raw form to enforce.
+ExprId coder_value(Grammar& g, JsonSchemaCompiler& json, const ojson& p, const std::string& where,
+                   int32_t max_repeat) {
+  constexpr std::string_view kClose = "\n</parameter>";
+  if (!qwen3_coder_raw_string(p)) {
+    try {
+      return g.seq({json.value(p), g.literal(kClose)});
+    } catch (const Error& e) {
+      fail("{}: {}", where, e.what());
+    }
+  }
+  if (!p.is_object()) return text_until(g, kClose);
+  static const std::set<std::string> kFree = {"type",     "description", "title",     "default", "examples",
+                                              "$comment", "deprecated",  "readOnly",  "writeOnly", "minLength",
+                                              "maxLength", "enum",       "const"};
+  for (const auto& [k, v] : p.items())
+    if (!kFree.count(k))
+      fail("{}: '{}' cannot be enforced on a string in qwen3_coder's format (its strings are raw text)", where, k);
+  std::vector<std::string> words;
+  if (p.contains("const")) words.push_back(p["const"].get<std::string>());
+  else if (p.contains("enum"))
+    for (const auto& v : p["enum"]) words.push_back(v.get<std::string>());
+  if (!words.empty() || p.contains("enum")) {
+    std::vector<ExprId> alts;
+    for (const auto& w : words) alts.push_back(g.literal(w));
+    if (alts.empty()) fail("{}: an empty enum admits no value", where);
+    return g.seq({g.alt(std::move(alts)), g.literal(kClose)});
+  }
+  if (!p.contains("minLength") && !p.contains("maxLength")) return text_until(g, kClose);
+  auto bound = [&](const char* k, int64_t dflt) {
+    if (!p.contains(k)) return dflt;
+    if (!p[k].is_number_integer() || p[k].get<int64_t>() < 0) fail("{}: '{}' must be a non-negative integer", where, k);
+    return std::min<int64_t>(p[k].get<int64_t>(), max_repeat);
+  };
+  const int64_t lo = bound("minLength", 0), hi = bound("maxLength", max_repeat);
+  if (lo > hi) fail("{}: minLength is above maxLength", where);
+  CodepointSet no_tag;
+  no_tag.add('<');
+  return g.seq({g.repeat(g.chars(no_tag.complement()), int32_t(lo), int32_t(hi)), g.literal(kClose)});
+}
+
+// One Qwen3-Coder call without its <tool_call> lines: the function, then its parameters in the schema's
+// property order, the required ones always, the others optionally.
+ExprId coder_call(Grammar& g, JsonSchemaCompiler& json, const std::string& name, const ojson& params,
+                  int32_t max_repeat) {
+  const std::string where = fmt::format("tool '{}'", name);
+  if (params.is_object())
+    for (const char* k : {"anyOf", "oneOf", "allOf", "$ref", "not", "if", "patternProperties", "minProperties",
+                          "maxProperties", "dependentRequired", "dependentSchemas"})
+      if (params.contains(k)) fail("{}: '{}' cannot be enforced in qwen3_coder's format", where, k);
+  std::vector<ExprId> parts = {g.literal("<function=" + name + ">\n")};
+  const ojson none = ojson::object();
+  const ojson& props = params.is_object() && params.contains("properties") ? params["properties"] : none;
+  const ojson required = params.is_object() ? params.value("required", ojson::array()) : ojson::array();
+  for (const auto& [key, prop] : props.items()) {
+    if (key.empty() || key.find_first_of("<>\n") != std::string::npos)
+      fail("{}: the parameter name '{}' cannot be written in qwen3_coder's format", where, key);
+    const ExprId one = g.seq({g.literal("<parameter=" + key + ">\n"),
+                              coder_value(g, json, prop, fmt::format("{}, parameter '{}'", where, key), max_repeat),
+                              g.literal("\n")});
+    const bool needed = std::find(required.begin(), required.end(), ojson(key)) != required.end();
+    parts.push_back(needed ? one : g.optional(one));
+  }
+  parts.push_back(g.literal("</function>"));
+  return g.seq(std::move(parts));
+}
 
 // tool_choice auto with strict tools: free text, in which the format's opener starts calls (as many
 // as the format writes in one section), then free text again, or the end when calls are not parallel.
@@ -80,6 +166,7 @@ ExprId text_with_calls(Grammar& g, const ToolCallSpec& spec, ExprId one, std::ve
   ExprId after = -1;  // every format but kLlama3 (returned above) sets it
   switch (spec.format) {
     case ToolCallFormat::kHermes:
+    case ToolCallFormat::kQwen3Coder:
       opener = "<tool_call>";
       after = g.seq({g.literal("\n"), one, g.literal("\n</tool_call>")});
       break;
@@ -120,6 +207,10 @@ Grammar tool_call_grammar(const ToolCallSpec& spec, const JsonSchemaOptions& opt
   std::vector<ExprId> v11_after_opener;  // kMistralV11 calls without their [TOOL_CALLS]
   for (const auto& [name, params] : spec.tools) {
     if (spec.only && *spec.only != name) continue;
+    if (spec.format == ToolCallFormat::kQwen3Coder) {
+      calls.push_back(coder_call(g, json, name, params, opt.max_repeat));
+      continue;
+    }
     ExprId args;
     try {
       args = json.value(params.is_null() ? ojson::object() : params);
@@ -162,7 +253,7 @@ Grammar tool_call_grammar(const ToolCallSpec& spec, const JsonSchemaOptions& opt
   } else if (spec.format == ToolCallFormat::kMistral) {
     const ExprId calls_of = many ? g.seq({one, g.star(g.seq({g.literal(", "), one}))}) : one;
     body = g.seq({g.literal("[TOOL_CALLS] ["), calls_of, g.literal("]")});
-  } else if (spec.format == ToolCallFormat::kHermes) {
+  } else if (spec.format == ToolCallFormat::kHermes || spec.format == ToolCallFormat::kQwen3Coder) {
     const ExprId block = g.seq({g.literal("<tool_call>\n"), one, g.literal("\n</tool_call>")});
     body = many ? g.seq({block, g.star(g.seq({g.literal("\n"), block}))}) : block;
   } else {

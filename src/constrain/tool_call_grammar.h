@@ -7,6 +7,9 @@
 //   deepseekv31 (DeepSeek-V3.1):     <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>f<｜tool▁sep｜>{...}<｜tool▁call▁end｜>
 //                                    calls back to back, then <｜tool▁calls▁end｜>
 //   mistral (Mistral v3 tokenizer):  [TOOL_CALLS] [{"name": "f", "arguments": {...}}, ...]
+//   qwen3_coder (Qwen3-Coder):       <tool_call>\n<function=f>\n<parameter=k>\nVALUE\n</parameter>\n...
+//                                    </function>\n</tool_call>, blocks joined by "\n"; a string VALUE is raw text,
+//                                    any other is JSON (qwen3_coder_raw_string)
 // Arguments follow each tool's JSON Schema. With `think`, a <think>...</think> block may come first.
 // With `text` (tool_choice "auto" with strict tools, as SGLang enforces them), the turn is free text
 // in which writing the format's opener (<tool_call>, [TOOL_CALLS], <｜tool▁calls▁begin｜>; for llama3
@@ -26,7 +29,7 @@ namespace dpserve::constrain {
 
 // kMistral: "[TOOL_CALLS] [" calls "]" (tokenizer v3); kMistralV11: "[TOOL_CALLS]NAME[ARGS]{...}" per call
 // (tokenizer v11 and later, whose vocabulary has an [ARGS] token).
-enum class ToolCallFormat { kHermes, kLlama3, kDeepSeekV3, kDeepSeekV31, kMistral, kMistralV11 };
+enum class ToolCallFormat { kHermes, kLlama3, kDeepSeekV3, kDeepSeekV31, kMistral, kMistralV11, kQwen3Coder };
 
 const char* format_name(ToolCallFormat f);
 
@@ -43,6 +46,11 @@ struct ToolCallSpec {
   std::string to_text() const;
   static ToolCallSpec from_text(std::string_view text);  // throws dpserve::Error
 };
+
+// Whether Qwen3-Coder's format writes a parameter of this schema as raw text (a string: its type is
+// "string", or a list holding "string", or it has no type and no enum / const but strings), or as JSON
+// text (every other schema). The grammar and the output parser read a value the same way by it.
+bool qwen3_coder_raw_string(const nlohmann::ordered_json& property);
 
 // Throws dpserve::Error naming the tool whose schema cannot be enforced.
 Grammar tool_call_grammar(const ToolCallSpec& spec, const JsonSchemaOptions& opt = {});

@@ -3,6 +3,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
+#include "server/coder_tool_call.h"
+#include "server/json_as_written.h"
 
 namespace dpserve {
 
@@ -55,13 +57,16 @@ ToolCallParser parse_tool_call_parser(const std::string& name) {
   if (name == "deepseekv3") return ToolCallParser::kDeepSeekV3;
   if (name == "deepseekv31") return ToolCallParser::kDeepSeekV31;
   if (name == "mistral") return ToolCallParser::kMistral;
-  fail("--tool-call-parser: '{}' is not one of hermes, qwen, qwen25, qwen3, llama3, deepseekv3, deepseekv31, mistral",
+  if (name == "qwen3_coder") return ToolCallParser::kQwen3Coder;
+  fail("--tool-call-parser: '{}' is not one of hermes, qwen, qwen25, qwen3, qwen3_coder, llama3, deepseekv3, "
+       "deepseekv31, mistral",
        name);
 }
 
 std::vector<std::string_view> tool_call_markers(ToolCallParser t) {
   switch (t) {
-    case ToolCallParser::kHermes: return {kCallOpen, kCallClose};
+    case ToolCallParser::kHermes:
+    case ToolCallParser::kQwen3Coder: return {kCallOpen, kCallClose};
     case ToolCallParser::kDeepSeekV3:
     case ToolCallParser::kDeepSeekV31: return {kDsCallsBegin, kDsCallBegin, kDsSep, kDsCallEnd, kDsCallsEnd};
     case ToolCallParser::kMistral: return {kMistralCalls, kMistralArgs};
@@ -109,80 +114,6 @@ size_t ChatOutputParser::close_outside_strings(std::string_view tag) {
   return std::string::npos;
 }
 
-namespace {
-
-// The text of member `key` of the JSON object `obj` (valid JSON, already parsed once), exactly as
-// written: re-serializing would turn an integer past 64 bits into a double.
-std::string_view member_text(std::string_view obj, std::string_view key) {
-  size_t i = obj.find('{') + 1;
-  auto skip_ws = [&] {
-    while (i < obj.size() && (obj[i] == ' ' || obj[i] == '\t' || obj[i] == '\n' || obj[i] == '\r')) ++i;
-  };
-  auto string_end = [&](size_t at) {  // at: the opening quote; returns one past the closing quote
-    for (size_t k = at + 1; k < obj.size(); ++k) {
-      if (obj[k] == '\\') ++k;
-      else if (obj[k] == '"') return k + 1;
-    }
-    return obj.size();
-  };
-  while (i < obj.size()) {
-    skip_ws();
-    if (i >= obj.size() || obj[i] != '"') return {};
-    const size_t key_end = string_end(i);
-    const std::string_view k = obj.substr(i + 1, key_end - i - 2);
-    i = key_end;
-    skip_ws();
-    ++i;  // ':'
-    skip_ws();
-    const size_t start = i;
-    int depth = 0;
-    for (; i < obj.size(); ++i) {
-      const char c = obj[i];
-      if (c == '"') {
-        i = string_end(i) - 1;
-      } else if (c == '{' || c == '[') {
-        ++depth;
-      } else if (c == '}' || c == ']') {
-        if (depth == 0) break;
-        --depth;
-      } else if (c == ',' && depth == 0) {
-        break;
-      }
-    }
-    size_t end = i;
-    while (end > start && (obj[end - 1] == ' ' || obj[end - 1] == '\t' || obj[end - 1] == '\n' || obj[end - 1] == '\r'))
-      --end;
-    // Keys hold no escapes in the calls we read ("name", "arguments", "parameters").
-    if (k == key) return obj.substr(start, end - start);
-    if (i < obj.size() && obj[i] == ',') ++i;
-    else break;
-  }
-  return {};
-}
-
-// JSON text without the whitespace outside its strings (what nlohmann's dump() prints, numbers
-// untouched).
-std::string compact_json(std::string_view t) {
-  std::string out;
-  bool in_string = false;
-  for (size_t i = 0; i < t.size(); ++i) {
-    const char c = t[i];
-    if (in_string) {
-      out += c;
-      if (c == '\\' && i + 1 < t.size()) out += t[++i];
-      else if (c == '"') in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-      out += c;
-    } else if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
-      out += c;
-    }
-  }
-  return out;
-}
-
-}  // namespace
-
 bool ChatOutputParser::parse_call(const std::string& json_text, ChatDelta& out) {
   nlohmann::ordered_json j;
   try {
@@ -217,6 +148,16 @@ bool ChatOutputParser::parse_call(const std::string& json_text, ChatDelta& out) 
     if (c.arguments.empty()) c.arguments = j[key].dump();
   }
   out.tool_calls.push_back(std::move(c));
+  ++calls_;
+  return true;
+}
+
+bool ChatOutputParser::coder_call(const std::string& inner, ChatDelta& out) {
+  std::optional<CoderCall> c = read_coder_call(inner, names_, params_);
+  if (!c) return false;
+  text_since_call_ = false;
+  if (single_call_ && calls_ > 0) return true;
+  out.tool_calls.push_back({next_id(), std::move(c->name), std::move(c->arguments)});
   ++calls_;
   return true;
 }
@@ -426,7 +367,8 @@ void ChatOutputParser::content_step(bool final, ChatDelta& out) {
   }
   const bool deepseek = tools_ == ToolCallParser::kDeepSeekV3 || tools_ == ToolCallParser::kDeepSeekV31;
   const bool mistral = tools_ == ToolCallParser::kMistral;
-  if (tools_ != ToolCallParser::kHermes && !deepseek && !mistral) {
+  const bool tagged = tools_ == ToolCallParser::kHermes || tools_ == ToolCallParser::kQwen3Coder;
+  if (!tagged && !deepseek && !mistral) {
     out.content += buf_;
     buf_.clear();
     return;
@@ -491,19 +433,24 @@ void ChatOutputParser::run(bool final, ChatDelta& out) {
         content_step(final, out);
         break;
       case Mode::kToolBlock: {
-        size_t at = close_outside_strings(kCallClose);
+        // Qwen3-Coder's values are raw text, where quotes mean nothing: the first closing tag ends the block
+        // (searched from where the last delivery's search stopped, so a long block costs one pass).
+        const bool coder = tools_ == ToolCallParser::kQwen3Coder;
+        size_t at = coder ? buf_.find(kCallClose, scan_.pos) : close_outside_strings(kCallClose);
+        if (coder && at == std::string::npos) scan_.pos = buf_.size() - std::min(buf_.size(), kCallClose.size() - 1);
         // Not JSON after all (an unbalanced quote): at the end, the first closing tag ends it.
         if (at == std::string::npos && final) at = buf_.find(kCallClose);
         if (at != std::string::npos) {
           const std::string inner = buf_.substr(0, at);
-          if (!parse_call(inner, out)) emit(std::string(kCallOpen) + inner + std::string(kCallClose), out);
+          if (!(coder ? coder_call(inner, out) : parse_call(inner, out)))
+            emit(std::string(kCallOpen) + inner + std::string(kCallClose), out);
           buf_.erase(0, at + kCallClose.size());
           mode_ = Mode::kContent;
           scan_ = {};
         } else if (final) {
           // The output ended inside a block (EOS before the closing tag): a complete call still counts.
           scan_ = {};
-          if (!parse_call(buf_, out)) emit(std::string(kCallOpen) + buf_, out);
+          if (!(coder ? coder_call(buf_, out) : parse_call(buf_, out))) emit(std::string(kCallOpen) + buf_, out);
           buf_.clear();
           mode_ = Mode::kContent;
         }

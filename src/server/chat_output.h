@@ -1,6 +1,6 @@
 // What a chat model writes, split the way OpenAI clients read it: reasoning (Qwen3's <think>...
 // </think>, under --reasoning-parser), content, and tool calls (under --tool-call-parser: Hermes /
-// Qwen <tool_call> JSON blocks, Llama-3 JSON objects, DeepSeek-V3 / V3.1 <｜tool▁calls▁begin｜>
+// Qwen <tool_call> JSON blocks, Qwen3-Coder's <tool_call><function=...> blocks, Llama-3 JSON objects, DeepSeek-V3 / V3.1 <｜tool▁calls▁begin｜>
 // sections, or Mistral's [TOOL_CALLS] arrays and [TOOL_CALLS]NAME[ARGS] calls). The same parser serves whole responses
 // (feed everything, then finish) and streams (feed each delivery): text is released as soon as it
 // cannot be the start of a tag, a tool call once it is complete, whitespace that opens the output once
@@ -12,15 +12,17 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace dpserve {
 
 enum class ReasoningParser { kNone, kQwen3 };
-enum class ToolCallParser { kNone, kHermes, kLlama3, kDeepSeekV3, kDeepSeekV31, kMistral };
+enum class ToolCallParser { kNone, kHermes, kLlama3, kDeepSeekV3, kDeepSeekV31, kMistral, kQwen3Coder };
 
 // Flag values: "qwen3" (also "deepseek-r1": the same tags); "" or "none".
 ReasoningParser parse_reasoning_parser(const std::string& name);
 // "hermes", "qwen", "qwen25", "qwen3" (the <tool_call> format), "llama3", "deepseekv3",
-// "deepseekv31", "mistral"; "" or "none".
+// "deepseekv31", "mistral", "qwen3_coder"; "" or "none".
 ToolCallParser parse_tool_call_parser(const std::string& name);
 // The tags a parser finds calls by in the text (its opening marker first); none for llama3's JSON.
 std::vector<std::string_view> tool_call_markers(ToolCallParser t);
@@ -47,6 +49,9 @@ class ChatOutputParser {
   ChatOutputParser(ReasoningParser r, ToolCallParser t, std::vector<std::string> tool_names, bool in_reasoning,
                    uint64_t id_seed, bool single_call = false);
 
+  // The tools' parameter schemas, in `tool_names`' order: Qwen3-Coder's format types its values by them.
+  void set_tool_parameters(std::vector<nlohmann::ordered_json> params) { params_ = std::move(params); }
+
   ChatDelta feed(std::string_view text);
   ChatDelta finish();
   size_t tool_calls_made() const { return calls_; }
@@ -55,6 +60,8 @@ class ChatOutputParser {
   void run(bool final, ChatDelta& out);
   void content_step(bool final, ChatDelta& out);
   bool parse_call(const std::string& json_text, ChatDelta& out);
+  // One Qwen3-Coder call, the text between <tool_call> and </tool_call>.
+  bool coder_call(const std::string& inner, ChatDelta& out);
   // A call whose name and arguments (JSON text, any value) the format gives apart (DeepSeek).
   bool add_call(const std::string& name, const std::string& args_text, ChatDelta& out);
   // One DeepSeek call, the text between <｜tool▁call▁begin｜> and <｜tool▁call▁end｜>.
@@ -78,6 +85,7 @@ class ChatOutputParser {
   ReasoningParser reasoning_;
   ToolCallParser tools_;
   std::vector<std::string> names_;
+  std::vector<nlohmann::ordered_json> params_;
   enum class Mode { kStart, kReasoning, kContent, kToolBlock, kJsonCalls, kDsSection, kDsCall, kMistralCalls } mode_;
   std::string buf_;       // text not released yet
   bool content_started_ = false;

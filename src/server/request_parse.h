@@ -152,6 +152,7 @@ struct GenSpec {
   // Chat output parsing: the tools whose calls are picked out of the text (empty: none), and where
   // the prompt leaves the reasoning block (opened: the output starts inside it; closed: no thinking).
   std::vector<std::string> tool_names;
+  std::vector<nlohmann::ordered_json> tool_parameters;  // their schemas, under --tool-call-parser qwen3_coder
   bool parallel_tool_calls = true;        // false: the parser keeps a turn's first call only
   bool log_requests = false;              // --log-requests: each choice's prompt and output go to the log
   bool separate_reasoning = true;

@@ -11,6 +11,7 @@
 #include "server/route_helpers.h"
 #include "server/routes.h"
 #include "server/sse.h"
+#include "server/tools_parse.h"
 
 namespace dpserve {
 
@@ -68,9 +69,7 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
   ctx.metrics.count_images(int64_t(spec.images.size()), spec.image_times);
   run->id = new_underscore_id("msg");
   const ReasoningParser rp = spec.separate_reasoning ? ctx.parse.reasoning_parser : ReasoningParser::kNone;
-  if (rp != ReasoningParser::kNone || !spec.tool_names.empty())
-    run->parser = std::make_shared<ChatOutputParser>(rp, ctx.parse.tool_parser, spec.tool_names, spec.reasoning_open,
-                                                     std::hash<std::string>{}(run->id), !spec.parallel_tool_calls);
+  run->parser = chat_output_parser(rp, ctx.parse.tool_parser, spec, std::hash<std::string>{}(run->id));
   const int64_t prompt_tokens = spec.prompts.empty() ? 0 : int64_t(spec.prompts[0].size());
 
   const std::string id = run->id;

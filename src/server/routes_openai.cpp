@@ -17,6 +17,7 @@
 #include "server/route_helpers.h"
 #include "server/routes.h"
 #include "server/sse.h"
+#include "server/tools_parse.h"
 
 namespace dpserve {
 
@@ -73,9 +74,7 @@ json token_ids_of(const std::vector<TokenOut>& tokens) {
 std::shared_ptr<ChatOutputParser> chat_parser(const ServerContext& ctx, const GenSpec& spec, const std::string& id,
                                               size_t index) {
   const ReasoningParser r = spec.separate_reasoning ? ctx.parse.reasoning_parser : ReasoningParser::kNone;
-  if (r == ReasoningParser::kNone && spec.tool_names.empty()) return nullptr;
-  return std::make_shared<ChatOutputParser>(r, ctx.parse.tool_parser, spec.tool_names, spec.reasoning_open,
-                                            std::hash<std::string>{}(id) + index, !spec.parallel_tool_calls);
+  return chat_output_parser(r, ctx.parse.tool_parser, spec, std::hash<std::string>{}(id) + index);
 }
 
 ChatDelta feed_parser(ChatOutputParser& p, const std::string& text, bool finished) {

@@ -21,6 +21,7 @@
 #include "server/route_helpers.h"
 #include "server/routes.h"
 #include "server/sse.h"
+#include "server/tools_parse.h"
 
 namespace dpserve {
 
@@ -322,9 +323,7 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
   run->id = new_underscore_id("resp");
   run->created = unix_seconds();
   const ReasoningParser rp = spec.separate_reasoning ? ctx.parse.reasoning_parser : ReasoningParser::kNone;
-  if (rp != ReasoningParser::kNone || !spec.tool_names.empty())
-    run->parser = std::make_shared<ChatOutputParser>(rp, ctx.parse.tool_parser, spec.tool_names, spec.reasoning_open,
-                                                     std::hash<std::string>{}(run->id), !spec.parallel_tool_calls);
+  run->parser = chat_output_parser(rp, ctx.parse.tool_parser, spec, std::hash<std::string>{}(run->id));
   if (run->rr.logprobs) {
     std::set<std::string> markup;
     if (rp != ReasoningParser::kNone) markup = {"<think>", "</think>"};

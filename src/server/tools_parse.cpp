@@ -25,6 +25,14 @@ bool valid_name(const std::string& n) {
 
 }  // namespace
 
+std::shared_ptr<ChatOutputParser> chat_output_parser(ReasoningParser r, ToolCallParser t, const GenSpec& spec,
+                                                     uint64_t seed) {
+  if (r == ReasoningParser::kNone && spec.tool_names.empty()) return nullptr;
+  auto p = std::make_shared<ChatOutputParser>(r, t, spec.tool_names, spec.reasoning_open, seed, !spec.parallel_tool_calls);
+  p->set_tool_parameters(spec.tool_parameters);
+  return p;
+}
+
 bool tools_for_template(const json& body) {
   auto t = body.find("tools");
   if (t == body.end() || !t->is_array() || t->empty()) return false;
@@ -93,6 +101,18 @@ void parse_tools(const json& body, std::string_view raw_body, GenSpec& spec, con
   if (ctx.tool_parser == ToolCallParser::kNone)
     bad_param("tools", "this server parses no tool calls: start it with --tool-call-parser (e.g. qwen3, hermes, llama3, deepseekv3)");
   spec.tool_names = names;
+  // The schemas as written (key order kept: a grammar writes properties in it).
+  std::vector<ojson> parameters;
+  const ojson written = original_subtree(raw_body, {"tools"});
+  for (size_t i = 0; i < names.size(); ++i) {
+    ojson params = written.is_array() && i < written.size() && written[i].contains("function")
+                       ? written[i]["function"].value("parameters", ojson(nullptr))
+                       : ojson(nullptr);
+    // OpenAI: no parameters is an empty parameter list, so the arguments are still an object.
+    parameters.push_back(params.is_null() ? ojson{{"type", "object"}} : std::move(params));
+  }
+  // Qwen3-Coder's values are typed by these when the output is read.
+  if (ctx.tool_parser == ToolCallParser::kQwen3Coder) spec.tool_parameters = parameters;
   spec.parallel_tool_calls = body.value("parallel_tool_calls", true);
   // The parser finds calls by their tags in the text. Where a tag is a special token of this tokenizer
   // (Mistral's [TOOL_CALLS] and [ARGS]), the default decoding would drop it and the calls would reach
@@ -117,6 +137,7 @@ void parse_tools(const json& body, std::string_view raw_body, GenSpec& spec, con
     case ToolCallParser::kLlama3: ts.format = constrain::ToolCallFormat::kLlama3; break;
     case ToolCallParser::kDeepSeekV3: ts.format = constrain::ToolCallFormat::kDeepSeekV3; break;
     case ToolCallParser::kDeepSeekV31: ts.format = constrain::ToolCallFormat::kDeepSeekV31; break;
+    case ToolCallParser::kQwen3Coder: ts.format = constrain::ToolCallFormat::kQwen3Coder; break;
     case ToolCallParser::kMistral:
       // Tokenizer v11 and later have an [ARGS] token, and write each call after its own [TOOL_CALLS].
       ts.format = ctx.tok && ctx.tok->piece_to_id("[ARGS]") >= 0 ? constrain::ToolCallFormat::kMistralV11
@@ -124,15 +145,7 @@ void parse_tools(const json& body, std::string_view raw_body, GenSpec& spec, con
       break;
     default: ts.format = constrain::ToolCallFormat::kHermes;
   }
-  const ojson written = original_subtree(raw_body, {"tools"});
-  for (size_t i = 0; i < names.size(); ++i) {
-    ojson params = written.is_array() && i < written.size() && written[i].contains("function")
-                       ? written[i]["function"].value("parameters", ojson(nullptr))
-                       : ojson(nullptr);
-    // OpenAI: no parameters is an empty parameter list, so the arguments are still an object.
-    if (params.is_null()) params = ojson{{"type", "object"}};
-    ts.tools.push_back({names[i], params});
-  }
+  for (size_t i = 0; i < names.size(); ++i) ts.tools.push_back({names[i], parameters[i]});
   ts.only = only;
   ts.parallel = body.value("parallel_tool_calls", true);
   ts.text = choice == "auto";

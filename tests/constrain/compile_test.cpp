@@ -596,6 +596,72 @@ TEST(ToolCalls, MistralV11Format) {
   EXPECT_EQ(ToolCallSpec::from_text(s.to_text()).format, ToolCallFormat::kMistralV11);
 }
 
+// Qwen3-Coder: calls as its chat template writes them and SGLang's qwen3_coder detector reads them
+// (<tool_call>\n<function=NAME>\n, each parameter as <parameter=KEY>\nVALUE\n</parameter>\n, then
+// </function>\n</tool_call>); a string parameter's value is raw text, any other is JSON by its schema.
+TEST(ToolCalls, Qwen3CoderFormat) {
+  ToolCallSpec s;
+  s.format = ToolCallFormat::kQwen3Coder;
+  s.tools.push_back({"get_weather", nlohmann::ordered_json::parse(R"({"type": "object", "properties": {
+      "city": {"type": "string"}, "days": {"type": "integer", "minimum": 1, "maximum": 7},
+      "unit": {"enum": ["celsius", "fahrenheit"]}, "code": {"type": "string", "maxLength": 4},
+      "where": {"type": "object", "properties": {"lat": {"type": "number"}}, "required": ["lat"]}},
+      "required": ["city", "days"]})")});
+  s.tools.push_back({"get_time", nlohmann::ordered_json::parse(R"({"type": "object", "properties": {}})")});
+  auto a = Automaton::build(tool_call_grammar(s));
+  auto param = [](const std::string& k, const std::string& v) { return "<parameter=" + k + ">\n" + v + "\n</parameter>\n"; };
+  auto call = [](const std::string& name, const std::string& params) {
+    return "<tool_call>\n<function=" + name + ">\n" + params + "</function>\n</tool_call>";
+  };
+  const std::string paris = call("get_weather", param("city", "Paris \"rive\n{gauche}") + param("days", "3"));
+  const std::string time = call("get_time", "");
+  EXPECT_TRUE(accepts(a, paris));
+  EXPECT_TRUE(accepts(a, paris + "\n" + time));  // parallel calls, a newline apart
+  // A bounded string excludes '<' (so that it cannot close early).
+  EXPECT_FALSE(accepts(a, call("get_weather", param("city", "") + param("days", "7") + param("unit", "celsius") +
+                                                  param("code", "ab<c") + param("where", "{\"lat\": 1.5}"))));
+  EXPECT_TRUE(accepts(a, call("get_weather", param("city", "") + param("days", "7") + param("unit", "celsius") +
+                                                 param("code", "abcd") + param("where", "{\"lat\": 1.5}"))));
+  EXPECT_FALSE(accepts(a, call("get_weather", param("city", "x") + param("days", "8"))));      // maximum 7
+  EXPECT_FALSE(accepts(a, call("get_weather", param("city", "x") + param("days", "\"3\""))));  // an integer, as JSON
+  EXPECT_FALSE(accepts(a, call("get_weather", param("city", "x"))));                           // days is required
+  EXPECT_FALSE(accepts(a, call("get_weather", param("city", "x") + param("days", "1") + param("unit", "kelvin"))));
+  EXPECT_FALSE(accepts(a, call("get_weather", param("city", "x") + param("days", "1") + param("code", "abcde"))));
+  EXPECT_FALSE(accepts(a, call("get_weather", param("city", "x") + param("days", "1") + param("where", "{}"))));
+  EXPECT_FALSE(accepts(a, call("get_weather", param("city", "a\n</parameter>\nb") + param("days", "1"))));
+  EXPECT_FALSE(accepts(a, call("get_weather", param("days", "1") + param("city", "x"))));  // the schema's order
+  EXPECT_FALSE(accepts(a, call("get_news", "")));
+  EXPECT_FALSE(accepts(a, "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>"));
+  s.only = "get_time";
+  auto named = Automaton::build(tool_call_grammar(s));
+  EXPECT_TRUE(accepts(named, time));
+  EXPECT_FALSE(accepts(named, time + "\n" + time));
+  EXPECT_FALSE(accepts(named, paris));
+  s.only.reset();
+  s.text = true;
+  auto text = Automaton::build(tool_call_grammar(s));
+  EXPECT_TRUE(accepts(text, "I will check. " + paris + "\n" + time + " done"));
+  EXPECT_FALSE(accepts(text, "I will check. " + call("get_weather", param("city", "x"))));
+  EXPECT_EQ(ToolCallSpec::from_text(s.to_text()).format, ToolCallFormat::kQwen3Coder);
+  // A string keyword with no raw form is refused, naming the tool, the parameter and the keyword.
+  ToolCallSpec p;
+  p.format = ToolCallFormat::kQwen3Coder;
+  p.tools.push_back({"f", nlohmann::ordered_json::parse(
+                              R"({"type": "object", "properties": {"s": {"type": "string", "pattern": "^a+$"}}})")});
+  const std::string e = error_of([&] { tool_call_grammar(p); });
+  EXPECT_NE(e.find("tool 'f'"), std::string::npos) << e;
+  EXPECT_NE(e.find("'s'"), std::string::npos) << e;
+  EXPECT_NE(e.find("'pattern'"), std::string::npos) << e;
+  // Which parameters are raw text: the output parser reads them by the same rule.
+  EXPECT_TRUE(qwen3_coder_raw_string(nlohmann::ordered_json::parse(R"({"type": "string"})")));
+  EXPECT_TRUE(qwen3_coder_raw_string(nlohmann::ordered_json::parse(R"({"type": ["string", "null"]})")));
+  EXPECT_TRUE(qwen3_coder_raw_string(nlohmann::ordered_json::parse(R"({"enum": ["a", "b"]})")));
+  EXPECT_TRUE(qwen3_coder_raw_string(nlohmann::ordered_json::parse(R"({"description": "anything"})")));
+  EXPECT_FALSE(qwen3_coder_raw_string(nlohmann::ordered_json::parse(R"({"enum": ["a", 1]})")));
+  EXPECT_FALSE(qwen3_coder_raw_string(nlohmann::ordered_json::parse(R"({"type": "integer"})")));
+  EXPECT_FALSE(qwen3_coder_raw_string(nlohmann::ordered_json::parse(R"({"const": 3})")));
+}
+
 TEST(ToolCalls, Llama3FormatAndThinking) {
   ToolCallSpec s = weather_tools(ToolCallFormat::kLlama3);
   auto a = Automaton::build(tool_call_grammar(s));

@@ -16,8 +16,10 @@ namespace {
 
 const std::vector<std::string> kTools = {"get_weather", "get_time"};
 
-ChatDelta whole(ReasoningParser r, ToolCallParser t, const std::string& text, bool in_reasoning = false) {
+ChatDelta whole(ReasoningParser r, ToolCallParser t, const std::string& text, bool in_reasoning = false,
+                const std::vector<nlohmann::ordered_json>& params = {}) {
   ChatOutputParser p(r, t, kTools, in_reasoning, 7);
+  p.set_tool_parameters(params);
   ChatDelta a = p.feed(text), b = p.finish();
   a.reasoning += b.reasoning;
   a.content += b.content;
@@ -26,11 +28,13 @@ ChatDelta whole(ReasoningParser r, ToolCallParser t, const std::string& text, bo
 }
 
 // The same text fed in random pieces (and byte by byte), deltas concatenated.
-void expect_streams_alike(ReasoningParser r, ToolCallParser t, const std::string& text, bool in_reasoning = false) {
-  const ChatDelta ref = whole(r, t, text, in_reasoning);
+void expect_streams_alike(ReasoningParser r, ToolCallParser t, const std::string& text, bool in_reasoning = false,
+                          const std::vector<nlohmann::ordered_json>& params = {}) {
+  const ChatDelta ref = whole(r, t, text, in_reasoning, params);
   std::mt19937 rng(1);
   for (int trial = 0; trial < 30; ++trial) {
     ChatOutputParser p(r, t, kTools, in_reasoning, 7);
+    p.set_tool_parameters(params);
     ChatDelta acc;
     auto add = [&](ChatDelta d) {
       acc.reasoning += d.reasoning;
@@ -398,6 +402,93 @@ TEST(ChatOutput, MistralNamedToolCalls) {
   }
 }
 
+// Qwen3-Coder: <function=NAME> and <parameter=KEY> blocks, each value on lines of its own (the one
+// newline after the opening tag and before the closing one are the format's), typed by the tool's
+// schema as SGLang's and vLLM's qwen3_coder parsers type them: a string is the text as written
+// (quotes, braces and newlines in it included), an integer / number / boolean / object / array is read
+// as JSON (a boolean in any case), text that does not read as its type stays a string, and "null" is
+// null unless the parameter is a string only.
+const std::vector<nlohmann::ordered_json> kCoderParams = {
+    nlohmann::ordered_json::parse(R"({"type": "object", "properties": {
+      "city": {"type": "string"}, "days": {"type": "integer"}, "scale": {"type": "number"},
+      "metric": {"type": "boolean"}, "where": {"type": "object"}, "hours": {"type": "array"},
+      "note": {"type": ["string", "null"]}, "unit": {"enum": ["celsius", "fahrenheit"]}}})"),
+    nlohmann::ordered_json::parse(R"({"type": "object", "properties": {"tz": {"type": "string"}}})")};
+
+std::string coder_call(const std::string& name, const std::vector<std::pair<std::string, std::string>>& kv) {
+  std::string s = "<tool_call>\n<function=" + name + ">\n";
+  for (const auto& [k, v] : kv) s += "<parameter=" + k + ">\n" + v + "\n</parameter>\n";
+  return s + "</function>\n</tool_call>";
+}
+
+TEST(ChatOutput, Qwen3CoderToolCalls) {
+  const std::string text =
+      "I will look.\n" +
+      coder_call("get_weather", {{"city", "Paris \"rive gauche\"\n{not json"}, {"days", "3"}, {"scale", "1.50"},
+                                 {"metric", "True"}, {"where", "{\"lat\": 48.85, \"lon\": 2.35}"},
+                                 {"hours", "[9, 12]"}, {"note", "null"}, {"unit", "celsius"}}) +
+      "\n" + coder_call("get_time", {{"tz", "null"}});
+  const ChatDelta d = whole(ReasoningParser::kNone, ToolCallParser::kQwen3Coder, text, false, kCoderParams);
+  EXPECT_EQ(d.content, "I will look.\n");
+  ASSERT_EQ(d.tool_calls.size(), 2u);
+  EXPECT_EQ(d.tool_calls[0].name, "get_weather");
+  EXPECT_EQ(d.tool_calls[0].arguments,
+            R"({"city":"Paris \"rive gauche\"\n{not json","days":3,"scale":1.50,"metric":true,)"
+            R"("where":{"lat":48.85,"lon":2.35},"hours":[9,12],"note":null,"unit":"celsius"})");
+  EXPECT_EQ(d.tool_calls[1].name, "get_time");
+  EXPECT_EQ(d.tool_calls[1].arguments, R"({"tz":"null"})");  // a string only: the word
+  EXPECT_EQ(d.tool_calls[0].id.rfind("call_", 0), 0u);
+  expect_streams_alike(ReasoningParser::kNone, ToolCallParser::kQwen3Coder, text, false, kCoderParams);
+  // Text that does not read as its type stays the text; a parameter the schema does not declare is a
+  // string; no schemas at all: every value a string.
+  const std::string odd = coder_call("get_weather", {{"days", "three"}, {"metric", "yes"}, {"extra", "42"}});
+  EXPECT_EQ(whole(ReasoningParser::kNone, ToolCallParser::kQwen3Coder, odd, false, kCoderParams).tool_calls.at(0).arguments,
+            R"({"days":"three","metric":"yes","extra":"42"})");
+  EXPECT_EQ(whole(ReasoningParser::kNone, ToolCallParser::kQwen3Coder, coder_call("get_weather", {{"days", "3"}}))
+                .tool_calls.at(0)
+                .arguments,
+            R"({"days":"3"})");
+  // No parameters: an empty object.
+  EXPECT_EQ(whole(ReasoningParser::kNone, ToolCallParser::kQwen3Coder, coder_call("get_time", {}), false, kCoderParams)
+                .tool_calls.at(0)
+                .arguments,
+            "{}");
+}
+
+TEST(ChatOutput, Qwen3CoderEndsAndNonCalls) {
+  // The output ended before the closing tags (EOS), or a value's closing tag was left out: still a call.
+  const ChatDelta eos = whole(ReasoningParser::kNone, ToolCallParser::kQwen3Coder,
+                              "<tool_call>\n<function=get_weather>\n<parameter=city>\nOslo\n</parameter>\n"
+                              "<parameter=days>\n2\n</function>",
+                              false, kCoderParams);
+  ASSERT_EQ(eos.tool_calls.size(), 1u);
+  EXPECT_EQ(eos.tool_calls[0].arguments, R"({"city":"Oslo","days":2})");
+  EXPECT_EQ(eos.content, "");
+  // An unknown function, Hermes' JSON inside the tags, text after </function>, a repeated parameter: text.
+  for (const std::string text :
+       {coder_call("rm_rf", {{"path", "/"}}),
+        std::string("<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>"),
+        std::string("<tool_call>\n<function=get_time>\n</function> trailing\n</tool_call>"),
+        coder_call("get_weather", {{"city", "a"}, {"city", "b"}})}) {
+    const ChatDelta d = whole(ReasoningParser::kNone, ToolCallParser::kQwen3Coder, text, false, kCoderParams);
+    EXPECT_TRUE(d.tool_calls.empty()) << text;
+    EXPECT_EQ(d.content, text);
+    expect_streams_alike(ReasoningParser::kNone, ToolCallParser::kQwen3Coder, text, false, kCoderParams);
+  }
+  // With reasoning first, and parallel_tool_calls false keeping the first call.
+  const std::string two = coder_call("get_time", {{"tz", "UTC"}}) + "\n" + coder_call("get_time", {{"tz", "CET"}});
+  const ChatDelta r = whole(ReasoningParser::kQwen3, ToolCallParser::kQwen3Coder, "<think>hm</think>\n\n" + two, false,
+                            kCoderParams);
+  EXPECT_EQ(r.reasoning, "hm");
+  EXPECT_EQ(r.tool_calls.size(), 2u);
+  ChatOutputParser p(ReasoningParser::kNone, ToolCallParser::kQwen3Coder, kTools, false, 7, true);
+  p.set_tool_parameters(kCoderParams);
+  ChatDelta a = p.feed(two), b = p.finish();
+  for (auto& c : b.tool_calls) a.tool_calls.push_back(c);
+  ASSERT_EQ(a.tool_calls.size(), 1u);
+  EXPECT_EQ(a.tool_calls[0].arguments, R"({"tz":"UTC"})");
+}
+
 // Mistral's chat templates raise unless every tool call id in the history is 9 alphanumerics
 // ("Tool call IDs should be alphanumeric strings with length 9!"); other formats keep OpenAI's
 // "call_" + 24.
@@ -423,6 +514,7 @@ TEST(ChatOutput, ParserNames) {
   EXPECT_EQ(parse_tool_call_parser("deepseekv3"), ToolCallParser::kDeepSeekV3);
   EXPECT_EQ(parse_tool_call_parser("deepseekv31"), ToolCallParser::kDeepSeekV31);
   EXPECT_EQ(parse_tool_call_parser("mistral"), ToolCallParser::kMistral);
+  EXPECT_EQ(parse_tool_call_parser("qwen3_coder"), ToolCallParser::kQwen3Coder);
   EXPECT_THROW(parse_tool_call_parser("pythonic"), Error);
   EXPECT_EQ(parse_reasoning_parser("qwen3"), ReasoningParser::kQwen3);
   EXPECT_THROW(parse_reasoning_parser("o1"), Error);

