@@ -115,6 +115,8 @@ size_t ChatOutputParser::close_outside_strings(std::string_view tag) {
 }
 
 bool ChatOutputParser::parse_call(const std::string& json_text, ChatDelta& out) {
+  // nlohmann's reader ends its input at a NUL byte: what follows one would pass unread. JSON holds none.
+  if (json_text.find('\0') != std::string::npos) return false;
   nlohmann::ordered_json j;
   try {
     j = nlohmann::ordered_json::parse(json_text);
@@ -165,6 +167,7 @@ bool ChatOutputParser::coder_call(const std::string& inner, ChatDelta& out) {
 bool ChatOutputParser::add_call(const std::string& name, const std::string& args_text, ChatDelta& out) {
   if (std::find(names_.begin(), names_.end(), name) == names_.end()) return false;
   // The arguments must be a JSON object (OpenAI's `arguments`); anything else leaves the call as text.
+  if (args_text.find('\0') != std::string::npos) return false;  // a NUL would end nlohmann's reading early
   try {
     if (!nlohmann::ordered_json::parse(args_text).is_object()) return false;
   } catch (const nlohmann::json::exception&) {

@@ -489,6 +489,27 @@ TEST(ChatOutput, Qwen3CoderEndsAndNonCalls) {
   EXPECT_EQ(a.tool_calls[0].arguments, R"({"tz":"UTC"})");
 }
 
+// nlohmann's reader takes a NUL byte for the end of its input: JSON, a NUL, then anything would
+// pass as the JSON, and the arguments handed on with the rest were not JSON text (found by
+// fuzz_chat_output). A block holding a NUL where JSON is read stays text, in every format.
+TEST(ChatOutput, ANulByteAfterJsonIsNotACall) {
+  const std::string nul("\0x", 2);
+  const std::string hermes = "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}" + nul + "\n</tool_call>";
+  const std::string v31 = "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_time<｜tool▁sep｜>{}" + nul +
+                          "<｜tool▁call▁end｜><｜tool▁calls▁end｜>";
+  for (const auto& [t, text] : std::vector<std::pair<ToolCallParser, std::string>>{
+           {ToolCallParser::kHermes, hermes}, {ToolCallParser::kDeepSeekV31, v31}}) {
+    const ChatDelta d = whole(ReasoningParser::kNone, t, text);
+    EXPECT_TRUE(d.tool_calls.empty()) << d.tool_calls.at(0).arguments;
+    EXPECT_EQ(d.content, text);
+  }
+  // Qwen3-Coder: such a value is not JSON, so it is kept as a string.
+  const ChatDelta c = whole(ReasoningParser::kNone, ToolCallParser::kQwen3Coder,
+                            coder_call("get_weather", {{"where", "{\"a\": 1}" + nul}}), false, kCoderParams);
+  ASSERT_EQ(c.tool_calls.size(), 1u);
+  EXPECT_EQ(c.tool_calls[0].arguments, R"({"where":"{\"a\": 1}\u0000x"})");
+}
+
 // Mistral's chat templates raise unless every tool call id in the history is 9 alphanumerics
 // ("Tool call IDs should be alphanumeric strings with length 9!"); other formats keep OpenAI's
 // "call_" + 24.
