@@ -57,6 +57,7 @@ class HfTokenizerImpl final : public Tokenizer {
       build(tj);
       configure(read_json(dir / "tokenizer_config.json", false), read_json(dir / "special_tokens_map.json", false),
                 read_json(dir / "generation_config.json", false));
+      read_template_files(dir);
     } catch (const json::exception& e) {
       fail("{}: unexpected tokenizer layout: {}", json_path, e.what());
     } catch (const Error& e) {
@@ -278,6 +279,23 @@ class HfTokenizerImpl final : public Tokenizer {
         if (!chat_template_ && !ct.empty()) chat_template_ = ct[0].at("template").get<std::string>();
       }
     }
+  }
+
+  // Where transformers (4.47 on) saves the template: chat_template.jinja beside tokenizer_config.json,
+  // which then holds none; when both are there the file wins, as transformers reads them. A
+  // processor's chat_template.json ({"chat_template": ...}, older vision models) is the template only
+  // when nothing else gives one (vLLM reads the processor's template too).
+  void read_template_files(const fs::path& dir) {
+    if (std::ifstream f(dir / "chat_template.jinja", std::ios::binary); f) {
+      std::ostringstream ss;
+      ss << f.rdbuf();
+      chat_template_ = ss.str();
+      return;
+    }
+    if (chat_template_) return;
+    const json pj = read_json(dir / "chat_template.json", false);
+    if (pj.is_object() && pj.contains("chat_template") && pj["chat_template"].is_string())
+      chat_template_ = pj["chat_template"].get<std::string>();
   }
 
   Normalizer normalizer_;

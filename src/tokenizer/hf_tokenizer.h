@@ -31,8 +31,9 @@ struct HfTokenizerParts {
 
 class HfTokenizer {
  public:
-  // `json_path` is tokenizer.json; tokenizer_config.json, special_tokens_map.json and
-  // generation_config.json are read from the same folder where present.
+  // `json_path` is tokenizer.json; tokenizer_config.json, special_tokens_map.json,
+  // generation_config.json and the chat template's own files (chat_template.jinja, a processor's
+  // chat_template.json) are read from the same folder where present.
   static std::unique_ptr<Tokenizer> load(const std::string& json_path);
   // Throws dpserve::Error when the parts do not fit together (ids out of range, unknown types).
   static std::unique_ptr<Tokenizer> from_parts(HfTokenizerParts parts);

@@ -1,7 +1,11 @@
 // Hugging Face AutoTokenizer ids for 46 hard strings per vocabulary (tokenizer_vectors/, produced
 // upstream by llama.cpp), plus the whole-text sha256 checks from its README.
 #include <array>
+#include <filesystem>
+#include <fstream>
 #include <sstream>
+
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -219,6 +223,29 @@ TEST(TokenizerConfig, SpecialTokensAndTemplate) {
   EXPECT_EQ(llama->bos_token(), "<|begin_of_text|>");
   EXPECT_EQ(llama->eos_ids(), std::vector<int32_t>{128001});
   EXPECT_EQ(llama->vocab_size(), 128256);
+}
+
+// Where the template lives: transformers (4.47 on) saves it as chat_template.jinja beside a
+// tokenizer_config.json that holds none, and reads that file over the config's when both are there;
+// older vision models keep it in a processor's chat_template.json. A folder (in /tmp) holding the real
+// Qwen3 tokenizer.json with each layout.
+TEST(TokenizerConfig, TemplateFromItsOwnFiles) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("dpserve_template_files_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  fs::copy_file(test::shared_path("tokenizers/qwen3/tokenizer.json"), dir / "tokenizer.json");
+  auto write = [&](const char* name, const std::string& text) { std::ofstream(dir / name, std::ios::binary) << text; };
+  auto template_of = [&] { return Tokenizer::load(dir.string())->chat_template(); };
+  write("tokenizer_config.json", R"({"eos_token": "<|im_end|>"})");
+  EXPECT_FALSE(template_of().has_value());
+  write("chat_template.json", R"({"chat_template": "{{ 'processor' }}"})");
+  EXPECT_EQ(template_of(), std::optional<std::string>("{{ 'processor' }}"));
+  write("tokenizer_config.json", R"({"eos_token": "<|im_end|>", "chat_template": "{{ 'config' }}"})");
+  EXPECT_EQ(template_of(), std::optional<std::string>("{{ 'config' }}"));  // the processor's only when none else
+  write("chat_template.jinja", "{%- for m in messages %}{{ m.content }}{% endfor %}\n");
+  EXPECT_EQ(template_of(), std::optional<std::string>("{%- for m in messages %}{{ m.content }}{% endfor %}\n"));
+  fs::remove_all(dir);
 }
 
 }  // namespace
