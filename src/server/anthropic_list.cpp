@@ -12,7 +12,8 @@ namespace dpserve {
 
 using json = nlohmann::json;
 
-json anthropic_page(const std::vector<json>& all, const httplib::Request& req, const char* what) {
+json anthropic_page(const std::vector<std::string>& ids, const std::function<json(size_t)>& element,
+                    const httplib::Request& req, const char* what) {
   std::string before, after;
   int64_t limit = 20;
   for (const auto& [k, v] : req.params) {
@@ -28,20 +29,20 @@ json anthropic_page(const std::vector<json>& all, const httplib::Request& req, c
   }
   if (!before.empty() && !after.empty()) bad_param("before_id", "before_id and after_id cannot both be given");
   auto index_of = [&](const std::string& id, const char* param) {
-    auto it = std::find_if(all.begin(), all.end(), [&](const json& x) { return x["id"] == id; });
-    if (it == all.end()) bad_param(param, fmt::format("No {} with id {}", what, id));
-    return size_t(it - all.begin());
+    auto it = std::find(ids.begin(), ids.end(), id);
+    if (it == ids.end()) bad_param(param, fmt::format("No {} with id {}", what, id));
+    return size_t(it - ids.begin());
   };
   // after_id: the page after that element; before_id: the page just before it.
-  size_t from = 0, to = all.size();
+  size_t from = 0, to = ids.size();
   if (!after.empty()) from = index_of(after, "after_id") + 1;
   if (!before.empty()) {
     to = index_of(before, "before_id");
     from = to - std::min<size_t>(to, size_t(limit));
   }
   json data = json::array();
-  for (size_t i = from; i < to && int64_t(data.size()) < limit; ++i) data.push_back(all[i]);
-  const bool more = before.empty() ? from + data.size() < all.size() : from > 0;
+  for (size_t i = from; i < to && int64_t(data.size()) < limit; ++i) data.push_back(element(i));
+  const bool more = before.empty() ? from + data.size() < ids.size() : from > 0;
   return {{"data", data},
           {"has_more", more},
           {"first_id", data.empty() ? json(nullptr) : data.front()["id"]},

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -12,10 +13,13 @@
 
 namespace dpserve {
 
-// One page of `all` (each element has an "id") by the request's query: after_id (the elements after
-// it), before_id (the page just before it), limit 1-1000 (20). Another parameter, both ids, or an id
-// not in `all` is a 400 naming it; `what` names an element in that message ("Message Batch").
-nlohmann::json anthropic_page(const std::vector<nlohmann::json>& all, const httplib::Request& req, const char* what);
+// One page of the list whose elements have these `ids` (in the list's order) by the request's query:
+// after_id (the elements after it), before_id (the page just before it), limit 1-1000 (20). Another
+// parameter, both ids, or an id not in the list is a 400 naming it; `what` names an element in that
+// message ("Message Batch"). Only the page's elements are built (`element(i)`: the i-th).
+nlohmann::json anthropic_page(const std::vector<std::string>& ids,
+                              const std::function<nlohmann::json(size_t)>& element, const httplib::Request& req,
+                              const char* what);
 
 std::string rfc3339(int64_t unix_s);
 

@@ -14,50 +14,12 @@ using json = nlohmann::json;
 
 namespace {
 
-const std::set<std::string> kSections = {"core", "memory", "spec", "lora", "disagg", "queues", "all"};
-
 double rounded(double v, int digits) {
   const double scale = std::pow(10.0, digits);
   return std::round(v * scale) / scale;
 }
 
 }  // namespace
-
-LoadReportQuery parse_load_report_query(const std::multimap<std::string, std::string>& params, int64_t groups) {
-  LoadReportQuery q;
-  for (const auto& [k, v] : params) {
-    if (k == "dp_rank") {
-      char* end = nullptr;
-      const long long r = std::strtoll(v.c_str(), &end, 10);
-      if (v.empty() || *end != '\0' || r < 0 || r >= groups)
-        throw ApiError(400, fmt::format("'dp_rank' must be a DP group from 0 to {}, not '{}'", groups - 1, v),
-                       "dp_rank", "", "invalid_value");
-      q.dp_rank = r;
-    } else if (k == "include") {
-      size_t at = 0;
-      while (at <= v.size()) {
-        const size_t comma = std::min(v.find(',', at), v.size());
-        std::string s = v.substr(at, comma - at);
-        s.erase(0, s.find_first_not_of(' '));
-        s.erase(s.find_last_not_of(' ') + 1);
-        if (!kSections.count(s))
-          throw ApiError(400,
-                         fmt::format("Invalid include section '{}': core, memory, spec, lora, disagg, queues or all",
-                                     s.substr(0, 100)),
-                         "include", "", "invalid_value");
-        q.include.insert(s);
-        at = comma + 1;
-      }
-    } else if (k == "format") {
-      if (v != "json" && v != "prometheus")
-        throw ApiError(400, "'format' must be json or prometheus", "format", "", "invalid_value");
-      q.prometheus = v == "prometheus";
-    } else {
-      throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}", k), k, "", "unknown_parameter");
-    }
-  }
-  return q;
-}
 
 json load_report(const EngineStats& stats, const json& info, const LoadReportQuery& q, const std::string& timestamp) {
   const int64_t page_size = info.value("page_size", int64_t(1));

@@ -4,7 +4,6 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -20,9 +19,6 @@ struct LoadReportQuery {
   std::set<std::string> include;   // core, memory, spec, lora, disagg, queues, all (empty: all)
   bool prometheus = false;         // format=prometheus
 };
-
-// The query's parameters (dp_rank, include, format), each checked: a bad one is a 400 naming it.
-LoadReportQuery parse_load_report_query(const std::multimap<std::string, std::string>& params, int64_t groups);
 
 // `info`: the server's settings (/get_server_info: page_size, max_running_requests, weight_bytes,
 // speculative_algorithm, version). `timestamp`: ISO 8601, UTC.

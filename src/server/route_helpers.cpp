@@ -301,6 +301,42 @@ void unknown_query_parameter(const std::string& name) {
   throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}", name), name, "", "unknown_parameter");
 }
 
+ListPage read_list_page(const httplib::Request& req, ListPage p, int64_t max_limit,
+                        const std::function<bool(const std::string&, const std::string&)>& other) {
+  for (const auto& [k, v] : req.params) {
+    if (k == "after") {
+      p.after = v;
+    } else if (k == "limit") {
+      p.limit = query_integer(k, v, 1, max_limit);
+    } else if (k == "order") {
+      if (v != "asc" && v != "desc") throw ApiError(400, "'order' must be asc or desc", k, "", "invalid_value");
+      p.asc = v == "asc";
+    } else if (!other(k, v)) {
+      unknown_query_parameter(k);
+    }
+  }
+  return p;
+}
+
+nlohmann::json list_page(std::vector<nlohmann::json> all, const ListPage& p,
+                         const std::function<std::string(const nlohmann::json&)>& id_of, std::string_view what) {
+  using json = nlohmann::json;
+  if (!p.asc) std::reverse(all.begin(), all.end());
+  size_t from = 0;
+  if (!p.after.empty()) {
+    auto it = std::find_if(all.begin(), all.end(), [&](const json& x) { return id_of(x) == p.after; });
+    if (it == all.end())
+      throw ApiError(400, fmt::format("No such {}: {}", what, p.after), "after", "", "invalid_value");
+    from = size_t(it - all.begin()) + 1;
+  }
+  json data = json::array();
+  for (size_t i = from; i < all.size() && int64_t(data.size()) < p.limit; ++i) data.push_back(std::move(all[i]));
+  const bool more = from + data.size() < all.size();
+  json first = data.empty() ? json(nullptr) : json(id_of(data.front()));
+  json last = data.empty() ? json(nullptr) : json(id_of(data.back()));
+  return {{"object", "list"}, {"data", std::move(data)}, {"first_id", first}, {"last_id", last}, {"has_more", more}};
+}
+
 std::function<bool()> client_gone_fn(ServerContext& ctx, const httplib::Request&) {
   const ConnectionState* conn = ConnectionServer::current();
   ConnectionWatch watch(conn ? conn->fd : -1);

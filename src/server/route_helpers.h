@@ -101,6 +101,21 @@ std::function<bool()> client_gone_fn(ServerContext& ctx, const httplib::Request&
 int64_t query_integer(const std::string& name, const std::string& value, int64_t lo, int64_t hi);
 // A query parameter the route does not take: a 400 naming it.
 [[noreturn]] void unknown_query_parameter(const std::string& name);
+
+// OpenAI's list paging (after / limit / order) over a list kept in creation order.
+struct ListPage {
+  std::string after;  // the id the page starts after ("": the first)
+  int64_t limit = 20;
+  bool asc = true;
+};
+// Reads after, limit (1 to `max_limit`) and order into a page with these defaults; `other` takes any other
+// parameter (true: it was the route's), else it is a 400 naming it.
+ListPage read_list_page(const httplib::Request& req, ListPage defaults, int64_t max_limit,
+                        const std::function<bool(const std::string&, const std::string&)>& other);
+// One page of `all` (in creation order) as OpenAI's list object (data, first_id, last_id, has_more);
+// `id_of` names an element; an `after` that names none is a 400 ("No such <what>").
+nlohmann::json list_page(std::vector<nlohmann::json> all, const ListPage& p,
+                         const std::function<std::string(const nlohmann::json&)>& id_of, std::string_view what);
 // OpenAI's expires_after of a file (`param`: expires_after, a batch's output_expires_after): anchor
 // "created_at" and seconds from 3600 (an hour) to 2592000 (30 days); the seconds, else a 400 naming it.
 int64_t expires_after_seconds(const std::string& param, const std::string& anchor, const std::string& seconds);

@@ -68,42 +68,16 @@ void handle_upload(ServerContext& ctx, const httplib::Request& req, httplib::Res
 }
 
 void handle_list(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
-  std::string purpose, after;
-  int64_t limit = 10000;
-  bool asc = false;
-  for (const auto& [k, v] : req.params) {
-    if (k == "purpose") {
-      purpose = v;
-    } else if (k == "after") {
-      after = v;
-    } else if (k == "order" && (v == "asc" || v == "desc")) {
-      asc = v == "asc";
-    } else if (k == "limit") {
-      limit = query_integer(k, v, 1, 10000);
-    } else if (k == "order") {
-      throw ApiError(400, "'order' must be asc or desc", k, "", "invalid_value");
-    } else {
-      unknown_query_parameter(k);
-    }
-  }
-  std::vector<FileStore::File> files = ctx.files.list(request_caller().owner, purpose);
-  if (!asc) std::reverse(files.begin(), files.end());
-  size_t from = 0;
-  if (!after.empty()) {
-    auto it = std::find_if(files.begin(), files.end(), [&](const auto& f) { return f.id == after; });
-    if (it == files.end())
-      throw ApiError(400, fmt::format("No such File object: {}", after), "after", "", "invalid_value");
-    from = size_t(it - files.begin()) + 1;
-  }
-  json data = json::array();
-  for (size_t i = from; i < files.size() && int64_t(data.size()) < limit; ++i) data.push_back(files[i].object());
-  const bool more = from + data.size() < files.size();
-  send_json(res, 200,
-            {{"object", "list"},
-             {"data", data},
-             {"first_id", data.empty() ? json(nullptr) : data.front()["id"]},
-             {"last_id", data.empty() ? json(nullptr) : data.back()["id"]},
-             {"has_more", more}});
+  std::string purpose;
+  const ListPage p = read_list_page(req, {.after = "", .limit = 10000, .asc = false}, 10000,
+                                    [&](const std::string& k, const std::string& v) {
+                                      if (k != "purpose") return false;
+                                      purpose = v;
+                                      return true;
+                                    });
+  std::vector<json> all;
+  for (const FileStore::File& f : ctx.files.list(request_caller().owner, purpose)) all.push_back(f.object());
+  send_json(res, 200, list_page(std::move(all), p, [](const json& f) { return f["id"].get<std::string>(); }, "File object"));
 }
 
 FileStore::File find_file(ServerContext& ctx, const httplib::Request& req) {

@@ -207,9 +207,10 @@ std::shared_ptr<BatchStore::Batch> find_batch(ServerContext& ctx, const httplib:
 
 void handle_list(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
   auto batches = ctx.message_batches.list(request_caller().owner);
-  std::vector<json> all;
-  for (auto it = batches.rbegin(); it != batches.rend(); ++it) all.push_back(batch_json(**it, req));  // newest first
-  send_json(res, 200, anthropic_page(all, req, "Message Batch"));
+  std::reverse(batches.begin(), batches.end());  // newest first
+  std::vector<std::string> ids;
+  for (const auto& b : batches) ids.push_back(b->id);
+  send_json(res, 200, anthropic_page(ids, [&](size_t i) { return batch_json(*batches[i], req); }, req, "Message Batch"));
 }
 
 }  // namespace

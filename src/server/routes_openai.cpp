@@ -341,9 +341,9 @@ void register_openai_routes(httplib::Server& svr, ServerContext& ctx) {
     if (const auto loras = ctx.engine.loras())
       for (const auto& a : loras->list()) data.push_back(lora_card(ctx, a));
     if (!is_anthropic_request(req)) return send_json(res, 200, {{"object", "list"}, {"data", data}});
-    std::vector<json> all;
-    for (const json& card : data) all.push_back(anthropic_model(card));
-    send_json(res, 200, anthropic_page(all, req, "model"));
+    std::vector<std::string> ids;
+    for (const json& card : data) ids.push_back(card["id"].get<std::string>());
+    send_json(res, 200, anthropic_page(ids, [&](size_t i) { return anthropic_model(data[i]); }, req, "model"));
   });
   svr.Get(R"(/v1/models/(.+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
     const bool anthropic = is_anthropic_request(req);

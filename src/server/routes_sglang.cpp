@@ -4,6 +4,7 @@
 #include <ctime>
 #include <memory>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include <fmt/chrono.h>
@@ -279,6 +280,38 @@ void handle_health_generate(ServerContext& ctx, httplib::Response& res) {
   send_json(res, 200, {{"status", "ok"}, {"dp_ranks", ranks}});
 }
 
+// /v1/loads' query: dp_rank, include (comma-separated sections), format; a bad one is a 400 naming it.
+LoadReportQuery load_report_query(const httplib::Request& req, int64_t groups) {
+  static const std::set<std::string> kSections = {"core", "memory", "spec", "lora", "disagg", "queues", "all"};
+  LoadReportQuery q;
+  for (const auto& [k, v] : req.params) {
+    if (k == "dp_rank") {
+      q.dp_rank = query_integer("dp_rank", v, 0, groups - 1);
+    } else if (k == "include") {
+      for (size_t at = 0; at <= v.size();) {
+        const size_t comma = std::min(v.find(',', at), v.size());
+        std::string s = v.substr(at, comma - at);
+        s.erase(0, s.find_first_not_of(' '));
+        s.erase(s.find_last_not_of(' ') + 1);
+        if (!kSections.count(s))
+          throw ApiError(400,
+                         fmt::format("Invalid include section '{}': core, memory, spec, lora, disagg, queues or all",
+                                     s.substr(0, 100)),
+                         "include", "", "invalid_value");
+        q.include.insert(s);
+        at = comma + 1;
+      }
+    } else if (k == "format") {
+      if (v != "json" && v != "prometheus")
+        throw ApiError(400, "'format' must be json or prometheus", "format", "", "invalid_value");
+      q.prometheus = v == "prometheus";
+    } else {
+      unknown_query_parameter(k);
+    }
+  }
+  return q;
+}
+
 }  // namespace
 
 void register_sglang_routes(httplib::Server& svr, ServerContext& ctx) {
@@ -369,7 +402,7 @@ void register_sglang_routes(httplib::Server& svr, ServerContext& ctx) {
   // and KV tokens held and queued, how full it is, and the sections the query includes.
   svr.Get("/v1/loads", [&ctx](const httplib::Request& req, httplib::Response& res) {
     const EngineStats stats = ctx.engine.stats();
-    const LoadReportQuery q = parse_load_report_query(req.params, int64_t(stats.groups.size()));
+    const LoadReportQuery q = load_report_query(req, int64_t(stats.groups.size()));
     const auto now = std::chrono::system_clock::now();
     const std::time_t secs = std::chrono::system_clock::to_time_t(now);
     const int64_t micros =

@@ -30,48 +30,6 @@ ResponseStore::Entry find(ServerContext& ctx, const std::string& id) {
   return std::move(*e);
 }
 
-struct Page {
-  std::string after;
-  int64_t limit = 20;
-  bool asc = true;  // OpenAI's default order for these lists
-};
-
-// after / limit / order; `other` takes any other parameter (true: it was the route's).
-Page read_page(const httplib::Request& req, const std::function<bool(const std::string&, const std::string&)>& other) {
-  Page p;
-  for (const auto& [k, v] : req.params) {
-    if (k == "after") {
-      p.after = v;
-    } else if (k == "limit") {
-      p.limit = query_integer(k, v, 1, 100);
-    } else if (k == "order") {
-      if (v != "asc" && v != "desc") throw ApiError(400, "'order' must be asc or desc", k, "", "invalid_value");
-      p.asc = v == "asc";
-    } else if (!other(k, v)) {
-      unknown_query_parameter(k);
-    }
-  }
-  return p;
-}
-
-// One page of `all` (in creation order) as OpenAI's list object; `id_of` names an element.
-json page_of(std::vector<json> all, const Page& p, const std::function<std::string(const json&)>& id_of) {
-  if (!p.asc) std::reverse(all.begin(), all.end());
-  size_t from = 0;
-  if (!p.after.empty()) {
-    auto it = std::find_if(all.begin(), all.end(), [&](const json& x) { return id_of(x) == p.after; });
-    if (it == all.end())
-      throw ApiError(400, fmt::format("No such id to list after: {}", p.after), "after", "", "invalid_value");
-    from = size_t(it - all.begin()) + 1;
-  }
-  json data = json::array();
-  for (size_t i = from; i < all.size() && int64_t(data.size()) < p.limit; ++i) data.push_back(std::move(all[i]));
-  const bool more = from + data.size() < all.size();
-  json first = data.empty() ? json(nullptr) : json(id_of(data.front()));
-  json last = data.empty() ? json(nullptr) : json(id_of(data.back()));
-  return {{"object", "list"}, {"data", std::move(data)}, {"first_id", first}, {"last_id", last}, {"has_more", more}};
-}
-
 // A request message as OpenAI lists a stored completion's messages: its text as `content` and, when
 // it came as parts, the parts as `content_parts`.
 json listed_message(const nlohmann::ordered_json& m, const std::string& completion_id, size_t index) {
@@ -96,7 +54,7 @@ void register_stored_chat_routes(httplib::Server& svr, ServerContext& ctx) {
   svr.Get("/v1/chat/completions", [&ctx](const httplib::Request& req, httplib::Response& res) {
     std::string model;
     std::map<std::string, std::string> wanted;  // metadata[k] = v
-    const Page p = read_page(req, [&](const std::string& k, const std::string& v) {
+    const ListPage p = read_list_page(req, {}, 100, [&](const std::string& k, const std::string& v) {
       if (k == "model") {
         model = v;
       } else if (k.size() > 10 && k.rfind("metadata[", 0) == 0 && k.back() == ']') {
@@ -115,7 +73,8 @@ void register_stored_chat_routes(httplib::Server& svr, ServerContext& ctx) {
                       [&](const auto& kv) { return meta.contains(kv.first) && meta[kv.first] == kv.second; }))
         all.push_back(std::move(e->response));
     }
-    send_json(res, 200, page_of(std::move(all), p, [](const json& c) { return c["id"].get<std::string>(); }));
+    send_json(res, 200, list_page(std::move(all), p, [](const json& c) { return c["id"].get<std::string>(); },
+                                  "chat completion"));
   });
   svr.Get(R"(/v1/chat/completions/([^/]+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
     for (const auto& [k, v] : req.params) unknown_query_parameter(k);
@@ -147,12 +106,13 @@ void register_stored_chat_routes(httplib::Server& svr, ServerContext& ctx) {
     send_json(res, 200, {{"object", "chat.completion.deleted"}, {"id", id}, {"deleted", true}});
   });
   svr.Get(R"(/v1/chat/completions/([^/]+)/messages)", [&ctx](const httplib::Request& req, httplib::Response& res) {
-    const Page p = read_page(req, [](const std::string&, const std::string&) { return false; });
+    const ListPage p = read_list_page(req, {}, 100, [](const std::string&, const std::string&) { return false; });
     const std::string id = req.matches[1];
     const ResponseStore::Entry e = find(ctx, id);
     std::vector<json> all;
     for (size_t i = 0; i < e.conversation.size(); ++i) all.push_back(listed_message(e.conversation[i], id, i));
-    send_json(res, 200, page_of(std::move(all), p, [](const json& m) { return m["id"].get<std::string>(); }));
+    send_json(res, 200, list_page(std::move(all), p, [](const json& m) { return m["id"].get<std::string>(); },
+                                  "message"));
   });
 }
 
