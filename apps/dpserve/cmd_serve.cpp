@@ -489,7 +489,8 @@ void register_serve(CLI::App& app) {
        "qwen3_coder (Qwen3-Coder: <tool_call><function=NAME><parameter=KEY> blocks, values typed by the tool's "
        "schema)")
       ->check(CLI::IsMember({"none", "qwen3", "qwen25", "qwen", "hermes", "llama3", "deepseekv3", "deepseekv31",
-                             "mistral", "qwen3_coder"}))->envname("DPSERVE_TOOL_CALL_PARSER");
+                             "mistral", "qwen3_coder"}))
+      ->envname("DPSERVE_TOOL_CALL_PARSER");
   auto* reasoning_parser = s->add_option_function<std::string>(
        "--reasoning-parser", [a](const std::string& v) { a->so.reasoning_parser = parse_reasoning_parser(v); },
        "Move the model's <think>...</think> block into reasoning_content: qwen3 (also deepseek-r1)")

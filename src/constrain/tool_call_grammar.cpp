@@ -79,8 +79,7 @@ namespace {
 // A Qwen3-Coder parameter's value and the line that closes it ("\n</parameter>"). A raw string can be
 // held to an enum / const or a length (its characters then exclude '<', so it cannot close early);
 // other string keywords have no raw form to enforce.
-ExprId coder_value(Grammar& g, JsonSchemaCompiler& json, const ojson& p, const std::string& where,
-                   int32_t max_repeat) {
+ExprId coder_value(Grammar& g, JsonSchemaCompiler& json, const ojson& p, const std::string& where, int32_t max_repeat) {
   constexpr std::string_view kClose = "\n</parameter>";
   if (!qwen3_coder_raw_string(p)) {
     try {
@@ -90,16 +89,18 @@ ExprId coder_value(Grammar& g, JsonSchemaCompiler& json, const ojson& p, const s
     }
   }
   if (!p.is_object()) return text_until(g, kClose);
-  static const std::set<std::string> kFree = {"type",     "description", "title",     "default", "examples",
-                                              "$comment", "deprecated",  "readOnly",  "writeOnly", "minLength",
-                                              "maxLength", "enum",       "const"};
+  static const std::set<std::string> kFree = {"type",      "description", "title",    "default",   "examples",
+                                              "$comment",  "deprecated",  "readOnly", "writeOnly", "minLength",
+                                              "maxLength", "enum",        "const"};
   for (const auto& [k, v] : p.items())
     if (!kFree.count(k))
       fail("{}: '{}' cannot be enforced on a string in qwen3_coder's format (its strings are raw text)", where, k);
   std::vector<std::string> words;
-  if (p.contains("const")) words.push_back(p["const"].get<std::string>());
-  else if (p.contains("enum"))
+  if (p.contains("const")) {
+    words.push_back(p["const"].get<std::string>());
+  } else if (p.contains("enum")) {
     for (const auto& v : p["enum"]) words.push_back(v.get<std::string>());
+  }
   if (!words.empty() || p.contains("enum")) {
     std::vector<ExprId> alts;
     for (const auto& w : words) alts.push_back(g.literal(w));
@@ -135,9 +136,8 @@ ExprId coder_call(Grammar& g, JsonSchemaCompiler& json, const std::string& name,
   for (const auto& [key, prop] : props.items()) {
     if (key.empty() || key.find_first_of("<>\n") != std::string::npos)
       fail("{}: the parameter name '{}' cannot be written in qwen3_coder's format", where, key);
-    const ExprId one = g.seq({g.literal("<parameter=" + key + ">\n"),
-                              coder_value(g, json, prop, fmt::format("{}, parameter '{}'", where, key), max_repeat),
-                              g.literal("\n")});
+    const ExprId value = coder_value(g, json, prop, fmt::format("{}, parameter '{}'", where, key), max_repeat);
+    const ExprId one = g.seq({g.literal("<parameter=" + key + ">\n"), value, g.literal("\n")});
     const bool needed = std::find(required.begin(), required.end(), ojson(key)) != required.end();
     parts.push_back(needed ? one : g.optional(one));
   }

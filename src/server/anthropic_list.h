@@ -17,9 +17,8 @@ namespace dpserve {
 // after_id (the elements after it), before_id (the page just before it), limit 1-1000 (20). Another
 // parameter, both ids, or an id not in the list is a 400 naming it; `what` names an element in that
 // message ("Message Batch"). Only the page's elements are built (`element(i)`: the i-th).
-nlohmann::json anthropic_page(const std::vector<std::string>& ids,
-                              const std::function<nlohmann::json(size_t)>& element, const httplib::Request& req,
-                              const char* what);
+nlohmann::json anthropic_page(const std::vector<std::string>& ids, const std::function<nlohmann::json(size_t)>& element,
+                              const httplib::Request& req, const char* what);
 
 std::string rfc3339(int64_t unix_s);
 

@@ -36,9 +36,7 @@ std::string json_value(std::string_view v, const ojson* schema) {
   std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
   // A string parameter keeps the word "null" unless its schema also allows null.
   if (lower == "null" && (!raw || (schema && allows(*schema, "null")))) return "null";
-  const auto as_string = [&] {
-    return ojson(std::string(v)).dump(-1, ' ', false, ojson::error_handler_t::replace);
-  };
+  const auto as_string = [&] { return ojson(std::string(v)).dump(-1, ' ', false, ojson::error_handler_t::replace); };
   if (raw) return as_string();
   if (lower == "true" || lower == "false") {
     // Booleans in any case, as Python-minded models write them (True / False).
@@ -65,9 +63,10 @@ std::optional<CoderCall> read_coder_call(std::string_view inner, const std::vect
   const auto at = std::find(names.begin(), names.end(), call.name);
   if (at == names.end()) return std::nullopt;
   const ojson* schema = size_t(at - names.begin()) < params.size() ? &params[at - names.begin()] : nullptr;
-  const ojson* props = schema && schema->is_object() && schema->contains("properties") && (*schema)["properties"].is_object()
-                           ? &(*schema)["properties"]
-                           : nullptr;
+  const ojson* props =
+      schema && schema->is_object() && schema->contains("properties") && (*schema)["properties"].is_object()
+          ? &(*schema)["properties"]
+          : nullptr;
   s.remove_prefix(gt + 1);
   // The function's closing tag may be missing (the output ended); nothing but whitespace may follow it.
   if (const size_t end = s.find(kFunctionEnd); end != std::string_view::npos) {

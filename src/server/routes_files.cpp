@@ -77,7 +77,8 @@ void handle_list(ServerContext& ctx, const httplib::Request& req, httplib::Respo
                                     });
   std::vector<json> all;
   for (const FileStore::File& f : ctx.files.list(request_caller().owner, purpose)) all.push_back(f.object());
-  send_json(res, 200, list_page(std::move(all), p, [](const json& f) { return f["id"].get<std::string>(); }, "File object"));
+  const auto id_of = [](const json& f) { return f["id"].get<std::string>(); };
+  send_json(res, 200, list_page(std::move(all), p, id_of, "File object"));
 }
 
 FileStore::File find_file(ServerContext& ctx, const httplib::Request& req) {

@@ -210,7 +210,8 @@ void handle_list(ServerContext& ctx, const httplib::Request& req, httplib::Respo
   std::reverse(batches.begin(), batches.end());  // newest first
   std::vector<std::string> ids;
   for (const auto& b : batches) ids.push_back(b->id);
-  send_json(res, 200, anthropic_page(ids, [&](size_t i) { return batch_json(*batches[i], req); }, req, "Message Batch"));
+  const auto element = [&](size_t i) { return batch_json(*batches[i], req); };
+  send_json(res, 200, anthropic_page(ids, element, req, "Message Batch"));
 }
 
 }  // namespace

@@ -343,7 +343,8 @@ void register_openai_routes(httplib::Server& svr, ServerContext& ctx) {
     if (!is_anthropic_request(req)) return send_json(res, 200, {{"object", "list"}, {"data", data}});
     std::vector<std::string> ids;
     for (const json& card : data) ids.push_back(card["id"].get<std::string>());
-    send_json(res, 200, anthropic_page(ids, [&](size_t i) { return anthropic_model(data[i]); }, req, "model"));
+    const auto element = [&](size_t i) { return anthropic_model(data[i]); };
+    send_json(res, 200, anthropic_page(ids, element, req, "model"));
   });
   svr.Get(R"(/v1/models/(.+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
     const bool anthropic = is_anthropic_request(req);
