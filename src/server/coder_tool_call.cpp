@@ -68,11 +68,11 @@ std::optional<CoderCall> read_coder_call(std::string_view inner, const std::vect
           ? &(*schema)["properties"]
           : nullptr;
   s.remove_prefix(gt + 1);
-  // The function's closing tag may be missing (the output ended); nothing but whitespace may follow it.
-  if (const size_t end = s.find(kFunctionEnd); end != std::string_view::npos) {
-    if (!trim(s.substr(end + kFunctionEnd.size())).empty()) return std::nullopt;
-    s = s.substr(0, end);
-  }
+  // A call ends with its function's closing tag (an output cut off before it, by max_tokens, is no call:
+  // its last value would be partial); nothing but whitespace may follow it.
+  const size_t end = s.find(kFunctionEnd);
+  if (end == std::string_view::npos || !trim(s.substr(end + kFunctionEnd.size())).empty()) return std::nullopt;
+  s = s.substr(0, end);
   std::string args = "{";
   std::set<std::string, std::less<>> seen;
   for (;;) {

@@ -2,7 +2,8 @@
 //   <function=NAME>\n<parameter=KEY>\nVALUE\n</parameter>\n ... </function>
 // read into OpenAI's name and JSON arguments. A value is typed by its parameter's schema
 // (constrain::qwen3_coder_raw_string): a string is the raw text, anything else is read as JSON (and
-// kept as text when it is not JSON); "null" is null where the schema allows a non-string.
+// kept as text when it is not JSON); "null" is null where the schema allows a non-string. The call must
+// reach </function>; a value's own closing tag may be missing (as SGLang reads it).
 #pragma once
 
 #include <optional>

@@ -456,7 +456,8 @@ TEST(ChatOutput, Qwen3CoderToolCalls) {
 }
 
 TEST(ChatOutput, Qwen3CoderEndsAndNonCalls) {
-  // The output ended before the closing tags (EOS), or a value's closing tag was left out: still a call.
+  // The output ended after </function> without </tool_call> (EOS), or a value's closing tag was left
+  // out: still a call.
   const ChatDelta eos = whole(ReasoningParser::kNone, ToolCallParser::kQwen3Coder,
                               "<tool_call>\n<function=get_weather>\n<parameter=city>\nOslo\n</parameter>\n"
                               "<parameter=days>\n2\n</function>",
@@ -464,9 +465,11 @@ TEST(ChatOutput, Qwen3CoderEndsAndNonCalls) {
   ASSERT_EQ(eos.tool_calls.size(), 1u);
   EXPECT_EQ(eos.tool_calls[0].arguments, R"({"city":"Oslo","days":2})");
   EXPECT_EQ(eos.content, "");
-  // An unknown function, Hermes' JSON inside the tags, text after </function>, a repeated parameter: text.
+  // An unknown function, Hermes' JSON inside the tags, text after </function>, a repeated parameter, a
+  // call cut off before </function> (max_tokens: its last value may be partial): text.
   for (const std::string text :
        {coder_call("rm_rf", {{"path", "/"}}),
+        std::string("<tool_call>\n<function=get_weather>\n<parameter=city>\nOslo\n</parameter>\n<parameter=days>\n2"),
         std::string("<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>"),
         std::string("<tool_call>\n<function=get_time>\n</function> trailing\n</tool_call>"),
         coder_call("get_weather", {{"city", "a"}, {"city", "b"}})}) {
