@@ -86,8 +86,8 @@ std::optional<CoderCall> read_coder_call(std::string_view inner, const std::vect
     if (key.find('\n') != std::string::npos || !seen.insert(key).second) return std::nullopt;
     s.remove_prefix(kgt + 1);
     // A value runs to its closing tag, or (the tag left out, as SGLang tolerates) to the next parameter.
-    size_t end = std::min(s.find(kParameterEnd), s.find(kParameter));
-    std::string_view v = s.substr(0, std::min(end, s.size()));
+    const size_t stop = std::min(s.find(kParameterEnd), s.find(kParameter));
+    std::string_view v = s.substr(0, std::min(stop, s.size()));
     s.remove_prefix(v.size());
     if (s.starts_with(kParameterEnd)) s.remove_prefix(kParameterEnd.size());
     // The template puts the value on lines of its own.

@@ -23,6 +23,21 @@ bool valid_name(const std::string& n) {
   return true;
 }
 
+// Each tool's parameters schema as the client wrote it (key order kept: a grammar writes properties in
+// it); read only where needed, since it parses the tools again.
+std::vector<ojson> written_parameters(std::string_view raw_body, size_t n) {
+  std::vector<ojson> out;
+  const ojson written = original_subtree(raw_body, {"tools"});
+  for (size_t i = 0; i < n; ++i) {
+    ojson params = written.is_array() && i < written.size() && written[i].contains("function")
+                       ? written[i]["function"].value("parameters", ojson(nullptr))
+                       : ojson(nullptr);
+    // OpenAI: no parameters is an empty parameter list, so the arguments are still an object.
+    out.push_back(params.is_null() ? ojson{{"type", "object"}} : std::move(params));
+  }
+  return out;
+}
+
 }  // namespace
 
 std::shared_ptr<ChatOutputParser> chat_output_parser(ReasoningParser r, ToolCallParser t, const GenSpec& spec,
@@ -101,18 +116,8 @@ void parse_tools(const json& body, std::string_view raw_body, GenSpec& spec, con
   if (ctx.tool_parser == ToolCallParser::kNone)
     bad_param("tools", "this server parses no tool calls: start it with --tool-call-parser (e.g. qwen3, hermes, llama3, deepseekv3)");
   spec.tool_names = names;
-  // The schemas as written (key order kept: a grammar writes properties in it).
-  std::vector<ojson> parameters;
-  const ojson written = original_subtree(raw_body, {"tools"});
-  for (size_t i = 0; i < names.size(); ++i) {
-    ojson params = written.is_array() && i < written.size() && written[i].contains("function")
-                       ? written[i]["function"].value("parameters", ojson(nullptr))
-                       : ojson(nullptr);
-    // OpenAI: no parameters is an empty parameter list, so the arguments are still an object.
-    parameters.push_back(params.is_null() ? ojson{{"type", "object"}} : std::move(params));
-  }
-  // Qwen3-Coder's values are typed by these when the output is read.
-  if (ctx.tool_parser == ToolCallParser::kQwen3Coder) spec.tool_parameters = parameters;
+  // Qwen3-Coder's values are typed by the schemas when the output is read.
+  if (ctx.tool_parser == ToolCallParser::kQwen3Coder) spec.tool_parameters = written_parameters(raw_body, names.size());
   spec.parallel_tool_calls = body.value("parallel_tool_calls", true);
   // The parser finds calls by their tags in the text. Where a tag is a special token of this tokenizer
   // (Mistral's [TOOL_CALLS] and [ARGS]), the default decoding would drop it and the calls would reach
@@ -145,6 +150,9 @@ void parse_tools(const json& body, std::string_view raw_body, GenSpec& spec, con
       break;
     default: ts.format = constrain::ToolCallFormat::kHermes;
   }
+  std::vector<ojson> read_here;
+  const std::vector<ojson>& parameters =
+      spec.tool_parameters.empty() ? (read_here = written_parameters(raw_body, names.size())) : spec.tool_parameters;
   for (size_t i = 0; i < names.size(); ++i) ts.tools.push_back({names[i], parameters[i]});
   ts.only = only;
   ts.parallel = body.value("parallel_tool_calls", true);
