@@ -206,7 +206,12 @@ void run_block(const Plan& p, const Source& s, const uint8_t* act, int64_t m0, i
   if (j.w_up.data) {
     float* u = static_cast<float*>(up_buf.get(size_t(bm * bn) * sizeof(float)));
     compute(j.w_up, u);
-    vec_silu_mul(v, u, v, bm * bn);  // element-wise, so the same bits however the block is cut
+    // Element-wise, so the same bits however the block is cut.
+    if (j.gate_act == GateAct::GeluTanh) {
+      vec_gelu_tanh_mul(v, u, v, bm * bn);
+    } else {
+      vec_silu_mul(v, u, v, bm * bn);
+    }
   }
   for (int64_t m = 0; m < bm; ++m) {
     const float* vr = v + m * ldv;

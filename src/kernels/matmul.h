@@ -45,6 +45,12 @@ enum class MatmulStore {
   Add,  // y += v (e.g. the residual stream, or a weighted sum of experts)
 };
 
+// The activation of a gated pair's gate half.
+enum class GateAct {
+  Silu,      // SwiGLU (Llama, Qwen, Mistral, DeepSeek)
+  GeluTanh,  // GeGLU with PyTorch's tanh-approximated gelu (Gemma)
+};
+
 // One product of a matmul_jobs call.
 struct MatmulJob {
   // Activations: row m (m < M) is x + row(m) * ldx, with row(m) = rows ? rows[m] : m.
@@ -54,9 +60,10 @@ struct MatmulJob {
   const int32_t* rows = nullptr;
   WeightView w;
   const float* bias = nullptr;  // [N] or null
-  // Gated pair (SwiGLU): when w_up.data is set, v = silu(x . W[n]) * (x . W_up[n]); same shape
-  // and dtype as w, no bias.
+  // Gated pair: when w_up.data is set, v = act(x . W[n]) * (x . W_up[n]) with act = silu (SwiGLU)
+  // or gelu_tanh (gate_act); w_up has the same shape and dtype as w, no bias.
   WeightView w_up;
+  GateAct gate_act = GateAct::Silu;
   // Output row of m: y + out_row(m) * ldy, out_row(m) = out_rows ? out_rows[m] : m; v is
   // multiplied by scale[m] when scale is set.
   float* y = nullptr;

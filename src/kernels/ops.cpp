@@ -59,6 +59,11 @@ void silu_mul(Team& t, const float* gate, const float* up, float* out, int64_t n
 
 void silu_mul(const float* gate, const float* up, float* out, int64_t n) { silu_mul(Team::solo(), gate, up, out, n); }
 
+void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n) {
+  if (n < 0) fail("gelu_tanh_mul: negative n");
+  vec_gelu_tanh_mul(gate, up, out, n);
+}
+
 void softmax(float* x, int64_t n) {
   if (n <= 0) return;
   float mx = -std::numeric_limits<float>::infinity();

@@ -18,6 +18,8 @@ void rmsnorm(const float* x, const float* w, float* y, int64_t rows, int64_t n, 
 // out[i] = silu(gate[i]) * up[i]
 void silu_mul(Team& t, const float* gate, const float* up, float* out, int64_t n);
 void silu_mul(const float* gate, const float* up, float* out, int64_t n);
+// out[i] = gelu_tanh(gate[i]) * up[i] (GeGLU, PyTorch's tanh-approximated gelu)
+void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n);
 
 // In-place softmax of n values; returns nothing, handles -inf entries
 // (exp(-inf) = 0; if every entry is -inf the result is all zeros).

@@ -12,6 +12,11 @@ namespace dpserve {
 void vec_silu_mul(const float* gate, const float* up, float* out, int64_t n);
 void vec_silu_mul_isa(KernelIsa isa, const float* gate, const float* up, float* out, int64_t n);
 
+// out[i] = gelu_tanh(gate[i]) * up[i], gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+// (PyTorch's gelu approximate="tanh", Gemma's gelu_pytorch_tanh), computed as x * sigmoid(2 y).
+void vec_gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n);
+void vec_gelu_tanh_mul_isa(KernelIsa isa, const float* gate, const float* up, float* out, int64_t n);
+
 // x[i] = exp(x[i] - shift); returns the sum of the new values.
 float vec_exp_sub_sum(float* x, int64_t n, float shift);
 float vec_exp_sub_sum_isa(KernelIsa isa, float* x, int64_t n, float shift);

@@ -60,6 +60,33 @@ TEST(Ops, SiluMulMatchesFormulaOnEveryIsa) {
   }
 }
 
+// PyTorch's gelu(approximate="tanh") as written in its documentation, in double.
+static double gelu_tanh(double x) {
+  return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / 3.14159265358979323846) * (x + 0.044715 * x * x * x)));
+}
+
+TEST(Ops, GeluTanhMulMatchesFormulaOnEveryIsa) {
+  std::vector<float> g = test::random_floats(1001, 5, -12.0f, 12.0f);
+  g[0] = -100.0f;
+  g[1] = 100.0f;
+  g[2] = 0.0f;
+  g[3] = -10.6f;  // past where exp clamps its argument (88.3): the product is ~1e-37, as the formula's
+  const auto u = test::random_floats(g.size(), 6, -2.0f, 2.0f);
+  for (KernelIsa isa : test::supported_isas())
+    for (int64_t n : {int64_t(1), int64_t(7), int64_t(17), int64_t(g.size())}) {
+      std::vector<float> out(n, NAN);
+      vec_gelu_tanh_mul_isa(isa, g.data(), u.data(), out.data(), n);
+      for (int64_t i = 0; i < n; ++i) {
+        const double want = gelu_tanh(g[i]) * u[i];
+        ASSERT_NEAR(out[i], want, 4e-6 * std::fabs(double(g[i]) * u[i]) + 1e-30) << kernel_isa_name(isa) << " g=" << g[i];
+      }
+    }
+  std::vector<float> out(g.size());
+  gelu_tanh_mul(g.data(), u.data(), out.data(), int64_t(g.size()));
+  for (size_t i = 0; i < g.size(); ++i)
+    ASSERT_NEAR(out[i], gelu_tanh(g[i]) * u[i], 4e-6 * std::fabs(double(g[i]) * u[i]) + 1e-30) << i;
+}
+
 TEST(Ops, SoftmaxHandlesMinusInfinity) {
   const float ninf = -std::numeric_limits<float>::infinity();
   std::vector<float> base = test::random_floats(37, 5, -30.0f, 30.0f);
