@@ -7,6 +7,7 @@ as the format specifies, so nothing outside NumPy is needed.
 
   /usr/bin/python3 tools/make_hf_model.py --arch qwen3 --dtype bf16 --out /tmp/tiny-qwen3
   /usr/bin/python3 tools/make_hf_model.py --arch deepseek_v3 --out /tmp/tiny-v3 [--num-nextn-predict-layers 1]
+  /usr/bin/python3 tools/make_hf_model.py --arch gemma3 --out /tmp/tiny-gemma3 [--gemma-layer-config pattern]
   /usr/bin/python3 tools/make_hf_model.py --arch qwen2_5_vl --out /tmp/tiny-vl --tokenizer-dir DIR
   /usr/bin/python3 tools/make_hf_model.py --preset tinyllama-1.1b --out /tmp/tinyllama-shape
   /usr/bin/python3 tools/make_hf_model.py --preset deepseek-v2-lite-bench --out /tmp/v2-lite-shape
@@ -30,6 +31,7 @@ ARCHITECTURES = {
     "deepseek_v2": ("DeepseekV2ForCausalLM", "deepseek_v2"),
     "deepseek_v3": ("DeepseekV3ForCausalLM", "deepseek_v3"),
     "qwen2_5_vl": ("Qwen2_5_VLForConditionalGeneration", "qwen2_5_vl"),
+    "gemma3": ("Gemma3ForCausalLM", "gemma3_text"),
 }
 DEEPSEEK = ("deepseek_v2", "deepseek_v3")
 
@@ -76,6 +78,13 @@ TINY = {
                         scoring_func="sigmoid", norm_topk_prob="true", routed_scaling_factor=2.5, n_group=4,
                         topk_group=2, rope_scaling="yarn", rope_factor=40.0,
                         original_max_position_embeddings=128, yarn_mscale=1.0, yarn_mscale_all_dim=1.0),
+    # Gemma 3 text (Gemma3ForCausalLM): head_dim not hidden / heads, query_pre_attn_scalar not head_dim,
+    # layers sliding, sliding, full, sliding (every 3rd full) with a 6-token window, local RoPE base 1e4
+    # and global 1e6 with linear scaling 8 (as the 4B+ checkpoints), tied embeddings, Gemma's ids.
+    "gemma3": dict(vocab_size=397, hidden_size=96, intermediate_size=224, num_hidden_layers=4,
+                   num_attention_heads=4, num_key_value_heads=2, head_dim=32, query_pre_attn_scalar=48.0,
+                   sliding_window=6, sliding_window_pattern=3, rope_local_base_freq=10000.0,
+                   rope_theta=1000000.0, rope_scaling="linear", rope_factor=8.0, tie_word_embeddings=True),
 }
 
 PRESETS = {
@@ -141,9 +150,10 @@ def encode(values, dtype):
 class TensorSpec:
     """One tensor to write: name, shape and how to draw its values."""
 
-    def __init__(self, name, shape, kind, scale=1.0, same_as=None):
+    def __init__(self, name, shape, kind, scale=1.0, same_as=None, loc=0.0):
         self.name, self.shape, self.kind, self.scale = name, tuple(int(s) for s in shape), kind, scale
         self.same_as = same_as  # another tensor's name: written with its values (a copy)
+        self.loc = loc  # kind "offset": mean of the normal draw
 
     @property
     def numel(self):
@@ -178,6 +188,8 @@ def build_config(a):
         "torch_dtype": TORCH_DTYPE[a.dtype],
         "transformers_version": "4.51.0",
     }
+    if a.arch == "gemma3":
+        gemma_config(a, cfg)
     if a.arch == "llama":
         cfg["attention_bias"] = False
         cfg["mlp_bias"] = False
@@ -269,6 +281,40 @@ def build_config(a):
             "mscale_all_dim": a.yarn_mscale_all_dim,
         }
     return cfg
+
+
+def gemma_layer_types(a):
+    """--layer-types (s / f / sliding / full / *_attention, comma-separated), else every
+    sliding_window_pattern-th layer full, transformers' rule: layer i full when (i + 1) % pattern == 0."""
+    if a.layer_types:
+        names = {"s": "sliding_attention", "sliding": "sliding_attention", "sliding_attention": "sliding_attention",
+                 "f": "full_attention", "full": "full_attention", "full_attention": "full_attention"}
+        return [names[x.strip()] for x in a.layer_types.split(",")]
+    return ["sliding_attention" if (i + 1) % a.sliding_window_pattern else "full_attention"
+            for i in range(a.num_hidden_layers)]
+
+
+def gemma_config(a, cfg):
+    """Gemma3TextConfig's keys as the published gemma-3 text configs carry them (no hidden_act:
+    Gemma reads hidden_activation)."""
+    del cfg["hidden_act"]
+    cfg.update({
+        "head_dim": a.head_dim,
+        "hidden_activation": "gelu_pytorch_tanh",
+        "query_pre_attn_scalar": int(a.query_pre_attn_scalar) if float(a.query_pre_attn_scalar).is_integer()
+        else a.query_pre_attn_scalar,
+        "sliding_window": a.sliding_window,
+        "rope_local_base_freq": a.rope_local_base_freq,
+        "attention_bias": False,
+        "attn_logit_softcapping": None,
+        "final_logit_softcapping": a.final_logit_softcapping,
+        "pad_token_id": 0,
+        "cache_implementation": "hybrid",
+    })
+    if a.gemma_layer_config in ("layer_types", "both"):
+        cfg["layer_types"] = gemma_layer_types(a)
+    if a.gemma_layer_config in ("pattern", "both"):
+        cfg["sliding_window_pattern"] = a.sliding_window_pattern
 
 
 # Qwen2.5-VL's vision tower, tiny: 3 blocks (block 1 attends over the whole image, the others within
@@ -446,6 +492,8 @@ def build_tensors(a):
     biases clearly nonzero, LM head scaled so logits spread over several units."""
     h, hd = a.hidden_size, a.head_dim
     nq, nkv = a.num_attention_heads, a.num_key_value_heads
+    if a.arch == "gemma3":
+        return gemma_tensors(a)
     t = [TensorSpec("model.embed_tokens.weight", (a.vocab_size, h), "normal", 1.0)]
     for i in range(a.num_hidden_layers):
         p = f"model.layers.{i}."
@@ -512,6 +560,37 @@ def build_tensors(a):
     return t
 
 
+def gemma_tensors(a):
+    """Gemma3ForCausalLM in HF naming. Norm weights are offsets from 1 (Gemma scales by 1 + w; HF
+    initialises them to 0): drawn N(0, 0.25) so a missing "+1" or a missing norm shows (q_norm /
+    k_norm too: centred higher, they make attention peakier and the bf16 rounding error of a correct
+    runtime grows with it, to max 0.09 x the logit std at +0.5). The embedding is N(0, (0.5 / sqrt(h))^2): after
+    Gemma's sqrt(h) scale the residual stream starts at rms 0.5, below what each layer adds (its
+    post-norms output rms ~1), because with a larger share the tied LM head makes every position
+    predict its own token. The final norm's offsets are around 3 (a scale of ~4, as trained Gemmas
+    have large final-norm weights), which spreads the logits over a few units."""
+    h, hd = a.hidden_size, a.head_dim
+    nq, nkv, f = a.num_attention_heads, a.num_key_value_heads, a.intermediate_size
+    t = [TensorSpec("model.embed_tokens.weight", (a.vocab_size, h), "normal", 0.5 / np.sqrt(h))]
+    for i in range(a.num_hidden_layers):
+        p = f"model.layers.{i}."
+        t.append(TensorSpec(p + "input_layernorm.weight", (h,), "offset", 0.25))
+        t.append(TensorSpec(p + "self_attn.q_proj.weight", (nq * hd, h), "normal", 1.0 / np.sqrt(h)))
+        t.append(TensorSpec(p + "self_attn.k_proj.weight", (nkv * hd, h), "normal", 1.0 / np.sqrt(h)))
+        t.append(TensorSpec(p + "self_attn.v_proj.weight", (nkv * hd, h), "normal", 1.0 / np.sqrt(h)))
+        t.append(TensorSpec(p + "self_attn.o_proj.weight", (h, nq * hd), "normal", 1.0 / np.sqrt(nq * hd)))
+        t.append(TensorSpec(p + "self_attn.q_norm.weight", (hd,), "offset", 0.25))
+        t.append(TensorSpec(p + "self_attn.k_norm.weight", (hd,), "offset", 0.25))
+        t.append(TensorSpec(p + "post_attention_layernorm.weight", (h,), "offset", 0.25))
+        t.append(TensorSpec(p + "pre_feedforward_layernorm.weight", (h,), "offset", 0.25))
+        t.append(TensorSpec(p + "post_feedforward_layernorm.weight", (h,), "offset", 0.25))
+        t += mlp_tensors(p + "mlp.", f, h)
+    t.append(TensorSpec("model.norm.weight", (h,), "offset", 0.25, loc=3.0))
+    if not a.tie_word_embeddings:
+        t.append(TensorSpec("lm_head.weight", (a.vocab_size, h), "normal", 0.5 / np.sqrt(h)))
+    return t
+
+
 class Sampler:
     """Draws tensor values. Normal matrices go through a 65536-entry table of N(0,1) quantiles
     indexed by random uint16s: exact enough for random weights and fast for billions of values
@@ -552,6 +631,9 @@ class Sampler:
         if spec.kind == "bias":
             f.write(encode(rng.uniform(0.0, 0.3, size=spec.numel), self.dtype))
             return
+        if spec.kind == "offset":  # around loc (Gemma's norm weights: offsets from 1)
+            f.write(encode(rng.normal(spec.loc, spec.scale, size=spec.numel), self.dtype))
+            return
         table = self._table(spec.scale)
         left = spec.numel
         while left > 0:
@@ -591,6 +673,7 @@ def _norm_ppf(p):
 _QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                 r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]  # ids 0, 1, 2 = config's bos/eos ids
+GEMMA_SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>"]  # Gemma's ids: pad 0, eos 1, bos 2
 
 
 def _byte_to_unicode():
@@ -606,15 +689,15 @@ def _byte_to_unicode():
     return table
 
 
-def build_tokenizer(vocab_size, seed):
+def build_tokenizer(vocab_size, seed, specials=SPECIAL_TOKENS):
     """A valid byte-level BPE tokenizer.json of exactly vocab_size ids: 3 special tokens, the 256
     byte symbols, then merges that grow lowercase words (with and without a leading space).
     It makes the folder complete (text prompts, chat, HTTP tests); its merges mean nothing."""
-    n_merges = vocab_size - len(SPECIAL_TOKENS) - 256
+    n_merges = vocab_size - len(specials) - 256
     if n_merges < 0:
         return None
     b2u = _byte_to_unicode()
-    vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
+    vocab = {t: i for i, t in enumerate(specials)}
     for b in range(256):
         vocab[b2u[b]] = len(vocab)
     rng = np.random.default_rng([seed, 7919])
@@ -630,7 +713,7 @@ def build_tokenizer(vocab_size, seed):
         vocab[left + right] = len(vocab)
         grown.append(left + right)
     added = [{"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
-              "normalized": False, "special": True} for i, t in enumerate(SPECIAL_TOKENS)]
+              "normalized": False, "special": True} for i, t in enumerate(specials)]
     return {
         "version": "1.0",
         "truncation": None,
@@ -649,18 +732,21 @@ def build_tokenizer(vocab_size, seed):
     }
 
 
-def write_tokenizer(out, vocab_size, seed):
-    tok = build_tokenizer(vocab_size, seed)
+def write_tokenizer(out, vocab_size, seed, gemma=False):
+    tok = build_tokenizer(vocab_size, seed, GEMMA_SPECIAL_TOKENS if gemma else SPECIAL_TOKENS)
     if tok is None:
         print(f"make_hf_model: vocab_size {vocab_size} < 259: no tokenizer written", file=sys.stderr)
         return
     with open(os.path.join(out, "tokenizer.json"), "w", encoding="utf-8") as f:
         json.dump(tok, f, ensure_ascii=False)
-    cfg = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>",
-           "unk_token": "<unk>", "pad_token": None, "add_bos_token": False, "add_eos_token": False,
+    bos, eos, unk, pad = ("<bos>", "<eos>", None, "<pad>") if gemma else ("<s>", "</s>", "<unk>", None)
+    cfg = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": bos, "eos_token": eos,
+           "unk_token": unk, "pad_token": pad, "add_bos_token": False, "add_eos_token": False,
            "model_max_length": 4096, "clean_up_tokenization_spaces": False,
            "chat_template": ("{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
                              "{% if add_generation_prompt %}<s>assistant\n{% endif %}")}
+    if gemma:
+        cfg["chat_template"] = cfg["chat_template"].replace("</s>", eos).replace("<s>", bos)
     with open(os.path.join(out, "tokenizer_config.json"), "w", encoding="utf-8") as f:
         json.dump(cfg, f, indent=2)
         f.write("\n")
@@ -738,6 +824,20 @@ def parse_args(argv):
     ap.add_argument("--low-freq-factor", dest="low_freq_factor", type=float)
     ap.add_argument("--high-freq-factor", dest="high_freq_factor", type=float)
     ap.add_argument("--tie-word-embeddings", dest="tie_word_embeddings", action="store_true", default=None)
+    ap.add_argument("--query-pre-attn-scalar", dest="query_pre_attn_scalar", type=float,
+                    help="gemma3: attention scores are scaled by query_pre_attn_scalar**-0.5 (48)")
+    ap.add_argument("--rope-local-base-freq", dest="rope_local_base_freq", type=float,
+                    help="gemma3: RoPE base of the sliding layers (10000)")
+    ap.add_argument("--sliding-window-pattern", dest="sliding_window_pattern", type=int,
+                    help="gemma3: every N-th layer is full attention, the others sliding (3)")
+    ap.add_argument("--layer-types", dest="layer_types",
+                    help="gemma3: comma-separated sliding / full (or s / f) per layer, instead of the pattern")
+    ap.add_argument("--gemma-layer-config", dest="gemma_layer_config", default="layer_types",
+                    choices=["layer_types", "pattern", "both"],
+                    help="gemma3: write config.json's layer_types list (transformers >= 4.53), the older "
+                         "sliding_window_pattern, or both (layer_types is what transformers uses then)")
+    ap.add_argument("--final-logit-softcapping", dest="final_logit_softcapping", type=float,
+                    help="gemma3: final_logit_softcapping (null, as in Gemma 3 configs, unless given)")
     ap.add_argument("--no-tokenizer", dest="tokenizer", action="store_false",
                     help="do not write tokenizer.json / tokenizer_config.json")
     for name in ("depth", "hidden_size", "intermediate_size", "num_heads"):
@@ -772,10 +872,11 @@ def parse_args(argv):
         ap.error("the vision head size (hidden_size / num_heads) must be a multiple of 4 (2-D RoPE)")
     if vl and "fullatt_block_indexes" not in preset.get("vision", {}):
         VISION_TINY["fullatt_block_indexes"] = [i for i in range(VISION_TINY["depth"]) if i % 2 == 1]
+    gemma = arch == "gemma3"
     if a.bos_token_id is None:
-        a.bos_token_id = 151643 if vl else 1  # Qwen: <|endoftext|>
+        a.bos_token_id = 151643 if vl else 2 if gemma else 1  # Qwen: <|endoftext|>; Gemma: <bos>
     if a.eos_token_id is None:
-        a.eos_token_id = 151645 if vl else 2  # Qwen: <|im_end|>
+        a.eos_token_id = 151645 if vl else [1, 106] if gemma else 2  # Qwen: <|im_end|>; Gemma: <eos>, <end_of_turn>
     if vl and a.tokenizer:
         if a.tokenizer_dir is None and os.environ.get("DPSERVE_SHARED_DIR"):
             a.tokenizer_dir = os.path.join(os.environ["DPSERVE_SHARED_DIR"], "tokenizers", "qwen3")
@@ -790,7 +891,8 @@ def parse_args(argv):
         sliding_window=0, q_lora_rank=0, kv_lora_rank=0, qk_nope_head_dim=0, qk_rope_head_dim=0, v_head_dim=0,
         n_shared_experts=0, first_k_dense_replace=0, moe_layer_freq=1, n_group=1, topk_group=1,
         topk_method="greedy", scoring_func="softmax", routed_scaling_factor=1.0, beta_fast=32.0, beta_slow=1.0,
-        yarn_mscale=1.0, yarn_mscale_all_dim=0.0)
+        yarn_mscale=1.0, yarn_mscale_all_dim=0.0, query_pre_attn_scalar=256.0, rope_local_base_freq=10000.0,
+        sliding_window_pattern=6, layer_types="")
     if a.preset == "tiny":
         base.update(TINY[arch])
     base.update({k: v for k, v in preset.items() if k not in ("arch", "dtype", "vision")})
@@ -838,6 +940,22 @@ def parse_args(argv):
         ap.error("need 0 < num_experts_per_tok <= num_experts")
     if a.shards < 1:
         ap.error("--shards must be >= 1")
+    gemma_only = {"query_pre_attn_scalar", "rope_local_base_freq", "sliding_window_pattern", "layer_types"} & a.explicit
+    if not gemma and (gemma_only or a.gemma_layer_config != "layer_types" or a.final_logit_softcapping is not None):
+        ap.error("--query-pre-attn-scalar, --rope-local-base-freq, --sliding-window-pattern, --layer-types, "
+                 "--gemma-layer-config and --final-logit-softcapping are for --arch gemma3")
+    if gemma:
+        if a.sliding_window < 1 or a.sliding_window_pattern < 1 or a.query_pre_attn_scalar <= 0:
+            ap.error("gemma3 needs sliding_window >= 1, sliding_window_pattern >= 1, query_pre_attn_scalar > 0")
+        if a.layer_types:
+            try:
+                types = gemma_layer_types(a)
+            except KeyError as e:
+                ap.error(f"--layer-types: unknown type {e}")
+            if len(types) != a.num_hidden_layers:
+                ap.error(f"--layer-types lists {len(types)} layers, not num_hidden_layers {a.num_hidden_layers}")
+            if a.gemma_layer_config == "pattern":
+                ap.error("--gemma-layer-config pattern writes no layer_types: --layer-types would be lost")
     return a
 
 
@@ -875,7 +993,7 @@ def main(argv):
     if a.arch == "qwen2_5_vl":
         write_vl_files(a.out, a.tokenizer_dir if a.tokenizer else None)
     elif a.tokenizer:
-        write_tokenizer(a.out, a.vocab_size, a.seed)
+        write_tokenizer(a.out, a.vocab_size, a.seed, gemma=a.arch == "gemma3")
     for old in os.listdir(a.out):  # a rerun with another shard count must not leave stale files
         if old.endswith(".safetensors") or old == "model.safetensors.index.json":
             os.remove(os.path.join(a.out, old))

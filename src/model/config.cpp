@@ -179,9 +179,52 @@ static void parse_sliding_window(const nlohmann::json& j, ModelConfig& c) {
     c.sliding_window = opt<int64_t>(j, "sliding_window", 0);
     if (c.sliding_window < 0) fail("config.json: sliding_window must be positive or null, got {}", c.sliding_window);
     if (c.sliding_window >= c.max_pos) c.sliding_window = 0;  // never narrower than the context: no effect
-  } else if (opt<bool>(j, "use_sliding_window", false)) {
+  } else if (c.arch != Arch::Gemma3 && opt<bool>(j, "use_sliding_window", false)) {
     fail("config.json: use_sliding_window true is not supported for {}", c.arch_name);
   }
+}
+
+// Gemma 3 (Gemma3ForCausalLM; defaults: the published Gemma3TextConfig). Layers alternate between a
+// sliding window with local RoPE and full attention with the global rope_theta / rope_scaling:
+// `layer_types` says which, or else every `sliding_window_pattern`-th layer is full.
+static void parse_gemma3(const nlohmann::json& j, ModelConfig& c) {
+  std::string act = opt<std::string>(j, "hidden_activation", opt<std::string>(j, "hidden_act", "gelu_pytorch_tanh"));
+  // gelu_new is the same tanh formula; plain "gelu" is the erf form, which no Gemma 3 uses.
+  if (act != "gelu_pytorch_tanh" && act != "gelu_new")
+    fail("config.json: hidden_activation \"{}\" is not supported for {} (gelu_pytorch_tanh)", act, c.arch_name);
+  c.mlp_act = GateAct::GeluTanh;
+  for (const char* key : {"attn_logit_softcapping", "final_logit_softcapping"})
+    if (auto it = j.find(key); it != j.end() && !it->is_null())
+      fail("config.json: {} {} is not supported (Gemma 3 checkpoints set it to null)", key, it->dump());
+  if (opt<bool>(j, "use_bidirectional_attention", false))
+    fail("config.json: use_bidirectional_attention true is not supported (a causal language model only)");
+  const double scalar = opt<double>(j, "query_pre_attn_scalar", 256.0);
+  if (!(scalar > 0 && std::isfinite(scalar))) fail("config.json: query_pre_attn_scalar must be positive, got {}", scalar);
+  c.attn_scale = 1.0 / std::sqrt(scalar);
+  c.rope_local_theta = opt<double>(j, "rope_local_base_freq", 10000.0);
+  if (!(c.rope_local_theta > 0 && std::isfinite(c.rope_local_theta)))
+    fail("config.json: rope_local_base_freq must be positive, got {}", c.rope_local_theta);
+  c.norm_offset = 1.0f;  // Gemma3RMSNorm multiplies by (1 + weight)
+  c.sandwich_norms = true;
+  c.sliding_window = opt<int64_t>(j, "sliding_window", 4096);
+  if (c.sliding_window <= 0) fail("config.json: sliding_window must be positive, got {}", c.sliding_window);
+  c.layer_sliding.assign(size_t(c.n_layers), 0);
+  if (auto it = j.find("layer_types"); it != j.end() && !it->is_null()) {
+    if (!it->is_array() || int64_t(it->size()) != c.n_layers)
+      fail("config.json: layer_types must list one entry per layer ({})", c.n_layers);
+    for (size_t l = 0; l < it->size(); ++l) {
+      const auto& t = (*it)[l];
+      if (t == "sliding_attention") c.layer_sliding[l] = 1;
+      else if (t != "full_attention")
+        fail("config.json: layer_types[{}] {} is not supported (sliding_attention, full_attention)", l, t.dump());
+    }
+  } else {
+    const int64_t pattern = opt<int64_t>(j, "sliding_window_pattern", 6);
+    if (pattern <= 0) fail("config.json: sliding_window_pattern must be positive, got {}", pattern);
+    for (int64_t l = 0; l < c.n_layers; ++l) c.layer_sliding[size_t(l)] = (l + 1) % pattern != 0;
+  }
+  // transformers rounds this to the embedding's dtype (Model::load does, knowing the weights).
+  c.embed_scale = float(std::sqrt(double(c.hidden)));
 }
 
 // Qwen2.5-VL's vision_config (defaults: the published Qwen2_5_VLVisionConfig).
@@ -213,8 +256,30 @@ static void parse_vision(const nlohmann::json& j, ModelConfig& c) {
   if (c.mrope_section.empty()) fail("config.json: a Qwen2.5-VL model needs rope_scaling.mrope_section");
 }
 
-ModelConfig ModelConfig::from_hf_json(const nlohmann::json& j) {
-  if (!j.is_object()) fail("config.json: not a JSON object");
+// Gemma3TextConfig's defaults: published configs leave them out (the text_config of
+// gemma-3-4b-it names only its sizes, sliding_window and rope_scaling).
+static nlohmann::json gemma3_text_defaults() {
+  return {{"vocab_size", 262208},        {"hidden_size", 2304},          {"intermediate_size", 9216},
+          {"num_hidden_layers", 26},     {"num_attention_heads", 8},     {"num_key_value_heads", 4},
+          {"head_dim", 256},             {"max_position_embeddings", 131072}, {"rms_norm_eps", 1e-6},
+          {"rope_theta", 1000000.0},     {"tie_word_embeddings", true},  {"bos_token_id", 2},
+          {"eos_token_id", 1}};
+}
+
+// Gemma3ForConditionalGeneration (Gemma 3 4B and larger as published): its language model, read
+// from text_config, for text only (the vision tower is not run; Model::load drops its tensors).
+// The special ids and dtype sit at the top level of these configs.
+static nlohmann::json gemma3_text_config(const nlohmann::json& j) {
+  auto it = j.find("text_config");
+  if (it == j.end() || !it->is_object()) fail("config.json: Gemma3ForConditionalGeneration without text_config");
+  nlohmann::json t = *it;
+  for (const char* key : {"bos_token_id", "eos_token_id", "torch_dtype"})
+    if (!t.contains(key) && j.contains(key)) t[key] = j[key];
+  t["architectures"] = nlohmann::json::array({"Gemma3ForCausalLM"});
+  return t;
+}
+
+static ModelConfig parse_hf_config(const nlohmann::json& j) {
   ModelConfig c;
   std::string arch;
   if (auto it = j.find("architectures"); it != j.end() && it->is_array() && !it->empty() && (*it)[0].is_string())
@@ -232,6 +297,7 @@ ModelConfig ModelConfig::from_hf_json(const nlohmann::json& j) {
       {"DeepseekV2ForCausalLM", Arch::DeepseekV2}, {"DeepseekV3ForCausalLM", Arch::DeepseekV3},
       // A Qwen2 language model (q/k/v biases, M-RoPE) behind a vision tower (model/vision_tower.h).
       {"Qwen2_5_VLForConditionalGeneration", Arch::Qwen2},
+      {"Gemma3ForCausalLM", Arch::Gemma3},
   };
   const Known* known = nullptr;
   for (const Known& k : kArchs)
@@ -243,15 +309,16 @@ ModelConfig ModelConfig::from_hf_json(const nlohmann::json& j) {
   }
   c.arch = known->arch;
   c.qkv_bias = c.arch == Arch::Qwen2;
-  c.qk_norm = c.arch == Arch::Qwen3 || c.arch == Arch::Qwen3Moe;
-  if (auto act = opt<std::string>(j, "hidden_act", "silu"); act != "silu")
+  const bool gemma = c.arch == Arch::Gemma3;
+  c.qk_norm = c.arch == Arch::Qwen3 || c.arch == Arch::Qwen3Moe || gemma;
+  if (auto act = opt<std::string>(j, "hidden_act", "silu"); act != "silu" && !gemma)
     fail("config.json: hidden_act \"{}\" is not supported (only silu)", act);
   c.hidden = req_int(j, "hidden_size");
   c.n_layers = req_int(j, "num_hidden_layers");
   c.n_heads = req_int(j, "num_attention_heads");
   c.n_kv_heads = j.contains("num_key_value_heads") ? req_int(j, "num_key_value_heads") : c.n_heads;
   c.vocab = req_int(j, "vocab_size");
-  c.head_dim = opt<int64_t>(j, "head_dim", 0);
+  c.head_dim = opt<int64_t>(j, "head_dim", gemma ? 256 : 0);
   if (c.is_deepseek()) {
     parse_mla(j, c);
   } else if (c.head_dim <= 0) {
@@ -261,16 +328,16 @@ ModelConfig ModelConfig::from_hf_json(const nlohmann::json& j) {
   if (c.n_heads % c.n_kv_heads != 0)
     fail("config.json: num_attention_heads {} is not a multiple of num_key_value_heads {}", c.n_heads, c.n_kv_heads);
   if (c.head_dim % 2 != 0) fail("config.json: head_dim {} must be even for RoPE", c.head_dim);
-  c.max_pos = opt<int64_t>(j, "max_position_embeddings", 2048);
+  c.max_pos = opt<int64_t>(j, "max_position_embeddings", gemma ? 131072 : 2048);
   c.rms_eps = opt<double>(j, "rms_norm_eps", 1e-6);
-  c.rope_theta = opt<double>(j, "rope_theta", 10000.0);
+  c.rope_theta = opt<double>(j, "rope_theta", gemma ? 1000000.0 : 10000.0);
   // RoPE tables, RMSNorm and the context length are computed from these: reject nonsense here.
   if (c.max_pos <= 0 || c.max_pos > kMaxPositions)
     fail("config.json: max_position_embeddings must be in [1, 2^24 = {}], got {}", kMaxPositions, c.max_pos);
   if (!(c.rms_eps > 0 && std::isfinite(c.rms_eps))) fail("config.json: rms_norm_eps must be positive, got {}", c.rms_eps);
   if (!(c.rope_theta > 0 && std::isfinite(c.rope_theta)))
     fail("config.json: rope_theta must be positive, got {}", c.rope_theta);
-  c.tie_embeddings = opt<bool>(j, "tie_word_embeddings", false);
+  c.tie_embeddings = opt<bool>(j, "tie_word_embeddings", gemma);
   if (c.arch == Arch::Llama) c.qkv_bias = opt<bool>(j, "attention_bias", false);
   parse_sliding_window(j, c);
   if (auto it = j.find("rope_scaling"); it != j.end() && it->is_object()) {
@@ -349,6 +416,21 @@ ModelConfig ModelConfig::from_hf_json(const nlohmann::json& j) {
   else if (arch == "Qwen2_5_VLForConditionalGeneration") fail("config.json: {} without vision_config", arch);
   std::string dt = opt<std::string>(j, "torch_dtype", "bfloat16");
   c.dtype = dt == "float32" ? DType::F32 : dt == "float16" ? DType::F16 : DType::BF16;
+  if (gemma) parse_gemma3(j, c);
+  return c;
+}
+
+ModelConfig ModelConfig::from_hf_json(const nlohmann::json& j) {
+  if (!j.is_object()) fail("config.json: not a JSON object");
+  std::string arch;
+  if (auto it = j.find("architectures"); it != j.end() && it->is_array() && !it->empty() && (*it)[0].is_string())
+    arch = (*it)[0].get<std::string>();
+  const bool gemma_mm = arch == "Gemma3ForConditionalGeneration";
+  if (!gemma_mm && arch != "Gemma3ForCausalLM") return parse_hf_config(j);
+  nlohmann::json with_defaults = gemma3_text_defaults();
+  with_defaults.update(gemma_mm ? gemma3_text_config(j) : j);
+  ModelConfig c = parse_hf_config(with_defaults);
+  c.arch_name = arch;
   return c;
 }
 

@@ -8,10 +8,11 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "core/dtype.h"
+#include "kernels/matmul.h"
 
 namespace dpserve {
 
-enum class Arch { Llama, Qwen2, Qwen3, Qwen3Moe, Mixtral, DeepseekV2, DeepseekV3 };
+enum class Arch { Llama, Qwen2, Qwen3, Qwen3Moe, Mixtral, DeepseekV2, DeepseekV3, Gemma3 };
 
 struct RopeScaling {
   enum class Type { None, Linear, Llama3, Yarn };
@@ -110,6 +111,20 @@ struct ModelConfig {
   bool qkv_bias = false;  // Qwen2
   bool qk_norm = false;   // Qwen3: per-head RMSNorm of q and k before RoPE
   int64_t sliding_window = 0;  // > 0: a query sees only the last sliding_window positions (Mistral)
+  // Which layers the window applies to (Gemma 3 interleaves sliding and full layers); empty: all.
+  std::vector<uint8_t> layer_sliding;
+  // > 0: sliding layers rotate with this base and no rope_scaling (Gemma 3's rope_local_base_freq);
+  // rope_theta and rope_scaling are then the full layers'.
+  double rope_local_theta = 0;
+  // Gemma 3: GeGLU MLP; token embeddings times embed_scale (not the tied LM head); softmax scale
+  // attn_scale (0: 1/sqrt(head_dim)); RMSNorm weights stored as offsets from norm_offset; "sandwich"
+  // norms: post_attention_layernorm on the attention output and post_feedforward_layernorm on the
+  // MLP output before each joins the residual stream (pre_feedforward_layernorm before the MLP).
+  GateAct mlp_act = GateAct::Silu;
+  float embed_scale = 1.0f;
+  double attn_scale = 0;
+  float norm_offset = 0.0f;
+  bool sandwich_norms = false;
   MlaConfig mla;               // DeepSeek-V2/V3 attention (enabled() == false elsewhere)
   // Multimodal RoPE (Qwen2-VL / Qwen2.5-VL): how many of the head_dim/2 rotary frequencies follow a
   // token's temporal, height and width position, in that order (sums to head_dim/2); empty: 1-D RoPE.
@@ -137,6 +152,9 @@ struct ModelConfig {
   DType dtype = DType::BF16;  // dtype of the weights as stored
 
   bool layer_is_moe(int64_t layer) const;
+  bool layer_is_sliding(int64_t layer) const {
+    return sliding_window > 0 && (layer_sliding.empty() || layer_sliding[size_t(layer)] != 0);
+  }
   bool is_deepseek() const { return arch == Arch::DeepseekV2 || arch == Arch::DeepseekV3; }
 
   // Parses a Hugging Face config.json; throws dpserve::Error naming the missing or bad field.

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
+#include "core/bf16.h"
 #include "kernels/ops.h"
 #include "model/gguf_loader.h"
 #include "model/gguf_set.h"
@@ -23,6 +24,8 @@ namespace dpserve {
 
 struct Model::Layer {
   std::vector<float> attn_norm, mlp_norm, q_norm, k_norm;
+  // Gemma's sandwich norms: on the attention / MLP output before the residual add (else empty).
+  std::vector<float> post_attn_norm, post_mlp_norm;
   WeightView wq, wk, wv, wo;
   std::vector<float> bq, bk, bv;
   // Dense MLP (this rank's slice of the intermediate dimension).
@@ -104,6 +107,24 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
     }
     m->cfg_ = ModelConfig::from_hf_json(j);
     load_safetensors_folder(path, m->store_);
+    if (m->cfg_.arch_name == "Gemma3ForConditionalGeneration") {
+      // Its language model, nested as transformers < 4.52 (language_model.model.) or later
+      // (model.language_model.) saved it; the vision tower and projector are not run.
+      m->store_.rename_prefix("language_model.model.", "model.");
+      m->store_.rename_prefix("language_model.lm_head.", "lm_head.");
+      m->store_.rename_prefix("model.language_model.", "model.");
+      for (const char* p : {"vision_tower.", "multi_modal_projector.", "model.vision_tower.", "model.multi_modal_projector."})
+        m->store_.drop_prefix(p);
+    }
+    if (m->cfg_.arch == Arch::Gemma3) {
+      // Gemma3TextScaledWordEmbedding casts sqrt(hidden_size) to the embedding's dtype first.
+      const auto& all = m->store_.all();
+      const auto it = all.find("model.embed_tokens.weight");
+      const DType dt = it == all.end() ? DType::F32 : it->second.dtype;
+      float& s = m->cfg_.embed_scale;
+      if (dt == DType::BF16) s = bf16_to_f32(f32_to_bf16(s));
+      if (dt == DType::F16) s = f16_to_f32(f32_to_f16(s));
+    }
     if (m->cfg_.vision.enabled()) {
       // Newer Qwen2.5-VL checkpoints nest the language model and the tower one level deeper.
       m->store_.rename_prefix("model.language_model.", "model.");
@@ -187,8 +208,20 @@ void Model::init_layers(const LoadOptions& opts) {
   const int64_t q0 = at.rank * n_heads_local_ * hd;
   const int64_t H = c.hidden;
   rope_ = std::make_unique<RopeTable>(c);
+  if (c.rope_local_theta > 0) {
+    ModelConfig local = c;
+    local.rope_theta = c.rope_local_theta;
+    local.rope_scaling = RopeScaling{};
+    rope_local_ = std::make_unique<RopeTable>(local);
+  }
 
   auto mat = [&](const std::string& n, int64_t r, int64_t k) { return store_.matrix(n, r, k); };
+  // RMSNorm weights, with the offset Gemma's checkpoints store them from.
+  auto norm = [&](const std::string& n, int64_t len) {
+    auto v = store_.vector_f32(n, len);
+    for (float& e : v) e += c.norm_offset;
+    return v;
+  };
   auto slice_vec = [&](const std::string& n, int64_t full, int64_t b, int64_t len) {
     auto v = store_.vector_f32(n, full);
     return std::vector<float>(v.begin() + b, v.begin() + b + len);
@@ -220,8 +253,14 @@ void Model::init_layers(const LoadOptions& opts) {
   for (int64_t l = 0; l < c.n_layers; ++l) {
     Layer& L = layers_[l];
     const std::string p = "model.layers." + std::to_string(layer_base_ + l) + ".";
-    L.attn_norm = store_.vector_f32(p + "input_layernorm.weight", H);
-    L.mlp_norm = store_.vector_f32(p + "post_attention_layernorm.weight", H);
+    L.attn_norm = norm(p + "input_layernorm.weight", H);
+    if (c.sandwich_norms) {
+      L.post_attn_norm = norm(p + "post_attention_layernorm.weight", H);
+      L.mlp_norm = norm(p + "pre_feedforward_layernorm.weight", H);
+      L.post_mlp_norm = norm(p + "post_feedforward_layernorm.weight", H);
+    } else {
+      L.mlp_norm = norm(p + "post_attention_layernorm.weight", H);
+    }
     if (c.mla.enabled()) {
       L.mla = std::make_unique<MlaAttention>(store_, c, p, at);
     } else {
@@ -236,8 +275,8 @@ void Model::init_layers(const LoadOptions& opts) {
         L.bv = slice_vec(p + "self_attn.v_proj.bias", c.n_kv_heads * hd, kv_head0_ * hd, n_kv_local_ * hd);
       }
       if (c.qk_norm) {
-        L.q_norm = store_.vector_f32(p + "self_attn.q_norm.weight", hd);
-        L.k_norm = store_.vector_f32(p + "self_attn.k_norm.weight", hd);
+        L.q_norm = norm(p + "self_attn.q_norm.weight", hd);
+        L.k_norm = norm(p + "self_attn.k_norm.weight", hd);
       }
     }
     if (c.layer_is_moe(layer_base_ + l)) {
@@ -262,7 +301,7 @@ void Model::init_layers(const LoadOptions& opts) {
     hnorm_ = store_.vector_f32(p + "hnorm.weight", H);
     eh_proj_ = mat(p + "eh_proj.weight", H, 2 * H);
   } else {
-    final_norm_ = store_.vector_f32("model.norm.weight", H);
+    final_norm_ = norm("model.norm.weight", H);
   }
   embed_ = mat(embed_name, c.vocab, H);
   const bool own_head = store_.has(head_name) && (nextn_ || !c.tie_embeddings);
@@ -349,10 +388,12 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
   const int64_t half = hd / 2, ps = kv.page_size();
   const float eps = float(c.rms_eps);
   const int64_t per_row = nh + 2 * nkv;
+  const bool sliding = c.layer_is_sliding(li);
+  const RopeTable& rt = sliding && rope_local_ ? *rope_local_ : *rope_;
   const Range r = t.share(T * per_row);
   for (int64_t item = r.begin; item < r.end; ++item) {
     const int64_t row = item / per_row, h = item % per_row;
-    const float* cs = b.mrope_pos.empty() ? rope_->row(row_pos_[size_t(row)]) : &mrope_cs_[size_t(row * hd)];
+    const float* cs = b.mrope_pos.empty() ? rt.row(row_pos_[size_t(row)]) : &mrope_cs_[size_t(row * hd)];
     if (h < nh) {
       float* qh = &q_[row * qd + h * hd];
       if (c.qk_norm) rmsnorm(qh, L.q_norm.data(), qh, 1, hd, eps);
@@ -373,16 +414,21 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
     }
   }
   t.barrier();
-  AttnParams ap{nh, nkv, hd, float(1.0 / std::sqrt(double(hd))), c.sliding_window};
+  const double scale = c.attn_scale > 0 ? c.attn_scale : 1.0 / std::sqrt(double(hd));
+  AttnParams ap{nh, nkv, hd, float(scale), sliding ? c.sliding_window : 0};
   paged_attention(t, q_.data(), qd, b.seqs.data(), int64_t(b.seqs.size()), kv.layer(li), ap, attn_.data(), qd);
-  if (par_.attn.size > 1) {
+  if (par_.attn.size > 1 || !L.post_attn_norm.empty()) {
     matmul(t, attn_.data(), T, qd, L.wo, nullptr, o_.data(), H);
     if (!lora_attn_rows_.empty()) {  // this rank's columns of A: a partial sum, like wo's
       const LoraOut out{kLoraO, o_.data(), H};
       lora_apply(t, li, lora_attn_rows_, attn_.data(), qd, &out, 1);
     }
-    if (t.leader()) comm_->attn_allreduce(o_.data(), T * H);
-    t.barrier();
+    if (par_.attn.size > 1) {
+      if (t.leader()) comm_->attn_allreduce(o_.data(), T * H);
+      t.barrier();
+    }
+    // Gemma normalises the whole sum, so after the ranks' partial sums are added.
+    if (!L.post_attn_norm.empty()) rmsnorm(t, o_.data(), L.post_attn_norm.data(), o_.data(), T, H, float(c.rms_eps));
     add_inplace(t, x_.data(), o_.data(), T * H);
     return;
   }
@@ -424,8 +470,9 @@ void Model::mlp(Team& t, const Layer& L, int64_t li, int64_t T) {
   }
   const float* in = dp ? global_in_.data() : xn_.data();
   const int64_t rows = mlp_rows_;
-  // Alone (no TP, no DP attention) the MLP output goes straight into the residual stream.
-  const bool direct = !dp && par_.mlp.size == 1;
+  // Alone (no TP, no DP attention, no norm after the MLP) the output goes straight into the residual stream.
+  const bool direct = !dp && par_.mlp.size == 1 && L.post_mlp_norm.empty();
+  const float eps = float(cfg_.rms_eps);
   if (L.moe) {
     L.moe->forward(t, in, rows, direct ? x_.data() : o_.data(), direct, dp ? skip_.data() : nullptr);
   } else {
@@ -436,6 +483,7 @@ void Model::mlp(Team& t, const Layer& L, int64_t li, int64_t T) {
     gu.M = rows;
     gu.w = L.gate;
     gu.w_up = L.up;
+    gu.gate_act = cfg_.mlp_act;
     gu.y = h_.data();
     gu.ldy = F;
     // Rows whose adapter changes gate or up get the unfused form (lora_gate_up): the fused pass
@@ -471,15 +519,17 @@ void Model::mlp(Team& t, const Layer& L, int64_t li, int64_t T) {
     }
   }
   if (direct) return;
+  float* out = o_.data();
   if (dp) {
     if (t.leader()) comm_->dp_scatter(o_, H, global_out_.data(), T);
     t.barrier();
-    add_inplace(t, x_.data(), global_out_.data(), T * H);
-    return;
+    out = global_out_.data();
+  } else if (par_.mlp.size > 1) {
+    if (t.leader()) comm_->mlp_allreduce(o_.data(), T * H);
+    t.barrier();
   }
-  if (t.leader()) comm_->mlp_allreduce(o_.data(), T * H);
-  t.barrier();
-  add_inplace(t, x_.data(), o_.data(), T * H);
+  if (!L.post_mlp_norm.empty()) rmsnorm(t, out, L.post_mlp_norm.data(), out, T, H, eps);
+  add_inplace(t, x_.data(), out, T * H);
 }
 
 void Model::lora_prepare(const ForwardBatch& b) {
@@ -610,7 +660,12 @@ void Model::lora_gate_up(Team& t, int64_t li, const float* in, const Layer& L, c
     const Range r = t.share(int64_t(g.rows.size()));
     for (int64_t i = r.begin; i < r.end; ++i) {
       const int64_t row = g.rows[size_t(i)];
-      silu_mul(&lora_g_[size_t(row * F)], &lora_u_[size_t(row * F)], &h_[size_t(row * F)], F);
+      const float* g = &lora_g_[size_t(row * F)];
+      if (cfg_.mlp_act == GateAct::GeluTanh) {
+        gelu_tanh_mul(g, &lora_u_[size_t(row * F)], &h_[size_t(row * F)], F);
+      } else {
+        silu_mul(g, &lora_u_[size_t(row * F)], &h_[size_t(row * F)], F);
+      }
     }
   }
   t.barrier();
@@ -625,6 +680,8 @@ void Model::forward_member(Team& t, const ForwardBatch& b, KVPool& kv, float* lo
       std::memcpy(&x_[i * H], b.row_embeds[i], sizeof(float) * size_t(H));
     } else {
       weight_row_to_f32(embed_, b.tokens[i], &x_[i * H]);
+      if (c.embed_scale != 1.0f)
+        for (int64_t k = 0; k < H; ++k) x_[i * H + k] *= c.embed_scale;
     }
   }
   t.barrier();
@@ -715,6 +772,7 @@ void Model::forward(const ForwardBatch& b, KVPool& kv, float* logits, float* hid
     max_pos = std::max(max_pos, s.pos0 + s.n_q);
   }
   rope_->ensure(max_pos);  // RoPE angles depend only on positions: computed once, for every step
+  if (rope_local_) rope_local_->ensure(max_pos);
   if (!b.mrope_pos.empty()) {
     // M-RoPE: frequency i rotates by the temporal, height or width position as mrope_section says.
     if (c.mrope_section.empty()) fail("internal: M-RoPE positions for a model without mrope_section");

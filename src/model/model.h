@@ -1,5 +1,5 @@
 // A decoder-only transformer (Llama, Mistral, Qwen2, Qwen3, Qwen3-MoE, Mixtral,
-// DeepSeek-V2/V3) that runs one forward pass over a ragged batch of sequences
+// DeepSeek-V2/V3, Gemma 3) that runs one forward pass over a ragged batch of sequences
 // against a paged KV cache. The attention kind (per-head GQA or MLA's latent)
 // decides the cache layout.
 #pragma once
@@ -174,6 +174,7 @@ class Model {
   ModelComm* comm_ = nullptr;
   WeightStore store_;
   std::unique_ptr<RopeTable> rope_;
+  std::unique_ptr<RopeTable> rope_local_;  // sliding layers' RoPE when it differs (Gemma 3)
   std::vector<Layer> layers_;
   std::unique_ptr<VisionTower> vision_;
   VisionPlacement vision_placement_ = VisionPlacement::kSharded;

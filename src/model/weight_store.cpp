@@ -183,4 +183,8 @@ void WeightStore::rename_prefix(const std::string& from, const std::string& to) 
   tensors_ = std::move(out);
 }
 
+void WeightStore::drop_prefix(const std::string& prefix) {
+  for (auto it = tensors_.begin(); it != tensors_.end();) it = it->first.rfind(prefix, 0) == 0 ? tensors_.erase(it) : ++it;
+}
+
 }  // namespace dpserve

@@ -72,6 +72,10 @@ VisionTokenIds VisionTokenIds::load(const std::string& model_dir) {
   std::ifstream in(path);
   nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object() || !j.contains("vision_config")) return ids;
+  // A tower dpserve runs (Qwen2.5-VL); Gemma 3's multimodal checkpoints are served for text only.
+  const auto arch = j.find("architectures");
+  if (arch == j.end() || !arch->is_array() || arch->empty() || (*arch)[0] != "Qwen2_5_VLForConditionalGeneration")
+    return ids;
   auto id = [&](const char* key) -> int32_t {
     if (!j.contains(key)) fail("{}: vision model without {}", path.string(), key);
     if (!j[key].is_number_integer() || j[key].get<int64_t>() < 0)

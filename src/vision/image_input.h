@@ -41,7 +41,8 @@ struct VisionTokenIds {
   int32_t vision_end = -1;
 
   bool takes_images() const { return image_pad >= 0; }
-  // From `<dir>/config.json`: all -1 when the model has no vision_config (a text-only model).
+  // From `<dir>/config.json`: all -1 for a model whose images dpserve does not take (no vision_config,
+  // or a tower it does not run: Gemma 3's, served for text only).
   static VisionTokenIds load(const std::string& model_dir);
 };
 

@@ -13,8 +13,9 @@ max abs error and the root-mean-square error:
                      leave ~1e-6 relative error; 1e-4 leaves room for long sums.
   bf16 / f16 models: max <= 0.1 * scale, rms <= 0.02 * scale. dpserve rounds activations (and may
                      round the KV cache) to bf16; the reference run with those roundings emulated
-                     lands at max 0.02-0.045 and rms 0.004-0.007 (printed by --self-check), while
-                     every deliberate bug below gives max >= ~1 and rms >= ~0.09.
+                     lands at max 0.02-0.045 and rms 0.004-0.007 (printed by --self-check; Gemma 3:
+                     max 0.03-0.065, rms 0.006-0.008 over 72 seeds x schedules), while every
+                     deliberate bug below gives max >= ~0.6 and rms >= ~0.09.
   argmax:            must match on every row whose reference top-2 gap exceeds 2 * the max tolerance
                      (no other argmax is possible there when every logit is within tolerance).
   greedy generate:   each generated token must be the reference argmax of its prefix; positions
@@ -26,11 +27,12 @@ max abs error and the root-mean-square error:
                      router-logit units.
 
 --self-check runs the same comparison on deliberately broken variants of the reference (RoPE on
-the wrong pairs, GQA mapped h % n_kv, bias / q_norm / k_norm skipped, ...) and fails unless every
+the wrong pairs, GQA mapped h % n_kv, bias / q_norm / k_norm skipped, Gemma's 1 + w, embedding scale,
+post-norms, attention scale, local RoPE, layer types, GELU, ...) and fails unless every
 one of them is reported as a mismatch, so the tolerances above demonstrably catch those bugs.
 
   /usr/bin/python3 tests/model/test_hf_reference.py --work DIR --self-check
-  /usr/bin/python3 tests/model/test_hf_reference.py --work DIR --probe PROBE --dpserve DPSERVE [--suite moe]
+  /usr/bin/python3 tests/model/test_hf_reference.py --work DIR --probe PROBE --dpserve DPSERVE [--suite gemma3]
 """
 import argparse
 import json
@@ -120,8 +122,24 @@ MIXTRAL_CASES = [
     Case("mistral_window_f32", "f32", ["--arch", "mistral", "--sliding-window", "20"], 54),
     Case("mistral_window_bf16", "bf16", ["--arch", "mistral", "--sliding-window", "20"], 55),
 ]
+# Gemma 3 text (Gemma3ForCausalLM): (1 + w) norms with post-attention / post-MLP norms, sqrt(hidden)
+# embedding scale (rounded to the checkpoint dtype), q/k norms, query_pre_attn_scalar, GELU-tanh, tied
+# head; sliding layers with a 6-token window and local RoPE (base 1e4, unscaled), full layers with
+# rope_theta 1e6 and linear scaling 8. Layer types from config.json's layer_types, from the older
+# sliding_window_pattern, and from both when they disagree (transformers then uses layer_types).
+GEMMA_PATTERN = ["--gemma-layer-config", "pattern", "--sliding-window-pattern", "2", "--rope-scaling", "none"]
+GEMMA3_CASES = [
+    Case("gemma3_f32", "f32", ["--arch", "gemma3"], 61),
+    Case("gemma3_bf16", "bf16", ["--arch", "gemma3"], 62),
+    Case("gemma3_f16", "f16", ["--arch", "gemma3"], 63),
+    Case("gemma3_pattern_norope_f32", "f32", ["--arch", "gemma3", *GEMMA_PATTERN], 64),
+    Case("gemma3_pattern_norope_bf16", "bf16", ["--arch", "gemma3", *GEMMA_PATTERN], 65),
+    Case("gemma3_layer_types_over_pattern_f32", "f32", ["--arch", "gemma3", "--gemma-layer-config", "both",
+                                                        "--layer-types", "full,sliding,sliding,full",
+                                                        "--sliding-window-pattern", "6"], 66),
+]
 SUITES = {"dense": DENSE_CASES, "yarn": YARN_CASES, "moe": MOE_CASES, "deepseek": DEEPSEEK_CASES,
-          "mixtral": MIXTRAL_CASES}
+          "mixtral": MIXTRAL_CASES, "gemma3": GEMMA3_CASES}
 # MLA: both attention forms forced on every sequence must match the reference and each other (max abs
 # difference / scale): in fp32 they differ only in summation order; in bf16 they round different
 # activations (each is within the bf16 tolerance of the reference, so together within about twice it).
@@ -135,7 +153,10 @@ COMMON_BREAKS = ["rope_interleaved", "rope_neg", "rope_k_pos_plus1", "gqa_modulo
                  "no_causal_mask"]
 ARCH_BREAKS = {"llama": [], "qwen2": ["skip_bias"], "qwen3": ["skip_q_norm", "skip_k_norm"],
                "qwen3_moe": ["skip_q_norm", "skip_k_norm", "moe_flip_renorm"],
-               "mistral": ["no_sliding_window"], "mixtral": ["mixtral_no_renorm"]}
+               "mistral": ["no_sliding_window"], "mixtral": ["mixtral_no_renorm"],
+               "gemma3": ["skip_q_norm", "skip_k_norm", "gemma_norm_no_plus_one", "gemma_no_embed_scale",
+                          "gemma_no_post_norms", "gemma_llama_norm_order", "gemma_attn_scale_head_dim",
+                          "gemma_silu"]}
 # MLA has no KV-head map and its RoPE order has its own break.
 MLA_BREAKS = ["rope_neg", "rope_k_pos_plus1", "skip_norm_weight", "no_causal_mask", "mla_rope_order",
               "skip_kv_a_norm"]
@@ -158,6 +179,14 @@ def breaks_for(model):
     out = COMMON_BREAKS + ARCH_BREAKS[model.arch]
     if model.window:
         out.append("no_sliding_window")
+    if model.gemma:
+        rc, types = model.gemma_rope_configs(), model.layer_types
+        if "sliding_attention" in types and rc["sliding_attention"] != rc["full_attention"]:
+            out.append("gemma_local_rope_global_theta")
+        if "sliding_attention" in types and (rc["full_attention"]["rope_scaling"] or {}).get("rope_type"):
+            out.append("gemma_rope_scaling_all_layers")
+        if types[1:] + types[:1] != types:
+            out.append("gemma_layer_types_shifted")
     if (c.get("rope_scaling") or {}).get("rope_type"):
         out.append("no_rope_scaling")
     if (c.get("rope_scaling") or {}).get("rope_type") == "yarn":
@@ -490,7 +519,9 @@ def main():
                                                 "qwen3_yarn_bf16", "qwen3_moe_bf16", "qwen3_moe_f32",
                                                 "deepseek_v2_lite_bf16", "deepseek_v2_grouped_yarn_f32",
                                                 "deepseek_v3_f32", "deepseek_v3_bf16", "mixtral_bf16",
-                                                "mixtral_window_f32", "mistral_window_bf16")]
+                                                "mixtral_window_f32", "mistral_window_bf16", "gemma3_f32",
+                                                "gemma3_bf16", "gemma3_f16", "gemma3_pattern_norope_bf16",
+                                                "gemma3_layer_types_over_pattern_f32")]
         for c in picks or cases:
             try:
                 self_check_case(c, a.work, results)

@@ -166,6 +166,8 @@ CASES = [
     ("qwen3_gqa_f32", ["--arch", "qwen3"], 62, "F16"),
     # One KV head: with two attention ranks each keeps a copy of it (and its adapter's rows).
     ("qwen2_bias_kv1_f32", ["--arch", "qwen2", "--num-key-value-heads", "1"], 63, "BF16"),
+    # GeGLU: adapted gate / up rows take the unfused gated form with Gemma's gelu_tanh.
+    ("gemma3_gqa_f32", ["--arch", "gemma3"], 64, "BF16"),
 ]
 # Which adapter each schedule sequence runs: base, 0, 1, 0, 1 (seq 0 stays on the base model).
 SEQ_LORA = {0: -1, 1: 0, 2: 1, 3: 0, 4: 1}

@@ -368,12 +368,14 @@ def test_every_break_changes_logits():
         "v3": rf.RefModel(make_model("brk_v3", "--arch", "deepseek_v3")),
         "yarn": rf.RefModel(make_model("brk_yarn", "--arch", "qwen3", "--rope-scaling", "yarn", "--rope-factor", "4",
                                        "--original-max-position-embeddings", "16")),
+        "gemma": rf.RefModel(make_model("brk_gemma", "--arch", "gemma3")),
     }
     use = {"skip_bias": "qwen2", "skip_q_norm": "qwen3", "skip_k_norm": "qwen3", "moe_flip_renorm": "moe",
            "no_rope_scaling": "llama3", "no_sliding_window": "mistral", "mixtral_no_renorm": "mixtral",
            "mla_rope_order": "v3", "skip_kv_a_norm": "v3", "no_mscale": "v3", "group_limit_ignored": "v2g",
            "group_score_max": "v3", "moe_scale_rule_swapped": "v2g", "yarn_betas_swapped": "yarn",
            "yarn_no_attention_factor": "yarn"}
+    use.update({b: "gemma" for b in rf.BREAKS if b.startswith("gemma_")})
     for b in rf.BREAKS:
         m = models[use.get(b, "llama3")]
         toks = tokens(50, m.vocab, seed=10)
@@ -556,6 +558,210 @@ def test_nextn_layer_from_other_angles():
                                   "--nextn-echo", "--tie-word-embeddings", "--residual-out-scale", "0.02"))
     e, _ = rn.nextn_forward(echo, toks)
     assert (e.argmax(axis=1) == np.asarray(toks[1:])).mean() > 0.9, e.argmax(axis=1)
+
+
+# ---------------------------------------------------------------- Gemma 3
+
+
+def gemma_decode(m, toks):
+    """Gemma3ForCausalLM written out again token by token against a growing KV cache, per head, with
+    RoPE as complex multiplication and the window as an explicit test on the key position; nothing
+    from the reference's Gemma path but the weights and the parsed layer types."""
+    w, c = m.w, m.config
+    hd, eps = m.head_dim, m.eps
+    half = hd // 2
+    full_inv = c["rope_theta"] ** (-np.arange(half) * 2.0 / hd)
+    rs = c.get("rope_scaling")
+    if rs:
+        assert rs["rope_type"] == "linear"
+        full_inv = full_inv / rs["factor"]
+    local_inv = c["rope_local_base_freq"] ** (-np.arange(half) * 2.0 / hd)
+
+    def norm(v, name):
+        return v / math.sqrt(float(np.dot(v, v)) / len(v) + eps) * (1.0 + w[name])
+
+    def gelu(x):
+        return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+
+    n_rep = m.n_heads // m.n_kv
+    kc = [[] for _ in range(m.n_layers)]
+    vc = [[] for _ in range(m.n_layers)]
+    rows = []
+    for pos, tok in enumerate(toks):
+        x = w["model.embed_tokens.weight"][tok] * m.embed_scale
+        for i in range(m.n_layers):
+            p = f"model.layers.{i}."
+            sliding = m.layer_types[i] == "sliding_attention"
+            inv = local_inv if sliding else full_inv
+            h = norm(x, p + "input_layernorm.weight")
+            heads = {}
+            for kind, n in (("q", m.n_heads), ("k", m.n_kv), ("v", m.n_kv)):
+                W = w[f"{p}self_attn.{kind}_proj.weight"]
+                heads[kind] = []
+                for hh in range(n):
+                    vec = W[hh * hd:(hh + 1) * hd] @ h
+                    if kind != "v":
+                        vec = norm(vec, f"{p}self_attn.{kind}_norm.weight")
+                        z = (vec[:half] + 1j * vec[half:]) * np.exp(1j * pos * inv)
+                        vec = np.concatenate([z.real, z.imag])
+                    heads[kind].append(vec)
+            kc[i].append(heads["k"])
+            vc[i].append(heads["v"])
+            seen = [t for t in range(pos + 1) if not sliding or pos - t < c["sliding_window"]]
+            outs = []
+            for hh in range(m.n_heads):
+                kv = hh // n_rep
+                sc = np.array([np.dot(heads["q"][hh], kc[i][t][kv]) for t in seen]) / math.sqrt(
+                    c["query_pre_attn_scalar"])
+                pr = np.exp(sc - sc.max())
+                pr /= pr.sum()
+                outs.append(sum(pr[j] * vc[i][t][kv] for j, t in enumerate(seen)))
+            x = x + norm(w[p + "self_attn.o_proj.weight"] @ np.concatenate(outs), p + "post_attention_layernorm.weight")
+            h = norm(x, p + "pre_feedforward_layernorm.weight")
+            g, u = w[p + "mlp.gate_proj.weight"] @ h, w[p + "mlp.up_proj.weight"] @ h
+            y = w[p + "mlp.down_proj.weight"] @ (gelu(g) * u)
+            x = x + norm(y, p + "post_feedforward_layernorm.weight")
+        rows.append(w["model.embed_tokens.weight"] @ norm(x, "model.norm.weight"))
+    return np.array(rows)
+
+
+def test_gemma_generated_folder_matches_config():
+    for dt, st, scale in (("f32", "F32", float(np.float32(math.sqrt(96)))), ("bf16", "BF16", 9.8125),
+                          ("f16", "F16", 9.796875)):
+        path = make_model(f"gemma_cfg_{dt}", "--arch", "gemma3", "--dtype", dt)
+        m = rf.RefModel(path)
+        c = m.config
+        assert c["architectures"] == ["Gemma3ForCausalLM"] and c["model_type"] == "gemma3_text"
+        assert "hidden_act" not in c and c["hidden_activation"] == "gelu_pytorch_tanh"
+        assert (c["head_dim"], c["query_pre_attn_scalar"], c["hidden_size"] // c["num_attention_heads"]) == (32, 48, 24)
+        assert c["layer_types"] == ["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"]
+        assert "sliding_window_pattern" not in c and c["sliding_window"] == 6
+        assert c["rope_scaling"] == {"rope_type": "linear", "factor": 8.0}
+        assert (c["rope_theta"], c["rope_local_base_freq"]) == (1e6, 1e4)
+        assert c["tie_word_embeddings"] is True and c["attn_logit_softcapping"] is None
+        assert c["final_logit_softcapping"] is None
+        assert (c["bos_token_id"], c["eos_token_id"], c["pad_token_id"]) == (2, [1, 106], 0)
+        with open(os.path.join(path, "tokenizer.json")) as f:
+            added = [t["content"] for t in json.load(f)["added_tokens"]]
+        assert added == ["<pad>", "<eos>", "<bos>"], added
+        assert set(rf.safetensors_dtypes(path).values()) == {st}
+        # sqrt(96) = 9.7980 as a float32 tensor cast to the weight dtype.
+        assert m.embed_scale == scale, (dt, m.embed_scale)
+        want = {"model.embed_tokens.weight", "model.norm.weight"}
+        for i in range(4):
+            p = f"model.layers.{i}."
+            want |= {p + n + ".weight" for n in (
+                "input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+                "post_feedforward_layernorm", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                "self_attn.o_proj", "self_attn.q_norm", "self_attn.k_norm", "mlp.gate_proj", "mlp.up_proj",
+                "mlp.down_proj")}
+        assert set(m.w) == want, sorted(set(m.w) ^ want)
+        w = m.w
+        assert w["model.layers.0.self_attn.q_proj.weight"].shape == (4 * 32, 96)
+        assert w["model.layers.0.self_attn.k_norm.weight"].shape == (32,)
+        nw = w["model.layers.1.post_feedforward_layernorm.weight"]
+        assert abs(nw.mean()) < 0.1 and 0.15 < nw.std() < 0.35  # offsets from 1, not around 1
+        logits = m.forward(tokens(12, m.vocab))
+        assert logits.std() > 1.0, logits.std()
+    assert make_model("gemma_pat", "--arch", "gemma3", "--gemma-layer-config", "pattern")
+    with open(os.path.join(WORK, "gemma_pat", "config.json")) as f:
+        c = json.load(f)
+    assert "layer_types" not in c and c["sliding_window_pattern"] == 3
+
+
+def test_gemma_incremental_decoder_agrees():
+    for name, args in (("gemma_inc", []), ("gemma_inc_bf16", ["--dtype", "bf16", "--layer-types", "f,s,s,f"]),
+                       ("gemma_inc_norope", ["--rope-scaling", "none", "--sliding-window", "4"])):
+        m = rf.RefModel(make_model(name, "--arch", "gemma3", *args))
+        toks = tokens(30, m.vocab, seed=11)
+        close(gemma_decode(m, toks), m.forward(toks), 1e-9)
+
+
+def test_gemma_sliding_window_boundary():
+    # Two sliding layers of window 6: a query at i sees keys i-5..i (i - j < 6), so the output at
+    # position p depends on tokens p-10..p. Changing token 0 must change position 10 and leave 11+
+    # alone; with one full layer it reaches every position.
+    m = rf.RefModel(make_model("gemma_win", "--arch", "gemma3", "--num-hidden-layers", "2", "--layer-types", "s,s"))
+    toks = tokens(20, m.vocab, seed=12)
+    other = toks.copy()
+    other[0] = (other[0] + 1) % m.vocab
+    a, b = m.forward(toks), m.forward(other)
+    close(a[11:], b[11:], 1e-12)
+    assert np.abs(a[10] - b[10]).max() > 1e-4
+    m = rf.RefModel(make_model("gemma_win_full", "--arch", "gemma3", "--num-hidden-layers", "2",
+                               "--layer-types", "s,f"))
+    assert np.abs(m.forward(toks)[19] - m.forward(other)[19]).max() > 1e-4
+    # Shorter than the window: sliding and full layers alike see everything.
+    close(m.forward(toks[:6]), m.forward(toks[:6], breaks={"no_sliding_window"}), 1e-12)
+
+
+def test_gemma_layer_types_rule():
+    # transformers: without layer_types, layer i is full when (i + 1) % sliding_window_pattern == 0
+    # (default 6); with layer_types it is used whatever the pattern says.
+    pat = rf.RefModel(make_model("gemma_rule_pat", "--arch", "gemma3", "--num-hidden-layers", "5",
+                                 "--gemma-layer-config", "pattern", "--sliding-window-pattern", "2"))
+    assert pat.layer_types == ["sliding_attention", "full_attention"] * 2 + ["sliding_attention"]
+    lt = rf.RefModel(make_model("gemma_rule_lt", "--arch", "gemma3", "--num-hidden-layers", "5",
+                                "--layer-types", "s,f,s,f,s"))
+    toks = tokens(25, pat.vocab, seed=13)
+    close(pat.forward(toks), lt.forward(toks), 0)
+    both = rf.RefModel(make_model("gemma_rule_both", "--arch", "gemma3", "--num-hidden-layers", "5",
+                                  "--gemma-layer-config", "both", "--layer-types", "s,f,s,f,s",
+                                  "--sliding-window-pattern", "6"))
+    assert both.config["sliding_window_pattern"] == 6
+    close(both.forward(toks), lt.forward(toks), 0)
+    nopat = copy.copy(pat)
+    nopat.config = {k: v for k, v in pat.config.items() if k != "sliding_window_pattern"}
+    nopat._gemma_init()
+    assert nopat.layer_types == ["sliding_attention"] * 5  # default pattern 6
+
+
+def test_gemma_rope_parameters_and_defaults():
+    # transformers 5 writes rope_parameters per layer type; the same RoPE written that way gives the
+    # same logits. Full layers: rope_theta with rope_scaling; sliding: rope_local_base_freq, unscaled.
+    m = rf.RefModel(make_model("gemma_rp", "--arch", "gemma3"))
+    toks = tokens(25, m.vocab, seed=14)
+    want = m.forward(toks)
+    rc = m.gemma_rope_configs()
+    inv_full = rf.rope_inv_freq(rc["full_attention"], 32)
+    inv_local = rf.rope_inv_freq(rc["sliding_attention"], 32)
+    close(inv_full, 1e6 ** (-np.arange(16) / 16) / 8, 1e-15)
+    close(inv_local, 1e4 ** (-np.arange(16) / 16), 1e-15)
+    v5 = copy.copy(m)
+    v5.config = {k: v for k, v in m.config.items() if k not in ("rope_theta", "rope_scaling", "rope_local_base_freq")}
+    v5.config["rope_parameters"] = {"full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6},
+                                    "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}}
+    close(v5.forward(toks), want, 0)
+    # Gemma3TextConfig's defaults: rope_theta 1e6, rope_local_base_freq 1e4.
+    d = copy.copy(m)
+    d.config = {k: v for k, v in m.config.items() if k not in ("rope_theta", "rope_local_base_freq")}
+    close(d.forward(toks), want, 0)
+
+
+def test_gemma_softcap_and_refusals():
+    m = rf.RefModel(make_model("gemma_cap", "--arch", "gemma3", "--final-logit-softcapping", "3.0"))
+    assert m.config["final_logit_softcapping"] == 3.0
+    toks = tokens(15, m.vocab, seed=15)
+    capped = m.forward(toks)
+    m.final_logit_softcapping = None
+    plain = m.forward(toks)
+    close(capped, 3.0 * np.tanh(plain / 3.0), 1e-12)
+    assert np.abs(capped - plain).max() > 0.1
+    close(rf.gelu_tanh(np.array([1.0, -2.0])), [0.8411919906082768, -0.04540230591222494], 1e-12)
+    for key, val in (("attn_logit_softcapping", 50.0), ("hidden_activation", "gelu"),
+                     ("use_bidirectional_attention", True), ("attention_bias", True)):
+        bad = copy.copy(m)
+        bad.config = dict(m.config, **{key: val})
+        try:
+            bad._gemma_init()
+        except ValueError:
+            pass
+        else:
+            raise AssertionError(f"{key}={val!r} accepted")
+    # hidden_act is not what Gemma3MLP reads.
+    ok = copy.copy(m)
+    ok.config = dict(m.config, hidden_act="silu")
+    ok._gemma_init()
 
 
 def main():

@@ -157,7 +157,7 @@ elif CASE == "imbalance":
     pf = prompts_file([story_prompts()[3], "", story_prompts()[3], "", story_prompts()[3]], "imb.txt")
     common = ["generate", "--json", "--model-path", model, "--prompts-file", pf, "-n", "30"]
     check_layouts(common, ["tp2_dp2", "tp4_dp2"])
-elif CASE in ("qwen3", "qwen3_moe", "llama", "deepseek_v2", "deepseek_v3", "mixtral"):
+elif CASE in ("qwen3", "qwen3_moe", "llama", "deepseek_v2", "deepseek_v3", "mixtral", "gemma3"):
     model = hf_model(CASE)
     with open(os.path.join(model, "config.json")) as f:
         vocab = json.load(f)["vocab_size"]
@@ -171,6 +171,8 @@ elif CASE in ("qwen3", "qwen3_moe", "llama", "deepseek_v2", "deepseek_v3", "mixt
         layouts = ["tp2", "tp2_dp2", "tp4_dp4", "tp2_ep2"]
     elif CASE == "mixtral":
         layouts = ["tp2", "tp2_dp2", "tp2_ep2"]
+    elif CASE == "gemma3":  # sandwich norms after the TP all-reduce / the DP scatter
+        layouts = ["tp2", "tp2_dp2", "tp4_dp2"]
     check_layouts(common, layouts, extra_modes=(CASE == "qwen3_moe"))
 elif CASE == "dump_logits":
     # `generate --dump-logits` on every layout: rank 0 writes the same rows (every prompt position,
@@ -180,7 +182,7 @@ elif CASE == "dump_logits":
     # the wrong position or rank is off by ~the std), and each decode row's argmax is the token made.
     import numpy as np
     for arch, layouts in (("qwen3", ["tp2", "tp2_dp2", "tp4_dp2"]), ("qwen3_moe", ["tp2_ep2", "tp4_dp2_ep4"]),
-                          ("deepseek_v2", ["tp2", "tp2_dp2"])):
+                          ("deepseek_v2", ["tp2", "tp2_dp2"]), ("gemma3", ["tp2", "tp2_dp2"])):
         model = hf_model(arch)
         with open(os.path.join(model, "config.json")) as f:
             vocab = json.load(f)["vocab_size"]

@@ -1,10 +1,11 @@
 #!/usr/bin/python3
 """Independent float64 NumPy forward pass of Hugging Face Llama / Mistral / Qwen2 / Qwen3 / Qwen3-MoE /
-Mixtral / DeepSeek-V2 / DeepSeek-V3 models.
+Mixtral / DeepSeek-V2 / DeepSeek-V3 / Gemma 3 (text) models.
 
 Written from the published architecture definitions (transformers' modeling_llama, modeling_mistral,
-modeling_qwen2, modeling_qwen3, modeling_qwen3_moe, modeling_mixtral; DeepSeek's papers and
-modeling_deepseek semantics in ref_deepseek.py), not from dpserve's C++. It reads the model folder itself
+modeling_qwen2, modeling_qwen3, modeling_qwen3_moe, modeling_mixtral, modeling_gemma3 /
+configuration_gemma3 / masking_utils; DeepSeek's papers and modeling_deepseek semantics in
+ref_deepseek.py), not from dpserve's C++. It reads the model folder itself
 (config.json + safetensors, sharded or not) and converts bf16 / f16 / f32 weights exactly to float64.
 
   /usr/bin/python3 ref_forward.py --model-path DIR --tokens 1,5,9 [--out logits.f32]
@@ -37,9 +38,19 @@ BREAKS = {
     "skip_norm_weight": "RMSNorm weights ignored (plain normalisation)",
     "no_causal_mask": "attention sees later tokens",
     "moe_flip_renorm": "norm_topk_prob applied the wrong way round (Qwen3-MoE)",
-    "no_sliding_window": "sliding_window ignored (Mistral / Mixtral)",
+    "no_sliding_window": "sliding_window ignored (Mistral / Mixtral; Gemma 3's sliding layers)",
     "mixtral_no_renorm": "Mixtral's top-k weights left unnormalised",
     **ds.BREAKS,
+    "gemma_norm_no_plus_one": "Gemma RMSNorm scales by w instead of (1 + w)",
+    "gemma_no_embed_scale": "Gemma embeddings not multiplied by sqrt(hidden_size)",
+    "gemma_no_post_norms": "Gemma post_attention / post_feedforward norms skipped (outputs added as they are)",
+    "gemma_llama_norm_order": "Gemma run in Llama's layout: post_attention_layernorm normalises the residual "
+                              "before the MLP, pre_feedforward / post_feedforward norms unused",
+    "gemma_attn_scale_head_dim": "Gemma attention scaled by head_dim**-0.5 instead of query_pre_attn_scalar**-0.5",
+    "gemma_local_rope_global_theta": "Gemma sliding layers use the full layers' RoPE (rope_theta, rope_scaling)",
+    "gemma_rope_scaling_all_layers": "Gemma rope_scaling also applied to the sliding layers' local RoPE",
+    "gemma_layer_types_shifted": "Gemma layer i gets layer i + 1's attention type ((i + 1) % pattern misread)",
+    "gemma_silu": "Gemma MLP activation SiLU instead of GELU (tanh approximation)",
 }
 
 _ST_DTYPES = {"BF16": 2, "F16": 2, "F32": 4}
@@ -213,6 +224,49 @@ def silu(x):
     return x / (1.0 + np.exp(-x))
 
 
+def gemma_rms_norm(x, w, eps, breaks=()):
+    """Gemma3RMSNorm: x * rsqrt(mean(x^2) + eps) * (1 + w); checkpoints store w as an offset from 1."""
+    y = x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)
+    if "skip_norm_weight" in breaks:
+        return y
+    return y * (w if "gemma_norm_no_plus_one" in breaks else 1.0 + w)
+
+
+def gelu_tanh(x):
+    """ACT2FN["gelu_pytorch_tanh"] = torch.nn.functional.gelu(x, approximate="tanh")."""
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)))
+
+
+def safetensors_dtypes(path):
+    """{tensor name: safetensors dtype string} of a HF model folder (headers only)."""
+    index = os.path.join(path, "model.safetensors.index.json")
+    if os.path.exists(index):
+        with open(index) as f:
+            files = sorted(set(json.load(f)["weight_map"].values()))
+    else:
+        files = ["model.safetensors"]
+    out = {}
+    for fname in files:
+        with open(os.path.join(path, fname), "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(n).decode("utf-8"))
+        out.update({k: v["dtype"] for k, v in header.items() if k != "__metadata__"})
+    return out
+
+
+def cast_scalar(v, st_dtype):
+    """torch.tensor(v) (float32) .to(dtype) for a safetensors dtype, as float64."""
+    v32 = np.float32(v)
+    if st_dtype == "BF16":
+        return float(bf16_round(np.array([v32]))[0])
+    if st_dtype == "F16":
+        return float(np.float16(v32))
+    return float(v32)
+
+
+GEMMA_TYPES = ("sliding_attention", "full_attention")
+
+
 class RefModel:
     """A loaded model; forward() maps a token sequence to logits [T, vocab]."""
 
@@ -223,7 +277,8 @@ class RefModel:
         arch = c["architectures"][0]
         kinds = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2",
                  "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3_moe", "MixtralForCausalLM": "mixtral",
-                 "DeepseekV2ForCausalLM": "deepseek_v2", "DeepseekV3ForCausalLM": "deepseek_v3"}
+                 "DeepseekV2ForCausalLM": "deepseek_v2", "DeepseekV3ForCausalLM": "deepseek_v3",
+                 "Gemma3ForCausalLM": "gemma3"}
         if arch not in kinds:
             raise ValueError(f"unsupported architecture {arch}")
         self.arch = kinds[arch]
@@ -241,6 +296,77 @@ class RefModel:
         # Mistral / Mixtral: a query at position i sees keys j with i - j < sliding_window.
         self.window = c.get("sliding_window") if self.arch in ("mistral", "mixtral") else None
         self.moe = self.arch in ("qwen3_moe", "mixtral") or (self.deepseek and bool(c.get("n_routed_experts")))
+        self.gemma = self.arch == "gemma3"
+        if self.gemma:
+            self._gemma_init()
+
+    def _gemma_init(self):
+        """Gemma3TextConfig's fields with its defaults (configuration_gemma3.py), checked."""
+        c = self.config
+        if c.get("attn_logit_softcapping") is not None:
+            raise ValueError("attn_logit_softcapping is not supported (null in Gemma 3 configs)")
+        if c.get("use_bidirectional_attention"):
+            raise ValueError("use_bidirectional_attention (an encoder, not a causal LM) is not supported")
+        if c.get("attention_bias"):
+            raise ValueError("attention_bias is not supported (false in Gemma 3 configs)")
+        # Gemma3MLP uses ACT2FN[config.hidden_activation]; a "hidden_act" key is not read.
+        act = c.get("hidden_activation", "gelu_pytorch_tanh")
+        if act != "gelu_pytorch_tanh":
+            raise ValueError(f"unsupported hidden_activation {act!r}")
+        if "head_dim" in c and c["head_dim"] is None:
+            raise ValueError("head_dim is null")
+        self.head_dim = int(c.get("head_dim", 256))
+        self.n_kv = c.get("num_key_value_heads", 4)
+        if self.n_heads % self.n_kv:
+            raise ValueError("num_attention_heads not a multiple of num_key_value_heads")
+        self.tied = bool(c.get("tie_word_embeddings", True))
+        self.query_pre_attn_scalar = float(c.get("query_pre_attn_scalar", 256))
+        types = c.get("layer_types")
+        if types is None:
+            # Older configs: every pattern-th layer is full (layer i full when (i + 1) % pattern == 0).
+            pattern = c.get("sliding_window_pattern", 6)
+            if not isinstance(pattern, int) or pattern < 1:
+                raise ValueError(f"bad sliding_window_pattern {pattern!r}")
+            types = ["sliding_attention" if (i + 1) % pattern else "full_attention" for i in range(self.n_layers)]
+        if len(types) != self.n_layers or any(t not in GEMMA_TYPES for t in types):
+            raise ValueError(f"layer_types must list {self.n_layers} of {GEMMA_TYPES}: {types}")
+        self.layer_types = list(types)
+        sliding = "sliding_attention" in self.layer_types
+        self.window = c.get("sliding_window", 4096) if sliding else None
+        if sliding and (not isinstance(self.window, int) or self.window < 1):
+            raise ValueError(f"sliding layers need a positive sliding_window, not {self.window!r}")
+        # Gemma3TextScaledWordEmbedding: embedding * embed_scale.to(weight.dtype), embed_scale a
+        # float32 tensor of hidden_size**0.5 (so a bf16 checkpoint multiplies by sqrt(h) rounded to bf16).
+        dt = safetensors_dtypes(self.path).get("model.embed_tokens.weight", "F32")
+        self.embed_scale = cast_scalar(self.hidden ** 0.5, dt)
+        self.final_logit_softcapping = c.get("final_logit_softcapping")
+
+    def gemma_rope_configs(self, breaks=()):
+        """{layer type: config dict for rope_inv_freq / rope_attention_scaling}. Full layers: rope_theta
+        (default 1e6) with rope_scaling; sliding layers: rope_local_base_freq (default 1e4), unscaled.
+        transformers 5's per-type "rope_parameters" dict is read the same way when present."""
+        c = self.config
+        mpe = c.get("max_position_embeddings", 131072)
+        rp = c.get("rope_parameters")
+        if isinstance(rp, dict) and rp and set(rp) <= set(GEMMA_TYPES):
+            out = {}
+            for t, default_theta in (("full_attention", c.get("rope_theta", 1e6)),
+                                     ("sliding_attention", c.get("rope_local_base_freq", 1e4))):
+                p = dict(rp.get(t) or {})
+                scaled = p.get("rope_type", p.get("type", "default")) != "default"
+                out[t] = {"rope_theta": p.get("rope_theta", default_theta), "rope_scaling": p if scaled else None,
+                          "max_position_embeddings": mpe}
+        else:
+            out = {"full_attention": {"rope_theta": c.get("rope_theta", 1e6), "rope_scaling": c.get("rope_scaling"),
+                                      "max_position_embeddings": mpe},
+                   "sliding_attention": {"rope_theta": c.get("rope_local_base_freq", 1e4), "rope_scaling": None,
+                                         "max_position_embeddings": mpe}}
+        if "gemma_local_rope_global_theta" in breaks:
+            out["sliding_attention"] = dict(out["full_attention"])
+        elif "gemma_rope_scaling_all_layers" in breaks:
+            out["sliding_attention"] = dict(out["sliding_attention"],
+                                            rope_scaling=out["full_attention"]["rope_scaling"])
+        return out
 
     def is_sparse(self, layer):
         c = self.config
@@ -271,6 +397,8 @@ class RefModel:
         w, T = self.w, len(tokens)
         act = (lambda v: bf16_round(v)) if "act" in emulate else (lambda v: v)
         kvq = (lambda v: bf16_round(v)) if "kv" in emulate else (lambda v: v)
+        if self.gemma:
+            return self._gemma_forward(tokens, breaks, act, kvq, hidden)
         positions = np.arange(T)
         k_positions = positions + (1 if "rope_k_pos_plus1" in breaks else 0)
         if self.deepseek:
@@ -337,6 +465,86 @@ class RefModel:
         if routing is not None:
             routing.extend(margins.tolist())
         return x @ self.lm_head().T
+
+    def _gemma_forward(self, tokens, breaks, act, kvq, hidden):
+        """Gemma3ForCausalLM (modeling_gemma3.py). Per layer: x += post_attention_norm(attn(input_norm(x)));
+        x += post_feedforward_norm(mlp(pre_feedforward_norm(x))); every norm scales by (1 + w). Attention:
+        q_norm / k_norm per head before RoPE, scores * query_pre_attn_scalar**-0.5, sliding layers see keys
+        j with i - j < sliding_window (masking_utils: kv_idx > q_idx - sliding_window) and use the local
+        RoPE. Embeddings times embed_scale; tied LM head = the unscaled embedding; optional final tanh
+        softcap. `act` rounds where the Llama path does (matmul inputs), `kvq` the cached k / v."""
+        w, T = self.w, len(tokens)
+        eps, hd = self.eps, self.head_dim
+
+        def norm(v, name):
+            return gemma_rms_norm(v, w[name], eps, breaks)
+
+        positions = np.arange(T)
+        k_positions = positions + (1 if "rope_k_pos_plus1" in breaks else 0)
+        ropes = {t: (rope_inv_freq(rc, hd, breaks), rope_attention_scaling(rc, breaks))
+                 for t, rc in self.gemma_rope_configs(breaks).items()}
+        types = self.layer_types
+        if "gemma_layer_types_shifted" in breaks:
+            types = types[1:] + types[:1]
+        scale = hd ** -0.5 if "gemma_attn_scale_head_dim" in breaks else self.query_pre_attn_scalar ** -0.5
+        masks = {"full_attention": np.tril(np.ones((T, T), dtype=bool))}
+        masks["sliding_attention"] = masks["full_attention"].copy()
+        if self.window and "no_sliding_window" not in breaks:
+            masks["sliding_attention"] &= np.subtract.outer(positions, positions) < self.window
+        group = self.n_heads // self.n_kv
+        x = w["model.embed_tokens.weight"][tokens] * (1.0 if "gemma_no_embed_scale" in breaks else self.embed_scale)
+        for i in range(self.n_layers):
+            p = f"model.layers.{i}."
+            inv_freq, mag = ropes[types[i]]
+            h = act(norm(x, p + "input_layernorm.weight"))
+            q = (h @ w[p + "self_attn.q_proj.weight"].T).reshape(T, self.n_heads, hd)
+            k = (h @ w[p + "self_attn.k_proj.weight"].T).reshape(T, self.n_kv, hd)
+            v = (h @ w[p + "self_attn.v_proj.weight"].T).reshape(T, self.n_kv, hd)
+            if "skip_q_norm" not in breaks:
+                q = norm(q, p + "self_attn.q_norm.weight")
+            if "skip_k_norm" not in breaks:
+                k = norm(k, p + "self_attn.k_norm.weight")
+            q = apply_rope(q, positions, inv_freq, breaks, mag)
+            k = kvq(apply_rope(k, k_positions, inv_freq, breaks, mag))
+            v = kvq(v)
+            attn = np.empty((T, self.n_heads, hd))
+            for hh in range(self.n_heads):
+                kv = hh % self.n_kv if "gqa_modulo" in breaks else hh // group
+                s = (q[:, hh, :] @ k[:, kv, :].T) * scale
+                if "no_causal_mask" not in breaks:
+                    s = np.where(masks[types[i]], s, -np.inf)
+                s = s - s.max(axis=1, keepdims=True)
+                e = np.exp(s)
+                attn[:, hh, :] = (e / e.sum(axis=1, keepdims=True)) @ v[:, kv, :]
+            o = act(attn.reshape(T, -1)) @ w[p + "self_attn.o_proj.weight"].T
+            if "gemma_llama_norm_order" in breaks:
+                x = x + o
+                x = x + self._gemma_mlp(p + "mlp.", act(norm(x, p + "post_attention_layernorm.weight")), act, breaks)
+                continue
+            if "gemma_no_post_norms" not in breaks:
+                o = norm(o, p + "post_attention_layernorm.weight")
+            x = x + o
+            m = self._gemma_mlp(p + "mlp.", act(norm(x, p + "pre_feedforward_layernorm.weight")), act, breaks)
+            if "gemma_no_post_norms" not in breaks:
+                m = norm(m, p + "post_feedforward_layernorm.weight")
+            x = x + m
+        if hidden is not None:
+            hidden.append(x.copy())
+        x = act(norm(x, "model.norm.weight"))
+        if hidden is not None:
+            hidden.append(x.copy())
+        logits = x @ self.lm_head().T
+        cap = self.final_logit_softcapping
+        if cap is not None:
+            logits = cap * np.tanh(logits / cap)
+        return logits
+
+    def _gemma_mlp(self, p, h, act, breaks):
+        w = self.w
+        g = h @ w[p + "gate_proj.weight"].T
+        u = h @ w[p + "up_proj.weight"].T
+        a = silu(g) if "gemma_silu" in breaks else gelu_tanh(g)
+        return act(a * u) @ w[p + "down_proj.weight"].T
 
     def _mlp(self, p, h, act, names=("gate_proj", "up_proj", "down_proj")):
         w = self.w
