@@ -47,7 +47,7 @@ import gguf_format as G  # noqa: E402
 
 ARCH = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2",
         "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3moe", "MixtralForCausalLM": "llama",
-        "DeepseekV2ForCausalLM": "deepseek2", "DeepseekV3ForCausalLM": "deepseek2"}
+        "DeepseekV2ForCausalLM": "deepseek2", "DeepseekV3ForCausalLM": "deepseek2", "Gemma3ForCausalLM": "gemma3"}
 # (type, general.file_type)
 OUTTYPES = {"f32": (G.GGML_F32, 0), "f16": (G.GGML_F16, 1), "bf16": (G.GGML_BF16, 32), "q8_0": (G.GGML_Q8_0, 7),
             "q4_0": (G.GGML_Q4_0, 2), "q5_0": (G.GGML_Q5_0, 8), "q5_1": (G.GGML_Q5_1, 9)}
@@ -82,6 +82,10 @@ LAYER_NAMES = {
     "mlp.shared_experts.up_proj.weight": "ffn_up_shexp.weight",
     "mlp.shared_experts.down_proj.weight": "ffn_down_shexp.weight",
 }
+# Gemma 3's norms around attention and MLP (llama.cpp's names; its ffn_norm is the MLP's input norm).
+GEMMA3_NAMES = {"post_attention_layernorm.weight": "post_attention_norm.weight",
+                "pre_feedforward_layernorm.weight": "ffn_norm.weight",
+                "post_feedforward_layernorm.weight": "post_ffw_norm.weight"}
 EXPERT_NAMES = {"gate_proj.weight": "ffn_gate_exps.weight", "up_proj.weight": "ffn_up_exps.weight",
                 "down_proj.weight": "ffn_down_exps.weight"}
 # Mixtral's experts (block_sparse_moe.experts.E.*): w1 is the gate, w3 the up and w2 the down projection.
@@ -558,6 +562,36 @@ SAMPLING_KEYS = (("temperature", "temp", G.F32), ("top_p", "top_p", G.F32), ("mi
                  ("repetition_penalty", "penalty_repeat", G.F32), ("top_k", "top_k", G.I32))
 
 
+def gemma3_keys(w, p, c, n_layers, head_dim):
+    """What llama.cpp's gemma3 reads beyond the common keys. Its queries are scaled by 1/sqrt(head_dim)
+    (1/sqrt(hidden / heads) for the 62-layer 27B) whatever query_pre_attn_scalar says, the pattern is
+    one period (every period-th layer full) and the local RoPE base defaults to 10000: a config that
+    differs is refused rather than written as another model."""
+    for key in ("attn_logit_softcapping", "final_logit_softcapping"):
+        if c.get(key) is not None:
+            raise SystemExit(f"hf_to_gguf: {key} {c[key]} cannot be written for gemma3")
+    scalar = c.get("query_pre_attn_scalar", 256)
+    implied = c["hidden_size"] // c["num_attention_heads"] if n_layers == 62 else head_dim
+    if scalar != implied:
+        raise SystemExit(f"hf_to_gguf: query_pre_attn_scalar {scalar} differs from the {implied} llama.cpp "
+                         "assumes for this shape; a gemma3 GGUF has no key for it")
+    types = c.get("layer_types")
+    if types is None:
+        period = c.get("sliding_window_pattern", 6)
+    else:
+        full = [i for i, t in enumerate(types) if t == "full_attention"]
+        period = full[0] + 1 if full else n_layers + 1
+        if types != ["full_attention" if (i + 1) % period == 0 else "sliding_attention" for i in range(n_layers)]:
+            raise SystemExit("hf_to_gguf: layer_types is not periodic (every N-th layer full): a gemma3 GGUF holds "
+                             "only a period")
+    if period == 1:
+        return  # every layer full: no window key, as llama.cpp's converter writes it
+    w.add(p + "attention.sliding_window", G.U32, c.get("sliding_window", 4096))
+    w.add(p + "attention.sliding_window_pattern", G.U32, period)
+    if c.get("rope_local_base_freq", 10000.0) != 10000.0:
+        w.add(p + "rope.freq_base_swa", G.F32, c["rope_local_base_freq"])
+
+
 def add_sampling_defaults(w, folder):
     path = os.path.join(folder, "generation_config.json")
     if not os.path.exists(path):
@@ -575,6 +609,10 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked"):
     if arch is None:
         raise SystemExit(f"hf_to_gguf: architecture {c.get('architectures')} is not supported")
     ggml_type, file_type = OUTTYPES[outtype]
+    gemma = arch == "gemma3"
+    if gemma:  # Gemma3TextConfig's defaults
+        c = {"head_dim": 256, "max_position_embeddings": 131072, "rope_theta": 1000000.0,
+             "tie_word_embeddings": True, **c}
     hidden, n_head = c["hidden_size"], c["num_attention_heads"]
     n_kv = c.get("num_key_value_heads", n_head)
     head_dim = c.get("head_dim") or hidden // n_head
@@ -603,6 +641,8 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked"):
         w.add(p + "attention.value_length", G.U32, head_dim)
     if arch == "llama":
         w.add(p + "vocab_size", G.U32, c["vocab_size"])
+    if gemma:
+        gemma3_keys(w, p, c, n_layers, head_dim)
     rs = c.get("rope_scaling") or {}
     rtype = rs.get("rope_type", rs.get("type"))
     if rtype == "linear":
@@ -640,11 +680,15 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked"):
     def spec(gguf_name, hf_name, permute_heads=None, force_f32=False):
         arr, dtype = st[hf_name]
         t = G.GGML_F32 if (force_f32 or arr.ndim == 1) else matrix_type(ggml_type, arr.shape)
+        # Gemma3RMSNorm multiplies by 1 + weight; llama.cpp's converter stores the sum.
+        shift = 1.0 if gemma and hf_name.endswith("norm.weight") else 0.0
 
         def produce(arr=arr, dtype=dtype, t=t):
             a = np.asarray(arr)
             if permute_heads:
                 a = permute_rows(a, permute_heads)
+            if shift:
+                return convert(to_f32(a, dtype) + np.float32(shift), "F32", t)
             return convert(a, dtype, t)
         return G.TensorSpec(gguf_name, t, arr.shape, produce)
 
@@ -654,7 +698,7 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked"):
         w.add_tensor(G.TensorSpec("rope_freqs.weight", G.GGML_F32, factors.shape, lambda f=factors: f))
     for layer in range(n_layers):
         hp = f"model.layers.{layer}."
-        for hf, gg in LAYER_NAMES.items():
+        for hf, gg in ({**LAYER_NAMES, **GEMMA3_NAMES} if gemma else LAYER_NAMES).items():
             if hp + hf not in st:
                 continue
             heads = None

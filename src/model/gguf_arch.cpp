@@ -1,6 +1,7 @@
 #include "model/gguf_arch.h"
 
 #include <array>
+#include <cmath>
 
 #include "core/check.h"
 #include "model/gguf_deepseek2.h"
@@ -74,14 +75,43 @@ void read_llama(const GgufSet& g, const std::string& p, ModelConfig& c) {
     refuse("expert_weights_scale", fmt::format("is {}", *s));
 }
 
+// gemma3 (Gemma 3 text), as llama.cpp runs it: with attention.sliding_window, every
+// attention.sliding_window_pattern-th layer (default 6) attends fully and the others over the window
+// with RoPE base rope.freq_base_swa (default 10000) unscaled; without it every layer is full. The
+// converter stores the norms with Gemma's +1 already added; embeddings are scaled by sqrt(hidden).
+// The files carry no query_pre_attn_scalar: llama.cpp scales queries by 1/sqrt(head_dim), except
+// for the 62-layer model (27B), whose 1/sqrt(hidden / heads) it knows from Google's reference code.
+void read_gemma3(const GgufSet& g, const std::string& p, ModelConfig& c) {
+  const GgufMetadata& m = g.metadata();
+  c.mlp_act = GateAct::GeluTanh;
+  c.sandwich_norms = true;
+  c.embed_scale = float(std::sqrt(double(c.hidden)));
+  c.attn_scale = c.n_layers == 62 ? 1.0 / std::sqrt(double(c.hidden / c.n_heads)) : 1.0 / std::sqrt(double(c.head_dim));
+  if (const auto cap = m.get_float(p + "final_logit_softcapping"); cap && *cap != 0.0)
+    fail("GGUF {}: {}final_logit_softcapping {} is not supported (Gemma 3 has none)", m.where(), p, *cap);
+  const auto window = m.get_int(p + "attention.sliding_window");
+  if (!window || *window <= 0) return;
+  if (*window > (int64_t(1) << 32)) fail("GGUF {}: {}attention.sliding_window {} is out of range", m.where(), p, *window);
+  c.sliding_window = *window;
+  const int64_t period = m.get_int(p + "attention.sliding_window_pattern").value_or(6);
+  if (period <= 0 || period > (int64_t(1) << 32))
+    fail("GGUF {}: {}attention.sliding_window_pattern {} is out of range", m.where(), p, period);
+  c.layer_sliding.assign(size_t(c.n_layers), 0);
+  for (int64_t l = 0; l < c.n_layers; ++l) c.layer_sliding[size_t(l)] = l % period < period - 1;
+  c.rope_local_theta = m.get_float(p + "rope.freq_base_swa").value_or(10000.0);
+  if (!(c.rope_local_theta > 0 && std::isfinite(c.rope_local_theta)))
+    fail("GGUF {}: {}rope.freq_base_swa must be positive, got {}", m.where(), p, c.rope_local_theta);
+}
+
 // deepseek2 (DeepSeek-V2, V2-Lite, V3, R1): llama.cpp's converter permutes nothing; its RoPE for
 // this architecture rotates adjacent pairs of q_pe / k_pe, as dpserve's MLA does for every model.
-constexpr std::array<GgufArch, 5> kArchs = {{
+constexpr std::array<GgufArch, 6> kArchs = {{
     {"llama", Arch::Llama, true, false, false, false, false, read_llama},
     {"qwen2", Arch::Qwen2, false, true, false, false, false, nullptr},
     {"qwen3", Arch::Qwen3, false, false, true, false, false, nullptr},
     {"qwen3moe", Arch::Qwen3Moe, false, false, true, true, false, read_qwen3moe},
     {"deepseek2", Arch::DeepseekV2, false, false, false, true, true, read_deepseek2},
+    {"gemma3", Arch::Gemma3, false, false, true, false, false, read_gemma3},
 }};
 
 }  // namespace

@@ -32,6 +32,7 @@ enum class Use {
   KvBSplit,    // deepseek2, llama.cpp's converter since its absorbed MLA: attn_k_b / attn_v_b
   RouterBias,  // deepseek2's exp_probs_b (optional: noaux_tc selection)
   Shared,      // deepseek2's shared experts
+  Sandwich,    // gemma3's norms on the attention and MLP outputs
 };
 
 struct LayerName {
@@ -41,7 +42,7 @@ struct LayerName {
 };
 
 // llama.cpp's tensor names (llama-arch.cpp) onto the names src/model loads.
-constexpr std::array<LayerName, 30> kLayerNames = {{
+constexpr std::array<LayerName, 32> kLayerNames = {{
     {"attn_norm.weight", "input_layernorm.weight", Use::Always},
     {"attn_q.weight", "self_attn.q_proj.weight", Use::Q},
     {"attn_k.weight", "self_attn.k_proj.weight", Use::Kv},
@@ -60,7 +61,9 @@ constexpr std::array<LayerName, 30> kLayerNames = {{
     {"attn_kv_b.weight", "self_attn.kv_b_proj.weight", Use::KvB},
     {"attn_k_b.weight", "", Use::KvBSplit},  // rebuilt into kv_b_proj (see add_kv_b)
     {"attn_v_b.weight", "", Use::KvBSplit},
-    {"ffn_norm.weight", "post_attention_layernorm.weight", Use::Always},
+    {"ffn_norm.weight", "post_attention_layernorm.weight", Use::Always},  // gemma3: pre_feedforward_layernorm
+    {"post_attention_norm.weight", "post_attention_layernorm.weight", Use::Sandwich},
+    {"post_ffw_norm.weight", "post_feedforward_layernorm.weight", Use::Sandwich},
     {"ffn_gate.weight", "mlp.gate_proj.weight", Use::Dense},
     {"ffn_up.weight", "mlp.up_proj.weight", Use::Dense},
     {"ffn_down.weight", "mlp.down_proj.weight", Use::Dense},
@@ -102,6 +105,7 @@ bool applies(Use u, const Layout& lay, int64_t layer) {
     case Use::Experts:
     case Use::RouterBias: return c.layer_is_moe(layer);
     case Use::Shared: return c.layer_is_moe(layer) && c.n_shared_experts > 0;
+    case Use::Sandwich: return c.sandwich_norms;
     case Use::Kv: return !mla;
     case Use::Q: return !mla || c.mla.q_lora_rank == 0;
     case Use::QLora: return mla && c.mla.q_lora_rank > 0;
@@ -121,6 +125,7 @@ const char* why_not(Use u) {
     case Use::Experts:
     case Use::RouterBias: return "the layer is dense";
     case Use::Shared: return "the layer is dense or expert_shared_count is 0";
+    case Use::Sandwich: return "this architecture has no norms on the attention and MLP outputs";
     case Use::Kv: return "multi-head latent attention has no per-head K/V projections";
     case Use::Q: return "attention.q_lora_rank is set: the query goes through attn_q_a / attn_q_b";
     case Use::QLora: return "attention.q_lora_rank is 0 or absent, or the model has no latent attention";
@@ -296,7 +301,11 @@ void load_gguf(const std::string& path, ModelConfig& config, WeightStore& store)
       } else if (rule->use == Use::KvBSplit) {
         kv_b_parts[layer][rest == "attn_k_b.weight" ? 0 : 1] = &t;
       } else {
-        store.add(prefix + std::string(rule->hf), TensorInfo{dt, hf_shape(t), t.data, t.file});
+        // With sandwich norms (gemma3) ffn_norm is the MLP's input norm and post_attention_norm
+        // takes the Hugging Face name the other architectures give ffn_norm.
+        const bool pre_ffn = c.sandwich_norms && rule->gguf == "ffn_norm.weight";
+        store.add(prefix + std::string(pre_ffn ? "pre_feedforward_layernorm.weight" : rule->hf),
+                  TensorInfo{dt, hf_shape(t), t.data, t.file});
       }
       seen.insert(t.name);
       continue;

@@ -21,7 +21,9 @@
   * a quantized model whose shard would cut a block names --tp-size;
   * YaRN in Qwen3 / Qwen2 GGUF files (our converter's, llama.cpp's keys) gives the logits of the HF
     folder it came from (checked against NumPy in model_reference_yarn), and the keys without a
-    Hugging Face meaning are refused unless neutral.
+    Hugging Face meaning are refused unless neutral;
+  * a Gemma 3 folder written as gemma3 GGUF by our converter (llama.cpp's layout and keys) gives
+    the folder's logits; its window keys matter; what the format cannot hold is refused.
 
 usage: test_gguf_loading.py DPSERVE_BIN SHARED_DIR WORK_DIR
 """
@@ -394,6 +396,52 @@ for bad_name, extra, expect in [
         ("yarn_attn_mul", [("qwen3.rope.scaling.attn_factor", G.F32, 2.0)], "rope.scaling.attn_factor is 2"),
         ("yarn_log_mul", [("qwen3.rope.scaling.yarn_log_multiplier", G.F32, 0.1)], "deepseek2's YaRN key")]:
     path = write("bad_" + bad_name, patched_model(extra_kv=extra, base=yq))
+    p = dpserve(["generate", "--model-path", path, "--prompt-ids", "1", "-n", "1"])
+    check(p.returncode == 1 and expect in p.stderr, f"{bad_name}: refused naming it ({p.stderr[-300:].strip()})")
+
+# --- gemma3: the Gemma 3 folder of model_reference_gemma3 (f32; layers sliding, sliding, full, sliding;
+# linear RoPE scaling on the full layer, the local base on the others) written by our converter as
+# llama.cpp's converter writes it (norms + 1, ffn_norm before the MLP, post_attention_norm /
+# post_ffw_norm after, attention.sliding_window_pattern 3) gives the folder's logits. The file has no
+# query_pre_attn_scalar (llama.cpp scales by head_dim), so the folder uses head_dim's. Dropping the
+# window key (every layer full, global RoPE) or the pattern (the default period 6) must change them.
+g3_hf = os.path.join(WORK, "hf-gemma3")
+subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.py"), "--arch", "gemma3", "--dtype",
+                "f32", "--query-pre-attn-scalar", "32", "--seed", "61", "--quiet", "--out", g3_hf], check=True,
+               timeout=300)
+g3 = os.path.join(WORK, "gemma3.gguf")
+hf_to_gguf([g3_hf, "--outtype", "f32", "--out", g3])
+g3_meta = {k: v for k, (_, v, _) in open_gguf(g3)["kv"].items()}
+check(g3_meta.get("gemma3.attention.sliding_window_pattern") == 3 and g3_meta.get("gemma3.attention.sliding_window") == 6,
+      f"gemma3 GGUF holds the window and its period: {[(k, v) for k, v in g3_meta.items() if 'sliding' in k]}")
+with open(os.path.join(g3_hf, "config.json")) as f:
+    g3_vocab = json.load(f)["vocab_size"]
+g3_ids = [3 + (i * 37) % (g3_vocab - 3) for i in range(40)]
+ref, ref_out = dump_logits(g3_hf, g3_ids)
+got, got_out = dump_logits(g3, g3_ids)
+if ref is None or got is None:
+    check(False, f"gemma3: generate failed: {ref_out if ref is None else got_out}")
+else:
+    err = float(np.abs(got - ref).max() / ref.std()) if got.shape == ref.shape else float("inf")
+    check(err <= 1e-5 and got_out == ref_out, f"gemma3 GGUF == its HF folder: max diff {err:.2g} x std")
+    for what, drop in (("window", "gemma3.attention.sliding_window"),
+                       ("pattern", "gemma3.attention.sliding_window_pattern")):
+        off, _ = dump_logits(write(f"gemma3-no-{what}", patched_model(drop=(drop,), base=g3)), g3_ids)
+        off_err = float(np.abs(off - ref).max() / ref.std()) if off is not None and off.shape == ref.shape else 0.0
+        check(off_err > 1e-2, f"gemma3 without {drop} differs ({off_err:.2g} x std): the check sees it")
+g3_48 = os.path.join(WORK, "hf-gemma3-48")
+subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.py"), "--arch", "gemma3", "--dtype",
+                "f32", "--quiet", "--out", g3_48], check=True, timeout=300)
+p = subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "hf_to_gguf.py"), g3_48, "--outtype", "f32",
+                    "--out", os.path.join(WORK, "gemma3-48.gguf")], capture_output=True, text=True, timeout=300)
+check(p.returncode != 0 and "query_pre_attn_scalar 48" in p.stderr,
+      f"the converter refuses a query_pre_attn_scalar a gemma3 GGUF cannot hold: {p.stderr[-200:]}")
+for bad_name, patch, expect in [
+        ("gemma3_softcap", dict(extra_kv=[("gemma3.final_logit_softcapping", G.F32, 30.0)]),
+         "final_logit_softcapping 30"),
+        ("gemma3_pattern_array", dict(replace_kv={"gemma3.attention.sliding_window_pattern": (
+            G.ARRAY, [1, 1, 0, 1], G.U32)}), 'sliding_window_pattern" is a array, expected an integer')]:
+    path = write(bad_name, patched_model(base=g3, **patch))
     p = dpserve(["generate", "--model-path", path, "--prompt-ids", "1", "-n", "1"])
     check(p.returncode == 1 and expect in p.stderr, f"{bad_name}: refused naming it ({p.stderr[-300:].strip()})")
 
