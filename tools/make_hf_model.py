@@ -94,6 +94,13 @@ PRESETS = {
                            intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
                            num_key_value_heads=4, head_dim=None, rope_theta=10000.0,
                            max_position_embeddings=2048),
+    # Gemma-3-1B's shape (its config.json: 26 layers, hidden 1152, FFN 6912, 4 heads / 1 KV head of
+    # 256, 262144-token vocabulary, window 512 on five layers of six); about 2 GB in bf16.
+    "gemma3-1b": dict(arch="gemma3", dtype="bf16", vocab_size=262144, hidden_size=1152, intermediate_size=6912,
+                      num_hidden_layers=26, num_attention_heads=4, num_key_value_heads=1, head_dim=256,
+                      query_pre_attn_scalar=256.0, sliding_window=512, sliding_window_pattern=6,
+                      rope_local_base_freq=10000.0, rope_theta=1000000.0, rope_scaling="none",
+                      max_position_embeddings=32768, tie_word_embeddings=True),
     # Qwen3-MoE-like benchmark shape: every layer sparse, 32 experts, top-4.
     "qwen3-moe-bench": dict(arch="qwen3_moe", dtype="bf16", vocab_size=32000, hidden_size=1024,
                             intermediate_size=3072, num_hidden_layers=16, num_attention_heads=16,

@@ -48,8 +48,8 @@ __attribute__((target("avx512f,avx512dq"))) void silu_mul_avx512(const float* ga
   }
 }
 
-__attribute__((target("avx512f,avx512dq"))) void gelu_tanh_mul_avx512(const float* gate, const float* up,
-                                                                     float* out, int64_t n) {
+__attribute__((target("avx512f,avx512dq"))) void gelu_tanh_mul_avx512(const float* gate, const float* up, float* out,
+                                                                      int64_t n) {
   const __m512 one = _mm512_set1_ps(1.0f), a = _mm512_set1_ps(-kGeluA), b = _mm512_set1_ps(kGeluB);
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
@@ -92,8 +92,7 @@ __attribute__((target("avx2,fma"))) void silu_mul_avx2(const float* gate, const 
   for (int64_t j = 0; i + j < n; ++j) out[i + j] = g8[j];
 }
 
-__attribute__((target("avx2,fma"))) void gelu_tanh_mul_avx2(const float* gate, const float* up, float* out,
-                                                             int64_t n) {
+__attribute__((target("avx2,fma"))) void gelu_tanh_mul_avx2(const float* gate, const float* up, float* out, int64_t n) {
   const __m256 one = _mm256_set1_ps(1.0f), a = _mm256_set1_ps(-kGeluA), b = _mm256_set1_ps(kGeluB);
   auto block = [&](const float* g8, const float* u8, float* o8) {
     const __m256 g = _mm256_loadu_ps(g8);

@@ -199,7 +199,8 @@ static void parse_gemma3(const nlohmann::json& j, ModelConfig& c) {
   if (opt<bool>(j, "use_bidirectional_attention", false))
     fail("config.json: use_bidirectional_attention true is not supported (a causal language model only)");
   const double scalar = opt<double>(j, "query_pre_attn_scalar", 256.0);
-  if (!(scalar > 0 && std::isfinite(scalar))) fail("config.json: query_pre_attn_scalar must be positive, got {}", scalar);
+  if (!(scalar > 0 && std::isfinite(scalar)))
+    fail("config.json: query_pre_attn_scalar must be positive, got {}", scalar);
   c.attn_scale = 1.0 / std::sqrt(scalar);
   c.rope_local_theta = opt<double>(j, "rope_local_base_freq", 10000.0);
   if (!(c.rope_local_theta > 0 && std::isfinite(c.rope_local_theta)))
@@ -257,12 +258,13 @@ static void parse_vision(const nlohmann::json& j, ModelConfig& c) {
 }
 
 // Gemma3TextConfig's defaults: published configs leave them out (the text_config of
-// gemma-3-4b-it names only its sizes, sliding_window and rope_scaling).
+// gemma-3-4b-it names only its sizes, sliding_window and rope_scaling). Those of the Gemma-only
+// keys are in parse_gemma3.
 static nlohmann::json gemma3_text_defaults() {
-  return {{"vocab_size", 262208},        {"hidden_size", 2304},          {"intermediate_size", 9216},
-          {"num_hidden_layers", 26},     {"num_attention_heads", 8},     {"num_key_value_heads", 4},
-          {"head_dim", 256},             {"max_position_embeddings", 131072}, {"rms_norm_eps", 1e-6},
-          {"rope_theta", 1000000.0},     {"tie_word_embeddings", true},  {"bos_token_id", 2},
+  return {{"vocab_size", 262208},    {"hidden_size", 2304},         {"intermediate_size", 9216},
+          {"num_hidden_layers", 26}, {"num_attention_heads", 8},    {"num_key_value_heads", 4},
+          {"head_dim", 256},         {"rms_norm_eps", 1e-6},        {"max_position_embeddings", 131072},
+          {"rope_theta", 1000000.0}, {"tie_word_embeddings", true}, {"bos_token_id", 2},
           {"eos_token_id", 1}};
 }
 
@@ -318,7 +320,7 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   c.n_heads = req_int(j, "num_attention_heads");
   c.n_kv_heads = j.contains("num_key_value_heads") ? req_int(j, "num_key_value_heads") : c.n_heads;
   c.vocab = req_int(j, "vocab_size");
-  c.head_dim = opt<int64_t>(j, "head_dim", gemma ? 256 : 0);
+  c.head_dim = opt<int64_t>(j, "head_dim", 0);
   if (c.is_deepseek()) {
     parse_mla(j, c);
   } else if (c.head_dim <= 0) {
@@ -328,16 +330,16 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   if (c.n_heads % c.n_kv_heads != 0)
     fail("config.json: num_attention_heads {} is not a multiple of num_key_value_heads {}", c.n_heads, c.n_kv_heads);
   if (c.head_dim % 2 != 0) fail("config.json: head_dim {} must be even for RoPE", c.head_dim);
-  c.max_pos = opt<int64_t>(j, "max_position_embeddings", gemma ? 131072 : 2048);
+  c.max_pos = opt<int64_t>(j, "max_position_embeddings", 2048);
   c.rms_eps = opt<double>(j, "rms_norm_eps", 1e-6);
-  c.rope_theta = opt<double>(j, "rope_theta", gemma ? 1000000.0 : 10000.0);
+  c.rope_theta = opt<double>(j, "rope_theta", 10000.0);
   // RoPE tables, RMSNorm and the context length are computed from these: reject nonsense here.
   if (c.max_pos <= 0 || c.max_pos > kMaxPositions)
     fail("config.json: max_position_embeddings must be in [1, 2^24 = {}], got {}", kMaxPositions, c.max_pos);
   if (!(c.rms_eps > 0 && std::isfinite(c.rms_eps))) fail("config.json: rms_norm_eps must be positive, got {}", c.rms_eps);
   if (!(c.rope_theta > 0 && std::isfinite(c.rope_theta)))
     fail("config.json: rope_theta must be positive, got {}", c.rope_theta);
-  c.tie_embeddings = opt<bool>(j, "tie_word_embeddings", gemma);
+  c.tie_embeddings = opt<bool>(j, "tie_word_embeddings", false);
   if (c.arch == Arch::Llama) c.qkv_bias = opt<bool>(j, "attention_bias", false);
   parse_sliding_window(j, c);
   if (auto it = j.find("rope_scaling"); it != j.end() && it->is_object()) {

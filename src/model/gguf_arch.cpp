@@ -91,7 +91,8 @@ void read_gemma3(const GgufSet& g, const std::string& p, ModelConfig& c) {
     fail("GGUF {}: {}final_logit_softcapping {} is not supported (Gemma 3 has none)", m.where(), p, *cap);
   const auto window = m.get_int(p + "attention.sliding_window");
   if (!window || *window <= 0) return;
-  if (*window > (int64_t(1) << 32)) fail("GGUF {}: {}attention.sliding_window {} is out of range", m.where(), p, *window);
+  if (*window > (int64_t(1) << 32))
+    fail("GGUF {}: {}attention.sliding_window {} is out of range", m.where(), p, *window);
   c.sliding_window = *window;
   const int64_t period = m.get_int(p + "attention.sliding_window_pattern").value_or(6);
   if (period <= 0 || period > (int64_t(1) << 32))

@@ -429,6 +429,19 @@ else:
         off, _ = dump_logits(write(f"gemma3-no-{what}", patched_model(drop=(drop,), base=g3)), g3_ids)
         off_err = float(np.abs(off - ref).max() / ref.std()) if off is not None and off.shape == ref.shape else 0.0
         check(off_err > 1e-2, f"gemma3 without {drop} differs ({off_err:.2g} x std): the check sees it")
+# A 62-layer file is Gemma 3 27B to llama.cpp, which then scales queries by 1/sqrt(hidden / heads)
+# (168 for 27B's 5376 / 32; the 27B config's query_pre_attn_scalar): a tiny 62-layer folder whose
+# query_pre_attn_scalar is hidden / heads (24, head_dim 32) gives the same logits through the file.
+g3_62 = os.path.join(WORK, "hf-gemma3-62")
+subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.py"), "--arch", "gemma3", "--dtype",
+                "f32", "--num-hidden-layers", "62", "--sliding-window-pattern", "6", "--gemma-layer-config", "pattern",
+                "--query-pre-attn-scalar", "24", "--seed", "62", "--quiet", "--out", g3_62], check=True, timeout=300)
+hf_to_gguf([g3_62, "--outtype", "f32", "--out", os.path.join(WORK, "gemma3-62.gguf")])
+ref, ref_out = dump_logits(g3_62, g3_ids[:20])
+got, got_out = dump_logits(os.path.join(WORK, "gemma3-62.gguf"), g3_ids[:20])
+err = float(np.abs(got - ref).max() / ref.std()) if got is not None and ref is not None and got.shape == ref.shape \
+    else float("inf")
+check(err <= 1e-5, f"gemma3, 62 layers (27B's query scale): GGUF == its HF folder: max diff {err:.2g} x std")
 g3_48 = os.path.join(WORK, "hf-gemma3-48")
 subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.py"), "--arch", "gemma3", "--dtype",
                 "f32", "--quiet", "--out", g3_48], check=True, timeout=300)

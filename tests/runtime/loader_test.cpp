@@ -334,6 +334,62 @@ TEST(ModelConfig, SlidingWindowIsHonouredOrRefused) {
   EXPECT_THROW(ModelConfig::from_hf_json(qwen2), Error);
 }
 
+// gemma-3-4b-it's config.json as published: the language model's text_config names only what differs
+// from Gemma3TextConfig's defaults (num_attention_heads 8, num_key_value_heads 4, head_dim 256,
+// vocab_size 262208, query_pre_attn_scalar 256, rope_local_base_freq 10000, sliding_window_pattern 6).
+TEST(ModelConfig, Gemma3DefaultsLayersAndRefusals) {
+  auto mm = nlohmann::json::parse(R"({"architectures": ["Gemma3ForConditionalGeneration"],
+      "boi_token_index": 255999, "eos_token_id": [1, 106], "image_token_index": 262144,
+      "model_type": "gemma3", "torch_dtype": "bfloat16",
+      "text_config": {"hidden_size": 2560, "intermediate_size": 10240, "model_type": "gemma3_text",
+                      "num_hidden_layers": 34, "rope_scaling": {"factor": 8.0, "rope_type": "linear"},
+                      "sliding_window": 1024},
+      "vision_config": {"hidden_size": 1152, "model_type": "siglip_vision_model"}})");
+  const ModelConfig c = ModelConfig::from_hf_json(mm);
+  EXPECT_EQ(c.arch, Arch::Gemma3);
+  EXPECT_EQ(c.arch_name, "Gemma3ForConditionalGeneration");
+  EXPECT_EQ(c.n_heads, 8);
+  EXPECT_EQ(c.n_kv_heads, 4);
+  EXPECT_EQ(c.head_dim, 256);
+  EXPECT_EQ(c.vocab, 262208);
+  EXPECT_EQ(c.ffn, 10240);
+  EXPECT_DOUBLE_EQ(c.attn_scale, 1.0 / 16.0);
+  EXPECT_DOUBLE_EQ(c.rope_theta, 1e6);
+  EXPECT_DOUBLE_EQ(c.rope_local_theta, 1e4);
+  EXPECT_EQ(c.rope_scaling.type, RopeScaling::Type::Linear);
+  EXPECT_TRUE(c.tie_embeddings && c.qk_norm && c.sandwich_norms);
+  EXPECT_EQ(c.mlp_act, GateAct::GeluTanh);
+  EXPECT_EQ(c.eos_ids, (std::vector<int32_t>{1, 106}));
+  EXPECT_EQ(c.bos_id, 2);
+  EXPECT_EQ(c.sliding_window, 1024);
+  for (int64_t l = 0; l < 34; ++l) EXPECT_EQ(c.layer_is_sliding(l), (l + 1) % 6 != 0) << l;
+  // layer_types wins over the pattern; a list of the wrong length or kind is refused.
+  auto text = mm["text_config"];
+  text["architectures"] = {"Gemma3ForCausalLM"};
+  text["num_hidden_layers"] = 3;
+  text["layer_types"] = {"full_attention", "sliding_attention", "full_attention"};
+  const ModelConfig t = ModelConfig::from_hf_json(text);
+  EXPECT_TRUE(!t.layer_is_sliding(0) && t.layer_is_sliding(1) && !t.layer_is_sliding(2));
+  auto refused = [](nlohmann::json j, const char* key, nlohmann::json v, const std::string& words) {
+    j[key] = v;
+    try {
+      ModelConfig::from_hf_json(j);
+      ADD_FAILURE() << key << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
+  };
+  refused(text, "layer_types", {"full_attention"}, "one entry per layer");
+  refused(text, "layer_types", {"full_attention", "chunked_attention", "full_attention"}, "layer_types[1]");
+  refused(text, "final_logit_softcapping", 30.0, "final_logit_softcapping 30");
+  refused(text, "attn_logit_softcapping", 50.0, "attn_logit_softcapping 50");
+  refused(text, "hidden_activation", "gelu", "hidden_activation \"gelu\"");
+  refused(text, "use_bidirectional_attention", true, "use_bidirectional_attention");
+  refused(text, "query_pre_attn_scalar", 0, "query_pre_attn_scalar");
+  mm.erase("text_config");
+  EXPECT_THROW(ModelConfig::from_hf_json(mm), Error);
+}
+
 TEST(Llama2c, TruncatedCheckpointIsAnError) {
   auto d = tmpdir("l2c");
   int32_t hdr[7] = {64, 172, 5, 8, 4, 512, 512};
