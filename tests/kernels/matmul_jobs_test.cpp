@@ -52,75 +52,52 @@ double dot(const float* x, const Mat& w, int64_t n, int64_t k) {
 
 double silu(double g) { return g / (1.0 + std::exp(-g)); }
 
-TEST(MatmulJobs, GatedPairIsSiluOfGateTimesUp) {
-  for (KernelIsa isa : test::supported_isas())
-    for (DType dt : {DType::BF16, DType::F32}) {
-      const int64_t M = 5, K = 77, N = 130;
-      const Mat g = make(dt, N, K, 1), u = make(dt, N, K, 2);
-      const auto x = random_floats(M * K, 3);
-      std::vector<float> y(M * N, NAN);
-      MatmulJob j;
-      j.x = x.data();
-      j.ldx = K;
-      j.M = M;
-      j.w = g.v;
-      j.w_up = u.v;
-      j.y = y.data();
-      j.ldy = N;
-      ThreadTeam team(2);
-      team.run([&](Team& t) { matmul_jobs_isa(isa, t, &j, 1); });
-      for (int64_t m = 0; m < M; ++m)
-        for (int64_t n = 0; n < N; ++n) {
-          const double want = silu(dot(&x[m * K], g, n, K)) * dot(&x[m * K], u, n, K);
-          ASSERT_NEAR(y[m * N + n], want, 1e-5 * (1 + std::fabs(want))) << kernel_isa_name(isa) << " m=" << m << " n=" << n;
-        }
-      // Bit for bit what the unfused path computes: two products, then silu_mul.
-      if (isa == best_kernel_isa()) {
-        std::vector<float> gy(M * N), uy(M * N);
-        matmul(x.data(), M, K, g.v, nullptr, gy.data(), N);
-        matmul(x.data(), M, K, u.v, nullptr, uy.data(), N);
-        silu_mul(gy.data(), uy.data(), gy.data(), M * N);
-        EXPECT_EQ(0, std::memcmp(gy.data(), y.data(), y.size() * 4));
-      }
-    }
+// PyTorch's gelu(approximate="tanh") as its documentation writes it.
+double gelu_tanh(double v) {
+  return 0.5 * v * (1.0 + std::tanh(std::sqrt(2.0 / 3.14159265358979323846) * (v + 0.044715 * v * v * v)));
 }
 
-// GeGLU (Gemma): the gated pair with gelu_tanh on the gate, on every ISA and format.
-TEST(MatmulJobs, GatedPairWithGeluTanh) {
-  auto gelu_tanh = [](double v) {
-    return 0.5 * v * (1.0 + std::tanh(std::sqrt(2.0 / 3.14159265358979323846) * (v + 0.044715 * v * v * v)));
-  };
-  for (KernelIsa isa : test::supported_isas())
-    for (DType dt : {DType::BF16, DType::F32}) {
-      const int64_t M = 5, K = 77, N = 130;
-      const Mat g = make(dt, N, K, 4), u = make(dt, N, K, 5);
-      const auto x = random_floats(M * K, 6);
-      std::vector<float> y(M * N, NAN);
-      MatmulJob j;
-      j.x = x.data();
-      j.ldx = K;
-      j.M = M;
-      j.w = g.v;
-      j.w_up = u.v;
-      j.gate_act = GateAct::GeluTanh;
-      j.y = y.data();
-      j.ldy = N;
-      ThreadTeam team(2);
-      team.run([&](Team& t) { matmul_jobs_isa(isa, t, &j, 1); });
-      for (int64_t m = 0; m < M; ++m)
-        for (int64_t n = 0; n < N; ++n) {
-          const double want = gelu_tanh(dot(&x[m * K], g, n, K)) * dot(&x[m * K], u, n, K);
-          ASSERT_NEAR(y[m * N + n], want, 1e-5 * (1 + std::fabs(want))) << kernel_isa_name(isa) << " m=" << m << " n=" << n;
+// The gated pair: SwiGLU, and GeGLU (Gemma), on every ISA and format.
+TEST(MatmulJobs, GatedPairIsActOfGateTimesUp) {
+  for (const GateAct act : {GateAct::Silu, GateAct::GeluTanh})
+    for (KernelIsa isa : test::supported_isas())
+      for (DType dt : {DType::BF16, DType::F32}) {
+        const int64_t M = 5, K = 77, N = 130;
+        const Mat g = make(dt, N, K, 1), u = make(dt, N, K, 2);
+        const auto x = random_floats(M * K, 3);
+        std::vector<float> y(M * N, NAN);
+        MatmulJob j;
+        j.x = x.data();
+        j.ldx = K;
+        j.M = M;
+        j.w = g.v;
+        j.w_up = u.v;
+        j.gate_act = act;
+        j.y = y.data();
+        j.ldy = N;
+        ThreadTeam team(2);
+        team.run([&](Team& t) { matmul_jobs_isa(isa, t, &j, 1); });
+        const bool silu_gate = act == GateAct::Silu;
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t n = 0; n < N; ++n) {
+            const double gv = dot(&x[m * K], g, n, K);
+            const double want = (silu_gate ? silu(gv) : gelu_tanh(gv)) * dot(&x[m * K], u, n, K);
+            ASSERT_NEAR(y[m * N + n], want, 1e-5 * (1 + std::fabs(want)))
+                << kernel_isa_name(isa) << " m=" << m << " n=" << n << " gelu " << !silu_gate;
+          }
+        // Bit for bit what the unfused path (LoRA rows) computes: two products, then the activation.
+        if (isa == best_kernel_isa()) {
+          std::vector<float> gy(M * N), uy(M * N);
+          matmul(x.data(), M, K, g.v, nullptr, gy.data(), N);
+          matmul(x.data(), M, K, u.v, nullptr, uy.data(), N);
+          if (silu_gate) {
+            silu_mul(gy.data(), uy.data(), gy.data(), M * N);
+          } else {
+            gelu_tanh_mul(gy.data(), uy.data(), gy.data(), M * N);
+          }
+          EXPECT_EQ(0, std::memcmp(gy.data(), y.data(), y.size() * 4));
         }
-      // Bit for bit the unfused form LoRA rows take (model.cpp): two products, then gelu_tanh_mul.
-      if (isa == best_kernel_isa()) {
-        std::vector<float> gy(M * N), uy(M * N);
-        matmul(x.data(), M, K, g.v, nullptr, gy.data(), N);
-        matmul(x.data(), M, K, u.v, nullptr, uy.data(), N);
-        gelu_tanh_mul(gy.data(), uy.data(), gy.data(), M * N);
-        EXPECT_EQ(0, std::memcmp(gy.data(), y.data(), y.size() * 4));
       }
-    }
 }
 
 // A mixture of experts' shape: tokens gathered per expert, each expert's output scaled by the

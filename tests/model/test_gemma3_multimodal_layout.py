@@ -14,7 +14,6 @@ usage: test_gemma3_multimodal_layout.py DPSERVE_BIN MAKE_HF_MODEL WORK_DIR
 """
 import json
 import os
-import struct
 import subprocess
 import sys
 
@@ -24,6 +23,7 @@ BIN, MAKE, WORK = sys.argv[1:4]
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "reference"))
 import ref_forward as rf  # noqa: E402
+from test_lora_reference import write_safetensors  # noqa: E402
 
 os.makedirs(WORK, exist_ok=True)
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
@@ -38,20 +38,6 @@ def check(ok, what):
     print(("ok " if ok else "FAIL ") + what)
     if not ok:
         failures.append(what)
-
-
-def write_safetensors(path, tensors):
-    """{name: float32 array} as one safetensors file (our own writer: header, then the data)."""
-    header, blobs, off = {}, [], 0
-    for name, arr in tensors.items():
-        b = np.ascontiguousarray(arr, dtype="<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
 def multimodal(src, out, prefix, drop=()):
@@ -73,7 +59,7 @@ def multimodal(src, out, prefix, drop=()):
     renamed = {prefix + n[len("model."):]: a for n, a in tensors.items()}
     renamed[vision + "vision_model.embeddings.patch_embedding.weight"] = np.ones((8, 3, 2, 2))
     renamed[projector + "mm_input_projection_weight"] = np.ones((8, config["hidden_size"]))
-    write_safetensors(os.path.join(out, "model.safetensors"), renamed)
+    write_safetensors(os.path.join(out, "model.safetensors"), {n: ("F32", a) for n, a in renamed.items()})
     for name in os.listdir(src):
         if name.startswith("tokenizer"):
             with open(os.path.join(src, name), "rb") as fi, open(os.path.join(out, name), "wb") as fo:
