@@ -257,6 +257,45 @@ static void parse_vision(const nlohmann::json& j, ModelConfig& c) {
   if (c.mrope_section.empty()) fail("config.json: a Qwen2.5-VL model needs rope_scaling.mrope_section");
 }
 
+// transformers 5 saves RoPE as `rope_parameters` (rope_theta inside it; per layer type for models that
+// mix them, such as Gemma 3's "full_attention" / "sliding_attention") instead of rope_theta,
+// rope_scaling and rope_local_base_freq. Rewritten here into the older keys, which the parser reads;
+// without this a folder saved by a current transformers ran with the default base (10000), silently.
+static void read_rope_parameters(nlohmann::json& j) {
+  const auto it = j.find("rope_parameters");
+  if (it == j.end() || it->is_null()) return;
+  if (!it->is_object()) fail("config.json: rope_parameters must be an object");
+  const nlohmann::json rp = *it;
+  j.erase("rope_parameters");
+  // One layer type's parameters into rope_theta (or `theta_key`) and rope_scaling.
+  auto apply = [&j](nlohmann::json p, const char* theta_key, bool scaling_allowed, const std::string& where) {
+    if (!p.is_object()) fail("config.json: {} must be an object", where);
+    if (auto f = p.find("partial_rotary_factor"); f != p.end()) {
+      if (!f->is_number() || f->get<double>() != 1.0)
+        fail("config.json: {}.partial_rotary_factor {} is not supported (RoPE over the whole head)", where, f->dump());
+      p.erase("partial_rotary_factor");
+    }
+    if (auto t = p.find("rope_theta"); t != p.end()) {
+      j[theta_key] = *t;
+      p.erase("rope_theta");
+    }
+    const std::string type = p.value("rope_type", p.value("type", std::string("default")));
+    if (type == "default" && !p.contains("mrope_section")) return;
+    if (!scaling_allowed)
+      fail("config.json: {}.rope_type \"{}\" is not supported (sliding layers rotate unscaled)", where, type);
+    j["rope_scaling"] = p;
+  };
+  const bool per_type = rp.contains("full_attention") || rp.contains("sliding_attention");
+  if (!per_type) return apply(rp, "rope_theta", true, "rope_parameters");
+  for (const auto& item : rp.items())
+    if (item.key() != "full_attention" && item.key() != "sliding_attention")
+      fail("config.json: rope_parameters.{} is not a layer type dpserve runs (full_attention, sliding_attention)",
+           item.key());
+  if (rp.contains("full_attention")) apply(rp["full_attention"], "rope_theta", true, "rope_parameters.full_attention");
+  if (rp.contains("sliding_attention"))
+    apply(rp["sliding_attention"], "rope_local_base_freq", false, "rope_parameters.sliding_attention");
+}
+
 // Gemma3TextConfig's defaults: published configs leave them out (the text_config of
 // gemma-3-4b-it names only its sizes, sliding_window and rope_scaling). Those of the Gemma-only
 // keys are in parse_gemma3.
@@ -275,7 +314,7 @@ static nlohmann::json gemma3_text_config(const nlohmann::json& j) {
   auto it = j.find("text_config");
   if (it == j.end() || !it->is_object()) fail("config.json: Gemma3ForConditionalGeneration without text_config");
   nlohmann::json t = *it;
-  for (const char* key : {"bos_token_id", "eos_token_id", "torch_dtype"})
+  for (const char* key : {"bos_token_id", "eos_token_id", "torch_dtype", "dtype"})
     if (!t.contains(key) && j.contains(key)) t[key] = j[key];
   t["architectures"] = nlohmann::json::array({"Gemma3ForCausalLM"});
   return t;
@@ -416,21 +455,26 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   }
   if (auto it = j.find("vision_config"); it != j.end() && it->is_object()) parse_vision(*it, c);
   else if (arch == "Qwen2_5_VLForConditionalGeneration") fail("config.json: {} without vision_config", arch);
-  std::string dt = opt<std::string>(j, "torch_dtype", "bfloat16");
+  // transformers 5 writes "dtype" where earlier releases wrote "torch_dtype".
+  std::string dt = opt<std::string>(j, "torch_dtype", opt<std::string>(j, "dtype", "bfloat16"));
   c.dtype = dt == "float32" ? DType::F32 : dt == "float16" ? DType::F16 : DType::BF16;
   if (gemma) parse_gemma3(j, c);
   return c;
 }
 
-ModelConfig ModelConfig::from_hf_json(const nlohmann::json& j) {
-  if (!j.is_object()) fail("config.json: not a JSON object");
+ModelConfig ModelConfig::from_hf_json(const nlohmann::json& config) {
+  if (!config.is_object()) fail("config.json: not a JSON object");
+  nlohmann::json j = config;
+  read_rope_parameters(j);
   std::string arch;
   if (auto it = j.find("architectures"); it != j.end() && it->is_array() && !it->empty() && (*it)[0].is_string())
     arch = (*it)[0].get<std::string>();
   const bool gemma_mm = arch == "Gemma3ForConditionalGeneration";
   if (!gemma_mm && arch != "Gemma3ForCausalLM") return parse_hf_config(j);
   nlohmann::json with_defaults = gemma3_text_defaults();
-  with_defaults.update(gemma_mm ? gemma3_text_config(j) : j);
+  nlohmann::json text = gemma_mm ? gemma3_text_config(j) : j;
+  read_rope_parameters(text);
+  with_defaults.update(text);
   ModelConfig c = parse_hf_config(with_defaults);
   c.arch_name = arch;
   return c;

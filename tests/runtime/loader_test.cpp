@@ -390,6 +390,59 @@ TEST(ModelConfig, Gemma3DefaultsLayersAndRefusals) {
   EXPECT_THROW(ModelConfig::from_hf_json(mm), Error);
 }
 
+// transformers 5 writes RoPE as rope_parameters (rope_theta inside) and the dtype as "dtype": the same
+// model as the older keys describe, field for field.
+TEST(ModelConfig, Transformers5RopeParametersAndDtype) {
+  auto rope_of = [](const ModelConfig& c) {
+    const RopeScaling& r = c.rope_scaling;
+    return std::vector<double>{c.rope_theta, double(int(r.type)), r.factor, r.low_freq_factor, r.high_freq_factor,
+                               r.original_max_position_embeddings, r.beta_fast, r.beta_slow, r.attention_factor,
+                               c.rope_local_theta, double(int(c.dtype))};
+  };
+  auto old_llama = nlohmann::json::parse(R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64,
+      "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100, "intermediate_size": 128,
+      "rope_theta": 500000.0, "torch_dtype": "float32", "rope_scaling": {"rope_type": "llama3", "factor": 8.0,
+      "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}})");
+  auto new_llama = nlohmann::json::parse(R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64,
+      "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100, "intermediate_size": 128,
+      "dtype": "float32", "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+      "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}})");
+  const ModelConfig a = ModelConfig::from_hf_json(old_llama), b = ModelConfig::from_hf_json(new_llama);
+  EXPECT_EQ(rope_of(a), rope_of(b));
+  EXPECT_DOUBLE_EQ(b.rope_theta, 500000.0);
+  EXPECT_EQ(b.rope_scaling.type, RopeScaling::Type::Llama3);
+  EXPECT_EQ(b.dtype, DType::F32);
+  // Qwen3 with YaRN, and a plain default type (only the base).
+  auto qwen = nlohmann::json::parse(R"({"architectures": ["Qwen3ForCausalLM"], "hidden_size": 64,
+      "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100, "intermediate_size": 128,
+      "head_dim": 16, "max_position_embeddings": 131072, "rope_parameters": {"rope_type": "yarn",
+      "rope_theta": 1000000.0, "factor": 4.0, "original_max_position_embeddings": 32768}})");
+  const ModelConfig q = ModelConfig::from_hf_json(qwen);
+  EXPECT_DOUBLE_EQ(q.rope_theta, 1e6);
+  EXPECT_EQ(q.rope_scaling.type, RopeScaling::Type::Yarn);
+  EXPECT_DOUBLE_EQ(q.rope_scaling.factor, 4.0);
+  qwen["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 1000000.0}};
+  EXPECT_EQ(ModelConfig::from_hf_json(qwen).rope_scaling.type, RopeScaling::Type::None);
+  EXPECT_DOUBLE_EQ(ModelConfig::from_hf_json(qwen).rope_theta, 1e6);
+  qwen["rope_parameters"]["partial_rotary_factor"] = 0.5;
+  EXPECT_THROW(ModelConfig::from_hf_json(qwen), Error);
+  // Gemma 3: per layer type.
+  auto gemma = nlohmann::json::parse(R"({"architectures": ["Gemma3ForCausalLM"], "hidden_size": 64,
+      "num_hidden_layers": 6, "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 16,
+      "vocab_size": 100, "intermediate_size": 128, "sliding_window": 8,
+      "rope_parameters": {"full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0},
+                          "sliding_attention": {"rope_type": "default", "rope_theta": 20000.0}}})");
+  const ModelConfig g = ModelConfig::from_hf_json(gemma);
+  EXPECT_DOUBLE_EQ(g.rope_theta, 1e6);
+  EXPECT_EQ(g.rope_scaling.type, RopeScaling::Type::Linear);
+  EXPECT_DOUBLE_EQ(g.rope_scaling.factor, 8.0);
+  EXPECT_DOUBLE_EQ(g.rope_local_theta, 20000.0);
+  gemma["rope_parameters"]["sliding_attention"]["rope_type"] = "linear";
+  EXPECT_THROW(ModelConfig::from_hf_json(gemma), Error);
+  gemma["rope_parameters"] = {{"chunked_attention", {{"rope_theta", 1.0}}}, {"full_attention", nlohmann::json::object()}};
+  EXPECT_THROW(ModelConfig::from_hf_json(gemma), Error);
+}
+
 TEST(Llama2c, TruncatedCheckpointIsAnError) {
   auto d = tmpdir("l2c");
   int32_t hdr[7] = {64, 172, 5, 8, 4, 512, 512};
