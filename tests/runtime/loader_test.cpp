@@ -439,7 +439,8 @@ TEST(ModelConfig, Transformers5RopeParametersAndDtype) {
   EXPECT_DOUBLE_EQ(g.rope_local_theta, 20000.0);
   gemma["rope_parameters"]["sliding_attention"]["rope_type"] = "linear";
   EXPECT_THROW(ModelConfig::from_hf_json(gemma), Error);
-  gemma["rope_parameters"] = {{"chunked_attention", {{"rope_theta", 1.0}}}, {"full_attention", nlohmann::json::object()}};
+  gemma["rope_parameters"] = {{"chunked_attention", {{"rope_theta", 1.0}}},
+                              {"full_attention", nlohmann::json::object()}};
   EXPECT_THROW(ModelConfig::from_hf_json(gemma), Error);
 }
 
