@@ -8,9 +8,12 @@ as the format specifies, so nothing outside NumPy is needed.
   /usr/bin/python3 tools/make_hf_model.py --arch qwen3 --dtype bf16 --out /tmp/tiny-qwen3
   /usr/bin/python3 tools/make_hf_model.py --arch deepseek_v3 --out /tmp/tiny-v3 [--num-nextn-predict-layers 1]
   /usr/bin/python3 tools/make_hf_model.py --arch gemma3 --out /tmp/tiny-gemma3 [--gemma-layer-config pattern]
+  /usr/bin/python3 tools/make_hf_model.py --arch phi3 --out /tmp/tiny-phi3 [--rope-scaling longrope]
+      [--partial-rotary-factor 0.75] [--sliding-window N]
   /usr/bin/python3 tools/make_hf_model.py --arch qwen2_5_vl --out /tmp/tiny-vl --tokenizer-dir DIR
   /usr/bin/python3 tools/make_hf_model.py --preset tinyllama-1.1b --out /tmp/tinyllama-shape
   /usr/bin/python3 tools/make_hf_model.py --preset deepseek-v2-lite-bench --out /tmp/v2-lite-shape
+  /usr/bin/python3 tools/make_hf_model.py --preset phi4-mini --out /tmp/phi4-mini-shape
   /usr/bin/python3 tools/make_hf_model.py --preset qwen2_5_vl-3b-tower --out /tmp/vl-3b-tower --tokenizer-dir DIR
 """
 import argparse
@@ -32,6 +35,7 @@ ARCHITECTURES = {
     "deepseek_v3": ("DeepseekV3ForCausalLM", "deepseek_v3"),
     "qwen2_5_vl": ("Qwen2_5_VLForConditionalGeneration", "qwen2_5_vl"),
     "gemma3": ("Gemma3ForCausalLM", "gemma3_text"),
+    "phi3": ("Phi3ForCausalLM", "phi3"),
 }
 DEEPSEEK = ("deepseek_v2", "deepseek_v3")
 
@@ -85,6 +89,12 @@ TINY = {
                    num_attention_heads=4, num_key_value_heads=2, head_dim=32, query_pre_attn_scalar=48.0,
                    sliding_window=6, sliding_window_pattern=3, rope_local_base_freq=10000.0,
                    rope_theta=1000000.0, rope_scaling="linear", rope_factor=8.0, tie_word_embeddings=True),
+    # Phi-3 / Phi-3.5 / Phi-4(-mini) (Phi3ForCausalLM): fused qkv_proj and gate_up_proj, RMSNorm eps 1e-5 as
+    # in their configs. The original context is 16 and the extended one 64, so that --rope-scaling longrope
+    # switches from the short to the long factors within prompts of a few dozen tokens.
+    "phi3": dict(vocab_size=397, hidden_size=128, intermediate_size=344, num_hidden_layers=3,
+                 num_attention_heads=4, num_key_value_heads=2, head_dim=None, rms_norm_eps=1e-5,
+                 original_max_position_embeddings=16, max_position_embeddings=64),
 }
 
 PRESETS = {
@@ -101,6 +111,16 @@ PRESETS = {
                       query_pre_attn_scalar=256.0, sliding_window=512, sliding_window_pattern=6,
                       rope_local_base_freq=10000.0, rope_theta=1000000.0, rope_scaling="none",
                       max_position_embeddings=32768, tie_word_embeddings=True),
+    # Phi-4-mini-instruct's shape (its config.json: 32 layers, hidden 3072, FFN 8192, 24 heads / 8 KV heads
+    # of 128 of which 96 rotate (partial_rotary_factor 0.75), 200064-token vocabulary, tied embeddings,
+    # LongRoPE from 4096 to 131072 with base 10000); about 7.7 GB in bf16. Its LongRoPE factors here are
+    # drawn from the seed, not the published ones; its sliding_window (262144, beyond the context) is left
+    # out, and bos / eos are the generated tokenizer's.
+    "phi4-mini": dict(arch="phi3", dtype="bf16", vocab_size=200064, hidden_size=3072, intermediate_size=8192,
+                      num_hidden_layers=32, num_attention_heads=24, num_key_value_heads=8, head_dim=None,
+                      partial_rotary_factor=0.75, tie_word_embeddings=True, rope_scaling="longrope",
+                      original_max_position_embeddings=4096, max_position_embeddings=131072,
+                      rope_theta=10000.0, rms_norm_eps=1e-5),
     # Qwen3-MoE-like benchmark shape: every layer sparse, 32 experts, top-4.
     "qwen3-moe-bench": dict(arch="qwen3_moe", dtype="bf16", vocab_size=32000, hidden_size=1024,
                             intermediate_size=3072, num_hidden_layers=16, num_attention_heads=16,
@@ -197,6 +217,8 @@ def build_config(a):
     }
     if a.arch == "gemma3":
         gemma_config(a, cfg)
+    if a.arch == "phi3":
+        phi3_config(a, cfg)
     if a.arch == "llama":
         cfg["attention_bias"] = False
         cfg["mlp_bias"] = False
@@ -288,6 +310,41 @@ def build_config(a):
             "mscale_all_dim": a.yarn_mscale_all_dim,
         }
     return cfg
+
+
+def phi3_rotary_dim(a):
+    """Phi3Config / modeling_rope_utils: int(head_dim * partial_rotary_factor) leading dims of a head rotate."""
+    return int(a.head_dim * a.partial_rotary_factor)
+
+
+def longrope_factors(n, seed):
+    """(short_factor, long_factor), n values each, drawn from the seed and shaped like the published
+    lists: short ones in [1.0, 1.3], long ones rising with the pair index from about 1 to about 12 (the
+    highest frequencies are stretched least). Phi-3.5-mini's long factors run from ~1.08 to ~60."""
+    rng = np.random.default_rng([seed, 4099])
+    short = np.sort(1.0 + 0.3 * rng.uniform(size=n))
+    long = np.geomspace(1.0, 12.0, n) * np.exp(rng.normal(0.0, 0.05, size=n))
+    long = np.maximum.accumulate(np.maximum(long, 1.0))
+    return [round(float(x), 6) for x in short], [round(float(x), 6) for x in long]
+
+
+def phi3_config(a, cfg):
+    """Phi3Config's keys as the published Phi-3 / Phi-4 configs carry them. rope_scaling, when LongRoPE,
+    has exactly the three keys type / short_factor / long_factor: transformers 4.x's Phi3Config refuses
+    any other set (and renames the legacy type "su" to "longrope")."""
+    cfg.update({
+        "original_max_position_embeddings": a.original_max_position_embeddings,
+        "partial_rotary_factor": a.partial_rotary_factor,
+        "sliding_window": a.sliding_window or None,
+        "resid_pdrop": 0.0,
+        "embd_pdrop": 0.0,
+        # Phi3Config's default pad id (32000) would lie outside a small vocabulary; Phi-3 and Phi-4-mini
+        # pad with their end-of-text id.
+        "pad_token_id": a.eos_token_id if isinstance(a.eos_token_id, int) else a.eos_token_id[0],
+    })
+    if a.rope_scaling == "longrope":
+        short, long = longrope_factors(phi3_rotary_dim(a) // 2, a.seed)
+        cfg["rope_scaling"] = {"type": a.longrope_type_name, "short_factor": short, "long_factor": long}
 
 
 def gemma_layer_types(a):
@@ -501,6 +558,8 @@ def build_tensors(a):
     nq, nkv = a.num_attention_heads, a.num_key_value_heads
     if a.arch == "gemma3":
         return gemma_tensors(a)
+    if a.arch == "phi3":
+        return phi3_tensors(a)
     t = [TensorSpec("model.embed_tokens.weight", (a.vocab_size, h), "normal", 1.0)]
     for i in range(a.num_hidden_layers):
         p = f"model.layers.{i}."
@@ -595,6 +654,27 @@ def gemma_tensors(a):
     t.append(TensorSpec("model.norm.weight", (h,), "offset", 0.25, loc=3.0))
     if not a.tie_word_embeddings:
         t.append(TensorSpec("lm_head.weight", (a.vocab_size, h), "normal", 0.5 / np.sqrt(h)))
+    return t
+
+
+def phi3_tensors(a):
+    """Phi3ForCausalLM in HF naming: per layer ONE qkv_proj of [(heads + 2 kv_heads) * head_dim, hidden]
+    (query rows, then key rows, then value rows) and ONE gate_up_proj of [2 * intermediate, hidden] (gate
+    rows, then up rows); no biases. Scales as build_tensors' (the fused qkv drawn at the q/k scale)."""
+    h, hd, f = a.hidden_size, a.head_dim, a.intermediate_size
+    nq, nkv = a.num_attention_heads, a.num_key_value_heads
+    t = [TensorSpec("model.embed_tokens.weight", (a.vocab_size, h), "normal", 1.0)]
+    for i in range(a.num_hidden_layers):
+        p = f"model.layers.{i}."
+        t.append(TensorSpec(p + "input_layernorm.weight", (h,), "norm"))
+        t.append(TensorSpec(p + "self_attn.qkv_proj.weight", ((nq + 2 * nkv) * hd, h), "normal", 1.5 / np.sqrt(h)))
+        t.append(TensorSpec(p + "self_attn.o_proj.weight", (h, nq * hd), "normal", 1.0 / np.sqrt(nq * hd)))
+        t.append(TensorSpec(p + "post_attention_layernorm.weight", (h,), "norm"))
+        t.append(TensorSpec(p + "mlp.gate_up_proj.weight", (2 * f, h), "normal", 1.0 / np.sqrt(h)))
+        t.append(TensorSpec(p + "mlp.down_proj.weight", (h, f), "normal", 1.0 / np.sqrt(f)))
+    t.append(TensorSpec("model.norm.weight", (h,), "norm"))
+    if not a.tie_word_embeddings:
+        t.append(TensorSpec("lm_head.weight", (a.vocab_size, h), "normal", 2.5 / np.sqrt(h)))
     return t
 
 
@@ -826,7 +906,13 @@ def parse_args(argv):
     ap.add_argument("--norm-topk-prob", dest="norm_topk_prob", choices=["true", "false"])
     ap.add_argument("--rms-norm-eps", dest="rms_norm_eps", type=float)
     ap.add_argument("--rope-theta", dest="rope_theta", type=float)
-    ap.add_argument("--rope-scaling", dest="rope_scaling", choices=["none", "llama3", "linear", "yarn"])
+    ap.add_argument("--rope-scaling", dest="rope_scaling", choices=["none", "llama3", "linear", "yarn", "longrope"],
+                    help="longrope: phi3 only (short / long factors drawn from the seed)")
+    ap.add_argument("--partial-rotary-factor", dest="partial_rotary_factor", type=float,
+                    help="phi3: share of each head that RoPE rotates (1.0; Phi-4-mini 0.75)")
+    ap.add_argument("--longrope-type-name", dest="longrope_type_name", choices=["longrope", "su"],
+                    help="phi3 --rope-scaling longrope: the rope_scaling type written (\"su\" as the first "
+                         "Phi-3-128k configs; default longrope)")
     ap.add_argument("--rope-factor", dest="rope_factor", type=float)
     ap.add_argument("--low-freq-factor", dest="low_freq_factor", type=float)
     ap.add_argument("--high-freq-factor", dest="high_freq_factor", type=float)
@@ -899,7 +985,7 @@ def parse_args(argv):
         n_shared_experts=0, first_k_dense_replace=0, moe_layer_freq=1, n_group=1, topk_group=1,
         topk_method="greedy", scoring_func="softmax", routed_scaling_factor=1.0, beta_fast=32.0, beta_slow=1.0,
         yarn_mscale=1.0, yarn_mscale_all_dim=0.0, query_pre_attn_scalar=256.0, rope_local_base_freq=10000.0,
-        sliding_window_pattern=6, layer_types="")
+        sliding_window_pattern=6, layer_types="", partial_rotary_factor=1.0, longrope_type_name="longrope")
     if a.preset == "tiny":
         base.update(TINY[arch])
     base.update({k: v for k, v in preset.items() if k not in ("arch", "dtype", "vision")})
@@ -935,7 +1021,8 @@ def parse_args(argv):
         if a.hidden_size % a.num_attention_heads:
             ap.error("hidden_size must be a multiple of num_attention_heads (or give --head-dim)")
         a.head_dim = a.hidden_size // a.num_attention_heads
-    if arch in ("llama", "qwen2", "qwen2_5_vl", "mistral", "mixtral") and a.head_dim * a.num_attention_heads != a.hidden_size:
+    if arch in ("llama", "qwen2", "qwen2_5_vl", "mistral", "mixtral", "phi3") and \
+            a.head_dim * a.num_attention_heads != a.hidden_size:
         ap.error(f"{arch} has no head_dim field: head_dim must be hidden_size / num_attention_heads")
     if a.num_attention_heads % a.num_key_value_heads:
         ap.error("num_attention_heads must be a multiple of num_key_value_heads")
@@ -947,6 +1034,19 @@ def parse_args(argv):
         ap.error("need 0 < num_experts_per_tok <= num_experts")
     if a.shards < 1:
         ap.error("--shards must be >= 1")
+    phi3 = arch == "phi3"
+    if not phi3 and ({"partial_rotary_factor", "longrope_type_name"} & a.explicit or a.rope_scaling == "longrope"):
+        ap.error("--partial-rotary-factor, --longrope-type-name and --rope-scaling longrope are for --arch phi3")
+    if phi3:
+        if a.rope_scaling not in ("none", "longrope"):
+            ap.error("phi3 takes --rope-scaling none or longrope (Phi3Config refuses other types)")
+        if "longrope_type_name" in a.explicit and a.rope_scaling != "longrope":
+            ap.error("--longrope-type-name goes with --rope-scaling longrope")
+        rot = phi3_rotary_dim(a)
+        if not 0.0 < a.partial_rotary_factor <= 1.0 or rot < 2 or rot % 2:
+            ap.error(f"--partial-rotary-factor must be in (0, 1] and leave an even rotary dim, not {rot}")
+        if a.original_max_position_embeddings < 1 or a.max_position_embeddings < 1:
+            ap.error("phi3 needs positive --original-max-position-embeddings and --max-position-embeddings")
     gemma_only = {"query_pre_attn_scalar", "rope_local_base_freq", "sliding_window_pattern", "layer_types"} & a.explicit
     if not gemma and (gemma_only or a.gemma_layer_config != "layer_types" or a.final_logit_softcapping is not None):
         ap.error("--query-pre-attn-scalar, --rope-local-base-freq, --sliding-window-pattern, --layer-types, "

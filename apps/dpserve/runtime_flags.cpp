@@ -240,7 +240,10 @@ void add_runtime_flags(CLI::App* c, RuntimeFlags& f) {
       ->check(CLI::Range(0.001, 0.95))->envname("DPSERVE_MEM_FRACTION_STATIC");
   c->get_option("--mem-fraction")->excludes(mfs);
   c->add_option("--context-length", o.context_length,
-                "Positions a request may use, prompt and output (at most the model's; default: the model's)")
+                "Positions a request may use, prompt and output (at most the model's; default: the model's). LongRoPE "
+                "models (Phi-3 / Phi-4 128k) run with their long RoPE factors iff this exceeds the original context "
+                "(original_max_position_embeddings, 4096): set it to 4096 to serve them as transformers does "
+                "short prompts")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 31))->envname("DPSERVE_CONTEXT_LENGTH");
   c->add_option_function<uint64_t>(
        "--random-seed", [&o](uint64_t v) { o.random_seed = v, o.has_random_seed = true; },

@@ -57,6 +57,9 @@ int main(int argc, char** argv) {
   app.add_option("--tp-size", tp_size, "ranks (under mpirun; the world size)");
   app.add_option("--dp-size", dp_size, "attention groups (with --enable-dp-attention)");
   app.add_flag("--enable-dp-attention", dp_attention);
+  int64_t context_length = 0;
+  app.add_option("--context-length", context_length,
+                 "the context the model is loaded for (0: its own); picks LongRoPE's factor set");
   CLI11_PARSE(app, argc, argv);
   std::unique_ptr<MpiRuntime> mpi;
   Topology topo;
@@ -65,6 +68,7 @@ int main(int argc, char** argv) {
   try {
     LoadOptions lo;
     lo.threads = threads;
+    lo.context_length = context_length;
     if (tp_size > 1) {
       mpi = std::make_unique<MpiRuntime>(&argc, &argv);
       TopologyConfig tc;

@@ -169,6 +169,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     lo.quantization = o.quantization;
     lo.vision = o.vision_tower;
     lo.verbose = I.mpi.world_rank() == 0;
+    lo.context_length = o.context_length;
     I.model = Model::load(o.model_path, lo);
     const ModelConfig& cfg = I.model->config();
     I.model->set_kv_elem(resolve_kv_elem(o.kv_cache_dtype, cfg.dtype, cfg.mla.enabled()));

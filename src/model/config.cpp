@@ -109,6 +109,73 @@ static void parse_yarn(const nlohmann::json& j, ModelConfig& c) {
   r.truncate = opt<bool>(j, "truncate", true);
 }
 
+// LongRoPE (Phi-3 / Phi-4: "longrope", "su" or "yarn" in the first Phi-3 configs), as transformers computes
+// it: frequency i divided by short_factor[i] or long_factor[i] (one per rotated pair); cos and sin times
+// attention_factor, by default sqrt(1 + ln(s) / ln(original)) for s = `factor` or else
+// max_position_embeddings / original_max_position_embeddings (Phi3Config's ratio) > 1, else 1.
+static void parse_longrope(const nlohmann::json& rs, const nlohmann::json& j, ModelConfig& c) {
+  static const char* const known[] = {"type", "rope_type", "short_factor", "long_factor", "factor",
+                                      "attention_factor", "original_max_position_embeddings"};
+  for (const auto& item : rs.items()) {
+    const std::string& key = item.key();
+    if (std::find_if(std::begin(known), std::end(known), [&](const char* k) { return key == k; }) == std::end(known))
+      fail("config.json: rope_scaling field \"{}\" is not supported with longrope (supported: short_factor, "
+           "long_factor, attention_factor, original_max_position_embeddings)",
+           key);
+  }
+  auto& r = c.rope_scaling;
+  r.type = RopeScaling::Type::LongRope;
+  const int64_t pairs = c.rope_dim() / 2;
+  auto factors = [&](const char* key) {
+    const auto it = rs.find(key);
+    if (it == rs.end() || !it->is_array() || int64_t(it->size()) != pairs)
+      fail("config.json: rope_scaling.{} must list {} numbers (one per rotated pair of the {} rotary dimensions)", key,
+           pairs, c.rope_dim());
+    std::vector<float> out;
+    for (const auto& v : *it) {
+      if (!v.is_number() || !(v.get<double>() > 0) || !std::isfinite(v.get<double>()))
+        fail("config.json: rope_scaling.{} entries must be positive numbers, got {}", key, v.dump());
+      out.push_back(float(v.get<double>()));
+    }
+    return out;
+  };
+  r.short_factors = factors("short_factor");
+  r.long_factors = factors("long_factor");
+  // transformers 5 copies a top-level original_max_position_embeddings over rope_parameters' own.
+  r.original_max_position_embeddings =
+      opt<double>(j, "original_max_position_embeddings",
+                  opt<double>(rs, "original_max_position_embeddings", double(c.max_pos)));
+  const double orig = r.original_max_position_embeddings;
+  if (!(orig >= 2 && std::isfinite(orig)))
+    fail("config.json: original_max_position_embeddings must be at least 2, got {}", orig);
+  r.factor = opt<double>(rs, "factor", double(c.max_pos) / orig);  // an explicit factor first, as transformers 5
+  if (!(r.factor > 0 && std::isfinite(r.factor))) fail("config.json: rope_scaling.factor must be positive");
+  r.attention_factor = opt<double>(rs, "attention_factor", 0.0);
+  if (rs.contains("attention_factor") && !(r.attention_factor > 0 && std::isfinite(r.attention_factor)))
+    fail("config.json: rope_scaling.attention_factor must be positive, got {}", r.attention_factor);
+  if (r.attention_factor == 0)
+    r.attention_factor = r.factor <= 1.0 ? 1.0 : std::sqrt(1.0 + std::log(r.factor) / std::log(orig));
+  r.use_longrope(c.max_pos);
+}
+
+void RopeScaling::use_longrope(int64_t context_length) {
+  if (type == Type::LongRope)
+    freq_factors = double(context_length) > original_max_position_embeddings ? long_factors : short_factors;
+}
+
+// Phi-3 / Phi-4 rotate the first partial_rotary_factor of each head (0.75 in Phi-4-mini).
+static void parse_partial_rotary(const nlohmann::json& j, ModelConfig& c) {
+  const double f = opt<double>(j, "partial_rotary_factor", 1.0);
+  if (f == 1.0) return;
+  if (c.arch != Arch::Phi3)
+    fail("config.json: partial_rotary_factor {} is not supported for {} (RoPE over the whole head)", f, c.arch_name);
+  const auto dim = int64_t(double(c.head_dim) * f);  // transformers truncates too
+  if (!(f > 0 && f < 1) || dim < 2 || dim % 2 != 0)
+    fail("config.json: partial_rotary_factor {} must leave an even number of rotary dimensions in (0, head_dim {}]", f,
+         c.head_dim);
+  c.rotary_dim = dim;
+}
+
 // DeepSeek-V2/V3 attention: MLA dimensions (num_key_value_heads in their configs is the head count
 // after decompression, not a cache layout).
 static void parse_mla(const nlohmann::json& j, ModelConfig& c) {
@@ -175,7 +242,7 @@ static void parse_deepseek_moe(const nlohmann::json& j, ModelConfig& c) {
 // Mistral / Mixtral attend over a sliding window; Qwen2/Qwen3 configs carry the field but switch it
 // on with use_sliding_window. A window the runtime would ignore is an error, never a silent change.
 static void parse_sliding_window(const nlohmann::json& j, ModelConfig& c) {
-  if (c.arch == Arch::Llama || c.arch == Arch::Mixtral) {
+  if (c.arch == Arch::Llama || c.arch == Arch::Mixtral || c.arch == Arch::Phi3) {
     c.sliding_window = opt<int64_t>(j, "sliding_window", 0);
     if (c.sliding_window < 0) fail("config.json: sliding_window must be positive or null, got {}", c.sliding_window);
     if (c.sliding_window >= c.max_pos) c.sliding_window = 0;  // never narrower than the context: no effect
@@ -270,9 +337,9 @@ static void read_rope_parameters(nlohmann::json& j) {
   // One layer type's parameters into rope_theta (or `theta_key`) and rope_scaling.
   auto apply = [&j](nlohmann::json p, const char* theta_key, bool scaling_allowed, const std::string& where) {
     if (!p.is_object()) fail("config.json: {} must be an object", where);
+    // Read with the model's other fields (parse_partial_rotary), where the architecture is known.
     if (auto f = p.find("partial_rotary_factor"); f != p.end()) {
-      if (!f->is_number() || f->get<double>() != 1.0)
-        fail("config.json: {}.partial_rotary_factor {} is not supported (RoPE over the whole head)", where, f->dump());
+      j["partial_rotary_factor"] = *f;
       p.erase("partial_rotary_factor");
     }
     if (auto t = p.find("rope_theta"); t != p.end()) {
@@ -339,6 +406,8 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
       // A Qwen2 language model (q/k/v biases, M-RoPE) behind a vision tower (model/vision_tower.h).
       {"Qwen2_5_VLForConditionalGeneration", Arch::Qwen2},
       {"Gemma3ForCausalLM", Arch::Gemma3},
+      // Phi-3, Phi-3.5, Phi-4 and Phi-4-mini: fused qkv_proj / gate_up_proj (split as they load).
+      {"Phi3ForCausalLM", Arch::Phi3},
   };
   const Known* known = nullptr;
   for (const Known& k : kArchs)
@@ -369,6 +438,7 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   if (c.n_heads % c.n_kv_heads != 0)
     fail("config.json: num_attention_heads {} is not a multiple of num_key_value_heads {}", c.n_heads, c.n_kv_heads);
   if (c.head_dim % 2 != 0) fail("config.json: head_dim {} must be even for RoPE", c.head_dim);
+  parse_partial_rotary(j, c);
   c.max_pos = opt<int64_t>(j, "max_position_embeddings", 2048);
   c.rms_eps = opt<double>(j, "rms_norm_eps", 1e-6);
   c.rope_theta = opt<double>(j, "rope_theta", 10000.0);
@@ -405,8 +475,11 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
       if (!(r.factor > 0 && r.original_max_position_embeddings > 0 && r.beta_fast > 0 && r.beta_slow > 0))
         fail("config.json: rope_scaling yarn needs positive factor, original_max_position_embeddings, beta_fast "
              "and beta_slow");
-    } else if (type == "yarn") {
+    } else if (type == "yarn" && c.arch != Arch::Phi3) {
       parse_yarn(*it, c);
+    } else if (c.arch == Arch::Phi3 && (type == "longrope" || type == "su" || type == "yarn")) {
+      // Phi3Config reads the first Phi-3 configs' "su" and "yarn" as longrope.
+      parse_longrope(*it, j, c);
     } else if (type == "mrope" || (it->contains("mrope_section") && (type.empty() || type == "default"))) {
       // Multimodal RoPE: plain frequencies, chosen per section from 3-D positions.
       c.mrope_section = opt<std::vector<int64_t>>(*it, "mrope_section", {});
@@ -418,7 +491,8 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
       if (c.mrope_section.size() != 3 || sum != c.head_dim / 2)
         fail("config.json: rope_scaling.mrope_section must be 3 numbers summing to head_dim / 2 = {}", c.head_dim / 2);
     } else if (!type.empty() && type != "default") {
-      fail("config.json: unsupported rope_scaling type \"{}\" for {} (supported: llama3, linear, yarn)", type, arch);
+      fail("config.json: unsupported rope_scaling type \"{}\" for {} (supported: {})", type, arch,
+           c.arch == Arch::Phi3 ? "longrope" : "llama3, linear, yarn");
     }
   }
   if (c.arch == Arch::Qwen3Moe) {

@@ -12,10 +12,10 @@
 
 namespace dpserve {
 
-enum class Arch { Llama, Qwen2, Qwen3, Qwen3Moe, Mixtral, DeepseekV2, DeepseekV3, Gemma3 };
+enum class Arch { Llama, Qwen2, Qwen3, Qwen3Moe, Mixtral, DeepseekV2, DeepseekV3, Gemma3, Phi3 };
 
 struct RopeScaling {
-  enum class Type { None, Linear, Llama3, Yarn };
+  enum class Type { None, Linear, Llama3, Yarn, LongRope };
   Type type = Type::None;
   double factor = 1.0;
   double low_freq_factor = 1.0;
@@ -34,6 +34,16 @@ struct RopeScaling {
   double mscale_all_dim = 0;
   double attention_factor = 0;  // 0: derived from mscale / mscale_all_dim as above
   bool truncate = true;         // round the ramp's ends to whole dimensions (transformers' `truncate`)
+  // LongRoPE (Phi-3 / Phi-4's "longrope", formerly "su"): one divisor per frequency for contexts up to
+  // original_max_position_embeddings (short) and one for longer (long); cos/sin scaled by
+  // attention_factor. use_longrope() copies one set into freq_factors.
+  std::vector<float> short_factors, long_factors;
+
+  // LongRoPE: the factor set a server whose sequences reach `context_length` positions runs with: the
+  // long set iff the context is longer than the original one (llama.cpp's rule; transformers decides
+  // per forward pass from its longest position, which would make a sequence's rotation depend on the
+  // batch it runs in). Nothing for other types.
+  void use_longrope(int64_t context_length);
 };
 
 // 0.1 * m * ln(factor) + 1 for factor > 1, else 1 (YaRN's attention temperature).
@@ -125,6 +135,9 @@ struct ModelConfig {
   double attn_scale = 0;
   float norm_offset = 0.0f;
   bool sandwich_norms = false;
+  // < head_dim: only the first rotary_dim values of each head rotate, the rest pass through (Phi-4-mini's
+  // partial_rotary_factor 0.75); 0: the whole head.
+  int64_t rotary_dim = 0;
   MlaConfig mla;               // DeepSeek-V2/V3 attention (enabled() == false elsewhere)
   // Multimodal RoPE (Qwen2-VL / Qwen2.5-VL): how many of the head_dim/2 rotary frequencies follow a
   // token's temporal, height and width position, in that order (sums to head_dim/2); empty: 1-D RoPE.
@@ -156,6 +169,8 @@ struct ModelConfig {
     return sliding_window > 0 && (layer_sliding.empty() || layer_sliding[size_t(layer)] != 0);
   }
   bool is_deepseek() const { return arch == Arch::DeepseekV2 || arch == Arch::DeepseekV3; }
+  // The width RoPE rotates: MLA's qk_rope_head_dim, rotary_dim, or the whole head.
+  int64_t rope_dim() const { return mla.enabled() ? mla.qk_rope_head_dim : rotary_dim > 0 ? rotary_dim : head_dim; }
 
   // Parses a Hugging Face config.json; throws dpserve::Error naming the missing or bad field.
   static ModelConfig from_hf_json(const nlohmann::json& j);

@@ -59,6 +59,8 @@ int32_t Model::add_lora(const std::string& dir) {
 
 void Model::load_lora(int32_t slot, const std::string& dir) {
   if (nextn_) fail("LoRA adapter {}: adapters apply to the main model, not to a NEXTN draft layer", dir);
+  if (cfg_.arch == Arch::Phi3)
+    fail("LoRA adapter {}: adapters for Phi-3 / Phi-4 models (fused qkv_proj and gate_up_proj) are not supported", dir);
   DP_CHECK(slot >= 0 && slot <= lora_count() && !lora_loaded(slot), "LoRA slot {} is taken or out of range ({} slots)",
            slot, lora_count());
   // Read completely before anything changes: a folder this model cannot run leaves the model as it was.
@@ -88,6 +90,22 @@ int64_t Model::lora_bytes() const {
   int64_t n = 0;
   for (const auto& a : loras_) n += a.bytes;
   return n;
+}
+
+// Phi-3 checkpoints fuse q, k and v into self_attn.qkv_proj and gate, up into mlp.gate_up_proj (in
+// that order; GGUF files as attn_qkv, or split, and ffn_up); the layers load them as the separate
+// projections the other models have.
+static void split_fused_projections(const ModelConfig& c, WeightStore& store) {
+  const int64_t q = c.n_heads * c.head_dim, kv = c.n_kv_heads * c.head_dim;
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    if (store.has(p + "self_attn.qkv_proj.weight"))  // GGUF files may hold them split
+      store.split_rows(p + "self_attn.qkv_proj.weight", {{p + "self_attn.q_proj.weight", q},
+                                                       {p + "self_attn.k_proj.weight", kv},
+                                                       {p + "self_attn.v_proj.weight", kv}});
+    store.split_rows(p + "mlp.gate_up_proj.weight",
+                     {{p + "mlp.gate_proj.weight", c.ffn}, {p + "mlp.up_proj.weight", c.ffn}});
+  }
 }
 
 std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& opts) {
@@ -144,6 +162,8 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   } else {
     load_llama2c(path, m->cfg_, m->store_);
   }
+  if (m->cfg_.arch == Arch::Phi3) split_fused_projections(m->cfg_, m->store_);
+  if (opts.context_length > 0) m->cfg_.rope_scaling.use_longrope(opts.context_length);
   if (opts.nextn) {
     if (!m->cfg_.is_deepseek() || m->cfg_.nextn_layers < 1)
       fail("{}: --speculative-algorithm NEXTN needs a DeepSeek-V3 checkpoint with num_nextn_predict_layers >= 1 in "
@@ -385,11 +405,12 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
     lora_apply(t, li, lora_attn_rows_, xn_.data(), H, outs, 3);
   }
   // Per head of every token: q/k norm (Qwen3), RoPE, and K/V into the cache at its position.
-  const int64_t half = hd / 2, ps = kv.page_size();
+  const int64_t ps = kv.page_size();
   const float eps = float(c.rms_eps);
   const int64_t per_row = nh + 2 * nkv;
   const bool sliding = c.layer_is_sliding(li);
   const RopeTable& rt = sliding && rope_local_ ? *rope_local_ : *rope_;
+  const int64_t rd = rt.dim();  // < hd: the rest of each head passes unrotated (partial rotary)
   const Range r = t.share(T * per_row);
   for (int64_t item = r.begin; item < r.end; ++item) {
     const int64_t row = item / per_row, h = item % per_row;
@@ -397,7 +418,7 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
     if (h < nh) {
       float* qh = &q_[row * qd + h * hd];
       if (c.qk_norm) rmsnorm(qh, L.q_norm.data(), qh, 1, hd, eps);
-      rope(qh, 1, hd, hd, cs, cs + half, c.rope_interleaved);
+      rope(qh, 1, hd, rd, cs, cs + rd / 2, c.rope_interleaved);
       continue;
     }
     const int64_t pos = row_pos_[size_t(row)];
@@ -406,7 +427,7 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
       const int64_t kh = h - nh;
       float* k = &k_[row * kd + kh * hd];
       if (c.qk_norm) rmsnorm(k, L.k_norm.data(), k, 1, hd, eps);
-      rope(k, 1, hd, hd, cs, cs + half, c.rope_interleaved);
+      rope(k, 1, hd, rd, cs, cs + rd / 2, c.rope_interleaved);
       kv.write_k(li, page, kh, pos % ps, k);
     } else {
       const int64_t vh = h - nh - nkv;

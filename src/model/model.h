@@ -68,6 +68,9 @@ struct LoadOptions {
   // before it, ForwardBatch::prev_hidden) enters as eh_proj([enorm(embed(t)); hnorm(h)]), runs the
   // layer's MLA and MoE / MLP, and leaves through shared_head.norm and shared_head.head.
   bool nextn = false;
+  // The longest sequence this model will run (--context-length; 0: the model's own). LongRoPE models
+  // (Phi-3 / Phi-4) pick their long frequency factors iff it exceeds original_max_position_embeddings.
+  int64_t context_length = 0;
 };
 
 class Model {

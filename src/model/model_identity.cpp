@@ -25,7 +25,7 @@ uint64_t mix(uint64_t h, const std::string& s) { return fnv1a(h, s.data(), s.siz
 // difference (a rope_scaling added, norm_topk_prob flipped, another MLA width) must change the
 // digest. A field added to these structs changes their size and stops the build below until it is
 // added here too.
-static_assert(sizeof(ModelConfig) == 648 && sizeof(RopeScaling) == 112 && sizeof(MlaConfig) == 40 &&
+static_assert(sizeof(ModelConfig) == 704 && sizeof(RopeScaling) == 160 && sizeof(MlaConfig) == 40 &&
                   sizeof(MoeRouting) == 48 && sizeof(VisionConfig) == 104,
               "a config field was added or removed: digest it in config_text()");
 
@@ -45,6 +45,11 @@ std::string config_text(const ModelConfig& c) {
                    r.factor, r.low_freq_factor, r.high_freq_factor, r.original_max_position_embeddings, r.beta_fast,
                    r.beta_slow, r.mscale, r.mscale_all_dim, r.attention_factor, r.truncate);
   for (float f : r.freq_factors) s += fmt::format(",{:.9g}", f);
+  for (const auto* set : {&r.short_factors, &r.long_factors}) {
+    s += ";";
+    for (float f : *set) s += fmt::format(",{:.9g}", f);
+  }
+  s += fmt::format("|rotary {}", c.rotary_dim);
   const MlaConfig& m = c.mla;
   s += fmt::format("|mla {} {} {} {} {}", m.q_lora_rank, m.kv_lora_rank, m.qk_nope_head_dim, m.qk_rope_head_dim,
                    m.v_head_dim);

@@ -32,7 +32,7 @@ void yarn(const RopeScaling& s, double theta, int64_t dim, std::vector<double>& 
 }  // namespace
 
 RopeTable::RopeTable(const ModelConfig& c) {
-  const int64_t dim = c.mla.enabled() ? c.mla.qk_rope_head_dim : c.head_dim;
+  const int64_t dim = c.rope_dim();
   const int64_t half = dim / 2;
   inv_freq_.resize(half);
   const auto& s = c.rope_scaling;
@@ -60,6 +60,8 @@ RopeTable::RopeTable(const ModelConfig& c) {
     yarn(s, c.rope_theta, dim, inv_freq_);
     magnitude_ = s.attention_factor > 0 ? s.attention_factor
                                         : yarn_mscale(s.factor, s.mscale) / yarn_mscale(s.factor, s.mscale_all_dim);
+  } else if (s.type == RopeScaling::Type::LongRope) {
+    magnitude_ = s.attention_factor;  // the divisors are freq_factors, applied above
   }
 }
 

@@ -1,4 +1,4 @@
-// Rotary position embedding frequencies, with the llama3, linear and YaRN scaling rules.
+// Rotary position embedding frequencies, with the llama3, linear, YaRN and LongRoPE scaling rules.
 #pragma once
 
 #include <vector>
@@ -9,7 +9,7 @@ namespace dpserve {
 
 class RopeTable {
  public:
-  // Rotates the model's rotary dimension: head_dim, or qk_rope_head_dim for MLA.
+  // Rotates the model's rotary dimension (ModelConfig::rope_dim): head_dim, rotary_dim, or qk_rope_head_dim for MLA.
   explicit RopeTable(const ModelConfig& c);
   // cos/sin of every frequency (dim()/2 values each) at position pos; YaRN scales both by its
   // cos/sin magnitude factor.

@@ -32,17 +32,37 @@ const uint8_t* WeightStore::keep(std::vector<uint8_t> bytes) {
   return owned_.back()->data();
 }
 
+static std::string shape_str(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+void WeightStore::split_rows(const std::string& name, const std::vector<std::pair<std::string, int64_t>>& parts) {
+  const TensorInfo t = get(name);
+  int64_t rows = 0;
+  for (const auto& p : parts) rows += p.second;
+  if (t.shape.size() != 2 || t.shape[0] != rows)
+    fail("weights: tensor \"{}\" in {} has shape {}, expected [{}, {}] ({} fused row blocks)", name, t.file,
+         shape_str(t.shape), rows, t.shape.size() == 2 ? t.shape[1] : 0, parts.size());
+  const int64_t row_bytes = dtype_row_bytes(t.dtype, t.shape[1]);
+  int64_t r0 = 0;
+  for (const auto& [part, n] : parts) {
+    TensorInfo v = t;
+    v.shape = {n, t.shape[1]};
+    v.data = static_cast<const uint8_t*>(t.data) + r0 * row_bytes;
+    add(part, std::move(v));
+    r0 += n;
+  }
+  tensors_.erase(name);
+}
+
 const TensorInfo& WeightStore::get(const std::string& name) const {
   auto it = tensors_.find(name);
   if (it == tensors_.end()) fail("weights: tensor \"{}\" not found in the model files", name);
   return it->second;
 }
 
-static std::string shape_str(const std::vector<int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
 
 WeightView WeightStore::matrix(const std::string& name, int64_t rows, int64_t cols) const {
   const TensorInfo& t = get(name);

@@ -39,6 +39,10 @@ class WeightStore {
   // Forgets every tensor named `prefix`... (parts of a checkpoint the model does not run, such as
   // the vision tower of a multimodal checkpoint served for text).
   void drop_prefix(const std::string& prefix);
+  // Replaces the 2-D tensor `name` by views of consecutive row ranges, parts[i].second rows named
+  // parts[i].first each (fused projections, e.g. Phi-3's qkv_proj into q_proj, k_proj and v_proj). No
+  // copy: the parts point into the fused tensor. The rows must add up to the tensor's.
+  void split_rows(const std::string& name, const std::vector<std::pair<std::string, int64_t>>& parts);
 
   bool has(const std::string& name) const { return tensors_.count(name) != 0; }
   const TensorInfo& get(const std::string& name) const;

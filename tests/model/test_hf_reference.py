@@ -60,9 +60,10 @@ PROBE_TIMEOUT = 120
 
 
 class Case:
-    def __init__(self, name, dtype, args, seed, tol=None):
+    def __init__(self, name, dtype, args, seed, tol=None, context=None):
         self.name, self.dtype, self.args, self.seed = name, dtype, args, seed
         self.tol = tol or dtype  # key into TOL
+        self.context = context  # --context-length for dpserve (None: the model's)
 
 
 DENSE_CASES = [
@@ -138,8 +139,27 @@ GEMMA3_CASES = [
                                                         "--layer-types", "full,sliding,sliding,full",
                                                         "--sliding-window-pattern", "6"], 66),
 ]
+# Phi-3 / Phi-4 (Phi3ForCausalLM): fused qkv_proj and gate_up_proj; LongRoPE (original context 16, 128
+# positions): dpserve picks the factor set once from its context length (long iff > the original), so the
+# reference is run with that set forced (transformers' own rule picks it per forward from the sequence's
+# length, which a batch of many sequences cannot follow); the "short" case serves a 128-token context of
+# a model whose original context is 128 of 512. Partial rotary (Phi-4-mini's 0.75, and 0.5), Phi-3's
+# sliding window, tied embeddings, the legacy "su" type name.
+PHI3_LONG = ["--arch", "phi3", "--rope-scaling", "longrope", "--original-max-position-embeddings", "16",
+             "--max-position-embeddings", "128"]
+PHI3_CASES = [
+    Case("phi3_longrope_long_f32", "f32", PHI3_LONG, 71),
+    Case("phi3_longrope_short_f32", "f32", ["--arch", "phi3", "--rope-scaling", "longrope",
+                                            "--original-max-position-embeddings", "128",
+                                            "--max-position-embeddings", "512"], 72, context=128),
+    Case("phi3_partial_longrope_bf16", "bf16", PHI3_LONG + ["--partial-rotary-factor", "0.75"], 73),
+    Case("phi3_partial_window_f32", "f32", ["--arch", "phi3", "--partial-rotary-factor", "0.5",
+                                            "--sliding-window", "20", "--max-position-embeddings", "128"], 74),
+    Case("phi3_su_partial_tied_f16", "f16", PHI3_LONG + ["--longrope-type-name", "su", "--partial-rotary-factor",
+                                                         "0.75", "--tie-word-embeddings"], 75),
+]
 SUITES = {"dense": DENSE_CASES, "yarn": YARN_CASES, "moe": MOE_CASES, "deepseek": DEEPSEEK_CASES,
-          "mixtral": MIXTRAL_CASES, "gemma3": GEMMA3_CASES}
+          "mixtral": MIXTRAL_CASES, "gemma3": GEMMA3_CASES, "phi3": PHI3_CASES}
 # MLA: both attention forms forced on every sequence must match the reference and each other (max abs
 # difference / scale): in fp32 they differ only in summation order; in bf16 they round different
 # activations (each is within the bf16 tolerance of the reference, so together within about twice it).
@@ -156,7 +176,8 @@ ARCH_BREAKS = {"llama": [], "qwen2": ["skip_bias"], "qwen3": ["skip_q_norm", "sk
                "mistral": ["no_sliding_window"], "mixtral": ["mixtral_no_renorm"],
                "gemma3": ["skip_q_norm", "skip_k_norm", "gemma_norm_no_plus_one", "gemma_no_embed_scale",
                           "gemma_no_post_norms", "gemma_llama_norm_order", "gemma_attn_scale_head_dim",
-                          "gemma_silu"]}
+                          "gemma_silu"],
+               "phi3": ["phi3_kv_swapped", "phi3_gate_up_swapped"]}
 # MLA has no KV-head map and its RoPE order has its own break.
 MLA_BREAKS = ["rope_neg", "rope_k_pos_plus1", "skip_norm_weight", "no_causal_mask", "mla_rope_order",
               "skip_kv_a_norm"]
@@ -187,7 +208,14 @@ def breaks_for(model):
             out.append("gemma_rope_scaling_all_layers")
         if types[1:] + types[:1] != types:
             out.append("gemma_layer_types_shifted")
-    if (c.get("rope_scaling") or {}).get("rope_type"):
+    if model.phi3:
+        if model.rope.rotary_dim < model.head_dim:
+            out.append("phi3_full_rotary")
+        if model.rope.longrope:
+            out += ["no_rope_scaling", "longrope_factors_swapped"]
+            if model.rope.attention_factor != 1.0:
+                out.append("longrope_no_attention_factor")
+    elif (c.get("rope_scaling") or {}).get("rope_type"):
         out.append("no_rope_scaling")
     if (c.get("rope_scaling") or {}).get("rope_type") == "yarn":
         out += ["yarn_betas_swapped", "yarn_no_attention_factor"]
@@ -402,16 +430,26 @@ def check_mla_paths(a, model_dir, sched, case, ref, label, ok, msg):
     return ok and agree, msg
 
 
+def served_model(case, model_dir):
+    """The reference of the model as dpserve serves it: for LongRoPE, the factor set its context picks."""
+    model = rf.RefModel(model_dir)
+    if model.phi3 and model.rope.longrope:
+        context = case.context or model.rope.max_pos
+        model.longrope_choice = "long" if context > model.rope.original else "short"
+    return model
+
+
 def run_case(case, a, results):
     model_dir = make_model(case, a.work)
-    model = rf.RefModel(model_dir)
+    model = served_model(case, model_dir)
+    ctx = ["--context-length", str(case.context)] if case.context else []
     src = TokenSource(model, case.seed + 1000, ROUTER_TIE[case.dtype])
     measured = []
     for shape in schedule_shapes():
         label = f"{case.name}/{shape[0]}"
         try:
             sched, rows, lives = build_schedule(shape, src)
-            meta, got = run_probe(a.probe, model_dir, sched, a.work, label)
+            meta, got = run_probe(a.probe, model_dir, sched, a.work, label, ctx)
             if meta["vocab_size"] != model.vocab:
                 raise RuntimeError(f"{label}: probe vocab_size {meta['vocab_size']} != {model.vocab}")
             want_rows = [{"step": s, "seq": q, "pos": p} for (s, q, p, _) in rows]
@@ -438,7 +476,7 @@ def run_case(case, a, results):
     try:
         prompt = src.extend([], 12)
         cmd = [a.dpserve, "generate", "--model-path", model_dir, "--prompt-ids", ",".join(map(str, prompt)),
-               "--max-new-tokens", str(GREEDY_TOKENS), "--temperature", "0", "--ignore-eos", "--json"]
+               "--max-new-tokens", str(GREEDY_TOKENS), "--temperature", "0", "--ignore-eos", "--json", *ctx]
         res = parse_json_stdout(run(cmd, label), label)
         if list(res["prompt_ids"]) != prompt:
             raise RuntimeError(f"{label}: prompt_ids {res['prompt_ids']} != given {prompt}")
@@ -457,7 +495,7 @@ def run_case(case, a, results):
 
 def self_check_case(case, work, results):
     """The comparison must accept bf16-rounding-sized errors and reject every deliberate bug."""
-    model = rf.RefModel(make_model(case, work))
+    model = served_model(case, make_model(case, work))
     src = TokenSource(model, case.seed + 1000, ROUTER_TIE[case.dtype])
     shape = schedule_shapes()[1]  # mixed batches: prefill and decode rows
     sched, rows, lives = build_schedule(shape, src)
@@ -521,7 +559,9 @@ def main():
                                                 "deepseek_v3_f32", "deepseek_v3_bf16", "mixtral_bf16",
                                                 "mixtral_window_f32", "mistral_window_bf16", "gemma3_f32",
                                                 "gemma3_bf16", "gemma3_f16", "gemma3_pattern_norope_bf16",
-                                                "gemma3_layer_types_over_pattern_f32")]
+                                                "gemma3_layer_types_over_pattern_f32", "phi3_longrope_long_f32",
+                                                "phi3_longrope_short_f32", "phi3_partial_longrope_bf16",
+                                                "phi3_partial_window_f32")]
         for c in picks or cases:
             try:
                 self_check_case(c, a.work, results)

@@ -369,6 +369,9 @@ def test_every_break_changes_logits():
         "yarn": rf.RefModel(make_model("brk_yarn", "--arch", "qwen3", "--rope-scaling", "yarn", "--rope-factor", "4",
                                        "--original-max-position-embeddings", "16")),
         "gemma": rf.RefModel(make_model("brk_gemma", "--arch", "gemma3")),
+        # 50 tokens > original_max_position_embeddings 16: the long factors are in use.
+        "phi3": rf.RefModel(make_model("brk_phi3", "--arch", "phi3", "--rope-scaling", "longrope",
+                                       "--partial-rotary-factor", "0.75")),
     }
     use = {"skip_bias": "qwen2", "skip_q_norm": "qwen3", "skip_k_norm": "qwen3", "moe_flip_renorm": "moe",
            "no_rope_scaling": "llama3", "no_sliding_window": "mistral", "mixtral_no_renorm": "mixtral",
@@ -376,11 +379,22 @@ def test_every_break_changes_logits():
            "group_score_max": "v3", "moe_scale_rule_swapped": "v2g", "yarn_betas_swapped": "yarn",
            "yarn_no_attention_factor": "yarn"}
     use.update({b: "gemma" for b in rf.BREAKS if b.startswith("gemma_")})
+    use.update({b: "phi3" for b in rf.BREAKS if b.startswith(("phi3_", "longrope_"))})
     for b in rf.BREAKS:
         m = models[use.get(b, "llama3")]
         toks = tokens(50, m.vocab, seed=10)
         diff = np.abs(m.forward(toks, breaks={b}) - m.forward(toks)).max()
         assert diff > 0.05, f"{b}: only {diff:.3g}"
+    # The generic breaks reach the Phi-3 path too.
+    m = models["phi3"]
+    toks = tokens(50, m.vocab, seed=10)
+    for b in ("skip_norm_weight", "rope_neg", "rope_interleaved", "rope_k_pos_plus1", "gqa_modulo", "no_causal_mask",
+              "no_rope_scaling"):
+        diff = np.abs(m.forward(toks, breaks={b}) - m.forward(toks)).max()
+        assert diff > 0.05, f"phi3 {b}: only {diff:.3g}"
+    w = rf.RefModel(make_model("brk_phi3_win", "--arch", "phi3", "--sliding-window", "8"))
+    diff = np.abs(w.forward(toks, breaks={"no_sliding_window"}) - w.forward(toks)).max()
+    assert diff > 0.05, f"phi3 no_sliding_window: only {diff:.3g}"
 
 
 # ---------------------------------------------------------------- DeepSeek / Mixtral
@@ -762,6 +776,295 @@ def test_gemma_softcap_and_refusals():
     ok = copy.copy(m)
     ok.config = dict(m.config, hidden_act="silu")
     ok._gemma_init()
+
+
+# ---------------------------------------------------------------- Phi-3
+
+
+def write_f32_safetensors(path, tensors):
+    """{name: array} -> one float32 safetensors file (what the reference reads back exactly)."""
+    header, blobs, off = {"__metadata__": {"format": "pt"}}, [], 0
+    for name, arr in tensors.items():
+        b = np.ascontiguousarray(arr, dtype="<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    hj = json.dumps(header).encode()
+    hj += b" " * ((8 - len(hj) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(len(hj).to_bytes(8, "little") + hj + b"".join(blobs))
+
+
+def phi3_as_llama(m, out):
+    """The Llama folder with the weights of the Phi-3 model m: qkv_proj cut into q / k / v, gate_up_proj
+    into gate / up. Phi-3's own keys are dropped from the config."""
+    os.makedirs(out, exist_ok=True)
+    c = {k: v for k, v in m.config.items() if k not in ("original_max_position_embeddings", "partial_rotary_factor",
+                                                         "sliding_window", "resid_pdrop", "embd_pdrop")}
+    c.update(architectures=["LlamaForCausalLM"], model_type="llama", rope_scaling=None)
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(c, f)
+    hd, nq, nkv = m.head_dim, m.n_heads, m.n_kv
+    t = {}
+    for name, arr in m.w.items():
+        if name.endswith("self_attn.qkv_proj.weight"):
+            p = name[:-len("qkv_proj.weight")]
+            t[p + "q_proj.weight"] = arr[:nq * hd]
+            t[p + "k_proj.weight"] = arr[nq * hd:(nq + nkv) * hd]
+            t[p + "v_proj.weight"] = arr[(nq + nkv) * hd:]
+        elif name.endswith("mlp.gate_up_proj.weight"):
+            p = name[:-len("gate_up_proj.weight")]
+            f2 = arr.shape[0] // 2
+            t[p + "gate_proj.weight"], t[p + "up_proj.weight"] = arr[:f2], arr[f2:]
+        else:
+            t[name] = arr
+    write_f32_safetensors(os.path.join(out, "model.safetensors"), t)
+    return out
+
+
+def phi3_decode(m, toks, choice):
+    """Phi3ForCausalLM written out again token by token against a growing KV cache: rows of the fused
+    tensors picked per head, RoPE as complex multiplication of (x_i, x_{i + r/2}) for i < r/2 over the first
+    r = rotary dim of each head (cos / sin times the attention factor), the window as an explicit test on
+    the key position, and a LongRoPE factor set fixed by `choice`. Only the weights, the parsed config and
+    Phi3Rope's rotary dim, factors and attention factor come from the reference."""
+    w, c, rope = m.w, m.config, m.rope
+    hd, r, eps, n_rep = m.head_dim, rope.rotary_dim, m.eps, m.n_heads // m.n_kv
+    half = r // 2
+    ext, mag = np.ones(half), 1.0
+    if rope.longrope:
+        ext, mag = (rope.long if choice == "long" else rope.short), rope.attention_factor
+    inv = 1.0 / (ext * rope.theta ** (np.arange(half) * 2.0 / r))
+    window = c.get("sliding_window")
+
+    def norm(v, name):
+        return v / math.sqrt(float(np.dot(v, v)) / len(v) + eps) * w[name]
+
+    def rotate(vec, pos):
+        z = (vec[:half] + 1j * vec[half:r]) * (mag * np.exp(1j * pos * inv))
+        return np.concatenate([z.real, z.imag, vec[r:]])
+
+    kc = [[] for _ in range(m.n_layers)]
+    vc = [[] for _ in range(m.n_layers)]
+    rows = []
+    for pos, tok in enumerate(toks):
+        x = w["model.embed_tokens.weight"][tok].copy()
+        for i in range(m.n_layers):
+            p = f"model.layers.{i}."
+            h = norm(x, p + "input_layernorm.weight")
+            W = w[p + "self_attn.qkv_proj.weight"]
+            qs = [rotate(W[j * hd:(j + 1) * hd] @ h, pos) for j in range(m.n_heads)]
+            k0, v0 = m.n_heads * hd, (m.n_heads + m.n_kv) * hd
+            kc[i].append([rotate(W[k0 + j * hd:k0 + (j + 1) * hd] @ h, pos) for j in range(m.n_kv)])
+            vc[i].append([W[v0 + j * hd:v0 + (j + 1) * hd] @ h for j in range(m.n_kv)])
+            seen = [t for t in range(pos + 1) if window is None or pos - t < window]
+            outs = []
+            for hh in range(m.n_heads):
+                kv = hh // n_rep
+                sc = np.array([np.dot(qs[hh], kc[i][t][kv]) for t in seen]) / math.sqrt(hd)
+                pr = np.exp(sc - sc.max())
+                pr /= pr.sum()
+                outs.append(sum(pr[j] * vc[i][t][kv] for j, t in enumerate(seen)))
+            x = x + w[p + "self_attn.o_proj.weight"] @ np.concatenate(outs)
+            h = norm(x, p + "post_attention_layernorm.weight")
+            G = w[p + "mlp.gate_up_proj.weight"]
+            f = G.shape[0] // 2
+            g, u = G[:f] @ h, G[f:] @ h
+            x = x + w[p + "mlp.down_proj.weight"] @ (u * g / (1 + np.exp(-g)))
+        rows.append(m.lm_head() @ norm(x, "model.norm.weight"))
+    return np.array(rows)
+
+
+def test_phi3_generated_folder_matches_config():
+    path = make_model("phi3_cfg", "--arch", "phi3", "--dtype", "bf16", "--rope-scaling", "longrope",
+                      "--partial-rotary-factor", "0.75")
+    m = rf.RefModel(path)
+    c = m.config
+    assert c["architectures"] == ["Phi3ForCausalLM"] and c["model_type"] == "phi3"
+    assert (c["hidden_size"], c["num_attention_heads"], c["num_key_value_heads"]) == (128, 4, 2) and "head_dim" not in c
+    assert (c["original_max_position_embeddings"], c["max_position_embeddings"]) == (16, 64)
+    assert c["partial_rotary_factor"] == 0.75 and c["sliding_window"] is None and c["hidden_act"] == "silu"
+    assert c["rms_norm_eps"] == 1e-5 and (c["bos_token_id"], c["eos_token_id"], c["pad_token_id"]) == (1, 2, 2)
+    rs = c["rope_scaling"]
+    assert sorted(rs) == ["long_factor", "short_factor", "type"] and rs["type"] == "longrope"
+    assert len(rs["short_factor"]) == len(rs["long_factor"]) == 12  # int(32 * 0.75) / 2
+    assert all(1.0 <= f <= 1.3 for f in rs["short_factor"])
+    lf = rs["long_factor"]
+    assert lf == sorted(lf) and lf[0] < 1.2 and 9 < lf[-1] < 15, lf
+    assert os.path.exists(os.path.join(path, "tokenizer.json"))
+    want = {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"}
+    names = ("input_layernorm", "self_attn.qkv_proj", "self_attn.o_proj", "post_attention_layernorm",
+             "mlp.gate_up_proj", "mlp.down_proj")
+    for i in range(3):
+        want |= {f"model.layers.{i}.{n}.weight" for n in names}
+    assert set(m.w) == want, sorted(set(m.w) ^ want)
+    assert m.w["model.layers.0.self_attn.qkv_proj.weight"].shape == ((4 + 2 * 2) * 32, 128)
+    assert m.w["model.layers.0.mlp.gate_up_proj.weight"].shape == (2 * 344, 128)
+    assert set(rf.safetensors_dtypes(path).values()) == {"BF16"}
+    assert (m.rope.rotary_dim, m.window) == (24, None)
+    assert m.forward(tokens(12, m.vocab)).std() > 1.0
+    # The legacy type name, a window, tied embeddings.
+    su = make_model("phi3_su", "--arch", "phi3", "--rope-scaling", "longrope", "--longrope-type-name", "su",
+                    "--sliding-window", "7", "--tie-word-embeddings")
+    with open(os.path.join(su, "config.json")) as f:
+        c2 = json.load(f)
+    assert c2["rope_scaling"]["type"] == "su" and c2["sliding_window"] == 7 and c2["tie_word_embeddings"] is True
+    assert "lm_head.weight" not in rf.RefModel(su).w
+    # Phi-4-mini's shape, checked without writing its 7.7 GB.
+    sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
+    import make_hf_model as mk
+    a = mk.parse_args(["--out", os.path.join(WORK, "phi4_unused"), "--preset", "phi4-mini"])
+    pc = mk.build_config(a)
+    assert (pc["hidden_size"], pc["num_hidden_layers"], pc["num_attention_heads"], pc["num_key_value_heads"]) == \
+        (3072, 32, 24, 8)
+    assert (pc["intermediate_size"], pc["vocab_size"], pc["partial_rotary_factor"], pc["tie_word_embeddings"]) == \
+        (8192, 200064, 0.75, True)
+    assert (pc["original_max_position_embeddings"], pc["max_position_embeddings"], pc["rope_theta"]) == \
+        (4096, 131072, 10000.0)
+    assert len(pc["rope_scaling"]["short_factor"]) == 48 and pc["torch_dtype"] == "bfloat16"
+    shapes = {t.name: t.shape for t in mk.build_tensors(a)}
+    assert shapes["model.layers.31.self_attn.qkv_proj.weight"] == (5120, 3072)
+    assert shapes["model.layers.0.mlp.gate_up_proj.weight"] == (16384, 3072) and "lm_head.weight" not in shapes
+    for bad in (["--arch", "llama", "--partial-rotary-factor", "0.5"],
+                ["--arch", "llama", "--rope-scaling", "longrope"], ["--arch", "phi3", "--rope-scaling", "yarn"],
+                ["--arch", "phi3", "--longrope-type-name", "su"], ["--arch", "phi3", "--partial-rotary-factor", "0.3"],
+                ["--arch", "phi3", "--head-dim", "16"]):
+        r = subprocess.run([sys.executable, MAKE, "--out", os.path.join(WORK, "phi3_bad"), "--quiet", *bad],
+                           capture_output=True)
+        assert r.returncode != 0, bad
+
+
+def test_phi3_equals_llama_with_unfused_weights():
+    # Without rope_scaling and with the whole head rotating, Phi-3 is Llama with q/k/v and gate/up fused:
+    # the reference's Phi-3 path against its Llama path on the same weights.
+    for name, args in (("phi3_llama", []), ("phi3_llama_tied", ["--dtype", "bf16", "--tie-word-embeddings"]),
+                       ("phi3_llama_mha", ["--num-key-value-heads", "4", "--num-hidden-layers", "2"])):
+        m = rf.RefModel(make_model(name, "--arch", "phi3", *args))
+        assert m.rope.rotary_dim == m.head_dim and not m.rope.longrope
+        ll = rf.RefModel(phi3_as_llama(m, os.path.join(WORK, name + "_as_llama")))
+        assert ll.arch == "llama" and ll.eps == m.eps
+        toks = tokens(40, m.vocab, seed=21)
+        ha, hb = [], []
+        close(m.forward(toks, hidden=ha), ll.forward(toks, hidden=hb), 1e-12)
+        close(np.stack(ha), np.stack(hb), 1e-12)
+        for b in ("phi3_kv_swapped", "phi3_gate_up_swapped"):
+            assert np.abs(m.forward(toks, breaks={b}) - ll.forward(toks)).max() > 0.05, b
+        # bf16 emulation rounds at the same places in both paths.
+        close(m.forward(toks[:12], emulate={"act", "kv"}), ll.forward(toks[:12], emulate={"act", "kv"}), 1e-12)
+
+
+def test_phi3_longrope_by_hand():
+    # head_dim 16, partial_rotary_factor 0.5: 8 dims rotate, 4 frequencies. max 64 / original 16 -> factor 4,
+    # attention factor sqrt(1 + ln 4 / ln 16) = sqrt(1.5). Long factors from seq_len 17 on.
+    short, long = [1.0, 1.1, 1.2, 1.3], [1.0, 2.0, 4.0, 8.0]
+    cfg = {"hidden_size": 64, "num_attention_heads": 4, "rope_theta": 500.0, "partial_rotary_factor": 0.5,
+           "max_position_embeddings": 64, "original_max_position_embeddings": 16,
+           "rope_scaling": {"type": "longrope", "short_factor": short, "long_factor": long}}
+    rope = rf.Phi3Rope(cfg, 16)
+    base = 500.0 ** (-np.arange(0, 8, 2) / 8)
+    for T, want in ((1, short), (16, short), (17, long), (64, long), (200, long)):
+        inv, mag, dim = rope.frequencies(T)
+        assert dim == 8
+        close(inv, base / np.array(want), 1e-15)
+        close(mag, math.sqrt(1.5), 1e-15)
+    close(rope.frequencies(5, "long")[0], base / np.array(long), 1e-15)
+    close(rope.frequencies(50, "short")[0], base / np.array(short), 1e-15)
+    close(rope.frequencies(50, breaks={"longrope_factors_swapped"})[0], base / np.array(short), 1e-15)
+    assert rope.frequencies(50, breaks={"longrope_no_attention_factor"})[1] == 1.0
+    inv, _, dim = rope.frequencies(50, breaks={"phi3_full_rotary"})
+    assert dim == 16
+    close(inv, 500.0 ** (-np.arange(0, 16, 2) / 16) / np.array(long + [1.0] * 4), 1e-15)
+    # The legacy names "su" and "yarn" mean longrope; transformers 5's rope_parameters form is read alike.
+    for kind in ("su", "yarn"):
+        other = rf.Phi3Rope(dict(cfg, rope_scaling=dict(cfg["rope_scaling"], type=kind)), 16)
+        close(other.frequencies(30)[0], rope.frequencies(30)[0], 0)
+    v5 = {k: v for k, v in cfg.items() if k not in ("rope_scaling", "rope_theta", "partial_rotary_factor")}
+    v5["rope_parameters"] = {"rope_type": "longrope", "rope_theta": 500.0, "partial_rotary_factor": 0.5,
+                             "short_factor": short, "long_factor": long, "original_max_position_embeddings": 16}
+    for T in (16, 17):
+        a, b = rf.Phi3Rope(v5, 16).frequencies(T), rope.frequencies(T)
+        close(a[0], b[0], 0)
+        assert a[1:] == b[1:]
+    # attention_factor given wins; max == original (factor 1) gives 1; the original length defaults to 4096.
+    given = dict(cfg, rope_scaling=dict(cfg["rope_scaling"], attention_factor=0.9))
+    assert rf.Phi3Rope(given, 16).attention_factor == 0.9
+    assert rf.Phi3Rope(dict(cfg, max_position_embeddings=16), 16).attention_factor == 1.0
+    d = rf.Phi3Rope({k: v for k, v in cfg.items() if k != "original_max_position_embeddings"}, 16)
+    assert d.original == 4096 and d.attention_factor == 1.0  # 64 / 4096 < 1
+    assert not d.uses_long(4096) and d.uses_long(4097)
+    # Phi-3-mini-128k's numbers: 131072 / 4096 = 32 -> sqrt(1 + ln 32 / ln 4096) = sqrt(1 + 5/12).
+    big = rf.Phi3Rope(dict(cfg, max_position_embeddings=131072, original_max_position_embeddings=4096), 16)
+    close(big.attention_factor, math.sqrt(1 + 5 / 12), 1e-15)
+    for bad in ({"type": "linear", "factor": 2.0}, dict(cfg["rope_scaling"], short_factor=short[:3])):
+        try:
+            rf.Phi3Rope(dict(cfg, rope_scaling=bad), 16)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError(f"accepted {bad}")
+
+
+def test_phi3_partial_rope_leaves_the_rest():
+    # Only the first r dims of a head rotate (pairs i, i + r/2); the rest pass through untouched.
+    x = np.random.default_rng(22).normal(size=(7, 3, 20))
+    inv = 100.0 ** (-np.arange(0, 12, 2) / 12)
+    pos = np.arange(7) * 2
+    out = rf.apply_partial_rope(x, pos, inv, 12, mag=1.3)
+    z = (x[..., :6] + 1j * x[..., 6:12]) * (1.3 * np.exp(1j * np.outer(pos, inv)))[:, None, :]
+    close(out[..., :12], np.concatenate([z.real, z.imag], axis=-1), 1e-12)
+    assert np.array_equal(out[..., 12:], x[..., 12:])
+    close(rf.apply_partial_rope(x, pos, 100.0 ** (-np.arange(0, 20, 2) / 20), 20),
+          rf.apply_rope(x, pos, 100.0 ** (-np.arange(0, 20, 2) / 20)), 0)
+
+
+def test_phi3_longrope_neutral_factors_are_no_scaling():
+    # short_factor all 1 with max_position_embeddings == original (factor 1, attention factor 1): within
+    # the original length that is plain RoPE; with long_factor all 1 too, at any length.
+    m = rf.RefModel(make_model("phi3_neutral", "--arch", "phi3", "--rope-scaling", "longrope",
+                               "--partial-rotary-factor", "0.5"))
+    plain = copy.copy(m)
+    plain.config = dict(m.config, rope_scaling=None)
+    plain._phi3_init()
+    n = m.rope.rotary_dim // 2
+    neutral = copy.copy(m)
+    neutral.config = dict(m.config, max_position_embeddings=16,
+                          rope_scaling=dict(m.config["rope_scaling"], short_factor=[1.0] * n))
+    neutral._phi3_init()
+    toks = tokens(30, m.vocab, seed=23)
+    close(neutral.forward(toks[:16]), plain.forward(toks[:16]), 1e-12)
+    assert np.abs(neutral.forward(toks) - plain.forward(toks)).max() > 0.05  # long factors from 17 on
+    neutral.config["rope_scaling"]["long_factor"] = [1.0] * n
+    neutral._phi3_init()
+    close(neutral.forward(toks), plain.forward(toks), 1e-12)
+    # The real factors do change things, short and long alike.
+    assert np.abs(m.forward(toks[:16]) - plain.forward(toks[:16])).max() > 0.05
+
+
+def test_phi3_incremental_decoder_agrees():
+    cases = (("phi3_inc_long", ["--rope-scaling", "longrope", "--partial-rotary-factor", "0.75"]),
+             ("phi3_inc_bf16", ["--dtype", "bf16", "--rope-scaling", "longrope", "--longrope-type-name", "su",
+                                "--sliding-window", "5", "--tie-word-embeddings"]),
+             ("phi3_inc_plain", ["--partial-rotary-factor", "0.5", "--sliding-window", "9",
+                                 "--num-hidden-layers", "2"]))
+    for name, args in cases:
+        m = rf.RefModel(make_model(name, "--arch", "phi3", *args))
+        toks = tokens(30, m.vocab, seed=24)
+        for choice in ("long", "short"):
+            m.longrope_choice = choice
+            close(phi3_decode(m, toks, choice), m.forward(toks), 1e-9)
+        m.longrope_choice = None
+        if m.rope.longrope:
+            # transformers' rule: up to the original length (16) the short factors, beyond it the long ones for
+            # the whole sequence, so a row's logits depend on how long the sequence is.
+            close(m.forward(toks[:16]), phi3_decode(m, toks[:16], "short"), 1e-9)
+            close(m.forward(toks), phi3_decode(m, toks, "long"), 1e-9)
+            assert np.abs(m.forward(toks)[:16] - m.forward(toks[:16])).max() > 0.05
+    # The window: with 2 layers of window 9 the output at p depends on tokens p-16..p.
+    other = toks.copy()
+    other[0] = (other[0] + 1) % m.vocab
+    a, b = m.forward(toks), m.forward(other)
+    close(a[17:], b[17:], 1e-12)
+    assert np.abs(a[16] - b[16]).max() > 1e-4
 
 
 def main():

@@ -10,6 +10,7 @@
 #include "core/check.h"
 #include "model/config.h"
 #include "model/model.h"
+#include "model/rope.h"
 #include "model/weight_store.h"
 
 namespace fs = std::filesystem;
@@ -442,6 +443,100 @@ TEST(ModelConfig, Transformers5RopeParametersAndDtype) {
   gemma["rope_parameters"] = {{"chunked_attention", {{"rope_theta", 1.0}}},
                               {"full_attention", nlohmann::json::object()}};
   EXPECT_THROW(ModelConfig::from_hf_json(gemma), Error);
+}
+
+// Phi-3.5-mini-instruct's published config shape (LongRoPE over 4096 -> 131072, 48 factor pairs) and
+// Phi-4-mini's partial rotary (0.75 of 128-wide heads).
+TEST(ModelConfig, Phi3LongRopeAndPartialRotary) {
+  std::vector<double> shortf(48), longf(48);
+  for (int i = 0; i < 48; ++i) shortf[size_t(i)] = 1.0 + 0.01 * i, longf[size_t(i)] = 1.0 + 1.5 * i;
+  nlohmann::json phi = {{"architectures", {"Phi3ForCausalLM"}}, {"hidden_size", 3072}, {"num_hidden_layers", 32},
+                        {"num_attention_heads", 32}, {"num_key_value_heads", 32}, {"intermediate_size", 8192},
+                        {"vocab_size", 32064}, {"max_position_embeddings", 131072},
+                        {"original_max_position_embeddings", 4096}, {"rope_theta", 10000.0},
+                        {"sliding_window", 262144}, {"hidden_act", "silu"},
+                        {"rope_scaling", {{"type", "longrope"}, {"short_factor", shortf}, {"long_factor", longf}}}};
+  const ModelConfig c = ModelConfig::from_hf_json(phi);
+  EXPECT_EQ(c.arch, Arch::Phi3);
+  EXPECT_EQ(c.rope_dim(), 96);
+  EXPECT_EQ(c.sliding_window, 0);  // wider than the context: no window
+  const RopeScaling& r = c.rope_scaling;
+  ASSERT_EQ(r.type, RopeScaling::Type::LongRope);
+  EXPECT_DOUBLE_EQ(r.original_max_position_embeddings, 4096);
+  // sqrt(1 + ln(131072 / 4096) / ln(4096)) = sqrt(1 + 5 ln 2 / (12 ln 2)) = sqrt(17 / 12)
+  EXPECT_NEAR(r.attention_factor, std::sqrt(17.0 / 12.0), 1e-12);
+  // The served context picks the set: the model's own (131072) the long one, 4096 the short one.
+  EXPECT_FLOAT_EQ(r.freq_factors[47], float(longf[47]));
+  ModelConfig s = c;
+  s.rope_scaling.use_longrope(4096);
+  EXPECT_FLOAT_EQ(s.rope_scaling.freq_factors[47], float(shortf[47]));
+  s.rope_scaling.use_longrope(4097);
+  EXPECT_FLOAT_EQ(s.rope_scaling.freq_factors[47], float(longf[47]));
+  // The table: pair i turns by pos / (factor_i theta^(2i / 96)) with cos and sin scaled by the factor.
+  RopeTable t(c);
+  ASSERT_EQ(t.dim(), 96);
+  std::vector<float> cs(48), sn(48);
+  t.at(1000, cs.data(), sn.data());
+  for (int i : {0, 20, 47}) {
+    const double angle = 1000.0 / (longf[size_t(i)] * std::pow(10000.0, 2.0 * i / 96.0));
+    EXPECT_NEAR(cs[size_t(i)], std::sqrt(17.0 / 12.0) * std::cos(angle), 1e-5) << i;
+    EXPECT_NEAR(sn[size_t(i)], std::sqrt(17.0 / 12.0) * std::sin(angle), 1e-5) << i;
+  }
+  // "su" is the first Phi-3 configs' name; attention_factor given is used as written.
+  phi["rope_scaling"]["type"] = "su";
+  phi["rope_scaling"]["attention_factor"] = 1.5;
+  EXPECT_DOUBLE_EQ(ModelConfig::from_hf_json(phi).rope_scaling.attention_factor, 1.5);
+  // Equal contexts: no scaling of cos / sin, short factors.
+  phi["max_position_embeddings"] = 4096;
+  phi["rope_scaling"].erase("attention_factor");
+  const ModelConfig e = ModelConfig::from_hf_json(phi);
+  EXPECT_DOUBLE_EQ(e.rope_scaling.attention_factor, 1.0);
+  EXPECT_FLOAT_EQ(e.rope_scaling.freq_factors[47], float(shortf[47]));
+  // Refused by name: a wrong number of factors, an unknown key, another type.
+  auto refused = [](nlohmann::json j, const std::string& what) {
+    try {
+      ModelConfig::from_hf_json(j);
+      ADD_FAILURE() << "accepted; expected an error naming " << what;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    }
+  };
+  auto bad = phi;
+  bad["rope_scaling"]["long_factor"] = std::vector<double>(47, 1.0);
+  refused(bad, "long_factor");
+  bad = phi;
+  bad["rope_scaling"]["short_mscale"] = 1.1;
+  refused(bad, "short_mscale");
+  bad = phi;
+  bad["rope_scaling"]["type"] = "dynamic";
+  refused(bad, "dynamic");
+  // Phi-4-mini: 24 heads of 128, 0.75 rotates 96 (48 pairs); in transformers 5 form as well.
+  auto mini = phi;
+  mini["hidden_size"] = 3072, mini["num_attention_heads"] = 24, mini["num_key_value_heads"] = 8;
+  mini["partial_rotary_factor"] = 0.75;
+  EXPECT_EQ(ModelConfig::from_hf_json(mini).rope_dim(), 96);
+  EXPECT_EQ(ModelConfig::from_hf_json(mini).rotary_dim, 96);
+  auto v5 = mini;
+  v5.erase("partial_rotary_factor");
+  v5.erase("rope_scaling");
+  v5.erase("rope_theta");
+  v5["rope_parameters"] = phi["rope_scaling"];
+  v5["rope_parameters"]["rope_theta"] = 250000.0;
+  v5["rope_parameters"]["partial_rotary_factor"] = 0.75;
+  const ModelConfig m5 = ModelConfig::from_hf_json(v5);
+  EXPECT_EQ(m5.rotary_dim, 96);
+  EXPECT_DOUBLE_EQ(m5.rope_theta, 250000.0);
+  EXPECT_EQ(m5.rope_scaling.type, RopeScaling::Type::LongRope);
+  mini["partial_rotary_factor"] = 0.3;  // 38.4 -> 38 dims: 19 pairs, not the 48 factors
+  refused(mini, "short_factor");
+  mini.erase("rope_scaling");
+  mini["partial_rotary_factor"] = 1.5;
+  refused(mini, "partial_rotary_factor");
+  // Only Phi-3 rotates part of the head.
+  nlohmann::json llama = {{"architectures", {"LlamaForCausalLM"}}, {"hidden_size", 64}, {"num_hidden_layers", 2},
+                          {"num_attention_heads", 4}, {"vocab_size", 100}, {"intermediate_size", 128},
+                          {"partial_rotary_factor", 0.5}};
+  refused(llama, "partial_rotary_factor");
 }
 
 TEST(Llama2c, TruncatedCheckpointIsAnError) {

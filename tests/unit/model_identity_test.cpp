@@ -60,6 +60,9 @@ TEST(ModelIdentity, EveryConfigFieldTheForwardPassReadsChangesTheDigest) {
       {"vision fullatt_blocks", [](ModelConfig& c) { c.vision.fullatt_blocks = {3}; }},
       {"num_nextn_predict_layers", [](ModelConfig& c) { c.nextn_layers = 1; }},
       {"rms_norm_eps", [](ModelConfig& c) { c.rms_eps = 1e-6; }},
+      {"partial rotary", [](ModelConfig& c) { c.rotary_dim = 4; }},
+      {"longrope long factors", [](ModelConfig& c) { c.rope_scaling.long_factors = {1.f, 3.f}; }},
+      {"longrope short factors", [](ModelConfig& c) { c.rope_scaling.short_factors = {1.f, 3.f}; }},
   };
   for (const auto& [what, change] : changes) {
     ModelConfig c = base_config();

@@ -1,12 +1,13 @@
 #!/usr/bin/python3
 """Independent float64 NumPy forward pass of Hugging Face Llama / Mistral / Qwen2 / Qwen3 / Qwen3-MoE /
-Mixtral / DeepSeek-V2 / DeepSeek-V3 / Gemma 3 (text) models.
+Mixtral / DeepSeek-V2 / DeepSeek-V3 / Gemma 3 (text) / Phi-3 (Phi-3, Phi-3.5, Phi-4, Phi-4-mini) models.
 
 Written from the published architecture definitions (transformers' modeling_llama, modeling_mistral,
 modeling_qwen2, modeling_qwen3, modeling_qwen3_moe, modeling_mixtral, modeling_gemma3 /
-configuration_gemma3 / masking_utils; DeepSeek's papers and modeling_deepseek semantics in
-ref_deepseek.py), not from dpserve's C++. It reads the model folder itself
-(config.json + safetensors, sharded or not) and converts bf16 / f16 / f32 weights exactly to float64.
+configuration_gemma3 / masking_utils, modeling_phi3 / configuration_phi3 / modeling_rope_utils (see
+Phi3Rope); DeepSeek's papers and modeling_deepseek semantics in ref_deepseek.py), not from dpserve's C++.
+It reads the model folder itself (config.json + safetensors, sharded or not) and converts bf16 / f16 / f32
+weights exactly to float64.
 
   /usr/bin/python3 ref_forward.py --model-path DIR --tokens 1,5,9 [--out logits.f32]
 
@@ -38,7 +39,7 @@ BREAKS = {
     "skip_norm_weight": "RMSNorm weights ignored (plain normalisation)",
     "no_causal_mask": "attention sees later tokens",
     "moe_flip_renorm": "norm_topk_prob applied the wrong way round (Qwen3-MoE)",
-    "no_sliding_window": "sliding_window ignored (Mistral / Mixtral; Gemma 3's sliding layers)",
+    "no_sliding_window": "sliding_window ignored (Mistral / Mixtral / Phi-3; Gemma 3's sliding layers)",
     "mixtral_no_renorm": "Mixtral's top-k weights left unnormalised",
     **ds.BREAKS,
     "gemma_norm_no_plus_one": "Gemma RMSNorm scales by w instead of (1 + w)",
@@ -51,6 +52,12 @@ BREAKS = {
     "gemma_rope_scaling_all_layers": "Gemma rope_scaling also applied to the sliding layers' local RoPE",
     "gemma_layer_types_shifted": "Gemma layer i gets layer i + 1's attention type ((i + 1) % pattern misread)",
     "gemma_silu": "Gemma MLP activation SiLU instead of GELU (tanh approximation)",
+    "phi3_kv_swapped": "Phi-3 fused qkv_proj split with the key and value slices exchanged",
+    "phi3_gate_up_swapped": "Phi-3 fused gate_up_proj: SiLU applied to the up half instead of the gate half",
+    "phi3_full_rotary": "Phi-3 partial_rotary_factor ignored: the whole head rotates (frequencies over head_dim, "
+                        "LongRoPE factors padded with 1); only differs when partial_rotary_factor < 1",
+    "longrope_factors_swapped": "LongRoPE short_factor used where long_factor belongs and vice versa",
+    "longrope_no_attention_factor": "LongRoPE's cos/sin attention factor left out",
 }
 
 _ST_DTYPES = {"BF16": 2, "F16": 2, "F32": 4}
@@ -215,6 +222,99 @@ def apply_rope(x, positions, inv_freq, breaks=(), mag=1.0):
     return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
 
 
+def apply_partial_rope(x, positions, inv_freq, rotary_dim, breaks=(), mag=1.0):
+    """modeling_phi3's apply_rotary_pos_emb: the first rotary_dim dims of each head rotate as apply_rope
+    does (rotate_half within those dims), the rest pass through unchanged (and unscaled)."""
+    if rotary_dim >= x.shape[-1]:
+        return apply_rope(x, positions, inv_freq, breaks, mag)
+    return np.concatenate([apply_rope(x[..., :rotary_dim], positions, inv_freq, breaks, mag),
+                           x[..., rotary_dim:]], axis=-1)
+
+
+class Phi3Rope:
+    """RoPE of a Phi3ForCausalLM config, as transformers computes it.
+
+    Read (huggingface/transformers): src/transformers/models/phi3/configuration_phi3.py (4.x: defaults,
+    _rope_scaling_adjustment renaming rope_scaling type "su" / "yarn" to "longrope", _rope_scaling_validation
+    wanting exactly {type, short_factor, long_factor} of rotary_dim / 2 numbers each; 5.x: the same
+    renaming in convert_rope_params_to_dict, partial_rotary_factor and rope_theta moved into
+    rope_parameters), src/transformers/models/phi3/modeling_phi3.py (Phi3RotaryEmbedding,
+    apply_rotary_pos_emb with its rotary / pass-through split), src/transformers/modeling_rope_utils.py
+    (_compute_default_rope_parameters, _compute_longrope_parameters, dynamic_rope_update's
+    longrope_frequency_update, and in 5.x standardize_rope_params).
+
+    - rotary_dim = int(head_dim * partial_rotary_factor), head_dim = config.head_dim or hidden / heads;
+      inv_freq_i = 1 / (ext_i * rope_theta ** (2 i / rotary_dim)), ext = 1 without rope_scaling.
+    - LongRoPE: ext = long_factor when the forward's sequence length max(position_ids) + 1 exceeds
+      original_max_position_embeddings (the top-level config field, Phi3Config default 4096; transformers
+      5's standardize_rope_params copies it over any value inside the rope dict), else short_factor. The
+      choice is made per forward call over the whole sequence, so a prompt crossing the original length
+      rotates all its tokens with the long factors.
+    - cos and sin are multiplied by the attention factor whichever set is used: rope_scaling's
+      attention_factor if given, else 1 when factor <= 1, else sqrt(1 + ln(factor) / ln(original)), with
+      factor = max_position_embeddings / original_max_position_embeddings. (transformers 5 takes an
+      explicit rope_scaling "factor" before that ratio, 4.x always took the ratio; a config with a factor
+      key does not load in 4.x at all, since its Phi3Config wants exactly three keys.)
+
+    `choice` None applies that sequence-length rule; "long" / "short" force a factor set (a server that
+    picks it once from its context length)."""
+
+    def __init__(self, config, head_dim):
+        c = config
+        # transformers 5 saves rope_parameters (rope_type, rope_theta, partial_rotary_factor and the
+        # LongRoPE keys in one dict); a rope_scaling dict, when present, takes its place, and values in the
+        # dict come before the top-level rope_theta / partial_rotary_factor.
+        rs = c.get("rope_scaling") or c.get("rope_parameters") or {}
+        if not isinstance(rs, dict):
+            raise ValueError(f"rope_scaling must be a dict, not {rs!r}")
+        self.theta = float(rs.get("rope_theta", c.get("rope_theta", 10000.0)))
+        prf = rs.get("partial_rotary_factor", c.get("partial_rotary_factor", 1.0))
+        self.head_dim = head_dim
+        self.rotary_dim = int(head_dim * float(prf))
+        if self.rotary_dim < 2 or self.rotary_dim % 2 or self.rotary_dim > head_dim:
+            raise ValueError(f"partial_rotary_factor {prf} leaves rotary dim {self.rotary_dim} of head_dim {head_dim}")
+        kind = rs.get("rope_type", rs.get("type", "default"))
+        if kind in ("su", "yarn"):
+            kind = "longrope"  # Phi3Config's renaming of the legacy names
+        if kind not in ("default", "longrope"):
+            raise ValueError(f"Phi3Config accepts rope_scaling type longrope (or su / yarn), not {kind!r}")
+        self.longrope = kind == "longrope"
+        self.original = int(c.get("original_max_position_embeddings", 4096))
+        self.max_pos = int(c.get("max_position_embeddings", 4096))
+        if self.longrope:
+            self.short = np.asarray(rs["short_factor"], dtype=np.float64)
+            self.long = np.asarray(rs["long_factor"], dtype=np.float64)
+            for name, f in (("short_factor", self.short), ("long_factor", self.long)):
+                if f.shape != (self.rotary_dim // 2,):
+                    raise ValueError(f"{name} has {f.size} values, not rotary_dim / 2 = {self.rotary_dim // 2}")
+            if rs.get("attention_factor") is not None:
+                self.attention_factor = float(rs["attention_factor"])
+            else:
+                factor = rs.get("factor")
+                factor = float(factor) if factor is not None else self.max_pos / self.original
+                self.attention_factor = 1.0 if factor <= 1.0 else \
+                    math.sqrt(1.0 + math.log(factor) / math.log(self.original))
+
+    def uses_long(self, seq_len, choice=None):
+        if choice not in (None, "long", "short"):
+            raise ValueError(f"longrope_choice must be None, 'long' or 'short', not {choice!r}")
+        return choice == "long" if choice else seq_len > self.original
+
+    def frequencies(self, seq_len, choice=None, breaks=()):
+        """(inv_freq, cos/sin magnitude, rotary dim) for a forward over positions 0 .. seq_len - 1."""
+        dim = self.head_dim if "phi3_full_rotary" in breaks else self.rotary_dim
+        ext = np.ones(dim // 2)
+        mag = 1.0
+        if self.longrope and "no_rope_scaling" not in breaks:
+            long = self.uses_long(seq_len, choice) != ("longrope_factors_swapped" in breaks)
+            f = self.long if long else self.short
+            ext[:len(f)] = f[:dim // 2]
+            if "longrope_no_attention_factor" not in breaks:
+                mag = self.attention_factor
+        inv = 1.0 / (ext * self.theta ** (np.arange(0, dim, 2, dtype=np.float64) / dim))
+        return inv, mag, dim
+
+
 def rms_norm(x, w, eps, breaks=()):
     y = x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)
     return y if "skip_norm_weight" in breaks else y * w
@@ -278,7 +378,7 @@ class RefModel:
         kinds = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2",
                  "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3_moe", "MixtralForCausalLM": "mixtral",
                  "DeepseekV2ForCausalLM": "deepseek_v2", "DeepseekV3ForCausalLM": "deepseek_v3",
-                 "Gemma3ForCausalLM": "gemma3"}
+                 "Gemma3ForCausalLM": "gemma3", "Phi3ForCausalLM": "phi3"}
         if arch not in kinds:
             raise ValueError(f"unsupported architecture {arch}")
         self.arch = kinds[arch]
@@ -299,6 +399,29 @@ class RefModel:
         self.gemma = self.arch == "gemma3"
         if self.gemma:
             self._gemma_init()
+        self.phi3 = self.arch == "phi3"
+        # Phi-3 LongRoPE factor set: None = transformers' rule (long iff the forward's length exceeds
+        # original_max_position_embeddings); "long" / "short" force one set for every forward.
+        self.longrope_choice = None
+        if self.phi3:
+            self._phi3_init()
+
+    def _phi3_init(self):
+        """Phi3Config's fields with its defaults (rms_norm_eps 1e-5, num_key_value_heads = heads,
+        original_max_position_embeddings 4096, sliding_window none), checked."""
+        c = self.config
+        if c.get("hidden_act", "silu") != "silu":
+            raise ValueError(f"unsupported hidden_act {c.get('hidden_act')!r}")
+        for key in ("attention_bias", "mlp_bias", "lm_head_bias"):  # Microsoft's own modelling files' keys
+            if c.get(key):
+                raise ValueError(f"{key} is not supported (Phi3ForCausalLM has no biases)")
+        self.eps = float(c.get("rms_norm_eps", 1e-5))
+        # A query at position i sees keys j with i - j < sliding_window (masking_utils:
+        # kv_idx > q_idx - sliding_window; 4.x's own mask: key j masked when j <= i - sliding_window).
+        self.window = c.get("sliding_window")
+        if self.window is not None and (not isinstance(self.window, int) or self.window < 1):
+            raise ValueError(f"bad sliding_window {self.window!r}")
+        self.rope = Phi3Rope(c, self.head_dim)
 
     def _gemma_init(self):
         """Gemma3TextConfig's fields with its defaults (configuration_gemma3.py), checked."""
@@ -401,8 +524,12 @@ class RefModel:
             return self._gemma_forward(tokens, breaks, act, kvq, hidden)
         positions = np.arange(T)
         k_positions = positions + (1 if "rope_k_pos_plus1" in breaks else 0)
+        rot = self.head_dim
         if self.deepseek:
             inv_freq, mag = ds.rope_frequencies(self.config, self.config["qk_rope_head_dim"], breaks)
+        elif self.phi3:
+            # seq_len = max(position_ids) + 1 of this forward: positions run 0 .. T - 1.
+            inv_freq, mag, rot = self.rope.frequencies(T, self.longrope_choice, breaks)
         else:
             inv_freq = rope_inv_freq(self.config, self.head_dim, breaks)
             mag = rope_attention_scaling(self.config, breaks)
@@ -424,9 +551,12 @@ class RefModel:
                 x = x + (self._deepseek_moe(p, h, breaks, act, margins) if self.is_sparse(i)
                          else self._mlp(p + "mlp.", h, act))
                 continue
-            q = h @ w[p + "self_attn.q_proj.weight"].T
-            k = h @ w[p + "self_attn.k_proj.weight"].T
-            v = h @ w[p + "self_attn.v_proj.weight"].T
+            if self.phi3:
+                q, k, v = self._phi3_qkv(p, h, breaks)
+            else:
+                q = h @ w[p + "self_attn.q_proj.weight"].T
+                k = h @ w[p + "self_attn.k_proj.weight"].T
+                v = h @ w[p + "self_attn.v_proj.weight"].T
             if self.arch == "qwen2" and "skip_bias" not in breaks:
                 q = q + w[p + "self_attn.q_proj.bias"]
                 k = k + w[p + "self_attn.k_proj.bias"]
@@ -439,8 +569,8 @@ class RefModel:
                     q = rms_norm(q, w[p + "self_attn.q_norm.weight"], self.eps, breaks)
                 if "skip_k_norm" not in breaks:
                     k = rms_norm(k, w[p + "self_attn.k_norm.weight"], self.eps, breaks)
-            q = apply_rope(q, positions, inv_freq, breaks, mag)
-            k = kvq(apply_rope(k, k_positions, inv_freq, breaks, mag))
+            q = apply_partial_rope(q, positions, inv_freq, rot, breaks, mag)
+            k = kvq(apply_partial_rope(k, k_positions, inv_freq, rot, breaks, mag))
             v = kvq(v)
             attn = np.empty((T, self.n_heads, self.head_dim))
             for hh in range(self.n_heads):
@@ -453,7 +583,9 @@ class RefModel:
                 attn[:, hh, :] = (e / e.sum(axis=1, keepdims=True)) @ v[:, kv, :]
             x = x + act(attn.reshape(T, -1)) @ w[p + "self_attn.o_proj.weight"].T
             h = act(rms_norm(x, w[p + "post_attention_layernorm.weight"], self.eps, breaks))
-            if self.is_sparse(i):
+            if self.phi3:
+                x = x + self._phi3_mlp(p + "mlp.", h, act, breaks)
+            elif self.is_sparse(i):
                 x = x + self._moe(p, h, breaks, act, margins)
             else:
                 x = x + self._mlp(p + "mlp.", h, act)
@@ -546,6 +678,28 @@ class RefModel:
         a = silu(g) if "gemma_silu" in breaks else gelu_tanh(g)
         return act(a * u) @ w[p + "down_proj.weight"].T
 
+    def _phi3_qkv(self, p, h, breaks):
+        """Phi3Attention: one qkv_proj; its outputs are the queries (heads * head_dim), then the keys
+        (kv_heads * head_dim), then the values (the rest)."""
+        T, hd = len(h), self.head_dim
+        qkv = h @ self.w[p + "self_attn.qkv_proj.weight"].T
+        nq, nk = self.n_heads * hd, self.n_kv * hd
+        if qkv.shape[1] != nq + 2 * nk:
+            raise ValueError(f"{p}self_attn.qkv_proj.weight has {qkv.shape[1]} rows, not {nq + 2 * nk}")
+        q, k, v = qkv[:, :nq], qkv[:, nq:nq + nk], qkv[:, nq + nk:]
+        if "phi3_kv_swapped" in breaks:
+            k, v = v, k
+        return q.reshape(T, self.n_heads, hd), k.reshape(T, self.n_kv, hd), v.reshape(T, self.n_kv, hd)
+
+    def _phi3_mlp(self, p, h, act, breaks):
+        """Phi3MLP: gate, up = gate_up_proj(h).chunk(2) (gate rows first); down(up * silu(gate))."""
+        gu = h @ self.w[p + "gate_up_proj.weight"].T
+        f = gu.shape[1] // 2
+        g, u = gu[:, :f], gu[:, f:]
+        if "phi3_gate_up_swapped" in breaks:
+            g, u = u, g
+        return act(u * silu(g)) @ self.w[p + "down_proj.weight"].T
+
     def _mlp(self, p, h, act, names=("gate_proj", "up_proj", "down_proj")):
         w = self.w
         g = h @ w[f"{p}{names[0]}.weight"].T
@@ -606,8 +760,11 @@ def main(argv):
     ap.add_argument("--tokens", required=True, help="comma-separated token ids")
     ap.add_argument("--out", help="write float32 logits [T, vocab] here (raw little-endian)")
     ap.add_argument("--break", dest="breaks", action="append", default=[], choices=sorted(BREAKS))
+    ap.add_argument("--longrope-choice", choices=["long", "short"],
+                    help="Phi-3 LongRoPE: force a factor set (default: transformers' rule from the token count)")
     a = ap.parse_args(argv)
     m = RefModel(a.model_path)
+    m.longrope_choice = a.longrope_choice
     logits = m.forward([int(t) for t in a.tokens.split(",")], breaks=set(a.breaks))
     if a.out:
         logits.astype("<f4").tofile(a.out)
