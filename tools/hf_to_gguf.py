@@ -47,7 +47,8 @@ import gguf_format as G  # noqa: E402
 
 ARCH = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2",
         "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3moe", "MixtralForCausalLM": "llama",
-        "DeepseekV2ForCausalLM": "deepseek2", "DeepseekV3ForCausalLM": "deepseek2", "Gemma3ForCausalLM": "gemma3"}
+        "DeepseekV2ForCausalLM": "deepseek2", "DeepseekV3ForCausalLM": "deepseek2", "Gemma3ForCausalLM": "gemma3",
+        "Phi3ForCausalLM": "phi3"}
 # (type, general.file_type)
 OUTTYPES = {"f32": (G.GGML_F32, 0), "f16": (G.GGML_F16, 1), "bf16": (G.GGML_BF16, 32), "q8_0": (G.GGML_Q8_0, 7),
             "q4_0": (G.GGML_Q4_0, 2), "q5_0": (G.GGML_Q5_0, 8), "q5_1": (G.GGML_Q5_1, 9)}
@@ -86,6 +87,9 @@ LAYER_NAMES = {
 GEMMA3_NAMES = {"post_attention_layernorm.weight": "post_attention_norm.weight",
                 "pre_feedforward_layernorm.weight": "ffn_norm.weight",
                 "post_feedforward_layernorm.weight": "post_ffw_norm.weight"}
+# Phi-3's fused projections, as llama.cpp's converter keeps them: attn_qkv (q, k, v rows) and ffn_up
+# holding the gate rows, then the up rows (phi3 has no ffn_gate).
+PHI3_NAMES = {"self_attn.qkv_proj.weight": "attn_qkv.weight", "mlp.gate_up_proj.weight": "ffn_up.weight"}
 EXPERT_NAMES = {"gate_proj.weight": "ffn_gate_exps.weight", "up_proj.weight": "ffn_up_exps.weight",
                 "down_proj.weight": "ffn_down_exps.weight"}
 # Mixtral's experts (block_sparse_moe.experts.E.*): w1 is the gate, w3 the up and w2 the down projection.
@@ -592,6 +596,25 @@ def gemma3_keys(w, p, c, n_layers, head_dim):
         w.add(p + "rope.freq_base_swa", G.F32, c["rope_local_base_freq"])
 
 
+def phi3_keys(w, p, c, head_dim):
+    """What llama.cpp's phi3 reads beyond the common keys: the rotated width, the original context, the
+    window (0: none) and LongRoPE's cos/sin factor sqrt(1 + ln(s) / ln(original)) for s = context /
+    original; the two factor sets are tensors (rope_factors_long / rope_factors_short)."""
+    rot = int(head_dim * c.get("partial_rotary_factor", 1.0))
+    orig = c.get("original_max_position_embeddings", c.get("max_position_embeddings", 4096))
+    w.add(p + "rope.dimension_count", G.U32, rot)
+    w.add(p + "rope.scaling.original_context_length", G.U32, orig)
+    w.add(p + "attention.sliding_window", G.U32, c.get("sliding_window") or 0)
+    rs = c.get("rope_scaling") or {}
+    if rs.get("rope_type", rs.get("type")) not in ("longrope", "su"):
+        return None
+    if "attention_factor" in rs:
+        raise SystemExit("hf_to_gguf: rope_scaling.attention_factor cannot be written for phi3 (llama.cpp derives it)")
+    scale = c.get("max_position_embeddings", 4096) / orig
+    w.add(p + "rope.scaling.attn_factor", G.F32, math.sqrt(1 + math.log(scale) / math.log(orig)) if scale > 1 else 1.0)
+    return {k: np.asarray(rs[k + "_factor"], dtype="<f4") for k in ("long", "short")}
+
+
 def add_sampling_defaults(w, folder):
     path = os.path.join(folder, "generation_config.json")
     if not os.path.exists(path):
@@ -603,13 +626,13 @@ def add_sampling_defaults(w, folder):
             w.add("general.sampling." + key, typ, int(v) if typ == G.I32 else float(v))
 
 
-def add_model(w, folder, outtype, kv_b="split", experts_form="stacked"):
+def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fused"):
     c = load_json(os.path.join(folder, "config.json"))
     arch = ARCH.get((c.get("architectures") or [""])[0])
     if arch is None:
         raise SystemExit(f"hf_to_gguf: architecture {c.get('architectures')} is not supported")
     ggml_type, file_type = OUTTYPES[outtype]
-    gemma = arch == "gemma3"
+    gemma, phi3 = arch == "gemma3", arch == "phi3"
     if gemma:  # Gemma3TextConfig's defaults
         c = {"head_dim": 256, "max_position_embeddings": 131072, "rope_theta": 1000000.0,
              "tie_word_embeddings": True, **c}
@@ -632,8 +655,11 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked"):
         w.add(p + "attention.head_count_kv", G.U32, n_kv)
     w.add(p + "attention.layer_norm_rms_epsilon", G.F32, c.get("rms_norm_eps", 1e-6))
     w.add(p + "rope.freq_base", G.F32, c.get("rope_theta", 10000.0))
+    longrope = None
     if arch == "deepseek2":
         deepseek2_keys(w, p, c, kv_b)
+    elif phi3:
+        longrope = phi3_keys(w, p, c, head_dim)
     else:
         w.add(p + "rope.dimension_count", G.U32, head_dim)
     if "head_dim" in c and c["head_dim"] and arch != "deepseek2":
@@ -652,7 +678,7 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked"):
         deepseek2_yarn(w, p, rs)
     elif rtype == "yarn":
         per_head_yarn(w, p, rs)
-    elif rtype not in (None, "default", "llama3"):
+    elif rtype not in (None, "default", "llama3") and not (phi3 and rtype in ("longrope", "su")):
         raise SystemExit(f"hf_to_gguf: rope_scaling {rtype} is not supported")
     mixtral = c["architectures"][0] == "MixtralForCausalLM"
     if mixtral:
@@ -696,10 +722,13 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked"):
     if rtype == "llama3":
         factors = llama3_rope_factors(c, head_dim)
         w.add_tensor(G.TensorSpec("rope_freqs.weight", G.GGML_F32, factors.shape, lambda f=factors: f))
+    for kind, factors in (longrope or {}).items():
+        w.add_tensor(G.TensorSpec(f"rope_factors_{kind}.weight", G.GGML_F32, factors.shape, lambda f=factors: f))
     for layer in range(n_layers):
         hp = f"model.layers.{layer}."
-        for hf, gg in ({**LAYER_NAMES, **GEMMA3_NAMES} if gemma else LAYER_NAMES).items():
-            if hp + hf not in st:
+        names = {**LAYER_NAMES, **GEMMA3_NAMES} if gemma else {**LAYER_NAMES, **PHI3_NAMES} if phi3 else LAYER_NAMES
+        for hf, gg in names.items():
+            if hp + hf not in st or (phi3 and qkv == "split" and gg == "attn_qkv.weight"):
                 continue
             heads = None
             if arch == "llama" and hf.startswith("self_attn.q_proj"):
@@ -707,6 +736,13 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked"):
             elif arch == "llama" and hf.startswith("self_attn.k_proj"):
                 heads = n_kv
             w.add_tensor(spec(f"blk.{layer}.{gg}", hp + hf, heads, force_f32=(gg == "ffn_gate_inp.weight")))
+        if phi3 and qkv == "split":  # attn_q / attn_k / attn_v, which llama.cpp's phi3 also reads
+            arr, dtype = st[hp + "self_attn.qkv_proj.weight"]
+            rows = np.cumsum([n_head * head_dim, n_kv * head_dim])
+            for gg, part in zip(("attn_q.weight", "attn_k.weight", "attn_v.weight"), np.split(np.asarray(arr), rows)):
+                t = matrix_type(ggml_type, part.shape)
+                w.add_tensor(G.TensorSpec(f"blk.{layer}.{gg}", t, part.shape,
+                                          lambda part=part, dtype=dtype, t=t: convert(part, dtype, t)))
         if hp + "self_attn.kv_b_proj.weight" in st:
             arr, dtype = st[hp + "self_attn.kv_b_proj.weight"]
             if kv_b == "split":
@@ -806,6 +842,9 @@ def main(argv):
     ap.add_argument("--experts", choices=["stacked", "split"], default="stacked",
                     help="MoE experts: one 3-D ffn_*_exps tensor per layer (default), or for Mixtral the older "
                          "one tensor per expert (blk.N.ffn_gate.E.weight), which llama.cpp no longer loads")
+    ap.add_argument("--qkv", choices=["fused", "split"], default="fused",
+                    help="Phi-3 qkv_proj: one attn_qkv as llama.cpp's converter writes it (default), or attn_q / "
+                         "attn_k / attn_v")
     ap.add_argument("--vocab-only", action="store_true", help="write the vocabulary and no tensors")
     ap.add_argument("--no-vocab", action="store_true", help="write no vocabulary")
     ap.add_argument("--alignment", type=int, default=32, help="general.alignment (default 32, not written)")
@@ -823,7 +862,7 @@ def main(argv):
     elif a.llama2c:
         cfg = add_llama2c(w, a.llama2c, a.outtype)
     elif a.model:
-        cfg = add_model(w, a.model, a.outtype, a.kv_b, a.experts)
+        cfg = add_model(w, a.model, a.outtype, a.kv_b, a.experts, a.qkv)
     else:
         ap.error("give a model folder, --llama2c or --vocab-only")
     if not a.no_vocab:

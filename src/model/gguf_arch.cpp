@@ -2,10 +2,12 @@
 
 #include <array>
 #include <cmath>
+#include <cstring>
 
 #include "core/check.h"
 #include "model/gguf_deepseek2.h"
 #include "model/gguf_set.h"
+#include "model/gguf_types.h"
 
 namespace dpserve {
 
@@ -104,15 +106,66 @@ void read_gemma3(const GgufSet& g, const std::string& p, ModelConfig& c) {
     fail("GGUF {}: {}rope.freq_base_swa must be positive, got {}", m.where(), p, c.rope_local_theta);
 }
 
+// phi3 (Phi-3, Phi-3.5, Phi-4, Phi-4-mini): LongRoPE as llama.cpp's converter stores it, the two
+// factor sets as rope_factors_long / rope_factors_short (F32, one per rotated pair) with
+// rope.scaling.original_context_length and the cos/sin factor rope.scaling.attn_factor (llama.cpp's
+// default 1 when absent). attention.sliding_window is Phi-3's own window (0 or none: none), which
+// dpserve applies as transformers does (this llama.cpp release switches Phi SWA off).
+void read_phi3(const GgufSet& g, const std::string& p, ModelConfig& c) {
+  const GgufMetadata& m = g.metadata();
+  if (const auto w = m.get_int(p + "attention.sliding_window"); w && *w > 0 && *w < c.max_pos) c.sliding_window = *w;
+  const GgufTensorInfo* lf = g.tensor("rope_factors_long.weight");
+  const GgufTensorInfo* sf = g.tensor("rope_factors_short.weight");
+  const auto attn = m.get_float(p + "rope.scaling.attn_factor");
+  if (!lf && !sf) {
+    if (attn && *attn != 1.0)
+      fail("GGUF {}: {}rope.scaling.attn_factor {} without rope_factors_long / rope_factors_short is not supported",
+           m.where(), p, *attn);
+    return;
+  }
+  if (!lf || !sf)
+    fail("GGUF {}: tensor \"{}\" is missing (LongRoPE needs both factor sets)", m.where(),
+         lf ? "rope_factors_short.weight" : "rope_factors_long.weight");
+  auto& r = c.rope_scaling;
+  if (r.type != RopeScaling::Type::None || !r.freq_factors.empty())
+    fail("GGUF {}: rope_factors_long / rope_factors_short with another RoPE scaling (rope.scaling.type or "
+         "rope_freqs.weight)", m.where());
+  const int64_t pairs = c.rope_dim() / 2;
+  auto factors = [&](const GgufTensorInfo* t) {
+    if (t->type != 0 || t->ne.size() != 1 || t->ne[0] != pairs)
+      fail("GGUF {}: {} must be F32 of {} elements (the rotated width / 2), is {} of {}", t->file, t->name, pairs,
+           ggml_type_name(t->type), t->numel());
+    std::vector<float> out(static_cast<size_t>(pairs));
+    std::memcpy(out.data(), t->data, sizeof(float) * size_t(pairs));
+    for (float f : out)
+      if (!(f > 0 && std::isfinite(f))) fail("GGUF {}: {} holds {}, factors must be positive", t->file, t->name, f);
+    return out;
+  };
+  r.type = RopeScaling::Type::LongRope;
+  r.long_factors = factors(lf);
+  r.short_factors = factors(sf);
+  const auto orig = m.get_int(p + "rope.scaling.original_context_length");
+  if (!orig || *orig < 2 || *orig > kMaxPositions)
+    fail("GGUF {}: {}rope.scaling.original_context_length is missing or out of range (LongRoPE needs it)", m.where(),
+         p);
+  r.original_max_position_embeddings = double(*orig);
+  r.factor = double(c.max_pos) / double(*orig);
+  r.attention_factor = attn.value_or(1.0);
+  if (!(r.attention_factor > 0 && std::isfinite(r.attention_factor)))
+    fail("GGUF {}: {}rope.scaling.attn_factor must be positive, got {}", m.where(), p, r.attention_factor);
+  r.use_longrope(c.max_pos);
+}
+
 // deepseek2 (DeepSeek-V2, V2-Lite, V3, R1): llama.cpp's converter permutes nothing; its RoPE for
 // this architecture rotates adjacent pairs of q_pe / k_pe, as dpserve's MLA does for every model.
-constexpr std::array<GgufArch, 6> kArchs = {{
+constexpr std::array<GgufArch, 7> kArchs = {{
     {"llama", Arch::Llama, true, false, false, false, false, read_llama},
     {"qwen2", Arch::Qwen2, false, true, false, false, false, nullptr},
     {"qwen3", Arch::Qwen3, false, false, true, false, false, nullptr},
     {"qwen3moe", Arch::Qwen3Moe, false, false, true, true, false, read_qwen3moe},
     {"deepseek2", Arch::DeepseekV2, false, false, false, true, true, read_deepseek2},
     {"gemma3", Arch::Gemma3, false, false, true, false, false, read_gemma3},
+    {"phi3", Arch::Phi3, false, false, false, false, false, read_phi3},
 }};
 
 }  // namespace

@@ -102,11 +102,18 @@ void read_rope(const GgufSet& g, const Keys& k, ModelConfig& c) {
   c.rope_theta = k.number("rope.freq_base").value_or(10000.0);
   if (!(c.rope_theta > 0 && std::isfinite(c.rope_theta)))
     fail("GGUF {}: {} must be positive, got {}", m.where(), k.key("rope.freq_base"), c.rope_theta);
-  // MLA rotates only the qk_rope_head_dim part (its reader took the width from this key).
-  const int64_t width = c.mla.enabled() ? c.mla.qk_rope_head_dim : c.head_dim;
-  if (const auto d = k.optional("rope.dimension_count", kMaxWidth); d && *d != width)
-    fail("GGUF {}: {} is {} but heads are {} wide: partial RoPE is not supported", m.where(),
-         k.key("rope.dimension_count"), *d, width);
+  // MLA rotates only the qk_rope_head_dim part (its reader took the width from this key); phi3 the
+  // first rope.dimension_count of each head (Phi-4-mini's partial rotary).
+  if (const auto d = k.optional("rope.dimension_count", kMaxWidth); d && *d != c.rope_dim()) {
+    if (c.arch != Arch::Phi3)
+      fail("GGUF {}: {} is {} but heads are {} wide: partial RoPE is not supported for {}", m.where(),
+           k.key("rope.dimension_count"), *d, c.rope_dim(), c.arch_name);
+    if (*d > c.head_dim || *d < 2 || *d % 2 != 0)
+      fail("GGUF {}: {} is {}: RoPE rotates an even number of dimensions, at most the head's {}", m.where(),
+           k.key("rope.dimension_count"), *d, c.head_dim);
+    c.rotary_dim = *d;
+  }
+  const int64_t width = c.rope_dim();
   // As llama.cpp: a factor without a type means linear scaling; the old key is rope.scale_linear.
   std::string type = m.get_string(k.key("rope.scaling.type")).value_or("linear");
   double factor = k.number("rope.scaling.factor").value_or(k.number("rope.scale_linear").value_or(0.0));

@@ -33,6 +33,8 @@ enum class Use {
   RouterBias,  // deepseek2's exp_probs_b (optional: noaux_tc selection)
   Shared,      // deepseek2's shared experts
   Sandwich,    // gemma3's norms on the attention and MLP outputs
+  Qkv,         // phi3: q, k and v in one attn_qkv (instead of attn_q / attn_k / attn_v)
+  Gate,        // ffn_gate of a dense layer (phi3 has none: its ffn_up holds gate and up)
 };
 
 struct LayerName {
@@ -42,7 +44,7 @@ struct LayerName {
 };
 
 // llama.cpp's tensor names (llama-arch.cpp) onto the names src/model loads.
-constexpr std::array<LayerName, 32> kLayerNames = {{
+constexpr std::array<LayerName, 33> kLayerNames = {{
     {"attn_norm.weight", "input_layernorm.weight", Use::Always},
     {"attn_q.weight", "self_attn.q_proj.weight", Use::Q},
     {"attn_k.weight", "self_attn.k_proj.weight", Use::Kv},
@@ -64,8 +66,9 @@ constexpr std::array<LayerName, 32> kLayerNames = {{
     {"ffn_norm.weight", "post_attention_layernorm.weight", Use::Always},  // gemma3: pre_feedforward_layernorm
     {"post_attention_norm.weight", "post_attention_layernorm.weight", Use::Sandwich},
     {"post_ffw_norm.weight", "post_feedforward_layernorm.weight", Use::Sandwich},
-    {"ffn_gate.weight", "mlp.gate_proj.weight", Use::Dense},
-    {"ffn_up.weight", "mlp.up_proj.weight", Use::Dense},
+    {"attn_qkv.weight", "self_attn.qkv_proj.weight", Use::Qkv},
+    {"ffn_gate.weight", "mlp.gate_proj.weight", Use::Gate},
+    {"ffn_up.weight", "mlp.up_proj.weight", Use::Dense},  // phi3: mlp.gate_up_proj, gate rows then up
     {"ffn_down.weight", "mlp.down_proj.weight", Use::Dense},
     {"ffn_gate_inp.weight", "mlp.gate.weight", Use::Router},
     {"exp_probs_b.bias", "mlp.gate.e_score_correction_bias", Use::RouterBias},
@@ -91,6 +94,7 @@ constexpr std::array<GlobalName, 3> kGlobalNames = {{
 struct Layout {
   const ModelConfig& c;
   bool split_kv_b = false;  // deepseek2: attn_k_b / attn_v_b instead of attn_kv_b
+  bool fused_qkv = false;   // phi3 written with attn_qkv (llama.cpp also reads it split)
 };
 
 bool applies(Use u, const Layout& lay, int64_t layer) {
@@ -106,8 +110,10 @@ bool applies(Use u, const Layout& lay, int64_t layer) {
     case Use::RouterBias: return c.layer_is_moe(layer);
     case Use::Shared: return c.layer_is_moe(layer) && c.n_shared_experts > 0;
     case Use::Sandwich: return c.sandwich_norms;
-    case Use::Kv: return !mla;
-    case Use::Q: return !mla || c.mla.q_lora_rank == 0;
+    case Use::Kv: return !mla && !lay.fused_qkv;
+    case Use::Q: return (!mla || c.mla.q_lora_rank == 0) && !lay.fused_qkv;
+    case Use::Qkv: return lay.fused_qkv;
+    case Use::Gate: return !c.layer_is_moe(layer) && c.arch != Arch::Phi3;
     case Use::QLora: return mla && c.mla.q_lora_rank > 0;
     case Use::Mla: return mla;
     case Use::KvB: return mla && !lay.split_kv_b;
@@ -126,12 +132,14 @@ const char* why_not(Use u) {
     case Use::RouterBias: return "the layer is dense";
     case Use::Shared: return "the layer is dense or expert_shared_count is 0";
     case Use::Sandwich: return "this architecture has no norms on the attention and MLP outputs";
-    case Use::Kv: return "multi-head latent attention has no per-head K/V projections";
+    case Use::Kv: return "multi-head latent attention has no per-head K/V projections, and a file with attn_qkv no separate ones";
     case Use::Q: return "attention.q_lora_rank is set: the query goes through attn_q_a / attn_q_b";
     case Use::QLora: return "attention.q_lora_rank is 0 or absent, or the model has no latent attention";
     case Use::Mla: return "the model has no latent attention";
     case Use::KvB: return "attention.key_length_mla says kv_b is split into attn_k_b / attn_v_b";
     case Use::KvBSplit: return "attention.key_length_mla is absent: kv_b is one attn_kv_b tensor";
+    case Use::Qkv: return "layer 0 has no attn_qkv: q, k and v are separate tensors";
+    case Use::Gate: return "the layer is a mixture of experts, or phi3, whose ffn_up holds the gate rows too";
     default: return "";
   }
 }
@@ -248,7 +256,8 @@ void load_gguf(const std::string& path, ModelConfig& config, WeightStore& store)
   const GgufSet g(path);
   config = gguf_model_config(g);
   const ModelConfig& c = config;
-  const Layout lay{c, c.mla.enabled() && deepseek2_split_kv_b(g, c.arch_name + ".")};
+  const Layout lay{c, c.mla.enabled() && deepseek2_split_kv_b(g, c.arch_name + "."),
+                   c.arch == Arch::Phi3 && g.tensor("blk.0.attn_qkv.weight") != nullptr};
   std::set<std::string> seen;
   std::map<int64_t, std::array<const GgufTensorInfo*, 2>> kv_b_parts;  // layer -> attn_k_b, attn_v_b
   std::deque<GgufTensorInfo> converted;  // Q5_0 / Q5_1 tensors as Q8_0 (stable addresses: kv_b_parts points here)
@@ -263,7 +272,10 @@ void load_gguf(const std::string& path, ModelConfig& config, WeightStore& store)
       tp = &converted.back();
     }
     const GgufTensorInfo& t = *tp;
-    if (t.name == "rope_freqs.weight") continue;  // read into the config
+    // Read into the config.
+    if (t.name == "rope_freqs.weight" || (c.arch == Arch::Phi3 && (t.name == "rope_factors_long.weight" ||
+                                                                    t.name == "rope_factors_short.weight")))
+      continue;
     int64_t layer = -1;
     std::string_view rest;
     if (split_layer_name(t.name, layer, rest)) {
@@ -304,8 +316,11 @@ void load_gguf(const std::string& path, ModelConfig& config, WeightStore& store)
         // With sandwich norms (gemma3) ffn_norm is the MLP's input norm and post_attention_norm
         // takes the Hugging Face name the other architectures give ffn_norm.
         const bool pre_ffn = c.sandwich_norms && rule->gguf == "ffn_norm.weight";
-        store.add(prefix + std::string(pre_ffn ? "pre_feedforward_layernorm.weight" : rule->hf),
-                  TensorInfo{dt, hf_shape(t), t.data, t.file});
+        const bool gate_up = c.arch == Arch::Phi3 && rule->gguf == "ffn_up.weight";
+        const std::string_view hf = pre_ffn ? "pre_feedforward_layernorm.weight"
+                                    : gate_up ? "mlp.gate_up_proj.weight"
+                                              : rule->hf;
+        store.add(prefix + std::string(hf), TensorInfo{dt, hf_shape(t), t.data, t.file});
       }
       seen.insert(t.name);
       continue;

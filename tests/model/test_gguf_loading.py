@@ -24,6 +24,9 @@
     Hugging Face meaning are refused unless neutral;
   * a Gemma 3 folder written as gemma3 GGUF by our converter (llama.cpp's layout and keys) gives
     the folder's logits; its window keys matter; what the format cannot hold is refused.
+  * a Phi-3 folder (LongRoPE, partial rotary, window) written as phi3 GGUF gives the folder's logits
+    with either LongRoPE factor set, fused or split q/k/v; its rope keys and tensors matter; bad ones
+    are refused naming them.
 
 usage: test_gguf_loading.py DPSERVE_BIN SHARED_DIR WORK_DIR
 """
@@ -455,6 +458,71 @@ for bad_name, patch, expect in [
         ("gemma3_pattern_array", dict(replace_kv={"gemma3.attention.sliding_window_pattern": (
             G.ARRAY, [1, 1, 0, 1], G.U32)}), 'sliding_window_pattern" is a array, expected an integer')]:
     path = write(bad_name, patched_model(base=g3, **patch))
+    p = dpserve(["generate", "--model-path", path, "--prompt-ids", "1", "-n", "1"])
+    check(p.returncode == 1 and expect in p.stderr, f"{bad_name}: refused naming it ({p.stderr[-300:].strip()})")
+
+# --- phi3: a Phi-4-mini-like folder of model_reference_phi3 (f32; LongRoPE over an original context of 16,
+# 64 positions; 0.75 of each head rotated; Phi-3's sliding window) written by our converter as llama.cpp's
+# converter writes it (attn_qkv, ffn_up holding gate and up, rope_factors_long / rope_factors_short,
+# rope.dimension_count 24 of 32, rope.scaling.attn_factor) gives the folder's logits, with the long set
+# (the model's own context) and with the short one (--context-length 16); also with q, k, v as separate
+# tensors. Without the factor tensors, the attention factor or the window, the logits must change.
+p3_hf = os.path.join(WORK, "hf-phi3")
+subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.py"), "--arch", "phi3", "--dtype",
+                "f32", "--rope-scaling", "longrope", "--partial-rotary-factor", "0.75", "--sliding-window", "20",
+                "--seed", "71", "--quiet", "--out", p3_hf], check=True, timeout=300)
+p3 = os.path.join(WORK, "phi3.gguf")
+hf_to_gguf([p3_hf, "--outtype", "f32", "--out", p3])
+hf_to_gguf([p3_hf, "--outtype", "f32", "--qkv", "split", "--out", os.path.join(WORK, "phi3-split.gguf")])
+p3_meta = {k: v for k, (_, v, _) in open_gguf(p3)["kv"].items()}
+check(p3_meta.get("phi3.rope.dimension_count") == 24 and p3_meta.get("phi3.rope.scaling.original_context_length") == 16
+      and "rope_factors_long.weight" in open_gguf(p3)["tensors"],
+      f"phi3 GGUF holds the rotary width, the original context and the factors: "
+      f"{[(k, v) for k, v in p3_meta.items() if 'rope' in k]}")
+with open(os.path.join(p3_hf, "config.json")) as f:
+    p3_vocab = json.load(f)["vocab_size"]
+p3_ids = [3 + (i * 41) % (p3_vocab - 3) for i in range(40)]
+def phi3_logits(model, ids, extra=()):
+    path = os.path.join(WORK, "logits.bin")
+    if os.path.exists(path):
+        os.remove(path)
+    p = dpserve(["generate", "--json", "--model-path", model, "--prompt-ids", ",".join(map(str, ids)), "-n", "4",
+                 "--ignore-eos", "--temperature", "0", "--threads", "2", "--dump-logits", path, *extra])
+    return np.fromfile(path, dtype=np.float32) if p.returncode == 0 else p.stderr[-500:]
+
+
+def max_diff(got, ref):
+    ok = isinstance(ref, np.ndarray) and isinstance(got, np.ndarray) and got.shape == ref.shape
+    return (float(np.abs(got - ref).max() / ref.std()), "") if ok else \
+        (float("inf"), ref if isinstance(ref, str) else got)
+
+
+# The short set serves 16 positions: a 12-token prompt and 4 new tokens.
+for label, ids, extra in (("long factors", p3_ids, []),
+                          ("short factors (--context-length 16)", p3_ids[:12], ["--context-length", "16"])):
+    ref = phi3_logits(p3_hf, ids, extra)
+    for name in ("phi3", "phi3-split"):
+        err, why = max_diff(phi3_logits(os.path.join(WORK, name + ".gguf"), ids, extra), ref)
+        check(err <= 1e-5, f"{name} GGUF == its HF folder, {label}: max diff {err:.2g} x std {why}")
+err, why = max_diff(phi3_logits(p3, p3_ids[:12]), phi3_logits(p3, p3_ids[:12], ["--context-length", "16"]))
+check(1e-2 < err < float("inf"), f"phi3: the short factor set changes the logits ({err:.2g} x std) {why}")
+ref, _ = dump_logits(p3, p3_ids)
+for what, patch in (("factor tensors", dict(drop=("rope_factors_long.weight", "rope_factors_short.weight",
+                                                  "phi3.rope.scaling.attn_factor"))),
+                    ("attention factor", dict(drop=("phi3.rope.scaling.attn_factor",))),
+                    ("window", dict(drop=("phi3.attention.sliding_window",)))):
+    off, _ = dump_logits(write("phi3-no-" + what.replace(" ", "-"), patched_model(base=p3, **patch)), p3_ids)
+    off_err = float(np.abs(off - ref).max() / ref.std()) if off is not None and ref is not None and off.shape == ref.shape \
+        else 0.0
+    check(off_err > 1e-2, f"phi3 without its {what} differs ({off_err:.2g} x std): the check sees it")
+for bad_name, patch, expect in [
+        ("phi3_one_factor_set", dict(drop=("rope_factors_short.weight",)), 'tensor "rope_factors_short.weight" is missing'),
+        ("phi3_rot_odd", dict(replace_kv={"phi3.rope.dimension_count": (G.U32, 23, None)}),
+         "rope.dimension_count is 23: RoPE rotates an even number"),
+        ("phi3_attn_factor_alone", dict(drop=("rope_factors_long.weight", "rope_factors_short.weight")),
+         "rope.scaling.attn_factor"),
+        ("phi3_no_orig", dict(drop=("phi3.rope.scaling.original_context_length",)), "original_context_length")]:
+    path = write(bad_name, patched_model(base=p3, **patch))
     p = dpserve(["generate", "--model-path", path, "--prompt-ids", "1", "-n", "1"])
     check(p.returncode == 1 and expect in p.stderr, f"{bad_name}: refused naming it ({p.stderr[-300:].strip()})")
 
