@@ -50,6 +50,14 @@ CASES = {
     # Gemma-specific bug makes in the NumPy comparison (rms 0.088 x scale, model_reference_gemma3).
     "gemma3": dict(hf=["--arch", "gemma3", "--query-pre-attn-scalar", "32", "--seed", "18"], gguf=[],
                    variants=["F32"], tolerance={"F32": (5e-3, 1e-3)}),
+    # Phi-4-mini-like phi3: fused attn_qkv and ffn_up (gate rows, then up), 0.75 of each 32-wide head
+    # rotated (rope.dimension_count 24), LongRoPE over an original context of 16 (both here and in
+    # llama.cpp's 1024-token context the long factor set, rope.scaling.attn_factor sqrt(1 + ln 4 / ln 16)).
+    # No sliding window: this llama.cpp release switches Phi's off. (Not named "phi3": llama.cpp gives the
+    # special tokens of a model whose general.name contains it Phi-3's attributes, looking up
+    # "<|endoftext|>", which this tiny vocabulary does not have.)
+    "phi4mini": dict(hf=["--arch", "phi3", "--rope-scaling", "longrope", "--partial-rotary-factor", "0.75",
+                     "--seed", "19"], gguf=[], variants=["F32"]),
     # Quantized: every matrix row is 256 elements wide (hidden 256, FFN 256, attention 256), so
     # llama-quantize uses the K-quant types on every tensor instead of falling back to Q5_0 /
     # Q8_0 for rows that are not whole 256-element blocks.
