@@ -50,6 +50,9 @@ def hf_model(arch):
             extra += ["--num-experts", "8", "--num-experts-per-tok", "2", "--decoder-sparse-step", "1"]
         if arch == "mixtral":
             extra += ["--sliding-window", "64"]
+        if arch == "phi3":  # Phi-4-mini-like: fused projections split per rank, partial rotary, LongRoPE
+            extra += ["--rope-scaling", "longrope", "--partial-rotary-factor", "0.75",
+                      "--original-max-position-embeddings", "64", "--sliding-window", "48"]
         subprocess.run(["/usr/bin/python3", MAKE_MODEL, "--arch", arch, "--preset", "tiny", "--dtype", "f32",
                         "--max-position-embeddings", "1024", "--seed", "3", "--out", out, "--quiet"] + extra,
                        check=True, timeout=120)
@@ -157,7 +160,7 @@ elif CASE == "imbalance":
     pf = prompts_file([story_prompts()[3], "", story_prompts()[3], "", story_prompts()[3]], "imb.txt")
     common = ["generate", "--json", "--model-path", model, "--prompts-file", pf, "-n", "30"]
     check_layouts(common, ["tp2_dp2", "tp4_dp2"])
-elif CASE in ("qwen3", "qwen3_moe", "llama", "deepseek_v2", "deepseek_v3", "mixtral", "gemma3"):
+elif CASE in ("qwen3", "qwen3_moe", "llama", "deepseek_v2", "deepseek_v3", "mixtral", "gemma3", "phi3"):
     model = hf_model(CASE)
     with open(os.path.join(model, "config.json")) as f:
         vocab = json.load(f)["vocab_size"]
@@ -171,7 +174,7 @@ elif CASE in ("qwen3", "qwen3_moe", "llama", "deepseek_v2", "deepseek_v3", "mixt
         layouts = ["tp2", "tp2_dp2", "tp4_dp4", "tp2_ep2"]
     elif CASE == "mixtral":
         layouts = ["tp2", "tp2_dp2", "tp2_ep2"]
-    elif CASE == "gemma3":  # sandwich norms after the TP all-reduce / the DP scatter
+    elif CASE in ("gemma3", "phi3"):  # sandwich norms after the all-reduce / DP scatter; fused rows per rank
         layouts = ["tp2", "tp2_dp2", "tp4_dp2"]
     check_layouts(common, layouts, extra_modes=(CASE == "qwen3_moe"))
 elif CASE == "dump_logits":
@@ -182,7 +185,8 @@ elif CASE == "dump_logits":
     # the wrong position or rank is off by ~the std), and each decode row's argmax is the token made.
     import numpy as np
     for arch, layouts in (("qwen3", ["tp2", "tp2_dp2", "tp4_dp2"]), ("qwen3_moe", ["tp2_ep2", "tp4_dp2_ep4"]),
-                          ("deepseek_v2", ["tp2", "tp2_dp2"]), ("gemma3", ["tp2", "tp2_dp2"])):
+                          ("deepseek_v2", ["tp2", "tp2_dp2"]), ("gemma3", ["tp2", "tp2_dp2"]),
+                          ("phi3", ["tp2", "tp2_dp2"])):
         model = hf_model(arch)
         with open(os.path.join(model, "config.json")) as f:
             vocab = json.load(f)["vocab_size"]
