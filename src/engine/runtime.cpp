@@ -226,6 +226,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
       dlo.threads = threads;
       dlo.team = &I.model->team();
       dlo.quantization = o.draft_quantization;
+      dlo.context_length = o.context_length;  // a LongRoPE draft rotates as its target
       dlo.verbose = lo.verbose;
       try {
         I.draft = Model::load(o.sched.spec.draft_model_path, dlo);

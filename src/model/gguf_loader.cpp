@@ -132,7 +132,8 @@ const char* why_not(Use u) {
     case Use::RouterBias: return "the layer is dense";
     case Use::Shared: return "the layer is dense or expert_shared_count is 0";
     case Use::Sandwich: return "this architecture has no norms on the attention and MLP outputs";
-    case Use::Kv: return "multi-head latent attention has no per-head K/V projections, and a file with attn_qkv no separate ones";
+    case Use::Kv:
+      return "multi-head latent attention has no per-head K/V projections, and a file with attn_qkv no separate ones";
     case Use::Q: return "attention.q_lora_rank is set: the query goes through attn_q_a / attn_q_b";
     case Use::QLora: return "attention.q_lora_rank is 0 or absent, or the model has no latent attention";
     case Use::Mla: return "the model has no latent attention";

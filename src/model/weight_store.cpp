@@ -63,7 +63,6 @@ const TensorInfo& WeightStore::get(const std::string& name) const {
   return it->second;
 }
 
-
 WeightView WeightStore::matrix(const std::string& name, int64_t rows, int64_t cols) const {
   const TensorInfo& t = get(name);
   if (t.shape.size() != 2 || t.shape[0] != rows || t.shape[1] != cols)
