@@ -142,9 +142,8 @@ static void parse_longrope(const nlohmann::json& rs, const nlohmann::json& j, Mo
   r.short_factors = factors("short_factor");
   r.long_factors = factors("long_factor");
   // transformers 5 copies a top-level original_max_position_embeddings over rope_parameters' own.
-  r.original_max_position_embeddings =
-      opt<double>(j, "original_max_position_embeddings",
-                  opt<double>(rs, "original_max_position_embeddings", double(c.max_pos)));
+  r.original_max_position_embeddings = opt<double>(
+      j, "original_max_position_embeddings", opt<double>(rs, "original_max_position_embeddings", double(c.max_pos)));
   const double orig = r.original_max_position_embeddings;
   if (!(orig >= 2 && std::isfinite(orig)))
     fail("config.json: original_max_position_embeddings must be at least 2, got {}", orig);

@@ -781,20 +781,6 @@ def test_gemma_softcap_and_refusals():
 # ---------------------------------------------------------------- Phi-3
 
 
-def write_f32_safetensors(path, tensors):
-    """{name: array} -> one float32 safetensors file (what the reference reads back exactly)."""
-    header, blobs, off = {"__metadata__": {"format": "pt"}}, [], 0
-    for name, arr in tensors.items():
-        b = np.ascontiguousarray(arr, dtype="<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    hj = json.dumps(header).encode()
-    hj += b" " * ((8 - len(hj) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(len(hj).to_bytes(8, "little") + hj + b"".join(blobs))
-
-
 def phi3_as_llama(m, out):
     """The Llama folder with the weights of the Phi-3 model m: qkv_proj cut into q / k / v, gate_up_proj
     into gate / up. Phi-3's own keys are dropped from the config."""
@@ -818,7 +804,9 @@ def phi3_as_llama(m, out):
             t[p + "gate_proj.weight"], t[p + "up_proj.weight"] = arr[:f2], arr[f2:]
         else:
             t[name] = arr
-    write_f32_safetensors(os.path.join(out, "model.safetensors"), t)
+    # The LoRA test's writer (the file as the format specifies it).
+    from test_lora_reference import write_safetensors
+    write_safetensors(os.path.join(out, "model.safetensors"), {n: ("F32", a) for n, a in t.items()})
     return out
 
 
