@@ -31,7 +31,7 @@ struct PreTokenizerRow {
   bool add_bos;               // llama.cpp's default when tokenizer.ggml.add_bos_token is absent
 };
 
-constexpr std::array<PreTokenizerRow, 3> kPreTokenizers = {{
+constexpr std::array<PreTokenizerRow, 5> kPreTokenizers = {{
     {{"llama-bpe", "llama3", "llama-v3"},
      "null",
      R"json({"type": "Sequence", "pretokenizers": [
@@ -54,6 +54,22 @@ constexpr std::array<PreTokenizerRow, 3> kPreTokenizers = {{
         {"type": "Split", "pattern": {"Regex": "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"}, "behavior": "Isolated", "invert": false},
         {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]})json",
      false, true},
+    // o200k, tiktoken's GPT-4o vocabulary: Phi-4-mini and gpt-oss. Words keep their case run and an
+    // English contraction; digits in threes; '/' and newlines stick to punctuation.
+    {{"gpt-4o", "", ""},
+     "null",
+     R"json({"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}, "behavior": "Isolated", "invert": false},
+        {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]})json",
+     false, false},
+    // Tekken, Mistral's tiktoken-style vocabulary: Mistral Nemo, Mistral Small 3.x, Ministral, Devstral.
+    // The o200k word rule without contractions, single digits; whole-token words are not merged.
+    {{"tekken", "", ""},
+     "null",
+     R"json({"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}, "behavior": "Isolated", "invert": false},
+        {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]})json",
+     true, true},
 }};
 
 const PreTokenizerRow* find_pre(std::string_view name) {

