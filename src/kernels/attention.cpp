@@ -52,6 +52,8 @@ static void check_args(const float* q, const AttnSeq* seqs, int64_t n_seqs, cons
     fail("attention: KV rows ({} / {} floats) narrower than the key ({}) / value ({}) width", kv.k_row_stride(),
          kv.v_row_stride(), kv.head_dim, kv.value_dim());
   if (p.window < 0) fail("attention: negative sliding window {}", p.window);
+  if (!(p.softcap >= 0) || std::isinf(p.softcap))
+    fail("attention: logit softcap {} must be finite and >= 0", p.softcap);
   if (kv_elem_scaled(kv.elem) && (!kv.k_scale || !kv.v_scale))
     fail("attention: an {} KV cache without scales", kv_elem_name(kv.elem));
   if (n_seqs < 0 || (n_seqs > 0 && !seqs)) fail("attention: bad sequence list");
@@ -104,6 +106,7 @@ void paged_attention(const float* q, int64_t ldq, const AttnSeq* seqs, int64_t n
           for (int64_t e = 0; e < hd; ++e)
             d += double(qh[e]) * elem(kv.k, kv.k_page_stride(), kv.k_row_stride(), kv.k_scale, j, e);
           sc[j] = d * p.scale;
+          if (p.softcap > 0) sc[j] = p.softcap * std::tanh(sc[j] / p.softcap);
           mx = std::max(mx, sc[j]);
         }
         double den = 0;

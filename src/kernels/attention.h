@@ -69,6 +69,7 @@ struct AttnParams {
   int64_t head_dim = 0;
   float scale = 1.0f;      // usually 1/sqrt(head_dim)
   int64_t window = 0;      // > 0: the query at position p sees only keys (p - window, p] (sliding window)
+  float softcap = 0;       // > 0: each score s becomes softcap * tanh(s / softcap) before the softmax (Gemma 2)
 };
 
 // q: [rows, n_heads * head_dim] with row stride ldq; out: [rows, n_heads * value width] (ldo).

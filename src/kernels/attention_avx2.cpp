@@ -8,6 +8,7 @@
 
 #include "kernels/attention.h"
 #include "kernels/simd_exp.h"
+#include "kernels/vec_math.h"
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
@@ -113,6 +114,7 @@ struct Ops {
     }
     return r;
   }
+  static void softcap(float* x, int64_t n, float cap) { vec_softcap_isa(KernelIsa::Avx2, x, n, cap); }
 };
 
 }  // namespace

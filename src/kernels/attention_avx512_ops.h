@@ -475,4 +475,5 @@ struct Avx512Ops {
     exp_sub_sum_heads(x, n, 1, n, &shift, &sum);
     return sum;
   }
+  static void softcap(float* x, int64_t n, float cap) { vec_softcap_isa(KernelIsa::Avx512, x, n, cap); }
 };

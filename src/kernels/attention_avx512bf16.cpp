@@ -21,6 +21,7 @@
 
 #include "kernels/attention.h"
 #include "kernels/simd_exp.h"
+#include "kernels/vec_math.h"
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,avx2")

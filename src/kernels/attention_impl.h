@@ -306,6 +306,24 @@ void step_values(float* acc, int64_t G, const PageRun<T>* runs, const float* con
   }
 }
 
+// Attention logit soft-capping (Gemma 2): the step's scores of G heads (row g at sc + g * ld, n of
+// them) become cap * tanh(score / cap), and each head's step max the max of its capped scores.
+// Ops::softcap(x, n, cap) when the ISA has a vector form, else std::tanh.
+template <class Ops>
+void softcap_step(float* sc, int64_t ld, int64_t G, int64_t n, float cap, float* smx) {
+  for (int64_t g = 0; g < G; ++g) {
+    float* x = sc + g * ld;
+    if constexpr (requires { Ops::softcap(x, n, cap); }) {
+      Ops::softcap(x, n, cap);
+    } else {
+      for (int64_t i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] / cap);
+    }
+    float m = -std::numeric_limits<float>::infinity();
+    for (int64_t i = 0; i < n; ++i) m = std::max(m, x[i]);
+    smx[g] = m;
+  }
+}
+
 // One step of the online softmax: the partial of heads [g0, g0 + G) of KV head kvh for query
 // row `qrow` takes keys [kb, ke), all in one step (kStepKeys): scores of all G heads for those
 // keys, then one rescale of the running sums, then the values. A row's result is the same
@@ -357,6 +375,7 @@ void partial_step(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0,
   }
   const int64_t n_runs = int64_t(kruns.size());
   step_scores<Ops, T>(qrow + h0 * hd, G, kruns.data(), kscales.data(), n_runs, ke - kb, hd, c.p.scale, w.sc, smx, sums);
+  if (c.p.softcap > 0) softcap_step<Ops>(w.sc, kStepKeys, G, ke - kb, c.p.softcap, smx);
 
   // The new running max of every head, then the exponentials of all heads in one pass (independent
   // chains for the core to overlap), then the rescale of the sums.

@@ -59,6 +59,13 @@ void silu_mul(Team& t, const float* gate, const float* up, float* out, int64_t n
 
 void silu_mul(const float* gate, const float* up, float* out, int64_t n) { silu_mul(Team::solo(), gate, up, out, n); }
 
+void softcap(Team& t, float* x, int64_t n, float cap) {
+  if (n < 0 || !(cap > 0) || std::isinf(cap)) fail("softcap: bad arguments (n {}, cap {})", n, cap);
+  const Range r = t.share(n, 64);
+  vec_softcap(x + r.begin, r.size(), cap);
+  t.barrier();
+}
+
 void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n) {
   if (n < 0) fail("gelu_tanh_mul: negative n");
   vec_gelu_tanh_mul(gate, up, out, n);

@@ -21,6 +21,9 @@ void silu_mul(const float* gate, const float* up, float* out, int64_t n);
 // out[i] = gelu_tanh(gate[i]) * up[i] (GeGLU, PyTorch's tanh-approximated gelu)
 void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n);
 
+// x[i] = cap * tanh(x[i] / cap) for cap > 0 (logit soft-capping, Gemma 2's final logits).
+void softcap(Team& t, float* x, int64_t n, float cap);
+
 // In-place softmax of n values; returns nothing, handles -inf entries
 // (exp(-inf) = 0; if every entry is -inf the result is all zeros).
 void softmax(float* x, int64_t n);

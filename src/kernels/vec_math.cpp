@@ -36,6 +36,36 @@ float exp_sub_sum_portable(float* x, int64_t n, float shift) {
   return sum;
 }
 
+void softcap_portable(float* x, int64_t n, float cap) {
+  for (int64_t i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] / cap);
+}
+
+__attribute__((target("avx512f,avx512dq"))) void softcap_avx512(float* x, int64_t n, float cap) {
+  const __m512 c = _mm512_set1_ps(cap), two_c = _mm512_set1_ps(2.0f * cap), k = _mm512_set1_ps(2.0f / cap);
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
+    const __m512 e = exp512(_mm512_mul_ps(k, _mm512_maskz_loadu_ps(m, x + i)));
+    _mm512_mask_storeu_ps(x + i, m, _mm512_sub_ps(c, _mm512_div_ps(two_c, _mm512_add_ps(one, e))));
+  }
+}
+
+__attribute__((target("avx2,fma"))) void softcap_avx2(float* x, int64_t n, float cap) {
+  const __m256 c = _mm256_set1_ps(cap), two_c = _mm256_set1_ps(2.0f * cap), k = _mm256_set1_ps(2.0f / cap);
+  const __m256 one = _mm256_set1_ps(1.0f);
+  auto block = [&](float* x8) {
+    const __m256 e = exp256(_mm256_mul_ps(k, _mm256_loadu_ps(x8)));
+    _mm256_storeu_ps(x8, _mm256_sub_ps(c, _mm256_div_ps(two_c, _mm256_add_ps(one, e))));
+  };
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) block(x + i);
+  if (i == n) return;
+  alignas(32) float t8[8] = {};  // the tail through the same vector code, as silu_mul_avx2's
+  for (int64_t j = 0; i + j < n; ++j) t8[j] = x[i + j];
+  block(t8);
+  for (int64_t j = 0; i + j < n; ++j) x[i + j] = t8[j];
+}
+
 __attribute__((target("avx512f,avx512dq"))) void silu_mul_avx512(const float* gate, const float* up, float* out,
                                                                 int64_t n) {
   const __m512 one = _mm512_set1_ps(1.0f);
@@ -146,6 +176,18 @@ void vec_gelu_tanh_mul_isa(KernelIsa isa, const float* gate, const float* up, fl
     case KernelIsa::Portable: return gelu_tanh_mul_portable(gate, up, out, n);
   }
 }
+
+void vec_softcap_isa(KernelIsa isa, float* x, int64_t n, float cap) {
+  switch (isa) {
+    case KernelIsa::Amx:
+    case KernelIsa::Avx512Bf16:
+    case KernelIsa::Avx512: return softcap_avx512(x, n, cap);
+    case KernelIsa::Avx2: return softcap_avx2(x, n, cap);
+    case KernelIsa::Portable: return softcap_portable(x, n, cap);
+  }
+}
+
+void vec_softcap(float* x, int64_t n, float cap) { vec_softcap_isa(best_kernel_isa(), x, n, cap); }
 
 float vec_exp_sub_sum_isa(KernelIsa isa, float* x, int64_t n, float shift) {
   switch (isa) {

@@ -17,6 +17,11 @@ void vec_silu_mul_isa(KernelIsa isa, const float* gate, const float* up, float* 
 void vec_gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n);
 void vec_gelu_tanh_mul_isa(KernelIsa isa, const float* gate, const float* up, float* out, int64_t n);
 
+// x[i] = cap * tanh(x[i] / cap), cap > 0: logit soft-capping (Gemma 2), values squashed into (-cap, cap).
+// The vector forms compute cap - 2 cap / (1 + exp(2 x / cap)) (absolute error ~1e-7 x cap).
+void vec_softcap(float* x, int64_t n, float cap);
+void vec_softcap_isa(KernelIsa isa, float* x, int64_t n, float cap);
+
 // x[i] = exp(x[i] - shift); returns the sum of the new values.
 float vec_exp_sub_sum(float* x, int64_t n, float shift);
 float vec_exp_sub_sum_isa(KernelIsa isa, float* x, int64_t n, float shift);

@@ -1,6 +1,6 @@
 // paged_attention on every ISA level vs a naive float64 attention written here
 // from the definition (softmax(q k^T * scale) v, causal, GQA, optional sliding
-// window), over scattered pages; also MLA's latent layout, where the value is the
+// window, optional soft-capping of the scores: cap * tanh(s / cap)), over scattered pages; also MLA's latent layout, where the value is the
 // first v_dim floats of the key row.
 #include "kernels/attention.h"
 
@@ -23,6 +23,7 @@ struct Case {
   int64_t window = 0;
   int64_t v_dim = 0;    // 0: head_dim
   bool latent = false;  // V aliases K: value = first v_dim floats of each key row
+  float softcap = 0;    // > 0: scores become softcap * tanh(score / softcap) (Gemma 2)
 };
 
 struct Built {
@@ -38,7 +39,7 @@ struct Built {
 // sequence's pages are scattered and interleaved with the others'.
 Built build(const Case& c, uint32_t seed) {
   Built b;
-  b.p = AttnParams{c.n_heads, c.n_kv, c.head_dim, float(1.0 / std::sqrt(double(c.head_dim))), c.window};
+  b.p = AttnParams{c.n_heads, c.n_kv, c.head_dim, float(1.0 / std::sqrt(double(c.head_dim))), c.window, c.softcap};
   const int64_t vd = c.v_dim ? c.v_dim : c.head_dim;
   int64_t total_pages = 0;
   for (auto [pos0, nq] : c.seqs) total_pages += (pos0 + nq + c.page_size - 1) / c.page_size;
@@ -90,6 +91,7 @@ std::vector<double> naive(const Case& c, const Built& b) {
           double d = 0;
           for (int64_t e = 0; e < hd; ++e) d += double(b.q[row * b.ld + h * hd + e]) * b.k[off + e];
           w[j] = d / std::sqrt(double(hd));
+          if (c.softcap > 0) w[j] = c.softcap * std::tanh(w[j] / c.softcap);
         }
         const double mx = *std::max_element(w.begin(), w.end());
         double den = 0;
@@ -119,6 +121,10 @@ const std::vector<Case>& cases() {
       // MLA latent: one KV head, key = [c_kv | k_pe] (72), value = c_kv (64, the key row's prefix).
       {8, 1, 72, 4, {{0, 6}, {17, 1}, {9, 4}}, 0, 64, true},
       {16, 1, 72, 16, {{60, 1}, {0, 33}}, 0, 64, true},
+      // Soft-capped scores (a cap near the scores' size, so tanh bends them): with a window, and over
+      // more keys than one chunk (the split rows merge capped partials).
+      {4, 2, 16, 4, {{0, 9}, {13, 2}, {30, 1}}, 3, 0, false, 0.5f},
+      {8, 2, 64, 16, {{700, 1}, {0, 40}, {100, 3}}, 0, 0, false, 1.5f},
   };
   return cs;
 }

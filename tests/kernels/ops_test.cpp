@@ -87,6 +87,31 @@ TEST(Ops, GeluTanhMulMatchesFormulaOnEveryIsa) {
     ASSERT_NEAR(out[i], gelu_tanh(g[i]) * u[i], 4e-6 * std::fabs(double(g[i]) * u[i]) + 1e-30) << i;
 }
 
+// Soft-capping, cap * tanh(x / cap) with std::tanh in double: within ~1e-7 x cap (the vector forms
+// compute cap - 2 cap / (1 + exp(2 x / cap)), whose error is absolute), odd, saturating at +-cap.
+TEST(Ops, SoftcapMatchesTanhOnEveryIsa) {
+  std::vector<float> x = test::random_floats(1003, 7, -150.0f, 150.0f);
+  x[0] = 0.0f;
+  x[1] = 1e30f;
+  x[2] = -1e30f;
+  x[3] = 1e-4f;
+  for (KernelIsa isa : test::supported_isas())
+    for (float cap : {30.0f, 50.0f, 2.5f})
+      for (int64_t n : {int64_t(1), int64_t(9), int64_t(17), int64_t(x.size())}) {
+        std::vector<float> y(x.begin(), x.begin() + n);
+        vec_softcap_isa(isa, y.data(), n, cap);
+        for (int64_t i = 0; i < n; ++i) {
+          const double want = double(cap) * std::tanh(double(x[i]) / cap);
+          ASSERT_NEAR(y[i], want, 4e-7 * cap) << kernel_isa_name(isa) << " cap " << cap << " x=" << x[i];
+          ASSERT_LE(std::fabs(y[i]), cap) << kernel_isa_name(isa) << " x=" << x[i];
+        }
+      }
+  std::vector<float> y = x;
+  softcap(Team::solo(), y.data(), int64_t(y.size()), 30.0f);
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_NEAR(y[i], 30.0 * std::tanh(double(x[i]) / 30.0), 1.2e-5) << i;
+  EXPECT_THROW(softcap(Team::solo(), y.data(), 4, 0.0f), Error);
+}
+
 TEST(Ops, SoftmaxHandlesMinusInfinity) {
   const float ninf = -std::numeric_limits<float>::infinity();
   std::vector<float> base = test::random_floats(37, 5, -30.0f, 30.0f);
