@@ -48,7 +48,7 @@ import gguf_format as G  # noqa: E402
 ARCH = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2",
         "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3moe", "MixtralForCausalLM": "llama",
         "DeepseekV2ForCausalLM": "deepseek2", "DeepseekV3ForCausalLM": "deepseek2", "Gemma3ForCausalLM": "gemma3",
-        "Phi3ForCausalLM": "phi3"}
+        "Gemma2ForCausalLM": "gemma2", "Phi3ForCausalLM": "phi3"}
 # (type, general.file_type)
 OUTTYPES = {"f32": (G.GGML_F32, 0), "f16": (G.GGML_F16, 1), "bf16": (G.GGML_BF16, 32), "q8_0": (G.GGML_Q8_0, 7),
             "q4_0": (G.GGML_Q4_0, 2), "q5_0": (G.GGML_Q5_0, 8), "q5_1": (G.GGML_Q5_1, 9)}
@@ -572,6 +572,32 @@ SAMPLING_KEYS = (("temperature", "temp", G.F32), ("top_p", "top_p", G.F32), ("mi
                  ("repetition_penalty", "penalty_repeat", G.F32), ("top_k", "top_k", G.I32))
 
 
+def check_gemma_query_scale(c, n_layers, head_dim, arch, big_layers):
+    """llama.cpp scales a Gemma's queries by 1/sqrt(head_dim), 1/sqrt(hidden / heads) for the 27B model
+    (`big_layers` layers); its files have no query_pre_attn_scalar key, so another value is refused."""
+    scalar = c.get("query_pre_attn_scalar", 256)
+    implied = c["hidden_size"] // c["num_attention_heads"] if n_layers == big_layers else head_dim
+    if scalar != implied:
+        raise SystemExit(f"hf_to_gguf: query_pre_attn_scalar {scalar} differs from the {implied} llama.cpp "
+                         f"assumes for this shape; a {arch} GGUF has no key for it")
+
+
+def gemma2_keys(w, p, c, n_layers, head_dim):
+    """What llama.cpp's gemma2 reads beyond the common keys: the two soft-caps (it always applies both),
+    the window. Its layers alternate (the even ones sliding) and its queries are scaled by
+    1/sqrt(head_dim) (1/sqrt(hidden / heads) for the 46-layer 27B); a config that differs is refused."""
+    for key, default in (("attn_logit_softcapping", 50.0), ("final_logit_softcapping", 30.0)):
+        cap = c.get(key, default)
+        if cap is None:
+            raise SystemExit(f"hf_to_gguf: {key} null cannot be written for gemma2 (llama.cpp always caps)")
+        w.add(p + key, G.F32, float(cap))
+    check_gemma_query_scale(c, n_layers, head_dim, "gemma2", 46)
+    types = c.get("layer_types")
+    if types is not None and types != ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(n_layers)]:
+        raise SystemExit("hf_to_gguf: layer_types is not Gemma 2's alternation (even layers sliding)")
+    w.add(p + "attention.sliding_window", G.U32, c.get("sliding_window", 4096))
+
+
 def gemma3_keys(w, p, c, n_layers, head_dim):
     """What llama.cpp's gemma3 reads beyond the common keys. Its queries are scaled by 1/sqrt(head_dim)
     (1/sqrt(hidden / heads) for the 62-layer 27B) whatever query_pre_attn_scalar says, the pattern is
@@ -580,11 +606,7 @@ def gemma3_keys(w, p, c, n_layers, head_dim):
     for key in ("attn_logit_softcapping", "final_logit_softcapping"):
         if c.get(key) is not None:
             raise SystemExit(f"hf_to_gguf: {key} {c[key]} cannot be written for gemma3")
-    scalar = c.get("query_pre_attn_scalar", 256)
-    implied = c["hidden_size"] // c["num_attention_heads"] if n_layers == 62 else head_dim
-    if scalar != implied:
-        raise SystemExit(f"hf_to_gguf: query_pre_attn_scalar {scalar} differs from the {implied} llama.cpp "
-                         "assumes for this shape; a gemma3 GGUF has no key for it")
+    check_gemma_query_scale(c, n_layers, head_dim, "gemma3", 62)
     types = c.get("layer_types")
     if types is None:
         period = c.get("sliding_window_pattern", 6)
@@ -602,6 +624,10 @@ def gemma3_keys(w, p, c, n_layers, head_dim):
         w.add(p + "rope.freq_base_swa", G.F32, c["rope_local_base_freq"])
 
 
+# Phi3Config reads all three as LongRoPE (two factor lists), not as YaRN.
+PHI3_LONGROPE_NAMES = ("longrope", "su", "yarn")
+
+
 def phi3_keys(w, p, c, head_dim):
     """What llama.cpp's phi3 reads beyond the common keys: the rotated width, the original context, the
     window (0: none) and LongRoPE's cos/sin factor sqrt(1 + ln(s) / ln(original)) for s = context /
@@ -612,7 +638,7 @@ def phi3_keys(w, p, c, head_dim):
     w.add(p + "rope.scaling.original_context_length", G.U32, orig)
     w.add(p + "attention.sliding_window", G.U32, c.get("sliding_window") or 0)
     rs = c.get("rope_scaling") or {}
-    if rs.get("rope_type", rs.get("type")) not in ("longrope", "su"):
+    if rs.get("rope_type", rs.get("type")) not in PHI3_LONGROPE_NAMES:
         return None
     if "attention_factor" in rs:
         raise SystemExit("hf_to_gguf: rope_scaling.attention_factor cannot be written for phi3 (llama.cpp derives it)")
@@ -638,10 +664,20 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
     if arch is None:
         raise SystemExit(f"hf_to_gguf: architecture {c.get('architectures')} is not supported")
     ggml_type, file_type = OUTTYPES[outtype]
-    gemma, phi3 = arch == "gemma3", arch == "phi3"
-    if gemma:  # Gemma3TextConfig's defaults
+    gemma, phi3 = arch in ("gemma2", "gemma3"), arch == "phi3"
+    # Each layout option belongs to one architecture; elsewhere it would be silently ignored.
+    if qkv != "fused" and not phi3:
+        raise SystemExit(f"hf_to_gguf: --qkv {qkv} is for Phi-3 (fused qkv_proj); this model is {arch}")
+    if kv_b != "split" and arch != "deepseek2":
+        raise SystemExit(f"hf_to_gguf: --kv-b {kv_b} is for DeepSeek MLA models; this model is {arch}")
+    if experts_form != "stacked" and c["architectures"][0] != "MixtralForCausalLM":
+        raise SystemExit(f"hf_to_gguf: --experts {experts_form} is for Mixtral; this model is {c['architectures'][0]}")
+    if arch == "gemma3":  # Gemma3TextConfig's defaults
         c = {"head_dim": 256, "max_position_embeddings": 131072, "rope_theta": 1000000.0,
              "tie_word_embeddings": True, **c}
+    if arch == "gemma2":  # Gemma2Config's
+        c = {"head_dim": 256, "max_position_embeddings": 8192, "rope_theta": 10000.0, "tie_word_embeddings": True,
+             **c}
     hidden, n_head = c["hidden_size"], c["num_attention_heads"]
     n_kv = c.get("num_key_value_heads", n_head)
     head_dim = c.get("head_dim") or hidden // n_head
@@ -673,18 +709,24 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
         w.add(p + "attention.value_length", G.U32, head_dim)
     if arch == "llama":
         w.add(p + "vocab_size", G.U32, c["vocab_size"])
-    if gemma:
+    if arch == "gemma3":
         gemma3_keys(w, p, c, n_layers, head_dim)
+    if arch == "gemma2":
+        gemma2_keys(w, p, c, n_layers, head_dim)
+        if c.get("rope_scaling"):
+            raise SystemExit("hf_to_gguf: rope_scaling cannot be written for gemma2")
     rs = c.get("rope_scaling") or {}
     rtype = rs.get("rope_type", rs.get("type"))
     if rtype == "linear":
         w.add(p + "rope.scaling.type", G.STRING, "linear")
         w.add(p + "rope.scaling.factor", G.F32, rs["factor"])
+    elif phi3 and rtype in PHI3_LONGROPE_NAMES:
+        pass  # written by phi3_keys
     elif rtype == "yarn" and arch == "deepseek2":
         deepseek2_yarn(w, p, rs)
     elif rtype == "yarn":
         per_head_yarn(w, p, rs)
-    elif rtype not in (None, "default", "llama3") and not (phi3 and rtype in ("longrope", "su")):
+    elif rtype not in (None, "default", "llama3"):
         raise SystemExit(f"hf_to_gguf: rope_scaling {rtype} is not supported")
     mixtral = c["architectures"][0] == "MixtralForCausalLM"
     if mixtral:
@@ -764,8 +806,6 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
         if mixtral:
             experts, names = f"{hp}block_sparse_moe.experts.", MIXTRAL_EXPERT_NAMES
         if n_exp and experts + "0." + next(iter(names)) in st and experts_form == "split":
-            if arch != "llama":
-                raise SystemExit("hf_to_gguf: --experts split is the older llama (Mixtral) layout only")
             for hf, gg in names.items():  # blk.N.ffn_gate.E.weight, ...
                 for e in range(n_exp):
                     w.add_tensor(spec(f"blk.{layer}.{gg[:-len('_exps.weight')]}.{e}.weight", f"{experts}{e}.{hf}"))

@@ -34,6 +34,7 @@ ARCHITECTURES = {
     "deepseek_v2": ("DeepseekV2ForCausalLM", "deepseek_v2"),
     "deepseek_v3": ("DeepseekV3ForCausalLM", "deepseek_v3"),
     "qwen2_5_vl": ("Qwen2_5_VLForConditionalGeneration", "qwen2_5_vl"),
+    "gemma2": ("Gemma2ForCausalLM", "gemma2"),
     "gemma3": ("Gemma3ForCausalLM", "gemma3_text"),
     "phi3": ("Phi3ForCausalLM", "phi3"),
 }
@@ -89,6 +90,14 @@ TINY = {
                    num_attention_heads=4, num_key_value_heads=2, head_dim=32, query_pre_attn_scalar=48.0,
                    sliding_window=6, sliding_window_pattern=3, rope_local_base_freq=10000.0,
                    rope_theta=1000000.0, rope_scaling="linear", rope_factor=8.0, tie_word_embeddings=True),
+    # Gemma 2 (Gemma2ForCausalLM): Gemma 3's layout without q_norm / k_norm, layers alternating sliding
+    # and full with a 6-token window, one RoPE (base 1e4), tied embeddings. The caps are small (Gemma 2
+    # ships 50 and 30) because a tiny random model's scores and logits are a few units: at 50 / 30 tanh
+    # would be linear there and a runtime that skipped the caps would pass.
+    "gemma2": dict(vocab_size=397, hidden_size=96, intermediate_size=224, num_hidden_layers=4,
+                   num_attention_heads=4, num_key_value_heads=2, head_dim=32, query_pre_attn_scalar=48.0,
+                   sliding_window=6, rope_theta=10000.0, tie_word_embeddings=True, attn_logit_softcapping=2.5,
+                   final_logit_softcapping=4.0),
     # Phi-3 / Phi-3.5 / Phi-4(-mini) (Phi3ForCausalLM): fused qkv_proj and gate_up_proj, RMSNorm eps 1e-5 as
     # in their configs. The original context is 16 and the extended one 64, so that --rope-scaling longrope
     # switches from the short to the long factors within prompts of a few dozen tokens.
@@ -106,6 +115,12 @@ PRESETS = {
                            max_position_embeddings=2048),
     # Gemma-3-1B's shape (its config.json: 26 layers, hidden 1152, FFN 6912, 4 heads / 1 KV head of
     # 256, 262144-token vocabulary, window 512 on five layers of six); about 2 GB in bf16.
+    # gemma-2-2b(-it)'s shapes.
+    "gemma2-2b": dict(arch="gemma2", dtype="bf16", vocab_size=256000, hidden_size=2304, intermediate_size=9216,
+                      num_hidden_layers=26, num_attention_heads=8, num_key_value_heads=4, head_dim=256,
+                      query_pre_attn_scalar=256.0, sliding_window=4096, rope_theta=10000.0,
+                      max_position_embeddings=8192, tie_word_embeddings=True, attn_logit_softcapping=50.0,
+                      final_logit_softcapping=30.0),
     "gemma3-1b": dict(arch="gemma3", dtype="bf16", vocab_size=262144, hidden_size=1152, intermediate_size=6912,
                       num_hidden_layers=26, num_attention_heads=4, num_key_value_heads=1, head_dim=256,
                       query_pre_attn_scalar=256.0, sliding_window=512, sliding_window_pattern=6,
@@ -217,6 +232,8 @@ def build_config(a):
     }
     if a.arch == "gemma3":
         gemma_config(a, cfg)
+    if a.arch == "gemma2":
+        gemma2_config(a, cfg)
     if a.arch == "phi3":
         phi3_config(a, cfg)
     if a.arch == "llama":
@@ -358,9 +375,9 @@ def gemma_layer_types(a):
             for i in range(a.num_hidden_layers)]
 
 
-def gemma_config(a, cfg):
-    """Gemma3TextConfig's keys as the published gemma-3 text configs carry them (no hidden_act:
-    Gemma reads hidden_activation)."""
+def gemma_common_config(a, cfg):
+    """The keys Gemma2Config and Gemma3TextConfig share, as the published configs carry them (no
+    hidden_act: Gemma reads hidden_activation)."""
     del cfg["hidden_act"]
     cfg.update({
         "head_dim": a.head_dim,
@@ -368,13 +385,26 @@ def gemma_config(a, cfg):
         "query_pre_attn_scalar": int(a.query_pre_attn_scalar) if float(a.query_pre_attn_scalar).is_integer()
         else a.query_pre_attn_scalar,
         "sliding_window": a.sliding_window,
-        "rope_local_base_freq": a.rope_local_base_freq,
         "attention_bias": False,
-        "attn_logit_softcapping": None,
+        "attn_logit_softcapping": a.attn_logit_softcapping,
         "final_logit_softcapping": a.final_logit_softcapping,
         "pad_token_id": 0,
         "cache_implementation": "hybrid",
     })
+
+
+def gemma2_config(a, cfg):
+    """Gemma 2, with transformers' layer_types (layer i sliding when i is even) unless
+    --gemma-layer-config pattern (older configs: no list)."""
+    gemma_common_config(a, cfg)
+    if a.gemma_layer_config in ("layer_types", "both"):
+        cfg["layer_types"] = gemma_layer_types(a)
+
+
+def gemma_config(a, cfg):
+    """Gemma 3 text, with its local RoPE base (attn_logit_softcapping null, as in Gemma 3 configs)."""
+    gemma_common_config(a, cfg)
+    cfg["rope_local_base_freq"] = a.rope_local_base_freq
     if a.gemma_layer_config in ("layer_types", "both"):
         cfg["layer_types"] = gemma_layer_types(a)
     if a.gemma_layer_config in ("pattern", "both"):
@@ -556,7 +586,7 @@ def build_tensors(a):
     biases clearly nonzero, LM head scaled so logits spread over several units."""
     h, hd = a.hidden_size, a.head_dim
     nq, nkv = a.num_attention_heads, a.num_key_value_heads
-    if a.arch == "gemma3":
+    if a.arch in ("gemma2", "gemma3"):
         return gemma_tensors(a)
     if a.arch == "phi3":
         return phi3_tensors(a)
@@ -645,8 +675,9 @@ def gemma_tensors(a):
         t.append(TensorSpec(p + "self_attn.k_proj.weight", (nkv * hd, h), "normal", 1.0 / np.sqrt(h)))
         t.append(TensorSpec(p + "self_attn.v_proj.weight", (nkv * hd, h), "normal", 1.0 / np.sqrt(h)))
         t.append(TensorSpec(p + "self_attn.o_proj.weight", (h, nq * hd), "normal", 1.0 / np.sqrt(nq * hd)))
-        t.append(TensorSpec(p + "self_attn.q_norm.weight", (hd,), "offset", 0.25))
-        t.append(TensorSpec(p + "self_attn.k_norm.weight", (hd,), "offset", 0.25))
+        if a.arch == "gemma3":  # Gemma 2 has no q_norm / k_norm
+            t.append(TensorSpec(p + "self_attn.q_norm.weight", (hd,), "offset", 0.25))
+            t.append(TensorSpec(p + "self_attn.k_norm.weight", (hd,), "offset", 0.25))
         t.append(TensorSpec(p + "post_attention_layernorm.weight", (h,), "offset", 0.25))
         t.append(TensorSpec(p + "pre_feedforward_layernorm.weight", (h,), "offset", 0.25))
         t.append(TensorSpec(p + "post_feedforward_layernorm.weight", (h,), "offset", 0.25))
@@ -930,7 +961,10 @@ def parse_args(argv):
                     help="gemma3: write config.json's layer_types list (transformers >= 4.53), the older "
                          "sliding_window_pattern, or both (layer_types is what transformers uses then)")
     ap.add_argument("--final-logit-softcapping", dest="final_logit_softcapping", type=float,
-                    help="gemma3: final_logit_softcapping (null, as in Gemma 3 configs, unless given)")
+                    help="gemma2 / gemma3: final_logit_softcapping (gemma2 tiny: 4.0; gemma3: null, as in "
+                         "Gemma 3 configs, unless given); 0 writes null")
+    ap.add_argument("--attn-logit-softcapping", dest="attn_logit_softcapping", type=float,
+                    help="gemma2: attn_logit_softcapping (tiny: 2.5); 0 writes null")
     ap.add_argument("--no-tokenizer", dest="tokenizer", action="store_false",
                     help="do not write tokenizer.json / tokenizer_config.json")
     for name in ("depth", "hidden_size", "intermediate_size", "num_heads"):
@@ -965,7 +999,7 @@ def parse_args(argv):
         ap.error("the vision head size (hidden_size / num_heads) must be a multiple of 4 (2-D RoPE)")
     if vl and "fullatt_block_indexes" not in preset.get("vision", {}):
         VISION_TINY["fullatt_block_indexes"] = [i for i in range(VISION_TINY["depth"]) if i % 2 == 1]
-    gemma = arch == "gemma3"
+    gemma = arch in ("gemma2", "gemma3")
     if a.bos_token_id is None:
         a.bos_token_id = 151643 if vl else 2 if gemma else 1  # Qwen: <|endoftext|>; Gemma: <bos>
     if a.eos_token_id is None:
@@ -985,7 +1019,8 @@ def parse_args(argv):
         n_shared_experts=0, first_k_dense_replace=0, moe_layer_freq=1, n_group=1, topk_group=1,
         topk_method="greedy", scoring_func="softmax", routed_scaling_factor=1.0, beta_fast=32.0, beta_slow=1.0,
         yarn_mscale=1.0, yarn_mscale_all_dim=0.0, query_pre_attn_scalar=256.0, rope_local_base_freq=10000.0,
-        sliding_window_pattern=6, layer_types="", partial_rotary_factor=1.0, longrope_type_name="longrope")
+        sliding_window_pattern=6, layer_types="", partial_rotary_factor=1.0, longrope_type_name="longrope",
+        attn_logit_softcapping=None, final_logit_softcapping=None)
     if a.preset == "tiny":
         base.update(TINY[arch])
     base.update({k: v for k, v in preset.items() if k not in ("arch", "dtype", "vision")})
@@ -1050,10 +1085,19 @@ def parse_args(argv):
     gemma_only = {"query_pre_attn_scalar", "rope_local_base_freq", "sliding_window_pattern", "layer_types"} & a.explicit
     if not gemma and (gemma_only or a.gemma_layer_config != "layer_types" or a.final_logit_softcapping is not None):
         ap.error("--query-pre-attn-scalar, --rope-local-base-freq, --sliding-window-pattern, --layer-types, "
-                 "--gemma-layer-config and --final-logit-softcapping are for --arch gemma3")
+                 "--gemma-layer-config and --final-logit-softcapping are for --arch gemma2 / gemma3")
+    if arch != "gemma2" and a.attn_logit_softcapping is not None:
+        ap.error("--attn-logit-softcapping is for --arch gemma2")
+    if arch == "gemma2":
+        if {"rope_local_base_freq", "sliding_window_pattern"} & a.explicit or a.gemma_layer_config == "both":
+            ap.error("gemma2 has no --rope-local-base-freq / --sliding-window-pattern (its layers alternate)")
+        a.sliding_window_pattern = 2  # transformers' Gemma2Config: layer i sliding when (i + 1) % 2
     if gemma:
+        for k in ("attn_logit_softcapping", "final_logit_softcapping"):
+            if getattr(a, k) is not None and getattr(a, k) <= 0:
+                setattr(a, k, None)
         if a.sliding_window < 1 or a.sliding_window_pattern < 1 or a.query_pre_attn_scalar <= 0:
-            ap.error("gemma3 needs sliding_window >= 1, sliding_window_pattern >= 1, query_pre_attn_scalar > 0")
+            ap.error(f"{arch} needs sliding_window >= 1, sliding_window_pattern >= 1, query_pre_attn_scalar > 0")
         if a.layer_types:
             try:
                 types = gemma_layer_types(a)
@@ -1100,7 +1144,7 @@ def main(argv):
     if a.arch == "qwen2_5_vl":
         write_vl_files(a.out, a.tokenizer_dir if a.tokenizer else None)
     elif a.tokenizer:
-        write_tokenizer(a.out, a.vocab_size, a.seed, gemma=a.arch == "gemma3")
+        write_tokenizer(a.out, a.vocab_size, a.seed, gemma=a.arch in ("gemma2", "gemma3"))
     for old in os.listdir(a.out):  # a rerun with another shard count must not leave stale files
         if old.endswith(".safetensors") or old == "model.safetensors.index.json":
             os.remove(os.path.join(a.out, old))

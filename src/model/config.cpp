@@ -245,37 +245,63 @@ static void parse_sliding_window(const nlohmann::json& j, ModelConfig& c) {
     c.sliding_window = opt<int64_t>(j, "sliding_window", 0);
     if (c.sliding_window < 0) fail("config.json: sliding_window must be positive or null, got {}", c.sliding_window);
     if (c.sliding_window >= c.max_pos) c.sliding_window = 0;  // never narrower than the context: no effect
-  } else if (c.arch != Arch::Gemma3 && opt<bool>(j, "use_sliding_window", false)) {
+  } else if (!c.is_gemma() && opt<bool>(j, "use_sliding_window", false)) {
     fail("config.json: use_sliding_window true is not supported for {}", c.arch_name);
   }
 }
 
-// Gemma 3 (Gemma3ForCausalLM; defaults: the published Gemma3TextConfig). Layers alternate between a
-// sliding window with local RoPE and full attention with the global rope_theta / rope_scaling:
-// `layer_types` says which, or else every `sliding_window_pattern`-th layer is full.
-static void parse_gemma3(const nlohmann::json& j, ModelConfig& c) {
+// A soft-capping key: null or absent (with no default) is none; else a positive cap.
+static float softcap_of(const nlohmann::json& j, const char* key, double fallback) {
+  const auto it = j.find(key);
+  if (it != j.end() && it->is_null()) return 0.0f;
+  const double cap = it == j.end() ? fallback : opt<double>(j, key, 0.0);
+  if (!(cap >= 0 && std::isfinite(cap))) fail("config.json: {} must be positive or null, got {}", key, cap);
+  return float(cap);
+}
+
+// Gemma 2 and Gemma 3 (Gemma2ForCausalLM / Gemma3ForCausalLM; defaults: the published Gemma2Config /
+// Gemma3TextConfig). Layers alternate between a sliding window and full attention: `layer_types`
+// says which, or else every `sliding_window_pattern`-th layer is full (Gemma 2: every 2nd). Gemma 3's
+// sliding layers rotate with their own base (rope_local_base_freq); Gemma 2's as the full ones.
+// Gemma 2 soft-caps the attention scores and the logits (50 and 30 unless its config says otherwise).
+static void parse_gemma(const nlohmann::json& j, ModelConfig& c) {
+  const bool g2 = c.arch == Arch::Gemma2;
   std::string act = opt<std::string>(j, "hidden_activation", opt<std::string>(j, "hidden_act", "gelu_pytorch_tanh"));
-  // gelu_new is the same tanh formula; plain "gelu" is the erf form, which no Gemma 3 uses.
+  // gelu_new is the same tanh formula; plain "gelu" is the erf form, which no Gemma uses.
   if (act != "gelu_pytorch_tanh" && act != "gelu_new")
     fail("config.json: hidden_activation \"{}\" is not supported for {} (gelu_pytorch_tanh)", act, c.arch_name);
   c.mlp_act = GateAct::GeluTanh;
-  for (const char* key : {"attn_logit_softcapping", "final_logit_softcapping"})
-    if (auto it = j.find(key); it != j.end() && !it->is_null())
-      fail("config.json: {} {} is not supported (Gemma 3 checkpoints set it to null)", key, it->dump());
+  if (g2) {
+    c.attn_softcap = softcap_of(j, "attn_logit_softcapping", 50.0);
+    c.final_softcap = softcap_of(j, "final_logit_softcapping", 30.0);
+  } else {
+    for (const char* key : {"attn_logit_softcapping", "final_logit_softcapping"})
+      if (auto it = j.find(key); it != j.end() && !it->is_null())
+        fail("config.json: {} {} is not supported for Gemma 3 (its checkpoints set it to null)", key, it->dump());
+  }
+  if (g2 && c.rope_scaling.type != RopeScaling::Type::None)
+    fail("config.json: rope_scaling is not supported for Gemma2ForCausalLM (published Gemma 2 configs have none)");
+  if (opt<bool>(j, "attention_bias", false))
+    fail("config.json: attention_bias true is not supported for {} (published Gemma configs have none)", c.arch_name);
   if (opt<bool>(j, "use_bidirectional_attention", false))
     fail("config.json: use_bidirectional_attention true is not supported (a causal language model only)");
   const double scalar = opt<double>(j, "query_pre_attn_scalar", 256.0);
   if (!(scalar > 0 && std::isfinite(scalar)))
     fail("config.json: query_pre_attn_scalar must be positive, got {}", scalar);
   c.attn_scale = 1.0 / std::sqrt(scalar);
-  c.rope_local_theta = opt<double>(j, "rope_local_base_freq", 10000.0);
-  if (!(c.rope_local_theta > 0 && std::isfinite(c.rope_local_theta)))
+  if (g2 && j.contains("rope_local_base_freq"))
+    fail("config.json: rope_local_base_freq is not a Gemma2ForCausalLM field (its sliding layers rotate as the "
+         "full ones)");
+  c.rope_local_theta = g2 ? 0.0 : opt<double>(j, "rope_local_base_freq", 10000.0);
+  if (!g2 && !(c.rope_local_theta > 0 && std::isfinite(c.rope_local_theta)))
     fail("config.json: rope_local_base_freq must be positive, got {}", c.rope_local_theta);
-  c.norm_offset = 1.0f;  // Gemma3RMSNorm multiplies by (1 + weight)
+  c.norm_offset = 1.0f;  // Gemma's RMSNorm multiplies by (1 + weight)
   c.sandwich_norms = true;
   c.sliding_window = opt<int64_t>(j, "sliding_window", 4096);
   if (c.sliding_window <= 0) fail("config.json: sliding_window must be positive, got {}", c.sliding_window);
   c.layer_sliding.assign(size_t(c.n_layers), 0);
+  if (g2 && j.contains("sliding_window_pattern"))
+    fail("config.json: sliding_window_pattern is not a Gemma2ForCausalLM field (its layers alternate)");
   if (auto it = j.find("layer_types"); it != j.end() && !it->is_null()) {
     if (!it->is_array() || int64_t(it->size()) != c.n_layers)
       fail("config.json: layer_types must list one entry per layer ({})", c.n_layers);
@@ -286,7 +312,7 @@ static void parse_gemma3(const nlohmann::json& j, ModelConfig& c) {
         fail("config.json: layer_types[{}] {} is not supported (sliding_attention, full_attention)", l, t.dump());
     }
   } else {
-    const int64_t pattern = opt<int64_t>(j, "sliding_window_pattern", 6);
+    const int64_t pattern = g2 ? 2 : opt<int64_t>(j, "sliding_window_pattern", 6);
     if (pattern <= 0) fail("config.json: sliding_window_pattern must be positive, got {}", pattern);
     for (int64_t l = 0; l < c.n_layers; ++l) c.layer_sliding[size_t(l)] = (l + 1) % pattern != 0;
   }
@@ -365,6 +391,14 @@ static void read_rope_parameters(nlohmann::json& j) {
 // Gemma3TextConfig's defaults: published configs leave them out (the text_config of
 // gemma-3-4b-it names only its sizes, sliding_window and rope_scaling). Those of the Gemma-only
 // keys are in parse_gemma3.
+static nlohmann::json gemma2_defaults() {  // Gemma2Config's, those of gemma-2-2b
+  return {{"vocab_size", 256000},    {"hidden_size", 2304},         {"intermediate_size", 9216},
+          {"num_hidden_layers", 26}, {"num_attention_heads", 8},    {"num_key_value_heads", 4},
+          {"head_dim", 256},         {"rms_norm_eps", 1e-6},        {"max_position_embeddings", 8192},
+          {"rope_theta", 10000.0},   {"tie_word_embeddings", true}, {"bos_token_id", 2},
+          {"eos_token_id", 1}};
+}
+
 static nlohmann::json gemma3_text_defaults() {
   return {{"vocab_size", 262208},    {"hidden_size", 2304},         {"intermediate_size", 9216},
           {"num_hidden_layers", 26}, {"num_attention_heads", 8},    {"num_key_value_heads", 4},
@@ -404,6 +438,7 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
       {"DeepseekV2ForCausalLM", Arch::DeepseekV2}, {"DeepseekV3ForCausalLM", Arch::DeepseekV3},
       // A Qwen2 language model (q/k/v biases, M-RoPE) behind a vision tower (model/vision_tower.h).
       {"Qwen2_5_VLForConditionalGeneration", Arch::Qwen2},
+      {"Gemma2ForCausalLM", Arch::Gemma2},
       {"Gemma3ForCausalLM", Arch::Gemma3},
       // Phi-3, Phi-3.5, Phi-4 and Phi-4-mini: fused qkv_proj / gate_up_proj (split as they load).
       {"Phi3ForCausalLM", Arch::Phi3},
@@ -418,8 +453,8 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   }
   c.arch = known->arch;
   c.qkv_bias = c.arch == Arch::Qwen2;
-  const bool gemma = c.arch == Arch::Gemma3;
-  c.qk_norm = c.arch == Arch::Qwen3 || c.arch == Arch::Qwen3Moe || gemma;
+  const bool gemma = c.is_gemma();
+  c.qk_norm = c.arch == Arch::Qwen3 || c.arch == Arch::Qwen3Moe || c.arch == Arch::Gemma3;
   if (auto act = opt<std::string>(j, "hidden_act", "silu"); act != "silu" && !gemma)
     fail("config.json: hidden_act \"{}\" is not supported (only silu)", act);
   c.hidden = req_int(j, "hidden_size");
@@ -531,7 +566,7 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   // transformers 5 writes "dtype" where earlier releases wrote "torch_dtype".
   std::string dt = opt<std::string>(j, "torch_dtype", opt<std::string>(j, "dtype", "bfloat16"));
   c.dtype = dt == "float32" ? DType::F32 : dt == "float16" ? DType::F16 : DType::BF16;
-  if (gemma) parse_gemma3(j, c);
+  if (gemma) parse_gemma(j, c);
   return c;
 }
 
@@ -543,8 +578,8 @@ ModelConfig ModelConfig::from_hf_json(const nlohmann::json& config) {
   if (auto it = j.find("architectures"); it != j.end() && it->is_array() && !it->empty() && (*it)[0].is_string())
     arch = (*it)[0].get<std::string>();
   const bool gemma_mm = arch == "Gemma3ForConditionalGeneration";
-  if (!gemma_mm && arch != "Gemma3ForCausalLM") return parse_hf_config(j);
-  nlohmann::json with_defaults = gemma3_text_defaults();
+  if (!gemma_mm && arch != "Gemma3ForCausalLM" && arch != "Gemma2ForCausalLM") return parse_hf_config(j);
+  nlohmann::json with_defaults = arch == "Gemma2ForCausalLM" ? gemma2_defaults() : gemma3_text_defaults();
   nlohmann::json text = gemma_mm ? gemma3_text_config(j) : j;
   read_rope_parameters(text);
   with_defaults.update(text);

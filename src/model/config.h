@@ -12,7 +12,7 @@
 
 namespace dpserve {
 
-enum class Arch { Llama, Qwen2, Qwen3, Qwen3Moe, Mixtral, DeepseekV2, DeepseekV3, Gemma3, Phi3 };
+enum class Arch { Llama, Qwen2, Qwen3, Qwen3Moe, Mixtral, DeepseekV2, DeepseekV3, Gemma2, Gemma3, Phi3 };
 
 struct RopeScaling {
   enum class Type { None, Linear, Llama3, Yarn, LongRope };
@@ -126,7 +126,7 @@ struct ModelConfig {
   // > 0: sliding layers rotate with this base and no rope_scaling (Gemma 3's rope_local_base_freq);
   // rope_theta and rope_scaling are then the full layers'.
   double rope_local_theta = 0;
-  // Gemma 3: GeGLU MLP; token embeddings times embed_scale (not the tied LM head); softmax scale
+  // Gemma 2 / 3: GeGLU MLP; token embeddings times embed_scale (not the tied LM head); softmax scale
   // attn_scale (0: 1/sqrt(head_dim)); RMSNorm weights stored as offsets from norm_offset; "sandwich"
   // norms: post_attention_layernorm on the attention output and post_feedforward_layernorm on the
   // MLP output before each joins the residual stream (pre_feedforward_layernorm before the MLP).
@@ -135,6 +135,10 @@ struct ModelConfig {
   double attn_scale = 0;
   float norm_offset = 0.0f;
   bool sandwich_norms = false;
+  // > 0: Gemma 2's soft-capping, x -> cap * tanh(x / cap), of the attention scores (before the softmax)
+  // and of the final logits.
+  float attn_softcap = 0.0f;
+  float final_softcap = 0.0f;
   // < head_dim: only the first rotary_dim values of each head rotate, the rest pass through (Phi-4-mini's
   // partial_rotary_factor 0.75); 0: the whole head.
   int64_t rotary_dim = 0;
@@ -169,6 +173,7 @@ struct ModelConfig {
     return sliding_window > 0 && (layer_sliding.empty() || layer_sliding[size_t(layer)] != 0);
   }
   bool is_deepseek() const { return arch == Arch::DeepseekV2 || arch == Arch::DeepseekV3; }
+  bool is_gemma() const { return arch == Arch::Gemma2 || arch == Arch::Gemma3; }
   // The width RoPE rotates: MLA's qk_rope_head_dim, rotary_dim, or the whole head.
   int64_t rope_dim() const { return mla.enabled() ? mla.qk_rope_head_dim : rotary_dim > 0 ? rotary_dim : head_dim; }
 

@@ -77,6 +77,17 @@ void read_llama(const GgufSet& g, const std::string& p, ModelConfig& c) {
     refuse("expert_weights_scale", fmt::format("is {}", *s));
 }
 
+// What llama.cpp's gemma2 and gemma3 share: GeGLU, sandwich norms, embeddings times sqrt(hidden)
+// (unrounded), queries scaled by 1/sqrt(head_dim), or 1/sqrt(hidden / heads) for the 27B model
+// (`big_layers` layers), as Google's reference code says.
+static void read_gemma_common(ModelConfig& c, int64_t big_layers) {
+  c.mlp_act = GateAct::GeluTanh;
+  c.sandwich_norms = true;
+  c.embed_scale = float(std::sqrt(double(c.hidden)));
+  c.attn_scale = c.n_layers == big_layers ? 1.0 / std::sqrt(double(c.hidden / c.n_heads))
+                                          : 1.0 / std::sqrt(double(c.head_dim));
+}
+
 // gemma3 (Gemma 3 text), as llama.cpp runs it: with attention.sliding_window, every
 // attention.sliding_window_pattern-th layer (default 6) attends fully and the others over the window
 // with RoPE base rope.freq_base_swa (default 10000) unscaled; without it every layer is full. The
@@ -85,10 +96,7 @@ void read_llama(const GgufSet& g, const std::string& p, ModelConfig& c) {
 // for the 62-layer model (27B), whose 1/sqrt(hidden / heads) it knows from Google's reference code.
 void read_gemma3(const GgufSet& g, const std::string& p, ModelConfig& c) {
   const GgufMetadata& m = g.metadata();
-  c.mlp_act = GateAct::GeluTanh;
-  c.sandwich_norms = true;
-  c.embed_scale = float(std::sqrt(double(c.hidden)));
-  c.attn_scale = c.n_layers == 62 ? 1.0 / std::sqrt(double(c.hidden / c.n_heads)) : 1.0 / std::sqrt(double(c.head_dim));
+  read_gemma_common(c, 62);
   if (const auto cap = m.get_float(p + "final_logit_softcapping"); cap && *cap != 0.0)
     fail("GGUF {}: {}final_logit_softcapping {} is not supported (Gemma 3 has none)", m.where(), p, *cap);
   const auto window = m.get_int(p + "attention.sliding_window");
@@ -104,6 +112,38 @@ void read_gemma3(const GgufSet& g, const std::string& p, ModelConfig& c) {
   c.rope_local_theta = m.get_float(p + "rope.freq_base_swa").value_or(10000.0);
   if (!(c.rope_local_theta > 0 && std::isfinite(c.rope_local_theta)))
     fail("GGUF {}: {}rope.freq_base_swa must be positive, got {}", m.where(), p, c.rope_local_theta);
+}
+
+// gemma2, as llama.cpp runs it: Gemma 3's layout without q / k norms; attention.sliding_window
+// (default 4096) on every attention.sliding_window_pattern-th layer but the last of each period
+// (default 2: the even layers), rotating with rope.freq_base_swa if given, else as the full layers;
+// attention scores and final logits soft-capped (attn_logit_softcapping / final_logit_softcapping,
+// defaults 50 and 30, which llama.cpp always applies to this architecture). Queries are scaled by
+// 1/sqrt(head_dim), 1/sqrt(hidden / heads) for the 46-layer model (27B).
+void read_gemma2(const GgufSet& g, const std::string& p, ModelConfig& c) {
+  const GgufMetadata& m = g.metadata();
+  read_gemma_common(c, 46);
+  auto cap = [&](const char* key, double fallback) {
+    const double v = m.get_float(p + key).value_or(fallback);
+    if (!(v > 0 && std::isfinite(v))) fail("GGUF {}: {}{} must be positive, got {}", m.where(), p, key, v);
+    return float(v);
+  };
+  c.attn_softcap = cap("attn_logit_softcapping", 50.0);
+  c.final_softcap = cap("final_logit_softcapping", 30.0);
+  const int64_t window = m.get_int(p + "attention.sliding_window").value_or(4096);
+  if (window <= 0 || window > (int64_t(1) << 32))
+    fail("GGUF {}: {}attention.sliding_window {} is out of range", m.where(), p, window);
+  c.sliding_window = window;
+  const int64_t period = m.get_int(p + "attention.sliding_window_pattern").value_or(2);
+  if (period <= 0 || period > (int64_t(1) << 32))
+    fail("GGUF {}: {}attention.sliding_window_pattern {} is out of range", m.where(), p, period);
+  c.layer_sliding.assign(size_t(c.n_layers), 0);
+  for (int64_t l = 0; l < c.n_layers; ++l) c.layer_sliding[size_t(l)] = l % period < period - 1;
+  if (const auto base = m.get_float(p + "rope.freq_base_swa"); base && *base != c.rope_theta) {
+    if (!(*base > 0 && std::isfinite(*base)))
+      fail("GGUF {}: {}rope.freq_base_swa must be positive, got {}", m.where(), p, *base);
+    c.rope_local_theta = *base;
+  }
 }
 
 // phi3 (Phi-3, Phi-3.5, Phi-4, Phi-4-mini): LongRoPE as llama.cpp's converter stores it, the two
@@ -158,12 +198,13 @@ void read_phi3(const GgufSet& g, const std::string& p, ModelConfig& c) {
 
 // deepseek2 (DeepSeek-V2, V2-Lite, V3, R1): llama.cpp's converter permutes nothing; its RoPE for
 // this architecture rotates adjacent pairs of q_pe / k_pe, as dpserve's MLA does for every model.
-constexpr std::array<GgufArch, 7> kArchs = {{
+constexpr std::array<GgufArch, 8> kArchs = {{
     {"llama", Arch::Llama, true, false, false, false, false, read_llama},
     {"qwen2", Arch::Qwen2, false, true, false, false, false, nullptr},
     {"qwen3", Arch::Qwen3, false, false, true, false, false, nullptr},
     {"qwen3moe", Arch::Qwen3Moe, false, false, true, true, false, read_qwen3moe},
     {"deepseek2", Arch::DeepseekV2, false, false, false, true, true, read_deepseek2},
+    {"gemma2", Arch::Gemma2, false, false, false, false, false, read_gemma2},
     {"gemma3", Arch::Gemma3, false, false, true, false, false, read_gemma3},
     {"phi3", Arch::Phi3, false, false, false, false, false, read_phi3},
 }};

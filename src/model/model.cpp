@@ -134,8 +134,8 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
       for (const char* p : {"vision_tower.", "multi_modal_projector.", "model.vision_tower.", "model.multi_modal_projector."})
         m->store_.drop_prefix(p);
     }
-    if (m->cfg_.arch == Arch::Gemma3) {
-      // Gemma3TextScaledWordEmbedding casts sqrt(hidden_size) to the embedding's dtype first.
+    if (m->cfg_.is_gemma()) {
+      // Gemma's scaled embedding casts sqrt(hidden_size) to the embedding's dtype first.
       const auto& all = m->store_.all();
       const auto it = all.find("model.embed_tokens.weight");
       const DType dt = it == all.end() ? DType::F32 : it->second.dtype;
@@ -436,7 +436,7 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
   }
   t.barrier();
   const double scale = c.attn_scale > 0 ? c.attn_scale : 1.0 / std::sqrt(double(hd));
-  AttnParams ap{nh, nkv, hd, float(scale), sliding ? c.sliding_window : 0};
+  AttnParams ap{nh, nkv, hd, float(scale), sliding ? c.sliding_window : 0, c.attn_softcap};
   paged_attention(t, q_.data(), qd, b.seqs.data(), int64_t(b.seqs.size()), kv.layer(li), ap, attn_.data(), qd);
   if (par_.attn.size > 1 || !L.post_attn_norm.empty()) {
     matmul(t, attn_.data(), T, qd, L.wo, nullptr, o_.data(), H);
@@ -748,8 +748,10 @@ void Model::forward_member(Team& t, const ForwardBatch& b, KVPool& kv, float* lo
   rmsnorm(t, sel_.data(), final_norm_.data(), sel_.data(), R, H, float(c.rms_eps));
   if (par_.vocab.size == 1) {
     matmul(t, sel_.data(), R, H, lm_head_, nullptr, logits, c.vocab);
+    if (c.final_softcap > 0) softcap(t, logits, R * c.vocab, c.final_softcap);
   } else {
     matmul(t, sel_.data(), R, H, lm_head_, nullptr, logits_local_.data(), vocab_local_);
+    if (c.final_softcap > 0) softcap(t, logits_local_.data(), R * vocab_local_, c.final_softcap);
     if (t.leader()) comm_->vocab_allgather(logits_local_.data(), R, vocab_local_, logits, c.vocab);
   }
 }

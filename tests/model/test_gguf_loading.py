@@ -24,9 +24,12 @@
     Hugging Face meaning are refused unless neutral;
   * a Gemma 3 folder written as gemma3 GGUF by our converter (llama.cpp's layout and keys) gives
     the folder's logits; its window keys matter; what the format cannot hold is refused.
+  * a Gemma 2 folder written as gemma2 GGUF gives the folder's logits; its soft-cap and window keys
+    matter; a null cap (which the format cannot hold) is refused by the converter.
   * a Phi-3 folder (LongRoPE, partial rotary, window) written as phi3 GGUF gives the folder's logits
-    with either LongRoPE factor set, fused or split q/k/v; its rope keys and tensors matter; bad ones
-    are refused naming them.
+    with either LongRoPE factor set, fused or split q/k/v, and with rope_scaling type "yarn" (which
+    Phi3Config reads as LongRoPE); its rope keys and tensors matter; bad ones are refused naming them;
+    the converter refuses a layout option of another architecture.
 
 usage: test_gguf_loading.py DPSERVE_BIN SHARED_DIR WORK_DIR
 """
@@ -432,6 +435,39 @@ else:
         off, _ = dump_logits(write(f"gemma3-no-{what}", patched_model(drop=(drop,), base=g3)), g3_ids)
         off_err = float(np.abs(off - ref).max() / ref.std()) if off is not None and off.shape == ref.shape else 0.0
         check(off_err > 1e-2, f"gemma3 without {drop} differs ({off_err:.2g} x std): the check sees it")
+# --- gemma2: a Gemma 2 folder (f32; layers alternating sliding / full with window 6, the tiny model's
+# caps 2.5 and 4.0) written by our converter as llama.cpp's writes it (norms + 1, the two caps as keys,
+# the window; no pattern key: llama.cpp's default alternation) gives the folder's logits. Without the
+# cap keys llama.cpp's defaults (50 / 30) apply, without the window key its default 4096: both change them.
+g2_hf = os.path.join(WORK, "hf-gemma2")
+subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.py"), "--arch", "gemma2", "--dtype",
+                "f32", "--query-pre-attn-scalar", "32", "--seed", "81", "--quiet", "--out", g2_hf], check=True,
+               timeout=300)
+g2 = os.path.join(WORK, "gemma2.gguf")
+hf_to_gguf([g2_hf, "--outtype", "f32", "--out", g2])
+g2_meta = {k: v for k, (_, v, _) in open_gguf(g2)["kv"].items()}
+check(g2_meta.get("gemma2.attn_logit_softcapping") == 2.5 and g2_meta.get("gemma2.final_logit_softcapping") == 4.0
+      and g2_meta.get("gemma2.attention.sliding_window") == 6,
+      f"gemma2 GGUF holds the caps and the window: {[(k, v) for k, v in g2_meta.items() if k.startswith('gemma2.')]}")
+ref, ref_out = dump_logits(g2_hf, g3_ids)
+got, got_out = dump_logits(g2, g3_ids)
+if ref is None or got is None:
+    check(False, f"gemma2: generate failed: {ref_out if ref is None else got_out}")
+else:
+    err = float(np.abs(got - ref).max() / ref.std()) if got.shape == ref.shape else float("inf")
+    check(err <= 1e-5 and got_out == ref_out, f"gemma2 GGUF == its HF folder: max diff {err:.2g} x std")
+    for drop in ("gemma2.attn_logit_softcapping", "gemma2.final_logit_softcapping", "gemma2.attention.sliding_window"):
+        off, _ = dump_logits(write(f"gemma2-no-{drop}", patched_model(drop=(drop,), base=g2)), g3_ids)
+        off_err = float(np.abs(off - ref).max() / ref.std()) if off is not None and off.shape == ref.shape else 0.0
+        check(off_err > 1e-2, f"gemma2 without {drop} differs ({off_err:.2g} x std): the check sees it")
+p = subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.py"), "--arch", "gemma2",
+                    "--dtype", "f32", "--attn-logit-softcapping", "0", "--quiet", "--out", g2_hf + "-nocap"],
+                   capture_output=True, text=True, timeout=300)
+p = subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "hf_to_gguf.py"), g2_hf + "-nocap", "--outtype",
+                    "f32", "--out", os.path.join(WORK, "gemma2-nocap.gguf")], capture_output=True, text=True,
+                   timeout=300)
+check(p.returncode != 0 and "attn_logit_softcapping null" in p.stderr,
+      f"the converter refuses a null cap a gemma2 GGUF cannot hold (llama.cpp always caps): {p.stderr[-200:]}")
 # A 62-layer file is Gemma 3 27B to llama.cpp, which then scales queries by 1/sqrt(hidden / heads)
 # (168 for 27B's 5376 / 32; the 27B config's query_pre_attn_scalar): a tiny 62-layer folder whose
 # query_pre_attn_scalar is hidden / heads (24, head_dim 32) gives the same logits through the file.
@@ -504,6 +540,28 @@ for label, ids, extra in (("long factors", p3_ids, []),
     for name in ("phi3", "phi3-split"):
         err, why = max_diff(phi3_logits(os.path.join(WORK, name + ".gguf"), ids, extra), ref)
         check(err <= 1e-5, f"{name} GGUF == its HF folder, {label}: max diff {err:.2g} x std {why}")
+# Phi3Config reads rope_scaling type "yarn" as LongRoPE (its two factor lists), so does the converter.
+p3y_hf = os.path.join(WORK, "hf-phi3-yarn-name")
+os.makedirs(p3y_hf, exist_ok=True)
+for fn in os.listdir(p3_hf):
+    if fn != "config.json" and not os.path.exists(os.path.join(p3y_hf, fn)):
+        os.symlink(os.path.join(p3_hf, fn), os.path.join(p3y_hf, fn))
+with open(os.path.join(p3_hf, "config.json")) as f:
+    p3y_cfg = json.load(f)
+p3y_cfg["rope_scaling"]["type"] = "yarn"
+p3y_cfg["rope_scaling"].pop("rope_type", None)
+with open(os.path.join(p3y_hf, "config.json"), "w") as f:
+    json.dump(p3y_cfg, f)
+hf_to_gguf([p3y_hf, "--outtype", "f32", "--out", os.path.join(WORK, "phi3-yarn-name.gguf")])
+err, why = max_diff(phi3_logits(os.path.join(WORK, "phi3-yarn-name.gguf"), p3_ids), phi3_logits(p3_hf, p3_ids))
+check(err <= 1e-5, f"phi3 with rope_scaling type \"yarn\" converts as LongRoPE: max diff {err:.2g} x std {why}")
+# A layout option of another architecture is refused, not ignored.
+for folder, opt in ((mix_hf, ["--qkv", "split"]), (p3_hf, ["--experts", "split"]), (p3_hf, ["--kv-b", "joined"])):
+    p = subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "hf_to_gguf.py"), folder, "--outtype", "f32",
+                        *opt, "--out", os.path.join(WORK, "wrong-option.gguf")], capture_output=True, text=True,
+                       timeout=300)
+    check(p.returncode != 0 and opt[0] in p.stderr, f"the converter refuses {' '.join(opt)} for "
+          f"{os.path.basename(folder)}: {p.stderr[-200:].strip()}")
 err, why = max_diff(phi3_logits(p3, p3_ids[:12]), phi3_logits(p3, p3_ids[:12], ["--context-length", "16"]))
 check(1e-2 < err < float("inf"), f"phi3: the short factor set changes the logits ({err:.2g} x std) {why}")
 ref, _ = dump_logits(p3, p3_ids)

@@ -139,6 +139,19 @@ GEMMA3_CASES = [
                                                         "--layer-types", "full,sliding,sliding,full",
                                                         "--sliding-window-pattern", "6"], 66),
 ]
+# Gemma 2 (Gemma2ForCausalLM): Gemma 3's layout without q/k norms, layers alternating sliding (window 6)
+# and full with one RoPE, and the two soft-caps, small in the tiny models (2.5 on the attention scores,
+# 4.0 on the logits) so that tanh bends what a runtime computes: from layer_types, from Gemma2Config's
+# default alternation (no list), and with both caps null (no capping).
+GEMMA2_CASES = [
+    Case("gemma2_f32", "f32", ["--arch", "gemma2"], 81),
+    Case("gemma2_bf16", "bf16", ["--arch", "gemma2"], 82),
+    Case("gemma2_f16", "f16", ["--arch", "gemma2"], 83),
+    Case("gemma2_default_layers_f32", "f32", ["--arch", "gemma2", "--gemma-layer-config", "pattern",
+                                              "--num-hidden-layers", "5"], 84),
+    Case("gemma2_no_caps_bf16", "bf16", ["--arch", "gemma2", "--attn-logit-softcapping", "0",
+                                         "--final-logit-softcapping", "0"], 85),
+]
 # Phi-3 / Phi-4 (Phi3ForCausalLM): fused qkv_proj and gate_up_proj; LongRoPE (original context 16, 128
 # positions): dpserve picks the factor set once from its context length (long iff > the original), so the
 # reference is run with that set forced (transformers' own rule picks it per forward from the sequence's
@@ -159,7 +172,7 @@ PHI3_CASES = [
                                                          "0.75", "--tie-word-embeddings"], 75),
 ]
 SUITES = {"dense": DENSE_CASES, "yarn": YARN_CASES, "moe": MOE_CASES, "deepseek": DEEPSEEK_CASES,
-          "mixtral": MIXTRAL_CASES, "gemma3": GEMMA3_CASES, "phi3": PHI3_CASES}
+          "mixtral": MIXTRAL_CASES, "gemma2": GEMMA2_CASES, "gemma3": GEMMA3_CASES, "phi3": PHI3_CASES}
 # MLA: both attention forms forced on every sequence must match the reference and each other (max abs
 # difference / scale): in fp32 they differ only in summation order; in bf16 they round different
 # activations (each is within the bf16 tolerance of the reference, so together within about twice it).
@@ -177,6 +190,8 @@ ARCH_BREAKS = {"llama": [], "qwen2": ["skip_bias"], "qwen3": ["skip_q_norm", "sk
                "gemma3": ["skip_q_norm", "skip_k_norm", "gemma_norm_no_plus_one", "gemma_no_embed_scale",
                           "gemma_no_post_norms", "gemma_llama_norm_order", "gemma_attn_scale_head_dim",
                           "gemma_silu"],
+               "gemma2": ["gemma_norm_no_plus_one", "gemma_no_embed_scale", "gemma_no_post_norms",
+                          "gemma_llama_norm_order", "gemma_attn_scale_head_dim", "gemma_silu"],
                "phi3": ["phi3_kv_swapped", "phi3_gate_up_swapped"]}
 # MLA has no KV-head map and its RoPE order has its own break.
 MLA_BREAKS = ["rope_neg", "rope_k_pos_plus1", "skip_norm_weight", "no_causal_mask", "mla_rope_order",
@@ -208,6 +223,13 @@ def breaks_for(model):
             out.append("gemma_rope_scaling_all_layers")
         if types[1:] + types[:1] != types:
             out.append("gemma_layer_types_shifted")
+        if model.arch == "gemma2":
+            if "sliding_attention" in types:
+                out.append("gemma2_sliding_odd_layers")
+            if model.attn_logit_softcapping:
+                out += ["gemma2_no_attn_softcap", "gemma2_softcap_after_mask_scale"]
+            if model.final_logit_softcapping:
+                out.append("gemma2_no_final_softcap")
     if model.phi3:
         if model.rope.rotary_dim < model.head_dim:
             out.append("phi3_full_rotary")
@@ -557,7 +579,8 @@ def main():
                                                 "qwen3_yarn_bf16", "qwen3_moe_bf16", "qwen3_moe_f32",
                                                 "deepseek_v2_lite_bf16", "deepseek_v2_grouped_yarn_f32",
                                                 "deepseek_v3_f32", "deepseek_v3_bf16", "mixtral_bf16",
-                                                "mixtral_window_f32", "mistral_window_bf16", "gemma3_f32",
+                                                "mixtral_window_f32", "mistral_window_bf16", "gemma2_f32",
+                                                "gemma2_bf16", "gemma2_default_layers_f32", "gemma3_f32",
                                                 "gemma3_bf16", "gemma3_f16", "gemma3_pattern_norope_bf16",
                                                 "gemma3_layer_types_over_pattern_f32", "phi3_longrope_long_f32",
                                                 "phi3_longrope_short_f32", "phi3_partial_longrope_bf16",

@@ -369,6 +369,7 @@ def test_every_break_changes_logits():
         "yarn": rf.RefModel(make_model("brk_yarn", "--arch", "qwen3", "--rope-scaling", "yarn", "--rope-factor", "4",
                                        "--original-max-position-embeddings", "16")),
         "gemma": rf.RefModel(make_model("brk_gemma", "--arch", "gemma3")),
+        "gemma2": rf.RefModel(make_model("brk_gemma2", "--arch", "gemma2")),
         # 50 tokens > original_max_position_embeddings 16: the long factors are in use.
         "phi3": rf.RefModel(make_model("brk_phi3", "--arch", "phi3", "--rope-scaling", "longrope",
                                        "--partial-rotary-factor", "0.75")),
@@ -379,6 +380,7 @@ def test_every_break_changes_logits():
            "group_score_max": "v3", "moe_scale_rule_swapped": "v2g", "yarn_betas_swapped": "yarn",
            "yarn_no_attention_factor": "yarn"}
     use.update({b: "gemma" for b in rf.BREAKS if b.startswith("gemma_")})
+    use.update({b: "gemma2" for b in rf.BREAKS if b.startswith("gemma2_")})
     use.update({b: "phi3" for b in rf.BREAKS if b.startswith(("phi3_", "longrope_"))})
     for b in rf.BREAKS:
         m = models[use.get(b, "llama3")]
@@ -395,6 +397,14 @@ def test_every_break_changes_logits():
     w = rf.RefModel(make_model("brk_phi3_win", "--arch", "phi3", "--sliding-window", "8"))
     diff = np.abs(w.forward(toks, breaks={"no_sliding_window"}) - w.forward(toks)).max()
     assert diff > 0.05, f"phi3 no_sliding_window: only {diff:.3g}"
+    # The generic and Gemma breaks that mean something for Gemma 2 (one RoPE, no q_norm / k_norm) reach it.
+    m = models["gemma2"]
+    toks = tokens(50, m.vocab, seed=10)
+    for b in ("skip_norm_weight", "rope_neg", "rope_interleaved", "rope_k_pos_plus1", "gqa_modulo", "no_causal_mask",
+              "no_sliding_window", "gemma_norm_no_plus_one", "gemma_no_embed_scale", "gemma_no_post_norms",
+              "gemma_llama_norm_order", "gemma_attn_scale_head_dim", "gemma_layer_types_shifted", "gemma_silu"):
+        diff = np.abs(m.forward(toks, breaks={b}) - m.forward(toks)).max()
+        assert diff > 0.05, f"gemma2 {b}: only {diff:.3g}"
 
 
 # ---------------------------------------------------------------- DeepSeek / Mixtral
@@ -578,18 +588,26 @@ def test_nextn_layer_from_other_angles():
 
 
 def gemma_decode(m, toks):
-    """Gemma3ForCausalLM written out again token by token against a growing KV cache, per head, with
-    RoPE as complex multiplication and the window as an explicit test on the key position; nothing
-    from the reference's Gemma path but the weights and the parsed layer types."""
+    """Gemma3ForCausalLM / Gemma2ForCausalLM written out again token by token against a growing KV cache,
+    per head, with RoPE as complex multiplication and the window as an explicit test on the key position;
+    nothing from the reference's Gemma path but the weights and the parsed layer types. Gemma 2: no
+    q_norm / k_norm, one RoPE for all layers, scores and logits soft-capped (cap * tanh(x / cap)) when
+    config.json sets the caps (the generated folders always write both keys)."""
     w, c = m.w, m.config
     hd, eps = m.head_dim, m.eps
     half = hd // 2
+    gemma2 = c["model_type"] == "gemma2"
     full_inv = c["rope_theta"] ** (-np.arange(half) * 2.0 / hd)
     rs = c.get("rope_scaling")
     if rs:
         assert rs["rope_type"] == "linear"
         full_inv = full_inv / rs["factor"]
-    local_inv = c["rope_local_base_freq"] ** (-np.arange(half) * 2.0 / hd)
+    local_inv = full_inv if gemma2 else c["rope_local_base_freq"] ** (-np.arange(half) * 2.0 / hd)
+    acap = c["attn_logit_softcapping"] if gemma2 else None
+    fcap = c.get("final_logit_softcapping")
+
+    def capped(x, cap):
+        return x if cap is None else cap * np.tanh(x / cap)
 
     def norm(v, name):
         return v / math.sqrt(float(np.dot(v, v)) / len(v) + eps) * (1.0 + w[name])
@@ -615,7 +633,8 @@ def gemma_decode(m, toks):
                 for hh in range(n):
                     vec = W[hh * hd:(hh + 1) * hd] @ h
                     if kind != "v":
-                        vec = norm(vec, f"{p}self_attn.{kind}_norm.weight")
+                        if not gemma2:
+                            vec = norm(vec, f"{p}self_attn.{kind}_norm.weight")
                         z = (vec[:half] + 1j * vec[half:]) * np.exp(1j * pos * inv)
                         vec = np.concatenate([z.real, z.imag])
                     heads[kind].append(vec)
@@ -625,8 +644,8 @@ def gemma_decode(m, toks):
             outs = []
             for hh in range(m.n_heads):
                 kv = hh // n_rep
-                sc = np.array([np.dot(heads["q"][hh], kc[i][t][kv]) for t in seen]) / math.sqrt(
-                    c["query_pre_attn_scalar"])
+                sc = capped(np.array([np.dot(heads["q"][hh], kc[i][t][kv]) for t in seen]) / math.sqrt(
+                    c["query_pre_attn_scalar"]), acap)
                 pr = np.exp(sc - sc.max())
                 pr /= pr.sum()
                 outs.append(sum(pr[j] * vc[i][t][kv] for j, t in enumerate(seen)))
@@ -635,7 +654,7 @@ def gemma_decode(m, toks):
             g, u = w[p + "mlp.gate_proj.weight"] @ h, w[p + "mlp.up_proj.weight"] @ h
             y = w[p + "mlp.down_proj.weight"] @ (gelu(g) * u)
             x = x + norm(y, p + "post_feedforward_layernorm.weight")
-        rows.append(w["model.embed_tokens.weight"] @ norm(x, "model.norm.weight"))
+        rows.append(capped(w["model.embed_tokens.weight"] @ norm(x, "model.norm.weight"), fcap))
     return np.array(rows)
 
 
@@ -776,6 +795,132 @@ def test_gemma_softcap_and_refusals():
     ok = copy.copy(m)
     ok.config = dict(m.config, hidden_act="silu")
     ok._gemma_init()
+
+
+# ---------------------------------------------------------------- Gemma 2
+
+
+def test_gemma2_generated_folder_matches_config():
+    for dt, st, scale in (("f32", "F32", float(np.float32(math.sqrt(96)))), ("bf16", "BF16", 9.8125),
+                          ("f16", "F16", 9.796875)):
+        path = make_model(f"gemma2_cfg_{dt}", "--arch", "gemma2", "--dtype", dt)
+        m = rf.RefModel(path)
+        c = m.config
+        assert c["architectures"] == ["Gemma2ForCausalLM"] and c["model_type"] == "gemma2"
+        assert m.arch == "gemma2" and m.gemma
+        assert c["layer_types"] == ["sliding_attention", "full_attention"] * 2
+        assert m.layer_types == c["layer_types"] and m.window == 6
+        assert (m.head_dim, m.query_pre_attn_scalar, m.n_kv) == (32, 48.0, 2)
+        assert (m.attn_logit_softcapping, m.final_logit_softcapping) == (2.5, 4.0)
+        assert set(rf.safetensors_dtypes(path).values()) == {st}
+        # torch.tensor(hidden_size**0.5, dtype=embedding dtype), as Gemma 3's embed_scale.
+        assert m.embed_scale == scale, (dt, m.embed_scale)
+        rc = m.gemma_rope_configs()
+        assert rc["sliding_attention"] == rc["full_attention"] and rc["full_attention"]["rope_theta"] == 1e4
+        assert not any("q_norm" in k or "k_norm" in k for k in m.w)
+        logits = m.forward(tokens(12, m.vocab))
+        assert logits.std() > 1.0 and np.abs(logits).max() < 4.0, (logits.std(), np.abs(logits).max())
+
+
+def test_gemma2_incremental_decoder_agrees():
+    for name, args in (("gemma2_inc", []), ("gemma2_inc_bf16", ["--dtype", "bf16", "--layer-types", "f,s,s,f"]),
+                       ("gemma2_inc_nocap", ["--attn-logit-softcapping", "0", "--final-logit-softcapping", "0",
+                                             "--sliding-window", "4"]),
+                       ("gemma2_inc_pat", ["--gemma-layer-config", "pattern", "--rope-scaling", "linear",
+                                           "--rope-factor", "4"])):
+        m = rf.RefModel(make_model(name, "--arch", "gemma2", *args))
+        toks = tokens(30, m.vocab, seed=11)
+        close(gemma_decode(m, toks), m.forward(toks), 1e-9)
+
+
+def test_gemma2_softcaps_by_hand():
+    # Final cap: cap * tanh(raw / cap) of the uncapped logits. Attention cap: before the mask and the
+    # softmax, after the query_pre_attn_scalar scaling, so a cap far above the scores changes nothing
+    # and a small one changes the logits.
+    m = rf.RefModel(make_model("gemma2_caps", "--arch", "gemma2"))
+    toks = tokens(25, m.vocab, seed=16)
+    capped = m.forward(toks)
+    raw = m.forward(toks, breaks={"gemma2_no_final_softcap"})
+    close(capped, 4.0 * np.tanh(raw / 4.0), 1e-12)
+    assert np.abs(capped - raw).max() > 0.5
+    big = copy.copy(m)
+    big.attn_logit_softcapping = 1e7
+    close(big.forward(toks), m.forward(toks, breaks={"gemma2_no_attn_softcap"}), 1e-9)
+    assert np.abs(capped - m.forward(toks, breaks={"gemma2_no_attn_softcap"})).max() > 0.05
+
+
+def test_gemma2_layer_types_rule():
+    # transformers' Gemma2Config: without layer_types, layer i is sliding when (i + 1) % 2 (i even).
+    pat = rf.RefModel(make_model("gemma2_rule_pat", "--arch", "gemma2", "--num-hidden-layers", "5",
+                                 "--gemma-layer-config", "pattern"))
+    assert "layer_types" not in pat.config
+    assert pat.layer_types == ["sliding_attention", "full_attention"] * 2 + ["sliding_attention"]
+    lt = rf.RefModel(make_model("gemma2_rule_lt", "--arch", "gemma2", "--num-hidden-layers", "5",
+                                "--layer-types", "s,f,s,f,s"))
+    toks = tokens(25, pat.vocab, seed=13)
+    close(pat.forward(toks), lt.forward(toks), 0)
+    odd = rf.RefModel(make_model("gemma2_rule_odd", "--arch", "gemma2", "--num-hidden-layers", "5",
+                                 "--layer-types", "f,s,f,s,f"))
+    close(odd.forward(toks), lt.forward(toks, breaks={"gemma2_sliding_odd_layers"}), 0)
+    # Two sliding layers of window 6 reach 10 tokens back, no further (as Gemma 3's).
+    m = rf.RefModel(make_model("gemma2_win", "--arch", "gemma2", "--num-hidden-layers", "2", "--layer-types", "s,s"))
+    toks = tokens(20, m.vocab, seed=12)
+    other = toks.copy()
+    other[0] = (other[0] + 1) % m.vocab
+    a, b = m.forward(toks), m.forward(other)
+    close(a[11:], b[11:], 1e-12)
+    assert np.abs(a[10] - b[10]).max() > 1e-4
+
+
+def test_gemma2_defaults_rope_parameters_and_refusals():
+    m = rf.RefModel(make_model("gemma2_def", "--arch", "gemma2"))
+    toks = tokens(20, m.vocab, seed=17)
+    want = m.forward(toks)
+    # Gemma2Config's defaults (head_dim 256, 4 KV heads, caps 50 / 30, window 4096, tied, eps 1e-6,
+    # rope_theta 1e4, query_pre_attn_scalar 256, sliding on even layers).
+    d = copy.copy(m)
+    d.config = {k: v for k, v in m.config.items() if k not in (
+        "head_dim", "num_key_value_heads", "attn_logit_softcapping", "final_logit_softcapping", "sliding_window",
+        "tie_word_embeddings", "rms_norm_eps", "rope_theta", "rope_scaling", "query_pre_attn_scalar", "layer_types",
+        "hidden_activation", "max_position_embeddings")}
+    d._gemma2_init()
+    assert (d.head_dim, d.n_kv, d.attn_logit_softcapping, d.final_logit_softcapping, d.window, d.tied, d.eps,
+            d.query_pre_attn_scalar) == (256, 4, 50.0, 30.0, 4096, True, 1e-6, 256.0)
+    assert d.layer_types == ["sliding_attention", "full_attention"] * 2
+    assert d.gemma_rope_configs()["full_attention"] == {"rope_theta": 1e4, "rope_scaling": None,
+                                                        "max_position_embeddings": 8192}
+    # transformers 5 writes rope_theta (and any scaling) into one rope_parameters dict.
+    v5 = copy.copy(m)
+    v5.config = {k: v for k, v in m.config.items() if k not in ("rope_theta", "rope_scaling")}
+    v5.config["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e4}
+    v5._gemma2_init()
+    close(v5.forward(toks), want, 0)
+    lin = copy.copy(m)
+    lin.config = dict(m.config, rope_scaling={"rope_type": "linear", "factor": 4.0})
+    lin._gemma2_init()
+    lin5 = copy.copy(m)
+    lin5.config = dict(v5.config, rope_parameters={"rope_type": "linear", "factor": 4.0, "rope_theta": 1e4})
+    lin5._gemma2_init()
+    close(lin.forward(toks), lin5.forward(toks), 0)
+    assert np.abs(lin.forward(toks) - want).max() > 0.05
+    for key, val in (("attention_bias", True), ("hidden_activation", "gelu"), ("use_bidirectional_attention", True),
+                     ("layer_types", ["sliding_attention", "full_attention"] * 2 + ["full_attention"]),
+                     ("layer_types", ["sliding_attention", "chunked_attention"] * 2),
+                     ("attn_logit_softcapping", -1.0), ("final_logit_softcapping", "30"), ("sliding_window", None),
+                     ("head_dim", None), ("rope_scaling", {"rope_type": "dynamic", "factor": 2.0})):
+        bad = copy.copy(m)
+        bad.config = dict(m.config, **{key: val})
+        try:
+            bad._gemma2_init()
+        except ValueError:
+            pass
+        else:
+            raise AssertionError(f"{key}={val!r} accepted")
+    # Null caps: none applied.
+    ok = copy.copy(m)
+    ok.config = dict(m.config, attn_logit_softcapping=None, final_logit_softcapping=None)
+    ok._gemma2_init()
+    close(ok.forward(toks), m.forward(toks, breaks={"gemma2_no_attn_softcap", "gemma2_no_final_softcap"}), 0)
 
 
 # ---------------------------------------------------------------- Phi-3

@@ -186,7 +186,8 @@ elif CASE == "dump_logits":
     import numpy as np
     for arch, layouts in (("qwen3", ["tp2", "tp2_dp2", "tp4_dp2"]), ("qwen3_moe", ["tp2_ep2", "tp4_dp2_ep4"]),
                           ("deepseek_v2", ["tp2", "tp2_dp2"]), ("gemma3", ["tp2", "tp2_dp2"]),
-                          ("phi3", ["tp2", "tp2_dp2"])):
+                          ("phi3", ["tp2", "tp2_dp2"]),
+                          ("gemma2", ["tp2", "tp2_dp2"])):  # soft-caps on each rank's heads and vocabulary slice
         model = hf_model(arch)
         with open(os.path.join(model, "config.json")) as f:
             vocab = json.load(f)["vocab_size"]

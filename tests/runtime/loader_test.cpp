@@ -335,6 +335,17 @@ TEST(ModelConfig, SlidingWindowIsHonouredOrRefused) {
   EXPECT_THROW(ModelConfig::from_hf_json(qwen2), Error);
 }
 
+// The config `j` with `key` set to `v` is refused with an error containing `words`.
+void expect_refused(nlohmann::json j, const char* key, nlohmann::json v, const std::string& words) {
+  j[key] = v;
+  try {
+    ModelConfig::from_hf_json(j);
+    ADD_FAILURE() << key << " accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+  }
+}
+
 // gemma-3-4b-it's config.json as published: the language model's text_config names only what differs
 // from Gemma3TextConfig's defaults (num_attention_heads 8, num_key_value_heads 4, head_dim 256,
 // vocab_size 262208, query_pre_attn_scalar 256, rope_local_base_freq 10000, sliding_window_pattern 6).
@@ -371,24 +382,65 @@ TEST(ModelConfig, Gemma3DefaultsLayersAndRefusals) {
   text["layer_types"] = {"full_attention", "sliding_attention", "full_attention"};
   const ModelConfig t = ModelConfig::from_hf_json(text);
   EXPECT_TRUE(!t.layer_is_sliding(0) && t.layer_is_sliding(1) && !t.layer_is_sliding(2));
-  auto refused = [](nlohmann::json j, const char* key, nlohmann::json v, const std::string& words) {
-    j[key] = v;
-    try {
-      ModelConfig::from_hf_json(j);
-      ADD_FAILURE() << key << " accepted";
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
-    }
-  };
-  refused(text, "layer_types", {"full_attention"}, "one entry per layer");
-  refused(text, "layer_types", {"full_attention", "chunked_attention", "full_attention"}, "layer_types[1]");
-  refused(text, "final_logit_softcapping", 30.0, "final_logit_softcapping 30");
-  refused(text, "attn_logit_softcapping", 50.0, "attn_logit_softcapping 50");
-  refused(text, "hidden_activation", "gelu", "hidden_activation \"gelu\"");
-  refused(text, "use_bidirectional_attention", true, "use_bidirectional_attention");
-  refused(text, "query_pre_attn_scalar", 0, "query_pre_attn_scalar");
+  expect_refused(text, "layer_types", {"full_attention"}, "one entry per layer");
+  expect_refused(text, "layer_types", {"full_attention", "chunked_attention", "full_attention"}, "layer_types[1]");
+  expect_refused(text, "final_logit_softcapping", 30.0, "final_logit_softcapping 30");
+  expect_refused(text, "attn_logit_softcapping", 50.0, "attn_logit_softcapping 50");
+  expect_refused(text, "hidden_activation", "gelu", "hidden_activation \"gelu\"");
+  expect_refused(text, "use_bidirectional_attention", true, "use_bidirectional_attention");
+  expect_refused(text, "query_pre_attn_scalar", 0, "query_pre_attn_scalar");
   mm.erase("text_config");
   EXPECT_THROW(ModelConfig::from_hf_json(mm), Error);
+}
+
+// gemma-2-2b-it's config.json as published, then with the keys Gemma2Config has defaults for left out.
+TEST(ModelConfig, Gemma2SoftcapsLayersAndRefusals) {
+  auto j = nlohmann::json::parse(R"({"architectures": ["Gemma2ForCausalLM"], "attention_bias": false,
+      "attention_dropout": 0.0, "attn_logit_softcapping": 50.0, "bos_token_id": 2, "cache_implementation": "hybrid",
+      "eos_token_id": [1, 107], "final_logit_softcapping": 30.0, "head_dim": 256, "hidden_act": "gelu_pytorch_tanh",
+      "hidden_activation": "gelu_pytorch_tanh", "hidden_size": 2304, "initializer_range": 0.02,
+      "intermediate_size": 9216, "max_position_embeddings": 8192, "model_type": "gemma2", "num_attention_heads": 8,
+      "num_hidden_layers": 26, "num_key_value_heads": 4, "pad_token_id": 0, "query_pre_attn_scalar": 256,
+      "rms_norm_eps": 1e-06, "rope_theta": 10000.0, "sliding_window": 4096, "torch_dtype": "float32",
+      "vocab_size": 256000})");
+  const ModelConfig c = ModelConfig::from_hf_json(j);
+  EXPECT_EQ(c.arch, Arch::Gemma2);
+  EXPECT_TRUE(c.is_gemma() && c.tie_embeddings && c.sandwich_norms && !c.qk_norm);
+  EXPECT_EQ(c.mlp_act, GateAct::GeluTanh);
+  EXPECT_FLOAT_EQ(c.attn_softcap, 50.0f);
+  EXPECT_FLOAT_EQ(c.final_softcap, 30.0f);
+  EXPECT_DOUBLE_EQ(c.attn_scale, 1.0 / 16.0);
+  EXPECT_DOUBLE_EQ(c.rope_local_theta, 0.0);  // sliding layers rotate as the full ones
+  EXPECT_FLOAT_EQ(c.norm_offset, 1.0f);
+  EXPECT_EQ(c.sliding_window, 4096);
+  for (int64_t l = 0; l < 26; ++l) EXPECT_EQ(c.layer_is_sliding(l), l % 2 == 0) << l;
+  EXPECT_EQ(c.eos_ids, (std::vector<int32_t>{1, 107}));
+  // Gemma2Config's defaults, and null caps (none).
+  auto bare = nlohmann::json::parse(R"({"architectures": ["Gemma2ForCausalLM"], "hidden_size": 3584,
+      "intermediate_size": 14336, "num_hidden_layers": 42, "num_attention_heads": 16, "num_key_value_heads": 8})");
+  const ModelConfig d = ModelConfig::from_hf_json(bare);
+  EXPECT_FLOAT_EQ(d.attn_softcap, 50.0f);
+  EXPECT_FLOAT_EQ(d.final_softcap, 30.0f);
+  EXPECT_EQ(d.head_dim, 256);
+  EXPECT_EQ(d.vocab, 256000);
+  EXPECT_EQ(d.sliding_window, 4096);
+  EXPECT_TRUE(d.tie_embeddings);
+  bare["attn_logit_softcapping"] = nullptr;
+  bare["final_logit_softcapping"] = nullptr;
+  const ModelConfig n = ModelConfig::from_hf_json(bare);
+  EXPECT_EQ(n.attn_softcap, 0.0f);
+  EXPECT_EQ(n.final_softcap, 0.0f);
+  // layer_types wins over the alternation.
+  j["num_hidden_layers"] = 3;
+  j["layer_types"] = {"full_attention", "sliding_attention", "full_attention"};
+  const ModelConfig t = ModelConfig::from_hf_json(j);
+  EXPECT_TRUE(!t.layer_is_sliding(0) && t.layer_is_sliding(1) && !t.layer_is_sliding(2));
+  expect_refused(j, "attn_logit_softcapping", -1.0, "attn_logit_softcapping must be positive");
+  expect_refused(j, "rope_local_base_freq", 10000.0, "rope_local_base_freq");
+  expect_refused(j, "sliding_window_pattern", 2, "sliding_window_pattern");
+  expect_refused(j, "rope_scaling", {{"rope_type", "linear"}, {"factor", 2.0}}, "rope_scaling");
+  expect_refused(j, "attention_bias", true, "attention_bias");
+  expect_refused(j, "hidden_activation", "gelu", "hidden_activation \"gelu\"");
 }
 
 // transformers 5 writes RoPE as rope_parameters (rope_theta inside) and the dtype as "dtype": the same

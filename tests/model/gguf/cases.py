@@ -50,6 +50,12 @@ CASES = {
     # Gemma-specific bug makes in the NumPy comparison (rms 0.088 x scale, model_reference_gemma3).
     "gemma3": dict(hf=["--arch", "gemma3", "--query-pre-attn-scalar", "32", "--seed", "18"], gguf=[],
                    variants=["F32"], tolerance={"F32": (5e-3, 1e-3)}),
+    # Gemma 2: Gemma 3's layout without q/k norms; layers alternating sliding (window 6) and full, one RoPE;
+    # the attention scores and the logits soft-capped (the tiny model's caps, 2.5 and 4.0, bend them:
+    # attn_logit_softcapping / final_logit_softcapping in the file). query_pre_attn_scalar = head_dim, as
+    # llama.cpp assumes. The tolerance is gemma3's: llama.cpp's f16 GELU table (see above).
+    "gemma2": dict(hf=["--arch", "gemma2", "--query-pre-attn-scalar", "32", "--seed", "20"], gguf=[],
+                   variants=["F32"], tolerance={"F32": (5e-3, 1e-3)}),
     # Phi-4-mini-like phi3: fused attn_qkv and ffn_up (gate rows, then up), 0.75 of each 32-wide head
     # rotated (rope.dimension_count 24), LongRoPE over an original context of 16 (both here and in
     # llama.cpp's 1024-token context the long factor set, rope.scaling.attn_factor sqrt(1 + ln 4 / ln 16)).

@@ -1,11 +1,13 @@
 #!/usr/bin/python3
 """Independent float64 NumPy forward pass of Hugging Face Llama / Mistral / Qwen2 / Qwen3 / Qwen3-MoE /
-Mixtral / DeepSeek-V2 / DeepSeek-V3 / Gemma 3 (text) / Phi-3 (Phi-3, Phi-3.5, Phi-4, Phi-4-mini) models.
+Mixtral / DeepSeek-V2 / DeepSeek-V3 / Gemma 2 / Gemma 3 (text) / Phi-3 (Phi-3, Phi-3.5, Phi-4, Phi-4-mini)
+models.
 
 Written from the published architecture definitions (transformers' modeling_llama, modeling_mistral,
-modeling_qwen2, modeling_qwen3, modeling_qwen3_moe, modeling_mixtral, modeling_gemma3 /
-configuration_gemma3 / masking_utils, modeling_phi3 / configuration_phi3 / modeling_rope_utils (see
-Phi3Rope); DeepSeek's papers and modeling_deepseek semantics in ref_deepseek.py), not from dpserve's C++.
+modeling_qwen2, modeling_qwen3, modeling_qwen3_moe, modeling_mixtral, modeling_gemma2 / modular_gemma2 /
+configuration_gemma2 (see RefModel._gemma2_init), modeling_gemma3 / configuration_gemma3 / masking_utils,
+modeling_phi3 / configuration_phi3 / modeling_rope_utils (see Phi3Rope); DeepSeek's papers and
+modeling_deepseek semantics in ref_deepseek.py), not from dpserve's C++.
 It reads the model folder itself (config.json + safetensors, sharded or not) and converts bf16 / f16 / f32
 weights exactly to float64.
 
@@ -52,6 +54,13 @@ BREAKS = {
     "gemma_rope_scaling_all_layers": "Gemma rope_scaling also applied to the sliding layers' local RoPE",
     "gemma_layer_types_shifted": "Gemma layer i gets layer i + 1's attention type ((i + 1) % pattern misread)",
     "gemma_silu": "Gemma MLP activation SiLU instead of GELU (tanh approximation)",
+    "gemma2_no_attn_softcap": "Gemma 2 attention scores not soft-capped (attn_logit_softcapping ignored)",
+    "gemma2_no_final_softcap": "Gemma final_logit_softcapping ignored: raw LM-head logits (Gemma 2; Gemma 3 "
+                               "only when its config sets a cap)",
+    "gemma2_softcap_after_mask_scale": "Gemma 2 attention soft-cap applied after the mask is added, so masked "
+                                       "keys score -cap (cap * tanh(-inf / cap)) instead of -inf and get weight",
+    "gemma2_sliding_odd_layers": "Gemma 2 sliding / full alternation with the wrong parity: every layer's type "
+                                 "flipped (sliding on odd layers for the default layout)",
     "phi3_kv_swapped": "Phi-3 fused qkv_proj split with the key and value slices exchanged",
     "phi3_gate_up_swapped": "Phi-3 fused gate_up_proj: SiLU applied to the up half instead of the gate half",
     "phi3_full_rotary": "Phi-3 partial_rotary_factor ignored: the whole head rotates (frequencies over head_dim, "
@@ -378,7 +387,7 @@ class RefModel:
         kinds = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2",
                  "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3_moe", "MixtralForCausalLM": "mixtral",
                  "DeepseekV2ForCausalLM": "deepseek_v2", "DeepseekV3ForCausalLM": "deepseek_v3",
-                 "Gemma3ForCausalLM": "gemma3", "Phi3ForCausalLM": "phi3"}
+                 "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3", "Phi3ForCausalLM": "phi3"}
         if arch not in kinds:
             raise ValueError(f"unsupported architecture {arch}")
         self.arch = kinds[arch]
@@ -396,9 +405,11 @@ class RefModel:
         # Mistral / Mixtral: a query at position i sees keys j with i - j < sliding_window.
         self.window = c.get("sliding_window") if self.arch in ("mistral", "mixtral") else None
         self.moe = self.arch in ("qwen3_moe", "mixtral") or (self.deepseek and bool(c.get("n_routed_experts")))
-        self.gemma = self.arch == "gemma3"
-        if self.gemma:
+        self.gemma = self.arch in ("gemma2", "gemma3")
+        if self.arch == "gemma3":
             self._gemma_init()
+        elif self.arch == "gemma2":
+            self._gemma2_init()
         self.phi3 = self.arch == "phi3"
         # Phi-3 LongRoPE factor set: None = transformers' rule (long iff the forward's length exceeds
         # original_max_position_embeddings); "long" / "short" force one set for every forward.
@@ -463,12 +474,86 @@ class RefModel:
         dt = safetensors_dtypes(self.path).get("model.embed_tokens.weight", "F32")
         self.embed_scale = cast_scalar(self.hidden ** 0.5, dt)
         self.final_logit_softcapping = c.get("final_logit_softcapping")
+        self.attn_logit_softcapping = None
+
+    def _gemma2_init(self):
+        """Gemma2Config's fields with its defaults, checked. Read (huggingface/transformers):
+        src/transformers/models/gemma2/configuration_gemma2.py and modular_gemma2.py (Gemma2Config,
+        Gemma2Attention, Gemma2DecoderLayer, Gemma2Model, Gemma2ForCausalLM, eager_attention_forward),
+        modeling_gemma2.py (4.x: the same computation, sliding when not layer_idx % 2), and
+        src/transformers/masking_utils.py (sliding_window_overlay: kv_idx > q_idx - sliding_window).
+
+        - Defaults: head_dim 256, num_key_value_heads 4, query_pre_attn_scalar 256, sliding_window 4096,
+          hidden_activation gelu_pytorch_tanh (hidden_act is not read), rms_norm_eps 1e-6,
+          tie_word_embeddings True, rope_theta 10000, max_position_embeddings 8192,
+          attn_logit_softcapping 50.0, final_logit_softcapping 30.0 (an explicit null: no cap).
+        - layer_types if given (validated: num_hidden_layers entries), else layer i is sliding when
+          (i + 1) % 2 (i even: 0, 2, ...), full otherwise; sliding layers see keys j with i - j < window.
+        - One RoPE for every layer (no local base): rope_theta, and rope_scaling is honoured
+          (Gemma2RotaryEmbedding takes ROPE_INIT_FUNCTIONS[rope_type]); transformers 5 writes both into
+          one rope_parameters dict.
+        - No q_norm / k_norm. Embeddings times torch.tensor(hidden_size**0.5, dtype=embedding dtype)
+          (sqrt(h) rounded to the weight dtype, like Gemma 3). Attention: scores * query_pre_attn_scalar**-0.5,
+          then cap * tanh(scores / cap), then the mask, softmax. Logits: cap * tanh(logits / cap)."""
+        c = self.config
+        if c.get("use_bidirectional_attention"):
+            raise ValueError("use_bidirectional_attention (an encoder, not a causal LM) is not supported")
+        if c.get("attention_bias"):
+            raise ValueError("attention_bias is not supported (false in Gemma 2 configs)")
+        act = c.get("hidden_activation", "gelu_pytorch_tanh")
+        if act != "gelu_pytorch_tanh":
+            raise ValueError(f"unsupported hidden_activation {act!r}")
+        if "head_dim" in c and c["head_dim"] is None:
+            raise ValueError("head_dim is null")
+        self.head_dim = int(c.get("head_dim", 256))
+        self.n_kv = c.get("num_key_value_heads", 4)
+        if self.n_heads % self.n_kv:
+            raise ValueError("num_attention_heads not a multiple of num_key_value_heads")
+        self.eps = float(c.get("rms_norm_eps", 1e-6))
+        self.tied = bool(c.get("tie_word_embeddings", True))
+        self.query_pre_attn_scalar = float(c.get("query_pre_attn_scalar", 256))
+        if self.query_pre_attn_scalar <= 0:
+            raise ValueError(f"query_pre_attn_scalar must be positive, not {self.query_pre_attn_scalar}")
+        caps = {}
+        for key, default in (("attn_logit_softcapping", 50.0), ("final_logit_softcapping", 30.0)):
+            v = c.get(key, default)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
+                raise ValueError(f"{key} must be a positive number or null, not {v!r}")
+            caps[key] = None if v is None else float(v)
+        self.attn_logit_softcapping = caps["attn_logit_softcapping"]
+        self.final_logit_softcapping = caps["final_logit_softcapping"]
+        types = c.get("layer_types")
+        if types is None:
+            types = ["sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(self.n_layers)]
+        if not isinstance(types, list) or len(types) != self.n_layers or any(t not in GEMMA_TYPES for t in types):
+            raise ValueError(f"layer_types must list {self.n_layers} of {GEMMA_TYPES}: {types}")
+        self.layer_types = list(types)
+        self.window = c.get("sliding_window", 4096)
+        if "sliding_attention" in self.layer_types:
+            if not isinstance(self.window, int) or isinstance(self.window, bool) or self.window < 1:
+                raise ValueError(f"sliding layers need a positive sliding_window, not {self.window!r}")
+        else:
+            self.window = None
+        rs = c.get("rope_scaling") or c.get("rope_parameters") or {}
+        if not isinstance(rs, dict) or set(rs) & set(GEMMA_TYPES):
+            raise ValueError(f"rope_scaling / rope_parameters must be one flat dict for Gemma 2, not {rs!r}")
+        kind = rs.get("rope_type", rs.get("type", "default"))
+        # {"rope_theta", "rope_scaling", "max_position_embeddings"} for rope_inv_freq / rope_attention_scaling.
+        self.gemma2_rope = {"rope_theta": float(rs.get("rope_theta", c.get("rope_theta", 10000.0))),
+                            "rope_scaling": None if kind == "default" else dict(rs),
+                            "max_position_embeddings": c.get("max_position_embeddings", 8192)}
+        rope_inv_freq(self.gemma2_rope, self.head_dim)  # refuses rope types it does not model
+        dt = safetensors_dtypes(self.path).get("model.embed_tokens.weight", "F32")
+        self.embed_scale = cast_scalar(self.hidden ** 0.5, dt)
 
     def gemma_rope_configs(self, breaks=()):
         """{layer type: config dict for rope_inv_freq / rope_attention_scaling}. Full layers: rope_theta
         (default 1e6) with rope_scaling; sliding layers: rope_local_base_freq (default 1e4), unscaled.
-        transformers 5's per-type "rope_parameters" dict is read the same way when present."""
+        transformers 5's per-type "rope_parameters" dict is read the same way when present.
+        Gemma 2: one RoPE (rope_theta, default 1e4, with rope_scaling) for both types."""
         c = self.config
+        if self.arch == "gemma2":
+            return {t: dict(self.gemma2_rope) for t in GEMMA_TYPES}
         mpe = c.get("max_position_embeddings", 131072)
         rp = c.get("rope_parameters")
         if isinstance(rp, dict) and rp and set(rp) <= set(GEMMA_TYPES):
@@ -599,12 +684,14 @@ class RefModel:
         return x @ self.lm_head().T
 
     def _gemma_forward(self, tokens, breaks, act, kvq, hidden):
-        """Gemma3ForCausalLM (modeling_gemma3.py). Per layer: x += post_attention_norm(attn(input_norm(x)));
-        x += post_feedforward_norm(mlp(pre_feedforward_norm(x))); every norm scales by (1 + w). Attention:
-        q_norm / k_norm per head before RoPE, scores * query_pre_attn_scalar**-0.5, sliding layers see keys
-        j with i - j < sliding_window (masking_utils: kv_idx > q_idx - sliding_window) and use the local
-        RoPE. Embeddings times embed_scale; tied LM head = the unscaled embedding; optional final tanh
-        softcap. `act` rounds where the Llama path does (matmul inputs), `kvq` the cached k / v."""
+        """Gemma3ForCausalLM (modeling_gemma3.py) and Gemma2ForCausalLM (modular_gemma2.py). Per layer:
+        x += post_attention_norm(attn(input_norm(x))); x += post_feedforward_norm(mlp(pre_feedforward_norm(x)));
+        every norm scales by (1 + w). Attention: (Gemma 3 only) q_norm / k_norm per head before RoPE, scores *
+        query_pre_attn_scalar**-0.5, (Gemma 2 only) cap * tanh(scores / cap) before the mask (Gemma 2's
+        eager_attention_forward), sliding layers see keys j with i - j < sliding_window (masking_utils:
+        kv_idx > q_idx - sliding_window) and, in Gemma 3, use the local RoPE. Embeddings times embed_scale;
+        tied LM head = the unscaled embedding; optional final tanh softcap. `act` rounds where the Llama
+        path does (matmul inputs), `kvq` the cached k / v."""
         w, T = self.w, len(tokens)
         eps, hd = self.eps, self.head_dim
 
@@ -616,13 +703,22 @@ class RefModel:
         ropes = {t: (rope_inv_freq(rc, hd, breaks), rope_attention_scaling(rc, breaks))
                  for t, rc in self.gemma_rope_configs(breaks).items()}
         types = self.layer_types
+        gemma2 = self.arch == "gemma2"
+        if gemma2 and "gemma2_sliding_odd_layers" in breaks:
+            flip = {"sliding_attention": "full_attention", "full_attention": "sliding_attention"}
+            types = [flip[t] for t in types]
         if "gemma_layer_types_shifted" in breaks:
             types = types[1:] + types[:1]
+        acap = None if "gemma2_no_attn_softcap" in breaks else self.attn_logit_softcapping
+        cap_after_mask = "gemma2_softcap_after_mask_scale" in breaks
         scale = hd ** -0.5 if "gemma_attn_scale_head_dim" in breaks else self.query_pre_attn_scalar ** -0.5
         masks = {"full_attention": np.tril(np.ones((T, T), dtype=bool))}
         masks["sliding_attention"] = masks["full_attention"].copy()
-        if self.window and "no_sliding_window" not in breaks:
-            masks["sliding_attention"] &= np.subtract.outer(positions, positions) < self.window
+        window = self.window
+        if window is None and "sliding_attention" in types:  # an all-full Gemma 2 flipped by the break
+            window = self.config.get("sliding_window", 4096)
+        if window and "no_sliding_window" not in breaks:
+            masks["sliding_attention"] &= np.subtract.outer(positions, positions) < window
         group = self.n_heads // self.n_kv
         x = w["model.embed_tokens.weight"][tokens] * (1.0 if "gemma_no_embed_scale" in breaks else self.embed_scale)
         for i in range(self.n_layers):
@@ -632,9 +728,9 @@ class RefModel:
             q = (h @ w[p + "self_attn.q_proj.weight"].T).reshape(T, self.n_heads, hd)
             k = (h @ w[p + "self_attn.k_proj.weight"].T).reshape(T, self.n_kv, hd)
             v = (h @ w[p + "self_attn.v_proj.weight"].T).reshape(T, self.n_kv, hd)
-            if "skip_q_norm" not in breaks:
+            if not gemma2 and "skip_q_norm" not in breaks:
                 q = norm(q, p + "self_attn.q_norm.weight")
-            if "skip_k_norm" not in breaks:
+            if not gemma2 and "skip_k_norm" not in breaks:
                 k = norm(k, p + "self_attn.k_norm.weight")
             q = apply_rope(q, positions, inv_freq, breaks, mag)
             k = kvq(apply_rope(k, k_positions, inv_freq, breaks, mag))
@@ -643,8 +739,12 @@ class RefModel:
             for hh in range(self.n_heads):
                 kv = hh % self.n_kv if "gqa_modulo" in breaks else hh // group
                 s = (q[:, hh, :] @ k[:, kv, :].T) * scale
+                if acap is not None and not cap_after_mask:
+                    s = acap * np.tanh(s / acap)
                 if "no_causal_mask" not in breaks:
                     s = np.where(masks[types[i]], s, -np.inf)
+                if acap is not None and cap_after_mask:
+                    s = acap * np.tanh(s / acap)
                 s = s - s.max(axis=1, keepdims=True)
                 e = np.exp(s)
                 attn[:, hh, :] = (e / e.sum(axis=1, keepdims=True)) @ v[:, kv, :]
@@ -667,7 +767,7 @@ class RefModel:
             hidden.append(x.copy())
         logits = x @ self.lm_head().T
         cap = self.final_logit_softcapping
-        if cap is not None:
+        if cap is not None and "gemma2_no_final_softcap" not in breaks:
             logits = cap * np.tanh(logits / cap)
         return logits
 
