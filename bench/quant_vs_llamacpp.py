@@ -81,7 +81,7 @@ def main():
             else:
                 got["d"] = dpserve_bench(a.bench, g, a.threads, a.batch, a.decode)
         d = got["d"]
-        limit = d["bw"] / d["per_tok"]
+        limit = d["bw"] / d["per_tok"]  # 0 where generate_bench could not measure the bandwidth
         rows.append((os.path.basename(g), os.path.getsize(g) / 1e9, got, limit))
         print(f"{os.path.basename(g)}: dpserve pp512 {d['pp']:.1f} tg {d['tg']:.2f} b{a.batch} {d['batch']:.1f} | "
               f"llama.cpp pp512 {got['l_pp']:.1f} tg128 {got['l_tg']:.2f} b{a.batch} {got['l_b']:.1f} tok/s", flush=True)
@@ -91,11 +91,11 @@ def main():
     print("|---|---:|---|---|---|---|---|")
     for name, gb, got, limit in rows:
         d = got["d"]
+        walls = (f"{100 * d['tg'] / limit:.0f} % of {limit:.1f} ({d['per_tok']:.2f} GB/token, {d['bw']:.1f} GB/s) | "
+                 f"{100 * got['l_tg'] / limit:.0f} %") if limit > 0 else "not measured | not measured"
         print(f"| {name} | {gb:.2f} | {d['pp']:.1f} / {got['l_pp']:.1f} = **{d['pp'] / got['l_pp']:.2f}x** | "
               f"{d['tg']:.2f} / {got['l_tg']:.2f} = **{d['tg'] / got['l_tg']:.2f}x** | "
-              f"{d['batch']:.1f} / {got['l_b']:.1f} = **{d['batch'] / got['l_b']:.2f}x** | "
-              f"{100 * d['tg'] / limit:.0f} % of {limit:.1f} ({d['per_tok']:.2f} GB/token, {d['bw']:.1f} GB/s) | "
-              f"{100 * got['l_tg'] / limit:.0f} % |")
+              f"{d['batch']:.1f} / {got['l_b']:.1f} = **{d['batch'] / got['l_b']:.2f}x** | {walls} |")
 
 
 if __name__ == "__main__":
