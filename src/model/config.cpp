@@ -390,20 +390,21 @@ static void read_rope_parameters(nlohmann::json& j) {
 
 // Gemma3TextConfig's defaults: published configs leave them out (the text_config of
 // gemma-3-4b-it names only its sizes, sliding_window and rope_scaling). Those of the Gemma-only
-// keys are in parse_gemma3.
-static nlohmann::json gemma2_defaults() {  // Gemma2Config's, those of gemma-2-2b
-  return {{"vocab_size", 256000},    {"hidden_size", 2304},         {"intermediate_size", 9216},
-          {"num_hidden_layers", 26}, {"num_attention_heads", 8},    {"num_key_value_heads", 4},
-          {"head_dim", 256},         {"rms_norm_eps", 1e-6},        {"max_position_embeddings", 8192},
-          {"rope_theta", 10000.0},   {"tie_word_embeddings", true}, {"bos_token_id", 2},
-          {"eos_token_id", 1}};
-}
-
+// keys are in parse_gemma.
 static nlohmann::json gemma3_text_defaults() {
   return {{"vocab_size", 262208},    {"hidden_size", 2304},         {"intermediate_size", 9216},
           {"num_hidden_layers", 26}, {"num_attention_heads", 8},    {"num_key_value_heads", 4},
           {"head_dim", 256},         {"rms_norm_eps", 1e-6},        {"max_position_embeddings", 131072},
           {"rope_theta", 1000000.0}, {"tie_word_embeddings", true}, {"bos_token_id", 2},
+          {"eos_token_id", 1}};
+}
+
+// Gemma2Config's defaults (those of gemma-2-2b), read the same way.
+static nlohmann::json gemma2_defaults() {
+  return {{"vocab_size", 256000},    {"hidden_size", 2304},         {"intermediate_size", 9216},
+          {"num_hidden_layers", 26}, {"num_attention_heads", 8},    {"num_key_value_heads", 4},
+          {"head_dim", 256},         {"rms_norm_eps", 1e-6},        {"max_position_embeddings", 8192},
+          {"rope_theta", 10000.0},   {"tie_word_embeddings", true}, {"bos_token_id", 2},
           {"eos_token_id", 1}};
 }
 
