@@ -3,7 +3,8 @@
 # on its checked-in corpus and dictionary. New inputs go to a scratch folder, never into the repo.
 # Exits non-zero on any crash, leak, timeout, OOM or broken property, naming the input file.
 #   scripts/fuzz.sh [seconds-per-target] [target...]     (default 25 s, all targets)
-# Env: FUZZ_BUILD_DIR (default <repo>/build-fuzz), FUZZ_OUT (scratch, default a mktemp dir),
+# Env: FUZZ_BUILD_ONLY=1 (build the targets, fuzz nothing: scripts/test.sh builds them so while the
+#      CTest suite runs), FUZZ_BUILD_DIR (default <repo>/build-fuzz), FUZZ_OUT (scratch, default a mktemp dir),
 #      FUZZ_JOBS (ninja -j, default 2), FUZZ_PARALLEL (targets fuzzed at once, default nproc: a
 #      libFuzzer process uses one core, so on 2 cores two targets run side by side, each still for
 #      its full time).
@@ -28,7 +29,9 @@ cmake -S "$here" -B "$build" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COM
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
   -DDPSERVE_FUZZ=ON -DDPSERVE_BUILD_TESTS=OFF -DDPSERVE_BUILD_BENCH=OFF >/dev/null
 ninja -C "$build" -j "${FUZZ_JOBS:-2}" $(printf 'fuzz_%s ' "${targets[@]}")
-echo "fuzz: build took $(( $(date +%s) - t0 )) s; scratch folder $out"
+echo "fuzz: build took $(( $(date +%s) - t0 )) s"
+if [ "${FUZZ_BUILD_ONLY:-0}" = 1 ]; then [ -n "${FUZZ_OUT:-}" ] || rmdir "$out"; exit 0; fi
+echo "fuzz: scratch folder $out"
 
 # UBSan findings abort (so libFuzzer saves the input); symbolized stacks make reports readable.
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"

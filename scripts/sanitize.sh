@@ -4,7 +4,9 @@
 # (ThreadSanitizer) and runs the frontend/engine handoff tests there. Exits non-zero on any failed test
 # and on any sanitizer report, including reports from processes whose exit code a test ignores.
 #
-#   scripts/sanitize.sh [asan|tsan]...   (default: both)
+#   scripts/sanitize.sh [--build-only] [asan|tsan]...   (default: both)
+#     --build-only   configure and build the trees, run nothing (scripts/test.sh builds them this way
+#                    at idle priority while the CTest suite runs)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
@@ -19,6 +21,8 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 # The e2e tests drive the server with the OpenAI Node client from tests/node (scripts/install-deps.sh).
 [[ -d tests/node/node_modules ]] || bash scripts/install-deps.sh
 
+build_only=0
+if [[ ${1:-} == --build-only ]]; then build_only=1; shift; fi
 phases=("$@")
 [[ ${#phases[@]} -gt 0 ]] || phases=(asan tsan)
 
@@ -53,6 +57,7 @@ status=0
 
 run_asan() {
   configure_and_build build-asan address
+  [[ $build_only == 0 ]] || return 0
   local reports="$here/build-asan/sanitizer-reports"
   rm -rf "$reports" && mkdir -p "$reports"
   # halt_on_error: the first error ends the process (non-zero) rather than being one line in a log.
@@ -119,6 +124,7 @@ run_asan() {
 
 run_tsan() {
   configure_and_build build-tsan thread dpserve engine_threads_test
+  [[ $build_only == 0 ]] || return 0
   local reports="$here/build-tsan/sanitizer-reports"
   rm -rf "$reports" && mkdir -p "$reports"
   # One OpenMP thread per rank: libgomp is not TSan-instrumented, so its barriers are invisible and
@@ -137,7 +143,7 @@ for p in "${phases[@]}"; do
   case $p in
     asan) run_asan ;;
     tsan) run_tsan ;;
-    *) echo "usage: $0 [asan|tsan]..." >&2; exit 2 ;;
+    *) echo "usage: $0 [--build-only] [asan|tsan]..." >&2; exit 2 ;;
   esac
 done
 

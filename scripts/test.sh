@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs, builds and runs everything CI runs: the CTest suite (build/), then the sanitizer job
-# (scripts/sanitize.sh: ASan+UBSan and TSan builds) and the bounded fuzz run (scripts/fuzz.sh).
+# (scripts/sanitize.sh: ASan+UBSan and TSan builds) and the bounded fuzz run (scripts/fuzz.sh), whose
+# trees are built at idle priority while the suite runs.
 # README.md ("Tests") gives the time of each part on a 2-core machine.
 #
 #   scripts/test.sh [--quick] [ctest args...]
@@ -27,11 +28,50 @@ bash scripts/setup.sh
 # Open MPI refuses to run as root unless told; CI runs as root.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
-ctest --test-dir build -j2 --output-on-failure --timeout 900 "$@"
+
+# The sanitizer and fuzz trees build while the suite runs, at idle priority (SCHED_IDLE): the suite
+# leaves about a quarter of the CPU unused (its tests wait on servers, sockets and ranks), and an
+# idle-priority compiler only ever gets a core no test wants. Each tree's phase below starts once
+# that tree is built (build/background-builds/<tree>.ok), while the trees after it go on building.
+marks="$here/build/background-builds"
+bg=
+if [ $quick = 0 ]; then
+  rm -rf "$marks" && mkdir -p "$marks"
+  idle=(chrt --idle 0)
+  "${idle[@]}" true 2>/dev/null || idle=(nice -n 19)
+  (
+    "${idle[@]}" bash scripts/sanitize.sh --build-only asan && touch "$marks/asan.ok"
+    "${idle[@]}" bash scripts/sanitize.sh --build-only tsan && touch "$marks/tsan.ok"
+    FUZZ_BUILD_ONLY=1 "${idle[@]}" bash scripts/fuzz.sh && touch "$marks/fuzz.ok"
+  ) >"$marks/log" 2>&1 &
+  bg=$!
+fi
+await_tree() {  # TREE: returns once the background job has built it; fails (printing its log) if it could not
+  while [ ! -e "$marks/$1.ok" ] && kill -0 "$bg" 2>/dev/null; do sleep 5; done
+  [ -e "$marks/$1.ok" ] && return 0
+  echo "test.sh: the background build of the $1 tree failed; its log ($marks/log) ends:" >&2
+  tail -n 60 "$marks/log" >&2
+  return 1
+}
+
+suite=0
+ctest --test-dir build -j2 --output-on-failure --timeout 900 "$@" || suite=$?
 echo "test.sh: CTest suite done at +$(( $(date +%s) - t0 )) s"
 if [ $quick = 0 ]; then
-  bash scripts/sanitize.sh
+  # The phases still run when the suite failed (every failure is printed), but the exit status keeps it.
+  sanitizers=0
+  for tree in asan tsan; do
+    await_tree $tree || { sanitizers=1; continue; }
+    echo "test.sh: $tree tree built by +$(( $(date +%s) - t0 )) s"
+    bash scripts/sanitize.sh $tree || sanitizers=1
+  done
   echo "test.sh: sanitizer job done at +$(( $(date +%s) - t0 )) s"
-  bash scripts/fuzz.sh "${DPSERVE_FUZZ_SECONDS:-25}"
+  fuzz=1
+  if await_tree fuzz; then
+    bash scripts/fuzz.sh "${DPSERVE_FUZZ_SECONDS:-25}" && fuzz=0
+  fi
+  wait "$bg" || true
   echo "test.sh: fuzz run done at +$(( $(date +%s) - t0 )) s"
+  [ $sanitizers = 0 ] && [ $fuzz = 0 ] || exit 1
 fi
+exit $suite

@@ -255,7 +255,8 @@ static float softcap_of(const nlohmann::json& j, const char* key, double fallbac
   const auto it = j.find(key);
   if (it != j.end() && it->is_null()) return 0.0f;
   const double cap = it == j.end() ? fallback : opt<double>(j, key, 0.0);
-  if (!(cap >= 0 && std::isfinite(cap))) fail("config.json: {} must be positive or null, got {}", key, cap);
+  // transformers divides by the cap whenever it is not None, so 0 is no "off" switch but a division by zero.
+  if (!(cap > 0 && std::isfinite(cap))) fail("config.json: {} must be positive or null, got {}", key, cap);
   return float(cap);
 }
 

@@ -436,6 +436,7 @@ TEST(ModelConfig, Gemma2SoftcapsLayersAndRefusals) {
   const ModelConfig t = ModelConfig::from_hf_json(j);
   EXPECT_TRUE(!t.layer_is_sliding(0) && t.layer_is_sliding(1) && !t.layer_is_sliding(2));
   expect_refused(j, "attn_logit_softcapping", -1.0, "attn_logit_softcapping must be positive");
+  expect_refused(j, "final_logit_softcapping", 0.0, "final_logit_softcapping must be positive or null");
   expect_refused(j, "rope_local_base_freq", 10000.0, "rope_local_base_freq");
   expect_refused(j, "sliding_window_pattern", 2, "sliding_window_pattern");
   expect_refused(j, "rope_scaling", {{"rope_type", "linear"}, {"factor", 2.0}}, "rope_scaling");
