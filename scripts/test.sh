@@ -8,7 +8,7 @@
 #     --quick      the CTest suite only (about 10 minutes of the ~33 once built)
 #     ctest args   passed to ctest, e.g. -R e2e_ or -L reliability (implies --quick)
 # Env: DPSERVE_SOAK_SECONDS (reliability_soak's length here, default 200; plain ctest: 300),
-#      DPSERVE_FUZZ_SECONDS (fuzz time per target, default 25).
+#      DPSERVE_FUZZ_SECONDS (fuzz time per target, default 15; scripts/fuzz.sh alone: 25).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
@@ -68,7 +68,7 @@ if [ $quick = 0 ]; then
   echo "test.sh: sanitizer job done at +$(( $(date +%s) - t0 )) s"
   fuzz=1
   if await_tree fuzz; then
-    bash scripts/fuzz.sh "${DPSERVE_FUZZ_SECONDS:-25}" && fuzz=0
+    bash scripts/fuzz.sh "${DPSERVE_FUZZ_SECONDS:-15}" && fuzz=0
   fi
   wait "$bg" || true
   echo "test.sh: fuzz run done at +$(( $(date +%s) - t0 )) s"
