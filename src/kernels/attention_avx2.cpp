@@ -12,6 +12,9 @@
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
+#ifdef __clang__  // clang ignores GCC's target pragma (the fuzz build compiles these files with clang)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#endif
 
 // Inside the target region, so the shared algorithm is compiled for this ISA.
 #include "kernels/attention_impl.h"
@@ -123,4 +126,7 @@ void attention_job(const AttnCtx& c, const AttnJob& j, float* parts) { attention
 
 }  // namespace dpserve::kernels::avx2
 
+#ifdef __clang__
+#pragma clang attribute pop
+#endif
 #pragma GCC pop_options

@@ -25,6 +25,9 @@
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,avx2")
+#ifdef __clang__  // clang ignores GCC's target pragma (the fuzz build compiles these files with clang)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,avx2"))), apply_to = function)
+#endif
 // GCC 12's unpack / shuffle / extract intrinsics pass _mm512_undefined_*() as the unused merge
 // source, which -Wuninitialized reports once they are inlined here: nothing is read from it.
 #pragma GCC diagnostic push
@@ -415,4 +418,7 @@ void attention_job(const AttnCtx& c, const AttnJob& j, float* parts) { attention
 }  // namespace dpserve::kernels::avx512bf16
 
 #pragma GCC diagnostic pop
+#ifdef __clang__
+#pragma clang attribute pop
+#endif
 #pragma GCC pop_options

@@ -26,6 +26,9 @@
 #else
 #pragma GCC push_options
 #pragma GCC target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c,avx2")
+#ifdef __clang__  // clang ignores GCC's target pragma (the fuzz build compiles these files with clang)
+#pragma clang attribute push(__attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c,avx2"))), apply_to = function)
+#endif
 #endif
 
 #include "kernels/amx_tiles.h"
@@ -150,5 +153,8 @@ const MatmulKernel kBf16X16{"amx bf16x16", bf16_act_row_bytes, bf16_prepare_row,
 #if defined(__clang__)
 #pragma clang attribute pop
 #else
+#ifdef __clang__
+#pragma clang attribute pop
+#endif
 #pragma GCC pop_options
 #endif

@@ -12,6 +12,9 @@
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
+#ifdef __clang__  // clang ignores GCC's target pragma (the fuzz build compiles these files with clang)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#endif
 
 // Inside the target region, so the tile loop is compiled for this ISA.
 #include "kernels/matmul_tile.h"
@@ -89,4 +92,7 @@ const MatmulKernel kBf16{"avx2 bf16", bf16_act_row_bytes, bf16_prepare_row, type
 
 }  // namespace dpserve::kernels::avx2
 
+#ifdef __clang__
+#pragma clang attribute pop
+#endif
 #pragma GCC pop_options

@@ -13,6 +13,9 @@
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c,avx2")
+#ifdef __clang__  // clang ignores GCC's target pragma (the fuzz build compiles these files with clang)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c,avx2"))), apply_to = function)
+#endif
 
 // Inside the target region, so the tile loop is compiled for this ISA.
 #include "kernels/matmul_tile.h"
@@ -86,4 +89,7 @@ const MatmulKernel kBf16{"avx512 bf16", bf16_act_row_bytes, bf16_prepare_row, ty
 
 }  // namespace dpserve::kernels::avx512
 
+#ifdef __clang__
+#pragma clang attribute pop
+#endif
 #pragma GCC pop_options

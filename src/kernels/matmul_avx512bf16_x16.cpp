@@ -22,6 +22,9 @@
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c,avx2")
+#ifdef __clang__  // clang ignores GCC's target pragma (the fuzz build compiles these files with clang)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c,avx2"))), apply_to = function)
+#endif
 
 namespace dpserve::kernels::avx512bf16 {
 
@@ -111,4 +114,7 @@ const MatmulKernel kBf16X16{"avx512-bf16 bf16x16", bf16_act_row_bytes, bf16_prep
 
 }  // namespace dpserve::kernels::avx512bf16
 
+#ifdef __clang__
+#pragma clang attribute pop
+#endif
 #pragma GCC pop_options

@@ -4,6 +4,9 @@
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
+#ifdef __clang__  // clang ignores GCC's target pragma (the fuzz build compiles these files with clang)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#endif
 
 #include "kernels/qmatmul_tile.h"
 
@@ -75,4 +78,7 @@ void qmatmul_block(const QBlockArgs& t, int64_t m0, int64_t m1, int64_t n0, int6
 
 }  // namespace dpserve::kernels
 
+#ifdef __clang__
+#pragma clang attribute pop
+#endif
 #pragma GCC pop_options

@@ -5,6 +5,9 @@
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c,avx2")
+#ifdef __clang__  // clang ignores GCC's target pragma (the fuzz build compiles these files with clang)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c,avx2"))), apply_to = function)
+#endif
 
 #include "kernels/qmatmul_avx512_ops.h"
 #include "kernels/qmatmul_tile.h"
@@ -30,4 +33,7 @@ void qmatmul_block(const QBlockArgs& t, int64_t m0, int64_t m1, int64_t n0, int6
 
 }  // namespace dpserve::kernels
 
+#ifdef __clang__
+#pragma clang attribute pop
+#endif
 #pragma GCC pop_options
