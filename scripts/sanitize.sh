@@ -154,7 +154,7 @@ run_tsan() {
   export OMP_NUM_THREADS=1 DPSERVE_THREADS=1
   export TSAN_OPTIONS="halt_on_error=0:exitcode=66:second_deadlock_stack=1:suppressions=$supp/tsan.supp:log_path=$reports/tsan"
   echo "== $(stamp) tsan: ctest"
-  ctest --test-dir build-tsan -j2 --no-tests=error --output-on-failure --timeout 900 \
+  ctest --test-dir build-tsan --no-tests=error --output-on-failure --timeout 900 \
     -R '^(EngineThreads\..*|e2e_concurrency|e2e_bad_input|e2e_http_edges|e2e_sigterm|e2e_responses_background|e2e_batches|e2e_uploads|e2e_message_batches)$' || status=1
   check_reports "$reports" tsan || status=1
   unset TSAN_OPTIONS OMP_NUM_THREADS DPSERVE_THREADS
