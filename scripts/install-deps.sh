@@ -19,6 +19,8 @@ pkgs=(
   libspdlog-dev libfmt-dev             # logging
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-numpy python3-jinja2         # independent references used by tests
+  libopenblas0-serial                  # NumPy's BLAS: with Debian's reference BLAS the float64 model
+                                       # references ran 3-5x slower; serial, as tests run two at a time
   python3-pil                          # image preprocessing reference (tests/vision)
   python3-pydantic                     # tests/constrain/pydantic_corpus.py: schemas as Pydantic writes them
   nodejs curl                          # real-client tests and tokenizer oracle
