@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, builds and runs everything CI runs: the CTest suite (build/), then the sanitizer job
 # (scripts/sanitize.sh: ASan+UBSan and TSan builds) and the bounded fuzz run (scripts/fuzz.sh), whose
-# trees are built at idle priority while the suite runs.
+# trees are built at idle priority while the suite runs. The tests the ASan phase runs
+# (scripts/asan_tests.sh) run there, not in the suite too.
 # README.md ("Tests") gives the time of each part on a 2-core machine.
 #
 #   scripts/test.sh [--quick] [ctest args...]
@@ -54,8 +55,16 @@ await_tree() {  # TREE: returns once the background job has built it; fails (pri
   return 1
 }
 
+# In the full run, the model, tokenizer-oracle and e2e tests that the ASan phase runs
+# (scripts/asan_tests.sh) run there only: once, where they also check memory and UB. --quick runs them here.
+skip=()
+if [ $quick = 0 ]; then
+  source scripts/asan_tests.sh
+  twins=$(asan_twins build)
+  [ -n "$twins" ] && skip=(-E "$twins")
+fi
 suite=0
-ctest --test-dir build -j2 --output-on-failure --timeout 900 "$@" || suite=$?
+ctest --test-dir build -j2 --output-on-failure --timeout 900 "${skip[@]}" "$@" || suite=$?
 echo "test.sh: CTest suite done at +$(( $(date +%s) - t0 )) s"
 if [ $quick = 0 ]; then
   # The phases still run when the suite failed (every failure is printed), but the exit status keeps it.
