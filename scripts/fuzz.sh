@@ -25,8 +25,10 @@ if ! command -v clang++ >/dev/null 2>&1 || ! ls /usr/lib/llvm-*/lib/clang/*/lib/
 fi
 
 t0=$(date +%s)
+# -O0: instrumented code compiles in half the time it takes at -O1 (request_parse.cpp 36 -> 17 s), and
+# a fuzz run here is a bounded smoke run, not a search for depth (the kernels, not instrumented, keep -O1).
 cmake -S "$here" -B "$build" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang \
-  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O0 -g1" \
   -DDPSERVE_FUZZ=ON -DDPSERVE_BUILD_TESTS=OFF -DDPSERVE_BUILD_BENCH=OFF >/dev/null
 ninja -C "$build" -j "${FUZZ_JOBS:-2}" $(printf 'fuzz_%s ' "${targets[@]}")
 echo "fuzz: build took $(( $(date +%s) - t0 )) s"
