@@ -4,8 +4,8 @@
 # The model against the NumPy reference, tokenizer oracles, collectives on 2 MPI ranks, and the e2e
 # tests of the real server over HTTP that reach code the others do not, one rank and 2-4 ranks with
 # DP attention ("here" below: under ASan). Left to the normal build (docs/sanitizers.md says why):
-# e2e_ownership (140 s here: /abort_request by owner over 64x450-token streams; aborts of queued and running requests run
-# here in e2e_bad_input, Scheduler.Abort* and EngineThreads), e2e_structured_outputs_qwen3 (79 s: the
+# e2e_ownership (140 s here: /abort_request by owner over 64x450-token streams; aborts of queued and
+# running requests run here in e2e_bad_input, Scheduler.Abort* and EngineThreads), e2e_structured_outputs_qwen3 (79 s: the
 # same parsers and grammar as e2e_dp_attention_structured_outputs, single rank as the llama3 one)
 # and e2e_image_openai_client (55 s: the same Qwen2.5-VL server and image path as e2e_image_inputs,
 # payloads from the Node client).
@@ -39,8 +39,11 @@ asan_not='^(e2e_ownership|e2e_structured_outputs_qwen3|e2e_image_openai_client|e
 asan_not_time='^(e2e_dp_attention_(sglang_fields|sigterm|embeddings|token_ids_logprob|vllm_prompt_fields|vllm_masks)|e2e_token_ids_logprob|e2e_spec_vllm_masks|e2e_chat_prompt_(qwen3|llama3|qwen3_coder)|e2e_message_batches|e2e_batches_priority|e2e_admin_routes_(admin|tenants)_only|e2e_keys_not_in_argv|e2e_webui_off|e2e_return_token_ids|e2e_tools_(deepseekv3|qwen3_coder))$'
 
 # asan_twins BUILD_DIR: the names of the selected tests in BUILD_DIR's CTest suite, as one regex.
+# Only the names asan_sel matches: `ctest -N -R` also lists the fixtures' setup tests (the models
+# they make), which the tests left in the suite need as well.
 asan_twins() {
   local names
-  names=$(ctest --test-dir "$1" -N -R "$asan_sel" -E "$asan_not|$asan_not_time" | sed -n 's/^ *Test *#[0-9]*: //p' | paste -sd'|')
+  names=$(ctest --test-dir "$1" -N -R "$asan_sel" -E "$asan_not|$asan_not_time" | sed -n 's/^ *Test *#[0-9]*: //p' |
+    { grep -E "$asan_sel" || true; } | paste -sd'|')
   if [[ -n $names ]]; then echo "^($names)\$"; fi
 }
