@@ -19,8 +19,8 @@ inline uint16_t round_bf16(float f) {
   return uint16_t((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
 }
 
-// BF16_X16 weights on a level without the AVX-512 BF16 kernel (tests forcing a level; weights are
-// only repacked where that kernel runs): the block's rows back to plain bf16, then the level's
+// BF16_X16 weights on a level without a kernel for them (AVX-512 without BF16, portable: tests
+// forcing a level; weights are only repacked where such a kernel runs): the block's rows back to plain bf16, then the level's
 // plain kernel, so the results are that kernel's bit for bit.
 template <const MatmulKernel& Plain>
 void unpacked_bf16x16_block(const MatmulBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
@@ -67,7 +67,7 @@ const MatmulKernel* find_matmul_kernel(DType w, KernelIsa isa, int64_t /*M*/) {
       case KernelIsa::Amx: return &amx::kBf16X16;
       case KernelIsa::Avx512Bf16: return &avx512bf16::kBf16X16;
       case KernelIsa::Avx512: return &kUnpackedBf16X16<avx512::kBf16>;
-      case KernelIsa::Avx2: return &kUnpackedBf16X16<avx2::kBf16>;
+      case KernelIsa::Avx2: return &avx2::kBf16X16;
       case KernelIsa::Portable: return &kUnpackedBf16X16<portable::kBf16>;
     }
     return nullptr;

@@ -45,8 +45,8 @@ void WeightPrep::add(WeightView* slot, WeightRole role, int64_t layer, int64_t f
   const DType target = dtype_is_quantized(w.dtype) ? w.dtype : quantized_type(q_, role, layer, n_layers_, full_cols, w.dtype);
   if (!dtype_is_quantized(target)) {
     if (floats_ == FloatLayout::kMapped) return;
-    // bf16 rows of whole 32-element chunks go into 16-row groups where the AVX-512 BF16 kernel reads
-    // them; anything else is copied as it is.
+    // bf16 rows of whole 32-element chunks go into 16-row groups where a kernel reads them in that
+    // form; anything else is copied as it is.
     const bool repack = floats_ == FloatLayout::kRepacked && bf16_kernel_ && w.dtype == DType::BF16 &&
                         dtype_row_splits(DType::BF16_X16, w.cols);
     items_.push_back(Item{slot, role, layer, full_cols, name, w.dtype, repack});

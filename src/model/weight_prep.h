@@ -3,8 +3,8 @@
 // quantized first when --quantization asks (model/quant_recipe.h). Float matrices without a
 // recipe are copied out of the file mapping into anonymous memory on 2 MiB pages (a decode step
 // streams every matrix once, and from 4 KiB file pages that ran ~12 % slower here,
-// docs/benchmarks.md); bf16 ones go into 16-row groups (BF16_X16) on the way where the AVX-512 BF16
-// kernel runs. DPSERVE_WEIGHTS=copied copies float matrices as they are, =mapped keeps them in
+// docs/benchmarks.md); bf16 ones go into 16-row groups (BF16_X16) on the way where a kernel that
+// reads them runs (AVX-512 BF16, AMX, AVX2: kernels/isa.h). DPSERVE_WEIGHTS=copied copies float matrices as they are, =mapped keeps them in
 // the mapping (shared by the ranks of one host through the page cache, where copies are one per
 // rank). The new bytes are owned here
 // and replace the mapping: the source pages are dropped from this process as each matrix is done,
@@ -69,7 +69,7 @@ class WeightPrep {
   std::map<std::string, DType> converted_;
   std::vector<AlignedBytes> owned_;
   FloatLayout floats_;
-  bool bf16_kernel_;  // the AVX-512 BF16 kernel runs here (the one that reads BF16_X16)
+  bool bf16_kernel_;  // a kernel that reads BF16_X16 runs here
   int64_t new_bytes_ = 0, old_bytes_ = 0, copied_bytes_ = 0, repacked_float_bytes_ = 0;
 };
 

@@ -1,8 +1,8 @@
 // bf16 weights in the BF16_X16 layout (kernels/repack.h, the form the model loads bf16 matrices
 // into): every product stays within the float64 bound of the exact product; on the levels that
 // read the layout by unpacking it, it equals the product on the rows as stored bit for bit; the
-// AVX-512 BF16 kernel (its own summation order) gives every row the same bits whatever the batch,
-// the team and the blocks; the repack round-trips.
+// kernels that read it directly (AVX2, AVX-512 BF16, AMX: their own summation orders) give every row
+// the same bits whatever the batch, the team and the blocks; the repack round-trips.
 #include <gtest/gtest.h>
 
 #include <cmath>
