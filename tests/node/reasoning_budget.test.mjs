@@ -190,7 +190,9 @@ if (serverBudget < 0) {
     const viaChat = await chat({ max_tokens: serverBudget + msg + 6, chat_template_kwargs: { enable_thinking: true } });
     assert.equal(adaptive.content[0].thinking, viaChat.reasoning);
     // 1024 (Anthropic's least budget): the same answer as chat's with that budget, whose logprobs show
-    // where the block closed: by the model before 1024 tokens, or forced at 1024 after the message.
+    // where the block closed: by the model before 1024 tokens, or forced at 1024 after the message;
+    // or it never closed because the model ended its answer inside the block first (a random model
+    // may: which one it does depends on the kernels' rounding).
     const budget = 1024, max = 1100;
     const m = await an.messages.create({ model, max_tokens: max, messages: ask, temperature: 0,
                                          thinking: { type: 'enabled', budget_tokens: budget } });
@@ -198,8 +200,14 @@ if (serverBudget < 0) {
     assert.equal(m.content[0].type, 'thinking');
     assert.equal(m.content[0].thinking, c.reasoning);
     const closed = c.tokens.indexOf('</think>');
-    assert.ok(closed >= 0 && closed <= budget + msg, `closed at ${closed}`);
-    if (closed > budget) assert.equal(c.tokens.slice(budget, budget + msg).join(''), message);
+    if (closed < 0) {
+      assert.equal(c.finish, 'stop', `never closed, finish ${c.finish}`);
+      assert.ok(c.tokens.length <= budget, `never closed in ${c.tokens.length} tokens`);
+      assert.equal(m.stop_reason, 'end_turn');
+    } else {
+      assert.ok(closed <= budget + msg, `closed at ${closed}`);
+      if (closed > budget) assert.equal(c.tokens.slice(budget, budget + msg).join(''), message);
+    }
     assert.equal(m.usage.output_tokens, c.usage.completion_tokens);
   }]);
 
