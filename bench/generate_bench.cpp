@@ -1,8 +1,8 @@
 // End-to-end single-rank generation benchmark on a model of realistic shape, through the engine's
 // scheduler and step as `dpserve generate` runs them: prefill of a long prompt, single-stream
 // decode, and batched decode, each printed next to the roofline measured in the same run (read
-// bandwidth for single-stream decode, bf16 peak for prefill and batched decode -- the int8
-// vpdpbusd peak with --quantization), plus peak RSS.
+// bandwidth for single-stream decode, bf16 peak for prefill and batched decode -- the fp32 FMA
+// peak on a CPU without AVX-512 BF16, the int8 vpdpbusd peak with --quantization), plus peak RSS.
 //
 //   /usr/bin/python3 tools/make_hf_model.py --preset tinyllama-1.1b --out /tmp/tinyllama
 //   build/bin/generate_bench --model-path /tmp/tinyllama [--threads 2] [--quantization q4_k_m]
@@ -135,13 +135,15 @@ int main(int argc, char** argv) {
   const ModelConfig& c = model.config();
   // Quantized weights (--quantization, or a GGUF file's block types) run on the int8 kernels.
   const bool int8 = model.quantized();
-  const double peak = int8 ? measure_int8_peak() : measure_bf16_peak();
+  const char* float_roof = "bf16";
+  const double peak = int8 ? measure_int8_peak() : measure_bf16_product_peak(&float_roof);
+  const char* roof = int8 ? "int8" : float_roof;
   // Bytes read per decoded token: every matrix once; the embedding table (in whatever type the
   // file stores it) only when it is also the LM head.
   const int64_t stream_bytes = model.weight_bytes() - (c.tie_embeddings ? 0 : model.embedding_bytes());
   const double flops_per_token = 2.0 * double(model.weight_params() - (c.tie_embeddings ? 0 : c.vocab * c.hidden));
   std::printf("machine: %d threads, read bandwidth %.1f GB/s, %s peak %.1f G%s/s\n", omp_get_max_threads(), bw / 1e9,
-              int8 ? "int8" : "bf16", peak / 1e9, int8 ? "OP" : "FLOP");
+              roof, peak / 1e9, int8 ? "OP" : "FLOP");
   std::printf("model: %s, %lld layers, hidden %lld, %.2f GB weights, %.2f GB read per token\n", c.arch_name.c_str(),
               (long long)c.n_layers, (long long)c.hidden, double(model.weight_bytes()) / 1e9, double(stream_bytes) / 1e9);
 
@@ -154,7 +156,7 @@ int main(int argc, char** argv) {
     // Attention flops are small next to the matmuls at this length; count matmuls only.
     const double prefill_frac = peak > 0 ? prefill_tps * flops_per_token / peak : 0;
     std::printf("prefill %lld tokens: %.1f tok/s = %.1f%% of %s peak\n", (long long)prompt_len, prefill_tps,
-                100 * prefill_frac, int8 ? "int8" : "bf16");
+                100 * prefill_frac, roof);
 
     const Run one = run(engine, {prompt_of(16, c.vocab, 2)}, decode);
     const double decode_tps = double(decode - 1) / one.decode_seconds;

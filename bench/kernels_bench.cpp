@@ -175,9 +175,11 @@ void BM_Gemm(benchmark::State& state) {
   }
   const double flops = 2.0 * M * N * K;
   const bool amx = isa == KernelIsa::Amx && state.range(3) != 0;  // tiles read the X16 layout only
-  const double peak = amx ? measure_amx_bf16_peak()
-                          : kernel_isa_supported(KernelIsa::Avx512Bf16) ? measure_bf16_peak() : 0;
-  state.SetLabel(amx ? "amx" : kernel_isa_name(isa == KernelIsa::Amx ? KernelIsa::Avx512Bf16 : isa));
+  const char* roof = "bf16";
+  const double peak = amx ? measure_amx_bf16_peak() : measure_bf16_product_peak(&roof);
+  state.SetLabel(amx ? std::string("amx")
+                     : std::string(kernel_isa_name(isa == KernelIsa::Amx ? KernelIsa::Avx512Bf16 : isa)) + ", " + roof +
+                           " peak");
   state.counters["GFLOP/s"] = flops / timer.mean(state) / 1e9;
   state.counters["peak_GFLOP/s"] = peak / 1e9;
   state.counters["frac_peak"] = peak > 0 ? flops / timer.mean(state) / peak : 0;

@@ -131,6 +131,45 @@ __attribute__((target("avx512f,avx512bf16"))) double measure_bf16_peak() {
   return best;
 }
 
+__attribute__((target("avx2,fma"))) double measure_fma_peak() {
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
+  static double cached = 0;
+  if (cached > 0) return cached;
+  constexpr int64_t kIters = 2'000'000;
+  double best = 0;
+  for (int rep = 0; rep < 30; ++rep) {
+    float sink = 0;
+    const double t0 = now_s();
+#pragma omp parallel reduction(+ : sink)
+    {
+      __m256 x = _mm256_set1_ps(1.0f + 0.001f * float(omp_get_thread_num())), y = _mm256_set1_ps(0.999f);
+      __m256 a[10];  // two FMA pipes x 4-5 cycles of latency
+      for (auto& v : a) v = _mm256_setzero_ps();
+      for (int64_t i = 0; i < kIters; ++i) {
+#pragma GCC unroll 10
+        for (int j = 0; j < 10; ++j) a[j] = _mm256_fmadd_ps(x, y, a[j]);
+        __asm__ volatile("" : "+x"(x), "+x"(y));
+      }
+      __m256 s = a[0];
+      for (int j = 1; j < 10; ++j) s = _mm256_add_ps(s, a[j]);
+      alignas(32) float lanes[8];
+      _mm256_store_ps(lanes, s);
+      for (float v : lanes) sink += v;
+    }
+    const double dt = now_s() - t0;
+    __asm__ volatile("" : : "r"(&sink) : "memory");
+    best = std::max(best, double(kIters) * 10 * 16 * omp_get_max_threads() / dt);
+  }
+  cached = best;
+  return best;
+}
+
+double measure_bf16_product_peak(const char** name) {
+  const double bf16 = measure_bf16_peak();
+  *name = bf16 > 0 ? "bf16" : "fp32 FMA";
+  return bf16 > 0 ? bf16 : measure_fma_peak();
+}
+
 // int8 multiply-add peak in op/s: independent vpdpbusd chains in registers on every thread (each
 // instruction is 64 u8 x s8 products and their sums, counted as 128 ops like a flop pair).
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) double measure_int8_peak() {

@@ -1,4 +1,4 @@
-// Memory read bandwidth and bf16 multiply-add peak of this machine, measured on all
+// Memory read bandwidth and multiply-add peaks of this machine, measured on all
 // OpenMP threads as the best of many short runs (robust on a shared, noisy machine),
 // so benchmarks can print their figures as ratios to limits taken in the same run.
 #pragma once
@@ -7,6 +7,12 @@ namespace dpserve {
 
 double measure_read_bandwidth();  // bytes/s, streaming reads of a buffer far larger than L3
 double measure_bf16_peak();       // flop/s (vdpbf16ps chains in registers); 0 without AVX-512 BF16
+// fp32 multiply-add peak in flop/s (256-bit vfmadd chains in registers): the roof of bf16 products
+// on a CPU without AVX-512 BF16, which widen bf16 to fp32. 0 without AVX2 + FMA.
+double measure_fma_peak();
+// The roof of bf16 products here: measure_bf16_peak(), or measure_fma_peak() where that is 0;
+// `name` gets "bf16" or "fp32 FMA".
+double measure_bf16_product_peak(const char** name);
 double measure_int8_peak();
 // bf16 tile peak in flop/s (tdpbf16ps on tiles in registers, every thread); 0 where AMX is off
 // (no tiles, the OS refused them, or DPSERVE_KERNELS caps below AMX: core/cpu.h).
