@@ -94,74 +94,97 @@ double measure_read_bandwidth() {
   return best;
 }
 
-// bf16 multiply-add peak in flop/s: independent vdpbf16ps chains in registers on every thread.
-__attribute__((target("avx512f,avx512bf16"))) double measure_bf16_peak() {
-  if (!__builtin_cpu_supports("avx512bf16")) return 0;
-  static double cached = 0;
-  if (cached > 0) return cached;
-  // Best of many ~7 ms runs, for the same reason as the bandwidth.
-  constexpr int64_t kIters = 2'000'000;
+namespace {
+
+// The best of `reps` runs (each a few ms) of `chains(iters, thread)` on every OpenMP thread, in
+// ops/s: `ops_per_iter` is one thread's work per iteration. Best of many, as for the bandwidth.
+// `chains` runs independent multiply-add chains in registers and returns their sum, which is kept.
+double best_parallel_rate(int reps, int64_t iters, double ops_per_iter, double (*chains)(int64_t, int)) {
   double best = 0;
-  for (int rep = 0; rep < 30; ++rep) {
-    float sink = 0;
+  for (int rep = 0; rep < reps; ++rep) {
+    double sink = 0;
     const double t0 = now_s();
 #pragma omp parallel reduction(+ : sink)
-    {
-      __m512bh x = (__m512bh)_mm512_set1_epi16(short(0x3f80 + omp_get_thread_num()));
-      __m512bh y = (__m512bh)_mm512_set1_epi16(short(0x3f00));
-      __m512 a[12];
-      for (auto& v : a) v = _mm512_setzero_ps();
-      for (int64_t i = 0; i < kIters; ++i) {
-        // Asm barrier keeps the compiler from collapsing the chains.
-#pragma GCC unroll 12
-        for (int j = 0; j < 12; ++j) a[j] = _mm512_dpbf16_ps(a[j], x, y);
-        __asm__ volatile("" : "+v"(x), "+v"(y));
-      }
-      __m512 s = a[0];
-      for (int j = 1; j < 12; ++j) s = _mm512_add_ps(s, a[j]);
-      alignas(64) float lanes[16];
-      _mm512_store_ps(lanes, s);
-      for (float v : lanes) sink += v;
-    }
+    sink += chains(iters, omp_get_thread_num());
     const double dt = now_s() - t0;
     __asm__ volatile("" : : "r"(&sink) : "memory");
-    best = std::max(best, double(kIters) * 12 * 64 * omp_get_max_threads() / dt);
+    best = std::max(best, double(iters) * ops_per_iter * omp_get_max_threads() / dt);
   }
-  cached = best;
   return best;
 }
 
-__attribute__((target("avx2,fma"))) double measure_fma_peak() {
-  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
-  static double cached = 0;
-  if (cached > 0) return cached;
-  constexpr int64_t kIters = 2'000'000;
-  double best = 0;
-  for (int rep = 0; rep < 30; ++rep) {
-    float sink = 0;
-    const double t0 = now_s();
-#pragma omp parallel reduction(+ : sink)
-    {
-      __m256 x = _mm256_set1_ps(1.0f + 0.001f * float(omp_get_thread_num())), y = _mm256_set1_ps(0.999f);
-      __m256 a[10];  // two FMA pipes x 4-5 cycles of latency
-      for (auto& v : a) v = _mm256_setzero_ps();
-      for (int64_t i = 0; i < kIters; ++i) {
-#pragma GCC unroll 10
-        for (int j = 0; j < 10; ++j) a[j] = _mm256_fmadd_ps(x, y, a[j]);
-        __asm__ volatile("" : "+x"(x), "+x"(y));
-      }
-      __m256 s = a[0];
-      for (int j = 1; j < 10; ++j) s = _mm256_add_ps(s, a[j]);
-      alignas(32) float lanes[8];
-      _mm256_store_ps(lanes, s);
-      for (float v : lanes) sink += v;
-    }
-    const double dt = now_s() - t0;
-    __asm__ volatile("" : : "r"(&sink) : "memory");
-    best = std::max(best, double(kIters) * 10 * 16 * omp_get_max_threads() / dt);
+// 12 vdpbf16ps chains: 12 x 32 products of 2 flop an iteration.
+__attribute__((target("avx512f,avx512bf16"))) double bf16_chains(int64_t iters, int thread) {
+  __m512bh x = (__m512bh)_mm512_set1_epi16(short(0x3f80 + thread));
+  __m512bh y = (__m512bh)_mm512_set1_epi16(short(0x3f00));
+  __m512 a[12];
+  for (auto& v : a) v = _mm512_setzero_ps();
+  for (int64_t i = 0; i < iters; ++i) {
+    // Asm barrier keeps the compiler from collapsing the chains.
+#pragma GCC unroll 12
+    for (int j = 0; j < 12; ++j) a[j] = _mm512_dpbf16_ps(a[j], x, y);
+    __asm__ volatile("" : "+v"(x), "+v"(y));
   }
-  cached = best;
-  return best;
+  __m512 s = a[0];
+  for (int j = 1; j < 12; ++j) s = _mm512_add_ps(s, a[j]);
+  alignas(64) float lanes[16];  // stored and summed: GCC 12's _mm512_reduce_add_ps warns falsely
+  _mm512_store_ps(lanes, s);
+  double sum = 0;
+  for (float v : lanes) sum += v;
+  return sum;
+}
+
+// 10 256-bit vfmadd chains (two FMA pipes x 4-5 cycles of latency): 10 x 8 x 2 flop an iteration.
+__attribute__((target("avx2,fma"))) double fma_chains(int64_t iters, int thread) {
+  __m256 x = _mm256_set1_ps(1.0f + 0.001f * float(thread)), y = _mm256_set1_ps(0.999f);
+  __m256 a[10];
+  for (auto& v : a) v = _mm256_setzero_ps();
+  for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 10
+    for (int j = 0; j < 10; ++j) a[j] = _mm256_fmadd_ps(x, y, a[j]);
+    __asm__ volatile("" : "+x"(x), "+x"(y));
+  }
+  __m256 s = a[0];
+  for (int j = 1; j < 10; ++j) s = _mm256_add_ps(s, a[j]);
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, s);
+  double sum = 0;
+  for (float v : lanes) sum += v;
+  return sum;
+}
+
+// 12 vpdpbusd chains: 12 x 64 u8 x s8 products and their sums (128 ops, like a flop pair) an iteration.
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) double int8_chains(int64_t iters, int thread) {
+  __m512i x = _mm512_set1_epi8(char(1 + thread)), y = _mm512_set1_epi8(3);
+  __m512i a[12];
+  for (auto& v : a) v = _mm512_setzero_si512();
+  for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 12
+    for (int j = 0; j < 12; ++j) a[j] = _mm512_dpbusd_epi32(a[j], x, y);
+    __asm__ volatile("" : "+v"(x), "+v"(y));
+  }
+  __m512i s = a[0];
+  for (int j = 1; j < 12; ++j) s = _mm512_add_epi32(s, a[j]);
+  alignas(64) int32_t lanes[16];
+  _mm512_store_si512(lanes, s);
+  double sum = 0;
+  for (int32_t v : lanes) sum += v;
+  return sum;
+}
+
+}  // namespace
+
+// bf16 multiply-add peak in flop/s: independent vdpbf16ps chains in registers on every thread.
+double measure_bf16_peak() {
+  if (!__builtin_cpu_supports("avx512bf16")) return 0;
+  static const double peak = best_parallel_rate(30, 2'000'000, 12 * 64, bf16_chains);
+  return peak;
+}
+
+double measure_fma_peak() {
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
+  static const double peak = best_parallel_rate(30, 2'000'000, 10 * 16, fma_chains);
+  return peak;
 }
 
 double measure_bf16_product_peak(const char** name) {
@@ -170,39 +193,11 @@ double measure_bf16_product_peak(const char** name) {
   return bf16 > 0 ? bf16 : measure_fma_peak();
 }
 
-// int8 multiply-add peak in op/s: independent vpdpbusd chains in registers on every thread (each
-// instruction is 64 u8 x s8 products and their sums, counted as 128 ops like a flop pair).
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) double measure_int8_peak() {
+// int8 multiply-add peak in op/s: independent vpdpbusd chains in registers on every thread.
+double measure_int8_peak() {
   if (!__builtin_cpu_supports("avx512vnni")) return 0;
-  static double cached = 0;
-  if (cached > 0) return cached;
-  constexpr int64_t kIters = 2'000'000;
-  double best = 0;
-  for (int rep = 0; rep < 30; ++rep) {
-    int64_t sink = 0;
-    const double t0 = now_s();
-#pragma omp parallel reduction(+ : sink)
-    {
-      __m512i x = _mm512_set1_epi8(char(1 + omp_get_thread_num())), y = _mm512_set1_epi8(3);
-      __m512i a[12];
-      for (auto& v : a) v = _mm512_setzero_si512();
-      for (int64_t i = 0; i < kIters; ++i) {
-#pragma GCC unroll 12
-        for (int j = 0; j < 12; ++j) a[j] = _mm512_dpbusd_epi32(a[j], x, y);
-        __asm__ volatile("" : "+v"(x), "+v"(y));
-      }
-      __m512i s = a[0];
-      for (int j = 1; j < 12; ++j) s = _mm512_add_epi32(s, a[j]);
-      alignas(64) int32_t lanes[16];
-      _mm512_store_si512(lanes, s);
-      for (int32_t v : lanes) sink += v;
-    }
-    const double dt = now_s() - t0;
-    __asm__ volatile("" : : "r"(&sink) : "memory");
-    best = std::max(best, double(kIters) * 12 * 128 * omp_get_max_threads() / dt);
-  }
-  cached = best;
-  return best;
+  static const double peak = best_parallel_rate(30, 2'000'000, 12 * 128, int8_chains);
+  return peak;
 }
 
 // tdpbf16ps peak in flop/s: four independent accumulator tiles fed by tiles already loaded, on
