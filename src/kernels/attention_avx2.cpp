@@ -1,9 +1,13 @@
-// AVX2 attention primitives: 8-wide dot products, V accumulation and exp.
+// AVX2 attention primitives: scores of bf16 / int8 / fp8 keys as a small matrix product over
+// transposed keys (fp32 keys by 8-wide dot products), V accumulation four heads at a time, exp.
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "kernels/attention.h"
@@ -51,7 +55,94 @@ __m256 load8(const fp8_e4m3_t* p) {
   return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(256.0f));
 }
 
+#include "kernels/attention_packed_keys.h"
+
+// The largest lane.
+float hmax(__m256 v) {
+  __m128 b = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  b = _mm_max_ps(b, _mm_movehl_ps(b, b));
+  b = _mm_max_ss(b, _mm_movehdup_ps(b));
+  return _mm_cvtss_f32(b);
+}
+
+// r[i] becomes column i of the 8 x 8 matrix the rows held.
+inline void transpose8(__m256 r[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  // u[4h + c]: rows 4h..4h+3 of column c (low 128 bits) and of column c + 4 (high).
+  for (int h = 0; h < 2; ++h) {
+    u[4 * h + 0] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+    u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0xEE);
+    u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+    u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
+  }
+  for (int c = 0; c < 4; ++c) {
+    r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+    r[c + 4] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+  }
+}
+
+// Keys [0, nb) (nb <= 16) transposed to fp32: kt[e * 16 + j] is element e of key j (zero for keys
+// past nb), each element widened as load8 widens it (exactly: a bf16, int8 or fp8 code has one
+// fp32 value).
+template <class T>
+void pack_keys(const T* k, int64_t ldk, int64_t nb, int64_t d, float* kt) {
+  for (int64_t j0 = 0; j0 < 16; j0 += 8) {
+    int64_t c = 0;
+    for (; c + 8 <= d; c += 8) {
+      __m256 r[8];
+      for (int j = 0; j < 8; ++j) r[j] = j0 + j < nb ? load8(k + (j0 + j) * ldk + c) : _mm256_setzero_ps();
+      transpose8(r);
+      for (int e = 0; e < 8; ++e) _mm256_store_ps(kt + (c + e) * 16 + j0, r[e]);
+    }
+    for (; c < d; ++c)
+      for (int64_t j = 0; j < 8; ++j) kt[c * 16 + j0 + j] = j0 + j < nb ? kv_to_f32(k[(j0 + j) * ldk + c]) : 0.0f;
+  }
+}
+
+// Scores of NG heads against 16 packed keys: lane j of head g is the sum of q[e] * k_j[e] over e in
+// order, one FMA chain per head and half block (2 NG chains hide the FMA's latency), each query
+// element broadcast once for 16 keys. A score depends only on its head's query and its key.
+template <int NG>
+void scores_packed(const float* q, int64_t ldq, const float* kt, int64_t d, int64_t nb, float scale, float* out,
+                   int64_t ldo, float* mx) {
+  __m256 a[NG][2];
+  for (int g = 0; g < NG; ++g) a[g][0] = a[g][1] = _mm256_setzero_ps();
+  for (int64_t e = 0; e < d; ++e) {
+    const __m256 k0 = _mm256_load_ps(kt + e * 16), k1 = _mm256_load_ps(kt + e * 16 + 8);
+#pragma GCC unroll 4
+    for (int g = 0; g < NG; ++g) {
+      const __m256 qe = _mm256_broadcast_ss(q + g * ldq + e);
+      a[g][0] = _mm256_fmadd_ps(qe, k0, a[g][0]);
+      a[g][1] = _mm256_fmadd_ps(qe, k1, a[g][1]);
+    }
+  }
+  const __m256 sv = _mm256_set1_ps(scale);
+  for (int g = 0; g < NG; ++g) {
+    const __m256 r0 = _mm256_mul_ps(a[g][0], sv), r1 = _mm256_mul_ps(a[g][1], sv);
+    float* o = out + g * ldo;
+    if (nb == 16) {
+      _mm256_storeu_ps(o, r0);
+      _mm256_storeu_ps(o + 8, r1);
+      if (mx) mx[g] = std::max(mx[g], hmax(_mm256_max_ps(r0, r1)));
+    } else {
+      alignas(32) float t[16];
+      _mm256_store_ps(t, r0);
+      _mm256_store_ps(t + 8, r1);
+      for (int64_t j = 0; j < nb; ++j) {
+        o[j] = t[j];
+        if (mx) mx[g] = std::max(mx[g], t[j]);
+      }
+    }
+  }
+}
+
 struct Ops {
+  static void begin_job(int64_t /*rows*/) { packed_keys.forget(); }
+
   template <class T>
   static float dot(const float* a, const T* b, int64_t d) {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
@@ -65,14 +156,86 @@ struct Ops {
     for (; i < d; ++i) r += a[i] * kv_to_f32(b[i]);
     return r;
   }
-  template <class T>
-  static float scores(const float* q, const T* k, int64_t ldk, int64_t n, int64_t d, float scale, float* out) {
+  // fp32 keys, key by key (packing them would add a second pass over keys decode reads from
+  // memory once).
+  static float scores(const float* q, const float* k, int64_t ldk, int64_t n, int64_t d, float scale, float* out) {
     float m = -std::numeric_limits<float>::infinity();
     for (int64_t j = 0; j < n; ++j) {
       out[j] = dot(q, k + j * ldk, d) * scale;
       m = std::max(m, out[j]);
     }
     return m;
+  }
+  // bf16 / int8 / fp8 keys of G query heads, 16 at a time as a small matrix product: the keys are
+  // widened and transposed once for all the heads (and, kept in the job's cache, for the job's
+  // other rows), where key by key each element was widened for every head and every key's
+  // products folded by a horizontal sum. Every score has the bits scores_packed gives it, whatever
+  // G or n. (fp32 keys have no scores_heads: attention_impl.h calls scores() head by head.)
+  template <class T>
+    requires(!std::is_same_v<T, float>)
+  static void scores_heads(const float* q, int64_t ldq, int64_t G, const T* k, int64_t ldk, int64_t n, int64_t d,
+                           float scale, float* out, int64_t ldo, float* mx) {
+    if (mx) std::fill(mx, mx + G, -std::numeric_limits<float>::infinity());
+    const int64_t blocks = (n + 15) / 16;
+    bool have;
+    packed_keys.begin_call(1);
+    float* kt = packed_keys.find(k, n, ldk, d, blocks * d * 16, have);
+    for (int64_t j0 = 0, b = 0; j0 < n; j0 += 16, ++b) {
+      const int64_t nb = std::min<int64_t>(16, n - j0);
+      float* kb = kt + b * d * 16;
+      if (!have) pack_keys(k + j0 * ldk, ldk, nb, d, kb);
+      head_groups<4>(G, [&](auto NG, int64_t g) {
+        scores_packed<NG>(q + g * ldq, ldq, kb, d, nb, scale, out + g * ldo + j0, ldo, mx ? mx + g : nullptr);
+      });
+    }
+  }
+  template <class T>
+    requires(!std::is_same_v<T, float>)
+  static float scores(const float* q, const T* k, int64_t ldk, int64_t n, int64_t d, float scale, float* out) {
+    float mx;
+    scores_heads(q, 0, 1, k, ldk, n, d, scale, out, 0, &mx);
+    return mx;
+  }
+  // axpy_rows() for up to 4 heads at once, 16 elements of each head's sums in registers at a time:
+  // each 8-wide piece of a value row is loaded and widened once for all NH heads. Each head's sums
+  // run over j in order, FMA by FMA, as in axpy_rows(), and the columns past the last 16 are
+  // axpy_rows()'s own, so every bit is the same.
+  template <int NH, class T>
+  static void axpy_nh(float* acc, int64_t lda, const T* v, int64_t ldv, const float* p, int64_t ldp, int64_t n,
+                      int64_t d) {
+    int64_t i = 0;
+    for (; i + 16 <= d; i += 16) {
+      __m256 a[NH][2];
+      for (int h = 0; h < NH; ++h) {
+        a[h][0] = _mm256_loadu_ps(acc + h * lda + i);
+        a[h][1] = _mm256_loadu_ps(acc + h * lda + i + 8);
+      }
+      for (int64_t j = 0; j < n; ++j) {
+        const __m256 v0 = load8(v + j * ldv + i), v1 = load8(v + j * ldv + i + 8);
+#pragma GCC unroll 4
+        for (int h = 0; h < NH; ++h) {
+          const __m256 pj = _mm256_broadcast_ss(p + h * ldp + j);
+          a[h][0] = _mm256_fmadd_ps(pj, v0, a[h][0]);
+          a[h][1] = _mm256_fmadd_ps(pj, v1, a[h][1]);
+        }
+      }
+      for (int h = 0; h < NH; ++h) {
+        _mm256_storeu_ps(acc + h * lda + i, a[h][0]);
+        _mm256_storeu_ps(acc + h * lda + i + 8, a[h][1]);
+      }
+    }
+    if (i < d)
+      for (int h = 0; h < NH; ++h) axpy_rows(acc + h * lda + i, v + i, ldv, p + h * ldp, n, d - i);
+  }
+  // (fp32 values: nothing to widen; attention_impl.h calls axpy_rows() head by head.)
+  template <class T>
+    requires(!std::is_same_v<T, float>)
+  static void axpy_heads(float* acc, int64_t lda, int64_t G, const T* v, int64_t ldv, const float* p, int64_t ldp,
+                         int64_t n, int64_t d) {
+    head_groups<4>(G, [&](auto NH, int64_t g) {
+      if constexpr (NH == 1) axpy_rows(acc + g * lda, v, ldv, p + g * ldp, n, d);
+      else axpy_nh<NH, T>(acc + g * lda, lda, v, ldv, p + g * ldp, ldp, n, d);
+    });
   }
   template <class T>
   static void axpy_rows(float* acc, const T* v, int64_t ldv, const float* p, int64_t n, int64_t d) {

@@ -1,0 +1,63 @@
+// Internal: the ISA-free parts of the packed-key attention primitives (the AVX-512 and AVX2 Ops):
+// head groups sized at compile time, and the job's cache of packed keys. Included inside each
+// attention_*.cpp's anonymous namespace (after <cstdint>, <utility> and <vector>), so every ISA's
+// file has its own thread-local cache.
+#pragma once
+
+// Calls f(std::integral_constant<int, NH>{}, g) for the heads [0, G) in groups of Max from g = 0,
+// then once for the rest: NH sizes the callee's register arrays at compile time.
+template <int Max, class F>
+void head_groups(int64_t G, F&& f) {
+  int64_t g = 0;
+  for (; g + Max <= G; g += Max) f(std::integral_constant<int, Max>{}, g);
+  const int64_t rest = G - g;
+  [&]<int... I>(std::integer_sequence<int, I...>) {
+    ((rest == I + 1 ? (f(std::integral_constant<int, I + 1>{}, g), 0) : 0), ...);
+  }(std::make_integer_sequence<int, Max - 1>{});
+}
+
+// A job's packed keys: the rows of a prefill job take turns step by step (attention_impl.h,
+// kRows), each scoring the same few pages of the step, so the packings of the pages last asked
+// for are kept until the job ends (a page's address, key count, stride and width say whether a
+// slot holds it; begin_job forgets them all, as the next call's cache holds other values at the
+// same addresses). E: the packed element (4 bytes).
+template <class E>
+struct PackedKeyCache {
+  struct Slot {
+    const void* k = nullptr;
+    int64_t n = 0, ld = 0, d = 0;
+    uint64_t call = 0;  // the last call that asked for it
+    std::vector<E> buf;
+  };
+  std::vector<Slot> slots = std::vector<Slot>(8);  // two steps of 16-key pages
+  size_t next = 0;
+  uint64_t call = 0;
+  void forget() {
+    for (Slot& s : slots) s.k = nullptr;
+  }
+  // Starts a call that will ask for up to n packings at once: none of them is reused for another
+  // until the next call (a step over small pages spans many).
+  void begin_call(int64_t n) {
+    ++call;
+    if (int64_t(slots.size()) < 2 * n) slots.resize(size_t(2 * n));
+  }
+  // The packing of those keys in `elems` 64-byte aligned elements; `have`: already packed there.
+  E* find(const void* k, int64_t n, int64_t ld, int64_t d, int64_t elems, bool& have) {
+    static_assert(sizeof(E) == 4);
+    for (Slot& s : slots)
+      if (s.k == k && s.n == n && s.ld == ld && s.d == d) {
+        s.call = call;
+        have = true;
+        return aligned(s.buf);
+      }
+    while (slots[next].call == call && slots[next].k) next = (next + 1) % slots.size();
+    Slot& s = slots[next];
+    next = (next + 1) % slots.size();
+    if (int64_t(s.buf.size()) < elems + 16) s.buf.resize(size_t(elems + 16));
+    s.k = k, s.n = n, s.ld = ld, s.d = d, s.call = call;
+    have = false;
+    return aligned(s.buf);
+  }
+  static E* aligned(std::vector<E>& b) { return b.data() + (16 - (reinterpret_cast<uintptr_t>(b.data()) / 4) % 16) % 16; }
+};
+inline thread_local PackedKeyCache<float> packed_keys;
