@@ -258,25 +258,11 @@ struct Avx512Ops {
       });
       return;
     }
-    const int64_t blocks = (n + 15) / 16;
-    bool have;
-    packed_keys.begin_call(1);
-    float* kt = packed_keys.find(k, n, ldk, d, blocks * d * 16, have);
-    if (mx) std::fill(mx, mx + G, -std::numeric_limits<float>::infinity());
-    for (int64_t j0 = 0, b = 0; j0 < n; j0 += 16, ++b) {
-      const int64_t nb = std::min<int64_t>(16, n - j0);
-      float* kb = kt + b * d * 16;
-      if (!have) pack_keys(k + j0 * ldk, ldk, nb, d, kb);
-      head_groups<8>(G, [&](auto NG, int64_t g) {
-        scores_packed<NG>(q + g * ldq, ldq, kb, d, nb, scale, out + g * ldo + j0, ldo, mx ? mx + g : nullptr);
-      });
-    }
-  }
-  template <class T>
-  static float scores(const float* q, const T* k, int64_t ldk, int64_t n, int64_t d, float scale, float* out) {
-    float mx;
-    scores_heads(q, 0, 1, k, ldk, n, d, scale, out, 0, &mx);
-    return mx;
+    scores_packed_blocks<8>(
+        k, ldk, n, d, G, mx, [&](const T* kj, int64_t nb, float* kb) { pack_keys(kj, ldk, nb, d, kb); },
+        [&](auto NG, int64_t g, const float* kb, int64_t nb, int64_t j0) {
+          scores_packed<NG>(q + g * ldq, ldq, kb, d, nb, scale, out + g * ldo + j0, ldo, mx ? mx + g : nullptr);
+        });
   }
   // bf16 / int8 / fp8 values: axpy_rows() for up to 8 heads at once, 32 elements of each head's sums in
   // registers at a time, so each 16-wide piece is widened once for all NH heads; each head's

@@ -113,7 +113,8 @@ void attention_job(const AttnCtx& c, const AttnJob& j, float* parts);
 // s_k * (q . k_q), a value row's weight p * s_v (the softmax sums use p itself).
 //
 // Ops: scores(q, k, ldk, n, d, scale, out) (out[j] = (q . k[j * ldk]) * scale for j < n, each
-// in one fixed order whatever n; returns their max), axpy_rows(acc, v, ldv, p, n, d)
+// in one fixed order whatever n; returns their max; only for the element types an Ops has no
+// scores_heads for), axpy_rows(acc, v, ldv, p, n, d)
 // (acc += sum_j p[j] v[j * ldv], j in order, acc held in registers across the page),
 // scale(acc, c, d), exp_sub_sum(x, n, shift) (x = exp(x - shift), returns the sum). Optionally
 // exp_sub_sum_heads(x, ldx, G, n, shift, sum): exp_sub_sum of G rows at once (row g at x + g * ldx,

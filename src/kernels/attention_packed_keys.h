@@ -1,7 +1,7 @@
 // Internal: the ISA-free parts of the packed-key attention primitives (the AVX-512 and AVX2 Ops):
 // head groups sized at compile time, and the job's cache of packed keys. Included inside each
-// attention_*.cpp's anonymous namespace (after <cstdint>, <utility> and <vector>), so every ISA's
-// file has its own thread-local cache.
+// attention_*.cpp's anonymous namespace (after <algorithm>, <cstdint>, <limits>, <utility> and
+// <vector>), so every ISA's file has its own thread-local cache.
 #pragma once
 
 // Calls f(std::integral_constant<int, NH>{}, g) for the heads [0, G) in groups of Max from g = 0,
@@ -61,3 +61,22 @@ struct PackedKeyCache {
   static E* aligned(std::vector<E>& b) { return b.data() + (16 - (reinterpret_cast<uintptr_t>(b.data()) / 4) % 16) % 16; }
 };
 inline thread_local PackedKeyCache<float> packed_keys;
+
+// The frame of a packed-key scores_heads: G heads' scores of n keys, 16 keys at a time. Each block
+// of keys is packed by pack(k, nb, kt) into the job's cache (once per job: a later row finds it
+// there), then score(NG, g, kt, nb, j0) scores heads [g, g + NG) of it, in groups of at most
+// Max. mx, if given, is reset first for score to raise.
+template <int Max, class T, class Pack, class Score>
+void scores_packed_blocks(const T* k, int64_t ldk, int64_t n, int64_t d, int64_t G, float* mx, Pack&& pack,
+                          Score&& score) {
+  if (mx) std::fill(mx, mx + G, -std::numeric_limits<float>::infinity());
+  bool have;
+  packed_keys.begin_call(1);
+  float* kt = packed_keys.find(k, n, ldk, d, (n + 15) / 16 * d * 16, have);
+  for (int64_t j0 = 0; j0 < n; j0 += 16) {
+    const int64_t nb = std::min<int64_t>(16, n - j0);
+    float* kb = kt + j0 * d;
+    if (!have) pack(k + j0 * ldk, nb, kb);
+    head_groups<Max>(G, [&](auto NG, int64_t g) { score(NG, g, kb, nb, j0); });
+  }
+}
