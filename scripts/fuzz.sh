@@ -4,8 +4,8 @@
 # Exits non-zero on any crash, leak, timeout, OOM or broken property, naming the input file.
 #   scripts/fuzz.sh [seconds-per-target] [target...]     (default 25 s, all targets)
 # Env: FUZZ_BUILD_ONLY=1 (build the targets, fuzz nothing: scripts/test.sh builds them so while the
-#      CTest suite runs), FUZZ_BUILD_DIR (default <repo>/build-fuzz), FUZZ_OUT (scratch, default a mktemp dir),
-#      FUZZ_JOBS (ninja -j, default 2), FUZZ_PARALLEL (targets fuzzed at once, default nproc: a
+#      CTest suite runs), FUZZ_BUILD_DIR (default <repo>/build-fuzz), FUZZ_OUT (scratch, default a
+#      mktemp dir, removed after a clean run), FUZZ_JOBS (ninja -j, default 2), FUZZ_PARALLEL (targets fuzzed at once, default nproc: a
 #      libFuzzer process uses one core, so on 2 cores two targets run side by side, each still for
 #      its full time).
 set -euo pipefail
@@ -85,4 +85,6 @@ for t in "${targets[@]}"; do
 done
 while [ ${#pid_target[@]} -gt 0 ]; do wait_one; done
 echo "fuzz: total $(( $(date +%s) - t0 )) s"
+# A clean run's scratch (new inputs, logs) goes unless FUZZ_OUT named it; a failure's is kept.
+if [ $status = 0 ] && [ -z "${FUZZ_OUT:-}" ]; then rm -rf "$out"; fi
 exit $status

@@ -12,6 +12,7 @@ usage: test_spec_server.py DPSERVE_BIN SHARED_DIR [--standalone | --nextn] [EXTR
 import json
 import os
 import re
+import shutil
 import sys
 import subprocess
 import tempfile
@@ -25,8 +26,10 @@ BIN, SHARED = sys.argv[1:3]
 EXTRA = [a for a in sys.argv[3:] if a not in ("--standalone", "--nextn")]
 NEXTN = "--nextn" in sys.argv[3:]
 MODEL = os.path.join(SHARED, "models/stories260K/stories260K.bin")
+# Logs and generated models; removed when every check passed, kept (and named) for a failure.
+tmp = tempfile.mkdtemp(prefix="spec-server-")
 if NEXTN:
-    MODEL = os.path.join(tempfile.mkdtemp(prefix="spec-nextn-"), "v3-echo")
+    MODEL = os.path.join(tmp, "v3-echo")
     subprocess.run(["/usr/bin/python3", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
                                                       "make_hf_model.py"),
                     "--arch", "deepseek_v3", "--dtype", "f32", "--seed", "7", "--max-position-embeddings", "1024",
@@ -93,7 +96,6 @@ def sse_text(body):
 
 
 REP = "The dog ran to the park. The dog ran to the park. The dog ran to the park. The dog"
-tmp = tempfile.mkdtemp(prefix="spec-server-")
 plain = Server([], os.path.join(tmp, "plain.log"))
 spec = Server(SPEC, os.path.join(tmp, "spec.log"))
 try:
@@ -220,6 +222,7 @@ if "--standalone" in sys.argv[3:]:
           f"a chain past EOS: accepted drafts count only output tokens ({m.get('spec_accepted_tokens')} accepted, "
           f"{m.get('completion_tokens')} tokens)")
 if failures:
-    print(f"{len(failures)} FAILED")
+    print(f"{len(failures)} FAILED (servers' logs in {tmp})")
     sys.exit(1)
+shutil.rmtree(tmp, ignore_errors=True)
 print("PASS")

@@ -17,6 +17,7 @@ import io
 import math
 import os
 import resource
+import shutil
 import struct
 import subprocess
 import sys
@@ -274,6 +275,7 @@ bad("aspect_1x201.png", save(rgb(1, 201, 25), "PNG"), "aspect ratio")
 bad("corrupt_crc.png", good_png[:30] + bytes([good_png[30] ^ 0xFF]) + good_png[31:], "bad PNG image")
 
 if failures:
-    print(f"{len(failures)} failure(s)")
+    print(f"{len(failures)} failure(s) (the images are kept in {TMP})")
     sys.exit(1)
+shutil.rmtree(TMP, ignore_errors=True)
 print("all image checks passed")
