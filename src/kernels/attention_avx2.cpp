@@ -109,7 +109,10 @@ void pack_keys(const T* k, int64_t ldk, int64_t nb, int64_t d, float* kt) {
 template <int NG>
 void scores_packed(const float* q, int64_t ldq, const float* kt, int64_t d, int64_t nb, float scale, float* out,
                    int64_t ldo, float* mx) {
+  // Every loop over the heads is unrolled: an accumulator indexed at run time anywhere would keep
+  // them all in memory, stored on every step of the e loop (scores ran at a third of the FMA peak).
   __m256 a[NG][2];
+#pragma GCC unroll 8
   for (int g = 0; g < NG; ++g) a[g][0] = a[g][1] = _mm256_setzero_ps();
   for (int64_t e = 0; e < d; ++e) {
     const __m256 k0 = _mm256_load_ps(kt + e * 16), k1 = _mm256_load_ps(kt + e * 16 + 8);
@@ -121,6 +124,7 @@ void scores_packed(const float* q, int64_t ldq, const float* kt, int64_t d, int6
     }
   }
   const __m256 sv = _mm256_set1_ps(scale);
+#pragma GCC unroll 8
   for (int g = 0; g < NG; ++g) {
     const __m256 r0 = _mm256_mul_ps(a[g][0], sv), r1 = _mm256_mul_ps(a[g][1], sv);
     float* o = out + g * ldo;
