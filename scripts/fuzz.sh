@@ -5,9 +5,9 @@
 #   scripts/fuzz.sh [seconds-per-target] [target...]     (default 25 s, all targets)
 # Env: FUZZ_BUILD_ONLY=1 (build the targets, fuzz nothing: scripts/test.sh builds them so while the
 #      CTest suite runs), FUZZ_BUILD_DIR (default <repo>/build-fuzz), FUZZ_OUT (scratch, default a
-#      mktemp dir, removed after a clean run), FUZZ_JOBS (ninja -j, default 2), FUZZ_PARALLEL (targets fuzzed at once, default nproc: a
-#      libFuzzer process uses one core, so on 2 cores two targets run side by side, each still for
-#      its full time).
+#      mktemp dir, removed after a clean run), FUZZ_JOBS (ninja -j, default 2), FUZZ_PARALLEL
+#      (targets fuzzed at once, default nproc: a libFuzzer process uses one core, so on 2 cores two
+#      targets run side by side, each still for its full time).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
