@@ -54,6 +54,9 @@ static void check_args(const float* q, const AttnSeq* seqs, int64_t n_seqs, cons
   if (p.window < 0) fail("attention: negative sliding window {}", p.window);
   if (!(p.softcap >= 0) || std::isinf(p.softcap))
     fail("attention: logit softcap {} must be finite and >= 0", p.softcap);
+  if (p.sinks)
+    for (int64_t h = 0; h < p.n_heads; ++h)
+      if (!std::isfinite(p.sinks[h])) fail("attention: sink logit of head {} is {}", h, p.sinks[h]);
   if (kv_elem_scaled(kv.elem) && (!kv.k_scale || !kv.v_scale))
     fail("attention: an {} KV cache without scales", kv_elem_name(kv.elem));
   if (n_seqs < 0 || (n_seqs > 0 && !seqs)) fail("attention: bad sequence list");
@@ -117,6 +120,7 @@ void paged_attention(const float* q, int64_t ldq, const AttnSeq* seqs, int64_t n
           for (int64_t e = 0; e < vd; ++e)
             acc[e] += w * elem(kv.v, kv.v_page_stride(), kv.v_row_stride(), kv.v_scale, j, e);
         }
+        if (p.sinks) den += std::exp(double(p.sinks[h]) - mx);
         float* oh = out + (a.q_row + i) * ldo + h * vd;
         for (int64_t e = 0; e < vd; ++e) oh[e] = float(acc[e] / den);
       }

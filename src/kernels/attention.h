@@ -70,6 +70,9 @@ struct AttnParams {
   float scale = 1.0f;      // usually 1/sqrt(head_dim)
   int64_t window = 0;      // > 0: the query at position p sees only keys (p - window, p] (sliding window)
   float softcap = 0;       // > 0: each score s becomes softcap * tanh(s / softcap) before the softmax (Gemma 2)
+  // [n_heads] or null: head h's softmax also counts a key of score sinks[h] whose value is zero
+  // (gpt-oss's attention sinks): its outputs are scaled by sum / (sum + exp(sinks[h] - max)).
+  const float* sinks = nullptr;
 };
 
 // q: [rows, n_heads * head_dim] with row stride ldq; out: [rows, n_heads * value width] (ldo).

@@ -431,10 +431,12 @@ template <class Ops>
   }
 }
 
-// Output heads [h0, h0 + G) of a row from its (merged) partial.
-inline void finish_row(const float* st, int64_t G, int64_t vd, float* oh) {
+// Output heads [h0, h0 + G) of a row from its (merged) partial; `sinks`: those heads' sink logits
+// (AttnParams::sinks + h0) or null.
+inline void finish_row(const float* st, int64_t G, int64_t vd, const float* sinks, float* oh) {
   for (int64_t g = 0; g < G; ++g) {
-    const float inv = 1.0f / st[G + g];
+    const float den = sinks ? st[G + g] + std::exp(sinks[g] - st[g]) : st[G + g];
+    const float inv = 1.0f / den;
     for (int64_t d = 0; d < vd; ++d) oh[g * vd + d] = st[2 * G + g * vd + d] * inv;
   }
 }
@@ -445,6 +447,7 @@ void attention_job_typed(const AttnCtx& c, const AttnJob& j, float* parts) {
   const int64_t vd = c.kv.value_dim();
   const int64_t G = j.g1 - j.g0, pf = part_floats(G, vd);
   const int64_t h0 = j.kvh * (c.p.n_heads / c.p.n_kv_heads) + j.g0;
+  const float* sinks = c.p.sinks ? c.p.sinks + h0 : nullptr;
 
   // Work space: a page's scores and weights, then a running partial and a chunk's partial for
   // each row of the job.
@@ -472,7 +475,7 @@ void attention_job_typed(const AttnCtx& c, const AttnJob& j, float* parts) {
       const KeyChunks kc = key_chunks(seq, j.i0, c.p.window);
       std::copy(parts + j.part, parts + j.part + pf, st);
       for (int64_t ch = 1; ch < kc.count; ++ch) merge_partial<Ops>(st, parts + j.part + ch * pf, G, vd);
-      finish_row(st, G, vd, c.out + (seq.q_row + j.i0) * c.ldo + h0 * vd);
+      finish_row(st, G, vd, sinks, c.out + (seq.q_row + j.i0) * c.ldo + h0 * vd);
       return;
     }
     case AttnJob::kRows: {
@@ -521,7 +524,7 @@ void attention_job_typed(const AttnCtx& c, const AttnJob& j, float* parts) {
               u.cur = u.st + pf;
               partial_init(u.cur, G, vd);
             } else {
-              finish_row(u.st, G, vd, c.out + (seq.q_row + j.i0 + r) * c.ldo + h0 * vd);
+              finish_row(u.st, G, vd, sinks, c.out + (seq.q_row + j.i0 + r) * c.ldo + h0 * vd);
             }
           }
         }

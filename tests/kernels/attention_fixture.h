@@ -60,6 +60,7 @@ struct Case {
   int64_t window = 0;
   int64_t v_dim = 0;    // 0: head_dim
   bool latent = false;  // MLA: V is the first v_dim values of the key row (one row, one scale)
+  std::vector<float> sinks;  // one logit per query head (gpt-oss), or none
 };
 
 // A cache of `pages` pages holding the fp32 values `k` / `v` ([page][kv head][slot][row]),
@@ -130,6 +131,7 @@ inline Built build(const Case& c, KVElem elem, uint32_t seed) {
   Built b;
   b.c = c;
   b.p = AttnParams{c.n_heads, c.n_kv, c.head_dim, float(1.0 / std::sqrt(double(c.head_dim))), c.window};
+  if (!b.c.sinks.empty()) b.p.sinks = b.c.sinks.data();
   const int64_t vdim = c.v_dim ? c.v_dim : c.head_dim;
   int64_t total = 0;
   for (auto [pos0, nq] : c.seqs) total += (pos0 + nq + c.page_size - 1) / c.page_size;
@@ -213,6 +215,8 @@ inline std::vector<double> naive(const Built& b, const std::vector<float>& K, co
           }
           w[size_t(j)] = d / std::sqrt(double(hd));
         }
+        // A sink is one more score in the softmax, of a key whose value is zero.
+        if (!c.sinks.empty()) w.push_back(c.sinks[size_t(h)]);
         const double mx = *std::max_element(w.begin(), w.end());
         double den = 0;
         for (double& x : w) den += (x = std::exp(x - mx));
@@ -232,6 +236,8 @@ inline const std::vector<Case>& cases() {
       {4, 2, 16, 5, {{0, 23}, {40, 1}, {7, 6}}, 11},        // sliding window
       {4, 2, 24, 4, {{5, 3}, {0, 10}}, 0, 40},              // values wider than keys
       {16, 1, 72, 16, {{60, 1}, {0, 33}}, 0, 64, true},     // MLA latent: V = prefix of K, one scale
+      // Attention sinks (gpt-oss) from well below the scores to well above, with a window.
+      {8, 2, 16, 5, {{0, 23}, {40, 1}, {7, 6}}, 11, 0, false, {-3.0f, -1.0f, 0.0f, 0.5f, 1.0f, 2.0f, 3.0f, 6.0f}},
   };
   return cs;
 }

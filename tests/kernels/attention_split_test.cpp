@@ -35,6 +35,9 @@ const std::vector<Case>& long_cases() {
       {16, 1, 72, 16, {{900, 1}}, 0, 64, true},           // MLA latent: one KV head, V = prefix of K
       {8, 2, 64, 16, {{1000, 6}}},                        // an extend longer than one job's 4 rows
       {4, 2, 16, 16, {{511, 1}, {512, 1}, {513, 1}}},     // around the split length (512 / 513 / 514 keys)
+      // Sinks (gpt-oss): a chunk that counted its row's sink, or a merge that added it twice, errs.
+      {8, 2, 64, 16, {{1300, 1}, {900, 4}}, 0, 0, false, {-2.0f, 0.0f, 1.0f, 2.0f, 3.0f, 4.0f, -1.0f, 5.0f}},
+      {4, 2, 32, 16, {{1500, 2}}, 700, 0, false, {0.5f, 1.5f, 2.5f, 3.5f}},
   };
   return cs;
 }
