@@ -11,6 +11,8 @@ as the format specifies, so nothing outside NumPy is needed.
   /usr/bin/python3 tools/make_hf_model.py --arch phi3 --out /tmp/tiny-phi3 [--rope-scaling longrope]
       [--partial-rotary-factor 0.75] [--sliding-window N]
   /usr/bin/python3 tools/make_hf_model.py --arch qwen2_5_vl --out /tmp/tiny-vl --tokenizer-dir DIR
+  /usr/bin/python3 tools/make_hf_model.py --arch gpt_oss --out /tmp/tiny-gpt-oss [--mxfp4] [--swiglu-limit 3.0]
+      [--yarn-truncate true|false] [--layer-types s,f,...]
   /usr/bin/python3 tools/make_hf_model.py --preset tinyllama-1.1b --out /tmp/tinyllama-shape
   /usr/bin/python3 tools/make_hf_model.py --preset deepseek-v2-lite-bench --out /tmp/v2-lite-shape
   /usr/bin/python3 tools/make_hf_model.py --preset phi4-mini --out /tmp/phi4-mini-shape
@@ -37,6 +39,7 @@ ARCHITECTURES = {
     "gemma2": ("Gemma2ForCausalLM", "gemma2"),
     "gemma3": ("Gemma3ForCausalLM", "gemma3_text"),
     "phi3": ("Phi3ForCausalLM", "phi3"),
+    "gpt_oss": ("GptOssForCausalLM", "gpt_oss"),
 }
 DEEPSEEK = ("deepseek_v2", "deepseek_v3")
 
@@ -104,6 +107,18 @@ TINY = {
     "phi3": dict(vocab_size=397, hidden_size=128, intermediate_size=344, num_hidden_layers=3,
                  num_attention_heads=4, num_key_value_heads=2, head_dim=None, rms_norm_eps=1e-5,
                  original_max_position_embeddings=16, max_position_embeddings=64),
+    # gpt-oss (GptOssForCausalLM): q/k/v/o biases, attention sinks, layers alternating sliding (window 6,
+    # so prompts cross it) and full starting with sliding, YaRN with truncate false (factor 4 over an
+    # original context of 32, max_position_embeddings = factor x original as in the real configs), rope_theta
+    # 150000, 4 experts top-2 (softmax over the top-k router logits, router bias), the clamped SwiGLU with
+    # interleaved gate / up columns and expert biases. heads x head_dim (128) is not hidden_size (96), as
+    # in gpt-oss (64 x 64 vs 2880). swiglu_limit is 3.0 rather than the real 7.0: the tiny experts' gate /
+    # up values have std ~2, so at 7 the clamp would never act and a runtime that skipped it would pass.
+    "gpt_oss": dict(vocab_size=397, hidden_size=96, intermediate_size=64, num_hidden_layers=4,
+                    num_attention_heads=8, num_key_value_heads=2, head_dim=16, num_experts=4,
+                    num_experts_per_tok=2, sliding_window=6, rms_norm_eps=1e-5, rope_theta=150000.0,
+                    rope_scaling="yarn", rope_factor=4.0, original_max_position_embeddings=32,
+                    max_position_embeddings=128, swiglu_limit=3.0),
 }
 
 PRESETS = {
@@ -169,7 +184,7 @@ PRESETS = {
                                             window_size=112, fullatt_block_indexes=[7, 15, 23, 31])),
 }
 
-DTYPES = {"bf16": ("BF16", 2), "f16": ("F16", 2), "f32": ("F32", 4)}
+DTYPES = {"bf16": ("BF16", 2), "f16": ("F16", 2), "f32": ("F32", 4), "u8": ("U8", 1)}
 TORCH_DTYPE = {"bf16": "bfloat16", "f16": "float16", "f32": "float32"}
 
 
@@ -192,10 +207,15 @@ def encode(values, dtype):
 class TensorSpec:
     """One tensor to write: name, shape and how to draw its values."""
 
-    def __init__(self, name, shape, kind, scale=1.0, same_as=None, loc=0.0):
+    def __init__(self, name, shape, kind, scale=1.0, same_as=None, loc=0.0, dtype=None, mx=None):
         self.name, self.shape, self.kind, self.scale = name, tuple(int(s) for s in shape), kind, scale
         self.same_as = same_as  # another tensor's name: written with its values (a copy)
-        self.loc = loc  # kind "offset": mean of the normal draw
+        self.loc = loc  # kind "offset": mean of the normal draw; kind "uniform": low end
+        self.dtype = dtype  # a DTYPES key when not the folder's dtype (MXFP4 blocks / scales: "u8")
+        self.mx = mx  # kinds "mxfp4_*": the MxfpExperts draw this tensor is a view of
+
+    def file_dtype(self, default):
+        return self.dtype or default
 
     @property
     def numel(self):
@@ -236,6 +256,8 @@ def build_config(a):
         gemma2_config(a, cfg)
     if a.arch == "phi3":
         phi3_config(a, cfg)
+    if a.arch == "gpt_oss":
+        gpt_oss_config(a, cfg)
     if a.arch == "llama":
         cfg["attention_bias"] = False
         cfg["mlp_bias"] = False
@@ -307,6 +329,11 @@ def build_config(a):
         }
     elif a.rope_scaling == "linear":
         cfg["rope_scaling"] = {"rope_type": "linear", "factor": a.rope_factor}
+    elif a.rope_scaling == "yarn" and a.arch == "gpt_oss":
+        # As the gpt-oss configs carry it (every key written, truncate false by default).
+        cfg["rope_scaling"] = {"rope_type": "yarn", "factor": a.rope_factor, "beta_fast": a.beta_fast,
+                               "beta_slow": a.beta_slow, "truncate": a.yarn_truncate == "true",
+                               "original_max_position_embeddings": a.original_max_position_embeddings}
     elif a.rope_scaling == "yarn" and a.arch not in DEEPSEEK:
         # As the Qwen2.5 / Qwen3 model cards add it (transformers' "yarn" rope_type); beta_fast / beta_slow
         # only when given, so that the defaults (32 / 1) are exercised otherwise.
@@ -327,6 +354,115 @@ def build_config(a):
             "mscale_all_dim": a.yarn_mscale_all_dim,
         }
     return cfg
+
+
+def gpt_oss_config(a, cfg):
+    """GptOssConfig's keys as openai/gpt-oss-20b's config.json carries them (its experts_per_token and
+    initial_context_length too, which transformers does not read); with --mxfp4 the quantization_config
+    of the published MXFP4 checkpoints."""
+    cfg.update({
+        "head_dim": a.head_dim,
+        "num_local_experts": a.num_experts,
+        "num_experts_per_tok": a.num_experts_per_tok,
+        "experts_per_token": a.num_experts_per_tok,
+        "sliding_window": a.sliding_window,
+        "layer_types": gemma_layer_types(a),
+        "attention_bias": True,
+        "swiglu_limit": a.swiglu_limit,
+        "initial_context_length": a.original_max_position_embeddings,
+        "router_aux_loss_coef": 0.9,
+        "output_router_logits": False,
+        "pad_token_id": a.eos_token_id if isinstance(a.eos_token_id, int) else a.eos_token_id[0],
+        "transformers_version": "4.55.0",
+    })
+    if a.mxfp4:
+        cfg["quantization_config"] = {
+            "quant_method": "mxfp4",
+            "modules_to_not_convert": ["model.layers.*.self_attn", "model.layers.*.mlp.router",
+                                       "model.embed_tokens", "lm_head"]}
+
+
+# MXFP4 (OCP microscaling FP4): E2M1 codes, 32 per block sharing one E8M0 scale 2^(s - 127).
+FP4_VALUES = np.array([+0.0, +0.5, +1.0, +1.5, +2.0, +3.0, +4.0, +6.0,
+                       -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0], dtype=np.float32)
+
+
+class MxfpExperts:
+    """One gpt-oss expert projection drawn as the MXFP4 checkpoints store it: blocks uint8
+    [E, rows, cols / 32, 16] (byte b of a block: element 2b in the low nibble, 2b + 1 in the high one)
+    and scales uint8 [E, rows, cols / 32], W[e] = [rows (out), cols (in)]. The same draw gives the dense
+    tensor [E, cols, rows] (x @ W, transformers' layout after convert_moe_packed_tensors), so a dense
+    and an --mxfp4 folder of one seed hold the same expert weights exactly. Scale exponents are drawn
+    from exps (inclusive), per 32-value block."""
+
+    def __init__(self, layer, proj, n_experts, rows, cols, exps):
+        self.layer, self.proj, self.shape = layer, proj, (n_experts, rows, cols)
+        self.exps = exps
+
+    def draw(self, seed):
+        e, rows, cols = self.shape
+        rng = np.random.default_rng([seed, 0x4D58, self.layer, ("gate_up", "down").index(self.proj)])
+        codes = rng.integers(0, 16, size=(e, rows, cols // 32, 32), dtype=np.uint8)
+        blocks = (codes[..., 0::2] | (codes[..., 1::2] << np.uint8(4))).astype(np.uint8)
+        scales = (127 + rng.integers(self.exps[0], self.exps[1] + 1, size=(e, rows, cols // 32))).astype(np.uint8)
+        return blocks, scales
+
+    def dense(self, seed):
+        blocks, scales = self.draw(seed)
+        e, rows, cols = self.shape
+        vals = np.empty(blocks.shape[:-1] + (32,), dtype=np.float32)
+        vals[..., 0::2] = FP4_VALUES[blocks & 0x0F]
+        vals[..., 1::2] = FP4_VALUES[blocks >> 4]
+        vals = np.ldexp(vals, scales.astype(np.int32)[..., None] - 127)
+        return np.ascontiguousarray(vals.reshape(e, rows, cols).transpose(0, 2, 1))
+
+
+def gpt_oss_tensors(a):
+    """GptOssForCausalLM in HF naming. Per layer: q/k/v/o projections with biases (q / k at 1 / sqrt(hidden),
+    biases 0.3: with YaRN's cos/sin factor on both, Llama's 1.5 / sqrt(hidden) and 0.5 biases make attention
+    so peaked that a bf16 runtime's legitimate error doubles), sinks [heads] drawn uniform in [0, 3]
+    (against scores of a few units they take a visible share of the softmax), the router (weight
+    [E, hidden] spread over several units, bias), and the experts: dense gate_up_proj
+    [E, hidden, 2 I] (columns: gate i at 2i, up i at 2i + 1), gate_up_proj_bias [E, 2 I], down_proj
+    [E, I, hidden], down_proj_bias [E, hidden], or with --mxfp4 the *_blocks / *_scales (U8) of the
+    published checkpoints in place of gate_up_proj and down_proj (biases stay in the folder dtype).
+    Expert weights: gate_up ~0.2 rms (exponents 2^-6..2^-3), so gate / up have std ~2 and the tiny
+    swiglu_limit of 3 clips ~8% of the gates and ~16% of the ups; down ~0.05 rms (2^-8..2^-5) keeps each
+    expert's output O(1)."""
+    h, hd, f = a.hidden_size, a.head_dim, a.intermediate_size
+    nq, nkv, ne = a.num_attention_heads, a.num_key_value_heads, a.num_experts
+    t = [TensorSpec("model.embed_tokens.weight", (a.vocab_size, h), "normal", 1.0)]
+    for i in range(a.num_hidden_layers):
+        p = f"model.layers.{i}."
+        t.append(TensorSpec(p + "input_layernorm.weight", (h,), "norm"))
+        t.append(TensorSpec(p + "self_attn.q_proj.weight", (nq * hd, h), "normal", 1.0 / np.sqrt(h)))
+        t.append(TensorSpec(p + "self_attn.q_proj.bias", (nq * hd,), "normal", 0.3))
+        t.append(TensorSpec(p + "self_attn.k_proj.weight", (nkv * hd, h), "normal", 1.0 / np.sqrt(h)))
+        t.append(TensorSpec(p + "self_attn.k_proj.bias", (nkv * hd,), "normal", 0.3))
+        t.append(TensorSpec(p + "self_attn.v_proj.weight", (nkv * hd, h), "normal", 1.0 / np.sqrt(h)))
+        t.append(TensorSpec(p + "self_attn.v_proj.bias", (nkv * hd,), "normal", 0.3))
+        t.append(TensorSpec(p + "self_attn.o_proj.weight", (h, nq * hd), "normal", 1.0 / np.sqrt(nq * hd)))
+        t.append(TensorSpec(p + "self_attn.o_proj.bias", (h,), "normal", 0.3))
+        t.append(TensorSpec(p + "self_attn.sinks", (nq,), "uniform", 3.0, loc=0.0))
+        t.append(TensorSpec(p + "post_attention_layernorm.weight", (h,), "norm"))
+        t.append(TensorSpec(p + "mlp.router.weight", (ne, h), "normal", 4.0 / np.sqrt(h)))
+        t.append(TensorSpec(p + "mlp.router.bias", (ne,), "normal", 0.5))
+        q = p + "mlp.experts."
+        gate_up = MxfpExperts(i, "gate_up", ne, 2 * f, h, (-6, -3))
+        down = MxfpExperts(i, "down", ne, h, f, (-8, -5))
+        for name, mx, bias in (("gate_up_proj", gate_up, (ne, 2 * f)), ("down_proj", down, (ne, h))):
+            e, rows, cols = mx.shape
+            if a.mxfp4:
+                t.append(TensorSpec(q + name + "_blocks", (e, rows, cols // 32, 16), "mxfp4_blocks", dtype="u8",
+                                    mx=mx))
+                t.append(TensorSpec(q + name + "_scales", (e, rows, cols // 32), "mxfp4_scales", dtype="u8", mx=mx))
+            else:
+                t.append(TensorSpec(q + name, (e, cols, rows), "mxfp4_dense", mx=mx))
+            t.append(TensorSpec(q + name + "_bias", bias, "normal", 0.5))
+    t.append(TensorSpec("model.norm.weight", (h,), "norm"))
+    if not a.tie_word_embeddings:
+        t.append(TensorSpec("lm_head.weight", (a.vocab_size, h), "normal", 2.5 / np.sqrt(h)))
+    return t
 
 
 def phi3_rotary_dim(a):
@@ -590,6 +726,8 @@ def build_tensors(a):
         return gemma_tensors(a)
     if a.arch == "phi3":
         return phi3_tensors(a)
+    if a.arch == "gpt_oss":
+        return gpt_oss_tensors(a)
     t = [TensorSpec("model.embed_tokens.weight", (a.vocab_size, h), "normal", 1.0)]
     for i in range(a.num_hidden_layers):
         p = f"model.layers.{i}."
@@ -737,6 +875,13 @@ class Sampler:
         return self._tables[key]
 
     def write(self, f, spec, index):
+        if spec.kind in ("mxfp4_blocks", "mxfp4_scales"):
+            blocks, scales = spec.mx.draw(self.seed)
+            f.write((blocks if spec.kind == "mxfp4_blocks" else scales).tobytes())
+            return
+        if spec.kind == "mxfp4_dense":  # exact in bf16 / f16 / f32 (FP4 values times powers of two)
+            f.write(encode(spec.mx.dense(self.seed).ravel(), self.dtype))
+            return
         rng = np.random.default_rng([self.seed, index])
         if spec.kind == "norm":
             # Around 1 with visible spread: a norm whose weight is ignored changes the logits.
@@ -751,6 +896,9 @@ class Sampler:
             return
         if spec.kind == "offset":  # around loc (Gemma's norm weights: offsets from 1)
             f.write(encode(rng.normal(spec.loc, spec.scale, size=spec.numel), self.dtype))
+            return
+        if spec.kind == "uniform":  # in [loc, loc + scale]
+            f.write(encode(rng.uniform(spec.loc, spec.loc + spec.scale, size=spec.numel), self.dtype))
             return
         table = self._table(spec.scale)
         left = spec.numel
@@ -871,26 +1019,30 @@ def write_tokenizer(out, vocab_size, seed, gemma=False):
 
 
 
-def split_shards(tensors, itemsize, n_shards):
+def tensor_bytes(t, dtype):
+    return t.numel * DTYPES[t.file_dtype(dtype)][1]
+
+
+def split_shards(tensors, dtype, n_shards):
     """Contiguous groups of tensors with roughly equal byte counts (HF shards the same way).
     May return fewer groups than asked when a few tensors dominate the size."""
-    target = sum(t.numel * itemsize for t in tensors) / n_shards
+    target = sum(tensor_bytes(t, dtype) for t in tensors) / n_shards
     shards, acc = [[]], 0
     for t in tensors:
         if shards[-1] and acc >= target * len(shards) and len(shards) < n_shards:
             shards.append([])
         shards[-1].append(t)
-        acc += t.numel * itemsize
+        acc += tensor_bytes(t, dtype)
     return shards
 
 
 def write_safetensors(path, tensors, sampler, dtype, index_of, progress):
-    st_dtype, itemsize = DTYPES[dtype]
     header = {"__metadata__": {"format": "pt"}}
     off = 0
     for t in tensors:
-        n = t.numel * itemsize
-        header[t.name] = {"dtype": st_dtype, "shape": list(t.shape), "data_offsets": [off, off + n]}
+        n = tensor_bytes(t, dtype)
+        header[t.name] = {"dtype": DTYPES[t.file_dtype(dtype)][0], "shape": list(t.shape),
+                          "data_offsets": [off, off + n]}
         off += n
     hjson = json.dumps(header, separators=(",", ":")).encode()
     hjson += b" " * ((8 - len(hjson) % 8) % 8)  # data starts 8-byte aligned, as the reference writer does
@@ -899,7 +1051,7 @@ def write_safetensors(path, tensors, sampler, dtype, index_of, progress):
         f.write(hjson)
         for t in tensors:
             sampler.write(f, t, index_of[t.same_as or t.name])
-            progress(t.numel * itemsize)
+            progress(tensor_bytes(t, dtype))
     return off
 
 
@@ -909,7 +1061,7 @@ def parse_args(argv):
     ap.add_argument("--preset", choices=sorted(PRESETS), default="tiny",
                     help="shape preset; explicit shape flags override it")
     ap.add_argument("--arch", choices=sorted(ARCHITECTURES))
-    ap.add_argument("--dtype", choices=sorted(DTYPES))
+    ap.add_argument("--dtype", choices=sorted(TORCH_DTYPE))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--shards", type=int, default=1, help="number of safetensors files (>1 writes an index)")
     for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
@@ -955,7 +1107,8 @@ def parse_args(argv):
     ap.add_argument("--sliding-window-pattern", dest="sliding_window_pattern", type=int,
                     help="gemma3: every N-th layer is full attention, the others sliding (3)")
     ap.add_argument("--layer-types", dest="layer_types",
-                    help="gemma3: comma-separated sliding / full (or s / f) per layer, instead of the pattern")
+                    help="gemma3 / gpt_oss: comma-separated sliding / full (or s / f) per layer, instead of the "
+                         "pattern (gpt_oss: alternating, sliding first)")
     ap.add_argument("--gemma-layer-config", dest="gemma_layer_config", default="layer_types",
                     choices=["layer_types", "pattern", "both"],
                     help="gemma3: write config.json's layer_types list (transformers >= 4.53), the older "
@@ -965,6 +1118,16 @@ def parse_args(argv):
                          "Gemma 3 configs, unless given); 0 writes null")
     ap.add_argument("--attn-logit-softcapping", dest="attn_logit_softcapping", type=float,
                     help="gemma2: attn_logit_softcapping (tiny: 2.5); 0 writes null")
+    ap.add_argument("--swiglu-limit", dest="swiglu_limit", type=float,
+                    help="gpt_oss: swiglu_limit, the experts' clamp of gate (above) and up (both sides) "
+                         "(tiny: 3.0 so that it acts on the tiny experts; gpt-oss ships 7.0)")
+    ap.add_argument("--mxfp4", action="store_true",
+                    help="gpt_oss: store the experts as the published checkpoints do (gate_up_proj / down_proj "
+                         "_blocks and _scales, U8, MXFP4) with their quantization_config; the same seed without "
+                         "it writes exactly these weights dequantized (dense gate_up_proj / down_proj)")
+    ap.add_argument("--yarn-truncate", dest="yarn_truncate", choices=["true", "false"],
+                    help="gpt_oss: rope_scaling.truncate (false, as gpt-oss: the YaRN ramp bounds are not "
+                         "rounded to integers)")
     ap.add_argument("--no-tokenizer", dest="tokenizer", action="store_false",
                     help="do not write tokenizer.json / tokenizer_config.json")
     for name in ("depth", "hidden_size", "intermediate_size", "num_heads"):
@@ -1020,7 +1183,7 @@ def parse_args(argv):
         topk_method="greedy", scoring_func="softmax", routed_scaling_factor=1.0, beta_fast=32.0, beta_slow=1.0,
         yarn_mscale=1.0, yarn_mscale_all_dim=0.0, query_pre_attn_scalar=256.0, rope_local_base_freq=10000.0,
         sliding_window_pattern=6, layer_types="", partial_rotary_factor=1.0, longrope_type_name="longrope",
-        attn_logit_softcapping=None, final_logit_softcapping=None)
+        attn_logit_softcapping=None, final_logit_softcapping=None, swiglu_limit=7.0, yarn_truncate="false")
     if a.preset == "tiny":
         base.update(TINY[arch])
     base.update({k: v for k, v in preset.items() if k not in ("arch", "dtype", "vision")})
@@ -1063,7 +1226,7 @@ def parse_args(argv):
         ap.error("num_attention_heads must be a multiple of num_key_value_heads")
     if a.head_dim % 2:
         ap.error("head_dim must be even (RoPE rotates pairs)")
-    if arch not in ("qwen3_moe", "mixtral") + DEEPSEEK:
+    if arch not in ("qwen3_moe", "mixtral", "gpt_oss") + DEEPSEEK:
         a.num_experts = 0
     elif not (0 < a.num_experts_per_tok <= a.num_experts):
         ap.error("need 0 < num_experts_per_tok <= num_experts")
@@ -1082,10 +1245,38 @@ def parse_args(argv):
             ap.error(f"--partial-rotary-factor must be in (0, 1] and leave an even rotary dim, not {rot}")
         if a.original_max_position_embeddings < 1 or a.max_position_embeddings < 1:
             ap.error("phi3 needs positive --original-max-position-embeddings and --max-position-embeddings")
+    gpt_oss = arch == "gpt_oss"
     gemma_only = {"query_pre_attn_scalar", "rope_local_base_freq", "sliding_window_pattern", "layer_types"} & a.explicit
+    if gpt_oss:
+        gemma_only -= {"layer_types"}
     if not gemma and (gemma_only or a.gemma_layer_config != "layer_types" or a.final_logit_softcapping is not None):
         ap.error("--query-pre-attn-scalar, --rope-local-base-freq, --sliding-window-pattern, --layer-types, "
-                 "--gemma-layer-config and --final-logit-softcapping are for --arch gemma2 / gemma3")
+                 "--gemma-layer-config and --final-logit-softcapping are for --arch gemma2 / gemma3 "
+                 "(--layer-types: gemma3 / gpt_oss)")
+    if not gpt_oss and ({"swiglu_limit", "yarn_truncate"} & a.explicit or a.mxfp4):
+        ap.error("--swiglu-limit, --yarn-truncate and --mxfp4 are for --arch gpt_oss")
+    if gpt_oss:
+        a.sliding_window_pattern = 2  # GptOssConfig's default layer_types: layer i sliding when (i + 1) % 2
+        if a.hidden_size % 32 or a.intermediate_size % 32:
+            ap.error("gpt_oss: hidden_size and intermediate_size must be multiples of 32 (the experts are drawn "
+                     "as MXFP4 blocks of 32, dense or not)")
+        if a.sliding_window < 1 or a.swiglu_limit <= 0:
+            ap.error("gpt_oss needs sliding_window >= 1 and swiglu_limit > 0")
+        if a.rope_scaling != "yarn":
+            ap.error("gpt_oss takes --rope-scaling yarn only (what a config without rope_scaling means differs "
+                     "between transformers versions)")
+        if a.max_position_embeddings != a.rope_factor * a.original_max_position_embeddings:
+            # transformers 4.5x derives YaRN's factor from this ratio when original_max_position_embeddings is
+            # given, later versions take rope_scaling's factor: equal, as in the gpt-oss configs, both agree.
+            ap.error(f"gpt_oss: max_position_embeddings ({a.max_position_embeddings}) must be rope factor x "
+                     f"original_max_position_embeddings ({a.rope_factor} x {a.original_max_position_embeddings})")
+        if a.layer_types:
+            try:
+                types = gemma_layer_types(a)
+            except KeyError as e:
+                ap.error(f"--layer-types: unknown type {e}")
+            if len(types) != a.num_hidden_layers:
+                ap.error(f"--layer-types lists {len(types)} layers, not num_hidden_layers {a.num_hidden_layers}")
     if arch != "gemma2" and a.attn_logit_softcapping is not None:
         ap.error("--attn-logit-softcapping is for --arch gemma2")
     if arch == "gemma2":
@@ -1121,9 +1312,12 @@ def main(argv):
         for t in tensors:
             if t.name.endswith(("o_proj.weight", "down_proj.weight", ".w2.weight")):
                 t.scale *= a.residual_out_scale
-    index_of = {t.name: i for i, t in enumerate(tensors)}
-    itemsize = DTYPES[a.dtype][1]
-    total = sum(t.numel * itemsize for t in tensors)
+    # Each tensor's random stream is keyed by its index; MXFP4 expert tensors draw from their own stream
+    # (MxfpExperts) and are left out, so a dense and an --mxfp4 folder of one seed share every weight.
+    plain = [t for t in tensors if not t.kind.startswith("mxfp4_")]
+    index_of = {t.name: i for i, t in enumerate(plain)}
+    index_of.update({t.name: None for t in tensors if t.kind.startswith("mxfp4_")})
+    total = sum(tensor_bytes(t, a.dtype) for t in tensors)
     sampler = Sampler(a.seed, a.dtype)
     start = time.time()
     done = [0]
@@ -1151,7 +1345,7 @@ def main(argv):
     if a.shards == 1:
         write_safetensors(os.path.join(a.out, "model.safetensors"), tensors, sampler, a.dtype, index_of, progress)
     else:
-        groups = split_shards(tensors, itemsize, a.shards)
+        groups = split_shards(tensors, a.dtype, a.shards)
         weight_map = {}
         for k, group in enumerate(groups):
             fname = f"model-{k + 1:05d}-of-{len(groups):05d}.safetensors"
@@ -1164,7 +1358,8 @@ def main(argv):
     if tty:
         sys.stderr.write("\n")
     if not a.quiet:
-        n_params = sum(t.numel for t in tensors)
+        n_params = sum(t.numel * (2 if t.kind == "mxfp4_blocks" else 0 if t.kind == "mxfp4_scales" else 1)
+                       for t in tensors)
         print(f"make_hf_model: wrote {cfg['architectures'][0]} {a.dtype} {n_params / 1e6:.2f}M params "
               f"({total / 2**20:.1f} MiB, {a.shards} file(s)) to {a.out} in {time.time() - start:.1f}s",
               file=sys.stderr)

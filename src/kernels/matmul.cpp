@@ -161,7 +161,8 @@ void validate(KernelIsa isa, const MatmulJob* jobs, int64_t n_jobs, MatmulOrder 
       if (j.w_up.dtype != j.w.dtype || j.w_up.rows != j.w.rows || j.w_up.cols != j.w.cols || j.w_up.ld < j.w_up.cols)
         fail("matmul: gated pair with different weights ({} {}x{} and {} {}x{})", dtype_name(j.w.dtype), j.w.rows,
              j.w.cols, dtype_name(j.w_up.dtype), j.w_up.rows, j.w_up.cols);
-      if (j.bias) fail("matmul: a gated pair takes no bias");
+      if (j.gate_act == GateAct::SwigluOai && !(j.gate_limit > 0))
+        fail("matmul: SwigluOai needs a positive gate_limit, got {}", j.gate_limit);
     }
     if (order == MatmulOrder::ColumnsInJobOrder && j.w.rows != jobs[0].w.rows)
       fail("matmul: jobs computed column block by column block must have the same N ({} vs {})", j.w.rows,
@@ -206,9 +207,14 @@ void run_block(const Plan& p, const Source& s, const uint8_t* act, int64_t m0, i
   if (j.w_up.data) {
     float* u = static_cast<float*>(up_buf.get(size_t(bm * bn) * sizeof(float)));
     compute(j.w_up, u);
+    if (j.bias_up)
+      for (int64_t m = 0; m < bm; ++m)
+        for (int64_t n = 0; n < bn; ++n) u[m * bn + n] += j.bias_up[n0 + n];
     // Element-wise, so the same bits however the block is cut.
     if (j.gate_act == GateAct::GeluTanh) {
       vec_gelu_tanh_mul(v, u, v, bm * bn);
+    } else if (j.gate_act == GateAct::SwigluOai) {
+      vec_swiglu_oai_mul(v, u, v, bm * bn, j.gate_limit);
     } else {
       vec_silu_mul(v, u, v, bm * bn);
     }

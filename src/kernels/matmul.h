@@ -49,6 +49,9 @@ enum class MatmulStore {
 enum class GateAct {
   Silu,      // SwiGLU (Llama, Qwen, Mistral, DeepSeek)
   GeluTanh,  // GeGLU with PyTorch's tanh-approximated gelu (Gemma)
+  // gpt-oss: gate clamped to <= limit, up to [-limit, limit], then (up + 1) * gate * sigmoid(1.702 gate)
+  // (MatmulJob::gate_limit).
+  SwigluOai,
 };
 
 // One product of a matmul_jobs call.
@@ -60,10 +63,13 @@ struct MatmulJob {
   const int32_t* rows = nullptr;
   WeightView w;
   const float* bias = nullptr;  // [N] or null
-  // Gated pair: when w_up.data is set, v = act(x . W[n]) * (x . W_up[n]) with act = silu (SwiGLU)
-  // or gelu_tanh (gate_act); w_up has the same shape and dtype as w, no bias.
+  // Gated pair: when w_up.data is set, v = act(x . W[n] + bias[n]) * (x . W_up[n] + bias_up[n]) with
+  // act = silu (SwiGLU) or gelu_tanh (gate_act), or gpt-oss's clamped form (SwigluOai, gate_limit);
+  // w_up has the same shape and dtype as w.
   WeightView w_up;
+  const float* bias_up = nullptr;  // [N] or null
   GateAct gate_act = GateAct::Silu;
+  float gate_limit = 0;  // SwigluOai's clamp (> 0)
   // Output row of m: y + out_row(m) * ldy, out_row(m) = out_rows ? out_rows[m] : m; v is
   // multiplied by scale[m] when scale is set.
   float* y = nullptr;

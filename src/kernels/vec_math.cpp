@@ -1,5 +1,6 @@
 #include "kernels/vec_math.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/simd_exp.h"
@@ -206,6 +207,14 @@ void vec_silu_mul(const float* gate, const float* up, float* out, int64_t n) {
 
 void vec_gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n) {
   vec_gelu_tanh_mul_isa(best_kernel_isa(), gate, up, out, n);
+}
+
+void vec_swiglu_oai_mul(const float* gate, const float* up, float* out, int64_t n, float limit) {
+  constexpr float kAlpha = 1.702f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = std::min(gate[i], limit), u = std::clamp(up[i], -limit, limit);
+    out[i] = (u + 1.0f) * (g / (1.0f + std::exp(-kAlpha * g)));
+  }
 }
 
 float vec_exp_sub_sum(float* x, int64_t n, float shift) { return vec_exp_sub_sum_isa(best_kernel_isa(), x, n, shift); }

@@ -17,6 +17,10 @@ void vec_silu_mul_isa(KernelIsa isa, const float* gate, const float* up, float* 
 void vec_gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n);
 void vec_gelu_tanh_mul_isa(KernelIsa isa, const float* gate, const float* up, float* out, int64_t n);
 
+// gpt-oss's clamped SwiGLU: g = min(gate[i], limit), u = clamp(up[i], -limit, limit),
+// out[i] = (u + 1) * g * sigmoid(1.702 g). Scalar: a few elements per routed row, beside its products.
+void vec_swiglu_oai_mul(const float* gate, const float* up, float* out, int64_t n, float limit);
+
 // x[i] = cap * tanh(x[i] / cap), cap > 0: logit soft-capping (Gemma 2), values squashed into (-cap, cap).
 // The vector forms compute cap - 2 cap / (1 + exp(2 x / cap)) (absolute error ~1e-7 x cap).
 void vec_softcap(float* x, int64_t n, float cap);

@@ -260,6 +260,54 @@ static float softcap_of(const nlohmann::json& j, const char* key, double fallbac
   return float(cap);
 }
 
+// config.json's layer_types ("sliding_attention" / "full_attention", one per layer) into
+// c.layer_sliding; false when the config has none.
+static bool parse_layer_types(const nlohmann::json& j, ModelConfig& c) {
+  c.layer_sliding.assign(size_t(c.n_layers), 0);
+  const auto it = j.find("layer_types");
+  if (it == j.end() || it->is_null()) return false;
+  if (!it->is_array() || int64_t(it->size()) != c.n_layers)
+    fail("config.json: layer_types must list one entry per layer ({})", c.n_layers);
+  for (size_t l = 0; l < it->size(); ++l) {
+    const auto& t = (*it)[l];
+    if (t == "sliding_attention") c.layer_sliding[l] = 1;
+    else if (t != "full_attention")
+      fail("config.json: layer_types[{}] {} is not supported (sliding_attention, full_attention)", l, t.dump());
+  }
+  return true;
+}
+
+// gpt-oss (GptOssForCausalLM; defaults: transformers' GptOssConfig): biases on q/k/v/o, the router
+// and the experts, attention sinks, sliding and full layers from layer_types (alternating, sliding
+// first, without it), every layer a mixture of experts routed by softmax over the top-k logits
+// (the same weights as a softmax over all, renormalised over the top k), clamped SwiGLU.
+static void parse_gpt_oss(const nlohmann::json& j, ModelConfig& c) {
+  if (!opt<bool>(j, "attention_bias", true))
+    fail("config.json: attention_bias false is not supported for GptOssForCausalLM (its checkpoints have biases)");
+  c.qkv_bias = c.o_bias = true;
+  c.attn_sinks = true;
+  c.sliding_window = opt<int64_t>(j, "sliding_window", 128);
+  if (c.sliding_window <= 0) fail("config.json: sliding_window must be positive, got {}", c.sliding_window);
+  if (!parse_layer_types(j, c))
+    for (int64_t l = 0; l < c.n_layers; ++l) c.layer_sliding[size_t(l)] = l % 2 == 0;
+  c.n_experts = req_int(j, "num_local_experts");
+  c.n_experts_per_tok = j.contains("num_experts_per_tok") ? req_int(j, "num_experts_per_tok")
+                                                          : req_int(j, "experts_per_token");
+  c.moe_ffn = req_int(j, "intermediate_size");
+  c.routing.normalize = true;
+  c.moe_bias = true;
+  const double limit = opt<double>(j, "swiglu_limit", 7.0);
+  if (!(limit > 0 && std::isfinite(limit))) fail("config.json: swiglu_limit must be positive, got {}", limit);
+  c.swiglu_limit = float(limit);
+  c.mlp_act = GateAct::SwigluOai;
+  if (auto it = j.find("quantization_config"); it != j.end() && it->is_object()) {
+    const std::string method = opt<std::string>(*it, "quant_method", std::string());
+    if (method != "mxfp4")
+      fail("config.json: quantization_config.quant_method \"{}\" is not supported for GptOssForCausalLM (mxfp4, or "
+           "none for a dequantized checkpoint)", method);
+  }
+}
+
 // Gemma 2 and Gemma 3 (Gemma2ForCausalLM / Gemma3ForCausalLM; defaults: the published Gemma2Config /
 // Gemma3TextConfig). Layers alternate between a sliding window and full attention: `layer_types`
 // says which, or else every `sliding_window_pattern`-th layer is full (Gemma 2: every 2nd). Gemma 3's
@@ -300,19 +348,9 @@ static void parse_gemma(const nlohmann::json& j, ModelConfig& c) {
   c.sandwich_norms = true;
   c.sliding_window = opt<int64_t>(j, "sliding_window", 4096);
   if (c.sliding_window <= 0) fail("config.json: sliding_window must be positive, got {}", c.sliding_window);
-  c.layer_sliding.assign(size_t(c.n_layers), 0);
   if (g2 && j.contains("sliding_window_pattern"))
     fail("config.json: sliding_window_pattern is not a Gemma2ForCausalLM field (its layers alternate)");
-  if (auto it = j.find("layer_types"); it != j.end() && !it->is_null()) {
-    if (!it->is_array() || int64_t(it->size()) != c.n_layers)
-      fail("config.json: layer_types must list one entry per layer ({})", c.n_layers);
-    for (size_t l = 0; l < it->size(); ++l) {
-      const auto& t = (*it)[l];
-      if (t == "sliding_attention") c.layer_sliding[l] = 1;
-      else if (t != "full_attention")
-        fail("config.json: layer_types[{}] {} is not supported (sliding_attention, full_attention)", l, t.dump());
-    }
-  } else {
+  if (!parse_layer_types(j, c)) {
     const int64_t pattern = g2 ? 2 : opt<int64_t>(j, "sliding_window_pattern", 6);
     if (pattern <= 0) fail("config.json: sliding_window_pattern must be positive, got {}", pattern);
     for (int64_t l = 0; l < c.n_layers; ++l) c.layer_sliding[size_t(l)] = (l + 1) % pattern != 0;
@@ -444,6 +482,8 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
       {"Gemma3ForCausalLM", Arch::Gemma3},
       // Phi-3, Phi-3.5, Phi-4 and Phi-4-mini: fused qkv_proj / gate_up_proj (split as they load).
       {"Phi3ForCausalLM", Arch::Phi3},
+      // gpt-oss-20b / 120b: experts as MXFP4 blocks, or dequantized (split per expert as they load).
+      {"GptOssForCausalLM", Arch::GptOss},
   };
   const Known* known = nullptr;
   for (const Known& k : kArchs)
@@ -485,7 +525,10 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   if (!(c.rope_theta > 0 && std::isfinite(c.rope_theta)))
     fail("config.json: rope_theta must be positive, got {}", c.rope_theta);
   c.tie_embeddings = opt<bool>(j, "tie_word_embeddings", false);
-  if (c.arch == Arch::Llama) c.qkv_bias = opt<bool>(j, "attention_bias", false);
+  // LlamaAttention gives q, k, v and o biases alike when attention_bias is set.
+  if (c.arch == Arch::Llama) c.qkv_bias = c.o_bias = opt<bool>(j, "attention_bias", false);
+  if (opt<bool>(j, "mlp_bias", false))
+    fail("config.json: mlp_bias true is not supported for {} (no published checkpoint uses it)", c.arch_name);
   parse_sliding_window(j, c);
   if (auto it = j.find("rope_scaling"); it != j.end() && it->is_object()) {
     std::string type = opt<std::string>(*it, "rope_type", opt<std::string>(*it, "type", std::string()));
@@ -548,6 +591,8 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   } else if (c.is_deepseek()) {
     c.ffn = req_int(j, "intermediate_size");
     parse_deepseek_moe(j, c);
+  } else if (c.arch == Arch::GptOss) {
+    parse_gpt_oss(j, c);
   } else {
     c.ffn = req_int(j, "intermediate_size");
   }

@@ -12,7 +12,7 @@
 
 namespace dpserve {
 
-enum class Arch { Llama, Qwen2, Qwen3, Qwen3Moe, Mixtral, DeepseekV2, DeepseekV3, Gemma2, Gemma3, Phi3 };
+enum class Arch { Llama, Qwen2, Qwen3, Qwen3Moe, Mixtral, DeepseekV2, DeepseekV3, Gemma2, Gemma3, Phi3, GptOss };
 
 struct RopeScaling {
   enum class Type { None, Linear, Llama3, Yarn, LongRope };
@@ -119,6 +119,10 @@ struct ModelConfig {
   bool rope_interleaved = false;  // llama2.c rotates adjacent pairs; HF rotates halves
   bool tie_embeddings = false;
   bool qkv_bias = false;  // Qwen2
+  bool o_bias = false;    // gpt-oss: o_proj has a bias too
+  // gpt-oss: one learned logit per query head (self_attn.sinks) that joins every softmax as a key
+  // with no value, so a head may attend to nothing.
+  bool attn_sinks = false;
   bool qk_norm = false;   // Qwen3: per-head RMSNorm of q and k before RoPE
   int64_t sliding_window = 0;  // > 0: a query sees only the last sliding_window positions (Mistral)
   // Which layers the window applies to (Gemma 3 interleaves sliding and full layers); empty: all.
@@ -153,6 +157,11 @@ struct ModelConfig {
   int64_t n_experts_per_tok = 0;
   int64_t moe_ffn = 0;
   MoeRouting routing;
+  // gpt-oss: the router and every expert projection carry biases; an expert's gate and up values are
+  // clamped to swiglu_limit ([-limit, limit] for up, <= limit for gate) and combined as
+  // (up + 1) * gate * sigmoid(1.702 gate) (kernels' GateAct::SwigluOai).
+  bool moe_bias = false;
+  float swiglu_limit = 0;
   int64_t n_shared_experts = 0;  // DeepSeek: one dense MLP of n_shared * moe_ffn beside the routed ones
   // Which layers are sparse. Qwen3-MoE: (layer + 1) % decoder_sparse_step == 0 and not in
   // mlp_only_layers; DeepSeek: layer >= first_k_dense_replace and layer % moe_layer_freq == 0.

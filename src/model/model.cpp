@@ -14,6 +14,7 @@
 #include "kernels/ops.h"
 #include "model/gguf_loader.h"
 #include "model/gguf_set.h"
+#include "model/gpt_oss_experts.h"
 #include "model/llama2c.h"
 #include "model/moe.h"
 #include "model/weight_prep.h"
@@ -28,6 +29,9 @@ struct Model::Layer {
   std::vector<float> post_attn_norm, post_mlp_norm;
   WeightView wq, wk, wv, wo;
   std::vector<float> bq, bk, bv;
+  // o_proj's bias (gpt-oss): only on the attention group's rank 0, whose partial sum then carries it.
+  std::vector<float> bo;
+  std::vector<float> sinks;  // gpt-oss: this rank's query heads' sink logits
   // Dense MLP (this rank's slice of the intermediate dimension).
   WeightView gate, up, down;
   std::unique_ptr<MoeLayer> moe;
@@ -61,6 +65,7 @@ void Model::load_lora(int32_t slot, const std::string& dir) {
   if (nextn_) fail("LoRA adapter {}: adapters apply to the main model, not to a NEXTN draft layer", dir);
   if (cfg_.arch == Arch::Phi3)
     fail("LoRA adapter {}: adapters for Phi-3 / Phi-4 models (fused qkv_proj and gate_up_proj) are not supported", dir);
+  if (cfg_.arch == Arch::GptOss) fail("LoRA adapter {}: adapters for gpt-oss models are not supported", dir);
   DP_CHECK(slot >= 0 && slot <= lora_count() && !lora_loaded(slot), "LoRA slot {} is taken or out of range ({} slots)",
            slot, lora_count());
   // Read completely before anything changes: a folder this model cannot run leaves the model as it was.
@@ -163,6 +168,9 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
     load_llama2c(path, m->cfg_, m->store_);
   }
   if (m->cfg_.arch == Arch::Phi3) split_fused_projections(m->cfg_, m->store_);
+  if (m->cfg_.arch == Arch::GptOss) split_gpt_oss_experts(m->cfg_, m->store_);
+  if (const std::string left = m->store_.bytes_left(); !left.empty())
+    fail("{}: tensor \"{}\" is of dtype U8, which {} does not load", path, left, m->cfg_.arch_name);
   if (opts.context_length > 0) m->cfg_.rope_scaling.use_longrope(opts.context_length);
   if (opts.nextn) {
     if (!m->cfg_.is_deepseek() || m->cfg_.nextn_layers < 1)
@@ -294,6 +302,8 @@ void Model::init_layers(const LoadOptions& opts) {
         L.bk = slice_vec(p + "self_attn.k_proj.bias", c.n_kv_heads * hd, kv_head0_ * hd, n_kv_local_ * hd);
         L.bv = slice_vec(p + "self_attn.v_proj.bias", c.n_kv_heads * hd, kv_head0_ * hd, n_kv_local_ * hd);
       }
+      if (c.o_bias && at.rank == 0) L.bo = store_.vector_f32(p + "self_attn.o_proj.bias", H);
+      if (c.attn_sinks) L.sinks = slice_vec(p + "self_attn.sinks", c.n_heads, q0 / hd, n_heads_local_);
       if (c.qk_norm) {
         L.q_norm = norm(p + "self_attn.q_norm.weight", hd);
         L.k_norm = norm(p + "self_attn.k_norm.weight", hd);
@@ -437,9 +447,11 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
   t.barrier();
   const double scale = c.attn_scale > 0 ? c.attn_scale : 1.0 / std::sqrt(double(hd));
   AttnParams ap{nh, nkv, hd, float(scale), sliding ? c.sliding_window : 0, c.attn_softcap};
+  if (!L.sinks.empty()) ap.sinks = L.sinks.data();
   paged_attention(t, q_.data(), qd, b.seqs.data(), int64_t(b.seqs.size()), kv.layer(li), ap, attn_.data(), qd);
+  const float* bo = L.bo.empty() ? nullptr : L.bo.data();
   if (par_.attn.size > 1 || !L.post_attn_norm.empty()) {
-    matmul(t, attn_.data(), T, qd, L.wo, nullptr, o_.data(), H);
+    matmul(t, attn_.data(), T, qd, L.wo, bo, o_.data(), H);
     if (!lora_attn_rows_.empty()) {  // this rank's columns of A: a partial sum, like wo's
       const LoraOut out{kLoraO, o_.data(), H};
       lora_apply(t, li, lora_attn_rows_, attn_.data(), qd, &out, 1);
@@ -459,6 +471,7 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
   o.ldx = qd;
   o.M = T;
   o.w = L.wo;
+  o.bias = bo;
   o.y = x_.data();
   o.ldy = H;
   o.store = MatmulStore::Add;

@@ -1,5 +1,5 @@
 // A decoder-only transformer (Llama, Mistral, Qwen2, Qwen3, Qwen3-MoE, Mixtral,
-// DeepSeek-V2/V3, Gemma 3) that runs one forward pass over a ragged batch of sequences
+// DeepSeek-V2/V3, Gemma 2 / 3, Phi-3, gpt-oss) that runs one forward pass over a ragged batch of sequences
 // against a paged KV cache. The attention kind (per-head GQA or MLA's latent)
 // decides the cache layout.
 #pragma once

@@ -16,12 +16,17 @@ namespace {
 struct MoeNames {
   std::string block;  // the sparse block under the layer prefix
   MlpNames expert;
+  std::string router = "gate.";  // the router's module under the block (weight, gpt-oss's bias)
 };
 
 MoeNames moe_names(const ModelConfig& c) {
   if (c.arch == Arch::Mixtral) return {"block_sparse_moe.", {"w1.weight", "w3.weight", "w2.weight"}};
+  if (c.arch == Arch::GptOss) return {"mlp.", {}, "router."};
   return {"mlp.", {}};
 }
+
+// An expert projection's bias name from its weight's ("gate_proj.weight" -> "gate_proj.bias").
+std::string bias_of(const std::string& weight) { return weight.substr(0, weight.rfind('.')) + ".bias"; }
 
 std::vector<float> correction_bias(const WeightStore& store, const ModelConfig& c, const std::string& block) {
   if (c.routing.topk != MoeRouting::TopK::NoauxTc) return {};
@@ -38,7 +43,8 @@ MoeLayer::MoeLayer(const WeightStore& store, const ModelConfig& c, const std::st
   const MoeNames names = moe_names(c);
   const std::string p = layer + names.block;
   const int64_t H = c.hidden, F = c.moe_ffn, E = c.n_experts;
-  router_ = store.matrix(p + "gate.weight", E, H);
+  router_ = store.matrix(p + names.router + "weight", E, H);
+  if (c.moe_bias) router_bias_ = store.vector_f32(p + names.router + "bias", E);
   if (E % ep.size != 0) fail("--ep-size: {} experts cannot be split evenly over {} ranks", E, ep.size);
   if (F % moe_tp.size != 0)
     fail("--ep-size/--tp-size: moe_intermediate_size {} cannot be split over {} ranks (raise --ep-size)", F,
@@ -51,14 +57,27 @@ MoeLayer::MoeLayer(const WeightStore& store, const ModelConfig& c, const std::st
     experts_.push_back(Expert{store.matrix(q + names.expert.gate, F, H).row_slice(f0, ffn_local_),
                               store.matrix(q + names.expert.up, F, H).row_slice(f0, ffn_local_),
                               shard_cols(store.matrix(q + names.expert.down, H, F), f0, ffn_local_,
-                                         q + names.expert.down, "--tp-size / --ep-size")});
+                                         q + names.expert.down, "--tp-size / --ep-size"),
+                              {}, {}, {}});
+    if (c.moe_bias) {
+      Expert& x = experts_.back();
+      const auto slice = [&](const std::string& w) {
+        const std::vector<float> b = store.vector_f32(bias_of(q + w), F);
+        return std::vector<float>(b.begin() + f0, b.begin() + f0 + ffn_local_);
+      };
+      x.gate_bias = slice(names.expert.gate);
+      x.up_bias = slice(names.expert.up);
+      // The down product's partial sums over the MoE TP ranks are added up: one of them carries the bias.
+      if (moe_tp.rank == 0) x.down_bias = store.vector_f32(bias_of(q + names.expert.down), H);
+    }
   }
   if (c.n_shared_experts > 0)
     shared_ = DenseMlp(store, p + "shared_experts.", names.expert, H, c.n_shared_experts * F, par.mlp, "shared experts'");
 }
 
 void MoeLayer::add_weights(WeightPrep& prep, int64_t layer, const std::string& p) {
-  prep.add(&router_, WeightRole::kRouter, layer, cfg_.hidden, p + "mlp.gate.weight");
+  const MoeNames names = moe_names(cfg_);
+  prep.add(&router_, WeightRole::kRouter, layer, cfg_.hidden, p + names.block + names.router + "weight");
   for (size_t i = 0; i < experts_.size(); ++i) {
     const std::string q = p + "mlp.experts." + std::to_string(e0_ + int64_t(i)) + ".";
     prep.add(&experts_[i].gate, WeightRole::kMlpGate, layer, cfg_.hidden, q + "gate_proj.weight");
@@ -102,7 +121,7 @@ void MoeLayer::forward(Team& t, const float* x, int64_t T, float* out, bool accu
   }
   // Router logits, then each token's top-k (split over the members for a long batch; a few
   // tokens every member routes for itself rather than wait at a barrier).
-  matmul(t, x, T, H, router_, nullptr, logits_.data(), E);
+  matmul(t, x, T, H, router_, router_bias_.empty() ? nullptr : router_bias_.data(), logits_.data(), E);
   thread_local std::vector<int32_t> own_e;
   thread_local std::vector<float> own_w;
   const int32_t* pe;
@@ -167,6 +186,12 @@ void MoeLayer::forward(Team& t, const float* x, int64_t T, float* out, bool accu
     j.rows = &tok[size_t(first[size_t(e)])];
     j.w = experts_[size_t(e)].gate;
     j.w_up = experts_[size_t(e)].up;
+    j.gate_act = cfg_.mlp_act;
+    j.gate_limit = cfg_.swiglu_limit;
+    if (!experts_[size_t(e)].gate_bias.empty()) {
+      j.bias = experts_[size_t(e)].gate_bias.data();
+      j.bias_up = experts_[size_t(e)].up_bias.data();
+    }
     j.y = &h_[size_t(first[size_t(e)] * F)];
     j.ldy = F;
     jobs.push_back(j);
@@ -181,6 +206,7 @@ void MoeLayer::forward(Team& t, const float* x, int64_t T, float* out, bool accu
     j.ldx = F;
     j.M = n;
     j.w = experts_[size_t(e)].down;
+    if (!experts_[size_t(e)].down_bias.empty()) j.bias = experts_[size_t(e)].down_bias.data();
     j.y = out;
     j.ldy = H;
     j.out_rows = &tok[size_t(first[size_t(e)])];

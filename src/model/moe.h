@@ -1,6 +1,7 @@
-// A sparse mixture-of-experts MLP (Qwen3-MoE, Mixtral, DeepSeekMoE): a router picks
+// A sparse mixture-of-experts MLP (Qwen3-MoE, Mixtral, DeepSeekMoE, gpt-oss): a router picks
 // k experts per token (model/moe_router.h), the output is the weighted sum of the chosen
-// experts' SiLU-gated MLPs, plus DeepSeek's always-on shared experts.
+// experts' gated MLPs (SiLU; gpt-oss's clamped form, with biases), plus DeepSeek's always-on
+// shared experts.
 //
 // Experts are split over the MLP ranks: whole experts over the expert-parallel
 // ranks, and each expert's intermediate dimension over the MoE tensor-parallel
@@ -46,9 +47,11 @@ class MoeLayer {
  private:
   struct Expert {
     WeightView gate, up, down;
+    std::vector<float> gate_bias, up_bias, down_bias;  // gpt-oss (else empty)
   };
   const ModelConfig& cfg_;
   WeightView router_;
+  std::vector<float> router_bias_;  // gpt-oss (else empty)
   MoeRouter route_;
   DenseMlp shared_;
   int64_t e0_ = 0;

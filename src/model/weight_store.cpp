@@ -38,6 +38,18 @@ static std::string shape_str(const std::vector<int64_t>& s) {
   return out + "]";
 }
 
+void WeightStore::add_bytes(const std::string& name, TensorInfo t) { bytes_[name] = std::move(t); }
+
+TensorInfo WeightStore::take_bytes(const std::string& name, const std::vector<int64_t>& shape) {
+  const auto it = bytes_.find(name);
+  if (it == bytes_.end()) fail("weights: missing tensor \"{}\" (U8)", name);
+  TensorInfo t = it->second;
+  if (t.shape != shape)
+    fail("weights: tensor \"{}\" in {} has shape {}, expected {}", name, t.file, shape_str(t.shape), shape_str(shape));
+  bytes_.erase(it);
+  return t;
+}
+
 void WeightStore::split_rows(const std::string& name, const std::vector<std::pair<std::string, int64_t>>& parts) {
   const TensorInfo t = get(name);
   int64_t rows = 0;
@@ -119,10 +131,14 @@ void load_safetensors_file(const std::string& path, WeightStore& store) {
     TensorInfo t;
     t.file = path;
     std::string dt = v["dtype"].is_string() ? v["dtype"].get<std::string>() : "";
+    // U8: packed codes of a format the loader decodes (gpt-oss's MXFP4 experts), kept as bytes.
+    const bool u8 = dt == "U8";
     if (dt == "BF16") t.dtype = DType::BF16;
     else if (dt == "F16") t.dtype = DType::F16;
     else if (dt == "F32") t.dtype = DType::F32;
-    else fail("safetensors: {}: tensor \"{}\" has unsupported dtype \"{}\" (supported: BF16, F16, F32)", path, name, dt);
+    else if (!u8)
+      fail("safetensors: {}: tensor \"{}\" has unsupported dtype \"{}\" (supported: BF16, F16, F32, U8)", path, name, dt);
+    const uint64_t esize = u8 ? 1 : uint64_t(dtype_size(t.dtype));
     if (!v["shape"].is_array()) fail("safetensors: {}: tensor \"{}\" has a malformed shape", path, name);
     uint64_t numel = 1;
     for (auto& d : v["shape"]) {
@@ -140,16 +156,20 @@ void load_safetensors_file(const std::string& path, WeightStore& store) {
     if (b > e || e > data_size)
       fail("safetensors: {}: tensor \"{}\" data [{}, {}) lies outside the file's {} data bytes (truncated file?)",
            path, name, b, e, data_size);
-    if (e - b != numel * dtype_size(t.dtype))
+    if (e - b != numel * esize)
       fail("safetensors: {}: tensor \"{}\" has {} bytes but shape {} of {} needs {}", path, name, e - b,
-           shape_str(t.shape), dt, numel * dtype_size(t.dtype));
+           shape_str(t.shape), dt, numel * esize);
     // The kernels read elements in place; the safetensors writer pads the header so they are aligned.
-    if ((8 + hlen + b) % dtype_size(t.dtype) != 0)
+    if ((8 + hlen + b) % esize != 0)
       fail("safetensors: {}: tensor \"{}\" data at byte {} is not aligned to its {}-byte elements", path, name,
-           8 + hlen + b, dtype_size(t.dtype));
+           8 + hlen + b, esize);
     t.data = base + b;
     if (e > b) ranges.push_back({{b, e}, name});
-    store.add(name, std::move(t));
+    if (u8) {
+      store.add_bytes(name, std::move(t));
+    } else {
+      store.add(name, std::move(t));
+    }
   }
   // Tensors sharing bytes are a crafted (or corrupt) file, as the format's own validation says.
   std::sort(ranges.begin(), ranges.end());

@@ -30,6 +30,15 @@ class WeightStore {
   // A tensor the loader built in memory (e.g. a GGUF tensor rearranged into the layout the layers
   // load); the store keeps `bytes` alive and points t.data at them.
   void add_owned(const std::string& name, TensorInfo t, std::vector<uint8_t> bytes);
+  // A tensor of raw bytes (safetensors U8: packed codes such as gpt-oss's MXFP4 blocks and scales),
+  // which no layer runs as it is: a loader decodes it into tensors (take_bytes) or the load fails
+  // (bytes_left names what is left). Its dtype field is meaningless.
+  void add_bytes(const std::string& name, TensorInfo t);
+  bool has_bytes(const std::string& name) const { return bytes_.count(name) != 0; }
+  // The byte tensor `name` (shape checked against `shape`), removed from the store's byte tensors.
+  TensorInfo take_bytes(const std::string& name, const std::vector<int64_t>& shape);
+  // The name of a byte tensor nothing took, or "".
+  std::string bytes_left() const { return bytes_.empty() ? std::string() : bytes_.begin()->first; }
   // Keeps `bytes` alive as long as the store, for tensors (or views) a loader points into them.
   const uint8_t* keep(std::vector<uint8_t> bytes);
 
@@ -59,6 +68,7 @@ class WeightStore {
   std::vector<std::shared_ptr<MappedFile>> files_;
   std::vector<std::unique_ptr<std::vector<uint8_t>>> owned_;
   std::map<std::string, TensorInfo> tensors_;
+  std::map<std::string, TensorInfo> bytes_;
 };
 
 // Columns [c0, c0 + n) of `w`, one rank's share of a sharded matrix. A quantized row splits only

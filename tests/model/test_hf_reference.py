@@ -16,6 +16,8 @@ max abs error and the root-mean-square error:
                      lands at max 0.02-0.045 and rms 0.004-0.007 (printed by --self-check; Gemma 3:
                      max 0.03-0.065, rms 0.006-0.008 over 72 seeds x schedules), while every
                      deliberate bug below gives max >= ~0.6 and rms >= ~0.09.
+  gpt-oss bf16:      max <= 0.3 * scale, rms <= 0.03 * scale (see TOL: routing weights between experts
+                     with biased, (up + 1)-scaled outputs make single rows move more).
   argmax:            must match on every row whose reference top-2 gap exceeds 2 * the max tolerance
                      (no other argmax is possible there when every logit is within tolerance).
   greedy generate:   each generated token must be the reference argmax of its prefix; positions
@@ -24,11 +26,12 @@ max abs error and the root-mean-square error:
   Qwen3-MoE:         token histories are chosen so that no token's top-k expert choice is within a
                      margin of a tie in the reference (a legitimate rounding difference could flip
                      it): 1e-3 (f32) or 0.2 (bf16; emulated bf16 moves router logits by <= 0.08)
-                     router-logit units.
+                     router-logit units. The same for every MoE (Mixtral, DeepSeek, gpt-oss).
 
 --self-check runs the same comparison on deliberately broken variants of the reference (RoPE on
 the wrong pairs, GQA mapped h % n_kv, bias / q_norm / k_norm skipped, Gemma's 1 + w, embedding scale,
-post-norms, attention scale, local RoPE, layer types, GELU, ...) and fails unless every
+post-norms, attention scale, local RoPE, layer types, GELU, gpt-oss's sinks, clamped SwiGLU, routing,
+MXFP4 decoding, ...) and fails unless every
 one of them is reported as a mismatch, so the tolerances above demonstrably catch those bugs.
 
   /usr/bin/python3 tests/model/test_hf_reference.py --work DIR --self-check
@@ -53,8 +56,21 @@ MAKE = os.path.join(HERE, "..", "..", "tools", "make_hf_model.py")
 TOL = {"f32": (1e-4, 1e-4), "bf16": (0.1, 0.02), "f16": (0.1, 0.02),
        # DeepSeek in bf16: more roundings in a row (q LoRA, latent, MoE weights summing to
        # routed_scaling_factor) put the bf16-emulated reference itself at max 0.11, rms 0.013.
-       "bf16_mla": (0.2, 0.03)}
-ROUTER_TIE = {"f32": 1e-3, "bf16": 0.2, "f16": 0.2}
+       "bf16_mla": (0.2, 0.03),
+       # gpt-oss in bf16: the bf16-emulated reference lands at max 0.04-0.16 (single rows: a routing weight
+       # between two experts whose outputs differ by several units moves with the router logits' rounding)
+       # and rms 0.006-0.009 over 24 seeds x dense / MXFP4 x 3 schedules; every deliberate bug gives max
+       # >= ~1 and rms >= ~0.1.
+       "bf16_gpt_oss": (0.3, 0.03),
+       # gpt-oss's MXFP4 experts load as Q8_0 blocks holding the same values (tests/runtime's
+       # gpt_oss_experts_test checks them exactly), and the Q8_0 kernels multiply int8-quantized
+       # activations (32-element blocks, like llama.cpp's): rms 0.016-0.018, max 0.10-0.18 of the logits'
+       # std against the float64 reference, measured in f32 and bf16 folders; the MXFP4 decoding bugs
+       # (nibbles swapped, scale bias 128) err by whole units.
+       "q8_experts": (0.4, 0.04)}
+ROUTER_TIE = {"f32": 1e-3, "bf16": 0.2, "f16": 0.2,
+              # int8 activations move the router's input, and so its logits, as bf16 rounding does.
+              "q8_experts": 0.2}
 GREEDY_TOKENS = 32
 PROBE_TIMEOUT = 120
 
@@ -171,8 +187,24 @@ PHI3_CASES = [
     Case("phi3_su_partial_tied_f16", "f16", PHI3_LONG + ["--longrope-type-name", "su", "--partial-rotary-factor",
                                                          "0.75", "--tie-word-embeddings"], 75),
 ]
+# gpt-oss (GptOssForCausalLM): q/k/v/o biases, attention sinks, sliding (window 6) / full layers
+# alternating from sliding, YaRN with truncate false (factor 4 over an original context of 32, theta 150000),
+# 4 experts top-2 with a router bias and softmax over the top-k logits, the clamped SwiGLU (swiglu_limit 3 in
+# the tiny models so the clamp acts) with interleaved gate / up columns and expert biases. Experts dense (x @ W
+# layout) or MXFP4 as the published checkpoints (U8 *_blocks / *_scales; the same seed writes the same weights
+# either way); the other weights f32 or bf16; sharded; and config.json's layer_types, sliding_window and
+# rope_scaling.truncate read rather than assumed.
+GPT_OSS_CASES = [
+    Case("gpt_oss_f32", "f32", ["--arch", "gpt_oss"], 91),
+    Case("gpt_oss_bf16", "bf16", ["--arch", "gpt_oss"], 92, "bf16_gpt_oss"),
+    Case("gpt_oss_mxfp4_f32", "f32", ["--arch", "gpt_oss", "--mxfp4"], 93, "q8_experts"),
+    Case("gpt_oss_mxfp4_bf16_sharded", "bf16", ["--arch", "gpt_oss", "--mxfp4", "--shards", "3"], 94, "q8_experts"),
+    Case("gpt_oss_layer_types_truncate_f32", "f32", ["--arch", "gpt_oss", "--layer-types", "full,sliding,sliding,full",
+                                                     "--sliding-window", "9", "--yarn-truncate", "true"], 95),
+]
 SUITES = {"dense": DENSE_CASES, "yarn": YARN_CASES, "moe": MOE_CASES, "deepseek": DEEPSEEK_CASES,
-          "mixtral": MIXTRAL_CASES, "gemma2": GEMMA2_CASES, "gemma3": GEMMA3_CASES, "phi3": PHI3_CASES}
+          "mixtral": MIXTRAL_CASES, "gemma2": GEMMA2_CASES, "gemma3": GEMMA3_CASES, "phi3": PHI3_CASES,
+          "gpt_oss": GPT_OSS_CASES}
 # MLA: both attention forms forced on every sequence must match the reference and each other (max abs
 # difference / scale): in fp32 they differ only in summation order; in bf16 they round different
 # activations (each is within the bf16 tolerance of the reference, so together within about twice it).
@@ -192,14 +224,19 @@ ARCH_BREAKS = {"llama": [], "qwen2": ["skip_bias"], "qwen3": ["skip_q_norm", "sk
                           "gemma_silu"],
                "gemma2": ["gemma_norm_no_plus_one", "gemma_no_embed_scale", "gemma_no_post_norms",
                           "gemma_llama_norm_order", "gemma_attn_scale_head_dim", "gemma_silu"],
-               "phi3": ["phi3_kv_swapped", "phi3_gate_up_swapped"]}
+               "phi3": ["phi3_kv_swapped", "phi3_gate_up_swapped"],
+               "gpt_oss": ["skip_bias", "gpt_oss_no_sinks", "gpt_oss_sink_scaled", "gpt_oss_no_o_bias",
+                           "gpt_oss_layer_types_flipped", "gpt_oss_window_off_by_one", "gpt_oss_no_router_bias",
+                           "gpt_oss_softmax_before_topk", "gpt_oss_gate_up_not_interleaved",
+                           "gpt_oss_gate_up_swapped", "gpt_oss_no_clamp", "gpt_oss_up_plus_one_missing",
+                           "gpt_oss_plain_silu", "gpt_oss_no_expert_bias"]}
 # MLA has no KV-head map and its RoPE order has its own break.
 MLA_BREAKS = ["rope_neg", "rope_k_pos_plus1", "skip_norm_weight", "no_causal_mask", "mla_rope_order",
               "skip_kv_a_norm"]
 
 
-def breaks_for(model):
-    """The deliberate bugs that apply to this model's configuration."""
+def breaks_for(model, tol=None):
+    """The deliberate bugs that apply to this model's configuration (and, given, its tolerance key)."""
     c = model.config
     if model.deepseek:
         out = list(MLA_BREAKS)
@@ -241,6 +278,18 @@ def breaks_for(model):
         out.append("no_rope_scaling")
     if (c.get("rope_scaling") or {}).get("rope_type") == "yarn":
         out += ["yarn_betas_swapped", "yarn_no_attention_factor"]
+        if c["rope_scaling"].get("truncate") is False:
+            out.append("yarn_truncate_ignored")
+    if model.gpt_oss:
+        if "full_attention" in model.layer_types:
+            out.append("gpt_oss_sliding_all")
+        if model.swiglu_limit != 7.0:
+            out.append("gpt_oss_limit_7")
+        if model.mxfp4:
+            out += ["gpt_oss_mxfp4_nibbles_swapped", "gpt_oss_mxfp4_scale_bias_128"]
+        if tol == "f32":
+            # Gates below -limit give glu within ~0.02 of what clamping them would: only f32 tolerances see it.
+            out.append("gpt_oss_gate_clamp_both_sides")
     return sorted(set(out), key=out.index)
 
 
@@ -363,7 +412,7 @@ def greedy_check(label, model, prompt, output, dtype, measured_rms=None, breaks=
     tol = rel * float(logits.std())
     skips, bad, upto = 0, [], len(output)
     if model.moe:  # past a near-tie in routing, dpserve may legitimately differ
-        tie = ROUTER_TIE[dtype]
+        tie = ROUTER_TIE.get(tol_key, ROUTER_TIE[dtype])
         amb = [p for p in range(len(full)) if margins[p] < tie]
         if amb:
             upto = max(0, amb[0] - len(prompt) + 1)
@@ -465,7 +514,7 @@ def run_case(case, a, results):
     model_dir = make_model(case, a.work)
     model = served_model(case, model_dir)
     ctx = ["--context-length", str(case.context)] if case.context else []
-    src = TokenSource(model, case.seed + 1000, ROUTER_TIE[case.dtype])
+    src = TokenSource(model, case.seed + 1000, ROUTER_TIE.get(case.tol, ROUTER_TIE[case.dtype]))
     measured = []
     for shape in schedule_shapes():
         label = f"{case.name}/{shape[0]}"
@@ -490,9 +539,9 @@ def run_case(case, a, results):
             ok, msg = False, f"{label}: {e}"
         results.append((ok, msg))
         print(("PASS " if ok else "FAIL ") + msg, flush=True)
-    if model.moe and case.dtype != "f32":
-        # bf16 router logits move by up to ~0.08, so a greedy run soon meets a routing near-tie past
-        # which the reference cannot judge; the f32 MoE cases check generate instead.
+    if model.moe and case.tol != "f32":
+        # bf16 router logits (or int8 activations) move by up to ~0.08, so a greedy run soon meets a
+        # routing near-tie past which the reference cannot judge; the f32 MoE cases check generate instead.
         return
     label = f"{case.name}/generate"
     try:
@@ -524,7 +573,7 @@ def run_case(case, a, results):
 def self_check_case(case, work, results):
     """The comparison must accept bf16-rounding-sized errors and reject every deliberate bug."""
     model = served_model(case, make_model(case, work))
-    src = TokenSource(model, case.seed + 1000, ROUTER_TIE[case.dtype])
+    src = TokenSource(model, case.seed + 1000, ROUTER_TIE.get(case.tol, ROUTER_TIE[case.dtype]))
     shape = schedule_shapes()[1]  # mixed batches: prefill and decode rows
     sched, rows, lives = build_schedule(shape, src)
     ref = reference_rows(model, rows, lives)
@@ -535,14 +584,14 @@ def self_check_case(case, work, results):
         ok, msg, measured = compare(f"selfcheck {case.name}: bf16-emulated reference", ref, emu_rows, case.tol)
         results.append((ok, msg + (" (accepted, as it must be)" if ok else " (REJECTED: tolerance too tight)")))
         print(("PASS " if ok else "FAIL ") + results[-1][1], flush=True)
-    for b in breaks_for(model):
+    for b in breaks_for(model, case.tol):
         bad_rows = reference_rows(model, rows, lives, breaks={b}).astype(np.float32)
         ok, msg, _ = compare(f"selfcheck {case.name}: break {b}", ref, bad_rows, case.tol)
         caught = not ok
         results.append((caught, msg + (" (caught)" if caught else " (NOT CAUGHT: tolerance too loose)")))
         print(("PASS " if caught else "FAIL ") + results[-1][1], flush=True)
-    if model.moe and case.dtype != "f32":
-        return  # no generate check for bf16 MoE (see run_case)
+    if model.moe and case.tol != "f32":
+        return  # no generate check for bf16 / int8-activation MoE (see run_case)
     # The greedy check must also be able to fail: greedy tokens of a broken model.
     b = "mla_rope_order" if model.deepseek else "rope_interleaved"
     prompt = src.extend([], 12)
@@ -590,7 +639,9 @@ def main():
                                                 "gemma3_bf16", "gemma3_f16", "gemma3_pattern_norope_bf16",
                                                 "gemma3_layer_types_over_pattern_f32", "phi3_longrope_long_f32",
                                                 "phi3_longrope_short_f32", "phi3_partial_longrope_bf16",
-                                                "phi3_partial_window_f32")]
+                                                "phi3_partial_window_f32", "gpt_oss_f32", "gpt_oss_bf16",
+                                                "gpt_oss_mxfp4_f32", "gpt_oss_mxfp4_bf16_sharded",
+                                                "gpt_oss_layer_types_truncate_f32")]
         for c in picks or cases:
             try:
                 self_check_case(c, a.work, results)

@@ -373,6 +373,7 @@ def test_every_break_changes_logits():
         # 50 tokens > original_max_position_embeddings 16: the long factors are in use.
         "phi3": rf.RefModel(make_model("brk_phi3", "--arch", "phi3", "--rope-scaling", "longrope",
                                        "--partial-rotary-factor", "0.75")),
+        "gpt_oss": rf.RefModel(make_model("brk_gpt_oss", "--arch", "gpt_oss", "--mxfp4")),
     }
     use = {"skip_bias": "qwen2", "skip_q_norm": "qwen3", "skip_k_norm": "qwen3", "moe_flip_renorm": "moe",
            "no_rope_scaling": "llama3", "no_sliding_window": "mistral", "mixtral_no_renorm": "mixtral",
@@ -382,6 +383,8 @@ def test_every_break_changes_logits():
     use.update({b: "gemma" for b in rf.BREAKS if b.startswith("gemma_")})
     use.update({b: "gemma2" for b in rf.BREAKS if b.startswith("gemma2_")})
     use.update({b: "phi3" for b in rf.BREAKS if b.startswith(("phi3_", "longrope_"))})
+    use.update({b: "gpt_oss" for b in rf.BREAKS if b.startswith("gpt_oss_")})
+    use["yarn_truncate_ignored"] = "gpt_oss"
     for b in rf.BREAKS:
         m = models[use.get(b, "llama3")]
         toks = tokens(50, m.vocab, seed=10)
@@ -405,6 +408,13 @@ def test_every_break_changes_logits():
               "gemma_llama_norm_order", "gemma_attn_scale_head_dim", "gemma_layer_types_shifted", "gemma_silu"):
         diff = np.abs(m.forward(toks, breaks={b}) - m.forward(toks)).max()
         assert diff > 0.05, f"gemma2 {b}: only {diff:.3g}"
+    # The generic breaks reach the gpt-oss path too.
+    m = models["gpt_oss"]
+    toks = tokens(50, m.vocab, seed=10)
+    for b in ("skip_norm_weight", "rope_neg", "rope_interleaved", "rope_k_pos_plus1", "gqa_modulo", "no_causal_mask",
+              "no_sliding_window", "no_rope_scaling", "skip_bias", "yarn_betas_swapped", "yarn_no_attention_factor"):
+        diff = np.abs(m.forward(toks, breaks={b}) - m.forward(toks)).max()
+        assert diff > 0.05, f"gpt_oss {b}: only {diff:.3g}"
 
 
 # ---------------------------------------------------------------- DeepSeek / Mixtral
@@ -1198,6 +1208,198 @@ def test_phi3_incremental_decoder_agrees():
     a, b = m.forward(toks), m.forward(other)
     close(a[17:], b[17:], 1e-12)
     assert np.abs(a[16] - b[16]).max() > 1e-4
+
+
+# ---------------------------------------------------------------- gpt-oss
+
+
+def fp4_e2m1(code):
+    """OCP MX E2M1 from its bits (sign, 2-bit exponent with bias 1, 1-bit mantissa; exponent 0 subnormal)."""
+    sign = -1.0 if code & 8 else 1.0
+    e, m = (code >> 1) & 3, code & 1
+    return sign * (0.5 * m if e == 0 else 2.0 ** (e - 1) * (1.0 + 0.5 * m))
+
+
+def mxfp4_rows(blocks, scales):
+    """[E, rows, cols] (output-major) from MXFP4 bytes, element by element from the format's definition:
+    column c = 32 g + j is nibble j % 2 (0: low) of byte j // 2 of block g, times 2^(scale - 127)."""
+    table = np.array([fp4_e2m1(c) for c in range(16)])
+    e, rows, g, _ = blocks.shape
+    j = np.arange(32)
+    byte = blocks[..., j // 2].astype(np.int64)  # [E, rows, G, 32]
+    code = np.where(j % 2 == 0, byte & 15, byte >> 4)
+    vals = table[code] * np.exp2(scales.astype(np.float64) - 127.0)[..., None]
+    return vals.reshape(e, rows, g * 32)
+
+
+def gpt_oss_decode(m, toks):
+    """A second gpt-oss forward: one token at a time against a growing KV cache, RoPE as complex
+    multiplication with YaRN's frequencies written from the correction-range formula, each head's sink as
+    exp(s_j) / (sum_t exp(s_t) + exp(sink)), routing by sorting, the experts as output-major matrices
+    (the MXFP4 bytes decoded bit by bit, or the dense x @ W tensors transposed)."""
+    w, c = m.w, m.config
+    hd, nh, nkv = c["head_dim"], c["num_attention_heads"], c["num_key_value_heads"]
+    rs = c["rope_scaling"]
+    base, factor, ctx = c["rope_theta"], rs["factor"], rs["original_max_position_embeddings"]
+    jj = np.arange(hd // 2)
+    theta = base ** (-2.0 * jj / hd)
+    lo = (hd / 2) * math.log(ctx / (2 * math.pi * rs["beta_fast"])) / math.log(base)
+    hi = (hd / 2) * math.log(ctx / (2 * math.pi * rs["beta_slow"])) / math.log(base)
+    if rs.get("truncate", True):
+        lo, hi = math.floor(lo), math.ceil(hi)
+    lo, hi = max(lo, 0), min(hi, hd - 1)
+    gam = np.clip((jj - lo) / (hi - lo), 0.0, 1.0)
+    freq = theta * (1 - gam) + theta / factor * gam
+    mscale = 0.1 * math.log(factor) + 1.0
+    limit, k_top = c["swiglu_limit"], c["num_experts_per_tok"]
+    n_exp, window = c["num_local_experts"], c["sliding_window"]
+    experts = []
+    for i in range(m.n_layers):
+        q = f"model.layers.{i}.mlp.experts."
+        if q + "gate_up_proj_blocks" in w:
+            experts.append([mxfp4_rows(w[q + n + "_blocks"], w[q + n + "_scales"])
+                            for n in ("gate_up_proj", "down_proj")])
+        else:
+            experts.append([w[q + n].transpose(0, 2, 1) for n in ("gate_up_proj", "down_proj")])
+
+    def norm(v, name):
+        return v / math.sqrt(float(np.dot(v, v)) / len(v) + m.eps) * w[name]
+
+    def rot(v, pos):
+        z = (v[:hd // 2] + 1j * v[hd // 2:]) * np.exp(1j * pos * freq) * mscale
+        return np.concatenate([z.real, z.imag])
+
+    kc = [[] for _ in range(m.n_layers)]
+    vc = [[] for _ in range(m.n_layers)]
+    rows = []
+    for pos, tok in enumerate(toks):
+        x = w["model.embed_tokens.weight"][tok].copy()
+        for i in range(m.n_layers):
+            p = f"model.layers.{i}."
+            h = norm(x, p + "input_layernorm.weight")
+            proj = {n: w[f"{p}self_attn.{n}_proj.weight"] @ h + w[f"{p}self_attn.{n}_proj.bias"] for n in "qkv"}
+            kc[i].append([rot(proj["k"][j * hd:(j + 1) * hd], pos) for j in range(nkv)])
+            vc[i].append([proj["v"][j * hd:(j + 1) * hd] for j in range(nkv)])
+            first = max(0, pos - window + 1) if c["layer_types"][i] == "sliding_attention" else 0
+            outs = []
+            for hh in range(nh):
+                qv, kv = rot(proj["q"][hh * hd:(hh + 1) * hd], pos), hh // (nh // nkv)
+                sc = np.array([np.dot(qv, kc[i][t][kv]) / math.sqrt(hd) for t in range(first, pos + 1)])
+                sink = w[p + "self_attn.sinks"][hh]
+                top = max(sc.max(), sink)
+                den = np.exp(sc - top).sum() + math.exp(sink - top)
+                outs.append(sum(math.exp(sc[t - first] - top) / den * vc[i][t][kv] for t in range(first, pos + 1)))
+            x = x + w[p + "self_attn.o_proj.weight"] @ np.concatenate(outs) + w[p + "self_attn.o_proj.bias"]
+            h = norm(x, p + "post_attention_layernorm.weight")
+            logit = w[p + "mlp.router.weight"] @ h + w[p + "mlp.router.bias"]
+            chosen = sorted(range(n_exp), key=lambda e: -logit[e])[:k_top]
+            z = np.exp(logit[chosen] - logit[chosen].max())
+            for e, wt in zip(chosen, z / z.sum()):
+                gu_w, dn_w = experts[i][0][e], experts[i][1][e]
+                b = w[p + "mlp.experts.gate_up_proj_bias"][e]
+                g = np.minimum(gu_w[0::2] @ h + b[0::2], limit)
+                u = np.clip(gu_w[1::2] @ h + b[1::2], -limit, limit)
+                y = dn_w @ ((u + 1) * g / (1 + np.exp(-1.702 * g))) + w[p + "mlp.experts.down_proj_bias"][e]
+                x = x + wt * y
+        rows.append(m.lm_head() @ norm(x, "model.norm.weight"))
+    return np.array(rows)
+
+
+def test_gpt_oss_decoder_agrees():
+    for name, args in (("gpt_oss_inc_mx", ["--mxfp4"]),
+                       ("gpt_oss_inc_bf16", ["--dtype", "bf16", "--layer-types", "f,s,s,f", "--sliding-window", "4",
+                                             "--yarn-truncate", "true", "--seed", "3"])):
+        m = rf.RefModel(make_model(name, "--arch", "gpt_oss", *args))
+        toks = tokens(30, m.vocab, seed=13)
+        close(gpt_oss_decode(m, toks), m.forward(toks), 1e-9)
+
+
+def test_gpt_oss_generated_folder_matches_config():
+    dense = make_model("gpt_oss_cfg", "--arch", "gpt_oss", "--dtype", "bf16", "--seed", "4")
+    packed = make_model("gpt_oss_cfg_mx", "--arch", "gpt_oss", "--dtype", "bf16", "--seed", "4", "--mxfp4",
+                        "--shards", "2")
+    types = {}
+    for path in (dense, packed):
+        types.update({path + ":" + k: v for k, v in rf.safetensors_dtypes(path).items()})
+    md, mp = rf.RefModel(dense), rf.RefModel(packed)
+    c = mp.config
+    assert c["architectures"] == ["GptOssForCausalLM"] and c["model_type"] == "gpt_oss"
+    assert c["layer_types"] == ["sliding_attention", "full_attention"] * 2 and c["sliding_window"] == 6
+    assert c["rope_scaling"] == {"rope_type": "yarn", "factor": 4.0, "beta_fast": 32.0, "beta_slow": 1.0,
+                                 "truncate": False, "original_max_position_embeddings": 32}
+    assert c["max_position_embeddings"] == 128 and c["rope_theta"] == 150000.0 and c["swiglu_limit"] == 3.0
+    assert c["attention_bias"] is True and c["num_local_experts"] == 4 and c["num_experts_per_tok"] == 2
+    assert c["quantization_config"]["quant_method"] == "mxfp4" and "quantization_config" not in md.config
+    h, f, e = c["hidden_size"], c["intermediate_size"], c["num_local_experts"]
+    p = "model.layers.3."
+    want = {"self_attn.q_proj.weight": (8 * 16, h), "self_attn.q_proj.bias": (8 * 16,),
+            "self_attn.k_proj.bias": (2 * 16,), "self_attn.o_proj.weight": (h, 8 * 16), "self_attn.o_proj.bias": (h,),
+            "self_attn.sinks": (8,), "mlp.router.weight": (e, h), "mlp.router.bias": (e,),
+            "mlp.experts.gate_up_proj_bias": (e, 2 * f), "mlp.experts.down_proj_bias": (e, h)}
+    for name, shape in want.items():
+        assert md.w[p + name].shape == shape and mp.w[p + name].shape == shape, name
+        assert types[dense + ":" + p + name] == "BF16" and types[packed + ":" + p + name] == "BF16"
+    assert md.w[p + "mlp.experts.gate_up_proj"].shape == (e, h, 2 * f)
+    assert md.w[p + "mlp.experts.down_proj"].shape == (e, f, h)
+    assert mp.w[p + "mlp.experts.gate_up_proj_blocks"].shape == (e, 2 * f, h // 32, 16)
+    assert mp.w[p + "mlp.experts.gate_up_proj_scales"].shape == (e, 2 * f, h // 32)
+    assert mp.w[p + "mlp.experts.down_proj_blocks"].shape == (e, h, f // 32, 16)
+    assert mp.w[p + "mlp.experts.down_proj_scales"].shape == (e, h, f // 32)
+    assert all(types[packed + ":" + p + "mlp.experts." + n] == "U8" for n in (
+        "gate_up_proj_blocks", "gate_up_proj_scales", "down_proj_blocks", "down_proj_scales"))
+    # One seed, one model: the dense tensors are the MXFP4 ones decoded (output-major, transposed).
+    for i in range(4):
+        q = f"model.layers.{i}.mlp.experts."
+        for n in ("gate_up_proj", "down_proj"):
+            assert np.array_equal(md.w[q + n], mxfp4_rows(mp.w[q + n + "_blocks"], mp.w[q + n + "_scales"])
+                                  .transpose(0, 2, 1)), q + n
+    assert set(md.w) - {k for k in md.w if k.endswith(("experts.gate_up_proj", "experts.down_proj"))} < set(mp.w)
+    assert all(np.array_equal(md.w[k], mp.w[k]) for k in md.w if k in mp.w)
+    toks = tokens(40, md.vocab, seed=2)
+    assert np.array_equal(md.forward(toks), mp.forward(toks))
+    # Sinks spread over [0, 3]; the experts' gate / up values reach past swiglu_limit.
+    sinks = np.concatenate([md.w[f"model.layers.{i}.self_attn.sinks"] for i in range(4)])
+    assert 0 <= sinks.min() < 0.7 and 2.3 < sinks.max() <= 3 and sinks.std() > 0.5
+    logits = md.forward(toks)
+    assert logits.std() > 1.0, logits.std()
+    # Refused: widths not multiples of 32, a YaRN factor other than max / original positions, gpt-oss
+    # flags on other architectures.
+    for bad in (["--arch", "gpt_oss", "--hidden-size", "80"], ["--arch", "gpt_oss", "--max-position-embeddings", "256"],
+                ["--arch", "llama", "--mxfp4"], ["--arch", "qwen3", "--swiglu-limit", "7"],
+                ["--arch", "gpt_oss", "--rope-scaling", "none"]):
+        r = subprocess.run([sys.executable, MAKE, "--out", os.path.join(WORK, "gpt_oss_bad"), "--quiet", *bad],
+                           capture_output=True, text=True)
+        assert r.returncode != 0 and "error" in r.stderr, (bad, r.stderr)
+
+
+def test_gpt_oss_sinks_and_routing_by_hand():
+    # A very negative sink takes no weight: the same as no sinks, and not the same as the drawn sinks.
+    m = rf.RefModel(make_model("gpt_oss_hand", "--arch", "gpt_oss", "--num-hidden-layers", "1"))
+    toks = tokens(9, m.vocab, seed=21)
+    base = m.forward(toks)
+    w = m.w
+    w["model.layers.0.self_attn.sinks"] = np.full(m.n_heads, -1e4)
+    close(m.forward(toks), m.forward(toks, breaks={"gpt_oss_no_sinks"}), 1e-12)
+    assert np.abs(m.forward(toks) - base).max() > 0.05
+    # The top-k router weights are a softmax over the chosen logits: top-2 of 4 -> sigmoid of the gap.
+    h = np.random.default_rng(3).normal(size=(5, m.hidden))
+    margins = np.full(5, np.inf)
+    out = m._gpt_oss_moe("model.layers.0.", h, (), lambda v: v, margins)
+    logit = h @ w["model.layers.0.mlp.router.weight"].T + w["model.layers.0.mlp.router.bias"]
+    gu, dn = m.gpt_oss_experts("model.layers.0.")
+    lim = m.swiglu_limit
+    for r in range(5):
+        a, b = np.argsort(-logit[r])[:2]
+        wa = 1.0 / (1.0 + math.exp(logit[r, b] - logit[r, a]))
+        y = 0
+        for e, wt in ((a, wa), (b, 1 - wa)):
+            v = h[r] @ gu[e] + w["model.layers.0.mlp.experts.gate_up_proj_bias"][e]
+            g, u = np.minimum(v[0::2], lim), np.clip(v[1::2], -lim, lim)
+            y = y + wt * (((u + 1) * g / (1 + np.exp(-1.702 * g))) @ dn[e]
+                          + w["model.layers.0.mlp.experts.down_proj_bias"][e])
+        close(out[r], y, 1e-10)
+        srt = np.sort(logit[r])[::-1]
+        close(margins[r], srt[1] - srt[2], 1e-12)
 
 
 def main():

@@ -50,6 +50,8 @@ def hf_model(arch):
             extra += ["--num-experts", "8", "--num-experts-per-tok", "2", "--decoder-sparse-step", "1"]
         if arch == "mixtral":
             extra += ["--sliding-window", "64"]
+        if arch == "gpt_oss":  # YaRN's factor 4 fixes the original context at a quarter of the 1024 positions
+            extra += ["--original-max-position-embeddings", "256"]
         if arch == "phi3":  # Phi-4-mini-like: fused projections split per rank, partial rotary, LongRoPE
             extra += ["--rope-scaling", "longrope", "--partial-rotary-factor", "0.75",
                       "--original-max-position-embeddings", "64", "--sliding-window", "48"]
@@ -187,7 +189,9 @@ elif CASE == "dump_logits":
     for arch, layouts in (("qwen3", ["tp2", "tp2_dp2", "tp4_dp2"]), ("qwen3_moe", ["tp2_ep2", "tp4_dp2_ep4"]),
                           ("deepseek_v2", ["tp2", "tp2_dp2"]), ("gemma3", ["tp2", "tp2_dp2"]),
                           ("phi3", ["tp2", "tp2_dp2"]),
-                          ("gemma2", ["tp2", "tp2_dp2"])):  # soft-caps on each rank's heads and vocabulary slice
+                          ("gemma2", ["tp2", "tp2_dp2"]),  # soft-caps on each rank's heads and vocabulary slice
+                          # sinks sliced with the heads, o / down biases added on one rank, experts split or whole
+                          ("gpt_oss", ["tp2", "tp2_dp2", "tp2_ep2"])):
         model = hf_model(arch)
         with open(os.path.join(model, "config.json")) as f:
             vocab = json.load(f)["vocab_size"]

@@ -393,6 +393,81 @@ TEST(ModelConfig, Gemma3DefaultsLayersAndRefusals) {
   EXPECT_THROW(ModelConfig::from_hf_json(mm), Error);
 }
 
+// gpt-oss-20b's config.json as published (its 24 layer_types left out: the default alternation is
+// the same), then what cannot be honoured.
+TEST(ModelConfig, GptOssFieldsAndRefusals) {
+  auto j = nlohmann::json::parse(R"({"architectures": ["GptOssForCausalLM"], "attention_bias": true,
+      "attention_dropout": 0.0, "eos_token_id": 200002, "experts_per_token": 4, "head_dim": 64, "hidden_act": "silu",
+      "hidden_size": 2880, "initial_context_length": 4096, "initializer_range": 0.02, "intermediate_size": 2880,
+      "max_position_embeddings": 131072, "model_type": "gpt_oss", "num_attention_heads": 64,
+      "num_experts_per_tok": 4, "num_hidden_layers": 24, "num_key_value_heads": 8, "num_local_experts": 32,
+      "output_router_logits": false, "pad_token_id": 199999,
+      "quantization_config": {"modules_to_not_convert": ["model.layers.*.self_attn", "model.layers.*.mlp.router",
+                              "model.embed_tokens", "lm_head"], "quant_method": "mxfp4"},
+      "rms_norm_eps": 1e-05, "rope_scaling": {"beta_fast": 32.0, "beta_slow": 1.0, "factor": 32.0,
+      "original_max_position_embeddings": 4096, "rope_type": "yarn", "truncate": false}, "rope_theta": 150000,
+      "router_aux_loss_coef": 0.9, "sliding_window": 128, "swiglu_limit": 7.0, "tie_word_embeddings": false,
+      "transformers_version": "4.55.0.dev0", "use_cache": true, "vocab_size": 201088})");
+  const ModelConfig c = ModelConfig::from_hf_json(j);
+  EXPECT_EQ(c.arch, Arch::GptOss);
+  EXPECT_TRUE(c.qkv_bias && c.o_bias && c.attn_sinks && c.moe_bias && !c.tie_embeddings && !c.qk_norm);
+  EXPECT_EQ(c.head_dim, 64);
+  EXPECT_EQ(c.n_experts, 32);
+  EXPECT_EQ(c.n_experts_per_tok, 4);
+  EXPECT_EQ(c.moe_ffn, 2880);
+  EXPECT_TRUE(c.routing.normalize);
+  EXPECT_EQ(c.mlp_act, GateAct::SwigluOai);
+  EXPECT_FLOAT_EQ(c.swiglu_limit, 7.0f);
+  EXPECT_EQ(c.sliding_window, 128);
+  for (int64_t l = 0; l < 24; ++l) {
+    EXPECT_EQ(c.layer_is_sliding(l), l % 2 == 0) << l;
+    EXPECT_TRUE(c.layer_is_moe(l)) << l;
+  }
+  EXPECT_EQ(c.rope_scaling.type, RopeScaling::Type::Yarn);
+  EXPECT_DOUBLE_EQ(c.rope_scaling.factor, 32.0);
+  EXPECT_FALSE(c.rope_scaling.truncate);
+  // layer_types, where given, decide.
+  auto typed = j;
+  typed["num_hidden_layers"] = 3;
+  typed["layer_types"] = {"full_attention", "sliding_attention", "sliding_attention"};
+  const ModelConfig t = ModelConfig::from_hf_json(typed);
+  EXPECT_FALSE(t.layer_is_sliding(0));
+  EXPECT_TRUE(t.layer_is_sliding(1) && t.layer_is_sliding(2));
+
+  auto expect_error = [](nlohmann::json bad, const char* field) {
+    try {
+      ModelConfig::from_hf_json(bad);
+      ADD_FAILURE() << "accepted bad " << field;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(field), std::string::npos) << e.what();
+    }
+  };
+  auto bad = j;
+  bad["attention_bias"] = false;
+  expect_error(bad, "attention_bias");
+  bad = j;
+  bad["quantization_config"]["quant_method"] = "fp8";
+  expect_error(bad, "quant_method");
+  bad = j;
+  bad["swiglu_limit"] = 0;
+  expect_error(bad, "swiglu_limit");
+  bad = j;
+  bad["layer_types"] = {"full_attention"};
+  expect_error(bad, "layer_types");
+  bad = j;
+  bad.erase("num_local_experts");
+  expect_error(bad, "num_local_experts");
+  // Llama's mlp_bias would need biases no layer adds.
+  auto llama = nlohmann::json::parse(R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64,
+      "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100, "intermediate_size": 128,
+      "mlp_bias": true})");
+  expect_error(llama, "mlp_bias");
+  llama.erase("mlp_bias");
+  llama["attention_bias"] = true;
+  const ModelConfig lb = ModelConfig::from_hf_json(llama);
+  EXPECT_TRUE(lb.qkv_bias && lb.o_bias);  // LlamaAttention's o_proj takes attention_bias too
+}
+
 // gemma-2-2b-it's config.json as published, then with the keys Gemma2Config has defaults for left out.
 TEST(ModelConfig, Gemma2SoftcapsLayersAndRefusals) {
   auto j = nlohmann::json::parse(R"({"architectures": ["Gemma2ForCausalLM"], "attention_bias": false,

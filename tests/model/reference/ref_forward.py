@@ -1,15 +1,16 @@
 #!/usr/bin/python3
 """Independent float64 NumPy forward pass of Hugging Face Llama / Mistral / Qwen2 / Qwen3 / Qwen3-MoE /
-Mixtral / DeepSeek-V2 / DeepSeek-V3 / Gemma 2 / Gemma 3 (text) / Phi-3 (Phi-3, Phi-3.5, Phi-4, Phi-4-mini)
-models.
+Mixtral / DeepSeek-V2 / DeepSeek-V3 / Gemma 2 / Gemma 3 (text) / Phi-3 (Phi-3, Phi-3.5, Phi-4, Phi-4-mini) /
+gpt-oss models.
 
 Written from the published architecture definitions (transformers' modeling_llama, modeling_mistral,
 modeling_qwen2, modeling_qwen3, modeling_qwen3_moe, modeling_mixtral, modeling_gemma2 / modular_gemma2 /
 configuration_gemma2 (see RefModel._gemma2_init), modeling_gemma3 / configuration_gemma3 / masking_utils,
-modeling_phi3 / configuration_phi3 / modeling_rope_utils (see Phi3Rope); DeepSeek's papers and
+modeling_phi3 / configuration_phi3 / modeling_rope_utils (see Phi3Rope), modeling_gpt_oss /
+configuration_gpt_oss / integrations/mxfp4 (see RefModel._gpt_oss_init); DeepSeek's papers and
 modeling_deepseek semantics in ref_deepseek.py), not from dpserve's C++.
 It reads the model folder itself (config.json + safetensors, sharded or not) and converts bf16 / f16 / f32
-weights exactly to float64.
+weights exactly to float64 (U8 tensors, gpt-oss's MXFP4 blocks and scales, stay uint8 and are dequantized).
 
   /usr/bin/python3 ref_forward.py --model-path DIR --tokens 1,5,9 [--out logits.f32]
 
@@ -67,9 +68,31 @@ BREAKS = {
                         "LongRoPE factors padded with 1); only differs when partial_rotary_factor < 1",
     "longrope_factors_swapped": "LongRoPE short_factor used where long_factor belongs and vice versa",
     "longrope_no_attention_factor": "LongRoPE's cos/sin attention factor left out",
+    "yarn_truncate_ignored": "YaRN ramp bounds rounded to integers (floor / ceil) although rope_scaling.truncate "
+                             "is false (gpt-oss)",
+    "gpt_oss_no_sinks": "gpt-oss attention sinks ignored (plain softmax over the keys)",
+    "gpt_oss_sink_scaled": "gpt-oss sink logit multiplied by head_dim**-0.5 like the scores",
+    "gpt_oss_no_o_bias": "gpt-oss o_proj bias ignored",
+    "gpt_oss_sliding_all": "gpt-oss layer_types ignored: every layer sliding",
+    "gpt_oss_layer_types_flipped": "gpt-oss sliding / full alternation with the wrong parity (sliding on odd layers)",
+    "gpt_oss_window_off_by_one": "gpt-oss sliding layers see sliding_window + 1 keys (i - j <= window)",
+    "gpt_oss_no_router_bias": "gpt-oss router bias ignored",
+    "gpt_oss_softmax_before_topk": "gpt-oss routing weights: softmax over all experts, then the top-k taken "
+                                   "unrenormalised (Mixtral / Qwen style) instead of softmax over the top-k logits",
+    "gpt_oss_gate_up_not_interleaved": "gpt-oss gate_up split in halves (gate first I columns, up the rest) instead "
+                                       "of even / odd columns",
+    "gpt_oss_gate_up_swapped": "gpt-oss gate taken from the odd columns and up from the even ones",
+    "gpt_oss_no_clamp": "gpt-oss swiglu_limit ignored (no clamp of gate and up)",
+    "gpt_oss_limit_7": "gpt-oss swiglu_limit read as the fixed 7.0 instead of config.json's value",
+    "gpt_oss_gate_clamp_both_sides": "gpt-oss gate clamped to [-limit, limit] (like up) instead of only above",
+    "gpt_oss_up_plus_one_missing": "gpt-oss expert output (up * glu) instead of ((up + 1) * glu)",
+    "gpt_oss_plain_silu": "gpt-oss glu = gate * sigmoid(gate) (SiLU) instead of gate * sigmoid(1.702 gate)",
+    "gpt_oss_no_expert_bias": "gpt-oss experts' gate_up_proj_bias and down_proj_bias ignored",
+    "gpt_oss_mxfp4_nibbles_swapped": "MXFP4 byte's high nibble taken as the even element, low as the odd one",
+    "gpt_oss_mxfp4_scale_bias_128": "MXFP4 E8M0 scale read as 2^(s - 128) instead of 2^(s - 127)",
 }
 
-_ST_DTYPES = {"BF16": 2, "F16": 2, "F32": 4}
+_ST_DTYPES = {"BF16": 2, "F16": 2, "F32": 4, "U8": 1}
 
 
 def bf16_round(x):
@@ -107,6 +130,8 @@ def read_safetensors(path):
             arr = bits.view(np.float32).astype(np.float64)
         elif dt == "F16":
             arr = np.frombuffer(buf, dtype="<f2").astype(np.float64)
+        elif dt == "U8":  # MXFP4 blocks / scales: kept as bytes
+            arr = np.frombuffer(buf, dtype=np.uint8).copy()
         else:
             arr = np.frombuffer(buf, dtype="<f4").astype(np.float64)
         out[name] = arr.reshape(shape)
@@ -183,7 +208,7 @@ def yarn_inv_freq(config, dim, breaks=()):
         fast, slow = slow, fast
     turns_at = lambda r: dim * math.log(ctx / (2 * math.pi * r)) / (2 * math.log(base))  # noqa: E731
     lo, hi = turns_at(fast), turns_at(slow)
-    if rs.get("truncate", True):
+    if rs.get("truncate", True) or "yarn_truncate_ignored" in breaks:
         lo, hi = math.floor(lo), math.ceil(hi)
     lo, hi = max(lo, 0), min(hi, dim - 1)
     if hi == lo:
@@ -333,6 +358,36 @@ def silu(x):
     return x / (1.0 + np.exp(-x))
 
 
+def sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # no overflow warning for large |x|
+
+
+# transformers' integrations/mxfp4.py FP4_VALUES (E2M1): codes 0-7 positive, 8-15 their negatives.
+FP4_VALUES = np.array([+0.0, +0.5, +1.0, +1.5, +2.0, +3.0, +4.0, +6.0,
+                       -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0], dtype=np.float64)
+
+
+def mxfp4_dequantize(blocks, scales, breaks=()):
+    """transformers' convert_moe_packed_tensors: blocks uint8 [E, rows, G, 16], scales uint8 [E, rows, G]
+    -> float64 [E, G * 32, rows]. In each block of 32 values byte b holds element 2b (low nibble) and
+    2b + 1 (high nibble); the block is multiplied by 2^(scale - 127); the [E, rows, cols] result
+    (rows = outputs) is transposed to the x @ W layout [E, cols, rows]."""
+    if blocks.dtype != np.uint8 or scales.dtype != np.uint8 or blocks.shape[:-1] != scales.shape \
+            or blocks.shape[-1] != 16:
+        raise ValueError(f"MXFP4 blocks {blocks.shape} {blocks.dtype} / scales {scales.shape} {scales.dtype} "
+                         "do not match [E, rows, G, 16] / [E, rows, G] uint8")
+    lo, hi = blocks & 0x0F, blocks >> 4
+    if "gpt_oss_mxfp4_nibbles_swapped" in breaks:
+        lo, hi = hi, lo
+    e, rows, g, _ = blocks.shape
+    vals = np.empty((e, rows, g, 32))
+    vals[..., 0::2] = FP4_VALUES[lo]
+    vals[..., 1::2] = FP4_VALUES[hi]
+    bias = 128 if "gpt_oss_mxfp4_scale_bias_128" in breaks else 127
+    vals = np.ldexp(vals, scales.astype(np.int64)[..., None] - bias)
+    return vals.reshape(e, rows, g * 32).transpose(0, 2, 1)
+
+
 def gemma_rms_norm(x, w, eps, breaks=()):
     """Gemma3RMSNorm: x * rsqrt(mean(x^2) + eps) * (1 + w); checkpoints store w as an offset from 1."""
     y = x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)
@@ -387,7 +442,8 @@ class RefModel:
         kinds = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2",
                  "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3_moe", "MixtralForCausalLM": "mixtral",
                  "DeepseekV2ForCausalLM": "deepseek_v2", "DeepseekV3ForCausalLM": "deepseek_v3",
-                 "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3", "Phi3ForCausalLM": "phi3"}
+                 "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3", "Phi3ForCausalLM": "phi3",
+                 "GptOssForCausalLM": "gpt_oss"}
         if arch not in kinds:
             raise ValueError(f"unsupported architecture {arch}")
         self.arch = kinds[arch]
@@ -416,6 +472,89 @@ class RefModel:
         self.longrope_choice = None
         if self.phi3:
             self._phi3_init()
+        self.gpt_oss = self.arch == "gpt_oss"
+        self.mxfp4 = False
+        if self.gpt_oss:
+            self._gpt_oss_init()
+
+    def _gpt_oss_init(self):
+        """GptOssConfig's fields with its defaults, checked. Read (huggingface/transformers, 4.55+):
+        src/transformers/models/gpt_oss/configuration_gpt_oss.py and modeling_gpt_oss.py (GptOssRMSNorm,
+        GptOssAttention with eager_attention_forward's sinks, GptOssTopKRouter, GptOssExperts,
+        GptOssDecoderLayer, GptOssRotaryEmbedding / _apply_rotary_emb), src/transformers/modeling_rope_utils.py
+        (_compute_yarn_parameters with truncate), src/transformers/masking_utils.py (sliding windows) and
+        src/transformers/integrations/mxfp4.py (FP4_VALUES, convert_moe_packed_tensors).
+
+        - Defaults: head_dim 64 (a null head_dim: hidden / heads), rms_norm_eps 1e-5, sliding_window 128,
+          layer_types: layer i sliding when (i + 1) % 2, attention_bias true, swiglu_limit 7.0, alpha 1.702,
+          tie_word_embeddings false. rope_scaling (or transformers 5's rope_parameters) must be present:
+          yarn with truncate (default true) honoured.
+        - Layer: x += o_proj(attn(rmsnorm(x))) (all projections with biases); x += moe(rmsnorm(x)); plain
+          RMSNorm (w * x / rms). Attention: scores * head_dim**-0.5, causal, sliding layers see keys j with
+          i - j < sliding_window; each head's sink s_h is one more logit in every row's softmax whose
+          probability is dropped. MoE: router logits = x W^T + b, softmax over the top-k logits; expert e:
+          gu = x @ gate_up_proj[e] + gate_up_proj_bias[e], gate = gu[..., ::2] clamped above at the limit, up
+          = gu[..., 1::2] clamped to [-limit, limit], y = ((up + 1) * gate * sigmoid(alpha gate)) @ down_proj[e]
+          + down_proj_bias[e].
+        - The experts come dense (gate_up_proj [E, hidden, 2 I], down_proj [E, I, hidden]) or as MXFP4
+          *_blocks / *_scales (dequantized here as convert_moe_packed_tensors does; see mxfp4_dequantize)."""
+        c = self.config
+        if "head_dim" in c and c["head_dim"] is None:
+            self.head_dim = self.hidden // self.n_heads
+        else:
+            self.head_dim = int(c.get("head_dim", 64))
+        self.eps = float(c.get("rms_norm_eps", 1e-5))
+        self.tied = bool(c.get("tie_word_embeddings", False))
+        types = c.get("layer_types")
+        if types is None:
+            types = ["sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(self.n_layers)]
+        if not isinstance(types, list) or len(types) != self.n_layers or any(t not in GEMMA_TYPES for t in types):
+            raise ValueError(f"layer_types must list {self.n_layers} of {GEMMA_TYPES}: {types}")
+        self.layer_types = list(types)
+        self.window = c.get("sliding_window", 128)
+        if "sliding_attention" in self.layer_types:
+            if not isinstance(self.window, int) or isinstance(self.window, bool) or self.window < 1:
+                raise ValueError(f"sliding layers need a positive sliding_window, not {self.window!r}")
+        else:
+            self.window = None
+        self.swiglu_limit = float(c.get("swiglu_limit", 7.0))
+        self.swiglu_alpha = float(c.get("swiglu_alpha", 1.702))
+        self.n_experts = int(c.get("num_local_experts", 128))
+        self.top_k = int(c.get("num_experts_per_tok", 4))
+        if not 0 < self.top_k <= self.n_experts:
+            raise ValueError(f"need 0 < num_experts_per_tok ({self.top_k}) <= num_local_experts ({self.n_experts})")
+        self.moe = True
+        rs = c.get("rope_scaling") or c.get("rope_parameters")
+        if not isinstance(rs, dict) or rs.get("rope_type", rs.get("type")) != "yarn":
+            raise ValueError(f"gpt_oss: expected a yarn rope_scaling, not {rs!r}")
+        self.rope_config = {"rope_theta": float(rs.get("rope_theta", c.get("rope_theta", 150000.0))),
+                            "rope_scaling": dict(rs),
+                            "max_position_embeddings": c.get("max_position_embeddings", 131072)}
+        qc = c.get("quantization_config") or {}
+        for i in range(self.n_layers):
+            q = f"model.layers.{i}.mlp.experts."
+            for proj in ("gate_up_proj", "down_proj"):
+                packed = q + proj + "_blocks" in self.w
+                if packed:
+                    self.mxfp4 = True
+                    if qc.get("quant_method") != "mxfp4":
+                        raise ValueError(f"{q}{proj}_blocks present but quantization_config is {qc!r}")
+                    mxfp4_dequantize(self.w[q + proj + "_blocks"], self.w[q + proj + "_scales"])  # checks shapes
+                elif q + proj not in self.w:
+                    raise ValueError(f"missing {q}{proj} (dense) or {q}{proj}_blocks / _scales (MXFP4)")
+        self._experts_cache = {}
+
+    def gpt_oss_experts(self, p, breaks=()):
+        """(gate_up_proj [E, hidden, 2 I], down_proj [E, I, hidden]) of layer prefix p, float64."""
+        if not self.mxfp4:
+            return self.w[p + "mlp.experts.gate_up_proj"], self.w[p + "mlp.experts.down_proj"]
+        key = (p, frozenset(b for b in breaks if b.startswith("gpt_oss_mxfp4_")))
+        if key not in self._experts_cache:
+            w = self.w
+            self._experts_cache[key] = tuple(
+                mxfp4_dequantize(w[f"{p}mlp.experts.{n}_blocks"], w[f"{p}mlp.experts.{n}_scales"], breaks)
+                for n in ("gate_up_proj", "down_proj"))
+        return self._experts_cache[key]
 
     def _phi3_init(self):
         """Phi3Config's fields with its defaults (rms_norm_eps 1e-5, num_key_value_heads = heads,
@@ -580,7 +719,7 @@ class RefModel:
         c = self.config
         if self.deepseek:
             return ds.is_sparse(c, layer)
-        if self.arch == "mixtral":
+        if self.arch in ("mixtral", "gpt_oss"):
             return True
         if self.arch != "qwen3_moe":
             return False
@@ -607,6 +746,8 @@ class RefModel:
         kvq = (lambda v: bf16_round(v)) if "kv" in emulate else (lambda v: v)
         if self.gemma:
             return self._gemma_forward(tokens, breaks, act, kvq, hidden)
+        if self.gpt_oss:
+            return self._gpt_oss_forward(tokens, breaks, act, kvq, hidden, routing)
         positions = np.arange(T)
         k_positions = positions + (1 if "rope_k_pos_plus1" in breaks else 0)
         rot = self.head_dim
@@ -770,6 +911,124 @@ class RefModel:
         if cap is not None and "gemma2_no_final_softcap" not in breaks:
             logits = cap * np.tanh(logits / cap)
         return logits
+
+    def _gpt_oss_forward(self, tokens, breaks, act, kvq, hidden, routing):
+        """GptOssForCausalLM (see _gpt_oss_init). `act` rounds where the Llama path does (matmul inputs:
+        normed hidden states, attention output, the experts' gated activations), `kvq` the cached k / v."""
+        w, T, hd = self.w, len(tokens), self.head_dim
+        eps = self.eps
+        positions = np.arange(T)
+        k_positions = positions + (1 if "rope_k_pos_plus1" in breaks else 0)
+        inv_freq = rope_inv_freq(self.rope_config, hd, breaks)
+        mag = rope_attention_scaling(self.rope_config, breaks)
+        types = list(self.layer_types)
+        if "gpt_oss_layer_types_flipped" in breaks:
+            flip = {"sliding_attention": "full_attention", "full_attention": "sliding_attention"}
+            types = [flip[t] for t in types]
+        if "gpt_oss_sliding_all" in breaks:
+            types = ["sliding_attention"] * self.n_layers
+        window = self.window or self.config.get("sliding_window") or 128
+        causal = np.tril(np.ones((T, T), dtype=bool))
+        dist = np.subtract.outer(positions, positions)
+        masks = {"full_attention": causal,
+                 "sliding_attention": causal & ((dist <= window) if "gpt_oss_window_off_by_one" in breaks
+                                                else (dist < window))}
+        if "no_sliding_window" in breaks:
+            masks["sliding_attention"] = causal
+        if "no_causal_mask" in breaks:
+            masks = {t: np.ones((T, T), dtype=bool) for t in masks}
+        scale = hd ** -0.5
+        group = self.n_heads // self.n_kv
+        margins = np.full(T, np.inf)
+        x = w["model.embed_tokens.weight"][tokens].copy()
+        for i in range(self.n_layers):
+            p = f"model.layers.{i}."
+            h = act(rms_norm(x, w[p + "input_layernorm.weight"], eps, breaks))
+            proj = {}
+            for n in ("q", "k", "v"):
+                proj[n] = h @ w[f"{p}self_attn.{n}_proj.weight"].T
+                if "skip_bias" not in breaks and f"{p}self_attn.{n}_proj.bias" in w:
+                    proj[n] = proj[n] + w[f"{p}self_attn.{n}_proj.bias"]
+            q = apply_rope(proj["q"].reshape(T, self.n_heads, hd), positions, inv_freq, breaks, mag)
+            k = kvq(apply_rope(proj["k"].reshape(T, self.n_kv, hd), k_positions, inv_freq, breaks, mag))
+            v = kvq(proj["v"].reshape(T, self.n_kv, hd))
+            sinks = w[p + "self_attn.sinks"]
+            mask = masks[types[i]]
+            attn = np.empty((T, self.n_heads, hd))
+            for hh in range(self.n_heads):
+                kv = hh % self.n_kv if "gqa_modulo" in breaks else hh // group
+                s = np.where(mask, (q[:, hh, :] @ k[:, kv, :].T) * scale, -np.inf)
+                sink = sinks[hh] * (scale if "gpt_oss_sink_scaled" in breaks else 1.0)
+                m = s.max(axis=1)
+                if "gpt_oss_no_sinks" not in breaks:
+                    m = np.maximum(m, sink)
+                e = np.exp(s - m[:, None])
+                den = e.sum(axis=1)
+                if "gpt_oss_no_sinks" not in breaks:
+                    den = den + np.exp(sink - m)  # the sink's column: in the softmax, then dropped
+                attn[:, hh, :] = (e / den[:, None]) @ v[:, kv, :]
+            o = act(attn.reshape(T, -1)) @ w[p + "self_attn.o_proj.weight"].T
+            if "gpt_oss_no_o_bias" not in breaks and p + "self_attn.o_proj.bias" in w:
+                o = o + w[p + "self_attn.o_proj.bias"]
+            x = x + o
+            h = act(rms_norm(x, w[p + "post_attention_layernorm.weight"], eps, breaks))
+            x = x + self._gpt_oss_moe(p, h, breaks, act, margins)
+        if hidden is not None:
+            hidden.append(x.copy())
+        x = act(rms_norm(x, w["model.norm.weight"], eps, breaks))
+        if hidden is not None:
+            hidden.append(x.copy())
+        if routing is not None:
+            routing.extend(margins.tolist())
+        return x @ self.lm_head().T
+
+    def _gpt_oss_moe(self, p, h, breaks, act, margins):
+        """GptOssMLP: GptOssTopKRouter (torch.topk of the router logits, softmax over those k values) and
+        GptOssExperts' clamped SwiGLU with interleaved gate / up columns."""
+        w, k = self.w, self.top_k
+        logits = h @ w[p + "mlp.router.weight"].T
+        if "gpt_oss_no_router_bias" not in breaks:
+            logits = logits + w[p + "mlp.router.bias"]
+        order = np.argsort(-logits, axis=1, kind="stable")
+        top = order[:, :k]
+        if k < logits.shape[1]:
+            srt = np.take_along_axis(logits, order, axis=1)
+            np.minimum(margins, srt[:, k - 1] - srt[:, k], out=margins)
+        if "gpt_oss_softmax_before_topk" in breaks:
+            probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+            wts = np.take_along_axis(probs / probs.sum(axis=1, keepdims=True), top, axis=1)
+        else:
+            vals = np.take_along_axis(logits, top, axis=1)
+            wts = np.exp(vals - vals.max(axis=1, keepdims=True))
+            wts /= wts.sum(axis=1, keepdims=True)
+        gate_up, down = self.gpt_oss_experts(p, breaks)
+        gu_bias, down_bias = w[p + "mlp.experts.gate_up_proj_bias"], w[p + "mlp.experts.down_proj_bias"]
+        limit = 7.0 if "gpt_oss_limit_7" in breaks else self.swiglu_limit
+        alpha = 1.0 if "gpt_oss_plain_silu" in breaks else self.swiglu_alpha
+        no_bias = "gpt_oss_no_expert_bias" in breaks
+        out = np.zeros_like(h)
+        for e in range(logits.shape[1]):
+            rows, slot = np.nonzero(top == e)
+            if len(rows) == 0:
+                continue
+            gu = h[rows] @ gate_up[e] + (0.0 if no_bias else gu_bias[e])
+            if "gpt_oss_gate_up_not_interleaved" in breaks:
+                f = gu.shape[1] // 2
+                gate, up = gu[:, :f], gu[:, f:]
+            elif "gpt_oss_gate_up_swapped" in breaks:
+                gate, up = gu[:, 1::2], gu[:, 0::2]
+            else:
+                gate, up = gu[:, 0::2], gu[:, 1::2]
+            if "gpt_oss_no_clamp" not in breaks:
+                lo = -limit if "gpt_oss_gate_clamp_both_sides" in breaks else -np.inf
+                gate = np.clip(gate, lo, limit)
+                up = np.clip(up, -limit, limit)
+            glu = gate * sigmoid(alpha * gate)
+            y = act((up if "gpt_oss_up_plus_one_missing" in breaks else up + 1.0) * glu) @ down[e]
+            if not no_bias:
+                y = y + down_bias[e]
+            out[rows] += wts[rows, slot][:, None] * y
+        return out
 
     def _gemma_mlp(self, p, h, act, breaks):
         w = self.w

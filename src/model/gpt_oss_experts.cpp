@@ -1,0 +1,192 @@
+#include "model/gpt_oss_experts.h"
+
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "core/bf16.h"
+#include "core/check.h"
+
+namespace dpserve {
+
+namespace {
+
+// FP4 e2m1: sign, two exponent bits, one mantissa bit (OCP microscaling formats, MXFP4).
+constexpr float kFp4[16] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
+                            -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
+// Twice each code's value: an integer, so a Q8_0 block holds it exactly with half the scale.
+constexpr int8_t kFp4Twice[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+constexpr int64_t kBlock = 32, kBlockBytes = 16, kQ8Bytes = 34;
+
+float elem_f32(const uint8_t* p, DType t) {
+  switch (t) {
+    case DType::F32: {
+      float f;
+      std::memcpy(&f, p, 4);
+      return f;
+    }
+    case DType::BF16: {
+      bf16_t b;
+      std::memcpy(&b, p, 2);
+      return bf16_to_f32(b);
+    }
+    case DType::F16: {
+      f16_t h;
+      std::memcpy(&h, p, 2);
+      return f16_to_f32(h);
+    }
+    default: fail("gpt-oss: expert tensors of dtype {} are not supported (F32, BF16, F16, or MXFP4 blocks)", dtype_name(t));
+  }
+}
+
+// Row i of a [E, n] tensor (biases) as fp32.
+std::vector<float> bias_row(const TensorInfo& t, int64_t e, int64_t n) {
+  const int64_t es = dtype_size(t.dtype);
+  const auto* p = static_cast<const uint8_t*>(t.data) + e * n * es;
+  std::vector<float> out(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) out[size_t(i)] = elem_f32(p + i * es, t.dtype);
+  return out;
+}
+
+const TensorInfo& shaped(const WeightStore& store, const std::string& name, const std::vector<int64_t>& shape) {
+  const TensorInfo& t = store.get(name);
+  if (t.shape != shape) {
+    std::string want;
+    for (int64_t d : shape) want += (want.empty() ? "" : ", ") + std::to_string(d);
+    fail("weights: tensor \"{}\" in {} does not have the shape [{}] config.json implies", name, t.file, want);
+  }
+  return t;
+}
+
+void add_vector(WeightStore& store, const std::string& name, const std::vector<float>& v) {
+  std::vector<uint8_t> bytes(v.size() * sizeof(float));
+  std::memcpy(bytes.data(), v.data(), bytes.size());
+  TensorInfo t;
+  t.dtype = DType::F32;
+  t.shape = {int64_t(v.size())};
+  store.add_owned(name, std::move(t), std::move(bytes));
+}
+
+// Output-major MXFP4 rows `rows` (row r of the result = stacked row rows[r]) of one expert, each of
+// `cols` values, as Q8_0 (or bf16 when a scale is outside an f16's powers of two).
+void add_mxfp4_matrix(WeightStore& store, const std::string& name, const uint8_t* codes, const uint8_t* scales,
+                      const std::vector<int64_t>& rows, int64_t cols, const std::string& file) {
+  const int64_t nb = cols / kBlock;
+  bool fits = true;
+  for (int64_t r : rows)
+    for (int64_t b = 0; b < nb; ++b) {
+      const int s = scales[r * nb + b];
+      if (s == 255) fail("weights: {} in {}: an MXFP4 scale is NaN (0xff)", name, file);
+      const float d = std::ldexp(1.0f, s - 128);
+      fits = fits && f16_to_f32(f32_to_f16(d)) == d;
+    }
+  TensorInfo t;
+  t.shape = {int64_t(rows.size()), cols};
+  t.file = file;
+  std::vector<uint8_t> out;
+  if (fits) {
+    t.dtype = DType::Q8_0;
+    out.resize(size_t(int64_t(rows.size()) * nb * kQ8Bytes));
+    uint8_t* o = out.data();
+    for (int64_t r : rows)
+      for (int64_t b = 0; b < nb; ++b, o += kQ8Bytes) {
+        const f16_t d = f32_to_f16(std::ldexp(1.0f, int(scales[r * nb + b]) - 128));
+        std::memcpy(o, &d, 2);
+        const uint8_t* c = codes + (r * nb + b) * kBlockBytes;
+        for (int64_t k = 0; k < kBlockBytes; ++k) {
+          o[2 + 2 * k] = uint8_t(kFp4Twice[c[k] & 0x0f]);
+          o[3 + 2 * k] = uint8_t(kFp4Twice[c[k] >> 4]);
+        }
+      }
+  } else {
+    t.dtype = DType::BF16;
+    out.resize(size_t(int64_t(rows.size()) * cols * 2));
+    auto* o = reinterpret_cast<bf16_t*>(out.data());
+    float vals[kBlock];
+    for (int64_t r : rows)
+      for (int64_t b = 0; b < nb; ++b) {
+        dequantize_mxfp4_block(codes + (r * nb + b) * kBlockBytes, scales[r * nb + b], vals);
+        for (float v : vals) *o++ = f32_to_bf16(v);
+      }
+  }
+  store.add_owned(name, std::move(t), std::move(out));
+}
+
+}  // namespace
+
+void dequantize_mxfp4_block(const uint8_t* codes, uint8_t scale, float* out) {
+  for (int64_t k = 0; k < kBlockBytes; ++k) {
+    out[2 * k] = std::ldexp(kFp4[codes[k] & 0x0f], int(scale) - 127);
+    out[2 * k + 1] = std::ldexp(kFp4[codes[k] >> 4], int(scale) - 127);
+  }
+}
+
+void split_gpt_oss_experts(const ModelConfig& c, WeightStore& store) {
+  const int64_t E = c.n_experts, H = c.hidden, I = c.moe_ffn;
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".mlp.experts.";
+    const TensorInfo gub = shaped(store, p + "gate_up_proj_bias", {E, 2 * I});
+    const TensorInfo db = shaped(store, p + "down_proj_bias", {E, H});
+    for (int64_t e = 0; e < E; ++e) {
+      const std::string q = p + std::to_string(e) + ".";
+      const std::vector<float> gu = bias_row(gub, e, 2 * I);
+      std::vector<float> bg(static_cast<size_t>(I)), bu(static_cast<size_t>(I));
+      for (int64_t i = 0; i < I; ++i) bg[size_t(i)] = gu[size_t(2 * i)], bu[size_t(i)] = gu[size_t(2 * i + 1)];
+      add_vector(store, q + "gate_proj.bias", bg);
+      add_vector(store, q + "up_proj.bias", bu);
+      add_vector(store, q + "down_proj.bias", bias_row(db, e, H));
+    }
+    if (store.has(p + "gate_up_proj")) {
+      // Dense: transpose each expert's input-major matrices to the output-major rows the kernels take.
+      const TensorInfo gu = shaped(store, p + "gate_up_proj", {E, H, 2 * I});
+      const TensorInfo dn = shaped(store, p + "down_proj", {E, I, H});
+      if (gu.dtype != dn.dtype) fail("weights: {}gate_up_proj and down_proj differ in dtype", p);
+      const int64_t es = dtype_size(gu.dtype);
+      elem_f32(static_cast<const uint8_t*>(gu.data), gu.dtype);  // refuses dtypes it cannot read
+      for (int64_t e = 0; e < E; ++e) {
+        const std::string q = p + std::to_string(e) + ".";
+        const auto* src = static_cast<const uint8_t*>(gu.data) + e * H * 2 * I * es;
+        for (int half = 0; half < 2; ++half) {  // 0: gate (even columns), 1: up (odd)
+          std::vector<uint8_t> w(static_cast<size_t>(I * H * es));
+          for (int64_t i = 0; i < I; ++i)
+            for (int64_t h = 0; h < H; ++h)
+              std::memcpy(&w[size_t((i * H + h) * es)], src + (h * 2 * I + 2 * i + half) * es, size_t(es));
+          TensorInfo t{gu.dtype, {I, H}, nullptr, gu.file};
+          store.add_owned(q + (half == 0 ? "gate_proj.weight" : "up_proj.weight"), std::move(t), std::move(w));
+        }
+        const auto* d = static_cast<const uint8_t*>(dn.data) + e * I * H * es;
+        std::vector<uint8_t> w(static_cast<size_t>(H * I * es));
+        for (int64_t h = 0; h < H; ++h)
+          for (int64_t i = 0; i < I; ++i) std::memcpy(&w[size_t((h * I + i) * es)], d + (i * H + h) * es, size_t(es));
+        store.add_owned(q + "down_proj.weight", TensorInfo{dn.dtype, {H, I}, nullptr, dn.file}, std::move(w));
+      }
+    } else if (store.has_bytes(p + "gate_up_proj_blocks")) {
+      if (H % kBlock != 0 || I % kBlock != 0)
+        fail("weights: {}: MXFP4 experts need hidden_size ({}) and intermediate_size ({}) in 32-element blocks", p, H, I);
+      const TensorInfo gb = store.take_bytes(p + "gate_up_proj_blocks", {E, 2 * I, H / kBlock, kBlockBytes});
+      const TensorInfo gs = store.take_bytes(p + "gate_up_proj_scales", {E, 2 * I, H / kBlock});
+      const TensorInfo db2 = store.take_bytes(p + "down_proj_blocks", {E, H, I / kBlock, kBlockBytes});
+      const TensorInfo ds = store.take_bytes(p + "down_proj_scales", {E, H, I / kBlock});
+      std::vector<int64_t> even(static_cast<size_t>(I)), odd(static_cast<size_t>(I)), all(static_cast<size_t>(H));
+      for (int64_t i = 0; i < I; ++i) even[size_t(i)] = 2 * i, odd[size_t(i)] = 2 * i + 1;
+      for (int64_t h = 0; h < H; ++h) all[size_t(h)] = h;
+      for (int64_t e = 0; e < E; ++e) {
+        const std::string q = p + std::to_string(e) + ".";
+        const auto* gcodes = static_cast<const uint8_t*>(gb.data) + e * 2 * I * (H / kBlock) * kBlockBytes;
+        const auto* gscales = static_cast<const uint8_t*>(gs.data) + e * 2 * I * (H / kBlock);
+        add_mxfp4_matrix(store, q + "gate_proj.weight", gcodes, gscales, even, H, gb.file);
+        add_mxfp4_matrix(store, q + "up_proj.weight", gcodes, gscales, odd, H, gb.file);
+        const auto* dcodes = static_cast<const uint8_t*>(db2.data) + e * H * (I / kBlock) * kBlockBytes;
+        const auto* dscales = static_cast<const uint8_t*>(ds.data) + e * H * (I / kBlock);
+        add_mxfp4_matrix(store, q + "down_proj.weight", dcodes, dscales, all, I, db2.file);
+      }
+    } else {
+      fail("weights: missing tensor \"{}gate_up_proj\" (or its MXFP4 form, gate_up_proj_blocks / _scales)", p);
+    }
+    // The stacked tensors (and their biases) are now the per-expert ones.
+    store.drop_prefix(p + "gate_up_proj");
+    store.drop_prefix(p + "down_proj");
+  }
+}
+
+}  // namespace dpserve
