@@ -1055,6 +1055,16 @@ def write_safetensors(path, tensors, sampler, dtype, index_of, progress):
     return off
 
 
+def check_layer_types(ap, a):
+    """--layer-types names known types, one per layer."""
+    try:
+        types = gemma_layer_types(a)
+    except KeyError as e:
+        ap.error(f"--layer-types: unknown type {e}")
+    if len(types) != a.num_hidden_layers:
+        ap.error(f"--layer-types lists {len(types)} layers, not num_hidden_layers {a.num_hidden_layers}")
+
+
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="output folder (created)")
@@ -1271,12 +1281,7 @@ def parse_args(argv):
             ap.error(f"gpt_oss: max_position_embeddings ({a.max_position_embeddings}) must be rope factor x "
                      f"original_max_position_embeddings ({a.rope_factor} x {a.original_max_position_embeddings})")
         if a.layer_types:
-            try:
-                types = gemma_layer_types(a)
-            except KeyError as e:
-                ap.error(f"--layer-types: unknown type {e}")
-            if len(types) != a.num_hidden_layers:
-                ap.error(f"--layer-types lists {len(types)} layers, not num_hidden_layers {a.num_hidden_layers}")
+            check_layer_types(ap, a)
     if arch != "gemma2" and a.attn_logit_softcapping is not None:
         ap.error("--attn-logit-softcapping is for --arch gemma2")
     if arch == "gemma2":
@@ -1290,12 +1295,7 @@ def parse_args(argv):
         if a.sliding_window < 1 or a.sliding_window_pattern < 1 or a.query_pre_attn_scalar <= 0:
             ap.error(f"{arch} needs sliding_window >= 1, sliding_window_pattern >= 1, query_pre_attn_scalar > 0")
         if a.layer_types:
-            try:
-                types = gemma_layer_types(a)
-            except KeyError as e:
-                ap.error(f"--layer-types: unknown type {e}")
-            if len(types) != a.num_hidden_layers:
-                ap.error(f"--layer-types lists {len(types)} layers, not num_hidden_layers {a.num_hidden_layers}")
+            check_layer_types(ap, a)
             if a.gemma_layer_config == "pattern":
                 ap.error("--gemma-layer-config pattern writes no layer_types: --layer-types would be lost")
     return a

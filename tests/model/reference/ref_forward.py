@@ -505,18 +505,7 @@ class RefModel:
             self.head_dim = int(c.get("head_dim", 64))
         self.eps = float(c.get("rms_norm_eps", 1e-5))
         self.tied = bool(c.get("tie_word_embeddings", False))
-        types = c.get("layer_types")
-        if types is None:
-            types = ["sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(self.n_layers)]
-        if not isinstance(types, list) or len(types) != self.n_layers or any(t not in GEMMA_TYPES for t in types):
-            raise ValueError(f"layer_types must list {self.n_layers} of {GEMMA_TYPES}: {types}")
-        self.layer_types = list(types)
-        self.window = c.get("sliding_window", 128)
-        if "sliding_attention" in self.layer_types:
-            if not isinstance(self.window, int) or isinstance(self.window, bool) or self.window < 1:
-                raise ValueError(f"sliding layers need a positive sliding_window, not {self.window!r}")
-        else:
-            self.window = None
+        self._alternating_layers(128)
         self.swiglu_limit = float(c.get("swiglu_limit", 7.0))
         self.swiglu_alpha = float(c.get("swiglu_alpha", 1.702))
         self.n_experts = int(c.get("num_local_experts", 128))
@@ -615,6 +604,23 @@ class RefModel:
         self.final_logit_softcapping = c.get("final_logit_softcapping")
         self.attn_logit_softcapping = None
 
+    def _alternating_layers(self, default_window):
+        """layer_types (Gemma 2's and gpt-oss's default: layer i sliding when (i + 1) % 2) and the
+        sliding_window, None when no layer slides."""
+        c = self.config
+        types = c.get("layer_types")
+        if types is None:
+            types = ["sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(self.n_layers)]
+        if not isinstance(types, list) or len(types) != self.n_layers or any(t not in GEMMA_TYPES for t in types):
+            raise ValueError(f"layer_types must list {self.n_layers} of {GEMMA_TYPES}: {types}")
+        self.layer_types = list(types)
+        self.window = c.get("sliding_window", default_window)
+        if "sliding_attention" in self.layer_types:
+            if not isinstance(self.window, int) or isinstance(self.window, bool) or self.window < 1:
+                raise ValueError(f"sliding layers need a positive sliding_window, not {self.window!r}")
+        else:
+            self.window = None
+
     def _gemma2_init(self):
         """Gemma2Config's fields with its defaults, checked. Read (huggingface/transformers):
         src/transformers/models/gemma2/configuration_gemma2.py and modular_gemma2.py (Gemma2Config,
@@ -661,18 +667,7 @@ class RefModel:
             caps[key] = None if v is None else float(v)
         self.attn_logit_softcapping = caps["attn_logit_softcapping"]
         self.final_logit_softcapping = caps["final_logit_softcapping"]
-        types = c.get("layer_types")
-        if types is None:
-            types = ["sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(self.n_layers)]
-        if not isinstance(types, list) or len(types) != self.n_layers or any(t not in GEMMA_TYPES for t in types):
-            raise ValueError(f"layer_types must list {self.n_layers} of {GEMMA_TYPES}: {types}")
-        self.layer_types = list(types)
-        self.window = c.get("sliding_window", 4096)
-        if "sliding_attention" in self.layer_types:
-            if not isinstance(self.window, int) or isinstance(self.window, bool) or self.window < 1:
-                raise ValueError(f"sliding layers need a positive sliding_window, not {self.window!r}")
-        else:
-            self.window = None
+        self._alternating_layers(4096)
         rs = c.get("rope_scaling") or c.get("rope_parameters") or {}
         if not isinstance(rs, dict) or set(rs) & set(GEMMA_TYPES):
             raise ValueError(f"rope_scaling / rope_parameters must be one flat dict for Gemma 2, not {rs!r}")
