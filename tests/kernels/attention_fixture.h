@@ -60,7 +60,7 @@ struct Case {
   int64_t window = 0;
   int64_t v_dim = 0;    // 0: head_dim
   bool latent = false;  // MLA: V is the first v_dim values of the key row (one row, one scale)
-  std::vector<float> sinks;  // one logit per query head (gpt-oss), or none
+  std::vector<float> sinks = {};  // one logit per query head (gpt-oss), or none
 };
 
 // A cache of `pages` pages holding the fp32 values `k` / `v` ([page][kv head][slot][row]),
