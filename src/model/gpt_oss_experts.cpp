@@ -18,33 +18,17 @@ constexpr float kFp4[16] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
 constexpr int8_t kFp4Twice[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
 constexpr int64_t kBlock = 32, kBlockBytes = 16, kQ8Bytes = 34;
 
-float elem_f32(const uint8_t* p, DType t) {
-  switch (t) {
-    case DType::F32: {
-      float f;
-      std::memcpy(&f, p, 4);
-      return f;
-    }
-    case DType::BF16: {
-      bf16_t b;
-      std::memcpy(&b, p, 2);
-      return bf16_to_f32(b);
-    }
-    case DType::F16: {
-      f16_t h;
-      std::memcpy(&h, p, 2);
-      return f16_to_f32(h);
-    }
-    default: fail("gpt-oss: expert tensors of dtype {} are not supported (F32, BF16, F16, or MXFP4 blocks)", dtype_name(t));
-  }
+// The stacked float tensors are read (biases) or rearranged (dense experts) as F32, BF16 or F16.
+void check_float(const TensorInfo& t, const std::string& name) {
+  if (t.dtype != DType::F32 && t.dtype != DType::BF16 && t.dtype != DType::F16)
+    fail("weights: {} in {} is {}; gpt-oss experts take F32, BF16, F16 or MXFP4 blocks", name, t.file,
+         dtype_name(t.dtype));
 }
 
-// Row i of a [E, n] tensor (biases) as fp32.
+// Row e of a [E, n] float tensor (biases) as fp32.
 std::vector<float> bias_row(const TensorInfo& t, int64_t e, int64_t n) {
-  const int64_t es = dtype_size(t.dtype);
-  const auto* p = static_cast<const uint8_t*>(t.data) + e * n * es;
   std::vector<float> out(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) out[size_t(i)] = elem_f32(p + i * es, t.dtype);
+  weight_row_to_f32(WeightView{t.data, t.dtype, t.shape[0], n, n}, e, out.data());
   return out;
 }
 
@@ -127,6 +111,8 @@ void split_gpt_oss_experts(const ModelConfig& c, WeightStore& store) {
     const std::string p = "model.layers." + std::to_string(l) + ".mlp.experts.";
     const TensorInfo gub = shaped(store, p + "gate_up_proj_bias", {E, 2 * I});
     const TensorInfo db = shaped(store, p + "down_proj_bias", {E, H});
+    check_float(gub, p + "gate_up_proj_bias");
+    check_float(db, p + "down_proj_bias");
     for (int64_t e = 0; e < E; ++e) {
       const std::string q = p + std::to_string(e) + ".";
       const std::vector<float> gu = bias_row(gub, e, 2 * I);
@@ -141,8 +127,8 @@ void split_gpt_oss_experts(const ModelConfig& c, WeightStore& store) {
       const TensorInfo gu = shaped(store, p + "gate_up_proj", {E, H, 2 * I});
       const TensorInfo dn = shaped(store, p + "down_proj", {E, I, H});
       if (gu.dtype != dn.dtype) fail("weights: {}gate_up_proj and down_proj differ in dtype", p);
+      check_float(gu, p + "gate_up_proj");
       const int64_t es = dtype_size(gu.dtype);
-      elem_f32(static_cast<const uint8_t*>(gu.data), gu.dtype);  // refuses dtypes it cannot read
       for (int64_t e = 0; e < E; ++e) {
         const std::string q = p + std::to_string(e) + ".";
         const auto* src = static_cast<const uint8_t*>(gu.data) + e * H * 2 * I * es;
