@@ -48,7 +48,7 @@ import gguf_format as G  # noqa: E402
 ARCH = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2",
         "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3moe", "MixtralForCausalLM": "llama",
         "DeepseekV2ForCausalLM": "deepseek2", "DeepseekV3ForCausalLM": "deepseek2", "Gemma3ForCausalLM": "gemma3",
-        "Gemma2ForCausalLM": "gemma2", "Phi3ForCausalLM": "phi3"}
+        "Gemma2ForCausalLM": "gemma2", "Phi3ForCausalLM": "phi3", "GptOssForCausalLM": "gpt-oss"}
 # (type, general.file_type)
 OUTTYPES = {"f32": (G.GGML_F32, 0), "f16": (G.GGML_F16, 1), "bf16": (G.GGML_BF16, 32), "q8_0": (G.GGML_Q8_0, 7),
             "q4_0": (G.GGML_Q4_0, 2), "q5_0": (G.GGML_Q5_0, 8), "q5_1": (G.GGML_Q5_1, 9)}
@@ -90,6 +90,11 @@ GEMMA3_NAMES = {"post_attention_layernorm.weight": "post_attention_norm.weight",
 # Phi-3's fused projections, as llama.cpp's converter keeps them: attn_qkv (q, k, v rows) and ffn_up
 # holding the gate rows, then the up rows (phi3 has no ffn_gate).
 PHI3_NAMES = {"self_attn.qkv_proj.weight": "attn_qkv.weight", "mlp.gate_up_proj.weight": "ffn_up.weight"}
+# gpt-oss as llama.cpp's converter names it (its MLP input norm is post_attention_norm; the stacked
+# experts are written by gpt_oss_experts).
+GPT_OSS_NAMES = {"self_attn.o_proj.bias": "attn_output.bias", "self_attn.sinks": "attn_sinks.weight",
+                 "post_attention_layernorm.weight": "post_attention_norm.weight",
+                 "mlp.router.weight": "ffn_gate_inp.weight", "mlp.router.bias": "ffn_gate_inp.bias"}
 EXPERT_NAMES = {"gate_proj.weight": "ffn_gate_exps.weight", "up_proj.weight": "ffn_up_exps.weight",
                 "down_proj.weight": "ffn_down_exps.weight"}
 # Mixtral's experts (block_sparse_moe.experts.E.*): w1 is the gate, w3 the up and w2 the down projection.
@@ -534,7 +539,8 @@ def per_head_yarn(w, p, rs):
         if rs.get(k):
             raise SystemExit(f"hf_to_gguf: yarn {k} has no GGUF key for this architecture")
     if rs.get("truncate", True) is not True:
-        raise SystemExit("hf_to_gguf: yarn truncate false has no GGUF key (llama.cpp always truncates)")
+        raise SystemExit("hf_to_gguf: yarn truncate false has no GGUF key (llama.cpp always truncates; gpt-oss's "
+                         "real converter drops it, this one refuses)")
     w.add(p + "rope.scaling.type", G.STRING, "yarn")
     w.add(p + "rope.scaling.factor", G.F32, rs["factor"])
     if "original_max_position_embeddings" in rs:
@@ -647,6 +653,52 @@ def phi3_keys(w, p, c, head_dim):
     return {k: np.asarray(rs[k + "_factor"], dtype="<f4") for k in ("long", "short")}
 
 
+def gpt_oss_keys(w, p, c, n_layers):
+    """What llama.cpp's gpt-oss reads beyond the common keys. Its clamped SwiGLU has the released models'
+    limit (7) built in and its layers alternate sliding / full from the first (attention.sliding_window_pattern
+    2, its default), so a config it would run differently is refused."""
+    if not c.get("attention_bias", True):
+        raise SystemExit("hf_to_gguf: gpt-oss without attention biases cannot be written (llama.cpp requires them)")
+    if c.get("swiglu_limit", 7.0) != 7.0:
+        raise SystemExit(f"hf_to_gguf: swiglu_limit {c['swiglu_limit']} cannot be written for gpt-oss (llama.cpp "
+                         "fixes it at 7)")
+    types = c.get("layer_types") or ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(n_layers)]
+    if types != ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(n_layers)]:
+        raise SystemExit("hf_to_gguf: gpt-oss layer_types other than sliding / full alternating from layer 0 cannot "
+                         "be written")
+    w.add(p + "expert_count", G.U32, c["num_local_experts"])
+    w.add(p + "expert_used_count", G.U32, c.get("num_experts_per_tok", c.get("experts_per_token")))
+    w.add(p + "expert_feed_forward_length", G.U32, c["intermediate_size"])
+    w.add(p + "attention.sliding_window", G.U32, c.get("sliding_window", 128))
+
+
+def gpt_oss_experts(w, st, hp, layer, ggml_type):
+    """transformers' stacked experts -> llama.cpp's: gate_up_proj [E, H, 2I] (x @ W; gate the even columns,
+    up the odd) becomes ffn_gate_exps / ffn_up_exps [E, I, H], down_proj [E, I, H] ffn_down_exps [E, H, I];
+    the biases split the same way (F32). The MXFP4 form (*_blocks / *_scales) is refused: write the dense
+    folder, and llama-quantize MXFP4_MOE makes llama.cpp's MXFP4 from it."""
+    q = hp + "mlp.experts."
+    if q + "gate_up_proj" not in st:
+        raise SystemExit(f"hf_to_gguf: {q}gate_up_proj is missing (MXFP4 gpt-oss folders are not converted; "
+                         "write the dense form)")
+    gu, gu_t = st[q + "gate_up_proj"]
+    dn, dn_t = st[q + "down_proj"]
+    gub, gub_t = st[q + "gate_up_proj_bias"]
+    dnb, dnb_t = st[q + "down_proj_bias"]
+    gu = np.swapaxes(np.asarray(gu), 1, 2)  # [E, 2I, H]
+    parts = [("ffn_gate_exps.weight", gu[:, 0::2, :], gu_t), ("ffn_up_exps.weight", gu[:, 1::2, :], gu_t),
+             ("ffn_down_exps.weight", np.swapaxes(np.asarray(dn), 1, 2), dn_t)]
+    for gg, a, d in parts:
+        t = matrix_type(ggml_type, a.shape)
+        w.add_tensor(G.TensorSpec(f"blk.{layer}.{gg}", t, a.shape,
+                                  lambda a=a, d=d, t=t: convert(np.ascontiguousarray(a), d, t)))
+    gub = np.asarray(gub)
+    for gg, a, d in (("ffn_gate_exps.bias", gub[:, 0::2], gub_t), ("ffn_up_exps.bias", gub[:, 1::2], gub_t),
+                     ("ffn_down_exps.bias", np.asarray(dnb), dnb_t)):
+        w.add_tensor(G.TensorSpec(f"blk.{layer}.{gg}", G.GGML_F32, a.shape,
+                                  lambda a=a, d=d: convert(np.ascontiguousarray(a), d, G.GGML_F32)))
+
+
 def add_sampling_defaults(w, folder):
     path = os.path.join(folder, "generation_config.json")
     if not os.path.exists(path):
@@ -664,7 +716,7 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
     if arch is None:
         raise SystemExit(f"hf_to_gguf: architecture {c.get('architectures')} is not supported")
     ggml_type, file_type = OUTTYPES[outtype]
-    gemma, phi3 = arch in ("gemma2", "gemma3"), arch == "phi3"
+    gemma, phi3, gpt_oss = arch in ("gemma2", "gemma3"), arch == "phi3", arch == "gpt-oss"
     # Each layout option belongs to one architecture; elsewhere it would be silently ignored.
     if qkv != "fused" and not phi3:
         raise SystemExit(f"hf_to_gguf: --qkv {qkv} is for Phi-3 (fused qkv_proj); this model is {arch}")
@@ -711,6 +763,8 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
         w.add(p + "vocab_size", G.U32, c["vocab_size"])
     if arch == "gemma3":
         gemma3_keys(w, p, c, n_layers, head_dim)
+    if gpt_oss:
+        gpt_oss_keys(w, p, c, n_layers)
     if arch == "gemma2":
         gemma2_keys(w, p, c, n_layers, head_dim)
         if c.get("rope_scaling"):
@@ -774,7 +828,8 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
         w.add_tensor(G.TensorSpec(f"rope_factors_{kind}.weight", G.GGML_F32, factors.shape, lambda f=factors: f))
     for layer in range(n_layers):
         hp = f"model.layers.{layer}."
-        names = {**LAYER_NAMES, **GEMMA3_NAMES} if gemma else {**LAYER_NAMES, **PHI3_NAMES} if phi3 else LAYER_NAMES
+        names = ({**LAYER_NAMES, **GEMMA3_NAMES} if gemma else {**LAYER_NAMES, **PHI3_NAMES} if phi3
+                 else {**LAYER_NAMES, **GPT_OSS_NAMES} if gpt_oss else LAYER_NAMES)
         for hf, gg in names.items():
             if hp + hf not in st or (phi3 and qkv == "split" and gg == "attn_qkv.weight"):
                 continue
@@ -783,7 +838,10 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
                 heads = n_head
             elif arch == "llama" and hf.startswith("self_attn.k_proj"):
                 heads = n_kv
-            w.add_tensor(spec(f"blk.{layer}.{gg}", hp + hf, heads, force_f32=(gg == "ffn_gate_inp.weight")))
+            w.add_tensor(spec(f"blk.{layer}.{gg}", hp + hf, heads,
+                              force_f32=gg in ("ffn_gate_inp.weight", "ffn_gate_inp.bias", "attn_sinks.weight")))
+        if gpt_oss:
+            gpt_oss_experts(w, st, hp, layer, ggml_type)
         if phi3 and qkv == "split":  # attn_q / attn_k / attn_v, which llama.cpp's phi3 also reads
             arr, dtype = st[hp + "self_attn.qkv_proj.weight"]
             rows = np.cumsum([n_head * head_dim, n_kv * head_dim])

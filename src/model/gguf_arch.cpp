@@ -20,6 +20,16 @@ int64_t positive(const GgufMetadata& m, const std::string& key) {
   return *v;
 }
 
+// llama.cpp's sliding / full layers: every attention.sliding_window_pattern-th layer (`period`
+// when absent) attends fully, the others over the window (the last of each period is the full one).
+void read_sliding_pattern(const GgufMetadata& m, const std::string& p, int64_t period_default, ModelConfig& c) {
+  const int64_t period = m.get_int(p + "attention.sliding_window_pattern").value_or(period_default);
+  if (period <= 0 || period > (int64_t(1) << 32))
+    fail("GGUF {}: {}attention.sliding_window_pattern {} is out of range", m.where(), p, period);
+  c.layer_sliding.assign(size_t(c.n_layers), 0);
+  for (int64_t l = 0; l < c.n_layers; ++l) c.layer_sliding[size_t(l)] = l % period < period - 1;
+}
+
 // Qwen3-MoE: llama.cpp always renormalises the top-k routing weights for this architecture (as
 // the released models' norm_topk_prob says), has no dense layers in between and no shared experts.
 void read_qwen3moe(const GgufSet& g, const std::string& p, ModelConfig& c) {
@@ -104,11 +114,7 @@ void read_gemma3(const GgufSet& g, const std::string& p, ModelConfig& c) {
   if (*window > (int64_t(1) << 32))
     fail("GGUF {}: {}attention.sliding_window {} is out of range", m.where(), p, *window);
   c.sliding_window = *window;
-  const int64_t period = m.get_int(p + "attention.sliding_window_pattern").value_or(6);
-  if (period <= 0 || period > (int64_t(1) << 32))
-    fail("GGUF {}: {}attention.sliding_window_pattern {} is out of range", m.where(), p, period);
-  c.layer_sliding.assign(size_t(c.n_layers), 0);
-  for (int64_t l = 0; l < c.n_layers; ++l) c.layer_sliding[size_t(l)] = l % period < period - 1;
+  read_sliding_pattern(m, p, 6, c);
   c.rope_local_theta = m.get_float(p + "rope.freq_base_swa").value_or(10000.0);
   if (!(c.rope_local_theta > 0 && std::isfinite(c.rope_local_theta)))
     fail("GGUF {}: {}rope.freq_base_swa must be positive, got {}", m.where(), p, c.rope_local_theta);
@@ -134,11 +140,7 @@ void read_gemma2(const GgufSet& g, const std::string& p, ModelConfig& c) {
   if (window <= 0 || window > (int64_t(1) << 32))
     fail("GGUF {}: {}attention.sliding_window {} is out of range", m.where(), p, window);
   c.sliding_window = window;
-  const int64_t period = m.get_int(p + "attention.sliding_window_pattern").value_or(2);
-  if (period <= 0 || period > (int64_t(1) << 32))
-    fail("GGUF {}: {}attention.sliding_window_pattern {} is out of range", m.where(), p, period);
-  c.layer_sliding.assign(size_t(c.n_layers), 0);
-  for (int64_t l = 0; l < c.n_layers; ++l) c.layer_sliding[size_t(l)] = l % period < period - 1;
+  read_sliding_pattern(m, p, 2, c);
   if (const auto base = m.get_float(p + "rope.freq_base_swa"); base && *base != c.rope_theta) {
     if (!(*base > 0 && std::isfinite(*base)))
       fail("GGUF {}: {}rope.freq_base_swa must be positive, got {}", m.where(), p, *base);
@@ -196,9 +198,42 @@ void read_phi3(const GgufSet& g, const std::string& p, ModelConfig& c) {
   r.use_longrope(c.max_pos);
 }
 
+// gpt-oss (llama.cpp's LLM_ARCH_OPENAI_MOE): every layer a MoE of expert_feed_forward_length-wide
+// experts with biases (ffn_*_exps.bias) and a router bias, the top expert_used_count router logits
+// softmaxed (llama.cpp's SOFTMAX_WEIGHT gating, which is transformers' top-k then softmax); q / k / v
+// / o biases; attention sinks (attn_sinks); attention.sliding_window on the layers
+// attention.sliding_window_pattern says (default 2: the even layers), RoPE on halves. llama.cpp's
+// clamped SwiGLU has gpt-oss's constants built in (alpha 1.702, limit 7); the file has no key for them.
+// YaRN as llama.cpp runs it, the ramp's ends rounded to whole dimensions: the file has no key for
+// transformers' `truncate`, which gpt-oss's config sets false (its HF folder runs unrounded; on the
+// released shape the two differ on a few of the 32 frequency pairs by a fraction of the ramp).
+void read_gpt_oss(const GgufSet& g, const std::string& p, ModelConfig& c) {
+  const GgufMetadata& m = g.metadata();
+  c.n_experts = positive(m, p + "expert_count");
+  c.n_experts_per_tok = positive(m, p + "expert_used_count");
+  if (c.n_experts_per_tok > c.n_experts)
+    fail("GGUF {}: {}expert_used_count {} exceeds expert_count {}", m.where(), p, c.n_experts_per_tok, c.n_experts);
+  c.moe_ffn = positive(m, p + "expert_feed_forward_length");
+  c.ffn = 0;  // no dense layer
+  c.decoder_sparse_step = 1;
+  c.routing.normalize = true;
+  c.moe_bias = true;
+  c.qkv_bias = c.o_bias = c.attn_sinks = true;
+  c.mlp_act = GateAct::SwigluOai;
+  c.swiglu_limit = 7.0f;
+  if (m.get_int(p + "expert_shared_count").value_or(0) != 0)
+    fail("GGUF {}: {}expert_shared_count is not 0: gpt-oss has no shared experts", m.where(), p);
+  const int64_t window = positive(m, p + "attention.sliding_window");
+  c.sliding_window = window;
+  read_sliding_pattern(m, p, 2, c);
+  if (const auto base = m.get_float(p + "rope.freq_base_swa"); base && *base != c.rope_theta)
+    fail("GGUF {}: {}rope.freq_base_swa {} differs from rope.freq_base {}: gpt-oss rotates every layer alike",
+         m.where(), p, *base, c.rope_theta);
+}
+
 // deepseek2 (DeepSeek-V2, V2-Lite, V3, R1): llama.cpp's converter permutes nothing; its RoPE for
 // this architecture rotates adjacent pairs of q_pe / k_pe, as dpserve's MLA does for every model.
-constexpr std::array<GgufArch, 8> kArchs = {{
+constexpr std::array<GgufArch, 9> kArchs = {{
     {"llama", Arch::Llama, true, false, false, false, false, read_llama},
     {"qwen2", Arch::Qwen2, false, true, false, false, false, nullptr},
     {"qwen3", Arch::Qwen3, false, false, true, false, false, nullptr},
@@ -207,6 +242,7 @@ constexpr std::array<GgufArch, 8> kArchs = {{
     {"gemma2", Arch::Gemma2, false, false, false, false, false, read_gemma2},
     {"gemma3", Arch::Gemma3, false, false, true, false, false, read_gemma3},
     {"phi3", Arch::Phi3, false, false, false, false, false, read_phi3},
+    {"gpt-oss", Arch::GptOss, false, true, false, true, false, read_gpt_oss},
 }};
 
 }  // namespace

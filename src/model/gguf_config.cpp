@@ -156,7 +156,9 @@ DType dominant_dtype(const GgufSet& g) {
   std::map<DType, int64_t> elems;
   for (const GgufTensorInfo* t : g.tensors())
     if (t->ne.size() >= 2)
-      if (auto d = t->type == kGgmlQ5_0 || t->type == kGgmlQ5_1 ? DType::Q8_0 : ggml_type_to_dtype(t->type))  // Q5_0 / Q5_1 load as Q8_0
+      // Q5_0 / Q5_1 load as Q8_0, MXFP4 as Q8_0 (bf16 only for scales beyond an f16)
+      if (auto d = t->type == kGgmlQ5_0 || t->type == kGgmlQ5_1 || t->type == kGgmlMxfp4 ? DType::Q8_0
+                                                                                      : ggml_type_to_dtype(t->type))
         elems[*d] += t->numel();
   DType best = DType::F32;
   int64_t most = -1;

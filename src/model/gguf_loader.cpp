@@ -16,6 +16,7 @@
 #include "model/gguf_config.h"
 #include "model/gguf_set.h"
 #include "model/gguf_types.h"
+#include "model/mxfp4.h"
 
 namespace dpserve {
 
@@ -35,6 +36,12 @@ enum class Use {
   Sandwich,    // gemma3's norms on the attention and MLP outputs
   Qkv,         // phi3: q, k and v in one attn_qkv (instead of attn_q / attn_k / attn_v)
   Gate,        // ffn_gate of a dense layer (phi3 has none: its ffn_up holds gate and up)
+  FfnNorm,     // the MLP's input norm as ffn_norm (gpt-oss names it post_attention_norm)
+  PostNorm,    // post_attention_norm: gemma's sandwich norm, gpt-oss's MLP input norm
+  OBias,       // gpt-oss: attn_output.bias
+  Sinks,       // gpt-oss: attn_sinks, one logit per query head
+  MoeBias,     // gpt-oss: the router's bias
+  ExpertBias,  // gpt-oss: ffn_*_exps.bias [experts, width], split per expert
 };
 
 struct LayerName {
@@ -44,7 +51,7 @@ struct LayerName {
 };
 
 // llama.cpp's tensor names (llama-arch.cpp) onto the names src/model loads.
-constexpr std::array<LayerName, 33> kLayerNames = {{
+constexpr std::array<LayerName, 39> kLayerNames = {{
     {"attn_norm.weight", "input_layernorm.weight", Use::Always},
     {"attn_q.weight", "self_attn.q_proj.weight", Use::Q},
     {"attn_k.weight", "self_attn.k_proj.weight", Use::Kv},
@@ -63,8 +70,8 @@ constexpr std::array<LayerName, 33> kLayerNames = {{
     {"attn_kv_b.weight", "self_attn.kv_b_proj.weight", Use::KvB},
     {"attn_k_b.weight", "", Use::KvBSplit},  // rebuilt into kv_b_proj (see add_kv_b)
     {"attn_v_b.weight", "", Use::KvBSplit},
-    {"ffn_norm.weight", "post_attention_layernorm.weight", Use::Always},  // gemma3: pre_feedforward_layernorm
-    {"post_attention_norm.weight", "post_attention_layernorm.weight", Use::Sandwich},
+    {"ffn_norm.weight", "post_attention_layernorm.weight", Use::FfnNorm},  // gemma3: pre_feedforward_layernorm
+    {"post_attention_norm.weight", "post_attention_layernorm.weight", Use::PostNorm},
     {"post_ffw_norm.weight", "post_feedforward_layernorm.weight", Use::Sandwich},
     {"attn_qkv.weight", "self_attn.qkv_proj.weight", Use::Qkv},
     {"ffn_gate.weight", "mlp.gate_proj.weight", Use::Gate},
@@ -78,6 +85,12 @@ constexpr std::array<LayerName, 33> kLayerNames = {{
     {"ffn_gate_shexp.weight", "mlp.shared_experts.gate_proj.weight", Use::Shared},
     {"ffn_up_shexp.weight", "mlp.shared_experts.up_proj.weight", Use::Shared},
     {"ffn_down_shexp.weight", "mlp.shared_experts.down_proj.weight", Use::Shared},
+    {"attn_output.bias", "self_attn.o_proj.bias", Use::OBias},
+    {"attn_sinks.weight", "self_attn.sinks", Use::Sinks},
+    {"ffn_gate_inp.bias", "mlp.router.bias", Use::MoeBias},
+    {"ffn_gate_exps.bias", "gate_proj.bias", Use::ExpertBias},
+    {"ffn_up_exps.bias", "up_proj.bias", Use::ExpertBias},
+    {"ffn_down_exps.bias", "down_proj.bias", Use::ExpertBias},
 }};
 
 struct GlobalName {
@@ -114,6 +127,12 @@ bool applies(Use u, const Layout& lay, int64_t layer) {
     case Use::Q: return (!mla || c.mla.q_lora_rank == 0) && !lay.fused_qkv;
     case Use::Qkv: return lay.fused_qkv;
     case Use::Gate: return !c.layer_is_moe(layer) && c.arch != Arch::Phi3;
+    case Use::FfnNorm: return c.arch != Arch::GptOss;
+    case Use::PostNorm: return c.sandwich_norms || c.arch == Arch::GptOss;
+    case Use::OBias: return c.o_bias;
+    case Use::Sinks: return c.attn_sinks;
+    case Use::MoeBias: return c.moe_bias && c.layer_is_moe(layer);
+    case Use::ExpertBias: return c.moe_bias && c.layer_is_moe(layer);
     case Use::QLora: return mla && c.mla.q_lora_rank > 0;
     case Use::Mla: return mla;
     case Use::KvB: return mla && !lay.split_kv_b;
@@ -141,6 +160,12 @@ const char* why_not(Use u) {
     case Use::KvBSplit: return "attention.key_length_mla is absent: kv_b is one attn_kv_b tensor";
     case Use::Qkv: return "layer 0 has no attn_qkv: q, k and v are separate tensors";
     case Use::Gate: return "the layer is a mixture of experts, or phi3, whose ffn_up holds the gate rows too";
+    case Use::FfnNorm: return "gpt-oss names the MLP's input norm post_attention_norm";
+    case Use::PostNorm: return "this architecture has no norm named post_attention_norm";
+    case Use::OBias: return "this architecture has no attention output bias";
+    case Use::Sinks: return "this architecture has no attention sinks";
+    case Use::MoeBias:
+    case Use::ExpertBias: return "this architecture has no router or expert biases, or the layer is dense";
     default: return "";
   }
 }
@@ -163,7 +188,7 @@ DType tensor_dtype(const GgufTensorInfo& t) {
   const auto d = ggml_type_to_dtype(t.type);
   if (!d)
     fail("GGUF {}: tensor \"{}\" has type {}, which dpserve cannot compute with (supported: F32, F16, BF16, Q8_0, "
-         "Q4_0, Q4_K, Q5_K, Q6_K, and Q5_0 / Q5_1 as Q8_0; Q4_K_M and Q5_K_M files use only these)",
+         "Q4_0, Q4_K, Q5_K, Q6_K, and Q5_0 / Q5_1 / MXFP4 as Q8_0; Q4_K_M, Q5_K_M and MXFP4_MOE files use only these)",
          t.file, t.name, ggml_type_name(t.type));
   return *d;
 }
@@ -204,6 +229,40 @@ void add_experts(const GgufTensorInfo& t, DType dt, int64_t n_experts, const std
   for (int64_t e = 0; e < experts; ++e)
     store.add(prefix + "mlp.experts." + std::to_string(e) + "." + std::string(hf),
               TensorInfo{dt, {rows, cols}, static_cast<const uint8_t*>(t.data) + e * bytes, t.file});
+}
+
+// blk.N.ffn_*_exps.bias [experts, width] -> model.layers.N.mlp.experts.E.*_proj.bias [width], views in place.
+void add_expert_biases(const GgufTensorInfo& t, DType dt, int64_t n_experts, int64_t width, const std::string& prefix,
+                       std::string_view hf, WeightStore& store) {
+  if (t.ne != std::vector<int64_t>{width, n_experts} || dtype_is_quantized(dt))
+    fail("GGUF {}: tensor \"{}\" must be a float [{} experts, {}] (listed fastest first: {} x {}), is {} of "
+         "dimensions {}", t.file, t.name, n_experts, width, width, n_experts, dtype_name(dt), fmt::join(t.ne, " x "));
+  for (int64_t e = 0; e < n_experts; ++e)
+    store.add(prefix + "mlp.experts." + std::to_string(e) + "." + std::string(hf),
+              TensorInfo{dt, {width}, static_cast<const uint8_t*>(t.data) + e * width * dtype_size(dt), t.file});
+}
+
+// A GGUF MXFP4 tensor (ggml's block_mxfp4: the scale byte, then 16 code bytes) as Q8_0 holding the
+// same values, or bf16 when a scale is beyond an f16 (model/mxfp4.h): the int8 kernels then run it.
+GgufTensorInfo mxfp4_tensor(const GgufTensorInfo& t, WeightStore& store) {
+  GgufTensorInfo q = t;
+  const int64_t blocks = t.numel() / 32;
+  const auto* p = static_cast<const uint8_t*>(t.data);
+  const Mxfp4Blocks b{p + 1, p, 17, 17, Mxfp4Packing::Halves};
+  if (mxfp4_fits_q8_0(b, 0, blocks, "GGUF " + t.file + ": tensor \"" + t.name + "\"")) {
+    std::vector<uint8_t> out(size_t(blocks) * 34);
+    mxfp4_to_q8_0(b, 0, blocks, out.data());
+    q.type = kGgmlQ8_0;
+    q.bytes = out.size();
+    q.data = store.keep(std::move(out));
+  } else {
+    std::vector<uint8_t> out(size_t(blocks) * 32 * sizeof(bf16_t));
+    mxfp4_to_bf16(b, 0, blocks, reinterpret_cast<bf16_t*>(out.data()));
+    q.type = kGgmlBf16;
+    q.bytes = out.size();
+    q.data = store.keep(std::move(out));
+  }
+  return q;
 }
 
 // llama.cpp's converter stores kv_b_proj [H * (nope + vd), r] split per head for its absorbed
@@ -261,8 +320,13 @@ void load_gguf(const std::string& path, ModelConfig& config, WeightStore& store)
                    c.arch == Arch::Phi3 && g.tensor("blk.0.attn_qkv.weight") != nullptr};
   std::set<std::string> seen;
   std::map<int64_t, std::array<const GgufTensorInfo*, 2>> kv_b_parts;  // layer -> attn_k_b, attn_v_b
-  std::deque<GgufTensorInfo> converted;  // Q5_0 / Q5_1 tensors as Q8_0 (stable addresses: kv_b_parts points here)
+  // Q5_0 / Q5_1 tensors as Q8_0, MXFP4 as Q8_0 or bf16 (stable addresses: kv_b_parts points here)
+  std::deque<GgufTensorInfo> converted;
   for (const GgufTensorInfo* tp : g.tensors()) {
+    if (tp->type == kGgmlMxfp4) {
+      converted.push_back(mxfp4_tensor(*tp, store));
+      tp = &converted.back();
+    }
     if (tp->type == kGgmlQ5_0 || tp->type == kGgmlQ5_1) {
       GgufTensorInfo q = *tp;
       const int64_t blocks = tp->numel() / 32;
@@ -311,6 +375,9 @@ void load_gguf(const std::string& path, ModelConfig& config, WeightStore& store)
       const std::string prefix = "model.layers." + std::to_string(layer) + ".";
       if (rule->use == Use::Experts) {
         add_experts(t, dt, c.n_experts, prefix, rule->hf, store);
+      } else if (rule->use == Use::ExpertBias) {
+        const int64_t width = rule->gguf == "ffn_down_exps.bias" ? c.hidden : c.moe_ffn;
+        add_expert_biases(t, dt, c.n_experts, width, prefix, rule->hf, store);
       } else if (rule->use == Use::KvBSplit) {
         kv_b_parts[layer][rest == "attn_k_b.weight" ? 0 : 1] = &t;
       } else {
@@ -318,8 +385,10 @@ void load_gguf(const std::string& path, ModelConfig& config, WeightStore& store)
         // takes the Hugging Face name the other architectures give ffn_norm.
         const bool pre_ffn = c.sandwich_norms && rule->gguf == "ffn_norm.weight";
         const bool gate_up = c.arch == Arch::Phi3 && rule->gguf == "ffn_up.weight";
-        const std::string_view hf = pre_ffn ? "pre_feedforward_layernorm.weight"
+        const bool router = c.arch == Arch::GptOss && rule->gguf == "ffn_gate_inp.weight";  // gpt-oss's mlp.router
+        const std::string_view hf = pre_ffn    ? "pre_feedforward_layernorm.weight"
                                     : gate_up ? "mlp.gate_up_proj.weight"
+                                    : router  ? "mlp.router.weight"
                                               : rule->hf;
         store.add(prefix + std::string(hf), TensorInfo{dt, hf_shape(t), t.data, t.file});
       }

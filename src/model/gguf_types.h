@@ -16,6 +16,9 @@ struct GgmlTypeInfo {
   int64_t block_bytes;  // bytes of one block
 };
 
+// GGML ids the loader converts (Q5_0 / Q5_1 / MXFP4) or converts to.
+constexpr uint32_t kGgmlBf16 = 30, kGgmlMxfp4 = 39;
+
 // The type with GGML id `id`, or null for an id no GGML version defines.
 const GgmlTypeInfo* ggml_type_info(uint32_t id);
 

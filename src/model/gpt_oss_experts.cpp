@@ -6,16 +6,12 @@
 
 #include "core/bf16.h"
 #include "core/check.h"
+#include "model/mxfp4.h"
 
 namespace dpserve {
 
 namespace {
 
-// FP4 e2m1: sign, two exponent bits, one mantissa bit (OCP microscaling formats, MXFP4).
-constexpr float kFp4[16] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
-                            -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
-// Twice each code's value: an integer, so a Q8_0 block holds it exactly with half the scale.
-constexpr int8_t kFp4Twice[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
 constexpr int64_t kBlock = 32, kBlockBytes = 16, kQ8Bytes = 34;
 
 // The stacked float tensors are read (biases) or rearranged (dense experts) as F32, BF16 or F16.
@@ -56,14 +52,9 @@ void add_vector(WeightStore& store, const std::string& name, const std::vector<f
 void add_mxfp4_matrix(WeightStore& store, const std::string& name, const uint8_t* codes, const uint8_t* scales,
                       const std::vector<int64_t>& rows, int64_t cols, const std::string& file) {
   const int64_t nb = cols / kBlock;
+  const Mxfp4Blocks blocks{codes, scales, kBlockBytes, 1, Mxfp4Packing::Pairs};
   bool fits = true;
-  for (int64_t r : rows)
-    for (int64_t b = 0; b < nb; ++b) {
-      const int s = scales[r * nb + b];
-      if (s == 255) fail("weights: {} in {}: an MXFP4 scale is NaN (0xff)", name, file);
-      const float d = std::ldexp(1.0f, s - 128);
-      fits = fits && f16_to_f32(f32_to_f16(d)) == d;
-    }
+  for (int64_t r : rows) fits = mxfp4_fits_q8_0(blocks, r * nb, nb, name + " in " + file) && fits;
   TensorInfo t;
   t.shape = {int64_t(rows.size()), cols};
   t.file = file;
@@ -72,38 +63,17 @@ void add_mxfp4_matrix(WeightStore& store, const std::string& name, const uint8_t
     t.dtype = DType::Q8_0;
     out.resize(size_t(int64_t(rows.size()) * nb * kQ8Bytes));
     uint8_t* o = out.data();
-    for (int64_t r : rows)
-      for (int64_t b = 0; b < nb; ++b, o += kQ8Bytes) {
-        const f16_t d = f32_to_f16(std::ldexp(1.0f, int(scales[r * nb + b]) - 128));
-        std::memcpy(o, &d, 2);
-        const uint8_t* c = codes + (r * nb + b) * kBlockBytes;
-        for (int64_t k = 0; k < kBlockBytes; ++k) {
-          o[2 + 2 * k] = uint8_t(kFp4Twice[c[k] & 0x0f]);
-          o[3 + 2 * k] = uint8_t(kFp4Twice[c[k] >> 4]);
-        }
-      }
+    for (int64_t r : rows) mxfp4_to_q8_0(blocks, r * nb, nb, o), o += nb * kQ8Bytes;
   } else {
     t.dtype = DType::BF16;
     out.resize(size_t(int64_t(rows.size()) * cols * 2));
     auto* o = reinterpret_cast<bf16_t*>(out.data());
-    float vals[kBlock];
-    for (int64_t r : rows)
-      for (int64_t b = 0; b < nb; ++b) {
-        dequantize_mxfp4_block(codes + (r * nb + b) * kBlockBytes, scales[r * nb + b], vals);
-        for (float v : vals) *o++ = f32_to_bf16(v);
-      }
+    for (int64_t r : rows) mxfp4_to_bf16(blocks, r * nb, nb, o), o += cols;
   }
   store.add_owned(name, std::move(t), std::move(out));
 }
 
 }  // namespace
-
-void dequantize_mxfp4_block(const uint8_t* codes, uint8_t scale, float* out) {
-  for (int64_t k = 0; k < kBlockBytes; ++k) {
-    out[2 * k] = std::ldexp(kFp4[codes[k] & 0x0f], int(scale) - 127);
-    out[2 * k + 1] = std::ldexp(kFp4[codes[k] >> 4], int(scale) - 127);
-  }
-}
 
 void split_gpt_oss_experts(const ModelConfig& c, WeightStore& store) {
   const int64_t E = c.n_experts, H = c.hidden, I = c.moe_ffn;

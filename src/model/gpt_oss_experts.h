@@ -6,7 +6,7 @@
 //     major (x @ W), with gate_up_proj_bias [E, 2I] and down_proj_bias [E, H];
 //   MXFP4 (OpenAI's release): gate_up_proj_blocks [E, 2I, H/32, 16] and _scales [E, 2I, H/32], down_proj_*
 //     [E, H, I/32, 16] / [E, H, I/32], output major: 32-element blocks of FP4 (e2m1) codes, two per byte,
-//     the element 2b in byte b's low nibble, times 2^(scale - 127).
+//     the element 2b in byte b's low nibble, times 2^(scale - 127) (model/mxfp4.h, Pairs packing).
 // In both, gate_up's 2I outputs interleave gate (even) and up (odd).
 //
 // Split per expert into model.layers.L.mlp.experts.E.{gate,up,down}_proj.{weight,bias}. Dense experts
@@ -24,8 +24,5 @@
 namespace dpserve {
 
 void split_gpt_oss_experts(const ModelConfig& c, WeightStore& store);
-
-// The 32 values of one MXFP4 block: 16 bytes of codes and its scale byte (for the loader's tests).
-void dequantize_mxfp4_block(const uint8_t* codes, uint8_t scale, float* out);
 
 }  // namespace dpserve

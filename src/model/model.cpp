@@ -116,7 +116,8 @@ static void split_fused_projections(const ModelConfig& c, WeightStore& store) {
 std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& opts) {
   std::unique_ptr<Model> m(new Model());
   if (!fs::exists(path)) fail("model path {} does not exist", path);
-  if (!find_gguf_model(path).empty()) {
+  const bool gguf = !find_gguf_model(path).empty();
+  if (gguf) {
     load_gguf(path, m->cfg_, m->store_);
   } else if (fs::is_directory(path)) {
     fs::path cfg_path = fs::path(path) / "config.json";
@@ -168,7 +169,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
     load_llama2c(path, m->cfg_, m->store_);
   }
   if (m->cfg_.arch == Arch::Phi3) split_fused_projections(m->cfg_, m->store_);
-  if (m->cfg_.arch == Arch::GptOss) split_gpt_oss_experts(m->cfg_, m->store_);
+  if (m->cfg_.arch == Arch::GptOss && !gguf) split_gpt_oss_experts(m->cfg_, m->store_);  // GGUF: split already
   if (const std::string left = m->store_.bytes_left(); !left.empty())
     fail("{}: tensor \"{}\" is of dtype U8, which {} does not load", path, left, m->cfg_.arch_name);
   if (opts.context_length > 0) m->cfg_.rope_scaling.use_longrope(opts.context_length);

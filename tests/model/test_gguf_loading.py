@@ -30,6 +30,9 @@
     with either LongRoPE factor set, fused or split q/k/v, and with rope_scaling type "yarn" (which
     Phi3Config reads as LongRoPE); its rope keys and tensors matter; bad ones are refused naming them;
     the converter refuses a layout option of another architecture.
+  * a gpt-oss folder written as gpt-oss GGUF gives the folder's logits bit for bit; its window keys
+    matter; missing sinks, biases or window are refused naming them, and the converter refuses what
+    the format cannot hold (another clamp, another layer pattern, YaRN unrounded).
 
 usage: test_gguf_loading.py DPSERVE_BIN SHARED_DIR WORK_DIR
 """
@@ -583,6 +586,48 @@ for bad_name, patch, expect in [
     path = write(bad_name, patched_model(base=p3, **patch))
     p = dpserve(["generate", "--model-path", path, "--prompt-ids", "1", "-n", "1"])
     check(p.returncode == 1 and expect in p.stderr, f"{bad_name}: refused naming it ({p.stderr[-300:].strip()})")
+
+# --- gpt-oss: what model_gguf_llamacpp's gpt_oss case compares with llama.cpp, here its keys, tensors and
+# refusals. The window and the sliding / full pattern matter; a missing sink, bias or the window key is
+# refused naming it; the converter refuses what a gpt-oss GGUF cannot hold (llama.cpp fixes the clamp at 7
+# and alternates the layers from the first).
+go_hf = os.path.join(WORK, "hf-gpt-oss")
+make_go = ["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.py"), "--arch", "gpt_oss", "--dtype", "f32",
+           "--yarn-truncate", "true", "--quiet"]
+subprocess.run(make_go + ["--swiglu-limit", "7", "--seed", "83", "--out", go_hf], check=True, timeout=300)
+go = os.path.join(WORK, "gpt-oss.gguf")
+hf_to_gguf([go_hf, "--outtype", "f32", "--out", go])
+go_ids = g3_ids[:24]
+ref, ref_out = dump_logits(go_hf, go_ids)
+got, got_out = dump_logits(go, go_ids)
+err = float(np.abs(got - ref).max() / ref.std()) if got is not None and ref is not None and got.shape == ref.shape \
+    else float("inf")
+check(err == 0.0 and got_out == ref_out, f"gpt-oss GGUF == its HF folder bit for bit: max diff {err:.2g} x std")
+for what, patch in (("window", dict(replace_kv={"gpt-oss.attention.sliding_window": (G.U32, 5, None)})),
+                    ("pattern", dict(extra_kv=[("gpt-oss.attention.sliding_window_pattern", G.U32, 4)]))):
+    off, _ = dump_logits(write("gpt-oss-other-" + what, patched_model(base=go, **patch)), go_ids)
+    off_err = float(np.abs(off - ref).max() / ref.std()) if off is not None and ref is not None and off.shape == ref.shape \
+        else 0.0
+    check(off_err > 1e-2, f"gpt-oss with another {what} differs ({off_err:.2g} x std): the check sees it")
+for bad_name, patch, expect in [
+        ("gpt_oss_no_sinks", dict(drop=("blk.2.attn_sinks.weight",)), 'tensor "blk.2.attn_sinks.weight" is missing'),
+        ("gpt_oss_no_down_bias", dict(drop=("blk.1.ffn_down_exps.bias",)),
+         'tensor "blk.1.ffn_down_exps.bias" is missing'),
+        ("gpt_oss_no_o_bias", dict(drop=("blk.0.attn_output.bias",)), 'tensor "blk.0.attn_output.bias" is missing'),
+        ("gpt_oss_no_window", dict(drop=("gpt-oss.attention.sliding_window",)), "gpt-oss.attention.sliding_window"),
+        ("gpt_oss_ffn_norm", dict(extra_tensors=[G.TensorSpec("blk.0.ffn_norm.weight", G.GGML_F32, (96,),
+                                                              lambda: np.ones(96, np.float32))]),
+         "post_attention_norm")]:
+    path = write(bad_name, patched_model(base=go, **patch))
+    p = dpserve(["generate", "--model-path", path, "--prompt-ids", "1", "-n", "1"])
+    check(p.returncode == 1 and expect in p.stderr, f"{bad_name}: refused naming it ({p.stderr[-300:].strip()})")
+for flags, expect in ((["--swiglu-limit", "3"], "swiglu_limit 3"), (["--layer-types", "f,s,f,s"], "layer_types"),
+                      (["--yarn-truncate", "false"], "truncate false")):
+    bad = go_hf + "-" + flags[0].strip("-")
+    subprocess.run(make_go + ["--swiglu-limit", "7", "--seed", "83", "--out", bad] + flags, check=True, timeout=300)
+    p = subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "hf_to_gguf.py"), bad, "--outtype", "f32",
+                        "--out", bad + ".gguf"], capture_output=True, text=True, timeout=300)
+    check(p.returncode != 0 and expect in p.stderr, f"the converter refuses gpt-oss {' '.join(flags)}: {p.stderr[-200:]}")
 
 # --- Q5_0 / Q5_1 tensors (llama-quantize's fallback in Q4_K_M / Q5_K_M files for rows not a multiple of
 # 256) load as Q8_0. A tiny llama written as q5_0 and q5_1 by our converter (ggml's reference

@@ -71,9 +71,9 @@ def gguf_model():
     return out
 
 
-def id_prompts(vocab, n):
-    # Deterministic pseudo-random token ids, lengths from 1 to several hundred.
-    lens = [1, 3, 17, 250, 40, 7, 120, 2][:n]
+def id_prompts(vocab, n, max_len=250):
+    # Deterministic pseudo-random token ids, lengths from 1 to several hundred (at most max_len).
+    lens = [min(L, max_len) for L in [1, 3, 17, 250, 40, 7, 120, 2][:n]]
     out, x = [], 12345
     for L in lens:
         ids = []
@@ -257,16 +257,19 @@ elif CASE == "constrained":
             assert len(v["xs"]) <= 3 and all(isinstance(x, str) and len(x) <= 4 for x in v["xs"]), o["text"]
         print(f"ok constrained {' '.join(sampling)}: outputs valid, {sum(o['finish_reason'] == 'stop' for o in base)} complete")
 elif CASE in ("gguf", "gguf_quantized"):
-    # GGUF models: F16 (our writer), and llama-quantize's Q8_0 llama and Q4_0 Qwen3-MoE (committed
-    # fixtures; their 32-element blocks split over 2 and 4 ranks).
+    # GGUF models: F16 (our writer), and llama-quantize's Q8_0 llama, Q4_0 Qwen3-MoE and MXFP4_MOE
+    # gpt-oss (committed fixtures; their 32-element blocks split over 2 and 4 ranks; gpt-oss's experts
+    # loaded as Q8_0, with their biases sliced or kept on one rank).
     if CASE == "gguf":
         models = [(gguf_model(), 397, ["tp2", "tp2_dp2", "tp4_dp2"])]
     else:
         fix = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "model", "fixtures", "gguf")
+        # (gpt-oss's context is 128 tokens: its prompts stop at 100.)
         models = [(os.path.join(fix, "llama-q-Q8_0.gguf"), 512, ["tp2", "tp2_dp2", "tp4_dp2"]),
-                  (os.path.join(fix, "qwen3moe-q-Q4_0.gguf"), 320, ["tp2", "tp2_dp2", "tp2_ep2", "tp4_dp2_ep4"])]
-    for model, vocab, layouts in models:
-        pf = prompts_file([",".join(p) for p in id_prompts(vocab, 6)], f"{CASE}-{os.path.basename(model)}.txt")
+                  (os.path.join(fix, "qwen3moe-q-Q4_0.gguf"), 320, ["tp2", "tp2_dp2", "tp2_ep2", "tp4_dp2_ep4"]),
+                  (os.path.join(fix, "gpt_oss-MXFP4_MOE.gguf"), 397, ["tp2", "tp2_dp2", "tp2_ep2"], 100)]
+    for model, vocab, layouts, *max_len in models:
+        pf = prompts_file([",".join(p) for p in id_prompts(vocab, 6, *max_len)], f"{CASE}-{os.path.basename(model)}.txt")
         common = ["generate", "--json", "--model-path", model, "--prompts-file", pf, "--prompts-are-ids", "-n", "12",
                   "--ignore-eos"]
         check_layouts(common, layouts)

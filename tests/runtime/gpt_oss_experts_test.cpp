@@ -6,6 +6,7 @@
 //    must decode to exactly those values; a scale an f16 cannot hold gives bf16, also exact; 0xff
 //    (NaN) is refused.
 //  * the dense (transformers) form: gate_up_proj [E, H, 2I] input-major, gate the even columns.
+//  * GGUF's MXFP4 blocks (ggml's packing: element k low, k + 16 high), through mxfp4.h.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -15,6 +16,7 @@
 #include "core/bf16.h"
 #include "core/check.h"
 #include "model/gpt_oss_experts.h"
+#include "model/mxfp4.h"
 
 namespace dpserve {
 namespace {
@@ -220,6 +222,38 @@ TEST(GptOssExperts, DenseExpertsAreTransposedAndDeinterleaved) {
   }
   EXPECT_FALSE(s.has(p + "gate_up_proj"));
   EXPECT_FALSE(s.has(p + "down_proj"));
+}
+
+// GGUF's MXFP4 (ggml's block_mxfp4, 17 bytes: the scale, then 16 code bytes) packs element k in byte
+// k's low nibble and element k + 16 in its high one; mxfp4.h's Halves packing must decode that, to Q8_0
+// (scales 104..143) or bf16 (any other but NaN), value for value.
+TEST(GptOssExperts, GgufHalvesPackingDecodesByDefinition) {
+  std::mt19937 rng(11);
+  const int64_t n = 64;
+  std::vector<uint8_t> blocks(size_t(n * 17));
+  for (auto& b : blocks) b = uint8_t(rng());
+  for (int64_t i = 0; i < n; ++i) blocks[size_t(i * 17)] = uint8_t(104 + i % 40);  // every scale an f16 holds
+  auto value = [&](int64_t i, int k) {
+    const uint8_t byte = blocks[size_t(i * 17 + 1 + k % 16)];
+    return std::ldexp(e2m1(k < 16 ? byte & 15 : byte >> 4), int(blocks[size_t(i * 17)]) - 127);
+  };
+  const Mxfp4Blocks b{blocks.data() + 1, blocks.data(), 17, 17, Mxfp4Packing::Halves};
+  ASSERT_TRUE(mxfp4_fits_q8_0(b, 0, n, "test"));
+  std::vector<uint8_t> q8(size_t(n * 34));
+  mxfp4_to_q8_0(b, 0, n, q8.data());
+  const TensorInfo t = info(DType::Q8_0, {1, n * 32}, q8.data());
+  for (int64_t i = 0; i < n; ++i)
+    for (int k = 0; k < 32; ++k) ASSERT_EQ(element(t, 0, i * 32 + k), value(i, k)) << i << "," << k;
+  blocks[17 * 5] = 250;  // 2^122: bf16 only
+  blocks[17 * 9] = 3;    // 2^-124
+  EXPECT_FALSE(mxfp4_fits_q8_0(b, 0, n, "test"));
+  std::vector<bf16_t> bf(size_t(n * 32));
+  mxfp4_to_bf16(b, 0, n, bf.data());
+  const TensorInfo tb = info(DType::BF16, {1, n * 32}, bf.data());
+  for (int64_t i = 0; i < n; ++i)
+    for (int k = 0; k < 32; ++k) ASSERT_EQ(element(tb, 0, i * 32 + k), value(i, k)) << i << "," << k;
+  blocks[17 * 2] = 0xff;
+  EXPECT_THROW(mxfp4_fits_q8_0(b, 0, n, "test"), Error);
 }
 
 }  // namespace

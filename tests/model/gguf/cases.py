@@ -35,10 +35,12 @@ CASES = {
     # deepseek2 (llama.cpp's converter layout: kv_b split into attn_k_b / attn_v_b, the *_mla keys),
     # DeepSeek-V2-Lite-like: plain q_proj, softmax router, greedy top 3 of 8, 2 shared experts,
     # first layer dense.
-    "deepseek_v2": dict(hf=["--arch", "deepseek_v2", "--seed", "15"], gguf=[], variants=["F32"], same_as_hf=True),
+    "deepseek_v2": dict(hf=["--arch", "deepseek_v2", "--seed", "15"], gguf=[], variants=["F32"], same_as_hf=True,
+                        kv_b_joined=True),
     # DeepSeek-V3-like: q LoRA, sigmoid router with exp_probs_b, 4 groups of 4 (2 used), top 4,
     # normalised and scaled by 2.5, a shared expert, first layer dense, YaRN (factor 40).
-    "deepseek_v3": dict(hf=["--arch", "deepseek_v3", "--seed", "16"], gguf=[], variants=["F32"], same_as_hf=True),
+    "deepseek_v3": dict(hf=["--arch", "deepseek_v3", "--seed", "16"], gguf=[], variants=["F32"], same_as_hf=True,
+                        kv_b_joined=True),
     # Gemma 3: GeGLU, sandwich norms (+1 folded in by the converter), embeddings times sqrt(hidden),
     # q/k norm; layers sliding (window 6), sliding, full, sliding: attention.sliding_window_pattern 3,
     # local RoPE base 10000 and linear scaling 8 on the full layer. query_pre_attn_scalar = head_dim,
@@ -64,6 +66,16 @@ CASES = {
     # "<|endoftext|>", which this tiny vocabulary does not have.)
     "phi4mini": dict(hf=["--arch", "phi3", "--rope-scaling", "longrope", "--partial-rotary-factor", "0.75",
                      "--seed", "19"], gguf=[], variants=["F32"]),
+    # gpt-oss (llama.cpp's gpt-oss: attn_sinks, q / k / v / o biases, post_attention_norm as the MLP's norm,
+    # router and expert biases, layers sliding (window 6) and full from layer 0), the tiny model of
+    # make_hf_model.py (YaRN factor 4 over 32 positions) with two changes llama.cpp needs: swiglu_limit 7
+    # (llama.cpp's is fixed; the tiny experts' gate / up rarely pass it, the clamp is checked in
+    # model_reference_gpt_oss) and YaRN truncate true (llama.cpp rounds the ramp's ends; the file has no
+    # key for it). The F32 file holds the HF folder's weights (experts split and transposed), so dpserve
+    # must give the same logits from both. MXFP4_MOE: llama-quantize's MXFP4 experts (ggml's nibble
+    # order), Q8_0 for the other matrices.
+    "gpt_oss": dict(hf=["--arch", "gpt_oss", "--swiglu-limit", "7", "--yarn-truncate", "true", "--seed", "25"],
+                    gguf=[], variants=["F32", "MXFP4_MOE"], same_as_hf=True),
     # Quantized: every matrix row is 256 elements wide (hidden 256, FFN 256, attention 256), so
     # llama-quantize uses the K-quant types on every tensor instead of falling back to Q5_0 /
     # Q8_0 for rows that are not whole 256-element blocks.
