@@ -223,11 +223,15 @@ std::vector<std::string> move_secrets_to_environment(const std::vector<std::stri
     timespec ts{0, 100 * 1000 * 1000};
     siginfo_t info;
     int sig = sigtimedwait(&block, &info, &ts);
-    if (sig == SIGTERM || sig == SIGINT) {
-      if (drain_began == 0) {
-        drain_began = now();
-        stop_signal = sig;
-      }
+    if ((sig == SIGTERM || sig == SIGINT) && drain_began > 0) {
+      // Forwarded once only: rank 0 already drains, and mpirun restores SIGUSR2's default action
+      // while it tears the job down, so a second SIGUSR2 in that window killed mpirun itself (the
+      // launcher then exited 140 after a clean drain; seen when a supervisor repeats its SIGTERM).
+      std::fprintf(stderr, "dpserve: %s again: the drain is already under way (it ends within --shutdown-timeout)\n",
+                   sig == SIGINT ? "SIGINT" : "SIGTERM");
+    } else if (sig == SIGTERM || sig == SIGINT) {
+      drain_began = now();
+      stop_signal = sig;
       if (node)
         node->terminate_requested();
       else

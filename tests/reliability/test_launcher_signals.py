@@ -12,6 +12,10 @@ Cases (tp 2 on one machine, the dpserve launcher starting mpirun unless said):
   drain_stuck_mpirun  the same under a plain mpirun, SIGTERM to rank 0: rank 0 ends the job itself
           (--shutdown-timeout + 7 s, or 5 s after its step loop ended if MPI_Finalize waits for rank 1),
           saying its drain did not end.
+  repeated_term  SIGTERM to the launcher every 50 ms until it exits (a supervisor repeating its stop):
+          the job drains once and exits 0, every request completes, the repeats are said. The launcher
+          used to forward each repeat to mpirun as SIGUSR2; one landing while mpirun tore the job down
+          (its handler gone) killed mpirun, and the launcher exited 140 after a clean drain.
   stray_term  SIGTERM to rank 1 is ignored (only rank 0 drains) with one line saying where to send it;
           the server still serves. Then SIGTERM to mpirun: the job ends (mpirun does not drain) and
           the output says mpirun was signalled.
@@ -107,6 +111,31 @@ try:
         if results != ["ok"] * 3:
             fail(f"requests in flight did not complete: {results}")
         detail = f"exit 0, {len(results)} requests completed"
+    elif CASE == "repeated_term":
+        results = []
+        clients = [threading.Thread(target=request, args=(i, results, 200), daemon=True) for i in range(3)]
+        for c in clients:
+            c.start()
+        time.sleep(1.0)
+        t0, rc = time.time(), None
+        while rc is None and time.time() - t0 < 60:
+            try:
+                os.kill(server.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            time.sleep(0.05)
+            rc = server.poll()
+        if rc is None:
+            fail("the job still runs 60 s into the repeated SIGTERMs")
+        for c in clients:
+            c.join(timeout=30)
+        if rc != 0:
+            fail(f"exit {rc} after repeated SIGTERMs (want 0: one drain)")
+        if out().count("received signal") != 1 or "the drain is already under way" not in out():
+            fail("not one drain with the repeats said")
+        if results != ["ok"] * 3:
+            fail(f"requests in flight did not complete: {results}")
+        detail = f"exit 0 after {int((time.time() - t0) / 0.05)} SIGTERMs, {len(results)} requests completed"
     elif CASE.startswith("drain_stuck"):
         results = []
         clients = [threading.Thread(target=request, args=(i, results, 300), daemon=True) for i in range(2)]
