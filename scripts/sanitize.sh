@@ -30,12 +30,19 @@ phases=("$@")
 stamp() { date -u +%H:%M:%S; }
 t_start=$(date +%s)
 
-configure_and_build() {  # DIR SANITIZER [targets...]
-  local dir=$1 san=$2
-  shift 2
-  echo "== $(stamp) configure $dir (DPSERVE_SANITIZE=$san)"
-  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDPSERVE_SANITIZE="$san" \
-    -DDPSERVE_BUILD_BENCH=OFF >/dev/null
+configure_and_build() {  # DIR SANITIZER CXX [targets...]
+  local dir=$1 san=$2 cxx=$3
+  shift 3
+  local cc=${cxx/clang++/clang}
+  cc=${cc/g++/gcc}
+  # CMake cannot switch an existing tree's compiler: a tree configured with another one is rebuilt.
+  if [[ -f $dir/CMakeCache.txt ]] && ! grep -q "^CMAKE_CXX_COMPILER:[A-Z]*=.*/$cxx\$" "$dir/CMakeCache.txt"; then
+    echo "== $(stamp) $dir was configured with another compiler: removing it"
+    rm -rf "$dir"
+  fi
+  echo "== $(stamp) configure $dir (DPSERVE_SANITIZE=$san, $cxx)"
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_C_COMPILER="$cc" \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDPSERVE_SANITIZE="$san" -DDPSERVE_BUILD_BENCH=OFF >/dev/null
   echo "== $(stamp) build $dir ${*:-(all)}"
   cmake --build "$dir" -j "$jobs" ${1:+--target "$@"}
 }
@@ -57,7 +64,10 @@ check_reports() {  # REPORTS NAME
 status=0
 
 run_asan() {
-  configure_and_build build-asan address
+  # clang: it builds this tree in a bit over half the CPU time GCC 12 takes (the instrumented server,
+  # model, tokenizer and test code compiles ~2x faster; the kernels about the same), and CI waits for
+  # this tree (docs/sanitizers.md, "Time"). build/ stays on GCC, the compiler users build with.
+  configure_and_build build-asan address clang++
   [[ $build_only == 0 ]] || return 0
   local reports="$here/build-asan/sanitizer-reports"
   rm -rf "$reports" && mkdir -p "$reports"
@@ -110,13 +120,14 @@ run_asan() {
 }
 
 run_tsan() {
-  configure_and_build build-tsan thread dpserve engine_threads_test
+  # clang as well: 18 % less compile time than GCC 12 here, and one compiler for the instrumented trees.
+  configure_and_build build-tsan thread clang++ dpserve engine_threads_test
   [[ $build_only == 0 ]] || return 0
   local reports="$here/build-tsan/sanitizer-reports"
   rm -rf "$reports" && mkdir -p "$reports"
-  # One OpenMP thread per rank: libgomp is not TSan-instrumented, so its barriers are invisible and
-  # every parallel region would look like a race (docs/sanitizers.md). The handoff under test is
-  # between HTTP threads and the step thread, which this does not change.
+  # One OpenMP thread per rank: the OpenMP runtime (clang's libomp here) is not TSan-instrumented, so
+  # its barriers are invisible and every parallel region would look like a race (docs/sanitizers.md).
+  # The handoff under test is between HTTP threads and the step thread, which this does not change.
   export OMP_NUM_THREADS=1 DPSERVE_THREADS=1
   export TSAN_OPTIONS="halt_on_error=0:exitcode=66:second_deadlock_stack=1:suppressions=$supp/tsan.supp:log_path=$reports/tsan"
   echo "== $(stamp) tsan: ctest"

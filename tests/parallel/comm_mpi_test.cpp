@@ -87,7 +87,7 @@ TEST(CommMpi, AllgathervPackedAndWithDisplacements) {
   std::vector<int64_t> counts(W.w), displs(W.w);
   int64_t total = 0;
   for (int s = 0; s < W.w; ++s) total += counts[s] = 3 * s;
-  std::vector<float> mine(size_t(counts[W.r]));
+  std::vector<float> mine(static_cast<size_t>(counts[W.r]));
   for (size_t i = 0; i < mine.size(); ++i) mine[i] = float(100 * W.r + int(i));
 
   std::vector<float> packed(size_t(total), -1.0f);

@@ -116,8 +116,12 @@ def content_hash(b):
 # A sanitizer build reserves terabytes of shadow address space at start-up, so an address-space
 # limit would stop it before main(); there the same bound is put on single allocations instead
 # (ASan then fails the run, with a report, on any larger request).
-SANITIZED = any(lib in subprocess.run(["ldd", DUMP], capture_output=True, text=True).stdout
-                for lib in ("libasan", "libtsan"))
+# GCC links the sanitizer runtimes as shared libraries, clang (the ASan tree) links them in statically:
+# the runtimes' entry points name either.
+with open(DUMP, "rb") as f:
+    _image = f.read()
+SANITIZED = b"__asan_init" in _image or b"__tsan_init" in _image
+del _image
 
 
 def run(args, limit_as=None):
