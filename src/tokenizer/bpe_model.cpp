@@ -20,7 +20,9 @@ constexpr size_t kCacheMaxWord = 256;  // longer words are rare and would bloat 
 
 }  // namespace
 
-BpeModel::BpeModel(const nlohmann::json& m, bool byte_level) : byte_level_(byte_level) {
+BpeModel::BpeModel(const nlohmann::json& m, std::vector<std::pair<std::string, int32_t>> vocab,
+                   const std::vector<std::pair<std::string, std::string>>& merges, bool byte_level)
+    : byte_level_(byte_level) {
   if (m.value("type", "BPE") != "BPE") fail("tokenizer.json: model type '{}' is not supported (only BPE)", m.value("type", ""));
   for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix"}) {
     if (m.contains(k) && m[k].is_string() && !m[k].get<std::string>().empty()) {
@@ -30,30 +32,23 @@ BpeModel::BpeModel(const nlohmann::json& m, bool byte_level) : byte_level_(byte_
   if (m.contains("dropout") && m["dropout"].is_number() && m["dropout"].get<double>() > 0) {
     fail("tokenizer.json: BPE dropout is not supported");
   }
+  if (m.contains("vocab")) fail("tokenizer.json: the BPE model's vocab is not an object of token ids");
+  if (m.contains("merges")) fail("tokenizer.json: the BPE model's merges are not an array");
+  if (vocab.empty()) fail("tokenizer.json: the BPE model has no vocab");
   int32_t max_id = -1;
-  const auto& vocab = m.at("vocab");
-  vocab_.reserve(vocab.size() * 2);
-  for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-    const int32_t id = it.value().get<int32_t>();
-    if (id < 0) fail("tokenizer.json: negative id for '{}'", it.key());
-    vocab_.emplace(it.key(), id);
+  vocab_.reserve(vocab.size());
+  for (auto& [tok, id] : vocab) {
     max_id = std::max(max_id, id);
+    vocab_.insert_or_assign(std::move(tok), id);  // a repeated token: the last id wins, as in a JSON document
   }
   vocab_r_.resize(max_id + 1);
-  for (const auto& [tok, id] : vocab_) vocab_r_[id] = tok;
+  // Tokens sharing an id: the greatest wins, whatever the file's order.
+  for (const auto& [tok, id] : vocab_)
+    if (vocab_r_[id].empty() || tok > vocab_r_[id]) vocab_r_[id] = tok;
 
-  const auto& merges = m.at("merges");
-  merges_.reserve(merges.size() * 2);
-  for (const auto& mg : merges) {
-    if (mg.is_string()) {  // "a b" (older files)
-      const std::string& s = mg.get_ref<const std::string&>();
-      const size_t sp = s.find(' ', 1);
-      if (sp == std::string::npos) fail("tokenizer.json: bad merge '{}'", s);
-      add_merge(s.substr(0, sp), s.substr(sp + 1));
-    } else {
-      add_merge(mg.at(0).get<std::string>(), mg.at(1).get<std::string>());
-    }
-  }
+  merges_.reserve(merges.size());
+  std::string joined;
+  for (const auto& [a, b] : merges) add_merge(a, b, joined);
   BpeOptions o;
   o.byte_level = byte_level;
   o.byte_fallback = m.value("byte_fallback", false);
@@ -65,20 +60,23 @@ BpeModel::BpeModel(const nlohmann::json& m, bool byte_level) : byte_level_(byte_
 
 BpeModel::BpeModel(std::vector<std::string> tokens, const std::vector<std::string>& merges, const BpeOptions& o)
     : vocab_r_(std::move(tokens)), byte_level_(o.byte_level) {
-  vocab_.reserve(vocab_r_.size() * 2);
+  vocab_.reserve(vocab_r_.size());
   for (size_t i = 0; i < vocab_r_.size(); ++i)
     if (!vocab_r_[i].empty()) vocab_.emplace(vocab_r_[i], static_cast<int32_t>(i));  // first id wins on repeats
-  merges_.reserve(merges.size() * 2);
+  merges_.reserve(merges.size());
+  std::string joined;
   for (const std::string& s : merges) {
     const size_t sp = s.find(' ', 1);
     if (sp == std::string::npos) fail("BPE merge '{}' has no space between its two tokens", s);
-    add_merge(s.substr(0, sp), s.substr(sp + 1));
+    const std::string_view v(s);
+    add_merge(v.substr(0, sp), v.substr(sp + 1), joined);
   }
   finish(o);
 }
 
-void BpeModel::add_merge(const std::string& a, const std::string& b) {
-  const int32_t ia = token_to_id(a), ib = token_to_id(b), ic = token_to_id(a + b);
+void BpeModel::add_merge(std::string_view a, std::string_view b, std::string& joined) {
+  joined.assign(a).append(b);
+  const int32_t ia = token_to_id(a), ib = token_to_id(b), ic = token_to_id(joined);
   if (ia < 0 || ib < 0 || ic < 0) fail("BPE merge '{} {}' uses tokens missing from the vocabulary", a, b);
   const auto rank = static_cast<int32_t>(n_merges_++);
   merges_.emplace(pair_key(ia, ib), Merge{rank, ic});  // the first (best) rank wins on duplicates
@@ -99,7 +97,7 @@ void BpeModel::finish(const BpeOptions& o) {
 }
 
 int32_t BpeModel::token_to_id(std::string_view token) const {
-  auto it = vocab_.find(std::string(token));
+  auto it = vocab_.find(token);
   return it == vocab_.end() ? -1 : it->second;
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -22,8 +23,10 @@ struct BpeOptions {
 
 class BpeModel {
  public:
-  // tokenizer.json's "model" object. `byte_level`: see BpeOptions.
-  BpeModel(const nlohmann::json& model, bool byte_level);
+  // tokenizer.json's "model" object, whose vocab and merges were read apart from it (tokenizer_json.h):
+  // (token, id) pairs, and (left, right) pairs best first. `byte_level`: see BpeOptions.
+  BpeModel(const nlohmann::json& model, std::vector<std::pair<std::string, int32_t>> vocab,
+           const std::vector<std::pair<std::string, std::string>>& merges, bool byte_level);
   // A vocabulary given as arrays (a GGUF file): `tokens[id]`, and the merges best first, each
   // "left right" split at its first space after the first byte (byte-level tokens hold no space).
   BpeModel(std::vector<std::string> tokens, const std::vector<std::string>& merges, const BpeOptions& options);
@@ -35,14 +38,19 @@ class BpeModel {
 
  private:
   void merge(std::string_view word, std::vector<int32_t>& out) const;
-  void add_merge(const std::string& a, const std::string& b);
+  void add_merge(std::string_view a, std::string_view b, std::string& joined);
   void finish(const BpeOptions& o);
 
   struct Merge {
     int32_t rank;
     int32_t id;
   };
-  std::unordered_map<std::string, int32_t> vocab_;
+  // Transparent: tokens are looked up by string_view, with no std::string made per lookup.
+  struct TokenHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, int32_t, TokenHash, std::equal_to<>> vocab_;
   std::vector<std::string> vocab_r_;
   std::unordered_map<uint64_t, Merge> merges_;
   size_t n_merges_ = 0;

@@ -15,6 +15,7 @@
 #include "tokenizer/normalizer.h"
 #include "tokenizer/pre_tokenizer.h"
 #include "tokenizer/token_decoder.h"
+#include "tokenizer/tokenizer_json.h"
 #include "tokenizer/utf8.h"
 
 namespace dpserve {
@@ -47,12 +48,21 @@ std::optional<std::string> token_text(const json& cfg, const char* key) {
   return std::nullopt;
 }
 
+std::string read_file(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary | std::ios::ate);
+  if (!f) fail("{}: cannot open", p.string());
+  std::string text(static_cast<size_t>(f.tellg()), '\0');
+  f.seekg(0);
+  if (!f.read(text.data(), static_cast<std::streamsize>(text.size()))) fail("{}: cannot read", p.string());
+  return text;
+}
+
 class HfTokenizerImpl final : public Tokenizer {
  public:
   explicit HfTokenizerImpl(const std::string& json_path) {
     const fs::path path(json_path);
     const fs::path dir = path.parent_path();
-    const json tj = read_json(path, true);
+    TokenizerJson tj = parse_tokenizer_json(read_file(path), path.string());
     try {
       build(tj);
       configure(read_json(dir / "tokenizer_config.json", false), read_json(dir / "special_tokens_map.json", false),
@@ -158,7 +168,7 @@ class HfTokenizerImpl final : public Tokenizer {
       if (id < 0 || id >= t_.vocab_size_) fail("token id {} is out of range [0, {})", id, t_.vocab_size_);
       if (skip_ && t_.is_special(id)) return;
       std::string piece = t_.id_to_piece(id);
-      if (t_.decoder_.steps().empty() && !first_) piece.insert(0, " ");  // no decoder: HF joins with spaces
+      if (t_.decoder_.steps().empty() && !first_) piece.insert(piece.begin(), ' ');  // no decoder: HF joins with spaces
       first_ = false;
       state_.push(piece, out);
     }
@@ -171,10 +181,12 @@ class HfTokenizerImpl final : public Tokenizer {
     TokenDecoder::State state_;
   };
 
-  void build(const json& tj) {
+  void build(TokenizerJson& file) {
+    const json& tj = file.doc;
     normalizer_ = Normalizer::from_json(tj.value("normalizer", json(nullptr)));
     pre_ = PreTokenizer::from_json(tj.value("pre_tokenizer", json(nullptr)));
-    model_ = std::make_unique<BpeModel>(tj.at("model"), pre_.byte_level());
+    model_ = std::make_unique<BpeModel>(tj.at("model"), std::move(file.vocab), file.merges, pre_.byte_level());
+    file.merges = {};
     decoder_ = TokenDecoder::from_json(tj.value("decoder", json(nullptr)));
     vocab_size_ = model_->size();
     if (tj.contains("added_tokens") && tj["added_tokens"].is_array()) {
