@@ -1,4 +1,4 @@
-// Tokenizer speed on a 32 KB prompt (the target: well under 10 ms), with tokens/s, for the
+// Tokenizer load time, and speed on a 32 KB prompt (the target: well under 10 ms), with tokens/s, for the
 // byte-level BPE vocabularies; then the same text through the npm @huggingface/tokenizers for comparison.
 // usage: tokenizer_bench [--benchmark_*]   (DPSERVE_SHARED_DIR locates the tokenizers)
 #include <chrono>
@@ -78,6 +78,17 @@ void decode_bench(benchmark::State& state, const std::string& name) {
   state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(ids.size() * state.iterations()), benchmark::Counter::kIsRate);
 }
 
+// Loading the tokenizer folder, as every server and `dpserve tokenize` start does.
+void load_bench(benchmark::State& state, const std::string& name) {
+  const std::string dir = dpserve::shared_dir() + "/tokenizers/" + name;
+  for (auto _ : state) {
+    auto t = dpserve::Tokenizer::load(dir);
+    benchmark::DoNotOptimize(t.get());
+  }
+}
+
+BENCHMARK_CAPTURE(load_bench, qwen3, std::string("qwen3"))->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(load_bench, llama3, std::string("llama3"))->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(encode_bench, qwen3_32KB, std::string("qwen3"), false)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(encode_bench, qwen3_32KB_novel_words, std::string("qwen3"), true)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(encode_bench, llama3_32KB, std::string("llama3"), false)->Unit(benchmark::kMillisecond);
