@@ -1,5 +1,7 @@
 // parse_tokenizer_json against nlohmann's own document parser (the reference): the real Qwen3 and
 // Llama-3 files read to the same vocab, merges and rest; malformed files are refused by name.
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <string>
 
@@ -8,6 +10,7 @@
 
 #include "core/check.h"
 #include "test_data.h"
+#include "tokenizer/tokenizer.h"
 #include "tokenizer/tokenizer_json.h"
 
 namespace dpserve {
@@ -117,6 +120,43 @@ TEST(TokenizerJson, MalformedFilesAreRefusedByName) {
   expect_refused(R"({"model": {"merges": [1]}})", "model.merges");
   expect_refused(R"({"model": {"merges": [["a", 1]]}})", "model.merges");
   expect_refused(R"({"model": {"merges": [{"a": "b"}]}})", "model.merges");
+}
+
+// Through Tokenizer::load: a small BPE file encodes by its merges; a model the reader could not stream
+// into arrays is refused by name.
+std::unique_ptr<Tokenizer> load_text(const std::string& name, const std::string& text) {
+  const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / ("tokenizer_json_" + name);
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "tokenizer.json", std::ios::binary) << text;
+  return Tokenizer::load(dir.string());
+}
+
+std::string load_error(const std::string& name, const std::string& text) {
+  try {
+    load_text(name, text);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(loaded)";
+}
+
+TEST(TokenizerJson, LoadedModelMergesByRank) {
+  // "a b" outranks "b c": "abc" is ab + c; "bc" alone merges to bc.
+  const auto t = load_text("ok", R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "c": 2, "ab": 3, "bc": 4},
+                                               "merges": [["a", "b"], "b c"]}})");
+  EXPECT_EQ(t->encode("abc", false), (std::vector<int32_t>{3, 2}));
+  EXPECT_EQ(t->encode("bc", false), (std::vector<int32_t>{4}));
+  EXPECT_EQ(t->encode("cab", false), (std::vector<int32_t>{2, 3}));
+}
+
+TEST(TokenizerJson, ModelsTheReaderCouldNotStreamAreRefused) {
+  EXPECT_NE(load_error("unigram", R"({"model": {"type": "Unigram", "vocab": [["a", -1.0]]}})")
+                .find("model type 'Unigram' is not supported"), std::string::npos);
+  EXPECT_NE(load_error("vocab_array", R"({"model": {"type": "BPE", "vocab": [["a", 0]], "merges": []}})")
+                .find("vocab is not an object of token ids"), std::string::npos);
+  EXPECT_NE(load_error("no_vocab", R"({"model": {"type": "BPE", "merges": []}})").find("has no vocab"), std::string::npos);
+  EXPECT_NE(load_error("merge_oov", R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a b"]}})")
+                .find("uses tokens missing from the vocabulary"), std::string::npos);
 }
 
 }  // namespace
