@@ -52,9 +52,16 @@ double load_average() {
   return n > 0 ? std::strtod(buf, nullptr) : -1;
 }
 
-void futex_wait(std::atomic<uint32_t>& word, uint32_t seen) {
-  syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAIT_PRIVATE, seen, nullptr, nullptr, 0);
+// Sleeps while word == seen, until woken or (when given) the relative timeout passes.
+void futex_wait(std::atomic<uint32_t>& word, uint32_t seen, const timespec* timeout = nullptr) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAIT_PRIVATE, seen, timeout, nullptr, 0);
 }
+
+// How long an abortable wait sleeps before it looks at abort_ again. An abort changes abort_, not the
+// word the waiter sleeps on, so the futex cannot tell that the aborter's wake came between the
+// waiter's last look and its sleep; without a bound that waiter slept for ever (a member at a barrier
+// when another failed: run() then never returned, seen once under ASan on a loaded 2-core machine).
+constexpr timespec kAbortLook{0, 20'000'000};
 
 void futex_wake_all(std::atomic<uint32_t>& word) {
   syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
@@ -212,7 +219,7 @@ bool ThreadTeam::wait_change(std::atomic<uint32_t>& word, uint32_t seen, bool ab
     sleepers_.v.fetch_add(1, std::memory_order_seq_cst);
     if (word.load(std::memory_order_seq_cst) == seen && !(abortable && abort_.load(std::memory_order_seq_cst))) {
       parks_.fetch_add(1, std::memory_order_relaxed);
-      futex_wait(word, seen);
+      futex_wait(word, seen, abortable ? &kAbortLook : nullptr);
     }
     sleepers_.v.fetch_sub(1, std::memory_order_seq_cst);
     if (word.load(std::memory_order_acquire) != seen) return true;
