@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <climits>
+#include <ctime>
 #include <mutex>
 #include <cstdlib>
 #include <string>
