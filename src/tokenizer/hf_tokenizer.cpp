@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
+#include "core/mapped_file.h"
 #include "tokenizer/added_tokens.h"
 #include "tokenizer/bpe_model.h"
 #include "tokenizer/encode_turn.h"
@@ -48,21 +49,15 @@ std::optional<std::string> token_text(const json& cfg, const char* key) {
   return std::nullopt;
 }
 
-std::string read_file(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary | std::ios::ate);
-  if (!f) fail("{}: cannot open", p.string());
-  std::string text(static_cast<size_t>(f.tellg()), '\0');
-  f.seekg(0);
-  if (!f.read(text.data(), static_cast<std::streamsize>(text.size()))) fail("{}: cannot read", p.string());
-  return text;
-}
-
 class HfTokenizerImpl final : public Tokenizer {
  public:
   explicit HfTokenizerImpl(const std::string& json_path) {
     const fs::path path(json_path);
     const fs::path dir = path.parent_path();
-    TokenizerJson tj = parse_tokenizer_json(read_file(path), path.string());
+    TokenizerJson tj = [&] {
+      const MappedFile f(path.string());
+      return parse_tokenizer_json({reinterpret_cast<const char*>(f.data()), f.size()}, path.string());
+    }();
     try {
       build(tj);
       configure(read_json(dir / "tokenizer_config.json", false), read_json(dir / "special_tokens_map.json", false),
