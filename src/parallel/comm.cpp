@@ -105,6 +105,15 @@ MpiRuntime::MpiRuntime(int* argc, char*** argv) {
   MPI_Initialized(&init);
   if (!init) {
     int provided = 0;
+    if (!launched_under_mpi()) {
+      // A process no launcher started is a singleton: a one-rank job that talks to no other process
+      // (several nodes join only from jobs of their own mpirun: node_join.h). Open MPI would start an
+      // orted beside it (~0.15 CPU-s, ~0.3 s of start-up, two TCP listeners) that only MPI_Comm_spawn
+      // and connect/accept use, and the TCP and shared-memory transports (one more listener) for peers
+      // it has none of. What a user set in the environment wins.
+      setenv("OMPI_MCA_ess_singleton_isolated", "1", 0);
+      setenv("OMPI_MCA_btl", "self", 0);
+    }
     {
       // Open MPI's TCP listeners on the job's address only (set by dpserve's launcher).
       MpiListenNarrowing narrow;

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Open MPI's listening sockets stay on loopback on one machine (issue 36).
 
-`dpserve serve --tp-size 2 --host 0.0.0.0` on stories260K, and the same on one rank: every listening
-TCP socket of the job's processes (the launcher, mpirun, the ranks; one rank's MPI_Init starts an
-orted of its own) but the HTTP port is on 127.0.0.1 or ::1 -- Open MPI 4.1 alone binds its TCP BTL
+`dpserve serve --tp-size 2 --host 0.0.0.0` on stories260K: every listening TCP socket of the job's
+processes (the launcher, mpirun, the ranks) but the HTTP port is on 127.0.0.1 or ::1 -- Open MPI 4.1 alone binds its TCP BTL
 (in each rank) and its out-of-band channel (in mpirun / orted) to 0.0.0.0 and [::]
 whatever btl_tcp_if_include / oob_tcp_if_include say -- while the HTTP port stays on 0.0.0.0 as asked,
-and the server answers. With DPSERVE_MPI_LISTEN_ADDRESS=any (dpserve's narrowing off, what the
+and the server answers. The same on one rank, an MPI singleton, which has no MPI listener at all and
+no orted beside it. With DPSERVE_MPI_LISTEN_ADDRESS=any (dpserve's narrowing off, what the
 binary did before) the same check must see wildcard listeners, so the test can fail.
 
 usage: test_mpi_listeners.py DPSERVE_BIN
@@ -51,6 +51,14 @@ def descendants(root):
     return out
 
 
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def listeners(pids):
     ss = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, timeout=20).stdout
     out = []
@@ -93,8 +101,15 @@ def run(narrowed, tp):
         http = [l for l in seen if l[1] == port]
         assert http and all(l[0] in ("0.0.0.0", "*") for l in http), f"HTTP not on 0.0.0.0 as asked: {seen}"
         mpi = [l for l in seen if l[1] != port]
-        assert any(l[2] in ("mpirun", "orted") for l in mpi) and any(l[2] == "dpserve" for l in mpi), \
-            f"expected listeners of mpirun (or one rank's orted) and of the ranks: {seen}"
+        if tp == 1:
+            # One rank is an MPI singleton with no peers: dpserve starts it isolated (no orted) with only
+            # the self transport, so it listens on nothing but its HTTP port. Open MPI alone starts an
+            # orted (two listeners) and a TCP transport listener.
+            orted = [pid for pid in descendants(p.pid) if comm(pid) == "orted"]
+            assert not mpi and not orted, f"one rank: expected no MPI listeners and no orted: {seen}, orted {orted}"
+        else:
+            assert any(l[2] in ("mpirun", "orted") for l in mpi) and any(l[2] == "dpserve" for l in mpi), \
+                f"expected listeners of mpirun and of the ranks: {seen}"
         return mpi
     finally:
         os.killpg(p.pid, signal.SIGTERM)
