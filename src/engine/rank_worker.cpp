@@ -909,8 +909,11 @@ void RankWorker::watchdog_loop() {
   const double limit = opts_.watchdog_seconds;
   const auto tick = std::chrono::milliseconds(std::clamp<int64_t>(int64_t(limit * 1000 / 20), 10, 200));
   double last = now_seconds(), resumed = 0;
-  while (!stop_watchdog_) {
-    std::this_thread::sleep_for(tick);
+  while (true) {
+    {
+      std::unique_lock lock(watchdog_mu_);
+      if (watchdog_cv_.wait_for(lock, tick, [this] { return stop_watchdog_; })) return;
+    }
     const double now = now_seconds();
     // A tick far longer than asked means this process itself was stopped (SIGSTOP, then SIGCONT):
     // the time it lost is not the others' fault, so waits count again from now.
@@ -937,7 +940,11 @@ void RankWorker::run(StepDriver* driver) {
     RankWorker* w;
     std::thread& t;
     ~Stop() {
-      w->stop_watchdog_ = true;
+      {
+        std::lock_guard lock(w->watchdog_mu_);
+        w->stop_watchdog_ = true;
+      }
+      w->watchdog_cv_.notify_all();
       if (t.joinable()) t.join();
     }
   } stop{this, watchdog};

@@ -6,11 +6,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <span>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -189,7 +191,11 @@ class RankWorker {
   std::atomic<double> step_began_{0};
   std::atomic<double> control_wait_began_{0};
   std::atomic<int64_t> watched_step_{0};  // counters_.steps, for the watchdog's message
-  std::atomic<bool> stop_watchdog_{false};
+  // Set when run() returns; the watchdog sleeps on the condition variable, so it ends at once and the
+  // process does not wait out a tick (up to 200 ms) to exit.
+  std::mutex watchdog_mu_;
+  std::condition_variable watchdog_cv_;
+  bool stop_watchdog_ = false;
   void watchdog_loop();
   [[noreturn]] void die(const std::string& why, const char* what = "watchdog");
   std::string control_source() const;  // "rank 0", or "rank 0 (via group leader rank N)"
