@@ -479,9 +479,9 @@ void relaunch_under_mpirun_if_needed(int world, double watchdog_seconds, const N
     return;
   }
   const NumaPlan plan = numa_plan_for(std::max(1, world), numa, threads);
-  // One machine: Open MPI's TCP on loopback and its listeners there too. Also for one rank, whose
-  // MPI_Init (a singleton) starts an orted and a TCP BTL listener of its own (the ranks talk through
-  // shared memory anyway).
+  // One machine: Open MPI's TCP on loopback and its listeners there too. Also for one rank: MpiRuntime
+  // starts it as an isolated singleton with the self transport only (comm.cpp), so it listens on
+  // nothing, unless the environment chose another transport or an orted; then these keep it on loopback.
   if (!user_chose_mpi_network()) {
     setenv("OMPI_MCA_btl_tcp_if_include", "lo", 1);
     setenv("OMPI_MCA_oob_tcp_if_include", "lo", 1);
