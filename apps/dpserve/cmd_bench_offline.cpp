@@ -46,7 +46,7 @@ std::vector<int32_t> random_prompt(int64_t len, int64_t vocab, uint64_t salt) {
   return p;
 }
 
-double now_s() {
+double seconds_now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
@@ -104,7 +104,7 @@ BatchTimes run_batch(DpEngine& engine, const OfflineBenchArgs& a, int64_t vocab,
   std::vector<std::vector<double>> stamps(B);
   std::vector<std::string> errors(B);
   const int64_t steps0 = engine.stats().steps_total;
-  const double t0 = now_s();
+  const double t0 = seconds_now();
   std::vector<Request> batch(B);
   for (size_t i = 0; i < B; ++i) {
     Request& r = batch[i];
@@ -122,7 +122,7 @@ BatchTimes run_batch(DpEngine& engine, const OfflineBenchArgs& a, int64_t vocab,
       Response resp;
       while (true) {
         if (!streams[i]->next(resp, std::chrono::milliseconds(1000))) continue;
-        const double t = now_s();
+        const double t = seconds_now();
         for (size_t k = 0; k < resp.tokens.size(); ++k) stamps[i].push_back(t);
         if (resp.finished) {
           if (resp.finish_reason != "length")

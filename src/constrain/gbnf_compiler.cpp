@@ -7,7 +7,7 @@
 namespace dpserve::constrain {
 namespace {
 
-constexpr int kMaxNesting = 200;
+constexpr int kMaxGrammarNesting = 200;
 
 bool name_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
@@ -95,7 +95,7 @@ class GbnfParser {
   }
 
   ExprId parse_alternatives(int depth) {
-    if (depth > kMaxNesting) error(pos_, "groups nest too deeply");
+    if (depth > kMaxGrammarNesting) error(pos_, "groups nest too deeply");
     std::vector<ExprId> alts;
     for (;;) {
       alts.push_back(parse_sequence(depth));

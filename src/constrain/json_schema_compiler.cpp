@@ -22,7 +22,7 @@ namespace {
 
 using Schema = nlohmann::ordered_json;
 
-constexpr int kMaxDepth = 128;
+constexpr int kMaxSchemaDepth = 128;
 // multipleOf k is walked as the residues mod k of the digits read so far (k states).
 constexpr int64_t kMaxMultipleOf = 10000;
 // Past 2^53 a validator's double no longer holds the integer written, nor its remainder.
@@ -248,7 +248,7 @@ ExprId JsonSchemaCompiler::compile_ref(const std::string& pointer, const std::st
 }
 
 ExprId JsonSchemaCompiler::compile(const Schema& s, const std::string& path, int depth) {
-  if (depth > kMaxDepth) invalid("the schema nests too deeply", path);
+  if (depth > kMaxSchemaDepth) invalid("the schema nests too deeply", path);
   if (s.is_boolean()) {
     if (s.get<bool>()) return any_value();
     invalid("the schema 'false' accepts nothing", path);

@@ -7,7 +7,7 @@
 namespace dpserve::constrain {
 namespace {
 
-constexpr int kMaxNesting = 200;
+constexpr int kMaxRegexNesting = 200;
 
 CodepointSet digit() { return CodepointSet::of('0', '9'); }
 CodepointSet word() {
@@ -75,7 +75,7 @@ class RegexParser {
 
   // Top level (depth 0) handles the anchors: ^ first and $ last in an alternative.
   ExprId parse_alternation(int depth) {
-    if (depth > kMaxNesting) error(pos_, "groups nest too deeply");
+    if (depth > kMaxRegexNesting) error(pos_, "groups nest too deeply");
     std::vector<ExprId> alts;
     for (;;) {
       alts.push_back(parse_sequence(depth));

@@ -18,7 +18,7 @@ namespace {
 
 using ojson = nlohmann::ordered_json;
 
-constexpr int kMaxDepth = 64;
+constexpr int kMaxFormatDepth = 64;
 // Where an unlimited format (any_text, triggered_tags) stops: at the end of the output, or at one of
 // the end strings of the tag around it.
 struct End {
@@ -35,7 +35,7 @@ struct TagItem {
   bool legacy = false;             // content is a bare JSON Schema (the legacy shape's `schema`)
 };
 
-std::string json_quoted(const std::string& s) { return ojson(s).dump(); }
+std::string json_dumped(const std::string& s) { return ojson(s).dump(); }
 
 class Compiler {
  public:
@@ -115,7 +115,7 @@ class Compiler {
   }
 
   static std::string type_of(const ojson& f, const std::string& at, int depth) {
-    if (depth > kMaxDepth) fail("'{}': formats nest deeper than {}", at, kMaxDepth);
+    if (depth > kMaxFormatDepth) fail("'{}': formats nest deeper than {}", at, kMaxFormatDepth);
     if (!f.is_object()) fail("'{}' must be a format object", at);
     return string_field(f, "type", at);
   }
@@ -330,18 +330,18 @@ class Compiler {
       for (size_t k = 0; k < triggers.size(); ++k) {
         if (t.begin.compare(0, triggers[k].size(), triggers[k]) != 0) continue;
         if (which >= 0)
-          fail("'{}' {} starts with two triggers, {} and {}", join(t.at, "begin"), json_quoted(t.begin),
-               json_quoted(triggers[size_t(which)]), json_quoted(triggers[k]));
+          fail("'{}' {} starts with two triggers, {} and {}", join(t.at, "begin"), json_dumped(t.begin),
+               json_dumped(triggers[size_t(which)]), json_dumped(triggers[k]));
         which = int(k);
       }
-      if (which < 0) fail("'{}' {} does not start with any of the triggers", join(t.at, "begin"), json_quoted(t.begin));
+      if (which < 0) fail("'{}' {} does not start with any of the triggers", join(t.at, "begin"), json_dumped(t.begin));
       TagItem tail = t;
       tail.begin = t.begin.substr(triggers[size_t(which)].size());
       rest[size_t(which)].push_back(tag(tail, depth));
     }
     std::vector<int32_t> rest_rule;
     for (size_t k = 0; k < triggers.size(); ++k) {
-      if (rest[k].empty()) fail("'{}' trigger {} begins no tag", join(at, "triggers"), json_quoted(triggers[k]));
+      if (rest[k].empty()) fail("'{}' trigger {} begins no tag", join(at, "triggers"), json_dumped(triggers[k]));
       rest_rule.push_back(new_rule());
       g_.set_body(rest_rule.back(), g_.alt(std::move(rest[k])));
     }

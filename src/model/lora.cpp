@@ -27,12 +27,6 @@ int module_index(const std::string& n) {
 
 bool is_attn(int m) { return m <= kLoraO; }
 
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
 // The fields that change what PEFT computes and that this runtime does not do: present with a
 // non-default value is an error, never silently ignored.
 void refuse_unsupported(const nlohmann::json& j, const std::string& cfg) {
@@ -173,11 +167,11 @@ LoraAdapter load_lora_adapter(const std::string& dir, const LoraModelShape& shap
       const TensorInfo& tb = store.get(nb);
       const std::vector<int64_t> want_a{ad.rank, s.in_full}, want_b{s.out_full, ad.rank};
       if (ta.shape != want_a)
-        fail("LoRA adapter {}: tensor \"{}\" has shape {}, expected {} ([r, in])", dir, na, shape_str(ta.shape),
-             shape_str(want_a));
+        fail("LoRA adapter {}: tensor \"{}\" has shape {}, expected {} ([r, in])", dir, na, shape_text(ta.shape),
+             shape_text(want_a));
       if (tb.shape != want_b)
-        fail("LoRA adapter {}: tensor \"{}\" has shape {}, expected {} ([out, r])", dir, nb, shape_str(tb.shape),
-             shape_str(want_b));
+        fail("LoRA adapter {}: tensor \"{}\" has shape {}, expected {} ([out, r])", dir, nb, shape_text(tb.shape),
+             shape_text(want_b));
       LoraProj& p = ad.layers[size_t(l)][size_t(m)];
       p.r = ad.rank;
       const WeightView va{ta.data, ta.dtype, ad.rank, s.in_full, s.in_full};

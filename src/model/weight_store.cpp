@@ -32,7 +32,7 @@ const uint8_t* WeightStore::keep(std::vector<uint8_t> bytes) {
   return owned_.back()->data();
 }
 
-static std::string shape_str(const std::vector<int64_t>& s) {
+std::string shape_text(const std::vector<int64_t>& s) {
   std::string out = "[";
   for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
   return out + "]";
@@ -45,7 +45,7 @@ TensorInfo WeightStore::take_bytes(const std::string& name, const std::vector<in
   if (it == bytes_.end()) fail("weights: missing tensor \"{}\" (U8)", name);
   TensorInfo t = it->second;
   if (t.shape != shape)
-    fail("weights: tensor \"{}\" in {} has shape {}, expected {}", name, t.file, shape_str(t.shape), shape_str(shape));
+    fail("weights: tensor \"{}\" in {} has shape {}, expected {}", name, t.file, shape_text(t.shape), shape_text(shape));
   bytes_.erase(it);
   return t;
 }
@@ -56,7 +56,7 @@ void WeightStore::split_rows(const std::string& name, const std::vector<std::pai
   for (const auto& p : parts) rows += p.second;
   if (t.shape.size() != 2 || t.shape[0] != rows)
     fail("weights: tensor \"{}\" in {} has shape {}, expected [{}, {}] ({} fused row blocks)", name, t.file,
-         shape_str(t.shape), rows, t.shape.size() == 2 ? t.shape[1] : 0, parts.size());
+         shape_text(t.shape), rows, t.shape.size() == 2 ? t.shape[1] : 0, parts.size());
   const int64_t row_bytes = dtype_row_bytes(t.dtype, t.shape[1]);
   int64_t r0 = 0;
   for (const auto& [part, n] : parts) {
@@ -78,7 +78,7 @@ const TensorInfo& WeightStore::get(const std::string& name) const {
 WeightView WeightStore::matrix(const std::string& name, int64_t rows, int64_t cols) const {
   const TensorInfo& t = get(name);
   if (t.shape.size() != 2 || t.shape[0] != rows || t.shape[1] != cols)
-    fail("weights: tensor \"{}\" in {} has shape {}, expected [{}, {}]", name, t.file, shape_str(t.shape), rows,
+    fail("weights: tensor \"{}\" in {} has shape {}, expected [{}, {}]", name, t.file, shape_text(t.shape), rows,
          cols);
   return WeightView{t.data, t.dtype, rows, cols, cols};
 }
@@ -95,7 +95,7 @@ WeightView shard_cols(const WeightView& w, int64_t c0, int64_t n, const std::str
 std::vector<float> WeightStore::vector_f32(const std::string& name, int64_t n) const {
   const TensorInfo& t = get(name);
   if (t.shape.size() != 1 || t.shape[0] != n)
-    fail("weights: tensor \"{}\" in {} has shape {}, expected [{}]", name, t.file, shape_str(t.shape), n);
+    fail("weights: tensor \"{}\" in {} has shape {}, expected [{}]", name, t.file, shape_text(t.shape), n);
   std::vector<float> out(n);
   WeightView v{t.data, t.dtype, 1, n, n};
   weight_row_to_f32(v, 0, out.data());
@@ -158,7 +158,7 @@ void load_safetensors_file(const std::string& path, WeightStore& store) {
            path, name, b, e, data_size);
     if (e - b != numel * esize)
       fail("safetensors: {}: tensor \"{}\" has {} bytes but shape {} of {} needs {}", path, name, e - b,
-           shape_str(t.shape), dt, numel * esize);
+           shape_text(t.shape), dt, numel * esize);
     // The kernels read elements in place; the safetensors writer pads the header so they are aligned.
     if ((8 + hlen + b) % esize != 0)
       fail("safetensors: {}: tensor \"{}\" data at byte {} is not aligned to its {}-byte elements", path, name,

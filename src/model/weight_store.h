@@ -76,6 +76,9 @@ class WeightStore {
 // `flag`, the option that chose the split, and `name`, the tensor.
 WeightView shard_cols(const WeightView& w, int64_t c0, int64_t n, const std::string& name, const char* flag);
 
+// A tensor shape as error messages print it: "[4096, 11008]".
+std::string shape_text(const std::vector<int64_t>& shape);
+
 // Loads every *.safetensors file of a Hugging Face model folder (single file or
 // sharded with model.safetensors.index.json).
 void load_safetensors_folder(const std::string& dir, WeightStore& store);

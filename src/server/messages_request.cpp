@@ -216,7 +216,7 @@ void add_assistant(const ojson& content, const std::string& param, Conversion& c
 }
 
 // Custom tools -> chat function tools; Anthropic's own server tools (bash, web search, ...) are theirs.
-ojson chat_tools(const ojson& tools) {
+ojson anthropic_tools_to_chat(const ojson& tools) {
   if (!tools.is_array()) bad_param("tools", "'tools' must be an array");
   ojson out = ojson::array();
   for (size_t i = 0; i < tools.size(); ++i) {
@@ -476,7 +476,7 @@ MessagesRequest parse_messages_request(const json& body, std::string_view raw_bo
     if (const ojson* m = field(b, "metadata"))
       if (const ojson* u = field(*m, "user_id")) chat["user"] = *u;
   }
-  if (const ojson* t = field(b, "tools")) chat["tools"] = chat_tools(*t);
+  if (const ojson* t = field(b, "tools")) chat["tools"] = anthropic_tools_to_chat(*t);
   if (const ojson* tc = field(b, "tool_choice")) chat_tool_choice(*tc, chat);
   std::optional<bool> think;
   if (const ojson* th = field(b, "thinking")) think = thinking_switch(*th, max_tokens);

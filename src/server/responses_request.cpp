@@ -255,7 +255,7 @@ ojson items_to_messages(const ojson& items, const FileContent& file_content, con
 }
 
 // Responses' flat function tools -> chat tools.
-ojson chat_tools(const ojson& tools) {
+ojson responses_tools_to_chat(const ojson& tools) {
   if (!tools.is_array()) bad_param("tools", "'tools' must be an array of {\"type\": \"function\", \"name\": ...}");
   ojson out = ojson::array();
   for (size_t i = 0; i < tools.size(); ++i) {
@@ -555,7 +555,7 @@ ResponsesRequest parse_responses_request(
     chat["logprobs"] = true;
     chat["top_logprobs"] = top_logprobs;
   }
-  if (const ojson* t = field(b, "tools")) chat["tools"] = chat_tools(*t);
+  if (const ojson* t = field(b, "tools")) chat["tools"] = responses_tools_to_chat(*t);
   if (const ojson* c = field(b, "tool_choice")) chat["tool_choice"] = chat_tool_choice(*c);
   rr.echo = {{"text", {{"format", {{"type", "text"}}}}}};
   if (const ojson* t = field(b, "text"))

@@ -301,6 +301,10 @@ void unknown_query_parameter(const std::string& name) {
   throw ApiError(400, fmt::format("Unrecognized request argument supplied: {}", name), name, "", "unknown_parameter");
 }
 
+void reject_query_parameters(const httplib::Request& req) {
+  for (const auto& [k, v] : req.params) unknown_query_parameter(k);
+}
+
 ListPage read_list_page(const httplib::Request& req, ListPage p, int64_t max_limit,
                         const std::function<bool(const std::string&, const std::string&)>& other) {
   for (const auto& [k, v] : req.params) {

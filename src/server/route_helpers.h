@@ -101,6 +101,8 @@ std::function<bool()> client_gone_fn(ServerContext& ctx, const httplib::Request&
 int64_t query_integer(const std::string& name, const std::string& value, int64_t lo, int64_t hi);
 // A query parameter the route does not take: a 400 naming it.
 [[noreturn]] void unknown_query_parameter(const std::string& name);
+// For a route that takes no query parameters: a 400 naming the first one given.
+void reject_query_parameters(const httplib::Request& req);
 
 // OpenAI's list paging (after / limit / order) over a list kept in creation order.
 struct ListPage {

@@ -214,7 +214,7 @@ std::vector<BatchLine> read_lines(const std::string& text, const std::string& en
   return lines;
 }
 
-void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
+void create_batch(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
   check_serving(ctx);
   const Caller caller = request_caller();
   json body = read_json_body(ctx, req, [](std::string_view k) {
@@ -304,7 +304,7 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
 }
 
 std::shared_ptr<BatchStore::Batch> find_batch(ServerContext& ctx, const httplib::Request& req) {
-  for (const auto& [k, v] : req.params) unknown_query_parameter(k);
+  reject_query_parameters(req);
   auto b = ctx.batches.get(req.matches[1], request_caller().owner);
   if (!b) batch_not_found(req.matches[1]);
   return b;
@@ -314,7 +314,7 @@ std::shared_ptr<BatchStore::Batch> find_batch(ServerContext& ctx, const httplib:
 
 void register_batch_routes(httplib::Server& svr, ServerContext& ctx) {
   svr.Post("/v1/batches",
-           [&ctx](const httplib::Request& req, httplib::Response& res) { handle_create(ctx, req, res); });
+           [&ctx](const httplib::Request& req, httplib::Response& res) { create_batch(ctx, req, res); });
   svr.Get(R"(/v1/batches/([^/]+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
     send_json(res, 200, find_batch(ctx, req)->snapshot());
   });

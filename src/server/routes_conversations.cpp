@@ -51,14 +51,10 @@ json read_metadata(const json& body) {
   return body["metadata"];
 }
 
-ResponseStore::Entry find(ServerContext& ctx, const std::string& id) {
+ResponseStore::Entry find_conversation(ServerContext& ctx, const std::string& id) {
   auto e = ctx.conversations.get(id, request_caller().owner);
   if (!e) conversation_not_found(id);
   return std::move(*e);
-}
-
-void no_query(const httplib::Request& req) {
-  for (const auto& [k, v] : req.params) unknown_query_parameter(k);
 }
 
 // The one query an item's answer takes: include=message.input_image.image_url (image URLs are null
@@ -90,7 +86,7 @@ void change(ServerContext& ctx, const std::string& id, const std::function<void(
 
 void register_conversation_routes(httplib::Server& svr, ServerContext& ctx) {
   svr.Post("/v1/conversations", [&ctx](const httplib::Request& req, httplib::Response& res) {
-    no_query(req);
+    reject_query_parameters(req);
     const json body = read_json_body(ctx, req, [](std::string_view k) { return k == "items" || k == "metadata"; });
     ojson items = read_items(body, true);
     const std::string id = new_underscore_id("conv");
@@ -102,12 +98,12 @@ void register_conversation_routes(httplib::Server& svr, ServerContext& ctx) {
     send_json(res, 200, object);
   });
   svr.Get(R"(/v1/conversations/([^/]+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
-    no_query(req);
-    send_json(res, 200, find(ctx, req.matches[1]).response);
+    reject_query_parameters(req);
+    send_json(res, 200, find_conversation(ctx, req.matches[1]).response);
   });
   // Update: the metadata (the only field OpenAI lets change), replaced whole.
   svr.Post(R"(/v1/conversations/([^/]+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
-    no_query(req);
+    reject_query_parameters(req);
     const json body = read_json_body(ctx, req, [](std::string_view k) { return k == "metadata"; });
     if (!body.contains("metadata")) bad_param("metadata", "'metadata' is required");
     const json metadata = read_metadata(body);
@@ -119,7 +115,7 @@ void register_conversation_routes(httplib::Server& svr, ServerContext& ctx) {
     send_json(res, 200, object);
   });
   svr.Delete(R"(/v1/conversations/([^/]+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
-    no_query(req);
+    reject_query_parameters(req);
     const std::string id = req.matches[1];
     if (!ctx.conversations.erase(id, request_caller().owner)) conversation_not_found(id);
     send_json(res, 200, {{"id", id}, {"object", "conversation.deleted"}, {"deleted", true}});
@@ -127,7 +123,7 @@ void register_conversation_routes(httplib::Server& svr, ServerContext& ctx) {
 
   svr.Get(R"(/v1/conversations/([^/]+)/items)", [&ctx](const httplib::Request& req, httplib::Response& res) {
     const InputItemsQuery q = parse_input_items_query(req.params);
-    send_json(res, 200, json::parse(list_input_items(find(ctx, req.matches[1]).conversation, q).dump()));
+    send_json(res, 200, json::parse(list_input_items(find_conversation(ctx, req.matches[1]).conversation, q).dump()));
   });
   // Adds items at the end; the answer lists the added ones, in order.
   svr.Post(R"(/v1/conversations/([^/]+)/items)", [&ctx](const httplib::Request& req, httplib::Response& res) {
@@ -151,14 +147,14 @@ void register_conversation_routes(httplib::Server& svr, ServerContext& ctx) {
   svr.Get(R"(/v1/conversations/([^/]+)/items/([^/]+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
     const bool image_urls = includes_image_urls(req);
     const std::string item_id = req.matches[2];
-    for (const ojson& it : find(ctx, req.matches[1]).conversation)
+    for (const ojson& it : find_conversation(ctx, req.matches[1]).conversation)
       if (it["id"] == item_id) return send_json(res, 200, json::parse(listed_item(it, image_urls).dump()));
     throw ApiError(404, fmt::format("Item with id '{}' not found.", item_id), "item_id", "invalid_request_error",
                    "not_found");
   });
   // Deletes one item; the answer is the conversation.
   svr.Delete(R"(/v1/conversations/([^/]+)/items/([^/]+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
-    no_query(req);
+    reject_query_parameters(req);
     const std::string item_id = req.matches[2];
     bool found = false;
     json object;

@@ -25,7 +25,7 @@ namespace {
 }
 
 void handle_upload(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
-  for (const auto& [k, v] : req.params) unknown_query_parameter(k);
+  reject_query_parameters(req);
   const std::vector<FormPart> parts = parse_multipart(req.get_header_value(kFormTypeHeader), req.body);
   const FormPart* file = nullptr;
   std::string purpose;
@@ -82,7 +82,7 @@ void handle_list(ServerContext& ctx, const httplib::Request& req, httplib::Respo
 }
 
 FileStore::File find_file(ServerContext& ctx, const httplib::Request& req) {
-  for (const auto& [k, v] : req.params) unknown_query_parameter(k);
+  reject_query_parameters(req);
   auto f = ctx.files.get(req.matches[1], request_caller().owner);
   if (!f) file_not_found(req.matches[1]);
   return *f;

@@ -32,7 +32,7 @@ constexpr size_t kMaxRequests = 100000;    // Anthropic's bound on a batch's req
 constexpr int64_t kWindowSeconds = 86400;  // a batch ends within 24 hours, as Anthropic's (then: expired)
 constexpr const char* kRoute = "/v1/messages";
 
-[[noreturn]] void batch_not_found(const std::string& id) {
+[[noreturn]] void message_batch_not_found(const std::string& id) {
   throw ApiError(404, fmt::format("No Message Batch with id {}", id), "message_batch_id", "invalid_request_error",
                  "not_found");
 }
@@ -155,7 +155,7 @@ json batch_json(const BatchStore::Batch& b, const httplib::Request& req) {
   return out;
 }
 
-void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
+void create_message_batch(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
   check_serving(ctx);
   const Caller caller = request_caller();
   const json body = read_json_body(ctx, req, [](std::string_view k) { return k == "requests"; });
@@ -198,10 +198,10 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
   send_json(res, 200, answer);
 }
 
-std::shared_ptr<BatchStore::Batch> find_batch(ServerContext& ctx, const httplib::Request& req) {
-  for (const auto& [k, v] : req.params) unknown_query_parameter(k);
+std::shared_ptr<BatchStore::Batch> find_message_batch(ServerContext& ctx, const httplib::Request& req) {
+  reject_query_parameters(req);
   auto b = ctx.message_batches.get(req.matches[1], request_caller().owner);
-  if (!b) batch_not_found(req.matches[1]);
+  if (!b) message_batch_not_found(req.matches[1]);
   return b;
 }
 
@@ -218,16 +218,16 @@ void handle_list(ServerContext& ctx, const httplib::Request& req, httplib::Respo
 
 void register_message_batch_routes(httplib::Server& svr, ServerContext& ctx) {
   svr.Post("/v1/messages/batches",
-           [&ctx](const httplib::Request& req, httplib::Response& res) { handle_create(ctx, req, res); });
+           [&ctx](const httplib::Request& req, httplib::Response& res) { create_message_batch(ctx, req, res); });
   svr.Get("/v1/messages/batches",
           [&ctx](const httplib::Request& req, httplib::Response& res) { handle_list(ctx, req, res); });
   svr.Get(R"(/v1/messages/batches/([^/]+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
-    send_json(res, 200, batch_json(*find_batch(ctx, req), req));
+    send_json(res, 200, batch_json(*find_message_batch(ctx, req), req));
   });
   // Cancelling: the requests not yet started never run and those in flight stop; all of them are
   // "canceled" in the results. A batch that has ended is returned as it is.
   svr.Post(R"(/v1/messages/batches/([^/]+)/cancel)", [&ctx](const httplib::Request& req, httplib::Response& res) {
-    auto b = find_batch(ctx, req);
+    auto b = find_message_batch(ctx, req);
     if (ctx.background.cancel(b->id)) {
       std::lock_guard<std::mutex> lk(b->mu);
       if (b->object["processing_status"] == "in_progress") {
@@ -238,7 +238,7 @@ void register_message_batch_routes(httplib::Server& svr, ServerContext& ctx) {
     send_json(res, 200, batch_json(*b, req));
   });
   svr.Get(R"(/v1/messages/batches/([^/]+)/results)", [&ctx](const httplib::Request& req, httplib::Response& res) {
-    auto b = find_batch(ctx, req);
+    auto b = find_message_batch(ctx, req);
     std::string file_id, status;
     {
       std::lock_guard<std::mutex> lk(b->mu);
@@ -258,7 +258,7 @@ void register_message_batch_routes(httplib::Server& svr, ServerContext& ctx) {
   });
   // Only a batch that has ended can be deleted (cancel one that runs first); its results go with it.
   svr.Delete(R"(/v1/messages/batches/([^/]+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
-    auto b = find_batch(ctx, req);
+    auto b = find_message_batch(ctx, req);
     std::string file_id;
     {
       std::lock_guard<std::mutex> lk(b->mu);

@@ -54,7 +54,7 @@ json message_json(const MessageRun& run, const json& content, const json& stop_r
 
 std::string sse_named(const json& e) { return "event: " + e["type"].get<std::string>() + "\n" + sse_event(e); }
 
-void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
+void create_message(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
   check_serving(ctx);
   const std::string owner = request_caller().owner;
   auto run = std::make_shared<MessageRun>();
@@ -178,7 +178,7 @@ void handle_count_tokens(ServerContext& ctx, const httplib::Request& req, httpli
 void register_messages_routes(httplib::Server& svr, ServerContext& ctx) {
   // (Also the route of Anthropic's message batches' requests.)
   ctx.batch_routes["/v1/messages"] = [&ctx](const httplib::Request& req, httplib::Response& res) {
-    handle_create(ctx, req, res);
+    create_message(ctx, req, res);
   };
   svr.Post("/v1/messages", ctx.batch_routes["/v1/messages"]);
   svr.Post("/v1/messages/count_tokens",

@@ -310,7 +310,7 @@ json start_background(ServerContext& ctx, const std::shared_ptr<ResponseRun>& ru
   return queued;
 }
 
-void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
+void create_response(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
   check_serving(ctx);
   const std::string owner = request_caller().owner;
   auto run = std::make_shared<ResponseRun>();
@@ -432,7 +432,7 @@ std::optional<ResponseStore::Entry> stored(ServerContext& ctx, const httplib::Re
 
 void register_responses_routes(httplib::Server& svr, ServerContext& ctx) {
   ctx.batch_routes["/v1/responses"] = [&ctx](const httplib::Request& req, httplib::Response& res) {
-    handle_create(ctx, req, res);
+    create_response(ctx, req, res);
   };
   svr.Post("/v1/responses", ctx.batch_routes["/v1/responses"]);
   // OpenAI's token count of a Responses request: the prompt /v1/responses would run, nothing generated.

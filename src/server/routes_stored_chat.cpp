@@ -24,7 +24,7 @@ namespace {
       "completion_id", "invalid_request_error", "not_found");
 }
 
-ResponseStore::Entry find(ServerContext& ctx, const std::string& id) {
+ResponseStore::Entry find_stored_completion(ServerContext& ctx, const std::string& id) {
   auto e = ctx.chat_completions.get(id, request_caller().owner);
   if (!e) completion_not_found(id);
   return std::move(*e);
@@ -77,12 +77,12 @@ void register_stored_chat_routes(httplib::Server& svr, ServerContext& ctx) {
                                   "chat completion"));
   });
   svr.Get(R"(/v1/chat/completions/([^/]+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
-    for (const auto& [k, v] : req.params) unknown_query_parameter(k);
-    send_json(res, 200, find(ctx, req.matches[1]).response);
+    reject_query_parameters(req);
+    send_json(res, 200, find_stored_completion(ctx, req.matches[1]).response);
   });
   // Only the metadata changes (OpenAI's update); null clears it.
   svr.Post(R"(/v1/chat/completions/([^/]+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
-    for (const auto& [k, v] : req.params) unknown_query_parameter(k);
+    reject_query_parameters(req);
     const json body = read_json_body(ctx, req, [](std::string_view k) { return k == "metadata"; });
     if (!body.contains("metadata")) bad_param("metadata", "'metadata' is required (null clears it)");
     json metadata = body["metadata"].is_null() ? json::object() : body["metadata"];
@@ -100,7 +100,7 @@ void register_stored_chat_routes(httplib::Server& svr, ServerContext& ctx) {
     send_json(res, 200, out);
   });
   svr.Delete(R"(/v1/chat/completions/([^/]+))", [&ctx](const httplib::Request& req, httplib::Response& res) {
-    for (const auto& [k, v] : req.params) unknown_query_parameter(k);
+    reject_query_parameters(req);
     const std::string id = req.matches[1];
     if (!ctx.chat_completions.erase(id, request_caller().owner)) completion_not_found(id);
     send_json(res, 200, {{"object", "chat.completion.deleted"}, {"id", id}, {"deleted", true}});
@@ -108,7 +108,7 @@ void register_stored_chat_routes(httplib::Server& svr, ServerContext& ctx) {
   svr.Get(R"(/v1/chat/completions/([^/]+)/messages)", [&ctx](const httplib::Request& req, httplib::Response& res) {
     const ListPage p = read_list_page(req, {}, 100, [](const std::string&, const std::string&) { return false; });
     const std::string id = req.matches[1];
-    const ResponseStore::Entry e = find(ctx, id);
+    const ResponseStore::Entry e = find_stored_completion(ctx, id);
     std::vector<json> all;
     for (size_t i = 0; i < e.conversation.size(); ++i) all.push_back(listed_message(e.conversation[i], id, i));
     send_json(res, 200, list_page(std::move(all), p, [](const json& m) { return m["id"].get<std::string>(); },

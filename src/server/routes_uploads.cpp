@@ -24,10 +24,6 @@ namespace {
 constexpr int64_t kMaxUploadBytes = 8000000000;  // OpenAI's bound: 8 GB
 constexpr size_t kMaxPartBytes = 64u << 20;      // OpenAI's bound per part: 64 MB
 
-void no_query(const httplib::Request& req) {
-  for (const auto& [k, v] : req.params) unknown_query_parameter(k);
-}
-
 // A MIME type's shape (RFC 6838: type "/" subtype, parameters after ";"); what it says is not
 // checked against the content, as the content is kept as it comes.
 bool mime_type_shaped(const std::string& s) {
@@ -43,8 +39,8 @@ bool mime_type_shaped(const std::string& s) {
          token(essence.substr(slash + 1));
 }
 
-void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
-  no_query(req);
+void create_upload(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
+  reject_query_parameters(req);
   const json body = read_json_body(ctx, req, [](std::string_view k) {
     return k == "bytes" || k == "filename" || k == "mime_type" || k == "purpose" || k == "expires_after";
   });
@@ -76,7 +72,7 @@ void handle_create(ServerContext& ctx, const httplib::Request& req, httplib::Res
 }
 
 void handle_part(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
-  no_query(req);
+  reject_query_parameters(req);
   const std::vector<FormPart> parts = parse_multipart(req.get_header_value(kFormTypeHeader), req.body);
   const FormPart* data = nullptr;
   for (const FormPart& p : parts) {
@@ -96,7 +92,7 @@ void handle_part(ServerContext& ctx, const httplib::Request& req, httplib::Respo
 }
 
 void handle_complete(ServerContext& ctx, const httplib::Request& req, httplib::Response& res) {
-  no_query(req);
+  reject_query_parameters(req);
   const json body = read_json_body(ctx, req, [](std::string_view k) { return k == "part_ids" || k == "md5"; });
   if (!body.contains("part_ids")) bad_param("part_ids", "'part_ids' is required: the parts' ids in order");
   const json& ids = body["part_ids"];
@@ -129,13 +125,13 @@ void handle_complete(ServerContext& ctx, const httplib::Request& req, httplib::R
 
 void register_upload_routes(httplib::Server& svr, ServerContext& ctx) {
   svr.Post("/v1/uploads",
-           [&ctx](const httplib::Request& req, httplib::Response& res) { handle_create(ctx, req, res); });
+           [&ctx](const httplib::Request& req, httplib::Response& res) { create_upload(ctx, req, res); });
   svr.Post(R"(/v1/uploads/([^/]+)/parts)",
            [&ctx](const httplib::Request& req, httplib::Response& res) { handle_part(ctx, req, res); });
   svr.Post(R"(/v1/uploads/([^/]+)/complete)",
            [&ctx](const httplib::Request& req, httplib::Response& res) { handle_complete(ctx, req, res); });
   svr.Post(R"(/v1/uploads/([^/]+)/cancel)", [&ctx](const httplib::Request& req, httplib::Response& res) {
-    no_query(req);
+    reject_query_parameters(req);
     send_json(res, 200, ctx.uploads.cancel(req.matches[1], request_caller().owner).object());
   });
 }

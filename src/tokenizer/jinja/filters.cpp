@@ -436,7 +436,7 @@ Value batch(const std::string&, const Value& v, Args& a, KwArgs& kw, int line) {
   return iterator(std::move(out));
 }
 
-const std::unordered_map<std::string_view, FilterFn>& table() {
+const std::unordered_map<std::string_view, FilterFn>& filter_table() {
   static const std::unordered_map<std::string_view, FilterFn> t = {
       {"trim", trim},           {"length", length},       {"count", length},
       {"string", string},       {"safe", safe},           {"e", escape},
@@ -458,7 +458,7 @@ const std::unordered_map<std::string_view, FilterFn>& table() {
 }  // namespace
 
 Value apply_filter(const std::string& name, const Value& v, std::vector<Value>& args, KwArgs& kwargs, int line) {
-  const auto& t = table();
+  const auto& t = filter_table();
   auto it = t.find(name);
   if (it == t.end()) error(line, fmt::format("unsupported filter '{}'", name));
   return it->second(name, v, args, kwargs, line);

@@ -63,7 +63,7 @@ bool cased(const std::string& name, const Value& v, const Args&, int) {
 
 #define DPSERVE_TYPE_TEST(expr) [](const std::string&, const Value& v, const Args&, int) -> bool { return expr; }
 
-const std::unordered_map<std::string_view, TestFn>& table() {
+const std::unordered_map<std::string_view, TestFn>& test_table() {
   static const std::unordered_map<std::string_view, TestFn> t = {
       {"defined", DPSERVE_TYPE_TEST(!v.is_undefined())},
       {"undefined", DPSERVE_TYPE_TEST(v.is_undefined())},
@@ -103,7 +103,7 @@ const std::unordered_map<std::string_view, TestFn>& table() {
 }  // namespace
 
 bool apply_test(const std::string& name, const Value& v, const std::vector<Value>& args, int line) {
-  const auto& t = table();
+  const auto& t = test_table();
   auto it = t.find(name);
   if (it == t.end()) error(line, fmt::format("unknown test '{}'", name));
   return it->second(name, v, args, line);
