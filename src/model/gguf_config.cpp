@@ -17,7 +17,6 @@ namespace {
 // Upper bounds that keep a hostile file from sizing tables by absurd values before the tensor
 // shapes (checked when the layers load) would catch them.
 constexpr int64_t kMaxLayers = 4096;
-constexpr int64_t kMaxWidth = int64_t(1) << 20;
 
 class Keys {
  public:
@@ -104,7 +103,7 @@ void read_rope(const GgufSet& g, const Keys& k, ModelConfig& c) {
     fail("GGUF {}: {} must be positive, got {}", m.where(), k.key("rope.freq_base"), c.rope_theta);
   // MLA rotates only the qk_rope_head_dim part (its reader took the width from this key); phi3 the
   // first rope.dimension_count of each head (Phi-4-mini's partial rotary).
-  if (const auto d = k.optional("rope.dimension_count", kMaxWidth); d && *d != c.rope_dim()) {
+  if (const auto d = k.optional("rope.dimension_count", kGgufMaxWidth); d && *d != c.rope_dim()) {
     if (c.arch != Arch::Phi3)
       fail("GGUF {}: {} is {} but heads are {} wide: partial RoPE is not supported for {}", m.where(),
            k.key("rope.dimension_count"), *d, c.rope_dim(), c.arch_name);
@@ -188,16 +187,16 @@ ModelConfig gguf_model_config(const GgufSet& g) {
   c.arch = a.arch;
   c.arch_name = std::string(a.name);
   c.n_layers = k.required("block_count", kMaxLayers);
-  c.hidden = k.required("embedding_length", kMaxWidth);
+  c.hidden = k.required("embedding_length", kGgufMaxWidth);
   c.max_pos = k.required("context_length", kMaxPositions);
-  const auto heads = k.per_layer("attention.head_count", c.n_layers, kMaxWidth);
+  const auto heads = k.per_layer("attention.head_count", c.n_layers, kGgufMaxWidth);
   if (!heads) fail("GGUF {}: metadata key \"{}\" is missing", m.where(), k.key("attention.head_count"));
   c.n_heads = *heads;
   if (a.mla) {
     a.read_extra(g, std::string(a.name) + ".", c);  // head widths, cache layout, experts, YaRN
   } else {
-    c.n_kv_heads = k.per_layer("attention.head_count_kv", c.n_layers, kMaxWidth).value_or(c.n_heads);
-    if (const auto kl = k.optional("attention.key_length", kMaxWidth)) {
+    c.n_kv_heads = k.per_layer("attention.head_count_kv", c.n_layers, kGgufMaxWidth).value_or(c.n_heads);
+    if (const auto kl = k.optional("attention.key_length", kGgufMaxWidth)) {
       c.head_dim = *kl;
     } else {
       if (c.hidden % c.n_heads != 0)
@@ -205,7 +204,7 @@ ModelConfig gguf_model_config(const GgufSet& g) {
       c.head_dim = c.hidden / c.n_heads;
     }
   }
-  if (const auto vl = k.optional("attention.value_length", kMaxWidth); !a.mla && vl && *vl != c.head_dim)
+  if (const auto vl = k.optional("attention.value_length", kGgufMaxWidth); !a.mla && vl && *vl != c.head_dim)
     fail("GGUF {}: attention.value_length {} differs from key_length {}, which dpserve does not support", m.where(),
          *vl, c.head_dim);
   if (c.n_heads % c.n_kv_heads != 0)
@@ -217,9 +216,9 @@ ModelConfig gguf_model_config(const GgufSet& g) {
   if (!(c.rms_eps > 0 && std::isfinite(c.rms_eps)))
     fail("GGUF {}: {} must be positive, got {}", m.where(), k.key("attention.layer_norm_rms_epsilon"), c.rms_eps);
   if (a.moe) {
-    c.ffn = k.optional("feed_forward_length", kMaxWidth * 16).value_or(0);
+    c.ffn = k.optional("feed_forward_length", kGgufMaxWidth * 16).value_or(0);
   } else {
-    c.ffn = k.required("feed_forward_length", kMaxWidth * 16);
+    c.ffn = k.required("feed_forward_length", kGgufMaxWidth * 16);
   }
   c.rope_interleaved = a.rope_interleaved;
   c.qkv_bias = a.qkv_bias || (a.arch == Arch::Llama && g.tensor("blk.0.attn_q.bias"));

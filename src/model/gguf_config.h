@@ -4,11 +4,17 @@
 // MoE model.
 #pragma once
 
+#include <cstdint>
+
 #include "model/config.h"
 #include "model/gguf_arch.h"
 #include "model/gguf_set.h"
 
 namespace dpserve {
+
+// The largest width (hidden size, head count, head dimension, MLA ranks) a GGUF's metadata may give:
+// a hostile file cannot size tables by absurd values before the tensor shapes would catch them.
+constexpr int64_t kGgufMaxWidth = int64_t(1) << 20;
 
 // Throws dpserve::Error naming the key (or tensor) that is missing, mistyped or out of range, and
 // naming the architecture when dpserve does not run it.

@@ -5,13 +5,13 @@
 #include <optional>
 
 #include "core/check.h"
+#include "model/gguf_config.h"
 #include "model/gguf_set.h"
 
 namespace dpserve {
 
 namespace {
 
-constexpr int64_t kMaxDeepseekWidth = int64_t(1) << 20;
 
 // llama.cpp's llama_expert_gating_func_type values.
 constexpr int64_t kGatingSoftmax = 1, kGatingSigmoid = 2;
@@ -22,14 +22,14 @@ class Reader {
   std::string key(const char* k) const { return p_ + k; }
   bool has(const char* k) const { return m_.has(key(k)); }
 
-  // An integer in [lo, kMaxDeepseekWidth]; `def` when absent (absent without a default is an error).
+  // An integer in [lo, kGgufMaxWidth]; `def` when absent (absent without a default is an error).
   int64_t count(const char* k, int64_t lo, std::optional<int64_t> def = std::nullopt) const {
     const auto v = m_.get_int(key(k));
     if (!v) {
       if (!def) fail("GGUF {}: metadata key \"{}\" is missing (a deepseek2 model needs it)", m_.where(), key(k));
       return *def;
     }
-    if (*v < lo || *v > kMaxDeepseekWidth) fail("GGUF {}: metadata key \"{}\" is {}, out of range ({} to {})", m_.where(), key(k), *v, lo, kMaxDeepseekWidth);
+    if (*v < lo || *v > kGgufMaxWidth) fail("GGUF {}: metadata key \"{}\" is {}, out of range ({} to {})", m_.where(), key(k), *v, lo, kGgufMaxWidth);
     return *v;
   }
   std::optional<double> number(const char* k) const {
@@ -153,7 +153,7 @@ void read_yarn(const Reader& k, ModelConfig& c) {
   s.factor = *factor;
   // llama.cpp falls back to the training context when the original one is not given.
   s.original_max_position_embeddings =
-      double(k.count("rope.scaling.original_context_length", 1, std::min(c.max_pos, kMaxDeepseekWidth)));
+      double(k.count("rope.scaling.original_context_length", 1, std::min(c.max_pos, kGgufMaxWidth)));
   s.beta_fast = k.number("rope.scaling.yarn_beta_fast").value_or(32.0);
   s.beta_slow = k.number("rope.scaling.yarn_beta_slow").value_or(1.0);
   if (!(s.beta_fast > 0 && s.beta_slow > 0)) k.bad("rope.scaling.yarn_beta_fast", "betas must be positive");
