@@ -12,7 +12,6 @@ namespace dpserve {
 
 namespace {
 
-
 // llama.cpp's llama_expert_gating_func_type values.
 constexpr int64_t kGatingSoftmax = 1, kGatingSigmoid = 2;
 
