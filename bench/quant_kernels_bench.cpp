@@ -19,9 +19,11 @@
 
 #include "bench/roofline.h"
 #include "core/bf16.h"
+#include "core/cpu.h"
 #include "kernels/isa.h"
 #include "kernels/matmul.h"
 #include "kernels/qmatmul.h"
+#include "kernels/qmatmul_impl.h"
 #include "kernels/quantize.h"
 #include "kernels/repack.h"
 
@@ -90,11 +92,13 @@ struct QWeightSet {
   }
 };
 
-// 0 the best level, 1 AVX-512BW, 2 AVX2, 3 AVX-512 VNNI (the Avx512Bf16 level; the Amx level runs
-// the same int8 blocks, so on an AMX host 0 and 3 are one kernel).
-// The level whose int8 blocks run: the Amx level uses the VNNI blocks of Avx512Bf16.
-const char* int8_level_name(KernelIsa isa) {
-  return kernel_isa_name(isa == KernelIsa::Amx ? KernelIsa::Avx512Bf16 : isa);
+// 0 the best level, 1 AVX-512BW, 2 AVX2, 3 AVX-512 VNNI (the Avx512Bf16 level). On an AMX host, 0
+// runs the int8 tiles for the types that have them (from 8 rows; fewer rows, and the other types,
+// run the VNNI blocks as on 3).
+// The level whose int8 blocks run for type t.
+const char* int8_level_name(KernelIsa isa, DType t) {
+  if (isa != KernelIsa::Amx) return kernel_isa_name(isa);
+  return cpu_features().amx_int8 && kernels::amx::qmatmul_has_tiles(t) ? "amx-int8" : "avx512-bf16";
 }
 
 KernelIsa isa_arg(int64_t a) {
@@ -149,7 +153,9 @@ void qgemv(benchmark::State& state, DType t, int64_t K, int64_t N, bool repacked
   const double bw = measure_read_bandwidth();
   const double bytes = double(dtype_row_bytes(t, K) * N);
   const bool default_ahead = ahead == kernels::kDefaultQuantWeightPrefetch;
-  state.SetLabel(std::string(dtype_name(t)) + (repacked ? "x16 " : " plain ") + int8_level_name(isa) +
+  state.SetLabel(std::string(dtype_name(t)) + (repacked ? "x16 " : " plain ") +
+                 // One row: the VNNI blocks on the Amx level too.
+                 int8_level_name(isa == KernelIsa::Amx ? KernelIsa::Avx512Bf16 : isa, t) +
                  (dram ? "" : " in-cache") + (default_ahead ? "" : " ahead " + std::to_string(ahead)));
   state.counters["GB/s"] = bytes / timer.mean(state) / 1e9;
   state.counters["bw_GB/s"] = bw / 1e9;
@@ -188,7 +194,7 @@ void BM_QGemm(benchmark::State& state) {
   }
   const double ops = 2.0 * double(M) * double(N) * double(K);
   const double peak = measure_int8_peak();
-  state.SetLabel(std::string(dtype_name(t)) + "x16 " + int8_level_name(isa));
+  state.SetLabel(std::string(dtype_name(t)) + "x16 " + int8_level_name(isa, t));
   state.counters["GOP/s"] = ops / timer.mean(state) / 1e9;
   state.counters["peak_GOP/s"] = peak / 1e9;
   state.counters["frac_peak"] = peak > 0 ? ops / timer.mean(state) / peak : 0;
@@ -259,7 +265,8 @@ BENCHMARK(BM_QGemm)
     ->Args({3, 512, 2048, 5632, 0})
     ->Args({1, 512, 2048, 5632, 1})
     ->Args({1, 512, 2048, 5632, 2})
-    ->ArgsProduct({{0, 1}, {16, 32, 128, 512}, {2048}, {5632}, {3}})
+    // The AMX int8 tiles (isa 0 on an AMX host) against VNNI (isa 3) across M: the crossover.
+    ->ArgsProduct({{0, 1, 2}, {8, 16, 32, 128, 512}, {2048}, {5632}, {0, 3}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_Quantize)->DenseRange(0, 4)->Unit(benchmark::kMicrosecond);

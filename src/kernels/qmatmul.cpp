@@ -64,6 +64,12 @@ MatmulKernel make_kernel(DType t) {
                       k_type ? prepare<I, 256> : prepare<I, 32>, qblock_fn(I, t), kQuantGrain, kQuantMaxRows};
 }
 
+// The AMX int8 tile path where this CPU has it and the type has tiles (amx::qmatmul_has_tiles).
+bool int8_tiles(DType t) {
+  const CpuFeatures& f = cpu_features();
+  return f.amx_int8 && f.avx512vnni && amx::qmatmul_has_tiles(t);
+}
+
 }  // namespace
 
 void set_quant_weight_prefetch(int64_t bytes) {
@@ -77,7 +83,9 @@ QBlockFn qblock_fn(KernelIsa isa, DType t) {
     case KernelIsa::Portable: return portable::qmatmul_block;
     case KernelIsa::Avx2: return repacked ? avx2::qmatmul_block : via_scratch<avx2::qmatmul_block>;
     case KernelIsa::Avx512: return repacked ? avx512::qmatmul_block : via_scratch<avx512::qmatmul_block>;
-    case KernelIsa::Amx:  // int8 tiles are not used yet: the VNNI blocks
+    case KernelIsa::Amx:
+      if (int8_tiles(t)) return repacked ? amx::qmatmul_block : via_scratch<amx::qmatmul_block>;
+      [[fallthrough]];  // no tiles for this type (or no AMX-INT8): the VNNI blocks
     case KernelIsa::Avx512Bf16:
       // Every CPU with AVX-512 BF16 so far has VNNI too; check anyway.
       if (cpu_features().avx512vnni) return repacked ? vnni::qmatmul_block : via_scratch<vnni::qmatmul_block>;
@@ -98,7 +106,11 @@ const MatmulKernel* quant_matmul_kernel(DType t, KernelIsa isa) {
       k[int(KernelIsa::Avx2)][i] = make_kernel<KernelIsa::Avx2>(d);
       k[int(KernelIsa::Avx512)][i] = make_kernel<KernelIsa::Avx512>(d);
       k[int(KernelIsa::Avx512Bf16)][i] = make_kernel<KernelIsa::Avx512Bf16>(d);
+      // Activations are quantized as on AVX-512 BF16 (the same bytes on every level); tiles take
+      // bigger row blocks, as each group's unpacked codes then serve more rows.
       k[int(KernelIsa::Amx)][i] = make_kernel<KernelIsa::Avx512Bf16>(d);
+      k[int(KernelIsa::Amx)][i].block = qblock_fn(KernelIsa::Amx, d);
+      if (int8_tiles(d)) k[int(KernelIsa::Amx)][i].max_rows = amx::kQuantTileMaxRows;
     }
     return k;
   }();

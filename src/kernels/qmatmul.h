@@ -15,7 +15,7 @@
 // starting from acc = 0; then y = acc (+ bias[n]). d, dmin are the block's f16 scales, da_b the
 // activation block's fp32 scale, a_k its int8 codes. Since nothing here depends on how rows and
 // columns are tiled, on M or on the thread count, every path (the scalar reference below, AVX2,
-// AVX-512, AVX-512 VNNI; GEMV and GEMM tiles; plain or repacked weights) gives the same bits,
+// AVX-512, AVX-512 VNNI, AMX int8 tiles; GEMV and GEMM tiles; plain or repacked weights) gives the same bits,
 // and batch invariance (matmul.h) holds.
 #pragma once
 

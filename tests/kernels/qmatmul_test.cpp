@@ -14,6 +14,7 @@
 
 #include "core/bf16.h"
 #include "core/check.h"
+#include "core/cpu.h"
 #include "kernels/dequant.h"
 #include "kernels/matmul.h"
 #include "kernels/qmatmul.h"
@@ -173,6 +174,35 @@ TEST_P(QMatmul, BatchAndThreadInvariant) {
       ASSERT_EQ(0, std::memcmp(y_all.data(), y_1t.data(), y_all.size() * 4))
           << label(t, true, isa, M, N, K) << ": 1 thread vs 2 threads differ";
     }
+}
+
+// The AMX int8 tiles (kernels/qmatmul_amx.cpp, Q8_0 / Q4_0 / Q4_K; the other types run the VNNI
+// blocks there): row tiles of 8-16 rows, a last one of fewer rows (VNNI's), several row tiles, a
+// row block past 128 rows, a block count that is not a multiple of the batch of four, more groups than one
+// panel, a partial last group and a row / column slice. Bit for bit the reference, as every path.
+TEST_P(QMatmul, AmxTilesMatchTheReferenceBitForBit) {
+  if (!kernel_isa_supported(KernelIsa::Amx) || !cpu_features().amx_int8)
+    GTEST_SKIP() << "AMX cases did not run: "
+                 << (kernel_isa_supported(KernelIsa::Amx) ? "this CPU has no AMX-INT8" : amx_unavailable_reason());
+  const DType t = GetParam();
+  const int64_t be = dtype_block_elems(t), K = be == 32 ? 11 * 32 : 3 * 256, N = 300;
+  int checked = 0;
+  for (bool raw : {false, true}) {
+    const QWeights w = make_weights(t, N, K, uint32_t(41 + raw), raw);
+    const WeightView views[] = {w.pv, w.x16.view, w.x16.view.row_slice(32, 221).col_slice(be, K - 2 * be)};
+    for (const WeightView& v : views)
+      for (int64_t M : {24, 25, 31, 36, 40, 47, 130}) {
+        const int64_t ldx = v.cols + 5, ldy = v.rows + 3;
+        const auto x = random_floats(M * ldx, uint32_t(M + 7 * raw), -3.0f, 3.0f);
+        std::vector<float> want(size_t(M * ldy), -7.0f), y(size_t(M * ldy), -7.0f);
+        ref::qmatmul(x.data(), M, ldx, v, nullptr, want.data(), ldy);
+        matmul_isa(KernelIsa::Amx, x.data(), M, ldx, v, nullptr, y.data(), ldy);
+        ASSERT_EQ(0, std::memcmp(y.data(), want.data(), y.size() * 4))
+            << label(t, v.dtype != t, KernelIsa::Amx, M, v.rows, v.cols) << (raw ? " (random bytes)" : "");
+        ++checked;
+      }
+  }
+  EXPECT_EQ(checked, 42);
 }
 
 // matmul_multi, including a mix of weight types (llama.cpp's Q4_K_M puts a Q6_K v_proj beside Q4_K
