@@ -266,7 +266,7 @@ BENCHMARK(BM_QGemm)
     ->Args({1, 512, 2048, 5632, 1})
     ->Args({1, 512, 2048, 5632, 2})
     // The AMX int8 tiles (isa 0 on an AMX host) against VNNI (isa 3) across M: the crossover.
-    ->ArgsProduct({{0, 1, 2}, {8, 16, 32, 128, 512}, {2048}, {5632}, {0, 3}})
+    ->ArgsProduct({{0, 1, 2, 3, 4}, {8, 16, 32, 128, 512}, {2048}, {5632}, {0, 3}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_Quantize)->DenseRange(0, 4)->Unit(benchmark::kMicrosecond);

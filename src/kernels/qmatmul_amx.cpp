@@ -1,18 +1,21 @@
-// AMX int8 tiles for repacked quantized weights (Q8_0_X16, Q4_0_X16, Q4_K_X16): tdpbssd on 16 x 16
-// int32 tiles, with exactly the bits of kernels/qmatmul.h (the scalar reference and VNNI's).
+// AMX int8 tiles for repacked quantized weights (every *_X16 type): tdpbssd on 16 x 16 int32 tiles,
+// with exactly the bits of kernels/qmatmul.h (the scalar reference and VNNI's). A group's codes are
+// unpacked once per call into signed-byte B tiles (K/4 rows of 16 columns x 4 bytes: the *_X16
+// k-groups, kernels/repack.h) in a panel of a few groups that stays in L2, and every row tile of
+// the call passes them; the A tiles are the int8 activation rows (kernels/quant_act.h).
 //
-// A 32-element block of one 16-row group (a Q8_0 / Q4_0 block, a Q4_K sub-block) is one B tile: its
-// 8 k-groups of 64 bytes (4 consecutive elements of each of the 16 rows, kernels/repack.h) are the 8
-// rows of 16 x 4 bytes that tdpbssd takes for B. The group's codes are unpacked once per call into
-// signed bytes with the type's offset taken off (Q8_0: stored + 128; Q4_0: nibble - 8; Q4_K: the
-// nibble), 512 bytes per block, and every row tile of the call passes them. An A tile is 16
-// activation rows x 32 int8 codes (kernels/quant_act.h), loaded with the row stride.
+// Q8_0, Q4_0 (one fp32 step per 32-element block): one tile product per block is its exact integer
+// dot for 16 rows x 16 columns, stored, and AVX-512 runs the block's fp32 step on it. That store and
+// step per 32 elements bound these two (docs/kernels.md).
 //
-// One tile product is the block's exact integer dot for 16 rows x 16 columns. It is stored, and
-// AVX-512 runs the steps of qmatmul.h on it in their order (Q4_K: the sub-block's 6-bit scale as an
-// int32 multiply-add, then the superblock's fp32 steps), so every output has the reference's bits on
-// every M. Batch invariance holds, and a block of too few rows for tiles runs the VNNI block instead
-// with no change in the result.
+// Q4_K, Q5_K, Q6_K (one fp32 step per 256-element superblock): the integer sub-block scales are
+// folded into the codes, w = sc q (Q6_K: sc (q - 32)), split into two signed bytes w = 64 h + l, so
+// the superblock's S = sum_j sc_j D_j is 64 (h . a) + (l . a): tile products that accumulate over the
+// whole superblock, one store each per 256 elements.
+//
+// The integers are the definition's and the fp32 steps are its steps in its order, so every output
+// has the reference's bits on every M: batch invariance holds, and a block of too few rows for tiles
+// runs the VNNI block instead with no change in the result.
 #include "kernels/qmatmul_impl.h"  // before the target region: its std headers stay generic
 
 #include <algorithm>
@@ -42,9 +45,10 @@ namespace {
 constexpr int kRows = 16;             // rows of a weight group = columns of a C tile
 constexpr int64_t kTileBytes = 512;   // one B tile: 8 k-groups x 64 bytes
 // Blocks of fewer activation rows than this run the VNNI block (the same bits): a tile of a few
-// rows costs as much as a full one, and at 16 rows tiles and VNNI tied on a Xeon (docs/kernels.md).
-// A last row tile of fewer than kMinLastTileRows rows goes to VNNI too.
-constexpr int64_t kMinTileRows = 24, kMinLastTileRows = 8;
+// rows costs as much as a full one, and unpacking the groups is paid per call. Measured on a Xeon
+// (docs/kernels.md): Q8_0 / Q4_0 tied with VNNI at 16 rows, the folded K types won from 16 (Q6_K
+// 1.44x) and lost at 8. A last row tile of fewer than kMinLastTileRows rows goes to VNNI too.
+constexpr int64_t kMinTileRows = 24, kMinFoldedTileRows = 16, kMinLastTileRows = 8;
 
 // Tiles 0-3: C of four blocks in flight; 4, 5: A; 6, 7: B (blocks b, b + 2 share A and B registers).
 // Tile registers are not renamed, and each block's product is stored, so a single product at a time
@@ -112,7 +116,7 @@ struct RowTile {
   float* y;
   int64_t ldy;
   __mmask16 mask;
-  RowTile(const uint8_t* x_, int64_t ldx_, int rows_, float* y_, int64_t ldy_, __mmask16 mask_)
+  RowTile(const uint8_t* x_, int64_t ldx_, int rows_, float* y_ = nullptr, int64_t ldy_ = 0, __mmask16 mask_ = 0)
       : x(x_), ldx(ldx_), rows(rows_), y(y_), ldy(ldy_), mask(mask_) {
     for (int i = 0; i < kRows; ++i) row[i] = x + (i < rows ? i : 0) * ldx;
   }
@@ -178,58 +182,265 @@ struct Q4_0A : Blocks32<288> {
   }
 };
 
-// Q4_K: superblocks of 256 (2304 bytes per group), 8 sub-blocks of 32 with 6-bit scales and mins:
-//   S = sum_j sc_j D_j,  N = sum_j m_j (code sum of sub-block j)
-//   acc = fma(float(S), d * da_b, acc);  acc = fma(float(N), -(dmin * da_b), acc)
-struct Q4_KA {
-  static constexpr int64_t kElems = 256, kBytes = 2304;
+// ---- K types with the sub-block scales folded into the codes ----
+//
+// S = sum_j sc_j sum_{k in j} q_k a_k is one dot over the superblock of w_k = sc_j q_k. A folded code
+// does not fit a byte (Q4_K: up to 63 x 15 = 945), so it is split as w = 32 h + l (h <= 29, l < 32):
+// S = 32 (h . a) + (l . a), two tile products that run over the whole superblock in 64-element
+// steps, accumulating in the tiles, with one store each per superblock instead of one per
+// sub-block. The integers are the definition's, so the superblock's fp32 steps give its bits.
+
+// Bytes of a group's folded panel per superblock: 4 steps of 64 elements x (h, l) x one 1 KiB B
+// tile (16 k-groups of 4 elements x 16 rows).
+constexpr int64_t kFoldedSuperblockBytes = 4 * 2 * 1024;
+
+// The folded h and l bytes of 64 codes (one k-group of 16 rows, u8 < 32) with their rows' 6-bit
+// scales (byte 4r + i of `sc` = the scale of row r): w = q sc < 2048 as 16-bit words, even and odd
+// bytes apart, split as w = 64 h + l.
+DP_AINLINE void fold_kgroup(__m512i q, __m512i sc, int8_t* h_dst, int8_t* l_dst) {
+  const __m512i even = _mm512_set1_epi16(0x00ff), odd = _mm512_set1_epi16(int16_t(0xff00));
+  const __m512i we = _mm512_maddubs_epi16(q, _mm512_and_si512(sc, even));
+  const __m512i wo = _mm512_maddubs_epi16(q, _mm512_and_si512(sc, odd));
+  const __m512i m6 = _mm512_set1_epi16(0x003f);
+  // l: the low six bits of each product in its own byte; h: the rest (< 32) likewise.
+  const __m512i l = _mm512_or_si512(_mm512_and_si512(we, m6), _mm512_slli_epi16(_mm512_and_si512(wo, m6), 8));
+  const __m512i h = _mm512_or_si512(_mm512_srli_epi16(we, 6), _mm512_and_si512(_mm512_slli_epi16(wo, 2), odd));
+  _mm512_storeu_si512(h_dst, h);
+  _mm512_storeu_si512(l_dst, l);
+}
+
+// Byte 4r + i of a 64-byte vector belongs to row r: the shuffle that spreads 16 per-row bytes
+// (broadcast to each 128-bit lane) over it.
+alignas(64) constexpr uint8_t kRowBytes[64] = {0,  0,  0,  0,  1,  1,  1,  1,  2,  2,  2,  2,  3,  3,  3,  3,
+                                               4,  4,  4,  4,  5,  5,  5,  5,  6,  6,  6,  6,  7,  7,  7,  7,
+                                               8,  8,  8,  8,  9,  9,  9,  9,  10, 10, 10, 10, 11, 11, 11, 11,
+                                               12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15};
+DP_AINLINE __m512i row_bytes(const void* p16) {
+  return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(_mm_loadu_si128(static_cast<const __m128i*>(p16))),
+                             _mm512_load_si512(kRowBytes));
+}
+
+// Q4_K / Q5_K folded: the panel holds h and l tiles per 64-element step; the mins term N and the
+// fp32 steps are the VNNI kernel's (decoded scales and mins, kernels/qmatmul_tile.h).
+template <bool kFive>
+struct QkKF {
+  static constexpr int64_t kElems = 256, kBytes = kFive ? 2816 : 2304, kSub = kFive ? 320 : 256;
   static void unpack(const uint8_t* g, int64_t nb, int8_t* panel, uint8_t* scales) {
-    const __m512i zero = _mm512_setzero_si512();
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m10 = _mm512_set1_epi8(0x10);
     for (int64_t b = 0; b < nb; ++b) {
-      qtile::decode_k_scales(g + kBytes * b + 64, scales + qtile::kKScaleBytes * b);
-      for (int s = 0; s < 8; ++s) unpack_nibbles(g + kBytes * b + 256 + 256 * s, panel + kTileBytes * (8 * b + s), zero);
+      uint8_t* dec = scales + qtile::kKScaleBytes * b;
+      qtile::decode_k_scales(g + kBytes * b + 64, dec);
+      int8_t* sb = panel + kFoldedSuperblockBytes * b;
+      for (int s = 0; s < 8; ++s) {
+        const __m512i sc = row_bytes(dec + 16 * s);
+        const uint8_t* sub = g + kBytes * b + 256 + kSub * s;
+        // Sub-block s is elements 32 s.. of the superblock: step s / 2, k-groups 8 (s % 2).. of its tiles.
+        int8_t* h = sb + (s / 2) * 2048 + 64 * 8 * (s % 2);
+        int8_t* l = h + 1024;
+        const __m512i hb = kFive ? _mm512_loadu_si512(sub) : _mm512_setzero_si512();
+        for (int c = 0; c < 4; ++c) {
+          const __m512i raw = _mm512_loadu_si512(sub + (kFive ? 64 : 0) + 64 * c);
+          __m512i q0 = _mm512_and_si512(raw, m4), q1 = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
+          if (kFive) {
+            // Bit g of hb is the fifth bit of k-group g (2c and 2c + 1 here): moved to bit 4.
+            const int s0 = 4 - 2 * c, s1 = 3 - 2 * c;
+            const __m512i b0 = s0 >= 0 ? _mm512_sll_epi16(hb, _mm_cvtsi32_si128(s0)) : _mm512_srl_epi16(hb, _mm_cvtsi32_si128(-s0));
+            const __m512i b1 = s1 >= 0 ? _mm512_sll_epi16(hb, _mm_cvtsi32_si128(s1)) : _mm512_srl_epi16(hb, _mm_cvtsi32_si128(-s1));
+            q0 = _mm512_ternarylogic_epi32(q0, b0, m10, 0xf8);
+            q1 = _mm512_ternarylogic_epi32(q1, b1, m10, 0xf8);
+          }
+          fold_kgroup(q0, sc, h + 64 * (2 * c), l + 64 * (2 * c));
+          fold_kgroup(q1, sc, h + 64 * (2 * c + 1), l + 64 * (2 * c + 1));
+        }
+      }
     }
   }
-  static void run(const uint8_t* g, const int8_t* panel, const uint8_t* scales, const RowTile& t,
-                  const QuantActLayout& L, int64_t nb) {
-    alignas(64) int32_t c[kBatch][kRows][kRows] = {};
-    alignas(64) float acc[kRows][kRows] = {};
+  // The fp32 steps of a superblock for one row tile: S = (h << 6) + l, N from the decoded mins.
+  static void steps(const int32_t* ch, const int32_t* cl, const uint8_t* g, const uint8_t* dec, const RowTile& t,
+                    const QuantActLayout& L, int64_t b, float* accm) {
     const __m512i sign = _mm512_set1_epi32(int32_t(0x80000000u));
-    for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* dec = scales + qtile::kKScaleBytes * b;
-      __m512i S[kRows];
+    const __m512 dd = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + kBytes * b)));
+    const __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + kBytes * b + 32)));
+    const __m512i mins[4] = {_mm512_loadu_si512(dec + 128), _mm512_loadu_si512(dec + 192),
+                             _mm512_loadu_si512(dec + 256), _mm512_loadu_si512(dec + 320)};
 #pragma GCC unroll 16
-      for (int i = 0; i < kRows; ++i) S[i] = _mm512_setzero_si512();
-      for (int s = 0; s < 8; s += kBatch) {
-        four_blocks(t.x, t.ldx, panel, 8 * b + s, &c[0][0][0]);
-        for (int h = 0; h < kBatch; ++h) {
-          const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(dec + 16 * (s + h))));
-#pragma GCC unroll 16
-          for (int i = 0; i < kRows; ++i)
-            S[i] = _mm512_add_epi32(S[i], _mm512_mullo_epi32(_mm512_load_si512(c[h][i]), sc));
-        }
+    for (int i = 0; i < kRows; ++i) {
+      const __m512i S = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(ch + 16 * i), 6),
+                                         _mm512_load_si512(cl + 16 * i));
+      const __m512 da = _mm512_set1_ps(act_scale(t, L, i, b));
+      const int16_t* s32h = reinterpret_cast<const int16_t*>(t.row[i] + L.s32h) + 8 * b;
+      __m512i N = _mm512_setzero_si512();
+      for (int p = 0; p < 4; ++p) {
+        int32_t pair;
+        std::memcpy(&pair, s32h + 2 * p, 4);
+        N = _mm512_dpwssd_epi32(N, mins[p], _mm512_set1_epi32(pair));
       }
-      const __m512 dd = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + kBytes * b)));
-      const __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + kBytes * b + 32)));
-#pragma GCC unroll 16
-      for (int i = 0; i < kRows; ++i) {
-        const __m512 da = _mm512_set1_ps(act_scale(t, L, i, b));
-        const int16_t* s32h = reinterpret_cast<const int16_t*>(t.row[i] + L.s32h) + 8 * b;
-        __m512i N = _mm512_setzero_si512();
-        for (int p = 0; p < 4; ++p) {
-          int32_t pair;
-          std::memcpy(&pair, s32h + 2 * p, 4);
-          N = _mm512_dpwssd_epi32(N, _mm512_loadu_si512(dec + 128 + 64 * p), _mm512_set1_epi32(pair));
-        }
-        __m512 a = _mm512_load_ps(acc[i]);
-        a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[i]), _mm512_mul_ps(dd, da), a);
-        const __m512 ndm = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(_mm512_mul_ps(dm, da)), sign));
-        _mm512_store_ps(acc[i], _mm512_fmadd_ps(_mm512_cvtepi32_ps(N), ndm, a));
-      }
+      __m512 v = _mm512_load_ps(accm + 16 * i);
+      v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S), _mm512_mul_ps(dd, da), v);
+      const __m512 ndm = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(_mm512_mul_ps(dm, da)), sign));
+      _mm512_store_ps(accm + 16 * i, _mm512_fmadd_ps(_mm512_cvtepi32_ps(N), ndm, v));
     }
-    for (int i = 0; i < kRows; ++i) t.store(i, _mm512_load_ps(acc[i]));
   }
 };
+
+// Tiles: 0-3 C (h and l of row tiles 0 and 1), 4, 5 A of the row tiles, 6, 7 B (h, l).
+void configure_folded(int r0, int r1) {
+  TileConfig c;
+  c.set(0, r0, 64);
+  c.set(1, r0, 64);
+  c.set(2, r1, 64);
+  c.set(3, r1, 64);
+  c.set(4, r0, 64);
+  c.set(5, r1, 64);
+  c.set(6, kRows, 64);
+  c.set(7, kRows, 64);
+  ensure_config(c);
+}
+
+// One superblock b of one group for one or two row tiles: C tiles h/l over its 4 steps, stored to c
+// (c[tile][16][16]: h0, l0, h1, l1).
+template <bool Two>
+DP_AINLINE void folded_superblock(const uint8_t* x0, const uint8_t* x1, int64_t ldx, const int8_t* sb, int64_t b,
+                                  int32_t* c) {
+  _tile_zero(0);
+  _tile_zero(1);
+  if (Two) {
+    _tile_zero(2);
+    _tile_zero(3);
+  }
+  for (int t = 0; t < 4; ++t) {
+    _tile_loadd(6, sb + 2048 * t, 64);
+    _tile_loadd(7, sb + 2048 * t + 1024, 64);
+    _tile_loadd(4, x0 + 256 * b + 64 * t, ldx);
+    _tile_dpbssd(0, 4, 6);
+    _tile_dpbssd(1, 4, 7);
+    if (Two) {
+      _tile_loadd(5, x1 + 256 * b + 64 * t, ldx);
+      _tile_dpbssd(2, 5, 6);
+      _tile_dpbssd(3, 5, 7);
+    }
+  }
+  _tile_stored(0, c, 64);
+  _tile_stored(1, c + 256, 64);
+  if (Two) {
+    _tile_stored(2, c + 512, 64);
+    _tile_stored(3, c + 768, 64);
+  }
+}
+
+// Q6_K folded: w = sc (q - 32) with the int8 scale of each 16-element sub-block, |w| <= 4096, split
+// as w = 64 h + l (h = w >> 6 in [-64, 64], l in [0, 63]); then acc = fma(float(S), d * da, acc).
+struct Q6_KF {
+  static constexpr int64_t kElems = 256, kBytes = 3360;
+  static void unpack(const uint8_t* g, int64_t nb, int8_t* panel, uint8_t*) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    const __m512i even = _mm512_set1_epi16(0x00ff), odd = _mm512_set1_epi16(int16_t(0xff00)), m6 = _mm512_set1_epi16(63);
+    auto fold = [&](__m512i q, __m512i sc, int8_t* h_dst, int8_t* l_dst) __attribute__((always_inline)) {
+      // The scales of even and odd bytes as int16, and q sc - 32 sc per byte, in 16-bit words.
+      const __m512i sce = _mm512_srai_epi16(_mm512_slli_epi16(sc, 8), 8), sco = _mm512_srai_epi16(sc, 8);
+      const __m512i we = _mm512_sub_epi16(_mm512_maddubs_epi16(q, _mm512_and_si512(sc, even)), _mm512_slli_epi16(sce, 5));
+      const __m512i wo = _mm512_sub_epi16(_mm512_maddubs_epi16(q, _mm512_and_si512(sc, odd)), _mm512_slli_epi16(sco, 5));
+      const __m512i l = _mm512_or_si512(_mm512_and_si512(we, m6), _mm512_slli_epi16(_mm512_and_si512(wo, m6), 8));
+      const __m512i h = _mm512_or_si512(_mm512_and_si512(_mm512_srai_epi16(we, 6), even),
+                                        _mm512_slli_epi16(_mm512_srai_epi16(wo, 6), 8));
+      _mm512_storeu_si512(h_dst, h);
+      _mm512_storeu_si512(l_dst, l);
+    };
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = g + kBytes * b;
+      int8_t* sb = panel + kFoldedSuperblockBytes * b;
+      for (int u = 0; u < 8; ++u) {
+        const uint8_t* ub = blk + 288 + 384 * u;
+        // Unit u is elements 32 u.. of the superblock: step u / 2, k-groups 8 (u % 2).. of its tiles.
+        int8_t* h = sb + (u / 2) * 2048 + 64 * 8 * (u % 2);
+        int8_t* l = h + 1024;
+        for (int H = 0; H < 2; ++H) {
+          const __m512i sc = row_bytes(blk + 32 + 16 * (2 * u + H));
+          const __m512i hb = _mm512_loadu_si512(ub + 256 + 64 * H);
+          for (int C = 0; C < 2; ++C) {
+            const __m512i raw = _mm512_loadu_si512(ub + 64 * (2 * H + C));
+            // k-group 4H + 2C + e has its high bits at 2 (2C + e) of hb: moved to bits 4-5.
+            const __m512i hb_lo = C == 0 ? _mm512_slli_epi16(hb, 4) : hb;
+            const __m512i hb_hi = C == 0 ? _mm512_slli_epi16(hb, 2) : _mm512_srli_epi16(hb, 2);
+            const __m512i q0 = _mm512_ternarylogic_epi32(_mm512_and_si512(raw, m4), hb_lo, m30, 0xf8);
+            const __m512i q1 = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(raw, 4), m4), hb_hi, m30, 0xf8);
+            const int kg = 4 * H + 2 * C;
+            fold(q0, sc, h + 64 * kg, l + 64 * kg);
+            fold(q1, sc, h + 64 * (kg + 1), l + 64 * (kg + 1));
+          }
+        }
+      }
+    }
+  }
+  static void steps(const int32_t* ch, const int32_t* cl, const uint8_t* g, const uint8_t*, const RowTile& t,
+                    const QuantActLayout& L, int64_t b, float* accm) {
+    const __m512 dd = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + kBytes * b)));
+#pragma GCC unroll 16
+    for (int i = 0; i < kRows; ++i) {
+      const __m512i S = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(ch + 16 * i), 6), _mm512_load_si512(cl + 16 * i));
+      const __m512 da = _mm512_set1_ps(act_scale(t, L, i, b));
+      _mm512_store_ps(accm + 16 * i, _mm512_fmadd_ps(_mm512_cvtepi32_ps(S), _mm512_mul_ps(dd, da), _mm512_load_ps(accm + 16 * i)));
+    }
+  }
+};
+
+// y[m0:m1, n0:n1] for a K type with folded codes (QkKF, Q6_KF): panels of groups as block()
+// below; two row tiles (32 activation rows) pass each group of the panel, every B tile serving both.
+template <class K>
+void block_folded(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  const WeightView& w = a.w;
+  const int64_t gstride = kRows * dtype_row_bytes(w.dtype, w.ld);
+  const int64_t nb = w.cols / 256;
+  const QuantActLayout L(256, w.cols);
+  const int64_t group_panel = nb * kFoldedSuperblockBytes, group_scales = nb * qtile::kKScaleBytes;
+  // Up to 8 groups, within ~640 KiB of panel (L2 also holds the activation rows).
+  const int64_t panel_groups = std::clamp<int64_t>((640 << 10) / group_panel, 1, 8);
+  thread_local AlignedBytes panel, scales;
+  if (panel.size() < size_t(panel_groups * group_panel)) panel = AlignedBytes(size_t(panel_groups * group_panel));
+  if (scales.size() < size_t(panel_groups * group_scales)) scales = AlignedBytes(size_t(panel_groups * group_scales));
+  int8_t* pb = reinterpret_cast<int8_t*>(panel.data());
+  const uint8_t* base = static_cast<const uint8_t*>(w.data);
+  const uint8_t* act = static_cast<const uint8_t*>(a.act);
+  const int64_t G1 = (n1 + kRows - 1) / kRows;
+  const int64_t tail = (m1 - m0) % kRows, mt = tail < kMinLastTileRows ? m1 - tail : m1;
+  alignas(64) int32_t c[4][kRows][kRows] = {};
+  alignas(64) float accm[2][kRows][kRows];
+  for (int64_t G0 = n0 / kRows; G0 < G1; G0 += panel_groups) {
+    const int64_t ng = std::min(panel_groups, G1 - G0);
+    for (int64_t j = 0; j < ng; ++j)
+      K::unpack(base + (G0 + j) * gstride, nb, pb + j * group_panel, scales.data() + j * group_scales);
+    for (int64_t m = m0; m < mt; m += 2 * kRows) {
+      const int r0 = int(std::min<int64_t>(kRows, mt - m)), r1 = int(std::clamp<int64_t>(mt - m - kRows, 0, kRows));
+      configure_folded(r0, r1);
+      const RowTile t0(act + m * a.act_ld, a.act_ld, r0);
+      const RowTile t1(act + (m + kRows) * a.act_ld, a.act_ld, std::max(r1, 1));
+      for (int64_t j = 0; j < ng; ++j) {
+        const uint8_t* g = base + (G0 + j) * gstride;
+        const int8_t* gp = pb + j * group_panel;
+        const uint8_t* gs = scales.data() + j * group_scales;
+        std::memset(accm, 0, sizeof accm);
+        for (int64_t b = 0; b < nb; ++b) {
+          if (r1 > 0) folded_superblock<true>(t0.x, t1.x, a.act_ld, gp + kFoldedSuperblockBytes * b, b, &c[0][0][0]);
+          else folded_superblock<false>(t0.x, t0.x, a.act_ld, gp + kFoldedSuperblockBytes * b, b, &c[0][0][0]);
+          K::steps(&c[0][0][0], &c[1][0][0], g, gs + qtile::kKScaleBytes * b, t0, L, b, &accm[0][0][0]);
+          if (r1 > 0)
+            K::steps(&c[2][0][0], &c[3][0][0], g, gs + qtile::kKScaleBytes * b, t1, L, b, &accm[1][0][0]);
+        }
+        const int64_t r0c = (G0 + j) * kRows;
+        const int lo = int(std::max<int64_t>(n0 - r0c, 0)), hi = int(std::min<int64_t>(n1 - r0c, kRows));
+        const __mmask16 mask = __mmask16(((1u << hi) - 1) & ~((1u << lo) - 1));
+        float* y = a.y + (m - m0) * a.ldy + (r0c - n0);
+        for (int i = 0; i < r0; ++i) _mm512_mask_storeu_ps(y + i * a.ldy, mask, _mm512_load_ps(accm[0][i]));
+        for (int i = 0; i < r1; ++i) _mm512_mask_storeu_ps(y + (kRows + i) * a.ldy, mask, _mm512_load_ps(accm[1][i]));
+      }
+    }
+  }
+  if (mt < m1) {
+    QBlockArgs rest = a;
+    rest.y = a.y + (mt - m0) * a.ldy;
+    vnni::qmatmul_block(rest, mt, m1, n0, n1);
+  }
+}
 
 // y[m0:m1, n0:n1], a few groups at a time: their codes are unpacked into a panel (kept in L2), then
 // each row tile of 16 activation rows passes every group of it, its A tiles read from L1 (a row
@@ -284,17 +495,22 @@ bool qmatmul_has_tiles(DType t) {
   switch (t) {
     case DType::Q8_0: case DType::Q8_0_X16:
     case DType::Q4_0: case DType::Q4_0_X16:
-    case DType::Q4_K: case DType::Q4_K_X16: return true;
+    case DType::Q4_K: case DType::Q4_K_X16:
+    case DType::Q5_K: case DType::Q5_K_X16:
+    case DType::Q6_K: case DType::Q6_K_X16: return true;
     default: return false;
   }
 }
 
 void qmatmul_block(const QBlockArgs& t, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  if (m1 - m0 < kMinTileRows) return vnni::qmatmul_block(t, m0, m1, n0, n1);
+  const bool folded = t.w.dtype == DType::Q4_K_X16 || t.w.dtype == DType::Q5_K_X16 || t.w.dtype == DType::Q6_K_X16;
+  if (m1 - m0 < (folded ? kMinFoldedTileRows : kMinTileRows)) return vnni::qmatmul_block(t, m0, m1, n0, n1);
   switch (t.w.dtype) {
     case DType::Q8_0_X16: return block<Q8_0A>(t, m0, m1, n0, n1);
     case DType::Q4_0_X16: return block<Q4_0A>(t, m0, m1, n0, n1);
-    case DType::Q4_K_X16: return block<Q4_KA>(t, m0, m1, n0, n1);
+    case DType::Q4_K_X16: return block_folded<QkKF<false>>(t, m0, m1, n0, n1);
+    case DType::Q5_K_X16: return block_folded<QkKF<true>>(t, m0, m1, n0, n1);
+    case DType::Q6_K_X16: return block_folded<Q6_KF>(t, m0, m1, n0, n1);
     default: return vnni::qmatmul_block(t, m0, m1, n0, n1);
   }
 }

@@ -40,10 +40,10 @@ namespace vnni {
 void qmatmul_block(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 }
 namespace amx {
-// Repacked weights only; AMX int8 tiles (tdpbssd) for the types qmatmul_has_tiles() names, the VNNI
-// block for the others and for blocks of few rows (the same bits either way). Needs AMX-INT8 and VNNI.
+// Repacked weights only; AMX int8 tiles (tdpbssd), the VNNI block for blocks of few rows (the same
+// bits either way). Needs AMX-INT8 and VNNI.
 void qmatmul_block(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
-// Whether weights of type t (plain or repacked) have a tile path (Q8_0, Q4_0, Q4_K).
+// Whether weights of type t (plain or repacked) have a tile path (every quantized type).
 bool qmatmul_has_tiles(DType t);
 // Activation rows per block on the tile path: the group's unpacked codes are reused by them all.
 inline constexpr int64_t kQuantTileMaxRows = 128;
