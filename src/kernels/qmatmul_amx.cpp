@@ -50,9 +50,8 @@ constexpr int64_t kTileBytes = 512;   // one B tile: 8 k-groups x 64 bytes
 // 1.44x) and lost at 8. A last row tile of fewer than kMinLastTileRows rows goes to VNNI too.
 constexpr int64_t kMinTileRows = 24, kMinFoldedTileRows = 16, kMinLastTileRows = 8;
 
-// Tiles 0-3: C of four blocks in flight; 4, 5: A; 6, 7: B (blocks b, b + 2 share A and B registers).
-// Tile registers are not renamed, and each block's product is stored, so a single product at a time
-// would wait on load -> tdpbssd -> store: four independent ones keep the tile unit busy.
+// Q8_0 / Q4_0 tiles: 0-3 C of four blocks taken together, 4, 5 A, 6, 7 B (blocks b, b + 2 share the
+// A and B registers). Each block's product is stored before its fp32 step.
 void configure(int rows) {
   TileConfig c;
   for (int t = 0; t < 4; ++t) c.set(t, rows, 64);
