@@ -32,4 +32,20 @@ inline void ensure_config(const TileConfig& c) {
   if (std::memcmp(&now, &c, sizeof c) != 0) _tile_loadconfig(&c);
 }
 
+// The shape both tile kernels use for two row tiles against two B tiles of 16 rows of 64 bytes:
+// tiles 0-3 are C (0, 1 for row tile 0's r0 rows, 2, 3 for row tile 1's r1), 4 and 5 the A tiles
+// of the two row tiles (64 bytes a row), 6 and 7 the B tiles. r1 = 0 leaves row tile 1 unconfigured.
+inline void configure_two_row_tiles(int r0, int r1) {
+  TileConfig c;
+  c.set(0, r0, 64);
+  c.set(1, r0, 64);
+  c.set(2, r1, 64);
+  c.set(3, r1, 64);
+  c.set(4, r0, 64);
+  c.set(5, r1, 64);
+  c.set(6, 16, 64);
+  c.set(7, 16, 64);
+  ensure_config(c);
+}
+
 }  // namespace dpserve::kernels::amx

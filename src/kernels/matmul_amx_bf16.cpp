@@ -41,20 +41,8 @@ constexpr int kRows = 16;          // rows per weight group = columns of a C til
 constexpr int64_t kChunk = 32;     // K elements per tile product (64 bytes of bf16)
 constexpr int64_t kChunkElems = kChunk / 2 * kRows * 2;  // elements of a group per chunk (one B tile)
 
-// Tiles 0-3: C[i][j] (row tile i, group j) is tile 2 i + j; 4, 5: A of row tiles 0, 1; 6, 7: B of
-// groups 0, 1. r0 rows in row tile 0 (1-16), r1 in row tile 1 (0: unused, left unconfigured).
-void configure(int r0, int r1) {
-  TileConfig c;
-  c.set(0, r0, 64);
-  c.set(1, r0, 64);
-  c.set(2, r1, 64);
-  c.set(3, r1, 64);
-  c.set(4, r0, 64);
-  c.set(5, r1, 64);
-  c.set(6, kRows, 64);
-  c.set(7, kRows, 64);
-  ensure_config(c);
-}
+// Tiles (configure_two_row_tiles): C[i][j] (row tile i, group j) is tile 2 i + j; 4, 5: A of row
+// tiles 0, 1; 6, 7: B of groups 0, 1. r0 rows in row tile 0 (1-16), r1 in row tile 1 (0: unused).
 
 // GCC's tile intrinsics take the register number as a literal (it is pasted into the asm), so a
 // tile is stored through a switch on its number.
@@ -128,7 +116,7 @@ void amx_bf16x16_block(const MatmulBlockArgs& a, int64_t m0, int64_t m1, int64_t
     for (int64_t mt = 0; mt < M; mt += 2 * kRows) {
       const int mr = int(std::min<int64_t>(2 * kRows, M - mt));
       const int r0 = std::min(mr, kRows), r1 = mr - r0;
-      configure(r0, r1);
+      configure_two_row_tiles(r0, r1);
       const uint8_t* xt = x + mt * ldx;
       float* yt = a.y + mt * a.ldy + g * kRows;
       if (r1 > 0) {

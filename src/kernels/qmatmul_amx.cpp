@@ -282,19 +282,8 @@ struct QkKF {
   }
 };
 
-// Tiles: 0-3 C (h and l of row tiles 0 and 1), 4, 5 A of the row tiles, 6, 7 B (h, l).
-void configure_folded(int r0, int r1) {
-  TileConfig c;
-  c.set(0, r0, 64);
-  c.set(1, r0, 64);
-  c.set(2, r1, 64);
-  c.set(3, r1, 64);
-  c.set(4, r0, 64);
-  c.set(5, r1, 64);
-  c.set(6, kRows, 64);
-  c.set(7, kRows, 64);
-  ensure_config(c);
-}
+// Folded tiles (configure_two_row_tiles): 0-3 C (h and l of row tiles 0 and 1), 4, 5 A of the row
+// tiles, 6, 7 B (h, l).
 
 // One superblock b of one group for one or two row tiles: C tiles h/l over its 4 steps, stored to c
 // (c[tile][16][16]: h0, l0, h1, l1).
@@ -383,56 +372,34 @@ struct Q6_KF {
   }
 };
 
-// y[m0:m1, n0:n1] for a K type with folded codes (QkKF, Q6_KF): panels of groups as block()
-// below; two row tiles (32 activation rows) pass each group of the panel, every B tile serving both.
-template <class K>
-void block_folded(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+// The frame of both schemes: the groups of [n0, n1) a panel at a time (up to max_groups, each
+// unpacked by K::unpack into the thread's panel, `group_codes` bytes a group: it stays in L2), then
+// rows(m, panel) for the row tiles from m0 in steps of row_step; a last row tile of fewer than
+// kMinLastTileRows rows runs the VNNI block.
+struct Panel {
+  int64_t G0, ng;         // its groups [G0, G0 + ng)
+  const int8_t* codes;    // group j's unpacked codes at codes + j * group_codes
+  const uint8_t* scales;  // its decoded K scales at scales + j * group_scales
+};
+
+template <class K, class Rows>
+void over_panels(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t group_codes,
+                 int64_t max_groups, int64_t row_step, Rows&& rows) {
   const WeightView& w = a.w;
-  const int64_t gstride = kRows * dtype_row_bytes(w.dtype, w.ld);
-  const int64_t nb = w.cols / 256;
-  const QuantActLayout L(256, w.cols);
-  const int64_t group_panel = nb * kFoldedSuperblockBytes, group_scales = nb * qtile::kKScaleBytes;
-  // Up to 8 groups, within ~640 KiB of panel (L2 also holds the activation rows).
-  const int64_t panel_groups = std::clamp<int64_t>((640 << 10) / group_panel, 1, 8);
-  thread_local AlignedBytes panel, scales;
-  if (panel.size() < size_t(panel_groups * group_panel)) panel = AlignedBytes(size_t(panel_groups * group_panel));
-  if (scales.size() < size_t(panel_groups * group_scales)) scales = AlignedBytes(size_t(panel_groups * group_scales));
-  int8_t* pb = reinterpret_cast<int8_t*>(panel.data());
+  const int64_t gstride = kRows * dtype_row_bytes(w.dtype, w.ld), nb = w.cols / K::kElems;
+  const int64_t group_scales = K::kElems == 256 ? nb * qtile::kKScaleBytes : 0;  // decoded K-type scales
+  thread_local AlignedBytes codes, scales;
+  if (codes.size() < size_t(max_groups * group_codes)) codes = AlignedBytes(size_t(max_groups * group_codes));
+  if (scales.size() < size_t(max_groups * group_scales)) scales = AlignedBytes(size_t(max_groups * group_scales));
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
-  const uint8_t* act = static_cast<const uint8_t*>(a.act);
   const int64_t G1 = (n1 + kRows - 1) / kRows;
   const int64_t tail = (m1 - m0) % kRows, mt = tail < kMinLastTileRows ? m1 - tail : m1;
-  alignas(64) int32_t c[4][kRows][kRows] = {};
-  alignas(64) float accm[2][kRows][kRows];
-  for (int64_t G0 = n0 / kRows; G0 < G1; G0 += panel_groups) {
-    const int64_t ng = std::min(panel_groups, G1 - G0);
+  int8_t* cb = reinterpret_cast<int8_t*>(codes.data());
+  for (int64_t G0 = n0 / kRows; G0 < G1; G0 += max_groups) {
+    const int64_t ng = std::min(max_groups, G1 - G0);
     for (int64_t j = 0; j < ng; ++j)
-      K::unpack(base + (G0 + j) * gstride, nb, pb + j * group_panel, scales.data() + j * group_scales);
-    for (int64_t m = m0; m < mt; m += 2 * kRows) {
-      const int r0 = int(std::min<int64_t>(kRows, mt - m)), r1 = int(std::clamp<int64_t>(mt - m - kRows, 0, kRows));
-      configure_folded(r0, r1);
-      const RowTile t0(act + m * a.act_ld, a.act_ld, r0);
-      const RowTile t1(act + (m + kRows) * a.act_ld, a.act_ld, std::max(r1, 1));
-      for (int64_t j = 0; j < ng; ++j) {
-        const uint8_t* g = base + (G0 + j) * gstride;
-        const int8_t* gp = pb + j * group_panel;
-        const uint8_t* gs = scales.data() + j * group_scales;
-        std::memset(accm, 0, sizeof accm);
-        for (int64_t b = 0; b < nb; ++b) {
-          if (r1 > 0) folded_superblock<true>(t0.x, t1.x, a.act_ld, gp + kFoldedSuperblockBytes * b, b, &c[0][0][0]);
-          else folded_superblock<false>(t0.x, t0.x, a.act_ld, gp + kFoldedSuperblockBytes * b, b, &c[0][0][0]);
-          K::steps(&c[0][0][0], &c[1][0][0], g, gs + qtile::kKScaleBytes * b, t0, L, b, &accm[0][0][0]);
-          if (r1 > 0)
-            K::steps(&c[2][0][0], &c[3][0][0], g, gs + qtile::kKScaleBytes * b, t1, L, b, &accm[1][0][0]);
-        }
-        const int64_t r0c = (G0 + j) * kRows;
-        const int lo = int(std::max<int64_t>(n0 - r0c, 0)), hi = int(std::min<int64_t>(n1 - r0c, kRows));
-        const __mmask16 mask = __mmask16(((1u << hi) - 1) & ~((1u << lo) - 1));
-        float* y = a.y + (m - m0) * a.ldy + (r0c - n0);
-        for (int i = 0; i < r0; ++i) _mm512_mask_storeu_ps(y + i * a.ldy, mask, _mm512_load_ps(accm[0][i]));
-        for (int i = 0; i < r1; ++i) _mm512_mask_storeu_ps(y + (kRows + i) * a.ldy, mask, _mm512_load_ps(accm[1][i]));
-      }
-    }
+      K::unpack(base + (G0 + j) * gstride, nb, cb + j * group_codes, scales.data() + j * group_scales);
+    for (int64_t m = m0; m < mt; m += row_step) rows(m, mt, Panel{G0, ng, cb, scales.data()});
   }
   if (mt < m1) {
     QBlockArgs rest = a;
@@ -441,49 +408,77 @@ void block_folded(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64
   }
 }
 
-// y[m0:m1, n0:n1], a few groups at a time: their codes are unpacked into a panel (kept in L2), then
-// each row tile of 16 activation rows passes every group of it, its A tiles read from L1 (a row
-// tile's codes are K bytes a row) while the groups' B tiles stream from L2. The other order (a group
-// at a time, every row tile passing it) read both from L2 and ran at 0.6x.
+// The lanes of group G inside [n0, n1), and where its lane 0 of activation row m goes (lanes below
+// n0 are masked, never written).
+DP_AINLINE __mmask16 group_lanes(int64_t G, int64_t n0, int64_t n1) {
+  const int lo = int(std::max<int64_t>(n0 - G * kRows, 0)), hi = int(std::min<int64_t>(n1 - G * kRows, kRows));
+  return __mmask16(((1u << hi) - 1) & ~((1u << lo) - 1));
+}
+DP_AINLINE float* group_out(const QBlockArgs& a, int64_t m0, int64_t n0, int64_t m, int64_t G) {
+  return a.y + (m - m0) * a.ldy + (G * kRows - n0);
+}
+
+// y[m0:m1, n0:n1] for a K type with folded codes (QkKF, Q6_KF): two row tiles (32 activation rows)
+// pass each group of the panel, every B tile serving both.
+template <class K>
+void block_folded(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  const WeightView& w = a.w;
+  const int64_t gstride = kRows * dtype_row_bytes(w.dtype, w.ld), nb = w.cols / 256;
+  const QuantActLayout L(256, w.cols);
+  const int64_t group_codes = nb * kFoldedSuperblockBytes, group_scales = nb * qtile::kKScaleBytes;
+  const uint8_t* base = static_cast<const uint8_t*>(w.data);
+  const uint8_t* act = static_cast<const uint8_t*>(a.act);
+  alignas(64) int32_t c[4][kRows][kRows] = {};
+  alignas(64) float accm[2][kRows][kRows];
+  // Up to 8 groups, within ~640 KiB of panel (L2 also holds the activation rows).
+  const int64_t max_groups = std::clamp<int64_t>((640 << 10) / group_codes, 1, 8);
+  over_panels<K>(a, m0, m1, n0, n1, group_codes, max_groups, 2 * kRows, [&](int64_t m, int64_t mt, const Panel& p) {
+    const int r0 = int(std::min<int64_t>(kRows, mt - m)), r1 = int(std::clamp<int64_t>(mt - m - kRows, 0, kRows));
+    configure_two_row_tiles(r0, r1);
+    const RowTile t0(act + m * a.act_ld, a.act_ld, r0);
+    const RowTile t1(act + (m + kRows) * a.act_ld, a.act_ld, std::max(r1, 1));
+    for (int64_t j = 0; j < p.ng; ++j) {
+      const uint8_t* g = base + (p.G0 + j) * gstride;
+      const int8_t* gc = p.codes + j * group_codes;
+      const uint8_t* gs = p.scales + j * group_scales;
+      std::memset(accm, 0, sizeof accm);
+      for (int64_t b = 0; b < nb; ++b) {
+        if (r1 > 0) folded_superblock<true>(t0.x, t1.x, a.act_ld, gc + kFoldedSuperblockBytes * b, b, &c[0][0][0]);
+        else folded_superblock<false>(t0.x, t0.x, a.act_ld, gc + kFoldedSuperblockBytes * b, b, &c[0][0][0]);
+        K::steps(&c[0][0][0], &c[1][0][0], g, gs + qtile::kKScaleBytes * b, t0, L, b, &accm[0][0][0]);
+        if (r1 > 0) K::steps(&c[2][0][0], &c[3][0][0], g, gs + qtile::kKScaleBytes * b, t1, L, b, &accm[1][0][0]);
+      }
+      const __mmask16 mask = group_lanes(p.G0 + j, n0, n1);
+      float* y = group_out(a, m0, n0, m, p.G0 + j);
+      for (int i = 0; i < r0; ++i) _mm512_mask_storeu_ps(y + i * a.ldy, mask, _mm512_load_ps(accm[0][i]));
+      for (int i = 0; i < r1; ++i) _mm512_mask_storeu_ps(y + (kRows + i) * a.ldy, mask, _mm512_load_ps(accm[1][i]));
+    }
+  });
+}
+
+// y[m0:m1, n0:n1] for Q8_0 / Q4_0: each row tile of 16 activation rows passes every group of the
+// panel, its A tiles read from L1 (a row tile's codes are K bytes a row) while the groups' B tiles
+// stream from L2. The other order (a group at a time, every row tile passing it) read both from L2
+// and ran at 0.6x.
 constexpr int64_t kPanelGroups = 8;
 
 template <class K>
 void block(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   const WeightView& w = a.w;
-  const int64_t gstride = kRows * dtype_row_bytes(w.dtype, w.ld);
-  const int64_t nb = w.cols / K::kElems;
+  const int64_t gstride = kRows * dtype_row_bytes(w.dtype, w.ld), nb = w.cols / K::kElems;
   const QuantActLayout L(K::kElems, w.cols);
-  const int64_t group_panel = w.cols / 32 * kTileBytes, group_scales = nb * qtile::kKScaleBytes;
-  thread_local AlignedBytes panel, scales;
-  if (panel.size() < size_t(kPanelGroups * group_panel)) panel = AlignedBytes(size_t(kPanelGroups * group_panel));
-  if (scales.size() < size_t(kPanelGroups * group_scales)) scales = AlignedBytes(size_t(kPanelGroups * group_scales));
-  int8_t* pb = reinterpret_cast<int8_t*>(panel.data());
+  const int64_t group_codes = w.cols / 32 * kTileBytes;
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
   const uint8_t* act = static_cast<const uint8_t*>(a.act);
-  const int64_t G1 = (n1 + kRows - 1) / kRows;
-  const int64_t tail = (m1 - m0) % kRows, mt = tail < kMinLastTileRows ? m1 - tail : m1;
-  for (int64_t G0 = n0 / kRows; G0 < G1; G0 += kPanelGroups) {
-    const int64_t ng = std::min(kPanelGroups, G1 - G0);
-    for (int64_t j = 0; j < ng; ++j)
-      K::unpack(base + (G0 + j) * gstride, nb, pb + j * group_panel, scales.data() + j * group_scales);
-    for (int64_t m = m0; m < mt; m += kRows) {
-      const int rows = int(std::min<int64_t>(kRows, mt - m));
-      configure(rows);
-      for (int64_t j = 0; j < ng; ++j) {
-        const int64_t r0 = (G0 + j) * kRows;
-        const int lo = int(std::max<int64_t>(n0 - r0, 0)), hi = int(std::min<int64_t>(n1 - r0, kRows));
-        const __mmask16 mask = __mmask16(((1u << hi) - 1) & ~((1u << lo) - 1));
-        // Lane l of the group is output column r0 + l, at y[.. + (r0 + l - n0)]; lanes below n0 are masked.
-        const RowTile t(act + m * a.act_ld, a.act_ld, rows, a.y + (m - m0) * a.ldy + (r0 - n0), a.ldy, mask);
-        K::run(base + (G0 + j) * gstride, pb + j * group_panel, scales.data() + j * group_scales, t, L, nb);
-      }
+  over_panels<K>(a, m0, m1, n0, n1, group_codes, kPanelGroups, kRows, [&](int64_t m, int64_t mt, const Panel& p) {
+    const int rows = int(std::min<int64_t>(kRows, mt - m));
+    configure(rows);
+    for (int64_t j = 0; j < p.ng; ++j) {
+      const RowTile t(act + m * a.act_ld, a.act_ld, rows, group_out(a, m0, n0, m, p.G0 + j), a.ldy,
+                      group_lanes(p.G0 + j, n0, n1));
+      K::run(base + (p.G0 + j) * gstride, p.codes + j * group_codes, nullptr, t, L, nb);
     }
-  }
-  if (mt < m1) {
-    QBlockArgs rest = a;
-    rest.y = a.y + (mt - m0) * a.ldy;
-    vnni::qmatmul_block(rest, mt, m1, n0, n1);
-  }
+  });
 }
 
 #undef DP_AINLINE
