@@ -135,10 +135,10 @@ void BM_Int8Peak(benchmark::State& state) {
 // L3 (false: one copy, read from cache: the kernel's compute ceiling); ahead: the software
 // prefetch distance in bytes (kernels/qmatmul.h).
 void qgemv(benchmark::State& state, DType t, int64_t K, int64_t N, bool repacked, KernelIsa isa, bool dram,
-           int64_t ahead) {
+           int64_t ahead, bool l2) {
   if (!kernel_isa_supported(isa)) return state.SkipWithError("ISA not supported");
   const QWeightSet ws(t, N, K, repacked, dram ? 512 * kMiB : 0);
-  kernels::set_quant_weight_prefetch(ahead);
+  kernels::set_quant_weight_prefetch(ahead, l2);
   std::vector<float> x(static_cast<size_t>(K)), y(static_cast<size_t>(N));
   for (int64_t i = 0; i < K; ++i) x[size_t(i)] = float(i % 7) - 3.0f;
   size_t i = 0;
@@ -149,14 +149,15 @@ void qgemv(benchmark::State& state, DType t, int64_t K, int64_t N, bool repacked
     benchmark::ClobberMemory();
     timer.stop();
   }
-  kernels::set_quant_weight_prefetch(kernels::kDefaultQuantWeightPrefetch);
+  kernels::set_quant_weight_prefetch(kernels::default_quant_weight_prefetch(), kernels::default_quant_weight_prefetch_l2());
   const double bw = measure_read_bandwidth();
   const double bytes = double(dtype_row_bytes(t, K) * N);
-  const bool default_ahead = ahead == kernels::kDefaultQuantWeightPrefetch;
+  const bool default_ahead =
+      ahead == kernels::default_quant_weight_prefetch() && l2 == kernels::default_quant_weight_prefetch_l2();
   state.SetLabel(std::string(dtype_name(t)) + (repacked ? "x16 " : " plain ") +
                  // One row: the VNNI blocks on the Amx level too.
                  int8_level_name(isa == KernelIsa::Amx ? KernelIsa::Avx512Bf16 : isa, t) +
-                 (dram ? "" : " in-cache") + (default_ahead ? "" : " ahead " + std::to_string(ahead)));
+                 (dram ? "" : " in-cache") + (default_ahead ? "" : " ahead " + std::to_string(ahead) + (l2 ? " L2" : " L1")));
   state.counters["GB/s"] = bytes / timer.mean(state) / 1e9;
   state.counters["bw_GB/s"] = bw / 1e9;
   state.counters["frac_bw"] = bytes / timer.mean(state) / bw;
@@ -166,12 +167,13 @@ void qgemv(benchmark::State& state, DType t, int64_t K, int64_t N, bool repacked
 // Args: type, K, N, repacked, isa (0 best, 1 avx512bw, 2 avx2), dram.
 void BM_QGemv(benchmark::State& state) {
   qgemv(state, kTypes[state.range(0)], state.range(1), state.range(2), state.range(3) != 0, isa_arg(state.range(4)),
-        state.range(5) != 0, kernels::kDefaultQuantWeightPrefetch);
+        state.range(5) != 0, kernels::default_quant_weight_prefetch(), kernels::default_quant_weight_prefetch_l2());
 }
 
-// Args: type, ahead (bytes; 0: hardware prefetchers only). The FFN's gate shape from DRAM, best ISA.
+// Args: type, ahead (bytes; 0: hardware prefetchers only), l2 (prefetcht1, else prefetcht0). The
+// FFN's gate shape from DRAM, best ISA.
 void BM_QGemvPrefetch(benchmark::State& state) {
-  qgemv(state, kTypes[state.range(0)], 2048, 5632, true, best_kernel_isa(), true, state.range(1));
+  qgemv(state, kTypes[state.range(0)], 2048, 5632, true, best_kernel_isa(), true, state.range(1), state.range(2) != 0);
 }
 
 // Args: type, M, K, N, isa.
@@ -252,10 +254,10 @@ BENCHMARK(BM_QGemv)
     ->Args({0, 2048, 5632, 1, 2, 1})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
-// The prefetch distance A/B: every type at each distance (0 = the hardware prefetchers alone).
+// The prefetch A/B: every type at each distance (0 = the hardware prefetchers alone), into L1 or L2.
 BENCHMARK(BM_QGemvPrefetch)
-    ->ArgNames({"type", "ahead"})
-    ->ArgsProduct({{0, 1, 2, 3, 4}, {0, 1024, 2048, 4096}})
+    ->ArgNames({"type", "ahead", "l2"})
+    ->ArgsProduct({{0, 1, 2, 3, 4}, {0, 1024, 2048, 4096, 8192}, {0, 1}})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 BENCHMARK(BM_QGemm)

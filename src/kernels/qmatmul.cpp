@@ -16,7 +16,8 @@ namespace dpserve::kernels {
 
 namespace {
 
-std::atomic<int64_t> g_weight_prefetch{kDefaultQuantWeightPrefetch};
+std::atomic<int64_t> g_weight_prefetch{default_quant_weight_prefetch()};
+std::atomic<bool> g_weight_prefetch_l2{default_quant_weight_prefetch_l2()};
 
 template <QBlockFn Block>
 void via_scratch(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
@@ -72,10 +73,21 @@ bool int8_tiles(DType t) {
 
 }  // namespace
 
-void set_quant_weight_prefetch(int64_t bytes) {
+int64_t default_quant_weight_prefetch() { return default_quant_weight_prefetch_l2() ? 4096 : 2048; }
+bool default_quant_weight_prefetch_l2() {
+  // Read during static initialization (g_weight_prefetch): the CPU model must be detected first.
+  static const bool intel = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_is("intel") != 0;
+  }();
+  return intel;
+}
+void set_quant_weight_prefetch(int64_t bytes, bool l2) {
   g_weight_prefetch.store(std::max<int64_t>(bytes, 0), std::memory_order_relaxed);
+  g_weight_prefetch_l2.store(l2, std::memory_order_relaxed);
 }
 int64_t quant_weight_prefetch() { return g_weight_prefetch.load(std::memory_order_relaxed); }
+bool quant_weight_prefetch_l2() { return g_weight_prefetch_l2.load(std::memory_order_relaxed); }
 
 QBlockFn qblock_fn(KernelIsa isa, DType t) {
   const bool repacked = dtype_row_group(t) > 1;

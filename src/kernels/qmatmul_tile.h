@@ -43,6 +43,7 @@ struct Tile {
   int off4 = 0, off2 = 0, off1 = 0;
   int64_t row0 = 0;
   int64_t ahead = 0;  // how far ahead of the reads the group's bytes are prefetched (0: not)
+  bool l2 = false;    // prefetched into L2 (prefetcht1) instead of L1 (kernels/qmatmul.h)
   // Q4_K / Q5_K scales and mins, decoded (decode_k_scales, kKScaleBytes per superblock) into
   // `scales` if set, and read from there once `scales_decoded` (the first of several row tiles
   // decodes them for the others); without `scales`, decoded into a local buffer as the tile goes.
@@ -60,7 +61,11 @@ DP_QINLINE void stream_ahead(const Tile* tl, int64_t at, int64_t bytes) {
 #pragma GCC unroll 2
   for (int j = 0; j < NR; ++j) {
     if (tl[j].off4 != 0) continue;
-    for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(tl[j].g + at + o + tl[j].ahead);
+    const uint8_t* p = tl[j].g + at + tl[j].ahead;
+    if (tl[j].l2)
+      for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 0, 2);
+    else
+      for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o);
   }
 }
 
@@ -466,6 +471,7 @@ void block(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) 
   const int MRmax = gemv ? int(kQuantGemvRows) : P::kGemmMR;
   const Out o{m0, n0, n1, a.y, a.ldy};
   const int64_t ahead = quant_weight_prefetch();
+  const bool l2 = quant_weight_prefetch_l2();
   // Several row tiles pass the same lane tiles: the first decodes their K scales as it streams
   // them, the others read the decoded ones (Q4_K GEMM 1.1x; decoding them in a pass of their own
   // first made batched decode 7 % slower, a strided read of memory ahead of the stream).
@@ -486,6 +492,7 @@ void block(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) 
       // Only the first row tile reads these groups from memory; the others find them in cache.
       for (int j = 0; j < nr; ++j) {
         tl[j].ahead = m == m0 ? ahead : 0;
+        tl[j].l2 = l2;
         if (keep) {
           tl[j].scales = decoded.data() + j * nb * kKScaleBytes;
           tl[j].scales_decoded = m != m0;
