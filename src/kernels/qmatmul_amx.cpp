@@ -20,9 +20,7 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
-#include <type_traits>
 
 #include "core/cpu.h"
 
@@ -382,24 +380,33 @@ struct Panel {
   const uint8_t* scales;  // its decoded K scales at scales + j * group_scales
 };
 
+// The calling thread's panel buffers, grown to at least these sizes: one pair per thread, whichever
+// types it multiplies (not one per instantiation of over_panels).
+void thread_panel(size_t code_bytes, size_t scale_bytes, int8_t*& codes, uint8_t*& scales) {
+  thread_local AlignedBytes c, s;
+  if (c.size() < code_bytes) c = AlignedBytes(code_bytes);
+  if (s.size() < scale_bytes) s = AlignedBytes(scale_bytes);
+  codes = reinterpret_cast<int8_t*>(c.data());
+  scales = s.data();
+}
+
 template <class K, class Rows>
 void over_panels(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t group_codes,
                  int64_t max_groups, int64_t row_step, Rows&& rows) {
   const WeightView& w = a.w;
   const int64_t gstride = kRows * dtype_row_bytes(w.dtype, w.ld), nb = w.cols / K::kElems;
   const int64_t group_scales = K::kElems == 256 ? nb * qtile::kKScaleBytes : 0;  // decoded K-type scales
-  thread_local AlignedBytes codes, scales;
-  if (codes.size() < size_t(max_groups * group_codes)) codes = AlignedBytes(size_t(max_groups * group_codes));
-  if (scales.size() < size_t(max_groups * group_scales)) scales = AlignedBytes(size_t(max_groups * group_scales));
+  int8_t* cb;
+  uint8_t* sb;
+  thread_panel(size_t(max_groups * group_codes), size_t(max_groups * group_scales), cb, sb);
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
   const int64_t G1 = (n1 + kRows - 1) / kRows;
   const int64_t tail = (m1 - m0) % kRows, mt = tail < kMinLastTileRows ? m1 - tail : m1;
-  int8_t* cb = reinterpret_cast<int8_t*>(codes.data());
   for (int64_t G0 = n0 / kRows; G0 < G1; G0 += max_groups) {
     const int64_t ng = std::min(max_groups, G1 - G0);
     for (int64_t j = 0; j < ng; ++j)
-      K::unpack(base + (G0 + j) * gstride, nb, cb + j * group_codes, scales.data() + j * group_scales);
-    for (int64_t m = m0; m < mt; m += row_step) rows(m, mt, Panel{G0, ng, cb, scales.data()});
+      K::unpack(base + (G0 + j) * gstride, nb, cb + j * group_codes, sb + j * group_scales);
+    for (int64_t m = m0; m < mt; m += row_step) rows(m, mt, Panel{G0, ng, cb, sb});
   }
   if (mt < m1) {
     QBlockArgs rest = a;
