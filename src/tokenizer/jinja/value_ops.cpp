@@ -230,7 +230,8 @@ Value binary(const std::string& op, const Value& a, const Value& b, int line) {
       }
       if (b.i > 0) charge_items(b.i * len, line);
       List l;
-      for (int64_t k = 0; k < b.i; ++k) l.insert(l.end(), a.list->begin(), a.list->end());
+      // An empty list has no items to charge, so its count is unbounded: repeat nothing, not b.i times.
+      for (int64_t k = 0; len > 0 && k < b.i; ++k) l.insert(l.end(), a.list->begin(), a.list->end());
       Value r = Value::make_list(std::move(l));
       r.is_tuple = a.is_tuple;
       return r;
