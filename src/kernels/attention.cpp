@@ -137,7 +137,7 @@ bool attention_uses_bf16_products(KernelIsa isa, KVElem elem) {
 static kernels::AttnJobFn pick_job(KernelIsa isa) {
   if (!kernel_isa_supported(isa)) fail("attention: kernel ISA {} not supported by this CPU", kernel_isa_name(isa));
   switch (isa) {
-    case KernelIsa::Amx:
+    case KernelIsa::Amx: return kernels::amx::attention_job;
     case KernelIsa::Avx512Bf16: return kernels::avx512bf16::attention_job;
     case KernelIsa::Avx512: return kernels::avx512::attention_job;
     case KernelIsa::Avx2: return kernels::avx2::attention_job;

@@ -27,7 +27,7 @@ float hmax(__m512 v) {
 }
 
 // Up to sixteen cached elements (lanes of m) widened to fp32; lanes outside m are 0.
-__m512 load16(__mmask16 m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
+[[maybe_unused]] __m512 load16(__mmask16 m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
 [[maybe_unused]] __m512 load16(__mmask16 m, const bf16_t* p) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
 }

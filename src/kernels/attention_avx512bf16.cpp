@@ -42,80 +42,7 @@ namespace {
 
 #include "kernels/attention_avx512_ops.h"
 
-// Up to 32 cached elements (the first e of p) as bf16, zero past e: bf16 as stored; int8 codes
-// converted exactly (every integer of 8 bits is a bf16).
-__m512i load32_bf16(const bf16_t* p, int64_t e) {
-  return _mm512_maskz_loadu_epi16(e >= 32 ? ~__mmask32(0) : __mmask32((uint64_t(1) << e) - 1), p);
-}
-__m512i load32_bf16(const int8_t* p, int64_t e) {
-  const __m512i w = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(e >= 32 ? ~__mmask32(0) : __mmask32((uint64_t(1) << e) - 1), p));
-  const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(w, 0)));
-  const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(w, 1)));
-  return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);  // elements 0-15 from lo, 16-31 from hi
-}
-// fp8 codes are bf16 exactly too (at most 4 significant bits, exponents well inside bf16's): the
-// bf16 of each of the 128 magnitudes, looked up 32 codes at a time by two 64-entry word permutes
-// (code bit 6 picks one), the sign bit moved to bf16's. Subnormal codes come out exact as well.
-// Built at compile time (a function-local static would put a guard check in every load, and keep
-// the load from being inlined into the loops).
-template <class F8>
-constexpr std::array<uint16_t, 128> fp8_bf16_bits() {
-  std::array<uint16_t, 128> r{};
-  for (int c = 0; c < 128; ++c)  // exact in bf16, so truncating the fp32 bits is the conversion
-    r[size_t(c)] = uint16_t(std::bit_cast<uint32_t>(fp8_to_f32(F8{uint8_t(c)})) >> 16);
-  return r;
-}
-alignas(64) constexpr std::array<uint16_t, 128> kE4M3Bf16 = fp8_bf16_bits<fp8_e4m3_t>();
-alignas(64) constexpr std::array<uint16_t, 128> kE5M2Bf16 = fp8_bf16_bits<fp8_e5m2_t>();
-template <class F8>
-  requires(std::is_same_v<F8, fp8_e4m3_t> || std::is_same_v<F8, fp8_e5m2_t>)
-[[gnu::always_inline]] inline __m512i load32_bf16(const F8* p, int64_t e) {
-  const __m512i w = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(e >= 32 ? ~__mmask32(0) : __mmask32((uint64_t(1) << e) - 1), p));
-  const uint16_t* t = std::is_same_v<F8, fp8_e4m3_t> ? kE4M3Bf16.data() : kE5M2Bf16.data();
-  const __m512i lo = _mm512_permutex2var_epi16(_mm512_load_si512(t), w, _mm512_load_si512(t + 32));
-  const __m512i hi = _mm512_permutex2var_epi16(_mm512_load_si512(t + 64), w, _mm512_load_si512(t + 96));
-  const __m512i mag = _mm512_mask_mov_epi16(lo, _mm512_test_epi16_mask(w, _mm512_set1_epi16(0x40)), hi);
-  // mag | ((code << 8) & 0x8000)
-  return _mm512_ternarylogic_epi32(mag, _mm512_slli_epi16(w, 8), _mm512_set1_epi16(int16_t(0x8000)), 0xF8);
-}
-
-// Keys [0, nb) (nb <= 16) as vdpbf16ps takes them: row p holds elements 2p and 2p + 1 of key j in
-// 32-bit lane j; lanes of keys past nb and the element past an odd width are zero.
-template <class T>
-void pack_key_pairs(const T* k, int64_t ldk, int64_t nb, int64_t d, uint32_t* kp) {
-  const int64_t pairs = (d + 1) / 2;
-  for (int64_t c = 0; c < pairs; c += 16) {
-    const int64_t elems = std::min<int64_t>(32, d - 2 * c);
-    __m512i r[16];
-    for (int j = 0; j < 16; ++j) r[j] = j < nb ? load32_bf16(k + j * ldk + 2 * c, elems) : _mm512_setzero_si512();
-    transpose16(r);
-    const int64_t np = std::min<int64_t>(16, pairs - c);
-    for (int64_t p = 0; p < np; ++p) _mm512_store_si512(kp + (c + p) * 16, r[p]);
-  }
-}
-
-// G rows of n floats (row g at x + g * ldx), each times s[i] if kScaled (a page's softmax weights
-// times the value rows' int8 / fp8 scales), rounded to bf16 (round to nearest even), as 32-bit
-// pairs: out[g * ldo + p] holds elements 2p and 2p + 1 of row g for p < (n + 1) / 2 (the element
-// past an odd n is zero). A row's query heads (pairs of elements) and a page's softmax weights
-// (pairs of keys) both take this form.
-template <bool kScaled = false>
-void pack_bf16_pairs(const float* x, int64_t ldx, int64_t G, int64_t n, uint32_t* out, int64_t ldo,
-                     const float* s = nullptr) {
-  const int64_t np = (n + 1) / 2;
-  for (int64_t g = 0; g < G; ++g) {
-    uint16_t* row = reinterpret_cast<uint16_t*>(out + g * ldo);
-    row[2 * np - 1] = 0;
-    for (int64_t i = 0; i < n; i += 16) {
-      const __mmask16 m = head_mask(n, i);
-      __m512 v = _mm512_maskz_loadu_ps(m, x + g * ldx + i);
-      if constexpr (kScaled) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, s + i));
-      const __m256i h = (__m256i)_mm512_cvtneps_pbh(v);
-      if (m == __mmask16(0xffff)) _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + i), h);  // store16's reason
-      else _mm256_mask_storeu_epi16(row + i, m, h);
-    }
-  }
-}
+#include "kernels/attention_bf16_pairs.h"
 
 // Scores of NG heads against the packed keys. Lane j of head g's score is (even pairs) + (odd
 // pairs), each a sum over p = 0, 2, 4, ... (1, 3, 5, ...) in order of pair p of the query and of
@@ -178,46 +105,6 @@ void scores_packed2(const uint32_t* qb, int64_t pairs, const uint32_t* const kb[
     }
   }
   for (int b = 0; b < 2; ++b) store_scores<NG, kScaled>(a0[b], a1[b], nb[b], scale, out[b], ldo, nullptr, ks[b]);
-}
-
-// The interleave that lets vdpbf16ps weigh two value rows at once: 32-bit lane i of `lo` holds
-// element i of rows a and b (a's in the low half), of `hi` element 16 + i.
-alignas(64) constexpr uint16_t kPairLo[32] = {0, 32, 1, 33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
-                                              8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
-alignas(64) constexpr uint16_t kPairHi[32] = {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
-                                              24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
-
-// Columns of a packed value pair row: the value width rounded up to whole 32-element blocks.
-constexpr int64_t value_pair_cols(int64_t d) { return (d + 31) / 32 * 32; }
-
-// Value rows 2 jp and 2 jp + 1 (the second zero past n), elements [i, i + e), as vdpbf16ps weighs
-// two keys at once: lane l of x0 holds element i + l of both rows, lane l of x1 element i + 16 + l.
-// lo, hi: kPairLo, kPairHi (loaded once by the caller, outside its loops).
-template <class T>
-[[gnu::always_inline]] inline void value_pair(const T* v, int64_t ldv, int64_t n, int64_t jp, int64_t i, int64_t e,
-                                              __m512i lo, __m512i hi, __m512i& x0, __m512i& x1) {
-  const __m512i r0 = load32_bf16(v + 2 * jp * ldv + i, e);
-  const __m512i r1 = 2 * jp + 1 < n ? load32_bf16(v + (2 * jp + 1) * ldv + i, e) : _mm512_setzero_si512();
-  x0 = _mm512_permutex2var_epi16(r0, lo, r1);
-  x1 = _mm512_permutex2var_epi16(r0, hi, r1);
-}
-
-// Value rows [0, n) as value_pair gives them, stored: pair row jp holds x0 then x1 of each
-// 32-element block (value_pair_cols(d) lanes at out + jp * cols), lanes past d zero. Rows of a
-// prefill job take turns over the same step, so an int8 / fp8 page is converted and interleaved
-// once per job instead of once per row (their prefill attention 1.08-1.18x, AMD EPYC Zen 5); a
-// job of one row converts as it goes (storing the pairs cost decode 6-10 %).
-template <class T>
-void pack_value_pairs(const T* v, int64_t ldv, int64_t n, int64_t d, uint32_t* out) {
-  const __m512i lo = _mm512_load_si512(kPairLo), hi = _mm512_load_si512(kPairHi);
-  const int64_t cols = value_pair_cols(d);
-  for (int64_t jp = 0; jp < (n + 1) / 2; ++jp)
-    for (int64_t i = 0; i < d; i += 32) {
-      __m512i x0, x1;
-      value_pair(v, ldv, n, jp, i, std::min<int64_t>(32, d - i), lo, hi, x0, x1);
-      _mm512_store_si512(out + jp * cols + i, x0);
-      _mm512_store_si512(out + jp * cols + i + 16, x1);
-    }
 }
 
 // acc[h] += sum_j p[h][j] v[j] for NH heads at once, two keys per vdpbf16ps (value_pair): lane i

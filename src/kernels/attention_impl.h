@@ -103,6 +103,9 @@ void attention_job(const AttnCtx& c, const AttnJob& j, float* parts);
 namespace avx512bf16 {  // bf16 / int8 / fp8 KV: vdpbf16ps products; fp32 KV as avx512
 void attention_job(const AttnCtx& c, const AttnJob& j, float* parts);
 }
+namespace amx {  // bf16 / int8 / fp8 KV: tdpbf16ps tiles; fp32 KV as avx512
+void attention_job(const AttnCtx& c, const AttnJob& j, float* parts);
+}
 
 // Online softmax over the keys one step at a time (kStepKeys positions, over the pages they
 // span): scores of all heads of the group for the step, one rescale of the running sums per step.
@@ -325,30 +328,15 @@ void softcap_step(float* sc, int64_t ld, int64_t G, int64_t n, float cap, float*
   }
 }
 
-// One step of the online softmax: the partial of heads [g0, g0 + G) of KV head kvh for query
-// row `qrow` takes keys [kb, ke), all in one step (kStepKeys): scores of all G heads for those
-// keys, then one rescale of the running sums, then the values. A row's result is the same
-// sequence of steps over each key chunk, whichever job runs it and whatever it interleaves the
-// steps with. k_end > 0: prefetch the next step's keys and values (up to that key) while this one
-// is computed.
-template <class Ops, class T>
-void partial_step(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0, int64_t G, const float* qrow,
-                  int64_t kb, int64_t ke, int64_t k_end, float* part, const AttnWork& w) {
+// The page runs of keys [kb, ke) of KV head kvh (one per page, column `off` counted from kb),
+// each with the same slots of the next step's page to prefetch (keys [ke, min(k_end, ke + kStepKeys))),
+// and int8 / fp8 rows' scales; those of the next step are prefetched here.
+template <class T>
+void step_runs(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t kb, int64_t ke, int64_t k_end,
+               std::vector<PageRun<T>>& kruns, std::vector<PageRun<T>>& vruns, std::vector<const float*>& kscales,
+               std::vector<const float*>& vscales) {
   constexpr bool kScaled = kv_scaled_v<T>;
-  const int64_t hd = c.p.head_dim, vd = c.kv.value_dim(), ps = c.kv.page_size;
-  const int64_t kr = c.kv.k_row_stride(), vr = c.kv.v_row_stride();
-  const int64_t h0 = kvh * (c.p.n_heads / c.p.n_kv_heads) + g0;
-  const float neg_inf = -std::numeric_limits<float>::infinity();
-  float* mx = part;
-  float* den = part + G;
-  float* acc = part + 2 * G;
-  float* smx = w.pmx;  // the step's max of each head, then the new running max
-  float* sums = w.pmx + G;
-
-  // The step's keys and values page by page, each with the same slots of the next step's page
-  // to prefetch (up to k_end).
-  thread_local std::vector<PageRun<T>> kruns, vruns;
-  thread_local std::vector<const float*> kscales, vscales;
+  const int64_t ps = c.kv.page_size, kr = c.kv.k_row_stride(), vr = c.kv.v_row_stride();
   kruns.clear(), vruns.clear(), kscales.clear(), vscales.clear();
   const int64_t next0 = ke, next1 = std::min(k_end, ke + kStepKeys);  // the next step's keys
   if constexpr (kScaled)
@@ -374,28 +362,91 @@ void partial_step(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0,
     }
     jb = je;
   }
-  const int64_t n_runs = int64_t(kruns.size());
-  step_scores<Ops, T>(qrow + h0 * hd, G, kruns.data(), kscales.data(), n_runs, ke - kb, hd, c.p.scale, w.sc, smx, sums);
-  if (c.p.softcap > 0) softcap_step<Ops>(w.sc, kStepKeys, G, ke - kb, c.p.softcap, smx);
+}
 
+// The softmax of one step of one row, given its scores (G heads, head g's nj at sc + g * ld) and
+// their maxima smx: the scores are softcapped first if the model caps them, then exps(smx, sums)
+// takes exp(score - smx[g]) of each (to wherever the Ops wants its weights) and their sums; the
+// partial's max and sum move on, and corr[g] is what the running weighted sums must be multiplied
+// by (their rescale; applied here when acc is given).
+template <class Ops, class Exps>
+void step_softmax_with(const AttnParams& p, float* sc, int64_t ld, int64_t G, int64_t nj, float* part, float* acc,
+                       int64_t vd, float* smx, float* sums, float* corr, Exps&& exps) {
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  float* mx = part;
+  float* den = part + G;
+  if (p.softcap > 0) softcap_step<Ops>(sc, ld, G, nj, p.softcap, smx);
   // The new running max of every head, then the exponentials of all heads in one pass (independent
   // chains for the core to overlap), then the rescale of the sums.
   for (int64_t g = 0; g < G; ++g) smx[g] = std::max(mx[g], smx[g]);
-  if constexpr (requires { Ops::exp_sub_sum_heads(w.sc, kStepKeys, G, ke - kb, smx, sums); }) {
-    Ops::exp_sub_sum_heads(w.sc, kStepKeys, G, ke - kb, smx, sums);
-  } else {
-    for (int64_t g = 0; g < G; ++g) sums[g] = Ops::exp_sub_sum(w.sc + g * kStepKeys, ke - kb, smx[g]);
-  }
+  exps(smx, sums);
   for (int64_t g = 0; g < G; ++g) {
     const float m_new = smx[g];
     // exp(0) is 1 exactly: skip the call when the running max did not move (most steps).
-    const float corr = mx[g] == neg_inf ? 0.0f : mx[g] == m_new ? 1.0f : std::exp(mx[g] - m_new);
-    if (corr != 1.0f) Ops::scale(acc + g * vd, corr, vd);
-    den[g] = den[g] * corr + sums[g];
+    corr[g] = mx[g] == neg_inf ? 0.0f : mx[g] == m_new ? 1.0f : std::exp(mx[g] - m_new);
+    if (acc && corr[g] != 1.0f) Ops::scale(acc + g * vd, corr[g], vd);
+    den[g] = den[g] * corr[g] + sums[g];
     mx[g] = m_new;
   }
-  step_values<Ops, T>(acc, G, vruns.data(), vscales.data(), n_runs, w.sc, w.pv, vd);
 }
+
+// step_softmax_with, the exponentials in place (sc holds the weights after).
+template <class Ops>
+void step_softmax(const AttnParams& p, float* sc, int64_t ld, int64_t G, int64_t nj, float* part, float* acc,
+                  int64_t vd, float* smx, float* sums, float* corr) {
+  step_softmax_with<Ops>(p, sc, ld, G, nj, part, acc, vd, smx, sums, corr, [&](const float* shift, float* sum) {
+    if constexpr (requires { Ops::exp_sub_sum_heads(sc, ld, G, nj, shift, sum); }) {
+      Ops::exp_sub_sum_heads(sc, ld, G, nj, shift, sum);
+    } else {
+      for (int64_t g = 0; g < G; ++g) sum[g] = Ops::exp_sub_sum(sc + g * ld, nj, shift[g]);
+    }
+  });
+}
+
+// One step of the online softmax: the partial of heads [g0, g0 + G) of KV head kvh for query
+// row `qrow` takes keys [kb, ke), all in one step (kStepKeys): scores of all G heads for those
+// keys, then one rescale of the running sums, then the values. A row's result is the same
+// sequence of steps over each key chunk, whichever job runs it and whatever it interleaves the
+// steps with. k_end > 0: prefetch the next step's keys and values (up to that key) while this one
+// is computed.
+template <class Ops, class T>
+void partial_step(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0, int64_t G, const float* qrow,
+                  int64_t kb, int64_t ke, int64_t k_end, float* part, const AttnWork& w) {
+  const int64_t hd = c.p.head_dim, vd = c.kv.value_dim();
+  const int64_t h0 = kvh * (c.p.n_heads / c.p.n_kv_heads) + g0;
+  float* smx = w.pmx;  // the step's max of each head, then the new running max
+  float* sums = w.pmx + G;
+  thread_local std::vector<PageRun<T>> kruns, vruns;
+  thread_local std::vector<const float*> kscales, vscales;
+  thread_local std::vector<float> corr;
+  step_runs<T>(c, seq, kvh, kb, ke, k_end, kruns, vruns, kscales, vscales);
+  const int64_t n_runs = int64_t(kruns.size());
+  step_scores<Ops, T>(qrow + h0 * hd, G, kruns.data(), kscales.data(), n_runs, ke - kb, hd, c.p.scale, w.sc, smx, sums);
+  corr.resize(size_t(G));
+  step_softmax<Ops>(c.p, w.sc, kStepKeys, G, ke - kb, part, part + 2 * G, vd, smx, sums, corr.data());
+  step_values<Ops, T>(part + 2 * G, G, vruns.data(), vscales.data(), n_runs, w.sc, w.pv, vd);
+}
+
+// One query row's step for Ops::rows_step: keys [kb, ke) (inside one window of kStepKeys keys
+// from a multiple of kStepKeys) into the partial `part`; row: the row's index in its job (a
+// chunk job's row is 0); k_end > 0: prefetch the next step's pages up to that key. first / last:
+// the step starts / ends the row's key chunk (the partial was just initialised / is read after
+// it), so an Ops may keep a row's weighted sums elsewhere in between.
+struct RowStep {
+  int64_t row;
+  const float* q;
+  int64_t kb, ke, k_end;
+  float* part;
+  bool first, last;
+};
+
+// An Ops may take the steps of several rows of a job at once (rows_step: the rows of one window,
+// consecutive rows of the job, in order), each row's bits those it gets stepping alone: then a
+// chunk job's steps, too, go through it, one row at a time.
+template <class Ops, class T>
+inline constexpr bool kRowsStep = requires(const AttnCtx& c, const AttnSeq& s, const RowStep* r, const AttnWork& w) {
+  Ops::template rows_step<T>(c, s, int64_t(0), int64_t(0), int64_t(0), r, int64_t(0), w);
+};
 
 // The end of the step that key k is in, clipped to k1.
 inline int64_t step_end(int64_t k, int64_t k1) { return std::min(k1, (k / kStepKeys + 1) * kStepKeys); }
@@ -410,7 +461,12 @@ void chunk_partial(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0
   partial_init(part, G, c.kv.value_dim());
   for (int64_t kb = k0; kb < k1;) {
     const int64_t ke = step_end(kb, k1);
-    partial_step<Ops, T>(c, seq, kvh, g0, G, qrow, kb, ke, k_end, part, w);
+    if constexpr (kRowsStep<Ops, T>) {
+      const RowStep r{0, qrow, kb, ke, k_end, part, kb == k0, ke == k1};
+      Ops::template rows_step<T>(c, seq, kvh, g0, G, &r, 1, w);
+    } else {
+      partial_step<Ops, T>(c, seq, kvh, g0, G, qrow, kb, ke, k_end, part, w);
+    }
     kb = ke;
   }
 }
@@ -506,27 +562,47 @@ void attention_job_typed(const AttnCtx& c, const AttnJob& j, float* parts) {
         lo = std::min(lo, u.k0);
         hi = std::max(hi, u.kc.n_keys);
       }
+      // After a row's step to key e: at its chunk's end, fold the chunk in, start the next or write
+      // the row. False while the chunk goes on.
+      auto stepped = [&](int64_t r, int64_t e) {
+        Cursor& u = rows[size_t(r)];
+        u.next = e;
+        if (e < u.k1) return false;
+        if (u.ch > 0) merge_partial<Ops>(u.st, u.cur, G, vd);
+        if (++u.ch < u.kc.count) {
+          u.kc.range(u.ch, u.k0, u.k1);
+          u.next = u.k0;
+          u.cur = u.st + pf;
+          partial_init(u.cur, G, vd);
+        } else {
+          finish_row(u.st, G, vd, sinks, c.out + (seq.q_row + j.i0 + r) * c.ldo + h0 * vd);
+        }
+        return true;
+      };
+      thread_local std::vector<RowStep> steps;
       for (int64_t s0 = lo / kStepKeys * kStepKeys; s0 < hi; s0 += kStepKeys) {
         const int64_t s1 = s0 + kStepKeys;
+        steps.clear();
         for (int64_t r = 0; r < n_rows; ++r) {
           Cursor& u = rows[size_t(r)];
           while (u.ch < u.kc.count && u.next < s1) {
             const int64_t e = step_end(u.next, u.k1);
             // The last row sees the most keys: it fetches the pages ahead for all of them.
-            partial_step<Ops, T>(c, seq, j.kvh, j.g0, G, u.q, u.next, e, r == n_rows - 1 ? hi : 0, u.cur, w);
-            u.next = e;
-            if (e < u.k1) break;
-            // The chunk is done: fold it in, start the next or write the row.
-            if (u.ch > 0) merge_partial<Ops>(u.st, u.cur, G, vd);
-            if (++u.ch < u.kc.count) {
-              u.kc.range(u.ch, u.k0, u.k1);
-              u.next = u.k0;
-              u.cur = u.st + pf;
-              partial_init(u.cur, G, vd);
+            const int64_t k_end = r == n_rows - 1 ? hi : 0;
+            if constexpr (kRowsStep<Ops, T>) {
+              // Chunks end on multiples of kKeyChunk, so a row has at most one step in a window.
+              steps.push_back({r, u.q, u.next, e, k_end, u.cur, u.next == u.k0, e == u.k1});
+              break;
             } else {
-              finish_row(u.st, G, vd, sinks, c.out + (seq.q_row + j.i0 + r) * c.ldo + h0 * vd);
+              partial_step<Ops, T>(c, seq, j.kvh, j.g0, G, u.q, u.next, e, k_end, u.cur, w);
+              if (!stepped(r, e)) break;
             }
           }
+        }
+        if constexpr (kRowsStep<Ops, T>) {
+          if (steps.empty()) continue;
+          Ops::template rows_step<T>(c, seq, j.kvh, j.g0, G, steps.data(), int64_t(steps.size()), w);
+          for (const RowStep& st : steps) stepped(st.row, st.ke);
         }
       }
       return;

@@ -1,0 +1,369 @@
+// AMX attention over a bf16, int8 or fp8 KV cache: the products of the online softmax on
+// tdpbf16ps tiles. The rows of a job that take the same step (attention_impl.h, RowStep) are
+// flattened with their heads into the tiles' rows, (row, head) after (row, head), 16 to a tile:
+// a step's scores are those rows times the step's keys packed as B tiles (16 keys a tile, the
+// same pairs-by-keys rows the AVX-512 BF16 kernel multiplies), and its weighted values the
+// rounded weights times the values packed in pairs of keys (B tiles of 16 value columns). The
+// softmax between them (max, exponentials, sums, rescale) is the AVX-512 code of every other level.
+//
+// Bits: a score is one tile row-lane taking the pairs of the head dimension in order from zero;
+// a weighted sum one row-lane taking the step's key pairs in order, anchored at the window's first
+// key, onto the rescaled running sum. Keys a row does not see are in a step's tiles only as zero
+// weights (or as scores it never reads), which add +0 to its sums, so a row gets the same bits in
+// a job of 16 rows, of one, or in a chunk job, and every row on this level, decode included, runs
+// these tiles. (A non-finite cached value that a row does not see would turn its zero weight into
+// a NaN: the cache holds finite values.) The products round inside a pair as tiles do, so this
+// level's bits are not Avx512Bf16's; the queries and weights are rounded to bf16 as there. An fp32
+// cache takes the AVX-512 path.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "kernels/attention.h"
+#include "kernels/simd_exp.h"
+#include "kernels/vec_math.h"
+
+// GCC takes the target region as a pragma; clang (the fuzz build) ignores it and needs the
+// attribute on every function of the region.
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c,avx2"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c,avx2")
+#endif
+// GCC 12's unpack / shuffle / extract intrinsics pass _mm512_undefined_*() as the unused merge
+// source, which -Wuninitialized reports once they are inlined here: nothing is read from it.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+#include "kernels/amx_tiles.h"
+#include "kernels/attention_impl.h"
+
+namespace dpserve::kernels::amx {
+
+namespace {
+
+#include "kernels/attention_avx512_ops.h"
+
+#include "kernels/attention_bf16_pairs.h"
+
+constexpr int64_t L = kStepKeys;  // keys (columns) of a step
+constexpr int64_t kTileRows = 16;
+static_assert(L == 64, "a step's scores are four C tiles of 16 keys");
+
+// Tiles 0-3: C (four blocks of 16 columns); 4: A; 5-7: B. All 16 rows of 64 bytes: the buffers
+// behind them are padded to whole tiles, so one configuration serves every shape.
+void configure() {
+  TileConfig cfg;
+  for (int t = 0; t < 8; ++t) cfg.set(t, kTileRows, 64);
+  ensure_config(cfg);
+}
+
+// What a job keeps between its steps: its rows' queries as bf16 pairs (converted at a row's first
+// step) and their running weighted sums in the tiles' layout (written to a row's partial at the end
+// of each of its key chunks, when the driver reads them), and the work space of a step.
+struct JobState {
+  int64_t rows = 0, G = 0, pp = 0, cols = 0;  // pp: pairs of a query, padded to whole tiles
+  std::vector<uint32_t> q;                    // [rows * G + kTileRows][pp]
+  std::vector<float> acc;                     // [rows * G + kTileRows][cols]
+  std::vector<uint8_t> converted;             // per row
+  std::vector<uint32_t> kp;                   // the step's keys: 4 blocks of [pp][16]
+  std::vector<uint32_t> vp;                   // the step's values in pairs of keys: [L / 2][cols]
+  std::vector<float> sc;                      // scores: [(rows * G) padded][L]
+  std::vector<uint16_t> wb;                   // weights in bf16: [(rows * G) padded][L]
+  std::vector<float> corr, smx, sums;
+  std::array<float, L> ks{}, vs{};  // int8 / fp8: the step's key and value scales by column
+};
+thread_local JobState job_state;
+
+// n elements of b from a 64-byte boundary (the packers store whole aligned vectors).
+uint32_t* aligned64(std::vector<uint32_t>& b, int64_t n) {
+  if (int64_t(b.size()) < n + 16) b.resize(size_t(n + 16));
+  return b.data() + (16 - (reinterpret_cast<uintptr_t>(b.data()) / 4) % 16) % 16;
+}
+
+// Lanes of columns [off, off + n) among the 16 from c.
+__mmask16 cols_mask(int64_t off, int64_t n, int64_t c) {
+  const int64_t lo = std::clamp<int64_t>(off - c, 0, 16), hi = std::clamp<int64_t>(off + n - c, 0, 16);
+  return __mmask16(((1u << hi) - 1) & ~((1u << lo) - 1));
+}
+
+struct AmxOps : Avx512Ops {
+  static void begin_job(int64_t rows) {
+    job_state.rows = rows;
+    job_state.G = 0;  // set up at the job's first step, when G and the widths are known
+  }
+
+  // The steps of rows [rows[0].row, rows[0].row + n) of the job, all in one window of L keys.
+  template <class T>
+  static void rows_step(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0, int64_t G,
+                        const RowStep* rows, int64_t n, const AttnWork& w) {
+    for (int64_t i = 1; i < n; ++i)
+      if (rows[i].row != rows[0].row + i) {  // the tiles take consecutive rows: split where they are not
+        rows_step<T>(c, seq, kvh, g0, G, rows, i, w);
+        rows_step<T>(c, seq, kvh, g0, G, rows + i, n - i, w);
+        return;
+      }
+    constexpr bool kScaled = kv_scaled_v<T>;
+    JobState& J = job_state;
+    const int64_t hd = c.p.head_dim, vd = c.kv.value_dim();
+    const int64_t pairs = (hd + 1) / 2, pp = (pairs + 15) / 16 * 16;
+    const int64_t cols = (vd + 31) / 32 * 32;  // value columns: whole pairs of C tiles
+    const int64_t h0 = kvh * (c.p.n_heads / c.p.n_kv_heads) + g0;
+    const int64_t M = n * G, Mp = (M + kTileRows - 1) / kTileRows * kTileRows;
+    if (J.G != G || J.pp != pp || J.cols != cols) {
+      J.G = G, J.pp = pp, J.cols = cols;
+      J.q.assign(size_t((J.rows * G + kTileRows) * pp), 0);
+      J.acc.assign(size_t((J.rows * G + kTileRows) * cols), 0.0f);
+      J.converted.assign(size_t(J.rows), 0);
+    }
+    const int64_t s0 = rows[0].kb / L * L;
+    int64_t kb = rows[0].kb, ke = rows[0].ke, k_end = 0;
+    for (int64_t i = 0; i < n; ++i)
+      kb = std::min(kb, rows[i].kb), ke = std::max(ke, rows[i].ke), k_end = std::max(k_end, rows[i].k_end);
+
+    // The rows' queries, once per job.
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t r = rows[i].row;
+      if (J.converted[size_t(r)]) continue;
+      J.converted[size_t(r)] = 1;
+      pack_bf16_pairs(rows[i].q + h0 * hd, hd, G, hd, J.q.data() + r * G * pp, pp);
+    }
+
+    // The step's keys and values by column (key - s0): null where no row of the step looks.
+    thread_local std::vector<PageRun<T>> kruns, vruns;
+    thread_local std::vector<const float*> kscales, vscales;
+    step_runs<T>(c, seq, kvh, kb, ke, k_end, kruns, vruns, kscales, vscales);
+    std::array<const T*, L> kcol{}, vcol{};
+    for (size_t r = 0; r < kruns.size(); ++r) {
+      prefetch_ahead(kruns[r]);
+      prefetch_ahead(vruns[r]);
+      for (int64_t j = 0; j < kruns[r].n; ++j) {
+        const int64_t col = kb - s0 + kruns[r].off + j;
+        kcol[size_t(col)] = kruns[r].rows + j * kruns[r].ld;
+        vcol[size_t(col)] = vruns[r].rows + j * vruns[r].ld;
+        if constexpr (kScaled) J.ks[size_t(col)] = kscales[r][j], J.vs[size_t(col)] = vscales[r][j];
+      }
+    }
+    const int64_t nblk = (ke - s0 + 15) / 16;  // blocks of 16 keys with a key in them
+    uint32_t* const kpack = aligned64(J.kp, 4 * pp * 16);
+    for (int64_t b = 0; b < 4; ++b) {
+      uint32_t* kp = kpack + b * pp * 16;
+      if (b < nblk) pack_key_pairs_rows<T>([&](int j) { return kcol[size_t(b * 16 + j)]; }, hd, kp);
+      else std::memset(kp, 0, size_t(pairs * 16) * 4);
+      if (pairs < pp) std::memset(kp + pairs * 16, 0, size_t((pp - pairs) * 16) * 4);
+    }
+
+    // Scores: (row, head) x 64 keys, four C tiles per row tile.
+    configure();
+    if (int64_t(J.sc.size()) < Mp * L) J.sc.resize(size_t(Mp * L));
+    const int64_t base = rows[0].row * G;  // the group's first (row, head) in the job's buffers
+    const uint32_t* qa = J.q.data() + base * pp;
+    if (pp <= 32) {
+      // A head dimension of up to 64: two blocks' B tiles (both k-steps) stay in tile registers
+      // while every row tile passes them. Each score is the same chain (zero, then the k-steps
+      // in order) as below.
+      for (int64_t b = 0; b < 4; b += 2) {
+        const uint32_t* kb0 = kpack + b * pp * 16;
+        _tile_loadd(4, kb0, 64);
+        _tile_loadd(5, kb0 + pp * 16, 64);
+        if (pp == 32) {
+          _tile_loadd(6, kb0 + 16 * 16, 64);
+          _tile_loadd(7, kb0 + pp * 16 + 16 * 16, 64);
+        }
+        for (int64_t m = 0; m < Mp; m += kTileRows) {
+          _tile_zero(0);
+          _tile_zero(1);
+          _tile_loadd(2, qa + m * pp, pp * 4);
+          _tile_dpbf16ps(0, 2, 4);
+          _tile_dpbf16ps(1, 2, 5);
+          if (pp == 32) {
+            _tile_loadd(3, qa + m * pp + 16, pp * 4);
+            _tile_dpbf16ps(0, 3, 6);
+            _tile_dpbf16ps(1, 3, 7);
+          }
+          _tile_stored(0, J.sc.data() + m * L + b * 16, L * 4);
+          _tile_stored(1, J.sc.data() + m * L + b * 16 + 16, L * 4);
+        }
+      }
+    } else {
+      for (int64_t m = 0; m < Mp; m += kTileRows) {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+        for (int64_t k = 0; k < pp; k += 16) {
+          _tile_loadd(4, qa + m * pp + k, pp * 4);
+          const uint32_t* kb0 = kpack + k * 16;
+          _tile_loadd(5, kb0, 64);
+          _tile_dpbf16ps(0, 4, 5);
+          _tile_loadd(6, kb0 + pp * 16, 64);
+          _tile_dpbf16ps(1, 4, 6);
+          _tile_loadd(7, kb0 + 2 * pp * 16, 64);
+          _tile_dpbf16ps(2, 4, 7);
+          _tile_loadd(5, kb0 + 3 * pp * 16, 64);
+          _tile_dpbf16ps(3, 4, 5);
+        }
+        float* out = J.sc.data() + m * L;
+        _tile_stored(0, out, L * 4);
+        _tile_stored(1, out + 16, L * 4);
+        _tile_stored(2, out + 32, L * 4);
+        _tile_stored(3, out + 48, L * 4);
+      }
+    }
+
+    // Each row's softmax over its own columns, 16 columns at a time from s0 (so a row's sums and
+    // maxima are taken in the same pieces in any group): scores times the scale (and the keys'
+    // scales), their max, then the exponentials, their sums, and the weights in bf16 (times the
+    // values' scales), zero wherever the row does not look, the layout of the value products' A.
+    if (int64_t(J.wb.size()) < Mp * L) J.wb.resize(size_t(Mp * L));
+    J.corr.resize(size_t(G)), J.smx.resize(size_t(G)), J.sums.resize(size_t(G));
+    const __m512 sv = _mm512_set1_ps(c.p.scale);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t off = rows[i].kb - s0, nj = rows[i].ke - rows[i].kb;
+      float* x = J.sc.data() + i * G * L;
+      for (int64_t g = 0; g < G; ++g) {
+        float* xg = x + g * L;
+        __m512 mx = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+        for (int64_t cc = 0; cc < L; cc += 16) {
+          const __mmask16 mk = cols_mask(off, nj, cc);
+          if (!mk) continue;
+          __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, xg + cc), sv);
+          if constexpr (kScaled) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(mk, J.ks.data() + cc));
+          _mm512_storeu_ps(xg + cc, v);
+          mx = _mm512_mask_max_ps(mx, mk, mx, v);
+        }
+        J.smx[size_t(g)] = hmax(mx);
+      }
+      float* part = rows[i].part;
+      float* acc = J.acc.data() + (base + i * G) * cols;
+      uint16_t* wrow = J.wb.data() + i * G * L;
+      step_softmax_with<AmxOps>(c.p, x + off, L, G, nj, part, nullptr, vd, J.smx.data(), J.sums.data(), J.corr.data(),
+                                [&](const float* shift, float* sum) {
+                                  exp_to_bf16<kScaled>(x, wrow, G, off, nj, shift, sum, J.vs.data());
+                                });
+      if (rows[i].first) {
+        std::memset(acc, 0, size_t(G * cols) * 4);
+      } else {
+        for (int64_t g = 0; g < G; ++g)
+          if (J.corr[size_t(g)] != 1.0f) Avx512Ops::scale(acc + g * cols, J.corr[size_t(g)], vd);
+      }
+    }
+
+    // The step's values, two keys to a 32-bit lane: pair row p of column block e at vp + p * cols + e.
+    const int64_t np = (ke - s0 + 1) / 2, nk = (np + 15) / 16;  // key pairs, and their k-steps of 16
+    uint32_t* const vpack = aligned64(J.vp, L / 2 * cols);
+    {
+      const __m512i lo = _mm512_load_si512(kPairLo), hi = _mm512_load_si512(kPairHi);
+      for (int64_t p = 0; p < nk * 16; ++p) {
+        uint32_t* row = vpack + p * cols;
+        const T* va = p < np ? vcol[size_t(2 * p)] : nullptr;
+        const T* vb = p < np ? vcol[size_t(2 * p + 1)] : nullptr;
+        for (int64_t e = 0; e < cols; e += 32) {
+          __m512i x0 = _mm512_setzero_si512(), x1 = _mm512_setzero_si512();
+          // A pair whose first key no row sees (an odd first column) takes the second key's
+          // values in its place: every row weighs that column zero.
+          if (e < vd && (va || vb)) value_pair_rows(va ? va : vb, vb, e, std::min<int64_t>(32, vd - e), lo, hi, x0, x1);
+          _mm512_store_si512(row + e, x0);
+          _mm512_store_si512(row + e + 16, x1);
+        }
+      }
+    }
+
+    // Weighted values: C = the rescaled sums, plus weights x value pairs, k-step by k-step (at
+    // most two: L keys). Two column tiles' B tiles stay in tile registers while the row tiles pass.
+    for (int64_t e = 0; e < cols; e += 32) {
+      const uint32_t* b = vpack + e;
+      _tile_loadd(4, b, cols * 4);
+      _tile_loadd(5, b + 16, cols * 4);
+      if (nk == 2) {
+        _tile_loadd(6, b + 16 * cols, cols * 4);
+        _tile_loadd(7, b + 16 * cols + 16, cols * 4);
+      }
+      for (int64_t m = 0; m < Mp; m += kTileRows) {
+        float* cbase = J.acc.data() + (base + m) * cols + e;
+        const uint16_t* wa = J.wb.data() + m * L;
+        _tile_loadd(0, cbase, cols * 4);
+        _tile_loadd(1, cbase + 16, cols * 4);
+        _tile_loadd(2, wa, L * 2);
+        _tile_dpbf16ps(0, 2, 4);
+        _tile_dpbf16ps(1, 2, 5);
+        if (nk == 2) {
+          _tile_loadd(3, wa + 32, L * 2);
+          _tile_dpbf16ps(0, 3, 6);
+          _tile_dpbf16ps(1, 3, 7);
+        }
+        _tile_stored(0, cbase, cols * 4);
+        _tile_stored(1, cbase + 16, cols * 4);
+      }
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      if (!rows[i].last) continue;
+      for (int64_t g = 0; g < G; ++g)
+        std::memcpy(rows[i].part + 2 * G + g * vd, J.acc.data() + (base + i * G + g) * cols, size_t(vd) * 4);
+    }
+  }
+
+  // The exponentials of G heads' scores (head g's L columns at x + g * L, its own [off, off + n))
+  // less shift[g], their sums to sum[g], and the weights rounded to bf16 (each times its value
+  // row's scale vs[col] if kScaled) to w + g * L, every column of the window: zero where the row
+  // does not look. Up to 8 heads side by side, each head's pieces in column order.
+  template <bool kScaled>
+  static void exp_to_bf16(const float* x, uint16_t* w, int64_t G, int64_t off, int64_t n, const float* shift, float* sum,
+                          const float* vs) {
+    constexpr int64_t kMaxRows = 8;
+    for (int64_t g0 = 0; g0 < G; g0 += kMaxRows) {
+      const int64_t R = std::min(kMaxRows, G - g0);
+      __m512 acc[kMaxRows], sh[kMaxRows];
+      for (int64_t r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps(), sh[r] = _mm512_set1_ps(shift[g0 + r]);
+      for (int64_t cc = 0; cc < L; cc += 16) {
+        const __mmask16 mk = cols_mask(off, n, cc);
+        __m512 s;
+        if constexpr (kScaled) s = _mm512_maskz_loadu_ps(mk, vs + cc);
+        for (int64_t r = 0; r < R; ++r) {
+          uint16_t* wr = w + (g0 + r) * L + cc;
+          if (!mk) {
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(wr), _mm256_setzero_si256());
+            continue;
+          }
+          const float* xr = x + (g0 + r) * L + cc;
+          const __m512 e = _mm512_maskz_mov_ps(mk, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, xr), sh[r])));
+          acc[r] = _mm512_add_ps(acc[r], e);
+          const __m512 wv = kScaled ? _mm512_mul_ps(e, s) : e;
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(wr), (__m256i)_mm512_cvtneps_pbh(wv));
+        }
+      }
+      for (int64_t r = 0; r < R; ++r) sum[g0 + r] = hsum512(acc[r]);
+    }
+  }
+};
+
+}  // namespace
+
+void attention_job(const AttnCtx& c, const AttnJob& j, float* parts) {
+  switch (c.kv.elem) {
+    case KVElem::kF32: avx512bf16::attention_job(c, j, parts); break;
+    case KVElem::kBF16: attention_job_typed<AmxOps, bf16_t>(c, j, parts); break;
+    case KVElem::kInt8: attention_job_typed<AmxOps, int8_t>(c, j, parts); break;
+    case KVElem::kFp8E4M3: attention_job_typed<AmxOps, fp8_e4m3_t>(c, j, parts); break;
+    case KVElem::kFp8E5M2: attention_job_typed<AmxOps, fp8_e5m2_t>(c, j, parts); break;
+  }
+}
+
+}  // namespace dpserve::kernels::amx
+
+#pragma GCC diagnostic pop
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
