@@ -112,6 +112,8 @@ TEST(EngineThreads, ConcurrentClientsGetTheirOwnTokens) {
     });
     constexpr int kThreads = 6;
     constexpr int kPerThread = 4;
+    constexpr int64_t kCancelledLen = 500;  // + 3 prompt tokens: within stories260K's 512 positions
+    std::atomic<int> aborted{0};
     std::vector<std::thread> clients;
     for (int c = 0; c < kThreads; ++c) {
       clients.emplace_back([&, c] {
@@ -128,12 +130,20 @@ TEST(EngineThreads, ConcurrentClientsGetTheirOwnTokens) {
               break;
             }
             case 1: {  // cancelled after its first token by the reading thread
-              auto s = engine.enqueue(greedy({1, 403, 407}, 150));
+              // As long as stories260K's context allows, so the cancel nearly always lands first;
+              // but a reader descheduled for the whole generation (a loaded CI runner) may find it
+              // finished, which is a correct outcome too: then it must be whole.
+              auto s = engine.enqueue(greedy({1, 403, 407}, kCancelledLen));
               Drained d = drain(*s, 1, &engine);
               ASSERT_FALSE(d.timed_out);
               EXPECT_EQ(d.finished_count, 1);
-              EXPECT_EQ(d.finish_reason, "abort");
-              EXPECT_LT(d.tokens.size(), 150u);
+              if (d.finish_reason == "abort") {
+                ++aborted;
+                EXPECT_LT(d.tokens.size(), size_t(kCancelledLen));
+              } else {
+                EXPECT_EQ(d.finish_reason, "length");
+                EXPECT_EQ(d.tokens.size(), size_t(kCancelledLen));
+              }
               break;
             }
             case 2: {  // rejected before reaching the step loop
@@ -153,6 +163,7 @@ TEST(EngineThreads, ConcurrentClientsGetTheirOwnTokens) {
     for (auto& t : clients) t.join();
     stats_stop = true;
     stats.join();
+    EXPECT_GT(aborted, 0) << "no cancellation took effect";
     EngineStats st = engine.stats();
     EXPECT_GT(st.steps_total, 0);
     EXPECT_GE(st.requests_finished_total, kThreads * kPerThread * 2 / 3);
