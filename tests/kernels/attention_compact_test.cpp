@@ -78,6 +78,29 @@ TEST_P(CompactKV, EachQueryRowIsIndependentOfTheQueriesBesideIt) {
   }
 }
 
+// The AMX level shares its tiles between the rows of a job and the heads of a row (16 (row, head)
+// pairs to a tile), so a row's bits must not depend on the rows beside it there either: each row
+// of a wide job, within the float64 bound and bit for bit what it gets alone, where a row's 20
+// heads straddle two tiles, the head dimension (80, 48) is not a whole number of tile steps,
+// 7-key pages cut the 64-key steps, a window starts the rows at odd and even columns of a step,
+// and rows see more than 512 keys (chunks). Run on every level.
+TEST_P(CompactKV, EveryRowOfAWideJobEqualsItsRowAlone) {
+  for (const Case& c : {Case{40, 2, 80, 7, {{300, 21}}, 45}, Case{20, 1, 48, 16, {{600, 18}}, 0, 40}}) {
+    const Built b = build(c, GetParam(), 901);
+    const int64_t n = c.seqs[0].second;
+    for (KernelIsa isa : test::supported_isas()) {
+      const std::vector<float> all = run(isa, b, b.seqs);
+      EXPECT_LT(max_err(b, all, naive_held(b, isa)), held_bound(b, isa)) << kernel_isa_name(isa) << " heads " << c.n_heads;
+      for (int64_t i = 0; i < n; ++i) {
+        const std::vector<AttnSeq> one = {AttnSeq{i, 1, b.seqs[0].pos0 + i, b.seqs[0].pages}};
+        const std::vector<float> alone = run(isa, b, one);
+        ASSERT_EQ(0, std::memcmp(&alone[size_t(i * b.ld)], &all[size_t(i * b.ld)], size_t(b.ld) * sizeof(float)))
+            << kernel_isa_name(isa) << " heads " << c.n_heads << " row " << i;
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Elems, CompactKV,
                          ::testing::Values(KVElem::kBF16, KVElem::kInt8, KVElem::kFp8E4M3, KVElem::kFp8E5M2),
                          [](const auto& i) { return std::string(kv_elem_name(i.param)); });
