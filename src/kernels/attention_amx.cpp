@@ -60,8 +60,8 @@ constexpr int64_t L = kStepKeys;  // keys (columns) of a step
 constexpr int64_t kTileRows = 16;
 static_assert(L == 64, "a step's scores are four C tiles of 16 keys");
 
-// Tiles 0-3: C (four blocks of 16 columns); 4: A; 5-7: B. All 16 rows of 64 bytes: the buffers
-// behind them are padded to whole tiles, so one configuration serves every shape.
+// All eight tiles 16 rows of 64 bytes (which are C, A and B differs by loop): the buffers behind
+// them are padded to whole tiles, so one configuration serves every shape and no reload is needed.
 void configure() {
   TileConfig cfg;
   for (int t = 0; t < 8; ++t) cfg.set(t, kTileRows, 64);
