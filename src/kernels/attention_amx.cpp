@@ -80,7 +80,6 @@ struct JobState {
   std::vector<uint32_t> vp;                   // the step's values in pairs of keys: [L / 2][cols]
   std::vector<float> sc;                      // scores: [(rows * G) padded][L]
   std::vector<uint16_t> wb;                   // weights in bf16: [(rows * G) padded][L]
-  std::vector<float> corr, smx, sums;
   std::array<float, L> ks{}, vs{};  // int8 / fp8: the step's key and value scales by column
 };
 thread_local JobState job_state;
@@ -226,7 +225,9 @@ struct AmxOps : Avx512Ops {
     // scales), their max, then the exponentials, their sums, and the weights in bf16 (times the
     // values' scales), zero wherever the row does not look, the layout of the value products' A.
     if (int64_t(J.wb.size()) < Mp * L) J.wb.resize(size_t(Mp * L));
-    J.corr.resize(size_t(G)), J.smx.resize(size_t(G)), J.sums.resize(size_t(G));
+    float* const smx = w.pmx;  // per head: the step's max, then the exponentials' sums and the corrections
+    float* const sums = w.pmx + G;
+    float* const corr = w.pmx + 2 * G;
     const __m512 sv = _mm512_set1_ps(c.p.scale);
     for (int64_t i = 0; i < n; ++i) {
       const int64_t off = rows[i].kb - s0, nj = rows[i].ke - rows[i].kb;
@@ -242,12 +243,12 @@ struct AmxOps : Avx512Ops {
           _mm512_storeu_ps(xg + cc, v);
           mx = _mm512_mask_max_ps(mx, mk, mx, v);
         }
-        J.smx[size_t(g)] = hmax(mx);
+        smx[g] = hmax(mx);
       }
       float* part = rows[i].part;
       float* acc = J.acc.data() + (base + i * G) * cols;
       uint16_t* wrow = J.wb.data() + i * G * L;
-      step_softmax_with<AmxOps>(c.p, x + off, L, G, nj, part, nullptr, vd, J.smx.data(), J.sums.data(), J.corr.data(),
+      step_softmax_with<AmxOps>(c.p, x + off, L, G, nj, part, nullptr, vd, smx, sums, corr,
                                 [&](const float* shift, float* sum) {
                                   exp_to_bf16<kScaled>(x, wrow, G, off, nj, shift, sum, J.vs.data());
                                 });
@@ -255,7 +256,7 @@ struct AmxOps : Avx512Ops {
         std::memset(acc, 0, size_t(G * cols) * 4);
       } else {
         for (int64_t g = 0; g < G; ++g)
-          if (J.corr[size_t(g)] != 1.0f) Avx512Ops::scale(acc + g * cols, J.corr[size_t(g)], vd);
+          if (corr[g] != 1.0f) Avx512Ops::scale(acc + g * cols, corr[g], vd);
       }
     }
 

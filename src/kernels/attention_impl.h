@@ -212,7 +212,7 @@ void mul_to(float* out, const float* a, const float* b, int64_t n) {
 // Per-thread work space of one job: scores of a page, page maxima, scaled rows' weights.
 struct AttnWork {
   float* sc;   // [G][kStepKeys] scores of one step
-  float* pmx;  // [2 G] the step's max of each head, then its sums
+  float* pmx;  // [3 G] the step's max of each head, then its sums, then the sums' corrections
   float* pv;   // int8 / fp8: [G][kStepKeys] weights times the values' scales
   float* tmp;  // one partial (merging chunks in a kRows job)
 };
@@ -416,14 +416,13 @@ void partial_step(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0,
   const int64_t h0 = kvh * (c.p.n_heads / c.p.n_kv_heads) + g0;
   float* smx = w.pmx;  // the step's max of each head, then the new running max
   float* sums = w.pmx + G;
+  float* corr = w.pmx + 2 * G;
   thread_local std::vector<PageRun<T>> kruns, vruns;
   thread_local std::vector<const float*> kscales, vscales;
-  thread_local std::vector<float> corr;
   step_runs<T>(c, seq, kvh, kb, ke, k_end, kruns, vruns, kscales, vscales);
   const int64_t n_runs = int64_t(kruns.size());
   step_scores<Ops, T>(qrow + h0 * hd, G, kruns.data(), kscales.data(), n_runs, ke - kb, hd, c.p.scale, w.sc, smx, sums);
-  corr.resize(size_t(G));
-  step_softmax<Ops>(c.p, w.sc, kStepKeys, G, ke - kb, part, part + 2 * G, vd, smx, sums, corr.data());
+  step_softmax<Ops>(c.p, w.sc, kStepKeys, G, ke - kb, part, part + 2 * G, vd, smx, sums, corr);
   step_values<Ops, T>(part + 2 * G, G, vruns.data(), vscales.data(), n_runs, w.sc, w.pv, vd);
 }
 
@@ -510,11 +509,11 @@ void attention_job_typed(const AttnCtx& c, const AttnJob& j, float* parts) {
   const int64_t n_rows = j.kind == AttnJob::kRows ? j.i1 - j.i0 : 1;
   if constexpr (requires { Ops::begin_job(n_rows); }) Ops::begin_job(n_rows);
   thread_local std::vector<float> scratch;
-  const size_t need = size_t(G * (2 * kStepKeys + 2) + pf * (1 + 2 * n_rows));
+  const size_t need = size_t(G * (2 * kStepKeys + 3) + pf * (1 + 2 * n_rows));
   if (scratch.size() < need) scratch.resize(need);
   AttnWork w{scratch.data(), nullptr, nullptr, nullptr};
   w.pmx = w.sc + G * kStepKeys;
-  w.pv = w.pmx + 2 * G;
+  w.pv = w.pmx + 3 * G;
   w.tmp = w.pv + G * kStepKeys;
   float* st = w.tmp + pf;  // the row's running partial
 
