@@ -197,6 +197,9 @@ struct PngCleanup {
 };
 
 DecodedImage decode_png(std::string_view data, int64_t max_pixels) {
+  // libpng lets an ancillary chunk come before IHDR; the header reader (which sizes the budgets)
+  // refuses that, as PNG 5.6 does, so the decoder refuses it with the same error.
+  if (data.size() >= 16 && data.substr(12, 4) != "IHDR") fail("bad PNG image: IHDR is not the first chunk");
   PngCtx x;
   x.data = reinterpret_cast<const uint8_t*>(data.data());
   x.size = data.size();
