@@ -118,7 +118,8 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (threads > 0) omp_set_num_threads(threads);
   const Quantization q = *quantization_from_name(quant);
-  const double bw = measure_read_bandwidth();
+  const ReadBandwidth bws = measure_read_bandwidths();
+  const double bw = bws.best;
   // Peak RSS from here on: reset the high-water mark left by the bandwidth buffer.
   std::ofstream("/proc/self/clear_refs") << "5";
   // The engine as `dpserve generate` runs it, one rank: a whole prompt per step, room for the batch.
@@ -142,8 +143,8 @@ int main(int argc, char** argv) {
   // file stores it) only when it is also the LM head.
   const int64_t stream_bytes = model.weight_bytes() - (c.tie_embeddings ? 0 : model.embedding_bytes());
   const double flops_per_token = 2.0 * double(model.weight_params() - (c.tie_embeddings ? 0 : c.vocab * c.hidden));
-  std::printf("machine: %d threads, read bandwidth %.1f GB/s, %s peak %.1f G%s/s\n", omp_get_max_threads(), bw / 1e9,
-              roof, peak / 1e9, int8 ? "OP" : "FLOP");
+  std::printf("machine: %d threads, read bandwidth %.1f GB/s (sustained %.1f), %s peak %.1f G%s/s\n",
+              omp_get_max_threads(), bw / 1e9, bws.sustained / 1e9, roof, peak / 1e9, int8 ? "OP" : "FLOP");
   std::printf("model: %s, %lld layers, hidden %lld, %.2f GB weights, %.2f GB read per token\n", c.arch_name.c_str(),
               (long long)c.n_layers, (long long)c.hidden, double(model.weight_bytes()) / 1e9, double(stream_bytes) / 1e9);
 
@@ -160,8 +161,11 @@ int main(int argc, char** argv) {
 
     const Run one = run(engine, {prompt_of(16, c.vocab, 2)}, decode);
     const double decode_tps = double(decode - 1) / one.decode_seconds;
-    std::printf("decode, 1 sequence: %.2f tok/s = %.1f%% of the bandwidth limit (%.2f tok/s)\n", decode_tps,
-                100 * decode_tps * double(stream_bytes) / bw, bw / double(stream_bytes));
+    // Against the best slice of the bandwidth measure (the strict limit) and against all of it (a
+    // read as long and as interrupted as the decode).
+    std::printf("decode, 1 sequence: %.2f tok/s = %.1f%% of the bandwidth limit (%.2f tok/s; %.1f%% of a sustained read's)\n",
+                decode_tps, 100 * decode_tps * double(stream_bytes) / bw, bw / double(stream_bytes),
+                bws.sustained > 0 ? 100 * decode_tps * double(stream_bytes) / bws.sustained : 0.0);
 
     std::vector<std::vector<int32_t>> prompts;
     for (int64_t i = 0; i < batch; ++i) prompts.push_back(prompt_of(16, c.vocab, int32_t(10 + i)));

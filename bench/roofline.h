@@ -6,6 +6,13 @@
 namespace dpserve {
 
 double measure_read_bandwidth();  // bytes/s, streaming reads of a buffer far larger than L3
+// The same reads: `best` is measure_read_bandwidth(), the best of 16 slices of ~10 ms; `sustained`
+// is all of them together, which a run of seconds (a decode) is subject to as well: interference
+// from the machine's other tenants is in it, not in the best slice.
+struct ReadBandwidth {
+  double best = 0, sustained = 0;
+};
+ReadBandwidth measure_read_bandwidths();
 double measure_bf16_peak();       // flop/s (vdpbf16ps chains in registers); 0 without AVX-512 BF16
 // fp32 multiply-add peak in flop/s (256-bit vfmadd chains in registers): the roof of bf16 products
 // on a CPU without AVX-512 BF16, which widen bf16 to fp32. 0 without AVX2 + FMA.
