@@ -76,6 +76,19 @@ void BM_AmxBf16Peak(benchmark::State& state) {
   state.counters["GFLOP/s"] = peak / 1e9;
 }
 
+// The AMX kernel's 2 x 2 tile loop with its operands in L1 (where = 0) or L2 (1): the ceiling of
+// the loop itself, against which BM_Gemm's Amx fraction is the driver's blocking and the caches
+// beyond L2 (docs/kernels.md, "AMX tiles").
+void BM_AmxBf16TileLoop(benchmark::State& state) {
+  if (!kernel_isa_supported(KernelIsa::Amx)) return state.SkipWithError("no AMX (see core/cpu.h)");
+  double rate = 0;
+  for (auto _ : state) rate = measure_amx_bf16_tile_loop(state.range(0) != 0);
+  const double peak = measure_amx_bf16_peak();
+  state.SetLabel(state.range(0) ? "operands in L2" : "operands in L1");
+  state.counters["GFLOP/s"] = rate / 1e9;
+  state.counters["frac_peak"] = peak > 0 ? rate / peak : 0;
+}
+
 void BM_Bf16Peak(benchmark::State& state) {
   if (!kernel_isa_supported(KernelIsa::Avx512Bf16)) return state.SkipWithError("no AVX-512 BF16");
   double peak = 0;
@@ -300,6 +313,7 @@ void BM_AttentionPrefill(benchmark::State& state) {
 BENCHMARK(BM_ReadBandwidth)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Bf16Peak)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_AmxBf16Peak)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_AmxBf16TileLoop)->ArgName("l2")->DenseRange(0, 1)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 // x16: 0 = bf16 rows as stored, 1 = the BF16_X16 layout the model loads bf16 weights into.
 BENCHMARK(BM_Gemv)
     ->ArgNames({"K", "N", "x16"})

@@ -253,4 +253,68 @@ __attribute__((target("amx-tile,amx-bf16"))) double measure_amx_bf16_peak() {
   return best;
 }
 
+// The AMX kernel's inner loop (kernels/matmul_amx_bf16.cpp: two A tiles at the activation row
+// stride, two B tiles of 1 KiB, four accumulators) with its operands where `where` says, on every
+// thread: the loop's own ceiling, apart from the driver's blocking. l2 = false: A is 32 rows of 256
+// elements and B two groups' 8 chunks (32 KiB, L1), passed over and over; true: A is 128 rows of
+// 2048 elements (520 KiB) and B one group pair over all of K (128 KiB), as a block of the driver's
+// with everything in L2.
+__attribute__((target("amx-tile,amx-bf16"))) double measure_amx_bf16_tile_loop(bool l2) {
+  if (!cpu_features().amx_bf16) return 0;
+  struct alignas(64) Cfg {
+    uint8_t palette = 1, start = 0, reserved[14] = {};
+    uint16_t colsb[16] = {};
+    uint8_t rows[16] = {};
+  };
+  const int64_t K = l2 ? 2048 : 256, rows = l2 ? 128 : 32, lda = K * 2 + 64, chunks = K / 32;
+  const int64_t passes = l2 ? 2000 : 50000;  // ~10 ms of products a pass at the tile peak
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    double t_max = 0;
+#pragma omp parallel reduction(max : t_max)
+    {
+      AlignedBuf<uint8_t> a(size_t(rows * lda)), b(size_t(2 * chunks * 1024));
+      // bf16 0x3f3f (0.75) everywhere: finite products, no zero operands.
+      std::fill(a.p, a.p + a.n, uint8_t(0x3f));
+      std::fill(b.p, b.p + b.n, uint8_t(0x3f));
+      Cfg c;
+      for (int t = 0; t < 8; ++t) c.colsb[t] = 64, c.rows[t] = 16;
+      _tile_loadconfig(&c);
+      alignas(64) float sink[16 * 16];
+      const uint8_t* w0 = b.p;
+      const uint8_t* w1 = b.p + chunks * 1024;
+      const double t0 = now_s();
+      for (int64_t pass = 0; pass < passes; ++pass)
+        for (int64_t rp = 0; rp < rows / 32; ++rp) {
+          const uint8_t* x0 = a.p + rp * 32 * lda;
+          const uint8_t* x1 = x0 + 16 * lda;
+          _tile_zero(0);
+          _tile_zero(1);
+          _tile_zero(2);
+          _tile_zero(3);
+          for (int64_t k = 0; k < chunks; ++k) {
+            _tile_loadd(6, w0 + k * 1024, 64);
+            _tile_loadd(4, x0 + k * 64, lda);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_loadd(7, w1 + k * 1024, 64);
+            _tile_dpbf16ps(1, 4, 7);
+            _tile_loadd(5, x1 + k * 64, lda);
+            _tile_dpbf16ps(2, 5, 6);
+            _tile_dpbf16ps(3, 5, 7);
+          }
+          _tile_stored(0, sink, 64);
+          _tile_stored(1, sink, 64);
+          _tile_stored(2, sink, 64);
+          _tile_stored(3, sink, 64);
+        }
+      t_max = now_s() - t0;
+      __asm__ volatile("" : : "r"(sink) : "memory");
+      _tile_release();
+    }
+    const double flops = double(passes) * double(rows / 32) * double(chunks) * 4 * 16 * 16 * 32 * 2;
+    best = std::max(best, flops * omp_get_max_threads() / t_max);
+  }
+  return best;
+}
+
 }  // namespace dpserve

@@ -20,9 +20,12 @@ double measure_fma_peak();
 // The roof of bf16 products here: measure_bf16_peak(), or measure_fma_peak() where that is 0;
 // `name` gets "bf16" or "fp32 FMA".
 double measure_bf16_product_peak(const char** name);
-double measure_int8_peak();
+double measure_int8_peak();  // int8 op/s (vpdpbusd chains: 2 ops per u8 x s8 product); 0 without VNNI
 // bf16 tile peak in flop/s (tdpbf16ps on tiles in registers, every thread); 0 where AMX is off
 // (no tiles, the OS refused them, or DPSERVE_KERNELS caps below AMX: core/cpu.h).
-double measure_amx_bf16_peak();       // int8 op/s (vpdpbusd chains: 2 ops per u8 x s8 product); 0 without VNNI
+double measure_amx_bf16_peak();
+// flop/s of the AMX bf16 kernel's inner loop (2 x 2 tiles a step) with its operands in L1 (l2 =
+// false) or in L2 (true), every thread; 0 where AMX is off.
+double measure_amx_bf16_tile_loop(bool l2);
 
 }  // namespace dpserve
