@@ -76,7 +76,7 @@ void BM_AmxBf16Peak(benchmark::State& state) {
   state.counters["GFLOP/s"] = peak / 1e9;
 }
 
-// The AMX kernel's 2 x 2 tile loop with its operands in L1 (where = 0) or L2 (1): the ceiling of
+// The AMX kernel's 2 x 2 tile loop with its operands in L1 (l2 = 0) or L2 (1): the ceiling of
 // the loop itself, against which BM_Gemm's Amx fraction is the driver's blocking and the caches
 // beyond L2 (docs/kernels.md, "AMX tiles").
 void BM_AmxBf16TileLoop(benchmark::State& state) {

@@ -254,11 +254,10 @@ __attribute__((target("amx-tile,amx-bf16"))) double measure_amx_bf16_peak() {
 }
 
 // The AMX kernel's inner loop (kernels/matmul_amx_bf16.cpp: two A tiles at the activation row
-// stride, two B tiles of 1 KiB, four accumulators) with its operands where `where` says, on every
-// thread: the loop's own ceiling, apart from the driver's blocking. l2 = false: A is 32 rows of 256
-// elements and B two groups' 8 chunks (32 KiB, L1), passed over and over; true: A is 128 rows of
-// 2048 elements (520 KiB) and B one group pair over all of K (128 KiB), as a block of the driver's
-// with everything in L2.
+// stride, two B tiles of 1 KiB, four accumulators) on every thread: the loop's own ceiling, apart
+// from the driver's blocking. l2 = false: A is 32 rows of 256 elements and B two groups' 8 chunks
+// (34 KiB together, in L1), passed over and over; true: A is 128 rows of 2048 elements (520 KiB)
+// and B one group pair over all of K (128 KiB), a block of the driver's with everything in L2.
 __attribute__((target("amx-tile,amx-bf16"))) double measure_amx_bf16_tile_loop(bool l2) {
   if (!cpu_features().amx_bf16) return 0;
   struct alignas(64) Cfg {
@@ -267,7 +266,7 @@ __attribute__((target("amx-tile,amx-bf16"))) double measure_amx_bf16_tile_loop(b
     uint8_t rows[16] = {};
   };
   const int64_t K = l2 ? 2048 : 256, rows = l2 ? 128 : 32, lda = K * 2 + 64, chunks = K / 32;
-  const int64_t passes = l2 ? 2000 : 50000;  // ~10 ms of products a pass at the tile peak
+  const int64_t passes = l2 ? 2000 : 50000;  // ~10 ms of products a repetition at the tile peak
   double best = 0;
   for (int rep = 0; rep < 5; ++rep) {
     double t_max = 0;
