@@ -206,26 +206,35 @@ double measure_int8_peak() {
   return peak;
 }
 
+namespace {
+
+// Loads the tile configuration both AMX measures use on this thread: palette 1, all eight tiles 16
+// rows of 64 bytes (the ldtilecfg operand's layout).
+__attribute__((target("amx-tile"))) void load_square_tiles() {
+  struct alignas(64) Cfg {
+    uint8_t palette = 1, start = 0, reserved[14] = {};
+    uint16_t colsb[16] = {};
+    uint8_t rows[16] = {};
+  } c;
+  for (int t = 0; t < 8; ++t) c.colsb[t] = 64, c.rows[t] = 16;
+  _tile_loadconfig(&c);
+}
+
+}  // namespace
+
 // tdpbf16ps peak in flop/s: four independent accumulator tiles fed by tiles already loaded, on
 // every thread (each product is 16 x 16 outputs x 32 K-elements x 2 flop).
 __attribute__((target("amx-tile,amx-bf16"))) double measure_amx_bf16_peak() {
   if (!cpu_features().amx_bf16) return 0;  // also makes the process ask the OS for the tile state
   static double cached = 0;
   if (cached > 0) return cached;
-  struct alignas(64) Cfg {
-    uint8_t palette = 1, start = 0, reserved[14] = {};
-    uint16_t colsb[16] = {};
-    uint8_t rows[16] = {};
-  };
   constexpr int64_t kIters = 200'000;
   double best = 0;
   for (int rep = 0; rep < 20; ++rep) {
     const double t0 = now_s();
 #pragma omp parallel
     {
-      Cfg c;
-      for (int t = 0; t < 8; ++t) c.colsb[t] = 64, c.rows[t] = 16;
-      _tile_loadconfig(&c);
+      load_square_tiles();
       alignas(64) static const uint16_t ones[16 * 32] = {};
       _tile_loadd(4, ones, 64);
       _tile_loadd(5, ones, 64);
@@ -260,11 +269,6 @@ __attribute__((target("amx-tile,amx-bf16"))) double measure_amx_bf16_peak() {
 // and B one group pair over all of K (128 KiB), a block of the driver's with everything in L2.
 __attribute__((target("amx-tile,amx-bf16"))) double measure_amx_bf16_tile_loop(bool l2) {
   if (!cpu_features().amx_bf16) return 0;
-  struct alignas(64) Cfg {
-    uint8_t palette = 1, start = 0, reserved[14] = {};
-    uint16_t colsb[16] = {};
-    uint8_t rows[16] = {};
-  };
   const int64_t K = l2 ? 2048 : 256, rows = l2 ? 128 : 32, lda = K * 2 + 64, chunks = K / 32;
   const int64_t passes = l2 ? 2000 : 50000;  // ~10 ms of products a repetition at the tile peak
   double best = 0;
@@ -276,9 +280,7 @@ __attribute__((target("amx-tile,amx-bf16"))) double measure_amx_bf16_tile_loop(b
       // bf16 0x3f3f (0.75) everywhere: finite products, no zero operands.
       std::fill(a.p, a.p + a.n, uint8_t(0x3f));
       std::fill(b.p, b.p + b.n, uint8_t(0x3f));
-      Cfg c;
-      for (int t = 0; t < 8; ++t) c.colsb[t] = 64, c.rows[t] = 16;
-      _tile_loadconfig(&c);
+      load_square_tiles();
       alignas(64) float sink[16 * 16];
       const uint8_t* w0 = b.p;
       const uint8_t* w1 = b.p + chunks * 1024;
