@@ -21,6 +21,11 @@ ImageFormat sniff_image_format(std::string_view d) {
   return ImageFormat::kUnknown;
 }
 
+void require_png_ihdr_first(std::string_view data) {
+  // Shorter data fails later as truncated, in whichever reader meets it.
+  if (data.size() >= 16 && data.substr(12, 4) != "IHDR") fail("bad PNG image: IHDR is not the first chunk");
+}
+
 namespace {
 
 void check_size(const char* what, int64_t w, int64_t h, int64_t max_pixels) {
@@ -197,9 +202,7 @@ struct PngCleanup {
 };
 
 DecodedImage decode_png(std::string_view data, int64_t max_pixels) {
-  // libpng lets an ancillary chunk come before IHDR; the header reader (which sizes the budgets)
-  // refuses that, as PNG 5.6 does, so the decoder refuses it with the same error.
-  if (data.size() >= 16 && data.substr(12, 4) != "IHDR") fail("bad PNG image: IHDR is not the first chunk");
+  require_png_ihdr_first(data);
   PngCtx x;
   x.data = reinterpret_cast<const uint8_t*>(data.data());
   x.size = data.size();

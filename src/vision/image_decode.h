@@ -22,6 +22,11 @@ enum class ImageFormat { kUnknown, kJpeg, kPng };
 // The format named by the first bytes of `data` (JPEG: FF D8 FF; PNG: the 8-byte signature).
 ImageFormat sniff_image_format(std::string_view data);
 
+// PNG requires IHDR to be the first chunk (PNG 5.6); libpng does not. A PNG whose bytes 12-15 are
+// not "IHDR" is a dpserve::Error ("IHDR is not the first chunk"). The header reader (which sizes
+// the budgets) and the decoder both call it, so neither takes a file the other refuses.
+void require_png_ihdr_first(std::string_view data);
+
 // Scans a JPEG may have: each one costs a pass over the whole image, so a progressive JPEG of
 // thousands of tiny scans would take minutes of CPU; past this it is refused (a dpserve::Error
 // naming the limit) as the scan starts.

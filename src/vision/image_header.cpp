@@ -62,7 +62,7 @@ ImageHeader png_header(std::string_view data) {
   // signature (8), IHDR length (4), "IHDR", width (4), height (4), bit depth, colour type
   if (data.size() < 26) fail("bad PNG image: truncated data");
   const auto* d = reinterpret_cast<const unsigned char*>(data.data());
-  if (std::string_view(data.data() + 12, 4) != "IHDR") fail("bad PNG image: IHDR is not the first chunk");
+  require_png_ihdr_first(data);
   ImageHeader h;
   h.format = ImageFormat::kPng;
   h.width = be32(d + 16);
