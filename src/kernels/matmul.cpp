@@ -114,6 +114,10 @@ constexpr int64_t kBlockWeightBytes = 256 << 10;
 // twice; past a few row blocks the reuse inside a task outweighs that and smaller tasks balance
 // better.
 constexpr int64_t kRowBlocksPerTask = 4;
+// Row bands (MatmulKernel::band_act_bytes): at most this many rows a band, and this many column
+// ranges per member, so a member that loses its core for a while does not hold up the others.
+constexpr int64_t kMaxBandRows = 256;
+constexpr int64_t kBandTasksPerMember = 8;
 
 // A grow-only 64-byte-aligned buffer owned by one thread.
 struct LocalBuf {
@@ -305,6 +309,20 @@ void matmul_jobs_isa(KernelIsa isa, Team& t, const MatmulJob* jobs, int64_t n_jo
       p.mb = std::min(p.job->M, p.k->max_rows);
       p.m_blocks = (p.job->M + p.mb - 1) / p.mb;
       p.m_per_task = p.m_blocks <= kRowBlocksPerTask ? p.m_blocks : 1;
+      if (p.k->band_act_bytes > 0 && p.job->M > p.k->max_rows) {
+        // Row bands: each band's activation rows stay in L2 while a wide column range of weights
+        // streams past them, instead of every column block reading all M rows again from L3.
+        const int64_t panel_bytes = p.k->act_row_bytes(std::min(srcs[p.src].K, p.k->band_k)) + kStagger;
+        p.mb = std::clamp<int64_t>(p.k->band_act_bytes / panel_bytes / p.k->band_row_grain * p.k->band_row_grain,
+                                   p.k->band_row_grain, kMaxBandRows);
+        const int64_t bands = (p.job->M + p.mb - 1) / p.mb, g = p.k->band_row_grain;
+        p.mb = ((p.job->M + bands - 1) / bands + g - 1) / g * g;
+        p.m_blocks = (p.job->M + p.mb - 1) / p.mb;
+        p.m_per_task = 1;
+        const int64_t per_task = (p.N + kBandTasksPerMember * t.size() - 1) / (kBandTasksPerMember * t.size());
+        p.nb = std::max(grain, (per_task + grain - 1) / grain * grain);
+        p.n_blocks = (p.N + p.nb - 1) / p.nb;
+      }
       p.first_task = tasks;
       tasks += p.n_blocks * (p.m_blocks / p.m_per_task);
     }

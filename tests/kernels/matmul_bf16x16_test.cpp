@@ -184,15 +184,17 @@ TEST(MatmulBf16X16, EpiloguesMatchThePlainLayout) {
 }
 
 // AMX tiles (matmul_amx_bf16.cpp): products of several row tiles and row blocks (M past 16, 32 and
-// the 128-row block), odd group counts and partial groups, a column slice of a wider matrix: within
-// the float64 bound, every row the bits of that row alone, and the AVX-512 BF16 kernel's result
-// within rounding. On a CPU without AMX this is the one test that says it did not run.
+// the 128-row block), row bands (past 128 rows; two bands past 256), K in panels of 2048 (two
+// whole ones at 4096, a one-chunk last panel at 2080), odd group counts and partial groups, a
+// column slice of a wider matrix: within the float64 bound, every row the bits of that row alone,
+// and the AVX-512 BF16 kernel's result within rounding. On a CPU without AMX this is the one test
+// that says it did not run.
 TEST(MatmulBf16X16, AmxTilesWithinTheBoundAndBatchInvariant) {
   if (!kernel_isa_supported(KernelIsa::Amx))
     GTEST_SKIP() << "AMX cases did not run: " << amx_unavailable_reason();
-  for (int64_t K : {32, 160, 4096})
+  for (int64_t K : {32, 160, 2080, 4096})
     for (int64_t N : {16, 33, 80, 130})
-      for (int64_t M : {1, 15, 16, 17, 31, 32, 33, 47, 129, 200}) {
+      for (int64_t M : {1, 15, 16, 17, 31, 32, 33, 47, 129, 200, 300}) {
         const Bf16Matrix w = make_bf16(N, K + 64, K + 64, uint32_t(K + N * 3));
         const InterleavedWeight full = interleave(w.plain);
         const WeightView x16 = full.view.col_slice(32, K);  // group stride wider than the row
