@@ -312,7 +312,8 @@ void matmul_jobs_isa(KernelIsa isa, Team& t, const MatmulJob* jobs, int64_t n_jo
       if (p.k->band_act_bytes > 0 && p.job->M > p.k->max_rows) {
         // Row bands: each band's activation rows stay in L2 while a wide column range of weights
         // streams past them, instead of every column block reading all M rows again from L3.
-        const int64_t panel_bytes = p.k->act_row_bytes(std::min(srcs[p.src].K, p.k->band_k)) + kStagger;
+        const int64_t K = srcs[p.src].K, panel_k = p.k->band_k > 0 ? std::min(K, p.k->band_k) : K;
+        const int64_t panel_bytes = p.k->act_row_bytes(panel_k) + kStagger;
         p.mb = std::clamp<int64_t>(p.k->band_act_bytes / panel_bytes / p.k->band_row_grain * p.k->band_row_grain,
                                    p.k->band_row_grain, kMaxBandRows);
         const int64_t bands = (p.job->M + p.mb - 1) / p.mb, g = p.k->band_row_grain;

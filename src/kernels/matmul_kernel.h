@@ -39,9 +39,10 @@ struct MatmulKernel {
   int64_t max_rows;  // most activation rows per block call
   // Row bands for M > max_rows (0: none, the row blocks of a column block make one task). The
   // driver cuts the rows into bands of whole band_row_grain rows (at most 256) whose prepared rows
-  // of min(K, band_k) elements take about band_act_bytes, and gives each task one band and a wide
-  // column range; block calls then get up to 256 rows. For a kernel that reads K in panels of
-  // band_k elements, so its band of activation rows stays in L2 while the weights stream past.
+  // of min(K, band_k) elements (band_k = 0: all of K) take about band_act_bytes, and gives each
+  // task one band and a wide column range; block calls then get up to 256 rows. For a kernel that
+  // reads K in panels of band_k elements, or whose weights cost a pass to unpack, so a band of
+  // activation rows stays in L2 while the weights stream past it once.
   int64_t band_act_bytes = 0;
   int64_t band_k = 0;
   int64_t band_row_grain = 1;

@@ -122,7 +122,15 @@ const MatmulKernel* quant_matmul_kernel(DType t, KernelIsa isa) {
       // bigger row blocks, as each group's unpacked codes then serve more rows.
       k[int(KernelIsa::Amx)][i] = make_kernel<KernelIsa::Avx512Bf16>(d);
       k[int(KernelIsa::Amx)][i].block = qblock_fn(KernelIsa::Amx, d);
-      if (int8_tiles(d)) k[int(KernelIsa::Amx)][i].max_rows = amx::kQuantTileMaxRows;
+      if (int8_tiles(d)) {
+        MatmulKernel& a = k[int(KernelIsa::Amx)][i];
+        a.max_rows = amx::kQuantTileMaxRows;
+        // Past that, row bands (kernels/matmul_kernel.h) over all of K: a group's codes are
+        // unpacked once per block call, so a band of 256 rows unpacks them half as often as four
+        // 128-row blocks, and its int8 rows stay in L2 beside the unpacked panel.
+        a.band_act_bytes = amx::kQuantTileBandBytes;
+        a.band_row_grain = 32;
+      }
     }
     return k;
   }();

@@ -47,6 +47,8 @@ void qmatmul_block(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int6
 bool qmatmul_has_tiles(DType t);
 // Activation rows per block on the tile path: the group's unpacked codes are reused by them all.
 inline constexpr int64_t kQuantTileMaxRows = 128;
+// Prepared activation bytes of one row band past kQuantTileMaxRows rows (MatmulKernel::band_act_bytes).
+inline constexpr int64_t kQuantTileBandBytes = 5 << 18;
 }
 
 // The block for weights of type t on `isa` (plain weights on a SIMD level are repacked a couple

@@ -178,8 +178,9 @@ TEST_P(QMatmul, BatchAndThreadInvariant) {
 
 // The AMX int8 tiles (kernels/qmatmul_amx.cpp, Q8_0 / Q4_0 / Q4_K; the other types run the VNNI
 // blocks there): row tiles of 8-16 rows, a last one of fewer rows (VNNI's), several row tiles, a
-// row block past 128 rows, a block count that is not a multiple of the batch of four, more groups than one
-// panel, a partial last group and a row / column slice. Bit for bit the reference, as every path.
+// row block past 128 rows (one row band) and two row bands (M = 300), a block count that is not a
+// multiple of the batch of four, more groups than one panel, a partial last group and a row / column
+// slice. Bit for bit the reference, as every path.
 TEST_P(QMatmul, AmxTilesMatchTheReferenceBitForBit) {
   if (!kernel_isa_supported(KernelIsa::Amx) || !cpu_features().amx_int8)
     GTEST_SKIP() << "AMX cases did not run: "
@@ -191,7 +192,7 @@ TEST_P(QMatmul, AmxTilesMatchTheReferenceBitForBit) {
     const QWeights w = make_weights(t, N, K, uint32_t(41 + raw), raw);
     const WeightView views[] = {w.pv, w.x16.view, w.x16.view.row_slice(32, 221).col_slice(be, K - 2 * be)};
     for (const WeightView& v : views)
-      for (int64_t M : {24, 25, 31, 36, 40, 47, 130}) {
+      for (int64_t M : {24, 25, 31, 36, 40, 47, 130, 300}) {
         const int64_t ldx = v.cols + 5, ldy = v.rows + 3;
         const auto x = random_floats(M * ldx, uint32_t(M + 7 * raw), -3.0f, 3.0f);
         std::vector<float> want(size_t(M * ldy), -7.0f), y(size_t(M * ldy), -7.0f);
@@ -202,7 +203,7 @@ TEST_P(QMatmul, AmxTilesMatchTheReferenceBitForBit) {
         ++checked;
       }
   }
-  EXPECT_EQ(checked, 42);
+  EXPECT_EQ(checked, 48);
 }
 
 // matmul_multi, including a mix of weight types (llama.cpp's Q4_K_M puts a Q6_K v_proj beside Q4_K
