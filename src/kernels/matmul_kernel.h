@@ -33,7 +33,8 @@ struct MatmulKernel {
   int64_t (*act_row_bytes)(int64_t K);
   // Prepares one row of K fp32 activations into `dst` (act_row_bytes(K) bytes, 64-byte aligned).
   void (*prepare_row)(const float* x, int64_t K, void* dst);
-  // y[m0:m1, n0:n1] = act[m0:m1] . W[n0:n1]^T (no bias), m1 - m0 <= max_rows.
+  // y[m0:m1, n0:n1] = act[m0:m1] . W[n0:n1]^T (no bias), m1 - m0 <= max_rows (up to 256 with row
+  // bands, below). The kernel may read back what it wrote there (partial sums between K panels).
   void (*block)(const MatmulBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
   int64_t n_grain;   // column blocks are multiples of this (the register tile width), except the last
   int64_t max_rows;  // most activation rows per block call
