@@ -300,30 +300,27 @@ void matmul_jobs_isa(KernelIsa isa, Team& t, const MatmulJob* jobs, int64_t n_jo
   if (order == MatmulOrder::Any) {
     for (Plan& p : plans) {
       const int64_t grain = p.k->n_grain;
-      const int64_t row_bytes = dtype_row_bytes(p.job->w.dtype, p.job->w.cols) * (p.job->w_up.data ? 2 : 1);
-      int64_t nb = std::max<int64_t>(grain, kBlockWeightBytes / std::max<int64_t>(row_bytes, 1) / grain * grain);
-      const int64_t per_member = (p.N + 4 * t.size() - 1) / (4 * t.size());
-      nb = std::max(grain, std::min(nb, (per_member + grain - 1) / grain * grain));
-      p.nb = nb;
-      p.n_blocks = (p.N + nb - 1) / nb;
-      p.mb = std::min(p.job->M, p.k->max_rows);
-      p.m_blocks = (p.job->M + p.mb - 1) / p.mb;
-      p.m_per_task = p.m_blocks <= kRowBlocksPerTask ? p.m_blocks : 1;
-      if (p.k->band_act_bytes > 0 && p.job->M > p.k->max_rows) {
+      const bool banded = p.k->band_act_bytes > 0 && p.job->M > p.k->max_rows;
+      if (banded) {
         // Row bands: each band's activation rows stay in L2 while a wide column range of weights
         // streams past them, instead of every column block reading all M rows again from L3.
         const int64_t K = srcs[p.src].K, panel_k = p.k->band_k > 0 ? std::min(K, p.k->band_k) : K;
-        const int64_t panel_bytes = p.k->act_row_bytes(panel_k) + kStagger;
-        p.mb = std::clamp<int64_t>(p.k->band_act_bytes / panel_bytes / p.k->band_row_grain * p.k->band_row_grain,
-                                   p.k->band_row_grain, kMaxBandRows);
-        const int64_t bands = (p.job->M + p.mb - 1) / p.mb, g = p.k->band_row_grain;
-        p.mb = ((p.job->M + bands - 1) / bands + g - 1) / g * g;
-        p.m_blocks = (p.job->M + p.mb - 1) / p.mb;
-        p.m_per_task = 1;
+        const int64_t panel_bytes = p.k->act_row_bytes(panel_k) + kStagger, rg = p.k->band_row_grain;
+        const int64_t most = std::clamp<int64_t>(p.k->band_act_bytes / panel_bytes / rg * rg, rg, kMaxBandRows);
+        const int64_t bands = (p.job->M + most - 1) / most;
+        p.mb = ((p.job->M + bands - 1) / bands + rg - 1) / rg * rg;  // balanced bands
         const int64_t per_task = (p.N + kBandTasksPerMember * t.size() - 1) / (kBandTasksPerMember * t.size());
         p.nb = std::max(grain, (per_task + grain - 1) / grain * grain);
-        p.n_blocks = (p.N + p.nb - 1) / p.nb;
+      } else {
+        const int64_t row_bytes = dtype_row_bytes(p.job->w.dtype, p.job->w.cols) * (p.job->w_up.data ? 2 : 1);
+        const int64_t nb = std::max<int64_t>(grain, kBlockWeightBytes / std::max<int64_t>(row_bytes, 1) / grain * grain);
+        const int64_t per_member = (p.N + 4 * t.size() - 1) / (4 * t.size());
+        p.nb = std::max(grain, std::min(nb, (per_member + grain - 1) / grain * grain));
+        p.mb = std::min(p.job->M, p.k->max_rows);
       }
+      p.n_blocks = (p.N + p.nb - 1) / p.nb;
+      p.m_blocks = (p.job->M + p.mb - 1) / p.mb;
+      p.m_per_task = !banded && p.m_blocks <= kRowBlocksPerTask ? p.m_blocks : 1;
       p.first_task = tasks;
       tasks += p.n_blocks * (p.m_blocks / p.m_per_task);
     }
