@@ -306,6 +306,9 @@ const dpTests = [
   ['Stop aborts a long streamed reply and the server frees it (running back to 0, one abort counted)', async () => {
     const ctxLen = (await http('GET', '/get_server_info')).json.context_length;
     const { page, errors } = await openPage();
+    // A short window (the view's minimum height): less streamed text fills the view. Four ranks on two
+    // loaded cores may stream only ~15 tokens/s, and a full-height view took 28 s of that to fill.
+    await page.setViewport({ width: 1360, height: 480 });
     await until('the model', async () => (await text(page, '#model-name')) !== '…');
     await setField(page, '#temperature', 1);
     // A random tiny model almost never samples its end token: the reply runs to max_tokens unless stopped.
@@ -320,10 +323,10 @@ const dpTests = [
     }, 60000);
     await until('the request running on the server', async () => (await metrics()).runningSum === 1, 20000);
     // Scrolled up while text streams in, the view stays where the reader put it (it follows only at the bottom).
-    await until('more text than the view holds', () => page.$eval('#messages', (m) => m.scrollHeight > m.clientHeight + 100), 60000);
+    await until('more text than the view holds', () => page.$eval('#messages', (m) => m.scrollHeight > m.clientHeight + 100), 120000);
     await page.$eval('#messages', (m) => { m.scrollTop = 0; });
     const grown = await page.$eval('#messages .msg.assistant:last-child .content', (e) => e.textContent.length);
-    await until('more streamed text', async () => (await lastAssistant(page)).content.length > grown + 20, 30000);
+    await until('more streamed text', async () => (await lastAssistant(page)).content.length > grown + 20, 60000);
     assert.equal(await page.$eval('#messages', (m) => m.scrollTop), 0, 'the page scrolled a reader who had scrolled up');
     const streaming = await lastAssistant(page);
     assert.equal(streaming.state, 'streaming', 'the reply must still be streaming when Stop is pressed');
