@@ -111,7 +111,7 @@ MlaPath MlaAttention::pick(const AttnSeq& s, MlaPath forced) const {
   return forced == MlaPath::kAuto ? choose(s.n_q, s.pos0 + s.n_q) : forced;
 }
 
-void MlaAttention::reserve(int64_t T, const std::vector<AttnSeq>& seqs, MlaPath path) {
+void MlaAttention::reserve(MlaScratch& sc, int64_t T, const std::vector<AttnSeq>& seqs, MlaPath path) const {
   const int64_t qd = m_.q_head_dim(), r = m_.kv_lora_rank, rd = m_.qk_rope_head_dim;
   const int64_t vd = m_.v_head_dim, lat = r + rd, Hq = heads_ * qd, kvw = m_.qk_nope_head_dim + vd;
   int64_t Ta = 0, max_keys = 0;
@@ -122,22 +122,22 @@ void MlaAttention::reserve(int64_t T, const std::vector<AttnSeq>& seqs, MlaPath 
     else
       max_keys = std::max(max_keys, s.pos0 + s.n_q);
   }
-  grow(q_, T * Hq);
-  grow(ckv_, T * lat);
-  if (m_.q_lora_rank > 0) grow(qa_, T * m_.q_lora_rank);
-  grow(attn_, T * heads_ * vd);
-  grow(gq_, Ta * Hq);
-  grow(qabs_, Ta * heads_ * lat);
-  grow(olat_, Ta * heads_ * r);
-  grow(oabs_, Ta * heads_ * vd);
-  grow(lat_, max_keys * lat);
-  grow(kvd_, max_keys * heads_ * kvw);
-  grow(ks_, heads_ * max_keys * qd);
-  grow(vs_, heads_ * max_keys * vd);
+  grow(sc.q, T * Hq);
+  grow(sc.ckv, T * lat);
+  if (m_.q_lora_rank > 0) grow(sc.qa, T * m_.q_lora_rank);
+  grow(sc.attn, T * heads_ * vd);
+  grow(sc.gq, Ta * Hq);
+  grow(sc.qabs, Ta * heads_ * lat);
+  grow(sc.olat, Ta * heads_ * r);
+  grow(sc.oabs, Ta * heads_ * vd);
+  grow(sc.lat, max_keys * lat);
+  grow(sc.kvd, max_keys * heads_ * kvw);
+  grow(sc.ks, heads_ * max_keys * qd);
+  grow(sc.vs, heads_ * max_keys * vd);
 }
 
-void MlaAttention::forward(Team& t, const float* xn, int64_t T, const std::vector<AttnSeq>& seqs,
-                           const float* rope_cs, KVPool& kv, int64_t layer, float* out, MlaPath path) {
+void MlaAttention::forward(Team& t, MlaScratch& sc, const float* xn, int64_t T, const std::vector<AttnSeq>& seqs,
+                           const float* rope_cs, KVPool& kv, int64_t layer, float* out, MlaPath path) const {
   if (T == 0) return;
   const int64_t qd = m_.q_head_dim(), r = m_.kv_lora_rank, rd = m_.qk_rope_head_dim, nope = m_.qk_nope_head_dim;
   const int64_t vd = m_.v_head_dim, lat = r + rd, Hq = heads_ * qd;
@@ -152,21 +152,21 @@ void MlaAttention::forward(Team& t, const float* xn, int64_t T, const std::vecto
   }
   // The q path and the latent from the same activations, in one pass when the weights allow it.
   const WeightView& q_in = m_.q_lora_rank > 0 ? q_a_ : q_proj_;
-  float* q_in_out = m_.q_lora_rank > 0 ? qa_.data() : q_.data();
+  float* q_in_out = m_.q_lora_rank > 0 ? sc.qa.data() : sc.q.data();
   if (q_in.dtype == kv_a_.dtype) {
-    const MatmulOut two[2] = {{q_in, nullptr, q_in_out, q_in.rows}, {kv_a_, nullptr, ckv_.data(), lat}};
+    const MatmulOut two[2] = {{q_in, nullptr, q_in_out, q_in.rows}, {kv_a_, nullptr, sc.ckv.data(), lat}};
     matmul_multi(t, xn, T, hidden_, two, 2);
   } else {
     matmul(t, xn, T, hidden_, q_in, nullptr, q_in_out, q_in.rows);
-    matmul(t, xn, T, hidden_, kv_a_, nullptr, ckv_.data(), lat);
+    matmul(t, xn, T, hidden_, kv_a_, nullptr, sc.ckv.data(), lat);
   }
   if (m_.q_lora_rank > 0) {
     const Range rows = t.share(T);
     if (!rows.empty())
-      rmsnorm(&qa_[rows.begin * m_.q_lora_rank], q_a_norm_.data(), &qa_[rows.begin * m_.q_lora_rank], rows.size(),
+      rmsnorm(&sc.qa[rows.begin * m_.q_lora_rank], q_a_norm_.data(), &sc.qa[rows.begin * m_.q_lora_rank], rows.size(),
               m_.q_lora_rank, eps_);
     t.barrier();
-    matmul(t, qa_.data(), T, m_.q_lora_rank, q_b_, nullptr, q_.data(), Hq);
+    matmul(t, sc.qa.data(), T, m_.q_lora_rank, q_b_, nullptr, sc.q.data(), Hq);
   }
   // Normalise c_kv, rotate k_pe and every head's q_pe (adjacent pairs), store the latent rows:
   // each member its share of the batch's rows.
@@ -177,22 +177,22 @@ void MlaAttention::forward(Team& t, const float* xn, int64_t T, const std::vecto
     const int64_t i1 = std::min(mine.end - s.q_row, s.n_q);
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t row = s.q_row + i, pos = s.pos0 + i;
-      float* c = &ckv_[row * lat];
+      float* c = &sc.ckv[row * lat];
       rmsnorm(c, kv_a_norm_.data(), c, 1, r, eps_);
       const float* cs = rope_cs + row * rd;
       rope(c + r, 1, rd, rd, cs, cs + rd / 2, true);
-      rope(&q_[row * Hq + nope], heads_, qd, rd, cs, cs + rd / 2, true);
+      rope(&sc.q[row * Hq + nope], heads_, qd, rd, cs, cs + rd / 2, true);
       kv.write_latent(layer, s.pages[pos / ps], pos % ps, c);
     }
   }
   t.barrier();
-  for (int64_t i : decompressed_seqs) decompressed(t, seqs[size_t(i)], kv, layer);
-  if (!absorbed_seqs.empty()) absorbed(t, absorbed_seqs, seqs, kv, layer);
-  matmul(t, attn_.data(), T, heads_ * vd, o_proj_, nullptr, out, hidden_);
+  for (int64_t i : decompressed_seqs) decompressed(t, sc, seqs[size_t(i)], kv, layer);
+  if (!absorbed_seqs.empty()) absorbed(t, sc, absorbed_seqs, seqs, kv, layer);
+  matmul(t, sc.attn.data(), T, heads_ * vd, o_proj_, nullptr, out, hidden_);
 }
 
-void MlaAttention::absorbed(Team& t, const std::vector<int64_t>& which, const std::vector<AttnSeq>& seqs, KVPool& kv,
-                            int64_t layer) {
+void MlaAttention::absorbed(Team& t, MlaScratch& sc, const std::vector<int64_t>& which, const std::vector<AttnSeq>& seqs,
+                            KVPool& kv, int64_t layer) const {
   const int64_t qd = m_.q_head_dim(), r = m_.kv_lora_rank, rd = m_.qk_rope_head_dim, nope = m_.qk_nope_head_dim;
   const int64_t vd = m_.v_head_dim, lat = r + rd, Hq = heads_ * qd;
   // The chosen sequences' query rows, end to end.
@@ -216,57 +216,57 @@ void MlaAttention::absorbed(Team& t, const std::vector<int64_t>& which, const st
     for (size_t i = 0; i < which.size(); ++i) {  // its heads' query columns, the chosen rows end to end
       const AttnSeq& s = seqs[size_t(which[i])];
       for (int64_t j = 0; j < s.n_q; ++j)
-        std::memcpy(&gq_[(local[i].q_row + j) * Hq + hs.begin * qd], &q_[(s.q_row + j) * Hq + hs.begin * qd],
+        std::memcpy(&sc.gq[(local[i].q_row + j) * Hq + hs.begin * qd], &sc.q[(s.q_row + j) * Hq + hs.begin * qd],
                     size_t(hs.size() * qd) * sizeof(float));
     }
     for (int64_t h = hs.begin; h < hs.end; ++h) {
-      matmul(&gq_[h * qd], Ta, Hq, uk_t_[size_t(h)], nullptr, &qabs_[h * lat], heads_ * lat);
+      matmul(&sc.gq[h * qd], Ta, Hq, uk_t_[size_t(h)], nullptr, &sc.qabs[h * lat], heads_ * lat);
       for (int64_t i = 0; i < Ta; ++i)
-        std::memcpy(&qabs_[(i * heads_ + h) * lat + r], &gq_[i * Hq + h * qd + nope], size_t(rd) * sizeof(float));
+        std::memcpy(&sc.qabs[(i * heads_ + h) * lat + r], &sc.gq[i * Hq + h * qd + nope], size_t(rd) * sizeof(float));
     }
   }
   t.barrier();
   const AttnParams ap{heads_, 1, lat, scale_};
-  paged_attention(t, qabs_.data(), heads_ * lat, local.data(), int64_t(local.size()), kv.layer(layer), ap,
-                  olat_.data(), heads_ * r);
+  paged_attention(t, sc.qabs.data(), heads_ * lat, local.data(), int64_t(local.size()), kv.layer(layer), ap,
+                  sc.olat.data(), heads_ * r);
   if (!hs.empty()) {
     for (int64_t h = hs.begin; h < hs.end; ++h)
-      matmul(&olat_[h * r], Ta, heads_ * r, uv_[size_t(h)], nullptr, &oabs_[h * vd], heads_ * vd);
+      matmul(&sc.olat[h * r], Ta, heads_ * r, uv_[size_t(h)], nullptr, &sc.oabs[h * vd], heads_ * vd);
     for (size_t i = 0; i < which.size(); ++i) {
       const AttnSeq& s = seqs[size_t(which[i])];
       for (int64_t j = 0; j < s.n_q; ++j)
-        std::memcpy(&attn_[(s.q_row + j) * heads_ * vd + hs.begin * vd],
-                    &oabs_[(local[i].q_row + j) * heads_ * vd + hs.begin * vd], size_t(hs.size() * vd) * sizeof(float));
+        std::memcpy(&sc.attn[(s.q_row + j) * heads_ * vd + hs.begin * vd],
+                    &sc.oabs[(local[i].q_row + j) * heads_ * vd + hs.begin * vd], size_t(hs.size() * vd) * sizeof(float));
     }
   }
   t.barrier();
 }
 
-void MlaAttention::decompressed(Team& t, const AttnSeq& s, KVPool& kv, int64_t layer) {
+void MlaAttention::decompressed(Team& t, MlaScratch& sc, const AttnSeq& s, KVPool& kv, int64_t layer) const {
   const int64_t qd = m_.q_head_dim(), r = m_.kv_lora_rank, rd = m_.qk_rope_head_dim, nope = m_.qk_nope_head_dim;
   const int64_t vd = m_.v_head_dim, lat = r + rd, Hq = heads_ * qd, kvw = nope + vd;
   const int64_t nk = s.pos0 + s.n_q, ps = kv.page_size();
   const Range js = t.share(nk);
   for (int64_t j = js.begin; j < js.end; ++j)
-    kv.read_latent(layer, s.pages[j / ps], j % ps, &lat_[j * lat]);
+    kv.read_latent(layer, s.pages[j / ps], j % ps, &sc.lat[j * lat]);
   t.barrier();
   // k_nope and v of every local head at every position: kv_b_proj(c_kv).
-  matmul(t, lat_.data(), nk, lat, kv_b_, nullptr, kvd_.data(), heads_ * kvw);
+  matmul(t, sc.lat.data(), nk, lat, kv_b_, nullptr, sc.kvd.data(), heads_ * kvw);
   // Per-head K = [k_nope | k_pe] and V, as one page of nk positions.
   for (int64_t j = js.begin; j < js.end; ++j)
     for (int64_t h = 0; h < heads_; ++h) {
-      const float* src = &kvd_[(j * heads_ + h) * kvw];
-      float* k = &ks_[(h * nk + j) * qd];
+      const float* src = &sc.kvd[(j * heads_ + h) * kvw];
+      float* k = &sc.ks[(h * nk + j) * qd];
       std::memcpy(k, src, size_t(nope) * sizeof(float));
-      std::memcpy(k + nope, &lat_[j * lat + r], size_t(rd) * sizeof(float));
-      std::memcpy(&vs_[(h * nk + j) * vd], src + nope, size_t(vd) * sizeof(float));
+      std::memcpy(k + nope, &sc.lat[j * lat + r], size_t(rd) * sizeof(float));
+      std::memcpy(&sc.vs[(h * nk + j) * vd], src + nope, size_t(vd) * sizeof(float));
     }
   t.barrier();
   const int32_t page0 = 0;
   const AttnSeq one{0, s.n_q, s.pos0, &page0};
-  const KVLayerView view{ks_.data(), vs_.data(), nk, heads_, qd, vd};
+  const KVLayerView view{sc.ks.data(), sc.vs.data(), nk, heads_, qd, vd};
   const AttnParams ap{heads_, heads_, qd, scale_};
-  paged_attention(t, &q_[s.q_row * Hq], Hq, &one, 1, view, ap, &attn_[s.q_row * heads_ * vd], heads_ * vd);
+  paged_attention(t, &sc.q[s.q_row * Hq], Hq, &one, 1, view, ap, &sc.attn[s.q_row * heads_ * vd], heads_ * vd);
 }
 
 }  // namespace dpserve

@@ -32,6 +32,14 @@ class WeightPrep;
 
 enum class MlaPath { kAuto, kAbsorbed, kDecompressed };
 
+// The step scratch of a rank's MLA layers (queries, latents, and the decompressed keys and values of
+// a long prefill). Layers run one after another, so they share one (the model owns it) instead of
+// each keeping its own: the decompressed form's keys and values alone are ~1.2 GB a layer for a
+// 32k-token prompt on DeepSeek-V2-Lite's shape, 27 layers of them.
+struct MlaScratch {
+  std::vector<float> q, qa, ckv, attn, gq, qabs, olat, oabs, lat, kvd, ks, vs;
+};
+
 class MlaAttention {
  public:
   // `prefix`: "model.layers.N."; heads are split over `attn` (the DP group's attention ranks).
@@ -43,8 +51,8 @@ class MlaAttention {
   // sums it over the attention ranks). Collective over the team (every member calls it with the
   // same arguments; returns after a barrier): products split as the matmul kernels split them,
   // the absorbed form's per-head chain by heads, so every value is the same for any team size.
-  void forward(Team& t, const float* xn, int64_t T, const std::vector<AttnSeq>& seqs, const float* rope_cs,
-               KVPool& kv, int64_t layer, float* out, MlaPath path = MlaPath::kAuto);
+  void forward(Team& t, MlaScratch& sc, const float* xn, int64_t T, const std::vector<AttnSeq>& seqs,
+               const float* rope_cs, KVPool& kv, int64_t layer, float* out, MlaPath path = MlaPath::kAuto) const;
 
   // Registers the projections for conversion at load (model/weight_prep.h): q, kv_a and o as
   // attention weights (quantized when --quantization asks), kv_b_proj only repacked or copied (its
@@ -53,17 +61,17 @@ class MlaAttention {
   void add_weights(WeightPrep& prep, int64_t layer, const std::string& prefix);
   void weights_ready();
 
-  // Sizes the scratch for a batch (before the collective forward; not thread-safe).
-  void reserve(int64_t T, const std::vector<AttnSeq>& seqs, MlaPath path = MlaPath::kAuto);
+  // Grows `sc` to hold this layer's scratch for a batch (before the collective forward; not thread-safe).
+  void reserve(MlaScratch& sc, int64_t T, const std::vector<AttnSeq>& seqs, MlaPath path = MlaPath::kAuto) const;
 
   // Which form the cost model picks for n_q queries over n_keys positions.
   MlaPath choose(int64_t n_q, int64_t n_keys) const;
 
  private:
   MlaPath pick(const AttnSeq& s, MlaPath forced) const;
-  void absorbed(Team& t, const std::vector<int64_t>& which, const std::vector<AttnSeq>& seqs, KVPool& kv,
-                int64_t layer);
-  void decompressed(Team& t, const AttnSeq& s, KVPool& kv, int64_t layer);
+  void absorbed(Team& t, MlaScratch& sc, const std::vector<int64_t>& which, const std::vector<AttnSeq>& seqs, KVPool& kv,
+                int64_t layer) const;
+  void decompressed(Team& t, MlaScratch& sc, const AttnSeq& s, KVPool& kv, int64_t layer) const;
 
   MlaConfig m_;
   int64_t hidden_ = 0, heads_ = 0;  // heads_: this rank's
@@ -75,8 +83,6 @@ class MlaAttention {
   std::vector<WeightView> uv_;     // per local head: W_UV [v_head_dim, kv_lora_rank] (a view)
   std::vector<uint8_t> uk_t_data_;
 
-  // Scratch, reused step after step (sized by reserve(), shared by the team).
-  std::vector<float> q_, qa_, ckv_, attn_, gq_, qabs_, olat_, oabs_, lat_, kvd_, ks_, vs_;
 };
 
 }  // namespace dpserve

@@ -392,7 +392,7 @@ static void grow(std::vector<T>& v, int64_t n) {
 
 void Model::mla_attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv) {
   const int64_t T = b.n_tokens(), H = cfg_.hidden;
-  L.mla->forward(t, xn_.data(), T, b.seqs, rope_cs_.data(), kv, li, o_.data(), mla_path_);
+  L.mla->forward(t, mla_scratch_, xn_.data(), T, b.seqs, rope_cs_.data(), kv, li, o_.data(), mla_path_);
   if (par_.attn.size > 1) {
     if (t.leader()) comm_->attn_allreduce(o_.data(), T * H);
     t.barrier();
@@ -492,7 +492,7 @@ void Model::mlp(Team& t, const Layer& L, int64_t li, int64_t T) {
       mlp_rows_ = comm_->dp_gather(xn_.data(), T, H, global_in_);
       grow(o_, mlp_rows_ * H);
       if (L.moe) {
-        L.moe->reserve(mlp_rows_);
+        L.moe->reserve(moe_scratch_, mlp_rows_);
         skip_.resize(size_t(mlp_rows_));
         for (int64_t r = 0; r < mlp_rows_; ++r) skip_[size_t(r)] = comm_->dp_is_padding(r);
       } else {
@@ -509,7 +509,7 @@ void Model::mlp(Team& t, const Layer& L, int64_t li, int64_t T) {
   const bool direct = !dp && par_.mlp.size == 1 && L.post_mlp_norm.empty();
   const float eps = float(cfg_.rms_eps);
   if (L.moe) {
-    L.moe->forward(t, in, rows, direct ? x_.data() : o_.data(), direct, dp ? skip_.data() : nullptr);
+    L.moe->forward(t, moe_scratch_, in, rows, direct ? x_.data() : o_.data(), direct, dp ? skip_.data() : nullptr);
   } else {
     const int64_t F = ffn_local_;
     MatmulJob gu;  // h = silu(x gate^T) * (x up^T)
@@ -840,8 +840,8 @@ void Model::forward(const ForwardBatch& b, KVPool& kv, float* logits, float* hid
     for (int64_t i = 0; i < T; ++i) std::memcpy(&rope_cs_[i * rd], rope_->row(row_pos_[size_t(i)]), sizeof(float) * size_t(rd));
   }
   for (const auto& L : layers_) {
-    if (L.moe) L.moe->reserve(T);
-    if (L.mla) L.mla->reserve(T, b.seqs, mla_path_);
+    if (L.moe) L.moe->reserve(moe_scratch_, T);
+    if (L.mla) L.mla->reserve(mla_scratch_, T, b.seqs, mla_path_);
   }
   lora_prepare(b);
   team_->run([&](Team& t) { forward_member(t, b, kv, logits, hidden); });

@@ -14,6 +14,7 @@
 #include "model/config.h"
 #include "model/lora.h"
 #include "model/mla_attention.h"
+#include "model/moe.h"
 #include "model/parallel.h"
 #include "model/quant_recipe.h"
 #include "model/rope.h"
@@ -209,6 +210,8 @@ class Model {
   // Scratch, grown as needed (on the step thread, or by the leader between barriers) and reused
   // step after step.
   std::vector<float> x_, xn_, q_, k_, v_, attn_, o_, h_, logits_local_, sel_, global_in_, global_out_;
+  MoeScratch moe_scratch_;  // shared by the MoE layers
+  MlaScratch mla_scratch_;  // shared by the MLA layers
   std::vector<int64_t> row_pos_;     // position of each token of the batch
   std::vector<int32_t> page_of_row_;  // KV page of each token's position
   std::vector<uint8_t> skip_;     // DP padding rows of the gathered MLP input

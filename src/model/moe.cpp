@@ -88,12 +88,12 @@ void MoeLayer::add_weights(WeightPrep& prep, int64_t layer, const std::string& p
     shared_.add_weights(prep, layer, p + moe_names(cfg_).block + "shared_experts.", moe_names(cfg_).expert);
 }
 
-void MoeLayer::reserve(int64_t T) {
+void MoeLayer::reserve(MoeScratch& s, int64_t T) const {
   const int64_t E = cfg_.n_experts, K = cfg_.n_experts_per_tok;
-  if (int64_t(logits_.size()) < T * E) logits_.resize(size_t(T * E));
-  if (int64_t(pick_e_.size()) < T * K) pick_e_.resize(size_t(T * K)), pick_w_.resize(size_t(T * K));
-  if (int64_t(h_.size()) < T * K * ffn_local_) h_.resize(size_t(T * K * ffn_local_));
-  if (int64_t(shared_h_.size()) < T * shared_.ffn_local()) shared_h_.resize(size_t(T * shared_.ffn_local()));
+  if (int64_t(s.logits.size()) < T * E) s.logits.resize(size_t(T * E));
+  if (int64_t(s.pick_e.size()) < T * K) s.pick_e.resize(size_t(T * K)), s.pick_w.resize(size_t(T * K));
+  if (int64_t(s.h.size()) < T * K * ffn_local_) s.h.resize(size_t(T * K * ffn_local_));
+  if (int64_t(s.shared_h.size()) < T * shared_.ffn_local()) s.shared_h.resize(size_t(T * shared_.ffn_local()));
 }
 
 void MoeLayer::route(const float* logits, int32_t* experts, float* weights) const {
@@ -111,17 +111,20 @@ void MoeLayer::route(const float* logits, int32_t* experts, float* weights) cons
   }
 }
 
-void MoeLayer::forward(Team& t, const float* x, int64_t T, float* out, bool accumulate, const uint8_t* skip) {
+void MoeLayer::forward(Team& t, MoeScratch& s, const float* x, int64_t T, float* out, bool accumulate,
+                       const uint8_t* skip) const {
   const int64_t H = cfg_.hidden, F = ffn_local_, E = cfg_.n_experts, K = cfg_.n_experts_per_tok;
   const int64_t nloc = n_local_experts();
-  DP_CHECK(int64_t(pick_e_.size()) >= T * K, "MoeLayer::forward before reserve({})", T);
+  DP_CHECK(int64_t(s.pick_e.size()) >= T * K && int64_t(s.h.size()) >= T * K * F &&
+               int64_t(s.shared_h.size()) >= T * shared_.ffn_local(),
+           "MoeLayer::forward before reserve({})", T);
   if (!accumulate) {
     const Range r = t.share(T);
     std::memset(out + r.begin * H, 0, sizeof(float) * size_t(r.size() * H));
   }
   // Router logits, then each token's top-k (split over the members for a long batch; a few
   // tokens every member routes for itself rather than wait at a barrier).
-  matmul(t, x, T, H, router_, router_bias_.empty() ? nullptr : router_bias_.data(), logits_.data(), E);
+  matmul(t, x, T, H, router_, router_bias_.empty() ? nullptr : router_bias_.data(), s.logits.data(), E);
   thread_local std::vector<int32_t> own_e;
   thread_local std::vector<float> own_w;
   const int32_t* pe;
@@ -135,7 +138,7 @@ void MoeLayer::forward(Team& t, const float* x, int64_t T, float* out, bool accu
         std::fill_n(&own_e[i * K], K, int32_t(-1));
         continue;
       }
-      route(&logits_[i * E], &own_e[i * K], &own_w[i * K]);
+      route(&s.logits[i * E], &own_e[i * K], &own_w[i * K]);
     }
     pe = own_e.data();
     pw = own_w.data();
@@ -143,14 +146,14 @@ void MoeLayer::forward(Team& t, const float* x, int64_t T, float* out, bool accu
     const Range r = t.share(T);
     for (int64_t i = r.begin; i < r.end; ++i) {
       if (skip && skip[i]) {
-        std::fill_n(&pick_e_[i * K], K, int32_t(-1));
+        std::fill_n(&s.pick_e[i * K], K, int32_t(-1));
         continue;
       }
-      route(&logits_[i * E], &pick_e_[i * K], &pick_w_[i * K]);
+      route(&s.logits[i * E], &s.pick_e[i * K], &s.pick_w[i * K]);
     }
     t.barrier();
-    pe = pick_e_.data();
-    pw = pick_w_.data();
+    pe = s.pick_e.data();
+    pw = s.pick_w.data();
   }
   // Per local expert, its tokens in ascending order (counting sort; every member builds the same
   // lists for itself), and the rows of h they fill.
@@ -192,7 +195,7 @@ void MoeLayer::forward(Team& t, const float* x, int64_t T, float* out, bool accu
       j.bias = experts_[size_t(e)].gate_bias.data();
       j.bias_up = experts_[size_t(e)].up_bias.data();
     }
-    j.y = &h_[size_t(first[size_t(e)] * F)];
+    j.y = &s.h[size_t(first[size_t(e)] * F)];
     j.ldy = F;
     jobs.push_back(j);
   }
@@ -202,7 +205,7 @@ void MoeLayer::forward(Team& t, const float* x, int64_t T, float* out, bool accu
     const int64_t n = first[size_t(e + 1)] - first[size_t(e)];
     if (n == 0) continue;
     MatmulJob j;
-    j.x = &h_[size_t(first[size_t(e)] * F)];
+    j.x = &s.h[size_t(first[size_t(e)] * F)];
     j.ldx = F;
     j.M = n;
     j.w = experts_[size_t(e)].down;
@@ -220,7 +223,7 @@ void MoeLayer::forward(Team& t, const float* x, int64_t T, float* out, bool accu
     t.barrier();  // the zeroed rows are complete before anyone reads them
   }
   // Shared experts see every row; DP padding rows are zeros and their output is ignored.
-  if (!shared_.empty()) shared_.forward(t, x, T, out, shared_h_.data());
+  if (!shared_.empty()) shared_.forward(t, x, T, out, s.shared_h.data());
 }
 
 }  // namespace dpserve
