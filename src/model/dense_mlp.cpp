@@ -1,7 +1,6 @@
 #include "model/dense_mlp.h"
 
 #include "core/check.h"
-#include "kernels/ops.h"
 #include "model/weight_prep.h"
 
 namespace dpserve {
@@ -22,22 +21,6 @@ void DenseMlp::add_weights(WeightPrep& prep, int64_t layer, const std::string& p
   prep.add(&gate_, WeightRole::kMlpGate, layer, hidden_, prefix + n.gate);
   prep.add(&up_, WeightRole::kMlpUp, layer, hidden_, prefix + n.up);
   prep.add(&down_, WeightRole::kMlpDown, layer, ffn_full_, prefix + n.down);
-}
-
-void DenseMlp::forward(const float* x, int64_t rows, float* out, bool accumulate) {
-  const int64_t H = hidden_, F = ffn_local_;
-  if (rows == 0) return;
-  if (int64_t(g_.size()) < rows * F) g_.resize(size_t(rows * F)), u_.resize(size_t(rows * F));
-  const MatmulOut gate_up[2] = {{gate_, nullptr, g_.data(), F}, {up_, nullptr, u_.data(), F}};
-  matmul_multi(x, rows, H, gate_up, 2);
-  silu_mul(g_.data(), u_.data(), g_.data(), rows * F);
-  if (!accumulate) {
-    matmul(g_.data(), rows, F, down_, nullptr, out, H);
-    return;
-  }
-  if (int64_t(y_.size()) < rows * H) y_.resize(size_t(rows * H));
-  matmul(g_.data(), rows, F, down_, nullptr, y_.data(), H);
-  add_inplace(out, y_.data(), rows * H);
 }
 
 void DenseMlp::forward(Team& t, const float* x, int64_t rows, float* out, float* h) const {

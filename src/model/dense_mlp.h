@@ -4,7 +4,6 @@
 #pragma once
 
 #include <string>
-#include <vector>
 
 #include "kernels/matmul.h"
 #include "model/parallel.h"
@@ -29,16 +28,14 @@ class DenseMlp {
   bool empty() const { return ffn_local_ == 0; }
   // Registers the three matrices for conversion at load (model/weight_prep.h); `prefix` names them.
   void add_weights(WeightPrep& prep, int64_t layer, const std::string& prefix, const MlpNames& names);
-  // out[rows, hidden] (+)= this rank's share of the MLP of x[rows, hidden].
-  void forward(const float* x, int64_t rows, float* out, bool accumulate);
-  // The same on the thread team (collective), added into out; h: rows x ffn_local() scratch.
+  // out[rows, hidden] += this rank's share of the MLP of x[rows, hidden], on the thread team
+  // (collective); h: rows x ffn_local() scratch.
   void forward(Team& t, const float* x, int64_t rows, float* out, float* h) const;
   int64_t ffn_local() const { return ffn_local_; }
 
  private:
   WeightView gate_, up_, down_;
   int64_t hidden_ = 0, ffn_local_ = 0, ffn_full_ = 0;
-  std::vector<float> g_, u_, y_;
 };
 
 }  // namespace dpserve
