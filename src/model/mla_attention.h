@@ -82,7 +82,6 @@ class MlaAttention {
   std::vector<WeightView> uk_t_;   // per local head: W_UK^T [kv_lora_rank, qk_nope] (a transposed copy)
   std::vector<WeightView> uv_;     // per local head: W_UV [v_head_dim, kv_lora_rank] (a view)
   std::vector<uint8_t> uk_t_data_;
-
 };
 
 }  // namespace dpserve
