@@ -364,7 +364,7 @@ void Model::init_layers(const LoadOptions& opts) {
   if (nextn_) prep.add(&eh_proj_, WeightRole::kAttnQ, 0, 2 * H, "model.layers." + std::to_string(layer_base_) + ".eh_proj.weight");
   if (vision_) vision_->add_weights(prep);
   prep.run();
-  converted_ = prep.take_buffers();
+  converted_ = prep.take_region();
   for (Layer& L : layers_)
     if (L.mla) L.mla->weights_ready();
   // Only the tensors this model runs count: the main model leaves out the checkpoint's

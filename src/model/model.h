@@ -184,7 +184,7 @@ class Model {
   VisionPlacement vision_placement_ = VisionPlacement::kSharded;
   ImagePreprocessConfig image_cfg_;
   VisionTokenIds vision_ids_;
-  std::vector<AlignedBytes> converted_;  // matrices quantized / repacked on load (model/weight_prep.h)
+  AlignedBytes converted_;  // matrices quantized / repacked on load, one region (model/weight_prep.h)
   WeightView embed_, lm_head_;
   std::vector<float> final_norm_;
   int64_t n_heads_local_ = 0, n_kv_local_ = 0, kv_head0_ = 0, ffn_local_ = 0, vocab0_ = 0, vocab_local_ = 0;

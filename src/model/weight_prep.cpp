@@ -63,30 +63,35 @@ void WeightPrep::add(WeightView* slot, WeightRole role, int64_t layer, int64_t f
 
 namespace {
 
-// Owned bytes for a converted matrix: 2 MiB pages where it is large enough (a hint: without
-// transparent huge pages the memory still works, on 4 KiB pages).
-AlignedBytes weight_bytes(size_t n) {
-  AlignedBytes out(n, n >= kHugePage ? kHugePage : 64);
-  if (n >= kHugePage) ::madvise(out.data(), (n + kHugePage - 1) / kHugePage * kHugePage, MADV_HUGEPAGE);
-  return out;
-}
+// Where each matrix's bytes start inside the region: cache-line aligned, as the kernels' loads like.
+constexpr size_t kMatrixAlign = 64;
 
 }  // namespace
+
+size_t WeightPrep::out_bytes(const Item& it) {
+  const WeightView& w = *it.slot;
+  if (!it.repack) return size_t(dtype_row_bytes(w.dtype, w.cols) * w.rows);
+  return size_t(interleaved_rows(it.target, w.rows) * dtype_row_bytes(it.target, w.cols));
+}
+
+uint8_t* WeightPrep::take(size_t n) {
+  uint8_t* p = region_.data() + region_used_;
+  region_used_ += (n + kMatrixAlign - 1) / kMatrixAlign * kMatrixAlign;
+  DP_CHECK(region_used_ <= region_.size(), "WeightPrep: the weight region is smaller than its matrices");
+  return p;
+}
 
 WeightView WeightPrep::copy(const Item& it) {
   const WeightView& w = *it.slot;
   const int64_t rb = dtype_row_bytes(w.dtype, w.cols), ldb = dtype_row_bytes(w.dtype, w.ld);
   const size_t n = size_t(rb * w.rows);
-  AlignedBytes out = weight_bytes(n);
   const uint8_t* src = static_cast<const uint8_t*>(w.data);
-  uint8_t* dst = out.data();
+  uint8_t* dst = take(n);
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < w.rows; ++r) std::memcpy(dst + r * rb, src + r * ldb, size_t(rb));
   release_(src, size_t(ldb * (w.rows - 1) + rb));
   copied_bytes_ += int64_t(n);
-  WeightView v{dst, w.dtype, w.rows, w.cols, w.cols};
-  owned_.push_back(std::move(out));
-  return v;
+  return WeightView{dst, w.dtype, w.rows, w.cols, w.cols};
 }
 
 WeightView WeightPrep::convert(const Item& it) {
@@ -95,12 +100,11 @@ WeightView WeightPrep::convert(const Item& it) {
   const int64_t G = interleave_group_rows(it.target);
   const int64_t rows = interleaved_rows(it.target, w.rows);
   const int64_t row_bytes = dtype_row_bytes(it.target, w.cols);
-  AlignedBytes out = weight_bytes(size_t(rows * row_bytes));
+  uint8_t* dst = take(size_t(rows * row_bytes));
   const int64_t groups = rows / G;
   const DType src_t = w.dtype;
   const int64_t src_ld_bytes = dtype_row_bytes(src_t, w.ld);
   const uint8_t* src = static_cast<const uint8_t*>(w.data);
-  uint8_t* dst = out.data();
   if (src_t == it.target) {  // same element type: only the rows move
 #pragma omp parallel for schedule(dynamic, 8)
     for (int64_t g = 0; g < groups; ++g)
@@ -131,9 +135,7 @@ WeightView WeightPrep::convert(const Item& it) {
   } else {
     repacked_float_bytes_ += rows * row_bytes;
   }
-  WeightView v{out.data(), dtype_interleaved(it.target), w.rows, w.cols, w.cols};
-  owned_.push_back(std::move(out));
-  return v;
+  return WeightView{dst, dtype_interleaved(it.target), w.rows, w.cols, w.cols};
 }
 
 void WeightPrep::run() {
@@ -149,6 +151,17 @@ void WeightPrep::run() {
   int64_t repacked_floats = 0;
   for (const Item& it : items_) repacked_floats += it.repack && !dtype_is_quantized(it.target);
   const char* what = quantized ? "quantizing" : converted || repacked_floats ? "repacking" : "copying";
+  // Every matrix goes into one region on 2 MiB pages. Matrices allocated one by one got huge pages
+  // only when they were 2 MiB or larger, and a MoE's experts (a few hundred KB to a few MB each)
+  // are mostly smaller: their decode then walked 4 KiB pages, and on a virtual machine (two-level
+  // page walks) that made a Qwen3-MoE-like decode 2-5x slower (docs/benchmarks.md). The region's
+  // pages are touched only as each matrix is written, so the peak RSS still follows the
+  // conversion as the source pages are released.
+  size_t bytes = 0;
+  for (const Item& it : items_) bytes += (out_bytes(it) + kMatrixAlign - 1) / kMatrixAlign * kMatrixAlign;
+  region_ = AlignedBytes(bytes, bytes >= kHugePage ? kHugePage : kMatrixAlign);
+  if (bytes >= kHugePage) ::madvise(region_.data(), (bytes + kHugePage - 1) / kHugePage * kHugePage, MADV_HUGEPAGE);
+  region_used_ = 0;
   int last_pct = -1;
   for (const Item& it : items_) {
     *it.slot = convert(it);

@@ -1,9 +1,10 @@
 // Brings a rank's weight matrices into the form the kernels run fastest: block-quantized
 // matrices (GGUF) are repacked to their 16-row interleaved *_X16 form, and float matrices are
 // quantized first when --quantization asks (model/quant_recipe.h). Float matrices without a
-// recipe are copied out of the file mapping into anonymous memory on 2 MiB pages (a decode step
-// streams every matrix once, and from 4 KiB file pages that ran ~12 % slower here,
-// docs/benchmarks.md); bf16 ones go into 16-row groups (BF16_X16) on the way where a kernel that
+// recipe are copied out of the file mapping; every converted matrix goes into one region of
+// anonymous memory on 2 MiB pages (a decode step streams every matrix once: from 4 KiB file pages
+// that ran ~12 % slower, and a MoE's small experts on 4 KiB pages 2-5x slower on a virtual
+// machine, docs/benchmarks.md); bf16 ones go into 16-row groups (BF16_X16) on the way where a kernel that
 // reads them runs (AVX-512 BF16, AMX, AVX2: kernels/isa.h). DPSERVE_WEIGHTS=copied copies float matrices as they are, =mapped keeps them in
 // the mapping (shared by the ranks of one host through the page cache, where copies are one per
 // rank). The new bytes are owned here
@@ -43,8 +44,8 @@ class WeightPrep {
   int64_t old_bytes() const { return old_bytes_; }
   // The block type each converted tensor now has (by name).
   const std::map<std::string, DType>& converted() const { return converted_; }
-  // The owned buffers (kept alive by the model).
-  std::vector<AlignedBytes> take_buffers() { return std::move(owned_); }
+  // The converted matrices' memory (kept alive by the model).
+  AlignedBytes take_region() { return std::move(region_); }
 
  private:
   struct Item {
@@ -57,7 +58,9 @@ class WeightPrep {
   };
   enum class FloatLayout { kRepacked, kCopied, kMapped };
   WeightView convert(const Item& it);
-  WeightView copy(const Item& it);  // a float matrix as it is, rows packed, in owned huge pages
+  WeightView copy(const Item& it);  // a float matrix as it is, rows packed
+  static size_t out_bytes(const Item& it);  // what convert() writes for it
+  uint8_t* take(size_t n);                  // the next n bytes of region_
   // DPSERVE_WEIGHTS: "repacked" (default), "copied" or "mapped"; anything else is a start-up error.
   static FloatLayout float_layout();
 
@@ -67,7 +70,8 @@ class WeightPrep {
   bool verbose_, progress_;
   std::vector<Item> items_;
   std::map<std::string, DType> converted_;
-  std::vector<AlignedBytes> owned_;
+  AlignedBytes region_;  // every converted matrix, one after another
+  size_t region_used_ = 0;
   FloatLayout floats_;
   bool bf16_kernel_;  // a kernel that reads BF16_X16 runs here
   int64_t new_bytes_ = 0, old_bytes_ = 0, copied_bytes_ = 0, repacked_float_bytes_ = 0;
