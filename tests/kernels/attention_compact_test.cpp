@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <tuple>
 
 #include "attention_fixture.h"
 #include "test_util.h"
@@ -24,15 +25,25 @@ namespace {
 
 using namespace attn_fixture;
 
-class CompactKV : public ::testing::TestWithParam<KVElem> {};
+// Parameters: the cache's element type, and the ISA levels (test::IsaGroup: the vector ones, or
+// AMX's tiles, which skip where the CPU has none).
+class CompactKV : public ::testing::TestWithParam<std::tuple<KVElem, test::IsaGroup>> {
+ protected:
+  void SetUp() override {
+    isas_ = test::isas_in(std::get<1>(GetParam()));
+    DPSERVE_SKIP_IF_NO_ISAS(isas_);
+  }
+  KVElem elem() const { return std::get<0>(GetParam()); }
+  std::vector<KernelIsa> isas_;
+};
 
 // Tight: the kernels compute in fp32 from exactly the values the cache holds (with bf16
 // products, from the queries rounded to bf16, within the weights' rounding: held_bound).
 TEST_P(CompactKV, EveryIsaMatchesFloat64OverTheHeldValues) {
   for (size_t ci = 0; ci < cases().size(); ++ci) {
-    const Built b = build(cases()[ci], GetParam(), uint32_t(500 + ci));
+    const Built b = build(cases()[ci], elem(), uint32_t(500 + ci));
     const std::vector<double> want = naive(b, b.cache.kd, b.cache.vd);
-    for (KernelIsa isa : test::supported_isas())
+    for (KernelIsa isa : isas_)
       EXPECT_LT(max_err(b, run(isa, b, b.seqs), naive_held(b, isa)), held_bound(b, isa))
           << kernel_isa_name(isa) << " case " << ci;
     std::vector<float> r(size_t(b.rows * b.ld), NAN);
@@ -50,13 +61,13 @@ TEST_P(CompactKV, EveryIsaMatchesFloat64OverTheHeldValues) {
 // by the values' own size (checked: the keys' scales applied to the values gives 1.3-3.8).
 TEST_P(CompactKV, EveryIsaStaysWithinTheEncodingErrorOfFp32) {
   double bound = 0.04;
-  if (GetParam() == KVElem::kBF16) bound = 0.02;
-  if (GetParam() == KVElem::kFp8E4M3) bound = 0.25;
-  if (GetParam() == KVElem::kFp8E5M2) bound = 0.5;
+  if (elem() == KVElem::kBF16) bound = 0.02;
+  if (elem() == KVElem::kFp8E4M3) bound = 0.25;
+  if (elem() == KVElem::kFp8E5M2) bound = 0.5;
   for (size_t ci = 0; ci < cases().size(); ++ci) {
-    const Built b = build(cases()[ci], GetParam(), uint32_t(700 + ci));
+    const Built b = build(cases()[ci], elem(), uint32_t(700 + ci));
     const std::vector<double> want = naive(b, b.cache.k, b.cache.v);
-    for (KernelIsa isa : test::supported_isas())
+    for (KernelIsa isa : isas_)
       EXPECT_LT(max_err(b, run(isa, b, b.seqs), want), bound) << kernel_isa_name(isa) << " case " << ci;
   }
 }
@@ -65,8 +76,8 @@ TEST_P(CompactKV, EveryIsaStaysWithinTheEncodingErrorOfFp32) {
 // each row of a 9-token extend equals that token decoded alone.
 TEST_P(CompactKV, EachQueryRowIsIndependentOfTheQueriesBesideIt) {
   for (const Case& c : {Case{8, 2, 64, 16, {{30, 9}}}, Case{16, 1, 72, 16, {{20, 9}}, 0, 64, true}}) {
-    const Built b = build(c, GetParam(), 900);
-    for (KernelIsa isa : test::supported_isas()) {
+    const Built b = build(c, elem(), 900);
+    for (KernelIsa isa : isas_) {
       const std::vector<float> all = run(isa, b, b.seqs);
       for (int64_t i = 0; i < 9; ++i) {
         const std::vector<AttnSeq> one = {AttnSeq{i, 1, b.seqs[0].pos0 + i, b.seqs[0].pages}};
@@ -86,9 +97,9 @@ TEST_P(CompactKV, EachQueryRowIsIndependentOfTheQueriesBesideIt) {
 // and rows see more than 512 keys (chunks). Run on every level.
 TEST_P(CompactKV, EveryRowOfAWideJobEqualsItsRowAlone) {
   for (const Case& c : {Case{40, 2, 80, 7, {{300, 21}}, 45}, Case{20, 1, 48, 16, {{600, 18}}, 0, 40}}) {
-    const Built b = build(c, GetParam(), 901);
+    const Built b = build(c, elem(), 901);
     const int64_t n = c.seqs[0].second;
-    for (KernelIsa isa : test::supported_isas()) {
+    for (KernelIsa isa : isas_) {
       const std::vector<float> all = run(isa, b, b.seqs);
       EXPECT_LT(max_err(b, all, naive_held(b, isa)), held_bound(b, isa)) << kernel_isa_name(isa) << " heads " << c.n_heads;
       for (int64_t i = 0; i < n; ++i) {
@@ -102,14 +113,23 @@ TEST_P(CompactKV, EveryRowOfAWideJobEqualsItsRowAlone) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Elems, CompactKV,
-                         ::testing::Values(KVElem::kBF16, KVElem::kInt8, KVElem::kFp8E4M3, KVElem::kFp8E5M2),
-                         [](const auto& i) { return std::string(kv_elem_name(i.param)); });
+                         ::testing::Combine(::testing::Values(KVElem::kBF16, KVElem::kInt8, KVElem::kFp8E4M3,
+                                                              KVElem::kFp8E5M2),
+                                            ::testing::Values(test::IsaGroup::Vector, test::IsaGroup::Amx)),
+                         [](const auto& i) {
+                           return std::string(kv_elem_name(std::get<0>(i.param))) + "_" +
+                                  test::isa_group_name(std::get<1>(i.param));
+                         });
 
 // One key, so its softmax weight is exactly 1 and the output is the value row itself: a value row
 // holding every code (scale 1) must read back as the codes' values from their definitions (int8:
 // the integer; fp8: fixture's fp8_values, subnormals and the largest finite value included), bit
 // for bit, on every ISA level. The bulk tests above would not see one wrong subnormal.
-TEST(CompactKV, EveryCodeReadsBackExactly) {
+class CompactKVCodes : public ::testing::TestWithParam<test::IsaGroup> {};
+
+TEST_P(CompactKVCodes, EveryCodeReadsBackExactly) {
+  const std::vector<KernelIsa> isas = test::isas_in(GetParam());
+  DPSERVE_SKIP_IF_NO_ISAS(isas);
   for (KVElem e : {KVElem::kInt8, KVElem::kFp8E4M3, KVElem::kFp8E5M2}) {
     std::vector<double> want(256);
     std::vector<uint8_t> codes;
@@ -134,7 +154,7 @@ TEST(CompactKV, EveryCodeReadsBackExactly) {
     const AttnSeq seq{0, 1, 0, &page};
     const AttnParams p{1, 1, d, 1.0f};
     const std::vector<float> q = test::random_floats(d, 5);
-    for (KernelIsa isa : test::supported_isas()) {
+    for (KernelIsa isa : isas) {
       std::vector<float> out(size_t(d), NAN);
       paged_attention_isa(isa, q.data(), d, &seq, 1, view, p, out.data(), d);
       for (int64_t i = 0; i < d; ++i)
@@ -144,7 +164,10 @@ TEST(CompactKV, EveryCodeReadsBackExactly) {
   }
 }
 
-TEST(CompactKV, ScaledRowsWithoutScalesAreRejected) {
+INSTANTIATE_TEST_SUITE_P(IsaGroups, CompactKVCodes, ::testing::Values(test::IsaGroup::Vector, test::IsaGroup::Amx),
+                         [](const auto& i) { return test::isa_group_name(i.param); });
+
+TEST(CompactKVParams, ScaledRowsWithoutScalesAreRejected) {
   for (KVElem e : {KVElem::kInt8, KVElem::kFp8E4M3, KVElem::kFp8E5M2}) {
     Built b = build(cases()[0], e, 1);
     b.cache.view.v_scale = nullptr;

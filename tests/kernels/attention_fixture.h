@@ -8,11 +8,17 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <ostream>
 #include <random>
 #include <vector>
 
 #include "kernels/attention.h"
 #include "test_util.h"
+
+namespace dpserve {
+// Test names and parameters print the element type by name (gtest finds this by argument lookup).
+inline void PrintTo(KVElem e, std::ostream* os) { *os << kv_elem_name(e); }
+}  // namespace dpserve
 
 namespace dpserve::attn_fixture {
 

@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <tuple>
 #include <vector>
 
 #include "attention_fixture.h"
@@ -55,20 +56,30 @@ std::vector<float> run_team(KernelIsa isa, int n, const Built& b, const std::vec
   return out;
 }
 
-class SplitKV : public ::testing::TestWithParam<KVElem> {};
+// Parameters: the cache's element type, and the ISA levels (test::IsaGroup: the vector ones, or
+// AMX's tiles, which skip where the CPU has none).
+class SplitKV : public ::testing::TestWithParam<std::tuple<KVElem, test::IsaGroup>> {
+ protected:
+  void SetUp() override {
+    isas_ = test::isas_in(std::get<1>(GetParam()));
+    DPSERVE_SKIP_IF_NO_ISAS(isas_);
+  }
+  KVElem elem() const { return std::get<0>(GetParam()); }
+  std::vector<KernelIsa> isas_;
+};
 
 // Same tight bound as the short cases (attention_compact_test): the split and the merge add
 // only fp32 rounding, and a chunk lost, counted twice or merged with the wrong max errs by the
 // values' own size.
 TEST_P(SplitKV, LongRowsMatchFloat64AndTheReference) {
   for (size_t ci = 0; ci < long_cases().size(); ++ci) {
-    const Built b = build(long_cases()[ci], GetParam(), uint32_t(1100 + ci));
+    const Built b = build(long_cases()[ci], elem(), uint32_t(1100 + ci));
     const std::vector<double> want = naive(b, b.cache.kd, b.cache.vd);
     std::vector<float> r(size_t(b.rows * b.ld), NAN);
     ref::paged_attention(b.q.data(), b.ld, b.seqs.data(), int64_t(b.seqs.size()), b.cache.view, b.p, r.data(), b.ld);
     ASSERT_LT(max_err(b, r, want), 2e-5) << "ref case " << ci;
     std::vector<double> rd(r.begin(), r.end());
-    for (KernelIsa isa : test::supported_isas())
+    for (KernelIsa isa : isas_)
       for (int n : {1, 2, 3}) {
         const std::vector<float> got = run_team(isa, n, b, b.seqs);
         EXPECT_LT(max_err(b, got, naive_held(b, isa)), held_bound(b, isa))
@@ -91,10 +102,10 @@ TEST_P(SplitKV, BitsEqualForEveryTeamSizeAndBatch) {
                       {2500, 1}, {60, 4}, {333, 1}}, 1000},
   };
   for (size_t ci = 0; ci < shapes.size(); ++ci) {
-    const Built b = build(shapes[ci], GetParam(), uint32_t(1300 + ci));
+    const Built b = build(shapes[ci], elem(), uint32_t(1300 + ci));
     const AttnSeq& s0 = b.seqs[0];
     const size_t bytes = size_t(s0.n_q * b.ld) * sizeof(float);
-    for (KernelIsa isa : test::supported_isas()) {
+    for (KernelIsa isa : isas_) {
       const std::vector<AttnSeq> alone = {s0};
       const std::vector<float> want = run_team(isa, 1, b, alone);
       for (int n : {1, 2, 3}) {
@@ -127,9 +138,9 @@ TEST_P(SplitKV, EveryRowOfALongExtendEqualsItsRowAlone) {
       {16, 1, 72, 16, {{700, 21}}, 0, 64, true},  // MLA latent
   };
   for (size_t ci = 0; ci < shapes.size(); ++ci) {
-    const Built b = build(shapes[ci], GetParam(), uint32_t(1500 + ci));
+    const Built b = build(shapes[ci], elem(), uint32_t(1500 + ci));
     const AttnSeq& s0 = b.seqs[0];
-    for (KernelIsa isa : test::supported_isas())
+    for (KernelIsa isa : isas_)
       for (int n : {1, 2}) {
         const std::vector<float> all = run_team(isa, n, b, b.seqs);
         EXPECT_LT(max_err(b, all, naive_held(b, isa)), held_bound(b, isa))
@@ -145,8 +156,13 @@ TEST_P(SplitKV, EveryRowOfALongExtendEqualsItsRowAlone) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Elems, SplitKV,
-                         ::testing::Values(KVElem::kF32, KVElem::kBF16, KVElem::kInt8, KVElem::kFp8E4M3),
-                         [](const auto& i) { return std::string(kv_elem_name(i.param)); });
+                         ::testing::Combine(::testing::Values(KVElem::kF32, KVElem::kBF16, KVElem::kInt8,
+                                                              KVElem::kFp8E4M3),
+                                            ::testing::Values(test::IsaGroup::Vector, test::IsaGroup::Amx)),
+                         [](const auto& i) {
+                           return std::string(kv_elem_name(std::get<0>(i.param))) + "_" +
+                                  test::isa_group_name(std::get<1>(i.param));
+                         });
 
 }  // namespace
 }  // namespace dpserve

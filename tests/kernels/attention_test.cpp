@@ -129,13 +129,26 @@ const std::vector<Case>& cases() {
   return cs;
 }
 
-TEST(PagedAttention, EveryIsaMatchesFloat64Definition) {
+// Each test runs a group of ISA levels (test::IsaGroup): the vector ones, or AMX's tiles, which
+// skip where the CPU has none.
+class PagedAttention : public ::testing::TestWithParam<test::IsaGroup> {
+ protected:
+  void SetUp() override {
+    isas_ = test::isas_in(GetParam());
+    DPSERVE_SKIP_IF_NO_ISAS(isas_);
+  }
+  std::vector<KernelIsa> isas_;
+};
+
+TEST_P(PagedAttention, EveryIsaMatchesFloat64Definition) {
   for (size_t ci = 0; ci < cases().size(); ++ci) {
     const Case& c = cases()[ci];
     const Built b = build(c, uint32_t(100 + ci));
     const std::vector<double> want = naive(c, b);
-    std::vector<KernelIsa> isas = test::supported_isas();
-    for (int use_ref = 0; use_ref <= int(isas.size()); ++use_ref) {
+    const std::vector<KernelIsa>& isas = isas_;
+    // The portable reference runs with the vector group.
+    const int runs = int(isas.size()) + (GetParam() == test::IsaGroup::Vector ? 1 : 0);
+    for (int use_ref = 0; use_ref < runs; ++use_ref) {
       std::vector<float> out(b.rows * b.ld, NAN);
       const bool is_ref = use_ref == int(isas.size());
       if (is_ref)
@@ -153,10 +166,10 @@ TEST(PagedAttention, EveryIsaMatchesFloat64Definition) {
 }
 
 // A sequence's output must not depend on which other sequences share the batch.
-TEST(PagedAttention, SequenceAloneEqualsSequenceInBatch) {
+TEST_P(PagedAttention, SequenceAloneEqualsSequenceInBatch) {
   const Case& c = cases()[2];
   const Built b = build(c, 7);
-  for (KernelIsa isa : test::supported_isas()) {
+  for (KernelIsa isa : isas_) {
     std::vector<float> all(b.rows * b.ld, 0.0f);
     paged_attention_isa(isa, b.q.data(), b.ld, b.seqs.data(), int64_t(b.seqs.size()), b.kv, b.p, all.data(), b.ld);
     for (size_t s = 0; s < b.seqs.size(); ++s) {
@@ -172,7 +185,7 @@ TEST(PagedAttention, SequenceAloneEqualsSequenceInBatch) {
 // The query heads of one KV head are computed together (sharing each page's key and value
 // loads, in groups of 4 and a remainder of 1-3): every head's output must be bit for bit what
 // it gets when it is the only head, i.e. grouping changes no summation order.
-TEST(PagedAttention, HeadsOfAGroupEqualEachHeadAlone) {
+TEST_P(PagedAttention, HeadsOfAGroupEqualEachHeadAlone) {
   const std::vector<Case> group_cases = {
       {7, 1, 64, 16, {{0, 21}, {35, 1}, {5, 9}}},           // 4 + 3 heads, pages cut short
       {6, 1, 33, 5, {{0, 17}, {12, 2}}},                    // 4 + 2, odd head dim and page size
@@ -184,7 +197,7 @@ TEST(PagedAttention, HeadsOfAGroupEqualEachHeadAlone) {
     const Case& c = group_cases[ci];
     const Built b = build(c, uint32_t(300 + ci));
     const int64_t vd = c.v_dim ? c.v_dim : c.head_dim;
-    for (KernelIsa isa : test::supported_isas()) {
+    for (KernelIsa isa : isas_) {
       std::vector<float> all(b.rows * b.ld, 0.0f);
       paged_attention_isa(isa, b.q.data(), b.ld, b.seqs.data(), int64_t(b.seqs.size()), b.kv, b.p, all.data(), b.ld);
       for (int64_t h = 0; h < c.n_heads; ++h) {
@@ -201,7 +214,11 @@ TEST(PagedAttention, HeadsOfAGroupEqualEachHeadAlone) {
   }
 }
 
-TEST(PagedAttention, BadParametersAreRejected) {
+INSTANTIATE_TEST_SUITE_P(IsaGroups, PagedAttention,
+                         ::testing::Values(test::IsaGroup::Vector, test::IsaGroup::Amx),
+                         [](const auto& i) { return test::isa_group_name(i.param); });
+
+TEST(PagedAttentionParams, BadParametersAreRejected) {
   const Built b = build(cases()[1], 3);
   AttnParams p = b.p;
   std::vector<float> out(b.rows * b.ld);

@@ -5,11 +5,13 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <ostream>
 #include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "core/cpu.h"
 #include "kernels/isa.h"
 
 namespace dpserve::test {
@@ -30,6 +32,22 @@ inline std::vector<KernelIsa> supported_isas() {
   return out;
 }
 
+// Tests of kernels that have an AMX form take the ISA levels in two groups, as a test parameter:
+// the vector levels this CPU runs (portable up to AVX-512 BF16), and AMX alone. On a CPU without
+// AMX the AMX group is empty and its tests skip, saying why (DPSERVE_SKIP_IF_NO_ISAS): the one
+// skip the kernel tests allow, so a run's output shows that the tile kernels were not tested.
+enum class IsaGroup { Vector, Amx };
+
+inline std::vector<KernelIsa> isas_in(IsaGroup g) {
+  std::vector<KernelIsa> out;
+  for (KernelIsa i : supported_isas())
+    if ((i == KernelIsa::Amx) == (g == IsaGroup::Amx)) out.push_back(i);
+  return out;
+}
+
+inline std::string isa_group_name(IsaGroup g) { return g == IsaGroup::Amx ? "amx" : "vector"; }
+inline void PrintTo(IsaGroup g, std::ostream* os) { *os << isa_group_name(g); }
+
 // Bytes of a fixture file in tests/kernels/fixtures (see the README beside each set).
 inline std::vector<uint8_t> read_fixture(const std::string& rel) {
   const std::string path = std::string(DPSERVE_KERNEL_FIXTURES) + "/" + rel;
@@ -46,3 +64,9 @@ inline std::vector<float> read_fixture_f32(const std::string& rel) {
 }
 
 }  // namespace dpserve::test
+
+// In a test body: skip the test when `isas` (from isas_in) is empty, naming why AMX is off.
+#define DPSERVE_SKIP_IF_NO_ISAS(isas) \
+  do {                                  \
+    if ((isas).empty()) GTEST_SKIP() << "AMX cases did not run: " << ::dpserve::amx_unavailable_reason(); \
+  } while (0)
