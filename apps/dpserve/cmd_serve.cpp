@@ -302,7 +302,6 @@ void run_serve(ServeArgs& a) {
   HttpServer server(a.so, *engine, *tok, info);
   server.set_encoder_times(encoder_times);
   server.start();
-  spdlog::info("serving {} on http://{}:{} (OpenAI API under /v1)", a.so.served_model_name, a.so.host, server.port());
 
   // The signal thread keeps reading signals while a drain runs: a launcher's note (a rank it is about
   // to kill) or a lost node must still end open requests as engine faults then.

@@ -291,7 +291,7 @@ void HttpServer::start() {
   }
   widen_listen_backlog(port_);
   thread_ = std::thread([this] { svr_->listen_after_bind(); });
-  spdlog::info("serving {} on http://{}:{}", ctx_->opts.served_model_name, ctx_->opts.host, port_);
+  spdlog::info("serving {} on http://{}:{} (OpenAI API under /v1)", ctx_->opts.served_model_name, ctx_->opts.host, port_);
 }
 
 int HttpServer::port() const { return port_; }
