@@ -2,7 +2,7 @@
 // steer a model into writing (prompts, regex, logit_bias). Byte 0 picks the configuration (reasoning
 // parser, tool format (bits 2, 16, 32 and 64: Hermes, Llama-3, DeepSeek-V3, DeepSeek-V3.1, Mistral, Qwen3-Coder with
 // typed parameters), a prompt that
-// opened <think>, parallel_tool_calls false), byte 1 seeds the
+// opened <think>, parallel_tool_calls false; bit 128: gpt-oss's harmony format, bit 1 its calls), byte 1 seeds the
 // split of the rest into stream pieces. Properties: no crash; the pieces give the same reasoning,
 // content and calls as the whole text; every call names a known tool and its arguments are JSON
 // text (what clients parse).
@@ -43,10 +43,14 @@ void add(ChatDelta& acc, ChatDelta d) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2 || size > 1 << 16) return 0;
   const uint8_t cfg = data[0];
-  const ReasoningParser r = cfg & 1 ? ReasoningParser::kQwen3 : ReasoningParser::kNone;
+  const bool harmony = cfg & 128;
+  const ReasoningParser r = harmony   ? ReasoningParser::kGptOss
+                            : cfg & 1 ? ReasoningParser::kQwen3
+                                      : ReasoningParser::kNone;
   const ToolCallParser formats[] = {ToolCallParser::kHermes, ToolCallParser::kLlama3, ToolCallParser::kDeepSeekV3,
                                     ToolCallParser::kDeepSeekV31, ToolCallParser::kMistral};
-  const ToolCallParser t = cfg & 64   ? ToolCallParser::kQwen3Coder
+  const ToolCallParser t = harmony    ? (cfg & 1 ? ToolCallParser::kGptOss : ToolCallParser::kNone)
+                           : cfg & 64 ? ToolCallParser::kQwen3Coder
                            : cfg & 32 ? formats[4]
                                       : formats[(cfg & 2 ? 1 : 0) + (cfg & 16 ? 2 : 0)];
   const bool in_reasoning = cfg & 4, single = cfg & 8;

@@ -484,16 +484,19 @@ void register_serve(CLI::App& app) {
        "Format of the model's tool calls, picked out of chat outputs into tool_calls and enforced for "
        "tool_choice required / named: qwen3, qwen25, qwen, hermes (<tool_call> JSON blocks), llama3 (JSON), "
        "deepseekv3 (DeepSeek-V3 / R1: <｜tool▁calls▁begin｜> sections, ```json arguments), deepseekv31 "
-       "(DeepSeek-V3.1: the same tags, name<｜tool▁sep｜>arguments), mistral ([TOOL_CALLS] JSON arrays) or "
+       "(DeepSeek-V3.1: the same tags, name<｜tool▁sep｜>arguments), mistral ([TOOL_CALLS] JSON arrays), "
        "qwen3_coder (Qwen3-Coder: <tool_call><function=NAME><parameter=KEY> blocks, values typed by the tool's "
-       "schema)")
+       "schema) or gpt-oss (harmony messages to functions.NAME; read, not enforced: tool_choice auto only; needs "
+       "--reasoning-parser gpt-oss)")
       ->check(CLI::IsMember({"none", "qwen3", "qwen25", "qwen", "hermes", "llama3", "deepseekv3", "deepseekv31",
-                             "mistral", "qwen3_coder"}))
+                             "mistral", "qwen3_coder", "gpt-oss"}))
       ->envname("DPSERVE_TOOL_CALL_PARSER");
   auto* reasoning_parser = s->add_option_function<std::string>(
        "--reasoning-parser", [a](const std::string& v) { a->so.reasoning_parser = parse_reasoning_parser(v); },
-       "Move the model's <think>...</think> block into reasoning_content: qwen3 (also deepseek-r1)")
-      ->check(CLI::IsMember({"none", "qwen3", "deepseek-r1"}))->envname("DPSERVE_REASONING_PARSER");
+       "Move the model's reasoning into reasoning_content: qwen3 (also deepseek-r1: the <think>...</think> "
+       "block) or gpt-oss (the harmony format: the analysis channel is reasoning, final and commentary "
+       "preambles are content)")
+      ->check(CLI::IsMember({"none", "qwen3", "deepseek-r1", "gpt-oss"}))->envname("DPSERVE_REASONING_PARSER");
   s->add_option("--reasoning-budget", a->so.reasoning_budget,
                 "Thinking tokens a chat request may write inside its <think> block before the server closes it "
                 "(forces </think>, then the answer follows); -1: no cap. A request's thinking_token_budget "

@@ -703,6 +703,16 @@ def chat_output_seeds():
     }
     for k, v in seeds.items():
         write("chat_output", k, b"\x41\x07" + v.encode())
+    # gpt-oss's harmony format (0x81: the reader and its calls), as OpenAI's guide writes it.
+    harmony = {
+        "harmony_final": "<|channel|>analysis<|message|>Simple.<|end|><|start|>assistant<|channel|>final<|message|>4.",
+        "harmony_call": "<|channel|>commentary<|message|>Checking.<|end|><|start|>assistant to=functions.get_time"
+                        "<|channel|>commentary json<|message|>{\"tz\": \"UTC\"}<|end|><|start|>assistant<|channel|>"
+                        "commentary to=functions.get_weather <|constrain|>json<|message|>{\"city\": \"Oslo\"}<|call|>",
+        "harmony_cut": "<|channel|>analysis to=browser.search<|message|>{}<|end|><|start|>assistant<|chan",
+    }
+    for k, v in harmony.items():
+        write("chat_output", k, b"\x81\x07" + v.encode())
 
 
 chat_output_seeds()

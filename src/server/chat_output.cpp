@@ -47,7 +47,8 @@ bool all_space(std::string_view s) { return s.find_first_not_of(" \t\r\n") == st
 ReasoningParser parse_reasoning_parser(const std::string& name) {
   if (name.empty() || name == "none") return ReasoningParser::kNone;
   if (name == "qwen3" || name == "deepseek-r1") return ReasoningParser::kQwen3;
-  fail("--reasoning-parser: '{}' is not one of qwen3, deepseek-r1", name);
+  if (name == "gpt-oss") return ReasoningParser::kGptOss;
+  fail("--reasoning-parser: '{}' is not one of qwen3, deepseek-r1, gpt-oss", name);
 }
 
 ToolCallParser parse_tool_call_parser(const std::string& name) {
@@ -58,8 +59,9 @@ ToolCallParser parse_tool_call_parser(const std::string& name) {
   if (name == "deepseekv31") return ToolCallParser::kDeepSeekV31;
   if (name == "mistral") return ToolCallParser::kMistral;
   if (name == "qwen3_coder") return ToolCallParser::kQwen3Coder;
+  if (name == "gpt-oss") return ToolCallParser::kGptOss;
   fail("--tool-call-parser: '{}' is not one of hermes, qwen, qwen25, qwen3, qwen3_coder, llama3, deepseekv3, "
-       "deepseekv31, mistral",
+       "deepseekv31, mistral, gpt-oss",
        name);
 }
 
@@ -70,17 +72,22 @@ std::vector<std::string_view> tool_call_markers(ToolCallParser t) {
     case ToolCallParser::kDeepSeekV3:
     case ToolCallParser::kDeepSeekV31: return {kDsCallsBegin, kDsCallBegin, kDsSep, kDsCallEnd, kDsCallsEnd};
     case ToolCallParser::kMistral: return {kMistralCalls, kMistralArgs};
+    case ToolCallParser::kGptOss: return harmony_markers();
     case ToolCallParser::kLlama3:
     case ToolCallParser::kNone: break;
   }
   return {};
 }
 
+std::vector<std::string_view> harmony_markers() {
+  return {"<|channel|>", "<|message|>", "<|end|>", "<|start|>", "<|constrain|>", "<|return|>", "<|call|>"};
+}
+
 ChatOutputParser::ChatOutputParser(ReasoningParser r, ToolCallParser t, std::vector<std::string> tool_names,
                                    bool in_reasoning, uint64_t id_seed, bool single_call)
     : reasoning_(r), tools_(tool_names.empty() ? ToolCallParser::kNone : t), names_(std::move(tool_names)),
       mode_(r == ReasoningParser::kNone ? Mode::kContent : in_reasoning ? Mode::kReasoning : Mode::kStart),
-      single_call_(single_call), seed_(id_seed) {}
+      single_call_(single_call), seed_(id_seed), harmony_(r == ReasoningParser::kGptOss) {}
 
 std::string ChatOutputParser::next_id() {
   // Distinct per call and per choice; OpenAI's ids are "call_" and 24 alphanumerics. Mistral's chat
@@ -526,7 +533,21 @@ void ChatOutputParser::run(bool final, ChatDelta& out) {
   }
 }
 
+ChatDelta ChatOutputParser::from_harmony(HarmonyDelta d) {
+  ChatDelta out;
+  out.reasoning = std::move(d.reasoning);
+  size_t done = 0;  // content emitted so far: each call goes where it came in the text
+  for (HarmonyCall& c : d.calls) {
+    if (c.content_at > done) emit(d.content.substr(done, c.content_at - done), out);
+    done = std::max(done, c.content_at);
+    if (tools_ != ToolCallParser::kGptOss || !add_call(c.name, c.arguments, out)) emit(c.arguments, out);
+  }
+  if (d.content.size() > done) emit(d.content.substr(done), out);
+  return out;
+}
+
 ChatDelta ChatOutputParser::feed(std::string_view text) {
+  if (harmony_) return from_harmony(harmony_reader_.feed(text));
   buf_.append(text);
   ChatDelta out;
   run(false, out);
@@ -534,6 +555,7 @@ ChatDelta ChatOutputParser::feed(std::string_view text) {
 }
 
 ChatDelta ChatOutputParser::finish() {
+  if (harmony_) return from_harmony(harmony_reader_.finish());
   ChatDelta out;
   run(true, out);
   return out;

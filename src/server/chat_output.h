@@ -1,5 +1,5 @@
 // What a chat model writes, split the way OpenAI clients read it: reasoning (Qwen3's <think>...
-// </think>, under --reasoning-parser), content, and tool calls (under --tool-call-parser: Hermes /
+// </think>, or gpt-oss's harmony channels, under --reasoning-parser), content, and tool calls (under --tool-call-parser: Hermes /
 // Qwen <tool_call> JSON blocks, Qwen3-Coder's <tool_call><function=...> blocks, Llama-3 JSON objects,
 // DeepSeek-V3 / V3.1 <｜tool▁calls▁begin｜> sections, or Mistral's [TOOL_CALLS] arrays and
 // [TOOL_CALLS]NAME[ARGS] calls). The same parser serves whole responses (feed everything, then
@@ -15,18 +15,23 @@
 
 #include <nlohmann/json.hpp>
 
+#include "server/harmony_output.h"
+
 namespace dpserve {
 
-enum class ReasoningParser { kNone, kQwen3 };
-enum class ToolCallParser { kNone, kHermes, kLlama3, kDeepSeekV3, kDeepSeekV31, kMistral, kQwen3Coder };
+enum class ReasoningParser { kNone, kQwen3, kGptOss };
+enum class ToolCallParser { kNone, kHermes, kLlama3, kDeepSeekV3, kDeepSeekV31, kMistral, kQwen3Coder, kGptOss };
 
-// Flag values: "qwen3" (also "deepseek-r1": the same tags); "" or "none".
+// Flag values: "qwen3" (also "deepseek-r1": the same tags), "gpt-oss" (harmony); "" or "none".
 ReasoningParser parse_reasoning_parser(const std::string& name);
 // "hermes", "qwen", "qwen25", "qwen3" (the <tool_call> format), "llama3", "deepseekv3",
-// "deepseekv31", "mistral", "qwen3_coder"; "" or "none".
+// "deepseekv31", "mistral", "qwen3_coder", "gpt-oss" (harmony's calls: needs the gpt-oss reasoning
+// parser, which reads the format); "" or "none".
 ToolCallParser parse_tool_call_parser(const std::string& name);
 // The tags a parser finds calls by in the text (its opening marker first); none for llama3's JSON.
 std::vector<std::string_view> tool_call_markers(ToolCallParser t);
+// The tags of the harmony format (gpt-oss): the parser reads them, so the decoder must keep them.
+std::vector<std::string_view> harmony_markers();
 
 struct ToolCall {
   std::string id;         // "call_..."
@@ -58,6 +63,8 @@ class ChatOutputParser {
   size_t tool_calls_made() const { return calls_; }
 
  private:
+  // A harmony delta as reasoning, content and calls (a call that is not one of the tools: its text as content).
+  ChatDelta from_harmony(HarmonyDelta d);
   void run(bool final, ChatDelta& out);
   void content_step(bool final, ChatDelta& out);
   bool parse_call(const std::string& json_text, ChatDelta& out);
@@ -113,6 +120,8 @@ class ChatOutputParser {
     }
   } scan_;
   uint64_t seed_;
+  bool harmony_ = false;  // --reasoning-parser gpt-oss: the harmony reader splits the text
+  HarmonyReader harmony_reader_;
 };
 
 // One delivery of a choice's text through `parser` (null: all of it is content); with `finished`,

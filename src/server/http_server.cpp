@@ -156,7 +156,19 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
   if (!c.opts.skip_tokenizer_init)
     c.parse.fim = c.opts.completion_template.empty() ? find_fim_format(tok)
                                                      : fim_format_named(tok, c.opts.completion_template);
-  if (c.opts.reasoning_parser != ReasoningParser::kNone && !c.opts.skip_tokenizer_init)
+  if (c.opts.tool_call_parser == ToolCallParser::kGptOss && c.opts.reasoning_parser != ReasoningParser::kGptOss)
+    fail("--tool-call-parser gpt-oss needs --reasoning-parser gpt-oss (the harmony format's channels carry the "
+         "reasoning, the answer and the calls alike: one reader splits them)");
+  if (c.opts.reasoning_parser == ReasoningParser::kGptOss) {
+    if (c.opts.reasoning_budget >= 0 || !c.opts.reasoning_budget_message.empty())
+      fail("--reasoning-budget{} is not supported with --reasoning-parser gpt-oss (a harmony analysis message is not "
+           "closed by force)", c.opts.reasoning_budget >= 0 ? "" : "-message");
+    if (!c.opts.skip_tokenizer_init && tok.piece_to_id("<|channel|>") < 0)
+      fail("--reasoning-parser gpt-oss: this tokenizer has no <|channel|> token, so the model does not write the "
+           "harmony format (gpt-oss does); use qwen3 / deepseek-r1 for <think> blocks");
+  }
+  // The <think> tags' ids (budgets, reasoning_tokens); harmony has neither, whatever the vocabulary holds.
+  if (c.opts.reasoning_parser == ReasoningParser::kQwen3 && !c.opts.skip_tokenizer_init)
     c.parse.think = make_think_budget_config(tok, c.opts.reasoning_budget, c.opts.reasoning_budget_message);
   else if (c.opts.reasoning_budget >= 0 || !c.opts.reasoning_budget_message.empty())
     fail("--reasoning-budget{} needs --reasoning-parser (the budget counts the tokens of its <think> block) and the "

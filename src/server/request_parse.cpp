@@ -1387,6 +1387,10 @@ GenSpec parse_chat_request(const json& b, const ParseContext& ctx, std::string_v
                                                 st.think_budget, st.think_budget_param, spec.reasoning_open,
                                                 spec.reasoning_closed);
   parse_tools(b, raw_body, spec, ctx);
+  // gpt-oss: the harmony reader finds the messages by their tags, special tokens the default decoding
+  // drops (which would run the channels' names into the text).
+  if (ctx.reasoning_parser == ReasoningParser::kGptOss && spec.separate_reasoning && !b.contains("skip_special_tokens"))
+    spec.skip_special_tokens = false;
   check_choices(spec, "n");
   const bool completion_named = st.max_completion_tokens.has_value();
   const std::optional<int64_t> max_given = completion_named ? st.max_completion_tokens : st.max_tokens;

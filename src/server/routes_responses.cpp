@@ -326,7 +326,9 @@ void create_response(ServerContext& ctx, const httplib::Request& req, httplib::R
   run->parser = chat_output_parser(rp, ctx.parse.tool_parser, spec, std::hash<std::string>{}(run->id));
   if (run->rr.logprobs) {
     std::set<std::string> markup;
-    if (rp != ReasoningParser::kNone) markup = {"<think>", "</think>"};
+    if (rp == ReasoningParser::kQwen3) markup = {"<think>", "</think>"};
+    if (rp == ReasoningParser::kGptOss)
+      for (std::string_view m : harmony_markers()) markup.emplace(m);
     if (!spec.tool_names.empty())
       for (std::string_view m : tool_call_markers(ctx.parse.tool_parser)) markup.emplace(m);
     run->out.set_markup(std::move(markup));

@@ -127,6 +127,16 @@ void parse_tools(const json& body, std::string_view raw_body, GenSpec& spec, con
     for (const std::string_view tag : tool_call_markers(ctx.tool_parser))
       if (const int32_t id = ctx.tok->piece_to_id(tag); id >= 0 && ctx.tok->is_special(id))
         spec.skip_special_tokens = false;
+  // Harmony's calls (gpt-oss) are read from the output, not enforced: no grammar here spells its headers.
+  if (ctx.tool_parser == ToolCallParser::kGptOss && (choice != "auto" || !strict_at.empty()))
+    bad_param(choice != "auto" ? "tool_choice" : strict_at,
+              choice != "auto"
+                  ? fmt::format("'tool_choice' {} is not supported with --tool-call-parser gpt-oss: harmony tool calls "
+                                "are read from what the model writes, not enforced; use \"auto\"",
+                                choice == "function" ? "naming a function" : "\"" + choice + "\"")
+                  : fmt::format("'{}' is not supported with --tool-call-parser gpt-oss: harmony tool calls are read "
+                                "from what the model writes, not enforced",
+                                strict_at));
   // Under auto, strict tools are enforced as SGLang does (a structural tag there): the model writes
   // freely, but a call it opens must be valid. Without strict tools, auto constrains nothing.
   if (choice == "auto" && strict_at.empty()) return;

@@ -532,6 +532,118 @@ TEST(ChatOutput, ToolCallIdsFollowTheFormat) {
   EXPECT_EQ(h.tool_calls[0].id.size(), 29u);
 }
 
+// gpt-oss's harmony format (OpenAI's "harmony response format" guide, whose examples these are): the
+// analysis channel is the chain of thought, final the answer; a message to functions.NAME is a call
+// (the recipient in the channel part or the role part of the header, <|constrain|>json or a bare
+// content type); <|return|> / <|call|> are stop tokens, usually cut from the text, so both forms are fed.
+const ReasoningParser kHarmonyR = ReasoningParser::kGptOss;
+const ToolCallParser kHarmonyT = ToolCallParser::kGptOss;
+
+TEST(ChatOutput, GptOssAnalysisThenFinal) {
+  const std::string body =
+      "<|channel|>analysis<|message|>User asks: \"What is 2 + 2?\" Simple arithmetic. Provide answer.<|end|>"
+      "<|start|>assistant<|channel|>final<|message|>2 + 2 = 4.";
+  for (const std::string& text : {body, body + "<|return|>",
+                                  // The guide shows a line break between the messages.
+                                  std::string(body).insert(body.find("<|start|>"), "\n")}) {
+    const ChatDelta d = whole(kHarmonyR, ToolCallParser::kNone, text);
+    EXPECT_EQ(d.reasoning, "User asks: \"What is 2 + 2?\" Simple arithmetic. Provide answer.") << text;
+    EXPECT_EQ(d.content, "2 + 2 = 4.") << text;
+    EXPECT_TRUE(d.tool_calls.empty());
+    expect_streams_alike(kHarmonyR, ToolCallParser::kNone, text);
+  }
+  // Several analysis messages are one reasoning text; a final message alone is all content.
+  const ChatDelta two = whole(kHarmonyR, ToolCallParser::kNone,
+                              "<|channel|>analysis<|message|>a<|end|><|start|>assistant<|channel|>analysis<|message|>b"
+                              "<|end|><|start|>assistant<|channel|>final<|message|>c");
+  EXPECT_EQ(two.reasoning, "ab");
+  EXPECT_EQ(two.content, "c");
+  const ChatDelta fin = whole(kHarmonyR, ToolCallParser::kNone, "<|channel|>final<|message|>Hi <b>there</b> x<|y");
+  EXPECT_EQ(fin.reasoning, "");
+  EXPECT_EQ(fin.content, "Hi <b>there</b> x<|y");
+  expect_streams_alike(kHarmonyR, ToolCallParser::kNone, "<|channel|>final<|message|>Hi <b>there</b> x<|y");
+}
+
+TEST(ChatOutput, GptOssToolCalls) {
+  const std::string call =
+      "<|channel|>analysis<|message|>Need to use function get_weather.<|end|><|start|>assistant<|channel|>commentary "
+      "to=functions.get_weather <|constrain|>json<|message|>{\"location\":\"San Francisco\"}";
+  for (const std::string& text : {call, call + "<|call|>"}) {
+    const ChatDelta d = whole(kHarmonyR, kHarmonyT, text);
+    EXPECT_EQ(d.reasoning, "Need to use function get_weather.");
+    EXPECT_EQ(d.content, "");
+    ASSERT_EQ(d.tool_calls.size(), 1u) << text;
+    EXPECT_EQ(d.tool_calls[0].name, "get_weather");
+    EXPECT_EQ(nlohmann::json::parse(d.tool_calls[0].arguments), nlohmann::json({{"location", "San Francisco"}}));
+    EXPECT_EQ(d.tool_calls[0].id.rfind("call_", 0), 0u);
+    expect_streams_alike(kHarmonyR, kHarmonyT, text);
+  }
+  // The recipient in the role part of the header, a bare content type; a preamble on the
+  // commentary channel (no recipient) is content; two calls in one turn.
+  const std::string two =
+      "<|channel|>commentary<|message|>Checking both.<|end|><|start|>assistant to=functions.get_time<|channel|>"
+      "commentary json<|message|>{\"tz\": \"UTC\"}<|end|><|start|>assistant<|channel|>commentary to=functions.get_weather "
+      "<|constrain|>json<|message|>{\"location\": \"Tokyo\", \"days\": [1, 2]}<|call|>";
+  const ChatDelta d = whole(kHarmonyR, kHarmonyT, two);
+  EXPECT_EQ(d.reasoning, "");
+  EXPECT_EQ(d.content, "Checking both.");
+  ASSERT_EQ(d.tool_calls.size(), 2u);
+  EXPECT_EQ(d.tool_calls[0].name, "get_time");
+  EXPECT_EQ(nlohmann::json::parse(d.tool_calls[0].arguments), nlohmann::json({{"tz", "UTC"}}));
+  EXPECT_EQ(d.tool_calls[1].name, "get_weather");
+  EXPECT_EQ(nlohmann::json::parse(d.tool_calls[1].arguments),
+            nlohmann::json({{"location", "Tokyo"}, {"days", {1, 2}}}));
+  EXPECT_NE(d.tool_calls[0].id, d.tool_calls[1].id);
+  expect_streams_alike(kHarmonyR, kHarmonyT, two);
+}
+
+TEST(ChatOutput, GptOssWhatIsNotACall) {
+  // A function the request did not offer, arguments that are not a JSON object, or no tool parser:
+  // the message's text is content. A built-in tool's message (browser, python) is reasoning.
+  const std::string other = "<|channel|>commentary to=functions.send_email <|constrain|>json<|message|>{\"to\": \"x\"}";
+  EXPECT_EQ(whole(kHarmonyR, kHarmonyT, other).content, "{\"to\": \"x\"}");
+  EXPECT_TRUE(whole(kHarmonyR, kHarmonyT, other).tool_calls.empty());
+  const std::string bad = "<|channel|>commentary to=functions.get_time<|message|>[1, 2]";
+  EXPECT_EQ(whole(kHarmonyR, kHarmonyT, bad).content, "[1, 2]");
+  const std::string ok = "<|channel|>commentary to=functions.get_time<|message|>{}";
+  EXPECT_EQ(whole(kHarmonyR, kHarmonyT, ok).tool_calls.size(), 1u);
+  EXPECT_EQ(whole(kHarmonyR, ToolCallParser::kNone, ok).content, "{}");
+  EXPECT_TRUE(whole(kHarmonyR, ToolCallParser::kNone, ok).tool_calls.empty());
+  const std::string browse =
+      "<|channel|>analysis<|message|>Look it up.<|end|><|start|>assistant<|channel|>analysis to=browser.search "
+      "<|constrain|>json<|message|>{\"query\": \"weather\"}";
+  const ChatDelta b = whole(kHarmonyR, kHarmonyT, browse);
+  EXPECT_EQ(b.reasoning, "Look it up.{\"query\": \"weather\"}");
+  EXPECT_EQ(b.content, "");
+  EXPECT_TRUE(b.tool_calls.empty());
+  // Such a message's text stays where it was written, between the content before and after it.
+  const std::string between = "<|channel|>commentary<|message|>A<|end|><|start|>assistant<|channel|>commentary "
+                              "to=functions.nope<|message|>{}<|end|><|start|>assistant<|channel|>final<|message|>B";
+  EXPECT_EQ(whole(kHarmonyR, kHarmonyT, between).content, "A{}B");
+  for (const std::string& t : {other, bad, ok, browse, between}) expect_streams_alike(kHarmonyR, kHarmonyT, t);
+}
+
+TEST(ChatOutput, GptOssOutputsOutsideTheFormat) {
+  // No header at all (another model, or a constrained answer): all of it is content, tags or not.
+  for (const std::string& text : {std::string("Hello there"), std::string("{\"a\": 1}"), std::string("<|chan"),
+                                  std::string("  to be or not"), std::string("<|end|> stray")}) {
+    const ChatDelta d = whole(kHarmonyR, kHarmonyT, text);
+    EXPECT_EQ(d.content, text);
+    EXPECT_EQ(d.reasoning, "");
+    expect_streams_alike(kHarmonyR, kHarmonyT, text);
+  }
+  // Cut off by max_tokens inside the next header: what was written so far, and no markup.
+  const std::string cut = "<|channel|>analysis<|message|>thinking<|end|><|start|>assistant<|channel|>fin";
+  const ChatDelta c = whole(kHarmonyR, kHarmonyT, cut);
+  EXPECT_EQ(c.reasoning, "thinking");
+  EXPECT_EQ(c.content, "");
+  expect_streams_alike(kHarmonyR, kHarmonyT, cut);
+  // ... or inside a call: its arguments as far as they go are not a call.
+  const ChatDelta half = whole(kHarmonyR, kHarmonyT, "<|channel|>commentary to=functions.get_time<|message|>{\"tz\":");
+  EXPECT_TRUE(half.tool_calls.empty());
+  EXPECT_EQ(half.content, "{\"tz\":");
+}
+
 TEST(ChatOutput, ParserNames) {
   EXPECT_EQ(parse_tool_call_parser("qwen25"), ToolCallParser::kHermes);
   EXPECT_EQ(parse_tool_call_parser("llama3"), ToolCallParser::kLlama3);
@@ -539,8 +651,10 @@ TEST(ChatOutput, ParserNames) {
   EXPECT_EQ(parse_tool_call_parser("deepseekv31"), ToolCallParser::kDeepSeekV31);
   EXPECT_EQ(parse_tool_call_parser("mistral"), ToolCallParser::kMistral);
   EXPECT_EQ(parse_tool_call_parser("qwen3_coder"), ToolCallParser::kQwen3Coder);
+  EXPECT_EQ(parse_tool_call_parser("gpt-oss"), ToolCallParser::kGptOss);
   EXPECT_THROW(parse_tool_call_parser("pythonic"), Error);
   EXPECT_EQ(parse_reasoning_parser("qwen3"), ReasoningParser::kQwen3);
+  EXPECT_EQ(parse_reasoning_parser("gpt-oss"), ReasoningParser::kGptOss);
   EXPECT_THROW(parse_reasoning_parser("o1"), Error);
 }
 

@@ -532,6 +532,21 @@ TEST(ParseChat, ChatMlTemplateRendersTheConversation) {
   EXPECT_EQ(r.base.params.max_new_tokens, 512 - int64_t(r.prompts[0].size()));
 }
 
+// gpt-oss: the harmony reader finds messages by tags that are special tokens, so a chat under
+// --reasoning-parser gpt-oss keeps special tokens in its text unless the request says otherwise (or
+// turns the reader off with separate_reasoning false); other parsers keep the default.
+TEST(ParseChat, GptOssKeepsSpecialTokensForTheHarmonyReader) {
+  auto ctx = stories_ctx();
+  ctx.chat_template = std::make_shared<const ChatTemplate>(fixture("chatml.jinja"));
+  const json msgs = {{{"role", "user"}, {"content", "hi"}}};
+  ctx.reasoning_parser = ReasoningParser::kGptOss;
+  EXPECT_FALSE(parse_chat_request({{"messages", msgs}}, ctx).skip_special_tokens);
+  EXPECT_TRUE(parse_chat_request({{"messages", msgs}, {"skip_special_tokens", true}}, ctx).skip_special_tokens);
+  EXPECT_TRUE(parse_chat_request({{"messages", msgs}, {"separate_reasoning", false}}, ctx).skip_special_tokens);
+  ctx.reasoning_parser = ReasoningParser::kQwen3;
+  EXPECT_TRUE(parse_chat_request({{"messages", msgs}}, ctx).skip_special_tokens);
+}
+
 TEST(ParseChat, BadMessages) {
   auto ctx = stories_ctx();
   ctx.chat_template = std::make_shared<const ChatTemplate>(fixture("chatml.jinja"));

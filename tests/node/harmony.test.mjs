@@ -1,0 +1,119 @@
+// gpt-oss's harmony format (--reasoning-parser gpt-oss, --tool-call-parser gpt-oss) against the real
+// `dpserve serve`: the tiny random Qwen3 over a tokenizer that has harmony's tags as special tokens
+// (tests/e2e/harmony_tokenizer.py). A random model does not write the format by itself, so SGLang's
+// `regex` field makes it write one (the messages of OpenAI's harmony guide); what is checked is the
+// server's reading of it: reasoning_content, content and tool_calls, whole and streamed, and the flags
+// and fields the format refuses.
+//
+// HARMONY_TOKENIZER, QWEN3_TOKENIZER, HARMONY_MODEL: the two tokenizers' folders and the model's (start-up errors).
+import { spawnSync } from 'node:child_process';
+
+import { assert, assertOpenAIError, http, modelName, run, sse } from './e2e_util.mjs';
+
+const esc = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const THINK_THEN_ANSWER = '<|channel|>analysis<|message|>User asks: "What is 2 + 2?" Simple arithmetic.<|end|>' +
+                          '<|start|>assistant<|channel|>final<|message|>2 + 2 = 4.';
+const PREAMBLE_THEN_CALL = '<|channel|>analysis<|message|>Need to use function get_weather.<|end|>' +
+                           '<|start|>assistant<|channel|>commentary<|message|>Checking.<|end|>' +
+                           '<|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json' +
+                           '<|message|>{"location": "San Francisco"}';
+const TOOLS = [{ type: 'function', function: { name: 'get_weather', parameters: {
+  type: 'object', properties: { location: { type: 'string' } }, required: ['location'] } } }];
+let model;
+
+async function chat(written, extra = {}) {
+  const r = await http('POST', '/v1/chat/completions', {
+    model, messages: [{ role: 'user', content: 'What is 2 + 2?' }], temperature: 0, max_tokens: 200,
+    regex: esc(written), ...extra });
+  assert.equal(r.status, 200, r.text.slice(0, 400));
+  return r.json;
+}
+
+// The streamed deltas, put together.
+async function streamed(written, extra = {}) {
+  const events = await sse('/v1/chat/completions', {
+    model, messages: [{ role: 'user', content: 'What is 2 + 2?' }], temperature: 0, max_tokens: 200,
+    regex: esc(written), stream: true, ...extra });
+  assert.equal(events.at(-1), '[DONE]');
+  const out = { reasoning: '', content: '', calls: [], finish: null };
+  for (const e of events.slice(0, -1)) {
+    const ch = JSON.parse(e).choices[0];
+    if (!ch) continue;
+    out.reasoning += ch.delta.reasoning_content ?? '';
+    out.content += ch.delta.content ?? '';
+    for (const c of ch.delta.tool_calls ?? []) {
+      if (c.id) out.calls.push({ name: c.function.name, arguments: '' });
+      out.calls.at(-1).arguments += c.function.arguments ?? '';
+    }
+    if (ch.finish_reason) out.finish = ch.finish_reason;
+  }
+  return out;
+}
+
+const tests = [];
+
+tests.push(['analysis is reasoning_content, final is content', async () => {
+  model = await modelName();
+  const m = (await chat(THINK_THEN_ANSWER)).choices[0];
+  assert.equal(m.message.reasoning_content, 'User asks: "What is 2 + 2?" Simple arithmetic.');
+  assert.equal(m.message.content, '2 + 2 = 4.');
+  assert.equal(m.finish_reason, 'stop');
+  const s = await streamed(THINK_THEN_ANSWER);
+  assert.deepEqual([s.reasoning, s.content, s.finish],
+                   ['User asks: "What is 2 + 2?" Simple arithmetic.', '2 + 2 = 4.', 'stop']);
+}]);
+
+tests.push(['a message to functions.NAME is a tool call; a commentary preamble is content', async () => {
+  const r = await chat(PREAMBLE_THEN_CALL, { tools: TOOLS });
+  const m = r.choices[0];
+  assert.equal(m.finish_reason, 'tool_calls');
+  assert.equal(m.message.reasoning_content, 'Need to use function get_weather.');
+  assert.equal(m.message.content, 'Checking.');
+  assert.equal(m.message.tool_calls.length, 1);
+  assert.equal(m.message.tool_calls[0].function.name, 'get_weather');
+  assert.deepEqual(JSON.parse(m.message.tool_calls[0].function.arguments), { location: 'San Francisco' });
+  const s = await streamed(PREAMBLE_THEN_CALL, { tools: TOOLS });
+  assert.equal(s.finish, 'tool_calls');
+  assert.deepEqual([s.reasoning, s.content], ['Need to use function get_weather.', 'Checking.']);
+  assert.deepEqual(s.calls.map((c) => [c.name, JSON.parse(c.arguments)]), [['get_weather', { location: 'San Francisco' }]]);
+}]);
+
+tests.push(['without tools in the request the call is text; separate_reasoning false gives the raw text', async () => {
+  const m = (await chat(PREAMBLE_THEN_CALL)).choices[0];
+  assert.equal(m.message.tool_calls, undefined);
+  assert.equal(m.message.content, 'Checking.{"location": "San Francisco"}');
+  const raw = (await chat(THINK_THEN_ANSWER, { separate_reasoning: false })).choices[0].message;
+  assert.equal(raw.reasoning_content ?? null, null);
+  assert.equal(raw.content, THINK_THEN_ANSWER);  // the regex spelled the tags as text: they stay
+}]);
+
+tests.push(['tool_choice other than auto and strict tools are refused by name', async () => {
+  const ask = { model, messages: [{ role: 'user', content: 'w' }], tools: TOOLS };
+  assertOpenAIError(await http('POST', '/v1/chat/completions', { ...ask, tool_choice: 'required' }), 400, 'tool_choice');
+  assertOpenAIError(await http('POST', '/v1/chat/completions',
+                               { ...ask, tool_choice: { type: 'function', function: { name: 'get_weather' } } }),
+                    400, 'tool_choice');
+  const strict = [{ type: 'function', function: { ...TOOLS[0].function, strict: true } }];
+  assertOpenAIError(await http('POST', '/v1/chat/completions', { ...ask, tools: strict }), 400,
+                    'tools[0].function.strict');
+  // A thinking budget needs <think> tags, which harmony has not.
+  assertOpenAIError(await http('POST', '/v1/chat/completions', { ...ask, thinking_token_budget: 8 }), 400,
+                    'thinking_token_budget');
+}]);
+
+tests.push(['start-up errors name the flag', async () => {
+  const harmony = process.env.HARMONY_TOKENIZER, qwen3 = process.env.QWEN3_TOKENIZER;
+  const modelPath = process.env.HARMONY_MODEL;
+  for (const [args, want] of [
+    [['--tokenizer-path', harmony, '--tool-call-parser', 'gpt-oss'], /--tool-call-parser gpt-oss needs --reasoning-parser gpt-oss/],
+    [['--tokenizer-path', harmony, '--reasoning-parser', 'gpt-oss', '--reasoning-budget', '8'], /--reasoning-budget is not supported with --reasoning-parser gpt-oss/],
+    [['--tokenizer-path', qwen3, '--reasoning-parser', 'gpt-oss'], /no <\|channel\|> token/],
+  ]) {
+    const r = spawnSync(process.env.DPSERVE_BIN, ['serve', '--host', '127.0.0.1', '--port', '0', '--model-path',
+                                                  modelPath, ...args], { encoding: 'utf8', timeout: 120000 });
+    assert.notEqual(r.status, 0, `${args.join(' ')}: ${r.stderr.slice(-300)}`);
+    assert.match(r.stderr + r.stdout, want, args.join(' '));
+  }
+}]);
+
+await run(tests);
