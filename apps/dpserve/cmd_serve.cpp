@@ -57,6 +57,8 @@ struct ServeArgs {
   std::string pooling = "auto";
   std::string normalize_embeddings = "auto";
   std::vector<std::string> lora_paths;  // --lora-paths, as given (server/lora_adapters.h reads them)
+  std::string reasoning_parser;  // --reasoning-parser as given (flag or environment), "none" included
+  std::string tool_call_parser;  // --tool-call-parser likewise
 };
 
 // What this node's launcher wrote before its SIGUSR1 (node_control.h).
@@ -227,6 +229,21 @@ void run_serve(ServeArgs& a) {
                cfg.arch_name, cfg.n_layers, cfg.hidden, cfg.n_heads, cfg.n_kv_heads, cfg.vocab, cfg.max_pos,
                cpu_kernel_name());
   spdlog::info("{}", rt->describe());
+  // gpt-oss writes only the harmony format: without its reader the channels' names run into the answer.
+  // So, as vLLM serves gpt-oss, the reader is on unless the flag says otherwise.
+  if (cfg.arch == Arch::GptOss && a.reasoning_parser.empty() && !a.so.skip_tokenizer_init &&
+      tok->piece_to_id("<|channel|>") >= 0) {
+    a.so.reasoning_parser = ReasoningParser::kGptOss;
+    a.reasoning_parser = "gpt-oss";
+    if (a.tool_call_parser.empty()) {
+      a.so.tool_call_parser = ToolCallParser::kGptOss;
+      a.tool_call_parser = "gpt-oss";
+    }
+    spdlog::info("gpt-oss: reading its harmony format into reasoning_content, content{} (--reasoning-parser gpt-oss{}; "
+                 "--reasoning-parser none turns it off)",
+                 a.so.tool_call_parser == ToolCallParser::kGptOss ? " and tool_calls" : "",
+                 a.so.tool_call_parser == ToolCallParser::kGptOss ? " --tool-call-parser gpt-oss" : "");
+  }
   for (size_t i = 0; i < a.so.lora_adapters.size(); ++i)
     spdlog::info("LoRA adapter {} '{}' from {}", i, a.so.lora_adapters[i].name, a.so.lora_adapters[i].path);
 
@@ -287,6 +304,11 @@ void run_serve(ServeArgs& a) {
                          {"model_type", hf_model_type(loc.model, cfg.arch_name)},
                          {"has_image_understanding", a.so.images.tokens.takes_images()},
                          {"kernels", cpu_kernel_name()},
+                         // SGLang's server args (null: none), as in effect (gpt-oss gets its own by default).
+                         {"reasoning_parser", a.reasoning_parser.empty() || a.reasoning_parser == "none"
+                                                  ? nlohmann::json() : nlohmann::json(a.reasoning_parser)},
+                         {"tool_call_parser", a.tool_call_parser.empty() || a.tool_call_parser == "none"
+                                                  ? nlohmann::json() : nlohmann::json(a.tool_call_parser)},
                          {"version", dpserve_version()}};
   // SGLang's server-args names for speculative decoding (null: off).
   const SpeculativeConfig& spec = a.rf.rt.sched.spec;
@@ -480,7 +502,11 @@ void register_serve(CLI::App& app) {
                 "repetition_penalty, frequency_penalty, presence_penalty; e.g. '{\"temperature\": 0.6}'")
       ->envname("DPSERVE_PREFERRED_SAMPLING_PARAMS");
   s->add_option_function<std::string>(
-       "--tool-call-parser", [a](const std::string& v) { a->so.tool_call_parser = parse_tool_call_parser(v); },
+       "--tool-call-parser",
+       [a](const std::string& v) {
+         a->so.tool_call_parser = parse_tool_call_parser(v);
+         a->tool_call_parser = v;
+       },
        "Format of the model's tool calls, picked out of chat outputs into tool_calls and enforced for "
        "tool_choice required / named: qwen3, qwen25, qwen, hermes (<tool_call> JSON blocks), llama3 (JSON), "
        "deepseekv3 (DeepSeek-V3 / R1: <｜tool▁calls▁begin｜> sections, ```json arguments), deepseekv31 "
@@ -492,10 +518,15 @@ void register_serve(CLI::App& app) {
                              "mistral", "qwen3_coder", "gpt-oss"}))
       ->envname("DPSERVE_TOOL_CALL_PARSER");
   auto* reasoning_parser = s->add_option_function<std::string>(
-       "--reasoning-parser", [a](const std::string& v) { a->so.reasoning_parser = parse_reasoning_parser(v); },
+       "--reasoning-parser",
+       [a](const std::string& v) {
+         a->so.reasoning_parser = parse_reasoning_parser(v);
+         a->reasoning_parser = v;
+       },
        "Move the model's reasoning into reasoning_content: qwen3 (also deepseek-r1: the <think>...</think> "
        "block) or gpt-oss (the harmony format: the analysis channel is reasoning, final and commentary "
-       "preambles are content)")
+       "preambles are content). A gpt-oss model gets gpt-oss (and --tool-call-parser gpt-oss) unless this "
+       "flag is given; none turns it off")
       ->check(CLI::IsMember({"none", "qwen3", "deepseek-r1", "gpt-oss"}))->envname("DPSERVE_REASONING_PARSER");
   s->add_option("--reasoning-budget", a->so.reasoning_budget,
                 "Thinking tokens a chat request may write inside its <think> block before the server closes it "

@@ -6,6 +6,8 @@
 // and fields the format refuses.
 //
 // HARMONY_TOKENIZER, QWEN3_TOKENIZER, HARMONY_MODEL: the two tokenizers' folders and the model's (start-up errors).
+// HARMONY_DEFAULTS=1: the server is a gpt-oss model started without the flags; the reader must be on
+// by itself (the format's reading only: the flag checks belong to the run with the flags).
 import { spawnSync } from 'node:child_process';
 
 import { assert, assertOpenAIError, http, modelName, run, sse } from './e2e_util.mjs';
@@ -87,33 +89,44 @@ tests.push(['without tools in the request the call is text; separate_reasoning f
   assert.equal(raw.content, THINK_THEN_ANSWER);  // the regex spelled the tags as text: they stay
 }]);
 
-tests.push(['tool_choice other than auto and strict tools are refused by name', async () => {
-  const ask = { model, messages: [{ role: 'user', content: 'w' }], tools: TOOLS };
-  assertOpenAIError(await http('POST', '/v1/chat/completions', { ...ask, tool_choice: 'required' }), 400, 'tool_choice');
-  assertOpenAIError(await http('POST', '/v1/chat/completions',
-                               { ...ask, tool_choice: { type: 'function', function: { name: 'get_weather' } } }),
-                    400, 'tool_choice');
-  const strict = [{ type: 'function', function: { ...TOOLS[0].function, strict: true } }];
-  assertOpenAIError(await http('POST', '/v1/chat/completions', { ...ask, tools: strict }), 400,
-                    'tools[0].function.strict');
-  // A thinking budget needs <think> tags, which harmony has not.
-  assertOpenAIError(await http('POST', '/v1/chat/completions', { ...ask, thinking_token_budget: 8 }), 400,
-                    'thinking_token_budget');
+tests.push(['/model_info and /server_info report the model and the parsers in effect', async () => {
+  const m = await http('GET', '/model_info');
+  assert.equal(m.status, 200, m.text.slice(0, 300));
+  assert.deepEqual(m.json.architectures, [process.env.HARMONY_DEFAULTS ? 'GptOssForCausalLM' : 'Qwen3ForCausalLM']);
+  const s = await http('GET', '/server_info');
+  assert.equal(s.status, 200, s.text.slice(0, 300));
+  assert.deepEqual([s.json.reasoning_parser, s.json.tool_call_parser], ['gpt-oss', 'gpt-oss']);
 }]);
 
-tests.push(['start-up errors name the flag', async () => {
-  const harmony = process.env.HARMONY_TOKENIZER, qwen3 = process.env.QWEN3_TOKENIZER;
-  const modelPath = process.env.HARMONY_MODEL;
-  for (const [args, want] of [
-    [['--tokenizer-path', harmony, '--tool-call-parser', 'gpt-oss'], /--tool-call-parser gpt-oss needs --reasoning-parser gpt-oss/],
-    [['--tokenizer-path', harmony, '--reasoning-parser', 'gpt-oss', '--reasoning-budget', '8'], /--reasoning-budget is not supported with --reasoning-parser gpt-oss/],
-    [['--tokenizer-path', qwen3, '--reasoning-parser', 'gpt-oss'], /no <\|channel\|> token/],
-  ]) {
-    const r = spawnSync(process.env.DPSERVE_BIN, ['serve', '--host', '127.0.0.1', '--port', '0', '--model-path',
-                                                  modelPath, ...args], { encoding: 'utf8', timeout: 120000 });
-    assert.notEqual(r.status, 0, `${args.join(' ')}: ${r.stderr.slice(-300)}`);
-    assert.match(r.stderr + r.stdout, want, args.join(' '));
-  }
-}]);
+if (!process.env.HARMONY_DEFAULTS) {
+  tests.push(['tool_choice other than auto and strict tools are refused by name', async () => {
+    const ask = { model, messages: [{ role: 'user', content: 'w' }], tools: TOOLS };
+    assertOpenAIError(await http('POST', '/v1/chat/completions', { ...ask, tool_choice: 'required' }), 400, 'tool_choice');
+    assertOpenAIError(await http('POST', '/v1/chat/completions',
+                                 { ...ask, tool_choice: { type: 'function', function: { name: 'get_weather' } } }),
+                      400, 'tool_choice');
+    const strict = [{ type: 'function', function: { ...TOOLS[0].function, strict: true } }];
+    assertOpenAIError(await http('POST', '/v1/chat/completions', { ...ask, tools: strict }), 400,
+                      'tools[0].function.strict');
+    // A thinking budget needs <think> tags, which harmony has not.
+    assertOpenAIError(await http('POST', '/v1/chat/completions', { ...ask, thinking_token_budget: 8 }), 400,
+                      'thinking_token_budget');
+  }]);
+
+  tests.push(['start-up errors name the flag', async () => {
+    const harmony = process.env.HARMONY_TOKENIZER, qwen3 = process.env.QWEN3_TOKENIZER;
+    const modelPath = process.env.HARMONY_MODEL;
+    for (const [args, want] of [
+      [['--tokenizer-path', harmony, '--tool-call-parser', 'gpt-oss'], /--tool-call-parser gpt-oss needs --reasoning-parser gpt-oss/],
+      [['--tokenizer-path', harmony, '--reasoning-parser', 'gpt-oss', '--reasoning-budget', '8'], /--reasoning-budget is not supported with --reasoning-parser gpt-oss/],
+      [['--tokenizer-path', qwen3, '--reasoning-parser', 'gpt-oss'], /no <\|channel\|> token/],
+    ]) {
+      const r = spawnSync(process.env.DPSERVE_BIN, ['serve', '--host', '127.0.0.1', '--port', '0', '--model-path',
+                                                    modelPath, ...args], { encoding: 'utf8', timeout: 120000 });
+      assert.notEqual(r.status, 0, `${args.join(' ')}: ${r.stderr.slice(-300)}`);
+      assert.match(r.stderr + r.stdout, want, args.join(' '));
+    }
+  }]);
+}
 
 await run(tests);
