@@ -1,8 +1,9 @@
 // What a chat model writes, split the way OpenAI clients read it: reasoning (Qwen3's <think>...
-// </think>, or gpt-oss's harmony channels, under --reasoning-parser), content, and tool calls (under --tool-call-parser: Hermes /
-// Qwen <tool_call> JSON blocks, Qwen3-Coder's <tool_call><function=...> blocks, Llama-3 JSON objects,
-// DeepSeek-V3 / V3.1 <｜tool▁calls▁begin｜> sections, or Mistral's [TOOL_CALLS] arrays and
-// [TOOL_CALLS]NAME[ARGS] calls). The same parser serves whole responses (feed everything, then
+// </think>, or gpt-oss's harmony channels: server/harmony_output.h, under --reasoning-parser),
+// content, and tool calls (under --tool-call-parser: Hermes / Qwen <tool_call> JSON blocks,
+// Qwen3-Coder's <tool_call><function=...> blocks, Llama-3 JSON objects, DeepSeek-V3 / V3.1
+// <｜tool▁calls▁begin｜> sections, Mistral's [TOOL_CALLS] arrays and [TOOL_CALLS]NAME[ARGS] calls, or
+// harmony messages to functions.NAME). The same parser serves whole responses (feed everything, then
 // finish) and streams (feed each delivery): text is released as soon as it cannot be the start of a
 // tag, a tool call once it is complete, whitespace that opens the output once what follows it is
 // known (at the latest by finish()).
