@@ -25,17 +25,8 @@ namespace {
 
 using namespace attn_fixture;
 
-// Parameters: the cache's element type, and the ISA levels (test::IsaGroup: the vector ones, or
-// AMX's tiles, which skip where the CPU has none).
-class CompactKV : public ::testing::TestWithParam<std::tuple<KVElem, test::IsaGroup>> {
- protected:
-  void SetUp() override {
-    isas_ = test::isas_in(std::get<1>(GetParam()));
-    DPSERVE_SKIP_IF_NO_ISAS(isas_);
-  }
-  KVElem elem() const { return std::get<0>(GetParam()); }
-  std::vector<KernelIsa> isas_;
-};
+// Parameters: the cache's element type and a group of ISA levels (attn_fixture::ElemIsaTest).
+class CompactKV : public ElemIsaTest {};
 
 // Tight: the kernels compute in fp32 from exactly the values the cache holds (with bf16
 // products, from the queries rounded to bf16, within the weights' rounding: held_bound).
@@ -112,14 +103,8 @@ TEST_P(CompactKV, EveryRowOfAWideJobEqualsItsRowAlone) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Elems, CompactKV,
-                         ::testing::Combine(::testing::Values(KVElem::kBF16, KVElem::kInt8, KVElem::kFp8E4M3,
-                                                              KVElem::kFp8E5M2),
-                                            ::testing::Values(test::IsaGroup::Vector, test::IsaGroup::Amx)),
-                         [](const auto& i) {
-                           return std::string(kv_elem_name(std::get<0>(i.param))) + "_" +
-                                  test::isa_group_name(std::get<1>(i.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(Elems, CompactKV, elems_by_isa_group({KVElem::kBF16, KVElem::kInt8, KVElem::kFp8E4M3, KVElem::kFp8E5M2}),
+                         elem_isa_name);
 
 // One key, so its softmax weight is exactly 1 and the output is the value row itself: a value row
 // holding every code (scale 1) must read back as the codes' values from their definitions (int8:

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <ostream>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "kernels/attention.h"
@@ -280,6 +281,27 @@ inline double max_err(const Built& b, const std::vector<float>& got, const std::
     for (int64_t x = 0; x < b.c.n_heads * vdim; ++x)
       e = std::max(e, std::fabs(double(got[size_t(r * b.ld + x)]) - want[size_t(r * b.ld + x)]));
   return e;
+}
+
+// A test over one cache element type and one group of ISA levels (test::IsaGroup: the vector ones,
+// or AMX's tiles, which skip where the CPU has none).
+class ElemIsaTest : public ::testing::TestWithParam<std::tuple<KVElem, test::IsaGroup>> {
+ protected:
+  void SetUp() override {
+    isas_ = test::isas_in(std::get<1>(GetParam()));
+    DPSERVE_SKIP_IF_NO_ISAS(isas_);
+  }
+  KVElem elem() const { return std::get<0>(GetParam()); }
+  std::vector<KernelIsa> isas_;
+};
+
+// The element types given, each with both ISA groups; test names "bf16_vector", "int8_amx", ...
+inline auto elems_by_isa_group(std::vector<KVElem> elems) {
+  return ::testing::Combine(::testing::ValuesIn(std::move(elems)),
+                            ::testing::Values(test::IsaGroup::Vector, test::IsaGroup::Amx));
+}
+inline std::string elem_isa_name(const ::testing::TestParamInfo<std::tuple<KVElem, test::IsaGroup>>& i) {
+  return std::string(kv_elem_name(std::get<0>(i.param))) + "_" + test::isa_group_name(std::get<1>(i.param));
 }
 
 }  // namespace dpserve::attn_fixture

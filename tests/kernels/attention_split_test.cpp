@@ -56,17 +56,8 @@ std::vector<float> run_team(KernelIsa isa, int n, const Built& b, const std::vec
   return out;
 }
 
-// Parameters: the cache's element type, and the ISA levels (test::IsaGroup: the vector ones, or
-// AMX's tiles, which skip where the CPU has none).
-class SplitKV : public ::testing::TestWithParam<std::tuple<KVElem, test::IsaGroup>> {
- protected:
-  void SetUp() override {
-    isas_ = test::isas_in(std::get<1>(GetParam()));
-    DPSERVE_SKIP_IF_NO_ISAS(isas_);
-  }
-  KVElem elem() const { return std::get<0>(GetParam()); }
-  std::vector<KernelIsa> isas_;
-};
+// Parameters: the cache's element type and a group of ISA levels (attn_fixture::ElemIsaTest).
+class SplitKV : public ElemIsaTest {};
 
 // Same tight bound as the short cases (attention_compact_test): the split and the merge add
 // only fp32 rounding, and a chunk lost, counted twice or merged with the wrong max errs by the
@@ -155,14 +146,8 @@ TEST_P(SplitKV, EveryRowOfALongExtendEqualsItsRowAlone) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Elems, SplitKV,
-                         ::testing::Combine(::testing::Values(KVElem::kF32, KVElem::kBF16, KVElem::kInt8,
-                                                              KVElem::kFp8E4M3),
-                                            ::testing::Values(test::IsaGroup::Vector, test::IsaGroup::Amx)),
-                         [](const auto& i) {
-                           return std::string(kv_elem_name(std::get<0>(i.param))) + "_" +
-                                  test::isa_group_name(std::get<1>(i.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(Elems, SplitKV, elems_by_isa_group({KVElem::kF32, KVElem::kBF16, KVElem::kInt8, KVElem::kFp8E4M3}),
+                         elem_isa_name);
 
 }  // namespace
 }  // namespace dpserve
