@@ -5,6 +5,7 @@
 #include "core/check.h"
 #include "server/coder_tool_call.h"
 #include "server/json_as_written.h"
+#include "server/partial_tag.h"
 
 namespace dpserve {
 
@@ -31,13 +32,6 @@ constexpr std::string_view kMistralArgs = "[ARGS]";
 // A function name's bytes (a tool's name is 1 to 64 of these: tools_parse.cpp).
 bool name_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
-}
-
-// Length of the longest suffix of `s` that is a proper prefix of `tag` (text that may still become it).
-size_t partial_tag(std::string_view s, std::string_view tag) {
-  for (size_t n = std::min(s.size(), tag.size() - 1); n > 0; --n)
-    if (s.substr(s.size() - n) == tag.substr(0, n)) return n;
-  return 0;
 }
 
 bool all_space(std::string_view s) { return s.find_first_not_of(" \t\r\n") == std::string_view::npos; }
@@ -87,7 +81,7 @@ ChatOutputParser::ChatOutputParser(ReasoningParser r, ToolCallParser t, std::vec
                                    bool in_reasoning, uint64_t id_seed, bool single_call)
     : reasoning_(r), tools_(tool_names.empty() ? ToolCallParser::kNone : t), names_(std::move(tool_names)),
       mode_(r == ReasoningParser::kNone ? Mode::kContent : in_reasoning ? Mode::kReasoning : Mode::kStart),
-      single_call_(single_call), seed_(id_seed), harmony_(r == ReasoningParser::kGptOss) {}
+      single_call_(single_call), seed_(id_seed) {}
 
 std::string ChatOutputParser::next_id() {
   // Distinct per call and per choice; OpenAI's ids are "call_" and 24 alphanumerics. Mistral's chat
@@ -539,7 +533,7 @@ ChatDelta ChatOutputParser::from_harmony(HarmonyDelta d) {
   size_t done = 0;  // content emitted so far: each call goes where it came in the text
   for (HarmonyCall& c : d.calls) {
     if (c.content_at > done) emit(d.content.substr(done, c.content_at - done), out);
-    done = std::max(done, c.content_at);
+    done = c.content_at;  // calls come in the order of the text
     if (tools_ != ToolCallParser::kGptOss || !add_call(c.name, c.arguments, out)) emit(c.arguments, out);
   }
   if (d.content.size() > done) emit(d.content.substr(done), out);
@@ -547,7 +541,7 @@ ChatDelta ChatOutputParser::from_harmony(HarmonyDelta d) {
 }
 
 ChatDelta ChatOutputParser::feed(std::string_view text) {
-  if (harmony_) return from_harmony(harmony_reader_.feed(text));
+  if (reasoning_ == ReasoningParser::kGptOss) return from_harmony(harmony_reader_.feed(text));
   buf_.append(text);
   ChatDelta out;
   run(false, out);
@@ -555,7 +549,7 @@ ChatDelta ChatOutputParser::feed(std::string_view text) {
 }
 
 ChatDelta ChatOutputParser::finish() {
-  if (harmony_) return from_harmony(harmony_reader_.finish());
+  if (reasoning_ == ReasoningParser::kGptOss) return from_harmony(harmony_reader_.finish());
   ChatDelta out;
   run(true, out);
   return out;

@@ -121,8 +121,7 @@ class ChatOutputParser {
     }
   } scan_;
   uint64_t seed_;
-  bool harmony_ = false;  // --reasoning-parser gpt-oss: the harmony reader splits the text
-  HarmonyReader harmony_reader_;
+  HarmonyReader harmony_reader_;  // --reasoning-parser gpt-oss: it splits the text instead of run()
 };
 
 // One delivery of a choice's text through `parser` (null: all of it is content); with `finished`,

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <array>
 
+#include "server/partial_tag.h"
+
 namespace dpserve {
 
 namespace {
@@ -23,13 +25,6 @@ constexpr size_t kMaxHeader = 1024;
 constexpr std::array<std::string_view, 3> kOpeners = {kChannel, kStart, kTo};
 // What ends a body: <|end|>, a stop token, or (a model that left out <|end|>) the next header.
 constexpr std::array<std::string_view, 4> kBodyEnds = {kEnd, kReturn, kCall, kStart};
-
-// Length of the longest suffix of `s` that is a proper prefix of `tag`.
-size_t held_tag_length(std::string_view s, std::string_view tag) {
-  for (size_t n = std::min(s.size(), tag.size() - 1); n > 0; --n)
-    if (s.substr(s.size() - n) == tag.substr(0, n)) return n;
-  return 0;
-}
 
 // The word after `at` in a header: up to a space, a newline or the next tag.
 std::string_view word_at(std::string_view header, size_t at) {
@@ -135,7 +130,7 @@ void HarmonyReader::run(bool final, HarmonyDelta& out) {
         }
         size_t keep = 0;
         if (!final)
-          for (std::string_view e : kBodyEnds) keep = std::max(keep, held_tag_length(buf_, e));
+          for (std::string_view e : kBodyEnds) keep = std::max(keep, partial_tag(buf_, e));
         body_text(std::string_view(buf_).substr(0, buf_.size() - keep), out);
         buf_.erase(0, buf_.size() - keep);
         if (final) close_body(out);
