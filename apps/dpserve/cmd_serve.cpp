@@ -232,7 +232,7 @@ void run_serve(ServeArgs& a) {
   // gpt-oss writes only the harmony format: without its reader the channels' names run into the answer.
   // So, as vLLM serves gpt-oss, the reader is on unless the flag says otherwise.
   if (cfg.arch == Arch::GptOss && a.reasoning_parser.empty() && !a.so.skip_tokenizer_init &&
-      tok->piece_to_id("<|channel|>") >= 0) {
+      missing_harmony_tag(*tok).empty()) {
     a.so.reasoning_parser = ReasoningParser::kGptOss;
     a.reasoning_parser = "gpt-oss";
     if (a.tool_call_parser.empty()) {
@@ -512,8 +512,7 @@ void register_serve(CLI::App& app) {
        "deepseekv3 (DeepSeek-V3 / R1: <｜tool▁calls▁begin｜> sections, ```json arguments), deepseekv31 "
        "(DeepSeek-V3.1: the same tags, name<｜tool▁sep｜>arguments), mistral ([TOOL_CALLS] JSON arrays), "
        "qwen3_coder (Qwen3-Coder: <tool_call><function=NAME><parameter=KEY> blocks, values typed by the tool's "
-       "schema) or gpt-oss (harmony messages to functions.NAME; read, not enforced: tool_choice auto only; needs "
-       "--reasoning-parser gpt-oss)")
+       "schema) or gpt-oss (harmony messages to functions.NAME, one call a turn; needs --reasoning-parser gpt-oss)")
       ->check(CLI::IsMember({"none", "qwen3", "qwen25", "qwen", "hermes", "llama3", "deepseekv3", "deepseekv31",
                              "mistral", "qwen3_coder", "gpt-oss"}))
       ->envname("DPSERVE_TOOL_CALL_PARSER");

@@ -11,6 +11,7 @@
 
 #include "constrain/byte_set.h"
 #include "constrain/codepoint_set.h"
+#include "constrain/special_token.h"
 
 namespace dpserve::constrain {
 
@@ -51,6 +52,8 @@ class Grammar {
   ExprId ref(int32_t rule);
   // Any one character of `set`, as its UTF-8 bytes.
   ExprId chars(const CodepointSet& set);
+  // The special token spelled `text` (special_token.h): that token only, never text that reads the same.
+  ExprId special_token(std::string_view text) { return literal(special_token_spelling(text)); }
 
   // Rules are declared first (so they can reference each other), given bodies later.
   int32_t add_rule(std::string name);

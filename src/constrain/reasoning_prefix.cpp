@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "constrain/harmony_grammar.h"
 #include "core/check.h"
 
 namespace dpserve::constrain {
@@ -49,7 +50,10 @@ void add_reasoning_prefix(Grammar& g, ReasoningPrefix prefix) {
   const int32_t answer = g.root();
   // Parentheses cannot appear in a GBNF rule name, so this never collides with a user's rule.
   const int32_t root = g.add_rule("(reasoning then answer)");
-  g.set_body(root, g.seq({open_think_rest(g), g.ref(answer)}));
+  const ExprId before = prefix == ReasoningPrefix::kHarmony
+                            ? g.seq({harmony_side_messages(g), harmony_final_header(g)})
+                            : open_think_rest(g);
+  g.set_body(root, g.seq({before, g.ref(answer)}));
   g.set_root(root);
 }
 

@@ -1,6 +1,7 @@
 // What a model may write before its constrained output: the rest of a reasoning block its chat
 // template opened (`<think>` at the end of the prompt, as QwQ, DeepSeek-R1 and Qwen3-Thinking
-// templates do), so that a response_format / regex / grammar constrains the answer, not the thinking.
+// templates do), or gpt-oss's messages before its final one, so that a response_format / regex /
+// grammar constrains the answer, not the thinking.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +14,7 @@ namespace dpserve::constrain {
 enum class ReasoningPrefix : uint8_t {
   kNone,       // the constraint holds from the first token
   kOpenThink,  // any text, `</think>`, up to two newlines, then the constrained output
+  kHarmony,    // gpt-oss: analysis messages and preambles, the final message's header, then the output
 };
 
 // Any text (whole UTF-8 characters) not containing `stop`, then `stop`: a KMP automaton as

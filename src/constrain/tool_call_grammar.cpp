@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "constrain/harmony_grammar.h"
 #include "constrain/reasoning_prefix.h"
 #include "constrain/trigger_text.h"
 #include "core/check.h"
@@ -22,6 +23,7 @@ const char* format_name(ToolCallFormat f) {
     case ToolCallFormat::kMistral: return "mistral";
     case ToolCallFormat::kMistralV11: return "mistral_v11";
     case ToolCallFormat::kQwen3Coder: return "qwen3_coder";
+    case ToolCallFormat::kHarmony: return "harmony";
   }
   return "?";
 }
@@ -47,7 +49,7 @@ ToolCallSpec ToolCallSpec::from_text(std::string_view text) {
     bool known = false;
     for (const auto k : {ToolCallFormat::kHermes, ToolCallFormat::kLlama3, ToolCallFormat::kDeepSeekV3,
                          ToolCallFormat::kDeepSeekV31, ToolCallFormat::kMistral, ToolCallFormat::kMistralV11,
-                         ToolCallFormat::kQwen3Coder})
+                         ToolCallFormat::kQwen3Coder, ToolCallFormat::kHarmony})
       if (f == format_name(k)) s.format = k, known = true;
     if (!known) fail("tool call grammar: unknown format '{}'", f);
     for (const auto& t : j.at("tools")) s.tools.push_back({t.at("name").get<std::string>(), t.at("parameters")});
@@ -186,7 +188,8 @@ ExprId text_with_calls(Grammar& g, const ToolCallSpec& spec, ExprId one, std::ve
       opener = "[TOOL_CALLS]";
       after = g.alt(std::move(v11_after_opener));
       break;
-    case ToolCallFormat::kLlama3: break;  // above
+    case ToolCallFormat::kLlama3: break;   // above
+    case ToolCallFormat::kHarmony: break;  // tool_call_grammar builds its own
   }
   scan_text(g, loop, {{opener, g.seq({after, next}), "trigger"}}, true, "tools");
   return g.ref(loop);
@@ -229,6 +232,10 @@ Grammar tool_call_grammar(const ToolCallSpec& spec, const JsonSchemaOptions& opt
       v11_after_opener.push_back(g.seq({g.literal(name + "[ARGS]"), args}));
       continue;
     }
+    if (spec.format == ToolCallFormat::kHarmony) {
+      calls.push_back(harmony_call(g, name, args));
+      continue;
+    }
     if (spec.format == ToolCallFormat::kDeepSeekV31) {
       calls.push_back(g.seq({g.literal("<｜tool▁call▁begin｜>" + name + "<｜tool▁sep｜>"), args,
                              g.literal("<｜tool▁call▁end｜>")}));
@@ -242,6 +249,14 @@ Grammar tool_call_grammar(const ToolCallSpec& spec, const JsonSchemaOptions& opt
   ExprId one = g.alt(std::move(calls));
   ExprId body;
   const bool many = spec.parallel && !spec.only;
+  if (spec.format == ToolCallFormat::kHarmony) {
+    // The analysis channel is harmony's own reasoning: `think` has no <think> block to add.
+    const ExprId final_message = g.seq({harmony_final_header(g), g.star(g.chars(CodepointSet::any()))});
+    body = g.seq({harmony_side_messages(g), spec.text ? g.alt({one, final_message}) : one});
+    g.set_body(root, body);
+    g.set_root(root);
+    return g;
+  }
   if (spec.text) {
     body = text_with_calls(g, spec, one, std::move(v11_after_opener));
   } else if (deepseek) {

@@ -10,6 +10,9 @@
 //   qwen3_coder (Qwen3-Coder):       <tool_call>\n<function=f>\n<parameter=k>\nVALUE\n</parameter>\n...
 //                                    </function>\n</tool_call>, blocks joined by "\n"; a string VALUE is raw text,
 //                                    any other is JSON (qwen3_coder_raw_string)
+//   harmony (gpt-oss):               analysis messages and preambles, then one message to functions.f
+//                                    (harmony_grammar.h); a call ends the turn (<|call|> is EOS), so one a
+//                                    turn; with `text`, the turn may end with a final message instead
 // Arguments follow each tool's JSON Schema. With `think`, a <think>...</think> block may come first.
 // With `text` (tool_choice "auto" with strict tools, as SGLang enforces them), the turn is free text
 // in which writing the format's opener (<tool_call>, [TOOL_CALLS], <｜tool▁calls▁begin｜>; for llama3
@@ -29,7 +32,7 @@ namespace dpserve::constrain {
 
 // kMistral: "[TOOL_CALLS] [" calls "]" (tokenizer v3); kMistralV11: "[TOOL_CALLS]NAME[ARGS]{...}" per call
 // (tokenizer v11 and later, whose vocabulary has an [ARGS] token).
-enum class ToolCallFormat { kHermes, kLlama3, kDeepSeekV3, kDeepSeekV31, kMistral, kMistralV11, kQwen3Coder };
+enum class ToolCallFormat { kHermes, kLlama3, kDeepSeekV3, kDeepSeekV31, kMistral, kMistralV11, kQwen3Coder, kHarmony };
 
 const char* format_name(ToolCallFormat f);
 

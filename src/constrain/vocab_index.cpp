@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "constrain/special_token.h"
 #include "core/check.h"
 #include "tokenizer/tokenizer.h"
 
@@ -21,9 +22,18 @@ std::shared_ptr<const VocabIndex> VocabIndex::from_tokenizer(const Tokenizer& to
   std::vector<bool> text(size_t(n), false);
   for (int64_t i = 0; i < n; ++i) {
     const int32_t id = int32_t(i);
-    if (tok.is_special(id)) continue;
+    if (tok.is_special(id)) {
+      // Reachable only where a grammar names it (special_token.h); EOS ids stay out (constructor).
+      const std::string piece = tok.id_to_piece(id);
+      if (piece.empty()) continue;
+      bytes[size_t(i)] = special_token_spelling(piece);
+      text[size_t(i)] = true;
+      continue;
+    }
     bytes[size_t(i)] = tok.token_bytes(id);
-    text[size_t(i)] = !bytes[size_t(i)].empty() && bytes[size_t(i)].size() <= kMaxTokenBytes;
+    // A token holding 0xFE / 0xFF is never part of UTF-8 text, and could spell a special token's name.
+    text[size_t(i)] = !bytes[size_t(i)].empty() && bytes[size_t(i)].size() <= kMaxTokenBytes &&
+                      bytes[size_t(i)].find_first_of(std::string_view("\xFE\xFF", 2)) == std::string::npos;
   }
   return std::make_shared<VocabIndex>(std::move(bytes), std::move(text), std::move(eos_ids), mask_size);
 }

@@ -1,7 +1,8 @@
 // What constrained decoding needs to know about a tokenizer, built once per tokenizer: each token's
-// bytes (as it decodes mid-text), which tokens are text at all (special tokens are not: under a
-// constraint only EOS is, and only where the grammar may end), and a byte trie over every text
-// token laid out in preorder, so one pass over an array visits all tokens sharing a prefix together.
+// bytes (as it decodes mid-text; a special token's as special_token.h spells it, so it is allowed
+// only where a grammar names it; EOS only where the grammar may end), which tokens a grammar can
+// match at all, and a byte trie over those laid out in preorder, so one pass over an array visits
+// all tokens sharing a prefix together.
 #pragma once
 
 #include <cstdint>

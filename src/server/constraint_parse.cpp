@@ -46,8 +46,13 @@ ojson original_subtree(std::string_view raw_body, const std::vector<std::string>
   return cur;
 }
 
-std::shared_ptr<const constrain::Automaton> compile_or_400(const ConstraintSpec& spec, const std::string& param,
+std::shared_ptr<const constrain::Automaton> compile_or_400(ConstraintSpec spec, const std::string& param,
                                                            const ParseContext& ctx) {
+  // gpt-oss: a JSON answer is its final message's body. A regex, a grammar or a structural tag holds
+  // the output as written (it may spell the messages itself, as SGLang's raw-output fields do).
+  if (spec.prefix == ReasoningPrefix::kHarmony && spec.kind != ConstraintKind::kJsonSchema &&
+      spec.kind != ConstraintKind::kJsonObject)
+    spec.prefix = ReasoningPrefix::kNone;
   try {
     if (ctx.constraints) return ctx.constraints->get(spec);
     return constrain::compile_constraint(spec);

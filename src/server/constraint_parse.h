@@ -22,8 +22,9 @@ struct ParseContext;
 // are generated in the order they were declared). Null when absent.
 nlohmann::ordered_json original_subtree(std::string_view raw_body, const std::vector<std::string>& path);
 
-// Compiles through ctx's cache; an error becomes a 400 on `param`.
-std::shared_ptr<const constrain::Automaton> compile_or_400(const constrain::ConstraintSpec& spec,
+// Compiles through ctx's cache; an error becomes a 400 on `param`. The harmony prefix holds for JSON
+// answers only (see the definition).
+std::shared_ptr<const constrain::Automaton> compile_or_400(constrain::ConstraintSpec spec,
                                                            const std::string& param, const ParseContext& ctx);
 
 // OpenAI response_format on a chat request.

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <array>
 
+#include "constrain/harmony_grammar.h"
 #include "server/partial_tag.h"
+#include "tokenizer/tokenizer.h"
 
 namespace dpserve {
 
@@ -33,6 +35,12 @@ std::string_view word_at(std::string_view header, size_t at) {
 }
 
 }  // namespace
+
+std::string_view missing_harmony_tag(const Tokenizer& tok) {
+  for (const std::string_view tag : constrain::kHarmonyTags)
+    if (const int32_t id = tok.piece_to_id(tag); id < 0 || !tok.is_special(id)) return tag;
+  return {};
+}
 
 void HarmonyReader::open_body(std::string_view header) {
   std::string_view channel, recipient;

@@ -16,6 +16,12 @@
 
 namespace dpserve {
 
+class Tokenizer;
+
+// The first of harmony's tags (constrain/harmony_grammar.h) this tokenizer lacks as a special token,
+// or "" when it has them all (gpt-oss's o200k_harmony does): reading and enforcing the format needs them.
+std::string_view missing_harmony_tag(const Tokenizer& tok);
+
 struct HarmonyCall {
   std::string name;       // after "functions."
   std::string arguments;  // the message body as written

@@ -163,9 +163,9 @@ HttpServer::HttpServer(ServerOptions opts, Engine& engine, const Tokenizer& tok,
     if (c.opts.reasoning_budget >= 0 || !c.opts.reasoning_budget_message.empty())
       fail("--reasoning-budget{} is not supported with --reasoning-parser gpt-oss (a harmony analysis message is not "
            "closed by force)", c.opts.reasoning_budget >= 0 ? "" : "-message");
-    if (!c.opts.skip_tokenizer_init && tok.piece_to_id("<|channel|>") < 0)
-      fail("--reasoning-parser gpt-oss: this tokenizer has no <|channel|> token, so the model does not write the "
-           "harmony format (gpt-oss does); use qwen3 / deepseek-r1 for <think> blocks");
+    if (const std::string_view tag = c.opts.skip_tokenizer_init ? "" : missing_harmony_tag(tok); !tag.empty())
+      fail("--reasoning-parser gpt-oss: this tokenizer has no {} special token, so the model does not write the "
+           "harmony format (gpt-oss does); use qwen3 / deepseek-r1 for <think> blocks", tag);
   }
   // The <think> tags' ids (budgets, reasoning_tokens); harmony has neither, whatever the vocabulary holds.
   if (c.opts.reasoning_parser == ReasoningParser::kQwen3 && !c.opts.skip_tokenizer_init)

@@ -1378,11 +1378,14 @@ GenSpec parse_chat_request(const json& b, const ParseContext& ctx, std::string_v
     spec.reasoning_closed = tail.size() >= 8 && tail.substr(tail.size() - 8) == "</think>";
   }
   // A template that opened <think> leaves the model reasoning: the constraint holds the answer after
-  // it (what the reasoning parser returns as content), not the thinking.
-  const bool answer_after_think =
-      ctx.reasoning_parser != ReasoningParser::kNone && spec.separate_reasoning && spec.reasoning_open;
-  parse_output_constraint(b, raw_body, spec.base, ctx,
-                          answer_after_think ? constrain::ReasoningPrefix::kOpenThink : constrain::ReasoningPrefix::kNone);
+  // it (what the reasoning parser returns as content), not the thinking. gpt-oss writes its analysis
+  // (and preambles) as messages of their own: the constraint holds its final message.
+  constrain::ReasoningPrefix prefix = constrain::ReasoningPrefix::kNone;
+  if (ctx.reasoning_parser == ReasoningParser::kGptOss && spec.separate_reasoning)
+    prefix = constrain::ReasoningPrefix::kHarmony;
+  else if (ctx.reasoning_parser != ReasoningParser::kNone && spec.separate_reasoning && spec.reasoning_open)
+    prefix = constrain::ReasoningPrefix::kOpenThink;
+  parse_output_constraint(b, raw_body, spec.base, ctx, prefix);
   spec.base.think_budget = resolve_think_budget(ctx.think, ctx.reasoning_parser != ReasoningParser::kNone,
                                                 st.think_budget, st.think_budget_param, spec.reasoning_open,
                                                 spec.reasoning_closed);

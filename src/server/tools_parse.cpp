@@ -127,16 +127,6 @@ void parse_tools(const json& body, std::string_view raw_body, GenSpec& spec, con
     for (const std::string_view tag : tool_call_markers(ctx.tool_parser))
       if (const int32_t id = ctx.tok->piece_to_id(tag); id >= 0 && ctx.tok->is_special(id))
         spec.skip_special_tokens = false;
-  // Harmony's calls (gpt-oss) are read from the output, not enforced: no grammar here spells its headers.
-  if (ctx.tool_parser == ToolCallParser::kGptOss && (choice != "auto" || !strict_at.empty()))
-    bad_param(choice != "auto" ? "tool_choice" : strict_at,
-              choice != "auto"
-                  ? fmt::format("'tool_choice' {} is not supported with --tool-call-parser gpt-oss: harmony tool calls "
-                                "are read from what the model writes, not enforced; use \"auto\"",
-                                choice == "function" ? "naming a function" : "\"" + choice + "\"")
-                  : fmt::format("'{}' is not supported with --tool-call-parser gpt-oss: harmony tool calls are read "
-                                "from what the model writes, not enforced",
-                                strict_at));
   // Under auto, strict tools are enforced as SGLang does (a structural tag there): the model writes
   // freely, but a call it opens must be valid. Without strict tools, auto constrains nothing.
   if (choice == "auto" && strict_at.empty()) return;
@@ -153,6 +143,7 @@ void parse_tools(const json& body, std::string_view raw_body, GenSpec& spec, con
     case ToolCallParser::kDeepSeekV3: ts.format = constrain::ToolCallFormat::kDeepSeekV3; break;
     case ToolCallParser::kDeepSeekV31: ts.format = constrain::ToolCallFormat::kDeepSeekV31; break;
     case ToolCallParser::kQwen3Coder: ts.format = constrain::ToolCallFormat::kQwen3Coder; break;
+    case ToolCallParser::kGptOss: ts.format = constrain::ToolCallFormat::kHarmony; break;
     case ToolCallParser::kMistral:
       // Tokenizer v11 and later have an [ARGS] token, and write each call after its own [TOOL_CALLS].
       ts.format = ctx.tok && ctx.tok->piece_to_id("[ARGS]") >= 0 ? constrain::ToolCallFormat::kMistralV11
@@ -168,7 +159,7 @@ void parse_tools(const json& body, std::string_view raw_body, GenSpec& spec, con
   ts.parallel = body.value("parallel_tool_calls", true);
   ts.text = choice == "auto";
   // A model that thinks first may still do so before its calls.
-  ts.think = ctx.reasoning_parser != ReasoningParser::kNone && !spec.reasoning_closed;
+  ts.think = ctx.reasoning_parser == ReasoningParser::kQwen3 && !spec.reasoning_closed;
   ts.think_open = ts.think && spec.reasoning_open;
   spec.base.constraint = compile_or_400({constrain::ConstraintKind::kToolCalls, ts.to_text()}, "tools", ctx);
 }

@@ -14,6 +14,9 @@
 #include "constrain/matcher.h"
 #include "constrain/regex_compiler.h"
 #include "constrain/tool_call_grammar.h"
+#include "constrain/reasoning_prefix.h"
+#include "constrain/special_token.h"
+#include "harmony_tokenizer.h"
 #include "reference_recognizer.h"
 #include "tests/tokenizer/test_data.h"
 #include "tokenizer/tokenizer.h"
@@ -31,14 +34,18 @@ struct Vocab {
   int64_t mask_size = 0;
 };
 
+// A special token matches only its spelling (special_token.h), which only a grammar naming it has;
+// text tokens holding 0xFE / 0xFF (no UTF-8 text does) could spell one, and are never matched.
 Vocab vocab_of(const Tokenizer& tok, int64_t mask_size) {
   Vocab v;
   v.mask_size = mask_size;
   v.eos = tok.eos_ids();
   for (int64_t i = 0; i < tok.vocab_size(); ++i) {
     const bool special = tok.is_special(int32_t(i));
-    v.bytes.push_back(special ? "" : tok.token_bytes(int32_t(i)));
-    v.text.push_back(!special && !v.bytes.back().empty() &&
+    const std::string piece = special ? tok.id_to_piece(int32_t(i)) : "";
+    v.bytes.push_back(special ? (piece.empty() ? "" : special_token_spelling(piece)) : tok.token_bytes(int32_t(i)));
+    const bool non_utf8 = !special && v.bytes.back().find_first_of(std::string_view("\xFE\xFF", 2)) != std::string::npos;
+    v.text.push_back(!non_utf8 && !v.bytes.back().empty() &&
                      std::find(v.eos.begin(), v.eos.end(), int32_t(i)) == v.eos.end());
   }
   return v;
@@ -139,7 +146,13 @@ void walk_and_compare(const Grammar& g, const Vocab& v, uint64_t seed, int steps
     // Mostly short tokens (they reach structure: quotes, commas, braces), sometimes any token.
     std::vector<int32_t> pick = allowed;
     const double r = std::uniform_real_distribution<double>(0, 1)(rng);
-    if (r < 0.6) {
+    std::vector<int32_t> specials;  // tags a grammar names (harmony's): taken often, so walks get past them
+    for (int32_t t : allowed)
+      if (size_t(t) < v.bytes.size() && !v.bytes[size_t(t)].empty() && v.bytes[size_t(t)][0] == kSpecialOpen)
+        specials.push_back(t);
+    if (!specials.empty() && r >= 0.6 && r < 0.9) {
+      pick = specials;
+    } else if (r < 0.6) {
       std::vector<int32_t> short_ones;
       for (int32_t t : allowed)
         if (size_t(t) < v.bytes.size() && v.text[size_t(t)] && v.bytes[size_t(t)].size() <= 2) short_ones.push_back(t);
@@ -266,6 +279,26 @@ TEST(MaskLlama2ByteFallback, UnicodeRegex) {
   walk_and_compare(regex("[日本語é]{2,6}-[\\u{1F600}-\\u{1F64F}]{1,3}"), llama2(), 31, 20, 4);
 }
 TEST(MaskLlama2ByteFallback, ToolSchema) { walk_and_compare(schema(kToolSchema), llama2(), 32, 40, 8); }
+
+// gpt-oss's harmony format: its tags are special tokens a grammar names (tool calls, the final
+// message before a response_format's answer).
+const Vocab& harmony() {
+  static const Vocab v = vocab_of(test::harmony_tokenizer(), 151936);
+  return v;
+}
+TEST(MaskHarmony, ToolCalls) {
+  ToolCallSpec s = tools_spec(false);
+  s.format = ToolCallFormat::kHarmony;
+  for (bool text : {false, true}) {
+    s.text = text;
+    for (uint64_t seed = 41; seed <= 43; ++seed) walk_and_compare(tool_call_grammar(s), harmony(), seed, 40, 5);
+  }
+}
+TEST(MaskHarmony, ResponseFormatAfterTheAnalysis) {
+  Grammar g = schema(kToolSchema);
+  add_reasoning_prefix(g, ReasoningPrefix::kHarmony);
+  for (uint64_t seed = 51; seed <= 53; ++seed) walk_and_compare(g, harmony(), seed, 40, 5);
+}
 
 }  // namespace
 }  // namespace dpserve::constrain

@@ -2,8 +2,8 @@
 // `dpserve serve`: the tiny random Qwen3 over a tokenizer that has harmony's tags as special tokens
 // (tests/e2e/harmony_tokenizer.py). A random model does not write the format by itself, so SGLang's
 // `regex` field makes it write one (the messages of OpenAI's harmony guide); what is checked is the
-// server's reading of it: reasoning_content, content and tool_calls, whole and streamed, and the flags
-// and fields the format refuses.
+// server's reading of it: reasoning_content, content and tool_calls, whole and streamed; then tool_choice
+// and a JSON response_format enforced in the format; and the flags and fields the format refuses.
 //
 // HARMONY_TOKENIZER, QWEN3_TOKENIZER, HARMONY_MODEL: the two tokenizers' folders and the model's (start-up errors).
 // HARMONY_DEFAULTS=1: the server is a gpt-oss model started without the flags; the reader must be on
@@ -35,7 +35,7 @@ async function chat(written, extra = {}) {
 async function streamed(written, extra = {}) {
   const events = await sse('/v1/chat/completions', {
     model, messages: [{ role: 'user', content: 'What is 2 + 2?' }], temperature: 0, max_tokens: 200,
-    regex: esc(written), stream: true, ...extra });
+    ...(written === null ? {} : { regex: esc(written) }), stream: true, ...extra });
   assert.equal(events.at(-1), '[DONE]');
   const out = { reasoning: '', content: '', calls: [], finish: null };
   for (const e of events.slice(0, -1)) {
@@ -98,16 +98,70 @@ tests.push(['/model_info and /server_info report the model and the parsers in ef
   assert.deepEqual([s.json.reasoning_parser, s.json.tool_call_parser], ['gpt-oss', 'gpt-oss']);
 }]);
 
+// Enforced harmony: the grammar writes the tags as their special tokens. The random model is steered
+// (greedy, logit_bias) only so that it ends what the grammar leaves open: " to" opens a call in the
+// role part of the header, '"' closes strings at once, <|end|> closes an analysis, "final" names the
+// final channel. Where it goes is the grammar's doing: the checks are of what the reader makes of it.
+async function ids(text) {
+  const r = await http('POST', '/tokenize', { prompt: text, add_special_tokens: false });
+  assert.equal(r.status, 200, r.text.slice(0, 300));
+  assert.equal(r.json.tokens.length, 1, `${text}: ${JSON.stringify(r.json.tokens)}`);
+  return r.json.tokens[0];
+}
+async function steered(extra) {
+  // Ranked: in a message body every text token is allowed, so <|end|> must outrank them all; in a JSON
+  // string '"' must outrank " to".
+  const bias = { [await ids('<|end|>')]: 100, [await ids('"')]: 80, [await ids(' to')]: 60, [await ids('final')]: 40 };
+  return { model, messages: [{ role: 'user', content: 'Weather in Paris?' }], temperature: 0, max_tokens: 120,
+           logit_bias: bias, ...extra };
+}
+const STRICT_TOOLS = [
+  { type: 'function', function: { name: 'get_weather', strict: true, parameters: {
+    type: 'object', properties: { location: { type: 'string' } }, required: ['location'], additionalProperties: false } } },
+  { type: 'function', function: { name: 'get_time', parameters: { type: 'object', properties: {}, additionalProperties: false } } }];
+
+tests.push(['tool_choice required / named, and strict tools under auto, are enforced', async () => {
+  for (const [extra, name, args] of [
+    [{ tools: STRICT_TOOLS, tool_choice: 'required' }, null, null],
+    [{ tools: STRICT_TOOLS, tool_choice: { type: 'function', function: { name: 'get_time' } } }, 'get_time', {}],
+    [{ tools: STRICT_TOOLS }, null, null],  // auto, with a strict tool
+  ]) {
+    const body = await steered(extra);
+    const r = await http('POST', '/v1/chat/completions', body);
+    assert.equal(r.status, 200, r.text.slice(0, 400));
+    const ch = r.json.choices[0];
+    assert.equal(ch.finish_reason, 'tool_calls', JSON.stringify(ch));
+    assert.equal(ch.message.tool_calls.length, 1);
+    const call = ch.message.tool_calls[0].function;
+    const parsed = JSON.parse(call.arguments);
+    if (name) {
+      assert.deepEqual([call.name, parsed], [name, args]);
+    } else {
+      assert.ok(['get_weather', 'get_time'].includes(call.name), call.name);
+      if (call.name === 'get_weather') assert.deepEqual(Object.keys(parsed), ['location']);
+      else assert.deepEqual(parsed, {});
+    }
+    const s = await streamed(null, body);
+    assert.equal(s.finish, 'tool_calls');
+    assert.deepEqual(s.calls.map((c) => [c.name, JSON.parse(c.arguments)]), [[call.name, parsed]]);
+  }
+}]);
+
+tests.push(['a JSON response_format is the final message\'s body', async () => {
+  const schema = { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'], additionalProperties: false };
+  const body = await steered({ response_format: { type: 'json_schema', json_schema: { name: 'r', schema } } });
+  const r = await http('POST', '/v1/chat/completions', body);
+  assert.equal(r.status, 200, r.text.slice(0, 400));
+  const m = r.json.choices[0].message;
+  const parsed = JSON.parse(m.content);  // the tags went to the reader, not into the content
+  assert.deepEqual(Object.keys(parsed), ['ok']);
+  assert.equal(typeof parsed.ok, 'boolean');
+  assert.equal(r.json.choices[0].finish_reason, 'stop');
+}]);
+
 if (!process.env.HARMONY_DEFAULTS) {
-  tests.push(['tool_choice other than auto and strict tools are refused by name', async () => {
+  tests.push(['a thinking budget is refused by name', async () => {
     const ask = { model, messages: [{ role: 'user', content: 'w' }], tools: TOOLS };
-    assertOpenAIError(await http('POST', '/v1/chat/completions', { ...ask, tool_choice: 'required' }), 400, 'tool_choice');
-    assertOpenAIError(await http('POST', '/v1/chat/completions',
-                                 { ...ask, tool_choice: { type: 'function', function: { name: 'get_weather' } } }),
-                      400, 'tool_choice');
-    const strict = [{ type: 'function', function: { ...TOOLS[0].function, strict: true } }];
-    assertOpenAIError(await http('POST', '/v1/chat/completions', { ...ask, tools: strict }), 400,
-                      'tools[0].function.strict');
     // A thinking budget needs <think> tags, which harmony has not.
     assertOpenAIError(await http('POST', '/v1/chat/completions', { ...ask, thinking_token_budget: 8 }), 400,
                       'thinking_token_budget');
@@ -119,7 +173,7 @@ if (!process.env.HARMONY_DEFAULTS) {
     for (const [args, want] of [
       [['--tokenizer-path', harmony, '--tool-call-parser', 'gpt-oss'], /--tool-call-parser gpt-oss needs --reasoning-parser gpt-oss/],
       [['--tokenizer-path', harmony, '--reasoning-parser', 'gpt-oss', '--reasoning-budget', '8'], /--reasoning-budget is not supported with --reasoning-parser gpt-oss/],
-      [['--tokenizer-path', qwen3, '--reasoning-parser', 'gpt-oss'], /no <\|channel\|> token/],
+      [['--tokenizer-path', qwen3, '--reasoning-parser', 'gpt-oss'], /no <\|start\|> special token/],
     ]) {
       const r = spawnSync(process.env.DPSERVE_BIN, ['serve', '--host', '127.0.0.1', '--port', '0', '--model-path',
                                                     modelPath, ...args], { encoding: 'utf8', timeout: 120000 });

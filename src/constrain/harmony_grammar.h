@@ -1,0 +1,32 @@
+// gpt-oss's harmony format as grammar pieces: the messages a model writes before its answer
+// (analysis, commentary preambles), the final message's header, and a message that calls a function.
+// Tags are the tokenizer's special tokens (Grammar::special_token), so text can never pass for one.
+// Each message starts where the prompt's "<|start|>assistant" (or the previous message's
+// "<|end|><|start|>assistant") left off: at its channel, or at a recipient in the role part.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "constrain/grammar.h"
+
+namespace dpserve::constrain {
+
+// The tags a harmony grammar names; a tokenizer must have each as a special token.
+inline constexpr std::string_view kHarmonyTags[] = {"<|start|>", "<|end|>", "<|message|>", "<|channel|>",
+                                                    "<|constrain|>"};
+
+// Zero or more analysis messages and commentary preambles, each closed by <|end|><|start|>assistant.
+ExprId harmony_side_messages(Grammar& g);
+
+// "<|channel|>final" (optionally " <|constrain|>json") "<|message|>": the answer follows.
+ExprId harmony_final_header(Grammar& g);
+
+// A message calling functions.NAME with `args` as its body, in either header form the format has:
+//   <|channel|>commentary to=functions.NAME [<|constrain|>json]<|message|>ARGS    (OpenAI's guide)
+//    to=functions.NAME<|channel|>commentary [json | <|constrain|>json]<|message|>ARGS  (gpt-oss's template)
+// The stop token that ends it (<|call|>) is the model's EOS. Throws dpserve::Error for a name that
+// cannot sit in a header.
+ExprId harmony_call(Grammar& g, const std::string& name, ExprId args);
+
+}  // namespace dpserve::constrain
