@@ -38,6 +38,7 @@ std::string ToolCallSpec::to_text() const {
   j["think"] = think;
   j["think_open"] = think_open;
   j["text"] = text;
+  j["special_tags"] = special_tags;
   return j.dump();
 }
 
@@ -58,6 +59,7 @@ ToolCallSpec ToolCallSpec::from_text(std::string_view text) {
     s.think = j.at("think").get<bool>();
     s.think_open = j.value("think_open", false);
     s.text = j.value("text", false);
+    s.special_tags = j.value("special_tags", false);
   } catch (const ojson::exception& e) {
     fail("tool call grammar: malformed spec: {}", e.what());
   }
@@ -208,6 +210,7 @@ Grammar tool_call_grammar(const ToolCallSpec& spec, const JsonSchemaOptions& opt
   const bool deepseek = spec.format == ToolCallFormat::kDeepSeekV3 || spec.format == ToolCallFormat::kDeepSeekV31;
   std::vector<ExprId> calls;
   std::vector<ExprId> v11_after_opener;  // kMistralV11 calls without their [TOOL_CALLS]
+  auto tag = [&](std::string_view t) { return spec.special_tags && !spec.text ? g.special_token(t) : g.literal(t); };
   for (const auto& [name, params] : spec.tools) {
     if (spec.only && *spec.only != name) continue;
     if (spec.format == ToolCallFormat::kQwen3Coder) {
@@ -228,7 +231,7 @@ Grammar tool_call_grammar(const ToolCallSpec& spec, const JsonSchemaOptions& opt
     }
     if (spec.format == ToolCallFormat::kMistralV11) {
       // As mistral-common encodes an assistant's tool call from tokenizer v11 on.
-      calls.push_back(g.seq({g.literal("[TOOL_CALLS]" + name + "[ARGS]"), args}));
+      calls.push_back(g.seq({tag("[TOOL_CALLS]"), g.literal(name), tag("[ARGS]"), args}));
       v11_after_opener.push_back(g.seq({g.literal(name + "[ARGS]"), args}));
       continue;
     }
@@ -267,7 +270,7 @@ Grammar tool_call_grammar(const ToolCallSpec& spec, const JsonSchemaOptions& opt
     body = many ? g.seq({one, g.star(one)}) : one;
   } else if (spec.format == ToolCallFormat::kMistral) {
     const ExprId calls_of = many ? g.seq({one, g.star(g.seq({g.literal(", "), one}))}) : one;
-    body = g.seq({g.literal("[TOOL_CALLS] ["), calls_of, g.literal("]")});
+    body = g.seq({tag("[TOOL_CALLS]"), g.literal(" ["), calls_of, g.literal("]")});
   } else if (spec.format == ToolCallFormat::kHermes || spec.format == ToolCallFormat::kQwen3Coder) {
     const ExprId block = g.seq({g.literal("<tool_call>\n"), one, g.literal("\n</tool_call>")});
     body = many ? g.seq({block, g.star(g.seq({g.literal("\n"), block}))}) : block;

@@ -44,6 +44,10 @@ struct ToolCallSpec {
   bool think = false;               // a reasoning block may precede the calls
   bool think_open = false;          // the prompt opened it: reasoning, then </think>, then the calls
   bool text = false;                // free text around the calls, which may be none (see above)
+  // Mistral: [TOOL_CALLS] (and [ARGS]) are special tokens of the tokenizer, written as those tokens
+  // (Grammar::special_token) rather than spelled in text. Not under `text`, whose free text is watched
+  // for the opener as text.
+  bool special_tags = false;
 
   // Canonical text (the compile cache key) and back.
   std::string to_text() const;

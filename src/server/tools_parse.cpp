@@ -144,11 +144,19 @@ void parse_tools(const json& body, std::string_view raw_body, GenSpec& spec, con
     case ToolCallParser::kDeepSeekV31: ts.format = constrain::ToolCallFormat::kDeepSeekV31; break;
     case ToolCallParser::kQwen3Coder: ts.format = constrain::ToolCallFormat::kQwen3Coder; break;
     case ToolCallParser::kGptOss: ts.format = constrain::ToolCallFormat::kHarmony; break;
-    case ToolCallParser::kMistral:
+    case ToolCallParser::kMistral: {
       // Tokenizer v11 and later have an [ARGS] token, and write each call after its own [TOOL_CALLS].
       ts.format = ctx.tok && ctx.tok->piece_to_id("[ARGS]") >= 0 ? constrain::ToolCallFormat::kMistralV11
                                                                  : constrain::ToolCallFormat::kMistral;
+      // Mistral's tokenizers have the tags as control tokens: the model writes those, not their text.
+      auto special = [&](std::string_view t) {
+        const int32_t id = ctx.tok ? ctx.tok->piece_to_id(t) : -1;
+        return id >= 0 && ctx.tok->is_special(id);
+      };
+      ts.special_tags = special("[TOOL_CALLS]") &&
+                        (ts.format != constrain::ToolCallFormat::kMistralV11 || special("[ARGS]"));
       break;
+    }
     default: ts.format = constrain::ToolCallFormat::kHermes;
   }
   std::vector<ojson> read_here;

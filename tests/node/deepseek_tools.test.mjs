@@ -17,7 +17,7 @@
 // that format documents it (readCoderCalls): string values raw, the others JSON.
 import { createRequire } from 'node:module';
 
-import { assert, client, modelName, run } from './e2e_util.mjs';
+import { assert, client, http, modelName, run } from './e2e_util.mjs';
 
 const require = createRequire(import.meta.url);
 const Ajv2020 = require('ajv/dist/2020').default;
@@ -224,6 +224,23 @@ if (process.env.TOKENIZER_JSON) {
     const plain = await c.chat.completions.create({ model, messages: [user], max_tokens: 1, temperature: 0,
                                                     logit_bias: { [tag.id]: 100 } });
     assert.ok(!plain.choices[0].message.content, JSON.stringify(plain.choices[0].message));
+  }]);
+
+  tests.push(['tool_choice required writes the special [TOOL_CALLS] token itself, not its text', async () => {
+    const fs = await import('node:fs');
+    const added = JSON.parse(fs.readFileSync(process.env.TOKENIZER_JSON, 'utf8')).added_tokens;
+    const tag = added.find((t) => t.content === '[TOOL_CALLS]');
+    const model = await modelName();
+    for (const seed of [1, 2]) {
+      const r = await http('POST', '/v1/chat/completions', {
+        model, messages: [user], tools: TOOLS, tool_choice: 'required', max_tokens: 300, temperature: 1, seed,
+        parallel_tool_calls: false, return_token_ids: true });
+      assert.equal(r.status, 200, r.text.slice(0, 300));
+      const ch = r.json.choices[0];
+      assert.equal(ch.token_ids[0], tag.id, `seed ${seed}: output ids start ${ch.token_ids.slice(0, 4)}`);
+      assert.equal(ch.finish_reason, 'tool_calls', JSON.stringify(ch.message).slice(0, 300));
+      checkCalls(ch.message.tool_calls, null);
+    }
   }]);
 }
 
