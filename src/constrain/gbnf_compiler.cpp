@@ -1,5 +1,7 @@
 #include "constrain/gbnf_compiler.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "core/check.h"
@@ -15,7 +17,7 @@ bool name_char(char c) {
 
 class GbnfParser {
  public:
-  explicit GbnfParser(std::string_view t) : t_(t) {}
+  GbnfParser(std::string_view t, std::vector<std::string>* tokens) : t_(t), tokens_(tokens) {}
 
   Grammar run() {
     skip_space();
@@ -275,7 +277,21 @@ class GbnfParser {
       ++pos_;
       return g_.chars(CodepointSet::any());
     }
-    if (c == '<') error(at, "token references (<...>) are not supported");
+    if (c == '!' && pos_ + 1 < t_.size() && t_[pos_ + 1] == '<')
+      error(at, "negated tokens (!<...>) are not supported");
+    if (c == '<') {
+      if (!tokens_) error(at, "token references (<...>) are not supported here");
+      const size_t close = t_.find('>', pos_ + 1);
+      if (close == std::string_view::npos) error(at, "unterminated token reference (<...>)");
+      const std::string_view name = t_.substr(pos_, close + 1 - pos_);
+      if (name.size() < 3 || name.find_first_of(" \t\r\n") != std::string_view::npos)
+        error(at, "expected a token's text between '<' and '>' (<|end|>)");
+      if (name[1] == '[')
+        error(at, "token ids (<[N]>) are not supported: name the token by its text (<|end|>)");
+      pos_ = close + 1;
+      tokens_->emplace_back(name);
+      return g_.special_token(name);
+    }
     if (name_char(c)) {
       const std::string name = parse_name();
       return g_.ref(rule_id(name));
@@ -284,12 +300,26 @@ class GbnfParser {
   }
 
   std::string_view t_;
+  std::vector<std::string>* tokens_;  // the special tokens named; null: naming one is an error
   size_t pos_ = 0;
   Grammar g_;
 };
 
 }  // namespace
 
-Grammar gbnf_grammar(std::string_view text) { return GbnfParser(text).run(); }
+Grammar gbnf_grammar(std::string_view text) {
+  std::vector<std::string> tokens;
+  return GbnfParser(text, &tokens).run();
+}
+
+Grammar gbnf_grammar_without_tokens(std::string_view text) { return GbnfParser(text, nullptr).run(); }
+
+std::vector<std::string> gbnf_token_names(std::string_view text) {
+  std::vector<std::string> tokens;
+  GbnfParser(text, &tokens).run();
+  std::sort(tokens.begin(), tokens.end());
+  tokens.erase(std::unique(tokens.begin(), tokens.end()), tokens.end());
+  return tokens;
+}
 
 }  // namespace dpserve::constrain

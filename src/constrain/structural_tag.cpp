@@ -199,7 +199,7 @@ class Compiler {
       only(f, {"type", "grammar"}, at);
       const std::string text = string_field(f, "grammar", at);
       try {
-        return import(gbnf_grammar(text));
+        return import(gbnf_grammar_without_tokens(text));
       } catch (const Error& e) {
         fail("'{}': {}", join(at, "grammar"), e.what());
       }

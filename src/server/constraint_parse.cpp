@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "constrain/compile_cache.h"
+#include "constrain/gbnf_compiler.h"
 #include "core/check.h"
 #include "server/openai_error.h"
 #include "server/request_parse.h"
@@ -54,6 +55,12 @@ std::shared_ptr<const constrain::Automaton> compile_or_400(ConstraintSpec spec, 
       spec.kind != ConstraintKind::kJsonObject)
     spec.prefix = ReasoningPrefix::kNone;
   try {
+    // A special token a grammar names must be one of this tokenizer's (else the output would stop there).
+    if (spec.kind == ConstraintKind::kEbnf && ctx.tok)
+      for (const std::string& name : constrain::gbnf_token_names(spec.text))
+        if (const int32_t id = ctx.tok->piece_to_id(name); id < 0 || !ctx.tok->is_special(id))
+          fail("the grammar names the token {}, which is not a special token of this model's tokenizer{}", name,
+               id < 0 ? "" : " (it is text: write it as a string, \"" + name + "\")");
     if (ctx.constraints) return ctx.constraints->get(spec);
     return constrain::compile_constraint(spec);
   } catch (const Error& e) {
@@ -124,37 +131,41 @@ void parse_response_format(const json& body, std::string_view raw_body, Request&
 }
 
 void parse_sglang_constraint(const json& sp, std::string_view raw_body, Request& r, const ParseContext& ctx,
-                             ReasoningPrefix prefix) {
+                             ReasoningPrefix prefix, std::string_view at) {
+  // Where the fields sit, for the errors: "sampling_params.regex" on /generate, "regex" on a chat body.
+  auto name = [&](const char* f) { return at.empty() ? std::string(f) : fmt::format("{}.{}", at, f); };
   const json* regex = field(sp, "regex");
   const json* schema = field(sp, "json_schema");
   const json* ebnf = field(sp, "ebnf");
   const json* tag = field(sp, "structural_tag");
   if (int(regex != nullptr) + int(schema != nullptr) + int(ebnf != nullptr) + int(tag != nullptr) > 1)
-    bad_param("sampling_params", "give at most one of 'regex', 'json_schema', 'ebnf' and 'structural_tag'");
+    bad_param(at.empty() ? "regex" : std::string(at), "give at most one of 'regex', 'json_schema', 'ebnf' and 'structural_tag'");
   if (tag) {
     // SGLang takes the structural tag as JSON text, as xgrammar does.
     if (!tag->is_string())
-      bad_param("sampling_params.structural_tag", "'structural_tag' must be a string (a structural tag as JSON)");
+      bad_param(name("structural_tag"), "'structural_tag' must be a string (a structural tag as JSON)");
     r.constraint = compile_or_400({ConstraintKind::kStructuralTag, tag->get<std::string>(), prefix},
-                                  "sampling_params.structural_tag", ctx);
+                                  name("structural_tag"), ctx);
   } else if (regex) {
-    if (!regex->is_string()) bad_param("sampling_params.regex", "'regex' must be a string");
-    r.constraint = compile_or_400({ConstraintKind::kRegex, regex->get<std::string>(), prefix}, "sampling_params.regex", ctx);
+    if (!regex->is_string()) bad_param(name("regex"), "'regex' must be a string");
+    r.constraint = compile_or_400({ConstraintKind::kRegex, regex->get<std::string>(), prefix}, name("regex"), ctx);
   } else if (ebnf) {
-    if (!ebnf->is_string()) bad_param("sampling_params.ebnf", "'ebnf' must be a string");
-    r.constraint = compile_or_400({ConstraintKind::kEbnf, ebnf->get<std::string>(), prefix}, "sampling_params.ebnf", ctx);
+    if (!ebnf->is_string()) bad_param(name("ebnf"), "'ebnf' must be a string");
+    r.constraint = compile_or_400({ConstraintKind::kEbnf, ebnf->get<std::string>(), prefix}, name("ebnf"), ctx);
   } else if (schema) {
     // SGLang takes the schema as JSON text; an object is accepted too.
     std::string text;
     if (schema->is_string()) {
       text = schema->get<std::string>();
     } else if (schema->is_object() || schema->is_boolean()) {
-      const ojson written = original_subtree(raw_body, {"sampling_params", "json_schema"});
+      const std::vector<std::string> path =
+          at.empty() ? std::vector<std::string>{"json_schema"} : std::vector<std::string>{std::string(at), "json_schema"};
+      const ojson written = original_subtree(raw_body, path);
       text = written.is_null() ? schema->dump() : written.dump();
     } else {
-      bad_param("sampling_params.json_schema", "'json_schema' must be a JSON Schema (as text or an object)");
+      bad_param(name("json_schema"), "'json_schema' must be a JSON Schema (as text or an object)");
     }
-    r.constraint = compile_or_400({ConstraintKind::kJsonSchema, text, prefix}, "sampling_params.json_schema", ctx);
+    r.constraint = compile_or_400({ConstraintKind::kJsonSchema, text, prefix}, name("json_schema"), ctx);
   }
 }
 
@@ -276,7 +287,7 @@ void parse_output_constraint(const json& body, std::string_view raw_body, Reques
   if (rf) {
     parse_response_format(body, raw_body, r, ctx, prefix);
   } else if (ext) {
-    parse_sglang_constraint(body, raw_body, r, ctx, prefix);
+    parse_sglang_constraint(body, raw_body, r, ctx, prefix, "");
   } else if (vllm) {
     r.constraint = compile_or_400(*vllm, vllm_param, ctx);
   }

@@ -34,9 +34,11 @@ void parse_response_format(const nlohmann::json& body, std::string_view raw_body
 // `prefix`: what the model may write before the constrained output (the rest of an opened <think>).
 void parse_output_constraint(const nlohmann::json& body, std::string_view raw_body, Request& r, const ParseContext& ctx,
                              constrain::ReasoningPrefix prefix = constrain::ReasoningPrefix::kNone);
-// SGLang's constraint fields inside sampling_params (the body's "sampling_params" object).
+// SGLang's constraint fields inside sampling_params (the body's "sampling_params" object), or at the
+// top of a chat / completions body (`at` ""): errors name the field where it sits.
 void parse_sglang_constraint(const nlohmann::json& sp, std::string_view raw_body, Request& r, const ParseContext& ctx,
-                             constrain::ReasoningPrefix prefix = constrain::ReasoningPrefix::kNone);
+                             constrain::ReasoningPrefix prefix = constrain::ReasoningPrefix::kNone,
+                             std::string_view at = "sampling_params");
 // OpenAI logit_bias: {"token id": bias in [-100, 100]}.
 void parse_logit_bias(const nlohmann::json& body, Request& r, const ParseContext& ctx);
 

@@ -1,5 +1,5 @@
 // gpt-oss's harmony format under a constraint (tool_choice required / named, strict tools, a
-// response_format after the analysis): the outputs of OpenAI's harmony guide and of gpt-oss's chat
+// response_format after the analysis; GBNF naming its special tokens): the outputs of OpenAI's harmony guide and of gpt-oss's chat
 // template, tokenized as the model writes them (tags as their special tokens), run through the real
 // VocabIndex and Matcher. Tags spelled by text tokens, special tokens inside JSON, other tools and
 // arguments outside the schema are refused.
@@ -7,11 +7,13 @@
 
 #include "constrain/automaton.h"
 #include "constrain/constraint.h"
+#include "constrain/gbnf_compiler.h"
 #include "constrain/matcher.h"
 #include "constrain/special_token.h"
 #include "constrain/token_mask_cache.h"
 #include "constrain/tool_call_grammar.h"
 #include "constrain/vocab_index.h"
+#include "core/check.h"
 #include "harmony_tokenizer.h"
 
 namespace dpserve::constrain {
@@ -174,6 +176,46 @@ TEST(HarmonyResponseFormat, TheFinalMessageHoldsTheConstrainedAnswer) {
   EXPECT_FALSE(whole(a, "{\"answer\": 4}"));  // no header
   EXPECT_FALSE(whole(a, "<|channel|>final<|message|>{\"answer\": \"four\"}"));
   EXPECT_FALSE(whole(a, "<|channel|>analysis<|message|>2 + 2 is 4.<|end|><|start|>assistant"));
+}
+
+// llama.cpp's GBNF names a special token by its text (<|end|>): that token, never text reading the same.
+TEST(GbnfSpecialTokens, ATokenByItsTextIsThatTokenOnly) {
+  const auto a = compile_constraint(
+      {ConstraintKind::kEbnf, R"(root ::= <|channel|> "final" <|message|> [0-9]+ ("." | <|end|>))"});
+  EXPECT_TRUE(whole(a, "<|channel|>final<|message|>42."));
+  EXPECT_TRUE(whole(a, "<|channel|>final<|message|>42<|end|>"));
+  // The same text as text tokens: refused at the first one.
+  EXPECT_EQ(run(a, harmony_tokenizer().encode("<|", false)).accepted, 0u);
+  // A quoted string is text, as before: its special token is not.
+  const auto quoted = compile_constraint({ConstraintKind::kEbnf, R"(root ::= "<|end|>")"});
+  EXPECT_FALSE(whole(quoted, "<|end|>"));
+  EXPECT_EQ(gbnf_token_names(R"(root ::= <|a|> x <|b|>
+x ::= <|a|> | "<|c|>")"),
+            (std::vector<std::string>{"<|a|>", "<|b|>"}));
+}
+
+TEST(GbnfSpecialTokens, WhatIsNotSupportedIsNamed) {
+  auto error_of = [](std::string_view text) {
+    try {
+      gbnf_token_names(text);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(error_of("root ::= <[200005]>").find("token ids (<[N]>) are not supported"), std::string::npos);
+  EXPECT_NE(error_of("root ::= !<|end|>").find("negated tokens"), std::string::npos);
+  EXPECT_NE(error_of("root ::= <|end|").find("unterminated token reference"), std::string::npos);
+  EXPECT_NE(error_of("root ::= <>").find("expected a token's text"), std::string::npos);
+  // Grammars nested in structural tags are not checked against the tokenizer: there it is refused.
+  std::string nested = "no error";
+  try {
+    compile_constraint({ConstraintKind::kStructuralTag,
+                        R"({"type": "structural_tag", "format": {"type": "grammar", "grammar": "root ::= <|end|>"}})"});
+  } catch (const Error& e) {
+    nested = e.what();
+  }
+  EXPECT_NE(nested.find("token references (<...>) are not supported here"), std::string::npos) << nested;
 }
 
 }  // namespace

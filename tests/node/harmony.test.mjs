@@ -89,6 +89,24 @@ tests.push(['without tools in the request the call is text; separate_reasoning f
   assert.equal(raw.content, THINK_THEN_ANSWER);  // the regex spelled the tags as text: they stay
 }]);
 
+tests.push(['an ebnf naming the special tokens writes them as tokens; the reader reads them', async () => {
+  // llama.cpp's GBNF names a special token by its text: the model writes <|channel|> the token, which
+  // decodes to the same text (special tokens are kept for the reader), unlike the regex's text pieces.
+  const ebnf = 'root ::= <|channel|> "analysis" <|message|> "Add them." <|end|> <|start|> "assistant" ' +
+               '<|channel|> "final" <|message|> "4."';
+  const r = await http('POST', '/v1/chat/completions', {
+    model, messages: [{ role: 'user', content: 'What is 2 + 2?' }], temperature: 0, max_tokens: 60, ebnf,
+    return_token_ids: true });
+  assert.equal(r.status, 200, r.text.slice(0, 400));
+  const ch = r.json.choices[0];
+  assert.deepEqual([ch.message.reasoning_content, ch.message.content], ['Add them.', '4.']);
+  assert.equal(ch.token_ids[0], await ids('<|channel|>'));
+  // A token the tokenizer does not have as a special token is a 400 naming the field.
+  for (const bad of ['root ::= <|nope|> "x"', 'root ::= <think> "x"'])
+    assertOpenAIError(await http('POST', '/v1/chat/completions', {
+      model, messages: [{ role: 'user', content: 'w' }], ebnf: bad }), 400, 'ebnf');
+}]);
+
 tests.push(['/model_info and /server_info report the model and the parsers in effect', async () => {
   const m = await http('GET', '/model_info');
   assert.equal(m.status, 200, m.text.slice(0, 300));
