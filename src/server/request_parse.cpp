@@ -1190,6 +1190,15 @@ std::string render_chat_prompt(const json& b, const ParseContext& ctx, std::vect
     // OpenAI's developer messages are what chat templates call system (the Responses route maps them
     // the same way); a template that knows no developer role would drop the instruction silently.
     if (r == "developer") out["role"] = "system";
+    // gpt-oss's chat template reads an assistant turn's analysis from `thinking` (and writes it before
+    // that turn's tool calls, where the model expects its reasoning back); clients send the
+    // reasoning_content they were given (or vLLM's `reasoning`), as llama.cpp maps it for gpt-oss.
+    if (r == "assistant" && ctx.reasoning_parser == ReasoningParser::kGptOss && !out.contains("thinking"))
+      for (const char* k : {"reasoning_content", "reasoning"})
+        if (out.contains(k) && out[k].is_string()) {
+          out["thinking"] = out[k];
+          break;
+        }
     // A call's arguments reach the template as the object, not OpenAI's JSON text, as vLLM and SGLang hand
     // them over (transformers documents objects; templates iterate them with |items, or print them with
     // tojson, which would quote the text). Text that is not a JSON object stays text.

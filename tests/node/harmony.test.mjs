@@ -185,6 +185,24 @@ if (!process.env.HARMONY_DEFAULTS) {
                       'thinking_token_budget');
   }]);
 
+  tests.push(["an assistant turn's reasoning_content reaches the template as `thinking`", async () => {
+    // A template of the request's own (the server trusts them here) that prints what gpt-oss's template
+    // reads: each assistant turn's `thinking` before its content.
+    const chat_template = '{% for m in messages %}{{ m.role }}[{{ m.thinking }}]{{ m.content }};{% endfor %}';
+    const prompt = async (assistant) => {
+      const r = await http('POST', '/tokenize', { chat_template, add_generation_prompt: false, messages: [
+        { role: 'user', content: 'Q' }, assistant, { role: 'user', content: 'R' }] });
+      assert.equal(r.status, 200, r.text.slice(0, 300));
+      const d = await http('POST', '/detokenize', { tokens: r.json.tokens });
+      return d.json.text;
+    };
+    assert.equal(await prompt({ role: 'assistant', content: 'A', reasoning_content: 'think' }), 'user[]Q;assistant[think]A;user[]R;');
+    assert.equal(await prompt({ role: 'assistant', content: 'A', reasoning: 'vllm' }), 'user[]Q;assistant[vllm]A;user[]R;');
+    // A `thinking` the client gave wins.
+    assert.equal(await prompt({ role: 'assistant', content: 'A', thinking: 'own', reasoning_content: 'x' }),
+                 'user[]Q;assistant[own]A;user[]R;');
+  }]);
+
   tests.push(['start-up errors name the flag', async () => {
     const harmony = process.env.HARMONY_TOKENIZER, qwen3 = process.env.QWEN3_TOKENIZER;
     const modelPath = process.env.HARMONY_MODEL;
