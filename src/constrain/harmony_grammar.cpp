@@ -27,6 +27,8 @@ ExprId harmony_final_header(Grammar& g) {
                 g.special_token("<|message|>")});
 }
 
+ExprId harmony_stop(Grammar& g, std::string_view tag) { return g.optional(g.special_token(tag)); }
+
 ExprId harmony_call(Grammar& g, const std::string& name, ExprId args) {
   if (name.empty() || name.find_first_of(" \t\r\n<") != std::string::npos)
     fail("tool '{}': the name cannot be written in a harmony header", name);
@@ -36,7 +38,7 @@ ExprId harmony_call(Grammar& g, const std::string& name, ExprId args) {
   const ExprId role_form =
       g.seq({g.literal(" " + to), g.special_token("<|channel|>"), g.literal("commentary"),
              g.optional(g.alt({g.literal(" json"), constrain_json(g)})), g.special_token("<|message|>"), args});
-  return g.alt({channel_form, role_form});
+  return g.seq({g.alt({channel_form, role_form}), harmony_stop(g, "<|call|>")});
 }
 
 }  // namespace dpserve::constrain

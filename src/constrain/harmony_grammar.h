@@ -25,8 +25,12 @@ ExprId harmony_final_header(Grammar& g);
 // A message calling functions.NAME with `args` as its body, in either header form the format has:
 //   <|channel|>commentary to=functions.NAME [<|constrain|>json]<|message|>ARGS    (OpenAI's guide)
 //    to=functions.NAME<|channel|>commentary [json | <|constrain|>json]<|message|>ARGS  (gpt-oss's template)
-// The stop token that ends it (<|call|>) is the model's EOS. Throws dpserve::Error for a name that
-// cannot sit in a header.
+// then its stop token <|call|> where that is not an EOS id (where it is, EOS ends the output anyway).
+// Throws dpserve::Error for a name that cannot sit in a header.
 ExprId harmony_call(Grammar& g, const std::string& name, ExprId args);
+
+// The stop token `tag` (<|call|>, <|return|>), optional: an EOS id is never matched as text, so the
+// output then ends at the EOS the grammar's end allows.
+ExprId harmony_stop(Grammar& g, std::string_view tag);
 
 }  // namespace dpserve::constrain

@@ -53,7 +53,8 @@ void add_reasoning_prefix(Grammar& g, ReasoningPrefix prefix) {
   const ExprId before = prefix == ReasoningPrefix::kHarmony
                             ? g.seq({harmony_side_messages(g), harmony_final_header(g)})
                             : open_think_rest(g);
-  g.set_body(root, g.seq({before, g.ref(answer)}));
+  const ExprId after = prefix == ReasoningPrefix::kHarmony ? harmony_stop(g, "<|return|>") : g.empty();
+  g.set_body(root, g.seq({before, g.ref(answer), after}));
   g.set_root(root);
 }
 

@@ -254,7 +254,8 @@ Grammar tool_call_grammar(const ToolCallSpec& spec, const JsonSchemaOptions& opt
   const bool many = spec.parallel && !spec.only;
   if (spec.format == ToolCallFormat::kHarmony) {
     // The analysis channel is harmony's own reasoning: `think` has no <think> block to add.
-    const ExprId final_message = g.seq({harmony_final_header(g), g.star(g.chars(CodepointSet::any()))});
+    const ExprId final_message =
+        g.seq({harmony_final_header(g), g.star(g.chars(CodepointSet::any())), harmony_stop(g, "<|return|>")});
     body = g.seq({harmony_side_messages(g), spec.text ? g.alt({one, final_message}) : one});
     g.set_body(root, body);
     g.set_root(root);

@@ -111,6 +111,9 @@ TEST(HarmonyToolCalls, TheGuidesAndTheTemplatesCallsAreAccepted) {
   for (bool text : {false, true}) {
     const auto a = tools(text);
     EXPECT_TRUE(whole(a, kGuideCall)) << text;
+    // Its stop token, where that is not an EOS id (here EOS is Qwen3's <|im_end|>); nothing after it.
+    EXPECT_TRUE(whole(a, std::string(kGuideCall) + "<|call|>"));
+    EXPECT_FALSE(whole(a, std::string(kGuideCall) + "<|call|><|start|>assistant"));
     // No analysis; the header as gpt-oss's chat template writes an assistant's call.
     EXPECT_TRUE(whole(a, " to=functions.get_weather<|channel|>commentary json<|message|>{\"location\": \"Tokyo\", "
                          "\"unit\": \"celsius\"}"));
@@ -173,6 +176,8 @@ TEST(HarmonyResponseFormat, TheFinalMessageHoldsTheConstrainedAnswer) {
   EXPECT_TRUE(whole(a, "<|channel|>analysis<|message|>2 + 2 is 4.<|end|><|start|>assistant"
                        "<|channel|>final<|message|>{\"answer\": 4}"));
   EXPECT_TRUE(whole(a, "<|channel|>final <|constrain|>json<|message|>{\"answer\": 4}"));
+  EXPECT_TRUE(whole(a, "<|channel|>final<|message|>{\"answer\": 4}<|return|>"));
+  EXPECT_FALSE(whole(a, "<|channel|>final<|message|>{\"answer\": 4}<|call|>"));
   EXPECT_FALSE(whole(a, "{\"answer\": 4}"));  // no header
   EXPECT_FALSE(whole(a, "<|channel|>final<|message|>{\"answer\": \"four\"}"));
   EXPECT_FALSE(whole(a, "<|channel|>analysis<|message|>2 + 2 is 4.<|end|><|start|>assistant"));
