@@ -40,6 +40,8 @@ ARCHITECTURES = {
     "gemma3": ("Gemma3ForCausalLM", "gemma3_text"),
     "phi3": ("Phi3ForCausalLM", "phi3"),
     "gpt_oss": ("GptOssForCausalLM", "gpt_oss"),
+    "smollm3": ("SmolLM3ForCausalLM", "smollm3"),
+    "granite": ("GraniteForCausalLM", "granite"),
 }
 DEEPSEEK = ("deepseek_v2", "deepseek_v3")
 
@@ -119,6 +121,18 @@ TINY = {
                     num_experts_per_tok=2, sliding_window=6, rms_norm_eps=1e-5, rope_theta=150000.0,
                     rope_scaling="yarn", rope_factor=4.0, original_max_position_embeddings=32,
                     max_position_embeddings=128, swiglu_limit=3.0),
+    # SmolLM3 (SmolLM3ForCausalLM): Llama with NoPE layers (no_rope_layers: layers 1 and 3 unrotated, so
+    # both a middle and the last layer are NoPE). SmolLM3-3B ties its embeddings (--tie-word-embeddings); the
+    # tiny default does not, since a tied random model mostly repeats its last token, whatever its RoPE.
+    "smollm3": dict(vocab_size=397, hidden_size=128, intermediate_size=344, num_hidden_layers=4,
+                    num_attention_heads=4, num_key_value_heads=2, head_dim=None, no_rope_layers="1,0,1,0"),
+    # Granite 3.x (GraniteForCausalLM): Llama with multipliers. The published configs have embedding 12,
+    # attention 1/64 to 1/128, residual 0.22, logits_scaling 8 to 16; the tiny ones are chosen so that each moves the
+    # logits well past the bf16 tolerance when left out: attention 0.3 against 1/sqrt(32) = 0.18 (peakier
+    # softmax), residual 0.5, embeddings x 3 (the stream's start against what layers add), logits / 2.5.
+    "granite": dict(vocab_size=397, hidden_size=128, intermediate_size=344, num_hidden_layers=3,
+                    num_attention_heads=4, num_key_value_heads=2, head_dim=None, embedding_multiplier=3.0,
+                    attention_multiplier=0.3, residual_multiplier=0.5, logits_scaling=2.5),
 }
 
 PRESETS = {
@@ -262,6 +276,15 @@ def build_config(a):
         cfg["attention_bias"] = False
         cfg["mlp_bias"] = False
         cfg["pretraining_tp"] = 1
+    if a.arch == "smollm3":
+        cfg.update({"attention_bias": False, "mlp_bias": False, "use_sliding_window": False, "sliding_window": None,
+                    "no_rope_layer_interval": a.no_rope_layer_interval})
+        if a.no_rope_layers:  # else SmolLM3Config derives it from no_rope_layer_interval
+            cfg["no_rope_layers"] = a.no_rope_layers
+    if a.arch == "granite":
+        cfg.update({"attention_bias": False, "mlp_bias": False, "embedding_multiplier": a.embedding_multiplier,
+                    "attention_multiplier": a.attention_multiplier, "residual_multiplier": a.residual_multiplier,
+                    "logits_scaling": a.logits_scaling})
     if a.arch in ("qwen2", "qwen2_5_vl"):
         cfg["use_sliding_window"] = False
         cfg["sliding_window"] = a.max_position_embeddings
@@ -1152,6 +1175,13 @@ def parse_args(argv):
     ap.add_argument("--residual-out-scale", dest="residual_out_scale", type=float, default=1.0,
                     help="multiply the init scale of every o_proj / down_proj by this (e.g. 0.05 with "
                          "--tie-word-embeddings: a model whose greedy output repeats its last token)")
+    ap.add_argument("--no-rope-layers", dest="no_rope_layers",
+                    help="smollm3: config.json's no_rope_layers, comma-separated 1 (RoPE) / 0 (none); '' writes no "
+                         "list, only no_rope_layer_interval")
+    ap.add_argument("--no-rope-layer-interval", dest="no_rope_layer_interval", type=int,
+                    help="smollm3: no_rope_layer_interval (4)")
+    for name in ("embedding_multiplier", "attention_multiplier", "residual_multiplier", "logits_scaling"):
+        ap.add_argument("--" + name.replace("_", "-"), dest=name, type=float, help="granite: config.json's " + name)
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
 
@@ -1193,7 +1223,9 @@ def parse_args(argv):
         topk_method="greedy", scoring_func="softmax", routed_scaling_factor=1.0, beta_fast=32.0, beta_slow=1.0,
         yarn_mscale=1.0, yarn_mscale_all_dim=0.0, query_pre_attn_scalar=256.0, rope_local_base_freq=10000.0,
         sliding_window_pattern=6, layer_types="", partial_rotary_factor=1.0, longrope_type_name="longrope",
-        attn_logit_softcapping=None, final_logit_softcapping=None, swiglu_limit=7.0, yarn_truncate="false")
+        attn_logit_softcapping=None, final_logit_softcapping=None, swiglu_limit=7.0, yarn_truncate="false",
+        no_rope_layers="", no_rope_layer_interval=4, embedding_multiplier=1.0, attention_multiplier=1.0,
+        residual_multiplier=1.0, logits_scaling=1.0)
     if a.preset == "tiny":
         base.update(TINY[arch])
     base.update({k: v for k, v in preset.items() if k not in ("arch", "dtype", "vision")})
@@ -1229,7 +1261,7 @@ def parse_args(argv):
         if a.hidden_size % a.num_attention_heads:
             ap.error("hidden_size must be a multiple of num_attention_heads (or give --head-dim)")
         a.head_dim = a.hidden_size // a.num_attention_heads
-    if arch in ("llama", "qwen2", "qwen2_5_vl", "mistral", "mixtral", "phi3") and \
+    if arch in ("llama", "qwen2", "qwen2_5_vl", "mistral", "mixtral", "phi3", "smollm3", "granite") and \
             a.head_dim * a.num_attention_heads != a.hidden_size:
         ap.error(f"{arch} has no head_dim field: head_dim must be hidden_size / num_attention_heads")
     if a.num_attention_heads % a.num_key_value_heads:
@@ -1242,6 +1274,21 @@ def parse_args(argv):
         ap.error("need 0 < num_experts_per_tok <= num_experts")
     if a.shards < 1:
         ap.error("--shards must be >= 1")
+    if arch != "smollm3" and {"no_rope_layers", "no_rope_layer_interval"} & a.explicit:
+        ap.error("--no-rope-layers and --no-rope-layer-interval are for --arch smollm3")
+    if arch == "smollm3":
+        a.no_rope_layers = [int(x) for x in a.no_rope_layers.split(",") if x.strip()] \
+            if isinstance(a.no_rope_layers, str) else a.no_rope_layers
+        if a.no_rope_layers and (len(a.no_rope_layers) != a.num_hidden_layers or set(a.no_rope_layers) - {0, 1}):
+            ap.error("--no-rope-layers lists a 0 or 1 for each layer")
+        if a.no_rope_layer_interval < 1:
+            ap.error("--no-rope-layer-interval must be positive")
+    granite_only = {"embedding_multiplier", "attention_multiplier", "residual_multiplier", "logits_scaling"}
+    if arch != "granite" and granite_only & a.explicit:
+        ap.error("--embedding-multiplier, --attention-multiplier, --residual-multiplier and --logits-scaling are for "
+                 "--arch granite")
+    if arch == "granite" and min(getattr(a, k) for k in granite_only) <= 0:
+        ap.error("granite's multipliers must be positive")
     phi3 = arch == "phi3"
     if not phi3 and ({"partial_rotary_factor", "longrope_type_name"} & a.explicit or a.rope_scaling == "longrope"):
         ap.error("--partial-rotary-factor, --longrope-type-name and --rope-scaling longrope are for --arch phi3")

@@ -438,6 +438,48 @@ static nlohmann::json gemma3_text_defaults() {
           {"eos_token_id", 1}};
 }
 
+// SmolLM3 (SmolLM3ForCausalLM; defaults: transformers' SmolLM3Config): Llama with some layers left
+// unrotated ("NoPE"): no_rope_layers holds 1 for a layer that applies RoPE and 0 for one that does not
+// (at least one entry per layer); without it every no_rope_layer_interval-th layer (default 4) is NoPE.
+// Its sliding window applies to the NoPE layers only and is off in the published checkpoints.
+static void parse_smollm3(const nlohmann::json& j, ModelConfig& c) {
+  if (opt<bool>(j, "use_sliding_window", false))
+    fail("config.json: use_sliding_window true is not supported for SmolLM3ForCausalLM (the published checkpoints "
+         "attend over the whole context)");
+  c.layer_nope.assign(size_t(c.n_layers), 0);
+  const auto it = j.find("no_rope_layers");
+  if (it != j.end() && !it->is_null()) {
+    if (!it->is_array() || int64_t(it->size()) < c.n_layers)
+      fail("config.json: no_rope_layers must list a 0 or 1 for each of the {} layers", c.n_layers);
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+      const auto& v = (*it)[size_t(l)];
+      if (!v.is_number_integer() || (v.get<int64_t>() != 0 && v.get<int64_t>() != 1))
+        fail("config.json: no_rope_layers[{}] must be 1 (RoPE) or 0 (no RoPE), got {}", l, v.dump());
+      c.layer_nope[size_t(l)] = v.get<int64_t>() == 0;
+    }
+    return;
+  }
+  const int64_t interval = opt<int64_t>(j, "no_rope_layer_interval", 4);
+  if (interval < 1) fail("config.json: no_rope_layer_interval must be positive, got {}", interval);
+  for (int64_t l = 0; l < c.n_layers; ++l) c.layer_nope[size_t(l)] = (l + 1) % interval == 0;
+}
+
+// Granite 3.x (GraniteForCausalLM; defaults: transformers' GraniteConfig, every multiplier 1): Llama
+// with the token embeddings times embedding_multiplier, attention scores times attention_multiplier
+// (in place of 1/sqrt(head_dim)), every attention and MLP output times residual_multiplier before the
+// residual add, and the logits divided by logits_scaling.
+static void parse_granite(const nlohmann::json& j, ModelConfig& c) {
+  auto positive = [&](const char* key) {
+    const double v = opt<double>(j, key, 1.0);
+    if (!(v > 0 && std::isfinite(v))) fail("config.json: {} must be a positive number, got {}", key, v);
+    return v;
+  };
+  c.embed_scale = float(positive("embedding_multiplier"));
+  c.attn_scale = positive("attention_multiplier");
+  c.residual_scale = positive("residual_multiplier");
+  c.logit_divisor = positive("logits_scaling");
+}
+
 // Gemma2Config's defaults (those of gemma-2-2b), read the same way.
 static nlohmann::json gemma2_defaults() {
   return {{"vocab_size", 256000},    {"hidden_size", 2304},         {"intermediate_size", 9216},
@@ -484,6 +526,10 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
       {"Phi3ForCausalLM", Arch::Phi3},
       // gpt-oss-20b / 120b: experts as MXFP4 blocks, or dequantized (split per expert as they load).
       {"GptOssForCausalLM", Arch::GptOss},
+      // Llama with NoPE layers (SmolLM3) or with multipliers on embeddings, scores, residuals and
+      // logits (Granite 3.x).
+      {"SmolLM3ForCausalLM", Arch::Llama},
+      {"GraniteForCausalLM", Arch::Llama},
   };
   const Known* known = nullptr;
   for (const Known& k : kArchs)
@@ -517,19 +563,22 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   parse_partial_rotary(j, c);
   c.max_pos = opt<int64_t>(j, "max_position_embeddings", 2048);
   c.rms_eps = opt<double>(j, "rms_norm_eps", 1e-6);
-  c.rope_theta = opt<double>(j, "rope_theta", 10000.0);
+  const bool smollm3 = arch == "SmolLM3ForCausalLM", granite = arch == "GraniteForCausalLM";
+  c.rope_theta = opt<double>(j, "rope_theta", smollm3 ? 2000000.0 : 10000.0);  // SmolLM3Config's default_theta
   // RoPE tables, RMSNorm and the context length are computed from these: reject nonsense here.
   if (c.max_pos <= 0 || c.max_pos > kMaxPositions)
     fail("config.json: max_position_embeddings must be in [1, 2^24 = {}], got {}", kMaxPositions, c.max_pos);
   if (!(c.rms_eps > 0 && std::isfinite(c.rms_eps))) fail("config.json: rms_norm_eps must be positive, got {}", c.rms_eps);
   if (!(c.rope_theta > 0 && std::isfinite(c.rope_theta)))
     fail("config.json: rope_theta must be positive, got {}", c.rope_theta);
-  c.tie_embeddings = opt<bool>(j, "tie_word_embeddings", false);
+  c.tie_embeddings = opt<bool>(j, "tie_word_embeddings", smollm3);
   // LlamaAttention gives q, k, v and o biases alike when attention_bias is set.
   if (c.arch == Arch::Llama) c.qkv_bias = c.o_bias = opt<bool>(j, "attention_bias", false);
   if (opt<bool>(j, "mlp_bias", false))
     fail("config.json: mlp_bias true is not supported for {} (no published checkpoint uses it)", c.arch_name);
-  parse_sliding_window(j, c);
+  if (smollm3) parse_smollm3(j, c);
+  else if (granite) parse_granite(j, c);
+  else parse_sliding_window(j, c);  // LlamaAttention in SmolLM3 / Granite: no window
   if (auto it = j.find("rope_scaling"); it != j.end() && it->is_object()) {
     std::string type = opt<std::string>(*it, "rope_type", opt<std::string>(*it, "type", std::string()));
     if (type == "llama3") {

@@ -146,6 +146,14 @@ struct ModelConfig {
   // < head_dim: only the first rotary_dim values of each head rotate, the rest pass through (Phi-4-mini's
   // partial_rotary_factor 0.75); 0: the whole head.
   int64_t rotary_dim = 0;
+  // SmolLM3: layers whose queries and keys are not rotated at all (no_rope_layers[l] == 0: "NoPE");
+  // empty: every layer rotates.
+  std::vector<uint8_t> layer_nope;
+  // Granite: each attention and MLP output is multiplied by residual_scale before it joins the
+  // residual stream (residual_multiplier), and the LM head's logits are divided by logit_divisor
+  // (logits_scaling). Its embedding_multiplier and attention_multiplier are embed_scale and attn_scale.
+  double residual_scale = 1.0;
+  double logit_divisor = 1.0;
   MlaConfig mla;               // DeepSeek-V2/V3 attention (enabled() == false elsewhere)
   // Multimodal RoPE (Qwen2-VL / Qwen2.5-VL): how many of the head_dim/2 rotary frequencies follow a
   // token's temporal, height and width position, in that order (sums to head_dim/2); empty: 1-D RoPE.
@@ -183,6 +191,7 @@ struct ModelConfig {
   }
   bool is_deepseek() const { return arch == Arch::DeepseekV2 || arch == Arch::DeepseekV3; }
   bool is_gemma() const { return arch == Arch::Gemma2 || arch == Arch::Gemma3; }
+  bool layer_has_rope(int64_t layer) const { return layer_nope.empty() || layer_nope[size_t(layer)] == 0; }
   // The width RoPE rotates: MLA's qk_rope_head_dim, rotary_dim, or the whole head.
   int64_t rope_dim() const { return mla.enabled() ? mla.qk_rope_head_dim : rotary_dim > 0 ? rotary_dim : head_dim; }
 

@@ -421,7 +421,8 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
   const int64_t per_row = nh + 2 * nkv;
   const bool sliding = c.layer_is_sliding(li);
   const RopeTable& rt = sliding && rope_local_ ? *rope_local_ : *rope_;
-  const int64_t rd = rt.dim();  // < hd: the rest of each head passes unrotated (partial rotary)
+  // < hd: the rest of each head passes unrotated (partial rotary); 0: none of it (SmolLM3's NoPE layers)
+  const int64_t rd = c.layer_has_rope(li) ? rt.dim() : 0;
   const Range r = t.share(T * per_row);
   for (int64_t item = r.begin; item < r.end; ++item) {
     const int64_t row = item / per_row, h = item % per_row;
@@ -429,7 +430,7 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
     if (h < nh) {
       float* qh = &q_[row * qd + h * hd];
       if (c.qk_norm) rmsnorm(qh, L.q_norm.data(), qh, 1, hd, eps);
-      rope(qh, 1, hd, rd, cs, cs + rd / 2, c.rope_interleaved);
+      if (rd > 0) rope(qh, 1, hd, rd, cs, cs + rd / 2, c.rope_interleaved);
       continue;
     }
     const int64_t pos = row_pos_[size_t(row)];
@@ -438,7 +439,7 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
       const int64_t kh = h - nh;
       float* k = &k_[row * kd + kh * hd];
       if (c.qk_norm) rmsnorm(k, L.k_norm.data(), k, 1, hd, eps);
-      rope(k, 1, hd, rd, cs, cs + rd / 2, c.rope_interleaved);
+      if (rd > 0) rope(k, 1, hd, rd, cs, cs + rd / 2, c.rope_interleaved);
       kv.write_k(li, page, kh, pos % ps, k);
     } else {
       const int64_t vh = h - nh - nkv;
@@ -451,7 +452,7 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
   if (!L.sinks.empty()) ap.sinks = L.sinks.data();
   paged_attention(t, q_.data(), qd, b.seqs.data(), int64_t(b.seqs.size()), kv.layer(li), ap, attn_.data(), qd);
   const float* bo = L.bo.empty() ? nullptr : L.bo.data();
-  if (par_.attn.size > 1 || !L.post_attn_norm.empty()) {
+  if (par_.attn.size > 1 || !L.post_attn_norm.empty() || c.residual_scale != 1.0) {
     matmul(t, attn_.data(), T, qd, L.wo, bo, o_.data(), H);
     if (!lora_attn_rows_.empty()) {  // this rank's columns of A: a partial sum, like wo's
       const LoraOut out{kLoraO, o_.data(), H};
@@ -463,7 +464,7 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
     }
     // Gemma normalises the whole sum, so after the ranks' partial sums are added.
     if (!L.post_attn_norm.empty()) rmsnorm(t, o_.data(), L.post_attn_norm.data(), o_.data(), T, H, float(c.rms_eps));
-    add_inplace(t, x_.data(), o_.data(), T * H);
+    add_residual(t, o_.data(), T);
     return;
   }
   // One rank: o_proj adds straight into the residual stream.
@@ -506,7 +507,7 @@ void Model::mlp(Team& t, const Layer& L, int64_t li, int64_t T) {
   const float* in = dp ? global_in_.data() : xn_.data();
   const int64_t rows = mlp_rows_;
   // Alone (no TP, no DP attention, no norm after the MLP) the output goes straight into the residual stream.
-  const bool direct = !dp && par_.mlp.size == 1 && L.post_mlp_norm.empty();
+  const bool direct = !dp && par_.mlp.size == 1 && L.post_mlp_norm.empty() && cfg_.residual_scale == 1.0;
   const float eps = float(cfg_.rms_eps);
   if (L.moe) {
     L.moe->forward(t, moe_scratch_, in, rows, direct ? x_.data() : o_.data(), direct, dp ? skip_.data() : nullptr);
@@ -564,7 +565,25 @@ void Model::mlp(Team& t, const Layer& L, int64_t li, int64_t T) {
     t.barrier();
   }
   if (!L.post_mlp_norm.empty()) rmsnorm(t, out, L.post_mlp_norm.data(), out, T, H, eps);
-  add_inplace(t, x_.data(), out, T * H);
+  add_residual(t, out, T);
+}
+
+void Model::divide_logits(Team& t, float* logits, int64_t n) const {
+  const float d = float(cfg_.logit_divisor);  // Granite's logits_scaling
+  const Range r = t.share(n);
+  for (int64_t i = r.begin; i < r.end; ++i) logits[i] /= d;
+  t.barrier();
+}
+
+void Model::add_residual(Team& t, const float* out, int64_t T) {
+  const int64_t n = T * cfg_.hidden;
+  if (cfg_.residual_scale == 1.0) return add_inplace(t, x_.data(), out, n);
+  // Granite: x + out * residual_multiplier, the product rounded to float before the add as
+  // transformers computes it in the model's dtype.
+  const float m = float(cfg_.residual_scale);
+  const Range r = t.share(n);
+  for (int64_t i = r.begin; i < r.end; ++i) x_[size_t(i)] += out[i] * m;
+  t.barrier();
 }
 
 void Model::lora_prepare(const ForwardBatch& b) {
@@ -763,9 +782,11 @@ void Model::forward_member(Team& t, const ForwardBatch& b, KVPool& kv, float* lo
   if (par_.vocab.size == 1) {
     matmul(t, sel_.data(), R, H, lm_head_, nullptr, logits, c.vocab);
     if (c.final_softcap > 0) softcap(t, logits, R * c.vocab, c.final_softcap);
+    if (c.logit_divisor != 1.0) divide_logits(t, logits, R * c.vocab);
   } else {
     matmul(t, sel_.data(), R, H, lm_head_, nullptr, logits_local_.data(), vocab_local_);
     if (c.final_softcap > 0) softcap(t, logits_local_.data(), R * vocab_local_, c.final_softcap);
+    if (c.logit_divisor != 1.0) divide_logits(t, logits_local_.data(), R * vocab_local_);
     if (t.leader()) comm_->vocab_allgather(logits_local_.data(), R, vocab_local_, logits, c.vocab);
   }
 }

@@ -150,6 +150,9 @@ class Model {
   void forward_member(Team& t, const ForwardBatch& b, KVPool& kv, float* logits, float* hidden);
   void attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv);
   void mlp(Team& t, const Layer& L, int64_t li, int64_t T);
+  // x += out (T rows), or x += out * residual_multiplier (Granite).
+  void add_residual(Team& t, const float* out, int64_t T);
+  void divide_logits(Team& t, float* logits, int64_t n) const;
   // LoRA: the rows of a step that run one adapter, and one projection's output to add to.
   struct LoraRows {
     int32_t slot = 0;

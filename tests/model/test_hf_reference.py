@@ -202,9 +202,32 @@ GPT_OSS_CASES = [
     Case("gpt_oss_layer_types_truncate_f32", "f32", ["--arch", "gpt_oss", "--layer-types", "full,sliding,sliding,full",
                                                      "--sliding-window", "9", "--yarn-truncate", "true"], 95),
 ]
+# SmolLM3 (SmolLM3ForCausalLM): Llama with NoPE layers. no_rope_layers as written (a middle and the last
+# layer unrotated), the list SmolLM3Config derives from no_rope_layer_interval when there is none (3: layers
+# 2 and 5 of 6), rope_theta 5e6 and tied embeddings as SmolLM3-3B; f32 / bf16.
+SMOLLM3_CASES = [
+    Case("smollm3_f32", "f32", ["--arch", "smollm3"], 101),
+    Case("smollm3_bf16", "bf16", ["--arch", "smollm3"], 102),
+    Case("smollm3_interval_theta_tied_f32", "f32", ["--arch", "smollm3", "--no-rope-layers", "",
+                                                    "--no-rope-layer-interval", "3", "--num-hidden-layers", "6",
+                                                    "--rope-theta", "5000000", "--tie-word-embeddings"], 103),
+    Case("smollm3_interval_tied_bf16", "bf16", ["--arch", "smollm3", "--no-rope-layers", "", "--num-hidden-layers",
+                                                "4", "--tie-word-embeddings"], 104),
+]
+# Granite 3.x (GraniteForCausalLM): embedding, attention, residual and logit multipliers (the tiny ones move
+# the logits when left out; see tools/make_hf_model.py), and values like the published ones (embeddings x 12,
+# attention 1 / head_dim, residual x 0.22, logits / 16); f32 / bf16 / f16, tied.
+GRANITE_CASES = [
+    Case("granite_f32", "f32", ["--arch", "granite"], 111),
+    Case("granite_bf16", "bf16", ["--arch", "granite"], 112),
+    Case("granite_published_like_f32", "f32", ["--arch", "granite", "--embedding-multiplier", "12",
+                                               "--attention-multiplier", "0.03125", "--residual-multiplier", "0.22",
+                                               "--logits-scaling", "16"], 113),
+    Case("granite_tied_f16", "f16", ["--arch", "granite", "--tie-word-embeddings"], 114),
+]
 SUITES = {"dense": DENSE_CASES, "yarn": YARN_CASES, "moe": MOE_CASES, "deepseek": DEEPSEEK_CASES,
           "mixtral": MIXTRAL_CASES, "gemma2": GEMMA2_CASES, "gemma3": GEMMA3_CASES, "phi3": PHI3_CASES,
-          "gpt_oss": GPT_OSS_CASES}
+          "gpt_oss": GPT_OSS_CASES, "smollm3": SMOLLM3_CASES, "granite": GRANITE_CASES}
 # MLA: both attention forms forced on every sequence must match the reference and each other (max abs
 # difference / scale): in fp32 they differ only in summation order; in bf16 they round different
 # activations (each is within the bf16 tolerance of the reference, so together within about twice it).
@@ -225,6 +248,9 @@ ARCH_BREAKS = {"llama": [], "qwen2": ["skip_bias"], "qwen3": ["skip_q_norm", "sk
                "gemma2": ["gemma_norm_no_plus_one", "gemma_no_embed_scale", "gemma_no_post_norms",
                           "gemma_llama_norm_order", "gemma_attn_scale_head_dim", "gemma_silu"],
                "phi3": ["phi3_kv_swapped", "phi3_gate_up_swapped"],
+               "smollm3": ["smollm3_rope_every_layer", "smollm3_nope_flags_inverted"],
+               "granite": ["granite_no_embedding_multiplier", "granite_attn_scale_head_dim",
+                           "granite_no_residual_multiplier", "granite_logits_multiplied"],
                "gpt_oss": ["skip_bias", "gpt_oss_no_sinks", "gpt_oss_sink_scaled", "gpt_oss_no_o_bias",
                            "gpt_oss_layer_types_flipped", "gpt_oss_window_off_by_one", "gpt_oss_no_router_bias",
                            "gpt_oss_softmax_before_topk", "gpt_oss_gate_up_not_interleaved",
@@ -641,7 +667,9 @@ def main():
                                                 "phi3_longrope_short_f32", "phi3_partial_longrope_bf16",
                                                 "phi3_partial_window_f32", "gpt_oss_f32", "gpt_oss_bf16",
                                                 "gpt_oss_mxfp4_f32", "gpt_oss_mxfp4_bf16_sharded",
-                                                "gpt_oss_layer_types_truncate_f32")]
+                                                "gpt_oss_layer_types_truncate_f32", "smollm3_f32",
+                                                "smollm3_bf16", "granite_f32", "granite_bf16",
+                                                "granite_published_like_f32")]
         for c in picks or cases:
             try:
                 self_check_case(c, a.work, results)

@@ -13,6 +13,7 @@ import copy
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import traceback
@@ -374,6 +375,8 @@ def test_every_break_changes_logits():
         "phi3": rf.RefModel(make_model("brk_phi3", "--arch", "phi3", "--rope-scaling", "longrope",
                                        "--partial-rotary-factor", "0.75")),
         "gpt_oss": rf.RefModel(make_model("brk_gpt_oss", "--arch", "gpt_oss", "--mxfp4")),
+        "smollm3": rf.RefModel(make_model("brk_smollm3", "--arch", "smollm3")),
+        "granite": rf.RefModel(make_model("brk_granite", "--arch", "granite")),
     }
     use = {"skip_bias": "qwen2", "skip_q_norm": "qwen3", "skip_k_norm": "qwen3", "moe_flip_renorm": "moe",
            "no_rope_scaling": "llama3", "no_sliding_window": "mistral", "mixtral_no_renorm": "mixtral",
@@ -384,6 +387,8 @@ def test_every_break_changes_logits():
     use.update({b: "gemma2" for b in rf.BREAKS if b.startswith("gemma2_")})
     use.update({b: "phi3" for b in rf.BREAKS if b.startswith(("phi3_", "longrope_"))})
     use.update({b: "gpt_oss" for b in rf.BREAKS if b.startswith("gpt_oss_")})
+    use.update({b: "smollm3" for b in rf.BREAKS if b.startswith("smollm3_")})
+    use.update({b: "granite" for b in rf.BREAKS if b.startswith("granite_")})
     use["yarn_truncate_ignored"] = "gpt_oss"
     for b in rf.BREAKS:
         m = models[use.get(b, "llama3")]
@@ -931,6 +936,76 @@ def test_gemma2_defaults_rope_parameters_and_refusals():
     ok.config = dict(m.config, attn_logit_softcapping=None, final_logit_softcapping=None)
     ok._gemma2_init()
     close(ok.forward(toks), m.forward(toks, breaks={"gemma2_no_attn_softcap", "gemma2_no_final_softcap"}), 0)
+
+
+# ---------------------------------------------------------------- SmolLM3, Granite
+
+
+def as_arch(src, name, arch, drop=(), **changes):
+    """A copy of the model folder src whose config.json names another architecture (keys in drop removed,
+    changes set): the same weights read by another code path of the reference."""
+    out = os.path.join(WORK, name)
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(src, out)
+    with open(os.path.join(out, "config.json")) as f:
+        c = json.load(f)
+    c = {k: v for k, v in c.items() if k not in drop}
+    c.update(architectures=[arch], **changes)
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(c, f)
+    return out
+
+
+SMOLLM3_KEYS = ("no_rope_layers", "no_rope_layer_interval", "use_sliding_window", "sliding_window")
+GRANITE_KEYS = ("embedding_multiplier", "attention_multiplier", "residual_multiplier", "logits_scaling")
+
+
+def test_smollm3_and_granite_reduce_to_llama():
+    # SmolLM3 with RoPE on every layer, and Granite with every multiplier 1 except the attention one (which
+    # is head_dim**-0.5 in Llama), are Llama: the same logits from the Llama path, bit for bit.
+    smol = make_model("smol_all_rope", "--arch", "smollm3", "--no-rope-layers", "1,1,1,1")
+    llama = rf.RefModel(as_arch(smol, "smol_as_llama", "LlamaForCausalLM", SMOLLM3_KEYS))
+    toks = tokens(40, llama.vocab, seed=3)
+    close(rf.RefModel(smol).forward(toks), llama.forward(toks), 0)
+    gran = make_model("granite_ones", "--arch", "granite", "--embedding-multiplier", "1", "--residual-multiplier", "1",
+                      "--logits-scaling", "1", "--attention-multiplier", str(32 ** -0.5))
+    llama = rf.RefModel(as_arch(gran, "granite_as_llama", "LlamaForCausalLM", GRANITE_KEYS))
+    close(rf.RefModel(gran).forward(toks), llama.forward(toks), 1e-12)
+
+
+def test_granite_multipliers_by_their_algebra():
+    # RMSNorm ignores the scale of its input (up to eps), so embeddings times e with residual branches times r
+    # give the logits of embeddings times 1 with branches times r / e. logits_scaling divides the logits.
+    # attention_multiplier a scales every score as q_proj's rows times a * sqrt(head_dim) in Llama would.
+    base = make_model("granite_alg", "--arch", "granite", "--embedding-multiplier", "4", "--residual-multiplier",
+                      "0.5", "--logits-scaling", "2.5")
+    m = rf.RefModel(base)
+    toks = tokens(40, m.vocab, seed=4)
+    same = rf.RefModel(as_arch(base, "granite_alg2", "GraniteForCausalLM", embedding_multiplier=1.0,
+                               residual_multiplier=0.125, logits_scaling=1.0))
+    err = close(m.forward(toks) * 2.5, same.forward(toks), 1e-5)
+    assert err > 0, "the two configurations run the same arithmetic: the check would prove nothing"
+    q_scaled = rf.RefModel(as_arch(base, "granite_alg_llama", "LlamaForCausalLM", GRANITE_KEYS))
+    g = rf.RefModel(as_arch(base, "granite_alg_res1", "GraniteForCausalLM", embedding_multiplier=1.0,
+                            residual_multiplier=1.0, logits_scaling=1.0))
+    factor = g.attention_multiplier * math.sqrt(g.head_dim)
+    assert abs(factor - 1) > 0.5
+    for name in list(q_scaled.w):
+        if name.endswith("q_proj.weight"):
+            q_scaled.w[name] = q_scaled.w[name] * factor
+    close(g.forward(toks), q_scaled.forward(toks), 1e-10)
+
+
+def test_smollm3_nope_layer_sees_its_context_as_a_set():
+    # One NoPE layer: the last token's logits do not depend on the order of the tokens before it; with RoPE
+    # they do. (Deeper, earlier tokens' own prefixes would change with the order.)
+    nope = rf.RefModel(make_model("smol_nope1", "--arch", "smollm3", "--num-hidden-layers", "1", "--no-rope-layers", "0"))
+    rope = rf.RefModel(make_model("smol_rope1", "--arch", "smollm3", "--num-hidden-layers", "1", "--no-rope-layers", "1"))
+    toks = tokens(30, nope.vocab, seed=5)
+    shuffled = np.concatenate([np.random.default_rng(6).permutation(toks[:-1]), toks[-1:]])
+    assert list(shuffled) != list(toks)
+    close(nope.forward(toks)[-1], nope.forward(shuffled)[-1], 1e-9)
+    assert np.abs(rope.forward(toks)[-1] - rope.forward(shuffled)[-1]).max() > 1e-3
 
 
 # ---------------------------------------------------------------- Phi-3

@@ -190,6 +190,9 @@ elif CASE == "dump_logits":
                           ("deepseek_v2", ["tp2", "tp2_dp2"]), ("gemma3", ["tp2", "tp2_dp2"]),
                           ("phi3", ["tp2", "tp2_dp2"]),
                           ("gemma2", ["tp2", "tp2_dp2"]),  # soft-caps on each rank's heads and vocabulary slice
+                          # the residual multiplier after the all-reduce / DP scatter, logits divided per slice
+                          ("granite", ["tp2", "tp2_dp2"]),
+                          ("smollm3", ["tp2"]),  # NoPE layers on each rank's heads
                           # sinks sliced with the heads, o / down biases added on one rank, experts split or whole
                           ("gpt_oss", ["tp2", "tp2_dp2", "tp2_ep2"])):
         model = hf_model(arch)

@@ -667,6 +667,87 @@ TEST(ModelConfig, Phi3LongRopeAndPartialRotary) {
   refused(llama, "partial_rotary_factor");
 }
 
+// Expected values are SmolLM3Config's and GraniteConfig's documented defaults (transformers'
+// configuration files) and SmolLM3-3B's / granite-3.x-8b's published config.json values.
+TEST(ModelConfig, SmolLM3AndGraniteFieldsDefaultsAndRefusals) {
+  auto refused = [](const nlohmann::json& j, const std::string& what) {
+    try {
+      ModelConfig::from_hf_json(j);
+      ADD_FAILURE() << "accepted; expected an error naming " << what;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    }
+  };
+  nlohmann::json smol = {{"architectures", {"SmolLM3ForCausalLM"}}, {"hidden_size", 2048},
+                         {"num_hidden_layers", 8}, {"num_attention_heads", 16}, {"num_key_value_heads", 4},
+                         {"intermediate_size", 11008}, {"vocab_size", 128256}};
+  // Without the keys: tied embeddings, rope_theta 2e6, every 4th layer NoPE (layers 3 and 7).
+  ModelConfig c = ModelConfig::from_hf_json(smol);
+  EXPECT_EQ(c.arch, Arch::Llama);
+  EXPECT_TRUE(c.tie_embeddings);
+  EXPECT_DOUBLE_EQ(c.rope_theta, 2000000.0);
+  EXPECT_EQ(c.sliding_window, 0);
+  for (int64_t l = 0; l < 8; ++l) EXPECT_EQ(c.layer_has_rope(l), l != 3 && l != 7) << l;
+  // As published: an explicit list (longer lists are allowed: only the first n_layers entries count),
+  // rope_theta 5e6, a window field that use_sliding_window false leaves off.
+  smol["no_rope_layers"] = {1, 0, 1, 1, 1, 1, 1, 0, 1, 1};
+  smol["rope_theta"] = 5000000.0;
+  smol["tie_word_embeddings"] = false;
+  smol["use_sliding_window"] = false;
+  smol["sliding_window"] = 4096;
+  c = ModelConfig::from_hf_json(smol);
+  EXPECT_FALSE(c.tie_embeddings);
+  EXPECT_DOUBLE_EQ(c.rope_theta, 5000000.0);
+  EXPECT_EQ(c.sliding_window, 0);
+  for (int64_t l = 0; l < 8; ++l) EXPECT_EQ(c.layer_has_rope(l), l != 1 && l != 7) << l;
+  smol.erase("no_rope_layers");
+  smol["no_rope_layer_interval"] = 3;  // layers 2 and 5
+  c = ModelConfig::from_hf_json(smol);
+  for (int64_t l = 0; l < 8; ++l) EXPECT_EQ(c.layer_has_rope(l), l != 2 && l != 5) << l;
+  auto bad = smol;
+  bad["no_rope_layers"] = {1, 0, 1};
+  refused(bad, "no_rope_layers");
+  bad["no_rope_layers"] = {1, 2, 1, 1, 1, 1, 1, 1};
+  refused(bad, "no_rope_layers[1]");
+  bad = smol;
+  bad["no_rope_layer_interval"] = 0;
+  refused(bad, "no_rope_layer_interval");
+  bad = smol;
+  bad["use_sliding_window"] = true;
+  refused(bad, "use_sliding_window");
+  // Llama has no NoPE layers: its config's no_rope_layers means nothing and changes nothing.
+  auto llama = smol;
+  llama["architectures"] = {"LlamaForCausalLM"};
+  EXPECT_TRUE(ModelConfig::from_hf_json(llama).layer_nope.empty());
+
+  nlohmann::json granite = {{"architectures", {"GraniteForCausalLM"}}, {"hidden_size", 4096},
+                            {"num_hidden_layers", 2}, {"num_attention_heads", 32}, {"num_key_value_heads", 8},
+                            {"intermediate_size", 12800}, {"vocab_size", 49155}};
+  c = ModelConfig::from_hf_json(granite);  // every multiplier 1 by default, untied, no NoPE layers
+  EXPECT_FLOAT_EQ(c.embed_scale, 1.0f);
+  EXPECT_DOUBLE_EQ(c.attn_scale, 1.0);  // 1, not 1/sqrt(head_dim): GraniteAttention's scaling is the field
+  EXPECT_DOUBLE_EQ(c.residual_scale, 1.0);
+  EXPECT_DOUBLE_EQ(c.logit_divisor, 1.0);
+  EXPECT_FALSE(c.tie_embeddings);
+  EXPECT_TRUE(c.layer_nope.empty());
+  granite["embedding_multiplier"] = 12.0;
+  granite["attention_multiplier"] = 0.0078125;
+  granite["residual_multiplier"] = 0.22;
+  granite["logits_scaling"] = 16;  // an integer is a number too
+  c = ModelConfig::from_hf_json(granite);
+  EXPECT_FLOAT_EQ(c.embed_scale, 12.0f);
+  EXPECT_DOUBLE_EQ(c.attn_scale, 0.0078125);
+  EXPECT_DOUBLE_EQ(c.residual_scale, 0.22);
+  EXPECT_DOUBLE_EQ(c.logit_divisor, 16.0);
+  for (const char* key : {"embedding_multiplier", "attention_multiplier", "residual_multiplier", "logits_scaling"}) {
+    bad = granite;
+    bad[key] = 0;
+    refused(bad, key);
+    bad[key] = "2";
+    refused(bad, key);
+  }
+}
+
 TEST(Llama2c, TruncatedCheckpointIsAnError) {
   auto d = tmpdir("l2c");
   int32_t hdr[7] = {64, 172, 5, 8, 4, 512, 512};

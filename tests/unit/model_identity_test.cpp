@@ -63,6 +63,10 @@ TEST(ModelIdentity, EveryConfigFieldTheForwardPassReadsChangesTheDigest) {
       {"partial rotary", [](ModelConfig& c) { c.rotary_dim = 4; }},
       {"longrope long factors", [](ModelConfig& c) { c.rope_scaling.long_factors = {1.f, 3.f}; }},
       {"longrope short factors", [](ModelConfig& c) { c.rope_scaling.short_factors = {1.f, 3.f}; }},
+      {"SmolLM3 NoPE layer", [](ModelConfig& c) { c.layer_nope = {0, 1}; }},
+      {"SmolLM3 NoPE layer moved", [](ModelConfig& c) { c.layer_nope = {1, 0}; }},
+      {"Granite residual_multiplier", [](ModelConfig& c) { c.residual_scale = 0.22; }},
+      {"Granite logits_scaling", [](ModelConfig& c) { c.logit_divisor = 8; }},
   };
   for (const auto& [what, change] : changes) {
     ModelConfig c = base_config();

@@ -1,13 +1,14 @@
 #!/usr/bin/python3
 """Independent float64 NumPy forward pass of Hugging Face Llama / Mistral / Qwen2 / Qwen3 / Qwen3-MoE /
 Mixtral / DeepSeek-V2 / DeepSeek-V3 / Gemma 2 / Gemma 3 (text) / Phi-3 (Phi-3, Phi-3.5, Phi-4, Phi-4-mini) /
-gpt-oss models.
+gpt-oss / SmolLM3 / Granite 3.x models.
 
 Written from the published architecture definitions (transformers' modeling_llama, modeling_mistral,
 modeling_qwen2, modeling_qwen3, modeling_qwen3_moe, modeling_mixtral, modeling_gemma2 / modular_gemma2 /
 configuration_gemma2 (see RefModel._gemma2_init), modeling_gemma3 / configuration_gemma3 / masking_utils,
 modeling_phi3 / configuration_phi3 / modeling_rope_utils (see Phi3Rope), modeling_gpt_oss /
-configuration_gpt_oss / integrations/mxfp4 (see RefModel._gpt_oss_init); DeepSeek's papers and
+configuration_gpt_oss / integrations/mxfp4 (see RefModel._gpt_oss_init), modular_smollm3 and
+modular_granite / configuration_granite (see RefModel._smollm3_init, _granite_init); DeepSeek's papers and
 modeling_deepseek semantics in ref_deepseek.py), not from dpserve's C++.
 It reads the model folder itself (config.json + safetensors, sharded or not) and converts bf16 / f16 / f32
 weights exactly to float64 (U8 tensors, gpt-oss's MXFP4 blocks and scales, stay uint8 and are dequantized).
@@ -90,6 +91,12 @@ BREAKS = {
     "gpt_oss_no_expert_bias": "gpt-oss experts' gate_up_proj_bias and down_proj_bias ignored",
     "gpt_oss_mxfp4_nibbles_swapped": "MXFP4 byte's high nibble taken as the even element, low as the odd one",
     "gpt_oss_mxfp4_scale_bias_128": "MXFP4 E8M0 scale read as 2^(s - 128) instead of 2^(s - 127)",
+    "smollm3_rope_every_layer": "SmolLM3 no_rope_layers ignored: every layer rotates q and k",
+    "smollm3_nope_flags_inverted": "SmolLM3 no_rope_layers read the wrong way round (1 taken as 'no RoPE')",
+    "granite_no_embedding_multiplier": "Granite embedding_multiplier ignored",
+    "granite_attn_scale_head_dim": "Granite attention scaled by head_dim**-0.5 instead of attention_multiplier",
+    "granite_no_residual_multiplier": "Granite residual_multiplier ignored (layer outputs added as they are)",
+    "granite_logits_multiplied": "Granite logits multiplied by logits_scaling instead of divided",
 }
 
 _ST_DTYPES = {"BF16": 2, "F16": 2, "F32": 4, "U8": 1}
@@ -443,7 +450,7 @@ class RefModel:
                  "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3_moe", "MixtralForCausalLM": "mixtral",
                  "DeepseekV2ForCausalLM": "deepseek_v2", "DeepseekV3ForCausalLM": "deepseek_v3",
                  "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3", "Phi3ForCausalLM": "phi3",
-                 "GptOssForCausalLM": "gpt_oss"}
+                 "GptOssForCausalLM": "gpt_oss", "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite"}
         if arch not in kinds:
             raise ValueError(f"unsupported architecture {arch}")
         self.arch = kinds[arch]
@@ -476,6 +483,48 @@ class RefModel:
         self.mxfp4 = False
         if self.gpt_oss:
             self._gpt_oss_init()
+        # Layers that rotate q and k (all but SmolLM3's NoPE layers) and Granite's multipliers (1: Llama).
+        self.rope_layers = [True] * self.n_layers
+        self.embedding_multiplier = self.residual_multiplier = self.logits_scaling = 1.0
+        self.attention_multiplier = None  # None: head_dim**-0.5
+        if self.arch == "smollm3":
+            self._smollm3_init()
+        elif self.arch == "granite":
+            self._granite_init()
+
+    def _smollm3_init(self):
+        """SmolLM3Config (transformers' modular_smollm3): tie_word_embeddings defaults to true and rope_theta
+        to 2e6 (default_theta); no_rope_layers[i] is 1 where layer i applies RoPE and 0 where it does not
+        (NoPE), and defaults to int((i + 1) % no_rope_layer_interval != 0), interval 4. SmolLM3Attention
+        skips apply_rotary_pos_emb on a NoPE layer; everything else is LlamaDecoderLayer. Its sliding
+        window (NoPE layers only, with use_sliding_window) is off in the published configs: refused here."""
+        c = self.config
+        self.tied = bool(c.get("tie_word_embeddings", True))
+        if "rope_theta" not in c and not c.get("rope_parameters"):
+            self.config = c = dict(c, rope_theta=2000000.0)
+        if c.get("use_sliding_window"):
+            raise ValueError("use_sliding_window is not supported")
+        for key in ("attention_bias", "mlp_bias"):
+            if c.get(key):
+                raise ValueError(f"{key} is not supported here")
+        flags = c.get("no_rope_layers")
+        if flags is None:
+            n = int(c.get("no_rope_layer_interval", 4))
+            flags = [int((i + 1) % n != 0) for i in range(self.n_layers)]
+        self.rope_layers = [bool(f) for f in flags[:self.n_layers]]
+
+    def _granite_init(self):
+        """GraniteConfig / modular_granite: embeddings times embedding_multiplier; the attention softmax scale is
+        attention_multiplier (not head_dim**-0.5); x = residual + out * residual_multiplier after attention and
+        after the MLP; logits = lm_head(norm(x)) / logits_scaling. Every multiplier defaults to 1.0."""
+        c = self.config
+        for key in ("attention_bias", "mlp_bias"):
+            if c.get(key):
+                raise ValueError(f"{key} is not supported here")
+        self.embedding_multiplier = float(c.get("embedding_multiplier", 1.0))
+        self.attention_multiplier = float(c.get("attention_multiplier", 1.0))
+        self.residual_multiplier = float(c.get("residual_multiplier", 1.0))
+        self.logits_scaling = float(c.get("logits_scaling", 1.0))
 
     def _gpt_oss_init(self):
         """GptOssConfig's fields with its defaults, checked. Read (huggingface/transformers, 4.55+):
@@ -756,14 +805,24 @@ class RefModel:
             mag = rope_attention_scaling(self.config, breaks)
         group = self.n_heads // self.n_kv
         scale = 1.0 / math.sqrt(self.head_dim)
+        if self.attention_multiplier is not None and "granite_attn_scale_head_dim" not in breaks:
+            scale = self.attention_multiplier
+        res = 1.0 if "granite_no_residual_multiplier" in breaks else self.residual_multiplier
         causal = np.tril(np.ones((T, T), dtype=bool))
         if self.window and "no_sliding_window" not in breaks:
             causal &= np.subtract.outer(positions, positions) < self.window
         margins = np.full(T, np.inf)
 
         x = w["model.embed_tokens.weight"][tokens].copy()
+        if "granite_no_embedding_multiplier" not in breaks:
+            x = x * self.embedding_multiplier
         for i in range(self.n_layers):
             p = f"model.layers.{i}."
+            rotate = self.rope_layers[i]
+            if "smollm3_rope_every_layer" in breaks:
+                rotate = True
+            elif "smollm3_nope_flags_inverted" in breaks:
+                rotate = not rotate
             h = act(rms_norm(x, w[p + "input_layernorm.weight"], self.eps, breaks))
             if self.deepseek:
                 mla = ds.Mla(self.config, w, p, rms_norm, self.eps)
@@ -790,8 +849,10 @@ class RefModel:
                     q = rms_norm(q, w[p + "self_attn.q_norm.weight"], self.eps, breaks)
                 if "skip_k_norm" not in breaks:
                     k = rms_norm(k, w[p + "self_attn.k_norm.weight"], self.eps, breaks)
-            q = apply_partial_rope(q, positions, inv_freq, rot, breaks, mag)
-            k = kvq(apply_partial_rope(k, k_positions, inv_freq, rot, breaks, mag))
+            if rotate:
+                q = apply_partial_rope(q, positions, inv_freq, rot, breaks, mag)
+                k = apply_partial_rope(k, k_positions, inv_freq, rot, breaks, mag)
+            k = kvq(k)
             v = kvq(v)
             attn = np.empty((T, self.n_heads, self.head_dim))
             for hh in range(self.n_heads):
@@ -802,14 +863,14 @@ class RefModel:
                 s = s - s.max(axis=1, keepdims=True)
                 e = np.exp(s)
                 attn[:, hh, :] = (e / e.sum(axis=1, keepdims=True)) @ v[:, kv, :]
-            x = x + act(attn.reshape(T, -1)) @ w[p + "self_attn.o_proj.weight"].T
+            x = x + (act(attn.reshape(T, -1)) @ w[p + "self_attn.o_proj.weight"].T) * res
             h = act(rms_norm(x, w[p + "post_attention_layernorm.weight"], self.eps, breaks))
             if self.phi3:
                 x = x + self._phi3_mlp(p + "mlp.", h, act, breaks)
             elif self.is_sparse(i):
                 x = x + self._moe(p, h, breaks, act, margins)
             else:
-                x = x + self._mlp(p + "mlp.", h, act)
+                x = x + self._mlp(p + "mlp.", h, act) * res
         if hidden is not None:
             hidden.append(x.copy())
         x = act(rms_norm(x, w["model.norm.weight"], self.eps, breaks))
@@ -817,7 +878,10 @@ class RefModel:
             hidden.append(x.copy())
         if routing is not None:
             routing.extend(margins.tolist())
-        return x @ self.lm_head().T
+        logits = x @ self.lm_head().T
+        if "granite_logits_multiplied" in breaks:
+            return logits * self.logits_scaling
+        return logits / self.logits_scaling
 
     def _gemma_forward(self, tokens, breaks, act, kvq, hidden):
         """Gemma3ForCausalLM (modeling_gemma3.py) and Gemma2ForCausalLM (modular_gemma2.py). Per layer:
