@@ -48,7 +48,11 @@ import gguf_format as G  # noqa: E402
 ARCH = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2",
         "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3moe", "MixtralForCausalLM": "llama",
         "DeepseekV2ForCausalLM": "deepseek2", "DeepseekV3ForCausalLM": "deepseek2", "Gemma3ForCausalLM": "gemma3",
-        "Gemma2ForCausalLM": "gemma2", "Phi3ForCausalLM": "phi3", "GptOssForCausalLM": "gpt-oss"}
+        "Gemma2ForCausalLM": "gemma2", "Phi3ForCausalLM": "phi3", "GptOssForCausalLM": "gpt-oss",
+        "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite"}
+# Architectures whose Q / K rows llama.cpp's converter permutes (its LlamaModel and subclasses), so that
+# GGML's RoPE on adjacent pairs equals Hugging Face's rotate-half.
+PERMUTED = ("llama", "smollm3", "granite")
 # (type, general.file_type)
 OUTTYPES = {"f32": (G.GGML_F32, 0), "f16": (G.GGML_F16, 1), "bf16": (G.GGML_BF16, 32), "q8_0": (G.GGML_Q8_0, 7),
             "q4_0": (G.GGML_Q4_0, 2), "q5_0": (G.GGML_Q5_0, 8), "q5_1": (G.GGML_Q5_1, 9)}
@@ -699,6 +703,28 @@ def gpt_oss_experts(w, st, hp, layer, ggml_type):
                                   lambda a=a, d=d: convert(np.ascontiguousarray(a), d, G.GGML_F32)))
 
 
+def smollm3_check(c, n_layers):
+    """llama.cpp's smollm3 has no key for the NoPE layers: it leaves every fourth one unrotated. Another
+    layout (no_rope_layers, no_rope_layer_interval) or SmolLM3's sliding window cannot be written."""
+    flags = c.get("no_rope_layers")
+    if flags is None:
+        n = int(c.get("no_rope_layer_interval", 4))
+        flags = [int((i + 1) % n != 0) for i in range(n_layers)]
+    if list(flags[:n_layers]) != [int((i + 1) % 4 != 0) for i in range(n_layers)]:
+        raise SystemExit("hf_to_gguf: a smollm3 GGUF leaves every fourth layer unrotated (llama.cpp has no key for "
+                         f"no_rope_layers); this model's are {list(flags[:n_layers])}")
+    if c.get("use_sliding_window"):
+        raise SystemExit("hf_to_gguf: use_sliding_window cannot be written for smollm3")
+
+
+def granite_keys(w, p, c):
+    """GraniteConfig's multipliers under llama.cpp's names; each written with its default (1.0) when the
+    config leaves it out, since llama.cpp reads a missing attention.scale as 1/sqrt(head_dim)."""
+    for hf, gg in (("embedding_multiplier", "embedding_scale"), ("attention_multiplier", "attention.scale"),
+                   ("residual_multiplier", "residual_scale"), ("logits_scaling", "logit_scale")):
+        w.add(p + gg, G.F32, float(c.get(hf, 1.0)))
+
+
 def add_sampling_defaults(w, folder):
     path = os.path.join(folder, "generation_config.json")
     if not os.path.exists(path):
@@ -730,6 +756,8 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
     if arch == "gemma2":  # Gemma2Config's
         c = {"head_dim": 256, "max_position_embeddings": 8192, "rope_theta": 10000.0, "tie_word_embeddings": True,
              **c}
+    if arch == "smollm3":  # SmolLM3Config's defaults
+        c = {"tie_word_embeddings": True, "rope_theta": 2000000.0, **c}
     hidden, n_head = c["hidden_size"], c["num_attention_heads"]
     n_kv = c.get("num_key_value_heads", n_head)
     head_dim = c.get("head_dim") or hidden // n_head
@@ -759,8 +787,12 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
     if "head_dim" in c and c["head_dim"] and arch != "deepseek2":
         w.add(p + "attention.key_length", G.U32, head_dim)
         w.add(p + "attention.value_length", G.U32, head_dim)
-    if arch == "llama":
+    if arch in PERMUTED:
         w.add(p + "vocab_size", G.U32, c["vocab_size"])
+    if arch == "smollm3":
+        smollm3_check(c, n_layers)
+    if arch == "granite":
+        granite_keys(w, p, c)
     if arch == "gemma3":
         gemma3_keys(w, p, c, n_layers, head_dim)
     if gpt_oss:
@@ -834,9 +866,9 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
             if hp + hf not in st or (phi3 and qkv == "split" and gg == "attn_qkv.weight"):
                 continue
             heads = None
-            if arch == "llama" and hf.startswith("self_attn.q_proj"):
+            if arch in PERMUTED and hf.startswith("self_attn.q_proj"):
                 heads = n_head
-            elif arch == "llama" and hf.startswith("self_attn.k_proj"):
+            elif arch in PERMUTED and hf.startswith("self_attn.k_proj"):
                 heads = n_kv
             w.add_tensor(spec(f"blk.{layer}.{gg}", hp + hf, heads,
                               force_f32=gg in ("ffn_gate_inp.weight", "ffn_gate_inp.bias", "attn_sinks.weight")))

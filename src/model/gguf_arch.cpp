@@ -231,9 +231,48 @@ void read_gpt_oss(const GgufSet& g, const std::string& p, ModelConfig& c) {
          m.where(), p, *base, c.rope_theta);
 }
 
+// A dense llama-family file: an expert_count other than 0 is refused (these architectures have no
+// experts in llama.cpp).
+void refuse_experts(const GgufMetadata& m, const std::string& p) {
+  if (m.get_int(p + "expert_count").value_or(0) != 0)
+    fail("GGUF {}: {}expert_count is set: {} models are dense", m.where(), p, p.substr(0, p.size() - 1));
+}
+
+// SmolLM3 (llama.cpp's smollm3): Llama whose every fourth layer (3, 7, ...) leaves q and k unrotated.
+// The file has no key for it: llama.cpp fixes the step at 4, as SmolLM3-3B's no_rope_layers are.
+void read_smollm3(const GgufSet& g, const std::string& p, ModelConfig& c) {
+  refuse_experts(g.metadata(), p);
+  c.layer_nope.assign(size_t(c.n_layers), 0);
+  for (int64_t l = 0; l < c.n_layers; ++l) c.layer_nope[size_t(l)] = (l + 1) % 4 == 0;
+}
+
+// Granite 3.x (llama.cpp's granite): the multipliers of GraniteConfig under llama.cpp's names:
+// embedding_scale, attention.scale, residual_scale (absent or 0: none, and for attention.scale
+// 1/sqrt(head_dim), as llama.cpp reads them) and logit_scale (required, the logits' divisor).
+// rope.scaling.finetuned false is llama.cpp's switch for Granite models without RoPE, which
+// GraniteForCausalLM does not have.
+void read_granite(const GgufSet& g, const std::string& p, ModelConfig& c) {
+  const GgufMetadata& m = g.metadata();
+  refuse_experts(m, p);
+  auto scale = [&](const std::string& key, bool required) -> double {
+    const auto v = m.get_float(p + key);
+    if (!v && required) fail("GGUF {}: metadata key \"{}{}\" is missing", m.where(), p, key);
+    if (v && !(*v >= 0 && std::isfinite(*v))) fail("GGUF {}: {}{} is {}, out of range", m.where(), p, key, *v);
+    return v.value_or(0.0);
+  };
+  if (const double e = scale("embedding_scale", false); e > 0) c.embed_scale = float(e);
+  c.attn_scale = scale("attention.scale", false);  // 0: 1/sqrt(head_dim)
+  if (const double r = scale("residual_scale", false); r > 0) c.residual_scale = r;
+  c.logit_divisor = scale("logit_scale", true);
+  if (c.logit_divisor == 0) fail("GGUF {}: {}logit_scale is 0 (the logits' divisor)", m.where(), p);
+  if (!m.get_bool(p + "rope.scaling.finetuned").value_or(true))
+    fail("GGUF {}: {}rope.scaling.finetuned is false (a Granite without RoPE), which dpserve does not run",
+         m.where(), p);
+}
+
 // deepseek2 (DeepSeek-V2, V2-Lite, V3, R1): llama.cpp's converter permutes nothing; its RoPE for
 // this architecture rotates adjacent pairs of q_pe / k_pe, as dpserve's MLA does for every model.
-constexpr std::array<GgufArch, 9> kArchs = {{
+constexpr std::array<GgufArch, 11> kArchs = {{
     {"llama", Arch::Llama, true, false, false, false, false, read_llama},
     {"qwen2", Arch::Qwen2, false, true, false, false, false, nullptr},
     {"qwen3", Arch::Qwen3, false, false, true, false, false, nullptr},
@@ -243,6 +282,8 @@ constexpr std::array<GgufArch, 9> kArchs = {{
     {"gemma3", Arch::Gemma3, false, false, true, false, false, read_gemma3},
     {"phi3", Arch::Phi3, false, false, false, false, false, read_phi3},
     {"gpt-oss", Arch::GptOss, false, true, false, true, false, read_gpt_oss},
+    {"smollm3", Arch::Llama, true, false, false, false, false, read_smollm3},
+    {"granite", Arch::Llama, true, false, false, false, false, read_granite},
 }};
 
 }  // namespace

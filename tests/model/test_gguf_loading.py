@@ -694,6 +694,42 @@ for t in ("q5_0", "q5_1"):
     rms = float(np.sqrt(np.mean((got[:n].astype(np.float64) - ref_f32[:n]) ** 2)) / ref_f32[:n].std())
     check(rms < 0.25, f"{t} GGUF prompt logits within {rms:.3f} x std (rms) of the f32 folder's (tolerance 0.25)")
 
+# --- smollm3 / granite: what model_gguf_llamacpp's smollm3 and granite cases compare with llama.cpp, here
+# against the HF folder (Q/K permuted: equal up to summation order), the keys that matter, and refusals.
+# The converter refuses a SmolLM3 whose NoPE layers are not llama.cpp's every fourth.
+for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", "5"]), ("granite", [])):
+    hf = os.path.join(WORK, f"hf-{arch}")
+    subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.py"), "--arch", arch, "--dtype",
+                    "f32", "--quiet", "--seed", "84", "--out", hf, *flags], check=True, timeout=300)
+    gg = os.path.join(WORK, f"{arch}.gguf")
+    hf_to_gguf([hf, "--outtype", "f32", "--out", gg])
+    ids = g3_ids[:24]
+    ref, ref_out = dump_logits(hf, ids)
+    got, got_out = dump_logits(gg, ids)
+    err, why = max_diff(got, ref)
+    check(err <= 1e-5 and got_out == ref_out, f"{arch} GGUF == its HF folder: max diff {err:.2g} x std {why}")
+    keys = {"smollm3": [], "granite": ["embedding_scale", "attention.scale", "residual_scale"]}[arch]
+    for key in keys:
+        off, _ = dump_logits(write(f"{arch}-no-{key}", patched_model(base=gg, drop=(f"{arch}.{key}",))), ids)
+        off_err, _ = max_diff(off, ref)
+        check(1e-2 < off_err < float("inf"), f"{arch} without {key} differs ({off_err:.2g} x std): the check sees it")
+    bads = [(f"{arch}_experts", dict(extra_kv=[(f"{arch}.expert_count", G.U32, 4)]), "expert_count is set")]
+    if arch == "granite":
+        bads += [("granite_no_logit_scale", dict(drop=("granite.logit_scale",)), '"granite.logit_scale" is missing'),
+                 ("granite_no_rope", dict(extra_kv=[("granite.rope.scaling.finetuned", G.BOOL, False)]),
+                  "rope.scaling.finetuned is false")]
+    for bad_name, patch, expect in bads:
+        path = write(bad_name, patched_model(base=gg, **patch))
+        p = dpserve(["generate", "--model-path", path, "--prompt-ids", "1", "-n", "1"])
+        check(p.returncode == 1 and expect in p.stderr, f"{bad_name}: refused naming it ({p.stderr[-300:].strip()})")
+smol_bad = os.path.join(WORK, "hf-smollm3-nope-1-3")
+subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.py"), "--arch", "smollm3", "--dtype",
+                "f32", "--quiet", "--out", smol_bad], check=True, timeout=300)
+p = subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "hf_to_gguf.py"), smol_bad, "--outtype", "f32",
+                    "--out", os.path.join(WORK, "smollm3-bad.gguf")], capture_output=True, text=True, timeout=300)
+check(p.returncode != 0 and "no_rope_layers" in p.stderr,
+      f"the converter refuses NoPE layers 1 and 3 for smollm3: {p.stderr[-200:].strip()}")
+
 # --- block-aligned shards of quantized tensors ------------------------------------------------------
 q4k = os.path.join(HERE, "fixtures", "gguf", "llama-q-Q4_K_M.gguf")
 p = dpserve(["generate", "--model-path", q4k, "--prompt-ids", "1", "-n", "1", "--tp-size", "2"], timeout=240)

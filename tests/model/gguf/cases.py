@@ -76,6 +76,14 @@ CASES = {
     # order), Q8_0 for the other matrices.
     "gpt_oss": dict(hf=["--arch", "gpt_oss", "--swiglu-limit", "7", "--yarn-truncate", "true", "--seed", "25"],
                     gguf=[], variants=["F32", "MXFP4_MOE"], same_as_hf=True),
+    # SmolLM3 (llama.cpp's smollm3: Q/K permuted as llama's, every fourth layer unrotated, the only layout its
+    # files can hold): 5 layers, so layer 3 is NoPE with a rotating layer after it; untied.
+    "smollm3": dict(hf=["--arch", "smollm3", "--no-rope-layers", "", "--num-hidden-layers", "5", "--seed", "26"],
+                    gguf=[], variants=["F32"]),
+    # Granite 3.x (llama.cpp's granite: embedding_scale, attention.scale, residual_scale, logit_scale): the tiny
+    # model's multipliers (embeddings x 3, attention 0.3, residual x 0.5, logits / 2.5); untied (a tied random
+    # model's greedy ids repeat one token).
+    "granite": dict(hf=["--arch", "granite", "--seed", "27"], gguf=[], variants=["F32"]),
     # Quantized: every matrix row is 256 elements wide (hidden 256, FFN 256, attention 256), so
     # llama-quantize uses the K-quant types on every tensor instead of falling back to Q5_0 /
     # Q8_0 for rows that are not whole 256-element blocks.
