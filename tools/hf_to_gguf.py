@@ -49,10 +49,10 @@ ARCH = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCau
         "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3moe", "MixtralForCausalLM": "llama",
         "DeepseekV2ForCausalLM": "deepseek2", "DeepseekV3ForCausalLM": "deepseek2", "Gemma3ForCausalLM": "gemma3",
         "Gemma2ForCausalLM": "gemma2", "Phi3ForCausalLM": "phi3", "GptOssForCausalLM": "gpt-oss",
-        "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite"}
+        "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite", "GraniteMoeForCausalLM": "granitemoe"}
 # Architectures whose Q / K rows llama.cpp's converter permutes (its LlamaModel and subclasses), so that
 # GGML's RoPE on adjacent pairs equals Hugging Face's rotate-half.
-PERMUTED = ("llama", "smollm3", "granite")
+PERMUTED = ("llama", "smollm3", "granite", "granitemoe")
 # (type, general.file_type)
 OUTTYPES = {"f32": (G.GGML_F32, 0), "f16": (G.GGML_F16, 1), "bf16": (G.GGML_BF16, 32), "q8_0": (G.GGML_Q8_0, 7),
             "q4_0": (G.GGML_Q4_0, 2), "q5_0": (G.GGML_Q5_0, 8), "q5_1": (G.GGML_Q5_1, 9)}
@@ -76,6 +76,7 @@ LAYER_NAMES = {
     "mlp.down_proj.weight": "ffn_down.weight",
     "mlp.gate.weight": "ffn_gate_inp.weight",
     "block_sparse_moe.gate.weight": "ffn_gate_inp.weight",  # Mixtral
+    "block_sparse_moe.router.layer.weight": "ffn_gate_inp.weight",  # Granite-MoE
     # DeepSeek-V2/V3 (multi-head latent attention, DeepSeekMoE)
     "self_attn.q_a_proj.weight": "attn_q_a.weight",
     "self_attn.q_a_layernorm.weight": "attn_q_a_norm.weight",
@@ -725,6 +726,20 @@ def granite_keys(w, p, c):
         w.add(p + gg, G.F32, float(c.get(hf, 1.0)))
 
 
+def granite_moe_experts(w, st, hp, layer, ggml_type):
+    """JetMoE's stacked input_linear [E, 2F, H] (gate rows, then up rows) split into ffn_gate_exps and
+    ffn_up_exps, output_linear [E, H, F] as ffn_down_exps, as llama.cpp's converter does."""
+    for hf, parts in (("input_linear", ("ffn_gate_exps.weight", "ffn_up_exps.weight")),
+                      ("output_linear", ("ffn_down_exps.weight",))):
+        arr, dtype = st[f"{hp}block_sparse_moe.{hf}.weight"]
+        rows = np.asarray(arr).shape[1] // len(parts)
+        for i, gg in enumerate(parts):
+            part = np.asarray(arr)[:, i * rows:(i + 1) * rows, :]
+            t = matrix_type(ggml_type, part.shape)
+            w.add_tensor(G.TensorSpec(f"blk.{layer}.{gg}", t, part.shape,
+                                      lambda part=part, dtype=dtype, t=t: convert(part, dtype, t)))
+
+
 def add_sampling_defaults(w, folder):
     path = os.path.join(folder, "generation_config.json")
     if not os.path.exists(path):
@@ -791,8 +806,13 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
         w.add(p + "vocab_size", G.U32, c["vocab_size"])
     if arch == "smollm3":
         smollm3_check(c, n_layers)
-    if arch == "granite":
+    if arch in ("granite", "granitemoe"):
         granite_keys(w, p, c)
+    if arch == "granitemoe":  # llama.cpp's: experts feed_forward_length wide, softmax, top k renormalised
+        if c.get("shared_intermediate_size"):
+            raise SystemExit("hf_to_gguf: Granite-MoE's shared experts (GraniteMoeShared) are not supported")
+        w.add(p + "expert_count", G.U32, c["num_local_experts"])
+        w.add(p + "expert_used_count", G.U32, c["num_experts_per_tok"])
     if arch == "gemma3":
         gemma3_keys(w, p, c, n_layers, head_dim)
     if gpt_oss:
@@ -874,6 +894,8 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
                               force_f32=gg in ("ffn_gate_inp.weight", "ffn_gate_inp.bias", "attn_sinks.weight")))
         if gpt_oss:
             gpt_oss_experts(w, st, hp, layer, ggml_type)
+        if arch == "granitemoe":
+            granite_moe_experts(w, st, hp, layer, ggml_type)
         if phi3 and qkv == "split":  # attn_q / attn_k / attn_v, which llama.cpp's phi3 also reads
             arr, dtype = st[hp + "self_attn.qkv_proj.weight"]
             rows = np.cumsum([n_head * head_dim, n_kv * head_dim])

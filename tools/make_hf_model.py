@@ -42,6 +42,7 @@ ARCHITECTURES = {
     "gpt_oss": ("GptOssForCausalLM", "gpt_oss"),
     "smollm3": ("SmolLM3ForCausalLM", "smollm3"),
     "granite": ("GraniteForCausalLM", "granite"),
+    "granite_moe": ("GraniteMoeForCausalLM", "granitemoe"),
 }
 DEEPSEEK = ("deepseek_v2", "deepseek_v3")
 
@@ -133,6 +134,12 @@ TINY = {
     "granite": dict(vocab_size=397, hidden_size=128, intermediate_size=344, num_hidden_layers=3,
                     num_attention_heads=4, num_key_value_heads=2, head_dim=None, embedding_multiplier=3.0,
                     attention_multiplier=0.3, residual_multiplier=0.5, logits_scaling=2.5),
+    # Granite-MoE (GraniteMoeForCausalLM: granite-3.x-1b-a400m / 3b-a800m): Granite's multipliers, every layer
+    # a mixture of 4 experts (top 2), stacked as JetMoE's parallel experts (input_linear: gate rows then up rows).
+    "granite_moe": dict(vocab_size=397, hidden_size=128, intermediate_size=64, num_hidden_layers=3,
+                        num_attention_heads=4, num_key_value_heads=2, head_dim=None, num_experts=4,
+                        num_experts_per_tok=2, embedding_multiplier=3.0, attention_multiplier=0.3,
+                        residual_multiplier=0.5, logits_scaling=2.5),
 }
 
 PRESETS = {
@@ -281,7 +288,10 @@ def build_config(a):
                     "no_rope_layer_interval": a.no_rope_layer_interval})
         if a.no_rope_layers:  # else SmolLM3Config derives it from no_rope_layer_interval
             cfg["no_rope_layers"] = a.no_rope_layers
-    if a.arch == "granite":
+    if a.arch == "granite_moe":
+        cfg.update({"num_local_experts": a.num_experts, "num_experts_per_tok": a.num_experts_per_tok,
+                    "output_router_logits": False, "router_aux_loss_coef": 0.001})
+    if a.arch in ("granite", "granite_moe"):
         cfg.update({"attention_bias": False, "mlp_bias": False, "embedding_multiplier": a.embedding_multiplier,
                     "attention_multiplier": a.attention_multiplier, "residual_multiplier": a.residual_multiplier,
                     "logits_scaling": a.logits_scaling})
@@ -774,6 +784,12 @@ def build_tensors(a):
             t.append(TensorSpec(p + "block_sparse_moe.gate.weight", (a.num_experts, h), "normal", 4.0 / np.sqrt(h)))
             for e in range(a.num_experts):
                 t += mlp_tensors(f"{p}block_sparse_moe.experts.{e}.", a.intermediate_size, h, ("w1", "w3", "w2"))
+        elif a.arch == "granite_moe":
+            f, e = a.intermediate_size, a.num_experts
+            q = f"{p}block_sparse_moe."
+            t.append(TensorSpec(q + "router.layer.weight", (e, h), "normal", 4.0 / np.sqrt(h)))
+            t.append(TensorSpec(q + "input_linear.weight", (e, 2 * f, h), "normal", 1.0 / np.sqrt(h)))
+            t.append(TensorSpec(q + "output_linear.weight", (e, h, f), "normal", 1.0 / np.sqrt(f)))
         elif a.arch == "qwen3_moe" and is_sparse_layer(a, i):
             f = a.moe_intermediate_size
             # Router logits spread over several units so near-ties between experts are rare.
@@ -1261,14 +1277,14 @@ def parse_args(argv):
         if a.hidden_size % a.num_attention_heads:
             ap.error("hidden_size must be a multiple of num_attention_heads (or give --head-dim)")
         a.head_dim = a.hidden_size // a.num_attention_heads
-    if arch in ("llama", "qwen2", "qwen2_5_vl", "mistral", "mixtral", "phi3", "smollm3", "granite") and \
+    if arch in ("llama", "qwen2", "qwen2_5_vl", "mistral", "mixtral", "phi3", "smollm3", "granite", "granite_moe") and \
             a.head_dim * a.num_attention_heads != a.hidden_size:
         ap.error(f"{arch} has no head_dim field: head_dim must be hidden_size / num_attention_heads")
     if a.num_attention_heads % a.num_key_value_heads:
         ap.error("num_attention_heads must be a multiple of num_key_value_heads")
     if a.head_dim % 2:
         ap.error("head_dim must be even (RoPE rotates pairs)")
-    if arch not in ("qwen3_moe", "mixtral", "gpt_oss") + DEEPSEEK:
+    if arch not in ("qwen3_moe", "mixtral", "gpt_oss", "granite_moe") + DEEPSEEK:
         a.num_experts = 0
     elif not (0 < a.num_experts_per_tok <= a.num_experts):
         ap.error("need 0 < num_experts_per_tok <= num_experts")
@@ -1284,10 +1300,10 @@ def parse_args(argv):
         if a.no_rope_layer_interval < 1:
             ap.error("--no-rope-layer-interval must be positive")
     granite_only = {"embedding_multiplier", "attention_multiplier", "residual_multiplier", "logits_scaling"}
-    if arch != "granite" and granite_only & a.explicit:
+    if arch not in ("granite", "granite_moe") and granite_only & a.explicit:
         ap.error("--embedding-multiplier, --attention-multiplier, --residual-multiplier and --logits-scaling are for "
                  "--arch granite")
-    if arch == "granite" and min(getattr(a, k) for k in granite_only) <= 0:
+    if arch in ("granite", "granite_moe") and min(getattr(a, k) for k in granite_only) <= 0:
         ap.error("granite's multipliers must be positive")
     phi3 = arch == "phi3"
     if not phi3 and ({"partial_rotary_factor", "longrope_type_name"} & a.explicit or a.rope_scaling == "longrope"):

@@ -530,6 +530,8 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
       // logits (Granite 3.x).
       {"SmolLM3ForCausalLM", Arch::Llama},
       {"GraniteForCausalLM", Arch::Llama},
+      // Granite's multipliers with Mixtral's routing, experts stacked JetMoE-style (split as they load).
+      {"GraniteMoeForCausalLM", Arch::Llama},
   };
   const Known* known = nullptr;
   for (const Known& k : kArchs)
@@ -563,7 +565,8 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   parse_partial_rotary(j, c);
   c.max_pos = opt<int64_t>(j, "max_position_embeddings", 2048);
   c.rms_eps = opt<double>(j, "rms_norm_eps", 1e-6);
-  const bool smollm3 = arch == "SmolLM3ForCausalLM", granite = arch == "GraniteForCausalLM";
+  const bool smollm3 = arch == "SmolLM3ForCausalLM", granite_moe = arch == "GraniteMoeForCausalLM";
+  const bool granite = arch == "GraniteForCausalLM" || granite_moe;
   c.rope_theta = opt<double>(j, "rope_theta", smollm3 ? 2000000.0 : 10000.0);  // SmolLM3Config's default_theta
   // RoPE tables, RMSNorm and the context length are computed from these: reject nonsense here.
   if (c.max_pos <= 0 || c.max_pos > kMaxPositions)
@@ -642,6 +645,15 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
     parse_deepseek_moe(j, c);
   } else if (c.arch == Arch::GptOss) {
     parse_gpt_oss(j, c);
+  } else if (granite_moe) {
+    // GraniteMoeMoE: every layer sparse, intermediate_size wide experts, the top k of the router
+    // logits softmaxed (Mixtral's renormalised softmax, the same weights).
+    c.n_experts = req_int(j, "num_local_experts");
+    c.n_experts_per_tok = req_int(j, "num_experts_per_tok");
+    c.moe_ffn = req_int(j, "intermediate_size");
+    c.routing.normalize = true;
+    if (opt<int64_t>(j, "shared_intermediate_size", 0) != 0)
+      fail("config.json: shared_intermediate_size is not supported for GraniteMoeForCausalLM (no shared experts)");
   } else {
     c.ffn = req_int(j, "intermediate_size");
   }

@@ -69,15 +69,16 @@ void read_llama(const GgufSet& g, const std::string& p, ModelConfig& c) {
   c.routing.normalize = true;
   c.decoder_sparse_step = 1;
   auto refuse = [&](const char* key, const std::string& why) {
-    fail("GGUF {}: metadata key \"{}{}\" {}: a llama MoE (Mixtral) routes by softmax over all experts, top "
+    fail("GGUF {}: metadata key \"{}{}\" {}: a {} MoE ({}) routes by softmax over all experts, top "
          "expert_used_count renormalised, as llama.cpp does",
-         m.where(), p, key, why);
+         m.where(), p, key, why, c.arch_name, c.arch_name == "llama" ? "Mixtral" : "Granite-MoE");
   };
   if (const auto f = m.get_int(p + "expert_feed_forward_length"); f && *f != c.moe_ffn)
     refuse("expert_feed_forward_length", fmt::format("is {} but llama experts are feed_forward_length ({}) wide", *f,
                                                      c.moe_ffn));
   for (const char* k : {"expert_shared_count", "expert_shared_feed_forward_length"})
-    if (m.get_int(p + k).value_or(0) != 0) refuse(k, "asks for shared experts, which dpserve does not run for llama");
+    if (m.get_int(p + k).value_or(0) != 0)
+      refuse(k, fmt::format("asks for shared experts, which dpserve does not run for {}", c.arch_name));
   if (m.get_int(p + "expert_group_count").value_or(0) > 1) refuse("expert_group_count", "asks for expert groups");
   if (const auto f = m.get_int(p + "expert_gating_func"); f && *f != 1)
     refuse("expert_gating_func", fmt::format("is {}, not 1 (softmax)", *f));
@@ -251,9 +252,7 @@ void read_smollm3(const GgufSet& g, const std::string& p, ModelConfig& c) {
 // 1/sqrt(head_dim), as llama.cpp reads them) and logit_scale (required, the logits' divisor).
 // rope.scaling.finetuned false is llama.cpp's switch for Granite models without RoPE, which
 // GraniteForCausalLM does not have.
-void read_granite(const GgufSet& g, const std::string& p, ModelConfig& c) {
-  const GgufMetadata& m = g.metadata();
-  refuse_experts(m, p);
+void read_granite_scales(const GgufMetadata& m, const std::string& p, ModelConfig& c) {
   auto scale = [&](const std::string& key, bool required) -> double {
     const auto v = m.get_float(p + key);
     if (!v && required) fail("GGUF {}: metadata key \"{}{}\" is missing", m.where(), p, key);
@@ -270,9 +269,22 @@ void read_granite(const GgufSet& g, const std::string& p, ModelConfig& c) {
          m.where(), p);
 }
 
+void read_granite(const GgufSet& g, const std::string& p, ModelConfig& c) {
+  refuse_experts(g.metadata(), p);
+  read_granite_scales(g.metadata(), p, c);
+}
+
+// Granite-MoE (llama.cpp's granitemoe): Granite's scales and Mixtral's experts and routing (its
+// converter splits JetMoE's input_linear into ffn_gate_exps / ffn_up_exps), feed_forward_length wide.
+// GraniteMoeShared's shared experts are refused by read_llama.
+void read_granite_moe(const GgufSet& g, const std::string& p, ModelConfig& c) {
+  read_llama(g, p, c);
+  read_granite_scales(g.metadata(), p, c);
+}
+
 // deepseek2 (DeepSeek-V2, V2-Lite, V3, R1): llama.cpp's converter permutes nothing; its RoPE for
 // this architecture rotates adjacent pairs of q_pe / k_pe, as dpserve's MLA does for every model.
-constexpr std::array<GgufArch, 11> kArchs = {{
+constexpr std::array<GgufArch, 12> kArchs = {{
     {"llama", Arch::Llama, true, false, false, false, false, read_llama},
     {"qwen2", Arch::Qwen2, false, true, false, false, false, nullptr},
     {"qwen3", Arch::Qwen3, false, false, true, false, false, nullptr},
@@ -284,6 +296,7 @@ constexpr std::array<GgufArch, 11> kArchs = {{
     {"gpt-oss", Arch::GptOss, false, true, false, true, false, read_gpt_oss},
     {"smollm3", Arch::Llama, true, false, false, false, false, read_smollm3},
     {"granite", Arch::Llama, true, false, false, false, false, read_granite},
+    {"granitemoe", Arch::Llama, true, false, false, false, false, read_granite_moe},
 }};
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include "model/gguf_loader.h"
 #include "model/gguf_set.h"
 #include "model/gpt_oss_experts.h"
+#include "model/granite_moe_experts.h"
 #include "model/llama2c.h"
 #include "model/moe.h"
 #include "model/weight_prep.h"
@@ -170,6 +171,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   }
   if (m->cfg_.arch == Arch::Phi3) split_fused_projections(m->cfg_, m->store_);
   if (m->cfg_.arch == Arch::GptOss && !gguf) split_gpt_oss_experts(m->cfg_, m->store_);  // GGUF: split already
+  if (m->cfg_.arch_name == "GraniteMoeForCausalLM") split_granite_moe_experts(m->cfg_, m->store_);
   if (const std::string left = m->store_.bytes_left(); !left.empty())
     fail("{}: tensor \"{}\" is of dtype U8, which {} does not load", path, left, m->cfg_.arch_name);
   if (opts.context_length > 0) m->cfg_.rope_scaling.use_longrope(opts.context_length);

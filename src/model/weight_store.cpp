@@ -54,14 +54,18 @@ void WeightStore::split_rows(const std::string& name, const std::vector<std::pai
   const TensorInfo t = get(name);
   int64_t rows = 0;
   for (const auto& p : parts) rows += p.second;
-  if (t.shape.size() != 2 || t.shape[0] != rows)
-    fail("weights: tensor \"{}\" in {} has shape {}, expected [{}, {}] ({} fused row blocks)", name, t.file,
-         shape_text(t.shape), rows, t.shape.size() == 2 ? t.shape[1] : 0, parts.size());
-  const int64_t row_bytes = dtype_row_bytes(t.dtype, t.shape[1]);
+  // A stacked tensor [E, R, C] splits as the E * R rows of C it is in memory.
+  int64_t have = t.shape.size() >= 2 ? 1 : 0;
+  for (size_t i = 0; i + 1 < t.shape.size(); ++i) have *= t.shape[i];
+  const int64_t cols = t.shape.empty() ? 0 : t.shape.back();
+  if (t.shape.size() < 2 || have != rows)
+    fail("weights: tensor \"{}\" in {} has shape {}, expected {} rows of {} ({} fused row blocks)", name, t.file,
+         shape_text(t.shape), rows, cols, parts.size());
+  const int64_t row_bytes = dtype_row_bytes(t.dtype, cols);
   int64_t r0 = 0;
   for (const auto& [part, n] : parts) {
     TensorInfo v = t;
-    v.shape = {n, t.shape[1]};
+    v.shape = {n, cols};
     v.data = static_cast<const uint8_t*>(t.data) + r0 * row_bytes;
     add(part, std::move(v));
     r0 += n;

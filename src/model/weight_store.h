@@ -50,7 +50,8 @@ class WeightStore {
   void drop_prefix(const std::string& prefix);
   // Replaces the 2-D tensor `name` by views of consecutive row ranges, parts[i].second rows named
   // parts[i].first each (fused projections, e.g. Phi-3's qkv_proj into q_proj, k_proj and v_proj). No
-  // copy: the parts point into the fused tensor. The rows must add up to the tensor's.
+  // copy: the parts point into the fused tensor. The rows must add up to the tensor's. A stacked
+  // tensor [E, R, C] is its E * R rows (Granite-MoE's experts).
   void split_rows(const std::string& name, const std::vector<std::pair<std::string, int64_t>>& parts);
 
   bool has(const std::string& name) const { return tensors_.count(name) != 0; }

@@ -377,6 +377,7 @@ def test_every_break_changes_logits():
         "gpt_oss": rf.RefModel(make_model("brk_gpt_oss", "--arch", "gpt_oss", "--mxfp4")),
         "smollm3": rf.RefModel(make_model("brk_smollm3", "--arch", "smollm3")),
         "granite": rf.RefModel(make_model("brk_granite", "--arch", "granite")),
+        "granite_moe": rf.RefModel(make_model("brk_granite_moe", "--arch", "granite_moe")),
     }
     use = {"skip_bias": "qwen2", "skip_q_norm": "qwen3", "skip_k_norm": "qwen3", "moe_flip_renorm": "moe",
            "no_rope_scaling": "llama3", "no_sliding_window": "mistral", "mixtral_no_renorm": "mixtral",
@@ -389,6 +390,7 @@ def test_every_break_changes_logits():
     use.update({b: "gpt_oss" for b in rf.BREAKS if b.startswith("gpt_oss_")})
     use.update({b: "smollm3" for b in rf.BREAKS if b.startswith("smollm3_")})
     use.update({b: "granite" for b in rf.BREAKS if b.startswith("granite_")})
+    use.update({b: "granite_moe" for b in rf.BREAKS if b.startswith("granite_moe_")})
     use["yarn_truncate_ignored"] = "gpt_oss"
     for b in rf.BREAKS:
         m = models[use.get(b, "llama3")]

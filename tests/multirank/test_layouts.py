@@ -192,6 +192,7 @@ elif CASE == "dump_logits":
                           ("gemma2", ["tp2", "tp2_dp2"]),  # soft-caps on each rank's heads and vocabulary slice
                           # the residual multiplier after the all-reduce / DP scatter, logits divided per slice
                           ("granite", ["tp2", "tp2_dp2"]),
+                          ("granite_moe", ["tp2_ep2"]),  # experts split from JetMoE's stacked tensors per rank
                           ("smollm3", ["tp2"]),  # NoPE layers on each rank's heads
                           # sinks sliced with the heads, o / down biases added on one rank, experts split or whole
                           ("gpt_oss", ["tp2", "tp2_dp2", "tp2_ep2"])):

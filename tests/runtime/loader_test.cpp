@@ -746,6 +746,26 @@ TEST(ModelConfig, SmolLM3AndGraniteFieldsDefaultsAndRefusals) {
     bad[key] = "2";
     refused(bad, key);
   }
+  // Granite-MoE (granite-3.x-1b-a400m's shape): the multipliers plus Mixtral's routing over
+  // intermediate_size-wide experts in every layer.
+  auto moe = granite;
+  moe["architectures"] = {"GraniteMoeForCausalLM"};
+  moe["hidden_size"] = 1024, moe["intermediate_size"] = 512, moe["num_local_experts"] = 32;
+  moe["num_experts_per_tok"] = 8, moe["num_attention_heads"] = 16;
+  c = ModelConfig::from_hf_json(moe);
+  EXPECT_EQ(c.n_experts, 32);
+  EXPECT_EQ(c.n_experts_per_tok, 8);
+  EXPECT_EQ(c.moe_ffn, 512);
+  EXPECT_EQ(c.ffn, 0);
+  EXPECT_TRUE(c.routing.normalize);
+  EXPECT_TRUE(c.layer_is_moe(0) && c.layer_is_moe(1));
+  EXPECT_DOUBLE_EQ(c.residual_scale, 0.22);
+  bad = moe;
+  bad["shared_intermediate_size"] = 1024;
+  refused(bad, "shared_intermediate_size");
+  bad = moe;
+  bad.erase("num_local_experts");
+  refused(bad, "num_local_experts");
 }
 
 TEST(Llama2c, TruncatedCheckpointIsAnError) {

@@ -84,6 +84,9 @@ CASES = {
     # model's multipliers (embeddings x 3, attention 0.3, residual x 0.5, logits / 2.5); untied (a tied random
     # model's greedy ids repeat one token).
     "granite": dict(hf=["--arch", "granite", "--seed", "27"], gguf=[], variants=["F32"]),
+    # Granite-MoE (llama.cpp's granitemoe: granite's scales, Mixtral's routing, input_linear split into
+    # ffn_gate_exps / ffn_up_exps by the converter): the tiny model, 4 experts top 2.
+    "granitemoe": dict(hf=["--arch", "granite_moe", "--seed", "28"], gguf=[], variants=["F32"]),
     # Quantized: every matrix row is 256 elements wide (hidden 256, FFN 256, attention 256), so
     # llama-quantize uses the K-quant types on every tensor instead of falling back to Q5_0 /
     # Q8_0 for rows that are not whole 256-element blocks.

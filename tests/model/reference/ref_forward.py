@@ -1,14 +1,15 @@
 #!/usr/bin/python3
 """Independent float64 NumPy forward pass of Hugging Face Llama / Mistral / Qwen2 / Qwen3 / Qwen3-MoE /
 Mixtral / DeepSeek-V2 / DeepSeek-V3 / Gemma 2 / Gemma 3 (text) / Phi-3 (Phi-3, Phi-3.5, Phi-4, Phi-4-mini) /
-gpt-oss / SmolLM3 / Granite 3.x models.
+gpt-oss / SmolLM3 / Granite 3.x / Granite-MoE models.
 
 Written from the published architecture definitions (transformers' modeling_llama, modeling_mistral,
 modeling_qwen2, modeling_qwen3, modeling_qwen3_moe, modeling_mixtral, modeling_gemma2 / modular_gemma2 /
 configuration_gemma2 (see RefModel._gemma2_init), modeling_gemma3 / configuration_gemma3 / masking_utils,
 modeling_phi3 / configuration_phi3 / modeling_rope_utils (see Phi3Rope), modeling_gpt_oss /
 configuration_gpt_oss / integrations/mxfp4 (see RefModel._gpt_oss_init), modular_smollm3 and
-modular_granite / configuration_granite (see RefModel._smollm3_init, _granite_init); DeepSeek's papers and
+modular_granite / configuration_granite, modular_granitemoe / modeling_jetmoe (see RefModel._smollm3_init,
+_granite_init, _granite_moe); DeepSeek's papers and
 modeling_deepseek semantics in ref_deepseek.py), not from dpserve's C++.
 It reads the model folder itself (config.json + safetensors, sharded or not) and converts bf16 / f16 / f32
 weights exactly to float64 (U8 tensors, gpt-oss's MXFP4 blocks and scales, stay uint8 and are dequantized).
@@ -97,6 +98,9 @@ BREAKS = {
     "granite_attn_scale_head_dim": "Granite attention scaled by head_dim**-0.5 instead of attention_multiplier",
     "granite_no_residual_multiplier": "Granite residual_multiplier ignored (layer outputs added as they are)",
     "granite_logits_multiplied": "Granite logits multiplied by logits_scaling instead of divided",
+    "granite_moe_gate_up_swapped": "Granite-MoE input_linear halves swapped: SiLU on the up half, not the gate half",
+    "granite_moe_no_renorm": "Granite-MoE routing weights: softmax over all experts, the top k taken unrenormalised "
+                             "instead of a softmax over the top-k logits",
 }
 
 _ST_DTYPES = {"BF16": 2, "F16": 2, "F32": 4, "U8": 1}
@@ -450,7 +454,8 @@ class RefModel:
                  "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3_moe", "MixtralForCausalLM": "mixtral",
                  "DeepseekV2ForCausalLM": "deepseek_v2", "DeepseekV3ForCausalLM": "deepseek_v3",
                  "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3", "Phi3ForCausalLM": "phi3",
-                 "GptOssForCausalLM": "gpt_oss", "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite"}
+                 "GptOssForCausalLM": "gpt_oss", "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite",
+                 "GraniteMoeForCausalLM": "granite_moe"}
         if arch not in kinds:
             raise ValueError(f"unsupported architecture {arch}")
         self.arch = kinds[arch]
@@ -467,7 +472,7 @@ class RefModel:
         self.deepseek = self.arch in ("deepseek_v2", "deepseek_v3")
         # Mistral / Mixtral: a query at position i sees keys j with i - j < sliding_window.
         self.window = c.get("sliding_window") if self.arch in ("mistral", "mixtral") else None
-        self.moe = self.arch in ("qwen3_moe", "mixtral") or (self.deepseek and bool(c.get("n_routed_experts")))
+        self.moe = self.arch in ("qwen3_moe", "mixtral", "granite_moe") or (self.deepseek and bool(c.get("n_routed_experts")))
         self.gemma = self.arch in ("gemma2", "gemma3")
         if self.arch == "gemma3":
             self._gemma_init()
@@ -489,7 +494,7 @@ class RefModel:
         self.attention_multiplier = None  # None: head_dim**-0.5
         if self.arch == "smollm3":
             self._smollm3_init()
-        elif self.arch == "granite":
+        elif self.arch in ("granite", "granite_moe"):
             self._granite_init()
 
     def _smollm3_init(self):
@@ -763,7 +768,7 @@ class RefModel:
         c = self.config
         if self.deepseek:
             return ds.is_sparse(c, layer)
-        if self.arch in ("mixtral", "gpt_oss"):
+        if self.arch in ("mixtral", "gpt_oss", "granite_moe"):
             return True
         if self.arch != "qwen3_moe":
             return False
@@ -867,6 +872,8 @@ class RefModel:
             h = act(rms_norm(x, w[p + "post_attention_layernorm.weight"], self.eps, breaks))
             if self.phi3:
                 x = x + self._phi3_mlp(p + "mlp.", h, act, breaks)
+            elif self.arch == "granite_moe":
+                x = x + self._granite_moe(p, h, breaks, act, margins) * res
             elif self.is_sparse(i):
                 x = x + self._moe(p, h, breaks, act, margins)
             else:
@@ -1136,6 +1143,38 @@ class RefModel:
                 out[rows] += wts[rows, slot][:, None] * self._mlp(f"{p}mlp.experts.{e}.", h[rows], act)
         if c.get("n_shared_experts"):
             out += self._mlp(p + "mlp.shared_experts.", h, act)
+        return out
+
+    def _granite_moe(self, p, h, breaks, act, margins):
+        """GraniteMoeMoE (JetMoeTopKGating + JetMoeParallelExperts): router logits = h @ router.layer^T; the top k
+        logits softmaxed among themselves are the weights; expert e: [g | u] = h @ input_linear[e]^T (F outputs
+        each, gate first), silu(g) * u, then @ output_linear[e]^T; the weighted sum over the chosen experts."""
+        w, k = self.w, self.config["num_experts_per_tok"]
+        block = p + "block_sparse_moe."
+        logits = h @ w[block + "router.layer.weight"].T  # [T, E]
+        order = np.argsort(-logits, axis=1, kind="stable")
+        top = order[:, :k]
+        if k < logits.shape[1]:
+            srt = np.take_along_axis(logits, order, axis=1)
+            np.minimum(margins, srt[:, k - 1] - srt[:, k], out=margins)
+        if "granite_moe_no_renorm" in breaks:
+            probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+            wts = np.take_along_axis(probs / probs.sum(axis=1, keepdims=True), top, axis=1)
+        else:
+            tl = np.take_along_axis(logits, top, axis=1)
+            wts = np.exp(tl - tl.max(axis=1, keepdims=True))
+            wts /= wts.sum(axis=1, keepdims=True)
+        w_in, w_out = w[block + "input_linear.weight"], w[block + "output_linear.weight"]
+        f = w_in.shape[1] // 2
+        out = np.zeros_like(h)
+        for e in range(logits.shape[1]):
+            rows, slot = np.nonzero(top == e)
+            if len(rows) == 0:
+                continue
+            gu = act(h[rows]) @ w_in[e].T
+            g, u = (gu[:, f:], gu[:, :f]) if "granite_moe_gate_up_swapped" in breaks else (gu[:, :f], gu[:, f:])
+            y = act(silu(g) * u) @ w_out[e].T
+            out[rows] += wts[rows, slot][:, None] * y
         return out
 
     def _moe(self, p, h, breaks, act, margins):
