@@ -49,7 +49,8 @@ ARCH = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCau
         "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3moe", "MixtralForCausalLM": "llama",
         "DeepseekV2ForCausalLM": "deepseek2", "DeepseekV3ForCausalLM": "deepseek2", "Gemma3ForCausalLM": "gemma3",
         "Gemma2ForCausalLM": "gemma2", "Phi3ForCausalLM": "phi3", "GptOssForCausalLM": "gpt-oss",
-        "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite", "GraniteMoeForCausalLM": "granitemoe"}
+        "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite", "GraniteMoeForCausalLM": "granitemoe",
+        "Olmo2ForCausalLM": "olmo2"}
 # Architectures whose Q / K rows llama.cpp's converter permutes (its LlamaModel and subclasses), so that
 # GGML's RoPE on adjacent pairs equals Hugging Face's rotate-half.
 PERMUTED = ("llama", "smollm3", "granite", "granitemoe")
@@ -92,6 +93,9 @@ LAYER_NAMES = {
 GEMMA3_NAMES = {"post_attention_layernorm.weight": "post_attention_norm.weight",
                 "pre_feedforward_layernorm.weight": "ffn_norm.weight",
                 "post_feedforward_layernorm.weight": "post_ffw_norm.weight"}
+# OLMo 2's norms on the attention and MLP outputs (llama.cpp's names; it has no input norms).
+OLMO2_NAMES = {"post_attention_layernorm.weight": "post_attention_norm.weight",
+               "post_feedforward_layernorm.weight": "post_ffw_norm.weight"}
 # Phi-3's fused projections, as llama.cpp's converter keeps them: attn_qkv (q, k, v rows) and ffn_up
 # holding the gate rows, then the up rows (phi3 has no ffn_gate).
 PHI3_NAMES = {"self_attn.qkv_proj.weight": "attn_qkv.weight", "mlp.gate_up_proj.weight": "ffn_up.weight"}
@@ -881,7 +885,8 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
     for layer in range(n_layers):
         hp = f"model.layers.{layer}."
         names = ({**LAYER_NAMES, **GEMMA3_NAMES} if gemma else {**LAYER_NAMES, **PHI3_NAMES} if phi3
-                 else {**LAYER_NAMES, **GPT_OSS_NAMES} if gpt_oss else LAYER_NAMES)
+                 else {**LAYER_NAMES, **GPT_OSS_NAMES} if gpt_oss
+                 else {**LAYER_NAMES, **OLMO2_NAMES} if arch == "olmo2" else LAYER_NAMES)
         for hf, gg in names.items():
             if hp + hf not in st or (phi3 and qkv == "split" and gg == "attn_qkv.weight"):
                 continue

@@ -43,6 +43,7 @@ ARCHITECTURES = {
     "smollm3": ("SmolLM3ForCausalLM", "smollm3"),
     "granite": ("GraniteForCausalLM", "granite"),
     "granite_moe": ("GraniteMoeForCausalLM", "granitemoe"),
+    "olmo2": ("Olmo2ForCausalLM", "olmo2"),
 }
 DEEPSEEK = ("deepseek_v2", "deepseek_v3")
 
@@ -140,6 +141,10 @@ TINY = {
                         num_attention_heads=4, num_key_value_heads=2, head_dim=None, num_experts=4,
                         num_experts_per_tok=2, embedding_multiplier=3.0, attention_multiplier=0.3,
                         residual_multiplier=0.5, logits_scaling=2.5),
+    # OLMo 2 (Olmo2ForCausalLM): no input norms; q_norm / k_norm over the whole q / k projection; norms after
+    # attention and the MLP; rms_norm_eps 1e-6 as OLMo-2's configs (Olmo2Config's default is 1e-5).
+    "olmo2": dict(vocab_size=397, hidden_size=128, intermediate_size=344, num_hidden_layers=3,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=None),
 }
 
 PRESETS = {
@@ -288,6 +293,8 @@ def build_config(a):
                     "no_rope_layer_interval": a.no_rope_layer_interval})
         if a.no_rope_layers:  # else SmolLM3Config derives it from no_rope_layer_interval
             cfg["no_rope_layers"] = a.no_rope_layers
+    if a.arch == "olmo2":
+        cfg.update({"attention_bias": False, "pad_token_id": 1})
     if a.arch == "granite_moe":
         cfg.update({"num_local_experts": a.num_experts, "num_experts_per_tok": a.num_experts_per_tok,
                     "output_router_logits": False, "router_aux_loss_coef": 0.001})
@@ -764,7 +771,8 @@ def build_tensors(a):
     t = [TensorSpec("model.embed_tokens.weight", (a.vocab_size, h), "normal", 1.0)]
     for i in range(a.num_hidden_layers):
         p = f"model.layers.{i}."
-        t.append(TensorSpec(p + "input_layernorm.weight", (h,), "norm"))
+        if a.arch != "olmo2":  # OLMo 2 has no input norm
+            t.append(TensorSpec(p + "input_layernorm.weight", (h,), "norm"))
         if a.arch in DEEPSEEK:
             t += deepseek_layer_body(a, i)
             continue
@@ -779,7 +787,12 @@ def build_tensors(a):
         if a.arch in ("qwen3", "qwen3_moe"):
             t.append(TensorSpec(p + "self_attn.q_norm.weight", (hd,), "norm"))
             t.append(TensorSpec(p + "self_attn.k_norm.weight", (hd,), "norm"))
+        if a.arch == "olmo2":
+            t.append(TensorSpec(p + "self_attn.q_norm.weight", (nq * hd,), "norm"))
+            t.append(TensorSpec(p + "self_attn.k_norm.weight", (nkv * hd,), "norm"))
         t.append(TensorSpec(p + "post_attention_layernorm.weight", (h,), "norm"))
+        if a.arch == "olmo2":
+            t.append(TensorSpec(p + "post_feedforward_layernorm.weight", (h,), "norm"))
         if a.arch == "mixtral":
             t.append(TensorSpec(p + "block_sparse_moe.gate.weight", (a.num_experts, h), "normal", 4.0 / np.sqrt(h)))
             for e in range(a.num_experts):
@@ -1277,7 +1290,8 @@ def parse_args(argv):
         if a.hidden_size % a.num_attention_heads:
             ap.error("hidden_size must be a multiple of num_attention_heads (or give --head-dim)")
         a.head_dim = a.hidden_size // a.num_attention_heads
-    if arch in ("llama", "qwen2", "qwen2_5_vl", "mistral", "mixtral", "phi3", "smollm3", "granite", "granite_moe") and \
+    if arch in ("llama", "qwen2", "qwen2_5_vl", "mistral", "mixtral", "phi3", "smollm3", "granite", "granite_moe",
+                "olmo2") and \
             a.head_dim * a.num_attention_heads != a.hidden_size:
         ap.error(f"{arch} has no head_dim field: head_dim must be hidden_size / num_attention_heads")
     if a.num_attention_heads % a.num_key_value_heads:

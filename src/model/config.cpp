@@ -532,6 +532,8 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
       {"GraniteForCausalLM", Arch::Llama},
       // Granite's multipliers with Mixtral's routing, experts stacked JetMoE-style (split as they load).
       {"GraniteMoeForCausalLM", Arch::Llama},
+      // OLMo 2: Llama with q / k norms over the whole projection and norms after attention and the MLP.
+      {"Olmo2ForCausalLM", Arch::Llama},
   };
   const Known* known = nullptr;
   for (const Known& k : kArchs)
@@ -564,7 +566,8 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   if (c.head_dim % 2 != 0) fail("config.json: head_dim {} must be even for RoPE", c.head_dim);
   parse_partial_rotary(j, c);
   c.max_pos = opt<int64_t>(j, "max_position_embeddings", 2048);
-  c.rms_eps = opt<double>(j, "rms_norm_eps", 1e-6);
+  const bool olmo2 = arch == "Olmo2ForCausalLM";
+  c.rms_eps = opt<double>(j, "rms_norm_eps", olmo2 ? 1e-5 : 1e-6);  // Olmo2Config's default
   const bool smollm3 = arch == "SmolLM3ForCausalLM", granite_moe = arch == "GraniteMoeForCausalLM";
   const bool granite = arch == "GraniteForCausalLM" || granite_moe;
   c.rope_theta = opt<double>(j, "rope_theta", smollm3 ? 2000000.0 : 10000.0);  // SmolLM3Config's default_theta
@@ -579,9 +582,10 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   if (c.arch == Arch::Llama) c.qkv_bias = c.o_bias = opt<bool>(j, "attention_bias", false);
   if (opt<bool>(j, "mlp_bias", false))
     fail("config.json: mlp_bias true is not supported for {} (no published checkpoint uses it)", c.arch_name);
+  c.qk_norm_whole = c.post_norms_only = olmo2;
   if (smollm3) parse_smollm3(j, c);
   else if (granite) parse_granite(j, c);
-  else parse_sliding_window(j, c);  // LlamaAttention in SmolLM3 / Granite: no window
+  else if (!olmo2) parse_sliding_window(j, c);  // SmolLM3 / Granite / OLMo 2's attention: no window
   if (auto it = j.find("rope_scaling"); it != j.end() && it->is_object()) {
     std::string type = opt<std::string>(*it, "rope_type", opt<std::string>(*it, "type", std::string()));
     if (type == "llama3") {

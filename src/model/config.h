@@ -124,6 +124,11 @@ struct ModelConfig {
   // with no value, so a head may attend to nothing.
   bool attn_sinks = false;
   bool qk_norm = false;   // Qwen3: per-head RMSNorm of q and k before RoPE
+  // OLMo 2: q_norm / k_norm normalise each token's whole q (all heads) and k projection, not each head.
+  bool qk_norm_whole = false;
+  // OLMo 2: no norm before attention or the MLP; their outputs are normalised (post_attention_layernorm,
+  // post_feedforward_layernorm) before they join the residual stream.
+  bool post_norms_only = false;
   int64_t sliding_window = 0;  // > 0: a query sees only the last sliding_window positions (Mistral)
   // Which layers the window applies to (Gemma 3 interleaves sliding and full layers); empty: all.
   std::vector<uint8_t> layer_sliding;

@@ -282,9 +282,20 @@ void read_granite_moe(const GgufSet& g, const std::string& p, ModelConfig& c) {
   read_granite_scales(g.metadata(), p, c);
 }
 
+// OLMo 2 (llama.cpp's olmo2): attn_q_norm / attn_k_norm over the whole projection, no attn_norm /
+// ffn_norm, post_attention_norm and post_ffw_norm on the outputs; RoPE on halves (nothing permuted).
+// A sliding window is OLMo 3's, which dpserve does not run.
+void read_olmo2(const GgufSet& g, const std::string& p, ModelConfig& c) {
+  const GgufMetadata& m = g.metadata();
+  refuse_experts(m, p);
+  if (m.has(p + "attention.sliding_window"))
+    fail("GGUF {}: {}attention.sliding_window is set (an OLMo 3 file), which dpserve does not run", m.where(), p);
+  c.qk_norm_whole = c.post_norms_only = true;
+}
+
 // deepseek2 (DeepSeek-V2, V2-Lite, V3, R1): llama.cpp's converter permutes nothing; its RoPE for
 // this architecture rotates adjacent pairs of q_pe / k_pe, as dpserve's MLA does for every model.
-constexpr std::array<GgufArch, 12> kArchs = {{
+constexpr std::array<GgufArch, 13> kArchs = {{
     {"llama", Arch::Llama, true, false, false, false, false, read_llama},
     {"qwen2", Arch::Qwen2, false, true, false, false, false, nullptr},
     {"qwen3", Arch::Qwen3, false, false, true, false, false, nullptr},
@@ -297,6 +308,7 @@ constexpr std::array<GgufArch, 12> kArchs = {{
     {"smollm3", Arch::Llama, true, false, false, false, false, read_smollm3},
     {"granite", Arch::Llama, true, false, false, false, false, read_granite},
     {"granitemoe", Arch::Llama, true, false, false, false, false, read_granite_moe},
+    {"olmo2", Arch::Llama, false, false, false, false, false, read_olmo2},
 }};
 
 }  // namespace

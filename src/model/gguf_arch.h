@@ -33,8 +33,7 @@ struct GgufArch {
 // The row for `name`, or null when dpserve does not run that architecture.
 const GgufArch* find_gguf_arch(std::string_view name);
 
-// "llama, qwen2, qwen3, qwen3moe, deepseek2, gemma2, gemma3, phi3, gpt-oss, smollm3, granite, granitemoe"
-// (error messages and docs).
+// "llama, qwen2, qwen3, ..., granitemoe, olmo2" (error messages and docs).
 std::string gguf_arch_names();
 
 }  // namespace dpserve

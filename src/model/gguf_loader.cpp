@@ -25,6 +25,7 @@ namespace {
 // When a per-layer tensor belongs in a layer.
 enum class Use {
   Always, QkvBias, QkNorm, Dense, Router, Experts,
+  InputNorm,   // attn_norm: every architecture but olmo2 (no norm before attention)
   Kv,          // attn_k / attn_v: every architecture but deepseek2 (MLA)
   Q,           // attn_q: all but MLA with a q LoRA
   QLora,       // deepseek2 with attention.q_lora_rank > 0
@@ -52,7 +53,7 @@ struct LayerName {
 
 // llama.cpp's tensor names (llama-arch.cpp) onto the names src/model loads.
 constexpr std::array<LayerName, 39> kLayerNames = {{
-    {"attn_norm.weight", "input_layernorm.weight", Use::Always},
+    {"attn_norm.weight", "input_layernorm.weight", Use::InputNorm},
     {"attn_q.weight", "self_attn.q_proj.weight", Use::Q},
     {"attn_k.weight", "self_attn.k_proj.weight", Use::Kv},
     {"attn_v.weight", "self_attn.v_proj.weight", Use::Kv},
@@ -116,19 +117,20 @@ bool applies(Use u, const Layout& lay, int64_t layer) {
   switch (u) {
     case Use::Always: return true;
     case Use::QkvBias: return c.qkv_bias;
-    case Use::QkNorm: return c.qk_norm;
+    case Use::QkNorm: return c.qk_norm || c.qk_norm_whole;
+    case Use::InputNorm: return !c.post_norms_only;
     case Use::Dense: return !c.layer_is_moe(layer);
     case Use::Router:
     case Use::Experts:
     case Use::RouterBias: return c.layer_is_moe(layer);
     case Use::Shared: return c.layer_is_moe(layer) && c.n_shared_experts > 0;
-    case Use::Sandwich: return c.sandwich_norms;
+    case Use::Sandwich: return c.sandwich_norms || c.post_norms_only;
     case Use::Kv: return !mla && !lay.fused_qkv;
     case Use::Q: return (!mla || c.mla.q_lora_rank == 0) && !lay.fused_qkv;
     case Use::Qkv: return lay.fused_qkv;
     case Use::Gate: return !c.layer_is_moe(layer) && c.arch != Arch::Phi3;
-    case Use::FfnNorm: return c.arch != Arch::GptOss;
-    case Use::PostNorm: return c.sandwich_norms || c.arch == Arch::GptOss;
+    case Use::FfnNorm: return c.arch != Arch::GptOss && !c.post_norms_only;
+    case Use::PostNorm: return c.sandwich_norms || c.arch == Arch::GptOss || c.post_norms_only;
     case Use::OBias: return c.o_bias;
     case Use::Sinks: return c.attn_sinks;
     case Use::MoeBias: return c.moe_bias && c.layer_is_moe(layer);
@@ -144,7 +146,8 @@ bool applies(Use u, const Layout& lay, int64_t layer) {
 const char* why_not(Use u) {
   switch (u) {
     case Use::QkvBias: return "this architecture has no Q/K/V biases";
-    case Use::QkNorm: return "this architecture has no per-head Q/K norm";
+    case Use::QkNorm: return "this architecture has no Q/K norm";
+    case Use::InputNorm: return "olmo2 has no norm before attention";
     case Use::Dense: return "the layer is a mixture of experts";
     case Use::Router:
     case Use::Experts:
@@ -160,7 +163,7 @@ const char* why_not(Use u) {
     case Use::KvBSplit: return "attention.key_length_mla is absent: kv_b is one attn_kv_b tensor";
     case Use::Qkv: return "layer 0 has no attn_qkv: q, k and v are separate tensors";
     case Use::Gate: return "the layer is a mixture of experts, or phi3, whose ffn_up holds the gate rows too";
-    case Use::FfnNorm: return "gpt-oss names the MLP's input norm post_attention_norm";
+    case Use::FfnNorm: return "gpt-oss names the MLP's input norm post_attention_norm; olmo2 has none";
     case Use::PostNorm: return "this architecture has no norm named post_attention_norm";
     case Use::OBias: return "this architecture has no attention output bias";
     case Use::Sinks: return "this architecture has no attention sinks";

@@ -238,6 +238,10 @@ void Model::init_layers(const LoadOptions& opts) {
   }
   const int64_t q0 = at.rank * n_heads_local_ * hd;
   const int64_t H = c.hidden;
+  // OLMo 2 normalises each token's whole k: ranks holding copies of a KV head would count it twice.
+  if (c.qk_norm_whole && at.size > 1 && c.n_kv_heads < at.size)
+    fail("--tp-size: {}'s k_norm spans all {} KV heads, which cannot be split over {} attention ranks (use at most "
+         "{}, or --dp-size with --enable-dp-attention)", c.arch_name, c.n_kv_heads, at.size, c.n_kv_heads);
   rope_ = std::make_unique<RopeTable>(c);
   if (c.rope_local_theta > 0) {
     ModelConfig local = c;
@@ -284,8 +288,11 @@ void Model::init_layers(const LoadOptions& opts) {
   for (int64_t l = 0; l < c.n_layers; ++l) {
     Layer& L = layers_[l];
     const std::string p = "model.layers." + std::to_string(layer_base_ + l) + ".";
-    L.attn_norm = norm(p + "input_layernorm.weight", H);
-    if (c.sandwich_norms) {
+    if (!c.post_norms_only) L.attn_norm = norm(p + "input_layernorm.weight", H);
+    if (c.post_norms_only) {
+      L.post_attn_norm = norm(p + "post_attention_layernorm.weight", H);
+      L.post_mlp_norm = norm(p + "post_feedforward_layernorm.weight", H);
+    } else if (c.sandwich_norms) {
       L.post_attn_norm = norm(p + "post_attention_layernorm.weight", H);
       L.mlp_norm = norm(p + "pre_feedforward_layernorm.weight", H);
       L.post_mlp_norm = norm(p + "post_feedforward_layernorm.weight", H);
@@ -310,6 +317,10 @@ void Model::init_layers(const LoadOptions& opts) {
       if (c.qk_norm) {
         L.q_norm = norm(p + "self_attn.q_norm.weight", hd);
         L.k_norm = norm(p + "self_attn.k_norm.weight", hd);
+      }
+      if (c.qk_norm_whole) {  // this rank's part of the whole-width weights
+        L.q_norm = slice_vec(p + "self_attn.q_norm.weight", c.n_heads * hd, q0, n_heads_local_ * hd);
+        L.k_norm = slice_vec(p + "self_attn.k_norm.weight", c.n_kv_heads * hd, kv_head0_ * hd, n_kv_local_ * hd);
       }
     }
     if (c.layer_is_moe(layer_base_ + l)) {
@@ -417,6 +428,7 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
     const LoraOut outs[3] = {{kLoraQ, q_.data(), qd}, {kLoraK, k_.data(), kd}, {kLoraV, v_.data(), kd}};
     lora_apply(t, li, lora_attn_rows_, xn_.data(), H, outs, 3);
   }
+  if (c.qk_norm_whole) qk_norm_whole(t, L, T);
   // Per head of every token: q/k norm (Qwen3), RoPE, and K/V into the cache at its position.
   const int64_t ps = kv.page_size();
   const float eps = float(c.rms_eps);
@@ -570,10 +582,46 @@ void Model::mlp(Team& t, const Layer& L, int64_t li, int64_t T) {
   add_residual(t, out, T);
 }
 
+void Model::qk_norm_whole(Team& t, const Layer& L, int64_t T) {
+  // OLMo 2: RMSNorm over each token's whole q (every head) and k, before RoPE. Split over attention
+  // ranks, each holds some heads: the sums of squares are added up over the group first.
+  const auto& c = cfg_;
+  const int64_t qd = n_heads_local_ * c.head_dim, kd = n_kv_local_ * c.head_dim;
+  const Range r = t.share(T);  // qk_sumsq_ holds 2 T floats (forward)
+  for (int64_t row = r.begin; row < r.end; ++row) {
+    double sq = 0, sk = 0;
+    for (int64_t i = 0; i < qd; ++i) sq += double(q_[row * qd + i]) * q_[row * qd + i];
+    for (int64_t i = 0; i < kd; ++i) sk += double(k_[row * kd + i]) * k_[row * kd + i];
+    qk_sumsq_[size_t(2 * row)] = float(sq), qk_sumsq_[size_t(2 * row + 1)] = float(sk);
+  }
+  t.barrier();
+  if (par_.attn.size > 1) {
+    if (t.leader()) comm_->attn_allreduce(qk_sumsq_.data(), 2 * T);
+    t.barrier();
+  }
+  const double eps = c.rms_eps;
+  for (int64_t row = r.begin; row < r.end; ++row) {
+    const float iq = float(1.0 / std::sqrt(double(qk_sumsq_[size_t(2 * row)]) / double(c.n_heads * c.head_dim) + eps));
+    const float ik =
+        float(1.0 / std::sqrt(double(qk_sumsq_[size_t(2 * row + 1)]) / double(c.n_kv_heads * c.head_dim) + eps));
+    for (int64_t i = 0; i < qd; ++i) q_[row * qd + i] = q_[row * qd + i] * iq * L.q_norm[size_t(i)];
+    for (int64_t i = 0; i < kd; ++i) k_[row * kd + i] = k_[row * kd + i] * ik * L.k_norm[size_t(i)];
+  }
+  t.barrier();
+}
+
 void Model::divide_logits(Team& t, float* logits, int64_t n) const {
   const float d = float(cfg_.logit_divisor);  // Granite's logits_scaling
   const Range r = t.share(n);
   for (int64_t i = r.begin; i < r.end; ++i) logits[i] /= d;
+  t.barrier();
+}
+
+void Model::layer_input(Team& t, const std::vector<float>& norm, int64_t T) {
+  const int64_t H = cfg_.hidden;
+  if (!norm.empty()) return rmsnorm(t, x_.data(), norm.data(), xn_.data(), T, H, float(cfg_.rms_eps));
+  const Range r = t.share(T);  // OLMo 2: attention and the MLP read the residual stream itself
+  std::memcpy(xn_.data() + r.begin * H, x_.data() + r.begin * H, sizeof(float) * size_t((r.end - r.begin) * H));
   t.barrier();
 }
 
@@ -754,9 +802,9 @@ void Model::forward_member(Team& t, const ForwardBatch& b, KVPool& kv, float* lo
   }
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const Layer& L = layers_[l];
-    rmsnorm(t, x_.data(), L.attn_norm.data(), xn_.data(), T, H, float(c.rms_eps));
+    layer_input(t, L.attn_norm, T);
     attention(t, L, l, b, kv);
-    rmsnorm(t, x_.data(), L.mlp_norm.data(), xn_.data(), T, H, float(c.rms_eps));
+    layer_input(t, L.mlp_norm, T);
     mlp(t, L, l, T);
   }
   if (const int64_t P = int64_t(b.last_hidden_rows.size()); P > 0) {
@@ -815,6 +863,7 @@ void Model::forward(const ForwardBatch& b, KVPool& kv, float* logits, float* hid
   grow(attn_, T * qd);
   grow(o_, T * H);
   grow(h_, T * ffn_local_);
+  if (c.qk_norm_whole) grow(qk_sumsq_, 2 * T);
   grow(global_out_, T * H);
   bool has_mla = false;
   for (const auto& L : layers_) has_mla = has_mla || L.mla != nullptr;

@@ -150,6 +150,10 @@ class Model {
   void forward_member(Team& t, const ForwardBatch& b, KVPool& kv, float* logits, float* hidden);
   void attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv);
   void mlp(Team& t, const Layer& L, int64_t li, int64_t T);
+  // xn = rmsnorm(x) with `norm`, or x itself without one (OLMo 2's layers have no input norms).
+  void layer_input(Team& t, const std::vector<float>& norm, int64_t T);
+  // OLMo 2's q_norm / k_norm over each token's whole projection, on q_ / k_ before RoPE.
+  void qk_norm_whole(Team& t, const Layer& L, int64_t T);
   // x += out (T rows), or x += out * residual_multiplier (Granite).
   void add_residual(Team& t, const float* out, int64_t T);
   void divide_logits(Team& t, float* logits, int64_t n) const;
@@ -213,6 +217,7 @@ class Model {
   // Scratch, grown as needed (on the step thread, or by the leader between barriers) and reused
   // step after step.
   std::vector<float> x_, xn_, q_, k_, v_, attn_, o_, h_, logits_local_, sel_, global_in_, global_out_;
+  std::vector<float> qk_sumsq_;  // OLMo 2: per row, the sums of squares of q and k
   MoeScratch moe_scratch_;  // shared by the MoE layers
   MlaScratch mla_scratch_;  // shared by the MLA layers
   std::vector<int64_t> row_pos_;     // position of each token of the batch

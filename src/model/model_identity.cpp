@@ -66,7 +66,8 @@ std::string config_text(const ModelConfig& c) {
   s += fmt::format("|gpt-oss {} {} {} {:.9g}", c.o_bias, c.attn_sinks, c.moe_bias, c.swiglu_limit);
   s += "|nope ";
   for (uint8_t l : c.layer_nope) s += l ? "n" : "r";
-  s += fmt::format("|granite {:.17g} {:.17g}", c.residual_scale, c.logit_divisor);
+  s += fmt::format("|granite {:.17g} {:.17g}|olmo2 {} {}", c.residual_scale, c.logit_divisor, c.qk_norm_whole,
+                   c.post_norms_only);
   return s;
 }
 

@@ -694,11 +694,11 @@ for t in ("q5_0", "q5_1"):
     rms = float(np.sqrt(np.mean((got[:n].astype(np.float64) - ref_f32[:n]) ** 2)) / ref_f32[:n].std())
     check(rms < 0.25, f"{t} GGUF prompt logits within {rms:.3f} x std (rms) of the f32 folder's (tolerance 0.25)")
 
-# --- smollm3 / granite / granitemoe: what model_gguf_llamacpp's cases of them compare with llama.cpp, here
+# --- smollm3 / granite / granitemoe / olmo2: what model_gguf_llamacpp's cases of them compare with llama.cpp, here
 # against the HF folder (Q/K permuted: equal up to summation order), the keys that matter, and refusals.
 # The converter refuses a SmolLM3 whose NoPE layers are not llama.cpp's every fourth.
 for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", "5"]), ("granite", []),
-                    ("granitemoe", [])):
+                    ("granitemoe", []), ("olmo2", [])):
     hf = os.path.join(WORK, f"hf-{arch}")
     hf_arch = "granite_moe" if arch == "granitemoe" else arch
     subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.py"), "--arch", hf_arch, "--dtype",
@@ -711,12 +711,15 @@ for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", 
     err, why = max_diff(got, ref)
     check(err <= 1e-5 and got_out == ref_out, f"{arch} GGUF == its HF folder: max diff {err:.2g} x std {why}")
     keys = {"smollm3": [], "granite": ["embedding_scale", "attention.scale", "residual_scale"],
-            "granitemoe": ["residual_scale"]}[arch]
+            "granitemoe": ["residual_scale"], "olmo2": []}[arch]
     for key in keys:
         off, _ = dump_logits(write(f"{arch}-no-{key}", patched_model(base=gg, drop=(f"{arch}.{key}",))), ids)
         off_err, _ = max_diff(off, ref)
         check(1e-2 < off_err < float("inf"), f"{arch} without {key} differs ({off_err:.2g} x std): the check sees it")
     bads = [(f"{arch}_experts", dict(extra_kv=[(f"{arch}.expert_count", G.U32, 4)]), "expert_count is set")]
+    if arch == "olmo2":  # OLMo 3's sliding window; a missing whole-projection norm
+        bads += [("olmo2_window", dict(extra_kv=[("olmo2.attention.sliding_window", G.U32, 4096)]), "OLMo 3"),
+                 ("olmo2_no_q_norm", dict(drop=("blk.1.attn_q_norm.weight",)), "blk.1.attn_q_norm.weight")]
     if arch == "granitemoe":  # GraniteMoeShared's shared experts
         bads = [("granitemoe_shared", dict(extra_kv=[("granitemoe.expert_shared_count", G.U32, 1)]),
                  "expert_shared_count")]

@@ -228,9 +228,17 @@ GRANITE_CASES = [
     Case("granite_moe_f32", "f32", ["--arch", "granite_moe"], 115),
     Case("granite_moe_bf16_sharded", "bf16", ["--arch", "granite_moe", "--shards", "2"], 116),
 ]
+# OLMo 2 (Olmo2ForCausalLM): no input norms, q / k norms over the whole projection, post-attention and
+# post-feedforward norms; f32 / bf16, and a 4-head / 4-KV-head shape (MHA, as OLMo-2-1B).
+OLMO2_CASES = [
+    Case("olmo2_f32", "f32", ["--arch", "olmo2"], 121),
+    Case("olmo2_bf16", "bf16", ["--arch", "olmo2"], 122),
+    Case("olmo2_mha_tied_f32", "f32", ["--arch", "olmo2", "--num-key-value-heads", "4", "--tie-word-embeddings"], 123),
+]
 SUITES = {"dense": DENSE_CASES, "yarn": YARN_CASES, "moe": MOE_CASES, "deepseek": DEEPSEEK_CASES,
           "mixtral": MIXTRAL_CASES, "gemma2": GEMMA2_CASES, "gemma3": GEMMA3_CASES, "phi3": PHI3_CASES,
-          "gpt_oss": GPT_OSS_CASES, "smollm3": SMOLLM3_CASES, "granite": GRANITE_CASES}
+          "gpt_oss": GPT_OSS_CASES, "smollm3": SMOLLM3_CASES, "granite": GRANITE_CASES,
+          "olmo2": OLMO2_CASES}
 # MLA: both attention forms forced on every sequence must match the reference and each other (max abs
 # difference / scale): in fp32 they differ only in summation order; in bf16 they round different
 # activations (each is within the bf16 tolerance of the reference, so together within about twice it).
@@ -254,6 +262,7 @@ ARCH_BREAKS = {"llama": [], "qwen2": ["skip_bias"], "qwen3": ["skip_q_norm", "sk
                "smollm3": ["smollm3_rope_every_layer", "smollm3_nope_flags_inverted"],
                "granite": ["granite_no_embedding_multiplier", "granite_attn_scale_head_dim",
                            "granite_no_residual_multiplier", "granite_logits_multiplied"],
+               "olmo2": ["olmo2_qk_norm_per_head", "olmo2_pre_norms"],
                "granite_moe": ["granite_no_embedding_multiplier", "granite_attn_scale_head_dim",
                                "granite_no_residual_multiplier", "granite_logits_multiplied",
                                "granite_moe_gate_up_swapped"],
@@ -680,7 +689,7 @@ def main():
                                                 "gpt_oss_layer_types_truncate_f32", "smollm3_f32",
                                                 "smollm3_bf16", "granite_f32", "granite_bf16",
                                                 "granite_published_like_f32", "granite_moe_f32",
-                                                "granite_moe_bf16_sharded")]
+                                                "granite_moe_bf16_sharded", "olmo2_f32", "olmo2_bf16")]
         for c in picks or cases:
             try:
                 self_check_case(c, a.work, results)

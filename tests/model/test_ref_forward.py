@@ -378,6 +378,7 @@ def test_every_break_changes_logits():
         "smollm3": rf.RefModel(make_model("brk_smollm3", "--arch", "smollm3")),
         "granite": rf.RefModel(make_model("brk_granite", "--arch", "granite")),
         "granite_moe": rf.RefModel(make_model("brk_granite_moe", "--arch", "granite_moe")),
+        "olmo2": rf.RefModel(make_model("brk_olmo2", "--arch", "olmo2")),
     }
     use = {"skip_bias": "qwen2", "skip_q_norm": "qwen3", "skip_k_norm": "qwen3", "moe_flip_renorm": "moe",
            "no_rope_scaling": "llama3", "no_sliding_window": "mistral", "mixtral_no_renorm": "mixtral",
@@ -391,6 +392,7 @@ def test_every_break_changes_logits():
     use.update({b: "smollm3" for b in rf.BREAKS if b.startswith("smollm3_")})
     use.update({b: "granite" for b in rf.BREAKS if b.startswith("granite_")})
     use.update({b: "granite_moe" for b in rf.BREAKS if b.startswith("granite_moe_")})
+    use.update({b: "olmo2" for b in rf.BREAKS if b.startswith("olmo2_")})
     use["yarn_truncate_ignored"] = "gpt_oss"
     for b in rf.BREAKS:
         m = models[use.get(b, "llama3")]

@@ -193,6 +193,8 @@ elif CASE == "dump_logits":
                           # the residual multiplier after the all-reduce / DP scatter, logits divided per slice
                           ("granite", ["tp2", "tp2_dp2"]),
                           ("granite_moe", ["tp2_ep2"]),  # experts split from JetMoE's stacked tensors per rank
+                          # q / k norms over heads split between the ranks: sums of squares all-reduced
+                          ("olmo2", ["tp2", "tp2_dp2"]),
                           ("smollm3", ["tp2"]),  # NoPE layers on each rank's heads
                           # sinks sliced with the heads, o / down biases added on one rank, experts split or whole
                           ("gpt_oss", ["tp2", "tp2_dp2", "tp2_ep2"])):
@@ -224,6 +226,13 @@ elif CASE == "dump_logits":
             made = [int(r.argmax()) for r in got[len(ids) - 1:]]
             assert made == out, f"FAIL: {arch} {name}: decode rows' argmax {made} != output {out}"
             print(f"ok {arch} {name}: {got.shape[0]} rows, max diff {err:.2g} x std, argmax = output")
+    # OLMo 2's k_norm spans every KV head: four attention ranks over its two KV heads would hold copies of one
+    # head and count it twice, so that layout is refused at start-up naming the flag.
+    p = subprocess.run([BIN, "generate", "--model-path", hf_model("olmo2"), "--prompt-ids", "1,2,3", "-n", "1",
+                        "--tp-size", "4"], capture_output=True, text=True, env=ENV, timeout=240)
+    assert p.returncode != 0 and "--tp-size" in p.stderr and "k_norm" in p.stderr, \
+        f"FAIL: olmo2 at --tp-size 4 (2 KV heads) was not refused naming --tp-size: {p.stderr[-600:]}"
+    print("ok olmo2 --tp-size 4 over 2 KV heads refused: " + [ln for ln in p.stderr.splitlines() if "k_norm" in ln][0])
 elif CASE == "kv_dtype":
     # Compact KV caches (--kv-cache-dtype bf16 / int8 / fp8): every rank stores its own heads' rows
     # (each with its own scale) and MLA's latent row whole, so every layout equals the single rank.

@@ -766,6 +766,18 @@ TEST(ModelConfig, SmolLM3AndGraniteFieldsDefaultsAndRefusals) {
   bad = moe;
   bad.erase("num_local_experts");
   refused(bad, "num_local_experts");
+
+  // OLMo 2 (Olmo2Config): rms_norm_eps 1e-5 by default, whole-projection q / k norms, post-norms only.
+  nlohmann::json olmo = {{"architectures", {"Olmo2ForCausalLM"}}, {"hidden_size", 2048}, {"num_hidden_layers", 2},
+                         {"num_attention_heads", 16}, {"intermediate_size", 8192}, {"vocab_size", 100352}};
+  c = ModelConfig::from_hf_json(olmo);
+  EXPECT_DOUBLE_EQ(c.rms_eps, 1e-5);
+  EXPECT_TRUE(c.qk_norm_whole && c.post_norms_only);
+  EXPECT_FALSE(c.qk_norm);
+  EXPECT_EQ(c.n_kv_heads, 16);
+  olmo["rms_norm_eps"] = 1e-6;
+  EXPECT_DOUBLE_EQ(ModelConfig::from_hf_json(olmo).rms_eps, 1e-6);
+  EXPECT_FALSE(ModelConfig::from_hf_json(granite).qk_norm_whole || ModelConfig::from_hf_json(granite).post_norms_only);
 }
 
 TEST(Llama2c, TruncatedCheckpointIsAnError) {

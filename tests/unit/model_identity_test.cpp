@@ -67,6 +67,8 @@ TEST(ModelIdentity, EveryConfigFieldTheForwardPassReadsChangesTheDigest) {
       {"SmolLM3 NoPE layer moved", [](ModelConfig& c) { c.layer_nope = {1, 0}; }},
       {"Granite residual_multiplier", [](ModelConfig& c) { c.residual_scale = 0.22; }},
       {"Granite logits_scaling", [](ModelConfig& c) { c.logit_divisor = 8; }},
+      {"OLMo 2 whole-projection q/k norm", [](ModelConfig& c) { c.qk_norm_whole = true; }},
+      {"OLMo 2 post-norms only", [](ModelConfig& c) { c.post_norms_only = true; }},
   };
   for (const auto& [what, change] : changes) {
     ModelConfig c = base_config();

@@ -87,6 +87,9 @@ CASES = {
     # Granite-MoE (llama.cpp's granitemoe: granite's scales, Mixtral's routing, input_linear split into
     # ffn_gate_exps / ffn_up_exps by the converter): the tiny model, 4 experts top 2.
     "granitemoe": dict(hf=["--arch", "granite_moe", "--seed", "28"], gguf=[], variants=["F32"]),
+    # OLMo 2 (llama.cpp's olmo2: attn_q_norm / attn_k_norm over the whole projection, post_attention_norm and
+    # post_ffw_norm, no input norms, RoPE on halves with nothing permuted).
+    "olmo2": dict(hf=["--arch", "olmo2", "--seed", "29"], gguf=[], variants=["F32"], same_as_hf=True),
     # Quantized: every matrix row is 256 elements wide (hidden 256, FFN 256, attention 256), so
     # llama-quantize uses the K-quant types on every tensor instead of falling back to Q5_0 /
     # Q8_0 for rows that are not whole 256-element blocks.

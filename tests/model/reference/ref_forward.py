@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Independent float64 NumPy forward pass of Hugging Face Llama / Mistral / Qwen2 / Qwen3 / Qwen3-MoE /
 Mixtral / DeepSeek-V2 / DeepSeek-V3 / Gemma 2 / Gemma 3 (text) / Phi-3 (Phi-3, Phi-3.5, Phi-4, Phi-4-mini) /
-gpt-oss / SmolLM3 / Granite 3.x / Granite-MoE models.
+gpt-oss / SmolLM3 / Granite 3.x / Granite-MoE / OLMo 2 models.
 
 Written from the published architecture definitions (transformers' modeling_llama, modeling_mistral,
 modeling_qwen2, modeling_qwen3, modeling_qwen3_moe, modeling_mixtral, modeling_gemma2 / modular_gemma2 /
@@ -9,7 +9,8 @@ configuration_gemma2 (see RefModel._gemma2_init), modeling_gemma3 / configuratio
 modeling_phi3 / configuration_phi3 / modeling_rope_utils (see Phi3Rope), modeling_gpt_oss /
 configuration_gpt_oss / integrations/mxfp4 (see RefModel._gpt_oss_init), modular_smollm3 and
 modular_granite / configuration_granite, modular_granitemoe / modeling_jetmoe (see RefModel._smollm3_init,
-_granite_init, _granite_moe); DeepSeek's papers and
+_granite_init, _granite_moe), modular_olmo2 / configuration_olmo2 (see RefModel._olmo2_init); DeepSeek's
+papers and
 modeling_deepseek semantics in ref_deepseek.py), not from dpserve's C++.
 It reads the model folder itself (config.json + safetensors, sharded or not) and converts bf16 / f16 / f32
 weights exactly to float64 (U8 tensors, gpt-oss's MXFP4 blocks and scales, stay uint8 and are dequantized).
@@ -101,6 +102,10 @@ BREAKS = {
     "granite_moe_gate_up_swapped": "Granite-MoE input_linear halves swapped: SiLU on the up half, not the gate half",
     "granite_moe_no_renorm": "Granite-MoE routing weights: softmax over all experts, the top k taken unrenormalised "
                              "instead of a softmax over the top-k logits",
+    "olmo2_qk_norm_per_head": "OLMo 2 q_norm / k_norm applied to each head on its own (Qwen3's way) instead of over "
+                              "the whole projection",
+    "olmo2_pre_norms": "OLMo 2 norms used as pre-norms (Llama's order: normalise the layer input, add the raw "
+                       "output) instead of normalising the outputs",
 }
 
 _ST_DTYPES = {"BF16": 2, "F16": 2, "F32": 4, "U8": 1}
@@ -455,7 +460,7 @@ class RefModel:
                  "DeepseekV2ForCausalLM": "deepseek_v2", "DeepseekV3ForCausalLM": "deepseek_v3",
                  "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3", "Phi3ForCausalLM": "phi3",
                  "GptOssForCausalLM": "gpt_oss", "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite",
-                 "GraniteMoeForCausalLM": "granite_moe"}
+                 "GraniteMoeForCausalLM": "granite_moe", "Olmo2ForCausalLM": "olmo2"}
         if arch not in kinds:
             raise ValueError(f"unsupported architecture {arch}")
         self.arch = kinds[arch]
@@ -496,6 +501,18 @@ class RefModel:
             self._smollm3_init()
         elif self.arch in ("granite", "granite_moe"):
             self._granite_init()
+        elif self.arch == "olmo2":
+            self._olmo2_init()
+
+    def _olmo2_init(self):
+        """Olmo2Config / modular_olmo2: rms_norm_eps defaults to 1e-5; no input_layernorm; q_norm / k_norm
+        (RMSNorm of width heads * head_dim and kv_heads * head_dim) on each token's whole q_proj / k_proj output,
+        before the heads are split and rotated; x = x + post_attention_layernorm(attn);
+        x = x + post_feedforward_layernorm(mlp(x))."""
+        c = self.config
+        self.eps = float(c.get("rms_norm_eps", 1e-5))
+        if c.get("attention_bias"):
+            raise ValueError("attention_bias is not supported here")
 
     def _smollm3_init(self):
         """SmolLM3Config (transformers' modular_smollm3): tie_word_embeddings defaults to true and rope_theta
@@ -828,7 +845,12 @@ class RefModel:
                 rotate = True
             elif "smollm3_nope_flags_inverted" in breaks:
                 rotate = not rotate
-            h = act(rms_norm(x, w[p + "input_layernorm.weight"], self.eps, breaks))
+            olmo2 = self.arch == "olmo2"
+            if olmo2:
+                h = act(rms_norm(x, w[p + "post_attention_layernorm.weight"], self.eps, breaks)) \
+                    if "olmo2_pre_norms" in breaks else act(x)
+            else:
+                h = act(rms_norm(x, w[p + "input_layernorm.weight"], self.eps, breaks))
             if self.deepseek:
                 mla = ds.Mla(self.config, w, p, rms_norm, self.eps)
                 x = x + mla.forward(h, positions, inv_freq, mag, breaks, act, kvq)
@@ -846,9 +868,15 @@ class RefModel:
                 q = q + w[p + "self_attn.q_proj.bias"]
                 k = k + w[p + "self_attn.k_proj.bias"]
                 v = v + w[p + "self_attn.v_proj.bias"]
+            if olmo2 and "olmo2_qk_norm_per_head" not in breaks:
+                q = rms_norm(q, w[p + "self_attn.q_norm.weight"], self.eps, breaks)
+                k = rms_norm(k, w[p + "self_attn.k_norm.weight"], self.eps, breaks)
             q = q.reshape(T, self.n_heads, self.head_dim)
             k = k.reshape(T, self.n_kv, self.head_dim)
             v = v.reshape(T, self.n_kv, self.head_dim)
+            if olmo2 and "olmo2_qk_norm_per_head" in breaks:
+                q = rms_norm(q, w[p + "self_attn.q_norm.weight"].reshape(self.n_heads, -1), self.eps, breaks)
+                k = rms_norm(k, w[p + "self_attn.k_norm.weight"].reshape(self.n_kv, -1), self.eps, breaks)
             if self.arch in ("qwen3", "qwen3_moe"):
                 if "skip_q_norm" not in breaks:
                     q = rms_norm(q, w[p + "self_attn.q_norm.weight"], self.eps, breaks)
@@ -868,7 +896,16 @@ class RefModel:
                 s = s - s.max(axis=1, keepdims=True)
                 e = np.exp(s)
                 attn[:, hh, :] = (e / e.sum(axis=1, keepdims=True)) @ v[:, kv, :]
-            x = x + (act(attn.reshape(T, -1)) @ w[p + "self_attn.o_proj.weight"].T) * res
+            out = (act(attn.reshape(T, -1)) @ w[p + "self_attn.o_proj.weight"].T) * res
+            if olmo2 and "olmo2_pre_norms" not in breaks:
+                out = rms_norm(out, w[p + "post_attention_layernorm.weight"], self.eps, breaks)
+            x = x + out
+            if olmo2:
+                pre = "olmo2_pre_norms" in breaks
+                h = act(rms_norm(x, w[p + "post_feedforward_layernorm.weight"], self.eps, breaks)) if pre else act(x)
+                y = self._mlp(p + "mlp.", h, act)
+                x = x + (y if pre else rms_norm(y, w[p + "post_feedforward_layernorm.weight"], self.eps, breaks))
+                continue
             h = act(rms_norm(x, w[p + "post_attention_layernorm.weight"], self.eps, breaks))
             if self.phi3:
                 x = x + self._phi3_mlp(p + "mlp.", h, act, breaks)
