@@ -404,6 +404,23 @@ def mxfp4_dequantize(blocks, scales, breaks=()):
     return vals.reshape(e, rows, g * 32).transpose(0, 2, 1)
 
 
+def topk_softmax(logits, k, margins, softmax_all=False):
+    """Routing by a softmax over the top k router logits (gpt-oss, Granite-MoE): (experts [T, k], weights [T, k]).
+    Each row's gap between its k-th and (k+1)-th logit lowers `margins` (near-ties a rounding could flip).
+    softmax_all: the deliberate bug of a softmax over every expert, the top k taken unrenormalised."""
+    order = np.argsort(-logits, axis=1, kind="stable")
+    top = order[:, :k]
+    if k < logits.shape[1]:
+        srt = np.take_along_axis(logits, order, axis=1)
+        np.minimum(margins, srt[:, k - 1] - srt[:, k], out=margins)
+    if softmax_all:
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return top, np.take_along_axis(probs / probs.sum(axis=1, keepdims=True), top, axis=1)
+    vals = np.take_along_axis(logits, top, axis=1)
+    wts = np.exp(vals - vals.max(axis=1, keepdims=True))
+    return top, wts / wts.sum(axis=1, keepdims=True)
+
+
 def gemma_rms_norm(x, w, eps, breaks=()):
     """Gemma3RMSNorm: x * rsqrt(mean(x^2) + eps) * (1 + w); checkpoints store w as an offset from 1."""
     y = x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)
@@ -1092,18 +1109,7 @@ class RefModel:
         logits = h @ w[p + "mlp.router.weight"].T
         if "gpt_oss_no_router_bias" not in breaks:
             logits = logits + w[p + "mlp.router.bias"]
-        order = np.argsort(-logits, axis=1, kind="stable")
-        top = order[:, :k]
-        if k < logits.shape[1]:
-            srt = np.take_along_axis(logits, order, axis=1)
-            np.minimum(margins, srt[:, k - 1] - srt[:, k], out=margins)
-        if "gpt_oss_softmax_before_topk" in breaks:
-            probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-            wts = np.take_along_axis(probs / probs.sum(axis=1, keepdims=True), top, axis=1)
-        else:
-            vals = np.take_along_axis(logits, top, axis=1)
-            wts = np.exp(vals - vals.max(axis=1, keepdims=True))
-            wts /= wts.sum(axis=1, keepdims=True)
+        top, wts = topk_softmax(logits, k, margins, "gpt_oss_softmax_before_topk" in breaks)
         gate_up, down = self.gpt_oss_experts(p, breaks)
         gu_bias, down_bias = w[p + "mlp.experts.gate_up_proj_bias"], w[p + "mlp.experts.down_proj_bias"]
         limit = 7.0 if "gpt_oss_limit_7" in breaks else self.swiglu_limit
@@ -1189,18 +1195,7 @@ class RefModel:
         w, k = self.w, self.config["num_experts_per_tok"]
         block = p + "block_sparse_moe."
         logits = h @ w[block + "router.layer.weight"].T  # [T, E]
-        order = np.argsort(-logits, axis=1, kind="stable")
-        top = order[:, :k]
-        if k < logits.shape[1]:
-            srt = np.take_along_axis(logits, order, axis=1)
-            np.minimum(margins, srt[:, k - 1] - srt[:, k], out=margins)
-        if "granite_moe_no_renorm" in breaks:
-            probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-            wts = np.take_along_axis(probs / probs.sum(axis=1, keepdims=True), top, axis=1)
-        else:
-            tl = np.take_along_axis(logits, top, axis=1)
-            wts = np.exp(tl - tl.max(axis=1, keepdims=True))
-            wts /= wts.sum(axis=1, keepdims=True)
+        top, wts = topk_softmax(logits, k, margins, "granite_moe_no_renorm" in breaks)
         w_in, w_out = w[block + "input_linear.weight"], w[block + "output_linear.weight"]
         f = w_in.shape[1] // 2
         out = np.zeros_like(h)
