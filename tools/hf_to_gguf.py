@@ -9,7 +9,7 @@ What it writes:
   * `llama` models: Q/K rows permuted per head (llama.cpp's converter does this so that GGML's
     RoPE on adjacent pairs equals Hugging Face's rotate-half), llama3 RoPE scaling as
     rope_freqs.weight (one divisor per frequency), linear as rope.scaling.*;
-  * Qwen3-MoE, Mixtral and DeepSeek experts stacked into blk.N.ffn_{gate,up,down}_exps
+  * Qwen3-MoE, Qwen2-MoE, OLMoE, Mixtral and DeepSeek experts stacked into blk.N.ffn_{gate,up,down}_exps
     [experts, rows, cols]; Mixtral as llama.cpp's converter writes it: `llama` with expert_count /
     expert_used_count, experts feed_forward_length wide, the router block_sparse_moe.gate as
     ffn_gate_inp (w1 / w3 / w2 -> gate / up / down);
@@ -46,11 +46,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gguf_format as G  # noqa: E402
 
 ARCH = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2",
-        "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3moe", "MixtralForCausalLM": "llama",
+        "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3moe",
+        "Qwen2MoeForCausalLM": "qwen2moe", "MixtralForCausalLM": "llama",
         "DeepseekV2ForCausalLM": "deepseek2", "DeepseekV3ForCausalLM": "deepseek2", "Gemma3ForCausalLM": "gemma3",
         "Gemma2ForCausalLM": "gemma2", "Phi3ForCausalLM": "phi3", "GptOssForCausalLM": "gpt-oss",
         "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite", "GraniteMoeForCausalLM": "granitemoe",
-        "Olmo2ForCausalLM": "olmo2"}
+        "Olmo2ForCausalLM": "olmo2", "OlmoeForCausalLM": "olmoe"}
 # Architectures whose Q / K rows llama.cpp's converter permutes (its LlamaModel and subclasses), so that
 # GGML's RoPE on adjacent pairs equals Hugging Face's rotate-half.
 PERMUTED = ("llama", "smollm3", "granite", "granitemoe")
@@ -88,6 +89,11 @@ LAYER_NAMES = {
     "mlp.shared_experts.gate_proj.weight": "ffn_gate_shexp.weight",
     "mlp.shared_experts.up_proj.weight": "ffn_up_shexp.weight",
     "mlp.shared_experts.down_proj.weight": "ffn_down_shexp.weight",
+    # Qwen2-MoE's one shared expert and its sigmoid gate ([1, hidden], kept 2-D as llama.cpp's converter does)
+    "mlp.shared_expert.gate_proj.weight": "ffn_gate_shexp.weight",
+    "mlp.shared_expert.up_proj.weight": "ffn_up_shexp.weight",
+    "mlp.shared_expert.down_proj.weight": "ffn_down_shexp.weight",
+    "mlp.shared_expert_gate.weight": "ffn_gate_inp_shexp.weight",
 }
 # Gemma 3's norms around attention and MLP (llama.cpp's names; its ffn_norm is the MLP's input norm).
 GEMMA3_NAMES = {"post_attention_layernorm.weight": "post_attention_norm.weight",
@@ -794,7 +800,9 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
     w.add(p + "attention.head_count", G.U32, n_head)
     if arch != "deepseek2":
         w.add(p + "attention.head_count_kv", G.U32, n_kv)
-    w.add(p + "attention.layer_norm_rms_epsilon", G.F32, c.get("rms_norm_eps", 1e-6))
+    # Olmo2Config's and OlmoeConfig's default is 1e-5, the others' 1e-6.
+    w.add(p + "attention.layer_norm_rms_epsilon", G.F32,
+          c.get("rms_norm_eps", 1e-5 if arch in ("olmo2", "olmoe") else 1e-6))
     w.add(p + "rope.freq_base", G.F32, c.get("rope_theta", 10000.0))
     longrope = None
     if arch == "deepseek2":
@@ -816,6 +824,14 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
         if c.get("shared_intermediate_size"):
             raise SystemExit("hf_to_gguf: Granite-MoE's shared experts (GraniteMoeShared) are not supported")
         w.add(p + "expert_count", G.U32, c["num_local_experts"])
+        w.add(p + "expert_used_count", G.U32, c["num_experts_per_tok"])
+    if arch == "olmoe":  # llama.cpp's: experts feed_forward_length wide, softmax, top k as they are
+        if c.get("norm_topk_prob"):
+            raise SystemExit("hf_to_gguf: llama.cpp's olmoe never renormalises the top-k weights; "
+                             "norm_topk_prob true cannot be written")
+        if c.get("clip_qkv") is not None:
+            raise SystemExit("hf_to_gguf: olmoe GGUF files have no key for clip_qkv")
+        w.add(p + "expert_count", G.U32, c["num_experts"])
         w.add(p + "expert_used_count", G.U32, c["num_experts_per_tok"])
     if arch == "gemma3":
         gemma3_keys(w, p, c, n_layers, head_dim)
@@ -848,16 +864,23 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
         raise SystemExit(f"hf_to_gguf: sliding_window {c['sliding_window']} is narrower than the context: a llama GGUF "
                          "has no key for it (llama.cpp attends over the whole context), so the file would be another "
                          "model")
-    if arch == "qwen3moe":
+    if arch in ("qwen2moe", "qwen3moe"):
         if c.get("mlp_only_layers") or c.get("decoder_sparse_step", 1) != 1:
-            print("hf_to_gguf: note: dense layers in a qwen3moe GGUF load in dpserve but not in llama.cpp",
+            print(f"hf_to_gguf: note: dense layers in a {arch} GGUF load in dpserve but not in llama.cpp",
                   file=sys.stderr)
-        if not c.get("norm_topk_prob", True):
-            raise SystemExit("hf_to_gguf: qwen3moe GGUF files always renormalise the top-k weights; "
-                             "norm_topk_prob false cannot be written")
+        # llama.cpp renormalises the top-k weights of every qwen3moe and of no qwen2moe file.
+        renorm = arch == "qwen3moe"
+        if bool(c.get("norm_topk_prob", renorm)) != renorm:
+            raise SystemExit(f"hf_to_gguf: llama.cpp's {arch} {'always' if renorm else 'never'} renormalises the "
+                             f"top-k weights; norm_topk_prob {str(not renorm).lower()} cannot be written")
+        if arch == "qwen2moe" and not c.get("qkv_bias", True):
+            raise SystemExit("hf_to_gguf: qwen2moe GGUF files always have q/k/v biases; qkv_bias false cannot be "
+                             "written")
         w.add(p + "expert_count", G.U32, c["num_experts"])
         w.add(p + "expert_used_count", G.U32, c["num_experts_per_tok"])
         w.add(p + "expert_feed_forward_length", G.U32, c["moe_intermediate_size"])
+        if arch == "qwen2moe":
+            w.add(p + "expert_shared_feed_forward_length", G.U32, c["shared_expert_intermediate_size"])
 
     st = read_safetensors(folder)
 
@@ -896,7 +919,8 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
             elif arch in PERMUTED and hf.startswith("self_attn.k_proj"):
                 heads = n_kv
             w.add_tensor(spec(f"blk.{layer}.{gg}", hp + hf, heads,
-                              force_f32=gg in ("ffn_gate_inp.weight", "ffn_gate_inp.bias", "attn_sinks.weight")))
+                              force_f32=gg in ("ffn_gate_inp.weight", "ffn_gate_inp.bias", "attn_sinks.weight",
+                                               "ffn_gate_inp_shexp.weight")))
         if gpt_oss:
             gpt_oss_experts(w, st, hp, layer, ggml_type)
         if arch == "granitemoe":

@@ -31,6 +31,7 @@ ARCHITECTURES = {
     "qwen2": ("Qwen2ForCausalLM", "qwen2"),
     "qwen3": ("Qwen3ForCausalLM", "qwen3"),
     "qwen3_moe": ("Qwen3MoeForCausalLM", "qwen3_moe"),
+    "qwen2_moe": ("Qwen2MoeForCausalLM", "qwen2_moe"),
     "mistral": ("MistralForCausalLM", "mistral"),
     "mixtral": ("MixtralForCausalLM", "mixtral"),
     "deepseek_v2": ("DeepseekV2ForCausalLM", "deepseek_v2"),
@@ -44,6 +45,7 @@ ARCHITECTURES = {
     "granite": ("GraniteForCausalLM", "granite"),
     "granite_moe": ("GraniteMoeForCausalLM", "granitemoe"),
     "olmo2": ("Olmo2ForCausalLM", "olmo2"),
+    "olmoe": ("OlmoeForCausalLM", "olmoe"),
 }
 DEEPSEEK = ("deepseek_v2", "deepseek_v3")
 
@@ -66,6 +68,12 @@ TINY = {
                       num_attention_heads=4, num_key_value_heads=2, head_dim=32,
                       num_experts=8, num_experts_per_tok=2, moe_intermediate_size=64,
                       mlp_only_layers="1"),  # one dense layer between sparse ones
+    # Qwen2-MoE (Qwen1.5-MoE-A2.7B's layout): Qwen2's q/k/v biases, 8 experts top 2 (not renormalised, as
+    # Qwen2MoeConfig's default), a sigmoid-gated shared expert wider than the routed ones, one dense layer.
+    "qwen2_moe": dict(vocab_size=397, hidden_size=128, intermediate_size=256, num_hidden_layers=3,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=None, num_experts=8,
+                      num_experts_per_tok=2, moe_intermediate_size=64, shared_expert_intermediate_size=96,
+                      norm_topk_prob="false", mlp_only_layers="1"),
     "mistral": dict(vocab_size=397, hidden_size=128, intermediate_size=344, num_hidden_layers=2,
                     num_attention_heads=4, num_key_value_heads=2, head_dim=None, sliding_window=16),
     # Mixtral: every layer sparse, 8 experts top-2, expert FFN = intermediate_size.
@@ -145,6 +153,12 @@ TINY = {
     # attention and the MLP; rms_norm_eps 1e-6 as OLMo-2's configs (Olmo2Config's default is 1e-5).
     "olmo2": dict(vocab_size=397, hidden_size=128, intermediate_size=344, num_hidden_layers=3,
                   num_attention_heads=4, num_key_value_heads=2, head_dim=None),
+    # OLMoE (OlmoeForCausalLM: OLMoE-1B-7B): Llama's pre-norms, OLMo 2's whole-projection q / k norms, every layer
+    # a mixture of 8 experts (top 2, intermediate_size wide), the top k not renormalised (OlmoeConfig's default),
+    # rms_norm_eps 1e-5 as OLMoE's config.
+    "olmoe": dict(vocab_size=397, hidden_size=128, intermediate_size=64, num_hidden_layers=3,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=None, num_experts=8,
+                  num_experts_per_tok=2, norm_topk_prob="false", rms_norm_eps=1e-5),
 }
 
 PRESETS = {
@@ -295,6 +309,10 @@ def build_config(a):
             cfg["no_rope_layers"] = a.no_rope_layers
     if a.arch == "olmo2":
         cfg.update({"attention_bias": False, "pad_token_id": 1})
+    if a.arch == "olmoe":
+        cfg.update({"attention_bias": False, "pad_token_id": 1, "clip_qkv": None, "num_experts": a.num_experts,
+                    "num_experts_per_tok": a.num_experts_per_tok, "norm_topk_prob": bool(a.norm_topk_prob),
+                    "output_router_logits": False, "router_aux_loss_coef": 0.01})
     if a.arch == "granite_moe":
         cfg.update({"num_local_experts": a.num_experts, "num_experts_per_tok": a.num_experts_per_tok,
                     "output_router_logits": False, "router_aux_loss_coef": 0.001})
@@ -302,7 +320,7 @@ def build_config(a):
         cfg.update({"attention_bias": False, "mlp_bias": False, "embedding_multiplier": a.embedding_multiplier,
                     "attention_multiplier": a.attention_multiplier, "residual_multiplier": a.residual_multiplier,
                     "logits_scaling": a.logits_scaling})
-    if a.arch in ("qwen2", "qwen2_5_vl"):
+    if a.arch in ("qwen2", "qwen2_5_vl", "qwen2_moe"):
         cfg["use_sliding_window"] = False
         cfg["sliding_window"] = a.max_position_embeddings
         cfg["max_window_layers"] = a.num_hidden_layers
@@ -350,7 +368,10 @@ def build_config(a):
         if a.arch == "deepseek_v3":
             cfg["ep_size"] = 1
             cfg["num_nextn_predict_layers"] = a.num_nextn_predict_layers
-    if a.arch == "qwen3_moe":
+    if a.arch == "qwen2_moe":
+        cfg["shared_expert_intermediate_size"] = a.shared_expert_intermediate_size
+        cfg["qkv_bias"] = True
+    if a.arch in ("qwen3_moe", "qwen2_moe"):
         cfg["num_experts"] = a.num_experts
         cfg["num_experts_per_tok"] = a.num_experts_per_tok
         cfg["moe_intermediate_size"] = a.moe_intermediate_size
@@ -692,7 +713,7 @@ def write_vl_files(out, tokenizer_dir):
 def is_sparse_layer(a, layer):
     if a.num_experts <= 0:
         return False
-    if a.arch == "mixtral":
+    if a.arch in ("mixtral", "olmoe"):
         return True
     if a.arch in DEEPSEEK:
         # DeepSeek: dense before first_k_dense_replace, then every moe_layer_freq-th layer.
@@ -779,7 +800,7 @@ def build_tensors(a):
         t.append(TensorSpec(p + "self_attn.q_proj.weight", (nq * hd, h), "normal", 1.5 / np.sqrt(h)))
         t.append(TensorSpec(p + "self_attn.k_proj.weight", (nkv * hd, h), "normal", 1.5 / np.sqrt(h)))
         t.append(TensorSpec(p + "self_attn.v_proj.weight", (nkv * hd, h), "normal", 1.0 / np.sqrt(h)))
-        if a.arch in ("qwen2", "qwen2_5_vl"):
+        if a.arch in ("qwen2", "qwen2_5_vl", "qwen2_moe"):
             t.append(TensorSpec(p + "self_attn.q_proj.bias", (nq * hd,), "normal", 0.5))
             t.append(TensorSpec(p + "self_attn.k_proj.bias", (nkv * hd,), "normal", 0.5))
             t.append(TensorSpec(p + "self_attn.v_proj.bias", (nkv * hd,), "normal", 0.3))
@@ -787,7 +808,7 @@ def build_tensors(a):
         if a.arch in ("qwen3", "qwen3_moe"):
             t.append(TensorSpec(p + "self_attn.q_norm.weight", (hd,), "norm"))
             t.append(TensorSpec(p + "self_attn.k_norm.weight", (hd,), "norm"))
-        if a.arch == "olmo2":
+        if a.arch in ("olmo2", "olmoe"):
             t.append(TensorSpec(p + "self_attn.q_norm.weight", (nq * hd,), "norm"))
             t.append(TensorSpec(p + "self_attn.k_norm.weight", (nkv * hd,), "norm"))
         t.append(TensorSpec(p + "post_attention_layernorm.weight", (h,), "norm"))
@@ -803,8 +824,8 @@ def build_tensors(a):
             t.append(TensorSpec(q + "router.layer.weight", (e, h), "normal", 4.0 / np.sqrt(h)))
             t.append(TensorSpec(q + "input_linear.weight", (e, 2 * f, h), "normal", 1.0 / np.sqrt(h)))
             t.append(TensorSpec(q + "output_linear.weight", (e, h, f), "normal", 1.0 / np.sqrt(f)))
-        elif a.arch == "qwen3_moe" and is_sparse_layer(a, i):
-            f = a.moe_intermediate_size
+        elif a.arch in ("qwen3_moe", "qwen2_moe", "olmoe") and is_sparse_layer(a, i):
+            f = a.intermediate_size if a.arch == "olmoe" else a.moe_intermediate_size
             # Router logits spread over several units so near-ties between experts are rare.
             t.append(TensorSpec(p + "mlp.gate.weight", (a.num_experts, h), "normal", 4.0 / np.sqrt(h)))
             for e in range(a.num_experts):
@@ -812,6 +833,9 @@ def build_tensors(a):
                 t.append(TensorSpec(q + "gate_proj.weight", (f, h), "normal", 1.0 / np.sqrt(h)))
                 t.append(TensorSpec(q + "up_proj.weight", (f, h), "normal", 1.0 / np.sqrt(h)))
                 t.append(TensorSpec(q + "down_proj.weight", (h, f), "normal", 1.0 / np.sqrt(f)))
+            if a.arch == "qwen2_moe":  # the shared expert and its gate (logits of a few units: sigmoid not saturated)
+                t += mlp_tensors(p + "mlp.shared_expert.", a.shared_expert_intermediate_size, h)
+                t.append(TensorSpec(p + "mlp.shared_expert_gate.weight", (1, h), "normal", 1.0 / np.sqrt(h)))
         else:
             f = a.intermediate_size
             t.append(TensorSpec(p + "mlp.gate_proj.weight", (f, h), "normal", 1.0 / np.sqrt(h)))
@@ -1149,6 +1173,8 @@ def parse_args(argv):
     ap.add_argument("--mlp-only-layers", dest="mlp_only_layers",
                     help="comma-separated layer indices that stay dense (Qwen3-MoE)")
     ap.add_argument("--norm-topk-prob", dest="norm_topk_prob", choices=["true", "false"])
+    ap.add_argument("--shared-expert-intermediate-size", dest="shared_expert_intermediate_size", type=int,
+                    help="qwen2_moe: the sigmoid-gated shared expert's width")
     ap.add_argument("--rms-norm-eps", dest="rms_norm_eps", type=float)
     ap.add_argument("--rope-theta", dest="rope_theta", type=float)
     ap.add_argument("--rope-scaling", dest="rope_scaling", choices=["none", "llama3", "linear", "yarn", "longrope"],
@@ -1246,7 +1272,7 @@ def parse_args(argv):
         rms_norm_eps=1e-6, rope_theta=10000.0, rope_scaling="none", rope_factor=8.0,
         low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=64,
         max_position_embeddings=4096, tie_word_embeddings=False, num_experts=0, num_experts_per_tok=0,
-        moe_intermediate_size=0, norm_topk_prob="true", decoder_sparse_step=1, mlp_only_layers="",
+        moe_intermediate_size=0, shared_expert_intermediate_size=0, norm_topk_prob="true", decoder_sparse_step=1, mlp_only_layers="",
         sliding_window=0, q_lora_rank=0, kv_lora_rank=0, qk_nope_head_dim=0, qk_rope_head_dim=0, v_head_dim=0,
         n_shared_experts=0, first_k_dense_replace=0, moe_layer_freq=1, n_group=1, topk_group=1,
         topk_method="greedy", scoring_func="softmax", routed_scaling_factor=1.0, beta_fast=32.0, beta_slow=1.0,
@@ -1290,15 +1316,15 @@ def parse_args(argv):
         if a.hidden_size % a.num_attention_heads:
             ap.error("hidden_size must be a multiple of num_attention_heads (or give --head-dim)")
         a.head_dim = a.hidden_size // a.num_attention_heads
-    if arch in ("llama", "qwen2", "qwen2_5_vl", "mistral", "mixtral", "phi3", "smollm3", "granite", "granite_moe",
-                "olmo2") and \
+    if arch in ("llama", "qwen2", "qwen2_moe", "qwen2_5_vl", "mistral", "mixtral", "phi3", "smollm3", "granite", "granite_moe",
+                "olmo2", "olmoe") and \
             a.head_dim * a.num_attention_heads != a.hidden_size:
         ap.error(f"{arch} has no head_dim field: head_dim must be hidden_size / num_attention_heads")
     if a.num_attention_heads % a.num_key_value_heads:
         ap.error("num_attention_heads must be a multiple of num_key_value_heads")
     if a.head_dim % 2:
         ap.error("head_dim must be even (RoPE rotates pairs)")
-    if arch not in ("qwen3_moe", "mixtral", "gpt_oss", "granite_moe") + DEEPSEEK:
+    if arch not in ("qwen3_moe", "qwen2_moe", "mixtral", "gpt_oss", "granite_moe", "olmoe") + DEEPSEEK:
         a.num_experts = 0
     elif not (0 < a.num_experts_per_tok <= a.num_experts):
         ap.error("need 0 < num_experts_per_tok <= num_experts")

@@ -517,6 +517,8 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
       {"LlamaForCausalLM", Arch::Llama},           {"MistralForCausalLM", Arch::Llama},
       {"Qwen2ForCausalLM", Arch::Qwen2},           {"Qwen3ForCausalLM", Arch::Qwen3},
       {"Qwen3MoeForCausalLM", Arch::Qwen3Moe},     {"MixtralForCausalLM", Arch::Mixtral},
+      // Qwen1.5-MoE / Qwen2-MoE: Qwen2's attention, Qwen3-MoE's routing, plus a sigmoid-gated shared expert.
+      {"Qwen2MoeForCausalLM", Arch::Qwen2},
       {"DeepseekV2ForCausalLM", Arch::DeepseekV2}, {"DeepseekV3ForCausalLM", Arch::DeepseekV3},
       // A Qwen2 language model (q/k/v biases, M-RoPE) behind a vision tower (model/vision_tower.h).
       {"Qwen2_5_VLForConditionalGeneration", Arch::Qwen2},
@@ -534,6 +536,8 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
       {"GraniteMoeForCausalLM", Arch::Llama},
       // OLMo 2: Llama with q / k norms over the whole projection and norms after attention and the MLP.
       {"Olmo2ForCausalLM", Arch::Llama},
+      // OLMoE: OLMo 2's whole-projection q / k norms (pre-norms kept) over Qwen3-MoE-routed experts.
+      {"OlmoeForCausalLM", Arch::Llama},
   };
   const Known* known = nullptr;
   for (const Known& k : kArchs)
@@ -566,8 +570,8 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   if (c.head_dim % 2 != 0) fail("config.json: head_dim {} must be even for RoPE", c.head_dim);
   parse_partial_rotary(j, c);
   c.max_pos = opt<int64_t>(j, "max_position_embeddings", 2048);
-  const bool olmo2 = arch == "Olmo2ForCausalLM";
-  c.rms_eps = opt<double>(j, "rms_norm_eps", olmo2 ? 1e-5 : 1e-6);  // Olmo2Config's default
+  const bool olmo2 = arch == "Olmo2ForCausalLM", olmoe = arch == "OlmoeForCausalLM";
+  c.rms_eps = opt<double>(j, "rms_norm_eps", olmo2 || olmoe ? 1e-5 : 1e-6);  // Olmo2Config's / OlmoeConfig's default
   const bool smollm3 = arch == "SmolLM3ForCausalLM", granite_moe = arch == "GraniteMoeForCausalLM";
   const bool granite = arch == "GraniteForCausalLM" || granite_moe;
   c.rope_theta = opt<double>(j, "rope_theta", smollm3 ? 2000000.0 : 10000.0);  // SmolLM3Config's default_theta
@@ -582,10 +586,15 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   if (c.arch == Arch::Llama) c.qkv_bias = c.o_bias = opt<bool>(j, "attention_bias", false);
   if (opt<bool>(j, "mlp_bias", false))
     fail("config.json: mlp_bias true is not supported for {} (no published checkpoint uses it)", c.arch_name);
-  c.qk_norm_whole = c.post_norms_only = olmo2;
+  c.qk_norm_whole = olmo2 || olmoe;
+  c.post_norms_only = olmo2;
+  // OlmoeAttention clamps q, k and v to [-clip_qkv, clip_qkv] when it is set; the released checkpoints
+  // have null (OLMo 2's attention has no such clamp).
+  if (auto it = j.find("clip_qkv"); olmoe && it != j.end() && !it->is_null())
+    fail("config.json: clip_qkv is not supported for {} (only null: no released checkpoint clamps)", arch);
   if (smollm3) parse_smollm3(j, c);
   else if (granite) parse_granite(j, c);
-  else if (!olmo2) parse_sliding_window(j, c);  // SmolLM3 / Granite / OLMo 2's attention: no window
+  else if (!olmo2 && !olmoe) parse_sliding_window(j, c);  // SmolLM3 / Granite / OLMo's attention: no window
   if (auto it = j.find("rope_scaling"); it != j.end() && it->is_object()) {
     std::string type = opt<std::string>(*it, "rope_type", opt<std::string>(*it, "type", std::string()));
     if (type == "llama3") {
@@ -630,7 +639,10 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
            c.arch == Arch::Phi3 ? "longrope" : "llama3, linear, yarn");
     }
   }
-  if (c.arch == Arch::Qwen3Moe) {
+  const bool qwen2_moe = arch == "Qwen2MoeForCausalLM";
+  // Qwen2MoeConfig's qkv_bias (true by default; the released checkpoints have the biases).
+  if (qwen2_moe) c.qkv_bias = opt<bool>(j, "qkv_bias", true);
+  if (c.arch == Arch::Qwen3Moe || qwen2_moe) {
     c.n_experts = req_int(j, "num_experts");
     c.n_experts_per_tok = req_int(j, "num_experts_per_tok");
     c.moe_ffn = req_int(j, "moe_intermediate_size");
@@ -638,6 +650,11 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
     c.decoder_sparse_step = opt<int64_t>(j, "decoder_sparse_step", 1);
     c.mlp_only_layers = opt<std::vector<int64_t>>(j, "mlp_only_layers", {});
     c.ffn = opt<int64_t>(j, "intermediate_size", 0);
+    if (qwen2_moe) {
+      c.shared_expert_ffn = req_int(j, "shared_expert_intermediate_size");
+      if (c.shared_expert_ffn <= 0)
+        fail("config.json: shared_expert_intermediate_size must be positive, got {}", c.shared_expert_ffn);
+    }
   } else if (c.arch == Arch::Mixtral) {
     // Every layer sparse; softmax over all experts, the top k renormalised (MixtralSparseMoeBlock).
     c.n_experts = req_int(j, "num_local_experts");
@@ -658,6 +675,13 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
     c.routing.normalize = true;
     if (opt<int64_t>(j, "shared_intermediate_size", 0) != 0)
       fail("config.json: shared_intermediate_size is not supported for GraniteMoeForCausalLM (no shared experts)");
+  } else if (olmoe) {
+    // OlmoeSparseMoeBlock: every layer sparse, intermediate_size wide experts, softmax over all the
+    // router logits, the top k renormalised only with norm_topk_prob (false by default).
+    c.n_experts = req_int(j, "num_experts");
+    c.n_experts_per_tok = req_int(j, "num_experts_per_tok");
+    c.moe_ffn = req_int(j, "intermediate_size");
+    c.routing.normalize = opt<bool>(j, "norm_topk_prob", false);
   } else {
     c.ffn = req_int(j, "intermediate_size");
   }

@@ -124,7 +124,7 @@ struct ModelConfig {
   // with no value, so a head may attend to nothing.
   bool attn_sinks = false;
   bool qk_norm = false;   // Qwen3: per-head RMSNorm of q and k before RoPE
-  // OLMo 2: q_norm / k_norm normalise each token's whole q (all heads) and k projection, not each head.
+  // OLMo 2, OLMoE: q_norm / k_norm normalise each token's whole q (all heads) and k projection, not each head.
   bool qk_norm_whole = false;
   // OLMo 2: no norm before attention or the MLP; their outputs are normalised (post_attention_layernorm,
   // post_feedforward_layernorm) before they join the residual stream.
@@ -176,6 +176,9 @@ struct ModelConfig {
   bool moe_bias = false;
   float swiglu_limit = 0;
   int64_t n_shared_experts = 0;  // DeepSeek: one dense MLP of n_shared * moe_ffn beside the routed ones
+  // Qwen2-MoE: one shared expert this wide (mlp.shared_expert) beside the routed ones, its output scaled
+  // per token by sigmoid(mlp.shared_expert_gate . x); 0: none.
+  int64_t shared_expert_ffn = 0;
   // Which layers are sparse. Qwen3-MoE: (layer + 1) % decoder_sparse_step == 0 and not in
   // mlp_only_layers; DeepSeek: layer >= first_k_dense_replace and layer % moe_layer_freq == 0.
   int64_t decoder_sparse_step = 1;

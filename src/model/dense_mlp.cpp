@@ -23,7 +23,7 @@ void DenseMlp::add_weights(WeightPrep& prep, int64_t layer, const std::string& p
   prep.add(&down_, WeightRole::kMlpDown, layer, ffn_full_, prefix + n.down);
 }
 
-void DenseMlp::forward(Team& t, const float* x, int64_t rows, float* out, float* h) const {
+void DenseMlp::forward(Team& t, const float* x, int64_t rows, float* out, float* h, const float* row_scale) const {
   if (rows == 0) return;
   MatmulJob gu;  // h = silu(x gate^T) * (x up^T)
   gu.x = x;
@@ -42,6 +42,7 @@ void DenseMlp::forward(Team& t, const float* x, int64_t rows, float* out, float*
   down.y = out;
   down.ldy = hidden_;
   down.store = MatmulStore::Add;
+  down.scale = row_scale;
   matmul_jobs(t, &down, 1);
 }
 

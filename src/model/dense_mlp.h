@@ -1,6 +1,6 @@
 // A SiLU-gated MLP, down(silu(gate x) * up x), sliced over its intermediate dimension: each rank
 // holds rows [f0, f0 + F/size) of gate and up and the same columns of down, computes its partial
-// output, and the caller sums the partials over the ranks. Used for DeepSeek's shared experts.
+// output, and the caller sums the partials over the ranks. Used for DeepSeek's and Qwen2-MoE's shared experts.
 #pragma once
 
 #include <string>
@@ -28,9 +28,9 @@ class DenseMlp {
   bool empty() const { return ffn_local_ == 0; }
   // Registers the three matrices for conversion at load (model/weight_prep.h); `prefix` names them.
   void add_weights(WeightPrep& prep, int64_t layer, const std::string& prefix, const MlpNames& names);
-  // out[rows, hidden] += this rank's share of the MLP of x[rows, hidden], on the thread team
-  // (collective); h: rows x ffn_local() scratch.
-  void forward(Team& t, const float* x, int64_t rows, float* out, float* h) const;
+  // out[rows, hidden] += this rank's share of the MLP of x[rows, hidden] (times row_scale[row] when
+  // given), on the thread team (collective); h: rows x ffn_local() scratch.
+  void forward(Team& t, const float* x, int64_t rows, float* out, float* h, const float* row_scale = nullptr) const;
   int64_t ffn_local() const { return ffn_local_; }
 
  private:

@@ -30,28 +30,95 @@ void read_sliding_pattern(const GgufMetadata& m, const std::string& p, int64_t p
   for (int64_t l = 0; l < c.n_layers; ++l) c.layer_sliding[size_t(l)] = l % period < period - 1;
 }
 
+// expert_count and expert_used_count (at most expert_count).
+void read_expert_counts(const GgufMetadata& m, const std::string& p, ModelConfig& c) {
+  c.n_experts = positive(m, p + "expert_count");
+  c.n_experts_per_tok = positive(m, p + "expert_used_count");
+  if (c.n_experts_per_tok > c.n_experts)
+    fail("GGUF {}: {}expert_used_count {} exceeds expert_count {}", m.where(), p, c.n_experts_per_tok, c.n_experts);
+}
+
+// The routing keys llama.cpp does not read for the architectures that route by a softmax over all
+// experts, the top k renormalised or not (`normalize`): one asking for another rule is refused by
+// name (refuse(key, why)) rather than run with this one.
+template <class Refuse>
+void refuse_other_routing(const GgufMetadata& m, const std::string& p, bool normalize, const Refuse& refuse) {
+  if (m.get_int(p + "expert_group_count").value_or(0) > 1) refuse("expert_group_count", "asks for expert groups");
+  if (const auto f = m.get_int(p + "expert_gating_func"); f && *f != 1)
+    refuse("expert_gating_func", fmt::format("is {}, not 1 (softmax)", *f));
+  if (m.has(p + "expert_weights_norm") && m.get_bool(p + "expert_weights_norm").value_or(normalize) != normalize)
+    refuse("expert_weights_norm", normalize ? "is false" : "is true");
+  if (const auto s = m.get_float(p + "expert_weights_scale"); s && *s != 0.0 && *s != 1.0)
+    refuse("expert_weights_scale", fmt::format("is {}", *s));
+}
+
 // Qwen3-MoE: llama.cpp always renormalises the top-k routing weights for this architecture (as
 // the released models' norm_topk_prob says), has no dense layers in between and no shared experts.
 void read_qwen3moe(const GgufSet& g, const std::string& p, ModelConfig& c) {
   const GgufMetadata& m = g.metadata();
-  c.n_experts = positive(m, p + "expert_count");
-  c.n_experts_per_tok = positive(m, p + "expert_used_count");
+  read_expert_counts(m, p, c);
   c.moe_ffn = positive(m, p + "expert_feed_forward_length");
   c.routing.normalize = true;
   c.decoder_sparse_step = 1;
-  if (c.n_experts_per_tok > c.n_experts)
-    fail("GGUF {}: {}expert_used_count {} exceeds expert_count {}", m.where(), p, c.n_experts_per_tok, c.n_experts);
   if (m.get_int(p + "expert_shared_count").value_or(0) != 0)
     fail("GGUF {}: {}expert_shared_count is not 0: shared experts are not supported for qwen3moe", m.where(), p);
 }
 
+// Every layer a MoE whose experts are feed_forward_length wide (blk.N.ffn_gate_inp + the stacked
+// ffn_*_exps), softmax over the router logits, the top expert_used_count weighted as they are or
+// renormalised to sum 1 (`normalize`), as llama.cpp's build_moe_ffn runs `model` (its norm_w for the
+// architecture). llama.cpp reads no other routing key for these architectures; one that would ask
+// for another rule (groups, shared experts, sigmoid, the other normalisation, a scale) is refused by
+// name rather than run with this one.
+static void read_all_sparse(const GgufMetadata& m, const std::string& p, ModelConfig& c, bool normalize,
+                            const char* model) {
+  read_expert_counts(m, p, c);
+  c.moe_ffn = c.ffn;  // llama.cpp sizes these experts by feed_forward_length
+  c.ffn = 0;          // no dense layer: every layer has a router (a missing one is a missing tensor)
+  c.routing.normalize = normalize;
+  c.decoder_sparse_step = 1;
+  auto refuse = [&](const char* key, const std::string& why) {
+    fail("GGUF {}: metadata key \"{}{}\" {}: {} MoE files ({}) route by softmax over all experts, top "
+         "expert_used_count {}, as llama.cpp does",
+         m.where(), p, key, why, c.arch_name, model, normalize ? "renormalised" : "not renormalised");
+  };
+  if (const auto f = m.get_int(p + "expert_feed_forward_length"); f && *f != c.moe_ffn)
+    refuse("expert_feed_forward_length", fmt::format("is {} but {} experts are feed_forward_length ({}) wide", *f,
+                                                     c.arch_name, c.moe_ffn));
+  for (const char* k : {"expert_shared_count", "expert_shared_feed_forward_length"})
+    if (m.get_int(p + k).value_or(0) != 0)
+      refuse(k, fmt::format("asks for shared experts, which dpserve does not run for {}", c.arch_name));
+  refuse_other_routing(m, p, normalize, refuse);
+}
+
+// qwen2moe (Qwen1.5-MoE, Qwen2-57B-A14B): experts expert_feed_forward_length wide (llama.cpp's default
+// without it: feed_forward_length / expert_used_count), softmax over all router logits, the top k not
+// renormalised (llama.cpp's build_moe_ffn for qwen2moe, whatever the model's norm_topk_prob was), and
+// one shared expert expert_shared_feed_forward_length wide (default: feed_forward_length) whose output
+// is scaled by sigmoid(ffn_gate_inp_shexp . x). llama.cpp makes every layer sparse.
+void read_qwen2moe(const GgufSet& g, const std::string& p, ModelConfig& c) {
+  const GgufMetadata& m = g.metadata();
+  read_expert_counts(m, p, c);
+  c.moe_ffn = m.has(p + "expert_feed_forward_length") ? positive(m, p + "expert_feed_forward_length")
+                                                      : c.ffn / c.n_experts_per_tok;
+  c.shared_expert_ffn =
+      m.has(p + "expert_shared_feed_forward_length") ? positive(m, p + "expert_shared_feed_forward_length") : c.ffn;
+  if (c.moe_ffn <= 0 || c.shared_expert_ffn <= 0)
+    fail("GGUF {}: {}feed_forward_length is needed to size the experts", m.where(), p);
+  c.routing.normalize = false;
+  c.decoder_sparse_step = 1;
+  auto refuse = [&](const char* key, const std::string& why) {
+    fail("GGUF {}: metadata key \"{}{}\" {}: qwen2moe files route by softmax over all experts, top "
+         "expert_used_count not renormalised, plus one gated shared expert, as llama.cpp does",
+         m.where(), p, key, why);
+  };
+  if (m.get_int(p + "expert_shared_count").value_or(1) != 1)
+    refuse("expert_shared_count", "is not 1");
+  refuse_other_routing(m, p, false, refuse);
+}
+
 // llama with <arch>.expert_count > 0 is how llama.cpp stores Mixtral (its converter writes
-// MixtralForCausalLM as `llama`): every layer a MoE whose experts are feed_forward_length wide
-// (blk.N.ffn_gate_inp + the stacked ffn_*_exps), softmax over the router logits, the top
-// expert_used_count renormalised to sum 1 (llama.cpp's build_moe_ffn with norm_w for this
-// architecture). llama.cpp reads no other routing key for llama; one that would ask for another
-// rule (groups, shared experts, sigmoid, no renormalisation, a scale) is refused by name rather
-// than run with Mixtral's.
+// MixtralForCausalLM as `llama`): every layer sparse, the top k renormalised.
 void read_llama(const GgufSet& g, const std::string& p, ModelConfig& c) {
   const GgufMetadata& m = g.metadata();
   const auto n = m.get_int(p + "expert_count");
@@ -60,32 +127,7 @@ void read_llama(const GgufSet& g, const std::string& p, ModelConfig& c) {
       fail("GGUF {}: {}expert_used_count is set but {}expert_count is {}", m.where(), p, p, n ? "0" : "missing");
     return;
   }
-  c.n_experts = positive(m, p + "expert_count");
-  c.n_experts_per_tok = positive(m, p + "expert_used_count");
-  if (c.n_experts_per_tok > c.n_experts)
-    fail("GGUF {}: {}expert_used_count {} exceeds expert_count {}", m.where(), p, c.n_experts_per_tok, c.n_experts);
-  c.moe_ffn = c.ffn;  // llama.cpp sizes llama's experts by feed_forward_length
-  c.ffn = 0;          // no dense layer: every layer has a router (a missing one is a missing tensor)
-  c.routing.normalize = true;
-  c.decoder_sparse_step = 1;
-  auto refuse = [&](const char* key, const std::string& why) {
-    fail("GGUF {}: metadata key \"{}{}\" {}: a {} MoE ({}) routes by softmax over all experts, top "
-         "expert_used_count renormalised, as llama.cpp does",
-         m.where(), p, key, why, c.arch_name, c.arch_name == "llama" ? "Mixtral" : "Granite-MoE");
-  };
-  if (const auto f = m.get_int(p + "expert_feed_forward_length"); f && *f != c.moe_ffn)
-    refuse("expert_feed_forward_length", fmt::format("is {} but llama experts are feed_forward_length ({}) wide", *f,
-                                                     c.moe_ffn));
-  for (const char* k : {"expert_shared_count", "expert_shared_feed_forward_length"})
-    if (m.get_int(p + k).value_or(0) != 0)
-      refuse(k, fmt::format("asks for shared experts, which dpserve does not run for {}", c.arch_name));
-  if (m.get_int(p + "expert_group_count").value_or(0) > 1) refuse("expert_group_count", "asks for expert groups");
-  if (const auto f = m.get_int(p + "expert_gating_func"); f && *f != 1)
-    refuse("expert_gating_func", fmt::format("is {}, not 1 (softmax)", *f));
-  if (m.has(p + "expert_weights_norm") && !m.get_bool(p + "expert_weights_norm").value_or(true))
-    refuse("expert_weights_norm", "is false");
-  if (const auto s = m.get_float(p + "expert_weights_scale"); s && *s != 0.0 && *s != 1.0)
-    refuse("expert_weights_scale", fmt::format("is {}", *s));
+  read_all_sparse(m, p, c, true, c.arch_name == "llama" ? "Mixtral" : "Granite-MoE");
 }
 
 // What llama.cpp's gemma2 and gemma3 share: GeGLU, sandwich norms, embeddings times sqrt(hidden)
@@ -210,10 +252,7 @@ void read_phi3(const GgufSet& g, const std::string& p, ModelConfig& c) {
 // released shape the two differ on a few of the 32 frequency pairs by a fraction of the ramp).
 void read_gpt_oss(const GgufSet& g, const std::string& p, ModelConfig& c) {
   const GgufMetadata& m = g.metadata();
-  c.n_experts = positive(m, p + "expert_count");
-  c.n_experts_per_tok = positive(m, p + "expert_used_count");
-  if (c.n_experts_per_tok > c.n_experts)
-    fail("GGUF {}: {}expert_used_count {} exceeds expert_count {}", m.where(), p, c.n_experts_per_tok, c.n_experts);
+  read_expert_counts(m, p, c);
   c.moe_ffn = positive(m, p + "expert_feed_forward_length");
   c.ffn = 0;  // no dense layer
   c.decoder_sparse_step = 1;
@@ -293,11 +332,21 @@ void read_olmo2(const GgufSet& g, const std::string& p, ModelConfig& c) {
   c.qk_norm_whole = c.post_norms_only = true;
 }
 
+// OLMoE (llama.cpp's olmoe): OLMo 2's whole-projection attn_q_norm / attn_k_norm with the usual
+// attn_norm / ffn_norm, and in every layer feed_forward_length-wide experts whose top
+// expert_used_count softmax weights are used as they are (llama.cpp does not renormalise them for
+// olmoe, whatever the model's norm_topk_prob was); RoPE on halves (nothing permuted).
+void read_olmoe(const GgufSet& g, const std::string& p, ModelConfig& c) {
+  read_all_sparse(g.metadata(), p, c, false, "OLMoE");
+  c.qk_norm_whole = true;
+}
+
 // deepseek2 (DeepSeek-V2, V2-Lite, V3, R1): llama.cpp's converter permutes nothing; its RoPE for
 // this architecture rotates adjacent pairs of q_pe / k_pe, as dpserve's MLA does for every model.
-constexpr std::array<GgufArch, 13> kArchs = {{
+constexpr std::array<GgufArch, 15> kArchs = {{
     {"llama", Arch::Llama, true, false, false, false, false, read_llama},
     {"qwen2", Arch::Qwen2, false, true, false, false, false, nullptr},
+    {"qwen2moe", Arch::Qwen2, false, true, false, true, false, read_qwen2moe},
     {"qwen3", Arch::Qwen3, false, false, true, false, false, nullptr},
     {"qwen3moe", Arch::Qwen3Moe, false, false, true, true, false, read_qwen3moe},
     {"deepseek2", Arch::DeepseekV2, false, false, false, true, true, read_deepseek2},
@@ -309,6 +358,7 @@ constexpr std::array<GgufArch, 13> kArchs = {{
     {"granite", Arch::Llama, true, false, false, false, false, read_granite},
     {"granitemoe", Arch::Llama, true, false, false, false, false, read_granite_moe},
     {"olmo2", Arch::Llama, false, false, false, false, false, read_olmo2},
+    {"olmoe", Arch::Llama, false, false, false, false, false, read_olmoe},
 }};
 
 }  // namespace

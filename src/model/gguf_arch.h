@@ -33,7 +33,7 @@ struct GgufArch {
 // The row for `name`, or null when dpserve does not run that architecture.
 const GgufArch* find_gguf_arch(std::string_view name);
 
-// "llama, qwen2, qwen3, ..., granitemoe, olmo2" (error messages and docs).
+// "llama, qwen2, qwen3, ..., olmo2, olmoe" (error messages and docs).
 std::string gguf_arch_names();
 
 }  // namespace dpserve

@@ -33,7 +33,8 @@ enum class Use {
   KvB,         // deepseek2, older files: kv_b_proj as it is
   KvBSplit,    // deepseek2, llama.cpp's converter since its absorbed MLA: attn_k_b / attn_v_b
   RouterBias,  // deepseek2's exp_probs_b (optional: noaux_tc selection)
-  Shared,      // deepseek2's shared experts
+  Shared,      // deepseek2's shared experts, qwen2moe's shared expert
+  SharedGate,  // qwen2moe: the shared expert's sigmoid gate, ffn_gate_inp_shexp [hidden]
   Sandwich,    // gemma3's norms on the attention and MLP outputs
   Qkv,         // phi3: q, k and v in one attn_qkv (instead of attn_q / attn_k / attn_v)
   Gate,        // ffn_gate of a dense layer (phi3 has none: its ffn_up holds gate and up)
@@ -52,7 +53,7 @@ struct LayerName {
 };
 
 // llama.cpp's tensor names (llama-arch.cpp) onto the names src/model loads.
-constexpr std::array<LayerName, 39> kLayerNames = {{
+constexpr std::array<LayerName, 40> kLayerNames = {{
     {"attn_norm.weight", "input_layernorm.weight", Use::InputNorm},
     {"attn_q.weight", "self_attn.q_proj.weight", Use::Q},
     {"attn_k.weight", "self_attn.k_proj.weight", Use::Kv},
@@ -85,7 +86,8 @@ constexpr std::array<LayerName, 39> kLayerNames = {{
     {"ffn_down_exps.weight", "down_proj.weight", Use::Experts},
     {"ffn_gate_shexp.weight", "mlp.shared_experts.gate_proj.weight", Use::Shared},
     {"ffn_up_shexp.weight", "mlp.shared_experts.up_proj.weight", Use::Shared},
-    {"ffn_down_shexp.weight", "mlp.shared_experts.down_proj.weight", Use::Shared},
+    {"ffn_down_shexp.weight", "mlp.shared_experts.down_proj.weight", Use::Shared},  // qwen2moe: mlp.shared_expert.
+    {"ffn_gate_inp_shexp.weight", "mlp.shared_expert_gate.weight", Use::SharedGate},
     {"attn_output.bias", "self_attn.o_proj.bias", Use::OBias},
     {"attn_sinks.weight", "self_attn.sinks", Use::Sinks},
     {"ffn_gate_inp.bias", "mlp.router.bias", Use::MoeBias},
@@ -123,7 +125,8 @@ bool applies(Use u, const Layout& lay, int64_t layer) {
     case Use::Router:
     case Use::Experts:
     case Use::RouterBias: return c.layer_is_moe(layer);
-    case Use::Shared: return c.layer_is_moe(layer) && c.n_shared_experts > 0;
+    case Use::Shared: return c.layer_is_moe(layer) && (c.n_shared_experts > 0 || c.shared_expert_ffn > 0);
+    case Use::SharedGate: return c.layer_is_moe(layer) && c.shared_expert_ffn > 0;
     case Use::Sandwich: return c.sandwich_norms || c.post_norms_only;
     case Use::Kv: return !mla && !lay.fused_qkv;
     case Use::Q: return (!mla || c.mla.q_lora_rank == 0) && !lay.fused_qkv;
@@ -153,6 +156,7 @@ const char* why_not(Use u) {
     case Use::Experts:
     case Use::RouterBias: return "the layer is dense";
     case Use::Shared: return "the layer is dense or expert_shared_count is 0";
+    case Use::SharedGate: return "the layer is dense or the model's shared experts are not gated (only qwen2moe's are)";
     case Use::Sandwich: return "this architecture has no norms on the attention and MLP outputs";
     case Use::Kv:
       return "multi-head latent attention has no per-head K/V projections, and a file with attn_qkv no separate ones";
@@ -393,7 +397,11 @@ void load_gguf(const std::string& path, ModelConfig& config, WeightStore& store)
                                     : gate_up ? "mlp.gate_up_proj.weight"
                                     : router  ? "mlp.router.weight"
                                               : rule->hf;
-        store.add(prefix + std::string(hf), TensorInfo{dt, hf_shape(t), t.data, t.file});
+        std::string name = prefix + std::string(hf);
+        // Qwen2-MoE's one shared expert is mlp.shared_expert (DeepSeek's mlp.shared_experts).
+        if (rule->use == Use::Shared && c.shared_expert_ffn > 0)
+          name = prefix + "mlp.shared_expert." + std::string(hf.substr(std::string_view("mlp.shared_experts.").size()));
+        store.add(name, TensorInfo{dt, hf_shape(t), t.data, t.file});
       }
       seen.insert(t.name);
       continue;

@@ -238,7 +238,7 @@ void Model::init_layers(const LoadOptions& opts) {
   }
   const int64_t q0 = at.rank * n_heads_local_ * hd;
   const int64_t H = c.hidden;
-  // OLMo 2 normalises each token's whole k: ranks holding copies of a KV head would count it twice.
+  // OLMo 2 / OLMoE normalise each token's whole k: ranks holding copies of a KV head would count it twice.
   if (c.qk_norm_whole && at.size > 1 && c.n_kv_heads < at.size)
     fail("--tp-size: {}'s k_norm spans all {} KV heads, which cannot be split over {} attention ranks (use at most "
          "{}, or --dp-size with --enable-dp-attention)", c.arch_name, c.n_kv_heads, at.size, c.n_kv_heads);
@@ -583,7 +583,7 @@ void Model::mlp(Team& t, const Layer& L, int64_t li, int64_t T) {
 }
 
 void Model::qk_norm_whole(Team& t, const Layer& L, int64_t T) {
-  // OLMo 2: RMSNorm over each token's whole q (every head) and k, before RoPE. Split over attention
+  // OLMo 2, OLMoE: RMSNorm over each token's whole q (every head) and k, before RoPE. Split over attention
   // ranks, each holds some heads: the sums of squares are added up over the group first.
   const auto& c = cfg_;
   const int64_t qd = n_heads_local_ * c.head_dim, kd = n_kv_local_ * c.head_dim;

@@ -73,6 +73,17 @@ MoeLayer::MoeLayer(const WeightStore& store, const ModelConfig& c, const std::st
   }
   if (c.n_shared_experts > 0)
     shared_ = DenseMlp(store, p + "shared_experts.", names.expert, H, c.n_shared_experts * F, par.mlp, "shared experts'");
+  if (c.shared_expert_ffn > 0) {
+    shared_ = DenseMlp(store, p + "shared_expert.", names.expert, H, c.shared_expert_ffn, par.mlp, "the shared expert's");
+    // [1, hidden] in Hugging Face's files, [hidden] in GGUF's.
+    const std::string g = p + "shared_expert_gate.weight";
+    if (store.get(g).shape.size() == 1) {
+      shared_gate_ = store.vector_f32(g, H);
+    } else {
+      shared_gate_.resize(size_t(H));
+      weight_row_to_f32(store.matrix(g, 1, H), 0, shared_gate_.data());
+    }
+  }
 }
 
 void MoeLayer::add_weights(WeightPrep& prep, int64_t layer, const std::string& p) {
@@ -85,7 +96,8 @@ void MoeLayer::add_weights(WeightPrep& prep, int64_t layer, const std::string& p
     prep.add(&experts_[i].down, WeightRole::kMlpDown, layer, cfg_.moe_ffn, q + "down_proj.weight");
   }
   if (!shared_.empty())
-    shared_.add_weights(prep, layer, p + moe_names(cfg_).block + "shared_experts.", moe_names(cfg_).expert);
+    shared_.add_weights(prep, layer, p + moe_names(cfg_).block + (shared_gate_.empty() ? "shared_experts." : "shared_expert."),
+                        moe_names(cfg_).expert);
 }
 
 void MoeLayer::reserve(MoeScratch& s, int64_t T) const {
@@ -94,6 +106,7 @@ void MoeLayer::reserve(MoeScratch& s, int64_t T) const {
   if (int64_t(s.pick_e.size()) < T * K) s.pick_e.resize(size_t(T * K)), s.pick_w.resize(size_t(T * K));
   if (int64_t(s.h.size()) < T * K * ffn_local_) s.h.resize(size_t(T * K * ffn_local_));
   if (int64_t(s.shared_h.size()) < T * shared_.ffn_local()) s.shared_h.resize(size_t(T * shared_.ffn_local()));
+  if (!shared_gate_.empty() && int64_t(s.shared_gate.size()) < T) s.shared_gate.resize(size_t(T));
 }
 
 void MoeLayer::route(const float* logits, int32_t* experts, float* weights) const {
@@ -223,7 +236,21 @@ void MoeLayer::forward(Team& t, MoeScratch& s, const float* x, int64_t T, float*
     t.barrier();  // the zeroed rows are complete before anyone reads them
   }
   // Shared experts see every row; DP padding rows are zeros and their output is ignored.
-  if (!shared_.empty()) shared_.forward(t, x, T, out, s.shared_h.data());
+  if (!shared_gate_.empty()) {
+    // Qwen2-MoE: each token's shared-expert output times sigmoid(gate . x); every MLP rank scales its
+    // partial sum by the same factor, so the sum over ranks is scaled too.
+    const Range r = t.share(T);
+    const int64_t H2 = cfg_.hidden;
+    for (int64_t i = r.begin; i < r.end; ++i) {
+      double d = 0;
+      for (int64_t k = 0; k < H2; ++k) d += double(x[i * H2 + k]) * shared_gate_[size_t(k)];
+      s.shared_gate[size_t(i)] = float(1.0 / (1.0 + std::exp(-d)));
+    }
+    t.barrier();
+    shared_.forward(t, x, T, out, s.shared_h.data(), s.shared_gate.data());
+  } else if (!shared_.empty()) {
+    shared_.forward(t, x, T, out, s.shared_h.data());
+  }
 }
 
 }  // namespace dpserve

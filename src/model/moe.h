@@ -1,7 +1,7 @@
 // A sparse mixture-of-experts MLP (Qwen3-MoE, Mixtral, DeepSeekMoE, gpt-oss): a router picks
 // k experts per token (model/moe_router.h), the output is the weighted sum of the chosen
 // experts' gated MLPs (SiLU; gpt-oss's clamped form, with biases), plus DeepSeek's always-on
-// shared experts.
+// shared experts or Qwen2-MoE's sigmoid-gated shared expert.
 //
 // Experts are split over the MLP ranks: whole experts over the expert-parallel
 // ranks, and each expert's intermediate dimension over the MoE tensor-parallel
@@ -30,7 +30,7 @@ class WeightPrep;
 // keeping its own: the gated rows alone are T x k x ffn floats, 100 MB a layer at a 4096-row step
 // on Qwen3-30B-A3B's shape, 48 layers of them.
 struct MoeScratch {
-  std::vector<float> logits, h, pick_w, shared_h;
+  std::vector<float> logits, h, pick_w, shared_h, shared_gate;
   std::vector<int32_t> pick_e;
 };
 
@@ -64,6 +64,7 @@ class MoeLayer {
   std::vector<float> router_bias_;  // gpt-oss (else empty)
   MoeRouter route_;
   DenseMlp shared_;
+  std::vector<float> shared_gate_;  // Qwen2-MoE: [hidden], the shared expert's per-token sigmoid gate
   int64_t e0_ = 0;
   std::vector<Expert> experts_;
   int64_t ffn_local_ = 0;

@@ -694,13 +694,13 @@ for t in ("q5_0", "q5_1"):
     rms = float(np.sqrt(np.mean((got[:n].astype(np.float64) - ref_f32[:n]) ** 2)) / ref_f32[:n].std())
     check(rms < 0.25, f"{t} GGUF prompt logits within {rms:.3f} x std (rms) of the f32 folder's (tolerance 0.25)")
 
-# --- smollm3 / granite / granitemoe / olmo2: what model_gguf_llamacpp's cases of them compare with llama.cpp, here
+# --- smollm3 / granite / granitemoe / olmo2 / olmoe / qwen2moe: what model_gguf_llamacpp's cases of them compare with llama.cpp, here
 # against the HF folder (Q/K permuted: equal up to summation order), the keys that matter, and refusals.
 # The converter refuses a SmolLM3 whose NoPE layers are not llama.cpp's every fourth.
 for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", "5"]), ("granite", []),
-                    ("granitemoe", []), ("olmo2", [])):
+                    ("granitemoe", []), ("olmo2", []), ("olmoe", []), ("qwen2moe", ["--mlp-only-layers", ""])):
     hf = os.path.join(WORK, f"hf-{arch}")
-    hf_arch = "granite_moe" if arch == "granitemoe" else arch
+    hf_arch = {"granitemoe": "granite_moe", "qwen2moe": "qwen2_moe"}.get(arch, arch)
     subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.py"), "--arch", hf_arch, "--dtype",
                     "f32", "--quiet", "--seed", "84", "--out", hf, *flags], check=True, timeout=300)
     gg = os.path.join(WORK, f"{arch}.gguf")
@@ -711,7 +711,7 @@ for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", 
     err, why = max_diff(got, ref)
     check(err <= 1e-5 and got_out == ref_out, f"{arch} GGUF == its HF folder: max diff {err:.2g} x std {why}")
     keys = {"smollm3": [], "granite": ["embedding_scale", "attention.scale", "residual_scale"],
-            "granitemoe": ["residual_scale"], "olmo2": []}[arch]
+            "granitemoe": ["residual_scale"], "olmo2": [], "olmoe": [], "qwen2moe": []}[arch]
     for key in keys:
         off, _ = dump_logits(write(f"{arch}-no-{key}", patched_model(base=gg, drop=(f"{arch}.{key}",))), ids)
         off_err, _ = max_diff(off, ref)
@@ -720,6 +720,17 @@ for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", 
     if arch == "olmo2":  # OLMo 3's sliding window; a missing whole-projection norm
         bads += [("olmo2_window", dict(extra_kv=[("olmo2.attention.sliding_window", G.U32, 4096)]), "OLMo 3"),
                  ("olmo2_no_q_norm", dict(drop=("blk.1.attn_q_norm.weight",)), "blk.1.attn_q_norm.weight")]
+    if arch == "olmoe":  # routing llama.cpp does not run for olmoe; a missing whole-projection norm
+        bads = [("olmoe_renorm", dict(extra_kv=[("olmoe.expert_weights_norm", G.BOOL, True)]), "expert_weights_norm"),
+                ("olmoe_shared", dict(extra_kv=[("olmoe.expert_shared_count", G.U32, 1)]), "expert_shared_count"),
+                ("olmoe_no_k_norm", dict(drop=("blk.1.attn_k_norm.weight",)), "blk.1.attn_k_norm.weight")]
+    if arch == "qwen2moe":  # routing llama.cpp does not run for qwen2moe; a missing shared-expert gate
+        bads = [("qwen2moe_renorm", dict(extra_kv=[("qwen2moe.expert_weights_norm", G.BOOL, True)]),
+                 "expert_weights_norm"),
+                ("qwen2moe_two_shared", dict(extra_kv=[("qwen2moe.expert_shared_count", G.U32, 2)]),
+                 "expert_shared_count"),
+                ("qwen2moe_no_shexp_gate", dict(drop=("blk.2.ffn_gate_inp_shexp.weight",)),
+                 "blk.2.ffn_gate_inp_shexp.weight")]
     if arch == "granitemoe":  # GraniteMoeShared's shared experts
         bads = [("granitemoe_shared", dict(extra_kv=[("granitemoe.expert_shared_count", G.U32, 1)]),
                  "expert_shared_count")]

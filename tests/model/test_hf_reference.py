@@ -115,6 +115,11 @@ MOE_CASES = [
     Case("qwen3_moe_step2_nonorm_f32", "f32", ["--arch", "qwen3_moe", "--num-hidden-layers", "4",
                                                "--decoder-sparse-step", "2", "--mlp-only-layers", "",
                                                "--norm-topk-prob", "false"], 33),
+    # Qwen2-MoE (Qwen2MoeForCausalLM): q/k/v biases, 8 experts top 2 unrenormalised beside a sigmoid-gated
+    # shared expert, one dense layer; and renormalised, every layer sparse, in bf16.
+    Case("qwen2_moe_f32", "f32", ["--arch", "qwen2_moe"], 34),
+    Case("qwen2_moe_renorm_all_sparse_bf16", "bf16", ["--arch", "qwen2_moe", "--norm-topk-prob", "true",
+                                                      "--mlp-only-layers", ""], 35),
 ]
 # DeepSeek-V2/V3 (MLA + DeepSeekMoE). V2-Lite-like: plain q_proj, softmax, greedy, no renormalisation.
 # V2 grouped: YaRN with a cos/sin magnitude != 1, group-limited greedy, normalised weights with a
@@ -234,6 +239,10 @@ OLMO2_CASES = [
     Case("olmo2_f32", "f32", ["--arch", "olmo2"], 121),
     Case("olmo2_bf16", "bf16", ["--arch", "olmo2"], 122),
     Case("olmo2_mha_tied_f32", "f32", ["--arch", "olmo2", "--num-key-value-heads", "4", "--tie-word-embeddings"], 123),
+    # OLMoE (OlmoeForCausalLM): OLMo 2's whole-projection q / k norms with Llama's pre-norms, 8 experts top 2 in
+    # every layer, unrenormalised as OlmoeConfig's default; and renormalised (norm_topk_prob true) in bf16.
+    Case("olmoe_f32", "f32", ["--arch", "olmoe"], 124),
+    Case("olmoe_renorm_bf16", "bf16", ["--arch", "olmoe", "--norm-topk-prob", "true"], 125),
 ]
 SUITES = {"dense": DENSE_CASES, "yarn": YARN_CASES, "moe": MOE_CASES, "deepseek": DEEPSEEK_CASES,
           "mixtral": MIXTRAL_CASES, "gemma2": GEMMA2_CASES, "gemma3": GEMMA3_CASES, "phi3": PHI3_CASES,
@@ -252,6 +261,7 @@ COMMON_BREAKS = ["rope_interleaved", "rope_neg", "rope_k_pos_plus1", "gqa_modulo
                  "no_causal_mask"]
 ARCH_BREAKS = {"llama": [], "qwen2": ["skip_bias"], "qwen3": ["skip_q_norm", "skip_k_norm"],
                "qwen3_moe": ["skip_q_norm", "skip_k_norm", "moe_flip_renorm"],
+               "qwen2_moe": ["skip_bias", "moe_flip_renorm", "qwen2_moe_shared_ungated", "qwen2_moe_no_shared_expert"],
                "mistral": ["no_sliding_window"], "mixtral": ["mixtral_no_renorm"],
                "gemma3": ["skip_q_norm", "skip_k_norm", "gemma_norm_no_plus_one", "gemma_no_embed_scale",
                           "gemma_no_post_norms", "gemma_llama_norm_order", "gemma_attn_scale_head_dim",
@@ -263,6 +273,7 @@ ARCH_BREAKS = {"llama": [], "qwen2": ["skip_bias"], "qwen3": ["skip_q_norm", "sk
                "granite": ["granite_no_embedding_multiplier", "granite_attn_scale_head_dim",
                            "granite_no_residual_multiplier", "granite_logits_multiplied"],
                "olmo2": ["olmo2_qk_norm_per_head", "olmo2_pre_norms"],
+               "olmoe": ["olmoe_qk_norm_per_head", "moe_flip_renorm"],
                "granite_moe": ["granite_no_embedding_multiplier", "granite_attn_scale_head_dim",
                                "granite_no_residual_multiplier", "granite_logits_multiplied",
                                "granite_moe_gate_up_swapped"],
@@ -689,7 +700,9 @@ def main():
                                                 "gpt_oss_layer_types_truncate_f32", "smollm3_f32",
                                                 "smollm3_bf16", "granite_f32", "granite_bf16",
                                                 "granite_published_like_f32", "granite_moe_f32",
-                                                "granite_moe_bf16_sharded", "olmo2_f32", "olmo2_bf16")]
+                                                "granite_moe_bf16_sharded", "olmo2_f32", "olmo2_bf16",
+                                                "olmoe_f32", "olmoe_renorm_bf16", "qwen2_moe_f32",
+                                                "qwen2_moe_renorm_all_sparse_bf16")]
         for c in picks or cases:
             try:
                 self_check_case(c, a.work, results)

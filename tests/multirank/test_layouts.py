@@ -195,6 +195,9 @@ elif CASE == "dump_logits":
                           ("granite_moe", ["tp2_ep2"]),  # experts split from JetMoE's stacked tensors per rank
                           # q / k norms over heads split between the ranks: sums of squares all-reduced
                           ("olmo2", ["tp2", "tp2_dp2"]),
+                          ("olmoe", ["tp2_ep2"]),  # the same norms, experts split over the ranks
+                          # the gated shared expert split over the MLP ranks, each partial sum scaled by the gate
+                          ("qwen2_moe", ["tp2_ep2", "tp2_dp2"]),
                           ("smollm3", ["tp2"]),  # NoPE layers on each rank's heads
                           # sinks sliced with the heads, o / down biases added on one rank, experts split or whole
                           ("gpt_oss", ["tp2", "tp2_dp2", "tp2_ep2"])):

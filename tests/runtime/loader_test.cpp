@@ -778,6 +778,79 @@ TEST(ModelConfig, SmolLM3AndGraniteFieldsDefaultsAndRefusals) {
   olmo["rms_norm_eps"] = 1e-6;
   EXPECT_DOUBLE_EQ(ModelConfig::from_hf_json(olmo).rms_eps, 1e-6);
   EXPECT_FALSE(ModelConfig::from_hf_json(granite).qk_norm_whole || ModelConfig::from_hf_json(granite).post_norms_only);
+
+  // OLMoE (OlmoeConfig; OLMoE-1B-7B-0924's shape): rms_norm_eps 1e-5, whole-projection q / k norms with the
+  // usual pre-norms, 64 intermediate_size-wide experts in every layer, top 8 not renormalised by default.
+  nlohmann::json olmoe = {{"architectures", {"OlmoeForCausalLM"}}, {"hidden_size", 2048}, {"num_hidden_layers", 2},
+                          {"num_attention_heads", 16}, {"intermediate_size", 1024}, {"vocab_size", 50304},
+                          {"num_experts", 64}, {"num_experts_per_tok", 8}, {"clip_qkv", nullptr}};
+  c = ModelConfig::from_hf_json(olmoe);
+  EXPECT_DOUBLE_EQ(c.rms_eps, 1e-5);
+  EXPECT_TRUE(c.qk_norm_whole);
+  EXPECT_FALSE(c.post_norms_only || c.qk_norm);
+  EXPECT_EQ(c.n_experts, 64);
+  EXPECT_EQ(c.n_experts_per_tok, 8);
+  EXPECT_EQ(c.moe_ffn, 1024);
+  EXPECT_EQ(c.ffn, 0);
+  EXPECT_FALSE(c.routing.normalize);
+  EXPECT_TRUE(c.layer_is_moe(0) && c.layer_is_moe(1));
+  olmoe["norm_topk_prob"] = true;
+  EXPECT_TRUE(ModelConfig::from_hf_json(olmoe).routing.normalize);
+  bad = olmoe;
+  bad["clip_qkv"] = 8.0;
+  refused(bad, "clip_qkv");
+  bad = olmoe;
+  bad.erase("num_experts");
+  refused(bad, "num_experts");
+}
+
+// Qwen2MoeConfig's documented defaults and Qwen1.5-MoE-A2.7B's published config.json values.
+TEST(ModelConfig, Qwen2MoeFieldsDefaultsAndRefusals) {
+  auto refused = [](const nlohmann::json& j, const std::string& what) {
+    try {
+      ModelConfig::from_hf_json(j);
+      ADD_FAILURE() << "accepted; expected an error naming " << what;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    }
+  };
+  nlohmann::json j = {{"architectures", {"Qwen2MoeForCausalLM"}}, {"hidden_size", 2048}, {"num_hidden_layers", 3},
+                      {"num_attention_heads", 16}, {"num_key_value_heads", 16}, {"intermediate_size", 5632},
+                      {"vocab_size", 151936}, {"num_experts", 60}, {"num_experts_per_tok", 4},
+                      {"moe_intermediate_size", 1408}, {"shared_expert_intermediate_size", 5632},
+                      {"use_sliding_window", false}, {"sliding_window", 32768}};
+  ModelConfig c = ModelConfig::from_hf_json(j);
+  EXPECT_EQ(c.arch, Arch::Qwen2);
+  EXPECT_TRUE(c.qkv_bias);  // qkv_bias defaults to true
+  EXPECT_EQ(c.n_experts, 60);
+  EXPECT_EQ(c.n_experts_per_tok, 4);
+  EXPECT_EQ(c.moe_ffn, 1408);
+  EXPECT_EQ(c.shared_expert_ffn, 5632);
+  EXPECT_EQ(c.n_shared_experts, 0);
+  EXPECT_FALSE(c.routing.normalize);  // norm_topk_prob defaults to false
+  EXPECT_EQ(c.sliding_window, 0);
+  for (int64_t l = 0; l < 3; ++l) EXPECT_TRUE(c.layer_is_moe(l)) << l;
+  j["mlp_only_layers"] = {1};
+  j["norm_topk_prob"] = true;
+  j["qkv_bias"] = false;
+  c = ModelConfig::from_hf_json(j);
+  EXPECT_TRUE(c.layer_is_moe(0) && !c.layer_is_moe(1) && c.layer_is_moe(2));
+  EXPECT_EQ(c.ffn, 5632);
+  EXPECT_TRUE(c.routing.normalize);
+  EXPECT_FALSE(c.qkv_bias);
+  // Plain Qwen2 and Qwen3-MoE have no gated shared expert, whatever their config says.
+  auto q3 = j;
+  q3["architectures"] = {"Qwen3MoeForCausalLM"};
+  EXPECT_EQ(ModelConfig::from_hf_json(q3).shared_expert_ffn, 0);
+  auto bad = j;
+  bad.erase("shared_expert_intermediate_size");
+  refused(bad, "shared_expert_intermediate_size");
+  bad = j;
+  bad["shared_expert_intermediate_size"] = 0;
+  refused(bad, "shared_expert_intermediate_size");
+  bad = j;
+  bad["use_sliding_window"] = true;
+  refused(bad, "use_sliding_window");
 }
 
 TEST(Llama2c, TruncatedCheckpointIsAnError) {

@@ -90,6 +90,16 @@ CASES = {
     # OLMo 2 (llama.cpp's olmo2: attn_q_norm / attn_k_norm over the whole projection, post_attention_norm and
     # post_ffw_norm, no input norms, RoPE on halves with nothing permuted).
     "olmo2": dict(hf=["--arch", "olmo2", "--seed", "29"], gguf=[], variants=["F32"], same_as_hf=True),
+    # OLMoE (llama.cpp's olmoe: OLMo 2's whole-projection attn_q_norm / attn_k_norm with attn_norm / ffn_norm,
+    # feed_forward_length-wide experts in every layer, the top k's softmax weights not renormalised): the tiny
+    # model, 8 experts top 2, with 4 KV heads of 4 (OLMoE-1B-7B is MHA; llama.cpp's olmoe sizes attn_k_norm by
+    # embedding_length, so it cannot load a GQA OLMoE).
+    "olmoe": dict(hf=["--arch", "olmoe", "--num-key-value-heads", "4", "--seed", "30"], gguf=[], variants=["F32"],
+                  same_as_hf=True),
+    # Qwen2-MoE (llama.cpp's qwen2moe: q/k/v biases, every layer sparse, the top k not renormalised, one shared
+    # expert scaled by sigmoid(ffn_gate_inp_shexp . x)): the tiny model with no dense layer, 8 experts top 2.
+    "qwen2moe": dict(hf=["--arch", "qwen2_moe", "--mlp-only-layers", "", "--seed", "31"], gguf=[], variants=["F32"],
+                     same_as_hf=True),
     # Quantized: every matrix row is 256 elements wide (hidden 256, FFN 256, attention 256), so
     # llama-quantize uses the K-quant types on every tensor instead of falling back to Q5_0 /
     # Q8_0 for rows that are not whole 256-element blocks.

@@ -1,15 +1,16 @@
 #!/usr/bin/python3
-"""Independent float64 NumPy forward pass of Hugging Face Llama / Mistral / Qwen2 / Qwen3 / Qwen3-MoE /
+"""Independent float64 NumPy forward pass of Hugging Face Llama / Mistral / Qwen2 / Qwen2-MoE / Qwen3 / Qwen3-MoE /
 Mixtral / DeepSeek-V2 / DeepSeek-V3 / Gemma 2 / Gemma 3 (text) / Phi-3 (Phi-3, Phi-3.5, Phi-4, Phi-4-mini) /
-gpt-oss / SmolLM3 / Granite 3.x / Granite-MoE / OLMo 2 models.
+gpt-oss / SmolLM3 / Granite 3.x / Granite-MoE / OLMo 2 / OLMoE models.
 
 Written from the published architecture definitions (transformers' modeling_llama, modeling_mistral,
-modeling_qwen2, modeling_qwen3, modeling_qwen3_moe, modeling_mixtral, modeling_gemma2 / modular_gemma2 /
+modeling_qwen2, modeling_qwen2_moe, modeling_qwen3, modeling_qwen3_moe, modeling_mixtral, modeling_gemma2 / modular_gemma2 /
 configuration_gemma2 (see RefModel._gemma2_init), modeling_gemma3 / configuration_gemma3 / masking_utils,
 modeling_phi3 / configuration_phi3 / modeling_rope_utils (see Phi3Rope), modeling_gpt_oss /
 configuration_gpt_oss / integrations/mxfp4 (see RefModel._gpt_oss_init), modular_smollm3 and
 modular_granite / configuration_granite, modular_granitemoe / modeling_jetmoe (see RefModel._smollm3_init,
-_granite_init, _granite_moe), modular_olmo2 / configuration_olmo2 (see RefModel._olmo2_init); DeepSeek's
+_granite_init, _granite_moe), modular_olmo2 / configuration_olmo2 (see RefModel._olmo2_init), modeling_olmoe / configuration_olmoe
+(see RefModel._olmoe_init); DeepSeek's
 papers and
 modeling_deepseek semantics in ref_deepseek.py), not from dpserve's C++.
 It reads the model folder itself (config.json + safetensors, sharded or not) and converts bf16 / f16 / f32
@@ -102,6 +103,10 @@ BREAKS = {
     "granite_moe_gate_up_swapped": "Granite-MoE input_linear halves swapped: SiLU on the up half, not the gate half",
     "granite_moe_no_renorm": "Granite-MoE routing weights: softmax over all experts, the top k taken unrenormalised "
                              "instead of a softmax over the top-k logits",
+    "qwen2_moe_shared_ungated": "Qwen2-MoE shared expert added without its sigmoid(shared_expert_gate) factor",
+    "qwen2_moe_no_shared_expert": "Qwen2-MoE shared expert left out",
+    "olmoe_qk_norm_per_head": "OLMoE q_norm / k_norm applied to each head on its own (Qwen3-MoE's way) instead of "
+                              "over the whole projection",
     "olmo2_qk_norm_per_head": "OLMo 2 q_norm / k_norm applied to each head on its own (Qwen3's way) instead of over "
                               "the whole projection",
     "olmo2_pre_norms": "OLMo 2 norms used as pre-norms (Llama's order: normalise the layer input, add the raw "
@@ -473,11 +478,13 @@ class RefModel:
         c = self.config
         arch = c["architectures"][0]
         kinds = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2",
-                 "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3_moe", "MixtralForCausalLM": "mixtral",
+                 "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3_moe",
+                 "Qwen2MoeForCausalLM": "qwen2_moe", "MixtralForCausalLM": "mixtral",
                  "DeepseekV2ForCausalLM": "deepseek_v2", "DeepseekV3ForCausalLM": "deepseek_v3",
                  "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3", "Phi3ForCausalLM": "phi3",
                  "GptOssForCausalLM": "gpt_oss", "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite",
-                 "GraniteMoeForCausalLM": "granite_moe", "Olmo2ForCausalLM": "olmo2"}
+                 "GraniteMoeForCausalLM": "granite_moe", "Olmo2ForCausalLM": "olmo2",
+                 "OlmoeForCausalLM": "olmoe"}
         if arch not in kinds:
             raise ValueError(f"unsupported architecture {arch}")
         self.arch = kinds[arch]
@@ -494,7 +501,7 @@ class RefModel:
         self.deepseek = self.arch in ("deepseek_v2", "deepseek_v3")
         # Mistral / Mixtral: a query at position i sees keys j with i - j < sliding_window.
         self.window = c.get("sliding_window") if self.arch in ("mistral", "mixtral") else None
-        self.moe = self.arch in ("qwen3_moe", "mixtral", "granite_moe") or (self.deepseek and bool(c.get("n_routed_experts")))
+        self.moe = self.arch in ("qwen3_moe", "qwen2_moe", "mixtral", "granite_moe", "olmoe") or (self.deepseek and bool(c.get("n_routed_experts")))
         self.gemma = self.arch in ("gemma2", "gemma3")
         if self.arch == "gemma3":
             self._gemma_init()
@@ -520,6 +527,19 @@ class RefModel:
             self._granite_init()
         elif self.arch == "olmo2":
             self._olmo2_init()
+        elif self.arch == "olmoe":
+            self._olmoe_init()
+
+    def _olmoe_init(self):
+        """OlmoeConfig / modeling_olmoe: rms_norm_eps defaults to 1e-5; Llama's pre-norms; q_norm / k_norm as
+        OLMo 2's (over each token's whole q_proj / k_proj output, before the heads are split and rotated);
+        every layer an OlmoeSparseMoeBlock: softmax over all router logits, top num_experts_per_tok, the
+        chosen weights renormalised only if norm_topk_prob (default false) -- Qwen3-MoE's block (_moe).
+        clip_qkv (clamping q, k, v) is not modelled: a config that sets it is refused."""
+        c = self.config
+        self.eps = float(c.get("rms_norm_eps", 1e-5))
+        if c.get("attention_bias") or c.get("clip_qkv") is not None:
+            raise ValueError("attention_bias / clip_qkv are not supported here")
 
     def _olmo2_init(self):
         """Olmo2Config / modular_olmo2: rms_norm_eps defaults to 1e-5; no input_layernorm; q_norm / k_norm
@@ -802,9 +822,9 @@ class RefModel:
         c = self.config
         if self.deepseek:
             return ds.is_sparse(c, layer)
-        if self.arch in ("mixtral", "gpt_oss", "granite_moe"):
+        if self.arch in ("mixtral", "gpt_oss", "granite_moe", "olmoe"):
             return True
-        if self.arch != "qwen3_moe":
+        if self.arch not in ("qwen3_moe", "qwen2_moe"):
             return False
         return (layer not in c.get("mlp_only_layers", []) and c["num_experts"] > 0
                 and (layer + 1) % c.get("decoder_sparse_step", 1) == 0)
@@ -881,17 +901,20 @@ class RefModel:
                 q = h @ w[p + "self_attn.q_proj.weight"].T
                 k = h @ w[p + "self_attn.k_proj.weight"].T
                 v = h @ w[p + "self_attn.v_proj.weight"].T
-            if self.arch == "qwen2" and "skip_bias" not in breaks:
+            biased = self.arch == "qwen2" or (self.arch == "qwen2_moe" and self.config.get("qkv_bias", True))
+            if biased and "skip_bias" not in breaks:
                 q = q + w[p + "self_attn.q_proj.bias"]
                 k = k + w[p + "self_attn.k_proj.bias"]
                 v = v + w[p + "self_attn.v_proj.bias"]
-            if olmo2 and "olmo2_qk_norm_per_head" not in breaks:
+            per_head = "olmo2_qk_norm_per_head" in breaks or "olmoe_qk_norm_per_head" in breaks
+            whole = olmo2 or self.arch == "olmoe"
+            if whole and not per_head:
                 q = rms_norm(q, w[p + "self_attn.q_norm.weight"], self.eps, breaks)
                 k = rms_norm(k, w[p + "self_attn.k_norm.weight"], self.eps, breaks)
             q = q.reshape(T, self.n_heads, self.head_dim)
             k = k.reshape(T, self.n_kv, self.head_dim)
             v = v.reshape(T, self.n_kv, self.head_dim)
-            if olmo2 and "olmo2_qk_norm_per_head" in breaks:
+            if whole and per_head:
                 q = rms_norm(q, w[p + "self_attn.q_norm.weight"].reshape(self.n_heads, -1), self.eps, breaks)
                 k = rms_norm(k, w[p + "self_attn.k_norm.weight"].reshape(self.n_kv, -1), self.eps, breaks)
             if self.arch in ("qwen3", "qwen3_moe"):
@@ -1240,6 +1263,12 @@ class RefModel:
                 continue
             y = self._mlp(f"{block}experts.{e}.", h[rows], act, names)
             out[rows] += wts[rows, slot][:, None] * y
+        if self.arch == "qwen2_moe" and "qwen2_moe_no_shared_expert" not in breaks:
+            # Qwen2MoeSparseMoeBlock: + sigmoid(shared_expert_gate(x)) * shared_expert(x).
+            shared = self._mlp(block + "shared_expert.", h, act)
+            gate = 1.0 if "qwen2_moe_shared_ungated" in breaks else \
+                sigmoid(h @ w[block + "shared_expert_gate.weight"].T)  # [T, 1]
+            out += gate * shared
         return out
 
 
