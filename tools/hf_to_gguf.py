@@ -51,7 +51,7 @@ ARCH = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCau
         "DeepseekV2ForCausalLM": "deepseek2", "DeepseekV3ForCausalLM": "deepseek2", "Gemma3ForCausalLM": "gemma3",
         "Gemma2ForCausalLM": "gemma2", "Phi3ForCausalLM": "phi3", "GptOssForCausalLM": "gpt-oss",
         "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite", "GraniteMoeForCausalLM": "granitemoe",
-        "Olmo2ForCausalLM": "olmo2", "OlmoeForCausalLM": "olmoe"}
+        "Olmo2ForCausalLM": "olmo2", "OlmoeForCausalLM": "olmoe", "Glm4MoeForCausalLM": "glm4moe"}
 # Architectures whose Q / K rows llama.cpp's converter permutes (its LlamaModel and subclasses), so that
 # GGML's RoPE on adjacent pairs equals Hugging Face's rotate-half.
 PERMUTED = ("llama", "smollm3", "granite", "granitemoe")
@@ -102,6 +102,8 @@ GEMMA3_NAMES = {"post_attention_layernorm.weight": "post_attention_norm.weight",
 # OLMo 2's norms on the attention and MLP outputs (llama.cpp's names; it has no input norms).
 OLMO2_NAMES = {"post_attention_layernorm.weight": "post_attention_norm.weight",
                "post_feedforward_layernorm.weight": "post_ffw_norm.weight"}
+# GLM-4.5's MLP input norm, as llama.cpp's converter names it (attn_post_norm in llama.cpp's code).
+GLM4MOE_NAMES = {"post_attention_layernorm.weight": "post_attention_norm.weight"}
 # Phi-3's fused projections, as llama.cpp's converter keeps them: attn_qkv (q, k, v rows) and ffn_up
 # holding the gate rows, then the up rows (phi3 has no ffn_gate).
 PHI3_NAMES = {"self_attn.qkv_proj.weight": "attn_qkv.weight", "mlp.gate_up_proj.weight": "ffn_up.weight"}
@@ -750,6 +752,28 @@ def granite_moe_experts(w, st, hp, layer, ggml_type):
                                       lambda part=part, dtype=dtype, t=t: convert(part, dtype, t)))
 
 
+def glm4moe_keys(w, p, c, head_dim):
+    """GLM-4.5 as llama.cpp's converter writes it: the first int(head_dim * partial_rotary_factor) dims rotate
+    (rope.dimension_count), DeepSeek-V3's routing as deepseek2's keys (sigmoid gating, expert_weights_norm /
+    _scale, leading_dense_block_count, shared experts), with Glm4MoeConfig's defaults for absent fields. The
+    groups are written as the generic expert_group_count / _used_count when there are several (llama.cpp's
+    converter leaves them out: the released models have one). The multi-token-prediction layers are dropped
+    (nextn_predict_layers 0, block_count the decoder layers only)."""
+    w.add(p + "rope.dimension_count", G.U32, int(head_dim * c.get("partial_rotary_factor", 0.5)))
+    w.add(p + "expert_count", G.U32, c["n_routed_experts"])
+    w.add(p + "expert_used_count", G.U32, c["num_experts_per_tok"])
+    w.add(p + "expert_feed_forward_length", G.U32, c["moe_intermediate_size"])
+    w.add(p + "expert_shared_count", G.U32, c.get("n_shared_experts", 1))
+    w.add(p + "leading_dense_block_count", G.U32, c.get("first_k_dense_replace", 1))
+    w.add(p + "expert_gating_func", G.U32, 2)  # sigmoid
+    w.add(p + "expert_weights_scale", G.F32, c.get("routed_scaling_factor", 1.0))
+    w.add(p + "expert_weights_norm", G.BOOL, bool(c.get("norm_topk_prob", True)))
+    if c.get("n_group", 1) > 1:
+        w.add(p + "expert_group_count", G.U32, c["n_group"])
+        w.add(p + "expert_group_used_count", G.U32, c.get("topk_group", 1))
+    w.add(p + "nextn_predict_layers", G.U32, 0)
+
+
 def add_sampling_defaults(w, folder):
     path = os.path.join(folder, "generation_config.json")
     if not os.path.exists(path):
@@ -800,15 +824,17 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
     w.add(p + "attention.head_count", G.U32, n_head)
     if arch != "deepseek2":
         w.add(p + "attention.head_count_kv", G.U32, n_kv)
-    # Olmo2Config's and OlmoeConfig's default is 1e-5, the others' 1e-6.
+    # Olmo2Config's, OlmoeConfig's and Glm4MoeConfig's default is 1e-5, the others' 1e-6.
     w.add(p + "attention.layer_norm_rms_epsilon", G.F32,
-          c.get("rms_norm_eps", 1e-5 if arch in ("olmo2", "olmoe") else 1e-6))
+          c.get("rms_norm_eps", 1e-5 if arch in ("olmo2", "olmoe", "glm4moe") else 1e-6))
     w.add(p + "rope.freq_base", G.F32, c.get("rope_theta", 10000.0))
     longrope = None
     if arch == "deepseek2":
         deepseek2_keys(w, p, c, kv_b)
     elif phi3:
         longrope = phi3_keys(w, p, c, head_dim)
+    elif arch == "glm4moe":
+        glm4moe_keys(w, p, c, head_dim)
     else:
         w.add(p + "rope.dimension_count", G.U32, head_dim)
     if "head_dim" in c and c["head_dim"] and arch != "deepseek2":
@@ -909,7 +935,8 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
         hp = f"model.layers.{layer}."
         names = ({**LAYER_NAMES, **GEMMA3_NAMES} if gemma else {**LAYER_NAMES, **PHI3_NAMES} if phi3
                  else {**LAYER_NAMES, **GPT_OSS_NAMES} if gpt_oss
-                 else {**LAYER_NAMES, **OLMO2_NAMES} if arch == "olmo2" else LAYER_NAMES)
+                 else {**LAYER_NAMES, **OLMO2_NAMES} if arch == "olmo2"
+                 else {**LAYER_NAMES, **GLM4MOE_NAMES} if arch == "glm4moe" else LAYER_NAMES)
         for hf, gg in names.items():
             if hp + hf not in st or (phi3 and qkv == "split" and gg == "attn_qkv.weight"):
                 continue

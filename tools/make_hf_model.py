@@ -46,6 +46,7 @@ ARCHITECTURES = {
     "granite_moe": ("GraniteMoeForCausalLM", "granitemoe"),
     "olmo2": ("Olmo2ForCausalLM", "olmo2"),
     "olmoe": ("OlmoeForCausalLM", "olmoe"),
+    "glm4_moe": ("Glm4MoeForCausalLM", "glm4_moe"),
 }
 DEEPSEEK = ("deepseek_v2", "deepseek_v3")
 
@@ -159,6 +160,14 @@ TINY = {
     "olmoe": dict(vocab_size=397, hidden_size=128, intermediate_size=64, num_hidden_layers=3,
                   num_attention_heads=4, num_key_value_heads=2, head_dim=None, num_experts=8,
                   num_experts_per_tok=2, norm_topk_prob="false", rms_norm_eps=1e-5),
+    # GLM-4.5 (Glm4MoeForCausalLM): q/k/v biases, head_dim independent of hidden_size with its first half rotated,
+    # DeepSeek-V3's router (sigmoid, correction bias, 2 groups of which 1 is kept, renormalised, scaled by 2.5),
+    # one shared expert, the first layer dense; rms_norm_eps 1e-5 as GLM-4.5's config.
+    "glm4_moe": dict(vocab_size=397, hidden_size=128, intermediate_size=256, num_hidden_layers=3,
+                     num_attention_heads=4, num_key_value_heads=2, head_dim=40, num_experts=8,
+                     num_experts_per_tok=2, moe_intermediate_size=64, n_shared_experts=1, first_k_dense_replace=1,
+                     n_group=2, topk_group=1, routed_scaling_factor=2.5, norm_topk_prob="true",
+                     partial_rotary_factor=0.5, rms_norm_eps=1e-5),
 }
 
 PRESETS = {
@@ -309,6 +318,14 @@ def build_config(a):
             cfg["no_rope_layers"] = a.no_rope_layers
     if a.arch == "olmo2":
         cfg.update({"attention_bias": False, "pad_token_id": 1})
+    if a.arch == "glm4_moe":
+        cfg.update({"head_dim": a.head_dim, "partial_rotary_factor": a.partial_rotary_factor, "attention_bias": True,
+                    "use_qk_norm": bool(a.use_qk_norm), "n_routed_experts": a.num_experts,
+                    "num_experts_per_tok": a.num_experts_per_tok, "moe_intermediate_size": a.moe_intermediate_size,
+                    "n_shared_experts": a.n_shared_experts, "first_k_dense_replace": a.first_k_dense_replace,
+                    "n_group": a.n_group, "topk_group": a.topk_group, "norm_topk_prob": bool(a.norm_topk_prob),
+                    "routed_scaling_factor": a.routed_scaling_factor, "num_nextn_predict_layers": 0,
+                    "pad_token_id": 0})
     if a.arch == "olmoe":
         cfg.update({"attention_bias": False, "pad_token_id": 1, "clip_qkv": None, "num_experts": a.num_experts,
                     "num_experts_per_tok": a.num_experts_per_tok, "norm_topk_prob": bool(a.norm_topk_prob),
@@ -715,8 +732,8 @@ def is_sparse_layer(a, layer):
         return False
     if a.arch in ("mixtral", "olmoe"):
         return True
-    if a.arch in DEEPSEEK:
-        # DeepSeek: dense before first_k_dense_replace, then every moe_layer_freq-th layer.
+    if a.arch in DEEPSEEK + ("glm4_moe",):
+        # DeepSeek: dense before first_k_dense_replace, then every moe_layer_freq-th layer (GLM: every layer).
         return layer >= a.first_k_dense_replace and layer % a.moe_layer_freq == 0
     # Qwen3-MoE rule: sparse unless listed in mlp_only_layers, and only every decoder_sparse_step-th.
     return layer not in a.mlp_only_layers and (layer + 1) % a.decoder_sparse_step == 0
@@ -800,12 +817,12 @@ def build_tensors(a):
         t.append(TensorSpec(p + "self_attn.q_proj.weight", (nq * hd, h), "normal", 1.5 / np.sqrt(h)))
         t.append(TensorSpec(p + "self_attn.k_proj.weight", (nkv * hd, h), "normal", 1.5 / np.sqrt(h)))
         t.append(TensorSpec(p + "self_attn.v_proj.weight", (nkv * hd, h), "normal", 1.0 / np.sqrt(h)))
-        if a.arch in ("qwen2", "qwen2_5_vl", "qwen2_moe"):
+        if a.arch in ("qwen2", "qwen2_5_vl", "qwen2_moe", "glm4_moe"):
             t.append(TensorSpec(p + "self_attn.q_proj.bias", (nq * hd,), "normal", 0.5))
             t.append(TensorSpec(p + "self_attn.k_proj.bias", (nkv * hd,), "normal", 0.5))
             t.append(TensorSpec(p + "self_attn.v_proj.bias", (nkv * hd,), "normal", 0.3))
         t.append(TensorSpec(p + "self_attn.o_proj.weight", (h, nq * hd), "normal", 1.0 / np.sqrt(nq * hd)))
-        if a.arch in ("qwen3", "qwen3_moe"):
+        if a.arch in ("qwen3", "qwen3_moe") or (a.arch == "glm4_moe" and a.use_qk_norm):
             t.append(TensorSpec(p + "self_attn.q_norm.weight", (hd,), "norm"))
             t.append(TensorSpec(p + "self_attn.k_norm.weight", (hd,), "norm"))
         if a.arch in ("olmo2", "olmoe"):
@@ -824,6 +841,13 @@ def build_tensors(a):
             t.append(TensorSpec(q + "router.layer.weight", (e, h), "normal", 4.0 / np.sqrt(h)))
             t.append(TensorSpec(q + "input_linear.weight", (e, 2 * f, h), "normal", 1.0 / np.sqrt(h)))
             t.append(TensorSpec(q + "output_linear.weight", (e, h, f), "normal", 1.0 / np.sqrt(f)))
+        elif a.arch == "glm4_moe" and is_sparse_layer(a, i):
+            f = a.moe_intermediate_size
+            t.append(TensorSpec(p + "mlp.gate.weight", (a.num_experts, h), "normal", 4.0 / np.sqrt(h)))
+            t.append(TensorSpec(p + "mlp.gate.e_score_correction_bias", (a.num_experts,), "bias"))
+            for e in range(a.num_experts):
+                t += mlp_tensors(f"{p}mlp.experts.{e}.", f, h)
+            t += mlp_tensors(p + "mlp.shared_experts.", f * a.n_shared_experts, h)
         elif a.arch in ("qwen3_moe", "qwen2_moe", "olmoe") and is_sparse_layer(a, i):
             f = a.intermediate_size if a.arch == "olmoe" else a.moe_intermediate_size
             # Router logits spread over several units so near-ties between experts are rare.
@@ -1173,6 +1197,8 @@ def parse_args(argv):
     ap.add_argument("--mlp-only-layers", dest="mlp_only_layers",
                     help="comma-separated layer indices that stay dense (Qwen3-MoE)")
     ap.add_argument("--norm-topk-prob", dest="norm_topk_prob", choices=["true", "false"])
+    ap.add_argument("--use-qk-norm", dest="use_qk_norm", action="store_true", default=None,
+                    help="glm4_moe: per-head q_norm / k_norm (GLM-4.5 355B has them, Air does not)")
     ap.add_argument("--shared-expert-intermediate-size", dest="shared_expert_intermediate_size", type=int,
                     help="qwen2_moe: the sigmoid-gated shared expert's width")
     ap.add_argument("--rms-norm-eps", dest="rms_norm_eps", type=float)
@@ -1279,7 +1305,7 @@ def parse_args(argv):
         yarn_mscale=1.0, yarn_mscale_all_dim=0.0, query_pre_attn_scalar=256.0, rope_local_base_freq=10000.0,
         sliding_window_pattern=6, layer_types="", partial_rotary_factor=1.0, longrope_type_name="longrope",
         attn_logit_softcapping=None, final_logit_softcapping=None, swiglu_limit=7.0, yarn_truncate="false",
-        no_rope_layers="", no_rope_layer_interval=4, embedding_multiplier=1.0, attention_multiplier=1.0,
+        no_rope_layers="", no_rope_layer_interval=4, use_qk_norm=False, embedding_multiplier=1.0, attention_multiplier=1.0,
         residual_multiplier=1.0, logits_scaling=1.0)
     if a.preset == "tiny":
         base.update(TINY[arch])
@@ -1324,7 +1350,7 @@ def parse_args(argv):
         ap.error("num_attention_heads must be a multiple of num_key_value_heads")
     if a.head_dim % 2:
         ap.error("head_dim must be even (RoPE rotates pairs)")
-    if arch not in ("qwen3_moe", "qwen2_moe", "mixtral", "gpt_oss", "granite_moe", "olmoe") + DEEPSEEK:
+    if arch not in ("qwen3_moe", "qwen2_moe", "mixtral", "gpt_oss", "granite_moe", "olmoe", "glm4_moe") + DEEPSEEK:
         a.num_experts = 0
     elif not (0 < a.num_experts_per_tok <= a.num_experts):
         ap.error("need 0 < num_experts_per_tok <= num_experts")
@@ -1346,7 +1372,12 @@ def parse_args(argv):
     if arch in ("granite", "granite_moe") and min(getattr(a, k) for k in granite_only) <= 0:
         ap.error("granite's multipliers must be positive")
     phi3 = arch == "phi3"
-    if not phi3 and ({"partial_rotary_factor", "longrope_type_name"} & a.explicit or a.rope_scaling == "longrope"):
+    if arch == "glm4_moe":
+        rot = phi3_rotary_dim(a)
+        if not 0.0 < a.partial_rotary_factor <= 1.0 or rot < 2 or rot % 2:
+            ap.error(f"--partial-rotary-factor must be in (0, 1] and leave an even rotary dim, not {rot}")
+    if not phi3 and ({"longrope_type_name"} & a.explicit or a.rope_scaling == "longrope" or
+                     ("partial_rotary_factor" in a.explicit and arch != "glm4_moe")):
         ap.error("--partial-rotary-factor, --longrope-type-name and --rope-scaling longrope are for --arch phi3")
     if phi3:
         if a.rope_scaling not in ("none", "longrope"):

@@ -163,16 +163,60 @@ void RopeScaling::use_longrope(int64_t context_length) {
 }
 
 // Phi-3 / Phi-4 rotate the first partial_rotary_factor of each head (0.75 in Phi-4-mini).
-static void parse_partial_rotary(const nlohmann::json& j, ModelConfig& c) {
-  const double f = opt<double>(j, "partial_rotary_factor", 1.0);
+static void parse_partial_rotary(const nlohmann::json& j, ModelConfig& c, double default_factor) {
+  const double f = opt<double>(j, "partial_rotary_factor", default_factor);
   if (f == 1.0) return;
-  if (c.arch != Arch::Phi3)
+  if (c.arch != Arch::Phi3 && c.arch_name != "Glm4MoeForCausalLM")
     fail("config.json: partial_rotary_factor {} is not supported for {} (RoPE over the whole head)", f, c.arch_name);
   const auto dim = int64_t(double(c.head_dim) * f);  // transformers truncates too
   if (!(f > 0 && f < 1) || dim < 2 || dim % 2 != 0)
     fail("config.json: partial_rotary_factor {} must leave an even number of rotary dimensions in (0, head_dim {}]", f,
          c.head_dim);
   c.rotary_dim = dim;
+}
+
+// The expert groups of group-limited and noaux_tc routing (DeepSeek-V2/V3, GLM-4.5).
+static void parse_expert_groups(const nlohmann::json& j, ModelConfig& c, const char* experts_key) {
+  auto& r = c.routing;
+  r.n_group = req_int(j, "n_group");
+  r.topk_group = req_int(j, "topk_group");
+  if (r.n_group <= 0 || r.topk_group <= 0) fail("config.json: n_group and topk_group must be positive");
+  if (c.n_experts % r.n_group != 0)
+    fail("config.json: {} {} is not a multiple of n_group {}", experts_key, c.n_experts, r.n_group);
+  if (r.topk_group > r.n_group) fail("config.json: topk_group {} exceeds n_group {}", r.topk_group, r.n_group);
+  if (c.n_experts_per_tok > r.topk_group * (c.n_experts / r.n_group))
+    fail("config.json: num_experts_per_tok {} exceeds the {} experts of topk_group {} groups", c.n_experts_per_tok,
+         r.topk_group * (c.n_experts / r.n_group), r.topk_group);
+  if (r.topk == MoeRouting::TopK::NoauxTc && c.n_experts / r.n_group < 2)
+    fail("config.json: noaux_tc scores each group by its two best experts; n_group {} leaves fewer", r.n_group);
+}
+
+// GLM-4.5 / 4.6 (Glm4MoeConfig): DeepSeek-V3's router (sigmoid scores, e_score_correction_bias for the
+// choice, groups scored by their two best, the top k renormalised by norm_topk_prob and always scaled
+// by routed_scaling_factor), n_shared_experts shared experts, and the first first_k_dense_replace layers
+// dense (intermediate_size wide). Absent keys take Glm4MoeConfig's defaults.
+static void parse_glm4_moe(const nlohmann::json& j, ModelConfig& c) {
+  c.n_experts = req_int(j, "n_routed_experts");
+  c.n_experts_per_tok = req_int(j, "num_experts_per_tok");
+  c.moe_ffn = req_int(j, "moe_intermediate_size");
+  c.ffn = req_int(j, "intermediate_size");
+  c.n_shared_experts = opt<int64_t>(j, "n_shared_experts", 1);
+  const int64_t dense = opt<int64_t>(j, "first_k_dense_replace", 1);
+  if (c.n_experts <= 0 || c.n_experts_per_tok <= 0 || c.moe_ffn <= 0 || c.n_shared_experts < 0 || dense < 0)
+    fail("config.json: n_routed_experts, num_experts_per_tok and moe_intermediate_size must be positive, "
+         "n_shared_experts and first_k_dense_replace >= 0");
+  for (int64_t l = 0; l < std::min(dense, c.n_layers); ++l) c.mlp_only_layers.push_back(l);
+  c.decoder_sparse_step = 1;
+  auto& r = c.routing;
+  r.scoring = MoeRouting::Scoring::Sigmoid;
+  r.topk = MoeRouting::TopK::NoauxTc;
+  const nlohmann::json groups = {{"n_group", opt<int64_t>(j, "n_group", 1)},
+                                 {"topk_group", opt<int64_t>(j, "topk_group", 1)}};
+  parse_expert_groups(groups, c, "n_routed_experts");
+  r.normalize = opt<bool>(j, "norm_topk_prob", true);
+  r.scaling = opt<double>(j, "routed_scaling_factor", 1.0);
+  if (!(r.scaling > 0 && std::isfinite(r.scaling))) fail("config.json: routed_scaling_factor must be positive");
+  r.scale_normalized = true;
 }
 
 // DeepSeek-V2/V3 attention: MLA dimensions (num_key_value_heads in their configs is the head count
@@ -219,18 +263,7 @@ static void parse_deepseek_moe(const nlohmann::json& j, ModelConfig& c) {
   else if (method == "group_limited_greedy") r.topk = MoeRouting::TopK::GroupLimitedGreedy;
   else if (method == "noaux_tc") r.topk = MoeRouting::TopK::NoauxTc;
   else fail("config.json: topk_method \"{}\" is not supported (greedy, group_limited_greedy, noaux_tc)", method);
-  if (r.topk != MoeRouting::TopK::Greedy) {
-    r.n_group = req_int(j, "n_group");
-    r.topk_group = req_int(j, "topk_group");
-    if (c.n_experts % r.n_group != 0)
-      fail("config.json: n_routed_experts {} is not a multiple of n_group {}", c.n_experts, r.n_group);
-    if (r.topk_group > r.n_group) fail("config.json: topk_group {} exceeds n_group {}", r.topk_group, r.n_group);
-    if (c.n_experts_per_tok > r.topk_group * (c.n_experts / r.n_group))
-      fail("config.json: num_experts_per_tok {} exceeds the {} experts of topk_group {} groups", c.n_experts_per_tok,
-           r.topk_group * (c.n_experts / r.n_group), r.topk_group);
-    if (r.topk == MoeRouting::TopK::NoauxTc && c.n_experts / r.n_group < 2)
-      fail("config.json: noaux_tc scores each group by its two best experts; n_group {} leaves fewer", r.n_group);
-  }
+  if (r.topk != MoeRouting::TopK::Greedy) parse_expert_groups(j, c, "n_routed_experts");
   // Both reference implementations normalise only when more than one expert is chosen.
   r.normalize = opt<bool>(j, "norm_topk_prob", v3) && c.n_experts_per_tok > 1;
   r.scaling = opt<double>(j, "routed_scaling_factor", 1.0);
@@ -538,6 +571,9 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
       {"Olmo2ForCausalLM", Arch::Llama},
       // OLMoE: OLMo 2's whole-projection q / k norms (pre-norms kept) over Qwen3-MoE-routed experts.
       {"OlmoeForCausalLM", Arch::Llama},
+      // GLM-4.5 / 4.6: Llama-shaped attention (q/k/v biases, half of each head rotated, optional per-head
+      // q / k norms) over DeepSeek-V3's routing and shared experts.
+      {"Glm4MoeForCausalLM", Arch::Llama},
   };
   const Known* known = nullptr;
   for (const Known& k : kArchs)
@@ -568,10 +604,12 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   if (c.n_heads % c.n_kv_heads != 0)
     fail("config.json: num_attention_heads {} is not a multiple of num_key_value_heads {}", c.n_heads, c.n_kv_heads);
   if (c.head_dim % 2 != 0) fail("config.json: head_dim {} must be even for RoPE", c.head_dim);
-  parse_partial_rotary(j, c);
+  const bool glm4_moe = arch == "Glm4MoeForCausalLM";
+  parse_partial_rotary(j, c, glm4_moe ? 0.5 : 1.0);  // Glm4MoeConfig's default: half of each head rotates
   c.max_pos = opt<int64_t>(j, "max_position_embeddings", 2048);
   const bool olmo2 = arch == "Olmo2ForCausalLM", olmoe = arch == "OlmoeForCausalLM";
-  c.rms_eps = opt<double>(j, "rms_norm_eps", olmo2 || olmoe ? 1e-5 : 1e-6);  // Olmo2Config's / OlmoeConfig's default
+  // Olmo2Config's, OlmoeConfig's and Glm4MoeConfig's default is 1e-5.
+  c.rms_eps = opt<double>(j, "rms_norm_eps", olmo2 || olmoe || arch == "Glm4MoeForCausalLM" ? 1e-5 : 1e-6);
   const bool smollm3 = arch == "SmolLM3ForCausalLM", granite_moe = arch == "GraniteMoeForCausalLM";
   const bool granite = arch == "GraniteForCausalLM" || granite_moe;
   c.rope_theta = opt<double>(j, "rope_theta", smollm3 ? 2000000.0 : 10000.0);  // SmolLM3Config's default_theta
@@ -584,6 +622,10 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   c.tie_embeddings = opt<bool>(j, "tie_word_embeddings", smollm3);
   // LlamaAttention gives q, k, v and o biases alike when attention_bias is set.
   if (c.arch == Arch::Llama) c.qkv_bias = c.o_bias = opt<bool>(j, "attention_bias", false);
+  if (glm4_moe) {
+    c.o_bias = false;  // Glm4MoeAttention's o_proj has no bias whatever attention_bias says
+    c.qk_norm = opt<bool>(j, "use_qk_norm", false);
+  }
   if (opt<bool>(j, "mlp_bias", false))
     fail("config.json: mlp_bias true is not supported for {} (no published checkpoint uses it)", c.arch_name);
   c.qk_norm_whole = olmo2 || olmoe;
@@ -594,7 +636,7 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
     fail("config.json: clip_qkv is not supported for {} (only null: no released checkpoint clamps)", arch);
   if (smollm3) parse_smollm3(j, c);
   else if (granite) parse_granite(j, c);
-  else if (!olmo2 && !olmoe) parse_sliding_window(j, c);  // SmolLM3 / Granite / OLMo's attention: no window
+  else if (!olmo2 && !olmoe && !glm4_moe) parse_sliding_window(j, c);  // SmolLM3 / Granite / OLMo's attention: no window
   if (auto it = j.find("rope_scaling"); it != j.end() && it->is_object()) {
     std::string type = opt<std::string>(*it, "rope_type", opt<std::string>(*it, "type", std::string()));
     if (type == "llama3") {
@@ -675,6 +717,8 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
     c.routing.normalize = true;
     if (opt<int64_t>(j, "shared_intermediate_size", 0) != 0)
       fail("config.json: shared_intermediate_size is not supported for GraniteMoeForCausalLM (no shared experts)");
+  } else if (glm4_moe) {
+    parse_glm4_moe(j, c);
   } else if (olmoe) {
     // OlmoeSparseMoeBlock: every layer sparse, intermediate_size wide experts, softmax over all the
     // router logits, the top k renormalised only with norm_topk_prob (false by default).

@@ -25,7 +25,9 @@ class Reader {
   int64_t count(const char* k, int64_t lo, std::optional<int64_t> def = std::nullopt) const {
     const auto v = m_.get_int(key(k));
     if (!v) {
-      if (!def) fail("GGUF {}: metadata key \"{}\" is missing (a deepseek2 model needs it)", m_.where(), key(k));
+      if (!def)
+        fail("GGUF {}: metadata key \"{}\" is missing (a {} model needs it)", m_.where(), key(k),
+             p_.substr(0, p_.size() - 1));
       return *def;
     }
     if (*v < lo || *v > kGgufMaxWidth) fail("GGUF {}: metadata key \"{}\" is {}, out of range ({} to {})", m_.where(), key(k), *v, lo, kGgufMaxWidth);
@@ -85,7 +87,8 @@ void read_mla(const Reader& k, bool split, ModelConfig& c) {
 // expert_group_used_count groups of the highest sum of their two best (biased) scores; the
 // chosen weights are the unbiased scores, divided by their sum if expert_weights_norm, then
 // multiplied by expert_weights_scale. That is DeepSeek-V3's noaux_tc (a zero bias when absent).
-void read_moe(const GgufSet& g, const Reader& k, ModelConfig& c) {
+// `default_gating`: the gating when expert_gating_func is absent.
+void read_moe(const GgufSet& g, const Reader& k, ModelConfig& c, int64_t default_gating) {
   c.n_experts = k.count("expert_count", 0, 0);
   c.first_k_dense_replace = k.count("leading_dense_block_count", 0, 0);
   c.moe_layer_freq = 1;
@@ -97,8 +100,8 @@ void read_moe(const GgufSet& g, const Reader& k, ModelConfig& c) {
   c.moe_ffn = k.count("expert_feed_forward_length", 1);
   c.n_shared_experts = k.count("expert_shared_count", 0, 0);
   MoeRouting& r = c.routing;
-  // Files without the key are DeepSeek-V2 / V2.5 ones: softmax (llama.cpp's default too).
-  const int64_t gating = k.meta().get_int(k.key("expert_gating_func")).value_or(kGatingSoftmax);
+  // deepseek2 files without the key are DeepSeek-V2 / V2.5 ones: softmax (llama.cpp's default too).
+  const int64_t gating = k.meta().get_int(k.key("expert_gating_func")).value_or(default_gating);
   if (gating == kGatingSoftmax)
     r.scoring = MoeRouting::Scoring::Softmax;
   else if (gating == kGatingSigmoid)
@@ -170,8 +173,12 @@ bool deepseek2_split_kv_b(const GgufSet& g, const std::string& prefix) {
 void read_deepseek2(const GgufSet& g, const std::string& prefix, ModelConfig& c) {
   const Reader k(g.metadata(), prefix);
   read_mla(k, deepseek2_split_kv_b(g, prefix), c);
-  read_moe(g, k, c);
+  read_moe(g, k, c, kGatingSoftmax);
   read_yarn(k, c);
+}
+
+void read_deepseek_moe_routing(const GgufSet& g, const std::string& prefix, ModelConfig& c) {
+  read_moe(g, Reader(g.metadata(), prefix), c, kGatingSigmoid);
 }
 
 }  // namespace dpserve

@@ -113,6 +113,10 @@ struct Layout {
   bool fused_qkv = false;   // phi3 written with attn_qkv (llama.cpp also reads it split)
 };
 
+// gpt-oss and glm4moe name the MLP's input norm post_attention_norm (Hugging Face's
+// post_attention_layernorm), where the others say ffn_norm.
+bool mlp_norm_is_post_attention(const ModelConfig& c) { return c.arch == Arch::GptOss || c.arch_name == "glm4moe"; }
+
 bool applies(Use u, const Layout& lay, int64_t layer) {
   const ModelConfig& c = lay.c;
   const bool mla = c.mla.enabled();
@@ -132,8 +136,8 @@ bool applies(Use u, const Layout& lay, int64_t layer) {
     case Use::Q: return (!mla || c.mla.q_lora_rank == 0) && !lay.fused_qkv;
     case Use::Qkv: return lay.fused_qkv;
     case Use::Gate: return !c.layer_is_moe(layer) && c.arch != Arch::Phi3;
-    case Use::FfnNorm: return c.arch != Arch::GptOss && !c.post_norms_only;
-    case Use::PostNorm: return c.sandwich_norms || c.arch == Arch::GptOss || c.post_norms_only;
+    case Use::FfnNorm: return !mlp_norm_is_post_attention(c) && !c.post_norms_only;
+    case Use::PostNorm: return c.sandwich_norms || mlp_norm_is_post_attention(c) || c.post_norms_only;
     case Use::OBias: return c.o_bias;
     case Use::Sinks: return c.attn_sinks;
     case Use::MoeBias: return c.moe_bias && c.layer_is_moe(layer);
@@ -167,7 +171,7 @@ const char* why_not(Use u) {
     case Use::KvBSplit: return "attention.key_length_mla is absent: kv_b is one attn_kv_b tensor";
     case Use::Qkv: return "layer 0 has no attn_qkv: q, k and v are separate tensors";
     case Use::Gate: return "the layer is a mixture of experts, or phi3, whose ffn_up holds the gate rows too";
-    case Use::FfnNorm: return "gpt-oss names the MLP's input norm post_attention_norm; olmo2 has none";
+    case Use::FfnNorm: return "gpt-oss and glm4moe name the MLP's input norm post_attention_norm; olmo2 has none";
     case Use::PostNorm: return "this architecture has no norm named post_attention_norm";
     case Use::OBias: return "this architecture has no attention output bias";
     case Use::Sinks: return "this architecture has no attention sinks";
@@ -351,6 +355,10 @@ void load_gguf(const std::string& path, ModelConfig& config, WeightStore& store)
     int64_t layer = -1;
     std::string_view rest;
     if (split_layer_name(t.name, layer, rest)) {
+      if (layer >= c.n_layers && layer < c.n_layers + c.nextn_layers) {  // glm4moe's MTP layers: not run
+        seen.insert(t.name);
+        continue;
+      }
       if (layer >= c.n_layers)
         fail("GGUF {}: tensor \"{}\" belongs to layer {}, but the model has {} layers (block_count)", t.file, t.name,
              layer, c.n_layers);

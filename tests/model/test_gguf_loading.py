@@ -694,13 +694,14 @@ for t in ("q5_0", "q5_1"):
     rms = float(np.sqrt(np.mean((got[:n].astype(np.float64) - ref_f32[:n]) ** 2)) / ref_f32[:n].std())
     check(rms < 0.25, f"{t} GGUF prompt logits within {rms:.3f} x std (rms) of the f32 folder's (tolerance 0.25)")
 
-# --- smollm3 / granite / granitemoe / olmo2 / olmoe / qwen2moe: what model_gguf_llamacpp's cases of them compare with llama.cpp, here
+# --- smollm3 / granite / granitemoe / olmo2 / olmoe / qwen2moe / glm4moe: what model_gguf_llamacpp's cases of them compare with llama.cpp, here
 # against the HF folder (Q/K permuted: equal up to summation order), the keys that matter, and refusals.
 # The converter refuses a SmolLM3 whose NoPE layers are not llama.cpp's every fourth.
 for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", "5"]), ("granite", []),
-                    ("granitemoe", []), ("olmo2", []), ("olmoe", []), ("qwen2moe", ["--mlp-only-layers", ""])):
+                    ("granitemoe", []), ("olmo2", []), ("olmoe", []), ("qwen2moe", ["--mlp-only-layers", ""]),
+                    ("glm4moe", ["--use-qk-norm"])):
     hf = os.path.join(WORK, f"hf-{arch}")
-    hf_arch = {"granitemoe": "granite_moe", "qwen2moe": "qwen2_moe"}.get(arch, arch)
+    hf_arch = {"granitemoe": "granite_moe", "qwen2moe": "qwen2_moe", "glm4moe": "glm4_moe"}.get(arch, arch)
     subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.py"), "--arch", hf_arch, "--dtype",
                     "f32", "--quiet", "--seed", "84", "--out", hf, *flags], check=True, timeout=300)
     gg = os.path.join(WORK, f"{arch}.gguf")
@@ -711,7 +712,7 @@ for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", 
     err, why = max_diff(got, ref)
     check(err <= 1e-5 and got_out == ref_out, f"{arch} GGUF == its HF folder: max diff {err:.2g} x std {why}")
     keys = {"smollm3": [], "granite": ["embedding_scale", "attention.scale", "residual_scale"],
-            "granitemoe": ["residual_scale"], "olmo2": [], "olmoe": [], "qwen2moe": []}[arch]
+            "granitemoe": ["residual_scale"], "olmo2": [], "olmoe": [], "qwen2moe": [], "glm4moe": []}[arch]
     for key in keys:
         off, _ = dump_logits(write(f"{arch}-no-{key}", patched_model(base=gg, drop=(f"{arch}.{key}",))), ids)
         off_err, _ = max_diff(off, ref)
@@ -731,6 +732,22 @@ for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", 
                  "expert_shared_count"),
                 ("qwen2moe_no_shexp_gate", dict(drop=("blk.2.ffn_gate_inp_shexp.weight",)),
                  "blk.2.ffn_gate_inp_shexp.weight")]
+    if arch == "glm4moe":
+        # An MTP layer after the decoder layers (block_count 4, nextn_predict_layers 1, as llama.cpp's converter
+        # writes GLM-4.5): loaded past, not run, so the logits stay the 3-layer model's.
+        src = open_gguf(gg)
+        kv = src["kv"]
+        more = {k: (kv[k][0], v, kv[k][2]) for k, v in (("glm4moe.block_count", 4), ("glm4moe.nextn_predict_layers", 1))}
+        extra = [G.TensorSpec("blk.3." + n[len("blk.2."):], typ, shape, lambda d=data: d)
+                 for n, (typ, shape, data) in src["tensors"].items() if n.startswith("blk.2.")]
+        mtp, _ = dump_logits(write("glm4moe-mtp", patched_model(base=gg, replace_kv=more, extra_tensors=extra)), ids)
+        err, why = max_diff(mtp, ref)
+        check(err <= 1e-5, f"glm4moe with an MTP layer (nextn_predict_layers 1) == without: {err:.2g} x std {why}")
+        bads = [("glm4moe_no_experts", dict(drop=("glm4moe.expert_count",)), "expert_count"),
+                ("glm4moe_no_mlp_norm", dict(drop=("blk.1.post_attention_norm.weight",)),
+                 "blk.1.post_attention_norm.weight"),
+                ("glm4moe_gating", dict(replace_kv={"glm4moe.expert_gating_func": (G.U32, 3, None)}),
+                 "expert_gating_func")]
     if arch == "granitemoe":  # GraniteMoeShared's shared experts
         bads = [("granitemoe_shared", dict(extra_kv=[("granitemoe.expert_shared_count", G.U32, 1)]),
                  "expert_shared_count")]

@@ -135,6 +135,11 @@ DEEPSEEK_CASES = [
     Case("deepseek_v2_grouped_yarn_f32", "f32", ["--arch", "deepseek_v2", *V2_GROUPED], 43),
     Case("deepseek_v3_f32", "f32", ["--arch", "deepseek_v3"], 44),
     Case("deepseek_v3_bf16", "bf16", ["--arch", "deepseek_v3"], 45, "bf16_mla"),
+    # GLM-4.5 (Glm4MoeForCausalLM): DeepSeek-V3's router and shared expert behind Llama-shaped attention with
+    # q/k/v biases, head_dim 40 of which the first 20 rotate; 2 expert groups of which 1 is kept (f32), and with
+    # per-head q / k norms (use_qk_norm, as GLM-4.5 355B) in one group (bf16, as GLM-4.5-Air's n_group 1).
+    Case("glm4_moe_groups_f32", "f32", ["--arch", "glm4_moe"], 46),
+    Case("glm4_moe_qk_norm_bf16", "bf16", ["--arch", "glm4_moe", "--use-qk-norm", "--n-group", "1"], 47),
 ]
 # Mixtral (block_sparse_moe, top-2 renormalised), with and without a sliding window; Mistral's window.
 MIXTRAL_CASES = [
@@ -274,6 +279,7 @@ ARCH_BREAKS = {"llama": [], "qwen2": ["skip_bias"], "qwen3": ["skip_q_norm", "sk
                            "granite_no_residual_multiplier", "granite_logits_multiplied"],
                "olmo2": ["olmo2_qk_norm_per_head", "olmo2_pre_norms"],
                "olmoe": ["olmoe_qk_norm_per_head", "moe_flip_renorm"],
+               "glm4_moe": ["skip_bias", "glm4_moe_full_rotary", "moe_scale_rule_swapped"],
                "granite_moe": ["granite_no_embedding_multiplier", "granite_attn_scale_head_dim",
                                "granite_no_residual_multiplier", "granite_logits_multiplied",
                                "granite_moe_gate_up_swapped"],
@@ -342,6 +348,12 @@ def breaks_for(model, tol=None):
         if tol == "f32":
             # Gates below -limit give glu within ~0.02 of what clamping them would: only f32 tolerances see it.
             out.append("gpt_oss_gate_clamp_both_sides")
+    if model.arch == "glm4_moe":
+        rc = model.router_config
+        if c.get("use_qk_norm"):
+            out += ["skip_q_norm", "skip_k_norm"]
+        if rc["topk_group"] < rc["n_group"]:
+            out += ["group_limit_ignored", "group_score_max"]
     if model.arch == "granite_moe" and tol == "f32":
         # The top 2 of 4 experts hold most of the softmax: unrenormalised weights move the logits by ~0.09 x std
         # (scaled by residual_multiplier 0.5), inside the bf16 tolerance; the f32 one sees it.
@@ -702,7 +714,8 @@ def main():
                                                 "granite_published_like_f32", "granite_moe_f32",
                                                 "granite_moe_bf16_sharded", "olmo2_f32", "olmo2_bf16",
                                                 "olmoe_f32", "olmoe_renorm_bf16", "qwen2_moe_f32",
-                                                "qwen2_moe_renorm_all_sparse_bf16")]
+                                                "qwen2_moe_renorm_all_sparse_bf16", "glm4_moe_groups_f32",
+                                                "glm4_moe_qk_norm_bf16")]
         for c in picks or cases:
             try:
                 self_check_case(c, a.work, results)

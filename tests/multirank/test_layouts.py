@@ -198,6 +198,8 @@ elif CASE == "dump_logits":
                           ("olmoe", ["tp2_ep2"]),  # the same norms, experts split over the ranks
                           # the gated shared expert split over the MLP ranks, each partial sum scaled by the gate
                           ("qwen2_moe", ["tp2_ep2", "tp2_dp2"]),
+                          # DeepSeek-V3's router over ranks, partial RoPE on each rank's heads, q/k/v biases sliced
+                          ("glm4_moe", ["tp2_ep2", "tp2_dp2"]),
                           ("smollm3", ["tp2"]),  # NoPE layers on each rank's heads
                           # sinks sliced with the heads, o / down biases added on one rank, experts split or whole
                           ("gpt_oss", ["tp2", "tp2_dp2", "tp2_ep2"])):

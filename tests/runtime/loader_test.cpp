@@ -18,6 +18,16 @@ using namespace dpserve;
 
 namespace {
 
+// config.json `j` is a start-up error whose message names `what`.
+void refused(const nlohmann::json& j, const std::string& what) {
+  try {
+    ModelConfig::from_hf_json(j);
+    ADD_FAILURE() << "accepted; expected an error naming " << what;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+  }
+}
+
 fs::path tmpdir(const std::string& name) {
   fs::path d = fs::path(::testing::TempDir()) / ("dpserve_loader_" + name);
   fs::remove_all(d);
@@ -621,14 +631,6 @@ TEST(ModelConfig, Phi3LongRopeAndPartialRotary) {
   EXPECT_DOUBLE_EQ(e.rope_scaling.attention_factor, 1.0);
   EXPECT_FLOAT_EQ(e.rope_scaling.freq_factors[47], float(shortf[47]));
   // Refused by name: a wrong number of factors, an unknown key, another type.
-  auto refused = [](nlohmann::json j, const std::string& what) {
-    try {
-      ModelConfig::from_hf_json(j);
-      ADD_FAILURE() << "accepted; expected an error naming " << what;
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
-    }
-  };
   auto bad = phi;
   bad["rope_scaling"]["long_factor"] = std::vector<double>(47, 1.0);
   refused(bad, "long_factor");
@@ -670,14 +672,6 @@ TEST(ModelConfig, Phi3LongRopeAndPartialRotary) {
 // Expected values are SmolLM3Config's and GraniteConfig's documented defaults (transformers'
 // configuration files) and SmolLM3-3B's / granite-3.x-8b's published config.json values.
 TEST(ModelConfig, SmolLM3AndGraniteFieldsDefaultsAndRefusals) {
-  auto refused = [](const nlohmann::json& j, const std::string& what) {
-    try {
-      ModelConfig::from_hf_json(j);
-      ADD_FAILURE() << "accepted; expected an error naming " << what;
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
-    }
-  };
   nlohmann::json smol = {{"architectures", {"SmolLM3ForCausalLM"}}, {"hidden_size", 2048},
                          {"num_hidden_layers", 8}, {"num_attention_heads", 16}, {"num_key_value_heads", 4},
                          {"intermediate_size", 11008}, {"vocab_size", 128256}};
@@ -806,14 +800,6 @@ TEST(ModelConfig, SmolLM3AndGraniteFieldsDefaultsAndRefusals) {
 
 // Qwen2MoeConfig's documented defaults and Qwen1.5-MoE-A2.7B's published config.json values.
 TEST(ModelConfig, Qwen2MoeFieldsDefaultsAndRefusals) {
-  auto refused = [](const nlohmann::json& j, const std::string& what) {
-    try {
-      ModelConfig::from_hf_json(j);
-      ADD_FAILURE() << "accepted; expected an error naming " << what;
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
-    }
-  };
   nlohmann::json j = {{"architectures", {"Qwen2MoeForCausalLM"}}, {"hidden_size", 2048}, {"num_hidden_layers", 3},
                       {"num_attention_heads", 16}, {"num_key_value_heads", 16}, {"intermediate_size", 5632},
                       {"vocab_size", 151936}, {"num_experts", 60}, {"num_experts_per_tok", 4},
@@ -851,6 +837,57 @@ TEST(ModelConfig, Qwen2MoeFieldsDefaultsAndRefusals) {
   bad = j;
   bad["use_sliding_window"] = true;
   refused(bad, "use_sliding_window");
+}
+
+// Glm4MoeConfig's documented defaults and GLM-4.5-Air's published config.json values.
+TEST(ModelConfig, Glm4MoeFieldsDefaultsAndRefusals) {
+  nlohmann::json j = {{"architectures", {"Glm4MoeForCausalLM"}}, {"hidden_size", 4096}, {"num_hidden_layers", 3},
+                      {"num_attention_heads", 96}, {"num_key_value_heads", 8}, {"head_dim", 128},
+                      {"intermediate_size", 10944}, {"vocab_size", 151552}, {"n_routed_experts", 128},
+                      {"num_experts_per_tok", 8}, {"moe_intermediate_size", 1408}, {"attention_bias", true}};
+  ModelConfig c = ModelConfig::from_hf_json(j);
+  EXPECT_EQ(c.arch, Arch::Llama);
+  EXPECT_DOUBLE_EQ(c.rms_eps, 1e-5);
+  EXPECT_EQ(c.rotary_dim, 64);  // partial_rotary_factor 0.5 by default
+  EXPECT_TRUE(c.qkv_bias);
+  EXPECT_FALSE(c.o_bias);  // never on o_proj
+  EXPECT_FALSE(c.qk_norm);
+  EXPECT_EQ(c.n_shared_experts, 1);
+  EXPECT_FALSE(c.layer_is_moe(0));  // first_k_dense_replace 1
+  EXPECT_TRUE(c.layer_is_moe(1) && c.layer_is_moe(2));
+  EXPECT_EQ(c.ffn, 10944);
+  EXPECT_EQ(c.routing.scoring, MoeRouting::Scoring::Sigmoid);
+  EXPECT_EQ(c.routing.topk, MoeRouting::TopK::NoauxTc);
+  EXPECT_EQ(c.routing.n_group, 1);
+  EXPECT_TRUE(c.routing.normalize);
+  EXPECT_DOUBLE_EQ(c.routing.scaling, 1.0);
+  // GLM-4.5-Air as published.
+  j["partial_rotary_factor"] = 0.5, j["n_shared_experts"] = 1, j["first_k_dense_replace"] = 2;
+  j["routed_scaling_factor"] = 1.0, j["n_group"] = 1, j["topk_group"] = 1, j["use_qk_norm"] = true;
+  j["num_nextn_predict_layers"] = 1;
+  c = ModelConfig::from_hf_json(j);
+  EXPECT_TRUE(c.qk_norm);
+  EXPECT_FALSE(c.layer_is_moe(1));
+  EXPECT_EQ(c.nextn_layers, 0);  // the MTP layer's tensors are left unread
+  j["n_group"] = 16, j["topk_group"] = 4, j["routed_scaling_factor"] = 2.5;
+  c = ModelConfig::from_hf_json(j);
+  EXPECT_EQ(c.routing.n_group, 16);
+  EXPECT_EQ(c.routing.topk_group, 4);
+  EXPECT_DOUBLE_EQ(c.routing.scaling, 2.5);
+  auto bad = j;
+  bad["n_group"] = 0;
+  refused(bad, "n_group");
+  bad = j;
+  bad["n_group"] = 3;  // 128 experts
+  refused(bad, "n_group");
+  bad = j;
+  bad["partial_rotary_factor"] = 0.3;  // 38.4 -> 38 dims: 19 pairs is fine, 0.01 leaves none
+  EXPECT_EQ(ModelConfig::from_hf_json(bad).rotary_dim, 38);
+  bad["partial_rotary_factor"] = 0.01;
+  refused(bad, "partial_rotary_factor");
+  bad = j;
+  bad.erase("n_routed_experts");
+  refused(bad, "n_routed_experts");
 }
 
 TEST(Llama2c, TruncatedCheckpointIsAnError) {

@@ -100,6 +100,12 @@ CASES = {
     # expert scaled by sigmoid(ffn_gate_inp_shexp . x)): the tiny model with no dense layer, 8 experts top 2.
     "qwen2moe": dict(hf=["--arch", "qwen2_moe", "--mlp-only-layers", "", "--seed", "31"], gguf=[], variants=["F32"],
                      same_as_hf=True),
+    # GLM-4.5 (llama.cpp's glm4moe: q/k/v biases, per-head attn_q_norm / attn_k_norm, the first half of each 40-wide
+    # head rotated (rope.dimension_count 20), post_attention_norm as the MLP's input norm, one dense leading layer,
+    # 8 experts top 2 by sigmoid + exp_probs_b in 2 groups of which 1 is kept (expert_group_count), renormalised and
+    # scaled by 2.5, one shared expert).
+    "glm4moe": dict(hf=["--arch", "glm4_moe", "--use-qk-norm", "--seed", "32"], gguf=[], variants=["F32"],
+                    same_as_hf=True),
     # Quantized: every matrix row is 256 elements wide (hidden 256, FFN 256, attention 256), so
     # llama-quantize uses the K-quant types on every tensor instead of falling back to Q5_0 /
     # Q8_0 for rows that are not whole 256-element blocks.

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Independent float64 NumPy forward pass of Hugging Face Llama / Mistral / Qwen2 / Qwen2-MoE / Qwen3 / Qwen3-MoE /
 Mixtral / DeepSeek-V2 / DeepSeek-V3 / Gemma 2 / Gemma 3 (text) / Phi-3 (Phi-3, Phi-3.5, Phi-4, Phi-4-mini) /
-gpt-oss / SmolLM3 / Granite 3.x / Granite-MoE / OLMo 2 / OLMoE models.
+gpt-oss / SmolLM3 / Granite 3.x / Granite-MoE / OLMo 2 / OLMoE / GLM-4.5 (Glm4Moe) models.
 
 Written from the published architecture definitions (transformers' modeling_llama, modeling_mistral,
 modeling_qwen2, modeling_qwen2_moe, modeling_qwen3, modeling_qwen3_moe, modeling_mixtral, modeling_gemma2 / modular_gemma2 /
@@ -10,7 +10,7 @@ modeling_phi3 / configuration_phi3 / modeling_rope_utils (see Phi3Rope), modelin
 configuration_gpt_oss / integrations/mxfp4 (see RefModel._gpt_oss_init), modular_smollm3 and
 modular_granite / configuration_granite, modular_granitemoe / modeling_jetmoe (see RefModel._smollm3_init,
 _granite_init, _granite_moe), modular_olmo2 / configuration_olmo2 (see RefModel._olmo2_init), modeling_olmoe / configuration_olmoe
-(see RefModel._olmoe_init); DeepSeek's
+(see RefModel._olmoe_init), modeling_glm4_moe / configuration_glm4_moe (see RefModel._glm4_moe_init); DeepSeek's
 papers and
 modeling_deepseek semantics in ref_deepseek.py), not from dpserve's C++.
 It reads the model folder itself (config.json + safetensors, sharded or not) and converts bf16 / f16 / f32
@@ -105,6 +105,7 @@ BREAKS = {
                              "instead of a softmax over the top-k logits",
     "qwen2_moe_shared_ungated": "Qwen2-MoE shared expert added without its sigmoid(shared_expert_gate) factor",
     "qwen2_moe_no_shared_expert": "Qwen2-MoE shared expert left out",
+    "glm4_moe_full_rotary": "GLM-4.5 RoPE over the whole head instead of its first partial_rotary_factor share",
     "olmoe_qk_norm_per_head": "OLMoE q_norm / k_norm applied to each head on its own (Qwen3-MoE's way) instead of "
                               "over the whole projection",
     "olmo2_qk_norm_per_head": "OLMo 2 q_norm / k_norm applied to each head on its own (Qwen3's way) instead of over "
@@ -484,7 +485,7 @@ class RefModel:
                  "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3", "Phi3ForCausalLM": "phi3",
                  "GptOssForCausalLM": "gpt_oss", "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite",
                  "GraniteMoeForCausalLM": "granite_moe", "Olmo2ForCausalLM": "olmo2",
-                 "OlmoeForCausalLM": "olmoe"}
+                 "OlmoeForCausalLM": "olmoe", "Glm4MoeForCausalLM": "glm4_moe"}
         if arch not in kinds:
             raise ValueError(f"unsupported architecture {arch}")
         self.arch = kinds[arch]
@@ -501,7 +502,7 @@ class RefModel:
         self.deepseek = self.arch in ("deepseek_v2", "deepseek_v3")
         # Mistral / Mixtral: a query at position i sees keys j with i - j < sliding_window.
         self.window = c.get("sliding_window") if self.arch in ("mistral", "mixtral") else None
-        self.moe = self.arch in ("qwen3_moe", "qwen2_moe", "mixtral", "granite_moe", "olmoe") or (self.deepseek and bool(c.get("n_routed_experts")))
+        self.moe = self.arch in ("qwen3_moe", "qwen2_moe", "mixtral", "granite_moe", "olmoe", "glm4_moe") or (self.deepseek and bool(c.get("n_routed_experts")))
         self.gemma = self.arch in ("gemma2", "gemma3")
         if self.arch == "gemma3":
             self._gemma_init()
@@ -529,6 +530,28 @@ class RefModel:
             self._olmo2_init()
         elif self.arch == "olmoe":
             self._olmoe_init()
+        self.glm_rotary = None
+        if self.arch == "glm4_moe":
+            self._glm4_moe_init()
+
+    def _glm4_moe_init(self):
+        """Glm4MoeConfig / modeling_glm4_moe with the config's defaults: rms_norm_eps 1e-5; head_dim from the
+        config (else hidden / heads); q/k/v biases when attention_bias (o_proj never has one); per-head
+        q_norm / k_norm before RoPE when use_qk_norm; RoPE (rotate-half) on the first int(head_dim *
+        partial_rotary_factor) (default 0.5) dims of each head, frequencies over that width; layers from
+        first_k_dense_replace (default 1) on are Glm4MoeMoE: Glm4MoeTopkRouter is DeepseekV3TopkRouter
+        (sigmoid, e_score_correction_bias for the choice, n_group groups scored by their two best,
+        topk_group kept, renormalised when norm_topk_prob (default true), times routed_scaling_factor)
+        plus n_shared_experts (default 1) shared experts; the rest dense MLPs of intermediate_size.
+        The router is ref_deepseek.gate on a V3-shaped view of the config (router_config)."""
+        c = self.config
+        self.eps = float(c.get("rms_norm_eps", 1e-5))
+        self.glm_rotary = int(self.head_dim * float(c.get("partial_rotary_factor", 0.5)))
+        self.router_config = dict(c, scoring_func="sigmoid", topk_method="noaux_tc",
+                                  architectures=["DeepseekV3ForCausalLM"], n_group=c.get("n_group", 1),
+                                  topk_group=c.get("topk_group", 1), norm_topk_prob=c.get("norm_topk_prob", True),
+                                  n_shared_experts=c.get("n_shared_experts", 1),
+                                  first_k_dense_replace=c.get("first_k_dense_replace", 1))
 
     def _olmoe_init(self):
         """OlmoeConfig / modeling_olmoe: rms_norm_eps defaults to 1e-5; Llama's pre-norms; q_norm / k_norm as
@@ -822,6 +845,8 @@ class RefModel:
         c = self.config
         if self.deepseek:
             return ds.is_sparse(c, layer)
+        if self.arch == "glm4_moe":
+            return ds.is_sparse(self.router_config, layer)
         if self.arch in ("mixtral", "gpt_oss", "granite_moe", "olmoe"):
             return True
         if self.arch not in ("qwen3_moe", "qwen2_moe"):
@@ -859,6 +884,10 @@ class RefModel:
         elif self.phi3:
             # seq_len = max(position_ids) + 1 of this forward: positions run 0 .. T - 1.
             inv_freq, mag, rot = self.rope.frequencies(T, self.longrope_choice, breaks)
+        elif self.glm_rotary and "glm4_moe_full_rotary" not in breaks:
+            rot = self.glm_rotary
+            inv_freq = rope_inv_freq(self.config, rot, breaks)
+            mag = rope_attention_scaling(self.config, breaks)
         else:
             inv_freq = rope_inv_freq(self.config, self.head_dim, breaks)
             mag = rope_attention_scaling(self.config, breaks)
@@ -901,7 +930,8 @@ class RefModel:
                 q = h @ w[p + "self_attn.q_proj.weight"].T
                 k = h @ w[p + "self_attn.k_proj.weight"].T
                 v = h @ w[p + "self_attn.v_proj.weight"].T
-            biased = self.arch == "qwen2" or (self.arch == "qwen2_moe" and self.config.get("qkv_bias", True))
+            biased = self.arch == "qwen2" or (self.arch == "qwen2_moe" and self.config.get("qkv_bias", True)) or \
+                (self.arch == "glm4_moe" and self.config.get("attention_bias", False))
             if biased and "skip_bias" not in breaks:
                 q = q + w[p + "self_attn.q_proj.bias"]
                 k = k + w[p + "self_attn.k_proj.bias"]
@@ -917,7 +947,7 @@ class RefModel:
             if whole and per_head:
                 q = rms_norm(q, w[p + "self_attn.q_norm.weight"].reshape(self.n_heads, -1), self.eps, breaks)
                 k = rms_norm(k, w[p + "self_attn.k_norm.weight"].reshape(self.n_kv, -1), self.eps, breaks)
-            if self.arch in ("qwen3", "qwen3_moe"):
+            if self.arch in ("qwen3", "qwen3_moe") or (self.arch == "glm4_moe" and self.config.get("use_qk_norm")):
                 if "skip_q_norm" not in breaks:
                     q = rms_norm(q, w[p + "self_attn.q_norm.weight"], self.eps, breaks)
                 if "skip_k_norm" not in breaks:
@@ -951,6 +981,8 @@ class RefModel:
                 x = x + self._phi3_mlp(p + "mlp.", h, act, breaks)
             elif self.arch == "granite_moe":
                 x = x + self._granite_moe(p, h, breaks, act, margins) * res
+            elif self.arch == "glm4_moe" and self.is_sparse(i):
+                x = x + self._deepseek_moe(p, h, breaks, act, margins, self.router_config)
             elif self.is_sparse(i):
                 x = x + self._moe(p, h, breaks, act, margins)
             else:
@@ -1197,10 +1229,10 @@ class RefModel:
         u = h @ w[f"{p}{names[1]}.weight"].T
         return act(silu(g) * u) @ w[f"{p}{names[2]}.weight"].T
 
-    def _deepseek_moe(self, p, h, breaks, act, margins):
-        # DeepseekV2MoE / DeepseekV3MoE: routed experts weighted by the gate, plus the shared experts
-        # (one MLP of n_shared_experts * moe_intermediate_size) on every token.
-        c = self.config
+    def _deepseek_moe(self, p, h, breaks, act, margins, config=None):
+        # DeepseekV2MoE / DeepseekV3MoE (and Glm4MoeMoE, with its V3-shaped config): routed experts weighted
+        # by the gate, plus the shared experts (one MLP of n_shared_experts * moe_intermediate_size) on every token.
+        c = config or self.config
         top, wts = ds.gate(c, self.w, p + "mlp.", h, breaks, margins)
         out = np.zeros_like(h)
         for e in range(c["n_routed_experts"]):
