@@ -535,6 +535,36 @@ static nlohmann::json gemma3_text_config(const nlohmann::json& j) {
   return t;
 }
 
+// MistralConfig's defaults (transformers' configuration_mistral), which a Mistral3ForConditionalGeneration
+// text_config leaves out.
+static nlohmann::json mistral_defaults() {
+  return {{"vocab_size", 32000},          {"hidden_size", 4096},         {"intermediate_size", 14336},
+          {"num_hidden_layers", 32},      {"num_attention_heads", 32},   {"num_key_value_heads", 8},
+          {"hidden_act", "silu"},         {"max_position_embeddings", 131072}, {"rms_norm_eps", 1e-6},
+          {"rope_theta", 10000.0},        {"sliding_window", 4096},      {"tie_word_embeddings", false},
+          {"bos_token_id", 1},            {"eos_token_id", 2}};
+}
+
+// Mistral3ForConditionalGeneration (Mistral Small 3.1 / 3.2, Magistral Small, Devstral Small as
+// published): its Mistral language model, read from text_config with MistralConfig's defaults, for
+// text only (the Pixtral vision tower is not run; Model::load drops its tensors). The special ids and
+// dtype may sit at the top level.
+static nlohmann::json mistral3_text_config(const nlohmann::json& j) {
+  auto it = j.find("text_config");
+  if (it == j.end() || !it->is_object()) fail("config.json: Mistral3ForConditionalGeneration without text_config");
+  nlohmann::json t = *it;
+  if (const std::string type = opt<std::string>(t, "model_type", "mistral"); type != "mistral")
+    fail("config.json: text_config.model_type \"{}\" is not supported for Mistral3ForConditionalGeneration (only "
+         "mistral)", type);
+  for (const char* key : {"bos_token_id", "eos_token_id", "torch_dtype", "dtype"})
+    if (!t.contains(key) && j.contains(key)) t[key] = j[key];
+  read_rope_parameters(t);
+  nlohmann::json with_defaults = mistral_defaults();
+  with_defaults.update(t);
+  with_defaults["architectures"] = nlohmann::json::array({"MistralForCausalLM"});
+  return with_defaults;
+}
+
 static ModelConfig parse_hf_config(const nlohmann::json& j) {
   ModelConfig c;
   std::string arch;
@@ -581,6 +611,8 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   if (!known) {
     std::string names;
     for (const Known& k : kArchs) names += std::string(names.empty() ? "" : ", ") + k.name;
+    // Read through their language model's config (from_hf_json).
+    names += ", Gemma3ForConditionalGeneration, Mistral3ForConditionalGeneration";
     fail("config.json: unsupported architecture \"{}\" (supported: {})", arch, names);
   }
   c.arch = known->arch;
@@ -757,6 +789,11 @@ ModelConfig ModelConfig::from_hf_json(const nlohmann::json& config) {
   std::string arch;
   if (auto it = j.find("architectures"); it != j.end() && it->is_array() && !it->empty() && (*it)[0].is_string())
     arch = (*it)[0].get<std::string>();
+  if (arch == "Mistral3ForConditionalGeneration") {
+    ModelConfig c = parse_hf_config(mistral3_text_config(j));
+    c.arch_name = arch;
+    return c;
+  }
   const bool gemma_mm = arch == "Gemma3ForConditionalGeneration";
   if (!gemma_mm && arch != "Gemma3ForCausalLM" && arch != "Gemma2ForCausalLM") return parse_hf_config(j);
   nlohmann::json with_defaults = arch == "Gemma2ForCausalLM" ? gemma2_defaults() : gemma3_text_defaults();

@@ -132,7 +132,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
     }
     m->cfg_ = ModelConfig::from_hf_json(j);
     load_safetensors_folder(path, m->store_);
-    if (m->cfg_.arch_name == "Gemma3ForConditionalGeneration") {
+    if (m->cfg_.arch_name == "Gemma3ForConditionalGeneration" || m->cfg_.arch_name == "Mistral3ForConditionalGeneration") {
       // Its language model, nested as transformers < 4.52 (language_model.model.) or later
       // (model.language_model.) saved it; the vision tower and projector are not run.
       m->store_.rename_prefix("language_model.model.", "model.");

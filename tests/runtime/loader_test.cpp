@@ -890,6 +890,43 @@ TEST(ModelConfig, Glm4MoeFieldsDefaultsAndRefusals) {
   refused(bad, "n_routed_experts");
 }
 
+// Mistral3Config's text_config read with MistralConfig's documented defaults; Mistral-Small-3.1's
+// published text_config values.
+TEST(ModelConfig, Mistral3TextConfig) {
+  nlohmann::json text = {{"model_type", "mistral"}, {"hidden_size", 5120}, {"head_dim", 128},
+                         {"num_attention_heads", 32}, {"num_key_value_heads", 8}, {"intermediate_size", 32768},
+                         {"num_hidden_layers", 40}, {"vocab_size", 131072}, {"max_position_embeddings", 131072},
+                         {"rms_norm_eps", 1e-05}, {"rope_theta", 1000000000.0}, {"sliding_window", nullptr}};
+  nlohmann::json j = {{"architectures", {"Mistral3ForConditionalGeneration"}}, {"model_type", "mistral3"},
+                      {"text_config", text}, {"vision_config", {{"model_type", "pixtral"}}},
+                      {"torch_dtype", "bfloat16"}};
+  ModelConfig c = ModelConfig::from_hf_json(j);
+  EXPECT_EQ(c.arch_name, "Mistral3ForConditionalGeneration");
+  EXPECT_EQ(c.arch, Arch::Llama);
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.n_layers, 40);
+  EXPECT_EQ(c.sliding_window, 0);
+  EXPECT_DOUBLE_EQ(c.rope_theta, 1e9);
+  EXPECT_FALSE(c.vision.enabled());
+  ASSERT_EQ(c.eos_ids.size(), 1u);  // MistralConfig's bos 1 / eos 2 when neither level names them
+  EXPECT_EQ(c.eos_ids[0], 2);
+  EXPECT_EQ(c.bos_id, 1);
+  // Left out: MistralConfig's defaults (a 4096 window, theta 1e4, rms 1e-6, 8 KV heads).
+  for (const char* k : {"sliding_window", "rope_theta", "rms_norm_eps", "num_key_value_heads"}) j["text_config"].erase(k);
+  j["text_config"]["max_position_embeddings"] = 8192;
+  c = ModelConfig::from_hf_json(j);
+  EXPECT_EQ(c.sliding_window, 4096);
+  EXPECT_DOUBLE_EQ(c.rope_theta, 10000.0);
+  EXPECT_DOUBLE_EQ(c.rms_eps, 1e-6);
+  EXPECT_EQ(c.n_kv_heads, 8);
+  auto bad = j;
+  bad["text_config"]["model_type"] = "ministral3";
+  refused(bad, "ministral3");
+  bad = j;
+  bad.erase("text_config");
+  refused(bad, "text_config");
+}
+
 TEST(Llama2c, TruncatedCheckpointIsAnError) {
   auto d = tmpdir("l2c");
   int32_t hdr[7] = {64, 172, 5, 8, 4, 512, 512};
