@@ -51,7 +51,8 @@ ARCH = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCau
         "DeepseekV2ForCausalLM": "deepseek2", "DeepseekV3ForCausalLM": "deepseek2", "Gemma3ForCausalLM": "gemma3",
         "Gemma2ForCausalLM": "gemma2", "Phi3ForCausalLM": "phi3", "GptOssForCausalLM": "gpt-oss",
         "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite", "GraniteMoeForCausalLM": "granitemoe",
-        "Olmo2ForCausalLM": "olmo2", "OlmoeForCausalLM": "olmoe", "Glm4MoeForCausalLM": "glm4moe"}
+        "Olmo2ForCausalLM": "olmo2", "OlmoeForCausalLM": "olmoe", "Glm4MoeForCausalLM": "glm4moe",
+        "Glm4ForCausalLM": "glm4"}
 # Architectures whose Q / K rows llama.cpp's converter permutes (its LlamaModel and subclasses), so that
 # GGML's RoPE on adjacent pairs equals Hugging Face's rotate-half.
 PERMUTED = ("llama", "smollm3", "granite", "granitemoe")
@@ -104,6 +105,11 @@ OLMO2_NAMES = {"post_attention_layernorm.weight": "post_attention_norm.weight",
                "post_feedforward_layernorm.weight": "post_ffw_norm.weight"}
 # GLM-4.5's MLP input norm, as llama.cpp's converter names it (attn_post_norm in llama.cpp's code).
 GLM4MOE_NAMES = {"post_attention_layernorm.weight": "post_attention_norm.weight"}
+# GLM-4-0414's four norms and fused gate / up, as llama.cpp's converter names them (nothing permuted: its
+# RoPE rotates adjacent pairs, as llama.cpp's NORM rope type for glm4 does).
+GLM4_NAMES = {"post_self_attn_layernorm.weight": "post_attention_norm.weight",
+              "post_attention_layernorm.weight": "ffn_norm.weight",
+              "post_mlp_layernorm.weight": "post_ffw_norm.weight", "mlp.gate_up_proj.weight": "ffn_up.weight"}
 # Phi-3's fused projections, as llama.cpp's converter keeps them: attn_qkv (q, k, v rows) and ffn_up
 # holding the gate rows, then the up rows (phi3 has no ffn_gate).
 PHI3_NAMES = {"self_attn.qkv_proj.weight": "attn_qkv.weight", "mlp.gate_up_proj.weight": "ffn_up.weight"}
@@ -805,6 +811,8 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
     if arch == "gemma2":  # Gemma2Config's
         c = {"head_dim": 256, "max_position_embeddings": 8192, "rope_theta": 10000.0, "tie_word_embeddings": True,
              **c}
+    if arch == "glm4":  # Glm4Config's defaults
+        c = {"head_dim": 128, "attention_bias": True, **c}
     if arch == "smollm3":  # SmolLM3Config's defaults
         c = {"tie_word_embeddings": True, "rope_theta": 2000000.0, **c}
     hidden, n_head = c["hidden_size"], c["num_attention_heads"]
@@ -824,9 +832,9 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
     w.add(p + "attention.head_count", G.U32, n_head)
     if arch != "deepseek2":
         w.add(p + "attention.head_count_kv", G.U32, n_kv)
-    # Olmo2Config's, OlmoeConfig's and Glm4MoeConfig's default is 1e-5, the others' 1e-6.
+    # Olmo2Config's, OlmoeConfig's and Glm4MoeConfig's default is 1e-5, Glm4Config's 1.5625e-7, the others' 1e-6.
     w.add(p + "attention.layer_norm_rms_epsilon", G.F32,
-          c.get("rms_norm_eps", 1e-5 if arch in ("olmo2", "olmoe", "glm4moe") else 1e-6))
+          c.get("rms_norm_eps", 1e-5 if arch in ("olmo2", "olmoe", "glm4moe") else 1.5625e-7 if arch == "glm4" else 1e-6))
     w.add(p + "rope.freq_base", G.F32, c.get("rope_theta", 10000.0))
     longrope = None
     if arch == "deepseek2":
@@ -835,6 +843,8 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
         longrope = phi3_keys(w, p, c, head_dim)
     elif arch == "glm4moe":
         glm4moe_keys(w, p, c, head_dim)
+    elif arch == "glm4":  # Glm4Config's defaults: head_dim 128, half of it rotated
+        w.add(p + "rope.dimension_count", G.U32, int(head_dim * c.get("partial_rotary_factor", 0.5)))
     else:
         w.add(p + "rope.dimension_count", G.U32, head_dim)
     if "head_dim" in c and c["head_dim"] and arch != "deepseek2":
@@ -936,7 +946,8 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
         names = ({**LAYER_NAMES, **GEMMA3_NAMES} if gemma else {**LAYER_NAMES, **PHI3_NAMES} if phi3
                  else {**LAYER_NAMES, **GPT_OSS_NAMES} if gpt_oss
                  else {**LAYER_NAMES, **OLMO2_NAMES} if arch == "olmo2"
-                 else {**LAYER_NAMES, **GLM4MOE_NAMES} if arch == "glm4moe" else LAYER_NAMES)
+                 else {**LAYER_NAMES, **GLM4MOE_NAMES} if arch == "glm4moe"
+                 else {**LAYER_NAMES, **GLM4_NAMES} if arch == "glm4" else LAYER_NAMES)
         for hf, gg in names.items():
             if hp + hf not in st or (phi3 and qkv == "split" and gg == "attn_qkv.weight"):
                 continue

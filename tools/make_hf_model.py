@@ -47,6 +47,7 @@ ARCHITECTURES = {
     "olmo2": ("Olmo2ForCausalLM", "olmo2"),
     "olmoe": ("OlmoeForCausalLM", "olmoe"),
     "glm4_moe": ("Glm4MoeForCausalLM", "glm4_moe"),
+    "glm4": ("Glm4ForCausalLM", "glm4"),
 }
 DEEPSEEK = ("deepseek_v2", "deepseek_v3")
 
@@ -163,6 +164,10 @@ TINY = {
     # GLM-4.5 (Glm4MoeForCausalLM): q/k/v biases, head_dim independent of hidden_size with its first half rotated,
     # DeepSeek-V3's router (sigmoid, correction bias, 2 groups of which 1 is kept, renormalised, scaled by 2.5),
     # one shared expert, the first layer dense; rms_norm_eps 1e-5 as GLM-4.5's config.
+    # GLM-4-0414 (Glm4ForCausalLM): q/k/v biases, head_dim independent of hidden_size with its first half rotated on
+    # adjacent pairs, norms after attention and the MLP too, gate and up fused; rms_norm_eps 1e-5 as GLM-4-9B-0414.
+    "glm4": dict(vocab_size=397, hidden_size=128, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=40, partial_rotary_factor=0.5, rms_norm_eps=1e-5),
     "glm4_moe": dict(vocab_size=397, hidden_size=128, intermediate_size=256, num_hidden_layers=3,
                      num_attention_heads=4, num_key_value_heads=2, head_dim=40, num_experts=8,
                      num_experts_per_tok=2, moe_intermediate_size=64, n_shared_experts=1, first_k_dense_replace=1,
@@ -318,6 +323,9 @@ def build_config(a):
             cfg["no_rope_layers"] = a.no_rope_layers
     if a.arch == "olmo2":
         cfg.update({"attention_bias": False, "pad_token_id": 1})
+    if a.arch == "glm4":
+        cfg.update({"head_dim": a.head_dim, "partial_rotary_factor": a.partial_rotary_factor, "attention_bias": True,
+                    "pad_token_id": 0})
     if a.arch == "glm4_moe":
         cfg.update({"head_dim": a.head_dim, "partial_rotary_factor": a.partial_rotary_factor, "attention_bias": True,
                     "use_qk_norm": bool(a.use_qk_norm), "n_routed_experts": a.num_experts,
@@ -806,6 +814,8 @@ def build_tensors(a):
         return phi3_tensors(a)
     if a.arch == "gpt_oss":
         return gpt_oss_tensors(a)
+    if a.arch == "glm4":
+        return glm4_tensors(a)
     t = [TensorSpec("model.embed_tokens.weight", (a.vocab_size, h), "normal", 1.0)]
     for i in range(a.num_hidden_layers):
         p = f"model.layers.{i}."
@@ -891,6 +901,32 @@ def build_tensors(a):
     if a.arch == "qwen2_5_vl":
         VISION_TINY_OUT[0] = h
         t += vision_tensors()
+    return t
+
+
+def glm4_tensors(a):
+    """Glm4ForCausalLM in HF naming: four norms a layer (input_layernorm, post_self_attn_layernorm on the attention
+    output, post_attention_layernorm before the MLP, post_mlp_layernorm on its output), q/k/v biases, the MLP's gate
+    and up rows fused in gate_up_proj (gate first)."""
+    h, hd, nq, nkv, f = a.hidden_size, a.head_dim, a.num_attention_heads, a.num_key_value_heads, a.intermediate_size
+    t = [TensorSpec("model.embed_tokens.weight", (a.vocab_size, h), "normal", 1.0)]
+    for i in range(a.num_hidden_layers):
+        p = f"model.layers.{i}."
+        t.append(TensorSpec(p + "input_layernorm.weight", (h,), "norm"))
+        t.append(TensorSpec(p + "self_attn.q_proj.weight", (nq * hd, h), "normal", 1.5 / np.sqrt(h)))
+        t.append(TensorSpec(p + "self_attn.k_proj.weight", (nkv * hd, h), "normal", 1.5 / np.sqrt(h)))
+        t.append(TensorSpec(p + "self_attn.v_proj.weight", (nkv * hd, h), "normal", 1.0 / np.sqrt(h)))
+        t.append(TensorSpec(p + "self_attn.q_proj.bias", (nq * hd,), "normal", 0.5))
+        t.append(TensorSpec(p + "self_attn.k_proj.bias", (nkv * hd,), "normal", 0.5))
+        t.append(TensorSpec(p + "self_attn.v_proj.bias", (nkv * hd,), "normal", 0.3))
+        t.append(TensorSpec(p + "self_attn.o_proj.weight", (h, nq * hd), "normal", 1.0 / np.sqrt(nq * hd)))
+        for n in ("post_self_attn_layernorm", "post_attention_layernorm", "post_mlp_layernorm"):
+            t.append(TensorSpec(p + n + ".weight", (h,), "norm"))
+        t.append(TensorSpec(p + "mlp.gate_up_proj.weight", (2 * f, h), "normal", 1.0 / np.sqrt(h)))
+        t.append(TensorSpec(p + "mlp.down_proj.weight", (h, f), "normal", 1.0 / np.sqrt(f)))
+    t.append(TensorSpec("model.norm.weight", (h,), "norm"))
+    if not a.tie_word_embeddings:
+        t.append(TensorSpec("lm_head.weight", (a.vocab_size, h), "normal", 2.5 / np.sqrt(h)))
     return t
 
 
@@ -1372,12 +1408,12 @@ def parse_args(argv):
     if arch in ("granite", "granite_moe") and min(getattr(a, k) for k in granite_only) <= 0:
         ap.error("granite's multipliers must be positive")
     phi3 = arch == "phi3"
-    if arch == "glm4_moe":
+    if arch in ("glm4_moe", "glm4"):
         rot = phi3_rotary_dim(a)
         if not 0.0 < a.partial_rotary_factor <= 1.0 or rot < 2 or rot % 2:
             ap.error(f"--partial-rotary-factor must be in (0, 1] and leave an even rotary dim, not {rot}")
     if not phi3 and ({"longrope_type_name"} & a.explicit or a.rope_scaling == "longrope" or
-                     ("partial_rotary_factor" in a.explicit and arch != "glm4_moe")):
+                     ("partial_rotary_factor" in a.explicit and arch not in ("glm4_moe", "glm4"))):
         ap.error("--partial-rotary-factor, --longrope-type-name and --rope-scaling longrope are for --arch phi3")
     if phi3:
         if a.rope_scaling not in ("none", "longrope"):

@@ -166,7 +166,7 @@ void RopeScaling::use_longrope(int64_t context_length) {
 static void parse_partial_rotary(const nlohmann::json& j, ModelConfig& c, double default_factor) {
   const double f = opt<double>(j, "partial_rotary_factor", default_factor);
   if (f == 1.0) return;
-  if (c.arch != Arch::Phi3 && c.arch_name != "Glm4MoeForCausalLM")
+  if (c.arch != Arch::Phi3 && c.arch_name != "Glm4MoeForCausalLM" && c.arch_name != "Glm4ForCausalLM")
     fail("config.json: partial_rotary_factor {} is not supported for {} (RoPE over the whole head)", f, c.arch_name);
   const auto dim = int64_t(double(c.head_dim) * f);  // transformers truncates too
   if (!(f > 0 && f < 1) || dim < 2 || dim % 2 != 0)
@@ -604,6 +604,9 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
       // GLM-4.5 / 4.6: Llama-shaped attention (q/k/v biases, half of each head rotated, optional per-head
       // q / k norms) over DeepSeek-V3's routing and shared experts.
       {"Glm4MoeForCausalLM", Arch::Llama},
+      // GLM-4-0414 (9B, 32B) and GLM-Z1: q/k/v biases, half of each head rotated on adjacent pairs, norms on
+      // the attention and MLP outputs too, gate and up fused in gate_up_proj (split as they load).
+      {"Glm4ForCausalLM", Arch::Llama},
   };
   const Known* known = nullptr;
   for (const Known& k : kArchs)
@@ -626,7 +629,8 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   c.n_heads = req_int(j, "num_attention_heads");
   c.n_kv_heads = j.contains("num_key_value_heads") ? req_int(j, "num_key_value_heads") : c.n_heads;
   c.vocab = req_int(j, "vocab_size");
-  c.head_dim = opt<int64_t>(j, "head_dim", 0);
+  const bool glm4 = arch == "Glm4ForCausalLM";
+  c.head_dim = opt<int64_t>(j, "head_dim", glm4 ? 128 : 0);  // Glm4Config's default head_dim is 128
   if (c.is_deepseek()) {
     parse_mla(j, c);
   } else if (c.head_dim <= 0) {
@@ -637,11 +641,14 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
     fail("config.json: num_attention_heads {} is not a multiple of num_key_value_heads {}", c.n_heads, c.n_kv_heads);
   if (c.head_dim % 2 != 0) fail("config.json: head_dim {} must be even for RoPE", c.head_dim);
   const bool glm4_moe = arch == "Glm4MoeForCausalLM";
-  parse_partial_rotary(j, c, glm4_moe ? 0.5 : 1.0);  // Glm4MoeConfig's default: half of each head rotates
+  // Glm4MoeConfig's and Glm4Config's default: half of each head rotates.
+  parse_partial_rotary(j, c, glm4_moe || glm4 ? 0.5 : 1.0);
   c.max_pos = opt<int64_t>(j, "max_position_embeddings", 2048);
   const bool olmo2 = arch == "Olmo2ForCausalLM", olmoe = arch == "OlmoeForCausalLM";
   // Olmo2Config's, OlmoeConfig's and Glm4MoeConfig's default is 1e-5.
-  c.rms_eps = opt<double>(j, "rms_norm_eps", olmo2 || olmoe || arch == "Glm4MoeForCausalLM" ? 1e-5 : 1e-6);
+  c.rms_eps = opt<double>(j, "rms_norm_eps", olmo2 || olmoe || arch == "Glm4MoeForCausalLM" ? 1e-5
+                                             : arch == "Glm4ForCausalLM"                  ? 1.5625e-7  // Glm4Config's
+                                                                                          : 1e-6);
   const bool smollm3 = arch == "SmolLM3ForCausalLM", granite_moe = arch == "GraniteMoeForCausalLM";
   const bool granite = arch == "GraniteForCausalLM" || granite_moe;
   c.rope_theta = opt<double>(j, "rope_theta", smollm3 ? 2000000.0 : 10000.0);  // SmolLM3Config's default_theta
@@ -658,6 +665,14 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
     c.o_bias = false;  // Glm4MoeAttention's o_proj has no bias whatever attention_bias says
     c.qk_norm = opt<bool>(j, "use_qk_norm", false);
   }
+  if (glm4) {
+    // GlmAttention: q/k/v biases (attention_bias, true by default), none on o_proj; RoPE on adjacent pairs
+    // (cos / sin repeat-interleaved); Glm4DecoderLayer's four norms are Gemma's sandwich without the +1.
+    c.qkv_bias = opt<bool>(j, "attention_bias", true);
+    c.o_bias = false;
+    c.rope_interleaved = true;
+    c.sandwich_norms = true;
+  }
   if (opt<bool>(j, "mlp_bias", false))
     fail("config.json: mlp_bias true is not supported for {} (no published checkpoint uses it)", c.arch_name);
   c.qk_norm_whole = olmo2 || olmoe;
@@ -668,7 +683,7 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
     fail("config.json: clip_qkv is not supported for {} (only null: no released checkpoint clamps)", arch);
   if (smollm3) parse_smollm3(j, c);
   else if (granite) parse_granite(j, c);
-  else if (!olmo2 && !olmoe && !glm4_moe) parse_sliding_window(j, c);  // SmolLM3 / Granite / OLMo's attention: no window
+  else if (!olmo2 && !olmoe && !glm4_moe && !glm4) parse_sliding_window(j, c);  // SmolLM3 / Granite / OLMo's attention: no window
   if (auto it = j.find("rope_scaling"); it != j.end() && it->is_object()) {
     std::string type = opt<std::string>(*it, "rope_type", opt<std::string>(*it, "type", std::string()));
     if (type == "llama3") {

@@ -341,6 +341,26 @@ void read_olmoe(const GgufSet& g, const std::string& p, ModelConfig& c) {
   c.qk_norm_whole = true;
 }
 
+// The nextn_predict_layers multi-token-prediction layers that glm4 / glm4moe files count in
+// block_count (at its end): not run, their tensors left unread.
+void read_nextn_layers(const GgufMetadata& m, const std::string& p, ModelConfig& c) {
+  const int64_t nextn = m.get_int(p + "nextn_predict_layers").value_or(0);
+  if (nextn < 0 || nextn >= c.n_layers)
+    fail("GGUF {}: {}nextn_predict_layers {} must be in [0, block_count {})", m.where(), p, nextn, c.n_layers);
+  c.n_layers -= nextn;
+  c.nextn_layers = nextn;
+}
+
+// glm4 (GLM-4-0414, GLM-Z1): q/k/v biases, RoPE on adjacent pairs of the first rope.dimension_count
+// dims of each head (llama.cpp's NORM rope type; nothing permuted), the MLP's gate and up fused in
+// ffn_up (gate rows first, as phi3), and norms on the attention and MLP outputs (post_attention_norm,
+// post_ffw_norm) beside ffn_norm before the MLP: Gemma's sandwich without the +1.
+void read_glm4(const GgufSet& g, const std::string& p, ModelConfig& c) {
+  refuse_experts(g.metadata(), p);
+  read_nextn_layers(g.metadata(), p, c);
+  c.sandwich_norms = true;
+}
+
 // glm4moe (GLM-4.5, 4.5-Air, 4.6): Llama-shaped attention with q/k/v biases (when the file has
 // them) and per-head attn_q_norm / attn_k_norm when present (GLM-4.5 355B), RoPE on halves over the
 // first rope.dimension_count dims of each head (nothing permuted), the MLP's input norm named
@@ -349,11 +369,7 @@ void read_olmoe(const GgufSet& g, const std::string& p, ModelConfig& c) {
 // that block_count includes at the end are not run (their tensors are left unread).
 void read_glm4moe(const GgufSet& g, const std::string& p, ModelConfig& c) {
   const GgufMetadata& m = g.metadata();
-  const int64_t nextn = m.get_int(p + "nextn_predict_layers").value_or(0);
-  if (nextn < 0 || nextn >= c.n_layers)
-    fail("GGUF {}: {}nextn_predict_layers {} must be in [0, block_count {})", m.where(), p, nextn, c.n_layers);
-  c.n_layers -= nextn;
-  c.nextn_layers = nextn;
+  read_nextn_layers(m, p, c);
   read_deepseek_moe_routing(g, p, c);
   if (c.n_experts == 0) fail("GGUF {}: {}expert_count is missing or 0, but glm4moe is a mixture of experts", m.where(), p);
   c.qk_norm = g.tensor("blk.0.attn_q_norm.weight") != nullptr;
@@ -361,7 +377,7 @@ void read_glm4moe(const GgufSet& g, const std::string& p, ModelConfig& c) {
 
 // deepseek2 (DeepSeek-V2, V2-Lite, V3, R1): llama.cpp's converter permutes nothing; its RoPE for
 // this architecture rotates adjacent pairs of q_pe / k_pe, as dpserve's MLA does for every model.
-constexpr std::array<GgufArch, 16> kArchs = {{
+constexpr std::array<GgufArch, 17> kArchs = {{
     {"llama", Arch::Llama, true, false, false, false, false, read_llama},
     {"qwen2", Arch::Qwen2, false, true, false, false, false, nullptr},
     {"qwen2moe", Arch::Qwen2, false, true, false, true, false, read_qwen2moe},
@@ -377,6 +393,7 @@ constexpr std::array<GgufArch, 16> kArchs = {{
     {"granitemoe", Arch::Llama, true, false, false, false, false, read_granite_moe},
     {"olmo2", Arch::Llama, false, false, false, false, false, read_olmo2},
     {"olmoe", Arch::Llama, false, false, false, false, false, read_olmoe},
+    {"glm4", Arch::Llama, true, false, false, false, false, read_glm4},
     {"glm4moe", Arch::Llama, false, false, false, true, false, read_glm4moe},
 }};
 

@@ -113,6 +113,9 @@ struct Layout {
   bool fused_qkv = false;   // phi3 written with attn_qkv (llama.cpp also reads it split)
 };
 
+// phi3 and glm4 keep the MLP's gate rows in ffn_up, before its up rows (Hugging Face's gate_up_proj).
+bool gate_up_fused(const ModelConfig& c) { return c.arch == Arch::Phi3 || c.arch_name == "glm4"; }
+
 // gpt-oss and glm4moe name the MLP's input norm post_attention_norm (Hugging Face's
 // post_attention_layernorm), where the others say ffn_norm.
 bool mlp_norm_is_post_attention(const ModelConfig& c) { return c.arch == Arch::GptOss || c.arch_name == "glm4moe"; }
@@ -135,7 +138,7 @@ bool applies(Use u, const Layout& lay, int64_t layer) {
     case Use::Kv: return !mla && !lay.fused_qkv;
     case Use::Q: return (!mla || c.mla.q_lora_rank == 0) && !lay.fused_qkv;
     case Use::Qkv: return lay.fused_qkv;
-    case Use::Gate: return !c.layer_is_moe(layer) && c.arch != Arch::Phi3;
+    case Use::Gate: return !c.layer_is_moe(layer) && !gate_up_fused(c);
     case Use::FfnNorm: return !mlp_norm_is_post_attention(c) && !c.post_norms_only;
     case Use::PostNorm: return c.sandwich_norms || mlp_norm_is_post_attention(c) || c.post_norms_only;
     case Use::OBias: return c.o_bias;
@@ -170,7 +173,7 @@ const char* why_not(Use u) {
     case Use::KvB: return "attention.key_length_mla says kv_b is split into attn_k_b / attn_v_b";
     case Use::KvBSplit: return "attention.key_length_mla is absent: kv_b is one attn_kv_b tensor";
     case Use::Qkv: return "layer 0 has no attn_qkv: q, k and v are separate tensors";
-    case Use::Gate: return "the layer is a mixture of experts, or phi3, whose ffn_up holds the gate rows too";
+    case Use::Gate: return "the layer is a mixture of experts, or phi3 / glm4, whose ffn_up holds the gate rows too";
     case Use::FfnNorm: return "gpt-oss and glm4moe name the MLP's input norm post_attention_norm; olmo2 has none";
     case Use::PostNorm: return "this architecture has no norm named post_attention_norm";
     case Use::OBias: return "this architecture has no attention output bias";
@@ -399,7 +402,7 @@ void load_gguf(const std::string& path, ModelConfig& config, WeightStore& store)
         // With sandwich norms (gemma3) ffn_norm is the MLP's input norm and post_attention_norm
         // takes the Hugging Face name the other architectures give ffn_norm.
         const bool pre_ffn = c.sandwich_norms && rule->gguf == "ffn_norm.weight";
-        const bool gate_up = c.arch == Arch::Phi3 && rule->gguf == "ffn_up.weight";
+        const bool gate_up = gate_up_fused(c) && rule->gguf == "ffn_up.weight";
         const bool router = c.arch == Arch::GptOss && rule->gguf == "ffn_gate_inp.weight";  // gpt-oss's mlp.router
         const std::string_view hf = pre_ffn    ? "pre_feedforward_layernorm.weight"
                                     : gate_up ? "mlp.gate_up_proj.weight"

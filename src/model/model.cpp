@@ -64,8 +64,9 @@ int32_t Model::add_lora(const std::string& dir) {
 
 void Model::load_lora(int32_t slot, const std::string& dir) {
   if (nextn_) fail("LoRA adapter {}: adapters apply to the main model, not to a NEXTN draft layer", dir);
-  if (cfg_.arch == Arch::Phi3)
-    fail("LoRA adapter {}: adapters for Phi-3 / Phi-4 models (fused qkv_proj and gate_up_proj) are not supported", dir);
+  if (cfg_.arch == Arch::Phi3 || cfg_.arch_name == "Glm4ForCausalLM" || cfg_.arch_name == "glm4")
+    fail("LoRA adapter {}: adapters for Phi-3 / Phi-4 and GLM-4 models (fused qkv_proj / gate_up_proj) are not supported",
+         dir);
   if (cfg_.arch == Arch::GptOss) fail("LoRA adapter {}: adapters for gpt-oss models are not supported", dir);
   DP_CHECK(slot >= 0 && slot <= lora_count() && !lora_loaded(slot), "LoRA slot {} is taken or out of range ({} slots)",
            slot, lora_count());
@@ -99,8 +100,8 @@ int64_t Model::lora_bytes() const {
 }
 
 // Phi-3 checkpoints fuse q, k and v into self_attn.qkv_proj and gate, up into mlp.gate_up_proj (in
-// that order; GGUF files as attn_qkv, or split, and ffn_up); the layers load them as the separate
-// projections the other models have.
+// that order; GGUF files as attn_qkv, or split, and ffn_up), GLM-4's gate and up too; the layers load
+// them as the separate projections the other models have.
 static void split_fused_projections(const ModelConfig& c, WeightStore& store) {
   const int64_t q = c.n_heads * c.head_dim, kv = c.n_kv_heads * c.head_dim;
   for (int64_t l = 0; l < c.n_layers; ++l) {
@@ -169,7 +170,18 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   } else {
     load_llama2c(path, m->cfg_, m->store_);
   }
-  if (m->cfg_.arch == Arch::Phi3) split_fused_projections(m->cfg_, m->store_);
+  if (m->cfg_.arch == Arch::Phi3 || m->cfg_.arch_name == "Glm4ForCausalLM" || m->cfg_.arch_name == "glm4")
+    split_fused_projections(m->cfg_, m->store_);
+  if (m->cfg_.arch_name == "Glm4ForCausalLM") {
+    // Glm4DecoderLayer's norms under the names Gemma's sandwich uses: post_self_attn_layernorm (on the
+    // attention output), post_attention_layernorm (the MLP's input), post_mlp_layernorm (on its output).
+    for (int64_t l = 0; l < m->cfg_.n_layers; ++l) {
+      const std::string p = "model.layers." + std::to_string(l) + ".";
+      m->store_.rename_prefix(p + "post_attention_layernorm.", p + "pre_feedforward_layernorm.");
+      m->store_.rename_prefix(p + "post_self_attn_layernorm.", p + "post_attention_layernorm.");
+      m->store_.rename_prefix(p + "post_mlp_layernorm.", p + "post_feedforward_layernorm.");
+    }
+  }
   if (m->cfg_.arch == Arch::GptOss && !gguf) split_gpt_oss_experts(m->cfg_, m->store_);  // GGUF: split already
   if (m->cfg_.arch_name == "GraniteMoeForCausalLM") split_granite_moe_experts(m->cfg_, m->store_);
   if (const std::string left = m->store_.bytes_left(); !left.empty())

@@ -694,12 +694,12 @@ for t in ("q5_0", "q5_1"):
     rms = float(np.sqrt(np.mean((got[:n].astype(np.float64) - ref_f32[:n]) ** 2)) / ref_f32[:n].std())
     check(rms < 0.25, f"{t} GGUF prompt logits within {rms:.3f} x std (rms) of the f32 folder's (tolerance 0.25)")
 
-# --- smollm3 / granite / granitemoe / olmo2 / olmoe / qwen2moe / glm4moe: what model_gguf_llamacpp's cases of them compare with llama.cpp, here
+# --- smollm3 / granite / granitemoe / olmo2 / olmoe / qwen2moe / glm4moe / glm4: what model_gguf_llamacpp's cases of them compare with llama.cpp, here
 # against the HF folder (Q/K permuted: equal up to summation order), the keys that matter, and refusals.
 # The converter refuses a SmolLM3 whose NoPE layers are not llama.cpp's every fourth.
 for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", "5"]), ("granite", []),
                     ("granitemoe", []), ("olmo2", []), ("olmoe", []), ("qwen2moe", ["--mlp-only-layers", ""]),
-                    ("glm4moe", ["--use-qk-norm"])):
+                    ("glm4moe", ["--use-qk-norm"]), ("glm4", [])):
     hf = os.path.join(WORK, f"hf-{arch}")
     hf_arch = {"granitemoe": "granite_moe", "qwen2moe": "qwen2_moe", "glm4moe": "glm4_moe"}.get(arch, arch)
     subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.py"), "--arch", hf_arch, "--dtype",
@@ -712,7 +712,7 @@ for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", 
     err, why = max_diff(got, ref)
     check(err <= 1e-5 and got_out == ref_out, f"{arch} GGUF == its HF folder: max diff {err:.2g} x std {why}")
     keys = {"smollm3": [], "granite": ["embedding_scale", "attention.scale", "residual_scale"],
-            "granitemoe": ["residual_scale"], "olmo2": [], "olmoe": [], "qwen2moe": [], "glm4moe": []}[arch]
+            "granitemoe": ["residual_scale"], "olmo2": [], "olmoe": [], "qwen2moe": [], "glm4moe": [], "glm4": []}[arch]
     for key in keys:
         off, _ = dump_logits(write(f"{arch}-no-{key}", patched_model(base=gg, drop=(f"{arch}.{key}",))), ids)
         off_err, _ = max_diff(off, ref)
@@ -748,6 +748,8 @@ for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", 
                  "blk.1.post_attention_norm.weight"),
                 ("glm4moe_gating", dict(replace_kv={"glm4moe.expert_gating_func": (G.U32, 3, None)}),
                  "expert_gating_func")]
+    if arch == "glm4":  # a missing output norm; an ffn_gate beside the fused ffn_up
+        bads += [("glm4_no_post_ffw_norm", dict(drop=("blk.1.post_ffw_norm.weight",)), "blk.1.post_ffw_norm.weight")]
     if arch == "granitemoe":  # GraniteMoeShared's shared experts
         bads = [("granitemoe_shared", dict(extra_kv=[("granitemoe.expert_shared_count", G.U32, 1)]),
                  "expert_shared_count")]

@@ -196,6 +196,10 @@ PHI3_CASES = [
                                             "--sliding-window", "20", "--max-position-embeddings", "128"], 74),
     Case("phi3_su_partial_tied_f16", "f16", PHI3_LONG + ["--longrope-type-name", "su", "--partial-rotary-factor",
                                                          "0.75", "--tie-word-embeddings"], 75),
+    # GLM-4-0414 (Glm4ForCausalLM): Phi-3's fused gate_up_proj and partial rotary, but rotating adjacent pairs of the
+    # first 20 of 40 dims, q/k/v biases, norms on the attention and MLP outputs too; f32 and bf16.
+    Case("glm4_f32", "f32", ["--arch", "glm4"], 76),
+    Case("glm4_bf16", "bf16", ["--arch", "glm4"], 77),
 ]
 # gpt-oss (GptOssForCausalLM): q/k/v/o biases, attention sinks, sliding (window 6) / full layers
 # alternating from sliding, YaRN with truncate false (factor 4 over an original context of 32, theta 150000),
@@ -280,6 +284,7 @@ ARCH_BREAKS = {"llama": [], "qwen2": ["skip_bias"], "qwen3": ["skip_q_norm", "sk
                "olmo2": ["olmo2_qk_norm_per_head", "olmo2_pre_norms"],
                "olmoe": ["olmoe_qk_norm_per_head", "moe_flip_renorm"],
                "glm4_moe": ["skip_bias", "glm4_moe_full_rotary", "moe_scale_rule_swapped"],
+               "glm4": ["skip_bias", "glm4_full_rotary", "glm4_no_post_norms", "phi3_gate_up_swapped"],
                "granite_moe": ["granite_no_embedding_multiplier", "granite_attn_scale_head_dim",
                                "granite_no_residual_multiplier", "granite_logits_multiplied",
                                "granite_moe_gate_up_swapped"],
@@ -715,7 +720,7 @@ def main():
                                                 "granite_moe_bf16_sharded", "olmo2_f32", "olmo2_bf16",
                                                 "olmoe_f32", "olmoe_renorm_bf16", "qwen2_moe_f32",
                                                 "qwen2_moe_renorm_all_sparse_bf16", "glm4_moe_groups_f32",
-                                                "glm4_moe_qk_norm_bf16")]
+                                                "glm4_moe_qk_norm_bf16", "glm4_f32", "glm4_bf16")]
         for c in picks or cases:
             try:
                 self_check_case(c, a.work, results)

@@ -382,6 +382,7 @@ def test_every_break_changes_logits():
         "olmoe": rf.RefModel(make_model("brk_olmoe", "--arch", "olmoe")),
         "qwen2_moe": rf.RefModel(make_model("brk_qwen2_moe", "--arch", "qwen2_moe")),
         "glm4_moe": rf.RefModel(make_model("brk_glm4_moe", "--arch", "glm4_moe")),
+        "glm4": rf.RefModel(make_model("brk_glm4", "--arch", "glm4")),
     }
     use = {"skip_bias": "qwen2", "skip_q_norm": "qwen3", "skip_k_norm": "qwen3", "moe_flip_renorm": "moe",
            "no_rope_scaling": "llama3", "no_sliding_window": "mistral", "mixtral_no_renorm": "mixtral",
@@ -398,6 +399,7 @@ def test_every_break_changes_logits():
     use.update({b: "olmo2" for b in rf.BREAKS if b.startswith("olmo2_")})
     use.update({b: "olmoe" for b in rf.BREAKS if b.startswith("olmoe_")})
     use.update({b: "qwen2_moe" for b in rf.BREAKS if b.startswith("qwen2_moe_")})
+    use.update({b: "glm4" for b in rf.BREAKS if b.startswith("glm4_")})
     use.update({b: "glm4_moe" for b in rf.BREAKS if b.startswith("glm4_moe_")})
     use["yarn_truncate_ignored"] = "gpt_oss"
     for b in rf.BREAKS:

@@ -200,6 +200,7 @@ elif CASE == "dump_logits":
                           ("qwen2_moe", ["tp2_ep2", "tp2_dp2"]),
                           # DeepSeek-V3's router over ranks, partial RoPE on each rank's heads, q/k/v biases sliced
                           ("glm4_moe", ["tp2_ep2", "tp2_dp2"]),
+                          ("glm4", ["tp2", "tp2_dp2"]),  # fused gate / up split per rank, adjacent-pair partial RoPE
                           ("smollm3", ["tp2"]),  # NoPE layers on each rank's heads
                           # sinks sliced with the heads, o / down biases added on one rank, experts split or whole
                           ("gpt_oss", ["tp2", "tp2_dp2", "tp2_ep2"])):

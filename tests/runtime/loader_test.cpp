@@ -890,6 +890,28 @@ TEST(ModelConfig, Glm4MoeFieldsDefaultsAndRefusals) {
   refused(bad, "n_routed_experts");
 }
 
+// Glm4Config's documented defaults (GLM-4-9B-0414 names most of them).
+TEST(ModelConfig, Glm4Defaults) {
+  nlohmann::json j = {{"architectures", {"Glm4ForCausalLM"}}, {"hidden_size", 4096}, {"num_hidden_layers", 2},
+                      {"num_attention_heads", 32}, {"num_key_value_heads", 2}, {"intermediate_size", 13696},
+                      {"vocab_size", 151552}};
+  ModelConfig c = ModelConfig::from_hf_json(j);
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.rotary_dim, 64);
+  EXPECT_TRUE(c.rope_interleaved);
+  EXPECT_TRUE(c.sandwich_norms);
+  EXPECT_FLOAT_EQ(c.norm_offset, 0.0f);
+  EXPECT_TRUE(c.qkv_bias);
+  EXPECT_FALSE(c.o_bias);
+  EXPECT_DOUBLE_EQ(c.rms_eps, 1.5625e-7);
+  EXPECT_EQ(c.sliding_window, 0);
+  j["attention_bias"] = false, j["rms_norm_eps"] = 1e-5, j["head_dim"] = 64, j["partial_rotary_factor"] = 1.0;
+  c = ModelConfig::from_hf_json(j);
+  EXPECT_FALSE(c.qkv_bias);
+  EXPECT_DOUBLE_EQ(c.rms_eps, 1e-5);
+  EXPECT_EQ(c.rope_dim(), 64);
+}
+
 // Mistral3Config's text_config read with MistralConfig's documented defaults; Mistral-Small-3.1's
 // published text_config values.
 TEST(ModelConfig, Mistral3TextConfig) {

@@ -106,6 +106,9 @@ CASES = {
     # scaled by 2.5, one shared expert).
     "glm4moe": dict(hf=["--arch", "glm4_moe", "--use-qk-norm", "--seed", "32"], gguf=[], variants=["F32"],
                     same_as_hf=True),
+    # GLM-4-0414 (llama.cpp's glm4: q/k/v biases, adjacent pairs of the first 20 of 40 dims rotated with nothing
+    # permuted, gate and up fused in ffn_up, post_attention_norm / ffn_norm / post_ffw_norm).
+    "glm4": dict(hf=["--arch", "glm4", "--seed", "33"], gguf=[], variants=["F32"], same_as_hf=True),
     # Quantized: every matrix row is 256 elements wide (hidden 256, FFN 256, attention 256), so
     # llama-quantize uses the K-quant types on every tensor instead of falling back to Q5_0 /
     # Q8_0 for rows that are not whole 256-element blocks.

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Independent float64 NumPy forward pass of Hugging Face Llama / Mistral / Qwen2 / Qwen2-MoE / Qwen3 / Qwen3-MoE /
 Mixtral / DeepSeek-V2 / DeepSeek-V3 / Gemma 2 / Gemma 3 (text) / Phi-3 (Phi-3, Phi-3.5, Phi-4, Phi-4-mini) /
-gpt-oss / SmolLM3 / Granite 3.x / Granite-MoE / OLMo 2 / OLMoE / GLM-4.5 (Glm4Moe) models.
+gpt-oss / SmolLM3 / Granite 3.x / Granite-MoE / OLMo 2 / OLMoE / GLM-4-0414 (Glm4) / GLM-4.5 (Glm4Moe) models.
 
 Written from the published architecture definitions (transformers' modeling_llama, modeling_mistral,
 modeling_qwen2, modeling_qwen2_moe, modeling_qwen3, modeling_qwen3_moe, modeling_mixtral, modeling_gemma2 / modular_gemma2 /
@@ -10,7 +10,8 @@ modeling_phi3 / configuration_phi3 / modeling_rope_utils (see Phi3Rope), modelin
 configuration_gpt_oss / integrations/mxfp4 (see RefModel._gpt_oss_init), modular_smollm3 and
 modular_granite / configuration_granite, modular_granitemoe / modeling_jetmoe (see RefModel._smollm3_init,
 _granite_init, _granite_moe), modular_olmo2 / configuration_olmo2 (see RefModel._olmo2_init), modeling_olmoe / configuration_olmoe
-(see RefModel._olmoe_init), modeling_glm4_moe / configuration_glm4_moe (see RefModel._glm4_moe_init); DeepSeek's
+(see RefModel._olmoe_init), modeling_glm4_moe / configuration_glm4_moe (see RefModel._glm4_moe_init), modular_glm4 / modeling_glm /
+configuration_glm4 (see RefModel._glm4_init); DeepSeek's
 papers and
 modeling_deepseek semantics in ref_deepseek.py), not from dpserve's C++.
 It reads the model folder itself (config.json + safetensors, sharded or not) and converts bf16 / f16 / f32
@@ -106,6 +107,8 @@ BREAKS = {
     "qwen2_moe_shared_ungated": "Qwen2-MoE shared expert added without its sigmoid(shared_expert_gate) factor",
     "qwen2_moe_no_shared_expert": "Qwen2-MoE shared expert left out",
     "glm4_moe_full_rotary": "GLM-4.5 RoPE over the whole head instead of its first partial_rotary_factor share",
+    "glm4_full_rotary": "GLM-4 RoPE over the whole head instead of its first partial_rotary_factor share",
+    "glm4_no_post_norms": "GLM-4 post_self_attn_layernorm / post_mlp_layernorm left out (Llama's layer)",
     "olmoe_qk_norm_per_head": "OLMoE q_norm / k_norm applied to each head on its own (Qwen3-MoE's way) instead of "
                               "over the whole projection",
     "olmo2_qk_norm_per_head": "OLMo 2 q_norm / k_norm applied to each head on its own (Qwen3's way) instead of over "
@@ -485,7 +488,8 @@ class RefModel:
                  "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3", "Phi3ForCausalLM": "phi3",
                  "GptOssForCausalLM": "gpt_oss", "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite",
                  "GraniteMoeForCausalLM": "granite_moe", "Olmo2ForCausalLM": "olmo2",
-                 "OlmoeForCausalLM": "olmoe", "Glm4MoeForCausalLM": "glm4_moe"}
+                 "OlmoeForCausalLM": "olmoe", "Glm4MoeForCausalLM": "glm4_moe",
+                 "Glm4ForCausalLM": "glm4"}
         if arch not in kinds:
             raise ValueError(f"unsupported architecture {arch}")
         self.arch = kinds[arch]
@@ -533,6 +537,21 @@ class RefModel:
         self.glm_rotary = None
         if self.arch == "glm4_moe":
             self._glm4_moe_init()
+        elif self.arch == "glm4":
+            self._glm4_init()
+
+    def _glm4_init(self):
+        """Glm4Config / modular_glm4 (GlmAttention from modeling_glm, Phi3MLP) with the config's defaults:
+        rms_norm_eps 1.5625e-7, head_dim 128, attention_bias true (q/k/v; o_proj has none); RoPE on the
+        first int(head_dim * partial_rotary_factor) (default 0.5) dims of each head, frequencies over that
+        width, rotating adjacent pairs (cos / sin repeat-interleaved, rotate_half over x[0::2], x[1::2]);
+        per layer x += post_self_attn_layernorm(attn(input_layernorm(x))),
+        x += post_mlp_layernorm(mlp(post_attention_layernorm(x))), the MLP's gate and up fused in
+        gate_up_proj (gate rows first)."""
+        c = self.config
+        self.eps = float(c.get("rms_norm_eps", 1.5625e-7))
+        self.head_dim = c.get("head_dim", 128) or self.hidden // self.n_heads
+        self.glm_rotary = int(self.head_dim * float(c.get("partial_rotary_factor", 0.5)))
 
     def _glm4_moe_init(self):
         """Glm4MoeConfig / modeling_glm4_moe with the config's defaults: rms_norm_eps 1e-5; head_dim from the
@@ -884,7 +903,7 @@ class RefModel:
         elif self.phi3:
             # seq_len = max(position_ids) + 1 of this forward: positions run 0 .. T - 1.
             inv_freq, mag, rot = self.rope.frequencies(T, self.longrope_choice, breaks)
-        elif self.glm_rotary and "glm4_moe_full_rotary" not in breaks:
+        elif self.glm_rotary and not {"glm4_moe_full_rotary", "glm4_full_rotary"} & set(breaks):
             rot = self.glm_rotary
             inv_freq = rope_inv_freq(self.config, rot, breaks)
             mag = rope_attention_scaling(self.config, breaks)
@@ -931,7 +950,8 @@ class RefModel:
                 k = h @ w[p + "self_attn.k_proj.weight"].T
                 v = h @ w[p + "self_attn.v_proj.weight"].T
             biased = self.arch == "qwen2" or (self.arch == "qwen2_moe" and self.config.get("qkv_bias", True)) or \
-                (self.arch == "glm4_moe" and self.config.get("attention_bias", False))
+                (self.arch == "glm4_moe" and self.config.get("attention_bias", False)) or \
+                (self.arch == "glm4" and self.config.get("attention_bias", True))
             if biased and "skip_bias" not in breaks:
                 q = q + w[p + "self_attn.q_proj.bias"]
                 k = k + w[p + "self_attn.k_proj.bias"]
@@ -953,8 +973,10 @@ class RefModel:
                 if "skip_k_norm" not in breaks:
                     k = rms_norm(k, w[p + "self_attn.k_norm.weight"], self.eps, breaks)
             if rotate:
-                q = apply_partial_rope(q, positions, inv_freq, rot, breaks, mag)
-                k = apply_partial_rope(k, k_positions, inv_freq, rot, breaks, mag)
+                # GLM-4 rotates adjacent pairs: for it the rope_interleaved break means half-rotation.
+                rb = set(breaks) ^ {"rope_interleaved"} if self.arch == "glm4" else breaks
+                q = apply_partial_rope(q, positions, inv_freq, rot, rb, mag)
+                k = apply_partial_rope(k, k_positions, inv_freq, rot, rb, mag)
             k = kvq(k)
             v = kvq(v)
             attn = np.empty((T, self.n_heads, self.head_dim))
@@ -969,6 +991,9 @@ class RefModel:
             out = (act(attn.reshape(T, -1)) @ w[p + "self_attn.o_proj.weight"].T) * res
             if olmo2 and "olmo2_pre_norms" not in breaks:
                 out = rms_norm(out, w[p + "post_attention_layernorm.weight"], self.eps, breaks)
+            glm4_post = self.arch == "glm4" and "glm4_no_post_norms" not in breaks
+            if glm4_post:
+                out = rms_norm(out, w[p + "post_self_attn_layernorm.weight"], self.eps, breaks)
             x = x + out
             if olmo2:
                 pre = "olmo2_pre_norms" in breaks
@@ -979,6 +1004,9 @@ class RefModel:
             h = act(rms_norm(x, w[p + "post_attention_layernorm.weight"], self.eps, breaks))
             if self.phi3:
                 x = x + self._phi3_mlp(p + "mlp.", h, act, breaks)
+            elif self.arch == "glm4":
+                y = self._phi3_mlp(p + "mlp.", h, act, breaks)
+                x = x + (rms_norm(y, w[p + "post_mlp_layernorm.weight"], self.eps, breaks) if glm4_post else y)
             elif self.arch == "granite_moe":
                 x = x + self._granite_moe(p, h, breaks, act, margins) * res
             elif self.arch == "glm4_moe" and self.is_sparse(i):
