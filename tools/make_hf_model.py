@@ -904,6 +904,21 @@ def build_tensors(a):
     return t
 
 
+def fused_mlp_tensors(p, f, h):
+    """Phi-3's and GLM-4's MLP: gate and up rows fused in gate_up_proj (gate first), then down_proj."""
+    return [TensorSpec(p + "mlp.gate_up_proj.weight", (2 * f, h), "normal", 1.0 / np.sqrt(h)),
+            TensorSpec(p + "mlp.down_proj.weight", (h, f), "normal", 1.0 / np.sqrt(f))]
+
+
+def final_tensors(a):
+    """The final norm and, untied, the LM head."""
+    h = a.hidden_size
+    t = [TensorSpec("model.norm.weight", (h,), "norm")]
+    if not a.tie_word_embeddings:
+        t.append(TensorSpec("lm_head.weight", (a.vocab_size, h), "normal", 2.5 / np.sqrt(h)))
+    return t
+
+
 def glm4_tensors(a):
     """Glm4ForCausalLM in HF naming: four norms a layer (input_layernorm, post_self_attn_layernorm on the attention
     output, post_attention_layernorm before the MLP, post_mlp_layernorm on its output), q/k/v biases, the MLP's gate
@@ -922,12 +937,8 @@ def glm4_tensors(a):
         t.append(TensorSpec(p + "self_attn.o_proj.weight", (h, nq * hd), "normal", 1.0 / np.sqrt(nq * hd)))
         for n in ("post_self_attn_layernorm", "post_attention_layernorm", "post_mlp_layernorm"):
             t.append(TensorSpec(p + n + ".weight", (h,), "norm"))
-        t.append(TensorSpec(p + "mlp.gate_up_proj.weight", (2 * f, h), "normal", 1.0 / np.sqrt(h)))
-        t.append(TensorSpec(p + "mlp.down_proj.weight", (h, f), "normal", 1.0 / np.sqrt(f)))
-    t.append(TensorSpec("model.norm.weight", (h,), "norm"))
-    if not a.tie_word_embeddings:
-        t.append(TensorSpec("lm_head.weight", (a.vocab_size, h), "normal", 2.5 / np.sqrt(h)))
-    return t
+        t += fused_mlp_tensors(p, f, h)
+    return t + final_tensors(a)
 
 
 def gemma_tensors(a):
@@ -975,12 +986,8 @@ def phi3_tensors(a):
         t.append(TensorSpec(p + "self_attn.qkv_proj.weight", ((nq + 2 * nkv) * hd, h), "normal", 1.5 / np.sqrt(h)))
         t.append(TensorSpec(p + "self_attn.o_proj.weight", (h, nq * hd), "normal", 1.0 / np.sqrt(nq * hd)))
         t.append(TensorSpec(p + "post_attention_layernorm.weight", (h,), "norm"))
-        t.append(TensorSpec(p + "mlp.gate_up_proj.weight", (2 * f, h), "normal", 1.0 / np.sqrt(h)))
-        t.append(TensorSpec(p + "mlp.down_proj.weight", (h, f), "normal", 1.0 / np.sqrt(f)))
-    t.append(TensorSpec("model.norm.weight", (h,), "norm"))
-    if not a.tie_word_embeddings:
-        t.append(TensorSpec("lm_head.weight", (a.vocab_size, h), "normal", 2.5 / np.sqrt(h)))
-    return t
+        t += fused_mlp_tensors(p, f, h)
+    return t + final_tensors(a)
 
 
 class Sampler:
