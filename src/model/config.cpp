@@ -175,14 +175,15 @@ static void parse_partial_rotary(const nlohmann::json& j, ModelConfig& c, double
   c.rotary_dim = dim;
 }
 
-// The expert groups of group-limited and noaux_tc routing (DeepSeek-V2/V3, GLM-4.5).
-static void parse_expert_groups(const nlohmann::json& j, ModelConfig& c, const char* experts_key) {
+// The expert groups of group-limited and noaux_tc routing (DeepSeek-V2/V3, GLM-4.5): n_group groups of
+// the n_routed_experts, topk_group of them kept.
+static void set_expert_groups(ModelConfig& c, int64_t n_group, int64_t topk_group) {
   auto& r = c.routing;
-  r.n_group = req_int(j, "n_group");
-  r.topk_group = req_int(j, "topk_group");
+  r.n_group = n_group;
+  r.topk_group = topk_group;
   if (r.n_group <= 0 || r.topk_group <= 0) fail("config.json: n_group and topk_group must be positive");
   if (c.n_experts % r.n_group != 0)
-    fail("config.json: {} {} is not a multiple of n_group {}", experts_key, c.n_experts, r.n_group);
+    fail("config.json: n_routed_experts {} is not a multiple of n_group {}", c.n_experts, r.n_group);
   if (r.topk_group > r.n_group) fail("config.json: topk_group {} exceeds n_group {}", r.topk_group, r.n_group);
   if (c.n_experts_per_tok > r.topk_group * (c.n_experts / r.n_group))
     fail("config.json: num_experts_per_tok {} exceeds the {} experts of topk_group {} groups", c.n_experts_per_tok,
@@ -210,9 +211,7 @@ static void parse_glm4_moe(const nlohmann::json& j, ModelConfig& c) {
   auto& r = c.routing;
   r.scoring = MoeRouting::Scoring::Sigmoid;
   r.topk = MoeRouting::TopK::NoauxTc;
-  const nlohmann::json groups = {{"n_group", opt<int64_t>(j, "n_group", 1)},
-                                 {"topk_group", opt<int64_t>(j, "topk_group", 1)}};
-  parse_expert_groups(groups, c, "n_routed_experts");
+  set_expert_groups(c, opt<int64_t>(j, "n_group", 1), opt<int64_t>(j, "topk_group", 1));
   r.normalize = opt<bool>(j, "norm_topk_prob", true);
   r.scaling = opt<double>(j, "routed_scaling_factor", 1.0);
   if (!(r.scaling > 0 && std::isfinite(r.scaling))) fail("config.json: routed_scaling_factor must be positive");
@@ -263,7 +262,7 @@ static void parse_deepseek_moe(const nlohmann::json& j, ModelConfig& c) {
   else if (method == "group_limited_greedy") r.topk = MoeRouting::TopK::GroupLimitedGreedy;
   else if (method == "noaux_tc") r.topk = MoeRouting::TopK::NoauxTc;
   else fail("config.json: topk_method \"{}\" is not supported (greedy, group_limited_greedy, noaux_tc)", method);
-  if (r.topk != MoeRouting::TopK::Greedy) parse_expert_groups(j, c, "n_routed_experts");
+  if (r.topk != MoeRouting::TopK::Greedy) set_expert_groups(c, req_int(j, "n_group"), req_int(j, "topk_group"));
   // Both reference implementations normalise only when more than one expert is chosen.
   r.normalize = opt<bool>(j, "norm_topk_prob", v3) && c.n_experts_per_tok > 1;
   r.scaling = opt<double>(j, "routed_scaling_factor", 1.0);
