@@ -332,7 +332,8 @@ def build_config(a):
                     "num_experts_per_tok": a.num_experts_per_tok, "moe_intermediate_size": a.moe_intermediate_size,
                     "n_shared_experts": a.n_shared_experts, "first_k_dense_replace": a.first_k_dense_replace,
                     "n_group": a.n_group, "topk_group": a.topk_group, "norm_topk_prob": bool(a.norm_topk_prob),
-                    "routed_scaling_factor": a.routed_scaling_factor, "num_nextn_predict_layers": 0,
+                    "routed_scaling_factor": a.routed_scaling_factor,
+                    "num_nextn_predict_layers": a.num_nextn_predict_layers,
                     "pad_token_id": 0})
     if a.arch == "olmoe":
         cfg.update({"attention_bias": False, "pad_token_id": 1, "clip_qkv": None, "num_experts": a.num_experts,
@@ -797,9 +798,68 @@ def deepseek_layer_body(a, i):
     return t
 
 
-def decoder_layer_tensors(a, i):
-    return [TensorSpec(f"model.layers.{i}.input_layernorm.weight", (a.hidden_size,), "norm")] + \
-        deepseek_layer_body(a, i)
+def layer_tensors(a, i):
+    """Decoder layer i's tensors, for build_tensors' families (not Gemma, Phi-3, gpt-oss or GLM-4)."""
+    h, hd = a.hidden_size, a.head_dim
+    nq, nkv = a.num_attention_heads, a.num_key_value_heads
+    p = f"model.layers.{i}."
+    t = []
+    if a.arch != "olmo2":  # OLMo 2 has no input norm
+        t.append(TensorSpec(p + "input_layernorm.weight", (h,), "norm"))
+    if a.arch in DEEPSEEK:
+        return t + deepseek_layer_body(a, i)
+    t.append(TensorSpec(p + "self_attn.q_proj.weight", (nq * hd, h), "normal", 1.5 / np.sqrt(h)))
+    t.append(TensorSpec(p + "self_attn.k_proj.weight", (nkv * hd, h), "normal", 1.5 / np.sqrt(h)))
+    t.append(TensorSpec(p + "self_attn.v_proj.weight", (nkv * hd, h), "normal", 1.0 / np.sqrt(h)))
+    if a.arch in ("qwen2", "qwen2_5_vl", "qwen2_moe", "glm4_moe"):
+        t.append(TensorSpec(p + "self_attn.q_proj.bias", (nq * hd,), "normal", 0.5))
+        t.append(TensorSpec(p + "self_attn.k_proj.bias", (nkv * hd,), "normal", 0.5))
+        t.append(TensorSpec(p + "self_attn.v_proj.bias", (nkv * hd,), "normal", 0.3))
+    t.append(TensorSpec(p + "self_attn.o_proj.weight", (h, nq * hd), "normal", 1.0 / np.sqrt(nq * hd)))
+    if a.arch in ("qwen3", "qwen3_moe") or (a.arch == "glm4_moe" and a.use_qk_norm):
+        t.append(TensorSpec(p + "self_attn.q_norm.weight", (hd,), "norm"))
+        t.append(TensorSpec(p + "self_attn.k_norm.weight", (hd,), "norm"))
+    if a.arch in ("olmo2", "olmoe"):
+        t.append(TensorSpec(p + "self_attn.q_norm.weight", (nq * hd,), "norm"))
+        t.append(TensorSpec(p + "self_attn.k_norm.weight", (nkv * hd,), "norm"))
+    t.append(TensorSpec(p + "post_attention_layernorm.weight", (h,), "norm"))
+    if a.arch == "olmo2":
+        t.append(TensorSpec(p + "post_feedforward_layernorm.weight", (h,), "norm"))
+    if a.arch == "mixtral":
+        t.append(TensorSpec(p + "block_sparse_moe.gate.weight", (a.num_experts, h), "normal", 4.0 / np.sqrt(h)))
+        for e in range(a.num_experts):
+            t += mlp_tensors(f"{p}block_sparse_moe.experts.{e}.", a.intermediate_size, h, ("w1", "w3", "w2"))
+    elif a.arch == "granite_moe":
+        f, e = a.intermediate_size, a.num_experts
+        q = f"{p}block_sparse_moe."
+        t.append(TensorSpec(q + "router.layer.weight", (e, h), "normal", 4.0 / np.sqrt(h)))
+        t.append(TensorSpec(q + "input_linear.weight", (e, 2 * f, h), "normal", 1.0 / np.sqrt(h)))
+        t.append(TensorSpec(q + "output_linear.weight", (e, h, f), "normal", 1.0 / np.sqrt(f)))
+    elif a.arch == "glm4_moe" and is_sparse_layer(a, i):
+        f = a.moe_intermediate_size
+        t.append(TensorSpec(p + "mlp.gate.weight", (a.num_experts, h), "normal", 4.0 / np.sqrt(h)))
+        t.append(TensorSpec(p + "mlp.gate.e_score_correction_bias", (a.num_experts,), "bias"))
+        for e in range(a.num_experts):
+            t += mlp_tensors(f"{p}mlp.experts.{e}.", f, h)
+        t += mlp_tensors(p + "mlp.shared_experts.", f * a.n_shared_experts, h)
+    elif a.arch in ("qwen3_moe", "qwen2_moe", "olmoe") and is_sparse_layer(a, i):
+        f = a.intermediate_size if a.arch == "olmoe" else a.moe_intermediate_size
+        # Router logits spread over several units so near-ties between experts are rare.
+        t.append(TensorSpec(p + "mlp.gate.weight", (a.num_experts, h), "normal", 4.0 / np.sqrt(h)))
+        for e in range(a.num_experts):
+            q = f"{p}mlp.experts.{e}."
+            t.append(TensorSpec(q + "gate_proj.weight", (f, h), "normal", 1.0 / np.sqrt(h)))
+            t.append(TensorSpec(q + "up_proj.weight", (f, h), "normal", 1.0 / np.sqrt(h)))
+            t.append(TensorSpec(q + "down_proj.weight", (h, f), "normal", 1.0 / np.sqrt(f)))
+        if a.arch == "qwen2_moe":  # the shared expert and its gate (logits of a few units: sigmoid not saturated)
+            t += mlp_tensors(p + "mlp.shared_expert.", a.shared_expert_intermediate_size, h)
+            t.append(TensorSpec(p + "mlp.shared_expert_gate.weight", (1, h), "normal", 1.0 / np.sqrt(h)))
+    else:
+        f = a.intermediate_size
+        t.append(TensorSpec(p + "mlp.gate_proj.weight", (f, h), "normal", 1.0 / np.sqrt(h)))
+        t.append(TensorSpec(p + "mlp.up_proj.weight", (f, h), "normal", 1.0 / np.sqrt(h)))
+        t.append(TensorSpec(p + "mlp.down_proj.weight", (h, f), "normal", 1.0 / np.sqrt(f)))
+    return t
 
 
 def build_tensors(a):
@@ -818,67 +878,11 @@ def build_tensors(a):
         return glm4_tensors(a)
     t = [TensorSpec("model.embed_tokens.weight", (a.vocab_size, h), "normal", 1.0)]
     for i in range(a.num_hidden_layers):
-        p = f"model.layers.{i}."
-        if a.arch != "olmo2":  # OLMo 2 has no input norm
-            t.append(TensorSpec(p + "input_layernorm.weight", (h,), "norm"))
-        if a.arch in DEEPSEEK:
-            t += deepseek_layer_body(a, i)
-            continue
-        t.append(TensorSpec(p + "self_attn.q_proj.weight", (nq * hd, h), "normal", 1.5 / np.sqrt(h)))
-        t.append(TensorSpec(p + "self_attn.k_proj.weight", (nkv * hd, h), "normal", 1.5 / np.sqrt(h)))
-        t.append(TensorSpec(p + "self_attn.v_proj.weight", (nkv * hd, h), "normal", 1.0 / np.sqrt(h)))
-        if a.arch in ("qwen2", "qwen2_5_vl", "qwen2_moe", "glm4_moe"):
-            t.append(TensorSpec(p + "self_attn.q_proj.bias", (nq * hd,), "normal", 0.5))
-            t.append(TensorSpec(p + "self_attn.k_proj.bias", (nkv * hd,), "normal", 0.5))
-            t.append(TensorSpec(p + "self_attn.v_proj.bias", (nkv * hd,), "normal", 0.3))
-        t.append(TensorSpec(p + "self_attn.o_proj.weight", (h, nq * hd), "normal", 1.0 / np.sqrt(nq * hd)))
-        if a.arch in ("qwen3", "qwen3_moe") or (a.arch == "glm4_moe" and a.use_qk_norm):
-            t.append(TensorSpec(p + "self_attn.q_norm.weight", (hd,), "norm"))
-            t.append(TensorSpec(p + "self_attn.k_norm.weight", (hd,), "norm"))
-        if a.arch in ("olmo2", "olmoe"):
-            t.append(TensorSpec(p + "self_attn.q_norm.weight", (nq * hd,), "norm"))
-            t.append(TensorSpec(p + "self_attn.k_norm.weight", (nkv * hd,), "norm"))
-        t.append(TensorSpec(p + "post_attention_layernorm.weight", (h,), "norm"))
-        if a.arch == "olmo2":
-            t.append(TensorSpec(p + "post_feedforward_layernorm.weight", (h,), "norm"))
-        if a.arch == "mixtral":
-            t.append(TensorSpec(p + "block_sparse_moe.gate.weight", (a.num_experts, h), "normal", 4.0 / np.sqrt(h)))
-            for e in range(a.num_experts):
-                t += mlp_tensors(f"{p}block_sparse_moe.experts.{e}.", a.intermediate_size, h, ("w1", "w3", "w2"))
-        elif a.arch == "granite_moe":
-            f, e = a.intermediate_size, a.num_experts
-            q = f"{p}block_sparse_moe."
-            t.append(TensorSpec(q + "router.layer.weight", (e, h), "normal", 4.0 / np.sqrt(h)))
-            t.append(TensorSpec(q + "input_linear.weight", (e, 2 * f, h), "normal", 1.0 / np.sqrt(h)))
-            t.append(TensorSpec(q + "output_linear.weight", (e, h, f), "normal", 1.0 / np.sqrt(f)))
-        elif a.arch == "glm4_moe" and is_sparse_layer(a, i):
-            f = a.moe_intermediate_size
-            t.append(TensorSpec(p + "mlp.gate.weight", (a.num_experts, h), "normal", 4.0 / np.sqrt(h)))
-            t.append(TensorSpec(p + "mlp.gate.e_score_correction_bias", (a.num_experts,), "bias"))
-            for e in range(a.num_experts):
-                t += mlp_tensors(f"{p}mlp.experts.{e}.", f, h)
-            t += mlp_tensors(p + "mlp.shared_experts.", f * a.n_shared_experts, h)
-        elif a.arch in ("qwen3_moe", "qwen2_moe", "olmoe") and is_sparse_layer(a, i):
-            f = a.intermediate_size if a.arch == "olmoe" else a.moe_intermediate_size
-            # Router logits spread over several units so near-ties between experts are rare.
-            t.append(TensorSpec(p + "mlp.gate.weight", (a.num_experts, h), "normal", 4.0 / np.sqrt(h)))
-            for e in range(a.num_experts):
-                q = f"{p}mlp.experts.{e}."
-                t.append(TensorSpec(q + "gate_proj.weight", (f, h), "normal", 1.0 / np.sqrt(h)))
-                t.append(TensorSpec(q + "up_proj.weight", (f, h), "normal", 1.0 / np.sqrt(h)))
-                t.append(TensorSpec(q + "down_proj.weight", (h, f), "normal", 1.0 / np.sqrt(f)))
-            if a.arch == "qwen2_moe":  # the shared expert and its gate (logits of a few units: sigmoid not saturated)
-                t += mlp_tensors(p + "mlp.shared_expert.", a.shared_expert_intermediate_size, h)
-                t.append(TensorSpec(p + "mlp.shared_expert_gate.weight", (1, h), "normal", 1.0 / np.sqrt(h)))
-        else:
-            f = a.intermediate_size
-            t.append(TensorSpec(p + "mlp.gate_proj.weight", (f, h), "normal", 1.0 / np.sqrt(h)))
-            t.append(TensorSpec(p + "mlp.up_proj.weight", (f, h), "normal", 1.0 / np.sqrt(h)))
-            t.append(TensorSpec(p + "mlp.down_proj.weight", (h, f), "normal", 1.0 / np.sqrt(f)))
+        t += layer_tensors(a, i)
     t.append(TensorSpec("model.norm.weight", (h,), "norm"))
     if not a.tie_word_embeddings:
         t.append(TensorSpec("lm_head.weight", (a.vocab_size, h), "normal", 2.5 / np.sqrt(h)))
-    # DeepSeek-V3's multi-token-prediction layers, as its checkpoint stores them: layer indices from
+    # DeepSeek-V3's and GLM-4.5's multi-token-prediction layers, as their checkpoints store them: layer indices from
     # num_hidden_layers on, each a decoder layer plus the embedding copy, enorm / hnorm, eh_proj and
     # shared_head. Appended last, so the main model's values do not depend on them.
     for i in range(a.num_hidden_layers, a.num_hidden_layers + a.num_nextn_predict_layers):
@@ -891,7 +895,7 @@ def build_tensors(a):
             t.append(TensorSpec(p + "eh_proj.weight", (h, 2 * h), "eye"))
         else:
             t.append(TensorSpec(p + "eh_proj.weight", (h, 2 * h), "normal", 1.0 / np.sqrt(2 * h)))
-        t += decoder_layer_tensors(a, i)
+        t += layer_tensors(a, i)
         t.append(TensorSpec(p + "shared_head.norm.weight", (h,), "norm"))
         if a.nextn_echo:
             t.append(TensorSpec(p + "shared_head.head.weight", (a.vocab_size, h), "normal", 1.0,
@@ -1225,7 +1229,7 @@ def parse_args(argv):
                  "first_k_dense_replace", "moe_layer_freq", "n_group", "topk_group"):
         ap.add_argument("--" + name.replace("_", "-"), type=int, dest=name)
     ap.add_argument("--num-nextn-predict-layers", type=int, dest="num_nextn_predict_layers", default=0,
-                    help="deepseek_v3: multi-token-prediction layers to write after the decoder layers (0)")
+                    help="deepseek_v3, glm4_moe: multi-token-prediction layers to write after the decoder layers (0)")
     ap.add_argument("--nextn-echo", action="store_true",
                     help="the MTP layer predicts the token it is given again (eh_proj passes the embedding half, "
                          "shared_head.head is the embedding); with --tie-word-embeddings and a small "
@@ -1360,8 +1364,8 @@ def parse_args(argv):
     a.norm_topk_prob = a.norm_topk_prob in (True, "true")
     if isinstance(a.mlp_only_layers, str):
         a.mlp_only_layers = [int(x) for x in a.mlp_only_layers.split(",") if x.strip()]
-    if a.num_nextn_predict_layers < 0 or (a.num_nextn_predict_layers and arch != "deepseek_v3"):
-        ap.error("--num-nextn-predict-layers is for --arch deepseek_v3 (>= 0)")
+    if a.num_nextn_predict_layers < 0 or (a.num_nextn_predict_layers and arch not in ("deepseek_v3", "glm4_moe")):
+        ap.error("--num-nextn-predict-layers is for --arch deepseek_v3 and glm4_moe (>= 0)")
     if arch in DEEPSEEK:
         if not (a.kv_lora_rank > 0 and a.qk_nope_head_dim > 0 and a.qk_rope_head_dim > 0 and a.v_head_dim > 0):
             ap.error("deepseek needs positive --kv-lora-rank, --qk-nope-head-dim, --qk-rope-head-dim, --v-head-dim")

@@ -54,7 +54,7 @@ void add_speculative_flags(CLI::App* c, SpeculativeConfig& sp) {
                     "Speculative decoding: NGRAM (prompt lookup: each request drafts the tokens that followed the "
                     "latest earlier occurrence of its last tokens, in its prompt or output; no second model), "
                     "STANDALONE (a smaller model with the same vocabulary, --speculative-draft-model-path, drafts "
-                    "greedily) or NEXTN (DeepSeek-V3: the checkpoint's own multi-token-prediction layer, "
+                    "greedily) or NEXTN (DeepSeek-V3, GLM-4.5 / 4.6: the checkpoint's own multi-token-prediction layer, "
                     "num_nextn_predict_layers >= 1, drafts from the target's hidden states). The drafts of every "
                     "request are verified in the step's one forward pass; greedy output is unchanged, sampled output "
                     "keeps its distribution (docs/speculative.md). EAGLE and EAGLE3 are refused: not built yet")

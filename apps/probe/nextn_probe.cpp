@@ -1,14 +1,14 @@
-// dpserve_nextn_probe: runs a DeepSeek-V3 checkpoint's multi-token-prediction (NEXTN) layer over a
+// dpserve_nextn_probe: runs a DeepSeek-V3 or GLM-4.5 checkpoint's multi-token-prediction (NEXTN) layer over a
 // token sequence as the NEXTN drafter feeds it, and dumps its logits, so tests can compare them with
 // the NumPy reference (tests/model/reference/ref_nextn.py).
 //
 //   dpserve_nextn_probe --model-path DIR --tokens 3,1,4,... --out LOGITS.bin [--chunk C] [--draft K]
 //
-// The target runs once over the tokens t[0..T) and hands over its hidden states before the final
+// The target runs once over the tokens t[0..T) and hands over its hidden states after the final
 // norm, h[0..T). The NEXTN layer then reads the pairs (h[i], t[i+1]) for i < T-1, at KV position i of
 // its own paged cache, in passes of at most C rows (the cache carries the earlier ones); row i's
 // logits predict t[i+2]. With --draft K it then drafts K tokens greedily as a chain: the last pair's
-// argmax d1, then (its own hidden state before shared_head.norm, d1) at the next position, and so on.
+// argmax d1, then (its own hidden state after shared_head.norm, d1) at the next position, and so on.
 // LOGITS.bin: float32 rows of vocab logits: the T-1 pairs, then the K-1 further chain rows.
 // stdout: {"vocab_size": V, "pairs": T-1, "drafts": [d1..dK]}
 #include <algorithm>
@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
   std::string model_path, tokens_arg, out;
   int64_t chunk = 1 << 30, draft = 0, page_size = 4, num_pages = 256;
   int threads = 0;
-  app.add_option("--model-path", model_path, "DeepSeek-V3 folder with num_nextn_predict_layers >= 1")->required();
+  app.add_option("--model-path", model_path, "DeepSeek-V3 or GLM-4.5 folder with num_nextn_predict_layers >= 1")->required();
   app.add_option("--tokens", tokens_arg, "comma-separated token ids (at least 2)")->required();
   app.add_option("--out", out, "logits output file")->required();
   app.add_option("--chunk", chunk, "most NEXTN rows per forward pass");
@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
     auto mtp = Model::load(model_path, lo);
     const int64_t V = target->config().vocab, H = target->config().hidden;
 
-    // The target: every row's hidden state before the final norm.
+    // The target: every row's hidden state after the final norm.
     KVPool kv(target->kv_config(num_pages, page_size));
     PageTable pt;
     if (!pt.reserve(kv, T)) fail("target KV pool out of pages (raise --num-pages)");

@@ -216,6 +216,8 @@ static void parse_glm4_moe(const nlohmann::json& j, ModelConfig& c) {
   r.scaling = opt<double>(j, "routed_scaling_factor", 1.0);
   if (!(r.scaling > 0 && std::isfinite(r.scaling))) fail("config.json: routed_scaling_factor must be positive");
   r.scale_normalized = true;
+  c.nextn_layers = opt<int64_t>(j, "num_nextn_predict_layers", 0);
+  if (c.nextn_layers < 0) fail("config.json: num_nextn_predict_layers must be >= 0");
 }
 
 // DeepSeek-V2/V3 attention: MLA dimensions (num_key_value_heads in their configs is the head count

@@ -185,8 +185,8 @@ struct ModelConfig {
   std::vector<int64_t> mlp_only_layers;
   int64_t first_k_dense_replace = 0;
   int64_t moe_layer_freq = 1;
-  // DeepSeek-V3's multi-token-prediction layers (num_nextn_predict_layers), stored after the decoder
-  // layers as model.layers.{n_layers + i}; only a NEXTN drafter loads them (LoadOptions::nextn).
+  // DeepSeek-V3's and GLM-4.5's multi-token-prediction layers (num_nextn_predict_layers), stored after
+  // the decoder layers as model.layers.{n_layers + i}; only a NEXTN drafter loads them (LoadOptions::nextn).
   int64_t nextn_layers = 0;
 
   int32_t bos_id = -1;
@@ -198,6 +198,9 @@ struct ModelConfig {
     return sliding_window > 0 && (layer_sliding.empty() || layer_sliding[size_t(layer)] != 0);
   }
   bool is_deepseek() const { return arch == Arch::DeepseekV2 || arch == Arch::DeepseekV3; }
+  // Families whose multi-token-prediction layers follow DeepSeek-V3's layout (layer num_hidden_layers
+  // with enorm, hnorm, eh_proj and shared_head), which NEXTN drafts with.
+  bool has_mtp_layer_layout() const { return is_deepseek() || arch_name == "Glm4MoeForCausalLM"; }
   bool is_gemma() const { return arch == Arch::Gemma2 || arch == Arch::Gemma3; }
   bool layer_has_rope(int64_t layer) const { return layer_nope.empty() || layer_nope[size_t(layer)] == 0; }
   // The width RoPE rotates: MLA's qk_rope_head_dim, rotary_dim, or the whole head.

@@ -188,9 +188,9 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
     fail("{}: tensor \"{}\" is of dtype U8, which {} does not load", path, left, m->cfg_.arch_name);
   if (opts.context_length > 0) m->cfg_.rope_scaling.use_longrope(opts.context_length);
   if (opts.nextn) {
-    if (!m->cfg_.is_deepseek() || m->cfg_.nextn_layers < 1)
-      fail("{}: --speculative-algorithm NEXTN needs a DeepSeek-V3 checkpoint with num_nextn_predict_layers >= 1 in "
-           "config.json (this one has {})", path, m->cfg_.nextn_layers);
+    if (!m->cfg_.has_mtp_layer_layout() || m->cfg_.nextn_layers < 1)
+      fail("{}: --speculative-algorithm NEXTN needs a DeepSeek-V3 or GLM-4.5 checkpoint with num_nextn_predict_layers "
+           ">= 1 in config.json (this one, {}, has {})", path, m->cfg_.arch_name, m->cfg_.nextn_layers);
     if (!fs::is_directory(path) || !find_gguf_model(path).empty())
       fail("{}: --speculative-algorithm NEXTN reads the multi-token-prediction layer from a Hugging Face folder", path);
     m->nextn_ = true;
@@ -347,11 +347,12 @@ void Model::init_layers(const LoadOptions& opts) {
   }
   std::string embed_name = "model.embed_tokens.weight", head_name = "lm_head.weight";
   if (nextn_) {
-    // The MTP layer's own copies (DeepSeek-V3 stores the embedding again; a checkpoint that drops
-    // it shares the main one), its norm and head.
+    // The MTP layer's own copies (DeepSeek-V3 and GLM-4.5 store the embedding and the head again; a
+    // checkpoint that drops either shares the main model's, as llama.cpp and vLLM read such files),
+    // its norms and projection.
     const std::string p = "model.layers." + std::to_string(layer_base_) + ".";
     if (store_.has(p + "embed_tokens.weight")) embed_name = p + "embed_tokens.weight";
-    head_name = p + "shared_head.head.weight";
+    if (store_.has(p + "shared_head.head.weight")) head_name = p + "shared_head.head.weight";
     final_norm_ = store_.vector_f32(p + "shared_head.norm.weight", H);
     enorm_ = store_.vector_f32(p + "enorm.weight", H);
     hnorm_ = store_.vector_f32(p + "hnorm.weight", H);
@@ -360,10 +361,9 @@ void Model::init_layers(const LoadOptions& opts) {
     final_norm_ = norm("model.norm.weight", H);
   }
   embed_ = mat(embed_name, c.vocab, H);
-  const bool own_head = store_.has(head_name) && (nextn_ || !c.tie_embeddings);
+  const bool own_head = store_.has(head_name) && !(c.tie_embeddings && head_name == "lm_head.weight");
   lm_head_ = own_head ? mat(head_name, c.vocab, H) : embed_;
-  if (!own_head && (nextn_ || !c.tie_embeddings))
-    fail("weights: {} is missing{}", head_name, nextn_ ? "" : " and tie_word_embeddings is false");
+  if (!own_head && !c.tie_embeddings) fail("weights: {} is missing and tie_word_embeddings is false", head_name);
   if (c.vision.enabled()) vision_ = std::make_unique<VisionTower>(store_, c.vision);
   vocab0_ = par_.vocab.begin(c.vocab);
   vocab_local_ = par_.vocab.end(c.vocab) - vocab0_;
@@ -396,7 +396,7 @@ void Model::init_layers(const LoadOptions& opts) {
   // multi-token-prediction layers, a NEXTN model everything but its layer (and the embedding).
   auto runs = [&](const std::string& n) {
     const std::string layers = "model.layers.";
-    if (n.rfind(layers, 0) != 0) return !nextn_ || n == embed_name;
+    if (n.rfind(layers, 0) != 0) return !nextn_ || n == embed_name || (own_head && n == head_name);
     const int64_t idx = std::atoll(n.c_str() + layers.size());
     return nextn_ ? idx == layer_base_ : idx < c.n_layers;
   };
@@ -824,6 +824,9 @@ void Model::forward_member(Team& t, const ForwardBatch& b, KVPool& kv, float* lo
     for (int64_t i = pr.begin; i < pr.end; ++i)
       std::memcpy(&b.last_hidden[i * H], &x_[b.last_hidden_rows[i] * H], sizeof(float) * size_t(H));
     t.barrier();
+    // After the final norm (an MTP layer's: shared_head.norm), as the released MTP weights were
+    // trained to read it: SGLang, vLLM, TensorRT-LLM and llama.cpp all hand over that state.
+    rmsnorm(t, b.last_hidden, final_norm_.data(), b.last_hidden, P, H, float(c.rms_eps));
   }
   // Pooling heads: the wanted rows' hidden states after the final norm (every rank of the group
   // holds the whole hidden width of its group's rows here, whatever the layout).

@@ -37,8 +37,9 @@ struct ForwardBatch {
   // Optional, 3 per row: M-RoPE (temporal, height, width) positions of each row (models with
   // mrope_section only). Empty: every row rotates at its KV position, as 1-D RoPE does.
   std::vector<int32_t> mrope_pos;
-  // Rows whose hidden state before the final norm is wanted (what a NEXTN layer takes from its
-  // target), written to last_hidden [last_hidden_rows.size(), hidden] in order.
+  // Rows whose hidden state after the final norm is wanted (what a NEXTN layer takes from its
+  // target, and from itself along a chain), written to last_hidden [last_hidden_rows.size(), hidden]
+  // in order.
   std::vector<int64_t> last_hidden_rows;
   float* last_hidden = nullptr;
   // NEXTN models only (LoadOptions::nextn), one row [hidden] per token of the batch: the previous
@@ -64,10 +65,11 @@ struct LoadOptions {
   // Run on this team (a draft model beside its target: the two never run at once, and a second
   // team's threads would only compete for the same cores). Null: the model starts its own.
   ThreadTeam* team = nullptr;
-  // Load DeepSeek-V3's first multi-token-prediction layer (model.layers.{num_hidden_layers}.*) as a
-  // model of its own, for NEXTN drafting: a row pairing token t with hidden state h (of the row
-  // before it, ForwardBatch::prev_hidden) enters as eh_proj([enorm(embed(t)); hnorm(h)]), runs the
-  // layer's MLA and MoE / MLP, and leaves through shared_head.norm and shared_head.head.
+  // Load the first multi-token-prediction layer of a DeepSeek-V3 or GLM-4.5 checkpoint
+  // (model.layers.{num_hidden_layers}.*) as a model of its own, for NEXTN drafting: a row pairing
+  // token t with hidden state h (the normed output of the row before it, ForwardBatch::prev_hidden)
+  // enters as eh_proj([enorm(embed(t)); hnorm(h)]), runs the layer's attention and MoE / MLP, and
+  // leaves through shared_head.norm and shared_head.head (the main model's head when it has none).
   bool nextn = false;
   // The longest sequence this model will run (--context-length; 0: the model's own). LongRoPE models
   // (Phi-3 / Phi-4) pick their long frequency factors iff it exceeds original_max_position_embeddings.

@@ -1,14 +1,15 @@
 #!/usr/bin/python3
-"""DeepSeek-V3's multi-token-prediction (NEXTN) layer in dpserve against the float64 reference.
+"""The multi-token-prediction (NEXTN) layer of DeepSeek-V3 and GLM-4.5 in dpserve against the float64 reference.
 
 For tiny DeepSeek-V3 models written with `tools/make_hf_model.py --num-nextn-predict-layers 1` (f32
-and bf16; the MTP layer MoE, and dense), dpserve_nextn_probe runs the target over a token sequence,
+and bf16; the MTP layer MoE, and dense) and a GLM-4.5 one (f32), dpserve_nextn_probe runs the target over a token sequence,
 then the NEXTN layer over the pairs (h_i, t_{i+1}) in one pass and in passes of 3 rows (its own
 paged KV cache carrying the earlier rows), then a chain of drafts. Its logits must be within the
 tolerances of test_hf_reference.py (max and rms error as multiples of the reference logits' std)
 of tests/model/reference/ref_nextn.py's, its drafts the reference's argmax wherever the reference's
 top-2 gap is clear. Each deliberately broken reference (ref_nextn.BREAKS: concatenation swapped,
-hidden state after the final norm, the main norm instead of shared_head.norm) must fail the same
+the target's hidden state before the final norm, the chain's before shared_head.norm, the main norm
+instead of shared_head.norm) must fail the same
 comparison. And the main model must ignore the MTP layer: dpserve_forward_probe's logits on the
 folder with it are bit-identical to those on the same folder written without it.
 
@@ -33,18 +34,22 @@ MAKE = os.path.join(HERE, "..", "..", "tools", "make_hf_model.py")
 TIMEOUT = 120
 DRAFT = 4
 
-# name, dtype, tolerance key, extra make_hf_model arguments
+# name, dtype, tolerance key, extra make_hf_model arguments (--arch deepseek_v3 unless given)
 CASES = [
     ("v3_moe_f32", "f32", "f32", []),
     ("v3_moe_bf16", "bf16", "bf16_mla", []),
     # Every layer dense (first_k_dense_replace past the MTP layer's index 3): the dense MLP path.
     ("v3_dense_f32", "f32", "f32", ["--first-k-dense-replace", "4"]),
+    # GLM-4.5: the MTP layer is a Glm4Moe decoder layer (biased GQA, per-head q/k norms, half-head RoPE,
+    # the V3 router over two groups, one kept).
+    ("glm45_moe_f32", "f32", "f32", ["--arch", "glm4_moe", "--use-qk-norm", "--n-group", "2", "--topk-group", "1"]),
 ]
 
 
 def make(work, name, dtype, extra, nextn=1, seed=61):
     out = os.path.join(work, name)
-    subprocess.run([sys.executable, MAKE, "--arch", "deepseek_v3", "--dtype", dtype, "--seed", str(seed),
+    arch = [] if "--arch" in extra else ["--arch", "deepseek_v3"]
+    subprocess.run([sys.executable, MAKE, *arch, "--dtype", dtype, "--seed", str(seed),
                     "--num-nextn-predict-layers", str(nextn), "--out", out, "--quiet", *extra],
                    check=True, timeout=TIMEOUT)
     return out
@@ -108,7 +113,16 @@ def check_case(a, name, dtype, tol, extra):
     for chunk in (None, 3):
         label = f"{name}/chunk{chunk or 'all'}"
         meta, got = run_probe(a.probe, model_dir, toks, a.work, label.replace("/", "_"), chunk)
-        ok, msg, _ = compare(label, ref, got, tol)
+        # The chain's rows are scored along dpserve's own drafts: where a near-tie (bf16) made it draft
+        # another token than the reference, its later rows read that token, and so must the reference's.
+        # Their router choices can then be near a tie (clean_tokens cleared the reference's chain only):
+        # rows from the first such one on are left out.
+        margins = []
+        follow, _ = rn.nextn_forward(model, toks, draft=DRAFT, follow=meta["drafts"], routing=margins)
+        keep = next((i for i, v in enumerate(margins) if v < ROUTER_TIE[dtype]), len(follow))
+        if keep < len(follow):
+            print(f"note {label}: chain rows from {keep} on route near a tie along dpserve's drafts: not scored")
+        ok, msg, _ = compare(label, follow[:keep], got[:keep], tol)
         print(("ok   " if ok else "FAIL ") + msg)
         if not ok:
             failures.append(msg)
@@ -122,8 +136,8 @@ def check_case(a, name, dtype, tol, extra):
                             f"(clear: {clear})")
         if chunk is None:
             for br in rn.BREAKS:
-                wrong, _ = rn.nextn_forward(model, toks, draft=DRAFT, breaks=[br])
-                b_ok, b_msg, _ = compare(f"{label} vs break {br}", wrong, got, tol)
+                wrong, _ = rn.nextn_forward(model, toks, draft=DRAFT, breaks=[br], follow=meta["drafts"])
+                b_ok, b_msg, _ = compare(f"{label} vs break {br}", wrong[:keep], got[:keep], tol)
                 print(("FAIL (break passed) " if b_ok else "ok   (break caught) ") + b_msg)
                 if b_ok:
                     failures.append(f"break {br} passed the comparison: {b_msg}")

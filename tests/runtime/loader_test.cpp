@@ -868,7 +868,7 @@ TEST(ModelConfig, Glm4MoeFieldsDefaultsAndRefusals) {
   c = ModelConfig::from_hf_json(j);
   EXPECT_TRUE(c.qk_norm);
   EXPECT_FALSE(c.layer_is_moe(1));
-  EXPECT_EQ(c.nextn_layers, 0);  // the MTP layer's tensors are left unread
+  EXPECT_EQ(c.nextn_layers, 1);  // what NEXTN drafts with; the main model leaves it unread
   j["n_group"] = 16, j["topk_group"] = 4, j["routed_scaling_factor"] = 2.5;
   c = ModelConfig::from_hf_json(j);
   EXPECT_EQ(c.routing.n_group, 16);
@@ -880,6 +880,9 @@ TEST(ModelConfig, Glm4MoeFieldsDefaultsAndRefusals) {
   bad = j;
   bad["n_group"] = 3;  // 128 experts
   refused(bad, "n_group");
+  bad = j;
+  bad["num_nextn_predict_layers"] = -1;
+  refused(bad, "num_nextn_predict_layers");
   bad = j;
   bad["partial_rotary_factor"] = 0.3;  // 38.4 -> 38 dims: 19 pairs is fine, 0.01 leaves none
   EXPECT_EQ(ModelConfig::from_hf_json(bad).rotary_dim, 38);

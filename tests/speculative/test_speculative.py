@@ -256,46 +256,62 @@ elif CASE == "nextn":
                             "1", "--out", out, "--quiet"] + extra, check=True, timeout=120)
         return out
 
-    # 1. Random weights: the drafts dpserve's NEXTN runner makes (DPSERVE_NEXTN_DRAFT_LOG) are the
-    # NumPy reference's chain (tests/model/reference/ref_nextn.py) for the request's tokens at that
-    # step, wherever the reference's top-2 gap is clear of float error; output unchanged.
+    def check_drafts(model, ref, prompts, tag, min_checked):
+        """Serves each prompt with and without NEXTN: output unchanged, and the drafts dpserve's NEXTN
+        runner makes (DPSERVE_NEXTN_DRAFT_LOG) are the NumPy reference's chain
+        (tests/model/reference/ref_nextn.py) for the request's tokens at that step, wherever the
+        reference's top-2 gap is clear of float error."""
+        checked = 0
+        for i, prompt in enumerate(prompts):
+            log = os.path.join(SCRATCH, f"drafts-{tag}-{i}.log")
+            if os.path.exists(log):
+                os.remove(log)
+            ic = ["generate", "--json", "--model-path", model, "--prompts-file",
+                  prompts_file([prompt], f"one-{tag}-{i}.txt"), "--prompts-are-ids", "-n", "40",
+                  "--ignore-eos", "--temperature", "0", "--threads", "1"]
+            base = run(ic)
+            ENV["DPSERVE_NEXTN_DRAFT_LOG"] = log
+            try:
+                # Odd prompts prefilled in chunks of 8: the MTP layer reads each chunk's pairs as it runs,
+                # the pair across a chunk boundary included.
+                got = run(ic + NEXTN + (["--chunked-prefill-size", "8"] if i % 2 else []))
+            finally:
+                del ENV["DPSERVE_NEXTN_DRAFT_LOG"]
+            compare(base, got, f"nextn {tag} prompt {i}")
+            toks = [int(t) for t in prompt.split(",")] + base[0]["output_ids"]
+            lines = open(log).read().split()
+            assert len(lines) >= 3, f"FAIL: {tag} prompt {i}: no drafts logged"
+            for j in range(0, len(lines), 3):
+                n, drafts = int(lines[j + 1]), [int(d) for d in lines[j + 2].split(",")]
+                logits, want = rn.nextn_forward(ref, toks[:n], draft=len(drafts))
+                scale = float(logits.std())
+                for k in range(len(drafts)):
+                    srt = np.sort(logits[n - 2 + k])
+                    if srt[-1] - srt[-2] <= 1e-3 * scale:
+                        break  # a near tie: this draft and the ones after it may differ legitimately
+                    assert drafts[k] == want[k], \
+                        f"FAIL: {tag} prompt {i}, {n} tokens: dpserve drafted {drafts}, the reference {want} (draft {k})"
+                    checked += 1
+        assert checked >= min_checked, f"FAIL: {tag}: only {checked} drafts were checked against the reference"
+        print(f"ok NEXTN drafts of {tag} equal the NumPy reference's chain: {checked} drafted tokens checked")
+
+    # 1. Random weights: DeepSeek-V3's MTP layer, then GLM-4.5's (a Glm4Moe decoder layer).
     rand = v3("tiny-v3-mtp", [])
     ref = rf.RefModel(rand)
     prompts = id_prompts(ref.vocab)
-    checked = clear_total = 0
-    for i, prompt in enumerate(prompts[:4]):
-        log = os.path.join(SCRATCH, f"drafts-{i}.log")
-        if os.path.exists(log):
-            os.remove(log)
-        ic = ["generate", "--json", "--model-path", rand, "--prompts-file", prompts_file([prompt], f"one-{i}.txt"),
-              "--prompts-are-ids", "-n", "40",
+    check_drafts(rand, ref, prompts[:4], "deepseek_v3", 10)
+    glm = os.path.join(SCRATCH, "tiny-glm45-mtp")
+    if not os.path.exists(os.path.join(glm, "config.json")):
+        subprocess.run(["/usr/bin/python3", MAKE_MODEL, "--arch", "glm4_moe", "--dtype", "f32", "--use-qk-norm",
+                        "--max-position-embeddings", "1024", "--seed", "8", "--num-nextn-predict-layers", "1",
+                        "--out", glm, "--quiet"], check=True, timeout=120)
+    glm_ref = rf.RefModel(glm)
+    check_drafts(glm, glm_ref, id_prompts(glm_ref.vocab)[:2], "glm4_moe", 5)
+    gpf = prompts_file(id_prompts(glm_ref.vocab), "glm-mtp-ids.txt")
+    common = ["generate", "--json", "--model-path", glm, "--prompts-file", gpf, "--prompts-are-ids", "-n", "24",
               "--ignore-eos", "--temperature", "0", "--threads", "1"]
-        base = run(ic)
-        ENV["DPSERVE_NEXTN_DRAFT_LOG"] = log
-        try:
-            # Odd prompts prefilled in chunks of 8: the MTP layer reads each chunk's pairs as it runs,
-            # the pair across a chunk boundary included.
-            got = run(ic + NEXTN + (["--chunked-prefill-size", "8"] if i % 2 else []))
-        finally:
-            del ENV["DPSERVE_NEXTN_DRAFT_LOG"]
-        compare(base, got, f"nextn prompt {i}")
-        toks = [int(t) for t in prompt.split(",")] + base[0]["output_ids"]
-        lines = open(log).read().split()
-        assert len(lines) >= 3, f"FAIL: prompt {i}: no drafts logged"
-        for j in range(0, len(lines), 3):
-            n, drafts = int(lines[j + 1]), [int(d) for d in lines[j + 2].split(",")]
-            logits, want = rn.nextn_forward(ref, toks[:n], draft=len(drafts))
-            scale = float(logits.std())
-            for k in range(len(drafts)):
-                srt = np.sort(logits[n - 2 + k])
-                if srt[-1] - srt[-2] <= 1e-3 * scale:
-                    break  # a near tie: this draft and the ones after it may differ legitimately
-                clear_total += 1
-                assert drafts[k] == want[k], \
-                    f"FAIL: prompt {i}, {n} tokens: dpserve drafted {drafts}, the reference {want} (draft {k})"
-                checked += 1
-    assert checked >= 10, f"FAIL: only {checked} drafts were checked against the reference"
-    print(f"ok NEXTN drafts equal the NumPy reference's chain: {checked} drafted tokens checked")
+    compare(run(common), run(common + LAYOUTS["tp2_dp2"] + NEXTN), "nextn glm4_moe tp2_dp2")
+    print("ok nextn glm4_moe tp2_dp2: identical")
     # The same model over tp2 and tp2 with DP attention: unchanged output.
     pf = prompts_file(prompts, "v3-mtp-ids.txt")
     common = ["generate", "--json", "--model-path", rand, "--prompts-file", pf, "--prompts-are-ids", "-n", "48",
