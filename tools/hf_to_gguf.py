@@ -61,6 +61,16 @@ OUTTYPES = {"f32": (G.GGML_F32, 0), "f16": (G.GGML_F16, 1), "bf16": (G.GGML_BF16
             "q4_0": (G.GGML_Q4_0, 2), "q5_0": (G.GGML_Q5_0, 8), "q5_1": (G.GGML_Q5_1, 9)}
 BLOCK_TYPES = (G.GGML_Q8_0, G.GGML_Q4_0, G.GGML_Q5_0, G.GGML_Q5_1)
 
+# A multi-token-prediction layer's own tensors (GLM-4.5's model.layers.<num_hidden_layers>.*).
+NEXTN_NAMES = {
+    "eh_proj.weight": "nextn.eh_proj.weight",
+    "enorm.weight": "nextn.enorm.weight",
+    "hnorm.weight": "nextn.hnorm.weight",
+    "embed_tokens.weight": "nextn.embed_tokens.weight",
+    "shared_head.head.weight": "nextn.shared_head_head.weight",
+    "shared_head.norm.weight": "nextn.shared_head_norm.weight",
+}
+
 # Hugging Face -> llama.cpp tensor names (the per-layer part).
 LAYER_NAMES = {
     "input_layernorm.weight": "attn_norm.weight",
@@ -763,8 +773,8 @@ def glm4moe_keys(w, p, c, head_dim):
     (rope.dimension_count), DeepSeek-V3's routing as deepseek2's keys (sigmoid gating, expert_weights_norm /
     _scale, leading_dense_block_count, shared experts), with Glm4MoeConfig's defaults for absent fields. The
     groups are written as the generic expert_group_count / _used_count when there are several (llama.cpp's
-    converter leaves them out: the released models have one). The multi-token-prediction layers are dropped
-    (nextn_predict_layers 0, block_count the decoder layers only)."""
+    converter leaves them out: the released models have one). The multi-token-prediction layers are kept
+    as llama.cpp keeps them: counted in block_count, nextn_predict_layers of them (add_model writes them)."""
     w.add(p + "rope.dimension_count", G.U32, int(head_dim * c.get("partial_rotary_factor", 0.5)))
     w.add(p + "expert_count", G.U32, c["n_routed_experts"])
     w.add(p + "expert_used_count", G.U32, c["num_experts_per_tok"])
@@ -777,7 +787,7 @@ def glm4moe_keys(w, p, c, head_dim):
     if c.get("n_group", 1) > 1:
         w.add(p + "expert_group_count", G.U32, c["n_group"])
         w.add(p + "expert_group_used_count", G.U32, c.get("topk_group", 1))
-    w.add(p + "nextn_predict_layers", G.U32, 0)
+    w.add(p + "nextn_predict_layers", G.U32, c.get("num_nextn_predict_layers", 0))
 
 
 def add_sampling_defaults(w, folder):
@@ -819,6 +829,9 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
     n_kv = c.get("num_key_value_heads", n_head)
     head_dim = c.get("head_dim") or hidden // n_head
     n_layers = c["num_hidden_layers"]
+    # GLM-4.5's multi-token-prediction layers follow the decoder layers, with their own tensors under
+    # NEXTN_NAMES (llama.cpp's Glm4MoeModel converter keeps them; its DeepseekV2Model drops DeepSeek's).
+    mtp = c.get("num_nextn_predict_layers", 0) if arch == "glm4moe" else 0
     w.add("general.architecture", G.STRING, arch)
     w.add("general.name", G.STRING, os.path.basename(os.path.normpath(folder)))
     w.add("general.file_type", G.U32, file_type)
@@ -826,7 +839,7 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
     p = arch + "."
     w.add(p + "context_length", G.U32, c.get("max_position_embeddings", 2048))
     w.add(p + "embedding_length", G.U32, hidden)
-    w.add(p + "block_count", G.U32, n_layers)
+    w.add(p + "block_count", G.U32, n_layers + mtp)
     if c.get("intermediate_size"):
         w.add(p + "feed_forward_length", G.U32, c["intermediate_size"])
     w.add(p + "attention.head_count", G.U32, n_head)
@@ -941,8 +954,12 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
         w.add_tensor(G.TensorSpec("rope_freqs.weight", G.GGML_F32, factors.shape, lambda f=factors: f))
     for kind, factors in (longrope or {}).items():
         w.add_tensor(G.TensorSpec(f"rope_factors_{kind}.weight", G.GGML_F32, factors.shape, lambda f=factors: f))
-    for layer in range(n_layers):
+    for layer in range(n_layers + mtp):
         hp = f"model.layers.{layer}."
+        if layer >= n_layers:
+            for hf, gg in NEXTN_NAMES.items():
+                if hp + hf in st:
+                    w.add_tensor(spec(f"blk.{layer}.{gg}", hp + hf))
         names = ({**LAYER_NAMES, **GEMMA3_NAMES} if gemma else {**LAYER_NAMES, **PHI3_NAMES} if phi3
                  else {**LAYER_NAMES, **GPT_OSS_NAMES} if gpt_oss
                  else {**LAYER_NAMES, **OLMO2_NAMES} if arch == "olmo2"

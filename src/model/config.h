@@ -200,7 +200,9 @@ struct ModelConfig {
   bool is_deepseek() const { return arch == Arch::DeepseekV2 || arch == Arch::DeepseekV3; }
   // Families whose multi-token-prediction layers follow DeepSeek-V3's layout (layer num_hidden_layers
   // with enorm, hnorm, eh_proj and shared_head), which NEXTN drafts with.
-  bool has_mtp_layer_layout() const { return is_deepseek() || arch_name == "Glm4MoeForCausalLM"; }
+  bool has_mtp_layer_layout() const {
+    return is_deepseek() || arch_name == "Glm4MoeForCausalLM" || arch_name == "glm4moe";
+  }
   bool is_gemma() const { return arch == Arch::Gemma2 || arch == Arch::Gemma3; }
   bool layer_has_rope(int64_t layer) const { return layer_nope.empty() || layer_nope[size_t(layer)] == 0; }
   // The width RoPE rotates: MLA's qk_rope_head_dim, rotary_dim, or the whole head.

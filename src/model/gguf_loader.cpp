@@ -184,6 +184,22 @@ const char* why_not(Use u) {
   }
 }
 
+// An MTP layer's own tensors, "nextn.eh_proj.weight" -> "eh_proj.weight" (llama.cpp's names for the
+// checkpoint's model.layers.N.*); "" for a name that is not one of them.
+std::string nextn_hf_name(std::string_view rest) {
+  static constexpr std::pair<std::string_view, std::string_view> kNames[] = {
+      {"nextn.eh_proj.weight", "eh_proj.weight"},
+      {"nextn.enorm.weight", "enorm.weight"},
+      {"nextn.hnorm.weight", "hnorm.weight"},
+      {"nextn.embed_tokens.weight", "embed_tokens.weight"},
+      {"nextn.shared_head_head.weight", "shared_head.head.weight"},
+      {"nextn.shared_head_norm.weight", "shared_head.norm.weight"},
+  };
+  for (const auto& [gguf, hf] : kNames)
+    if (gguf == rest) return std::string(hf);
+  return "";
+}
+
 // "blk.12.attn_q.weight" -> (12, "attn_q.weight"); false for other names.
 bool split_layer_name(std::string_view name, int64_t& layer, std::string_view& rest) {
   if (name.substr(0, 4) != "blk.") return false;
@@ -358,11 +374,18 @@ void load_gguf(const std::string& path, ModelConfig& config, WeightStore& store)
     int64_t layer = -1;
     std::string_view rest;
     if (split_layer_name(t.name, layer, rest)) {
-      if (layer >= c.n_layers && layer < c.n_layers + c.nextn_layers) {  // glm4moe's MTP layers: not run
+      // glm4moe's multi-token-prediction layers (after the decoder layers; block_count counts them):
+      // kept under their Hugging Face names, which the main model never reads and NEXTN drafts with.
+      const bool mtp = layer >= c.n_layers && layer < c.n_layers + c.nextn_layers;
+      if (mtp && rest.substr(0, 6) == "nextn.") {
+        const std::string hf = nextn_hf_name(rest);
+        if (hf.empty()) fail("GGUF {}: tensor \"{}\" is not one dpserve uses for an MTP layer", t.file, t.name);
+        store.add("model.layers." + std::to_string(layer) + "." + hf,
+                  TensorInfo{tensor_dtype(t), hf_shape(t), t.data, t.file});
         seen.insert(t.name);
         continue;
       }
-      if (layer >= c.n_layers)
+      if (layer >= c.n_layers && !mtp)
         fail("GGUF {}: tensor \"{}\" belongs to layer {}, but the model has {} layers (block_count)", t.file, t.name,
              layer, c.n_layers);
       const LayerName* rule = nullptr;

@@ -743,6 +743,13 @@ for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", 
         mtp, _ = dump_logits(write("glm4moe-mtp", patched_model(base=gg, replace_kv=more, extra_tensors=extra)), ids)
         err, why = max_diff(mtp, ref)
         check(err <= 1e-5, f"glm4moe with an MTP layer (nextn_predict_layers 1) == without: {err:.2g} x std {why}")
+        # An MTP layer's own tensors are llama.cpp's six blk.N.nextn.* names; another is refused by name.
+        norm = src["tensors"]["blk.2.attn_norm.weight"]
+        odd = G.TensorSpec("blk.3.nextn.odd_norm.weight", norm[0], norm[1], lambda d=norm[2]: d)
+        path = write("glm4moe-mtp-odd", patched_model(base=gg, replace_kv=more, extra_tensors=extra + [odd]))
+        p = dpserve(["generate", "--model-path", path, "--prompt-ids", "1", "-n", "1"])
+        check(p.returncode == 1 and "blk.3.nextn.odd_norm.weight" in p.stderr,
+              f"glm4moe_mtp_odd: refused naming it ({p.stderr[-300:].strip()})")
         bads = [("glm4moe_no_experts", dict(drop=("glm4moe.expert_count",)), "expert_count"),
                 ("glm4moe_no_mlp_norm", dict(drop=("blk.1.post_attention_norm.weight",)),
                  "blk.1.post_attention_norm.weight"),

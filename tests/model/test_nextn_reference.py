@@ -31,6 +31,7 @@ import ref_nextn as rn  # noqa: E402
 from test_hf_reference import ROUTER_TIE, TOL, compare  # noqa: E402
 
 MAKE = os.path.join(HERE, "..", "..", "tools", "make_hf_model.py")
+TO_GGUF = os.path.join(HERE, "..", "..", "tools", "hf_to_gguf.py")
 TIMEOUT = 120
 DRAFT = 4
 
@@ -177,6 +178,36 @@ def check_refused(a):
     return [] if ok else ["a checkpoint without num_nextn_predict_layers was not refused by name"]
 
 
+def check_gguf(a):
+    """GLM-4.5's MTP layer as llama.cpp's converter keeps it in a GGUF file (blk.N.nextn.* beside the layer's
+    own tensors, block_count counting it; llama.cpp 3f545bec loads such a file): the NEXTN probe on it gives
+    the HF folder's logits and drafts bit for bit. A DeepSeek GGUF (llama.cpp drops its MTP layer) is
+    refused with a pointer to the folder."""
+    failures, outs = [], []
+    folder = os.path.join(a.work, "glm45_moe_f32")
+    gguf = os.path.join(a.work, "glm45_moe_f32.gguf")
+    subprocess.run([sys.executable, TO_GGUF, folder, "--outtype", "f32", "--no-vocab", "--out", gguf],
+                   check=True, timeout=TIMEOUT, capture_output=True)
+    toks = [5, 17, 240, 3, 99, 301, 7, 11, 42, 250, 8, 77]
+    for m in (folder, gguf):
+        meta, got = run_probe(a.probe, m, toks, a.work, "gguf_" + os.path.basename(m))
+        outs.append((meta["drafts"], got.tobytes()))
+    same = outs[0] == outs[1]
+    print(f"{'ok  ' if same else 'FAIL'} glm4moe GGUF with its MTP layer: NEXTN logits and drafts == the HF folder's")
+    if not same:
+        failures.append("the glm4moe GGUF's NEXTN logits differ from its HF folder's")
+    ds = os.path.join(a.work, "v3_dense_f32.gguf")
+    subprocess.run([sys.executable, TO_GGUF, os.path.join(a.work, "v3_dense_f32"), "--outtype", "f32",
+                    "--no-vocab", "--out", ds], check=True, timeout=TIMEOUT, capture_output=True)
+    p = subprocess.run([a.probe, "--model-path", ds, "--tokens", "1,2,3", "--out", os.path.join(a.work, "x.bin")],
+                       capture_output=True, text=True, timeout=TIMEOUT)
+    ok = p.returncode != 0 and "Hugging Face folder" in p.stderr
+    print(f"{'ok  ' if ok else 'FAIL'} a deepseek2 GGUF (no MTP layer) refused: {p.stderr.strip()[-200:]}")
+    if not ok:
+        failures.append("a deepseek2 GGUF under NEXTN was not refused with a pointer to the HF folder")
+    return failures
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", required=True)
@@ -187,6 +218,7 @@ def main():
     failures = check_main_ignores_mtp(a) + check_refused(a)
     for case in CASES:
         failures += check_case(a, *case)
+    failures += check_gguf(a)
     if failures:
         print(f"\n{len(failures)} failure(s):\n  " + "\n  ".join(failures))
         return 1
