@@ -50,7 +50,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const ToolCallParser formats[] = {ToolCallParser::kHermes, ToolCallParser::kLlama3, ToolCallParser::kDeepSeekV3,
                                     ToolCallParser::kDeepSeekV31, ToolCallParser::kMistral};
   const ToolCallParser t = harmony    ? (cfg & 1 ? ToolCallParser::kGptOss : ToolCallParser::kNone)
-                           : cfg & 64 ? ToolCallParser::kQwen3Coder
+                           : cfg & 64 ? (cfg & 2 ? ToolCallParser::kGlm45 : ToolCallParser::kQwen3Coder)
                            : cfg & 32 ? formats[4]
                                       : formats[(cfg & 2 ? 1 : 0) + (cfg & 16 ? 2 : 0)];
   const bool in_reasoning = cfg & 4, single = cfg & 8;

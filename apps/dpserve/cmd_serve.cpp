@@ -512,9 +512,11 @@ void register_serve(CLI::App& app) {
        "deepseekv3 (DeepSeek-V3 / R1: <｜tool▁calls▁begin｜> sections, ```json arguments), deepseekv31 "
        "(DeepSeek-V3.1: the same tags, name<｜tool▁sep｜>arguments), mistral ([TOOL_CALLS] JSON arrays), "
        "qwen3_coder (Qwen3-Coder: <tool_call><function=NAME><parameter=KEY> blocks, values typed by the tool's "
-       "schema) or gpt-oss (harmony messages to functions.NAME, one call a turn; needs --reasoning-parser gpt-oss)")
+       "schema), glm45 (GLM-4.5 / 4.6: <tool_call>NAME <arg_key>KEY</arg_key> <arg_value>VALUE</arg_value> blocks, "
+       "values typed likewise), glm47 (GLM-4.7: the same without line breaks) or gpt-oss (harmony messages to "
+       "functions.NAME, one call a turn; needs --reasoning-parser gpt-oss)")
       ->check(CLI::IsMember({"none", "qwen3", "qwen25", "qwen", "hermes", "llama3", "deepseekv3", "deepseekv31",
-                             "mistral", "qwen3_coder", "gpt-oss"}))
+                             "mistral", "qwen3_coder", "glm45", "glm47", "gpt-oss"}))
       ->envname("DPSERVE_TOOL_CALL_PARSER");
   auto* reasoning_parser = s->add_option_function<std::string>(
        "--reasoning-parser",
@@ -522,11 +524,11 @@ void register_serve(CLI::App& app) {
          a->so.reasoning_parser = parse_reasoning_parser(v);
          a->reasoning_parser = v;
        },
-       "Move the model's reasoning into reasoning_content: qwen3 (also deepseek-r1: the <think>...</think> "
-       "block) or gpt-oss (the harmony format: the analysis channel is reasoning, final and commentary "
+       "Move the model's reasoning into reasoning_content: qwen3 (also deepseek-r1 and glm45: the "
+       "<think>...</think> block) or gpt-oss (the harmony format: the analysis channel is reasoning, final and commentary "
        "preambles are content). A gpt-oss model gets gpt-oss (and --tool-call-parser gpt-oss) unless this "
        "flag is given; none turns it off")
-      ->check(CLI::IsMember({"none", "qwen3", "deepseek-r1", "gpt-oss"}))->envname("DPSERVE_REASONING_PARSER");
+      ->check(CLI::IsMember({"none", "qwen3", "deepseek-r1", "glm45", "gpt-oss"}))->envname("DPSERVE_REASONING_PARSER");
   s->add_option("--reasoning-budget", a->so.reasoning_budget,
                 "Thinking tokens a chat request may write inside its <think> block before the server closes it "
                 "(forces </think>, then the answer follows); -1: no cap. A request's thinking_token_budget "

@@ -23,6 +23,8 @@ const char* format_name(ToolCallFormat f) {
     case ToolCallFormat::kMistral: return "mistral";
     case ToolCallFormat::kMistralV11: return "mistral_v11";
     case ToolCallFormat::kQwen3Coder: return "qwen3_coder";
+    case ToolCallFormat::kGlm45: return "glm45";
+    case ToolCallFormat::kGlm47: return "glm47";
     case ToolCallFormat::kHarmony: return "harmony";
   }
   return "?";
@@ -50,7 +52,8 @@ ToolCallSpec ToolCallSpec::from_text(std::string_view text) {
     bool known = false;
     for (const auto k : {ToolCallFormat::kHermes, ToolCallFormat::kLlama3, ToolCallFormat::kDeepSeekV3,
                          ToolCallFormat::kDeepSeekV31, ToolCallFormat::kMistral, ToolCallFormat::kMistralV11,
-                         ToolCallFormat::kQwen3Coder, ToolCallFormat::kHarmony})
+                         ToolCallFormat::kQwen3Coder, ToolCallFormat::kGlm45, ToolCallFormat::kGlm47,
+                         ToolCallFormat::kHarmony})
       if (f == format_name(k)) s.format = k, known = true;
     if (!known) fail("tool call grammar: unknown format '{}'", f);
     for (const auto& t : j.at("tools")) s.tools.push_back({t.at("name").get<std::string>(), t.at("parameters")});
@@ -80,11 +83,11 @@ bool qwen3_coder_raw_string(const ojson& p) {
 
 namespace {
 
-// A Qwen3-Coder parameter's value and the line that closes it ("\n</parameter>"). A raw string can be
-// held to an enum / const or a length (its characters then exclude '<', so it cannot close early);
-// other string keywords have no raw form to enforce.
-ExprId coder_value(Grammar& g, JsonSchemaCompiler& json, const ojson& p, const std::string& where, int32_t max_repeat) {
-  constexpr std::string_view kClose = "\n</parameter>";
+// A Qwen3-Coder or GLM parameter's value and the text that closes it (`kClose`: "\n</parameter>", or
+// "</arg_value>"). A raw string can be held to an enum / const or a length (its characters then exclude
+// '<', so it cannot close early); other string keywords have no raw form to enforce.
+ExprId coder_value(Grammar& g, JsonSchemaCompiler& json, const ojson& p, const std::string& where, int32_t max_repeat,
+                   std::string_view kClose, const char* format) {
   if (!qwen3_coder_raw_string(p)) {
     try {
       return g.seq({json.value(p), g.literal(kClose)});
@@ -98,7 +101,7 @@ ExprId coder_value(Grammar& g, JsonSchemaCompiler& json, const ojson& p, const s
                                               "maxLength", "enum",        "const"};
   for (const auto& [k, v] : p.items())
     if (!kFree.count(k))
-      fail("{}: '{}' cannot be enforced on a string in qwen3_coder's format (its strings are raw text)", where, k);
+      fail("{}: '{}' cannot be enforced on a string in {}'s format (its strings are raw text)", where, k, format);
   std::vector<std::string> words;
   if (p.contains("const")) {
     words.push_back(p["const"].get<std::string>());
@@ -124,28 +127,36 @@ ExprId coder_value(Grammar& g, JsonSchemaCompiler& json, const ojson& p, const s
   return g.seq({g.repeat(g.chars(no_tag.complement()), int32_t(lo), int32_t(hi)), g.literal(kClose)});
 }
 
-// One Qwen3-Coder call without its <tool_call> lines: the function, then its parameters in the schema's
+// One Qwen3-Coder call without its <tool_call> lines (the function, then its parameters), or one GLM
+// call without its <tool_call> tags (the name, then key / value pairs): the parameters in the schema's
 // property order, the required ones always, the others optionally.
 ExprId coder_call(Grammar& g, JsonSchemaCompiler& json, const std::string& name, const ojson& params,
-                  int32_t max_repeat) {
+                  int32_t max_repeat, ToolCallFormat f) {
+  const char* format = format_name(f);
   const std::string where = fmt::format("tool '{}'", name);
   if (params.is_object())
     for (const char* k : {"anyOf", "oneOf", "allOf", "$ref", "not", "if", "patternProperties", "minProperties",
                           "maxProperties", "dependentRequired", "dependentSchemas"})
-      if (params.contains(k)) fail("{}: '{}' cannot be enforced in qwen3_coder's format", where, k);
-  std::vector<ExprId> parts = {g.literal("<function=" + name + ">\n")};
+      if (params.contains(k)) fail("{}: '{}' cannot be enforced in {}'s format", where, k, format);
+  const bool glm = f == ToolCallFormat::kGlm45 || f == ToolCallFormat::kGlm47;
+  const std::string nl = f == ToolCallFormat::kGlm47 ? "" : "\n";
+  std::vector<ExprId> parts = {g.literal(glm ? name + nl : "<function=" + name + ">\n")};
   const ojson none = ojson::object();
   const ojson& props = params.is_object() && params.contains("properties") ? params["properties"] : none;
   const ojson required = params.is_object() ? params.value("required", ojson::array()) : ojson::array();
   for (const auto& [key, prop] : props.items()) {
     if (key.empty() || key.find_first_of("<>\n") != std::string::npos)
-      fail("{}: the parameter name '{}' cannot be written in qwen3_coder's format", where, key);
-    const ExprId value = coder_value(g, json, prop, fmt::format("{}, parameter '{}'", where, key), max_repeat);
-    const ExprId one = g.seq({g.literal("<parameter=" + key + ">\n"), value, g.literal("\n")});
+      fail("{}: the parameter name '{}' cannot be written in {}'s format", where, key, format);
+    const std::string at = fmt::format("{}, parameter '{}'", where, key);
+    const ExprId one =
+        glm ? g.seq({g.literal("<arg_key>" + key + "</arg_key>" + nl + "<arg_value>"),
+                     coder_value(g, json, prop, at, max_repeat, "</arg_value>", format), g.literal(nl)})
+            : g.seq({g.literal("<parameter=" + key + ">\n"),
+                     coder_value(g, json, prop, at, max_repeat, "\n</parameter>", format), g.literal("\n")});
     const bool needed = std::find(required.begin(), required.end(), ojson(key)) != required.end();
     parts.push_back(needed ? one : g.optional(one));
   }
-  parts.push_back(g.literal("</function>"));
+  if (!glm) parts.push_back(g.literal("</function>"));
   return g.seq(std::move(parts));
 }
 
@@ -173,6 +184,11 @@ ExprId text_with_calls(Grammar& g, const ToolCallSpec& spec, ExprId one, std::ve
     case ToolCallFormat::kQwen3Coder:
       opener = "<tool_call>";
       after = g.seq({g.literal("\n"), one, g.literal("\n</tool_call>")});
+      break;
+    case ToolCallFormat::kGlm45:
+    case ToolCallFormat::kGlm47:
+      opener = "<tool_call>";
+      after = g.seq({one, g.literal("</tool_call>")});
       break;
     case ToolCallFormat::kDeepSeekV3:
     case ToolCallFormat::kDeepSeekV31: {
@@ -213,8 +229,9 @@ Grammar tool_call_grammar(const ToolCallSpec& spec, const JsonSchemaOptions& opt
   auto tag = [&](std::string_view t) { return spec.special_tags && !spec.text ? g.special_token(t) : g.literal(t); };
   for (const auto& [name, params] : spec.tools) {
     if (spec.only && *spec.only != name) continue;
-    if (spec.format == ToolCallFormat::kQwen3Coder) {
-      calls.push_back(coder_call(g, json, name, params, opt.max_repeat));
+    if (spec.format == ToolCallFormat::kQwen3Coder || spec.format == ToolCallFormat::kGlm45 ||
+        spec.format == ToolCallFormat::kGlm47) {
+      calls.push_back(coder_call(g, json, name, params, opt.max_repeat, spec.format));
       continue;
     }
     ExprId args;
@@ -274,6 +291,9 @@ Grammar tool_call_grammar(const ToolCallSpec& spec, const JsonSchemaOptions& opt
     body = g.seq({tag("[TOOL_CALLS]"), g.literal(" ["), calls_of, g.literal("]")});
   } else if (spec.format == ToolCallFormat::kHermes || spec.format == ToolCallFormat::kQwen3Coder) {
     const ExprId block = g.seq({g.literal("<tool_call>\n"), one, g.literal("\n</tool_call>")});
+    body = many ? g.seq({block, g.star(g.seq({g.literal("\n"), block}))}) : block;
+  } else if (spec.format == ToolCallFormat::kGlm45 || spec.format == ToolCallFormat::kGlm47) {
+    const ExprId block = g.seq({g.literal("<tool_call>"), one, g.literal("</tool_call>")});
     body = many ? g.seq({block, g.star(g.seq({g.literal("\n"), block}))}) : block;
   } else {
     body = many ? g.seq({one, g.star(g.seq({g.literal("; "), one}))}) : one;

@@ -10,6 +10,9 @@
 //   qwen3_coder (Qwen3-Coder):       <tool_call>\n<function=f>\n<parameter=k>\nVALUE\n</parameter>\n...
 //                                    </function>\n</tool_call>, blocks joined by "\n"; a string VALUE is raw text,
 //                                    any other is JSON (qwen3_coder_raw_string)
+//   glm45 (GLM-4.5 / 4.6):           <tool_call>f\n<arg_key>k</arg_key>\n<arg_value>VALUE</arg_value>\n...
+//                                    </tool_call>, blocks joined by "\n"; values as qwen3_coder's
+//   glm47 (GLM-4.7):                 the same without the line breaks inside a block
 //   harmony (gpt-oss):               analysis messages and preambles, then one message to functions.f
 //                                    (harmony_grammar.h); a call ends the turn (<|call|> is EOS), so one a
 //                                    turn; with `text`, the turn may end with a final message instead
@@ -32,7 +35,9 @@ namespace dpserve::constrain {
 
 // kMistral: "[TOOL_CALLS] [" calls "]" (tokenizer v3); kMistralV11: "[TOOL_CALLS]NAME[ARGS]{...}" per call
 // (tokenizer v11 and later, whose vocabulary has an [ARGS] token).
-enum class ToolCallFormat { kHermes, kLlama3, kDeepSeekV3, kDeepSeekV31, kMistral, kMistralV11, kQwen3Coder, kHarmony };
+enum class ToolCallFormat {
+  kHermes, kLlama3, kDeepSeekV3, kDeepSeekV31, kMistral, kMistralV11, kQwen3Coder, kGlm45, kGlm47, kHarmony
+};
 
 const char* format_name(ToolCallFormat f);
 
@@ -54,7 +59,7 @@ struct ToolCallSpec {
   static ToolCallSpec from_text(std::string_view text);  // throws dpserve::Error
 };
 
-// Whether Qwen3-Coder's format writes a parameter of this schema as raw text (a string: its type is
+// Whether Qwen3-Coder's (and GLM's) format writes a parameter of this schema as raw text (a string: its type is
 // "string", or a list holding "string", or it has no type and no enum / const but strings), or as JSON
 // text (every other schema). The grammar and the output parser read a value the same way by it.
 bool qwen3_coder_raw_string(const nlohmann::ordered_json& property);

@@ -40,9 +40,9 @@ bool all_space(std::string_view s) { return s.find_first_not_of(" \t\r\n") == st
 
 ReasoningParser parse_reasoning_parser(const std::string& name) {
   if (name.empty() || name == "none") return ReasoningParser::kNone;
-  if (name == "qwen3" || name == "deepseek-r1") return ReasoningParser::kQwen3;
+  if (name == "qwen3" || name == "deepseek-r1" || name == "glm45") return ReasoningParser::kQwen3;
   if (name == "gpt-oss") return ReasoningParser::kGptOss;
-  fail("--reasoning-parser: '{}' is not one of qwen3, deepseek-r1, gpt-oss", name);
+  fail("--reasoning-parser: '{}' is not one of qwen3, deepseek-r1, glm45, gpt-oss", name);
 }
 
 ToolCallParser parse_tool_call_parser(const std::string& name) {
@@ -53,9 +53,11 @@ ToolCallParser parse_tool_call_parser(const std::string& name) {
   if (name == "deepseekv31") return ToolCallParser::kDeepSeekV31;
   if (name == "mistral") return ToolCallParser::kMistral;
   if (name == "qwen3_coder") return ToolCallParser::kQwen3Coder;
+  if (name == "glm45") return ToolCallParser::kGlm45;
+  if (name == "glm47") return ToolCallParser::kGlm47;
   if (name == "gpt-oss") return ToolCallParser::kGptOss;
-  fail("--tool-call-parser: '{}' is not one of hermes, qwen, qwen25, qwen3, qwen3_coder, llama3, deepseekv3, "
-       "deepseekv31, mistral, gpt-oss",
+  fail("--tool-call-parser: '{}' is not one of hermes, qwen, qwen25, qwen3, qwen3_coder, glm45, glm47, llama3, "
+       "deepseekv3, deepseekv31, mistral, gpt-oss",
        name);
 }
 
@@ -63,6 +65,10 @@ std::vector<std::string_view> tool_call_markers(ToolCallParser t) {
   switch (t) {
     case ToolCallParser::kHermes:
     case ToolCallParser::kQwen3Coder: return {kCallOpen, kCallClose};
+    // GLM's tokenizers may hold every tag as a token of its own (kept in the text when special).
+    case ToolCallParser::kGlm45:
+    case ToolCallParser::kGlm47:
+      return {kCallOpen, kCallClose, "<arg_key>", "</arg_key>", "<arg_value>", "</arg_value>"};
     case ToolCallParser::kDeepSeekV3:
     case ToolCallParser::kDeepSeekV31: return {kDsCallsBegin, kDsCallBegin, kDsSep, kDsCallEnd, kDsCallsEnd};
     case ToolCallParser::kMistral: return {kMistralCalls, kMistralArgs};
@@ -156,7 +162,8 @@ bool ChatOutputParser::parse_call(const std::string& json_text, ChatDelta& out) 
 }
 
 bool ChatOutputParser::coder_call(const std::string& inner, ChatDelta& out) {
-  std::optional<CoderCall> c = read_coder_call(inner, names_, params_);
+  const bool glm = tools_ == ToolCallParser::kGlm45 || tools_ == ToolCallParser::kGlm47;
+  std::optional<CoderCall> c = glm ? read_glm_call(inner, names_, params_) : read_coder_call(inner, names_, params_);
   if (!c) return false;
   text_since_call_ = false;
   if (single_call_ && calls_ > 0) return true;
@@ -371,7 +378,8 @@ void ChatOutputParser::content_step(bool final, ChatDelta& out) {
   }
   const bool deepseek = tools_ == ToolCallParser::kDeepSeekV3 || tools_ == ToolCallParser::kDeepSeekV31;
   const bool mistral = tools_ == ToolCallParser::kMistral;
-  const bool tagged = tools_ == ToolCallParser::kHermes || tools_ == ToolCallParser::kQwen3Coder;
+  const bool tagged = tools_ == ToolCallParser::kHermes || tools_ == ToolCallParser::kQwen3Coder ||
+                      tools_ == ToolCallParser::kGlm45 || tools_ == ToolCallParser::kGlm47;
   if (!tagged && !deepseek && !mistral) {
     out.content += buf_;
     buf_.clear();
@@ -437,9 +445,10 @@ void ChatOutputParser::run(bool final, ChatDelta& out) {
         content_step(final, out);
         break;
       case Mode::kToolBlock: {
-        // Qwen3-Coder's values are raw text, where quotes mean nothing: the first closing tag ends the block
-        // (searched from where the last delivery's search stopped, so a long block costs one pass).
-        const bool coder = tools_ == ToolCallParser::kQwen3Coder;
+        // Qwen3-Coder's and GLM's values are raw text, where quotes mean nothing: the first closing tag ends
+        // the block (searched from where the last delivery's search stopped, so a long block costs one pass).
+        const bool coder = tools_ == ToolCallParser::kQwen3Coder || tools_ == ToolCallParser::kGlm45 ||
+                           tools_ == ToolCallParser::kGlm47;
         size_t at = coder ? buf_.find(kCallClose, scan_.pos) : close_outside_strings(kCallClose);
         if (coder && at == std::string::npos) scan_.pos = buf_.size() - std::min(buf_.size(), kCallClose.size() - 1);
         // Not JSON after all (an unbalanced quote): at the end, the first closing tag ends it.

@@ -1,7 +1,7 @@
 // What a chat model writes, split the way OpenAI clients read it: reasoning (Qwen3's <think>...
 // </think>, or gpt-oss's harmony channels: server/harmony_output.h, under --reasoning-parser),
 // content, and tool calls (under --tool-call-parser: Hermes / Qwen <tool_call> JSON blocks,
-// Qwen3-Coder's <tool_call><function=...> blocks, Llama-3 JSON objects, DeepSeek-V3 / V3.1
+// Qwen3-Coder's <tool_call><function=...> blocks, GLM-4.5's <tool_call>NAME<arg_key>... blocks, Llama-3 JSON objects, DeepSeek-V3 / V3.1
 // <｜tool▁calls▁begin｜> sections, Mistral's [TOOL_CALLS] arrays and [TOOL_CALLS]NAME[ARGS] calls, or
 // harmony messages to functions.NAME). The same parser serves whole responses (feed everything, then
 // finish) and streams (feed each delivery): text is released as soon as it cannot be the start of a
@@ -21,12 +21,15 @@
 namespace dpserve {
 
 enum class ReasoningParser { kNone, kQwen3, kGptOss };
-enum class ToolCallParser { kNone, kHermes, kLlama3, kDeepSeekV3, kDeepSeekV31, kMistral, kQwen3Coder, kGptOss };
+// kGlm45 and kGlm47 read the same blocks (GLM-4.7 writes them without line breaks); their grammars differ.
+enum class ToolCallParser {
+  kNone, kHermes, kLlama3, kDeepSeekV3, kDeepSeekV31, kMistral, kQwen3Coder, kGlm45, kGlm47, kGptOss
+};
 
-// Flag values: "qwen3" (also "deepseek-r1": the same tags), "gpt-oss" (harmony); "" or "none".
+// Flag values: "qwen3" (also "deepseek-r1" and "glm45": the same tags), "gpt-oss" (harmony); "" or "none".
 ReasoningParser parse_reasoning_parser(const std::string& name);
 // "hermes", "qwen", "qwen25", "qwen3" (the <tool_call> format), "llama3", "deepseekv3",
-// "deepseekv31", "mistral", "qwen3_coder", "gpt-oss" (harmony's calls: needs the gpt-oss reasoning
+// "deepseekv31", "mistral", "qwen3_coder", "glm45", "glm47", "gpt-oss" (harmony's calls: needs the gpt-oss reasoning
 // parser, which reads the format); "" or "none".
 ToolCallParser parse_tool_call_parser(const std::string& name);
 // The tags a parser finds calls by in the text (its opening marker first); none for llama3's JSON.
@@ -56,7 +59,7 @@ class ChatOutputParser {
   ChatOutputParser(ReasoningParser r, ToolCallParser t, std::vector<std::string> tool_names, bool in_reasoning,
                    uint64_t id_seed, bool single_call = false);
 
-  // The tools' parameter schemas, in `tool_names`' order: Qwen3-Coder's format types its values by them.
+  // The tools' parameter schemas, in `tool_names`' order: Qwen3-Coder's and GLM's formats type their values by them.
   void set_tool_parameters(std::vector<nlohmann::ordered_json> params) { params_ = std::move(params); }
 
   ChatDelta feed(std::string_view text);
@@ -69,7 +72,7 @@ class ChatOutputParser {
   void run(bool final, ChatDelta& out);
   void content_step(bool final, ChatDelta& out);
   bool parse_call(const std::string& json_text, ChatDelta& out);
-  // One Qwen3-Coder call, the text between <tool_call> and </tool_call>.
+  // One Qwen3-Coder or GLM call, the text between <tool_call> and </tool_call>.
   bool coder_call(const std::string& inner, ChatDelta& out);
   // A call whose name and arguments (JSON text, any value) the format gives apart (DeepSeek).
   bool add_call(const std::string& name, const std::string& args_text, ChatDelta& out);

@@ -49,7 +49,61 @@ std::string json_value(std::string_view v, const ojson* schema) {
   return compact_json(t);
 }
 
+// The schema of the tool `name`'s parameter properties, or null when it has none (or `name` is not a
+// tool: then `found` is false).
+const ojson* tool_properties(const std::string& name, const std::vector<std::string>& names,
+                             const std::vector<ojson>& params, bool& found) {
+  const auto at = std::find(names.begin(), names.end(), name);
+  found = at != names.end();
+  if (!found) return nullptr;
+  const ojson* schema = size_t(at - names.begin()) < params.size() ? &params[at - names.begin()] : nullptr;
+  return schema && schema->is_object() && schema->contains("properties") && (*schema)["properties"].is_object()
+             ? &(*schema)["properties"]
+             : nullptr;
+}
+
 }  // namespace
+
+std::optional<CoderCall> read_glm_call(std::string_view inner, const std::vector<std::string>& names,
+                                       const std::vector<ojson>& params) {
+  constexpr std::string_view kKey = "<arg_key>", kKeyEnd = "</arg_key>";
+  constexpr std::string_view kValue = "<arg_value>", kValueEnd = "</arg_value>";
+  std::string_view s = trim(inner);
+  // The name runs to its line break (GLM-4.5) or straight to the first key (GLM-4.7).
+  const size_t name_end = std::min({s.find('\n'), s.find(kKey), s.size()});
+  CoderCall call;
+  call.name = std::string(trim(s.substr(0, name_end)));
+  bool found = false;
+  const ojson* props = tool_properties(call.name, names, params, found);
+  if (!found) return std::nullopt;
+  s.remove_prefix(name_end);
+  std::string args = "{";
+  std::set<std::string, std::less<>> seen;
+  for (;;) {
+    s = s.substr(std::min(s.size(), s.find_first_not_of(" \t\r\n")));
+    if (s.empty()) break;
+    if (!s.starts_with(kKey)) return std::nullopt;
+    s.remove_prefix(kKey.size());
+    const size_t kend = s.find(kKeyEnd);
+    if (kend == std::string_view::npos || kend == 0) return std::nullopt;
+    const std::string key(s.substr(0, kend));
+    if (!seen.insert(key).second) return std::nullopt;
+    s.remove_prefix(kend + kKeyEnd.size());
+    s = s.substr(std::min(s.size(), s.find_first_not_of(" \t\r\n")));
+    if (!s.starts_with(kValue)) return std::nullopt;
+    s.remove_prefix(kValue.size());
+    // A value is written whole between its tags (no template line breaks): its closing tag ends it.
+    const size_t vend = s.find(kValueEnd);
+    if (vend == std::string_view::npos) return std::nullopt;
+    const std::string_view v = s.substr(0, vend);
+    s.remove_prefix(vend + kValueEnd.size());
+    const ojson* prop = props && props->contains(key) ? &(*props)[key] : nullptr;
+    if (args.size() > 1) args += ',';
+    args += ojson(key).dump(-1, ' ', false, ojson::error_handler_t::replace) + ':' + json_value(v, prop);
+  }
+  call.arguments = args + "}";
+  return call;
+}
 
 std::optional<CoderCall> read_coder_call(std::string_view inner, const std::vector<std::string>& names,
                                          const std::vector<ojson>& params) {
@@ -60,13 +114,9 @@ std::optional<CoderCall> read_coder_call(std::string_view inner, const std::vect
   if (gt == std::string_view::npos) return std::nullopt;
   CoderCall call;
   call.name = std::string(s.substr(0, gt));
-  const auto at = std::find(names.begin(), names.end(), call.name);
-  if (at == names.end()) return std::nullopt;
-  const ojson* schema = size_t(at - names.begin()) < params.size() ? &params[at - names.begin()] : nullptr;
-  const ojson* props =
-      schema && schema->is_object() && schema->contains("properties") && (*schema)["properties"].is_object()
-          ? &(*schema)["properties"]
-          : nullptr;
+  bool found = false;
+  const ojson* props = tool_properties(call.name, names, params, found);
+  if (!found) return std::nullopt;
   s.remove_prefix(gt + 1);
   // A call ends with its function's closing tag (an output cut off before it, by max_tokens, is no call:
   // its last value would be partial); nothing but whitespace may follow it.

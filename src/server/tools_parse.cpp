@@ -116,8 +116,10 @@ void parse_tools(const json& body, std::string_view raw_body, GenSpec& spec, con
   if (ctx.tool_parser == ToolCallParser::kNone)
     bad_param("tools", "this server parses no tool calls: start it with --tool-call-parser (e.g. qwen3, hermes, llama3, deepseekv3)");
   spec.tool_names = names;
-  // Qwen3-Coder's values are typed by the schemas when the output is read.
-  if (ctx.tool_parser == ToolCallParser::kQwen3Coder) spec.tool_parameters = written_parameters(raw_body, names.size());
+  // Qwen3-Coder's and GLM's values are typed by the schemas when the output is read.
+  if (ctx.tool_parser == ToolCallParser::kQwen3Coder || ctx.tool_parser == ToolCallParser::kGlm45 ||
+      ctx.tool_parser == ToolCallParser::kGlm47)
+    spec.tool_parameters = written_parameters(raw_body, names.size());
   spec.parallel_tool_calls = body.value("parallel_tool_calls", true);
   // The parser finds calls by their tags in the text. Where a tag is a special token of this tokenizer
   // (Mistral's [TOOL_CALLS] and [ARGS]), the default decoding would drop it and the calls would reach
@@ -143,6 +145,8 @@ void parse_tools(const json& body, std::string_view raw_body, GenSpec& spec, con
     case ToolCallParser::kDeepSeekV3: ts.format = constrain::ToolCallFormat::kDeepSeekV3; break;
     case ToolCallParser::kDeepSeekV31: ts.format = constrain::ToolCallFormat::kDeepSeekV31; break;
     case ToolCallParser::kQwen3Coder: ts.format = constrain::ToolCallFormat::kQwen3Coder; break;
+    case ToolCallParser::kGlm45: ts.format = constrain::ToolCallFormat::kGlm45; break;
+    case ToolCallParser::kGlm47: ts.format = constrain::ToolCallFormat::kGlm47; break;
     case ToolCallParser::kGptOss: ts.format = constrain::ToolCallFormat::kHarmony; break;
     case ToolCallParser::kMistral: {
       // Tokenizer v11 and later have an [ARGS] token, and write each call after its own [TOOL_CALLS].

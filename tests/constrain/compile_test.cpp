@@ -663,6 +663,65 @@ TEST(ToolCalls, Qwen3CoderFormat) {
   EXPECT_FALSE(qwen3_coder_raw_string(nlohmann::ordered_json::parse(R"({"const": 3})")));
 }
 
+// GLM-4.5 / 4.6: calls as its chat template writes them and SGLang's glm45 detector reads them
+// (<tool_call>NAME\n, each parameter as <arg_key>KEY</arg_key>\n<arg_value>VALUE</arg_value>\n, then
+// </tool_call>; GLM-4.7 without the line breaks), values typed as Qwen3-Coder's.
+TEST(ToolCalls, Glm45Format) {
+  ToolCallSpec s;
+  s.format = ToolCallFormat::kGlm45;
+  s.tools.push_back({"get_weather", nlohmann::ordered_json::parse(R"({"type": "object", "properties": {
+      "city": {"type": "string"}, "date": {"type": "string"}, "days": {"type": "integer", "maximum": 7},
+      "unit": {"enum": ["celsius", "fahrenheit"]}}, "required": ["city"]})")});
+  s.tools.push_back({"get_time", nlohmann::ordered_json::parse(R"({"type": "object", "properties": {}})")});
+  auto a = Automaton::build(tool_call_grammar(s));
+  // The format's published example (SGLang's and vLLM's GLM-4.5 parser tests).
+  const std::string example =
+      "<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Beijing</arg_value>\n"
+      "<arg_key>date</arg_key>\n<arg_value>2024-12-25</arg_value>\n</tool_call>";
+  EXPECT_TRUE(accepts(a, example));
+  auto arg = [](const std::string& k, const std::string& v, const std::string& nl = "\n") {
+    return "<arg_key>" + k + "</arg_key>" + nl + "<arg_value>" + v + "</arg_value>" + nl;
+  };
+  auto call = [](const std::string& name, const std::string& args, const std::string& nl = "\n") {
+    return "<tool_call>" + name + nl + args + "</tool_call>";
+  };
+  const std::string time = call("get_time", "");
+  EXPECT_TRUE(accepts(a, example + "\n" + time));  // parallel calls, a newline apart
+  EXPECT_TRUE(accepts(a, call("get_weather", arg("city", "a \"b\"\n{c}") + arg("days", "3") + arg("unit", "celsius"))));
+  EXPECT_FALSE(accepts(a, call("get_weather", arg("city", "x") + arg("days", "8"))));      // maximum 7
+  EXPECT_FALSE(accepts(a, call("get_weather", arg("city", "x") + arg("days", "\"3\""))));  // an integer, as JSON
+  EXPECT_FALSE(accepts(a, call("get_weather", arg("date", "x"))));                         // city is required
+  EXPECT_FALSE(accepts(a, call("get_weather", arg("city", "x") + arg("unit", "kelvin"))));
+  EXPECT_FALSE(accepts(a, call("get_weather", arg("date", "x") + arg("city", "y"))));      // the schema's order
+  EXPECT_FALSE(accepts(a, call("get_weather", arg("city", "x", ""))));                     // GLM-4.7's spelling
+  EXPECT_FALSE(accepts(a, call("get_news", "")));
+  s.only = "get_time";
+  auto named = Automaton::build(tool_call_grammar(s));
+  EXPECT_TRUE(accepts(named, time));
+  EXPECT_FALSE(accepts(named, time + "\n" + time));
+  EXPECT_FALSE(accepts(named, example));
+  s.only.reset();
+  s.text = true;
+  auto text = Automaton::build(tool_call_grammar(s));
+  EXPECT_TRUE(accepts(text, "Let me search for that.\n" + example + "\nThe weather will be..."));
+  EXPECT_FALSE(accepts(text, "Let me look. " + call("get_weather", arg("date", "x"))));
+  EXPECT_EQ(ToolCallSpec::from_text(s.to_text()).format, ToolCallFormat::kGlm45);
+  // GLM-4.7: no line breaks inside a block.
+  s.text = false;
+  s.format = ToolCallFormat::kGlm47;
+  auto g47 = Automaton::build(tool_call_grammar(s));
+  EXPECT_TRUE(accepts(g47, call("get_weather", arg("city", "Beijing", "") + arg("days", "2", ""), "")));
+  EXPECT_FALSE(accepts(g47, example));
+  EXPECT_EQ(ToolCallSpec::from_text(s.to_text()).format, ToolCallFormat::kGlm47);
+  // A string keyword with no raw form is refused, naming the format.
+  ToolCallSpec p;
+  p.format = ToolCallFormat::kGlm45;
+  p.tools.push_back({"f", nlohmann::ordered_json::parse(
+                              R"({"type": "object", "properties": {"s": {"type": "string", "pattern": "^a+$"}}})")});
+  const std::string e = error_of([&] { tool_call_grammar(p); });
+  EXPECT_NE(e.find("glm45's format"), std::string::npos) << e;
+}
+
 TEST(ToolCalls, Llama3FormatAndThinking) {
   ToolCallSpec s = weather_tools(ToolCallFormat::kLlama3);
   auto a = Automaton::build(tool_call_grammar(s));

@@ -492,6 +492,68 @@ TEST(ChatOutput, Qwen3CoderEndsAndNonCalls) {
   EXPECT_EQ(a.tool_calls[0].arguments, R"({"tz":"UTC"})");
 }
 
+// GLM-4.5 / 4.6: <tool_call>NAME, then <arg_key>KEY</arg_key> <arg_value>VALUE</arg_value> pairs, each tag
+// on a line of its own (GLM-4.5's chat template writes an assistant's tool_calls so; GLM-4.7 drops the line
+// breaks), values written whole between their tags and typed by the tool's schema as Qwen3-Coder's are
+// (SGLang's glm45 detector: a string parameter is the raw text, any other is read as JSON).
+std::string glm_call(const std::string& name, const std::vector<std::pair<std::string, std::string>>& kv,
+                     const std::string& nl = "\n") {
+  std::string s = "<tool_call>" + name + nl;
+  for (const auto& [k, v] : kv) s += "<arg_key>" + k + "</arg_key>" + nl + "<arg_value>" + v + "</arg_value>" + nl;
+  return s + "</tool_call>";
+}
+
+TEST(ChatOutput, Glm45ToolCalls) {
+  // The format's own example (SGLang's and vLLM's tests of their GLM-4.5 parsers use this call).
+  const std::string example =
+      "Let me search for that.\n<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Beijing</arg_value>\n"
+      "<arg_key>date</arg_key>\n<arg_value>2024-12-25</arg_value>\n</tool_call>\nThe weather will be...";
+  const ChatDelta e = whole(ReasoningParser::kNone, ToolCallParser::kGlm45, example, false, kCoderParams);
+  EXPECT_EQ(e.content, "Let me search for that.\n\nThe weather will be...");
+  ASSERT_EQ(e.tool_calls.size(), 1u);
+  EXPECT_EQ(e.tool_calls[0].name, "get_weather");
+  EXPECT_EQ(e.tool_calls[0].arguments, R"({"city":"Beijing","date":"2024-12-25"})");
+  expect_streams_alike(ReasoningParser::kNone, ToolCallParser::kGlm45, example, false, kCoderParams);
+  // Typed values (a string keeps its quotes, braces and line breaks), two calls, reasoning first; GLM-4.7's
+  // unbroken lines read the same under either name.
+  const std::vector<std::pair<std::string, std::string>> kv = {
+      {"city", "Paris \"rive gauche\"\n{not json"}, {"days", "3"}, {"scale", "1.50"}, {"metric", "true"},
+      {"where", "{\"lat\": 48.85, \"lon\": 2.35}"}, {"hours", "[9, 12]"}, {"note", "null"}, {"unit", "celsius"}};
+  const std::string want = R"({"city":"Paris \"rive gauche\"\n{not json","days":3,"scale":1.50,"metric":true,)"
+                           R"("where":{"lat":48.85,"lon":2.35},"hours":[9,12],"note":null,"unit":"celsius"})";
+  for (const std::string nl : {"\n", ""})
+    for (const ToolCallParser t : {ToolCallParser::kGlm45, ToolCallParser::kGlm47}) {
+      const std::string text =
+          "<think>the user wants weather</think>" + glm_call("get_weather", kv, nl) + "\n" + glm_call("get_time", {}, nl);
+      const ChatDelta d = whole(ReasoningParser::kQwen3, t, text, false, kCoderParams);
+      EXPECT_EQ(d.reasoning, "the user wants weather");
+      EXPECT_EQ(d.content, "");  // the line between two calls is the format's, not content
+      ASSERT_EQ(d.tool_calls.size(), 2u) << text;
+      EXPECT_EQ(d.tool_calls[0].arguments, want);
+      EXPECT_EQ(d.tool_calls[1].name, "get_time");
+      EXPECT_EQ(d.tool_calls[1].arguments, "{}");
+      expect_streams_alike(ReasoningParser::kQwen3, t, text, false, kCoderParams);
+    }
+  // Not calls, kept as text: an unknown tool, a repeated key, a value or key left open, a value without its
+  // key, Qwen3-Coder's blocks under the GLM parser.
+  for (const std::string text :
+       {glm_call("rm_rf", {{"path", "/"}}), glm_call("get_time", {{"tz", "a"}, {"tz", "b"}}),
+        std::string("<tool_call>get_time\n<arg_key>tz</arg_key>\n<arg_value>UTC\n</tool_call>"),
+        std::string("<tool_call>get_time\n<arg_key>tz\n<arg_value>UTC</arg_value>\n</tool_call>"),
+        std::string("<tool_call>get_time\n<arg_value>UTC</arg_value>\n</tool_call>"),
+        coder_call("get_time", {{"tz", "UTC"}})}) {
+    const ChatDelta d = whole(ReasoningParser::kNone, ToolCallParser::kGlm45, text, false, kCoderParams);
+    EXPECT_TRUE(d.tool_calls.empty()) << text;
+    EXPECT_EQ(d.content, text);
+    expect_streams_alike(ReasoningParser::kNone, ToolCallParser::kGlm45, text, false, kCoderParams);
+  }
+  // The flag names, and the tags a GLM tokenizer may hold as tokens (kept in the text when special).
+  EXPECT_EQ(parse_tool_call_parser("glm45"), ToolCallParser::kGlm45);
+  EXPECT_EQ(parse_tool_call_parser("glm47"), ToolCallParser::kGlm47);
+  EXPECT_EQ(parse_reasoning_parser("glm45"), ReasoningParser::kQwen3);
+  EXPECT_EQ(tool_call_markers(ToolCallParser::kGlm45).size(), 6u);
+}
+
 // nlohmann's reader takes a NUL byte for the end of its input: JSON, a NUL, then anything would
 // pass as the JSON, and the arguments handed on with the rest were not JSON text (found by
 // fuzz_chat_output). A block holding a NUL where JSON is read stays text, in every format.

@@ -15,6 +15,8 @@
 // TOOL_FORMAT=qwen3_coder runs them under --tool-call-parser qwen3_coder on the tiny Qwen3 model with a
 // Qwen3-Coder-style template (tests/e2e/fixtures/qwen3_coder_tools.jinja), reading the raw output as
 // that format documents it (readCoderCalls): string values raw, the others JSON.
+// TOOL_FORMAT=glm45 does the same under --tool-call-parser glm45 with a GLM-4.5-style template
+// (tests/e2e/fixtures/glm45_tools.jinja), reading the raw output with GLM-4.5's format (readGlmCalls).
 import { createRequire } from 'node:module';
 
 import { assert, client, http, modelName, run } from './e2e_util.mjs';
@@ -94,9 +96,37 @@ function readCoderCalls(text) {
   return out;
 }
 
+// GLM-4.5, as its chat template writes an assistant's calls (and SGLang's and vLLM's tests show them): blocks
+// a newline apart, each <tool_call>NAME\n then per argument <arg_key>KEY</arg_key>\n<arg_value>VALUE</arg_value>\n,
+// then </tool_call>; VALUE as Qwen3-Coder's (a string parameter's text as it is, any other JSON).
+function readGlmCalls(text) {
+  text = text.replace(/<\|im_end\|>$/, '');
+  const block = /<tool_call>([A-Za-z0-9_-]+)\n((?:<arg_key>[^<]+<\/arg_key>\n<arg_value>[\s\S]*?<\/arg_value>\n)*)<\/tool_call>/y;
+  const out = [];
+  for (let i = 0; i < text.length;) {
+    if (out.length) {
+      assert.equal(text[i], '\n', `calls are a newline apart: ${JSON.stringify(text)}`);
+      i++;
+    }
+    block.lastIndex = i;
+    const m = block.exec(text);
+    assert.ok(m, `not a GLM-4.5 call at ${i}: ${JSON.stringify(text.slice(i))}`);
+    const props = TOOLS.find((t) => t.function.name === m[1])?.function.parameters.properties ?? {};
+    const args = {};
+    for (const p of m[2].matchAll(/<arg_key>([^<]+)<\/arg_key>\n<arg_value>([\s\S]*?)<\/arg_value>\n/g)) {
+      const type = props[p[1]]?.type;
+      args[p[1]] = type === undefined || type === 'string' ? p[2] : JSON.parse(p[2]);
+    }
+    out.push({ name: m[1], args });
+    i = block.lastIndex;
+  }
+  return out;
+}
+
 // The calls in `text`, read with the documented format (not the server's parser).
 function readCalls(text) {
   if (toolFormat === 'qwen3_coder') return readCoderCalls(text);
+  if (toolFormat === 'glm45') return readGlmCalls(text);
   return toolFormat === 'mistral' ? readMistralCalls(text) : readDeepSeekCalls(text);
 }
 
