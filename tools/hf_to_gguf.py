@@ -52,7 +52,7 @@ ARCH = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCau
         "Gemma2ForCausalLM": "gemma2", "Phi3ForCausalLM": "phi3", "GptOssForCausalLM": "gpt-oss",
         "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite", "GraniteMoeForCausalLM": "granitemoe",
         "Olmo2ForCausalLM": "olmo2", "OlmoeForCausalLM": "olmoe", "Glm4MoeForCausalLM": "glm4moe",
-        "Glm4ForCausalLM": "glm4"}
+        "Glm4ForCausalLM": "glm4", "Glm4MoeLiteForCausalLM": "deepseek2"}
 # Architectures whose Q / K rows llama.cpp's converter permutes (its LlamaModel and subclasses), so that
 # GGML's RoPE on adjacent pairs equals Hugging Face's rotate-half.
 PERMUTED = ("llama", "smollm3", "granite", "granitemoe")
@@ -512,7 +512,7 @@ def deepseek2_keys(w, p, c, kv_b):
     """DeepSeek-V2/V3 metadata as llama.cpp's converter writes it, and what llama.cpp reads it as."""
     r, rd = c["kv_lora_rank"], c["qk_rope_head_dim"]
     nope, vd = c["qk_nope_head_dim"], c["v_head_dim"]
-    v3 = c["architectures"][0] == "DeepseekV3ForCausalLM"
+    v3 = c["architectures"][0] in ("DeepseekV3ForCausalLM", "Glm4MoeLiteForCausalLM")
     # llama.cpp reads q_lora_rank for every layer count but V2-Lite's 27 (its files have none):
     # 0 keeps small q_proj models loadable there and means the same to dpserve.
     w.add(p + "attention.q_lora_rank", G.U32, c.get("q_lora_rank") or 0)
@@ -829,9 +829,11 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
     n_kv = c.get("num_key_value_heads", n_head)
     head_dim = c.get("head_dim") or hidden // n_head
     n_layers = c["num_hidden_layers"]
-    # GLM-4.5's multi-token-prediction layers follow the decoder layers, with their own tensors under
-    # NEXTN_NAMES (llama.cpp's Glm4MoeModel converter keeps them; its DeepseekV2Model drops DeepSeek's).
-    mtp = c.get("num_nextn_predict_layers", 0) if arch == "glm4moe" else 0
+    # GLM-4.5's and GLM-4.7-Flash's multi-token-prediction layers follow the decoder layers, with their own
+    # tensors under NEXTN_NAMES (llama.cpp's Glm4MoeModel and Glm4MoeLiteModel converters keep them; its
+    # DeepseekV2Model drops DeepSeek's).
+    keeps_mtp = c["architectures"][0] in ("Glm4MoeForCausalLM", "Glm4MoeLiteForCausalLM")
+    mtp = c.get("num_nextn_predict_layers", 0) if keeps_mtp else 0
     w.add("general.architecture", G.STRING, arch)
     w.add("general.name", G.STRING, os.path.basename(os.path.normpath(folder)))
     w.add("general.file_type", G.U32, file_type)
@@ -852,6 +854,8 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
     longrope = None
     if arch == "deepseek2":
         deepseek2_keys(w, p, c, kv_b)
+        if mtp:
+            w.add(p + "nextn_predict_layers", G.U32, mtp)
     elif phi3:
         longrope = phi3_keys(w, p, c, head_dim)
     elif arch == "glm4moe":

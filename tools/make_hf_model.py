@@ -36,6 +36,8 @@ ARCHITECTURES = {
     "mixtral": ("MixtralForCausalLM", "mixtral"),
     "deepseek_v2": ("DeepseekV2ForCausalLM", "deepseek_v2"),
     "deepseek_v3": ("DeepseekV3ForCausalLM", "deepseek_v3"),
+    # GLM-4.7-Flash: DeepSeek-V3's config and tensors under GLM's architecture name (written as deepseek_v3).
+    "glm4_moe_lite": ("Glm4MoeLiteForCausalLM", "glm4_moe_lite"),
     "qwen2_5_vl": ("Qwen2_5_VLForConditionalGeneration", "qwen2_5_vl"),
     "gemma2": ("Gemma2ForCausalLM", "gemma2"),
     "gemma3": ("Gemma3ForCausalLM", "gemma3_text"),
@@ -280,7 +282,7 @@ class TensorSpec:
 
 
 def build_config(a):
-    arch_name, model_type = ARCHITECTURES[a.arch]
+    arch_name, model_type = ARCHITECTURES[a.named_arch]
     cfg = {
         "architectures": [arch_name],
         "model_type": model_type,
@@ -1312,12 +1314,17 @@ def parse_args(argv):
         ap.add_argument("--" + name.replace("_", "-"), dest=name, type=float, help="granite: config.json's " + name)
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
+    # GLM-4.7-Flash is DeepSeek-V3 in everything but its names: built as deepseek_v3, named as itself.
+    a.named_arch = a.arch
+    if a.arch == "glm4_moe_lite":
+        a.arch = "deepseek_v3"
 
     preset = dict(PRESETS[a.preset])
     arch = a.arch or preset.get("arch") or "llama"
     if a.arch and preset.get("arch") and a.arch != preset["arch"]:
         ap.error(f"--preset {a.preset} is a {preset['arch']} model, not {a.arch}")
     a.arch = arch
+    a.named_arch = a.named_arch or arch
     a.dtype = a.dtype or preset.get("dtype") or "f32"
     vl = arch == "qwen2_5_vl"
     VISION_TINY.update(preset.get("vision", {}))

@@ -231,6 +231,10 @@ static void parse_mla(const nlohmann::json& j, ModelConfig& c) {
   m.qk_rope_head_dim = req_int(j, "qk_rope_head_dim");
   m.v_head_dim = req_int(j, "v_head_dim");
   if (m.qk_rope_head_dim % 2 != 0) fail("config.json: qk_rope_head_dim {} must be even for RoPE", m.qk_rope_head_dim);
+  // DeepseekV3Config's rope_interleave (true by default): the released checkpoints' adjacent-pair rotation.
+  if (!opt<bool>(j, "rope_interleave", true))
+    fail("config.json: rope_interleave false is not supported for {} (its checkpoints rotate adjacent pairs)",
+         c.arch_name);
   if (opt<bool>(j, "attention_bias", false))
     fail("config.json: attention_bias true is not supported for {} (no published checkpoint uses it)", c.arch_name);
   c.head_dim = m.q_head_dim();
@@ -584,6 +588,9 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
       // Qwen1.5-MoE / Qwen2-MoE: Qwen2's attention, Qwen3-MoE's routing, plus a sigmoid-gated shared expert.
       {"Qwen2MoeForCausalLM", Arch::Qwen2},
       {"DeepseekV2ForCausalLM", Arch::DeepseekV2}, {"DeepseekV3ForCausalLM", Arch::DeepseekV3},
+      // GLM-4.7-Flash: transformers' Glm4MoeLite is DeepSeek-V3's config, MLA attention and V3-routed MoE
+      // under GLM's names (llama.cpp converts it to deepseek2).
+      {"Glm4MoeLiteForCausalLM", Arch::DeepseekV3},
       // A Qwen2 language model (q/k/v biases, M-RoPE) behind a vision tower (model/vision_tower.h).
       {"Qwen2_5_VLForConditionalGeneration", Arch::Qwen2},
       {"Gemma2ForCausalLM", Arch::Gemma2},

@@ -341,8 +341,8 @@ void read_olmoe(const GgufSet& g, const std::string& p, ModelConfig& c) {
   c.qk_norm_whole = true;
 }
 
-// The nextn_predict_layers multi-token-prediction layers that glm4 / glm4moe files count in
-// block_count (at its end): not run, their tensors left unread.
+// The nextn_predict_layers multi-token-prediction layers that glm4 / glm4moe / deepseek2 files count in
+// block_count (at its end): never run by the model (NEXTN drafts with them: gguf_loader.cpp).
 void read_nextn_layers(const GgufMetadata& m, const std::string& p, ModelConfig& c) {
   const int64_t nextn = m.get_int(p + "nextn_predict_layers").value_or(0);
   if (nextn < 0 || nextn >= c.n_layers)
@@ -366,7 +366,7 @@ void read_glm4(const GgufSet& g, const std::string& p, ModelConfig& c) {
 // first rope.dimension_count dims of each head (nothing permuted), the MLP's input norm named
 // post_attention_norm, DeepSeek-V3's routing keys (sigmoid unless expert_gating_func says otherwise)
 // with leading_dense_block_count dense layers. The nextn_predict_layers multi-token-prediction layers
-// that block_count includes at the end are not run (their tensors are left unread).
+// that block_count includes at the end are not run by the model (NEXTN drafts with them).
 void read_glm4moe(const GgufSet& g, const std::string& p, ModelConfig& c) {
   const GgufMetadata& m = g.metadata();
   read_nextn_layers(m, p, c);
@@ -375,15 +375,22 @@ void read_glm4moe(const GgufSet& g, const std::string& p, ModelConfig& c) {
   c.qk_norm = g.tensor("blk.0.attn_q_norm.weight") != nullptr;
 }
 
-// deepseek2 (DeepSeek-V2, V2-Lite, V3, R1): llama.cpp's converter permutes nothing; its RoPE for
-// this architecture rotates adjacent pairs of q_pe / k_pe, as dpserve's MLA does for every model.
+// deepseek2 (DeepSeek-V2, V2-Lite, V3, R1, and GLM-4.7-Flash): llama.cpp's converter permutes nothing;
+// its RoPE for this architecture rotates adjacent pairs of q_pe / k_pe, as dpserve's MLA does for every
+// model. Its converter drops DeepSeek's multi-token-prediction layer but keeps GLM-4.7-Flash's
+// (nextn_predict_layers of them at the end of block_count): kept for NEXTN, never run by the model.
+void read_deepseek2_file(const GgufSet& g, const std::string& p, ModelConfig& c) {
+  read_nextn_layers(g.metadata(), p, c);
+  read_deepseek2(g, p, c);
+}
+
 constexpr std::array<GgufArch, 17> kArchs = {{
     {"llama", Arch::Llama, true, false, false, false, false, read_llama},
     {"qwen2", Arch::Qwen2, false, true, false, false, false, nullptr},
     {"qwen2moe", Arch::Qwen2, false, true, false, true, false, read_qwen2moe},
     {"qwen3", Arch::Qwen3, false, false, true, false, false, nullptr},
     {"qwen3moe", Arch::Qwen3Moe, false, false, true, true, false, read_qwen3moe},
-    {"deepseek2", Arch::DeepseekV2, false, false, false, true, true, read_deepseek2},
+    {"deepseek2", Arch::DeepseekV2, false, false, false, true, true, read_deepseek2_file},
     {"gemma2", Arch::Gemma2, false, false, false, false, false, read_gemma2},
     {"gemma3", Arch::Gemma3, false, false, true, false, false, read_gemma3},
     {"phi3", Arch::Phi3, false, false, false, false, false, read_phi3},

@@ -374,7 +374,7 @@ void load_gguf(const std::string& path, ModelConfig& config, WeightStore& store)
     int64_t layer = -1;
     std::string_view rest;
     if (split_layer_name(t.name, layer, rest)) {
-      // glm4moe's multi-token-prediction layers (after the decoder layers; block_count counts them):
+      // glm4moe's and deepseek2's multi-token-prediction layers (after the decoder layers; block_count counts them):
       // kept under their Hugging Face names, which the main model never reads and NEXTN drafts with.
       const bool mtp = layer >= c.n_layers && layer < c.n_layers + c.nextn_layers;
       if (mtp && rest.substr(0, 6) == "nextn.") {

@@ -189,12 +189,12 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   if (opts.context_length > 0) m->cfg_.rope_scaling.use_longrope(opts.context_length);
   if (opts.nextn) {
     if (!m->cfg_.has_mtp_layer_layout() || m->cfg_.nextn_layers < 1)
-      fail("{}: --speculative-algorithm NEXTN needs a DeepSeek-V3 or GLM-4.5 checkpoint with num_nextn_predict_layers "
-           ">= 1 in config.json (GGUF: glm4moe.nextn_predict_layers; this one, {}, has {}){}", path,
+      fail("{}: --speculative-algorithm NEXTN needs a DeepSeek-V3, GLM-4.5 or GLM-4.7-Flash checkpoint with "
+           "num_nextn_predict_layers >= 1 in config.json (GGUF: nextn_predict_layers; this one, {}, has {}){}", path,
            m->cfg_.arch_name, m->cfg_.nextn_layers,
-           // llama.cpp's converter leaves DeepSeek-V3's MTP layer out (and keeps GLM-4.5's).
-           gguf && m->cfg_.is_deepseek() ? "; GGUF files of DeepSeek models carry no MTP layer: serve the Hugging "
-                                           "Face folder" : "");
+           // llama.cpp's converter leaves DeepSeek-V3's MTP layer out (and keeps GLM-4.5's and GLM-4.7-Flash's).
+           gguf && m->cfg_.is_deepseek() ? "; llama.cpp's converter leaves DeepSeek-V3's MTP layer out of GGUF "
+                                           "files: serve the Hugging Face folder" : "");
     m->nextn_ = true;
     m->layer_base_ = m->cfg_.n_layers;
     m->cfg_.n_layers = 1;

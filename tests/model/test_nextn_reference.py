@@ -44,6 +44,8 @@ CASES = [
     # GLM-4.5: the MTP layer is a Glm4Moe decoder layer (biased GQA, per-head q/k norms, half-head RoPE,
     # the V3 router over two groups, one kept).
     ("glm45_moe_f32", "f32", "f32", ["--arch", "glm4_moe", "--use-qk-norm", "--n-group", "2", "--topk-group", "1"]),
+    # GLM-4.7-Flash (Glm4MoeLiteForCausalLM): DeepSeek-V3's MLA and MoE under GLM's names, no YaRN.
+    ("glm47_lite_f32", "f32", "f32", ["--arch", "glm4_moe_lite", "--rope-scaling", "none"]),
 ]
 
 
@@ -179,23 +181,26 @@ def check_refused(a):
 
 
 def check_gguf(a):
-    """GLM-4.5's MTP layer as llama.cpp's converter keeps it in a GGUF file (blk.N.nextn.* beside the layer's
-    own tensors, block_count counting it; llama.cpp 3f545bec loads such a file): the NEXTN probe on it gives
-    the HF folder's logits and drafts bit for bit. A DeepSeek GGUF (llama.cpp drops its MTP layer) is
-    refused with a pointer to the folder."""
-    failures, outs = [], []
-    folder = os.path.join(a.work, "glm45_moe_f32")
-    gguf = os.path.join(a.work, "glm45_moe_f32.gguf")
-    subprocess.run([sys.executable, TO_GGUF, folder, "--outtype", "f32", "--no-vocab", "--out", gguf],
-                   check=True, timeout=TIMEOUT, capture_output=True)
+    """GLM-4.5's and GLM-4.7-Flash's MTP layer as llama.cpp's converter keeps it in a GGUF file (blk.N.nextn.*
+    beside the layer's own tensors, block_count counting it; llama.cpp 3f545bec loads such files:
+    model_gguf_llamacpp_float's glm4moelite): the NEXTN probe on it gives the HF folder's logits and drafts
+    bit for bit. A DeepSeek GGUF (llama.cpp drops its MTP layer) is refused with a pointer to the folder."""
+    failures = []
     toks = [5, 17, 240, 3, 99, 301, 7, 11, 42, 250, 8, 77]
-    for m in (folder, gguf):
-        meta, got = run_probe(a.probe, m, toks, a.work, "gguf_" + os.path.basename(m))
-        outs.append((meta["drafts"], got.tobytes()))
-    same = outs[0] == outs[1]
-    print(f"{'ok  ' if same else 'FAIL'} glm4moe GGUF with its MTP layer: NEXTN logits and drafts == the HF folder's")
-    if not same:
-        failures.append("the glm4moe GGUF's NEXTN logits differ from its HF folder's")
+    for case, arch in (("glm45_moe_f32", "glm4moe"), ("glm47_lite_f32", "deepseek2")):
+        folder = os.path.join(a.work, case)
+        gguf = os.path.join(a.work, case + ".gguf")
+        subprocess.run([sys.executable, TO_GGUF, folder, "--outtype", "f32", "--no-vocab", "--out", gguf],
+                       check=True, timeout=TIMEOUT, capture_output=True)
+        outs = []
+        for m in (folder, gguf):
+            meta, got = run_probe(a.probe, m, toks, a.work, "gguf_" + os.path.basename(m))
+            outs.append((meta["drafts"], got.tobytes()))
+        same = outs[0] == outs[1]
+        print(f"{'ok  ' if same else 'FAIL'} {arch} GGUF with its MTP layer ({case}): NEXTN logits and drafts == "
+              "the HF folder's")
+        if not same:
+            failures.append(f"the {arch} GGUF's NEXTN logits differ from its HF folder's ({case})")
     ds = os.path.join(a.work, "v3_dense_f32.gguf")
     subprocess.run([sys.executable, TO_GGUF, os.path.join(a.work, "v3_dense_f32"), "--outtype", "f32",
                     "--no-vocab", "--out", ds], check=True, timeout=TIMEOUT, capture_output=True)

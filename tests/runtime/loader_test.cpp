@@ -319,6 +319,24 @@ TEST(ModelConfig, ParsesDeepseekV2LiteAndV3) {
   bad = v3;
   bad["rope_scaling"]["type"] = "dynamic";
   expect_error(bad, "rope_scaling");
+  bad = v3;
+  bad["rope_interleave"] = false;  // DeepseekV3Config's key; the released checkpoints rotate adjacent pairs
+  expect_error(bad, "rope_interleave");
+
+  // GLM-4.7-Flash (Glm4MoeLiteForCausalLM): DeepSeek-V3 under GLM's name, its MTP layer counted.
+  auto lite = v3;
+  lite["architectures"] = {"Glm4MoeLiteForCausalLM"};
+  lite["num_nextn_predict_layers"] = 1;
+  lite.erase("rope_scaling");
+  c = ModelConfig::from_hf_json(lite);
+  EXPECT_EQ(c.arch, Arch::DeepseekV3);
+  EXPECT_EQ(c.arch_name, "Glm4MoeLiteForCausalLM");
+  EXPECT_EQ(c.routing.topk, MoeRouting::TopK::NoauxTc);
+  EXPECT_EQ(c.nextn_layers, 1);
+  EXPECT_TRUE(c.has_mtp_layer_layout());
+  bad = lite;
+  bad["partial_rotary_factor"] = 0.5;  // only the qk_rope_head_dim part rotates, and all of it
+  expect_error(bad, "partial_rotary_factor");
 }
 
 TEST(ModelConfig, SlidingWindowIsHonouredOrRefused) {

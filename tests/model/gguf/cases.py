@@ -41,6 +41,12 @@ CASES = {
     # normalised and scaled by 2.5, a shared expert, first layer dense, YaRN (factor 40).
     "deepseek_v3": dict(hf=["--arch", "deepseek_v3", "--seed", "16"], gguf=[], variants=["F32"], same_as_hf=True,
                         kv_b_joined=True),
+    # GLM-4.7-Flash (Glm4MoeLiteForCausalLM, which llama.cpp converts to deepseek2): DeepSeek-V3's layout without
+    # YaRN, plus the multi-token-prediction layer llama.cpp's converter keeps for it (block_count 4,
+    # nextn_predict_layers 1, blk.3.nextn.* beside the layer's own tensors), which neither engine runs in the
+    # model: llama.cpp loads the file, and its logits are the 3-layer model's.
+    "glm4moelite": dict(hf=["--arch", "glm4_moe_lite", "--num-nextn-predict-layers", "1", "--rope-scaling", "none",
+                            "--seed", "34"], gguf=[], variants=["F32"], same_as_hf=True),
     # Gemma 3: GeGLU, sandwich norms (+1 folded in by the converter), embeddings times sqrt(hidden),
     # q/k norm; layers sliding (window 6), sliding, full, sliding: attention.sliding_window_pattern 3,
     # local RoPE base 10000 and linear scaling 8 on the full layer. query_pre_attn_scalar = head_dim,

@@ -236,7 +236,7 @@ def gate(config, w, prefix, h, breaks=(), margins=None):
     normalize = k > 1 and bool(c.get("norm_topk_prob", False))
     if normalize:
         wts = wts / (wts.sum(axis=1, keepdims=True) + 1e-20)
-    v3 = c["architectures"][0] == "DeepseekV3ForCausalLM"
+    v3 = c["architectures"][0] in ("DeepseekV3ForCausalLM", "Glm4MoeLiteForCausalLM")
     if "moe_scale_rule_swapped" in breaks:
         v3 = not v3
     if v3 or not normalize:

@@ -485,6 +485,9 @@ class RefModel:
                  "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3_moe",
                  "Qwen2MoeForCausalLM": "qwen2_moe", "MixtralForCausalLM": "mixtral",
                  "DeepseekV2ForCausalLM": "deepseek_v2", "DeepseekV3ForCausalLM": "deepseek_v3",
+                 # transformers' modular_glm4_moe_lite: Glm4MoeLiteConfig is DeepseekV3Config, its attention
+                 # DeepseekV3Attention, its MoE / router / decoder layer Glm4Moe's, which are DeepSeek-V3's.
+                 "Glm4MoeLiteForCausalLM": "deepseek_v3",
                  "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3", "Phi3ForCausalLM": "phi3",
                  "GptOssForCausalLM": "gpt_oss", "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite",
                  "GraniteMoeForCausalLM": "granite_moe", "Olmo2ForCausalLM": "olmo2",
