@@ -69,12 +69,11 @@ function readMistralCalls(text) {
   });
 }
 
-// Qwen3-Coder, as its chat template writes an assistant's calls: blocks a newline apart, each
-//   <tool_call>\n<function=NAME>\n then per argument <parameter=KEY>\nVALUE\n</parameter>\n, then </function>\n</tool_call>
-// where VALUE is a string parameter's text as it is and any other parameter's JSON (the tool's schema says which).
-function readCoderCalls(text) {
+// Blocks a newline apart, each matched by `block` (a sticky regex: the name, then the arguments' text), the
+// arguments by `arg` (key, value); a value is a string parameter's text as it is and any other parameter's
+// JSON (the tool's schema says which). `label` names the format in failures.
+function readTypedCalls(text, block, arg, label) {
   text = text.replace(/<\|im_end\|>$/, '');  // the logprobs hold the turn's end (Qwen's EOS) too
-  const block = /<tool_call>\n<function=([A-Za-z0-9_-]+)>\n((?:<parameter=[^>\n]+>\n[\s\S]*?\n<\/parameter>\n)*)<\/function>\n<\/tool_call>/y;
   const out = [];
   for (let i = 0; i < text.length;) {
     if (out.length) {
@@ -83,10 +82,10 @@ function readCoderCalls(text) {
     }
     block.lastIndex = i;
     const m = block.exec(text);
-    assert.ok(m, `not a Qwen3-Coder call at ${i}: ${JSON.stringify(text.slice(i))}`);
+    assert.ok(m, `not a ${label} call at ${i}: ${JSON.stringify(text.slice(i))}`);
     const props = TOOLS.find((t) => t.function.name === m[1])?.function.parameters.properties ?? {};
     const args = {};
-    for (const p of m[2].matchAll(/<parameter=([^>\n]+)>\n([\s\S]*?)\n<\/parameter>\n/g)) {
+    for (const p of m[2].matchAll(arg)) {
       const type = props[p[1]]?.type;
       args[p[1]] = type === undefined || type === 'string' ? p[2] : JSON.parse(p[2]);
     }
@@ -96,31 +95,20 @@ function readCoderCalls(text) {
   return out;
 }
 
-// GLM-4.5, as its chat template writes an assistant's calls (and SGLang's and vLLM's tests show them): blocks
-// a newline apart, each <tool_call>NAME\n then per argument <arg_key>KEY</arg_key>\n<arg_value>VALUE</arg_value>\n,
-// then </tool_call>; VALUE as Qwen3-Coder's (a string parameter's text as it is, any other JSON).
+// Qwen3-Coder, as its chat template writes an assistant's calls: each
+//   <tool_call>\n<function=NAME>\n then per argument <parameter=KEY>\nVALUE\n</parameter>\n, then </function>\n</tool_call>
+function readCoderCalls(text) {
+  return readTypedCalls(
+    text, /<tool_call>\n<function=([A-Za-z0-9_-]+)>\n((?:<parameter=[^>\n]+>\n[\s\S]*?\n<\/parameter>\n)*)<\/function>\n<\/tool_call>/y,
+    /<parameter=([^>\n]+)>\n([\s\S]*?)\n<\/parameter>\n/g, 'Qwen3-Coder');
+}
+
+// GLM-4.5, as its chat template writes an assistant's calls (and SGLang's and vLLM's tests show them): each
+//   <tool_call>NAME\n then per argument <arg_key>KEY</arg_key>\n<arg_value>VALUE</arg_value>\n, then </tool_call>
 function readGlmCalls(text) {
-  text = text.replace(/<\|im_end\|>$/, '');
-  const block = /<tool_call>([A-Za-z0-9_-]+)\n((?:<arg_key>[^<]+<\/arg_key>\n<arg_value>[\s\S]*?<\/arg_value>\n)*)<\/tool_call>/y;
-  const out = [];
-  for (let i = 0; i < text.length;) {
-    if (out.length) {
-      assert.equal(text[i], '\n', `calls are a newline apart: ${JSON.stringify(text)}`);
-      i++;
-    }
-    block.lastIndex = i;
-    const m = block.exec(text);
-    assert.ok(m, `not a GLM-4.5 call at ${i}: ${JSON.stringify(text.slice(i))}`);
-    const props = TOOLS.find((t) => t.function.name === m[1])?.function.parameters.properties ?? {};
-    const args = {};
-    for (const p of m[2].matchAll(/<arg_key>([^<]+)<\/arg_key>\n<arg_value>([\s\S]*?)<\/arg_value>\n/g)) {
-      const type = props[p[1]]?.type;
-      args[p[1]] = type === undefined || type === 'string' ? p[2] : JSON.parse(p[2]);
-    }
-    out.push({ name: m[1], args });
-    i = block.lastIndex;
-  }
-  return out;
+  return readTypedCalls(
+    text, /<tool_call>([A-Za-z0-9_-]+)\n((?:<arg_key>[^<]+<\/arg_key>\n<arg_value>[\s\S]*?<\/arg_value>\n)*)<\/tool_call>/y,
+    /<arg_key>([^<]+)<\/arg_key>\n<arg_value>([\s\S]*?)<\/arg_value>\n/g, 'GLM-4.5');
 }
 
 // The calls in `text`, read with the documented format (not the server's parser).
