@@ -205,6 +205,15 @@ configs = {
     "moe_bad": dict(moe, num_experts_per_tok=9, mlp_only_layers=[1.5, "a"]),
     "big_ids": dict(llama, eos_token_id=[99999999999, -1], bos_token_id=1e10),
     "unknown_arch": dict(llama, architectures=["GPT2LMHeadModel"]),
+    # GLM-4.5 with its MTP layer counted, and GLM-4.7-Flash (DeepSeek-V3's keys under GLM's name).
+    "glm4_moe_mtp": dict(qwen3, architectures=["Glm4MoeForCausalLM"], n_routed_experts=8, num_experts_per_tok=2,
+                         moe_intermediate_size=64, n_group=2, topk_group=1, num_nextn_predict_layers=1,
+                         partial_rotary_factor=0.5, use_qk_norm=True),
+    "glm4_moe_lite": dict(llama, architectures=["Glm4MoeLiteForCausalLM"], q_lora_rank=32, kv_lora_rank=16,
+                          qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16, n_routed_experts=8,
+                          num_experts_per_tok=2, moe_intermediate_size=32, n_shared_experts=1,
+                          first_k_dense_replace=1, num_nextn_predict_layers=1, rope_interleave=True,
+                          rope_scaling=None),
 }
 for k, v in configs.items():
     write("config", k, b"\x00" + js(v).encode())
@@ -703,6 +712,16 @@ def chat_output_seeds():
     }
     for k, v in seeds.items():
         write("chat_output", k, b"\x41\x07" + v.encode())
+    # GLM-4.5's calls (0x43: the glm45 parser, with Qwen3's reasoning reader).
+    glm = ("<think>hm</think><tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Paris \"x\"\n{</arg_value>\n"
+           "<arg_key>days</arg_key>\n<arg_value>3</arg_value>\n</tool_call>\n<tool_call>get_time</tool_call>")
+    glm_seeds = {
+        "glm_typed": glm,
+        "glm_unclosed": "<tool_call>get_weather<arg_key>city</arg_key><arg_value>Oslo",
+        "glm_not_a_call": "<tool_call>rm\n<arg_key>a</arg_key>\n</tool_call><tool_call>get_time<arg_value>x</arg_value>",
+    }
+    for k, v in glm_seeds.items():
+        write("chat_output", k, b"\x43\x07" + v.encode())
     # gpt-oss's harmony format (0x81: the reader and its calls), as OpenAI's guide writes it.
     harmony = {
         "harmony_final": "<|channel|>analysis<|message|>Simple.<|end|><|start|>assistant<|channel|>final<|message|>4.",
