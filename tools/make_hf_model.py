@@ -48,6 +48,8 @@ ARCHITECTURES = {
     "granite_moe": ("GraniteMoeForCausalLM", "granitemoe"),
     "olmo2": ("Olmo2ForCausalLM", "olmo2"),
     "olmoe": ("OlmoeForCausalLM", "olmoe"),
+    "ernie4_5": ("Ernie4_5ForCausalLM", "ernie4_5"),
+    "ernie4_5_moe": ("Ernie4_5_MoeForCausalLM", "ernie4_5_moe"),
     "glm4_moe": ("Glm4MoeForCausalLM", "glm4_moe"),
     "glm4": ("Glm4ForCausalLM", "glm4"),
 }
@@ -170,6 +172,19 @@ TINY = {
     # adjacent pairs, norms after attention and the MLP too, gate and up fused; rms_norm_eps 1e-5 as GLM-4-9B-0414.
     "glm4": dict(vocab_size=397, hidden_size=128, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4,
                  num_key_value_heads=2, head_dim=40, partial_rotary_factor=0.5, rms_norm_eps=1e-5),
+    # ERNIE 4.5 (Ernie4_5ForCausalLM: ERNIE-4.5-0.3B): Llama with RoPE on adjacent pairs, rms_norm_eps 1e-5 and
+    # rope_theta 500000 as its config; untied unless --tie-word-embeddings (the released models tie: a tied random
+    # model's greedy ids repeat its last token whatever the attention does).
+    "ernie4_5": dict(vocab_size=397, hidden_size=128, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4,
+                     num_key_value_heads=2, head_dim=None, rms_norm_eps=1e-5, rope_theta=500000.0),
+    # ERNIE 4.5 MoE (Ernie4_5_MoeForCausalLM: ERNIE-4.5-21B-A3B): the first layer dense, then 8 experts (top 2) by
+    # softmax with a selection bias (moe_statics), renormalised, one shared expert. intermediate_size is 2 x 64
+    # (the KV heads times the shared experts' width): llama.cpp's converter derives the shared experts' width
+    # as intermediate_size / num_key_value_heads, which holds for the released 21B-A3B.
+    "ernie4_5_moe": dict(vocab_size=397, hidden_size=128, intermediate_size=128, num_hidden_layers=3,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=None, num_experts=8,
+                         num_experts_per_tok=2, moe_intermediate_size=64, n_shared_experts=1,
+                         first_k_dense_replace=1, decoder_sparse_step=1, rms_norm_eps=1e-5, rope_theta=500000.0),
     "glm4_moe": dict(vocab_size=397, hidden_size=128, intermediate_size=256, num_hidden_layers=3,
                      num_attention_heads=4, num_key_value_heads=2, head_dim=40, num_experts=8,
                      num_experts_per_tok=2, moe_intermediate_size=64, n_shared_experts=1, first_k_dense_replace=1,
@@ -337,6 +352,14 @@ def build_config(a):
                     "routed_scaling_factor": a.routed_scaling_factor,
                     "num_nextn_predict_layers": a.num_nextn_predict_layers,
                     "pad_token_id": 0})
+    if a.arch in ("ernie4_5", "ernie4_5_moe"):
+        cfg.update({"use_bias": False, "pad_token_id": 0})
+    if a.arch == "ernie4_5_moe":
+        cfg.update({"moe_num_experts": a.num_experts, "moe_k": a.num_experts_per_tok,
+                    "moe_intermediate_size": a.moe_intermediate_size, "moe_num_shared_experts": a.n_shared_experts,
+                    "moe_layer_start_index": a.first_k_dense_replace, "moe_layer_end_index": a.num_hidden_layers - 1,
+                    "moe_layer_interval": a.decoder_sparse_step, "moe_norm_min": 1e-12,
+                    "output_router_logits": False, "router_aux_loss_coef": 0.001})
     if a.arch == "olmoe":
         cfg.update({"attention_bias": False, "pad_token_id": 1, "clip_qkv": None, "num_experts": a.num_experts,
                     "num_experts_per_tok": a.num_experts_per_tok, "norm_topk_prob": bool(a.norm_topk_prob),
@@ -743,6 +766,8 @@ def is_sparse_layer(a, layer):
         return False
     if a.arch in ("mixtral", "olmoe"):
         return True
+    if a.arch == "ernie4_5_moe":  # moe_layer_start_index, moe_layer_interval (moe_layer_end_index: the last layer)
+        return layer >= a.first_k_dense_replace and (layer + 1) % a.decoder_sparse_step == 0
     if a.arch in DEEPSEEK + ("glm4_moe",):
         # DeepSeek: dense before first_k_dense_replace, then every moe_layer_freq-th layer (GLM: every layer).
         return layer >= a.first_k_dense_replace and layer % a.moe_layer_freq == 0
@@ -841,6 +866,13 @@ def layer_tensors(a, i):
         f = a.moe_intermediate_size
         t.append(TensorSpec(p + "mlp.gate.weight", (a.num_experts, h), "normal", 4.0 / np.sqrt(h)))
         t.append(TensorSpec(p + "mlp.gate.e_score_correction_bias", (a.num_experts,), "bias"))
+        for e in range(a.num_experts):
+            t += mlp_tensors(f"{p}mlp.experts.{e}.", f, h)
+        t += mlp_tensors(p + "mlp.shared_experts.", f * a.n_shared_experts, h)
+    elif a.arch == "ernie4_5_moe" and is_sparse_layer(a, i):
+        f = a.moe_intermediate_size
+        t.append(TensorSpec(p + "mlp.gate.weight", (a.num_experts, h), "normal", 4.0 / np.sqrt(h)))
+        t.append(TensorSpec(p + "mlp.moe_statics.e_score_correction_bias", (1, a.num_experts), "bias"))
         for e in range(a.num_experts):
             t += mlp_tensors(f"{p}mlp.experts.{e}.", f, h)
         t += mlp_tensors(p + "mlp.shared_experts.", f * a.n_shared_experts, h)
@@ -1397,14 +1429,15 @@ def parse_args(argv):
             ap.error("hidden_size must be a multiple of num_attention_heads (or give --head-dim)")
         a.head_dim = a.hidden_size // a.num_attention_heads
     if arch in ("llama", "qwen2", "qwen2_moe", "qwen2_5_vl", "mistral", "mixtral", "phi3", "smollm3", "granite", "granite_moe",
-                "olmo2", "olmoe") and \
+                "olmo2", "olmoe", "ernie4_5", "ernie4_5_moe") and \
             a.head_dim * a.num_attention_heads != a.hidden_size:
         ap.error(f"{arch} has no head_dim field: head_dim must be hidden_size / num_attention_heads")
     if a.num_attention_heads % a.num_key_value_heads:
         ap.error("num_attention_heads must be a multiple of num_key_value_heads")
     if a.head_dim % 2:
         ap.error("head_dim must be even (RoPE rotates pairs)")
-    if arch not in ("qwen3_moe", "qwen2_moe", "mixtral", "gpt_oss", "granite_moe", "olmoe", "glm4_moe") + DEEPSEEK:
+    if arch not in ("qwen3_moe", "qwen2_moe", "mixtral", "gpt_oss", "granite_moe", "olmoe", "glm4_moe",
+                    "ernie4_5_moe") + DEEPSEEK:
         a.num_experts = 0
     elif not (0 < a.num_experts_per_tok <= a.num_experts):
         ap.error("need 0 < num_experts_per_tok <= num_experts")

@@ -220,6 +220,37 @@ static void parse_glm4_moe(const nlohmann::json& j, ModelConfig& c) {
   if (c.nextn_layers < 0) fail("config.json: num_nextn_predict_layers must be >= 0");
 }
 
+// ERNIE 4.5 MoE (Ernie4_5_MoeConfig): layers from moe_layer_start_index to moe_layer_end_index (-1: the
+// last) whose (index + 1) is a multiple of moe_layer_interval are sparse, the others dense MLPs of
+// intermediate_size. The router (fp32) softmaxes all moe_num_experts logits, picks the top moe_k of
+// softmax + moe_statics.e_score_correction_bias, and weighs them by their softmax values divided by
+// their sum (clamped below by moe_norm_min, 1e-12: never reached by k softmax values); the
+// moe_num_shared_experts shared experts (one MLP of that many times moe_intermediate_size) add to every
+// token. noaux_tc's selection with one group and softmax scores is exactly that.
+static void parse_ernie_moe(const nlohmann::json& j, ModelConfig& c) {
+  c.n_experts = req_int(j, "moe_num_experts");
+  c.n_experts_per_tok = req_int(j, "moe_k");
+  c.moe_ffn = req_int(j, "moe_intermediate_size");
+  c.ffn = req_int(j, "intermediate_size");
+  c.n_shared_experts = opt<int64_t>(j, "moe_num_shared_experts", 0);
+  const int64_t start = opt<int64_t>(j, "moe_layer_start_index", 1);
+  int64_t end = opt<int64_t>(j, "moe_layer_end_index", -1);
+  if (end == -1) end = c.n_layers - 1;
+  c.decoder_sparse_step = opt<int64_t>(j, "moe_layer_interval", 1);
+  if (c.n_experts <= 0 || c.n_experts_per_tok <= 0 || c.moe_ffn <= 0 || c.n_shared_experts < 0 || start < 0 ||
+      end < start || c.decoder_sparse_step < 1)
+    fail("config.json: moe_num_experts, moe_k, moe_intermediate_size and moe_layer_interval must be positive, "
+         "moe_num_shared_experts and moe_layer_start_index >= 0, moe_layer_end_index >= moe_layer_start_index");
+  for (int64_t l = 0; l < c.n_layers; ++l)
+    if (l < start || l > end) c.mlp_only_layers.push_back(l);
+  auto& r = c.routing;
+  r.scoring = MoeRouting::Scoring::Softmax;
+  r.topk = MoeRouting::TopK::NoauxTc;
+  r.normalize = true;
+  r.scale_normalized = true;
+  set_expert_groups(c, 1, 1);
+}
+
 // DeepSeek-V2/V3 attention: MLA dimensions (num_key_value_heads in their configs is the head count
 // after decompression, not a cache layout).
 static void parse_mla(const nlohmann::json& j, ModelConfig& c) {
@@ -615,6 +646,10 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
       // GLM-4-0414 (9B, 32B) and GLM-Z1: q/k/v biases, half of each head rotated on adjacent pairs, norms on
       // the attention and MLP outputs too, gate and up fused in gate_up_proj (split as they load).
       {"Glm4ForCausalLM", Arch::Llama},
+      // ERNIE 4.5 (0.3B) and ERNIE 4.5 MoE (21B-A3B, 300B-A47B): Llama's attention with RoPE on adjacent
+      // pairs; the MoE layers softmax-routed with a selection bias and shared experts (parse_ernie_moe).
+      {"Ernie4_5ForCausalLM", Arch::Llama},
+      {"Ernie4_5_MoeForCausalLM", Arch::Llama},
   };
   const Known* known = nullptr;
   for (const Known& k : kArchs)
@@ -649,24 +684,26 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
     fail("config.json: num_attention_heads {} is not a multiple of num_key_value_heads {}", c.n_heads, c.n_kv_heads);
   if (c.head_dim % 2 != 0) fail("config.json: head_dim {} must be even for RoPE", c.head_dim);
   const bool glm4_moe = arch == "Glm4MoeForCausalLM";
+  const bool ernie_moe = arch == "Ernie4_5_MoeForCausalLM", ernie = ernie_moe || arch == "Ernie4_5ForCausalLM";
   // Glm4MoeConfig's and Glm4Config's default: half of each head rotates.
   parse_partial_rotary(j, c, glm4_moe || glm4 ? 0.5 : 1.0);
   c.max_pos = opt<int64_t>(j, "max_position_embeddings", 2048);
   const bool olmo2 = arch == "Olmo2ForCausalLM", olmoe = arch == "OlmoeForCausalLM";
   // Olmo2Config's, OlmoeConfig's and Glm4MoeConfig's default is 1e-5.
-  c.rms_eps = opt<double>(j, "rms_norm_eps", olmo2 || olmoe || arch == "Glm4MoeForCausalLM" ? 1e-5
+  c.rms_eps = opt<double>(j, "rms_norm_eps", olmo2 || olmoe || ernie || arch == "Glm4MoeForCausalLM" ? 1e-5
                                              : arch == "Glm4ForCausalLM"                  ? 1.5625e-7  // Glm4Config's
                                                                                           : 1e-6);
   const bool smollm3 = arch == "SmolLM3ForCausalLM", granite_moe = arch == "GraniteMoeForCausalLM";
   const bool granite = arch == "GraniteForCausalLM" || granite_moe;
-  c.rope_theta = opt<double>(j, "rope_theta", smollm3 ? 2000000.0 : 10000.0);  // SmolLM3Config's default_theta
+  // SmolLM3Config's default_theta; Ernie4_5Config's and Ernie4_5_MoeConfig's 500000.
+  c.rope_theta = opt<double>(j, "rope_theta", smollm3 ? 2000000.0 : ernie ? 500000.0 : 10000.0);
   // RoPE tables, RMSNorm and the context length are computed from these: reject nonsense here.
   if (c.max_pos <= 0 || c.max_pos > kMaxPositions)
     fail("config.json: max_position_embeddings must be in [1, 2^24 = {}], got {}", kMaxPositions, c.max_pos);
   if (!(c.rms_eps > 0 && std::isfinite(c.rms_eps))) fail("config.json: rms_norm_eps must be positive, got {}", c.rms_eps);
   if (!(c.rope_theta > 0 && std::isfinite(c.rope_theta)))
     fail("config.json: rope_theta must be positive, got {}", c.rope_theta);
-  c.tie_embeddings = opt<bool>(j, "tie_word_embeddings", smollm3);
+  c.tie_embeddings = opt<bool>(j, "tie_word_embeddings", smollm3 || ernie);
   // LlamaAttention gives q, k, v and o biases alike when attention_bias is set.
   if (c.arch == Arch::Llama) c.qkv_bias = c.o_bias = opt<bool>(j, "attention_bias", false);
   if (glm4_moe) {
@@ -680,6 +717,13 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
     c.o_bias = false;
     c.rope_interleaved = true;
     c.sandwich_norms = true;
+  }
+  if (ernie) {
+    // Ernie4_5Attention: RoPE on adjacent pairs over the whole head (cos / sin repeat-interleaved); its
+    // projections (and the MLPs') take use_bias, false in every released checkpoint.
+    c.rope_interleaved = true;
+    if (opt<bool>(j, "use_bias", false))
+      fail("config.json: use_bias true is not supported for {} (no released checkpoint has the biases)", arch);
   }
   if (opt<bool>(j, "mlp_bias", false))
     fail("config.json: mlp_bias true is not supported for {} (no published checkpoint uses it)", c.arch_name);
@@ -774,6 +818,8 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
       fail("config.json: shared_intermediate_size is not supported for GraniteMoeForCausalLM (no shared experts)");
   } else if (glm4_moe) {
     parse_glm4_moe(j, c);
+  } else if (ernie_moe) {
+    parse_ernie_moe(j, c);
   } else if (olmoe) {
     // OlmoeSparseMoeBlock: every layer sparse, intermediate_size wide experts, softmax over all the
     // router logits, the top k renormalised only with norm_topk_prob (false by default).

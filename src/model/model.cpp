@@ -182,6 +182,19 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
       m->store_.rename_prefix(p + "post_mlp_layernorm.", p + "post_feedforward_layernorm.");
     }
   }
+  if (m->cfg_.arch_name == "Ernie4_5_MoeForCausalLM") {
+    // The router's selection bias lives in mlp.moe_statics as [1, experts] (one group): read as the gate's
+    // e_score_correction_bias, as noaux_tc's is. Its multi-token-prediction tensors (model.mtp_*) are not run.
+    for (int64_t l = 0; l < m->cfg_.n_layers; ++l) {
+      const std::string p = "model.layers." + std::to_string(l) + ".mlp.";
+      if (!m->store_.has(p + "moe_statics.e_score_correction_bias")) continue;
+      TensorInfo t = m->store_.get(p + "moe_statics.e_score_correction_bias");
+      if (t.shape == std::vector<int64_t>{1, m->cfg_.n_experts}) t.shape = {m->cfg_.n_experts};
+      m->store_.add(p + "gate.e_score_correction_bias", t);
+      m->store_.drop_prefix(p + "moe_statics.");
+    }
+    m->store_.drop_prefix("model.mtp_");
+  }
   if (m->cfg_.arch == Arch::GptOss && !gguf) split_gpt_oss_experts(m->cfg_, m->store_);  // GGUF: split already
   if (m->cfg_.arch_name == "GraniteMoeForCausalLM") split_granite_moe_experts(m->cfg_, m->store_);
   if (const std::string left = m->store_.bytes_left(); !left.empty())

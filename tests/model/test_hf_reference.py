@@ -252,6 +252,12 @@ OLMO2_CASES = [
     # every layer, unrenormalised as OlmoeConfig's default; and renormalised (norm_topk_prob true) in bf16.
     Case("olmoe_f32", "f32", ["--arch", "olmoe"], 124),
     Case("olmoe_renorm_bf16", "bf16", ["--arch", "olmoe", "--norm-topk-prob", "true"], 125),
+    # ERNIE 4.5 (Ernie4_5ForCausalLM, and Ernie4_5_MoeForCausalLM): RoPE on adjacent pairs (tied as released, in bf16); the
+    # MoE with its first layer dense, 8 experts top 2 chosen by softmax + moe_statics' bias, renormalised, one
+    # shared expert (f32: its router margins, in probability units, are below bf16's tie bound).
+    Case("ernie4_5_f32", "f32", ["--arch", "ernie4_5"], 126),
+    Case("ernie4_5_moe_f32", "f32", ["--arch", "ernie4_5_moe"], 129),
+    Case("ernie4_5_tied_bf16", "bf16", ["--arch", "ernie4_5", "--tie-word-embeddings"], 128),
 ]
 SUITES = {"dense": DENSE_CASES, "yarn": YARN_CASES, "moe": MOE_CASES, "deepseek": DEEPSEEK_CASES,
           "mixtral": MIXTRAL_CASES, "gemma2": GEMMA2_CASES, "gemma3": GEMMA3_CASES, "phi3": PHI3_CASES,
@@ -283,6 +289,8 @@ ARCH_BREAKS = {"llama": [], "qwen2": ["skip_bias"], "qwen3": ["skip_q_norm", "sk
                            "granite_no_residual_multiplier", "granite_logits_multiplied"],
                "olmo2": ["olmo2_qk_norm_per_head", "olmo2_pre_norms"],
                "olmoe": ["olmoe_qk_norm_per_head", "moe_flip_renorm"],
+               "ernie4_5": [],
+               "ernie4_5_moe": ["ernie_no_selection_bias", "ernie_weights_unnormalised"],
                "glm4_moe": ["skip_bias", "glm4_moe_full_rotary", "moe_scale_rule_swapped"],
                "glm4": ["skip_bias", "glm4_full_rotary", "glm4_no_post_norms", "phi3_gate_up_swapped"],
                "granite_moe": ["granite_no_embedding_multiplier", "granite_attn_scale_head_dim",
@@ -720,7 +728,8 @@ def main():
                                                 "granite_moe_bf16_sharded", "olmo2_f32", "olmo2_bf16",
                                                 "olmoe_f32", "olmoe_renorm_bf16", "qwen2_moe_f32",
                                                 "qwen2_moe_renorm_all_sparse_bf16", "glm4_moe_groups_f32",
-                                                "glm4_moe_qk_norm_bf16", "glm4_f32", "glm4_bf16")]
+                                                "glm4_moe_qk_norm_bf16", "glm4_f32", "glm4_bf16",
+                                                "ernie4_5_f32", "ernie4_5_moe_f32")]
         for c in picks or cases:
             try:
                 self_check_case(c, a.work, results)

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Independent float64 NumPy forward pass of Hugging Face Llama / Mistral / Qwen2 / Qwen2-MoE / Qwen3 / Qwen3-MoE /
 Mixtral / DeepSeek-V2 / DeepSeek-V3 / Gemma 2 / Gemma 3 (text) / Phi-3 (Phi-3, Phi-3.5, Phi-4, Phi-4-mini) /
-gpt-oss / SmolLM3 / Granite 3.x / Granite-MoE / OLMo 2 / OLMoE / GLM-4-0414 (Glm4) / GLM-4.5 (Glm4Moe) models.
+gpt-oss / SmolLM3 / Granite 3.x / Granite-MoE / OLMo 2 / OLMoE / GLM-4-0414 (Glm4) / GLM-4.5 (Glm4Moe) /
+ERNIE 4.5 (dense and MoE) models.
 
 Written from the published architecture definitions (transformers' modeling_llama, modeling_mistral,
 modeling_qwen2, modeling_qwen2_moe, modeling_qwen3, modeling_qwen3_moe, modeling_mixtral, modeling_gemma2 / modular_gemma2 /
@@ -11,7 +12,8 @@ configuration_gpt_oss / integrations/mxfp4 (see RefModel._gpt_oss_init), modular
 modular_granite / configuration_granite, modular_granitemoe / modeling_jetmoe (see RefModel._smollm3_init,
 _granite_init, _granite_moe), modular_olmo2 / configuration_olmo2 (see RefModel._olmo2_init), modeling_olmoe / configuration_olmoe
 (see RefModel._olmoe_init), modeling_glm4_moe / configuration_glm4_moe (see RefModel._glm4_moe_init), modular_glm4 / modeling_glm /
-configuration_glm4 (see RefModel._glm4_init); DeepSeek's
+configuration_glm4 (see RefModel._glm4_init), modular_ernie4_5 / modular_ernie4_5_moe /
+configuration_ernie4_5_moe (see RefModel._ernie_init, _ernie_moe); DeepSeek's
 papers and
 modeling_deepseek semantics in ref_deepseek.py), not from dpserve's C++.
 It reads the model folder itself (config.json + safetensors, sharded or not) and converts bf16 / f16 / f32
@@ -108,6 +110,8 @@ BREAKS = {
     "qwen2_moe_no_shared_expert": "Qwen2-MoE shared expert left out",
     "glm4_moe_full_rotary": "GLM-4.5 RoPE over the whole head instead of its first partial_rotary_factor share",
     "glm4_full_rotary": "GLM-4 RoPE over the whole head instead of its first partial_rotary_factor share",
+    "ernie_no_selection_bias": "ERNIE 4.5 MoE's experts chosen by the softmax alone, moe_statics' bias ignored",
+    "ernie_weights_unnormalised": "ERNIE 4.5 MoE's chosen softmax values not divided by their sum",
     "glm4_no_post_norms": "GLM-4 post_self_attn_layernorm / post_mlp_layernorm left out (Llama's layer)",
     "olmoe_qk_norm_per_head": "OLMoE q_norm / k_norm applied to each head on its own (Qwen3-MoE's way) instead of "
                               "over the whole projection",
@@ -492,7 +496,8 @@ class RefModel:
                  "GptOssForCausalLM": "gpt_oss", "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite",
                  "GraniteMoeForCausalLM": "granite_moe", "Olmo2ForCausalLM": "olmo2",
                  "OlmoeForCausalLM": "olmoe", "Glm4MoeForCausalLM": "glm4_moe",
-                 "Glm4ForCausalLM": "glm4"}
+                 "Glm4ForCausalLM": "glm4", "Ernie4_5ForCausalLM": "ernie4_5",
+                 "Ernie4_5_MoeForCausalLM": "ernie4_5_moe"}
         if arch not in kinds:
             raise ValueError(f"unsupported architecture {arch}")
         self.arch = kinds[arch]
@@ -509,7 +514,7 @@ class RefModel:
         self.deepseek = self.arch in ("deepseek_v2", "deepseek_v3")
         # Mistral / Mixtral: a query at position i sees keys j with i - j < sliding_window.
         self.window = c.get("sliding_window") if self.arch in ("mistral", "mixtral") else None
-        self.moe = self.arch in ("qwen3_moe", "qwen2_moe", "mixtral", "granite_moe", "olmoe", "glm4_moe") or (self.deepseek and bool(c.get("n_routed_experts")))
+        self.moe = self.arch in ("qwen3_moe", "qwen2_moe", "mixtral", "granite_moe", "olmoe", "glm4_moe", "ernie4_5_moe") or (self.deepseek and bool(c.get("n_routed_experts")))
         self.gemma = self.arch in ("gemma2", "gemma3")
         if self.arch == "gemma3":
             self._gemma_init()
@@ -542,6 +547,8 @@ class RefModel:
             self._glm4_moe_init()
         elif self.arch == "glm4":
             self._glm4_init()
+        if self.arch in ("ernie4_5", "ernie4_5_moe"):
+            self._ernie_init()
 
     def _glm4_init(self):
         """Glm4Config / modular_glm4 (GlmAttention from modeling_glm, Phi3MLP) with the config's defaults:
@@ -574,6 +581,19 @@ class RefModel:
                                   topk_group=c.get("topk_group", 1), norm_topk_prob=c.get("norm_topk_prob", True),
                                   n_shared_experts=c.get("n_shared_experts", 1),
                                   first_k_dense_replace=c.get("first_k_dense_replace", 1))
+
+    def _ernie_init(self):
+        """Ernie4_5Config / Ernie4_5_MoeConfig with their defaults: rms_norm_eps 1e-5, rope_theta 500000, tied
+        embeddings; Ernie4_5Attention is LlamaAttention with use_bias projections (none here) and its own
+        apply_rotary_pos_emb: cos / sin repeat-interleaved over the whole head with rotate_half taking
+        adjacent pairs, i.e. RoPE on pairs (2i, 2i+1). MoE layers: moe_layer_start_index (default 1) <= l <=
+        moe_layer_end_index (-1: the last) with (l + 1) % moe_layer_interval == 0 (see _ernie_moe)."""
+        c = self.config
+        self.eps = float(c.get("rms_norm_eps", 1e-5))
+        self.tied = bool(c.get("tie_word_embeddings", True))
+        self.config = c = dict(c, rope_theta=c.get("rope_theta", 500000.0))
+        if c.get("use_bias", False):
+            raise ValueError("use_bias is not modelled")
 
     def _olmoe_init(self):
         """OlmoeConfig / modeling_olmoe: rms_norm_eps defaults to 1e-5; Llama's pre-norms; q_norm / k_norm as
@@ -869,6 +889,11 @@ class RefModel:
             return ds.is_sparse(c, layer)
         if self.arch == "glm4_moe":
             return ds.is_sparse(self.router_config, layer)
+        if self.arch == "ernie4_5_moe":
+            end = c.get("moe_layer_end_index", -1)
+            end = self.n_layers - 1 if end == -1 else end
+            return (c.get("moe_layer_start_index", 1) <= layer <= end
+                    and (layer + 1) % c.get("moe_layer_interval", 1) == 0)
         if self.arch in ("mixtral", "gpt_oss", "granite_moe", "olmoe"):
             return True
         if self.arch not in ("qwen3_moe", "qwen2_moe"):
@@ -977,7 +1002,7 @@ class RefModel:
                     k = rms_norm(k, w[p + "self_attn.k_norm.weight"], self.eps, breaks)
             if rotate:
                 # GLM-4 rotates adjacent pairs: for it the rope_interleaved break means half-rotation.
-                rb = set(breaks) ^ {"rope_interleaved"} if self.arch == "glm4" else breaks
+                rb = set(breaks) ^ {"rope_interleaved"} if self.arch in ("glm4", "ernie4_5", "ernie4_5_moe") else breaks
                 q = apply_partial_rope(q, positions, inv_freq, rot, rb, mag)
                 k = apply_partial_rope(k, k_positions, inv_freq, rot, rb, mag)
             k = kvq(k)
@@ -1014,6 +1039,8 @@ class RefModel:
                 x = x + self._granite_moe(p, h, breaks, act, margins) * res
             elif self.arch == "glm4_moe" and self.is_sparse(i):
                 x = x + self._deepseek_moe(p, h, breaks, act, margins, self.router_config)
+            elif self.arch == "ernie4_5_moe" and self.is_sparse(i):
+                x = x + self._ernie_moe(p, h, breaks, act, margins)
             elif self.is_sparse(i):
                 x = x + self._moe(p, h, breaks, act, margins)
             else:
@@ -1271,6 +1298,34 @@ class RefModel:
             if len(rows):
                 out[rows] += wts[rows, slot][:, None] * self._mlp(f"{p}mlp.experts.{e}.", h[rows], act)
         if c.get("n_shared_experts"):
+            out += self._mlp(p + "mlp.shared_experts.", h, act)
+        return out
+
+    def _ernie_moe(self, p, h, breaks, act, margins):
+        """Ernie4_5_MoeSparseMoeBlock: router logits h @ gate^T, softmaxed over every expert; the top moe_k by
+        softmax + moe_statics.e_score_correction_bias (the bias only chooses); their softmax values divided by
+        max(sum, moe_norm_min) weigh the experts' SwiGLU MLPs; the shared experts (one MLP) are added.
+        `margins` gets each row's gap between the last chosen and the best unchosen selection score."""
+        c, w = self.config, self.w
+        k, n = c["moe_k"], c["moe_num_experts"]
+        logits = h @ w[p + "mlp.gate.weight"].T
+        prob = np.exp(logits - logits.max(axis=1, keepdims=True))
+        prob /= prob.sum(axis=1, keepdims=True)
+        bias = w[p + "mlp.moe_statics.e_score_correction_bias"].reshape(n)
+        choice = prob if "ernie_no_selection_bias" in breaks else prob + bias
+        out = np.zeros_like(h)
+        for t in range(len(h)):
+            order = np.argsort(-choice[t], kind="stable")
+            top = order[:k]
+            # A logit error e moves each softmax value by at most e / 2, so a gap between two choice scores
+            # closes only for e >= the gap: comparable with the other routers' logit margins as it is.
+            margins[t] = min(margins[t], choice[t][order[k - 1]] - choice[t][order[k]])
+            wts = prob[t][top]
+            if "ernie_weights_unnormalised" not in breaks:
+                wts = wts / max(wts.sum(), c.get("moe_norm_min", 1e-12))
+            for e, wt in zip(top, wts):
+                out[t] += wt * self._mlp(f"{p}mlp.experts.{e}.", h[t:t + 1], act)[0]
+        if c.get("moe_num_shared_experts", 0):
             out += self._mlp(p + "mlp.shared_experts.", h, act)
         return out
 
