@@ -383,6 +383,7 @@ def test_every_break_changes_logits():
         "qwen2_moe": rf.RefModel(make_model("brk_qwen2_moe", "--arch", "qwen2_moe")),
         "glm4_moe": rf.RefModel(make_model("brk_glm4_moe", "--arch", "glm4_moe")),
         "glm4": rf.RefModel(make_model("brk_glm4", "--arch", "glm4")),
+        "ernie_moe": rf.RefModel(make_model("brk_ernie_moe", "--arch", "ernie4_5_moe")),
     }
     use = {"skip_bias": "qwen2", "skip_q_norm": "qwen3", "skip_k_norm": "qwen3", "moe_flip_renorm": "moe",
            "no_rope_scaling": "llama3", "no_sliding_window": "mistral", "mixtral_no_renorm": "mixtral",
@@ -401,6 +402,7 @@ def test_every_break_changes_logits():
     use.update({b: "qwen2_moe" for b in rf.BREAKS if b.startswith("qwen2_moe_")})
     use.update({b: "glm4" for b in rf.BREAKS if b.startswith("glm4_")})
     use.update({b: "glm4_moe" for b in rf.BREAKS if b.startswith("glm4_moe_")})
+    use.update({b: "ernie_moe" for b in rf.BREAKS if b.startswith("ernie_")})
     use["yarn_truncate_ignored"] = "gpt_oss"
     for b in rf.BREAKS:
         m = models[use.get(b, "llama3")]
@@ -600,10 +602,11 @@ def test_nextn_layer_from_other_angles():
     b, db = rn.nextn_forward(m, toks, draft=3, pos0=0)
     close(a, b, 1e-9)
     assert da == db
-    # Row by row: the pairs fed one at a time against the whole-sequence rows.
+    # Row by row: the pairs (the target's normed hidden states, the next tokens) fed one at a time against
+    # the whole-sequence rows.
     hidden = []
     m.forward(list(toks), hidden=hidden)
-    rows = [rn.nextn_rows(m, hidden[0][:i + 1], toks[1:i + 2])[0][-1] for i in range(len(toks) - 1)]
+    rows = [rn.nextn_rows(m, hidden[1][:i + 1], toks[1:i + 2])[0][-1] for i in range(len(toks) - 1)]
     close(np.stack(rows), a[:len(toks) - 1], 1e-9)
     echo = rf.RefModel(make_model("nextn_echo", "--arch", "deepseek_v3", "--num-nextn-predict-layers", "1",
                                   "--nextn-echo", "--tie-word-embeddings", "--residual-out-scale", "0.02"))
