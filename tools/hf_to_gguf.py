@@ -52,7 +52,8 @@ ARCH = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCau
         "Gemma2ForCausalLM": "gemma2", "Phi3ForCausalLM": "phi3", "GptOssForCausalLM": "gpt-oss",
         "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite", "GraniteMoeForCausalLM": "granitemoe",
         "Olmo2ForCausalLM": "olmo2", "OlmoeForCausalLM": "olmoe", "Glm4MoeForCausalLM": "glm4moe",
-        "Glm4ForCausalLM": "glm4", "Glm4MoeLiteForCausalLM": "deepseek2"}
+        "Glm4ForCausalLM": "glm4", "Glm4MoeLiteForCausalLM": "deepseek2", "Ernie4_5ForCausalLM": "ernie4_5",
+        "Ernie4_5_MoeForCausalLM": "ernie4_5-moe"}
 # Architectures whose Q / K rows llama.cpp's converter permutes (its LlamaModel and subclasses), so that
 # GGML's RoPE on adjacent pairs equals Hugging Face's rotate-half.
 PERMUTED = ("llama", "smollm3", "granite", "granitemoe")
@@ -97,6 +98,7 @@ LAYER_NAMES = {
     "self_attn.kv_a_proj_with_mqa.weight": "attn_kv_a_mqa.weight",
     "self_attn.kv_a_layernorm.weight": "attn_kv_a_norm.weight",
     "mlp.gate.e_score_correction_bias": "exp_probs_b.bias",
+    "mlp.moe_statics.e_score_correction_bias": "exp_probs_b.bias",  # ERNIE 4.5 MoE's, [1, experts]
     "mlp.shared_experts.gate_proj.weight": "ffn_gate_shexp.weight",
     "mlp.shared_experts.up_proj.weight": "ffn_up_shexp.weight",
     "mlp.shared_experts.down_proj.weight": "ffn_down_shexp.weight",
@@ -768,6 +770,30 @@ def granite_moe_experts(w, st, hp, layer, ggml_type):
                                       lambda part=part, dtype=dtype, t=t: convert(part, dtype, t)))
 
 
+def ernie_moe_keys(w, p, c, n_layers):
+    """ERNIE 4.5 MoE as llama.cpp's converter writes it: the first moe_layer_start_index layers dense, every
+    moe_layer_interval-th sparse, and the shared experts' width as intermediate_size / num_key_value_heads (its
+    converter's rule, which holds for the released models; refused here where it would not give the shared
+    experts' real width, moe_num_shared_experts x moe_intermediate_size). llama.cpp has no key for
+    moe_layer_end_index: it must be the last layer."""
+    end = c.get("moe_layer_end_index", -1)
+    if end not in (-1, n_layers - 1):
+        raise SystemExit(f"hf_to_gguf: moe_layer_end_index {end} is not the last layer, which llama.cpp assumes")
+    shared = c.get("moe_num_shared_experts", 0)
+    width = c["intermediate_size"] // c["num_key_value_heads"]
+    if shared and width != shared * c["moe_intermediate_size"]:
+        raise SystemExit(f"hf_to_gguf: llama.cpp would size the shared experts {width} wide "
+                         f"(intermediate_size / num_key_value_heads), not {shared * c['moe_intermediate_size']}")
+    w.add(p + "expert_count", G.U32, c["moe_num_experts"])
+    w.add(p + "expert_used_count", G.U32, c["moe_k"])
+    w.add(p + "interleave_moe_layer_step", G.U32, c.get("moe_layer_interval", 1))
+    w.add(p + "leading_dense_block_count", G.U32, c.get("moe_layer_start_index", 1))
+    w.add(p + "expert_feed_forward_length", G.U32, c["moe_intermediate_size"])
+    w.add(p + "expert_shared_count", G.U32, shared)
+    if shared:
+        w.add(p + "expert_shared_feed_forward_length", G.U32, width)
+
+
 def glm4moe_keys(w, p, c, head_dim):
     """GLM-4.5 as llama.cpp's converter writes it: the first int(head_dim * partial_rotary_factor) dims rotate
     (rope.dimension_count), DeepSeek-V3's routing as deepseek2's keys (sigmoid gating, expert_weights_norm /
@@ -849,8 +875,9 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
         w.add(p + "attention.head_count_kv", G.U32, n_kv)
     # Olmo2Config's, OlmoeConfig's and Glm4MoeConfig's default is 1e-5, Glm4Config's 1.5625e-7, the others' 1e-6.
     w.add(p + "attention.layer_norm_rms_epsilon", G.F32,
-          c.get("rms_norm_eps", 1e-5 if arch in ("olmo2", "olmoe", "glm4moe") else 1.5625e-7 if arch == "glm4" else 1e-6))
-    w.add(p + "rope.freq_base", G.F32, c.get("rope_theta", 10000.0))
+          c.get("rms_norm_eps", 1e-5 if arch in ("olmo2", "olmoe", "glm4moe", "ernie4_5", "ernie4_5-moe")
+                else 1.5625e-7 if arch == "glm4" else 1e-6))
+    w.add(p + "rope.freq_base", G.F32, c.get("rope_theta", 500000.0 if arch.startswith("ernie4_5") else 10000.0))
     longrope = None
     if arch == "deepseek2":
         deepseek2_keys(w, p, c, kv_b)
@@ -873,6 +900,8 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
         smollm3_check(c, n_layers)
     if arch in ("granite", "granitemoe"):
         granite_keys(w, p, c)
+    if arch == "ernie4_5-moe":
+        ernie_moe_keys(w, p, c, n_layers)
     if arch == "granitemoe":  # llama.cpp's: experts feed_forward_length wide, softmax, top k renormalised
         if c.get("shared_intermediate_size"):
             raise SystemExit("hf_to_gguf: Granite-MoE's shared experts (GraniteMoeShared) are not supported")
@@ -1001,7 +1030,8 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
                                               lambda part=part, dtype=dtype, t=t: convert(part, dtype, t)))
             else:
                 w.add_tensor(spec(f"blk.{layer}.attn_kv_b.weight", hp + "self_attn.kv_b_proj.weight"))
-        n_exp = c.get("num_experts") or c.get("n_routed_experts") or c.get("num_local_experts") or 0
+        n_exp = (c.get("num_experts") or c.get("n_routed_experts") or c.get("num_local_experts") or c.get("moe_num_experts")
+                 or 0)
         experts, names = f"{hp}mlp.experts.", EXPERT_NAMES
         if mixtral:
             experts, names = f"{hp}block_sparse_moe.experts.", MIXTRAL_EXPERT_NAMES

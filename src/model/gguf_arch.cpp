@@ -375,6 +375,39 @@ void read_glm4moe(const GgufSet& g, const std::string& p, ModelConfig& c) {
   c.qk_norm = g.tensor("blk.0.attn_q_norm.weight") != nullptr;
 }
 
+// ernie4_5 (ERNIE-4.5-0.3B): Llama's tensors and keys, RoPE on adjacent pairs (llama.cpp's NORM rope
+// type; its converter permutes nothing, the checkpoints already rotate pairs).
+void read_ernie4_5(const GgufSet& g, const std::string& p, ModelConfig& c) { refuse_experts(g.metadata(), p); }
+
+// ernie4_5-moe (ERNIE-4.5-21B-A3B, 300B-A47B): sparse the layers with a router (llama.cpp's keys
+// leading_dense_block_count and interleave_moe_layer_step say the same of its files; dpserve reads the
+// tensors, as for every such architecture: gguf_config.cpp), the others dense; softmax over the router
+// logits, the top expert_used_count chosen with exp_probs_b added and renormalised (llama.cpp's
+// build_moe_ffn for this architecture); expert_shared_feed_forward_length of shared experts (a multiple
+// of the experts' width: dpserve runs that many of them as one MLP).
+void read_ernie4_5_moe(const GgufSet& g, const std::string& p, ModelConfig& c) {
+  const GgufMetadata& m = g.metadata();
+  read_expert_counts(m, p, c);
+  c.moe_ffn = positive(m, p + "expert_feed_forward_length");
+  c.decoder_sparse_step = 1;
+  const int64_t shared = m.get_int(p + "expert_shared_feed_forward_length").value_or(0);
+  if (shared < 0 || shared % c.moe_ffn != 0)
+    fail("GGUF {}: {}expert_shared_feed_forward_length {} is not a multiple of the experts' width {}", m.where(), p,
+         shared, c.moe_ffn);
+  c.n_shared_experts = shared / c.moe_ffn;
+  auto refuse = [&](const char* key, const std::string& why) {
+    fail("GGUF {}: metadata key \"{}{}\" {}: ernie4_5-moe files route by softmax over all experts, the top "
+         "expert_used_count chosen with exp_probs_b and renormalised, as llama.cpp does",
+         m.where(), p, key, why);
+  };
+  refuse_other_routing(m, p, true, refuse);
+  auto& r = c.routing;
+  r.scoring = MoeRouting::Scoring::Softmax;
+  r.topk = MoeRouting::TopK::NoauxTc;  // with no exp_probs_b: a zero bias (gguf_loader.cpp)
+  r.normalize = true;
+  r.scale_normalized = true;
+}
+
 // deepseek2 (DeepSeek-V2, V2-Lite, V3, R1, and GLM-4.7-Flash): llama.cpp's converter permutes nothing;
 // its RoPE for this architecture rotates adjacent pairs of q_pe / k_pe, as dpserve's MLA does for every
 // model. Its converter drops DeepSeek's multi-token-prediction layer but keeps GLM-4.7-Flash's
@@ -384,7 +417,7 @@ void read_deepseek2_file(const GgufSet& g, const std::string& p, ModelConfig& c)
   read_deepseek2(g, p, c);
 }
 
-constexpr std::array<GgufArch, 17> kArchs = {{
+constexpr std::array<GgufArch, 19> kArchs = {{
     {"llama", Arch::Llama, true, false, false, false, false, read_llama},
     {"qwen2", Arch::Qwen2, false, true, false, false, false, nullptr},
     {"qwen2moe", Arch::Qwen2, false, true, false, true, false, read_qwen2moe},
@@ -402,6 +435,8 @@ constexpr std::array<GgufArch, 17> kArchs = {{
     {"olmoe", Arch::Llama, false, false, false, false, false, read_olmoe},
     {"glm4", Arch::Llama, true, false, false, false, false, read_glm4},
     {"glm4moe", Arch::Llama, false, false, false, true, false, read_glm4moe},
+    {"ernie4_5", Arch::Llama, true, false, false, false, false, read_ernie4_5},
+    {"ernie4_5-moe", Arch::Llama, true, false, false, true, false, read_ernie4_5_moe},
 }};
 
 }  // namespace

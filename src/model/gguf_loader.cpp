@@ -435,7 +435,11 @@ void load_gguf(const std::string& path, ModelConfig& config, WeightStore& store)
         // Qwen2-MoE's one shared expert is mlp.shared_expert (DeepSeek's mlp.shared_experts).
         if (rule->use == Use::Shared && c.shared_expert_ffn > 0)
           name = prefix + "mlp.shared_expert." + std::string(hf.substr(std::string_view("mlp.shared_experts.").size()));
-        store.add(name, TensorInfo{dt, hf_shape(t), t.data, t.file});
+        // A router bias is one value per expert, whatever trailing 1s the file's dims carry (llama.cpp's
+        // converter keeps ERNIE's [1, experts] moe_statics as [experts, 1]).
+        std::vector<int64_t> shape = hf_shape(t);
+        if (rule->use == Use::RouterBias) shape = {t.numel()};
+        store.add(name, TensorInfo{dt, shape, t.data, t.file});
       }
       seen.insert(t.name);
       continue;

@@ -699,9 +699,10 @@ for t in ("q5_0", "q5_1"):
 # The converter refuses a SmolLM3 whose NoPE layers are not llama.cpp's every fourth.
 for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", "5"]), ("granite", []),
                     ("granitemoe", []), ("olmo2", []), ("olmoe", []), ("qwen2moe", ["--mlp-only-layers", ""]),
-                    ("glm4moe", ["--use-qk-norm"]), ("glm4", [])):
+                    ("glm4moe", ["--use-qk-norm"]), ("glm4", []), ("ernie4_5-moe", [])):
     hf = os.path.join(WORK, f"hf-{arch}")
-    hf_arch = {"granitemoe": "granite_moe", "qwen2moe": "qwen2_moe", "glm4moe": "glm4_moe"}.get(arch, arch)
+    hf_arch = {"granitemoe": "granite_moe", "qwen2moe": "qwen2_moe", "glm4moe": "glm4_moe",
+               "ernie4_5-moe": "ernie4_5_moe"}.get(arch, arch)
     subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.py"), "--arch", hf_arch, "--dtype",
                     "f32", "--quiet", "--seed", "84", "--out", hf, *flags], check=True, timeout=300)
     gg = os.path.join(WORK, f"{arch}.gguf")
@@ -712,7 +713,8 @@ for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", 
     err, why = max_diff(got, ref)
     check(err <= 1e-5 and got_out == ref_out, f"{arch} GGUF == its HF folder: max diff {err:.2g} x std {why}")
     keys = {"smollm3": [], "granite": ["embedding_scale", "attention.scale", "residual_scale"],
-            "granitemoe": ["residual_scale"], "olmo2": [], "olmoe": [], "qwen2moe": [], "glm4moe": [], "glm4": []}[arch]
+            "granitemoe": ["residual_scale"], "olmo2": [], "olmoe": [], "qwen2moe": [], "glm4moe": [], "glm4": [],
+            "ernie4_5-moe": []}[arch]
     for key in keys:
         off, _ = dump_logits(write(f"{arch}-no-{key}", patched_model(base=gg, drop=(f"{arch}.{key}",))), ids)
         off_err, _ = max_diff(off, ref)
@@ -721,6 +723,11 @@ for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", 
     if arch == "olmo2":  # OLMo 3's sliding window; a missing whole-projection norm
         bads += [("olmo2_window", dict(extra_kv=[("olmo2.attention.sliding_window", G.U32, 4096)]), "OLMo 3"),
                  ("olmo2_no_q_norm", dict(drop=("blk.1.attn_q_norm.weight",)), "blk.1.attn_q_norm.weight")]
+    if arch == "ernie4_5-moe":  # routing llama.cpp does not run for it; shared experts dpserve cannot size
+        bads = [("ernie_sigmoid", dict(extra_kv=[("ernie4_5-moe.expert_gating_func", G.U32, 2)]), "expert_gating_func"),
+                ("ernie_shared_width", dict(replace_kv={"ernie4_5-moe.expert_shared_feed_forward_length":
+                                                        (G.U32, 100, None)}), "expert_shared_feed_forward_length"),
+                ("ernie_no_shexp", dict(drop=("blk.1.ffn_up_shexp.weight",)), "blk.1.ffn_up_shexp.weight")]
     if arch == "olmoe":  # routing llama.cpp does not run for olmoe; a missing whole-projection norm
         bads = [("olmoe_renorm", dict(extra_kv=[("olmoe.expert_weights_norm", G.BOOL, True)]), "expert_weights_norm"),
                 ("olmoe_shared", dict(extra_kv=[("olmoe.expert_shared_count", G.U32, 1)]), "expert_shared_count"),

@@ -47,6 +47,11 @@ CASES = {
     # model: llama.cpp loads the file, and its logits are the 3-layer model's.
     "glm4moelite": dict(hf=["--arch", "glm4_moe_lite", "--num-nextn-predict-layers", "1", "--rope-scaling", "none",
                             "--seed", "34"], gguf=[], variants=["F32"], same_as_hf=True),
+    # ERNIE 4.5 (llama.cpp's ernie4_5: Llama's tensors, RoPE on adjacent pairs with nothing permuted) and ERNIE 4.5
+    # MoE (ernie4_5-moe: the first layer dense, then 8 experts top 2 by softmax with exp_probs_b for the choice,
+    # renormalised, and a shared expert expert_shared_feed_forward_length wide); untied.
+    "ernie4_5": dict(hf=["--arch", "ernie4_5", "--seed", "35"], gguf=[], variants=["F32"], same_as_hf=True),
+    "ernie4_5moe": dict(hf=["--arch", "ernie4_5_moe", "--seed", "36"], gguf=[], variants=["F32"], same_as_hf=True),
     # Gemma 3: GeGLU, sandwich norms (+1 folded in by the converter), embeddings times sqrt(hidden),
     # q/k norm; layers sliding (window 6), sliding, full, sliding: attention.sliding_window_pattern 3,
     # local RoPE base 10000 and linear scaling 8 on the full layer. query_pre_attn_scalar = head_dim,
