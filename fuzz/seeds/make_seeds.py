@@ -214,6 +214,9 @@ configs = {
                           num_experts_per_tok=2, moe_intermediate_size=32, n_shared_experts=1,
                           first_k_dense_replace=1, num_nextn_predict_layers=1, rope_interleave=True,
                           rope_scaling=None),
+    "ernie4_5_moe": dict(qwen3, architectures=["Ernie4_5_MoeForCausalLM"], moe_num_experts=8, moe_k=2,
+                         moe_intermediate_size=64, moe_num_shared_experts=1, moe_layer_start_index=1,
+                         moe_layer_end_index=-1, moe_layer_interval=1, use_bias=False),
 }
 for k, v in configs.items():
     write("config", k, b"\x00" + js(v).encode())

@@ -201,6 +201,8 @@ elif CASE == "dump_logits":
                           # DeepSeek-V3's router over ranks, partial RoPE on each rank's heads, q/k/v biases sliced
                           ("glm4_moe", ["tp2_ep2", "tp2_dp2"]),
                           ("glm4", ["tp2", "tp2_dp2"]),  # fused gate / up split per rank, adjacent-pair partial RoPE
+                          # softmax routing with a selection bias, the shared expert split over the MLP ranks
+                          ("ernie4_5_moe", ["tp2_ep2"]),
                           ("smollm3", ["tp2"]),  # NoPE layers on each rank's heads
                           # sinks sliced with the heads, o / down biases added on one rank, experts split or whole
                           ("gpt_oss", ["tp2", "tp2_dp2", "tp2_ep2"])):
