@@ -1,4 +1,4 @@
-// dpserve_nextn_probe: runs a DeepSeek-V3 or GLM-4.5 checkpoint's multi-token-prediction (NEXTN) layer over a
+// dpserve_nextn_probe: runs a DeepSeek-V3 or GLM checkpoint's multi-token-prediction (NEXTN) layer over a
 // token sequence as the NEXTN drafter feeds it, and dumps its logits, so tests can compare them with
 // the NumPy reference (tests/model/reference/ref_nextn.py).
 //
@@ -29,7 +29,9 @@ int main(int argc, char** argv) {
   std::string model_path, tokens_arg, out;
   int64_t chunk = 1 << 30, draft = 0, page_size = 4, num_pages = 256;
   int threads = 0;
-  app.add_option("--model-path", model_path, "DeepSeek-V3 or GLM-4.5 folder with num_nextn_predict_layers >= 1")->required();
+  app.add_option("--model-path", model_path,
+                 "DeepSeek-V3, GLM-4.5 or GLM-4.7-Flash folder (or GLM GGUF file) with num_nextn_predict_layers >= 1")
+      ->required();
   app.add_option("--tokens", tokens_arg, "comma-separated token ids (at least 2)")->required();
   app.add_option("--out", out, "logits output file")->required();
   app.add_option("--chunk", chunk, "most NEXTN rows per forward pass");

@@ -1,5 +1,6 @@
-// NEXTN speculative decoding: a DeepSeek-V3 checkpoint's own multi-token-prediction (MTP) layer
-// drafts each request's next tokens greedily from the target's hidden states. The layer is loaded
+// NEXTN speculative decoding: a DeepSeek-V3, GLM-4.5 or GLM-4.7-Flash checkpoint's own
+// multi-token-prediction (MTP) layer drafts each request's next tokens greedily from the target's
+// (normed) hidden states. The layer is loaded
 // whole on every rank (Model with LoadOptions::nextn; no collectives: every rank of a DP group runs it
 // on the same pairs and drafts the same tokens), and its KV cache is a second pool with the target
 // pool's page geometry, addressed through each request's own page table, like DraftRunner's
@@ -24,7 +25,7 @@ class NextnRunner {
   NextnRunner(Model& mtp, int64_t kv_pages, int64_t page_size, int64_t token_limit);
 
   // Before the target's forward pass over `b` (fb built from it, seq by seq): asks for the hidden
-  // states before the final norm of every row of the requests that can draft.
+  // states after the final norm of every row of the requests that can draft.
   void want_rows(const ScheduledBatch& b, ForwardBatch& fb);
   // After the step's tokens are drawn (`taken`: every token produced this step, by request, in
   // order), before they are committed: each pair (h_p, t_{p+1}) of this step's rows whose next
