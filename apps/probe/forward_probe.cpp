@@ -29,6 +29,7 @@
 
 #include "core/check.h"
 #include "model/model.h"
+#include "model/quant_recipe.h"
 #include "parallel/comm.h"
 #include "parallel/dp_attention.h"
 #include "parallel/model_comm.h"
@@ -60,6 +61,8 @@ int main(int argc, char** argv) {
   int64_t context_length = 0;
   app.add_option("--context-length", context_length,
                  "the context the model is loaded for (0: its own); picks LongRoPE's factor set");
+  std::string quantization = "none";
+  app.add_option("--quantization", quantization, "float matrices to this block type on load (as dpserve's flag)");
   CLI11_PARSE(app, argc, argv);
   std::unique_ptr<MpiRuntime> mpi;
   Topology topo;
@@ -69,6 +72,9 @@ int main(int argc, char** argv) {
     LoadOptions lo;
     lo.threads = threads;
     lo.context_length = context_length;
+    const auto q = quantization_from_name(quantization);
+    if (!q) fail("--quantization {}: not a dpserve quantization", quantization);
+    lo.quantization = *q;
     if (tp_size > 1) {
       mpi = std::make_unique<MpiRuntime>(&argc, &argv);
       TopologyConfig tc;

@@ -35,6 +35,9 @@ enum class DType {
   Q5_K_X16,
   Q6_K_X16,
   BF16_X16,  // bf16 in 16-row groups, 16 rows interleaved two elements at a time (kernels/repack.h); rows of whole 32-element chunks
+  // OCP fp8 E4M3 of an fp8 checkpoint (DeepSeek-V3's, Qwen3-FP8's), read only with its block scales
+  // (WeightView::fp8): no kernel runs it, the load converts it (model/weight_prep.h).
+  F8_E4M3,
 };
 
 struct DTypeTraits {
@@ -61,6 +64,7 @@ inline constexpr DTypeTraits dtype_traits(DType t) {
     case DType::Q5_K_X16: return {"Q5_Kx16", 256, 176, 16, true};
     case DType::Q6_K_X16: return {"Q6_Kx16", 256, 210, 16, true};
     case DType::BF16_X16: return {"BF16x16", 32, 64, 16};
+    case DType::F8_E4M3: return {"F8_E4M3", 1, 1};
   }
   return {"?", 1, 1};
 }

@@ -134,6 +134,7 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
   const int64_t be = dtype_block_elems(t), bb = dtype_block_bytes(t);
   DP_CHECK(n % be == 0, "dequantize_row: {} elements are not whole {} blocks", n, dtype_name(t));
   const BlockFn f = block_fn(t);
+  DP_CHECK(f, "dequantize_row: {} is read through its WeightView (scales), not alone", dtype_name(t));
   const uint8_t* p = static_cast<const uint8_t*>(src);
   for (int64_t i = 0; i < n / be; ++i) f(p + i * bb, dst + i * be);
 }
@@ -147,6 +148,7 @@ float dequantize_at(DType t, const void* src, int64_t c) {
   }
   const int64_t be = dtype_block_elems(t), bb = dtype_block_bytes(t);
   float block[256];
+  DP_CHECK(block_fn(t), "dequantize_at: {} is read through its WeightView (scales), not alone", dtype_name(t));
   block_fn(t)(static_cast<const uint8_t*>(src) + c / be * bb, block);
   return block[c % be];
 }

@@ -11,6 +11,7 @@
 
 #include "core/bf16.h"
 #include "core/check.h"
+#include "core/fp8.h"
 #include "kernels/dequant.h"
 #include "kernels/isa.h"
 #include "kernels/matmul_kernel.h"
@@ -31,6 +32,7 @@ WeightView WeightView::row_slice(int64_t r0, int64_t n) const {
   WeightView v = *this;
   v.data = static_cast<const char*>(data) + r0 * dtype_row_bytes(dtype, ld);
   v.rows = n;
+  v.row0 += r0;
   return v;
 }
 
@@ -43,11 +45,26 @@ WeightView WeightView::col_slice(int64_t c0, int64_t n) const {
   WeightView v = *this;
   v.data = static_cast<const char*>(data) + dtype_row_bytes(dtype, c0) * dtype_row_group(dtype);
   v.cols = n;
+  v.col0 += c0;
   return v;
 }
 
+namespace {
+
+// Element (r, c) of an F8_E4M3 view: its code times its block's scale, rounded to bf16.
+float fp8_element(const WeightView& w, int64_t r, int64_t c) {
+  DP_CHECK(w.fp8, "an F8_E4M3 matrix without its block scales");
+  const Fp8BlockScales& b = *w.fp8;
+  const float s = b.s[(w.row0 + r) / b.rows * b.ld + (w.col0 + c) / b.cols];
+  const uint8_t code = static_cast<const uint8_t*>(w.data)[r * w.ld + c];
+  return bf16_to_f32(f32_to_bf16(fp8_to_f32(fp8_e4m3_t{code}) * s));
+}
+
+}  // namespace
+
 float WeightView::at(int64_t r, int64_t c) const {
   DP_CHECK(r >= 0 && r < rows && c >= 0 && c < cols, "({}, {}) outside {}x{}", r, c, rows, cols);
+  if (dtype == DType::F8_E4M3) return fp8_element(*this, r, c);
   if (dtype_row_group(dtype) > 1) {
     std::vector<float> row(static_cast<size_t>(cols));
     weight_row_to_f32(*this, r, row.data());
@@ -58,6 +75,18 @@ float WeightView::at(int64_t r, int64_t c) const {
 
 void weight_row_to_f32(const WeightView& w, int64_t r, float* out) {
   if (r < 0 || r >= w.rows) fail("row {} out of range of a {}-row matrix", r, w.rows);
+  if (w.dtype == DType::F8_E4M3) {  // fp8_element's arithmetic, a scale block's run of columns at a time
+    DP_CHECK(w.fp8, "an F8_E4M3 matrix without its block scales");
+    const Fp8BlockScales& b = *w.fp8;
+    const float* srow = b.s + (w.row0 + r) / b.rows * b.ld;
+    const uint8_t* codes = static_cast<const uint8_t*>(w.data) + r * w.ld;
+    for (int64_t c = 0; c < w.cols;) {
+      const int64_t tc = w.col0 + c, end = std::min(w.cols, c + b.cols - tc % b.cols);
+      const float s = srow[tc / b.cols];
+      for (; c < end; ++c) out[c] = bf16_to_f32(f32_to_bf16(fp8_to_f32(fp8_e4m3_t{codes[c]}) * s));
+    }
+    return;
+  }
   if (const int64_t G = dtype_row_group(w.dtype); G > 1) {  // repacked: gather the row's blocks back first
     const int64_t g = r / G;
     thread_local std::vector<uint8_t> plain;
@@ -74,6 +103,8 @@ static void check_args(const float* x, int64_t M, int64_t ldx, const WeightView&
   if (M < 0) fail("matmul: negative M ({})", M);
   if (w.rows < 0 || w.cols < 0) fail("matmul: bad weight shape {}x{}", w.rows, w.cols);
   if (w.ld < w.cols) fail("matmul: weight row stride {} < columns {}", w.ld, w.cols);
+  // The load converts fp8 checkpoints' matrices (WeightPrep); one reaching a product is a loader bug.
+  if (w.dtype == DType::F8_E4M3) fail("matmul: an F8_E4M3 matrix was not converted on load");
   if (M > 0 && ldx < w.cols) fail("matmul: activation row stride {} < K {}", ldx, w.cols);
   if (M > 0 && ldy < w.rows) fail("matmul: output row stride {} < N {}", ldy, w.rows);
   if (M > 0 && w.rows > 0 && (!y || (w.cols > 0 && (!x || !w.data)))) fail("matmul: null pointer");

@@ -24,12 +24,24 @@
 
 namespace dpserve {
 
+// The block scales of an fp8 checkpoint's matrix (DeepSeek-V3's and Qwen3-FP8's weight_scale_inv):
+// element (r, c) of the tensor is bf16(fp8[r][c] * s[(r / rows) * ld + c / cols]), the fp32 product
+// rounded to bf16 as DeepSeek's fp8-to-bf16 cast (and llama.cpp's converter) round it.
+struct Fp8BlockScales {
+  const float* s = nullptr;
+  int64_t ld = 0;              // scales per block row: ceil(the tensor's columns / cols)
+  int64_t rows = 0, cols = 0;  // the elements one scale covers (128 x 128 in the published checkpoints)
+};
+
 struct WeightView {
   const void* data = nullptr;
   DType dtype = DType::F32;
   int64_t rows = 0;  // N (output features)
   int64_t cols = 0;  // K (input features)
   int64_t ld = 0;    // elements between consecutive rows (>= cols; whole blocks for block types)
+  // F8_E4M3 only: the tensor's scales, and where this view (a slice) starts in the tensor.
+  const Fp8BlockScales* fp8 = nullptr;
+  int64_t row0 = 0, col0 = 0;
 
   // Rows [r0, r0 + n) of this matrix.
   WeightView row_slice(int64_t r0, int64_t n) const;
@@ -120,7 +132,7 @@ void matmul_jobs_isa(KernelIsa isa, Team& t, const MatmulJob* jobs, int64_t n_jo
 void matmul_isa(KernelIsa isa, const float* x, int64_t M, int64_t ldx, const WeightView& w, const float* bias,
                 float* y, int64_t ldy);
 
-// Copy row `r` of W into fp32 `out` (embedding lookup).
+// Copy row `r` of W into fp32 `out` (embedding lookup; F8_E4M3 rows as their bf16 values).
 void weight_row_to_f32(const WeightView& w, int64_t r, float* out);
 
 namespace ref {

@@ -1,4 +1,5 @@
 #include "model/config.h"
+#include "model/fp8_checkpoint.h"
 
 #include <algorithm>
 #include <cmath>
@@ -851,7 +852,15 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   return c;
 }
 
+static ModelConfig parse_any_hf_config(const nlohmann::json& config);
+
 ModelConfig ModelConfig::from_hf_json(const nlohmann::json& config) {
+  ModelConfig c = parse_any_hf_config(config);
+  read_quantization_config(config, c);
+  return c;
+}
+
+static ModelConfig parse_any_hf_config(const nlohmann::json& config) {
   if (!config.is_object()) fail("config.json: not a JSON object");
   nlohmann::json j = config;
   read_rope_parameters(j);

@@ -192,6 +192,9 @@ struct ModelConfig {
   int32_t bos_id = -1;
   std::vector<int32_t> eos_ids;
   DType dtype = DType::BF16;  // dtype of the weights as stored
+  // An fp8 checkpoint (quantization_config quant_method "fp8"): the elements of one block scale,
+  // weight_block_size [rows, cols]; 0 x 0 for every other checkpoint (model/fp8_checkpoint.h).
+  int64_t fp8_block_rows = 0, fp8_block_cols = 0;
 
   bool layer_is_moe(int64_t layer) const;
   bool layer_is_sliding(int64_t layer) const {

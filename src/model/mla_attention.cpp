@@ -53,9 +53,11 @@ MlaAttention::MlaAttention(const WeightStore& store, const ModelConfig& c, const
   scale_ = float(scale);
 
   // W_UK^T of each local head, [r, nope], for projecting q_nope into the latent space. Float
-  // weights are transposed exactly in their own type; block-quantized ones are decoded to fp32.
+  // weights are transposed exactly in their own type; block-quantized ones are decoded to fp32, an
+  // fp8 checkpoint's to the bf16 values it runs as.
   const DType src = kv_b_.dtype;
-  const DType dt = dtype_is_quantized(src) ? DType::F32 : src;
+  const bool fp8 = src == DType::F8_E4M3;
+  const DType dt = dtype_is_quantized(src) ? DType::F32 : fp8 ? DType::BF16 : src;
   const size_t es = dtype_size(dt);
   uk_t_data_.resize(size_t(heads_ * r * nope) * es);
   std::vector<float> row(static_cast<size_t>(r));
@@ -67,6 +69,12 @@ MlaAttention::MlaAttention(const WeightStore& store, const ModelConfig& c, const
       if (dt == DType::F32) {
         dequantize_row(src, sp, row.data(), r);
         for (int64_t k = 0; k < r; ++k) std::memcpy(dst + size_t(k * nope + n) * es, &row[size_t(k)], es);
+      } else if (fp8) {
+        weight_row_to_f32(kv_b_, src_row, row.data());
+        for (int64_t k = 0; k < r; ++k) {
+          const bf16_t b = f32_to_bf16(row[size_t(k)]);
+          std::memcpy(dst + size_t(k * nope + n) * es, &b, es);
+        }
       } else {
         for (int64_t k = 0; k < r; ++k) std::memcpy(dst + size_t(k * nope + n) * es, sp + size_t(k) * es, es);
       }
@@ -86,10 +94,13 @@ void MlaAttention::add_weights(WeightPrep& prep, int64_t layer, const std::strin
   }
   prep.add(&kv_a_, WeightRole::kAttnK, layer, hidden_, a + "kv_a_proj_with_mqa.weight");
   prep.add(&o_proj_, WeightRole::kAttnO, layer, o_proj_full_cols_, a + "o_proj.weight");
-  // Each head's W_UV is a row slice of kv_b_proj: it must start on a group of the repacked form.
-  const int64_t kvw = m_.qk_nope_head_dim + m_.v_head_dim, G = interleave_group_rows(kv_b_.dtype);
-  if (kvw % G == 0 && m_.qk_nope_head_dim % G == 0)
-    prep.add(&kv_b_, WeightRole::kKeep, layer, m_.kv_lora_rank, a + "kv_b_proj.weight");
+  // Each head's W_UV is a row slice of kv_b_proj: it must start on a group of the repacked form
+  // (an fp8 checkpoint's runs as bf16, converted in plain rows where the heads do not fall on groups).
+  const bool fp8 = kv_b_.dtype == DType::F8_E4M3;
+  const int64_t kvw = m_.qk_nope_head_dim + m_.v_head_dim;
+  const int64_t G = interleave_group_rows(fp8 ? DType::BF16 : kv_b_.dtype);
+  const bool groups = kvw % G == 0 && m_.qk_nope_head_dim % G == 0;
+  if (groups || fp8) prep.add(&kv_b_, WeightRole::kKeep, layer, m_.kv_lora_rank, a + "kv_b_proj.weight", groups);
 }
 
 void MlaAttention::weights_ready() {

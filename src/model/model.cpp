@@ -12,6 +12,7 @@
 #include "core/check.h"
 #include "core/bf16.h"
 #include "kernels/ops.h"
+#include "model/fp8_checkpoint.h"
 #include "model/gguf_loader.h"
 #include "model/gguf_set.h"
 #include "model/gpt_oss_experts.h"
@@ -133,6 +134,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
     }
     m->cfg_ = ModelConfig::from_hf_json(j);
     load_safetensors_folder(path, m->store_);
+    attach_fp8_scales(m->cfg_, m->store_);
     if (m->cfg_.arch_name == "Gemma3ForConditionalGeneration" || m->cfg_.arch_name == "Mistral3ForConditionalGeneration") {
       // Its language model, nested as transformers < 4.52 (language_model.model.) or later
       // (model.language_model.) saved it; the vision tower and projector are not run.
@@ -418,7 +420,9 @@ void Model::init_layers(const LoadOptions& opts) {
   for (auto& [n, t] : store_.all()) {
     if (!runs(n)) continue;
     const auto it = prep.converted().find(n);
-    const DType as_run = it == prep.converted().end() ? t.dtype : it->second;
+    // An fp8 checkpoint's matrices run as bf16 unless quantized (WeightPrep).
+    const DType stored = t.dtype == DType::F8_E4M3 ? DType::BF16 : t.dtype;
+    const DType as_run = it == prep.converted().end() ? stored : it->second;
     weight_bytes_ += dtype_row_bytes(as_run, t.numel());
     quantized_ = quantized_ || dtype_is_quantized(as_run);
     weight_params_ += t.numel();

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/bf16.h"
 #include "core/check.h"
 #include "kernels/isa.h"
 #include "kernels/quantize.h"
@@ -39,17 +40,21 @@ WeightPrep::WeightPrep(Quantization q, int64_t n_layers, std::function<void(cons
       floats_(float_layout()),
       bf16_kernel_(isa_reads_bf16x16(best_kernel_isa())) {}
 
-void WeightPrep::add(WeightView* slot, WeightRole role, int64_t layer, int64_t full_cols, const std::string& name) {
+void WeightPrep::add(WeightView* slot, WeightRole role, int64_t layer, int64_t full_cols, const std::string& name,
+                     bool groups) {
   const WeightView& w = *slot;
   if (!w.data || w.rows == 0 || dtype_row_group(w.dtype) > 1) return;
-  const DType target = dtype_is_quantized(w.dtype) ? w.dtype : quantized_type(q_, role, layer, n_layers_, full_cols, w.dtype);
+  // No kernel reads fp8: its matrices run as the bf16 values their scales give (and quantize from them).
+  const bool fp8 = w.dtype == DType::F8_E4M3;
+  const DType stored = fp8 ? DType::BF16 : w.dtype;
+  const DType target = dtype_is_quantized(w.dtype) ? w.dtype : quantized_type(q_, role, layer, n_layers_, full_cols, stored);
   if (!dtype_is_quantized(target)) {
-    if (floats_ == FloatLayout::kMapped) return;
+    if (floats_ == FloatLayout::kMapped && !fp8) return;
     // bf16 rows of whole 32-element chunks go into 16-row groups where a kernel reads them in that
     // form; anything else is copied as it is.
-    const bool repack = floats_ == FloatLayout::kRepacked && bf16_kernel_ && w.dtype == DType::BF16 &&
+    const bool repack = groups && floats_ == FloatLayout::kRepacked && bf16_kernel_ && target == DType::BF16 &&
                         dtype_row_splits(DType::BF16_X16, w.cols);
-    items_.push_back(Item{slot, role, layer, full_cols, name, w.dtype, repack});
+    items_.push_back(Item{slot, role, layer, full_cols, name, target, repack});
     return;
   }
   // The recipe fits the whole matrix; this rank's slice of its columns must fit too.
@@ -70,7 +75,7 @@ constexpr size_t kMatrixAlign = 64;
 
 size_t WeightPrep::out_bytes(const Item& it) {
   const WeightView& w = *it.slot;
-  if (!it.repack) return size_t(dtype_row_bytes(w.dtype, w.cols) * w.rows);
+  if (!it.repack) return size_t(dtype_row_bytes(it.target, w.cols) * w.rows);
   return size_t(interleaved_rows(it.target, w.rows) * dtype_row_bytes(it.target, w.cols));
 }
 
@@ -81,21 +86,49 @@ uint8_t* WeightPrep::take(size_t n) {
   return p;
 }
 
+namespace {
+
+// Row r of w as `cols` elements of t (BF16 or a block type), through fp32.
+void encode_row(const WeightView& w, int64_t r, DType t, float* f, uint8_t* dst) {
+  weight_row_to_f32(w, r, f);
+  if (t == DType::BF16) {
+    bf16_t* d = reinterpret_cast<bf16_t*>(dst);
+    for (int64_t c = 0; c < w.cols; ++c) d[c] = f32_to_bf16(f[c]);
+  } else {
+    quantize_row(t, f, dst, w.cols);
+  }
+}
+
+}  // namespace
+
 WeightView WeightPrep::copy(const Item& it) {
   const WeightView& w = *it.slot;
-  const int64_t rb = dtype_row_bytes(w.dtype, w.cols), ldb = dtype_row_bytes(w.dtype, w.ld);
+  const int64_t rb = dtype_row_bytes(it.target, w.cols), ldb = dtype_row_bytes(w.dtype, w.ld);
   const size_t n = size_t(rb * w.rows);
   const uint8_t* src = static_cast<const uint8_t*>(w.data);
   uint8_t* dst = take(n);
+  if (w.dtype == it.target) {
 #pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < w.rows; ++r) std::memcpy(dst + r * rb, src + r * ldb, size_t(rb));
-  release_(src, size_t(ldb * (w.rows - 1) + rb));
-  copied_bytes_ += int64_t(n);
-  return WeightView{dst, w.dtype, w.rows, w.cols, w.cols};
+    for (int64_t r = 0; r < w.rows; ++r) std::memcpy(dst + r * rb, src + r * ldb, size_t(rb));
+    copied_bytes_ += int64_t(n);
+  } else {  // an fp8 checkpoint's rows, as bf16
+#pragma omp parallel
+    {
+      std::vector<float> f(static_cast<size_t>(w.cols));
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < w.rows; ++r) encode_row(w, r, it.target, f.data(), dst + r * rb);
+    }
+  }
+  release_(src, size_t(ldb * (w.rows - 1) + dtype_row_bytes(w.dtype, w.cols)));
+  return WeightView{dst, it.target, w.rows, w.cols, w.cols};
 }
 
 WeightView WeightPrep::convert(const Item& it) {
   const WeightView& w = *it.slot;
+  if (w.dtype == DType::F8_E4M3) {
+    ++fp8_matrices_;
+    fp8_bytes_ += w.rows * w.cols;
+  }
   if (!it.repack) return copy(it);
   const int64_t G = interleave_group_rows(it.target);
   const int64_t rows = interleaved_rows(it.target, w.rows);
@@ -111,7 +144,7 @@ WeightView WeightPrep::convert(const Item& it) {
       interleave_group(src_t, src + g * G * src_ld_bytes, src_ld_bytes, int(std::min<int64_t>(G, w.rows - G * g)),
                        w.cols, dst + g * G * row_bytes);
   } else {
-    // Float rows: to fp32, quantize, then repack, a group at a time per thread.
+    // Float rows: to fp32, quantize (or an fp8 checkpoint's to bf16), then repack, a group at a time per thread.
 #pragma omp parallel
     {
       std::vector<float> f(static_cast<size_t>(w.cols));
@@ -119,10 +152,7 @@ WeightView WeightPrep::convert(const Item& it) {
 #pragma omp for schedule(dynamic, 1)
       for (int64_t g = 0; g < groups; ++g) {
         const int n = int(std::min<int64_t>(G, w.rows - G * g));
-        for (int r = 0; r < n; ++r) {
-          weight_row_to_f32(w, G * g + r, f.data());
-          quantize_row(it.target, f.data(), plain.data() + r * row_bytes, w.cols);
-        }
+        for (int r = 0; r < n; ++r) encode_row(w, G * g + r, it.target, f.data(), plain.data() + r * row_bytes);
         interleave_group(it.target, plain.data(), row_bytes, n, w.cols, dst + g * G * row_bytes);
       }
     }
@@ -187,6 +217,9 @@ void WeightPrep::run() {
   if (verbose_ && copied_bytes_)
     std::fprintf(stderr, "weights: %lld float matrices copied out of the file mapping into huge pages (%.1f MB)\n",
                  (long long)(int64_t(items_.size()) - converted - repacked_floats), double(copied_bytes_) / 1e6);
+  if (verbose_ && fp8_matrices_)
+    std::fprintf(stderr, "weights: %lld fp8 matrices (%.1f MB) converted with their block scales\n",
+                 (long long)fp8_matrices_, double(fp8_bytes_) / 1e6);
   if (verbose_) std::fprintf(stderr, "weights: prepared in %.2f s\n", secs);
   items_.clear();
 }

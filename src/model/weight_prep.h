@@ -1,6 +1,7 @@
 // Brings a rank's weight matrices into the form the kernels run fastest: block-quantized
 // matrices (GGUF) are repacked to their 16-row interleaved *_X16 form, and float matrices are
-// quantized first when --quantization asks (model/quant_recipe.h). Float matrices without a
+// quantized first when --quantization asks (model/quant_recipe.h); an fp8 checkpoint's matrices
+// become bf16 (or --quantization's type). Float matrices without a
 // recipe are copied out of the file mapping; every converted matrix goes into one region of
 // anonymous memory on 2 MiB pages (a decode step streams every matrix once: from 4 KiB file pages
 // that ran ~12 % slower, and a MoE's small experts on 4 KiB pages 2-5x slower on a virtual
@@ -33,8 +34,11 @@ class WeightPrep {
   WeightPrep(Quantization q, int64_t n_layers, std::function<void(const void*, size_t)> release, bool verbose);
 
   // Registers a matrix (this rank's slice of the tensor `name`, which has `full_cols` input
-  // features) for conversion; `slot` is overwritten by run().
-  void add(WeightView* slot, WeightRole role, int64_t layer, int64_t full_cols, const std::string& name);
+  // features) for conversion; `slot` is overwritten by run(). An fp8 checkpoint's matrix (F8_E4M3)
+  // is always converted: to bf16 (the values its block scales give), or to --quantization's type.
+  // `groups` false keeps float rows plain (a caller that slices rows off group boundaries).
+  void add(WeightView* slot, WeightRole role, int64_t layer, int64_t full_cols, const std::string& name,
+           bool groups = true);
 
   // Converts every registered matrix (in parallel over each one's rows), then reports.
   void run();
@@ -75,6 +79,7 @@ class WeightPrep {
   FloatLayout floats_;
   bool bf16_kernel_;  // a kernel that reads BF16_X16 runs here
   int64_t new_bytes_ = 0, old_bytes_ = 0, copied_bytes_ = 0, repacked_float_bytes_ = 0;
+  int64_t fp8_matrices_ = 0, fp8_bytes_ = 0;  // fp8 checkpoint matrices converted, and their bytes
 };
 
 }  // namespace dpserve

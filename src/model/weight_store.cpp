@@ -32,6 +32,13 @@ const uint8_t* WeightStore::keep(std::vector<uint8_t> bytes) {
   return owned_.back()->data();
 }
 
+const Fp8BlockScales* WeightStore::keep(Fp8BlockScales s, std::vector<float> scales) {
+  fp8_values_.push_back(std::make_unique<std::vector<float>>(std::move(scales)));
+  s.s = fp8_values_.back()->data();
+  fp8_scales_.push_back(std::make_unique<Fp8BlockScales>(s));
+  return fp8_scales_.back().get();
+}
+
 std::string shape_text(const std::vector<int64_t>& s) {
   std::string out = "[";
   for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
@@ -67,6 +74,7 @@ void WeightStore::split_rows(const std::string& name, const std::vector<std::pai
     TensorInfo v = t;
     v.shape = {n, cols};
     v.data = static_cast<const uint8_t*>(t.data) + r0 * row_bytes;
+    v.fp8_row0 = t.fp8_row0 + r0;
     add(part, std::move(v));
     r0 += n;
   }
@@ -84,7 +92,7 @@ WeightView WeightStore::matrix(const std::string& name, int64_t rows, int64_t co
   if (t.shape.size() != 2 || t.shape[0] != rows || t.shape[1] != cols)
     fail("weights: tensor \"{}\" in {} has shape {}, expected [{}, {}]", name, t.file, shape_text(t.shape), rows,
          cols);
-  return WeightView{t.data, t.dtype, rows, cols, cols};
+  return WeightView{t.data, t.dtype, rows, cols, cols, t.fp8, t.fp8_row0, 0};
 }
 
 WeightView shard_cols(const WeightView& w, int64_t c0, int64_t n, const std::string& name, const char* flag) {
@@ -140,8 +148,10 @@ void load_safetensors_file(const std::string& path, WeightStore& store) {
     if (dt == "BF16") t.dtype = DType::BF16;
     else if (dt == "F16") t.dtype = DType::F16;
     else if (dt == "F32") t.dtype = DType::F32;
+    else if (dt == "F8_E4M3") t.dtype = DType::F8_E4M3;  // with block scales (model/fp8_checkpoint.h)
     else if (!u8)
-      fail("safetensors: {}: tensor \"{}\" has unsupported dtype \"{}\" (supported: BF16, F16, F32, U8)", path, name, dt);
+      fail("safetensors: {}: tensor \"{}\" has unsupported dtype \"{}\" (supported: BF16, F16, F32, F8_E4M3 with "
+           "block scales, U8)", path, name, dt);
     const uint64_t esize = u8 ? 1 : uint64_t(dtype_size(t.dtype));
     if (!v["shape"].is_array()) fail("safetensors: {}: tensor \"{}\" has a malformed shape", path, name);
     uint64_t numel = 1;

@@ -19,6 +19,10 @@ struct TensorInfo {
   std::vector<int64_t> shape;
   const void* data = nullptr;
   std::string file;  // for error messages
+  // F8_E4M3 (an fp8 checkpoint): the block scales (owned by the store) and the tensor's first row in
+  // them (a part split_rows cut from a fused tensor).
+  const Fp8BlockScales* fp8 = nullptr;
+  int64_t fp8_row0 = 0;
 
   int64_t numel() const;
 };
@@ -41,6 +45,10 @@ class WeightStore {
   std::string bytes_left() const { return bytes_.empty() ? std::string() : bytes_.begin()->first; }
   // Keeps `bytes` alive as long as the store, for tensors (or views) a loader points into them.
   const uint8_t* keep(std::vector<uint8_t> bytes);
+  // Keeps `s` (and the scales it points to) alive as long as the store.
+  const Fp8BlockScales* keep(Fp8BlockScales s, std::vector<float> scales);
+  // Forgets the tensor `name` (a loader consumed it, e.g. an fp8 weight's scales).
+  void remove(const std::string& name) { tensors_.erase(name); }
 
   // Every tensor named `from`... is renamed `to`... (checkpoints that nest the same modules under
   // another prefix, e.g. Qwen2.5-VL's model.language_model. for model.).
@@ -68,6 +76,8 @@ class WeightStore {
  private:
   std::vector<std::shared_ptr<MappedFile>> files_;
   std::vector<std::unique_ptr<std::vector<uint8_t>>> owned_;
+  std::vector<std::unique_ptr<Fp8BlockScales>> fp8_scales_;
+  std::vector<std::unique_ptr<std::vector<float>>> fp8_values_;
   std::map<std::string, TensorInfo> tensors_;
   std::map<std::string, TensorInfo> bytes_;
 };

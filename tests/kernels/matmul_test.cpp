@@ -197,6 +197,40 @@ TEST(Matmul, SlicesAndRowCopies) {
   EXPECT_THROW(w.view.col_slice(-1, 2), Error);
 }
 
+// An fp8 checkpoint's matrix: element (r, c) is bf16(code value * its block's scale), and a slice keeps
+// reading the scales of the blocks it came from. Values by the E4M3 definition: 0x38 = 1.0, 0x7e = 448,
+// 0x01 = 2^-9 (smallest subnormal), 0xb4 = -0.75, 0x3b = 1.375.
+TEST(Matmul, Fp8BlockScaledViews) {
+  // 3 x 5 codes in blocks of 2 x 3: scales [[0.5, 3], [1 + 2^-10, -2]].
+  const uint8_t codes[3 * 5] = {0x38, 0x7e, 0x01, 0xb4, 0x3b,  //
+                                0x3b, 0x38, 0x38, 0x38, 0x7e,  //
+                                0x3b, 0xb4, 0x38, 0x01, 0x38};
+  const float scales[4] = {0.5f, 3.0f, 1.0f + 0x1p-10f, -2.0f};
+  const Fp8BlockScales b{scales, 2, 2, 3};
+  const WeightView w{codes, DType::F8_E4M3, 3, 5, 5, &b, 0, 0};
+  EXPECT_EQ(w.at(0, 0), 0.5f);
+  EXPECT_EQ(w.at(0, 1), 224.0f);
+  EXPECT_EQ(w.at(0, 2), 0x1p-10f);
+  EXPECT_EQ(w.at(0, 3), -2.25f);
+  EXPECT_EQ(w.at(0, 4), 4.125f);
+  EXPECT_EQ(w.at(1, 4), 1344.0f);
+  // 1.375 * (1 + 2^-10) = 1.375 + 1.375 * 2^-10 needs 11 significant bits: bf16 (8) rounds it back to 1.375.
+  EXPECT_EQ(w.at(2, 0), 1.375f);
+  EXPECT_EQ(w.at(2, 1), -0.75f);
+  EXPECT_EQ(w.at(2, 3), -0x1p-8f);
+  // Row 2, columns 2..4 of a slice starting at (1, 2): the slice's (1, 1) is the tensor's (2, 3).
+  const WeightView s = w.row_slice(1, 2).col_slice(2, 3);
+  EXPECT_EQ(s.at(1, 1), -0x1p-8f);
+  std::vector<float> row(3);
+  weight_row_to_f32(s, 1, row.data());
+  EXPECT_EQ(row[0], 1.0f);  // 1 * (1 + 2^-10): below half a bf16 step of 1 (2^-8), so 1
+  EXPECT_EQ(row[1], -0x1p-8f);
+  EXPECT_EQ(row[2], -2.0f);
+  // No kernel reads fp8: a product over one is refused, not run on raw codes.
+  std::vector<float> x(5), y(3);
+  EXPECT_THROW(matmul(x.data(), 1, 5, w, nullptr, y.data(), 3), Error);
+}
+
 TEST(Matmul, BadShapesAreRejected) {
   const Weights w = make_weights(DType::F32, 4, 8, 1);
   std::vector<float> x(16), y(16);
