@@ -192,9 +192,12 @@ struct ModelConfig {
   int32_t bos_id = -1;
   std::vector<int32_t> eos_ids;
   DType dtype = DType::BF16;  // dtype of the weights as stored
-  // An fp8 checkpoint (quantization_config quant_method "fp8"): the elements of one block scale,
-  // weight_block_size [rows, cols]; 0 x 0 for every other checkpoint (model/fp8_checkpoint.h).
+  // An fp8 checkpoint (model/fp8_checkpoint.h): the elements one weight scale covers (weight_block_size
+  // [rows, cols]; one row, or the whole matrix, for compressed-tensors' channel and tensor scales);
+  // 0 x 0 for every other checkpoint. compressed-tensors name the scale "<weight>_scale", quant_method
+  // fp8 "<weight>_scale_inv".
   int64_t fp8_block_rows = 0, fp8_block_cols = 0;
+  bool fp8_compressed_tensors = false;
 
   bool layer_is_moe(int64_t layer) const;
   bool layer_is_sliding(int64_t layer) const {

@@ -25,7 +25,7 @@ uint64_t mix(uint64_t h, const std::string& s) { return fnv1a(h, s.data(), s.siz
 // difference (a rope_scaling added, norm_topk_prob flipped, another MLA width) must change the
 // digest. A field added to these structs changes their size and stops the build below until it is
 // added here too.
-static_assert(sizeof(ModelConfig) == 784 && sizeof(RopeScaling) == 160 && sizeof(MlaConfig) == 40 &&
+static_assert(sizeof(ModelConfig) == 792 && sizeof(RopeScaling) == 160 && sizeof(MlaConfig) == 40 &&
                   sizeof(MoeRouting) == 48 && sizeof(VisionConfig) == 104,
               "a config field was added or removed: digest it in config_text()");
 
@@ -68,7 +68,7 @@ std::string config_text(const ModelConfig& c) {
   for (uint8_t l : c.layer_nope) s += l ? "n" : "r";
   s += fmt::format("|granite {:.17g} {:.17g}|olmo2 {} {}|qwen2moe {}", c.residual_scale, c.logit_divisor,
                    c.qk_norm_whole, c.post_norms_only, c.shared_expert_ffn);
-  s += fmt::format("|fp8 {} {}", c.fp8_block_rows, c.fp8_block_cols);
+  s += fmt::format("|fp8 {} {} {}", c.fp8_block_rows, c.fp8_block_cols, c.fp8_compressed_tensors);
   return s;
 }
 

@@ -27,13 +27,14 @@ std::optional<Quantization> quantization_from_name(const std::string& name) {
 std::string quantization_refusal(const std::string& name) {
   for (const char* n : {"fp8", "w8a8_fp8", "modelopt", "modelopt_fp4", "w4afp8", "mxfp4", "petit_nvfp4"})
     if (name == n)
-      return "floating-point 8/4-bit formats need GPU kernels; on CPU use q8_0 (int8) or q4_k (an fp8 checkpoint, "
-             "quant_method fp8 with block scales, loads without this flag)";
+      return "floating-point 8/4-bit formats need GPU kernels; on CPU use q8_0 (int8) or q4_k (an fp8 checkpoint "
+             "loads without this flag)";
   for (const char* n : {"awq", "awq_marlin", "gptq", "gptq_marlin", "marlin", "bitsandbytes", "compressed-tensors",
                         "moe_wna16", "qoq", "gguf", "quark", "auto-round"})
     if (name == n)
       return "it names a pre-quantized checkpoint format; dpserve quantizes bf16/f16/f32 weights on load, and "
-             "reads GGUF files by --model-path without this flag";
+             "reads GGUF files and fp8 checkpoints (quant_method fp8, compressed-tensors float-quantized) by "
+             "--model-path without this flag";
   return "";
 }
 

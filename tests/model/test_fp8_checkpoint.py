@@ -36,7 +36,8 @@ MAKE = os.path.join(HERE, "..", "..", "tools", "make_hf_model.py")
 MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
            "OMPI_MCA_rmaps_base_oversubscribe": "1"}
 
-# name, make_hf_model args, seed, weight_block_size, tolerance key, ranks to check
+# name, make_hf_model args, seed, scales (weight_block_size [rows, cols] of quant_method fp8, or compressed-tensors'
+# strategy "channel" / "tensor"), tolerance key, ranks to check
 CASES = [
     # The published block size: every matrix of this model is one partial 128 x 128 block or a few.
     ("qwen3_fp8_128", ["--arch", "qwen3"], 19, [128, 128], "bf16", False),
@@ -45,6 +46,10 @@ CASES = [
     # Its multi-token-prediction layer (fp8 too, as DeepSeek-V3's) is compared under NEXTN.
     ("deepseek_v3_fp8_16x24", ["--arch", "deepseek_v3", "--num-nextn-predict-layers", "1"], 44, [16, 24],
      "bf16_mla", True),
+    # compressed-tensors (llm-compressor's FP8-dynamic / FP8 checkpoints): a scale per output row ("<weight>_scale"
+    # [rows, 1]; tensor parallel cuts q/k/v and gate/up by rows), and one per tensor ([1]).
+    ("qwen3_ct_channel", ["--arch", "qwen3"], 19, "channel", "bf16", True),
+    ("llama_ct_tensor", ["--arch", "llama"], 15, "tensor", "bf16", False),
 ]
 
 
@@ -136,21 +141,42 @@ def bf16_bits(a):
     return (rf.bf16_round(a).astype(np.float32).view(np.uint32) >> 16).astype("<u2")
 
 
-def write_fp8_pair(base, fp8_dir, cast_dir, block, edit=None, others="F32"):
+def compressed_tensors_config(strategy):
+    """quantization_config as llm-compressor writes it for FP8-dynamic (channel) / FP8 (tensor) weights."""
+    act = {"num_bits": 8, "type": "float", "symmetric": True, "dynamic": True, "strategy": "token",
+           "group_size": None, "block_structure": None, "actorder": None, "observer": None, "observer_kwargs": {}}
+    weights = {"num_bits": 8, "type": "float", "symmetric": True, "dynamic": False, "strategy": strategy,
+               "group_size": None, "block_structure": None, "actorder": None, "observer": "minmax",
+               "observer_kwargs": {}}
+    return {"quant_method": "compressed-tensors", "format": "float-quantized", "quantization_status": "compressed",
+            "global_compression_ratio": None, "ignore": ["lm_head"], "kv_cache_scheme": None,
+            "sparsity_config": {},
+            "config_groups": {"group_0": {"targets": ["Linear"], "weights": weights, "input_activations": act,
+                                          "output_activations": None}}}
+
+
+def write_fp8_pair(base, fp8_dir, cast_dir, scales_of, edit=None, others="F32"):
     """The fp8 checkpoint of `base` and its bf16 cast; the other tensors as `others` (F32, or BF16 for a
-    bf16 base). `edit(tensors, config)` may break the fp8 one."""
+    bf16 base). `scales_of`: weight_block_size [rows, cols] (quant_method fp8) or a compressed-tensors
+    strategy ("channel", "tensor"). `edit(tensors, config)` may break the fp8 one."""
     cfg, w = rf.read_model_folder(base)
+    ct = isinstance(scales_of, str)
     fp8, cast = {}, {}
     for name, a in sorted(w.items()):
         if is_fp8_weight(name, a):
+            block = list(scales_of) if not ct else [1, a.shape[1]] if scales_of == "channel" else list(a.shape)
             codes, scales = quantize_fp8(a, block)
             fp8[name] = ("F8_E4M3", codes)
-            fp8[name + "_scale_inv"] = ("F32", scales.astype("<f4"))
+            if ct:
+                fp8[name + "_scale"] = ("F32", scales.reshape(-1 if scales_of == "tensor" else scales.shape).astype("<f4"))
+            else:
+                fp8[name + "_scale_inv"] = ("F32", scales.astype("<f4"))
             cast[name] = ("BF16", cast_bf16_bits(codes, scales, block).astype("<u2"))
         else:
             fp8[name] = cast[name] = ("F32", a.astype("<f4")) if others == "F32" else ("BF16", bf16_bits(a))
-    fcfg = dict(cfg, quantization_config={"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
-                                          "weight_block_size": list(block)})
+    qc = compressed_tensors_config(scales_of) if ct else {
+        "activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8", "weight_block_size": list(scales_of)}
+    fcfg = dict(cfg, quantization_config=qc)
     if edit:
         edit(fp8, fcfg)
     for d, tensors, c in ((fp8_dir, fp8, fcfg), (cast_dir, cast, cfg)):
@@ -215,7 +241,8 @@ def run_case(case, a, results):
 
     meta, err, got = run_probe(a, fp8_dir, sched, f"{name}/fp8")
     _, _, want = run_probe(a, cast_dir, sched, f"{name}/cast")
-    record(*bit_equal(f"{name} ({n_fp8} fp8 matrices, blocks {block[0]}x{block[1]})", got, want))
+    how = f"blocks {block[0]}x{block[1]}" if not isinstance(block, str) else f"compressed-tensors, {block} scales"
+    record(*bit_equal(f"{name} ({n_fp8} fp8 matrices, {how})", got, want))
     said = f"{n_fp8} fp8 matrices" in err
     record(said, f"{name}: the load says how many fp8 matrices it converted: {said}")
     vocab = int(meta["vocab_size"])
@@ -278,7 +305,7 @@ def refusals(a, results):
 
     cases = [
         ("missing scale", drop_scale, [W, "_scale_inv", "missing"]),
-        ("scale shape", bad_scale_shape, [W + "_scale_inv", "[2, 2]", "[1, 3]"]),
+        ("scale shape", bad_scale_shape, [W + "_scale_inv", "[2, 2]", "128 x 128 blocks needs [1, 3]"]),
         ("no quantization_config", no_config, ["F8_E4M3", "quantization_config"]),
         ("fmt e5m2", qc("fmt", "e5m2"), ["quantization_config.fmt", "e5m2"]),
         ("static activations", qc("activation_scheme", "static"), ["activation_scheme", "static"]),
@@ -289,10 +316,40 @@ def refusals(a, results):
         ("static input_scale", per_tensor, [".input_scale"]),
         ("scale without fp8 weight", orphan_scale, ["model.embed_tokens.weight_scale_inv", "not F8_E4M3"]),
     ]
-    for label, edit, want in cases:
+    def ct(path, value):
+        def edit(t, c):
+            o = c["quantization_config"]
+            for k in path[:-1]:
+                o = o[k]
+            o[path[-1]] = value
+        return edit
+
+    def zero_point(t, c):
+        t[W + "_zero_point"] = ("F32", np.zeros((96, 1), dtype="<f4"))
+
+    def two_groups(t, c):
+        g = c["quantization_config"]["config_groups"]
+        g["group_1"] = json.loads(json.dumps(g["group_0"]))
+        g["group_1"]["weights"]["strategy"] = "tensor"
+
+    G = ["config_groups", "group_0"]
+    ct_cases = [
+        ("ct format pack-quantized", ct(["format"], "pack-quantized"), ["quantization_config.format", "pack-quantized"]),
+        ("ct int4 weights", ct(G + ["weights", "num_bits"], 4), ["group_0.weights", "4-bit"]),
+        ("ct group strategy", ct(G + ["weights", "strategy"], "group"), ["group_0.weights.strategy", "group"]),
+        ("ct static activations", ct(G + ["input_activations", "dynamic"], False), ["input_activations", "static"]),
+        ("ct kv_cache_scheme", ct(["kv_cache_scheme"], {"num_bits": 8}), ["quantization_config.kv_cache_scheme"]),
+        ("ct two strategies", two_groups, ["group_1", "channel", "tensor"]),
+        ("ct zero point", zero_point, [W + "_zero_point"]),
+        ("ct scale shape", lambda t, c: t.update({W + "_scale": ("F32", np.ones((96, 3), dtype="<f4"))}),
+         [W + "_scale", "[96, 3]", "one scale per row needs [96, 1]"]),
+    ]
+    cases = [(label, "block", edit, want) for label, edit, want in cases] + \
+        [(label, "channel", edit, want) for label, edit, want in ct_cases]
+    for label, scheme, edit, want in cases:
         d = os.path.join(a.work, "bad_" + label.replace(" ", "_"))
         shutil.rmtree(d, ignore_errors=True)
-        write_fp8_pair(base, d, None, [128, 128], edit)
+        write_fp8_pair(base, d, None, [128, 128] if scheme == "block" else "channel", edit)
         p = subprocess.run([a.dpserve, "generate", "--model-path", d, "--prompt-ids", "1,2,3", "--max-new-tokens",
                             "1"], capture_output=True, text=True, timeout=60)
         missing = [w for w in want if w not in p.stderr]
