@@ -33,6 +33,8 @@ void check_config(const ModelConfig& c) {
   FUZZ_EXPECT(std::isfinite(c.rope_theta) && c.rope_theta > 0);
   FUZZ_EXPECT(c.n_experts_per_tok <= c.n_experts);
   for (int64_t l = 0; l < std::min<int64_t>(c.n_layers, 4); ++l) (void)c.layer_is_moe(l);
+  // An fp8 checkpoint's scale blocks cover at least one element each way (or none: not fp8).
+  FUZZ_EXPECT((c.fp8_block_rows > 0) == (c.fp8_block_cols > 0) && c.fp8_block_rows >= 0);
 }
 
 void fuzz_hf_config(const uint8_t* data, size_t size) {

@@ -1,6 +1,7 @@
 // The safetensors loader (src/model/weight_store.h) on arbitrary files: huge or negative shapes,
 // out-of-range or overlapping offsets and truncated data must give dpserve::Error. Every tensor it
-// accepts is checked against an independent reading of the header, and read in full (ASan/SEGV).
+// accepts is checked against an independent reading of the header, and read in full (ASan/SEGV); fp8
+// weights are then paired with their block scales and read through them.
 #include <unistd.h>
 
 #include <cstddef>
@@ -16,6 +17,8 @@
 #include "core/check.h"
 #include "core/dtype.h"
 #include "fuzz_util.h"
+#include "model/config.h"
+#include "model/fp8_checkpoint.h"
 #include "model/weight_store.h"
 
 namespace {
@@ -73,8 +76,29 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   check_store(store, data, size);
-  // 1-D tensors go through the fp32 conversion the model uses for norms.
+  // 1-D tensors go through the fp32 conversion the model uses for norms (an fp8 one is refused).
   for (const auto& [name, t] : store.all())
-    if (t.shape.size() == 1) FUZZ_EXPECT(store.vector_f32(name, t.shape[0]).size() == size_t(t.shape[0]));
+    if (t.shape.size() == 1 && t.dtype != dpserve::DType::F8_E4M3)
+      FUZZ_EXPECT(store.vector_f32(name, t.shape[0]).size() == size_t(t.shape[0]));
+  // fp8 weights and their block scales (model/fp8_checkpoint.h), as a 2 x 3-block checkpoint pairs them:
+  // scales that do not fit are refused; accepted ones are read for every element (ASan: no scale or code
+  // outside its tensor).
+  dpserve::ModelConfig c;
+  c.fp8_block_rows = 2;
+  c.fp8_block_cols = 3;
+  try {
+    dpserve::attach_fp8_scales(c, store);
+  } catch (const dpserve::Error& e) {
+    FUZZ_EXPECT(std::string(e.what()).rfind("weights:", 0) == 0);
+    return 0;
+  }
+  for (const auto& [name, t] : store.all()) {
+    if (t.dtype != dpserve::DType::F8_E4M3) continue;
+    FUZZ_EXPECT(t.shape.size() == 2 && t.fp8);
+    if (t.shape[0] * t.shape[1] > (int64_t(1) << 22)) continue;  // the file holds them; reading is just slow
+    const dpserve::WeightView w = store.matrix(name, t.shape[0], t.shape[1]);
+    std::vector<float> row(size_t(t.shape[1]));
+    for (int64_t r = 0; r < t.shape[0]; ++r) dpserve::weight_row_to_f32(w, r, row.data());
+  }
   return 0;
 }

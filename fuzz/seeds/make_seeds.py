@@ -181,6 +181,27 @@ write("safetensors", "hlen_past_end", st(two, body, hlen=10000))
 write("safetensors", "not_object", st([1, 2]))
 write("safetensors", "bad_dtype", st({"a": {"dtype": "I64", "shape": [1], "data_offsets": [0, 8]}}, bytes(8)))
 write("safetensors", "missing", st({"a": {"dtype": "F32", "shape": [1]}}, bytes(4)))
+# fp8 weights with block scales (paired by the target as a 2 x 3-block checkpoint): a 3 x 4 weight needs [2, 2].
+fp8 = {"w.weight": {"dtype": "F8_E4M3", "shape": [3, 4], "data_offsets": [0, 12]},
+       "w.weight_scale_inv": {"dtype": "F32", "shape": [2, 2], "data_offsets": [12, 28]},
+       "v.weight": {"dtype": "F8_E4M3", "shape": [1, 7], "data_offsets": [28, 35]},
+       "v.weight_scale_inv": {"dtype": "BF16", "shape": [1, 3], "data_offsets": [36, 42]}}
+fp8_body = bytes([0x38, 0x7e, 0x01, 0xb4] * 3) + struct.pack("<4f", 0.5, 3.0, -2.0, 1e-3) + bytes(range(7)) + \
+    b"\x00" + b"\x80\x3f" * 3
+
+
+def aligned(header):
+    """The header's JSON padded with spaces to 8 bytes, so every tensor's data is element-aligned."""
+    h = json.dumps(header).encode()
+    return h + b" " * (-len(h) % 8)
+
+
+write("safetensors", "fp8_blocks", st(aligned(fp8), fp8_body))
+write("safetensors", "fp8_scale_shape", st(aligned(dict(fp8, **{"w.weight_scale_inv": {
+    "dtype": "F32", "shape": [4], "data_offsets": [12, 28]}})), fp8_body))
+write("safetensors", "fp8_no_scale", st({"w.weight": fp8["w.weight"]}, fp8_body[:12]))
+write("safetensors", "fp8_vector", st({"w.weight": {"dtype": "F8_E4M3", "shape": [12], "data_offsets": [0, 12]}},
+                                      fp8_body[:12]))
 write("safetensors", "tiny", b"\x02\x00\x00")
 write("safetensors", "empty", b"")
 
@@ -217,6 +238,16 @@ configs = {
     "ernie4_5_moe": dict(qwen3, architectures=["Ernie4_5_MoeForCausalLM"], moe_num_experts=8, moe_k=2,
                          moe_intermediate_size=64, moe_num_shared_experts=1, moe_layer_start_index=1,
                          moe_layer_end_index=-1, moe_layer_interval=1, use_bias=False),
+    # Fp8 checkpoints: DeepSeek-V3's quantization_config, and compressed-tensors' (model/fp8_checkpoint.h).
+    "fp8_blocks": dict(qwen3, quantization_config={"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
+                                                   "weight_block_size": [128, 128]}),
+    "fp8_compressed_tensors": dict(llama, quantization_config={
+        "quant_method": "compressed-tensors", "format": "float-quantized", "quantization_status": "compressed",
+        "ignore": ["lm_head"], "kv_cache_scheme": None, "config_groups": {"group_0": {
+            "targets": ["Linear"], "output_activations": None,
+            "weights": {"num_bits": 8, "type": "float", "symmetric": True, "dynamic": False, "strategy": "block",
+                        "block_structure": [128, 128], "group_size": None},
+            "input_activations": {"num_bits": 8, "type": "float", "dynamic": True, "strategy": "token"}}}}),
 }
 for k, v in configs.items():
     write("config", k, b"\x00" + js(v).encode())

@@ -108,6 +108,9 @@ std::vector<float> WeightStore::vector_f32(const std::string& name, int64_t n) c
   const TensorInfo& t = get(name);
   if (t.shape.size() != 1 || t.shape[0] != n)
     fail("weights: tensor \"{}\" in {} has shape {}, expected [{}]", name, t.file, shape_text(t.shape), n);
+  if (t.dtype == DType::F8_E4M3)
+    fail("weights: tensor \"{}\" in {} is F8_E4M3; fp8 is read for weight matrices with their scales only", name,
+         t.file);
   std::vector<float> out(n);
   WeightView v{t.data, t.dtype, 1, n, n};
   weight_row_to_f32(v, 0, out.data());
