@@ -225,7 +225,8 @@ static void parse_glm4_moe(const nlohmann::json& j, ModelConfig& c) {
 // last) whose (index + 1) is a multiple of moe_layer_interval are sparse, the others dense MLPs of
 // intermediate_size. The router (fp32) softmaxes all moe_num_experts logits, picks the top moe_k of
 // softmax + moe_statics.e_score_correction_bias, and weighs them by their softmax values divided by
-// their sum (clamped below by moe_norm_min, 1e-12: never reached by k softmax values); the
+// their sum (clamped below by moe_norm_min, 1e-12, which dpserve does not apply: a larger floor, which a
+// sum of k chosen softmax values could reach, is refused); the
 // moe_num_shared_experts shared experts (one MLP of that many times moe_intermediate_size) add to every
 // token. noaux_tc's selection with one group and softmax scores is exactly that.
 static void parse_ernie_moe(const nlohmann::json& j, ModelConfig& c) {
@@ -244,6 +245,9 @@ static void parse_ernie_moe(const nlohmann::json& j, ModelConfig& c) {
          "moe_num_shared_experts and moe_layer_start_index >= 0, moe_layer_end_index >= moe_layer_start_index");
   for (int64_t l = 0; l < c.n_layers; ++l)
     if (l < start || l > end) c.mlp_only_layers.push_back(l);
+  if (const double floor = opt<double>(j, "moe_norm_min", 1e-12); !(floor <= 1e-12))
+    fail("config.json: moe_norm_min {} is not supported (1e-12 or less: the released checkpoints' floor under the sum "
+         "of the chosen experts' weights, which dpserve does not clamp)", floor);
   auto& r = c.routing;
   r.scoring = MoeRouting::Scoring::Softmax;
   r.topk = MoeRouting::TopK::NoauxTc;

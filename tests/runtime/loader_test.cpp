@@ -857,6 +857,55 @@ TEST(ModelConfig, Qwen2MoeFieldsDefaultsAndRefusals) {
   refused(bad, "use_sliding_window");
 }
 
+// ERNIE 4.5 MoE: the weights' floor moe_norm_min is the released 1e-12 (never clamped); a larger one is refused.
+TEST(ModelConfig, ErnieMoeNormMin) {
+  nlohmann::json j = {{"architectures", {"Ernie4_5_MoeForCausalLM"}}, {"hidden_size", 256},
+                      {"num_hidden_layers", 3}, {"num_attention_heads", 4}, {"num_key_value_heads", 2},
+                      {"intermediate_size", 512}, {"vocab_size", 1000}, {"moe_num_experts", 8}, {"moe_k", 2},
+                      {"moe_intermediate_size", 64}, {"moe_num_shared_experts", 1}, {"moe_norm_min", 1e-12}};
+  EXPECT_EQ(ModelConfig::from_hf_json(j).n_experts, 8);
+  j.erase("moe_norm_min");
+  EXPECT_EQ(ModelConfig::from_hf_json(j).n_experts_per_tok, 2);
+  j["moe_norm_min"] = 0.01;
+  refused(j, "moe_norm_min");
+}
+
+// quantization_config: DeepSeek-V3's fp8 blocks, compressed-tensors' channel / tensor / block scales (what one
+// scale covers), nothing for a plain folder; other methods refused by name.
+TEST(ModelConfig, Fp8QuantizationConfigs) {
+  nlohmann::json j = {{"architectures", {"LlamaForCausalLM"}}, {"hidden_size", 256}, {"num_hidden_layers", 2},
+                      {"num_attention_heads", 4}, {"num_key_value_heads", 2}, {"intermediate_size", 512},
+                      {"vocab_size", 1000}};
+  ModelConfig c = ModelConfig::from_hf_json(j);
+  EXPECT_EQ(c.fp8_block_rows, 0);
+  EXPECT_EQ(c.fp8_block_cols, 0);
+  j["quantization_config"] = {{"quant_method", "fp8"}, {"fmt", "e4m3"}, {"activation_scheme", "dynamic"},
+                              {"weight_block_size", {128, 64}}};
+  c = ModelConfig::from_hf_json(j);
+  EXPECT_EQ(c.fp8_block_rows, 128);
+  EXPECT_EQ(c.fp8_block_cols, 64);
+  EXPECT_FALSE(c.fp8_compressed_tensors);
+  nlohmann::json w = {{"num_bits", 8}, {"type", "float"}, {"symmetric", true}, {"dynamic", false},
+                      {"strategy", "channel"}};
+  j["quantization_config"] = {{"quant_method", "compressed-tensors"}, {"format", "float-quantized"},
+                              {"config_groups", {{"group_0", {{"targets", {"Linear"}}, {"weights", w}}}}}};
+  c = ModelConfig::from_hf_json(j);
+  EXPECT_TRUE(c.fp8_compressed_tensors);
+  EXPECT_EQ(c.fp8_block_rows, 1);  // one scale per output row: a block of one row, as long as any row
+  EXPECT_GE(c.fp8_block_cols, int64_t(1) << 32);
+  j["quantization_config"]["config_groups"]["group_0"]["weights"]["strategy"] = "tensor";
+  c = ModelConfig::from_hf_json(j);
+  EXPECT_GE(c.fp8_block_rows, int64_t(1) << 32);
+  EXPECT_GE(c.fp8_block_cols, int64_t(1) << 32);
+  j["quantization_config"]["config_groups"]["group_0"]["weights"]["strategy"] = "block";
+  j["quantization_config"]["config_groups"]["group_0"]["weights"]["block_structure"] = {32, 16};
+  c = ModelConfig::from_hf_json(j);
+  EXPECT_EQ(c.fp8_block_rows, 32);
+  EXPECT_EQ(c.fp8_block_cols, 16);
+  j["quantization_config"] = {{"quant_method", "awq"}, {"bits", 4}};
+  refused(j, "quant_method \"awq\"");
+}
+
 // Glm4MoeConfig's documented defaults and GLM-4.5-Air's published config.json values.
 TEST(ModelConfig, Glm4MoeFieldsDefaultsAndRefusals) {
   nlohmann::json j = {{"architectures", {"Glm4MoeForCausalLM"}}, {"hidden_size", 4096}, {"num_hidden_layers", 3},
