@@ -249,6 +249,10 @@ configs = {
                         "block_structure": [128, 128], "group_size": None},
             "input_activations": {"num_bits": 8, "type": "float", "dynamic": True, "strategy": "token"}}}}),
 }
+configs["fp8_compressed_tensors_bad_types"] = dict(llama, quantization_config=dict(
+    configs["fp8_compressed_tensors"]["quantization_config"],
+    config_groups={"g": {"weights": {"num_bits": "8", "type": 8, "strategy": ["block"], "block_structure": "x"},
+                         "input_activations": {"dynamic": "yes"}}}))
 for k, v in configs.items():
     write("config", k, b"\x00" + js(v).encode())
 write("config", "not_json", b"\x00{\"architectures\": [")

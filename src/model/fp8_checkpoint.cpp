@@ -111,8 +111,8 @@ void read_compressed_tensors(const nlohmann::json& q, ModelConfig& c) {
                   "observer", "observer_kwargs", "scale_dtype", "zp_dtype"},
               ww);
     if (!w.contains("num_bits") || w["num_bits"] != 8 || text(w, "type") != "float")
-      fail("config.json: {}: {}-bit {} weights are not supported (8-bit float: fp8)", ww, w.value("num_bits", 0),
-           text(w, "type"));
+      fail("config.json: {}: {}-bit {} weights are not supported (8-bit float: fp8)", ww,
+           w.contains("num_bits") ? w["num_bits"].dump() : "?", text(w, "type"));
     if (w.contains("symmetric") && w["symmetric"] != true)
       fail("config.json: {}.symmetric false is not supported (fp8 weights without zero points)", ww);
     if (w.contains("dynamic") && w["dynamic"] != false)
