@@ -51,13 +51,15 @@ WeightView WeightView::col_slice(int64_t c0, int64_t n) const {
 
 namespace {
 
-// Element (r, c) of an F8_E4M3 view: its code times its block's scale, rounded to bf16.
+// An fp8 checkpoint's element: its code times its block's scale in fp32, rounded to bf16.
+inline float fp8_value(uint8_t code, float scale) { return bf16_to_f32(f32_to_bf16(fp8_to_f32(fp8_e4m3_t{code}) * scale)); }
+
+// Element (r, c) of an F8_E4M3 view.
 float fp8_element(const WeightView& w, int64_t r, int64_t c) {
   DP_CHECK(w.fp8, "an F8_E4M3 matrix without its block scales");
   const Fp8BlockScales& b = *w.fp8;
   const float s = b.s[(w.row0 + r) / b.rows * b.ld + (w.col0 + c) / b.cols];
-  const uint8_t code = static_cast<const uint8_t*>(w.data)[r * w.ld + c];
-  return bf16_to_f32(f32_to_bf16(fp8_to_f32(fp8_e4m3_t{code}) * s));
+  return fp8_value(static_cast<const uint8_t*>(w.data)[r * w.ld + c], s);
 }
 
 }  // namespace
@@ -83,7 +85,7 @@ void weight_row_to_f32(const WeightView& w, int64_t r, float* out) {
     for (int64_t c = 0; c < w.cols;) {
       const int64_t tc = w.col0 + c, end = std::min(w.cols, c + b.cols - tc % b.cols);
       const float s = srow[tc / b.cols];
-      for (; c < end; ++c) out[c] = bf16_to_f32(f32_to_bf16(fp8_to_f32(fp8_e4m3_t{codes[c]}) * s));
+      for (; c < end; ++c) out[c] = fp8_value(codes[c], s);
     }
     return;
   }

@@ -19,10 +19,6 @@ namespace {
 // A block as long as any matrix: compressed-tensors' one scale per output row, or per tensor.
 constexpr int64_t kWhole = int64_t(1) << 40;
 
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
-
 std::string text(const nlohmann::json& o, const char* key) {
   const auto it = o.find(key);
   return it != o.end() && it->is_string() ? it->get<std::string>() : std::string();
@@ -190,8 +186,8 @@ void attach_fp8_scales(const ModelConfig& c, WeightStore& store) {
   for (const auto& [name, t] : store.all()) {
     if (t.dtype == DType::F8_E4M3) weights.push_back(name);
     // Static activation scales, zero points, and per-tensor scales outside compressed-tensors' layout.
-    if (ends_with(name, ".input_scale") || ends_with(name, "_zero_point") ||
-        (!c.fp8_compressed_tensors && ends_with(name, ".weight_scale")))
+    if (name.ends_with(".input_scale") || name.ends_with("_zero_point") ||
+        (!c.fp8_compressed_tensors && name.ends_with(".weight_scale")))
       fail("weights: tensor \"{}\" in {} belongs to a quantized format dpserve does not read (static activation "
            "scales, zero points, or scales its config.json does not describe)",
            name, t.file);
@@ -231,7 +227,7 @@ void attach_fp8_scales(const ModelConfig& c, WeightStore& store) {
     store.remove(sname);
   }
   for (const auto& [name, t] : store.all())
-    if (ends_with(name, ".weight" + suffix))
+    if (name.ends_with(".weight" + suffix))
       fail("weights: tensor \"{}\" in {} is a weight scale whose weight \"{}\" is not F8_E4M3", name, t.file,
            name.substr(0, name.size() - suffix.size()));
 }

@@ -33,10 +33,9 @@ const uint8_t* WeightStore::keep(std::vector<uint8_t> bytes) {
 }
 
 const Fp8BlockScales* WeightStore::keep(Fp8BlockScales s, std::vector<float> scales) {
-  fp8_values_.push_back(std::make_unique<std::vector<float>>(std::move(scales)));
-  s.s = fp8_values_.back()->data();
-  fp8_scales_.push_back(std::make_unique<Fp8BlockScales>(s));
-  return fp8_scales_.back().get();
+  auto& o = fp8_scales_.emplace_back(std::make_unique<OwnedFp8Scales>(OwnedFp8Scales{std::move(scales), s}));
+  o->scales.s = o->values.data();
+  return &o->scales;
 }
 
 std::string shape_text(const std::vector<int64_t>& s) {

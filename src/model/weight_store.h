@@ -76,8 +76,11 @@ class WeightStore {
  private:
   std::vector<std::shared_ptr<MappedFile>> files_;
   std::vector<std::unique_ptr<std::vector<uint8_t>>> owned_;
-  std::vector<std::unique_ptr<Fp8BlockScales>> fp8_scales_;
-  std::vector<std::unique_ptr<std::vector<float>>> fp8_values_;
+  struct OwnedFp8Scales {
+    std::vector<float> values;
+    Fp8BlockScales scales;  // points into values
+  };
+  std::vector<std::unique_ptr<OwnedFp8Scales>> fp8_scales_;
   std::map<std::string, TensorInfo> tensors_;
   std::map<std::string, TensorInfo> bytes_;
 };
