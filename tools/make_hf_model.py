@@ -52,6 +52,7 @@ ARCHITECTURES = {
     "ernie4_5_moe": ("Ernie4_5_MoeForCausalLM", "ernie4_5_moe"),
     "glm4_moe": ("Glm4MoeForCausalLM", "glm4_moe"),
     "glm4": ("Glm4ForCausalLM", "glm4"),
+    "minimax_m2": ("MiniMaxM2ForCausalLM", "minimax_m2"),
 }
 DEEPSEEK = ("deepseek_v2", "deepseek_v3")
 
@@ -190,6 +191,12 @@ TINY = {
                      num_experts_per_tok=2, moe_intermediate_size=64, n_shared_experts=1, first_k_dense_replace=1,
                      n_group=2, topk_group=1, routed_scaling_factor=2.5, norm_topk_prob="true",
                      partial_rotary_factor=0.5, rms_norm_eps=1e-5),
+    # MiniMax-M2 (MiniMaxM2ForCausalLM): q / k projections wider than hidden_size (4 x 32 = 128 > 96, as 48 x 128
+    # > 3072) normalised as a whole, the first half of each head rotated (rotary_dim 16 of 32, as 64 of 128), every
+    # layer 8 experts top 2 by sigmoid + correction bias, renormalised; rms_norm_eps 1e-6 as released.
+    "minimax_m2": dict(vocab_size=397, hidden_size=96, intermediate_size=64, num_hidden_layers=3,
+                       num_attention_heads=4, num_key_value_heads=2, head_dim=32, num_experts=8,
+                       num_experts_per_tok=2, partial_rotary_factor=0.5, rms_norm_eps=1e-6),
 }
 
 PRESETS = {
@@ -360,6 +367,15 @@ def build_config(a):
                     "moe_layer_start_index": a.first_k_dense_replace, "moe_layer_end_index": a.num_hidden_layers - 1,
                     "moe_layer_interval": a.decoder_sparse_step, "moe_norm_min": 1e-12,
                     "output_router_logits": False, "router_aux_loss_coef": 0.001})
+    if a.arch == "minimax_m2":
+        # The released config.json's keys (MiniMax-M2, M2.1, M2.5), MiniMax-01's among them.
+        cfg.update({"head_dim": a.head_dim, "rotary_dim": phi3_rotary_dim(a),
+                    "attn_type_list": [1] * a.num_hidden_layers, "num_local_experts": a.num_experts,
+                    "num_experts_per_tok": a.num_experts_per_tok, "scoring_func": "sigmoid",
+                    "use_routing_bias": True, "use_qk_norm": True, "qk_norm_type": "per_layer",
+                    "shared_intermediate_size": 0, "use_mtp": True, "num_mtp_modules": 3,
+                    "mtp_transformer_layers": 1, "output_router_logits": False, "router_aux_loss_coef": 0.001,
+                    "router_jitter_noise": 0.0, "bos_token_id": a.bos_token_id, "eos_token_id": a.eos_token_id})
     if a.arch == "olmoe":
         cfg.update({"attention_bias": False, "pad_token_id": 1, "clip_qkv": None, "num_experts": a.num_experts,
                     "num_experts_per_tok": a.num_experts_per_tok, "norm_topk_prob": bool(a.norm_topk_prob),
@@ -764,7 +780,7 @@ def write_vl_files(out, tokenizer_dir):
 def is_sparse_layer(a, layer):
     if a.num_experts <= 0:
         return False
-    if a.arch in ("mixtral", "olmoe"):
+    if a.arch in ("mixtral", "olmoe", "minimax_m2"):
         return True
     if a.arch == "ernie4_5_moe":  # moe_layer_start_index, moe_layer_interval (moe_layer_end_index: the last layer)
         return layer >= a.first_k_dense_replace and (layer + 1) % a.decoder_sparse_step == 0
@@ -846,7 +862,7 @@ def layer_tensors(a, i):
     if a.arch in ("qwen3", "qwen3_moe") or (a.arch == "glm4_moe" and a.use_qk_norm):
         t.append(TensorSpec(p + "self_attn.q_norm.weight", (hd,), "norm"))
         t.append(TensorSpec(p + "self_attn.k_norm.weight", (hd,), "norm"))
-    if a.arch in ("olmo2", "olmoe"):
+    if a.arch in ("olmo2", "olmoe", "minimax_m2"):
         t.append(TensorSpec(p + "self_attn.q_norm.weight", (nq * hd,), "norm"))
         t.append(TensorSpec(p + "self_attn.k_norm.weight", (nkv * hd,), "norm"))
     t.append(TensorSpec(p + "post_attention_layernorm.weight", (h,), "norm"))
@@ -856,6 +872,13 @@ def layer_tensors(a, i):
         t.append(TensorSpec(p + "block_sparse_moe.gate.weight", (a.num_experts, h), "normal", 4.0 / np.sqrt(h)))
         for e in range(a.num_experts):
             t += mlp_tensors(f"{p}block_sparse_moe.experts.{e}.", a.intermediate_size, h, ("w1", "w3", "w2"))
+    elif a.arch == "minimax_m2":
+        q = f"{p}block_sparse_moe."
+        t.append(TensorSpec(q + "gate.weight", (a.num_experts, h), "normal", 4.0 / np.sqrt(h)))
+        # fp32 as released (modules_to_not_convert); non-negative as the released biases are.
+        t.append(TensorSpec(q + "e_score_correction_bias", (a.num_experts,), "bias", dtype="f32"))
+        for e in range(a.num_experts):
+            t += mlp_tensors(f"{q}experts.{e}.", a.intermediate_size, h, ("w1", "w3", "w2"))
     elif a.arch == "granite_moe":
         f, e = a.intermediate_size, a.num_experts
         q = f"{p}block_sparse_moe."
@@ -1072,8 +1095,8 @@ class Sampler:
         if spec.kind == "eye":  # [I 0]: passes the first shape[0] inputs through
             f.write(encode(np.eye(spec.shape[0], spec.shape[1]).ravel(), self.dtype))
             return
-        if spec.kind == "bias":
-            f.write(encode(rng.uniform(0.0, 0.3, size=spec.numel), self.dtype))
+        if spec.kind == "bias":  # MiniMax-M2's fp32 router biases in a bf16 folder
+            f.write(encode(rng.uniform(0.0, 0.3, size=spec.numel), spec.file_dtype(self.dtype)))
             return
         if spec.kind == "offset":  # around loc (Gemma's norm weights: offsets from 1)
             f.write(encode(rng.normal(spec.loc, spec.scale, size=spec.numel), self.dtype))
@@ -1437,7 +1460,7 @@ def parse_args(argv):
     if a.head_dim % 2:
         ap.error("head_dim must be even (RoPE rotates pairs)")
     if arch not in ("qwen3_moe", "qwen2_moe", "mixtral", "gpt_oss", "granite_moe", "olmoe", "glm4_moe",
-                    "ernie4_5_moe") + DEEPSEEK:
+                    "ernie4_5_moe", "minimax_m2") + DEEPSEEK:
         a.num_experts = 0
     elif not (0 < a.num_experts_per_tok <= a.num_experts):
         ap.error("need 0 < num_experts_per_tok <= num_experts")
@@ -1459,12 +1482,12 @@ def parse_args(argv):
     if arch in ("granite", "granite_moe") and min(getattr(a, k) for k in granite_only) <= 0:
         ap.error("granite's multipliers must be positive")
     phi3 = arch == "phi3"
-    if arch in ("glm4_moe", "glm4"):
+    if arch in ("glm4_moe", "glm4", "minimax_m2"):
         rot = phi3_rotary_dim(a)
         if not 0.0 < a.partial_rotary_factor <= 1.0 or rot < 2 or rot % 2:
             ap.error(f"--partial-rotary-factor must be in (0, 1] and leave an even rotary dim, not {rot}")
     if not phi3 and ({"longrope_type_name"} & a.explicit or a.rope_scaling == "longrope" or
-                     ("partial_rotary_factor" in a.explicit and arch not in ("glm4_moe", "glm4"))):
+                     ("partial_rotary_factor" in a.explicit and arch not in ("glm4_moe", "glm4", "minimax_m2"))):
         ap.error("--partial-rotary-factor, --longrope-type-name and --rope-scaling longrope are for --arch phi3")
     if phi3:
         if a.rope_scaling not in ("none", "longrope"):

@@ -167,7 +167,8 @@ void RopeScaling::use_longrope(int64_t context_length) {
 static void parse_partial_rotary(const nlohmann::json& j, ModelConfig& c, double default_factor) {
   const double f = opt<double>(j, "partial_rotary_factor", default_factor);
   if (f == 1.0) return;
-  if (c.arch != Arch::Phi3 && c.arch_name != "Glm4MoeForCausalLM" && c.arch_name != "Glm4ForCausalLM")
+  if (c.arch != Arch::Phi3 && c.arch_name != "Glm4MoeForCausalLM" && c.arch_name != "Glm4ForCausalLM" &&
+      c.arch_name != "MiniMaxM2ForCausalLM")
     fail("config.json: partial_rotary_factor {} is not supported for {} (RoPE over the whole head)", f, c.arch_name);
   const auto dim = int64_t(double(c.head_dim) * f);  // transformers truncates too
   if (!(f > 0 && f < 1) || dim < 2 || dim % 2 != 0)
@@ -219,6 +220,77 @@ static void parse_glm4_moe(const nlohmann::json& j, ModelConfig& c) {
   r.scale_normalized = true;
   c.nextn_layers = opt<int64_t>(j, "num_nextn_predict_layers", 0);
   if (c.nextn_layers < 0) fail("config.json: num_nextn_predict_layers must be >= 0");
+}
+
+// MiniMax-M2 / M2.1 / M2.5 (transformers' modular_minimax_m2; MiniMax's own modeling_minimax_m2 agrees):
+// every layer Mixtral's experts (block_sparse_moe.experts.N.w1 / w3 / w2, intermediate_size wide) routed by
+// DeepSeek-V3's rule in one group: sigmoid scores, the top k of score + e_score_correction_bias chosen, their
+// unbiased scores renormalised; attention with q / k norms over the whole projection (FlexOlmo's,
+// qk_norm_type "per_layer") and RoPE on the first rotary_dim of each head. The released config.json still
+// carries MiniMax-01's keys; those that would change the model (lightning-attention layers, windows, shared
+// experts, another router) are refused by name rather than ignored. Its MTP modules are not read.
+static void parse_minimax_m2(const nlohmann::json& j, ModelConfig& c) {
+  c.n_experts = req_int(j, "num_local_experts");
+  c.n_experts_per_tok = req_int(j, "num_experts_per_tok");
+  c.moe_ffn = req_int(j, "intermediate_size");
+  if (c.n_experts <= 0 || c.n_experts_per_tok <= 0 || c.moe_ffn <= 0)
+    fail("config.json: num_local_experts, num_experts_per_tok and intermediate_size must be positive");
+  if (c.n_experts_per_tok > c.n_experts)
+    fail("config.json: num_experts_per_tok {} exceeds the {} experts", c.n_experts_per_tok, c.n_experts);
+  if (const auto s = opt<std::string>(j, "scoring_func", "sigmoid"); s != "sigmoid")
+    fail("config.json: scoring_func \"{}\" is not supported for MiniMaxM2ForCausalLM (only sigmoid, as released)", s);
+  if (!opt<bool>(j, "use_routing_bias", true))
+    fail("config.json: use_routing_bias false is not supported for MiniMaxM2ForCausalLM (every release routes with "
+         "e_score_correction_bias)");
+  if (opt<bool>(j, "use_grouped_topk", false))
+    fail("config.json: use_grouped_topk true is not supported for MiniMaxM2ForCausalLM (one expert group)");
+  if (const double s = opt<double>(j, "routed_scaling_factor", 1.0); s != 1.0)
+    fail("config.json: routed_scaling_factor {} is not supported for MiniMaxM2ForCausalLM (its router never "
+         "scales)", s);
+  auto& r = c.routing;
+  r.scoring = MoeRouting::Scoring::Sigmoid;
+  r.topk = MoeRouting::TopK::NoauxTc;
+  set_expert_groups(c, 1, 1);
+  r.normalize = true;
+  r.scaling = 1.0;
+  if (!opt<bool>(j, "use_qk_norm", true))
+    fail("config.json: use_qk_norm false is not supported for MiniMaxM2ForCausalLM (every release has the norms)");
+  if (const auto t = opt<std::string>(j, "qk_norm_type", "per_layer"); t != "per_layer")
+    fail("config.json: qk_norm_type \"{}\" is not supported for MiniMaxM2ForCausalLM (only per_layer: one norm over "
+         "the whole q / k projection)", t);
+  c.qk_norm_whole = true;
+  if (auto it = j.find("attn_type_list"); it != j.end() && !it->is_null()) {
+    if (!it->is_array() || int64_t(it->size()) != c.n_layers)
+      fail("config.json: attn_type_list must list one entry per layer ({})", c.n_layers);
+    for (size_t l = 0; l < it->size(); ++l)
+      if (!int_like((*it)[l]) || (*it)[l].get<int64_t>() != 1)
+        fail("config.json: attn_type_list[{}] is not 1: MiniMax-01 / M1's lightning (linear) attention layers are "
+             "not supported (MiniMax-M2's layers are all 1, full attention)", l);
+  }
+  // An int or one per layer (MiniMax-01 wrote [0]); a shared expert would add to every token.
+  if (auto it = j.find("shared_intermediate_size"); it != j.end() && !it->is_null()) {
+    const nlohmann::json all = it->is_array() ? *it : nlohmann::json::array({*it});
+    for (const auto& e : all)
+      if (!int_like(e) || e.get<int64_t>() != 0)
+        fail("config.json: shared_intermediate_size other than 0 is not supported for MiniMaxM2ForCausalLM (no "
+             "shared expert)");
+  }
+  for (const char* key : {"sliding_window", "attn_window_size"})
+    if (auto it = j.find(key); it != j.end() && !it->is_null() && !(int_like(*it) && it->get<int64_t>() <= 0))
+      fail("config.json: {} is not supported for MiniMaxM2ForCausalLM (full attention in every layer)", key);
+  if (opt<bool>(j, "postnorm", false))
+    fail("config.json: postnorm true is not supported for MiniMaxM2ForCausalLM (pre-norm layers)");
+  // MiniMax's config names the rotated width; transformers 5 reads it as partial_rotary_factor = rotary_dim /
+  // head_dim. One given alone decides; both must agree.
+  if (auto it = j.find("rotary_dim"); it != j.end() && !it->is_null()) {
+    if (!int_like(*it)) fail("config.json: rotary_dim must be an integer");
+    const int64_t d = it->get<int64_t>();
+    if (d < 2 || d > c.head_dim || d % 2 != 0)
+      fail("config.json: rotary_dim {} must be even and in [2, head_dim {}]", d, c.head_dim);
+    if (j.contains("partial_rotary_factor") && c.rope_dim() != d)
+      fail("config.json: rotary_dim {} and partial_rotary_factor ({} rotary dimensions) disagree", d, c.rope_dim());
+    c.rotary_dim = d == c.head_dim ? 0 : d;
+  }
 }
 
 // ERNIE 4.5 MoE (Ernie4_5_MoeConfig): layers from moe_layer_start_index to moe_layer_end_index (-1: the
@@ -655,6 +727,9 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
       // pairs; the MoE layers softmax-routed with a selection bias and shared experts (parse_ernie_moe).
       {"Ernie4_5ForCausalLM", Arch::Llama},
       {"Ernie4_5_MoeForCausalLM", Arch::Llama},
+      // MiniMax-M2 / M2.1 / M2.5: Mixtral's experts behind a sigmoid router with a selection bias, q / k
+      // norms over the whole projection, half of each head rotated (parse_minimax_m2).
+      {"MiniMaxM2ForCausalLM", Arch::Mixtral},
   };
   const Known* known = nullptr;
   for (const Known& k : kArchs)
@@ -678,7 +753,9 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   c.n_kv_heads = j.contains("num_key_value_heads") ? req_int(j, "num_key_value_heads") : c.n_heads;
   c.vocab = req_int(j, "vocab_size");
   const bool glm4 = arch == "Glm4ForCausalLM";
-  c.head_dim = opt<int64_t>(j, "head_dim", glm4 ? 128 : 0);  // Glm4Config's default head_dim is 128
+  const bool minimax_m2 = arch == "MiniMaxM2ForCausalLM";
+  // Glm4Config's and MiniMaxM2Config's default head_dim is 128.
+  c.head_dim = opt<int64_t>(j, "head_dim", glm4 || minimax_m2 ? 128 : 0);
   if (c.is_deepseek()) {
     parse_mla(j, c);
   } else if (c.head_dim <= 0) {
@@ -700,8 +777,11 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
                                                                                           : 1e-6);
   const bool smollm3 = arch == "SmolLM3ForCausalLM", granite_moe = arch == "GraniteMoeForCausalLM";
   const bool granite = arch == "GraniteForCausalLM" || granite_moe;
-  // SmolLM3Config's default_theta; Ernie4_5Config's and Ernie4_5_MoeConfig's 500000.
-  c.rope_theta = opt<double>(j, "rope_theta", smollm3 ? 2000000.0 : ernie ? 500000.0 : 10000.0);
+  // SmolLM3Config's default_theta; Ernie4_5Config's and Ernie4_5_MoeConfig's 500000; MiniMaxM2Config's 5e6.
+  c.rope_theta = opt<double>(j, "rope_theta", smollm3      ? 2000000.0
+                                              : ernie      ? 500000.0
+                                              : minimax_m2 ? 5000000.0
+                                                           : 10000.0);
   // RoPE tables, RMSNorm and the context length are computed from these: reject nonsense here.
   if (c.max_pos <= 0 || c.max_pos > kMaxPositions)
     fail("config.json: max_position_embeddings must be in [1, 2^24 = {}], got {}", kMaxPositions, c.max_pos);
@@ -740,7 +820,8 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
     fail("config.json: clip_qkv is not supported for {} (only null: no released checkpoint clamps)", arch);
   if (smollm3) parse_smollm3(j, c);
   else if (granite) parse_granite(j, c);
-  else if (!olmo2 && !olmoe && !glm4_moe && !glm4) parse_sliding_window(j, c);  // SmolLM3 / Granite / OLMo's attention: no window
+  // SmolLM3 / Granite / OLMo / GLM's attention: no window; MiniMax-M2's keys are checked by parse_minimax_m2.
+  else if (!olmo2 && !olmoe && !glm4_moe && !glm4 && !minimax_m2) parse_sliding_window(j, c);
   if (auto it = j.find("rope_scaling"); it != j.end() && it->is_object()) {
     std::string type = opt<std::string>(*it, "rope_type", opt<std::string>(*it, "type", std::string()));
     if (type == "llama3") {
@@ -801,6 +882,8 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
       if (c.shared_expert_ffn <= 0)
         fail("config.json: shared_expert_intermediate_size must be positive, got {}", c.shared_expert_ffn);
     }
+  } else if (minimax_m2) {
+    parse_minimax_m2(j, c);
   } else if (c.arch == Arch::Mixtral) {
     // Every layer sparse; softmax over all experts, the top k renormalised (MixtralSparseMoeBlock).
     c.n_experts = req_int(j, "num_local_experts");

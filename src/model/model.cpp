@@ -197,6 +197,14 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
     }
     m->store_.drop_prefix("model.mtp_");
   }
+  if (m->cfg_.arch_name == "MiniMaxM2ForCausalLM") {
+    // MiniMaxM2SparseMoeBlock keeps the router's selection bias beside the gate, not in it: read as the
+    // gate's e_score_correction_bias, as noaux_tc's is.
+    for (int64_t l = 0; l < m->cfg_.n_layers; ++l) {
+      const std::string p = "model.layers." + std::to_string(l) + ".block_sparse_moe.";
+      m->store_.rename(p + "e_score_correction_bias", p + "gate.e_score_correction_bias");
+    }
+  }
   if (m->cfg_.arch == Arch::GptOss && !gguf) split_gpt_oss_experts(m->cfg_, m->store_);  // GGUF: split already
   if (m->cfg_.arch_name == "GraniteMoeForCausalLM") split_granite_moe_experts(m->cfg_, m->store_);
   if (const std::string left = m->store_.bytes_left(); !left.empty())

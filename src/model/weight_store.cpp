@@ -238,6 +238,14 @@ void WeightStore::rename_prefix(const std::string& from, const std::string& to) 
   tensors_ = std::move(out);
 }
 
+void WeightStore::rename(const std::string& from, const std::string& to) {
+  auto node = tensors_.extract(from);
+  if (node.empty()) return;
+  if (tensors_.count(to)) fail("weights: {} appears under two names", to);
+  node.key() = to;
+  tensors_.insert(std::move(node));
+}
+
 void WeightStore::drop_prefix(const std::string& prefix) {
   for (auto it = tensors_.begin(); it != tensors_.end();) it = it->first.rfind(prefix, 0) == 0 ? tensors_.erase(it) : ++it;
 }

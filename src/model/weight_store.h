@@ -53,6 +53,8 @@ class WeightStore {
   // Every tensor named `from`... is renamed `to`... (checkpoints that nest the same modules under
   // another prefix, e.g. Qwen2.5-VL's model.language_model. for model.).
   void rename_prefix(const std::string& from, const std::string& to);
+  // One tensor under another name (nothing when `from` is absent; an error when `to` is taken).
+  void rename(const std::string& from, const std::string& to);
   // Forgets every tensor named `prefix`... (parts of a checkpoint the model does not run, such as
   // the vision tower of a multimodal checkpoint served for text).
   void drop_prefix(const std::string& prefix);

@@ -50,6 +50,9 @@ CASES = [
     # [rows, 1]; tensor parallel cuts q/k/v and gate/up by rows), and one per tensor ([1]).
     ("qwen3_ct_channel", ["--arch", "qwen3"], 19, "channel", "bf16", True),
     ("llama_ct_tensor", ["--arch", "llama"], 15, "tensor", "bf16", False),
+    # MiniMax-M2 as released: attention and Mixtral-named experts (w1 / w2 / w3) in fp8, the router and its fp32
+    # selection bias left out (modules_to_not_convert), the fmt spelled float8_e4m3fn.
+    ("minimax_m2_fp8_128", ["--arch", "minimax_m2"], 131, [128, 128], "bf16", False),
 ]
 
 
@@ -131,9 +134,9 @@ def write_safetensors(path, tensors):
 
 
 def is_fp8_weight(name, a):
-    """The linear layers DeepSeek-V3 and Qwen3-FP8 store in fp8: not embeddings, the head, norms or
+    """The linear layers DeepSeek-V3, Qwen3-FP8 and MiniMax-M2 store in fp8: not embeddings, the head, norms or
     the router gate."""
-    linear = name.endswith("_proj.weight") or name.endswith("_proj_with_mqa.weight")
+    linear = name.endswith(("_proj.weight", "_proj_with_mqa.weight", ".w1.weight", ".w2.weight", ".w3.weight"))
     return a.ndim == 2 and linear and ".mlp.gate." not in name
 
 
@@ -176,6 +179,8 @@ def write_fp8_pair(base, fp8_dir, cast_dir, scales_of, edit=None, others="F32"):
             fp8[name] = cast[name] = ("F32", a.astype("<f4")) if others == "F32" else ("BF16", bf16_bits(a))
     qc = compressed_tensors_config(scales_of) if ct else {
         "activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8", "weight_block_size": list(scales_of)}
+    if cfg["architectures"][0] == "MiniMaxM2ForCausalLM":  # MiniMax-M2's quantization_config as published
+        qc.update(fmt="float8_e4m3fn", modules_to_not_convert=["gate", "e_score_correction_bias", "lm_head"])
     fcfg = dict(cfg, quantization_config=qc)
     if edit:
         edit(fp8, fcfg)

@@ -258,6 +258,11 @@ OLMO2_CASES = [
     Case("ernie4_5_f32", "f32", ["--arch", "ernie4_5"], 126),
     Case("ernie4_5_moe_f32", "f32", ["--arch", "ernie4_5_moe"], 129),
     Case("ernie4_5_tied_bf16", "bf16", ["--arch", "ernie4_5", "--tie-word-embeddings"], 128),
+    # MiniMax-M2 (MiniMaxM2ForCausalLM): q / k projections wider than hidden_size normalised as a whole, the first
+    # half of each head rotated, every layer 8 experts top 2 chosen by sigmoid + correction bias (fp32, as
+    # released) and weighted by their renormalised sigmoid scores.
+    Case("minimax_m2_f32", "f32", ["--arch", "minimax_m2"], 131),
+    Case("minimax_m2_bf16", "bf16", ["--arch", "minimax_m2"], 132),
 ]
 SUITES = {"dense": DENSE_CASES, "yarn": YARN_CASES, "moe": MOE_CASES, "deepseek": DEEPSEEK_CASES,
           "mixtral": MIXTRAL_CASES, "gemma2": GEMMA2_CASES, "gemma3": GEMMA3_CASES, "phi3": PHI3_CASES,
@@ -291,6 +296,8 @@ ARCH_BREAKS = {"llama": [], "qwen2": ["skip_bias"], "qwen3": ["skip_q_norm", "sk
                "olmoe": ["olmoe_qk_norm_per_head", "moe_flip_renorm"],
                "ernie4_5": [],
                "ernie4_5_moe": ["ernie_no_selection_bias", "ernie_weights_unnormalised"],
+               "minimax_m2": ["minimax_qk_norm_per_head", "minimax_full_rotary", "minimax_no_selection_bias",
+                              "minimax_weights_biased"],
                "glm4_moe": ["skip_bias", "glm4_moe_full_rotary", "moe_scale_rule_swapped"],
                "glm4": ["skip_bias", "glm4_full_rotary", "glm4_no_post_norms", "phi3_gate_up_swapped"],
                "granite_moe": ["granite_no_embedding_multiplier", "granite_attn_scale_head_dim",
@@ -729,7 +736,8 @@ def main():
                                                 "olmoe_f32", "olmoe_renorm_bf16", "qwen2_moe_f32",
                                                 "qwen2_moe_renorm_all_sparse_bf16", "glm4_moe_groups_f32",
                                                 "glm4_moe_qk_norm_bf16", "glm4_f32", "glm4_bf16",
-                                                "ernie4_5_f32", "ernie4_5_moe_f32")]
+                                                "ernie4_5_f32", "ernie4_5_moe_f32", "minimax_m2_f32",
+                                                "minimax_m2_bf16")]
         for c in picks or cases:
             try:
                 self_check_case(c, a.work, results)

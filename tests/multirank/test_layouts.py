@@ -203,6 +203,8 @@ elif CASE == "dump_logits":
                           ("glm4", ["tp2", "tp2_dp2"]),  # fused gate / up split per rank, adjacent-pair partial RoPE
                           # softmax routing with a selection bias, the shared expert split over the MLP ranks
                           ("ernie4_5_moe", ["tp2_ep2"]),
+                          # whole-projection q / k norms over each rank's heads, sigmoid + bias routing, experts split
+                          ("minimax_m2", ["tp2_ep2"]),
                           ("smollm3", ["tp2"]),  # NoPE layers on each rank's heads
                           # sinks sliced with the heads, o / down biases added on one rank, experts split or whole
                           ("gpt_oss", ["tp2", "tp2_dp2", "tp2_ep2"])):

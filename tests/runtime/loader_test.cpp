@@ -960,6 +960,95 @@ TEST(ModelConfig, Glm4MoeFieldsDefaultsAndRefusals) {
   refused(bad, "n_routed_experts");
 }
 
+// MiniMax-M2's released config.json (MiniMaxAI/MiniMax-M2, with MiniMax-01's leftover keys), M2.5's fp8
+// quantization_config, MiniMaxM2Config's defaults for absent keys, and the refusals.
+TEST(ModelConfig, MiniMaxM2ReleasedConfigDefaultsAndRefusals) {
+  nlohmann::json j = {{"architectures", {"MiniMaxM2ForCausalLM"}}, {"model_type", "minimax_m2"},
+                      {"attn_type_list", std::vector<int>(62, 1)}, {"head_dim", 128}, {"hidden_act", "silu"},
+                      {"hidden_size", 3072}, {"intermediate_size", 1536}, {"max_position_embeddings", 196608},
+                      {"mtp_transformer_layers", 1}, {"num_attention_heads", 48}, {"num_experts_per_tok", 8},
+                      {"num_hidden_layers", 62}, {"num_key_value_heads", 8}, {"num_local_experts", 256},
+                      {"num_mtp_modules", 3}, {"qk_norm_type", "per_layer"}, {"rms_norm_eps", 1e-6},
+                      {"rope_theta", 5000000}, {"rotary_dim", 64}, {"scoring_func", "sigmoid"},
+                      {"shared_intermediate_size", 0}, {"tie_word_embeddings", false}, {"use_cache", true},
+                      {"use_mtp", true}, {"use_qk_norm", true}, {"use_routing_bias", true}, {"vocab_size", 200064},
+                      {"quantization_config", {{"activation_scheme", "dynamic"}, {"fmt", "float8_e4m3fn"},
+                                               {"quant_method", "fp8"}, {"weight_block_size", {128, 128}},
+                                               {"modules_to_not_convert",
+                                                {"gate", "e_score_correction_bias", "lm_head"}}}}};
+  ModelConfig c = ModelConfig::from_hf_json(j);
+  EXPECT_EQ(c.arch, Arch::Mixtral);  // block_sparse_moe.experts.N.w1 / w3 / w2
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.rotary_dim, 64);
+  EXPECT_TRUE(c.qk_norm_whole);
+  EXPECT_FALSE(c.qk_norm);
+  EXPECT_EQ(c.sliding_window, 0);
+  EXPECT_EQ(c.n_experts, 256);
+  EXPECT_EQ(c.n_experts_per_tok, 8);
+  EXPECT_EQ(c.moe_ffn, 1536);
+  EXPECT_EQ(c.n_shared_experts, 0);
+  EXPECT_TRUE(c.layer_is_moe(0) && c.layer_is_moe(61));
+  EXPECT_EQ(c.routing.scoring, MoeRouting::Scoring::Sigmoid);
+  EXPECT_EQ(c.routing.topk, MoeRouting::TopK::NoauxTc);
+  EXPECT_EQ(c.routing.n_group, 1);
+  EXPECT_TRUE(c.routing.normalize);
+  EXPECT_DOUBLE_EQ(c.routing.scaling, 1.0);
+  EXPECT_EQ(c.fp8_block_rows, 128);
+  EXPECT_FALSE(c.tie_embeddings);
+  // MiniMaxM2Config's defaults: head_dim 128, rope_theta 5e6, rms_norm_eps 1e-6; no rotary_dim rotates all.
+  auto d = j;
+  for (const char* k : {"head_dim", "rope_theta", "rms_norm_eps", "rotary_dim", "attn_type_list", "qk_norm_type",
+                        "scoring_func", "use_qk_norm", "use_routing_bias", "shared_intermediate_size"})
+    d.erase(k);
+  c = ModelConfig::from_hf_json(d);
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_DOUBLE_EQ(c.rope_theta, 5e6);
+  EXPECT_DOUBLE_EQ(c.rms_eps, 1e-6);
+  EXPECT_EQ(c.rope_dim(), 128);
+  EXPECT_TRUE(c.qk_norm_whole);
+  // transformers 5: rope_parameters' partial_rotary_factor says the same; a disagreeing one is refused.
+  d["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 5000000}, {"partial_rotary_factor", 0.5}};
+  EXPECT_EQ(ModelConfig::from_hf_json(d).rotary_dim, 64);
+  d["rotary_dim"] = 64;
+  EXPECT_EQ(ModelConfig::from_hf_json(d).rotary_dim, 64);
+  d["rotary_dim"] = 32;
+  refused(d, "disagree");
+  // MiniMax-01's keys at their M2 values are accepted; any that would change the model is refused by name.
+  auto ok = j;
+  ok["shared_intermediate_size"] = {0};
+  ok["sliding_window"] = nullptr;
+  ok["postnorm"] = false;
+  ok["use_grouped_topk"] = false;
+  ok["routed_scaling_factor"] = 1.0;
+  EXPECT_EQ(ModelConfig::from_hf_json(ok).n_experts, 256);
+  const std::vector<std::pair<nlohmann::json, std::string>> bads = {
+      {{{"attn_type_list", [] { std::vector<int> v(62, 1); v[7] = 0; return v; }()}}, "attn_type_list[7]"},
+      {{{"attn_type_list", {1, 1}}}, "attn_type_list"},
+      {{{"scoring_func", "softmax"}}, "scoring_func"},
+      {{{"use_routing_bias", false}}, "use_routing_bias"},
+      {{{"use_grouped_topk", true}}, "use_grouped_topk"},
+      {{{"routed_scaling_factor", 2.5}}, "routed_scaling_factor"},
+      {{{"use_qk_norm", false}}, "use_qk_norm"},
+      {{{"qk_norm_type", "per_head"}}, "qk_norm_type"},
+      {{{"shared_intermediate_size", 1024}}, "shared_intermediate_size"},
+      {{{"shared_intermediate_size", {0, 512}}}, "shared_intermediate_size"},
+      {{{"sliding_window", 4096}}, "sliding_window"},
+      {{{"attn_window_size", 4096}}, "attn_window_size"},
+      {{{"postnorm", true}}, "postnorm"},
+      {{{"rotary_dim", 63}}, "rotary_dim"},
+      {{{"rotary_dim", 256}}, "rotary_dim"},
+      {{{"num_experts_per_tok", 257}}, "num_experts_per_tok"},
+  };
+  for (const auto& [patch, what] : bads) {
+    auto bad = j;
+    bad.update(patch);
+    refused(bad, what);
+  }
+  auto bad = j;
+  bad.erase("num_local_experts");
+  refused(bad, "num_local_experts");
+}
+
 // Glm4Config's documented defaults (GLM-4-9B-0414 names most of them).
 TEST(ModelConfig, Glm4Defaults) {
   nlohmann::json j = {{"architectures", {"Glm4ForCausalLM"}}, {"hidden_size", 4096}, {"num_hidden_layers", 2},

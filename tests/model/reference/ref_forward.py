@@ -2,7 +2,7 @@
 """Independent float64 NumPy forward pass of Hugging Face Llama / Mistral / Qwen2 / Qwen2-MoE / Qwen3 / Qwen3-MoE /
 Mixtral / DeepSeek-V2 / DeepSeek-V3 / Gemma 2 / Gemma 3 (text) / Phi-3 (Phi-3, Phi-3.5, Phi-4, Phi-4-mini) /
 gpt-oss / SmolLM3 / Granite 3.x / Granite-MoE / OLMo 2 / OLMoE / GLM-4-0414 (Glm4) / GLM-4.5 (Glm4Moe) /
-ERNIE 4.5 (dense and MoE) models.
+ERNIE 4.5 (dense and MoE) / MiniMax-M2 models.
 
 Written from the published architecture definitions (transformers' modeling_llama, modeling_mistral,
 modeling_qwen2, modeling_qwen2_moe, modeling_qwen3, modeling_qwen3_moe, modeling_mixtral, modeling_gemma2 / modular_gemma2 /
@@ -13,7 +13,8 @@ modular_granite / configuration_granite, modular_granitemoe / modeling_jetmoe (s
 _granite_init, _granite_moe), modular_olmo2 / configuration_olmo2 (see RefModel._olmo2_init), modeling_olmoe / configuration_olmoe
 (see RefModel._olmoe_init), modeling_glm4_moe / configuration_glm4_moe (see RefModel._glm4_moe_init), modular_glm4 / modeling_glm /
 configuration_glm4 (see RefModel._glm4_init), modular_ernie4_5 / modular_ernie4_5_moe /
-configuration_ernie4_5_moe (see RefModel._ernie_init, _ernie_moe); DeepSeek's
+configuration_ernie4_5_moe (see RefModel._ernie_init, _ernie_moe), modular_minimax_m2 / configuration_minimax_m2
+(see RefModel._minimax_m2_init, _minimax_moe); DeepSeek's
 papers and
 modeling_deepseek semantics in ref_deepseek.py), not from dpserve's C++.
 It reads the model folder itself (config.json + safetensors, sharded or not) and converts bf16 / f16 / f32
@@ -117,6 +118,13 @@ BREAKS = {
                               "over the whole projection",
     "olmo2_qk_norm_per_head": "OLMo 2 q_norm / k_norm applied to each head on its own (Qwen3's way) instead of over "
                               "the whole projection",
+    "minimax_qk_norm_per_head": "MiniMax-M2 q_norm / k_norm applied to each head on its own instead of over the "
+                                "whole projection (qk_norm_type per_layer)",
+    "minimax_full_rotary": "MiniMax-M2 RoPE over the whole head instead of its first rotary_dim",
+    "minimax_no_selection_bias": "MiniMax-M2 experts chosen by the sigmoid scores alone, e_score_correction_bias "
+                                 "ignored",
+    "minimax_weights_biased": "MiniMax-M2 experts weighted by the biased selection scores instead of the sigmoid "
+                              "scores",
     "olmo2_pre_norms": "OLMo 2 norms used as pre-norms (Llama's order: normalise the layer input, add the raw "
                        "output) instead of normalising the outputs",
 }
@@ -497,7 +505,7 @@ class RefModel:
                  "GraniteMoeForCausalLM": "granite_moe", "Olmo2ForCausalLM": "olmo2",
                  "OlmoeForCausalLM": "olmoe", "Glm4MoeForCausalLM": "glm4_moe",
                  "Glm4ForCausalLM": "glm4", "Ernie4_5ForCausalLM": "ernie4_5",
-                 "Ernie4_5_MoeForCausalLM": "ernie4_5_moe"}
+                 "Ernie4_5_MoeForCausalLM": "ernie4_5_moe", "MiniMaxM2ForCausalLM": "minimax_m2"}
         if arch not in kinds:
             raise ValueError(f"unsupported architecture {arch}")
         self.arch = kinds[arch]
@@ -514,7 +522,8 @@ class RefModel:
         self.deepseek = self.arch in ("deepseek_v2", "deepseek_v3")
         # Mistral / Mixtral: a query at position i sees keys j with i - j < sliding_window.
         self.window = c.get("sliding_window") if self.arch in ("mistral", "mixtral") else None
-        self.moe = self.arch in ("qwen3_moe", "qwen2_moe", "mixtral", "granite_moe", "olmoe", "glm4_moe", "ernie4_5_moe") or (self.deepseek and bool(c.get("n_routed_experts")))
+        self.moe = self.arch in ("qwen3_moe", "qwen2_moe", "mixtral", "granite_moe", "olmoe", "glm4_moe", "ernie4_5_moe",
+                                 "minimax_m2") or (self.deepseek and bool(c.get("n_routed_experts")))
         self.gemma = self.arch in ("gemma2", "gemma3")
         if self.arch == "gemma3":
             self._gemma_init()
@@ -549,6 +558,30 @@ class RefModel:
             self._glm4_init()
         if self.arch in ("ernie4_5", "ernie4_5_moe"):
             self._ernie_init()
+        if self.arch == "minimax_m2":
+            self._minimax_m2_init()
+
+    def _minimax_m2_init(self):
+        """MiniMaxM2Config / modular_minimax_m2 with the config's defaults (head_dim 128, rms_norm_eps 1e-6,
+        rope_theta 5e6): MiniMaxM2Attention is FlexOlmoAttention with unbiased projections, i.e. q_norm /
+        k_norm (widths heads * head_dim, kv_heads * head_dim) over each token's whole q_proj / k_proj output
+        before the heads are split, then Glm4Moe's RoPE (rotate-half) on the first rotary_dim of each head
+        with frequencies over that width (config.json's rotary_dim; transformers 5's partial_rotary_factor,
+        top level or in rope_parameters, is rotary_dim / head_dim); Llama's pre-norms; every layer a
+        MiniMaxM2SparseMoeBlock (see _minimax_moe)."""
+        c = self.config
+        self.head_dim = c.get("head_dim") or 128
+        self.eps = float(c.get("rms_norm_eps", 1e-6))
+        rp = c.get("rope_parameters") or {}
+        theta = rp.get("rope_theta", c.get("rope_theta", 5000000.0))
+        self.config = c = dict(c, rope_theta=theta)
+        if c.get("rotary_dim") is not None:
+            self.glm_rotary = int(c["rotary_dim"])
+        else:
+            self.glm_rotary = int(self.head_dim * float(rp.get("partial_rotary_factor",
+                                                               c.get("partial_rotary_factor", 1.0))))
+        if any(t != 1 for t in c.get("attn_type_list") or []) or c.get("scoring_func", "sigmoid") != "sigmoid":
+            raise ValueError("lightning attention layers / a router other than sigmoid are not modelled")
 
     def _glm4_init(self):
         """Glm4Config / modular_glm4 (GlmAttention from modeling_glm, Phi3MLP) with the config's defaults:
@@ -894,7 +927,7 @@ class RefModel:
             end = self.n_layers - 1 if end == -1 else end
             return (c.get("moe_layer_start_index", 1) <= layer <= end
                     and (layer + 1) % c.get("moe_layer_interval", 1) == 0)
-        if self.arch in ("mixtral", "gpt_oss", "granite_moe", "olmoe"):
+        if self.arch in ("mixtral", "gpt_oss", "granite_moe", "olmoe", "minimax_m2"):
             return True
         if self.arch not in ("qwen3_moe", "qwen2_moe"):
             return False
@@ -931,7 +964,7 @@ class RefModel:
         elif self.phi3:
             # seq_len = max(position_ids) + 1 of this forward: positions run 0 .. T - 1.
             inv_freq, mag, rot = self.rope.frequencies(T, self.longrope_choice, breaks)
-        elif self.glm_rotary and not {"glm4_moe_full_rotary", "glm4_full_rotary"} & set(breaks):
+        elif self.glm_rotary and not {"glm4_moe_full_rotary", "glm4_full_rotary", "minimax_full_rotary"} & set(breaks):
             rot = self.glm_rotary
             inv_freq = rope_inv_freq(self.config, rot, breaks)
             mag = rope_attention_scaling(self.config, breaks)
@@ -984,8 +1017,8 @@ class RefModel:
                 q = q + w[p + "self_attn.q_proj.bias"]
                 k = k + w[p + "self_attn.k_proj.bias"]
                 v = v + w[p + "self_attn.v_proj.bias"]
-            per_head = "olmo2_qk_norm_per_head" in breaks or "olmoe_qk_norm_per_head" in breaks
-            whole = olmo2 or self.arch == "olmoe"
+            per_head = bool({"olmo2_qk_norm_per_head", "olmoe_qk_norm_per_head", "minimax_qk_norm_per_head"} & set(breaks))
+            whole = olmo2 or self.arch in ("olmoe", "minimax_m2")
             if whole and not per_head:
                 q = rms_norm(q, w[p + "self_attn.q_norm.weight"], self.eps, breaks)
                 k = rms_norm(k, w[p + "self_attn.k_norm.weight"], self.eps, breaks)
@@ -1041,6 +1074,8 @@ class RefModel:
                 x = x + self._deepseek_moe(p, h, breaks, act, margins, self.router_config)
             elif self.arch == "ernie4_5_moe" and self.is_sparse(i):
                 x = x + self._ernie_moe(p, h, breaks, act, margins)
+            elif self.arch == "minimax_m2":
+                x = x + self._minimax_moe(p, h, breaks, act, margins)
             elif self.is_sparse(i):
                 x = x + self._moe(p, h, breaks, act, margins)
             else:
@@ -1327,6 +1362,32 @@ class RefModel:
                 out[t] += wt * self._mlp(f"{p}mlp.experts.{e}.", h[t:t + 1], act)[0]
         if c.get("moe_num_shared_experts", 0):
             out += self._mlp(p + "mlp.shared_experts.", h, act)
+        return out
+
+    def _minimax_moe(self, p, h, breaks, act, margins):
+        """MiniMaxM2SparseMoeBlock (MiniMaxM2TopKRouter + MixtralExperts): router logits h @ gate^T, scores their
+        sigmoid; the top num_experts_per_tok of scores + block_sparse_moe.e_score_correction_bias are chosen (the
+        bias only chooses); their scores divided by their sum weigh the experts' SwiGLU MLPs (w1 gate, w3 up,
+        w2 down). `margins` gets each row's gap between the last chosen and the best unchosen expert."""
+        c, w = self.config, self.w
+        k = c["num_experts_per_tok"]
+        q = p + "block_sparse_moe."
+        scores = sigmoid(h @ w[q + "gate.weight"].T)
+        choice = scores if "minimax_no_selection_bias" in breaks else scores + w[q + "e_score_correction_bias"]
+        out = np.zeros_like(h)
+        for t in range(len(h)):
+            order = np.argsort(-choice[t], kind="stable")
+            top = order[:k]
+            if k < len(order):
+                # In router-logit units (ref_deepseek.gate's rule): the gap over the sum of the two sigmoids'
+                # derivatives, how far the logits must move to swap the two experts.
+                sa, sb = scores[t][order[k - 1]], scores[t][order[k]]
+                gap = (choice[t][order[k - 1]] - choice[t][order[k]]) / max(sa * (1 - sa) + sb * (1 - sb), 1e-12)
+                margins[t] = min(margins[t], gap)
+            wts = (choice if "minimax_weights_biased" in breaks else scores)[t][top]
+            wts = wts / wts.sum()
+            for e, wt in zip(top, wts):
+                out[t] += wt * self._mlp(f"{q}experts.{e}.", h[t:t + 1], act, ("w1", "w3", "w2"))[0]
         return out
 
     def _granite_moe(self, p, h, breaks, act, margins):
