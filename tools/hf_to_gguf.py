@@ -53,7 +53,7 @@ ARCH = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCau
         "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite", "GraniteMoeForCausalLM": "granitemoe",
         "Olmo2ForCausalLM": "olmo2", "OlmoeForCausalLM": "olmoe", "Glm4MoeForCausalLM": "glm4moe",
         "Glm4ForCausalLM": "glm4", "Glm4MoeLiteForCausalLM": "deepseek2", "Ernie4_5ForCausalLM": "ernie4_5",
-        "Ernie4_5_MoeForCausalLM": "ernie4_5-moe"}
+        "Ernie4_5_MoeForCausalLM": "ernie4_5-moe", "MiniMaxM2ForCausalLM": "minimax-m2"}
 # Architectures whose Q / K rows llama.cpp's converter permutes (its LlamaModel and subclasses), so that
 # GGML's RoPE on adjacent pairs equals Hugging Face's rotate-half.
 PERMUTED = ("llama", "smollm3", "granite", "granitemoe")
@@ -122,6 +122,8 @@ GLM4MOE_NAMES = {"post_attention_layernorm.weight": "post_attention_norm.weight"
 GLM4_NAMES = {"post_self_attn_layernorm.weight": "post_attention_norm.weight",
               "post_attention_layernorm.weight": "ffn_norm.weight",
               "post_mlp_layernorm.weight": "post_ffw_norm.weight", "mlp.gate_up_proj.weight": "ffn_up.weight"}
+# MiniMax-M2's router selection bias, beside (not in) its gate.
+MINIMAX_M2_NAMES = {"block_sparse_moe.e_score_correction_bias": "exp_probs_b.bias"}
 # Phi-3's fused projections, as llama.cpp's converter keeps them: attn_qkv (q, k, v rows) and ffn_up
 # holding the gate rows, then the up rows (phi3 has no ffn_gate).
 PHI3_NAMES = {"self_attn.qkv_proj.weight": "attn_qkv.weight", "mlp.gate_up_proj.weight": "ffn_up.weight"}
@@ -816,6 +818,23 @@ def glm4moe_keys(w, p, c, head_dim):
     w.add(p + "nextn_predict_layers", G.U32, c.get("num_nextn_predict_layers", 0))
 
 
+def minimax_m2_keys(w, p, c, head_dim):
+    """MiniMax-M2 as llama.cpp's converter writes it: rotary_dim as rope.dimension_count, experts
+    intermediate_size wide in every layer, sigmoid gating (its build_moe_ffn always renormalises the chosen
+    scores, and adds exp_probs_b for the choice). A config its graph would run differently is refused."""
+    for key, want in (("scoring_func", "sigmoid"), ("use_routing_bias", True), ("use_qk_norm", True),
+                      ("qk_norm_type", "per_layer"), ("shared_intermediate_size", 0)):
+        if c.get(key, want) not in (want, [want]):
+            raise SystemExit(f"hf_to_gguf: minimax-m2 files run {key} {want!r} only; this config has {c[key]!r}")
+    if any(t != 1 for t in c.get("attn_type_list") or []):
+        raise SystemExit("hf_to_gguf: minimax-m2 files have full attention in every layer (attn_type_list 1)")
+    w.add(p + "rope.dimension_count", G.U32, c.get("rotary_dim") or head_dim)
+    w.add(p + "expert_count", G.U32, c["num_local_experts"])
+    w.add(p + "expert_used_count", G.U32, c["num_experts_per_tok"])
+    w.add(p + "expert_feed_forward_length", G.U32, c["intermediate_size"])
+    w.add(p + "expert_gating_func", G.U32, 2)  # sigmoid
+
+
 def add_sampling_defaults(w, folder):
     path = os.path.join(folder, "generation_config.json")
     if not os.path.exists(path):
@@ -851,6 +870,8 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
         c = {"head_dim": 128, "attention_bias": True, **c}
     if arch == "smollm3":  # SmolLM3Config's defaults
         c = {"tie_word_embeddings": True, "rope_theta": 2000000.0, **c}
+    if arch == "minimax-m2":  # MiniMaxM2Config's defaults
+        c = {"head_dim": 128, "rope_theta": 5000000.0, **c}
     hidden, n_head = c["hidden_size"], c["num_attention_heads"]
     n_kv = c.get("num_key_value_heads", n_head)
     head_dim = c.get("head_dim") or hidden // n_head
@@ -889,6 +910,8 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
         glm4moe_keys(w, p, c, head_dim)
     elif arch == "glm4":  # Glm4Config's defaults: head_dim 128, half of it rotated
         w.add(p + "rope.dimension_count", G.U32, int(head_dim * c.get("partial_rotary_factor", 0.5)))
+    elif arch == "minimax-m2":
+        minimax_m2_keys(w, p, c, head_dim)
     else:
         w.add(p + "rope.dimension_count", G.U32, head_dim)
     if "head_dim" in c and c["head_dim"] and arch != "deepseek2":
@@ -997,7 +1020,8 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
                  else {**LAYER_NAMES, **GPT_OSS_NAMES} if gpt_oss
                  else {**LAYER_NAMES, **OLMO2_NAMES} if arch == "olmo2"
                  else {**LAYER_NAMES, **GLM4MOE_NAMES} if arch == "glm4moe"
-                 else {**LAYER_NAMES, **GLM4_NAMES} if arch == "glm4" else LAYER_NAMES)
+                 else {**LAYER_NAMES, **GLM4_NAMES} if arch == "glm4"
+                 else {**LAYER_NAMES, **MINIMAX_M2_NAMES} if arch == "minimax-m2" else LAYER_NAMES)
         for hf, gg in names.items():
             if hp + hf not in st or (phi3 and qkv == "split" and gg == "attn_qkv.weight"):
                 continue
@@ -1033,7 +1057,7 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
         n_exp = (c.get("num_experts") or c.get("n_routed_experts") or c.get("num_local_experts") or c.get("moe_num_experts")
                  or 0)
         experts, names = f"{hp}mlp.experts.", EXPERT_NAMES
-        if mixtral:
+        if mixtral or arch == "minimax-m2":
             experts, names = f"{hp}block_sparse_moe.experts.", MIXTRAL_EXPERT_NAMES
         if n_exp and experts + "0." + next(iter(names)) in st and experts_form == "split":
             for hf, gg in names.items():  # blk.N.ffn_gate.E.weight, ...

@@ -238,6 +238,11 @@ configs = {
     "ernie4_5_moe": dict(qwen3, architectures=["Ernie4_5_MoeForCausalLM"], moe_num_experts=8, moe_k=2,
                          moe_intermediate_size=64, moe_num_shared_experts=1, moe_layer_start_index=1,
                          moe_layer_end_index=-1, moe_layer_interval=1, use_bias=False),
+    # MiniMax-M2 with MiniMax-01's leftover keys (list-valued attn_type_list / shared_intermediate_size).
+    "minimax_m2": dict(qwen3, architectures=["MiniMaxM2ForCausalLM"], num_local_experts=8, num_experts_per_tok=2,
+                       intermediate_size=64, rotary_dim=16, attn_type_list=[1, 1], qk_norm_type="per_layer",
+                       scoring_func="sigmoid", use_routing_bias=True, use_qk_norm=True, shared_intermediate_size=[0],
+                       use_mtp=True, num_mtp_modules=3, sliding_window=None),
     # Fp8 checkpoints: DeepSeek-V3's quantization_config, and compressed-tensors' (model/fp8_checkpoint.h).
     "fp8_blocks": dict(qwen3, quantization_config={"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
                                                    "weight_block_size": [128, 128]}),

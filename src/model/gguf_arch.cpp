@@ -408,6 +408,37 @@ void read_ernie4_5_moe(const GgufSet& g, const std::string& p, ModelConfig& c) {
   r.scale_normalized = true;
 }
 
+// minimax-m2 (MiniMax-M2, M2.1, M2.5): attn_q_norm / attn_k_norm over the whole projection, RoPE on halves of the
+// first rope.dimension_count dims of each head (nothing permuted), and in every layer experts
+// expert_feed_forward_length wide chosen by sigmoid + exp_probs_b and weighted by their renormalised sigmoid
+// scores: llama.cpp's build_moe_ffn for this architecture, which always renormalises and reads no groups or
+// shared experts. A file asking for another rule is refused by name.
+void read_minimax_m2(const GgufSet& g, const std::string& p, ModelConfig& c) {
+  const GgufMetadata& m = g.metadata();
+  read_expert_counts(m, p, c);
+  c.moe_ffn = positive(m, p + "expert_feed_forward_length");
+  c.decoder_sparse_step = 1;
+  auto refuse = [&](const char* key, const std::string& why) {
+    fail("GGUF {}: metadata key \"{}{}\" {}: minimax-m2 files route by sigmoid scores, the top expert_used_count "
+         "chosen with exp_probs_b and renormalised, as llama.cpp does",
+         m.where(), p, key, why);
+  };
+  if (const auto f = m.get_int(p + "expert_gating_func"); !f || *f != 2)
+    refuse("expert_gating_func", f ? fmt::format("is {}, not 2 (sigmoid)", *f) : std::string("is missing"));
+  if (m.get_int(p + "expert_group_count").value_or(0) > 1) refuse("expert_group_count", "asks for expert groups");
+  if (!m.get_bool(p + "expert_weights_norm").value_or(true)) refuse("expert_weights_norm", "is false");
+  if (const auto s = m.get_float(p + "expert_weights_scale"); s && *s != 0.0 && *s != 1.0)
+    refuse("expert_weights_scale", fmt::format("is {}", *s));
+  for (const char* k : {"expert_shared_count", "expert_shared_feed_forward_length"})
+    if (m.get_int(p + k).value_or(0) != 0) refuse(k, "asks for shared experts");
+  auto& r = c.routing;
+  r.scoring = MoeRouting::Scoring::Sigmoid;
+  r.topk = MoeRouting::TopK::NoauxTc;  // exp_probs_b is required (gguf_loader.cpp)
+  r.normalize = true;
+  r.scale_normalized = true;
+  c.qk_norm_whole = true;
+}
+
 // deepseek2 (DeepSeek-V2, V2-Lite, V3, R1, and GLM-4.7-Flash): llama.cpp's converter permutes nothing;
 // its RoPE for this architecture rotates adjacent pairs of q_pe / k_pe, as dpserve's MLA does for every
 // model. Its converter drops DeepSeek's multi-token-prediction layer but keeps GLM-4.7-Flash's
@@ -417,7 +448,7 @@ void read_deepseek2_file(const GgufSet& g, const std::string& p, ModelConfig& c)
   read_deepseek2(g, p, c);
 }
 
-constexpr std::array<GgufArch, 19> kArchs = {{
+constexpr std::array<GgufArch, 20> kArchs = {{
     {"llama", Arch::Llama, true, false, false, false, false, read_llama},
     {"qwen2", Arch::Qwen2, false, true, false, false, false, nullptr},
     {"qwen2moe", Arch::Qwen2, false, true, false, true, false, read_qwen2moe},
@@ -437,6 +468,7 @@ constexpr std::array<GgufArch, 19> kArchs = {{
     {"glm4moe", Arch::Llama, false, false, false, true, false, read_glm4moe},
     {"ernie4_5", Arch::Llama, true, false, false, false, false, read_ernie4_5},
     {"ernie4_5-moe", Arch::Llama, true, false, false, true, false, read_ernie4_5_moe},
+    {"minimax-m2", Arch::Llama, false, false, false, true, false, read_minimax_m2},
 }};
 
 }  // namespace

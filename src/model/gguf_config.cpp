@@ -102,9 +102,10 @@ void read_rope(const GgufSet& g, const Keys& k, ModelConfig& c) {
   if (!(c.rope_theta > 0 && std::isfinite(c.rope_theta)))
     fail("GGUF {}: {} must be positive, got {}", m.where(), k.key("rope.freq_base"), c.rope_theta);
   // MLA rotates only the qk_rope_head_dim part (its reader took the width from this key); phi3 and
-  // glm4 / glm4moe the first rope.dimension_count of each head (Phi-4-mini's, GLM-4's partial rotary).
+  // glm4 / glm4moe / minimax-m2 the first rope.dimension_count of each head (Phi-4-mini's, GLM-4's, MiniMax-M2's
+  // partial rotary).
   if (const auto d = k.optional("rope.dimension_count", kGgufMaxWidth); d && *d != c.rope_dim()) {
-    if (c.arch != Arch::Phi3 && c.arch_name != "glm4moe" && c.arch_name != "glm4")
+    if (c.arch != Arch::Phi3 && c.arch_name != "glm4moe" && c.arch_name != "glm4" && c.arch_name != "minimax-m2")
       fail("GGUF {}: {} is {} but heads are {} wide: partial RoPE is not supported for {}", m.where(),
            k.key("rope.dimension_count"), *d, c.rope_dim(), c.arch_name);
     if (*d > c.head_dim || *d < 2 || *d % 2 != 0)

@@ -481,10 +481,13 @@ void load_gguf(const std::string& path, ModelConfig& config, WeightStore& store)
   // selects on the unbiased scores, which is a zero bias.
   if (c.routing.topk == MoeRouting::TopK::NoauxTc)
     for (int64_t l = 0; l < c.n_layers; ++l)
-      if (c.layer_is_moe(l) && !seen.count("blk." + std::to_string(l) + ".exp_probs_b.bias"))
+      if (c.layer_is_moe(l) && !seen.count("blk." + std::to_string(l) + ".exp_probs_b.bias")) {
+        if (c.arch_name == "minimax-m2")  // llama.cpp requires it: its router always adds the bias
+          fail("GGUF {}: tensor \"blk.{}.exp_probs_b.bias\" is missing (a minimax-m2 model needs it)", g.path(), l);
         store.add_owned("model.layers." + std::to_string(l) + ".mlp.gate.e_score_correction_bias",
                         TensorInfo{DType::F32, {c.n_experts}, nullptr, g.path()},
                         std::vector<uint8_t>(size_t(c.n_experts) * sizeof(float), 0));
+      }
   for (const auto& f : g.files()) store.add_file(f->mapping());
 }
 

@@ -120,6 +120,10 @@ CASES = {
     # GLM-4-0414 (llama.cpp's glm4: q/k/v biases, adjacent pairs of the first 20 of 40 dims rotated with nothing
     # permuted, gate and up fused in ffn_up, post_attention_norm / ffn_norm / post_ffw_norm).
     "glm4": dict(hf=["--arch", "glm4", "--seed", "33"], gguf=[], variants=["F32"], same_as_hf=True),
+    # MiniMax-M2 (llama.cpp's minimax-m2: attn_q_norm / attn_k_norm over the whole 4 x 32-wide projection, the first
+    # 16 of each head's 32 dims rotated on halves with nothing permuted, every layer 8 experts top 2 by sigmoid +
+    # exp_probs_b, renormalised).
+    "minimax_m2": dict(hf=["--arch", "minimax_m2", "--seed", "37"], gguf=[], variants=["F32"], same_as_hf=True),
     # Quantized: every matrix row is 256 elements wide (hidden 256, FFN 256, attention 256), so
     # llama-quantize uses the K-quant types on every tensor instead of falling back to Q5_0 /
     # Q8_0 for rows that are not whole 256-element blocks.
