@@ -51,7 +51,8 @@ ARCH = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCau
         "DeepseekV2ForCausalLM": "deepseek2", "DeepseekV3ForCausalLM": "deepseek2", "Gemma3ForCausalLM": "gemma3",
         "Gemma2ForCausalLM": "gemma2", "Phi3ForCausalLM": "phi3", "GptOssForCausalLM": "gpt-oss",
         "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite", "GraniteMoeForCausalLM": "granitemoe",
-        "Olmo2ForCausalLM": "olmo2", "OlmoeForCausalLM": "olmoe", "Glm4MoeForCausalLM": "glm4moe",
+        "Olmo2ForCausalLM": "olmo2", "Olmo3ForCausalLM": "olmo2", "OlmoeForCausalLM": "olmoe",
+        "Glm4MoeForCausalLM": "glm4moe",
         "Glm4ForCausalLM": "glm4", "Glm4MoeLiteForCausalLM": "deepseek2", "Ernie4_5ForCausalLM": "ernie4_5",
         "Ernie4_5_MoeForCausalLM": "ernie4_5-moe", "MiniMaxM2ForCausalLM": "minimax-m2"}
 # Architectures whose Q / K rows llama.cpp's converter permutes (its LlamaModel and subclasses), so that
@@ -930,6 +931,18 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
             raise SystemExit("hf_to_gguf: Granite-MoE's shared experts (GraniteMoeShared) are not supported")
         w.add(p + "expert_count", G.U32, c["num_local_experts"])
         w.add(p + "expert_used_count", G.U32, c["num_experts_per_tok"])
+    if c["architectures"][0] == "Olmo3ForCausalLM" and ("sliding_window" not in c or c["sliding_window"]):
+        # As llama.cpp's converter writes OLMo 3: olmo2 with the window (Olmo3Config's 4096 by default) and one
+        # bool per layer from layer_types (default: sliding but every fourth). llama.cpp 3f545bec reads no array
+        # here and takes every fourth layer full; dpserve reads the array.
+        types = c.get("layer_types") or ["sliding_attention" if (i + 1) % 4 else "full_attention"
+                                         for i in range(n_layers)]
+        sliding = [t == "sliding_attention" for t in types]
+        if sliding != [(i + 1) % 4 != 0 for i in range(n_layers)]:
+            print("hf_to_gguf: note: these layer_types are not every fourth layer full, which llama.cpp assumes for "
+                  "olmo2 files; dpserve reads the per-layer pattern", file=sys.stderr)
+        w.add(p + "attention.sliding_window", G.U32, c.get("sliding_window", 4096))
+        w.add_array(p + "attention.sliding_window_pattern", G.BOOL, sliding)
     if arch == "olmoe":  # llama.cpp's: experts feed_forward_length wide, softmax, top k as they are
         if c.get("norm_topk_prob"):
             raise SystemExit("hf_to_gguf: llama.cpp's olmoe never renormalises the top-k weights; "

@@ -47,6 +47,7 @@ ARCHITECTURES = {
     "granite": ("GraniteForCausalLM", "granite"),
     "granite_moe": ("GraniteMoeForCausalLM", "granitemoe"),
     "olmo2": ("Olmo2ForCausalLM", "olmo2"),
+    "olmo3": ("Olmo3ForCausalLM", "olmo3"),
     "olmoe": ("OlmoeForCausalLM", "olmoe"),
     "ernie4_5": ("Ernie4_5ForCausalLM", "ernie4_5"),
     "ernie4_5_moe": ("Ernie4_5_MoeForCausalLM", "ernie4_5_moe"),
@@ -160,6 +161,11 @@ TINY = {
     # attention and the MLP; rms_norm_eps 1e-6 as OLMo-2's configs (Olmo2Config's default is 1e-5).
     "olmo2": dict(vocab_size=397, hidden_size=128, intermediate_size=344, num_hidden_layers=3,
                   num_attention_heads=4, num_key_value_heads=2, head_dim=None),
+    # OLMo 3 (Olmo3ForCausalLM): OLMo 2's layers, 4 of them so that the default layer_types (sliding but every
+    # fourth) has both kinds, a 6-token window; YaRN with --rope-scaling yarn (the released models' factor 8 over
+    # 8192 positions: here over 16), which only the full layers apply.
+    "olmo3": dict(vocab_size=397, hidden_size=128, intermediate_size=344, num_hidden_layers=4,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=None, sliding_window=6),
     # OLMoE (OlmoeForCausalLM: OLMoE-1B-7B): Llama's pre-norms, OLMo 2's whole-projection q / k norms, every layer
     # a mixture of 8 experts (top 2, intermediate_size wide), the top k not renormalised (OlmoeConfig's default),
     # rms_norm_eps 1e-5 as OLMoE's config.
@@ -345,8 +351,12 @@ def build_config(a):
                     "no_rope_layer_interval": a.no_rope_layer_interval})
         if a.no_rope_layers:  # else SmolLM3Config derives it from no_rope_layer_interval
             cfg["no_rope_layers"] = a.no_rope_layers
-    if a.arch == "olmo2":
+    if a.arch in ("olmo2", "olmo3"):
         cfg.update({"attention_bias": False, "pad_token_id": 1})
+    if a.arch == "olmo3":  # layer_types only when given: Olmo3Config's default (sliding but every fourth) otherwise
+        cfg["sliding_window"] = a.sliding_window
+        if a.layer_types:
+            cfg["layer_types"] = gemma_layer_types(a)
     if a.arch == "glm4":
         cfg.update({"head_dim": a.head_dim, "partial_rotary_factor": a.partial_rotary_factor, "attention_bias": True,
                     "pad_token_id": 0})
@@ -847,7 +857,7 @@ def layer_tensors(a, i):
     nq, nkv = a.num_attention_heads, a.num_key_value_heads
     p = f"model.layers.{i}."
     t = []
-    if a.arch != "olmo2":  # OLMo 2 has no input norm
+    if a.arch not in ("olmo2", "olmo3"):  # OLMo 2 has no input norm
         t.append(TensorSpec(p + "input_layernorm.weight", (h,), "norm"))
     if a.arch in DEEPSEEK:
         return t + deepseek_layer_body(a, i)
@@ -862,11 +872,11 @@ def layer_tensors(a, i):
     if a.arch in ("qwen3", "qwen3_moe") or (a.arch == "glm4_moe" and a.use_qk_norm):
         t.append(TensorSpec(p + "self_attn.q_norm.weight", (hd,), "norm"))
         t.append(TensorSpec(p + "self_attn.k_norm.weight", (hd,), "norm"))
-    if a.arch in ("olmo2", "olmoe", "minimax_m2"):
+    if a.arch in ("olmo2", "olmo3", "olmoe", "minimax_m2"):
         t.append(TensorSpec(p + "self_attn.q_norm.weight", (nq * hd,), "norm"))
         t.append(TensorSpec(p + "self_attn.k_norm.weight", (nkv * hd,), "norm"))
     t.append(TensorSpec(p + "post_attention_layernorm.weight", (h,), "norm"))
-    if a.arch == "olmo2":
+    if a.arch in ("olmo2", "olmo3"):
         t.append(TensorSpec(p + "post_feedforward_layernorm.weight", (h,), "norm"))
     if a.arch == "mixtral":
         t.append(TensorSpec(p + "block_sparse_moe.gate.weight", (a.num_experts, h), "normal", 4.0 / np.sqrt(h)))
@@ -1325,8 +1335,8 @@ def parse_args(argv):
     ap.add_argument("--sliding-window-pattern", dest="sliding_window_pattern", type=int,
                     help="gemma3: every N-th layer is full attention, the others sliding (3)")
     ap.add_argument("--layer-types", dest="layer_types",
-                    help="gemma3 / gpt_oss: comma-separated sliding / full (or s / f) per layer, instead of the "
-                         "pattern (gpt_oss: alternating, sliding first)")
+                    help="gemma3 / gpt_oss / olmo3: comma-separated sliding / full (or s / f) per layer, instead of "
+                         "the pattern (gpt_oss: alternating, sliding first; olmo3: sliding but every fourth)")
     ap.add_argument("--gemma-layer-config", dest="gemma_layer_config", default="layer_types",
                     choices=["layer_types", "pattern", "both"],
                     help="gemma3: write config.json's layer_types list (transformers >= 4.53), the older "
@@ -1452,7 +1462,7 @@ def parse_args(argv):
             ap.error("hidden_size must be a multiple of num_attention_heads (or give --head-dim)")
         a.head_dim = a.hidden_size // a.num_attention_heads
     if arch in ("llama", "qwen2", "qwen2_moe", "qwen2_5_vl", "mistral", "mixtral", "phi3", "smollm3", "granite", "granite_moe",
-                "olmo2", "olmoe", "ernie4_5", "ernie4_5_moe") and \
+                "olmo2", "olmo3", "olmoe", "ernie4_5", "ernie4_5_moe") and \
             a.head_dim * a.num_attention_heads != a.hidden_size:
         ap.error(f"{arch} has no head_dim field: head_dim must be hidden_size / num_attention_heads")
     if a.num_attention_heads % a.num_key_value_heads:
@@ -1501,8 +1511,10 @@ def parse_args(argv):
             ap.error("phi3 needs positive --original-max-position-embeddings and --max-position-embeddings")
     gpt_oss = arch == "gpt_oss"
     gemma_only = {"query_pre_attn_scalar", "rope_local_base_freq", "sliding_window_pattern", "layer_types"} & a.explicit
-    if gpt_oss:
+    if gpt_oss or arch == "olmo3":
         gemma_only -= {"layer_types"}
+    if arch == "olmo3" and a.layer_types:
+        check_layer_types(ap, a)
     if not gemma and (gemma_only or a.gemma_layer_config != "layer_types" or a.final_logit_softcapping is not None):
         ap.error("--query-pre-attn-scalar, --rope-local-base-freq, --sliding-window-pattern, --layer-types, "
                  "--gemma-layer-config and --final-logit-softcapping are for --arch gemma2 / gemma3 "

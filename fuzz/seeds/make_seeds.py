@@ -243,6 +243,12 @@ configs = {
                        intermediate_size=64, rotary_dim=16, attn_type_list=[1, 1], qk_norm_type="per_layer",
                        scoring_func="sigmoid", use_routing_bias=True, use_qk_norm=True, shared_intermediate_size=[0],
                        use_mtp=True, num_mtp_modules=3, sliding_window=None),
+    # OLMo 3 with transformers 5's per-layer-type rope_parameters (YaRN on the full layers only).
+    "olmo3": dict(llama, architectures=["Olmo3ForCausalLM"], sliding_window=4,
+                  layer_types=["sliding_attention", "full_attention"],
+                  rope_parameters={"full_attention": {"rope_type": "yarn", "rope_theta": 5e5, "factor": 8.0,
+                                                      "original_max_position_embeddings": 16},
+                                   "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}}),
     # Fp8 checkpoints: DeepSeek-V3's quantization_config, and compressed-tensors' (model/fp8_checkpoint.h).
     "fp8_blocks": dict(qwen3, quantization_config={"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
                                                    "weight_block_size": [128, 128]}),

@@ -423,6 +423,25 @@ static bool parse_layer_types(const nlohmann::json& j, ModelConfig& c) {
   return true;
 }
 
+// OLMo 3 (Olmo3ForCausalLM: Olmo2Config plus a window): OLMo 2's layers, of which those layer_types calls
+// sliding_attention (without it, all but every fourth) attend over the last sliding_window (4096) positions and
+// rotate with plain RoPE of the same base: rope_scaling (the released models' YaRN) is the full layers' only,
+// as OLMo 3's release in transformers (4.57: two rotary embeddings, the sliding one "default"), vLLM and
+// llama.cpp run it. (Some later transformers versions apply one rotary embedding to every layer.)
+static void parse_olmo3(const nlohmann::json& j, ModelConfig& c) {
+  const auto it = j.find("sliding_window");
+  c.sliding_window = it != j.end() && it->is_null() ? 0 : opt<int64_t>(j, "sliding_window", 4096);  // null: none
+  if (c.sliding_window < 0) fail("config.json: sliding_window must be positive or null, got {}", c.sliding_window);
+  if (!parse_layer_types(j, c))
+    for (int64_t l = 0; l < c.n_layers; ++l) c.layer_sliding[size_t(l)] = (l + 1) % 4 != 0;
+  // transformers 5's rope_parameters.sliding_attention.rope_theta arrives as rope_local_base_freq.
+  if (c.rope_scaling.type != RopeScaling::Type::None || j.contains("rope_local_base_freq")) {
+    c.rope_local_theta = opt<double>(j, "rope_local_base_freq", c.rope_theta);
+    if (!(c.rope_local_theta > 0 && std::isfinite(c.rope_local_theta)))
+      fail("config.json: the sliding layers' rope_theta must be positive, got {}", c.rope_local_theta);
+  }
+}
+
 // gpt-oss (GptOssForCausalLM; defaults: transformers' GptOssConfig): biases on q/k/v/o, the router
 // and the experts, attention sinks, sliding and full layers from layer_types (alternating, sliding
 // first, without it), every layer a mixture of experts routed by softmax over the top-k logits
@@ -715,6 +734,8 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
       {"GraniteMoeForCausalLM", Arch::Llama},
       // OLMo 2: Llama with q / k norms over the whole projection and norms after attention and the MLP.
       {"Olmo2ForCausalLM", Arch::Llama},
+      // OLMo 3: OLMo 2 with three sliding-window layers in four, rope_scaling on the full ones only.
+      {"Olmo3ForCausalLM", Arch::Llama},
       // OLMoE: OLMo 2's whole-projection q / k norms (pre-norms kept) over Qwen3-MoE-routed experts.
       {"OlmoeForCausalLM", Arch::Llama},
       // GLM-4.5 / 4.6: Llama-shaped attention (q/k/v biases, half of each head rotated, optional per-head
@@ -770,7 +791,8 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   // Glm4MoeConfig's and Glm4Config's default: half of each head rotates.
   parse_partial_rotary(j, c, glm4_moe || glm4 ? 0.5 : 1.0);
   c.max_pos = opt<int64_t>(j, "max_position_embeddings", 2048);
-  const bool olmo2 = arch == "Olmo2ForCausalLM", olmoe = arch == "OlmoeForCausalLM";
+  const bool olmo3 = arch == "Olmo3ForCausalLM";
+  const bool olmo2 = arch == "Olmo2ForCausalLM" || olmo3, olmoe = arch == "OlmoeForCausalLM";
   // Olmo2Config's, OlmoeConfig's and Glm4MoeConfig's default is 1e-5.
   c.rms_eps = opt<double>(j, "rms_norm_eps", olmo2 || olmoe || ernie || arch == "Glm4MoeForCausalLM" ? 1e-5
                                              : arch == "Glm4ForCausalLM"                  ? 1.5625e-7  // Glm4Config's
@@ -936,6 +958,7 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   std::string dt = opt<std::string>(j, "torch_dtype", opt<std::string>(j, "dtype", "bfloat16"));
   c.dtype = dt == "float32" ? DType::F32 : dt == "float16" ? DType::F16 : DType::BF16;
   if (gemma) parse_gemma(j, c);
+  if (olmo3) parse_olmo3(j, c);
   return c;
 }
 

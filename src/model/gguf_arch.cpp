@@ -323,13 +323,32 @@ void read_granite_moe(const GgufSet& g, const std::string& p, ModelConfig& c) {
 
 // OLMo 2 (llama.cpp's olmo2): attn_q_norm / attn_k_norm over the whole projection, no attn_norm /
 // ffn_norm, post_attention_norm and post_ffw_norm on the outputs; RoPE on halves (nothing permuted).
-// A sliding window is OLMo 3's, which dpserve does not run.
+// OLMo 3 files add attention.sliding_window: then the layers attention.sliding_window_pattern marks (llama.cpp's
+// converter writes one bool per layer from layer_types; a number is a period; absent, every fourth layer is full)
+// attend over the window and rotate plainly with rope.freq_base_swa (default rope.freq_base): rope scaling is the
+// full layers' only, as in llama.cpp's olmo2 graph. (llama.cpp 3f545bec itself ignores an array pattern and
+// always takes every fourth layer full, which is what Olmo3Config's default layer_types say.)
 void read_olmo2(const GgufSet& g, const std::string& p, ModelConfig& c) {
   const GgufMetadata& m = g.metadata();
   refuse_experts(m, p);
-  if (m.has(p + "attention.sliding_window"))
-    fail("GGUF {}: {}attention.sliding_window is set (an OLMo 3 file), which dpserve does not run", m.where(), p);
   c.qk_norm_whole = c.post_norms_only = true;
+  const int64_t window = m.get_int(p + "attention.sliding_window").value_or(0);
+  if (window < 0 || window > (int64_t(1) << 32))
+    fail("GGUF {}: {}attention.sliding_window {} is out of range", m.where(), p, window);
+  if (window == 0) return;
+  c.sliding_window = window;
+  const std::string key = p + "attention.sliding_window_pattern";
+  if (const GgufValue* v = m.find(key); v && v->type == GgufType::Array) {
+    if (v->elem != GgufType::Bool || int64_t(v->count) != c.n_layers)
+      fail("GGUF {}: {} must be one bool per layer ({}), or a period", m.where(), key, c.n_layers);
+    c.layer_sliding.assign(size_t(c.n_layers), 0);
+    for (int64_t l = 0; l < c.n_layers; ++l) c.layer_sliding[size_t(l)] = v->int_at(uint64_t(l)) != 0;
+  } else {
+    read_sliding_pattern(m, p, 4, c);
+  }
+  c.rope_local_theta = m.get_float(p + "rope.freq_base_swa").value_or(c.rope_theta);
+  if (!(c.rope_local_theta > 0 && std::isfinite(c.rope_local_theta)))
+    fail("GGUF {}: {}rope.freq_base_swa must be positive, got {}", m.where(), p, c.rope_local_theta);
 }
 
 // OLMoE (llama.cpp's olmoe): OLMo 2's whole-projection attn_q_norm / attn_k_norm with the usual

@@ -170,8 +170,8 @@ def patched_model(drop=(), extra_kv=(), replace_kv=None, extra_tensors=(), retyp
         if replace_kv and key in replace_kv:
             vt, val, elem = replace_kv[key]
         w.add(key, vt, val, elem)
-    for k, vt, val in extra_kv:
-        w.add(k, vt, val)
+    for kv in extra_kv:  # (key, type, value) or, for an array, (key, ARRAY, values, element type)
+        w.add(*kv)
     for name, (typ, shape, data) in src["tensors"].items():
         if name in drop:
             continue
@@ -720,8 +720,19 @@ for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", 
         off_err, _ = max_diff(off, ref)
         check(1e-2 < off_err < float("inf"), f"{arch} without {key} differs ({off_err:.2g} x std): the check sees it")
     bads = [(f"{arch}_experts", dict(extra_kv=[(f"{arch}.expert_count", G.U32, 4)]), "expert_count is set")]
-    if arch == "olmo2":  # OLMo 3's sliding window; a missing whole-projection norm
-        bads += [("olmo2_window", dict(extra_kv=[("olmo2.attention.sliding_window", G.U32, 4096)]), "OLMo 3"),
+    if arch == "olmo2":
+        # OLMo 3's window (attention.sliding_window) narrower than the prompt changes the sliding layers' logits: the
+        # file is read as OLMo 3, not as OLMo 2 with the key ignored. (Its llama.cpp comparison: the olmo3 case.)
+        win = [("olmo2.attention.sliding_window", G.U32, 4)]
+        sw, _ = dump_logits(write("olmo2-window", patched_model(base=gg, extra_kv=win)), ids)
+        sw_err, _ = max_diff(sw, ref)
+        check(1e-2 < sw_err < float("inf"), f"olmo2 with a 4-token window differs ({sw_err:.2g} x std): it is applied")
+        # A per-layer pattern of another length or type; a missing whole-projection norm.
+        bads += [("olmo2_pattern_length", dict(extra_kv=win + [("olmo2.attention.sliding_window_pattern", G.ARRAY,
+                                                                [True, False], G.BOOL)]), "sliding_window_pattern"),
+                 ("olmo2_pattern_type", dict(extra_kv=win + [("olmo2.attention.sliding_window_pattern", G.ARRAY,
+                                                              np.array([1, 0, 1], "<u4"), G.U32)]),
+                  "sliding_window_pattern"),
                  ("olmo2_no_q_norm", dict(drop=("blk.1.attn_q_norm.weight",)), "blk.1.attn_q_norm.weight")]
     if arch == "ernie4_5-moe":  # routing llama.cpp does not run for it; shared experts dpserve cannot size
         bads = [("ernie_sigmoid", dict(extra_kv=[("ernie4_5-moe.expert_gating_func", G.U32, 2)]), "expert_gating_func"),

@@ -242,12 +242,18 @@ GRANITE_CASES = [
     Case("granite_moe_f32", "f32", ["--arch", "granite_moe"], 115),
     Case("granite_moe_bf16_sharded", "bf16", ["--arch", "granite_moe", "--shards", "2"], 116),
 ]
+OLMO3_YARN = ["--rope-scaling", "yarn", "--rope-factor", "4", "--original-max-position-embeddings", "16"]
 # OLMo 2 (Olmo2ForCausalLM): no input norms, q / k norms over the whole projection, post-attention and
 # post-feedforward norms; f32 / bf16, and a 4-head / 4-KV-head shape (MHA, as OLMo-2-1B).
 OLMO2_CASES = [
     Case("olmo2_f32", "f32", ["--arch", "olmo2"], 121),
     Case("olmo2_bf16", "bf16", ["--arch", "olmo2"], 122),
     Case("olmo2_mha_tied_f32", "f32", ["--arch", "olmo2", "--num-key-value-heads", "4", "--tie-word-embeddings"], 123),
+    # OLMo 3 (Olmo3ForCausalLM): OLMo 2 with layers sliding (window 6) but every fourth, from Olmo3Config's default;
+    # with YaRN (factor 4 over 16 positions) on the full layers only and explicit layer_types, in f32 and bf16.
+    Case("olmo3_f32", "f32", ["--arch", "olmo3"], 133),
+    Case("olmo3_yarn_layer_types_f32", "f32", ["--arch", "olmo3", *OLMO3_YARN, "--layer-types", "s,f,s,f"], 134),
+    Case("olmo3_yarn_bf16", "bf16", ["--arch", "olmo3", *OLMO3_YARN], 135),
     # OLMoE (OlmoeForCausalLM): OLMo 2's whole-projection q / k norms with Llama's pre-norms, 8 experts top 2 in
     # every layer, unrenormalised as OlmoeConfig's default; and renormalised (norm_topk_prob true) in bf16.
     Case("olmoe_f32", "f32", ["--arch", "olmoe"], 124),
@@ -293,6 +299,7 @@ ARCH_BREAKS = {"llama": [], "qwen2": ["skip_bias"], "qwen3": ["skip_q_norm", "sk
                "granite": ["granite_no_embedding_multiplier", "granite_attn_scale_head_dim",
                            "granite_no_residual_multiplier", "granite_logits_multiplied"],
                "olmo2": ["olmo2_qk_norm_per_head", "olmo2_pre_norms"],
+               "olmo3": ["olmo2_qk_norm_per_head", "olmo2_pre_norms", "no_sliding_window", "olmo3_layer_types_flipped"],
                "olmoe": ["olmoe_qk_norm_per_head", "moe_flip_renorm"],
                "ernie4_5": [],
                "ernie4_5_moe": ["ernie_no_selection_bias", "ernie_weights_unnormalised"],
@@ -328,6 +335,8 @@ def breaks_for(model, tol=None):
             out.append("moe_scale_rule_swapped")
         return out
     out = COMMON_BREAKS + ARCH_BREAKS[model.arch]
+    if model.arch == "olmo3" and (c.get("rope_scaling") or {}).get("rope_type"):
+        out.append("olmo3_yarn_all_layers")
     if model.window:
         out.append("no_sliding_window")
     if model.gemma:
@@ -736,7 +745,8 @@ def main():
                                                 "olmoe_f32", "olmoe_renorm_bf16", "qwen2_moe_f32",
                                                 "qwen2_moe_renorm_all_sparse_bf16", "glm4_moe_groups_f32",
                                                 "glm4_moe_qk_norm_bf16", "glm4_f32", "glm4_bf16",
-                                                "ernie4_5_f32", "ernie4_5_moe_f32", "minimax_m2_f32",
+                                                "ernie4_5_f32", "ernie4_5_moe_f32", "minimax_m2_f32", "olmo3_f32",
+                                                "olmo3_yarn_layer_types_f32", "olmo3_yarn_bf16",
                                                 "minimax_m2_bf16")]
         for c in picks or cases:
             try:

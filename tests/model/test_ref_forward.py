@@ -385,6 +385,8 @@ def test_every_break_changes_logits():
         "glm4": rf.RefModel(make_model("brk_glm4", "--arch", "glm4")),
         "ernie_moe": rf.RefModel(make_model("brk_ernie_moe", "--arch", "ernie4_5_moe")),
         "minimax_m2": rf.RefModel(make_model("brk_minimax_m2", "--arch", "minimax_m2")),
+        "olmo3": rf.RefModel(make_model("brk_olmo3", "--arch", "olmo3", "--rope-scaling", "yarn", "--rope-factor", "4",
+                                        "--original-max-position-embeddings", "16")),
     }
     use = {"skip_bias": "qwen2", "skip_q_norm": "qwen3", "skip_k_norm": "qwen3", "moe_flip_renorm": "moe",
            "no_rope_scaling": "llama3", "no_sliding_window": "mistral", "mixtral_no_renorm": "mixtral",
@@ -405,6 +407,7 @@ def test_every_break_changes_logits():
     use.update({b: "glm4_moe" for b in rf.BREAKS if b.startswith("glm4_moe_")})
     use.update({b: "ernie_moe" for b in rf.BREAKS if b.startswith("ernie_")})
     use.update({b: "minimax_m2" for b in rf.BREAKS if b.startswith("minimax_")})
+    use.update({b: "olmo3" for b in rf.BREAKS if b.startswith("olmo3_")})
     use["yarn_truncate_ignored"] = "gpt_oss"
     for b in rf.BREAKS:
         m = models[use.get(b, "llama3")]

@@ -50,6 +50,8 @@ def hf_model(arch):
             extra += ["--num-experts", "8", "--num-experts-per-tok", "2", "--decoder-sparse-step", "1"]
         if arch == "mixtral":
             extra += ["--sliding-window", "64"]
+        if arch == "olmo3":  # YaRN on the full layers only
+            extra += ["--rope-scaling", "yarn", "--rope-factor", "4", "--original-max-position-embeddings", "16"]
         if arch == "gpt_oss":  # YaRN's factor 4 fixes the original context at a quarter of the 1024 positions
             extra += ["--original-max-position-embeddings", "256"]
         if arch == "phi3":  # Phi-4-mini-like: fused projections split per rank, partial rotary, LongRoPE
@@ -195,6 +197,7 @@ elif CASE == "dump_logits":
                           ("granite_moe", ["tp2_ep2"]),  # experts split from JetMoE's stacked tensors per rank
                           # q / k norms over heads split between the ranks: sums of squares all-reduced
                           ("olmo2", ["tp2", "tp2_dp2"]),
+                          ("olmo3", ["tp2_dp2"]),  # the same, with sliding layers and two RoPE tables
                           ("olmoe", ["tp2_ep2"]),  # the same norms, experts split over the ranks
                           # the gated shared expert split over the MLP ranks, each partial sum scaled by the gate
                           ("qwen2_moe", ["tp2_ep2", "tp2_dp2"]),

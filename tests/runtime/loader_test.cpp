@@ -1049,6 +1049,54 @@ TEST(ModelConfig, MiniMaxM2ReleasedConfigDefaultsAndRefusals) {
   refused(bad, "num_local_experts");
 }
 
+// Olmo3Config's defaults (sliding_window 4096, layer_types sliding but every fourth), OLMo 2's layers, rope_scaling
+// on the full layers only (the sliding ones rotate plainly with rope_theta), transformers 5's per-layer-type
+// rope_parameters, and the refusals.
+TEST(ModelConfig, Olmo3SlidingLayersAndRope) {
+  nlohmann::json j = {{"architectures", {"Olmo3ForCausalLM"}}, {"hidden_size", 4096}, {"num_hidden_layers", 8},
+                      {"num_attention_heads", 32}, {"num_key_value_heads", 32}, {"intermediate_size", 11008},
+                      {"vocab_size", 100278}, {"max_position_embeddings", 65536}, {"rope_theta", 500000}};
+  ModelConfig c = ModelConfig::from_hf_json(j);
+  EXPECT_TRUE(c.qk_norm_whole);
+  EXPECT_TRUE(c.post_norms_only);
+  EXPECT_DOUBLE_EQ(c.rms_eps, 1e-5);
+  EXPECT_EQ(c.sliding_window, 4096);
+  for (int64_t l = 0; l < 8; ++l) EXPECT_EQ(c.layer_is_sliding(l), (l + 1) % 4 != 0) << l;
+  EXPECT_EQ(c.rope_local_theta, 0);  // no rope_scaling: one RoPE for every layer
+  j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 8.0}, {"original_max_position_embeddings", 8192},
+                       {"attention_factor", 1.2079441541679836}, {"beta_fast", 32}, {"beta_slow", 1}};
+  j["layer_types"] = {"sliding_attention", "full_attention", "sliding_attention", "sliding_attention",
+                      "sliding_attention", "sliding_attention", "sliding_attention", "full_attention"};
+  c = ModelConfig::from_hf_json(j);
+  EXPECT_EQ(c.rope_scaling.type, RopeScaling::Type::Yarn);
+  EXPECT_DOUBLE_EQ(c.rope_local_theta, 500000.0);  // the sliding layers: plain RoPE, the same base
+  EXPECT_TRUE(c.layer_is_sliding(0) && !c.layer_is_sliding(1) && c.layer_is_sliding(2) && !c.layer_is_sliding(7));
+  // transformers 5: one rope_parameters per layer type.
+  auto t5 = j;
+  t5.erase("rope_scaling");
+  t5.erase("rope_theta");
+  t5["rope_parameters"] = {{"full_attention", {{"rope_type", "yarn"}, {"rope_theta", 500000}, {"factor", 8.0},
+                                               {"original_max_position_embeddings", 8192}}},
+                           {"sliding_attention", {{"rope_type", "default"}, {"rope_theta", 10000}}}};
+  c = ModelConfig::from_hf_json(t5);
+  EXPECT_DOUBLE_EQ(c.rope_theta, 500000.0);
+  EXPECT_EQ(c.rope_scaling.type, RopeScaling::Type::Yarn);
+  EXPECT_DOUBLE_EQ(c.rope_local_theta, 10000.0);
+  t5["rope_parameters"]["sliding_attention"] = {{"rope_type", "linear"}, {"factor", 2.0}};
+  refused(t5, "sliding_attention");
+  j["sliding_window"] = nullptr;  // no window at all
+  EXPECT_FALSE(ModelConfig::from_hf_json(j).layer_is_sliding(0));
+  auto bad = j;
+  bad["sliding_window"] = -1;
+  refused(bad, "sliding_window");
+  bad = j;
+  bad["layer_types"][3] = "chunked_attention";
+  refused(bad, "layer_types[3]");
+  bad = j;
+  bad["layer_types"] = {"full_attention"};
+  refused(bad, "layer_types");
+}
+
 // Glm4Config's documented defaults (GLM-4-9B-0414 names most of them).
 TEST(ModelConfig, Glm4Defaults) {
   nlohmann::json j = {{"architectures", {"Glm4ForCausalLM"}}, {"hidden_size", 4096}, {"num_hidden_layers", 2},

@@ -101,6 +101,11 @@ CASES = {
     # OLMo 2 (llama.cpp's olmo2: attn_q_norm / attn_k_norm over the whole projection, post_attention_norm and
     # post_ffw_norm, no input norms, RoPE on halves with nothing permuted).
     "olmo2": dict(hf=["--arch", "olmo2", "--seed", "29"], gguf=[], variants=["F32"], same_as_hf=True),
+    # OLMo 3 (llama.cpp's olmo2 with attention.sliding_window: layers sliding (window 6) but every fourth, which rotate
+    # plainly while the full ones take YaRN, factor 4 over 16 positions), 4 layers.
+    "olmo3": dict(hf=["--arch", "olmo3", "--rope-scaling", "yarn", "--rope-factor", "4",
+                      "--original-max-position-embeddings", "16", "--seed", "38"], gguf=[], variants=["F32"],
+                  same_as_hf=True),
     # OLMoE (llama.cpp's olmoe: OLMo 2's whole-projection attn_q_norm / attn_k_norm with attn_norm / ffn_norm,
     # feed_forward_length-wide experts in every layer, the top k's softmax weights not renormalised): the tiny
     # model, 8 experts top 2, with 4 KV heads of 4 (OLMoE-1B-7B is MHA; llama.cpp's olmoe sizes attn_k_norm by

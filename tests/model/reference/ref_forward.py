@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Independent float64 NumPy forward pass of Hugging Face Llama / Mistral / Qwen2 / Qwen2-MoE / Qwen3 / Qwen3-MoE /
 Mixtral / DeepSeek-V2 / DeepSeek-V3 / Gemma 2 / Gemma 3 (text) / Phi-3 (Phi-3, Phi-3.5, Phi-4, Phi-4-mini) /
-gpt-oss / SmolLM3 / Granite 3.x / Granite-MoE / OLMo 2 / OLMoE / GLM-4-0414 (Glm4) / GLM-4.5 (Glm4Moe) /
+gpt-oss / SmolLM3 / Granite 3.x / Granite-MoE / OLMo 2 / OLMo 3 / OLMoE / GLM-4-0414 (Glm4) / GLM-4.5 (Glm4Moe) /
 ERNIE 4.5 (dense and MoE) / MiniMax-M2 models.
 
 Written from the published architecture definitions (transformers' modeling_llama, modeling_mistral,
@@ -10,7 +10,8 @@ configuration_gemma2 (see RefModel._gemma2_init), modeling_gemma3 / configuratio
 modeling_phi3 / configuration_phi3 / modeling_rope_utils (see Phi3Rope), modeling_gpt_oss /
 configuration_gpt_oss / integrations/mxfp4 (see RefModel._gpt_oss_init), modular_smollm3 and
 modular_granite / configuration_granite, modular_granitemoe / modeling_jetmoe (see RefModel._smollm3_init,
-_granite_init, _granite_moe), modular_olmo2 / configuration_olmo2 (see RefModel._olmo2_init), modeling_olmoe / configuration_olmoe
+_granite_init, _granite_moe), modular_olmo2 / configuration_olmo2 (see RefModel._olmo2_init), modular_olmo3 (see
+RefModel._olmo3_init), modeling_olmoe / configuration_olmoe
 (see RefModel._olmoe_init), modeling_glm4_moe / configuration_glm4_moe (see RefModel._glm4_moe_init), modular_glm4 / modeling_glm /
 configuration_glm4 (see RefModel._glm4_init), modular_ernie4_5 / modular_ernie4_5_moe /
 configuration_ernie4_5_moe (see RefModel._ernie_init, _ernie_moe), modular_minimax_m2 / configuration_minimax_m2
@@ -125,6 +126,8 @@ BREAKS = {
                                  "ignored",
     "minimax_weights_biased": "MiniMax-M2 experts weighted by the biased selection scores instead of the sigmoid "
                               "scores",
+    "olmo3_yarn_all_layers": "OLMo 3 rope_scaling applied to the sliding layers too (one rotary embedding for all)",
+    "olmo3_layer_types_flipped": "OLMo 3 sliding / full layers exchanged",
     "olmo2_pre_norms": "OLMo 2 norms used as pre-norms (Llama's order: normalise the layer input, add the raw "
                        "output) instead of normalising the outputs",
 }
@@ -503,6 +506,7 @@ class RefModel:
                  "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3", "Phi3ForCausalLM": "phi3",
                  "GptOssForCausalLM": "gpt_oss", "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite",
                  "GraniteMoeForCausalLM": "granite_moe", "Olmo2ForCausalLM": "olmo2",
+                 "Olmo3ForCausalLM": "olmo3",
                  "OlmoeForCausalLM": "olmoe", "Glm4MoeForCausalLM": "glm4_moe",
                  "Glm4ForCausalLM": "glm4", "Ernie4_5ForCausalLM": "ernie4_5",
                  "Ernie4_5_MoeForCausalLM": "ernie4_5_moe", "MiniMaxM2ForCausalLM": "minimax_m2"}
@@ -547,8 +551,10 @@ class RefModel:
             self._smollm3_init()
         elif self.arch in ("granite", "granite_moe"):
             self._granite_init()
-        elif self.arch == "olmo2":
+        elif self.arch in ("olmo2", "olmo3"):
             self._olmo2_init()
+        if self.arch == "olmo3":
+            self._olmo3_init()
         elif self.arch == "olmoe":
             self._olmoe_init()
         self.glm_rotary = None
@@ -638,6 +644,18 @@ class RefModel:
         self.eps = float(c.get("rms_norm_eps", 1e-5))
         if c.get("attention_bias") or c.get("clip_qkv") is not None:
             raise ValueError("attention_bias / clip_qkv are not supported here")
+
+    def _olmo3_init(self):
+        """Olmo3Config / modular_olmo3: Olmo2Config plus sliding_window (4096) and layer_types (default: every
+        layer sliding_attention but each fourth, (i + 1) % 4 == 0, full); OLMo 2's layers, whose sliding ones see
+        keys j with i - j < sliding_window and rotate with default RoPE (rope_theta, no rope_scaling: transformers
+        4.57's Olmo3Model builds a second rotary embedding with rope_type "default" for them), the full ones with
+        the config's rope_scaling."""
+        c = self.config
+        n = self.n_layers
+        types = c.get("layer_types") or ["sliding_attention" if (i + 1) % 4 else "full_attention" for i in range(n)]
+        self.olmo3_window = c.get("sliding_window", 4096)
+        self.olmo3_sliding = [t == "sliding_attention" and self.olmo3_window is not None for t in types]
 
     def _olmo2_init(self):
         """Olmo2Config / modular_olmo2: rms_norm_eps defaults to 1e-5; no input_layernorm; q_norm / k_norm
@@ -980,6 +998,10 @@ class RefModel:
         if self.window and "no_sliding_window" not in breaks:
             causal &= np.subtract.outer(positions, positions) < self.window
         margins = np.full(T, np.inf)
+        olmo3 = self.arch == "olmo3"
+        if olmo3:
+            sw_inv = rope_inv_freq(dict(self.config, rope_scaling=None), self.head_dim, breaks)
+            sw_causal = causal & (np.subtract.outer(positions, positions) < (self.olmo3_window or T + 1))
 
         x = w["model.embed_tokens.weight"][tokens].copy()
         if "granite_no_embedding_multiplier" not in breaks:
@@ -991,7 +1013,13 @@ class RefModel:
                 rotate = True
             elif "smollm3_nope_flags_inverted" in breaks:
                 rotate = not rotate
-            olmo2 = self.arch == "olmo2"
+            olmo2 = self.arch in ("olmo2", "olmo3")
+            inv_l, mag_l, causal_l = inv_freq, mag, causal
+            if olmo3 and self.olmo3_sliding[i] != ("olmo3_layer_types_flipped" in breaks):
+                if "olmo3_yarn_all_layers" not in breaks:
+                    inv_l, mag_l = sw_inv, 1.0
+                if "no_sliding_window" not in breaks:
+                    causal_l = sw_causal
             if olmo2:
                 h = act(rms_norm(x, w[p + "post_attention_layernorm.weight"], self.eps, breaks)) \
                     if "olmo2_pre_norms" in breaks else act(x)
@@ -1036,8 +1064,8 @@ class RefModel:
             if rotate:
                 # GLM-4 rotates adjacent pairs: for it the rope_interleaved break means half-rotation.
                 rb = set(breaks) ^ {"rope_interleaved"} if self.arch in ("glm4", "ernie4_5", "ernie4_5_moe") else breaks
-                q = apply_partial_rope(q, positions, inv_freq, rot, rb, mag)
-                k = apply_partial_rope(k, k_positions, inv_freq, rot, rb, mag)
+                q = apply_partial_rope(q, positions, inv_l, rot, rb, mag_l)
+                k = apply_partial_rope(k, k_positions, inv_l, rot, rb, mag_l)
             k = kvq(k)
             v = kvq(v)
             attn = np.empty((T, self.n_heads, self.head_dim))
@@ -1045,7 +1073,7 @@ class RefModel:
                 kv = hh % self.n_kv if "gqa_modulo" in breaks else hh // group
                 s = (q[:, hh, :] @ k[:, kv, :].T) * scale
                 if "no_causal_mask" not in breaks:
-                    s = np.where(causal, s, -np.inf)
+                    s = np.where(causal_l, s, -np.inf)
                 s = s - s.max(axis=1, keepdims=True)
                 e = np.exp(s)
                 attn[:, hh, :] = (e / e.sum(axis=1, keepdims=True)) @ v[:, kv, :]
