@@ -52,7 +52,7 @@ ARCH = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCau
         "Gemma2ForCausalLM": "gemma2", "Phi3ForCausalLM": "phi3", "GptOssForCausalLM": "gpt-oss",
         "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite", "GraniteMoeForCausalLM": "granitemoe",
         "Olmo2ForCausalLM": "olmo2", "Olmo3ForCausalLM": "olmo2", "OlmoeForCausalLM": "olmoe",
-        "Glm4MoeForCausalLM": "glm4moe",
+        "Glm4MoeForCausalLM": "glm4moe", "Exaone4ForCausalLM": "exaone4",
         "Glm4ForCausalLM": "glm4", "Glm4MoeLiteForCausalLM": "deepseek2", "Ernie4_5ForCausalLM": "ernie4_5",
         "Ernie4_5_MoeForCausalLM": "ernie4_5-moe", "MiniMaxM2ForCausalLM": "minimax-m2"}
 # Architectures whose Q / K rows llama.cpp's converter permutes (its LlamaModel and subclasses), so that
@@ -897,7 +897,7 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
         w.add(p + "attention.head_count_kv", G.U32, n_kv)
     # Olmo2Config's, OlmoeConfig's and Glm4MoeConfig's default is 1e-5, Glm4Config's 1.5625e-7, the others' 1e-6.
     w.add(p + "attention.layer_norm_rms_epsilon", G.F32,
-          c.get("rms_norm_eps", 1e-5 if arch in ("olmo2", "olmoe", "glm4moe", "ernie4_5", "ernie4_5-moe")
+          c.get("rms_norm_eps", 1e-5 if arch in ("olmo2", "olmoe", "glm4moe", "ernie4_5", "ernie4_5-moe", "exaone4")
                 else 1.5625e-7 if arch == "glm4" else 1e-6))
     w.add(p + "rope.freq_base", G.F32, c.get("rope_theta", 500000.0 if arch.startswith("ernie4_5") else 10000.0))
     longrope = None
@@ -918,7 +918,7 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
     if "head_dim" in c and c["head_dim"] and arch != "deepseek2":
         w.add(p + "attention.key_length", G.U32, head_dim)
         w.add(p + "attention.value_length", G.U32, head_dim)
-    if arch in PERMUTED:
+    if arch in PERMUTED or arch == "exaone4":  # llama.cpp's Exaone4Model writes it too
         w.add(p + "vocab_size", G.U32, c["vocab_size"])
     if arch == "smollm3":
         smollm3_check(c, n_layers)
@@ -941,6 +941,22 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
         if sliding != [(i + 1) % 4 != 0 for i in range(n_layers)]:
             print("hf_to_gguf: note: these layer_types are not every fourth layer full, which llama.cpp assumes for "
                   "olmo2 files; dpserve reads the per-layer pattern", file=sys.stderr)
+        w.add(p + "attention.sliding_window", G.U32, c.get("sliding_window", 4096))
+        w.add_array(p + "attention.sliding_window_pattern", G.BOOL, sliding)
+    if arch == "exaone4" and c.get("sliding_window", 4096) is not None:
+        # As llama.cpp's converter writes EXAONE 4.0: the window (Exaone4Config's 4096 by default) and one bool per
+        # layer from layer_types, else from sliding_window_pattern (a string of L / G per layer of a period, or
+        # every N-th layer full; Exaone4Config's 4). llama.cpp 3f545bec applies them to 64-layer files only.
+        pat = c.get("sliding_window_pattern", 4)
+        if c.get("layer_types"):
+            sliding = [t == "sliding_attention" for t in c["layer_types"]]
+        elif isinstance(pat, str):
+            sliding = [pat[i % len(pat)] == "L" for i in range(n_layers)]
+        else:
+            sliding = [(i + 1) % pat != 0 for i in range(n_layers)]
+        if n_layers != 64:
+            print("hf_to_gguf: note: llama.cpp runs exaone4's sliding window (and its unrotated full layers) only for "
+                  "64-layer files; dpserve reads the window and pattern of any depth", file=sys.stderr)
         w.add(p + "attention.sliding_window", G.U32, c.get("sliding_window", 4096))
         w.add_array(p + "attention.sliding_window_pattern", G.BOOL, sliding)
     if arch == "olmoe":  # llama.cpp's: experts feed_forward_length wide, softmax, top k as they are
@@ -1031,7 +1047,7 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
                     w.add_tensor(spec(f"blk.{layer}.{gg}", hp + hf))
         names = ({**LAYER_NAMES, **GEMMA3_NAMES} if gemma else {**LAYER_NAMES, **PHI3_NAMES} if phi3
                  else {**LAYER_NAMES, **GPT_OSS_NAMES} if gpt_oss
-                 else {**LAYER_NAMES, **OLMO2_NAMES} if arch == "olmo2"
+                 else {**LAYER_NAMES, **OLMO2_NAMES} if arch in ("olmo2", "exaone4")
                  else {**LAYER_NAMES, **GLM4MOE_NAMES} if arch == "glm4moe"
                  else {**LAYER_NAMES, **GLM4_NAMES} if arch == "glm4"
                  else {**LAYER_NAMES, **MINIMAX_M2_NAMES} if arch == "minimax-m2" else LAYER_NAMES)

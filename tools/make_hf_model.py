@@ -48,6 +48,7 @@ ARCHITECTURES = {
     "granite_moe": ("GraniteMoeForCausalLM", "granitemoe"),
     "olmo2": ("Olmo2ForCausalLM", "olmo2"),
     "olmo3": ("Olmo3ForCausalLM", "olmo3"),
+    "exaone4": ("Exaone4ForCausalLM", "exaone4"),
     "olmoe": ("OlmoeForCausalLM", "olmoe"),
     "ernie4_5": ("Ernie4_5ForCausalLM", "ernie4_5"),
     "ernie4_5_moe": ("Ernie4_5_MoeForCausalLM", "ernie4_5_moe"),
@@ -166,6 +167,11 @@ TINY = {
     # 8192 positions: here over 16), which only the full layers apply.
     "olmo3": dict(vocab_size=397, hidden_size=128, intermediate_size=344, num_hidden_layers=4,
                   num_attention_heads=4, num_key_value_heads=2, head_dim=None, sliding_window=6),
+    # EXAONE 4.0 (Exaone4ForCausalLM, as the 32B): OLMo 2's post-norms with per-head q / k norms, layers sliding
+    # (window 6) and rotated but every fourth, full and unrotated (sliding_window_pattern "LLLG" unless
+    # --layer-types), rms_norm_eps 1e-5 as released; --sliding-window 0 writes null (the 1.2B: no window, all rotate).
+    "exaone4": dict(vocab_size=397, hidden_size=128, intermediate_size=344, num_hidden_layers=4,
+                    num_attention_heads=4, num_key_value_heads=2, head_dim=None, sliding_window=6, rms_norm_eps=1e-5),
     # OLMoE (OlmoeForCausalLM: OLMoE-1B-7B): Llama's pre-norms, OLMo 2's whole-projection q / k norms, every layer
     # a mixture of 8 experts (top 2, intermediate_size wide), the top k not renormalised (OlmoeConfig's default),
     # rms_norm_eps 1e-5 as OLMoE's config.
@@ -353,6 +359,11 @@ def build_config(a):
             cfg["no_rope_layers"] = a.no_rope_layers
     if a.arch in ("olmo2", "olmo3"):
         cfg.update({"attention_bias": False, "pad_token_id": 1})
+    if a.arch == "exaone4":
+        cfg["sliding_window"] = a.sliding_window or None
+        cfg["sliding_window_pattern"] = "LLLG" if a.sliding_window else None
+        if a.layer_types:
+            cfg["layer_types"] = gemma_layer_types(a)
     if a.arch == "olmo3":  # layer_types only when given: Olmo3Config's default (sliding but every fourth) otherwise
         cfg["sliding_window"] = a.sliding_window
         if a.layer_types:
@@ -857,7 +868,7 @@ def layer_tensors(a, i):
     nq, nkv = a.num_attention_heads, a.num_key_value_heads
     p = f"model.layers.{i}."
     t = []
-    if a.arch not in ("olmo2", "olmo3"):  # OLMo 2 has no input norm
+    if a.arch not in ("olmo2", "olmo3", "exaone4"):  # OLMo 2 has no input norm
         t.append(TensorSpec(p + "input_layernorm.weight", (h,), "norm"))
     if a.arch in DEEPSEEK:
         return t + deepseek_layer_body(a, i)
@@ -869,14 +880,14 @@ def layer_tensors(a, i):
         t.append(TensorSpec(p + "self_attn.k_proj.bias", (nkv * hd,), "normal", 0.5))
         t.append(TensorSpec(p + "self_attn.v_proj.bias", (nkv * hd,), "normal", 0.3))
     t.append(TensorSpec(p + "self_attn.o_proj.weight", (h, nq * hd), "normal", 1.0 / np.sqrt(nq * hd)))
-    if a.arch in ("qwen3", "qwen3_moe") or (a.arch == "glm4_moe" and a.use_qk_norm):
+    if a.arch in ("qwen3", "qwen3_moe", "exaone4") or (a.arch == "glm4_moe" and a.use_qk_norm):
         t.append(TensorSpec(p + "self_attn.q_norm.weight", (hd,), "norm"))
         t.append(TensorSpec(p + "self_attn.k_norm.weight", (hd,), "norm"))
     if a.arch in ("olmo2", "olmo3", "olmoe", "minimax_m2"):
         t.append(TensorSpec(p + "self_attn.q_norm.weight", (nq * hd,), "norm"))
         t.append(TensorSpec(p + "self_attn.k_norm.weight", (nkv * hd,), "norm"))
     t.append(TensorSpec(p + "post_attention_layernorm.weight", (h,), "norm"))
-    if a.arch in ("olmo2", "olmo3"):
+    if a.arch in ("olmo2", "olmo3", "exaone4"):
         t.append(TensorSpec(p + "post_feedforward_layernorm.weight", (h,), "norm"))
     if a.arch == "mixtral":
         t.append(TensorSpec(p + "block_sparse_moe.gate.weight", (a.num_experts, h), "normal", 4.0 / np.sqrt(h)))
@@ -1335,7 +1346,7 @@ def parse_args(argv):
     ap.add_argument("--sliding-window-pattern", dest="sliding_window_pattern", type=int,
                     help="gemma3: every N-th layer is full attention, the others sliding (3)")
     ap.add_argument("--layer-types", dest="layer_types",
-                    help="gemma3 / gpt_oss / olmo3: comma-separated sliding / full (or s / f) per layer, instead of "
+                    help="gemma3 / gpt_oss / olmo3 / exaone4: comma-separated sliding / full (or s / f) per layer, instead of "
                          "the pattern (gpt_oss: alternating, sliding first; olmo3: sliding but every fourth)")
     ap.add_argument("--gemma-layer-config", dest="gemma_layer_config", default="layer_types",
                     choices=["layer_types", "pattern", "both"],
@@ -1462,7 +1473,7 @@ def parse_args(argv):
             ap.error("hidden_size must be a multiple of num_attention_heads (or give --head-dim)")
         a.head_dim = a.hidden_size // a.num_attention_heads
     if arch in ("llama", "qwen2", "qwen2_moe", "qwen2_5_vl", "mistral", "mixtral", "phi3", "smollm3", "granite", "granite_moe",
-                "olmo2", "olmo3", "olmoe", "ernie4_5", "ernie4_5_moe") and \
+                "olmo2", "olmo3", "exaone4", "olmoe", "ernie4_5", "ernie4_5_moe") and \
             a.head_dim * a.num_attention_heads != a.hidden_size:
         ap.error(f"{arch} has no head_dim field: head_dim must be hidden_size / num_attention_heads")
     if a.num_attention_heads % a.num_key_value_heads:
@@ -1511,9 +1522,9 @@ def parse_args(argv):
             ap.error("phi3 needs positive --original-max-position-embeddings and --max-position-embeddings")
     gpt_oss = arch == "gpt_oss"
     gemma_only = {"query_pre_attn_scalar", "rope_local_base_freq", "sliding_window_pattern", "layer_types"} & a.explicit
-    if gpt_oss or arch == "olmo3":
+    if gpt_oss or arch in ("olmo3", "exaone4"):
         gemma_only -= {"layer_types"}
-    if arch == "olmo3" and a.layer_types:
+    if arch in ("olmo3", "exaone4") and a.layer_types:
         check_layer_types(ap, a)
     if not gemma and (gemma_only or a.gemma_layer_config != "layer_types" or a.final_logit_softcapping is not None):
         ap.error("--query-pre-attn-scalar, --rope-local-base-freq, --sliding-window-pattern, --layer-types, "

@@ -249,6 +249,10 @@ configs = {
                   rope_parameters={"full_attention": {"rope_type": "yarn", "rope_theta": 5e5, "factor": 8.0,
                                                       "original_max_position_embeddings": 16},
                                    "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}}),
+    # EXAONE 4.0's string pattern (global NoPE layers), and a malformed one.
+    "exaone4": dict(llama, architectures=["Exaone4ForCausalLM"], sliding_window=4, sliding_window_pattern="LG"),
+    "exaone4_bad_pattern": dict(llama, architectures=["Exaone4ForCausalLM"], sliding_window=4,
+                                sliding_window_pattern="L?"),
     # Fp8 checkpoints: DeepSeek-V3's quantization_config, and compressed-tensors' (model/fp8_checkpoint.h).
     "fp8_blocks": dict(qwen3, quantization_config={"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
                                                    "weight_block_size": [128, 128]}),

@@ -442,6 +442,34 @@ static void parse_olmo3(const nlohmann::json& j, ModelConfig& c) {
   }
 }
 
+// EXAONE 4.0 (Exaone4ForCausalLM; defaults: Exaone4Config's): OLMo 2's layers (norms on the attention and MLP
+// outputs only) with per-head q / k norms; when sliding_window is set, the layers layer_types calls
+// sliding_attention attend over the window and rotate, the others attend fully without RoPE ("global NoPE";
+// Exaone4Attention rotates only when sliding_window is None or the layer slides). Without layer_types the layers
+// follow sliding_window_pattern: a number N (4 by default) makes every N-th layer full, a string such as "LLLG"
+// names each layer of a period (L sliding, G full), as llama.cpp's converter reads it.
+static void parse_exaone4(const nlohmann::json& j, ModelConfig& c) {
+  const auto win = j.find("sliding_window");
+  c.sliding_window = win != j.end() && win->is_null() ? 0 : opt<int64_t>(j, "sliding_window", 4096);
+  if (c.sliding_window < 0) fail("config.json: sliding_window must be positive or null, got {}", c.sliding_window);
+  if (c.sliding_window == 0) return;  // no window: every layer full, every layer rotates
+  if (!parse_layer_types(j, c)) {
+    const auto pat = j.find("sliding_window_pattern");
+    if (pat != j.end() && pat->is_string()) {
+      const std::string s = pat->get<std::string>();
+      if (s.empty() || s.find_first_not_of("LG") != std::string::npos)
+        fail("config.json: sliding_window_pattern \"{}\" must be a string of L (sliding) and G (full)", s);
+      for (int64_t l = 0; l < c.n_layers; ++l) c.layer_sliding[size_t(l)] = s[size_t(l) % s.size()] == 'L';
+    } else {
+      const int64_t period = opt<int64_t>(j, "sliding_window_pattern", 4);
+      if (period < 1) fail("config.json: sliding_window_pattern must be positive, got {}", period);
+      for (int64_t l = 0; l < c.n_layers; ++l) c.layer_sliding[size_t(l)] = (l + 1) % period != 0;
+    }
+  }
+  c.layer_nope.assign(size_t(c.n_layers), 0);
+  for (int64_t l = 0; l < c.n_layers; ++l) c.layer_nope[size_t(l)] = !c.layer_sliding[size_t(l)];
+}
+
 // gpt-oss (GptOssForCausalLM; defaults: transformers' GptOssConfig): biases on q/k/v/o, the router
 // and the experts, attention sinks, sliding and full layers from layer_types (alternating, sliding
 // first, without it), every layer a mixture of experts routed by softmax over the top-k logits
@@ -736,6 +764,8 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
       {"Olmo2ForCausalLM", Arch::Llama},
       // OLMo 3: OLMo 2 with three sliding-window layers in four, rope_scaling on the full ones only.
       {"Olmo3ForCausalLM", Arch::Llama},
+      // EXAONE 4.0: OLMo 2's post-norms with per-head q / k norms, sliding layers and unrotated full ones.
+      {"Exaone4ForCausalLM", Arch::Llama},
       // OLMoE: OLMo 2's whole-projection q / k norms (pre-norms kept) over Qwen3-MoE-routed experts.
       {"OlmoeForCausalLM", Arch::Llama},
       // GLM-4.5 / 4.6: Llama-shaped attention (q/k/v biases, half of each head rotated, optional per-head
@@ -765,7 +795,8 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   c.arch = known->arch;
   c.qkv_bias = c.arch == Arch::Qwen2;
   const bool gemma = c.is_gemma();
-  c.qk_norm = c.arch == Arch::Qwen3 || c.arch == Arch::Qwen3Moe || c.arch == Arch::Gemma3;
+  const bool exaone4 = arch == "Exaone4ForCausalLM";
+  c.qk_norm = c.arch == Arch::Qwen3 || c.arch == Arch::Qwen3Moe || c.arch == Arch::Gemma3 || exaone4;
   if (auto act = opt<std::string>(j, "hidden_act", "silu"); act != "silu" && !gemma)
     fail("config.json: hidden_act \"{}\" is not supported (only silu)", act);
   c.hidden = req_int(j, "hidden_size");
@@ -794,7 +825,7 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   const bool olmo3 = arch == "Olmo3ForCausalLM";
   const bool olmo2 = arch == "Olmo2ForCausalLM" || olmo3, olmoe = arch == "OlmoeForCausalLM";
   // Olmo2Config's, OlmoeConfig's and Glm4MoeConfig's default is 1e-5.
-  c.rms_eps = opt<double>(j, "rms_norm_eps", olmo2 || olmoe || ernie || arch == "Glm4MoeForCausalLM" ? 1e-5
+  c.rms_eps = opt<double>(j, "rms_norm_eps", olmo2 || olmoe || ernie || exaone4 || arch == "Glm4MoeForCausalLM" ? 1e-5
                                              : arch == "Glm4ForCausalLM"                  ? 1.5625e-7  // Glm4Config's
                                                                                           : 1e-6);
   const bool smollm3 = arch == "SmolLM3ForCausalLM", granite_moe = arch == "GraniteMoeForCausalLM";
@@ -835,7 +866,7 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   if (opt<bool>(j, "mlp_bias", false))
     fail("config.json: mlp_bias true is not supported for {} (no published checkpoint uses it)", c.arch_name);
   c.qk_norm_whole = olmo2 || olmoe;
-  c.post_norms_only = olmo2;
+  c.post_norms_only = olmo2 || exaone4;
   // OlmoeAttention clamps q, k and v to [-clip_qkv, clip_qkv] when it is set; the released checkpoints
   // have null (OLMo 2's attention has no such clamp).
   if (auto it = j.find("clip_qkv"); olmoe && it != j.end() && !it->is_null())
@@ -843,7 +874,7 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   if (smollm3) parse_smollm3(j, c);
   else if (granite) parse_granite(j, c);
   // SmolLM3 / Granite / OLMo / GLM's attention: no window; MiniMax-M2's keys are checked by parse_minimax_m2.
-  else if (!olmo2 && !olmoe && !glm4_moe && !glm4 && !minimax_m2) parse_sliding_window(j, c);
+  else if (!olmo2 && !olmoe && !glm4_moe && !glm4 && !minimax_m2 && !exaone4) parse_sliding_window(j, c);
   if (auto it = j.find("rope_scaling"); it != j.end() && it->is_object()) {
     std::string type = opt<std::string>(*it, "rope_type", opt<std::string>(*it, "type", std::string()));
     if (type == "llama3") {
@@ -959,6 +990,7 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   c.dtype = dt == "float32" ? DType::F32 : dt == "float16" ? DType::F16 : DType::BF16;
   if (gemma) parse_gemma(j, c);
   if (olmo3) parse_olmo3(j, c);
+  if (exaone4) parse_exaone4(j, c);
   return c;
 }
 

@@ -30,6 +30,18 @@ void read_sliding_pattern(const GgufMetadata& m, const std::string& p, int64_t p
   for (int64_t l = 0; l < c.n_layers; ++l) c.layer_sliding[size_t(l)] = l % period < period - 1;
 }
 
+// attention.sliding_window_pattern as one bool per layer (true: sliding; llama.cpp's converters write it so for
+// olmo2 and exaone4) or as read_sliding_pattern's period (`period_default` when absent).
+void read_layer_pattern(const GgufMetadata& m, const std::string& p, int64_t period_default, ModelConfig& c) {
+  const std::string key = p + "attention.sliding_window_pattern";
+  const GgufValue* v = m.find(key);
+  if (!v || v->type != GgufType::Array) return read_sliding_pattern(m, p, period_default, c);
+  if (v->elem != GgufType::Bool || int64_t(v->count) != c.n_layers)
+    fail("GGUF {}: {} must be one bool per layer ({}), or a period", m.where(), key, c.n_layers);
+  c.layer_sliding.assign(size_t(c.n_layers), 0);
+  for (int64_t l = 0; l < c.n_layers; ++l) c.layer_sliding[size_t(l)] = v->int_at(uint64_t(l)) != 0;
+}
+
 // expert_count and expert_used_count (at most expert_count).
 void read_expert_counts(const GgufMetadata& m, const std::string& p, ModelConfig& c) {
   c.n_experts = positive(m, p + "expert_count");
@@ -337,18 +349,32 @@ void read_olmo2(const GgufSet& g, const std::string& p, ModelConfig& c) {
     fail("GGUF {}: {}attention.sliding_window {} is out of range", m.where(), p, window);
   if (window == 0) return;
   c.sliding_window = window;
-  const std::string key = p + "attention.sliding_window_pattern";
-  if (const GgufValue* v = m.find(key); v && v->type == GgufType::Array) {
-    if (v->elem != GgufType::Bool || int64_t(v->count) != c.n_layers)
-      fail("GGUF {}: {} must be one bool per layer ({}), or a period", m.where(), key, c.n_layers);
-    c.layer_sliding.assign(size_t(c.n_layers), 0);
-    for (int64_t l = 0; l < c.n_layers; ++l) c.layer_sliding[size_t(l)] = v->int_at(uint64_t(l)) != 0;
-  } else {
-    read_sliding_pattern(m, p, 4, c);
-  }
+  read_layer_pattern(m, p, 4, c);
   c.rope_local_theta = m.get_float(p + "rope.freq_base_swa").value_or(c.rope_theta);
   if (!(c.rope_local_theta > 0 && std::isfinite(c.rope_local_theta)))
     fail("GGUF {}: {}rope.freq_base_swa must be positive, got {}", m.where(), p, c.rope_local_theta);
+}
+
+// exaone4 (EXAONE 4.0): OLMo 2's post_attention_norm / post_ffw_norm with per-head attn_q_norm / attn_k_norm,
+// RoPE on halves (nothing permuted). With attention.sliding_window, the layers attention.sliding_window_pattern
+// marks (one bool per layer, as llama.cpp's converter writes layer_types or the config's pattern; a number is a
+// period) attend over the window and rotate, the others attend fully unrotated, as the config says. (llama.cpp
+// 3f545bec runs that only for 64-layer files, the 32B's shape; for other depths it ignores the window.)
+void read_exaone4(const GgufSet& g, const std::string& p, ModelConfig& c) {
+  const GgufMetadata& m = g.metadata();
+  refuse_experts(m, p);
+  c.post_norms_only = true;
+  const int64_t window = m.get_int(p + "attention.sliding_window").value_or(0);
+  if (window < 0 || window > (int64_t(1) << 32))
+    fail("GGUF {}: {}attention.sliding_window {} is out of range", m.where(), p, window);
+  if (window == 0) return;
+  c.sliding_window = window;
+  read_layer_pattern(m, p, 4, c);
+  if (const auto base = m.get_float(p + "rope.freq_base_swa"); base && *base != c.rope_theta)
+    fail("GGUF {}: {}rope.freq_base_swa {} differs from rope.freq_base {}: EXAONE 4.0 rotates every sliding layer "
+         "as configured once", m.where(), p, *base, c.rope_theta);
+  c.layer_nope.assign(size_t(c.n_layers), 0);
+  for (int64_t l = 0; l < c.n_layers; ++l) c.layer_nope[size_t(l)] = !c.layer_sliding[size_t(l)];
 }
 
 // OLMoE (llama.cpp's olmoe): OLMo 2's whole-projection attn_q_norm / attn_k_norm with the usual
@@ -467,7 +493,7 @@ void read_deepseek2_file(const GgufSet& g, const std::string& p, ModelConfig& c)
   read_deepseek2(g, p, c);
 }
 
-constexpr std::array<GgufArch, 20> kArchs = {{
+constexpr std::array<GgufArch, 21> kArchs = {{
     {"llama", Arch::Llama, true, false, false, false, false, read_llama},
     {"qwen2", Arch::Qwen2, false, true, false, false, false, nullptr},
     {"qwen2moe", Arch::Qwen2, false, true, false, true, false, read_qwen2moe},
@@ -483,6 +509,7 @@ constexpr std::array<GgufArch, 20> kArchs = {{
     {"granitemoe", Arch::Llama, true, false, false, false, false, read_granite_moe},
     {"olmo2", Arch::Llama, false, false, false, false, false, read_olmo2},
     {"olmoe", Arch::Llama, false, false, false, false, false, read_olmoe},
+    {"exaone4", Arch::Llama, false, false, true, false, false, read_exaone4},
     {"glm4", Arch::Llama, true, false, false, false, false, read_glm4},
     {"glm4moe", Arch::Llama, false, false, false, true, false, read_glm4moe},
     {"ernie4_5", Arch::Llama, true, false, false, false, false, read_ernie4_5},

@@ -694,12 +694,14 @@ for t in ("q5_0", "q5_1"):
     rms = float(np.sqrt(np.mean((got[:n].astype(np.float64) - ref_f32[:n]) ** 2)) / ref_f32[:n].std())
     check(rms < 0.25, f"{t} GGUF prompt logits within {rms:.3f} x std (rms) of the f32 folder's (tolerance 0.25)")
 
-# --- smollm3 / granite / granitemoe / olmo2 / olmoe / qwen2moe / glm4moe / glm4 / ernie4_5-moe / minimax-m2: what model_gguf_llamacpp's cases of them compare with llama.cpp, here
+# --- smollm3 / granite / granitemoe / olmo2 / olmoe / qwen2moe / glm4moe / glm4 / ernie4_5-moe / minimax-m2 / exaone4:
+# what model_gguf_llamacpp's cases of them compare with llama.cpp, here
 # against the HF folder (Q/K permuted: equal up to summation order), the keys that matter, and refusals.
 # The converter refuses a SmolLM3 whose NoPE layers are not llama.cpp's every fourth.
 for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", "5"]), ("granite", []),
                     ("granitemoe", []), ("olmo2", []), ("olmoe", []), ("qwen2moe", ["--mlp-only-layers", ""]),
-                    ("glm4moe", ["--use-qk-norm"]), ("glm4", []), ("ernie4_5-moe", []), ("minimax-m2", [])):
+                    ("glm4moe", ["--use-qk-norm"]), ("glm4", []), ("ernie4_5-moe", []), ("minimax-m2", []),
+                    ("exaone4", [])):
     hf = os.path.join(WORK, f"hf-{arch}")
     hf_arch = {"granitemoe": "granite_moe", "qwen2moe": "qwen2_moe", "glm4moe": "glm4_moe",
                "ernie4_5-moe": "ernie4_5_moe", "minimax-m2": "minimax_m2"}.get(arch, arch)
@@ -714,7 +716,7 @@ for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", 
     check(err <= 1e-5 and got_out == ref_out, f"{arch} GGUF == its HF folder: max diff {err:.2g} x std {why}")
     keys = {"smollm3": [], "granite": ["embedding_scale", "attention.scale", "residual_scale"],
             "granitemoe": ["residual_scale"], "olmo2": [], "olmoe": [], "qwen2moe": [], "glm4moe": [], "glm4": [],
-            "ernie4_5-moe": [], "minimax-m2": []}[arch]
+            "ernie4_5-moe": [], "minimax-m2": [], "exaone4": []}[arch]
     for key in keys:
         off, _ = dump_logits(write(f"{arch}-no-{key}", patched_model(base=gg, drop=(f"{arch}.{key}",))), ids)
         off_err, _ = max_diff(off, ref)
@@ -739,6 +741,13 @@ for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", 
                 ("ernie_shared_width", dict(replace_kv={"ernie4_5-moe.expert_shared_feed_forward_length":
                                                         (G.U32, 100, None)}), "expert_shared_feed_forward_length"),
                 ("ernie_no_shexp", dict(drop=("blk.1.ffn_up_shexp.weight",)), "blk.1.ffn_up_shexp.weight")]
+    if arch == "exaone4":  # a per-layer pattern of another length; a missing per-head norm; another sliding base
+        bads = [("exaone4_pattern_length", dict(replace_kv={"exaone4.attention.sliding_window_pattern":
+                                                            (G.ARRAY, [True, False], G.BOOL)}),
+                 "sliding_window_pattern"),
+                ("exaone4_no_k_norm", dict(drop=("blk.2.attn_k_norm.weight",)), "blk.2.attn_k_norm.weight"),
+                ("exaone4_swa_base", dict(extra_kv=[("exaone4.rope.freq_base_swa", G.F32, 123.0)]),
+                 "rope.freq_base_swa")]
     if arch == "minimax-m2":  # routing llama.cpp does not run for it; the selection bias it requires
         bads = [("minimax_softmax", dict(replace_kv={"minimax-m2.expert_gating_func": (G.U32, 1, None)}),
                  "expert_gating_func"),

@@ -254,6 +254,14 @@ OLMO2_CASES = [
     Case("olmo3_f32", "f32", ["--arch", "olmo3"], 133),
     Case("olmo3_yarn_layer_types_f32", "f32", ["--arch", "olmo3", *OLMO3_YARN, "--layer-types", "s,f,s,f"], 134),
     Case("olmo3_yarn_bf16", "bf16", ["--arch", "olmo3", *OLMO3_YARN], 135),
+    # EXAONE 4.0 (Exaone4ForCausalLM): OLMo 2's post-norms, per-head q / k norms; as the 32B, layers sliding (window
+    # 6, "LLLG") and rotated but every fourth, full and unrotated, llama3 RoPE scaling (f32), and from layer_types
+    # (bf16); as the 1.2B, no window and every layer rotated (f32; untied: a tied random model's greedy ids repeat
+    # its last token, which leaves the self-check's greedy comparison nothing to catch).
+    Case("exaone4_llama3_f32", "f32", ["--arch", "exaone4", "--rope-scaling", "llama3", "--rope-factor", "8",
+                                       "--original-max-position-embeddings", "32"], 136),
+    Case("exaone4_layer_types_bf16", "bf16", ["--arch", "exaone4", "--layer-types", "s,f,s,f"], 137),
+    Case("exaone4_no_window_f32", "f32", ["--arch", "exaone4", "--sliding-window", "0"], 138),
     # OLMoE (OlmoeForCausalLM): OLMo 2's whole-projection q / k norms with Llama's pre-norms, 8 experts top 2 in
     # every layer, unrenormalised as OlmoeConfig's default; and renormalised (norm_topk_prob true) in bf16.
     Case("olmoe_f32", "f32", ["--arch", "olmoe"], 124),
@@ -300,6 +308,7 @@ ARCH_BREAKS = {"llama": [], "qwen2": ["skip_bias"], "qwen3": ["skip_q_norm", "sk
                            "granite_no_residual_multiplier", "granite_logits_multiplied"],
                "olmo2": ["olmo2_qk_norm_per_head", "olmo2_pre_norms"],
                "olmo3": ["olmo2_qk_norm_per_head", "olmo2_pre_norms", "no_sliding_window", "olmo3_layer_types_flipped"],
+               "exaone4": ["skip_q_norm", "skip_k_norm", "olmo2_pre_norms"],
                "olmoe": ["olmoe_qk_norm_per_head", "moe_flip_renorm"],
                "ernie4_5": [],
                "ernie4_5_moe": ["ernie_no_selection_bias", "ernie_weights_unnormalised"],
@@ -337,6 +346,8 @@ def breaks_for(model, tol=None):
     out = COMMON_BREAKS + ARCH_BREAKS[model.arch]
     if model.arch == "olmo3" and (c.get("rope_scaling") or {}).get("rope_type"):
         out.append("olmo3_yarn_all_layers")
+    if model.arch == "exaone4" and c.get("sliding_window"):
+        out += ["exaone4_rope_every_layer", "no_sliding_window", "olmo3_layer_types_flipped"]
     if model.window:
         out.append("no_sliding_window")
     if model.gemma:
@@ -747,6 +758,8 @@ def main():
                                                 "glm4_moe_qk_norm_bf16", "glm4_f32", "glm4_bf16",
                                                 "ernie4_5_f32", "ernie4_5_moe_f32", "minimax_m2_f32", "olmo3_f32",
                                                 "olmo3_yarn_layer_types_f32", "olmo3_yarn_bf16",
+                                                "exaone4_llama3_f32", "exaone4_layer_types_bf16",
+                                                "exaone4_no_window_f32",
                                                 "minimax_m2_bf16")]
         for c in picks or cases:
             try:

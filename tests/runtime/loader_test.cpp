@@ -1097,6 +1097,45 @@ TEST(ModelConfig, Olmo3SlidingLayersAndRope) {
   refused(bad, "layer_types");
 }
 
+// Exaone4Config's defaults and the patterns its configs use: "LLLG" (the 32B), layer_types, a period, and no window
+// (the 1.2B: every layer full and rotated); the full layers of a windowed model are unrotated.
+TEST(ModelConfig, Exaone4PatternsAndGlobalNoPE) {
+  nlohmann::json j = {{"architectures", {"Exaone4ForCausalLM"}}, {"hidden_size", 2048}, {"num_hidden_layers", 8},
+                      {"num_attention_heads", 32}, {"num_key_value_heads", 8}, {"intermediate_size", 4096},
+                      {"vocab_size", 102400}, {"max_position_embeddings", 65536}, {"sliding_window_pattern", "LLLG"},
+                      {"rope_theta", 1000000}};
+  ModelConfig c = ModelConfig::from_hf_json(j);
+  EXPECT_TRUE(c.qk_norm);  // per head
+  EXPECT_FALSE(c.qk_norm_whole);
+  EXPECT_TRUE(c.post_norms_only);
+  EXPECT_DOUBLE_EQ(c.rms_eps, 1e-5);
+  EXPECT_EQ(c.head_dim, 64);
+  EXPECT_EQ(c.sliding_window, 4096);
+  for (int64_t l = 0; l < 8; ++l) {
+    EXPECT_EQ(c.layer_is_sliding(l), l % 4 != 3) << l;
+    EXPECT_EQ(c.layer_has_rope(l), l % 4 != 3) << l;  // global NoPE
+  }
+  j["sliding_window_pattern"] = 2;
+  c = ModelConfig::from_hf_json(j);
+  EXPECT_TRUE(c.layer_is_sliding(0) && !c.layer_is_sliding(1) && !c.layer_has_rope(1));
+  j["layer_types"] = std::vector<std::string>(8, "full_attention");
+  j["layer_types"][5] = "sliding_attention";
+  c = ModelConfig::from_hf_json(j);  // layer_types first
+  EXPECT_TRUE(c.layer_is_sliding(5) && c.layer_has_rope(5) && !c.layer_is_sliding(4) && !c.layer_has_rope(4));
+  j.erase("layer_types");
+  j["sliding_window"] = nullptr;  // the 1.2B: no window, every layer rotates
+  c = ModelConfig::from_hf_json(j);
+  for (int64_t l = 0; l < 8; ++l) EXPECT_TRUE(!c.layer_is_sliding(l) && c.layer_has_rope(l)) << l;
+  auto bad = j;
+  bad["sliding_window"] = 4096;
+  bad["sliding_window_pattern"] = "LLXG";
+  refused(bad, "sliding_window_pattern");
+  bad["sliding_window_pattern"] = 0;
+  refused(bad, "sliding_window_pattern");
+  bad["sliding_window"] = -2;
+  refused(bad, "sliding_window");
+}
+
 // Glm4Config's documented defaults (GLM-4-9B-0414 names most of them).
 TEST(ModelConfig, Glm4Defaults) {
   nlohmann::json j = {{"architectures", {"Glm4ForCausalLM"}}, {"hidden_size", 4096}, {"num_hidden_layers", 2},

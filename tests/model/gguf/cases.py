@@ -106,6 +106,13 @@ CASES = {
     "olmo3": dict(hf=["--arch", "olmo3", "--rope-scaling", "yarn", "--rope-factor", "4",
                       "--original-max-position-embeddings", "16", "--seed", "38"], gguf=[], variants=["F32"],
                   same_as_hf=True),
+    # EXAONE 4.0 (llama.cpp's exaone4: post_attention_norm / post_ffw_norm, per-head attn_q_norm / attn_k_norm, RoPE
+    # on halves with llama3 factors in rope_freqs.weight): 64 layers, the only depth at which llama.cpp 3f545bec runs
+    # the window, sliding (6) and rotated but every fourth, full and unrotated ("LLLG"). Not same_as_hf: llama3
+    # scaling from the file's rope_freqs divisors rounds differently from the config's formula (as for "llama").
+    "exaone4": dict(hf=["--arch", "exaone4", "--num-hidden-layers", "64", "--hidden-size", "64",
+                        "--intermediate-size", "96", "--rope-scaling", "llama3", "--rope-factor", "8",
+                        "--original-max-position-embeddings", "32", "--seed", "39"], gguf=[], variants=["F32"]),
     # OLMoE (llama.cpp's olmoe: OLMo 2's whole-projection attn_q_norm / attn_k_norm with attn_norm / ffn_norm,
     # feed_forward_length-wide experts in every layer, the top k's softmax weights not renormalised): the tiny
     # model, 8 experts top 2, with 4 KV heads of 4 (OLMoE-1B-7B is MHA; llama.cpp's olmoe sizes attn_k_norm by

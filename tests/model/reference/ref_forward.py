@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Independent float64 NumPy forward pass of Hugging Face Llama / Mistral / Qwen2 / Qwen2-MoE / Qwen3 / Qwen3-MoE /
 Mixtral / DeepSeek-V2 / DeepSeek-V3 / Gemma 2 / Gemma 3 (text) / Phi-3 (Phi-3, Phi-3.5, Phi-4, Phi-4-mini) /
-gpt-oss / SmolLM3 / Granite 3.x / Granite-MoE / OLMo 2 / OLMo 3 / OLMoE / GLM-4-0414 (Glm4) / GLM-4.5 (Glm4Moe) /
+gpt-oss / SmolLM3 / Granite 3.x / Granite-MoE / OLMo 2 / OLMo 3 / EXAONE 4.0 / OLMoE / GLM-4-0414 (Glm4) / GLM-4.5 (Glm4Moe) /
 ERNIE 4.5 (dense and MoE) / MiniMax-M2 models.
 
 Written from the published architecture definitions (transformers' modeling_llama, modeling_mistral,
@@ -11,7 +11,7 @@ modeling_phi3 / configuration_phi3 / modeling_rope_utils (see Phi3Rope), modelin
 configuration_gpt_oss / integrations/mxfp4 (see RefModel._gpt_oss_init), modular_smollm3 and
 modular_granite / configuration_granite, modular_granitemoe / modeling_jetmoe (see RefModel._smollm3_init,
 _granite_init, _granite_moe), modular_olmo2 / configuration_olmo2 (see RefModel._olmo2_init), modular_olmo3 (see
-RefModel._olmo3_init), modeling_olmoe / configuration_olmoe
+RefModel._olmo3_init), modular_exaone4 (see RefModel._exaone4_init), modeling_olmoe / configuration_olmoe
 (see RefModel._olmoe_init), modeling_glm4_moe / configuration_glm4_moe (see RefModel._glm4_moe_init), modular_glm4 / modeling_glm /
 configuration_glm4 (see RefModel._glm4_init), modular_ernie4_5 / modular_ernie4_5_moe /
 configuration_ernie4_5_moe (see RefModel._ernie_init, _ernie_moe), modular_minimax_m2 / configuration_minimax_m2
@@ -126,6 +126,7 @@ BREAKS = {
                                  "ignored",
     "minimax_weights_biased": "MiniMax-M2 experts weighted by the biased selection scores instead of the sigmoid "
                               "scores",
+    "exaone4_rope_every_layer": "EXAONE 4.0 full layers rotated too (global NoPE ignored)",
     "olmo3_yarn_all_layers": "OLMo 3 rope_scaling applied to the sliding layers too (one rotary embedding for all)",
     "olmo3_layer_types_flipped": "OLMo 3 sliding / full layers exchanged",
     "olmo2_pre_norms": "OLMo 2 norms used as pre-norms (Llama's order: normalise the layer input, add the raw "
@@ -506,7 +507,7 @@ class RefModel:
                  "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3", "Phi3ForCausalLM": "phi3",
                  "GptOssForCausalLM": "gpt_oss", "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite",
                  "GraniteMoeForCausalLM": "granite_moe", "Olmo2ForCausalLM": "olmo2",
-                 "Olmo3ForCausalLM": "olmo3",
+                 "Olmo3ForCausalLM": "olmo3", "Exaone4ForCausalLM": "exaone4",
                  "OlmoeForCausalLM": "olmoe", "Glm4MoeForCausalLM": "glm4_moe",
                  "Glm4ForCausalLM": "glm4", "Ernie4_5ForCausalLM": "ernie4_5",
                  "Ernie4_5_MoeForCausalLM": "ernie4_5_moe", "MiniMaxM2ForCausalLM": "minimax_m2"}
@@ -555,6 +556,8 @@ class RefModel:
             self._olmo2_init()
         if self.arch == "olmo3":
             self._olmo3_init()
+        if self.arch == "exaone4":
+            self._exaone4_init()
         elif self.arch == "olmoe":
             self._olmoe_init()
         self.glm_rotary = None
@@ -644,6 +647,30 @@ class RefModel:
         self.eps = float(c.get("rms_norm_eps", 1e-5))
         if c.get("attention_bias") or c.get("clip_qkv") is not None:
             raise ValueError("attention_bias / clip_qkv are not supported here")
+
+    def _exaone4_init(self):
+        """Exaone4Config / modular_exaone4: rms_norm_eps 1e-5; Exaone4DecoderLayer is Olmo2DecoderLayer (norms on
+        the attention and MLP outputs, none before); per-head q_norm / k_norm (head_dim wide) as Qwen3's; with
+        sliding_window set (4096 by default; null: none), layer_types (else sliding_window_pattern: a number N,
+        every N-th layer full; a string of L / G per layer of a period, as llama.cpp's converter reads it) says
+        which layers see keys j with i - j < sliding_window; those rotate, the full ones do not (RoPE only when
+        sliding_window is None or the layer slides); one rotary embedding (rope_scaling included) for all."""
+        c = self.config
+        n = self.n_layers
+        self.eps = float(c.get("rms_norm_eps", 1e-5))
+        window = c.get("sliding_window", 4096)
+        types = c.get("layer_types")
+        if types is None:
+            pat = c.get("sliding_window_pattern", 4)
+            if window is None or not pat:
+                types = ["full_attention"] * n
+            elif isinstance(pat, str):
+                types = ["sliding_attention" if pat[i % len(pat)] == "L" else "full_attention" for i in range(n)]
+            else:
+                types = ["sliding_attention" if (i + 1) % pat else "full_attention" for i in range(n)]
+        self.olmo3_window = window
+        self.olmo3_sliding = [t == "sliding_attention" and window is not None for t in types]
+        self.rope_layers = [window is None or sl for sl in self.olmo3_sliding]
 
     def _olmo3_init(self):
         """Olmo3Config / modular_olmo3: Olmo2Config plus sliding_window (4096) and layer_types (default: every
@@ -998,7 +1025,7 @@ class RefModel:
         if self.window and "no_sliding_window" not in breaks:
             causal &= np.subtract.outer(positions, positions) < self.window
         margins = np.full(T, np.inf)
-        olmo3 = self.arch == "olmo3"
+        olmo3 = self.arch in ("olmo3", "exaone4")  # per-layer windows
         if olmo3:
             sw_inv = rope_inv_freq(dict(self.config, rope_scaling=None), self.head_dim, breaks)
             sw_causal = causal & (np.subtract.outer(positions, positions) < (self.olmo3_window or T + 1))
@@ -1013,10 +1040,12 @@ class RefModel:
                 rotate = True
             elif "smollm3_nope_flags_inverted" in breaks:
                 rotate = not rotate
-            olmo2 = self.arch in ("olmo2", "olmo3")
+            olmo2 = self.arch in ("olmo2", "olmo3", "exaone4")
             inv_l, mag_l, causal_l = inv_freq, mag, causal
+            if self.arch == "exaone4" and "exaone4_rope_every_layer" in breaks:
+                rotate = True
             if olmo3 and self.olmo3_sliding[i] != ("olmo3_layer_types_flipped" in breaks):
-                if "olmo3_yarn_all_layers" not in breaks:
+                if "olmo3_yarn_all_layers" not in breaks and self.arch == "olmo3":
                     inv_l, mag_l = sw_inv, 1.0
                 if "no_sliding_window" not in breaks:
                     causal_l = sw_causal
@@ -1046,7 +1075,7 @@ class RefModel:
                 k = k + w[p + "self_attn.k_proj.bias"]
                 v = v + w[p + "self_attn.v_proj.bias"]
             per_head = bool({"olmo2_qk_norm_per_head", "olmoe_qk_norm_per_head", "minimax_qk_norm_per_head"} & set(breaks))
-            whole = olmo2 or self.arch in ("olmoe", "minimax_m2")
+            whole = self.arch in ("olmo2", "olmo3", "olmoe", "minimax_m2")
             if whole and not per_head:
                 q = rms_norm(q, w[p + "self_attn.q_norm.weight"], self.eps, breaks)
                 k = rms_norm(k, w[p + "self_attn.k_norm.weight"], self.eps, breaks)
@@ -1056,7 +1085,8 @@ class RefModel:
             if whole and per_head:
                 q = rms_norm(q, w[p + "self_attn.q_norm.weight"].reshape(self.n_heads, -1), self.eps, breaks)
                 k = rms_norm(k, w[p + "self_attn.k_norm.weight"].reshape(self.n_kv, -1), self.eps, breaks)
-            if self.arch in ("qwen3", "qwen3_moe") or (self.arch == "glm4_moe" and self.config.get("use_qk_norm")):
+            if self.arch in ("qwen3", "qwen3_moe", "exaone4") or \
+                    (self.arch == "glm4_moe" and self.config.get("use_qk_norm")):
                 if "skip_q_norm" not in breaks:
                     q = rms_norm(q, w[p + "self_attn.q_norm.weight"], self.eps, breaks)
                 if "skip_k_norm" not in breaks:
