@@ -52,7 +52,7 @@ ARCH = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCau
         "Gemma2ForCausalLM": "gemma2", "Phi3ForCausalLM": "phi3", "GptOssForCausalLM": "gpt-oss",
         "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite", "GraniteMoeForCausalLM": "granitemoe",
         "Olmo2ForCausalLM": "olmo2", "Olmo3ForCausalLM": "olmo2", "OlmoeForCausalLM": "olmoe",
-        "Glm4MoeForCausalLM": "glm4moe", "Exaone4ForCausalLM": "exaone4",
+        "Glm4MoeForCausalLM": "glm4moe", "Exaone4ForCausalLM": "exaone4", "SeedOssForCausalLM": "seed_oss",
         "Glm4ForCausalLM": "glm4", "Glm4MoeLiteForCausalLM": "deepseek2", "Ernie4_5ForCausalLM": "ernie4_5",
         "Ernie4_5_MoeForCausalLM": "ernie4_5-moe", "MiniMaxM2ForCausalLM": "minimax-m2"}
 # Architectures whose Q / K rows llama.cpp's converter permutes (its LlamaModel and subclasses), so that
@@ -869,6 +869,13 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
              **c}
     if arch == "glm4":  # Glm4Config's defaults
         c = {"head_dim": 128, "attention_bias": True, **c}
+    if arch == "seed_oss":  # SeedOssConfig's defaults; llama.cpp's seed_oss has no o_proj bias
+        c = {"head_dim": 128, "attention_bias": True, **c}
+        if c.get("attention_out_bias"):
+            raise SystemExit("hf_to_gguf: seed_oss GGUF files have no o_proj bias (llama.cpp's seed_oss reads none); "
+                             "attention_out_bias true cannot be written")
+        if not c["attention_bias"]:
+            raise SystemExit("hf_to_gguf: attention_bias false for seed_oss is not written (no released model)")
     if arch == "smollm3":  # SmolLM3Config's defaults
         c = {"tie_word_embeddings": True, "rope_theta": 2000000.0, **c}
     if arch == "minimax-m2":  # MiniMaxM2Config's defaults
@@ -1048,7 +1055,7 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
         names = ({**LAYER_NAMES, **GEMMA3_NAMES} if gemma else {**LAYER_NAMES, **PHI3_NAMES} if phi3
                  else {**LAYER_NAMES, **GPT_OSS_NAMES} if gpt_oss
                  else {**LAYER_NAMES, **OLMO2_NAMES} if arch in ("olmo2", "exaone4")
-                 else {**LAYER_NAMES, **GLM4MOE_NAMES} if arch == "glm4moe"
+                 else {**LAYER_NAMES, **GLM4MOE_NAMES} if arch in ("glm4moe", "seed_oss")
                  else {**LAYER_NAMES, **GLM4_NAMES} if arch == "glm4"
                  else {**LAYER_NAMES, **MINIMAX_M2_NAMES} if arch == "minimax-m2" else LAYER_NAMES)
         for hf, gg in names.items():

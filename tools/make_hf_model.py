@@ -49,6 +49,7 @@ ARCHITECTURES = {
     "olmo2": ("Olmo2ForCausalLM", "olmo2"),
     "olmo3": ("Olmo3ForCausalLM", "olmo3"),
     "exaone4": ("Exaone4ForCausalLM", "exaone4"),
+    "seed_oss": ("SeedOssForCausalLM", "seed_oss"),
     "olmoe": ("OlmoeForCausalLM", "olmoe"),
     "ernie4_5": ("Ernie4_5ForCausalLM", "ernie4_5"),
     "ernie4_5_moe": ("Ernie4_5_MoeForCausalLM", "ernie4_5_moe"),
@@ -170,6 +171,10 @@ TINY = {
     # EXAONE 4.0 (Exaone4ForCausalLM, as the 32B): OLMo 2's post-norms with per-head q / k norms, layers sliding
     # (window 6) and rotated but every fourth, full and unrotated (sliding_window_pattern "LLLG" unless
     # --layer-types), rms_norm_eps 1e-5 as released; --sliding-window 0 writes null (the 1.2B: no window, all rotate).
+    # Seed-OSS (SeedOssForCausalLM): Llama with q/k/v biases and head_dim independent of hidden_size (4 x 40 != 128),
+    # an o_proj bias with --attention-out-bias; rms_norm_eps 1e-6 and rope_theta 1e7 as released.
+    "seed_oss": dict(vocab_size=397, hidden_size=128, intermediate_size=344, num_hidden_layers=3,
+                     num_attention_heads=4, num_key_value_heads=2, head_dim=40, rope_theta=1e7),
     "exaone4": dict(vocab_size=397, hidden_size=128, intermediate_size=344, num_hidden_layers=4,
                     num_attention_heads=4, num_key_value_heads=2, head_dim=None, sliding_window=6, rms_norm_eps=1e-5),
     # OLMoE (OlmoeForCausalLM: OLMoE-1B-7B): Llama's pre-norms, OLMo 2's whole-projection q / k norms, every layer
@@ -359,6 +364,9 @@ def build_config(a):
             cfg["no_rope_layers"] = a.no_rope_layers
     if a.arch in ("olmo2", "olmo3"):
         cfg.update({"attention_bias": False, "pad_token_id": 1})
+    if a.arch == "seed_oss":
+        cfg.update({"head_dim": a.head_dim, "attention_bias": True, "attention_out_bias": bool(a.attention_out_bias),
+                    "mlp_bias": False, "attention_dropout": 0.1, "residual_dropout": 0.1, "pad_token_id": 1})
     if a.arch == "exaone4":
         cfg["sliding_window"] = a.sliding_window or None
         cfg["sliding_window_pattern"] = "LLLG" if a.sliding_window else None
@@ -875,11 +883,13 @@ def layer_tensors(a, i):
     t.append(TensorSpec(p + "self_attn.q_proj.weight", (nq * hd, h), "normal", 1.5 / np.sqrt(h)))
     t.append(TensorSpec(p + "self_attn.k_proj.weight", (nkv * hd, h), "normal", 1.5 / np.sqrt(h)))
     t.append(TensorSpec(p + "self_attn.v_proj.weight", (nkv * hd, h), "normal", 1.0 / np.sqrt(h)))
-    if a.arch in ("qwen2", "qwen2_5_vl", "qwen2_moe", "glm4_moe"):
+    if a.arch in ("qwen2", "qwen2_5_vl", "qwen2_moe", "glm4_moe", "seed_oss"):
         t.append(TensorSpec(p + "self_attn.q_proj.bias", (nq * hd,), "normal", 0.5))
         t.append(TensorSpec(p + "self_attn.k_proj.bias", (nkv * hd,), "normal", 0.5))
         t.append(TensorSpec(p + "self_attn.v_proj.bias", (nkv * hd,), "normal", 0.3))
     t.append(TensorSpec(p + "self_attn.o_proj.weight", (h, nq * hd), "normal", 1.0 / np.sqrt(nq * hd)))
+    if a.arch == "seed_oss" and a.attention_out_bias:
+        t.append(TensorSpec(p + "self_attn.o_proj.bias", (h,), "normal", 0.3))
     if a.arch in ("qwen3", "qwen3_moe", "exaone4") or (a.arch == "glm4_moe" and a.use_qk_norm):
         t.append(TensorSpec(p + "self_attn.q_norm.weight", (hd,), "norm"))
         t.append(TensorSpec(p + "self_attn.k_norm.weight", (hd,), "norm"))
@@ -1324,6 +1334,8 @@ def parse_args(argv):
     ap.add_argument("--norm-topk-prob", dest="norm_topk_prob", choices=["true", "false"])
     ap.add_argument("--use-qk-norm", dest="use_qk_norm", action="store_true", default=None,
                     help="glm4_moe: per-head q_norm / k_norm (GLM-4.5 355B has them, Air does not)")
+    ap.add_argument("--attention-out-bias", dest="attention_out_bias", action="store_true", default=False,
+                    help="seed_oss: an o_proj bias (attention_out_bias true; the release has none)")
     ap.add_argument("--shared-expert-intermediate-size", dest="shared_expert_intermediate_size", type=int,
                     help="qwen2_moe: the sigmoid-gated shared expert's width")
     ap.add_argument("--rms-norm-eps", dest="rms_norm_eps", type=float)
@@ -1487,6 +1499,8 @@ def parse_args(argv):
         ap.error("need 0 < num_experts_per_tok <= num_experts")
     if a.shards < 1:
         ap.error("--shards must be >= 1")
+    if a.attention_out_bias and arch != "seed_oss":
+        ap.error("--attention-out-bias is for --arch seed_oss")
     if arch != "smollm3" and {"no_rope_layers", "no_rope_layer_interval"} & a.explicit:
         ap.error("--no-rope-layers and --no-rope-layer-interval are for --arch smollm3")
     if arch == "smollm3":

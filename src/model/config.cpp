@@ -423,15 +423,21 @@ static bool parse_layer_types(const nlohmann::json& j, ModelConfig& c) {
   return true;
 }
 
+// sliding_window where its config class defaults to `def` and null means no window (0; OLMo 3, EXAONE 4.0).
+static int64_t window_or_none(const nlohmann::json& j, int64_t def) {
+  const auto it = j.find("sliding_window");
+  const int64_t w = it != j.end() && it->is_null() ? 0 : opt<int64_t>(j, "sliding_window", def);
+  if (w < 0) fail("config.json: sliding_window must be positive or null, got {}", w);
+  return w;
+}
+
 // OLMo 3 (Olmo3ForCausalLM: Olmo2Config plus a window): OLMo 2's layers, of which those layer_types calls
 // sliding_attention (without it, all but every fourth) attend over the last sliding_window (4096) positions and
 // rotate with plain RoPE of the same base: rope_scaling (the released models' YaRN) is the full layers' only,
 // as OLMo 3's release in transformers (4.57: two rotary embeddings, the sliding one "default"), vLLM and
 // llama.cpp run it. (Some later transformers versions apply one rotary embedding to every layer.)
 static void parse_olmo3(const nlohmann::json& j, ModelConfig& c) {
-  const auto it = j.find("sliding_window");
-  c.sliding_window = it != j.end() && it->is_null() ? 0 : opt<int64_t>(j, "sliding_window", 4096);  // null: none
-  if (c.sliding_window < 0) fail("config.json: sliding_window must be positive or null, got {}", c.sliding_window);
+  c.sliding_window = window_or_none(j, 4096);
   if (!parse_layer_types(j, c))
     for (int64_t l = 0; l < c.n_layers; ++l) c.layer_sliding[size_t(l)] = (l + 1) % 4 != 0;
   // transformers 5's rope_parameters.sliding_attention.rope_theta arrives as rope_local_base_freq.
@@ -449,9 +455,7 @@ static void parse_olmo3(const nlohmann::json& j, ModelConfig& c) {
 // follow sliding_window_pattern: a number N (4 by default) makes every N-th layer full, a string such as "LLLG"
 // names each layer of a period (L sliding, G full), as llama.cpp's converter reads it.
 static void parse_exaone4(const nlohmann::json& j, ModelConfig& c) {
-  const auto win = j.find("sliding_window");
-  c.sliding_window = win != j.end() && win->is_null() ? 0 : opt<int64_t>(j, "sliding_window", 4096);
-  if (c.sliding_window < 0) fail("config.json: sliding_window must be positive or null, got {}", c.sliding_window);
+  c.sliding_window = window_or_none(j, 4096);
   if (c.sliding_window == 0) return;  // no window: every layer full, every layer rotates
   if (!parse_layer_types(j, c)) {
     const auto pat = j.find("sliding_window_pattern");
@@ -766,6 +770,8 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
       {"Olmo3ForCausalLM", Arch::Llama},
       // EXAONE 4.0: OLMo 2's post-norms with per-head q / k norms, sliding layers and unrotated full ones.
       {"Exaone4ForCausalLM", Arch::Llama},
+      // Seed-OSS-36B: Llama with q/k/v biases (attention_bias, true by default) and an explicit head_dim.
+      {"SeedOssForCausalLM", Arch::Llama},
       // OLMoE: OLMo 2's whole-projection q / k norms (pre-norms kept) over Qwen3-MoE-routed experts.
       {"OlmoeForCausalLM", Arch::Llama},
       // GLM-4.5 / 4.6: Llama-shaped attention (q/k/v biases, half of each head rotated, optional per-head
@@ -805,9 +811,9 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   c.n_kv_heads = j.contains("num_key_value_heads") ? req_int(j, "num_key_value_heads") : c.n_heads;
   c.vocab = req_int(j, "vocab_size");
   const bool glm4 = arch == "Glm4ForCausalLM";
-  const bool minimax_m2 = arch == "MiniMaxM2ForCausalLM";
-  // Glm4Config's and MiniMaxM2Config's default head_dim is 128.
-  c.head_dim = opt<int64_t>(j, "head_dim", glm4 || minimax_m2 ? 128 : 0);
+  const bool minimax_m2 = arch == "MiniMaxM2ForCausalLM", seed_oss = arch == "SeedOssForCausalLM";
+  // Glm4Config's, MiniMaxM2Config's and SeedOssConfig's default head_dim is 128.
+  c.head_dim = opt<int64_t>(j, "head_dim", glm4 || minimax_m2 || seed_oss ? 128 : 0);
   if (c.is_deepseek()) {
     parse_mla(j, c);
   } else if (c.head_dim <= 0) {
@@ -844,6 +850,12 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   c.tie_embeddings = opt<bool>(j, "tie_word_embeddings", smollm3 || ernie);
   // LlamaAttention gives q, k, v and o biases alike when attention_bias is set.
   if (c.arch == Arch::Llama) c.qkv_bias = c.o_bias = opt<bool>(j, "attention_bias", false);
+  if (seed_oss) {
+    // SeedOssAttention: q/k/v biases with attention_bias (true by default), o_proj's with attention_out_bias
+    // (false by default, as released).
+    c.qkv_bias = opt<bool>(j, "attention_bias", true);
+    c.o_bias = opt<bool>(j, "attention_out_bias", false);
+  }
   if (glm4_moe) {
     c.o_bias = false;  // Glm4MoeAttention's o_proj has no bias whatever attention_bias says
     c.qk_norm = opt<bool>(j, "use_qk_norm", false);

@@ -30,16 +30,26 @@ void read_sliding_pattern(const GgufMetadata& m, const std::string& p, int64_t p
   for (int64_t l = 0; l < c.n_layers; ++l) c.layer_sliding[size_t(l)] = l % period < period - 1;
 }
 
+// attention.sliding_window, when the file has one (false when not, or 0), and which layers slide:
 // attention.sliding_window_pattern as one bool per layer (true: sliding; llama.cpp's converters write it so for
 // olmo2 and exaone4) or as read_sliding_pattern's period (`period_default` when absent).
-void read_layer_pattern(const GgufMetadata& m, const std::string& p, int64_t period_default, ModelConfig& c) {
+bool read_window_layers(const GgufMetadata& m, const std::string& p, int64_t period_default, ModelConfig& c) {
+  const int64_t window = m.get_int(p + "attention.sliding_window").value_or(0);
+  if (window < 0 || window > (int64_t(1) << 32))
+    fail("GGUF {}: {}attention.sliding_window {} is out of range", m.where(), p, window);
+  if (window == 0) return false;
+  c.sliding_window = window;
   const std::string key = p + "attention.sliding_window_pattern";
   const GgufValue* v = m.find(key);
-  if (!v || v->type != GgufType::Array) return read_sliding_pattern(m, p, period_default, c);
+  if (!v || v->type != GgufType::Array) {
+    read_sliding_pattern(m, p, period_default, c);
+    return true;
+  }
   if (v->elem != GgufType::Bool || int64_t(v->count) != c.n_layers)
     fail("GGUF {}: {} must be one bool per layer ({}), or a period", m.where(), key, c.n_layers);
   c.layer_sliding.assign(size_t(c.n_layers), 0);
   for (int64_t l = 0; l < c.n_layers; ++l) c.layer_sliding[size_t(l)] = v->int_at(uint64_t(l)) != 0;
+  return true;
 }
 
 // expert_count and expert_used_count (at most expert_count).
@@ -344,12 +354,7 @@ void read_olmo2(const GgufSet& g, const std::string& p, ModelConfig& c) {
   const GgufMetadata& m = g.metadata();
   refuse_experts(m, p);
   c.qk_norm_whole = c.post_norms_only = true;
-  const int64_t window = m.get_int(p + "attention.sliding_window").value_or(0);
-  if (window < 0 || window > (int64_t(1) << 32))
-    fail("GGUF {}: {}attention.sliding_window {} is out of range", m.where(), p, window);
-  if (window == 0) return;
-  c.sliding_window = window;
-  read_layer_pattern(m, p, 4, c);
+  if (!read_window_layers(m, p, 4, c)) return;
   c.rope_local_theta = m.get_float(p + "rope.freq_base_swa").value_or(c.rope_theta);
   if (!(c.rope_local_theta > 0 && std::isfinite(c.rope_local_theta)))
     fail("GGUF {}: {}rope.freq_base_swa must be positive, got {}", m.where(), p, c.rope_local_theta);
@@ -364,17 +369,23 @@ void read_exaone4(const GgufSet& g, const std::string& p, ModelConfig& c) {
   const GgufMetadata& m = g.metadata();
   refuse_experts(m, p);
   c.post_norms_only = true;
-  const int64_t window = m.get_int(p + "attention.sliding_window").value_or(0);
-  if (window < 0 || window > (int64_t(1) << 32))
-    fail("GGUF {}: {}attention.sliding_window {} is out of range", m.where(), p, window);
-  if (window == 0) return;
-  c.sliding_window = window;
-  read_layer_pattern(m, p, 4, c);
+  if (!read_window_layers(m, p, 4, c)) return;
   if (const auto base = m.get_float(p + "rope.freq_base_swa"); base && *base != c.rope_theta)
     fail("GGUF {}: {}rope.freq_base_swa {} differs from rope.freq_base {}: EXAONE 4.0 rotates every sliding layer "
          "as configured once", m.where(), p, *base, c.rope_theta);
   c.layer_nope.assign(size_t(c.n_layers), 0);
   for (int64_t l = 0; l < c.n_layers; ++l) c.layer_nope[size_t(l)] = !c.layer_sliding[size_t(l)];
+}
+
+// seed_oss (Seed-OSS-36B): Llama's tensors with q/k/v biases, RoPE on halves (nothing permuted), the MLP's input
+// norm named post_attention_norm (gguf_loader.cpp). llama.cpp reads an attention.scale for it, which its
+// converter never writes and Seed-OSS never had: refused rather than ignored.
+void read_seed_oss(const GgufSet& g, const std::string& p, ModelConfig& c) {
+  const GgufMetadata& m = g.metadata();
+  refuse_experts(m, p);
+  if (m.has(p + "attention.scale"))
+    fail("GGUF {}: {}attention.scale is set: Seed-OSS scales attention scores by 1/sqrt(head_dim) only", m.where(), p);
+  (void)c;
 }
 
 // OLMoE (llama.cpp's olmoe): OLMo 2's whole-projection attn_q_norm / attn_k_norm with the usual
@@ -493,7 +504,7 @@ void read_deepseek2_file(const GgufSet& g, const std::string& p, ModelConfig& c)
   read_deepseek2(g, p, c);
 }
 
-constexpr std::array<GgufArch, 21> kArchs = {{
+constexpr std::array<GgufArch, 22> kArchs = {{
     {"llama", Arch::Llama, true, false, false, false, false, read_llama},
     {"qwen2", Arch::Qwen2, false, true, false, false, false, nullptr},
     {"qwen2moe", Arch::Qwen2, false, true, false, true, false, read_qwen2moe},
@@ -510,6 +521,7 @@ constexpr std::array<GgufArch, 21> kArchs = {{
     {"olmo2", Arch::Llama, false, false, false, false, false, read_olmo2},
     {"olmoe", Arch::Llama, false, false, false, false, false, read_olmoe},
     {"exaone4", Arch::Llama, false, false, true, false, false, read_exaone4},
+    {"seed_oss", Arch::Llama, false, false, false, false, false, read_seed_oss},
     {"glm4", Arch::Llama, true, false, false, false, false, read_glm4},
     {"glm4moe", Arch::Llama, false, false, false, true, false, read_glm4moe},
     {"ernie4_5", Arch::Llama, true, false, false, false, false, read_ernie4_5},

@@ -116,9 +116,11 @@ struct Layout {
 // phi3 and glm4 keep the MLP's gate rows in ffn_up, before its up rows (Hugging Face's gate_up_proj).
 bool gate_up_fused(const ModelConfig& c) { return c.arch == Arch::Phi3 || c.arch_name == "glm4"; }
 
-// gpt-oss and glm4moe name the MLP's input norm post_attention_norm (Hugging Face's
+// gpt-oss, glm4moe and seed_oss name the MLP's input norm post_attention_norm (Hugging Face's
 // post_attention_layernorm), where the others say ffn_norm.
-bool mlp_norm_is_post_attention(const ModelConfig& c) { return c.arch == Arch::GptOss || c.arch_name == "glm4moe"; }
+bool mlp_norm_is_post_attention(const ModelConfig& c) {
+  return c.arch == Arch::GptOss || c.arch_name == "glm4moe" || c.arch_name == "seed_oss";
+}
 
 bool applies(Use u, const Layout& lay, int64_t layer) {
   const ModelConfig& c = lay.c;
@@ -174,7 +176,7 @@ const char* why_not(Use u) {
     case Use::KvBSplit: return "attention.key_length_mla is absent: kv_b is one attn_kv_b tensor";
     case Use::Qkv: return "layer 0 has no attn_qkv: q, k and v are separate tensors";
     case Use::Gate: return "the layer is a mixture of experts, or phi3 / glm4, whose ffn_up holds the gate rows too";
-    case Use::FfnNorm: return "gpt-oss and glm4moe name the MLP's input norm post_attention_norm; olmo2 has none";
+    case Use::FfnNorm: return "gpt-oss, glm4moe and seed_oss name the MLP's input norm post_attention_norm; olmo2 has none";
     case Use::PostNorm: return "this architecture has no norm named post_attention_norm";
     case Use::OBias: return "this architecture has no attention output bias";
     case Use::Sinks: return "this architecture has no attention sinks";

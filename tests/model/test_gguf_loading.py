@@ -694,14 +694,15 @@ for t in ("q5_0", "q5_1"):
     rms = float(np.sqrt(np.mean((got[:n].astype(np.float64) - ref_f32[:n]) ** 2)) / ref_f32[:n].std())
     check(rms < 0.25, f"{t} GGUF prompt logits within {rms:.3f} x std (rms) of the f32 folder's (tolerance 0.25)")
 
-# --- smollm3 / granite / granitemoe / olmo2 / olmoe / qwen2moe / glm4moe / glm4 / ernie4_5-moe / minimax-m2 / exaone4:
+# --- smollm3 / granite / granitemoe / olmo2 / olmoe / qwen2moe / glm4moe / glm4 / ernie4_5-moe / minimax-m2 / exaone4 /
+# seed_oss:
 # what model_gguf_llamacpp's cases of them compare with llama.cpp, here
 # against the HF folder (Q/K permuted: equal up to summation order), the keys that matter, and refusals.
 # The converter refuses a SmolLM3 whose NoPE layers are not llama.cpp's every fourth.
 for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", "5"]), ("granite", []),
                     ("granitemoe", []), ("olmo2", []), ("olmoe", []), ("qwen2moe", ["--mlp-only-layers", ""]),
                     ("glm4moe", ["--use-qk-norm"]), ("glm4", []), ("ernie4_5-moe", []), ("minimax-m2", []),
-                    ("exaone4", [])):
+                    ("exaone4", []), ("seed_oss", [])):
     hf = os.path.join(WORK, f"hf-{arch}")
     hf_arch = {"granitemoe": "granite_moe", "qwen2moe": "qwen2_moe", "glm4moe": "glm4_moe",
                "ernie4_5-moe": "ernie4_5_moe", "minimax-m2": "minimax_m2"}.get(arch, arch)
@@ -716,7 +717,7 @@ for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", 
     check(err <= 1e-5 and got_out == ref_out, f"{arch} GGUF == its HF folder: max diff {err:.2g} x std {why}")
     keys = {"smollm3": [], "granite": ["embedding_scale", "attention.scale", "residual_scale"],
             "granitemoe": ["residual_scale"], "olmo2": [], "olmoe": [], "qwen2moe": [], "glm4moe": [], "glm4": [],
-            "ernie4_5-moe": [], "minimax-m2": [], "exaone4": []}[arch]
+            "ernie4_5-moe": [], "minimax-m2": [], "exaone4": [], "seed_oss": []}[arch]
     for key in keys:
         off, _ = dump_logits(write(f"{arch}-no-{key}", patched_model(base=gg, drop=(f"{arch}.{key}",))), ids)
         off_err, _ = max_diff(off, ref)
@@ -741,6 +742,10 @@ for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", 
                 ("ernie_shared_width", dict(replace_kv={"ernie4_5-moe.expert_shared_feed_forward_length":
                                                         (G.U32, 100, None)}), "expert_shared_feed_forward_length"),
                 ("ernie_no_shexp", dict(drop=("blk.1.ffn_up_shexp.weight",)), "blk.1.ffn_up_shexp.weight")]
+    if arch == "seed_oss":  # an attention scale llama.cpp would apply; the MLP's input norm it names post_attention_norm
+        bads += [("seed_oss_scale", dict(extra_kv=[("seed_oss.attention.scale", G.F32, 0.1)]), "attention.scale"),
+                 ("seed_oss_no_mlp_norm", dict(drop=("blk.1.post_attention_norm.weight",)),
+                  "blk.1.post_attention_norm.weight")]
     if arch == "exaone4":  # a per-layer pattern of another length; a missing per-head norm; another sliding base
         bads = [("exaone4_pattern_length", dict(replace_kv={"exaone4.attention.sliding_window_pattern":
                                                             (G.ARRAY, [True, False], G.BOOL)}),
@@ -810,6 +815,13 @@ p = subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "hf_to_gguf.
                     "--out", os.path.join(WORK, "smollm3-bad.gguf")], capture_output=True, text=True, timeout=300)
 check(p.returncode != 0 and "no_rope_layers" in p.stderr,
       f"the converter refuses NoPE layers 1 and 3 for smollm3: {p.stderr[-200:].strip()}")
+seed_bad = os.path.join(WORK, "hf-seed_oss-o-bias")
+subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.py"), "--arch", "seed_oss", "--dtype",
+                "f32", "--quiet", "--attention-out-bias", "--out", seed_bad], check=True, timeout=300)
+p = subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "hf_to_gguf.py"), seed_bad, "--outtype", "f32",
+                    "--out", os.path.join(WORK, "seed_oss-bad.gguf")], capture_output=True, text=True, timeout=300)
+check(p.returncode != 0 and "attention_out_bias" in p.stderr,
+      f"the converter refuses an o_proj bias for seed_oss (llama.cpp reads none): {p.stderr[-200:].strip()}")
 
 # --- block-aligned shards of quantized tensors ------------------------------------------------------
 q4k = os.path.join(HERE, "fixtures", "gguf", "llama-q-Q4_K_M.gguf")

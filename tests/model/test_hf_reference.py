@@ -262,6 +262,10 @@ OLMO2_CASES = [
                                        "--original-max-position-embeddings", "32"], 136),
     Case("exaone4_layer_types_bf16", "bf16", ["--arch", "exaone4", "--layer-types", "s,f,s,f"], 137),
     Case("exaone4_no_window_f32", "f32", ["--arch", "exaone4", "--sliding-window", "0"], 138),
+    # Seed-OSS (SeedOssForCausalLM): q/k/v biases, head_dim 40 with 4 heads on a 128-wide model, rope_theta 1e7; and an
+    # o_proj bias (attention_out_bias, which SeedOssConfig allows and the release does not use) in bf16.
+    Case("seed_oss_f32", "f32", ["--arch", "seed_oss"], 139),
+    Case("seed_oss_o_bias_bf16", "bf16", ["--arch", "seed_oss", "--attention-out-bias"], 140),
     # OLMoE (OlmoeForCausalLM): OLMo 2's whole-projection q / k norms with Llama's pre-norms, 8 experts top 2 in
     # every layer, unrenormalised as OlmoeConfig's default; and renormalised (norm_topk_prob true) in bf16.
     Case("olmoe_f32", "f32", ["--arch", "olmoe"], 124),
@@ -309,6 +313,7 @@ ARCH_BREAKS = {"llama": [], "qwen2": ["skip_bias"], "qwen3": ["skip_q_norm", "sk
                "olmo2": ["olmo2_qk_norm_per_head", "olmo2_pre_norms"],
                "olmo3": ["olmo2_qk_norm_per_head", "olmo2_pre_norms", "no_sliding_window", "olmo3_layer_types_flipped"],
                "exaone4": ["skip_q_norm", "skip_k_norm", "olmo2_pre_norms"],
+               "seed_oss": ["skip_bias"],
                "olmoe": ["olmoe_qk_norm_per_head", "moe_flip_renorm"],
                "ernie4_5": [],
                "ernie4_5_moe": ["ernie_no_selection_bias", "ernie_weights_unnormalised"],
@@ -759,7 +764,7 @@ def main():
                                                 "ernie4_5_f32", "ernie4_5_moe_f32", "minimax_m2_f32", "olmo3_f32",
                                                 "olmo3_yarn_layer_types_f32", "olmo3_yarn_bf16",
                                                 "exaone4_llama3_f32", "exaone4_layer_types_bf16",
-                                                "exaone4_no_window_f32",
+                                                "exaone4_no_window_f32", "seed_oss_f32", "seed_oss_o_bias_bf16",
                                                 "minimax_m2_bf16")]
         for c in picks or cases:
             try:

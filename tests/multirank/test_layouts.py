@@ -199,6 +199,7 @@ elif CASE == "dump_logits":
                           ("olmo2", ["tp2", "tp2_dp2"]),
                           ("olmo3", ["tp2_dp2"]),  # the same, with sliding layers and two RoPE tables
                           ("exaone4", ["tp2"]),  # per-head q / k norms, post-norms, unrotated full layers
+                          ("seed_oss", ["tp2"]),  # q/k/v biases sliced with heads wider than hidden / heads
                           ("olmoe", ["tp2_ep2"]),  # the same norms, experts split over the ranks
                           # the gated shared expert split over the MLP ranks, each partial sum scaled by the gate
                           ("qwen2_moe", ["tp2_ep2", "tp2_dp2"]),

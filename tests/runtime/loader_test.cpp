@@ -1136,6 +1136,28 @@ TEST(ModelConfig, Exaone4PatternsAndGlobalNoPE) {
   refused(bad, "sliding_window");
 }
 
+// SeedOssConfig's defaults (q/k/v biases on, o_proj's off, head_dim 128) and Seed-OSS-36B's shape.
+TEST(ModelConfig, SeedOssBiasesAndHeadDim) {
+  nlohmann::json j = {{"architectures", {"SeedOssForCausalLM"}}, {"hidden_size", 5120}, {"num_hidden_layers", 64},
+                      {"num_attention_heads", 80}, {"num_key_value_heads", 8}, {"intermediate_size", 27648},
+                      {"vocab_size", 155136}, {"max_position_embeddings", 524288}, {"rope_theta", 10000000.0}};
+  ModelConfig c = ModelConfig::from_hf_json(j);
+  EXPECT_EQ(c.arch, Arch::Llama);
+  EXPECT_EQ(c.head_dim, 128);  // not 5120 / 80
+  EXPECT_TRUE(c.qkv_bias);
+  EXPECT_FALSE(c.o_bias);
+  EXPECT_DOUBLE_EQ(c.rms_eps, 1e-6);
+  EXPECT_DOUBLE_EQ(c.rope_theta, 1e7);
+  EXPECT_EQ(c.sliding_window, 0);
+  j["attention_bias"] = false;
+  j["attention_out_bias"] = true;
+  c = ModelConfig::from_hf_json(j);
+  EXPECT_FALSE(c.qkv_bias);
+  EXPECT_TRUE(c.o_bias);
+  j["mlp_bias"] = true;
+  refused(j, "mlp_bias");
+}
+
 // Glm4Config's documented defaults (GLM-4-9B-0414 names most of them).
 TEST(ModelConfig, Glm4Defaults) {
   nlohmann::json j = {{"architectures", {"Glm4ForCausalLM"}}, {"hidden_size", 4096}, {"num_hidden_layers", 2},

@@ -113,6 +113,9 @@ CASES = {
     "exaone4": dict(hf=["--arch", "exaone4", "--num-hidden-layers", "64", "--hidden-size", "64",
                         "--intermediate-size", "96", "--rope-scaling", "llama3", "--rope-factor", "8",
                         "--original-max-position-embeddings", "32", "--seed", "39"], gguf=[], variants=["F32"]),
+    # Seed-OSS (llama.cpp's seed_oss: q/k/v biases, 4 heads of 40 on a 128-wide model, the MLP's input norm named
+    # post_attention_norm, RoPE on halves with nothing permuted, rope_theta 1e7).
+    "seed_oss": dict(hf=["--arch", "seed_oss", "--seed", "40"], gguf=[], variants=["F32"], same_as_hf=True),
     # OLMoE (llama.cpp's olmoe: OLMo 2's whole-projection attn_q_norm / attn_k_norm with attn_norm / ffn_norm,
     # feed_forward_length-wide experts in every layer, the top k's softmax weights not renormalised): the tiny
     # model, 8 experts top 2, with 4 KV heads of 4 (OLMoE-1B-7B is MHA; llama.cpp's olmoe sizes attn_k_norm by

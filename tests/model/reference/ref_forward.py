@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Independent float64 NumPy forward pass of Hugging Face Llama / Mistral / Qwen2 / Qwen2-MoE / Qwen3 / Qwen3-MoE /
 Mixtral / DeepSeek-V2 / DeepSeek-V3 / Gemma 2 / Gemma 3 (text) / Phi-3 (Phi-3, Phi-3.5, Phi-4, Phi-4-mini) /
-gpt-oss / SmolLM3 / Granite 3.x / Granite-MoE / OLMo 2 / OLMo 3 / EXAONE 4.0 / OLMoE / GLM-4-0414 (Glm4) / GLM-4.5 (Glm4Moe) /
+gpt-oss / SmolLM3 / Granite 3.x / Granite-MoE / OLMo 2 / OLMo 3 / EXAONE 4.0 / Seed-OSS / OLMoE / GLM-4-0414 (Glm4) / GLM-4.5 (Glm4Moe) /
 ERNIE 4.5 (dense and MoE) / MiniMax-M2 models.
 
 Written from the published architecture definitions (transformers' modeling_llama, modeling_mistral,
@@ -11,7 +11,8 @@ modeling_phi3 / configuration_phi3 / modeling_rope_utils (see Phi3Rope), modelin
 configuration_gpt_oss / integrations/mxfp4 (see RefModel._gpt_oss_init), modular_smollm3 and
 modular_granite / configuration_granite, modular_granitemoe / modeling_jetmoe (see RefModel._smollm3_init,
 _granite_init, _granite_moe), modular_olmo2 / configuration_olmo2 (see RefModel._olmo2_init), modular_olmo3 (see
-RefModel._olmo3_init), modular_exaone4 (see RefModel._exaone4_init), modeling_olmoe / configuration_olmoe
+RefModel._olmo3_init), modular_exaone4 (see RefModel._exaone4_init), modular_seed_oss / configuration_seed_oss
+(see RefModel._seed_oss_init), modeling_olmoe / configuration_olmoe
 (see RefModel._olmoe_init), modeling_glm4_moe / configuration_glm4_moe (see RefModel._glm4_moe_init), modular_glm4 / modeling_glm /
 configuration_glm4 (see RefModel._glm4_init), modular_ernie4_5 / modular_ernie4_5_moe /
 configuration_ernie4_5_moe (see RefModel._ernie_init, _ernie_moe), modular_minimax_m2 / configuration_minimax_m2
@@ -507,7 +508,7 @@ class RefModel:
                  "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3", "Phi3ForCausalLM": "phi3",
                  "GptOssForCausalLM": "gpt_oss", "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite",
                  "GraniteMoeForCausalLM": "granite_moe", "Olmo2ForCausalLM": "olmo2",
-                 "Olmo3ForCausalLM": "olmo3", "Exaone4ForCausalLM": "exaone4",
+                 "Olmo3ForCausalLM": "olmo3", "Exaone4ForCausalLM": "exaone4", "SeedOssForCausalLM": "seed_oss",
                  "OlmoeForCausalLM": "olmoe", "Glm4MoeForCausalLM": "glm4_moe",
                  "Glm4ForCausalLM": "glm4", "Ernie4_5ForCausalLM": "ernie4_5",
                  "Ernie4_5_MoeForCausalLM": "ernie4_5_moe", "MiniMaxM2ForCausalLM": "minimax_m2"}
@@ -554,12 +555,14 @@ class RefModel:
             self._granite_init()
         elif self.arch in ("olmo2", "olmo3"):
             self._olmo2_init()
-        if self.arch == "olmo3":
-            self._olmo3_init()
-        if self.arch == "exaone4":
-            self._exaone4_init()
         elif self.arch == "olmoe":
             self._olmoe_init()
+        if self.arch == "olmo3":
+            self._olmo3_init()
+        elif self.arch == "exaone4":
+            self._exaone4_init()
+        elif self.arch == "seed_oss":
+            self._seed_oss_init()
         self.glm_rotary = None
         if self.arch == "glm4_moe":
             self._glm4_moe_init()
@@ -569,6 +572,15 @@ class RefModel:
             self._ernie_init()
         if self.arch == "minimax_m2":
             self._minimax_m2_init()
+
+    def _seed_oss_init(self):
+        """SeedOssConfig / modular_seed_oss: LlamaDecoderLayer around SeedOssAttention, whose q / k / v projections
+        have biases when attention_bias (default true) and o_proj when attention_out_bias (default false);
+        head_dim defaults to 128, rms_norm_eps to 1e-6; dropout is training only."""
+        c = self.config
+        self.head_dim = c.get("head_dim") or 128
+        if c.get("mlp_bias"):
+            raise ValueError("mlp_bias is not modelled")
 
     def _minimax_m2_init(self):
         """MiniMaxM2Config / modular_minimax_m2 with the config's defaults (head_dim 128, rms_norm_eps 1e-6,
@@ -1069,7 +1081,8 @@ class RefModel:
                 v = h @ w[p + "self_attn.v_proj.weight"].T
             biased = self.arch == "qwen2" or (self.arch == "qwen2_moe" and self.config.get("qkv_bias", True)) or \
                 (self.arch == "glm4_moe" and self.config.get("attention_bias", False)) or \
-                (self.arch == "glm4" and self.config.get("attention_bias", True))
+                (self.arch == "glm4" and self.config.get("attention_bias", True)) or \
+                (self.arch == "seed_oss" and self.config.get("attention_bias", True))
             if biased and "skip_bias" not in breaks:
                 q = q + w[p + "self_attn.q_proj.bias"]
                 k = k + w[p + "self_attn.k_proj.bias"]
@@ -1108,6 +1121,8 @@ class RefModel:
                 e = np.exp(s)
                 attn[:, hh, :] = (e / e.sum(axis=1, keepdims=True)) @ v[:, kv, :]
             out = (act(attn.reshape(T, -1)) @ w[p + "self_attn.o_proj.weight"].T) * res
+            if self.arch == "seed_oss" and self.config.get("attention_out_bias", False) and "skip_bias" not in breaks:
+                out = out + w[p + "self_attn.o_proj.bias"]
             if olmo2 and "olmo2_pre_norms" not in breaks:
                 out = rms_norm(out, w[p + "post_attention_layernorm.weight"], self.eps, breaks)
             glm4_post = self.arch == "glm4" and "glm4_no_post_norms" not in breaks
