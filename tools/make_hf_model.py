@@ -50,6 +50,7 @@ ARCHITECTURES = {
     "olmo3": ("Olmo3ForCausalLM", "olmo3"),
     "exaone4": ("Exaone4ForCausalLM", "exaone4"),
     "seed_oss": ("SeedOssForCausalLM", "seed_oss"),
+    "ministral3": ("Ministral3ForCausalLM", "ministral3"),
     "olmoe": ("OlmoeForCausalLM", "olmoe"),
     "ernie4_5": ("Ernie4_5ForCausalLM", "ernie4_5"),
     "ernie4_5_moe": ("Ernie4_5_MoeForCausalLM", "ernie4_5_moe"),
@@ -175,6 +176,13 @@ TINY = {
     # an o_proj bias with --attention-out-bias; rms_norm_eps 1e-6 and rope_theta 1e7 as released.
     "seed_oss": dict(vocab_size=397, hidden_size=128, intermediate_size=344, num_hidden_layers=3,
                      num_attention_heads=4, num_key_value_heads=2, head_dim=40, rope_theta=1e7),
+    # Ministral 3 (Ministral3ForCausalLM): Mistral with head_dim independent of hidden_size (4 x 40 != 128), no window,
+    # transformers 5's rope_parameters as released (YaRN with mscale = mscale_all_dim = 1, so no cos / sin factor)
+    # plus llama_4_scaling_beta 0.1, the queries' temperature period being original_max_position_embeddings: 16 here
+    # (16384 released) so that the tests' positions cross several periods; rms_norm_eps 1e-5 as Ministral3Config's.
+    "ministral3": dict(vocab_size=397, hidden_size=128, intermediate_size=344, num_hidden_layers=3,
+                       num_attention_heads=4, num_key_value_heads=2, head_dim=40, rms_norm_eps=1e-5,
+                       rope_theta=1e6, rope_factor=4.0, original_max_position_embeddings=16),
     "exaone4": dict(vocab_size=397, hidden_size=128, intermediate_size=344, num_hidden_layers=4,
                     num_attention_heads=4, num_key_value_heads=2, head_dim=None, sliding_window=6, rms_norm_eps=1e-5),
     # OLMoE (OlmoeForCausalLM: OLMoE-1B-7B): Llama's pre-norms, OLMo 2's whole-projection q / k norms, every layer
@@ -364,6 +372,14 @@ def build_config(a):
             cfg["no_rope_layers"] = a.no_rope_layers
     if a.arch in ("olmo2", "olmo3"):
         cfg.update({"attention_bias": False, "pad_token_id": 1})
+    if a.arch == "ministral3":
+        cfg.update({"head_dim": a.head_dim, "sliding_window": a.sliding_window or None, "pad_token_id": 11})
+        del cfg["rope_theta"], cfg["rope_scaling"]
+        cfg["rope_parameters"] = {"type": "yarn", "rope_theta": a.rope_theta, "factor": a.rope_factor,
+                                  "original_max_position_embeddings": a.original_max_position_embeddings,
+                                  "max_position_embeddings": a.max_position_embeddings, "beta_fast": 32.0,
+                                  "beta_slow": 1.0, "mscale": 1.0, "mscale_all_dim": 1.0,
+                                  "llama_4_scaling_beta": a.llama_4_scaling_beta}
     if a.arch == "seed_oss":
         cfg.update({"head_dim": a.head_dim, "attention_bias": True, "attention_out_bias": bool(a.attention_out_bias),
                     "mlp_bias": False, "attention_dropout": 0.1, "residual_dropout": 0.1, "pad_token_id": 1})
@@ -1334,6 +1350,8 @@ def parse_args(argv):
     ap.add_argument("--norm-topk-prob", dest="norm_topk_prob", choices=["true", "false"])
     ap.add_argument("--use-qk-norm", dest="use_qk_norm", action="store_true", default=None,
                     help="glm4_moe: per-head q_norm / k_norm (GLM-4.5 355B has them, Air does not)")
+    ap.add_argument("--llama-4-scaling-beta", dest="llama_4_scaling_beta", type=float, default=0.1,
+                    help="ministral3: the queries' temperature slope (0.1)")
     ap.add_argument("--attention-out-bias", dest="attention_out_bias", action="store_true", default=False,
                     help="seed_oss: an o_proj bias (attention_out_bias true; the release has none)")
     ap.add_argument("--shared-expert-intermediate-size", dest="shared_expert_intermediate_size", type=int,
@@ -1501,6 +1519,10 @@ def parse_args(argv):
         ap.error("--shards must be >= 1")
     if a.attention_out_bias and arch != "seed_oss":
         ap.error("--attention-out-bias is for --arch seed_oss")
+    if "llama_4_scaling_beta" in a.explicit and arch != "ministral3":
+        ap.error("--llama-4-scaling-beta is for --arch ministral3")
+    if arch == "ministral3" and a.rope_scaling != "none":
+        ap.error("ministral3 writes its own yarn rope_parameters (--rope-factor, --original-max-position-embeddings)")
     if arch != "smollm3" and {"no_rope_layers", "no_rope_layer_interval"} & a.explicit:
         ap.error("--no-rope-layers and --no-rope-layer-interval are for --arch smollm3")
     if arch == "smollm3":

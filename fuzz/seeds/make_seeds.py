@@ -253,6 +253,11 @@ configs = {
     "exaone4": dict(llama, architectures=["Exaone4ForCausalLM"], sliding_window=4, sliding_window_pattern="LG"),
     "exaone4_bad_pattern": dict(llama, architectures=["Exaone4ForCausalLM"], sliding_window=4,
                                 sliding_window_pattern="L?"),
+    # Ministral 3 inside Mistral3ForConditionalGeneration, transformers 5's rope_parameters with the query temperature.
+    "ministral3": {"architectures": ["Mistral3ForConditionalGeneration"], "text_config": dict(
+        llama, model_type="ministral3", head_dim=16, rope_parameters={
+            "type": "yarn", "rope_theta": 1e6, "factor": 16.0, "original_max_position_embeddings": 16,
+            "max_position_embeddings": 256, "mscale": 1.0, "mscale_all_dim": 1.0, "llama_4_scaling_beta": 0.1})},
     # Fp8 checkpoints: DeepSeek-V3's quantization_config, and compressed-tensors' (model/fp8_checkpoint.h).
     "fp8_blocks": dict(qwen3, quantization_config={"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
                                                    "weight_block_size": [128, 128]}),

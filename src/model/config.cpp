@@ -709,19 +709,51 @@ static nlohmann::json mistral_defaults() {
           {"bos_token_id", 1},            {"eos_token_id", 2}};
 }
 
+// Ministral 3 (Ministral3ForCausalLM, and Ministral-3 / Devstral-2-Small's text_config model_type ministral3):
+// Mistral's layer with Ministral3Config's defaults (head_dim 128, rms_norm_eps 1e-5, no window; without
+// rope_parameters, YaRN factor 16 over 16384 positions of base 1e6 with mscale = mscale_all_dim = 1 and
+// llama_4_scaling_beta 0.1). Ministral3Attention multiplies each query after RoPE by Llama 4's temperature
+// 1 + llama_4_scaling_beta * ln(1 + floor(p / original_max_position_embeddings)); that key (and the
+// max_position_embeddings rope validation ignores) leaves rope_scaling here for parse_hf_config.
+static nlohmann::json ministral3_config(nlohmann::json t) {
+  const bool rope_given = t.contains("rope_parameters") || t.contains("rope_scaling") || t.contains("rope_theta");
+  read_rope_parameters(t);
+  if (!rope_given) {
+    t["rope_theta"] = 1000000.0;
+    t["rope_scaling"] = {{"type", "yarn"}, {"factor", 16.0}, {"original_max_position_embeddings", 16384},
+                         {"beta_fast", 32.0}, {"beta_slow", 1.0}, {"mscale", 1.0}, {"mscale_all_dim", 1.0},
+                         {"llama_4_scaling_beta", 0.1}};
+  }
+  if (auto rs = t.find("rope_scaling"); rs != t.end() && rs->is_object()) {
+    if (auto b = rs->find("llama_4_scaling_beta"); b != rs->end()) {
+      t["llama_4_scaling_beta"] = *b;
+      rs->erase(b);
+    }
+    rs->erase("max_position_embeddings");
+  }
+  nlohmann::json with_defaults = {{"head_dim", 128}, {"rms_norm_eps", 1e-5}, {"max_position_embeddings", 262144},
+                                  {"sliding_window", nullptr}, {"tie_word_embeddings", false}, {"bos_token_id", 1},
+                                  {"eos_token_id", 2}, {"hidden_act", "silu"}};
+  with_defaults.update(t);
+  with_defaults["architectures"] = nlohmann::json::array({"Ministral3ForCausalLM"});
+  return with_defaults;
+}
+
 // Mistral3ForConditionalGeneration (Mistral Small 3.1 / 3.2, Magistral Small, Devstral Small as
-// published): its Mistral language model, read from text_config with MistralConfig's defaults, for
-// text only (the Pixtral vision tower is not run; Model::load drops its tensors). The special ids and
-// dtype may sit at the top level.
+// published; Ministral 3 with text_config model_type ministral3): its language model, read from text_config
+// with its config class's defaults, for text only (the Pixtral vision tower is not run; Model::load drops
+// its tensors). The special ids and dtype may sit at the top level.
 static nlohmann::json mistral3_text_config(const nlohmann::json& j) {
   auto it = j.find("text_config");
   if (it == j.end() || !it->is_object()) fail("config.json: Mistral3ForConditionalGeneration without text_config");
   nlohmann::json t = *it;
-  if (const std::string type = opt<std::string>(t, "model_type", "mistral"); type != "mistral")
+  const std::string type = opt<std::string>(t, "model_type", "mistral");
+  if (type != "mistral" && type != "ministral3")
     fail("config.json: text_config.model_type \"{}\" is not supported for Mistral3ForConditionalGeneration (only "
-         "mistral)", type);
+         "mistral, ministral3)", type);
   for (const char* key : {"bos_token_id", "eos_token_id", "torch_dtype", "dtype"})
     if (!t.contains(key) && j.contains(key)) t[key] = j[key];
+  if (type == "ministral3") return ministral3_config(t);
   read_rope_parameters(t);
   nlohmann::json with_defaults = mistral_defaults();
   with_defaults.update(t);
@@ -772,6 +804,8 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
       {"Exaone4ForCausalLM", Arch::Llama},
       // Seed-OSS-36B: Llama with q/k/v biases (attention_bias, true by default) and an explicit head_dim.
       {"SeedOssForCausalLM", Arch::Llama},
+      // Ministral 3: Mistral with YaRN and Llama 4's query temperature (ministral3_config).
+      {"Ministral3ForCausalLM", Arch::Llama},
       // OLMoE: OLMo 2's whole-projection q / k norms (pre-norms kept) over Qwen3-MoE-routed experts.
       {"OlmoeForCausalLM", Arch::Llama},
       // GLM-4.5 / 4.6: Llama-shaped attention (q/k/v biases, half of each head rotated, optional per-head
@@ -1002,6 +1036,18 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   c.dtype = dt == "float32" ? DType::F32 : dt == "float16" ? DType::F16 : DType::BF16;
   if (gemma) parse_gemma(j, c);
   if (olmo3) parse_olmo3(j, c);
+  if (arch == "Ministral3ForCausalLM") {
+    if (c.rope_scaling.type != RopeScaling::Type::Yarn)
+      fail("config.json: Ministral3ForCausalLM needs yarn rope_parameters: their original_max_position_embeddings is "
+           "the query temperature's period");
+    if (!j.contains("llama_4_scaling_beta"))
+      fail("config.json: rope_parameters.llama_4_scaling_beta is missing (Ministral3Attention scales every query by "
+           "it)");
+    c.q_temp_beta = opt<double>(j, "llama_4_scaling_beta", 0.0);
+    if (!(c.q_temp_beta >= 0 && std::isfinite(c.q_temp_beta)))
+      fail("config.json: rope_parameters.llama_4_scaling_beta must be >= 0, got {}", c.q_temp_beta);
+    c.q_temp_period = c.rope_scaling.original_max_position_embeddings;
+  }
   if (exaone4) parse_exaone4(j, c);
   return c;
 }
@@ -1026,6 +1072,7 @@ static ModelConfig parse_any_hf_config(const nlohmann::json& config) {
     c.arch_name = arch;
     return c;
   }
+  if (arch == "Ministral3ForCausalLM") return parse_hf_config(ministral3_config(j));
   const bool gemma_mm = arch == "Gemma3ForConditionalGeneration";
   if (!gemma_mm && arch != "Gemma3ForCausalLM" && arch != "Gemma2ForCausalLM") return parse_hf_config(j);
   nlohmann::json with_defaults = arch == "Gemma2ForCausalLM" ? gemma2_defaults() : gemma3_text_defaults();

@@ -148,6 +148,11 @@ struct ModelConfig {
   // and of the final logits.
   float attn_softcap = 0.0f;
   float final_softcap = 0.0f;
+  // > 0: Ministral 3's position-dependent query temperature (rope_parameters.llama_4_scaling_beta, Llama 4's
+  // rule): after RoPE each query at position p is multiplied by 1 + beta * ln(1 + floor(p / period)), the period
+  // being the YaRN original_max_position_embeddings.
+  double q_temp_beta = 0;
+  double q_temp_period = 0;
   // < head_dim: only the first rotary_dim values of each head rotate, the rest pass through (Phi-4-mini's
   // partial_rotary_factor 0.75); 0: the whole head.
   int64_t rotary_dim = 0;

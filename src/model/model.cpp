@@ -484,6 +484,11 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
       float* qh = &q_[row * qd + h * hd];
       if (c.qk_norm) rmsnorm(qh, L.q_norm.data(), qh, 1, hd, eps);
       if (rd > 0) rope(qh, 1, hd, rd, cs, cs + rd / 2, c.rope_interleaved);
+      if (c.q_temp_beta > 0) {
+        const double p = double(row_pos_[size_t(row)]);
+        const auto f = float(1.0 + c.q_temp_beta * std::log1p(std::floor(p / c.q_temp_period)));
+        for (int64_t i = 0; i < hd; ++i) qh[i] *= f;
+      }
       continue;
     }
     const int64_t pos = row_pos_[size_t(row)];

@@ -266,6 +266,10 @@ OLMO2_CASES = [
     # o_proj bias (attention_out_bias, which SeedOssConfig allows and the release does not use) in bf16.
     Case("seed_oss_f32", "f32", ["--arch", "seed_oss"], 139),
     Case("seed_oss_o_bias_bf16", "bf16", ["--arch", "seed_oss", "--attention-out-bias"], 140),
+    # Ministral 3 (Ministral3ForCausalLM): YaRN from transformers 5's rope_parameters with mscale = mscale_all_dim, and
+    # Llama 4's query temperature over periods of 16 positions; with a 20-token window too (bf16).
+    Case("ministral3_f32", "f32", ["--arch", "ministral3"], 141),
+    Case("ministral3_window_bf16", "bf16", ["--arch", "ministral3", "--sliding-window", "20"], 142),
     # OLMoE (OlmoeForCausalLM): OLMo 2's whole-projection q / k norms with Llama's pre-norms, 8 experts top 2 in
     # every layer, unrenormalised as OlmoeConfig's default; and renormalised (norm_topk_prob true) in bf16.
     Case("olmoe_f32", "f32", ["--arch", "olmoe"], 124),
@@ -314,6 +318,7 @@ ARCH_BREAKS = {"llama": [], "qwen2": ["skip_bias"], "qwen3": ["skip_q_norm", "sk
                "olmo3": ["olmo2_qk_norm_per_head", "olmo2_pre_norms", "no_sliding_window", "olmo3_layer_types_flipped"],
                "exaone4": ["skip_q_norm", "skip_k_norm", "olmo2_pre_norms"],
                "seed_oss": ["skip_bias"],
+               "ministral3": ["ministral3_no_q_temperature", "no_rope_scaling"],
                "olmoe": ["olmoe_qk_norm_per_head", "moe_flip_renorm"],
                "ernie4_5": [],
                "ernie4_5_moe": ["ernie_no_selection_bias", "ernie_weights_unnormalised"],
@@ -765,6 +770,7 @@ def main():
                                                 "olmo3_yarn_layer_types_f32", "olmo3_yarn_bf16",
                                                 "exaone4_llama3_f32", "exaone4_layer_types_bf16",
                                                 "exaone4_no_window_f32", "seed_oss_f32", "seed_oss_o_bias_bf16",
+                                                "ministral3_f32", "ministral3_window_bf16",
                                                 "minimax_m2_bf16")]
         for c in picks or cases:
             try:

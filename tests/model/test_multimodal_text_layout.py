@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Gemma 3 4B and larger are published as Gemma3ForConditionalGeneration, Mistral Small 3.1 / 3.2 (and
-Magistral / Devstral Small) as Mistral3ForConditionalGeneration: the language model's config nested in
+Magistral / Devstral Small) and Ministral 3 as Mistral3ForConditionalGeneration: the language model's config nested in
 text_config (naming only what differs from Gemma3TextConfig's / MistralConfig's defaults; the special
 ids and dtype at the top level), its tensors under language_model.model. (transformers < 4.52) or
 model.language_model. (later), beside a vision tower and projector dpserve does not run.
@@ -47,6 +47,13 @@ FAMILIES = {
                     defaults={"rms_norm_eps": 1e-6, "rope_theta": 10000.0, "tie_word_embeddings": False,
                               "hidden_act": "silu", "bos_token_id": 1, "eos_token_id": 2},
                     vision="patch_conv.weight", projector="linear_1.weight"),
+    # Ministral 3 (and Devstral 2 Small): the same wrapper around text_config model_type ministral3, whose
+    # defaults are Ministral3Config's (rms_norm_eps 1e-5, no window); its rope_parameters are kept (not the
+    # default YaRN: the tiny model's period is 16).
+    "ministral3": dict(mm="Mistral3ForConditionalGeneration", model_type="mistral3", seed=56, extra=[],
+                       defaults={"rms_norm_eps": 1e-5, "sliding_window": None, "tie_word_embeddings": False,
+                                 "hidden_act": "silu", "bos_token_id": 1, "eos_token_id": 2},
+                       vision="patch_conv.weight", projector="linear_1.weight"),
 }
 
 

@@ -386,6 +386,7 @@ def test_every_break_changes_logits():
         "ernie_moe": rf.RefModel(make_model("brk_ernie_moe", "--arch", "ernie4_5_moe")),
         "minimax_m2": rf.RefModel(make_model("brk_minimax_m2", "--arch", "minimax_m2")),
         "exaone4": rf.RefModel(make_model("brk_exaone4", "--arch", "exaone4")),
+        "ministral3": rf.RefModel(make_model("brk_ministral3", "--arch", "ministral3")),
         "olmo3": rf.RefModel(make_model("brk_olmo3", "--arch", "olmo3", "--rope-scaling", "yarn", "--rope-factor", "4",
                                         "--original-max-position-embeddings", "16")),
     }
@@ -410,6 +411,7 @@ def test_every_break_changes_logits():
     use.update({b: "minimax_m2" for b in rf.BREAKS if b.startswith("minimax_")})
     use.update({b: "olmo3" for b in rf.BREAKS if b.startswith("olmo3_")})
     use.update({b: "exaone4" for b in rf.BREAKS if b.startswith("exaone4_")})
+    use.update({b: "ministral3" for b in rf.BREAKS if b.startswith("ministral3_")})
     use["yarn_truncate_ignored"] = "gpt_oss"
     for b in rf.BREAKS:
         m = models[use.get(b, "llama3")]

@@ -1136,6 +1136,50 @@ TEST(ModelConfig, Exaone4PatternsAndGlobalNoPE) {
   refused(bad, "sliding_window");
 }
 
+// Ministral 3: transformers 5's rope_parameters with llama_4_scaling_beta (the queries' temperature, its period the
+// YaRN original context), Ministral3Config's defaults without them, the Mistral3ForConditionalGeneration wrapper.
+TEST(ModelConfig, Ministral3QueryTemperature) {
+  nlohmann::json j = {{"architectures", {"Ministral3ForCausalLM"}}, {"hidden_size", 4096}, {"num_hidden_layers", 34},
+                      {"num_attention_heads", 32}, {"num_key_value_heads", 8}, {"intermediate_size", 14336},
+                      {"vocab_size", 131072}};
+  ModelConfig c = ModelConfig::from_hf_json(j);  // Ministral3Config's defaults
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_DOUBLE_EQ(c.rms_eps, 1e-5);
+  EXPECT_DOUBLE_EQ(c.rope_theta, 1e6);
+  EXPECT_EQ(c.rope_scaling.type, RopeScaling::Type::Yarn);
+  EXPECT_DOUBLE_EQ(c.rope_scaling.factor, 16.0);
+  EXPECT_DOUBLE_EQ(c.q_temp_beta, 0.1);
+  EXPECT_DOUBLE_EQ(c.q_temp_period, 16384.0);
+  EXPECT_EQ(c.sliding_window, 0);
+  EXPECT_EQ(c.max_pos, 262144);
+  j["rope_parameters"] = {{"type", "yarn"}, {"rope_theta", 1000000.0}, {"factor", 16.0},
+                          {"original_max_position_embeddings", 16384}, {"max_position_embeddings", 262144},
+                          {"beta_fast", 32.0}, {"beta_slow", 1.0}, {"mscale", 1.0}, {"mscale_all_dim", 1.0},
+                          {"llama_4_scaling_beta", 0.2}};
+  c = ModelConfig::from_hf_json(j);
+  EXPECT_DOUBLE_EQ(c.q_temp_beta, 0.2);
+  EXPECT_DOUBLE_EQ(c.rope_scaling.mscale, 1.0);
+  EXPECT_DOUBLE_EQ(c.rope_scaling.mscale_all_dim, 1.0);
+  // The multimodal wrapper's text_config.
+  nlohmann::json mm = {{"architectures", {"Mistral3ForConditionalGeneration"}}, {"text_config", j}};
+  mm["text_config"]["model_type"] = "ministral3";
+  mm["text_config"].erase("architectures");
+  const ModelConfig w = ModelConfig::from_hf_json(mm);
+  EXPECT_DOUBLE_EQ(w.q_temp_beta, 0.2);
+  EXPECT_EQ(w.arch_name, "Mistral3ForConditionalGeneration");
+  auto bad = j;
+  bad["rope_parameters"].erase("llama_4_scaling_beta");
+  refused(bad, "llama_4_scaling_beta");
+  bad = j;
+  bad["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 1e6}, {"llama_4_scaling_beta", 0.1}};
+  refused(bad, "yarn");
+  bad = j;
+  bad["rope_parameters"]["llama_4_scaling_beta"] = -1;
+  refused(bad, "llama_4_scaling_beta");
+  mm["text_config"]["model_type"] = "ministral4";
+  refused(mm, "ministral4");
+}
+
 // SeedOssConfig's defaults (q/k/v biases on, o_proj's off, head_dim 128) and Seed-OSS-36B's shape.
 TEST(ModelConfig, SeedOssBiasesAndHeadDim) {
   nlohmann::json j = {{"architectures", {"SeedOssForCausalLM"}}, {"hidden_size", 5120}, {"num_hidden_layers", 64},
@@ -1210,8 +1254,8 @@ TEST(ModelConfig, Mistral3TextConfig) {
   EXPECT_DOUBLE_EQ(c.rms_eps, 1e-6);
   EXPECT_EQ(c.n_kv_heads, 8);
   auto bad = j;
-  bad["text_config"]["model_type"] = "ministral3";
-  refused(bad, "ministral3");
+  bad["text_config"]["model_type"] = "ministral";
+  refused(bad, "ministral");
   bad = j;
   bad.erase("text_config");
   refused(bad, "text_config");

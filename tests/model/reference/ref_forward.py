@@ -128,6 +128,8 @@ BREAKS = {
     "minimax_weights_biased": "MiniMax-M2 experts weighted by the biased selection scores instead of the sigmoid "
                               "scores",
     "exaone4_rope_every_layer": "EXAONE 4.0 full layers rotated too (global NoPE ignored)",
+    "ministral3_no_q_temperature": "Ministral 3 queries not multiplied by Llama 4's temperature "
+                                   "1 + beta ln(1 + floor(p / original_max_position_embeddings))",
     "olmo3_yarn_all_layers": "OLMo 3 rope_scaling applied to the sliding layers too (one rotary embedding for all)",
     "olmo3_layer_types_flipped": "OLMo 3 sliding / full layers exchanged",
     "olmo2_pre_norms": "OLMo 2 norms used as pre-norms (Llama's order: normalise the layer input, add the raw "
@@ -509,6 +511,7 @@ class RefModel:
                  "GptOssForCausalLM": "gpt_oss", "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite",
                  "GraniteMoeForCausalLM": "granite_moe", "Olmo2ForCausalLM": "olmo2",
                  "Olmo3ForCausalLM": "olmo3", "Exaone4ForCausalLM": "exaone4", "SeedOssForCausalLM": "seed_oss",
+                 "Ministral3ForCausalLM": "ministral3",
                  "OlmoeForCausalLM": "olmoe", "Glm4MoeForCausalLM": "glm4_moe",
                  "Glm4ForCausalLM": "glm4", "Ernie4_5ForCausalLM": "ernie4_5",
                  "Ernie4_5_MoeForCausalLM": "ernie4_5_moe", "MiniMaxM2ForCausalLM": "minimax_m2"}
@@ -526,8 +529,11 @@ class RefModel:
         if self.n_heads % self.n_kv:
             raise ValueError("num_attention_heads not a multiple of num_key_value_heads")
         self.deepseek = self.arch in ("deepseek_v2", "deepseek_v3")
-        # Mistral / Mixtral: a query at position i sees keys j with i - j < sliding_window.
-        self.window = c.get("sliding_window") if self.arch in ("mistral", "mixtral") else None
+        if self.arch == "ministral3":
+            self._ministral3_init()
+            c = self.config
+        # Mistral / Mixtral / Ministral 3: a query at position i sees keys j with i - j < sliding_window.
+        self.window = c.get("sliding_window") if self.arch in ("mistral", "mixtral", "ministral3") else None
         self.moe = self.arch in ("qwen3_moe", "qwen2_moe", "mixtral", "granite_moe", "olmoe", "glm4_moe", "ernie4_5_moe",
                                  "minimax_m2") or (self.deepseek and bool(c.get("n_routed_experts")))
         self.gemma = self.arch in ("gemma2", "gemma3")
@@ -572,6 +578,26 @@ class RefModel:
             self._ernie_init()
         if self.arch == "minimax_m2":
             self._minimax_m2_init()
+
+    def _ministral3_init(self):
+        """Ministral3Config / modular_ministral3: Mistral's layer (MistralAttention, window from sliding_window,
+        none by default) with head_dim 128 and rms_norm_eps 1e-5 by default, rope_parameters (transformers 5:
+        rope_theta, the yarn keys, llama_4_scaling_beta and max_position_embeddings, which rope validation
+        ignores; without them Ministral3Config's YaRN: factor 16 over 16384, base 1e6, mscale = mscale_all_dim = 1,
+        beta 0.1); after RoPE each query at position p is multiplied by _get_llama_4_attn_scale:
+        1 + llama_4_scaling_beta * ln(1 + floor(p / original_max_position_embeddings))."""
+        c = dict(self.config)
+        rp = c.pop("rope_parameters", None) or {"type": "yarn", "rope_theta": 1e6, "factor": 16.0,
+                                                 "original_max_position_embeddings": 16384, "beta_fast": 32.0,
+                                                 "beta_slow": 1.0, "mscale": 1.0, "mscale_all_dim": 1.0,
+                                                 "llama_4_scaling_beta": 0.1}
+        c["rope_theta"] = rp.get("rope_theta", 1e6)
+        c["rope_scaling"] = {k: v for k, v in rp.items()
+                             if k not in ("rope_theta", "llama_4_scaling_beta", "max_position_embeddings")}
+        self.q_temp = (float(rp["llama_4_scaling_beta"]), float(rp["original_max_position_embeddings"]))
+        self.config = c
+        self.head_dim = c.get("head_dim") or 128
+        self.eps = float(c.get("rms_norm_eps", 1e-5))
 
     def _seed_oss_init(self):
         """SeedOssConfig / modular_seed_oss: LlamaDecoderLayer around SeedOssAttention, whose q / k / v projections
@@ -1109,6 +1135,9 @@ class RefModel:
                 rb = set(breaks) ^ {"rope_interleaved"} if self.arch in ("glm4", "ernie4_5", "ernie4_5_moe") else breaks
                 q = apply_partial_rope(q, positions, inv_l, rot, rb, mag_l)
                 k = apply_partial_rope(k, k_positions, inv_l, rot, rb, mag_l)
+            if self.arch == "ministral3" and "ministral3_no_q_temperature" not in breaks:
+                beta, period = self.q_temp
+                q = q * (1.0 + beta * np.log1p(np.floor(positions / period)))[:, None, None]
             k = kvq(k)
             v = kvq(v)
             attn = np.empty((T, self.n_heads, self.head_dim))
