@@ -53,11 +53,12 @@ ARCH = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCau
         "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite", "GraniteMoeForCausalLM": "granitemoe",
         "Olmo2ForCausalLM": "olmo2", "Olmo3ForCausalLM": "olmo2", "OlmoeForCausalLM": "olmoe",
         "Glm4MoeForCausalLM": "glm4moe", "Exaone4ForCausalLM": "exaone4", "SeedOssForCausalLM": "seed_oss",
+        "Ministral3ForCausalLM": "mistral3",
         "Glm4ForCausalLM": "glm4", "Glm4MoeLiteForCausalLM": "deepseek2", "Ernie4_5ForCausalLM": "ernie4_5",
         "Ernie4_5_MoeForCausalLM": "ernie4_5-moe", "MiniMaxM2ForCausalLM": "minimax-m2"}
 # Architectures whose Q / K rows llama.cpp's converter permutes (its LlamaModel and subclasses), so that
 # GGML's RoPE on adjacent pairs equals Hugging Face's rotate-half.
-PERMUTED = ("llama", "smollm3", "granite", "granitemoe")
+PERMUTED = ("llama", "smollm3", "granite", "granitemoe", "mistral3")
 # (type, general.file_type)
 OUTTYPES = {"f32": (G.GGML_F32, 0), "f16": (G.GGML_F16, 1), "bf16": (G.GGML_BF16, 32), "q8_0": (G.GGML_Q8_0, 7),
             "q4_0": (G.GGML_Q4_0, 2), "q5_0": (G.GGML_Q5_0, 8), "q5_1": (G.GGML_Q5_1, 9)}
@@ -869,6 +870,17 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
              **c}
     if arch == "glm4":  # Glm4Config's defaults
         c = {"head_dim": 128, "attention_bias": True, **c}
+    if arch == "mistral3":  # Ministral 3: transformers 5's rope_parameters (yarn and the query temperature)
+        rp = dict(c.get("rope_parameters") or {})
+        if rp.get("type", rp.get("rope_type")) != "yarn" or "llama_4_scaling_beta" not in rp:
+            raise SystemExit("hf_to_gguf: Ministral3ForCausalLM needs yarn rope_parameters with llama_4_scaling_beta")
+        if rp.get("mscale", 1.0) != 1.0:
+            raise SystemExit("hf_to_gguf: llama.cpp's mistral3 takes YaRN's mscale as 1; this config has "
+                             f"{rp['mscale']}")
+        c = {"head_dim": 128, "rms_norm_eps": 1e-5, **c, "rope_theta": rp.get("rope_theta", 1e6),
+             "rope_scaling": {k: v for k, v in rp.items() if k in ("factor", "original_max_position_embeddings",
+                                                                     "beta_fast", "beta_slow")} | {"rope_type": "yarn"},
+             "mistral3_temperature": (rp["llama_4_scaling_beta"], rp.get("mscale_all_dim", 1.0))}
     if arch == "seed_oss":  # SeedOssConfig's defaults; llama.cpp's seed_oss has no o_proj bias
         c = {"head_dim": 128, "attention_bias": True, **c}
         if c.get("attention_out_bias"):
@@ -950,6 +962,10 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
                   "olmo2 files; dpserve reads the per-layer pattern", file=sys.stderr)
         w.add(p + "attention.sliding_window", G.U32, c.get("sliding_window", 4096))
         w.add_array(p + "attention.sliding_window_pattern", G.BOOL, sliding)
+    if arch == "mistral3":  # as llama.cpp's Ministral3Model writes them
+        beta, mscale_all_dim = c["mistral3_temperature"]
+        w.add(p + "rope.scaling.yarn_log_multiplier", G.F32, mscale_all_dim)
+        w.add(p + "attention.temperature_scale", G.F32, beta)
     if arch == "exaone4" and c.get("sliding_window", 4096) is not None:
         # As llama.cpp's converter writes EXAONE 4.0: the window (Exaone4Config's 4096 by default) and one bool per
         # layer from layer_types, else from sliding_window_pattern (a string of L / G per layer of a period, or

@@ -377,6 +377,24 @@ void read_exaone4(const GgufSet& g, const std::string& p, ModelConfig& c) {
   for (int64_t l = 0; l < c.n_layers; ++l) c.layer_nope[size_t(l)] = !c.layer_sliding[size_t(l)];
 }
 
+// mistral3 (llama.cpp's converter writes Mistral Small 3.x and Ministral 3 so): Llama's tensors with Q/K permuted;
+// for Ministral 3 YaRN (rope.scaling.yarn_log_multiplier holding mscale_all_dim: gguf_config.cpp) and
+// attention.temperature_scale, Llama 4's query temperature over periods of rope.scaling.original_context_length
+// (ModelConfig::q_temp_beta), as llama.cpp's mistral3 graph applies them.
+void read_mistral3(const GgufSet& g, const std::string& p, ModelConfig& c) {
+  const GgufMetadata& m = g.metadata();
+  refuse_experts(m, p);
+  const double beta = m.get_float(p + "attention.temperature_scale").value_or(0.0);
+  if (!(beta >= 0 && std::isfinite(beta)))
+    fail("GGUF {}: {}attention.temperature_scale must be >= 0, got {}", m.where(), p, beta);
+  if (beta == 0) return;
+  if (c.rope_scaling.type != RopeScaling::Type::Yarn || !m.has(p + "rope.scaling.original_context_length"))
+    fail("GGUF {}: {}attention.temperature_scale needs YaRN's rope.scaling.original_context_length (its period)",
+         m.where(), p);
+  c.q_temp_beta = beta;
+  c.q_temp_period = c.rope_scaling.original_max_position_embeddings;
+}
+
 // seed_oss (Seed-OSS-36B): Llama's tensors with q/k/v biases, RoPE on halves (nothing permuted), the MLP's input
 // norm named post_attention_norm (gguf_loader.cpp). llama.cpp reads an attention.scale for it, which its
 // converter never writes and Seed-OSS never had: refused rather than ignored.
@@ -504,7 +522,7 @@ void read_deepseek2_file(const GgufSet& g, const std::string& p, ModelConfig& c)
   read_deepseek2(g, p, c);
 }
 
-constexpr std::array<GgufArch, 22> kArchs = {{
+constexpr std::array<GgufArch, 23> kArchs = {{
     {"llama", Arch::Llama, true, false, false, false, false, read_llama},
     {"qwen2", Arch::Qwen2, false, true, false, false, false, nullptr},
     {"qwen2moe", Arch::Qwen2, false, true, false, true, false, read_qwen2moe},
@@ -522,6 +540,7 @@ constexpr std::array<GgufArch, 22> kArchs = {{
     {"olmoe", Arch::Llama, false, false, false, false, false, read_olmoe},
     {"exaone4", Arch::Llama, false, false, true, false, false, read_exaone4},
     {"seed_oss", Arch::Llama, false, false, false, false, false, read_seed_oss},
+    {"mistral3", Arch::Llama, true, false, false, false, false, read_mistral3},
     {"glm4", Arch::Llama, true, false, false, false, false, read_glm4},
     {"glm4moe", Arch::Llama, false, false, false, true, false, read_glm4moe},
     {"ernie4_5", Arch::Llama, true, false, false, false, false, read_ernie4_5},

@@ -91,9 +91,16 @@ void read_per_head_yarn(const Keys& k, const GgufMetadata& m, double factor, Mod
     if (const auto v = k.number(neutral_one); v && *v != 1.0)
       fail("GGUF {}: {} is {}: only 1 (no change) is supported with YaRN for {}", m.where(), k.key(neutral_one), *v,
            c.arch_name);
-  for (const char* deepseek_only : {"rope.scaling.yarn_log_multiplier"})
-    if (k.number(deepseek_only))
-      fail("GGUF {}: {} is deepseek2's YaRN key; {} has no such field", m.where(), k.key(deepseek_only), c.arch_name);
+  if (const auto log_mul = k.number("rope.scaling.yarn_log_multiplier"); log_mul && c.arch_name == "mistral3") {
+    // llama.cpp's mistral3 (Ministral 3) stores mscale_all_dim here and takes mscale as 1: the cos / sin factor
+    // is mscale(factor, 1) / mscale(factor, mscale_all_dim), 1 for the released mscale = mscale_all_dim = 1.
+    r.mscale_all_dim = *log_mul;
+    if (!(r.mscale_all_dim > 0 && std::isfinite(r.mscale_all_dim)))
+      fail("GGUF {}: {} must be positive, got {}", m.where(), k.key("rope.scaling.yarn_log_multiplier"), *log_mul);
+  } else if (log_mul) {
+    fail("GGUF {}: {} is deepseek2's YaRN key; {} has no such field", m.where(), k.key("rope.scaling.yarn_log_multiplier"),
+         c.arch_name);
+  }
 }
 
 void read_rope(const GgufSet& g, const Keys& k, ModelConfig& c) {

@@ -695,17 +695,17 @@ for t in ("q5_0", "q5_1"):
     check(rms < 0.25, f"{t} GGUF prompt logits within {rms:.3f} x std (rms) of the f32 folder's (tolerance 0.25)")
 
 # --- smollm3 / granite / granitemoe / olmo2 / olmoe / qwen2moe / glm4moe / glm4 / ernie4_5-moe / minimax-m2 / exaone4 /
-# seed_oss:
+# seed_oss / mistral3:
 # what model_gguf_llamacpp's cases of them compare with llama.cpp, here
 # against the HF folder (Q/K permuted: equal up to summation order), the keys that matter, and refusals.
 # The converter refuses a SmolLM3 whose NoPE layers are not llama.cpp's every fourth.
 for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", "5"]), ("granite", []),
                     ("granitemoe", []), ("olmo2", []), ("olmoe", []), ("qwen2moe", ["--mlp-only-layers", ""]),
                     ("glm4moe", ["--use-qk-norm"]), ("glm4", []), ("ernie4_5-moe", []), ("minimax-m2", []),
-                    ("exaone4", []), ("seed_oss", [])):
+                    ("exaone4", []), ("seed_oss", []), ("mistral3", [])):
     hf = os.path.join(WORK, f"hf-{arch}")
     hf_arch = {"granitemoe": "granite_moe", "qwen2moe": "qwen2_moe", "glm4moe": "glm4_moe",
-               "ernie4_5-moe": "ernie4_5_moe", "minimax-m2": "minimax_m2"}.get(arch, arch)
+               "ernie4_5-moe": "ernie4_5_moe", "minimax-m2": "minimax_m2", "mistral3": "ministral3"}.get(arch, arch)
     subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.py"), "--arch", hf_arch, "--dtype",
                     "f32", "--quiet", "--seed", "84", "--out", hf, *flags], check=True, timeout=300)
     gg = os.path.join(WORK, f"{arch}.gguf")
@@ -717,7 +717,8 @@ for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", 
     check(err <= 1e-5 and got_out == ref_out, f"{arch} GGUF == its HF folder: max diff {err:.2g} x std {why}")
     keys = {"smollm3": [], "granite": ["embedding_scale", "attention.scale", "residual_scale"],
             "granitemoe": ["residual_scale"], "olmo2": [], "olmoe": [], "qwen2moe": [], "glm4moe": [], "glm4": [],
-            "ernie4_5-moe": [], "minimax-m2": [], "exaone4": [], "seed_oss": []}[arch]
+            "ernie4_5-moe": [], "minimax-m2": [], "exaone4": [], "seed_oss": [],
+            "mistral3": ["attention.temperature_scale"]}[arch]
     for key in keys:
         off, _ = dump_logits(write(f"{arch}-no-{key}", patched_model(base=gg, drop=(f"{arch}.{key}",))), ids)
         off_err, _ = max_diff(off, ref)
@@ -742,6 +743,11 @@ for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", 
                 ("ernie_shared_width", dict(replace_kv={"ernie4_5-moe.expert_shared_feed_forward_length":
                                                         (G.U32, 100, None)}), "expert_shared_feed_forward_length"),
                 ("ernie_no_shexp", dict(drop=("blk.1.ffn_up_shexp.weight",)), "blk.1.ffn_up_shexp.weight")]
+    if arch == "mistral3":  # the temperature's period is YaRN's original context; a negative slope
+        bads += [("mistral3_no_period", dict(drop=("mistral3.rope.scaling.original_context_length",)),
+                  "original_context_length"),
+                 ("mistral3_negative", dict(replace_kv={"mistral3.attention.temperature_scale": (G.F32, -0.5, None)}),
+                  "temperature_scale")]
     if arch == "seed_oss":  # an attention scale llama.cpp would apply; the MLP's input norm it names post_attention_norm
         bads += [("seed_oss_scale", dict(extra_kv=[("seed_oss.attention.scale", G.F32, 0.1)]), "attention.scale"),
                  ("seed_oss_no_mlp_norm", dict(drop=("blk.1.post_attention_norm.weight",)),

@@ -116,6 +116,10 @@ CASES = {
     # Seed-OSS (llama.cpp's seed_oss: q/k/v biases, 4 heads of 40 on a 128-wide model, the MLP's input norm named
     # post_attention_norm, RoPE on halves with nothing permuted, rope_theta 1e7).
     "seed_oss": dict(hf=["--arch", "seed_oss", "--seed", "40"], gguf=[], variants=["F32"], same_as_hf=True),
+    # Ministral 3 (llama.cpp's mistral3: Q/K permuted as llama's, YaRN factor 4 over 16 positions with
+    # rope.scaling.yarn_log_multiplier = mscale_all_dim, attention.temperature_scale 0.1: the queries' Llama 4
+    # temperature over periods of 16 positions), 4 heads of 40 on a 128-wide model.
+    "ministral3": dict(hf=["--arch", "ministral3", "--seed", "41"], gguf=[], variants=["F32"]),
     # OLMoE (llama.cpp's olmoe: OLMo 2's whole-projection attn_q_norm / attn_k_norm with attn_norm / ffn_norm,
     # feed_forward_length-wide experts in every layer, the top k's softmax weights not renormalised): the tiny
     # model, 8 experts top 2, with 4 KV heads of 4 (OLMoE-1B-7B is MHA; llama.cpp's olmoe sizes attn_k_norm by
