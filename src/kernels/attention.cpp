@@ -78,7 +78,7 @@ void paged_attention(const float* q, int64_t ldq, const AttnSeq* seqs, int64_t n
     const AttnSeq& a = seqs[s];
     for (int64_t i = 0; i < a.n_q; ++i) {
       const int64_t n_keys = a.pos0 + i + 1;
-      const int64_t first = p.window > 0 ? std::max<int64_t>(0, n_keys - p.window) : 0;
+      const int64_t first = p.first_key(n_keys - 1);
       sc.assign(n_keys, -INFINITY);
       for (int64_t h = 0; h < p.n_heads; ++h) {
         const int64_t kvh = h / group;
@@ -183,7 +183,7 @@ void paged_attention_isa(KernelIsa isa, Team& t, const float* q, int64_t ldq, co
   for (int64_t s = 0; s < n_seqs; ++s) {
     const AttnSeq& a = seqs[s];
     if (chunk_seq(a)) {
-      for (int64_t i = 0; i < a.n_q; ++i) units += kernels::key_chunks(a, i, p.window).count * p.n_kv_heads;
+      for (int64_t i = 0; i < a.n_q; ++i) units += kernels::key_chunks(a, i, p).count * p.n_kv_heads;
     } else {
       units += (a.n_q + kQBlock - 1) / kQBlock * p.n_kv_heads;
     }
@@ -210,7 +210,7 @@ void paged_attention_isa(KernelIsa isa, Team& t, const float* q, int64_t ldq, co
           const int64_t g1 = std::min(group, g0 + sub);
           const int64_t i1 = std::min(a.n_q, i0 + kQBlock);
           for (int64_t i = i0; chunked && i < i1; ++i) {
-            const int64_t n_chunks = kernels::key_chunks(a, i, p.window).count;
+            const int64_t n_chunks = kernels::key_chunks(a, i, p).count;
             if (n_chunks == 1) {
               jobs.push_back({AttnJob::kRows, s, h, g0, g1, i, i + 1, 0, 0});
               continue;

@@ -73,6 +73,15 @@ struct AttnParams {
   // [n_heads] or null: head h's softmax also counts a key of score sinks[h] whose value is zero
   // (gpt-oss's attention sinks): its outputs are scaled by sum / (sum + exp(sinks[h] - max)).
   const float* sinks = nullptr;
+  // Llama 4's chunked attention: with window > 0 the query at position p sees only its own aligned chunk
+  // of `window` positions, keys [p - p % window, p], instead of the last `window`.
+  bool chunked = false;
+
+  // The first key position the query at position `pos` sees.
+  int64_t first_key(int64_t pos) const {
+    if (window <= 0) return 0;
+    return chunked ? pos - pos % window : (pos + 1 > window ? pos + 1 - window : 0);
+  }
 };
 
 // q: [rows, n_heads * head_dim] with row stride ldq; out: [rows, n_heads * value width] (ldo).

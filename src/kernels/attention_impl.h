@@ -65,10 +65,10 @@ struct KeyChunks {
 };
 
 // The chunks of query row i of `seq` (it sees keys [first, pos0 + i + 1)).
-inline KeyChunks key_chunks(const AttnSeq& seq, int64_t i, int64_t window) {
+inline KeyChunks key_chunks(const AttnSeq& seq, int64_t i, const AttnParams& p) {
   KeyChunks k;
   k.n_keys = seq.pos0 + i + 1;
-  k.first = window > 0 ? std::max<int64_t>(0, k.n_keys - window) : 0;
+  k.first = p.first_key(seq.pos0 + i);
   k.count = k.n_keys - k.first <= kSplitAbove ? 1 : (k.n_keys - 1) / kKeyChunk - k.first / kKeyChunk + 1;
   return k;
 }
@@ -519,7 +519,7 @@ void attention_job_typed(const AttnCtx& c, const AttnJob& j, float* parts) {
 
   switch (j.kind) {
     case AttnJob::kChunk: {
-      const KeyChunks kc = key_chunks(seq, j.i0, c.p.window);
+      const KeyChunks kc = key_chunks(seq, j.i0, c.p);
       int64_t k0, k1;
       kc.range(j.chunk, k0, k1);
       chunk_partial<Ops, T>(c, seq, j.kvh, j.g0, G, c.q + (seq.q_row + j.i0) * c.ldq, k0, k1, kc.n_keys, parts + j.part,
@@ -527,7 +527,7 @@ void attention_job_typed(const AttnCtx& c, const AttnJob& j, float* parts) {
       return;
     }
     case AttnJob::kMerge: {
-      const KeyChunks kc = key_chunks(seq, j.i0, c.p.window);
+      const KeyChunks kc = key_chunks(seq, j.i0, c.p);
       std::copy(parts + j.part, parts + j.part + pf, st);
       for (int64_t ch = 1; ch < kc.count; ++ch) merge_partial<Ops>(st, parts + j.part + ch * pf, G, vd);
       finish_row(st, G, vd, sinks, c.out + (seq.q_row + j.i0) * c.ldo + h0 * vd);
@@ -551,7 +551,7 @@ void attention_job_typed(const AttnCtx& c, const AttnJob& j, float* parts) {
       int64_t lo = std::numeric_limits<int64_t>::max(), hi = 0;
       for (int64_t r = 0; r < n_rows; ++r) {
         Cursor& u = rows[size_t(r)];
-        u.kc = key_chunks(seq, j.i0 + r, c.p.window);
+        u.kc = key_chunks(seq, j.i0 + r, c.p);
         u.ch = 0;
         u.kc.range(0, u.k0, u.k1);
         u.next = u.k0;

@@ -24,6 +24,7 @@ struct Case {
   int64_t v_dim = 0;    // 0: head_dim
   bool latent = false;  // V aliases K: value = first v_dim floats of each key row
   float softcap = 0;    // > 0: scores become softcap * tanh(score / softcap) (Gemma 2)
+  bool chunked = false; // window is Llama 4's chunk: a query sees its own aligned `window` positions
 };
 
 struct Built {
@@ -40,6 +41,7 @@ struct Built {
 Built build(const Case& c, uint32_t seed) {
   Built b;
   b.p = AttnParams{c.n_heads, c.n_kv, c.head_dim, float(1.0 / std::sqrt(double(c.head_dim))), c.window, c.softcap};
+  b.p.chunked = c.chunked;
   const int64_t vd = c.v_dim ? c.v_dim : c.head_dim;
   int64_t total_pages = 0;
   for (auto [pos0, nq] : c.seqs) total_pages += (pos0 + nq + c.page_size - 1) / c.page_size;
@@ -83,8 +85,10 @@ std::vector<double> naive(const Case& c, const Built& b) {
       for (int64_t h = 0; h < c.n_heads; ++h) {
         const int64_t g = h / (c.n_heads / c.n_kv);
         const int64_t row = b.seqs[s].q_row + i;
-        // Keys the query at position pos0 + i sees: all earlier ones, or the last `window`.
-        const int64_t first = c.window > 0 ? std::max<int64_t>(0, pos0 + i + 1 - c.window) : 0;
+        // Keys the query at position pos0 + i sees: all earlier ones, the last `window`, or (chunked) those
+        // whose position divided by `window` is the query's.
+        int64_t first = c.window > 0 ? std::max<int64_t>(0, pos0 + i + 1 - c.window) : 0;
+        if (c.chunked) first = (pos0 + i) / c.window * c.window;
         std::vector<double> w(pos0 + i + 1, -INFINITY);
         for (int64_t j = first; j <= pos0 + i; ++j) {
           const int64_t off = b.tables[s][j / c.page_size] * stride + (g * c.page_size + j % c.page_size) * hd;
@@ -125,6 +129,11 @@ const std::vector<Case>& cases() {
       // more keys than one chunk (the split rows merge capped partials).
       {4, 2, 16, 4, {{0, 9}, {13, 2}, {30, 1}}, 3, 0, false, 0.5f},
       {8, 2, 64, 16, {{700, 1}, {0, 40}, {100, 3}}, 0, 0, false, 1.5f},
+      // Chunked (Llama 4): chunks shorter than a page and across pages, a prefill crossing chunk ends; and
+      // chunks of 640 where a row sees more keys than one key chunk (split and merged) and one just past an end.
+      {4, 2, 16, 4, {{0, 9}, {13, 2}, {30, 1}}, 3, 0, false, 0, true},
+      {4, 2, 16, 5, {{0, 23}, {40, 1}, {7, 6}}, 11, 0, false, 0, true},
+      {8, 2, 64, 16, {{1270, 1}, {1281, 1}, {600, 50}}, 640, 0, false, 0, true},
   };
   return cs;
 }
