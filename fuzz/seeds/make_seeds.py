@@ -258,6 +258,14 @@ configs = {
         llama, model_type="ministral3", head_dim=16, rope_parameters={
             "type": "yarn", "rope_theta": 1e6, "factor": 16.0, "original_max_position_embeddings": 16,
             "max_position_embeddings": 256, "mscale": 1.0, "mscale_all_dim": 1.0, "llama_4_scaling_beta": 0.1})},
+    # Llama 4 as released (Llama4ForConditionalGeneration, attn_temperature_tuning 4), and a malformed one.
+    "llama4": {"architectures": ["Llama4ForConditionalGeneration"], "text_config": dict(
+        llama, model_type="llama4_text", head_dim=16, intermediate_size=32, intermediate_size_mlp=64,
+        num_local_experts=4, num_experts_per_tok=1, interleave_moe_layer_step=2, moe_layers=[1],
+        no_rope_layers=[1, 0], attention_chunk_size=4, attn_temperature_tuning=4, floor_scale=8, attn_scale=0.1,
+        use_qk_norm=True)},
+    "llama4_bad": dict(llama, architectures=["Llama4ForCausalLM"], moe_layers=[7, "x"], no_rope_layers=[2],
+                       layer_types=["chunked_attention", 3], attention_chunk_size=-1, attn_temperature_tuning="x"),
     # Fp8 checkpoints: DeepSeek-V3's quantization_config, and compressed-tensors' (model/fp8_checkpoint.h).
     "fp8_blocks": dict(qwen3, quantization_config={"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
                                                    "weight_block_size": [128, 128]}),

@@ -639,10 +639,18 @@ static nlohmann::json gemma3_text_defaults() {
 // unrotated ("NoPE"): no_rope_layers holds 1 for a layer that applies RoPE and 0 for one that does not
 // (at least one entry per layer); without it every no_rope_layer_interval-th layer (default 4) is NoPE.
 // Its sliding window applies to the NoPE layers only and is off in the published checkpoints.
+static void read_no_rope_layers(const nlohmann::json& j, ModelConfig& c);
+
 static void parse_smollm3(const nlohmann::json& j, ModelConfig& c) {
   if (opt<bool>(j, "use_sliding_window", false))
     fail("config.json: use_sliding_window true is not supported for SmolLM3ForCausalLM (the published checkpoints "
          "attend over the whole context)");
+  read_no_rope_layers(j, c);
+}
+
+// no_rope_layers (1: the layer rotates, 0: NoPE), or without it every no_rope_layer_interval-th layer NoPE
+// (SmolLM3, Llama 4).
+static void read_no_rope_layers(const nlohmann::json& j, ModelConfig& c) {
   c.layer_nope.assign(size_t(c.n_layers), 0);
   const auto it = j.find("no_rope_layers");
   if (it != j.end() && !it->is_null()) {
@@ -659,6 +667,89 @@ static void parse_smollm3(const nlohmann::json& j, ModelConfig& c) {
   const int64_t interval = opt<int64_t>(j, "no_rope_layer_interval", 4);
   if (interval < 1) fail("config.json: no_rope_layer_interval must be positive, got {}", interval);
   for (int64_t l = 0; l < c.n_layers; ++l) c.layer_nope[size_t(l)] = (l + 1) % interval == 0;
+}
+
+// Llama 4's feed-forward blocks (Llama4TextConfig): the layers moe_layers lists (without it every
+// interleave_moe_layer_step-th) are num_local_experts experts intermediate_size wide, the top num_experts_per_tok
+// of the router logits chosen and weighted by their sigmoids, each weight multiplying its expert's input
+// (Llama4TextMoe), plus one always-on shared expert as wide; the others are dense MLPs intermediate_size_mlp wide.
+static void parse_llama4_moe(const nlohmann::json& j, ModelConfig& c) {
+  c.ffn = req_int(j, "intermediate_size_mlp");
+  c.moe_ffn = req_int(j, "intermediate_size");
+  c.n_experts = req_int(j, "num_local_experts");
+  c.n_experts_per_tok = req_int(j, "num_experts_per_tok");
+  c.routing.scoring = MoeRouting::Scoring::Sigmoid;
+  c.n_shared_experts = 1;
+  c.moe_weight_input = true;
+  if (auto it = j.find("moe_layers"); it != j.end() && !it->is_null()) {
+    if (!it->is_array()) fail("config.json: moe_layers must be a list of layer indices");
+    std::vector<uint8_t> sparse(size_t(c.n_layers), 0);
+    for (const auto& v : *it) {
+      if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= c.n_layers)
+        fail("config.json: moe_layers entry {} is not a layer index (0 to {})", v.dump(), c.n_layers - 1);
+      sparse[size_t(v.get<int64_t>())] = 1;
+    }
+    for (int64_t l = 0; l < c.n_layers; ++l)
+      if (!sparse[size_t(l)]) c.mlp_only_layers.push_back(l);
+  } else {
+    c.decoder_sparse_step = opt<int64_t>(j, "interleave_moe_layer_step", 1);
+    if (c.decoder_sparse_step < 1)
+      fail("config.json: interleave_moe_layer_step must be positive, got {}", c.decoder_sparse_step);
+  }
+}
+
+// Llama 4's attention (Llama4TextAttention): RoPE on adjacent pairs (complex multiplication) on the layers
+// no_rope_layers marks 1 (without it all but every no_rope_layer_interval-th, 4); on those, with use_qk_norm,
+// q and k L2-normalised per head after RoPE; on the NoPE ones, with attn_temperature_tuning, queries times
+// 1 + attn_scale * ln(1 + floor((p + 1) / floor_scale)). Layers layer_types calls chunked_attention (by
+// default the rotated ones) attend within aligned chunks of attention_chunk_size positions.
+static void parse_llama4_attention(const nlohmann::json& j, ModelConfig& c) {
+  c.rope_interleaved = true;
+  nlohmann::json nope = j;
+  if (auto it = nope.find("no_rope_layers"); it != nope.end() && it->is_array() && it->empty()) nope.erase(it);
+  read_no_rope_layers(nope, c);
+  c.qk_l2_norm = opt<bool>(j, "use_qk_norm", true);
+  // The released configs say 4 here (transformers tests it for truth, as Python does).
+  bool tune = true;
+  if (const auto it = j.find("attn_temperature_tuning"); it != j.end()) {
+    if (it->is_boolean()) tune = it->get<bool>();
+    else if (it->is_number()) tune = it->get<double>() != 0;
+    else if (it->is_null()) tune = false;
+    else fail("config.json: attn_temperature_tuning must be a boolean or a number, got {}", it->dump());
+  }
+  if (tune) {
+    c.q_temp_beta = opt<double>(j, "attn_scale", 0.1);
+    c.q_temp_period = double(opt<int64_t>(j, "floor_scale", 8192));
+    c.q_temp_offset = 1;
+    c.q_temp_nope_only = true;
+    if (!(c.q_temp_beta >= 0 && std::isfinite(c.q_temp_beta)))
+      fail("config.json: attn_scale must be >= 0, got {}", c.q_temp_beta);
+    if (c.q_temp_period < 1) fail("config.json: floor_scale must be positive, got {}", c.q_temp_period);
+  }
+  c.layer_sliding.assign(size_t(c.n_layers), 0);
+  bool chunked = false;
+  if (auto it = j.find("layer_types"); it != j.end() && !it->is_null()) {
+    if (!it->is_array() || int64_t(it->size()) != c.n_layers)
+      fail("config.json: layer_types must list one entry per layer ({})", c.n_layers);
+    for (size_t l = 0; l < it->size(); ++l) {
+      const auto& t = (*it)[l];
+      if (t == "chunked_attention") c.layer_sliding[l] = 1, chunked = true;
+      else if (t != "full_attention")
+        fail("config.json: layer_types[{}] {} is not supported (chunked_attention, full_attention)", l, t.dump());
+    }
+  } else {
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+      c.layer_sliding[size_t(l)] = c.layer_nope[size_t(l)] ? 0 : 1;
+      chunked = chunked || c.layer_sliding[size_t(l)];
+    }
+  }
+  if (!chunked) return;
+  const auto it = j.find("attention_chunk_size");
+  if (it == j.end() || !it->is_number_integer() || it->get<int64_t>() < 1)
+    fail("config.json: attention_chunk_size must be a positive integer when layers are chunked_attention, got {}",
+         it == j.end() ? "nothing" : it->dump());
+  c.sliding_window = it->get<int64_t>();
+  c.attn_chunked = true;
 }
 
 // Granite 3.x (GraniteForCausalLM; defaults: transformers' GraniteConfig, every multiplier 1): Llama
@@ -737,6 +828,36 @@ static nlohmann::json ministral3_config(nlohmann::json t) {
   with_defaults.update(t);
   with_defaults["architectures"] = nlohmann::json::array({"Ministral3ForCausalLM"});
   return with_defaults;
+}
+
+// Llama 4 (Llama4ForCausalLM, and Llama4ForConditionalGeneration's text_config, model_type llama4_text):
+// Llama4TextConfig's defaults for absent keys (Llama 4 Scout's shape).
+static nlohmann::json llama4_text_config(nlohmann::json t) {
+  read_rope_parameters(t);
+  nlohmann::json with_defaults = {
+      {"vocab_size", 202048},        {"hidden_size", 5120},          {"intermediate_size", 8192},
+      {"intermediate_size_mlp", 16384}, {"num_hidden_layers", 48},   {"num_attention_heads", 40},
+      {"num_key_value_heads", 8},    {"head_dim", 128},              {"hidden_act", "silu"},
+      {"max_position_embeddings", 131072}, {"rms_norm_eps", 1e-5},   {"bos_token_id", 1},
+      {"eos_token_id", 2},           {"tie_word_embeddings", false}, {"rope_theta", 500000.0},
+      {"num_experts_per_tok", 1},    {"num_local_experts", 16},      {"attention_chunk_size", 8192}};
+  with_defaults.update(t);
+  with_defaults["architectures"] = nlohmann::json::array({"Llama4ForCausalLM"});
+  return with_defaults;
+}
+
+// Llama4ForConditionalGeneration (Llama 4 Scout and Maverick as published): its language model, for text
+// only (the vision model and projector are not run; Model::load drops their tensors).
+static nlohmann::json llama4_mm_text_config(const nlohmann::json& j) {
+  auto it = j.find("text_config");
+  if (it == j.end() || !it->is_object()) fail("config.json: Llama4ForConditionalGeneration without text_config");
+  nlohmann::json t = *it;
+  if (const std::string type = opt<std::string>(t, "model_type", "llama4_text"); type != "llama4_text")
+    fail("config.json: text_config.model_type \"{}\" is not supported for Llama4ForConditionalGeneration (only "
+         "llama4_text)", type);
+  for (const char* key : {"bos_token_id", "eos_token_id", "torch_dtype", "dtype"})
+    if (!t.contains(key) && j.contains(key)) t[key] = j[key];
+  return llama4_text_config(t);
 }
 
 // Mistral3ForConditionalGeneration (Mistral Small 3.1 / 3.2, Magistral Small, Devstral Small as
@@ -821,6 +942,9 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
       // MiniMax-M2 / M2.1 / M2.5: Mixtral's experts behind a sigmoid router with a selection bias, q / k
       // norms over the whole projection, half of each head rotated (parse_minimax_m2).
       {"MiniMaxM2ForCausalLM", Arch::Mixtral},
+      // Llama 4 (Scout, Maverick): NoPE layers with a query temperature, chunked attention and L2 q / k norms
+      // on the rotated ones, top-k sigmoid-weighted expert inputs plus a shared expert (llama4_text_config).
+      {"Llama4ForCausalLM", Arch::Llama},
   };
   const Known* known = nullptr;
   for (const Known& k : kArchs)
@@ -829,7 +953,7 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
     std::string names;
     for (const Known& k : kArchs) names += std::string(names.empty() ? "" : ", ") + k.name;
     // Read through their language model's config (from_hf_json).
-    names += ", Gemma3ForConditionalGeneration, Mistral3ForConditionalGeneration";
+    names += ", Gemma3ForConditionalGeneration, Mistral3ForConditionalGeneration, Llama4ForConditionalGeneration";
     fail("config.json: unsupported architecture \"{}\" (supported: {})", arch, names);
   }
   c.arch = known->arch;
@@ -869,6 +993,7 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
                                              : arch == "Glm4ForCausalLM"                  ? 1.5625e-7  // Glm4Config's
                                                                                           : 1e-6);
   const bool smollm3 = arch == "SmolLM3ForCausalLM", granite_moe = arch == "GraniteMoeForCausalLM";
+  const bool llama4 = arch == "Llama4ForCausalLM";
   const bool granite = arch == "GraniteForCausalLM" || granite_moe;
   // SmolLM3Config's default_theta; Ernie4_5Config's and Ernie4_5_MoeConfig's 500000; MiniMaxM2Config's 5e6.
   c.rope_theta = opt<double>(j, "rope_theta", smollm3      ? 2000000.0
@@ -920,7 +1045,7 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
   if (smollm3) parse_smollm3(j, c);
   else if (granite) parse_granite(j, c);
   // SmolLM3 / Granite / OLMo / GLM's attention: no window; MiniMax-M2's keys are checked by parse_minimax_m2.
-  else if (!olmo2 && !olmoe && !glm4_moe && !glm4 && !minimax_m2 && !exaone4) parse_sliding_window(j, c);
+  else if (!olmo2 && !olmoe && !glm4_moe && !glm4 && !minimax_m2 && !exaone4 && !llama4) parse_sliding_window(j, c);
   if (auto it = j.find("rope_scaling"); it != j.end() && it->is_object()) {
     std::string type = opt<std::string>(*it, "rope_type", opt<std::string>(*it, "type", std::string()));
     if (type == "llama3") {
@@ -1007,6 +1132,8 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
     parse_glm4_moe(j, c);
   } else if (ernie_moe) {
     parse_ernie_moe(j, c);
+  } else if (llama4) {
+    parse_llama4_moe(j, c);
   } else if (olmoe) {
     // OlmoeSparseMoeBlock: every layer sparse, intermediate_size wide experts, softmax over all the
     // router logits, the top k renormalised only with norm_topk_prob (false by default).
@@ -1049,6 +1176,7 @@ static ModelConfig parse_hf_config(const nlohmann::json& j) {
     c.q_temp_period = c.rope_scaling.original_max_position_embeddings;
   }
   if (exaone4) parse_exaone4(j, c);
+  if (llama4) parse_llama4_attention(j, c);
   return c;
 }
 
@@ -1073,6 +1201,12 @@ static ModelConfig parse_any_hf_config(const nlohmann::json& config) {
     return c;
   }
   if (arch == "Ministral3ForCausalLM") return parse_hf_config(ministral3_config(j));
+  if (arch == "Llama4ForCausalLM") return parse_hf_config(llama4_text_config(j));
+  if (arch == "Llama4ForConditionalGeneration") {
+    ModelConfig c = parse_hf_config(llama4_mm_text_config(j));
+    c.arch_name = arch;
+    return c;
+  }
   const bool gemma_mm = arch == "Gemma3ForConditionalGeneration";
   if (!gemma_mm && arch != "Gemma3ForCausalLM" && arch != "Gemma2ForCausalLM") return parse_hf_config(j);
   nlohmann::json with_defaults = arch == "Gemma2ForCausalLM" ? gemma2_defaults() : gemma3_text_defaults();

@@ -132,6 +132,9 @@ struct ModelConfig {
   int64_t sliding_window = 0;  // > 0: a query sees only the last sliding_window positions (Mistral)
   // Which layers the window applies to (Gemma 3 interleaves sliding and full layers); empty: all.
   std::vector<uint8_t> layer_sliding;
+  // Llama 4's chunked attention: the window's layers attend within aligned chunks of sliding_window positions
+  // (a query at p sees keys [p - p % sliding_window, p]) instead of over the last sliding_window.
+  bool attn_chunked = false;
   // > 0: sliding layers rotate with this base and no rope_scaling (Gemma 3's rope_local_base_freq);
   // rope_theta and rope_scaling are then the full layers'.
   double rope_local_theta = 0;
@@ -151,8 +154,15 @@ struct ModelConfig {
   // > 0: Ministral 3's position-dependent query temperature (rope_parameters.llama_4_scaling_beta, Llama 4's
   // rule): after RoPE each query at position p is multiplied by 1 + beta * ln(1 + floor(p / period)), the period
   // being the YaRN original_max_position_embeddings.
+  // Llama 4 (attn_temperature_tuning): 1 + attn_scale * ln(1 + floor((p + 1) / floor_scale)) on its NoPE
+  // layers only: q_temp_offset 1 and q_temp_nope_only.
   double q_temp_beta = 0;
   double q_temp_period = 0;
+  double q_temp_offset = 0;
+  bool q_temp_nope_only = false;
+  // Llama 4 (use_qk_norm): after RoPE, each head of q and k on the rotated layers divided by its root mean
+  // square (rms_norm_eps inside the root; no weights).
+  bool qk_l2_norm = false;
   // < head_dim: only the first rotary_dim values of each head rotate, the rest pass through (Phi-4-mini's
   // partial_rotary_factor 0.75); 0: the whole head.
   int64_t rotary_dim = 0;
@@ -184,6 +194,8 @@ struct ModelConfig {
   // Qwen2-MoE: one shared expert this wide (mlp.shared_expert) beside the routed ones, its output scaled
   // per token by sigmoid(mlp.shared_expert_gate . x); 0: none.
   int64_t shared_expert_ffn = 0;
+  // Llama 4: a chosen expert's router weight multiplies the token's input to that expert, not its output.
+  bool moe_weight_input = false;
   // Which layers are sparse. Qwen3-MoE: (layer + 1) % decoder_sparse_step == 0 and not in
   // mlp_only_layers; DeepSeek: layer >= first_k_dense_replace and layer % moe_layer_freq == 0.
   int64_t decoder_sparse_step = 1;
@@ -215,6 +227,9 @@ struct ModelConfig {
     return is_deepseek() || arch_name == "Glm4MoeForCausalLM" || arch_name == "glm4moe";
   }
   bool is_gemma() const { return arch == Arch::Gemma2 || arch == Arch::Gemma3; }
+  bool is_llama4() const {
+    return arch_name == "Llama4ForCausalLM" || arch_name == "Llama4ForConditionalGeneration" || arch_name == "llama4";
+  }
   bool layer_has_rope(int64_t layer) const { return layer_nope.empty() || layer_nope[size_t(layer)] == 0; }
   // The width RoPE rotates: MLA's qk_rope_head_dim, rotary_dim, or the whole head.
   int64_t rope_dim() const { return mla.enabled() ? mla.qk_rope_head_dim : rotary_dim > 0 ? rotary_dim : head_dim; }

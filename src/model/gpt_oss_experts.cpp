@@ -7,6 +7,7 @@
 #include "core/bf16.h"
 #include "core/check.h"
 #include "model/mxfp4.h"
+#include "model/stacked_experts.h"
 
 namespace dpserve {
 
@@ -14,28 +15,11 @@ namespace {
 
 constexpr int64_t kBlock = 32, kBlockBytes = 16, kQ8Bytes = 34;
 
-// The stacked float tensors are read (biases) or rearranged (dense experts) as F32, BF16 or F16.
-void check_float(const TensorInfo& t, const std::string& name) {
-  if (t.dtype != DType::F32 && t.dtype != DType::BF16 && t.dtype != DType::F16)
-    fail("weights: {} in {} is {}; gpt-oss experts take F32, BF16, F16 or MXFP4 blocks", name, t.file,
-         dtype_name(t.dtype));
-}
-
 // Row e of a [E, n] float tensor (biases) as fp32.
 std::vector<float> bias_row(const TensorInfo& t, int64_t e, int64_t n) {
   std::vector<float> out(static_cast<size_t>(n));
   weight_row_to_f32(WeightView{t.data, t.dtype, t.shape[0], n, n}, e, out.data());
   return out;
-}
-
-const TensorInfo& shaped(const WeightStore& store, const std::string& name, const std::vector<int64_t>& shape) {
-  const TensorInfo& t = store.get(name);
-  if (t.shape != shape) {
-    std::string want;
-    for (int64_t d : shape) want += (want.empty() ? "" : ", ") + std::to_string(d);
-    fail("weights: tensor \"{}\" in {} does not have the shape [{}] config.json implies", name, t.file, want);
-  }
-  return t;
 }
 
 void add_vector(WeightStore& store, const std::string& name, const std::vector<float>& v) {
@@ -79,10 +63,8 @@ void split_gpt_oss_experts(const ModelConfig& c, WeightStore& store) {
   const int64_t E = c.n_experts, H = c.hidden, I = c.moe_ffn;
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".mlp.experts.";
-    const TensorInfo gub = shaped(store, p + "gate_up_proj_bias", {E, 2 * I});
-    const TensorInfo db = shaped(store, p + "down_proj_bias", {E, H});
-    check_float(gub, p + "gate_up_proj_bias");
-    check_float(db, p + "down_proj_bias");
+    const TensorInfo gub = stacked_float(store, p + "gate_up_proj_bias", {E, 2 * I});
+    const TensorInfo db = stacked_float(store, p + "down_proj_bias", {E, H});
     for (int64_t e = 0; e < E; ++e) {
       const std::string q = p + std::to_string(e) + ".";
       const std::vector<float> gu = bias_row(gub, e, 2 * I);
@@ -93,28 +75,15 @@ void split_gpt_oss_experts(const ModelConfig& c, WeightStore& store) {
       add_vector(store, q + "down_proj.bias", bias_row(db, e, H));
     }
     if (store.has(p + "gate_up_proj")) {
-      // Dense: transpose each expert's input-major matrices to the output-major rows the kernels take.
-      const TensorInfo gu = shaped(store, p + "gate_up_proj", {E, H, 2 * I});
-      const TensorInfo dn = shaped(store, p + "down_proj", {E, I, H});
+      // Dense: each expert's input-major matrices as the output-major rows the kernels take.
+      const TensorInfo gu = stacked_float(store, p + "gate_up_proj", {E, H, 2 * I});
+      const TensorInfo dn = stacked_float(store, p + "down_proj", {E, I, H});
       if (gu.dtype != dn.dtype) fail("weights: {}gate_up_proj and down_proj differ in dtype", p);
-      check_float(gu, p + "gate_up_proj");
-      const int64_t es = dtype_size(gu.dtype);
       for (int64_t e = 0; e < E; ++e) {
         const std::string q = p + std::to_string(e) + ".";
-        const auto* src = static_cast<const uint8_t*>(gu.data) + e * H * 2 * I * es;
-        for (int half = 0; half < 2; ++half) {  // 0: gate (even columns), 1: up (odd)
-          std::vector<uint8_t> w(static_cast<size_t>(I * H * es));
-          for (int64_t i = 0; i < I; ++i)
-            for (int64_t h = 0; h < H; ++h)
-              std::memcpy(&w[size_t((i * H + h) * es)], src + (h * 2 * I + 2 * i + half) * es, size_t(es));
-          TensorInfo t{gu.dtype, {I, H}, nullptr, gu.file};
-          store.add_owned(q + (half == 0 ? "gate_proj.weight" : "up_proj.weight"), std::move(t), std::move(w));
-        }
-        const auto* d = static_cast<const uint8_t*>(dn.data) + e * I * H * es;
-        std::vector<uint8_t> w(static_cast<size_t>(H * I * es));
-        for (int64_t h = 0; h < H; ++h)
-          for (int64_t i = 0; i < I; ++i) std::memcpy(&w[size_t((h * I + i) * es)], d + (i * H + h) * es, size_t(es));
-        store.add_owned(q + "down_proj.weight", TensorInfo{dn.dtype, {H, I}, nullptr, dn.file}, std::move(w));
+        add_expert_columns(store, q + "gate_proj.weight", gu, e, 0, 2, I);  // gate: the even columns
+        add_expert_columns(store, q + "up_proj.weight", gu, e, 1, 2, I);    // up: the odd ones
+        add_expert_columns(store, q + "down_proj.weight", dn, e, 0, 1, H);
       }
     } else if (store.has_bytes(p + "gate_up_proj_blocks")) {
       if (H % kBlock != 0 || I % kBlock != 0)

@@ -18,6 +18,7 @@
 #include "model/gpt_oss_experts.h"
 #include "model/granite_moe_experts.h"
 #include "model/llama2c.h"
+#include "model/llama4_experts.h"
 #include "model/moe.h"
 #include "model/weight_prep.h"
 
@@ -135,13 +136,15 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
     m->cfg_ = ModelConfig::from_hf_json(j);
     load_safetensors_folder(path, m->store_);
     attach_fp8_scales(m->cfg_, m->store_);
-    if (m->cfg_.arch_name == "Gemma3ForConditionalGeneration" || m->cfg_.arch_name == "Mistral3ForConditionalGeneration") {
+    if (m->cfg_.arch_name == "Gemma3ForConditionalGeneration" || m->cfg_.arch_name == "Mistral3ForConditionalGeneration" ||
+        m->cfg_.arch_name == "Llama4ForConditionalGeneration") {
       // Its language model, nested as transformers < 4.52 (language_model.model.) or later
       // (model.language_model.) saved it; the vision tower and projector are not run.
       m->store_.rename_prefix("language_model.model.", "model.");
       m->store_.rename_prefix("language_model.lm_head.", "lm_head.");
       m->store_.rename_prefix("model.language_model.", "model.");
-      for (const char* p : {"vision_tower.", "multi_modal_projector.", "model.vision_tower.", "model.multi_modal_projector."})
+      for (const char* p : {"vision_tower.", "multi_modal_projector.", "model.vision_tower.", "model.multi_modal_projector.",
+                            "vision_model.", "model.vision_model."})
         m->store_.drop_prefix(p);
     }
     if (m->cfg_.is_gemma()) {
@@ -207,6 +210,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   }
   if (m->cfg_.arch == Arch::GptOss && !gguf) split_gpt_oss_experts(m->cfg_, m->store_);  // GGUF: split already
   if (m->cfg_.arch_name == "GraniteMoeForCausalLM") split_granite_moe_experts(m->cfg_, m->store_);
+  if (m->cfg_.is_llama4() && !gguf) split_llama4_experts(m->cfg_, m->store_);
   if (const std::string left = m->store_.bytes_left(); !left.empty())
     fail("{}: tensor \"{}\" is of dtype U8, which {} does not load", path, left, m->cfg_.arch_name);
   if (opts.context_length > 0) m->cfg_.rope_scaling.use_longrope(opts.context_length);
@@ -437,6 +441,14 @@ void Model::init_layers(const LoadOptions& opts) {
   }
 }
 
+// Llama4TextL2Norm: x / sqrt(mean(x^2) + eps), an RMSNorm without weights.
+static void l2_normalize(float* x, int64_t n, float eps) {
+  double ss = 0;
+  for (int64_t i = 0; i < n; ++i) ss += double(x[i]) * x[i];
+  const auto inv = float(1.0 / std::sqrt(ss / double(n) + double(eps)));
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
 template <class T>
 static void grow(std::vector<T>& v, int64_t n) {
   if (int64_t(v.size()) < n) v.resize(size_t(n));
@@ -476,6 +488,9 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
   const RopeTable& rt = sliding && rope_local_ ? *rope_local_ : *rope_;
   // < hd: the rest of each head passes unrotated (partial rotary); 0: none of it (SmolLM3's NoPE layers)
   const int64_t rd = c.layer_has_rope(li) ? rt.dim() : 0;
+  // Llama 4: the rotated layers' q and k normalised after RoPE; the query temperature on its NoPE layers only.
+  const bool l2_norm = c.qk_l2_norm && rd > 0;
+  const bool q_temp = c.q_temp_beta > 0 && (!c.q_temp_nope_only || !c.layer_has_rope(li));
   const Range r = t.share(T * per_row);
   for (int64_t item = r.begin; item < r.end; ++item) {
     const int64_t row = item / per_row, h = item % per_row;
@@ -484,8 +499,9 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
       float* qh = &q_[row * qd + h * hd];
       if (c.qk_norm) rmsnorm(qh, L.q_norm.data(), qh, 1, hd, eps);
       if (rd > 0) rope(qh, 1, hd, rd, cs, cs + rd / 2, c.rope_interleaved);
-      if (c.q_temp_beta > 0) {
-        const double p = double(row_pos_[size_t(row)]);
+      if (l2_norm) l2_normalize(qh, hd, eps);
+      if (q_temp) {
+        const double p = double(row_pos_[size_t(row)]) + c.q_temp_offset;
         const auto f = float(1.0 + c.q_temp_beta * std::log1p(std::floor(p / c.q_temp_period)));
         for (int64_t i = 0; i < hd; ++i) qh[i] *= f;
       }
@@ -498,6 +514,7 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
       float* k = &k_[row * kd + kh * hd];
       if (c.qk_norm) rmsnorm(k, L.k_norm.data(), k, 1, hd, eps);
       if (rd > 0) rope(k, 1, hd, rd, cs, cs + rd / 2, c.rope_interleaved);
+      if (l2_norm) l2_normalize(k, hd, eps);
       kv.write_k(li, page, kh, pos % ps, k);
     } else {
       const int64_t vh = h - nh - nkv;
@@ -507,6 +524,7 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
   t.barrier();
   const double scale = c.attn_scale > 0 ? c.attn_scale : 1.0 / std::sqrt(double(hd));
   AttnParams ap{nh, nkv, hd, float(scale), sliding ? c.sliding_window : 0, c.attn_softcap};
+  ap.chunked = c.attn_chunked;
   if (!L.sinks.empty()) ap.sinks = L.sinks.data();
   paged_attention(t, q_.data(), qd, b.seqs.data(), int64_t(b.seqs.size()), kv.layer(li), ap, attn_.data(), qd);
   const float* bo = L.bo.empty() ? nullptr : L.bo.data();

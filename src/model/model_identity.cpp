@@ -25,7 +25,7 @@ uint64_t mix(uint64_t h, const std::string& s) { return fnv1a(h, s.data(), s.siz
 // difference (a rope_scaling added, norm_topk_prob flipped, another MLA width) must change the
 // digest. A field added to these structs changes their size and stops the build below until it is
 // added here too.
-static_assert(sizeof(ModelConfig) == 808 && sizeof(RopeScaling) == 160 && sizeof(MlaConfig) == 40 &&
+static_assert(sizeof(ModelConfig) == 840 && sizeof(RopeScaling) == 160 && sizeof(MlaConfig) == 40 &&
                   sizeof(MoeRouting) == 48 && sizeof(VisionConfig) == 104,
               "a config field was added or removed: digest it in config_text()");
 
@@ -63,7 +63,9 @@ std::string config_text(const ModelConfig& c) {
   s += fmt::format("|gemma {} {:.9g} {:.17g} {:.9g} {} {:.17g} {:.9g} {:.9g}", int(c.mlp_act), c.embed_scale,
                    c.attn_scale, c.norm_offset, c.sandwich_norms, c.rope_local_theta, c.attn_softcap, c.final_softcap);
   for (uint8_t l : c.layer_sliding) s += l ? "s" : "f";
-  s += fmt::format("|qtemp {:.17g} {:.17g}", c.q_temp_beta, c.q_temp_period);
+  s += fmt::format("|qtemp {:.17g} {:.17g} {:.17g} {}", c.q_temp_beta, c.q_temp_period, c.q_temp_offset,
+                   c.q_temp_nope_only);
+  s += fmt::format("|llama4 {} {} {}", c.attn_chunked, c.qk_l2_norm, c.moe_weight_input);
   s += fmt::format("|gpt-oss {} {} {} {:.9g}", c.o_bias, c.attn_sinks, c.moe_bias, c.swiglu_limit);
   s += "|nope ";
   for (uint8_t l : c.layer_nope) s += l ? "n" : "r";

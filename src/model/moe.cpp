@@ -107,6 +107,8 @@ void MoeLayer::reserve(MoeScratch& s, int64_t T) const {
   if (int64_t(s.h.size()) < T * K * ffn_local_) s.h.resize(size_t(T * K * ffn_local_));
   if (int64_t(s.shared_h.size()) < T * shared_.ffn_local()) s.shared_h.resize(size_t(T * shared_.ffn_local()));
   if (!shared_gate_.empty() && int64_t(s.shared_gate.size()) < T) s.shared_gate.resize(size_t(T));
+  if (cfg_.moe_weight_input && int64_t(s.weighted_in.size()) < T * K * cfg_.hidden)
+    s.weighted_in.resize(size_t(T * K * cfg_.hidden));
 }
 
 void MoeLayer::route(const float* logits, int32_t* experts, float* weights) const {
@@ -188,6 +190,19 @@ void MoeLayer::forward(Team& t, MoeScratch& s, const float* x, int64_t T, float*
     tok[size_t(at)] = int32_t(i / K);
     wt[size_t(at)] = pw[i];
   }
+  // Llama 4: each slot's input is its token's row times the slot's weight (the products below then read
+  // these rows in slot order, and the down products add unweighted).
+  const bool weigh_input = cfg_.moe_weight_input;
+  if (weigh_input) {
+    DP_CHECK(int64_t(s.weighted_in.size()) >= slots * H, "MoeLayer::forward before reserve({})", T);
+    const Range r = t.share(slots);
+    for (int64_t a = r.begin; a < r.end; ++a) {
+      const float* xr = x + int64_t(tok[size_t(a)]) * H;
+      float* o = &s.weighted_in[size_t(a * H)];
+      for (int64_t k = 0; k < H; ++k) o[k] = xr[k] * wt[size_t(a)];
+    }
+    t.barrier();
+  }
   // The chosen experts' gate/up products, then their down products summed into each token's
   // row in ascending expert order, all as two team-wide passes.
   thread_local std::vector<MatmulJob> jobs;
@@ -196,10 +211,10 @@ void MoeLayer::forward(Team& t, MoeScratch& s, const float* x, int64_t T, float*
     const int64_t n = first[size_t(e + 1)] - first[size_t(e)];
     if (n == 0) continue;  // no work for an expert no token chose
     MatmulJob j;
-    j.x = x;
+    j.x = weigh_input ? &s.weighted_in[size_t(first[size_t(e)] * H)] : x;
     j.ldx = H;
     j.M = n;
-    j.rows = &tok[size_t(first[size_t(e)])];
+    if (!weigh_input) j.rows = &tok[size_t(first[size_t(e)])];
     j.w = experts_[size_t(e)].gate;
     j.w_up = experts_[size_t(e)].up;
     j.gate_act = cfg_.mlp_act;
@@ -226,7 +241,7 @@ void MoeLayer::forward(Team& t, MoeScratch& s, const float* x, int64_t T, float*
     j.y = out;
     j.ldy = H;
     j.out_rows = &tok[size_t(first[size_t(e)])];
-    j.scale = &wt[size_t(first[size_t(e)])];
+    if (!weigh_input) j.scale = &wt[size_t(first[size_t(e)])];
     j.store = MatmulStore::Add;
     jobs.push_back(j);
   }

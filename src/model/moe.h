@@ -1,7 +1,7 @@
-// A sparse mixture-of-experts MLP (Qwen3-MoE, Mixtral, DeepSeekMoE, gpt-oss): a router picks
+// A sparse mixture-of-experts MLP (Qwen3-MoE, Mixtral, DeepSeekMoE, gpt-oss, Llama 4): a router picks
 // k experts per token (model/moe_router.h), the output is the weighted sum of the chosen
-// experts' gated MLPs (SiLU; gpt-oss's clamped form, with biases), plus DeepSeek's always-on
-// shared experts or Qwen2-MoE's sigmoid-gated shared expert.
+// experts' gated MLPs (SiLU; gpt-oss's clamped form, with biases; Llama 4 weighs each expert's
+// input instead), plus DeepSeek's always-on shared experts or Qwen2-MoE's sigmoid-gated shared expert.
 //
 // Experts are split over the MLP ranks: whole experts over the expert-parallel
 // ranks, and each expert's intermediate dimension over the MoE tensor-parallel
@@ -31,6 +31,7 @@ class WeightPrep;
 // on Qwen3-30B-A3B's shape, 48 layers of them.
 struct MoeScratch {
   std::vector<float> logits, h, pick_w, shared_h, shared_gate;
+  std::vector<float> weighted_in;  // Llama 4: each (token, local expert) input times its router weight
   std::vector<int32_t> pick_e;
 };
 

@@ -1136,6 +1136,109 @@ TEST(ModelConfig, Exaone4PatternsAndGlobalNoPE) {
   refused(bad, "sliding_window");
 }
 
+// Llama 4 Scout as released (Llama4ForConditionalGeneration; its text_config's keys, attn_temperature_tuning 4 and
+// all), Maverick's differences (use_qk_norm false, experts every second layer), Llama4TextConfig's defaults, refusals.
+TEST(ModelConfig, Llama4ScoutAndMaverick) {
+  nlohmann::json no_rope = nlohmann::json::array(), moe = nlohmann::json::array();
+  for (int l = 0; l < 48; ++l) no_rope.push_back(l % 4 == 3 ? 0 : 1), moe.push_back(l);
+  nlohmann::json text = {{"attention_bias", false}, {"attention_chunk_size", 8192}, {"attention_dropout", 0.0},
+                         {"attn_scale", 0.1}, {"attn_temperature_tuning", 4}, {"bos_token_id", 200000},
+                         {"eos_token_id", {200001, 200007, 200008}}, {"floor_scale", 8192}, {"for_llm_compressor", false},
+                         {"head_dim", 128}, {"hidden_act", "silu"}, {"hidden_size", 5120}, {"interleave_moe_layer_step", 1},
+                         {"intermediate_size", 8192}, {"intermediate_size_mlp", 16384},
+                         {"max_position_embeddings", 262144}, {"model_type", "llama4_text"}, {"moe_layers", moe},
+                         {"no_rope_layers", no_rope}, {"num_attention_heads", 40}, {"num_experts_per_tok", 1},
+                         {"num_hidden_layers", 48}, {"num_key_value_heads", 8}, {"num_local_experts", 16},
+                         {"pad_token_id", 200018}, {"rms_norm_eps", 1e-5},
+                         {"rope_scaling", {{"factor", 8.0}, {"high_freq_factor", 4.0}, {"low_freq_factor", 1.0},
+                                           {"original_max_position_embeddings", 8192}, {"rope_type", "llama3"}}},
+                         {"rope_theta", 500000.0}, {"torch_dtype", "bfloat16"}, {"use_qk_norm", true},
+                         {"vocab_size", 202048}};
+  nlohmann::json mm = {{"architectures", {"Llama4ForConditionalGeneration"}}, {"model_type", "llama4"},
+                       {"text_config", text}, {"tie_word_embeddings", false},
+                       {"vision_config", {{"hidden_size", 1408}, {"model_type", "llama4_vision_model"}}}};
+  ModelConfig c = ModelConfig::from_hf_json(mm);
+  EXPECT_EQ(c.arch_name, "Llama4ForConditionalGeneration");
+  EXPECT_FALSE(c.vision.enabled());
+  EXPECT_EQ(c.n_experts, 16);
+  EXPECT_EQ(c.moe_ffn, 8192);
+  EXPECT_EQ(c.ffn, 16384);
+  EXPECT_EQ(c.n_shared_experts, 1);
+  EXPECT_TRUE(c.moe_weight_input && c.rope_interleaved && c.qk_l2_norm && c.attn_chunked);
+  EXPECT_EQ(c.routing.scoring, MoeRouting::Scoring::Sigmoid);
+  EXPECT_FALSE(c.routing.normalize);
+  EXPECT_EQ(c.sliding_window, 8192);
+  EXPECT_EQ(c.rope_scaling.type, RopeScaling::Type::Llama3);
+  EXPECT_DOUBLE_EQ(c.q_temp_beta, 0.1);
+  EXPECT_DOUBLE_EQ(c.q_temp_period, 8192);
+  EXPECT_DOUBLE_EQ(c.q_temp_offset, 1);
+  EXPECT_TRUE(c.q_temp_nope_only);
+  EXPECT_EQ(c.bos_id, 200000);
+  EXPECT_EQ(c.eos_ids.size(), 3u);
+  for (int64_t l = 0; l < 48; ++l) {
+    EXPECT_TRUE(c.layer_is_moe(l)) << l;
+    EXPECT_EQ(c.layer_has_rope(l), l % 4 != 3) << l;
+    EXPECT_EQ(c.layer_is_sliding(l), l % 4 != 3) << l;  // the rotated layers are the chunked ones
+  }
+  // Maverick: no q / k norms, experts every second layer (interleave_moe_layer_step 2, moe_layers 1, 3, ...).
+  nlohmann::json mav = text;
+  mav["use_qk_norm"] = false;
+  mav["num_local_experts"] = 128;
+  mav["interleave_moe_layer_step"] = 2;
+  mav["moe_layers"] = nlohmann::json::array();
+  for (int l = 1; l < 48; l += 2) mav["moe_layers"].push_back(l);
+  mav["architectures"] = {"Llama4ForCausalLM"};
+  c = ModelConfig::from_hf_json(mav);
+  EXPECT_FALSE(c.qk_l2_norm);
+  for (int64_t l = 0; l < 48; ++l) EXPECT_EQ(c.layer_is_moe(l), l % 2 == 1) << l;
+  mav.erase("moe_layers");  // from interleave_moe_layer_step
+  c = ModelConfig::from_hf_json(mav);
+  for (int64_t l = 0; l < 48; ++l) EXPECT_EQ(c.layer_is_moe(l), l % 2 == 1) << l;
+  // Llama4TextConfig's defaults: Scout's shape, every fourth layer NoPE and the others chunked.
+  c = ModelConfig::from_hf_json({{"architectures", {"Llama4ForCausalLM"}}});
+  EXPECT_EQ(c.hidden, 5120);
+  EXPECT_EQ(c.n_layers, 48);
+  EXPECT_EQ(c.vocab, 202048);
+  EXPECT_EQ(c.sliding_window, 8192);
+  EXPECT_TRUE(c.qk_l2_norm);
+  EXPECT_DOUBLE_EQ(c.q_temp_beta, 0.1);
+  EXPECT_TRUE(c.layer_has_rope(2) && !c.layer_has_rope(3) && c.layer_is_sliding(2) && !c.layer_is_sliding(3));
+  EXPECT_EQ(ModelConfig::from_hf_json({{"architectures", {"Llama4ForCausalLM"}}, {"attn_temperature_tuning", false}})
+                .q_temp_beta,
+            0);
+  // layer_types over no_rope_layers' default, all full: no chunks (attention_chunk_size then unused).
+  nlohmann::json full = {{"architectures", {"Llama4ForCausalLM"}}, {"num_hidden_layers", 4},
+                         {"layer_types", {"full_attention", "full_attention", "full_attention", "full_attention"}},
+                         {"attention_chunk_size", nullptr}};
+  c = ModelConfig::from_hf_json(full);
+  EXPECT_FALSE(c.attn_chunked);
+  for (int64_t l = 0; l < 4; ++l) EXPECT_FALSE(c.layer_is_sliding(l));
+  auto bad = full;
+  bad["layer_types"][0] = "chunked_attention";
+  refused(bad, "attention_chunk_size");
+  bad["layer_types"][0] = "sliding_attention";
+  refused(bad, "layer_types[0]");
+  bad = mm;
+  bad["text_config"]["moe_layers"].push_back(48);
+  refused(bad, "moe_layers");
+  bad = mm;
+  bad["text_config"]["no_rope_layers"] = {1, 1, 0};
+  refused(bad, "no_rope_layers");
+  bad = mm;
+  bad["text_config"]["floor_scale"] = 0;
+  refused(bad, "floor_scale");
+  bad = mm;
+  bad["text_config"]["attn_temperature_tuning"] = "yes";
+  refused(bad, "attn_temperature_tuning");
+  bad = mm;
+  bad["text_config"]["model_type"] = "llama4_vision_model";
+  refused(bad, "llama4_vision_model");
+  bad = mm;
+  bad["text_config"]["interleave_moe_layer_step"] = 0;
+  bad["text_config"].erase("moe_layers");
+  refused(bad, "interleave_moe_layer_step");
+}
+
 // Ministral 3: transformers 5's rope_parameters with llama_4_scaling_beta (the queries' temperature, its period the
 // YaRN original context), Ministral3Config's defaults without them, the Mistral3ForConditionalGeneration wrapper.
 TEST(ModelConfig, Ministral3QueryTemperature) {
