@@ -57,6 +57,7 @@ ARCHITECTURES = {
     "glm4_moe": ("Glm4MoeForCausalLM", "glm4_moe"),
     "glm4": ("Glm4ForCausalLM", "glm4"),
     "minimax_m2": ("MiniMaxM2ForCausalLM", "minimax_m2"),
+    "llama4": ("Llama4ForCausalLM", "llama4_text"),
 }
 DEEPSEEK = ("deepseek_v2", "deepseek_v3")
 
@@ -183,6 +184,13 @@ TINY = {
     "ministral3": dict(vocab_size=397, hidden_size=128, intermediate_size=344, num_hidden_layers=3,
                        num_attention_heads=4, num_key_value_heads=2, head_dim=40, rms_norm_eps=1e-5,
                        rope_theta=1e6, rope_factor=4.0, original_max_position_embeddings=16),
+    # Llama 4 (Llama4ForCausalLM): 4 layers, the last NoPE (no_rope_layer_interval 4, written out as the release
+    # does); experts intermediate_size wide (4, top 1) and dense layers intermediate_size_mlp wide; head_dim 32 on a
+    # 128-wide model; chunks of 6 and a temperature period of 8 (8192 both released) so the tests' positions cross
+    # many of each; rms_norm_eps 1e-5 and rope_theta 5e5 as Llama4TextConfig's.
+    "llama4": dict(vocab_size=397, hidden_size=128, intermediate_size=96, num_hidden_layers=4, num_attention_heads=4,
+                   num_key_value_heads=2, head_dim=32, num_experts=4, num_experts_per_tok=1, rms_norm_eps=1e-5,
+                   rope_theta=500000.0),
     "exaone4": dict(vocab_size=397, hidden_size=128, intermediate_size=344, num_hidden_layers=4,
                     num_attention_heads=4, num_key_value_heads=2, head_dim=None, sliding_window=6, rms_norm_eps=1e-5),
     # OLMoE (OlmoeForCausalLM: OLMoE-1B-7B): Llama's pre-norms, OLMo 2's whole-projection q / k norms, every layer
@@ -380,6 +388,8 @@ def build_config(a):
                                   "max_position_embeddings": a.max_position_embeddings, "beta_fast": 32.0,
                                   "beta_slow": 1.0, "mscale": 1.0, "mscale_all_dim": 1.0,
                                   "llama_4_scaling_beta": a.llama_4_scaling_beta}
+    if a.arch == "llama4":
+        llama4_config(a, cfg)
     if a.arch == "seed_oss":
         cfg.update({"head_dim": a.head_dim, "attention_bias": True, "attention_out_bias": bool(a.attention_out_bias),
                     "mlp_bias": False, "attention_dropout": 0.1, "residual_dropout": 0.1, "pad_token_id": 1})
@@ -527,6 +537,33 @@ def build_config(a):
             "mscale_all_dim": a.yarn_mscale_all_dim,
         }
     return cfg
+
+
+def llama4_config(a, cfg):
+    """Llama4TextConfig's keys as the Llama 4 Scout release writes them (no_rope_layers and moe_layers listed)."""
+    step = a.interleave_moe_layer_step
+    cfg.update({"head_dim": a.head_dim, "intermediate_size_mlp": a.intermediate_size_mlp,
+                "num_local_experts": a.num_experts, "num_experts_per_tok": a.num_experts_per_tok,
+                "interleave_moe_layer_step": step, "moe_layers": list(range(step - 1, a.num_hidden_layers, step)),
+                "no_rope_layers": [int((i + 1) % 4 != 0) for i in range(a.num_hidden_layers)],
+                "attention_chunk_size": a.attention_chunk_size, "attn_temperature_tuning": 4,
+                "floor_scale": a.floor_scale, "attn_scale": a.attn_scale, "use_qk_norm": not a.no_qk_norm,
+                "attention_bias": False, "router_aux_loss_coef": 0.001, "router_jitter_noise": 0.0,
+                "output_router_logits": False, "for_llm_compressor": False, "pad_token_id": 0})
+
+
+def llama4_layer_mlp(a, p, i):
+    """Llama 4's feed_forward: Llama4TextMoe (router, stacked input-major experts, shared expert) on the
+    interleave_moe_layer_step-th layers, a dense MLP intermediate_size_mlp wide on the others."""
+    h, f = a.hidden_size, a.intermediate_size
+    q = p + "feed_forward."
+    if (i + 1) % a.interleave_moe_layer_step:
+        return mlp_tensors(q, a.intermediate_size_mlp, h)
+    # Router logits spread over several units so near-ties between experts are rare.
+    return [TensorSpec(q + "router.weight", (a.num_experts, h), "normal", 4.0 / np.sqrt(h)),
+            TensorSpec(q + "experts.gate_up_proj", (a.num_experts, h, 2 * f), "normal", 1.0 / np.sqrt(h)),
+            TensorSpec(q + "experts.down_proj", (a.num_experts, f, h), "normal", 1.0 / np.sqrt(f))] + \
+        mlp_tensors(q + "shared_expert.", f, h)
 
 
 def gpt_oss_config(a, cfg):
@@ -926,6 +963,8 @@ def layer_tensors(a, i):
         t.append(TensorSpec(q + "e_score_correction_bias", (a.num_experts,), "bias", dtype="f32"))
         for e in range(a.num_experts):
             t += mlp_tensors(f"{q}experts.{e}.", a.intermediate_size, h, ("w1", "w3", "w2"))
+    elif a.arch == "llama4":
+        t += llama4_layer_mlp(a, p, i)
     elif a.arch == "granite_moe":
         f, e = a.intermediate_size, a.num_experts
         q = f"{p}block_sparse_moe."
@@ -1418,6 +1457,16 @@ def parse_args(argv):
                     help="smollm3: no_rope_layer_interval (4)")
     for name in ("embedding_multiplier", "attention_multiplier", "residual_multiplier", "logits_scaling"):
         ap.add_argument("--" + name.replace("_", "-"), dest=name, type=float, help="granite: config.json's " + name)
+    ap.add_argument("--intermediate-size-mlp", dest="intermediate_size_mlp", type=int,
+                    help="llama4: the dense layers' width (344)")
+    ap.add_argument("--interleave-moe-layer-step", dest="interleave_moe_layer_step", type=int,
+                    help="llama4: every N-th layer has experts, the others are dense (1)")
+    ap.add_argument("--attention-chunk-size", dest="attention_chunk_size", type=int,
+                    help="llama4: the rotated layers attend within chunks of this many positions (6)")
+    ap.add_argument("--floor-scale", dest="floor_scale", type=int, help="llama4: the query temperature's period (8)")
+    ap.add_argument("--attn-scale", dest="attn_scale", type=float, help="llama4: the query temperature's slope (0.1)")
+    ap.add_argument("--no-qk-norm", dest="no_qk_norm", action="store_true", default=None,
+                    help="llama4: use_qk_norm false (Maverick)")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
     # GLM-4.7-Flash is DeepSeek-V3 in everything but its names: built as deepseek_v3, named as itself.
@@ -1466,7 +1515,8 @@ def parse_args(argv):
         sliding_window_pattern=6, layer_types="", partial_rotary_factor=1.0, longrope_type_name="longrope",
         attn_logit_softcapping=None, final_logit_softcapping=None, swiglu_limit=7.0, yarn_truncate="false",
         no_rope_layers="", no_rope_layer_interval=4, use_qk_norm=False, embedding_multiplier=1.0, attention_multiplier=1.0,
-        residual_multiplier=1.0, logits_scaling=1.0)
+        residual_multiplier=1.0, logits_scaling=1.0, intermediate_size_mlp=344, interleave_moe_layer_step=1,
+        attention_chunk_size=6, floor_scale=8, attn_scale=0.1, no_qk_norm=False)
     if a.preset == "tiny":
         base.update(TINY[arch])
     base.update({k: v for k, v in preset.items() if k not in ("arch", "dtype", "vision")})
@@ -1511,7 +1561,7 @@ def parse_args(argv):
     if a.head_dim % 2:
         ap.error("head_dim must be even (RoPE rotates pairs)")
     if arch not in ("qwen3_moe", "qwen2_moe", "mixtral", "gpt_oss", "granite_moe", "olmoe", "glm4_moe",
-                    "ernie4_5_moe", "minimax_m2") + DEEPSEEK:
+                    "ernie4_5_moe", "minimax_m2", "llama4") + DEEPSEEK:
         a.num_experts = 0
     elif not (0 < a.num_experts_per_tok <= a.num_experts):
         ap.error("need 0 < num_experts_per_tok <= num_experts")
@@ -1523,6 +1573,13 @@ def parse_args(argv):
         ap.error("--llama-4-scaling-beta is for --arch ministral3")
     if arch == "ministral3" and a.rope_scaling != "none":
         ap.error("ministral3 writes its own yarn rope_parameters (--rope-factor, --original-max-position-embeddings)")
+    llama4_only = {"intermediate_size_mlp", "interleave_moe_layer_step", "attention_chunk_size", "floor_scale",
+                   "attn_scale", "no_qk_norm"}
+    if arch != "llama4" and llama4_only & a.explicit:
+        ap.error("--intermediate-size-mlp, --interleave-moe-layer-step, --attention-chunk-size, --floor-scale, "
+                 "--attn-scale and --no-qk-norm are for --arch llama4")
+    if arch == "llama4" and min(a.interleave_moe_layer_step, a.attention_chunk_size, a.floor_scale) < 1:
+        ap.error("llama4's --interleave-moe-layer-step, --attention-chunk-size and --floor-scale must be positive")
     if arch != "smollm3" and {"no_rope_layers", "no_rope_layer_interval"} & a.explicit:
         ap.error("--no-rope-layers and --no-rope-layer-interval are for --arch smollm3")
     if arch == "smollm3":

@@ -270,6 +270,15 @@ OLMO2_CASES = [
     # Llama 4's query temperature over periods of 16 positions; with a 20-token window too (bf16).
     Case("ministral3_f32", "f32", ["--arch", "ministral3"], 141),
     Case("ministral3_window_bf16", "bf16", ["--arch", "ministral3", "--sliding-window", "20"], 142),
+    # Llama 4 (Llama4ForCausalLM): the last of 4 layers NoPE with the query temperature over periods of 8 positions,
+    # the others chunked in 6 positions with L2 q / k norms after RoPE on adjacent pairs; 4 experts top 1, each weight
+    # scaling its expert's input, plus the shared expert. Then llama3 RoPE scaling with experts every second layer
+    # (dense layers between) in bf16, and Maverick's use_qk_norm false with top 2 (f32).
+    Case("llama4_f32", "f32", ["--arch", "llama4"], 143),
+    Case("llama4_llama3_interleave_bf16", "bf16", ["--arch", "llama4", "--rope-scaling", "llama3",
+                                                   "--original-max-position-embeddings", "16",
+                                                   "--interleave-moe-layer-step", "2"], 144),
+    Case("llama4_no_qk_norm_top2_f32", "f32", ["--arch", "llama4", "--no-qk-norm", "--num-experts-per-tok", "2"], 145),
     # OLMoE (OlmoeForCausalLM): OLMo 2's whole-projection q / k norms with Llama's pre-norms, 8 experts top 2 in
     # every layer, unrenormalised as OlmoeConfig's default; and renormalised (norm_topk_prob true) in bf16.
     Case("olmoe_f32", "f32", ["--arch", "olmoe"], 124),
@@ -319,6 +328,8 @@ ARCH_BREAKS = {"llama": [], "qwen2": ["skip_bias"], "qwen3": ["skip_q_norm", "sk
                "exaone4": ["skip_q_norm", "skip_k_norm", "olmo2_pre_norms"],
                "seed_oss": ["skip_bias"],
                "ministral3": ["ministral3_no_q_temperature", "no_rope_scaling"],
+               "llama4": ["llama4_scale_output", "llama4_no_shared_expert", "llama4_gate_up_swapped", "llama4_no_chunk",
+                          "llama4_no_qk_norm", "llama4_no_temperature", "llama4_temperature_no_offset"],
                "olmoe": ["olmoe_qk_norm_per_head", "moe_flip_renorm"],
                "ernie4_5": [],
                "ernie4_5_moe": ["ernie_no_selection_bias", "ernie_weights_unnormalised"],
@@ -770,7 +781,7 @@ def main():
                                                 "olmo3_yarn_layer_types_f32", "olmo3_yarn_bf16",
                                                 "exaone4_llama3_f32", "exaone4_layer_types_bf16",
                                                 "exaone4_no_window_f32", "seed_oss_f32", "seed_oss_o_bias_bf16",
-                                                "ministral3_f32", "ministral3_window_bf16",
+                                                "ministral3_f32", "ministral3_window_bf16", "llama4_f32",
                                                 "minimax_m2_bf16")]
         for c in picks or cases:
             try:

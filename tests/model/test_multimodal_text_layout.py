@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Gemma 3 4B and larger are published as Gemma3ForConditionalGeneration, Mistral Small 3.1 / 3.2 (and
-Magistral / Devstral Small) and Ministral 3 as Mistral3ForConditionalGeneration: the language model's config nested in
+Magistral / Devstral Small) and Ministral 3 as Mistral3ForConditionalGeneration, Llama 4 as
+Llama4ForConditionalGeneration: the language model's config nested in
 text_config (naming only what differs from Gemma3TextConfig's / MistralConfig's defaults; the special
 ids and dtype at the top level), its tensors under language_model.model. (transformers < 4.52) or
 model.language_model. (later), beside a vision tower and projector dpserve does not run.
@@ -54,6 +55,13 @@ FAMILIES = {
                        defaults={"rms_norm_eps": 1e-5, "sliding_window": None, "tie_word_embeddings": False,
                                  "hidden_act": "silu", "bos_token_id": 1, "eos_token_id": 2},
                        vision="patch_conv.weight", projector="linear_1.weight"),
+    # Llama 4 Scout / Maverick: Llama4ForConditionalGeneration around text_config model_type llama4_text (its
+    # defaults Llama4TextConfig's), the vision model under vision_model. (Llama 4's name for the tower).
+    "llama4": dict(mm="Llama4ForConditionalGeneration", model_type="llama4", seed=57, extra=[],
+                   defaults={"rms_norm_eps": 1e-5, "rope_theta": 500000.0, "tie_word_embeddings": False,
+                             "hidden_act": "silu", "bos_token_id": 1, "eos_token_id": 2, "num_experts_per_tok": 1,
+                             "interleave_moe_layer_step": 1, "use_qk_norm": True, "attn_scale": 0.1},
+                   vision="patch_embedding.linear.weight", projector="linear_1.weight", tower="vision_model."),
 }
 
 
@@ -80,7 +88,8 @@ def multimodal(family, src, out, prefix, drop=()):
             top[k] = config[k]
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(top, f, indent=1)
-    vision = "vision_tower." if prefix.startswith("language_model") else "model.vision_tower."
+    tower = fam.get("tower", "vision_tower.")
+    vision = tower if prefix.startswith("language_model") else "model." + tower
     projector = "multi_modal_projector." if prefix.startswith("language_model") else "model.multi_modal_projector."
     # The head: language_model.lm_head.weight beside language_model.model.*, lm_head.weight at the top level
     # beside model.language_model.* (transformers >= 4.52).

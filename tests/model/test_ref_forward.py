@@ -387,6 +387,7 @@ def test_every_break_changes_logits():
         "minimax_m2": rf.RefModel(make_model("brk_minimax_m2", "--arch", "minimax_m2")),
         "exaone4": rf.RefModel(make_model("brk_exaone4", "--arch", "exaone4")),
         "ministral3": rf.RefModel(make_model("brk_ministral3", "--arch", "ministral3")),
+        "llama4": rf.RefModel(make_model("brk_llama4", "--arch", "llama4")),
         "olmo3": rf.RefModel(make_model("brk_olmo3", "--arch", "olmo3", "--rope-scaling", "yarn", "--rope-factor", "4",
                                         "--original-max-position-embeddings", "16")),
     }
@@ -412,6 +413,7 @@ def test_every_break_changes_logits():
     use.update({b: "olmo3" for b in rf.BREAKS if b.startswith("olmo3_")})
     use.update({b: "exaone4" for b in rf.BREAKS if b.startswith("exaone4_")})
     use.update({b: "ministral3" for b in rf.BREAKS if b.startswith("ministral3_")})
+    use.update({b: "llama4" for b in rf.BREAKS if b.startswith("llama4_")})
     use["yarn_truncate_ignored"] = "gpt_oss"
     for b in rf.BREAKS:
         m = models[use.get(b, "llama3")]
@@ -1502,6 +1504,29 @@ def test_gpt_oss_sinks_and_routing_by_hand():
         close(out[r], y, 1e-10)
         srt = np.sort(logit[r])[::-1]
         close(margins[r], srt[1] - srt[2], 1e-12)
+
+
+def test_llama4_chunks_and_temperature_reduce_to_plain_attention():
+    """Chunks longer than the sequence are full attention, a temperature period beyond it is no temperature, and a
+    one-expert router (sigmoid weight on the input) is the expert run on sigmoid(logit) * x: each Llama 4 piece
+    reduces to its definition where it should do nothing."""
+    toks = tokens(40, 397, seed=12)
+    m = rf.RefModel(make_model("l4_long_chunks", "--arch", "llama4", "--attention-chunk-size", "64",
+                               "--floor-scale", "1000"))
+    base = m.forward(toks)
+    assert np.array_equal(base, m.forward(toks, breaks={"llama4_no_chunk"}))
+    assert np.array_equal(base, m.forward(toks, breaks={"llama4_no_temperature"}))
+    one = rf.RefModel(make_model("l4_one_expert", "--arch", "llama4", "--num-experts", "1", "--num-experts-per-tok", "1"))
+    h = np.random.default_rng(3).standard_normal((5, one.hidden))
+    p, w = "model.layers.0.", one.w
+    got = one._llama4_moe(p, h, (), lambda v: v, np.full(5, np.inf))
+    s = rf.sigmoid(h @ w[p + "feed_forward.router.weight"].T)  # [5, 1]
+    x = h * s
+    gu = x @ w[p + "feed_forward.experts.gate_up_proj"][0]
+    f = gu.shape[1] // 2
+    want = (gu[:, f:] * rf.silu(gu[:, :f])) @ w[p + "feed_forward.experts.down_proj"][0]
+    want += one._mlp(p + "feed_forward.shared_expert.", h, lambda v: v)
+    assert np.allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 def main():

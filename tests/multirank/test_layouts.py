@@ -210,6 +210,8 @@ elif CASE == "dump_logits":
                           ("ernie4_5_moe", ["tp2_ep2"]),
                           # whole-projection q / k norms over each rank's heads, sigmoid + bias routing, experts split
                           ("minimax_m2", ["tp2_ep2"]),
+                          # expert inputs weighted per (token, expert) slot on each EP rank; chunked layers per rank
+                          ("llama4", ["tp2_ep2", "tp2_dp2"]),
                           ("smollm3", ["tp2"]),  # NoPE layers on each rank's heads
                           # sinks sliced with the heads, o / down biases added on one rank, experts split or whole
                           ("gpt_oss", ["tp2", "tp2_dp2", "tp2_ep2"])):

@@ -128,6 +128,14 @@ BREAKS = {
     "minimax_weights_biased": "MiniMax-M2 experts weighted by the biased selection scores instead of the sigmoid "
                               "scores",
     "exaone4_rope_every_layer": "EXAONE 4.0 full layers rotated too (global NoPE ignored)",
+    "llama4_scale_output": "Llama 4 router weights multiplying each expert's output instead of its input",
+    "llama4_no_shared_expert": "Llama 4 shared expert left out",
+    "llama4_gate_up_swapped": "Llama 4 experts' gate_up_proj read as up columns first, then gate",
+    "llama4_no_chunk": "Llama 4 chunked_attention layers attending over the whole context",
+    "llama4_no_qk_norm": "Llama 4 L2 q / k norm (use_qk_norm) left out",
+    "llama4_no_temperature": "Llama 4 NoPE layers' query temperature left out",
+    "llama4_temperature_no_offset": "Llama 4 query temperature from floor(p / floor_scale) instead of "
+                                    "floor((p + 1) / floor_scale)",
     "ministral3_no_q_temperature": "Ministral 3 queries not multiplied by Llama 4's temperature "
                                    "1 + beta ln(1 + floor(p / original_max_position_embeddings))",
     "olmo3_yarn_all_layers": "OLMo 3 rope_scaling applied to the sliding layers too (one rotary embedding for all)",
@@ -500,6 +508,9 @@ class RefModel:
         self.config, self.w = read_model_folder(path)
         c = self.config
         arch = c["architectures"][0]
+        if arch == "Llama4ForConditionalGeneration":
+            self._llama4_unwrap()
+            c, arch = self.config, "Llama4ForCausalLM"
         kinds = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2",
                  "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3_moe",
                  "Qwen2MoeForCausalLM": "qwen2_moe", "MixtralForCausalLM": "mixtral",
@@ -514,7 +525,8 @@ class RefModel:
                  "Ministral3ForCausalLM": "ministral3",
                  "OlmoeForCausalLM": "olmoe", "Glm4MoeForCausalLM": "glm4_moe",
                  "Glm4ForCausalLM": "glm4", "Ernie4_5ForCausalLM": "ernie4_5",
-                 "Ernie4_5_MoeForCausalLM": "ernie4_5_moe", "MiniMaxM2ForCausalLM": "minimax_m2"}
+                 "Ernie4_5_MoeForCausalLM": "ernie4_5_moe", "MiniMaxM2ForCausalLM": "minimax_m2",
+                 "Llama4ForCausalLM": "llama4"}
         if arch not in kinds:
             raise ValueError(f"unsupported architecture {arch}")
         self.arch = kinds[arch]
@@ -535,7 +547,7 @@ class RefModel:
         # Mistral / Mixtral / Ministral 3: a query at position i sees keys j with i - j < sliding_window.
         self.window = c.get("sliding_window") if self.arch in ("mistral", "mixtral", "ministral3") else None
         self.moe = self.arch in ("qwen3_moe", "qwen2_moe", "mixtral", "granite_moe", "olmoe", "glm4_moe", "ernie4_5_moe",
-                                 "minimax_m2") or (self.deepseek and bool(c.get("n_routed_experts")))
+                                 "minimax_m2", "llama4") or (self.deepseek and bool(c.get("n_routed_experts")))
         self.gemma = self.arch in ("gemma2", "gemma3")
         if self.arch == "gemma3":
             self._gemma_init()
@@ -578,6 +590,90 @@ class RefModel:
             self._ernie_init()
         if self.arch == "minimax_m2":
             self._minimax_m2_init()
+        if self.arch == "llama4":
+            self._llama4_init()
+
+    def _llama4_unwrap(self):
+        """Llama4ForConditionalGeneration (Llama4Config): the language model is text_config (model_type llama4_text),
+        its tensors under language_model.model. / language_model.lm_head. (transformers 4.51's layout, the
+        release's) or model.language_model. / lm_head. (later layouts); the vision model is not read."""
+        c = self.config
+        text = dict(c["text_config"])
+        for key in ("torch_dtype", "dtype"):
+            if key in c and key not in text:
+                text[key] = c[key]
+        text["architectures"] = ["Llama4ForCausalLM"]
+        self.config = text
+        renamed = {}
+        for name, t in self.w.items():
+            for old, new in (("language_model.model.", "model."), ("language_model.lm_head.", "lm_head."),
+                             ("model.language_model.", "model.")):
+                if name.startswith(old):
+                    name = new + name[len(old):]
+                    break
+            else:
+                if not name.startswith("lm_head."):
+                    continue  # vision_model., multi_modal_projector.
+            renamed[name] = t
+        self.w = renamed
+
+    def _llama4_init(self):
+        """Llama4TextConfig / modeling_llama4 (Llama4TextAttention, Llama4TextMoe, Llama4TextExperts):
+        - defaults: head_dim 128, rms_norm_eps 1e-5, rope_theta 5e5, untied;
+        - no_rope_layers[i] 1: layer i applies RoPE (complex multiplication: adjacent pairs), default
+          int((i + 1) % no_rope_layer_interval != 0), interval 4;
+        - layer_types default: "chunked_attention" where RoPE applies, "full_attention" elsewhere; chunked layers mask
+          keys outside the query's chunk of attention_chunk_size positions (kv // chunk == q // chunk);
+        - use_qk_norm: on RoPE layers q and k (per head) become x * rsqrt(mean(x^2) + rms_norm_eps) after RoPE;
+        - attn_temperature_tuning (truthy) on NoPE layers: q *= log1p(floor((pos + 1) / floor_scale)) * attn_scale + 1;
+        - moe_layers (default range(step - 1, n, step), step interleave_moe_layer_step) are Llama4TextMoe, the others
+          Llama4TextMLP of intermediate_size_mlp."""
+        c = self.config
+        self.eps = float(c.get("rms_norm_eps", 1e-5))
+        self.head_dim = c.get("head_dim") or 128
+        if "rope_theta" not in c and not c.get("rope_parameters"):
+            self.config = c = dict(c, rope_theta=500000.0)
+        if c.get("attention_bias"):
+            raise ValueError("attention_bias is not supported here")
+        flags = c.get("no_rope_layers") or [int((i + 1) % c.get("no_rope_layer_interval", 4) != 0)
+                                            for i in range(self.n_layers)]
+        self.rope_layers = [bool(f) for f in flags[:self.n_layers]]
+        types = c.get("layer_types") or ["chunked_attention" if r else "full_attention" for r in self.rope_layers]
+        self.llama4_chunked = [t == "chunked_attention" for t in types]
+        self.llama4_chunk = c.get("attention_chunk_size", 8192)
+        self.llama4_qk_norm = bool(c.get("use_qk_norm", True))
+        self.llama4_temp = (float(c.get("attn_scale", 0.1)), float(c.get("floor_scale", 8192))) \
+            if c.get("attn_temperature_tuning", True) else None
+        step = c.get("interleave_moe_layer_step", 1)
+        moe = c.get("moe_layers")
+        self.llama4_moe = set(range(step - 1, self.n_layers, step) if moe is None else moe)
+
+    def _llama4_moe(self, p, h, breaks, act, margins):
+        """Llama4TextMoe: router logits h @ router^T; the top num_experts_per_tok logits chosen, their sigmoids the
+        scores; each chosen expert runs on the input times its score (routed_in), gate_up = x @ gate_up_proj[e]
+        (gate the first half of the columns), (up * silu(gate)) @ down_proj[e]; plus the shared expert on h."""
+        c, w = self.config, self.w
+        k = c.get("num_experts_per_tok", 1)
+        q = p + "feed_forward."
+        logits = h @ w[q + "router.weight"].T
+        gu_w, dn_w = w[q + "experts.gate_up_proj"], w[q + "experts.down_proj"]
+        f = dn_w.shape[1]
+        order = np.argsort(-logits, axis=1, kind="stable")
+        if k < logits.shape[1]:
+            srt = np.take_along_axis(logits, order, axis=1)
+            np.minimum(margins, srt[:, k - 1] - srt[:, k], out=margins)
+        out = np.zeros_like(h)
+        for t in range(len(h)):
+            for e in order[t, :k]:
+                score = sigmoid(logits[t, e])
+                xin = h[t] if "llama4_scale_output" in breaks else act(h[t] * score)
+                gu = xin @ gu_w[e]
+                g, u = (gu[f:], gu[:f]) if "llama4_gate_up_swapped" in breaks else (gu[:f], gu[f:])
+                y = act(u * silu(g)) @ dn_w[e]
+                out[t] += y * score if "llama4_scale_output" in breaks else y
+        if "llama4_no_shared_expert" not in breaks:
+            out += self._mlp(q + "shared_expert.", h, act)
+        return out
 
     def _ministral3_init(self):
         """Ministral3Config / modular_ministral3: Mistral's layer (MistralAttention, window from sliding_window,
@@ -1012,6 +1108,8 @@ class RefModel:
                     and (layer + 1) % c.get("moe_layer_interval", 1) == 0)
         if self.arch in ("mixtral", "gpt_oss", "granite_moe", "olmoe", "minimax_m2"):
             return True
+        if self.arch == "llama4":
+            return layer in self.llama4_moe
         if self.arch not in ("qwen3_moe", "qwen2_moe"):
             return False
         return (layer not in c.get("mlp_only_layers", []) and c["num_experts"] > 0
@@ -1080,6 +1178,10 @@ class RefModel:
                 rotate = not rotate
             olmo2 = self.arch in ("olmo2", "olmo3", "exaone4")
             inv_l, mag_l, causal_l = inv_freq, mag, causal
+            llama4 = self.arch == "llama4"
+            if llama4 and self.llama4_chunked[i] and "llama4_no_chunk" not in breaks:
+                c_pos = positions // self.llama4_chunk
+                causal_l = causal & np.equal.outer(c_pos, c_pos)
             if self.arch == "exaone4" and "exaone4_rope_every_layer" in breaks:
                 rotate = True
             if olmo3 and self.olmo3_sliding[i] != ("olmo3_layer_types_flipped" in breaks):
@@ -1130,11 +1232,21 @@ class RefModel:
                     q = rms_norm(q, w[p + "self_attn.q_norm.weight"], self.eps, breaks)
                 if "skip_k_norm" not in breaks:
                     k = rms_norm(k, w[p + "self_attn.k_norm.weight"], self.eps, breaks)
+            # (RoPE keeps each head's norm, so the L2 norm's place before or after it does not matter.)
+            l2 = llama4 and rotate and self.llama4_qk_norm and "llama4_no_qk_norm" not in breaks
             if rotate:
-                # GLM-4 rotates adjacent pairs: for it the rope_interleaved break means half-rotation.
-                rb = set(breaks) ^ {"rope_interleaved"} if self.arch in ("glm4", "ernie4_5", "ernie4_5_moe") else breaks
+                # GLM-4, ERNIE and Llama 4 rotate adjacent pairs: for them the rope_interleaved break means
+                # half-rotation.
+                rb = set(breaks) ^ {"rope_interleaved"} if self.arch in ("glm4", "ernie4_5", "ernie4_5_moe", "llama4") \
+                    else breaks
                 q = apply_partial_rope(q, positions, inv_l, rot, rb, mag_l)
                 k = apply_partial_rope(k, k_positions, inv_l, rot, rb, mag_l)
+            if l2:
+                q, k = rms_norm(q, 1.0, self.eps), rms_norm(k, 1.0, self.eps)
+            if llama4 and not rotate and self.llama4_temp and "llama4_no_temperature" not in breaks:
+                beta, period = self.llama4_temp
+                p1 = positions if "llama4_temperature_no_offset" in breaks else positions + 1.0
+                q = q * (1.0 + beta * np.log1p(np.floor(p1 / period)))[:, None, None]
             if self.arch == "ministral3" and "ministral3_no_q_temperature" not in breaks:
                 beta, period = self.q_temp
                 q = q * (1.0 + beta * np.log1p(np.floor(positions / period)))[:, None, None]
@@ -1178,6 +1290,9 @@ class RefModel:
                 x = x + self._ernie_moe(p, h, breaks, act, margins)
             elif self.arch == "minimax_m2":
                 x = x + self._minimax_moe(p, h, breaks, act, margins)
+            elif llama4:
+                x = x + (self._llama4_moe(p, h, breaks, act, margins) if i in self.llama4_moe
+                         else self._mlp(p + "feed_forward.", h, act))
             elif self.is_sparse(i):
                 x = x + self._moe(p, h, breaks, act, margins)
             else:
