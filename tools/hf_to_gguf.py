@@ -13,6 +13,9 @@ What it writes:
     [experts, rows, cols]; Mixtral as llama.cpp's converter writes it: `llama` with expert_count /
     expert_used_count, experts feed_forward_length wide, the router block_sparse_moe.gate as
     ffn_gate_inp (w1 / w3 / w2 -> gate / up / down);
+  * Llama 4 (Llama4ForCausalLM) as `llama4`: nothing permuted, the stacked input-major experts transposed into
+    ffn_{gate,up,down}_exps, the shared expert as ffn_*_shexp, interleave_moe_layer_step, and configs that llama.cpp's
+    fixed chunk (8192), temperature and NoPE pattern would run differently refused;
   * DeepSeek-V2/V3 as `deepseek2`: kv_b_proj split per head into attn_k_b (W_UK transposed) and
     attn_v_b with the attention.*_mla keys, as llama.cpp's converter does since its absorbed MLA
     (--kv-b joined writes the older single attn_kv_b); the router's meaning in llama.cpp's terms
@@ -55,7 +58,7 @@ ARCH = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCau
         "Glm4MoeForCausalLM": "glm4moe", "Exaone4ForCausalLM": "exaone4", "SeedOssForCausalLM": "seed_oss",
         "Ministral3ForCausalLM": "mistral3",
         "Glm4ForCausalLM": "glm4", "Glm4MoeLiteForCausalLM": "deepseek2", "Ernie4_5ForCausalLM": "ernie4_5",
-        "Ernie4_5_MoeForCausalLM": "ernie4_5-moe", "MiniMaxM2ForCausalLM": "minimax-m2"}
+        "Ernie4_5_MoeForCausalLM": "ernie4_5-moe", "MiniMaxM2ForCausalLM": "minimax-m2", "Llama4ForCausalLM": "llama4"}
 # Architectures whose Q / K rows llama.cpp's converter permutes (its LlamaModel and subclasses), so that
 # GGML's RoPE on adjacent pairs equals Hugging Face's rotate-half.
 PERMUTED = ("llama", "smollm3", "granite", "granitemoe", "mistral3")
@@ -124,6 +127,13 @@ GLM4MOE_NAMES = {"post_attention_layernorm.weight": "post_attention_norm.weight"
 GLM4_NAMES = {"post_self_attn_layernorm.weight": "post_attention_norm.weight",
               "post_attention_layernorm.weight": "ffn_norm.weight",
               "post_mlp_layernorm.weight": "post_ffw_norm.weight", "mlp.gate_up_proj.weight": "ffn_up.weight"}
+# Llama 4's feed-forward blocks (Llama4TextMoe's router and shared expert, or a dense MLP) under feed_forward.
+LLAMA4_NAMES = {"feed_forward.router.weight": "ffn_gate_inp.weight",
+                "feed_forward.shared_expert.gate_proj.weight": "ffn_gate_shexp.weight",
+                "feed_forward.shared_expert.up_proj.weight": "ffn_up_shexp.weight",
+                "feed_forward.shared_expert.down_proj.weight": "ffn_down_shexp.weight",
+                "feed_forward.gate_proj.weight": "ffn_gate.weight", "feed_forward.up_proj.weight": "ffn_up.weight",
+                "feed_forward.down_proj.weight": "ffn_down.weight"}
 # MiniMax-M2's router selection bias, beside (not in) its gate.
 MINIMAX_M2_NAMES = {"block_sparse_moe.e_score_correction_bias": "exp_probs_b.bias"}
 # Phi-3's fused projections, as llama.cpp's converter keeps them: attn_qkv (q, k, v rows) and ffn_up
@@ -738,6 +748,52 @@ def gpt_oss_experts(w, st, hp, layer, ggml_type):
                                   lambda a=a, d=d: convert(np.ascontiguousarray(a), d, G.GGML_F32)))
 
 
+def llama4_experts(w, st, hp, layer, ggml_type):
+    """Llama4TextExperts -> llama.cpp's: gate_up_proj [E, H, 2I] (x @ W; the gate's columns first, then the up's)
+    becomes ffn_gate_exps / ffn_up_exps [E, I, H], down_proj [E, I, H] ffn_down_exps [E, H, I]."""
+    q = hp + "feed_forward.experts."
+    if q + "gate_up_proj" not in st:
+        return  # a dense layer
+    gu, gu_t = st[q + "gate_up_proj"]
+    dn, dn_t = st[q + "down_proj"]
+    gu = np.swapaxes(np.asarray(gu), 1, 2)  # [E, 2I, H]
+    half = gu.shape[1] // 2
+    for gg, a, d in (("ffn_gate_exps.weight", gu[:, :half, :], gu_t), ("ffn_up_exps.weight", gu[:, half:, :], gu_t),
+                     ("ffn_down_exps.weight", np.swapaxes(np.asarray(dn), 1, 2), dn_t)):
+        t = matrix_type(ggml_type, a.shape)
+        w.add_tensor(G.TensorSpec(f"blk.{layer}.{gg}", t, a.shape,
+                                  lambda a=a, d=d, t=t: convert(np.ascontiguousarray(a), d, t)))
+
+
+def llama4_keys(w, p, c, n_layers):
+    """Llama 4 as llama.cpp's converter writes it: feed_forward_length is intermediate_size_mlp (dense layers),
+    expert_feed_forward_length intermediate_size (routed and shared experts), interleave_moe_layer_step. llama.cpp's
+    llama4 graph fixes the rest: chunks of 8192 on all but every fourth layer, which are NoPE with the query
+    temperature 1 + 0.1 ln(1 + floor((p + 1) / 8192)), L2 q / k norms unless there are 128 experts (Maverick). A
+    config it would run differently is refused."""
+    n_exp, step = c["num_local_experts"], c.get("interleave_moe_layer_step", 1)
+    fixed = (("attention_chunk_size", 8192), ("attn_temperature_tuning", True), ("floor_scale", 8192),
+             ("attn_scale", 0.1), ("use_qk_norm", n_exp != 128), ("attention_bias", False))
+    for key, want in fixed:  # attn_temperature_tuning is tested for truth (the release says 4)
+        if (bool(c.get(key, want)) if key == "attn_temperature_tuning" else c.get(key, want)) != want:
+            raise SystemExit(f"hf_to_gguf: llama.cpp's llama4 runs {key} {want!r} (with {n_exp} experts); this config "
+                             f"has {c[key]!r}")
+    rope = [int((i + 1) % 4 != 0) for i in range(n_layers)]
+    if (c.get("no_rope_layers") or rope)[:n_layers] != rope or c.get("no_rope_layer_interval", 4) != 4:
+        raise SystemExit("hf_to_gguf: llama.cpp's llama4 makes every fourth layer NoPE; no_rope_layers differs")
+    types = c.get("layer_types")
+    if types and types != ["chunked_attention" if r else "full_attention" for r in rope]:
+        raise SystemExit("hf_to_gguf: llama.cpp's llama4 chunks exactly the rotated layers; layer_types differs")
+    if c.get("moe_layers") is not None and list(c["moe_layers"]) != list(range(step - 1, n_layers, step)):
+        raise SystemExit("hf_to_gguf: llama4 GGUF files place experts every interleave_moe_layer_step layers; "
+                         "moe_layers differs")
+    w.add(p + "feed_forward_length", G.U32, c["intermediate_size_mlp"])
+    w.add(p + "expert_feed_forward_length", G.U32, c["intermediate_size"])
+    w.add(p + "expert_count", G.U32, n_exp)
+    w.add(p + "expert_used_count", G.U32, c["num_experts_per_tok"])
+    w.add(p + "interleave_moe_layer_step", G.U32, step)
+
+
 def smollm3_check(c, n_layers):
     """llama.cpp's smollm3 has no key for the NoPE layers: it leaves every fourth one unrotated. Another
     layout (no_rope_layers, no_rope_layer_interval) or SmolLM3's sliding window cannot be written."""
@@ -892,6 +948,9 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
         c = {"tie_word_embeddings": True, "rope_theta": 2000000.0, **c}
     if arch == "minimax-m2":  # MiniMaxM2Config's defaults
         c = {"head_dim": 128, "rope_theta": 5000000.0, **c}
+    if arch == "llama4":  # Llama4TextConfig's defaults (feed_forward_length is written by llama4_keys)
+        c = {"head_dim": 128, "rope_theta": 500000.0, "rms_norm_eps": 1e-5, "num_experts_per_tok": 1,
+             "num_local_experts": 16, "intermediate_size_mlp": 16384, **c}
     hidden, n_head = c["hidden_size"], c["num_attention_heads"]
     n_kv = c.get("num_key_value_heads", n_head)
     head_dim = c.get("head_dim") or hidden // n_head
@@ -909,7 +968,7 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
     w.add(p + "context_length", G.U32, c.get("max_position_embeddings", 2048))
     w.add(p + "embedding_length", G.U32, hidden)
     w.add(p + "block_count", G.U32, n_layers + mtp)
-    if c.get("intermediate_size"):
+    if c.get("intermediate_size") and arch != "llama4":
         w.add(p + "feed_forward_length", G.U32, c["intermediate_size"])
     w.add(p + "attention.head_count", G.U32, n_head)
     if arch != "deepseek2":
@@ -937,7 +996,9 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
     if "head_dim" in c and c["head_dim"] and arch != "deepseek2":
         w.add(p + "attention.key_length", G.U32, head_dim)
         w.add(p + "attention.value_length", G.U32, head_dim)
-    if arch in PERMUTED or arch == "exaone4":  # llama.cpp's Exaone4Model writes it too
+    if arch == "llama4":
+        llama4_keys(w, p, c, n_layers)
+    if arch in PERMUTED or arch in ("exaone4", "llama4"):  # llama.cpp's Exaone4Model and Llama4Model write it too
         w.add(p + "vocab_size", G.U32, c["vocab_size"])
     if arch == "smollm3":
         smollm3_check(c, n_layers)
@@ -1073,7 +1134,8 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
                  else {**LAYER_NAMES, **OLMO2_NAMES} if arch in ("olmo2", "exaone4")
                  else {**LAYER_NAMES, **GLM4MOE_NAMES} if arch in ("glm4moe", "seed_oss")
                  else {**LAYER_NAMES, **GLM4_NAMES} if arch == "glm4"
-                 else {**LAYER_NAMES, **MINIMAX_M2_NAMES} if arch == "minimax-m2" else LAYER_NAMES)
+                 else {**LAYER_NAMES, **MINIMAX_M2_NAMES} if arch == "minimax-m2"
+                 else {**LAYER_NAMES, **LLAMA4_NAMES} if arch == "llama4" else LAYER_NAMES)
         for hf, gg in names.items():
             if hp + hf not in st or (phi3 and qkv == "split" and gg == "attn_qkv.weight"):
                 continue
@@ -1089,6 +1151,8 @@ def add_model(w, folder, outtype, kv_b="split", experts_form="stacked", qkv="fus
             gpt_oss_experts(w, st, hp, layer, ggml_type)
         if arch == "granitemoe":
             granite_moe_experts(w, st, hp, layer, ggml_type)
+        if arch == "llama4":
+            llama4_experts(w, st, hp, layer, ggml_type)
         if phi3 and qkv == "split":  # attn_q / attn_k / attn_v, which llama.cpp's phi3 also reads
             arr, dtype = st[hp + "self_attn.qkv_proj.weight"]
             rows = np.cumsum([n_head * head_dim, n_kv * head_dim])

@@ -517,12 +517,60 @@ void read_minimax_m2(const GgufSet& g, const std::string& p, ModelConfig& c) {
 // its RoPE for this architecture rotates adjacent pairs of q_pe / k_pe, as dpserve's MLA does for every
 // model. Its converter drops DeepSeek's multi-token-prediction layer but keeps GLM-4.7-Flash's
 // (nextn_predict_layers of them at the end of block_count): kept for NEXTN, never run by the model.
+// llama4 (Llama 4 Scout and Maverick, as llama.cpp's converter writes them): Llama's tensors, nothing permuted (the
+// checkpoints rotate adjacent pairs), every interleave_moe_layer_step-th layer sparse with experts
+// expert_feed_forward_length wide (top expert_used_count of the router logits, weighted by their sigmoids, each
+// weight multiplying its expert's input) plus a shared expert as wide, the others dense (feed_forward_length).
+// llama.cpp's llama4 graph fixes what the file does not say: every fourth layer NoPE with the query temperature
+// 1 + 0.1 ln(1 + floor((p + 1) / 8192)), the others chunked in 8192 positions and, unless there are 128 experts
+// (Maverick has use_qk_norm false), their q and k L2-normalised after RoPE. Keys that would change those (a
+// sliding window of another size, another pattern or RoPE base) are refused.
+void read_llama4(const GgufSet& g, const std::string& p, ModelConfig& c) {
+  const GgufMetadata& m = g.metadata();
+  read_expert_counts(m, p, c);
+  c.moe_ffn = positive(m, p + "expert_feed_forward_length");
+  const int64_t step = positive(m, p + "interleave_moe_layer_step");
+  for (int64_t l = 0; l < c.n_layers; ++l)
+    if ((g.tensor("blk." + std::to_string(l) + ".ffn_gate_inp.weight") != nullptr) != ((l + 1) % step == 0))
+      fail("GGUF {}: layer {} {} a router (ffn_gate_inp), but {}interleave_moe_layer_step {} makes it {}", m.where(), l,
+           (l + 1) % step == 0 ? "lacks" : "has", p, step, (l + 1) % step == 0 ? "sparse" : "dense");
+  c.routing.scoring = MoeRouting::Scoring::Sigmoid;
+  c.n_shared_experts = 1;
+  c.moe_weight_input = true;
+  constexpr int64_t kChunk = 8192, kPeriod = 4;
+  if (const auto w = m.get_int(p + "attention.sliding_window"); w && *w != kChunk)
+    fail("GGUF {}: {}attention.sliding_window is {}: llama.cpp's llama4 attends in chunks of {} (or, with 0, runs "
+         "another model), which is all dpserve reads",
+         m.where(), p, *w, kChunk);
+  if (const GgufValue* v = m.find(p + "attention.sliding_window_pattern");
+      v && (v->type == GgufType::Array || m.get_int(p + "attention.sliding_window_pattern") != kPeriod))
+    fail("GGUF {}: {}attention.sliding_window_pattern must be {} (every fourth layer NoPE and unchunked)", m.where(),
+         p, kPeriod);
+  if (const auto b = m.get_float(p + "rope.freq_base_swa"); b && *b != c.rope_theta)
+    fail("GGUF {}: {}rope.freq_base_swa differs from rope.freq_base: Llama 4 has one RoPE", m.where(), p);
+  if (m.has(p + "attention.scale"))
+    fail("GGUF {}: {}attention.scale is set: Llama 4 scales attention scores by 1/sqrt(head_dim) only", m.where(), p);
+  c.layer_nope.assign(size_t(c.n_layers), 0);
+  c.layer_sliding.assign(size_t(c.n_layers), 0);
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    c.layer_nope[size_t(l)] = (l + 1) % kPeriod == 0;
+    c.layer_sliding[size_t(l)] = !c.layer_nope[size_t(l)];
+  }
+  c.sliding_window = kChunk;
+  c.attn_chunked = true;
+  c.q_temp_beta = 0.1;
+  c.q_temp_period = 8192;
+  c.q_temp_offset = 1;
+  c.q_temp_nope_only = true;
+  c.qk_l2_norm = c.n_experts != 128;
+}
+
 void read_deepseek2_file(const GgufSet& g, const std::string& p, ModelConfig& c) {
   read_nextn_layers(g.metadata(), p, c);
   read_deepseek2(g, p, c);
 }
 
-constexpr std::array<GgufArch, 23> kArchs = {{
+constexpr std::array<GgufArch, 24> kArchs = {{
     {"llama", Arch::Llama, true, false, false, false, false, read_llama},
     {"qwen2", Arch::Qwen2, false, true, false, false, false, nullptr},
     {"qwen2moe", Arch::Qwen2, false, true, false, true, false, read_qwen2moe},
@@ -546,6 +594,7 @@ constexpr std::array<GgufArch, 23> kArchs = {{
     {"ernie4_5", Arch::Llama, true, false, false, false, false, read_ernie4_5},
     {"ernie4_5-moe", Arch::Llama, true, false, false, true, false, read_ernie4_5_moe},
     {"minimax-m2", Arch::Llama, false, false, false, true, false, read_minimax_m2},
+    {"llama4", Arch::Llama, true, false, false, true, false, read_llama4},
 }};
 
 }  // namespace

@@ -54,9 +54,10 @@ constexpr std::array<PreTokenizerRow, 5> kPreTokenizers = {{
         {"type": "Split", "pattern": {"Regex": "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"}, "behavior": "Isolated", "invert": false},
         {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]})json",
      false, true},
-    // o200k, tiktoken's GPT-4o vocabulary: Phi-4-mini and gpt-oss. Words keep their case run and an
-    // English contraction; digits in threes; '/' and newlines stick to punctuation.
-    {{"gpt-4o", "", ""},
+    // o200k, tiktoken's GPT-4o vocabulary: Phi-4-mini and gpt-oss; Llama 4's splits text the same way (llama.cpp
+    // runs its "llama4" as "gpt-4o"). Words keep their case run and an English contraction; digits in threes; '/'
+    // and newlines stick to punctuation.
+    {{"gpt-4o", "llama4", ""},
      "null",
      R"json({"type": "Sequence", "pretokenizers": [
         {"type": "Split", "pattern": {"Regex": "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}, "behavior": "Isolated", "invert": false},

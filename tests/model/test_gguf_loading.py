@@ -702,7 +702,9 @@ for t in ("q5_0", "q5_1"):
 for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", "5"]), ("granite", []),
                     ("granitemoe", []), ("olmo2", []), ("olmoe", []), ("qwen2moe", ["--mlp-only-layers", ""]),
                     ("glm4moe", ["--use-qk-norm"]), ("glm4", []), ("ernie4_5-moe", []), ("minimax-m2", []),
-                    ("exaone4", []), ("seed_oss", []), ("mistral3", [])):
+                    ("exaone4", []), ("seed_oss", []), ("mistral3", []),
+                    ("llama4", ["--attention-chunk-size", "8192", "--floor-scale", "8192", "--interleave-moe-layer-step",
+                                "2"])):
     hf = os.path.join(WORK, f"hf-{arch}")
     hf_arch = {"granitemoe": "granite_moe", "qwen2moe": "qwen2_moe", "glm4moe": "glm4_moe",
                "ernie4_5-moe": "ernie4_5_moe", "minimax-m2": "minimax_m2", "mistral3": "ministral3"}.get(arch, arch)
@@ -718,7 +720,7 @@ for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", 
     keys = {"smollm3": [], "granite": ["embedding_scale", "attention.scale", "residual_scale"],
             "granitemoe": ["residual_scale"], "olmo2": [], "olmoe": [], "qwen2moe": [], "glm4moe": [], "glm4": [],
             "ernie4_5-moe": [], "minimax-m2": [], "exaone4": [], "seed_oss": [],
-            "mistral3": ["attention.temperature_scale"]}[arch]
+            "mistral3": ["attention.temperature_scale"], "llama4": []}[arch]
     for key in keys:
         off, _ = dump_logits(write(f"{arch}-no-{key}", patched_model(base=gg, drop=(f"{arch}.{key}",))), ids)
         off_err, _ = max_diff(off, ref)
@@ -803,6 +805,17 @@ for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", 
                  "expert_gating_func")]
     if arch == "glm4":  # a missing output norm; an ffn_gate beside the fused ffn_up
         bads += [("glm4_no_post_ffw_norm", dict(drop=("blk.1.post_ffw_norm.weight",)), "blk.1.post_ffw_norm.weight")]
+    if arch == "llama4":  # what llama.cpp's llama4 graph fixes, said otherwise; routers against the step; shared expert
+        bads = [("llama4_window", dict(extra_kv=[("llama4.attention.sliding_window", G.U32, 6)]),
+                 "attention.sliding_window"),
+                ("llama4_pattern", dict(extra_kv=[("llama4.attention.sliding_window_pattern", G.U32, 2)]),
+                 "sliding_window_pattern"),
+                ("llama4_swa_base", dict(extra_kv=[("llama4.rope.freq_base_swa", G.F32, 123.0)]), "rope.freq_base_swa"),
+                ("llama4_scale", dict(extra_kv=[("llama4.attention.scale", G.F32, 0.1)]), "attention.scale"),
+                ("llama4_step", dict(replace_kv={"llama4.interleave_moe_layer_step": (G.U32, 1, None)}),
+                 "interleave_moe_layer_step"),
+                ("llama4_no_step", dict(drop=("llama4.interleave_moe_layer_step",)), "interleave_moe_layer_step"),
+                ("llama4_no_shexp", dict(drop=("blk.1.ffn_up_shexp.weight",)), "blk.1.ffn_up_shexp.weight")]
     if arch == "granitemoe":  # GraniteMoeShared's shared experts
         bads = [("granitemoe_shared", dict(extra_kv=[("granitemoe.expert_shared_count", G.U32, 1)]),
                  "expert_shared_count")]
@@ -814,6 +827,14 @@ for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", 
         path = write(bad_name, patched_model(base=gg, **patch))
         p = dpserve(["generate", "--model-path", path, "--prompt-ids", "1", "-n", "1"])
         check(p.returncode == 1 and expect in p.stderr, f"{bad_name}: refused naming it ({p.stderr[-300:].strip()})")
+# The converter refuses a Llama 4 whose chunks llama.cpp's llama4 would not run (it fixes them at 8192).
+l4_bad = os.path.join(WORK, "hf-llama4-chunk-6")
+subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.py"), "--arch", "llama4", "--dtype",
+                "f32", "--quiet", "--out", l4_bad], check=True, timeout=300)
+p = subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "hf_to_gguf.py"), l4_bad, "--outtype", "f32",
+                    "--out", os.path.join(WORK, "llama4-bad.gguf")], capture_output=True, text=True, timeout=300)
+check(p.returncode != 0 and "attention_chunk_size" in p.stderr,
+      f"the converter refuses llama4 chunks of 6 (llama.cpp runs 8192): {p.stderr[-200:].strip()}")
 smol_bad = os.path.join(WORK, "hf-smollm3-nope-1-3")
 subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.py"), "--arch", "smollm3", "--dtype",
                 "f32", "--quiet", "--out", smol_bad], check=True, timeout=300)

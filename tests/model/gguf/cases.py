@@ -143,6 +143,13 @@ CASES = {
     # 16 of each head's 32 dims rotated on halves with nothing permuted, every layer 8 experts top 2 by sigmoid +
     # exp_probs_b, renormalised).
     "minimax_m2": dict(hf=["--arch", "minimax_m2", "--seed", "37"], gguf=[], variants=["F32"], same_as_hf=True),
+    # Llama 4 (llama.cpp's llama4: nothing permuted, RoPE on adjacent pairs; experts every second layer, dense layers
+    # between, top 1 weighted on the input by the sigmoid of its logit, plus the shared expert; L2 q / k norms; the last
+    # of 4 layers NoPE). llama.cpp fixes the chunk and the temperature's period at 8192, so the model has those and
+    # the prompts never reach either: this case checks everything but chunks and temperature, which the float64
+    # reference checks at 6 and 8 (model_reference_olmo2).
+    "llama4": dict(hf=["--arch", "llama4", "--attention-chunk-size", "8192", "--floor-scale", "8192",
+                       "--interleave-moe-layer-step", "2", "--seed", "42"], gguf=[], variants=["F32"], same_as_hf=True),
     # Quantized: every matrix row is 256 elements wide (hidden 256, FFN 256, attention 256), so
     # llama-quantize uses the K-quant types on every tensor instead of falling back to Q5_0 /
     # Q8_0 for rows that are not whole 256-element blocks.
