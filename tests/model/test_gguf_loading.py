@@ -827,28 +827,24 @@ for arch, flags in (("smollm3", ["--no-rope-layers", "", "--num-hidden-layers", 
         path = write(bad_name, patched_model(base=gg, **patch))
         p = dpserve(["generate", "--model-path", path, "--prompt-ids", "1", "-n", "1"])
         check(p.returncode == 1 and expect in p.stderr, f"{bad_name}: refused naming it ({p.stderr[-300:].strip()})")
-# The converter refuses a Llama 4 whose chunks llama.cpp's llama4 would not run (it fixes them at 8192).
-l4_bad = os.path.join(WORK, "hf-llama4-chunk-6")
-subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.py"), "--arch", "llama4", "--dtype",
-                "f32", "--quiet", "--out", l4_bad], check=True, timeout=300)
-p = subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "hf_to_gguf.py"), l4_bad, "--outtype", "f32",
-                    "--out", os.path.join(WORK, "llama4-bad.gguf")], capture_output=True, text=True, timeout=300)
-check(p.returncode != 0 and "attention_chunk_size" in p.stderr,
-      f"the converter refuses llama4 chunks of 6 (llama.cpp runs 8192): {p.stderr[-200:].strip()}")
-smol_bad = os.path.join(WORK, "hf-smollm3-nope-1-3")
-subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.py"), "--arch", "smollm3", "--dtype",
-                "f32", "--quiet", "--out", smol_bad], check=True, timeout=300)
-p = subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "hf_to_gguf.py"), smol_bad, "--outtype", "f32",
-                    "--out", os.path.join(WORK, "smollm3-bad.gguf")], capture_output=True, text=True, timeout=300)
-check(p.returncode != 0 and "no_rope_layers" in p.stderr,
-      f"the converter refuses NoPE layers 1 and 3 for smollm3: {p.stderr[-200:].strip()}")
-seed_bad = os.path.join(WORK, "hf-seed_oss-o-bias")
-subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.py"), "--arch", "seed_oss", "--dtype",
-                "f32", "--quiet", "--attention-out-bias", "--out", seed_bad], check=True, timeout=300)
-p = subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "hf_to_gguf.py"), seed_bad, "--outtype", "f32",
-                    "--out", os.path.join(WORK, "seed_oss-bad.gguf")], capture_output=True, text=True, timeout=300)
-check(p.returncode != 0 and "attention_out_bias" in p.stderr,
-      f"the converter refuses an o_proj bias for seed_oss (llama.cpp reads none): {p.stderr[-200:].strip()}")
+
+
+def converter_refuses(name, flags, expect, what):
+    """make_hf_model.py FLAGS makes a folder tools/hf_to_gguf.py must refuse, naming `expect`."""
+    hf = os.path.join(WORK, f"hf-{name}")
+    subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.py"), "--dtype", "f32", "--quiet",
+                    "--out", hf, *flags], check=True, timeout=300)
+    p = subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "hf_to_gguf.py"), hf, "--outtype", "f32",
+                        "--out", os.path.join(WORK, f"{name}.gguf")], capture_output=True, text=True, timeout=300)
+    check(p.returncode != 0 and expect in p.stderr, f"the converter refuses {what}: {p.stderr[-200:].strip()}")
+
+
+# llama.cpp's llama4 fixes its chunks at 8192; its smollm3 makes every fourth layer NoPE; its seed_oss reads no
+# o_proj bias.
+converter_refuses("llama4-chunk-6", ["--arch", "llama4"], "attention_chunk_size", "llama4 chunks of 6")
+converter_refuses("smollm3-nope-1-3", ["--arch", "smollm3"], "no_rope_layers", "NoPE layers 1 and 3 for smollm3")
+converter_refuses("seed_oss-o-bias", ["--arch", "seed_oss", "--attention-out-bias"], "attention_out_bias",
+                  "an o_proj bias for seed_oss")
 
 # --- block-aligned shards of quantized tensors ------------------------------------------------------
 q4k = os.path.join(HERE, "fixtures", "gguf", "llama-q-Q4_K_M.gguf")
