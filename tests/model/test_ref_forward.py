@@ -1529,6 +1529,115 @@ def test_llama4_chunks_and_temperature_reduce_to_plain_attention():
     assert np.allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
+def llama4_decode(m, toks):
+    """A second Llama 4 forward as modeling_llama4 computes it, read from config.json alone: one token at a time
+    against a growing KV cache; RoPE as complex multiplication of adjacent pairs (view_as_complex); the L2 norm
+    after it; a chunked layer's keys from the start of the query's chunk; the NoPE layers' temperature from
+    cache_position + 1; the router's scores for every expert (sigmoid of -inf is 0 off the top k), every expert
+    run on its scaled input (a zero input gives zero: no biases), the shared expert added."""
+    w, c = m.w, m.config
+    hd, nh, nkv, n = c["head_dim"], c["num_attention_heads"], c["num_key_value_heads"], c["num_hidden_layers"]
+    eps, k_top, chunk = c["rms_norm_eps"], c["num_experts_per_tok"], c["attention_chunk_size"]
+    ropes = c.get("no_rope_layers") or [int((i + 1) % 4 != 0) for i in range(n)]
+    step = c.get("interleave_moe_layer_step", 1)
+    moe = c.get("moe_layers")
+    moe = list(range(step - 1, n, step)) if moe is None else moe
+    freq = rf.rope_inv_freq(c, hd)  # llama3 bands checked by test_rope_llama3_bands
+
+    def rms(v):
+        return v / math.sqrt(float(np.dot(v, v)) / len(v) + eps)
+
+    def rot(v, pos):
+        z = (v[0::2] + 1j * v[1::2]) * np.exp(1j * pos * freq)
+        return np.stack([z.real, z.imag], axis=-1).reshape(-1)
+
+    def swiglu(x, gate, up, down):
+        return down @ (rf.silu(gate @ x) * (up @ x))
+
+    kc = [[] for _ in range(n)]
+    vc = [[] for _ in range(n)]
+    rows = []
+    for pos, tok in enumerate(toks):
+        x = w["model.embed_tokens.weight"][tok].copy()
+        for i in range(n):
+            p = f"model.layers.{i}."
+            h = rms(x) * w[p + "input_layernorm.weight"]
+            q, k, v = (w[f"{p}self_attn.{t}_proj.weight"] @ h for t in "qkv")
+            q, k, v = q.reshape(nh, hd), k.reshape(nkv, hd), v.reshape(nkv, hd)
+            if ropes[i]:
+                q, k = np.array([rot(r, pos) for r in q]), np.array([rot(r, pos) for r in k])
+                if c["use_qk_norm"]:
+                    q, k = np.array([rms(r) for r in q]), np.array([rms(r) for r in k])
+            elif c["attn_temperature_tuning"]:
+                q = q * (1 + c["attn_scale"] * math.log1p(math.floor((pos + 1) / c["floor_scale"])))
+            kc[i].append(k)
+            vc[i].append(v)
+            first = pos // chunk * chunk if ropes[i] else 0  # layer_types: chunked exactly where RoPE applies
+            outs = []
+            for hh in range(nh):
+                kv = hh // (nh // nkv)
+                sc = np.array([np.dot(q[hh], kc[i][t][kv]) for t in range(first, pos + 1)]) / math.sqrt(hd)
+                e = np.exp(sc - sc.max())
+                outs.append(sum(e[t - first] / e.sum() * vc[i][t][kv] for t in range(first, pos + 1)))
+            x = x + w[p + "self_attn.o_proj.weight"] @ np.concatenate(outs)
+            h = rms(x) * w[p + "post_attention_layernorm.weight"]
+            f = p + "feed_forward."
+            if i not in moe:
+                x = x + swiglu(h, *(w[f"{f}{t}_proj.weight"] for t in ("gate", "up", "down")))
+                continue
+            logit = w[f + "router.weight"] @ h
+            kth = np.sort(logit)[-k_top]
+            score = np.where(logit >= kth, 1 / (1 + np.exp(-logit)), 0.0)
+            gu, dn = w[f + "experts.gate_up_proj"], w[f + "experts.down_proj"]
+            half = gu.shape[2] // 2
+            for e in range(len(logit)):
+                y = (h * score[e]) @ gu[e]
+                x = x + (y[half:] * rf.silu(y[:half])) @ dn[e]
+            x = x + swiglu(h, *(w[f"{f}shared_expert.{t}_proj.weight"] for t in ("gate", "up", "down")))
+        rows.append(m.lm_head() @ (rms(x) * w["model.norm.weight"]))
+    return np.array(rows)
+
+
+def test_llama4_decoder_agrees():
+    for name, args in (("l4_inc", []),
+                       ("l4_inc_llama3_step2_bf16", ["--rope-scaling", "llama3", "--original-max-position-embeddings",
+                                                     "16", "--interleave-moe-layer-step", "2", "--dtype", "bf16"]),
+                       ("l4_inc_no_norm_top2", ["--no-qk-norm", "--num-experts-per-tok", "2", "--seed", "5"])):
+        m = rf.RefModel(make_model(name, "--arch", "llama4", *args))
+        toks = tokens(30, m.vocab, seed=14)
+        close(llama4_decode(m, toks), m.forward(toks), 1e-9)
+
+
+def test_llama4_conditional_generation_layout():
+    """Llama4ForConditionalGeneration as the Scout release writes it (text_config nested; language_model.model.*,
+    language_model.lm_head.weight, vision_model.*, multi_modal_projector.*) reads as the CausalLM folder does."""
+    src = make_model("l4_causal", "--arch", "llama4", "--seed", "9")
+    out = os.path.join(WORK, "l4_conditional")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(src, "config.json")) as f:
+        text = json.load(f)
+    top = {"architectures": ["Llama4ForConditionalGeneration"], "model_type": "llama4", "torch_dtype": "float32",
+           "text_config": dict(text, architectures=None), "vision_config": {"model_type": "llama4_vision_model"}}
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(top, f)
+    # Same data bytes, renamed header, one vision and one projector tensor reusing the first tensor's bytes.
+    with open(os.path.join(src, "model.safetensors"), "rb") as f:
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        data = f.read()
+    renamed = {"__metadata__": header.pop("__metadata__")}
+    for k, v in header.items():
+        renamed[("language_model." + k) if k.startswith(("model.", "lm_head.")) else k] = v
+    first = header["model.embed_tokens.weight"]
+    renamed["vision_model.patch_embedding.linear.weight"] = dict(first)
+    renamed["multi_modal_projector.linear_1.weight"] = dict(first)
+    raw = json.dumps(renamed).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(os.path.join(out, "model.safetensors"), "wb") as f:
+        f.write(len(raw).to_bytes(8, "little") + raw + data)
+    toks = tokens(20, 397, seed=15)
+    assert np.array_equal(rf.RefModel(out).forward(toks), rf.RefModel(src).forward(toks))
+
+
 def main():
     global WORK
     ap = argparse.ArgumentParser()
