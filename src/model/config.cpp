@@ -406,9 +406,9 @@ static float softcap_of(const nlohmann::json& j, const char* key, double fallbac
   return float(cap);
 }
 
-// config.json's layer_types ("sliding_attention" / "full_attention", one per layer) into
-// c.layer_sliding; false when the config has none.
-static bool parse_layer_types(const nlohmann::json& j, ModelConfig& c) {
+// config.json's layer_types (`windowed` or "full_attention", one per layer; `windowed` is "sliding_attention"
+// but for Llama 4's "chunked_attention") into c.layer_sliding; false when the config has none.
+static bool parse_layer_types(const nlohmann::json& j, ModelConfig& c, const char* windowed = "sliding_attention") {
   c.layer_sliding.assign(size_t(c.n_layers), 0);
   const auto it = j.find("layer_types");
   if (it == j.end() || it->is_null()) return false;
@@ -416,9 +416,9 @@ static bool parse_layer_types(const nlohmann::json& j, ModelConfig& c) {
     fail("config.json: layer_types must list one entry per layer ({})", c.n_layers);
   for (size_t l = 0; l < it->size(); ++l) {
     const auto& t = (*it)[l];
-    if (t == "sliding_attention") c.layer_sliding[l] = 1;
+    if (t == windowed) c.layer_sliding[l] = 1;
     else if (t != "full_attention")
-      fail("config.json: layer_types[{}] {} is not supported (sliding_attention, full_attention)", l, t.dump());
+      fail("config.json: layer_types[{}] {} is not supported ({}, full_attention)", l, t.dump(), windowed);
   }
   return true;
 }
@@ -635,19 +635,6 @@ static nlohmann::json gemma3_text_defaults() {
           {"eos_token_id", 1}};
 }
 
-// SmolLM3 (SmolLM3ForCausalLM; defaults: transformers' SmolLM3Config): Llama with some layers left
-// unrotated ("NoPE"): no_rope_layers holds 1 for a layer that applies RoPE and 0 for one that does not
-// (at least one entry per layer); without it every no_rope_layer_interval-th layer (default 4) is NoPE.
-// Its sliding window applies to the NoPE layers only and is off in the published checkpoints.
-static void read_no_rope_layers(const nlohmann::json& j, ModelConfig& c);
-
-static void parse_smollm3(const nlohmann::json& j, ModelConfig& c) {
-  if (opt<bool>(j, "use_sliding_window", false))
-    fail("config.json: use_sliding_window true is not supported for SmolLM3ForCausalLM (the published checkpoints "
-         "attend over the whole context)");
-  read_no_rope_layers(j, c);
-}
-
 // no_rope_layers (1: the layer rotates, 0: NoPE), or without it every no_rope_layer_interval-th layer NoPE
 // (SmolLM3, Llama 4).
 static void read_no_rope_layers(const nlohmann::json& j, ModelConfig& c) {
@@ -667,6 +654,17 @@ static void read_no_rope_layers(const nlohmann::json& j, ModelConfig& c) {
   const int64_t interval = opt<int64_t>(j, "no_rope_layer_interval", 4);
   if (interval < 1) fail("config.json: no_rope_layer_interval must be positive, got {}", interval);
   for (int64_t l = 0; l < c.n_layers; ++l) c.layer_nope[size_t(l)] = (l + 1) % interval == 0;
+}
+
+// SmolLM3 (SmolLM3ForCausalLM; defaults: transformers' SmolLM3Config): Llama with some layers left
+// unrotated ("NoPE"): no_rope_layers holds 1 for a layer that applies RoPE and 0 for one that does not
+// (at least one entry per layer); without it every no_rope_layer_interval-th layer (default 4) is NoPE.
+// Its sliding window applies to the NoPE layers only and is off in the published checkpoints.
+static void parse_smollm3(const nlohmann::json& j, ModelConfig& c) {
+  if (opt<bool>(j, "use_sliding_window", false))
+    fail("config.json: use_sliding_window true is not supported for SmolLM3ForCausalLM (the published checkpoints "
+         "attend over the whole context)");
+  read_no_rope_layers(j, c);
 }
 
 // Llama 4's feed-forward blocks (Llama4TextConfig): the layers moe_layers lists (without it every
@@ -726,17 +724,9 @@ static void parse_llama4_attention(const nlohmann::json& j, ModelConfig& c) {
       fail("config.json: attn_scale must be >= 0, got {}", c.q_temp_beta);
     if (c.q_temp_period < 1) fail("config.json: floor_scale must be positive, got {}", c.q_temp_period);
   }
-  c.layer_sliding.assign(size_t(c.n_layers), 0);
   bool chunked = false;
-  if (auto it = j.find("layer_types"); it != j.end() && !it->is_null()) {
-    if (!it->is_array() || int64_t(it->size()) != c.n_layers)
-      fail("config.json: layer_types must list one entry per layer ({})", c.n_layers);
-    for (size_t l = 0; l < it->size(); ++l) {
-      const auto& t = (*it)[l];
-      if (t == "chunked_attention") c.layer_sliding[l] = 1, chunked = true;
-      else if (t != "full_attention")
-        fail("config.json: layer_types[{}] {} is not supported (chunked_attention, full_attention)", l, t.dump());
-    }
+  if (parse_layer_types(j, c, "chunked_attention")) {
+    for (const uint8_t s : c.layer_sliding) chunked = chunked || s;
   } else {
     for (int64_t l = 0; l < c.n_layers; ++l) {
       c.layer_sliding[size_t(l)] = c.layer_nope[size_t(l)] ? 0 : 1;
