@@ -93,11 +93,10 @@ run_asan() {
   echo "== $(stamp) asan: ctest"
   # The token-mask tests over the real 128k-152k vocabularies (Qwen3's, also with harmony's tags, Llama-3's,
   # Llama-2's) compare every mask with a brute-force reference: 2-5 s in the normal build, 3-5+ minutes each
-  # under ASan. MaskOddVocab runs the same
-  # checks over a small vocabulary here; the normal build runs them all. constrain_zod_corpus samples 50
-  # schemas whose formats compile to products of automata: 5 s in the normal build, past its 100 s limit
-  # under ASan; the same compiler paths run here in constrain_compile_test (JsonSchema.ZodFormats, ...)
-  # and under ASan + UBSan in the fuzz_constraint target.
+  # under ASan. MaskOddVocab runs the same checks over a small vocabulary here; the normal build runs them
+  # all. constrain_zod_corpus samples 50 schemas whose formats compile to products of automata: 5 s in the
+  # normal build, past its 100 s limit under ASan; the same compiler paths run here in
+  # constrain_compile_test (JsonSchema.ZodFormats, ...) and under ASan + UBSan in the fuzz_constraint target.
   LSAN_OPTIONS="$lsan" ctest --test-dir build-asan -j2 --no-tests=error --output-on-failure --timeout 600 \
     -L 'unit|handoff' -E "^(Mask(Qwen3|Llama3|Llama2ByteFallback|Harmony)\\.|constrain_zod_corpus\$)|$mpi_units" || status=1
   ctest --test-dir build-asan -j2 --no-tests=error --output-on-failure --timeout 600 -L 'unit|handoff' \

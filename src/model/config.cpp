@@ -724,16 +724,9 @@ static void parse_llama4_attention(const nlohmann::json& j, ModelConfig& c) {
       fail("config.json: attn_scale must be >= 0, got {}", c.q_temp_beta);
     if (c.q_temp_period < 1) fail("config.json: floor_scale must be positive, got {}", c.q_temp_period);
   }
-  bool chunked = false;
-  if (parse_layer_types(j, c, "chunked_attention")) {
-    for (const uint8_t s : c.layer_sliding) chunked = chunked || s;
-  } else {
-    for (int64_t l = 0; l < c.n_layers; ++l) {
-      c.layer_sliding[size_t(l)] = c.layer_nope[size_t(l)] ? 0 : 1;
-      chunked = chunked || c.layer_sliding[size_t(l)];
-    }
-  }
-  if (!chunked) return;
+  if (!parse_layer_types(j, c, "chunked_attention"))
+    for (size_t l = 0; l < c.layer_sliding.size(); ++l) c.layer_sliding[l] = c.layer_nope[l] ? 0 : 1;
+  if (std::none_of(c.layer_sliding.begin(), c.layer_sliding.end(), [](uint8_t s) { return s != 0; })) return;
   const auto it = j.find("attention_chunk_size");
   if (it == j.end() || !it->is_number_integer() || it->get<int64_t>() < 1)
     fail("config.json: attention_chunk_size must be a positive integer when layers are chunked_attention, got {}",
