@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (clang, ASan + UBSan) in build-fuzz and runs each for a bounded time
-# on its checked-in corpus and dictionary. New inputs go to a scratch folder, never into the repo.
+# Builds the libFuzzer targets in the ASan + UBSan tree (build-asan, as scripts/sanitize.sh configures
+# it: the same objects, plus coverage on the code under test) and runs each for a bounded time on its
+# checked-in corpus and dictionary. New inputs go to a scratch folder, never into the repo.
 # Exits non-zero on any crash, leak, timeout, OOM or broken property, naming the input file.
 #   scripts/fuzz.sh [seconds-per-target] [target...]     (default 25 s, all targets)
-# Env: FUZZ_BUILD_ONLY=1 (build the targets, fuzz nothing: scripts/test.sh builds them so while the
-#      CTest suite runs), FUZZ_BUILD_DIR (default <repo>/build-fuzz), FUZZ_OUT (scratch, default a
-#      mktemp dir, removed after a clean run), FUZZ_JOBS (ninja -j, default 2), FUZZ_PARALLEL
-#      (targets fuzzed at once, default nproc: a libFuzzer process uses one core, so on 2 cores two
-#      targets run side by side, each still for its full time).
+# Env: FUZZ_OUT (scratch, default a mktemp dir, removed after a clean run), FUZZ_PARALLEL (targets
+#      fuzzed at once, default nproc: a libFuzzer process uses one core, so on 2 cores two targets run
+#      side by side, each still for its full time), DPSERVE_BUILD_JOBS (ninja -j, default 2).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,7 +15,7 @@ shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(request_parse request_body tokenizer chat_template safetensors config control_message gguf image prefix_store constraint
                                      chat_output)
-build="${FUZZ_BUILD_DIR:-$here/build-fuzz}"
+build="$here/build-asan"
 out="${FUZZ_OUT:-$(mktemp -d /tmp/dpserve-fuzz.XXXXXX)}"
 export DPSERVE_SHARED_DIR="${DPSERVE_SHARED_DIR:-$here/../shared}"
 
@@ -25,14 +24,8 @@ if ! command -v clang++ >/dev/null 2>&1 || ! ls /usr/lib/llvm-*/lib/clang/*/lib/
 fi
 
 t0=$(date +%s)
-# -O0: instrumented code compiles in half the time it takes at -O1 (request_parse.cpp 36 -> 17 s), and
-# a fuzz run here is a bounded smoke run, not a search for depth (the kernels, not instrumented, keep -O1).
-cmake -S "$here" -B "$build" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang \
-  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O0 -g1" \
-  -DDPSERVE_FUZZ=ON -DDPSERVE_BUILD_TESTS=OFF -DDPSERVE_BUILD_BENCH=OFF >/dev/null
-ninja -C "$build" -j "${FUZZ_JOBS:-2}" $(printf 'fuzz_%s ' "${targets[@]}")
+DPSERVE_ASAN_TARGETS="$(printf 'fuzz_%s ' "${targets[@]}")" bash "$here/scripts/sanitize.sh" --build-only asan
 echo "fuzz: build took $(( $(date +%s) - t0 )) s"
-if [ "${FUZZ_BUILD_ONLY:-0}" = 1 ]; then [ -n "${FUZZ_OUT:-}" ] || rmdir "$out"; exit 0; fi
 echo "fuzz: scratch folder $out"
 
 # UBSan findings abort (so libFuzzer saves the input); symbolized stacks make reports readable.

@@ -7,6 +7,8 @@
 #   scripts/sanitize.sh [--build-only] [asan|tsan]...   (default: both)
 #     --build-only   configure and build the trees, run nothing (scripts/test.sh builds them this way
 #                    at idle priority while the CTest suite runs)
+# Env: DPSERVE_ASAN_TARGETS (build only these targets of build-asan: scripts/fuzz.sh builds its own),
+#      DPSERVE_BUILD_JOBS (default 2).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
@@ -33,8 +35,10 @@ t_start=$(date +%s)
 # Both trees build with clang: it compiles the instrumented code in far less CPU time than GCC 12
 # (docs/sanitizers.md, "Time"); build/ stays on GCC, the compiler users build with.
 configure_and_build() {  # DIR SANITIZER [targets...]
-  local dir=$1 san=$2
+  local dir=$1 san=$2 extra=()
   shift 2
+  # The ASan tree also holds the libFuzzer targets (fuzz/CMakeLists.txt; scripts/fuzz.sh runs them).
+  [[ $san == address ]] && extra=(-DDPSERVE_FUZZ=ON)
   # CMake cannot switch an existing tree's compiler: a tree configured with another one is rebuilt.
   if [[ -f $dir/CMakeCache.txt ]] && ! grep -q '^CMAKE_CXX_COMPILER:[A-Z]*=.*/clang++$' "$dir/CMakeCache.txt"; then
     echo "== $(stamp) $dir was configured with another compiler: removing it"
@@ -42,7 +46,7 @@ configure_and_build() {  # DIR SANITIZER [targets...]
   fi
   echo "== $(stamp) configure $dir (DPSERVE_SANITIZE=$san, clang)"
   cmake -S . -B "$dir" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDPSERVE_SANITIZE="$san" -DDPSERVE_BUILD_BENCH=OFF >/dev/null
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDPSERVE_SANITIZE="$san" -DDPSERVE_BUILD_BENCH=OFF "${extra[@]}" >/dev/null
   echo "== $(stamp) build $dir ${*:-(all)}"
   cmake --build "$dir" -j "$jobs" ${1:+--target "$@"}
 }
@@ -64,7 +68,7 @@ check_reports() {  # REPORTS NAME
 status=0
 
 run_asan() {
-  configure_and_build build-asan address
+  configure_and_build build-asan address ${DPSERVE_ASAN_TARGETS:-}
   [[ $build_only == 0 ]] || return 0
   local reports="$here/build-asan/sanitizer-reports"
   rm -rf "$reports" && mkdir -p "$reports"

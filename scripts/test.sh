@@ -19,8 +19,8 @@ if [ "${1:-}" = "--quick" ]; then quick=1; shift; fi
 [ $# -gt 0 ] && quick=1
 
 t0=$(date +%s)
-# Every build below (build/, build-asan/, build-tsan/, build-fuzz/) compiles through ccache; with the
-# base directory set, a second clone or worktree beside this one reuses the objects.
+# Every build below (build/, build-asan/ with the fuzz targets, build-tsan/) compiles through ccache;
+# with the base directory set, a second clone or worktree beside this one reuses the objects.
 export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$(dirname "$here")}"
 # The soak overlaps the single-process tests (it is started first); 200 s keeps its second half, where
 # RSS growth is measured, past the ~80 s the allocator took to settle on a loaded machine.
@@ -30,9 +30,9 @@ bash scripts/setup.sh
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
 
-# The sanitizer and fuzz trees build while the suite runs, at idle priority (SCHED_IDLE): the suite
-# leaves about a quarter of the CPU unused (its tests wait on servers, sockets and ranks), and an
-# idle-priority compiler only ever gets a core no test wants. Each tree's phase below starts once
+# The sanitizer trees (the ASan one with the fuzz targets) build while the suite runs, at idle
+# priority (SCHED_IDLE): the suite leaves about a quarter of the CPU unused (its tests wait on servers,
+# sockets and ranks), and an idle-priority compiler only ever gets a core no test wants. Each tree's phase below starts once
 # that tree is built (build/background-builds/<tree>.ok), while the trees after it go on building.
 marks="$here/build/background-builds"
 bg=
@@ -43,7 +43,6 @@ if [ $quick = 0 ]; then
   (
     "${idle[@]}" bash scripts/sanitize.sh --build-only asan && touch "$marks/asan.ok"
     "${idle[@]}" bash scripts/sanitize.sh --build-only tsan && touch "$marks/tsan.ok"
-    FUZZ_BUILD_ONLY=1 "${idle[@]}" bash scripts/fuzz.sh && touch "$marks/fuzz.ok"
   ) >"$marks/log" 2>&1 &
   bg=$!
 fi
@@ -75,8 +74,9 @@ if [ $quick = 0 ]; then
     bash scripts/sanitize.sh $tree || sanitizers=1
   done
   echo "test.sh: sanitizer job done at +$(( $(date +%s) - t0 )) s"
+  # The fuzz targets were built with the ASan tree (fuzz/CMakeLists.txt).
   fuzz=1
-  if await_tree fuzz; then
+  if [ -e "$marks/asan.ok" ]; then
     bash scripts/fuzz.sh "${DPSERVE_FUZZ_SECONDS:-15}" && fuzz=0
   fi
   wait "$bg" || true

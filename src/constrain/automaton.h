@@ -46,6 +46,9 @@ class Automaton {
   // Throws dpserve::Error naming the problem (undefined or left-recursive rule, a grammar that
   // accepts nothing, or one too large to build).
   static std::shared_ptr<const Automaton> build(const Grammar& g);
+  // Divides the work one build may spend (automaton states, construction steps) by 2^shift: the fuzz
+  // targets raise it at start-up (fuzz/fuzz_caps.cpp). 0 in production; set it only before any build.
+  static inline int work_caps_shift = 0;
 
   const Rule& rule(uint32_t r) const { return rules_[r]; }
   uint32_t num_rules() const { return uint32_t(rules_.size()); }

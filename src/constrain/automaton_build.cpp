@@ -27,14 +27,11 @@ constexpr size_t kMaxDfaStates = size_t(1) << 18;  // per rule
 // held 3.4 GB for 23 s. The largest constraints of the tests and corpora (a 2000-property schema,
 // ajv's schema corpus) need 96k NFA states in a rule, 42k set entries and 0.3M closure steps;
 // these caps are 10-100x that: a refused build has spent at most ~150 MB and well under a second.
-// The fuzz build lowers them (a step costs ~40x more under ASan; the caps must still end a build
-// within libFuzzer's timeout), as it lowers the chat template caps.
-#ifndef DPSERVE_CONSTRAIN_WORK_SHIFT
-#define DPSERVE_CONSTRAIN_WORK_SHIFT 0
-#endif
-constexpr uint64_t kMaxNfaStates = uint64_t(1) << (20 - DPSERVE_CONSTRAIN_WORK_SHIFT);
-constexpr uint64_t kMaxSetEntries = uint64_t(1) << (22 - DPSERVE_CONSTRAIN_WORK_SHIFT);
-constexpr uint64_t kMaxClosureSteps = uint64_t(1) << (26 - DPSERVE_CONSTRAIN_WORK_SHIFT);
+// The fuzz targets lower them (Automaton::work_caps_shift; a step costs ~40x more under ASan, and the
+// caps must still end a build within libFuzzer's timeout), as they lower the chat template caps.
+uint64_t max_nfa_states() { return uint64_t(1) << (20 - Automaton::work_caps_shift); }
+uint64_t max_set_entries() { return uint64_t(1) << (22 - Automaton::work_caps_shift); }
+uint64_t max_closure_steps() { return uint64_t(1) << (26 - Automaton::work_caps_shift); }
 
 struct Nfa {
   struct State {
@@ -45,10 +42,11 @@ struct Nfa {
   std::vector<State> st;
   std::vector<ByteSet> sets;
   int32_t start = 0, final = 0;
-  uint64_t* built = nullptr;  // NFA states of the whole build so far (kMaxNfaStates)
+  uint64_t* built = nullptr;  // NFA states of the whole build so far (max_nfa_states)
 
   int32_t add() {
-    if (++*built > kMaxNfaStates) fail("the constraint is too large to compile (over {} automaton states)", kMaxNfaStates);
+    if (++*built > max_nfa_states())
+      fail("the constraint is too large to compile (over {} automaton states)", max_nfa_states());
     st.emplace_back();
     return int32_t(st.size() - 1);
   }
@@ -324,10 +322,10 @@ class AutomatonBuilder {
         work.pop_back();
         if (mark[size_t(x)] == gen) continue;
         mark[size_t(x)] = gen;
-        if (++closure_steps_ > kMaxClosureSteps)
+        if (++closure_steps_ > max_closure_steps())
           fail("the constraint is too large to compile (over {} automaton construction steps; nested repetition "
                "bounds multiply)",
-               kMaxClosureSteps);
+               max_closure_steps());
         const Nfa::State& s = nfa.st[size_t(x)];
         if (!s.bytes.empty() || !s.calls.empty() || x == nfa.final) out.push_back(x);
         for (int32_t e : s.eps) work.push_back(e);
@@ -344,10 +342,10 @@ class AutomatonBuilder {
           fail("the constraint is too large to compile (rule '{}' needs over {} automaton states)", r.name,
                kMaxDfaStates);
         set_entries_ += key.size();
-        if (set_entries_ > kMaxSetEntries)
+        if (set_entries_ > max_set_entries())
           fail("the constraint is too large to compile (its automaton states would hold over {} entries; nested "
                "repetition bounds multiply)",
-               kMaxSetEntries);
+               max_set_entries());
         sets.push_back(std::move(key));
       }
       return it->second;
@@ -492,7 +490,7 @@ class AutomatonBuilder {
   std::vector<bool> recursive_;
   std::vector<bool> copied_;  // inlined somewhere already
   std::unordered_map<ExprId, uint64_t> size_memo_;
-  // Spent by the whole build: kMaxNfaStates, kMaxClosureSteps, kMaxSetEntries.
+  // Spent by the whole build: max_nfa_states, max_closure_steps, max_set_entries.
   uint64_t nfa_states_ = 0, closure_steps_ = 0, set_entries_ = 0;
   std::vector<int32_t> index_of_;  // grammar rule -> automaton rule, -1: not (yet) a rule of its own
   std::vector<int32_t> order_;     // automaton rule -> grammar rule

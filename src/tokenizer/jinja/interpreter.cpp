@@ -47,7 +47,7 @@ class Interpreter {
 
  private:
   void step(int line) {
-    if (++steps_ > kMaxSteps) error(line, "template runs too long (step limit)");
+    if (++steps_ > render_caps.max_steps) error(line, "template runs too long (step limit)");
   }
 
   Value lookup(const std::string& name, Scope& scope) {
@@ -68,7 +68,7 @@ class Interpreter {
     for (const auto& s : body) {
       const Flow f = exec_one(*s, scope, out);
       if (f != Flow::kNormal) return f;
-      if (out.size() > kMaxOutput) error(s->line, "template output too large");
+      if (out.size() > render_caps.max_output) error(s->line, "template output too large");
     }
     return Flow::kNormal;
   }

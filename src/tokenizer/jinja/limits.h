@@ -7,19 +7,17 @@
 
 namespace dpserve::jinja {
 
-// A template that writes more is runaway; every string it builds is capped the same. The fuzz build
-// lowers it: copying 64 MiB strings for 20000 steps under ASan outlasts libFuzzer's -timeout.
-#ifndef DPSERVE_JINJA_MAX_OUTPUT
-#define DPSERVE_JINJA_MAX_OUTPUT (64u << 20)
-#endif
-constexpr size_t kMaxOutput = DPSERVE_JINJA_MAX_OUTPUT;
-// loop iterations + expression evaluations. The fuzz build (scripts/fuzz.sh) and the sanitizer builds
-// (scripts/sanitize.sh) lower it: a step costs ~50x more under ASan, and the cap must stop a template
-// within libFuzzer's timeout there, and the runaway-template test within seconds.
-#ifndef DPSERVE_JINJA_MAX_STEPS
-#define DPSERVE_JINJA_MAX_STEPS 2'000'000
-#endif
-constexpr int64_t kMaxSteps = DPSERVE_JINJA_MAX_STEPS;
+// The caps that depend on the build, read at every check. A build's defaults come from the macros in
+// limits.cpp (the sanitizer builds lower two: a step costs ~50x more under ASan, and the runaway-template
+// test must end within seconds there); the fuzz targets lower all three at start-up
+// (fuzz/fuzz_caps.cpp), so that no input outlasts libFuzzer's timeout. Set them only before any render.
+struct RenderCaps {
+  size_t max_output;   // bytes a template writes, and any one string it builds
+  int64_t max_steps;   // loop iterations + expression evaluations
+  int64_t max_items;   // values one render may materialize in total (charge_items)
+};
+extern RenderCaps render_caps;
+
 constexpr int kMaxDepth = 256;             // macro recursion
 // Expressions evaluated inside one another, counted across macro calls: the parser caps one
 // expression's nesting at 200 and macro recursion is capped above, but together (a macro whose
@@ -28,20 +26,11 @@ constexpr int kMaxDepth = 256;             // macro recursion
 // recurse a few levels deep over a handful of nested expressions each.
 constexpr int kMaxEvalNesting = 512;
 constexpr int64_t kMaxListItems = 100'000;  // range() and list repetition, as Jinja2's sandbox caps range()
-// Values one render may materialize in total: iteration copies, string code points, range(), list + and
-// *. A per-list cap alone lets nesting and macro recursion (256 deep) hold hundreds of such lists at
-// once; a render-wide count bounds what is alive at any moment (~110 bytes a value: ~440 MB). The
-// sanitizer and fuzz builds lower it with the step cap: sorting millions of values under ASan
-// outlasts libFuzzer's -timeout.
-#ifndef DPSERVE_JINJA_MAX_ITEMS
-#define DPSERVE_JINJA_MAX_ITEMS 4'000'000
-#endif
-constexpr int64_t kMaxItemsPerRender = DPSERVE_JINJA_MAX_ITEMS;
 
 // Adds n values to the running render's count; an error naming the cap once it passes
-// kMaxItemsPerRender. Counts are per thread: renders on different threads do not share one.
+// render_caps.max_items. Counts are per thread: renders on different threads do not share one.
 void charge_items(int64_t n, int line);
-// A string being built (join, replace, indent, ~) that passes kMaxOutput is an error.
+// A string being built (join, replace, indent, ~) that passes render_caps.max_output is an error.
 void check_string_size(size_t n, int line);
 
 // Starts a render's count at zero and restores the outer count when it ends.

@@ -216,7 +216,7 @@ Value binary(const std::string& op, const Value& a, const Value& b, int line) {
       if (b.type == T::kBool) return binary(op, a, Value::integer(b.b), line);
       const auto len = static_cast<int64_t>(a.is_string() ? a.s.size() : a.list->size());
       // Lists hold ~100-byte values, so they get range()'s item cap rather than the byte cap.
-      const int64_t cap = a.is_string() ? static_cast<int64_t>(kMaxOutput) : kMaxListItems;
+      const int64_t cap = a.is_string() ? static_cast<int64_t>(render_caps.max_output) : kMaxListItems;
       if (b.i > 0 && len > 0 && b.i > cap / len) error(line, "repetition too large");
       if (a.is_string()) {
         if (b.i <= 0 || len == 0) return Value::string("");
