@@ -32,7 +32,7 @@
 #include "kernels/simd_exp.h"
 #include "kernels/vec_math.h"
 
-// GCC takes the target region as a pragma; clang (the fuzz build) ignores it and needs the
+// GCC takes the target region as a pragma; clang (the sanitizer trees) ignores it and needs the
 // attribute on every function of the region.
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c,avx2"))), apply_to = function)

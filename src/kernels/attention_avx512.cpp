@@ -18,7 +18,7 @@
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma,avx2")
-#ifdef __clang__  // clang ignores GCC's target pragma (the fuzz build compiles these files with clang)
+#ifdef __clang__  // clang ignores GCC's target pragma (the sanitizer trees compile these files with clang)
 #pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,avx2"))), apply_to = function)
 #endif
 // GCC 12's unpack / shuffle / extract intrinsics pass _mm512_undefined_*() as the unused merge

@@ -19,14 +19,14 @@
 
 #include "kernels/matmul_kernel.h"  // before the target region: its std headers stay generic
 
-// GCC takes the target region as a pragma; clang (the fuzz build) ignores that pragma and needs the
+// GCC takes the target region as a pragma; clang (the sanitizer trees) ignores that pragma and needs the
 // attribute on every function of the region, or a host without AMX cannot even compile the file.
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c,avx2"))), apply_to = function)
 #else
 #pragma GCC push_options
 #pragma GCC target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c,avx2")
-#ifdef __clang__  // clang ignores GCC's target pragma (the fuzz build compiles these files with clang)
+#ifdef __clang__  // clang ignores GCC's target pragma (the sanitizer trees compile these files with clang)
 #pragma clang attribute push(__attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c,avx2"))), apply_to = function)
 #endif
 #endif

@@ -24,7 +24,7 @@
 
 #include "core/cpu.h"
 
-#if defined(__clang__)  // clang ignores GCC's target pragma (the sanitizer and fuzz builds use clang)
+#if defined(__clang__)  // clang ignores GCC's target pragma (the sanitizer trees compile these files with clang)
 #pragma clang attribute push(__attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c,avx2"))), apply_to = function)
 #else
 #pragma GCC push_options

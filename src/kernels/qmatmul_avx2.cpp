@@ -4,7 +4,7 @@
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
-#ifdef __clang__  // clang ignores GCC's target pragma (the fuzz build compiles these files with clang)
+#ifdef __clang__  // clang ignores GCC's target pragma (the sanitizer trees compile these files with clang)
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
 #endif
 
