@@ -32,8 +32,9 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 
 # The sanitizer trees (the ASan one with the fuzz targets) build while the suite runs, at idle
 # priority (SCHED_IDLE): the suite leaves about a quarter of the CPU unused (its tests wait on servers,
-# sockets and ranks), and an idle-priority compiler only ever gets a core no test wants. Each tree's phase below starts once
-# that tree is built (build/background-builds/<tree>.ok), while the trees after it go on building.
+# sockets and ranks), and an idle-priority compiler only ever gets a core no test wants. Each tree's
+# phase below starts once that tree is built (build/background-builds/<tree>.ok), while the trees after
+# it go on building.
 marks="$here/build/background-builds"
 bg=
 if [ $quick = 0 ]; then
