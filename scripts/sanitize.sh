@@ -40,7 +40,9 @@ configure_and_build() {  # DIR SANITIZER [targets...]
   # The ASan tree also holds the libFuzzer targets (fuzz/CMakeLists.txt; scripts/fuzz.sh runs them).
   [[ $san == address ]] && extra=(-DDPSERVE_FUZZ=ON)
   # CMake cannot switch an existing tree's compiler: a tree configured with another one is rebuilt.
-  if [[ -f $dir/CMakeCache.txt ]] && ! grep -q '^CMAKE_CXX_COMPILER:[A-Z]*=.*/clang++$' "$dir/CMakeCache.txt"; then
+  # The cache holds clang's path after the first configure and the bare name after a second one
+  # (CMake 3.25): both are clang.
+  if [[ -f $dir/CMakeCache.txt ]] && ! grep -qE '^CMAKE_CXX_COMPILER:[A-Z]*=(.*/)?clang\+\+$' "$dir/CMakeCache.txt"; then
     echo "== $(stamp) $dir was configured with another compiler: removing it"
     rm -rf "$dir"
   fi
