@@ -11,6 +11,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <chrono>
 #include <climits>
 #include <ctime>
@@ -136,6 +137,26 @@ void Team::dynamic(int64_t n, int64_t chunk, FnRef<void(int64_t, int64_t)> fn) {
     const int64_t b = int64_t(counter.fetch_add(1, std::memory_order_relaxed)) * chunk;
     if (b >= n) break;
     fn(b, std::min(n, b + chunk));
+  }
+  barrier();
+}
+
+void Team::guided(int64_t n, int64_t min_chunk, int64_t div, FnRef<void(int64_t, int64_t)> fn) {
+  if (min_chunk < 1) min_chunk = 1;
+  if (!team_ || size_ == 1) {
+    if (n > 0) fn(0, n);
+    return;
+  }
+  std::atomic<uint32_t>& counter = team_->work_.v;
+  const int64_t parts = std::max<int64_t>(div, 1) * size_;
+  uint32_t b = counter.load(std::memory_order_relaxed);
+  while (int64_t(b) < n) {
+    const int64_t left = n - int64_t(b);
+    const int64_t take = std::min(left, std::max(min_chunk, (left + parts - 1) / parts));
+    if (counter.compare_exchange_weak(b, uint32_t(int64_t(b) + take), std::memory_order_relaxed)) {
+      fn(int64_t(b), int64_t(b) + take);
+      b = counter.load(std::memory_order_relaxed);
+    }
   }
   barrier();
 }

@@ -71,6 +71,12 @@ class Team {
   // for each chunk this member takes; ends with a barrier (which also resets the counter).
   void dynamic(int64_t n, int64_t chunk, FnRef<void(int64_t, int64_t)> fn);
 
+  // As dynamic, but each chunk is 1 / (div x team size) of the items not yet handed out (at least
+  // min_chunk): long chunks first, short ones at the end, so members finish close together with
+  // few chunks in all (OpenMP's schedule(guided)); a team of one takes all n at once. Ends with a
+  // barrier.
+  void guided(int64_t n, int64_t min_chunk, int64_t div, FnRef<void(int64_t, int64_t)> fn);
+
   // A buffer of at least `bytes` shared by all members (collective: every member asks for the
   // same size at the same point; growing it costs two barriers). `slot` < kScratchSlots names
   // independent buffers. Contents are undefined after growing.

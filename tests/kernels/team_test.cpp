@@ -1,14 +1,17 @@
-// ThreadTeam: every member runs, barriers order memory, dynamic hands out each item once, a
+// ThreadTeam: every member runs, barriers order memory, dynamic and guided hand out each item once, a
 // failing member releases the others, and an idle team parks instead of spinning.
 #include "kernels/team.h"
 
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace dpserve {
@@ -72,6 +75,43 @@ TEST(ThreadTeam, DynamicHandsOutEveryItemOnceLoopAfterLoop) {
           EXPECT_EQ(wrong, 0) << "n=" << n << " chunk=" << chunk;
         }
         t.barrier();
+      }
+    }
+  });
+}
+
+TEST(ThreadTeam, GuidedHandsOutEveryItemOnceInShrinkingChunks) {
+  ThreadTeam team(3);
+  std::vector<std::atomic<int>> hits(1000);
+  std::mutex mu;
+  std::vector<std::pair<int64_t, int64_t>> chunks;
+  team.run([&](Team& t) {
+    for (int64_t n : {0, 1, 7, 999, 1000, 13}) {
+      for (int64_t min_chunk : {1, 4}) {
+        for (int64_t div : {1, 2}) {
+          t.guided(n, min_chunk, div, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) hits[size_t(i)].fetch_add(1);
+            std::lock_guard<std::mutex> lock(mu);
+            chunks.emplace_back(b, e);
+          });
+          if (t.leader()) {
+            int64_t wrong = 0;
+            for (int64_t i = 0; i < 1000; ++i) {
+              wrong += hits[size_t(i)].load() != (i < n ? 1 : 0);
+              hits[size_t(i)] = 0;
+            }
+            EXPECT_EQ(wrong, 0) << "n=" << n << " min_chunk=" << min_chunk << " div=" << div;
+            // In order of their starts, each chunk is 1 / (div x 3) of what was left before it
+            // (rounded up), at least min_chunk, at most all that was left.
+            std::sort(chunks.begin(), chunks.end());
+            for (const auto& [b, e] : chunks) {
+              const int64_t left = n - b, want = std::min(left, std::max(min_chunk, (left + 3 * div - 1) / (3 * div)));
+              EXPECT_EQ(e - b, want) << "n=" << n << " chunk at " << b;
+            }
+            chunks.clear();
+          }
+          t.barrier();
+        }
       }
     }
   });
