@@ -4,6 +4,7 @@
 #include "kernels/matmul.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <numeric>
@@ -112,6 +113,23 @@ static void check_args(const float* x, int64_t M, int64_t ldx, const WeightView&
   if (M > 0 && w.rows > 0 && (!y || (w.cols > 0 && (!x || !w.data)))) fail("matmul: null pointer");
 }
 
+namespace kernels {
+namespace {
+std::atomic<int64_t> g_bf16_prefetch{default_bf16_weight_prefetch()};
+}  // namespace
+
+int64_t default_bf16_weight_prefetch() {
+  // Read during static initialization (g_bf16_prefetch): the CPU model must be detected first.
+  static const bool intel = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_is("intel") != 0;
+  }();
+  return intel ? 4096 : 0;
+}
+void set_bf16_weight_prefetch(int64_t bytes) { g_bf16_prefetch.store(std::max<int64_t>(bytes, 0), std::memory_order_relaxed); }
+int64_t bf16_weight_prefetch() { return g_bf16_prefetch.load(std::memory_order_relaxed); }
+}  // namespace kernels
+
 namespace ref {
 
 void matmul(const float* x, int64_t M, int64_t ldx, const WeightView& w, const float* bias, float* y,
@@ -147,6 +165,14 @@ constexpr int64_t kBlockWeightBytes = 256 << 10;
 // twice; past a few row blocks the reuse inside a task outweighs that and smaller tasks balance
 // better.
 constexpr int64_t kRowBlocksPerTask = 4;
+// Products of up to this many activation rows read each weight once (every kernel's first row
+// tile covers them): their columns are handed out by Team::guided, each chunk 1 / (kGuidedDiv x
+// members) of what is left. Single-stream decode on an Intel Xeon against 256 KiB tasks handed
+// out in turn (which left a member idle for up to one task at the end of every product): Q8_0
+// 1.04-1.05x, bf16 1.02-1.03x, Q4_K_M within noise; dividing by 1 or 4 did no better
+// (docs/benchmarks.md).
+constexpr int64_t kStreamOnceRows = 3;
+constexpr int64_t kGuidedDiv = 2;
 // Row bands (MatmulKernel::band_act_bytes): at most this many rows a band, and this many column
 // ranges per member, so a member that loses its core for a while does not hold up the others.
 constexpr int64_t kMaxBandRows = 256;
@@ -327,7 +353,27 @@ void matmul_jobs_isa(KernelIsa isa, Team& t, const MatmulJob* jobs, int64_t n_jo
     act = buf;
   }
 
-  // 2. Blocks: W rows sized to stay in L2 while the activation tiles pass them, at least a few
+  // 2. Blocks. Few activation rows: every weight is read once, so a task need not fit L2; guided
+  // chunks give long streams first and short ones last, so the members finish close together.
+  bool stream_once = order == MatmulOrder::Any;
+  for (const Plan& p : plans) stream_once = stream_once && p.job->M <= kStreamOnceRows;
+  if (stream_once) {
+    thread_local std::vector<int64_t> first_unit;
+    first_unit.assign(plans.size() + 1, 0);
+    for (size_t i = 0; i < plans.size(); ++i)
+      first_unit[i + 1] = first_unit[i] + (plans[i].N + plans[i].k->n_grain - 1) / plans[i].k->n_grain;
+    t.guided(first_unit.back(), 1, kGuidedDiv, [&](int64_t u0, int64_t u1) {
+      for (size_t i = 0; i < plans.size(); ++i) {
+        const int64_t a = std::max(u0, first_unit[i]), b = std::min(u1, first_unit[i + 1]);
+        if (a >= b) continue;
+        const Plan& p = plans[i];
+        const int64_t g = p.k->n_grain;
+        run_block(p, srcs[p.src], act, 0, p.job->M, (a - first_unit[i]) * g, std::min(p.N, (b - first_unit[i]) * g));
+      }
+    });
+    return;
+  }
+  // More rows: W rows sized to stay in L2 while the activation tiles pass them, at least a few
   // per member so a member that loses its core for a while does not hold up the others.
   int64_t tasks = 0;
   if (order == MatmulOrder::Any) {

@@ -132,6 +132,17 @@ void matmul_jobs_isa(KernelIsa isa, Team& t, const MatmulJob* jobs, int64_t n_jo
 void matmul_isa(KernelIsa isa, const float* x, int64_t M, int64_t ldx, const WeightView& w, const float* bias,
                 float* y, int64_t ldy);
 
+namespace kernels {
+// How many bytes ahead of its reads the bf16 product's first row tile prefetches each 16-row group
+// of BF16_X16 weights into L2 (0: the hardware prefetchers alone). Default: 4096 on Intel, where
+// the hardware prefetchers alone streamed single-stream decode at 0.80-0.82 of the read bandwidth
+// and 4096 bytes took it to 0.90 (docs/benchmarks.md); 0 elsewhere (on AMD EPYC they keep up:
+// 0.92-0.99). Process-wide; benchmarks set it to A/B.
+int64_t default_bf16_weight_prefetch();
+void set_bf16_weight_prefetch(int64_t bytes);
+int64_t bf16_weight_prefetch();
+}  // namespace kernels
+
 // Copy row `r` of W into fp32 `out` (embedding lookup; F8_E4M3 rows as their bf16 values).
 void weight_row_to_f32(const WeightView& w, int64_t r, float* out);
 

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/matmul.h"
 #include "kernels/matmul_kernel.h"  // before the target region: its std headers stay generic
 
 #pragma GCC push_options
@@ -40,9 +41,11 @@ constexpr int64_t kPanelPairs = 2048;
 
 // y[0:MR, 0:16 NR] (row stride ldy) over pairs [p0, p1) of the NR groups at wg, wg + group_ld,
 // ...: from zero (first) or from what y holds. `last` masks the last group's valid outputs.
+// ahead > 0: each group's line `ahead` pairs on is prefetched into L2 as a pair is read (the
+// first row tile, which streams the weights from memory; kernels::bf16_weight_prefetch()).
 template <int MR, int NR>
 void tile(const uint16_t* x, int64_t ldx, const uint16_t* wg, int64_t group_ld, int64_t p0, int64_t p1, float* y,
-          int64_t ldy, __mmask16 last, bool first) {
+          int64_t ldy, __mmask16 last, bool first, int64_t ahead) {
   __m512 acc[MR][NR];
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i)
@@ -51,6 +54,11 @@ void tile(const uint16_t* x, int64_t ldx, const uint16_t* wg, int64_t group_ld, 
       acc[i][j] = first ? _mm512_setzero_ps()
                         : _mm512_maskz_loadu_ps(j == NR - 1 ? last : __mmask16(0xFFFF), y + i * ldy + kRows * j);
   for (int64_t p = p0; p < p1; ++p) {
+    if (ahead > 0) {
+#pragma GCC unroll 4
+      for (int j = 0; j < NR; ++j)
+        _mm_prefetch(reinterpret_cast<const char*>(wg + j * group_ld + (p + ahead) * kPairElems), _MM_HINT_T1);
+    }
     __m512bh wv[NR];
 #pragma GCC unroll 4
     for (int j = 0; j < NR; ++j) wv[j] = (__m512bh)_mm512_loadu_si512(wg + j * group_ld + p * kPairElems);
@@ -71,7 +79,7 @@ void tile(const uint16_t* x, int64_t ldx, const uint16_t* wg, int64_t group_ld, 
 }
 
 using TileFn = void (*)(const uint16_t*, int64_t, const uint16_t*, int64_t, int64_t, int64_t, float*, int64_t,
-                        __mmask16, bool);
+                        __mmask16, bool, int64_t);
 
 template <int MR>
 constexpr TileFn kTileRow[kNR] = {&tile<MR, 1>, &tile<MR, 2>, &tile<MR, 3>};
@@ -88,6 +96,7 @@ void bf16x16_block(const MatmulBlockArgs& a, int64_t m0, int64_t m1, int64_t n0,
   // Tiles of equal height (9 rows: 5 + 4, not 8 + 1): a short tile loads as much of W per pair
   // for fewer products.
   const int64_t m_tiles = (M + kMR - 1) / kMR, base = M / m_tiles, extra = M % m_tiles;
+  const int64_t ahead = bf16_weight_prefetch() / 64;  // in pairs: one 64-byte line of a group each
   for (int64_t g = 0; g < groups; g += kNR) {
     const int nr = int(std::min<int64_t>(kNR, groups - g));
     const uint16_t* wg = w + (n0 / kRows + g) * group_ld;
@@ -99,7 +108,7 @@ void bf16x16_block(const MatmulBlockArgs& a, int64_t m0, int64_t m1, int64_t n0,
       for (int64_t t = 0; t < m_tiles; ++t) {
         const int mr = int(base + (t < extra ? 1 : 0));
         kTiles[mr - 1][nr - 1](x + m * ldx, ldx, wg, group_ld, p0, p1, a.y + m * a.ldy + g * kRows, a.ldy, last,
-                               p0 == 0);
+                               p0 == 0, t == 0 ? ahead : 0);
         m += mr;
       }
     }

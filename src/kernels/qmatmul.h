@@ -33,12 +33,13 @@ void qmatmul(const float* x, int64_t M, int64_t ldx, const WeightView& w, const 
 namespace dpserve::kernels {
 
 // How many bytes ahead of its reads a product prefetches each 16-row group of repacked quantized
-// weights (Q4_0 and the K types; Q8_0's stream needs no help), and into which cache; 0 bytes leaves
-// it to the hardware prefetchers. The defaults depend on the CPU, from single-stream decode (the
-// K types' GEMV, docs/benchmarks.md): on AMD EPYC (Zen 5) 2048 bytes into L1 took it from 0.65 to
-// 0.9 of the read bandwidth, where the hardware prefetchers fell behind; on an Intel Xeon (with
-// AMX) 4096 bytes into L2 (prefetcht1) took it from 0.59-0.62 to 0.69-0.76, where into L1 gave
-// 0.59-0.65 at any distance. Benchmarks set them to A/B; process-wide, read by every product.
+// weights (Q4_0 and the K types; Q8_0 only into L2: on Zen 5 its stream needs no help), and into
+// which cache; 0 bytes leaves it to the hardware prefetchers. The defaults depend on the CPU, from
+// single-stream decode (the K types' GEMV, docs/benchmarks.md): on AMD EPYC (Zen 5) 2048 bytes
+// into L1 took it from 0.65 to 0.9 of the read bandwidth, where the hardware prefetchers fell
+// behind; on an Intel Xeon (with AMX) 4096 bytes into L2 (prefetcht1) took it from 0.59-0.62 to
+// 0.69-0.76, where into L1 gave 0.59-0.65 at any distance. Benchmarks set them to A/B;
+// process-wide, read by every product.
 int64_t default_quant_weight_prefetch();
 bool default_quant_weight_prefetch_l2();
 void set_quant_weight_prefetch(int64_t bytes, bool l2);
