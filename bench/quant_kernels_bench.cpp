@@ -241,12 +241,14 @@ void BM_Repack(benchmark::State& state) {
 BENCHMARK(BM_ReadBandwidth)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Int8Peak)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 // Every type on the FFN shapes; the attention and LM-head shapes at Q4_0; plain vs repacked and
-// the other ISA paths at Q4_0 / Q8_0 gate_proj.
+// the other ISA paths at Q4_0 / Q8_0 gate_proj. N = 1024 in cache (1.2 MB at Q4_K): with
+// OMP_NUM_THREADS=1 it fits one core's L2 (2 MiB on a Xeon), the kernels' compute ceiling.
 BENCHMARK(BM_QGemv)
     ->ArgNames({"type", "K", "N", "x16", "isa", "dram"})
     ->ArgsProduct({{0, 1, 2, 3, 4}, {2048}, {5632}, {1}, {0}, {1}})
     ->ArgsProduct({{0, 1, 2, 4}, {5632}, {2048}, {1}, {0}, {1}})
     ->ArgsProduct({{0, 1, 2, 3, 4}, {2048}, {256}, {1}, {0}, {0}})
+    ->ArgsProduct({{0, 2, 4}, {2048}, {1024}, {1}, {0}, {0}})
     ->Args({1, 2048, 2048, 1, 0, 1})
     ->Args({1, 2048, 256, 1, 0, 1})
     ->Args({4, 2048, 32000, 1, 0, 1})
@@ -261,7 +263,7 @@ BENCHMARK(BM_QGemv)
 // The prefetch A/B: every type at each distance (0 = the hardware prefetchers alone), into L1 or L2.
 BENCHMARK(BM_QGemvPrefetch)
     ->ArgNames({"type", "ahead", "l2"})
-    ->ArgsProduct({{0, 1, 2, 3, 4}, {0, 1024, 2048, 4096, 8192}, {0, 1}})
+    ->ArgsProduct({{0, 1, 2, 3, 4}, {0, 1024, 2048, 4096, 8192, 16384, 32768}, {0, 1}})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 BENCHMARK(BM_QGemm)
