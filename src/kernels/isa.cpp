@@ -38,4 +38,12 @@ const char* kernel_isa_name(KernelIsa isa) {
   return "?";
 }
 
+bool cpu_is_intel() {
+  static const bool intel = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_is("intel") != 0;
+  }();
+  return intel;
+}
+
 }  // namespace dpserve

@@ -22,4 +22,8 @@ KernelIsa best_kernel_isa();
 bool kernel_isa_supported(KernelIsa isa);
 const char* kernel_isa_name(KernelIsa isa);
 
+// Whether this is an Intel CPU: the weight-stream prefetch defaults depend on it (kernels/matmul.h,
+// kernels/qmatmul.h). Safe during static initialization.
+bool cpu_is_intel();
+
 }  // namespace dpserve

@@ -118,14 +118,7 @@ namespace {
 std::atomic<int64_t> g_bf16_prefetch{default_bf16_weight_prefetch()};
 }  // namespace
 
-int64_t default_bf16_weight_prefetch() {
-  // Read during static initialization (g_bf16_prefetch): the CPU model must be detected first.
-  static const bool intel = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_is("intel") != 0;
-  }();
-  return intel ? 4096 : 0;
-}
+int64_t default_bf16_weight_prefetch() { return cpu_is_intel() ? 4096 : 0; }
 void set_bf16_weight_prefetch(int64_t bytes) { g_bf16_prefetch.store(std::max<int64_t>(bytes, 0), std::memory_order_relaxed); }
 int64_t bf16_weight_prefetch() { return g_bf16_prefetch.load(std::memory_order_relaxed); }
 }  // namespace kernels

@@ -75,12 +75,7 @@ bool int8_tiles(DType t) {
 
 int64_t default_quant_weight_prefetch() { return default_quant_weight_prefetch_l2() ? 4096 : 2048; }
 bool default_quant_weight_prefetch_l2() {
-  // Read during static initialization (g_weight_prefetch): the CPU model must be detected first.
-  static const bool intel = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_is("intel") != 0;
-  }();
-  return intel;
+  return cpu_is_intel();
 }
 void set_quant_weight_prefetch(int64_t bytes, bool l2) {
   g_weight_prefetch.store(std::max<int64_t>(bytes, 0), std::memory_order_relaxed);
