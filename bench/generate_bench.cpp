@@ -3,6 +3,8 @@
 // decode, and batched decode, each printed next to the roofline measured in the same run (read
 // bandwidth for single-stream decode, bf16 peak for prefill and batched decode -- the fp32 FMA
 // peak on a CPU without AVX-512 BF16, the int8 vpdpbusd peak with --quantization), plus peak RSS.
+// Single-stream decode is also split by phase (model/step_phases.h): how fast the weight products
+// streamed their matrices, and how much of the time went to everything around them.
 //
 //   /usr/bin/python3 tools/make_hf_model.py --preset tinyllama-1.1b --out /tmp/tinyllama
 //   build/bin/generate_bench --model-path /tmp/tinyllama [--threads 2] [--quantization q4_k_m]
@@ -100,6 +102,35 @@ Run run(DpEngine& engine, const std::vector<std::vector<int32_t>>& prompts, int6
   return Run{first_all - t0, last_all - first_all};
 }
 
+// Single-stream decode by phase: time a token, share, and for the weight products the rate they
+// streamed their matrices at, against the same run's read bandwidth. The products' rate apart from
+// the rest shows whether a gap to the bandwidth limit is in the streams or around them.
+void print_phases(const StepPhaseClock& ph, const Model& model, const ReadBandwidth& bws) {
+  if (ph.steps() == 0) return;
+  const double total = ph.total_seconds(), steps = double(ph.steps());
+  std::printf("  by phase (%lld steps; us a token, share, weight stream rate):\n", (long long)ph.steps());
+  double product_s = 0, product_bytes = 0;
+  for (int i = 0; i < StepPhaseClock::kPhases; ++i) {
+    const auto p = StepPhase(i);
+    if (ph.marks(p) == 0) continue;
+    const double s = ph.seconds(p);
+    const int64_t bytes = model.phase_weight_bytes(p);
+    std::printf("    %-10s %9.1f us %5.1f%%", step_phase_name(p), 1e6 * s / steps, 100 * s / total);
+    if (bytes > 0 && s > 0) {
+      const double rate = double(bytes) * steps / s;
+      std::printf("  %6.1f GB/s = %5.1f%% of the best slice, %5.1f%% of sustained", rate / 1e9, 100 * rate / bws.best,
+                  bws.sustained > 0 ? 100 * rate / bws.sustained : 0.0);
+      product_s += s;
+      product_bytes += double(bytes) * steps;
+    }
+    std::printf("\n");
+  }
+  if (product_s > 0)
+    std::printf("    products together: %.1f GB/s = %.1f%% of the best slice, %.1f%% of sustained; %.1f%% of the time\n",
+                product_bytes / product_s / 1e9, 100 * product_bytes / product_s / bws.best,
+                bws.sustained > 0 ? 100 * product_bytes / product_s / bws.sustained : 0.0, 100 * product_s / total);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -143,6 +174,9 @@ int main(int argc, char** argv) {
   ro.sched.max_running_requests = std::max<int64_t>(batch, 1);
   ro.max_total_tokens = std::max(prompt_len + 16, batch * (16 + decode)) + 64;
   auto rt = Runtime::start(ro);
+  // Where single-stream decode's time goes: reset just before that run, read just after it.
+  StepPhaseClock phases(1);
+  rt->model().set_phase_clock(&phases);
   const Model& model = rt->model();
   const ModelConfig& c = model.config();
   // Quantized weights (--quantization, or a GGUF file's block types) run on the int8 kernels.
@@ -179,13 +213,16 @@ int main(int argc, char** argv) {
                 (long long)prompt_len, prefill_tps, 100 * prefill_frac, roof,
                 double(prompt_len) / first.prefill_seconds);
 
+    phases.reset();
     const Run one = run(engine, {prompt_of(16, c.vocab, 2)}, decode);
+    const StepPhaseClock decode_phases = phases;
     const double decode_tps = double(decode - 1) / one.decode_seconds;
     // Against the best slice of the bandwidth measure (the strict limit) and against all of it (a
     // read as long and as interrupted as the decode).
     std::printf("decode, 1 sequence: %.2f tok/s = %.1f%% of the bandwidth limit (%.2f tok/s; %.1f%% of a sustained read's)\n",
                 decode_tps, 100 * decode_tps * double(stream_bytes) / bw, bw / double(stream_bytes),
                 bws.sustained > 0 ? 100 * decode_tps * double(stream_bytes) / bws.sustained : 0.0);
+    print_phases(decode_phases, model, bws);
 
     std::vector<std::vector<int32_t>> prompts;
     for (int64_t i = 0; i < batch; ++i) prompts.push_back(prompt_of(16, c.vocab, int32_t(10 + i)));

@@ -387,6 +387,7 @@ int Runtime::rank() const { return impl_->topo.rank; }
 int Runtime::world_size() const { return impl_->topo.world_size; }
 const ModelConfig& Runtime::model_config() const { return impl_->model->config(); }
 const Model& Runtime::model() const { return *impl_->model; }
+Model& Runtime::model() { return *impl_->model; }
 int64_t Runtime::kv_tokens_per_rank() const { return impl_->kv_tokens; }
 DpEngine* Runtime::engine() { return impl_->engine.get(); }
 const WorkerCounters& Runtime::counters() const { return impl_->worker->counters(); }

@@ -96,6 +96,8 @@ class Runtime {
   int world_size() const;
   const ModelConfig& model_config() const;
   const Model& model() const;
+  // This rank's model (e.g. to attach a phase clock before requests run: model/step_phases.h).
+  Model& model();
   // One line for the start-up log: this rank's group, KV budget, threads and, with several ranks,
   // which host each rank runs on (collected once at start).
   std::string describe() const;

@@ -456,11 +456,13 @@ static void grow(std::vector<T>& v, int64_t n) {
 
 void Model::mla_attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv) {
   const int64_t T = b.n_tokens(), H = cfg_.hidden;
+  phase_end(t, StepPhase::kRest);
   L.mla->forward(t, mla_scratch_, xn_.data(), T, b.seqs, rope_cs_.data(), kv, li, o_.data(), mla_path_);
   if (par_.attn.size > 1) {
     if (t.leader()) comm_->attn_allreduce(o_.data(), T * H);
     t.barrier();
   }
+  phase_end(t, StepPhase::kAttention);
   add_inplace(t, x_.data(), o_.data(), T * H);
 }
 
@@ -474,11 +476,13 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
   const MatmulOut qkv[3] = {{L.wq, L.bq.empty() ? nullptr : L.bq.data(), q_.data(), qd},
                             {L.wk, L.bk.empty() ? nullptr : L.bk.data(), k_.data(), kd},
                             {L.wv, L.bv.empty() ? nullptr : L.bv.data(), v_.data(), kd}};
+  phase_end(t, StepPhase::kRest);
   matmul_multi(t, xn_.data(), T, H, qkv, 3);
   if (!lora_attn_rows_.empty()) {
     const LoraOut outs[3] = {{kLoraQ, q_.data(), qd}, {kLoraK, k_.data(), kd}, {kLoraV, v_.data(), kd}};
     lora_apply(t, li, lora_attn_rows_, xn_.data(), H, outs, 3);
   }
+  phase_end(t, StepPhase::kQkv);
   if (c.qk_norm_whole) qk_norm_whole(t, L, T);
   // Per head of every token: q/k norm (Qwen3), RoPE, and K/V into the cache at its position.
   const int64_t ps = kv.page_size();
@@ -527,6 +531,7 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
   ap.chunked = c.attn_chunked;
   if (!L.sinks.empty()) ap.sinks = L.sinks.data();
   paged_attention(t, q_.data(), qd, b.seqs.data(), int64_t(b.seqs.size()), kv.layer(li), ap, attn_.data(), qd);
+  phase_end(t, StepPhase::kAttention);
   const float* bo = L.bo.empty() ? nullptr : L.bo.data();
   if (par_.attn.size > 1 || !L.post_attn_norm.empty() || c.residual_scale != 1.0) {
     matmul(t, attn_.data(), T, qd, L.wo, bo, o_.data(), H);
@@ -538,6 +543,7 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
       if (t.leader()) comm_->attn_allreduce(o_.data(), T * H);
       t.barrier();
     }
+    phase_end(t, StepPhase::kOProj);
     // Gemma normalises the whole sum, so after the ranks' partial sums are added.
     if (!L.post_attn_norm.empty()) rmsnorm(t, o_.data(), L.post_attn_norm.data(), o_.data(), T, H, float(c.rms_eps));
     add_residual(t, o_.data(), T);
@@ -558,6 +564,7 @@ void Model::attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b
     const LoraOut out{kLoraO, x_.data(), H};
     lora_apply(t, li, lora_attn_rows_, attn_.data(), qd, &out, 1);
   }
+  phase_end(t, StepPhase::kOProj);
 }
 
 void Model::mlp(Team& t, const Layer& L, int64_t li, int64_t T) {
@@ -585,6 +592,7 @@ void Model::mlp(Team& t, const Layer& L, int64_t li, int64_t T) {
   // Alone (no TP, no DP attention, no norm after the MLP) the output goes straight into the residual stream.
   const bool direct = !dp && par_.mlp.size == 1 && L.post_mlp_norm.empty() && cfg_.residual_scale == 1.0;
   const float eps = float(cfg_.rms_eps);
+  phase_end(t, StepPhase::kRest);
   if (L.moe) {
     L.moe->forward(t, moe_scratch_, in, rows, direct ? x_.data() : o_.data(), direct, dp ? skip_.data() : nullptr);
   } else {
@@ -616,6 +624,7 @@ void Model::mlp(Team& t, const Layer& L, int64_t li, int64_t T) {
     }
     if (gu.M > 0) matmul_jobs(t, &gu, 1);
     if (!lora_gu.empty()) lora_gate_up(t, li, in, L, lora_gu);
+    phase_end(t, StepPhase::kGateUp);
     MatmulJob down;
     down.x = h_.data();
     down.ldx = F;
@@ -630,7 +639,8 @@ void Model::mlp(Team& t, const Layer& L, int64_t li, int64_t T) {
       lora_apply(t, li, lora_mlp_rows_, h_.data(), F, &out, 1);
     }
   }
-  if (direct) return;
+  const StepPhase out_phase = L.moe ? StepPhase::kExperts : StepPhase::kDown;
+  if (direct) return phase_end(t, out_phase);
   float* out = o_.data();
   if (dp) {
     if (t.leader()) comm_->dp_scatter(o_, H, global_out_.data(), T);
@@ -640,6 +650,7 @@ void Model::mlp(Team& t, const Layer& L, int64_t li, int64_t T) {
     if (t.leader()) comm_->mlp_allreduce(o_.data(), T * H);
     t.barrier();
   }
+  phase_end(t, out_phase);
   if (!L.post_mlp_norm.empty()) rmsnorm(t, out, L.post_mlp_norm.data(), out, T, H, eps);
   add_residual(t, out, T);
 }
@@ -894,6 +905,7 @@ void Model::forward_member(Team& t, const ForwardBatch& b, KVPool& kv, float* lo
     std::memcpy(&sel_[i * H], &x_[b.logit_rows[i] * H], sizeof(float) * size_t(H));
   t.barrier();
   rmsnorm(t, sel_.data(), final_norm_.data(), sel_.data(), R, H, float(c.rms_eps));
+  phase_end(t, StepPhase::kRest);
   if (par_.vocab.size == 1) {
     matmul(t, sel_.data(), R, H, lm_head_, nullptr, logits, c.vocab);
     if (c.final_softcap > 0) softcap(t, logits, R * c.vocab, c.final_softcap);
@@ -904,6 +916,31 @@ void Model::forward_member(Team& t, const ForwardBatch& b, KVPool& kv, float* lo
     if (c.logit_divisor != 1.0) divide_logits(t, logits_local_.data(), R * vocab_local_);
     if (t.leader()) comm_->vocab_allgather(logits_local_.data(), R, vocab_local_, logits, c.vocab);
   }
+  phase_end(t, StepPhase::kLmHead);
+}
+
+int64_t Model::phase_weight_bytes(StepPhase p) const {
+  auto bytes = [](const WeightView& w) { return w.data ? w.rows * dtype_row_bytes(w.dtype, w.cols) : int64_t(0); };
+  int64_t sum = 0;
+  for (const Layer& L : layers_) {
+    switch (p) {
+      case StepPhase::kQkv: sum += bytes(L.wq) + bytes(L.wk) + bytes(L.wv); break;
+      case StepPhase::kAttention:
+        if (L.mla) return -1;
+        break;
+      case StepPhase::kOProj: sum += bytes(L.wo); break;
+      case StepPhase::kGateUp: sum += bytes(L.gate) + bytes(L.up); break;
+      case StepPhase::kDown: sum += bytes(L.down); break;
+      case StepPhase::kExperts:
+        if (L.moe) return -1;
+        break;
+      default: break;
+    }
+  }
+  if (p == StepPhase::kLmHead) sum = bytes(lm_head_);
+  // The rest reads norm vectors and embedding rows, and a NEXTN layer's eh_proj.
+  if (p == StepPhase::kRest && nextn_) return -1;
+  return sum;
 }
 
 void Model::forward(const ForwardBatch& b, KVPool& kv, float* logits, float* hidden) {
@@ -915,6 +952,8 @@ void Model::forward(const ForwardBatch& b, KVPool& kv, float* logits, float* hid
     const int32_t id = b.tokens[t];
     if (id < 0 || id >= c.vocab) fail("token id {} is outside the vocabulary [0, {})", id, c.vocab);
   }
+  phase_on_ = phase_clock_ && T <= phase_clock_->max_tokens();
+  if (phase_on_) phase_clock_->begin();
   const int64_t qd = n_heads_local_ * hd, kd = n_kv_local_ * hd, R = int64_t(b.logit_rows.size());
   DP_CHECK(b.hidden_rows.empty() || hidden != nullptr, "hidden rows wanted but no buffer for them");
   DP_CHECK(!nextn_ || b.prev_hidden != nullptr, "a NEXTN layer's batch needs prev_hidden");
@@ -982,6 +1021,7 @@ void Model::forward(const ForwardBatch& b, KVPool& kv, float* logits, float* hid
   }
   lora_prepare(b);
   team_->run([&](Team& t) { forward_member(t, b, kv, logits, hidden); });
+  if (phase_on_) phase_clock_->end();
 }
 
 }  // namespace dpserve

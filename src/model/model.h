@@ -18,6 +18,7 @@
 #include "model/parallel.h"
 #include "model/quant_recipe.h"
 #include "model/rope.h"
+#include "model/step_phases.h"
 #include "model/vision_tower.h"
 #include "vision/image_input.h"
 #include "kernels/repack.h"
@@ -144,6 +145,13 @@ class Model {
   // Collectives (ModelComm) are called from the calling thread only.
   void forward(const ForwardBatch& batch, KVPool& kv, float* logits, float* hidden = nullptr);
 
+  // Benchmarks: times the phases of the steps the clock records (model/step_phases.h), or none
+  // (null, the default). Set while no step runs; the clock must outlive its use.
+  void set_phase_clock(StepPhaseClock* clock) { phase_clock_ = clock; }
+  // The weight bytes this rank reads in phase p of a step (every matrix of it once), or -1 where
+  // the phase's reads depend on the step (MoE experts) or are not counted (MLA attention).
+  int64_t phase_weight_bytes(StepPhase p) const;
+
  private:
   struct Layer;
   Model() = default;
@@ -159,6 +167,10 @@ class Model {
   // x += out (T rows), or x += out * residual_multiplier (Granite).
   void add_residual(Team& t, const float* out, int64_t T);
   void divide_logits(Team& t, float* logits, int64_t n) const;
+  // Phase p of a recorded step has ended (the leader reads the clock; a no-op otherwise).
+  void phase_end(Team& t, StepPhase p) {
+    if (phase_on_ && t.leader()) phase_clock_->mark(p);
+  }
   // LoRA: the rows of a step that run one adapter, and one projection's output to add to.
   struct LoraRows {
     int32_t slot = 0;
@@ -200,6 +212,8 @@ class Model {
   int64_t weight_bytes_ = 0, weight_params_ = 0;
   bool quantized_ = false;
   MlaPath mla_path_ = MlaPath::kAuto;
+  StepPhaseClock* phase_clock_ = nullptr;
+  bool phase_on_ = false;  // this step is recorded
   // NEXTN (LoadOptions::nextn): the checkpoint index of layers_[0], and the input projection.
   bool nextn_ = false;
   int64_t layer_base_ = 0;
