@@ -25,7 +25,6 @@
 #include <cstdint>
 #include <cstring>
 #include <cstdlib>
-#include <functional>
 #include <type_traits>
 
 #include "kernels/qmatmul.h"
@@ -45,8 +44,6 @@ struct Tile {
   int64_t row0 = 0;
   int64_t ahead = 0;  // how far ahead of the reads the group's bytes are prefetched (0: not)
   bool l2 = false;    // prefetched into L2 (prefetcht1) instead of L1 (kernels/qmatmul.h)
-  // The first line of the stream not prefetched yet (stream_ahead moves it on).
-  mutable const uint8_t* pf = nullptr;
   // Q4_K / Q5_K scales and mins, decoded (decode_k_scales, kKScaleBytes per superblock) into
   // `scales` if set, and read from there once `scales_decoded` (the first of several row tiles
   // decodes them for the others); without `scales`, decoded into a local buffer as the tile goes.
@@ -57,22 +54,18 @@ struct Tile {
 // Prefetches the group bytes [at, at + bytes) + ahead, a line at a time, for each lane tile that
 // starts a group (8-lane tiles share their group with the tile beside them). The kernels call it
 // for each slice of a block as they start reading it, so the prefetches are spread over the work
-// instead of issued in bursts. Each line is prefetched once: the tile remembers how far its stream
-// has been prefetched (Q4_K's and Q6_K's slices are 4.5 and 6.6 lines long: prefetching each
-// slice from its own start issued 5 and 7 prefetches for them).
+// instead of issued in bursts.
 template <int NR>
 DP_QINLINE void stream_ahead(const Tile* tl, int64_t at, int64_t bytes) {
   if (tl[0].ahead == 0) return;
 #pragma GCC unroll 2
   for (int j = 0; j < NR; ++j) {
     if (tl[j].off4 != 0) continue;
-    const uint8_t* end = tl[j].g + at + bytes + tl[j].ahead;
-    const uint8_t* p = tl[j].pf;
+    const uint8_t* p = tl[j].g + at + tl[j].ahead;
     if (tl[j].l2)
-      for (; p < end; p += 64) __builtin_prefetch(p, 0, 2);
+      for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 0, 2);
     else
-      for (; p < end; p += 64) __builtin_prefetch(p);
-    tl[j].pf = p;
+      for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o);
   }
 }
 
@@ -489,7 +482,6 @@ void block(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) 
   const bool keep = kKeepScales && m1 - m0 > MRmax;
   thread_local AlignedBytes decoded;
   if (keep && decoded.size() < size_t(2 * nb * kKScaleBytes)) decoded = AlignedBytes(size_t(2 * nb * kKScaleBytes));
-  const uint8_t* pf_reached = nullptr;
   for (int64_t T = T0; T < T1; T += NRmax) {
     const int nr = int(std::min<int64_t>(NRmax, T1 - T));
     Tile tl[2];
@@ -504,9 +496,6 @@ void block(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) 
       for (int j = 0; j < nr; ++j) {
         tl[j].ahead = m == m0 ? ahead : 0;
         tl[j].l2 = l2;
-        // Consecutive groups are one stream: go on from the line the previous group's prefetches reached.
-        const uint8_t* from = reinterpret_cast<const uint8_t*>(reinterpret_cast<uintptr_t>(tl[j].g + ahead) & ~uintptr_t(63));
-        tl[j].pf = std::max(from, pf_reached, std::less<>());
         if (keep) {
           tl[j].scales = decoded.data() + j * nb * kKScaleBytes;
           tl[j].scales_decoded = m != m0;
@@ -518,8 +507,6 @@ void block(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) 
         case 3: tile_nr<P, K, 3>(nr, tl, a, L, m, nb, o); break;
         default: tile_nr<P, K, 4>(nr, tl, a, L, m, nb, o); break;
       }
-      if (m == m0)
-        for (int j = 0; j < nr; ++j) pf_reached = std::max(pf_reached, tl[j].pf, std::less<>());
     }
   }
 }
