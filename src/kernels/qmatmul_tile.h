@@ -156,6 +156,16 @@ DP_QINLINE void nibble_subblock(const Tile* tl, int64_t byte0, const int8_t* con
                             typename P::I (&D)[MR][NR]) {
   using I = typename P::I;
   const I m4 = P::set1_8(0x0f);
+  // A GEMV tile's one accumulator would chain all 8 dot products (their latency, not the ports,
+  // set the pace: in cache the core waited on that chain, then on the scale's vpmulld after it).
+  // Chunks 2-3 go to a second one, added at the end: the same integer sum.
+  constexpr bool kSplit = MR * NR <= 2;
+  I E[MR][NR];
+  if constexpr (kSplit)
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int j = 0; j < NR; ++j) E[i][j] = P::zero();
 #pragma GCC unroll 4
   for (int c = 0; c < 4; ++c) {
     I lo[NR], hi[NR];
@@ -169,9 +179,17 @@ DP_QINLINE void nibble_subblock(const Tile* tl, int64_t byte0, const int8_t* con
     for (int i = 0; i < MR; ++i) {
       const I x0 = P::bcast32(x[i] + k0 + 8 * c), x1 = P::bcast32(x[i] + k0 + 8 * c + 4);
 #pragma GCC unroll 4
-      for (int j = 0; j < NR; ++j) D[i][j] = P::dot4(P::dot4(D[i][j], lo[j], x0), hi[j], x1);
+      for (int j = 0; j < NR; ++j) {
+        I& acc = kSplit && c >= 2 ? E[i][j] : D[i][j];
+        acc = P::dot4(P::dot4(acc, lo[j], x0), hi[j], x1);
+      }
     }
   }
+  if constexpr (kSplit)
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int j = 0; j < NR; ++j) D[i][j] = P::add(D[i][j], E[i][j]);
 }
 
 // Q4_0 (288 bytes per 16-row block): 16 f16 scales, one nibble sub-block; codes offset by 8.
@@ -215,7 +233,11 @@ struct Q4_0K {
 // (mn[2p][row] | mn[2p + 1][row] << 16 in int32 `row` of vector p, 4 x 16 x 4 bytes).
 inline constexpr int64_t kKScaleBytes = 128 + 256;
 
-// Decodes the 12 x 16 transposed scale bytes at `s` with 128-bit byte operations.
+// Decodes the 12 x 16 transposed scale bytes at `s` with 128-bit byte operations. kWide (AVX-512
+// callers) writes each 64-byte vector of mins with one store: the kernel reads them back at once
+// as 64 bytes, which four 16-byte stores cannot forward to (the load then waits for the stores
+// to reach the cache).
+template <bool kWide = false>
 inline void decode_k_scales(const uint8_t* s, uint8_t* out) {
   __m128i v[12];
   for (int i = 0; i < 12; ++i) v[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 16 * i));
@@ -228,6 +250,13 @@ inline void decode_k_scales(const uint8_t* s, uint8_t* out) {
     const __m128i hs = _mm_and_si128(_mm_srli_epi16(v[j], 2), m30), hm = _mm_and_si128(_mm_srli_epi16(v[j + 4], 2), m30);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16 * (j + 4)), _mm_or_si128(_mm_and_si128(v[j + 8], m15), hs));
     mn[j + 4] = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(v[j + 8], 4), m15), hm);
+  }
+  if constexpr (kWide) {
+    // int32 lane r of vector p: mn[2p][r] | mn[2p + 1][r] << 16.
+    for (int p = 0; p < 4; ++p)
+      _mm512_storeu_si512(out + 128 + 64 * p, _mm512_or_si512(_mm512_cvtepu8_epi32(mn[2 * p]),
+                                                              _mm512_slli_epi32(_mm512_cvtepu8_epi32(mn[2 * p + 1]), 16)));
+    return;
   }
   const __m128i z = _mm_setzero_si128();
   for (int p = 0; p < 4; ++p) {
@@ -256,6 +285,14 @@ struct QkK {
     I hb[NR];
 #pragma GCC unroll 4
     for (int j = 0; j < NR; ++j) hb[j] = P::load(tl[j].g + byte0 + tl[j].off4);
+    // Chunks 2-3 into a second accumulator in a GEMV tile, as nibble_subblock does.
+    constexpr bool kSplit = MR * NR <= 2;
+    I E[MR][NR];
+    if constexpr (kSplit)
+#pragma GCC unroll 4
+      for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; ++j) E[i][j] = P::zero();
     auto chunk = [&]<int C>() __attribute__((always_inline)) {
       I lo[NR], hi[NR];
 #pragma GCC unroll 4
@@ -269,13 +306,21 @@ struct QkK {
       for (int i = 0; i < MR; ++i) {
         const I x0 = P::bcast32(x[i] + k0 + 8 * C), x1 = P::bcast32(x[i] + k0 + 8 * C + 4);
 #pragma GCC unroll 4
-        for (int j = 0; j < NR; ++j) D[i][j] = P::dot4(P::dot4(D[i][j], lo[j], x0), hi[j], x1);
+        for (int j = 0; j < NR; ++j) {
+          I& acc = kSplit && C >= 2 ? E[i][j] : D[i][j];
+          acc = P::dot4(P::dot4(acc, lo[j], x0), hi[j], x1);
+        }
       }
     };
     chunk.template operator()<0>();
     chunk.template operator()<1>();
     chunk.template operator()<2>();
     chunk.template operator()<3>();
+    if constexpr (kSplit)
+#pragma GCC unroll 4
+      for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; ++j) D[i][j] = P::add(D[i][j], E[i][j]);
   }
 
   template <class P, int MR, int NR>
@@ -291,7 +336,7 @@ struct QkK {
 #pragma GCC unroll 4
       for (int j = 0; j < NR; ++j) {
         uint8_t* dst = tl[j].scales ? tl[j].scales + b * kKScaleBytes : local[j];
-        if (!tl[j].scales_decoded) decode_k_scales(tl[j].g + blk + 64, dst);
+        if (!tl[j].scales_decoded) decode_k_scales<P::kLanes == 16>(tl[j].g + blk + 64, dst);
         dec[j] = dst;
       }
       I S[MR][NR];
