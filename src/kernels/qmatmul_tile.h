@@ -149,6 +149,33 @@ struct Q8_0K {
   }
 };
 
+// A GEMV tile's one accumulator per output vector would chain all of a sub-block's dot products
+// (their latency, not the ports, set the pace: in cache the core waited on that chain, then on
+// the scale's vpmulld after it). The later chunks go to a second accumulator, folded in at the
+// end: the same integer sum. GEMM tiles have enough independent accumulators already.
+template <class P, int MR, int NR>
+struct SplitAcc {
+  using I = typename P::I;
+  static constexpr bool kOn = MR * NR <= 2;
+  I E[MR][NR];
+  DP_QINLINE SplitAcc() {
+    if constexpr (kOn)
+#pragma GCC unroll 4
+      for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; ++j) E[i][j] = P::zero();
+  }
+  // The accumulator of output (i, j) for an earlier (D's) or later chunk.
+  DP_QINLINE I& at(I (&D)[MR][NR], int i, int j, bool later) { return kOn && later ? E[i][j] : D[i][j]; }
+  DP_QINLINE void fold(I (&D)[MR][NR]) {
+    if constexpr (kOn)
+#pragma GCC unroll 4
+      for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; ++j) D[i][j] = P::add(D[i][j], E[i][j]);
+  }
+};
+
 // Four 64-byte nibble chunks (one 32-element sub-block): chunk c holds k-groups 2c (low nibbles)
 // and 2c + 1 (high) of the tile's rows. D += their dots with activation bytes x[0..32).
 template <class P, int MR, int NR>
@@ -156,16 +183,7 @@ DP_QINLINE void nibble_subblock(const Tile* tl, int64_t byte0, const int8_t* con
                             typename P::I (&D)[MR][NR]) {
   using I = typename P::I;
   const I m4 = P::set1_8(0x0f);
-  // A GEMV tile's one accumulator would chain all 8 dot products (their latency, not the ports,
-  // set the pace: in cache the core waited on that chain, then on the scale's vpmulld after it).
-  // Chunks 2-3 go to a second one, added at the end: the same integer sum.
-  constexpr bool kSplit = MR * NR <= 2;
-  I E[MR][NR];
-  if constexpr (kSplit)
-#pragma GCC unroll 4
-    for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-      for (int j = 0; j < NR; ++j) E[i][j] = P::zero();
+  SplitAcc<P, MR, NR> split;  // chunks 2-3
 #pragma GCC unroll 4
   for (int c = 0; c < 4; ++c) {
     I lo[NR], hi[NR];
@@ -180,16 +198,12 @@ DP_QINLINE void nibble_subblock(const Tile* tl, int64_t byte0, const int8_t* con
       const I x0 = P::bcast32(x[i] + k0 + 8 * c), x1 = P::bcast32(x[i] + k0 + 8 * c + 4);
 #pragma GCC unroll 4
       for (int j = 0; j < NR; ++j) {
-        I& acc = kSplit && c >= 2 ? E[i][j] : D[i][j];
+        I& acc = split.at(D, i, j, c >= 2);
         acc = P::dot4(P::dot4(acc, lo[j], x0), hi[j], x1);
       }
     }
   }
-  if constexpr (kSplit)
-#pragma GCC unroll 4
-    for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-      for (int j = 0; j < NR; ++j) D[i][j] = P::add(D[i][j], E[i][j]);
+  split.fold(D);
 }
 
 // Q4_0 (288 bytes per 16-row block): 16 f16 scales, one nibble sub-block; codes offset by 8.
@@ -285,14 +299,7 @@ struct QkK {
     I hb[NR];
 #pragma GCC unroll 4
     for (int j = 0; j < NR; ++j) hb[j] = P::load(tl[j].g + byte0 + tl[j].off4);
-    // Chunks 2-3 into a second accumulator in a GEMV tile, as nibble_subblock does.
-    constexpr bool kSplit = MR * NR <= 2;
-    I E[MR][NR];
-    if constexpr (kSplit)
-#pragma GCC unroll 4
-      for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-        for (int j = 0; j < NR; ++j) E[i][j] = P::zero();
+    SplitAcc<P, MR, NR> split;  // chunks 2-3
     auto chunk = [&]<int C>() __attribute__((always_inline)) {
       I lo[NR], hi[NR];
 #pragma GCC unroll 4
@@ -307,7 +314,7 @@ struct QkK {
         const I x0 = P::bcast32(x[i] + k0 + 8 * C), x1 = P::bcast32(x[i] + k0 + 8 * C + 4);
 #pragma GCC unroll 4
         for (int j = 0; j < NR; ++j) {
-          I& acc = kSplit && C >= 2 ? E[i][j] : D[i][j];
+          I& acc = split.at(D, i, j, C >= 2);
           acc = P::dot4(P::dot4(acc, lo[j], x0), hi[j], x1);
         }
       }
@@ -316,11 +323,7 @@ struct QkK {
     chunk.template operator()<1>();
     chunk.template operator()<2>();
     chunk.template operator()<3>();
-    if constexpr (kSplit)
-#pragma GCC unroll 4
-      for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-        for (int j = 0; j < NR; ++j) D[i][j] = P::add(D[i][j], E[i][j]);
+    split.fold(D);
   }
 
   template <class P, int MR, int NR>
