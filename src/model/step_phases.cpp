@@ -36,8 +36,8 @@ void StepPhaseClock::begin() { last_ns_ = now_ns(); }
 
 void StepPhaseClock::mark(StepPhase p) {
   const int64_t t = now_ns();
-  seconds_[size_t(p)] += double(t - last_ns_) * 1e-9;
-  ++marks_[size_t(p)];
+  seconds_[std::size_t(p)] += double(t - last_ns_) * 1e-9;
+  ++marks_[std::size_t(p)];
   last_ns_ = t;
 }
 

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 
 namespace dpserve {
@@ -44,9 +45,9 @@ class StepPhaseClock {
   // Totals over the recorded steps. Not synchronised with a running step: read and reset while the
   // model is idle (between requests).
   int64_t steps() const { return steps_; }
-  double seconds(StepPhase p) const { return seconds_[size_t(p)]; }
+  double seconds(StepPhase p) const { return seconds_[std::size_t(p)]; }
   // How many times phase p ended (e.g. once a layer a step for kQkv).
-  int64_t marks(StepPhase p) const { return marks_[size_t(p)]; }
+  int64_t marks(StepPhase p) const { return marks_[std::size_t(p)]; }
   double total_seconds() const;
   void reset();
 
