@@ -921,6 +921,9 @@ void Model::forward_member(Team& t, const ForwardBatch& b, KVPool& kv, float* lo
 
 int64_t Model::phase_weight_bytes(StepPhase p) const {
   auto bytes = [](const WeightView& w) { return w.data ? w.rows * dtype_row_bytes(w.dtype, w.cols) : int64_t(0); };
+  if (p == StepPhase::kLmHead) return bytes(lm_head_);
+  // The rest reads norm vectors and embedding rows, and a NEXTN layer's eh_proj.
+  if (p == StepPhase::kRest) return nextn_ ? -1 : 0;
   int64_t sum = 0;
   for (const Layer& L : layers_) {
     switch (p) {
@@ -937,9 +940,6 @@ int64_t Model::phase_weight_bytes(StepPhase p) const {
       default: break;
     }
   }
-  if (p == StepPhase::kLmHead) sum = bytes(lm_head_);
-  // The rest reads norm vectors and embedding rows, and a NEXTN layer's eh_proj.
-  if (p == StepPhase::kRest && nextn_) return -1;
   return sum;
 }
 
