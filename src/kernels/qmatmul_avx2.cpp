@@ -19,6 +19,7 @@ struct Avx2 {
   using F = __m256;
   static constexpr int kLanes = 8, kGemvNR = 2, kGemmMR = 2, kGemmNR = 2;
   static constexpr int32_t kQ8Offset = 0;
+  static constexpr bool kWideDot = false;
   static I zero() { return _mm256_setzero_si256(); }
   static I load(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
   static I bcast32(const void* p) {

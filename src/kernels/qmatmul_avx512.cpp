@@ -17,6 +17,7 @@ namespace {
 
 struct Bw : qtile::Avx512Ops {
   static constexpr int32_t kQ8Offset = 0;
+  static constexpr bool kWideDot = false;
   static I dot4(I acc, I u8, I s8) {
     return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(u8, s8), _mm512_set1_epi16(1)));
   }

@@ -27,6 +27,7 @@ struct Avx512Ops {
   static I or_and(I a, I b, I m) { return _mm512_ternarylogic_epi32(a, b, m, 0xf8); }  // a | (b & m)
   static I add(I a, I b) { return _mm512_add_epi32(a, b); }
   static I mullo(I a, I b) { return _mm512_mullo_epi32(a, b); }
+  static I srai32(I a, int s) { return _mm512_srai_epi32(a, unsigned(s)); }
   static I srli16(I a, int s) { return _mm512_srli_epi16(a, unsigned(s)); }
   template <int S>
   static I shift16(I a) {

@@ -18,6 +18,7 @@ namespace {
 
 struct Vnni : qtile::Avx512Ops {
   static constexpr int32_t kQ8Offset = 128;
+  static constexpr bool kWideDot = true;
   static I dot4(I acc, I u8, I s8) { return _mm512_dpbusd_epi32(acc, u8, s8); }
   static I dot4_q8(I acc, I w, I a) { return _mm512_dpbusd_epi32(acc, w, a); }
   static I dot2(I acc, I a, I b) { return _mm512_dpwssd_epi32(acc, a, b); }
