@@ -153,8 +153,14 @@ int main(int argc, char** argv) {
                  "bytes the products prefetch ahead of their weight streams (bf16 and quantized; 0: the hardware "
                  "prefetchers alone; default: the CPU's, kernels/matmul.h and kernels/qmatmul.h), for A/B runs")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 20));
+  int64_t prefetch_near = -1;
+  app.add_option("--weight-prefetch-near", prefetch_near,
+                 "bytes ahead of the quantized weight streams a second prefetch brings lines into L1, where the far "
+                 "one goes into L2 (0: none; default: the CPU's, kernels/qmatmul.h), for A/B runs")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 20));
   CLI11_PARSE(app, argc, argv);
   if (threads > 0) omp_set_num_threads(threads);
+  if (prefetch_near >= 0) kernels::set_quant_weight_prefetch_near(prefetch_near);
   if (prefetch >= 0) {
     kernels::set_bf16_weight_prefetch(prefetch);
     kernels::set_quant_weight_prefetch(prefetch, kernels::default_quant_weight_prefetch_l2());
@@ -190,9 +196,11 @@ int main(int argc, char** argv) {
   const double flops_per_token = 2.0 * double(model.weight_params() - (c.tie_embeddings ? 0 : c.vocab * c.hidden));
   std::printf("machine: %d threads, read bandwidth %.1f GB/s (sustained %.1f), %s peak %.1f G%s/s\n",
               omp_get_max_threads(), bw / 1e9, bws.sustained / 1e9, roof, peak / 1e9, int8 ? "OP" : "FLOP");
-  std::printf("weight prefetch: bf16 %lld bytes ahead, quantized %lld bytes ahead into %s\n",
-              (long long)kernels::bf16_weight_prefetch(), (long long)kernels::quant_weight_prefetch(),
-              kernels::quant_weight_prefetch_l2() ? "L2" : "L1");
+  std::printf("weight prefetch: bf16 %lld bytes ahead, quantized %lld bytes ahead into %s", (long long)kernels::bf16_weight_prefetch(),
+              (long long)kernels::quant_weight_prefetch(), kernels::quant_weight_prefetch_l2() ? "L2" : "L1");
+  if (kernels::quant_weight_prefetch_l2() && kernels::quant_weight_prefetch_near() > 0)
+    std::printf(" and %lld bytes ahead into L1", (long long)kernels::quant_weight_prefetch_near());
+  std::printf("\n");
   std::printf("model: %s, %lld layers, hidden %lld, %.2f GB weights, %.2f GB read per token\n", c.arch_name.c_str(),
               (long long)c.n_layers, (long long)c.hidden, double(model.weight_bytes()) / 1e9, double(stream_bytes) / 1e9);
 

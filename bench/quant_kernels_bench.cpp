@@ -136,10 +136,11 @@ void BM_Int8Peak(benchmark::State& state) {
 // L3 (false: one copy, read from cache: the kernel's compute ceiling); ahead: the software
 // prefetch distance in bytes (kernels/qmatmul.h).
 void qgemv(benchmark::State& state, DType t, int64_t K, int64_t N, bool repacked, KernelIsa isa, bool dram,
-           int64_t ahead, bool l2) {
+           int64_t ahead, bool l2, int64_t near = kernels::default_quant_weight_prefetch_near()) {
   if (!kernel_isa_supported(isa)) return state.SkipWithError("ISA not supported");
   const QWeightSet ws(t, N, K, repacked, dram ? 512 * kMiB : 0);
   kernels::set_quant_weight_prefetch(ahead, l2);
+  kernels::set_quant_weight_prefetch_near(near);
   std::vector<float> x(static_cast<size_t>(K)), y(static_cast<size_t>(N));
   for (int64_t i = 0; i < K; ++i) x[size_t(i)] = float(i % 7) - 3.0f;
   size_t i = 0;
@@ -151,15 +152,18 @@ void qgemv(benchmark::State& state, DType t, int64_t K, int64_t N, bool repacked
     timer.stop();
   }
   kernels::set_quant_weight_prefetch(kernels::default_quant_weight_prefetch(), kernels::default_quant_weight_prefetch_l2());
+  kernels::set_quant_weight_prefetch_near(kernels::default_quant_weight_prefetch_near());
   const ReadBandwidth bws = measure_read_bandwidths();
   const double bw = bws.best;
   const double bytes = double(dtype_row_bytes(t, K) * N);
-  const bool default_ahead =
-      ahead == kernels::default_quant_weight_prefetch() && l2 == kernels::default_quant_weight_prefetch_l2();
+  const bool default_ahead = ahead == kernels::default_quant_weight_prefetch() &&
+                             l2 == kernels::default_quant_weight_prefetch_l2() &&
+                             near == kernels::default_quant_weight_prefetch_near();
   state.SetLabel(std::string(dtype_name(t)) + (repacked ? "x16 " : " plain ") +
                  // One row: the VNNI blocks on the Amx level too.
                  int8_level_name(isa == KernelIsa::Amx ? KernelIsa::Avx512Bf16 : isa, t) +
-                 (dram ? "" : " in-cache") + (default_ahead ? "" : " ahead " + std::to_string(ahead) + (l2 ? " L2" : " L1")));
+                 (dram ? "" : " in-cache") + (default_ahead ? "" : " ahead " + std::to_string(ahead) + (l2 ? " L2" : " L1") +
+                                   (l2 && near > 0 ? " near " + std::to_string(near) : "")));
   state.counters["GB/s"] = bytes / timer.mean(state) / 1e9;
   state.counters["bw_GB/s"] = bw / 1e9;
   state.counters["frac_bw"] = bytes / timer.mean(state) / bw;
@@ -177,7 +181,14 @@ void BM_QGemv(benchmark::State& state) {
 // Args: type, ahead (bytes; 0: hardware prefetchers only), l2 (prefetcht1, else prefetcht0). The
 // FFN's gate shape from DRAM, best ISA.
 void BM_QGemvPrefetch(benchmark::State& state) {
-  qgemv(state, kTypes[state.range(0)], 2048, 5632, true, best_kernel_isa(), true, state.range(1), state.range(2) != 0);
+  qgemv(state, kTypes[state.range(0)], 2048, 5632, true, best_kernel_isa(), true, state.range(1), state.range(2) != 0, 0);
+}
+
+// Args: type, near (bytes; 0: none): the second prefetch into L1 behind the default far one
+// (kernels/qmatmul.h), the same shape.
+void BM_QGemvPrefetchNear(benchmark::State& state) {
+  qgemv(state, kTypes[state.range(0)], 2048, 5632, true, best_kernel_isa(), true, kernels::default_quant_weight_prefetch(),
+        kernels::default_quant_weight_prefetch_l2(), state.range(1));
 }
 
 // Args: type, M, K, N, isa.
@@ -264,6 +275,12 @@ BENCHMARK(BM_QGemv)
 BENCHMARK(BM_QGemvPrefetch)
     ->ArgNames({"type", "ahead", "l2"})
     ->ArgsProduct({{0, 1, 2, 3, 4}, {0, 1024, 2048, 4096, 8192, 16384, 32768}, {0, 1}})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+// The near prefetch A/B (only where the far one goes into L2: the Intel default).
+BENCHMARK(BM_QGemvPrefetchNear)
+    ->ArgNames({"type", "near"})
+    ->ArgsProduct({{0, 1, 2, 3, 4}, {0, 256, 512, 1024, 2048}})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 BENCHMARK(BM_QGemm)

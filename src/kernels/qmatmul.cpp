@@ -18,6 +18,7 @@ namespace {
 
 std::atomic<int64_t> g_weight_prefetch{default_quant_weight_prefetch()};
 std::atomic<bool> g_weight_prefetch_l2{default_quant_weight_prefetch_l2()};
+std::atomic<int64_t> g_weight_prefetch_near{default_quant_weight_prefetch_near()};
 
 template <QBlockFn Block>
 void via_scratch(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
@@ -83,6 +84,11 @@ void set_quant_weight_prefetch(int64_t bytes, bool l2) {
 }
 int64_t quant_weight_prefetch() { return g_weight_prefetch.load(std::memory_order_relaxed); }
 bool quant_weight_prefetch_l2() { return g_weight_prefetch_l2.load(std::memory_order_relaxed); }
+int64_t default_quant_weight_prefetch_near() { return default_quant_weight_prefetch_l2() ? 512 : 0; }
+void set_quant_weight_prefetch_near(int64_t bytes) {
+  g_weight_prefetch_near.store(std::max<int64_t>(bytes, 0), std::memory_order_relaxed);
+}
+int64_t quant_weight_prefetch_near() { return g_weight_prefetch_near.load(std::memory_order_relaxed); }
 
 QBlockFn qblock_fn(KernelIsa isa, DType t) {
   const bool repacked = dtype_row_group(t) > 1;

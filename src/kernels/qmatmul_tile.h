@@ -44,6 +44,7 @@ struct Tile {
   int64_t row0 = 0;
   int64_t ahead = 0;  // how far ahead of the reads the group's bytes are prefetched (0: not)
   bool l2 = false;    // prefetched into L2 (prefetcht1) instead of L1 (kernels/qmatmul.h)
+  int64_t near = 0;   // with l2: also prefetched this far ahead into L1 (0: not)
   // Q4_K / Q5_K scales and mins, decoded (decode_k_scales, kKScaleBytes per superblock) into
   // `scales` if set, and read from there once `scales_decoded` (the first of several row tiles
   // decodes them for the others); without `scales`, decoded into a local buffer as the tile goes.
@@ -51,8 +52,8 @@ struct Tile {
   bool scales_decoded = false;
 };
 
-// Prefetches the group bytes [at, at + bytes) + ahead, a line at a time, for each lane tile that
-// starts a group (8-lane tiles share their group with the tile beside them). The kernels call it
+// Prefetches the group bytes [at, at + bytes) + ahead (and + near into L1, after a far prefetch
+// into L2), a line at a time, for each lane tile that starts a group (8-lane tiles share their group with the tile beside them). The kernels call it
 // for each slice of a block as they start reading it, so the prefetches are spread over the work
 // instead of issued in bursts.
 template <int NR>
@@ -62,9 +63,12 @@ DP_QINLINE void stream_ahead(const Tile* tl, int64_t at, int64_t bytes) {
   for (int j = 0; j < NR; ++j) {
     if (tl[j].off4 != 0) continue;
     const uint8_t* p = tl[j].g + at + tl[j].ahead;
-    if (tl[j].l2)
+    if (tl[j].l2) {
       for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 0, 2);
-    else
+      if (tl[j].near == 0) continue;
+      const uint8_t* q = tl[j].g + at + tl[j].near;
+      for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(q + o);
+    } else
       for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o);
   }
 }
@@ -560,6 +564,7 @@ void block(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) 
   const Out o{m0, n0, n1, a.y, a.ldy};
   const int64_t ahead = quant_weight_prefetch();
   const bool l2 = quant_weight_prefetch_l2();
+  const int64_t near = l2 ? quant_weight_prefetch_near() : 0;
   // Several row tiles pass the same lane tiles: the first decodes their K scales as it streams
   // them, the others read the decoded ones (Q4_K GEMM 1.1x; decoding them in a pass of their own
   // first made batched decode 7 % slower, a strided read of memory ahead of the stream).
@@ -581,6 +586,7 @@ void block(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) 
       for (int j = 0; j < nr; ++j) {
         tl[j].ahead = m == m0 ? ahead : 0;
         tl[j].l2 = l2;
+        tl[j].near = m == m0 ? near : 0;
         if (keep) {
           tl[j].scales = decoded.data() + j * nb * kKScaleBytes;
           tl[j].scales_decoded = m != m0;
