@@ -204,19 +204,18 @@ DP_QINLINE void nibble_subblock(const Tile* tl, int64_t byte0, const int8_t* con
       I lo[NR], hi16[NR];
 #pragma GCC unroll 4
       for (int j = 0; j < NR; ++j) {
-        const I raw = P::load(tl[j].g + byte0 + 64 * c + tl[j].off4);
+        I raw = P::load(tl[j].g + byte0 + 64 * c + tl[j].off4);
+        asm("" : "+v"(raw));  // one load for both masks (GCC folded it into each)
         lo[j] = P::and_(raw, m4);
         hi16[j] = P::and_(raw, m4h);
       }
 #pragma GCC unroll 4
-      for (int i = 0; i < MR; ++i) {
-        const I x0 = P::bcast32(x[i] + k0 + 8 * c), x1 = P::bcast32(x[i] + k0 + 8 * c + 4);
+      for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
         for (int j = 0; j < NR; ++j) {
-          D[i][j] = P::dot4(D[i][j], lo[j], x0);
-          H[i][j] = P::dot4(H[i][j], hi16[j], x1);
+          D[i][j] = P::dot4_bcast(D[i][j], lo[j], x[i] + k0 + 8 * c);
+          H[i][j] = P::dot4_bcast(H[i][j], hi16[j], x[i] + k0 + 8 * c + 4);
         }
-      }
     }
 #pragma GCC unroll 4
     for (int i = 0; i < MR; ++i)

@@ -20,6 +20,13 @@ struct Vnni : qtile::Avx512Ops {
   static constexpr int32_t kQ8Offset = 128;
   static constexpr bool kWideDot = true;
   static I dot4(I acc, I u8, I s8) { return _mm512_dpbusd_epi32(acc, u8, s8); }
+  // dot4 with the four s8 bytes at p broadcast by the instruction itself ({1to16}): one fused
+  // micro-op instead of a broadcast and a dot (GCC does not fold the broadcast into vpdpbusd).
+  static I dot4_bcast(I acc, I u8, const int8_t* p) {
+    using Word = int32_t __attribute__((may_alias));
+    asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u8), "m"(*reinterpret_cast<const Word*>(p)));
+    return acc;
+  }
   static I dot4_q8(I acc, I w, I a) { return _mm512_dpbusd_epi32(acc, w, a); }
   static I dot2(I acc, I a, I b) { return _mm512_dpwssd_epi32(acc, a, b); }
 };
