@@ -180,6 +180,17 @@ struct SplitAcc {
   }
 };
 
+// dot4 against the four activation bytes at p (x: their broadcast). A one-lane-tile GEMV uses each
+// broadcast once, so where the policy has it, vpdpbusd broadcasts them itself ({1to16}: one fused
+// micro-op, not two); wider tiles share one broadcast among their lane tiles.
+template <class P, int NR>
+DP_QINLINE typename P::I dot4_word(typename P::I acc, typename P::I u8, typename P::I x, const int8_t* p) {
+  if constexpr (NR == 1 && requires { P::dot4_bcast(acc, u8, p); })
+    return P::dot4_bcast(acc, u8, p);
+  else
+    return P::dot4(acc, u8, x);
+}
+
 // Four 64-byte nibble chunks (one 32-element sub-block): chunk c holds k-groups 2c (low nibbles)
 // and 2c + 1 (high) of the tile's rows. D += their dots with activation bytes x[0..32).
 // With a dot4 that does not saturate (P::kWideDot: vpdpbusd), the high nibbles stay in place as
@@ -344,7 +355,8 @@ struct QkK {
       I lo[NR], hi[NR];
 #pragma GCC unroll 4
       for (int j = 0; j < NR; ++j) {
-        const I raw = P::load(tl[j].g + byte0 + 64 + 64 * C + tl[j].off4);
+        I raw = P::load(tl[j].g + byte0 + 64 + 64 * C + tl[j].off4);
+        asm("" : "+v"(raw));  // loaded once (GCC folded it into the mask and the shift)
         // Bit g of hb is the fifth bit of k-group g: move it to bit 4 of each byte.
         lo[j] = P::or_and(P::and_(raw, m4), P::template shift16<4 - 2 * C>(hb[j]), m10);
         hi[j] = P::or_and(P::and_(P::srli16(raw, 4), m4), P::template shift16<3 - 2 * C>(hb[j]), m10);
@@ -355,7 +367,8 @@ struct QkK {
 #pragma GCC unroll 4
         for (int j = 0; j < NR; ++j) {
           I& acc = split.at(D, i, j, C >= 2);
-          acc = P::dot4(P::dot4(acc, lo[j], x0), hi[j], x1);
+          const int8_t* w = x[i] + k0 + 8 * C;
+          acc = dot4_word<P, NR>(dot4_word<P, NR>(acc, lo[j], x0, w), hi[j], x1, w + 4);
         }
       }
     };
@@ -467,8 +480,9 @@ struct Q6_KK {
             I lo[NR], hi[NR];
 #pragma GCC unroll 4
             for (int j = 0; j < NR; ++j) {
-              const I raw = P::load(tl[j].g + ub + 64 * (2 * H + C) + tl[j].off4);
-              const I hb = P::load(tl[j].g + ub + 256 + 64 * H + tl[j].off4);
+              I raw = P::load(tl[j].g + ub + 64 * (2 * H + C) + tl[j].off4);
+              I hb = P::load(tl[j].g + ub + 256 + 64 * H + tl[j].off4);
+              asm("" : "+v"(raw), "+v"(hb));  // loaded once each (GCC folded them into every shift and mask)
               // k-group 4H + t has its high bits at 2t..2t+1 of hb: move them to bits 4-5.
               lo[j] = P::or_and(P::and_(raw, m4), P::template shift16<4 - 4 * C>(hb), m30);
               hi[j] = P::or_and(P::and_(P::srli16(raw, 4), m4), P::template shift16<2 - 4 * C>(hb), m30);
@@ -478,7 +492,8 @@ struct Q6_KK {
               const int64_t k = k0 + 16 * H + 8 * C;
               const I x0 = P::bcast32(a.q[i] + k), x1 = P::bcast32(a.q[i] + k + 4);
 #pragma GCC unroll 4
-              for (int j = 0; j < NR; ++j) D[i][j] = P::dot4(P::dot4(D[i][j], lo[j], x0), hi[j], x1);
+              for (int j = 0; j < NR; ++j)
+                D[i][j] = dot4_word<P, NR>(dot4_word<P, NR>(D[i][j], lo[j], x0, a.q[i] + k), hi[j], x1, a.q[i] + k + 4);
             }
           };
           chunk.template operator()<0>();
