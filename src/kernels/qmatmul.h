@@ -46,8 +46,8 @@ void set_quant_weight_prefetch(int64_t bytes, bool l2);
 int64_t quant_weight_prefetch();
 bool quant_weight_prefetch_l2();
 // With the far prefetch into L2, a second one this many bytes ahead brings the lines on into L1
-// (0: none). On the Intel Xeon (no AMX exposed) 512 bytes took Q4_K_M decode 1.02-1.04x faster
-// in 5 of 5 alternated pairs (the Q6_K GEMV from DRAM 1.05-1.07x, Q8_0 within noise). Our guess
+// (0: none). On the Intel Xeon (no AMX exposed) 512 bytes took Q4_K_M decode 1.01-1.04x faster
+// in 8 of 8 alternated pairs (the Q6_K / Q5_K GEMV from DRAM 1.05-1.08x, Q8_0 within noise). Our guess
 // (no hardware counters on that VM): the K-type kernels, denser in instructions a line, cover
 // fewer L2 hits out of order while L2 is busy with the fills the far prefetches bring. Unused
 // when the far prefetch goes into L1 already.

@@ -53,9 +53,9 @@ struct Tile {
 };
 
 // Prefetches the group bytes [at, at + bytes) + ahead (and + near into L1, after a far prefetch
-// into L2), a line at a time, for each lane tile that starts a group (8-lane tiles share their group with the tile beside them). The kernels call it
-// for each slice of a block as they start reading it, so the prefetches are spread over the work
-// instead of issued in bursts.
+// into L2), a line at a time, for each lane tile that starts a group (8-lane tiles share their
+// group with the tile beside them). The kernels call it for each slice of a block as they start
+// reading it, so the prefetches are spread over the work instead of issued in bursts.
 template <int NR>
 DP_QINLINE void stream_ahead(const Tile* tl, int64_t at, int64_t bytes) {
   if (tl[0].ahead == 0) return;
