@@ -156,9 +156,10 @@ struct PageRun {
   int64_t ahead_bytes = 0;
 };
 
-// Where the next step's keys and values are prefetched: into L2 (prefetcht1) on Intel, where
-// decode attention at 2k-8k keys ran 1.02-1.06x faster than with prefetcht0 (an Emerald Rapids
-// Xeon, docs/benchmarks.md), as the weight streams do (kernels/qmatmul.h); into L1 elsewhere.
+// Where the next step's keys and values are prefetched: into L2 (prefetcht1) on Intel, as the
+// weight streams are (kernels/qmatmul.h); there decode attention at 2k-8k keys ran faster than
+// with prefetcht0 (an Emerald Rapids Xeon: bf16 cache 1.03x, fp32 1.02-1.11x, int8 0.99-1.04x;
+// docs/benchmarks.md). Into L1 elsewhere (AMD, where it was measured before).
 inline const bool kKvPrefetchL2 = cpu_is_intel();
 
 // Prefetches a run's `ahead` bytes. Always inlined, as prefetch_scales below.
