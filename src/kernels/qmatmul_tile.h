@@ -221,12 +221,15 @@ DP_QINLINE void nibble_subblock(const Tile* tl, int64_t byte0, const int8_t* con
         hi16[j] = P::and_(raw, m4h);
       }
 #pragma GCC unroll 4
-      for (int i = 0; i < MR; ++i)
+      for (int i = 0; i < MR; ++i) {
+        const int8_t* w = x[i] + k0 + 8 * c;
+        const I x0 = P::bcast32(w), x1 = P::bcast32(w + 4);  // unused (and dropped) for one lane tile
 #pragma GCC unroll 4
         for (int j = 0; j < NR; ++j) {
-          D[i][j] = P::dot4_bcast(D[i][j], lo[j], x[i] + k0 + 8 * c);
-          H[i][j] = P::dot4_bcast(H[i][j], hi16[j], x[i] + k0 + 8 * c + 4);
+          D[i][j] = dot4_word<P, NR>(D[i][j], lo[j], x0, w);
+          H[i][j] = dot4_word<P, NR>(H[i][j], hi16[j], x1, w + 4);
         }
+      }
     }
 #pragma GCC unroll 4
     for (int i = 0; i < MR; ++i)
