@@ -22,6 +22,7 @@
 #include "bench/roofline.h"
 #include "core/check.h"
 #include "engine/runtime.h"
+#include "kernels/isa.h"
 #include "kernels/matmul.h"
 #include "kernels/qmatmul.h"
 #include "model/model.h"
@@ -158,8 +159,15 @@ int main(int argc, char** argv) {
                  "bytes ahead of the quantized weight streams a second prefetch brings lines into L1, where the far "
                  "one goes into L2 (0: none; default: the CPU's, kernels/qmatmul.h), for A/B runs")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 20));
+  std::string bf16_products = "default";
+  app.add_option("--bf16-products", bf16_products,
+                 "how bf16 weights are multiplied at the AVX-512 BF16 level, for A/B runs: fma (widened to fp32 "
+                 "FMAs), dot (vdpbf16ps) or default (the CPU's choice, kernels/matmul.h)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"default", "fma", "dot"}));
   CLI11_PARSE(app, argc, argv);
   if (threads > 0) omp_set_num_threads(threads);
+  if (bf16_products != "default") kernels::set_bf16_fma_products(bf16_products == "fma");
   if (prefetch_near >= 0) kernels::set_quant_weight_prefetch_near(prefetch_near);
   if (prefetch >= 0) {
     kernels::set_bf16_weight_prefetch(prefetch);
@@ -188,7 +196,7 @@ int main(int argc, char** argv) {
   // Quantized weights (--quantization, or a GGUF file's block types) run on the int8 kernels.
   const bool int8 = model.quantized();
   const char* float_roof = "bf16";
-  const double peak = int8 ? measure_int8_peak() : measure_bf16_product_peak(&float_roof);
+  const double peak = int8 ? measure_int8_peak() : measure_bf16_product_peak(&float_roof, kernels::bf16_fma_products() || !kernel_isa_supported(KernelIsa::Avx512Bf16));
   const char* roof = int8 ? "int8" : float_roof;
   // Bytes read per decoded token: every matrix once; the embedding table (in whatever type the
   // file stores it) only when it is also the LM head.
@@ -201,6 +209,7 @@ int main(int argc, char** argv) {
   if (kernels::quant_weight_prefetch_l2() && kernels::quant_weight_prefetch_near() > 0)
     std::printf(" and %lld bytes ahead into L1", (long long)kernels::quant_weight_prefetch_near());
   std::printf("\n");
+  std::printf("bf16 products: %s\n", kernels::bf16_fma_products() ? "fp32 FMAs (bf16 widened)" : "vdpbf16ps");
   std::printf("model: %s, %lld layers, hidden %lld, %.2f GB weights, %.2f GB read per token\n", c.arch_name.c_str(),
               (long long)c.n_layers, (long long)c.hidden, double(model.weight_bytes()) / 1e9, double(stream_bytes) / 1e9);
 

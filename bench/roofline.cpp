@@ -140,6 +140,25 @@ __attribute__((target("avx512f,avx512bf16"))) double bf16_chains(int64_t iters, 
   return sum;
 }
 
+// 12 512-bit vfmadd chains: 12 x 16 x 2 flop an iteration.
+__attribute__((target("avx512f"))) double fma512_chains(int64_t iters, int thread) {
+  __m512 x = _mm512_set1_ps(1.0f + 0.001f * float(thread)), y = _mm512_set1_ps(0.999f);
+  __m512 a[12];
+  for (auto& v : a) v = _mm512_setzero_ps();
+  for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 12
+    for (int j = 0; j < 12; ++j) a[j] = _mm512_fmadd_ps(x, y, a[j]);
+    __asm__ volatile("" : "+v"(x), "+v"(y));
+  }
+  __m512 s = a[0];
+  for (int j = 1; j < 12; ++j) s = _mm512_add_ps(s, a[j]);
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, s);
+  double sum = 0;
+  for (float v : lanes) sum += v;
+  return sum;
+}
+
 // 10 256-bit vfmadd chains (two FMA pipes x 4-5 cycles of latency): 10 x 8 x 2 flop an iteration.
 __attribute__((target("avx2,fma"))) double fma_chains(int64_t iters, int thread) {
   __m256 x = _mm256_set1_ps(1.0f + 0.001f * float(thread)), y = _mm256_set1_ps(0.999f);
@@ -193,10 +212,21 @@ double measure_fma_peak() {
   return peak;
 }
 
-double measure_bf16_product_peak(const char** name) {
-  const double bf16 = measure_bf16_peak();
-  *name = bf16 > 0 ? "bf16" : "fp32 FMA";
-  return bf16 > 0 ? bf16 : measure_fma_peak();
+double measure_fma512_peak() {
+  if (!__builtin_cpu_supports("avx512f")) return 0;
+  static const double peak = best_parallel_rate(30, 2'000'000, 12 * 32, fma512_chains);
+  return peak;
+}
+
+double measure_bf16_product_peak(const char** name, bool fma_products) {
+  const double bf16 = fma_products ? 0 : measure_bf16_peak();
+  if (bf16 > 0) {
+    *name = "bf16";
+    return bf16;
+  }
+  const double fma512 = measure_fma512_peak();
+  *name = fma512 > 0 ? "fp32 FMA (512-bit)" : "fp32 FMA";
+  return fma512 > 0 ? fma512 : measure_fma_peak();
 }
 
 // int8 multiply-add peak in op/s: independent vpdpbusd chains in registers on every thread.

@@ -17,9 +17,11 @@ double measure_bf16_peak();       // flop/s (vdpbf16ps chains in registers); 0 w
 // fp32 multiply-add peak in flop/s (256-bit vfmadd chains in registers): the roof of bf16 products
 // on a CPU without AVX-512 BF16, which widen bf16 to fp32. 0 without AVX2 + FMA.
 double measure_fma_peak();
-// The roof of bf16 products here: measure_bf16_peak(), or measure_fma_peak() where that is 0;
-// `name` gets "bf16" or "fp32 FMA".
-double measure_bf16_product_peak(const char** name);
+double measure_fma512_peak();  // the same with 512-bit vfmadd chains; 0 without AVX-512F
+// The roof of bf16 products here: measure_bf16_peak(), unless that is 0 or the products run on
+// FMAs (fma_products: kernels::bf16_fma_products()); then measure_fma512_peak(), or
+// measure_fma_peak() without AVX-512. `name` says which.
+double measure_bf16_product_peak(const char** name, bool fma_products);
 double measure_int8_peak();  // int8 op/s (vpdpbusd chains: 2 ops per u8 x s8 product); 0 without VNNI
 // bf16 tile peak in flop/s (tdpbf16ps on tiles in registers, every thread); 0 where AMX is off
 // (no tiles, the OS refused them, or DPSERVE_KERNELS caps below AMX: core/cpu.h).

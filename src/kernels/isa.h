@@ -14,7 +14,7 @@ enum class KernelIsa {
 
 // True when isa reads bf16 weights in the BF16_X16 layout (the load-time repack targets it).
 inline bool isa_reads_bf16x16(KernelIsa isa) {
-  return isa == KernelIsa::Avx2 || isa == KernelIsa::Avx512Bf16 || isa == KernelIsa::Amx;
+  return isa != KernelIsa::Portable;
 }
 
 // Best level of this CPU, capped by DPSERVE_KERNELS (see core/cpu.h).

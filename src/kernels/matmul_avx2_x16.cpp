@@ -19,7 +19,6 @@
 #include <cstdint>
 #include <cstring>
 
-#include "core/bf16.h"
 #include "kernels/matmul_kernel.h"  // before the target region: its std headers stay generic
 
 #pragma GCC push_options
@@ -119,21 +118,10 @@ void bf16x16_block(const MatmulBlockArgs& a, int64_t m0, int64_t m1, int64_t n0,
   }
 }
 
-// Activations as fp32 holding their bf16 rounding (what the other bf16 kernels multiply), so a
-// tile broadcasts them without widening; zero up to a whole kBf16Pad chunk.
-int64_t f32_bf16_act_row_bytes(int64_t K) { return (K + kBf16Pad - 1) / kBf16Pad * kBf16Pad * 4; }
-
-void f32_bf16_prepare_row(const float* x, int64_t K, void* dst) {
-  float* out = static_cast<float*>(dst);
-  const int64_t kp = (K + kBf16Pad - 1) / kBf16Pad * kBf16Pad;
-  for (int64_t k = 0; k < K; ++k) out[k] = bf16_to_f32(f32_to_bf16(x[k]));
-  for (int64_t k = K; k < kp; ++k) out[k] = 0.0f;
-}
-
 }  // namespace
 
 // Column blocks of whole groups; up to 60 rows (12 tiles) pass a group's panel in L1.
-const MatmulKernel kBf16X16{"avx2 bf16x16", f32_bf16_act_row_bytes, f32_bf16_prepare_row, bf16x16_block, kRows,
+const MatmulKernel kBf16X16{"avx2 bf16x16", bf16f32_act_row_bytes, bf16f32_prepare_row, bf16x16_block, kRows,
                             12 * kMR};
 
 }  // namespace dpserve::kernels::avx2

@@ -2,6 +2,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/matmul.h"
 #include "kernels/matmul_kernel.h"
 #include "kernels/qmatmul_impl.h"
 #include "kernels/repack.h"
@@ -19,9 +20,9 @@ inline uint16_t round_bf16(float f) {
   return uint16_t((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
 }
 
-// BF16_X16 weights on a level without a kernel for them (AVX-512 without BF16, portable: tests
-// forcing a level; weights are only repacked where such a kernel runs): the block's rows back to plain bf16, then the level's
-// plain kernel, so the results are that kernel's bit for bit.
+// BF16_X16 weights on the portable level, which has no kernel for them (tests forcing a level;
+// weights are only repacked where such a kernel runs): the block's rows back to plain bf16, then
+// the level's plain kernel, so the results are that kernel's bit for bit.
 template <const MatmulKernel& Plain>
 void unpacked_bf16x16_block(const MatmulBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   thread_local std::vector<uint16_t> rows;
@@ -52,6 +53,18 @@ void bf16_prepare_row(const float* x, int64_t K, void* dst) {
   for (int64_t k = K; k < kp; ++k) out[k] = 0;
 }
 
+int64_t bf16f32_act_row_bytes(int64_t K) { return (K + kBf16Pad - 1) / kBf16Pad * kBf16Pad * 4; }
+
+void bf16f32_prepare_row(const float* x, int64_t K, void* dst) {
+  float* out = static_cast<float*>(dst);
+  const int64_t kp = (K + kBf16Pad - 1) / kBf16Pad * kBf16Pad;
+  for (int64_t k = 0; k < K; ++k) {
+    const uint32_t u = uint32_t(round_bf16(x[k])) << 16;
+    std::memcpy(&out[k], &u, 4);
+  }
+  for (int64_t k = K; k < kp; ++k) out[k] = 0.0f;
+}
+
 int64_t f32_act_row_bytes(int64_t K) { return (K + 15) / 16 * 16 * 4; }
 
 void f32_prepare_row(const float* x, int64_t K, void* dst) {
@@ -65,8 +78,8 @@ const MatmulKernel* find_matmul_kernel(DType w, KernelIsa isa, int64_t /*M*/) {
   if (w == DType::BF16_X16) {
     switch (isa) {
       case KernelIsa::Amx: return &amx::kBf16X16;
-      case KernelIsa::Avx512Bf16: return &avx512bf16::kBf16X16;
-      case KernelIsa::Avx512: return &kUnpackedBf16X16<avx512::kBf16>;
+      case KernelIsa::Avx512Bf16: return bf16_fma_products() ? &avx512::kBf16X16 : &avx512bf16::kBf16X16;
+      case KernelIsa::Avx512: return &avx512::kBf16X16;
       case KernelIsa::Avx2: return &avx2::kBf16X16;
       case KernelIsa::Portable: return &kUnpackedBf16X16<portable::kBf16>;
     }

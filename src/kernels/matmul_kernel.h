@@ -57,6 +57,10 @@ const MatmulKernel* find_matmul_kernel(DType w, KernelIsa isa, int64_t M);
 inline constexpr int64_t kBf16Pad = 32;
 int64_t bf16_act_row_bytes(int64_t K);
 void bf16_prepare_row(const float* x, int64_t K, void* dst);
+// fp32 activation rows holding their bf16 rounding (what the vdpbf16ps kernels multiply), for the
+// bf16 kernels that broadcast fp32 into FMAs: zero-padded to whole kBf16Pad-element chunks.
+int64_t bf16f32_act_row_bytes(int64_t K);
+void bf16f32_prepare_row(const float* x, int64_t K, void* dst);
 // fp32 activation rows (F32 / F16 weights): copied, zero-padded to whole 16-element chunks.
 int64_t f32_act_row_bytes(int64_t K);
 void f32_prepare_row(const float* x, int64_t K, void* dst);
@@ -71,6 +75,7 @@ extern const MatmulKernel kBf16X16;  // BF16_X16 weights (matmul_avx2_x16.cpp)
 }
 namespace avx512 {
 extern const MatmulKernel kF32, kF16, kBf16;
+extern const MatmulKernel kBf16X16;  // BF16_X16 weights, fp32 FMAs (matmul_avx512_x16.cpp)
 }
 namespace avx512bf16 {
 extern const MatmulKernel kBf16;

@@ -6,7 +6,7 @@
 // anonymous memory on 2 MiB pages (a decode step streams every matrix once: from 4 KiB file pages
 // that ran ~12 % slower, and a MoE's small experts on 4 KiB pages 2-5x slower on a virtual
 // machine, docs/benchmarks.md); bf16 ones go into 16-row groups (BF16_X16) on the way where a kernel that
-// reads them runs (AVX-512 BF16, AMX, AVX2: kernels/isa.h). DPSERVE_WEIGHTS=copied copies float matrices as they are, =mapped keeps them in
+// reads them runs (every SIMD level: kernels/isa.h). DPSERVE_WEIGHTS=copied copies float matrices as they are, =mapped keeps them in
 // the mapping (shared by the ranks of one host through the page cache, where copies are one per
 // rank). The new bytes are owned here
 // and replace the mapping: the source pages are dropped from this process as each matrix is done,

@@ -1,12 +1,15 @@
 // bf16 weights in the BF16_X16 layout (kernels/repack.h, the form the model loads bf16 matrices
 // into): every product stays within the float64 bound of the exact product; on the levels that
 // read the layout by unpacking it, it equals the product on the rows as stored bit for bit; the
-// kernels that read it directly (AVX2, AVX-512 BF16, AMX: their own summation orders) give every row
-// the same bits whatever the batch, the team and the blocks; the repack round-trips.
+// kernels that read it directly (AVX2, AVX-512 FMAs, AVX-512 BF16 vdpbf16ps, AMX: their own summation
+// orders) give every row the same bits whatever the batch, the team and the blocks; the repack
+// round-trips. Both AVX-512 BF16 level kernels run (kernels::set_bf16_fma_products), whatever this
+// CPU's default.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
+#include <string>
 
 #include "core/bf16.h"
 #include "core/check.h"
@@ -20,6 +23,12 @@ namespace dpserve {
 namespace {
 
 using test::random_floats;
+
+// Restores the CPU's default choice of bf16 products when a test ends.
+struct Bf16Products {
+  explicit Bf16Products(bool fma) { kernels::set_bf16_fma_products(fma); }
+  ~Bf16Products() { kernels::set_bf16_fma_products(kernels::default_bf16_fma_products()); }
+};
 
 struct Bf16Matrix {
   std::vector<uint16_t> v;
@@ -55,7 +64,11 @@ void expect_near_f64(const std::vector<float>& x, int64_t M, int64_t ldx, const 
 }
 
 TEST(MatmulBf16X16, NearTheExactProductAndPlainBitsWhereUnpacked) {
-  for (KernelIsa isa : test::supported_isas())
+  for (bool fma : {false, true})
+  for (KernelIsa isa : test::supported_isas()) {
+    if (fma && isa != KernelIsa::Avx512Bf16) continue;  // the setting only picks that level's kernel
+    const Bf16Products products(fma);
+    SCOPED_TRACE(std::string(kernel_isa_name(isa)) + (fma ? " fma" : ""));
     for (int64_t K : {32, 96, 2048})
       for (int64_t N : {1, 5, 16, 17, 47, 48, 67, 100})
         for (int64_t M : {1, 2, 3, 4, 5, 7, 8, 9, 12, 16, 17, 33, 64, 65}) {
@@ -87,6 +100,7 @@ TEST(MatmulBf16X16, NearTheExactProductAndPlainBitsWhereUnpacked) {
             if (HasFatalFailure()) return;
           }
         }
+  }
 }
 
 // Many rows, a team of three and several blocks, K of two panels: row m of the product equals the
@@ -95,7 +109,9 @@ TEST(MatmulBf16X16, BatchAndThreadInvariantWithPanels) {
   const int64_t N = 203, K = 5632;
   const Bf16Matrix w = make_bf16(N, K, K, 31);
   const InterleavedWeight x16 = interleave(w.plain);
+  for (bool fma : {false, true})
   for (int64_t M : {9, 16, 70}) {
+    const Bf16Products products(fma);
     const auto x = random_floats(M * K, uint32_t(M));
     std::vector<float> y_all(M * N), y_one(N), y_plain(M * N);
     ThreadTeam team(3);
@@ -110,10 +126,10 @@ TEST(MatmulBf16X16, BatchAndThreadInvariantWithPanels) {
     expect_near_f64(x, M, K, w, y_all.data(), N);
     if (HasFatalFailure()) return;
     matmul(x.data(), M, K, x16.view, nullptr, y_plain.data(), N);  // one thread: same bits
-    ASSERT_EQ(0, std::memcmp(y_all.data(), y_plain.data(), y_all.size() * 4)) << "M=" << M;
+    ASSERT_EQ(0, std::memcmp(y_all.data(), y_plain.data(), y_all.size() * 4)) << "M=" << M << " fma=" << fma;
     for (int64_t m = 0; m < M; ++m) {
       matmul(x.data() + m * K, 1, K, x16.view, nullptr, y_one.data(), N);
-      ASSERT_EQ(0, std::memcmp(y_one.data(), &y_all[m * N], N * 4)) << "row " << m << " of M=" << M;
+      ASSERT_EQ(0, std::memcmp(y_one.data(), &y_all[m * N], N * 4)) << "row " << m << " of M=" << M << " fma=" << fma;
     }
   }
 }
