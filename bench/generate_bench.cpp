@@ -161,8 +161,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t(0), int64_t(1) << 20));
   std::string bf16_products = "default";
   app.add_option("--bf16-products", bf16_products,
-                 "how bf16 weights are multiplied at the AVX-512 BF16 level, for A/B runs: fma (widened to fp32 "
-                 "FMAs), dot (vdpbf16ps) or default (the CPU's choice, kernels/matmul.h)")
+                 "how bf16 weights and attention multiply at the AVX-512 BF16 level, for A/B runs: fma (widened "
+                 "to fp32 FMAs), dot (vdpbf16ps) or default (DPSERVE_BF16_PRODUCTS, else the CPU's choice: "
+                 "kernels/isa.h)")
       ->capture_default_str()
       ->check(CLI::IsMember({"default", "fma", "dot"}));
   CLI11_PARSE(app, argc, argv);

@@ -131,14 +131,16 @@ void paged_attention(const float* q, int64_t ldq, const AttnSeq* seqs, int64_t n
 }  // namespace ref
 
 bool attention_uses_bf16_products(KernelIsa isa, KVElem elem) {
-  return elem != KVElem::kF32 && (isa == KernelIsa::Avx512Bf16 || isa == KernelIsa::Amx);
+  return elem != KVElem::kF32 &&
+         ((isa == KernelIsa::Avx512Bf16 && !kernels::bf16_fma_products()) || isa == KernelIsa::Amx);
 }
 
 static kernels::AttnJobFn pick_job(KernelIsa isa) {
   if (!kernel_isa_supported(isa)) fail("attention: kernel ISA {} not supported by this CPU", kernel_isa_name(isa));
   switch (isa) {
     case KernelIsa::Amx: return kernels::amx::attention_job;
-    case KernelIsa::Avx512Bf16: return kernels::avx512bf16::attention_job;
+    case KernelIsa::Avx512Bf16:  // fp32 FMAs where vdpbf16ps is the slower (kernels/isa.h)
+      return kernels::bf16_fma_products() ? kernels::avx512::attention_job : kernels::avx512bf16::attention_job;
     case KernelIsa::Avx512: return kernels::avx512::attention_job;
     case KernelIsa::Avx2: return kernels::avx2::attention_job;
     case KernelIsa::Portable: return kernels::portable::attention_job;

@@ -93,12 +93,13 @@ void paged_attention(Team& t, const float* q, int64_t ldq, const AttnSeq* seqs, 
 void paged_attention(const float* q, int64_t ldq, const AttnSeq* seqs, int64_t n_seqs,
                      const KVLayerView& kv, const AttnParams& p, float* out, int64_t ldo);
 
-// True when paged_attention on `isa` multiplies in bf16 over a cache of `elem`: on AVX-512 BF16
-// (and AMX) machines the scores of a bf16, int8 or fp8 cache are vdpbf16ps products of the query
-// rounded to bf16 (round to nearest even) and the keys (int8 and fp8 codes are bf16 exactly;
-// their scales apply after), and each page's softmax weights (times the values' scales) are rounded
-// to bf16 before they weigh the values (the sums of the weights stay fp32). Every other case
-// computes in fp32 from the values the cache holds.
+// True when paged_attention on `isa` multiplies in bf16 over a cache of `elem`: at the AMX level,
+// and at the AVX-512 BF16 level unless that takes fp32 FMAs (kernels::bf16_fma_products(), the
+// default on Intel: it then runs the AVX-512 level's kernels), the scores of a bf16, int8 or fp8
+// cache are vdpbf16ps products of the query rounded to bf16 (round to nearest even) and the keys
+// (int8 and fp8 codes are bf16 exactly; their scales apply after), and each page's softmax weights
+// (times the values' scales) are rounded to bf16 before they weigh the values (the sums of the
+// weights stay fp32). Every other case computes in fp32 from the values the cache holds.
 bool attention_uses_bf16_products(KernelIsa isa, KVElem elem);
 
 // paged_attention on one given ISA level.

@@ -3,7 +3,9 @@
 // transposed once and every query head multiplies them as a small matrix product, here in
 // pairs-by-keys rows (16 keys, 32 elements per instruction); the softmax weights, rounded to
 // bf16, weigh two keys' values per instruction. Where one core runs one 512-bit FMA per cycle
-// (Zen 5 here) this doubles the products per cycle over fp32. The query is rounded to bf16 for the
+// (Zen 5 here) this doubles the products per cycle over fp32; Intel cores issue vdpbf16ps at a
+// quarter of their FMAs' rate, so there the level runs the AVX-512 kernels instead
+// (kernels::bf16_fma_products(), kernels/isa.h). The query is rounded to bf16 for the
 // product (the keys already are; int8 and fp8 codes are bf16 exactly, their scales apply outside); every score and output element is still one
 // fixed sequence of operations on its own row, so a row's bits do not depend on the batch, the
 // heads beside it or the team. An fp32 cache takes the AVX-512 path unchanged.

@@ -1,7 +1,11 @@
 #include "kernels/isa.h"
 
+#include <atomic>
+#include <cstdlib>
 #include <initializer_list>
+#include <string>
 
+#include "core/check.h"
 #include "core/cpu.h"
 
 namespace dpserve {
@@ -45,5 +49,32 @@ bool cpu_is_intel() {
   }();
   return intel;
 }
+
+namespace kernels {
+
+namespace {
+std::atomic<bool>& fma_products() {
+  static std::atomic<bool> fma{default_bf16_fma_products()};
+  return fma;
+}
+}  // namespace
+
+bool default_bf16_fma_products() {
+  static const bool fma = [] {
+    const char* env = std::getenv("DPSERVE_BF16_PRODUCTS");
+    const std::string v = env ? env : "";
+    if (v.empty()) return cpu_is_intel();
+    if (v != "fma" && v != "dot")
+      fail("DPSERVE_BF16_PRODUCTS={} is not a choice: use fma (fp32 FMAs) or dot (vdpbf16ps), or unset it for "
+           "this CPU's default",
+           v);
+    return v == "fma";
+  }();
+  return fma;
+}
+void set_bf16_fma_products(bool fma) { fma_products().store(fma, std::memory_order_relaxed); }
+bool bf16_fma_products() { return fma_products().load(std::memory_order_relaxed); }
+
+}  // namespace kernels
 
 }  // namespace dpserve

@@ -26,4 +26,18 @@ const char* kernel_isa_name(KernelIsa isa);
 // kernels/qmatmul.h). Safe during static initialization.
 bool cpu_is_intel();
 
+namespace kernels {
+// Whether bf16 products at the AVX-512 BF16 level (BF16_X16 matrix products, and attention over a
+// bf16 / int8 / fp8 KV cache) run on fp32 FMAs, the bf16 operands widened exactly, instead of
+// vdpbf16ps. Intel cores issue a 512-bit vdpbf16ps about every other cycle and two FMAs a cycle
+// (Emerald Rapids: 1.33 G against 5.5 G a second on one core), so FMAs do twice the products there;
+// Zen 4 / 5 issue vdpbf16ps at the FMA's rate, so it does twice theirs. Default: FMAs on Intel;
+// DPSERVE_BF16_PRODUCTS=fma|dot overrides it (a start-up error otherwise). The AMX level's tiles
+// are not affected. Either choice gives a row the same bits whatever its batch, but not the same
+// bits as the other. Process-wide; tests and benchmarks set it to run both.
+bool default_bf16_fma_products();
+void set_bf16_fma_products(bool fma);
+bool bf16_fma_products();
+}  // namespace kernels
+
 }  // namespace dpserve

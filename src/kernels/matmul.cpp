@@ -116,15 +116,12 @@ static void check_args(const float* x, int64_t M, int64_t ldx, const WeightView&
 namespace kernels {
 namespace {
 std::atomic<int64_t> g_bf16_prefetch{default_bf16_weight_prefetch()};
-std::atomic<bool> g_bf16_fma{default_bf16_fma_products()};
 }  // namespace
 
 int64_t default_bf16_weight_prefetch() { return cpu_is_intel() ? 4096 : 0; }
 void set_bf16_weight_prefetch(int64_t bytes) { g_bf16_prefetch.store(std::max<int64_t>(bytes, 0), std::memory_order_relaxed); }
 int64_t bf16_weight_prefetch() { return g_bf16_prefetch.load(std::memory_order_relaxed); }
-bool default_bf16_fma_products() { return cpu_is_intel(); }
-void set_bf16_fma_products(bool fma) { g_bf16_fma.store(fma, std::memory_order_relaxed); }
-bool bf16_fma_products() { return g_bf16_fma.load(std::memory_order_relaxed); }
+
 }  // namespace kernels
 
 namespace ref {

@@ -141,16 +141,7 @@ namespace kernels {
 int64_t default_bf16_weight_prefetch();
 void set_bf16_weight_prefetch(int64_t bytes);
 int64_t bf16_weight_prefetch();
-// Whether BF16_X16 products at the AVX-512 BF16 level run on fp32 FMAs (the weights widened as
-// they are loaded, matmul_avx512_x16.cpp) instead of vdpbf16ps. Default: on Intel, where one core
-// issues a 512-bit vdpbf16ps about every other cycle but two FMAs a cycle (Emerald Rapids: 1.33 G
-// against 5.5 G a second), so FMAs do twice the products; vdpbf16ps elsewhere (Zen 4 / 5 issue it
-// at the FMA's rate, so it does twice theirs). The AMX level's tiles are not affected. Both give a
-// row the same bits whatever its batch, not the same bits as each other. Process-wide; tests and
-// benchmarks set it to run both.
-bool default_bf16_fma_products();
-void set_bf16_fma_products(bool fma);
-bool bf16_fma_products();
+// Whether BF16_X16 products run on fp32 FMAs at the AVX-512 BF16 level: kernels/isa.h.
 }  // namespace kernels
 
 // Copy row `r` of W into fp32 `out` (embedding lookup; F8_E4M3 rows as their bf16 values).

@@ -8,7 +8,7 @@
 // Why beside the vdpbf16ps kernel: on Intel cores `vdpbf16ps` zmm issues about once every two
 // cycles while two 512-bit FMAs issue a cycle (an Emerald Rapids Xeon: 1.33 G vdpbf16ps/s against
 // 5.5 G FMA/s on one core, 12 independent chains), so fp32 FMAs do twice its products there. On
-// Zen 4 / 5 it is the other way round (kernels/isa.h, prefer_fma_for_bf16). CPUs with AVX-512 but
+// Zen 4 / 5 it is the other way round (kernels/isa.h, bf16_fma_products). CPUs with AVX-512 but
 // no BF16 (Skylake-SP to Ice Lake) take this block too.
 //
 // Every y[m, n] is one sequence whatever the tile or block: lane n % 16 of one accumulator, starting

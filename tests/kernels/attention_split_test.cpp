@@ -14,11 +14,13 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <string>
 #include <tuple>
 #include <vector>
 
 #include "attention_fixture.h"
 #include "kernels/attention.h"
+#include "kernels/isa.h"
 #include "kernels/team.h"
 #include "test_util.h"
 
@@ -144,6 +146,51 @@ TEST_P(SplitKV, EveryRowOfALongExtendEqualsItsRowAlone) {
         }
       }
   }
+}
+
+// The AVX-512 BF16 level has two attention kernels over a bf16 / int8 / fp8 cache, picked by
+// kernels::bf16_fma_products() (kernels/isa.h: fp32 FMAs by default on Intel, vdpbf16ps on AMD);
+// the tests above run whichever is this CPU's default, so this one runs both: each within its
+// float64 bound, a prefill row with the bits it gets alone, and the FMA choice the AVX-512
+// level's bits exactly (the same kernels). Where the CPU has no AVX-512 BF16, the best vector
+// level runs both settings, which do not apply to it: the same bits either way.
+TEST(Bf16Products, BothAttentionKernelsOfTheBf16Level) {
+  struct Restore {
+    ~Restore() { kernels::set_bf16_fma_products(kernels::default_bf16_fma_products()); }
+  } restore;
+  const std::vector<KernelIsa> vec = test::isas_in(test::IsaGroup::Vector);
+  const KernelIsa isa = vec.back();
+  const std::vector<Case> shapes = {long_cases()[0], long_cases()[1], {8, 2, 64, 16, {{480, 40}}}};
+  for (KVElem e : {KVElem::kBF16, KVElem::kInt8, KVElem::kFp8E4M3})
+    for (size_t ci = 0; ci < shapes.size(); ++ci) {
+      const Built b = build(shapes[ci], e, uint32_t(1700 + ci));
+      std::vector<float> by_choice[2];
+      for (bool fma : {false, true}) {
+        kernels::set_bf16_fma_products(fma);
+        const std::string what = std::string(kernel_isa_name(isa)) + (fma ? " fma" : " dot") + " elem " +
+                                 std::to_string(int(e)) + " case " + std::to_string(ci);
+        EXPECT_EQ(attention_uses_bf16_products(isa, e), isa == KernelIsa::Avx512Bf16 && !fma) << what;
+        const std::vector<float> all = run_team(isa, 2, b, b.seqs);
+        EXPECT_LT(max_err(b, all, naive_held(b, isa)), held_bound(b, isa)) << what;
+        const AttnSeq& s0 = b.seqs[0];
+        for (int64_t i = 0; i < s0.n_q; i += 7) {
+          const std::vector<AttnSeq> one = {AttnSeq{s0.q_row + i, 1, s0.pos0 + i, s0.pages}};
+          const std::vector<float> alone = run_team(isa, 1, b, one);
+          ASSERT_EQ(0, std::memcmp(&alone[size_t((s0.q_row + i) * b.ld)], &all[size_t((s0.q_row + i) * b.ld)],
+                                   size_t(b.ld) * sizeof(float)))
+              << what << " row " << i;
+        }
+        if (fma && kernel_isa_supported(KernelIsa::Avx512)) {
+          const std::vector<float> avx512 = run_team(KernelIsa::Avx512, 2, b, b.seqs);
+          EXPECT_EQ(0, std::memcmp(all.data(), avx512.data(), all.size() * sizeof(float))) << what;
+        }
+        by_choice[fma] = all;
+      }
+      // The two kernels differ where the level has both (the test would not notice a choice ignored).
+      if (isa == KernelIsa::Avx512Bf16)
+        EXPECT_NE(0, std::memcmp(by_choice[0].data(), by_choice[1].data(), by_choice[0].size() * sizeof(float)))
+            << "case " << ci;
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(Elems, SplitKV, elems_by_isa_group({KVElem::kF32, KVElem::kBF16, KVElem::kInt8, KVElem::kFp8E4M3}),
