@@ -197,7 +197,9 @@ int main(int argc, char** argv) {
   // Quantized weights (--quantization, or a GGUF file's block types) run on the int8 kernels.
   const bool int8 = model.quantized();
   const char* float_roof = "bf16";
-  const double peak = int8 ? measure_int8_peak() : measure_bf16_product_peak(&float_roof, kernels::bf16_fma_products() || !kernel_isa_supported(KernelIsa::Avx512Bf16));
+  // bf16 products on FMAs: where the AVX-512 BF16 level takes them, or where there is no such level.
+  const bool fma = kernels::bf16_fma_products() || !kernel_isa_supported(KernelIsa::Avx512Bf16);
+  const double peak = int8 ? measure_int8_peak() : measure_bf16_product_peak(&float_roof, fma);
   const char* roof = int8 ? "int8" : float_roof;
   // Bytes read per decoded token: every matrix once; the embedding table (in whatever type the
   // file stores it) only when it is also the LM head.

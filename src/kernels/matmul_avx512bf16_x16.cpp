@@ -31,18 +31,10 @@ namespace dpserve::kernels::avx512bf16 {
 
 namespace {
 
-constexpr int kRows = 16;            // rows per group: the lanes of one accumulator
-constexpr int64_t kPairElems = 32;   // bf16 elements of one pair of a group (64 bytes)
-constexpr int kMR = 8;               // most activation rows per tile
-constexpr int kNR = 3;               // groups per tile
-// K panel in pairs: a tile's 3 groups over one panel (384 KiB) stay in L2 while the block's
-// activation tiles pass them; typical K (<= 4096) is one panel.
-constexpr int64_t kPanelPairs = 2048;
+#include "kernels/matmul_x16_avx512_block.h"
 
-// y[0:MR, 0:16 NR] (row stride ldy) over pairs [p0, p1) of the NR groups at wg, wg + group_ld,
-// ...: from zero (first) or from what y holds. `last` masks the last group's valid outputs.
-// ahead > 0: each group's line `ahead` pairs on is prefetched into L2 as a pair is read (the
-// first row tile, which streams the weights from memory; kernels::bf16_weight_prefetch()).
+// One tile (matmul_x16_avx512_block.h). The prefetches `ahead` are the first row tile's, which
+// streams the weights from memory (kernels::bf16_weight_prefetch()).
 template <int MR, int NR>
 void tile(const uint16_t* x, int64_t ldx, const uint16_t* wg, int64_t group_ld, int64_t p0, int64_t p1, float* y,
           int64_t ldy, __mmask16 last, bool first, int64_t ahead) {
@@ -78,48 +70,16 @@ void tile(const uint16_t* x, int64_t ldx, const uint16_t* wg, int64_t group_ld, 
       _mm512_mask_storeu_ps(y + i * ldy + kRows * j, j == NR - 1 ? last : __mmask16(0xFFFF), acc[i][j]);
 }
 
-using TileFn = void (*)(const uint16_t*, int64_t, const uint16_t*, int64_t, int64_t, int64_t, float*, int64_t,
-                        __mmask16, bool, int64_t);
-
 template <int MR>
-constexpr TileFn kTileRow[kNR] = {&tile<MR, 1>, &tile<MR, 2>, &tile<MR, 3>};
-constexpr const TileFn* kTiles[kMR] = {kTileRow<1>, kTileRow<2>, kTileRow<3>, kTileRow<4>,
-                                       kTileRow<5>, kTileRow<6>, kTileRow<7>, kTileRow<8>};
-
-// y[m0:m1, n0:n1]; n0 is a multiple of 16 (a group).
-void bf16x16_block(const MatmulBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  const uint16_t* x = static_cast<const uint16_t*>(a.act) + m0 * (a.act_ld / 2);  // row m at x + m * ldx
-  const int64_t ldx = a.act_ld / 2;
-  const uint16_t* w = static_cast<const uint16_t*>(a.w.data);
-  const int64_t pairs = a.w.cols / 2, group_ld = kRows * a.w.ld;
-  const int64_t M = m1 - m0, groups = (n1 - n0 + kRows - 1) / kRows;
-  // Tiles of equal height (9 rows: 5 + 4, not 8 + 1): a short tile loads as much of W per pair
-  // for fewer products.
-  const int64_t m_tiles = (M + kMR - 1) / kMR, base = M / m_tiles, extra = M % m_tiles;
-  const int64_t ahead = bf16_weight_prefetch() / 64;  // in pairs: one 64-byte line of a group each
-  for (int64_t g = 0; g < groups; g += kNR) {
-    const int nr = int(std::min<int64_t>(kNR, groups - g));
-    const uint16_t* wg = w + (n0 / kRows + g) * group_ld;
-    const int64_t tail = n1 - (n0 + (g + nr - 1) * kRows);
-    const __mmask16 last = tail >= kRows ? __mmask16(0xFFFF) : __mmask16((1u << tail) - 1);
-    for (int64_t p0 = 0; p0 < pairs; p0 += kPanelPairs) {
-      const int64_t p1 = std::min(pairs, p0 + kPanelPairs);
-      int64_t m = 0;
-      for (int64_t t = 0; t < m_tiles; ++t) {
-        const int mr = int(base + (t < extra ? 1 : 0));
-        kTiles[mr - 1][nr - 1](x + m * ldx, ldx, wg, group_ld, p0, p1, a.y + m * a.ldy + g * kRows, a.ldy, last,
-                               p0 == 0, t == 0 ? ahead : 0);
-        m += mr;
-      }
-    }
-  }
-}
+constexpr TileFn<uint16_t> kTileRow[kNR] = {&tile<MR, 1>, &tile<MR, 2>, &tile<MR, 3>};
+constexpr const TileFn<uint16_t>* kTiles[kMR] = {kTileRow<1>, kTileRow<2>, kTileRow<3>, kTileRow<4>,
+                                                 kTileRow<5>, kTileRow<6>, kTileRow<7>, kTileRow<8>};
 
 }  // namespace
 
 // Column blocks of whole 3-group tiles; up to 64 rows (8 tiles) pass a block's weights in L2.
-const MatmulKernel kBf16X16{"avx512-bf16 bf16x16", bf16_act_row_bytes, bf16_prepare_row, bf16x16_block, kNR * kRows,
-                            8 * kMR};
+const MatmulKernel kBf16X16{"avx512-bf16 bf16x16", bf16_act_row_bytes, bf16_prepare_row, x16_block<uint16_t, kTiles>,
+                            kNR * kRows, 8 * kMR};
 
 }  // namespace dpserve::kernels::avx512bf16
 
