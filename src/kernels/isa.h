@@ -27,7 +27,7 @@ const char* kernel_isa_name(KernelIsa isa);
 bool cpu_is_intel();
 
 namespace kernels {
-// Whether bf16 products at the AVX-512 BF16 level (BF16_X16 matrix products, and attention over a
+// Whether bf16 products at the AVX-512 BF16 level (products with bf16 weights, and attention over a
 // bf16 / int8 / fp8 KV cache) run on fp32 FMAs, the bf16 operands widened exactly, instead of
 // vdpbf16ps. Intel cores issue a 512-bit vdpbf16ps about every other cycle and two FMAs a cycle
 // (Emerald Rapids: 1.33 G against 5.5 G a second on one core), so FMAs do twice the products there;

@@ -141,7 +141,7 @@ namespace kernels {
 int64_t default_bf16_weight_prefetch();
 void set_bf16_weight_prefetch(int64_t bytes);
 int64_t bf16_weight_prefetch();
-// Whether BF16_X16 products run on fp32 FMAs at the AVX-512 BF16 level: kernels/isa.h.
+// Whether bf16 weights are multiplied on fp32 FMAs at the AVX-512 BF16 level: kernels/isa.h.
 }  // namespace kernels
 
 // Copy row `r` of W into fp32 `out` (embedding lookup; F8_E4M3 rows as their bf16 values).

@@ -88,7 +88,7 @@ const MatmulKernel* find_matmul_kernel(DType w, KernelIsa isa, int64_t /*M*/) {
   switch (isa) {
     case KernelIsa::Amx:  // plain bf16 (not repacked: a row of partial chunks) and F32 / F16 as below
     case KernelIsa::Avx512Bf16:
-      if (w == DType::BF16) return &avx512bf16::kBf16;
+      if (w == DType::BF16) return bf16_fma_products() ? &avx512::kBf16 : &avx512bf16::kBf16;
       [[fallthrough]];
     case KernelIsa::Avx512:
       switch (w) {

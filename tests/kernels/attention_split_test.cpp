@@ -155,9 +155,6 @@ TEST_P(SplitKV, EveryRowOfALongExtendEqualsItsRowAlone) {
 // level's bits exactly (the same kernels). Where the CPU has no AVX-512 BF16, the best vector
 // level runs both settings, which do not apply to it: the same bits either way.
 TEST(Bf16Products, BothAttentionKernelsOfTheBf16Level) {
-  struct Restore {
-    ~Restore() { kernels::set_bf16_fma_products(kernels::default_bf16_fma_products()); }
-  } restore;
   const std::vector<KernelIsa> vec = test::isas_in(test::IsaGroup::Vector);
   const KernelIsa isa = vec.back();
   const std::vector<Case> shapes = {long_cases()[0], long_cases()[1], {8, 2, 64, 16, {{480, 40}}}};
@@ -166,7 +163,7 @@ TEST(Bf16Products, BothAttentionKernelsOfTheBf16Level) {
       const Built b = build(shapes[ci], e, uint32_t(1700 + ci));
       std::vector<float> by_choice[2];
       for (bool fma : {false, true}) {
-        kernels::set_bf16_fma_products(fma);
+        const test::Bf16ProductsScope products(fma);
         const std::string what = std::string(kernel_isa_name(isa)) + (fma ? " fma" : " dot") + " elem " +
                                  std::to_string(int(e)) + " case " + std::to_string(ci);
         EXPECT_EQ(attention_uses_bf16_products(isa, e), isa == KernelIsa::Avx512Bf16 && !fma) << what;

@@ -24,11 +24,6 @@ namespace {
 
 using test::random_floats;
 
-// Restores the CPU's default choice of bf16 products when a test ends.
-struct Bf16Products {
-  explicit Bf16Products(bool fma) { kernels::set_bf16_fma_products(fma); }
-  ~Bf16Products() { kernels::set_bf16_fma_products(kernels::default_bf16_fma_products()); }
-};
 
 struct Bf16Matrix {
   std::vector<uint16_t> v;
@@ -64,11 +59,10 @@ void expect_near_f64(const std::vector<float>& x, int64_t M, int64_t ldx, const 
 }
 
 TEST(MatmulBf16X16, NearTheExactProductAndPlainBitsWhereUnpacked) {
-  for (bool fma : {false, true})
-  for (KernelIsa isa : test::supported_isas()) {
-    if (fma && isa != KernelIsa::Avx512Bf16) continue;  // the setting only picks that level's kernel
-    const Bf16Products products(fma);
-    SCOPED_TRACE(std::string(kernel_isa_name(isa)) + (fma ? " fma" : ""));
+  for (const test::IsaChoice& c : test::isa_bf16_choices()) {
+    const KernelIsa isa = c.isa;
+    const test::Bf16ProductsScope products(c.fma);
+    SCOPED_TRACE(c.name());
     for (int64_t K : {32, 96, 2048})
       for (int64_t N : {1, 5, 16, 17, 47, 48, 67, 100})
         for (int64_t M : {1, 2, 3, 4, 5, 7, 8, 9, 12, 16, 17, 33, 64, 65}) {
@@ -111,7 +105,7 @@ TEST(MatmulBf16X16, BatchAndThreadInvariantWithPanels) {
   const InterleavedWeight x16 = interleave(w.plain);
   for (bool fma : {false, true})
   for (int64_t M : {9, 16, 70}) {
-    const Bf16Products products(fma);
+    const test::Bf16ProductsScope products(fma);
     const auto x = random_floats(M * K, uint32_t(M));
     std::vector<float> y_all(M * N), y_one(N), y_plain(M * N);
     ThreadTeam team(3);

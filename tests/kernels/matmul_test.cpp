@@ -108,7 +108,7 @@ class MatmulSizes : public ::testing::TestWithParam<DType> {};
 
 TEST_P(MatmulSizes, EveryIsaMatchesFloat64OnOddSizes) {
   const DType dt = GetParam();
-  for (KernelIsa isa : test::supported_isas())
+  for (const test::IsaChoice& c : test::isa_bf16_choices())
     for (int64_t K : {1, 7, 33, 100, 2049})
       for (int64_t N : {1, 5, 67})
         for (int64_t M : {1, 3, 17}) {
@@ -117,8 +117,9 @@ TEST_P(MatmulSizes, EveryIsaMatchesFloat64OnOddSizes) {
           const auto x = random_floats(M * ldx, uint32_t(M * 7 + K));
           const auto bias = (N % 2) ? random_floats(N, 99) : std::vector<float>{};
           std::vector<float> y(M * ldy, NAN);
-          matmul_isa(isa, x.data(), M, ldx, w.view, bias.empty() ? nullptr : bias.data(), y.data(), ldy);
-          std::string what = std::string(kernel_isa_name(isa)) + "/" + dtype_name(dt);
+          const test::Bf16ProductsScope products(c.fma);
+          matmul_isa(c.isa, x.data(), M, ldx, w.view, bias.empty() ? nullptr : bias.data(), y.data(), ldy);
+          std::string what = c.name() + "/" + dtype_name(dt);
           expect_close_to_f64(x, M, ldx, w, bias, y, ldy, what.c_str());
           if (HasFatalFailure()) return;
         }
@@ -140,8 +141,10 @@ TEST_P(MatmulSizes, ReferenceMatchesFloat64) {
 // thread count. Shapes big enough for the threaded, blocked path.
 TEST_P(MatmulSizes, BatchAndThreadInvariant) {
   const DType dt = GetParam();
-  for (KernelIsa isa : test::supported_isas())
+  for (const test::IsaChoice& c : test::isa_bf16_choices())
     for (int64_t M : {17, 70}) {
+      const KernelIsa isa = c.isa;
+      const test::Bf16ProductsScope products(c.fma);
       const int64_t N = 301, K = 2049;
       const Weights w = make_weights(dt, N, K, 11);
       const auto x = random_floats(M * K, 12);
@@ -162,10 +165,10 @@ TEST_P(MatmulSizes, BatchAndThreadInvariant) {
       for (int64_t m = 0; m < M; ++m) {
         matmul_isa(isa, x.data() + m * K, 1, K, w.view, bias.data(), y_one.data(), N);
         ASSERT_EQ(0, std::memcmp(y_one.data(), y_all.data() + m * N, N * 4))
-            << kernel_isa_name(isa) << " row " << m << " of M=" << M << " differs from the M=1 product";
+            << c.name() << " row " << m << " of M=" << M << " differs from the M=1 product";
       }
       ASSERT_EQ(0, std::memcmp(y_all.data(), y_1t.data(), y_all.size() * 4))
-          << kernel_isa_name(isa) << " 1 member vs a team of 3 differ";
+          << c.name() << " 1 member vs a team of 3 differ";
     }
 }
 
@@ -177,10 +180,11 @@ TEST(Matmul, ActivationsAreRoundedToBf16ForBf16Weights) {
   const uint16_t one = f32_to_bf16(1.0f);
   WeightView w{&one, DType::BF16, 1, 1, 1};
   const float x = 1.0f + 1.0f / 1024.0f;
-  for (KernelIsa isa : test::supported_isas()) {
+  for (const test::IsaChoice& c : test::isa_bf16_choices()) {
+    const test::Bf16ProductsScope products(c.fma);
     float y = 0;
-    matmul_isa(isa, &x, 1, 1, w, nullptr, &y, 1);
-    EXPECT_EQ(y, 1.0f) << kernel_isa_name(isa);
+    matmul_isa(c.isa, &x, 1, 1, w, nullptr, &y, 1);
+    EXPECT_EQ(y, 1.0f) << c.name();
   }
 }
 

@@ -32,6 +32,36 @@ inline std::vector<KernelIsa> supported_isas() {
   return out;
 }
 
+// Sets kernels::bf16_fma_products() for a scope, then restores the CPU's default.
+struct Bf16ProductsScope {
+  explicit Bf16ProductsScope(bool fma) { kernels::set_bf16_fma_products(fma); }
+  ~Bf16ProductsScope() { kernels::set_bf16_fma_products(kernels::default_bf16_fma_products()); }
+  Bf16ProductsScope(const Bf16ProductsScope&) = delete;
+  Bf16ProductsScope& operator=(const Bf16ProductsScope&) = delete;
+};
+
+// supported_isas() with the bf16 product choice to run each under (kernels/isa.h): both for the
+// AVX-512 BF16 level, which has a kernel for each, the CPU's default for the others.
+struct IsaChoice {
+  KernelIsa isa;
+  bool fma;
+  std::string name() const {
+    return std::string(kernel_isa_name(isa)) + (isa == KernelIsa::Avx512Bf16 ? (fma ? "/fma" : "/dot") : "");
+  }
+};
+inline std::vector<IsaChoice> isa_bf16_choices() {
+  std::vector<IsaChoice> out;
+  for (KernelIsa i : supported_isas()) {
+    if (i == KernelIsa::Avx512Bf16) {
+      out.push_back({i, false});
+      out.push_back({i, true});
+    } else {
+      out.push_back({i, kernels::default_bf16_fma_products()});
+    }
+  }
+  return out;
+}
+
 // Tests of kernels that have an AMX form take the ISA levels in two groups, as a test parameter:
 // the vector levels this CPU runs (portable up to AVX-512 BF16), and AMX alone. On a CPU without
 // AMX the AMX group is empty and its tests skip, saying why (DPSERVE_SKIP_IF_NO_ISAS): the one
