@@ -17,7 +17,7 @@
 #include "apps/dpserve/runtime_flags.h"
 #include "bench_client/stats.h"
 #include "core/check.h"
-#include "core/cpu.h"
+#include "kernels/isa.h"
 #include "engine/runtime.h"
 #include "model/default_model.h"
 
@@ -235,7 +235,7 @@ void run_offline_bench(OfflineBenchArgs& a) {
                    {"enable_dp_attention", a.rf.rt.enable_dp_attention},
                    {"world_size", rt->world_size()},
                    {"layout", rt->describe()},
-                   {"kernels", cpu_kernel_name()},
+                   {"kernels", kernels::kernels_description()},
                    {"batch_size", B},
                    {"input_len", a.input_len},
                    {"output_len", a.output_len},

@@ -13,7 +13,7 @@
 #include "apps/dpserve/commands.h"
 #include "constrain/constraint.h"
 #include "core/check.h"
-#include "core/cpu.h"
+#include "kernels/isa.h"
 #include "apps/dpserve/launch.h"
 #include "apps/dpserve/runtime_flags.h"
 #include "engine/request_limits.h"
@@ -438,7 +438,7 @@ void run_generate(GenerateArgs& a) {
                a.rf.rt.quantization == Quantization::kNone
                    ? ""
                    : std::string(" quantized to ") + to_string(a.rf.rt.quantization),
-               cpu_kernel_name(), rt->describe());
+               kernels::kernels_description(), rt->describe());
 
   // The other ranks are already in their step loop: a bad prompt must stop them too (through the
   // engine's shutdown), or they wait for a step that never comes and the job hangs.

@@ -20,7 +20,7 @@
 #include "apps/dpserve/runtime_flags.h"
 #include "apps/dpserve/sglang_refused_flags.h"
 #include "core/check.h"
-#include "core/cpu.h"
+#include "kernels/isa.h"
 #include "core/version.h"
 #include "engine/runtime.h"
 #include "engine/scheduler.h"
@@ -227,7 +227,7 @@ void run_serve(ServeArgs& a) {
   spdlog::info("{}", loc.why);
   spdlog::info("model: {} ({} layers, hidden {}, {} heads / {} KV heads, vocab {}, context {}), kernels {}",
                cfg.arch_name, cfg.n_layers, cfg.hidden, cfg.n_heads, cfg.n_kv_heads, cfg.vocab, cfg.max_pos,
-               cpu_kernel_name());
+               kernels::kernels_description());
   spdlog::info("{}", rt->describe());
   // gpt-oss writes only the harmony format: without its reader the channels' names run into the answer.
   // So, as vLLM serves gpt-oss, the reader is on unless the flag says otherwise.
@@ -303,7 +303,7 @@ void run_serve(ServeArgs& a) {
                          {"weight_bytes", rt->model().weight_bytes()},  // rank 0's weights as run
                          {"model_type", hf_model_type(loc.model, cfg.arch_name)},
                          {"has_image_understanding", a.so.images.tokens.takes_images()},
-                         {"kernels", cpu_kernel_name()},
+                         {"kernels", kernels::kernels_description()},
                          // SGLang's server args (null: none), as in effect (gpt-oss gets its own by default).
                          {"reasoning_parser", a.reasoning_parser.empty() || a.reasoning_parser == "none"
                                                   ? nlohmann::json() : nlohmann::json(a.reasoning_parser)},

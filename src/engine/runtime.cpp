@@ -23,6 +23,7 @@
 #include "parallel/placement.h"
 #include "parallel/topology.h"
 #include "engine/rank_worker.h"
+#include "kernels/isa.h"
 #include "kernels/team_pinning.h"
 #include "kv/kv_dtype.h"
 #include "kv/prefix_dir.h"
@@ -157,6 +158,8 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
       }
     }
     spdlog::info("{}", binding.describe(I.mpi.world_rank(), threads));
+    // Before any product: a bad DPSERVE_KERNELS / DPSERVE_BF16_PRODUCTS is an error here, once.
+    spdlog::info("rank {}: kernels {}", I.mpi.world_rank(), kernels::kernels_description());
 
     I.comms = Comms::create(I.topo);
     if (I.topo.world_size > 1) I.placement = format_placement(gather_host_names(I.comms.world));

@@ -75,6 +75,13 @@ bool default_bf16_fma_products() {
 void set_bf16_fma_products(bool fma) { fma_products().store(fma, std::memory_order_relaxed); }
 bool bf16_fma_products() { return fma_products().load(std::memory_order_relaxed); }
 
+std::string kernels_description() {
+  std::string s = cpu_kernel_name();
+  if (best_kernel_isa() == KernelIsa::Avx512Bf16)
+    s += bf16_fma_products() ? " (bf16 on fp32 FMAs)" : " (bf16 on vdpbf16ps)";
+  return s;
+}
+
 }  // namespace kernels
 
 }  // namespace dpserve

@@ -2,6 +2,8 @@
 // Every level is always built; the best one the CPU supports is picked at run time.
 #pragma once
 
+#include <string>
+
 namespace dpserve {
 
 enum class KernelIsa {
@@ -38,6 +40,10 @@ namespace kernels {
 bool default_bf16_fma_products();
 void set_bf16_fma_products(bool fma);
 bool bf16_fma_products();
+
+// The kernels as start-up lines and /server_info name them: cpu_kernel_name() (core/cpu.h), and
+// at the AVX-512 BF16 level which instruction multiplies bf16 ("avx512-bf16 (bf16 on fp32 FMAs)").
+std::string kernels_description();
 }  // namespace kernels
 
 }  // namespace dpserve

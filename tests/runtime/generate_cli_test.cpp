@@ -108,9 +108,9 @@ TEST(GenerateCli, ConflictingPromptsAndOutOfRangeLimitsAreRefusedNamingTheFlag) 
 }
 
 // Values that would wrap, open the server, or be silently ignored are start-up errors naming what
-// is wrong: a seed of -7, an empty API key (an unset shell variable), a typo in DPSERVE_KERNELS,
-// and a layout that cannot work, refused once before any rank starts (it used to be an MPI_ABORT
-// banner and one message per rank).
+// is wrong: a seed of -7, an empty API key (an unset shell variable), a typo in DPSERVE_KERNELS or
+// DPSERVE_BF16_PRODUCTS, and a layout that cannot work, refused once before any rank starts (it
+// used to be an MPI_ABORT banner and one message per rank).
 TEST(GenerateCli, WrappingValuesEmptyKeysAndBadLayoutsAreRefusedBeforeAnyRankStarts) {
   struct Case {
     std::string cmd, needle;
@@ -138,6 +138,10 @@ TEST(GenerateCli, WrappingValuesEmptyKeysAndBadLayoutsAreRefusedBeforeAnyRankSta
   auto [o2, rc2] = run("DPSERVE_KERNELS=avx512bf16 " + kBin + " generate -n 2 2>&1");
   EXPECT_NE(rc2, 0);
   EXPECT_NE(o2.find("DPSERVE_KERNELS=avx512bf16"), std::string::npos) << o2;
+  auto [o3, rc3] = run("DPSERVE_BF16_PRODUCTS=amx " + kBin + " generate -n 2 2>&1");
+  EXPECT_NE(rc3, 0);
+  EXPECT_NE(o3.find("DPSERVE_BF16_PRODUCTS=amx"), std::string::npos) << o3;
+  EXPECT_EQ(o3.find("MPI_ABORT"), std::string::npos) << o3;
 }
 
 // Enum flags are parsed where they are defined: a bad value names the flag and the choices, from
