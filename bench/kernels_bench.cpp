@@ -193,10 +193,10 @@ void BM_Gemm(benchmark::State& state) {
   const double flops = 2.0 * M * N * K;
   const bool amx = isa == KernelIsa::Amx && state.range(3) != 0;  // tiles read the X16 layout only
   const char* roof = "bf16";
-  // FMA products: the AVX-512 level's X16 kernel, and the AVX-512 BF16 level's where
-  // kernels::bf16_fma_products() picks it (not for plain rows, which take vdpbf16ps there).
+  // FMA products: the AVX-512 level's kernels, and the AVX-512 BF16 level's (X16 and plain rows
+  // alike) where kernels::bf16_fma_products() picks them; AMX tiles have their own peak.
   const bool bf16_level = isa == KernelIsa::Avx512Bf16 || isa == KernelIsa::Amx;
-  const bool fma = isa == KernelIsa::Avx512 || (bf16_level && state.range(3) != 0 && kernels::bf16_fma_products());
+  const bool fma = isa == KernelIsa::Avx512 || (bf16_level && kernels::bf16_fma_products());
   const double peak = amx ? measure_amx_bf16_peak() : measure_bf16_product_peak(&roof, fma);
   state.SetLabel(amx ? std::string("amx")
                      : std::string(kernel_isa_name(isa == KernelIsa::Amx ? KernelIsa::Avx512Bf16 : isa)) + ", " + roof +
