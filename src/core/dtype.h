@@ -7,7 +7,9 @@
 // The *_X16 types hold the same blocks repacked for the int8 kernels (kernels/repack.h): rows in
 // groups of 16, each block's 16 rows interleaved four bytes at a time. BF16_X16 holds bf16 weights
 // the same way: 16 rows interleaved four bytes (two elements) at a time, so one 64-byte load is
-// "two consecutive elements of 16 rows", the operand of vdpbf16ps with one accumulator lane per row. A row still takes `block_bytes` per block, so sizes and row offsets are the
+// "two consecutive elements of 16 rows", the operand of vdpbf16ps with one accumulator lane per row.
+// F16_X16 holds f16 weights as 16 rows transposed: element k of the 16 rows is 32 bytes (one
+// vcvtph2ps to 16 fp32 lanes, a lane per row). A row still takes `block_bytes` per block, so sizes and row offsets are the
 // plain type's; only whole groups of rows can be addressed. Layers never see the difference: the
 // matmul dispatches on it.
 #pragma once
@@ -35,6 +37,7 @@ enum class DType {
   Q5_K_X16,
   Q6_K_X16,
   BF16_X16,  // bf16 in 16-row groups, 16 rows interleaved two elements at a time (kernels/repack.h); rows of whole 32-element chunks
+  F16_X16,   // f16 in 16-row groups, the 16 rows' element k side by side (kernels/repack.h); rows of whole 32-element chunks
   // OCP fp8 E4M3 of an fp8 checkpoint (DeepSeek-V3's, Qwen3-FP8's), read only with its block scales
   // (WeightView::fp8): no kernel runs it, the load converts it (model/weight_prep.h).
   F8_E4M3,
@@ -64,6 +67,7 @@ inline constexpr DTypeTraits dtype_traits(DType t) {
     case DType::Q5_K_X16: return {"Q5_Kx16", 256, 176, 16, true};
     case DType::Q6_K_X16: return {"Q6_Kx16", 256, 210, 16, true};
     case DType::BF16_X16: return {"BF16x16", 32, 64, 16};
+    case DType::F16_X16: return {"F16x16", 32, 64, 16};
     case DType::F8_E4M3: return {"F8_E4M3", 1, 1};
   }
   return {"?", 1, 1};
@@ -84,11 +88,12 @@ inline constexpr DType dtype_plain(DType t) {
     case DType::Q5_K_X16: return DType::Q5_K;
     case DType::Q6_K_X16: return DType::Q6_K;
     case DType::BF16_X16: return DType::BF16;
+    case DType::F16_X16: return DType::F16;
     default: return t;
   }
 }
 
-// The repacked form of a block type (Q4_0 -> Q4_0_X16, BF16 -> BF16_X16); other float and repacked
+// The repacked form of a block type (Q4_0 -> Q4_0_X16, BF16 -> BF16_X16, F16 -> F16_X16); F32 and repacked
 // types map to themselves.
 inline constexpr DType dtype_interleaved(DType t) {
   switch (t) {
@@ -98,6 +103,7 @@ inline constexpr DType dtype_interleaved(DType t) {
     case DType::Q5_K: return DType::Q5_K_X16;
     case DType::Q6_K: return DType::Q6_K_X16;
     case DType::BF16: return DType::BF16_X16;
+    case DType::F16: return DType::F16_X16;
     default: return t;
   }
 }

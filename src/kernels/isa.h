@@ -14,8 +14,9 @@ enum class KernelIsa {
   Amx,         // Avx512Bf16 + AMX bf16 tiles (tdpbf16ps) for bf16 weights; the rest as Avx512Bf16
 };
 
-// True when isa reads bf16 weights in the BF16_X16 layout (the load-time repack targets it).
-inline bool isa_reads_bf16x16(KernelIsa isa) {
+// True when isa reads bf16 and f16 weights in the BF16_X16 / F16_X16 layouts (the load-time repack
+// targets them).
+inline bool isa_reads_float_x16(KernelIsa isa) {
   return isa != KernelIsa::Portable;
 }
 

@@ -1,4 +1,4 @@
-// AVX-512 FMA matmul block for BF16_X16 weights (16-row groups, kernels/repack.h): the outer
+// AVX-512 FMA matmul blocks for BF16_X16 and F16_X16 weights (16-row groups, kernels/repack.h): the outer
 // product of matmul_avx512bf16_x16.cpp with fp32 FMAs instead of vdpbf16ps. One 64-byte load is
 // a pair of elements of 16 weight rows; shifted left by 16 it is element 2p of the 16 rows as
 // fp32, with the low halves masked off element 2p + 1. Each is multiplied by the activation row's
@@ -10,6 +10,10 @@
 // 5.5 G FMA/s on one core, 12 independent chains), so fp32 FMAs do twice its products there. On
 // Zen 4 / 5 it is the other way round (kernels/isa.h, bf16_fma_products). CPUs with AVX-512 but
 // no BF16 (Skylake-SP to Ice Lake) take this block too.
+//
+// F16_X16 weights take the same block: a pair line of that layout is element 2p of the 16 rows
+// in its first 32 bytes and 2p + 1 in its second, each widened exactly by one vcvtph2ps, and the
+// activations are fp32 as they are (f16 weights had run on plain rows, a dot product a row).
 //
 // Every y[m, n] is one sequence whatever the tile or block: lane n % 16 of one accumulator, starting
 // at zero, takes K's elements in order (through y between K panels, which stores and reloads it
@@ -34,9 +38,10 @@ namespace {
 
 #include "kernels/matmul_x16_avx512_block.h"
 
-// One tile (matmul_x16_avx512_block.h). The prefetches `ahead` are the first row tile's, which
-// streams the weights from memory (kernels::bf16_weight_prefetch()).
-template <int MR, int NR>
+// One tile (matmul_x16_avx512_block.h) of BF16_X16 weights, or of F16_X16 ones when F16. The
+// prefetches `ahead` are the first row tile's, which streams the weights from memory
+// (kernels::bf16_weight_prefetch()).
+template <bool F16, int MR, int NR>
 void tile(const float* x, int64_t ldx, const uint16_t* wg, int64_t group_ld, int64_t p0, int64_t p1, float* y,
           int64_t ldy, __mmask16 last, bool first, int64_t ahead) {
   __m512 acc[MR][NR];
@@ -46,7 +51,6 @@ void tile(const float* x, int64_t ldx, const uint16_t* wg, int64_t group_ld, int
     for (int j = 0; j < NR; ++j)
       acc[i][j] = first ? _mm512_setzero_ps()
                         : _mm512_maskz_loadu_ps(j == NR - 1 ? last : __mmask16(0xFFFF), y + i * ldy + kRows * j);
-  const __m512i odd = _mm512_set1_epi32(int(0xffff0000u));
   for (int64_t p = p0; p < p1; ++p) {
     if (ahead > 0) {
 #pragma GCC unroll 4
@@ -57,10 +61,18 @@ void tile(const float* x, int64_t ldx, const uint16_t* wg, int64_t group_ld, int
     // registers, and the activations come as FMA memory operands (embedded broadcasts).
 #pragma GCC unroll 4
     for (int j = 0; j < NR; ++j) {
-      __m512i pair = _mm512_loadu_si512(wg + j * group_ld + p * kPairElems);
-      asm("" : "+v"(pair));  // one load for both halves (GCC folds it into each otherwise)
-      const __m512 we = _mm512_castsi512_ps(_mm512_slli_epi32(pair, 16));
-      const __m512 wo = _mm512_castsi512_ps(_mm512_and_si512(pair, odd));
+      const uint16_t* line = wg + j * group_ld + p * kPairElems;
+      __m512 we, wo;
+      if constexpr (F16) {
+        we = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(line)));
+        wo = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(line + kRows)));
+      } else {
+        const __m512i odd = _mm512_set1_epi32(int(0xffff0000u));
+        __m512i pair = _mm512_loadu_si512(line);
+        asm("" : "+v"(pair));  // one load for both halves (GCC folds it into each otherwise)
+        we = _mm512_castsi512_ps(_mm512_slli_epi32(pair, 16));
+        wo = _mm512_castsi512_ps(_mm512_and_si512(pair, odd));
+      }
       // Hidden from the optimiser, so it does not keep the 16 broadcasts in registers across the
       // groups (which spilled accumulators to the stack) instead of folding them into the FMAs.
       const float* xp = x + 2 * p;
@@ -79,16 +91,19 @@ void tile(const float* x, int64_t ldx, const uint16_t* wg, int64_t group_ld, int
       _mm512_mask_storeu_ps(y + i * ldy + kRows * j, j == NR - 1 ? last : __mmask16(0xFFFF), acc[i][j]);
 }
 
-template <int MR>
-constexpr TileFn<float> kTileRow[kNR] = {&tile<MR, 1>, &tile<MR, 2>, &tile<MR, 3>};
-constexpr const TileFn<float>* kTiles[kMR] = {kTileRow<1>, kTileRow<2>, kTileRow<3>, kTileRow<4>,
-                                              kTileRow<5>, kTileRow<6>, kTileRow<7>, kTileRow<8>};
+template <bool F16, int MR>
+constexpr TileFn<float> kTileRow[kNR] = {&tile<F16, MR, 1>, &tile<F16, MR, 2>, &tile<F16, MR, 3>};
+template <bool F16>
+constexpr const TileFn<float>* kTiles[kMR] = {kTileRow<F16, 1>, kTileRow<F16, 2>, kTileRow<F16, 3>, kTileRow<F16, 4>,
+                                              kTileRow<F16, 5>, kTileRow<F16, 6>, kTileRow<F16, 7>, kTileRow<F16, 8>};
 
 }  // namespace
 
 // Column blocks of whole 3-group tiles; up to 64 rows (8 tiles) pass a block's weights in L2.
-const MatmulKernel kBf16X16{"avx512 bf16x16", bf16f32_act_row_bytes, bf16f32_prepare_row, x16_block<float, kTiles>,
-                            kNR * kRows, 8 * kMR};
+const MatmulKernel kBf16X16{"avx512 bf16x16", bf16f32_act_row_bytes, bf16f32_prepare_row,
+                            x16_block<float, kTiles<false>>, kNR * kRows, 8 * kMR};
+const MatmulKernel kF16X16{"avx512 f16x16", f32_act_row_bytes, f32_prepare_row, x16_block<float, kTiles<true>>,
+                           kNR * kRows, 8 * kMR};
 
 }  // namespace dpserve::kernels::avx512
 

@@ -20,27 +20,26 @@ inline uint16_t round_bf16(float f) {
   return uint16_t((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
 }
 
-// BF16_X16 weights on the portable level, which has no kernel for them (tests forcing a level;
-// weights are only repacked where such a kernel runs): the block's rows back to plain bf16, then
-// the level's plain kernel, so the results are that kernel's bit for bit.
-template <const MatmulKernel& Plain>
-void unpacked_bf16x16_block(const MatmulBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+// BF16_X16 / F16_X16 (X16) weights on the portable level, which has no kernel for them (tests
+// forcing a level; weights are only repacked where such a kernel runs): the block's rows back to
+// plain bf16 / f16, then the level's plain kernel, so the results are that kernel's bit for bit.
+template <DType X16, const MatmulKernel& Plain>
+void unpacked_x16_block(const MatmulBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   thread_local std::vector<uint16_t> rows;
-  const int64_t K = a.w.cols, G = dtype_row_group(DType::BF16_X16);
+  const int64_t K = a.w.cols, G = dtype_row_group(X16);
   rows.resize(size_t((n1 - n0) * K));
   const uint8_t* w = static_cast<const uint8_t*>(a.w.data);
-  const int64_t group_bytes = G * dtype_row_bytes(DType::BF16_X16, a.w.ld);
+  const int64_t group_bytes = G * dtype_row_bytes(X16, a.w.ld);
   for (int64_t n = n0; n < n1; ++n)
-    deinterleave_row(DType::BF16_X16, w + (n / G) * group_bytes, int(n % G), K,
-                     reinterpret_cast<uint8_t*>(&rows[size_t((n - n0) * K)]));
+    deinterleave_row(X16, w + (n / G) * group_bytes, int(n % G), K, reinterpret_cast<uint8_t*>(&rows[size_t((n - n0) * K)]));
   MatmulBlockArgs b = a;
-  b.w = WeightView{rows.data(), DType::BF16, n1 - n0, K, K};
+  b.w = WeightView{rows.data(), dtype_plain(X16), n1 - n0, K, K};
   Plain.block(b, m0, m1, 0, n1 - n0);
 }
 
-template <const MatmulKernel& Plain>
-const MatmulKernel kUnpackedBf16X16{Plain.name, Plain.act_row_bytes, Plain.prepare_row, &unpacked_bf16x16_block<Plain>,
-                                    16, Plain.max_rows};
+template <DType X16, const MatmulKernel& Plain>
+const MatmulKernel kUnpackedX16{Plain.name, Plain.act_row_bytes, Plain.prepare_row, &unpacked_x16_block<X16, Plain>, 16,
+                                Plain.max_rows};
 
 }  // namespace
 
@@ -81,7 +80,17 @@ const MatmulKernel* find_matmul_kernel(DType w, KernelIsa isa, int64_t /*M*/) {
       case KernelIsa::Avx512Bf16: return bf16_fma_products() ? &avx512::kBf16X16 : &avx512bf16::kBf16X16;
       case KernelIsa::Avx512: return &avx512::kBf16X16;
       case KernelIsa::Avx2: return &avx2::kBf16X16;
-      case KernelIsa::Portable: return &kUnpackedBf16X16<portable::kBf16>;
+      case KernelIsa::Portable: return &kUnpackedX16<DType::BF16_X16, portable::kBf16>;
+    }
+    return nullptr;
+  }
+  if (w == DType::F16_X16) {  // fp32 FMAs at every AVX-512 level (no bf16 instruction reads f16)
+    switch (isa) {
+      case KernelIsa::Amx:
+      case KernelIsa::Avx512Bf16:
+      case KernelIsa::Avx512: return &avx512::kF16X16;
+      case KernelIsa::Avx2: return &avx2::kF16X16;
+      case KernelIsa::Portable: return &kUnpackedX16<DType::F16_X16, portable::kF16>;
     }
     return nullptr;
   }

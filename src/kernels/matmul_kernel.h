@@ -72,10 +72,12 @@ extern const MatmulKernel kF32, kF16, kBf16;
 namespace avx2 {
 extern const MatmulKernel kF32, kF16, kBf16;
 extern const MatmulKernel kBf16X16;  // BF16_X16 weights (matmul_avx2_x16.cpp)
+extern const MatmulKernel kF16X16;   // F16_X16 weights (matmul_avx2_x16.cpp)
 }
 namespace avx512 {
 extern const MatmulKernel kF32, kF16, kBf16;
 extern const MatmulKernel kBf16X16;  // BF16_X16 weights, fp32 FMAs (matmul_avx512_x16.cpp)
+extern const MatmulKernel kF16X16;   // F16_X16 weights, fp32 FMAs (matmul_avx512_x16.cpp)
 }
 namespace avx512bf16 {
 extern const MatmulKernel kBf16;

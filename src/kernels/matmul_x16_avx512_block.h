@@ -1,5 +1,5 @@
-// Internal: the block loop the two AVX-512 kernels for BF16_X16 weights share
-// (matmul_avx512bf16_x16.cpp: vdpbf16ps; matmul_avx512_x16.cpp: fp32 FMAs). Included inside each
+// Internal: the block loop the AVX-512 kernels for BF16_X16 and F16_X16 weights share
+// (matmul_avx512bf16_x16.cpp: vdpbf16ps; matmul_avx512_x16.cpp: fp32 FMAs, bf16 or f16). Included inside each
 // file's target region and anonymous namespace; the file gives its tiles as a table kTiles[MR - 1]
 // [NR - 1] of tile<MR, NR>(x, ldx, wg, group_ld, p0, p1, y, ldy, last, first, ahead): y[0:MR, 0:16 NR]
 // over pairs [p0, p1) of the NR groups at wg, wg + group_ld, ..., from zero (first) or from what y
@@ -7,7 +7,7 @@
 #pragma once
 
 constexpr int kRows = 16;           // rows per group: the lanes of one accumulator
-constexpr int64_t kPairElems = 32;  // bf16 elements of one pair of a group (64 bytes)
+constexpr int64_t kPairElems = 32;  // 16-bit elements of one pair of a group (64 bytes: elements 2p, 2p + 1)
 constexpr int kMR = 8;              // most activation rows per tile
 constexpr int kNR = 3;              // groups per tile
 // K panel in pairs: a tile's 3 groups over one panel (384 KiB) stay in L2 while the block's

@@ -238,11 +238,31 @@ void deinterleave_bf16(const uint8_t* group, int r, int64_t cols, uint8_t* dst) 
   for (int64_t p = 0; p < cols / 2; ++p) std::memcpy(dst + 4 * p, group + p * kBf16PairBytes + 4 * r, 4);
 }
 
+// F16_X16: element k of the group's 16 rows is 32 bytes at 32 k, row r's at byte 2 r.
+void interleave_f16(const uint8_t* src, int64_t ld_bytes, int n_rows, int64_t cols, uint8_t* dst) {
+  DP_CHECK(cols % kBf16Chunk == 0 && n_rows >= 0 && n_rows <= kBf16Rows, "interleave_group: bad f16 shape");
+  // 16 elements of each row (a 32-byte piece) at a time, transposed in a 512-byte buffer.
+  uint16_t in[kBf16Rows][16], out[16][kBf16Rows];
+  std::memset(in, 0, sizeof(in));  // padding rows: zeros, never stored
+  for (int64_t k0 = 0; k0 < cols; k0 += 16) {
+    for (int r = 0; r < n_rows; ++r) std::memcpy(in[r], src + r * ld_bytes + 2 * k0, sizeof(in[r]));
+    for (int i = 0; i < 16; ++i)
+      for (int r = 0; r < kBf16Rows; ++r) out[i][r] = in[r][i];
+    std::memcpy(dst + k0 * 2 * kBf16Rows, out, sizeof(out));
+  }
+}
+
+void deinterleave_f16(const uint8_t* group, int r, int64_t cols, uint8_t* dst) {
+  DP_CHECK(cols % kBf16Chunk == 0 && r >= 0 && r < kBf16Rows, "deinterleave_row: bad f16 shape");
+  for (int64_t k = 0; k < cols; ++k) std::memcpy(dst + 2 * k, group + k * 2 * kBf16Rows + 2 * r, 2);
+}
+
 }  // namespace
 
 void interleave_group(DType t, const uint8_t* src, int64_t ld_bytes, int n_rows, int64_t cols, uint8_t* dst) {
   t = dtype_plain(t);
   if (t == DType::BF16) return interleave_bf16(src, ld_bytes, n_rows, cols, dst);
+  if (t == DType::F16) return interleave_f16(src, ld_bytes, n_rows, cols, dst);
   const Layout L = layout(t);
   DP_CHECK(cols % L.be == 0 && n_rows >= 0 && n_rows <= 16, "interleave_group: bad shape");
   const int64_t nb = cols / L.be;
@@ -290,6 +310,7 @@ void interleave_group(DType t, const uint8_t* src, int64_t ld_bytes, int n_rows,
 void deinterleave_row(DType t, const uint8_t* group, int r, int64_t cols, uint8_t* dst) {
   t = dtype_plain(t);
   if (t == DType::BF16) return deinterleave_bf16(group, r, cols, dst);
+  if (t == DType::F16) return deinterleave_f16(group, r, cols, dst);
   const Layout L = layout(t);
   DP_CHECK(cols % L.be == 0 && r >= 0 && r < 16, "deinterleave_row: bad shape");
   const CodeSlot* tab = slots(t).s.data();
@@ -308,10 +329,11 @@ void deinterleave_row(DType t, const uint8_t* group, int r, int64_t cols, uint8_
 }
 
 InterleavedWeight interleave(const WeightView& w) {
-  if ((!dtype_is_quantized(w.dtype) && w.dtype != DType::BF16) || dtype_row_group(w.dtype) != 1)
+  const bool floats = w.dtype == DType::BF16 || w.dtype == DType::F16;
+  if ((!dtype_is_quantized(w.dtype) && !floats) || dtype_row_group(w.dtype) != 1)
     fail("interleave: {} weights have no repacked form", dtype_name(w.dtype));
-  if (w.dtype == DType::BF16 && w.cols % 32 != 0)
-    fail("interleave: bf16 rows of {} elements are not whole 32-element chunks", w.cols);
+  if (floats && w.cols % 32 != 0)
+    fail("interleave: {} rows of {} elements are not whole 32-element chunks", dtype_name(w.dtype), w.cols);
   InterleavedWeight out;
   const int64_t G = interleave_group_rows(w.dtype);
   const int64_t groups = (w.rows + G - 1) / G;

@@ -24,6 +24,9 @@
 // the group (elements 2p, 2p + 1) is 64 bytes, row r's two at byte 4r. vdpbf16ps then takes one
 // 64-byte load as the 16 rows' pair against a broadcast pair of activations, one accumulator lane
 // per output row, and a group is one sequential stream over K.
+// F16_X16 (f16, 2 bytes an element) is each group's 16 rows transposed: element k of the group
+// is 32 bytes, row r's at byte 2r, so one vcvtph2ps makes it 16 fp32 lanes, a lane per row (no
+// f16 instruction multiplies in fp32; pairs as in BF16_X16 would cost a shuffle a line).
 // A nibble chunk c of 32 elements holds k-group 2c in its low and 2c + 1 in its high nibbles.
 // Rows past the end of the matrix (the last group of a matrix whose rows are not a multiple of
 // the group) are zero (scale 0 for the block types), so they read as zeros and are never stored.
@@ -72,8 +75,8 @@ class AlignedBytes {
   size_t n_ = 0;
 };
 
-// A whole quantized or bf16 matrix (plain type, any row stride; bf16 rows of whole 32-element
-// chunks) in its repacked form: `view` has
+// A whole quantized, bf16 or f16 matrix (plain type, any row stride; bf16 / f16 rows of whole
+// 32-element chunks) in its repacked form: `view` has
 // dtype_interleaved(w.dtype), the same rows and cols, ld = cols, and points into `bytes`.
 // Groups are repacked in parallel on the calling thread's OpenMP team.
 struct InterleavedWeight {

@@ -38,7 +38,7 @@ WeightPrep::WeightPrep(Quantization q, int64_t n_layers, std::function<void(cons
       verbose_(verbose),
       progress_(verbose && ::isatty(2)),
       floats_(float_layout()),
-      bf16_kernel_(isa_reads_bf16x16(best_kernel_isa())) {}
+      x16_kernel_(isa_reads_float_x16(best_kernel_isa())) {}
 
 void WeightPrep::add(WeightView* slot, WeightRole role, int64_t layer, int64_t full_cols, const std::string& name,
                      bool groups) {
@@ -50,10 +50,10 @@ void WeightPrep::add(WeightView* slot, WeightRole role, int64_t layer, int64_t f
   const DType target = dtype_is_quantized(w.dtype) ? w.dtype : quantized_type(q_, role, layer, n_layers_, full_cols, stored);
   if (!dtype_is_quantized(target)) {
     if (floats_ == FloatLayout::kMapped && !fp8) return;
-    // bf16 rows of whole 32-element chunks go into 16-row groups where a kernel reads them in that
-    // form; anything else is copied as it is.
-    const bool repack = groups && floats_ == FloatLayout::kRepacked && bf16_kernel_ && target == DType::BF16 &&
-                        dtype_row_splits(DType::BF16_X16, w.cols);
+    // bf16 and f16 rows of whole 32-element chunks go into 16-row groups where a kernel reads them
+    // in that form; anything else (f32) is copied as it is.
+    const bool repack = groups && floats_ == FloatLayout::kRepacked && x16_kernel_ &&
+                        (target == DType::BF16 || target == DType::F16) && dtype_row_splits(dtype_interleaved(target), w.cols);
     items_.push_back(Item{slot, role, layer, full_cols, name, target, repack});
     return;
   }
@@ -212,7 +212,7 @@ void WeightPrep::run() {
                  quantized ? "quantized and repacked" : "repacked", double(old_bytes_) / 1e6, double(new_bytes_) / 1e6,
                  quantized ? (std::string("--quantization ") + to_string(q_)).c_str() : "16-row interleaved");
   if (verbose_ && repacked_float_bytes_)
-    std::fprintf(stderr, "weights: %lld bf16 matrices repacked into 16-row groups in huge pages (%.1f MB)\n",
+    std::fprintf(stderr, "weights: %lld bf16 / f16 matrices repacked into 16-row groups in huge pages (%.1f MB)\n",
                  (long long)repacked_floats, double(repacked_float_bytes_) / 1e6);
   if (verbose_ && copied_bytes_)
     std::fprintf(stderr, "weights: %lld float matrices copied out of the file mapping into huge pages (%.1f MB)\n",

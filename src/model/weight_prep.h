@@ -5,7 +5,7 @@
 // recipe are copied out of the file mapping; every converted matrix goes into one region of
 // anonymous memory on 2 MiB pages (a decode step streams every matrix once: from 4 KiB file pages
 // that ran ~12 % slower, and a MoE's small experts on 4 KiB pages 2-5x slower on a virtual
-// machine, docs/benchmarks.md); bf16 ones go into 16-row groups (BF16_X16) on the way where a kernel that
+// machine, docs/benchmarks.md); bf16 and f16 ones go into 16-row groups (BF16_X16, F16_X16) on the way where a kernel that
 // reads them runs (every SIMD level: kernels/isa.h). DPSERVE_WEIGHTS=copied copies float matrices as they are, =mapped keeps them in
 // the mapping (shared by the ranks of one host through the page cache, where copies are one per
 // rank). The new bytes are owned here
@@ -77,7 +77,7 @@ class WeightPrep {
   AlignedBytes region_;  // every converted matrix, one after another
   size_t region_used_ = 0;
   FloatLayout floats_;
-  bool bf16_kernel_;  // a kernel that reads BF16_X16 runs here
+  bool x16_kernel_;  // a kernel that reads BF16_X16 / F16_X16 runs here
   int64_t new_bytes_ = 0, old_bytes_ = 0, copied_bytes_ = 0, repacked_float_bytes_ = 0;
   int64_t fp8_matrices_ = 0, fp8_bytes_ = 0;  // fp8 checkpoint matrices converted, and their bytes
 };

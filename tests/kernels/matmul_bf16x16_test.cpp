@@ -1,10 +1,10 @@
-// bf16 weights in the BF16_X16 layout (kernels/repack.h, the form the model loads bf16 matrices
-// into): every product stays within the float64 bound of the exact product; on the levels that
-// read the layout by unpacking it, it equals the product on the rows as stored bit for bit; the
-// kernels that read it directly (AVX2, AVX-512 FMAs, AVX-512 BF16 vdpbf16ps, AMX: their own summation
-// orders) give every row the same bits whatever the batch, the team and the blocks; the repack
-// round-trips. Both AVX-512 BF16 level kernels run (kernels::set_bf16_fma_products), whatever this
-// CPU's default.
+// bf16 and f16 weights in the BF16_X16 / F16_X16 layouts (kernels/repack.h, the forms the model
+// loads bf16 and f16 matrices into): every product stays within the float64 bound of the exact
+// product; on the levels that read the layout by unpacking it, it equals the product on the rows
+// as stored bit for bit; the kernels that read it directly (AVX2, AVX-512 FMAs, AVX-512 BF16
+// vdpbf16ps, AMX: their own summation orders) give every row the same bits whatever the batch, the
+// team and the blocks; the repack round-trips. Both AVX-512 BF16 level kernels run
+// (kernels::set_bf16_fma_products), whatever this CPU's default.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -25,31 +25,38 @@ namespace {
 using test::random_floats;
 
 
+// A bf16 or f16 matrix (`v` the 16-bit codes).
 struct Bf16Matrix {
   std::vector<uint16_t> v;
   WeightView plain;
+  float value(int64_t n, int64_t k) const {
+    const uint16_t c = v[size_t(n * plain.ld + k)];
+    return plain.dtype == DType::F16 ? f16_to_f32(c) : bf16_to_f32(c);
+  }
 };
 
-// rows x cols bf16 values with row stride ld (>= cols), random in [-1, 1].
-Bf16Matrix make_bf16(int64_t rows, int64_t cols, int64_t ld, uint32_t seed) {
+// rows x cols bf16 (or f16) values with row stride ld (>= cols), random in [-1, 1].
+Bf16Matrix make_bf16(int64_t rows, int64_t cols, int64_t ld, uint32_t seed, DType t = DType::BF16) {
   Bf16Matrix m;
   const auto f = random_floats(rows * ld, seed);
   m.v.resize(f.size());
-  for (size_t i = 0; i < f.size(); ++i) m.v[i] = f32_to_bf16(f[i]);
-  m.plain = WeightView{m.v.data(), DType::BF16, rows, cols, ld};
+  for (size_t i = 0; i < f.size(); ++i) m.v[i] = t == DType::F16 ? f32_to_f16(f[i]) : f32_to_bf16(f[i]);
+  m.plain = WeightView{m.v.data(), t, rows, cols, ld};
   return m;
 }
 
-// float64 sum of bf16-rounded x times W, and the (K + 16) ulp bound the kernels promise.
+// float64 sum of x times W (x bf16-rounded for bf16 weights, as the kernels take it; fp32 as it is
+// for f16 ones), and the (K + 16) ulp bound the kernels promise.
 void expect_near_f64(const std::vector<float>& x, int64_t M, int64_t ldx, const Bf16Matrix& w, const float* y,
                      int64_t ldy) {
   const int64_t N = w.plain.rows, K = w.plain.cols;
+  const bool bf16 = w.plain.dtype == DType::BF16;
   for (int64_t m = 0; m < M; ++m)
     for (int64_t n = 0; n < N; ++n) {
       double exact = 0, mag = 0;
       for (int64_t k = 0; k < K; ++k) {
-        const double p = double(bf16_to_f32(f32_to_bf16(x[size_t(m * ldx + k)]))) *
-                         double(bf16_to_f32(w.v[size_t(n * w.plain.ld + k)]));
+        const float xv = x[size_t(m * ldx + k)];
+        const double p = double(bf16 ? bf16_to_f32(f32_to_bf16(xv)) : xv) * double(w.value(n, k));
         exact += p;
         mag += std::fabs(p);
       }
@@ -59,16 +66,18 @@ void expect_near_f64(const std::vector<float>& x, int64_t M, int64_t ldx, const 
 }
 
 TEST(MatmulBf16X16, NearTheExactProductAndPlainBitsWhereUnpacked) {
+  for (const DType t : {DType::BF16, DType::F16})
   for (const test::IsaChoice& c : test::isa_bf16_choices()) {
     const KernelIsa isa = c.isa;
+    if (t == DType::F16 && isa == KernelIsa::Avx512Bf16 && !c.fma) continue;  // no vdpbf16ps for f16: the same run
     const test::Bf16ProductsScope products(c.fma);
-    SCOPED_TRACE(c.name());
+    SCOPED_TRACE(c.name() + " " + dtype_name(t));
     for (int64_t K : {32, 96, 2048})
       for (int64_t N : {1, 5, 16, 17, 47, 48, 67, 100})
         for (int64_t M : {1, 2, 3, 4, 5, 7, 8, 9, 12, 16, 17, 33, 64, 65}) {
-          const Bf16Matrix w = make_bf16(N, K, K + 64, uint32_t(K * 7 + N));
+          const Bf16Matrix w = make_bf16(N, K, K + 64, uint32_t(K * 7 + N), t);
           const InterleavedWeight x16 = interleave(w.plain);
-          ASSERT_EQ(x16.view.dtype, DType::BF16_X16);
+          ASSERT_EQ(x16.view.dtype, dtype_interleaved(t));
           const int64_t ldx = K + 3, ldy = N + 1;
           const auto x = random_floats(M * ldx, uint32_t(M * 13 + K));
           const auto bias = random_floats(N, 5);
@@ -78,7 +87,7 @@ TEST(MatmulBf16X16, NearTheExactProductAndPlainBitsWhereUnpacked) {
           for (int64_t m = 0; m < M; ++m) {
             // Columns past N untouched (the last group's padding rows are never stored).
             ASSERT_TRUE(std::isnan(y_x16[m * ldy + N])) << kernel_isa_name(isa) << " M=" << M << " N=" << N;
-            if (!isa_reads_bf16x16(isa)) {
+            if (!isa_reads_float_x16(isa)) {
               ASSERT_EQ(0, std::memcmp(&y_plain[m * ldy], &y_x16[m * ldy], N * 4))
                   << kernel_isa_name(isa) << " M=" << M << " N=" << N << " K=" << K << " row " << m;
             } else if (m % 7 == 0 || m == M - 1) {  // batch invariance: the row alone, same bits
@@ -87,7 +96,7 @@ TEST(MatmulBf16X16, NearTheExactProductAndPlainBitsWhereUnpacked) {
                   << "M=" << M << " N=" << N << " K=" << K << " row " << m;
             }
           }
-          if (K != 2048 || isa_reads_bf16x16(isa)) {  // within the float64 bound (y - bias: no bias)
+          if (K != 2048 || isa_reads_float_x16(isa)) {  // within the float64 bound (y - bias: no bias)
             std::vector<float> nb(M * ldy);
             matmul_isa(isa, x.data(), M, ldx, x16.view, nullptr, nb.data(), ldy);
             expect_near_f64(x, M, ldx, w, nb.data(), ldy);
@@ -101,10 +110,12 @@ TEST(MatmulBf16X16, NearTheExactProductAndPlainBitsWhereUnpacked) {
 // one-row product (batch invariance), and the product is within the float64 bound.
 TEST(MatmulBf16X16, BatchAndThreadInvariantWithPanels) {
   const int64_t N = 203, K = 5632;
-  const Bf16Matrix w = make_bf16(N, K, K, 31);
+  for (const DType t : {DType::BF16, DType::F16}) {
+  const Bf16Matrix w = make_bf16(N, K, K, 31, t);
   const InterleavedWeight x16 = interleave(w.plain);
   for (bool fma : {false, true})
   for (int64_t M : {9, 16, 70}) {
+    SCOPED_TRACE(dtype_name(t));
     const test::Bf16ProductsScope products(fma);
     const auto x = random_floats(M * K, uint32_t(M));
     std::vector<float> y_all(M * N), y_one(N), y_plain(M * N);
@@ -126,14 +137,17 @@ TEST(MatmulBf16X16, BatchAndThreadInvariantWithPanels) {
       ASSERT_EQ(0, std::memcmp(y_one.data(), &y_all[m * N], N * 4)) << "row " << m << " of M=" << M << " fma=" << fma;
     }
   }
+  }
 }
 
 // The epilogues (gated pair, gathered rows, scattered scaled rows added) on X16 weights: as on the
 // plain layout (bit for bit where the layout is unpacked, within rounding on the AVX-512 BF16
 // kernel), and the same bits as the products alone with the epilogue applied by hand.
 TEST(MatmulBf16X16, EpiloguesMatchThePlainLayout) {
+  for (const DType t : {DType::BF16, DType::F16}) {
+  SCOPED_TRACE(dtype_name(t));
   const int64_t H = 64, F = 32, T = 6;
-  const Bf16Matrix gate = make_bf16(F, H, H, 1), up = make_bf16(F, H, H, 2), down = make_bf16(H, 2 * F, 2 * F, 3);
+  const Bf16Matrix gate = make_bf16(F, H, H, 1, t), up = make_bf16(F, H, H, 2, t), down = make_bf16(H, 2 * F, 2 * F, 3, t);
   const InterleavedWeight g8 = interleave(gate.plain), u8 = interleave(up.plain);
   // down's second F columns, cut on a chunk boundary after repacking: a column slice of an X8 matrix.
   const InterleavedWeight d8full = interleave(down.plain);
@@ -169,7 +183,7 @@ TEST(MatmulBf16X16, EpiloguesMatchThePlainLayout) {
   std::vector<float> h_ref, out_ref, h, out;
   run(false, h_ref, out_ref);
   run(true, h, out);
-  if (!isa_reads_bf16x16(best_kernel_isa())) {
+  if (!isa_reads_float_x16(best_kernel_isa())) {
     EXPECT_EQ(0, std::memcmp(h.data(), h_ref.data(), h.size() * 4));
     EXPECT_EQ(0, std::memcmp(out.data(), out_ref.data(), out.size() * 4));
   }
@@ -191,6 +205,7 @@ TEST(MatmulBf16X16, EpiloguesMatchThePlainLayout) {
       const float want = 1.0f + scale[i] * dn[i * H + c];
       ASSERT_NEAR(out[rows[i] * H + c], want, 1e-6 * (1 + std::fabs(want))) << i << "," << c;
     }
+  }
 }
 
 // AMX tiles (matmul_amx_bf16.cpp): products of several row tiles and row blocks (M past 16, 32 and
@@ -234,22 +249,35 @@ TEST(MatmulBf16X16, AmxTilesWithinTheBoundAndBatchInvariant) {
 }
 
 TEST(MatmulBf16X16, RepackRoundTripsAndSlices) {
-  const Bf16Matrix w = make_bf16(21, 96, 100, 9);
-  const InterleavedWeight x16 = interleave(w.plain);
-  std::vector<float> row(96);
-  for (int64_t r = 0; r < 21; ++r) {
-    weight_row_to_f32(x16.view, r, row.data());
-    for (int64_t c = 0; c < 96; ++c) ASSERT_EQ(row[c], bf16_to_f32(w.v[size_t(r * 100 + c)])) << r << "," << c;
+  for (const DType t : {DType::BF16, DType::F16}) {
+    SCOPED_TRACE(dtype_name(t));
+    const Bf16Matrix w = make_bf16(21, 96, 100, 9, t);
+    const InterleavedWeight x16 = interleave(w.plain);
+    std::vector<float> row(96);
+    for (int64_t r = 0; r < 21; ++r) {
+      weight_row_to_f32(x16.view, r, row.data());
+      for (int64_t c = 0; c < 96; ++c) ASSERT_EQ(row[c], w.value(r, c)) << r << "," << c;
+    }
+    EXPECT_EQ(x16.view.at(17, 95), w.value(17, 95));
+    // Slices start on a group (16 rows) and a chunk (32 columns).
+    const WeightView s = x16.view.row_slice(16, 5).col_slice(32, 64);
+    EXPECT_EQ(s.at(2, 3), w.value(18, 35));
+    EXPECT_THROW(x16.view.row_slice(8, 8), Error);
+    EXPECT_THROW(x16.view.col_slice(16, 32), Error);
+    // Rows of a length that is not whole chunks have no X16 form.
+    const Bf16Matrix odd = make_bf16(4, 40, 40, 1, t);
+    EXPECT_THROW(interleave(odd.plain), Error);
   }
-  EXPECT_EQ(x16.view.at(17, 95), bf16_to_f32(w.v[17 * 100 + 95]));
-  // Slices start on a group (16 rows) and a chunk (32 columns).
-  const WeightView s = x16.view.row_slice(16, 5).col_slice(32, 64);
-  EXPECT_EQ(s.at(2, 3), bf16_to_f32(w.v[18 * 100 + 35]));
-  EXPECT_THROW(x16.view.row_slice(8, 8), Error);
-  EXPECT_THROW(x16.view.col_slice(16, 32), Error);
-  // Rows of a length that is not whole chunks have no X16 form.
-  const Bf16Matrix odd = make_bf16(4, 40, 40, 1);
-  EXPECT_THROW(interleave(odd.plain), Error);
+  // The F16_X16 layout itself (kernels/repack.h): element k of row r of a group at byte 32 k + 2 r.
+  const Bf16Matrix h = make_bf16(16, 64, 64, 3, DType::F16);
+  const InterleavedWeight hx = interleave(h.plain);
+  const auto* bytes = hx.bytes.data();
+  for (int r = 0; r < 16; ++r)
+    for (int k = 0; k < 64; ++k) {
+      uint16_t c;
+      std::memcpy(&c, bytes + 32 * k + 2 * r, 2);
+      ASSERT_EQ(c, h.v[size_t(r * 64 + k)]) << r << "," << k;
+    }
 }
 
 }  // namespace

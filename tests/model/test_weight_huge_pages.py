@@ -108,9 +108,9 @@ def main():
             time.sleep(0.5)
         log.seek(0)
         text = log.read()
-        m = re.search(r"weights: \d+ bf16 matrices repacked into 16-row groups in huge pages \(([\d.]+) MB\)", text)
+        m = re.search(r"weights: \d+ bf16 / f16 matrices repacked into 16-row groups in huge pages \(([\d.]+) MB\)", text)
         if not m:
-            sys.exit(f"FAIL: no 'weights: ... bf16 matrices repacked' line in the server's log\n{text[-3000:]}")
+            sys.exit(f"FAIL: no 'weights: ... bf16 / f16 matrices repacked' line in the server's log\n{text[-3000:]}")
         weights = float(m.group(1)) * 1e6 / 2**20
         huge = huge_mib(descendants(srv.pid))
         ok = huge >= 0.75 * weights
