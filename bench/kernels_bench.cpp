@@ -98,14 +98,17 @@ void BM_Bf16Peak(benchmark::State& state) {
 
 // --- matmul ----------------------------------------------------------------
 
-// Enough copies of a bf16 weight matrix to exceed L3 several times, cycled so
+// Enough copies of a bf16 (or f16) weight matrix to exceed L3 several times, cycled so
 // every product reads its weights from DRAM, as in decode.
-// `repacked`: in the BF16_X16 layout the model loads bf16 weights into (kernels/repack.h).
+// `form` (the benchmarks' x16 argument): 0 bf16 rows as stored, 1 the BF16_X16 layout the model
+// loads bf16 weights into (kernels/repack.h), 2 f16 rows as stored, 3 F16_X16.
 struct WeightSet {
   std::vector<std::unique_ptr<AlignedBuf<uint16_t>>> copies;
   std::vector<InterleavedWeight> packed;
   int64_t n, k;
-  WeightSet(int64_t n_, int64_t k_, int64_t min_total, bool repacked = false) : n(n_), k(k_) {
+  DType type;
+  WeightSet(int64_t n_, int64_t k_, int64_t min_total, int64_t form = 0)
+      : n(n_), k(k_), type(form >= 2 ? DType::F16 : DType::BF16) {
     const int64_t bytes = n * k * 2;
     const int64_t count = std::max<int64_t>(1, (min_total + bytes - 1) / bytes);
     std::mt19937 rng(1);
@@ -113,16 +116,16 @@ struct WeightSet {
     for (int64_t c = 0; c < count; ++c) {
       copies.push_back(std::make_unique<AlignedBuf<uint16_t>>(size_t(n * k)));
       uint16_t* p = copies.back()->p;
-      for (int64_t i = 0; i < n * k; ++i) p[i] = f32_to_bf16(d(rng));
-      if (repacked) {
-        packed.push_back(interleave(WeightView{p, DType::BF16, n, k, k}));
+      for (int64_t i = 0; i < n * k; ++i) p[i] = type == DType::F16 ? f32_to_f16(d(rng)) : f32_to_bf16(d(rng));
+      if (form % 2 == 1) {
+        packed.push_back(interleave(WeightView{p, type, n, k, k}));
         copies.back().reset();
       }
     }
   }
   WeightView view(size_t i) const {
     if (!packed.empty()) return packed[i % packed.size()].view;
-    return WeightView{copies[i % copies.size()]->p, DType::BF16, n, k, k};
+    return WeightView{copies[i % copies.size()]->p, type, n, k, k};
   }
 };
 
@@ -149,7 +152,7 @@ void team_matmul(const float* x, int64_t M, int64_t K, const WeightView& w, floa
 
 void BM_Gemv(benchmark::State& state) {
   const int64_t K = state.range(0), N = state.range(1);
-  const WeightSet ws(N, K, 512 * kMiB, state.range(2) != 0);
+  const WeightSet ws(N, K, 512 * kMiB, state.range(2));
   std::vector<float> x(K, 0.5f), y(N);
   size_t i = 0;
   Timer timer;
@@ -177,7 +180,7 @@ void BM_Gemm(benchmark::State& state) {
   const KernelIsa isa = state.range(5) == 0 ? bench_isa() : KernelIsa::Avx512Bf16;
   if (!kernel_isa_supported(isa)) return state.SkipWithError("ISA not supported here");
   // dram: weights cycled through >= 512 MiB of copies (read from DRAM, as in a decode step).
-  const WeightSet ws(N, K, state.range(4) ? 512 * kMiB : 0, state.range(3) != 0);
+  const WeightSet ws(N, K, state.range(4) ? 512 * kMiB : 0, state.range(3));
   std::vector<float> x(M * K), y(M * N);
   std::mt19937 rng(2);
   std::uniform_real_distribution<float> d(-1, 1);
@@ -191,12 +194,14 @@ void BM_Gemm(benchmark::State& state) {
     timer.stop();
   }
   const double flops = 2.0 * M * N * K;
-  const bool amx = isa == KernelIsa::Amx && state.range(3) != 0;  // tiles read the X16 layout only
+  const bool f16 = ws.type == DType::F16;
+  const bool amx = isa == KernelIsa::Amx && state.range(3) == 1;  // tiles read BF16_X16 only
   const char* roof = "bf16";
-  // FMA products: the AVX-512 level's kernels, and the AVX-512 BF16 level's (X16 and plain rows
-  // alike) where kernels::bf16_fma_products() picks them; AMX tiles have their own peak.
+  // FMA products: f16 weights at every level, the AVX-512 level's kernels, and the AVX-512 BF16
+  // level's (X16 and plain rows alike) where kernels::bf16_fma_products() picks them; AMX tiles
+  // have their own peak.
   const bool bf16_level = isa == KernelIsa::Avx512Bf16 || isa == KernelIsa::Amx;
-  const bool fma = isa == KernelIsa::Avx512 || (bf16_level && kernels::bf16_fma_products());
+  const bool fma = f16 || isa == KernelIsa::Avx512 || (bf16_level && kernels::bf16_fma_products());
   const double peak = amx ? measure_amx_bf16_peak() : measure_bf16_product_peak(&roof, fma);
   state.SetLabel(amx ? std::string("amx")
                      : std::string(kernel_isa_name(isa == KernelIsa::Amx ? KernelIsa::Avx512Bf16 : isa)) + ", " + roof +
@@ -318,12 +323,14 @@ BENCHMARK(BM_ReadBandwidth)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRe
 BENCHMARK(BM_Bf16Peak)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_AmxBf16Peak)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_AmxBf16TileLoop)->ArgName("l2")->DenseRange(0, 1)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
-// x16: 0 = bf16 rows as stored, 1 = the BF16_X16 layout the model loads bf16 weights into.
+// x16: 0 = bf16 rows as stored, 1 = the BF16_X16 layout the model loads bf16 weights into,
+// 2 = f16 rows as stored, 3 = F16_X16 (WeightSet).
 BENCHMARK(BM_Gemv)
     ->ArgNames({"K", "N", "x16"})
     ->ArgsProduct({{2048}, {2048, 256, 5632, 32000}, {0, 1}})
     ->Args({5632, 2048, 0})
     ->Args({5632, 2048, 1})
+    ->ArgsProduct({{2048}, {5632}, {2, 3}})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 // dram = 1: the weights come from DRAM (cycled copies), as a batched decode step reads them
@@ -332,6 +339,7 @@ BENCHMARK(BM_Gemm)
     ->ArgNames({"M", "K", "N", "x16", "dram", "isa"})
     ->ArgsProduct({{32, 512}, {2048}, {2048, 5632}, {0, 1}, {0}, {0}})
     ->ArgsProduct({{32, 512}, {5632}, {2048}, {0, 1}, {0}, {0}})
+    ->ArgsProduct({{32, 512}, {2048}, {5632}, {2, 3}, {0}, {0}})  // f16 rows and F16_X16
     // 128 and 256 rows: a task's activation rows fit L2 beside its weights; at 512 they are read
     // from L3 again by every column block (the Amx level runs 1.2-1.3x faster a thread at 256).
     ->Args({128, 2048, 5632, 1, 0, 0})
