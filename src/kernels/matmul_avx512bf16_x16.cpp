@@ -78,7 +78,7 @@ constexpr const TileFn<uint16_t>* kTiles[kMR] = {kTileRow<1>, kTileRow<2>, kTile
 }  // namespace
 
 // Column blocks of whole 3-group tiles; up to 64 rows (8 tiles) pass a block's weights in L2.
-const MatmulKernel kBf16X16{"avx512-bf16 bf16x16", bf16_act_row_bytes, bf16_prepare_row, x16_block<uint16_t, kTiles>,
+const MatmulKernel kBf16X16{"avx512-bf16 bf16x16", bf16_act_row_bytes, bf16_prepare_row, x16_block<uint16_t, kMR, kNR, kTiles>,
                             kNR * kRows, 8 * kMR};
 
 }  // namespace dpserve::kernels::avx512bf16

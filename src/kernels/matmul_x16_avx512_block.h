@@ -19,8 +19,8 @@ using TileFn = void (*)(const XT*, int64_t, const uint16_t*, int64_t, int64_t, i
                         bool, int64_t);
 
 // y[m0:m1, n0:n1] from activation rows of XT (the kernel's prepared rows); n0 is a multiple of 16
-// (a group).
-template <class XT, const TileFn<XT>* const (&Tiles)[kMR]>
+// (a group). Tiles of up to MR rows x NR groups (Tiles[mr - 1][nr - 1]).
+template <class XT, int MR, int NR, const TileFn<XT>* const (&Tiles)[MR]>
 void x16_block(const MatmulBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   const int64_t ldx = a.act_ld / int64_t(sizeof(XT));
   const XT* x = static_cast<const XT*>(a.act) + m0 * ldx;  // row m at x + m * ldx
@@ -29,10 +29,10 @@ void x16_block(const MatmulBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int
   const int64_t M = m1 - m0, groups = (n1 - n0 + kRows - 1) / kRows;
   // Tiles of equal height (9 rows: 5 + 4, not 8 + 1): a short tile loads as much of W per pair
   // for fewer products.
-  const int64_t m_tiles = (M + kMR - 1) / kMR, base = M / m_tiles, extra = M % m_tiles;
+  const int64_t m_tiles = (M + MR - 1) / MR, base = M / m_tiles, extra = M % m_tiles;
   const int64_t ahead = bf16_weight_prefetch() / 64;  // in pairs: one 64-byte line of a group each
-  for (int64_t g = 0; g < groups; g += kNR) {
-    const int nr = int(std::min<int64_t>(kNR, groups - g));
+  for (int64_t g = 0; g < groups; g += NR) {
+    const int nr = int(std::min<int64_t>(NR, groups - g));
     const uint16_t* wg = w + (n0 / kRows + g) * group_ld;
     const int64_t tail = n1 - (n0 + (g + nr - 1) * kRows);
     const __mmask16 last = tail >= kRows ? __mmask16(0xFFFF) : __mmask16((1u << tail) - 1);

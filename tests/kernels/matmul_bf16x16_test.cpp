@@ -106,15 +106,16 @@ TEST(MatmulBf16X16, NearTheExactProductAndPlainBitsWhereUnpacked) {
   }
 }
 
-// Many rows, a team of three and several blocks, K of two panels: row m of the product equals the
-// one-row product (batch invariance), and the product is within the float64 bound.
+// Many rows, a team of three and several blocks (of columns, and of rows at M = 130), K of two
+// panels: row m of the product equals the one-row product (batch invariance), and the product is
+// within the float64 bound.
 TEST(MatmulBf16X16, BatchAndThreadInvariantWithPanels) {
   const int64_t N = 203, K = 5632;
   for (const DType t : {DType::BF16, DType::F16}) {
   const Bf16Matrix w = make_bf16(N, K, K, 31, t);
   const InterleavedWeight x16 = interleave(w.plain);
   for (bool fma : {false, true})
-  for (int64_t M : {9, 16, 70}) {
+  for (int64_t M : {9, 16, 70, 130}) {  // 130: two row blocks of the AVX-512 FMA kernel (96 rows)
     SCOPED_TRACE(dtype_name(t));
     const test::Bf16ProductsScope products(fma);
     const auto x = random_floats(M * K, uint32_t(M));
