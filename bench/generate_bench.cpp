@@ -201,10 +201,10 @@ int main(int argc, char** argv) {
   const bool fma = kernels::bf16_fma_products() || !kernel_isa_supported(KernelIsa::Avx512Bf16);
   const double peak = int8 ? measure_int8_peak() : measure_bf16_product_peak(&float_roof, fma);
   const char* roof = int8 ? "int8" : float_roof;
-  // Bytes read per decoded token: every matrix once; the embedding table (in whatever type the
-  // file stores it) only when it is also the LM head.
-  const int64_t stream_bytes = model.weight_bytes() - (c.tie_embeddings ? 0 : model.embedding_bytes());
-  const double flops_per_token = 2.0 * double(model.weight_params() - (c.tie_embeddings ? 0 : c.vocab * c.hidden));
+  // Bytes read per decoded token: every matrix once, a MoE layer's experts in the share a token
+  // picks; the embedding table (in whatever type the file stores it) only when it is also the LM head.
+  const int64_t stream_bytes = model.token_weight_bytes();
+  const double flops_per_token = 2.0 * double(model.token_weight_params());
   std::printf("machine: %d threads, read bandwidth %.1f GB/s (sustained %.1f), %s peak %.1f G%s/s\n",
               omp_get_max_threads(), bw / 1e9, bws.sustained / 1e9, roof, peak / 1e9, int8 ? "OP" : "FLOP");
   std::printf("weight prefetch: bf16 %lld bytes ahead, quantized %lld bytes ahead into %s", (long long)kernels::bf16_weight_prefetch(),
@@ -248,7 +248,8 @@ int main(int argc, char** argv) {
     for (int64_t i = 0; i < batch; ++i) prompts.push_back(prompt_of(16, c.vocab, int32_t(10 + i)));
     const Run many = run(engine, prompts, decode);
     const double batch_tps = double(batch * (decode - 1)) / many.decode_seconds;
-    std::printf("decode, %lld sequences: %.1f tok/s = %.1f%% of the compute limit (%.1f tok/s)\n", (long long)batch,
+    std::printf("decode, %lld sequence%s: %.1f tok/s = %.1f%% of the compute limit (%.1f tok/s)\n", (long long)batch,
+                batch == 1 ? "" : "s",
                 batch_tps, peak > 0 ? 100 * batch_tps * flops_per_token / peak : 0.0,
                 peak > 0 ? peak / flops_per_token : 0.0);
   });

@@ -215,46 +215,48 @@ void put_bit_pairs(const uint8_t (*c)[256], int k0, uint8_t* out) {
 
 namespace {
 
+// Both 16-row layouts: groups of kX16Rows rows, rows of whole kX16Chunk-element chunks.
+constexpr int64_t kX16Chunk = 32, kX16Rows = 16;
 // BF16_X16: pair p of the group (elements 2p, 2p + 1) is 64 bytes, row r's two at byte 4 r.
-constexpr int64_t kBf16Chunk = 32, kBf16PairBytes = 64, kBf16Rows = 16;
+constexpr int64_t kBf16PairBytes = 64;
 
 void interleave_bf16(const uint8_t* src, int64_t ld_bytes, int n_rows, int64_t cols, uint8_t* dst) {
-  DP_CHECK(cols % kBf16Chunk == 0 && n_rows >= 0 && n_rows <= kBf16Rows, "interleave_group: bad bf16 shape");
+  DP_CHECK(cols % kX16Chunk == 0 && n_rows >= 0 && n_rows <= kX16Rows, "interleave_group: bad bf16 shape");
   // 16 pairs (a 64-byte line of each row) at a time, transposed in a 1 KiB buffer: the rows are
   // read and the group written as whole lines (4-byte copies straight to their places: the
   // Qwen3-MoE bench shape's 2.6 GB took 1.99 s to prepare instead of 1.06).
-  uint32_t in[kBf16Rows][16], out[16][kBf16Rows];
+  uint32_t in[kX16Rows][16], out[16][kX16Rows];
   std::memset(in, 0, sizeof(in));  // padding rows: zeros, never stored
   for (int64_t p0 = 0; p0 < cols / 2; p0 += 16) {
     for (int r = 0; r < n_rows; ++r) std::memcpy(in[r], src + r * ld_bytes + 4 * p0, sizeof(in[r]));
     for (int i = 0; i < 16; ++i)
-      for (int r = 0; r < kBf16Rows; ++r) out[i][r] = in[r][i];
+      for (int r = 0; r < kX16Rows; ++r) out[i][r] = in[r][i];
     std::memcpy(dst + p0 * kBf16PairBytes, out, sizeof(out));
   }
 }
 
 void deinterleave_bf16(const uint8_t* group, int r, int64_t cols, uint8_t* dst) {
-  DP_CHECK(cols % kBf16Chunk == 0 && r >= 0 && r < kBf16Rows, "deinterleave_row: bad bf16 shape");
+  DP_CHECK(cols % kX16Chunk == 0 && r >= 0 && r < kX16Rows, "deinterleave_row: bad bf16 shape");
   for (int64_t p = 0; p < cols / 2; ++p) std::memcpy(dst + 4 * p, group + p * kBf16PairBytes + 4 * r, 4);
 }
 
 // F16_X16: element k of the group's 16 rows is 32 bytes at 32 k, row r's at byte 2 r.
 void interleave_f16(const uint8_t* src, int64_t ld_bytes, int n_rows, int64_t cols, uint8_t* dst) {
-  DP_CHECK(cols % kBf16Chunk == 0 && n_rows >= 0 && n_rows <= kBf16Rows, "interleave_group: bad f16 shape");
+  DP_CHECK(cols % kX16Chunk == 0 && n_rows >= 0 && n_rows <= kX16Rows, "interleave_group: bad f16 shape");
   // 16 elements of each row (a 32-byte piece) at a time, transposed in a 512-byte buffer.
-  uint16_t in[kBf16Rows][16], out[16][kBf16Rows];
+  uint16_t in[kX16Rows][16], out[16][kX16Rows];
   std::memset(in, 0, sizeof(in));  // padding rows: zeros, never stored
   for (int64_t k0 = 0; k0 < cols; k0 += 16) {
     for (int r = 0; r < n_rows; ++r) std::memcpy(in[r], src + r * ld_bytes + 2 * k0, sizeof(in[r]));
     for (int i = 0; i < 16; ++i)
-      for (int r = 0; r < kBf16Rows; ++r) out[i][r] = in[r][i];
-    std::memcpy(dst + k0 * 2 * kBf16Rows, out, sizeof(out));
+      for (int r = 0; r < kX16Rows; ++r) out[i][r] = in[r][i];
+    std::memcpy(dst + k0 * 2 * kX16Rows, out, sizeof(out));
   }
 }
 
 void deinterleave_f16(const uint8_t* group, int r, int64_t cols, uint8_t* dst) {
-  DP_CHECK(cols % kBf16Chunk == 0 && r >= 0 && r < kBf16Rows, "deinterleave_row: bad f16 shape");
-  for (int64_t k = 0; k < cols; ++k) std::memcpy(dst + 2 * k, group + k * 2 * kBf16Rows + 2 * r, 2);
+  DP_CHECK(cols % kX16Chunk == 0 && r >= 0 && r < kX16Rows, "deinterleave_row: bad f16 shape");
+  for (int64_t k = 0; k < cols; ++k) std::memcpy(dst + 2 * k, group + k * 2 * kX16Rows + 2 * r, 2);
 }
 
 }  // namespace

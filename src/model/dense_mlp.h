@@ -32,6 +32,7 @@ class DenseMlp {
   // given), on the thread team (collective); h: rows x ffn_local() scratch.
   void forward(Team& t, const float* x, int64_t rows, float* out, float* h, const float* row_scale = nullptr) const;
   int64_t ffn_local() const { return ffn_local_; }
+  int64_t weight_bytes() const;  // the three matrices as run (this rank's slices)
 
  private:
   WeightView gate_, up_, down_;

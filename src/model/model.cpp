@@ -919,6 +919,24 @@ void Model::forward_member(Team& t, const ForwardBatch& b, KVPool& kv, float* lo
   phase_end(t, StepPhase::kLmHead);
 }
 
+// A token's step reads k of a MoE layer's n routed experts: the rest, (1 - k / n) of them.
+int64_t Model::unpicked_experts(bool bytes) const {
+  if (cfg_.n_experts <= 0) return 0;
+  const double idle = 1.0 - double(cfg_.n_experts_per_tok) / double(cfg_.n_experts);
+  double sum = 0;
+  for (const Layer& L : layers_)
+    if (L.moe) sum += idle * double(bytes ? L.moe->routed_bytes() : L.moe->routed_params());
+  return int64_t(sum);
+}
+
+int64_t Model::token_weight_bytes() const {
+  return weight_bytes_ - (cfg_.tie_embeddings ? 0 : embedding_bytes()) - unpicked_experts(true);
+}
+
+int64_t Model::token_weight_params() const {
+  return weight_params_ - (cfg_.tie_embeddings ? 0 : embed_.rows * embed_.cols) - unpicked_experts(false);
+}
+
 int64_t Model::phase_weight_bytes(StepPhase p) const {
   auto bytes = [](const WeightView& w) { return w.data ? w.rows * dtype_row_bytes(w.dtype, w.cols) : int64_t(0); };
   if (p == StepPhase::kLmHead) return bytes(lm_head_);
@@ -935,7 +953,7 @@ int64_t Model::phase_weight_bytes(StepPhase p) const {
       case StepPhase::kGateUp: sum += bytes(L.gate) + bytes(L.up); break;
       case StepPhase::kDown: sum += bytes(L.down); break;
       case StepPhase::kExperts:
-        if (L.moe) return -1;
+        if (L.moe) sum += L.moe->token_bytes();
         break;
       default: break;
     }

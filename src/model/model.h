@@ -96,6 +96,12 @@ class Model {
   // Bytes of the token embedding table as stored (a decode step reads a row of it, not all of it,
   // unless it is also the LM head).
   int64_t embedding_bytes() const { return embed_.rows * dtype_row_bytes(embed_.dtype, embed_.cols); }
+  // What one token's step reads of the weights, the roof of single-stream decode (benchmarks):
+  // every matrix once, except a MoE layer's routed experts, of which a token reads k of n (counted
+  // as that share of them), and the embedding table only where it is also the LM head. Bytes as
+  // run, and elements (2 flops each a token). For a model on one rank.
+  int64_t token_weight_bytes() const;
+  int64_t token_weight_params() const;
   // Whether any tensor runs in a block-quantized type (a GGUF file, or --quantization).
   bool quantized() const { return quantized_; }
 
@@ -148,14 +154,16 @@ class Model {
   // Benchmarks: times the phases of the steps the clock records (model/step_phases.h), or none
   // (null, the default). Set while no step runs; the clock must outlive its use.
   void set_phase_clock(StepPhaseClock* clock) { phase_clock_ = clock; }
-  // The weight bytes this rank reads in phase p of a step (every matrix of it once), or -1 where
-  // the phase's reads depend on the step (MoE experts) or are not counted (MLA attention).
+  // The weight bytes this rank reads in phase p of a one-token step (every matrix of it once; of
+  // a MoE layer's routed experts the k its token picks), or -1 where they are not counted (MLA
+  // attention).
   int64_t phase_weight_bytes(StepPhase p) const;
 
  private:
   struct Layer;
   Model() = default;
   void init_layers(const LoadOptions& opts);
+  int64_t unpicked_experts(bool bytes) const;  // token_weight_*: the routed experts a token leaves
   // One member's part of forward(); every member runs it.
   void forward_member(Team& t, const ForwardBatch& b, KVPool& kv, float* logits, float* hidden);
   void attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv);

@@ -86,6 +86,26 @@ MoeLayer::MoeLayer(const WeightStore& store, const ModelConfig& c, const std::st
   }
 }
 
+int64_t MoeLayer::routed_bytes() const {
+  int64_t sum = 0;
+  for (const Expert& x : experts_)
+    for (const WeightView* w : {&x.gate, &x.up, &x.down}) sum += w->rows * dtype_row_bytes(w->dtype, w->cols);
+  return sum;
+}
+
+int64_t MoeLayer::routed_params() const {
+  int64_t sum = 0;
+  for (const Expert& x : experts_)
+    for (const WeightView* w : {&x.gate, &x.up, &x.down}) sum += w->rows * w->cols;
+  return sum;
+}
+
+int64_t MoeLayer::token_bytes() const {
+  const double picked = double(cfg_.n_experts_per_tok) / double(cfg_.n_experts);
+  return router_.rows * dtype_row_bytes(router_.dtype, router_.cols) + shared_.weight_bytes() +
+         int64_t(picked * double(routed_bytes()));
+}
+
 void MoeLayer::add_weights(WeightPrep& prep, int64_t layer, const std::string& p) {
   const MoeNames names = moe_names(cfg_);
   prep.add(&router_, WeightRole::kRouter, layer, cfg_.hidden, p + names.block + names.router + "weight");

@@ -54,6 +54,13 @@ class MoeLayer {
 
   int64_t first_expert() const { return e0_; }
   int64_t n_local_experts() const { return int64_t(experts_.size()); }
+  // This rank's routed experts' matrices together, as run: bytes, and elements (a token reads k of
+  // the model's n experts; the router and shared experts are not in these).
+  int64_t routed_bytes() const;
+  int64_t routed_params() const;
+  // Bytes one token's pass reads: the router, the shared experts, and k of n routed experts (as
+  // that share of this rank's: exact on one rank, whose experts of a layer are all one size).
+  int64_t token_bytes() const;
 
  private:
   struct Expert {

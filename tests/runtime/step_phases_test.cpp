@@ -3,7 +3,10 @@
 // to the model's own count of its weights, in the proportions the config's shapes give.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <filesystem>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/dtype.h"
@@ -81,6 +84,45 @@ TEST(StepPhases, WeightBytesAddUpToTheModelsWeights) {
   if (c.tie_embeddings) {
     EXPECT_EQ(head, m->embedding_bytes());
   }
+}
+
+// What a token's step reads (the benchmarks' decode limit): a dense model's every matrix, and of
+// a MoE layer's routed experts the share its token picks, k of n. Expected values from the
+// config's shapes, not from the model's sums.
+TEST(StepPhases, TokenWeightBytesCountOnlyTheExpertsATokenPicks) {
+  auto dense = stories();
+  const ModelConfig& d = dense->config();
+  const int64_t embed = d.tie_embeddings ? 0 : dense->embedding_bytes();
+  EXPECT_EQ(dense->token_weight_bytes(), dense->weight_bytes() - embed);
+  EXPECT_EQ(dense->token_weight_params(), dense->weight_params() - (d.tie_embeddings ? 0 : d.vocab * d.hidden));
+
+  // A tiny Qwen3-MoE folder in f32 (its matrices stay plain rows: 4 bytes an element): 8 experts,
+  // 2 a token; layer 0 sparse, layer 1 dense (the script's mlp_only_layers).
+  const std::string dir = ::testing::TempDir() + "/token_weight_bytes_moe";
+  std::filesystem::remove_all(dir);
+  const std::string cmd = std::string(DPSERVE_PY) + " " + DPSERVE_TOOLS +
+                          "/make_hf_model.py --arch qwen3_moe --dtype f32 --vocab-size 256 --hidden-size 64 "
+                          "--intermediate-size 128 --num-hidden-layers 2 --num-attention-heads 4 "
+                          "--num-key-value-heads 2 --head-dim 16 --num-experts 8 --num-experts-per-tok 2 "
+                          "--moe-intermediate-size 32 --no-tokenizer --quiet --out " +
+                          dir;
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  LoadOptions o;
+  o.threads = 1;
+  o.verbose = false;
+  auto m = Model::load(dir, o);
+  const ModelConfig& c = m->config();
+  ASSERT_EQ(c.n_experts, 8);
+  ASSERT_EQ(c.n_experts_per_tok, 2);
+  ASSERT_TRUE(c.layer_is_moe(0));
+  ASSERT_FALSE(c.layer_is_moe(1));
+  ASSERT_FALSE(c.tie_embeddings);
+  const int64_t unpicked = (8 - 2) * 3 * 32 * 64;  // of layer 0's experts: 6 of 8, gate / up / down
+  EXPECT_EQ(m->token_weight_params(), m->weight_params() - 256 * 64 - unpicked);
+  EXPECT_EQ(m->token_weight_bytes(), m->weight_bytes() - 4 * 256 * 64 - 4 * unpicked);
+  // The experts phase of a one-token step: the router (8 x 64) and 2 experts' three matrices.
+  EXPECT_EQ(m->phase_weight_bytes(StepPhase::kExperts), 4 * (8 * 64 + 2 * 3 * 32 * 64));
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
