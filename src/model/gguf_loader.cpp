@@ -11,6 +11,7 @@
 
 #include "core/check.h"
 #include "kernels/dequant.h"
+#include "kernels/repack.h"
 #include "model/gguf_deepseek2.h"
 #include "model/gguf_q5_to_q8.h"
 #include "model/gguf_config.h"
@@ -301,7 +302,9 @@ GgufTensorInfo mxfp4_tensor(const GgufTensorInfo& t, WeightStore& store) {
 // MLA: attn_k_b [H, r, nope] (each head's W_UK transposed) and attn_v_b [H, vd, r]. MlaAttention
 // loads kv_b_proj (and transposes W_UK itself), so it is rebuilt here: float types are moved
 // exactly in their own type; when either part is block-quantized (a k_b row is only nope wide)
-// both are decoded to fp32.
+// both are decoded to fp32. The decompressed form (prefill) reads that; the absorbed one (decode)
+// reads the block-quantized parts as they are, kept beside it as self_attn.w_uk_t / w_uv
+// (MlaAttention): decoded to fp32 they were 3.8x (Q8_0) to 7x (Q4_K) the bytes decode streams.
 void add_kv_b(const GgufTensorInfo& kb, const GgufTensorInfo& vb, const ModelConfig& c, const std::string& prefix,
               WeightStore& store) {
   const int64_t H = c.n_heads, r = c.mla.kv_lora_rank, nope = c.mla.qk_nope_head_dim, vd = c.mla.v_head_dim;
@@ -340,6 +343,13 @@ void add_kv_b(const GgufTensorInfo& kb, const GgufTensorInfo& vb, const ModelCon
   }
   store.add_owned(prefix + "self_attn.kv_b_proj.weight", TensorInfo{out, {H * kvw, r}, nullptr, kb.file},
                   std::move(bytes));
+  // Each head's rows must start a row group of the repacked form (kernels/repack.h): true of every
+  // DeepSeek (kv_lora_rank 512, v_head_dim 128).
+  if ((dtype_is_quantized(kt) || dtype_is_quantized(vt)) && r % interleave_group_rows(kt) == 0 &&
+      vd % interleave_group_rows(vt) == 0) {
+    store.add(prefix + "self_attn.w_uk_t.weight", TensorInfo{kt, {H * r, nope}, kb.data, kb.file});
+    store.add(prefix + "self_attn.w_uv.weight", TensorInfo{vt, {H * vd, r}, vb.data, vb.file});
+  }
 }
 
 }  // namespace

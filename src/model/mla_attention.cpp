@@ -52,6 +52,17 @@ MlaAttention::MlaAttention(const WeightStore& store, const ModelConfig& c, const
   }
   scale_ = float(scale);
 
+  // A GGUF's quantized split parts (model/gguf_loader.cpp keeps them where each head's rows start
+  // a row group): W_UK^T and W_UV of each head are row slices of them as stored.
+  if (store.has(a + "w_uk_t.weight")) {
+    w_uk_t_ = store.matrix(a + "w_uk_t.weight", H * r, nope).row_slice(h0 * r, heads_ * r);
+    w_uv_ = store.matrix(a + "w_uv.weight", H * vd, r).row_slice(h0 * vd, heads_ * vd);
+    for (int64_t h = 0; h < heads_; ++h) {
+      uk_t_.push_back(w_uk_t_.row_slice(h * r, r));
+      uv_.push_back(w_uv_.row_slice(h * vd, vd));
+    }
+    return;  // the last part of construction: nothing below applies
+  }
   // W_UK^T of each local head, [r, nope], for projecting q_nope into the latent space. Float
   // weights are transposed exactly in their own type; block-quantized ones are decoded to fp32, an
   // fp8 checkpoint's to the bf16 values it runs as.
@@ -101,11 +112,26 @@ void MlaAttention::add_weights(WeightPrep& prep, int64_t layer, const std::strin
   const int64_t G = interleave_group_rows(fp8 ? DType::BF16 : kv_b_.dtype);
   const bool groups = kvw % G == 0 && m_.qk_nope_head_dim % G == 0;
   if (groups || fp8) prep.add(&kv_b_, WeightRole::kKeep, layer, m_.kv_lora_rank, a + "kv_b_proj.weight", groups);
+  if (w_uk_t_.data) {
+    prep.add(&w_uk_t_, WeightRole::kKeep, layer, m_.qk_nope_head_dim, a + "w_uk_t.weight");
+    prep.add(&w_uv_, WeightRole::kKeep, layer, m_.kv_lora_rank, a + "w_uv.weight");
+  }
 }
 
 void MlaAttention::weights_ready() {
-  const int64_t kvw = m_.qk_nope_head_dim + m_.v_head_dim;
-  for (int64_t h = 0; h < heads_; ++h) uv_[size_t(h)] = kv_b_.row_slice(h * kvw + m_.qk_nope_head_dim, m_.v_head_dim);
+  const int64_t r = m_.kv_lora_rank, vd = m_.v_head_dim, kvw = m_.qk_nope_head_dim + vd;
+  for (int64_t h = 0; h < heads_; ++h) {
+    if (w_uk_t_.data) {
+      uk_t_[size_t(h)] = w_uk_t_.row_slice(h * r, r);
+      uv_[size_t(h)] = w_uv_.row_slice(h * vd, vd);
+    } else {
+      uv_[size_t(h)] = kv_b_.row_slice(h * kvw + m_.qk_nope_head_dim, vd);
+    }
+  }
+}
+
+int64_t MlaAttention::decode_unread_bytes() const {
+  return w_uk_t_.data ? kv_b_.rows * dtype_row_bytes(kv_b_.dtype, kv_b_.cols) : 0;
 }
 
 MlaPath MlaAttention::choose(int64_t n_q, int64_t n_keys) const {

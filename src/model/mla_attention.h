@@ -60,6 +60,9 @@ class MlaAttention {
   // conversion points the per-head views at the converted kv_b_proj.
   void add_weights(WeightPrep& prep, int64_t layer, const std::string& prefix);
   void weights_ready();
+  // Bytes of this layer's weights a decode step (the absorbed form) does not read: the fp32
+  // kv_b_proj rebuilt for prefill where the quantized parts stand in for it, else 0.
+  int64_t decode_unread_bytes() const;
 
   // Grows `sc` to hold this layer's scratch for a batch (before the collective forward; not thread-safe).
   void reserve(MlaScratch& sc, int64_t T, const std::vector<AttnSeq>& seqs, MlaPath path = MlaPath::kAuto) const;
@@ -82,6 +85,9 @@ class MlaAttention {
   std::vector<WeightView> uk_t_;   // per local head: W_UK^T [kv_lora_rank, qk_nope] (a transposed copy)
   std::vector<WeightView> uv_;     // per local head: W_UV [v_head_dim, kv_lora_rank] (a view)
   std::vector<uint8_t> uk_t_data_;
+  // A GGUF's block-quantized attn_k_b / attn_v_b as stored (this rank's heads), where present: the
+  // absorbed form's uk_t_ / uv_ are views of these instead (model/gguf_loader.cpp).
+  WeightView w_uk_t_, w_uv_;
 };
 
 }  // namespace dpserve

@@ -98,8 +98,9 @@ class Model {
   int64_t embedding_bytes() const { return embed_.rows * dtype_row_bytes(embed_.dtype, embed_.cols); }
   // What one token's step reads of the weights, the roof of single-stream decode (benchmarks):
   // every matrix once, except a MoE layer's routed experts, of which a token reads k of n (counted
-  // as that share of them), and the embedding table only where it is also the LM head. Bytes as
-  // run, and elements (2 flops each a token). For a model on one rank.
+  // as that share of them), and the embedding table only where it is also the LM head (bytes: nor
+  // the fp32 kv_b_proj an MLA layer of a quantized GGUF keeps for prefill). Bytes as run, and
+  // elements (2 flops each a token). For a model on one rank.
   int64_t token_weight_bytes() const;
   int64_t token_weight_params() const;
   // Whether any tensor runs in a block-quantized type (a GGUF file, or --quantization).
