@@ -397,6 +397,8 @@ void Model::init_layers(const LoadOptions& opts) {
   vocab0_ = par_.vocab.begin(c.vocab);
   vocab_local_ = par_.vocab.end(c.vocab) - vocab0_;
   lm_head_ = lm_head_.row_slice(vocab0_, vocab_local_);
+  // The steps look rows of the embedding table up as the file (or the loader) has them.
+  store_.still_read(embed_.data, size_t(embedding_bytes()));
   // The matrices as the kernels run them (model/weight_prep.h): block types repacked, float
   // weights quantized when --quantization asks; the converted copies replace the mapping.
   WeightPrep prep(opts.quantization, c.n_layers, [this](const void* p, size_t n) { store_.release(p, n); },

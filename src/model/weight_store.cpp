@@ -1,5 +1,8 @@
 #include "model/weight_store.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -118,6 +121,31 @@ std::vector<float> WeightStore::vector_f32(const std::string& name, int64_t n) c
 
 void WeightStore::release(const void* p, size_t n) const {
   for (const auto& f : files_) f->release(p, n);
+  const uintptr_t b = reinterpret_cast<uintptr_t>(p), e = b + n;
+  const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  for (const auto& o : owned_) {
+    const uintptr_t ob = reinterpret_cast<uintptr_t>(o->data()), oe = ob + o->size();
+    if (n == 0 || b < ob || e > oe) continue;
+    // Whole pages inside [b, e) (the buffer's allocator keeps its own words outside its bytes),
+    // cut around the ranges still read.
+    std::vector<std::pair<uintptr_t, uintptr_t>> parts{{(b + page - 1) / page * page, e / page * page}};
+    for (const auto& [rb, re] : still_read_) {
+      const uintptr_t lo = rb / page * page, hi = (re + page - 1) / page * page;  // the pages it touches
+      std::vector<std::pair<uintptr_t, uintptr_t>> left;
+      for (const auto& [pb, pe] : parts) {
+        if (pb < std::min(pe, lo)) left.emplace_back(pb, std::min(pe, lo));
+        if (std::max(pb, hi) < pe) left.emplace_back(std::max(pb, hi), pe);
+      }
+      parts = std::move(left);
+    }
+    for (const auto& [pb, pe] : parts)
+      if (pe > pb) ::madvise(reinterpret_cast<void*>(pb), pe - pb, MADV_DONTNEED);
+  }
+}
+
+void WeightStore::still_read(const void* p, size_t n) {
+  const uintptr_t b = reinterpret_cast<uintptr_t>(p);
+  if (n > 0) still_read_.emplace_back(b, b + n);
 }
 
 void load_safetensors_file(const std::string& path, WeightStore& store) {

@@ -72,12 +72,21 @@ class WeightStore {
   WeightView matrix(const std::string& name, int64_t rows, int64_t cols) const;
   // The named 1-D tensor of length n, converted to fp32.
   std::vector<float> vector_f32(const std::string& name, int64_t n) const;
-  // The bytes at [p, p + n) of a mapped file are no longer needed (see MappedFile::release).
+  // The bytes at [p, p + n) are no longer needed (a matrix converted at load into memory of its
+  // own, model/weight_prep.h): their whole pages are dropped, from a mapped file (MappedFile::release:
+  // read again, they come back from the file) or from a buffer the store owns (keep, add_owned: a
+  // GGUF tensor the loader converted; read again, they are zeros), except pages of a still_read range.
+  // Without it a Q4_K_M DeepSeek-V2-Lite kept its experts' Q5_0 blocks twice (as converted to Q8_0
+  // and as repacked): 5 GB over the file's size.
   void release(const void* p, size_t n) const;
+  // [p, p + n) is read as it is after the load (the embedding table, whose rows the steps look up,
+  // and whose conversion as a tied LM head releases the same bytes): release() leaves it alone.
+  void still_read(const void* p, size_t n);
 
  private:
   std::vector<std::shared_ptr<MappedFile>> files_;
   std::vector<std::unique_ptr<std::vector<uint8_t>>> owned_;
+  std::vector<std::pair<uintptr_t, uintptr_t>> still_read_;  // [begin, end) byte ranges
   struct OwnedFp8Scales {
     std::vector<float> values;
     Fp8BlockScales scales;  // points into values

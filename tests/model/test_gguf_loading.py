@@ -666,33 +666,38 @@ def q8_twin(src_path, out_name):
 
 import hf_to_gguf as hf_to_gguf_mod  # noqa: E402  (tools/, for ggml's Q8_0 reference quantizer)
 
-q5_hf = os.path.join(WORK, "hf-llama-q5")
-subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.py"), "--arch", "llama", "--dtype", "f32",
-                "--hidden-size", "96", "--intermediate-size", "160", "--seed", "41", "--quiet", "--out", q5_hf],
-               check=True, timeout=300)
-with open(os.path.join(q5_hf, "config.json")) as f:
-    q5_vocab = json.load(f)["vocab_size"]
-q5_ids = [3 + (i * 29) % (q5_vocab - 3) for i in range(24)]
-ref_f32, _ = dump_logits(q5_hf, q5_ids)
-for t in ("q5_0", "q5_1"):
-    path = os.path.join(WORK, f"llama-{t}.gguf")
-    hf_to_gguf([q5_hf, "--outtype", t, "--out", path])
-    types = {typ for typ, _, _ in open_gguf(path)["tensors"].values()}
-    want_type = G.GGML_Q5_0 if t == "q5_0" else G.GGML_Q5_1
-    check(want_type in types, f"{t}: the file holds {t.upper()} tensors (types {sorted(types)})")
-    got, got_out = dump_logits(path, q5_ids)
-    twin, twin_out = dump_logits(q8_twin(path, f"llama-{t}-q8twin"), q5_ids)
-    if got is None or twin is None or ref_f32 is None:
-        check(False, f"{t}: generate failed: {got_out if got is None else twin_out}")
-        continue
-    check(np.array_equal(got, twin) and got_out == twin_out,
-          f"{t} GGUF logits equal its Q8_0 twin's bit for bit (max diff {float(np.abs(got - twin).max()):.3g})")
-    # And it is still the model: the prompt's logits within quantization error of the f32 folder's
-    # (measured 0.175 / 0.165 x std rms; Q8_0 0.029, Q4_0 0.37). Only the prompt's rows: the greedy
-    # continuations may part, and then later rows score other tokens.
-    n = len(q5_ids) * q5_vocab
-    rms = float(np.sqrt(np.mean((got[:n].astype(np.float64) - ref_f32[:n]) ** 2)) / ref_f32[:n].std())
-    check(rms < 0.25, f"{t} GGUF prompt logits within {rms:.3f} x std (rms) of the f32 folder's (tolerance 0.25)")
+# Tied too: the converted token_embd is then also the LM head, whose repack releases the converted
+# blocks (model/weight_store.h): the embedding rows must still read as they were.
+for tie in ([], ["--tie-word-embeddings"]):
+    tag = "-tied" if tie else ""
+    q5_hf = os.path.join(WORK, "hf-llama-q5" + tag)
+    subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tools", "make_hf_model.py"), "--arch", "llama", "--dtype",
+                    "f32", "--hidden-size", "96", "--intermediate-size", "160", "--seed", "41", "--quiet", "--out", q5_hf]
+                   + tie, check=True, timeout=300)
+    with open(os.path.join(q5_hf, "config.json")) as f:
+        q5_vocab = json.load(f)["vocab_size"]
+    q5_ids = [3 + (i * 29) % (q5_vocab - 3) for i in range(24)]
+    ref_f32, _ = dump_logits(q5_hf, q5_ids)
+    for t in ("q5_0", "q5_1"):
+        name = t + tag
+        path = os.path.join(WORK, f"llama-{name}.gguf")
+        hf_to_gguf([q5_hf, "--outtype", t, "--out", path])
+        types = {typ for typ, _, _ in open_gguf(path)["tensors"].values()}
+        want_type = G.GGML_Q5_0 if t == "q5_0" else G.GGML_Q5_1
+        check(want_type in types, f"{name}: the file holds {t.upper()} tensors (types {sorted(types)})")
+        got, got_out = dump_logits(path, q5_ids)
+        twin, twin_out = dump_logits(q8_twin(path, f"llama-{name}-q8twin"), q5_ids)
+        if got is None or twin is None or ref_f32 is None:
+            check(False, f"{name}: generate failed: {got_out if got is None else twin_out}")
+            continue
+        check(np.array_equal(got, twin) and got_out == twin_out,
+              f"{name} GGUF logits equal its Q8_0 twin's bit for bit (max diff {float(np.abs(got - twin).max()):.3g})")
+        # And it is still the model: the prompt's logits within quantization error of the f32 folder's
+        # (measured 0.175 / 0.165 x std rms; Q8_0 0.029, Q4_0 0.37). Only the prompt's rows: the greedy
+        # continuations may part, and then later rows score other tokens.
+        n = len(q5_ids) * q5_vocab
+        rms = float(np.sqrt(np.mean((got[:n].astype(np.float64) - ref_f32[:n]) ** 2)) / ref_f32[:n].std())
+        check(rms < 0.25, f"{name} GGUF prompt logits within {rms:.3f} x std (rms) of the f32 folder's (tolerance 0.25)")
 
 # --- smollm3 / granite / granitemoe / olmo2 / olmoe / qwen2moe / glm4moe / glm4 / ernie4_5-moe / minimax-m2 / exaone4 /
 # seed_oss / mistral3:

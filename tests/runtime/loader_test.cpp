@@ -1,6 +1,8 @@
 // Model loading: malformed and hostile files give a clear dpserve::Error, never a crash.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -69,6 +71,39 @@ TEST(Safetensors, ValidFileLoadsWithShapesAndDtypes) {
   EXPECT_EQ(s.get("b").numel(), 4);
   EXPECT_THROW(s.matrix("a", 3, 2), Error);
   EXPECT_NO_THROW(s.matrix("a", 2, 3));
+}
+
+// release() drops the whole pages of a converted buffer the store owns (read again: zeros), but not
+// those of a still_read range, nor bytes outside the released range.
+TEST(WeightStore, ReleaseDropsOwnedPagesButNotStillReadOnes) {
+  const size_t page = size_t(::sysconf(_SC_PAGESIZE)), n = 256 * page;
+  std::vector<uint8_t> bytes(n);
+  for (size_t i = 0; i < n; ++i) bytes[i] = uint8_t(1 + i % 251);
+  const std::vector<uint8_t> was = bytes;
+  WeightStore store;
+  const uint8_t* p = store.keep(std::move(bytes));
+  // Released: bytes [10 pages + 100, 200 pages + 7); still read: pages 50-59 (a range inside them).
+  const size_t b = 10 * page + 100, e = 200 * page + 7, rb = 50 * page + 3, re = 59 * page + 9;
+  store.still_read(p + rb, re - rb);
+  store.release(p + b, e - b);
+  // Pages are the machine's (the buffer need not start on one): a byte's page goes when the whole
+  // page lies in the released range and none of it in the still-read one.
+  const uintptr_t base = reinterpret_cast<uintptr_t>(p);
+  size_t dropped = 0, zeros = 0, changed = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const uintptr_t pg = (base + i) / page * page;
+    const bool whole_in = pg >= base + b && pg + page <= base + e;
+    const bool touches_read = pg < base + re && pg + page > base + rb;
+    if (whole_in && !touches_read) {
+      ++dropped;
+      zeros += p[i] == 0;
+    } else {
+      changed += p[i] != was[i];
+    }
+  }
+  EXPECT_GE(dropped, 170 * page);  // ~190 pages released, ~10 of them still read
+  EXPECT_EQ(zeros, dropped);       // every byte of a dropped page reads 0
+  EXPECT_EQ(changed, 0u);          // the still-read pages, partial pages and all beyond kept
 }
 
 TEST(Safetensors, RejectsTruncatedAndInconsistentFiles) {
