@@ -295,6 +295,7 @@ GgufTensorInfo mxfp4_tensor(const GgufTensorInfo& t, WeightStore& store) {
     q.bytes = out.size();
     q.data = store.keep(std::move(out));
   }
+  store.release(t.data, size_t(t.bytes));  // the file's blocks: read once, here
   return q;
 }
 
@@ -356,6 +357,8 @@ void add_kv_b(const GgufTensorInfo& kb, const GgufTensorInfo& vb, const ModelCon
 
 void load_gguf(const std::string& path, ModelConfig& config, WeightStore& store) {
   const GgufSet g(path);
+  // First: the tensors converted as they load release the file pages they were read from.
+  for (const auto& f : g.files()) store.add_file(f->mapping());
   config = gguf_model_config(g);
   const ModelConfig& c = config;
   const Layout lay{c, c.mla.enabled() && deepseek2_split_kv_b(g, c.arch_name + "."),
@@ -373,6 +376,7 @@ void load_gguf(const std::string& path, ModelConfig& config, WeightStore& store)
       GgufTensorInfo q = *tp;
       const int64_t blocks = tp->numel() / 32;
       q.data = store.keep(q5_to_q8_0(tp->type, static_cast<const uint8_t*>(tp->data), blocks));
+      store.release(tp->data, size_t(tp->bytes));  // the file's blocks: read once, here
       q.type = kGgmlQ8_0;
       q.bytes = uint64_t(blocks) * 34;
       converted.push_back(std::move(q));
@@ -500,7 +504,6 @@ void load_gguf(const std::string& path, ModelConfig& config, WeightStore& store)
                         TensorInfo{DType::F32, {c.n_experts}, nullptr, g.path()},
                         std::vector<uint8_t>(size_t(c.n_experts) * sizeof(float), 0));
       }
-  for (const auto& f : g.files()) store.add_file(f->mapping());
 }
 
 }  // namespace dpserve
