@@ -49,6 +49,8 @@ struct WeightView {
   WeightView col_slice(int64_t c0, int64_t n) const;
   // Element (r, c) converted to fp32.
   float at(int64_t r, int64_t c) const;
+  // The bytes a product reads of it: rows of cols elements (0 for an empty view).
+  int64_t bytes() const { return data ? rows * dtype_row_bytes(dtype, cols) : 0; }
 };
 
 // What a product does with each value v = x[m] . W[n] (+ bias[n]).

@@ -17,12 +17,7 @@ DenseMlp::DenseMlp(const WeightStore& store, const std::string& prefix, const Ml
   down_ = shard_cols(store.matrix(prefix + n.down, hidden, ffn), f0, ffn_local_, prefix + n.down, "--tp-size");
 }
 
-int64_t DenseMlp::weight_bytes() const {
-  int64_t sum = 0;
-  for (const WeightView* w : {&gate_, &up_, &down_})
-    if (w->data) sum += w->rows * dtype_row_bytes(w->dtype, w->cols);
-  return sum;
-}
+int64_t DenseMlp::weight_bytes() const { return gate_.bytes() + up_.bytes() + down_.bytes(); }
 
 void DenseMlp::add_weights(WeightPrep& prep, int64_t layer, const std::string& prefix, const MlpNames& n) {
   prep.add(&gate_, WeightRole::kMlpGate, layer, hidden_, prefix + n.gate);

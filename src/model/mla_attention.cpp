@@ -131,7 +131,7 @@ void MlaAttention::weights_ready() {
 }
 
 int64_t MlaAttention::decode_unread_bytes() const {
-  return w_uk_t_.data ? kv_b_.rows * dtype_row_bytes(kv_b_.dtype, kv_b_.cols) : 0;
+  return w_uk_t_.data ? kv_b_.bytes() : 0;
 }
 
 MlaPath MlaAttention::choose(int64_t n_q, int64_t n_keys) const {

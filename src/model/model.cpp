@@ -943,20 +943,19 @@ int64_t Model::token_weight_params() const {
 }
 
 int64_t Model::phase_weight_bytes(StepPhase p) const {
-  auto bytes = [](const WeightView& w) { return w.data ? w.rows * dtype_row_bytes(w.dtype, w.cols) : int64_t(0); };
-  if (p == StepPhase::kLmHead) return bytes(lm_head_);
+  if (p == StepPhase::kLmHead) return lm_head_.bytes();
   // The rest reads norm vectors and embedding rows, and a NEXTN layer's eh_proj.
   if (p == StepPhase::kRest) return nextn_ ? -1 : 0;
   int64_t sum = 0;
   for (const Layer& L : layers_) {
     switch (p) {
-      case StepPhase::kQkv: sum += bytes(L.wq) + bytes(L.wk) + bytes(L.wv); break;
+      case StepPhase::kQkv: sum += L.wq.bytes() + L.wk.bytes() + L.wv.bytes(); break;
       case StepPhase::kAttention:
         if (L.mla) return -1;
         break;
-      case StepPhase::kOProj: sum += bytes(L.wo); break;
-      case StepPhase::kGateUp: sum += bytes(L.gate) + bytes(L.up); break;
-      case StepPhase::kDown: sum += bytes(L.down); break;
+      case StepPhase::kOProj: sum += L.wo.bytes(); break;
+      case StepPhase::kGateUp: sum += L.gate.bytes() + L.up.bytes(); break;
+      case StepPhase::kDown: sum += L.down.bytes(); break;
       case StepPhase::kExperts:
         if (L.moe) sum += L.moe->token_bytes();
         break;

@@ -95,7 +95,7 @@ class Model {
   int64_t weight_params() const { return weight_params_; }
   // Bytes of the token embedding table as stored (a decode step reads a row of it, not all of it,
   // unless it is also the LM head).
-  int64_t embedding_bytes() const { return embed_.rows * dtype_row_bytes(embed_.dtype, embed_.cols); }
+  int64_t embedding_bytes() const { return embed_.bytes(); }
   // What one token's step reads of the weights, the roof of single-stream decode (benchmarks):
   // every matrix once, except a MoE layer's routed experts, of which a token reads k of n (counted
   // as that share of them), and the embedding table only where it is also the LM head (bytes: nor

@@ -89,7 +89,7 @@ MoeLayer::MoeLayer(const WeightStore& store, const ModelConfig& c, const std::st
 int64_t MoeLayer::routed_bytes() const {
   int64_t sum = 0;
   for (const Expert& x : experts_)
-    for (const WeightView* w : {&x.gate, &x.up, &x.down}) sum += w->rows * dtype_row_bytes(w->dtype, w->cols);
+    sum += x.gate.bytes() + x.up.bytes() + x.down.bytes();
   return sum;
 }
 
@@ -102,7 +102,7 @@ int64_t MoeLayer::routed_params() const {
 
 int64_t MoeLayer::token_bytes() const {
   const double picked = double(cfg_.n_experts_per_tok) / double(cfg_.n_experts);
-  return router_.rows * dtype_row_bytes(router_.dtype, router_.cols) + shared_.weight_bytes() +
+  return router_.bytes() + shared_.weight_bytes() +
          int64_t(picked * double(routed_bytes()));
 }
 
