@@ -55,10 +55,11 @@ struct Tile {
 // Prefetches the group bytes [at, at + bytes) + ahead (and + near into L1, after a far prefetch
 // into L2), a line at a time, for each lane tile that starts a group (8-lane tiles share their
 // group with the tile beside them). The kernels call it for each slice of a block as they start
-// reading it, so the prefetches are spread over the work instead of issued in bursts.
-template <int NR>
+// reading it, so the prefetches are spread over the work instead of issued in bursts. kStream
+// false: a tile that reads its groups from cache, compiled without any of it.
+template <int NR, bool kStream>
 DP_QINLINE void stream_ahead(const Tile* tl, int64_t at, int64_t bytes) {
-  if (tl[0].ahead == 0) return;
+  if (!kStream || tl[0].ahead == 0) return;
 #pragma GCC unroll 2
   for (int j = 0; j < NR; ++j) {
     if (tl[j].off4 != 0) continue;
@@ -102,7 +103,7 @@ using Acc = typename P::F[MR][NR];
 // faster; on Zen 5 they keep up, and the extra instructions made decode 2-7 % slower.
 struct Q8_0K {
   static constexpr int64_t kElems = 32, kBytes = 544;
-  template <class P, int MR, int NR>
+  template <class P, int MR, int NR, bool kStream>
   DP_QINLINE static void run(const Tile* tl, const QBlockArgs& qa, const QuantActLayout& L, int64_t m, int64_t nb,
                              Acc<P, MR, NR>& acc) {
     using I = typename P::I;
@@ -110,7 +111,7 @@ struct Q8_0K {
     const Acts<MR> a(qa, L, m);
     const bool prefetch = tl[0].l2;
     for (int64_t b = 0; b < nb; ++b) {
-      if (prefetch) stream_ahead<NR>(tl, b * kBytes, kBytes);
+      if (prefetch) stream_ahead<NR, kStream>(tl, b * kBytes, kBytes);
       // D starts at minus the code offset's share (exact integers: the same D as subtracting it
       // after the dot, one operation per activation row instead of one per output vector).
       I D[MR][NR];
@@ -169,8 +170,16 @@ struct SplitAcc {
 #pragma GCC unroll 4
         for (int j = 0; j < NR; ++j) E[i][j] = P::zero();
   }
-  // The accumulator of output (i, j) for an earlier (D's) or later chunk.
-  DP_QINLINE I& at(I (&D)[MR][NR], int i, int j, bool later) { return kOn && later ? E[i][j] : D[i][j]; }
+  // Output (i, j)'s accumulator of an earlier (D) or later chunk becomes f(it). No reference to
+  // D leaves this function: one made GCC keep a GEMM tile's D in memory (Q4_K GEMM 4 % slower on
+  // Zen 5, where kOn is false and E unused).
+  template <class Fn>
+  DP_QINLINE void update(I (&D)[MR][NR], int i, int j, bool later, Fn f) {
+    if (kOn && later)
+      E[i][j] = f(E[i][j]);
+    else
+      D[i][j] = f(D[i][j]);
+  }
   DP_QINLINE void fold(I (&D)[MR][NR]) {
     if constexpr (kOn)
 #pragma GCC unroll 4
@@ -252,8 +261,9 @@ DP_QINLINE void nibble_subblock(const Tile* tl, int64_t byte0, const int8_t* con
       const I x0 = P::bcast32(x[i] + k0 + 8 * c), x1 = P::bcast32(x[i] + k0 + 8 * c + 4);
 #pragma GCC unroll 4
       for (int j = 0; j < NR; ++j) {
-        I& acc = split.at(D, i, j, c >= 2);
-        acc = P::dot4(P::dot4(acc, lo[j], x0), hi[j], x1);
+        split.update(D, i, j, c >= 2, [&](I acc) __attribute__((always_inline)) {
+          return P::dot4(P::dot4(acc, lo[j], x0), hi[j], x1);
+        });
       }
     }
   }
@@ -263,14 +273,14 @@ DP_QINLINE void nibble_subblock(const Tile* tl, int64_t byte0, const int8_t* con
 // Q4_0 (288 bytes per 16-row block): 16 f16 scales, one nibble sub-block; codes offset by 8.
 struct Q4_0K {
   static constexpr int64_t kElems = 32, kBytes = 288;
-  template <class P, int MR, int NR>
+  template <class P, int MR, int NR, bool kStream>
   DP_QINLINE static void run(const Tile* tl, const QBlockArgs& qa, const QuantActLayout& L, int64_t m, int64_t nb,
                              Acc<P, MR, NR>& acc) {
     using I = typename P::I;
     using F = typename P::F;
     const Acts<MR> a(qa, L, m);
     for (int64_t b = 0; b < nb; ++b) {
-      stream_ahead<NR>(tl, b * kBytes, kBytes);
+      stream_ahead<NR, kStream>(tl, b * kBytes, kBytes);
       // D starts at minus the code offset's share (exact integers: the same D as subtracting it
       // after the dot, one operation per activation row instead of one per output vector).
       I D[MR][NR];
@@ -369,9 +379,10 @@ struct QkK {
         const I x0 = P::bcast32(x[i] + k0 + 8 * C), x1 = P::bcast32(x[i] + k0 + 8 * C + 4);
 #pragma GCC unroll 4
         for (int j = 0; j < NR; ++j) {
-          I& acc = split.at(D, i, j, C >= 2);
           const int8_t* w = x[i] + k0 + 8 * C;
-          acc = dot4_word<P, NR>(dot4_word<P, NR>(acc, lo[j], x0, w), hi[j], x1, w + 4);
+          split.update(D, i, j, C >= 2, [&](I acc) __attribute__((always_inline)) {
+            return dot4_word<P, NR>(dot4_word<P, NR>(acc, lo[j], x0, w), hi[j], x1, w + 4);
+          });
         }
       }
     };
@@ -382,7 +393,7 @@ struct QkK {
     split.fold(D);
   }
 
-  template <class P, int MR, int NR>
+  template <class P, int MR, int NR, bool kStream>
   DP_QINLINE static void run(const Tile* tl, const QBlockArgs& qa, const QuantActLayout& L, int64_t m, int64_t nb,
                              Acc<P, MR, NR>& acc) {
     using I = typename P::I;
@@ -404,7 +415,7 @@ struct QkK {
 #pragma GCC unroll 4
         for (int j = 0; j < NR; ++j) S[i][j] = P::zero();
       for (int s = 0; s < 8; ++s) {
-        stream_ahead<NR>(tl, blk + kBytes / 8 * s, kBytes / 8);
+        stream_ahead<NR, kStream>(tl, blk + kBytes / 8 * s, kBytes / 8);
         I D[MR][NR];
 #pragma GCC unroll 4
         for (int i = 0; i < MR; ++i)
@@ -449,7 +460,7 @@ struct QkK {
 // nibble chunks and two vectors of high bit pairs. Sub-blocks are 16 elements (chunks 0-1, 2-3).
 struct Q6_KK {
   static constexpr int64_t kElems = 256, kBytes = 3360;
-  template <class P, int MR, int NR>
+  template <class P, int MR, int NR, bool kStream>
   DP_QINLINE static void run(const Tile* tl, const QBlockArgs& qa, const QuantActLayout& L, int64_t m, int64_t nb,
                              Acc<P, MR, NR>& acc) {
     using I = typename P::I;
@@ -464,7 +475,7 @@ struct Q6_KK {
 #pragma GCC unroll 4
         for (int j = 0; j < NR; ++j) S[i][j] = P::zero();
       for (int u = 0; u < 8; ++u) {
-        stream_ahead<NR>(tl, blk + kBytes / 8 * u, kBytes / 8);
+        stream_ahead<NR, kStream>(tl, blk + kBytes / 8 * u, kBytes / 8);
         const int64_t ub = blk + 288 + 384 * u;
         const int64_t k0 = 256 * b + 32 * u;
         // Sub-block h (16 elements) of unit u: chunks 2h, 2h + 1 and high-bit vector h.
@@ -533,12 +544,12 @@ struct Out {
 
 // One register tile: MR activation rows x NR lane tiles over the whole row, then the stores
 // (only the lanes inside [n0, n1)).
-template <class P, class K, int MR, int NR>
+template <class P, class K, int MR, int NR, bool kStream>
 void tile(const Tile* tl, const QBlockArgs& a, const QuantActLayout& L, int64_t m, int64_t nb, const Out& o) {
   typename P::F acc[MR][NR];
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) acc[i][j] = P::setf(0.0f);
-  K::template run<P, MR, NR>(tl, a, L, m, nb, acc);
+  K::template run<P, MR, NR, kStream>(tl, a, L, m, nb, acc);
   for (int j = 0; j < NR; ++j) {
     const int64_t r0 = tl[j].row0;
     const int lo = int(std::max<int64_t>(o.n0 - r0, 0)), hi = int(std::min<int64_t>(o.n1 - r0, P::kLanes));
@@ -548,10 +559,10 @@ void tile(const Tile* tl, const QBlockArgs& a, const QuantActLayout& L, int64_t 
   }
 }
 
-template <class P, class K, int MR>
+template <class P, class K, int MR, bool kStream = true>
 void tile_nr(int nr, const Tile* tl, const QBlockArgs& a, const QuantActLayout& L, int64_t m, int64_t nb, const Out& o) {
-  if (nr == 2) return tile<P, K, MR, 2>(tl, a, L, m, nb, o);
-  return tile<P, K, MR, 1>(tl, a, L, m, nb, o);
+  if (nr == 2) return tile<P, K, MR, 2, kStream>(tl, a, L, m, nb, o);
+  return tile<P, K, MR, 1, kStream>(tl, a, L, m, nb, o);
 }
 
 // y[m0:m1, n0:n1]: lane tiles covering [n0, n1); each activation-row tile of up to
@@ -613,7 +624,15 @@ void block(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) 
         case 1: tile_nr<P, K, 1>(nr, tl, a, L, m, nb, o); break;
         case 2: tile_nr<P, K, 2>(nr, tl, a, L, m, nb, o); break;
         case 3: tile_nr<P, K, 3>(nr, tl, a, L, m, nb, o); break;
-        default: tile_nr<P, K, 4>(nr, tl, a, L, m, nb, o); break;
+        default:
+          // The later GEMM row tiles are compiled without the prefetch code (kStream false), not
+          // only skipping it at run time: the Intel prefetch paths had made Q4_K GEMM 3-5 %
+          // slower on Zen 5, where they never run.
+          if (m == m0)
+            tile_nr<P, K, 4>(nr, tl, a, L, m, nb, o);
+          else
+            tile_nr<P, K, 4, false>(nr, tl, a, L, m, nb, o);
+          break;
       }
     }
   }
