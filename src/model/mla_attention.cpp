@@ -134,6 +134,12 @@ int64_t MlaAttention::decode_unread_bytes() const {
   return w_uk_t_.data ? kv_b_.bytes() : 0;
 }
 
+int64_t MlaAttention::decode_weight_bytes() const {
+  int64_t sum = q_proj_.bytes() + q_a_.bytes() + q_b_.bytes() + kv_a_.bytes() + o_proj_.bytes();
+  for (int64_t h = 0; h < heads_; ++h) sum += uk_t_[size_t(h)].bytes() + uv_[size_t(h)].bytes();
+  return sum;
+}
+
 MlaPath MlaAttention::choose(int64_t n_q, int64_t n_keys) const {
   const double r = double(m_.kv_lora_rank), nope = double(m_.qk_nope_head_dim), vd = double(m_.v_head_dim);
   const double rd = double(m_.qk_rope_head_dim), q = double(n_q), k = double(n_keys);

@@ -63,6 +63,9 @@ class MlaAttention {
   // Bytes of this layer's weights a decode step (the absorbed form) does not read: the fp32
   // kv_b_proj rebuilt for prefill where the quantized parts stand in for it, else 0.
   int64_t decode_unread_bytes() const;
+  // Bytes of this layer's weights one decode step (the absorbed form) reads on this rank: the
+  // q / kv_a / o projections and every local head's W_UK^T and W_UV.
+  int64_t decode_weight_bytes() const;
 
   // Grows `sc` to hold this layer's scratch for a batch (before the collective forward; not thread-safe).
   void reserve(MlaScratch& sc, int64_t T, const std::vector<AttnSeq>& seqs, MlaPath path = MlaPath::kAuto) const;

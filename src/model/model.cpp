@@ -951,7 +951,7 @@ int64_t Model::phase_weight_bytes(StepPhase p) const {
     switch (p) {
       case StepPhase::kQkv: sum += L.wq.bytes() + L.wk.bytes() + L.wv.bytes(); break;
       case StepPhase::kAttention:
-        if (L.mla) return -1;
+        if (L.mla) sum += L.mla->decode_weight_bytes();
         break;
       case StepPhase::kOProj: sum += L.wo.bytes(); break;
       case StepPhase::kGateUp: sum += L.gate.bytes() + L.up.bytes(); break;

@@ -156,8 +156,8 @@ class Model {
   // (null, the default). Set while no step runs; the clock must outlive its use.
   void set_phase_clock(StepPhaseClock* clock) { phase_clock_ = clock; }
   // The weight bytes this rank reads in phase p of a one-token step (every matrix of it once; of
-  // a MoE layer's routed experts the k its token picks), or -1 where they are not counted (MLA
-  // attention).
+  // a MoE layer's routed experts the k its token picks; an MLA layer's absorbed form), or -1 where
+  // they are not counted (a NEXTN layer's rest).
   int64_t phase_weight_bytes(StepPhase p) const;
 
  private:

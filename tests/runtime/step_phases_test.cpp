@@ -125,5 +125,36 @@ TEST(StepPhases, TokenWeightBytesCountOnlyTheExpertsATokenPicks) {
   std::filesystem::remove_all(dir);
 }
 
+// An MLA layer's attention phase reads its projections and, per head, W_UK^T (a transposed copy of
+// kv_b_proj's key rows) and W_UV (kv_b_proj's value rows): DeepSeek-V2's shapes, f32 plain rows.
+TEST(StepPhases, MlaAttentionBytesAreTheAbsorbedFormsProjections) {
+  const std::string dir = ::testing::TempDir() + "/phase_bytes_mla";
+  std::filesystem::remove_all(dir);
+  const std::string cmd = std::string(DPSERVE_PY) + " " + DPSERVE_TOOLS +
+                          "/make_hf_model.py --arch deepseek_v2 --dtype f32 --vocab-size 256 --hidden-size 64 "
+                          "--num-hidden-layers 2 --num-attention-heads 4 --q-lora-rank 48 --kv-lora-rank 64 "
+                          "--qk-nope-head-dim 32 --v-head-dim 24 --qk-rope-head-dim 16 --no-tokenizer --quiet --out " +
+                          dir;
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  LoadOptions o;
+  o.threads = 1;
+  o.verbose = false;
+  auto m = Model::load(dir, o);
+  const ModelConfig& c = m->config();
+  ASSERT_EQ(c.n_heads, 4);
+  ASSERT_EQ(c.mla.q_lora_rank, 48);
+  ASSERT_EQ(c.mla.kv_lora_rank, 64);
+  ASSERT_EQ(c.mla.v_head_dim, 24);
+  const int64_t H = 4, hidden = 64, ql = 48, r = 64, nope = 32, rd = 16, vd = 24;
+  const int64_t per_layer = ql * hidden + H * (nope + rd) * ql  // q_a_proj, q_b_proj
+                            + (r + rd) * hidden                 // kv_a_proj_with_mqa
+                            + hidden * H * vd                   // o_proj
+                            + H * r * nope + H * vd * r;        // W_UK^T, W_UV
+  EXPECT_EQ(m->phase_weight_bytes(StepPhase::kAttention), 2 * 4 * per_layer);
+  EXPECT_EQ(m->phase_weight_bytes(StepPhase::kQkv), 0);
+  EXPECT_EQ(m->phase_weight_bytes(StepPhase::kOProj), 0);
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace dpserve
