@@ -25,6 +25,22 @@ std::unique_ptr<Model> stories() {
   return Model::load(shared_dir() + "/models/stories260K/stories260K.bin", o);
 }
 
+// A tiny random f32 folder written by tools/make_hf_model.py with `args`, loaded on one thread
+// (null, with a test failure, if the script fails).
+std::unique_ptr<Model> generated(const std::string& dir, const std::string& args) {
+  std::filesystem::remove_all(dir);
+  const std::string cmd = std::string(DPSERVE_PY) + " " + DPSERVE_TOOLS + "/make_hf_model.py --dtype f32 " + args +
+                          " --no-tokenizer --quiet --out " + dir;
+  if (std::system(cmd.c_str()) != 0) {
+    ADD_FAILURE() << cmd;
+    return nullptr;
+  }
+  LoadOptions o;
+  o.threads = 1;
+  o.verbose = false;
+  return Model::load(dir, o);
+}
+
 // Runs n tokens of one sequence through the model as one step.
 void step(Model& m, KVPool& kv, PageTable& pt, const std::vector<int32_t>& toks) {
   ASSERT_TRUE(pt.reserve(kv, pt.len + int64_t(toks.size())));
@@ -99,18 +115,11 @@ TEST(StepPhases, TokenWeightBytesCountOnlyTheExpertsATokenPicks) {
   // A tiny Qwen3-MoE folder in f32 (its matrices stay plain rows: 4 bytes an element): 8 experts,
   // 2 a token; layer 0 sparse, layer 1 dense (the script's mlp_only_layers).
   const std::string dir = ::testing::TempDir() + "/token_weight_bytes_moe";
-  std::filesystem::remove_all(dir);
-  const std::string cmd = std::string(DPSERVE_PY) + " " + DPSERVE_TOOLS +
-                          "/make_hf_model.py --arch qwen3_moe --dtype f32 --vocab-size 256 --hidden-size 64 "
-                          "--intermediate-size 128 --num-hidden-layers 2 --num-attention-heads 4 "
-                          "--num-key-value-heads 2 --head-dim 16 --num-experts 8 --num-experts-per-tok 2 "
-                          "--moe-intermediate-size 32 --no-tokenizer --quiet --out " +
-                          dir;
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  LoadOptions o;
-  o.threads = 1;
-  o.verbose = false;
-  auto m = Model::load(dir, o);
+  auto m = generated(dir,
+                     "--arch qwen3_moe --vocab-size 256 --hidden-size 64 --intermediate-size 128 "
+                     "--num-hidden-layers 2 --num-attention-heads 4 --num-key-value-heads 2 --head-dim 16 "
+                     "--num-experts 8 --num-experts-per-tok 2 --moe-intermediate-size 32");
+  ASSERT_TRUE(m);
   const ModelConfig& c = m->config();
   ASSERT_EQ(c.n_experts, 8);
   ASSERT_EQ(c.n_experts_per_tok, 2);
@@ -129,17 +138,11 @@ TEST(StepPhases, TokenWeightBytesCountOnlyTheExpertsATokenPicks) {
 // kv_b_proj's key rows) and W_UV (kv_b_proj's value rows): DeepSeek-V2's shapes, f32 plain rows.
 TEST(StepPhases, MlaAttentionBytesAreTheAbsorbedFormsProjections) {
   const std::string dir = ::testing::TempDir() + "/phase_bytes_mla";
-  std::filesystem::remove_all(dir);
-  const std::string cmd = std::string(DPSERVE_PY) + " " + DPSERVE_TOOLS +
-                          "/make_hf_model.py --arch deepseek_v2 --dtype f32 --vocab-size 256 --hidden-size 64 "
-                          "--num-hidden-layers 2 --num-attention-heads 4 --q-lora-rank 48 --kv-lora-rank 64 "
-                          "--qk-nope-head-dim 32 --v-head-dim 24 --qk-rope-head-dim 16 --no-tokenizer --quiet --out " +
-                          dir;
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  LoadOptions o;
-  o.threads = 1;
-  o.verbose = false;
-  auto m = Model::load(dir, o);
+  auto m = generated(dir,
+                     "--arch deepseek_v2 --vocab-size 256 --hidden-size 64 --num-hidden-layers 2 "
+                     "--num-attention-heads 4 --q-lora-rank 48 --kv-lora-rank 64 --qk-nope-head-dim 32 "
+                     "--v-head-dim 24 --qk-rope-head-dim 16");
+  ASSERT_TRUE(m);
   const ModelConfig& c = m->config();
   ASSERT_EQ(c.n_heads, 4);
   ASSERT_EQ(c.mla.q_lora_rank, 48);
