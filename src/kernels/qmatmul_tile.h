@@ -626,7 +626,7 @@ void block(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) 
         case 3: tile_nr<P, K, 3>(nr, tl, a, L, m, nb, o); break;
         default:
           // The later GEMM row tiles are compiled without the prefetch code (kStream false), not
-          // only skipping it at run time: the Intel prefetch paths had made Q4_K GEMM 3-5 %
+          // only skipping it at run time: the Intel prefetch paths had made Q4_K GEMM 4-6 %
           // slower on Zen 5, where they never run.
           if (m == m0)
             tile_nr<P, K, 4>(nr, tl, a, L, m, nb, o);
