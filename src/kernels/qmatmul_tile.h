@@ -559,10 +559,21 @@ void tile(const Tile* tl, const QBlockArgs& a, const QuantActLayout& L, int64_t 
   }
 }
 
-template <class P, class K, int MR, bool kStream = true>
+template <class P, class K, int MR, bool kStream>
 void tile_nr(int nr, const Tile* tl, const QBlockArgs& a, const QuantActLayout& L, int64_t m, int64_t nb, const Out& o) {
   if (nr == 2) return tile<P, K, MR, 2, kStream>(tl, a, L, m, nb, o);
   return tile<P, K, MR, 1, kStream>(tl, a, L, m, nb, o);
+}
+
+// A GEMM's row tiles after its first (`first` false) read their weights from cache: they are
+// compiled without the prefetch code (kStream false), not only skipping it at run time. With it,
+// the Intel prefetch paths had made Q4_K GEMM 4-6 % slower on Zen 5, where they never run.
+template <class P, class K, int MR>
+void tile_mr(bool first, int nr, const Tile* tl, const QBlockArgs& a, const QuantActLayout& L, int64_t m, int64_t nb,
+             const Out& o) {
+  if constexpr (MR == P::kGemmMR)
+    if (!first) return tile_nr<P, K, MR, false>(nr, tl, a, L, m, nb, o);
+  tile_nr<P, K, MR, true>(nr, tl, a, L, m, nb, o);
 }
 
 // y[m0:m1, n0:n1]: lane tiles covering [n0, n1); each activation-row tile of up to
@@ -620,19 +631,12 @@ void block(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) 
           tl[j].scales_decoded = m != m0;
         }
       }
+      const bool first = m == m0;
       switch (mr) {
-        case 1: tile_nr<P, K, 1>(nr, tl, a, L, m, nb, o); break;
-        case 2: tile_nr<P, K, 2>(nr, tl, a, L, m, nb, o); break;
-        case 3: tile_nr<P, K, 3>(nr, tl, a, L, m, nb, o); break;
-        default:
-          // The later GEMM row tiles are compiled without the prefetch code (kStream false), not
-          // only skipping it at run time: the Intel prefetch paths had made Q4_K GEMM 4-6 %
-          // slower on Zen 5, where they never run.
-          if (m == m0)
-            tile_nr<P, K, 4>(nr, tl, a, L, m, nb, o);
-          else
-            tile_nr<P, K, 4, false>(nr, tl, a, L, m, nb, o);
-          break;
+        case 1: tile_mr<P, K, 1>(first, nr, tl, a, L, m, nb, o); break;
+        case 2: tile_mr<P, K, 2>(first, nr, tl, a, L, m, nb, o); break;
+        case 3: tile_mr<P, K, 3>(first, nr, tl, a, L, m, nb, o); break;
+        default: tile_mr<P, K, 4>(first, nr, tl, a, L, m, nb, o); break;
       }
     }
   }
