@@ -12,6 +12,7 @@
 #include "apps/dpserve/commands.h"
 #include "apps/dpserve/launch.h"
 #include "core/check.h"
+#include "core/sanitized.h"
 #include "core/version.h"
 
 namespace {
@@ -22,28 +23,18 @@ std::string rank_tag() {
   return "";
 }
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define DPSERVE_SANITIZED 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define DPSERVE_SANITIZED 1
-#endif
-
-// Ends the process once main is done (MPI is finalized by then: runtime.cpp's MpiRuntime). A CI run saw
-// dpserve, refusing a model at load, print its error and then die of SIGSEGV: the fault was in ld.so,
-// resolving event_base_loop for Open MPI's progress thread (libopen-pal's progress_engine), while exit()
-// tore the process down (not reproduced in 300 runs since). _exit ends every thread at once, without the
-// library teardown such a thread can race; dpserve registers no atexit work, so flushing stdio is all
-// exit() would have done for it. Sanitizer builds keep exit(): their leak check and reports run there.
+// Ends the process once main is done. Two CI runs saw dpserve, refusing a model at load, print its
+// error and then die of SIGSEGV: Open MPI's progress thread (libopen-pal's progress_engine) faulted in
+// ld.so, binding event_base_loop, while the process tore MPI and the libraries down (the first time in
+// exit(), the second, with _exit here, in MPI_Finalize). Neither reproduced in thousands of runs since.
+// So nothing tears down while that thread lives: a singleton ending on an error skips MPI_Finalize
+// (MpiRuntime, comm.cpp), and _exit ends every thread at once; dpserve registers no atexit work, so
+// flushing stdio is all exit() would have done. Sanitizer builds keep both: their leak check and
+// reports run in exit().
 [[noreturn]] void finish(int code) {
-#ifdef DPSERVE_SANITIZED
-  std::exit(code);
-#else
+  if constexpr (dpserve::kSanitizedBuild) std::exit(code);
   std::fflush(nullptr);
   _exit(code);
-#endif
 }
 }  // namespace
 

@@ -10,10 +10,12 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <numeric>
 #include <type_traits>
 
 #include "core/check.h"
+#include "core/sanitized.h"
 #include "parallel/job_world.h"
 #include "parallel/mpi_listen_hook.h"
 
@@ -105,7 +107,8 @@ MpiRuntime::MpiRuntime(int* argc, char*** argv) {
   MPI_Initialized(&init);
   if (!init) {
     int provided = 0;
-    if (!launched_under_mpi()) {
+    singleton_ = !launched_under_mpi();
+    if (singleton_) {
       // A process no launcher started is a singleton: a one-rank job that talks to no other process
       // (several nodes join only from jobs of their own mpirun: node_join.h). Open MPI would start an
       // orted beside it (~0.15 CPU-s, ~0.3 s of start-up, two TCP listeners) that only MPI_Comm_spawn
@@ -140,6 +143,13 @@ int MpiRuntime::world_size() const {
 
 MpiRuntime::~MpiRuntime() {
   if (!finalize_ || !mpi_initialized()) return;
+  // A singleton ending on an error (an exception unwinds through here: a refused model, a port in
+  // use) leaves MPI to the process's end, which main's finish() makes an _exit. It has no peers to
+  // tell, and MPI_Finalize of a process that lived a few milliseconds races Open MPI's progress
+  // thread, which may not have run yet (the SIGSEGV finish() records). All it leaves behind is Open
+  // MPI's session directory for singletons, /tmp/ompi.<host>.<uid>/jf.0/1/0, empty and reused by the
+  // next. A launched rank finalizes: mpirun expects it. Sanitizer builds finalize: they end in exit().
+  if (singleton_ && std::uncaught_exceptions() > 0 && !kSanitizedBuild) return;
   // Several node jobs joined into one world (node_join.h). MPI_Comm_disconnect would be the clean way
   // out, but with Open MPI 4.1 it waits forever in a PMIx fence across the jobs (tried); so each job
   // finalizes alone, and a write to a peer job's connection that closed first must not end this

@@ -21,7 +21,8 @@ bool launched_under_mpi();
 // Ranks of this job on this machine (launcher environment; 1 when not launched by one).
 int local_world_size();
 
-// Initialises MPI with MPI_THREAD_FUNNELED on construction and finalises it on destruction.
+// Initialises MPI with MPI_THREAD_FUNNELED on construction and finalises it on destruction, except
+// in a singleton (no launcher) destroyed by an exception: the process is ending on an error then.
 // One per process; MPI cannot be re-initialised after finalisation.
 class MpiRuntime {
  public:
@@ -38,6 +39,7 @@ class MpiRuntime {
   int rank_ = 0;
   int size_ = 1;
   bool finalize_ = false;
+  bool singleton_ = false;  // MPI initialised here without a launcher
 };
 
 bool mpi_initialized();
