@@ -11,7 +11,8 @@
 // Each step frees the listed sequences (pages back to the pool; the id may be
 // reused as a new sequence), then runs one forward pass over all "run" entries.
 // LOGITS.bin: float32 rows of vocab logits, in (step, entry, token) order.
-// stdout: {"vocab_size": V, "rows": [{"step", "seq", "pos"}...]}
+// stdout: {"vocab_size": V, "attention_weight_bytes": B, "rows": [{"step", "seq", "pos"}...]}; B: the
+// bytes of this rank's attention weights a decode step reads (Model::phase_weight_bytes; -1: not known).
 //
 // Under mpirun with --tp-size N (N = the world size), [--dp-size D --enable-dp-attention]: the
 // model sharded as dpserve shards it. Without DP attention rank 0 writes LOGITS.bin and stdout as
@@ -30,6 +31,7 @@
 #include "core/check.h"
 #include "model/model.h"
 #include "model/quant_recipe.h"
+#include "model/step_phases.h"
 #include "parallel/comm.h"
 #include "parallel/dp_attention.h"
 #include "parallel/model_comm.h"
@@ -145,7 +147,11 @@ int main(int argc, char** argv) {
     if (dp && writer) {
       std::ofstream(out + ".json") << nlohmann::json{{"vocab_size", V}, {"rows", rows}}.dump() << "\n";
     } else if (writer) {
-      std::cout << nlohmann::json{{"vocab_size", V}, {"rows", rows}}.dump() << "\n";
+      std::cout << nlohmann::json{{"vocab_size", V},
+                                  {"attention_weight_bytes", model->phase_weight_bytes(StepPhase::kAttention)},
+                                  {"rows", rows}}
+                       .dump()
+                << "\n";
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "dpserve_forward_probe: error: %s\n", e.what());

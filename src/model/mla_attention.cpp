@@ -8,6 +8,7 @@
 #include "core/check.h"
 #include "kernels/dequant.h"
 #include "kernels/ops.h"
+#include "kernels/quantize.h"
 #include "kernels/repack.h"
 #include "model/weight_prep.h"
 
@@ -64,9 +65,14 @@ MlaAttention::MlaAttention(const WeightStore& store, const ModelConfig& c, const
     return;  // the last part of construction: nothing below applies
   }
   // W_UK^T of each local head, [r, nope], for projecting q_nope into the latent space. Float
-  // weights are transposed exactly in their own type; block-quantized ones are decoded to fp32, an
-  // fp8 checkpoint's to the bf16 values it runs as.
+  // weights are transposed exactly in their own type; block-quantized ones are requantized to Q8_0
+  // (joined_uk_t_q8; decoded to fp32 where the shapes do not fall on its blocks), an fp8
+  // checkpoint's to the bf16 values it runs as.
   const DType src = kv_b_.dtype;
+  if (dtype_is_quantized(src) && nope % kQ8Block == 0 && r % kQ8GroupRows == 0) {
+    joined_uk_t_q8(r, nope, kvw);
+    return;
+  }
   const bool fp8 = src == DType::F8_E4M3;
   const DType dt = dtype_is_quantized(src) ? DType::F32 : fp8 ? DType::BF16 : src;
   const size_t es = dtype_size(dt);
@@ -95,6 +101,33 @@ MlaAttention::MlaAttention(const WeightStore& store, const ModelConfig& c, const
   }
 }
 
+void MlaAttention::joined_uk_t_q8(int64_t r, int64_t nope, int64_t kvw) {
+  // A block-quantized attn_kv_b (older GGUFs) holds W_UK with its blocks along kv_lora_rank, the
+  // wrong axis for W_UK^T. Decoded to fp32 it streamed 3.8x the bytes of Q8_0 on every decode step
+  // (a fifth of a DeepSeek-V2-Lite-like Q4_K_M step was attention); so each head's transpose is
+  // decoded and quantized again, to Q8_0 along qk_nope: one more rounding of at most half a step
+  // of 1/127 of its block's largest value, on top of the file's own, the product then quantizing
+  // q_nope as every block-quantized product does (as the split attn_k_b of newer files are run).
+  const DType src = kv_b_.dtype;
+  const int64_t rb = dtype_row_bytes(DType::Q8_0, nope);
+  uk_t_data_.resize(size_t(heads_ * r * rb));
+  std::vector<float> row(static_cast<size_t>(r)), t(static_cast<size_t>(r * nope));
+  for (int64_t h = 0; h < heads_; ++h) {
+    for (int64_t n = 0; n < nope; ++n) {
+      const char* sp = static_cast<const char*>(kv_b_.data) + (h * kvw + n) * dtype_row_bytes(src, kv_b_.ld);
+      dequantize_row(src, sp, row.data(), r);
+      for (int64_t k = 0; k < r; ++k) t[size_t(k * nope + n)] = row[size_t(k)];
+    }
+    for (int64_t k = 0; k < r; ++k)
+      quantize_row(DType::Q8_0, &t[size_t(k * nope)], uk_t_data_.data() + size_t((h * r + k) * rb), nope);
+  }
+  uk_t_q8_ = WeightView{uk_t_data_.data(), DType::Q8_0, heads_ * r, nope, nope};
+  for (int64_t h = 0; h < heads_; ++h) {
+    uk_t_.push_back(uk_t_q8_.row_slice(h * r, r));
+    uv_.push_back(kv_b_.row_slice(h * kvw + nope, m_.v_head_dim));
+  }
+}
+
 void MlaAttention::add_weights(WeightPrep& prep, int64_t layer, const std::string& prefix) {
   const std::string a = prefix + "self_attn.";
   if (m_.q_lora_rank > 0) {
@@ -116,6 +149,7 @@ void MlaAttention::add_weights(WeightPrep& prep, int64_t layer, const std::strin
     prep.add(&w_uk_t_, WeightRole::kKeep, layer, m_.qk_nope_head_dim, a + "w_uk_t.weight");
     prep.add(&w_uv_, WeightRole::kKeep, layer, m_.kv_lora_rank, a + "w_uv.weight");
   }
+  if (uk_t_q8_.data) prep.add(&uk_t_q8_, WeightRole::kKeep, layer, m_.qk_nope_head_dim, a + "w_uk_t.weight");
 }
 
 void MlaAttention::weights_ready() {
@@ -125,9 +159,13 @@ void MlaAttention::weights_ready() {
       uk_t_[size_t(h)] = w_uk_t_.row_slice(h * r, r);
       uv_[size_t(h)] = w_uv_.row_slice(h * vd, vd);
     } else {
+      if (uk_t_q8_.data) uk_t_[size_t(h)] = uk_t_q8_.row_slice(h * r, r);
       uv_[size_t(h)] = kv_b_.row_slice(h * kvw + m_.qk_nope_head_dim, vd);
     }
   }
+  // The prepared copy replaced the requantized blocks (they were not a file mapping to drop).
+  const auto* d = static_cast<const uint8_t*>(uk_t_q8_.data);
+  if (d && (d < uk_t_data_.data() || d >= uk_t_data_.data() + uk_t_data_.size())) std::vector<uint8_t>().swap(uk_t_data_);
 }
 
 int64_t MlaAttention::decode_unread_bytes() const {

@@ -21,6 +21,10 @@ ragged batch, then five decode steps) runs with every sequence forced to each fo
     logits (decompressed measured 0.037 / 0.21).
   * the product really is the quantized one: absorbed and decompressed differ by more than fp32
     rounding (1e-4 x std; the fp32 copy's form was within 2.4e-6 on the folder).
+  * the older joined attn_kv_b (--kv-b joined) of the same types passes the same checks: its W_UK^T,
+    whose blocks run along the wrong axis, is decoded and requantized to Q8_0 at load
+    (model/mla_attention.cpp); and decode reads exactly the attention bytes the split file's do
+    (the probe's attention_weight_bytes; the fp32 copy it replaced read 3.8x those of W_UK^T).
   * two ranks (--tp-size 2 --ep-size 2, each rank its two heads' row slices) generate the same greedy ids as one.
 
 usage: test_gguf_mla_quantized.py --probe BIN --dpserve BIN --work DIR
@@ -41,6 +45,7 @@ ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIR
            OMPI_MCA_rmaps_base_oversubscribe="1")
 PROMPTS = [[5, 17, 33, 101, 7, 250, 3, 64, 99, 120], [11, 12, 13, 200, 300, 45, 8]]
 failures = []
+attn_bytes = {}  # probe tag -> the attention weights' bytes a decode step reads
 
 
 def check(ok, what):
@@ -65,6 +70,7 @@ def probe_logits(a, model, path, tag):
     out = os.path.join(a.work, tag + ".logits")
     meta = json.loads(run([a.probe, "--model-path", model, "--schedule", sched, "--out", out, "--threads", "2",
                            "--mla-path", path]))
+    attn_bytes[tag] = int(meta["attention_weight_bytes"])
     return np.fromfile(out, "<f4").reshape(-1, int(meta["vocab_size"])).astype(np.float64)
 
 
@@ -91,20 +97,28 @@ def main():
                     "--seed", "51", "--quiet", "--out", hf], check=True, timeout=300)
     folder = probe_logits(a, hf, "decompressed", "hf")
     for outtype, to_folder in (("q8_0", 0.08), ("q5_0", 0.3)):
-        gguf = os.path.join(a.work, f"deepseek-v2-{outtype}.gguf")
-        subprocess.run([PY, os.path.join(REPO, "tools", "hf_to_gguf.py"), hf, "--outtype", outtype, "--out", gguf],
-                       check=True, timeout=300, capture_output=True)
-        dec = probe_logits(a, gguf, "decompressed", outtype + "-dec")
-        ab = probe_logits(a, gguf, "absorbed", outtype + "-abs")
-        scale = dec.std()
-        mx, rms = np.abs(ab - dec).max() / scale, np.sqrt(np.mean((ab - dec) ** 2)) / scale
-        check(mx <= 0.25 and rms <= 0.06,
-              f"{outtype}: absorbed (quantized parts) vs decompressed (fp32 kv_b_proj): max {mx:.3g}, rms {rms:.3g} x std "
-              "(tolerance 0.25, 0.06)")
-        check(mx > 1e-4, f"{outtype}: the absorbed form ran on the quantized parts (differs by {mx:.3g} x std > 1e-4)")
-        for name, got in (("decompressed", dec), ("absorbed", ab)):
-            e = np.sqrt(np.mean((got - folder) ** 2)) / folder.std()
-            check(e <= to_folder, f"{outtype}: {name} within rms {e:.3g} x std of the f32 folder's (tolerance {to_folder})")
+        for kv_b in ("split", "joined"):
+            tag = outtype if kv_b == "split" else outtype + "-joined"
+            gguf = os.path.join(a.work, f"deepseek-v2-{tag}.gguf")
+            subprocess.run([PY, os.path.join(REPO, "tools", "hf_to_gguf.py"), hf, "--outtype", outtype, "--kv-b", kv_b,
+                            "--out", gguf], check=True, timeout=300, capture_output=True)
+            dec = probe_logits(a, gguf, "decompressed", tag + "-dec")
+            ab = probe_logits(a, gguf, "absorbed", tag + "-abs")
+            scale = dec.std()
+            mx, rms = np.abs(ab - dec).max() / scale, np.sqrt(np.mean((ab - dec) ** 2)) / scale
+            check(mx <= 0.25 and rms <= 0.06,
+                  f"{tag}: absorbed (quantized parts) vs decompressed: max {mx:.3g}, rms {rms:.3g} x std "
+                  "(tolerance 0.25, 0.06)")
+            check(mx > 1e-4, f"{tag}: the absorbed form ran on the quantized parts (differs by {mx:.3g} x std > 1e-4)")
+            for name, got in (("decompressed", dec), ("absorbed", ab)):
+                e = np.sqrt(np.mean((got - folder) ** 2)) / folder.std()
+                check(e <= to_folder, f"{tag}: {name} within rms {e:.3g} x std of the f32 folder's (tolerance {to_folder})")
+        # The joined attn_kv_b holds the same quantized matrices: W_UK^T requantized to Q8_0 at load
+        # (the split attn_k_b is Q8_0, or loads as it), W_UV row slices of kv_b as attn_v_b's are.
+        # Its fp32 W_UK^T copy read H x 64 x 32 x (4 - 34/32) bytes more a layer.
+        split_b, joined_b = attn_bytes[outtype + "-abs"], attn_bytes[outtype + "-joined-abs"]
+        check(joined_b == split_b > 0, f"{outtype}: decode reads the same attention bytes from the joined attn_kv_b as "
+              f"from the split parts ({joined_b} vs {split_b})")
     gguf = os.path.join(a.work, "deepseek-v2-q8_0.gguf")
     one, tp2 = greedy(a, gguf, []), greedy(a, gguf, ["--tp-size", "2", "--ep-size", "2"])
     check(one == tp2, "q8_0: greedy ids on 2 ranks (--tp-size 2 --ep-size 2: 2 heads each) equal 1 rank's"
