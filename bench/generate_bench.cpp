@@ -4,7 +4,8 @@
 // bandwidth for single-stream decode, bf16 peak for prefill and batched decode -- the fp32 FMA
 // peak on a CPU without AVX-512 BF16, the int8 vpdpbusd peak with --quantization), plus peak RSS.
 // Single-stream decode is also split by phase (model/step_phases.h): how fast the weight products
-// streamed their matrices, and how much of the time went to everything around them.
+// streamed their matrices, and how much of the time went to everything around them; so is the
+// timed prefill (what share attention takes of a long prompt, and at what rate).
 //
 //   /usr/bin/python3 tools/make_hf_model.py --preset tinyllama-1.1b --out /tmp/tinyllama
 //   build/bin/generate_bench --model-path /tmp/tinyllama [--threads 2] [--quantization q4_k_m]
@@ -132,6 +133,28 @@ void print_phases(const StepPhaseClock& ph, const Model& model, const ReadBandwi
                 bws.sustained > 0 ? 100 * product_bytes / product_s / bws.sustained : 0.0, 100 * product_s / total);
 }
 
+// Prefill by phase: the timed prompt's time in each, and its share. Long prompts move time from
+// the weight products to attention (quadratic in the length); for plain causal attention (no
+// MLA, no window) its multiply-adds over the triangle of positions are given as a rate, against
+// the products' roof where that is the bf16 one (a quantized model's is int8).
+void print_prefill_phases(const StepPhaseClock& ph, const ModelConfig& c, int64_t len, double bf16_peak) {
+  if (ph.steps() == 0) return;
+  const double total = ph.total_seconds();
+  std::printf("  prefill by phase (%lld steps; ms the prompt, share):\n", (long long)ph.steps());
+  for (int i = 0; i < StepPhaseClock::kPhases; ++i) {
+    const auto p = StepPhase(i);
+    if (ph.marks(p) == 0) continue;
+    const double s = ph.seconds(p);
+    std::printf("    %-10s %9.1f ms %5.1f%%", step_phase_name(p), 1e3 * s, 100 * s / total);
+    if (p == StepPhase::kAttention && !c.mla.enabled() && c.sliding_window == 0 && s > 0) {
+      const double flops = 4.0 * double(c.n_layers * c.n_heads * c.head_dim) * double(len) * double(len + 1) / 2;
+      std::printf("  %7.1f GFLOP/s", flops / s / 1e9);
+      if (bf16_peak > 0) std::printf(" = %5.1f%% of bf16 peak", 100 * flops / s / bf16_peak);
+    }
+    std::printf("\n");
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -225,13 +248,17 @@ int main(int argc, char** argv) {
     // first long prompt; on a MoE model, whose experts' buffers grow with the routed rows, it was
     // half the first prompt's time). Printed on its own; the timed prompt is the next one.
     const Run first = run(engine, {prompt_of(prompt_len, c.vocab, 1)}, 1);
+    StepPhaseClock prefill_phases(prompt_len + 1);
+    rt->model().set_phase_clock(&prefill_phases);
     const Run pre = run(engine, {prompt_of(prompt_len, c.vocab, 2)}, 1);
+    rt->model().set_phase_clock(&phases);
     const double prefill_tps = double(prompt_len) / pre.prefill_seconds;
     // Attention flops are small next to the matmuls at this length; count matmuls only.
     const double prefill_frac = peak > 0 ? prefill_tps * flops_per_token / peak : 0;
     std::printf("prefill %lld tokens: %.1f tok/s = %.1f%% of %s peak (the first prompt of this length: %.1f tok/s)\n",
                 (long long)prompt_len, prefill_tps, 100 * prefill_frac, roof,
                 double(prompt_len) / first.prefill_seconds);
+    print_prefill_phases(prefill_phases, c, prompt_len, int8 ? 0.0 : peak);
 
     phases.reset();
     const Run one = run(engine, {prompt_of(16, c.vocab, 2)}, decode);
