@@ -11,8 +11,9 @@
 // Each step frees the listed sequences (pages back to the pool; the id may be
 // reused as a new sequence), then runs one forward pass over all "run" entries.
 // LOGITS.bin: float32 rows of vocab logits, in (step, entry, token) order.
-// stdout: {"vocab_size": V, "attention_weight_bytes": B, "rows": [{"step", "seq", "pos"}...]}; B: the
-// bytes of this rank's attention weights a decode step reads (Model::phase_weight_bytes; -1: not known).
+// stdout: {"vocab_size": V, "weight_bytes": W, "attention_weight_bytes": B, "rows": [{"step", "seq",
+// "pos"}...]}; W: the bytes of this rank's weights as run (Model::weight_bytes), B: those of its
+// attention weights a decode step reads (Model::phase_weight_bytes; -1: not known).
 //
 // Under mpirun with --tp-size N (N = the world size), [--dp-size D --enable-dp-attention]: the
 // model sharded as dpserve shards it. Without DP attention rank 0 writes LOGITS.bin and stdout as
@@ -148,6 +149,7 @@ int main(int argc, char** argv) {
       std::ofstream(out + ".json") << nlohmann::json{{"vocab_size", V}, {"rows", rows}}.dump() << "\n";
     } else if (writer) {
       std::cout << nlohmann::json{{"vocab_size", V},
+                                  {"weight_bytes", model->weight_bytes()},
                                   {"attention_weight_bytes", model->phase_weight_bytes(StepPhase::kAttention)},
                                   {"rows", rows}}
                        .dump()

@@ -11,6 +11,7 @@
 
 #include "core/check.h"
 #include "kernels/dequant.h"
+#include "kernels/quantize.h"
 #include "kernels/repack.h"
 #include "model/gguf_deepseek2.h"
 #include "model/gguf_q5_to_q8.h"
@@ -302,10 +303,13 @@ GgufTensorInfo mxfp4_tensor(const GgufTensorInfo& t, WeightStore& store) {
 // llama.cpp's converter stores kv_b_proj [H * (nope + vd), r] split per head for its absorbed
 // MLA: attn_k_b [H, r, nope] (each head's W_UK transposed) and attn_v_b [H, vd, r]. MlaAttention
 // loads kv_b_proj (and transposes W_UK itself), so it is rebuilt here: float types are moved
-// exactly in their own type; when either part is block-quantized (a k_b row is only nope wide)
-// both are decoded to fp32. The decompressed form (prefill) reads that; the absorbed one (decode)
-// reads the block-quantized parts as they are, kept beside it as self_attn.w_uk_t / w_uv
-// (MlaAttention): decoded to fp32 they were 3.8x (Q8_0) to 7x (Q4_K) the bytes decode streams.
+// exactly in their own type; when either part is block-quantized (a k_b row is only nope wide,
+// its blocks along the other axis) both are decoded and quantized again to Q8_0 along
+// kv_lora_rank (fp32 where that is not whole blocks): the fp32 copy this replaced held 3.8x the
+// bytes (4 GB on DeepSeek-V3's 61 layers of 128 heads) and ran prefill's products on fp32 FMAs.
+// The decompressed form (prefill) reads that; the absorbed one (decode) reads the block-quantized
+// parts as they are, kept beside it as self_attn.w_uk_t / w_uv (MlaAttention): decoded to fp32
+// they were 3.8x (Q8_0) to 7x (Q4_K) the bytes decode streams.
 void add_kv_b(const GgufTensorInfo& kb, const GgufTensorInfo& vb, const ModelConfig& c, const std::string& prefix,
               WeightStore& store) {
   const int64_t H = c.n_heads, r = c.mla.kv_lora_rank, nope = c.mla.qk_nope_head_dim, vd = c.mla.v_head_dim;
@@ -317,29 +321,38 @@ void add_kv_b(const GgufTensorInfo& kb, const GgufTensorInfo& vb, const ModelCon
     fail("GGUF {}: tensor \"{}\" must be [{} heads, v_head_dim {}, kv_lora_rank {}] (listed fastest first: {} x {} x "
          "{}), has dimensions {}", vb.file, vb.name, H, vd, r, r, vd, H, fmt::join(vb.ne, " x "));
   const DType kt = tensor_dtype(kb), vt = tensor_dtype(vb);
-  const DType out = kt == vt && !dtype_is_quantized(kt) ? kt : DType::F32;
-  const size_t es = dtype_size(out);
-  std::vector<uint8_t> bytes(size_t(H * kvw * r) * es);
-  std::vector<float> row(size_t(std::max(r, nope)));
+  const bool quantized = dtype_is_quantized(kt) || dtype_is_quantized(vt);
+  const DType out = !quantized && kt == vt ? kt : quantized && r % 32 == 0 ? DType::Q8_0 : DType::F32;
+  const size_t rb = dtype_row_bytes(out, r);
+  std::vector<uint8_t> bytes(size_t(H * kvw) * rb);
+  std::vector<float> row(static_cast<size_t>(r)), uk(static_cast<size_t>(r * nope));
   const auto* kp = static_cast<const uint8_t*>(kb.data);
   const auto* vp = static_cast<const uint8_t*>(vb.data);
+  // kv_b_proj's row `dst` from the fp32 row in `row`.
+  auto put = [&](int64_t dst) {
+    if (out == DType::Q8_0) quantize_row(out, row.data(), &bytes[size_t(dst) * rb], r);
+    else std::memcpy(&bytes[size_t(dst) * rb], row.data(), rb);
+  };
   for (int64_t h = 0; h < H; ++h) {
-    for (int64_t k = 0; k < r; ++k) {  // row k of the head's W_UK^T is column k of its k_nope rows
-      const uint8_t* src = kp + (h * r + k) * dtype_row_bytes(kt, nope);
-      if (out == DType::F32) dequantize_row(kt, src, row.data(), nope);
-      for (int64_t n = 0; n < nope; ++n)
-        std::memcpy(&bytes[size_t((h * kvw + n) * r + k) * es],
-                    out == DType::F32 ? static_cast<const void*>(&row[size_t(n)]) : src + size_t(n) * es, es);
+    if (!quantized && out == kt) {  // float parts of one type, moved exactly: row k of W_UK^T is column k of k_nope
+      const size_t es = dtype_size(out);
+      for (int64_t k = 0; k < r; ++k)
+        for (int64_t n = 0; n < nope; ++n)
+          std::memcpy(&bytes[size_t((h * kvw + n) * r + k) * es], kp + (h * r + k) * dtype_row_bytes(kt, nope) + size_t(n) * es,
+                      es);
+      for (int64_t j = 0; j < vd; ++j)
+        std::memcpy(&bytes[size_t(h * kvw + nope + j) * rb], vp + (h * vd + j) * dtype_row_bytes(vt, r), rb);
+      continue;
+    }
+    for (int64_t k = 0; k < r; ++k)
+      dequantize_row(kt, kp + (h * r + k) * dtype_row_bytes(kt, nope), &uk[size_t(k * nope)], nope);
+    for (int64_t n = 0; n < nope; ++n) {
+      for (int64_t k = 0; k < r; ++k) row[size_t(k)] = uk[size_t(k * nope + n)];
+      put(h * kvw + n);
     }
     for (int64_t j = 0; j < vd; ++j) {
-      const uint8_t* src = vp + (h * vd + j) * dtype_row_bytes(vt, r);
-      uint8_t* dst = &bytes[size_t((h * kvw + nope + j) * r) * es];
-      if (out == DType::F32) {
-        dequantize_row(vt, src, row.data(), r);
-        std::memcpy(dst, row.data(), size_t(r) * es);
-      } else {
-        std::memcpy(dst, src, size_t(r) * es);
-      }
+      dequantize_row(vt, vp + (h * vd + j) * dtype_row_bytes(vt, r), row.data(), r);
+      put(h * kvw + nope + j);
     }
   }
   store.add_owned(prefix + "self_attn.kv_b_proj.weight", TensorInfo{out, {H * kvw, r}, nullptr, kb.file},

@@ -932,7 +932,7 @@ int64_t Model::unpicked_experts(bool bytes) const {
 }
 
 int64_t Model::token_weight_bytes() const {
-  int64_t mla_unread = 0;  // a GGUF's fp32 kv_b_proj, which decode's absorbed form does not read
+  int64_t mla_unread = 0;  // a quantized GGUF's rebuilt kv_b_proj, which decode's absorbed form does not read
   for (const Layer& L : layers_)
     if (L.mla) mla_unread += L.mla->decode_unread_bytes();
   return weight_bytes_ - (cfg_.tie_embeddings ? 0 : embedding_bytes()) - unpicked_experts(true) - mla_unread;

@@ -99,7 +99,7 @@ class Model {
   // What one token's step reads of the weights, the roof of single-stream decode (benchmarks):
   // every matrix once, except a MoE layer's routed experts, of which a token reads k of n (counted
   // as that share of them), and the embedding table only where it is also the LM head (bytes: nor
-  // the fp32 kv_b_proj an MLA layer of a quantized GGUF keeps for prefill). Bytes as run, and
+  // the kv_b_proj an MLA layer of a quantized GGUF rebuilds for prefill). Bytes as run, and
   // elements (2 flops each a token). For a model on one rank.
   int64_t token_weight_bytes() const;
   int64_t token_weight_params() const;
