@@ -165,9 +165,13 @@ void run_offline_bench(OfflineBenchArgs& a) {
     return;
   }
   const ModelConfig& cfg = rt->model_config();
+  // The other ranks are in their step loop already: the error goes through the engine, whose shutdown
+  // stops them too (as generate's bad prompts do). Thrown here, it left them waiting for a step.
   if (a.input_len + a.output_len > cfg.max_pos)
-    fail("--input-len {} + --output-len {} exceeds the model's context of {} positions", a.input_len, a.output_len,
-         cfg.max_pos);
+    rt->run_with_client([&](DpEngine&) {
+      fail("--input-len {} + --output-len {} exceeds the model's context of {} positions", a.input_len, a.output_len,
+           cfg.max_pos);
+    });
   spdlog::info("bench offline: {} ({} layers, hidden {}, {}), {}; {} batch(es) of {} x ({} in, {} out)", loc.model,
                cfg.n_layers, cfg.hidden, dtype_name(cfg.dtype), rt->describe(), a.num_batches, a.batch_size,
                a.input_len, a.output_len);

@@ -25,6 +25,7 @@
 #include "engine/runtime.h"
 #include "engine/scheduler.h"
 #include "model/default_model.h"
+#include "parallel/comm.h"
 #include "server/chat_output.h"
 #include "server/http_server.h"
 #include "server/lora_adapters.h"
@@ -190,186 +191,197 @@ void run_serve(ServeArgs& a) {
     encoder_times->record(id, images, seconds);
   };
   auto rt = Runtime::start(a.rf.rt);
-  DpEngine* engine = rt->engine();
-  if (!engine) {
-    // A lost node (SIGUSR1 from this node's launcher): nothing to drain here, end with the reason.
-    // SIGTERM / SIGINT stay ignored (only rank 0 can drain; its shutdown step stops this rank), but
-    // one sent by someone else than mpirun (which sends SIGTERM when it ends the job) is said once, so
-    // whoever sent it learns where to send it instead.
-    std::thread([&rt] {
-      sigset_t wait;
-      sigemptyset(&wait);
-      sigaddset(&wait, SIGUSR1);
-      sigaddset(&wait, SIGTERM);
-      sigaddset(&wait, SIGINT);
-      bool said = false;
-      while (true) {
+  // Past this point the other ranks wait in the step loop for rank 0: an error of rank 0's here (its
+  // --port in use, a bad file) must end the job with its message. Left to unwind, it would reach
+  // MPI_Finalize, which waits for ranks that never get there: the job hung, silent, until killed.
+  auto serve = [&] {
+    DpEngine* engine = rt->engine();
+    if (!engine) {
+      // A lost node (SIGUSR1 from this node's launcher): nothing to drain here, end with the reason.
+      // SIGTERM / SIGINT stay ignored (only rank 0 can drain; its shutdown step stops this rank), but
+      // one sent by someone else than mpirun (which sends SIGTERM when it ends the job) is said once, so
+      // whoever sent it learns where to send it instead.
+      std::thread([&rt] {
+        sigset_t wait;
+        sigemptyset(&wait);
+        sigaddset(&wait, SIGUSR1);
+        sigaddset(&wait, SIGTERM);
+        sigaddset(&wait, SIGINT);
+        bool said = false;
+        while (true) {
+          siginfo_t si;
+          const int s = sigwaitinfo(&wait, &si);
+          if (s == SIGUSR1) rt->stop_job(node_loss_reason());
+          if ((s == SIGTERM || s == SIGINT) && !said && si.si_pid != getppid()) {
+            said = true;
+            spdlog::warn("rank {}: signal {} ignored: only rank 0 drains and stops the job; send SIGTERM to the "
+                         "dpserve launcher (the process you started) or to rank 0, or SIGUSR2 to mpirun",
+                         rt->rank(), s);
+          }
+        }
+      }).detach();
+      rt->run();
+      return;
+    }
+    const ModelConfig& cfg = rt->model_config();
+    if (!tok) {
+      tok = make_ids_only_tokenizer(cfg.vocab, cfg.bos_id, cfg.eos_ids);
+      spdlog::info("--skip-tokenizer-init: no tokenizer; requests take input_ids (/generate), outputs are ids (EOS {})",
+                   fmt::join(cfg.eos_ids, ","));
+    }
+    spdlog::info("{}", loc.why);
+    spdlog::info("model: {} ({} layers, hidden {}, {} heads / {} KV heads, vocab {}, context {}), kernels {}",
+                 cfg.arch_name, cfg.n_layers, cfg.hidden, cfg.n_heads, cfg.n_kv_heads, cfg.vocab, cfg.max_pos,
+                 kernels::kernels_description());
+    spdlog::info("{}", rt->describe());
+    // gpt-oss writes only the harmony format: without its reader the channels' names run into the answer.
+    // So, as vLLM serves gpt-oss, the reader is on unless the flag says otherwise.
+    if (cfg.arch == Arch::GptOss && a.reasoning_parser.empty() && !a.so.skip_tokenizer_init &&
+        missing_harmony_tag(*tok).empty()) {
+      a.so.reasoning_parser = ReasoningParser::kGptOss;
+      a.reasoning_parser = "gpt-oss";
+      if (a.tool_call_parser.empty()) {
+        a.so.tool_call_parser = ToolCallParser::kGptOss;
+        a.tool_call_parser = "gpt-oss";
+      }
+      spdlog::info("gpt-oss: reading its harmony format into reasoning_content, content{} (--reasoning-parser gpt-oss{}; "
+                   "--reasoning-parser none turns it off)",
+                   a.so.tool_call_parser == ToolCallParser::kGptOss ? " and tool_calls" : "",
+                   a.so.tool_call_parser == ToolCallParser::kGptOss ? " --tool-call-parser gpt-oss" : "");
+    }
+    for (size_t i = 0; i < a.so.lora_adapters.size(); ++i)
+      spdlog::info("LoRA adapter {} '{}' from {}", i, a.so.lora_adapters[i].name, a.so.lora_adapters[i].path);
+
+    if (a.sampling_defaults == "model") {
+      std::vector<std::string> warnings;
+      a.so.sampling_defaults = SamplingDefaults::load(loc.model, warnings);
+      for (const auto& w : warnings) spdlog::warn("--sampling-defaults model: {}", w);
+      if (!a.so.sampling_defaults.empty())
+        spdlog::info("sampling defaults from the model (requests' own values win; --sampling-defaults openai: "
+                     "OpenAI's): {}", a.so.sampling_defaults.to_json().dump());
+    }
+    if (!a.so.preferred_sampling.empty())
+      spdlog::info("--preferred-sampling-params (over the model's defaults and SGLang's; requests' own values win): {}",
+                   a.so.preferred_sampling.to_json().dump());
+    if (a.is_embedding)
+      spdlog::info("--is-embedding: /v1/embeddings serves pooled hidden states ({}); generation routes are refused",
+                   a.so.embedding.source);
+    // Images: read on rank 0 only, where requests are parsed and images materialized.
+    a.so.images.tokens = VisionTokenIds::load(loc.model);
+    if (a.so.images.tokens.takes_images()) {
+      a.so.images.preprocess = ImagePreprocessConfig::load(loc.model);
+      spdlog::info("images: image_pad token {}, patch {} x merge {}, {}..{} pixels", a.so.images.tokens.image_pad,
+                   a.so.images.preprocess.patch_size, a.so.images.preprocess.merge_size,
+                   a.so.images.preprocess.min_pixels, a.so.images.preprocess.max_pixels);
+    }
+    nlohmann::json info = {{"model_path", loc.model},
+                           {"tokenizer_path", loc.tokenizer},
+                           {"served_model_name", a.so.served_model_name},
+                           {"architecture", cfg.arch_name},
+                           {"hidden_size", cfg.hidden},
+                           {"vocab_size", cfg.vocab},
+                           {"context_length", cfg.max_pos},
+                           {"tp_size", a.rf.rt.tp_size},
+                           {"dp_size", a.rf.rt.dp_size},
+                           {"enable_dp_attention", a.rf.rt.enable_dp_attention},
+                           {"ep_size", a.rf.rt.ep_size},
+                           {"load_balance_method", to_string(a.rf.rt.load_balance_method)},
+                           {"dp_padding_mode", to_string(a.rf.rt.dp_padding_mode)},
+                           {"world_size", rt->world_size()},
+                           {"page_size", a.rf.rt.page_size},
+                           {"max_running_requests", a.rf.rt.sched.max_running_requests},
+                           {"chunked_prefill_size", a.rf.rt.sched.chunked_prefill_size},
+                           {"schedule_policy", schedule_policy_name(a.rf.rt.sched.policy)},
+                           {"enable_priority_scheduling", a.rf.rt.sched.priority_scheduling},
+                           {"schedule_low_priority_values_first", a.rf.rt.sched.low_priority_values_first},
+                           {"priority_scheduling_preemption_threshold", a.rf.rt.sched.priority_preemption_threshold},
+                           {"disable_priority_preemption", !a.rf.rt.sched.priority_preemption},
+                           {"skip_tokenizer_init", a.so.skip_tokenizer_init},
+                           {"is_embedding", a.is_embedding},
+                           {"sampling_defaults", a.sampling_defaults},
+                           {"default_sampling_params", a.so.sampling_defaults.to_json()},
+                           {"preferred_sampling_params", a.so.preferred_sampling.empty()
+                                                             ? nlohmann::json(nullptr)
+                                                             : a.so.preferred_sampling.to_json()},
+                           {"max_total_tokens", rt->kv_tokens_per_rank()},
+                           {"max_total_num_tokens", rt->kv_tokens_per_rank()},  // SGLang's name
+                           {"weight_bytes", rt->model().weight_bytes()},  // rank 0's weights as run
+                           {"model_type", hf_model_type(loc.model, cfg.arch_name)},
+                           {"has_image_understanding", a.so.images.tokens.takes_images()},
+                           {"kernels", kernels::kernels_description()},
+                           // SGLang's server args (null: none), as in effect (gpt-oss gets its own by default).
+                           {"reasoning_parser", a.reasoning_parser.empty() || a.reasoning_parser == "none"
+                                                    ? nlohmann::json() : nlohmann::json(a.reasoning_parser)},
+                           {"tool_call_parser", a.tool_call_parser.empty() || a.tool_call_parser == "none"
+                                                    ? nlohmann::json() : nlohmann::json(a.tool_call_parser)},
+                           {"version", dpserve_version()}};
+    // SGLang's server-args names for speculative decoding (null: off).
+    const SpeculativeConfig& spec = a.rf.rt.sched.spec;
+    info["speculative_algorithm"] = spec.enabled() ? nlohmann::json(to_string(spec.algorithm)) : nlohmann::json();
+    if (spec.enabled()) {
+      info["speculative_num_steps"] = spec.max_draft;
+      info["speculative_num_draft_tokens"] = spec.max_draft + 1;
+      info["speculative_eagle_topk"] = spec.topk;
+      info["speculative_max_step_rows"] = spec.max_step_rows;
+      info["speculative_draft_model_path"] =
+          spec.draft_model_path.empty() ? nlohmann::json() : nlohmann::json(spec.draft_model_path);
+    }
+    HttpServer server(a.so, *engine, *tok, info);
+    server.set_encoder_times(encoder_times);
+    server.start();
+
+    // The signal thread keeps reading signals while a drain runs: a launcher's note (a rank it is about
+    // to kill) or a lost node must still end open requests as engine faults then.
+    auto loop_done = std::make_shared<std::atomic<bool>>(false);
+    std::thread drainer;
+    std::thread sig_thread([&] {
+      bool draining = false;
+      while (!*loop_done) {
+        timespec ts{0, 200 * 1000 * 1000};
         siginfo_t si;
-        const int s = sigwaitinfo(&wait, &si);
-        if (s == SIGUSR1) rt->stop_job(node_loss_reason());
-        if ((s == SIGTERM || s == SIGINT) && !said && si.si_pid != getppid()) {
-          said = true;
-          spdlog::warn("rank {}: signal {} ignored: only rank 0 drains and stops the job; send SIGTERM to the "
-                       "dpserve launcher (the process you started) or to rank 0, or SIGUSR2 to mpirun",
-                       rt->rank(), s);
+        int s = sigtimedwait(&sigs, &si, &ts);
+        if (s == SIGUSR1) {
+          // The launcher is about to kill a stopped rank, or another node is gone: no step can finish.
+          // End open streams with the reason (an error event, 5xx for waiting requests) and stop the
+          // job, as the watchdog would, but now.
+          const std::string note = read_launcher_note(si);
+          if (!note.empty()) rt->stop_job(note, "the dpserve launcher");
+          rt->stop_job(node_loss_reason());
+        }
+        if ((s == SIGTERM || s == SIGINT) && si.si_pid == getppid() && launched_under_mpi())
+          // mpirun sends SIGTERM when it was itself signalled (the dpserve launcher forwards SIGUSR2
+          // instead), or when it ends the job after a rank failed; it kills every rank soon after.
+          spdlog::warn("signal {} came from mpirun (pid {}): mpirun was signalled itself, or a rank failed (then "
+                       "mpirun names it); either way mpirun kills every rank shortly, whether or not the drain is "
+                       "done. To drain, signal the dpserve launcher (the process you started) or send SIGUSR2 to mpirun",
+                       s, int(si.si_pid));
+        if ((s == SIGTERM || s == SIGINT || s == SIGUSR2) && !draining) {
+          spdlog::info("received signal {}: draining (up to {:g} s), then stopping every rank", s,
+                       a.so.shutdown_timeout_s);
+          server.begin_drain();
+          draining = true;
+          const auto drain = std::chrono::milliseconds(int64_t(a.so.shutdown_timeout_s * 1000));
+          drainer = std::thread([engine, drain] { engine->shutdown(drain); });
+          // A drain that cannot end (a rank stopped or stuck: the step loop waits in a collective for
+          // it, with --watchdog-timeout 0 forever) is ended by the guard.
+          if (rt->world_size() > 1)
+            start_drain_guard(*rt, *engine, loop_done, a.so.shutdown_timeout_s + kDrainGraceSeconds + 2);
         }
       }
-    }).detach();
+    });
     rt->run();
-    return;
+    *loop_done = true;
+    sig_thread.join();
+    if (drainer.joinable()) drainer.join();
+    server.stop();
+    spdlog::info("stopped");
+  };
+  try {
+    serve();
+  } catch (const std::exception& e) {
+    if (rt->world_size() > 1) abort_job(e.what());
+    throw;
   }
-  const ModelConfig& cfg = rt->model_config();
-  if (!tok) {
-    tok = make_ids_only_tokenizer(cfg.vocab, cfg.bos_id, cfg.eos_ids);
-    spdlog::info("--skip-tokenizer-init: no tokenizer; requests take input_ids (/generate), outputs are ids (EOS {})",
-                 fmt::join(cfg.eos_ids, ","));
-  }
-  spdlog::info("{}", loc.why);
-  spdlog::info("model: {} ({} layers, hidden {}, {} heads / {} KV heads, vocab {}, context {}), kernels {}",
-               cfg.arch_name, cfg.n_layers, cfg.hidden, cfg.n_heads, cfg.n_kv_heads, cfg.vocab, cfg.max_pos,
-               kernels::kernels_description());
-  spdlog::info("{}", rt->describe());
-  // gpt-oss writes only the harmony format: without its reader the channels' names run into the answer.
-  // So, as vLLM serves gpt-oss, the reader is on unless the flag says otherwise.
-  if (cfg.arch == Arch::GptOss && a.reasoning_parser.empty() && !a.so.skip_tokenizer_init &&
-      missing_harmony_tag(*tok).empty()) {
-    a.so.reasoning_parser = ReasoningParser::kGptOss;
-    a.reasoning_parser = "gpt-oss";
-    if (a.tool_call_parser.empty()) {
-      a.so.tool_call_parser = ToolCallParser::kGptOss;
-      a.tool_call_parser = "gpt-oss";
-    }
-    spdlog::info("gpt-oss: reading its harmony format into reasoning_content, content{} (--reasoning-parser gpt-oss{}; "
-                 "--reasoning-parser none turns it off)",
-                 a.so.tool_call_parser == ToolCallParser::kGptOss ? " and tool_calls" : "",
-                 a.so.tool_call_parser == ToolCallParser::kGptOss ? " --tool-call-parser gpt-oss" : "");
-  }
-  for (size_t i = 0; i < a.so.lora_adapters.size(); ++i)
-    spdlog::info("LoRA adapter {} '{}' from {}", i, a.so.lora_adapters[i].name, a.so.lora_adapters[i].path);
-
-  if (a.sampling_defaults == "model") {
-    std::vector<std::string> warnings;
-    a.so.sampling_defaults = SamplingDefaults::load(loc.model, warnings);
-    for (const auto& w : warnings) spdlog::warn("--sampling-defaults model: {}", w);
-    if (!a.so.sampling_defaults.empty())
-      spdlog::info("sampling defaults from the model (requests' own values win; --sampling-defaults openai: "
-                   "OpenAI's): {}", a.so.sampling_defaults.to_json().dump());
-  }
-  if (!a.so.preferred_sampling.empty())
-    spdlog::info("--preferred-sampling-params (over the model's defaults and SGLang's; requests' own values win): {}",
-                 a.so.preferred_sampling.to_json().dump());
-  if (a.is_embedding)
-    spdlog::info("--is-embedding: /v1/embeddings serves pooled hidden states ({}); generation routes are refused",
-                 a.so.embedding.source);
-  // Images: read on rank 0 only, where requests are parsed and images materialized.
-  a.so.images.tokens = VisionTokenIds::load(loc.model);
-  if (a.so.images.tokens.takes_images()) {
-    a.so.images.preprocess = ImagePreprocessConfig::load(loc.model);
-    spdlog::info("images: image_pad token {}, patch {} x merge {}, {}..{} pixels", a.so.images.tokens.image_pad,
-                 a.so.images.preprocess.patch_size, a.so.images.preprocess.merge_size,
-                 a.so.images.preprocess.min_pixels, a.so.images.preprocess.max_pixels);
-  }
-  nlohmann::json info = {{"model_path", loc.model},
-                         {"tokenizer_path", loc.tokenizer},
-                         {"served_model_name", a.so.served_model_name},
-                         {"architecture", cfg.arch_name},
-                         {"hidden_size", cfg.hidden},
-                         {"vocab_size", cfg.vocab},
-                         {"context_length", cfg.max_pos},
-                         {"tp_size", a.rf.rt.tp_size},
-                         {"dp_size", a.rf.rt.dp_size},
-                         {"enable_dp_attention", a.rf.rt.enable_dp_attention},
-                         {"ep_size", a.rf.rt.ep_size},
-                         {"load_balance_method", to_string(a.rf.rt.load_balance_method)},
-                         {"dp_padding_mode", to_string(a.rf.rt.dp_padding_mode)},
-                         {"world_size", rt->world_size()},
-                         {"page_size", a.rf.rt.page_size},
-                         {"max_running_requests", a.rf.rt.sched.max_running_requests},
-                         {"chunked_prefill_size", a.rf.rt.sched.chunked_prefill_size},
-                         {"schedule_policy", schedule_policy_name(a.rf.rt.sched.policy)},
-                         {"enable_priority_scheduling", a.rf.rt.sched.priority_scheduling},
-                         {"schedule_low_priority_values_first", a.rf.rt.sched.low_priority_values_first},
-                         {"priority_scheduling_preemption_threshold", a.rf.rt.sched.priority_preemption_threshold},
-                         {"disable_priority_preemption", !a.rf.rt.sched.priority_preemption},
-                         {"skip_tokenizer_init", a.so.skip_tokenizer_init},
-                         {"is_embedding", a.is_embedding},
-                         {"sampling_defaults", a.sampling_defaults},
-                         {"default_sampling_params", a.so.sampling_defaults.to_json()},
-                         {"preferred_sampling_params", a.so.preferred_sampling.empty()
-                                                           ? nlohmann::json(nullptr)
-                                                           : a.so.preferred_sampling.to_json()},
-                         {"max_total_tokens", rt->kv_tokens_per_rank()},
-                         {"max_total_num_tokens", rt->kv_tokens_per_rank()},  // SGLang's name
-                         {"weight_bytes", rt->model().weight_bytes()},  // rank 0's weights as run
-                         {"model_type", hf_model_type(loc.model, cfg.arch_name)},
-                         {"has_image_understanding", a.so.images.tokens.takes_images()},
-                         {"kernels", kernels::kernels_description()},
-                         // SGLang's server args (null: none), as in effect (gpt-oss gets its own by default).
-                         {"reasoning_parser", a.reasoning_parser.empty() || a.reasoning_parser == "none"
-                                                  ? nlohmann::json() : nlohmann::json(a.reasoning_parser)},
-                         {"tool_call_parser", a.tool_call_parser.empty() || a.tool_call_parser == "none"
-                                                  ? nlohmann::json() : nlohmann::json(a.tool_call_parser)},
-                         {"version", dpserve_version()}};
-  // SGLang's server-args names for speculative decoding (null: off).
-  const SpeculativeConfig& spec = a.rf.rt.sched.spec;
-  info["speculative_algorithm"] = spec.enabled() ? nlohmann::json(to_string(spec.algorithm)) : nlohmann::json();
-  if (spec.enabled()) {
-    info["speculative_num_steps"] = spec.max_draft;
-    info["speculative_num_draft_tokens"] = spec.max_draft + 1;
-    info["speculative_eagle_topk"] = spec.topk;
-    info["speculative_max_step_rows"] = spec.max_step_rows;
-    info["speculative_draft_model_path"] =
-        spec.draft_model_path.empty() ? nlohmann::json() : nlohmann::json(spec.draft_model_path);
-  }
-  HttpServer server(a.so, *engine, *tok, info);
-  server.set_encoder_times(encoder_times);
-  server.start();
-
-  // The signal thread keeps reading signals while a drain runs: a launcher's note (a rank it is about
-  // to kill) or a lost node must still end open requests as engine faults then.
-  auto loop_done = std::make_shared<std::atomic<bool>>(false);
-  std::thread drainer;
-  std::thread sig_thread([&] {
-    bool draining = false;
-    while (!*loop_done) {
-      timespec ts{0, 200 * 1000 * 1000};
-      siginfo_t si;
-      int s = sigtimedwait(&sigs, &si, &ts);
-      if (s == SIGUSR1) {
-        // The launcher is about to kill a stopped rank, or another node is gone: no step can finish.
-        // End open streams with the reason (an error event, 5xx for waiting requests) and stop the
-        // job, as the watchdog would, but now.
-        const std::string note = read_launcher_note(si);
-        if (!note.empty()) rt->stop_job(note, "the dpserve launcher");
-        rt->stop_job(node_loss_reason());
-      }
-      if ((s == SIGTERM || s == SIGINT) && si.si_pid == getppid() && launched_under_mpi())
-        // mpirun sends SIGTERM when it was itself signalled (the dpserve launcher forwards SIGUSR2
-        // instead), or when it ends the job after a rank failed; it kills every rank soon after.
-        spdlog::warn("signal {} came from mpirun (pid {}): mpirun was signalled itself, or a rank failed (then "
-                     "mpirun names it); either way mpirun kills every rank shortly, whether or not the drain is "
-                     "done. To drain, signal the dpserve launcher (the process you started) or send SIGUSR2 to mpirun",
-                     s, int(si.si_pid));
-      if ((s == SIGTERM || s == SIGINT || s == SIGUSR2) && !draining) {
-        spdlog::info("received signal {}: draining (up to {:g} s), then stopping every rank", s,
-                     a.so.shutdown_timeout_s);
-        server.begin_drain();
-        draining = true;
-        const auto drain = std::chrono::milliseconds(int64_t(a.so.shutdown_timeout_s * 1000));
-        drainer = std::thread([engine, drain] { engine->shutdown(drain); });
-        // A drain that cannot end (a rank stopped or stuck: the step loop waits in a collective for
-        // it, with --watchdog-timeout 0 forever) is ended by the guard.
-        if (rt->world_size() > 1)
-          start_drain_guard(*rt, *engine, loop_done, a.so.shutdown_timeout_s + kDrainGraceSeconds + 2);
-      }
-    }
-  });
-  rt->run();
-  *loop_done = true;
-  sig_thread.join();
-  if (drainer.joinable()) drainer.join();
-  server.stop();
-  spdlog::info("stopped");
 }
 
 }  // namespace

@@ -23,6 +23,8 @@ int local_world_size();
 
 // Initialises MPI with MPI_THREAD_FUNNELED on construction and finalises it on destruction, except
 // in a singleton (no launcher) destroyed by an exception: the process is ending on an error then.
+// A rank of a job of several that ends on an error while its peers still wait for it in the step
+// loop must stop the job itself (abort_job): MPI_Finalize would wait for them.
 // One per process; MPI cannot be re-initialised after finalisation.
 class MpiRuntime {
  public:

@@ -18,13 +18,15 @@ while [[ $# -gt 0 && $1 != "--" ]]; do SERVE_ARGS+=("$1"); shift; done
 [[ -x $BIN ]] || { echo "run_e2e.sh: $BIN is not an executable" >&2; exit 2; }
 
 PY=/usr/bin/python3
-PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
-LOG=$(mktemp /tmp/dpserve-e2e-XXXXXX.log)
-URL="http://127.0.0.1:$PORT"
-
-echo "run_e2e: $BIN serve --host 127.0.0.1 --port $PORT ${SERVE_ARGS[*]} (log $LOG)"
-"$BIN" serve --host 127.0.0.1 --port "$PORT" "${SERVE_ARGS[@]}" >"$LOG" 2>&1 &
-PID=$!
+PID=
+start_server() {
+  PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+  LOG=$(mktemp /tmp/dpserve-e2e-XXXXXX.log)
+  URL="http://127.0.0.1:$PORT"
+  echo "run_e2e: $BIN serve --host 127.0.0.1 --port $PORT ${SERVE_ARGS[*]} (log $LOG)"
+  "$BIN" serve --host 127.0.0.1 --port "$PORT" "${SERVE_ARGS[@]}" >"$LOG" 2>&1 &
+  PID=$!
+}
 
 dump_log() { echo "---- server log (last 60 lines) ----"; tail -n 60 "$LOG"; echo "----"; }
 # For a server that hangs (no /health, no exit after SIGTERM): every process under the launcher (mpirun,
@@ -53,15 +55,26 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Up to 120 s for the model to load and every rank to report in.
+# Up to 120 s for the model to load and every rank to report in. A port taken between choosing it and
+# the server's bind (by another test's listener: a CI run lost one so) is retried with another, twice.
 ready=0
-for _ in $(seq 1 600); do
-  if ! kill -0 "$PID" 2>/dev/null; then
-    echo "run_e2e: the server exited before becoming healthy"; dump_log; exit 1
-  fi
-  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$URL/health" || true)
-  if [[ $code == 200 ]]; then ready=1; break; fi
-  sleep 0.2
+for attempt in 1 2 3; do
+  start_server
+  for _ in $(seq 1 600); do
+    if ! kill -0 "$PID" 2>/dev/null; then
+      if [[ $attempt -lt 3 ]] && grep -q 'cannot listen' "$LOG"; then
+        wait "$PID" 2>/dev/null
+        echo "run_e2e: port $PORT taken, retrying"
+        rm -f "$LOG"
+        continue 2
+      fi
+      echo "run_e2e: the server exited before becoming healthy"; dump_log; exit 1
+    fi
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$URL/health" || true)
+    if [[ $code == 200 ]]; then ready=1; break; fi
+    sleep 0.2
+  done
+  break
 done
 [[ $ready == 1 ]] || { echo "run_e2e: /health never returned 200"; dump_log; dump_stacks; exit 1; }
 

@@ -1,7 +1,8 @@
 """tools/serve_process.py, the way Python tests and benches start `dpserve serve`, against the real
 binary: a port taken between choosing and binding it is retried, a server that cannot start is a
-ServeError carrying its own error line, SIGTERM stops it with 0, and kill() leaves no process of a
-tp 2 job behind (the launcher, mpirun and both ranks). The retry case fails without the retry (checked
+ServeError carrying its own error line, SIGTERM stops it with 0, kill() leaves no process of a
+tp 2 job behind (the launcher, mpirun and both ranks), and a tp 2 job whose port is taken ends at once
+naming it. The retry case fails without the retry (checked
 with port_tries=1); the kill case also passes when only the launcher is killed, because dpserve's
 launcher takes its ranks down itself: it guards the whole, not the process-group kill alone.
 
@@ -73,4 +74,30 @@ left = [p for p in procs if alive(p)]
 assert not left, f"processes left after kill(): {left}"
 assert "rank" in srv.output(), "the output was not kept"
 print(f"ok kill() ended all {len(procs)} processes of a tp 2 job")
+# 4. A tp 2 job whose rank 0 cannot listen (its port taken): it ends at once, with the reason, and
+#    leaves no process. Rank 0's error used to unwind into MPI_Finalize, which waited for rank 1, itself
+#    waiting in the step loop for rank 0: the job hung, silent, until /health gave up (checked: this
+#    case then fails on its 90 s).
+busy = socket.socket()
+busy.bind(("127.0.0.1", 0))
+busy.listen(1)
+taken = busy.getsockname()[1]
+offered = [taken]
+sp.free_port = lambda: offered.pop() if offered else real_free_port()
+t0 = time.time()
+try:
+    srv = sp.ServeProcess(BIN, "--tp-size", "2", "--threads", "1", quiet=True, port_tries=1, health_timeout=90)
+    srv.kill()
+    raise SystemExit("FAIL: a tp 2 server on a taken port was reported healthy")
+except sp.ServeError as e:
+    took, msg = time.time() - t0, str(e)
+    assert f"cannot listen on 127.0.0.1:{taken}" in msg and "exited" in msg and took < 60, (took, msg[-800:])
+finally:
+    sp.free_port = real_free_port
+time.sleep(1)
+pg = subprocess.run(["pgrep", "-f", "--", f"--port {taken} "], capture_output=True, text=True)
+assert pg.returncode in (0, 1), pg.stderr  # 1: none matched
+assert not pg.stdout.split(), f"processes left: {pg.stdout.split()}"
+busy.close()
+print(f"ok a tp 2 job whose port is taken ends in {took:.1f} s naming it, leaving no process")
 print("PASS")
