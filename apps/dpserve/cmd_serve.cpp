@@ -379,7 +379,7 @@ void run_serve(ServeArgs& a) {
   try {
     serve();
   } catch (const std::exception& e) {
-    if (rt->world_size() > 1) abort_job(e.what());
+    if (rt->engine() && rt->world_size() > 1) abort_job(e.what());  // rank 0: the others wait on it
     throw;
   }
 }
