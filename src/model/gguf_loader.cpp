@@ -322,7 +322,7 @@ void add_kv_b(const GgufTensorInfo& kb, const GgufTensorInfo& vb, const ModelCon
          "{}), has dimensions {}", vb.file, vb.name, H, vd, r, r, vd, H, fmt::join(vb.ne, " x "));
   const DType kt = tensor_dtype(kb), vt = tensor_dtype(vb);
   const bool quantized = dtype_is_quantized(kt) || dtype_is_quantized(vt);
-  const DType out = !quantized && kt == vt ? kt : quantized && r % 32 == 0 ? DType::Q8_0 : DType::F32;
+  const DType out = !quantized && kt == vt ? kt : quantized && r % dtype_block_elems(DType::Q8_0) == 0 ? DType::Q8_0 : DType::F32;
   const size_t rb = dtype_row_bytes(out, r);
   std::vector<uint8_t> bytes(size_t(H * kvw) * rb);
   std::vector<float> row(static_cast<size_t>(r)), uk(static_cast<size_t>(r * nope));

@@ -69,7 +69,9 @@ MlaAttention::MlaAttention(const WeightStore& store, const ModelConfig& c, const
   // (joined_uk_t_q8; decoded to fp32 where the shapes do not fall on its blocks), an fp8
   // checkpoint's to the bf16 values it runs as.
   const DType src = kv_b_.dtype;
-  if (dtype_is_quantized(src) && nope % kQ8Block == 0 && r % kQ8GroupRows == 0) {
+  // Q8_0 blocks along qk_nope; each head's rows starting a row group of its repacked form.
+  if (dtype_is_quantized(src) && nope % dtype_block_elems(DType::Q8_0) == 0 &&
+      r % interleave_group_rows(DType::Q8_0) == 0) {
     joined_uk_t_q8(r, nope, kvw);
     return;
   }

@@ -94,7 +94,6 @@ class MlaAttention {
   // A block-quantized attn_kv_b (older GGUFs): every local head's W_UK^T decoded and requantized
   // to Q8_0 at load (joined_uk_t_q8); uk_t_ are row slices of it.
   WeightView uk_t_q8_;
-  static constexpr int64_t kQ8Block = 32, kQ8GroupRows = 16;  // Q8_0's block; its *_X16 groups' rows
   void joined_uk_t_q8(int64_t r, int64_t nope, int64_t kvw);
 };
 
