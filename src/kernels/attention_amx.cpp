@@ -56,9 +56,9 @@ namespace {
 
 #include "kernels/attention_bf16_pairs.h"
 
-constexpr int64_t L = kStepKeys;  // keys (columns) of a step
+#include "kernels/attention_bf16_window.h"
+
 constexpr int64_t kTileRows = 16;
-static_assert(L == 64, "a step's scores are four C tiles of 16 keys");
 
 // All eight tiles 16 rows of 64 bytes (which are C, A and B differs by loop): the buffers behind
 // them are padded to whole tiles, so one configuration serves every shape and no reload is needed.
@@ -80,21 +80,8 @@ struct JobState {
   std::vector<uint32_t> vp;                   // the step's values in pairs of keys: [L / 2][cols]
   std::vector<float> sc;                      // scores: [(rows * G) padded][L]
   std::vector<uint16_t> wb;                   // weights in bf16: [(rows * G) padded][L]
-  std::array<float, L> ks{}, vs{};  // int8 / fp8: the step's key and value scales by column
 };
 thread_local JobState job_state;
-
-// n elements of b from a 64-byte boundary (the packers store whole aligned vectors).
-uint32_t* aligned64(std::vector<uint32_t>& b, int64_t n) {
-  if (int64_t(b.size()) < n + 16) b.resize(size_t(n + 16));
-  return b.data() + (16 - (reinterpret_cast<uintptr_t>(b.data()) / 4) % 16) % 16;
-}
-
-// Lanes of columns [off, off + n) among the 16 from c.
-__mmask16 cols_mask(int64_t off, int64_t n, int64_t c) {
-  const int64_t lo = std::clamp<int64_t>(off - c, 0, 16), hi = std::clamp<int64_t>(off + n - c, 0, 16);
-  return __mmask16(((1u << hi) - 1) & ~((1u << lo) - 1));
-}
 
 struct AmxOps : Avx512Ops {
   static void begin_job(int64_t rows) {
@@ -125,42 +112,17 @@ struct AmxOps : Avx512Ops {
       J.acc.assign(size_t((J.rows * G + kTileRows) * cols), 0.0f);
       J.converted.assign(size_t(J.rows), 0);
     }
-    const int64_t s0 = rows[0].kb / L * L;
-    int64_t kb = rows[0].kb, ke = rows[0].ke, k_end = 0;
-    for (int64_t i = 0; i < n; ++i)
-      kb = std::min(kb, rows[i].kb), ke = std::max(ke, rows[i].ke), k_end = std::max(k_end, rows[i].k_end);
+    const auto [s0, kb, ke, k_end] = window_span(rows, n);
+    convert_queries(rows, n, h0, hd, G, J.converted, J.q.data(), pp);  // once per job
 
-    // The rows' queries, once per job.
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t r = rows[i].row;
-      if (J.converted[size_t(r)]) continue;
-      J.converted[size_t(r)] = 1;
-      pack_bf16_pairs(rows[i].q + h0 * hd, hd, G, hd, J.q.data() + r * G * pp, pp);
-    }
-
-    // The step's keys and values by column (key - s0): null where no row of the step looks.
-    thread_local std::vector<PageRun<T>> kruns, vruns;
-    thread_local std::vector<const float*> kscales, vscales;
-    step_runs<T>(c, seq, kvh, kb, ke, k_end, kruns, vruns, kscales, vscales);
-    std::array<const T*, L> kcol{}, vcol{};
-    for (size_t r = 0; r < kruns.size(); ++r) {
-      prefetch_ahead(kruns[r]);
-      prefetch_ahead(vruns[r]);
-      for (int64_t j = 0; j < kruns[r].n; ++j) {
-        const int64_t col = kb - s0 + kruns[r].off + j;
-        kcol[size_t(col)] = kruns[r].rows + j * kruns[r].ld;
-        vcol[size_t(col)] = vruns[r].rows + j * vruns[r].ld;
-        if constexpr (kScaled) J.ks[size_t(col)] = kscales[r][j], J.vs[size_t(col)] = vscales[r][j];
-      }
-    }
+    // The step's keys and values by column (key - s0), the keys packed as B tiles (blocks past the
+    // step's keys zero).
+    WindowCols<T> cw;
+    window_columns<T>(c, seq, kvh, kb, ke, k_end, s0, cw, true);
     const int64_t nblk = (ke - s0 + 15) / 16;  // blocks of 16 keys with a key in them
     uint32_t* const kpack = aligned64(J.kp, 4 * pp * 16);
-    for (int64_t b = 0; b < 4; ++b) {
-      uint32_t* kp = kpack + b * pp * 16;
-      if (b < nblk) pack_key_pairs_rows<T>([&](int j) { return kcol[size_t(b * 16 + j)]; }, hd, kp);
-      else std::memset(kp, 0, size_t(pairs * 16) * 4);
-      if (pairs < pp) std::memset(kp + pairs * 16, 0, size_t((pp - pairs) * 16) * 4);
-    }
+    pack_window_keys<T>(cw, nblk, hd, pp, kpack);
+    for (int64_t b = nblk; b < 4; ++b) std::memset(kpack + b * pp * 16, 0, size_t(pp * 16) * 4);
 
     // Scores: (row, head) x 64 keys, four C tiles per row tile.
     configure();
@@ -220,65 +182,17 @@ struct AmxOps : Avx512Ops {
       }
     }
 
-    // Each row's softmax over its own columns, 16 columns at a time from s0 (so a row's sums and
-    // maxima are taken in the same pieces in any group): scores times the scale (and the keys'
-    // scales), their max, then the exponentials, their sums, and the weights in bf16 (times the
-    // values' scales), zero wherever the row does not look, the layout of the value products' A.
+    // Each row's softmax over its own columns (row_softmax), its weights in bf16 the layout of the
+    // value products' A.
     if (int64_t(J.wb.size()) < Mp * L) J.wb.resize(size_t(Mp * L));
-    float* const smx = w.pmx;  // per head: the step's max, then the exponentials' sums and the corrections
-    float* const sums = w.pmx + G;
-    float* const corr = w.pmx + 2 * G;
-    const __m512 sv = _mm512_set1_ps(c.p.scale);
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t off = rows[i].kb - s0, nj = rows[i].ke - rows[i].kb;
-      float* x = J.sc.data() + i * G * L;
-      for (int64_t g = 0; g < G; ++g) {
-        float* xg = x + g * L;
-        __m512 mx = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-        for (int64_t cc = 0; cc < L; cc += 16) {
-          const __mmask16 mk = cols_mask(off, nj, cc);
-          if (!mk) continue;
-          __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, xg + cc), sv);
-          if constexpr (kScaled) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(mk, J.ks.data() + cc));
-          _mm512_storeu_ps(xg + cc, v);
-          mx = _mm512_mask_max_ps(mx, mk, mx, v);
-        }
-        smx[g] = hmax(mx);
-      }
-      float* part = rows[i].part;
-      float* acc = J.acc.data() + (base + i * G) * cols;
-      uint16_t* wrow = J.wb.data() + i * G * L;
-      step_softmax_with<AmxOps>(c.p, x + off, L, G, nj, part, nullptr, vd, smx, sums, corr,
-                                [&](const float* shift, float* sum) {
-                                  exp_to_bf16<kScaled>(x, wrow, G, off, nj, shift, sum, J.vs.data());
-                                });
-      if (rows[i].first) {
-        std::memset(acc, 0, size_t(G * cols) * 4);
-      } else {
-        for (int64_t g = 0; g < G; ++g)
-          if (corr[g] != 1.0f) Avx512Ops::scale(acc + g * cols, corr[g], vd);
-      }
-    }
+    for (int64_t i = 0; i < n; ++i)
+      row_softmax<AmxOps, kScaled>(c.p, rows[i], s0, G, J.sc.data() + i * G * L, J.wb.data() + i * G * L,
+                                   J.acc.data() + (base + i * G) * cols, cols, vd, cw.ks.data(), cw.vs.data(), w);
 
     // The step's values, two keys to a 32-bit lane: pair row p of column block e at vp + p * cols + e.
     const int64_t np = (ke - s0 + 1) / 2, nk = (np + 15) / 16;  // key pairs, and their k-steps of 16
     uint32_t* const vpack = aligned64(J.vp, L / 2 * cols);
-    {
-      const __m512i lo = _mm512_load_si512(kPairLo), hi = _mm512_load_si512(kPairHi);
-      for (int64_t p = 0; p < nk * 16; ++p) {
-        uint32_t* row = vpack + p * cols;
-        const T* va = p < np ? vcol[size_t(2 * p)] : nullptr;
-        const T* vb = p < np ? vcol[size_t(2 * p + 1)] : nullptr;
-        for (int64_t e = 0; e < cols; e += 32) {
-          __m512i x0 = _mm512_setzero_si512(), x1 = _mm512_setzero_si512();
-          // A pair whose first key no row sees (an odd first column) takes the second key's
-          // values in its place: every row weighs that column zero.
-          if (e < vd && (va || vb)) value_pair_rows(va ? va : vb, vb, e, std::min<int64_t>(32, vd - e), lo, hi, x0, x1);
-          _mm512_store_si512(row + e, x0);
-          _mm512_store_si512(row + e + 16, x1);
-        }
-      }
-    }
+    pack_window_values<T>(cw, nk * 16, np, vd, cols, vpack);
 
     // Weighted values: C = the rescaled sums, plus weights x value pairs, k-step by k-step (at
     // most two: L keys). Two column tiles' B tiles stay in tile registers while the row tiles pass.
@@ -313,51 +227,12 @@ struct AmxOps : Avx512Ops {
         std::memcpy(rows[i].part + 2 * G + g * vd, J.acc.data() + (base + i * G + g) * cols, size_t(vd) * 4);
     }
   }
-
-  // The exponentials of G heads' scores (head g's L columns at x + g * L, its own [off, off + n))
-  // less shift[g], their sums to sum[g], and the weights rounded to bf16 (each times its value
-  // row's scale vs[col] if kScaled) to w + g * L, every column of the window: zero where the row
-  // does not look. Up to 8 heads side by side, each head's pieces in column order.
-  template <bool kScaled>
-  static void exp_to_bf16(const float* x, uint16_t* w, int64_t G, int64_t off, int64_t n, const float* shift, float* sum,
-                          const float* vs) {
-    constexpr int64_t kMaxRows = 8;
-    for (int64_t g0 = 0; g0 < G; g0 += kMaxRows) {
-      const int64_t R = std::min(kMaxRows, G - g0);
-      __m512 acc[kMaxRows], sh[kMaxRows];
-      for (int64_t r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps(), sh[r] = _mm512_set1_ps(shift[g0 + r]);
-      for (int64_t cc = 0; cc < L; cc += 16) {
-        const __mmask16 mk = cols_mask(off, n, cc);
-        __m512 s;
-        if constexpr (kScaled) s = _mm512_maskz_loadu_ps(mk, vs + cc);
-        for (int64_t r = 0; r < R; ++r) {
-          uint16_t* wr = w + (g0 + r) * L + cc;
-          if (!mk) {
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(wr), _mm256_setzero_si256());
-            continue;
-          }
-          const float* xr = x + (g0 + r) * L + cc;
-          const __m512 e = _mm512_maskz_mov_ps(mk, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, xr), sh[r])));
-          acc[r] = _mm512_add_ps(acc[r], e);
-          const __m512 wv = kScaled ? _mm512_mul_ps(e, s) : e;
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(wr), (__m256i)_mm512_cvtneps_pbh(wv));
-        }
-      }
-      for (int64_t r = 0; r < R; ++r) sum[g0 + r] = hsum512(acc[r]);
-    }
-  }
 };
 
 }  // namespace
 
 void attention_job(const AttnCtx& c, const AttnJob& j, float* parts) {
-  switch (c.kv.elem) {
-    case KVElem::kF32: avx512bf16::attention_job(c, j, parts); break;
-    case KVElem::kBF16: attention_job_typed<AmxOps, bf16_t>(c, j, parts); break;
-    case KVElem::kInt8: attention_job_typed<AmxOps, int8_t>(c, j, parts); break;
-    case KVElem::kFp8E4M3: attention_job_typed<AmxOps, fp8_e4m3_t>(c, j, parts); break;
-    case KVElem::kFp8E5M2: attention_job_typed<AmxOps, fp8_e5m2_t>(c, j, parts); break;
-  }
+  compact_attention_job<AmxOps>(c, j, parts, avx512bf16::attention_job);
 }
 
 }  // namespace dpserve::kernels::amx

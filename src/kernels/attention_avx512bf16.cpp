@@ -1,14 +1,20 @@
-// AVX-512 BF16 attention: the AVX-512 primitives, except that over a bf16, int8 or fp8 KV cache the
-// products are vdpbf16ps, two elements per lane: as the AVX-512 scores, a page's keys are
-// transposed once and every query head multiplies them as a small matrix product, here in
-// pairs-by-keys rows (16 keys, 32 elements per instruction); the softmax weights, rounded to
-// bf16, weigh two keys' values per instruction. Where one core runs one 512-bit FMA per cycle
-// (Zen 5 here) this doubles the products per cycle over fp32; Intel cores issue vdpbf16ps at a
-// quarter of their FMAs' rate, so there the level runs the AVX-512 kernels instead
-// (kernels::bf16_fma_products(), kernels/isa.h). The query is rounded to bf16 for the
-// product (the keys already are; int8 and fp8 codes are bf16 exactly, their scales apply outside); every score and output element is still one
-// fixed sequence of operations on its own row, so a row's bits do not depend on the batch, the
-// heads beside it or the team. An fp32 cache takes the AVX-512 path unchanged.
+// AVX-512 BF16 attention over a bf16, int8 or fp8 KV cache: the products are vdpbf16ps, two
+// elements per lane, the way the AMX level takes them in tiles. The rows of a job that take the
+// same step (attention_impl.h, RowStep) share it: the step's window of keys is packed once in pairs
+// by keys (16 keys to a vector) and, for a job of several rows, its values in pairs of keys; then
+// the (row, head) rows go in groups whose scores are small matrix products held in registers (four
+// rows by four blocks of 16 keys; eight by two past a head width of 128), each row's softmax, and
+// the weighted values (four rows by 64 columns, or eight by 32 as a one-row job converts them).
+// Where one core runs one 512-bit FMA per cycle (Zen 5 here) this doubles the products per cycle
+// over fp32; Intel cores issue vdpbf16ps at a quarter of their FMAs' rate, so there the level runs
+// the AVX-512 kernels instead (kernels::bf16_fma_products(), kernels/isa.h).
+//
+// Bits: the query is rounded to bf16 (the keys already are; int8 and fp8 codes are bf16 exactly,
+// their scales apply outside), and so are the softmax weights. A score is one chain from zero over
+// the head dimension's pairs in order; a weighted sum one chain from the rescaled running sum over
+// the window's key pairs in order, a key the row does not see weighing zero (+0). So a row's bits
+// do not depend on the batch, the rows or heads beside it, or the team: a decode row, a chunk job's
+// row and a prefill row take the same operations. An fp32 cache runs the AVX-512 level's kernels.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -16,6 +22,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <utility>
@@ -46,263 +53,309 @@ namespace {
 
 #include "kernels/attention_bf16_pairs.h"
 
-// Scores of NG heads against the packed keys. Lane j of head g's score is (even pairs) + (odd
-// pairs), each a sum over p = 0, 2, 4, ... (1, 3, 5, ...) in order of pair p of the query and of
-// key j, whatever NG or the number of keys: two chains per head, so vdpbf16ps's latency is
-// hidden behind the other heads' products.
-template <int NG, bool kScaled>
-void scores_packed(const uint32_t* qb, int64_t pairs, const uint32_t* kp, int64_t nb, float scale, float* out,
-                   int64_t ldo, float* mx, const float* ks) {
-  __m512 a0[NG], a1[NG];
-  for (int g = 0; g < NG; ++g) a0[g] = a1[g] = _mm512_setzero_ps();
-  int64_t p = 0;
-  for (; p + 2 <= pairs; p += 2) {
-    const __m512bh k0 = (__m512bh)_mm512_load_si512(kp + p * 16);
-    const __m512bh k1 = (__m512bh)_mm512_load_si512(kp + (p + 1) * 16);
-#pragma GCC unroll 8
-    for (int g = 0; g < NG; ++g) {
-      a0[g] = _mm512_dpbf16_ps(a0[g], (__m512bh)_mm512_set1_epi32(int(qb[g * pairs + p])), k0);
-      a1[g] = _mm512_dpbf16_ps(a1[g], (__m512bh)_mm512_set1_epi32(int(qb[g * pairs + p + 1])), k1);
-    }
-  }
-  if (p < pairs) {
-    const __m512bh k0 = (__m512bh)_mm512_load_si512(kp + p * 16);
-    for (int g = 0; g < NG; ++g)
-      a0[g] = _mm512_dpbf16_ps(a0[g], (__m512bh)_mm512_set1_epi32(int(qb[g * pairs + p])), k0);
-  }
-  store_scores<NG, kScaled>(a0, a1, nb, scale, out, ldo, mx, ks);
-}
+#include "kernels/attention_bf16_window.h"
 
-// scores_packed for two blocks of packed keys at once (kb[0] with nb[0] keys, scores to out[0]; kb[1]
-// likewise): each query pair loaded once feeds both blocks, so a product waits on fewer loads (one
-// block took a broadcast per product). Every lane's sums are scores_packed's, in its order.
-template <int NG, bool kScaled>
-void scores_packed2(const uint32_t* qb, int64_t pairs, const uint32_t* const kb[2], const int64_t nb[2], float scale,
-                    float* const out[2], int64_t ldo, const float* const ks[2]) {
-  __m512 a0[2][NG], a1[2][NG];
-  for (int b = 0; b < 2; ++b)
-    for (int g = 0; g < NG; ++g) a0[b][g] = a1[b][g] = _mm512_setzero_ps();
-  const uint32_t* ka = kb[0];
-  const uint32_t* kc = kb[1];
-  int64_t p = 0;
-  for (; p + 2 <= pairs; p += 2) {
-    const __m512bh x0 = (__m512bh)_mm512_load_si512(ka + p * 16), x1 = (__m512bh)_mm512_load_si512(ka + (p + 1) * 16);
-    const __m512bh y0 = (__m512bh)_mm512_load_si512(kc + p * 16), y1 = (__m512bh)_mm512_load_si512(kc + (p + 1) * 16);
-#pragma GCC unroll 8
-    for (int g = 0; g < NG; ++g) {
-      const __m512bh q0 = (__m512bh)_mm512_set1_epi32(int(qb[g * pairs + p]));
-      const __m512bh q1 = (__m512bh)_mm512_set1_epi32(int(qb[g * pairs + p + 1]));
-      a0[0][g] = _mm512_dpbf16_ps(a0[0][g], q0, x0);
-      a0[1][g] = _mm512_dpbf16_ps(a0[1][g], q0, y0);
-      a1[0][g] = _mm512_dpbf16_ps(a1[0][g], q1, x1);
-      a1[1][g] = _mm512_dpbf16_ps(a1[1][g], q1, y1);
-    }
-  }
-  if (p < pairs) {
-    const __m512bh x0 = (__m512bh)_mm512_load_si512(ka + p * 16), y0 = (__m512bh)_mm512_load_si512(kc + p * 16);
-    for (int g = 0; g < NG; ++g) {
-      const __m512bh q0 = (__m512bh)_mm512_set1_epi32(int(qb[g * pairs + p]));
-      a0[0][g] = _mm512_dpbf16_ps(a0[0][g], q0, x0);
-      a0[1][g] = _mm512_dpbf16_ps(a0[1][g], q0, y0);
-    }
-  }
-  for (int b = 0; b < 2; ++b) store_scores<NG, kScaled>(a0[b], a1[b], nb[b], scale, out[b], ldo, nullptr, ks[b]);
-}
-
-// acc[h] += sum_j p[h][j] v[j] for NH heads at once, two keys per vdpbf16ps (value_pair): lane i
-// of a sum is element i of the value; lane i of head h takes the runs in order, and in each its
-// key pairs (0, 1), (2, 3), ... in order (an odd run's last key with zero), whatever NH. The sums
-// stay in registers over all the runs. Values: packed (kPacked: vp[r], pack_value_pairs) or as
-// stored, converted here: the same vectors either way. pb: the weights as pairs, run r's at column
-// pcol[r] of head h's row (h * ldb).
-template <int NH, bool kPacked, class T>
-void axpy_packed(float* acc, int64_t lda, const PageRun<T>* runs, const uint32_t* const* vp, int64_t n_runs,
-                 const int64_t* pcol, const uint32_t* pb, int64_t ldb, int64_t d) {
-  const __m512i lo = _mm512_load_si512(kPairLo), hi = _mm512_load_si512(kPairHi);
-  const int64_t cols = value_pair_cols(d);
-  for (int64_t i = 0; i < d; i += 32) {
-    const int64_t e = std::min<int64_t>(32, d - i);
-    const __mmask16 m0 = head_mask(d, i), m1 = e > 16 ? head_mask(d, i + 16) : __mmask16(0);
-    __m512 a[NH][2];
-    for (int h = 0; h < NH; ++h) {
-      a[h][0] = _mm512_maskz_loadu_ps(m0, acc + h * lda + i);
-      a[h][1] = _mm512_maskz_loadu_ps(m1, acc + h * lda + i + 16);
-    }
-    for (int64_t r = 0; r < n_runs; ++r) {
-      if (i == 0) prefetch_ahead(runs[r]);
-      const uint32_t* w = pb + pcol[r];
-      const T* v = runs[r].rows;
-      const uint32_t* vr = kPacked ? vp[r] + i : nullptr;
-      const int64_t ldv = runs[r].ld, n = runs[r].n, np = (n + 1) / 2;
-      for (int64_t jp = 0; jp < np; ++jp) {
-        __m512i x0, x1;
-        if constexpr (kPacked) {
-          x0 = _mm512_load_si512(vr + jp * cols);
-          x1 = _mm512_load_si512(vr + jp * cols + 16);
-        } else {
-          value_pair(v, ldv, n, jp, i, e, lo, hi, x0, x1);
-        }
-#pragma GCC unroll 8
-        for (int h = 0; h < NH; ++h) {
-          const __m512bh wv = (__m512bh)_mm512_set1_epi32(int(w[h * ldb + jp]));
-          a[h][0] = _mm512_dpbf16_ps(a[h][0], (__m512bh)x0, wv);
-          a[h][1] = _mm512_dpbf16_ps(a[h][1], (__m512bh)x1, wv);
-        }
-      }
-    }
-    for (int h = 0; h < NH; ++h) {
-      store16(acc + h * lda + i, m0, a[h][0]);
-      store16(acc + h * lda + i + 16, m1, a[h][1]);
-    }
-  }
-}
-
-// What a job has already converted: rows of a prefill block take turns page by page, so a row's
-// query (and a page's keys, for the next row) come back while the job lasts. Cleared at the
-// start of every job: the same addresses hold other values in the next call.
-struct JobCache {
-  static constexpr int kRows = 32;
-  const float* q[kRows];
-  int64_t n_q = 0;
-  std::vector<uint32_t> qb;  // kRows slots of G * pairs
-  int64_t slot = 0;          // pairs * G of one slot
-  PackedKeyCache<uint32_t> keys;    // pairs-by-keys rows of the job's last pages
-  PackedKeyCache<uint32_t> values;  // their values in pairs (pack_value_pairs)
-  bool pack_values = false;         // the job has more than one row
-  std::vector<uint32_t> pb;
+// What a job keeps between its steps: its rows' queries as bf16 pairs (converted at a row's first
+// step) and their running weighted sums (written to a row's partial at the end of each of its key
+// chunks, when the driver reads them), and the work space of a step.
+struct JobState {
+  int64_t rows = 0, G = 0, pairs = 0, cols = 0;
+  std::vector<uint32_t> q;          // [rows * G][pairs]
+  std::vector<float> acc;           // [rows * G][cols]
+  std::vector<uint8_t> converted;   // per row
+  std::vector<uint32_t> kp;         // the window's keys: 4 blocks of [pairs][16]
+  std::vector<uint32_t> vp;         // its values in pairs of keys: [L / 2][cols]
+  std::vector<float> sc;            // a group of rows' scores: [rows * G][L]
+  std::vector<uint16_t> wb;         // their weights in bf16: [rows * G][L]
+  std::vector<const uint32_t*> qr;  // a group's (row, head) queries
+  std::vector<float*> ar;           // and running sums
 };
-thread_local JobCache cache;
+thread_local JobState job_state;
+
+// Scores of MR (row, head) rows against NB blocks of 16 packed keys (block b at kp + b * kstride):
+// row r's query pairs at q[r], its scores of block b, times `scale` (then times the keys' scales
+// ks + b * 16 if kScaled), to out + r * L + b * 16. Each score is one chain: zero, then the pairs
+// of the head dimension in order, whatever MR or NB, so a row's bits do not depend on the rows or
+// blocks beside it. MR x NB sums in registers hide vdpbf16ps's latency; each block's pair is
+// loaded once for the MR rows.
+template <int MR, int NB, bool kScaled>
+void scores_tile(const uint32_t* const* q, int64_t pairs, const uint32_t* kp, int64_t kstride, float scale,
+                 const float* ks, float* out) {
+  __m512 a[MR][NB];
+  #pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+    #pragma GCC unroll 16
+    for (int b = 0; b < NB; ++b) a[r][b] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < pairs; ++p) {
+    __m512bh k[NB];
+    #pragma GCC unroll 16
+    for (int b = 0; b < NB; ++b) k[b] = (__m512bh)_mm512_load_si512(kp + b * kstride + p * 16);
+    #pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const __m512bh qv = (__m512bh)_mm512_set1_epi32(int(q[r][p]));
+      #pragma GCC unroll 16
+      for (int b = 0; b < NB; ++b) a[r][b] = _mm512_dpbf16_ps(a[r][b], qv, k[b]);
+    }
+  }
+  const __m512 sv = _mm512_set1_ps(scale);
+  #pragma GCC unroll 16
+  for (int b = 0; b < NB; ++b) {
+    const __m512 kv = kScaled ? _mm512_loadu_ps(ks + b * 16) : sv;
+    #pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      __m512 v = _mm512_mul_ps(a[r][b], sv);
+      if constexpr (kScaled) v = _mm512_mul_ps(v, kv);
+      _mm512_storeu_ps(out + r * L + b * 16, v);
+    }
+  }
+}
+
+// acc[r] (columns [e, e + 16 NC)) += the weighted values of pairs [0, np) of the window, for MR
+// (row, head) rows (row r's weights as bf16 pairs at w + r * ldw). Each lane is one chain: the rescaled
+// running sum, then the pairs in order (a pair no row sees weighs zero and adds +0), whatever MR,
+// NC or the values' source: packed (vp, pair row p at vp + p * cols) or, NC = 2, converted here
+// from the window's columns as window_value_pair converts them (pair p's rows at va[p], vb[p], the
+// elements each holds under ma[p], mb[p]: zero where none).
+template <int MR, int NC, bool kPacked, class T>
+void values_tile(float* const* acc, const uint32_t* w, int64_t ldw, int64_t np, int64_t e, const uint32_t* vp, int64_t cols,
+                 const T* const* va, const T* const* vb, const __mmask32* ma, const __mmask32* mb) {
+  static_assert(kPacked || NC == 2);
+  __m512 a[MR][NC];
+  #pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+    #pragma GCC unroll 16
+    for (int c = 0; c < NC; ++c) a[r][c] = _mm512_loadu_ps(acc[r] + e + 16 * c);
+  const __m512i lo = _mm512_load_si512(kPairLo), hi = _mm512_load_si512(kPairHi);
+  for (int64_t p = 0; p < np; ++p) {
+    __m512bh v[NC];
+    if constexpr (kPacked) {
+      #pragma GCC unroll 16
+      for (int c = 0; c < NC; ++c) v[c] = (__m512bh)_mm512_load_si512(vp + p * cols + e + 16 * c);
+    } else {
+      const __m512i r0 = load32_bf16_masked(va[p] + e, ma[p]), r1 = load32_bf16_masked(vb[p] + e, mb[p]);
+      v[0] = (__m512bh)_mm512_permutex2var_epi16(r0, lo, r1);
+      v[1] = (__m512bh)_mm512_permutex2var_epi16(r0, hi, r1);
+    }
+    #pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const __m512bh wv = (__m512bh)_mm512_set1_epi32(int(w[r * ldw + p]));
+      #pragma GCC unroll 16
+      for (int c = 0; c < NC; ++c) a[r][c] = _mm512_dpbf16_ps(a[r][c], v[c], wv);
+    }
+  }
+  #pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+    #pragma GCC unroll 16
+    for (int c = 0; c < NC; ++c) _mm512_storeu_ps(acc[r] + e + 16 * c, a[r][c]);
+}
+
+// One row's softmax over its own columns of the window from s0, given its G heads' scores, already
+// scaled (head g's L columns at x + g * L): each head's step max, the new running maxima and their
+// corrections for all heads in vectors, then each head's exponentials (exp512_nonpositive: a score
+// less its running max is never positive), 16 columns at a time from s0 (a row's sums and maxima
+// take the same pieces in any group), their sum, and its weights in bf16 (times the values' scales
+// vs) to wrow (G rows of L, zero wherever the row does not look). The row's partial (max, sum) moves
+// on, and its running weighted sums (G rows of `cols` at acc) are zeroed at its chunk's first step
+// or rescaled.
+template <class Ops, bool kScaled>
+void row_softmax_bf16(const AttnParams& p, const RowStep& r, int64_t s0, int64_t G, float* x, uint16_t* wrow,
+                      float* acc, int64_t cols, int64_t vd, const float* vs, const AttnWork& w) {
+  const int64_t off = r.kb - s0, nj = r.ke - r.kb;
+  __mmask16 mk[4];
+  for (int c = 0; c < 4; ++c) mk[c] = cols_mask(off, nj, 16 * c);
+  float* const smx = w.pmx;  // per head: the step's max, then the new running max
+  float* const corr = w.pmx + 2 * G;
+  float* const mx = r.part;
+  float* const den = r.part + G;
+  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int64_t g = 0; g < G; ++g) {
+    const float* xg = x + g * L;
+    __m512 m = ninf;
+    for (int c = 0; c < 4; ++c) m = _mm512_mask_max_ps(m, mk[c], m, _mm512_maskz_loadu_ps(mk[c], xg + 16 * c));
+    smx[g] = hmax(m);
+  }
+  if (p.softcap > 0) softcap_step<Ops>(x + off, L, G, nj, p.softcap, smx);
+  for (int64_t g = 0; g < G; g += 16) {
+    const __mmask16 hm = head_mask(G, g);
+    const __m512 old = _mm512_mask_loadu_ps(ninf, hm, mx + g);
+    const __m512 nw = _mm512_max_ps(old, _mm512_mask_loadu_ps(ninf, hm, smx + g));
+    // exp(0) is 1 exactly; a partial with no keys yet (max -inf) has nothing to rescale.
+    const __mmask16 had = _mm512_cmp_ps_mask(old, ninf, _CMP_NEQ_OQ);
+    _mm512_mask_storeu_ps(corr + g, hm, _mm512_maskz_mov_ps(had, exp512_nonpositive(_mm512_sub_ps(old, nw))));
+    _mm512_mask_storeu_ps(smx + g, hm, nw);
+  }
+  for (int64_t g = 0; g < G; ++g) {
+    const __m512 sh = _mm512_set1_ps(smx[g]);
+    const float* xg = x + g * L;
+    uint16_t* wg = wrow + g * L;
+    __m512 sum = _mm512_setzero_ps();
+    for (int c = 0; c < 4; ++c) {
+      if (!mk[c]) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(wg + 16 * c), _mm256_setzero_si256());
+        continue;
+      }
+      const __m512 e = _mm512_maskz_mov_ps(
+          mk[c], exp512_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk[c], xg + 16 * c), sh)));
+      sum = _mm512_add_ps(sum, e);
+      const __m512 wv = kScaled ? _mm512_mul_ps(e, _mm512_maskz_loadu_ps(mk[c], vs + 16 * c)) : e;
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(wg + 16 * c), (__m256i)_mm512_cvtneps_pbh(wv));
+    }
+    den[g] = den[g] * corr[g] + hsum512(sum);
+    mx[g] = smx[g];
+  }
+  if (r.first) {
+    std::memset(acc, 0, size_t(G * cols) * 4);
+  } else {
+    for (int64_t g = 0; g < G; ++g)
+      if (corr[g] != 1.0f) Ops::scale(acc + g * cols, corr[g], vd);
+  }
+}
+
+// f(std::integral_constant<int, K>{}) for k in [1, Max].
+template <int Max, class F>
+void with_count(int64_t k, F&& f) {
+  [&]<int... I>(std::integer_sequence<int, I...>) {
+    ((k == I + 1 ? (f(std::integral_constant<int, I + 1>{}), 0) : 0), ...);
+  }(std::make_integer_sequence<int, Max>{});
+}
 
 struct Bf16Ops : Avx512Ops {
   static void begin_job(int64_t rows) {
-    Avx512Ops::begin_job(rows);
-    cache.pack_values = rows > 1;
-    cache.n_q = 0;
-    cache.keys.forget();
-    cache.values.forget();
+    job_state.rows = rows;
+    job_state.G = 0;  // set up at the job's first step, when G and the widths are known
   }
 
-  // The bf16 pairs of a row's G query heads, converted once per job.
-  static const uint32_t* queries(const float* q, int64_t ldq, int64_t G, int64_t d) {
-    const int64_t pairs = (d + 1) / 2, slot = G * pairs;
-    if (cache.slot != slot) {
-      cache.slot = slot;
-      cache.n_q = 0;
-      cache.qb.resize(size_t(JobCache::kRows * slot));
-    }
-    for (int64_t i = 0; i < cache.n_q; ++i)
-      if (cache.q[i] == q) return cache.qb.data() + i * slot;
-    if (cache.n_q == JobCache::kRows) cache.n_q = 0;
-    uint32_t* out = cache.qb.data() + cache.n_q * slot;
-    cache.q[cache.n_q++] = q;
-    pack_bf16_pairs(q, ldq, G, d, out, (d + 1) / 2);
-    return out;
-  }
-
-  // A step's scores: every page's keys packed (or found packed), then the blocks of 16 keys
-  // scored two at a time, times the keys' scales (int8 / fp8) as they are stored.
+  // The steps of a job's rows in one window of L keys. The
+  // window's keys are packed once for all of them and, where the job has several rows, its values
+  // too; then the rows go in groups of about 16 (row, head) rows: their scores, each row's
+  // softmax, their weighted values, so a group's scores and weights stay in L1.
   template <class T>
-  static void scores_runs(const float* q, int64_t ldq, int64_t G, const PageRun<T>* runs, const float* const* scales,
-                          int64_t n_runs, int64_t d, float scale, float* out, int64_t ldo) {
-    if constexpr (std::is_same_v<T, float>) {
-      for (int64_t r = 0; r < n_runs; ++r) {
-        prefetch_ahead(runs[r]);
-        Avx512Ops::scores_heads<T>(q, ldq, G, runs[r].rows, runs[r].ld, runs[r].n, d, scale, out + runs[r].off, ldo,
-                                   nullptr);
-      }
-    } else {
-      const int64_t pairs = (d + 1) / 2;
-      const uint32_t* qb = queries(q, ldq, G, d);
-      struct Block {
-        const uint32_t* k;
-        int64_t n;
-        float* out;
-        const float* ks;
-      };
-      thread_local std::vector<Block> blocks;
-      blocks.clear();
-      cache.keys.begin_call(n_runs);
-      for (int64_t r = 0; r < n_runs; ++r) {
-        const PageRun<T>& run = runs[r];
-        prefetch_ahead(run);
-        bool packed;
-        uint32_t* kp = cache.keys.find(run.rows, run.n, run.ld, d, (run.n + 15) / 16 * pairs * 16, packed);
-        for (int64_t j0 = 0, b = 0; j0 < run.n; j0 += 16, ++b) {
-          const int64_t nb = std::min<int64_t>(16, run.n - j0);
-          if (!packed) pack_key_pairs(run.rows + j0 * run.ld, run.ld, nb, d, kp + b * pairs * 16);
-          blocks.push_back({kp + b * pairs * 16, nb, out + run.off + j0, scales ? scales[r] + j0 : nullptr});
+    requires(!std::is_same_v<T, float>)
+  static void rows_step(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0, int64_t G,
+                        const RowStep* rows, int64_t n, const AttnWork& w) {
+    constexpr bool kScaled = kv_scaled_v<T>;
+    JobState& J = job_state;
+    const int64_t hd = c.p.head_dim, vd = c.kv.value_dim();
+    const int64_t pairs = (hd + 1) / 2, cols = value_pair_cols(vd);
+    const int64_t h0 = kvh * (c.p.n_heads / c.p.n_kv_heads) + g0;
+    if (J.G != G || J.pairs != pairs || J.cols != cols) {
+      J.G = G, J.pairs = pairs, J.cols = cols;
+      J.q.assign(size_t(J.rows * G * pairs), 0);
+      J.acc.assign(size_t(J.rows * G * cols), 0.0f);
+      J.converted.assign(size_t(J.rows), 0);
+    }
+    const auto [s0, kb, ke, k_end] = window_span(rows, n);
+    convert_queries(rows, n, h0, hd, G, J.converted, J.q.data(), pairs);  // once per job
+
+    WindowCols<T> cw;
+    window_columns<T>(c, seq, kvh, kb, ke, k_end, s0, cw, false);
+    uint32_t* const kpack = aligned64(J.kp, 4 * pairs * 16);
+    pack_window_keys<T>(cw, (ke - s0 + 15) / 16, hd, pairs, kpack);
+    // A job of one row (decode) converts the values as it weighs them: storing them cost decode.
+    const int64_t np_all = (ke - s0 + 1) / 2;
+    const bool packed = n > 1;
+    uint32_t* const vpack = packed ? aligned64(J.vp, L / 2 * cols) : nullptr;
+    if (packed) pack_window_values<T>(cw, np_all, np_all, vd, cols, vpack);
+
+    // A one-row job's value pairs for the column block being weighed (values_tile).
+    std::array<const T*, L / 2> va{}, vb{};
+    std::array<__mmask32, L / 2> ma{}, mb{};
+    const int64_t per = std::max<int64_t>(1, 16 / G);  // rows of a group
+    if (int64_t(J.sc.size()) < per * G * L) J.sc.resize(size_t(per * G * L)), J.wb.resize(size_t(per * G * L));
+    J.qr.resize(size_t(per * G));
+    J.ar.resize(size_t(per * G));
+    // Four (row, head) rows by four blocks; past 64 elements a head's packed keys would not stay in
+    // L1 over the rows, so eight rows by two blocks, the blocks taken two at a time.
+    const bool wide = pairs > 64;
+    for (int64_t i0 = 0; i0 < n; i0 += per) {
+      const int64_t i1 = std::min(n, i0 + per), M = (i1 - i0) * G;
+      int64_t gke = 0;
+      for (int64_t i = i0; i < i1; ++i) gke = std::max(gke, rows[i].ke);
+      const int64_t nblk = (gke - s0 + 15) / 16, np = (gke - s0 + 1) / 2;
+      for (int64_t i = i0; i < i1; ++i)
+        for (int64_t g = 0; g < G; ++g) {
+          const int64_t m = (i - i0) * G + g, rg = rows[i].row * G + g;
+          J.qr[size_t(m)] = J.q.data() + rg * pairs;
+          J.ar[size_t(m)] = J.acc.data() + rg * cols;
         }
-      }
-      size_t b = 0;
-      for (; b + 2 <= blocks.size(); b += 2) {
-        const uint32_t* kb[2] = {blocks[b].k, blocks[b + 1].k};
-        const int64_t nb[2] = {blocks[b].n, blocks[b + 1].n};
-        const float* const ks[2] = {blocks[b].ks, blocks[b + 1].ks};
-        head_groups<4>(G, [&](auto NG, int64_t g) {
-          float* const o[2] = {blocks[b].out + g * ldo, blocks[b + 1].out + g * ldo};
-          scores_packed2<NG, kv_scaled_v<T>>(qb + g * pairs, pairs, kb, nb, scale, o, ldo, ks);
-        });
-      }
-      if (b < blocks.size())
-        head_groups<8>(G, [&](auto NG, int64_t g) {
-          scores_packed<NG, kv_scaled_v<T>>(qb + g * pairs, pairs, blocks[b].k, blocks[b].n, scale,
-                                            blocks[b].out + g * ldo, ldo, nullptr, blocks[b].ks);
-        });
-    }
-  }
+      const uint32_t* const* qr = J.qr.data();
+      float* const* ar = J.ar.data();
 
-  // A step's weighted values, each weight times its value row's scale (int8 / fp8) as the
-  // weights are rounded to bf16.
-  template <class T>
-  static void axpy_runs(float* acc, int64_t lda, int64_t G, const PageRun<T>* runs, const float* const* scales,
-                        int64_t n_runs, const float* p, int64_t ldp, int64_t d) {
-    if constexpr (std::is_same_v<T, float>) {
-      for (int64_t r = 0; r < n_runs; ++r) {
-        prefetch_ahead(runs[r]);
-        Avx512Ops::axpy_heads<T>(acc, lda, G, runs[r].rows, runs[r].ld, p + runs[r].off, ldp, runs[r].n, d);
-      }
-    } else {
-      // Each run's weights as bf16 pairs, the runs side by side in a head's row.
-      thread_local std::vector<int64_t> pcol;
-      pcol.resize(size_t(n_runs));
-      int64_t ldb = 0;
-      for (int64_t r = 0; r < n_runs; ++r) pcol[size_t(r)] = ldb, ldb += (runs[r].n + 1) / 2;
-      if (int64_t(cache.pb.size()) < G * ldb) cache.pb.resize(size_t(G * ldb));
-      uint32_t* pb = cache.pb.data();
-      for (int64_t r = 0; r < n_runs; ++r)
-        pack_bf16_pairs<kv_scaled_v<T>>(p + runs[r].off, ldp, G, runs[r].n, pb + pcol[size_t(r)], ldb,
-                                        kv_scaled_v<T> ? scales[r] : nullptr);
-      // int8 / fp8 values in a job of several rows: each run's values in pairs, packed by the first
-      // row to take the step. (bf16 values need no conversion, only the interleave: storing them
-      // cost bf16 prefill 1-3 %.)
-      if constexpr (!std::is_same_v<T, bf16_t>) {
-        if (cache.pack_values) {
-          thread_local std::vector<const uint32_t*> vp;
-          vp.resize(size_t(n_runs));
-          cache.values.begin_call(n_runs);
-          for (int64_t r = 0; r < n_runs; ++r) {
-            const PageRun<T>& run = runs[r];
-            bool packed;
-            uint32_t* out = cache.values.find(run.rows, run.n, run.ld, d, (run.n + 1) / 2 * value_pair_cols(d), packed);
-            if (!packed) pack_value_pairs(run.rows, run.ld, run.n, d, out);
-            vp[size_t(r)] = out;
+      // Scores.
+      const int64_t bstep = wide ? 2 : 4, mstep = wide ? 8 : 4;
+      for (int64_t b0 = 0; b0 < nblk; b0 += bstep) {
+        const uint32_t* kp = kpack + b0 * pairs * 16;
+        const float* ks = cw.ks.data() + b0 * 16;
+        with_count<4>(std::min(bstep, nblk - b0), [&](auto NB) {
+          for (int64_t m = 0; m < M; m += mstep) {
+            float* out = J.sc.data() + m * L + b0 * 16;
+            if (wide)
+              with_count<8>(std::min<int64_t>(8, M - m), [&](auto MR) {
+                scores_tile<MR, std::min<int>(NB, 2), kScaled>(qr + m, pairs, kp, pairs * 16, c.p.scale, ks, out);
+              });
+            else
+              with_count<4>(std::min<int64_t>(4, M - m), [&](auto MR) {
+                scores_tile<MR, NB, kScaled>(qr + m, pairs, kp, pairs * 16, c.p.scale, ks, out);
+              });
           }
-          head_groups<8>(G, [&](auto NH, int64_t g) {
-            axpy_packed<NH, true, T>(acc + g * lda, lda, runs, vp.data(), n_runs, pcol.data(), pb + g * ldb, ldb, d);
-          });
-          return;
-        }
+        });
       }
-      head_groups<8>(G, [&](auto NH, int64_t g) {
-        axpy_packed<NH, false, T>(acc + g * lda, lda, runs, nullptr, n_runs, pcol.data(), pb + g * ldb, ldb, d);
-      });
+
+      // Each row's softmax, its weights in bf16 pairs.
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t m = (i - i0) * G;
+        row_softmax_bf16<Bf16Ops, kScaled>(c.p, rows[i], s0, G, J.sc.data() + m * L, J.wb.data() + m * L,
+                                           J.acc.data() + rows[i].row * G * cols, cols, vd, cw.vs.data(), w);
+      }
+
+      // Weighted values, 64 columns by four rows from the packed pairs, else 32 columns by up to
+      // eight rows as they are converted.
+      const uint32_t* const wr = reinterpret_cast<const uint32_t*>(J.wb.data());
+      for (int64_t e = 0; e < cols;) {
+        const int64_t ec = packed && cols - e >= 64 ? 64 : 32;
+        const int64_t ms = packed ? 4 : 8;
+        if (!packed) {  // the rows and element masks of each pair, as window_value_pair takes them
+          const __mmask32 full = e < vd ? first32(vd - e) : 0;
+          for (int64_t p = 0; p < np; ++p) {
+            const T* x = p < np_all ? cw.v[size_t(2 * p)] : nullptr;
+            const T* y = p < np_all ? cw.v[size_t(2 * p + 1)] : nullptr;
+            va[size_t(p)] = x ? x : y ? y : cw.v[0];  // never read where masked off
+            vb[size_t(p)] = y ? y : va[size_t(p)];
+            ma[size_t(p)] = x || y ? full : 0;
+            mb[size_t(p)] = y ? full : 0;
+          }
+        }
+        for (int64_t m = 0; m < M; m += ms) {
+          if (packed && ec == 64)
+            with_count<4>(std::min<int64_t>(4, M - m), [&](auto MR) {
+              values_tile<MR, 4, true, T>(ar + m, wr + m * (L / 2), L / 2, np, e, vpack, cols, va.data(), vb.data(), ma.data(), mb.data());
+            });
+          else if (packed)
+            with_count<4>(std::min<int64_t>(4, M - m), [&](auto MR) {
+              values_tile<MR, 2, true, T>(ar + m, wr + m * (L / 2), L / 2, np, e, vpack, cols, va.data(), vb.data(), ma.data(), mb.data());
+            });
+          else
+            with_count<8>(std::min<int64_t>(8, M - m), [&](auto MR) {
+              values_tile<MR, 2, false, T>(ar + m, wr + m * (L / 2), L / 2, np, e, vpack, cols, va.data(), vb.data(), ma.data(),
+                                           mb.data());
+            });
+        }
+        e += ec;
+      }
+      for (int64_t i = i0; i < i1; ++i) {
+        if (!rows[i].last) continue;
+        for (int64_t g = 0; g < G; ++g)
+          std::memcpy(rows[i].part + 2 * G + g * vd, J.acc.data() + (rows[i].row * G + g) * cols, size_t(vd) * 4);
+      }
     }
   }
 };
 
 }  // namespace
 
-void attention_job(const AttnCtx& c, const AttnJob& j, float* parts) { attention_job_impl<Bf16Ops>(c, j, parts); }
+void attention_job(const AttnCtx& c, const AttnJob& j, float* parts) {
+  compact_attention_job<Bf16Ops>(c, j, parts, avx512::attention_job);
+}
 
 }  // namespace dpserve::kernels::avx512bf16
 

@@ -5,13 +5,11 @@
 // attention_avx512_ops.h (head_mask, transpose16).
 #pragma once
 
-// Up to 32 cached elements (the first e of p) as bf16, zero past e: bf16 as stored; int8 codes
-// converted exactly (every integer of 8 bits is a bf16).
-__m512i load32_bf16(const bf16_t* p, int64_t e) {
-  return _mm512_maskz_loadu_epi16(e >= 32 ? ~__mmask32(0) : __mmask32((uint64_t(1) << e) - 1), p);
-}
-__m512i load32_bf16(const int8_t* p, int64_t e) {
-  const __m512i w = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(e >= 32 ? ~__mmask32(0) : __mmask32((uint64_t(1) << e) - 1), p));
+// Up to 32 cached elements as bf16: those under mask m (nothing is read elsewhere), zero
+// elsewhere. bf16 as stored; int8 codes converted exactly (every integer of 8 bits is a bf16).
+__m512i load32_bf16_masked(const bf16_t* p, __mmask32 m) { return _mm512_maskz_loadu_epi16(m, p); }
+__m512i load32_bf16_masked(const int8_t* p, __mmask32 m) {
+  const __m512i w = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, p));
   const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(w, 0)));
   const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(w, 1)));
   return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);  // elements 0-15 from lo, 16-31 from hi
@@ -32,14 +30,23 @@ alignas(64) constexpr std::array<uint16_t, 128> kE4M3Bf16 = fp8_bf16_bits<fp8_e4
 alignas(64) constexpr std::array<uint16_t, 128> kE5M2Bf16 = fp8_bf16_bits<fp8_e5m2_t>();
 template <class F8>
   requires(std::is_same_v<F8, fp8_e4m3_t> || std::is_same_v<F8, fp8_e5m2_t>)
-[[gnu::always_inline]] inline __m512i load32_bf16(const F8* p, int64_t e) {
-  const __m512i w = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(e >= 32 ? ~__mmask32(0) : __mmask32((uint64_t(1) << e) - 1), p));
+[[gnu::always_inline]] inline __m512i load32_bf16_masked(const F8* p, __mmask32 m) {
+  const __m512i w = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, p));
   const uint16_t* t = std::is_same_v<F8, fp8_e4m3_t> ? kE4M3Bf16.data() : kE5M2Bf16.data();
   const __m512i lo = _mm512_permutex2var_epi16(_mm512_load_si512(t), w, _mm512_load_si512(t + 32));
   const __m512i hi = _mm512_permutex2var_epi16(_mm512_load_si512(t + 64), w, _mm512_load_si512(t + 96));
   const __m512i mag = _mm512_mask_mov_epi16(lo, _mm512_test_epi16_mask(w, _mm512_set1_epi16(0x40)), hi);
   // mag | ((code << 8) & 0x8000)
   return _mm512_ternarylogic_epi32(mag, _mm512_slli_epi16(w, 8), _mm512_set1_epi16(int16_t(0x8000)), 0xF8);
+}
+
+// The mask of the first e of 32 elements.
+inline __mmask32 first32(int64_t e) { return e >= 32 ? ~__mmask32(0) : __mmask32((uint64_t(1) << e) - 1); }
+
+// Up to 32 cached elements, the first e of p, as load32_bf16_masked gives them.
+template <class T>
+[[gnu::always_inline]] inline __m512i load32_bf16(const T* p, int64_t e) {
+  return load32_bf16_masked(p, first32(e));
 }
 
 // Sixteen keys as vdpbf16ps and tdpbf16ps take them: row p holds elements 2p and 2p + 1 of key j

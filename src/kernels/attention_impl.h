@@ -162,13 +162,25 @@ struct PageRun {
 // docs/benchmarks.md). Into L1 elsewhere (AMD, where it was measured before).
 inline const bool kKvPrefetchL2 = cpu_is_intel();
 
-// Prefetches a run's `ahead` bytes. Always inlined, as prefetch_scales below.
+// Prefetches n bytes from p, and a run's `ahead` bytes. Always inlined, as prefetch_scales below.
+// On x86 as asm: GCC counts __builtin_prefetch as no effect at all, so a loop or a function that
+// does nothing else (WindowCols::prefetch_keys) was deleted whole.
+[[gnu::always_inline]] inline void prefetch_bytes(const char* p, int64_t n) {
+#if defined(__x86_64__)
+  if (kKvPrefetchL2)
+    for (int64_t b = 0; b < n; b += 64) asm volatile("prefetcht1 %0" : : "m"(p[b]));
+  else
+    for (int64_t b = 0; b < n; b += 64) asm volatile("prefetcht0 %0" : : "m"(p[b]));
+#else
+  if (kKvPrefetchL2)
+    for (int64_t b = 0; b < n; b += 64) __builtin_prefetch(p + b, 0, 2);
+  else
+    for (int64_t b = 0; b < n; b += 64) __builtin_prefetch(p + b);
+#endif
+}
 template <class T>
 [[gnu::always_inline]] inline void prefetch_ahead(const PageRun<T>& r) {
-  if (kKvPrefetchL2)
-    for (int64_t b = 0; b < r.ahead_bytes; b += 64) __builtin_prefetch(r.ahead + b, 0, 2);
-  else
-    for (int64_t b = 0; b < r.ahead_bytes; b += 64) __builtin_prefetch(r.ahead + b);
+  prefetch_bytes(r.ahead, r.ahead_bytes);
 }
 
 template <class Ops>
@@ -624,6 +636,19 @@ template <class Ops>
 void attention_job_impl(const AttnCtx& c, const AttnJob& j, float* parts) {
   switch (c.kv.elem) {
     case KVElem::kF32: attention_job_typed<Ops, float>(c, j, parts); break;
+    case KVElem::kBF16: attention_job_typed<Ops, bf16_t>(c, j, parts); break;
+    case KVElem::kInt8: attention_job_typed<Ops, int8_t>(c, j, parts); break;
+    case KVElem::kFp8E4M3: attention_job_typed<Ops, fp8_e4m3_t>(c, j, parts); break;
+    case KVElem::kFp8E5M2: attention_job_typed<Ops, fp8_e5m2_t>(c, j, parts); break;
+  }
+}
+
+// The job for a bf16, int8 or fp8 cache on Ops (one whose rows_step takes only those); an fp32
+// cache's goes to f32, another level's job.
+template <class Ops>
+void compact_attention_job(const AttnCtx& c, const AttnJob& j, float* parts, AttnJobFn f32) {
+  switch (c.kv.elem) {
+    case KVElem::kF32: f32(c, j, parts); break;
     case KVElem::kBF16: attention_job_typed<Ops, bf16_t>(c, j, parts); break;
     case KVElem::kInt8: attention_job_typed<Ops, int8_t>(c, j, parts); break;
     case KVElem::kFp8E4M3: attention_job_typed<Ops, fp8_e4m3_t>(c, j, parts); break;

@@ -6,7 +6,8 @@
 //    error, loose enough for rounding but failed by a scale applied wrongly (a key's scale on a
 //    value, a neighbour's scale, none);
 //  * each query row's result independent of how many queries its sequence has in the step
-//    (speculative decoding verifies k drafted tokens at once and must get the decode result).
+//    (speculative decoding verifies k drafted tokens at once and must get the decode result),
+//    and of the page size the cache is laid out in.
 #include "kernels/attention.h"
 
 #include <gtest/gtest.h>
@@ -98,6 +99,87 @@ TEST_P(CompactKV, EveryRowOfAWideJobEqualsItsRowAlone) {
         const std::vector<float> alone = run(isa, b, one);
         ASSERT_EQ(0, std::memcmp(&alone[size_t(i * b.ld)], &all[size_t(i * b.ld)], size_t(b.ld) * sizeof(float)))
             << kernel_isa_name(isa) << " heads " << c.n_heads << " row " << i;
+      }
+    }
+  }
+}
+
+// The cache of b laid out again in pages of ps positions (each sequence's pages in order, one
+// after another): the same row of every position and KV head, its scale with it.
+struct Repaged {
+  std::vector<uint8_t> k, v;
+  std::vector<float> ks, vs;
+  std::vector<std::vector<int32_t>> tables;
+  std::vector<AttnSeq> seqs;
+  KVLayerView view;
+};
+
+Repaged repage(const Built& b, int64_t ps) {
+  Repaged r;
+  const KVLayerView& src = b.cache.view;
+  const int64_t eb = kv_elem_bytes(src.elem), kr = src.k_row_stride() * eb, vr = src.v_row_stride() * eb;
+  const bool scaled = kv_elem_scaled(src.elem), latent = b.c.latent;
+  int64_t pages = 0;
+  for (const AttnSeq& s : b.seqs) pages += (s.pos0 + s.n_q + ps - 1) / ps;
+  const int64_t rows = pages * src.n_kv_heads * ps;
+  r.k.assign(size_t(rows * kr), 0);
+  r.v.assign(size_t(latent ? 0 : rows * vr), 0);
+  r.ks.assign(size_t(scaled ? rows : 0), 0.0f);
+  r.vs.assign(size_t(scaled && !latent ? rows : 0), 0.0f);
+  int64_t next = 0;
+  for (const AttnSeq& s : b.seqs) {
+    std::vector<int32_t> t;
+    for (int64_t p = 0; p < s.pos0 + s.n_q; ++p) {
+      if (p % ps == 0) t.push_back(int32_t(next++));
+      for (int64_t h = 0; h < src.n_kv_heads; ++h) {
+        const int64_t from = (s.pages[p / src.page_size] * src.n_kv_heads + h) * src.page_size + p % src.page_size;
+        const int64_t to = (t.back() * src.n_kv_heads + h) * ps + p % ps;
+        std::memcpy(&r.k[size_t(to * kr)], static_cast<const uint8_t*>(src.k) + from * kr, size_t(kr));
+        if (!latent) std::memcpy(&r.v[size_t(to * vr)], static_cast<const uint8_t*>(src.v) + from * vr, size_t(vr));
+        if (scaled) {
+          r.ks[size_t(to)] = src.k_scale[from];
+          if (!latent) r.vs[size_t(to)] = src.v_scale[from];
+        }
+      }
+    }
+    r.tables.push_back(std::move(t));
+  }
+  for (size_t i = 0; i < b.seqs.size(); ++i) {
+    r.seqs.push_back(b.seqs[i]);
+    r.seqs.back().pages = r.tables[i].data();
+  }
+  r.view = src;
+  r.view.page_size = ps;
+  r.view.k = r.k.data();
+  r.view.v = latent ? r.view.k : r.v.data();
+  if (scaled) {
+    r.view.k_scale = r.ks.data();
+    r.view.v_scale = latent ? r.view.k_scale : r.vs.data();
+  }
+  return r;
+}
+
+// Steps, chunks, key pairs and sums are fixed by positions, never by pages: the same cache laid
+// out in pages of 16, 5, 7 or 64 positions gives the same bits on every level (the bf16 products
+// take keys in pairs from each 64-key window's first position, where pairing within each page's
+// run of rows once left an odd page's last key with zero).
+TEST_P(CompactKV, ThePageSizeChangesNoBit) {
+  const std::vector<Case> cs = {
+      Case{8, 2, 64, 16, {{300, 21}, {700, 1}, {0, 9}}},
+      Case{4, 2, 24, 16, {{130, 5}}, 45},                   // a window: rows start mid-window
+      Case{16, 1, 72, 16, {{200, 1}, {0, 33}}, 0, 64, true},  // MLA latent
+  };
+  for (size_t ci = 0; ci < cs.size(); ++ci) {
+    const Built b = build(cs[ci], elem(), uint32_t(950 + ci));
+    for (KernelIsa isa : isas_) {
+      const std::vector<float> want = run(isa, b, b.seqs);
+      for (int64_t ps : {5, 7, 64}) {
+        const Repaged r = repage(b, ps);
+        std::vector<float> got(size_t(b.rows * b.ld), NAN);
+        paged_attention_isa(isa, b.q.data(), b.ld, r.seqs.data(), int64_t(r.seqs.size()), r.view, b.p, got.data(), b.ld);
+        for (int64_t row = 0; row < b.rows; ++row)
+          ASSERT_EQ(0, std::memcmp(&want[size_t(row * b.ld)], &got[size_t(row * b.ld)], size_t(b.ld) * sizeof(float)))
+              << kernel_isa_name(isa) << " case " << ci << " pages of " << ps << " row " << row;
       }
     }
   }

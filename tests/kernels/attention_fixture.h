@@ -243,6 +243,8 @@ inline const std::vector<Case>& cases() {
       {4, 2, 16, 5, {{0, 23}, {40, 1}, {7, 6}}, 11},        // sliding window
       {4, 2, 24, 4, {{5, 3}, {0, 10}}, 0, 40},              // values wider than keys
       {16, 1, 72, 16, {{60, 1}, {0, 33}}, 0, 64, true},     // MLA latent: V = prefix of K, one scale
+      // A latent wider than 128: the bf16 level's scores take two key blocks by eight heads.
+      {12, 1, 144, 16, {{70, 1}, {0, 37}}, 0, 128, true},
       // Attention sinks (gpt-oss) from well below the scores to well above, with a window.
       {8, 2, 16, 5, {{0, 23}, {40, 1}, {7, 6}}, 11, 0, false, {-3.0f, -1.0f, 0.0f, 0.5f, 1.0f, 2.0f, 3.0f, 6.0f}},
   };

@@ -36,6 +36,7 @@ const std::vector<Case>& long_cases() {
       {4, 2, 32, 16, {{1500, 2}}, 700},                   // sliding window of 700: chunks start mid-way
       {4, 1, 40, 7, {{1100, 1}, {600, 1}}},               // MQA, odd head dim, 7-key pages cut by chunks
       {16, 1, 72, 16, {{900, 1}}, 0, 64, true},           // MLA latent: one KV head, V = prefix of K
+      {6, 1, 160, 16, {{700, 1}, {600, 3}}, 0, 128, true},  // a latent wider than 128 (two blocks by eight)
       {8, 2, 64, 16, {{1000, 6}}},                        // an extend longer than one job's 4 rows
       {4, 2, 16, 16, {{511, 1}, {512, 1}, {513, 1}}},     // around the split length (512 / 513 / 514 keys)
       // Sinks (gpt-oss): a chunk that counted its row's sink, or a merge that added it twice, errs.
@@ -184,9 +185,10 @@ TEST(Bf16Products, BothAttentionKernelsOfTheBf16Level) {
         by_choice[fma] = all;
       }
       // The two kernels differ where the level has both (the test would not notice a choice ignored).
-      if (isa == KernelIsa::Avx512Bf16)
+      if (isa == KernelIsa::Avx512Bf16) {
         EXPECT_NE(0, std::memcmp(by_choice[0].data(), by_choice[1].data(), by_choice[0].size() * sizeof(float)))
             << "case " << ci;
+      }
     }
 }
 
