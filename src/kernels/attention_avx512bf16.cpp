@@ -149,14 +149,34 @@ void values_tile(float* const* acc, const uint32_t* w, int64_t ldw, int64_t np, 
     for (int c = 0; c < NC; ++c) _mm512_storeu_ps(acc[r] + e + 16 * c, a[r][c]);
 }
 
+// The lanes of each of eight vectors folded into one lane by op (an add or a max): lane k of the
+// result (k < 8) is v[k]'s. A fixed tree per lane (halves, quarters, then the four lanes left of
+// each quarter), whatever the other vectors hold, so a head's sum or max does not depend on the
+// heads beside it; in about 20 shuffles and ops where folding each vector alone took 56 in eight
+// dependent chains.
+template <class Op>
+[[gnu::always_inline]] inline __m512 fold8(const __m512 v[8], Op op) {
+  __m512 h[4], q[2];
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i)  // (v[2i] | v[2i+1]): each one's 16 lanes folded to 8
+    h[i] = op(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44), _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
+#pragma GCC unroll 2
+  for (int i = 0; i < 2; ++i)  // 128-bit block k: vector 4i + k's lanes folded to 4
+    q[i] = op(_mm512_shuffle_f32x4(h[2 * i], h[2 * i + 1], 0x88), _mm512_shuffle_f32x4(h[2 * i], h[2 * i + 1], 0xDD));
+  // Block k: lanes of vector k and k + 4 interleaved, folded to two, then to one each.
+  const __m512 r = op(_mm512_unpacklo_ps(q[0], q[1]), _mm512_unpackhi_ps(q[0], q[1]));
+  const __m512 t = op(r, _mm512_permute_ps(r, 0x4E));  // block k: vector k, vector k + 4, again
+  return _mm512_permutexvar_ps(_mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 13, 9, 5, 1, 12, 8, 4, 0), t);
+}
+
 // One row's softmax over its own columns of the window from s0, given its G heads' scores, already
-// scaled (head g's L columns at x + g * L): each head's step max, the new running maxima and their
-// corrections for all heads in vectors, then each head's exponentials (exp512_nonpositive: a score
-// less its running max is never positive), 16 columns at a time from s0 (a row's sums and maxima
-// take the same pieces in any group), their sum, and its weights in bf16 (times the values' scales
-// vs) to wrow (G rows of L, zero wherever the row does not look). The row's partial (max, sum) moves
-// on, and its running weighted sums (G rows of `cols` at acc) are zeroed at its chunk's first step
-// or rescaled.
+// scaled (head g's L columns at x + g * L), eight heads at a time: their step maxima, the new
+// running maxima and their corrections in vectors, then each head's exponentials
+// (exp512_nonpositive: a score less its running max is never positive), 16 columns at a time from
+// s0 (a row's sums and maxima take the same pieces in any group), their sums, and its weights in
+// bf16 (times the values' scales vs) to wrow (G rows of L, zero wherever the row does not look).
+// The row's partial (max, sum) moves on, and its running weighted sums (G rows of `cols` at acc)
+// are zeroed at its chunk's first step or rescaled.
 template <class Ops, bool kScaled>
 void row_softmax_bf16(const AttnParams& p, const RowStep& r, int64_t s0, int64_t G, float* x, uint16_t* wrow,
                       float* acc, int64_t cols, int64_t vd, const float* vs, const AttnWork& w) {
@@ -168,11 +188,19 @@ void row_softmax_bf16(const AttnParams& p, const RowStep& r, int64_t s0, int64_t
   float* const mx = r.part;
   float* const den = r.part + G;
   const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-  for (int64_t g = 0; g < G; ++g) {
-    const float* xg = x + g * L;
-    __m512 m = ninf;
-    for (int c = 0; c < 4; ++c) m = _mm512_mask_max_ps(m, mk[c], m, _mm512_maskz_loadu_ps(mk[c], xg + 16 * c));
-    smx[g] = hmax(m);
+  const auto max_op = [](__m512 a, __m512 b) { return _mm512_max_ps(a, b); };
+  const auto add_op = [](__m512 a, __m512 b) { return _mm512_add_ps(a, b); };
+  for (int64_t g0 = 0; g0 < G; g0 += 8) {
+    const int64_t ng = std::min<int64_t>(8, G - g0);
+    __m512 m[8];
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) {
+      m[k] = ninf;
+      if (k < ng)
+        for (int c = 0; c < 4; ++c)
+          m[k] = _mm512_mask_max_ps(m[k], mk[c], m[k], _mm512_maskz_loadu_ps(mk[c], x + (g0 + k) * L + 16 * c));
+    }
+    _mm512_mask_storeu_ps(smx + g0, __mmask16((1u << ng) - 1), fold8(m, max_op));
   }
   if (p.softcap > 0) softcap_step<Ops>(x + off, L, G, nj, p.softcap, smx);
   for (int64_t g = 0; g < G; g += 16) {
@@ -183,25 +211,33 @@ void row_softmax_bf16(const AttnParams& p, const RowStep& r, int64_t s0, int64_t
     const __mmask16 had = _mm512_cmp_ps_mask(old, ninf, _CMP_NEQ_OQ);
     _mm512_mask_storeu_ps(corr + g, hm, _mm512_maskz_mov_ps(had, exp512_nonpositive(_mm512_sub_ps(old, nw))));
     _mm512_mask_storeu_ps(smx + g, hm, nw);
+    _mm512_mask_storeu_ps(mx + g, hm, nw);
   }
-  for (int64_t g = 0; g < G; ++g) {
-    const __m512 sh = _mm512_set1_ps(smx[g]);
-    const float* xg = x + g * L;
-    uint16_t* wg = wrow + g * L;
-    __m512 sum = _mm512_setzero_ps();
-    for (int c = 0; c < 4; ++c) {
-      if (!mk[c]) {
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(wg + 16 * c), _mm256_setzero_si256());
-        continue;
+  for (int64_t g0 = 0; g0 < G; g0 += 8) {
+    const int64_t ng = std::min<int64_t>(8, G - g0);
+    __m512 sum[8];
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) {
+      sum[k] = _mm512_setzero_ps();
+      if (k >= ng) continue;
+      const __m512 sh = _mm512_set1_ps(smx[g0 + k]);
+      const float* xg = x + (g0 + k) * L;
+      uint16_t* wg = wrow + (g0 + k) * L;
+      for (int c = 0; c < 4; ++c) {
+        if (!mk[c]) {
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(wg + 16 * c), _mm256_setzero_si256());
+          continue;
+        }
+        const __m512 e = _mm512_maskz_mov_ps(
+            mk[c], exp512_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk[c], xg + 16 * c), sh)));
+        sum[k] = _mm512_add_ps(sum[k], e);
+        const __m512 wv = kScaled ? _mm512_mul_ps(e, _mm512_maskz_loadu_ps(mk[c], vs + 16 * c)) : e;
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(wg + 16 * c), (__m256i)_mm512_cvtneps_pbh(wv));
       }
-      const __m512 e = _mm512_maskz_mov_ps(
-          mk[c], exp512_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk[c], xg + 16 * c), sh)));
-      sum = _mm512_add_ps(sum, e);
-      const __m512 wv = kScaled ? _mm512_mul_ps(e, _mm512_maskz_loadu_ps(mk[c], vs + 16 * c)) : e;
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(wg + 16 * c), (__m256i)_mm512_cvtneps_pbh(wv));
     }
-    den[g] = den[g] * corr[g] + hsum512(sum);
-    mx[g] = smx[g];
+    const __mmask16 hm = __mmask16((1u << ng) - 1);
+    const __m512 d = _mm512_maskz_loadu_ps(hm, den + g0), cr = _mm512_maskz_loadu_ps(hm, corr + g0);
+    _mm512_mask_storeu_ps(den + g0, hm, _mm512_add_ps(_mm512_mul_ps(d, cr), fold8(sum, add_op)));
   }
   if (r.first) {
     std::memset(acc, 0, size_t(G * cols) * 4);

@@ -68,6 +68,8 @@ struct Case {
   int64_t v_dim = 0;    // 0: head_dim
   bool latent = false;  // MLA: V is the first v_dim values of the key row (one row, one scale)
   std::vector<float> sinks = {};  // one logit per query head (gpt-oss), or none
+  float softcap = 0;     // > 0: scores become softcap * tanh(score / softcap) (Gemma 2)
+  bool chunked = false;  // Llama 4: the window is the query's aligned chunk of `window` positions
 };
 
 // A cache of `pages` pages holding the fp32 values `k` / `v` ([page][kv head][slot][row]),
@@ -139,6 +141,8 @@ inline Built build(const Case& c, KVElem elem, uint32_t seed) {
   b.c = c;
   b.p = AttnParams{c.n_heads, c.n_kv, c.head_dim, float(1.0 / std::sqrt(double(c.head_dim))), c.window};
   if (!b.c.sinks.empty()) b.p.sinks = b.c.sinks.data();
+  b.p.softcap = c.softcap;
+  b.p.chunked = c.chunked;
   const int64_t vdim = c.v_dim ? c.v_dim : c.head_dim;
   int64_t total = 0;
   for (auto [pos0, nq] : c.seqs) total += (pos0 + nq + c.page_size - 1) / c.page_size;
@@ -209,7 +213,8 @@ inline std::vector<double> naive(const Built& b, const std::vector<float>& K, co
     for (int64_t i = 0; i < nq; ++i)
       for (int64_t h = 0; h < c.n_heads; ++h) {
         const int64_t g = h / (c.n_heads / c.n_kv), row = b.seqs[s].q_row + i;
-        const int64_t first = c.window > 0 ? std::max<int64_t>(0, pos0 + i + 1 - c.window) : 0;
+        const int64_t p = pos0 + i;
+        const int64_t first = c.window <= 0 ? 0 : c.chunked ? p - p % c.window : std::max<int64_t>(0, p + 1 - c.window);
         auto slot = [&](int64_t j) {
           return (b.tables[s][size_t(j / c.page_size)] * c.n_kv + g) * c.page_size + j % c.page_size;
         };
@@ -221,6 +226,7 @@ inline std::vector<double> naive(const Built& b, const std::vector<float>& K, co
             d += double(bf16_queries ? from_bf16(to_bf16(qe)) : qe) * K[size_t(slot(j) * hd + e)];
           }
           w[size_t(j)] = d / std::sqrt(double(hd));
+          if (c.softcap > 0) w[size_t(j)] = c.softcap * std::tanh(w[size_t(j)] / c.softcap);
         }
         // A sink is one more score in the softmax, of a key whose value is zero.
         if (!c.sinks.empty()) w.push_back(c.sinks[size_t(h)]);
@@ -247,6 +253,11 @@ inline const std::vector<Case>& cases() {
       {12, 1, 144, 16, {{70, 1}, {0, 37}}, 0, 128, true},
       // Attention sinks (gpt-oss) from well below the scores to well above, with a window.
       {8, 2, 16, 5, {{0, 23}, {40, 1}, {7, 6}}, 11, 0, false, {-3.0f, -1.0f, 0.0f, 0.5f, 1.0f, 2.0f, 3.0f, 6.0f}},
+      // Soft-capped scores (a cap near their size, so tanh bends them), with a window and past a chunk.
+      {4, 2, 16, 4, {{0, 9}, {13, 2}, {30, 1}}, 3, 0, false, {}, 0.5f},
+      {8, 2, 64, 16, {{700, 1}, {0, 40}, {100, 3}}, 0, 0, false, {}, 1.5f},
+      // Chunked (Llama 4): chunks across pages and a prefill crossing chunk ends.
+      {4, 2, 16, 5, {{0, 23}, {40, 1}, {7, 6}}, 11, 0, false, {}, 0, true},
   };
   return cs;
 }
