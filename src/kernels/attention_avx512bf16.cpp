@@ -115,10 +115,13 @@ void scores_tile(const uint32_t* const* q, int64_t pairs, const uint32_t* kp, in
 // running sum, then the pairs in order (a pair no row sees weighs zero and adds +0), whatever MR,
 // NC or the values' source: packed (vp, pair row p at vp + p * cols) or, NC = 2, converted here
 // from the window's columns as window_value_pair converts them (pair p's rows at va[p], vb[p], the
-// elements each holds under ma[p], mb[p]: zero where none).
+// elements each holds under ma[p], mb[p]: zero where none). ahead: the window whose next step's
+// values are prefetched, a block of 16 keys every eight pairs, or null.
 template <int MR, int NC, bool kPacked, class T>
-void values_tile(float* const* acc, const uint32_t* w, int64_t ldw, int64_t np, int64_t e, const uint32_t* vp, int64_t cols,
-                 const T* const* va, const T* const* vb, const __mmask32* ma, const __mmask32* mb) {
+void values_tile(float* const* acc, const uint32_t* w, int64_t ldw, int64_t np, int64_t e, const uint32_t* vp,
+                 int64_t cols,
+                 const T* const* va, const T* const* vb, const __mmask32* ma, const __mmask32* mb,
+                 const WindowCols<T>* ahead) {
   static_assert(kPacked || NC == 2);
   __m512 a[MR][NC];
   #pragma GCC unroll 16
@@ -127,6 +130,7 @@ void values_tile(float* const* acc, const uint32_t* w, int64_t ldw, int64_t np, 
     for (int c = 0; c < NC; ++c) a[r][c] = _mm512_loadu_ps(acc[r] + e + 16 * c);
   const __m512i lo = _mm512_load_si512(kPairLo), hi = _mm512_load_si512(kPairHi);
   for (int64_t p = 0; p < np; ++p) {
+    if (ahead && p % 8 == 0) ahead->prefetch_values(p / 8);
     __m512bh v[NC];
     if constexpr (kPacked) {
       #pragma GCC unroll 16
@@ -362,18 +366,22 @@ struct Bf16Ops : Avx512Ops {
           }
         }
         for (int64_t m = 0; m < M; m += ms) {
+          const WindowCols<T>* ahead = !packed && e == 0 && m == 0 ? &cw : nullptr;
+          const uint32_t* wm = wr + m * (L / 2);
           if (packed && ec == 64)
             with_count<4>(std::min<int64_t>(4, M - m), [&](auto MR) {
-              values_tile<MR, 4, true, T>(ar + m, wr + m * (L / 2), L / 2, np, e, vpack, cols, va.data(), vb.data(), ma.data(), mb.data());
+              values_tile<MR, 4, true, T>(ar + m, wm, L / 2, np, e, vpack, cols, nullptr, nullptr, nullptr, nullptr,
+                                          nullptr);
             });
           else if (packed)
             with_count<4>(std::min<int64_t>(4, M - m), [&](auto MR) {
-              values_tile<MR, 2, true, T>(ar + m, wr + m * (L / 2), L / 2, np, e, vpack, cols, va.data(), vb.data(), ma.data(), mb.data());
+              values_tile<MR, 2, true, T>(ar + m, wm, L / 2, np, e, vpack, cols, nullptr, nullptr, nullptr, nullptr,
+                                          nullptr);
             });
           else
             with_count<8>(std::min<int64_t>(8, M - m), [&](auto MR) {
-              values_tile<MR, 2, false, T>(ar + m, wr + m * (L / 2), L / 2, np, e, vpack, cols, va.data(), vb.data(), ma.data(),
-                                           mb.data());
+              values_tile<MR, 2, false, T>(ar + m, wm, L / 2, np, e, nullptr, cols, va.data(), vb.data(), ma.data(),
+                                           mb.data(), ahead);
             });
         }
         e += ec;

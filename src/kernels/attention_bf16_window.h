@@ -60,18 +60,22 @@ struct WindowCols {
   std::array<Ahead, L> ahead{};           // at most one range per page run, a run per column
   std::array<int64_t, L / 16 + 1> at{};  // block b's ranges: [at[b], at[b + 1])
 
-  // Block b's share of the next step's keys and values: fetched while this step packs the block's
-  // keys, so the fetches spread over the packing (issued all at once, they stalled decode).
-  void prefetch_block(int64_t b) const {
-    for (int64_t i = at[size_t(b)]; i < at[size_t(b) + 1]; ++i) {
+  // Block b's share of the next step's keys (values): fetched while this step packs the block's
+  // keys (weighs its values), so the fetches spread over the step (issued all at once, they
+  // stalled decode).
+  void prefetch_keys(int64_t b) const {
+    for (int64_t i = at[size_t(b)]; i < at[size_t(b) + 1]; ++i)
       prefetch_bytes(ahead[size_t(i)].k, ahead[size_t(i)].k_bytes);
+  }
+  void prefetch_values(int64_t b) const {
+    for (int64_t i = at[size_t(b)]; i < at[size_t(b) + 1]; ++i)
       prefetch_bytes(ahead[size_t(i)].v, ahead[size_t(i)].v_bytes);
-    }
   }
 };
 
 // The columns of keys [kb, ke) of KV head kvh in the window from s0, and the next step's pages up
-// to key k_end: prefetched here if prefetch_now, else as the keys are packed (pack_window_keys).
+// to key k_end: prefetched here if prefetch_now, else as the keys and values are packed or weighed
+// (prefetch_keys, prefetch_values).
 template <class T>
 void window_columns(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t kb, int64_t ke, int64_t k_end,
                     int64_t s0, WindowCols<T>& w, bool prefetch_now) {
@@ -107,7 +111,7 @@ template <class T>
 void pack_window_keys(const WindowCols<T>& w, int64_t nblk, int64_t d, int64_t pp, uint32_t* kp) {
   const int64_t pairs = (d + 1) / 2;
   for (int64_t b = 0; b < nblk; ++b) {
-    w.prefetch_block(b);
+    w.prefetch_keys(b);
     uint32_t* kb = kp + b * pp * 16;
     pack_key_pairs_rows<T>([&](int j) { return w.k[size_t(b * 16 + j)]; }, d, kb);
     if (pairs < pp) std::memset(kb + pairs * 16, 0, size_t((pp - pairs) * 16) * 4);
@@ -132,6 +136,7 @@ template <class T>
 void pack_window_values(const WindowCols<T>& w, int64_t rows, int64_t np, int64_t vd, int64_t cols, uint32_t* vp) {
   const __m512i lo = _mm512_load_si512(kPairLo), hi = _mm512_load_si512(kPairHi);
   for (int64_t p = 0; p < rows; ++p) {
+    if (p % 8 == 0 && p < L / 2) w.prefetch_values(p / 8);
     uint32_t* row = vp + p * cols;
     for (int64_t e = 0; e < cols; e += 32) {
       __m512i x0, x1;
@@ -204,7 +209,9 @@ void row_softmax(const AttnParams& p, const RowStep& r, int64_t s0, int64_t G, f
     smx[g] = hmax(mx);
   }
   step_softmax_with<Ops>(p, x + off, L, G, nj, r.part, nullptr, vd, smx, sums, corr,
-                         [&](const float* shift, float* sum) { exp_to_bf16<kScaled>(x, wrow, G, off, nj, shift, sum, vs); });
+                         [&](const float* shift, float* sum) {
+                           exp_to_bf16<kScaled>(x, wrow, G, off, nj, shift, sum, vs);
+                         });
   if (r.first) {
     std::memset(acc, 0, size_t(G * cols) * 4);
   } else {

@@ -176,7 +176,8 @@ TEST_P(CompactKV, ThePageSizeChangesNoBit) {
       for (int64_t ps : {5, 7, 64}) {
         const Repaged r = repage(b, ps);
         std::vector<float> got(size_t(b.rows * b.ld), NAN);
-        paged_attention_isa(isa, b.q.data(), b.ld, r.seqs.data(), int64_t(r.seqs.size()), r.view, b.p, got.data(), b.ld);
+        paged_attention_isa(isa, b.q.data(), b.ld, r.seqs.data(), int64_t(r.seqs.size()), r.view, b.p, got.data(),
+                            b.ld);
         for (int64_t row = 0; row < b.rows; ++row)
           ASSERT_EQ(0, std::memcmp(&want[size_t(row * b.ld)], &got[size_t(row * b.ld)], size_t(b.ld) * sizeof(float)))
               << kernel_isa_name(isa) << " case " << ci << " pages of " << ps << " row " << row;
