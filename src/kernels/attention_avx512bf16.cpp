@@ -59,7 +59,7 @@ namespace {
 // step) and their running weighted sums (written to a row's partial at the end of each of its key
 // chunks, when the driver reads them), and the work space of a step.
 struct JobState {
-  int64_t rows = 0, G = 0, pairs = 0, cols = 0;
+  int64_t rows = 0;
   std::vector<uint32_t> q;          // [rows * G][pairs]
   std::vector<float> acc;           // [rows * G][cols]
   std::vector<uint8_t> converted;   // per row
@@ -261,8 +261,10 @@ void with_count(int64_t k, F&& f) {
 
 struct Bf16Ops : Avx512Ops {
   static void begin_job(int64_t rows) {
+    // Only which rows' queries are converted is reset: a row's running sums are zeroed at its first
+    // step, and a job of one row (decode's key chunks) should not clear 50 KB of buffers (MLA).
     job_state.rows = rows;
-    job_state.G = 0;  // set up at the job's first step, when G and the widths are known
+    job_state.converted.assign(size_t(rows), 0);
   }
 
   // The steps of a job's rows in one window of L keys. The
@@ -278,12 +280,8 @@ struct Bf16Ops : Avx512Ops {
     const int64_t hd = c.p.head_dim, vd = c.kv.value_dim();
     const int64_t pairs = (hd + 1) / 2, cols = value_pair_cols(vd);
     const int64_t h0 = kvh * (c.p.n_heads / c.p.n_kv_heads) + g0;
-    if (J.G != G || J.pairs != pairs || J.cols != cols) {
-      J.G = G, J.pairs = pairs, J.cols = cols;
-      J.q.assign(size_t(J.rows * G * pairs), 0);
-      J.acc.assign(size_t(J.rows * G * cols), 0.0f);
-      J.converted.assign(size_t(J.rows), 0);
-    }
+    if (int64_t(J.q.size()) < J.rows * G * pairs) J.q.resize(size_t(J.rows * G * pairs));
+    if (int64_t(J.acc.size()) < J.rows * G * cols) J.acc.resize(size_t(J.rows * G * cols));
     const auto [s0, kb, ke, k_end] = window_span(rows, n);
     convert_queries(rows, n, h0, hd, G, J.converted, J.q.data(), pairs);  // once per job
 
@@ -292,14 +290,16 @@ struct Bf16Ops : Avx512Ops {
     uint32_t* const kpack = aligned64(J.kp, 4 * pairs * 16);
     pack_window_keys<T>(cw, (ke - s0 + 15) / 16, hd, pairs, kpack);
     // A job of one row (decode) converts the values as it weighs them: storing them cost decode.
+    // Except int8 / fp8 values weighed by more than eight heads (MLA's sixteen): each group of eight
+    // would convert them again, and the conversion costs more than the store.
     const int64_t np_all = (ke - s0 + 1) / 2;
-    const bool packed = n > 1;
+    const bool packed = n > 1 || (kv_scaled_v<T> && G > 8);
     uint32_t* const vpack = packed ? aligned64(J.vp, L / 2 * cols) : nullptr;
     if (packed) pack_window_values<T>(cw, np_all, np_all, vd, cols, vpack);
 
     // A one-row job's value pairs for the column block being weighed (values_tile).
-    std::array<const T*, L / 2> va{}, vb{};
-    std::array<__mmask32, L / 2> ma{}, mb{};
+    std::array<const T*, L / 2> va, vb;  // written for the pairs read
+    std::array<__mmask32, L / 2> ma, mb;
     const int64_t per = std::max<int64_t>(1, 16 / G);  // rows of a group
     if (int64_t(J.sc.size()) < per * G * L) J.sc.resize(size_t(per * G * L)), J.wb.resize(size_t(per * G * L));
     J.qr.resize(size_t(per * G));

@@ -55,10 +55,12 @@ struct WindowCols {
     const char* v;
     int64_t k_bytes, v_bytes;
   };
-  std::array<const T*, L> k{}, v{};
+  // Left uninitialised (a step fills what it reads; zeroing them cost decode a few per cent): k
+  // and v are set for every column, ahead and at as far as the runs go, the scales zero.
+  std::array<const T*, L> k, v;
   std::array<float, L> ks{}, vs{};
-  std::array<Ahead, L> ahead{};           // at most one range per page run, a run per column
-  std::array<int64_t, L / 16 + 1> at{};  // block b's ranges: [at[b], at[b + 1])
+  std::array<Ahead, L> ahead;            // at most one range per page run, a run per column
+  std::array<int64_t, L / 16 + 1> at;    // block b's ranges: [at[b], at[b + 1])
 
   // Block b's share of the next step's keys (values): fetched while this step packs the block's
   // keys (weighs its values), so the fetches spread over the step (issued all at once, they
