@@ -26,6 +26,7 @@
 #include "kernels/isa.h"
 #include "kernels/matmul.h"
 #include "kernels/qmatmul.h"
+#include "kv/kv_dtype.h"
 #include "model/model.h"
 
 using namespace dpserve;
@@ -189,6 +190,15 @@ int main(int argc, char** argv) {
                  "kernels/isa.h)")
       ->capture_default_str()
       ->check(CLI::IsMember({"default", "fma", "dot"}));
+  std::string kv_dtype = "auto";
+  app.add_option("--kv-cache-dtype", kv_dtype, "how the KV cache stores K and V, as dpserve --kv-cache-dtype")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](std::string& s) -> std::string {
+            if (kv_cache_dtype_from_name(s)) return "";
+            return "unknown KV cache dtype '" + s + "' (choose " + kv_cache_dtype_names() + ")";
+          },
+          "DTYPE"));
   CLI11_PARSE(app, argc, argv);
   if (threads > 0) omp_set_num_threads(threads);
   if (bf16_products != "default") kernels::set_bf16_fma_products(bf16_products == "fma");
@@ -206,6 +216,7 @@ int main(int argc, char** argv) {
   RuntimeOptions ro;
   ro.model_path = model_path;
   ro.quantization = q;
+  ro.kv_cache_dtype = *kv_cache_dtype_from_name(kv_dtype);
   ro.threads = threads;
   ro.sched.chunked_prefill_size = 4096;
   ro.sched.max_prefill_tokens = 4096;

@@ -10,6 +10,7 @@
 #include "kernels/ops.h"
 #include "kernels/quantize.h"
 #include "kernels/repack.h"
+#include "kv/kv_codec.h"
 #include "model/weight_prep.h"
 
 namespace dpserve {
@@ -194,7 +195,8 @@ MlaPath MlaAttention::pick(const AttnSeq& s, MlaPath forced) const {
   return forced == MlaPath::kAuto ? choose(s.n_q, s.pos0 + s.n_q) : forced;
 }
 
-void MlaAttention::reserve(MlaScratch& sc, int64_t T, const std::vector<AttnSeq>& seqs, MlaPath path) const {
+void MlaAttention::reserve(MlaScratch& sc, int64_t T, const std::vector<AttnSeq>& seqs, MlaPath path,
+                           KVElem elem) const {
   const int64_t qd = m_.q_head_dim(), r = m_.kv_lora_rank, rd = m_.qk_rope_head_dim;
   const int64_t vd = m_.v_head_dim, lat = r + rd, Hq = heads_ * qd, kvw = m_.qk_nope_head_dim + vd;
   int64_t Ta = 0, max_keys = 0;
@@ -215,8 +217,13 @@ void MlaAttention::reserve(MlaScratch& sc, int64_t T, const std::vector<AttnSeq>
   grow(sc.oabs, Ta * heads_ * vd);
   grow(sc.lat, max_keys * lat);
   grow(sc.kvd, max_keys * heads_ * kvw);
-  grow(sc.ks, heads_ * max_keys * qd);
-  grow(sc.vs, heads_ * max_keys * vd);
+  if (elem == KVElem::kF32) {
+    grow(sc.ks, heads_ * max_keys * qd);
+    grow(sc.vs, heads_ * max_keys * vd);
+  } else {
+    if (int64_t(sc.ks16.size()) < heads_ * max_keys * qd) sc.ks16.resize(size_t(heads_ * max_keys * qd));
+    if (int64_t(sc.vs16.size()) < heads_ * max_keys * vd) sc.vs16.resize(size_t(heads_ * max_keys * vd));
+  }
 }
 
 void MlaAttention::forward(Team& t, MlaScratch& sc, const float* xn, int64_t T, const std::vector<AttnSeq>& seqs,
@@ -335,19 +342,31 @@ void MlaAttention::decompressed(Team& t, MlaScratch& sc, const AttnSeq& s, KVPoo
   t.barrier();
   // k_nope and v of every local head at every position: kv_b_proj(c_kv).
   matmul(t, sc.lat.data(), nk, lat, kv_b_, nullptr, sc.kvd.data(), heads_ * kvw);
-  // Per-head K = [k_nope | k_pe] and V, as one page of nk positions.
+  // Per-head K = [k_nope | k_pe] and V, as one page of nk positions: fp32 over an fp32 latent,
+  // else rounded to bf16 as a bf16 cache rounds its rows (a compact latent holds less than that),
+  // so a long prompt's attention runs on the bf16 level's products and reads half the bytes.
+  const bool f32 = kv.config().elem == KVElem::kF32;
   for (int64_t j = js.begin; j < js.end; ++j)
     for (int64_t h = 0; h < heads_; ++h) {
       const float* src = &sc.kvd[(j * heads_ + h) * kvw];
-      float* k = &sc.ks[(h * nk + j) * qd];
-      std::memcpy(k, src, size_t(nope) * sizeof(float));
-      std::memcpy(k + nope, &sc.lat[j * lat + r], size_t(rd) * sizeof(float));
-      std::memcpy(&sc.vs[(h * nk + j) * vd], src + nope, size_t(vd) * sizeof(float));
+      const float* pe = &sc.lat[j * lat + r];
+      if (f32) {
+        float* k = &sc.ks[(h * nk + j) * qd];
+        std::memcpy(k, src, size_t(nope) * sizeof(float));
+        std::memcpy(k + nope, pe, size_t(rd) * sizeof(float));
+        std::memcpy(&sc.vs[(h * nk + j) * vd], src + nope, size_t(vd) * sizeof(float));
+      } else {
+        bf16_t* k = &sc.ks16[size_t((h * nk + j) * qd)];
+        kv_encode_row(KVElem::kBF16, src, nope, k, nullptr);
+        kv_encode_row(KVElem::kBF16, pe, rd, k + nope, nullptr);
+        kv_encode_row(KVElem::kBF16, src + nope, vd, &sc.vs16[size_t((h * nk + j) * vd)], nullptr);
+      }
     }
   t.barrier();
   const int32_t page0 = 0;
   const AttnSeq one{0, s.n_q, s.pos0, &page0};
-  const KVLayerView view{sc.ks.data(), sc.vs.data(), nk, heads_, qd, vd};
+  KVLayerView view{sc.ks.data(), sc.vs.data(), nk, heads_, qd, vd};
+  if (!f32) view.k = sc.ks16.data(), view.v = sc.vs16.data(), view.elem = KVElem::kBF16;
   const AttnParams ap{heads_, heads_, qd, scale_};
   paged_attention(t, &sc.q[s.q_row * Hq], Hq, &one, 1, view, ap, &sc.attn[s.q_row * heads_ * vd], heads_ * vd);
 }

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "core/bf16.h"
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kv/kv_pool.h"
@@ -35,9 +36,11 @@ enum class MlaPath { kAuto, kAbsorbed, kDecompressed };
 // The step scratch of a rank's MLA layers (queries, latents, and the decompressed keys and values of
 // a long prefill). Layers run one after another, so they share one (the model owns it) instead of
 // each keeping its own: the decompressed form's keys and values alone are ~1.2 GB a layer for a
-// 32k-token prompt on DeepSeek-V2-Lite's shape, 27 layers of them.
+// 32k-token prompt on DeepSeek-V2-Lite's shape, 27 layers of them. Those are fp32 over an fp32
+// latent cache (ks, vs), else bf16 (ks16, vs16: half the bytes, and attention on the bf16 level).
 struct MlaScratch {
   std::vector<float> q, qa, ckv, attn, gq, qabs, olat, oabs, lat, kvd, ks, vs;
+  std::vector<bf16_t> ks16, vs16;
 };
 
 class MlaAttention {
@@ -67,8 +70,10 @@ class MlaAttention {
   // q / kv_a / o projections and every local head's W_UK^T and W_UV.
   int64_t decode_weight_bytes() const;
 
-  // Grows `sc` to hold this layer's scratch for a batch (before the collective forward; not thread-safe).
-  void reserve(MlaScratch& sc, int64_t T, const std::vector<AttnSeq>& seqs, MlaPath path = MlaPath::kAuto) const;
+  // Grows `sc` to hold this layer's scratch for a batch over a latent cache of `elem` (before the
+  // collective forward; not thread-safe).
+  void reserve(MlaScratch& sc, int64_t T, const std::vector<AttnSeq>& seqs, MlaPath path = MlaPath::kAuto,
+               KVElem elem = KVElem::kF32) const;
 
   // Which form the cost model picks for n_q queries over n_keys positions.
   MlaPath choose(int64_t n_q, int64_t n_keys) const;

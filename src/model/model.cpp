@@ -1039,7 +1039,7 @@ void Model::forward(const ForwardBatch& b, KVPool& kv, float* logits, float* hid
   }
   for (const auto& L : layers_) {
     if (L.moe) L.moe->reserve(moe_scratch_, T);
-    if (L.mla) L.mla->reserve(mla_scratch_, T, b.seqs, mla_path_);
+    if (L.mla) L.mla->reserve(mla_scratch_, T, b.seqs, mla_path_, kv.config().elem);
   }
   lora_prepare(b);
   team_->run([&](Team& t) { forward_member(t, b, kv, logits, hidden); });

@@ -13,7 +13,9 @@ the fp32 cache's, the error as a multiple of the standard deviation of the fp32 
   int8: max <= 0.15 * scale, rms <= 0.03 * scale. One step of max|row| / 127 per value;
         measured 0.02-0.04 max.
   DeepSeek-V2 (MLA latent): bf16 max <= 0.12, rms <= 0.02; int8 max <= 0.35, rms <= 0.05 (one
-  latent row feeds every head; measured 0.055 and 0.15).
+  latent row feeds every head; measured 0.059 and 0.163). The prompt takes the decompressed form,
+  whose keys and values are bf16 over a compact latent (fp32 over fp32's): with them read as the
+  latent's V by mistake, every compact dtype errs by 5 x std.
   fp8_e4m3 / fp8_e5m2 (a scale per row as int8's, 4 / 3 significant bits of each value):
   max <= 0.5 / 1.1, rms <= 0.09 / 0.18 (MLA 1.3 / 2.4, 0.14 / 0.26); measured about half.
   A scale applied wrongly (checked by breaking the kernel: the key's scale on values gives max
