@@ -73,12 +73,6 @@ void pack_key_pairs_rows(Row row, int64_t d, uint32_t* kp) {
   }
 }
 
-// Keys [0, nb) (nb <= 16) of a page, ldk apart, packed as pack_key_pairs_rows packs them.
-template <class T>
-void pack_key_pairs(const T* k, int64_t ldk, int64_t nb, int64_t d, uint32_t* kp) {
-  pack_key_pairs_rows<T>([&](int j) { return j < nb ? k + j * ldk : nullptr; }, d, kp);
-}
-
 // G rows of n floats (row g at x + g * ldx), each times s[i] if kScaled (a page's softmax weights
 // times the value rows' int8 / fp8 scales), rounded to bf16 (round to nearest even), as 32-bit
 // pairs: out[g * ldo + p] holds elements 2p and 2p + 1 of row g for p < (n + 1) / 2 (the element
@@ -123,29 +117,3 @@ template <class T>
   x0 = _mm512_permutex2var_epi16(r0, lo, r1);
   x1 = _mm512_permutex2var_epi16(r0, hi, r1);
 }
-
-// Value rows 2 jp and 2 jp + 1 of a page's n (the second zero past n), as value_pair_rows gives them.
-template <class T>
-[[gnu::always_inline]] inline void value_pair(const T* v, int64_t ldv, int64_t n, int64_t jp, int64_t i, int64_t e,
-                                              __m512i lo, __m512i hi, __m512i& x0, __m512i& x1) {
-  value_pair_rows(v + 2 * jp * ldv, 2 * jp + 1 < n ? v + (2 * jp + 1) * ldv : nullptr, i, e, lo, hi, x0, x1);
-}
-
-// Value rows [0, n) as value_pair gives them, stored: pair row jp holds x0 then x1 of each
-// 32-element block (value_pair_cols(d) lanes at out + jp * cols), lanes past d zero. Rows of a
-// prefill job take turns over the same step, so an int8 / fp8 page is converted and interleaved
-// once per job instead of once per row (their prefill attention 1.08-1.18x, AMD EPYC Zen 5); a
-// job of one row converts as it goes (storing the pairs cost decode 6-10 %).
-template <class T>
-void pack_value_pairs(const T* v, int64_t ldv, int64_t n, int64_t d, uint32_t* out) {
-  const __m512i lo = _mm512_load_si512(kPairLo), hi = _mm512_load_si512(kPairHi);
-  const int64_t cols = value_pair_cols(d);
-  for (int64_t jp = 0; jp < (n + 1) / 2; ++jp)
-    for (int64_t i = 0; i < d; i += 32) {
-      __m512i x0, x1;
-      value_pair(v, ldv, n, jp, i, std::min<int64_t>(32, d - i), lo, hi, x0, x1);
-      _mm512_store_si512(out + jp * cols + i, x0);
-      _mm512_store_si512(out + jp * cols + i + 16, x1);
-    }
-}
-
