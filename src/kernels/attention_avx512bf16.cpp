@@ -267,10 +267,10 @@ struct Bf16Ops : Avx512Ops {
     job_state.converted.assign(size_t(rows), 0);
   }
 
-  // The steps of a job's rows in one window of L keys. The
-  // window's keys are packed once for all of them and, where the job has several rows, its values
-  // too; then the rows go in groups of about 16 (row, head) rows: their scores, each row's
-  // softmax, their weighted values, so a group's scores and weights stay in L1.
+  // The steps of a job's rows in one window of L keys. The window's keys are packed once for all
+  // of them and, where the job has several rows, its values too; then the rows go in groups of
+  // about 16 (row, head) rows: their scores, each row's softmax, their weighted values, so a
+  // group's scores and weights stay in L1.
   template <class T>
     requires(!std::is_same_v<T, float>)
   static void rows_step(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0, int64_t G,
