@@ -114,8 +114,8 @@ void scores_tile(const uint32_t* const* q, int64_t pairs, const uint32_t* kp, in
 // (row, head) rows (row r's weights as bf16 pairs at w + r * ldw). Each lane is one chain: the rescaled
 // running sum, then the pairs in order (a pair no row sees weighs zero and adds +0), whatever MR,
 // NC or the values' source: packed (vp, pair row p at vp + p * cols) or, NC = 2, converted here
-// from the window's columns as window_value_pair converts them (pair p's rows at va[p], vb[p], the
-// elements each holds under ma[p], mb[p]: zero where none). ahead: the window whose next step's
+// from the window's columns as window_value_pair converts them (pair p's rows at column e at va[p],
+// vb[p], the elements each holds under ma[p], mb[p]: zero where none). ahead: the window whose next step's
 // values are prefetched, a block of 16 keys every eight pairs, or null.
 template <int MR, int NC, bool kPacked, class T>
 void values_tile(float* const* acc, const uint32_t* w, int64_t ldw, int64_t np, int64_t e, const uint32_t* vp,
@@ -136,7 +136,7 @@ void values_tile(float* const* acc, const uint32_t* w, int64_t ldw, int64_t np, 
       #pragma GCC unroll 16
       for (int c = 0; c < NC; ++c) v[c] = (__m512bh)_mm512_load_si512(vp + p * cols + e + 16 * c);
     } else {
-      const __m512i r0 = load32_bf16_masked(va[p] + e, ma[p]), r1 = load32_bf16_masked(vb[p] + e, mb[p]);
+      const __m512i r0 = load32_bf16_masked(va[p], ma[p]), r1 = load32_bf16_masked(vb[p], mb[p]);
       v[0] = (__m512bh)_mm512_permutex2var_epi16(r0, lo, r1);
       v[1] = (__m512bh)_mm512_permutex2var_epi16(r0, hi, r1);
     }
@@ -354,13 +354,14 @@ struct Bf16Ops : Avx512Ops {
       for (int64_t e = 0; e < cols;) {
         const int64_t ec = packed && cols - e >= 64 ? 64 : 32;
         const int64_t ms = packed ? 4 : 8;
-        if (!packed) {  // the rows and element masks of each pair, as window_value_pair takes them
+        if (!packed) {  // each pair's rows at column e and element masks, as window_value_pair takes them
           const __mmask32 full = e < vd ? first32(vd - e) : 0;
+          const T* some = cw.v[size_t(kb - s0)];  // a row the window has: where nothing is read (mask 0)
           for (int64_t p = 0; p < np; ++p) {
-            const T* x = p < np_all ? cw.v[size_t(2 * p)] : nullptr;
-            const T* y = p < np_all ? cw.v[size_t(2 * p + 1)] : nullptr;
-            va[size_t(p)] = x ? x : y ? y : cw.v[0];  // never read where masked off
-            vb[size_t(p)] = y ? y : va[size_t(p)];
+            const T* x = p < np_all && full ? cw.v[size_t(2 * p)] : nullptr;
+            const T* y = p < np_all && full ? cw.v[size_t(2 * p + 1)] : nullptr;
+            va[size_t(p)] = x ? x + e : y ? y + e : some;
+            vb[size_t(p)] = y ? y + e : va[size_t(p)];
             ma[size_t(p)] = x || y ? full : 0;
             mb[size_t(p)] = y ? full : 0;
           }
