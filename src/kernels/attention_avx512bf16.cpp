@@ -69,6 +69,7 @@ struct JobState {
   std::vector<uint16_t> wb;         // their weights in bf16: [rows * G][L]
   std::vector<const uint32_t*> qr;  // a group's (row, head) queries
   std::vector<float*> ar;           // and running sums
+  std::vector<float> rs;            // and what those are rescaled by (row_softmax_bf16)
 };
 thread_local JobState job_state;
 
@@ -110,15 +111,17 @@ void scores_tile(const uint32_t* const* q, int64_t pairs, const uint32_t* kp, in
   }
 }
 
-// acc[r] (columns [e, e + 16 NC)) += the weighted values of pairs [0, np) of the window, for MR
-// (row, head) rows (row r's weights as bf16 pairs at w + r * ldw). Each lane is one chain: the rescaled
-// running sum, then the pairs in order (a pair no row sees weighs zero and adds +0), whatever MR,
+// acc[r] (columns [e, e + 16 NC)) = acc[r] times rescale[r] (zero where rescale[r] < 0: the row's
+// first step) plus the weighted values of pairs [0, np) of the window, for MR (row, head) rows (row
+// r's weights as bf16 pairs at w + r * ldw). The rescaling rides on the load a step makes anyway
+// (a pass of its own over the running sums cost 4 % of prefill attention). Each lane is one chain:
+// the rescaled running sum, then the pairs in order (a pair no row sees weighs zero and adds +0), whatever MR,
 // NC or the values' source: packed (vp, pair row p at vp + p * cols) or, NC = 2, converted here
 // from the window's columns as window_value_pair converts them (pair p's rows at column e at va[p],
 // vb[p], the elements each holds under ma[p], mb[p]: zero where none). ahead: the window whose next step's
 // values are prefetched, a block of 16 keys every eight pairs, or null.
 template <int MR, int NC, bool kPacked, class T>
-void values_tile(float* const* acc, const uint32_t* w, int64_t ldw, int64_t np, int64_t e, const uint32_t* vp,
+void values_tile(float* const* acc, const float* rescale, const uint32_t* w, int64_t ldw, int64_t np, int64_t e, const uint32_t* vp,
                  int64_t cols,
                  const T* const* va, const T* const* vb, const __mmask32* ma, const __mmask32* mb,
                  const WindowCols<T>* ahead) {
@@ -127,7 +130,9 @@ void values_tile(float* const* acc, const uint32_t* w, int64_t ldw, int64_t np, 
   #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
     #pragma GCC unroll 16
-    for (int c = 0; c < NC; ++c) a[r][c] = _mm512_loadu_ps(acc[r] + e + 16 * c);
+    for (int c = 0; c < NC; ++c)
+      a[r][c] = rescale[r] < 0 ? _mm512_setzero_ps()
+                               : _mm512_mul_ps(_mm512_loadu_ps(acc[r] + e + 16 * c), _mm512_set1_ps(rescale[r]));
   const __m512i lo = _mm512_load_si512(kPairLo), hi = _mm512_load_si512(kPairHi);
   for (int64_t p = 0; p < np; ++p) {
     if (ahead && p % 8 == 0) ahead->prefetch_values(p / 8);
@@ -174,57 +179,58 @@ template <class Op>
 }
 
 // One row's softmax over its own columns of the window from s0, given its G heads' scores, already
-// scaled (head g's L columns at x + g * L), eight heads at a time: their step maxima, the new
-// running maxima and their corrections in vectors, then each head's exponentials
-// (exp512_nonpositive: a score less its running max is never positive), 16 columns at a time from
-// s0 (a row's sums and maxima take the same pieces in any group), their sums, and its weights in
-// bf16 (times the values' scales vs) to wrow (G rows of L, zero wherever the row does not look).
-// The row's partial (max, sum) moves on, and its running weighted sums (G rows of `cols` at acc)
-// are zeroed at its chunk's first step or rescaled.
+// scaled (head g's L columns at x + g * L), eight heads at a time, each group's maxima, corrections
+// and sums held in one vector's lanes: the step's maxima, the new running maxima and their
+// corrections, then each head's exponentials (a score less its running max is never positive), 16
+// columns at a time from s0 (a row's sums and maxima take the same pieces in any group), their sums,
+// and its weights in bf16 (times the values' scales vs) to wrow (G rows of L, zero wherever the row
+// does not look). Nothing a group needs again goes through memory: a masked store does not forward
+// to the loads after it, and the row's chain (maxima, correction, exponentials) waited on that.
+// The row's partial (max, sum) moves on; what its running weighted sums are to be multiplied by
+// before the step's values goes to rescale (G floats: -1 at its chunk's first step, where they
+// start from zero; values_tile applies it).
 template <class Ops, bool kScaled>
 void row_softmax_bf16(const AttnParams& p, const RowStep& r, int64_t s0, int64_t G, float* x, uint16_t* wrow,
-                      float* acc, int64_t cols, int64_t vd, const float* vs, const AttnWork& w) {
+                      float* rescale, const float* vs, const AttnWork& w) {
   const int64_t off = r.kb - s0, nj = r.ke - r.kb;
   __mmask16 mk[4];
   for (int c = 0; c < 4; ++c) mk[c] = cols_mask(off, nj, 16 * c);
-  float* const smx = w.pmx;  // per head: the step's max, then the new running max
-  float* const corr = w.pmx + 2 * G;
   float* const mx = r.part;
   float* const den = r.part + G;
   const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   const auto max_op = [](__m512 a, __m512 b) { return _mm512_max_ps(a, b); };
   const auto add_op = [](__m512 a, __m512 b) { return _mm512_add_ps(a, b); };
+  // Soft-capped scores (Gemma 2) are capped in place first, their maxima taken there.
+  if (p.softcap > 0) softcap_step<Ops>(x + off, L, G, nj, p.softcap, w.pmx);
   for (int64_t g0 = 0; g0 < G; g0 += 8) {
     const int64_t ng = std::min<int64_t>(8, G - g0);
-    __m512 m[8];
+    const __mmask16 hm = __mmask16((1u << ng) - 1);
+    __m512 smax;
+    if (p.softcap > 0) {
+      smax = _mm512_mask_loadu_ps(ninf, hm, w.pmx + g0);
+    } else {
+      __m512 m[8];
 #pragma GCC unroll 8
-    for (int k = 0; k < 8; ++k) {
-      m[k] = ninf;
-      if (k < ng)
-        for (int c = 0; c < 4; ++c)
-          m[k] = _mm512_mask_max_ps(m[k], mk[c], m[k], _mm512_maskz_loadu_ps(mk[c], x + (g0 + k) * L + 16 * c));
+      for (int k = 0; k < 8; ++k) {
+        m[k] = ninf;
+        if (k < ng)
+          for (int c = 0; c < 4; ++c)
+            m[k] = _mm512_mask_max_ps(m[k], mk[c], m[k], _mm512_maskz_loadu_ps(mk[c], x + (g0 + k) * L + 16 * c));
+      }
+      smax = fold8(m, max_op);
     }
-    _mm512_mask_storeu_ps(smx + g0, __mmask16((1u << ng) - 1), fold8(m, max_op));
-  }
-  if (p.softcap > 0) softcap_step<Ops>(x + off, L, G, nj, p.softcap, smx);
-  for (int64_t g = 0; g < G; g += 16) {
-    const __mmask16 hm = head_mask(G, g);
-    const __m512 old = _mm512_mask_loadu_ps(ninf, hm, mx + g);
-    const __m512 nw = _mm512_max_ps(old, _mm512_mask_loadu_ps(ninf, hm, smx + g));
+    const __m512 old = _mm512_mask_loadu_ps(ninf, hm, mx + g0);
+    const __m512 nw = _mm512_max_ps(old, smax);
     // exp(0) is 1 exactly; a partial with no keys yet (max -inf) has nothing to rescale.
     const __mmask16 had = _mm512_cmp_ps_mask(old, ninf, _CMP_NEQ_OQ);
-    _mm512_mask_storeu_ps(corr + g, hm, _mm512_maskz_mov_ps(had, exp512_nonpositive(_mm512_sub_ps(old, nw))));
-    _mm512_mask_storeu_ps(smx + g, hm, nw);
-    _mm512_mask_storeu_ps(mx + g, hm, nw);
-  }
-  for (int64_t g0 = 0; g0 < G; g0 += 8) {
-    const int64_t ng = std::min<int64_t>(8, G - g0);
+    const __m512 corr = _mm512_maskz_mov_ps(had, exp512_nonpositive(_mm512_sub_ps(old, nw)));
+    _mm512_mask_storeu_ps(mx + g0, hm, nw);
     __m512 sum[8];
 #pragma GCC unroll 8
     for (int k = 0; k < 8; ++k) {
       sum[k] = _mm512_setzero_ps();
       if (k >= ng) continue;
-      const __m512 sh = _mm512_set1_ps(smx[g0 + k]);
+      const __m512 sh = _mm512_permutexvar_ps(_mm512_set1_epi32(k), nw);
       const float* xg = x + (g0 + k) * L;
       uint16_t* wg = wrow + (g0 + k) * L;
       for (int c = 0; c < 4; ++c) {
@@ -239,15 +245,9 @@ void row_softmax_bf16(const AttnParams& p, const RowStep& r, int64_t s0, int64_t
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(wg + 16 * c), (__m256i)_mm512_cvtneps_pbh(wv));
       }
     }
-    const __mmask16 hm = __mmask16((1u << ng) - 1);
-    const __m512 d = _mm512_maskz_loadu_ps(hm, den + g0), cr = _mm512_maskz_loadu_ps(hm, corr + g0);
-    _mm512_mask_storeu_ps(den + g0, hm, _mm512_add_ps(_mm512_mul_ps(d, cr), fold8(sum, add_op)));
-  }
-  if (r.first) {
-    std::memset(acc, 0, size_t(G * cols) * 4);
-  } else {
-    for (int64_t g = 0; g < G; ++g)
-      if (corr[g] != 1.0f) Ops::scale(acc + g * cols, corr[g], vd);
+    const __m512 d = _mm512_maskz_loadu_ps(hm, den + g0);
+    _mm512_mask_storeu_ps(den + g0, hm, _mm512_add_ps(_mm512_mul_ps(d, corr), fold8(sum, add_op)));
+    _mm512_mask_storeu_ps(rescale + g0, hm, r.first ? _mm512_set1_ps(-1.0f) : corr);
   }
 }
 
@@ -304,6 +304,7 @@ struct Bf16Ops : Avx512Ops {
     if (int64_t(J.sc.size()) < per * G * L) J.sc.resize(size_t(per * G * L)), J.wb.resize(size_t(per * G * L));
     J.qr.resize(size_t(per * G));
     J.ar.resize(size_t(per * G));
+    J.rs.resize(size_t(per * G));
     // Four (row, head) rows by four blocks; past 64 elements a head's packed keys would not stay in
     // L1 over the rows, so eight rows by two blocks, the blocks taken two at a time.
     const bool wide = pairs > 64;
@@ -345,7 +346,7 @@ struct Bf16Ops : Avx512Ops {
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t m = (i - i0) * G;
         row_softmax_bf16<Bf16Ops, kScaled>(c.p, rows[i], s0, G, J.sc.data() + m * L, J.wb.data() + m * L,
-                                           J.acc.data() + rows[i].row * G * cols, cols, vd, cw.vs.data(), w);
+                                           J.rs.data() + m, cw.vs.data(), w);
       }
 
       // Weighted values, 64 columns by four rows from the packed pairs, else 32 columns by up to
@@ -371,17 +372,17 @@ struct Bf16Ops : Avx512Ops {
           const uint32_t* wm = wr + m * (L / 2);
           if (packed && ec == 64)
             with_count<4>(std::min<int64_t>(4, M - m), [&](auto MR) {
-              values_tile<MR, 4, true, T>(ar + m, wm, L / 2, np, e, vpack, cols, nullptr, nullptr, nullptr, nullptr,
+              values_tile<MR, 4, true, T>(ar + m, J.rs.data() + m, wm, L / 2, np, e, vpack, cols, nullptr, nullptr, nullptr, nullptr,
                                           nullptr);
             });
           else if (packed)
             with_count<4>(std::min<int64_t>(4, M - m), [&](auto MR) {
-              values_tile<MR, 2, true, T>(ar + m, wm, L / 2, np, e, vpack, cols, nullptr, nullptr, nullptr, nullptr,
+              values_tile<MR, 2, true, T>(ar + m, J.rs.data() + m, wm, L / 2, np, e, vpack, cols, nullptr, nullptr, nullptr, nullptr,
                                           nullptr);
             });
           else
             with_count<8>(std::min<int64_t>(8, M - m), [&](auto MR) {
-              values_tile<MR, 2, false, T>(ar + m, wm, L / 2, np, e, nullptr, cols, va.data(), vb.data(), ma.data(),
+              values_tile<MR, 2, false, T>(ar + m, J.rs.data() + m, wm, L / 2, np, e, nullptr, cols, va.data(), vb.data(), ma.data(),
                                            mb.data(), ahead);
             });
         }
