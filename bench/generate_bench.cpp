@@ -193,12 +193,7 @@ int main(int argc, char** argv) {
   std::string kv_dtype = "auto";
   app.add_option("--kv-cache-dtype", kv_dtype, "how the KV cache stores K and V, as dpserve --kv-cache-dtype")
       ->capture_default_str()
-      ->check(CLI::Validator(
-          [](std::string& s) -> std::string {
-            if (kv_cache_dtype_from_name(s)) return "";
-            return "unknown KV cache dtype '" + s + "' (choose " + kv_cache_dtype_names() + ")";
-          },
-          "DTYPE"));
+      ->check(CLI::Validator([](std::string& s) { return kv_cache_dtype_error(s); }, "DTYPE"));
   CLI11_PARSE(app, argc, argv);
   if (threads > 0) omp_set_num_threads(threads);
   if (bf16_products != "default") kernels::set_bf16_fma_products(bf16_products == "fma");

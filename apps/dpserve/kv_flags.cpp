@@ -12,13 +12,7 @@ void add_kv_cache_flags(CLI::App* c, RuntimeOptions& o) {
        "bytes), int8 (a quarter, plus one fp32 scale per position per KV head), fp8_e4m3 / fp8_e5m2 (a "
        "quarter, 8-bit floats with a scale per row as int8's; e4m3 keeps one more mantissa bit, e5m2 more "
        "range). The KV budget counts bytes, so smaller values hold more tokens")
-      ->check(CLI::Validator(
-          [](std::string& s) -> std::string {
-            const auto d = kv_cache_dtype_from_name(s);
-            if (!d) return "unknown KV cache dtype '" + s + "' (choose " + kv_cache_dtype_names() + ")";
-            return "";
-          },
-          "DTYPE"))
+      ->check(CLI::Validator([](std::string& s) { return kv_cache_dtype_error(s); }, "DTYPE"))
       ->default_str("auto")
       ->envname("DPSERVE_KV_CACHE_DTYPE");
   c->add_option_function<std::string>(

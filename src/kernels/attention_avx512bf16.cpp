@@ -251,14 +251,6 @@ void row_softmax_bf16(const AttnParams& p, const RowStep& r, int64_t s0, int64_t
   }
 }
 
-// f(std::integral_constant<int, K>{}) for k in [1, Max].
-template <int Max, class F>
-void with_count(int64_t k, F&& f) {
-  [&]<int... I>(std::integer_sequence<int, I...>) {
-    ((k == I + 1 ? (f(std::integral_constant<int, I + 1>{}), 0) : 0), ...);
-  }(std::make_integer_sequence<int, Max>{});
-}
-
 struct Bf16Ops : Avx512Ops {
   static void begin_job(int64_t rows) {
     // Only which rows' queries are converted is reset: a row's running sums are zeroed at its first

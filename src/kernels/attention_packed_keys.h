@@ -1,19 +1,25 @@
 // Internal: the ISA-free parts of the packed-key attention primitives (the AVX-512 and AVX2 Ops):
-// head groups sized at compile time, and the job's cache of packed keys. Included inside each
+// head groups and counts sized at compile time, and the job's cache of packed keys. Included inside each
 // attention_*.cpp's anonymous namespace (after <algorithm>, <cstdint>, <limits>, <utility> and
 // <vector>), so every ISA's file has its own thread-local cache.
 #pragma once
 
+// f(std::integral_constant<int, K>{}) for k in [1, Max]: a count known at run time sizes the callee's
+// register arrays at compile time.
+template <int Max, class F>
+void with_count(int64_t k, F&& f) {
+  [&]<int... I>(std::integer_sequence<int, I...>) {
+    ((k == I + 1 ? (f(std::integral_constant<int, I + 1>{}), 0) : 0), ...);
+  }(std::make_integer_sequence<int, Max>{});
+}
+
 // Calls f(std::integral_constant<int, NH>{}, g) for the heads [0, G) in groups of Max from g = 0,
-// then once for the rest: NH sizes the callee's register arrays at compile time.
+// then once for the rest.
 template <int Max, class F>
 void head_groups(int64_t G, F&& f) {
   int64_t g = 0;
   for (; g + Max <= G; g += Max) f(std::integral_constant<int, Max>{}, g);
-  const int64_t rest = G - g;
-  [&]<int... I>(std::integer_sequence<int, I...>) {
-    ((rest == I + 1 ? (f(std::integral_constant<int, I + 1>{}, g), 0) : 0), ...);
-  }(std::make_integer_sequence<int, Max - 1>{});
+  if constexpr (Max > 1) with_count<Max - 1>(G - g, [&](auto NH) { f(NH, g); });
 }
 
 // A job's packed keys: the rows of a prefill job take turns step by step (attention_impl.h,

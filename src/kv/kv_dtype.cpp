@@ -28,6 +28,11 @@ std::string to_string(KVCacheDtype d) {
 
 std::string kv_cache_dtype_names() { return "auto, fp32, bf16, int8, fp8_e4m3, fp8_e5m2"; }
 
+std::string kv_cache_dtype_error(const std::string& s) {
+  if (kv_cache_dtype_from_name(s)) return "";
+  return "unknown KV cache dtype '" + s + "' (choose " + kv_cache_dtype_names() + ")";
+}
+
 KVElem resolve_kv_elem(KVCacheDtype requested, DType weights, bool mla) {
   switch (requested) {
     case KVCacheDtype::kAuto:

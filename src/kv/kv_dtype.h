@@ -20,6 +20,9 @@ std::optional<KVCacheDtype> kv_cache_dtype_from_name(const std::string& s);
 std::string to_string(KVCacheDtype d);
 // The names the flag accepts, for errors and --help.
 std::string kv_cache_dtype_names();
+// What a --kv-cache-dtype validator answers: "" for a name the flag accepts, else the error naming
+// the choices.
+std::string kv_cache_dtype_error(const std::string& s);
 
 // The element type a model's KV cache gets: `weights` is the model's stored dtype
 // (ModelConfig::dtype), `mla` whether its cache is MLA's latent.
