@@ -117,14 +117,13 @@ void scores_tile(const uint32_t* const* q, int64_t pairs, const uint32_t* kp, in
 // (a pass of its own over the running sums cost 4 % of prefill attention). Each lane is one chain:
 // the rescaled running sum, then the pairs in order (a pair no row sees weighs zero and adds +0), whatever MR,
 // NC or the values' source: packed (vp, pair row p at vp + p * cols) or, NC = 2, converted here
-// from the window's columns as window_value_pair converts them (pair p's rows at column e at va[p],
-// vb[p], the elements each holds under ma[p], mb[p]: zero where none). ahead: the window whose next step's
-// values are prefetched, a block of 16 keys every eight pairs, or null.
+// from the window's columns as window_value_pair converts them (pair p's rows at va[p], vb[p], read
+// at column e under ma[p] & full, mb[p] & full: zero where none). ahead: the window whose next
+// step's values are prefetched, a block of 16 keys every eight pairs, or null.
 template <int MR, int NC, bool kPacked, class T>
-void values_tile(float* const* acc, const float* rescale, const uint32_t* w, int64_t ldw, int64_t np, int64_t e, const uint32_t* vp,
-                 int64_t cols,
-                 const T* const* va, const T* const* vb, const __mmask32* ma, const __mmask32* mb,
-                 const WindowCols<T>* ahead) {
+void values_tile(float* const* acc, const float* rescale, const uint32_t* w, int64_t ldw, int64_t np, int64_t e,
+                 const uint32_t* vp, int64_t cols, const T* const* va, const T* const* vb, const __mmask32* ma,
+                 const __mmask32* mb, __mmask32 full, const WindowCols<T>* ahead) {
   static_assert(kPacked || NC == 2);
   __m512 a[MR][NC];
   #pragma GCC unroll 16
@@ -141,7 +140,8 @@ void values_tile(float* const* acc, const float* rescale, const uint32_t* w, int
       #pragma GCC unroll 16
       for (int c = 0; c < NC; ++c) v[c] = (__m512bh)_mm512_load_si512(vp + p * cols + e + 16 * c);
     } else {
-      const __m512i r0 = load32_bf16_masked(va[p], ma[p]), r1 = load32_bf16_masked(vb[p], mb[p]);
+      const __m512i r0 = load32_bf16_masked(va[p] + e, ma[p] & full);
+      const __m512i r1 = load32_bf16_masked(vb[p] + e, mb[p] & full);
       v[0] = (__m512bh)_mm512_permutex2var_epi16(r0, lo, r1);
       v[1] = (__m512bh)_mm512_permutex2var_epi16(r0, hi, r1);
     }
@@ -289,7 +289,7 @@ struct Bf16Ops : Avx512Ops {
     uint32_t* const vpack = packed ? aligned64(J.vp, L / 2 * cols) : nullptr;
     if (packed) pack_window_values<T>(cw, np_all, np_all, vd, cols, vpack);
 
-    // A one-row job's value pairs for the column block being weighed (values_tile).
+    // A one-row job's value pairs (values_tile): their rows, and all or none of a block's elements.
     std::array<const T*, L / 2> va, vb;  // written for the pairs read
     std::array<__mmask32, L / 2> ma, mb;
     const int64_t per = std::max<int64_t>(1, 16 / G);  // rows of a group
@@ -344,38 +344,38 @@ struct Bf16Ops : Avx512Ops {
       // Weighted values, 64 columns by four rows from the packed pairs, else 32 columns by up to
       // eight rows as they are converted.
       const uint32_t* const wr = reinterpret_cast<const uint32_t*>(J.wb.data());
+      if (!packed) {  // each pair's rows as window_value_pair takes them, once for every column block
+        const T* some = cw.v[size_t(kb - s0)];  // a row the window has: where nothing is read (mask 0)
+        for (int64_t p = 0; p < np; ++p) {
+          const T* x = p < np_all ? cw.v[size_t(2 * p)] : nullptr;
+          const T* y = p < np_all ? cw.v[size_t(2 * p + 1)] : nullptr;
+          va[size_t(p)] = x ? x : y ? y : some;
+          vb[size_t(p)] = y ? y : va[size_t(p)];
+          ma[size_t(p)] = x || y ? ~__mmask32(0) : 0;
+          mb[size_t(p)] = y ? ~__mmask32(0) : 0;
+        }
+      }
       for (int64_t e = 0; e < cols;) {
         const int64_t ec = packed && cols - e >= 64 ? 64 : 32;
         const int64_t ms = packed ? 4 : 8;
-        if (!packed) {  // each pair's rows at column e and element masks, as window_value_pair takes them
-          const __mmask32 full = e < vd ? first32(vd - e) : 0;
-          const T* some = cw.v[size_t(kb - s0)];  // a row the window has: where nothing is read (mask 0)
-          for (int64_t p = 0; p < np; ++p) {
-            const T* x = p < np_all && full ? cw.v[size_t(2 * p)] : nullptr;
-            const T* y = p < np_all && full ? cw.v[size_t(2 * p + 1)] : nullptr;
-            va[size_t(p)] = x ? x + e : y ? y + e : some;
-            vb[size_t(p)] = y ? y + e : va[size_t(p)];
-            ma[size_t(p)] = x || y ? full : 0;
-            mb[size_t(p)] = y ? full : 0;
-          }
-        }
+        const __mmask32 full = first32(vd - e);  // e < vd: cols is vd rounded up to 32
         for (int64_t m = 0; m < M; m += ms) {
           const WindowCols<T>* ahead = !packed && e == 0 && m == 0 ? &cw : nullptr;
           const uint32_t* wm = wr + m * (L / 2);
           if (packed && ec == 64)
             with_count<4>(std::min<int64_t>(4, M - m), [&](auto MR) {
-              values_tile<MR, 4, true, T>(ar + m, J.rs.data() + m, wm, L / 2, np, e, vpack, cols, nullptr, nullptr, nullptr, nullptr,
-                                          nullptr);
+              values_tile<MR, 4, true, T>(ar + m, J.rs.data() + m, wm, L / 2, np, e, vpack, cols, nullptr, nullptr,
+                                          nullptr, nullptr, full, nullptr);
             });
           else if (packed)
             with_count<4>(std::min<int64_t>(4, M - m), [&](auto MR) {
-              values_tile<MR, 2, true, T>(ar + m, J.rs.data() + m, wm, L / 2, np, e, vpack, cols, nullptr, nullptr, nullptr, nullptr,
-                                          nullptr);
+              values_tile<MR, 2, true, T>(ar + m, J.rs.data() + m, wm, L / 2, np, e, vpack, cols, nullptr, nullptr,
+                                          nullptr, nullptr, full, nullptr);
             });
           else
             with_count<8>(std::min<int64_t>(8, M - m), [&](auto MR) {
-              values_tile<MR, 2, false, T>(ar + m, J.rs.data() + m, wm, L / 2, np, e, nullptr, cols, va.data(), vb.data(), ma.data(),
-                                           mb.data(), ahead);
+              values_tile<MR, 2, false, T>(ar + m, J.rs.data() + m, wm, L / 2, np, e, nullptr, cols, va.data(),
+                                           vb.data(), ma.data(), mb.data(), full, ahead);
             });
         }
         e += ec;
