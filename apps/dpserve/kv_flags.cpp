@@ -8,7 +8,8 @@ void add_kv_cache_flags(CLI::App* c, RuntimeOptions& o) {
   c->add_option_function<std::string>(
        "--kv-cache-dtype", [&o](const std::string& s) { o.kv_cache_dtype = *kv_cache_dtype_from_name(s); },
        "How the KV cache stores K and V (and MLA's latent): auto (the model's: fp32 for a model stored in "
-       "fp32, bf16 for bf16 / f16 / GGUF-quantized ones; MLA's latent stays fp32), fp32, bf16 (half the "
+       "fp32, bf16 for bf16 / f16 / GGUF-quantized ones; MLA's latent stays fp32, a long prompt's decompressed "
+       "K and V follow the weights as other models' caches do), fp32 (MLA: every step in fp32), bf16 (half the "
        "bytes), int8 (a quarter, plus one fp32 scale per position per KV head), fp8_e4m3 / fp8_e5m2 (a "
        "quarter, 8-bit floats with a scale per row as int8's; e4m3 keeps one more mantissa bit, e5m2 more "
        "range). The KV budget counts bytes, so smaller values hold more tokens")

@@ -176,6 +176,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
     I.model = Model::load(o.model_path, lo);
     const ModelConfig& cfg = I.model->config();
     I.model->set_kv_elem(resolve_kv_elem(o.kv_cache_dtype, cfg.dtype, cfg.mla.enabled()));
+    I.model->set_mla_expanded_elem(resolve_mla_expanded_elem(o.kv_cache_dtype, cfg.dtype));
     if (o.mla_absorbed_only) {
       if (!cfg.mla.enabled())
         fail("--mla-attention absorbed: {} has no multi-head latent attention (only DeepSeek-V2/V3 models do)",
@@ -198,6 +199,10 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
       NodeFlagValues same = model_identity(o.model_path, cfg);
       same.emplace_back("--lora-paths (adapters)", int64_t(o.lora_dirs.size()));
       same.emplace_back("--kv-cache-dtype (as resolved: 0 fp32, 1 bf16, 2 int8, 3 fp8_e4m3, 4 fp8_e5m2)", int64_t(I.model->kv_elem()));
+      // auto and fp32 resolve MLA's latent alike but not its decompressed keys and values.
+      if (cfg.mla.enabled())
+        same.emplace_back("--kv-cache-dtype (MLA's decompressed keys and values: 0 fp32, 1 bf16)",
+                          int64_t(I.model->mla_expanded_elem()));
       same.emplace_back("--quantization (0 none, 1 q8_0, 2 q4_0, ...)", int64_t(o.quantization));
       same.emplace_back("--page-size", o.page_size);
       same.emplace_back("--mla-attention absorbed", int64_t(o.mla_absorbed_only));
@@ -244,6 +249,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
              "({} ids): a draft model must share the target's tokenizer",
              o.sched.spec.draft_model_path, dc.vocab, need);
       I.draft->set_kv_elem(resolve_kv_elem(o.kv_cache_dtype, dc.dtype, dc.mla.enabled()));
+      I.draft->set_mla_expanded_elem(resolve_mla_expanded_elem(o.kv_cache_dtype, dc.dtype));
       if (o.mla_absorbed_only && dc.mla.enabled()) I.draft->set_mla_path(MlaPath::kAbsorbed);
     }
     // NEXTN: the checkpoint's multi-token-prediction layer as a model of its own, whole on every rank.
@@ -255,6 +261,7 @@ std::unique_ptr<Runtime> Runtime::start(const RuntimeOptions& o) {
       dlo.nextn = true;
       I.draft = Model::load(o.model_path, dlo);
       I.draft->set_kv_elem(I.model->kv_elem());
+      I.draft->set_mla_expanded_elem(I.model->mla_expanded_elem());
       if (o.mla_absorbed_only) I.draft->set_mla_path(MlaPath::kAbsorbed);
     }
 

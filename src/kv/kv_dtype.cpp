@@ -47,4 +47,8 @@ KVElem resolve_kv_elem(KVCacheDtype requested, DType weights, bool mla) {
   fail("--kv-cache-dtype {}: not supported", to_string(requested));
 }
 
+KVElem resolve_mla_expanded_elem(KVCacheDtype requested, DType weights) {
+  return resolve_kv_elem(requested, weights, false) == KVElem::kF32 ? KVElem::kF32 : KVElem::kBF16;
+}
+
 }  // namespace dpserve

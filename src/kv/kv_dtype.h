@@ -28,4 +28,11 @@ std::string kv_cache_dtype_error(const std::string& s);
 // (ModelConfig::dtype), `mla` whether its cache is MLA's latent.
 KVElem resolve_kv_elem(KVCacheDtype requested, DType weights, bool mla);
 
+// What MLA's decompressed form (a long prompt's prefill) holds its per-head keys and values in over
+// an fp32 latent: what a model without MLA of the same weights would cache under `requested`,
+// fp32 (asked for, or fp32 weights) or bf16 (`auto` for bf16 / f16 / quantized weights: a long
+// prompt's attention then runs on bf16 products, as it would for their GQA cache). Over a compact
+// latent they are bf16 whatever this says (the latent holds less than that).
+KVElem resolve_mla_expanded_elem(KVCacheDtype requested, DType weights);
+
 }  // namespace dpserve

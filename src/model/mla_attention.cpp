@@ -196,7 +196,7 @@ MlaPath MlaAttention::pick(const AttnSeq& s, MlaPath forced) const {
 }
 
 void MlaAttention::reserve(MlaScratch& sc, int64_t T, const std::vector<AttnSeq>& seqs, MlaPath path,
-                           KVElem elem) const {
+                           KVElem expanded) const {
   const int64_t qd = m_.q_head_dim(), r = m_.kv_lora_rank, rd = m_.qk_rope_head_dim;
   const int64_t vd = m_.v_head_dim, lat = r + rd, Hq = heads_ * qd, kvw = m_.qk_nope_head_dim + vd;
   int64_t Ta = 0, max_keys = 0;
@@ -217,7 +217,7 @@ void MlaAttention::reserve(MlaScratch& sc, int64_t T, const std::vector<AttnSeq>
   grow(sc.oabs, Ta * heads_ * vd);
   grow(sc.lat, max_keys * lat);
   grow(sc.kvd, max_keys * heads_ * kvw);
-  if (elem == KVElem::kF32) {
+  if (expanded == KVElem::kF32) {
     grow(sc.ks, heads_ * max_keys * qd);
     grow(sc.vs, heads_ * max_keys * vd);
   } else {
@@ -227,7 +227,8 @@ void MlaAttention::reserve(MlaScratch& sc, int64_t T, const std::vector<AttnSeq>
 }
 
 void MlaAttention::forward(Team& t, MlaScratch& sc, const float* xn, int64_t T, const std::vector<AttnSeq>& seqs,
-                           const float* rope_cs, KVPool& kv, int64_t layer, float* out, MlaPath path) const {
+                           const float* rope_cs, KVPool& kv, int64_t layer, float* out, MlaPath path,
+                           KVElem expanded) const {
   if (T == 0) return;
   const int64_t qd = m_.q_head_dim(), r = m_.kv_lora_rank, rd = m_.qk_rope_head_dim, nope = m_.qk_nope_head_dim;
   const int64_t vd = m_.v_head_dim, lat = r + rd, Hq = heads_ * qd;
@@ -276,7 +277,7 @@ void MlaAttention::forward(Team& t, MlaScratch& sc, const float* xn, int64_t T, 
     }
   }
   t.barrier();
-  for (int64_t i : decompressed_seqs) decompressed(t, sc, seqs[size_t(i)], kv, layer);
+  for (int64_t i : decompressed_seqs) decompressed(t, sc, seqs[size_t(i)], kv, layer, expanded);
   if (!absorbed_seqs.empty()) absorbed(t, sc, absorbed_seqs, seqs, kv, layer);
   matmul(t, sc.attn.data(), T, heads_ * vd, o_proj_, nullptr, out, hidden_);
 }
@@ -332,7 +333,8 @@ void MlaAttention::absorbed(Team& t, MlaScratch& sc, const std::vector<int64_t>&
   t.barrier();
 }
 
-void MlaAttention::decompressed(Team& t, MlaScratch& sc, const AttnSeq& s, KVPool& kv, int64_t layer) const {
+void MlaAttention::decompressed(Team& t, MlaScratch& sc, const AttnSeq& s, KVPool& kv, int64_t layer,
+                                KVElem expanded) const {
   const int64_t qd = m_.q_head_dim(), r = m_.kv_lora_rank, rd = m_.qk_rope_head_dim, nope = m_.qk_nope_head_dim;
   const int64_t vd = m_.v_head_dim, lat = r + rd, Hq = heads_ * qd, kvw = nope + vd;
   const int64_t nk = s.pos0 + s.n_q, ps = kv.page_size();
@@ -342,10 +344,11 @@ void MlaAttention::decompressed(Team& t, MlaScratch& sc, const AttnSeq& s, KVPoo
   t.barrier();
   // k_nope and v of every local head at every position: kv_b_proj(c_kv).
   matmul(t, sc.lat.data(), nk, lat, kv_b_, nullptr, sc.kvd.data(), heads_ * kvw);
-  // Per-head K = [k_nope | k_pe] and V, as one page of nk positions: fp32 over an fp32 latent,
-  // else rounded to bf16 as a bf16 cache rounds its rows (a compact latent holds less than that),
-  // so a long prompt's attention runs on the bf16 level's products and reads half the bytes.
-  const bool f32 = kv.config().elem == KVElem::kF32;
+  // Per-head K = [k_nope | k_pe] and V, as one page of nk positions: in fp32, or rounded to bf16 as
+  // a bf16 cache rounds its rows (`expanded`: what a GQA model of these weights would cache; a
+  // compact latent holds less than bf16), so a long prompt's attention runs on the bf16 level's
+  // products and reads half the bytes.
+  const bool f32 = expanded == KVElem::kF32;
   for (int64_t j = js.begin; j < js.end; ++j)
     for (int64_t h = 0; h < heads_; ++h) {
       const float* src = &sc.kvd[(j * heads_ + h) * kvw];

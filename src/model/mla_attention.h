@@ -36,8 +36,9 @@ enum class MlaPath { kAuto, kAbsorbed, kDecompressed };
 // The step scratch of a rank's MLA layers (queries, latents, and the decompressed keys and values of
 // a long prefill). Layers run one after another, so they share one (the model owns it) instead of
 // each keeping its own: the decompressed form's keys and values alone are ~1.2 GB a layer for a
-// 32k-token prompt on DeepSeek-V2-Lite's shape, 27 layers of them. Those are fp32 over an fp32
-// latent cache (ks, vs), else bf16 (ks16, vs16: half the bytes, and attention on the bf16 level).
+// 32k-token prompt on DeepSeek-V2-Lite's shape, 27 layers of them. Those are fp32 (ks, vs) where
+// the cache is fp32 by request or by fp32 weights, else bf16 (ks16, vs16: half the bytes, and
+// attention on the bf16 level; kv/kv_dtype.h resolve_mla_expanded_elem).
 struct MlaScratch {
   std::vector<float> q, qa, ckv, attn, gq, qabs, olat, oabs, lat, kvd, ks, vs;
   std::vector<bf16_t> ks16, vs16;
@@ -54,8 +55,11 @@ class MlaAttention {
   // sums it over the attention ranks). Collective over the team (every member calls it with the
   // same arguments; returns after a barrier): products split as the matmul kernels split them,
   // the absorbed form's per-head chain by heads, so every value is the same for any team size.
+  // `expanded`: what the decompressed form holds its per-head keys and values in (fp32 or bf16;
+  // Model::mla_expanded), as reserve() was told.
   void forward(Team& t, MlaScratch& sc, const float* xn, int64_t T, const std::vector<AttnSeq>& seqs,
-               const float* rope_cs, KVPool& kv, int64_t layer, float* out, MlaPath path = MlaPath::kAuto) const;
+               const float* rope_cs, KVPool& kv, int64_t layer, float* out, MlaPath path = MlaPath::kAuto,
+               KVElem expanded = KVElem::kF32) const;
 
   // Registers the projections for conversion at load (model/weight_prep.h): q, kv_a and o as
   // attention weights (quantized when --quantization asks), kv_b_proj only repacked or copied (its
@@ -70,10 +74,10 @@ class MlaAttention {
   // q / kv_a / o projections and every local head's W_UK^T and W_UV.
   int64_t decode_weight_bytes() const;
 
-  // Grows `sc` to hold this layer's scratch for a batch over a latent cache of `elem` (before the
-  // collective forward; not thread-safe).
+  // Grows `sc` to hold this layer's scratch for a batch whose decompressed keys and values are held
+  // in `expanded` (before the collective forward; not thread-safe).
   void reserve(MlaScratch& sc, int64_t T, const std::vector<AttnSeq>& seqs, MlaPath path = MlaPath::kAuto,
-               KVElem elem = KVElem::kF32) const;
+               KVElem expanded = KVElem::kF32) const;
 
   // Which form the cost model picks for n_q queries over n_keys positions.
   MlaPath choose(int64_t n_q, int64_t n_keys) const;
@@ -82,7 +86,7 @@ class MlaAttention {
   MlaPath pick(const AttnSeq& s, MlaPath forced) const;
   void absorbed(Team& t, MlaScratch& sc, const std::vector<int64_t>& which, const std::vector<AttnSeq>& seqs, KVPool& kv,
                 int64_t layer) const;
-  void decompressed(Team& t, MlaScratch& sc, const AttnSeq& s, KVPool& kv, int64_t layer) const;
+  void decompressed(Team& t, MlaScratch& sc, const AttnSeq& s, KVPool& kv, int64_t layer, KVElem expanded) const;
 
   MlaConfig m_;
   int64_t hidden_ = 0, heads_ = 0;  // heads_: this rank's

@@ -456,10 +456,15 @@ static void grow(std::vector<T>& v, int64_t n) {
   if (int64_t(v.size()) < n) v.resize(size_t(n));
 }
 
+KVElem Model::mla_expanded(const KVPool& kv) const {
+  return kv.config().elem == KVElem::kF32 ? mla_expanded_elem_ : KVElem::kBF16;
+}
+
 void Model::mla_attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv) {
   const int64_t T = b.n_tokens(), H = cfg_.hidden;
   phase_end(t, StepPhase::kRest);
-  L.mla->forward(t, mla_scratch_, xn_.data(), T, b.seqs, rope_cs_.data(), kv, li, o_.data(), mla_path_);
+  L.mla->forward(t, mla_scratch_, xn_.data(), T, b.seqs, rope_cs_.data(), kv, li, o_.data(), mla_path_,
+                 mla_expanded(kv));
   if (par_.attn.size > 1) {
     if (t.leader()) comm_->attn_allreduce(o_.data(), T * H);
     t.barrier();
@@ -1039,7 +1044,7 @@ void Model::forward(const ForwardBatch& b, KVPool& kv, float* logits, float* hid
   }
   for (const auto& L : layers_) {
     if (L.moe) L.moe->reserve(moe_scratch_, T);
-    if (L.mla) L.mla->reserve(mla_scratch_, T, b.seqs, mla_path_, kv.config().elem);
+    if (L.mla) L.mla->reserve(mla_scratch_, T, b.seqs, mla_path_, mla_expanded(kv));
   }
   lora_prepare(b);
   team_->run([&](Team& t) { forward_member(t, b, kv, logits, hidden); });

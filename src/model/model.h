@@ -112,6 +112,10 @@ class Model {
   // How KV pools of this model store values (kv/kv_dtype.h resolves --kv-cache-dtype); fp32 until set.
   void set_kv_elem(KVElem e) { kv_elem_ = e; }
   KVElem kv_elem() const { return kv_elem_; }
+  // MLA models: what the decompressed form's keys and values are held in over an fp32 latent
+  // (kv/kv_dtype.h resolve_mla_expanded_elem); fp32 until set.
+  void set_mla_expanded_elem(KVElem e) { mla_expanded_elem_ = e; }
+  KVElem mla_expanded_elem() const { return mla_expanded_elem_; }
   // Vision-language models (Qwen2.5-VL): whether the model has a vision tower, and one image's
   // embeddings: patches [grid_h * grid_w, patch_row] (vision/image_input.h image_patches) to
   // out [image_tokens(grid_h, grid_w), hidden], run on the model's thread team. With a sharded tower
@@ -202,6 +206,8 @@ class Model {
   void lora_prepare(const ForwardBatch& b);
   // MLA layers (DeepSeek-V2/V3): model/mla_attention.h, run by the team's leader for now.
   void mla_attention(Team& t, const Layer& L, int64_t li, const ForwardBatch& b, KVPool& kv);
+  // What the decompressed form's keys and values are held in over `kv`'s latent.
+  KVElem mla_expanded(const KVPool& kv) const;
 
   ModelConfig cfg_;
   ModelParallel par_;
@@ -229,6 +235,7 @@ class Model {
   std::vector<float> enorm_, hnorm_, cat_;
   WeightView eh_proj_;
   KVElem kv_elem_ = KVElem::kF32;
+  KVElem mla_expanded_elem_ = KVElem::kF32;
   // LoRA adapters (slot = index), what of this model they may target, and this step's row groups.
   std::vector<LoraAdapter> loras_;
   LoraModelShape lora_shape_;

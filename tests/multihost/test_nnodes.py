@@ -18,8 +18,9 @@ Cases:
           naming the lost node; then node 0's rank 0 SIGKILLed -> node 1 ends within 30 s; then
           SIGTERM to node 1's dpserve -> the whole job drains and both nodes exit 0.
   mismatch  node 1 loads other weights of the same shape (stories260K with its last bytes changed), runs
-          another --kv-cache-dtype or another --max-running-requests: both nodes stop before serving,
-          naming what differs.
+          another --kv-cache-dtype (also fp32 against auto on a tiny DeepSeek-V2, whose latent both hold
+          in fp32 but whose long prompts' decompressed keys and values differ) or another
+          --max-running-requests: both nodes stop before serving, naming what differs.
   link_down  tp=2, clients on host A streaming from node 0, --dist-heartbeat-timeout 3 (by its
           environment variable): the veth goes down (no connection closes, nothing is sent): both
           nodes end within 25 s and the open streams end with an error event naming node 1.
@@ -61,6 +62,7 @@ ENV = dict(os.environ, DPSERVE_SHARED_DIR=SHARED, DPSERVE_DIST_SECRET=SECRET, OM
            OMPI_MCA_pml="ob1", OMPI_MCA_btl="tcp,self", OMPI_MCA_btl_tcp_if_include=SUBNET,
            OMPI_MCA_oob_tcp_if_include=SUBNET, OMPI_MCA_mpi_yield_when_idle="1")
 STORIES = os.path.join(SHARED, "models/stories260K/stories260K.bin")
+MAKE_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "make_hf_model.py")
 NODE0 = netns_hosts.ADDR["a"]
 RDV, HTTP = 29400, 18080  # inside the namespaces' own network stacks: no clash with other runs
 
@@ -362,6 +364,18 @@ def case_mismatch(H):
     expect_failure(H, [("a", node_cmd(0, tp2)), ("b", node_cmd(1, tp2, extra=["--kv-cache-dtype", "bf16"]))], 60,
                    ["node 1 does not run the same model and layout as node 0", "--kv-cache-dtype"],
                    "node 1 with another --kv-cache-dtype")
+    # An MLA model holds its latent in fp32 under auto as under fp32, but auto's long prompts take
+    # bf16 decompressed keys and values (a bf16 model): the two nodes' heads would round differently.
+    mla = os.path.join(SCRATCH, "tiny-deepseek-bf16")
+    if not os.path.exists(os.path.join(mla, "config.json")):
+        subprocess.run(["/usr/bin/python3", MAKE_MODEL, "--arch", "deepseek_v2", "--preset", "tiny", "--dtype", "bf16",
+                        "--out", mla, "--quiet"], check=True, timeout=120)
+    mla_cmds = [node_cmd(r, tp2, extra=["--kv-cache-dtype", "fp32"] if r else []) for r in (0, 1)]
+    for c in mla_cmds:
+        c[c.index("--model-path") + 1] = mla
+    expect_failure(H, [("a", mla_cmds[0]), ("b", mla_cmds[1])], 60,
+                   ["node 1 does not run the same model and layout as node 0", "MLA's decompressed keys and values"],
+                   "MLA: node 1 with --kv-cache-dtype fp32 against auto")
     # Each rank of a group schedules on its own: other scheduling flags would split its batches.
     expect_failure(H, [("a", node_cmd(0, tp2)), ("b", node_cmd(1, tp2, extra=["--max-running-requests", "3"]))], 60,
                    ["node 1 does not run the same model and layout as node 0", "--max-running-requests"],
