@@ -156,18 +156,32 @@ void paged_attention_isa(KernelIsa isa, Team& t, const float* q, int64_t ldq, co
   const AttnCtx c{q, ldq, seqs, kv, p, out, ldo};
   const int64_t group = p.n_heads / p.n_kv_heads, vd = kv.value_dim();
 
-  // Jobs of up to 16 queries each: enough of them to balance causal prefill (later queries see
-  // more keys) over the members, and enough rows to share each step's packed keys (4 rows a job
-  // repacked every page for 4 rows: 16 made bf16 prefill attention 8 % faster). When that leaves members
-  // idle or unevenly loaded (one long decoding sequence, few KV heads), long rows of short
-  // sequences (decode, speculative verify) become one job per key chunk plus a merge, and a KV
-  // head's query heads are split into groups. Neither choice changes a bit of any row (kernels::key_chunks fixes
+  // Jobs of kQBlock queries or more: enough of them to balance causal prefill (later queries see
+  // more keys) over the members, and enough (query, head) rows to share each step's packed keys:
+  // up to kJobRowHeads of them (a KV head with few query heads takes more queries), while a job's
+  // queries and running sums stay within kJobBytes of the core's cache and every member has
+  // several jobs. 4 rows a job repacked every page for 4 rows: 16 made bf16 prefill attention 8 %
+  // faster; up to 512 (query, head) rows then made the bf16 level's prefill attention 1.03-1.09x
+  // faster with 8 heads a KV head, 1.10-1.18x with 4 and 1.30-1.39x with one (MLA's decompressed
+  // form), the AVX2 and fp32 levels even (docs/benchmarks.md). When that leaves members idle or
+  // unevenly loaded (one long decoding sequence, few KV heads), long rows of short sequences
+  // (decode, speculative verify) become one job per key chunk plus a merge, and a KV head's query
+  // heads are split into groups. Neither choice changes a bit of any row (kernels::key_chunks fixes
   // the chunks from the row alone; a head's result does not depend on the heads beside it), so
   // they may follow the team's size and the batch. Every member builds the same lists.
-  constexpr int64_t kQBlock = 16;
-  int64_t base_jobs = 0;
-  for (int64_t s = 0; s < n_seqs; ++s) base_jobs += (seqs[s].n_q + kQBlock - 1) / kQBlock * p.n_kv_heads;
+  constexpr int64_t kQBlock = 16, kJobRowHeads = 512, kJobBytes = 512 << 10;
   const int64_t members = t.size();
+  int64_t q_block = kQBlock;
+  {
+    const int64_t row_bytes = group * ((p.head_dim + 1) / 2 + vd) * int64_t(sizeof(float));
+    int64_t all_q = 0;
+    for (int64_t s = 0; s < n_seqs; ++s) all_q += seqs[s].n_q;
+    q_block = std::max(kQBlock, std::min(kJobRowHeads / group, kJobBytes / row_bytes));
+    while (q_block > kQBlock && (all_q + q_block - 1) / q_block * p.n_kv_heads < 4 * members) q_block /= 2;
+    q_block = std::max(kQBlock, q_block);
+  }
+  int64_t base_jobs = 0;
+  for (int64_t s = 0; s < n_seqs; ++s) base_jobs += (seqs[s].n_q + q_block - 1) / q_block * p.n_kv_heads;
   // Split when the jobs leave a member idle or do not divide evenly over a small team; jobs that
   // already divide (4 KV heads on 2 members) would only pay the merges.
   const bool split_keys =
@@ -187,7 +201,7 @@ void paged_attention_isa(KernelIsa isa, Team& t, const float* q, int64_t ldq, co
     if (chunk_seq(a)) {
       for (int64_t i = 0; i < a.n_q; ++i) units += kernels::key_chunks(a, i, p).count * p.n_kv_heads;
     } else {
-      units += (a.n_q + kQBlock - 1) / kQBlock * p.n_kv_heads;
+      units += (a.n_q + q_block - 1) / q_block * p.n_kv_heads;
     }
   }
   // Head groups: enough for every member to have a job, in fours where the group allows (the
@@ -206,11 +220,11 @@ void paged_attention_isa(KernelIsa isa, Team& t, const float* q, int64_t ldq, co
   for (int64_t s = 0; s < n_seqs; ++s) {
     const AttnSeq& a = seqs[s];
     const bool chunked = chunk_seq(a);
-    for (int64_t i0 = 0; i0 < a.n_q; i0 += kQBlock)
+    for (int64_t i0 = 0; i0 < a.n_q; i0 += q_block)
       for (int64_t h = 0; h < p.n_kv_heads; ++h)
         for (int64_t g0 = 0; g0 < group; g0 += sub) {
           const int64_t g1 = std::min(group, g0 + sub);
-          const int64_t i1 = std::min(a.n_q, i0 + kQBlock);
+          const int64_t i1 = std::min(a.n_q, i0 + q_block);
           for (int64_t i = i0; chunked && i < i1; ++i) {
             const int64_t n_chunks = kernels::key_chunks(a, i, p).count;
             if (n_chunks == 1) {
