@@ -328,16 +328,19 @@ bool Generation::drive(const std::function<bool(size_t, const ChoiceDelta&)>& on
     }
     if (!any_left) return true;
     const auto now = Clock::now();
-    if (got) {
-      last_delivery = now;
-      continue;
-    }
+    // Checked while deltas keep coming too: a request of several choices (n > 1) almost always has
+    // one to deliver, and a client gone (a batch's line cancelled or expired) went on being served
+    // until its last choice ended.
     if (now - last_gone_check > std::chrono::milliseconds(50)) {
       last_gone_check = now;
       if (client_gone && client_gone()) {
         cancel_rest("abort", "client disconnected", false);
         return false;
       }
+    }
+    if (got) {
+      last_delivery = now;
+      continue;
     }
     // A stopped engine delivers nothing more: end the choices rather than hang the client.
     if (!engine_.healthy() && now - last_delivery > std::chrono::seconds(3)) {
