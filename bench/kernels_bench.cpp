@@ -292,10 +292,11 @@ void BM_AttentionDecode(benchmark::State& state) {
   state.counters["best_GFLOP/s"] = double(batch) * ctx * n_heads * hd * 4 / timer.best / 1e9;
 }
 
-// Causal prefill of one sequence of n tokens (TinyLlama-1.1B heads), its KV already written, the
+// Causal prefill of one sequence of n tokens (TinyLlama-1.1B heads: 32 query heads of 64, g = 8 of
+// them a KV head; g = 1 is MLA's decompressed form, a KV head each), its KV already written, the
 // cache stored as kv (BM_AttentionDecode's numbering).
 void BM_AttentionPrefill(benchmark::State& state) {
-  const int64_t n = state.range(0), n_heads = 32, n_kv = 4, hd = 64, ps = 16;
+  const int64_t n = state.range(0), n_heads = 32, n_kv = n_heads / state.range(2), hd = 64, ps = 16;
   const KVElem elem = kv_arg(state.range(1));
   std::mt19937 rng(4);
   std::uniform_real_distribution<float> d(-1, 1);
@@ -352,11 +353,15 @@ BENCHMARK(BM_Gemm)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_AttentionPrefill)
-    ->ArgNames({"n", "kv"})
-    ->ArgsProduct({{512, 2048}, {0, 1}})
-    ->Args({8192, 1})
+    ->ArgNames({"n", "kv", "g"})
+    ->ArgsProduct({{512, 2048}, {0, 1}, {8}})
+    ->Args({8192, 1, 8})
     // The compact caches (--kv-cache-dtype int8, fp8_e4m3).
-    ->ArgsProduct({{2048}, {2, 3}})
+    ->ArgsProduct({{2048}, {2, 3}, {8}})
+    // Four query heads a KV head (Llama-3-8B, Qwen3-8B, Mistral-7B), and one (DeepSeek's
+    // decompressed MLA keys and values).
+    ->Args({2048, 1, 4})
+    ->Args({2048, 1, 1})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_AttentionDecode)

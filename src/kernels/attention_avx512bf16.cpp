@@ -69,7 +69,8 @@ struct JobState {
   std::vector<uint16_t> wb;         // their weights in bf16: [rows * G][L]
   std::vector<const uint32_t*> qr;  // a group's (row, head) queries
   std::vector<float*> ar;           // and running sums
-  std::vector<float> rs;            // and what those are rescaled by (row_softmax_bf16)
+  std::vector<float> rs;            // and what those are rescaled by (row_softmax_bf16 / rows_softmax_bf16)
+  std::vector<float> cap;           // soft-capped scores' maxima (rows_softmax_bf16)
 };
 thread_local JobState job_state;
 
@@ -178,80 +179,197 @@ template <class Op>
   return _mm512_permutexvar_ps(_mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 13, 9, 5, 1, 12, 8, 4, 0), t);
 }
 
-// One row's softmax over its own columns of the window from s0, given its G heads' scores, already
-// scaled (head g's L columns at x + g * L), eight heads at a time, each group's maxima, corrections
-// and sums held in one vector's lanes: the step's maxima, the new running maxima and their
-// corrections, then each head's exponentials (a score less its running max is never positive), 16
-// columns at a time from s0 (a row's sums and maxima take the same pieces in any group), their sums,
-// and its weights in bf16 (times the values' scales vs) to wrow (G rows of L, zero wherever the row
-// does not look). Nothing a group needs again goes through memory: a masked store does not forward
-// to the loads after it, and the row's chain (maxima, correction, exponentials) waited on that.
-// The row's partial (max, sum) moves on; what its running weighted sums are to be multiplied by
-// before the step's values goes to rescale (G floats: -1 at its chunk's first step, where they
-// start from zero; values_tile applies it).
+// The step's softmax of ng <= 8 (row, head) slots held in one vector's lanes, slot k's scores (already
+// scaled) at x + k L, its columns of the window's block c of 16 keys masks(k, c): the step's
+// maxima (or the soft-capped scores' maxima, cmax), the new running maxima nw from the old ones,
+// their corrections corr, then each slot's exponentials (a score less its running max is never
+// positive), 16 columns at a time from the window's start (a row's sums and maxima take the same
+// pieces in any group), and its weights in bf16 (times the values' scales vs) to wb + k L (zero
+// wherever the slot does not look); den: the running sums d, corrected, plus the step's. Each lane
+// folds on its own (fold8), so a slot's bits do not depend on the slots beside it. Nothing the
+// chain needs again goes through memory: a masked store does not forward to the loads after it,
+// and the chain (maxima, correction, exponentials) waited on that.
+template <bool kScaled, class Masks>
+[[gnu::always_inline]] inline void softmax_slots(int64_t ng, const float* x, uint16_t* wb, const float* vs,
+                                                 const float* cmax, Masks masks, __m512 old, __m512 d, __m512& nw,
+                                                 __m512& corr, __m512& den) {
+  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  const auto max_op = [](__m512 a, __m512 b) { return _mm512_max_ps(a, b); };
+  const auto add_op = [](__m512 a, __m512 b) { return _mm512_add_ps(a, b); };
+  __m512 smax;
+  if (cmax) {
+    smax = _mm512_mask_loadu_ps(ninf, __mmask16((1u << ng) - 1), cmax);
+  } else {
+    __m512 m[8];
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) {
+      m[k] = ninf;
+      if (k < ng)
+        for (int c = 0; c < 4; ++c)
+          m[k] = _mm512_mask_max_ps(m[k], masks(k, c), m[k], _mm512_maskz_loadu_ps(masks(k, c), x + k * L + 16 * c));
+    }
+    smax = fold8(m, max_op);
+  }
+  nw = _mm512_max_ps(old, smax);
+  // exp(0) is 1 exactly; a partial with no keys yet (max -inf) has nothing to rescale.
+  const __mmask16 had = _mm512_cmp_ps_mask(old, ninf, _CMP_NEQ_OQ);
+  corr = _mm512_maskz_mov_ps(had, exp512_nonpositive(_mm512_sub_ps(old, nw)));
+  __m512 sum[8];
+#pragma GCC unroll 8
+  for (int k = 0; k < 8; ++k) {
+    sum[k] = _mm512_setzero_ps();
+    if (k >= ng) continue;
+    const __m512 sh = _mm512_permutexvar_ps(_mm512_set1_epi32(k), nw);
+    const float* xg = x + k * L;
+    uint16_t* wg = wb + k * L;
+    for (int c = 0; c < 4; ++c) {
+      const __mmask16 kc = masks(k, c);
+      if (!kc) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(wg + 16 * c), _mm256_setzero_si256());
+        continue;
+      }
+      const __m512 e = _mm512_maskz_mov_ps(kc, exp512_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(kc, xg + 16 * c), sh)));
+      sum[k] = _mm512_add_ps(sum[k], e);
+      const __m512 wv = kScaled ? _mm512_mul_ps(e, _mm512_maskz_loadu_ps(kc, vs + 16 * c)) : e;
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(wg + 16 * c), (__m256i)_mm512_cvtneps_pbh(wv));
+    }
+  }
+  den = _mm512_add_ps(_mm512_mul_ps(d, corr), fold8(sum, add_op));
+}
+
+// One row's softmax over its own columns of the window from s0, given its G heads' scores (head g's
+// L columns at x + g * L), eight heads at a time (softmax_slots), weights to wrow. The row's partial
+// (max, sum) moves on; what its running weighted sums are to be multiplied by before the step's
+// values goes to rescale (G floats: -1 at its chunk's first step, where they start from zero;
+// values_tile applies it).
 template <class Ops, bool kScaled>
 void row_softmax_bf16(const AttnParams& p, const RowStep& r, int64_t s0, int64_t G, float* x, uint16_t* wrow,
                       float* rescale, const float* vs, const AttnWork& w) {
   const int64_t off = r.kb - s0, nj = r.ke - r.kb;
   __mmask16 mk[4];
   for (int c = 0; c < 4; ++c) mk[c] = cols_mask(off, nj, 16 * c);
-  float* const mx = r.part;
-  float* const den = r.part + G;
-  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-  const auto max_op = [](__m512 a, __m512 b) { return _mm512_max_ps(a, b); };
-  const auto add_op = [](__m512 a, __m512 b) { return _mm512_add_ps(a, b); };
+  const auto masks = [&](int, int c) { return mk[c]; };
   // Soft-capped scores (Gemma 2) are capped in place first, their maxima taken there.
   if (p.softcap > 0) softcap_step<Ops>(x + off, L, G, nj, p.softcap, w.pmx);
+  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   for (int64_t g0 = 0; g0 < G; g0 += 8) {
     const int64_t ng = std::min<int64_t>(8, G - g0);
     const __mmask16 hm = __mmask16((1u << ng) - 1);
-    __m512 smax;
-    if (p.softcap > 0) {
-      smax = _mm512_mask_loadu_ps(ninf, hm, w.pmx + g0);
-    } else {
-      __m512 m[8];
-#pragma GCC unroll 8
-      for (int k = 0; k < 8; ++k) {
-        m[k] = ninf;
-        if (k < ng)
-          for (int c = 0; c < 4; ++c)
-            m[k] = _mm512_mask_max_ps(m[k], mk[c], m[k], _mm512_maskz_loadu_ps(mk[c], x + (g0 + k) * L + 16 * c));
-      }
-      smax = fold8(m, max_op);
-    }
-    const __m512 old = _mm512_mask_loadu_ps(ninf, hm, mx + g0);
-    const __m512 nw = _mm512_max_ps(old, smax);
-    // exp(0) is 1 exactly; a partial with no keys yet (max -inf) has nothing to rescale.
-    const __mmask16 had = _mm512_cmp_ps_mask(old, ninf, _CMP_NEQ_OQ);
-    const __m512 corr = _mm512_maskz_mov_ps(had, exp512_nonpositive(_mm512_sub_ps(old, nw)));
-    _mm512_mask_storeu_ps(mx + g0, hm, nw);
-    __m512 sum[8];
-#pragma GCC unroll 8
-    for (int k = 0; k < 8; ++k) {
-      sum[k] = _mm512_setzero_ps();
-      if (k >= ng) continue;
-      const __m512 sh = _mm512_permutexvar_ps(_mm512_set1_epi32(k), nw);
-      const float* xg = x + (g0 + k) * L;
-      uint16_t* wg = wrow + (g0 + k) * L;
-      for (int c = 0; c < 4; ++c) {
-        if (!mk[c]) {
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(wg + 16 * c), _mm256_setzero_si256());
-          continue;
-        }
-        const __m512 e = _mm512_maskz_mov_ps(
-            mk[c], exp512_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk[c], xg + 16 * c), sh)));
-        sum[k] = _mm512_add_ps(sum[k], e);
-        const __m512 wv = kScaled ? _mm512_mul_ps(e, _mm512_maskz_loadu_ps(mk[c], vs + 16 * c)) : e;
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(wg + 16 * c), (__m256i)_mm512_cvtneps_pbh(wv));
-      }
-    }
-    const __m512 d = _mm512_maskz_loadu_ps(hm, den + g0);
-    _mm512_mask_storeu_ps(den + g0, hm, _mm512_add_ps(_mm512_mul_ps(d, corr), fold8(sum, add_op)));
+    __m512 nw, corr, den;
+    softmax_slots<kScaled>(ng, x + g0 * L, wrow + g0 * L, vs, p.softcap > 0 ? w.pmx + g0 : nullptr, masks,
+                           _mm512_mask_loadu_ps(ninf, hm, r.part + g0), _mm512_maskz_loadu_ps(hm, r.part + G + g0), nw,
+                           corr, den);
+    _mm512_mask_storeu_ps(r.part + g0, hm, nw);
+    _mm512_mask_storeu_ps(r.part + G + g0, hm, den);
     _mm512_mask_storeu_ps(rescale + g0, hm, r.first ? _mm512_set1_ps(-1.0f) : corr);
   }
 }
 
+// The same for n rows (n <= 16: rows_step's groups) of fewer than eight heads each (one in MLA's
+// decompressed form and in models without grouped queries), their (row, head) slots eight at a time
+// whichever rows they belong to, so a vector's lanes are not left mostly empty (one head a row took
+// a fold of eight vectors for one lane). Row i's head g: scores at x + (i G + g) L, weights at wb +
+// (i G + g) L, rescale[i G + g]. Four heads of two rows a group measured no faster than
+// row_softmax_bf16's one row, and G of eight or more fills the lanes anyway: those take it.
+// capmax: n G floats of scratch (soft-capped scores' maxima).
+template <class Ops, bool kScaled>
+void rows_softmax_bf16(const AttnParams& p, const RowStep* rows, int64_t n, int64_t s0, int64_t G, float* x,
+                       uint16_t* wb, float* rescale, const float* vs, float* capmax) {
+  std::array<std::array<__mmask16, 4>, 16> mk;  // per row, its columns of each block of 16
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t off = rows[i].kb - s0, nj = rows[i].ke - rows[i].kb;
+    for (int c = 0; c < 4; ++c) mk[size_t(i)][size_t(c)] = cols_mask(off, nj, 16 * c);
+    if (p.softcap > 0) softcap_step<Ops>(x + i * G * L + off, L, G, nj, p.softcap, capmax + i * G);
+  }
+  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  const int64_t M = n * G;
+  int64_t ri = 0, rg = 0;  // the row and head of a group's first slot
+  for (int64_t m0 = 0; m0 < M; m0 += 8) {
+    const int64_t ng = std::min<int64_t>(8, M - m0);
+    // The group's runs of slots of one row: the row's partial, its first head g, cnt heads on the
+    // lanes from k.
+    struct Run {
+      float* part;
+      int64_t g;
+      __mmask16 lm, sm;  // (1 << cnt) - 1, and the same from lane k
+    };
+    std::array<Run, 8> runs;
+    std::array<const __mmask16*, 8> km{};
+    int nr = 0;
+    __mmask16 first = 0;
+    for (int64_t k = 0; k < ng;) {
+      const int64_t cnt = std::min(ng - k, G - rg);
+      const __mmask16 lm = __mmask16((1u << cnt) - 1), sm = __mmask16(lm << k);
+      runs[size_t(nr++)] = {rows[ri].part, rg, lm, sm};
+      if (rows[ri].first) first = __mmask16(first | sm);
+      for (int64_t j = 0; j < cnt; ++j) km[size_t(k + j)] = mk[size_t(ri)].data();
+      k += cnt;
+      rg += cnt;
+      if (rg == G) rg = 0, ++ri;
+    }
+    // The slots' running maxima and sums from their rows' partials, a run at a time, loaded, then
+    // spread to its lanes (scalars stored and loaded as a vector would not forward).
+    __m512 old = ninf, d = _mm512_setzero_ps();
+    for (int j = 0; j < nr; ++j) {
+      const Run& u = runs[size_t(j)];
+      if (u.lm == 1) {  // one head: a broadcast is cheaper than an expand
+        old = _mm512_mask_mov_ps(old, u.sm, _mm512_set1_ps(u.part[u.g]));
+        d = _mm512_mask_mov_ps(d, u.sm, _mm512_set1_ps(u.part[G + u.g]));
+      } else {
+        old = _mm512_mask_expand_ps(old, u.sm, _mm512_maskz_loadu_ps(u.lm, u.part + u.g));
+        d = _mm512_mask_expand_ps(d, u.sm, _mm512_maskz_loadu_ps(u.lm, u.part + G + u.g));
+      }
+    }
+    __m512 nw, corr, den;
+    softmax_slots<kScaled>(ng, x + m0 * L, wb + m0 * L, vs, p.softcap > 0 ? capmax + m0 : nullptr,
+                           [&](int k, int c) { return km[size_t(k)][c]; }, old, d, nw, corr, den);
+    for (int j = 0; j < nr; ++j) {
+      const Run& u = runs[size_t(j)];
+      _mm512_mask_storeu_ps(u.part + u.g, u.lm, _mm512_maskz_compress_ps(u.sm, nw));
+      _mm512_mask_storeu_ps(u.part + G + u.g, u.lm, _mm512_maskz_compress_ps(u.sm, den));
+    }
+    _mm512_mask_storeu_ps(rescale + m0, __mmask16((1u << ng) - 1), _mm512_mask_mov_ps(corr, first, _mm512_set1_ps(-1.0f)));
+  }
+}
+
 struct Bf16Ops : Avx512Ops {
+  // merge_partial: st = st merged with the later chunk's partial p, both of G heads, sixteen heads'
+  // maxima, corrections and sums in one vector (a correction is exactly 1 where a maximum is the
+  // merged one, 0 for a partial without keys), each head's weighted values times its correction
+  // plus the other's times its own, one FMA a lane. glibc's expf a head at a time, and loads of
+  // corrections just stored (a masked store does not forward) were 6 % of a long prefill's
+  // attention.
+  static void merge_partials(float* st, const float* p, int64_t G, int64_t vd) {
+    const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity()), one = _mm512_set1_ps(1.0f);
+    for (int64_t g0 = 0; g0 < G; g0 += 16) {
+      const int64_t n = std::min<int64_t>(16, G - g0);
+      const __mmask16 k = __mmask16((1u << n) - 1);
+      const __m512 a = _mm512_mask_loadu_ps(ninf, k, st + g0), b = _mm512_mask_loadu_ps(ninf, k, p + g0);
+      const __m512 m = _mm512_max_ps(a, b);
+      const auto corr = [&](__m512 x) {
+        const __m512 e =
+            _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, ninf, _CMP_NEQ_OQ), exp512_nonpositive(_mm512_sub_ps(x, m)));
+        return _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(x, m, _CMP_EQ_OQ), one);
+      };
+      const __m512 ca = corr(a), cb = corr(b);
+      const __m512 sa = _mm512_maskz_loadu_ps(k, st + G + g0), sb = _mm512_maskz_loadu_ps(k, p + G + g0);
+      _mm512_mask_storeu_ps(st + G + g0, k, _mm512_fmadd_ps(sb, cb, _mm512_mul_ps(sa, ca)));
+      _mm512_mask_storeu_ps(st + g0, k, m);
+      for (int64_t i = 0; i < n; ++i) {
+        const __m512 cai = _mm512_permutexvar_ps(_mm512_set1_epi32(int(i)), ca);
+        const __m512 cbi = _mm512_permutexvar_ps(_mm512_set1_epi32(int(i)), cb);
+        float* x = st + 2 * G + (g0 + i) * vd;
+        const float* y = p + 2 * G + (g0 + i) * vd;
+        for (int64_t d = 0; d < vd; d += 16) {
+          const __mmask16 dm = head_mask(vd, d);
+          _mm512_mask_storeu_ps(x + d, dm,
+                                _mm512_fmadd_ps(_mm512_maskz_loadu_ps(dm, y + d), cbi,
+                                                _mm512_mul_ps(_mm512_maskz_loadu_ps(dm, x + d), cai)));
+        }
+      }
+    }
+  }
+
   static void begin_job(int64_t rows) {
     // Only which rows' queries are converted is reset: a row's running sums are zeroed at its first
     // step, and a job of one row (decode's key chunks) should not clear 50 KB of buffers (MLA).
@@ -297,6 +415,7 @@ struct Bf16Ops : Avx512Ops {
     J.qr.resize(size_t(per * G));
     J.ar.resize(size_t(per * G));
     J.rs.resize(size_t(per * G));
+    J.cap.resize(size_t(per * G));
     // Four (row, head) rows by four blocks; past 64 elements a head's packed keys would not stay in
     // L1 over the rows, so eight rows by two blocks, the blocks taken two at a time.
     const bool wide = pairs > 64;
@@ -334,11 +453,16 @@ struct Bf16Ops : Avx512Ops {
         });
       }
 
-      // Each row's softmax, its weights in bf16 pairs.
-      for (int64_t i = i0; i < i1; ++i) {
-        const int64_t m = (i - i0) * G;
-        row_softmax_bf16<Bf16Ops, kScaled>(c.p, rows[i], s0, G, J.sc.data() + m * L, J.wb.data() + m * L,
-                                           J.rs.data() + m, cw.vs.data(), w);
+      // The rows' softmax, their weights in bf16 pairs.
+      if (G >= 4) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t m = (i - i0) * G;
+          row_softmax_bf16<Bf16Ops, kScaled>(c.p, rows[i], s0, G, J.sc.data() + m * L, J.wb.data() + m * L,
+                                             J.rs.data() + m, cw.vs.data(), w);
+        }
+      } else {
+        rows_softmax_bf16<Bf16Ops, kScaled>(c.p, rows + i0, i1 - i0, s0, G, J.sc.data(), J.wb.data(), J.rs.data(),
+                                            cw.vs.data(), J.cap.data());
       }
 
       // Weighted values, 64 columns by four rows from the packed pairs, else 32 columns by up to

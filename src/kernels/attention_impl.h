@@ -494,8 +494,13 @@ void chunk_partial(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0
 
 // st = st merged with partial p (the later chunk), both of G heads. Not inlined, so every
 // merge of a row, whichever job runs it, is the same machine code and gives the same bits.
+// An Ops may merge in its own way (merge_partials).
 template <class Ops>
 [[gnu::noinline]] void merge_partial(float* st, const float* p, int64_t G, int64_t vd) {
+  if constexpr (requires { Ops::merge_partials(st, p, G, vd); }) {
+    Ops::merge_partials(st, p, G, vd);
+    return;
+  }
   for (int64_t g = 0; g < G; ++g) {
     const float ma = st[g], mb = p[g], m = std::max(ma, mb);
     const float ca = ma == m ? 1.0f : std::exp(ma - m), cb = mb == m ? 1.0f : std::exp(mb - m);

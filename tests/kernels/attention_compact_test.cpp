@@ -67,7 +67,10 @@ TEST_P(CompactKV, EveryIsaStaysWithinTheEncodingErrorOfFp32) {
 // A query row's output is the same bits whether its sequence has 1 query this step or many:
 // each row of a 9-token extend equals that token decoded alone.
 TEST_P(CompactKV, EachQueryRowIsIndependentOfTheQueriesBesideIt) {
-  for (const Case& c : {Case{8, 2, 64, 16, {{30, 9}}}, Case{16, 1, 72, 16, {{20, 9}}, 0, 64, true}}) {
+  // (One and three query heads a KV head: a row's heads share a softmax's lanes with other rows'
+  // in the extend and not alone.)
+  for (const Case& c : {Case{8, 2, 64, 16, {{30, 9}}}, Case{16, 1, 72, 16, {{20, 9}}, 0, 64, true},
+                        Case{3, 3, 32, 16, {{30, 9}}}, Case{6, 2, 16, 5, {{30, 9}}}}) {
     const Built b = build(c, elem(), 900);
     for (KernelIsa isa : isas_) {
       const std::vector<float> all = run(isa, b, b.seqs);
@@ -88,7 +91,8 @@ TEST_P(CompactKV, EachQueryRowIsIndependentOfTheQueriesBesideIt) {
 // 7-key pages cut the 64-key steps, a window starts the rows at odd and even columns of a step,
 // and rows see more than 512 keys (chunks). Run on every level.
 TEST_P(CompactKV, EveryRowOfAWideJobEqualsItsRowAlone) {
-  for (const Case& c : {Case{40, 2, 80, 7, {{300, 21}}, 45}, Case{20, 1, 48, 16, {{600, 18}}, 0, 40}}) {
+  for (const Case& c : {Case{40, 2, 80, 7, {{300, 21}}, 45}, Case{20, 1, 48, 16, {{600, 18}}, 0, 40},
+                        Case{4, 4, 48, 16, {{600, 18}}}}) {
     const Built b = build(c, elem(), 901);
     const int64_t n = c.seqs[0].second;
     for (KernelIsa isa : isas_) {

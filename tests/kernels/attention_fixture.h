@@ -258,6 +258,10 @@ inline const std::vector<Case>& cases() {
       {8, 2, 64, 16, {{700, 1}, {0, 40}, {100, 3}}, 0, 0, false, {}, 1.5f},
       // Chunked (Llama 4): chunks across pages and a prefill crossing chunk ends.
       {4, 2, 16, 5, {{0, 23}, {40, 1}, {7, 6}}, 11, 0, false, {}, 0, true},
+      // One query head a KV head (MHA, MLA's decompressed form) and three: the bf16 level's
+      // softmax fills a vector's lanes with the heads of several rows; a prefill past a key chunk.
+      {3, 3, 32, 16, {{0, 300}, {520, 2}}},
+      {6, 2, 16, 5, {{0, 21}, {30, 2}}},
   };
   return cs;
 }
