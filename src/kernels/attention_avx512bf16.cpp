@@ -61,6 +61,7 @@ namespace {
 struct JobState {
   int64_t rows = 0;
   std::vector<uint32_t> q;          // [rows * G][pairs]
+  std::vector<uint32_t> qt;         // the same by lanes (rows_step's lanes): [blocks][pairs][16]
   std::vector<float> acc;           // [rows * G][cols]
   std::vector<uint8_t> converted;   // per row
   std::vector<uint32_t> kp;         // the window's keys: 4 blocks of [pairs][16]
@@ -71,6 +72,14 @@ struct JobState {
   std::vector<float*> ar;           // and running sums
   std::vector<float> rs;            // and what those are rescaled by (row_softmax_bf16 / rows_softmax_bf16)
   std::vector<float> cap;           // soft-capped scores' maxima (rows_softmax_bf16)
+  // A job by lanes (rows_step): each lane's running max and sum between its chunk's first and last
+  // steps ([blocks][16]), and its running weighted sums' place in acc; lanes no row holds weigh
+  // into `spare` (written, never read).
+  std::vector<float> lmx, lsum;
+  std::vector<float*> lacc;
+  std::vector<float> spare;
+  int64_t n_converted = 0;  // rows of the job whose queries are converted
+  bool lanes_ready = false;  // lacc, lmx and lsum sized and set for this job
 };
 thread_local JobState job_state;
 
@@ -114,18 +123,20 @@ void scores_tile(const uint32_t* const* q, int64_t pairs, const uint32_t* kp, in
 
 // acc[r] (columns [e, e + 16 NC)) = acc[r] times rescale[r] (zero where rescale[r] < 0: the row's
 // first step) plus the weighted values of pairs [0, np) of the window, for MR (row, head) rows (row
-// r's weights as bf16 pairs at w + r * ldw). The rescaling rides on the load a step makes anyway
+// r's weights as bf16 pairs: pair p at w + r L / 2 + p, or w + r + 16 p by lanes (kLanes)). Not
+// inlined: GCC then reloaded the values for every row. The rescaling rides on the load a step makes anyway
 // (a pass of its own over the running sums cost 4 % of prefill attention). Each lane is one chain:
 // the rescaled running sum, then the pairs in order (a pair no row sees weighs zero and adds +0), whatever MR,
 // NC or the values' source: packed (vp, pair row p at vp + p * cols) or, NC = 2, converted here
 // from the window's columns as window_value_pair converts them (pair p's rows at va[p], vb[p], read
 // at column e under ma[p] & full, mb[p] & full: zero where none). ahead: the window whose next
 // step's values are prefetched, a block of 16 keys every eight pairs, or null.
-template <int MR, int NC, bool kPacked, class T>
-void values_tile(float* const* acc, const float* rescale, const uint32_t* w, int64_t ldw, int64_t np, int64_t e,
+template <int MR, int NC, bool kPacked, class T, bool kLanes>
+[[gnu::noinline]] void values_tile(float* const* acc, const float* rescale, const uint32_t* w, int64_t np, int64_t e,
                  const uint32_t* vp, int64_t cols, const T* const* va, const T* const* vb, const __mmask32* ma,
                  const __mmask32* mb, __mmask32 full, const WindowCols<T>* ahead) {
   static_assert(kPacked || NC == 2);
+  constexpr int64_t ldw = kLanes ? 1 : L / 2, ldp = kLanes ? 16 : 1;
   __m512 a[MR][NC];
   #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
@@ -148,7 +159,7 @@ void values_tile(float* const* acc, const float* rescale, const uint32_t* w, int
     }
     #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
-      const __m512bh wv = (__m512bh)_mm512_set1_epi32(int(w[r * ldw + p]));
+      const __m512bh wv = (__m512bh)_mm512_set1_epi32(int(w[r * ldw + p * ldp]));
       #pragma GCC unroll 16
       for (int c = 0; c < NC; ++c) a[r][c] = _mm512_dpbf16_ps(a[r][c], v[c], wv);
     }
@@ -235,6 +246,90 @@ template <bool kScaled, class Masks>
     }
   }
   den = _mm512_add_ps(_mm512_mul_ps(d, corr), fold8(sum, add_op));
+}
+
+// Scores of a group's 16 lanes (rows_step's lanes: a (row, head) each) against a block of 16 packed
+// keys (kb: pairs rows of 16 keys, as pack_key_pairs_rows lays them out), the lanes' queries by
+// lanes (pair p's 16 at qt + 16 p): key k's 16 scores, times `scale` (and the key's scale ks[k] if
+// kScaled), to out + 16 k. A lane's score is scores_tile's chain for its row and that key (zero,
+// then the head dimension's pairs in order, each a vdpbf16ps of the same two pairs in the same
+// places), so its bits are the same; here the key's pair is broadcast, there the query's.
+template <bool kScaled>
+void scores_lanes(const uint32_t* qt, int64_t pairs, const uint32_t* kb, float scale, const float* ks, float* out) {
+  __m512 a[16];
+  #pragma GCC unroll 16
+  for (int k = 0; k < 16; ++k) a[k] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < pairs; ++p) {
+    const __m512bh q = (__m512bh)_mm512_loadu_si512(qt + 16 * p);
+    #pragma GCC unroll 16
+    for (int k = 0; k < 16; ++k) a[k] = _mm512_dpbf16_ps(a[k], q, (__m512bh)_mm512_set1_epi32(int(kb[16 * p + k])));
+  }
+  const __m512 sv = _mm512_set1_ps(scale);
+  #pragma GCC unroll 16
+  for (int k = 0; k < 16; ++k) {
+    __m512 v = _mm512_mul_ps(a[k], sv);
+    if constexpr (kScaled) v = _mm512_mul_ps(v, _mm512_set1_ps(ks[k]));
+    _mm512_storeu_ps(out + 16 * k, v);
+  }
+}
+
+// Two columns' bf16 weights (cvtne2ps: the first's 16 in the low half) as 16 pairs, lane l's two.
+alignas(64) constexpr uint16_t kLanePairs[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
+                                                 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+
+// The step's softmax of a group's lanes `on` (a (row, head) each) from their scores by column
+// (column j's 16 at s + 16 j, ncol of them, whole blocks of 16), lane l seeing columns
+// [off[l], end[l]) (all ncol if `full`), old / d their running maxima and sums: the new maxima nw,
+// the corrections corr and the sums den, and the weights of pairs [0, np) in bf16 by lanes (pair
+// p's 16 at w + 16 p; zero where a lane does not look). A lane takes the operations softmax_slots
+// takes for its slot, in the same order: the same maximum, exponentials and weights, and the sum
+// in fold8's tree (columns l, l + 16, l + 32, l + 48 from zero, then l with l + 8, with l + 4, with
+// l + 2, and the two left), so its bits are those; nothing crosses lanes, so there is no fold.
+template <bool kScaled>
+void lanes_softmax(const float* s, int64_t ncol, int64_t np, __mmask16 on, __m512i off, __m512i end, bool full,
+                   const float* vs, __m512 old, __m512 d, uint32_t* w, __m512& nw, __m512& corr, __m512& den) {
+  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  const auto vis = [&](int64_t j) {
+    if (full) return on;
+    const __m512i jv = _mm512_set1_epi32(int(j));
+    return _mm512_mask_cmplt_epi32_mask(_mm512_mask_cmple_epi32_mask(on, off, jv), jv, end);
+  };
+  __m512 mx[4] = {ninf, ninf, ninf, ninf};  // four chains; a maximum is the same in any order
+  for (int64_t j = 0; j < ncol; j += 4)
+    #pragma GCC unroll 4
+    for (int u = 0; u < 4; ++u)
+      mx[u] = _mm512_mask_max_ps(mx[u], vis(j + u), mx[u], _mm512_loadu_ps(s + 16 * (j + u)));
+  nw = _mm512_max_ps(old, _mm512_max_ps(_mm512_max_ps(mx[0], mx[1]), _mm512_max_ps(mx[2], mx[3])));
+  const __mmask16 had = _mm512_cmp_ps_mask(old, ninf, _CMP_NEQ_OQ);
+  corr = _mm512_maskz_mov_ps(had, exp512_nonpositive(_mm512_sub_ps(old, nw)));
+  __m512 S[16];
+  #pragma GCC unroll 16
+  for (int l = 0; l < 16; ++l) S[l] = _mm512_setzero_ps();
+  const __m512i pair = _mm512_load_si512(kLanePairs);
+  for (int64_t c = 0; c < ncol; c += 16) {
+    #pragma GCC unroll 8
+    for (int l = 0; l < 16; l += 2) {
+      __m512 wv[2];
+      #pragma GCC unroll 2
+      for (int u = 0; u < 2; ++u) {
+        const int64_t j = c + l + u;
+        const __m512 e = _mm512_maskz_mov_ps(vis(j), exp512_nonpositive(_mm512_sub_ps(_mm512_loadu_ps(s + 16 * j), nw)));
+        S[l + u] = _mm512_add_ps(S[l + u], e);
+        wv[u] = kScaled ? _mm512_mul_ps(e, _mm512_set1_ps(vs[j])) : e;
+      }
+      if ((c + l) / 2 < np)
+        _mm512_storeu_si512(w + 8 * (c + l),
+                            _mm512_permutexvar_epi16(pair, (__m512i)_mm512_cvtne2ps_pbh(wv[1], wv[0])));
+    }
+  }
+  __m512 H[8];
+  #pragma GCC unroll 8
+  for (int l = 0; l < 8; ++l) H[l] = _mm512_add_ps(S[l], S[l + 8]);
+  #pragma GCC unroll 4
+  for (int l = 0; l < 4; ++l) H[l] = _mm512_add_ps(H[l], H[l + 4]);
+  #pragma GCC unroll 2
+  for (int l = 0; l < 2; ++l) H[l] = _mm512_add_ps(H[l], H[l + 2]);
+  den = _mm512_add_ps(_mm512_mul_ps(d, corr), _mm512_add_ps(H[0], H[1]));
 }
 
 // One row's softmax over its own columns of the window from s0, given its G heads' scores (head g's
@@ -375,12 +470,18 @@ struct Bf16Ops : Avx512Ops {
     // step, and a job of one row (decode's key chunks) should not clear 50 KB of buffers (MLA).
     job_state.rows = rows;
     job_state.converted.assign(size_t(rows), 0);
+    job_state.n_converted = 0;
+    job_state.lanes_ready = false;
   }
 
   // The steps of a job's rows in one window of L keys. The window's keys are packed once for all
   // of them and, where the job has several rows, its values too; then the rows go in groups of
-  // about 16 (row, head) rows: their scores, each row's softmax, their weighted values, so a
-  // group's scores and weights stay in L1.
+  // about 16 (row, head) rows: their scores, their softmax, their weighted values, so a group's
+  // scores and weights stay in L1. A job of rows of fewer than four heads (several rows, no soft
+  // cap) takes its groups by lanes: a group is 16 / G consecutive rows of the job, a (row, head) a
+  // lane of one vector for each key (scores_lanes, lanes_softmax); the others one (row, head) a row
+  // of scores (scores_tile, row_softmax_bf16 / rows_softmax_bf16). Both give each (row, head) the
+  // same bits, so a row's do not depend on which its job took.
   template <class T>
     requires(!std::is_same_v<T, float>)
   static void rows_step(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0, int64_t G,
@@ -390,10 +491,30 @@ struct Bf16Ops : Avx512Ops {
     const int64_t hd = c.p.head_dim, vd = c.kv.value_dim();
     const int64_t pairs = (hd + 1) / 2, cols = value_pair_cols(vd);
     const int64_t h0 = kvh * (c.p.n_heads / c.p.n_kv_heads) + g0;
+    const int64_t per = std::max<int64_t>(1, 16 / G);  // rows of a group
+    // One head a row folded eight slots' sums across lanes and gathered its slots' state from
+    // several rows: a third of such a prefill's attention, against a fifth with eight heads.
+    const bool by_lanes = G < 4 && c.p.softcap <= 0 && J.rows * G >= 8;
     if (int64_t(J.q.size()) < J.rows * G * pairs) J.q.resize(size_t(J.rows * G * pairs));
     if (int64_t(J.acc.size()) < J.rows * G * cols) J.acc.resize(size_t(J.rows * G * cols));
-    const auto [s0, kb, ke, k_end] = window_span(rows, n);
-    convert_queries(rows, n, h0, hd, G, J.converted, J.q.data(), pairs);  // once per job
+    const int64_t qt_size = (J.rows + per - 1) / per * pairs * 16;
+    if (by_lanes && int64_t(J.qt.size()) < qt_size) J.qt.resize(size_t(qt_size));
+    // Named, not bound: clang (the sanitizer builds) does not let the lambda below capture bindings.
+    const WindowSpan span = window_span(rows, n);
+    const int64_t s0 = span.s0, kb = span.kb, ke = span.ke, k_end = span.k_end;
+    for (int64_t i = 0; i < n && J.n_converted < J.rows; ++i) {  // each row's queries once per job (its first step)
+      const int64_t r = rows[i].row;
+      if (J.converted[size_t(r)]) continue;
+      J.converted[size_t(r)] = 1;
+      ++J.n_converted;
+      const uint32_t* q = J.q.data() + r * G * pairs;
+      pack_bf16_pairs(rows[i].q + h0 * hd, hd, G, hd, J.q.data() + r * G * pairs, pairs);
+      if (by_lanes) {
+        uint32_t* qt = J.qt.data() + r / per * pairs * 16 + r % per * G;
+        for (int64_t g = 0; g < G; ++g)
+          for (int64_t p = 0; p < pairs; ++p) qt[p * 16 + g] = q[g * pairs + p];
+      }
+    }
 
     WindowCols<T> cw;
     window_columns<T>(c, seq, kvh, kb, ke, k_end, s0, cw, false);
@@ -407,67 +528,21 @@ struct Bf16Ops : Avx512Ops {
     uint32_t* const vpack = packed ? aligned64(J.vp, L / 2 * cols) : nullptr;
     if (packed) pack_window_values<T>(cw, np_all, np_all, vd, cols, vpack);
 
-    // A one-row job's value pairs (values_tile): their rows, and all or none of a block's elements.
-    std::array<const T*, L / 2> va, vb;  // written for the pairs read
-    std::array<__mmask32, L / 2> ma, mb;
-    const int64_t per = std::max<int64_t>(1, 16 / G);  // rows of a group
-    if (int64_t(J.sc.size()) < per * G * L) J.sc.resize(size_t(per * G * L)), J.wb.resize(size_t(per * G * L));
-    J.qr.resize(size_t(per * G));
-    J.ar.resize(size_t(per * G));
-    J.rs.resize(size_t(per * G));
-    J.cap.resize(size_t(per * G));
-    // Four (row, head) rows by four blocks; past 64 elements a head's packed keys would not stay in
-    // L1 over the rows, so eight rows by two blocks, the blocks taken two at a time.
-    const bool wide = pairs > 64;
-    for (int64_t i0 = 0; i0 < n; i0 += per) {
-      const int64_t i1 = std::min(n, i0 + per), M = (i1 - i0) * G;
-      int64_t gke = 0;
-      for (int64_t i = i0; i < i1; ++i) gke = std::max(gke, rows[i].ke);
-      const int64_t nblk = (gke - s0 + 15) / 16, np = (gke - s0 + 1) / 2;
-      for (int64_t i = i0; i < i1; ++i)
-        for (int64_t g = 0; g < G; ++g) {
-          const int64_t m = (i - i0) * G + g, rg = rows[i].row * G + g;
-          J.qr[size_t(m)] = J.q.data() + rg * pairs;
-          J.ar[size_t(m)] = J.acc.data() + rg * cols;
-        }
-      const uint32_t* const* qr = J.qr.data();
-      float* const* ar = J.ar.data();
+    const int64_t slots = std::max<int64_t>(per * G, 16);
+    if (int64_t(J.sc.size()) < slots * L) J.sc.resize(size_t(slots * L)), J.wb.resize(size_t(slots * L));
+    J.qr.resize(size_t(slots));
+    J.ar.resize(size_t(slots));
+    J.rs.resize(size_t(slots));
+    J.cap.resize(size_t(slots));
+    uint32_t* const wr = reinterpret_cast<uint32_t*>(J.wb.data());
 
-      // Scores.
-      const int64_t bstep = wide ? 2 : 4, mstep = wide ? 8 : 4;
-      for (int64_t b0 = 0; b0 < nblk; b0 += bstep) {
-        const uint32_t* kp = kpack + b0 * pairs * 16;
-        const float* ks = cw.ks.data() + b0 * 16;
-        with_count<4>(std::min(bstep, nblk - b0), [&](auto NB) {
-          for (int64_t m = 0; m < M; m += mstep) {
-            float* out = J.sc.data() + m * L + b0 * 16;
-            if (wide)
-              with_count<8>(std::min<int64_t>(8, M - m), [&](auto MR) {
-                scores_tile<MR, std::min<int>(NB, 2), kScaled>(qr + m, pairs, kp, pairs * 16, c.p.scale, ks, out);
-              });
-            else
-              with_count<4>(std::min<int64_t>(4, M - m), [&](auto MR) {
-                scores_tile<MR, NB, kScaled>(qr + m, pairs, kp, pairs * 16, c.p.scale, ks, out);
-              });
-          }
-        });
-      }
-
-      // The rows' softmax, their weights in bf16 pairs.
-      if (G >= 4) {
-        for (int64_t i = i0; i < i1; ++i) {
-          const int64_t m = (i - i0) * G;
-          row_softmax_bf16<Bf16Ops, kScaled>(c.p, rows[i], s0, G, J.sc.data() + m * L, J.wb.data() + m * L,
-                                             J.rs.data() + m, cw.vs.data(), w);
-        }
-      } else {
-        rows_softmax_bf16<Bf16Ops, kScaled>(c.p, rows + i0, i1 - i0, s0, G, J.sc.data(), J.wb.data(), J.rs.data(),
-                                            cw.vs.data(), J.cap.data());
-      }
-
-      // Weighted values, 64 columns by four rows from the packed pairs, else 32 columns by up to
-      // eight rows as they are converted.
-      const uint32_t* const wr = reinterpret_cast<const uint32_t*>(J.wb.data());
+    // Weighted values of (row, head) rows [m0, m1) of a group (their running sums ar[m], rescales
+    // rs[m], weights as values_tile takes them from wr): 64 columns by four rows from the packed
+    // pairs, else 32 columns by up to eight rows as they are converted.
+    std::array<const T*, L / 2> va, vb;  // a one-row job's value pairs: their rows, written for the pairs read
+    std::array<__mmask32, L / 2> ma, mb;  // and all or none of a block's elements
+    const auto weigh = [&]<bool kLanes>(float* const* ar, const float* rs, int64_t m0, int64_t m1, int64_t np) {
+      constexpr int64_t ldw = kLanes ? 1 : L / 2;
       if (!packed) {  // each pair's rows as window_value_pair takes them, once for every column block
         const T* some = cw.v[size_t(kb - s0)];  // a row the window has: where nothing is read (mask 0)
         for (int64_t p = 0; p < np; ++p) {
@@ -483,32 +558,155 @@ struct Bf16Ops : Avx512Ops {
         const int64_t ec = packed && cols - e >= 64 ? 64 : 32;
         const int64_t ms = packed ? 4 : 8;
         const __mmask32 full = first32(vd - e);  // e < vd: cols is vd rounded up to 32
-        for (int64_t m = 0; m < M; m += ms) {
-          const WindowCols<T>* ahead = !packed && e == 0 && m == 0 ? &cw : nullptr;
-          const uint32_t* wm = wr + m * (L / 2);
+        for (int64_t m = m0; m < m1; m += ms) {
+          const WindowCols<T>* ahead = !packed && e == 0 && m == m0 ? &cw : nullptr;
+          const uint32_t* wm = wr + m * ldw;
           if (packed && ec == 64)
-            with_count<4>(std::min<int64_t>(4, M - m), [&](auto MR) {
-              values_tile<MR, 4, true, T>(ar + m, J.rs.data() + m, wm, L / 2, np, e, vpack, cols, nullptr, nullptr,
+            with_count<4>(std::min<int64_t>(4, m1 - m), [&](auto MR) {
+              values_tile<MR, 4, true, T, kLanes>(ar + m, rs + m, wm, np, e, vpack, cols, nullptr, nullptr,
                                           nullptr, nullptr, full, nullptr);
             });
           else if (packed)
-            with_count<4>(std::min<int64_t>(4, M - m), [&](auto MR) {
-              values_tile<MR, 2, true, T>(ar + m, J.rs.data() + m, wm, L / 2, np, e, vpack, cols, nullptr, nullptr,
+            with_count<4>(std::min<int64_t>(4, m1 - m), [&](auto MR) {
+              values_tile<MR, 2, true, T, kLanes>(ar + m, rs + m, wm, np, e, vpack, cols, nullptr, nullptr,
                                           nullptr, nullptr, full, nullptr);
             });
           else
-            with_count<8>(std::min<int64_t>(8, M - m), [&](auto MR) {
-              values_tile<MR, 2, false, T>(ar + m, J.rs.data() + m, wm, L / 2, np, e, nullptr, cols, va.data(),
+            with_count<8>(std::min<int64_t>(8, m1 - m), [&](auto MR) {
+              values_tile<MR, 2, false, T, kLanes>(ar + m, rs + m, wm, np, e, nullptr, cols, va.data(),
                                            vb.data(), ma.data(), mb.data(), full, ahead);
             });
         }
         e += ec;
       }
-      for (int64_t i = i0; i < i1; ++i) {
-        if (!rows[i].last) continue;
-        for (int64_t g = 0; g < G; ++g)
-          std::memcpy(rows[i].part + 2 * G + g * vd, J.acc.data() + (rows[i].row * G + g) * cols, size_t(vd) * 4);
+    };
+
+    if (by_lanes) {
+      const int64_t nlanes = (J.rows + per - 1) / per * 16;
+      if (!J.lanes_ready) {
+        J.lanes_ready = true;
+        J.lmx.resize(size_t(nlanes)), J.lsum.resize(size_t(nlanes)), J.lacc.resize(size_t(nlanes));
+        if (int64_t(J.spare.size()) < cols) J.spare.resize(size_t(cols));
+        for (int64_t l = 0; l < nlanes; ++l) {
+          const int64_t r = l / 16 * per + l % 16 / G, g = l % 16 % G;
+          J.lacc[size_t(l)] = l % 16 < per * G && r < J.rows ? J.acc.data() + (r * G + g) * cols : J.spare.data();
+        }
       }
+      const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+      for (int64_t i0 = 0; i0 < n;) {
+        // The rows of block blk (rows [row0, row0 + per) of the job) that take this step: lanes
+        // [lo, hi), those of row r from (r - row0) G.
+        const int64_t blk = rows[i0].row / per, row0 = blk * per;
+        const auto lanes = [&](int64_t r) { return __mmask16(((1u << G) - 1) << ((r - row0) * G)); };
+        __mmask16 on = 0, fresh = 0;
+        int64_t i1 = i0, gke = 0;
+        bool full = true;
+        for (; i1 < n && rows[i1].row < row0 + per; ++i1) {
+          const RowStep& r = rows[i1];
+          on |= lanes(r.row);
+          if (r.first) fresh |= lanes(r.row);
+          full = full && r.kb == s0 && r.ke == s0 + L;
+          gke = std::max(gke, r.ke);
+        }
+        const int64_t lo = (rows[i0].row - row0) * G, hi = (rows[i1 - 1].row - row0 + 1) * G;
+        const int64_t nblk = (gke - s0 + 15) / 16, np = (gke - s0 + 1) / 2;
+        // Lanes between lo and hi that no row of the step holds weigh zero into `spare`; a lane's
+        // running state is its own to keep (never read unless its row takes the step).
+        float* const* ar = J.lacc.data() + blk * 16;
+        if (hi - lo != (i1 - i0) * G) {
+          for (int64_t l = lo; l < hi; ++l) J.ar[size_t(l)] = on >> l & 1 ? ar[l] : J.spare.data();
+          ar = J.ar.data();
+          fresh |= __mmask16(~on & (((1u << hi) - 1) & ~((1u << lo) - 1)));
+        }
+        __m512i off = _mm512_setzero_si512(), end = off;
+        if (!full) {
+          alignas(64) std::array<int32_t, 16> o, e;
+          o.fill(int32_t(L)), e.fill(0);
+          for (int64_t i = i0; i < i1; ++i)
+            for (int64_t g = 0; g < G; ++g) {
+              const size_t l = size_t((rows[i].row - row0) * G + g);
+              o[l] = int32_t(rows[i].kb - s0), e[l] = int32_t(rows[i].ke - s0);
+            }
+          off = _mm512_load_si512(o.data()), end = _mm512_load_si512(e.data());
+        }
+
+        const uint32_t* qt = J.qt.data() + blk * pairs * 16;
+        for (int64_t b = 0; b < nblk; ++b)
+          scores_lanes<kScaled>(qt, pairs, kpack + b * pairs * 16, c.p.scale, cw.ks.data() + b * 16,
+                                J.sc.data() + b * 256);
+        // A lane's first step of a chunk starts from the partial the driver initialised.
+        float* const lm = J.lmx.data() + blk * 16;
+        float* const ls = J.lsum.data() + blk * 16;
+        __m512 nw, corr, sum;
+        lanes_softmax<kScaled>(J.sc.data(), nblk * 16, np, on, off, end, full, cw.vs.data(),
+                               _mm512_mask_mov_ps(_mm512_loadu_ps(lm), fresh, ninf),
+                               _mm512_mask_mov_ps(_mm512_loadu_ps(ls), fresh, _mm512_setzero_ps()), wr, nw, corr, sum);
+        _mm512_storeu_ps(lm, nw);
+        _mm512_storeu_ps(ls, sum);
+        _mm512_storeu_ps(J.rs.data(), _mm512_mask_mov_ps(corr, fresh, _mm512_set1_ps(-1.0f)));
+        weigh.template operator()<true>(ar, J.rs.data(), lo, hi, np);
+        for (int64_t i = i0; i < i1; ++i) {  // a chunk's last step: its max and sums to the row's partial
+          if (!rows[i].last) continue;
+          const int64_t l0 = (rows[i].row - row0) * G;
+          for (int64_t g = 0; g < G; ++g) rows[i].part[g] = lm[l0 + g], rows[i].part[G + g] = ls[l0 + g];
+        }
+        i0 = i1;
+      }
+    } else {
+      // Four (row, head) rows by four blocks; past 64 elements a head's packed keys would not stay
+      // in L1 over the rows, so eight rows by two blocks, the blocks taken two at a time.
+      const bool wide = pairs > 64;
+      for (int64_t i0 = 0; i0 < n; i0 += per) {
+        const int64_t i1 = std::min(n, i0 + per), M = (i1 - i0) * G;
+        int64_t gke = 0;
+        for (int64_t i = i0; i < i1; ++i) gke = std::max(gke, rows[i].ke);
+        const int64_t nblk = (gke - s0 + 15) / 16, np = (gke - s0 + 1) / 2;
+        for (int64_t i = i0; i < i1; ++i)
+          for (int64_t g = 0; g < G; ++g) {
+            const int64_t m = (i - i0) * G + g, rg = rows[i].row * G + g;
+            J.qr[size_t(m)] = J.q.data() + rg * pairs;
+            J.ar[size_t(m)] = J.acc.data() + rg * cols;
+          }
+        const uint32_t* const* qr = J.qr.data();
+
+        // Scores.
+        const int64_t bstep = wide ? 2 : 4, mstep = wide ? 8 : 4;
+        for (int64_t b0 = 0; b0 < nblk; b0 += bstep) {
+          const uint32_t* kp = kpack + b0 * pairs * 16;
+          const float* ks = cw.ks.data() + b0 * 16;
+          with_count<4>(std::min(bstep, nblk - b0), [&](auto NB) {
+            for (int64_t m = 0; m < M; m += mstep) {
+              float* out = J.sc.data() + m * L + b0 * 16;
+              if (wide)
+                with_count<8>(std::min<int64_t>(8, M - m), [&](auto MR) {
+                  scores_tile<MR, std::min<int>(NB, 2), kScaled>(qr + m, pairs, kp, pairs * 16, c.p.scale, ks, out);
+                });
+              else
+                with_count<4>(std::min<int64_t>(4, M - m), [&](auto MR) {
+                  scores_tile<MR, NB, kScaled>(qr + m, pairs, kp, pairs * 16, c.p.scale, ks, out);
+                });
+            }
+          });
+        }
+
+        // The rows' softmax, their weights in bf16 pairs.
+        if (G >= 4) {
+          for (int64_t i = i0; i < i1; ++i) {
+            const int64_t m = (i - i0) * G;
+            row_softmax_bf16<Bf16Ops, kScaled>(c.p, rows[i], s0, G, J.sc.data() + m * L, J.wb.data() + m * L,
+                                               J.rs.data() + m, cw.vs.data(), w);
+          }
+        } else {
+          rows_softmax_bf16<Bf16Ops, kScaled>(c.p, rows + i0, i1 - i0, s0, G, J.sc.data(), J.wb.data(),
+                                              J.rs.data(), cw.vs.data(), J.cap.data());
+        }
+        weigh.template operator()<false>(J.ar.data(), J.rs.data(), 0, M, np);
+      }
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      if (!rows[i].last) continue;
+      for (int64_t g = 0; g < G; ++g)
+        std::memcpy(rows[i].part + 2 * G + g * vd, J.acc.data() + (rows[i].row * G + g) * cols, size_t(vd) * 4);
     }
   }
 };

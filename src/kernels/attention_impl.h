@@ -452,7 +452,8 @@ void partial_step(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0,
 // from a multiple of kStepKeys) into the partial `part`; row: the row's index in its job (a
 // chunk job's row is 0); k_end > 0: prefetch the next step's pages up to that key. first / last:
 // the step starts / ends the row's key chunk (the partial was just initialised / is read after
-// it), so an Ops may keep a row's weighted sums elsewhere in between.
+// it), so an Ops may keep a row's running max, sum and weighted sums elsewhere in between (a row
+// takes a step in every window from its chunk's first key to its last).
 struct RowStep {
   int64_t row;
   const float* q;
