@@ -435,33 +435,35 @@ struct Bf16Ops : Avx512Ops {
   // time, was 4.4-4.9 % of a long prefill's attention; corrections computed in a vector must not be
   // read back one by one (a masked store does not forward to scalar loads).
   static void merge_partials(float* st, const float* p, int64_t G, int64_t vd) {
-    const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity()), one = _mm512_set1_ps(1.0f);
+    const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
     for (int64_t g0 = 0; g0 < G; g0 += 16) {
       const int64_t n = std::min<int64_t>(16, G - g0);
       const __mmask16 k = __mmask16((1u << n) - 1);
       const __m512 a = _mm512_mask_loadu_ps(ninf, k, st + g0), b = _mm512_mask_loadu_ps(ninf, k, p + g0);
       const __m512 m = _mm512_max_ps(a, b);
-      const auto corr = [&](__m512 x) {
-        const __m512 e =
-            _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, ninf, _CMP_NEQ_OQ), exp512_nonpositive(_mm512_sub_ps(x, m)));
-        return _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(x, m, _CMP_EQ_OQ), one);
-      };
-      const __m512 ca = corr(a), cb = corr(b);
+      const __m512 ca = merge_corr(a, m), cb = merge_corr(b, m);
       const __m512 sa = _mm512_maskz_loadu_ps(k, st + G + g0), sb = _mm512_maskz_loadu_ps(k, p + G + g0);
       _mm512_mask_storeu_ps(st + G + g0, k, _mm512_fmadd_ps(sb, cb, _mm512_mul_ps(sa, ca)));
       _mm512_mask_storeu_ps(st + g0, k, m);
-      for (int64_t i = 0; i < n; ++i) {
-        const __m512 cai = _mm512_permutexvar_ps(_mm512_set1_epi32(int(i)), ca);
-        const __m512 cbi = _mm512_permutexvar_ps(_mm512_set1_epi32(int(i)), cb);
-        float* x = st + 2 * G + (g0 + i) * vd;
-        const float* y = p + 2 * G + (g0 + i) * vd;
-        for (int64_t d = 0; d < vd; d += 16) {
-          const __mmask16 dm = head_mask(vd, d);
-          _mm512_mask_storeu_ps(x + d, dm,
-                                _mm512_fmadd_ps(_mm512_maskz_loadu_ps(dm, y + d), cbi,
-                                                _mm512_mul_ps(_mm512_maskz_loadu_ps(dm, x + d), cai)));
-        }
-      }
+      for (int64_t i = 0; i < n; ++i)
+        merge_values(st + 2 * G + (g0 + i) * vd, p + 2 * G + (g0 + i) * vd,
+                     _mm512_permutexvar_ps(_mm512_set1_epi32(int(i)), ca),
+                     _mm512_permutexvar_ps(_mm512_set1_epi32(int(i)), cb), vd);
+    }
+  }
+  // What a partial with maxima x is multiplied by to merge into maxima m (the larger): exactly 1
+  // where x is m, 0 where x has no keys (-inf).
+  [[gnu::always_inline]] static __m512 merge_corr(__m512 x, __m512 m) {
+    const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+    const __m512 e = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, ninf, _CMP_NEQ_OQ), exp512_nonpositive(_mm512_sub_ps(x, m)));
+    return _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(x, m, _CMP_EQ_OQ), _mm512_set1_ps(1.0f));
+  }
+  // x = x times ca plus y times cb, vd floats: a head's weighted values merged.
+  [[gnu::always_inline]] static void merge_values(float* x, const float* y, __m512 ca, __m512 cb, int64_t vd) {
+    for (int64_t d = 0; d < vd; d += 16) {
+      const __mmask16 dm = head_mask(vd, d);
+      _mm512_mask_storeu_ps(x + d, dm,
+                            _mm512_fmadd_ps(_mm512_maskz_loadu_ps(dm, y + d), cb, _mm512_mul_ps(_mm512_maskz_loadu_ps(dm, x + d), ca)));
     }
   }
 
@@ -484,7 +486,7 @@ struct Bf16Ops : Avx512Ops {
   // same bits, so a row's do not depend on which its job took.
   template <class T>
     requires(!std::is_same_v<T, float>)
-  static void rows_step(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0, int64_t G,
+  static bool rows_step(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0, int64_t G,
                         const RowStep* rows, int64_t n, const AttnWork& w) {
     constexpr bool kScaled = kv_scaled_v<T>;
     JobState& J = job_state;
@@ -645,11 +647,7 @@ struct Bf16Ops : Avx512Ops {
         _mm512_storeu_ps(ls, sum);
         _mm512_storeu_ps(J.rs.data(), _mm512_mask_mov_ps(corr, fresh, _mm512_set1_ps(-1.0f)));
         weigh.template operator()<true>(ar, J.rs.data(), lo, hi, np);
-        for (int64_t i = i0; i < i1; ++i) {  // a chunk's last step: its max and sums to the row's partial
-          if (!rows[i].last) continue;
-          const int64_t l0 = (rows[i].row - row0) * G;
-          for (int64_t g = 0; g < G; ++g) rows[i].part[g] = lm[l0 + g], rows[i].part[G + g] = ls[l0 + g];
-        }
+        end_chunks(rows + i0, i1 - i0, row0, G, vd, nw, sum, ar);
         i0 = i1;
       }
     } else {
@@ -703,10 +701,54 @@ struct Bf16Ops : Avx512Ops {
         weigh.template operator()<false>(J.ar.data(), J.rs.data(), 0, M, np);
       }
     }
-    for (int64_t i = 0; i < n; ++i) {
+    for (int64_t i = 0; i < n && !by_lanes; ++i) {
       if (!rows[i].last) continue;
       for (int64_t g = 0; g < G; ++g)
         std::memcpy(rows[i].part + 2 * G + g * vd, J.acc.data() + (rows[i].row * G + g) * cols, size_t(vd) * 4);
+    }
+    return by_lanes;
+  }
+
+  // The rows of a group by lanes (rows [0, n), lanes from their row less row0, G a row) whose key
+  // chunk ends at this step, given the lanes' running maxima nw and sums `sum` and their weighted
+  // sums at ar[lane]: a row's first chunk becomes its partial; a later one is merged into its
+  // running partial st as merge_partials merges it (lane for lane the same operations, the
+  // corrections of all lanes in one vector), so the driver neither copies nor merges it.
+  static void end_chunks(const RowStep* rows, int64_t n, int64_t row0, int64_t G, int64_t vd, __m512 nw, __m512 sum,
+                         float* const* ar) {
+    alignas(64) std::array<float, 16> mx, sm, a, sa, ca, cb;
+    __mmask16 merging = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      if (!rows[i].last || !rows[i].st) continue;
+      for (int64_t g = 0; g < G; ++g) {
+        const size_t l = size_t((rows[i].row - row0) * G + g);
+        a[l] = rows[i].st[g], sa[l] = rows[i].st[G + g];
+        merging = __mmask16(merging | 1u << l);
+      }
+    }
+    _mm512_store_ps(mx.data(), nw);
+    _mm512_store_ps(sm.data(), sum);
+    if (merging) {
+      const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+      const __m512 av = _mm512_mask_loadu_ps(ninf, merging, a.data());
+      const __m512 m = _mm512_max_ps(av, nw);
+      const __m512 cav = merge_corr(av, m), cbv = merge_corr(nw, m);
+      _mm512_store_ps(ca.data(), cav);
+      _mm512_store_ps(cb.data(), cbv);
+      _mm512_store_ps(sm.data(), _mm512_mask_mov_ps(sum, merging, _mm512_fmadd_ps(sum, cbv, _mm512_mul_ps(_mm512_maskz_loadu_ps(merging, sa.data()), cav))));
+      _mm512_store_ps(mx.data(), _mm512_mask_mov_ps(nw, merging, m));
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      if (!rows[i].last) continue;
+      float* const to = rows[i].st ? rows[i].st : rows[i].part;
+      for (int64_t g = 0; g < G; ++g) {
+        const size_t l = size_t((rows[i].row - row0) * G + g);
+        to[g] = mx[l], to[G + g] = sm[l];
+        if (rows[i].st)
+          merge_values(to + 2 * G + g * vd, ar[l], _mm512_set1_ps(ca[l]), _mm512_set1_ps(cb[l]), vd);
+        else
+          std::memcpy(to + 2 * G + g * vd, ar[l], size_t(vd) * 4);
+      }
     }
   }
 };

@@ -453,14 +453,30 @@ void partial_step(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0,
 // chunk job's row is 0); k_end > 0: prefetch the next step's pages up to that key. first / last:
 // the step starts / ends the row's key chunk (the partial was just initialised / is read after
 // it), so an Ops may keep a row's running max, sum and weighted sums elsewhere in between (a row
-// takes a step in every window from its chunk's first key to its last).
+// takes a step in every window from its chunk's first key to its last). st: the row's running
+// partial, the merge of its earlier chunks (null in its first chunk, and in a chunk job): an Ops
+// whose rows_step returns true has merged each chunk ending in its steps into st itself, as
+// merge_partial would (bit for bit), and the driver does not.
 struct RowStep {
   int64_t row;
   const float* q;
   int64_t kb, ke, k_end;
   float* part;
   bool first, last;
+  float* st = nullptr;
 };
+
+// Ops::rows_step, true where it merged the chunks that ended (RowStep::st).
+template <class Ops, class T>
+bool call_rows_step(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0, int64_t G, const RowStep* rows,
+                    int64_t n, const AttnWork& w) {
+  if constexpr (std::is_void_v<decltype(Ops::template rows_step<T>(c, seq, kvh, g0, G, rows, n, w))>) {
+    Ops::template rows_step<T>(c, seq, kvh, g0, G, rows, n, w);
+    return false;
+  } else {
+    return Ops::template rows_step<T>(c, seq, kvh, g0, G, rows, n, w);
+  }
+}
 
 // An Ops may take the steps of several rows of a job at once (rows_step: the rows of one window,
 // consecutive rows of the job, in order), each row's bits those it gets stepping alone: then a
@@ -485,7 +501,7 @@ void chunk_partial(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0
     const int64_t ke = step_end(kb, k1);
     if constexpr (kRowsStep<Ops, T>) {
       const RowStep r{0, qrow, kb, ke, k_end, part, kb == k0, ke == k1};
-      Ops::template rows_step<T>(c, seq, kvh, g0, G, &r, 1, w);
+      call_rows_step<Ops, T>(c, seq, kvh, g0, G, &r, 1, w);
     } else {
       partial_step<Ops, T>(c, seq, kvh, g0, G, qrow, kb, ke, k_end, part, w);
     }
@@ -591,11 +607,11 @@ void attention_job_typed(const AttnCtx& c, const AttnJob& j, float* parts) {
       }
       // After a row's step to key e: at its chunk's end, fold the chunk in, start the next or write
       // the row. False while the chunk goes on.
-      auto stepped = [&](int64_t r, int64_t e) {
+      auto stepped = [&](int64_t r, int64_t e, bool merged) {
         Cursor& u = rows[size_t(r)];
         u.next = e;
         if (e < u.k1) return false;
-        if (u.ch > 0) merge_partial<Ops>(u.st, u.cur, G, vd);
+        if (u.ch > 0 && !merged) merge_partial<Ops>(u.st, u.cur, G, vd);
         if (++u.ch < u.kc.count) {
           u.kc.range(u.ch, u.k0, u.k1);
           u.next = u.k0;
@@ -618,18 +634,18 @@ void attention_job_typed(const AttnCtx& c, const AttnJob& j, float* parts) {
             const int64_t k_end = r == n_rows - 1 ? hi : 0;
             if constexpr (kRowsStep<Ops, T>) {
               // Chunks end on multiples of kKeyChunk, so a row has at most one step in a window.
-              steps.push_back({r, u.q, u.next, e, k_end, u.cur, u.next == u.k0, e == u.k1});
+              steps.push_back({r, u.q, u.next, e, k_end, u.cur, u.next == u.k0, e == u.k1, u.ch > 0 ? u.st : nullptr});
               break;
             } else {
               partial_step<Ops, T>(c, seq, j.kvh, j.g0, G, u.q, u.next, e, k_end, u.cur, w);
-              if (!stepped(r, e)) break;
+              if (!stepped(r, e, false)) break;
             }
           }
         }
         if constexpr (kRowsStep<Ops, T>) {
           if (steps.empty()) continue;
-          Ops::template rows_step<T>(c, seq, j.kvh, j.g0, G, steps.data(), int64_t(steps.size()), w);
-          for (const RowStep& st : steps) stepped(st.row, st.ke);
+          const bool merged = call_rows_step<Ops, T>(c, seq, j.kvh, j.g0, G, steps.data(), int64_t(steps.size()), w);
+          for (const RowStep& st : steps) stepped(st.row, st.ke, merged);
         }
       }
       return;
