@@ -358,10 +358,13 @@ BENCHMARK(BM_AttentionPrefill)
     ->Args({8192, 1, 8})
     // The compact caches (--kv-cache-dtype int8, fp8_e4m3).
     ->ArgsProduct({{2048}, {2, 3}, {8}})
-    // Four query heads a KV head (Llama-3-8B, Qwen3-8B, Mistral-7B), and one (DeepSeek's
-    // decompressed MLA keys and values).
+    // Four query heads a KV head (Llama-3-8B, Qwen3-8B, Mistral-7B), two (Qwen3-0.6B / 1.7B), and
+    // one (MHA models such as Llama-2-7B and Phi-3; DeepSeek's decompressed MLA keys and values),
+    // that also over an int8 cache.
     ->Args({2048, 1, 4})
+    ->Args({2048, 1, 2})
     ->Args({2048, 1, 1})
+    ->Args({2048, 2, 1})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_AttentionDecode)
