@@ -458,12 +458,12 @@ void partial_step(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0,
 // whose rows_step returns true has merged each chunk ending in its steps into st itself, as
 // merge_partial would (bit for bit), and the driver does not.
 struct RowStep {
-  int64_t row;
+  int32_t row;  // with the flags, so a step is 56 bytes (a driver writes one per row and window)
+  bool first, last;
   const float* q;
   int64_t kb, ke, k_end;
   float* part;
-  bool first, last;
-  float* st = nullptr;
+  float* st;
 };
 
 // Ops::rows_step, true where it merged the chunks that ended (RowStep::st).
@@ -500,7 +500,7 @@ void chunk_partial(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t g0
   for (int64_t kb = k0; kb < k1;) {
     const int64_t ke = step_end(kb, k1);
     if constexpr (kRowsStep<Ops, T>) {
-      const RowStep r{0, qrow, kb, ke, k_end, part, kb == k0, ke == k1};
+      const RowStep r{0, kb == k0, ke == k1, qrow, kb, ke, k_end, part, nullptr};
       call_rows_step<Ops, T>(c, seq, kvh, g0, G, &r, 1, w);
     } else {
       partial_step<Ops, T>(c, seq, kvh, g0, G, qrow, kb, ke, k_end, part, w);
@@ -634,7 +634,7 @@ void attention_job_typed(const AttnCtx& c, const AttnJob& j, float* parts) {
             const int64_t k_end = r == n_rows - 1 ? hi : 0;
             if constexpr (kRowsStep<Ops, T>) {
               // Chunks end on multiples of kKeyChunk, so a row has at most one step in a window.
-              steps.push_back({r, u.q, u.next, e, k_end, u.cur, u.next == u.k0, e == u.k1, u.ch > 0 ? u.st : nullptr});
+              steps.push_back({int32_t(r), u.next == u.k0, e == u.k1, u.q, u.next, e, k_end, u.cur, u.ch > 0 ? u.st : nullptr});
               break;
             } else {
               partial_step<Ops, T>(c, seq, j.kvh, j.g0, G, u.q, u.next, e, k_end, u.cur, w);
