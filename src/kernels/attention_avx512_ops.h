@@ -136,6 +136,37 @@ void scores_packed(const float* q, int64_t ldq, const float* kt, int64_t d, int6
   store_scores<NG>(a0, a1, nb, scale, out, ldo, mx);
 }
 
+// scores_packed for NB blocks of 16 packed keys at once (block b at kt[b], its first nb[b] keys,
+// its scores to out[b], times its keys' scales ks[b] if kScaled): the same two chains a head and
+// block, side by side, so a head's scores do not wait on the FMA's latency when the heads are few.
+template <int NG, int NB, bool kScaled>
+void scores_packed_multi(const float* q, int64_t ldq, const float* const* kt, int64_t d, const int64_t* nb,
+                         float scale, float* const* out, int64_t ldo, const float* const* ks) {
+  __m512 a0[NB][NG], a1[NB][NG];
+  for (int b = 0; b < NB; ++b)
+    for (int g = 0; g < NG; ++g) a0[b][g] = a1[b][g] = _mm512_setzero_ps();
+  int64_t e = 0;
+  for (; e + 2 <= d; e += 2) {
+    __m512 q0[NG], q1[NG];
+    for (int g = 0; g < NG; ++g) q0[g] = _mm512_set1_ps(q[g * ldq + e]), q1[g] = _mm512_set1_ps(q[g * ldq + e + 1]);
+#pragma GCC unroll 4
+    for (int b = 0; b < NB; ++b) {
+      const __m512 k0 = _mm512_load_ps(kt[b] + e * 16), k1 = _mm512_load_ps(kt[b] + (e + 1) * 16);
+      for (int g = 0; g < NG; ++g) {
+        a0[b][g] = _mm512_fmadd_ps(q0[g], k0, a0[b][g]);
+        a1[b][g] = _mm512_fmadd_ps(q1[g], k1, a1[b][g]);
+      }
+    }
+  }
+  if (e < d)
+    for (int b = 0; b < NB; ++b) {
+      const __m512 k0 = _mm512_load_ps(kt[b] + e * 16);
+      for (int g = 0; g < NG; ++g) a0[b][g] = _mm512_fmadd_ps(_mm512_set1_ps(q[g * ldq + e]), k0, a0[b][g]);
+    }
+  for (int b = 0; b < NB; ++b)
+    store_scores<NG, kScaled>(a0[b], a1[b], nb[b], scale, out[b], ldo, nullptr, kScaled ? ks[b] : nullptr);
+}
+
 struct Avx512Ops {
   static void begin_job(int64_t /*rows*/) { packed_keys.forget(); }
 
@@ -263,6 +294,126 @@ struct Avx512Ops {
         [&](auto NG, int64_t g, const float* kb, int64_t nb, int64_t j0) {
           scores_packed<NG>(q + g * ldq, ldq, kb, d, nb, scale, out + g * ldo + j0, ldo, mx ? mx + g : nullptr);
         });
+  }
+  // A step's scores (attention_impl.h, scores_runs) over bf16 / int8 / fp8 keys. One or two heads
+  // a KV head (MHA models, DeepSeek's decompressed MLA) take the blocks of all the step's pages
+  // together, up to four at a time (scores_packed_multi): a page's block alone left such a
+  // head's two chains waiting on the FMA's latency. More heads fill the FMAs anyway and take
+  // the pages in turn, as step_scores does. Either way each score has scores_heads' bits.
+  template <class T>
+    requires(!std::is_same_v<T, float>)
+  static void scores_runs(const float* q, int64_t ldq, int64_t G, const PageRun<T>* runs, const float* const* scales,
+                          int64_t n_runs, int64_t d, float scale, float* out, int64_t ldo) {
+    if (G > 2) {
+      for (int64_t r = 0; r < n_runs; ++r) {
+        prefetch_ahead(runs[r]);
+        scores_heads(q, ldq, G, runs[r].rows, runs[r].ld, runs[r].n, d, scale, out + runs[r].off, ldo, nullptr);
+      }
+      if (scales)
+        for (int64_t r = 0; r < n_runs; ++r)
+          for (int64_t g = 0; g < G; ++g) mul(out + g * ldo + runs[r].off, out + g * ldo + runs[r].off, scales[r], runs[r].n);
+      return;
+    }
+    // Blocks gathered four at a time (a step over pages of fewer keys has more, smaller blocks);
+    // the packings found in this call stay put until the next.
+    std::array<const float*, 4> kt;
+    std::array<int64_t, 4> nb;
+    std::array<float*, 4> o;
+    std::array<const float*, 4> ks;
+    int64_t nblk = 0;
+    const auto flush = [&] {
+      with_count<4>(nblk, [&](auto NB) {
+        if (scales) {
+          if (G == 1) scores_packed_multi<1, NB, true>(q, ldq, kt.data(), d, nb.data(), scale, o.data(), ldo, ks.data());
+          else scores_packed_multi<2, NB, true>(q, ldq, kt.data(), d, nb.data(), scale, o.data(), ldo, ks.data());
+        } else {
+          if (G == 1) scores_packed_multi<1, NB, false>(q, ldq, kt.data(), d, nb.data(), scale, o.data(), ldo, ks.data());
+          else scores_packed_multi<2, NB, false>(q, ldq, kt.data(), d, nb.data(), scale, o.data(), ldo, ks.data());
+        }
+      });
+      nblk = 0;
+    };
+    packed_keys.begin_call(n_runs);
+    for (int64_t r = 0; r < n_runs; ++r) {
+      prefetch_ahead(runs[r]);
+      const PageRun<T>& u = runs[r];
+      bool have;
+      float* p = packed_keys.find(u.rows, u.n, u.ld, d, (u.n + 15) / 16 * d * 16, have);
+      for (int64_t j0 = 0; j0 < u.n; j0 += 16) {
+        const int64_t n = std::min<int64_t>(16, u.n - j0);
+        if (!have) pack_keys(u.rows + j0 * u.ld, u.ld, n, d, p + j0 * d);
+        kt[size_t(nblk)] = p + j0 * d, nb[size_t(nblk)] = n, o[size_t(nblk)] = out + u.off + j0;
+        ks[size_t(nblk)] = scales ? scales[r] + j0 : nullptr;
+        if (++nblk == 4) flush();
+      }
+    }
+    if (nblk) flush();
+  }
+  // A step's weighted values (attention_impl.h, axpy_runs) over bf16 / int8 / fp8 values. One or
+  // two heads a KV head keep up to 128 elements of each head's sums in registers over all the
+  // step's pages (axpy_runs_nh): page by page each head's sums were loaded and stored again for
+  // every 16 keys, in chains of four. More heads take the pages in turn, as step_values does.
+  // Either way each sum runs over the keys in order, so the bits are page_axpy's; int8 / fp8
+  // weights are first multiplied by their rows' scales, as step_values multiplies them.
+  template <class T>
+    requires(!std::is_same_v<T, float>)
+  static void axpy_runs(float* acc, int64_t lda, int64_t G, const PageRun<T>* runs, const float* const* scales,
+                        int64_t n_runs, const float* p, int64_t ldp, int64_t d) {
+    if (G > 2) {
+      thread_local std::vector<float> pw;
+      if (scales) {
+        if (int64_t(pw.size()) < G * ldp) pw.resize(size_t(G * ldp));
+        for (int64_t r = 0; r < n_runs; ++r)
+          for (int64_t g = 0; g < G; ++g) mul(pw.data() + g * ldp + runs[r].off, p + g * ldp + runs[r].off, scales[r], runs[r].n);
+        p = pw.data();
+      }
+      for (int64_t r = 0; r < n_runs; ++r) {
+        prefetch_ahead(runs[r]);
+        axpy_heads(acc, lda, G, runs[r].rows, runs[r].ld, p + runs[r].off, ldp, runs[r].n, d);
+      }
+      return;
+    }
+    for (int64_t i = 0; i < d; i += 128) {
+      const auto pass = [&](auto NG, auto NC) {
+        if (scales) axpy_runs_nh<NG, NC, true, T>(acc, lda, runs, scales, n_runs, p, ldp, i, d, i == 0);
+        else axpy_runs_nh<NG, NC, false, T>(acc, lda, runs, scales, n_runs, p, ldp, i, d, i == 0);
+      };
+      const bool wide = d - i > 64;
+      if (G == 1) wide ? pass(std::integral_constant<int, 1>{}, std::integral_constant<int, 8>{})
+                       : pass(std::integral_constant<int, 1>{}, std::integral_constant<int, 4>{});
+      else wide ? pass(std::integral_constant<int, 2>{}, std::integral_constant<int, 8>{})
+                : pass(std::integral_constant<int, 2>{}, std::integral_constant<int, 4>{});
+    }
+  }
+  // Elements [i, min(i + 16 NC, d)) of NG heads' sums (head g's at acc + g * lda) plus the step's
+  // values weighed by p (head g's weight of run r's key j at p + g * ldp + off + j, times the row's
+  // scale if kScaled), the runs in turn; prefetch: fetch each run's next step as it starts.
+  template <int NG, int NC, bool kScaled, class T>
+  static void axpy_runs_nh(float* acc, int64_t lda, const PageRun<T>* runs, const float* const* scales,
+                           int64_t n_runs, const float* p, int64_t ldp, int64_t i, int64_t d, bool prefetch) {
+    __mmask16 m[NC];
+    __m512 a[NG][NC];
+    acc += i;
+    for (int c = 0; c < NC; ++c) m[c] = i + 16 * c < d ? head_mask(d, i + 16 * c) : __mmask16(0);
+    for (int g = 0; g < NG; ++g)
+      for (int c = 0; c < NC; ++c) a[g][c] = _mm512_maskz_loadu_ps(m[c], acc + g * lda + 16 * c);
+    for (int64_t r = 0; r < n_runs; ++r) {
+      const PageRun<T>& u = runs[r];
+      if (prefetch) prefetch_ahead(u);
+      for (int64_t j = 0; j < u.n; ++j) {
+        __m512 pj[NG];
+        for (int g = 0; g < NG; ++g)
+          pj[g] = _mm512_set1_ps(kScaled ? p[g * ldp + u.off + j] * scales[r][j] : p[g * ldp + u.off + j]);
+        const T* v = u.rows + j * u.ld + i;
+#pragma GCC unroll 8
+        for (int c = 0; c < NC; ++c) {
+          const __m512 vv = load16(m[c], v + 16 * c);
+          for (int g = 0; g < NG; ++g) a[g][c] = _mm512_fmadd_ps(pj[g], vv, a[g][c]);
+        }
+      }
+    }
+    for (int g = 0; g < NG; ++g)
+      for (int c = 0; c < NC; ++c) store16(acc + g * lda + 16 * c, m[c], a[g][c]);
   }
   // bf16 / int8 / fp8 values: axpy_rows() for up to 8 heads at once, 32 elements of each head's sums in
   // registers at a time, so each 16-wide piece is widened once for all NH heads; each head's
