@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -103,6 +104,31 @@ void pack_keys(const T* k, int64_t ldk, int64_t nb, int64_t d, float* kt) {
   }
 }
 
+// Head g's scores of 16 keys (its two half-block chains a[g]) times scale, to out + g * ldo (the
+// first nb), and its running max mx[g] raised to their largest (no mx: no max).
+template <int NG>
+void store_scores(const __m256 (*a)[2], int64_t nb, float scale, float* out, int64_t ldo, float* mx) {
+  const __m256 sv = _mm256_set1_ps(scale);
+#pragma GCC unroll 8
+  for (int g = 0; g < NG; ++g) {
+    const __m256 r0 = _mm256_mul_ps(a[g][0], sv), r1 = _mm256_mul_ps(a[g][1], sv);
+    float* o = out + g * ldo;
+    if (nb == 16) {
+      _mm256_storeu_ps(o, r0);
+      _mm256_storeu_ps(o + 8, r1);
+      if (mx) mx[g] = std::max(mx[g], hmax(_mm256_max_ps(r0, r1)));
+    } else {
+      alignas(32) float t[16];
+      _mm256_store_ps(t, r0);
+      _mm256_store_ps(t + 8, r1);
+      for (int64_t j = 0; j < nb; ++j) {
+        o[j] = t[j];
+        if (mx) mx[g] = std::max(mx[g], t[j]);
+      }
+    }
+  }
+}
+
 // Scores of NG heads against 16 packed keys: lane j of head g is the sum of q[e] * k_j[e] over e in
 // order, one FMA chain per head and half block (2 NG chains hide the FMA's latency), each query
 // element broadcast once for 16 keys. A score depends only on its head's query and its key.
@@ -123,25 +149,36 @@ void scores_packed(const float* q, int64_t ldq, const float* kt, int64_t d, int6
       a[g][1] = _mm256_fmadd_ps(qe, k1, a[g][1]);
     }
   }
-  const __m256 sv = _mm256_set1_ps(scale);
-#pragma GCC unroll 8
-  for (int g = 0; g < NG; ++g) {
-    const __m256 r0 = _mm256_mul_ps(a[g][0], sv), r1 = _mm256_mul_ps(a[g][1], sv);
-    float* o = out + g * ldo;
-    if (nb == 16) {
-      _mm256_storeu_ps(o, r0);
-      _mm256_storeu_ps(o + 8, r1);
-      if (mx) mx[g] = std::max(mx[g], hmax(_mm256_max_ps(r0, r1)));
-    } else {
-      alignas(32) float t[16];
-      _mm256_store_ps(t, r0);
-      _mm256_store_ps(t + 8, r1);
-      for (int64_t j = 0; j < nb; ++j) {
-        o[j] = t[j];
-        if (mx) mx[g] = std::max(mx[g], t[j]);
+  store_scores<NG>(a, nb, scale, out, ldo, mx);
+}
+
+// scores_packed for NB blocks of 16 packed keys at once (block b at kt[b], its first nb[b] keys,
+// its scores to out[b]): the same chains, side by side, so one or two heads' scores do not wait
+// on the FMA's latency.
+template <int NG, int NB>
+void scores_packed_multi(const float* q, int64_t ldq, const float* const* kt, int64_t d, const int64_t* nb,
+                         float scale, float* const* out, int64_t ldo) {
+  __m256 a[NB][NG][2];
+#pragma GCC unroll 4
+  for (int b = 0; b < NB; ++b)
+#pragma GCC unroll 2
+    for (int g = 0; g < NG; ++g) a[b][g][0] = a[b][g][1] = _mm256_setzero_ps();
+  for (int64_t e = 0; e < d; ++e) {
+    __m256 qe[NG];
+#pragma GCC unroll 2
+    for (int g = 0; g < NG; ++g) qe[g] = _mm256_broadcast_ss(q + g * ldq + e);
+#pragma GCC unroll 4
+    for (int b = 0; b < NB; ++b) {
+      const __m256 k0 = _mm256_load_ps(kt[b] + e * 16), k1 = _mm256_load_ps(kt[b] + e * 16 + 8);
+#pragma GCC unroll 2
+      for (int g = 0; g < NG; ++g) {
+        a[b][g][0] = _mm256_fmadd_ps(qe[g], k0, a[b][g][0]);
+        a[b][g][1] = _mm256_fmadd_ps(qe[g], k1, a[b][g][1]);
       }
     }
   }
+#pragma GCC unroll 4
+  for (int b = 0; b < NB; ++b) store_scores<NG>(a[b], nb[b], scale, out[b], ldo, nullptr);
 }
 
 struct Ops {
@@ -184,6 +221,141 @@ struct Ops {
         [&](auto NG, int64_t g, const float* kb, int64_t nb, int64_t j0) {
           scores_packed<NG>(q + g * ldq, ldq, kb, d, nb, scale, out + g * ldo + j0, ldo, mx ? mx + g : nullptr);
         });
+  }
+  // fp32 keys head by head (scores() above); with max_of the step's max is taken after.
+  static void scores_heads(const float* q, int64_t ldq, int64_t G, const float* k, int64_t ldk, int64_t n, int64_t d,
+                           float scale, float* out, int64_t ldo, float* mx) {
+    for (int64_t g = 0; g < G; ++g) {
+      const float m = scores(q + g * ldq, k, ldk, n, d, scale, out + g * ldo);
+      if (mx) mx[g] = m;
+    }
+  }
+  // The largest of x[0, n): a step's max in one pass (scores_runs leaves it to this; exact, so the
+  // same as the scores' own maxima).
+  static float max_of(const float* x, int64_t n) {
+    __m256 m = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+    float r = hmax(m);
+    for (; i < n; ++i) r = std::max(r, x[i]);
+    return r;
+  }
+  // A step's scores (attention_impl.h, scores_runs) over bf16 / int8 / fp8 keys. One or two heads
+  // a KV head (MHA models, DeepSeek's decompressed MLA) take the blocks of all the step's pages
+  // together (scores_packed_multi: four blocks for one head, two for two, as sixteen registers
+  // allow): a page's block alone left such a head's two chains waiting on the FMA's latency.
+  // More heads take the pages in turn, as step_scores does. Either way each score has
+  // scores_heads' bits, then (int8 / fp8) times its key's scale.
+  template <class T>
+    requires(!std::is_same_v<T, float>)
+  static void scores_runs(const float* q, int64_t ldq, int64_t G, const PageRun<T>* runs, const float* const* scales,
+                          int64_t n_runs, int64_t d, float scale, float* out, int64_t ldo) {
+    if (G > 2) {
+      for (int64_t r = 0; r < n_runs; ++r) {
+        prefetch_ahead(runs[r]);
+        scores_heads(q, ldq, G, runs[r].rows, runs[r].ld, runs[r].n, d, scale, out + runs[r].off, ldo, nullptr);
+      }
+    } else {
+      const int64_t per = G == 1 ? 4 : 2;  // blocks a call
+      std::array<const float*, 4> kt;
+      std::array<int64_t, 4> nb;
+      std::array<float*, 4> o;
+      int64_t nblk = 0;
+      const auto flush = [&] {
+        if (G == 1) with_count<4>(nblk, [&](auto NB) { scores_packed_multi<1, NB>(q, ldq, kt.data(), d, nb.data(), scale, o.data(), ldo); });
+        else with_count<2>(nblk, [&](auto NB) { scores_packed_multi<2, NB>(q, ldq, kt.data(), d, nb.data(), scale, o.data(), ldo); });
+        nblk = 0;
+      };
+      packed_keys.begin_call(n_runs);  // the packings found in this call stay put until the next
+      for (int64_t r = 0; r < n_runs; ++r) {
+        prefetch_ahead(runs[r]);
+        const PageRun<T>& u = runs[r];
+        bool have;
+        float* p = packed_keys.find(u.rows, u.n, u.ld, d, (u.n + 15) / 16 * d * 16, have);
+        for (int64_t j0 = 0; j0 < u.n; j0 += 16) {
+          const int64_t n = std::min<int64_t>(16, u.n - j0);
+          if (!have) pack_keys(u.rows + j0 * u.ld, u.ld, n, d, p + j0 * d);
+          kt[size_t(nblk)] = p + j0 * d, nb[size_t(nblk)] = n, o[size_t(nblk)] = out + u.off + j0;
+          if (++nblk == per) flush();
+        }
+      }
+      if (nblk) flush();
+    }
+    if (scales)  // as step_scores multiplies them (mul_to)
+      for (int64_t r = 0; r < n_runs; ++r)
+        for (int64_t g = 0; g < G; ++g) {
+          float* x = out + g * ldo + runs[r].off;
+          for (int64_t j = 0; j < runs[r].n; ++j) x[j] = x[j] * scales[r][j];
+        }
+  }
+  // A step's weighted values (attention_impl.h, axpy_runs) over bf16 / int8 / fp8 values. One or
+  // two heads a KV head keep 64 (one head) or 32 (two) elements of each head's sums in registers
+  // over all the step's pages: page by page they were loaded and stored again every 16 keys. More
+  // heads take the pages in turn, as step_values does. Each sum runs over the keys in order and
+  // the last d % 8 elements are axpy_rows' own, so the bits are page_axpy's; int8 / fp8 weights
+  // are first multiplied by their rows' scales, as step_values multiplies them.
+  template <class T>
+    requires(!std::is_same_v<T, float>)
+  static void axpy_runs(float* acc, int64_t lda, int64_t G, const PageRun<T>* runs, const float* const* scales,
+                        int64_t n_runs, const float* p, int64_t ldp, int64_t d) {
+    thread_local std::vector<float> pw;
+    if (scales) {
+      if (int64_t(pw.size()) < G * ldp) pw.resize(size_t(G * ldp));
+      for (int64_t r = 0; r < n_runs; ++r)
+        for (int64_t g = 0; g < G; ++g)
+          for (int64_t j = 0; j < runs[r].n; ++j)
+            pw[size_t(g * ldp + runs[r].off + j)] = p[g * ldp + runs[r].off + j] * scales[r][j];
+      p = pw.data();
+    }
+    for (int64_t r = 0; r < n_runs; ++r) prefetch_ahead(runs[r]);
+    if (G > 2) {
+      for (int64_t r = 0; r < n_runs; ++r)
+        axpy_heads(acc, lda, G, runs[r].rows, runs[r].ld, p + runs[r].off, ldp, runs[r].n, d);
+      return;
+    }
+    const int64_t d8 = d / 8 * 8;
+    if (G == 1) {
+      for (int64_t i = 0; i < d8; i += 64)
+        with_count<8>(std::min<int64_t>(8, (d8 - i) / 8), [&](auto NC) { axpy_runs_nh<1, NC, T>(acc + i, lda, runs, n_runs, p, ldp, i); });
+    } else {
+      for (int64_t i = 0; i < d8; i += 32)
+        with_count<4>(std::min<int64_t>(4, (d8 - i) / 8), [&](auto NC) { axpy_runs_nh<2, NC, T>(acc + i, lda, runs, n_runs, p, ldp, i); });
+    }
+    if (d8 < d)
+      for (int64_t r = 0; r < n_runs; ++r)
+        for (int64_t g = 0; g < G; ++g)
+          axpy_rows(acc + g * lda + d8, runs[r].rows + d8, runs[r].ld, p + g * ldp + runs[r].off, runs[r].n, d - d8);
+  }
+  // Elements [0, 8 NC) of NG heads' sums (head g's at acc + g * lda) plus the step's values from
+  // column i on, weighed by p (head g's weight of run r's key j at p + g * ldp + off + j), the runs
+  // in turn.
+  template <int NG, int NC, class T>
+  static void axpy_runs_nh(float* acc, int64_t lda, const PageRun<T>* runs, int64_t n_runs, const float* p,
+                           int64_t ldp, int64_t i) {
+    __m256 a[NG][NC];
+#pragma GCC unroll 2
+    for (int g = 0; g < NG; ++g)
+#pragma GCC unroll 8
+      for (int c = 0; c < NC; ++c) a[g][c] = _mm256_loadu_ps(acc + g * lda + 8 * c);
+    for (int64_t r = 0; r < n_runs; ++r) {
+      const PageRun<T>& u = runs[r];
+      for (int64_t j = 0; j < u.n; ++j) {
+        __m256 pj[NG];
+#pragma GCC unroll 2
+        for (int g = 0; g < NG; ++g) pj[g] = _mm256_set1_ps(p[g * ldp + u.off + j]);
+        const T* v = u.rows + j * u.ld + i;
+#pragma GCC unroll 8
+        for (int c = 0; c < NC; ++c) {
+          const __m256 vv = load8(v + 8 * c);
+#pragma GCC unroll 2
+          for (int g = 0; g < NG; ++g) a[g][c] = _mm256_fmadd_ps(pj[g], vv, a[g][c]);
+        }
+      }
+    }
+#pragma GCC unroll 2
+    for (int g = 0; g < NG; ++g)
+#pragma GCC unroll 8
+      for (int c = 0; c < NC; ++c) _mm256_storeu_ps(acc + g * lda + 8 * c, a[g][c]);
   }
   // axpy_rows() for up to 4 heads at once, 16 elements of each head's sums in registers at a time:
   // each 8-wide piece of a value row is loaded and widened once for all NH heads. Each head's sums
