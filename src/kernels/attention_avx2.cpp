@@ -262,8 +262,14 @@ struct Ops {
       std::array<float*, 4> o;
       int64_t nblk = 0;
       const auto flush = [&] {
-        if (G == 1) with_count<4>(nblk, [&](auto NB) { scores_packed_multi<1, NB>(q, ldq, kt.data(), d, nb.data(), scale, o.data(), ldo); });
-        else with_count<2>(nblk, [&](auto NB) { scores_packed_multi<2, NB>(q, ldq, kt.data(), d, nb.data(), scale, o.data(), ldo); });
+        if (G == 1)
+          with_count<4>(nblk, [&](auto NB) {
+            scores_packed_multi<1, NB>(q, ldq, kt.data(), d, nb.data(), scale, o.data(), ldo);
+          });
+        else
+          with_count<2>(nblk, [&](auto NB) {
+            scores_packed_multi<2, NB>(q, ldq, kt.data(), d, nb.data(), scale, o.data(), ldo);
+          });
         nblk = 0;
       };
       packed_keys.begin_call(n_runs);  // the packings found in this call stay put until the next
@@ -316,10 +322,12 @@ struct Ops {
     const int64_t d8 = d / 8 * 8;
     if (G == 1) {
       for (int64_t i = 0; i < d8; i += 64)
-        with_count<8>(std::min<int64_t>(8, (d8 - i) / 8), [&](auto NC) { axpy_runs_nh<1, NC, T>(acc + i, lda, runs, n_runs, p, ldp, i); });
+        with_count<8>(std::min<int64_t>(8, (d8 - i) / 8),
+                      [&](auto NC) { axpy_runs_nh<1, NC, T>(acc + i, lda, runs, n_runs, p, ldp, i); });
     } else {
       for (int64_t i = 0; i < d8; i += 32)
-        with_count<4>(std::min<int64_t>(4, (d8 - i) / 8), [&](auto NC) { axpy_runs_nh<2, NC, T>(acc + i, lda, runs, n_runs, p, ldp, i); });
+        with_count<4>(std::min<int64_t>(4, (d8 - i) / 8),
+                      [&](auto NC) { axpy_runs_nh<2, NC, T>(acc + i, lda, runs, n_runs, p, ldp, i); });
     }
     if (d8 < d)
       for (int64_t r = 0; r < n_runs; ++r)

@@ -311,7 +311,10 @@ struct Avx512Ops {
       }
       if (scales)
         for (int64_t r = 0; r < n_runs; ++r)
-          for (int64_t g = 0; g < G; ++g) mul(out + g * ldo + runs[r].off, out + g * ldo + runs[r].off, scales[r], runs[r].n);
+          for (int64_t g = 0; g < G; ++g) {
+            float* x = out + g * ldo + runs[r].off;
+            mul(x, x, scales[r], runs[r].n);
+          }
       return;
     }
     // Blocks gathered four at a time (a step over pages of fewer keys has more, smaller blocks);
@@ -323,13 +326,13 @@ struct Avx512Ops {
     int64_t nblk = 0;
     const auto flush = [&] {
       with_count<4>(nblk, [&](auto NB) {
-        if (scales) {
-          if (G == 1) scores_packed_multi<1, NB, true>(q, ldq, kt.data(), d, nb.data(), scale, o.data(), ldo, ks.data());
-          else scores_packed_multi<2, NB, true>(q, ldq, kt.data(), d, nb.data(), scale, o.data(), ldo, ks.data());
-        } else {
-          if (G == 1) scores_packed_multi<1, NB, false>(q, ldq, kt.data(), d, nb.data(), scale, o.data(), ldo, ks.data());
-          else scores_packed_multi<2, NB, false>(q, ldq, kt.data(), d, nb.data(), scale, o.data(), ldo, ks.data());
-        }
+        const auto run = [&](auto NG, auto kScaled) {
+          scores_packed_multi<NG, NB, kScaled>(q, ldq, kt.data(), d, nb.data(), scale, o.data(), ldo, ks.data());
+        };
+        using One = std::integral_constant<int, 1>;
+        using Two = std::integral_constant<int, 2>;
+        if (scales) G == 1 ? run(One{}, std::true_type{}) : run(Two{}, std::true_type{});
+        else G == 1 ? run(One{}, std::false_type{}) : run(Two{}, std::false_type{});
       });
       nblk = 0;
     };
@@ -364,7 +367,8 @@ struct Avx512Ops {
       if (scales) {
         if (int64_t(pw.size()) < G * ldp) pw.resize(size_t(G * ldp));
         for (int64_t r = 0; r < n_runs; ++r)
-          for (int64_t g = 0; g < G; ++g) mul(pw.data() + g * ldp + runs[r].off, p + g * ldp + runs[r].off, scales[r], runs[r].n);
+          for (int64_t g = 0; g < G; ++g)
+            mul(pw.data() + g * ldp + runs[r].off, p + g * ldp + runs[r].off, scales[r], runs[r].n);
         p = pw.data();
       }
       for (int64_t r = 0; r < n_runs; ++r) {

@@ -455,15 +455,16 @@ struct Bf16Ops : Avx512Ops {
   // where x is m, 0 where x has no keys (-inf).
   [[gnu::always_inline]] static __m512 merge_corr(__m512 x, __m512 m) {
     const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-    const __m512 e = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, ninf, _CMP_NEQ_OQ), exp512_nonpositive(_mm512_sub_ps(x, m)));
+    const __m512 e =
+        _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, ninf, _CMP_NEQ_OQ), exp512_nonpositive(_mm512_sub_ps(x, m)));
     return _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(x, m, _CMP_EQ_OQ), _mm512_set1_ps(1.0f));
   }
   // x = x times ca plus y times cb, vd floats: a head's weighted values merged.
   [[gnu::always_inline]] static void merge_values(float* x, const float* y, __m512 ca, __m512 cb, int64_t vd) {
     for (int64_t d = 0; d < vd; d += 16) {
       const __mmask16 dm = head_mask(vd, d);
-      _mm512_mask_storeu_ps(x + d, dm,
-                            _mm512_fmadd_ps(_mm512_maskz_loadu_ps(dm, y + d), cb, _mm512_mul_ps(_mm512_maskz_loadu_ps(dm, x + d), ca)));
+      const __m512 xa = _mm512_mul_ps(_mm512_maskz_loadu_ps(dm, x + d), ca);
+      _mm512_mask_storeu_ps(x + d, dm, _mm512_fmadd_ps(_mm512_maskz_loadu_ps(dm, y + d), cb, xa));
     }
   }
 
@@ -735,7 +736,8 @@ struct Bf16Ops : Avx512Ops {
       const __m512 cav = merge_corr(av, m), cbv = merge_corr(nw, m);
       _mm512_store_ps(ca.data(), cav);
       _mm512_store_ps(cb.data(), cbv);
-      _mm512_store_ps(sm.data(), _mm512_mask_mov_ps(sum, merging, _mm512_fmadd_ps(sum, cbv, _mm512_mul_ps(_mm512_maskz_loadu_ps(merging, sa.data()), cav))));
+      const __m512 sav = _mm512_mul_ps(_mm512_maskz_loadu_ps(merging, sa.data()), cav);
+      _mm512_store_ps(sm.data(), _mm512_mask_mov_ps(sum, merging, _mm512_fmadd_ps(sum, cbv, sav)));
       _mm512_store_ps(mx.data(), _mm512_mask_mov_ps(nw, merging, m));
     }
     for (int64_t i = 0; i < n; ++i) {

@@ -634,7 +634,8 @@ void attention_job_typed(const AttnCtx& c, const AttnJob& j, float* parts) {
             const int64_t k_end = r == n_rows - 1 ? hi : 0;
             if constexpr (kRowsStep<Ops, T>) {
               // Chunks end on multiples of kKeyChunk, so a row has at most one step in a window.
-              steps.push_back({int32_t(r), u.next == u.k0, e == u.k1, u.q, u.next, e, k_end, u.cur, u.ch > 0 ? u.st : nullptr});
+              steps.push_back({int32_t(r), u.next == u.k0, e == u.k1, u.q, u.next, e, k_end, u.cur,
+                               u.ch > 0 ? u.st : nullptr});
               break;
             } else {
               partial_step<Ops, T>(c, seq, j.kvh, j.g0, G, u.q, u.next, e, k_end, u.cur, w);
