@@ -336,20 +336,13 @@ struct Avx512Ops {
       });
       nblk = 0;
     };
-    packed_keys.begin_call(n_runs);
-    for (int64_t r = 0; r < n_runs; ++r) {
-      prefetch_ahead(runs[r]);
-      const PageRun<T>& u = runs[r];
-      bool have;
-      float* p = packed_keys.find(u.rows, u.n, u.ld, d, (u.n + 15) / 16 * d * 16, have);
-      for (int64_t j0 = 0; j0 < u.n; j0 += 16) {
-        const int64_t n = std::min<int64_t>(16, u.n - j0);
-        if (!have) pack_keys(u.rows + j0 * u.ld, u.ld, n, d, p + j0 * d);
-        kt[size_t(nblk)] = p + j0 * d, nb[size_t(nblk)] = n, o[size_t(nblk)] = out + u.off + j0;
-        ks[size_t(nblk)] = scales ? scales[r] + j0 : nullptr;
-        if (++nblk == 4) flush();
-      }
-    }
+    step_key_blocks(
+        runs, n_runs, d, [&](const T* k, int64_t ldk, int64_t n, float* p) { pack_keys(k, ldk, n, d, p); },
+        [&](int64_t r, int64_t j0, int64_t n, const float* p) {
+          kt[size_t(nblk)] = p, nb[size_t(nblk)] = n, o[size_t(nblk)] = out + runs[r].off + j0;
+          ks[size_t(nblk)] = scales ? scales[r] + j0 : nullptr;
+          if (++nblk == 4) flush();
+        });
     if (nblk) flush();
   }
   // A step's weighted values (attention_impl.h, axpy_runs) over bf16 / int8 / fp8 values. One or
