@@ -244,59 +244,55 @@ struct Ops {
   // a KV head (MHA models, DeepSeek's decompressed MLA) take the blocks of all the step's pages
   // together (scores_packed_multi: four blocks for one head, two for two, as sixteen registers
   // allow): a page's block alone left such a head's two chains waiting on the FMA's latency.
-  // More heads take the pages in turn, as step_scores does. Either way each score has
+  // More heads' steps are left to step_scores, page by page (false). Each score has
   // scores_heads' bits, then (int8 / fp8) times its key's scale.
   template <class T>
     requires(!std::is_same_v<T, float>)
-  static void scores_runs(const float* q, int64_t ldq, int64_t G, const PageRun<T>* runs, const float* const* scales,
+  static bool scores_runs(const float* q, int64_t ldq, int64_t G, const PageRun<T>* runs, const float* const* scales,
                           int64_t n_runs, int64_t d, float scale, float* out, int64_t ldo) {
-    if (G > 2) {
-      for (int64_t r = 0; r < n_runs; ++r) {
-        prefetch_ahead(runs[r]);
-        scores_heads(q, ldq, G, runs[r].rows, runs[r].ld, runs[r].n, d, scale, out + runs[r].off, ldo, nullptr);
-      }
-    } else {
-      const int64_t per = G == 1 ? 4 : 2;  // blocks a call
-      std::array<const float*, 4> kt;
-      std::array<int64_t, 4> nb;
-      std::array<float*, 4> o;
-      int64_t nblk = 0;
-      const auto flush = [&] {
-        if (G == 1)
-          with_count<4>(nblk, [&](auto NB) {
-            scores_packed_multi<1, NB>(q, ldq, kt.data(), d, nb.data(), scale, o.data(), ldo);
-          });
-        else
-          with_count<2>(nblk, [&](auto NB) {
-            scores_packed_multi<2, NB>(q, ldq, kt.data(), d, nb.data(), scale, o.data(), ldo);
-          });
-        nblk = 0;
-      };
-      step_key_blocks(
-          runs, n_runs, d, [&](const T* k, int64_t ldk, int64_t n, float* p) { pack_keys(k, ldk, n, d, p); },
-          [&](int64_t r, int64_t j0, int64_t n, const float* p) {
-            kt[size_t(nblk)] = p, nb[size_t(nblk)] = n, o[size_t(nblk)] = out + runs[r].off + j0;
-            if (++nblk == per) flush();
-          });
-      if (nblk) flush();
-    }
+    if (G > 2) return false;
+    const int64_t per = G == 1 ? 4 : 2;  // blocks a call
+    std::array<const float*, 4> kt;
+    std::array<int64_t, 4> nb;
+    std::array<float*, 4> o;
+    int64_t nblk = 0;
+    const auto flush = [&] {
+      if (G == 1)
+        with_count<4>(nblk, [&](auto NB) {
+          scores_packed_multi<1, NB>(q, ldq, kt.data(), d, nb.data(), scale, o.data(), ldo);
+        });
+      else
+        with_count<2>(nblk, [&](auto NB) {
+          scores_packed_multi<2, NB>(q, ldq, kt.data(), d, nb.data(), scale, o.data(), ldo);
+        });
+      nblk = 0;
+    };
+    step_key_blocks(
+        runs, n_runs, d, [&](const T* k, int64_t ldk, int64_t n, float* p) { pack_keys(k, ldk, n, d, p); },
+        [&](int64_t r, int64_t j0, int64_t n, const float* p) {
+          kt[size_t(nblk)] = p, nb[size_t(nblk)] = n, o[size_t(nblk)] = out + runs[r].off + j0;
+          if (++nblk == per) flush();
+        });
+    if (nblk) flush();
     if (scales)  // as step_scores multiplies them (mul_to)
       for (int64_t r = 0; r < n_runs; ++r)
         for (int64_t g = 0; g < G; ++g) {
           float* x = out + g * ldo + runs[r].off;
           for (int64_t j = 0; j < runs[r].n; ++j) x[j] = x[j] * scales[r][j];
         }
+    return true;
   }
   // A step's weighted values (attention_impl.h, axpy_runs) over bf16 / int8 / fp8 values. One or
   // two heads a KV head keep 64 (one head) or 32 (two) elements of each head's sums in registers
   // over all the step's pages: page by page they were loaded and stored again every 16 keys. More
-  // heads take the pages in turn, as step_values does. Each sum runs over the keys in order and
-  // the last d % 8 elements are axpy_rows' own, so the bits are page_axpy's; int8 / fp8 weights
-  // are first multiplied by their rows' scales, as step_values multiplies them.
+  // heads' steps are left to step_values, page by page (false). Each sum runs over the keys in
+  // order and the last d % 8 elements are axpy_rows' own, so the bits are page_axpy's; int8 / fp8
+  // weights are first multiplied by their rows' scales, as step_values multiplies them.
   template <class T>
     requires(!std::is_same_v<T, float>)
-  static void axpy_runs(float* acc, int64_t lda, int64_t G, const PageRun<T>* runs, const float* const* scales,
+  static bool axpy_runs(float* acc, int64_t lda, int64_t G, const PageRun<T>* runs, const float* const* scales,
                         int64_t n_runs, const float* p, int64_t ldp, int64_t d) {
+    if (G > 2) return false;
     thread_local std::vector<float> pw;
     if (scales) {
       if (int64_t(pw.size()) < G * ldp) pw.resize(size_t(G * ldp));
@@ -307,11 +303,6 @@ struct Ops {
       p = pw.data();
     }
     for (int64_t r = 0; r < n_runs; ++r) prefetch_ahead(runs[r]);
-    if (G > 2) {
-      for (int64_t r = 0; r < n_runs; ++r)
-        axpy_heads(acc, lda, G, runs[r].rows, runs[r].ld, p + runs[r].off, ldp, runs[r].n, d);
-      return;
-    }
     const int64_t d8 = d / 8 * 8;
     if (G == 1) {
       for (int64_t i = 0; i < d8; i += 64)
@@ -326,6 +317,7 @@ struct Ops {
       for (int64_t r = 0; r < n_runs; ++r)
         for (int64_t g = 0; g < G; ++g)
           axpy_rows(acc + g * lda + d8, runs[r].rows + d8, runs[r].ld, p + g * ldp + runs[r].off, runs[r].n, d - d8);
+    return true;
   }
   // Elements [0, 8 NC) of NG heads' sums (head g's at acc + g * lda) plus the step's values from
   // column i on, weighed by p (head g's weight of run r's key j at p + g * ldp + off + j), the runs

@@ -298,25 +298,13 @@ struct Avx512Ops {
   // A step's scores (attention_impl.h, scores_runs) over bf16 / int8 / fp8 keys. One or two heads
   // a KV head (MHA models, DeepSeek's decompressed MLA) take the blocks of all the step's pages
   // together, up to four at a time (scores_packed_multi): a page's block alone left such a
-  // head's two chains waiting on the FMA's latency. More heads fill the FMAs anyway and take
-  // the pages in turn, as step_scores does. Either way each score has scores_heads' bits.
+  // head's two chains waiting on the FMA's latency. More heads fill the FMAs anyway: their steps
+  // are left to step_scores, page by page (false). Each score has scores_heads' bits.
   template <class T>
     requires(!std::is_same_v<T, float>)
-  static void scores_runs(const float* q, int64_t ldq, int64_t G, const PageRun<T>* runs, const float* const* scales,
+  static bool scores_runs(const float* q, int64_t ldq, int64_t G, const PageRun<T>* runs, const float* const* scales,
                           int64_t n_runs, int64_t d, float scale, float* out, int64_t ldo) {
-    if (G > 2) {
-      for (int64_t r = 0; r < n_runs; ++r) {
-        prefetch_ahead(runs[r]);
-        scores_heads(q, ldq, G, runs[r].rows, runs[r].ld, runs[r].n, d, scale, out + runs[r].off, ldo, nullptr);
-      }
-      if (scales)
-        for (int64_t r = 0; r < n_runs; ++r)
-          for (int64_t g = 0; g < G; ++g) {
-            float* x = out + g * ldo + runs[r].off;
-            mul(x, x, scales[r], runs[r].n);
-          }
-      return;
-    }
+    if (G > 2) return false;
     // Blocks gathered four at a time (a step over pages of fewer keys has more, smaller blocks);
     // the packings found in this call stay put until the next.
     std::array<const float*, 4> kt;
@@ -344,32 +332,19 @@ struct Avx512Ops {
           if (++nblk == 4) flush();
         });
     if (nblk) flush();
+    return true;
   }
   // A step's weighted values (attention_impl.h, axpy_runs) over bf16 / int8 / fp8 values. One or
   // two heads a KV head keep up to 128 elements of each head's sums in registers over all the
   // step's pages (axpy_runs_nh): page by page each head's sums were loaded and stored again for
-  // every 16 keys, in chains of four. More heads take the pages in turn, as step_values does.
-  // Either way each sum runs over the keys in order, so the bits are page_axpy's; int8 / fp8
+  // every 16 keys, in chains of four. More heads' steps are left to step_values, page by page
+  // (false). Each sum runs over the keys in order, so the bits are page_axpy's; int8 / fp8
   // weights are first multiplied by their rows' scales, as step_values multiplies them.
   template <class T>
     requires(!std::is_same_v<T, float>)
-  static void axpy_runs(float* acc, int64_t lda, int64_t G, const PageRun<T>* runs, const float* const* scales,
+  static bool axpy_runs(float* acc, int64_t lda, int64_t G, const PageRun<T>* runs, const float* const* scales,
                         int64_t n_runs, const float* p, int64_t ldp, int64_t d) {
-    if (G > 2) {
-      thread_local std::vector<float> pw;
-      if (scales) {
-        if (int64_t(pw.size()) < G * ldp) pw.resize(size_t(G * ldp));
-        for (int64_t r = 0; r < n_runs; ++r)
-          for (int64_t g = 0; g < G; ++g)
-            mul(pw.data() + g * ldp + runs[r].off, p + g * ldp + runs[r].off, scales[r], runs[r].n);
-        p = pw.data();
-      }
-      for (int64_t r = 0; r < n_runs; ++r) {
-        prefetch_ahead(runs[r]);
-        axpy_heads(acc, lda, G, runs[r].rows, runs[r].ld, p + runs[r].off, ldp, runs[r].n, d);
-      }
-      return;
-    }
+    if (G > 2) return false;
     for (int64_t i = 0; i < d; i += 128) {
       const auto pass = [&](auto NG, auto NC) {
         if (scales) axpy_runs_nh<NG, NC, true, T>(acc, lda, runs, scales, n_runs, p, ldp, i, d, i == 0);
@@ -381,6 +356,7 @@ struct Avx512Ops {
       else wide ? pass(std::integral_constant<int, 2>{}, std::integral_constant<int, 8>{})
                 : pass(std::integral_constant<int, 2>{}, std::integral_constant<int, 4>{});
     }
+    return true;
   }
   // Elements [i, min(i + 16 NC, d)) of NG heads' sums (head g's at acc + g * lda) plus the step's
   // values weighed by p (head g's weight of run r's key j at p + g * ldp + off + j, times the row's

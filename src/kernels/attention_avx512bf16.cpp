@@ -78,7 +78,6 @@ struct JobState {
   std::vector<float> lmx, lsum;
   std::vector<float*> lacc;
   std::vector<float> spare;
-  int64_t n_converted = 0;  // rows of the job whose queries are converted
   bool lanes_ready = false;  // lacc, lmx and lsum sized and set for this job
 };
 thread_local JobState job_state;
@@ -123,9 +122,9 @@ void scores_tile(const uint32_t* const* q, int64_t pairs, const uint32_t* kp, in
 
 // acc[r] (columns [e, e + 16 NC)) = acc[r] times rescale[r] (zero where rescale[r] < 0: the row's
 // first step) plus the weighted values of pairs [0, np) of the window, for MR (row, head) rows (row
-// r's weights as bf16 pairs: pair p at w + r L / 2 + p, or w + r + 16 p by lanes (kLanes)). Not
-// inlined: GCC then reloaded the values for every row. The rescaling rides on the load a step makes anyway
-// (a pass of its own over the running sums cost 4 % of prefill attention). Each lane is one chain:
+// r's weights as bf16 pairs: pair p at w + r L / 2 + p, or w + r + 16 p by lanes (kLanes)). The
+// rescaling rides on the load a step makes anyway (a pass of its own over the running sums cost 4 %
+// of prefill attention). Not inlined: inlined into its caller, GCC reloaded the values for every row. Each lane is one chain:
 // the rescaled running sum, then the pairs in order (a pair no row sees weighs zero and adds +0), whatever MR,
 // NC or the values' source: packed (vp, pair row p at vp + p * cols) or, NC = 2, converted here
 // from the window's columns as window_value_pair converts them (pair p's rows at va[p], vb[p], read
@@ -473,7 +472,6 @@ struct Bf16Ops : Avx512Ops {
     // step, and a job of one row (decode's key chunks) should not clear 50 KB of buffers (MLA).
     job_state.rows = rows;
     job_state.converted.assign(size_t(rows), 0);
-    job_state.n_converted = 0;
     job_state.lanes_ready = false;
   }
 
@@ -505,19 +503,14 @@ struct Bf16Ops : Avx512Ops {
     // Named, not bound: clang (the sanitizer builds) does not let the lambda below capture bindings.
     const WindowSpan span = window_span(rows, n);
     const int64_t s0 = span.s0, kb = span.kb, ke = span.ke, k_end = span.k_end;
-    for (int64_t i = 0; i < n && J.n_converted < J.rows; ++i) {  // each row's queries once per job (its first step)
-      const int64_t r = rows[i].row;
-      if (J.converted[size_t(r)]) continue;
-      J.converted[size_t(r)] = 1;
-      ++J.n_converted;
+    // Each row's queries once per job (at its first step), by lanes too for a job by lanes.
+    convert_queries(rows, n, h0, hd, G, J.converted, J.q.data(), pairs, [&](int64_t r) {
+      if (!by_lanes) return;
       const uint32_t* q = J.q.data() + r * G * pairs;
-      pack_bf16_pairs(rows[i].q + h0 * hd, hd, G, hd, J.q.data() + r * G * pairs, pairs);
-      if (by_lanes) {
-        uint32_t* qt = J.qt.data() + r / per * pairs * 16 + r % per * G;
-        for (int64_t g = 0; g < G; ++g)
-          for (int64_t p = 0; p < pairs; ++p) qt[p * 16 + g] = q[g * pairs + p];
-      }
-    }
+      uint32_t* qt = J.qt.data() + r / per * pairs * 16 + r % per * G;
+      for (int64_t g = 0; g < G; ++g)
+        for (int64_t p = 0; p < pairs; ++p) qt[p * 16 + g] = q[g * pairs + p];
+    });
 
     WindowCols<T> cw;
     window_columns<T>(c, seq, kvh, kb, ke, k_end, s0, cw, false);

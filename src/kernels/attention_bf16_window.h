@@ -34,14 +34,17 @@ inline WindowSpan window_span(const RowStep* rows, int64_t n) {
 }
 
 // The bf16 pairs of the G query heads from head h0 of each row not yet converted in this job (row
-// r's at q + r * G * pp, pp pairs a head; converted[r] marks them).
+// r's at q + r * G * pp, pp pairs a head; converted[r] marks them), then converted(r) for each.
+template <class Converted = void (*)(int64_t)>
 inline void convert_queries(const RowStep* rows, int64_t n, int64_t h0, int64_t hd, int64_t G,
-                            std::vector<uint8_t>& converted, uint32_t* q, int64_t pp) {
+                            std::vector<uint8_t>& converted, uint32_t* q, int64_t pp,
+                            Converted&& then = [](int64_t) {}) {
   for (int64_t i = 0; i < n; ++i) {
     const int64_t r = rows[i].row;
     if (converted[size_t(r)]) continue;
     converted[size_t(r)] = 1;
     pack_bf16_pairs(rows[i].q + h0 * hd, hd, G, hd, q + r * G * pp, pp);
+    then(r);
   }
 }
 

@@ -136,11 +136,12 @@ void attention_job(const AttnCtx& c, const AttnJob& j, float* parts);
 // out + runs[r].off), each score's bits those scores_heads gives it (an Ops may then share a
 // query's loads between pages); int8 / fp8 rows (scales: run r's key scales at scales[r], else
 // nullptr): each score then times its key's scale, the product step_scores takes otherwise.
+// False: the Ops left this step (for this G) to step_scores, page by page.
 // Optionally axpy_runs(acc, lda, G, runs, scales, n_runs, p, ldp, d): page_axpy over a whole step,
 // the pages' runs of values given as PageRuns (run r weighed by p + runs[r].off), each head's bits
 // those of page_axpy over the runs in turn (an Ops may keep the sums in registers across pages);
 // int8 / fp8 rows (scales: run r's value scales, else nullptr): each weight times its row's scale
-// first, the product step_values takes otherwise.
+// first, the product step_values takes otherwise. False: left to step_values, page by page.
 // Optionally begin_job(rows): called at the start of every job of `rows` query rows (an Ops that
 // keeps converted queries, keys or values for the job's later steps or rows forgets them there,
 // and may keep them only when other rows will read them again).
@@ -284,10 +285,12 @@ void step_scores(const float* q, int64_t G, const PageRun<T>* runs, const float*
   constexpr int64_t L = kStepKeys;
   constexpr bool kRuns =
       requires(const PageRun<T>* r, float* o, int64_t i) { Ops::scores_runs(q, i, i, r, scales, i, i, 1.0f, o, i); };
+  bool whole = false;  // the Ops took the step's runs at once
   if constexpr (kRuns) {
     static_assert(kStepMax<Ops>, "scores_runs leaves the max to max_of");
-    Ops::scores_runs(q, d, G, runs, kv_scaled_v<T> ? scales : nullptr, n_runs, d, scale, sc, L);
-  } else {
+    whole = Ops::scores_runs(q, d, G, runs, kv_scaled_v<T> ? scales : nullptr, n_runs, d, scale, sc, L);
+  }
+  if (!whole) {
     std::fill(smx, smx + G, -std::numeric_limits<float>::infinity());
     for (int64_t r = 0; r < n_runs; ++r) {
       prefetch_ahead(runs[r]);
@@ -296,15 +299,15 @@ void step_scores(const float* q, int64_t G, const PageRun<T>* runs, const float*
       if constexpr (!kv_scaled_v<T> && !kStepMax<Ops>)
         for (int64_t g = 0; g < G; ++g) smx[g] = std::max(smx[g], pmx[g]);
     }
-  }
-  if constexpr (kv_scaled_v<T> && !kRuns) {
-    // The keys' scales turn the dot products of the codes into scores; the max follows them.
-    for (int64_t r = 0; r < n_runs; ++r)
-      for (int64_t g = 0; g < G; ++g) {
-        float* x = sc + g * L + runs[r].off;
-        if constexpr (kStepMax<Ops>) mul_to<Ops>(x, x, scales[r], runs[r].n);
-        else smx[g] = std::max(smx[g], mul_max<Ops>(x, scales[r], runs[r].n));
-      }
+    if constexpr (kv_scaled_v<T>) {
+      // The keys' scales turn the dot products of the codes into scores; the max follows them.
+      for (int64_t r = 0; r < n_runs; ++r)
+        for (int64_t g = 0; g < G; ++g) {
+          float* x = sc + g * L + runs[r].off;
+          if constexpr (kStepMax<Ops>) mul_to<Ops>(x, x, scales[r], runs[r].n);
+          else smx[g] = std::max(smx[g], mul_max<Ops>(x, scales[r], runs[r].n));
+        }
+    }
   }
   if constexpr (kStepMax<Ops>)
     for (int64_t g = 0; g < G; ++g) smx[g] = Ops::max_of(sc + g * L, nj);
@@ -317,18 +320,16 @@ void step_values(float* acc, int64_t G, const PageRun<T>* runs, const float* con
                  const float* w, float* pv, int64_t vd) {
   constexpr int64_t L = kStepKeys;
   constexpr bool kRuns = requires(const PageRun<T>* r, int64_t i) { Ops::axpy_runs(acc, i, i, r, scales, i, w, i, i); };
-  if constexpr (kv_scaled_v<T> && !kRuns) {
+  if constexpr (kRuns)
+    if (Ops::axpy_runs(acc, vd, G, runs, kv_scaled_v<T> ? scales : nullptr, n_runs, w, L, vd)) return;
+  if constexpr (kv_scaled_v<T>) {
     for (int64_t r = 0; r < n_runs; ++r)
       for (int64_t g = 0; g < G; ++g) mul_to<Ops>(pv + g * L + runs[r].off, w + g * L + runs[r].off, scales[r], runs[r].n);
     w = pv;
   }
-  if constexpr (kRuns) {
-    Ops::axpy_runs(acc, vd, G, runs, kv_scaled_v<T> ? scales : nullptr, n_runs, w, L, vd);
-  } else {
-    for (int64_t r = 0; r < n_runs; ++r) {
-      prefetch_ahead(runs[r]);
-      page_axpy<Ops, T>(acc, vd, G, runs[r].rows, runs[r].ld, w + runs[r].off, L, runs[r].n, vd);
-    }
+  for (int64_t r = 0; r < n_runs; ++r) {
+    prefetch_ahead(runs[r]);
+    page_axpy<Ops, T>(acc, vd, G, runs[r].rows, runs[r].ld, w + runs[r].off, L, runs[r].n, vd);
   }
 }
 
