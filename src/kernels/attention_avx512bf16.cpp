@@ -129,11 +129,11 @@ void scores_tile(const uint32_t* const* q, int64_t pairs, const uint32_t* kp, in
 // NC or the values' source: packed (vp, pair row p at vp + p * cols) or, NC = 2, converted here
 // from the window's columns as window_value_pair converts them (pair p's rows at va[p], vb[p], read
 // at column e under ma[p] & full, mb[p] & full: zero where none). ahead: the window whose next
-// step's values are prefetched, a block of 16 keys every eight pairs, or null.
+// step's values are fetched as this step's are read (a line for each row loaded), or null.
 template <int MR, int NC, bool kPacked, class T, bool kLanes>
 [[gnu::noinline]] void values_tile(float* const* acc, const float* rescale, const uint32_t* w, int64_t np, int64_t e,
                  const uint32_t* vp, int64_t cols, const T* const* va, const T* const* vb, const __mmask32* ma,
-                 const __mmask32* mb, __mmask32 full, const WindowCols<T>* ahead) {
+                 const __mmask32* mb, __mmask32 full, typename WindowCols<T>::Drip* ahead) {
   static_assert(kPacked || NC == 2);
   constexpr int64_t ldw = kLanes ? 1 : L / 2, ldp = kLanes ? 16 : 1;
   __m512 a[MR][NC];
@@ -145,12 +145,12 @@ template <int MR, int NC, bool kPacked, class T, bool kLanes>
                                : _mm512_mul_ps(_mm512_loadu_ps(acc[r] + e + 16 * c), _mm512_set1_ps(rescale[r]));
   const __m512i lo = _mm512_load_si512(kPairLo), hi = _mm512_load_si512(kPairHi);
   for (int64_t p = 0; p < np; ++p) {
-    if (ahead && p % 8 == 0) ahead->prefetch_values(p / 8);
     __m512bh v[NC];
     if constexpr (kPacked) {
       #pragma GCC unroll 16
       for (int c = 0; c < NC; ++c) v[c] = (__m512bh)_mm512_load_si512(vp + p * cols + e + 16 * c);
     } else {
+      if (ahead) ahead->next(), ahead->next();
       const __m512i r0 = load32_bf16_masked(va[p] + e, ma[p] & full);
       const __m512i r1 = load32_bf16_masked(vb[p] + e, mb[p] & full);
       v[0] = (__m512bh)_mm512_permutex2var_epi16(r0, lo, r1);
@@ -537,6 +537,7 @@ struct Bf16Ops : Avx512Ops {
     // pairs, else 32 columns by up to eight rows as they are converted.
     std::array<const T*, L / 2> va, vb;  // a one-row job's value pairs: their rows, written for the pairs read
     std::array<__mmask32, L / 2> ma, mb;  // and all or none of a block's elements
+    auto vdrip = cw.values_ahead();  // the next step's values, as a one-row job reads this step's
     const auto weigh = [&]<bool kLanes>(float* const* ar, const float* rs, int64_t m0, int64_t m1, int64_t np) {
       constexpr int64_t ldw = kLanes ? 1 : L / 2;
       if (!packed) {  // each pair's rows as window_value_pair takes them, once for every column block
@@ -555,7 +556,7 @@ struct Bf16Ops : Avx512Ops {
         const int64_t ms = packed ? 4 : 8;
         const __mmask32 full = first32(vd - e);  // e < vd: cols is vd rounded up to 32
         for (int64_t m = m0; m < m1; m += ms) {
-          const WindowCols<T>* ahead = !packed && e == 0 && m == m0 ? &cw : nullptr;
+          typename WindowCols<T>::Drip* ahead = !packed && m == m0 ? &vdrip : nullptr;
           const uint32_t* wm = wr + m * ldw;
           if (packed && ec == 64)
             with_count<4>(std::min<int64_t>(4, m1 - m), [&](auto MR) {

@@ -49,8 +49,9 @@ inline void convert_queries(const RowStep* rows, int64_t n, int64_t h0, int64_t 
 }
 
 // A window's keys and values by column (key - s0), null where no row of the step looks, and
-// int8 / fp8 rows' scales by column; and what the next step reads at its pages, by the block of 16
-// columns of this step's page it mirrors (the byte ranges its page runs prefetch, PageRun::ahead).
+// int8 / fp8 rows' scales by column; and what the next step reads at its pages (the byte ranges
+// its page runs prefetch, PageRun::ahead), fetched a cache line at a time as this step loads its own
+// (Drip).
 template <class T>
 struct WindowCols {
   struct Ahead {
@@ -58,29 +59,43 @@ struct WindowCols {
     const char* v;
     int64_t k_bytes, v_bytes;
   };
+  // The next step's keys (or values), one cache line a call of next(), range after range: called once
+  // for each line-sized load of this step's keys (values), the fetches spread evenly over the step.
+  // Issued a page's rows at a time (64 lines of a 16-key page, as the step reached each page),
+  // they overflowed the core's miss buffers and were mostly lost: decode from DRAM at 32k keys read
+  // the cache at a third of the bandwidth, as fast as with no prefetch at all (docs/benchmarks.md).
+  struct Drip {
+    const Ahead* r;
+    const Ahead* rend;
+    bool values;
+    const char* cur = nullptr;
+    const char* end = nullptr;
+    [[gnu::always_inline]] void next() {
+      if (cur >= end) {
+        if (r == rend) return;
+        const char* p = values ? r->v : r->k;
+        end = p + (values ? r->v_bytes : r->k_bytes);
+        cur = p - reinterpret_cast<uintptr_t>(p) % 64;
+        ++r;
+      }
+      prefetch_line(cur);
+      cur += 64;
+    }
+  };
   // Left uninitialised (a step fills what it reads; zeroing them cost decode a few per cent): k
-  // and v are set for every column, ahead and at as far as the runs go, the scales zero.
+  // and v are set for every column, ahead as far as n_ahead, the scales zero.
   std::array<const T*, L> k, v;
   std::array<float, L> ks{}, vs{};
-  std::array<Ahead, L> ahead;            // at most one range per page run, a run per column
-  std::array<int64_t, L / 16 + 1> at;    // block b's ranges: [at[b], at[b + 1])
+  std::array<Ahead, L> ahead;  // at most one range per page run, a run per column
+  int64_t n_ahead = 0;
 
-  // Block b's share of the next step's keys (values): fetched while this step packs the block's
-  // keys (weighs its values), so the fetches spread over the step (issued all at once, they
-  // stalled decode).
-  void prefetch_keys(int64_t b) const {
-    for (int64_t i = at[size_t(b)]; i < at[size_t(b) + 1]; ++i)
-      prefetch_bytes(ahead[size_t(i)].k, ahead[size_t(i)].k_bytes);
-  }
-  void prefetch_values(int64_t b) const {
-    for (int64_t i = at[size_t(b)]; i < at[size_t(b) + 1]; ++i)
-      prefetch_bytes(ahead[size_t(i)].v, ahead[size_t(i)].v_bytes);
-  }
+  Drip keys_ahead() const { return {ahead.data(), ahead.data() + n_ahead, false}; }
+  Drip values_ahead() const { return {ahead.data(), ahead.data() + n_ahead, true}; }
 };
 
 // The columns of keys [kb, ke) of KV head kvh in the window from s0, and the next step's pages up
 // to key k_end: prefetched here if prefetch_now, else as the keys and values are packed or weighed
-// (prefetch_keys, prefetch_values).
+// (keys_ahead, values_ahead).
 template <class T>
 void window_columns(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t kb, int64_t ke, int64_t k_end,
                     int64_t s0, WindowCols<T>& w, bool prefetch_now) {
@@ -89,16 +104,13 @@ void window_columns(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t k
   step_runs<T>(c, seq, kvh, kb, ke, k_end, kruns, vruns, kscales, vscales);
   w.k.fill(nullptr);
   w.v.fill(nullptr);
-  int64_t n_ahead = 0, block = 0;
-  w.at[0] = 0;
+  w.n_ahead = 0;
   for (size_t r = 0; r < kruns.size(); ++r) {
     if (prefetch_now) {
       prefetch_ahead(kruns[r]);
       prefetch_ahead(vruns[r]);
     } else if (kruns[r].ahead_bytes > 0) {
-      const int64_t b = (kb - s0 + kruns[r].off) / 16;
-      while (block < b) w.at[size_t(++block)] = n_ahead;
-      w.ahead[size_t(n_ahead++)] = {kruns[r].ahead, vruns[r].ahead, kruns[r].ahead_bytes, vruns[r].ahead_bytes};
+      w.ahead[size_t(w.n_ahead++)] = {kruns[r].ahead, vruns[r].ahead, kruns[r].ahead_bytes, vruns[r].ahead_bytes};
     }
     for (int64_t j = 0; j < kruns[r].n; ++j) {
       const int64_t col = kb - s0 + kruns[r].off + j;
@@ -107,7 +119,6 @@ void window_columns(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t k
       if constexpr (kv_scaled_v<T>) w.ks[size_t(col)] = kscales[r][j], w.vs[size_t(col)] = vscales[r][j];
     }
   }
-  while (block < L / 16) w.at[size_t(++block)] = n_ahead;
 }
 
 // Blocks [0, nblk) of the window's keys (16 columns each), block b at kp + b * pp * 16 as
@@ -115,10 +126,15 @@ void window_columns(const AttnCtx& c, const AttnSeq& seq, int64_t kvh, int64_t k
 template <class T>
 void pack_window_keys(const WindowCols<T>& w, int64_t nblk, int64_t d, int64_t pp, uint32_t* kp) {
   const int64_t pairs = (d + 1) / 2;
+  auto drip = w.keys_ahead();
   for (int64_t b = 0; b < nblk; ++b) {
-    w.prefetch_keys(b);
     uint32_t* kb = kp + b * pp * 16;
-    pack_key_pairs_rows<T>([&](int j) { return w.k[size_t(b * 16 + j)]; }, d, kb);
+    pack_key_pairs_rows<T>(
+        [&](int j) {
+          drip.next();  // a line of the next step's keys for each row loaded
+          return w.k[size_t(b * 16 + j)];
+        },
+        d, kb);
     if (pairs < pp) std::memset(kb + pairs * 16, 0, size_t((pp - pairs) * 16) * 4);
   }
 }
@@ -140,10 +156,11 @@ template <class T>
 template <class T>
 void pack_window_values(const WindowCols<T>& w, int64_t rows, int64_t np, int64_t vd, int64_t cols, uint32_t* vp) {
   const __m512i lo = _mm512_load_si512(kPairLo), hi = _mm512_load_si512(kPairHi);
+  auto drip = w.values_ahead();
   for (int64_t p = 0; p < rows; ++p) {
-    if (p % 8 == 0 && p < L / 2) w.prefetch_values(p / 8);
     uint32_t* row = vp + p * cols;
     for (int64_t e = 0; e < cols; e += 32) {
+      drip.next(), drip.next();  // as many lines of the next step's values as rows loaded
       __m512i x0, x1;
       window_value_pair(w, p, np, e, vd, lo, hi, x0, x1);
       _mm512_store_si512(row + e, x0);

@@ -166,18 +166,17 @@ inline const bool kKvPrefetchL2 = cpu_is_intel();
 // Prefetches n bytes from p, and a run's `ahead` bytes. Always inlined, as prefetch_scales below.
 // On x86 as asm: GCC counts __builtin_prefetch as no effect at all, so a loop or a function that
 // does nothing else (WindowCols::prefetch_keys) was deleted whole.
-[[gnu::always_inline]] inline void prefetch_bytes(const char* p, int64_t n) {
+[[gnu::always_inline]] inline void prefetch_line(const char* p) {
 #if defined(__x86_64__)
-  if (kKvPrefetchL2)
-    for (int64_t b = 0; b < n; b += 64) asm volatile("prefetcht1 %0" : : "m"(p[b]));
-  else
-    for (int64_t b = 0; b < n; b += 64) asm volatile("prefetcht0 %0" : : "m"(p[b]));
+  if (kKvPrefetchL2) asm volatile("prefetcht1 %0" : : "m"(*p));
+  else asm volatile("prefetcht0 %0" : : "m"(*p));
 #else
-  if (kKvPrefetchL2)
-    for (int64_t b = 0; b < n; b += 64) __builtin_prefetch(p + b, 0, 2);
-  else
-    for (int64_t b = 0; b < n; b += 64) __builtin_prefetch(p + b);
+  if (kKvPrefetchL2) __builtin_prefetch(p, 0, 2);
+  else __builtin_prefetch(p);
 #endif
+}
+[[gnu::always_inline]] inline void prefetch_bytes(const char* p, int64_t n) {
+  for (int64_t b = 0; b < n; b += 64) prefetch_line(p + b);
 }
 template <class T>
 [[gnu::always_inline]] inline void prefetch_ahead(const PageRun<T>& r) {
