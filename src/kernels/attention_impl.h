@@ -183,6 +183,52 @@ template <class T>
   prefetch_bytes(r.ahead, r.ahead_bytes);
 }
 
+// The next step's rows at the place of the page a kernel is reading (PageRun::ahead), fetched a
+// row's lines for each row the kernel loads (row(), in each pass over the rows: the fetches end by
+// the first pass's end, a few lines at a time), where a page's 64-128 lines at once overflowed the
+// core's miss buffers and were mostly lost (the bf16 level measured it: attention_bf16_window.h,
+// WindowCols::Drip). start() first issues whatever the page before left (a kernel that loads no
+// rows: keys a row before packed, fp32 keys scored by trees), finish() too.
+struct PageDrip {
+  const char* cur = nullptr;
+  const char* end = nullptr;
+  int64_t per = 0;  // lines a row
+  [[gnu::always_inline]] void row() {
+    for (int64_t i = 0; i < per && cur < end; ++i, cur += 64) prefetch_line(cur);
+  }
+  [[gnu::always_inline]] void finish() {
+    for (; cur < end; cur += 64) prefetch_line(cur);
+  }
+  template <class T>
+  [[gnu::always_inline]] void start(const PageRun<T>& r) {
+    finish();
+    cur = r.ahead - reinterpret_cast<uintptr_t>(r.ahead) % 64;
+    end = r.ahead + r.ahead_bytes;
+    per = r.n > 0 ? (r.ahead_bytes / r.n + 63) / 64 + 1 : 0;
+  }
+};
+inline thread_local PageDrip page_drip;
+// Whether an Ops' kernels drip the next step's rows of T (the AVX-512 level's, over 16-bit and
+// fp32 rows): the others keep the page's prefetch at its start (AVX2: the calls cost its kernels
+// more than they gained, 0.8x at 2k keys; int8 / fp8 rows, half as many lines a row: 0.9x at 2k
+// keys; both on an AMD EPYC Zen 5 with the level forced). Kernels call drip_row<T>() for each row
+// they load.
+template <class Ops, class T>
+inline constexpr bool kPageDrip = requires { Ops::kPageDrip; } && sizeof(T) > 1;
+template <class T>
+[[gnu::always_inline]] inline void drip_row() {
+  if constexpr (sizeof(T) > 1) page_drip.row();
+}
+template <class Ops, class T>
+[[gnu::always_inline]] inline void page_ahead(const PageRun<T>& r) {
+  if constexpr (kPageDrip<Ops, T>) page_drip.start(r);
+  else prefetch_ahead(r);
+}
+template <class Ops, class T>
+[[gnu::always_inline]] inline void pages_ahead_done() {
+  if constexpr (kPageDrip<Ops, T>) page_drip.finish();
+}
+
 template <class Ops>
 inline constexpr bool kStepMax = requires(const float* x) { Ops::max_of(x, int64_t(0)); };
 
@@ -292,12 +338,13 @@ void step_scores(const float* q, int64_t G, const PageRun<T>* runs, const float*
   if (!whole) {
     std::fill(smx, smx + G, -std::numeric_limits<float>::infinity());
     for (int64_t r = 0; r < n_runs; ++r) {
-      prefetch_ahead(runs[r]);
+      page_ahead<Ops>(runs[r]);
       page_scores<Ops, T>(q, d, G, runs[r].rows, runs[r].ld, runs[r].n, d, scale, sc + runs[r].off, L,
                           kStepMax<Ops> ? nullptr : pmx);
       if constexpr (!kv_scaled_v<T> && !kStepMax<Ops>)
         for (int64_t g = 0; g < G; ++g) smx[g] = std::max(smx[g], pmx[g]);
     }
+    pages_ahead_done<Ops, T>();
     if constexpr (kv_scaled_v<T>) {
       // The keys' scales turn the dot products of the codes into scores; the max follows them.
       for (int64_t r = 0; r < n_runs; ++r)
@@ -327,9 +374,10 @@ void step_values(float* acc, int64_t G, const PageRun<T>* runs, const float* con
     w = pv;
   }
   for (int64_t r = 0; r < n_runs; ++r) {
-    prefetch_ahead(runs[r]);
+    page_ahead<Ops>(runs[r]);
     page_axpy<Ops, T>(acc, vd, G, runs[r].rows, runs[r].ld, w + runs[r].off, L, runs[r].n, vd);
   }
+  pages_ahead_done<Ops, T>();
 }
 
 // Attention logit soft-capping (Gemma 2): the step's scores of G heads (row g at sc + g * ld, n of
