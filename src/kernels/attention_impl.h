@@ -192,7 +192,7 @@ template <class T>
 struct PageDrip {
   const char* cur = nullptr;
   const char* end = nullptr;
-  int64_t per = 0;  // lines a row
+  int64_t per = 0;  // lines a row, one more than a row holds: the fetches end before the page's last row
   [[gnu::always_inline]] void row() {
     for (int64_t i = 0; i < per && cur < end; ++i, cur += 64) prefetch_line(cur);
   }
