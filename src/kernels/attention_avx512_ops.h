@@ -79,13 +79,13 @@ inline void transpose16(__m512i r[16]) {
 
 // Keys [0, nb) (nb <= 16) transposed to fp32: kt[e * 16 + j] is element e of key j (zero for
 // keys past nb). Each element is widened exactly as load16 widens it.
-template <class T>
+template <bool kDrip = false, class T>
 void pack_keys(const T* k, int64_t ldk, int64_t nb, int64_t d, float* kt) {
   for (int64_t c = 0; c < d; c += 16) {
     const __mmask16 m = head_mask(d, c);
     __m512i r[16];
     for (int j = 0; j < 16; ++j) {
-      if (c == 0) drip_row<T>();
+      if (c == 0) drip_row<kDrip, T>();
       r[j] = _mm512_castps_si512(j < nb ? load16(m, k + j * ldk + c) : _mm512_setzero_ps());
     }
     transpose16(r);
@@ -171,7 +171,7 @@ void scores_packed_multi(const float* q, int64_t ldq, const float* const* kt, in
 
 struct Avx512Ops {
   // The next step's rows are fetched as each page's rows are read (attention_impl.h, PageDrip):
-  // decode from DRAM at 32k keys read the cache 1.4-1.8x faster than with a page's prefetch at its
+  // decode from DRAM at 32k keys read the cache 1.35-1.57x faster than with a page's prefetch at its
   // start (an AMD EPYC Zen 5 with the level forced; docs/benchmarks.md).
   static constexpr bool kPageDrip = true;
   static void begin_job(int64_t /*rows*/) { packed_keys.forget(); }
@@ -296,7 +296,10 @@ struct Avx512Ops {
       return;
     }
     scores_packed_blocks<8>(
-        k, ldk, n, d, G, mx, [&](const T* kj, int64_t nb, float* kb) { pack_keys(kj, ldk, nb, d, kb); },
+        k, ldk, n, d, G, mx,
+        [&](const T* kj, int64_t nb, float* kb) {
+          with_drip([&](auto D) { pack_keys<D.value>(kj, ldk, nb, d, kb); });
+        },
         [&](auto NG, int64_t g, const float* kb, int64_t nb, int64_t j0) {
           scores_packed<NG>(q + g * ldq, ldq, kb, d, nb, scale, out + g * ldo + j0, ldo, mx ? mx + g : nullptr);
         });
@@ -331,7 +334,10 @@ struct Avx512Ops {
       nblk = 0;
     };
     step_key_blocks<(sizeof(T) > 1)>(
-        runs, n_runs, d, [&](const T* k, int64_t ldk, int64_t n, float* p) { pack_keys(k, ldk, n, d, p); },
+        runs, n_runs, d,
+        [&](const T* k, int64_t ldk, int64_t n, float* p) {
+          with_drip([&](auto D) { pack_keys<D.value>(k, ldk, n, d, p); });
+        },
         [&](int64_t r, int64_t j0, int64_t n, const float* p) {
           kt[size_t(nblk)] = p, nb[size_t(nblk)] = n, o[size_t(nblk)] = out + runs[r].off + j0;
           ks[size_t(nblk)] = scales ? scales[r] + j0 : nullptr;
@@ -351,10 +357,17 @@ struct Avx512Ops {
   static bool axpy_runs(float* acc, int64_t lda, int64_t G, const PageRun<T>* runs, const float* const* scales,
                         int64_t n_runs, const float* p, int64_t ldp, int64_t d) {
     if (G > 2) return false;
+    bool ahead = false;  // the row fetches the next step (decode; a prefill job's last row)
+    for (int64_t r = 0; r < n_runs; ++r) ahead = ahead || runs[r].ahead_bytes > 0;
     for (int64_t i = 0; i < d; i += 128) {
       const auto pass = [&](auto NG, auto NC) {
-        if (scales) axpy_runs_nh<NG, NC, true, T>(acc, lda, runs, scales, n_runs, p, ldp, i, d, i == 0);
-        else axpy_runs_nh<NG, NC, false, T>(acc, lda, runs, scales, n_runs, p, ldp, i, d, i == 0);
+        // The first pass fetches the runs' next step as it reads them, if the row fetches at all.
+        if (i == 0 && ahead)
+          scales ? axpy_runs_nh<NG, NC, true, true, T>(acc, lda, runs, scales, n_runs, p, ldp, i, d)
+                 : axpy_runs_nh<NG, NC, false, true, T>(acc, lda, runs, scales, n_runs, p, ldp, i, d);
+        else
+          scales ? axpy_runs_nh<NG, NC, true, false, T>(acc, lda, runs, scales, n_runs, p, ldp, i, d)
+                 : axpy_runs_nh<NG, NC, false, false, T>(acc, lda, runs, scales, n_runs, p, ldp, i, d);
       };
       const bool wide = d - i > 64;
       if (G == 1) wide ? pass(std::integral_constant<int, 1>{}, std::integral_constant<int, 8>{})
@@ -366,10 +379,10 @@ struct Avx512Ops {
   }
   // Elements [i, min(i + 16 NC, d)) of NG heads' sums (head g's at acc + g * lda) plus the step's
   // values weighed by p (head g's weight of run r's key j at p + g * ldp + off + j, times the row's
-  // scale if kScaled), the runs in turn; prefetch: fetch each run's next step as it is read (PageDrip).
-  template <int NG, int NC, bool kScaled, class T>
+  // scale if kScaled), the runs in turn; kFetch: fetch each run's next step as it is read (PageDrip).
+  template <int NG, int NC, bool kScaled, bool kFetch, class T>
   static void axpy_runs_nh(float* acc, int64_t lda, const PageRun<T>* runs, const float* const* scales,
-                           int64_t n_runs, const float* p, int64_t ldp, int64_t i, int64_t d, bool prefetch) {
+                           int64_t n_runs, const float* p, int64_t ldp, int64_t i, int64_t d) {
     __mmask16 m[NC];
     __m512 a[NG][NC];
     acc += i;
@@ -378,9 +391,9 @@ struct Avx512Ops {
       for (int c = 0; c < NC; ++c) a[g][c] = _mm512_maskz_loadu_ps(m[c], acc + g * lda + 16 * c);
     for (int64_t r = 0; r < n_runs; ++r) {
       const PageRun<T>& u = runs[r];
-      if (prefetch) page_ahead<Avx512Ops, T>(u);
+      if constexpr (kFetch) page_ahead<Avx512Ops, T>(u);
       for (int64_t j = 0; j < u.n; ++j) {
-        if (prefetch) drip_row<T>();
+        drip_row<kFetch, T>();
         __m512 pj[NG];
         for (int g = 0; g < NG; ++g)
           pj[g] = _mm512_set1_ps(kScaled ? p[g * ldp + u.off + j] * scales[r][j] : p[g * ldp + u.off + j]);
@@ -392,14 +405,14 @@ struct Avx512Ops {
         }
       }
     }
-    if (prefetch) pages_ahead_done<Avx512Ops, T>();
+    if constexpr (kFetch) pages_ahead_done<Avx512Ops, T>();
     for (int g = 0; g < NG; ++g)
       for (int c = 0; c < NC; ++c) store16(acc + g * lda + 16 * c, m[c], a[g][c]);
   }
   // bf16 / int8 / fp8 values: axpy_rows() for up to 8 heads at once, 32 elements of each head's sums in
   // registers at a time, so each 16-wide piece is widened once for all NH heads; each head's
   // sums run over j in order as in axpy_rows(), so the bits are the same.
-  template <int NH, class T>
+  template <int NH, class T, bool kDrip = false>
   static void axpy_nh(float* acc, int64_t lda, const T* v, int64_t ldv, const float* p, int64_t ldp, int64_t n,
                       int64_t d) {
     for (int64_t i = 0; i < d; i += 32) {
@@ -410,7 +423,7 @@ struct Avx512Ops {
         a[h][1] = _mm512_maskz_loadu_ps(m1, acc + h * lda + i + 16);
       }
       for (int64_t j = 0; j < n; ++j) {
-        drip_row<T>();
+        drip_row<kDrip, T>();
         const __m512 v0 = load16(m0, v + j * ldv + i), v1 = load16(m1, v + j * ldv + i + 16);
 #pragma GCC unroll 8
         for (int h = 0; h < NH; ++h) {
@@ -427,7 +440,7 @@ struct Avx512Ops {
   }
   // fp32 values: axpy_rows() for up to 4 heads at once, 64 elements of each head's sums in
   // registers (the value rows read in one pass); each 16-wide piece loaded once for all NH heads; each head's sums run over j in order as in axpy_rows(), so the bits are the same.
-  template <int NH, class T>
+  template <int NH, class T, bool kDrip = false>
   static void axpy_wide_nh(float* acc, int64_t lda, const T* v, int64_t ldv, const float* p, int64_t ldp, int64_t n,
                       int64_t d) {
     for (int64_t i = 0; i < d; i += 64) {
@@ -437,7 +450,7 @@ struct Avx512Ops {
       for (int h = 0; h < NH; ++h)
         for (int c = 0; c < 4; ++c) a[h][c] = _mm512_maskz_loadu_ps(m[c], acc + h * lda + i + 16 * c);
       for (int64_t j = 0; j < n; ++j) {
-        drip_row<T>();
+        drip_row<kDrip, T>();
         __m512 vv[4];
         for (int c = 0; c < 4; ++c) vv[c] = load16(m[c], v + j * ldv + i + 16 * c);
 #pragma GCC unroll 4
@@ -455,15 +468,18 @@ struct Avx512Ops {
                          int64_t n, int64_t d) {
     // fp32 values: four heads of 64 elements; bf16 / int8 / fp8: eight heads of 32 (above).
     constexpr int kMax = std::is_same_v<T, float> ? 4 : 8;
-    head_groups<kMax>(G, [&](auto NH, int64_t g) {
-      if constexpr (NH == 1) axpy_rows(acc + g * lda, v, ldv, p + g * ldp, n, d);
-      else if constexpr (std::is_same_v<T, float>) axpy_wide_nh<NH, T>(acc + g * lda, lda, v, ldv, p + g * ldp, ldp, n, d);
-      else axpy_nh<NH, T>(acc + g * lda, lda, v, ldv, p + g * ldp, ldp, n, d);
+    with_drip([&](auto D) {
+      head_groups<kMax>(G, [&](auto NH, int64_t g) {
+        if constexpr (NH == 1) axpy_rows<D.value>(acc + g * lda, v, ldv, p + g * ldp, n, d);
+        else if constexpr (std::is_same_v<T, float>)
+          axpy_wide_nh<NH, T, D.value>(acc + g * lda, lda, v, ldv, p + g * ldp, ldp, n, d);
+        else axpy_nh<NH, T, D.value>(acc + g * lda, lda, v, ldv, p + g * ldp, ldp, n, d);
+      });
     });
   }
   // Four 16-wide column chunks at once: four independent FMA chains instead of one (the sum
   // over j of each element keeps its order, so the bits are those of one chunk at a time).
-  template <class T>
+  template <bool kDrip = false, class T>
   static void axpy_rows(float* acc, const T* v, int64_t ldv, const float* p, int64_t n, int64_t d) {
     for (int64_t i = 0; i < d; i += 64) {
       __mmask16 m[4];
@@ -473,7 +489,7 @@ struct Avx512Ops {
         a[c] = _mm512_maskz_loadu_ps(m[c], acc + i + 16 * c);
       }
       for (int64_t j = 0; j < n; ++j) {
-        drip_row<T>();
+        drip_row<kDrip, T>();
         const __m512 pj = _mm512_set1_ps(p[j]);
         for (int c = 0; c < 4; ++c) a[c] = _mm512_fmadd_ps(pj, load16(m[c], v + j * ldv + i + 16 * c), a[c]);
       }
