@@ -202,9 +202,17 @@ struct PageDrip {
   template <class T>
   [[gnu::always_inline]] void start(const PageRun<T>& r) {
     finish();
+    const int64_t lines = (r.ld * int64_t(sizeof(T)) + 63) / 64;
+    if (lines > 8) {
+      // Rows wider than a 128-wide fp32 head (MLA's latent, 18-36 lines): a row's lines per row
+      // read were bursts as wide as a page's and cost its decode 5-12 %; fetched at once, as before.
+      prefetch_ahead(r);
+      cur = end = nullptr;
+      return;
+    }
     cur = r.ahead - reinterpret_cast<uintptr_t>(r.ahead) % 64;
     end = r.ahead + r.ahead_bytes;
-    per = (r.ld * int64_t(sizeof(T)) + 63) / 64 + 1;
+    per = lines + 1;
   }
 };
 inline thread_local PageDrip page_drip;
