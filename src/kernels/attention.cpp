@@ -186,14 +186,17 @@ void paged_attention_isa(KernelIsa isa, Team& t, const float* q, int64_t ldq, co
   // already divide (4 KV heads on 2 members) would only pay the merges.
   const bool split_keys =
       members > 1 && (base_jobs < members || (base_jobs < 4 * members && base_jobs % members != 0));
-  // Below kLongRow keys a row's query heads in groups fill the team without the merge and its
-  // second barrier; chunk jobs pay there only when the heads cannot (MQA with few heads, one
-  // group). Measured on MLA's latent shape (16 heads, one KV head), 2 threads: chunk jobs cost
-  // 0.6-0.9x at 1k-8k keys and about 1.0x at 32k on the busiest thread (docs/benchmarks.md).
-  constexpr int64_t kLongRow = 16384;
+  // Below long_row keys a row's query heads in groups fill the team without the merge and its
+  // second barrier; past it a row's key chunks do, each job keeping all its heads (MLA's sixteen
+  // fill a vector's lanes on the AVX-512 BF16 level). At four chunks a member the chunks also
+  // divide evenly enough: MLA's latent shape (16 heads, one KV head) on 2 threads decodes 1.55x
+  // (bf16), 1.15-1.2x (int8, fp32) faster by chunks at 1k-8k keys, but 3 chunks on 2 members ran
+  // 0.8-0.9x (fp32, and 32 MQA heads) (docs/benchmarks.md). Until 2026-12-06 chunks began at 16k
+  // keys, when chunk jobs cost 0.6-0.9x at 1k-8k.
+  const int64_t long_row = 4 * members * kernels::kKeyChunk;
   const bool heads_fill = base_jobs * group >= members;
   auto chunk_seq = [&](const AttnSeq& a) {
-    return split_keys && a.n_q <= kQBlock && (!heads_fill || a.pos0 + a.n_q >= kLongRow);
+    return split_keys && a.n_q <= kQBlock && (!heads_fill || a.pos0 + a.n_q >= long_row);
   };
   int64_t units = 0;  // jobs after the key split, before any head split
   for (int64_t s = 0; s < n_seqs; ++s) {

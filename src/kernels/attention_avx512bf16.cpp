@@ -272,6 +272,46 @@ void scores_lanes(const uint32_t* qt, int64_t pairs, const uint32_t* kb, float s
   }
 }
 
+// scores_lanes with a block's bf16 keys read from their cache rows (key k's at rows[k]; null: no
+// key, a zero score) instead of packed: key k's pair p is the 32 bits at rows[k] + 2p, the pair
+// pack_key_pairs_rows puts at kb[16 p + k], so every score has scores_lanes' bits. A one-row job
+// reads each key once, and packing them cost more than scoring them (MLA's absorbed decode, sixteen
+// heads a row: 38 % of its time against 19 %). drip: a line of the next step's keys for each pair (a
+// block's rows hold as many lines as pairs). The head width is even (no element past it is read).
+template <int kStride>
+[[gnu::noinline]] void scores_lanes_rows(const uint32_t* qt, int64_t pairs, const bf16_t* const* rows, float scale,
+                                         float* out, WindowCols<bf16_t>::Drip& drip) {
+  __m512 a[16];
+  #pragma GCC unroll 16
+  for (int k = 0; k < 16; ++k) a[k] = _mm512_setzero_ps();
+  if constexpr (kStride > 0) {
+    // Sixteen rows kStride pairs apart from one base: one address register for all of them.
+    const uint32_t* r0 = reinterpret_cast<const uint32_t*>(rows[0]);
+    for (int64_t p = 0; p < pairs; ++p) {
+      drip.next();
+      const __m512bh q = (__m512bh)_mm512_loadu_si512(qt + 16 * p);
+      #pragma GCC unroll 16
+      for (int k = 0; k < 16; ++k)
+        a[k] = _mm512_dpbf16_ps(a[k], q, (__m512bh)_mm512_set1_epi32(int(r0[k * kStride + p])));
+    }
+  } else {
+    thread_local std::vector<uint32_t> zeros;
+    if (int64_t(zeros.size()) < pairs) zeros.assign(size_t(pairs), 0);
+    const uint32_t* r[16];
+    #pragma GCC unroll 16
+    for (int k = 0; k < 16; ++k) r[k] = rows[k] ? reinterpret_cast<const uint32_t*>(rows[k]) : zeros.data();
+    for (int64_t p = 0; p < pairs; ++p) {
+      drip.next();
+      const __m512bh q = (__m512bh)_mm512_loadu_si512(qt + 16 * p);
+      #pragma GCC unroll 16
+      for (int k = 0; k < 16; ++k) a[k] = _mm512_dpbf16_ps(a[k], q, (__m512bh)_mm512_set1_epi32(int(r[k][p])));
+    }
+  }
+  const __m512 sv = _mm512_set1_ps(scale);
+  #pragma GCC unroll 16
+  for (int k = 0; k < 16; ++k) _mm512_storeu_ps(out + 16 * k, _mm512_mul_ps(a[k], sv));
+}
+
 // Two columns' bf16 weights (cvtne2ps: the first's 16 in the low half) as 16 pairs, lane l's two.
 alignas(64) constexpr uint16_t kLanePairs[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
                                                  8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
@@ -495,7 +535,13 @@ struct Bf16Ops : Avx512Ops {
     const int64_t per = std::max<int64_t>(1, 16 / G);  // rows of a group
     // One head a row folded eight slots' sums across lanes and gathered its slots' state from
     // several rows: a third of such a prefill's attention, against a fifth with eight heads.
-    const bool by_lanes = G < 4 && c.p.softcap <= 0 && J.rows * G >= 8;
+    // Sixteen heads a row (MLA's absorbed decode) fill a vector's lanes alone: a one-row job over
+    // bf16 keys takes them by lanes too, its keys scored straight from the cache
+    // (scores_lanes_rows). int8 / fp8 keys would need converting by lanes as well: such jobs packed
+    // by lanes ran 0.92-0.94x.
+    constexpr bool kBf16 = std::is_same_v<T, bf16_t>;
+    const bool raw_keys = kBf16 && G == 16 && J.rows == 1 && c.p.softcap <= 0 && hd % 2 == 0;
+    const bool by_lanes = (G < 4 && c.p.softcap <= 0 && J.rows * G >= 8) || raw_keys;
     if (int64_t(J.q.size()) < J.rows * G * pairs) J.q.resize(size_t(J.rows * G * pairs));
     if (int64_t(J.acc.size()) < J.rows * G * cols) J.acc.resize(size_t(J.rows * G * cols));
     const int64_t qt_size = (J.rows + per - 1) / per * pairs * 16;
@@ -515,7 +561,7 @@ struct Bf16Ops : Avx512Ops {
     WindowCols<T> cw;
     window_columns<T>(c, seq, kvh, kb, ke, k_end, s0, cw, false);
     uint32_t* const kpack = aligned64(J.kp, 4 * pairs * 16);
-    pack_window_keys<T>(cw, (ke - s0 + 15) / 16, hd, pairs, kpack);
+    if (!raw_keys) pack_window_keys<T>(cw, (ke - s0 + 15) / 16, hd, pairs, kpack);
     // A job of one row (decode) converts the values as it weighs them: storing them cost decode.
     // Except int8 / fp8 values weighed by more than eight heads (MLA's sixteen): each group of eight
     // would convert them again, and the conversion costs more than the store.
@@ -628,9 +674,25 @@ struct Bf16Ops : Avx512Ops {
         }
 
         const uint32_t* qt = J.qt.data() + blk * pairs * 16;
-        for (int64_t b = 0; b < nblk; ++b)
-          scores_lanes<kScaled>(qt, pairs, kpack + b * pairs * 16, c.p.scale, cw.ks.data() + b * 16,
-                                J.sc.data() + b * 256);
+        if constexpr (kBf16) {
+          if (raw_keys) {
+            auto kdrip = cw.keys_ahead();
+            for (int64_t b = 0; b < nblk; ++b) {
+              // MLA's latent rows (576 elements) one page's, in order: the rows' addresses from one base.
+              const bf16_t* const* kr = cw.k.data() + b * 16;
+              bool even = c.kv.k_row_stride() == 576 && kr[0];
+              for (int k = 1; k < 16 && even; ++k) even = kr[k] == kr[0] + k * 576;
+              if (even)
+                scores_lanes_rows<288>(qt, pairs, kr, c.p.scale, J.sc.data() + b * 256, kdrip);
+              else
+                scores_lanes_rows<0>(qt, pairs, kr, c.p.scale, J.sc.data() + b * 256, kdrip);
+            }
+          }
+        }
+        if (!raw_keys)
+          for (int64_t b = 0; b < nblk; ++b)
+            scores_lanes<kScaled>(qt, pairs, kpack + b * pairs * 16, c.p.scale, cw.ks.data() + b * 16,
+                                  J.sc.data() + b * 256);
         // A lane's first step of a chunk starts from the partial the driver initialised.
         float* const lm = J.lmx.data() + blk * 16;
         float* const ls = J.lsum.data() + blk * 16;

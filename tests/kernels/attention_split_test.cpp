@@ -130,6 +130,10 @@ TEST_P(SplitKV, EveryRowOfALongExtendEqualsItsRowAlone) {
       {8, 2, 64, 16, {{480, 70}}},           // rows from 481 to 550 keys: across the split at 512
       {4, 1, 40, 7, {{1000, 37}}, 600},      // MQA, 7-key pages cut by the chunks, a window of 600
       {16, 1, 72, 16, {{700, 21}}, 0, 64, true},  // MLA latent
+      // DeepSeek's latent width (the AVX-512 BF16 level scores such rows of a page from one base),
+      // alone in a job of its own and, past 2048 keys, in key chunks on a team of two.
+      {16, 1, 576, 16, {{700, 3}}, 0, 512, true},
+      {16, 1, 576, 16, {{2100, 2}}, 0, 512, true},
   };
   for (size_t ci = 0; ci < shapes.size(); ++ci) {
     const Built b = build(shapes[ci], elem(), uint32_t(1500 + ci));
