@@ -191,9 +191,11 @@ void paged_attention_isa(KernelIsa isa, Team& t, const float* q, int64_t ldq, co
   // fill a vector's lanes on the AVX-512 BF16 level). At four chunks a member the chunks also
   // divide evenly enough: MLA's latent shape (16 heads, one KV head) on 2 threads decodes 1.55x
   // (bf16), 1.15-1.2x (int8, fp32) faster by chunks at 1k-8k keys, but 3 chunks on 2 members ran
-  // 0.8-0.9x (fp32, and 32 MQA heads) (docs/benchmarks.md). Until 2026-12-06 chunks began at 16k
-  // keys, when chunk jobs cost 0.6-0.9x at 1k-8k.
-  const int64_t long_row = 4 * members * kernels::kKeyChunk;
+  // 0.8-0.9x (fp32, and 32 MQA heads) (docs/benchmarks.md). The AVX-512 level gains 1.12-1.20x
+  // there too; AVX2 went either way (fp32 MLA 0.93-0.96x at 4k-8k keys) and AMX is unmeasured: they
+  // keep 16k keys, where chunks began until 2026-12-06 (chunk jobs then cost 0.6-0.9x at 1k-8k).
+  const bool chunks_early = isa == KernelIsa::Avx512Bf16 || isa == KernelIsa::Avx512;
+  const int64_t long_row = chunks_early ? 4 * members * kernels::kKeyChunk : 16384;
   const bool heads_fill = base_jobs * group >= members;
   auto chunk_seq = [&](const AttnSeq& a) {
     return split_keys && a.n_q <= kQBlock && (!heads_fill || a.pos0 + a.n_q >= long_row);
