@@ -680,9 +680,9 @@ struct Bf16Ops : Avx512Ops {
             for (int64_t b = 0; b < nblk; ++b) {
               // MLA's latent rows (576 elements) one page's, in order: the rows' addresses from one base.
               const bf16_t* const* kr = cw.k.data() + b * 16;
-              bool even = c.kv.k_row_stride() == 576 && kr[0];
-              for (int k = 1; k < 16 && even; ++k) even = kr[k] == kr[0] + k * 576;
-              if (even)
+              bool spaced = c.kv.k_row_stride() == 576 && kr[0];
+              for (int k = 1; k < 16 && spaced; ++k) spaced = kr[k] == kr[0] + k * 576;
+              if (spaced)
                 scores_lanes_rows<288>(qt, pairs, kr, c.p.scale, J.sc.data() + b * 256, kdrip);
               else
                 scores_lanes_rows<0>(qt, pairs, kr, c.p.scale, J.sc.data() + b * 256, kdrip);

@@ -89,8 +89,8 @@ void scores_packed_blocks(const T* k, int64_t ldk, int64_t n, int64_t d, int64_t
 
 // The blocks of 16 keys of a whole step's page runs (scores_runs), in order: each packed by
 // pack(k, ldk, nb, kt) into the job's cache unless a row before packed it (the step's packings all kept
-// for this call), its page's next step prefetched (kDrip: as it is packed, PageDrip), then block(r, j0, nb, kt) for run r's keys
-// [j0, j0 + nb) packed at kt.
+// for this call), its page's next step prefetched (kDrip: as it is packed, PageDrip), then
+// block(r, j0, nb, kt) for run r's keys [j0, j0 + nb) packed at kt.
 template <bool kDrip, class T, class Pack, class Block>
 void step_key_blocks(const PageRun<T>* runs, int64_t n_runs, int64_t d, Pack&& pack, Block&& block) {
   packed_keys.begin_call(n_runs);
