@@ -278,33 +278,26 @@ void scores_lanes(const uint32_t* qt, int64_t pairs, const uint32_t* kb, float s
 // reads each key once, and packing them cost more than scoring them (MLA's absorbed decode, sixteen
 // heads a row: 38 % of its time against 19 %). drip: a line of the next step's keys for each pair (a
 // block's rows hold as many lines as pairs). The head width is even (no element past it is read).
+// kStride > 0: the sixteen rows kStride pairs apart from rows[0] (one address register for all of
+// them: sixteen row pointers spilled out of the general registers).
 template <int kStride>
 [[gnu::noinline]] void scores_lanes_rows(const uint32_t* qt, int64_t pairs, const bf16_t* const* rows, float scale,
                                          float* out, WindowCols<bf16_t>::Drip& drip) {
+  thread_local std::vector<uint32_t> zeros;
+  if (int64_t(zeros.size()) < pairs) zeros.assign(size_t(pairs), 0);
+  const uint32_t* r[16];
+  #pragma GCC unroll 16
+  for (int k = 0; k < 16; ++k) r[k] = rows[k] ? reinterpret_cast<const uint32_t*>(rows[k]) : zeros.data();
   __m512 a[16];
   #pragma GCC unroll 16
   for (int k = 0; k < 16; ++k) a[k] = _mm512_setzero_ps();
-  if constexpr (kStride > 0) {
-    // Sixteen rows kStride pairs apart from one base: one address register for all of them.
-    const uint32_t* r0 = reinterpret_cast<const uint32_t*>(rows[0]);
-    for (int64_t p = 0; p < pairs; ++p) {
-      drip.next();
-      const __m512bh q = (__m512bh)_mm512_loadu_si512(qt + 16 * p);
-      #pragma GCC unroll 16
-      for (int k = 0; k < 16; ++k)
-        a[k] = _mm512_dpbf16_ps(a[k], q, (__m512bh)_mm512_set1_epi32(int(r0[k * kStride + p])));
-    }
-  } else {
-    thread_local std::vector<uint32_t> zeros;
-    if (int64_t(zeros.size()) < pairs) zeros.assign(size_t(pairs), 0);
-    const uint32_t* r[16];
+  for (int64_t p = 0; p < pairs; ++p) {
+    drip.next();
+    const __m512bh q = (__m512bh)_mm512_loadu_si512(qt + 16 * p);
     #pragma GCC unroll 16
-    for (int k = 0; k < 16; ++k) r[k] = rows[k] ? reinterpret_cast<const uint32_t*>(rows[k]) : zeros.data();
-    for (int64_t p = 0; p < pairs; ++p) {
-      drip.next();
-      const __m512bh q = (__m512bh)_mm512_loadu_si512(qt + 16 * p);
-      #pragma GCC unroll 16
-      for (int k = 0; k < 16; ++k) a[k] = _mm512_dpbf16_ps(a[k], q, (__m512bh)_mm512_set1_epi32(int(r[k][p])));
+    for (int k = 0; k < 16; ++k) {
+      const uint32_t pair = kStride > 0 ? r[0][k * kStride + p] : r[k][p];
+      a[k] = _mm512_dpbf16_ps(a[k], q, (__m512bh)_mm512_set1_epi32(int(pair)));
     }
   }
   const __m512 sv = _mm512_set1_ps(scale);
@@ -678,12 +671,13 @@ struct Bf16Ops : Avx512Ops {
           if (raw_keys) {
             auto kdrip = cw.keys_ahead();
             for (int64_t b = 0; b < nblk; ++b) {
-              // MLA's latent rows (576 elements) one page's, in order: the rows' addresses from one base.
+              // MLA's latent rows one page's, in order: the rows' addresses from one base.
+              constexpr int64_t kLatentRow = 576;  // DeepSeek V2 / V3: c_kv 512 + k_pe 64
               const bf16_t* const* kr = cw.k.data() + b * 16;
-              bool spaced = c.kv.k_row_stride() == 576 && kr[0];
-              for (int k = 1; k < 16 && spaced; ++k) spaced = kr[k] == kr[0] + k * 576;
+              bool spaced = c.kv.k_row_stride() == kLatentRow && kr[0];
+              for (int k = 1; k < 16 && spaced; ++k) spaced = kr[k] == kr[0] + k * kLatentRow;
               if (spaced)
-                scores_lanes_rows<288>(qt, pairs, kr, c.p.scale, J.sc.data() + b * 256, kdrip);
+                scores_lanes_rows<kLatentRow / 2>(qt, pairs, kr, c.p.scale, J.sc.data() + b * 256, kdrip);
               else
                 scores_lanes_rows<0>(qt, pairs, kr, c.p.scale, J.sc.data() + b * 256, kdrip);
             }
