@@ -62,6 +62,7 @@ struct JobState {
   int64_t rows = 0;
   std::vector<uint32_t> q;          // [rows * G][pairs]
   std::vector<uint32_t> qt;         // the same by lanes (rows_step's lanes): [blocks][pairs][16]
+  std::vector<uint32_t> qd;         // a one-row job's by groups of lanes (scores_grouped): [pairs][16]
   std::vector<float> acc;           // [rows * G][cols]
   std::vector<uint8_t> converted;   // per row
   std::vector<uint32_t> kp;         // the window's keys: 4 blocks of [pairs][16]
@@ -116,6 +117,81 @@ void scores_tile(const uint32_t* const* q, int64_t pairs, const uint32_t* kp, in
       __m512 v = _mm512_mul_ps(a[r][b], sv);
       if constexpr (kScaled) v = _mm512_mul_ps(v, kv);
       _mm512_storeu_ps(out + r * L + b * 16, v);
+    }
+  }
+}
+
+// Scores of a one-row job's G heads (G <= 16 / KW) against one set of 16 KW keys packed by
+// pack_window_keys_grouped, times `scale` (then the keys' scales ks[k] if kScaled), head g's of
+// key k to out[g L + k]. Head g's query fills lanes [g KW, g KW + KW) (pair p's at qd + 16 p, the
+// same pair in each, zero past the head width and in lanes past G KW), so with each pair of KW
+// keys broadcast, group i's sum holds key i KW + j of head g in lane g KW + j: one vdpbf16ps
+// takes a pair of G heads and KW keys, and only the sums are transposed (a set's 16, once), not the
+// keys. Each score is still scores_tile's chain (zero, then the pairs in order: the padded pairs add
+// +0, which leaves a sum from +0 as it is), times scale, times the key's scale, so the same bits.
+template <int KW, bool kScaled>
+[[gnu::noinline]] void scores_grouped(const uint32_t* qd, int64_t pp, const uint32_t* kg, int64_t G, float scale,
+                                      const float* ks, float* out) {
+  constexpr int V = 16 / KW;  // pairs of a packed vector
+  __m512 a[16];
+  #pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i) a[i] = _mm512_setzero_ps();
+  for (int64_t v = 0; v < pp / V; ++v) {
+    const uint32_t* kb = kg + v * 256;
+    #pragma GCC unroll 8
+    for (int t = 0; t < V; ++t) {
+      const __m512bh q = (__m512bh)_mm512_load_si512(qd + 16 * (v * V + t));
+      #pragma GCC unroll 16
+      for (int i = 0; i < 16; ++i) {
+        const uint32_t* k = kb + 16 * i + KW * t;
+        __m512i kv;
+        if constexpr (KW == 2) kv = _mm512_set1_epi64(*reinterpret_cast<const long long*>(k));
+        else kv = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(k)));
+        a[i] = _mm512_dpbf16_ps(a[i], q, (__m512bh)kv);
+      }
+    }
+  }
+  const __m512 sv = _mm512_set1_ps(scale);
+  #pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i) a[i] = _mm512_mul_ps(a[i], sv);
+  // Head g's 16 keys of a block from its lanes of the block's sums: a transpose of 64-bit (KW = 2)
+  // or 128-bit (KW = 4) pieces.
+  const auto put = [&](int64_t g, int64_t blk, __m512 x) {
+    if (g >= G) return;
+    if constexpr (kScaled) x = _mm512_mul_ps(x, _mm512_loadu_ps(ks + 16 * blk));
+    _mm512_storeu_ps(out + g * L + 16 * blk, x);
+  };
+  const auto sh = [](__m512 x, __m512 y, auto imm) { return _mm512_shuffle_f32x4(x, y, decltype(imm)::value); };
+  using Even = std::integral_constant<int, 0x88>;
+  using Odd = std::integral_constant<int, 0xDD>;
+  if constexpr (KW == 2) {
+    for (int blk = 0; blk < 2; ++blk) {  // sums 8 blk .. 8 blk + 7: block blk's keys
+      const __m512* b = a + 8 * blk;
+      __m512 t[8];
+      #pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k) {  // 128-bit piece j: head 2j (even) or 2j + 1 of sums 2k, 2k + 1
+        t[2 * k] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(b[2 * k]), _mm512_castps_pd(b[2 * k + 1])));
+        t[2 * k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(b[2 * k]), _mm512_castps_pd(b[2 * k + 1])));
+      }
+      #pragma GCC unroll 2
+      for (int o = 0; o < 2; ++o) {  // heads of parity o
+        const __m512 u0 = sh(t[o], t[2 + o], Even{}), u1 = sh(t[o], t[2 + o], Odd{});
+        const __m512 u2 = sh(t[4 + o], t[6 + o], Even{}), u3 = sh(t[4 + o], t[6 + o], Odd{});
+        put(o, blk, sh(u0, u2, Even{}));
+        put(4 + o, blk, sh(u0, u2, Odd{}));
+        put(2 + o, blk, sh(u1, u3, Even{}));
+        put(6 + o, blk, sh(u1, u3, Odd{}));
+      }
+    }
+  } else {
+    for (int blk = 0; blk < 4; ++blk) {  // sums 4 blk .. 4 blk + 3
+      const __m512* b = a + 4 * blk;
+      const __m512 x0 = sh(b[0], b[1], Even{}), x1 = sh(b[0], b[1], Odd{});
+      const __m512 y0 = sh(b[2], b[3], Even{}), y1 = sh(b[2], b[3], Odd{});
+      put(0, blk, sh(x0, y0, Even{}));
+      put(2, blk, sh(x0, y0, Odd{}));
+      put(1, blk, sh(x1, y1, Even{}));
+      put(3, blk, sh(x1, y1, Odd{}));
     }
   }
 }
@@ -539,11 +615,23 @@ struct Bf16Ops : Avx512Ops {
     if (int64_t(J.acc.size()) < J.rows * G * cols) J.acc.resize(size_t(J.rows * G * cols));
     const int64_t qt_size = (J.rows + per - 1) / per * pairs * 16;
     if (by_lanes && int64_t(J.qt.size()) < qt_size) J.qt.resize(size_t(qt_size));
+    // A one-row job (decode) of three to eight heads scores its keys in groups of KW
+    // (scores_grouped): packing 16 keys for scores_tile cost more than scoring them.
+    const bool grouped = !by_lanes && J.rows == 1 && G >= 3 && G <= 8;
+    const int64_t kw = G > 4 ? 2 : 4, pp16 = (pairs + 15) / 16 * 16;
+    uint32_t* const qd = grouped ? aligned64(J.qd, pp16 * 16) : nullptr;
     // Named, not bound: clang (the sanitizer builds) does not let the lambda below capture bindings.
     const WindowSpan span = window_span(rows, n);
     const int64_t s0 = span.s0, kb = span.kb, ke = span.ke, k_end = span.k_end;
     // Each row's queries once per job (at its first step), by lanes too for a job by lanes.
     convert_queries(rows, n, h0, hd, G, J.converted, J.q.data(), pairs, [&](int64_t r) {
+      if (grouped) {  // head g's pairs in lanes [g kw, g kw + kw), zero past the head and G kw lanes
+        const uint32_t* q = J.q.data() + r * G * pairs;
+        std::fill(qd, qd + pp16 * 16, 0u);
+        for (int64_t g = 0; g < G; ++g)
+          for (int64_t p = 0; p < pairs; ++p)
+            for (int64_t j = 0; j < kw; ++j) qd[p * 16 + g * kw + j] = q[g * pairs + p];
+      }
       if (!by_lanes) return;
       const uint32_t* q = J.q.data() + r * G * pairs;
       uint32_t* qt = J.qt.data() + r / per * pairs * 16 + r % per * G;
@@ -553,8 +641,11 @@ struct Bf16Ops : Avx512Ops {
 
     WindowCols<T> cw;
     window_columns<T>(c, seq, kvh, kb, ke, k_end, s0, cw, false);
-    uint32_t* const kpack = aligned64(J.kp, 4 * pairs * 16);
-    if (!raw_keys) pack_window_keys<T>(cw, (ke - s0 + 15) / 16, hd, pairs, kpack);
+    const int64_t nsets = (ke - s0 + 16 * kw - 1) / (16 * kw), set_size = pp16 * 16 * kw;
+    uint32_t* const kpack = aligned64(J.kp, grouped ? nsets * set_size : 4 * pairs * 16);
+    if (grouped && kw == 2) pack_window_keys_grouped<2, T>(cw, nsets, hd, pp16, kpack);
+    else if (grouped) pack_window_keys_grouped<4, T>(cw, nsets, hd, pp16, kpack);
+    else if (!raw_keys) pack_window_keys<T>(cw, (ke - s0 + 15) / 16, hd, pairs, kpack);
     // A job of one row (decode) converts the values as it weighs them: storing them cost decode.
     // Except int8 / fp8 values weighed by more than eight heads (MLA's sixteen): each group of eight
     // would convert them again, and the conversion costs more than the store.
@@ -720,7 +811,14 @@ struct Bf16Ops : Avx512Ops {
 
         // Scores.
         const int64_t bstep = wide ? 2 : 4, mstep = wide ? 8 : 4;
-        for (int64_t b0 = 0; b0 < nblk; b0 += bstep) {
+        for (int64_t s = 0; s < nsets && grouped; ++s) {
+          const int64_t k0 = s * 16 * kw;
+          if (kw == 2)
+            scores_grouped<2, kScaled>(qd, pp16, kpack + s * set_size, G, c.p.scale, cw.ks.data() + k0, J.sc.data() + k0);
+          else
+            scores_grouped<4, kScaled>(qd, pp16, kpack + s * set_size, G, c.p.scale, cw.ks.data() + k0, J.sc.data() + k0);
+        }
+        for (int64_t b0 = 0; b0 < nblk && !grouped; b0 += bstep) {
           const uint32_t* kp = kpack + b0 * pairs * 16;
           const float* ks = cw.ks.data() + b0 * 16;
           with_count<4>(std::min(bstep, nblk - b0), [&](auto NB) {

@@ -262,6 +262,10 @@ inline const std::vector<Case>& cases() {
       // softmax fills a vector's lanes with the heads of several rows; a prefill past a key chunk.
       {3, 3, 32, 16, {{0, 300}, {520, 2}}},
       {6, 2, 16, 5, {{0, 21}, {30, 2}}},
+      // Decode rows of seven and three heads a KV head over odd head widths: the bf16 level scores
+      // them by groups of two and four keys, lanes left empty, the last pair half past the head.
+      {14, 2, 33, 5, {{0, 7}, {9, 1}, {70, 1}}},
+      {9, 3, 21, 16, {{40, 1}, {0, 9}}},
   };
   return cs;
 }
