@@ -105,13 +105,13 @@ Run run(DpEngine& engine, const std::vector<std::vector<int32_t>>& prompts, int6
   return Run{first_all - t0, last_all - first_all};
 }
 
-// Single-stream decode by phase: time a token, share, and for the weight products the rate they
-// streamed their matrices at, against the same run's read bandwidth. The products' rate apart from
-// the rest shows whether a gap to the bandwidth limit is in the streams or around them.
+// Decode by phase: time a step (a token of each sequence), share, and for the weight products the
+// rate they streamed their matrices at, against the same run's read bandwidth. The products' rate
+// apart from the rest shows whether a gap to the bandwidth limit is in the streams or around them.
 void print_phases(const StepPhaseClock& ph, const Model& model, const ReadBandwidth& bws) {
   if (ph.steps() == 0) return;
   const double total = ph.total_seconds(), steps = double(ph.steps());
-  std::printf("  by phase (%lld steps; us a token, share, weight stream rate):\n", (long long)ph.steps());
+  std::printf("  by phase (%lld steps; us a step, share, weight stream rate):\n", (long long)ph.steps());
   double product_s = 0, product_bytes = 0;
   for (int i = 0; i < StepPhaseClock::kPhases; ++i) {
     const auto p = StepPhase(i);
@@ -279,12 +279,16 @@ int main(int argc, char** argv) {
 
     std::vector<std::vector<int32_t>> prompts;
     for (int64_t i = 0; i < batch; ++i) prompts.push_back(prompt_of(16, c.vocab, int32_t(10 + i)));
+    StepPhaseClock batch_phases(batch);  // the decode steps (a step of the prompts has more tokens)
+    rt->model().set_phase_clock(&batch_phases);
     const Run many = run(engine, prompts, decode);
+    rt->model().set_phase_clock(nullptr);
     const double batch_tps = double(batch * (decode - 1)) / many.decode_seconds;
     std::printf("decode, %lld sequence%s: %.1f tok/s = %.1f%% of the compute limit (%.1f tok/s)\n", (long long)batch,
                 batch == 1 ? "" : "s",
                 batch_tps, peak > 0 ? 100 * batch_tps * flops_per_token / peak : 0.0,
                 peak > 0 ? peak / flops_per_token : 0.0);
+    print_phases(batch_phases, model, bws);
   });
 
   const int64_t kv_bytes = model.kv_config(1, 16).bytes_per_token() * rt->kv_tokens_per_rank();
