@@ -48,13 +48,15 @@ struct Shape {
 };
 
 // GQA of eight query heads a KV head (32 q / 4 kv heads of 128, and TinyLlama's 4 of 64), of four
-// (Llama-3-8B, Mistral-7B, Qwen3-8B: 32 q / 8 kv heads of 128), an MQA shape (32 q heads, 1 KV head of 128), an MHA one (Llama-2-7B: a KV head for every query
+// (Llama-3-8B, Mistral-7B, Qwen3-8B: 32 q / 8 kv heads of 128), of two (Qwen3-1.7B: 16 q / 8 kv
+// heads of 128), an MQA shape (32 q heads, 1 KV head of 128), an MHA one (Llama-2-7B: a KV head for every query
 // head) and DeepSeek-V2-Lite's absorbed MLA decode (16 heads against one latent head of 512 + 64,
 // value = the first 512).
 const Shape kShapes[] = {
     {"gqa-32q-4kv-128", 32, 4, 128, 0, false},
     {"llama-32q-4kv-64", 32, 4, 64, 0, false},  // TinyLlama-1.1B
     {"gqa-32q-8kv-128", 32, 8, 128, 0, false},  // Llama-3-8B
+    {"gqa-16q-8kv-128", 16, 8, 128, 0, false},  // Qwen3-1.7B
     {"mqa-32q-1kv-128", 32, 1, 128, 0, false},
     {"mha-32q-32kv-128", 32, 32, 128, 0, false},
     {"mla-16q-latent-576", 16, 1, 576, 512, true},
@@ -184,7 +186,7 @@ int main(int argc, char** argv) {
   std::string mla = "team";
   app.add_option("--contexts", contexts, "comma-separated context lengths")->capture_default_str();
   app.add_option("--kv", kvs, "comma-separated KV element types (fp32, bf16, int8)")->capture_default_str();
-  app.add_option("--shapes", shapes, "comma-separated: gqa-32q-4kv-128, llama-32q-4kv-64, gqa-32q-8kv-128, mqa-32q-1kv-128, mha-32q-32kv-128, mla-16q-latent-576")
+  app.add_option("--shapes", shapes, "comma-separated: gqa-32q-4kv-128, llama-32q-4kv-64, gqa-32q-8kv-128, gqa-16q-8kv-128, mqa-32q-1kv-128, mha-32q-32kv-128, mla-16q-latent-576")
       ->capture_default_str();
   app.add_option("--threads", threads, "team size")->capture_default_str()->check(CLI::Range(1, 4096));
   app.add_option("--reps", reps, "calls per round")->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 24));

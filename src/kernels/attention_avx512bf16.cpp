@@ -121,41 +121,42 @@ void scores_tile(const uint32_t* const* q, int64_t pairs, const uint32_t* kp, in
   }
 }
 
-// Scores of a one-row job's G heads (G <= 16 / KW) against one set of 16 KW keys packed by
-// pack_window_keys_grouped, times `scale` (then the keys' scales ks[k] if kScaled), head g's of
+// Scores of a one-row job's G heads (G <= 16 / KW) against one set of NA KW keys packed by
+// pack_window_keys_grouped (NA = grouped_sums(KW)), times `scale` (then the keys' scales ks[k] if kScaled), head g's of
 // key k to out[g L + k]. Head g's query fills lanes [g KW, g KW + KW) (pair p's at qd + 16 p, the
 // same pair in each, zero past the head width and in lanes past G KW), so with each pair of KW
 // keys broadcast, group i's sum holds key i KW + j of head g in lane g KW + j: one vdpbf16ps
-// takes a pair of G heads and KW keys, and only the sums are transposed (a set's 16, once), not the
+// takes a pair of G heads and KW keys, and only the sums are transposed (a set's NA, once), not the
 // keys. Each score is still scores_tile's chain (zero, then the pairs in order: the padded pairs add
 // +0, which leaves a sum from +0 as it is), times scale, times the key's scale, so the same bits.
 template <int KW, bool kScaled>
 [[gnu::noinline]] void scores_grouped(const uint32_t* qd, int64_t pp, const uint32_t* kg, int64_t G, float scale,
                                       const float* ks, float* out) {
-  constexpr int V = 16 / KW;  // pairs of a packed vector
-  __m512 a[16];
+  constexpr int V = 16 / KW, NA = grouped_sums(KW);  // pairs of a packed vector, sums
+  __m512 a[NA];
   #pragma GCC unroll 16
-  for (int i = 0; i < 16; ++i) a[i] = _mm512_setzero_ps();
+  for (int i = 0; i < NA; ++i) a[i] = _mm512_setzero_ps();
   for (int64_t v = 0; v < pp / V; ++v) {
-    const uint32_t* kb = kg + v * 256;
+    const uint32_t* kb = kg + v * 16 * NA;
     #pragma GCC unroll 8
     for (int t = 0; t < V; ++t) {
       const __m512bh q = (__m512bh)_mm512_load_si512(qd + 16 * (v * V + t));
       #pragma GCC unroll 16
-      for (int i = 0; i < 16; ++i) {
+      for (int i = 0; i < NA; ++i) {
         const uint32_t* k = kb + 16 * i + KW * t;
         __m512i kv;
         if constexpr (KW == 2) kv = _mm512_set1_epi64(*reinterpret_cast<const long long*>(k));
-        else kv = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(k)));
+        else if constexpr (KW == 4) kv = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(k)));
+        else kv = _mm512_broadcast_i32x8(_mm256_load_si256(reinterpret_cast<const __m256i*>(k)));
         a[i] = _mm512_dpbf16_ps(a[i], q, (__m512bh)kv);
       }
     }
   }
   const __m512 sv = _mm512_set1_ps(scale);
   #pragma GCC unroll 16
-  for (int i = 0; i < 16; ++i) a[i] = _mm512_mul_ps(a[i], sv);
-  // Head g's 16 keys of a block from its lanes of the block's sums: a transpose of 64-bit (KW = 2)
-  // or 128-bit (KW = 4) pieces.
+  for (int i = 0; i < NA; ++i) a[i] = _mm512_mul_ps(a[i], sv);
+  // Head g's 16 keys of a block from its lanes of the block's sums: a transpose of 64-bit (KW = 2),
+  // 128-bit (KW = 4) or 256-bit (KW = 8) pieces.
   const auto put = [&](int64_t g, int64_t blk, __m512 x) {
     if (g >= G) return;
     if constexpr (kScaled) x = _mm512_mul_ps(x, _mm512_loadu_ps(ks + 16 * blk));
@@ -182,6 +183,11 @@ template <int KW, bool kScaled>
         put(2 + o, blk, sh(u1, u3, Even{}));
         put(6 + o, blk, sh(u1, u3, Odd{}));
       }
+    }
+  } else if constexpr (KW == 8) {
+    for (int blk = 0; blk < 4; ++blk) {  // sums 2 blk, 2 blk + 1: head 0 in their low halves
+      put(0, blk, sh(a[2 * blk], a[2 * blk + 1], std::integral_constant<int, 0x44>{}));
+      put(1, blk, sh(a[2 * blk], a[2 * blk + 1], std::integral_constant<int, 0xEE>{}));
     }
   } else {
     for (int blk = 0; blk < 4; ++blk) {  // sums 4 blk .. 4 blk + 3
@@ -615,10 +621,11 @@ struct Bf16Ops : Avx512Ops {
     if (int64_t(J.acc.size()) < J.rows * G * cols) J.acc.resize(size_t(J.rows * G * cols));
     const int64_t qt_size = (J.rows + per - 1) / per * pairs * 16;
     if (by_lanes && int64_t(J.qt.size()) < qt_size) J.qt.resize(size_t(qt_size));
-    // A one-row job (decode) of three to eight heads scores its keys in groups of KW
+    // A one-row job (decode) of two to eight heads scores its keys in groups of KW
     // (scores_grouped): packing 16 keys for scores_tile cost more than scoring them.
-    const bool grouped = !by_lanes && J.rows == 1 && G >= 3 && G <= 8;
-    const int64_t kw = G > 4 ? 2 : 4, pp16 = (pairs + 15) / 16 * 16;
+    const bool grouped = !by_lanes && J.rows == 1 && G >= 2 && G <= 8;
+    const int64_t kw = G > 4 ? 2 : G > 2 ? 4 : 8, pp16 = (pairs + 15) / 16 * 16;
+    const int64_t set_keys = kw * grouped_sums(int(kw));
     uint32_t* const qd = grouped ? aligned64(J.qd, pp16 * 16) : nullptr;
     // Named, not bound: clang (the sanitizer builds) does not let the lambda below capture bindings.
     const WindowSpan span = window_span(rows, n);
@@ -641,10 +648,11 @@ struct Bf16Ops : Avx512Ops {
 
     WindowCols<T> cw;
     window_columns<T>(c, seq, kvh, kb, ke, k_end, s0, cw, false);
-    const int64_t nsets = (ke - s0 + 16 * kw - 1) / (16 * kw), set_size = pp16 * 16 * kw;
+    const int64_t nsets = (ke - s0 + set_keys - 1) / set_keys, set_size = pp16 * set_keys;
     uint32_t* const kpack = aligned64(J.kp, grouped ? nsets * set_size : 4 * pairs * 16);
     if (grouped && kw == 2) pack_window_keys_grouped<2, T>(cw, nsets, hd, pp16, kpack);
-    else if (grouped) pack_window_keys_grouped<4, T>(cw, nsets, hd, pp16, kpack);
+    else if (grouped && kw == 4) pack_window_keys_grouped<4, T>(cw, nsets, hd, pp16, kpack);
+    else if (grouped) pack_window_keys_grouped<8, T>(cw, nsets, hd, pp16, kpack);
     else if (!raw_keys) pack_window_keys<T>(cw, (ke - s0 + 15) / 16, hd, pairs, kpack);
     // A job of one row (decode) converts the values as it weighs them: storing them cost decode.
     // Except int8 / fp8 values weighed by more than eight heads (MLA's sixteen): each group of eight
@@ -812,11 +820,14 @@ struct Bf16Ops : Avx512Ops {
         // Scores.
         const int64_t bstep = wide ? 2 : 4, mstep = wide ? 8 : 4;
         for (int64_t s = 0; s < nsets && grouped; ++s) {
-          const int64_t k0 = s * 16 * kw;
+          const int64_t k0 = s * set_keys;
+          const uint32_t* kg = kpack + s * set_size;
           if (kw == 2)
-            scores_grouped<2, kScaled>(qd, pp16, kpack + s * set_size, G, c.p.scale, cw.ks.data() + k0, J.sc.data() + k0);
+            scores_grouped<2, kScaled>(qd, pp16, kg, G, c.p.scale, cw.ks.data() + k0, J.sc.data() + k0);
+          else if (kw == 4)
+            scores_grouped<4, kScaled>(qd, pp16, kg, G, c.p.scale, cw.ks.data() + k0, J.sc.data() + k0);
           else
-            scores_grouped<4, kScaled>(qd, pp16, kpack + s * set_size, G, c.p.scale, cw.ks.data() + k0, J.sc.data() + k0);
+            scores_grouped<8, kScaled>(qd, pp16, kg, G, c.p.scale, cw.ks.data() + k0, J.sc.data() + k0);
         }
         for (int64_t b0 = 0; b0 < nblk && !grouped; b0 += bstep) {
           const uint32_t* kp = kpack + b0 * pairs * 16;

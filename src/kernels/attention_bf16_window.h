@@ -139,33 +139,47 @@ void pack_window_keys(const WindowCols<T>& w, int64_t nblk, int64_t d, int64_t p
   }
 }
 
-// The window's keys for a one-row job of three to eight heads (scores_grouped): KW keys (2 or 4)
-// interleaved pair by pair, so one 64-bit (128-bit) broadcast hands a pair of all KW keys to every
-// head's lanes. pack_window_keys transposes 16 keys, four shuffles for each vector it stores (a
-// third of a GQA decode step went into that); this takes one (KW = 2) or two (KW = 4). Set s
-// holds columns [16 KW s, 16 KW (s + 1)), group i of it KW columns from 16 KW s + KW i; their pair
-// p at kg + s * pp * 16 KW + (p / V) * 256 + 16 i + (p % V) KW, V = 16 / KW pairs a vector; pairs
-// past the head width (pp: a multiple of 16) and missing columns zero.
+// The window's keys for a one-row job of two to eight heads (scores_grouped): KW keys (2, 4 or 8)
+// interleaved pair by pair, so one 64-, 128- or 256-bit broadcast hands a pair of all KW keys to
+// every head's lanes. pack_window_keys transposes 16 keys, four shuffles for each vector it stores
+// (a third of a GQA decode step went into that); this takes one (KW = 2), two or three. A set is
+// NA = grouped_sums(KW) groups of KW columns: set s holds columns [NA KW s, NA KW (s + 1)), group i
+// KW columns from NA KW s + KW i; their pair p at kg + s * pp * NA KW + (p / V) * 16 NA + 16 i +
+// (p % V) KW, V = 16 / KW pairs a vector; pairs past the head width (pp: a multiple of 16) and
+// missing columns zero.
+constexpr int grouped_sums(int kw) { return kw == 8 ? 8 : 16; }  // a set is at most a window
 template <int KW, class T>
 void pack_window_keys_grouped(const WindowCols<T>& w, int64_t nsets, int64_t d, int64_t pp, uint32_t* kg) {
-  static_assert(KW == 2 || KW == 4);
+  static_assert(KW == 2 || KW == 4 || KW == 8);
+  constexpr int NA = grouped_sums(KW), VS = 16 * NA;  // dwords between a group's vectors
   alignas(64) static constexpr uint32_t kLo[16] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
   alignas(64) static constexpr uint32_t kHi[16] = {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
   const __m512i lo = _mm512_load_si512(kLo), hi = _mm512_load_si512(kHi);
   const __m512i q0 = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0), q1 = _mm512_set_epi64(15, 7, 14, 6, 13, 5, 12, 4);
+  const __m512i o0 = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0), o1 = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
   // The packed vectors of pairs [16 c, 16 c + 16) of a group's KW rows r, to o.
   const auto store = [&](const __m512i* r, uint32_t* o) {
     // Pairs of two keys: a0 b0 a1 b1 ... (pairs 0-7), then pairs 8-15.
     const __m512i ab0 = _mm512_permutex2var_epi32(r[0], lo, r[1]), ab1 = _mm512_permutex2var_epi32(r[0], hi, r[1]);
     if constexpr (KW == 2) {
       _mm512_store_si512(o, ab0);
-      _mm512_store_si512(o + 256, ab1);
-    } else {  // and of four: a0 b0 c0 d0 a1 b1 c1 d1 ... (pairs 0-3), 4-7, 8-11, 12-15
+      _mm512_store_si512(o + VS, ab1);
+    } else {  // of four: a0 b0 c0 d0 a1 b1 c1 d1 ... (pairs 0-3), 4-7, 8-11, 12-15
       const __m512i cd0 = _mm512_permutex2var_epi32(r[2], lo, r[3]), cd1 = _mm512_permutex2var_epi32(r[2], hi, r[3]);
-      _mm512_store_si512(o, _mm512_permutex2var_epi64(ab0, q0, cd0));
-      _mm512_store_si512(o + 256, _mm512_permutex2var_epi64(ab0, q1, cd0));
-      _mm512_store_si512(o + 512, _mm512_permutex2var_epi64(ab1, q0, cd1));
-      _mm512_store_si512(o + 768, _mm512_permutex2var_epi64(ab1, q1, cd1));
+      const __m512i x[4] = {_mm512_permutex2var_epi64(ab0, q0, cd0), _mm512_permutex2var_epi64(ab0, q1, cd0),
+                            _mm512_permutex2var_epi64(ab1, q0, cd1), _mm512_permutex2var_epi64(ab1, q1, cd1)};
+      if constexpr (KW == 4) {
+        for (int t = 0; t < 4; ++t) _mm512_store_si512(o + t * VS, x[t]);
+      } else {  // of eight: the 128-bit quads of keys a-d and e-h of a pair side by side (pairs 0-1, ...)
+        const __m512i ef0 = _mm512_permutex2var_epi32(r[4], lo, r[5]), ef1 = _mm512_permutex2var_epi32(r[4], hi, r[5]);
+        const __m512i gh0 = _mm512_permutex2var_epi32(r[6], lo, r[7]), gh1 = _mm512_permutex2var_epi32(r[6], hi, r[7]);
+        const __m512i y[4] = {_mm512_permutex2var_epi64(ef0, q0, gh0), _mm512_permutex2var_epi64(ef0, q1, gh0),
+                              _mm512_permutex2var_epi64(ef1, q0, gh1), _mm512_permutex2var_epi64(ef1, q1, gh1)};
+        for (int t = 0; t < 4; ++t) {
+          _mm512_store_si512(o + 2 * t * VS, _mm512_permutex2var_epi64(x[t], o0, y[t]));
+          _mm512_store_si512(o + (2 * t + 1) * VS, _mm512_permutex2var_epi64(x[t], o1, y[t]));
+        }
+      }
     }
   };
   // int8 / fp8 rows (converted as loaded) take no branch: columns no row looks at read a row of
@@ -179,32 +193,32 @@ void pack_window_keys_grouped(const WindowCols<T>& w, int64_t nsets, int64_t d, 
   const __mmask32 tail = first32(d - 32 * full);
   auto drip = w.keys_ahead();
   for (int64_t s = 0; s < nsets; ++s)
-    for (int64_t i = 0; i < 16; ++i) {
-      const T* const* rows = w.k.data() + s * 16 * KW + i * KW;
-      uint32_t* out = kg + s * pp * 16 * KW + 16 * i;
+    for (int64_t i = 0; i < NA; ++i) {
+      const T* const* rows = w.k.data() + s * NA * KW + i * KW;
+      uint32_t* out = kg + s * pp * NA * KW + 16 * i;
       __m512i r[KW];
       if constexpr (kBranchless) {
         const T* rz[KW];
-        #pragma GCC unroll 4
+        #pragma GCC unroll 8
         for (int j = 0; j < KW; ++j) rz[j] = rows[j] ? rows[j] : zeros.data();
         for (int64_t c = 0; c < pp / 16; ++c) {  // pairs [16 c, 16 c + 16): vectors c KW .. c KW + KW - 1
           const __mmask32 m = c < full ? ~__mmask32(0) : tail;
-          #pragma GCC unroll 4
+          #pragma GCC unroll 8
           for (int j = 0; j < KW; ++j) {
             drip.next();  // a line of the next step's keys for each row loaded
             r[j] = load32_bf16_masked(rz[j] + 32 * c, m);
           }
-          store(r, out + c * KW * 256);
+          store(r, out + c * KW * VS);
         }
       } else {
         for (int64_t c = 0; c < pp / 16; ++c) {
           const int64_t elems = std::min<int64_t>(32, d - 32 * c);
-          #pragma GCC unroll 4
+          #pragma GCC unroll 8
           for (int j = 0; j < KW; ++j) {
             drip.next();
             r[j] = rows[j] ? load32_bf16(rows[j] + 32 * c, elems) : _mm512_setzero_si512();
           }
-          store(r, out + c * KW * 256);
+          store(r, out + c * KW * VS);
         }
       }
     }
