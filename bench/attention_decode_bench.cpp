@@ -49,9 +49,9 @@ struct Shape {
 
 // GQA of eight query heads a KV head (32 q / 4 kv heads of 128, and TinyLlama's 4 of 64), of four
 // (Llama-3-8B, Mistral-7B, Qwen3-8B: 32 q / 8 kv heads of 128), of two (Qwen3-1.7B: 16 q / 8 kv
-// heads of 128), an MQA shape (32 q heads, 1 KV head of 128), an MHA one (Llama-2-7B: a KV head for every query
-// head) and DeepSeek-V2-Lite's absorbed MLA decode (16 heads against one latent head of 512 + 64,
-// value = the first 512).
+// heads of 128), an MQA shape (32 q heads, 1 KV head of 128), an MHA one (Llama-2-7B: a KV head
+// for every query head) and DeepSeek-V2-Lite's absorbed MLA decode (16 heads against one latent
+// head of 512 + 64, value = the first 512).
 const Shape kShapes[] = {
     {"gqa-32q-4kv-128", 32, 4, 128, 0, false},
     {"llama-32q-4kv-64", 32, 4, 64, 0, false},  // TinyLlama-1.1B

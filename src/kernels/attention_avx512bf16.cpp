@@ -62,7 +62,7 @@ struct JobState {
   int64_t rows = 0;
   std::vector<uint32_t> q;          // [rows * G][pairs]
   std::vector<uint32_t> qt;         // the same by lanes (rows_step's lanes): [blocks][pairs][16]
-  std::vector<uint32_t> qd;         // a one-row job's by groups of lanes (scores_grouped): [pairs][16]
+  std::vector<uint32_t> qd;         // a one-row job's by groups of lanes (scores_grouped): [pp16][16]
   std::vector<float> acc;           // [rows * G][cols]
   std::vector<uint8_t> converted;   // per row
   std::vector<uint32_t> kp;         // the window's keys: 4 blocks of [pairs][16]
@@ -122,13 +122,14 @@ void scores_tile(const uint32_t* const* q, int64_t pairs, const uint32_t* kp, in
 }
 
 // Scores of a one-row job's G heads (G <= 16 / KW) against one set of NA KW keys packed by
-// pack_window_keys_grouped (NA = grouped_sums(KW)), times `scale` (then the keys' scales ks[k] if kScaled), head g's of
-// key k to out[g L + k]. Head g's query fills lanes [g KW, g KW + KW) (pair p's at qd + 16 p, the
-// same pair in each, zero past the head width and in lanes past G KW), so with each pair of KW
-// keys broadcast, group i's sum holds key i KW + j of head g in lane g KW + j: one vdpbf16ps
-// takes a pair of G heads and KW keys, and only the sums are transposed (a set's NA, once), not the
-// keys. Each score is still scores_tile's chain (zero, then the pairs in order: the padded pairs add
-// +0, which leaves a sum from +0 as it is), times scale, times the key's scale, so the same bits.
+// pack_window_keys_grouped (NA = grouped_sums(KW)), times `scale` (then the keys' scales ks[k] if
+// kScaled), head g's of key k to out[g L + k]. Head g's query fills lanes [g KW, g KW + KW) (pair
+// p's at qd + 16 p, the same pair in each, zero past the head width and in lanes past G KW), so
+// with each pair of KW keys broadcast, group i's sum holds key i KW + j of head g in lane g KW + j:
+// one vdpbf16ps takes a pair of G heads and KW keys, and only the sums are transposed (a set's NA,
+// once), not the keys. Each score is still scores_tile's chain (zero, then the pairs in order: the
+// padded pairs add +0, which leaves a sum from +0 as it is), times scale, times the key's scale, so
+// the same bits.
 template <int KW, bool kScaled>
 [[gnu::noinline]] void scores_grouped(const uint32_t* qd, int64_t pp, const uint32_t* kg, int64_t G, float scale,
                                       const float* ks, float* out) {

@@ -183,7 +183,7 @@ void pack_window_keys_grouped(const WindowCols<T>& w, int64_t nsets, int64_t d, 
     }
   };
   // int8 / fp8 rows (converted as loaded) take no branch: columns no row looks at read a row of
-  // zeros, and only a head's last chunk is masked (their decode 1.08-1.14x). bf16 rows keep the
+  // zeros, and only a head's last chunk is masked (their decode 1.09-1.19x). bf16 rows keep the
   // branch: read that way, GCC folded their loads into the permutes and decode from DRAM (32k keys)
   // ran 0.8x.
   constexpr bool kBranchless = sizeof(T) == 1;
