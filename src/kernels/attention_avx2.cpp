@@ -267,7 +267,7 @@ struct Ops {
         });
       nblk = 0;
     };
-    step_key_blocks<false>(
+    step_key_blocks<Ops>(
         runs, n_runs, d, [&](const T* k, int64_t ldk, int64_t n, float* p) { pack_keys(k, ldk, n, d, p); },
         [&](int64_t r, int64_t j0, int64_t n, const float* p) {
           kt[size_t(nblk)] = p, nb[size_t(nblk)] = n, o[size_t(nblk)] = out + runs[r].off + j0;

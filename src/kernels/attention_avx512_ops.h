@@ -333,7 +333,7 @@ struct Avx512Ops {
       });
       nblk = 0;
     };
-    step_key_blocks<(sizeof(T) > 1)>(
+    step_key_blocks<Avx512Ops>(
         runs, n_runs, d,
         [&](const T* k, int64_t ldk, int64_t n, float* p) {
           with_drip([&](auto D) { pack_keys<D.value>(k, ldk, n, d, p); });

@@ -627,6 +627,11 @@ struct Bf16Ops : Avx512Ops {
     const bool grouped = !by_lanes && J.rows == 1 && G >= 2 && G <= 8;
     const int64_t kw = G > 4 ? 2 : G > 2 ? 4 : 8, pp16 = (pairs + 15) / 16 * 16;
     const int64_t set_keys = kw * grouped_sums(int(kw));
+    const auto with_kw = [&](auto&& f) {  // f(KW) for this job's kw
+      if (kw == 2) f(std::integral_constant<int, 2>{});
+      else if (kw == 4) f(std::integral_constant<int, 4>{});
+      else f(std::integral_constant<int, 8>{});
+    };
     uint32_t* const qd = grouped ? aligned64(J.qd, pp16 * 16) : nullptr;
     // Named, not bound: clang (the sanitizer builds) does not let the lambda below capture bindings.
     const WindowSpan span = window_span(rows, n);
@@ -651,9 +656,7 @@ struct Bf16Ops : Avx512Ops {
     window_columns<T>(c, seq, kvh, kb, ke, k_end, s0, cw, false);
     const int64_t nsets = (ke - s0 + set_keys - 1) / set_keys, set_size = pp16 * set_keys;
     uint32_t* const kpack = aligned64(J.kp, grouped ? nsets * set_size : 4 * pairs * 16);
-    if (grouped && kw == 2) pack_window_keys_grouped<2, T>(cw, nsets, hd, pp16, kpack);
-    else if (grouped && kw == 4) pack_window_keys_grouped<4, T>(cw, nsets, hd, pp16, kpack);
-    else if (grouped) pack_window_keys_grouped<8, T>(cw, nsets, hd, pp16, kpack);
+    if (grouped) with_kw([&](auto KW) { pack_window_keys_grouped<KW, T>(cw, nsets, hd, pp16, kpack); });
     else if (!raw_keys) pack_window_keys<T>(cw, (ke - s0 + 15) / 16, hd, pairs, kpack);
     // A job of one row (decode) converts the values as it weighs them: storing them cost decode.
     // Except int8 / fp8 values weighed by more than eight heads (MLA's sixteen): each group of eight
@@ -822,13 +825,10 @@ struct Bf16Ops : Avx512Ops {
         const int64_t bstep = wide ? 2 : 4, mstep = wide ? 8 : 4;
         for (int64_t s = 0; s < nsets && grouped; ++s) {
           const int64_t k0 = s * set_keys;
-          const uint32_t* kg = kpack + s * set_size;
-          if (kw == 2)
-            scores_grouped<2, kScaled>(qd, pp16, kg, G, c.p.scale, cw.ks.data() + k0, J.sc.data() + k0);
-          else if (kw == 4)
-            scores_grouped<4, kScaled>(qd, pp16, kg, G, c.p.scale, cw.ks.data() + k0, J.sc.data() + k0);
-          else
-            scores_grouped<8, kScaled>(qd, pp16, kg, G, c.p.scale, cw.ks.data() + k0, J.sc.data() + k0);
+          with_kw([&](auto KW) {
+            scores_grouped<KW, kScaled>(qd, pp16, kpack + s * set_size, G, c.p.scale, cw.ks.data() + k0,
+                                        J.sc.data() + k0);
+          });
         }
         for (int64_t b0 = 0; b0 < nblk && !grouped; b0 += bstep) {
           const uint32_t* kp = kpack + b0 * pairs * 16;

@@ -89,15 +89,14 @@ void scores_packed_blocks(const T* k, int64_t ldk, int64_t n, int64_t d, int64_t
 
 // The blocks of 16 keys of a whole step's page runs (scores_runs), in order: each packed by
 // pack(k, ldk, nb, kt) into the job's cache unless a row before packed it (the step's packings all kept
-// for this call), its page's next step prefetched (kDrip: as it is packed, PageDrip), then
-// block(r, j0, nb, kt) for run r's keys [j0, j0 + nb) packed at kt.
-template <bool kDrip, class T, class Pack, class Block>
+// for this call), its page's next step fetched as Ops fetches it (page_ahead: as it is packed where
+// Ops drips, PageDrip), then block(r, j0, nb, kt) for run r's keys [j0, j0 + nb) packed at kt.
+template <class Ops, class T, class Pack, class Block>
 void step_key_blocks(const PageRun<T>* runs, int64_t n_runs, int64_t d, Pack&& pack, Block&& block) {
   packed_keys.begin_call(n_runs);
   for (int64_t r = 0; r < n_runs; ++r) {
     const PageRun<T>& u = runs[r];
-    if constexpr (kDrip) page_drip.start(u);  // the packing of its keys drips them (PageDrip)
-    else prefetch_ahead(u);
+    page_ahead<Ops>(u);
     bool have;
     float* kt = packed_keys.find(u.rows, u.n, u.ld, d, (u.n + 15) / 16 * d * 16, have);
     for (int64_t j0 = 0; j0 < u.n; j0 += 16) {
@@ -106,5 +105,5 @@ void step_key_blocks(const PageRun<T>* runs, int64_t n_runs, int64_t d, Pack&& p
       block(r, j0, nb, kt + j0 * d);
     }
   }
-  if constexpr (kDrip) page_drip.finish();
+  pages_ahead_done<Ops, T>();
 }
