@@ -77,16 +77,170 @@ struct JobState {
   std::vector<float> acc;                     // [rows * G + kTileRows][cols]
   std::vector<uint8_t> converted;             // per row
   std::vector<uint32_t> kp;                   // the step's keys: 4 blocks of [pp][16]
+  std::vector<uint32_t> qt;                   // one row's query pairs as B tiles: [pp / 16][16][16]
+  int64_t qt_row = -1;                        // the row qt holds (-1: none yet in this job)
+  std::vector<uint32_t> st;                   // one row's scores key by key: [L][16]
   std::vector<uint32_t> vp;                   // the step's values in pairs of keys: [L / 2][cols]
   std::vector<float> sc;                      // scores: [(rows * G) padded][L]
   std::vector<uint16_t> wb;                   // weights in bf16: [(rows * G) padded][L]
 };
 thread_local JobState job_state;
 
+// The scores of one row's G <= 16 heads over blocks [0, nblk) of the window (16 keys each) with the
+// keys as the A tiles and the heads as B's columns (S^T = K Q^T), to sc (head g's L columns at
+// sc + g L): no transpose of the keys, which the rows-by-heads products below need for every step
+// (a third of a decode step went into it). Each score is the same chain as there, the pairs of the
+// head dimension in order from zero: a tile product's terms are the same products in either
+// operand order. bf16 blocks of 16 evenly spaced rows are read in place (whole 32-element chunks);
+// other blocks (int8 / fp8, a partial block, an odd width) are copied into A rows as bf16 first.
+template <class T>
+void scores_by_keys(const WindowCols<T>& w, int64_t nblk, int64_t hd, int64_t pp, int64_t G, const uint32_t* qa,
+                    int64_t row, float* sc) {
+  JobState& J = job_state;
+  const int64_t nc = pp / 16;  // 32-element chunks of the head dimension
+  uint32_t* const qt = aligned64(J.qt, nc * 256);
+  if (J.qt_row != row) {  // the row's heads as B columns, once per job
+    std::memset(qt, 0, size_t(nc * 256) * 4);
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t p = 0; p < pp; ++p) qt[(p / 16) * 256 + (p % 16) * 16 + g] = qa[g * pp + p];
+    J.qt_row = row;
+  }
+  // Where each block's A rows are: a pointer to chunk 0 and the row stride in bytes; the rows
+  // copied go to the keys' buffer of the other products ([4][16][2 pp] bf16).
+  const void* ka[4];
+  int64_t kstride[4];
+  uint16_t* const ks = reinterpret_cast<uint16_t*>(aligned64(J.kp, 4 * 16 * pp));
+  auto drip = w.keys_ahead();
+  for (int64_t b = 0; b < nblk; ++b) {
+    const T* const* rows = w.k.data() + b * 16;
+    bool direct = std::is_same_v<T, bf16_t> && hd == 2 * pp && rows[0] && rows[1];
+    const int64_t ld = direct ? rows[1] - rows[0] : 0;
+    for (int j = 2; direct && j < 16; ++j) direct = rows[j] == rows[0] + j * ld;
+    if (direct) {
+      ka[b] = rows[0];
+      kstride[b] = ld * int64_t(sizeof(T));
+      continue;
+    }
+    uint16_t* kb = ks + b * 16 * 2 * pp;
+    for (int j = 0; j < 16; ++j)
+      for (int64_t c = 0; c < nc; ++c) {
+        drip.next();
+        const __m512i x = rows[j] ? load32_bf16(rows[j] + 32 * c, std::min<int64_t>(32, hd - 32 * c))
+                                  : _mm512_setzero_si512();
+        _mm512_store_si512(kb + j * 2 * pp + 32 * c, x);
+      }
+    ka[b] = kb;
+    kstride[b] = 2 * pp * 2;
+  }
+  configure();
+  const auto at = [&](int64_t b, int64_t c) {
+    for (int i = 0; i < 16; ++i) drip.next();  // a line of the next step's keys for each row the tile loads
+    return static_cast<const char*>(ka[b]) + c * 64;
+  };
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  for (int64_t c = 0; c < nc; ++c) {
+    _tile_loadd(4, qt + c * 256, 64);
+    _tile_loadd(5, at(0, c), kstride[0]);
+    _tile_dpbf16ps(0, 5, 4);
+    if (nblk > 1) {
+      _tile_loadd(6, at(1, c), kstride[1]);
+      _tile_dpbf16ps(1, 6, 4);
+    }
+    if (nblk > 2) {
+      _tile_loadd(7, at(2, c), kstride[2]);
+      _tile_dpbf16ps(2, 7, 4);
+    }
+    if (nblk > 3) {
+      _tile_loadd(5, at(3, c), kstride[3]);
+      _tile_dpbf16ps(3, 5, 4);
+    }
+  }
+  float* const st = reinterpret_cast<float*>(aligned64(J.st, L * 16));
+  _tile_stored(0, st, 64);
+  if (nblk > 1) _tile_stored(1, st + 256, 64);
+  if (nblk > 2) _tile_stored(2, st + 512, 64);
+  if (nblk > 3) _tile_stored(3, st + 768, 64);
+  // Key by key (16 lanes of heads) to head by head: lane g of rows 16 b .. 16 b + 15.
+  const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                         _mm512_set1_epi32(16));
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t b = 0; b < nblk; ++b)
+      _mm512_storeu_ps(sc + g * L + 16 * b, _mm512_i32gather_ps(idx, st + b * 256 + g, 4));
+}
+
+// The scores of Mp / 16 row tiles ((row, head) after (row, head), pp query pairs each from qa) over
+// blocks [0, nblk) of the window, four C tiles per row tile, the keys packed as B tiles (blocks
+// past nblk zero), to sc (row-head m's L columns at sc + m L).
+template <class T>
+void scores_by_rows(const WindowCols<T>& cw, int64_t nblk, int64_t hd, int64_t pp, int64_t Mp, const uint32_t* qa,
+                    float* sc) {
+  JobState& J = job_state;
+  uint32_t* const kpack = aligned64(J.kp, 4 * pp * 16);
+  pack_window_keys<T>(cw, nblk, hd, pp, kpack);
+  for (int64_t b = nblk; b < 4; ++b) std::memset(kpack + b * pp * 16, 0, size_t(pp * 16) * 4);
+  configure();
+  if (pp <= 32) {
+    // A head dimension of up to 64: two blocks' B tiles (both k-steps) stay in tile registers
+    // while every row tile passes them. Each score is the same chain (zero, then the k-steps
+    // in order) as below.
+    for (int64_t b = 0; b < 4; b += 2) {
+      const uint32_t* kb0 = kpack + b * pp * 16;
+      _tile_loadd(4, kb0, 64);
+      _tile_loadd(5, kb0 + pp * 16, 64);
+      if (pp == 32) {
+        _tile_loadd(6, kb0 + 16 * 16, 64);
+        _tile_loadd(7, kb0 + pp * 16 + 16 * 16, 64);
+      }
+      for (int64_t m = 0; m < Mp; m += kTileRows) {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_loadd(2, qa + m * pp, pp * 4);
+        _tile_dpbf16ps(0, 2, 4);
+        _tile_dpbf16ps(1, 2, 5);
+        if (pp == 32) {
+          _tile_loadd(3, qa + m * pp + 16, pp * 4);
+          _tile_dpbf16ps(0, 3, 6);
+          _tile_dpbf16ps(1, 3, 7);
+        }
+        _tile_stored(0, sc + m * L + b * 16, L * 4);
+        _tile_stored(1, sc + m * L + b * 16 + 16, L * 4);
+      }
+    }
+  } else {
+    for (int64_t m = 0; m < Mp; m += kTileRows) {
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      for (int64_t k = 0; k < pp; k += 16) {
+        _tile_loadd(4, qa + m * pp + k, pp * 4);
+        const uint32_t* kb0 = kpack + k * 16;
+        _tile_loadd(5, kb0, 64);
+        _tile_dpbf16ps(0, 4, 5);
+        _tile_loadd(6, kb0 + pp * 16, 64);
+        _tile_dpbf16ps(1, 4, 6);
+        _tile_loadd(7, kb0 + 2 * pp * 16, 64);
+        _tile_dpbf16ps(2, 4, 7);
+        _tile_loadd(5, kb0 + 3 * pp * 16, 64);
+        _tile_dpbf16ps(3, 4, 5);
+      }
+      float* out = sc + m * L;
+      _tile_stored(0, out, L * 4);
+      _tile_stored(1, out + 16, L * 4);
+      _tile_stored(2, out + 32, L * 4);
+      _tile_stored(3, out + 48, L * 4);
+    }
+  }
+}
+
 struct AmxOps : Avx512Ops {
   static void begin_job(int64_t rows) {
     job_state.rows = rows;
     job_state.G = 0;  // set up at the job's first step, when G and the widths are known
+    job_state.qt_row = -1;
   }
 
   // The steps of rows [rows[0].row, rows[0].row + n) of the job, all in one window of L keys.
@@ -111,76 +265,24 @@ struct AmxOps : Avx512Ops {
       J.q.assign(size_t((J.rows * G + kTileRows) * pp), 0);
       J.acc.assign(size_t((J.rows * G + kTileRows) * cols), 0.0f);
       J.converted.assign(size_t(J.rows), 0);
+      J.qt_row = -1;
     }
     const auto [s0, kb, ke, k_end] = window_span(rows, n);
     convert_queries(rows, n, h0, hd, G, J.converted, J.q.data(), pp);  // once per job
 
-    // The step's keys and values by column (key - s0), the keys packed as B tiles (blocks past the
-    // step's keys zero).
+    // The step's keys and values by column (key - s0); the next step's lines are fetched as this
+    // step's keys and values are loaded (WindowCols::Drip: at once, a page's lines overflowed the
+    // core's miss buffers here too, decode 1.05-1.18x).
     WindowCols<T> cw;
-    window_columns<T>(c, seq, kvh, kb, ke, k_end, s0, cw, true);
+    window_columns<T>(c, seq, kvh, kb, ke, k_end, s0, cw, false);
     const int64_t nblk = (ke - s0 + 15) / 16;  // blocks of 16 keys with a key in them
-    uint32_t* const kpack = aligned64(J.kp, 4 * pp * 16);
-    pack_window_keys<T>(cw, nblk, hd, pp, kpack);
-    for (int64_t b = nblk; b < 4; ++b) std::memset(kpack + b * pp * 16, 0, size_t(pp * 16) * 4);
-
-    // Scores: (row, head) x 64 keys, four C tiles per row tile.
-    configure();
     if (int64_t(J.sc.size()) < Mp * L) J.sc.resize(size_t(Mp * L));
     const int64_t base = rows[0].row * G;  // the group's first (row, head) in the job's buffers
     const uint32_t* qa = J.q.data() + base * pp;
-    if (pp <= 32) {
-      // A head dimension of up to 64: two blocks' B tiles (both k-steps) stay in tile registers
-      // while every row tile passes them. Each score is the same chain (zero, then the k-steps
-      // in order) as below.
-      for (int64_t b = 0; b < 4; b += 2) {
-        const uint32_t* kb0 = kpack + b * pp * 16;
-        _tile_loadd(4, kb0, 64);
-        _tile_loadd(5, kb0 + pp * 16, 64);
-        if (pp == 32) {
-          _tile_loadd(6, kb0 + 16 * 16, 64);
-          _tile_loadd(7, kb0 + pp * 16 + 16 * 16, 64);
-        }
-        for (int64_t m = 0; m < Mp; m += kTileRows) {
-          _tile_zero(0);
-          _tile_zero(1);
-          _tile_loadd(2, qa + m * pp, pp * 4);
-          _tile_dpbf16ps(0, 2, 4);
-          _tile_dpbf16ps(1, 2, 5);
-          if (pp == 32) {
-            _tile_loadd(3, qa + m * pp + 16, pp * 4);
-            _tile_dpbf16ps(0, 3, 6);
-            _tile_dpbf16ps(1, 3, 7);
-          }
-          _tile_stored(0, J.sc.data() + m * L + b * 16, L * 4);
-          _tile_stored(1, J.sc.data() + m * L + b * 16 + 16, L * 4);
-        }
-      }
-    } else {
-      for (int64_t m = 0; m < Mp; m += kTileRows) {
-        _tile_zero(0);
-        _tile_zero(1);
-        _tile_zero(2);
-        _tile_zero(3);
-        for (int64_t k = 0; k < pp; k += 16) {
-          _tile_loadd(4, qa + m * pp + k, pp * 4);
-          const uint32_t* kb0 = kpack + k * 16;
-          _tile_loadd(5, kb0, 64);
-          _tile_dpbf16ps(0, 4, 5);
-          _tile_loadd(6, kb0 + pp * 16, 64);
-          _tile_dpbf16ps(1, 4, 6);
-          _tile_loadd(7, kb0 + 2 * pp * 16, 64);
-          _tile_dpbf16ps(2, 4, 7);
-          _tile_loadd(5, kb0 + 3 * pp * 16, 64);
-          _tile_dpbf16ps(3, 4, 5);
-        }
-        float* out = J.sc.data() + m * L;
-        _tile_stored(0, out, L * 4);
-        _tile_stored(1, out + 16, L * 4);
-        _tile_stored(2, out + 32, L * 4);
-        _tile_stored(3, out + 48, L * 4);
-      }
-    }
+    if (n == 1 && G <= kTileRows)  // one row (decode, a decode row's key chunk): no key transpose
+      scores_by_keys<T>(cw, nblk, hd, pp, G, qa, rows[0].row, J.sc.data());
+    else
+      scores_by_rows<T>(cw, nblk, hd, pp, Mp, qa, J.sc.data());
 
     // Each row's softmax over its own columns (row_softmax), its weights in bf16 the layout of the
     // value products' A.
