@@ -77,33 +77,34 @@ struct JobState {
   std::vector<float> acc;                     // [rows * G + kTileRows][cols]
   std::vector<uint8_t> converted;             // per row
   std::vector<uint32_t> kp;                   // the step's keys: 4 blocks of [pp][16]
-  std::vector<uint32_t> qt;                   // one row's query pairs as B tiles: [pp / 16][16][16]
-  int64_t qt_row = -1;                        // the row qt holds (-1: none yet in this job)
-  std::vector<uint32_t> st;                   // one row's scores key by key: [L][16]
+  std::vector<uint32_t> qt;                   // up to 16 (row, head)s' query pairs as B tiles: [pp / 16][16][16]
+  int64_t qt_m0 = -1, qt_m = 0;               // the (row, head)s qt holds, [qt_m0, qt_m0 + qt_m) (-1: none yet)
+  std::vector<uint32_t> st;                   // their scores key by key: [L][16]
   std::vector<uint32_t> vp;                   // the step's values in pairs of keys: [L / 2][cols]
   std::vector<float> sc;                      // scores: [(rows * G) padded][L]
   std::vector<uint16_t> wb;                   // weights in bf16: [(rows * G) padded][L]
 };
 thread_local JobState job_state;
 
-// The scores of one row's G <= 16 heads over blocks [0, nblk) of the window (16 keys each) with the
-// keys as the A tiles and the heads as B's columns (S^T = K Q^T), to sc (head g's L columns at
-// sc + g L): no transpose of the keys, which the rows-by-heads products below need for every step
-// (a third of a decode step went into it). Each score is the same chain as there, the pairs of the
+// The scores of M <= 16 (row, head)s from the job's m0-th (consecutive rows' heads, pp query pairs
+// each from qa) over blocks [0, nblk) of the window (16 keys each) with the keys as the A tiles and
+// the (row, head)s as B's columns (S^T = K Q^T), to sc ((row, head) m's L columns at sc + m L): no
+// transpose of the keys, which the rows-by-heads products below need for every step (a third of a
+// decode step went into it). Each score is the same chain as there, the pairs of the
 // head dimension in order from zero: a tile product's terms are the same products in either
 // operand order. bf16 blocks of 16 evenly spaced rows are read in place (whole 32-element chunks);
 // other blocks (int8 / fp8, a partial block, an odd width) are copied into A rows as bf16 first.
 template <class T>
-void scores_by_keys(const WindowCols<T>& w, int64_t nblk, int64_t hd, int64_t pp, int64_t G, const uint32_t* qa,
-                    int64_t row, float* sc) {
+void scores_by_keys(const WindowCols<T>& w, int64_t nblk, int64_t hd, int64_t pp, int64_t M, const uint32_t* qa,
+                    int64_t m0, float* sc) {
   JobState& J = job_state;
   const int64_t nc = pp / 16;  // 32-element chunks of the head dimension
   uint32_t* const qt = aligned64(J.qt, nc * 256);
-  if (J.qt_row != row) {  // the row's heads as B columns, once per job
+  if (J.qt_m0 != m0 || J.qt_m != M) {  // as B columns: once per job for a decode row
     std::memset(qt, 0, size_t(nc * 256) * 4);
-    for (int64_t g = 0; g < G; ++g)
-      for (int64_t p = 0; p < pp; ++p) qt[(p / 16) * 256 + (p % 16) * 16 + g] = qa[g * pp + p];
-    J.qt_row = row;
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t p = 0; p < pp; ++p) qt[(p / 16) * 256 + (p % 16) * 16 + m] = qa[m * pp + p];
+    J.qt_m0 = m0, J.qt_m = M;
   }
   // Where each block's A rows are: a pointer to chunk 0 and the row stride in bytes; the rows
   // copied go to the keys' buffer of the other products ([4][16][2 pp] bf16).
@@ -163,12 +164,12 @@ void scores_by_keys(const WindowCols<T>& w, int64_t nblk, int64_t hd, int64_t pp
   if (nblk > 1) _tile_stored(1, st + 256, 64);
   if (nblk > 2) _tile_stored(2, st + 512, 64);
   if (nblk > 3) _tile_stored(3, st + 768, 64);
-  // Key by key (16 lanes of heads) to head by head: lane g of rows 16 b .. 16 b + 15.
+  // Key by key (16 lanes of (row, head)s) to (row, head) by (row, head): lane m of rows 16 b .. 16 b + 15.
   const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
                                          _mm512_set1_epi32(16));
-  for (int64_t g = 0; g < G; ++g)
+  for (int64_t m = 0; m < M; ++m)
     for (int64_t b = 0; b < nblk; ++b)
-      _mm512_storeu_ps(sc + g * L + 16 * b, _mm512_i32gather_ps(idx, st + b * 256 + g, 4));
+      _mm512_storeu_ps(sc + m * L + 16 * b, _mm512_i32gather_ps(idx, st + b * 256 + m, 4));
 }
 
 // The scores of Mp / 16 row tiles ((row, head) after (row, head), pp query pairs each from qa) over
@@ -240,7 +241,7 @@ struct AmxOps : Avx512Ops {
   static void begin_job(int64_t rows) {
     job_state.rows = rows;
     job_state.G = 0;  // set up at the job's first step, when G and the widths are known
-    job_state.qt_row = -1;
+    job_state.qt_m0 = -1;
   }
 
   // The steps of rows [rows[0].row, rows[0].row + n) of the job, all in one window of L keys.
@@ -265,7 +266,7 @@ struct AmxOps : Avx512Ops {
       J.q.assign(size_t((J.rows * G + kTileRows) * pp), 0);
       J.acc.assign(size_t((J.rows * G + kTileRows) * cols), 0.0f);
       J.converted.assign(size_t(J.rows), 0);
-      J.qt_row = -1;
+      J.qt_m0 = -1;
     }
     const auto [s0, kb, ke, k_end] = window_span(rows, n);
     convert_queries(rows, n, h0, hd, G, J.converted, J.q.data(), pp);  // once per job
@@ -279,8 +280,8 @@ struct AmxOps : Avx512Ops {
     if (int64_t(J.sc.size()) < Mp * L) J.sc.resize(size_t(Mp * L));
     const int64_t base = rows[0].row * G;  // the group's first (row, head) in the job's buffers
     const uint32_t* qa = J.q.data() + base * pp;
-    if (n == 1 && G <= kTileRows)  // one row (decode, a decode row's key chunk): no key transpose
-      scores_by_keys<T>(cw, nblk, hd, pp, G, qa, rows[0].row, J.sc.data());
+    if (M <= kTileRows)  // a decode row, its key chunks, a few verify rows: no key transpose
+      scores_by_keys<T>(cw, nblk, hd, pp, M, qa, base, J.sc.data());
     else
       scores_by_rows<T>(cw, nblk, hd, pp, Mp, qa, J.sc.data());
 
