@@ -3,10 +3,14 @@
 // flattened with their heads into the tiles' rows, (row, head) after (row, head), 16 to a tile:
 // a step's scores are those rows times the step's keys packed as B tiles (16 keys a tile, the
 // same pairs-by-keys rows the AVX-512 BF16 kernel multiplies), and its weighted values the
-// rounded weights times the values packed in pairs of keys (B tiles of 16 value columns). The
+// rounded weights times the values packed in pairs of keys (B tiles of 16 value columns). A step
+// whose (row, head)s fill at most one tile (decode) scores the other way round, the cached keys as
+// A tiles and the (row, head)s as B's columns (scores_by_keys), with no key transpose. The
 // softmax between them (max, exponentials, sums, rescale) is the AVX-512 code of every other level.
 //
-// Bits: a score is one tile row-lane taking the pairs of the head dimension in order from zero;
+// Bits: a score is one tile lane taking the pairs of the head dimension in order from zero (a
+// tile product sums a 32-element chunk's products before it rounds onto C, so each chunk must be
+// one product in either orientation, as it is);
 // a weighted sum one row-lane taking the step's key pairs in order, anchored at the window's first
 // key, onto the rescaled running sum. Keys a row does not see are in a step's tiles only as zero
 // weights (or as scores it never reads), which add +0 to its sums, so a row gets the same bits in
@@ -90,10 +94,10 @@ thread_local JobState job_state;
 // each from qa) over blocks [0, nblk) of the window (16 keys each) with the keys as the A tiles and
 // the (row, head)s as B's columns (S^T = K Q^T), to sc ((row, head) m's L columns at sc + m L): no
 // transpose of the keys, which the rows-by-heads products below need for every step (a third of a
-// decode step went into it). Each score is the same chain as there, the pairs of the
-// head dimension in order from zero: a tile product's terms are the same products in either
-// operand order. bf16 blocks of 16 evenly spaced rows are read in place (whole 32-element chunks);
-// other blocks (int8 / fp8, a partial block, an odd width) are copied into A rows as bf16 first.
+// decode step went into it). Each score is the same chain as there, the pairs of the head
+// dimension in order from zero: a tile product's terms are the same products in either operand
+// order. bf16 blocks of 16 evenly spaced rows are read in place (whole 32-element chunks); other
+// blocks (int8 / fp8, a partial block, an odd width) are copied into A rows as bf16 first.
 template <class T>
 void scores_by_keys(const WindowCols<T>& w, int64_t nblk, int64_t hd, int64_t pp, int64_t M, const uint32_t* qa,
                     int64_t m0, float* sc) {
