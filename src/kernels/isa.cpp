@@ -76,9 +76,11 @@ void set_bf16_fma_products(bool fma) { fma_products().store(fma, std::memory_ord
 bool bf16_fma_products() { return fma_products().load(std::memory_order_relaxed); }
 
 std::string kernels_description() {
+  // Read on every CPU, so a bad DPSERVE_BF16_PRODUCTS is a start-up error on AMX and AVX2 hosts too,
+  // where nothing else would read it.
+  const bool fma = bf16_fma_products();
   std::string s = cpu_kernel_name();
-  if (best_kernel_isa() == KernelIsa::Avx512Bf16)
-    s += bf16_fma_products() ? " (bf16 on fp32 FMAs)" : " (bf16 on vdpbf16ps)";
+  if (best_kernel_isa() == KernelIsa::Avx512Bf16) s += fma ? " (bf16 on fp32 FMAs)" : " (bf16 on vdpbf16ps)";
   return s;
 }
 
