@@ -64,8 +64,18 @@ if [ $quick = 0 ]; then
   [ -n "$twins" ] && skip=(-E "$twins")
 fi
 suite=0
+# CI may keep only a log's tail, which the sanitizer and fuzz phases fill: the suite's failures are
+# named again as the very last lines (CTest lists them in LastTestsFailed.log).
+failed_list="$here/build/Testing/Temporary/LastTestsFailed.log"
+rm -f "$failed_list"
 ctest --test-dir build -j2 --output-on-failure --timeout 900 "${skip[@]}" "$@" || suite=$?
 echo "test.sh: CTest suite done at +$(( $(date +%s) - t0 )) s"
+name_failures() {
+  if [ $suite != 0 ] && [ -s "$failed_list" ]; then
+    echo "test.sh: the CTest suite failed (exit $suite); its failed tests:"
+    sed 's/^/  /' "$failed_list"
+  fi
+}
 if [ $quick = 0 ]; then
   # The phases still run when the suite failed (every failure is printed), but the exit status keeps it.
   sanitizers=0
@@ -82,6 +92,7 @@ if [ $quick = 0 ]; then
   fi
   wait "$bg" || true
   echo "test.sh: fuzz run done at +$(( $(date +%s) - t0 )) s"
+  name_failures
   [ $sanitizers = 0 ] && [ $fuzz = 0 ] || exit 1
 fi
 exit $suite
