@@ -4,8 +4,8 @@
 // a step's scores are those rows times the step's keys packed as B tiles (16 keys a tile, the
 // same pairs-by-keys rows the AVX-512 BF16 kernel multiplies), and its weighted values the
 // rounded weights times the values packed in pairs of keys (B tiles of 16 value columns). A step
-// whose (row, head)s fill at most one tile (decode) scores the other way round, the cached keys as
-// A tiles and the (row, head)s as B's columns (scores_by_keys), with no key transpose. The
+// of at most 32 (row, head)s (decode, a few verify rows) scores the other way round, the cached
+// keys as A tiles and the (row, head)s as B's columns (scores_by_keys), with no key transpose. The
 // softmax between them (max, exponentials, sums, rescale) is the AVX-512 code of every other level.
 //
 // Bits: a score is one tile lane taking the pairs of the head dimension in order from zero (a
@@ -81,33 +81,37 @@ struct JobState {
   std::vector<float> acc;                     // [rows * G + kTileRows][cols]
   std::vector<uint8_t> converted;             // per row
   std::vector<uint32_t> kp;                   // the step's keys: 4 blocks of [pp][16]
-  std::vector<uint32_t> qt;                   // up to 16 (row, head)s' query pairs as B tiles: [pp / 16][16][16]
+  std::vector<uint32_t> qt;                   // up to 32 (row, head)s' query pairs as B tiles: [groups][pp / 16][16][16]
   int64_t qt_m0 = -1, qt_m = 0;               // the (row, head)s qt holds, [qt_m0, qt_m0 + qt_m) (-1: none yet)
-  std::vector<uint32_t> st;                   // their scores key by key: [L][16]
+  std::vector<uint32_t> st;                   // their scores key by key: [groups][L][16]
   std::vector<uint32_t> vp;                   // the step's values in pairs of keys: [L / 2][cols]
   std::vector<float> sc;                      // scores: [(rows * G) padded][L]
   std::vector<uint16_t> wb;                   // weights in bf16: [(rows * G) padded][L]
 };
 thread_local JobState job_state;
 
-// The scores of M <= 16 (row, head)s from the job's m0-th (consecutive rows' heads, pp query pairs
-// each from qa) over blocks [0, nblk) of the window (16 keys each) with the keys as the A tiles and
-// the (row, head)s as B's columns (S^T = K Q^T), to sc ((row, head) m's L columns at sc + m L): no
-// transpose of the keys, which the rows-by-heads products below need for every step (a third of a
-// decode step went into it). Each score is the same chain as there, the pairs of the head
-// dimension in order from zero: a tile product's terms are the same products in either operand
-// order. bf16 blocks of 16 evenly spaced rows are read in place (whole 32-element chunks); other
-// blocks (int8 / fp8, a partial block, an odd width) are copied into A rows as bf16 first.
+// The scores of M <= kKeysCols (row, head)s from the job's m0-th (consecutive rows' heads, pp query
+// pairs each from qa) over blocks [0, nblk) of the window (16 keys each) with the keys as the A tiles
+// and the (row, head)s as B's columns (S^T = K Q^T), 16 to a column group, to sc ((row, head) m's L
+// columns at sc + m L): no transpose of the keys, which the rows-by-heads products below need for
+// every step (a third of a decode step went into it). Each score is the same chain as there, the
+// pairs of the head dimension in order from zero: a tile product's terms are the same products in
+// either operand order. bf16 blocks of 16 evenly spaced rows are read in place (whole 32-element
+// chunks); other blocks (int8 / fp8, a partial block, an odd width) are copied into A rows as bf16
+// first. A second column group loads the same A tiles again (4 blocks of 16 keys: from L1 or L2).
+constexpr int64_t kKeysCols = 32;
+
 template <class T>
 void scores_by_keys(const WindowCols<T>& w, int64_t nblk, int64_t hd, int64_t pp, int64_t M, const uint32_t* qa,
                     int64_t m0, float* sc) {
   JobState& J = job_state;
-  const int64_t nc = pp / 16;  // 32-element chunks of the head dimension
-  uint32_t* const qt = aligned64(J.qt, nc * 256);
+  const int64_t nc = pp / 16;                 // 32-element chunks of the head dimension
+  const int64_t ng = (M + 15) / 16;           // column groups of 16 (row, head)s
+  uint32_t* const qt = aligned64(J.qt, ng * nc * 256);
   if (J.qt_m0 != m0 || J.qt_m != M) {  // as B columns: once per job for a decode row
-    std::memset(qt, 0, size_t(nc * 256) * 4);
+    std::memset(qt, 0, size_t(ng * nc * 256) * 4);
     for (int64_t m = 0; m < M; ++m)
-      for (int64_t p = 0; p < pp; ++p) qt[(p / 16) * 256 + (p % 16) * 16 + m] = qa[m * pp + p];
+      for (int64_t p = 0; p < pp; ++p) qt[((m / 16) * nc + p / 16) * 256 + (p % 16) * 16 + m % 16] = qa[m * pp + p];
     J.qt_m0 = m0, J.qt_m = M;
   }
   // Where each block's A rows are: a pointer to chunk 0 and the row stride in bytes; the rows
@@ -142,38 +146,45 @@ void scores_by_keys(const WindowCols<T>& w, int64_t nblk, int64_t hd, int64_t pp
     for (int i = 0; i < 16; ++i) drip.next();  // a line of the next step's keys for each row the tile loads
     return static_cast<const char*>(ka[b]) + c * 64;
   };
-  _tile_zero(0);
-  _tile_zero(1);
-  _tile_zero(2);
-  _tile_zero(3);
-  for (int64_t c = 0; c < nc; ++c) {
-    _tile_loadd(4, qt + c * 256, 64);
-    _tile_loadd(5, at(0, c), kstride[0]);
-    _tile_dpbf16ps(0, 5, 4);
-    if (nblk > 1) {
-      _tile_loadd(6, at(1, c), kstride[1]);
-      _tile_dpbf16ps(1, 6, 4);
+  float* const st = reinterpret_cast<float*>(aligned64(J.st, ng * L * 16));  // [ng][L][16]
+  for (int64_t g = 0; g < ng; ++g) {
+    const uint32_t* qg = qt + g * nc * 256;
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t c = 0; c < nc; ++c) {
+      _tile_loadd(4, qg + c * 256, 64);
+      _tile_loadd(5, at(0, c), kstride[0]);
+      _tile_dpbf16ps(0, 5, 4);
+      if (nblk > 1) {
+        _tile_loadd(6, at(1, c), kstride[1]);
+        _tile_dpbf16ps(1, 6, 4);
+      }
+      if (nblk > 2) {
+        _tile_loadd(7, at(2, c), kstride[2]);
+        _tile_dpbf16ps(2, 7, 4);
+      }
+      if (nblk > 3) {
+        _tile_loadd(5, at(3, c), kstride[3]);
+        _tile_dpbf16ps(3, 5, 4);
+      }
     }
-    if (nblk > 2) {
-      _tile_loadd(7, at(2, c), kstride[2]);
-      _tile_dpbf16ps(2, 7, 4);
-    }
-    if (nblk > 3) {
-      _tile_loadd(5, at(3, c), kstride[3]);
-      _tile_dpbf16ps(3, 5, 4);
-    }
+    float* const sg = st + g * L * 16;
+    _tile_stored(0, sg, 64);
+    if (nblk > 1) _tile_stored(1, sg + 256, 64);
+    if (nblk > 2) _tile_stored(2, sg + 512, 64);
+    if (nblk > 3) _tile_stored(3, sg + 768, 64);
   }
-  float* const st = reinterpret_cast<float*>(aligned64(J.st, L * 16));
-  _tile_stored(0, st, 64);
-  if (nblk > 1) _tile_stored(1, st + 256, 64);
-  if (nblk > 2) _tile_stored(2, st + 512, 64);
-  if (nblk > 3) _tile_stored(3, st + 768, 64);
-  // Key by key (16 lanes of (row, head)s) to (row, head) by (row, head): lane m of rows 16 b .. 16 b + 15.
+  // Key by key (16 lanes of (row, head)s) to (row, head) by (row, head): lane m % 16 of rows
+  // 16 b .. 16 b + 15 of group m / 16. (A 16 x 16 register transpose of each C tile measured no
+  // faster than these gathers.)
   const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
                                          _mm512_set1_epi32(16));
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t b = 0; b < nblk; ++b)
-      _mm512_storeu_ps(sc + m * L + 16 * b, _mm512_i32gather_ps(idx, st + b * 256 + m, 4));
+  for (int64_t m = 0; m < M; ++m) {
+    const float* sm = st + (m / 16) * L * 16 + m % 16;
+    for (int64_t b = 0; b < nblk; ++b) _mm512_storeu_ps(sc + m * L + 16 * b, _mm512_i32gather_ps(idx, sm + b * 256, 4));
+  }
 }
 
 // The scores of Mp / 16 row tiles ((row, head) after (row, head), pp query pairs each from qa) over
@@ -284,7 +295,7 @@ struct AmxOps : Avx512Ops {
     if (int64_t(J.sc.size()) < Mp * L) J.sc.resize(size_t(Mp * L));
     const int64_t base = rows[0].row * G;  // the group's first (row, head) in the job's buffers
     const uint32_t* qa = J.q.data() + base * pp;
-    if (M <= kTileRows)  // a decode row, its key chunks, a few verify rows: no key transpose
+    if (M <= kKeysCols)  // a decode row, its key chunks, a few verify rows: no key transpose
       scores_by_keys<T>(cw, nblk, hd, pp, M, qa, base, J.sc.data());
     else
       scores_by_rows<T>(cw, nblk, hd, pp, Mp, qa, J.sc.data());
