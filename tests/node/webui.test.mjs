@@ -316,11 +316,19 @@ const dpTests = [
     const m0 = await metrics();
     assert.equal(m0.runningSum, 0);
     await sendChat(page, 'Tell me a very long story');
-    // Streamed: text is on the page while the reply is still coming.
-    await until('streamed text while streaming', async () => {
-      const m = await lastAssistant(page);
-      return m && m.state === 'streaming' && m.content.length > 0;
-    }, 60000);
+    // Streamed: text is on the page while the reply is still coming. CI failed this wait once at 60 s
+    // with nothing to tell a slow stream from a stuck one: it now waits as long as the waits below,
+    // and a failure says what the page and the server showed.
+    let seen = null;
+    try {
+      await until('streamed text while streaming', async () => {
+        seen = await lastAssistant(page);
+        return seen && seen.state === 'streaming' && seen.content.length > 0;
+      }, 120000);
+    } catch (e) {
+      const m = await metrics();
+      throw new Error(`${e.message}; the page's reply: ${JSON.stringify(seen)}; the server: running ${JSON.stringify(m.running)}, aborted ${m.aborted}`);
+    }
     await until('the request running on the server', async () => (await metrics()).runningSum === 1, 20000);
     // Scrolled up while text streams in, the view stays where the reader put it (it follows only at the bottom).
     await until('more text than the view holds', () => page.$eval('#messages', (m) => m.scrollHeight > m.clientHeight + 100), 120000);
