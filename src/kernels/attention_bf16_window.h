@@ -277,7 +277,7 @@ void exp_to_bf16(const float* x, uint16_t* w, int64_t G, int64_t off, int64_t n,
           continue;
         }
         const float* xr = x + (g0 + r) * L + cc;
-        const __m512 e = _mm512_maskz_mov_ps(mk, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, xr), sh[r])));
+        const __m512 e = _mm512_maskz_mov_ps(mk, exp512_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, xr), sh[r])));
         acc[r] = _mm512_add_ps(acc[r], e);
         const __m512 wv = kScaled ? _mm512_mul_ps(e, s) : e;
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(wr), (__m256i)_mm512_cvtneps_pbh(wv));
