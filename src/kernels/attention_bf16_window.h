@@ -257,7 +257,8 @@ void pack_window_values(const WindowCols<T>& w, int64_t rows, int64_t np, int64_
 // The exponentials of G heads' scores (head g's L columns at x + g * L, its own [off, off + n))
 // less shift[g], their sums to sum[g], and the weights rounded to bf16 (each times its value
 // row's scale vs[col] if kScaled) to w + g * L, every column of the window: zero where the row
-// does not look. Up to 8 heads side by side, each head's pieces in column order.
+// does not look. Up to 8 heads side by side, each head's pieces in column order. A score less its
+// head's running max is never positive, so exp512_nonpositive serves, with half exp512's work.
 template <bool kScaled>
 void exp_to_bf16(const float* x, uint16_t* w, int64_t G, int64_t off, int64_t n, const float* shift, float* sum,
                  const float* vs) {
