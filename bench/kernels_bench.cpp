@@ -212,6 +212,82 @@ void BM_Gemm(benchmark::State& state) {
   state.counters["best_frac_peak"] = peak > 0 ? flops / timer.best / peak : 0;
 }
 
+// The routed experts of an MoE layer's prefill as MoeLayer runs them (model/moe.cpp): T tokens
+// each choosing k = 4 of 32 experts (uniform, seeded), every expert's gated gate/up pair as one
+// job of a matmul_jobs pass, then the down products added into each token's row in expert order
+// (MatmulOrder::ColumnsInJobOrder). Qwen3-MoE-like shapes (hidden 1024, expert FFN 768; the
+// generate_bench preset qwen3-moe-bench), in the BF16_X16 layout the model loads; the layers'
+// weights (151 MB each) are cycled through four copies, so they come from DRAM as in a prefill.
+// isa: as BM_Gemm's.
+void BM_MoeExperts(benchmark::State& state) {
+  const int64_t T = state.range(0), E = 32, topk = 4, H = 1024, F = 768, layers = 4;
+  const KernelIsa isa = state.range(1) == 0 ? bench_isa() : KernelIsa::Avx512Bf16;
+  if (!kernel_isa_supported(isa)) return state.SkipWithError("ISA not supported here");
+  std::vector<WeightSet> gate, up, down;
+  for (int64_t l = 0; l < layers; ++l)
+    for (int64_t e = 0; e < E; ++e) {
+      gate.emplace_back(F, H, 0, 1);
+      up.emplace_back(F, H, 0, 1);
+      down.emplace_back(H, F, 0, 1);
+    }
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> d(-1, 1);
+  std::vector<float> x(T * H), h(T * topk * F), out(T * H);
+  for (float& v : x) v = d(rng);
+  // Slots in expert order, as MoeLayer::forward lays them out.
+  std::vector<std::vector<int32_t>> chosen(E);
+  for (int64_t t = 0; t < T; ++t) {
+    std::vector<int32_t> ids(E);
+    for (int32_t e = 0; e < E; ++e) ids[e] = e;
+    std::shuffle(ids.begin(), ids.end(), rng);
+    for (int64_t c = 0; c < topk; ++c) chosen[ids[c]].push_back(int32_t(t));
+  }
+  std::vector<int32_t> tok;
+  std::vector<int64_t> first{0};
+  for (const auto& c : chosen) {
+    tok.insert(tok.end(), c.begin(), c.end());
+    first.push_back(int64_t(tok.size()));
+  }
+  const std::vector<float> wt(tok.size(), 0.25f);
+  Timer timer;
+  int64_t layer = 0;
+  std::vector<MatmulJob> jobs;
+  for (auto _ : state) {
+    const int64_t l = layer++ % layers;
+    timer.start();
+    bench_team().run([&](Team& t) {
+      const Range r = t.share(T);
+      std::fill(out.begin() + r.begin * H, out.begin() + r.end * H, 0.0f);
+      std::vector<MatmulJob> js;
+      for (int64_t e = 0; e < E; ++e) {
+        MatmulJob j;
+        j.x = x.data(), j.ldx = H, j.M = first[e + 1] - first[e], j.rows = tok.data() + first[e];
+        j.w = gate[l * E + e].view(0), j.w_up = up[l * E + e].view(0);
+        j.y = h.data() + first[e] * F, j.ldy = F;
+        if (j.M) js.push_back(j);
+      }
+      matmul_jobs_isa(isa, t, js.data(), int64_t(js.size()));
+      js.clear();
+      for (int64_t e = 0; e < E; ++e) {
+        MatmulJob j;
+        j.x = h.data() + first[e] * F, j.ldx = F, j.M = first[e + 1] - first[e];
+        j.w = down[l * E + e].view(0);
+        j.y = out.data(), j.ldy = H, j.out_rows = tok.data() + first[e], j.scale = wt.data() + first[e];
+        j.store = MatmulStore::Add;
+        if (j.M) js.push_back(j);
+      }
+      matmul_jobs_isa(isa, t, js.data(), int64_t(js.size()), MatmulOrder::ColumnsInJobOrder);
+    });
+    benchmark::ClobberMemory();
+    timer.stop();
+  }
+  const double flops = 2.0 * T * topk * 3 * H * F, bytes = 2.0 * E * 3 * H * F;
+  state.SetLabel(isa == KernelIsa::Amx ? "amx" : kernel_isa_name(isa));
+  state.counters["GFLOP/s"] = flops / timer.mean(state) / 1e9;
+  state.counters["best_GFLOP/s"] = flops / timer.best / 1e9;
+  state.counters["weights_GB/s"] = bytes / timer.mean(state) / 1e9;
+}
+
 // --- attention -------------------------------------------------------------
 
 // A KV pool of n_pages pages of uniform(-1, 1) keys and values, and the pages in shuffled order
@@ -352,6 +428,8 @@ BENCHMARK(BM_Gemm)
     ->ArgsProduct({{512}, {2048, 5632}, {2048, 5632}, {1}, {0}, {0, 1}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+// t: tokens of the prompt (64 rows an expert at 512).
+BENCHMARK(BM_MoeExperts)->ArgNames({"t", "isa"})->ArgsProduct({{512, 2048}, {0, 1}})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_AttentionPrefill)
     ->ArgNames({"n", "kv", "g"})
     ->ArgsProduct({{512, 2048}, {0, 1}, {8}})

@@ -191,27 +191,30 @@ void BM_QGemvPrefetchNear(benchmark::State& state) {
         kernels::default_quant_weight_prefetch_l2(), state.range(1));
 }
 
-// Args: type, M, K, N, isa.
+// Args: type, M, K, N, isa, dram (1: the weights cycled through >= 512 MiB of copies, read from
+// DRAM as a batched decode step or a short prompt reads them).
 void BM_QGemm(benchmark::State& state) {
   const DType t = kTypes[state.range(0)];
   const int64_t M = state.range(1), K = state.range(2), N = state.range(3);
   const KernelIsa isa = isa_arg(state.range(4));
   if (!kernel_isa_supported(isa)) return state.SkipWithError("ISA not supported");
-  const QWeightSet ws(t, N, K, true, 0);
+  const bool dram = state.range(5) != 0;
+  const QWeightSet ws(t, N, K, true, dram ? 512 * kMiB : 0);
   std::vector<float> x(size_t(M * K)), y(size_t(M * N));
   std::mt19937 rng(2);
   std::uniform_real_distribution<float> d(-1, 1);
   for (float& v : x) v = d(rng);
   Timer timer;
+  size_t i = 0;
   for (auto _ : state) {
     timer.start();
-    team_matmul(isa, x.data(), M, K, ws.view(0), y.data(), N);
+    team_matmul(isa, x.data(), M, K, ws.view(i++), y.data(), N);
     benchmark::ClobberMemory();
     timer.stop();
   }
   const double ops = 2.0 * double(M) * double(N) * double(K);
   const double peak = measure_int8_peak();
-  state.SetLabel(std::string(dtype_name(t)) + "x16 " + int8_level_name(isa, t));
+  state.SetLabel(std::string(dtype_name(t)) + "x16 " + int8_level_name(isa, t) + (dram ? " dram" : ""));
   state.counters["GOP/s"] = ops / timer.mean(state) / 1e9;
   state.counters["peak_GOP/s"] = peak / 1e9;
   state.counters["frac_peak"] = peak > 0 ? ops / timer.mean(state) / peak : 0;
@@ -284,14 +287,16 @@ BENCHMARK(BM_QGemvPrefetchNear)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 BENCHMARK(BM_QGemm)
-    ->ArgNames({"type", "M", "K", "N", "isa"})
-    ->ArgsProduct({{0, 1, 2, 4}, {32, 512}, {2048}, {5632}, {0}})
-    ->ArgsProduct({{0, 1, 2, 4}, {512}, {5632}, {2048}, {0}})
-    ->Args({3, 512, 2048, 5632, 0})
-    ->Args({1, 512, 2048, 5632, 1})
-    ->Args({1, 512, 2048, 5632, 2})
+    ->ArgNames({"type", "M", "K", "N", "isa", "dram"})
+    ->ArgsProduct({{0, 1, 2, 4}, {32, 512}, {2048}, {5632}, {0}, {0}})
+    ->ArgsProduct({{0, 1, 2, 4}, {512}, {5632}, {2048}, {0}, {0}})
+    ->Args({3, 512, 2048, 5632, 0, 0})
+    ->Args({1, 512, 2048, 5632, 1, 0})
+    ->Args({1, 512, 2048, 5632, 2, 0})
     // The AMX int8 tiles (isa 0 on an AMX host) against VNNI (isa 3) across M: the crossover.
-    ->ArgsProduct({{0, 1, 2, 3, 4}, {8, 16, 32, 128, 512}, {2048}, {5632}, {0, 3}})
+    ->ArgsProduct({{0, 1, 2, 3, 4}, {8, 16, 32, 128, 512}, {2048}, {5632}, {0, 3}, {0}})
+    // A batched decode step's or a short prompt's rows, the weights from DRAM.
+    ->ArgsProduct({{0, 2, 4}, {8, 16, 32, 66, 128}, {2048}, {5632}, {0}, {1}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_Quantize)->DenseRange(0, 4)->Unit(benchmark::kMicrosecond);
