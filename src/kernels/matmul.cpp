@@ -159,6 +159,8 @@ constexpr int64_t kBlockWeightBytes = 256 << 10;
 // twice; past a few row blocks the reuse inside a task outweighs that and smaller tasks balance
 // better.
 constexpr int64_t kRowBlocksPerTask = 4;
+// Column blocks: at least this many tasks a member.
+constexpr int64_t kTasksPerMember = 4;
 // Products of up to this many activation rows read each weight once (every kernel's first row
 // tile covers them): their columns are handed out by Team::guided, each chunk 1 / (kGuidedDiv x
 // members) of what is left. Single-stream decode on an Intel Xeon against 256 KiB tasks handed
@@ -371,6 +373,7 @@ void matmul_jobs_isa(KernelIsa isa, Team& t, const MatmulJob* jobs, int64_t n_jo
   // per member so a member that loses its core for a while does not hold up the others.
   int64_t tasks = 0;
   if (order == MatmulOrder::Any) {
+    const int64_t n_plans = int64_t(plans.size());
     for (Plan& p : plans) {
       const int64_t grain = p.k->n_grain;
       const bool banded = p.k->band_act_bytes > 0 && p.job->M > p.k->max_rows;
@@ -387,8 +390,13 @@ void matmul_jobs_isa(KernelIsa isa, Team& t, const MatmulJob* jobs, int64_t n_jo
       } else {
         const int64_t row_bytes = dtype_row_bytes(p.job->w.dtype, p.job->w.cols) * (p.job->w_up.data ? 2 : 1);
         const int64_t nb = std::max<int64_t>(grain, kBlockWeightBytes / std::max<int64_t>(row_bytes, 1) / grain * grain);
-        const int64_t per_member = (p.N + 4 * t.size() - 1) / (4 * t.size());
-        p.nb = std::max(grain, std::min(nb, (per_member + grain - 1) / grain * grain));
+        // A few tasks a member in all: of each job alone, or, for a kernel that streams its weights
+        // once a block, over all the jobs together.
+        const int64_t split = p.k->streams_weights ? std::max<int64_t>(1, (kTasksPerMember * t.size() + n_plans - 1) / n_plans)
+                                                   : kTasksPerMember * t.size();
+        const int64_t per_member = (p.N + split - 1) / split;
+        const int64_t share = std::max(grain, (per_member + grain - 1) / grain * grain);
+        p.nb = p.k->streams_weights ? share : std::min(nb, share);
         p.mb = std::min(p.job->M, p.k->max_rows);
       }
       p.n_blocks = (p.N + p.nb - 1) / p.nb;

@@ -215,7 +215,7 @@ void amx_bf16x16_block(const MatmulBlockArgs& a, int64_t m0, int64_t m1, int64_t
 // by wide column ranges (kernels/matmul.cpp): the weights stream from DRAM once per band while
 // the band's rows stay in L2.
 const MatmulKernel kBf16X16{"amx bf16x16", bf16_act_row_bytes, bf16_prepare_row, amx_bf16x16_block, 2 * kRows, 128,
-                            5 << 18, kPanelChunks * kChunk, 2 * kRows};
+                            5 << 18, kPanelChunks * kChunk, 2 * kRows, true};
 
 }  // namespace dpserve::kernels::amx
 

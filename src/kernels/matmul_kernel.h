@@ -47,6 +47,11 @@ struct MatmulKernel {
   int64_t band_act_bytes = 0;
   int64_t band_k = 0;
   int64_t band_row_grain = 1;
+  // The block passes each of its weights once for all its rows (rows inside the weights' loop), so
+  // a column block need not fit L2: the driver sizes column blocks by balance alone, and several
+  // jobs (an MoE layer's experts) get a few long weight streams each instead of many short ones
+  // that each start cold from DRAM.
+  bool streams_weights = false;
 };
 
 // The kernel for W's format on this ISA for M activation rows, or null if there is none.

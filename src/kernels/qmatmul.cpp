@@ -131,6 +131,8 @@ const MatmulKernel* quant_matmul_kernel(DType t, KernelIsa isa) {
         // 128-row blocks, and its int8 rows stay in L2 beside the unpacked panel.
         a.band_act_bytes = amx::kQuantTileBandBytes;
         a.band_row_grain = 32;
+        // Every row tile of a block passes a panel of groups unpacked once (qmatmul_amx.cpp).
+        a.streams_weights = true;
       }
     }
     return k;

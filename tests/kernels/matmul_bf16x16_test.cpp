@@ -249,6 +249,75 @@ TEST(MatmulBf16X16, AmxTilesWithinTheBoundAndBatchInvariant) {
       }
 }
 
+// An MoE layer's experts as one call (many jobs, gathered rows of different counts, gated pairs
+// and plain products, a team of three): the column blocks of a call of many jobs are cut over all
+// of them (on AMX tiles a job's whole width a task, kernels/matmul.cpp), so every job must give
+// the bits it gives alone on one thread, and stay within the float64 bound.
+TEST(MatmulBf16X16, ManyJobsGiveEachJobsBitsAlone) {
+  const int64_t K = 160, N = 96, T = 150;
+  const auto x = random_floats(T * K, 41);
+  const int64_t counts[] = {1, 5, 33, 64, 0, 130, 17};
+  constexpr int kJobs = 7;
+  std::vector<Bf16Matrix> w;
+  std::vector<InterleavedWeight> w16;
+  for (int e = 0; e < 2 * kJobs; ++e) {
+    w.push_back(make_bf16(N, K, K, uint32_t(50 + e)));
+    w16.push_back(interleave(w.back().plain));
+  }
+  std::vector<std::vector<int32_t>> rows(kJobs);
+  for (int e = 0; e < kJobs; ++e)
+    for (int64_t i = 0; i < counts[e]; ++i) rows[size_t(e)].push_back(int32_t((i * 7 + e * 11) % T));
+  for (const test::IsaChoice& c : test::isa_bf16_choices()) {
+    const test::Bf16ProductsScope products(c.fma);
+    SCOPED_TRACE(c.name());
+    std::vector<std::vector<float>> y(kJobs);
+    auto job = [&](int e, float* out) {
+      MatmulJob j;
+      j.x = x.data();
+      j.ldx = K;
+      j.M = counts[e];
+      j.rows = rows[size_t(e)].data();
+      j.w = w16[size_t(2 * e)].view;
+      if (e % 2 == 0) j.w_up = w16[size_t(2 * e + 1)].view;  // every other job a gated pair
+      j.y = out;
+      j.ldy = N;
+      return j;
+    };
+    std::vector<MatmulJob> jobs;
+    for (int e = 0; e < kJobs; ++e) {
+      y[size_t(e)].assign(size_t(counts[e] * N), NAN);
+      jobs.push_back(job(e, y[size_t(e)].data()));
+    }
+    ThreadTeam team(3);
+    team.run([&](Team& t) { matmul_jobs_isa(c.isa, t, jobs.data(), kJobs); });
+    for (int e = 0; e < kJobs; ++e) {
+      std::vector<float> alone(size_t(counts[e] * N), NAN);
+      const MatmulJob j = job(e, alone.data());
+      matmul_jobs_isa(c.isa, Team::solo(), &j, 1);
+      ASSERT_EQ(0, std::memcmp(alone.data(), y[size_t(e)].data(), alone.size() * 4)) << "job " << e;
+      std::vector<float> xe(size_t(counts[e] * K));
+      for (int64_t i = 0; i < counts[e]; ++i) std::memcpy(&xe[size_t(i * K)], &x[size_t(rows[size_t(e)][size_t(i)] * K)], K * 4);
+      if (e % 2 == 1) {
+        expect_near_f64(xe, counts[e], K, w[size_t(2 * e)], y[size_t(e)].data(), N);
+        if (HasFatalFailure()) return;
+        continue;
+      }
+      // A gated pair: silu(x . gate) * (x . up) from the two products' float64 sums.
+      for (int64_t i = 0; i < counts[e]; ++i)
+        for (int64_t n = 0; n < N; ++n) {
+          double gs = 0, us = 0;
+          for (int64_t k = 0; k < K; ++k) {
+            const double xv = bf16_to_f32(f32_to_bf16(xe[size_t(i * K + k)]));
+            gs += xv * w[size_t(2 * e)].value(n, k);
+            us += xv * w[size_t(2 * e + 1)].value(n, k);
+          }
+          const double want = gs / (1.0 + std::exp(-gs)) * us;
+          ASSERT_NEAR(y[size_t(e)][size_t(i * N + n)], want, 1e-5 * (1 + std::fabs(want))) << "job " << e << " row " << i;
+        }
+    }
+  }
+}
+
 TEST(MatmulBf16X16, RepackRoundTripsAndSlices) {
   for (const DType t : {DType::BF16, DType::F16}) {
     SCOPED_TRACE(dtype_name(t));
