@@ -385,7 +385,9 @@ void matmul_jobs_isa(KernelIsa isa, Team& t, const MatmulJob* jobs, int64_t n_jo
         const int64_t most = std::clamp<int64_t>(p.k->band_act_bytes / panel_bytes / rg * rg, rg, kMaxBandRows);
         const int64_t bands = (p.job->M + most - 1) / most;
         p.mb = ((p.job->M + bands - 1) / bands + rg - 1) / rg * rg;  // balanced bands
-        const int64_t per_task = (p.N + kBandTasksPerMember * t.size() - 1) / (kBandTasksPerMember * t.size());
+        const int64_t band_split = p.k->streams_weights ? std::max<int64_t>(1, (kBandTasksPerMember * t.size() + n_plans - 1) / n_plans)
+                                                        : kBandTasksPerMember * t.size();
+        const int64_t per_task = (p.N + band_split - 1) / band_split;
         p.nb = std::max(grain, (per_task + grain - 1) / grain * grain);
       } else {
         const int64_t row_bytes = dtype_row_bytes(p.job->w.dtype, p.job->w.cols) * (p.job->w_up.data ? 2 : 1);
