@@ -369,8 +369,9 @@ void matmul_jobs_isa(KernelIsa isa, Team& t, const MatmulJob* jobs, int64_t n_jo
     });
     return;
   }
-  // More rows: W rows sized to stay in L2 while the activation tiles pass them, at least a few
-  // per member so a member that loses its core for a while does not hold up the others.
+  // More rows: W rows sized to stay in L2 while the activation tiles pass them (unless the kernel
+  // streams its weights once a block), at least a few per member so a member that loses its core
+  // for a while does not hold up the others.
   int64_t tasks = 0;
   if (order == MatmulOrder::Any) {
     const int64_t n_plans = int64_t(plans.size());
