@@ -291,6 +291,7 @@ TEST(MatmulBf16X16, ManyJobsGiveEachJobsBitsAlone) {
     ThreadTeam team(3);
     team.run([&](Team& t) { matmul_jobs_isa(c.isa, t, jobs.data(), kJobs); });
     for (int e = 0; e < kJobs; ++e) {
+      if (counts[e] == 0) continue;  // a job no row chose: nothing to compare
       std::vector<float> alone(size_t(counts[e] * N), NAN);
       const MatmulJob j = job(e, alone.data());
       matmul_jobs_isa(c.isa, Team::solo(), &j, 1);
