@@ -251,7 +251,6 @@ void BM_MoeExperts(benchmark::State& state) {
   const std::vector<float> wt(tok.size(), 0.25f);
   Timer timer;
   int64_t layer = 0;
-  std::vector<MatmulJob> jobs;
   for (auto _ : state) {
     const int64_t l = layer++ % layers;
     timer.start();

@@ -374,7 +374,13 @@ void matmul_jobs_isa(KernelIsa isa, Team& t, const MatmulJob* jobs, int64_t n_jo
   // for a while does not hold up the others.
   int64_t tasks = 0;
   if (order == MatmulOrder::Any) {
+    // How many column blocks a job is cut into for `per_member` tasks a member: of each job alone,
+    // or, for a kernel that streams its weights once a block, over all the call's jobs together.
     const int64_t n_plans = int64_t(plans.size());
+    auto column_parts = [&](const Plan& p, int64_t per_member) {
+      const int64_t want = per_member * t.size();
+      return p.k->streams_weights ? std::max<int64_t>(1, (want + n_plans - 1) / n_plans) : want;
+    };
     for (Plan& p : plans) {
       const int64_t grain = p.k->n_grain;
       const bool banded = p.k->band_act_bytes > 0 && p.job->M > p.k->max_rows;
@@ -386,19 +392,15 @@ void matmul_jobs_isa(KernelIsa isa, Team& t, const MatmulJob* jobs, int64_t n_jo
         const int64_t most = std::clamp<int64_t>(p.k->band_act_bytes / panel_bytes / rg * rg, rg, kMaxBandRows);
         const int64_t bands = (p.job->M + most - 1) / most;
         p.mb = ((p.job->M + bands - 1) / bands + rg - 1) / rg * rg;  // balanced bands
-        const int64_t band_split = p.k->streams_weights ? std::max<int64_t>(1, (kBandTasksPerMember * t.size() + n_plans - 1) / n_plans)
-                                                        : kBandTasksPerMember * t.size();
-        const int64_t per_task = (p.N + band_split - 1) / band_split;
+        const int64_t parts = column_parts(p, kBandTasksPerMember);
+        const int64_t per_task = (p.N + parts - 1) / parts;
         p.nb = std::max(grain, (per_task + grain - 1) / grain * grain);
       } else {
         const int64_t row_bytes = dtype_row_bytes(p.job->w.dtype, p.job->w.cols) * (p.job->w_up.data ? 2 : 1);
         const int64_t nb = std::max<int64_t>(grain, kBlockWeightBytes / std::max<int64_t>(row_bytes, 1) / grain * grain);
-        // A few tasks a member in all: of each job alone, or, for a kernel that streams its weights
-        // once a block, over all the jobs together.
-        const int64_t split = p.k->streams_weights ? std::max<int64_t>(1, (kTasksPerMember * t.size() + n_plans - 1) / n_plans)
-                                                   : kTasksPerMember * t.size();
-        const int64_t per_member = (p.N + split - 1) / split;
-        const int64_t share = std::max(grain, (per_member + grain - 1) / grain * grain);
+        const int64_t parts = column_parts(p, kTasksPerMember);
+        const int64_t per_task = (p.N + parts - 1) / parts;
+        const int64_t share = std::max(grain, (per_task + grain - 1) / grain * grain);
         p.nb = p.k->streams_weights ? share : std::min(nb, share);
         p.mb = std::min(p.job->M, p.k->max_rows);
       }
