@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <limits>
 
@@ -30,6 +31,35 @@ TEST(Ops, RmsnormMatchesFormulaInPlaceAndNot) {
         ASSERT_NEAR(y[r * n + i], want, 1e-5 * std::fabs(want) + 1e-7) << "n=" << n;
         ASSERT_EQ(y[r * n + i], inplace[r * n + i]);
       }
+    }
+  }
+}
+
+// The order the sum of squares is taken in is part of the result (kernels/ops.cpp): 16 lanes, lane j
+// taking elements j, j + 16, ... in turn, then s[j] += s[j + 8], + 4, + 2, + 1. Evaluated here one
+// scalar operation at a time, each through double and rounded to float (which gives the float
+// operation's own rounding for +, *, / and sqrt, and leaves nothing for the compiler to fuse).
+TEST(Ops, RmsnormSumsSquaresInSixteenLanesThenATree) {
+  auto f = [](double v) { return float(v); };
+  // Many rows each: two orders of the tree round the same way more often than not.
+  for (int64_t n : {1, 7, 16, 33, 64, 128, 2051}) {
+    for (uint32_t seed = 0; seed < 64; ++seed) {
+      const auto x = test::random_floats(n, uint32_t(n * 131 + seed), -3.0f, 3.0f);
+      const auto w = test::random_floats(n, uint32_t(n + 8));
+      float lane[16] = {};
+      for (int64_t i = 0; i < n; ++i) {
+        const float sq = f(double(x[i]) * double(x[i]));
+        lane[i % 16] = f(double(lane[i % 16]) + double(sq));
+      }
+      for (int h = 8; h >= 1; h /= 2)
+        for (int j = 0; j < h; ++j) lane[j] = f(double(lane[j]) + double(lane[j + h]));
+      const float eps = 1e-6f;
+      const float mean = f(double(lane[0]) / double(n));
+      const float inv = f(1.0 / double(f(std::sqrt(double(f(double(mean) + double(eps)))))));
+      std::vector<float> y(n);
+      rmsnorm(x.data(), w.data(), y.data(), 1, n, eps);
+      for (int64_t i = 0; i < n; ++i)
+        ASSERT_EQ(y[i], f(double(f(double(x[i]) * double(inv))) * double(w[i]))) << "n=" << n << " i=" << i;
     }
   }
 }
@@ -153,8 +183,7 @@ TEST(Ops, SoftmaxHandlesMinusInfinity) {
 }
 
 TEST(Ops, RopeBothStylesMatchFormula) {
-  const int64_t n_heads = 3, head_dim = 10;
-  for (int64_t rot_dim : {10, 6}) {
+  for (const auto [n_heads, head_dim, rot_dim] : {std::array<int64_t, 3>{3, 10, 10}, {3, 10, 6}, {2, 64, 64}, {2, 128, 64}}) {
     const int64_t half = rot_dim / 2;
     const double pos = 17, theta = 10000;
     std::vector<float> cs(half), sn(half);
