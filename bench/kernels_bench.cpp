@@ -137,19 +137,20 @@ struct HugeRegion {
   AlignedBytes bytes;
   std::vector<WeightView> views;
   explicit HugeRegion(const std::vector<WeightView>& ws) {
+    auto bytes_of = [](const WeightView& w) { return size_t(dtype_row_bytes(w.dtype, w.ld) * w.rows); };
+    auto padded = [](size_t n) { return (n + 4095) / 4096 * 4096; };  // each matrix on its own pages
     size_t total = 0;
-    for (const WeightView& w : ws) total += (size_t(dtype_row_bytes(w.dtype, w.ld) * w.rows) + 4095) / 4096 * 4096;
+    for (const WeightView& w : ws) total += padded(bytes_of(w));
     constexpr size_t kHuge = size_t(2) << 20;
     bytes = AlignedBytes(total, kHuge);
     ::madvise(bytes.data(), (total + kHuge - 1) / kHuge * kHuge, MADV_HUGEPAGE);
     size_t off = 0;
     for (const WeightView& w : ws) {
-      const size_t n = size_t(dtype_row_bytes(w.dtype, w.ld) * w.rows);
-      std::memcpy(bytes.data() + off, w.data, n);
+      std::memcpy(bytes.data() + off, w.data, bytes_of(w));
       WeightView v = w;
       v.data = bytes.data() + off;
       views.push_back(v);
-      off += (n + 4095) / 4096 * 4096;
+      off += padded(bytes_of(w));
     }
   }
 };

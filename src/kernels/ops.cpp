@@ -59,14 +59,23 @@ void rope_halves(float* __restrict lo, float* __restrict hi, const float* __rest
   }
 }
 
+void check_rmsnorm_shape(int64_t rows, int64_t n) {
+  if (rows < 0 || n <= 0) fail("rmsnorm: bad shape {}x{}", rows, n);
+}
+
+// Rows [r0, r1), each whole.
+void rmsnorm_rows(const float* x, const float* w, float* y, int64_t r0, int64_t r1, int64_t n, float eps) {
+  for (int64_t i = r0; i < r1; ++i) rmsnorm_cols(x + i * n, w, y + i * n, n, 0, n, eps);
+}
+
 }  // namespace
 
 void rmsnorm(Team& t, const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps) {
-  if (rows < 0 || n <= 0) fail("rmsnorm: bad shape {}x{}", rows, n);
+  check_rmsnorm_shape(rows, n);
   if (rows >= t.size() || x == y) {
     // Whole rows per member (in place, a row's sum must be read before any of it is written).
     const Range r = t.share(rows);
-    for (int64_t i = r.begin; i < r.end; ++i) rmsnorm_cols(x + i * n, w, y + i * n, n, 0, n, eps);
+    rmsnorm_rows(x, w, y, r.begin, r.end, n, eps);
   } else {
     // Fewer rows than members: every member sums each row (cheap) and writes its columns.
     const Range c = t.share(n, 16);
@@ -76,8 +85,8 @@ void rmsnorm(Team& t, const float* x, const float* w, float* y, int64_t rows, in
 }
 
 void rmsnorm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps) {
-  if (rows < 0 || n <= 0) fail("rmsnorm: bad shape {}x{}", rows, n);
-  for (int64_t i = 0; i < rows; ++i) rmsnorm_cols(x + i * n, w, y + i * n, n, 0, n, eps);
+  check_rmsnorm_shape(rows, n);
+  rmsnorm_rows(x, w, y, 0, rows, n, eps);
 }
 
 void silu_mul(Team& t, const float* gate, const float* up, float* out, int64_t n) {
