@@ -222,6 +222,7 @@ DP_AINLINE __m512i row_bytes(const void* p16) {
 template <bool kFive>
 struct QkKF {
   static constexpr int64_t kElems = 256, kBytes = kFive ? 2816 : 2304, kSub = kFive ? 320 : 256;
+  static constexpr bool kBySuperblock = true;  // block_folded
   static void unpack(const uint8_t* g, int64_t nb, int8_t* panel, uint8_t* scales) {
     const __m512i m4 = _mm512_set1_epi8(0x0f), m10 = _mm512_set1_epi8(0x10);
     for (int64_t b = 0; b < nb; ++b) {
@@ -318,6 +319,7 @@ DP_AINLINE void folded_superblock(const uint8_t* x0, const uint8_t* x1, int64_t 
 // as w = 64 h + l (h = w >> 6 in [-64, 64], l in [0, 63]); then acc = fma(float(S), d * da, acc).
 struct Q6_KF {
   static constexpr int64_t kElems = 256, kBytes = 3360;
+  static constexpr bool kBySuperblock = false;  // a group over all of K (block_folded)
   static void unpack(const uint8_t* g, int64_t nb, int8_t* panel, uint8_t*) {
     const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
     const __m512i even = _mm512_set1_epi16(0x00ff), odd = _mm512_set1_epi16(int16_t(0xff00)), m6 = _mm512_set1_epi16(63);
@@ -426,7 +428,13 @@ DP_AINLINE float* group_out(const QBlockArgs& a, int64_t m0, int64_t n0, int64_t
 }
 
 // y[m0:m1, n0:n1] for a K type with folded codes (QkKF, Q6_KF): two row tiles (32 activation rows)
-// pass each group of the panel, every B tile serving both.
+// pass each group of the panel, every B tile serving both. With K::kBySuperblock (Q4_K / Q5_K) they
+// take the panel a superblock at a time (all the groups, then the next superblock): the row tiles' A tiles
+// of a superblock (8 KiB) are read from L1 by every group and only the B tiles stream from L2 (group
+// by group over all of K, A came from L2 too and these ran 1.05-1.13x slower at 128-512 rows). Q6_K,
+// whose fp32 step is lighter, measured no faster that way and keeps a group over all of K. Each
+// group's fp32 accumulators wait in a buffer between its superblocks, which keeps every output's
+// superblocks in order: the same bits either way.
 template <class K>
 void block_folded(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   const WeightView& w = a.w;
@@ -435,30 +443,43 @@ void block_folded(const QBlockArgs& a, int64_t m0, int64_t m1, int64_t n0, int64
   const int64_t group_codes = nb * kFoldedSuperblockBytes, group_scales = nb * qtile::kKScaleBytes;
   const uint8_t* base = static_cast<const uint8_t*>(w.data);
   const uint8_t* act = static_cast<const uint8_t*>(a.act);
+  constexpr int64_t kMaxGroups = 8;
   alignas(64) int32_t c[4][kRows][kRows] = {};
-  alignas(64) float accm[2][kRows][kRows];
+  alignas(64) float accm[kMaxGroups][2][kRows][kRows];
   // Up to 8 groups, within ~640 KiB of panel (L2 also holds the activation rows).
-  const int64_t max_groups = std::clamp<int64_t>((640 << 10) / group_codes, 1, 8);
+  const int64_t max_groups = std::clamp<int64_t>((640 << 10) / group_codes, 1, kMaxGroups);
   over_panels<K>(a, m0, m1, n0, n1, group_codes, max_groups, 2 * kRows, [&](int64_t m, int64_t mt, const Panel& p) {
     const int r0 = int(std::min<int64_t>(kRows, mt - m)), r1 = int(std::clamp<int64_t>(mt - m - kRows, 0, kRows));
     configure_two_row_tiles(r0, r1);
     const RowTile t0(act + m * a.act_ld, a.act_ld, r0);
     const RowTile t1(act + (m + kRows) * a.act_ld, a.act_ld, std::max(r1, 1));
-    for (int64_t j = 0; j < p.ng; ++j) {
+    // Superblock b of group j into that group's accumulators, and a group's outputs into y.
+    auto superblock = [&](int64_t j, int64_t b, float (*acc)[kRows][kRows]) __attribute__((always_inline)) {
       const uint8_t* g = base + (p.G0 + j) * gstride;
-      const int8_t* gc = p.codes + j * group_codes;
-      const uint8_t* gs = p.scales + j * group_scales;
-      std::memset(accm, 0, sizeof accm);
-      for (int64_t b = 0; b < nb; ++b) {
-        if (r1 > 0) folded_superblock<true>(t0.x, t1.x, a.act_ld, gc + kFoldedSuperblockBytes * b, b, &c[0][0][0]);
-        else folded_superblock<false>(t0.x, t0.x, a.act_ld, gc + kFoldedSuperblockBytes * b, b, &c[0][0][0]);
-        K::steps(&c[0][0][0], &c[1][0][0], g, gs + qtile::kKScaleBytes * b, t0, L, b, &accm[0][0][0]);
-        if (r1 > 0) K::steps(&c[2][0][0], &c[3][0][0], g, gs + qtile::kKScaleBytes * b, t1, L, b, &accm[1][0][0]);
-      }
+      const int8_t* sb = p.codes + j * group_codes + kFoldedSuperblockBytes * b;
+      const uint8_t* dec = p.scales + j * group_scales + qtile::kKScaleBytes * b;
+      if (r1 > 0) folded_superblock<true>(t0.x, t1.x, a.act_ld, sb, b, &c[0][0][0]);
+      else folded_superblock<false>(t0.x, t0.x, a.act_ld, sb, b, &c[0][0][0]);
+      K::steps(&c[0][0][0], &c[1][0][0], g, dec, t0, L, b, &acc[0][0][0]);
+      if (r1 > 0) K::steps(&c[2][0][0], &c[3][0][0], g, dec, t1, L, b, &acc[1][0][0]);
+    };
+    auto store = [&](int64_t j, const float (*acc)[kRows][kRows]) {
       const __mmask16 mask = group_lanes(p.G0 + j, n0, n1);
       float* y = group_out(a, m0, n0, m, p.G0 + j);
-      for (int i = 0; i < r0; ++i) _mm512_mask_storeu_ps(y + i * a.ldy, mask, _mm512_load_ps(accm[0][i]));
-      for (int i = 0; i < r1; ++i) _mm512_mask_storeu_ps(y + (kRows + i) * a.ldy, mask, _mm512_load_ps(accm[1][i]));
+      for (int i = 0; i < r0; ++i) _mm512_mask_storeu_ps(y + i * a.ldy, mask, _mm512_load_ps(acc[0][i]));
+      for (int i = 0; i < r1; ++i) _mm512_mask_storeu_ps(y + (kRows + i) * a.ldy, mask, _mm512_load_ps(acc[1][i]));
+    };
+    if constexpr (K::kBySuperblock) {
+      std::memset(accm, 0, sizeof(accm[0]) * size_t(p.ng));
+      for (int64_t b = 0; b < nb; ++b)
+        for (int64_t j = 0; j < p.ng; ++j) superblock(j, b, accm[j]);
+      for (int64_t j = 0; j < p.ng; ++j) store(j, accm[j]);
+    } else {
+      for (int64_t j = 0; j < p.ng; ++j) {
+        std::memset(accm[0], 0, sizeof(accm[0]));
+        for (int64_t b = 0; b < nb; ++b) superblock(j, b, accm[0]);
+        store(j, accm[0]);
+      }
     }
   });
 }
