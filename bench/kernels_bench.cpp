@@ -91,6 +91,19 @@ void BM_AmxBf16TileLoop(benchmark::State& state) {
   state.counters["frac_peak"] = peak > 0 ? rate / peak : 0;
 }
 
+// Whether vector work (the int8 tiles' fp32 steps) runs while the tile unit multiplies: hidden_frac
+// is the share of the shorter side that the loop doing both hid (1: all, 0: none).
+void BM_AmxInt8BesideVectors(benchmark::State& state) {
+  if (!kernel_isa_supported(KernelIsa::Amx)) return state.SkipWithError("no AMX (see core/cpu.h)");
+  AmxBesideVectors r;
+  for (auto _ : state) r = measure_amx_int8_beside_vectors();
+  if (r.tiles_ns == 0) return state.SkipWithError("no AMX-INT8 (see core/cpu.h)");
+  state.counters["tiles_ns"] = r.tiles_ns;
+  state.counters["vectors_ns"] = r.vectors_ns;
+  state.counters["both_ns"] = r.both_ns;
+  state.counters["hidden_frac"] = (r.tiles_ns + r.vectors_ns - r.both_ns) / std::min(r.tiles_ns, r.vectors_ns);
+}
+
 void BM_Bf16Peak(benchmark::State& state) {
   if (!kernel_isa_supported(KernelIsa::Avx512Bf16)) return state.SkipWithError("no AVX-512 BF16");
   double peak = 0;
@@ -435,6 +448,7 @@ BENCHMARK(BM_ReadBandwidth)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRe
 BENCHMARK(BM_Bf16Peak)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_AmxBf16Peak)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_AmxBf16TileLoop)->ArgName("l2")->DenseRange(0, 1)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_AmxInt8BesideVectors)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 // x16: 0 = bf16 rows as stored, 1 = the BF16_X16 layout the model loads bf16 weights into,
 // 2 = f16 rows as stored, 3 = F16_X16 (WeightSet).
 BENCHMARK(BM_Gemv)

@@ -30,4 +30,12 @@ double measure_amx_bf16_peak();
 // false) or in L2 (true), every thread; 0 where AMX is off.
 double measure_amx_bf16_tile_loop(bool l2);
 
+// ns an iteration of four tdpbssd on tiles in registers, of 96 independent vpdpwssd, and of both in
+// one loop, on the calling thread; all 0 where AMX-INT8 is off. both_ns near tiles_ns + vectors_ns
+// means the vector work waits while the tile unit multiplies (docs/kernels.md, "AMX int8 tiles").
+struct AmxBesideVectors {
+  double tiles_ns = 0, vectors_ns = 0, both_ns = 0;
+};
+AmxBesideVectors measure_amx_int8_beside_vectors();
+
 }  // namespace dpserve
