@@ -431,7 +431,7 @@ DP_AINLINE float* group_out(const QBlockArgs& a, int64_t m0, int64_t n0, int64_t
 // pass each group of the panel, every B tile serving both. With K::kBySuperblock (Q4_K / Q5_K) they
 // take the panel a superblock at a time (all the groups, then the next superblock): the row tiles' A tiles
 // of a superblock (8 KiB) are read from L1 by every group and only the B tiles stream from L2 (group
-// by group over all of K, A came from L2 too and these ran 1.05-1.13x slower at 128-512 rows). Q6_K,
+// by group over all of K, A came from L2 too and these ran 1.05-1.16x slower at 128-512 rows). Q6_K,
 // whose fp32 step is lighter, measured no faster that way and keeps a group over all of K. Each
 // group's fp32 accumulators wait in a buffer between its superblocks, which keeps every output's
 // superblocks in order: the same bits either way.
