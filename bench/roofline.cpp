@@ -250,6 +250,21 @@ __attribute__((target("amx-tile"))) void load_square_tiles() {
   _tile_loadconfig(&c);
 }
 
+// load_square_tiles, then zeros into the operand tiles 4-7 and the accumulators 0-3: where both
+// in-register loops start (products of zeros keep every accumulator finite, bf16 or int8).
+__attribute__((target("amx-tile"))) void prime_square_tiles() {
+  load_square_tiles();
+  alignas(64) static const uint8_t zeros[1024] = {};
+  _tile_loadd(4, zeros, 64);
+  _tile_loadd(5, zeros, 64);
+  _tile_loadd(6, zeros, 64);
+  _tile_loadd(7, zeros, 64);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+}
+
 }  // namespace
 
 // tdpbf16ps peak in flop/s: four independent accumulator tiles fed by tiles already loaded, on
@@ -264,16 +279,7 @@ __attribute__((target("amx-tile,amx-bf16"))) double measure_amx_bf16_peak() {
     const double t0 = now_s();
 #pragma omp parallel
     {
-      load_square_tiles();
-      alignas(64) static const uint16_t ones[16 * 32] = {};
-      _tile_loadd(4, ones, 64);
-      _tile_loadd(5, ones, 64);
-      _tile_loadd(6, ones, 64);
-      _tile_loadd(7, ones, 64);
-      _tile_zero(0);
-      _tile_zero(1);
-      _tile_zero(2);
-      _tile_zero(3);
+      prime_square_tiles();
       for (int64_t i = 0; i < kIters; ++i) {
         _tile_dpbf16ps(0, 4, 6);
         _tile_dpbf16ps(1, 4, 7);
@@ -354,16 +360,7 @@ __attribute__((target("amx-tile,amx-bf16"))) double measure_amx_bf16_tile_loop(b
 __attribute__((target("amx-tile,amx-int8,avx512f,avx512vnni"))) AmxBesideVectors measure_amx_int8_beside_vectors() {
   AmxBesideVectors r;
   if (!cpu_features().amx_int8) return r;
-  load_square_tiles();
-  alignas(64) static const int8_t ones[1024] = {};
-  _tile_loadd(4, ones, 64);
-  _tile_loadd(5, ones, 64);
-  _tile_loadd(6, ones, 64);
-  _tile_loadd(7, ones, 64);
-  _tile_zero(0);
-  _tile_zero(1);
-  _tile_zero(2);
-  _tile_zero(3);
+  prime_square_tiles();
   __m512i v[12];
   for (int i = 0; i < 12; ++i) v[i] = _mm512_set1_epi32(i);
   const __m512i w = _mm512_set1_epi32(3);
