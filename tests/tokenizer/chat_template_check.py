@@ -146,6 +146,10 @@ def build_cases(shared):
         "{{ d | tojson }}|{{ d | tojson(indent=2) }}|{{ 'q\"\\n' | tojson }}|{{ xs | tojson(separators=(',', ':')) }}",
         "{{ undefined_thing }}|{{ undefined_thing is defined }}|{{ none is none }}|{{ 3 is odd }}|{{ 'a' is string }}|{{ d is mapping }}",
         "{% macro greet(name, punct='!') %}Hi {{ name }}{{ punct }}{% endmacro %}{{ greet('Bob') }} {{ greet('Al', punct='?') }}",
+        # Namespaces holding themselves or each other (cycles the interpreter must free: the ASan run
+        # reports a leak otherwise).
+        "{% set a = namespace(n=1) %}{% set b = namespace(a=a) %}{% set a.b = b %}{% set a.me = a %}{% set a.l = [a, {'b': b}] %}"
+        "{{ a.me.b.a.n }}{{ a.l | length }}{% for x in xs %}{% set c = namespace(i=x) %}{% set c.self = c %}{{ c.self.self.i }}{% endfor %}",
         "{% for x in xs %}{% if x == 2 %}{% continue %}{% endif %}{% if x == 3 %}{% break %}{% endif %}{{ x }}{% endfor %}",
         "{%- set s -%}\n  captured {{ xs[0] }}\n{%- endset %}[{{ s }}]",
         "  {% if true %}\n    indented\n  {% endif %}\n{# comment #}\nend\n",

@@ -30,10 +30,15 @@ class Interpreter {
  public:
   explicit Interpreter(const Value& globals) : globals_(globals) { root_.parent = nullptr; }
   // A macro kept in a namespace created in the same loop body makes a cycle (namespace -> macro ->
-  // closure -> namespace); no value outlives the render, so emptying the closures here frees them.
+  // closure -> namespace), and so does a namespace given itself or a value holding it as an attribute
+  // (`set ns.n = ns`, `set ns.l = [ns]`); no value outlives the render, so emptying the closures and
+  // the namespaces written here frees them.
   ~Interpreter() {
     for (auto& w : closures_) {
       if (auto c = w.lock()) c->vars.clear();
+    }
+    for (auto& w : written_namespaces_) {
+      if (auto d = w.lock()) d->items.clear();
     }
   }
   Interpreter(const Interpreter&) = delete;
@@ -93,6 +98,10 @@ class Interpreter {
         if (!s.attr.empty()) {
           Value ns = lookup(s.text, scope);
           if (!(ns.type == T::kDict && ns.is_namespace)) error(s.line, "cannot assign attribute on non-namespace object");
+          if (!ns.dict->written) {
+            ns.dict->written = true;
+            written_namespaces_.push_back(ns.dict);
+          }
           ns.dict->set(s.attr, std::move(v));
         } else if (s.targets.size() == 1) {
           scope.vars[s.text] = std::move(v);
@@ -356,6 +365,7 @@ class Interpreter {
   const Value& globals_;
   Scope root_;
   std::vector<std::weak_ptr<Scope>> closures_;  // of macros defined below the top scope
+  std::vector<std::weak_ptr<Dict>> written_namespaces_;  // namespaces given an attribute
   int64_t steps_ = 0;
   int depth_ = 0;
   int eval_nesting_ = 0;  // eval() calls in progress

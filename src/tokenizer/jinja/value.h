@@ -22,6 +22,7 @@ using Function = std::function<Value(std::vector<Value>& args, KwArgs& kwargs)>;
 // Insertion-ordered like a Python dict.
 struct Dict {
   std::vector<std::pair<std::string, Value>> items;
+  bool written = false;  // a namespace the interpreter has assigned an attribute to (it empties them at the end)
   const Value* find(std::string_view key) const;
   Value* find(std::string_view key);
   void set(const std::string& key, Value v);
