@@ -6,6 +6,7 @@
 //   build-*/bench/kernels_bench --benchmark_counters_tabular=true
 #include <benchmark/benchmark.h>
 
+#include "bench/random_weights.h"
 #include "bench/roofline.h"
 #include <immintrin.h>
 #include <omp.h>
@@ -19,6 +20,7 @@
 #include <cstring>
 #include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/bf16.h"
@@ -255,30 +257,44 @@ void BM_Gemm(benchmark::State& state) {
 // each choosing k = 4 of 32 experts (uniform, seeded), every expert's gated gate/up pair as one
 // job of a matmul_jobs pass, then the down products added into each token's row in expert order
 // (MatmulOrder::ColumnsInJobOrder). Qwen3-MoE-like shapes (hidden 1024, expert FFN 768; the
-// generate_bench preset qwen3-moe-bench), in the BF16_X16 layout the model loads, on 2 MiB pages as
-// it loads them (on 4 KiB pages this ran 1.07x slower); the layers' weights (151 MB each) are cycled
-// through four copies, so they come from DRAM as in a prefill.
-// isa: as BM_Gemm's.
+// generate_bench preset qwen3-moe-bench), in the repacked layout the model loads (BF16_X16, *_X16),
+// on 2 MiB pages as it loads them (on 4 KiB pages bf16 ran 1.07x slower); the layers' weights (151
+// MB each in bf16) are cycled through four copies, so they come from DRAM as in a prefill.
+// isa: as BM_Gemm's (1: AVX-512 BF16 for bf16, VNNI for the quantized types). type: the experts'
+// weights, kMoeTypes (bf16, or one block type for all three matrices in its repacked *_X16 form of
+// random codes: Q4_K_M models keep gate / up in Q4_K and down in Q4_K or Q6_K).
+const DType kMoeTypes[] = {DType::BF16, DType::Q4_K, DType::Q6_K, DType::Q8_0};
 void BM_MoeExperts(benchmark::State& state) {
   const int64_t T = state.range(0), E = 32, topk = 4, H = 1024, F = 768, layers = 4;
   const KernelIsa isa = state.range(1) == 0 ? bench_isa() : KernelIsa::Avx512Bf16;
+  const DType type = kMoeTypes[state.range(2)];
   if (!kernel_isa_supported(isa)) return state.SkipWithError("ISA not supported here");
-  std::vector<WeightSet> gate, up, down;
-  for (int64_t l = 0; l < layers; ++l)
-    for (int64_t e = 0; e < E; ++e) {
-      gate.emplace_back(F, H, 0, 1);
-      up.emplace_back(F, H, 0, 1);
-      down.emplace_back(H, F, 0, 1);
-    }
+  // One matrix of each shape, copied into every expert's place of every layer.
   std::vector<WeightView> all;
-  for (size_t i = 0; i < gate.size(); ++i) {
-    all.push_back(gate[i].view(0));
-    all.push_back(up[i].view(0));
-    all.push_back(down[i].view(0));
+  std::vector<WeightSet> bf16;
+  std::vector<std::vector<uint8_t>> plain;
+  std::vector<InterleavedWeight> packed;
+  if (type == DType::BF16) {
+    bf16.emplace_back(F, H, 0, 1);
+    bf16.emplace_back(H, F, 0, 1);
+  } else {
+    plain.push_back(random_plain(type, F, H));
+    plain.push_back(random_plain(type, H, F));
+    packed.push_back(interleave(WeightView{plain[0].data(), type, F, H, H}));
+    packed.push_back(interleave(WeightView{plain[1].data(), type, H, F, F}));
+  }
+  const WeightView gu = bf16.empty() ? packed[0].view : bf16[0].view(0);
+  const WeightView dn = bf16.empty() ? packed[1].view : bf16[1].view(0);
+  for (int64_t i = 0; i < layers * E; ++i) {
+    all.push_back(gu);
+    all.push_back(gu);
+    all.push_back(dn);
   }
   const HugeRegion region(all);
   all = region.views;
-  gate.clear(), up.clear(), down.clear();
+  const double layer_bytes =
+      double(E) * double(2 * dtype_row_bytes(gu.dtype, gu.ld) * gu.rows + dtype_row_bytes(dn.dtype, dn.ld) * dn.rows);
+  bf16.clear(), plain.clear(), packed.clear();
   std::mt19937 rng(5);
   std::uniform_real_distribution<float> d(-1, 1);
   std::vector<float> x(T * H), h(T * topk * F), out(T * H);
@@ -329,11 +345,11 @@ void BM_MoeExperts(benchmark::State& state) {
     benchmark::ClobberMemory();
     timer.stop();
   }
-  const double flops = 2.0 * T * topk * 3 * H * F, bytes = 2.0 * E * 3 * H * F;
-  state.SetLabel(isa == KernelIsa::Amx ? "amx" : kernel_isa_name(isa));
+  const double flops = 2.0 * T * topk * 3 * H * F;
+  state.SetLabel(std::string(dtype_name(type)) + " " + (isa == KernelIsa::Amx ? "amx" : kernel_isa_name(isa)));
   state.counters["GFLOP/s"] = flops / timer.mean(state) / 1e9;
   state.counters["best_GFLOP/s"] = flops / timer.best / 1e9;
-  state.counters["weights_GB/s"] = bytes / timer.mean(state) / 1e9;
+  state.counters["weights_GB/s"] = layer_bytes / timer.mean(state) / 1e9;
 }
 
 // --- attention -------------------------------------------------------------
@@ -483,7 +499,7 @@ BENCHMARK(BM_Gemm)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 // t: tokens of the prompt (64 rows an expert at 512).
-BENCHMARK(BM_MoeExperts)->ArgNames({"t", "isa"})->ArgsProduct({{512, 2048}, {0, 1}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_MoeExperts)->ArgNames({"t", "isa", "type"})->ArgsProduct({{512, 2048}, {0, 1}, {0, 1, 2, 3}})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_AttentionPrefill)
     ->ArgNames({"n", "kv", "g"})
     ->ArgsProduct({{512, 2048}, {0, 1}, {8}})
