@@ -25,6 +25,7 @@
 #include "kernels/matmul.h"
 #include "kernels/qmatmul.h"
 #include "kernels/qmatmul_impl.h"
+#include "kernels/quant_bf16.h"
 #include "kernels/quantize.h"
 #include "kernels/repack.h"
 
@@ -237,6 +238,36 @@ void BM_Repack(benchmark::State& state) {
                                                                       benchmark::Counter::kInvert);
 }
 
+// Repacked weights taken to bf16 pairs (kernels/quant_bf16.h), the operand bf16 tiles would
+// multiply in place of the int8 codes: each member converts whole groups over all of K, one at a
+// time into its own 64 KiB buffer (as a tile kernel would fill a panel that stays in L2), so this
+// is the conversion's own cost, to set beside BM_QGemm's product of the same matrix.
+void BM_QuantToBf16(benchmark::State& state) {
+  const DType t = kTypes[state.range(0)];
+  const int64_t K = state.range(1), N = state.range(2);
+  const bool dram = state.range(3) != 0;
+  const QWeightSet ws(t, N, K, true, dram ? 512 * kMiB : 0);
+  const int64_t groups = interleaved_rows(t, N) / 16, group_bytes = dtype_row_bytes(t, K) * 16;
+  size_t i = 0;
+  for (auto _ : state) {
+    const auto* w = static_cast<const uint8_t*>(ws.view(i++).data);
+#pragma omp parallel
+    {
+      std::vector<uint16_t> panel(static_cast<size_t>(16 * K));
+#pragma omp for schedule(static)
+      for (int64_t g = 0; g < groups; ++g) {
+        quant_group_to_bf16(dtype_interleaved(t), w + g * group_bytes, 0, K, panel.data());
+        benchmark::DoNotOptimize(panel.data());
+      }
+    }
+    benchmark::ClobberMemory();
+  }
+  state.SetLabel(std::string(dtype_name(t)) + "x16 to bf16" + (cpu_features().avx512bf16 ? "" : " (rows)") +
+                 (dram ? " dram" : ""));
+  state.counters["ns/weight"] = benchmark::Counter(double(N * K), benchmark::Counter::kIsIterationInvariantRate |
+                                                                      benchmark::Counter::kInvert);
+}
+
 BENCHMARK(BM_ReadBandwidth)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Int8Peak)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 // Every type on the FFN shapes; the attention and LM-head shapes at Q4_0; plain vs repacked and
@@ -286,6 +317,12 @@ BENCHMARK(BM_QGemm)
     ->UseRealTime();
 BENCHMARK(BM_Quantize)->DenseRange(0, 4)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Repack)->DenseRange(0, 4)->Unit(benchmark::kMillisecond)->UseRealTime();
+// Every type on gate_proj's shape, in cache and from DRAM.
+BENCHMARK(BM_QuantToBf16)
+    ->ArgNames({"type", "K", "N", "dram"})
+    ->ArgsProduct({{0, 1, 2, 3, 4}, {2048}, {5632}, {0, 1}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 }  // namespace dpserve
