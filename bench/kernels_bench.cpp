@@ -269,22 +269,18 @@ void BM_MoeExperts(benchmark::State& state) {
   const KernelIsa isa = state.range(1) == 0 ? bench_isa() : KernelIsa::Avx512Bf16;
   const DType type = kMoeTypes[state.range(2)];
   if (!kernel_isa_supported(isa)) return state.SkipWithError("ISA not supported here");
-  // One matrix of each shape, copied into every expert's place of every layer.
+  // One matrix of each shape in its repacked form, copied into every expert's place of every layer.
+  auto matrix = [&](int64_t rows, int64_t cols) {
+    if (type == DType::BF16) {
+      WeightSet ws(rows, cols, 0, 1);
+      return std::move(ws.packed[0]);
+    }
+    const std::vector<uint8_t> plain = random_plain(type, rows, cols);
+    return interleave(WeightView{plain.data(), type, rows, cols, cols});
+  };
+  InterleavedWeight gu_w = matrix(F, H), dn_w = matrix(H, F);
+  const WeightView gu = gu_w.view, dn = dn_w.view;
   std::vector<WeightView> all;
-  std::vector<WeightSet> bf16;
-  std::vector<std::vector<uint8_t>> plain;
-  std::vector<InterleavedWeight> packed;
-  if (type == DType::BF16) {
-    bf16.emplace_back(F, H, 0, 1);
-    bf16.emplace_back(H, F, 0, 1);
-  } else {
-    plain.push_back(random_plain(type, F, H));
-    plain.push_back(random_plain(type, H, F));
-    packed.push_back(interleave(WeightView{plain[0].data(), type, F, H, H}));
-    packed.push_back(interleave(WeightView{plain[1].data(), type, H, F, F}));
-  }
-  const WeightView gu = bf16.empty() ? packed[0].view : bf16[0].view(0);
-  const WeightView dn = bf16.empty() ? packed[1].view : bf16[1].view(0);
   for (int64_t i = 0; i < layers * E; ++i) {
     all.push_back(gu);
     all.push_back(gu);
@@ -294,7 +290,7 @@ void BM_MoeExperts(benchmark::State& state) {
   all = region.views;
   const double layer_bytes =
       double(E) * double(2 * dtype_row_bytes(gu.dtype, gu.ld) * gu.rows + dtype_row_bytes(dn.dtype, dn.ld) * dn.rows);
-  bf16.clear(), plain.clear(), packed.clear();
+  gu_w = InterleavedWeight{}, dn_w = InterleavedWeight{};  // the region holds the copies
   std::mt19937 rng(5);
   std::uniform_real_distribution<float> d(-1, 1);
   std::vector<float> x(T * H), h(T * topk * F), out(T * H);
