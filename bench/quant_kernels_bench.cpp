@@ -23,6 +23,7 @@
 #include "core/cpu.h"
 #include "kernels/isa.h"
 #include "kernels/matmul.h"
+#include "kernels/matmul_kernel.h"
 #include "kernels/qmatmul.h"
 #include "kernels/qmatmul_impl.h"
 #include "kernels/quant_bf16.h"
@@ -93,8 +94,13 @@ KernelIsa isa_arg(int64_t a) {
 
 // The products run on a thread team as in the forward pass, one member per OpenMP thread, so
 // they are compared with limits measured on the same threads.
-void team_matmul(KernelIsa isa, const float* x, int64_t M, int64_t K, const WeightView& w, float* y, int64_t N) {
+ThreadTeam& bench_team() {
   static ThreadTeam team(omp_get_max_threads());
+  return team;
+}
+
+void team_matmul(KernelIsa isa, const float* x, int64_t M, int64_t K, const WeightView& w, float* y, int64_t N) {
+  ThreadTeam& team = bench_team();
   MatmulJob j;
   j.x = x;
   j.ldx = K;
@@ -268,6 +274,65 @@ void BM_QuantToBf16(benchmark::State& state) {
                                                                       benchmark::Counter::kInvert);
 }
 
+// An estimate of a product of quantized weights on bf16 tiles, from pieces that exist and no new
+// kernel: each member takes whole column blocks of 32 weight rows, converts their two groups over
+// all of K into its own BF16_X16 panel (quant_group_to_bf16; 128 KiB at K = 2048, so it stays in
+// L2) and hands the panel to this ISA's bf16 kernel (find_matmul_kernel(BF16_X16, isa, M): AMX
+// tiles where the CPU has them) with the activation rows prepared once, max_rows at a time.
+// Beside BM_QGemm of the same shape it says what an opt-in bf16 path could gain or lose here
+// (docs/kernels.md, "The folded K types").
+void BM_QGemmViaBf16(benchmark::State& state) {
+  const DType t = kTypes[state.range(0)];
+  const int64_t M = state.range(1), K = state.range(2), N = state.range(3);
+  const bool dram = state.range(4) != 0;
+  const KernelIsa isa = best_kernel_isa();
+  const kernels::MatmulKernel* k = kernels::find_matmul_kernel(DType::BF16_X16, isa, M);
+  if (!k || !cpu_features().avx512bf16) return state.SkipWithError("no bf16 kernel with AVX-512 BF16 here");
+  const QWeightSet ws(t, N, K, true, dram ? 512 * kMiB : 0);
+  std::vector<float> x(size_t(M * K)), y(size_t(M * N));
+  std::mt19937 rng(2);
+  std::uniform_real_distribution<float> d(-1, 1);
+  for (float& v : x) v = d(rng);
+  const int64_t act_ld = (k->act_row_bytes(K) + 63) / 64 * 64 + 64;  // the driver's stagger
+  AlignedBytes act(size_t(M * act_ld));
+  const int64_t group_bytes = dtype_row_bytes(t, K) * 16, groups = interleaved_rows(t, N) / 16;
+  const int64_t blocks = (groups + 1) / 2;
+  ThreadTeam& team = bench_team();
+  Timer timer;
+  size_t i = 0;
+  for (auto _ : state) {
+    const auto* w = static_cast<const uint8_t*>(ws.view(i++).data);
+    timer.start();
+    team.run([&](Team& tm) {
+      const Range rows = tm.share(M);
+      for (int64_t m = rows.begin; m < rows.end; ++m) k->prepare_row(x.data() + m * K, K, act.data() + m * act_ld);
+      tm.barrier();
+      thread_local AlignedBytes panel;
+      if (panel.size() < size_t(32 * K * 2)) panel = AlignedBytes(size_t(32 * K * 2));
+      auto* p = reinterpret_cast<uint16_t*>(panel.data());
+      const Range cb = tm.share(blocks);
+      for (int64_t b = cb.begin; b < cb.end; ++b) {
+        const int64_t g0 = 2 * b, ng = std::min<int64_t>(2, groups - g0);
+        for (int64_t g = 0; g < ng; ++g)
+          quant_group_to_bf16(dtype_interleaved(t), w + (g0 + g) * group_bytes, 0, K, p + g * 16 * K);
+        const int64_t n0 = 16 * g0, nc = std::min<int64_t>(16 * ng, N - n0);
+        kernels::MatmulBlockArgs a;
+        a.act = act.data(), a.act_ld = act_ld, a.w = WeightView{p, DType::BF16_X16, 16 * ng, K, K};
+        a.ldy = N;
+        for (int64_t m0 = 0; m0 < M; m0 += k->max_rows) {
+          a.y = y.data() + m0 * N + n0;
+          k->block(a, m0, std::min(M, m0 + k->max_rows), 0, nc);
+        }
+      }
+    });
+    benchmark::ClobberMemory();
+    timer.stop();
+  }
+  const double ops = 2.0 * double(M) * double(N) * double(K);
+  state.SetLabel(std::string(dtype_name(t)) + "x16 via bf16, " + k->name + (dram ? " dram" : ""));
+  state.counters["GOP/s"] = ops / timer.mean(state) / 1e9;
+}
+
 BENCHMARK(BM_ReadBandwidth)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Int8Peak)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 // Every type on the FFN shapes; the attention and LM-head shapes at Q4_0; plain vs repacked and
@@ -317,6 +382,14 @@ BENCHMARK(BM_QGemm)
     ->UseRealTime();
 BENCHMARK(BM_Quantize)->DenseRange(0, 4)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Repack)->DenseRange(0, 4)->Unit(benchmark::kMillisecond)->UseRealTime();
+// Beside BM_QGemm of the same shapes (isa 0).
+BENCHMARK(BM_QGemmViaBf16)
+    ->ArgNames({"type", "M", "K", "N", "dram"})
+    ->ArgsProduct({{0, 2, 4}, {32, 128, 512}, {2048}, {5632}, {0}})
+    ->ArgsProduct({{0, 2, 4}, {512}, {5632}, {2048}, {0}})
+    ->Args({2, 512, 2048, 5632, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 // Every type on gate_proj's shape, in cache and from DRAM.
 BENCHMARK(BM_QuantToBf16)
     ->ArgNames({"type", "K", "N", "dram"})
