@@ -6,7 +6,8 @@
 // Why: on AMX the int8 tiles of the K types pay an fp32 step per 256-element superblock and
 // unpack every code, and those add up with the tile products (docs/kernels.md, "The folded K
 // types"); bf16 tiles over converted weights have neither. This is the conversion and its cost
-// (quant_kernels_bench BM_QuantToBf16); no matmul path uses it yet.
+// (quant_kernels_bench BM_QuantToBf16; BM_QGemmViaBf16 multiplies converted panels with the bf16
+// kernels, an estimate of that path); no matmul path uses it yet.
 #pragma once
 
 #include <cstdint>
